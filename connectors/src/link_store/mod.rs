@@ -1,0 +1,107 @@
+//! The link store: durable home of [`Link`]s, idempotency records and the link change feed.
+//!
+//! One trait, two implementations with identical behaviour (checked by one shared
+//! behavioural test suite): SQLite (embedded default, WAL mode, file in `--data-dir`) and
+//! PostgreSQL (sqlx). Schema migrations are versioned files under
+//! `connectors/migrations/{sqlite,postgres}/`, applied at start-up and by `sluice migrate`.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sluice_schemas::{Link, RedirectType};
+
+use crate::Result;
+
+/// A partial update of a link (`PATCH /v1/links/{code}`); `None` leaves a field unchanged.
+/// Values are already validated and normalized by the caller.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkPatch {
+    /// New target URL.
+    pub long_url: Option<String>,
+    /// Enable or disable.
+    pub enabled: Option<bool>,
+    /// New expiry; `Some(None)` clears it.
+    pub expires_at: Option<Option<DateTime<Utc>>>,
+    /// Replace the tags.
+    pub tags: Option<Vec<String>>,
+    /// New redirect status.
+    pub redirect_type: Option<RedirectType>,
+}
+
+/// Filter and keyset position for listing links, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListQuery {
+    /// Page size, 1..=1000 (validated by the caller).
+    pub limit: u32,
+    /// Return only links whose store sequence number is greater than this (the decoded cursor).
+    pub after_seq: Option<i64>,
+    /// Only links carrying this tag.
+    pub tag: Option<String>,
+    /// Only links with this `enabled` value.
+    pub enabled: Option<bool>,
+}
+
+/// A stored idempotent response for `POST` with an `Idempotency-Key` header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    /// The client's key (scoped by the caller, e.g. `"links:" + key`).
+    pub key: String,
+    /// Hash of the request body (hex), to detect reuse with a different body.
+    pub request_hash: String,
+    /// HTTP status of the original response.
+    pub status: u16,
+    /// JSON body of the original response.
+    pub body: String,
+    /// When the record was written; records older than 24 h are ignored and purged.
+    pub created_at: DateTime<Utc>,
+}
+
+/// One entry of the link change feed, in store sequence order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkChange {
+    /// The link was created or updated; this is its current state.
+    Upserted(Link),
+    /// The link with this code was deleted.
+    Deleted(String),
+}
+
+/// Durable storage of links. All methods are atomic; implementations are `Send + Sync` and
+/// shared as `Arc<dyn LinkStore>`.
+#[async_trait]
+pub trait LinkStore: Send + Sync + 'static {
+    /// Short name of the backend (`"sqlite"`, `"postgres"`), for logs and metrics labels.
+    fn backend(&self) -> &'static str;
+
+    /// Inserts a new link. Fails with [`crate::Error::CodeTaken`] when a live link has the
+    /// same code or a link with this code was deleted less than 30 days before `link.created_at`.
+    /// Uniqueness is decided atomically by the database (unique index), so concurrent inserts of
+    /// one code yield exactly one success.
+    async fn insert(&self, link: &Link) -> Result<Link>;
+
+    /// The live link with this code (case-sensitive), if any.
+    async fn get(&self, code: &str) -> Result<Option<Link>>;
+
+    /// Applies `patch` at `now`; with `expected_version`, fails with
+    /// [`crate::Error::VersionMismatch`] unless the stored version equals it. Increments the
+    /// version. [`crate::Error::NotFound`] when no live link has this code.
+    async fn update(&self, code: &str, patch: &LinkPatch, expected_version: Option<i64>, now: DateTime<Utc>) -> Result<Link>;
+
+    /// Deletes the live link and records a tombstone that blocks reuse of the code for 30 days.
+    /// Returns the deleted link; [`crate::Error::NotFound`] when none.
+    async fn delete(&self, code: &str, now: DateTime<Utc>) -> Result<Link>;
+
+    /// A page of live links in store sequence order (oldest first), each with its sequence
+    /// number (the keyset for the next cursor). Links created during pagination appear at the end.
+    async fn list(&self, query: &ListQuery) -> Result<Vec<(i64, Link)>>;
+
+    /// Changes with a change sequence number greater than `after`, at most `limit`, in order;
+    /// each paired with its change sequence number. Used to feed link metadata to the dataflow
+    /// and to invalidate caches.
+    async fn changes_since(&self, after: i64, limit: u32) -> Result<Vec<(i64, LinkChange)>>;
+
+    /// The unexpired idempotency record for `key`, if any (records older than 24 h count as absent).
+    async fn idempotency_get(&self, key: &str, now: DateTime<Utc>) -> Result<Option<IdempotencyRecord>>;
+
+    /// Stores a record if no unexpired one exists for its key; [`crate::Error::IdempotencyKeyExists`]
+    /// otherwise.
+    async fn idempotency_put(&self, record: &IdempotencyRecord) -> Result<()>;
+}

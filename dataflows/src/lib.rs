@@ -1,0 +1,2 @@
+//! sluice-dataflows (see README.md of this crate).
+#![deny(missing_docs)]

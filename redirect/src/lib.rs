@@ -1,0 +1,2 @@
+//! sluice-redirect (see README.md of this crate).
+#![deny(missing_docs)]

@@ -1,0 +1,18 @@
+//! Shared contracts of Sluice: the domain types every other crate exchanges.
+//!
+//! This crate is the leaf of the workspace (see `../shared/DESIGN.md`): it holds the
+//! event and link types, the Avro schema files under `schemas/avro/` (the source of truth
+//! for wire encoding) and the visitor-id derivation. It does no I/O.
+//!
+//! Time values in events are **milliseconds since the Unix epoch, UTC** (`i64`).
+#![deny(missing_docs)]
+
+pub mod click;
+pub mod error;
+pub mod link;
+pub mod visitor;
+
+pub use click::{ClickEvent, EnrichedClick};
+pub use error::{Error, Result};
+pub use link::{Link, LinkMeta, RedirectType};
+pub use visitor::{VisitorSalt, truncate_ip, visitor_id};

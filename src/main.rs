@@ -1,0 +1,2 @@
+//! The `sluice` binary: CLI, configuration and wiring.
+fn main() {}
