@@ -7,6 +7,7 @@
 //! Time values in events are **milliseconds since the Unix epoch, UTC** (`i64`).
 #![deny(missing_docs)]
 
+pub mod avro;
 pub mod click;
 pub mod error;
 pub mod link;
