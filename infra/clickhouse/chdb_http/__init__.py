@@ -1,0 +1,1 @@
+"""chdb_http: a ClickHouse HTTP interface (the subset the `clickhouse` Rust crate uses) over chdb."""
