@@ -61,6 +61,8 @@ class ClickHouseHandler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     server_version = "chdb-http"
+    # Idle keep-alive connections (and stalled uploads) are dropped after this many seconds.
+    timeout = 300
     server: "ClickHouseHTTPServer"
 
     def setup(self) -> None:

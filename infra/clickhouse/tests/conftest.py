@@ -24,3 +24,6 @@ def server(tmp_path_factory) -> ServerProcess:
 def db(server) -> str:
     """A fresh database per test."""
     return server.fresh_database()
+
+# The server package (for unit tests of its helpers).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
