@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod avro;
+pub mod avro_wire;
 pub mod click;
 pub mod error;
 pub mod link;
