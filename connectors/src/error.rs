@@ -23,25 +23,115 @@ pub enum Error {
     /// An idempotency key was already recorded (insert-if-absent lost the race).
     #[error("idempotency key already recorded")]
     IdempotencyKeyExists,
+    /// A value cannot be stored by every backend (NUL character, timestamp outside
+    /// years 1..=9999, list limit outside 1..=1000). Both stores reject the same values.
+    #[error("invalid value for \"{field}\": {reason}")]
+    InvalidValue {
+        /// Name of the offending field.
+        field: &'static str,
+        /// Lowercase reason.
+        reason: String,
+    },
+    /// A stored row could not be decoded (corrupt or written by an incompatible version).
+    #[error("stored row is corrupt: {0}")]
+    Corrupt(String),
     /// Database driver error.
-    #[error("database error: {0}")]
+    #[error("database error")]
     Database(#[from] sqlx::Error),
     /// Schema migration failed.
-    #[error("migration failed: {0}")]
+    #[error("migration failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    /// Embedded click log error.
-    #[error("click log error: {0}")]
-    ClickLog(String),
+    /// The embedded click log failed to perform `op` (I/O, corruption, lock held by another process).
+    #[error("click log could not {op}")]
+    ClickLog {
+        /// What was being attempted (`"open"`, `"append events"`, ...).
+        op: &'static str,
+        /// The storage engine's error.
+        #[source]
+        source: Box<redb::Error>,
+    },
+    /// An event stored in the click log could not be decoded.
+    #[error("could not decode click event at log offset {offset}")]
+    ClickLogDecode {
+        /// Offset of the undecodable entry.
+        offset: u64,
+        /// The decoder's error.
+        #[source]
+        source: sluice_schemas::Error,
+    },
     /// Invalid connector configuration.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A Kafka client operation failed (feature `kafka`).
+    #[cfg(feature = "kafka")]
+    #[error("kafka could not {op}")]
+    Kafka {
+        /// What was being attempted (`"create producer"`, `"commit offsets"`, ...).
+        op: &'static str,
+        /// librdkafka's error.
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    /// A schema registry request failed (feature `kafka`).
+    #[cfg(feature = "kafka")]
+    #[error("schema registry could not {op}: {message}")]
+    SchemaRegistry {
+        /// What was being attempted (`"register schema"`, `"fetch schema 7"`, ...).
+        op: &'static str,
+        /// The registry client's message.
+        message: String,
+        /// Whether the client judged the failure transient (HTTP 502/503, connection error).
+        retryable: bool,
+    },
 }
 
 impl Error {
-    /// Whether retrying the same operation later may succeed (transient I/O), as opposed to
-    /// a user error or a broken invariant.
+    /// Whether retrying the same operation later may succeed (transient I/O, busy database,
+    /// exhausted pool), as opposed to a user error or a broken invariant.
     pub fn retryable(&self) -> bool {
-        matches!(self, Error::Database(sqlx::Error::Io(_)) | Error::Database(sqlx::Error::PoolTimedOut))
+        match self {
+            Error::Database(e) => match e {
+                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
+                // SQLite "database is locked" / "busy"; PostgreSQL serialization / deadlock
+                // / connection failures (SQLSTATE classes 08 and 40).
+                sqlx::Error::Database(db) => match db.code() {
+                    Some(code) => matches!(code.as_ref(), "5" | "6" | "517" | "261")
+                        || code.starts_with("08")
+                        || code.starts_with("40"),
+                    None => false,
+                },
+                _ => false,
+            },
+            Error::ClickLog { source, .. } => matches!(
+                **source,
+                redb::Error::Io(_) | redb::Error::DatabaseAlreadyOpen | redb::Error::PreviousIo
+            ),
+            #[cfg(feature = "kafka")]
+            Error::Kafka { source, .. } => crate::kafka::kafka_error_retryable(source),
+            #[cfg(feature = "kafka")]
+            Error::SchemaRegistry { retryable, .. } => *retryable,
+            _ => false,
+        }
+    }
+
+    /// Coarse classification for the `error_type` metric label: `"user"` (bad input, conflict),
+    /// `"external"` (database / disk) or `"internal"` (corrupt data, configuration).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::CodeTaken(_)
+            | Error::NotFound(_)
+            | Error::VersionMismatch { .. }
+            | Error::IdempotencyKeyExists
+            | Error::InvalidValue { .. } => "user",
+            Error::Database(_) | Error::Migrate(_) | Error::ClickLog { .. } => "external",
+            Error::Corrupt(_) | Error::ClickLogDecode { .. } | Error::Config(_) => "internal",
+            #[cfg(feature = "kafka")]
+            Error::Kafka { .. } | Error::SchemaRegistry { .. } => "external",
+        }
+    }
+
+    pub(crate) fn click_log(op: &'static str, source: impl Into<redb::Error>) -> Self {
+        Error::ClickLog { op, source: Box::new(source.into()) }
     }
 }
 

@@ -4,12 +4,33 @@
 //! behavioural test suite): SQLite (embedded default, WAL mode, file in `--data-dir`) and
 //! PostgreSQL (sqlx). Schema migrations are versioned files under
 //! `connectors/migrations/{sqlite,postgres}/`, applied at start-up and by `sluice migrate`.
+//!
+//! Open a store with [`open_store`] (`postgres://…`, `sqlite:…` or a data directory path).
+//! Behaviour both backends share, beyond the trait's method docs:
+//! - timestamps are stored with microsecond resolution (truncated towards the past); the
+//!   `Link` returned by `insert`/`update` is exactly what later reads return;
+//! - `insert` stores `version` 1 and `updated_at` = `created_at`, and removes duplicate tags;
+//! - a link's list sequence number is the change number of its creating insert, assigned in
+//!   commit order, so a cursor (the last sequence number seen) never skips a link created
+//!   while paging;
+//! - strings containing NUL and instants outside years 1..=9999 are refused with
+//!   [`crate::Error::InvalidValue`].
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sluice_schemas::{Link, RedirectType};
 
 use crate::Result;
+
+pub mod common;
+mod open;
+mod postgres;
+mod sqlite;
+
+pub use common::{IDEMPOTENCY_TTL, MAX_LIST_LIMIT, TOMBSTONE_PERIOD};
+pub use open::{migrate, open_store, MigrationReport, StoreTarget};
+pub use postgres::PostgresLinkStore;
+pub use sqlite::{SqliteLinkStore, SQLITE_FILE_NAME};
 
 /// A partial update of a link (`PATCH /v1/links/{code}`); `None` leaves a field unchanged.
 /// Values are already validated and normalized by the caller.

@@ -1,0 +1,145 @@
+//! Choosing and opening a link store from one configuration string, and `sluice migrate`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::postgres::PostgresLinkStore;
+use super::sqlite::SqliteLinkStore;
+use super::LinkStore;
+use crate::{Error, Result};
+
+/// Where the links live, parsed from a configuration string by [`StoreTarget::parse`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreTarget {
+    /// A data directory; the store is `DIR/links.db`.
+    SqliteDir(PathBuf),
+    /// A `sqlite:` URL naming the database file.
+    SqliteUrl(String),
+    /// A `postgres://` or `postgresql://` URL.
+    Postgres(String),
+}
+
+impl StoreTarget {
+    /// `postgres://…` / `postgresql://…` → PostgreSQL; `sqlite:…` → that SQLite file; anything
+    /// else is a data directory path (SQLite `links.db` inside it).
+    ///
+    /// Errors with [`Error::Config`] for an empty string.
+    pub fn parse(s: &str) -> Result<Self> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err(Error::Config("link store location is empty".into()));
+        }
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            Ok(StoreTarget::Postgres(s.to_string()))
+        } else if s.starts_with("sqlite:") {
+            Ok(StoreTarget::SqliteUrl(s.to_string()))
+        } else {
+            Ok(StoreTarget::SqliteDir(Path::new(s).to_path_buf()))
+        }
+    }
+
+    /// Backend name (`"sqlite"` or `"postgres"`).
+    pub fn backend(&self) -> &'static str {
+        match self {
+            StoreTarget::SqliteDir(_) | StoreTarget::SqliteUrl(_) => "sqlite",
+            StoreTarget::Postgres(_) => "postgres",
+        }
+    }
+}
+
+/// Opens the link store named by `url_or_path` (see [`StoreTarget::parse`]), creating the
+/// SQLite file and directory if missing, and applies pending migrations.
+///
+/// Errors: [`Error::Config`] (bad location), [`Error::Database`] (cannot connect/open),
+/// [`Error::Migrate`] (a migration failed or the database has migrations this build lacks).
+pub async fn open_store(url_or_path: &str) -> Result<Arc<dyn LinkStore>> {
+    Ok(match StoreTarget::parse(url_or_path)? {
+        StoreTarget::SqliteDir(dir) => Arc::new(SqliteLinkStore::open_dir(&dir).await?),
+        StoreTarget::SqliteUrl(url) => Arc::new(SqliteLinkStore::open_url(&url).await?),
+        StoreTarget::Postgres(url) => Arc::new(PostgresLinkStore::connect(&url).await?),
+    })
+}
+
+/// Outcome of [`migrate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationReport {
+    /// `"sqlite"` or `"postgres"`.
+    pub backend: &'static str,
+    /// Versions recorded as applied before this run, ascending.
+    pub before: Vec<i64>,
+    /// Versions recorded as applied after this run, ascending (all known migrations).
+    pub after: Vec<i64>,
+}
+
+impl MigrationReport {
+    /// Versions this run applied.
+    pub fn newly_applied(&self) -> Vec<i64> {
+        self.after.iter().copied().filter(|v| !self.before.contains(v)).collect()
+    }
+}
+
+const APPLIED_SQL: &str = "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version";
+
+/// Versions recorded in `_sqlx_migrations`; empty when the table does not exist yet.
+fn applied_or_empty(rows: std::result::Result<Vec<i64>, sqlx::Error>) -> Result<Vec<i64>> {
+    match rows {
+        Ok(v) => Ok(v),
+        Err(sqlx::Error::Database(e)) if e.message().contains("_sqlx_migrations") => Ok(Vec::new()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn applied_sqlite(pool: &sqlx::SqlitePool) -> Result<Vec<i64>> {
+    applied_or_empty(sqlx::query_scalar(APPLIED_SQL).fetch_all(pool).await)
+}
+
+async fn applied_postgres(pool: &sqlx::PgPool) -> Result<Vec<i64>> {
+    applied_or_empty(sqlx::query_scalar(APPLIED_SQL).fetch_all(pool).await)
+}
+
+/// Applies pending migrations to the store named by `url_or_path` (what `sluice migrate`
+/// runs) and reports the applied versions before and after. Idempotent.
+///
+/// Errors as [`open_store`].
+pub async fn migrate(url_or_path: &str) -> Result<MigrationReport> {
+    let target = StoreTarget::parse(url_or_path)?;
+    match &target {
+        StoreTarget::SqliteDir(_) | StoreTarget::SqliteUrl(_) => {
+            use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
+            use std::str::FromStr;
+            let opts = match &target {
+                StoreTarget::SqliteDir(dir) => {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| Error::Config(format!("could not create data dir \"{}\": {e}", dir.display())))?;
+                    SqliteConnectOptions::new().filename(dir.join(super::sqlite::SQLITE_FILE_NAME))
+                }
+                StoreTarget::SqliteUrl(url) => SqliteConnectOptions::from_str(url)?,
+                StoreTarget::Postgres(_) => unreachable!("matched above"),
+            };
+            if let Some(parent) = opts.get_filename().parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| Error::Config(format!("could not create directory \"{}\": {e}", parent.display())))?;
+            }
+            let pool = SqlitePool::connect_with(opts.create_if_missing(true)).await?;
+            let before = applied_sqlite(&pool).await?;
+            pool.close().await;
+            let store = match &target {
+                StoreTarget::SqliteDir(dir) => SqliteLinkStore::open_dir(dir).await?,
+                StoreTarget::SqliteUrl(url) => SqliteLinkStore::open_url(url).await?,
+                StoreTarget::Postgres(_) => unreachable!("matched above"),
+            };
+            let after = applied_sqlite(store.writer_pool()).await?;
+            store.close().await;
+            Ok(MigrationReport { backend: "sqlite", before, after })
+        }
+        StoreTarget::Postgres(url) => {
+            let pool = sqlx::PgPool::connect(url).await?;
+            let before = applied_postgres(&pool).await?;
+            let store = PostgresLinkStore::connect(url).await?;
+            let after = applied_postgres(&pool).await?;
+            store.close().await;
+            pool.close().await;
+            Ok(MigrationReport { backend: "postgres", before, after })
+        }
+    }
+}
