@@ -1,2 +1,58 @@
-//! sluice-serving (see README.md of this crate).
+//! The REST API of Sluice: link management under `/v1/links`, errors in one JSON shape,
+//! the generated OpenAPI document at `/v1/openapi.json`.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`state`] | [`ApiState`], [`ApiConfig`], [`LinkChangeHook`] |
+//! | [`links`] | handlers for `/v1/links` and `/v1/links/{code}` |
+//! | [`url_policy`] | validation and normalization of `long_url` |
+//! | [`alias`] | custom alias rules, reserved words, generated codes |
+//! | [`extract`] | wrapper extractors mapping bad input to [`ApiError`] |
+//! | [`error`] | [`ApiError`] |
+//! | [`dto`] | request/response bodies |
+//! | [`openapi`] | the OpenAPI document |
+//!
+//! Consumers: the `sluice` binary merges [`routes`] into its router and wires a
+//! [`LinkChangeHook`] that invalidates the redirect cache.
 #![deny(missing_docs)]
+
+pub mod alias;
+pub mod dto;
+pub mod error;
+pub mod extract;
+pub mod links;
+pub mod openapi;
+pub mod state;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+pub mod url_policy;
+
+use axum::Router;
+use axum::routing::get;
+
+pub use error::ApiError;
+pub use state::{ApiConfig, ApiState, LinkChangeHook};
+
+/// The API's routes (`/v1/links`, `/v1/links/{code}`, `/v1/openapi.json`) without
+/// fallbacks, for merging into a larger router.
+pub fn routes(state: ApiState) -> Router {
+    Router::new()
+        .route("/v1/links", get(links::read::list_links).post(links::create::create_link))
+        .route(
+            "/v1/links/{code}",
+            get(links::read::get_link).patch(links::update::update_link).delete(links::update::delete_link),
+        )
+        .route("/v1/openapi.json", get(openapi::openapi_json))
+        .with_state(state)
+}
+
+/// The API as a complete router: [`routes`] plus JSON 404/405 fallbacks. Tests drive it
+/// with `tower::ServiceExt::oneshot`.
+pub fn app(state: ApiState) -> Router {
+    with_fallbacks(routes(state))
+}
+
+/// Adds the JSON `not_found` (404) and `method_not_allowed` (405) fallbacks to `router`.
+pub fn with_fallbacks(router: Router) -> Router {
+    router.fallback(error::not_found_fallback).method_not_allowed_fallback(error::method_not_allowed_fallback)
+}

@@ -1,0 +1,130 @@
+//! Request and response bodies of the link API (also the OpenAPI schemas).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::ToSchema;
+
+/// Body of `POST /v1/links`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateLinkRequest {
+    /// Absolute http(s) URL, at most 8192 bytes after normalization; surrounding whitespace
+    /// is trimmed, IDN hosts become punycode, non-ASCII path/query bytes are percent-encoded.
+    pub long_url: String,
+    /// 1–64 characters of `[A-Za-z0-9_-]`, case-sensitive, not a reserved word; generated
+    /// (7 base62 characters) when absent.
+    #[serde(default)]
+    pub custom_alias: Option<String>,
+    /// One of the service's own short domains; the base URL's host when absent.
+    #[serde(default)]
+    pub domain: Option<String>,
+    /// RFC 3339 instant (any offset) from which the link answers 410; must be in the future.
+    #[serde(default)]
+    pub expires_at: Option<String>,
+    /// Up to 32 tags of 1–64 characters each (no control characters); duplicates removed.
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
+    /// 302 (default) or 301.
+    #[serde(default)]
+    pub redirect_type: Option<u16>,
+}
+
+/// Body of `PATCH /v1/links/{code}`; absent fields stay unchanged.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateLinkRequest {
+    /// New target, validated like on create.
+    #[serde(default)]
+    pub long_url: Option<String>,
+    /// Enable or disable (disabled links answer 404).
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// New expiry (RFC 3339, in the future), or `null` to remove it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub expires_at: Option<Option<String>>,
+    /// Replacement tags.
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
+    /// 302 or 301.
+    #[serde(default)]
+    pub redirect_type: Option<u16>,
+    /// Not supported: renaming a link is refused with 400 `alias_rename_unsupported`.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub custom_alias: Option<Option<serde_json::Value>>,
+}
+
+/// Deserializes a field that is present (possibly `null`) as `Some(..)`, so absent and
+/// `null` can be told apart together with `#[serde(default)]`.
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+/// A link as returned by the API. Timestamps are RFC 3339 UTC.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct LinkResponse {
+    /// Short code (case-sensitive).
+    pub code: String,
+    /// Full short URL to share.
+    pub short_url: String,
+    /// Normalized target.
+    pub long_url: String,
+    /// Custom short domain, `null` for the base URL's host.
+    pub domain: Option<String>,
+    /// Expiry instant, `null` for none.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Whether the link redirects.
+    pub enabled: bool,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// 301 or 302.
+    pub redirect_type: u16,
+    /// Creation instant.
+    pub created_at: DateTime<Utc>,
+    /// Last modification instant.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Query parameters of `GET /v1/links`.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Page size, 1..=1000, default 100.
+    pub limit: Option<u32>,
+    /// Opaque cursor from a previous page's `next_cursor`.
+    pub cursor: Option<String>,
+    /// Only links carrying this tag.
+    pub tag: Option<String>,
+    /// Only enabled (`true`) or disabled (`false`) links.
+    pub enabled: Option<bool>,
+}
+
+/// One page of links, oldest first. `next_cursor` is `null` on the last page.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LinkPage {
+    /// Links of this page.
+    pub items: Vec<LinkResponse>,
+    /// Cursor for the next page, `null` when this page is the last.
+    pub next_cursor: Option<String>,
+}
+
+/// Error body: `{"error": {"code", "message", "details"?}}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// Inside [`ErrorBody`].
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable snake_case code (`alias_conflict`, `url_too_long`, ...).
+    pub code: String,
+    /// Human-readable message.
+    pub message: String,
+    /// Structured details, when any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
+}

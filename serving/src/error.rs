@@ -1,0 +1,139 @@
+//! The one error type of the link API, [`ApiError`], and its JSON rendering.
+//!
+//! Every response that is not a success carries the body shape of DESIGN.md,
+//! `{"error": {"code": "...", "message": "...", "details": {...}}}`, with a stable snake_case
+//! `code`. 5xx responses send a generic message; the cause is logged once here.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+/// An API failure: an HTTP status, a stable machine-readable code, a human message
+/// (lowercase, no trailing period) and optional structured details.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    /// HTTP status of the response.
+    pub status: StatusCode,
+    /// Stable snake_case error code (`alias_conflict`, `url_too_long`, ...).
+    pub code: &'static str,
+    /// Human-readable message.
+    pub message: String,
+    /// Structured details (`null` when there are none).
+    pub details: Value,
+}
+
+impl ApiError {
+    /// An error with an explicit status and code and no details.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into(), details: Value::Null }
+    }
+
+    /// Adds structured details.
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = details;
+        self
+    }
+
+    /// 400 with the given code.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// 404 `not_found` for a link code.
+    pub fn link_not_found(code: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", format!("no link with code \"{code}\""))
+            .with_details(json!({ "code": code }))
+    }
+
+    /// 404 `not_found` for a path no route serves.
+    pub fn route_not_found(path: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+            .with_details(json!({ "path": path }))
+    }
+
+    /// 405 `method_not_allowed`.
+    pub fn method_not_allowed(method: &str) -> Self {
+        Self::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("method {method} is not allowed on this route"))
+    }
+
+    /// 500 `internal`: the cause is logged, the client sees a generic message.
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error while serving api request");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+    }
+
+    /// 503 `store_unavailable`: the link store could not be reached; retryable.
+    pub fn unavailable(cause: &dyn std::fmt::Display) -> Self {
+        tracing::warn!(error = %cause, "link store unavailable");
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "link store unavailable, retry later")
+    }
+
+    /// The JSON body of this error.
+    pub fn body(&self) -> Value {
+        let mut err = json!({ "code": self.code, "message": self.message });
+        if !self.details.is_null() {
+            err["details"] = self.details.clone();
+        }
+        json!({ "error": err })
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}): {}", self.code, self.status.as_u16(), self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = self.body().to_string();
+        let mut resp = (self.status, body).into_response();
+        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        resp
+    }
+}
+
+impl From<sluice_connectors::Error> for ApiError {
+    fn from(err: sluice_connectors::Error) -> Self {
+        use sluice_connectors::Error as E;
+        match &err {
+            E::NotFound(code) => ApiError::link_not_found(code),
+            E::CodeTaken(code) => ApiError::new(StatusCode::CONFLICT, "alias_conflict", format!("code \"{code}\" is already taken"))
+                .with_details(json!({ "code": code })),
+            E::VersionMismatch { .. } => precondition_failed(),
+            _ if err.retryable() => ApiError::unavailable(&err),
+            _ => ApiError::internal(&err),
+        }
+    }
+}
+
+/// 412 `precondition_failed` for a stale `If-Match`.
+pub fn precondition_failed() -> ApiError {
+    ApiError::new(StatusCode::PRECONDITION_FAILED, "precondition_failed", "the link was modified since the given ETag")
+}
+
+/// Fallback handler: 404 in the error shape for any path no route matches.
+pub async fn not_found_fallback(uri: axum::http::Uri) -> ApiError {
+    ApiError::route_not_found(uri.path())
+}
+
+/// Fallback handler: 405 in the error shape when the path exists but the method does not.
+pub async fn method_not_allowed_fallback(method: axum::http::Method) -> ApiError {
+    ApiError::method_not_allowed(method.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_has_design_shape() {
+        let e = ApiError::bad_request("invalid_url", "bad").with_details(json!({"field": "long_url"}));
+        assert_eq!(e.body(), json!({"error": {"code": "invalid_url", "message": "bad", "details": {"field": "long_url"}}}));
+        let e = ApiError::bad_request("x", "y");
+        assert_eq!(e.body(), json!({"error": {"code": "x", "message": "y"}}));
+    }
+}

@@ -1,0 +1,181 @@
+//! Wrapper extractors that turn every malformed request into an [`ApiError`] in the
+//! DESIGN.md shape (never axum's plain-text rejections, never a 500 for bad input).
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+
+/// A JSON body parsed into `T`, plus the canonical form of the JSON value (object keys
+/// sorted recursively, no whitespace) used to compare request bodies for `Idempotency-Key`.
+///
+/// Errors: 415 `unsupported_media_type` unless `Content-Type` is `application/json` (or
+/// `application/*+json`); 413 `payload_too_large` over the body limit; 400 `malformed_json`
+/// for syntax errors; 400 `unknown_field` for fields the endpoint does not know; 400
+/// `invalid_request` for values of the wrong type.
+#[derive(Debug)]
+pub struct ApiJson<T> {
+    /// The parsed value.
+    pub value: T,
+    /// Canonical JSON text of the body.
+    pub canonical: String,
+}
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        check_json_content_type(req.headers())?;
+        let bytes = Bytes::from_request(req, state).await.map_err(|rej| {
+            if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "request body is larger than the configured limit")
+            } else {
+                ApiError::bad_request("invalid_request", format!("could not read request body: {}", rej.body_text()))
+            }
+        })?;
+        parse_json_body(&bytes)
+    }
+}
+
+/// Parses a request body (already read) as JSON into `T`; see [`ApiJson`] for the errors.
+pub fn parse_json_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<ApiJson<T>, ApiError> {
+    let raw: Value = serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::bad_request("malformed_json", format!("request body is not valid json: {e}"))
+            .with_details(json!({ "line": e.line(), "column": e.column() }))
+    })?;
+    let canonical = canonical_json(&raw);
+    let value = serde_json::from_value::<T>(raw).map_err(|e| {
+        let msg = e.to_string();
+        if let Some(rest) = msg.strip_prefix("unknown field `") {
+            let field = rest.split('`').next().unwrap_or_default().to_owned();
+            ApiError::bad_request("unknown_field", format!("unknown field \"{field}\"")).with_details(json!({ "field": field }))
+        } else {
+            ApiError::bad_request("invalid_request", format!("invalid request body: {msg}"))
+        }
+    })?;
+    Ok(ApiJson { value, canonical })
+}
+
+fn check_json_content_type(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let ok = mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "expected content-type application/json")
+            .with_details(json!({ "content_type": ct })))
+    }
+}
+
+/// Canonical JSON text: objects with keys in byte order at every depth, no whitespace.
+/// Independent of serde_json's `preserve_order` feature.
+pub fn canonical_json(v: &Value) -> String {
+    fn write(v: &Value, out: &mut String) {
+        match v {
+            Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                out.push('{');
+                for (i, k) in keys.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&Value::String((*k).clone()).to_string());
+                    out.push(':');
+                    write(&m[k.as_str()], out);
+                }
+                out.push('}');
+            }
+            Value::Array(a) => {
+                out.push('[');
+                for (i, x) in a.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write(x, out);
+                }
+                out.push(']');
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    let mut s = String::new();
+    write(v, &mut s);
+    s
+}
+
+/// Query string parsed into `T`; 400 `invalid_query` on any error (unknown parameters
+/// included when `T` denies them).
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::try_from_uri(&parts.uri)
+            .map(|axum::extract::Query(v)| ApiQuery(v))
+            .map_err(|e| ApiError::bad_request("invalid_query", format!("invalid query string: {}", e.body_text())))
+    }
+}
+
+/// The `{code}` path segment of `/v1/links/{code}`, percent-decoded. A code that does not
+/// match `[A-Za-z0-9_-]{1,64}` cannot exist, so it is answered 404 `not_found` without a
+/// store lookup.
+#[derive(Debug, Clone)]
+pub struct LinkCode(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for LinkCode {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::extract::Path(code) = axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::route_not_found(parts.uri.path()))?;
+        if crate::alias::is_code_charset(&code) {
+            Ok(LinkCode(code))
+        } else {
+            Err(ApiError::link_not_found(&code))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_json_sorts_keys_recursively() {
+        let a: Value = serde_json::from_str(r#"{"b":1,"a":{"y":[1,{"d":2,"c":3}],"x":null}}"#).expect("json");
+        assert_eq!(canonical_json(&a), r#"{"a":{"x":null,"y":[1,{"c":3,"d":2}]},"b":1}"#);
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Probe {
+        #[allow(dead_code)]
+        a: u32,
+    }
+
+    #[test]
+    fn body_errors_are_classified() {
+        assert_eq!(parse_json_body::<Probe>(b"{").expect_err("syntax").code, "malformed_json");
+        assert_eq!(parse_json_body::<Probe>(br#"{"a":1,"zz":2}"#).expect_err("unknown").code, "unknown_field");
+        assert_eq!(parse_json_body::<Probe>(br#"{"a":"x"}"#).expect_err("type").code, "invalid_request");
+        assert_eq!(parse_json_body::<Probe>(br#"[]"#).expect_err("shape").code, "invalid_request");
+        assert_eq!(parse_json_body::<Probe>(br#"{"a":7}"#).expect("ok").value.a, 7);
+    }
+}

@@ -1,0 +1,172 @@
+//! `POST /v1/links`: validation, code allocation and `Idempotency-Key` replay.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use sluice_connectors::{Error as StoreError, IdempotencyRecord, LinkChange};
+use sluice_schemas::{Link, RedirectType};
+
+use crate::alias::{generate_code, validate_custom_alias};
+use crate::dto::{CreateLinkRequest, ErrorBody, LinkResponse};
+use crate::error::ApiError;
+use crate::extract::ApiJson;
+use crate::links::{link_headers, normalize_tags, now_ms, parse_expires_at, parse_redirect_type, to_response};
+use crate::state::ApiState;
+use crate::url_policy::normalize_host;
+
+/// How many generated codes are tried before giving up (each collides with probability
+/// n / 62^7 for n stored links).
+const MAX_CODE_ATTEMPTS: usize = 8;
+/// Longest accepted `Idempotency-Key`, in bytes.
+pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 255;
+/// Idempotency records are scoped to this endpoint by this prefix.
+const IDEMPOTENCY_SCOPE: &str = "links:";
+
+/// Creates a short link.
+#[utoipa::path(
+    post, path = "/v1/links", tag = "links",
+    request_body = CreateLinkRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the original 201 for the same key and body within 24 h; 422 idempotency_key_reused for another body")),
+    responses(
+        (status = 201, description = "Link created", body = LinkResponse, headers(("ETag" = String), ("Location" = String))),
+        (status = 400, description = "Invalid request (invalid_url, unsupported_scheme, missing_host, credentials_in_url, control_characters, url_too_long, redirect_loop, invalid_alias, alias_reserved, expires_in_past, ...)", body = ErrorBody),
+        (status = 409, description = "alias_conflict", body = ErrorBody),
+        (status = 413, description = "payload_too_large", body = ErrorBody),
+        (status = 415, description = "unsupported_media_type", body = ErrorBody),
+        (status = 422, description = "policy_violation or idempotency_key_reused", body = ErrorBody),
+    )
+)]
+pub async fn create_link(State(state): State<ApiState>, headers: HeaderMap, body: ApiJson<CreateLinkRequest>) -> Result<Response, ApiError> {
+    let Some(raw_key) = headers.get("idempotency-key") else {
+        let link = insert_new(&state, &body.value).await?;
+        return Ok(created(&state, &link));
+    };
+    let key = validate_key(raw_key)?;
+    let scoped = format!("{IDEMPOTENCY_SCOPE}{key}");
+    let request_hash = blake3::hash(body.canonical.as_bytes()).to_hex().to_string();
+    // One request per key at a time in this process; across processes the store's
+    // insert-if-absent on the record decides (see below).
+    let lock = state.inner.key_locks.lock_for(&scoped);
+    let _guard = lock.lock().await;
+    if let Some(rec) = state.inner.store.idempotency_get(&scoped, now_ms()).await? {
+        return replay(&rec, &request_hash);
+    }
+    let link = insert_new(&state, &body.value).await?;
+    let resp_body = serde_json::to_string(&to_response(&state, &link)).map_err(|e| ApiError::internal(&e))?;
+    let record = IdempotencyRecord { key: scoped.clone(), request_hash: request_hash.clone(), status: 201, body: resp_body, created_at: now_ms() };
+    match state.inner.store.idempotency_put(&record).await {
+        Ok(()) => Ok(created(&state, &link)),
+        Err(StoreError::IdempotencyKeyExists) => {
+            // Another process won the race for this key: undo our link, answer like it did.
+            if let Ok(deleted) = state.inner.store.delete(&link.code, now_ms()).await {
+                state.notify(LinkChange::Deleted(deleted.code));
+            }
+            match state.inner.store.idempotency_get(&scoped, now_ms()).await? {
+                Some(rec) => replay(&rec, &request_hash),
+                None => Err(ApiError::internal(&"idempotency record vanished after a conflicting insert")),
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn validate_key(v: &HeaderValue) -> Result<String, ApiError> {
+    let bad = || {
+        ApiError::bad_request("invalid_idempotency_key", format!("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_BYTES} visible ascii characters"))
+    };
+    let s = v.to_str().map_err(|_| bad())?.trim();
+    if s.is_empty() || s.len() > MAX_IDEMPOTENCY_KEY_BYTES || !s.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(bad());
+    }
+    Ok(s.to_owned())
+}
+
+fn replay(rec: &IdempotencyRecord, request_hash: &str) -> Result<Response, ApiError> {
+    if rec.request_hash != request_hash {
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", "Idempotency-Key was already used with a different request body"));
+    }
+    let status = StatusCode::from_u16(rec.status).map_err(|e| ApiError::internal(&e))?;
+    let mut resp = (status, rec.body.clone()).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    if let Ok(parsed) = serde_json::from_str::<LinkResponse>(&rec.body)
+        && let Ok(loc) = HeaderValue::from_str(&format!("/v1/links/{}", parsed.code))
+    {
+        h.insert(header::LOCATION, loc);
+    }
+    Ok(resp)
+}
+
+fn created(state: &ApiState, link: &Link) -> Response {
+    let mut headers = link_headers(link);
+    if let Ok(loc) = HeaderValue::from_str(&format!("/v1/links/{}", link.code)) {
+        headers.insert(header::LOCATION, loc);
+    }
+    (StatusCode::CREATED, headers, axum::Json(to_response(state, link))).into_response()
+}
+
+/// Validates `req` into a new [`Link`] (code still empty) at `now`.
+pub fn build_link(state: &ApiState, req: &CreateLinkRequest, now: chrono::DateTime<chrono::Utc>) -> Result<Link, ApiError> {
+    let long_url = state.inner.policy.normalize(&req.long_url)?;
+    if let Some(alias) = &req.custom_alias {
+        validate_custom_alias(alias)?;
+    }
+    let domain = match &req.domain {
+        None => None,
+        Some(d) => {
+            let host = normalize_host(d);
+            if !state.inner.own_hosts.contains(&host) {
+                return Err(ApiError::bad_request("unknown_domain", format!("domain \"{d}\" is not one of this service's short domains"))
+                    .with_details(json!({ "domain": d, "allowed": state.inner.own_hosts })));
+            }
+            (host != state.inner.base_host).then_some(host)
+        }
+    };
+    let expires_at = req.expires_at.as_deref().map(|e| parse_expires_at(e, now)).transpose()?;
+    let tags = normalize_tags(req.tags.as_deref().unwrap_or(&[]))?;
+    let redirect_type = req.redirect_type.map(parse_redirect_type).transpose()?.unwrap_or(RedirectType::Found);
+    Ok(Link {
+        code: req.custom_alias.clone().unwrap_or_default(),
+        long_url,
+        domain,
+        expires_at,
+        enabled: true,
+        tags,
+        redirect_type,
+        org: None,
+        created_at: now,
+        updated_at: now,
+        version: 1,
+    })
+}
+
+async fn insert_new(state: &ApiState, req: &CreateLinkRequest) -> Result<Link, ApiError> {
+    let mut link = build_link(state, req, now_ms())?;
+    let stored = if req.custom_alias.is_some() {
+        state.inner.store.insert(&link).await.map_err(|e| match e {
+            StoreError::CodeTaken(code) => ApiError::new(StatusCode::CONFLICT, "alias_conflict", format!("alias \"{code}\" is already taken"))
+                .with_details(json!({ "alias": code })),
+            other => other.into(),
+        })?
+    } else {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            link.code = generate_code(state.inner.code_length);
+            match state.inner.store.insert(&link).await {
+                Ok(l) => break l,
+                Err(StoreError::CodeTaken(_)) if attempt < MAX_CODE_ATTEMPTS => {
+                    tracing::debug!(attempt, "generated code collided, retrying");
+                }
+                Err(StoreError::CodeTaken(_)) => {
+                    return Err(ApiError::internal(&format!("no free code after {MAX_CODE_ATTEMPTS} attempts, increase links.code-length")));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
+    state.notify(LinkChange::Upserted(stored.clone()));
+    Ok(stored)
+}

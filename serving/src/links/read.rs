@@ -1,0 +1,56 @@
+//! `GET /v1/links/{code}` and `GET /v1/links`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use sluice_connectors::ListQuery;
+
+use crate::dto::{ErrorBody, LinkPage, LinkResponse, ListParams};
+use crate::error::ApiError;
+use crate::extract::{ApiQuery, LinkCode};
+use crate::links::{cursor, link_headers, to_response};
+use crate::state::ApiState;
+
+/// Largest page size.
+pub const MAX_LIMIT: u32 = 1000;
+/// Page size when `limit` is absent.
+pub const DEFAULT_LIMIT: u32 = 100;
+
+/// Reads one link.
+#[utoipa::path(
+    get, path = "/v1/links/{code}", tag = "links",
+    params(("code" = String, Path, description = "Short code (case-sensitive)")),
+    responses(
+        (status = 200, description = "The link", body = LinkResponse, headers(("ETag" = String))),
+        (status = 404, description = "not_found", body = ErrorBody),
+    )
+)]
+pub async fn get_link(State(state): State<ApiState>, LinkCode(code): LinkCode) -> Result<Response, ApiError> {
+    let link = state.inner.store.get(&code).await?.ok_or_else(|| ApiError::link_not_found(&code))?;
+    Ok((link_headers(&link), Json(to_response(&state, &link))).into_response())
+}
+
+/// Lists links oldest first with keyset pagination.
+#[utoipa::path(
+    get, path = "/v1/links", tag = "links",
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page of links", body = LinkPage),
+        (status = 400, description = "invalid_limit, invalid_cursor or invalid_query", body = ErrorBody),
+    )
+)]
+pub async fn list_links(State(state): State<ApiState>, ApiQuery(params): ApiQuery<ListParams>) -> Result<Json<LinkPage>, ApiError> {
+    let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request("invalid_limit", format!("limit must be between 1 and {MAX_LIMIT}"))
+            .with_details(json!({ "min": 1, "max": MAX_LIMIT, "limit": limit })));
+    }
+    let after_seq = params.cursor.as_deref().map(cursor::decode).transpose()?;
+    let rows = state.inner.store.list(&ListQuery { limit, after_seq, tag: params.tag.clone(), enabled: params.enabled }).await?;
+    // A full page may be followed by more; an extra empty page is the price of not
+    // asking the store for limit + 1 rows.
+    let next_cursor = if rows.len() == limit as usize { rows.last().map(|(seq, _)| cursor::encode(*seq)) } else { None };
+    let items = rows.iter().map(|(_, l)| to_response(&state, l)).collect();
+    Ok(Json(LinkPage { items, next_cursor }))
+}

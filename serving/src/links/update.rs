@@ -1,0 +1,99 @@
+//! `PATCH /v1/links/{code}` (with `If-Match`) and `DELETE /v1/links/{code}`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use sluice_connectors::{LinkChange, LinkPatch};
+use sluice_schemas::Link;
+
+use crate::dto::{ErrorBody, LinkResponse, UpdateLinkRequest};
+use crate::error::{ApiError, precondition_failed};
+use crate::extract::{ApiJson, LinkCode};
+use crate::links::{etag, link_headers, normalize_tags, now_ms, parse_expires_at, parse_redirect_type, to_response};
+use crate::state::ApiState;
+
+/// Updates a link. Send `If-Match: <ETag>` to update only the revision you read.
+#[utoipa::path(
+    patch, path = "/v1/links/{code}", tag = "links",
+    params(
+        ("code" = String, Path, description = "Short code (case-sensitive)"),
+        ("If-Match" = Option<String>, Header, description = "ETag of the revision to update; 412 when stale"),
+    ),
+    request_body = UpdateLinkRequest,
+    responses(
+        (status = 200, description = "Updated link", body = LinkResponse, headers(("ETag" = String))),
+        (status = 400, description = "Invalid field (same rules as create) or alias_rename_unsupported", body = ErrorBody),
+        (status = 404, description = "not_found", body = ErrorBody),
+        (status = 412, description = "precondition_failed", body = ErrorBody),
+        (status = 422, description = "policy_violation", body = ErrorBody),
+    )
+)]
+pub async fn update_link(
+    State(state): State<ApiState>,
+    LinkCode(code): LinkCode,
+    headers: HeaderMap,
+    body: ApiJson<UpdateLinkRequest>,
+) -> Result<Response, ApiError> {
+    let now = now_ms();
+    let patch = build_patch(&state, &body.value, now)?;
+    let if_match = headers.get(header::IF_MATCH).map(|v| v.to_str().unwrap_or("\u{0}").to_owned());
+    let expected_version = match &if_match {
+        None => None,
+        Some(m) => {
+            let current = state.inner.store.get(&code).await?.ok_or_else(|| ApiError::link_not_found(&code))?;
+            if !if_match_matches(m, &current) {
+                return Err(precondition_failed());
+            }
+            (m.trim() != "*").then_some(current.version)
+        }
+    };
+    let link = if patch == LinkPatch::default() {
+        // Nothing to change: no new revision, answer with the current one.
+        state.inner.store.get(&code).await?.ok_or_else(|| ApiError::link_not_found(&code))?
+    } else {
+        let link = state.inner.store.update(&code, &patch, expected_version, now).await?;
+        state.notify(LinkChange::Upserted(link.clone()));
+        link
+    };
+    Ok((link_headers(&link), Json(to_response(&state, &link))).into_response())
+}
+
+/// Whether an `If-Match` value (a list of entity tags or `*`) matches `link` under strong
+/// comparison (RFC 9110 §13.1.1): weak tags never match.
+pub fn if_match_matches(header_value: &str, link: &Link) -> bool {
+    let current = etag(link);
+    header_value.split(',').map(str::trim).any(|t| t == "*" || t == current)
+}
+
+fn build_patch(state: &ApiState, req: &UpdateLinkRequest, now: chrono::DateTime<chrono::Utc>) -> Result<LinkPatch, ApiError> {
+    if req.custom_alias.is_some() {
+        return Err(ApiError::bad_request("alias_rename_unsupported", "a link's code cannot be changed; create a new link instead"));
+    }
+    Ok(LinkPatch {
+        long_url: req.long_url.as_deref().map(|u| state.inner.policy.normalize(u)).transpose()?,
+        enabled: req.enabled,
+        expires_at: match &req.expires_at {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(raw)) => Some(Some(parse_expires_at(raw, now)?)),
+        },
+        tags: req.tags.as_deref().map(normalize_tags).transpose()?,
+        redirect_type: req.redirect_type.map(parse_redirect_type).transpose()?,
+    })
+}
+
+/// Deletes a link; its code cannot be reused for 30 days.
+#[utoipa::path(
+    delete, path = "/v1/links/{code}", tag = "links",
+    params(("code" = String, Path, description = "Short code (case-sensitive)")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "not_found", body = ErrorBody),
+    )
+)]
+pub async fn delete_link(State(state): State<ApiState>, LinkCode(code): LinkCode) -> Result<StatusCode, ApiError> {
+    let deleted = state.inner.store.delete(&code, now_ms()).await?;
+    state.notify(LinkChange::Deleted(deleted.code));
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,28 @@
+//! The OpenAPI 3 document, generated from the handlers' annotations (utoipa) and served at
+//! `GET /v1/openapi.json`.
+
+use axum::Json;
+use utoipa::OpenApi;
+
+use crate::dto::{CreateLinkRequest, ErrorBody, ErrorDetail, LinkPage, LinkResponse, UpdateLinkRequest};
+
+/// The link API's OpenAPI description.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Sluice API", description = "URL shortener with real-time click analytics. Errors use {\"error\": {\"code\", \"message\", \"details\"}}. Codes and aliases are case-sensitive."),
+    paths(
+        crate::links::create::create_link,
+        crate::links::read::get_link,
+        crate::links::read::list_links,
+        crate::links::update::update_link,
+        crate::links::update::delete_link,
+    ),
+    components(schemas(CreateLinkRequest, UpdateLinkRequest, LinkResponse, LinkPage, ErrorBody, ErrorDetail)),
+    tags((name = "links", description = "Create, read, update, delete and list short links"))
+)]
+pub struct ApiDoc;
+
+/// `GET /v1/openapi.json`.
+pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

@@ -1,0 +1,150 @@
+//! An in-memory [`LinkStore`] with the same observable behaviour as the real stores, for
+//! fast unit tests (feature `testing`). Not durable; not for production.
+
+use std::collections::{BTreeMap, HashMap};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+use parking_lot::Mutex;
+use sluice_connectors::{Error, IdempotencyRecord, LinkChange, LinkPatch, LinkStore, ListQuery, Result};
+use sluice_schemas::Link;
+
+/// How long a deleted code stays blocked.
+const TOMBSTONE_DAYS: i64 = 30;
+/// How long an idempotency record counts.
+const IDEMPOTENCY_HOURS: i64 = 24;
+
+#[derive(Default)]
+struct State {
+    next_seq: i64,
+    /// code → (seq, link)
+    live: HashMap<String, (i64, Link)>,
+    tombstones: HashMap<String, DateTime<Utc>>,
+    changes: BTreeMap<i64, LinkChange>,
+    idempotency: HashMap<String, IdempotencyRecord>,
+}
+
+impl State {
+    fn bump(&mut self) -> i64 {
+        self.next_seq += 1;
+        self.next_seq
+    }
+}
+
+/// In-memory link store.
+#[derive(Default)]
+pub struct MemoryLinkStore {
+    state: Mutex<State>,
+}
+
+impl MemoryLinkStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl LinkStore for MemoryLinkStore {
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn insert(&self, link: &Link) -> Result<Link> {
+        let mut s = self.state.lock();
+        if s.live.contains_key(&link.code) {
+            return Err(Error::CodeTaken(link.code.clone()));
+        }
+        if let Some(deleted_at) = s.tombstones.get(&link.code)
+            && link.created_at - *deleted_at < Duration::days(TOMBSTONE_DAYS)
+        {
+            return Err(Error::CodeTaken(link.code.clone()));
+        }
+        let seq = s.bump();
+        s.live.insert(link.code.clone(), (seq, link.clone()));
+        s.changes.insert(seq, LinkChange::Upserted(link.clone()));
+        Ok(link.clone())
+    }
+
+    async fn get(&self, code: &str) -> Result<Option<Link>> {
+        Ok(self.state.lock().live.get(code).map(|(_, l)| l.clone()))
+    }
+
+    async fn update(&self, code: &str, patch: &LinkPatch, expected_version: Option<i64>, now: DateTime<Utc>) -> Result<Link> {
+        let mut s = self.state.lock();
+        let change_seq = s.bump();
+        let (_, link) = s.live.get_mut(code).ok_or_else(|| Error::NotFound(code.to_owned()))?;
+        if let Some(expected) = expected_version
+            && expected != link.version
+        {
+            return Err(Error::VersionMismatch { code: code.to_owned(), expected, actual: link.version });
+        }
+        if let Some(u) = &patch.long_url {
+            link.long_url = u.clone();
+        }
+        if let Some(e) = patch.enabled {
+            link.enabled = e;
+        }
+        if let Some(e) = patch.expires_at {
+            link.expires_at = e;
+        }
+        if let Some(t) = &patch.tags {
+            link.tags = t.clone();
+        }
+        if let Some(r) = patch.redirect_type {
+            link.redirect_type = r;
+        }
+        link.version += 1;
+        link.updated_at = now;
+        let out = link.clone();
+        s.changes.insert(change_seq, LinkChange::Upserted(out.clone()));
+        Ok(out)
+    }
+
+    async fn delete(&self, code: &str, now: DateTime<Utc>) -> Result<Link> {
+        let mut s = self.state.lock();
+        let (_, link) = s.live.remove(code).ok_or_else(|| Error::NotFound(code.to_owned()))?;
+        s.tombstones.insert(code.to_owned(), now);
+        let seq = s.bump();
+        s.changes.insert(seq, LinkChange::Deleted(code.to_owned()));
+        Ok(link)
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Vec<(i64, Link)>> {
+        let s = self.state.lock();
+        let mut rows: Vec<(i64, Link)> = s
+            .live
+            .values()
+            .filter(|(seq, l)| {
+                query.after_seq.is_none_or(|a| *seq > a)
+                    && query.tag.as_ref().is_none_or(|t| l.tags.contains(t))
+                    && query.enabled.is_none_or(|e| l.enabled == e)
+            })
+            .cloned()
+            .collect();
+        rows.sort_by_key(|(seq, _)| *seq);
+        rows.truncate(query.limit as usize);
+        Ok(rows)
+    }
+
+    async fn changes_since(&self, after: i64, limit: u32) -> Result<Vec<(i64, LinkChange)>> {
+        let s = self.state.lock();
+        Ok(s.changes.range(after + 1..).take(limit as usize).map(|(k, v)| (*k, v.clone())).collect())
+    }
+
+    async fn idempotency_get(&self, key: &str, now: DateTime<Utc>) -> Result<Option<IdempotencyRecord>> {
+        let s = self.state.lock();
+        Ok(s.idempotency.get(key).filter(|r| now - r.created_at < Duration::hours(IDEMPOTENCY_HOURS)).cloned())
+    }
+
+    async fn idempotency_put(&self, record: &IdempotencyRecord) -> Result<()> {
+        let mut s = self.state.lock();
+        if let Some(r) = s.idempotency.get(&record.key)
+            && record.created_at - r.created_at < Duration::hours(IDEMPOTENCY_HOURS)
+        {
+            return Err(Error::IdempotencyKeyExists);
+        }
+        s.idempotency.insert(record.key.clone(), record.clone());
+        Ok(())
+    }
+}

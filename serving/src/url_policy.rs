@@ -1,0 +1,223 @@
+//! Validation and normalization of link targets (`long_url`).
+//!
+//! Targets are stored in the WHATWG-serialized form of the `url` crate: ASCII only, IDN
+//! hosts in punycode (UTS #46), non-ASCII path/query bytes percent-encoded once as UTF-8,
+//! existing `%XX` escapes and `+` kept as they are. That string is emitted verbatim as the
+//! redirect's `Location`, so it must never carry a raw space, CR or LF.
+
+use serde_json::json;
+
+use crate::error::ApiError;
+use axum::http::StatusCode;
+
+/// What a valid target looks like for this deployment.
+#[derive(Debug, Clone)]
+pub struct UrlPolicy {
+    /// Maximum length of the normalized target in bytes (default 8192).
+    pub max_url_bytes: usize,
+    /// Hosts of the service's own short domains (ASCII/punycode, lowercase, no port):
+    /// targets on them are redirect loops.
+    pub own_hosts: Vec<String>,
+    /// Blocked domains (ASCII/punycode, lowercase): a target whose host equals one of these
+    /// or is a subdomain of one is refused with 422 `policy_violation`.
+    pub blocklist: Vec<String>,
+}
+
+impl UrlPolicy {
+    /// A policy with the given limit and normalized copies of `own_hosts` and `blocklist`
+    /// (IDNA to ASCII, lowercased, trailing dot removed; entries that are not valid domain
+    /// names are kept lowercased as given).
+    pub fn new(max_url_bytes: usize, own_hosts: &[String], blocklist: &[String]) -> Self {
+        Self {
+            max_url_bytes,
+            own_hosts: own_hosts.iter().map(|h| normalize_host(h)).collect(),
+            blocklist: blocklist.iter().map(|h| normalize_host(h)).collect(),
+        }
+    }
+
+    /// Validates `raw` and returns the normalized target.
+    ///
+    /// Errors (all 400 unless noted): `invalid_url` (empty, relative, backslashes,
+    /// unparsable), `control_characters` (any C0/C1 control or DEL, including TAB/CR/LF
+    /// inside the URL: a WHATWG parser would silently strip them, turning
+    /// `java\tscript:` into `javascript:`), `unsupported_scheme` (anything but http/https),
+    /// `missing_host`, `credentials_in_url`, `url_too_long` (details name `max_bytes`),
+    /// `redirect_loop` (target on an own short domain), 422 `policy_violation` (blocklist).
+    pub fn normalize(&self, raw: &str) -> Result<String, ApiError> {
+        let input = raw.trim();
+        if input.is_empty() {
+            return Err(ApiError::bad_request("invalid_url", "long_url is empty"));
+        }
+        if input.len() > self.max_url_bytes {
+            return Err(self.too_long(input.len()));
+        }
+        if let Some((i, c)) = input.char_indices().find(|(_, c)| c.is_control()) {
+            return Err(ApiError::bad_request("control_characters", "long_url contains a control character")
+                .with_details(json!({ "byte_offset": i, "char": format!("U+{:04X}", c as u32) })));
+        }
+        let Some(colon) = scheme_end(input) else {
+            return Err(ApiError::bad_request("invalid_url", "long_url must be an absolute http or https url"));
+        };
+        let scheme = input[..colon].to_ascii_lowercase();
+        if scheme != "http" && scheme != "https" {
+            return Err(ApiError::bad_request("unsupported_scheme", format!("scheme \"{scheme}\" is not allowed, use http or https"))
+                .with_details(json!({ "scheme": scheme })));
+        }
+        let rest = &input[colon + 1..];
+        if input.contains('\\') {
+            return Err(ApiError::bad_request("invalid_url", "long_url must not contain backslashes"));
+        }
+        // Require a literal authority: WHATWG parsing would accept `https:///host` and
+        // `https:host` by guessing, which no other parser agrees with.
+        let authority_start = rest.strip_prefix("//").unwrap_or("");
+        if !rest.starts_with("//") || authority_start.is_empty() || authority_start.starts_with('/') || authority_start.starts_with('?') || authority_start.starts_with('#') {
+            return Err(ApiError::bad_request("missing_host", "long_url has no host"));
+        }
+        let url = url::Url::parse(input).map_err(|e| match e {
+            url::ParseError::EmptyHost => ApiError::bad_request("missing_host", "long_url has no host"),
+            other => ApiError::bad_request("invalid_url", format!("long_url is not a valid url: {other}")),
+        })?;
+        if !url.username().is_empty() || url.password().is_some() || authority_has_userinfo(authority_start) {
+            return Err(ApiError::bad_request("credentials_in_url", "long_url must not contain user:password@ credentials"));
+        }
+        let host = match url.host_str() {
+            Some(h) if !h.is_empty() => h.trim_end_matches('.').to_ascii_lowercase(),
+            _ => return Err(ApiError::bad_request("missing_host", "long_url has no host")),
+        };
+        if self.own_hosts.iter().any(|own| *own == host) {
+            return Err(ApiError::bad_request("redirect_loop", format!("long_url points at this service's own short domain \"{host}\""))
+                .with_details(json!({ "host": host })));
+        }
+        if let Some(blocked) = self.blocklist.iter().find(|b| host == **b || host.ends_with(&format!(".{b}"))) {
+            return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "policy_violation", format!("destination domain \"{blocked}\" is blocked"))
+                .with_details(json!({ "domain": blocked })));
+        }
+        let out: String = url.into();
+        if out.len() > self.max_url_bytes {
+            return Err(self.too_long(out.len()));
+        }
+        debug_assert!(out.is_ascii());
+        Ok(out)
+    }
+
+    fn too_long(&self, actual: usize) -> ApiError {
+        ApiError::bad_request("url_too_long", format!("long_url is longer than the limit of {} bytes", self.max_url_bytes))
+            .with_details(json!({ "max_bytes": self.max_url_bytes, "actual_bytes": actual }))
+    }
+}
+
+/// Byte index of the `:` ending an RFC 3986 scheme (`ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )`).
+fn scheme_end(s: &str) -> Option<usize> {
+    let b = s.as_bytes();
+    if !b.first()?.is_ascii_alphabetic() {
+        return None;
+    }
+    for (i, &c) in b.iter().enumerate().skip(1) {
+        match c {
+            b':' => return Some(i),
+            c if c.is_ascii_alphanumeric() || c == b'+' || c == b'-' || c == b'.' => {}
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// Whether the raw authority (text after `//` up to the first `/`, `?` or `#`) holds an `@`,
+/// i.e. userinfo, even an empty one (`https://@host/`).
+fn authority_has_userinfo(after_slashes: &str) -> bool {
+    let end = after_slashes.find(['/', '?', '#']).unwrap_or(after_slashes.len());
+    after_slashes[..end].contains('@')
+}
+
+/// IDNA-to-ASCII, lowercase, no trailing dot; falls back to lowercase on invalid names.
+pub fn normalize_host(h: &str) -> String {
+    let h = h.trim().trim_end_matches('.');
+    match idna::domain_to_ascii(h) {
+        Ok(a) if !a.is_empty() => a,
+        _ => h.to_ascii_lowercase(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> UrlPolicy {
+        UrlPolicy::new(8192, &["sho.rt".into(), "127.0.0.1".into()], &["blocked.example".into(), "bäd.example".into()])
+    }
+
+    fn code_of(raw: &str) -> &'static str {
+        policy().normalize(raw).expect_err(raw).code
+    }
+
+    #[test]
+    fn keeps_encodings_and_plus() {
+        let p = policy();
+        assert_eq!(p.normalize("https://example.com/search?q=hello%20world&r=a+b").expect("ok"), "https://example.com/search?q=hello%20world&r=a+b");
+        assert_eq!(p.normalize("https://example.com/café/ü?q=ñ").expect("ok"), "https://example.com/caf%C3%A9/%C3%BC?q=%C3%B1");
+        assert_eq!(p.normalize("https://example.com/caf%C3%A9").expect("ok"), "https://example.com/caf%C3%A9");
+        assert_eq!(p.normalize("  https://example.com/c05  ").expect("ok"), "https://example.com/c05");
+        assert_eq!(p.normalize("https://example.com/a b").expect("ok"), "https://example.com/a%20b");
+    }
+
+    #[test]
+    fn idn_hosts_become_punycode() {
+        let p = policy();
+        assert_eq!(p.normalize("https://zürich.example/pfad").expect("ok"), "https://xn--zrich-kva.example/pfad");
+        assert_eq!(p.normalize("https://xn--zrich-kva.example/pfad").expect("ok"), "https://xn--zrich-kva.example/pfad");
+        assert_eq!(p.normalize("https://xn----8sbnliotidln.example/").expect("ok"), "https://xn----8sbnliotidln.example/");
+    }
+
+    #[test]
+    fn rejects_hostile_targets_with_specific_codes() {
+        assert_eq!(code_of("javascript:alert(1)"), "unsupported_scheme");
+        assert_eq!(code_of("JaVaScRiPt:alert(1)"), "unsupported_scheme");
+        assert_eq!(code_of("  javascript:alert(1)"), "unsupported_scheme");
+        assert_eq!(code_of("java\tscript:alert(1)"), "control_characters");
+        assert_eq!(code_of("java\nscript:alert(1)"), "control_characters");
+        assert_eq!(code_of("data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg=="), "unsupported_scheme");
+        assert_eq!(code_of("vbscript:msgbox(1)"), "unsupported_scheme");
+        assert_eq!(code_of("file:///etc/passwd"), "unsupported_scheme");
+        assert_eq!(code_of("ftp://example.com/x"), "unsupported_scheme");
+        assert_eq!(code_of("http://"), "missing_host");
+        assert_eq!(code_of("https:///nohost"), "missing_host");
+        assert_eq!(code_of("https:nohost"), "missing_host");
+        assert_eq!(code_of("//example.com/scheme-relative"), "invalid_url");
+        assert_eq!(code_of("example.com/no-scheme"), "invalid_url");
+        assert_eq!(code_of("https://user:pw@example.com/"), "credentials_in_url");
+        assert_eq!(code_of("https://user@example.com/"), "credentials_in_url");
+        assert_eq!(code_of("https://example.com/x\r\nSet-Cookie: a=b"), "control_characters");
+        assert_eq!(code_of("https://example.com\\@evil.example/"), "invalid_url");
+        assert_eq!(code_of(""), "invalid_url");
+        assert_eq!(code_of("   "), "invalid_url");
+    }
+
+    #[test]
+    fn own_domains_and_blocklist() {
+        assert_eq!(code_of("https://sho.rt/abc"), "redirect_loop");
+        assert_eq!(code_of("https://SHO.RT./abc"), "redirect_loop");
+        assert_eq!(code_of("http://127.0.0.1:9999/abc"), "redirect_loop");
+        let e = policy().normalize("https://a.b.blocked.example/x").expect_err("blocked");
+        assert_eq!((e.code, e.status.as_u16()), ("policy_violation", 422));
+        assert_eq!(code_of("https://blocked.example/"), "policy_violation");
+        assert_eq!(code_of("https://xn--bd-via.example/"), "policy_violation");
+        assert!(policy().normalize("https://notblocked.example/").is_ok());
+        assert!(policy().normalize("https://sub.sho.rt.example/").is_ok());
+    }
+
+    #[test]
+    fn length_limit_is_exact_and_named() {
+        let p = policy();
+        let at = format!("https://example.com/p?x={}", "a".repeat(8192 - 24));
+        assert_eq!(at.len(), 8192);
+        assert_eq!(p.normalize(&at).expect("at limit"), at);
+        let over = format!("{at}a");
+        let e = p.normalize(&over).expect_err("over");
+        assert_eq!(e.code, "url_too_long");
+        assert_eq!(e.details["max_bytes"], 8192);
+        assert!(e.message.contains("8192"));
+        // expansion by percent-encoding counts too: 3000 'é' = 6000 bytes in, 18000 out
+        let e = p.normalize(&format!("https://example.com/{}", "é".repeat(3000))).expect_err("expanded");
+        assert_eq!(e.code, "url_too_long");
+    }
+}
