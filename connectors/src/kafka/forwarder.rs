@@ -1,0 +1,459 @@
+//! The spill forwarder: one thread that reads the [`Spill`] in offset order, hands events to
+//! an idempotent librdkafka producer, tracks each event's delivery report, re-sends failed
+//! ones and truncates the spill below the lowest unacknowledged offset.
+//!
+//! State: `slots` covers spill offsets `base..next` — every event handed to librdkafka and not
+//! yet released — each `InFlight`, `Acked` or `Failed`. `base` advances over the acknowledged
+//! prefix; the spill is truncated to `base` at most every 100 ms (and whenever everything is
+//! acknowledged), so a restart re-sends at most ~100 ms of already-acknowledged events
+//! (duplicates the dataflow removes by `event_id`).
+//!
+//! Failures: the first failed report of a round purges librdkafka's not-yet-sent queue (those
+//! messages come back as failed too, instead of being delivered ahead of the failed one), then
+//! the forwarder stops taking new events, waits for every outstanding report, backs off
+//! (100 ms doubling to 5 s) and re-sends the failed offsets in offset order before any newer
+//! event. A fatal producer error (idempotence state lost) recreates the producer the same way.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, PurgeConfig};
+use rdkafka::ClientConfig;
+use sluice_schemas::avro_wire::click_event_code;
+
+use super::codec::ValueFormat;
+use super::context::{DeliveryCollector, Report};
+use super::metrics::{kafka_error_type, DeliveryFailed, EventsDelivered, EventsResent, RateLimit, SpillBacklog};
+use super::producer::Shared;
+use super::schema_registry::SchemaRegistry;
+use super::spill::Spill;
+
+// Spill offsets travel through librdkafka as the `usize` delivery opaque.
+const _: () = assert!(usize::BITS == 64, "the kafka forwarder needs a 64-bit target");
+
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+const TRUNCATE_EVERY: Duration = Duration::from_millis(100);
+const READ_CHUNK: usize = 10_000;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Slot {
+    InFlight,
+    Acked,
+    Failed,
+}
+
+pub(crate) struct Forwarder {
+    pub topic: String,
+    pub spill: Arc<Spill>,
+    pub shared: Arc<Shared>,
+    pub producer_config: ClientConfig,
+    pub max_in_flight: usize,
+    pub message_timeout: Duration,
+    pub registry: Option<(SchemaRegistry, tokio::runtime::Runtime)>,
+    pub producer: Option<BaseProducer<DeliveryCollector>>,
+    format: Option<ValueFormat>,
+    base: u64,
+    next: u64,
+    slots: VecDeque<Slot>,
+    in_flight: usize,
+    failed: BTreeSet<u64>,
+    retry_at: Instant,
+    backoff: Duration,
+    registry_retry_at: Instant,
+    truncated: u64,
+    last_truncate: Instant,
+    last_gauge: Instant,
+    value_buf: Vec<u8>,
+    reports: Vec<Report>,
+    log_limit: RateLimit,
+}
+
+impl Forwarder {
+    pub fn new(
+        topic: String,
+        spill: Arc<Spill>,
+        shared: Arc<Shared>,
+        producer_config: ClientConfig,
+        max_in_flight: usize,
+        message_timeout: Duration,
+        registry: Option<(SchemaRegistry, tokio::runtime::Runtime)>,
+    ) -> Forwarder {
+        let low = spill.low();
+        let now = Instant::now();
+        Forwarder {
+            format: if registry.is_none() { Some(ValueFormat::SingleObject) } else { None },
+            topic,
+            spill,
+            shared,
+            producer_config,
+            max_in_flight,
+            message_timeout,
+            registry,
+            producer: None,
+            base: low,
+            next: low,
+            slots: VecDeque::new(),
+            in_flight: 0,
+            failed: BTreeSet::new(),
+            retry_at: now,
+            backoff: MIN_BACKOFF,
+            registry_retry_at: now,
+            truncated: low,
+            last_truncate: now,
+            last_gauge: now,
+            value_buf: Vec::with_capacity(512),
+            reports: Vec::new(),
+            log_limit: RateLimit::new(Duration::from_secs(5)),
+        }
+    }
+
+    /// Runs until asked to stop and either everything in the spill is acknowledged or the
+    /// drain deadline passed. Unacknowledged events stay in the spill for the next start.
+    pub fn run(mut self) {
+        tracing::info!(topic = %self.topic, backlog = self.spill.backlog(), "kafka spill forwarder started");
+        loop {
+            if let Some(deadline) = self.shared.stop_deadline() {
+                if self.all_acked() || Instant::now() >= deadline {
+                    break;
+                }
+            }
+            let ready = self.ensure_format() && self.ensure_producer();
+            if ready {
+                self.send_some();
+            }
+            let busy = self.in_flight > 0 || self.next < self.spill.head();
+            match &self.producer {
+                Some(p) => p.poll(if busy { Duration::from_millis(5) } else { Duration::from_millis(10) }),
+                None => std::thread::sleep(Duration::from_millis(10)),
+            }
+            self.handle_reports();
+            self.check_fatal();
+            self.maybe_truncate(false);
+            self.publish_stats();
+        }
+        if let Some(p) = self.producer.take() {
+            // Whatever is still queued stays in the spill and is re-sent on the next start.
+            p.purge(PurgeConfig::default().queue().inflight());
+            p.poll(Duration::from_millis(10));
+            self.handle_reports();
+        }
+        self.maybe_truncate(true);
+        self.publish_stats();
+        tracing::info!(topic = %self.topic, backlog = self.spill.backlog(), "kafka spill forwarder stopped");
+    }
+
+    fn all_acked(&self) -> bool {
+        self.in_flight == 0 && self.failed.is_empty() && self.next >= self.spill.head()
+    }
+
+    /// Registers the value schema when a registry is configured; until that succeeds nothing
+    /// is sent (events wait in the spill). Retried with backoff, also after non-retryable
+    /// errors: an operator may fix the subject's compatibility setting.
+    fn ensure_format(&mut self) -> bool {
+        if self.format.is_some() {
+            return true;
+        }
+        let Some((client, rt)) = &self.registry else { return false };
+        if Instant::now() < self.registry_retry_at {
+            return false;
+        }
+        match rt.block_on(client.register_click_event(&self.topic)) {
+            Ok(id) => {
+                tracing::info!(topic = %self.topic, schema_id = id, registry = client.url(), "click event schema registered");
+                self.shared.schema_id.store(u64::from(id), Ordering::Relaxed);
+                self.format = Some(ValueFormat::Confluent { schema_id: id });
+                true
+            }
+            Err(e) => {
+                if self.log_limit.allow() {
+                    tracing::warn!(topic = %self.topic, error = %e, "could not register click event schema, events wait in the spill");
+                }
+                self.registry_retry_at = Instant::now() + MAX_BACKOFF;
+                false
+            }
+        }
+    }
+
+    fn ensure_producer(&mut self) -> bool {
+        if self.producer.is_some() {
+            return true;
+        }
+        if Instant::now() < self.retry_at {
+            return false;
+        }
+        match self.producer_config.create_with_context(DeliveryCollector::new()) {
+            Ok(p) => {
+                self.producer = Some(p);
+                true
+            }
+            Err(e) => {
+                if self.log_limit.allow() {
+                    tracing::warn!(topic = %self.topic, error = %e, "could not create kafka producer");
+                }
+                self.retry_at = Instant::now() + MAX_BACKOFF;
+                false
+            }
+        }
+    }
+
+    /// Re-sends failed offsets once every outstanding report is in and the backoff passed;
+    /// otherwise sends new events up to the in-flight limit.
+    fn send_some(&mut self) {
+        if !self.failed.is_empty() {
+            if self.in_flight == 0 && Instant::now() >= self.retry_at {
+                self.resend_failed();
+            }
+            return;
+        }
+        while self.in_flight < self.max_in_flight && self.next < self.spill.head() {
+            let want = (self.max_in_flight - self.in_flight).min(READ_CHUNK);
+            let batch = match self.spill.read_raw(self.next, want) {
+                Ok(b) => b,
+                Err(e) => {
+                    if self.log_limit.allow() {
+                        tracing::warn!(topic = %self.topic, error = %e, "could not read the kafka spill");
+                    }
+                    return;
+                }
+            };
+            if batch.is_empty() {
+                return;
+            }
+            for (offset, bytes) in batch {
+                // Offsets are dense; anything below `offset` was released already.
+                while self.next < offset {
+                    self.slots.push_back(Slot::Acked);
+                    self.next += 1;
+                }
+                match self.send_one(offset, &bytes) {
+                    SendOutcome::Queued => {
+                        self.slots.push_back(Slot::InFlight);
+                        self.in_flight += 1;
+                    }
+                    SendOutcome::Skipped => self.slots.push_back(Slot::Acked),
+                    SendOutcome::Later => return,
+                }
+                self.next += 1;
+            }
+        }
+    }
+
+    fn resend_failed(&mut self) {
+        let (Some(&first), Some(&last)) = (self.failed.first(), self.failed.last()) else { return };
+        let mut resent = 0u64;
+        let mut from = first;
+        'outer: while from <= last {
+            let batch = match self.spill.read_raw(from, ((last - from + 1) as usize).min(READ_CHUNK)) {
+                Ok(b) if !b.is_empty() => b,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(topic = %self.topic, error = %e, "could not read the kafka spill");
+                    break;
+                }
+            };
+            for (offset, bytes) in batch {
+                from = offset + 1;
+                if !self.failed.contains(&offset) {
+                    continue;
+                }
+                let idx = (offset - self.base) as usize;
+                match self.send_one(offset, &bytes) {
+                    SendOutcome::Queued => {
+                        self.slots[idx] = Slot::InFlight;
+                        self.in_flight += 1;
+                        resent += 1;
+                    }
+                    SendOutcome::Skipped => self.slots[idx] = Slot::Acked,
+                    SendOutcome::Later => break 'outer,
+                }
+                self.failed.remove(&offset);
+            }
+        }
+        self.shared.resent.fetch_add(resent, Ordering::Relaxed);
+        EventsResent { topic: &self.topic, count: resent }.emit();
+    }
+
+    fn send_one(&mut self, offset: u64, spilled: &[u8]) -> SendOutcome {
+        let format = self.format.expect("send only after the format is known");
+        let key = match click_event_code(spilled) {
+            Ok(k) => k,
+            Err(e) => return self.skip_corrupt(offset, &e.to_string()),
+        };
+        if let Err(e) = format.frame_spilled(spilled, &mut self.value_buf) {
+            return self.skip_corrupt(offset, &e.to_string());
+        }
+        let producer = self.producer.as_ref().expect("send only with a producer");
+        let record = BaseRecord::with_opaque_to(&self.topic, offset as usize).key(key).payload(&self.value_buf);
+        match producer.send(record) {
+            Ok(()) => SendOutcome::Queued,
+            Err((e, _)) => {
+                let permanent = matches!(
+                    e.rdkafka_error_code(),
+                    Some(RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidMessageSize)
+                );
+                self.count_failure(&e, 1);
+                if permanent {
+                    tracing::error!(topic = %self.topic, offset, error = %e, "click event can never be delivered, dropped from the spill");
+                    return SendOutcome::Skipped;
+                }
+                if e.rdkafka_error_code() != Some(RDKafkaErrorCode::QueueFull) {
+                    self.retry_at = Instant::now() + self.backoff;
+                    if self.log_limit.allow() {
+                        tracing::warn!(topic = %self.topic, error = %e, "could not hand click events to the kafka producer");
+                    }
+                }
+                SendOutcome::Later
+            }
+        }
+    }
+
+    fn skip_corrupt(&mut self, offset: u64, message: &str) -> SendOutcome {
+        tracing::error!(topic = %self.topic, offset, error = message, "corrupt kafka spill entry skipped");
+        DeliveryFailed { topic: &self.topic, error_type: "corrupt_spill", count: 1 }.emit();
+        self.shared.delivery_errors.fetch_add(1, Ordering::Relaxed);
+        SendOutcome::Skipped
+    }
+
+    fn count_failure(&self, e: &KafkaError, count: u64) {
+        self.shared.delivery_errors.fetch_add(count, Ordering::Relaxed);
+        DeliveryFailed { topic: &self.topic, error_type: kafka_error_type(e), count }.emit();
+    }
+
+    fn handle_reports(&mut self) {
+        let Some(producer) = &self.producer else { return };
+        producer.context().drain_into(&mut self.reports);
+        if self.reports.is_empty() {
+            return;
+        }
+        let mut delivered = 0u64;
+        let mut first_failure = None;
+        let reports = std::mem::take(&mut self.reports);
+        for (offset, result) in &reports {
+            let Some(idx) = offset.checked_sub(self.base).map(|i| i as usize).filter(|&i| i < self.slots.len()) else {
+                continue; // report of an offset already released (cannot happen; ignore)
+            };
+            if self.slots[idx] != Slot::InFlight {
+                continue;
+            }
+            self.in_flight -= 1;
+            match result {
+                Ok(()) => {
+                    self.slots[idx] = Slot::Acked;
+                    delivered += 1;
+                }
+                Err(e) => {
+                    self.slots[idx] = Slot::Failed;
+                    self.failed.insert(*offset);
+                    self.count_failure(e, 1);
+                    first_failure.get_or_insert_with(|| e.clone());
+                }
+            }
+        }
+        self.reports = reports;
+        if delivered > 0 {
+            self.shared.delivered.fetch_add(delivered, Ordering::Relaxed);
+            EventsDelivered { topic: &self.topic, count: delivered }.emit();
+            if first_failure.is_none() && self.failed.is_empty() {
+                self.backoff = MIN_BACKOFF;
+            }
+        }
+        if let Some(e) = first_failure {
+            self.on_failure(&e);
+        }
+        while self.slots.front() == Some(&Slot::Acked) {
+            self.slots.pop_front();
+            self.base += 1;
+        }
+    }
+
+    /// First failure of a round: fail the not-yet-sent queue too (so nothing newer overtakes
+    /// the failed events), and schedule the re-send after the backoff.
+    fn on_failure(&mut self, e: &KafkaError) {
+        if self.retry_at <= Instant::now() {
+            if let Some(p) = &self.producer {
+                p.purge(PurgeConfig::default().queue());
+            }
+            self.retry_at = Instant::now() + self.backoff;
+            if self.log_limit.allow() {
+                tracing::warn!(
+                    topic = %self.topic,
+                    error = %e,
+                    failed = self.failed.len(),
+                    retry_in_ms = self.backoff.as_millis() as u64,
+                    "kafka delivery failed, events stay in the spill and will be re-sent"
+                );
+            }
+            self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// A fatal error makes the producer unusable (for example the idempotent producer lost its
+    /// sequence state): fail everything outstanding and build a new producer.
+    fn check_fatal(&mut self) {
+        let Some(p) = &self.producer else { return };
+        let Some((code, reason)) = p.client().fatal_error() else { return };
+        tracing::warn!(topic = %self.topic, ?code, reason, "fatal kafka producer error, recreating the producer");
+        p.purge(PurgeConfig::default().queue().inflight());
+        let deadline = Instant::now() + self.message_timeout.min(Duration::from_secs(10));
+        while self.in_flight > 0 && Instant::now() < deadline {
+            if let Some(p) = &self.producer {
+                p.poll(Duration::from_millis(10));
+            }
+            self.handle_reports();
+        }
+        // Reports that never came: treat those events as failed.
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            if *slot == Slot::InFlight {
+                *slot = Slot::Failed;
+                self.failed.insert(self.base + i as u64);
+            }
+        }
+        self.in_flight = 0;
+        self.producer = None;
+        self.shared.producer_restarts.fetch_add(1, Ordering::Relaxed);
+        self.retry_at = Instant::now() + self.backoff;
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+    }
+
+    fn maybe_truncate(&mut self, force: bool) {
+        if self.base <= self.truncated {
+            return;
+        }
+        let idle = self.slots.is_empty();
+        if !(force || idle || self.last_truncate.elapsed() >= TRUNCATE_EVERY) {
+            return;
+        }
+        match self.spill.release_before(self.base) {
+            Ok(_) => self.truncated = self.base,
+            Err(e) => {
+                if self.log_limit.allow() {
+                    tracing::warn!(topic = %self.topic, error = %e, "could not truncate the kafka spill");
+                }
+            }
+        }
+        self.last_truncate = Instant::now();
+    }
+
+    fn publish_stats(&mut self) {
+        let backlog = self.spill.backlog();
+        self.shared.backlog.store(backlog, Ordering::Relaxed);
+        self.shared.unacked.store(self.spill.head().saturating_sub(self.base), Ordering::Relaxed);
+        if self.last_gauge.elapsed() >= Duration::from_secs(1) {
+            SpillBacklog { topic: &self.topic, events: backlog }.emit();
+            self.last_gauge = Instant::now();
+        }
+    }
+}
+
+enum SendOutcome {
+    /// Handed to librdkafka; a delivery report will follow.
+    Queued,
+    /// Can never be delivered (corrupt or oversized); counted and released.
+    Skipped,
+    /// Not accepted now (queue full, transient error); try again later.
+    Later,
+}
