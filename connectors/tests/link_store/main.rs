@@ -1,0 +1,51 @@
+//! The behavioural test suite of the link store, run against every backend: SQLite always,
+//! PostgreSQL with the `integration-tests` feature (server at `SLUICE_POSTGRES_URL`; the
+//! test fails, never skips, when it is missing).
+
+mod harness;
+mod suite;
+mod suite_feed;
+
+/// Declares one `#[tokio::test]` per behaviour, each running `$harness(suite::$name)`.
+macro_rules! store_suite {
+    ($harness:path) => {
+        store_suite!(@tests $harness;
+            suite::insert_then_get_round_trips_exactly,
+            suite::codes_are_case_sensitive_and_unique,
+            suite::concurrent_inserts_of_one_code_yield_one_winner,
+            suite::update_applies_the_patch_and_bumps_the_version,
+            suite::stale_version_is_a_conflict_and_changes_nothing,
+            suite::missing_links_are_not_found,
+            suite::delete_hides_the_link_and_returns_it,
+            suite::tombstone_blocks_reuse_for_thirty_days,
+            suite::list_pages_in_creation_order_with_exact_filters,
+            suite::unicode_tags_match_exactly,
+            suite::pagination_stays_correct_under_concurrent_creation,
+            suite::list_limit_is_checked,
+            suite::unstorable_values_are_rejected,
+            suite::data_survives_reopen_and_migrations_are_idempotent,
+            suite_feed::change_feed_numbers_every_write_in_commit_order,
+            suite_feed::change_feed_pages_by_limit,
+            suite_feed::idempotency_records_expire_after_24_hours,
+            suite_feed::concurrent_idempotency_puts_yield_one_winner,
+            suite_feed::migrate_reports_applied_versions,
+        );
+    };
+    (@tests $harness:path; $($module:ident :: $name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                $harness(crate::$module::$name).await;
+            }
+        )*
+    };
+}
+
+mod sqlite {
+    store_suite!(crate::harness::sqlite);
+}
+
+#[cfg(feature = "integration-tests")]
+mod postgres {
+    store_suite!(crate::harness::postgres);
+}

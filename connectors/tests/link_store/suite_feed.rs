@@ -1,0 +1,146 @@
+//! Change feed, idempotency records and migrations.
+
+use std::sync::Arc;
+
+use chrono::TimeDelta;
+use sluice_connectors::{migrate, Error, IdempotencyRecord, LinkChange, LinkPatch};
+
+use crate::harness::{link, micros, t0, Ctx};
+
+pub async fn change_feed_numbers_every_write_in_commit_order(ctx: Ctx) {
+    let store = ctx.open().await;
+    assert_eq!(store.changes_since(0, 100).await.expect("empty feed"), vec![]);
+    let a = store.insert(&link("a", t0())).await.expect("insert a");
+    let b = store.insert(&link("b", t0())).await.expect("insert b");
+    // Failed writes leave no trace and no gap.
+    assert!(store.insert(&link("a", t0())).await.is_err());
+    let patch = LinkPatch { enabled: Some(false), ..LinkPatch::default() };
+    assert!(store.update("a", &patch, Some(7), t0()).await.is_err());
+    assert!(store.update("zz", &patch, None, t0()).await.is_err());
+    assert!(store.delete("zz", t0()).await.is_err());
+    let a2 = store.update("a", &patch, Some(1), t0() + TimeDelta::seconds(1)).await.expect("update a");
+    store.delete("b", t0() + TimeDelta::seconds(2)).await.expect("delete b");
+    let c = store.insert(&link("c", t0())).await.expect("insert c");
+
+    let feed = store.changes_since(0, 100).await.expect("feed");
+    let numbers: Vec<i64> = feed.iter().map(|(n, _)| *n).collect();
+    let first = numbers[0];
+    assert_eq!(numbers, (first..first + 5).collect::<Vec<_>>(), "gapless, increasing");
+    let changes: Vec<LinkChange> = feed.into_iter().map(|(_, c)| c).collect();
+    assert_eq!(
+        changes,
+        vec![
+            LinkChange::Upserted(a.clone()),
+            LinkChange::Upserted(b),
+            LinkChange::Upserted(a2),
+            LinkChange::Deleted("b".into()),
+            LinkChange::Upserted(c.clone()),
+        ]
+    );
+    // Resuming after a number returns exactly the rest.
+    let rest = store.changes_since(first + 2, 100).await.expect("rest");
+    assert_eq!(rest.iter().map(|(n, _)| *n).collect::<Vec<_>>(), vec![first + 3, first + 4]);
+    assert_eq!(store.changes_since(first + 4, 100).await.expect("tail"), vec![]);
+
+    // The list keyset of a link is the number of its creating change.
+    let listed = store.list(&sluice_connectors::ListQuery { limit: 10, ..Default::default() }).await.expect("list");
+    assert_eq!(listed.iter().map(|(s, l)| (*s, l.code.as_str())).collect::<Vec<_>>(), vec![(first, "a"), (first + 4, "c")]);
+}
+
+pub async fn change_feed_pages_by_limit(ctx: Ctx) {
+    let store = ctx.open().await;
+    for i in 0..25 {
+        store.insert(&link(&format!("f{i:02}"), t0())).await.expect("insert");
+    }
+    let mut after = 0;
+    let mut codes = Vec::new();
+    loop {
+        let page = store.changes_since(after, 10).await.expect("page");
+        assert!(page.len() <= 10);
+        let Some((last, _)) = page.last() else { break };
+        after = *last;
+        for (_, c) in page {
+            match c {
+                LinkChange::Upserted(l) => codes.push(l.code),
+                LinkChange::Deleted(c) => panic!("unexpected delete of {c}"),
+            }
+        }
+    }
+    assert_eq!(codes, (0..25).map(|i| format!("f{i:02}")).collect::<Vec<_>>());
+}
+
+fn record(key: &str, body: &str, at: chrono::DateTime<chrono::Utc>) -> IdempotencyRecord {
+    IdempotencyRecord {
+        key: key.to_string(),
+        request_hash: format!("hash-of-{body}"),
+        status: 201,
+        body: body.to_string(),
+        created_at: at,
+    }
+}
+
+pub async fn idempotency_records_expire_after_24_hours(ctx: Ctx) {
+    let store = ctx.open().await;
+    let rec = record("links:k1", r#"{"code":"x"}"#, t0());
+    store.idempotency_put(&rec).await.expect("put");
+    let expected = IdempotencyRecord { created_at: micros(t0()), ..rec.clone() };
+    let at = |d: TimeDelta| micros(t0()) + d;
+    assert_eq!(store.idempotency_get("links:k1", at(TimeDelta::hours(1))).await.expect("get"), Some(expected.clone()));
+    assert_eq!(
+        store.idempotency_get("links:k1", at(TimeDelta::hours(24) - TimeDelta::microseconds(1))).await.expect("get"),
+        Some(expected.clone())
+    );
+    assert_eq!(store.idempotency_get("links:k1", at(TimeDelta::hours(24))).await.expect("get"), None);
+    assert_eq!(store.idempotency_get("links:other", at(TimeDelta::hours(1))).await.expect("get"), None);
+
+    // Inside the window the key is taken, whatever the body.
+    let again = record("links:k1", "different", at(TimeDelta::hours(23)));
+    assert!(matches!(store.idempotency_put(&again).await, Err(Error::IdempotencyKeyExists)));
+    assert_eq!(store.idempotency_get("links:k1", at(TimeDelta::hours(23))).await.expect("get"), Some(expected));
+
+    // Another key is independent.
+    store.idempotency_put(&record("links:k2", "b2", at(TimeDelta::hours(23)))).await.expect("put k2");
+
+    // Once expired the key can be recorded again, with a new body.
+    let renewed = record("links:k1", "renewed", at(TimeDelta::hours(24)));
+    store.idempotency_put(&renewed).await.expect("put after expiry");
+    assert_eq!(store.idempotency_get("links:k1", at(TimeDelta::hours(25))).await.expect("get"), Some(renewed));
+    assert_eq!(
+        store.idempotency_get("links:k2", at(TimeDelta::hours(25))).await.expect("get").map(|r| r.body),
+        Some("b2".to_string())
+    );
+}
+
+pub async fn concurrent_idempotency_puts_yield_one_winner(ctx: Ctx) {
+    let store = ctx.open().await;
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { (i, store.idempotency_put(&record("links:race", &format!("body{i}"), t0())).await) })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for t in tasks {
+        match t.await.expect("join") {
+            (i, Ok(())) => winners.push(i),
+            (_, Err(Error::IdempotencyKeyExists)) => {}
+            (_, Err(e)) => panic!("unexpected error {e:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1);
+    let got = store.idempotency_get("links:race", t0()).await.expect("get").expect("recorded");
+    assert_eq!(got.body, format!("body{}", winners[0]));
+}
+
+pub async fn migrate_reports_applied_versions(ctx: Ctx) {
+    let first = migrate(&ctx.target).await.expect("migrate");
+    assert_eq!(first.before, Vec::<i64>::new());
+    assert_eq!(first.after, vec![1]);
+    assert_eq!(first.newly_applied(), vec![1]);
+    let second = migrate(&ctx.target).await.expect("migrate again");
+    assert_eq!((second.before.clone(), second.after.clone()), (vec![1], vec![1]));
+    assert!(second.newly_applied().is_empty());
+    // The migrated store opens and works.
+    let store = ctx.open().await;
+    store.insert(&link("m", t0())).await.expect("insert");
+}
