@@ -1,8 +1,24 @@
-//! sluice-dataflows: the incrementally maintained click-analytics graph (see README.md).
+//! sluice-dataflows: the incrementally maintained click-analytics graph.
+//!
+//! Pure compute on timely + differential dataflow: sources and sinks are handed in by the
+//! binary ([`source`], [`changes`], [`dead_letter`]), results are read through [`views`].
+//! See the crate README for the module map, the semantics and the consumers.
 #![deny(missing_docs)]
 
+pub mod changes;
+pub mod clock;
+pub mod config;
+pub mod dead_letter;
+pub mod enrich;
 pub mod error;
 pub mod hash;
+pub mod model;
+pub mod operators;
+pub mod pipeline;
+pub mod records;
 pub mod sketch;
+pub mod source;
+pub mod views;
+pub mod watermark;
 
 pub use error::{Error, ErrorKind, Result};

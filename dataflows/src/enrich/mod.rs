@@ -1,0 +1,298 @@
+//! Click enrichment: user agent → browser, OS, device class and bot flag; truncated IP →
+//! country; referrer → domain and medium.
+//!
+//! Why it exists: rollups are keyed by these derived dimensions, and deriving them needs
+//! real-world data (uap-core rules, crawler lists, a GeoIP database, the Public Suffix List,
+//! Matomo's referrer lists). All of it is vendored under `dataflows/data/` with its licence
+//! and compiled into the binary, so the pipeline runs offline from any directory; only a
+//! user-supplied GeoIP file is read at run time.
+//!
+//! Shape: [`Enricher::new`] compiles the data once per process and shares it behind an
+//! `Arc`. Each clone of an [`Enricher`] (one per timely worker) has its own bounded LRU
+//! caches for user agents and referrers, so the hot path takes no locks. [`Enricher::enrich`]
+//! is a pure function of the event (caching never changes a result) and never panics.
+//!
+//! | file | concept |
+//! |---|---|
+//! | `user_agent.rs` | uap-core parsing, [`UaInfo`] |
+//! | `device_class.rs` | [`DeviceClass`] rules |
+//! | `bots.rs` | crawler / link-preview detection |
+//! | `geo.rs` | [`CountryCode`], MaxMind DB lookup |
+//! | `ip_ranges.rs` | special-purpose IP ranges skipped before the lookup |
+//! | `referrer.rs` | referrer parsing and `referrer_domain` rules |
+//! | `referrer_medium.rs` | [`ReferrerMedium`] from Matomo lists and webmail hosts |
+
+mod bots;
+mod device_class;
+mod geo;
+pub mod ip_ranges;
+mod referrer;
+mod referrer_medium;
+mod user_agent;
+
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use lru::LruCache;
+use serde::{Deserialize, Serialize};
+use sluice_schemas::ClickEvent;
+
+use crate::error::{Error, Result};
+
+pub use bots::{BotClassifier, BotVerdict};
+pub use device_class::DeviceClass;
+pub use geo::{CountryCode, GeoIp, parse_ip};
+pub use referrer::{DIRECT, INVALID, ReferrerInfo, normalize_own_host, registrable_domain};
+pub use referrer_medium::{EMAIL_HOSTS, MediumLists, MediumMatch, ReferrerMedium};
+pub use user_agent::{BOT_BROWSER, MAX_UA_BYTES, UaInfo, UaParser, UaParts};
+
+/// Referrers longer than this (bytes) are classified but not cached, so one cache entry
+/// never pins a multi-kilobyte search URL.
+const MAX_CACHED_REFERRER_BYTES: usize = 512;
+
+/// Fields derived from one raw click. Cheap to clone (three `Arc<str>`s).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enrichment {
+    /// ISO 3166-1 alpha-2 country of `ip_trunc`; `"ZZ"` when unknown.
+    pub country: CountryCode,
+    /// Device class (`desktop|mobile|tablet|bot|other`).
+    pub device: DeviceClass,
+    /// Browser family (uap-core; `"Other"` when unknown, `"Bot"` for bots imitating a browser).
+    pub browser: Arc<str>,
+    /// OS family (uap-core; `"Other"` when unknown).
+    pub os: Arc<str>,
+    /// `"(direct)"`, `"(invalid)"` or the referrer's domain (see [`registrable_domain`]).
+    pub referrer_domain: Arc<str>,
+    /// Referrer medium.
+    pub referrer_medium: ReferrerMedium,
+    /// Known crawler or link-preview fetcher.
+    pub is_bot: bool,
+}
+
+/// Enrichment configuration (a section of the binary's config file).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct EnrichConfig {
+    /// A MaxMind DB file to use instead of the bundled IP-to-country database, e.g.
+    /// MaxMind GeoLite2-Country.mmdb. `None` = the bundled database.
+    pub geoip_path: Option<PathBuf>,
+    /// The service's own short-link hosts (`sho.rt.example`, or a URL such as
+    /// `https://sho.rt.example`). Referrers on these hosts or their subdomains count as
+    /// `"(direct)"` with medium `internal` (case C22).
+    pub own_hosts: Vec<String>,
+    /// Entries in each enricher clone's user-agent cache (default 16,384; at most
+    /// [`MAX_UA_BYTES`] + ~100 bytes each).
+    pub ua_cache_capacity: usize,
+    /// Entries in each enricher clone's referrer cache (default 8,192; referrers longer
+    /// than 512 bytes are not cached).
+    pub referrer_cache_capacity: usize,
+}
+
+impl Default for EnrichConfig {
+    fn default() -> Self {
+        EnrichConfig {
+            geoip_path: None,
+            own_hosts: Vec::new(),
+            ua_cache_capacity: 16_384,
+            referrer_cache_capacity: 8_192,
+        }
+    }
+}
+
+/// Data compiled from the vendored files; identical for every enricher in the process.
+struct Bundled {
+    uap: UaParser,
+    bots: BotClassifier,
+    lists: MediumLists,
+}
+
+fn bundled() -> Result<Arc<Bundled>> {
+    static BUNDLED: OnceLock<std::result::Result<Arc<Bundled>, String>> = OnceLock::new();
+    BUNDLED
+        .get_or_init(|| {
+            let started = std::time::Instant::now();
+            let b = (|| {
+                Ok::<_, Error>(Bundled {
+                    uap: UaParser::bundled()?,
+                    bots: BotClassifier::bundled()?,
+                    lists: MediumLists::bundled()?,
+                })
+            })()
+            .map(Arc::new)
+            .map_err(|e| e.to_string());
+            if b.is_ok() {
+                tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "enrichment rules compiled");
+            }
+            b
+        })
+        .clone()
+        .map_err(Error::EnrichData)
+}
+
+/// Everything an enricher clone shares.
+struct Shared {
+    bundled: Arc<Bundled>,
+    geo: GeoIp,
+    own_hosts: Vec<String>,
+    direct: Arc<str>,
+    invalid: Arc<str>,
+}
+
+/// Counters of one enricher clone's caches since it was created (for per-batch telemetry).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EnrichStats {
+    /// User-agent cache hits.
+    pub ua_hits: u64,
+    /// User-agent cache misses (full parse).
+    pub ua_misses: u64,
+    /// Referrer cache hits.
+    pub referrer_hits: u64,
+    /// Referrer cache misses (full parse; includes uncacheable long referrers).
+    pub referrer_misses: u64,
+}
+
+/// Enriches click events. See the module documentation.
+pub struct Enricher {
+    shared: Arc<Shared>,
+    ua_cache: LruCache<Box<str>, UaInfo>,
+    referrer_cache: LruCache<Box<str>, (Arc<str>, ReferrerMedium)>,
+    stats: EnrichStats,
+}
+
+impl Clone for Enricher {
+    /// Shares the compiled data; the clone starts with its own empty caches.
+    fn clone(&self) -> Self {
+        Enricher {
+            shared: Arc::clone(&self.shared),
+            ua_cache: LruCache::new(self.ua_cache.cap()),
+            referrer_cache: LruCache::new(self.referrer_cache.cap()),
+            stats: EnrichStats::default(),
+        }
+    }
+}
+
+impl Enricher {
+    /// Builds an enricher. The vendored rules are compiled once per process (about a
+    /// second in an optimized build, shared by later calls); a configured GeoIP file is
+    /// read into memory.
+    ///
+    /// # Errors
+    /// [`Error::GeoIpOpen`] if `geoip_path` cannot be read or is not a MaxMind DB;
+    /// [`Error::EnrichData`] if vendored data fails to compile (a build defect).
+    pub fn new(cfg: &EnrichConfig) -> Result<Enricher> {
+        let bundled = bundled()?;
+        let geo = match &cfg.geoip_path {
+            Some(path) => GeoIp::open(path)?,
+            None => GeoIp::bundled()?,
+        };
+        tracing::info!(
+            database_type = geo.database_type(),
+            custom = cfg.geoip_path.is_some(),
+            "geoip database loaded"
+        );
+        let own_hosts = cfg.own_hosts.iter().filter_map(|h| normalize_own_host(h)).collect();
+        let cap = |n: usize| NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN);
+        Ok(Enricher {
+            shared: Arc::new(Shared {
+                bundled,
+                geo,
+                own_hosts,
+                direct: Arc::from(DIRECT),
+                invalid: Arc::from(INVALID),
+            }),
+            ua_cache: LruCache::new(cap(cfg.ua_cache_capacity)),
+            referrer_cache: LruCache::new(cap(cfg.referrer_cache_capacity)),
+            stats: EnrichStats::default(),
+        })
+    }
+
+    /// Derives all dimensions of one raw click. Never panics, for any field values.
+    pub fn enrich(&mut self, ev: &ClickEvent) -> Enrichment {
+        let ua = self.user_agent(&ev.user_agent);
+        let country = self.country(ev.ip_trunc.as_deref());
+        let (referrer_domain, referrer_medium) = self.referrer_cached(ev.referrer.as_deref());
+        Enrichment {
+            country,
+            device: ua.device,
+            browser: ua.browser,
+            os: ua.os,
+            referrer_domain,
+            referrer_medium,
+            is_bot: ua.is_bot,
+        }
+    }
+
+    /// Browser, OS, device class and bot flag of a user agent, from this clone's LRU cache
+    /// or parsed (user agents longer than [`MAX_UA_BYTES`] are cut first).
+    pub fn user_agent(&mut self, ua: &str) -> UaInfo {
+        let ua = user_agent::truncate(ua);
+        if let Some(info) = self.ua_cache.get(ua) {
+            self.stats.ua_hits += 1;
+            return info.clone();
+        }
+        self.stats.ua_misses += 1;
+        let b = &self.shared.bundled;
+        let info = user_agent::classify(&b.uap, &b.bots, ua);
+        self.ua_cache.put(Box::from(ua), info.clone());
+        info
+    }
+
+    /// Country of a truncated IP (`ClickEvent::ip_trunc`); `"ZZ"` for `None`, unparseable,
+    /// special-purpose and unmapped addresses.
+    pub fn country(&self, ip_trunc: Option<&str>) -> CountryCode {
+        self.shared.geo.lookup_str(ip_trunc)
+    }
+
+    /// Referrer domain and medium (uncached; [`Enricher::enrich`] caches). See the rules in
+    /// `referrer.rs`.
+    pub fn referrer(&self, referrer: Option<&str>) -> (Arc<str>, ReferrerMedium) {
+        let info = referrer::classify(&self.shared.bundled.lists, &self.shared.own_hosts, referrer);
+        let domain = match info.domain.as_str() {
+            DIRECT => Arc::clone(&self.shared.direct),
+            INVALID => Arc::clone(&self.shared.invalid),
+            _ => Arc::from(info.domain),
+        };
+        (domain, info.medium)
+    }
+
+    fn referrer_cached(&mut self, referrer: Option<&str>) -> (Arc<str>, ReferrerMedium) {
+        let Some(r) = referrer.filter(|r| !r.is_empty()) else {
+            return (Arc::clone(&self.shared.direct), ReferrerMedium::Direct);
+        };
+        if r.len() > MAX_CACHED_REFERRER_BYTES {
+            self.stats.referrer_misses += 1;
+            return self.referrer(Some(r));
+        }
+        if let Some((d, m)) = self.referrer_cache.get(r) {
+            self.stats.referrer_hits += 1;
+            return (Arc::clone(d), *m);
+        }
+        self.stats.referrer_misses += 1;
+        let out = self.referrer(Some(r));
+        self.referrer_cache.put(Box::from(r), (Arc::clone(&out.0), out.1));
+        out
+    }
+
+    /// Which list, if any, flags a user agent as a bot (uncached; for diagnostics and the
+    /// measurement tests). uap-core's `Spider` device is not consulted here.
+    pub fn bot_verdict(&self, ua: &str) -> BotVerdict {
+        self.shared.bundled.bots.verdict(user_agent::truncate(ua))
+    }
+
+    /// The uap-core families of a user agent (uncached; for the agreement tests).
+    pub fn ua_parts(&self, ua: &str) -> UaParts {
+        self.shared.bundled.uap.parse(ua)
+    }
+
+    /// Medium match with the list's source name for a lower-case host and path
+    /// (diagnostics and tests).
+    pub fn medium_of_host(&self, host: &str, path: &str) -> MediumMatch<'_> {
+        self.shared.bundled.lists.classify(host, path)
+    }
+
+    /// Cache counters of this clone since it was created.
+    pub fn stats(&self) -> EnrichStats {
+        self.stats
+    }
+}

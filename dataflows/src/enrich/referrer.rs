@@ -1,0 +1,201 @@
+//! `Referer` header → (`referrer_domain`, medium).
+//!
+//! Rules, in order (case C22 in `shared/cases/README.md` is the test bed):
+//!
+//! 1. Absent, or empty after trimming whitespace and control characters (a trailing `\r`
+//!    included) → `"(direct)"`, medium `direct`. So is an `about:` URL (`about:blank`),
+//!    which browsers send when there was no referring page.
+//! 2. The value is parsed as a WHATWG URL (`url` crate). A bare host such as
+//!    `www.example.com/path` is retried as `http://` + value. What still does not parse, or
+//!    parses without a host (`https:/`, `data:...`, `file:///x`) → `"(invalid)"`, medium
+//!    `unknown`.
+//! 3. The host is lower-cased (IDNs become punycode), its port and trailing dot dropped.
+//!    A host equal to one of `EnrichConfig::own_hosts` or a subdomain of one → `"(direct)"`,
+//!    medium `internal`: crawlers send the short link itself as `Referer`, and a shortener's
+//!    own host must never show up as a traffic source.
+//! 4. `referrer_domain` is the **registrable domain** from the Public Suffix List (`psl`
+//!    crate, ICANN and private sections): `https://www.google.co.uk/` → `google.co.uk`,
+//!    `https://user.github.io/` → `user.github.io`. The full host is kept instead when
+//!    - the suffix is not in the PSL (an intranet or unknown TLD: grouping by "one label
+//!      below the TLD" would be a guess), or
+//!    - the host is under an IANA special-use domain name (RFC 6761 registry: `example`,
+//!      `example.com`, `example.net`, `example.org`, `test`, `invalid`, `localhost`,
+//!      `local`, `onion`, `alt`, `internal`, `home.arpa`). These names have no registrants
+//!      to group by, and they are what tests and documentation use, so
+//!      `https://WWW.Example.COM:8443/p` → `www.example.com` and `https://m.search.example/`
+//!      → `m.search.example` as case C22 expects, or
+//!    - the host is an IP address (`192.0.2.1`, `[2001:db8::1]`), or is itself a public
+//!      suffix.
+//! 5. Non-web schemes with a host keep that host as the domain, lower-cased:
+//!    `android-app://com.example.app/` → `com.example.app` (the Android package name, as
+//!    Chrome sends for app referrals), `ios-app://123456/...` → `123456`. Medium comes from
+//!    the same lists (Matomo lists some package names, e.g. `com.reddit.frontpage`), else
+//!    `unknown`.
+//! 6. The medium of everything else comes from [`MediumLists::classify`].
+
+use std::net::IpAddr;
+
+use url::{Host, Url};
+
+use super::referrer_medium::{MediumLists, ReferrerMedium};
+
+/// `referrer_domain` value for clicks without a referrer (and own-host referrers).
+pub const DIRECT: &str = "(direct)";
+/// `referrer_domain` value for referrers that are not a URL with a host.
+pub const INVALID: &str = "(invalid)";
+
+/// IANA special-use domain names (RFC 6761 registry) kept as full hosts; see rule 4.
+const SPECIAL_USE_DOMAINS: &[&str] = &[
+    "example", "example.com", "example.net", "example.org", "test", "invalid", "localhost",
+    "local", "onion", "alt", "internal", "home.arpa",
+];
+
+/// The outcome of classifying one referrer, borrowing nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReferrerInfo {
+    /// `"(direct)"`, `"(invalid)"` or the domain per the module rules.
+    pub domain: String,
+    /// The medium.
+    pub medium: ReferrerMedium,
+}
+
+impl ReferrerInfo {
+    fn direct(medium: ReferrerMedium) -> ReferrerInfo {
+        ReferrerInfo { domain: DIRECT.to_owned(), medium }
+    }
+
+    fn invalid() -> ReferrerInfo {
+        ReferrerInfo { domain: INVALID.to_owned(), medium: ReferrerMedium::Unknown }
+    }
+}
+
+/// Normalizes a configured own host: accepts `sho.rt.example`, `SHO.RT.EXAMPLE.`,
+/// `sho.rt.example:8080` or a URL such as `https://sho.rt.example/`. Returns the
+/// lower-cased host without port or trailing dot, or `None` if nothing host-like is left.
+pub fn normalize_own_host(configured: &str) -> Option<String> {
+    let t = configured.trim();
+    let url = if t.contains("://") { Url::parse(t) } else { Url::parse(&format!("http://{t}")) };
+    let host = url.ok()?.host_str()?.trim_end_matches('.').to_ascii_lowercase();
+    (!host.is_empty()).then_some(host)
+}
+
+/// Classifies a referrer per the module rules. `own_hosts` must be normalized with
+/// [`normalize_own_host`]. Never panics, for any input.
+pub fn classify(lists: &MediumLists, own_hosts: &[String], referrer: Option<&str>) -> ReferrerInfo {
+    let Some(raw) = referrer else {
+        return ReferrerInfo::direct(ReferrerMedium::Direct);
+    };
+    let text = raw.trim_matches(|c: char| c.is_whitespace() || c.is_control());
+    if text.is_empty() {
+        return ReferrerInfo::direct(ReferrerMedium::Direct);
+    }
+    let url = match Url::parse(text) {
+        Ok(u) => u,
+        Err(url::ParseError::RelativeUrlWithoutBase) if looks_like_bare_host(text) => {
+            match Url::parse(&format!("http://{text}")) {
+                Ok(u) => u,
+                Err(_) => return ReferrerInfo::invalid(),
+            }
+        }
+        Err(_) => return ReferrerInfo::invalid(),
+    };
+    if url.scheme() == "about" {
+        return ReferrerInfo::direct(ReferrerMedium::Direct);
+    }
+    let (host, is_ip) = match url.host() {
+        Some(Host::Domain(d)) => (d.trim_end_matches('.').to_ascii_lowercase(), false),
+        Some(Host::Ipv4(ip)) => (ip.to_string(), true),
+        Some(Host::Ipv6(ip)) => (format!("[{ip}]"), true),
+        None => return ReferrerInfo::invalid(),
+    };
+    if host.is_empty() {
+        return ReferrerInfo::invalid();
+    }
+    if !is_ip && own_hosts.iter().any(|own| is_same_or_subdomain(&host, own)) {
+        return ReferrerInfo::direct(ReferrerMedium::Internal);
+    }
+    let medium = if is_ip { ReferrerMedium::Unknown } else { lists.classify(&host, url.path()).medium };
+    let domain = if is_ip { host } else { registrable_domain(&host) };
+    ReferrerInfo { domain, medium }
+}
+
+/// `host` equals `parent` or ends with `.parent`.
+fn is_same_or_subdomain(host: &str, parent: &str) -> bool {
+    host == parent
+        || (host.len() > parent.len()
+            && host.ends_with(parent)
+            && host.as_bytes()[host.len() - parent.len() - 1] == b'.')
+}
+
+/// A scheme-less value worth retrying as `http://…`: no whitespace, a dot in the part
+/// before the first `/`, and no `:` there except a port.
+fn looks_like_bare_host(text: &str) -> bool {
+    let head = text.split(['/', '?', '#']).next().unwrap_or("");
+    !text.contains(char::is_whitespace)
+        && head.contains('.')
+        && !head.starts_with('.')
+        && head.split(':').nth(1).is_none_or(|port| port.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Rule 4 of the module documentation for a lower-cased, punycode, dot-trimmed host.
+pub fn registrable_domain(host: &str) -> String {
+    if host.parse::<IpAddr>().is_ok() {
+        return host.to_owned();
+    }
+    if SPECIAL_USE_DOMAINS.iter().any(|s| is_same_or_subdomain(host, s)) {
+        return host.to_owned();
+    }
+    match psl::domain(host.as_bytes()) {
+        Some(d) if d.suffix().is_known() => {
+            String::from_utf8(d.as_bytes().to_vec()).unwrap_or_else(|_| host.to_owned())
+        }
+        _ => host.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registrable_domains() {
+        assert_eq!(registrable_domain("www.google.co.uk"), "google.co.uk");
+        assert_eq!(registrable_domain("l.facebook.com"), "facebook.com");
+        assert_eq!(registrable_domain("user.github.io"), "user.github.io");
+        assert_eq!(registrable_domain("co.uk"), "co.uk");
+        assert_eq!(registrable_domain("www.example.com"), "www.example.com");
+        assert_eq!(registrable_domain("m.search.example"), "m.search.example");
+        assert_eq!(registrable_domain("wiki.corp.intranet"), "wiki.corp.intranet");
+        assert_eq!(registrable_domain("a.b.localhost"), "a.b.localhost");
+        assert_eq!(registrable_domain("notexample.com"), "notexample.com");
+        assert_eq!(registrable_domain("www.notexample.com"), "notexample.com");
+        assert_eq!(registrable_domain("192.0.2.1"), "192.0.2.1");
+    }
+
+    #[test]
+    fn own_host_normalization() {
+        assert_eq!(normalize_own_host("https://Sho.RT.example/"), Some("sho.rt.example".into()));
+        assert_eq!(normalize_own_host("sho.rt.example:8080"), Some("sho.rt.example".into()));
+        assert_eq!(normalize_own_host(" SHO.RT.EXAMPLE. "), Some("sho.rt.example".into()));
+        assert_eq!(normalize_own_host(""), None);
+        assert_eq!(normalize_own_host("http://"), None);
+    }
+
+    #[test]
+    fn subdomain_test_is_label_aligned() {
+        assert!(is_same_or_subdomain("a.sho.rt", "sho.rt"));
+        assert!(is_same_or_subdomain("sho.rt", "sho.rt"));
+        assert!(!is_same_or_subdomain("xsho.rt", "sho.rt"));
+        assert!(!is_same_or_subdomain("rt", "sho.rt"));
+    }
+
+    #[test]
+    fn bare_host_heuristic() {
+        assert!(looks_like_bare_host("www.example.com/path"));
+        assert!(looks_like_bare_host("example.com:8080"));
+        assert!(!looks_like_bare_host("not a url"));
+        assert!(!looks_like_bare_host("/relative/path"));
+        assert!(!looks_like_bare_host("nodot"));
+        assert!(!looks_like_bare_host(".example.com"));
+    }
+}
