@@ -10,10 +10,10 @@ fn event(i: u64) -> ClickEvent {
         event_id: Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0000 | u128::from(i)),
         code: format!("c{}", i % 17),
         ts: 1_700_000_000_000 + i as i64,
-        ip_trunc: if i % 3 == 0 { None } else { Some(format!("198.51.{}.0", i % 256)) },
+        ip_trunc: if i.is_multiple_of(3) { None } else { Some(format!("198.51.{}.0", i % 256)) },
         visitor_id: i.wrapping_mul(0x9E37_79B9_7F4A_7C15),
         user_agent: format!("agent/{i} ✓"),
-        referrer: (i % 2 == 0).then(|| format!("https://r{i}.example/")),
+        referrer: i.is_multiple_of(2).then(|| format!("https://r{i}.example/")),
         accept_language: None,
         edge_region: Some("local".into()),
     }

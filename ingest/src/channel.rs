@@ -1,0 +1,118 @@
+//! The bounded intake channel between the redirect hot path and the log writer.
+//!
+//! [`ClickSender::try_send`] never blocks and never allocates beyond the event itself: on a
+//! full channel the event is dropped and counted (`sluice_click_events_dropped_total{reason=
+//! "channel_full"}`), so a slow disk can cost clicks but never redirect latency.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use sluice_schemas::ClickEvent;
+use tokio::sync::mpsc;
+
+use crate::telemetry::{ClicksDropped, DropReason};
+
+/// Counters of one intake channel, shared by its senders, its receiver and the writer.
+/// The same numbers go to the `metrics` facade; these are for tests, `/readyz` and logs.
+#[derive(Debug, Default)]
+pub struct IngestStats {
+    dropped_channel_full: AtomicU64,
+    dropped_closed: AtomicU64,
+    dropped_log_error: AtomicU64,
+    logged: AtomicU64,
+}
+
+/// A point-in-time copy of [`IngestStats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IngestStatsSnapshot {
+    /// Events dropped because the channel was full.
+    pub dropped_channel_full: u64,
+    /// Events dropped because the writer had stopped.
+    pub dropped_closed: u64,
+    /// Events dropped because the click log kept failing.
+    pub dropped_log_error: u64,
+    /// Events the writer made durable.
+    pub logged: u64,
+}
+
+impl IngestStats {
+    /// Current values.
+    pub fn snapshot(&self) -> IngestStatsSnapshot {
+        IngestStatsSnapshot {
+            dropped_channel_full: self.dropped_channel_full.load(Ordering::Relaxed),
+            dropped_closed: self.dropped_closed.load(Ordering::Relaxed),
+            dropped_log_error: self.dropped_log_error.load(Ordering::Relaxed),
+            logged: self.logged.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn dropped(&self, reason: DropReason, count: u64) {
+        let c = match reason {
+            DropReason::ChannelFull => &self.dropped_channel_full,
+            DropReason::Closed => &self.dropped_closed,
+            DropReason::LogError => &self.dropped_log_error,
+        };
+        c.fetch_add(count, Ordering::Relaxed);
+        ClicksDropped { reason, count }.emit();
+    }
+
+    pub(crate) fn logged(&self, count: u64) {
+        self.logged.fetch_add(count, Ordering::Relaxed);
+    }
+}
+
+/// Sending half: cheap to clone, one per redirect worker or shared.
+#[derive(Debug, Clone)]
+pub struct ClickSender {
+    tx: mpsc::Sender<ClickEvent>,
+    stats: Arc<IngestStats>,
+}
+
+/// Receiving half, consumed by [`crate::spawn_log_writer`].
+#[derive(Debug)]
+pub struct ClickReceiver {
+    pub(crate) rx: mpsc::Receiver<ClickEvent>,
+    pub(crate) stats: Arc<IngestStats>,
+}
+
+/// A bounded channel holding at most `capacity` events (clamped to at least 1).
+pub fn click_channel(capacity: usize) -> (ClickSender, ClickReceiver) {
+    let (tx, rx) = mpsc::channel(capacity.max(1));
+    let stats = Arc::new(IngestStats::default());
+    (ClickSender { tx, stats: Arc::clone(&stats) }, ClickReceiver { rx, stats })
+}
+
+impl ClickSender {
+    /// Queues `ev` without waiting. Returns `false` (and counts the drop) when the channel is
+    /// full or the writer has stopped.
+    pub fn try_send(&self, ev: ClickEvent) -> bool {
+        match self.tx.try_send(ev) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.stats.dropped(DropReason::ChannelFull, 1);
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.stats.dropped(DropReason::Closed, 1);
+                false
+            }
+        }
+    }
+
+    /// Free slots right now (for `/readyz` and gauges).
+    pub fn available(&self) -> usize {
+        self.tx.capacity()
+    }
+
+    /// The channel's counters.
+    pub fn stats(&self) -> &Arc<IngestStats> {
+        &self.stats
+    }
+}
+
+impl ClickReceiver {
+    /// The channel's counters.
+    pub fn stats(&self) -> &Arc<IngestStats> {
+        &self.stats
+    }
+}

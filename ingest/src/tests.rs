@@ -1,0 +1,227 @@
+use std::ops::Range;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
+use sluice_connectors::click_log::ClickLog;
+use sluice_schemas::ClickEvent;
+use uuid::Uuid;
+
+use crate::*;
+
+fn event(i: u64) -> ClickEvent {
+    ClickEvent {
+        event_id: Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0000 | u128::from(i)),
+        code: format!("c{}", i % 11),
+        ts: 1_700_000_000_000 + i as i64,
+        ip_trunc: Some("192.0.2.0".into()),
+        visitor_id: i * 7919,
+        user_agent: "test-agent".into(),
+        referrer: None,
+        accept_language: Some("en".into()),
+        edge_region: None,
+    }
+}
+
+/// The value of one sample line `name{labels} value` in Prometheus text, 0 when absent.
+fn sample(rendered: &str, series: &str) -> u64 {
+    rendered
+        .lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .map(|v| v.trim().parse().expect("integer counter"))
+        .unwrap_or(0)
+}
+
+fn recorder() -> PrometheusRecorder {
+    PrometheusBuilder::new().build_recorder()
+}
+
+/// A log that fails its first `failures` appends, then delegates.
+#[derive(Clone)]
+struct FlakyLog {
+    inner: Option<ClickLog>,
+    failures: u32,
+    calls: Arc<AtomicU32>,
+}
+
+impl EventLog for FlakyLog {
+    fn append(&self, events: &[ClickEvent]) -> sluice_connectors::Result<Range<u64>> {
+        let call = self.calls.fetch_add(1, Ordering::SeqCst);
+        match &self.inner {
+            Some(log) if call >= self.failures => log.append(events),
+            _ => Err(sluice_connectors::Error::Config("injected append failure".into())),
+        }
+    }
+}
+
+fn fast_retries(max_attempts: u32) -> LogWriterConfig {
+    LogWriterConfig {
+        max_batch: 1000,
+        linger: Duration::from_millis(1),
+        retry_initial: Duration::from_millis(1),
+        retry_max: Duration::from_millis(4),
+        max_attempts,
+    }
+}
+
+#[test]
+fn try_send_never_blocks_and_counts_drops() {
+    let rec = recorder();
+    let (tx, rx) = click_channel(2);
+    let results = metrics::with_local_recorder(&rec, || (0..5).map(|i| tx.try_send(event(i))).collect::<Vec<_>>());
+    assert_eq!(results, vec![true, true, false, false, false]);
+    assert_eq!(tx.available(), 0);
+    drop(rx);
+    let closed = metrics::with_local_recorder(&rec, || tx.try_send(event(9)));
+    assert!(!closed);
+    let s = tx.stats().snapshot();
+    assert_eq!((s.dropped_channel_full, s.dropped_closed, s.logged), (3, 1, 0));
+    let text = rec.handle().render();
+    assert_eq!(sample(&text, r#"sluice_click_events_dropped_total{reason="channel_full"}"#), 3);
+    assert_eq!(sample(&text, r#"sluice_click_events_dropped_total{reason="closed"}"#), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writer_logs_everything_in_order_and_drains_on_shutdown() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = ClickLog::open(dir.path()).expect("open");
+    let (tx, rx) = click_channel(10_000);
+    let writer = spawn_log_writer(rx, log.clone(), LogWriterConfig { max_batch: 100, ..LogWriterConfig::default() });
+    for i in 0..2_500 {
+        assert!(tx.try_send(event(i)));
+        if i % 300 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    let stats = Arc::clone(tx.stats());
+    drop(tx);
+    let summary = tokio::time::timeout(Duration::from_secs(30), writer).await.expect("drains in time").expect("join");
+    assert_eq!(summary.logged, 2_500);
+    assert_eq!(summary.dropped, 0);
+    assert!(summary.batches >= 25, "max_batch 100 bounds every batch: {summary:?}");
+    assert_eq!(stats.snapshot().logged, 2_500);
+    let stored = log.read(0, 10_000).expect("read");
+    let expected: Vec<(u64, ClickEvent)> = (0..2_500).map(|i| (i, event(i))).collect();
+    assert_eq!(stored, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_senders_lose_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = ClickLog::open(dir.path()).expect("open");
+    let (tx, rx) = click_channel(100_000);
+    let writer = spawn_log_writer(rx, log.clone(), LogWriterConfig::default());
+    let tasks: Vec<_> = (0..4u64)
+        .map(|t| {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                for i in 0..1_000 {
+                    assert!(tx.try_send(event(t * 10_000 + i)));
+                }
+            })
+        })
+        .collect();
+    drop(tx);
+    for t in tasks {
+        t.await.expect("sender task");
+    }
+    let summary = writer.await.expect("join");
+    assert_eq!(summary.logged, 4_000);
+    let mut got: Vec<u128> = log.read(0, 10_000).expect("read").into_iter().map(|(_, e)| e.event_id.as_u128()).collect();
+    got.sort_unstable();
+    let mut want: Vec<u128> = (0..4u64).flat_map(|t| (0..1_000).map(move |i| event(t * 10_000 + i).event_id.as_u128())).collect();
+    want.sort_unstable();
+    assert_eq!(got, want);
+}
+
+#[tokio::test]
+async fn batches_are_bounded_by_max_batch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = ClickLog::open(dir.path()).expect("open");
+    let (tx, rx) = click_channel(100);
+    for i in 0..10 {
+        assert!(tx.try_send(event(i)));
+    }
+    drop(tx);
+    let config = LogWriterConfig { max_batch: 4, linger: Duration::from_millis(50), ..LogWriterConfig::default() };
+    let summary = spawn_log_writer(rx, log.clone(), config).await.expect("join");
+    assert_eq!((summary.batches, summary.logged), (3, 10), "4 + 4 + 2");
+    assert_eq!(log.head(), 10);
+}
+
+#[tokio::test]
+async fn failed_appends_are_retried() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = ClickLog::open(dir.path()).expect("open");
+    let flaky = FlakyLog { inner: Some(log.clone()), failures: 2, calls: Arc::new(AtomicU32::new(0)) };
+    let (tx, rx) = click_channel(100);
+    for i in 0..10 {
+        assert!(tx.try_send(event(i)));
+    }
+    drop(tx);
+    let summary = spawn_log_writer(rx, flaky.clone(), fast_retries(5)).await.expect("join");
+    assert_eq!(summary, WriterSummary { batches: 1, logged: 10, dropped: 0, failed_attempts: 2 });
+    assert_eq!(flaky.calls.load(Ordering::SeqCst), 3);
+    assert_eq!(log.read(0, 100).expect("read").len(), 10);
+}
+
+#[tokio::test] // current-thread runtime: the thread-local recorder sees the writer's metrics
+async fn persistent_log_failure_drops_the_batch_and_counts_it() {
+    let rec = recorder();
+    let _guard = metrics::set_default_local_recorder(&rec);
+    let broken = FlakyLog { inner: None, failures: u32::MAX, calls: Arc::new(AtomicU32::new(0)) };
+    let (tx, rx) = click_channel(100);
+    for i in 0..7 {
+        assert!(tx.try_send(event(i)));
+    }
+    let stats = Arc::clone(tx.stats());
+    drop(tx);
+    let summary = spawn_log_writer(rx, broken.clone(), fast_retries(3)).await.expect("join");
+    assert_eq!(summary, WriterSummary { batches: 0, logged: 0, dropped: 7, failed_attempts: 3 });
+    assert_eq!(broken.calls.load(Ordering::SeqCst), 3);
+    assert_eq!(stats.snapshot().dropped_log_error, 7);
+    let text = rec.handle().render();
+    assert_eq!(sample(&text, r#"sluice_click_events_dropped_total{reason="log_error"}"#), 7);
+    assert_eq!(sample(&text, "sluice_click_log_write_errors_total"), 3);
+    assert_eq!(sample(&text, r#"sluice_click_events_logged_total{source="redirect"}"#), 0);
+}
+
+#[tokio::test]
+async fn logged_events_are_counted_once_per_event() {
+    let rec = recorder();
+    let _guard = metrics::set_default_local_recorder(&rec);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = ClickLog::open(dir.path()).expect("open");
+    let (tx, rx) = click_channel(100);
+    for i in 0..9 {
+        assert!(tx.try_send(event(i)));
+    }
+    drop(tx);
+    let config = LogWriterConfig { max_batch: 5, ..LogWriterConfig::default() };
+    let summary = spawn_log_writer(rx, log, config).await.expect("join");
+    let text = rec.handle().render();
+    assert_eq!(sample(&text, r#"sluice_click_events_logged_total{source="redirect"}"#), 9);
+    assert_eq!(sample(&text, "sluice_click_log_batches_total"), summary.batches);
+    assert_eq!(summary.batches, 2);
+}
+
+#[tokio::test]
+async fn append_durable_returns_offsets_after_fsync() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = ClickLog::open(dir.path()).expect("open");
+    let api = DurableAppender::new(log.clone());
+    assert_eq!(api.append_durable((0..3).map(event).collect()).await.expect("append"), 0..3);
+    assert_eq!(api.append_durable(vec![]).await.expect("empty"), 3..3);
+    assert_eq!(api.append_durable((3..5).map(event).collect()).await.expect("append"), 3..5);
+    drop(api);
+    drop(log);
+    let reopened = ClickLog::open(dir.path()).expect("reopen");
+    assert_eq!(reopened.read(0, 10).expect("read"), (0..5).map(|i| (i, event(i))).collect::<Vec<_>>());
+
+    let broken = DurableAppender::new(FlakyLog { inner: None, failures: u32::MAX, calls: Arc::new(AtomicU32::new(0)) });
+    match broken.append_durable(vec![event(0)]).await {
+        Err(Error::Log(_)) => {}
+        other => panic!("expected a log error, got {other:?}"),
+    }
+}

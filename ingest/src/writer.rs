@@ -1,0 +1,165 @@
+//! The log writer: drains the intake channel into the click log with group commits.
+//!
+//! Batching: the writer waits for one event, then keeps collecting until it has
+//! `max_batch` events or `linger` has passed since the first, and appends the batch in one
+//! fsync'd transaction. While an append is in flight new events queue in the channel, so under
+//! load batches grow by themselves and the fsync cost is shared by many events.
+//!
+//! Failures: an append that fails is retried with capped exponential backoff
+//! (`retry_initial` doubling up to `retry_max`) up to `max_attempts` attempts in total; then
+//! the batch is counted as dropped (`reason="log_error"`) and logged at error level. Events
+//! keep queueing (and overflow is counted) meanwhile. Nothing is lost silently.
+//!
+//! Shutdown: when every [`crate::ClickSender`] is dropped, the writer appends what is left
+//! in the channel and its task completes with a [`WriterSummary`].
+
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+use sluice_connectors::click_log::ClickLog;
+use sluice_schemas::ClickEvent;
+use tokio::task::JoinHandle;
+
+use crate::channel::ClickReceiver;
+use crate::telemetry::{ClicksLogged, DropReason, LogWriteFailed};
+
+/// Something events can be appended to durably; implemented by [`ClickLog`]. A seam so the
+/// writer's retry logic can be tested against failing logs.
+pub trait EventLog: Clone + Send + Sync + 'static {
+    /// Appends `events` atomically and durably, returning their offsets (blocking I/O).
+    fn append(&self, events: &[ClickEvent]) -> sluice_connectors::Result<Range<u64>>;
+}
+
+impl EventLog for ClickLog {
+    fn append(&self, events: &[ClickEvent]) -> sluice_connectors::Result<Range<u64>> {
+        ClickLog::append(self, events)
+    }
+}
+
+/// Tuning of the log writer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogWriterConfig {
+    /// Most events per append (default 4096).
+    pub max_batch: usize,
+    /// Longest wait after the first event of a batch for more to arrive (default 5 ms);
+    /// zero appends whatever is queued at once.
+    pub linger: Duration,
+    /// First retry delay after a failed append (default 10 ms).
+    pub retry_initial: Duration,
+    /// Cap of the doubling retry delay (default 1 s).
+    pub retry_max: Duration,
+    /// Attempts per batch before it is dropped, at least 1 (default 10, ≈ 3.5 s of retries).
+    pub max_attempts: u32,
+}
+
+impl Default for LogWriterConfig {
+    fn default() -> Self {
+        Self {
+            max_batch: 4096,
+            linger: Duration::from_millis(5),
+            retry_initial: Duration::from_millis(10),
+            retry_max: Duration::from_secs(1),
+            max_attempts: 10,
+        }
+    }
+}
+
+/// What a writer did over its lifetime (returned when its task ends).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriterSummary {
+    /// Successful appends.
+    pub batches: u64,
+    /// Events made durable.
+    pub logged: u64,
+    /// Events dropped after exhausting retries.
+    pub dropped: u64,
+    /// Failed append attempts.
+    pub failed_attempts: u64,
+}
+
+/// Spawns the writer task on the current tokio runtime; see the module docs.
+///
+/// # Panics
+/// If called outside a tokio runtime.
+pub fn spawn_log_writer<L: EventLog>(receiver: ClickReceiver, log: L, config: LogWriterConfig) -> JoinHandle<WriterSummary> {
+    tokio::spawn(run_writer(receiver, log, config))
+}
+
+async fn run_writer<L: EventLog>(mut receiver: ClickReceiver, log: L, config: LogWriterConfig) -> WriterSummary {
+    let max_batch = config.max_batch.max(1);
+    let mut summary = WriterSummary::default();
+    let mut buf: Vec<ClickEvent> = Vec::with_capacity(max_batch);
+    loop {
+        if receiver.rx.recv_many(&mut buf, max_batch).await == 0 {
+            break; // every sender dropped and the channel is empty
+        }
+        if !config.linger.is_zero() {
+            let deadline = tokio::time::Instant::now() + config.linger;
+            while buf.len() < max_batch {
+                let want = max_batch - buf.len();
+                match tokio::time::timeout_at(deadline, receiver.rx.recv_many(&mut buf, want)).await {
+                    Ok(0) | Err(_) => break, // closed, or linger over
+                    Ok(_) => {}
+                }
+            }
+        }
+        buf = write_batch(&log, buf, &config, &receiver, &mut summary).await;
+    }
+    tracing::debug!(batches = summary.batches, logged = summary.logged, dropped = summary.dropped, "click log writer stopped");
+    summary
+}
+
+/// Appends `batch` with retries; returns the emptied buffer for reuse.
+async fn write_batch<L: EventLog>(
+    log: &L,
+    mut batch: Vec<ClickEvent>,
+    config: &LogWriterConfig,
+    receiver: &ClickReceiver,
+    summary: &mut WriterSummary,
+) -> Vec<ClickEvent> {
+    let max_attempts = config.max_attempts.max(1);
+    let mut delay = config.retry_initial;
+    let n = batch.len() as u64;
+    for attempt in 1..=max_attempts {
+        let started = Instant::now();
+        let log2 = log.clone();
+        let joined = tokio::task::spawn_blocking(move || {
+            let r = log2.append(&batch);
+            (batch, r)
+        })
+        .await;
+        let result;
+        (batch, result) = match joined {
+            Ok(pair) => pair,
+            Err(e) => {
+                // The blocking task panicked: the batch went with it.
+                tracing::error!(error = %e, batch = n, "click log append task failed; dropping batch");
+                receiver.stats.dropped(DropReason::LogError, n);
+                summary.dropped += n;
+                return Vec::with_capacity(config.max_batch.max(1));
+            }
+        };
+        match result {
+            Ok(range) => {
+                ClicksLogged { source: "redirect", count: n, first_offset: range.start, elapsed: started.elapsed() }.emit();
+                receiver.stats.logged(n);
+                summary.batches += 1;
+                summary.logged += n;
+                batch.clear();
+                return batch;
+            }
+            Err(e) => {
+                summary.failed_attempts += 1;
+                LogWriteFailed { error: &e, attempt, max_attempts, batch: batch.len() }.emit();
+                if attempt < max_attempts {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(config.retry_max);
+                }
+            }
+        }
+    }
+    receiver.stats.dropped(DropReason::LogError, n);
+    summary.dropped += n;
+    batch.clear();
+    batch
+}
