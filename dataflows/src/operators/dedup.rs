@@ -1,0 +1,294 @@
+//! `DedupByEventId`: drop repeated `event_id`s within the dedup horizon.
+//!
+//! * **Input**: updates (one record per received click), exchanged by
+//!   [`route_u128`]`(event_id)` so all copies of an id meet on one worker; plus the
+//!   broadcast [`WatermarkReport`]s.
+//! * **Output**: updates — the first copy of every id (`ok`), and dead letters (`err`) for
+//!   clicks that are too late against the global watermark (see below).
+//! * **State**: `event_id → basis` for every id whose basis is within
+//!   `max(dedup_horizon, allowed_lateness)` of the global watermark `W`, plus an index by
+//!   basis hour; compacted whenever `W` advances (whole hours at a time), so memory is bounded
+//!   by the clicks of that window. The basis is the event time (for backfill:
+//!   `max(ts, W)` at insertion, so a re-import within the horizon is still caught).
+//!
+//! **First wins**: the first copy processed is kept with its payload; later copies (even with
+//! a different user agent or referrer, case C19's E′) are dropped and never touch a rollup
+//! row. Copies from one partition are processed in offset order; copies that arrive through
+//! different partitions are ordered by processing epoch. A repeat refreshes the basis to the
+//! largest event time among the copies.
+//!
+//! **Why no duplicate slips through**: an id is forgotten only once its basis `b` satisfies
+//! `b < W − retention` with `retention ≥ allowed_lateness`. A later copy carries the same event
+//! time, so it is older than `W − allowed_lateness`; the gate rejects it against its partition
+//! watermark (`W_p ≥ W` while the partition is active), and this operator re-checks against
+//! `W` for partitions that were idle (`W_p` may lag `W`): such a copy is dead-lettered
+//! `too_late` rather than counted twice.
+//!
+//! Plain timely, not differential: first-wins is order-dependent and its output must never be
+//! retracted (the downstream HLL rollups are append-only); a differential `distinct` would
+//! retract and re-emit records as the horizon retracts inputs.
+//!
+//! ```
+//! use timely::dataflow::operators::{ToStream, Capture, capture::Extract};
+//! use sluice_dataflows::operators::{DedupByEventId, DedupParams};
+//! use sluice_dataflows::records::GatedClick;
+//! use sluice_dataflows::watermark::WatermarkReport;
+//! use sluice_schemas::ClickEvent;
+//!
+//! let click = |id: u128, offset: u64| GatedClick {
+//!     partition: 0,
+//!     offset,
+//!     backfill: false,
+//!     event: ClickEvent {
+//!         event_id: uuid::Uuid::from_u128(id), code: "ab".into(), ts: 1_000, ip_trunc: None,
+//!         visitor_id: 7, user_agent: String::new(), referrer: None, accept_language: None,
+//!         edge_region: None,
+//!     },
+//! };
+//! let (ok, err) = timely::example(move |scope| {
+//!     let clicks = vec![click(1, 0), click(1, 1), click(2, 2)].to_stream(scope).container::<Vec<_>>();
+//!     let reports = Vec::<WatermarkReport>::new().to_stream(scope).container::<Vec<_>>();
+//!     let params = DedupParams::from_semantics(&Default::default());
+//!     let (ok, err) = clicks.dedup_by_event_id(reports, params);
+//!     (ok.capture(), err.capture())
+//! });
+//! let ok: Vec<u64> = ok.extract().into_iter().flat_map(|(_, v)| v).map(|c| c.offset).collect();
+//! assert_eq!(ok, vec![0, 2]);
+//! assert!(err.extract().is_empty());
+//! ```
+
+use std::collections::BTreeMap;
+use std::collections::hash_map::Entry;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use timely::dataflow::StreamVec;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::Capability;
+use timely::dataflow::operators::generic::OutputBuilder;
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+
+use crate::config::SemanticsConfig;
+use crate::dead_letter::{DeadLetter, DeadLetterReason};
+use crate::hash::{FxHashMap, route_u128};
+use crate::records::GatedClick;
+use crate::watermark::{GlobalWatermark, WatermarkReport};
+
+const HOUR_MS: i64 = 3_600_000;
+
+/// Dedup state and logic, independent of timely (module docs).
+#[derive(Debug, Default)]
+pub struct DedupState {
+    seen: FxHashMap<u128, i64>,
+    by_hour: BTreeMap<i64, Vec<u128>>,
+    watermark: GlobalWatermark,
+    retention_ms: i64,
+    lateness_ms: i64,
+    long_retention_ms: i64,
+    duplicates: u64,
+}
+
+impl DedupState {
+    /// State forgetting ids `retention_ms` behind `W`, re-checking lateness (`lateness_ms`,
+    /// or `long_retention_ms` for backfill) against `W`.
+    pub fn new(retention_ms: i64, lateness_ms: i64, long_retention_ms: i64) -> DedupState {
+        DedupState { retention_ms, lateness_ms, long_retention_ms, ..Default::default() }
+    }
+
+    /// Ids currently remembered.
+    pub fn len(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// Whether no id is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
+
+    /// Duplicates dropped so far.
+    pub fn duplicates(&self) -> u64 {
+        self.duplicates
+    }
+
+    /// Processes one batch in order: first copies to `ok`, too-late clicks to `err`.
+    pub fn process(&mut self, batch: impl IntoIterator<Item = GatedClick>, ok: &mut Vec<GatedClick>, err: &mut Vec<DeadLetter>) {
+        let w = self.watermark.current();
+        for c in batch {
+            let ts = c.event.ts;
+            if w != i64::MIN {
+                let limit = if c.backfill { self.long_retention_ms } else { self.lateness_ms };
+                if ts < w.saturating_sub(limit) {
+                    err.push(DeadLetter {
+                        partition: c.partition,
+                        offset: c.offset,
+                        reason: DeadLetterReason::TooLate,
+                        detail: format!("ts {ts} is more than {limit} ms behind the global watermark {w}"),
+                        event: c.event,
+                    });
+                    continue;
+                }
+            }
+            let basis = if c.backfill && w != i64::MIN { ts.max(w) } else { ts };
+            match self.seen.entry(c.event.event_id.as_u128()) {
+                Entry::Occupied(mut e) => {
+                    self.duplicates += 1;
+                    if basis > *e.get() {
+                        *e.get_mut() = basis;
+                        self.by_hour.entry(basis.div_euclid(HOUR_MS)).or_default().push(*e.key());
+                    }
+                }
+                Entry::Vacant(e) => {
+                    self.by_hour.entry(basis.div_euclid(HOUR_MS)).or_default().push(*e.key());
+                    e.insert(basis);
+                    ok.push(c);
+                }
+            }
+        }
+    }
+
+    /// Folds watermark reports, then forgets ids that fell out of retention.
+    pub fn advance(&mut self, reports: &[WatermarkReport]) {
+        if reports.is_empty() {
+            return;
+        }
+        for r in reports {
+            self.watermark.apply(r);
+        }
+        let w = self.watermark.recompute();
+        if w == i64::MIN {
+            return;
+        }
+        let cutoff = w.saturating_sub(self.retention_ms);
+        while let Some(entry) = self.by_hour.first_entry() {
+            let hour = *entry.key();
+            if (hour + 1) * HOUR_MS > cutoff {
+                break;
+            }
+            for id in entry.remove() {
+                if let Entry::Occupied(e) = self.seen.entry(id) {
+                    if e.get().div_euclid(HOUR_MS) == hour {
+                        e.remove();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Current global watermark.
+    pub fn watermark(&self) -> i64 {
+        self.watermark.current()
+    }
+}
+
+/// Parameters of [`DedupByEventId::dedup_by_event_id`].
+#[derive(Debug, Clone, Default)]
+pub struct DedupParams {
+    /// State retention behind `W`, ms: `max(dedup_horizon, allowed_lateness)`.
+    pub retention_ms: i64,
+    /// Allowed lateness, ms.
+    pub lateness_ms: i64,
+    /// Longest rollup retention (limit for backfill), ms.
+    pub long_retention_ms: i64,
+    /// Incremented by the number of duplicates dropped (per batch).
+    pub duplicates: Arc<AtomicU64>,
+}
+
+impl DedupParams {
+    /// Parameters from the pipeline semantics, with a fresh duplicate counter.
+    pub fn from_semantics(sem: &SemanticsConfig) -> DedupParams {
+        DedupParams {
+            retention_ms: sem.dedup_retention_ms(),
+            lateness_ms: sem.lateness_ms(),
+            long_retention_ms: sem.retention_ms()[3],
+            duplicates: Arc::default(),
+        }
+    }
+}
+
+/// Extension trait: deduplicate clicks by `event_id` (module docs).
+pub trait DedupByEventId<'scope> {
+    /// Returns `(first copies, too-late dead letters)`.
+    fn dedup_by_event_id(
+        self,
+        reports: StreamVec<'scope, u64, WatermarkReport>,
+        params: DedupParams,
+    ) -> (StreamVec<'scope, u64, GatedClick>, StreamVec<'scope, u64, DeadLetter>);
+}
+
+impl<'scope> DedupByEventId<'scope> for StreamVec<'scope, u64, GatedClick> {
+    fn dedup_by_event_id(
+        self,
+        reports: StreamVec<'scope, u64, WatermarkReport>,
+        params: DedupParams,
+    ) -> (StreamVec<'scope, u64, GatedClick>, StreamVec<'scope, u64, DeadLetter>) {
+        let mut builder = OperatorBuilder::new("DedupByEventId".to_owned(), self.scope());
+        let mut clicks_in = builder.new_input(self, Exchange::new(|c: &GatedClick| route_u128(c.event.event_id.as_u128())));
+        let mut reports_in = builder.new_input(reports, Pipeline);
+        let (ok_out, ok_stream) = builder.new_output::<Vec<GatedClick>>();
+        let (err_out, err_stream) = builder.new_output::<Vec<DeadLetter>>();
+        let mut ok_out = OutputBuilder::<_, timely::container::CapacityContainerBuilder<Vec<GatedClick>>>::from(ok_out);
+        let mut err_out = OutputBuilder::<_, timely::container::CapacityContainerBuilder<Vec<DeadLetter>>>::from(err_out);
+
+        builder.build(move |initial| {
+            drop(initial);
+            let mut state = DedupState::new(params.retention_ms, params.lateness_ms, params.long_retention_ms);
+            let mut reported_duplicates = 0u64;
+            type Pending = (Capability<u64>, Capability<u64>, Vec<Vec<GatedClick>>);
+            let mut clicks: BTreeMap<u64, Pending> = BTreeMap::new();
+            let mut reports: BTreeMap<u64, Vec<WatermarkReport>> = BTreeMap::new();
+            let (mut ok_buf, mut err_buf) = (Vec::new(), Vec::new());
+            move |frontiers| {
+                clicks_in.for_each(|cap, data| {
+                    let Some(&t) = cap.least() else { return };
+                    let e = clicks.entry(t).or_insert_with(|| (cap.delayed(&t, 0), cap.delayed(&t, 1), Vec::new()));
+                    e.2.push(std::mem::take(data));
+                });
+                reports_in.for_each(|cap, data| {
+                    let Some(&t) = cap.least() else { return };
+                    reports.entry(t).or_default().append(data);
+                });
+                let ready = |t: u64| frontiers.iter().all(|f| !f.less_equal(&t));
+                let mut ok = ok_out.activate();
+                let mut err = err_out.activate();
+                loop {
+                    let next_c = clicks.keys().next().copied().filter(|&t| ready(t));
+                    let next_r = reports.keys().next().copied().filter(|&t| ready(t));
+                    match (next_c, next_r) {
+                        (Some(c), r) if r.is_none_or(|r| c <= r) => {
+                            let (cap_ok, cap_err, batches) = clicks.remove(&c).expect("key present");
+                            for b in batches {
+                                state.process(b, &mut ok_buf, &mut err_buf);
+                            }
+                            if !ok_buf.is_empty() {
+                                ok.session(&cap_ok).give_container(&mut ok_buf);
+                                ok_buf.clear();
+                            }
+                            if !err_buf.is_empty() {
+                                err.session(&cap_err).give_container(&mut err_buf);
+                                err_buf.clear();
+                            }
+                            if let Some(rs) = reports.remove(&c) {
+                                state.advance(&rs);
+                            }
+                        }
+                        (_, Some(r)) => {
+                            let rs = reports.remove(&r).expect("key present");
+                            state.advance(&rs);
+                        }
+                        _ => break,
+                    }
+                }
+                let d = state.duplicates() - reported_duplicates;
+                if d > 0 {
+                    reported_duplicates += d;
+                    params.duplicates.fetch_add(d, Ordering::Relaxed);
+                    metrics::counter!("sluice_events_duplicates_total").increment(d);
+                }
+            }
+        });
+        (ok_stream, err_stream)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,163 @@
+//! `MaintainRollups`: apply joined clicks to this worker's rollup shard, epoch by epoch.
+//!
+//! * **Inputs**: updates, [`LinkedRecord`]s already routed to the code's owner (pipeline);
+//!   and the broadcast [`WatermarkReport`]s.
+//! * **Output**: nothing but progress — the operator holds a capability for every epoch it
+//!   has not applied yet, so a probe on its output passes an epoch only once the shard
+//!   reflects it.
+//! * **State**: the shard ([`crate::views`]): per (code, granularity, bucket) the rows of all
+//!   views, each with `clicks` and a visitor sketch. Append-only between evictions; rows fall
+//!   out when the global watermark passes their bucket end plus the granularity's retention.
+//!
+//! When the input frontier passes epochs, all of them are applied under **one** write lock
+//! (clicks, then that epoch's watermark reports, then eviction, then `applied_epoch`), so
+//! readers never see part of an epoch. Every click updates all retained granularities at
+//! once (minute, 15-minute, hour, day), which keeps their totals equal over any range all
+//! of them retain.
+//!
+//! Plain timely, not differential: the aggregates are HLL sketches, which cannot be
+//! retracted, and the input never retracts (dedup emits each click once).
+//!
+//! ```
+//! use timely::dataflow::operators::{ToStream, Probe};
+//! use sluice_dataflows::config::SemanticsConfig;
+//! use sluice_dataflows::model::{DimStr, Dims};
+//! use sluice_dataflows::operators::{MaintainRollups, RollupTarget};
+//! use sluice_dataflows::records::{EnrichedRecord, LinkedRecord};
+//! use sluice_dataflows::views::{Bucket, StatsQuery, Views};
+//! use sluice_dataflows::watermark::WatermarkReport;
+//!
+//! let views = Views::single(&SemanticsConfig::default());
+//! let target = RollupTarget::new(&views, 0);
+//! let dims = Dims { values: ["US", "mobile", "Safari", "iOS", "(direct)", "direct"].map(DimStr::new), is_bot: false };
+//! let click = |visitor| LinkedRecord {
+//!     rec: EnrichedRecord { code: DimStr::new("ab"), ts: 120_000, visitor_id: visitor, dims: dims.clone() },
+//!     meta: None,
+//! };
+//! let recs = vec![click(1), click(2), click(1)];
+//! timely::example(move |scope| {
+//!     let reports = Vec::<WatermarkReport>::new().to_stream(scope).container::<Vec<_>>();
+//!     recs.to_stream(scope).container::<Vec<_>>().maintain_rollups(reports, target);
+//! });
+//! let r = views.query(&StatsQuery::new("ab", 0, 3_600_000, Bucket::Hour)).unwrap();
+//! assert_eq!((r.totals.clicks, r.totals.uniques), (3, 2));
+//! ```
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::RwLock;
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::StreamVec;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::Capability;
+use timely::dataflow::operators::generic::Operator;
+
+use crate::changes::ChangeCollector;
+use crate::records::LinkedRecord;
+use crate::views::Views;
+use crate::views::shard::ShardState;
+use crate::watermark::{GlobalWatermark, WatermarkReport};
+
+/// Where a worker's rollups go: its shard of a [`Views`], and optionally the change stream.
+pub struct RollupTarget {
+    shard: Arc<RwLock<ShardState>>,
+    local: usize,
+    changes: Option<(Arc<ChangeCollector>, Duration)>,
+}
+
+impl RollupTarget {
+    /// The shard of local worker `local` in `views`, without change stream.
+    ///
+    /// # Panics
+    /// If `views` has no local shard `local`.
+    pub fn new(views: &Views, local: usize) -> RollupTarget {
+        RollupTarget { shard: views.shard(local), local, changes: None }
+    }
+
+    pub(crate) fn with_changes(mut self, collector: Arc<ChangeCollector>, interval: Duration) -> RollupTarget {
+        self.changes = Some((collector, interval));
+        self
+    }
+}
+
+/// Extension trait: maintain the rollups (module docs).
+pub trait MaintainRollups<'scope> {
+    /// Applies clicks to `target`; the returned stream carries only progress.
+    fn maintain_rollups(self, reports: StreamVec<'scope, u64, WatermarkReport>, target: RollupTarget) -> StreamVec<'scope, u64, ()>;
+}
+
+impl<'scope> MaintainRollups<'scope> for StreamVec<'scope, u64, LinkedRecord> {
+    fn maintain_rollups(self, reports: StreamVec<'scope, u64, WatermarkReport>, target: RollupTarget) -> StreamVec<'scope, u64, ()> {
+        self.binary_frontier::<_, CapacityContainerBuilder<Vec<()>>, _, _, _, _>(
+            reports,
+            Pipeline,
+            Pipeline,
+            "MaintainRollups",
+            move |_cap, _info| {
+                let mut stash: BTreeMap<u64, (Capability<u64>, Vec<Vec<LinkedRecord>>)> = BTreeMap::new();
+                let mut reports: BTreeMap<u64, Vec<WatermarkReport>> = BTreeMap::new();
+                let mut gw = GlobalWatermark::default();
+                let mut last_upper = 0u64;
+                let mut last_emit = Instant::now();
+                move |(recs_in, recs_f), (rep_in, rep_f), _output| {
+                    recs_in.for_each(|cap, data| {
+                        let Some(&t) = cap.least() else { return };
+                        stash.entry(t).or_insert_with(|| (cap.delayed(&t, 0), Vec::new())).1.push(std::mem::take(data));
+                    });
+                    rep_in.for_each(|cap, data| {
+                        let Some(&t) = cap.least() else { return };
+                        reports.entry(t).or_default().append(data);
+                    });
+                    let min = |f: &timely::progress::frontier::MutableAntichain<u64>| {
+                        f.frontier().iter().copied().min().unwrap_or(u64::MAX)
+                    };
+                    let upper = min(recs_f).min(min(rep_f));
+                    let due = target.changes.as_ref().is_some_and(|(_, iv)| upper == u64::MAX || last_emit.elapsed() >= *iv);
+                    if upper == last_upper && !due {
+                        return;
+                    }
+                    let mut applied = Vec::new();
+                    let mut changed = Vec::new();
+                    let w;
+                    {
+                        let mut shard = target.shard.write();
+                        loop {
+                            let c = stash.keys().next().copied().filter(|&t| t < upper);
+                            let r = reports.keys().next().copied().filter(|&t| t < upper);
+                            match (c, r) {
+                                (Some(c), r) if r.is_none_or(|r| c <= r) => {
+                                    let (cap, batches) = stash.remove(&c).expect("key present");
+                                    for b in &batches {
+                                        shard.apply(b);
+                                    }
+                                    applied.push(cap);
+                                    if let Some(rs) = reports.remove(&c) {
+                                        rs.iter().for_each(|r| gw.apply(r));
+                                    }
+                                }
+                                (_, Some(r)) => reports.remove(&r).expect("key present").iter().for_each(|r| gw.apply(r)),
+                                _ => break,
+                            }
+                        }
+                        w = gw.recompute();
+                        shard.advance_watermark(w);
+                        shard.applied_epoch = shard.applied_epoch.max(upper);
+                        if due {
+                            shard.drain_changes(&mut changed);
+                        }
+                    }
+                    last_upper = upper;
+                    if due {
+                        if let Some((collector, _)) = &target.changes {
+                            last_emit = Instant::now();
+                            collector.deposit(target.local, upper, w, changed);
+                        }
+                    }
+                    drop(applied);
+                }
+            },
+        )
+    }
+}

@@ -1,0 +1,424 @@
+//! Starting and driving the graph.
+//!
+//! [`start`] launches `workers` timely worker threads (or joins a timely cluster) and
+//! returns a [`PipelineHandle`]. Every worker builds the same graph:
+//!
+//! ```text
+//! source ─▶ gate ─▶ DedupByEventId ─▶ EnrichClicks ─▶ LookupLinkMeta ─▶ MaintainRollups ─▶ probe
+//!            │      (by event id)                     (by code)  ▲       │(views shard)
+//!            │           └──▶ SinkDeadLetters                     │       └─▶ change stream
+//!            ├─ dead letters (invalid, future, too late)          │
+//!            └─ watermark reports (broadcast) ───────────────────┴─▶ dedup, rollups
+//! link metadata feed (worker 0) ─▶ ArrangeLinkMetaByCode ─────────┘
+//! ```
+//!
+//! Timestamps are **processing epochs**: milliseconds of a monotonic processing clock that
+//! every worker of the process shares (`Instant` based, started at the wall-clock time of
+//! `start`). They only order and batch the work; event time travels inside the records and
+//! the watermark reports, so a late event simply updates an old bucket in a new epoch.
+//!
+//! Each worker loop: poll the source (at most `batch_size` records, not while the graph lags
+//! its input by more than `max_inflight_epochs`), pass every record through the
+//! [`SourceGate`], send accepted clicks and changed watermark reports at the current epoch,
+//! drain the link-metadata feed (worker 0), advance the inputs to the current epoch, step.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use differential_dataflow::input::Input as _;
+use parking_lot::Mutex;
+use sluice_schemas::LinkMeta;
+use timely::dataflow::ProbeHandle;
+use timely::dataflow::operators::Probe;
+use timely::dataflow::operators::vec::Broadcast;
+use timely::dataflow::operators::vec::Input as _;
+
+use crate::changes::{ChangeCollector, ChangeSink};
+use crate::clock::Clock;
+use crate::config::PipelineConfig;
+use crate::dead_letter::{DeadLetterCounters, DeadLetterSink, emit};
+use crate::hash::FxHashMap;
+use crate::operators::{
+    ClickEnricher, DedupByEventId, DedupParams, EnrichClicks, LookupLinkMeta, MaintainRollups, RollupTarget,
+    SinkDeadLetters, arrange_link_meta,
+};
+use crate::records::GatedClick;
+use crate::source::{SourceFactory, SourceStatus};
+use crate::views::{AsOf, Views};
+use crate::watermark::{SourceGate, WatermarkReport};
+use crate::{Error, Result};
+
+/// A link-metadata change: `diff = +1` announces a value, `-1` retracts it (an update is
+/// `-old, +new`; see [`LinkMetaSender::update`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkMetaChange {
+    /// The value.
+    pub meta: LinkMeta,
+    /// `+1` or `-1`.
+    pub diff: isize,
+}
+
+/// Sending half of the link-metadata feed (the binary forwards link-store changes here).
+#[derive(Debug, Clone)]
+pub struct LinkMetaSender(Sender<LinkMetaChange>);
+
+/// Receiving half, handed to [`start`]; read by global worker 0.
+#[derive(Debug)]
+pub struct LinkMetaFeed(Receiver<LinkMetaChange>);
+
+/// A new link-metadata feed. Dropping every sender closes the feed.
+pub fn link_meta_channel() -> (LinkMetaSender, LinkMetaFeed) {
+    let (tx, rx) = mpsc::channel();
+    (LinkMetaSender(tx), LinkMetaFeed(rx))
+}
+
+impl LinkMetaSender {
+    /// Announces a link (created, or loaded at start). Returns `false` if the pipeline is gone.
+    pub fn insert(&self, meta: LinkMeta) -> bool {
+        self.0.send(LinkMetaChange { meta, diff: 1 }).is_ok()
+    }
+    /// Retracts a previously announced value (link deleted).
+    pub fn retract(&self, meta: LinkMeta) -> bool {
+        self.0.send(LinkMetaChange { meta, diff: -1 }).is_ok()
+    }
+    /// Replaces `old` by `new` (both sent in order, applied in one epoch or two consecutive).
+    pub fn update(&self, old: LinkMeta, new: LinkMeta) -> bool {
+        self.retract(old) && self.insert(new)
+    }
+}
+
+/// What the binary feeds in.
+pub struct PipelineInputs<E: ClickEnricher> {
+    /// Builds each worker's click source.
+    pub source: SourceFactory,
+    /// Prototype enricher; every worker uses its own clone.
+    pub enricher: E,
+    /// Processing clock for the gate (future check, idleness).
+    pub clock: Arc<dyn Clock>,
+    /// Link-metadata feed (`None`: every click gets `meta = None`).
+    pub link_meta: Option<LinkMetaFeed>,
+}
+
+/// Where results go besides the [`Views`].
+#[derive(Default)]
+pub struct PipelineOutputs {
+    /// Change stream for sinks (`None`: rows are not tracked for it).
+    pub changes: Option<ChangeSink>,
+    /// Dead-letter sink (dead letters are counted either way).
+    pub dead_letters: Option<DeadLetterSink>,
+}
+
+/// Counters of this process since start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PipelineStats {
+    /// Records read from sources.
+    pub received: u64,
+    /// Records accepted by the gates.
+    pub accepted: u64,
+    /// Duplicates dropped by dedup.
+    pub duplicates: u64,
+    /// Dead letters (all reasons).
+    pub dead_lettered: u64,
+}
+
+/// Monotonic processing-epoch clock shared by a process's workers.
+struct EpochClock {
+    base_ms: u64,
+    start: Instant,
+}
+
+impl EpochClock {
+    fn new() -> EpochClock {
+        let base_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        EpochClock { base_ms, start: Instant::now() }
+    }
+    fn now(&self) -> u64 {
+        self.base_ms + self.start.elapsed().as_millis() as u64
+    }
+}
+
+struct Shared {
+    shutdown: AtomicBool,
+    caught_up: Vec<AtomicU64>,
+    finished: Vec<AtomicBool>,
+    counters: Arc<DeadLetterCounters>,
+    received: AtomicU64,
+    accepted: AtomicU64,
+    duplicates: Arc<AtomicU64>,
+    epochs: EpochClock,
+}
+
+/// A running pipeline. Dropping it shuts the workers down and waits for them.
+pub struct PipelineHandle {
+    views: Views,
+    shared: Arc<Shared>,
+    guards: Option<timely::communication::WorkerGuards<std::result::Result<(), String>>>,
+}
+
+impl std::fmt::Debug for PipelineHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PipelineHandle").field("views", &self.views).finish_non_exhaustive()
+    }
+}
+
+/// Starts the pipeline (module docs). Errors: [`Error::Config`] for an invalid
+/// configuration, [`Error::Start`] if timely cannot start (e.g. cluster peers unreachable).
+pub fn start<E: ClickEnricher>(config: &PipelineConfig, inputs: PipelineInputs<E>, outputs: PipelineOutputs) -> Result<PipelineHandle> {
+    config.validate()?;
+    let sem = config.semantics.clone();
+    let workers = config.workers;
+    let first_worker = config.first_worker();
+    let views = Views::new(config.peers(), first_worker, workers, sem.retention_ms(), outputs.changes.is_some());
+    let shared = Arc::new(Shared {
+        shutdown: AtomicBool::new(false),
+        caught_up: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+        finished: (0..workers).map(|_| AtomicBool::new(false)).collect(),
+        counters: Arc::default(),
+        received: AtomicU64::new(0),
+        accepted: AtomicU64::new(0),
+        duplicates: Arc::default(),
+        epochs: EpochClock::new(),
+    });
+    let collector = outputs.changes.map(|sink| Arc::new(ChangeCollector::new(workers, sink)));
+    let dl_sink = outputs.dead_letters;
+    let proto = Mutex::new(inputs.enricher);
+    let meta_feed = Mutex::new(inputs.link_meta);
+    let (factory, clock) = (inputs.source, inputs.clock);
+    let (batch, max_inflight, interval) = (config.batch_size, config.max_inflight_epochs, config.change_interval);
+    let (views2, shared2) = (views.clone(), Arc::clone(&shared));
+
+    let worker_fn = move |worker: &mut timely::worker::Worker| -> std::result::Result<(), String> {
+        let (index, peers) = (worker.index(), worker.peers());
+        let local = index - first_worker;
+        let _span = tracing::info_span!("dataflow_worker", worker = index).entered();
+        let shared = &shared2;
+        let mut source = factory(index, peers);
+        let enricher = proto.lock().clone();
+        let mut params = DedupParams::from_semantics(&sem);
+        params.duplicates = Arc::clone(&shared.duplicates);
+        let mut target = RollupTarget::new(&views2, local);
+        if let Some(c) = &collector {
+            target = target.with_changes(Arc::clone(c), interval);
+        }
+        let (counters, sink) = (Arc::clone(&shared.counters), dl_sink.clone());
+        let probe = ProbeHandle::new();
+        let (clicks_in, reports_in, meta_in) = worker.dataflow::<u64, _, _>(|scope| {
+            let (clicks_in, clicks) = scope.new_input::<GatedClick>();
+            let (reports_in, reports) = scope.new_input::<WatermarkReport>();
+            let (meta_in, meta) = scope.new_collection::<(String, LinkMeta), isize>();
+            let reports = reports.broadcast();
+            let (deduped, late) = clicks.dedup_by_event_id(reports.clone(), params);
+            late.sink_dead_letters(counters, sink);
+            let linked = deduped.enrich_clicks(enricher).lookup_link_meta(arrange_link_meta(meta));
+            linked.maintain_rollups(reports, target).probe_with(&probe);
+            (clicks_in, reports_in, meta_in)
+        });
+        let (mut clicks_in, mut reports_in, mut meta_in) = (Some(clicks_in), Some(reports_in), Some(meta_in));
+        let meta_rx = if index == 0 { meta_feed.lock().take() } else { None };
+        if meta_rx.is_none() {
+            meta_in.take().map(|m| m.close());
+        }
+        let mut gate = SourceGate::new(&sem, &source.partitions(), clock.now_ms());
+        let (mut buf, mut accepted, mut dead, mut reports) = (Vec::with_capacity(batch), Vec::new(), Vec::new(), Vec::new());
+        let mut offsets: FxHashMap<u32, u64> = FxHashMap::default();
+        let mut offset_list: Vec<(u32, u64)> = Vec::new();
+        let mut epoch = 0u64;
+        loop {
+            let now_epoch = shared.epochs.now().max(epoch);
+            if now_epoch > epoch {
+                epoch = now_epoch;
+                if let Some(i) = clicks_in.as_mut() {
+                    i.advance_to(epoch);
+                }
+                if let Some(i) = reports_in.as_mut() {
+                    i.advance_to(epoch);
+                }
+                if let Some(i) = meta_in.as_mut() {
+                    i.advance_to(epoch);
+                    i.flush();
+                }
+            }
+            if shared.shutdown.load(Ordering::Acquire) {
+                break;
+            }
+            let mut progressed = false;
+            let mut caught_up = true;
+            if let (Some(ci), Some(ri)) = (clicks_in.as_mut(), reports_in.as_mut()) {
+                if probe.less_than(&epoch.saturating_sub(max_inflight)) {
+                    caught_up = false;
+                } else {
+                    let status = source.poll(&mut buf, batch);
+                    let now = clock.now_ms();
+                    let n = buf.len();
+                    for rec in buf.drain(..) {
+                        let o = offsets.entry(rec.partition).or_insert(0);
+                        *o = (*o).max(rec.offset + 1);
+                        match gate.admit(rec, now) {
+                            Ok(c) => accepted.push(c),
+                            Err(d) => dead.push(d),
+                        }
+                    }
+                    gate.tick(now, &mut reports);
+                    shared.received.fetch_add(n as u64, Ordering::Relaxed);
+                    shared.accepted.fetch_add(accepted.len() as u64, Ordering::Relaxed);
+                    if !accepted.is_empty() {
+                        ci.send_batch(&mut accepted);
+                        accepted.clear();
+                    }
+                    if !reports.is_empty() {
+                        ri.send_batch(&mut reports);
+                        reports.clear();
+                    }
+                    if !offsets.is_empty() {
+                        if let Some(c) = &collector {
+                            offset_list.extend(offsets.iter().map(|(&p, &o)| (p, o)));
+                            c.record_offsets(local, epoch, &offset_list);
+                            offset_list.clear();
+                        }
+                        offsets.clear();
+                    }
+                    emit(&dead, &shared.counters, dl_sink.as_ref());
+                    dead.clear();
+                    progressed = n > 0;
+                    match status {
+                        SourceStatus::Active => caught_up = false,
+                        SourceStatus::Idle => {}
+                        SourceStatus::Finished => {
+                            clicks_in = None;
+                            reports_in = None;
+                            shared.caught_up[local].store(epoch, Ordering::Release);
+                            shared.finished[local].store(true, Ordering::Release);
+                        }
+                    }
+                }
+            }
+            if let (Some(rx), Some(mi)) = (meta_rx.as_ref(), meta_in.as_mut()) {
+                loop {
+                    match rx.0.try_recv() {
+                        Ok(ch) => {
+                            mi.update((ch.meta.code.clone(), ch.meta), ch.diff);
+                            progressed = true;
+                        }
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Disconnected) => {
+                            meta_in.take().map(|m| m.close());
+                            break;
+                        }
+                    }
+                }
+                if let Some(mi) = meta_in.as_mut() {
+                    mi.flush();
+                }
+            }
+            if caught_up && clicks_in.is_some() {
+                shared.caught_up[local].store(epoch, Ordering::Release);
+            }
+            if clicks_in.is_none() && meta_in.is_none() {
+                break;
+            }
+            if progressed {
+                worker.step();
+            } else {
+                worker.step_or_park(Some(Duration::from_millis(1)));
+            }
+        }
+        drop((clicks_in, reports_in, meta_in));
+        shared.finished[local].store(true, Ordering::Release);
+        Ok(())
+    };
+
+    let guards = timely::execute(config.timely_config(), worker_fn).map_err(Error::Start)?;
+    tracing::info!(workers, peers = config.peers(), first_worker, "dataflow started");
+    Ok(PipelineHandle { views, shared, guards: Some(guards) })
+}
+
+impl PipelineHandle {
+    /// The materialized views (clone to share with the serving layer).
+    pub fn views(&self) -> &Views {
+        &self.views
+    }
+
+    /// Dead-letter counts by reason.
+    pub fn dead_letters(&self) -> &DeadLetterCounters {
+        &self.shared.counters
+    }
+
+    /// Counters since start.
+    pub fn stats(&self) -> PipelineStats {
+        PipelineStats {
+            received: self.shared.received.load(Ordering::Relaxed),
+            accepted: self.shared.accepted.load(Ordering::Relaxed),
+            duplicates: self.shared.duplicates.load(Ordering::Relaxed),
+            dead_lettered: self.shared.counters.total(),
+        }
+    }
+
+    /// Waits until everything the local sources (and the link-metadata feed) had available
+    /// when this was called is reflected in the local views; returns the frontier reached.
+    /// Errors with [`Error::Timeout`] after `timeout` (e.g. a source that never catches up).
+    pub fn sync(&self, timeout: Duration) -> Result<AsOf> {
+        let deadline = Instant::now() + timeout;
+        let t0 = self.shared.epochs.now();
+        let target = loop {
+            let done = (0..self.shared.caught_up.len()).all(|w| {
+                self.shared.finished[w].load(Ordering::Acquire) || self.shared.caught_up[w].load(Ordering::Acquire) > t0
+            });
+            if done {
+                break self.shared.caught_up.iter().map(|c| c.load(Ordering::Acquire)).max().unwrap_or(0);
+            }
+            if Instant::now() > deadline {
+                return Err(Error::Timeout(timeout));
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        };
+        loop {
+            let a = self.views.as_of();
+            if a.epoch > target {
+                return Ok(a);
+            }
+            if Instant::now() > deadline {
+                return Err(Error::Timeout(timeout));
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+
+    /// Asks the workers to close their inputs and finish (returns immediately).
+    pub fn shutdown(&self) {
+        self.shared.shutdown.store(true, Ordering::Release);
+    }
+
+    /// Waits for the workers to finish (after [`Self::shutdown`], or when every source is
+    /// finished and the metadata feed closed). Errors with [`Error::Worker`] if one failed.
+    pub fn join(mut self) -> Result<()> {
+        self.join_inner()
+    }
+
+    fn join_inner(&mut self) -> Result<()> {
+        let Some(guards) = self.guards.take() else { return Ok(()) };
+        let mut errors = Vec::new();
+        for r in guards.join() {
+            match r {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) | Err(e) => errors.push(e),
+            }
+        }
+        if errors.is_empty() { Ok(()) } else { Err(Error::Worker(errors.join("; "))) }
+    }
+}
+
+impl Drop for PipelineHandle {
+    fn drop(&mut self) {
+        if self.guards.is_some() {
+            self.shutdown();
+            if let Err(e) = self.join_inner() {
+                tracing::error!(error = %e, "dataflow worker failed during shutdown");
+            }
+        }
+    }
+}

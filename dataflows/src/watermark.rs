@@ -1,0 +1,214 @@
+//! Event-time progress: per-partition watermarks at the source gate and the global watermark
+//! every stateful operator derives from them.
+//!
+//! ## Definitions
+//! * **Partition watermark** `W_p`: the largest event time of a record accepted from
+//!   partition `p` (backfill included). Once `p` has delivered nothing for `idle_timeout`
+//!   of processing time it is **idle** and `W_p` advances with the processing clock:
+//!   `W_p = base + (now − last_arrival)`, where `base` is `W_p` at the last arrival. It
+//!   never moves backwards. Future events and dead letters never move it.
+//! * **Lateness** is decided per record against its own partition, at the gate:
+//!   a non-backfill record with `ts < W_p − allowed_lateness` is dead-lettered `too_late`.
+//!   This depends only on the partition's record order, so the decision is identical for
+//!   any number of workers.
+//! * **Global watermark** `W`: the minimum of `W_p` over active (not idle) partitions — an
+//!   idle partition never holds busy ones back (case C21). When every partition is idle it
+//!   is the minimum over the idle partitions that have ever delivered data, so the last
+//!   windows still become final while all traffic has stopped. It never moves backwards.
+//!   Partitions report `(W_p, idle)` in-band ([`WatermarkReport`], broadcast to all workers),
+//!   and every operator folds the reports of completed epochs, so all workers agree on `W`
+//!   at every epoch.
+//! * `W` drives retention (dedup state, minute and long rollups) and the `as_of` of queries.
+//!   While no partition is idle, `W ≤ W_p` for every `p`, so anything the gate accepts is
+//!   still retained downstream; when an idle partition wakes up behind `W`, the dedup
+//!   operator re-checks lateness against `W` (see [`crate::operators::dedup`]).
+
+use serde::{Deserialize, Serialize};
+use sluice_schemas::ClickEvent;
+
+use crate::config::SemanticsConfig;
+use crate::dead_letter::{DeadLetter, DeadLetterReason};
+use crate::hash::FxHashMap;
+use crate::records::GatedClick;
+use crate::source::SourceRecord;
+
+/// Latest year an event timestamp may carry (9999-12-31T23:59:59.999Z).
+const MAX_TS_MS: i64 = 253_402_300_799_999;
+
+/// A partition's watermark and idleness, sent in-band to every worker when it changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatermarkReport {
+    /// Partition.
+    pub partition: u32,
+    /// `W_p`, ms since epoch UTC; `i64::MIN` before any data.
+    pub watermark_ms: i64,
+    /// Whether the partition is idle.
+    pub idle: bool,
+}
+
+/// Checks the fields of a raw event; `Err` names the offending field.
+pub fn validate_event(ev: &ClickEvent) -> Result<(), &'static str> {
+    if ev.event_id.is_nil() {
+        return Err("event_id is nil");
+    }
+    let code_ok = !ev.code.is_empty()
+        && ev.code.len() <= 64
+        && ev.code.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !code_ok {
+        return Err("code must match [A-Za-z0-9_-]{1,64}");
+    }
+    if !(0..=MAX_TS_MS).contains(&ev.ts) {
+        return Err("ts is outside 1970..=9999");
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PartitionState {
+    partition: u32,
+    watermark: i64,
+    /// `watermark` at the last accepted record (base of idle extrapolation).
+    base: i64,
+    last_arrival: i64,
+    idle: bool,
+    reported: Option<(i64, bool)>,
+}
+
+/// The gate in front of the dataflow on each worker: validation, the future check, the
+/// per-partition lateness decision and watermark tracking (module docs).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SourceGate {
+    parts: Vec<PartitionState>,
+    #[serde(skip)]
+    index: FxHashMap<u32, usize>,
+    lateness_ms: i64,
+    skew_ms: i64,
+    idle_ms: i64,
+    long_retention_ms: i64,
+}
+
+impl SourceGate {
+    /// A gate for the given partitions, all starting active at processing time `now_ms`.
+    pub fn new(sem: &SemanticsConfig, partitions: &[u32], now_ms: i64) -> SourceGate {
+        let mut g = SourceGate {
+            parts: Vec::new(),
+            index: FxHashMap::default(),
+            lateness_ms: sem.lateness_ms(),
+            skew_ms: sem.future_skew_ms(),
+            idle_ms: sem.idle_timeout_ms(),
+            long_retention_ms: sem.retention_ms()[3],
+        };
+        for &p in partitions {
+            g.slot(p, now_ms);
+        }
+        g
+    }
+
+    fn slot(&mut self, p: u32, now_ms: i64) -> usize {
+        if self.index.len() != self.parts.len() {
+            // After deserialization (the index is not serialized).
+            self.index = self.parts.iter().enumerate().map(|(i, s)| (s.partition, i)).collect();
+        }
+        if let Some(&i) = self.index.get(&p) {
+            return i;
+        }
+        self.parts.push(PartitionState {
+            partition: p,
+            watermark: i64::MIN,
+            base: i64::MIN,
+            last_arrival: now_ms,
+            idle: false,
+            reported: None,
+        });
+        self.index.insert(p, self.parts.len() - 1);
+        self.parts.len() - 1
+    }
+
+    /// Decides one record at processing time `now_ms`.
+    pub fn admit(&mut self, rec: SourceRecord, now_ms: i64) -> Result<GatedClick, DeadLetter> {
+        let dead = |rec: SourceRecord, reason, detail: String| DeadLetter {
+            partition: rec.partition,
+            offset: rec.offset,
+            reason,
+            detail,
+            event: rec.event,
+        };
+        if let Err(why) = validate_event(&rec.event) {
+            return Err(dead(rec, DeadLetterReason::Invalid, why.to_string()));
+        }
+        if rec.event.ts > now_ms.saturating_add(self.skew_ms) {
+            let d = format!("ts {} is more than {} ms after the processing clock {now_ms}", rec.event.ts, self.skew_ms);
+            return Err(dead(rec, DeadLetterReason::Future, d));
+        }
+        let i = self.slot(rec.partition, now_ms);
+        let st = &mut self.parts[i];
+        let wm = st.watermark;
+        let limit = if rec.backfill { self.long_retention_ms } else { self.lateness_ms };
+        if wm != i64::MIN && rec.event.ts < wm.saturating_sub(limit) {
+            let d = format!("ts {} is more than {limit} ms behind partition watermark {wm}", rec.event.ts);
+            return Err(dead(rec, DeadLetterReason::TooLate, d));
+        }
+        st.watermark = st.watermark.max(rec.event.ts);
+        st.base = st.watermark;
+        st.last_arrival = now_ms;
+        st.idle = false;
+        Ok(GatedClick { partition: rec.partition, offset: rec.offset, backfill: rec.backfill, event: rec.event })
+    }
+
+    /// Applies idleness at `now_ms` and appends a report for every partition whose
+    /// `(W_p, idle)` changed since its last report.
+    pub fn tick(&mut self, now_ms: i64, reports: &mut Vec<WatermarkReport>) {
+        for st in &mut self.parts {
+            if now_ms - st.last_arrival >= self.idle_ms {
+                st.idle = true;
+                if st.base != i64::MIN {
+                    st.watermark = st.watermark.max(st.base.saturating_add(now_ms - st.last_arrival));
+                }
+            }
+            let cur = (st.watermark, st.idle);
+            if st.reported != Some(cur) {
+                st.reported = Some(cur);
+                reports.push(WatermarkReport { partition: st.partition, watermark_ms: cur.0, idle: cur.1 });
+            }
+        }
+    }
+
+    /// Current `W_p` of a partition (`None` if unknown).
+    pub fn partition_watermark(&self, partition: u32) -> Option<i64> {
+        self.parts.iter().find(|s| s.partition == partition).map(|s| s.watermark)
+    }
+}
+
+/// The global watermark as folded from [`WatermarkReport`]s (module docs).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct GlobalWatermark {
+    parts: std::collections::BTreeMap<u32, (i64, bool)>,
+    current: Option<i64>,
+}
+
+impl GlobalWatermark {
+    /// Folds one report in (call [`Self::recompute`] after a batch).
+    pub fn apply(&mut self, r: &WatermarkReport) {
+        self.parts.insert(r.partition, (r.watermark_ms, r.idle));
+    }
+
+    /// Recomputes and returns `W` (monotone; `i64::MIN` before any data).
+    pub fn recompute(&mut self) -> i64 {
+        let active = self.parts.values().filter(|(_, idle)| !idle).map(|(w, _)| *w).min();
+        let computed = match active {
+            Some(w) => w,
+            None => self.parts.values().map(|(w, _)| *w).filter(|&w| w != i64::MIN).min().unwrap_or(i64::MIN),
+        };
+        let w = self.current.map_or(computed, |c| c.max(computed));
+        self.current = Some(w);
+        w
+    }
+
+    /// The last computed `W`.
+    pub fn current(&self) -> i64 {
+        self.current.unwrap_or(i64::MIN)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,105 @@
+use uuid::Uuid;
+
+use super::*;
+
+const H: i64 = 3_600_000;
+
+fn ev(id: u128, code: &str, ts: i64) -> ClickEvent {
+    ClickEvent {
+        event_id: Uuid::from_u128(id),
+        code: code.to_string(),
+        ts,
+        ip_trunc: None,
+        visitor_id: 1,
+        user_agent: String::new(),
+        referrer: None,
+        accept_language: None,
+        edge_region: None,
+    }
+}
+
+fn rec(p: u32, off: u64, e: ClickEvent, backfill: bool) -> SourceRecord {
+    SourceRecord { partition: p, offset: off, event: e, backfill }
+}
+
+fn gate() -> SourceGate {
+    SourceGate::new(&SemanticsConfig::default(), &[0, 1], 0)
+}
+
+#[test]
+fn lateness_is_per_partition_and_inclusive_at_the_limit() {
+    let now = 1_000 * H;
+    let mut g = gate();
+    g.admit(rec(0, 0, ev(1, "a", 500 * H), false), now).expect("first");
+    // exactly 48 h behind: applied; one ms more: too late
+    g.admit(rec(0, 1, ev(2, "a", 452 * H), false), now).expect("at limit");
+    let d = g.admit(rec(0, 2, ev(3, "a", 452 * H - 1), false), now).unwrap_err();
+    assert_eq!(d.reason, DeadLetterReason::TooLate);
+    // partition 1 has its own watermark
+    g.admit(rec(1, 0, ev(4, "a", 100 * H), false), now).expect("other partition");
+    assert_eq!(g.partition_watermark(0), Some(500 * H));
+    assert_eq!(g.partition_watermark(1), Some(100 * H));
+}
+
+#[test]
+fn future_and_invalid_never_move_the_watermark() {
+    let now = 1_000 * H;
+    let mut g = gate();
+    let d = g.admit(rec(0, 0, ev(1, "a", now + 5 * 60_000 + 1), false), now).unwrap_err();
+    assert_eq!(d.reason, DeadLetterReason::Future);
+    g.admit(rec(0, 1, ev(2, "a", now + 5 * 60_000), false), now).expect("within skew");
+    for bad in [ev(0, "a", 1), ev(3, "", 1), ev(4, "a b", 1), ev(5, "a", -1), ev(6, &"x".repeat(65), 1)] {
+        let d = g.admit(rec(1, 0, bad, false), now).unwrap_err();
+        assert_eq!(d.reason, DeadLetterReason::Invalid, "{}", d.detail);
+    }
+    assert_eq!(g.partition_watermark(1), Some(i64::MIN));
+}
+
+#[test]
+fn backfill_bypasses_lateness_up_to_long_retention() {
+    let now = 10_000 * H;
+    let mut g = gate();
+    g.admit(rec(0, 0, ev(1, "a", 9_999 * H), false), now).unwrap();
+    g.admit(rec(0, 1, ev(2, "a", 9_000 * H), true), now).expect("backfill older than lateness");
+    let d = g.admit(rec(0, 2, ev(3, "a", 9_999 * H - 400 * 24 * H - 1), true), now).unwrap_err();
+    assert_eq!(d.reason, DeadLetterReason::TooLate);
+}
+
+#[test]
+fn idle_partitions_extrapolate_and_report_on_change() {
+    let mut g = gate();
+    let mut reports = Vec::new();
+    g.tick(0, &mut reports);
+    assert_eq!(reports.len(), 2, "initial reports");
+    reports.clear();
+    g.admit(rec(0, 0, ev(1, "a", 100_000), false), 10).unwrap();
+    g.tick(10, &mut reports);
+    assert_eq!(reports, vec![WatermarkReport { partition: 0, watermark_ms: 100_000, idle: false }]);
+    reports.clear();
+    g.tick(11, &mut reports);
+    assert!(reports.is_empty(), "no change, no report");
+    // 5 s later both are idle; partition 0 advances with the clock, partition 1 has no data.
+    g.tick(5_010, &mut reports);
+    assert_eq!(
+        reports,
+        vec![
+            WatermarkReport { partition: 0, watermark_ms: 105_000, idle: true },
+            WatermarkReport { partition: 1, watermark_ms: i64::MIN, idle: true },
+        ]
+    );
+}
+
+#[test]
+fn global_watermark_ignores_idle_and_never_regresses() {
+    let mut w = GlobalWatermark::default();
+    assert_eq!(w.recompute(), i64::MIN);
+    w.apply(&WatermarkReport { partition: 0, watermark_ms: 100, idle: false });
+    w.apply(&WatermarkReport { partition: 1, watermark_ms: i64::MIN, idle: false });
+    assert_eq!(w.recompute(), i64::MIN, "an active empty partition holds W back");
+    w.apply(&WatermarkReport { partition: 1, watermark_ms: i64::MIN, idle: true });
+    assert_eq!(w.recompute(), 100, "idle partitions are ignored");
+    w.apply(&WatermarkReport { partition: 0, watermark_ms: 200, idle: true });
+    assert_eq!(w.recompute(), 200, "all idle: min over idle partitions with data");
+    w.apply(&WatermarkReport { partition: 1, watermark_ms: 50, idle: false });
+    assert_eq!(w.recompute(), 200, "a partition waking up behind W does not move it back");
+}
