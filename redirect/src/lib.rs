@@ -1,2 +1,42 @@
-//! sluice-redirect (see README.md of this crate).
+//! The redirect hot path of Sluice: `GET /{code}` → 301/302 with `Location`, and a
+//! [`sluice_schemas::ClickEvent`] per click handed to ingest without waiting.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`handler`] | the `GET`/`HEAD /{code}` handler |
+//! | [`cache`] | L1 moka cache: jittered TTL, negative caching, single-flight, invalidation |
+//! | [`click`] | [`ClickSink`] and event minting (visitor id, truncated IP) |
+//! | [`client_ip`] | socket peer vs. trusted-proxy forwarding headers |
+//! | [`config`] | [`RedirectConfig`] |
+//! | [`metrics`] | cache hit/miss counters, latency histogram |
+//! | [`state`] | [`RedirectState`] |
+//!
+//! Semantics (DESIGN.md): a click is a `GET` that produced a redirect. `HEAD`, 404 (unknown
+//! or disabled), 410 (expired: `now >= expires_at`) and 503 are not clicks. Codes are
+//! case-sensitive; a path that is not `[A-Za-z0-9_-]{1,64}` is 404 without a lookup.
+//!
+//! Consumers: the `sluice` binary merges [`routes`] into its router; the API's link-change
+//! hook calls [`RedirectState::invalidate`].
 #![deny(missing_docs)]
+
+pub mod cache;
+pub mod click;
+pub mod client_ip;
+pub mod config;
+pub mod error;
+pub mod handler;
+pub mod metrics;
+pub mod state;
+
+use axum::Router;
+use axum::routing::get;
+
+pub use click::{ChannelClickSink, ClickSink};
+pub use config::RedirectConfig;
+pub use error::{Error, Result};
+pub use state::RedirectState;
+
+/// The redirect route `/{code}` (GET and HEAD) without fallbacks, for merging.
+pub fn routes(state: RedirectState) -> Router {
+    Router::new().route("/{code}", get(handler::redirect)).with_state(state)
+}

@@ -1,0 +1,187 @@
+//! The L1 link cache: bounded moka cache with jittered TTLs, negative caching,
+//! single-flight loads and read-after-write invalidation.
+//!
+//! Invalidation uses an epoch: every load records the global epoch at which its store read
+//! *started*; [`LinkCache::invalidate`] bumps the epoch and remembers it per code. A cached
+//! entry whose load started before the latest invalidation of its code is stale and is
+//! reloaded. This also covers the race where a load that began before a write finishes
+//! after it (moka would otherwise insert that old value after the invalidation).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderValue, StatusCode};
+use moka::Expiry;
+use rand::RngExt;
+use sluice_connectors::LinkStore;
+use sluice_schemas::{Link, RedirectType};
+
+use crate::config::RedirectConfig;
+use crate::metrics::RedirectMetrics;
+
+/// A link prepared for answering redirects: header values are computed once per load.
+#[derive(Debug)]
+pub struct CachedLink {
+    /// `Location` for requests without a query string (the stored target, ASCII).
+    pub location: HeaderValue,
+    /// The target up to (excluding) its fragment, for appending a query string.
+    pub target_before_fragment: Box<str>,
+    /// The target's fragment including `#`, or empty.
+    pub fragment: Box<str>,
+    /// Whether the target already has a `?` before its fragment.
+    pub target_has_query: bool,
+    /// 301 or 302.
+    pub status: StatusCode,
+    /// Disabled links answer 404.
+    pub enabled: bool,
+    /// Expiry, ms since the epoch (UTC); the link answers 410 from this instant on.
+    pub expires_at_ms: Option<i64>,
+}
+
+impl CachedLink {
+    /// Prepares `link`; `None` if its target is not a valid header value (never true for
+    /// targets validated by the API, which are ASCII without controls).
+    pub fn from_link(link: &Link) -> Option<Self> {
+        let location = HeaderValue::from_str(&link.long_url).ok()?;
+        let (before, fragment) = match link.long_url.find('#') {
+            Some(i) => link.long_url.split_at(i),
+            None => (link.long_url.as_str(), ""),
+        };
+        Some(Self {
+            location,
+            target_has_query: before.contains('?'),
+            target_before_fragment: before.into(),
+            fragment: fragment.into(),
+            status: match link.redirect_type {
+                RedirectType::Permanent => StatusCode::MOVED_PERMANENTLY,
+                RedirectType::Found => StatusCode::FOUND,
+            },
+            enabled: link.enabled,
+            expires_at_ms: link.expires_at.map(|t| t.timestamp_millis()),
+        })
+    }
+}
+
+/// A cache entry: the link (or `None` = no such code) and the epoch its load started at.
+#[derive(Debug)]
+pub struct Entry {
+    epoch: u64,
+    link: Option<Arc<CachedLink>>,
+}
+
+struct JitteredExpiry {
+    ttl: Duration,
+    jitter: f64,
+    negative_ttl: Duration,
+}
+
+impl JitteredExpiry {
+    fn ttl_for(&self, entry: &Entry) -> Duration {
+        if entry.link.is_none() {
+            return self.negative_ttl;
+        }
+        if self.jitter <= 0.0 {
+            return self.ttl;
+        }
+        let f = 1.0 + rand::rng().random_range(-self.jitter..=self.jitter);
+        self.ttl.mul_f64(f)
+    }
+}
+
+impl Expiry<Arc<str>, Arc<Entry>> for JitteredExpiry {
+    fn expire_after_create(&self, _key: &Arc<str>, value: &Arc<Entry>, _created_at: Instant) -> Option<Duration> {
+        Some(self.ttl_for(value))
+    }
+
+    fn expire_after_update(&self, _key: &Arc<str>, value: &Arc<Entry>, _at: Instant, _left: Option<Duration>) -> Option<Duration> {
+        Some(self.ttl_for(value))
+    }
+}
+
+/// The L1 cache in front of the link store.
+pub struct LinkCache {
+    store: Arc<dyn LinkStore>,
+    cache: moka::future::Cache<Arc<str>, Arc<Entry>>,
+    epoch: AtomicU64,
+    invalidated: moka::sync::Cache<Arc<str>, u64>,
+    metrics: RedirectMetrics,
+}
+
+impl std::fmt::Debug for LinkCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkCache").field("entries", &self.cache.entry_count()).field("epoch", &self.epoch.load(Ordering::Relaxed)).finish()
+    }
+}
+
+impl LinkCache {
+    /// A cache over `store` sized and timed by `config`.
+    pub fn new(store: Arc<dyn LinkStore>, config: &RedirectConfig, metrics: RedirectMetrics) -> Self {
+        let jitter = config.cache_ttl_jitter.clamp(0.0, 0.9);
+        let cache = moka::future::Cache::builder()
+            .max_capacity(config.cache_capacity)
+            .expire_after(JitteredExpiry { ttl: config.cache_ttl, jitter, negative_ttl: config.negative_ttl })
+            .build();
+        // An invalidation record must outlive every entry loaded before it.
+        let record_ttl = config.cache_ttl.mul_f64(1.0 + jitter).max(config.negative_ttl) + Duration::from_secs(1);
+        let invalidated = moka::sync::Cache::builder().max_capacity(config.cache_capacity.max(100_000)).time_to_live(record_ttl).build();
+        Self { store, cache, epoch: AtomicU64::new(0), invalidated, metrics }
+    }
+
+    /// The link for `code` (`None` when no live link has it), from the cache or, once per
+    /// code at a time however many requests miss together, from the store. Counts
+    /// `sluice_redirect_cache_hits_total` / `_misses_total`.
+    ///
+    /// Errors: [`crate::Error::Store`] when the store read fails (not cached).
+    pub async fn lookup(&self, code: &str) -> crate::Result<Option<Arc<CachedLink>>> {
+        if let Some(e) = self.cache.get(code).await {
+            if self.is_fresh(code, &e) {
+                self.metrics.cache_hits.increment(1);
+                return Ok(e.link.clone());
+            }
+            self.cache.invalidate(code).await;
+        }
+        self.metrics.cache_misses.increment(1);
+        let key: Arc<str> = Arc::from(code);
+        let e = self.cache.try_get_with(key.clone(), self.load(code)).await?;
+        if self.is_fresh(code, &e) {
+            return Ok(e.link.clone());
+        }
+        // We joined a load that started before the latest write: read again ourselves.
+        let e = self.load(code).await.map_err(Arc::new)?;
+        self.cache.insert(key, e.clone()).await;
+        Ok(e.link.clone())
+    }
+
+    /// Forgets what is cached for `code`: the next lookup reads the store. Synchronous and
+    /// cheap; called by the API's link-change hook before the API responds.
+    pub fn invalidate(&self, code: &str) {
+        let inv = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
+        self.invalidated.insert(Arc::from(code), inv);
+    }
+
+    /// Number of cached entries (approximate, for tests and diagnostics).
+    pub fn entry_count(&self) -> u64 {
+        self.cache.entry_count()
+    }
+
+    fn is_fresh(&self, code: &str, e: &Entry) -> bool {
+        if e.epoch == self.epoch.load(Ordering::SeqCst) {
+            return true;
+        }
+        self.invalidated.get(code).is_none_or(|inv| e.epoch >= inv)
+    }
+
+    async fn load(&self, code: &str) -> Result<Arc<Entry>, sluice_connectors::Error> {
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        let link = self.store.get(code).await?;
+        let link = link.and_then(|l| {
+            let c = CachedLink::from_link(&l);
+            if c.is_none() {
+                tracing::warn!(code = %l.code, "stored target is not a valid header value, answering 404");
+            }
+            c.map(Arc::new)
+        });
+        Ok(Arc::new(Entry { epoch, link }))
+    }
+}

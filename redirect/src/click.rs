@@ -1,0 +1,136 @@
+//! Minting [`ClickEvent`]s at the redirect and handing them to ingest without waiting.
+
+use std::net::IpAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::http::{HeaderMap, HeaderName, header};
+use sluice_schemas::{ClickEvent, VisitorSalt, truncate_ip, visitor_id};
+use uuid::Uuid;
+
+/// Longest header value copied into an event (`User-Agent`, `Referer`,
+/// `Accept-Language`), in bytes; longer values are cut at a character boundary.
+pub const MAX_HEADER_BYTES: usize = 8192;
+
+/// Where click events go: a bounded, non-blocking hand-off to ingest.
+pub trait ClickSink: Send + Sync + 'static {
+    /// Offers `event`; returns `false` (and counts `sluice_click_events_dropped_total`)
+    /// when it was dropped because the channel is full or closed. Never blocks.
+    fn try_send(&self, event: ClickEvent) -> bool;
+}
+
+/// Ingest's bounded channel: drops are counted by the sender
+/// (`sluice_click_events_dropped_total{reason}`).
+impl ClickSink for sluice_ingest::ClickSender {
+    fn try_send(&self, event: ClickEvent) -> bool {
+        sluice_ingest::ClickSender::try_send(self, event)
+    }
+}
+
+/// A [`ClickSink`] over a bounded tokio channel (for tests and tools); drops and counts
+/// when the channel is full.
+#[derive(Debug, Clone)]
+pub struct ChannelClickSink {
+    tx: tokio::sync::mpsc::Sender<ClickEvent>,
+    dropped: metrics::Counter,
+}
+
+impl ChannelClickSink {
+    /// A sink and its receiver, with room for `capacity` events.
+    pub fn new(capacity: usize) -> (Self, tokio::sync::mpsc::Receiver<ClickEvent>) {
+        let (tx, rx) = tokio::sync::mpsc::channel(capacity.max(1));
+        (Self { tx, dropped: metrics::counter!(crate::metrics::CLICK_EVENTS_DROPPED_TOTAL, "reason" => "channel_full") }, rx)
+    }
+}
+
+impl ClickSink for ChannelClickSink {
+    fn try_send(&self, event: ClickEvent) -> bool {
+        let ok = self.tx.try_send(event).is_ok();
+        if !ok {
+            self.dropped.increment(1);
+        }
+        ok
+    }
+}
+
+/// Current time in ms since the Unix epoch, UTC.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Builds the event of one click on `code` at `ts` from `client_ip` with the request's
+/// `headers`. The full IP is used only for `visitor_id` and then dropped; the event holds
+/// `ip_trunc` (IPv4 /24, IPv6 /48). Without a known IP, `ip_trunc` is `None` and the
+/// visitor is keyed on the unspecified address `::`.
+pub fn build_event(
+    code: &str,
+    ts: i64,
+    client_ip: Option<IpAddr>,
+    headers: &HeaderMap,
+    salt: &VisitorSalt,
+    edge_region: Option<&str>,
+) -> ClickEvent {
+    let user_agent = header_string(headers, &header::USER_AGENT).unwrap_or_default();
+    let ip_for_visitor = client_ip.unwrap_or(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED));
+    ClickEvent {
+        event_id: Uuid::now_v7(),
+        code: code.to_owned(),
+        ts,
+        ip_trunc: client_ip.map(truncate_ip),
+        visitor_id: visitor_id(salt, ts, ip_for_visitor, &user_agent),
+        referrer: header_string(headers, &header::REFERER),
+        accept_language: header_string(headers, &header::ACCEPT_LANGUAGE),
+        edge_region: edge_region.map(str::to_owned),
+        user_agent,
+    }
+}
+
+/// The first value of `name` as text (non-UTF-8 bytes replaced), cut to
+/// [`MAX_HEADER_BYTES`]; `None` when absent.
+fn header_string(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
+    let v = headers.get(name)?;
+    let s = String::from_utf8_lossy(v.as_bytes());
+    let mut end = s.len().min(MAX_HEADER_BYTES);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    Some(s[..end].to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn event_fields() {
+        let salt = VisitorSalt::new([3; 32], Some(86_400_000));
+        let mut h = HeaderMap::new();
+        h.insert(header::USER_AGENT, HeaderValue::from_static("UA/1"));
+        h.insert(header::REFERER, HeaderValue::from_static("https://ref.example/x"));
+        let ip: IpAddr = "203.0.113.77".parse().expect("ip");
+        let e = build_event("abc", 1_700_000_000_123, Some(ip), &h, &salt, Some("eu-1"));
+        assert_eq!(e.code, "abc");
+        assert_eq!(e.ts, 1_700_000_000_123);
+        assert_eq!(e.ip_trunc.as_deref(), Some("203.0.113.0"));
+        assert_eq!(e.visitor_id, visitor_id(&salt, 1_700_000_000_123, ip, "UA/1"));
+        assert_eq!(e.user_agent, "UA/1");
+        assert_eq!(e.referrer.as_deref(), Some("https://ref.example/x"));
+        assert_eq!(e.accept_language, None);
+        assert_eq!(e.edge_region.as_deref(), Some("eu-1"));
+        assert_eq!(e.event_id.get_version_num(), 7);
+        let ms = e.event_id.get_timestamp().expect("v7 timestamp").to_unix();
+        assert!(ms.0 > 1_600_000_000, "uuidv7 carries the current time");
+    }
+
+    #[test]
+    fn long_headers_are_cut_on_char_boundary() {
+        let mut h = HeaderMap::new();
+        let long = format!("https://m.search.example/s?q={}", "é".repeat(5000));
+        h.insert(header::REFERER, HeaderValue::from_bytes(long.as_bytes()).expect("bytes"));
+        let e = build_event("x", 0, None, &h, &VisitorSalt::new([0; 32], None), None);
+        let r = e.referrer.expect("referrer");
+        assert!(r.len() <= MAX_HEADER_BYTES && r.len() >= MAX_HEADER_BYTES - 1);
+        assert!(r.starts_with("https://m.search.example/s?q=é"));
+        assert_eq!(e.ip_trunc, None);
+    }
+}

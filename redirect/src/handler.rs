@@ -1,0 +1,174 @@
+//! `GET`/`HEAD /{code}`: the hot path.
+//!
+//! Per request: one cache lookup (no lock held across an await), header values that were
+//! computed when the link was loaded, one bounded non-blocking `try_send` of the click
+//! event. Allocation happens only for the event itself and when a query string is appended.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::Response;
+
+use crate::cache::CachedLink;
+use crate::click::{build_event, now_ms};
+use crate::state::RedirectState;
+
+const NOT_FOUND_BODY: &str = r#"{"error":{"code":"not_found","message":"no link with this code"}}"#;
+const GONE_BODY: &str = r#"{"error":{"code":"link_expired","message":"this link has expired"}}"#;
+const UNAVAILABLE_BODY: &str = r#"{"error":{"code":"store_unavailable","message":"link store unavailable, retry later"}}"#;
+/// `Cache-Control` of 302s: every click must reach us.
+const CC_FOUND: HeaderValue = HeaderValue::from_static("private, max-age=0");
+const CC_ERROR: HeaderValue = HeaderValue::from_static("no-store");
+const JSON: HeaderValue = HeaderValue::from_static("application/json");
+
+/// The redirect handler: 301/302 with `Location`; 404 unknown or disabled; 410 expired
+/// (from `expires_at` inclusive); 503 when the store is down. `HEAD` answers the same
+/// status and headers with an empty body and is not a click.
+pub async fn redirect(State(state): State<RedirectState>, req: Request) -> Response {
+    let start = Instant::now();
+    // Only the head is needed; `Parts` is `Sync`, so borrowing it across the await is `Send`.
+    let (parts, _body) = req.into_parts();
+    let resp = handle(&state, &parts).await;
+    state.inner.metrics.duration.record(start.elapsed().as_secs_f64());
+    resp
+}
+
+async fn handle(state: &RedirectState, req: &Parts) -> Response {
+    let head = req.method == Method::HEAD;
+    let code = req.uri.path().strip_prefix('/').unwrap_or("");
+    if !is_code(code) {
+        return error(StatusCode::NOT_FOUND, NOT_FOUND_BODY, head);
+    }
+    let link = match state.inner.cache.lookup(code).await {
+        Ok(Some(l)) => l,
+        Ok(None) => return error(StatusCode::NOT_FOUND, NOT_FOUND_BODY, head),
+        Err(e) => {
+            tracing::warn!(error = %e, "redirect lookup failed");
+            return error(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE_BODY, head);
+        }
+    };
+    if !link.enabled {
+        return error(StatusCode::NOT_FOUND, NOT_FOUND_BODY, head);
+    }
+    let now = now_ms();
+    if link.expires_at_ms.is_some_and(|exp| now >= exp) {
+        return error(StatusCode::GONE, GONE_BODY, head);
+    }
+    let location = match req.uri.query() {
+        Some(q) if state.inner.config.append_query && !q.is_empty() => location_with_query(&link, q).unwrap_or_else(|| link.location.clone()),
+        _ => link.location.clone(),
+    };
+    let cache_control = if link.status == StatusCode::MOVED_PERMANENTLY { state.permanent_cache_control(link.expires_at_ms, now) } else { CC_FOUND };
+    if !head {
+        let peer = req.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        let client_ip = state.inner.resolver.resolve(peer, &req.headers);
+        let event = build_event(code, now, client_ip, &req.headers, &state.inner.salt, state.inner.config.edge_region.as_deref());
+        // Dropped events are counted by the sink; the redirect never waits.
+        let _sent = state.inner.sink.try_send(event);
+    }
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = link.status;
+    let h = resp.headers_mut();
+    h.insert(header::LOCATION, location);
+    h.insert(header::CACHE_CONTROL, cache_control);
+    resp
+}
+
+/// Whether `s` can be a code at all (`[A-Za-z0-9_-]{1,64}`); anything else is 404 without
+/// a lookup (so hostile paths never reach the cache or the store).
+pub fn is_code(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn error(status: StatusCode, body: &'static str, head: bool) -> Response {
+    let mut resp = Response::new(if head { Body::empty() } else { Body::from(body) });
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, JSON);
+    h.insert(header::CACHE_CONTROL, CC_ERROR);
+    resp
+}
+
+/// The target with the request's query string appended: before the target's fragment,
+/// after its own query with `&`. Bytes that may not appear raw in a URL (controls, space,
+/// `"<>\^`{|}#`, non-ASCII) are percent-encoded; existing `%XX` escapes and `+` are kept.
+pub fn location_with_query(link: &CachedLink, query: &str) -> Option<HeaderValue> {
+    let mut s = String::with_capacity(link.target_before_fragment.len() + query.len() + link.fragment.len() + 1);
+    s.push_str(&link.target_before_fragment);
+    if !link.target_has_query {
+        s.push('?');
+    } else if !s.ends_with('?') && !s.ends_with('&') {
+        s.push('&');
+    }
+    push_query_escaped(&mut s, query);
+    s.push_str(&link.fragment);
+    HeaderValue::from_str(&s).ok()
+}
+
+fn push_query_escaped(out: &mut String, query: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for b in query.bytes() {
+        let keep = b.is_ascii_graphic() && !matches!(b, b'"' | b'<' | b'>' | b'\\' | b'^' | b'`' | b'{' | b'|' | b'}' | b'#');
+        if keep {
+            out.push(b as char);
+        } else {
+            out.push('%');
+            out.push(HEX[usize::from(b >> 4)] as char);
+            out.push(HEX[usize::from(b & 0xF)] as char);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_schemas::{Link, RedirectType};
+
+    fn cached(url: &str) -> CachedLink {
+        let now = chrono::Utc::now();
+        let l = Link {
+            code: "c".into(),
+            long_url: url.into(),
+            domain: None,
+            expires_at: None,
+            enabled: true,
+            tags: vec![],
+            redirect_type: RedirectType::Found,
+            org: None,
+            created_at: now,
+            updated_at: now,
+            version: 1,
+        };
+        CachedLink::from_link(&l).expect("valid")
+    }
+
+    fn loc(url: &str, q: &str) -> String {
+        location_with_query(&cached(url), q).expect("header").to_str().expect("ascii").to_owned()
+    }
+
+    #[test]
+    fn query_is_appended_before_fragment() {
+        assert_eq!(loc("https://e.example/p", "utm=1"), "https://e.example/p?utm=1");
+        assert_eq!(loc("https://e.example/p?x=1", "utm=1"), "https://e.example/p?x=1&utm=1");
+        assert_eq!(loc("https://e.example/p?", "utm=1"), "https://e.example/p?utm=1");
+        assert_eq!(loc("https://e.example/p?x=1#frag", "a=b+c&d=%20"), "https://e.example/p?x=1&a=b+c&d=%20#frag");
+        assert_eq!(loc("https://e.example/p#f?g", "a=1"), "https://e.example/p?a=1#f?g");
+    }
+
+    #[test]
+    fn unsafe_query_bytes_are_escaped() {
+        assert_eq!(loc("https://e.example/", "q=a b\"<>"), "https://e.example/?q=a%20b%22%3C%3E");
+        assert_eq!(loc("https://e.example/", "q=ü"), "https://e.example/?q=%C3%BC");
+        assert_eq!(loc("https://e.example/", "q=\r\nSet-Cookie:x"), "https://e.example/?q=%0D%0ASet-Cookie:x");
+    }
+
+    #[test]
+    fn code_shape() {
+        assert!(is_code("MyPromo") && is_code("a-b_c") && is_code(&"x".repeat(64)));
+        assert!(!is_code("") && !is_code("robots.txt") && !is_code("a%20b") && !is_code(&"x".repeat(65)) && !is_code("a/b"));
+    }
+}

@@ -1,0 +1,50 @@
+//! Metrics of the redirect path, registered once per [`crate::RedirectState`] (handles are
+//! resolved against the global recorder at construction, so install the recorder first).
+//!
+//! | name | type | meaning |
+//! |---|---|---|
+//! | `sluice_redirect_cache_hits_total` | counter | lookups answered by the L1 cache |
+//! | `sluice_redirect_cache_misses_total` | counter | lookups that went to the store (or joined a load) |
+//! | `sluice_redirect_duration_seconds` | histogram | handler time of `GET`/`HEAD /{code}`, seconds |
+//! | `sluice_click_events_dropped_total{reason}` | counter | click events dropped (incremented by the sink, e.g. ingest's `ClickSender`) |
+
+use metrics::{Counter, Histogram};
+
+/// Name of the dropped-events counter (shared with ingest's sender).
+pub const CLICK_EVENTS_DROPPED_TOTAL: &str = "sluice_click_events_dropped_total";
+
+/// Metric handles of the redirect path.
+#[derive(Clone)]
+pub struct RedirectMetrics {
+    /// `sluice_redirect_cache_hits_total`.
+    pub cache_hits: Counter,
+    /// `sluice_redirect_cache_misses_total`.
+    pub cache_misses: Counter,
+    /// `sluice_redirect_duration_seconds`.
+    pub duration: Histogram,
+}
+
+impl std::fmt::Debug for RedirectMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RedirectMetrics")
+    }
+}
+
+impl RedirectMetrics {
+    /// Describes and registers the metrics with the installed recorder (no-ops without one).
+    pub fn register() -> Self {
+        metrics::describe_counter!("sluice_redirect_cache_hits_total", "Redirect lookups answered by the in-process cache");
+        metrics::describe_counter!("sluice_redirect_cache_misses_total", "Redirect lookups that read the link store");
+        metrics::describe_histogram!("sluice_redirect_duration_seconds", metrics::Unit::Seconds, "Time to answer GET/HEAD /{code}");
+        metrics::describe_counter!(CLICK_EVENTS_DROPPED_TOTAL, "Click events dropped because the ingest channel was full");
+        let m = Self {
+            cache_hits: metrics::counter!("sluice_redirect_cache_hits_total"),
+            cache_misses: metrics::counter!("sluice_redirect_cache_misses_total"),
+            duration: metrics::histogram!("sluice_redirect_duration_seconds"),
+        };
+        // Make every series visible from the start, at zero.
+        m.cache_hits.increment(0);
+        m.cache_misses.increment(0);
+        m
+    }
+}
