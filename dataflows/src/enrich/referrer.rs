@@ -26,7 +26,8 @@
 //!      → `m.search.example` as case C22 expects, or
 //!    - the host is an IP address (`192.0.2.1`, `[2001:db8::1]`), or is itself a public
 //!      suffix.
-//! 5. Non-web schemes with a host keep that host as the domain, lower-cased:
+//! 5. Non-web schemes (anything but `http`/`https`) with a host keep that whole host as the
+//!    domain, lower-cased, with no PSL step:
 //!    `android-app://com.example.app/` → `com.example.app` (the Android package name, as
 //!    Chrome sends for app referrals), `ios-app://123456/...` → `123456`. Medium comes from
 //!    the same lists (Matomo lists some package names, e.g. `com.reddit.frontpage`), else
@@ -115,7 +116,8 @@ pub fn classify(lists: &MediumLists, own_hosts: &[String], referrer: Option<&str
         return ReferrerInfo::direct(ReferrerMedium::Internal);
     }
     let medium = if is_ip { ReferrerMedium::Unknown } else { lists.classify(&host, url.path()).medium };
-    let domain = if is_ip { host } else { registrable_domain(&host) };
+    let web = matches!(url.scheme(), "http" | "https");
+    let domain = if is_ip || !web { host } else { registrable_domain(&host) };
     ReferrerInfo { domain, medium }
 }
 

@@ -132,15 +132,24 @@ pub fn classify(uap: &UaParser, bots: &BotClassifier, ua: &str) -> UaInfo {
 }
 
 /// True for uap-core browser families that real people browse with (so a bot must not be
-/// counted under them). Heuristic: the generic families uap-core assigns to engines and
-/// web views, plus every family whose name contains a major browser's name.
+/// counted under them). Heuristic: never a family naming a bot, spider or crawler
+/// (`FacebookBot`); otherwise the generic families uap-core assigns to engines and web views,
+/// plus every family whose name contains a major browser's name (`Chrome Mobile WebView`,
+/// `Mobile Safari`, `Firefox (Namoroka)`). Families of HTTP libraries and tools (`curl`,
+/// `Python Requests`) and of crawlers uap-core knows (`Googlebot`) are kept as they are.
 fn is_human_browser_family(family: &str) -> bool {
     const GENERIC: &[&str] = &["Other", "Mozilla", "WebKit Nightly", "Apple Mail", "IE", "Edge"];
     const NAMES: &[&str] = &[
         "Chrome", "Chromium", "Firefox", "Safari", "Opera", "Edge", "IE", "Samsung Internet",
         "UC Browser", "Yandex Browser", "Vivaldi", "Brave", "Silk", "WebView", "Android",
         "Facebook", "Instagram", "Whale", "Miui", "QQ", "Maxthon", "Konqueror", "Epiphany",
+        "BlackBerry", "Iceweasel", "SeaMonkey", "Pale Moon", "Puffin", "NetFront", "Nokia",
+        "Bon Echo", "Minefield", "Namoroka", "Shiretoko", "GranParadiso",
     ];
+    let lower = family.to_ascii_lowercase();
+    if ["bot", "spider", "crawler"].iter().any(|w| lower.contains(w)) {
+        return false;
+    }
     GENERIC.contains(&family) || NAMES.iter().any(|n| family.contains(n))
 }
 
@@ -164,7 +173,7 @@ mod tests {
         for f in ["Chrome", "Chrome Mobile WebView", "Mobile Safari", "Firefox", "Other", "Edge"] {
             assert!(is_human_browser_family(f), "{f}");
         }
-        for f in ["Googlebot", "FacebookBot", "Twitterbot", "WhatsApp", "Python Requests", "curl"] {
+        for f in ["Googlebot", "FacebookBot", "Twitterbot", "WhatsApp", "Python Requests", "curl", "HuaweiSymantecSpider"] {
             assert!(!is_human_browser_family(f), "{f}");
         }
     }
