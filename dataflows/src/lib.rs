@@ -16,6 +16,7 @@ pub mod model;
 pub mod operators;
 pub mod pipeline;
 pub mod records;
+pub mod reference;
 pub mod sketch;
 pub mod source;
 pub mod views;

@@ -8,8 +8,10 @@
 //! * **State**: `event_id → basis` for every id whose basis is within
 //!   `max(dedup_horizon, allowed_lateness)` of the global watermark `W`, plus an index by
 //!   basis hour; compacted whenever `W` advances (whole hours at a time), so memory is bounded
-//!   by the clicks of that window. The basis is the event time (for backfill:
-//!   `max(ts, W)` at insertion, so a re-import within the horizon is still caught).
+//!   by the clicks of that window. The basis is the event time; for backfill it is the
+//!   newest event time seen at insertion (`max(ts, W, newest live ts)`), so re-imports of
+//!   the same file are caught while the watermark stays within the retention of the import
+//!   (a re-import after that is counted again: imports are idempotent only within it).
 //!
 //! **First wins**: the first copy processed is kept with its payload; later copies (even with
 //! a different user agent or referrer, case C19's E′) are dropped and never touch a rollup
@@ -86,13 +88,15 @@ pub struct DedupState {
     lateness_ms: i64,
     long_retention_ms: i64,
     duplicates: u64,
+    /// Largest event time of a non-backfill click processed (backfill basis floor).
+    newest: i64,
 }
 
 impl DedupState {
     /// State forgetting ids `retention_ms` behind `W`, re-checking lateness (`lateness_ms`,
     /// or `long_retention_ms` for backfill) against `W`.
     pub fn new(retention_ms: i64, lateness_ms: i64, long_retention_ms: i64) -> DedupState {
-        DedupState { retention_ms, lateness_ms, long_retention_ms, ..Default::default() }
+        DedupState { retention_ms, lateness_ms, long_retention_ms, newest: i64::MIN, ..Default::default() }
     }
 
     /// Ids currently remembered.
@@ -128,7 +132,12 @@ impl DedupState {
                     continue;
                 }
             }
-            let basis = if c.backfill && w != i64::MIN { ts.max(w) } else { ts };
+            let basis = if c.backfill {
+                ts.max(w).max(self.newest)
+            } else {
+                self.newest = self.newest.max(ts);
+                ts
+            };
             match self.seen.entry(c.event.event_id.as_u128()) {
                 Entry::Occupied(mut e) => {
                     self.duplicates += 1;

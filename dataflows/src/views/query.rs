@@ -253,7 +253,7 @@ pub(crate) fn run(views: &Views, q: &StatsQuery) -> Result<StatsResult> {
     Ok(result)
 }
 
-fn order_and_limit(r: &mut StatsResult, q: &StatsQuery) {
+pub(crate) fn order_and_limit(r: &mut StatsResult, q: &StatsQuery) {
     match q.order_by {
         OrderBy::Bucket => r.rows.sort_by(|a, b| {
             a.bucket_start_ms.cmp(&b.bucket_start_ms).then(b.clicks.cmp(&a.clicks)).then_with(|| a.dims.cmp(&b.dims))
