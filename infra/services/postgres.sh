@@ -2,7 +2,7 @@
 # Local PostgreSQL for tests and development: a private cluster on 127.0.0.1 (its own data
 # directory and port, so it never touches a system cluster), from Debian's `postgresql`.
 #
-# Usage: infra/services/postgres.sh install|start|stop|restart|status|env|app-env|reset-test-db|logs|reset
+# Usage: infra/services/postgres.sh install|start|stop|restart|status|env|app-env|test-setup|logs|reset
 #   install        apt-get install postgresql if its server binaries are missing
 #   start          install if needed, init the cluster on first use, start it, wait until it
 #                  accepts connections, create role `sluice` and databases `sluice`, `sluice_test`
@@ -10,7 +10,8 @@
 #   status         exit 0 if it accepts connections, 3 if not
 #   env            print `export SLUICE_POSTGRES_URL=...` (the test database) for the tests
 #   app-env        print `export SLUICE__STORE__URL=...` (the dev database) for `sluice serve`
-#   reset-test-db  drop and re-create database `sluice_test` (infra/test does this every run)
+#   test-setup     drop and re-create database `sluice_test` (infra/test does this every run;
+#                  alias reset-test-db)
 #   logs           tail the server log
 #   reset          stop and delete the cluster directory
 #
@@ -176,11 +177,11 @@ case ${1:-} in
     status) cmd_status ;;
     env) echo "export SLUICE_POSTGRES_URL=postgres://$ROLE:$PASSWORD@127.0.0.1:$PORT/${ROLE}_test" ;;
     app-env) echo "export SLUICE__STORE__URL=postgres://$ROLE:$PASSWORD@127.0.0.1:$PORT/$ROLE" ;;
-    reset-test-db) cmd_reset_test_db ;;
+    reset-test-db | test-setup) cmd_reset_test_db ;;
     logs) tail -n "${2:-100}" -F "$LOG" ;;
     reset) cmd_stop && rm -rf "$PG_DIR" && say "cluster deleted" ;;
     *)
-        sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//' >&2
+        sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//' >&2
         exit 2
         ;;
 esac
