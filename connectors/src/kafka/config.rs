@@ -188,15 +188,15 @@ impl KafkaConfig {
     /// Empty values are ignored.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) {
         let set = |k: &str| get(k).filter(|v| !v.trim().is_empty());
-        if set("SLUICE__KAFKA__BROKERS").is_none() {
-            if let Some(b) = set("KAFKA_BROKERS") {
-                self.brokers = Some(b.trim().to_string());
-            }
+        if set("SLUICE__KAFKA__BROKERS").is_none()
+            && let Some(b) = set("KAFKA_BROKERS")
+        {
+            self.brokers = Some(b.trim().to_string());
         }
-        if set("SLUICE__KAFKA__SCHEMA_REGISTRY_URL").is_none() {
-            if let Some(u) = set("SCHEMA_REGISTRY_URL") {
-                self.schema_registry_url = Some(u.trim().to_string());
-            }
+        if set("SLUICE__KAFKA__SCHEMA_REGISTRY_URL").is_none()
+            && let Some(u) = set("SCHEMA_REGISTRY_URL")
+        {
+            self.schema_registry_url = Some(u.trim().to_string());
         }
     }
 

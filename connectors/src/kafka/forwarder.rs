@@ -64,6 +64,10 @@ pub(crate) struct Forwarder {
     retry_at: Instant,
     backoff: Duration,
     registry_retry_at: Instant,
+    /// The broker rejected a delivery (rather than being unreachable): rebuild the producer
+    /// before re-sending, so a broker that lost the idempotent producer's state (tansu after
+    /// a restart answers such producers with UNKNOWN_SERVER_ERROR) sees a fresh producer id.
+    rebuild_producer: bool,
     truncated: u64,
     last_truncate: Instant,
     last_gauge: Instant,
@@ -102,6 +106,7 @@ impl Forwarder {
             retry_at: now,
             backoff: MIN_BACKOFF,
             registry_retry_at: now,
+            rebuild_producer: false,
             truncated: low,
             last_truncate: now,
             last_gauge: now,
@@ -116,10 +121,10 @@ impl Forwarder {
     pub fn run(mut self) {
         tracing::info!(topic = %self.topic, backlog = self.spill.backlog(), "kafka spill forwarder started");
         loop {
-            if let Some(deadline) = self.shared.stop_deadline() {
-                if self.all_acked() || Instant::now() >= deadline {
-                    break;
-                }
+            if let Some(deadline) = self.shared.stop_deadline()
+                && (self.all_acked() || Instant::now() >= deadline)
+            {
+                break;
             }
             let ready = self.ensure_format() && self.ensure_producer();
             if ready {
@@ -205,6 +210,16 @@ impl Forwarder {
     fn send_some(&mut self) {
         if !self.failed.is_empty() {
             if self.in_flight == 0 && Instant::now() >= self.retry_at {
+                if self.rebuild_producer {
+                    self.rebuild_producer = false;
+                    // Nothing is in flight, so dropping the producer loses no report.
+                    self.producer = None;
+                    self.shared.producer_restarts.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(topic = %self.topic, "broker rejected deliveries, recreating the kafka producer");
+                    if !self.ensure_producer() {
+                        return;
+                    }
+                }
                 self.resend_failed();
             }
             return;
@@ -320,7 +335,9 @@ impl Forwarder {
 
     fn count_failure(&self, e: &KafkaError, count: u64) {
         self.shared.delivery_errors.fetch_add(count, Ordering::Relaxed);
-        DeliveryFailed { topic: &self.topic, error_type: kafka_error_type(e), count }.emit();
+        let error_type = kafka_error_type(e);
+        DeliveryFailed { topic: &self.topic, error_type, count }.emit();
+        *self.shared.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!("{error_type}: {e}"));
     }
 
     fn handle_reports(&mut self) {
@@ -346,9 +363,18 @@ impl Forwarder {
                     delivered += 1;
                 }
                 Err(e) => {
+                    self.count_failure(e, 1);
+                    match kafka_error_type(e) {
+                        "message_too_large" => {
+                            tracing::error!(topic = %self.topic, offset, error = %e, "click event can never be delivered, dropped from the spill");
+                            self.slots[idx] = Slot::Acked;
+                            continue;
+                        }
+                        "broker" | "producer_state" | "fatal" => self.rebuild_producer = true,
+                        _ => {}
+                    }
                     self.slots[idx] = Slot::Failed;
                     self.failed.insert(*offset);
-                    self.count_failure(e, 1);
                     first_failure.get_or_insert_with(|| e.clone());
                 }
             }

@@ -68,6 +68,8 @@ pub(crate) struct Shared {
     /// `u64::MAX` until registered.
     pub schema_id: AtomicU64,
     pub producer_restarts: AtomicU64,
+    /// The most recent delivery error (`error_type: message`), for readiness reports.
+    pub last_error: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -129,6 +131,7 @@ impl KafkaClickSink {
             unacked: AtomicU64::new(spill.backlog()),
             schema_id: AtomicU64::new(u64::MAX),
             producer_restarts: AtomicU64::new(0),
+            last_error: Mutex::new(None),
         });
         let forwarder = Forwarder::new(
             config.click_topic.clone(),
@@ -192,6 +195,12 @@ impl KafkaClickSink {
         }
     }
 
+    /// The most recent delivery error as `"<error_type>: <message>"` (`None` if there was
+    /// none), for readiness reports and logs.
+    pub fn last_delivery_error(&self) -> Option<String> {
+        self.shared.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// Blocks until every appended event is acknowledged by the broker and released from the
     /// spill, or `timeout` passes; returns whether the spill drained. Polls every 10 ms.
     pub fn wait_drained(&self, timeout: Duration) -> bool {
@@ -214,10 +223,10 @@ impl KafkaClickSink {
         *self.shared.deadline.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now() + drain_timeout);
         self.shared.stop.store(true, Ordering::Release);
         let handle = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(h) = handle {
-            if h.join().is_err() {
-                tracing::error!(topic = %self.topic, "kafka forwarder thread panicked");
-            }
+        if let Some(h) = handle
+            && h.join().is_err()
+        {
+            tracing::error!(topic = %self.topic, "kafka forwarder thread panicked");
         }
         self.stats()
     }

@@ -28,7 +28,7 @@ pub(crate) fn sample_event(i: u64) -> ClickEvent {
         ip_trunc: Some("203.0.113.0".into()),
         visitor_id: i.wrapping_mul(0x9E37_79B9_7F4A_7C15),
         user_agent: "Mozilla/5.0 (test)".into(),
-        referrer: if i % 2 == 0 { Some("https://example.com/".into()) } else { None },
+        referrer: if i.is_multiple_of(2) { Some("https://example.com/".into()) } else { None },
         accept_language: None,
         edge_region: Some("local".into()),
     }

@@ -1,0 +1,209 @@
+//! Helpers of the Kafka integration tests: broker address, fresh topics and groups, polling
+//! with a timeout, raw produce/consume, and private tansu brokers the outage tests stop and
+//! restart.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use crate::kafka::{ensure_topics, KafkaClickRecord, KafkaConfig, KafkaSource, StartOffsets};
+
+/// The shared broker (`infra/services/kafka.sh start`).
+pub fn brokers() -> String {
+    std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:19092".into())
+}
+
+/// A config with a fresh topic pair and consumer group on `brokers`.
+pub fn fresh_config(tag: &str, brokers: &str) -> KafkaConfig {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let suffix = &id[..10];
+    KafkaConfig {
+        brokers: Some(brokers.to_string()),
+        click_topic: format!("it-{tag}-{suffix}"),
+        anomalies_topic: format!("it-{tag}-{suffix}-anomalies"),
+        group_id: format!("it-{tag}-{suffix}"),
+        partitions: 4,
+        linger: Duration::from_millis(5),
+        ..KafkaConfig::default()
+    }
+}
+
+/// Creates the config's topics (blocking).
+pub fn create_topics(config: &KafkaConfig) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let status = rt.block_on(ensure_topics(config)).expect("create topics");
+    assert!(status.iter().all(|s| s.created && s.partitions == config.partitions), "{status:?}");
+}
+
+/// Polls `pred` every 20 ms until it holds or `timeout` passes; returns whether it held.
+pub fn wait_until(timeout: Duration, mut pred: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if pred() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Reads with one source over all partitions until `n` records arrived or `timeout` passed.
+pub fn consume(source: &mut KafkaSource, n: usize, timeout: Duration) -> Vec<KafkaClickRecord> {
+    let mut out = Vec::new();
+    let deadline = Instant::now() + timeout;
+    while out.len() < n && Instant::now() < deadline {
+        let batch = source.poll_batch(10_000, Duration::from_millis(200)).expect("poll");
+        out.extend(batch.records);
+    }
+    out
+}
+
+/// A source of worker 0 of 1 starting at the earliest offsets.
+pub fn source_from_start(config: &KafkaConfig) -> KafkaSource {
+    KafkaSource::open(config, 0, 1, StartOffsets::Explicit(BTreeMap::new())).expect("open source")
+}
+
+/// A raw message as stored on the topic.
+#[derive(Debug, Clone)]
+pub struct RawMessage {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+}
+
+/// Every message of `topic` (all partitions, from the start) once `n` have arrived.
+pub fn raw_messages(brokers: &str, topic: &str, partitions: i32, n: usize, timeout: Duration) -> Vec<RawMessage> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("raw-{}", uuid::Uuid::new_v4().simple()))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("raw consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning).expect("tpl");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut out = Vec::new();
+    let deadline = Instant::now() + timeout;
+    while out.len() < n && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            out.push(RawMessage {
+                partition: m.partition(),
+                offset: m.offset(),
+                key: m.key().map(<[u8]>::to_vec),
+                value: m.payload().map(<[u8]>::to_vec),
+            });
+        }
+    }
+    out
+}
+
+/// Produces raw (key, value) messages to partition 0 and waits for their acknowledgement.
+pub fn produce_raw(brokers: &str, topic: &str, messages: &[(&str, Vec<u8>)]) {
+    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", brokers).create().expect("raw producer");
+    for (k, v) in messages {
+        producer.send(BaseRecord::to(topic).partition(0).key(*k).payload(v)).expect("enqueue raw message");
+    }
+    producer.flush(Duration::from_secs(30)).expect("raw messages acknowledged");
+}
+
+/// The cached tansu binary (`SLUICE_TANSU_BIN`, else the install root of
+/// `infra/services/kafka.sh`).
+pub fn tansu_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("SLUICE_TANSU_BIN") {
+        return PathBuf::from(p);
+    }
+    let cache = std::env::var("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache"));
+    cache.join("sluice/tansu/bin/tansu")
+}
+
+/// A private tansu broker on a free port with SQLite storage in `dir`, stoppable and
+/// restartable on the same port and data; killed when dropped.
+pub struct Tansu {
+    pub port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Tansu {
+    pub fn start(dir: &Path) -> Tansu {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        let mut t = Tansu { port, dir: dir.to_path_buf(), child: None };
+        t.restart();
+        t
+    }
+
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the broker (again) and waits until it accepts connections.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let bin = tansu_bin();
+        assert!(bin.exists(), "tansu not installed at {} (run infra/services/kafka.sh install)", bin.display());
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("broker.log"))
+            .expect("broker log");
+        let child = Command::new(bin)
+            .current_dir(&self.dir)
+            .env_remove("STORAGE_ENGINE")
+            .env_remove("LISTENER_URL")
+            .env_remove("ADVERTISED_LISTENER_URL")
+            .env_remove("SCHEMA_REGISTRY")
+            .env("RUST_LOG", "warn")
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn tansu");
+        self.child = Some(child);
+        let addr = format!("127.0.0.1:{}", self.port);
+        assert!(
+            wait_until(Duration::from_secs(30), || std::net::TcpStream::connect(&addr).is_ok()),
+            "private tansu did not listen on {addr}"
+        );
+    }
+
+    /// Stops the broker gracefully (SIGTERM) and waits for the process to exit.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while child.try_wait().expect("wait").is_none() {
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
