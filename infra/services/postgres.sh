@@ -78,7 +78,7 @@ psql_su() {
 ready() {
     local bin
     bin=$(pg_bin_dir) || return 1
-    "$bin/pg_isready" -q -h 127.0.0.1 -p "$PORT" -t 1
+    "$bin/pg_isready" -q -h 127.0.0.1 -p "$PORT" -U postgres -d postgres -t 1
 }
 
 ensure_dir() {
@@ -131,9 +131,21 @@ cmd_start() {
         # trust: the server listens on 127.0.0.1 and a private socket only.
         as_pg "$bin/initdb" -D "$DATA" -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 >/dev/null
     fi
-    as_pg "$bin/pg_ctl" -D "$DATA" -l "$LOG" -w -t 60 \
-        -o "-p $PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c fsync=on -c max_connections=200" start >/dev/null ||
-        { say "could not start; last lines of $LOG:"; tail -n 20 "$LOG" >&2 || true; return 1; }
+    # Retried: after a crash, orphaned backends of the old postmaster keep its lock for a
+    # moment (they exit once they notice the postmaster is gone).
+    local attempt
+    for attempt in 1 2 3 4 5 6; do
+        if as_pg "$bin/pg_ctl" -D "$DATA" -l "$LOG" -w -t 60 \
+            -o "-p $PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=200" start >/dev/null 2>&1; then
+            break
+        fi
+        if ((attempt == 6)); then
+            say "could not start; last lines of $LOG:"
+            tail -n 20 "$LOG" >&2 || true
+            return 1
+        fi
+        sleep 2
+    done
     for _ in $(seq 1 100); do
         ready && break
         sleep 0.1
