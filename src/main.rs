@@ -1,2 +1,55 @@
-//! The `sluice` binary: CLI, configuration and wiring.
-fn main() {}
+//! The `sluice` binary: parses the CLI, loads the layered configuration and runs the
+//! chosen subcommand (see `sluice --help`).
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use sluice::cli::{Cli, Command, LogCommand};
+use sluice::config::{Config, FlagOverrides};
+use sluice::{log_tail, serve, telemetry};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init_tracing(&cli.log);
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    b.enable_all().thread_name("sluice-worker");
+    if workers > 0 {
+        b.worker_threads(workers);
+    }
+    b.build().context("could not start the tokio runtime")
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => {
+            let cfg = Config::load(args.common.config.as_deref(), &args.overrides())?;
+            runtime(cfg.server.workers)?.block_on(serve::run(cfg))
+        }
+        Command::Migrate(args) => {
+            let flags = FlagOverrides { data_dir: args.common.data_dir.clone(), ..FlagOverrides::default() };
+            let cfg = Config::load(args.common.config.as_deref(), &flags)?;
+            let location = args.store.clone().unwrap_or_else(|| cfg.store_location());
+            runtime(1)?.block_on(async {
+                let report = sluice_connectors::migrate(&location).await.context("migration failed")?;
+                println!("{}: applied {:?}; schema versions now {:?}", report.backend, report.newly_applied(), report.after);
+                Ok(())
+            })
+        }
+        Command::Log { command: LogCommand::Tail(args) } => {
+            let flags = FlagOverrides { data_dir: args.common.data_dir.clone(), ..FlagOverrides::default() };
+            let cfg = Config::load(args.common.config.as_deref(), &flags)?;
+            log_tail::run(&cfg.server.data_dir, args.from, args.lines)
+        }
+    }
+}

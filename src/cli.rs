@@ -1,0 +1,116 @@
+//! Command-line interface (clap derive). Every flag has help text; `sluice --help` and
+//! `sluice <command> --help` print it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{FlagOverrides, Role};
+
+/// Sluice: a URL shortener with real-time click analytics.
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, about, long_about = None)]
+pub struct Cli {
+    /// Log filter (tracing EnvFilter syntax, e.g. "info" or "sluice=debug,info").
+    #[arg(long, global = true, env = "SLUICE_LOG", default_value = "info")]
+    pub log: String,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the API and/or the redirect service (embedded SQLite store and click log by default).
+    Serve(ServeArgs),
+    /// Apply pending link-store schema migrations and exit.
+    Migrate(MigrateArgs),
+    /// Inspect the embedded click log.
+    Log {
+        /// Log subcommand.
+        #[command(subcommand)]
+        command: LogCommand,
+    },
+}
+
+/// Flags shared by commands that read the configuration.
+#[derive(Debug, Clone, Args, Default)]
+pub struct ConfigArgs {
+    /// TOML configuration file (same keys as the built-in defaults; overrides them).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory: SQLite links.db, click log, visitor secret. Created if missing.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// `sluice serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Configuration file and data directory.
+    #[command(flatten)]
+    pub common: ConfigArgs,
+    /// Address to listen on, e.g. 127.0.0.1:8080.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// What this process serves: all (API + redirects), redirect, or api.
+    #[arg(long, value_enum)]
+    pub role: Option<Role>,
+    /// Origin of the short URLs the API returns (default http://<listen>); its host is an own short domain.
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+    /// Another own short domain (repeatable); links may use it and targets on it are refused.
+    #[arg(long = "short-domain", value_name = "HOST")]
+    pub short_domains: Vec<String>,
+    /// Tokio worker threads (default: one per CPU).
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+}
+
+impl ServeArgs {
+    /// The flag layer of the configuration.
+    pub fn overrides(&self) -> FlagOverrides {
+        FlagOverrides {
+            listen: self.listen,
+            data_dir: self.common.data_dir.clone(),
+            role: self.role,
+            base_url: self.base_url.clone(),
+            short_domains: self.short_domains.clone(),
+            workers: self.workers,
+        }
+    }
+}
+
+/// `sluice migrate`.
+#[derive(Debug, Clone, Args)]
+pub struct MigrateArgs {
+    /// Configuration file and data directory.
+    #[command(flatten)]
+    pub common: ConfigArgs,
+    /// Link store to migrate (overrides store.url): a data directory, sqlite: URL or postgres:// URL.
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+}
+
+/// `sluice log ...`.
+#[derive(Debug, Subcommand)]
+pub enum LogCommand {
+    /// Print logged click events as NDJSON (one JSON object per line, with its offset).
+    Tail(LogTailArgs),
+}
+
+/// `sluice log tail`.
+#[derive(Debug, Clone, Args)]
+pub struct LogTailArgs {
+    /// Configuration file and data directory.
+    #[command(flatten)]
+    pub common: ConfigArgs,
+    /// Print the last N events (ignored with --from).
+    #[arg(short = 'n', long, default_value_t = 10, value_name = "N")]
+    pub lines: u64,
+    /// Print from this log offset on instead of the last N.
+    #[arg(long, value_name = "OFFSET")]
+    pub from: Option<u64>,
+}

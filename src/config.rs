@@ -1,0 +1,295 @@
+//! Configuration of the `sluice` binary: one [`Config`] loaded in layers, lowest priority
+//! first: the built-in `default.toml` → the `--config` TOML file → environment variables
+//! `SLUICE__<SECTION>__<KEY>` (`_` inside a key stands for `-`) → command-line flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+/// The built-in defaults (also documentation of every key).
+pub const DEFAULT_TOML: &str = include_str!("default.toml");
+
+/// Which parts of the service one process serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// API under `/v1/` and redirects at `/{code}` on one listener.
+    All,
+    /// Redirects and health endpoints only.
+    Redirect,
+    /// API and health endpoints only.
+    Api,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Config {
+    /// Listener, data directory, role, domains, proxies.
+    pub server: ServerConfig,
+    /// Link store location.
+    pub store: StoreConfig,
+    /// Link rules.
+    pub links: LinksConfig,
+    /// Redirect cache and click hand-off.
+    pub redirect: RedirectSection,
+    /// Visitor-id salt.
+    pub visitor: VisitorConfig,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Socket address to listen on.
+    pub listen: SocketAddr,
+    /// Directory for everything the embedded defaults persist; created if missing.
+    pub data_dir: PathBuf,
+    /// What this process serves.
+    pub role: Role,
+    /// Origin of returned short URLs; default `http://` + `listen`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// Further own short domains.
+    #[serde(default)]
+    pub short_domains: Vec<String>,
+    /// Trusted proxies: CIDRs (`10.0.0.0/8`) or single addresses (`127.0.0.1`).
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// Largest request body in bytes.
+    pub max_body_bytes: usize,
+    /// Tokio worker threads, 0 = one per CPU.
+    pub workers: usize,
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Empty: SQLite in the data dir; else a `sqlite:` or `postgres://` URL.
+    #[serde(default)]
+    pub url: String,
+}
+
+/// `[links]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct LinksConfig {
+    /// Length of generated codes, 4..=64.
+    pub code_length: usize,
+    /// Longest long_url in bytes, 64..=65536.
+    pub max_url_bytes: usize,
+    /// Blocked destination domains.
+    #[serde(default)]
+    pub blocklist: Vec<String>,
+    /// Append the short URL's query to the target.
+    pub append_query: bool,
+    /// Upper bound of `max-age` on 301s.
+    #[serde(with = "humantime_serde")]
+    pub permanent_max_age: Duration,
+}
+
+/// `[redirect]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RedirectSection {
+    /// Cache entries.
+    pub cache_capacity: u64,
+    /// Base TTL of cached links.
+    #[serde(with = "humantime_serde")]
+    pub cache_ttl: Duration,
+    /// TTL jitter fraction, 0.0..=0.5.
+    pub cache_ttl_jitter: f64,
+    /// TTL of cached unknown codes.
+    #[serde(with = "humantime_serde")]
+    pub negative_ttl: Duration,
+    /// Capacity of the click channel (events).
+    pub click_channel_capacity: usize,
+    /// `edge_region` of click events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edge_region: Option<String>,
+}
+
+/// Rotation period of the visitor salt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SaltPeriod {
+    /// One UTC day.
+    #[serde(rename = "1d")]
+    Day,
+    /// Seven days (epoch-aligned).
+    #[serde(rename = "7d")]
+    Week,
+    /// Thirty days (epoch-aligned).
+    #[serde(rename = "30d")]
+    Month,
+    /// Never rotates.
+    #[serde(rename = "never")]
+    Never,
+}
+
+impl SaltPeriod {
+    /// Period length in ms, `None` for never.
+    pub fn period_ms(self) -> Option<i64> {
+        const DAY: i64 = 86_400_000;
+        match self {
+            SaltPeriod::Day => Some(DAY),
+            SaltPeriod::Week => Some(7 * DAY),
+            SaltPeriod::Month => Some(30 * DAY),
+            SaltPeriod::Never => None,
+        }
+    }
+}
+
+/// A secret string: `Debug` prints `***`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// `[visitor]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct VisitorConfig {
+    /// Salt rotation.
+    pub salt_period: SaltPeriod,
+    /// 64 hex characters; generated into the data dir when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<Secret>,
+}
+
+/// Values given on the command line; `None`/empty leaves the lower layers' value.
+#[derive(Debug, Clone, Default)]
+pub struct FlagOverrides {
+    /// `--listen`.
+    pub listen: Option<SocketAddr>,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--role`.
+    pub role: Option<Role>,
+    /// `--base-url`.
+    pub base_url: Option<String>,
+    /// `--short-domain` (replaces the configured list when non-empty).
+    pub short_domains: Vec<String>,
+    /// `--workers`.
+    pub workers: Option<usize>,
+}
+
+impl Config {
+    /// Loads defaults → `file` → `SLUICE__…` env vars → `flags`, then validates.
+    ///
+    /// Errors: unreadable/invalid TOML, unknown keys, wrong types, invalid values (see
+    /// [`Config::validate`]).
+    pub fn load(file: Option<&Path>, flags: &FlagOverrides) -> anyhow::Result<Config> {
+        let mut fig = Figment::from(Toml::string(DEFAULT_TOML));
+        if let Some(path) = file {
+            if !path.is_file() {
+                bail!("config file \"{}\" does not exist", path.display());
+            }
+            fig = fig.merge(Toml::file(path));
+        }
+        fig = fig.merge(Env::prefixed("SLUICE__").map(|k| k.as_str().replace("__", ".").replace('_', "-").into()));
+        let mut cfg: Config = fig.extract().context("invalid configuration")?;
+        cfg.apply(flags);
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Applies command-line values on top.
+    pub fn apply(&mut self, f: &FlagOverrides) {
+        if let Some(v) = f.listen {
+            self.server.listen = v;
+        }
+        if let Some(v) = &f.data_dir {
+            self.server.data_dir = v.clone();
+        }
+        if let Some(v) = f.role {
+            self.server.role = v;
+        }
+        if let Some(v) = &f.base_url {
+            self.server.base_url = Some(v.clone());
+        }
+        if !f.short_domains.is_empty() {
+            self.server.short_domains = f.short_domains.clone();
+        }
+        if let Some(v) = f.workers {
+            self.server.workers = v;
+        }
+    }
+
+    /// Checks value ranges and parses URLs and CIDRs.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.base_url()?;
+        self.trusted_proxies()?;
+        if !(4..=64).contains(&self.links.code_length) {
+            bail!("links.code-length must be between 4 and 64, got {}", self.links.code_length);
+        }
+        if !(64..=65_536).contains(&self.links.max_url_bytes) {
+            bail!("links.max-url-bytes must be between 64 and 65536, got {}", self.links.max_url_bytes);
+        }
+        if !(0.0..=0.5).contains(&self.redirect.cache_ttl_jitter) {
+            bail!("redirect.cache-ttl-jitter must be between 0.0 and 0.5, got {}", self.redirect.cache_ttl_jitter);
+        }
+        if self.redirect.click_channel_capacity == 0 || self.redirect.cache_capacity == 0 {
+            bail!("redirect.click-channel-capacity and redirect.cache-capacity must be positive");
+        }
+        if self.server.max_body_bytes < 1024 {
+            bail!("server.max-body-bytes must be at least 1024, got {}", self.server.max_body_bytes);
+        }
+        if let Some(s) = &self.visitor.secret {
+            parse_secret(&s.0)?;
+        }
+        Ok(())
+    }
+
+    /// The base URL: configured, or `http://` + listen address. Must be http(s) with an
+    /// empty path.
+    pub fn base_url(&self) -> anyhow::Result<url::Url> {
+        let raw = self.server.base_url.clone().unwrap_or_else(|| format!("http://{}", self.server.listen));
+        let url = url::Url::parse(&raw).with_context(|| format!("server.base-url \"{raw}\" is not a valid url"))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            bail!("server.base-url \"{raw}\" must be an http or https origin");
+        }
+        if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+            bail!("server.base-url \"{raw}\" must not have a path, query or fragment");
+        }
+        Ok(url)
+    }
+
+    /// Trusted proxies as networks (single addresses become /32 or /128).
+    pub fn trusted_proxies(&self) -> anyhow::Result<Vec<IpNet>> {
+        self.server
+            .trusted_proxies
+            .iter()
+            .map(|s| {
+                s.parse::<IpNet>()
+                    .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+                    .with_context(|| format!("server.trusted-proxies entry \"{s}\" is neither a CIDR nor an IP address"))
+            })
+            .collect()
+    }
+
+    /// Where the link store lives: `store.url`, or the data directory (SQLite).
+    pub fn store_location(&self) -> String {
+        if self.store.url.trim().is_empty() { self.server.data_dir.to_string_lossy().into_owned() } else { self.store.url.clone() }
+    }
+}
+
+/// Decodes a 64-hex-character secret.
+pub fn parse_secret(s: &str) -> anyhow::Result<[u8; 32]> {
+    let bytes = hex::decode(s.trim()).context("visitor secret must be hex")?;
+    bytes.try_into().map_err(|_| anyhow::anyhow!("visitor secret must be 64 hex characters (32 bytes)"))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,113 @@
+use super::*;
+
+#[test]
+fn default_config_parses_and_round_trips() {
+    let cfg: Config = toml::from_str(DEFAULT_TOML).expect("default.toml parses");
+    cfg.validate().expect("defaults are valid");
+    assert_eq!(cfg.server.listen, "127.0.0.1:8080".parse::<SocketAddr>().expect("addr"));
+    assert_eq!(cfg.server.role, Role::All);
+    assert_eq!(cfg.links.code_length, 7);
+    assert_eq!(cfg.links.max_url_bytes, 8192);
+    assert_eq!(cfg.links.permanent_max_age, Duration::from_secs(3600));
+    assert_eq!(cfg.redirect.cache_ttl, Duration::from_secs(60));
+    assert_eq!(cfg.redirect.negative_ttl, Duration::from_secs(5));
+    assert_eq!(cfg.visitor.salt_period, SaltPeriod::Day);
+    assert_eq!(cfg.base_url().expect("base").as_str(), "http://127.0.0.1:8080/");
+    let text = toml::to_string(&cfg).expect("serializes");
+    let back: Config = toml::from_str(&text).expect("re-parses");
+    assert_eq!(back, cfg);
+}
+
+#[test]
+fn unknown_keys_are_rejected() {
+    let bad = DEFAULT_TOML.replace("code-length = 7", "code-length = 7\ncode-lenght = 8");
+    let err = toml::from_str::<Config>(&bad).expect_err("typo must fail");
+    assert!(err.to_string().contains("code-lenght"), "{err}");
+}
+
+#[test]
+fn layers_apply_in_order_defaults_file_env_flags() {
+    figment::Jail::expect_with(|jail| {
+        jail.create_file(
+            "sluice.toml",
+            r#"
+            [server]
+            listen = "127.0.0.1:7001"
+            data-dir = "/from/file"
+            role = "api"
+            [links]
+            code-length = 9
+            permanent-max-age = "10m"
+            "#,
+        )?;
+        jail.set_env("SLUICE__SERVER__LISTEN", "127.0.0.1:7002");
+        jail.set_env("SLUICE__LINKS__CODE_LENGTH", "10");
+        jail.set_env("SLUICE__REDIRECT__NEGATIVE_TTL", "250ms");
+
+        // file over defaults, env over file
+        let cfg = Config::load(Some(Path::new("sluice.toml")), &FlagOverrides::default()).expect("load");
+        assert_eq!(cfg.server.listen, "127.0.0.1:7002".parse::<SocketAddr>().expect("addr"), "env beats file");
+        assert_eq!(cfg.server.data_dir, PathBuf::from("/from/file"), "file beats default");
+        assert_eq!(cfg.server.role, Role::Api);
+        assert_eq!(cfg.links.code_length, 10, "env beats file");
+        assert_eq!(cfg.links.permanent_max_age, Duration::from_secs(600), "human duration from file");
+        assert_eq!(cfg.redirect.negative_ttl, Duration::from_millis(250), "human duration from env");
+        assert_eq!(cfg.links.max_url_bytes, 8192, "untouched default");
+        assert_eq!(cfg.base_url().expect("base").as_str(), "http://127.0.0.1:7002/", "base url follows listen");
+
+        // flags over everything
+        let flags = FlagOverrides {
+            listen: Some("127.0.0.1:7003".parse().expect("addr")),
+            data_dir: Some(PathBuf::from("/from/flag")),
+            role: Some(Role::Redirect),
+            base_url: Some("https://sho.rt.example".into()),
+            short_domains: vec!["kurz.example".into()],
+            workers: Some(3),
+        };
+        let cfg = Config::load(Some(Path::new("sluice.toml")), &flags).expect("load");
+        assert_eq!(cfg.server.listen, "127.0.0.1:7003".parse::<SocketAddr>().expect("addr"));
+        assert_eq!(cfg.server.data_dir, PathBuf::from("/from/flag"));
+        assert_eq!(cfg.server.role, Role::Redirect);
+        assert_eq!(cfg.server.short_domains, vec!["kurz.example".to_string()]);
+        assert_eq!(cfg.server.workers, 3);
+        assert_eq!(cfg.base_url().expect("base").as_str(), "https://sho.rt.example/");
+        assert_eq!(cfg.links.code_length, 10, "no flag: env value stays");
+        Ok(())
+    });
+}
+
+#[test]
+fn invalid_values_are_refused() {
+    figment::Jail::expect_with(|jail| {
+        jail.set_env("SLUICE__LINKS__CODE_LENGTH", "2");
+        let err = Config::load(None, &FlagOverrides::default()).expect_err("too short");
+        assert!(err.to_string().contains("code-length"), "{err}");
+        jail.set_env("SLUICE__LINKS__CODE_LENGTH", "7");
+        jail.set_env("SLUICE__SERVER__TRUSTED_PROXIES", "[\"10.0.0.0/8\", \"127.0.0.1\", \"nonsense\"]");
+        let err = Config::load(None, &FlagOverrides::default()).expect_err("bad cidr");
+        assert!(err.to_string().contains("nonsense"), "{err}");
+        jail.set_env("SLUICE__SERVER__TRUSTED_PROXIES", "[\"10.0.0.0/8\", \"127.0.0.1\", \"::1\"]");
+        let cfg = Config::load(None, &FlagOverrides::default()).expect("valid proxies");
+        let nets = cfg.trusted_proxies().expect("nets");
+        assert_eq!(nets.iter().map(ToString::to_string).collect::<Vec<_>>(), vec!["10.0.0.0/8", "127.0.0.1/32", "::1/128"]);
+        let flags = FlagOverrides { base_url: Some("https://sho.rt.example/prefix".into()), ..FlagOverrides::default() };
+        assert!(Config::load(None, &flags).is_err(), "base url with a path");
+        let flags = FlagOverrides { base_url: Some("ftp://sho.rt.example".into()), ..FlagOverrides::default() };
+        assert!(Config::load(None, &flags).is_err(), "non-http base url");
+        jail.set_env("SLUICE__VISITOR__SALT_PERIOD", "2d");
+        assert!(Config::load(None, &FlagOverrides::default()).is_err(), "unknown salt period");
+        jail.set_env("SLUICE__VISITOR__SALT_PERIOD", "never");
+        let cfg = Config::load(None, &FlagOverrides::default()).expect("never");
+        assert_eq!(cfg.visitor.salt_period.period_ms(), None);
+        Ok(())
+    });
+}
+
+#[test]
+fn secret_debug_is_redacted_and_parses() {
+    let s = Secret("ab".repeat(32));
+    assert_eq!(format!("{s:?}"), "***");
+    assert_eq!(parse_secret(&s.0).expect("hex"), [0xab; 32]);
+    assert!(parse_secret("abcd").is_err());
+    assert!(parse_secret(&"zz".repeat(32)).is_err());
+}

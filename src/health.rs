@@ -1,0 +1,67 @@
+//! `/healthz` (process up), `/readyz` (link store reachable), `/metrics` (Prometheus text).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde_json::json;
+use sluice_connectors::LinkStore;
+
+/// How long `/readyz` waits for the store.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// State of the health routes.
+#[derive(Clone)]
+pub struct HealthState {
+    /// Probed by `/readyz` with a lookup of a code that cannot exist.
+    pub store: Arc<dyn LinkStore>,
+    /// Rendered by `/metrics`.
+    pub prometheus: PrometheusHandle,
+}
+
+/// `/healthz`, `/readyz` and `/metrics`.
+pub fn routes(state: HealthState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .with_state(state)
+}
+
+async fn healthz() -> Response {
+    json_response(StatusCode::OK, json!({ "status": "ok" }))
+}
+
+async fn readyz(State(s): State<HealthState>) -> Response {
+    // "readyz" is reserved, so this read exercises the store without ever finding a link.
+    match tokio::time::timeout(READY_TIMEOUT, s.store.get("readyz")).await {
+        Ok(Ok(_)) => json_response(StatusCode::OK, json!({ "status": "ready", "store": s.store.backend() })),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "readiness probe: link store failed");
+            not_ready("link store is not reachable")
+        }
+        Err(_) => not_ready("link store did not answer in time"),
+    }
+}
+
+fn not_ready(message: &str) -> Response {
+    json_response(StatusCode::SERVICE_UNAVAILABLE, json!({ "error": { "code": "not_ready", "message": message } }))
+}
+
+async fn metrics_text(State(s): State<HealthState>) -> Response {
+    let mut resp = s.prometheus.render().into_response();
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    resp
+}
+
+fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
+    let mut resp = (status, body.to_string()).into_response();
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}

@@ -1,0 +1,24 @@
+//! The `sluice` binary's library half: CLI, layered configuration and the wiring of
+//! store → API → redirect → ingest, kept in a library so tests can build the exact router
+//! `sluice serve` runs.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`cli`] | clap definitions of every subcommand and flag |
+//! | [`config`] | [`config::Config`]: default.toml → `--config` → `SLUICE__…` env → flags |
+//! | [`serve`] | `sluice serve`: [`serve::build_stack`] (router without a socket) and [`serve::run`] |
+//! | [`router`] | composing API, redirect and health routes by role; HTTP metrics |
+//! | [`health`] | `/healthz`, `/readyz`, `/metrics` |
+//! | [`telemetry`] | tracing and the Prometheus recorder |
+//! | [`visitor_secret`] | the visitor-id secret in the data directory |
+//! | [`log_tail`] | `sluice log tail` |
+#![deny(missing_docs)]
+
+pub mod cli;
+pub mod config;
+pub mod health;
+pub mod log_tail;
+pub mod router;
+pub mod serve;
+pub mod telemetry;
+pub mod visitor_secret;

@@ -1,0 +1,381 @@
+//! The link management API: every status and error code of `/v1/links`, on both stores.
+
+use axum::http::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::backend_tests;
+use crate::harness::{BASE, Backend, TestApp};
+
+backend_tests!(
+    create_returns_the_link,
+    create_rejects_invalid_input_without_creating,
+    aliases_are_validated_reserved_and_unique,
+    redirect_type_and_expiry_rules,
+    idempotency_key_replays_and_detects_reuse,
+    get_patch_delete_lifecycle,
+    patch_validates_like_create,
+    list_paginates_and_filters,
+    list_parameter_errors,
+    malformed_requests_get_json_errors,
+    openapi_document_is_served,
+);
+
+fn is_base62(s: &str) -> bool {
+    s.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+async fn create_returns_the_link(b: Backend) {
+    let app = TestApp::start(b).await;
+    let r = app.post_json("/v1/links", &json!({"long_url": "https://example.com/a", "tags": ["x", "y", "x"]})).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let v = r.json();
+    let code = v["code"].as_str().expect("code");
+    assert_eq!(code.len(), 7);
+    assert!(is_base62(code), "{code}");
+    assert_eq!(v["short_url"], format!("{BASE}/{code}"));
+    assert_eq!(v["long_url"], "https://example.com/a");
+    assert_eq!(v["domain"], Value::Null);
+    assert_eq!(v["expires_at"], Value::Null);
+    assert_eq!(v["enabled"], true);
+    assert_eq!(v["tags"], json!(["x", "y"]));
+    assert_eq!(v["redirect_type"], 302);
+    let created = v["created_at"].as_str().expect("created_at");
+    assert!(created.ends_with('Z'), "{created}");
+    chrono::DateTime::parse_from_rfc3339(created).expect("rfc 3339");
+    assert_eq!(r.location(), Some(format!("/v1/links/{code}").as_str()));
+    let etag = r.header("etag").expect("etag").to_owned();
+    let g = app.get(&format!("/v1/links/{code}")).await;
+    assert_eq!(g.status, StatusCode::OK);
+    assert_eq!(g.json(), v, "GET returns what POST returned");
+    assert_eq!(g.header("etag"), Some(etag.as_str()));
+    // two creates of the same URL are two links
+    let other = app.create_url("https://example.com/a").await;
+    assert_ne!(other, code);
+    // a custom domain of ours
+    let d = app.create(json!({"long_url": "https://example.com/d", "domain": "xn--krz-hoa.example", "custom_alias": "dom"})).await;
+    assert_eq!(d["domain"], "xn--krz-hoa.example");
+    assert_eq!(d["short_url"], "https://xn--krz-hoa.example/dom");
+    let d2 = app.create(json!({"long_url": "https://example.com/d", "domain": "kürz.example", "custom_alias": "dom2"})).await;
+    assert_eq!(d2["short_url"], "https://xn--krz-hoa.example/dom2", "unicode and punycode are one domain");
+    let base = app.create(json!({"long_url": "https://example.com/d", "domain": "sho.rt.example", "custom_alias": "dom3"})).await;
+    assert_eq!(base["domain"], Value::Null);
+    assert_eq!(base["short_url"], format!("{BASE}/dom3"));
+    app.post_json("/v1/links", &json!({"long_url": "https://example.com/d", "domain": "other.example", "custom_alias": "dom4"}))
+        .await
+        .assert_error(400, "unknown_domain");
+    app.assert_no_link("dom4").await;
+}
+
+async fn create_rejects_invalid_input_without_creating(b: Backend) {
+    let app = TestApp::start(b).await;
+    let cases: &[(&str, u16, &str)] = &[
+        ("", 400, "invalid_url"),
+        ("not a url", 400, "invalid_url"),
+        ("example.com/no-scheme", 400, "invalid_url"),
+        ("javascript:alert(1)", 400, "unsupported_scheme"),
+        ("ftp://example.com/f", 400, "unsupported_scheme"),
+        ("http://", 400, "missing_host"),
+        ("https://user:pass@example.com/", 400, "credentials_in_url"),
+        ("https://example.com/\u{7}bell", 400, "control_characters"),
+        ("https://sho.rt.example/abc", 400, "redirect_loop"),
+        ("https://KÜRZ.example/abc", 400, "redirect_loop"),
+        ("https://blocked.example/x", 422, "policy_violation"),
+        ("https://deep.sub.blocked.example/x", 422, "policy_violation"),
+    ];
+    for (i, (url, status, code)) in cases.iter().enumerate() {
+        let alias = format!("inv{i}");
+        let r = app.post_json("/v1/links", &json!({"long_url": url, "custom_alias": alias})).await;
+        r.assert_error(*status, code);
+        app.assert_no_link(&alias).await;
+    }
+    let long = format!("https://example.com/p?x={}", "a".repeat(9000));
+    let err = app.post_json("/v1/links", &json!({"long_url": long, "custom_alias": "toolong"})).await.assert_error(400, "url_too_long");
+    assert_eq!(err["details"]["max_bytes"], 8192);
+    assert!(err["message"].as_str().expect("msg").contains("8192"));
+    app.assert_no_link("toolong").await;
+    let tags = app.post_json("/v1/links", &json!({"long_url": "https://example.com/", "tags": [""], "custom_alias": "badtag"})).await;
+    tags.assert_error(400, "invalid_tags");
+    app.assert_no_link("badtag").await;
+    let list = app.get("/v1/links").await.json();
+    assert_eq!(list["items"], json!([]), "nothing was created");
+}
+
+async fn aliases_are_validated_reserved_and_unique(b: Backend) {
+    let app = TestApp::start(b).await;
+    let v = app.create(json!({"long_url": "https://example.com/c10", "custom_alias": "MyPromo"})).await;
+    assert_eq!(v["code"], "MyPromo");
+    assert_eq!(v["short_url"], format!("{BASE}/MyPromo"));
+    app.post_json("/v1/links", &json!({"long_url": "https://example.com/x", "custom_alias": "MyPromo"}))
+        .await
+        .assert_error(409, "alias_conflict");
+    // 64 characters is fine, 65 is not
+    let max = "a".repeat(64);
+    app.create(json!({"long_url": "https://example.com/max", "custom_alias": max})).await;
+    for bad in ["", "a b", "ab/c", "ü", "a.b", &"b".repeat(65)] {
+        app.post_json("/v1/links", &json!({"long_url": "https://example.com/x", "custom_alias": bad})).await.assert_error(400, "invalid_alias");
+    }
+    for reserved in ["v1", "V1", "api", "admin", "healthz", "readyz", "metrics", "openapi.json", "favicon.ico", "robots.txt", "static", ".well-known", "health"] {
+        let err = app
+            .post_json("/v1/links", &json!({"long_url": "https://example.com/c11", "custom_alias": reserved}))
+            .await
+            .assert_error(400, "alias_reserved");
+        assert_eq!(err["details"]["alias"], reserved);
+    }
+}
+
+async fn redirect_type_and_expiry_rules(b: Backend) {
+    let app = TestApp::start(b).await;
+    let p = app.create(json!({"long_url": "https://example.com/p", "redirect_type": 301})).await;
+    assert_eq!(p["redirect_type"], 301);
+    for bad in [300, 303, 307, 308, 200] {
+        app.post_json("/v1/links", &json!({"long_url": "https://example.com/p", "redirect_type": bad}))
+            .await
+            .assert_error(400, "invalid_redirect_type");
+    }
+    app.post_json("/v1/links", &json!({"long_url": "https://example.com/p", "expires_at": "2001-01-01T00:00:00Z", "custom_alias": "past"}))
+        .await
+        .assert_error(400, "expires_in_past");
+    app.assert_no_link("past").await;
+    app.post_json("/v1/links", &json!({"long_url": "https://example.com/p", "expires_at": "next tuesday"}))
+        .await
+        .assert_error(400, "invalid_expires_at");
+    let e = app.create(json!({"long_url": "https://example.com/e", "expires_at": "2030-01-01T00:00:00+02:00"})).await;
+    assert_eq!(e["expires_at"], "2029-12-31T22:00:00Z");
+    let g = app.get(&format!("/v1/links/{}", e["code"].as_str().expect("code"))).await.json();
+    assert_eq!(g["expires_at"], "2029-12-31T22:00:00Z");
+}
+
+async fn idempotency_key_replays_and_detects_reuse(b: Backend) {
+    let app = TestApp::start(b).await;
+    let body = json!({"long_url": "https://example.com/idem", "tags": ["a"]});
+    let post = |key: &'static str, body: Value| {
+        let app = &app;
+        async move {
+            app.request(Method::POST, "/v1/links", &[("content-type", "application/json"), ("idempotency-key", key)], Some(body.to_string())).await
+        }
+    };
+    let first = post("key-1", body.clone()).await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    // same key, same body (keys in another order): the original response
+    let reordered = r#"{"tags":["a"],"long_url":"https://example.com/idem"}"#;
+    let again = app
+        .request(Method::POST, "/v1/links", &[("content-type", "application/json"), ("idempotency-key", "key-1")], Some(reordered.into()))
+        .await;
+    assert_eq!(again.status, StatusCode::CREATED);
+    assert_eq!(again.json(), first.json());
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    // same key, different body
+    post("key-1", json!({"long_url": "https://example.com/other"})).await.assert_error(422, "idempotency_key_reused");
+    // other key: a new link
+    let other = post("key-2", body.clone()).await;
+    assert_ne!(other.json()["code"], first.json()["code"]);
+    // malformed keys
+    app.request(Method::POST, "/v1/links", &[("content-type", "application/json"), ("idempotency-key", "")], Some(body.to_string()))
+        .await
+        .assert_error(400, "invalid_idempotency_key");
+    let long_key = "k".repeat(256);
+    app.request(Method::POST, "/v1/links", &[("content-type", "application/json"), ("idempotency-key", &long_key)], Some(body.to_string()))
+        .await
+        .assert_error(400, "invalid_idempotency_key");
+    // concurrent requests with one key create one link
+    let app = std::sync::Arc::new(app);
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let r = app
+                    .request(
+                        Method::POST,
+                        "/v1/links",
+                        &[("content-type", "application/json"), ("idempotency-key", "key-concurrent")],
+                        Some(json!({"long_url": "https://example.com/conc"}).to_string()),
+                    )
+                    .await;
+                assert_eq!(r.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&r.body));
+                r.json()["code"].as_str().expect("code").to_owned()
+            })
+        })
+        .collect();
+    let mut codes = std::collections::BTreeSet::new();
+    for t in tasks {
+        codes.insert(t.await.expect("join"));
+    }
+    assert_eq!(codes.len(), 1, "one link for one key: {codes:?}");
+    let list = app.get("/v1/links?limit=1000").await.json();
+    let conc = list["items"].as_array().expect("items").iter().filter(|l| l["long_url"] == "https://example.com/conc").count();
+    assert_eq!(conc, 1);
+}
+
+async fn get_patch_delete_lifecycle(b: Backend) {
+    let app = TestApp::start(b).await;
+    app.get("/v1/links/nope").await.assert_error(404, "not_found");
+    app.get("/v1/links/has%20space").await.assert_error(404, "not_found");
+    let v = app.create(json!({"long_url": "https://example.com/one", "custom_alias": "life"})).await;
+    let g = app.get("/v1/links/life").await;
+    let etag1 = g.header("etag").expect("etag").to_owned();
+    // PATCH with the current ETag
+    let p = app.patch_json("/v1/links/life", &json!({"long_url": "https://example.com/two", "tags": ["t"]}), Some(&etag1)).await;
+    assert_eq!(p.status, StatusCode::OK, "{}", String::from_utf8_lossy(&p.body));
+    let etag2 = p.header("etag").expect("etag").to_owned();
+    assert_ne!(etag1, etag2);
+    let pv = p.json();
+    assert_eq!(pv["long_url"], "https://example.com/two");
+    assert_eq!(pv["tags"], json!(["t"]));
+    assert_eq!(pv["created_at"], v["created_at"]);
+    // stale ETag
+    app.patch_json("/v1/links/life", &json!({"enabled": false}), Some(&etag1)).await.assert_error(412, "precondition_failed");
+    app.patch_json("/v1/links/life", &json!({"enabled": false}), Some("W/\"whatever\"")).await.assert_error(412, "precondition_failed");
+    assert_eq!(app.get("/v1/links/life").await.json()["enabled"], true, "412 changed nothing");
+    // list form and "*"
+    let p = app.patch_json("/v1/links/life", &json!({"enabled": false}), Some(&format!("\"zz\", {etag2}"))).await;
+    assert_eq!(p.status, StatusCode::OK);
+    assert_eq!(p.json()["enabled"], false);
+    let p = app.patch_json("/v1/links/life", &json!({"enabled": true, "expires_at": "2031-01-01T00:00:00Z"}), Some("*")).await;
+    assert_eq!(p.json()["expires_at"], "2031-01-01T00:00:00Z");
+    let p = app.patch_json("/v1/links/life", &json!({"expires_at": null}), None).await;
+    assert_eq!(p.json()["expires_at"], Value::Null);
+    // empty patch: no new revision
+    let before = app.get("/v1/links/life").await;
+    let p = app.patch_json("/v1/links/life", &json!({}), None).await;
+    assert_eq!(p.status, StatusCode::OK);
+    assert_eq!(p.header("etag"), before.header("etag"));
+    // renaming is refused
+    app.patch_json("/v1/links/life", &json!({"custom_alias": "admin"}), None).await.assert_error(400, "alias_rename_unsupported");
+    app.patch_json("/v1/links/life", &json!({"custom_alias": "other"}), None).await.assert_error(400, "alias_rename_unsupported");
+    app.patch_json("/v1/links/nope", &json!({"enabled": false}), None).await.assert_error(404, "not_found");
+    app.patch_json("/v1/links/nope", &json!({"enabled": false}), Some("*")).await.assert_error(404, "not_found");
+    // DELETE
+    let d = app.delete("/v1/links/life").await;
+    assert_eq!(d.status, StatusCode::NO_CONTENT);
+    assert!(d.body.is_empty());
+    app.get("/v1/links/life").await.assert_error(404, "not_found");
+    app.delete("/v1/links/life").await.assert_error(404, "not_found");
+    // the code cannot be reused (30 days)
+    app.post_json("/v1/links", &json!({"long_url": "https://example.com/three", "custom_alias": "life"}))
+        .await
+        .assert_error(409, "alias_conflict");
+}
+
+async fn patch_validates_like_create(b: Backend) {
+    let app = TestApp::start(b).await;
+    app.create(json!({"long_url": "https://example.com/c07", "custom_alias": "pv"})).await;
+    let cases: &[(Value, u16, &str)] = &[
+        (json!({"long_url": "javascript:alert(1)"}), 400, "unsupported_scheme"),
+        (json!({"long_url": "java\tscript:alert(1)"}), 400, "control_characters"),
+        (json!({"long_url": "https:///nohost"}), 400, "missing_host"),
+        (json!({"long_url": "https://u:p@example.com/"}), 400, "credentials_in_url"),
+        (json!({"long_url": format!("https://example.com/p?x={}", "a".repeat(8200))}), 400, "url_too_long"),
+        (json!({"long_url": "https://sho.rt.example/pv"}), 400, "redirect_loop"),
+        (json!({"long_url": "https://blocked.example/"}), 422, "policy_violation"),
+        (json!({"redirect_type": 307}), 400, "invalid_redirect_type"),
+        (json!({"expires_at": "2000-01-01T00:00:00Z"}), 400, "expires_in_past"),
+        (json!({"tags": ["ok", ""]}), 400, "invalid_tags"),
+        (json!({"enabled": "yes"}), 400, "invalid_request"),
+        (json!({"colour": "red"}), 400, "unknown_field"),
+    ];
+    for (body, status, code) in cases {
+        app.patch_json("/v1/links/pv", body, None).await.assert_error(*status, code);
+    }
+    let g = app.get("/v1/links/pv").await.json();
+    assert_eq!(g["long_url"], "https://example.com/c07");
+    assert_eq!(g["redirect_type"], 302);
+    let r = app.get("/pv").await;
+    assert_eq!(r.location(), Some("https://example.com/c07"));
+}
+
+async fn list_paginates_and_filters(b: Backend) {
+    let app = TestApp::start(b).await;
+    let mut codes = Vec::new();
+    for i in 0..7 {
+        let tags = if i % 2 == 0 { json!(["even"]) } else { json!(["odd"]) };
+        codes.push(app.create(json!({"long_url": format!("https://example.com/{i}"), "tags": tags})).await["code"].as_str().expect("code").to_owned());
+    }
+    let first = app.get("/v1/links?limit=3").await.json();
+    let page_codes = |v: &Value| v["items"].as_array().expect("items").iter().map(|l| l["code"].as_str().expect("code").to_owned()).collect::<Vec<_>>();
+    assert_eq!(page_codes(&first), codes[..3]);
+    let c1 = first["next_cursor"].as_str().expect("cursor").to_owned();
+    // links created while paging appear at the end, never shift pages
+    let late = app.create_url("https://example.com/late").await;
+    let second = app.get(&format!("/v1/links?limit=3&cursor={c1}")).await.json();
+    assert_eq!(page_codes(&second), codes[3..6]);
+    let c2 = second["next_cursor"].as_str().expect("cursor").to_owned();
+    let third = app.get(&format!("/v1/links?limit=3&cursor={c2}")).await.json();
+    assert_eq!(page_codes(&third), vec![codes[6].clone(), late.clone()]);
+    assert_eq!(third["next_cursor"], Value::Null);
+    // filters
+    let even = app.get("/v1/links?tag=even&limit=1000").await.json();
+    assert_eq!(page_codes(&even), vec![codes[0].clone(), codes[2].clone(), codes[4].clone(), codes[6].clone()]);
+    let p = app.patch_json(&format!("/v1/links/{}", codes[1]), &json!({"enabled": false}), None).await;
+    assert_eq!(p.status, StatusCode::OK);
+    let disabled = app.get("/v1/links?enabled=false").await.json();
+    assert_eq!(page_codes(&disabled), vec![codes[1].clone()]);
+    let enabled_odd = app.get("/v1/links?enabled=true&tag=odd").await.json();
+    assert_eq!(page_codes(&enabled_odd), vec![codes[3].clone(), codes[5].clone()]);
+    // deleted links are not listed
+    assert_eq!(app.delete(&format!("/v1/links/{}", codes[0])).await.status, StatusCode::NO_CONTENT);
+    let all = app.get("/v1/links?limit=1000").await.json();
+    assert_eq!(page_codes(&all).len(), 7);
+    assert!(!page_codes(&all).contains(&codes[0]));
+    // default limit 100, max 1000
+    assert_eq!(app.get("/v1/links?limit=1000").await.status, StatusCode::OK);
+    assert_eq!(app.get("/v1/links?limit=1").await.json()["items"].as_array().expect("items").len(), 1);
+}
+
+async fn list_parameter_errors(b: Backend) {
+    let app = TestApp::start(b).await;
+    app.get("/v1/links?limit=0").await.assert_error(400, "invalid_limit");
+    app.get("/v1/links?limit=1001").await.assert_error(400, "invalid_limit");
+    app.get("/v1/links?limit=abc").await.assert_error(400, "invalid_query");
+    app.get("/v1/links?limit=-1").await.assert_error(400, "invalid_query");
+    app.get("/v1/links?enabled=maybe").await.assert_error(400, "invalid_query");
+    app.get("/v1/links?sort=desc").await.assert_error(400, "invalid_query");
+    app.get("/v1/links?cursor=not-a-cursor").await.assert_error(400, "invalid_cursor");
+    app.get("/v1/links?cursor=").await.assert_error(400, "invalid_cursor");
+}
+
+async fn malformed_requests_get_json_errors(b: Backend) {
+    let app = TestApp::start(b).await;
+    let j = [("content-type", "application/json")];
+    app.request(Method::POST, "/v1/links", &j, Some("{\"long_url\":".into())).await.assert_error(400, "malformed_json");
+    app.request(Method::POST, "/v1/links", &j, Some("".into())).await.assert_error(400, "malformed_json");
+    app.request(Method::POST, "/v1/links", &j, Some("[1,2]".into())).await.assert_error(400, "invalid_request");
+    app.request(Method::POST, "/v1/links", &j, Some("{}".into())).await.assert_error(400, "invalid_request");
+    app.request(Method::POST, "/v1/links", &j, Some("{\"long_url\":5}".into())).await.assert_error(400, "invalid_request");
+    let err = app.request(Method::POST, "/v1/links", &j, Some("{\"long_url\":\"https://e.example/\",\"colour\":1}".into())).await.assert_error(400, "unknown_field");
+    assert_eq!(err["details"]["field"], "colour");
+    app.request(Method::POST, "/v1/links", &[("content-type", "text/plain")], Some("{}".into())).await.assert_error(415, "unsupported_media_type");
+    app.request(Method::POST, "/v1/links", &[], Some("{}".into())).await.assert_error(415, "unsupported_media_type");
+    let ok = app
+        .request(Method::POST, "/v1/links", &[("content-type", "application/json; charset=utf-8")], Some(json!({"long_url": "https://e.example/"}).to_string()))
+        .await;
+    assert_eq!(ok.status, StatusCode::CREATED);
+    let huge = json!({"long_url": format!("https://example.com/{}", "a".repeat(300_000))}).to_string();
+    app.request(Method::POST, "/v1/links", &j, Some(huge)).await.assert_error(413, "payload_too_large");
+    app.get("/v1/nothing-here").await.assert_error(404, "not_found");
+    app.get("/v1/links/a/b").await.assert_error(404, "not_found");
+    app.get("/").await.assert_error(404, "not_found");
+    app.request(Method::PUT, "/v1/links", &j, Some("{}".into())).await.assert_error(405, "method_not_allowed");
+    app.request(Method::POST, "/v1/links/abc", &j, Some("{}".into())).await.assert_error(405, "method_not_allowed");
+    app.request(Method::DELETE, "/healthz", &[], None).await.assert_error(405, "method_not_allowed");
+    app.request(Method::POST, "/somecode", &[], None).await.assert_error(405, "method_not_allowed");
+}
+
+async fn openapi_document_is_served(b: Backend) {
+    let app = TestApp::start(b).await;
+    let r = app.get("/v1/openapi.json").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let doc = r.json();
+    assert!(doc["openapi"].as_str().expect("version").starts_with("3."), "{}", doc["openapi"]);
+    let paths = doc["paths"].as_object().expect("paths");
+    let methods = |p: &str| -> Vec<String> {
+        let mut m: Vec<String> = paths[p].as_object().expect("path item").keys().cloned().collect();
+        m.sort();
+        m
+    };
+    assert_eq!(methods("/v1/links"), vec!["get", "post"]);
+    assert_eq!(methods("/v1/links/{code}"), vec!["delete", "get", "patch"]);
+    let schemas = doc["components"]["schemas"].as_object().expect("schemas");
+    for s in ["CreateLinkRequest", "UpdateLinkRequest", "LinkResponse", "LinkPage", "ErrorBody"] {
+        assert!(schemas.contains_key(s), "schema {s}");
+    }
+}

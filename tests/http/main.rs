@@ -1,0 +1,11 @@
+//! HTTP-level tests of the link API and the redirect path against the real stores
+//! (SQLite always; PostgreSQL with `--features integration-tests` and
+//! `SLUICE_POSTGRES_URL`), plus real-socket and real-binary tests.
+
+mod cases;
+mod concurrency;
+mod harness;
+mod links_api;
+mod props;
+mod redirect;
+mod socket;

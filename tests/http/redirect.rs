@@ -1,0 +1,226 @@
+//! The redirect hot path over the real stores: statuses, headers, click events, query
+//! appending, read-after-write, health endpoints, metrics and roles.
+
+use std::time::Duration;
+
+use axum::http::{Method, StatusCode};
+use serde_json::json;
+
+use crate::backend_tests;
+use crate::harness::{BROWSER_UA, Backend, TestApp, wait_until};
+
+backend_tests!(
+    redirect_302_with_headers_and_one_click,
+    redirect_301_cache_control_is_bounded,
+    head_is_not_a_click,
+    unknown_disabled_and_expired_are_errors_without_location,
+    query_is_appended_unless_configured_off,
+    read_after_write_in_process,
+    health_ready_and_metrics,
+    roles_split_api_and_redirect,
+);
+
+async fn redirect_302_with_headers_and_one_click(b: Backend) {
+    let app = TestApp::start_with(b, |c| c.redirect.edge_region = Some("test-edge".into())).await;
+    let code = app.create_url("https://example.com/landing").await;
+    app.take_events();
+    let r = app
+        .request(
+            Method::GET,
+            &format!("/{code}"),
+            &[("user-agent", BROWSER_UA), ("referer", "https://ref.example/page"), ("accept-language", "de-CH,de;q=0.9")],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FOUND);
+    assert_eq!(r.location(), Some("https://example.com/landing"));
+    assert_eq!(r.header("cache-control"), Some("private, max-age=0"));
+    assert!(r.body.is_empty());
+    let events = app.take_events();
+    assert_eq!(events.len(), 1);
+    let e = &events[0];
+    assert_eq!(e.code, code);
+    assert_eq!(e.event_id.get_version_num(), 7);
+    let now = chrono::Utc::now().timestamp_millis();
+    assert!((now - e.ts).abs() < 10_000, "ts is now in ms: {}", e.ts);
+    assert_eq!(e.ip_trunc.as_deref(), Some("203.0.113.0"));
+    assert_eq!(e.visitor_id, sluice_schemas::visitor_id(&app.salt(), e.ts, app.peer.ip(), BROWSER_UA));
+    assert_eq!(e.user_agent, BROWSER_UA);
+    assert_eq!(e.referrer.as_deref(), Some("https://ref.example/page"));
+    assert_eq!(e.accept_language.as_deref(), Some("de-CH,de;q=0.9"));
+    assert_eq!(e.edge_region.as_deref(), Some("test-edge"));
+    // event ids are unique per click
+    app.get(&format!("/{code}")).await;
+    app.get(&format!("/{code}")).await;
+    let more = app.take_events();
+    assert_eq!(more.len(), 2);
+    assert_ne!(more[0].event_id, more[1].event_id);
+    assert_ne!(more[0].event_id, e.event_id);
+}
+
+async fn redirect_301_cache_control_is_bounded(b: Backend) {
+    let app = TestApp::start(b).await;
+    let p = app.create(json!({"long_url": "https://example.com/perm", "redirect_type": 301})).await;
+    let r = app.get(&format!("/{}", p["code"].as_str().expect("code"))).await;
+    assert_eq!(r.status, StatusCode::MOVED_PERMANENTLY);
+    assert_eq!(r.location(), Some("https://example.com/perm"));
+    assert_eq!(r.header("cache-control"), Some("public, max-age=3600"));
+    let expires = (chrono::Utc::now() + chrono::Duration::seconds(100)).to_rfc3339();
+    let p = app.create(json!({"long_url": "https://example.com/soon", "redirect_type": 301, "expires_at": expires})).await;
+    let r = app.get(&format!("/{}", p["code"].as_str().expect("code"))).await;
+    assert_eq!(r.status, StatusCode::MOVED_PERMANENTLY);
+    let cc = r.header("cache-control").expect("cache-control");
+    let max_age: u64 = cc.strip_prefix("public, max-age=").expect("max-age form").parse().expect("number");
+    assert!((95..=100).contains(&max_age), "{cc}");
+    let app2 = TestApp::start_with(b, |c| c.links.permanent_max_age = Duration::from_secs(60)).await;
+    let p = app2.create(json!({"long_url": "https://example.com/perm", "redirect_type": 301})).await;
+    let r = app2.get(&format!("/{}", p["code"].as_str().expect("code"))).await;
+    assert_eq!(r.header("cache-control"), Some("public, max-age=60"));
+}
+
+async fn head_is_not_a_click(b: Backend) {
+    let app = TestApp::start(b).await;
+    let code = app.create_url("https://example.com/c02").await;
+    let p = app.create(json!({"long_url": "https://example.com/p", "redirect_type": 301})).await;
+    for _ in 0..3 {
+        let h = app.head(&format!("/{code}")).await;
+        assert_eq!(h.status, StatusCode::FOUND);
+        assert_eq!(h.location(), Some("https://example.com/c02"));
+        assert!(h.body.is_empty());
+        assert!(h.headers.get_all("content-length").iter().count() <= 1);
+    }
+    let h = app.head(&format!("/{}", p["code"].as_str().expect("code"))).await;
+    assert_eq!(h.status, StatusCode::MOVED_PERMANENTLY);
+    assert_eq!(app.take_events().len(), 0, "HEAD is not a click");
+    let g = app.get(&format!("/{code}")).await;
+    assert_eq!(g.status, StatusCode::FOUND);
+    assert_eq!(app.take_events().len(), 1);
+    let h = app.head("/no-such-code-c02").await;
+    assert_eq!(h.status, StatusCode::NOT_FOUND);
+    assert!(h.body.is_empty());
+    assert_eq!(h.location(), None);
+    app.get("/no-such-code-c02").await.assert_error(404, "not_found");
+}
+
+async fn unknown_disabled_and_expired_are_errors_without_location(b: Backend) {
+    let app = TestApp::start(b).await;
+    for path in ["/unknown", "/has.dot", "/%F0%9F%98%80", "/a%20b", &format!("/{}", "x".repeat(65))] {
+        let r = app.get(path).await;
+        let err = r.assert_error(404, "not_found");
+        assert!(err.get("details").is_none());
+        assert_eq!(r.location(), None);
+    }
+    app.create(json!({"long_url": "https://example.com/dis", "custom_alias": "dis"})).await;
+    let p = app.patch_json("/v1/links/dis", &json!({"enabled": false}), None).await;
+    assert_eq!(p.status, StatusCode::OK);
+    let r = app.get("/dis").await;
+    r.assert_error(404, "not_found");
+    assert_eq!(r.location(), None);
+    let h = app.head("/dis").await;
+    assert_eq!(h.status, StatusCode::NOT_FOUND);
+    assert!(h.body.is_empty());
+    app.patch_json("/v1/links/dis", &json!({"enabled": true}), None).await;
+    assert_eq!(app.get("/dis").await.status, StatusCode::FOUND);
+    // expired: create with a short expiry and poll until it flips
+    let exp = chrono::Utc::now() + chrono::Duration::milliseconds(1500);
+    app.create(json!({"long_url": "https://example.com/exp", "custom_alias": "exp", "expires_at": exp.to_rfc3339()})).await;
+    assert_eq!(app.get("/exp").await.status, StatusCode::FOUND);
+    assert!(wait_until(Duration::from_secs(10), || async { app.get("/exp").await.status == StatusCode::GONE }).await);
+    let r = app.get("/exp").await;
+    r.assert_error(410, "link_expired");
+    assert_eq!(r.location(), None);
+    let h = app.head("/exp").await;
+    assert_eq!(h.status, StatusCode::GONE);
+    assert!(h.body.is_empty());
+    let clicks: Vec<_> = app.take_events().into_iter().filter(|e| e.code == "exp").collect();
+    let gone_after = exp.timestamp_millis();
+    assert!(clicks.iter().all(|e| e.ts < gone_after), "no click at or after expires_at");
+    assert!(!clicks.is_empty());
+    assert!(app.take_events().is_empty());
+    app.get("/dis").await;
+    app.get("/unknown").await;
+    let ev = app.take_events();
+    assert_eq!(ev.iter().map(|e| e.code.as_str()).collect::<Vec<_>>(), vec!["dis"], "404s are not clicks");
+}
+
+async fn query_is_appended_unless_configured_off(b: Backend) {
+    let app = TestApp::start(b).await;
+    app.create(json!({"long_url": "https://example.com/q", "custom_alias": "q1"})).await;
+    app.create(json!({"long_url": "https://example.com/q?own=1#sec", "custom_alias": "q2"})).await;
+    assert_eq!(app.get("/q1?utm_source=news&x=a+b").await.location(), Some("https://example.com/q?utm_source=news&x=a+b"));
+    assert_eq!(app.get("/q2?utm=1").await.location(), Some("https://example.com/q?own=1&utm=1#sec"));
+    assert_eq!(app.get("/q1?").await.location(), Some("https://example.com/q"));
+    assert_eq!(app.get("/q1?q=%22%3C").await.location(), Some("https://example.com/q?q=%22%3C"));
+    let off = app.sibling(|c| c.links.append_query = false);
+    assert_eq!(off.get("/q1?utm_source=news").await.location(), Some("https://example.com/q"));
+}
+
+async fn read_after_write_in_process(b: Backend) {
+    let app = TestApp::start(b).await;
+    // a negative answer is cached, then the alias is created: the next GET redirects
+    assert_eq!(app.get("/raw").await.status, StatusCode::NOT_FOUND);
+    app.create(json!({"long_url": "https://example.com/v1", "custom_alias": "raw"})).await;
+    assert_eq!(app.get("/raw").await.location(), Some("https://example.com/v1"));
+    for i in 2..6 {
+        let url = format!("https://example.com/v{i}");
+        let p = app.patch_json("/v1/links/raw", &json!({"long_url": url}), None).await;
+        assert_eq!(p.status, StatusCode::OK);
+        assert_eq!(app.get("/raw").await.location(), Some(url.as_str()), "after PATCH {i}");
+    }
+    app.patch_json("/v1/links/raw", &json!({"redirect_type": 301}), None).await;
+    assert_eq!(app.get("/raw").await.status, StatusCode::MOVED_PERMANENTLY);
+    assert_eq!(app.delete("/v1/links/raw").await.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.get("/raw").await.status, StatusCode::NOT_FOUND);
+}
+
+async fn health_ready_and_metrics(b: Backend) {
+    let app = TestApp::start(b).await;
+    let h = app.get("/healthz").await;
+    assert_eq!(h.status, StatusCode::OK);
+    assert_eq!(h.json(), json!({"status": "ok"}));
+    let r = app.get("/readyz").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let expected_backend = match b {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    };
+    assert_eq!(r.json(), json!({"status": "ready", "store": expected_backend}));
+    let code = app.create_url("https://example.com/m").await;
+    app.get(&format!("/{code}")).await;
+    app.get(&format!("/{code}")).await;
+    app.get("/definitely-missing").await;
+    let m = app.get("/metrics").await;
+    assert_eq!(m.status, StatusCode::OK);
+    assert!(m.header("content-type").expect("ct").starts_with("text/plain"));
+    let text = String::from_utf8(m.body.to_vec()).expect("utf-8");
+    for needle in [
+        "sluice_http_requests_total{route=\"/{code}\",status_class=\"3xx\"}",
+        "sluice_http_requests_total{route=\"/{code}\",status_class=\"4xx\"}",
+        "sluice_http_requests_total{route=\"/v1/links\",status_class=\"2xx\"}",
+        "sluice_redirect_duration_seconds_bucket",
+        "sluice_redirect_cache_hits_total",
+        "sluice_redirect_cache_misses_total",
+    ] {
+        assert!(text.contains(needle), "metrics lack {needle}:\n{text}");
+    }
+    assert!(!text.contains(&code), "no short code in metric labels");
+    app.get("/nothing/at/all").await;
+    let text = String::from_utf8(app.get("/metrics").await.body.to_vec()).expect("utf-8");
+    assert!(text.contains("sluice_http_requests_total{route=\"unmatched\",status_class=\"4xx\"}"), "{text}");
+}
+
+async fn roles_split_api_and_redirect(b: Backend) {
+    let app = TestApp::start(b).await;
+    app.create(json!({"long_url": "https://example.com/role", "custom_alias": "role"})).await;
+    let redirect_only = app.sibling(|c| c.server.role = sluice::config::Role::Redirect);
+    assert_eq!(redirect_only.get("/role").await.location(), Some("https://example.com/role"));
+    redirect_only.get("/v1/links").await.assert_error(404, "not_found");
+    redirect_only.post_json("/v1/links", &json!({"long_url": "https://example.com/x"})).await.assert_error(404, "not_found");
+    assert_eq!(redirect_only.get("/healthz").await.status, StatusCode::OK);
+    assert_eq!(redirect_only.get("/readyz").await.status, StatusCode::OK);
+    let api_only = app.sibling(|c| c.server.role = sluice::config::Role::Api);
+    api_only.get("/role").await.assert_error(404, "not_found");
+    assert!(api_only.take_events().is_empty());
+    assert_eq!(api_only.get("/v1/links/role").await.status, StatusCode::OK);
+    assert_eq!(api_only.get("/metrics").await.status, StatusCode::OK);
+}

@@ -1,0 +1,157 @@
+//! Real sockets: the stack served on 127.0.0.1:0 and driven with reqwest, and the real
+//! `sluice` binary (serve → create → follow → stop → `sluice log tail`).
+
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::harness::{BROWSER_UA, Backend, TestApp, wait_until};
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client")
+}
+
+async fn serve(app: &TestApp) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let router = app.stack.router.clone();
+    tokio::spawn(async move {
+        axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).await.expect("serve");
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_socket_create_follow_head_and_forwarded_clients() {
+    let app = TestApp::start_with(Backend::Sqlite, |c| c.server.trusted_proxies = vec!["127.0.0.1".into()]).await;
+    let addr = serve(&app).await;
+    let http = client();
+    let base = format!("http://{addr}");
+    let created: Value = http
+        .post(format!("{base}/v1/links"))
+        .json(&json!({"long_url": "https://example.com/socket?a=1"}))
+        .send()
+        .await
+        .expect("post")
+        .json()
+        .await
+        .expect("json");
+    let code = created["code"].as_str().expect("code");
+    let r = http.get(format!("{base}/{code}?utm=x")).header("user-agent", BROWSER_UA).send().await.expect("get");
+    assert_eq!(r.status(), 302);
+    assert_eq!(r.headers()["location"], "https://example.com/socket?a=1&utm=x");
+    assert_eq!(r.headers().get_all("content-length").iter().count(), 1);
+    let h = http.head(format!("{base}/{code}")).send().await.expect("head");
+    assert_eq!(h.status(), 302);
+    assert_eq!(h.headers()["location"], "https://example.com/socket?a=1");
+    assert!(h.headers().get_all("content-length").iter().count() <= 1);
+    let n = http.get(format!("{base}/nope")).send().await.expect("404");
+    assert_eq!(n.status(), 404);
+    assert_eq!(n.headers()["content-type"], "application/json");
+    // through a trusted proxy (the test client on 127.0.0.1)
+    for xff in ["2001:db8::1", "[2001:db8::1]:51234", "192.0.2.10"] {
+        let r = http.get(format!("{base}/{code}")).header("user-agent", BROWSER_UA).header("x-forwarded-for", xff).send().await.expect("get");
+        assert_eq!(r.status(), 302);
+    }
+    let ev = app.take_events();
+    assert_eq!(ev.len(), 4, "GET + 3 forwarded GETs; HEAD and 404 are not clicks");
+    assert_eq!(ev[0].ip_trunc.as_deref(), Some("127.0.0.0"), "the real socket peer");
+    let trunc: Vec<_> = ev[1..].iter().map(|e| e.ip_trunc.clone().expect("trunc")).collect();
+    assert_eq!(trunc, vec!["2001:db8::", "2001:db8::", "192.0.2.0"]);
+    assert_eq!(ev[1].visitor_id, ev[2].visitor_id);
+    assert_ne!(ev[1].visitor_id, ev[3].visitor_id);
+}
+
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_serves_persists_clicks_and_tails_the_log() {
+    let bin = env!("CARGO_BIN_EXE_sluice");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let spawn = || {
+        Child(
+            Command::new(bin)
+                .args(["serve", "--listen", &listen, "--data-dir", data.to_str().expect("utf-8")])
+                .env("SLUICE_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn sluice serve"),
+        )
+    };
+    let mut server = spawn();
+    let http = client();
+    let base = format!("http://{listen}");
+    let ready = || {
+        let http = http.clone();
+        let url = format!("{base}/readyz");
+        async move { http.get(&url).send().await.is_ok_and(|r| r.status() == 200) }
+    };
+    assert!(wait_until(Duration::from_secs(30), ready).await, "server came up");
+    assert!(data.is_dir(), "--data-dir created");
+    let created: Value = http.post(format!("{base}/v1/links")).json(&json!({"long_url": "https://example.com/bin"})).send().await.expect("post").json().await.expect("json");
+    let code = created["code"].as_str().expect("code").to_owned();
+    assert_eq!(created["short_url"], format!("http://{listen}/{code}"), "default base url is http://<listen>");
+    let r = http.get(format!("{base}/{code}")).header("user-agent", BROWSER_UA).send().await.expect("follow");
+    assert_eq!(r.status(), 302);
+    assert_eq!(r.headers()["location"], "https://example.com/bin");
+    // graceful stop drains the click channel into the log
+    let status = Command::new("kill").args(["-TERM", &server.0.id().to_string()]).status().expect("kill");
+    assert!(status.success());
+    let exited = wait_until(Duration::from_secs(20), || {
+        let done = server.0.try_wait().expect("try_wait").is_some();
+        async move { done }
+    })
+    .await;
+    assert!(exited, "server stopped on SIGTERM");
+    let out = Command::new(bin).args(["log", "tail", "--data-dir", data.to_str().expect("utf-8")]).env("SLUICE_LOG", "warn").output().expect("log tail");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<Value> = String::from_utf8(out.stdout).expect("utf-8").lines().map(|l| serde_json::from_str(l).expect("ndjson")).collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["offset"], 0);
+    assert_eq!(lines[0]["event"]["code"], code.as_str());
+    assert_eq!(lines[0]["event"]["ip_trunc"], "127.0.0.0");
+    assert_eq!(lines[0]["event"]["user_agent"], BROWSER_UA);
+    let secret_mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(data.join("visitor_secret")).expect("secret").permissions());
+    assert_eq!(secret_mode & 0o777, 0o600);
+    // restart: links and the log survive
+    server = spawn();
+    assert!(wait_until(Duration::from_secs(30), ready).await, "server came back");
+    let r = http.get(format!("{base}/{code}")).send().await.expect("follow again");
+    assert_eq!(r.headers()["location"], "https://example.com/bin");
+    drop(server);
+}
+
+#[test]
+fn every_subcommand_has_help() {
+    let bin = env!("CARGO_BIN_EXE_sluice");
+    for args in [vec!["--help"], vec!["serve", "--help"], vec!["migrate", "--help"], vec!["log", "tail", "--help"]] {
+        let out = Command::new(bin).args(&args).output().expect("run");
+        assert!(out.status.success(), "{args:?}");
+        let text = String::from_utf8(out.stdout).expect("utf-8");
+        assert!(text.contains("Usage"), "{args:?}: {text}");
+    }
+    let out = Command::new(bin).args(["serve", "--help"]).output().expect("run");
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    for flag in ["--listen", "--data-dir", "--role", "--base-url", "--short-domain", "--config", "--workers"] {
+        assert!(text.contains(flag), "serve --help documents {flag}");
+    }
+    let bad = Command::new(bin).args(["serve", "--role", "nope"]).output().expect("run");
+    assert!(!bad.status.success());
+}
