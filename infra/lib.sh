@@ -5,7 +5,9 @@ INFRA_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(cd "$INFRA_DIR/.." && pwd)
 
 # Debian packages the tests and benchmarks use; installed only when missing.
-SLUICE_APT_PACKAGES=(postgresql redis-server nginx wrk)
+# cmake + libcurl headers: rdkafka's bundled librdkafka build (its 2.12 cmake build includes
+# curl.h even without curl, confluentinc/librdkafka#5135).
+SLUICE_APT_PACKAGES=(postgresql redis-server nginx wrk cmake libcurl4-openssl-dev)
 
 log() { printf '==> %s\n' "$*" >&2; }
 

@@ -11,7 +11,8 @@
 #   start       install if needed, start the broker on 127.0.0.1, wait until it answers
 #   stop        stop it (SIGTERM, then SIGKILL after 30 s)
 #   status      exit 0 if running (prints pid and address), 3 if not
-#   env         print `export KAFKA_BROKERS=...` (and the binary for the outage tests)
+#   env         print `export KAFKA_BROKERS=...` and the binary for the outage tests
+#   app-env     print `export KAFKA_BROKERS=...` for `sluice serve` (infra/dev env)
 #   logs        tail the broker log
 #   reset       stop and delete the broker's data (topics, offsets)
 #   build-deps  install what building librdkafka (rdkafka's cmake-build) needs: cmake and the
@@ -142,6 +143,10 @@ export SLUICE_TANSU_BIN=$TANSU
 EOF
 }
 
+cmd_app_env() {
+    echo "export KAFKA_BROKERS=127.0.0.1:$PORT"
+}
+
 cmd_build_deps() {
     local missing=()
     command -v cmake >/dev/null 2>&1 || missing+=(cmake)
@@ -165,11 +170,12 @@ case ${1:-} in
     restart) cmd_stop && cmd_start ;;
     status) cmd_status ;;
     env) cmd_env ;;
+    app-env) cmd_app_env ;;
     logs) tail -n "${2:-100}" -F "$LOG" ;;
     reset) cmd_stop && rm -f "$STATE_DIR"/tansu.db* && say "data deleted" ;;
     build-deps) cmd_build_deps ;;
     *)
-        sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//' >&2
+        sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//' >&2
         exit 2
         ;;
 esac

@@ -55,8 +55,9 @@ pub struct KafkaClickRecord {
     /// The event.
     pub event: ClickEvent,
     /// Whether the message was already in the topic when the source opened (catch-up after
-    /// a restart) rather than arriving live.
-    pub backfill: bool,
+    /// a restart) rather than arriving live. Not the dataflow's `backfill` flag (`sluice
+    /// import`, which bypasses the lateness limit): Kafka records are not imports.
+    pub catch_up: bool,
 }
 
 /// What one [`KafkaSource::poll_batch`] returns.
@@ -94,7 +95,7 @@ pub struct KafkaSource {
     topic: String,
     consumer: BaseConsumer<LogContext>,
     assigned: Vec<i32>,
-    backfill_until: BTreeMap<i32, i64>,
+    catch_up_until: BTreeMap<i32, i64>,
     decoder: ValueDecoder,
     stalled: VecDeque<Stalled>,
     retry_at: Instant,
@@ -111,7 +112,7 @@ impl std::fmt::Debug for KafkaSource {
 impl KafkaSource {
     /// Opens the source of worker `worker_index` of `peers` on `click-topic`: looks up the
     /// partition count, assigns [`partitions_for_worker`] at `start`, and records each
-    /// partition's high watermark (records below it are flagged `backfill`).
+    /// partition's high watermark (records below it are flagged `catch_up`).
     ///
     /// Errors: [`Error::Config`] for an invalid configuration or worker index;
     /// [`Error::Kafka`] if the broker cannot be reached within [`METADATA_TIMEOUT`] or the
@@ -139,18 +140,18 @@ impl KafkaSource {
         let topic = config.click_topic.clone();
         let count = partition_count(consumer.client(), &topic)?;
         let assigned = partitions_for_worker(count, worker_index, peers)?;
-        let mut backfill_until = BTreeMap::new();
+        let mut catch_up_until = BTreeMap::new();
         for &p in &assigned {
             let (_, high) = consumer
                 .fetch_watermarks(&topic, p, METADATA_TIMEOUT)
                 .map_err(|source| Error::Kafka { op: "fetch watermarks", source })?;
-            backfill_until.insert(p, high);
+            catch_up_until.insert(p, high);
         }
         let mut source = KafkaSource {
             topic,
             consumer,
             assigned,
-            backfill_until,
+            catch_up_until,
             decoder,
             stalled: VecDeque::new(),
             retry_at: Instant::now(),
@@ -249,8 +250,8 @@ impl KafkaSource {
     fn accept(&mut self, partition: i32, offset: i64, payload: Option<&[u8]>, batch: &mut KafkaBatch) -> bool {
         match self.decoder.decode(payload) {
             Ok(event) => {
-                let backfill = self.backfill_until.get(&partition).is_some_and(|&h| offset < h);
-                batch.records.push(KafkaClickRecord { partition, offset, event, backfill });
+                let catch_up = self.catch_up_until.get(&partition).is_some_and(|&h| offset < h);
+                batch.records.push(KafkaClickRecord { partition, offset, event, catch_up });
             }
             Err(DecodeFailure::DeadLetter(reason, message)) => {
                 DecodeFailed { topic: &self.topic, error_type: reason.as_str(), partition, offset, message: &message }

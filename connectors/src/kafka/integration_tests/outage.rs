@@ -174,7 +174,9 @@ fn the_spill_bound_drops_exactly_the_excess_during_an_outage() {
         read_back == next
     }), "committed {next:?}, read back {read_back:?}");
     sink.append(&events(500..510)).expect("append after restart");
-    let mut later: Vec<_> = consume(&mut source, 10, LONG).into_iter().map(|r| r.event).collect();
+    let later = consume(&mut source, 10, LONG);
+    assert!(later.iter().all(|r| !r.catch_up), "appended after the source opened: live, not catch-up");
+    let mut later: Vec<_> = later.into_iter().map(|r| r.event).collect();
     later.sort();
     let mut expected_later = events(500..510);
     expected_later.sort();
