@@ -262,8 +262,7 @@ mod tests {
 
     #[test]
     fn lateness_beyond_minute_retention_is_rejected() {
-        let mut s = SemanticsConfig::default();
-        s.allowed_lateness = Duration::from_secs(72 * 3600);
+        let s = SemanticsConfig { allowed_lateness: Duration::from_secs(72 * 3600), ..Default::default() };
         let err = s.validate().unwrap_err().to_string();
         assert!(err.contains("allowed-lateness"), "{err}");
     }

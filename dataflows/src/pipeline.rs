@@ -220,8 +220,10 @@ pub fn start<E: ClickEnricher>(config: &PipelineConfig, inputs: PipelineInputs<E
         });
         let (mut clicks_in, mut reports_in, mut meta_in) = (Some(clicks_in), Some(reports_in), Some(meta_in));
         let meta_rx = if index == 0 { meta_feed.lock().take() } else { None };
-        if meta_rx.is_none() {
-            meta_in.take().map(|m| m.close());
+        if meta_rx.is_none()
+            && let Some(m) = meta_in.take()
+        {
+            m.close();
         }
         let mut gate = SourceGate::new(&sem, &source.partitions(), clock.now_ms());
         let (mut buf, mut accepted, mut dead, mut reports) = (Vec::with_capacity(batch), Vec::new(), Vec::new(), Vec::new());
@@ -306,7 +308,9 @@ pub fn start<E: ClickEnricher>(config: &PipelineConfig, inputs: PipelineInputs<E
                         }
                         Err(TryRecvError::Empty) => break,
                         Err(TryRecvError::Disconnected) => {
-                            meta_in.take().map(|m| m.close());
+                            if let Some(m) = meta_in.take() {
+                                m.close();
+                            }
                             break;
                         }
                     }

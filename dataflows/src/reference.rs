@@ -202,7 +202,8 @@ impl Reference {
     /// [`crate::views::Views::query`]; uniques exact; `as_of` is zero).
     pub fn query(&self, q: &StatsQuery) -> StatsResult {
         let view = q.view().expect("reference queries use supported dimensions");
-        let mut rows: BTreeMap<(i64, Vec<Arc<str>>), (u64, HashSet<u64>)> = BTreeMap::new();
+        type Cell = (u64, HashSet<u64>);
+        let mut rows: BTreeMap<(i64, Vec<Arc<str>>), Cell> = BTreeMap::new();
         let mut by_dim: BTreeMap<Vec<Arc<str>>, (u64, HashSet<u64>)> = BTreeMap::new();
         let mut total: (u64, HashSet<u64>) = Default::default();
         for c in self.clicks.iter().filter(|c| c.code == q.code && (q.include_bots || !c.dims.is_bot)) {

@@ -63,7 +63,8 @@ pub struct VisitorSketch {
 enum Repr {
     /// Up to two ids, ascending.
     Inline { len: u8, ids: [u64; 2] },
-    /// 3..=EXACT_LIMIT ids, ascending, no duplicates.
+    /// 3..=EXACT_LIMIT ids, ascending, no duplicates. Boxed so the enum stays 24 bytes.
+    #[allow(clippy::box_collection)]
     Exact(Box<Vec<u64>>),
     /// HyperLogLog++.
     Hll(Box<Hll>),

@@ -197,7 +197,8 @@ fn c17_uniques_over_a_range_are_a_union_not_a_sum() {
 
 /// Rows of the change stream must never decrease (C19 item 6).
 fn monotone_changes(batches: &[ChangeBatch]) {
-    let mut last: HashMap<(String, Granularity, i64, View, bool, Vec<String>), u64> = HashMap::new();
+    type RowId = (String, Granularity, i64, View, bool, Vec<String>);
+    let mut last: HashMap<RowId, u64> = HashMap::new();
     for b in batches {
         for r in &b.rows {
             let key = (r.code.to_string(), r.granularity, r.bucket_start_ms, r.view, r.is_bot, r.dims.iter().map(|d| d.to_string()).collect());

@@ -84,7 +84,7 @@ fn run(workers: usize, spec: &StreamSpec, records: &[sluice_dataflows::source::S
         r.apply_meta(&LinkMetaChange { meta: m.clone(), diff });
         if diff > 0 { tx.insert(m) } else { tx.retract(m) }
     };
-    let org = |c: usize| if c % 3 == 0 { "acme" } else { "globex" };
+    let org = |c: usize| if c.is_multiple_of(3) { "acme" } else { "globex" };
     for c in 0..spec.codes {
         send(meta(&format!("c{c}"), org(c), &["all"]), 1, &mut reference);
     }

@@ -174,10 +174,10 @@ impl DedupState {
                 break;
             }
             for id in entry.remove() {
-                if let Entry::Occupied(e) = self.seen.entry(id) {
-                    if e.get().div_euclid(HOUR_MS) == hour {
-                        e.remove();
-                    }
+                if let Entry::Occupied(e) = self.seen.entry(id)
+                    && e.get().div_euclid(HOUR_MS) == hour
+                {
+                    e.remove();
                 }
             }
         }

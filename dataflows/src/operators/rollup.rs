@@ -149,11 +149,9 @@ impl<'scope> MaintainRollups<'scope> for StreamVec<'scope, u64, LinkedRecord> {
                         }
                     }
                     last_upper = upper;
-                    if due {
-                        if let Some((collector, _)) = &target.changes {
-                            last_emit = Instant::now();
-                            collector.deposit(target.local, upper, w, changed);
-                        }
+                    if due && let Some((collector, _)) = &target.changes {
+                        last_emit = Instant::now();
+                        collector.deposit(target.local, upper, w, changed);
                     }
                     drop(applied);
                 }

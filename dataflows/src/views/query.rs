@@ -99,10 +99,10 @@ impl StatsQuery {
         if self.from_ms.rem_euclid(60_000) != 0 || self.to_ms.rem_euclid(60_000) != 0 {
             return Err(Error::query("unaligned_range", "from and to must be whole minutes"));
         }
-        if let Some(l) = self.limit {
-            if l == 0 || l > MAX_LIMIT {
-                return Err(Error::query("invalid_limit", format!("limit must be between 1 and {MAX_LIMIT}")));
-            }
+        if let Some(l) = self.limit
+            && (l == 0 || l > MAX_LIMIT)
+        {
+            return Err(Error::query("invalid_limit", format!("limit must be between 1 and {MAX_LIMIT}")));
         }
         self.view()
     }

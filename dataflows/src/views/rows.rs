@@ -74,11 +74,12 @@ impl RowMap {
     /// The row for `key`, created empty if missing; `created` is set when it was.
     #[inline]
     pub(crate) fn entry(&mut self, key: u64, created: &mut bool) -> &mut Row {
-        if let RowMap::Small(v) = self {
-            if v.len() >= SMALL_MAX && !v.iter().any(|(k, _)| *k == key) {
-                let m: FxHashMap<u64, Row> = v.drain(..).collect();
-                *self = RowMap::Large(m);
-            }
+        if let RowMap::Small(v) = self
+            && v.len() >= SMALL_MAX
+            && !v.iter().any(|(k, _)| *k == key)
+        {
+            let m: FxHashMap<u64, Row> = v.drain(..).collect();
+            *self = RowMap::Large(m);
         }
         match self {
             RowMap::Small(v) => {
