@@ -143,3 +143,49 @@ pub async fn migrate(url_or_path: &str) -> Result<MigrationReport> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_are_chosen_by_prefix() {
+        assert_eq!(
+            StoreTarget::parse("postgres://u:p@127.0.0.1:5432/db").expect("pg"),
+            StoreTarget::Postgres("postgres://u:p@127.0.0.1:5432/db".into())
+        );
+        assert_eq!(StoreTarget::parse("postgresql://h/db").expect("pg").backend(), "postgres");
+        assert_eq!(
+            StoreTarget::parse("sqlite:///var/lib/sluice/links.db").expect("sqlite"),
+            StoreTarget::SqliteUrl("sqlite:///var/lib/sluice/links.db".into())
+        );
+        assert_eq!(StoreTarget::parse(" ./data ").expect("dir"), StoreTarget::SqliteDir(PathBuf::from("./data")));
+        assert!(matches!(StoreTarget::parse("  "), Err(Error::Config(_))));
+    }
+
+    #[tokio::test]
+    async fn sqlite_url_creates_its_directory_and_the_data_dir_form_finds_the_same_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sub = dir.path().join("nested").join("data");
+        let url = format!("sqlite://{}/links.db", sub.display());
+        let store = open_store(&url).await.expect("open by url");
+        assert_eq!(store.backend(), "sqlite");
+        let at = chrono::DateTime::from_timestamp(1_700_000_000, 0).expect("valid");
+        let link = sluice_schemas::Link {
+            code: "same".into(),
+            long_url: "https://example.com/".into(),
+            domain: None,
+            expires_at: None,
+            enabled: true,
+            tags: vec![],
+            redirect_type: sluice_schemas::RedirectType::Found,
+            org: None,
+            created_at: at,
+            updated_at: at,
+            version: 1,
+        };
+        store.insert(&link).await.expect("insert");
+        let by_dir = open_store(sub.to_str().expect("utf-8")).await.expect("open by dir");
+        assert_eq!(by_dir.get("same").await.expect("get"), Some(link));
+    }
+}
