@@ -55,7 +55,7 @@ async fn handle(state: &RedirectState, req: &Parts) -> Response {
         return error(StatusCode::NOT_FOUND, NOT_FOUND_BODY, head);
     }
     let now = now_ms();
-    if link.expires_at_ms.is_some_and(|exp| now >= exp) {
+    if is_expired(link.expires_at_ms, now) {
         return error(StatusCode::GONE, GONE_BODY, head);
     }
     let location = match req.uri.query() {
@@ -76,6 +76,12 @@ async fn handle(state: &RedirectState, req: &Parts) -> Response {
     h.insert(header::LOCATION, location);
     h.insert(header::CACHE_CONTROL, cache_control);
     resp
+}
+
+/// Whether a link with expiry `expires_at_ms` has expired at `now_ms`: from the expiry
+/// instant on, inclusive (a request exactly at `expires_at` is already 410).
+pub fn is_expired(expires_at_ms: Option<i64>, now_ms: i64) -> bool {
+    expires_at_ms.is_some_and(|exp| now_ms >= exp)
 }
 
 /// Whether `s` can be a code at all (`[A-Za-z0-9_-]{1,64}`); anything else is 404 without
@@ -164,6 +170,14 @@ mod tests {
         assert_eq!(loc("https://e.example/", "q=a b\"<>"), "https://e.example/?q=a%20b%22%3C%3E");
         assert_eq!(loc("https://e.example/", "q=ü"), "https://e.example/?q=%C3%BC");
         assert_eq!(loc("https://e.example/", "q=\r\nSet-Cookie:x"), "https://e.example/?q=%0D%0ASet-Cookie:x");
+    }
+
+    #[test]
+    fn expiry_boundary_is_inclusive() {
+        assert!(!is_expired(None, i64::MAX));
+        assert!(!is_expired(Some(1_000), 999));
+        assert!(is_expired(Some(1_000), 1_000), "exactly at expires_at");
+        assert!(is_expired(Some(1_000), 1_001));
     }
 
     #[test]

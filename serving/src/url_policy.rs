@@ -84,7 +84,7 @@ impl UrlPolicy {
             Some(h) if !h.is_empty() => h.trim_end_matches('.').to_ascii_lowercase(),
             _ => return Err(ApiError::bad_request("missing_host", "long_url has no host")),
         };
-        if self.own_hosts.iter().any(|own| *own == host) {
+        if self.own_hosts.contains(&host) {
             return Err(ApiError::bad_request("redirect_loop", format!("long_url points at this service's own short domain \"{host}\""))
                 .with_details(json!({ "host": host })));
         }

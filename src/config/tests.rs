@@ -1,3 +1,5 @@
+#![allow(clippy::result_large_err)] // figment::Jail's closure signature returns figment::Error
+
 use super::*;
 
 #[test]

@@ -179,7 +179,6 @@ impl TestApp {
     }
 
     /// Creates a link; asserts 201 and returns the body.
-
     pub async fn create(&self, body: Value) -> Value {
         let r = self.post_json("/v1/links", &body).await;
         assert_eq!(r.status, StatusCode::CREATED, "create {body}: {}", String::from_utf8_lossy(&r.body));
@@ -192,7 +191,6 @@ impl TestApp {
     }
 
     /// Asserts that no link has this code (validation errors must not create one).
-
     pub async fn assert_no_link(&self, code: &str) {
         let r = self.get(&format!("/v1/links/{code}")).await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "link {code:?} must not exist");
