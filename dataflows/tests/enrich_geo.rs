@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use sluice_dataflows::Error;
-use sluice_dataflows::enrich::{CountryCode, EnrichConfig, Enricher, GeoIp};
+use sluice_dataflows::enrich::{CountryCode, CountryMemo, EnrichConfig, Enricher, GeoIp};
 
 fn enricher() -> Enricher {
     Enricher::new(&EnrichConfig::default()).expect("bundled enrichment data compiles")
@@ -19,12 +19,17 @@ fn cc(s: &str) -> CountryCode {
 #[test]
 fn bundled_database_matches_the_test_vector_exactly() {
     let e = enricher();
-    let path = format!("{}/tests/data/geoip/geoip-test-vector.tsv", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/tests/data/geoip/geoip-test-vector.tsv",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let text = std::fs::read_to_string(path).expect("test vector exists");
     let mut lines = text.lines();
     assert_eq!(lines.next(), Some("ip\tcountry_code"));
-    let rows: Vec<(&str, &str)> =
-        lines.filter(|l| !l.is_empty()).map(|l| l.split_once('\t').expect("two columns")).collect();
+    let rows: Vec<(&str, &str)> = lines
+        .filter(|l| !l.is_empty())
+        .map(|l| l.split_once('\t').expect("two columns"))
+        .collect();
     assert_eq!(rows.len(), 10);
     for (ip, want) in rows {
         assert_eq!(e.country(Some(ip)), cc(want), "{ip}");
@@ -40,14 +45,40 @@ fn special_purpose_ranges_never_get_a_country() {
     assert_eq!(raw_lookup("2001:db8::"), Some("JP".to_owned()));
     // ... but they never reach the lookup.
     for ip in [
-        "10.0.0.0", "100.64.0.0", "127.0.0.1", "169.254.0.0", "172.16.0.0", "172.31.255.0",
-        "192.0.2.0", "192.168.1.0", "198.18.0.0", "198.51.100.0", "203.0.113.0", "224.0.0.0",
-        "240.0.0.0", "255.255.255.255", "0.0.0.0", "::", "::1", "2001:db8::", "2001:db8:1::",
-        "fc00::", "fd12:3456:789a::", "fe80::", "ff02::", "3fff::", "::ffff:192.168.0.0",
-        "::ffff:192.0.2.0", "::ffff:10.1.2.0",
+        "10.0.0.0",
+        "100.64.0.0",
+        "127.0.0.1",
+        "169.254.0.0",
+        "172.16.0.0",
+        "172.31.255.0",
+        "192.0.2.0",
+        "192.168.1.0",
+        "198.18.0.0",
+        "198.51.100.0",
+        "203.0.113.0",
+        "224.0.0.0",
+        "240.0.0.0",
+        "255.255.255.255",
+        "0.0.0.0",
+        "::",
+        "::1",
+        "2001:db8::",
+        "2001:db8:1::",
+        "fc00::",
+        "fd12:3456:789a::",
+        "fe80::",
+        "ff02::",
+        "3fff::",
+        "::ffff:192.168.0.0",
+        "::ffff:192.0.2.0",
+        "::ffff:10.1.2.0",
     ] {
         assert_eq!(e.country(Some(ip)), CountryCode::UNKNOWN, "{ip}");
-        assert_eq!(geo.lookup(ip.parse::<IpAddr>().expect("parses")), CountryCode::UNKNOWN, "{ip}");
+        assert_eq!(
+            geo.lookup(ip.parse::<IpAddr>().expect("parses")),
+            CountryCode::UNKNOWN,
+            "{ip}"
+        );
     }
 }
 
@@ -58,12 +89,17 @@ fn raw_lookup(ip: &str) -> Option<String> {
         country_code: String,
     }
     let r = maxminddb::Reader::from_source(
-        std::fs::read(format!("{}/data/geoip/geo-whois-asn-country.mmdb", env!("CARGO_MANIFEST_DIR")))
-            .expect("vendored db"),
+        std::fs::read(format!(
+            "{}/data/geoip/geo-whois-asn-country.mmdb",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .expect("vendored db"),
     )
     .expect("valid db");
     let res = r.lookup(ip.parse().expect("parses")).expect("lookup");
-    res.decode::<Rec>().expect("decodes").map(|r| r.country_code)
+    res.decode::<Rec>()
+        .expect("decodes")
+        .map(|r| r.country_code)
 }
 
 #[test]
@@ -78,11 +114,24 @@ fn ipv4_mapped_ipv6_is_looked_up_as_ipv4() {
 #[test]
 fn textual_forms_and_garbage() {
     let e = enricher();
-    assert_eq!(e.country(Some("2001:4860:4860:0000:0000:0000:0000:8888")), cc("US"));
+    assert_eq!(
+        e.country(Some("2001:4860:4860:0000:0000:0000:0000:8888")),
+        cc("US")
+    );
     assert_eq!(e.country(Some("[2001:4860:4860::8888]:443")), cc("US"));
     assert_eq!(e.country(Some(" 8.8.8.0 ")), cc("US"));
     assert_eq!(e.country(Some("8.8.8.0:51234")), cc("US"));
-    for bad in ["", " ", "8.8.8", "8.8.8.8.8", "999.1.1.1", "example.com", "::g", "\u{0}", "8.8.8.8/24"] {
+    for bad in [
+        "",
+        " ",
+        "8.8.8",
+        "8.8.8.8.8",
+        "999.1.1.1",
+        "example.com",
+        "::g",
+        "\u{0}",
+        "8.8.8.8/24",
+    ] {
         assert_eq!(e.country(Some(bad)), CountryCode::UNKNOWN, "{bad:?}");
     }
     assert_eq!(e.country(None), CountryCode::UNKNOWN);
@@ -90,14 +139,49 @@ fn textual_forms_and_garbage() {
 }
 
 #[test]
+fn memoized_lookup_agrees_with_plain_lookup() {
+    let geo = GeoIp::bundled().expect("bundled db");
+    let mut memo = CountryMemo::default();
+    let mut x: u64 = 0x1234_5678_9abc_def0;
+    let mut known = 0;
+    for i in 0..200_000u32 {
+        // xorshift64: deterministic spread over the whole IPv4 and IPv6 spaces.
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let ip: IpAddr = if i % 4 == 0 {
+            std::net::Ipv6Addr::from((0x2000u128 << 112) | (u128::from(x) << 40)).into()
+        } else {
+            std::net::Ipv4Addr::from((x >> 32) as u32).into()
+        };
+        let plain = geo.lookup(ip);
+        assert_eq!(geo.lookup_memo(ip, &mut memo), plain, "{ip}");
+        known += usize::from(plain.is_known());
+    }
+    assert!(
+        known > 100_000,
+        "most random addresses are mapped ({known})"
+    );
+}
+
+#[test]
 fn configured_path_overrides_and_bad_paths_are_clear_errors() {
-    let vendored = PathBuf::from(format!("{}/data/geoip/geo-whois-asn-country.mmdb", env!("CARGO_MANIFEST_DIR")));
-    let e = Enricher::new(&EnrichConfig { geoip_path: Some(vendored), ..EnrichConfig::default() })
-        .expect("a valid file opens");
+    let vendored = PathBuf::from(format!(
+        "{}/data/geoip/geo-whois-asn-country.mmdb",
+        env!("CARGO_MANIFEST_DIR")
+    ));
+    let e = Enricher::new(&EnrichConfig {
+        geoip_path: Some(vendored),
+        ..EnrichConfig::default()
+    })
+    .expect("a valid file opens");
     assert_eq!(e.country(Some("81.2.69.160")), cc("GB"));
 
     let missing = PathBuf::from(format!("{}/no-such-file.mmdb", env!("CARGO_TARGET_TMPDIR")));
-    match Enricher::new(&EnrichConfig { geoip_path: Some(missing), ..EnrichConfig::default() }) {
+    match Enricher::new(&EnrichConfig {
+        geoip_path: Some(missing),
+        ..EnrichConfig::default()
+    }) {
         Err(err @ Error::GeoIpOpen { .. }) => {
             assert!(err.to_string().contains("no-such-file.mmdb"), "{err}");
             assert_eq!(err.kind(), sluice_dataflows::ErrorKind::User);
@@ -108,7 +192,10 @@ fn configured_path_overrides_and_bad_paths_are_clear_errors() {
     let not_mmdb = PathBuf::from(format!("{}/not-a-db.mmdb", env!("CARGO_TARGET_TMPDIR")));
     std::fs::write(&not_mmdb, b"definitely not a maxmind db").expect("write temp file");
     assert!(matches!(
-        Enricher::new(&EnrichConfig { geoip_path: Some(not_mmdb), ..EnrichConfig::default() }),
+        Enricher::new(&EnrichConfig {
+            geoip_path: Some(not_mmdb),
+            ..EnrichConfig::default()
+        }),
         Err(Error::GeoIpOpen { .. })
     ));
 }
@@ -119,10 +206,22 @@ fn geolite2_shaped_database_is_supported() {
     // minimal MaxMind DB writer below (format: MaxMind DB spec 2.0).
     let gb = Value::map([
         ("continent", Value::map([("code", Value::Str("EU"))])),
-        ("country", Value::map([("iso_code", Value::Str("GB")), ("names", Value::map([("en", Value::Str("United Kingdom"))]))])),
-        ("registered_country", Value::map([("iso_code", Value::Str("GB"))])),
+        (
+            "country",
+            Value::map([
+                ("iso_code", Value::Str("GB")),
+                ("names", Value::map([("en", Value::Str("United Kingdom"))])),
+            ]),
+        ),
+        (
+            "registered_country",
+            Value::map([("iso_code", Value::Str("GB"))]),
+        ),
     ]);
-    let registered_only = Value::map([("registered_country", Value::map([("iso_code", Value::Str("AU"))]))]);
+    let registered_only = Value::map([(
+        "registered_country",
+        Value::map([("iso_code", Value::Str("AU"))]),
+    )]);
     let lower_case = Value::map([("country", Value::map([("iso_code", Value::Str("de"))]))]);
     let private = Value::map([("country", Value::map([("iso_code", Value::Str("AU"))]))]);
     let bytes = write_mmdb(
@@ -134,18 +233,44 @@ fn geolite2_shaped_database_is_supported() {
             ([192, 168, 0, 0], 16, private),
         ],
     );
-    let path = PathBuf::from(format!("{}/geolite2-shaped.mmdb", env!("CARGO_TARGET_TMPDIR")));
+    let path = PathBuf::from(format!(
+        "{}/geolite2-shaped.mmdb",
+        env!("CARGO_TARGET_TMPDIR")
+    ));
     std::fs::write(&path, bytes).expect("write temp db");
     let geo = GeoIp::open(&path).expect("opens");
     assert_eq!(geo.database_type(), "GeoLite2-Country");
-    let e = Enricher::new(&EnrichConfig { geoip_path: Some(path), ..EnrichConfig::default() })
-        .expect("opens");
+    let e = Enricher::new(&EnrichConfig {
+        geoip_path: Some(path),
+        ..EnrichConfig::default()
+    })
+    .expect("opens");
     assert_eq!(e.country(Some("81.2.69.0")), cc("GB"));
-    assert_eq!(e.country(Some("1.2.3.0")), cc("AU"), "registered_country fallback");
-    assert_eq!(e.country(Some("5.6.7.0")), cc("DE"), "code normalized to upper case");
-    assert_eq!(e.country(Some("192.168.1.0")), CountryCode::UNKNOWN, "special range skipped");
-    assert_eq!(e.country(Some("8.8.8.0")), CountryCode::UNKNOWN, "no record");
-    assert_eq!(e.country(Some("2001:4860::")), CountryCode::UNKNOWN, "IPv6 in an IPv4 db");
+    assert_eq!(
+        e.country(Some("1.2.3.0")),
+        cc("AU"),
+        "registered_country fallback"
+    );
+    assert_eq!(
+        e.country(Some("5.6.7.0")),
+        cc("DE"),
+        "code normalized to upper case"
+    );
+    assert_eq!(
+        e.country(Some("192.168.1.0")),
+        CountryCode::UNKNOWN,
+        "special range skipped"
+    );
+    assert_eq!(
+        e.country(Some("8.8.8.0")),
+        CountryCode::UNKNOWN,
+        "no record"
+    );
+    assert_eq!(
+        e.country(Some("2001:4860::")),
+        CountryCode::UNKNOWN,
+        "IPv6 in an IPv4 db"
+    );
 }
 
 // ---- minimal MaxMind DB writer (test only) ----------------------------------------

@@ -56,7 +56,11 @@ impl PatternSet {
             if regex::Regex::new(p).is_ok() {
                 plain.push(format!("(?:{p})"));
             } else {
-                let src = if case_insensitive { format!("(?i:{p})") } else { p.clone() };
+                let src = if case_insensitive {
+                    format!("(?i:{p})")
+                } else {
+                    p.clone()
+                };
                 let re = fancy_regex::Regex::new(&src).map_err(|e| {
                     Error::EnrichData(format!("{name} pattern {p:?} does not compile: {e}"))
                 })?;
@@ -72,7 +76,9 @@ impl PatternSet {
                     .size_limit(REGEX_SIZE_LIMIT)
                     .dfa_size_limit(DFA_SIZE_LIMIT)
                     .build()
-                    .map_err(|e| Error::EnrichData(format!("{name} patterns do not compile: {e}")))?,
+                    .map_err(|e| {
+                        Error::EnrichData(format!("{name} patterns do not compile: {e}"))
+                    })?,
             )
         };
         Ok(PatternSet { fast, slow })
@@ -80,7 +86,10 @@ impl PatternSet {
 
     fn is_match(&self, text: &str) -> bool {
         self.fast.as_ref().is_some_and(|re| re.is_match(text))
-            || self.slow.iter().any(|re| re.is_match(text).unwrap_or(false))
+            || self
+                .slow
+                .iter()
+                .any(|re| re.is_match(text).unwrap_or(false))
     }
 
     fn len(&self) -> usize {
@@ -167,8 +176,12 @@ mod tests {
 
     #[test]
     fn lookaround_pattern_is_honoured() {
-        let set = PatternSet::compile("t", &["Yandex(?!Search)".to_owned(), "^b0t$".to_owned()], true)
-            .expect("compiles");
+        let set = PatternSet::compile(
+            "t",
+            &["Yandex(?!Search)".to_owned(), "^b0t$".to_owned()],
+            true,
+        )
+        .expect("compiles");
         assert_eq!(set.slow.len(), 1, "look-around goes to fancy-regex");
         assert!(set.is_match("Mozilla/5.0 (compatible; YandexBot/3.0)"));
         assert!(set.is_match("yandex"));

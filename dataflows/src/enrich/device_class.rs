@@ -76,31 +76,121 @@ impl DeviceClass {
 }
 
 const TV_TOKENS: &[&str] = &[
-    "SmartTV", "SMART-TV", "Smart-TV", "SMARTTV", "HbbTV", "CrKey", "GoogleTV", "AppleTV",
-    "Apple TV", "BRAVIA", "Web0S", "NetCast", "PlayStation", "PLAYSTATION", "Xbox", "Nintendo",
-    "Roku", "(DTV)", "InettvBrowser", "NETRANGE", "CE-HTML", "DirectFB", "WebTV", "AFTB",
-    "AFTS", "AFTM", "AFTT", "AFTN", "AFTK", "AFTR", "AFTA", "AFTG",
+    "SmartTV",
+    "SMART-TV",
+    "Smart-TV",
+    "SMARTTV",
+    "HbbTV",
+    "CrKey",
+    "GoogleTV",
+    "AppleTV",
+    "Apple TV",
+    "BRAVIA",
+    "Web0S",
+    "NetCast",
+    "PlayStation",
+    "PLAYSTATION",
+    "Xbox",
+    "Nintendo",
+    "Roku",
+    "(DTV)",
+    "InettvBrowser",
+    "NETRANGE",
+    "CE-HTML",
+    "DirectFB",
+    "WebTV",
+    "AFTB",
+    "AFTS",
+    "AFTM",
+    "AFTT",
+    "AFTN",
+    "AFTK",
+    "AFTR",
+    "AFTA",
+    "AFTG",
 ];
 
 const OTHER_OS: &[&str] = &[
-    "WatchOS", "tvOS", "ATV OS X", "Chromecast Linux", "GoogleTV", "Roku", "WebTV", "Wear OS",
+    "WatchOS",
+    "tvOS",
+    "ATV OS X",
+    "Chromecast Linux",
+    "GoogleTV",
+    "Roku",
+    "WebTV",
+    "Wear OS",
 ];
 
-const FEATURE_PHONE_TOKENS: &[&str] =
-    &["MIDP", "CLDC", "J2ME", "UP.Browser", "WAP", "Windows CE", "PPC;"];
+const FEATURE_PHONE_TOKENS: &[&str] = &[
+    "MIDP",
+    "CLDC",
+    "J2ME",
+    "UP.Browser",
+    "WAP",
+    "Windows CE",
+    "PPC;",
+];
 
 const MOBILE_OS: &[&str] = &[
-    "iOS", "Android", "Windows Phone", "Windows Mobile", "Windows CE", "BlackBerry OS",
-    "Symbian OS", "Symbian^3", "Symbian^3 Anna", "Symbian^3 Belle", "KaiOS", "Firefox OS",
-    "Bada", "webOS", "Palm OS", "MeeGo", "Maemo", "Sailfish", "Tizen", "HarmonyOS",
-    "Ubuntu Touch", "Nokia Series 40", "Nokia Series 30 Plus", "Brew MP", "BREW", "JME",
+    "iOS",
+    "Android",
+    "Windows Phone",
+    "Windows Mobile",
+    "Windows CE",
+    "BlackBerry OS",
+    "Symbian OS",
+    "Symbian^3",
+    "Symbian^3 Anna",
+    "Symbian^3 Belle",
+    "KaiOS",
+    "Firefox OS",
+    "Bada",
+    "webOS",
+    "Palm OS",
+    "MeeGo",
+    "Maemo",
+    "Sailfish",
+    "Tizen",
+    "HarmonyOS",
+    "Ubuntu Touch",
+    "Nokia Series 40",
+    "Nokia Series 30 Plus",
+    "Brew MP",
+    "BREW",
+    "JME",
 ];
 
 const DESKTOP_OS: &[&str] = &[
-    "Mac OS X", "Mac OS", "macOS", "Linux", "Ubuntu", "Kubuntu", "Fedora", "Debian", "Red Hat",
-    "CentOS", "Mint", "SUSE", "openSUSE", "Gentoo", "Mandriva", "Slackware", "Arch Linux",
-    "Chrome OS", "Chromecast OS", "FreeBSD", "OpenBSD", "NetBSD", "DragonFly BSD", "Solaris",
-    "SunOS", "Haiku", "BeOS", "OS/2", "AmigaOS", "Windows",
+    "Mac OS X",
+    "Mac OS",
+    "macOS",
+    "Linux",
+    "Ubuntu",
+    "Kubuntu",
+    "Fedora",
+    "Debian",
+    "Red Hat",
+    "CentOS",
+    "Mint",
+    "SUSE",
+    "openSUSE",
+    "Gentoo",
+    "Mandriva",
+    "Slackware",
+    "Arch Linux",
+    "Chrome OS",
+    "Chromecast OS",
+    "FreeBSD",
+    "OpenBSD",
+    "NetBSD",
+    "DragonFly BSD",
+    "Solaris",
+    "SunOS",
+    "Haiku",
+    "BeOS",
+    "OS/2",
+    "AmigaOS",
+    "Windows",
 ];
 
 fn is_tv_or_console(ua: &str, os: &str, brand: &str) -> bool {
@@ -144,7 +234,10 @@ pub fn classify_device(parts: &UaParts, ua: &str, is_bot: bool) -> DeviceClass {
     let handset_brand = !brand.is_empty() && brand != "Spider" && dev != "Mac" && dev != "Other";
     let mobile = ua.contains("Mobi")
         || MOBILE_OS.contains(&os)
-        || matches!(dev, "iPhone" | "iPod" | "Generic Smartphone" | "Generic Feature Phone")
+        || matches!(
+            dev,
+            "iPhone" | "iPod" | "Generic Smartphone" | "Generic Feature Phone"
+        )
         || FEATURE_PHONE_TOKENS.iter().any(|t| ua.contains(t))
         || (os == "Linux" && ua.contains(" Build/"))
         || (handset_brand && !desktop_os);

@@ -12,7 +12,9 @@
 //! IPv6 addresses are looked up as IPv4.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
@@ -41,9 +43,10 @@ impl CountryCode {
     /// anything that is not exactly two ASCII letters.
     pub fn parse(code: &str) -> Option<CountryCode> {
         match code.as_bytes() {
-            [a, b] if a.is_ascii_alphabetic() && b.is_ascii_alphabetic() => {
-                Some(CountryCode([a.to_ascii_uppercase(), b.to_ascii_uppercase()]))
-            }
+            [a, b] if a.is_ascii_alphabetic() && b.is_ascii_alphabetic() => Some(CountryCode([
+                a.to_ascii_uppercase(),
+                b.to_ascii_uppercase(),
+            ])),
             _ => None,
         }
     }
@@ -78,7 +81,10 @@ impl fmt::Debug for CountryCode {
 const RECORD_PATHS: &[&[PathElement<'static>]] = &[
     &[PathElement::Key("country_code")],
     &[PathElement::Key("country"), PathElement::Key("iso_code")],
-    &[PathElement::Key("registered_country"), PathElement::Key("iso_code")],
+    &[
+        PathElement::Key("registered_country"),
+        PathElement::Key("iso_code"),
+    ],
 ];
 
 /// A loaded IP-to-country database. Immutable and shared between enricher clones.
@@ -94,7 +100,9 @@ impl GeoIp {
     /// problem, never expected at run time).
     pub fn bundled() -> Result<GeoIp> {
         let reader = Reader::from_source(Cow::Borrowed(BUNDLED_MMDB)).map_err(|e| {
-            Error::EnrichData(format!("bundled GeoIP database is not a valid MaxMind DB: {e}"))
+            Error::EnrichData(format!(
+                "bundled GeoIP database is not a valid MaxMind DB: {e}"
+            ))
         })?;
         Ok(GeoIp { reader })
     }
@@ -124,6 +132,16 @@ impl GeoIp {
     /// Country of a parsed address; `ZZ` for special-purpose addresses, addresses without a
     /// record and records without a usable two-letter code. Never panics.
     pub fn lookup(&self, ip: IpAddr) -> CountryCode {
+        self.lookup_inner(ip, None)
+    }
+
+    /// Like [`GeoIp::lookup`], remembering the decoded code per database record in `memo`
+    /// (many networks share one record, so the tree walk is all that remains). Same results.
+    pub fn lookup_memo(&self, ip: IpAddr, memo: &mut CountryMemo) -> CountryCode {
+        self.lookup_inner(ip, Some(memo))
+    }
+
+    fn lookup_inner(&self, ip: IpAddr, memo: Option<&mut CountryMemo>) -> CountryCode {
         let ip = ip_ranges::normalize(ip);
         if ip_ranges::is_special(ip) {
             return CountryCode::UNKNOWN;
@@ -131,17 +149,39 @@ impl GeoIp {
         let Ok(found) = self.reader.lookup(ip) else {
             return CountryCode::UNKNOWN;
         };
-        if !found.has_data() {
+        let Some(offset) = found.offset() else {
             return CountryCode::UNKNOWN;
+        };
+        if let Some(memo) = memo {
+            if let Some(cc) = memo.map.get(&offset) {
+                return *cc;
+            }
+            let cc = Self::decode(&found);
+            if memo.map.len() < CountryMemo::MAX_ENTRIES {
+                memo.map.insert(offset, cc);
+            }
+            return cc;
         }
+        Self::decode(&found)
+    }
+
+    fn decode<S: AsRef<[u8]>>(found: &maxminddb::LookupResult<'_, S>) -> CountryCode {
         for path in RECORD_PATHS {
-            if let Ok(Some(code)) = found.decode_path::<&str>(path) {
-                if let Some(cc) = CountryCode::parse(code) {
-                    return cc;
-                }
+            if let Ok(Some(code)) = found.decode_path::<&str>(path)
+                && let Some(cc) = CountryCode::parse(code)
+            {
+                return cc;
             }
         }
         CountryCode::UNKNOWN
+    }
+
+    /// [`GeoIp::lookup_str`] with a [`CountryMemo`].
+    pub fn lookup_str_memo(&self, ip: Option<&str>, memo: &mut CountryMemo) -> CountryCode {
+        match ip.and_then(parse_ip) {
+            Some(ip) => self.lookup_memo(ip, memo),
+            None => CountryCode::UNKNOWN,
+        }
     }
 
     /// Country of an address in text form: the event's `ip_trunc` (canonical `"203.0.113.0"`
@@ -152,6 +192,40 @@ impl GeoIp {
             Some(ip) => self.lookup(ip),
             None => CountryCode::UNKNOWN,
         }
+    }
+}
+
+/// Decoded country per database record offset, owned by one enricher clone. Bounded at
+/// [`CountryMemo::MAX_ENTRIES`] (the bundled database has a few hundred distinct records; a
+/// city-level database may have millions, and then only the first ones are remembered).
+#[derive(Default)]
+pub struct CountryMemo {
+    map: HashMap<usize, CountryCode, BuildHasherDefault<OffsetHasher>>,
+}
+
+impl CountryMemo {
+    /// Most records remembered.
+    pub const MAX_ENTRIES: usize = 65_536;
+}
+
+/// Hasher for record offsets (plain integers): one multiply, no DoS concern since offsets
+/// come from our own database file, not from clients.
+#[derive(Default)]
+struct OffsetHasher(u64);
+
+impl Hasher for OffsetHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (n as u64)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(29);
     }
 }
 
@@ -167,7 +241,9 @@ pub fn parse_ip(text: &str) -> Option<IpAddr> {
     if let Ok(sa) = t.parse::<SocketAddr>() {
         return Some(sa.ip());
     }
-    t.strip_prefix('[').and_then(|r| r.strip_suffix(']')).and_then(|r| r.parse().ok())
+    t.strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .and_then(|r| r.parse().ok())
 }
 
 #[cfg(test)]
@@ -176,7 +252,10 @@ mod tests {
 
     #[test]
     fn country_code_parse_and_display() {
-        assert_eq!(CountryCode::parse("us").map(|c| c.to_string()), Some("US".to_string()));
+        assert_eq!(
+            CountryCode::parse("us").map(|c| c.to_string()),
+            Some("US".to_string())
+        );
         assert_eq!(CountryCode::parse("ZZ"), Some(CountryCode::UNKNOWN));
         for bad in ["", "U", "USA", "1A", "é", "U "] {
             assert_eq!(CountryCode::parse(bad), None, "{bad:?}");
@@ -190,9 +269,23 @@ mod tests {
         let v6: IpAddr = "2001:db8::1".parse().expect("parses");
         assert_eq!(parse_ip("[2001:db8::1]:51234"), Some(v6));
         assert_eq!(parse_ip("[2001:db8::1]"), Some(v6));
-        assert_eq!(parse_ip(" 2001:0db8:0000:0000:0000:0000:0000:0001 "), Some(v6));
-        assert_eq!(parse_ip("192.0.2.1:80"), Some("192.0.2.1".parse().expect("parses")));
-        for bad in ["", " ", "not an ip", "300.1.1.1", "1.2.3", "fe80::1%eth0", "[::1"] {
+        assert_eq!(
+            parse_ip(" 2001:0db8:0000:0000:0000:0000:0000:0001 "),
+            Some(v6)
+        );
+        assert_eq!(
+            parse_ip("192.0.2.1:80"),
+            Some("192.0.2.1".parse().expect("parses"))
+        );
+        for bad in [
+            "",
+            " ",
+            "not an ip",
+            "300.1.1.1",
+            "1.2.3",
+            "fe80::1%eth0",
+            "[::1",
+        ] {
             assert_eq!(parse_ip(bad), None, "{bad:?}");
         }
     }

@@ -14,21 +14,21 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// IPv4 networks (address, prefix length) that are not globally routable unicast.
 const SPECIAL_V4: &[(u32, u8)] = &[
-    (u32::from_be_bytes([0, 0, 0, 0]), 8),       // "this network" (RFC 791)
-    (u32::from_be_bytes([10, 0, 0, 0]), 8),      // private (RFC 1918)
-    (u32::from_be_bytes([100, 64, 0, 0]), 10),   // shared address space / CGNAT (RFC 6598)
-    (u32::from_be_bytes([127, 0, 0, 0]), 8),     // loopback (RFC 1122)
-    (u32::from_be_bytes([169, 254, 0, 0]), 16),  // link-local (RFC 3927)
-    (u32::from_be_bytes([172, 16, 0, 0]), 12),   // private (RFC 1918)
-    (u32::from_be_bytes([192, 0, 0, 0]), 24),    // IETF protocol assignments (RFC 6890)
-    (u32::from_be_bytes([192, 0, 2, 0]), 24),    // documentation TEST-NET-1 (RFC 5737)
-    (u32::from_be_bytes([192, 88, 99, 0]), 24),  // deprecated 6to4 relay anycast (RFC 7526)
-    (u32::from_be_bytes([192, 168, 0, 0]), 16),  // private (RFC 1918)
-    (u32::from_be_bytes([198, 18, 0, 0]), 15),   // benchmarking (RFC 2544)
+    (u32::from_be_bytes([0, 0, 0, 0]), 8), // "this network" (RFC 791)
+    (u32::from_be_bytes([10, 0, 0, 0]), 8), // private (RFC 1918)
+    (u32::from_be_bytes([100, 64, 0, 0]), 10), // shared address space / CGNAT (RFC 6598)
+    (u32::from_be_bytes([127, 0, 0, 0]), 8), // loopback (RFC 1122)
+    (u32::from_be_bytes([169, 254, 0, 0]), 16), // link-local (RFC 3927)
+    (u32::from_be_bytes([172, 16, 0, 0]), 12), // private (RFC 1918)
+    (u32::from_be_bytes([192, 0, 0, 0]), 24), // IETF protocol assignments (RFC 6890)
+    (u32::from_be_bytes([192, 0, 2, 0]), 24), // documentation TEST-NET-1 (RFC 5737)
+    (u32::from_be_bytes([192, 88, 99, 0]), 24), // deprecated 6to4 relay anycast (RFC 7526)
+    (u32::from_be_bytes([192, 168, 0, 0]), 16), // private (RFC 1918)
+    (u32::from_be_bytes([198, 18, 0, 0]), 15), // benchmarking (RFC 2544)
     (u32::from_be_bytes([198, 51, 100, 0]), 24), // documentation TEST-NET-2 (RFC 5737)
-    (u32::from_be_bytes([203, 0, 113, 0]), 24),  // documentation TEST-NET-3 (RFC 5737)
-    (u32::from_be_bytes([224, 0, 0, 0]), 4),     // multicast (RFC 5771)
-    (u32::from_be_bytes([240, 0, 0, 0]), 4),     // reserved + limited broadcast (RFC 1112, 919)
+    (u32::from_be_bytes([203, 0, 113, 0]), 24), // documentation TEST-NET-3 (RFC 5737)
+    (u32::from_be_bytes([224, 0, 0, 0]), 4), // multicast (RFC 5771)
+    (u32::from_be_bytes([240, 0, 0, 0]), 4), // reserved + limited broadcast (RFC 1112, 919)
 ];
 
 /// IPv6 networks inside global unicast `2000::/3` that are nevertheless special-purpose.
@@ -43,12 +43,20 @@ const SPECIAL_V6_IN_GLOBAL: &[(u128, u8)] = &[
 ];
 
 fn in_v4(addr: u32, (net, len): (u32, u8)) -> bool {
-    let mask = if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len)) };
+    let mask = if len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(len))
+    };
     addr & mask == net & mask
 }
 
 fn in_v6(addr: u128, (net, len): (u128, u8)) -> bool {
-    let mask = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) };
+    let mask = if len == 0 {
+        0
+    } else {
+        u128::MAX << (128 - u32::from(len))
+    };
     addr & mask == net & mask
 }
 
@@ -99,10 +107,26 @@ mod tests {
     #[test]
     fn special_ipv4_ranges_are_rejected() {
         for s in [
-            "0.0.0.0", "10.1.2.3", "100.64.0.1", "100.127.255.255", "127.0.0.1", "169.254.1.1",
-            "172.16.0.1", "172.31.255.255", "192.0.0.8", "192.0.2.10", "192.88.99.1",
-            "192.168.1.1", "198.18.0.1", "198.19.255.255", "198.51.100.7", "203.0.113.0",
-            "224.0.0.1", "239.255.255.255", "240.0.0.1", "255.255.255.255",
+            "0.0.0.0",
+            "10.1.2.3",
+            "100.64.0.1",
+            "100.127.255.255",
+            "127.0.0.1",
+            "169.254.1.1",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.0.0.8",
+            "192.0.2.10",
+            "192.88.99.1",
+            "192.168.1.1",
+            "198.18.0.1",
+            "198.19.255.255",
+            "198.51.100.7",
+            "203.0.113.0",
+            "224.0.0.1",
+            "239.255.255.255",
+            "240.0.0.1",
+            "255.255.255.255",
         ] {
             assert!(special(s), "{s} should be special");
         }
@@ -111,9 +135,21 @@ mod tests {
     #[test]
     fn public_ipv4_edges_are_not_rejected() {
         for s in [
-            "8.8.8.8", "9.255.255.255", "11.0.0.0", "100.63.255.255", "100.128.0.0",
-            "172.15.255.255", "172.32.0.0", "192.0.3.0", "192.167.255.255", "192.169.0.0",
-            "198.17.255.255", "198.20.0.0", "198.51.101.0", "203.0.114.0", "223.255.255.255",
+            "8.8.8.8",
+            "9.255.255.255",
+            "11.0.0.0",
+            "100.63.255.255",
+            "100.128.0.0",
+            "172.15.255.255",
+            "172.32.0.0",
+            "192.0.3.0",
+            "192.167.255.255",
+            "192.169.0.0",
+            "198.17.255.255",
+            "198.20.0.0",
+            "198.51.101.0",
+            "203.0.114.0",
+            "223.255.255.255",
         ] {
             assert!(!special(s), "{s} should be public");
         }
@@ -122,10 +158,26 @@ mod tests {
     #[test]
     fn special_ipv6_ranges_are_rejected() {
         for s in [
-            "::", "::1", "64:ff9b::808:808", "100::1", "2001::1", "2001:1ff:ffff::1",
-            "2001:db8::1", "2001:db8:ffff:ffff::", "2002:c000:204::1", "3fff::1",
-            "3fff:fff:ffff::", "fc00::1", "fdff:ffff::1", "fe80::1", "febf::1", "fec0::1",
-            "ff02::1", "::ffff:10.0.0.1", "::ffff:192.168.0.1", "::ffff:192.0.2.10",
+            "::",
+            "::1",
+            "64:ff9b::808:808",
+            "100::1",
+            "2001::1",
+            "2001:1ff:ffff::1",
+            "2001:db8::1",
+            "2001:db8:ffff:ffff::",
+            "2002:c000:204::1",
+            "3fff::1",
+            "3fff:fff:ffff::",
+            "fc00::1",
+            "fdff:ffff::1",
+            "fe80::1",
+            "febf::1",
+            "fec0::1",
+            "ff02::1",
+            "::ffff:10.0.0.1",
+            "::ffff:192.168.0.1",
+            "::ffff:192.0.2.10",
         ] {
             assert!(special(s), "{s} should be special");
         }
@@ -134,8 +186,16 @@ mod tests {
     #[test]
     fn public_ipv6_and_mapped_public_ipv4_are_not_rejected() {
         for s in [
-            "2001:200::1", "2001:4860:4860::8888", "2001:67c:2e8:22::c100:68b", "2001:db7:ffff::",
-            "2001:db9::", "2003::1", "2a00:1450::", "3ffe::1", "3fff:1000::", "::ffff:8.8.8.8",
+            "2001:200::1",
+            "2001:4860:4860::8888",
+            "2001:67c:2e8:22::c100:68b",
+            "2001:db7:ffff::",
+            "2001:db9::",
+            "2003::1",
+            "2a00:1450::",
+            "3ffe::1",
+            "3fff:1000::",
+            "::ffff:8.8.8.8",
         ] {
             assert!(!special(s), "{s} should be public");
         }

@@ -32,16 +32,46 @@ static AI_ASSISTANTS_YML: &str = include_str!("../../data/referrers/matomo/AIAss
 /// `webmail` (cPanel, Roundcube and ISP webmails). Android package names are included for
 /// `android-app://` referrers from mail apps.
 pub const EMAIL_HOSTS: &[&str] = &[
-    "mail.google.com", "inbox.google.com", "com.google.android.gm",
-    "outlook.live.com", "outlook.office.com", "outlook.office365.com", "mail.live.com",
-    "outlook.com", "com.microsoft.office.outlook",
-    "mail.yahoo.com", "mail.yahoo.co.jp", "com.yahoo.mobile.client.android.mail",
-    "mail.aol.com", "mail.proton.me", "mail.protonmail.com", "mail.yandex.ru",
-    "mail.yandex.com", "e.mail.ru", "mail.zoho.com", "mail.zoho.eu", "app.fastmail.com",
-    "www.fastmail.com", "mail.gmx.net", "mail.gmx.com", "navigator.gmx.net", "mail.web.de",
-    "app.tuta.com", "mail.tutanota.com", "mail.qq.com", "mail.163.com", "mail.126.com",
-    "mail.naver.com", "mail.daum.net", "email.seznam.cz", "app.hey.com", "mail.mail.com",
-    "www.icloud.com/mail", "mail.comcast.net", "webmail.orange.fr", "mail.libero.it",
+    "mail.google.com",
+    "inbox.google.com",
+    "com.google.android.gm",
+    "outlook.live.com",
+    "outlook.office.com",
+    "outlook.office365.com",
+    "mail.live.com",
+    "outlook.com",
+    "com.microsoft.office.outlook",
+    "mail.yahoo.com",
+    "mail.yahoo.co.jp",
+    "com.yahoo.mobile.client.android.mail",
+    "mail.aol.com",
+    "mail.proton.me",
+    "mail.protonmail.com",
+    "mail.yandex.ru",
+    "mail.yandex.com",
+    "e.mail.ru",
+    "mail.zoho.com",
+    "mail.zoho.eu",
+    "app.fastmail.com",
+    "www.fastmail.com",
+    "mail.gmx.net",
+    "mail.gmx.com",
+    "navigator.gmx.net",
+    "mail.web.de",
+    "app.tuta.com",
+    "mail.tutanota.com",
+    "mail.qq.com",
+    "mail.163.com",
+    "mail.126.com",
+    "mail.naver.com",
+    "mail.daum.net",
+    "email.seznam.cz",
+    "app.hey.com",
+    "mail.mail.com",
+    "www.icloud.com/mail",
+    "mail.comcast.net",
+    "webmail.orange.fr",
+    "mail.libero.it",
 ];
 
 /// Where a click came from, by kind of referrer. Dimension value via [`ReferrerMedium::as_str`].
@@ -104,7 +134,10 @@ impl HostTable {
             None => (entry, None),
         };
         if !host.is_empty() {
-            self.0.entry(host).or_default().push((path, name.to_owned()));
+            self.0
+                .entry(host)
+                .or_default()
+                .push((path, name.to_owned()));
         }
     }
 
@@ -192,12 +225,22 @@ impl MediumLists {
         }
         let mut email = HostTable::default();
         EMAIL_HOSTS.iter().for_each(|h| email.insert(h, "email"));
-        Ok(MediumLists { search, social, ai, email })
+        Ok(MediumLists {
+            search,
+            social,
+            ai,
+            email,
+        })
     }
 
     /// Number of (host, path) entries per list: (search, social, ai, email).
     pub fn sizes(&self) -> (usize, usize, usize, usize) {
-        (self.search.len(), self.social.len(), self.ai.len(), self.email.len())
+        (
+            self.search.len(),
+            self.social.len(),
+            self.ai.len(),
+            self.email.len(),
+        )
     }
 
     /// Medium of a lower-case ASCII `host` (no port, no trailing dot) with URL `path`.
@@ -211,13 +254,23 @@ impl MediumLists {
                 if host.starts_with("webmail.") {
                     return hit(ReferrerMedium::Email, "email");
                 }
-                self.email.get_with_parents(host, path).and_then(|s| hit(ReferrerMedium::Email, s))
+                self.email
+                    .get_with_parents(host, path)
+                    .and_then(|s| hit(ReferrerMedium::Email, s))
             })
-            .or_else(|| self.search_engine(host, path).and_then(|s| hit(ReferrerMedium::Search, s)))
             .or_else(|| {
-                self.social.get_with_parents(host, path).and_then(|s| hit(ReferrerMedium::Social, s))
+                self.search_engine(host, path)
+                    .and_then(|s| hit(ReferrerMedium::Search, s))
             })
-            .unwrap_or(MediumMatch { medium: ReferrerMedium::Unknown, source: "" })
+            .or_else(|| {
+                self.social
+                    .get_with_parents(host, path)
+                    .and_then(|s| hit(ReferrerMedium::Social, s))
+            })
+            .unwrap_or(MediumMatch {
+                medium: ReferrerMedium::Unknown,
+                source: "",
+            })
     }
 
     fn search_engine(&self, host: &str, path: &str) -> Option<&str> {
@@ -225,10 +278,10 @@ impl MediumLists {
             return Some(name);
         }
         let lossy = lossy_host(host);
-        if lossy != host {
-            if let Some(name) = self.search.get(&lossy, path) {
-                return Some(name);
-            }
+        if lossy != host
+            && let Some(name) = self.search.get(&lossy, path)
+        {
+            return Some(name);
         }
         // Also try with only the prefix stripped (`www.bing.com` → `bing.com`).
         let stripped = strip_lossy_prefixes(host);
@@ -245,7 +298,10 @@ fn strip_lossy_prefixes(host: &str) -> String {
     if labels.len() > 2 {
         let first = labels[0];
         let www = first.starts_with('w')
-            && first.trim_start_matches('w').bytes().all(|b| b.is_ascii_digit());
+            && first
+                .trim_start_matches('w')
+                .bytes()
+                .all(|b| b.is_ascii_digit());
         if www || first == "search" {
             labels.remove(0);
         }
@@ -273,7 +329,9 @@ fn is_cc_suffix(suffix: &[u8]) -> bool {
 fn lossy_host(host: &str) -> String {
     let stripped = strip_lossy_prefixes(host);
     let suffix_len = psl::suffix(stripped.as_bytes())
-        .filter(|s| s.is_known() && s.as_bytes().len() < stripped.len() && is_cc_suffix(s.as_bytes()))
+        .filter(|s| {
+            s.is_known() && s.as_bytes().len() < stripped.len() && is_cc_suffix(s.as_bytes())
+        })
         .map_or(0, |s| s.as_bytes().len());
     let (head, has_suffix) = if suffix_len > 0 {
         (&stripped[..stripped.len() - suffix_len - 1], true)
@@ -282,7 +340,13 @@ fn lossy_host(host: &str) -> String {
     };
     let mut out: Vec<&str> = head
         .split('.')
-        .map(|l| if l.len() == 2 && l.bytes().all(|b| b.is_ascii_lowercase()) { "{}" } else { l })
+        .map(|l| {
+            if l.len() == 2 && l.bytes().all(|b| b.is_ascii_lowercase()) {
+                "{}"
+            } else {
+                l
+            }
+        })
         .collect();
     if has_suffix {
         out.push("{}");

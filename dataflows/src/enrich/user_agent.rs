@@ -75,9 +75,15 @@ impl UaParser {
         UaParts {
             browser_family: browser.map_or_else(|| "Other".to_owned(), |b| b.family.into_owned()),
             os_family: os.map_or_else(|| "Other".to_owned(), |o| o.os.into_owned()),
-            device_family: dev.as_ref().map_or_else(|| "Other".to_owned(), |d| d.device.to_string()),
-            device_brand: dev.as_ref().and_then(|d| d.brand.as_ref().map(|b| b.to_string())),
-            device_model: dev.as_ref().and_then(|d| d.model.as_ref().map(|m| m.to_string())),
+            device_family: dev
+                .as_ref()
+                .map_or_else(|| "Other".to_owned(), |d| d.device.to_string()),
+            device_brand: dev
+                .as_ref()
+                .and_then(|d| d.brand.as_ref().map(|b| b.to_string())),
+            device_model: dev
+                .as_ref()
+                .and_then(|d| d.model.as_ref().map(|m| m.to_string())),
         }
     }
 }
@@ -128,7 +134,12 @@ pub fn classify(uap: &UaParser, bots: &BotClassifier, ua: &str) -> UaInfo {
     } else {
         parts.browser_family
     };
-    UaInfo { browser: Arc::from(browser), os: Arc::from(parts.os_family), device, is_bot }
+    UaInfo {
+        browser: Arc::from(browser),
+        os: Arc::from(parts.os_family),
+        device,
+        is_bot,
+    }
 }
 
 /// True for uap-core browser families that real people browse with (so a bot must not be
@@ -138,16 +149,56 @@ pub fn classify(uap: &UaParser, bots: &BotClassifier, ua: &str) -> UaInfo {
 /// `Mobile Safari`, `Firefox (Namoroka)`). Families of HTTP libraries and tools (`curl`,
 /// `Python Requests`) and of crawlers uap-core knows (`Googlebot`) are kept as they are.
 fn is_human_browser_family(family: &str) -> bool {
-    const GENERIC: &[&str] = &["Other", "Mozilla", "WebKit Nightly", "Apple Mail", "IE", "Edge"];
+    const GENERIC: &[&str] = &[
+        "Other",
+        "Mozilla",
+        "WebKit Nightly",
+        "Apple Mail",
+        "IE",
+        "Edge",
+    ];
     const NAMES: &[&str] = &[
-        "Chrome", "Chromium", "Firefox", "Safari", "Opera", "Edge", "IE", "Samsung Internet",
-        "UC Browser", "Yandex Browser", "Vivaldi", "Brave", "Silk", "WebView", "Android",
-        "Facebook", "Instagram", "Whale", "Miui", "QQ", "Maxthon", "Konqueror", "Epiphany",
-        "BlackBerry", "Iceweasel", "SeaMonkey", "Pale Moon", "Puffin", "NetFront", "Nokia",
-        "Bon Echo", "Minefield", "Namoroka", "Shiretoko", "GranParadiso",
+        "Chrome",
+        "Chromium",
+        "Firefox",
+        "Safari",
+        "Opera",
+        "Edge",
+        "IE",
+        "Samsung Internet",
+        "UC Browser",
+        "Yandex Browser",
+        "Vivaldi",
+        "Brave",
+        "Silk",
+        "WebView",
+        "Android",
+        "Facebook",
+        "Instagram",
+        "Whale",
+        "Miui",
+        "QQ",
+        "Maxthon",
+        "Konqueror",
+        "Epiphany",
+        "BlackBerry",
+        "Iceweasel",
+        "SeaMonkey",
+        "Pale Moon",
+        "Puffin",
+        "NetFront",
+        "Nokia",
+        "Bon Echo",
+        "Minefield",
+        "Namoroka",
+        "Shiretoko",
+        "GranParadiso",
     ];
     let lower = family.to_ascii_lowercase();
-    if ["bot", "spider", "crawler"].iter().any(|w| lower.contains(w)) {
+    if ["bot", "spider", "crawler"]
+        .iter()
+        .any(|w| lower.contains(w))
+    {
         return false;
     }
     GENERIC.contains(&family) || NAMES.iter().any(|n| family.contains(n))
@@ -170,10 +221,25 @@ mod tests {
 
     #[test]
     fn human_browser_families() {
-        for f in ["Chrome", "Chrome Mobile WebView", "Mobile Safari", "Firefox", "Other", "Edge"] {
+        for f in [
+            "Chrome",
+            "Chrome Mobile WebView",
+            "Mobile Safari",
+            "Firefox",
+            "Other",
+            "Edge",
+        ] {
             assert!(is_human_browser_family(f), "{f}");
         }
-        for f in ["Googlebot", "FacebookBot", "Twitterbot", "WhatsApp", "Python Requests", "curl", "HuaweiSymantecSpider"] {
+        for f in [
+            "Googlebot",
+            "FacebookBot",
+            "Twitterbot",
+            "WhatsApp",
+            "Python Requests",
+            "curl",
+            "HuaweiSymantecSpider",
+        ] {
             assert!(!is_human_browser_family(f), "{f}");
         }
     }
