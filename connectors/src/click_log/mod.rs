@@ -10,6 +10,15 @@
 //! one table `events: u64 → bytes`; values are Avro single-object encoded
 //! ([`sluice_schemas::avro`]), so every entry names the schema that wrote it.
 //!
+//! Backfill marks: events appended with [`ClickLog::append_backfill`] (`sluice import`,
+//! `POST /v1/events?backfill=true`) bypass the dataflow's lateness limit (not dedup). The mark
+//! is not part of the event: the offsets of marked events are kept in a second table
+//! `backfill: u64 → ()`, written in the same transaction as the events and truncated with
+//! them. [`ClickLog::read_entries`] returns events with their mark. Compatibility: a log
+//! written before the table existed gets it (empty) on its next open, so all its events read
+//! as live; an older binary opening a newer log ignores the table and reads every event as
+//! live (no data is lost, only the lateness bypass).
+//!
 //! All methods block on disk I/O (an append waits for fsync, ~ms): call them from
 //! `tokio::task::spawn_blocking` or a dedicated thread, not directly on an async worker.
 
@@ -29,11 +38,24 @@ use crate::{Error, Result};
 pub const CLICK_LOG_FILE_NAME: &str = "clicks.redb";
 
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+/// Offsets of events appended as backfill (sparse; see the module docs).
+const BACKFILL: TableDefinition<u64, ()> = TableDefinition::new("backfill");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Next offset to be written.
 const META_HEAD: &str = "head";
 /// Lowest offset still stored (everything below was truncated).
 const META_LOW: &str = "low";
+
+/// One stored event with its offset and backfill mark ([`ClickLog::read_entries`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEntry {
+    /// Offset in the log.
+    pub offset: u64,
+    /// Appended with [`ClickLog::append_backfill`]: bypasses the lateness limit, not dedup.
+    pub backfill: bool,
+    /// The event.
+    pub event: ClickEvent,
+}
 
 /// Handle to the embedded click log; cheap to clone, `Send + Sync`, shared by all writers and
 /// readers of one process. Only one process may open a log file at a time.
@@ -83,6 +105,7 @@ impl ClickLog {
         let (head, low) = {
             let events = txn.open_table(EVENTS).map_err(|e| Error::click_log("open", e))?;
             let meta = txn.open_table(META).map_err(|e| Error::click_log("open", e))?;
+            txn.open_table(BACKFILL).map_err(|e| Error::click_log("open", e))?;
             let last = events.last().map_err(|e| Error::click_log("open", e))?.map(|(k, _)| k.value());
             let head = meta_get(&meta, META_HEAD)?.unwrap_or(0).max(last.map_or(0, |l| l + 1));
             let low = meta_get(&meta, META_LOW)?.unwrap_or(0).min(head);
@@ -115,6 +138,19 @@ impl ClickLog {
     /// Errors: [`Error::ClickLog`] on I/O failure (nothing of this batch is stored then: a
     /// batch commits atomically); [`Error::Corrupt`] if an event cannot be Avro-encoded.
     pub fn append(&self, events: &[ClickEvent]) -> Result<Range<u64>> {
+        self.append_marked(events, false)
+    }
+
+    /// Like [`Self::append`], but marks every event of the batch as backfill (its offset is
+    /// recorded in the `backfill` table in the same transaction): readers using
+    /// [`Self::read_entries`] see `backfill == true` for them.
+    ///
+    /// Errors: as [`Self::append`].
+    pub fn append_backfill(&self, events: &[ClickEvent]) -> Result<Range<u64>> {
+        self.append_marked(events, true)
+    }
+
+    fn append_marked(&self, events: &[ClickEvent], backfill: bool) -> Result<Range<u64>> {
         // Encode before taking the write lock: encoding is the CPU-heavy part.
         let mut buf = Vec::with_capacity(events.len() * 192);
         let mut ends = Vec::with_capacity(events.len());
@@ -138,6 +174,12 @@ impl ClickLog {
                     .insert(start + i as u64, &buf[from..to])
                     .map_err(|e| Error::click_log("append events", e))?;
                 from = to;
+            }
+            if backfill {
+                let mut marks = txn.open_table(BACKFILL).map_err(|e| Error::click_log("append events", e))?;
+                for offset in start..end {
+                    marks.insert(offset, ()).map_err(|e| Error::click_log("append events", e))?;
+                }
             }
             let mut meta = txn.open_table(META).map_err(|e| Error::click_log("append events", e))?;
             meta.insert(META_HEAD, end).map_err(|e| Error::click_log("append events", e))?;
@@ -164,6 +206,43 @@ impl ClickLog {
                     .map_err(|source| Error::ClickLogDecode { offset, source })
             })
             .collect()
+    }
+
+    /// Like [`Self::read`], but each event comes with its backfill mark (see the module docs).
+    ///
+    /// Errors: as [`Self::read`].
+    pub fn read_entries(&self, from: u64, max: usize) -> Result<Vec<LogEntry>> {
+        let events = self.read(from, max)?;
+        let (Some(first), Some(last)) = (events.first(), events.last()) else {
+            return Ok(Vec::new());
+        };
+        let marks = self.backfill_offsets(first.0..last.0 + 1)?;
+        Ok(events
+            .into_iter()
+            .map(|(offset, event)| LogEntry { offset, backfill: marks.binary_search(&offset).is_ok(), event })
+            .collect())
+    }
+
+    /// Offsets inside `range` that were appended as backfill, ascending (for readers of
+    /// [`Self::read_raw`]).
+    ///
+    /// Errors with [`Error::ClickLog`] on I/O failure.
+    pub fn backfill_offsets(&self, range: Range<u64>) -> Result<Vec<u64>> {
+        if range.is_empty() {
+            return Ok(Vec::new());
+        }
+        let txn = self.inner.db.begin_read().map_err(|e| Error::click_log("read backfill marks", e))?;
+        let table = match txn.open_table(BACKFILL) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(Error::click_log("read backfill marks", e)),
+        };
+        let mut out = Vec::new();
+        for entry in table.range(range).map_err(|e| Error::click_log("read backfill marks", e))? {
+            let (k, _) = entry.map_err(|e| Error::click_log("read backfill marks", e))?;
+            out.push(k.value());
+        }
+        Ok(out)
     }
 
     /// Like [`Self::read`] but returns the stored bytes (Avro single-object encoding) without
@@ -213,6 +292,8 @@ impl ClickLog {
         {
             let mut table = txn.open_table(EVENTS).map_err(|e| Error::click_log("truncate", e))?;
             table.retain_in(low..new_low, |_, _| false).map_err(|e| Error::click_log("truncate", e))?;
+            let mut marks = txn.open_table(BACKFILL).map_err(|e| Error::click_log("truncate", e))?;
+            marks.retain_in(low..new_low, |_, ()| false).map_err(|e| Error::click_log("truncate", e))?;
             let mut meta = txn.open_table(META).map_err(|e| Error::click_log("truncate", e))?;
             meta.insert(META_LOW, new_low).map_err(|e| Error::click_log("truncate", e))?;
         }
@@ -225,3 +306,5 @@ impl ClickLog {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod backfill_tests;
