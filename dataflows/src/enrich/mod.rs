@@ -311,3 +311,48 @@ impl Enricher {
         self.stats
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_defaults_round_trip_and_unknown_keys_are_rejected() {
+        let default = EnrichConfig::default();
+        let json = serde_json::to_string(&default).expect("serializes");
+        assert_eq!(
+            json,
+            r#"{"geoip-path":null,"own-hosts":[],"ua-cache-capacity":16384,"referrer-cache-capacity":8192}"#
+        );
+        let back: EnrichConfig = serde_json::from_str(&json).expect("parses");
+        assert_eq!(back, default);
+
+        let partial: EnrichConfig = serde_json::from_str(
+            r#"{"geoip-path":"GeoLite2-Country.mmdb","own-hosts":["sho.rt"]}"#,
+        )
+        .expect("partial config parses");
+        assert_eq!(
+            partial.geoip_path,
+            Some(PathBuf::from("GeoLite2-Country.mmdb"))
+        );
+        assert_eq!(partial.own_hosts, vec!["sho.rt".to_owned()]);
+        assert_eq!(partial.ua_cache_capacity, 16_384);
+
+        let err = serde_json::from_str::<EnrichConfig>(r#"{"geoip_path":"x"}"#)
+            .expect_err("snake_case key is unknown");
+        assert!(err.to_string().contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn zero_capacities_are_clamped_to_one() {
+        let cfg = EnrichConfig {
+            ua_cache_capacity: 0,
+            referrer_cache_capacity: 0,
+            ..EnrichConfig::default()
+        };
+        let mut e = Enricher::new(&cfg).expect("builds");
+        let a = e.user_agent("curl/8.0");
+        assert_eq!(e.user_agent("curl/8.0"), a);
+        assert_eq!(e.stats().ua_hits, 1);
+    }
+}
