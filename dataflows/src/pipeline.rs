@@ -227,6 +227,16 @@ pub fn start<E: ClickEnricher>(config: &PipelineConfig, inputs: PipelineInputs<E
         }
         let mut gate = SourceGate::new(&sem, &source.partitions(), clock.now_ms());
         let (mut buf, mut accepted, mut dead, mut reports) = (Vec::with_capacity(batch), Vec::new(), Vec::new(), Vec::new());
+        // Announce every declared partition at epoch 0, before any data: the global
+        // watermark then includes partitions that have not delivered yet (W stays at its
+        // minimum until they do or turn idle), on every worker of every process.
+        gate.tick(clock.now_ms(), &mut reports);
+        if let Some(ri) = reports_in.as_mut()
+            && !reports.is_empty()
+        {
+            ri.send_batch(&mut reports);
+            reports.clear();
+        }
         let mut offsets: FxHashMap<u32, u64> = FxHashMap::default();
         let mut offset_list: Vec<(u32, u64)> = Vec::new();
         let mut epoch = 0u64;
@@ -354,11 +364,17 @@ impl PipelineHandle {
 
     /// Counters since start.
     pub fn stats(&self) -> PipelineStats {
-        PipelineStats {
-            received: self.shared.received.load(Ordering::Relaxed),
-            accepted: self.shared.accepted.load(Ordering::Relaxed),
-            duplicates: self.shared.duplicates.load(Ordering::Relaxed),
-            dead_lettered: self.shared.counters.total(),
+        self.stats_handle()()
+    }
+
+    /// A closure reading [`Self::stats`] that outlives the handle (e.g. after [`Self::join`]).
+    pub fn stats_handle(&self) -> impl Fn() -> PipelineStats + Send + Sync + 'static {
+        let shared = Arc::clone(&self.shared);
+        move || PipelineStats {
+            received: shared.received.load(Ordering::Relaxed),
+            accepted: shared.accepted.load(Ordering::Relaxed),
+            duplicates: shared.duplicates.load(Ordering::Relaxed),
+            dead_lettered: shared.counters.total(),
         }
     }
 

@@ -42,8 +42,11 @@ pub enum SourceStatus {
 
 /// A source of click records polled by one worker. Polls never block.
 pub trait ClickSource {
-    /// Partitions this source reads (its watermarks are tracked from the start, so an empty
-    /// partition holds the global watermark back until it is idle). May be empty.
+    /// Partitions this source reads. Declare every partition up front: the global watermark
+    /// knows them from epoch 0, so an empty partition holds it back until it delivers or is
+    /// idle. A partition that first appears later is admitted against its own watermark, but
+    /// the dedup stage re-checks its records against the global watermark and dead-letters
+    /// those behind it by more than the allowed lateness. May be empty.
     fn partitions(&self) -> Vec<u32>;
 
     /// Appends up to `max` records to `out` (records of one partition in offset order).
