@@ -1,10 +1,15 @@
 //! The served router: API, redirect and health routes composed by [`Role`], JSON 404/405
 //! fallbacks, the body limit, and `sluice_http_requests_total{route,status_class}`.
 
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::middleware::{self, Next};
 use axum::response::Response;
+use metrics::Counter;
+use parking_lot::RwLock;
 use sluice_redirect::RedirectState;
 use sluice_serving::ApiState;
 
@@ -33,18 +38,30 @@ pub fn build(role: Role, api: Option<ApiState>, redirect: Option<RedirectState>,
     sluice_serving::with_fallbacks(router).layer(middleware::from_fn(track_http))
 }
 
+/// Status class label values, indexed by `status / 100 - 1`.
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// `sluice_http_requests_total` handles per route template (a bounded set: the routes of
+/// this router plus `unmatched`), resolved once so a request costs one map lookup under a
+/// read lock instead of building a metric key.
+static HTTP_REQUESTS: LazyLock<RwLock<HashMap<String, [Counter; 5]>>> = LazyLock::new(|| RwLock::new(HashMap::new()));
+
+fn request_counter(route: &str, class: usize) -> Counter {
+    if let Some(c) = HTTP_REQUESTS.read().get(route) {
+        return c[class].clone();
+    }
+    let counters = STATUS_CLASSES.map(|sc| metrics::counter!("sluice_http_requests_total", "route" => route.to_owned(), "status_class" => sc));
+    let c = counters[class].clone();
+    HTTP_REQUESTS.write().entry(route.to_owned()).or_insert(counters);
+    c
+}
+
 /// Counts every request by matched route template and status class. `Router::layer`
 /// wraps each route individually, so the matched path is known here.
 async fn track_http(req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().map_or_else(|| UNMATCHED_ROUTE.to_owned(), |m| m.as_str().to_owned());
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let resp = next.run(req).await;
-    let class = match resp.status().as_u16() {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
-    };
-    metrics::counter!("sluice_http_requests_total", "route" => route, "status_class" => class).increment(1);
+    let class = usize::from(resp.status().as_u16() / 100).clamp(1, 5) - 1;
+    request_counter(route.as_ref().map_or(UNMATCHED_ROUTE, MatchedPath::as_str), class).increment(1);
     resp
 }

@@ -42,9 +42,12 @@ impl RedirectMetrics {
             cache_misses: metrics::counter!("sluice_redirect_cache_misses_total"),
             duration: metrics::histogram!("sluice_redirect_duration_seconds"),
         };
-        // Make every series visible from the start, at zero.
+        // Make every series visible from the start, at zero (drop reasons as ingest labels them).
         m.cache_hits.increment(0);
         m.cache_misses.increment(0);
+        for reason in ["channel_full", "closed", "log_error"] {
+            metrics::counter!(CLICK_EVENTS_DROPPED_TOTAL, "reason" => reason).increment(0);
+        }
         m
     }
 }

@@ -200,6 +200,7 @@ async fn health_ready_and_metrics(b: Backend) {
         "sluice_redirect_duration_seconds_bucket",
         "sluice_redirect_cache_hits_total",
         "sluice_redirect_cache_misses_total",
+        "sluice_click_events_dropped_total",
     ] {
         assert!(text.contains(needle), "metrics lack {needle}:\n{text}");
     }
@@ -223,4 +224,39 @@ async fn roles_split_api_and_redirect(b: Backend) {
     assert!(api_only.take_events().is_empty());
     assert_eq!(api_only.get("/v1/links/role").await.status, StatusCode::OK);
     assert_eq!(api_only.get("/metrics").await.status, StatusCode::OK);
+}
+
+fn dropped_total(metrics_text: &str) -> u64 {
+    metrics_text
+        .lines()
+        .find_map(|l| l.strip_prefix("sluice_click_events_dropped_total{reason=\"channel_full\"} "))
+        .map_or(0, |v| v.trim().parse().expect("counter value"))
+}
+
+/// A full click channel drops events and counts them; the redirect answers regardless.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_click_channel_drops_and_counts_without_blocking() {
+    use std::sync::Arc;
+    use tower::ServiceExt;
+    let app = TestApp::start(Backend::Sqlite).await;
+    let code = app.create_url("https://example.com/full").await;
+    let (sink, mut rx) = sluice_redirect::ChannelClickSink::new(1);
+    let stack = sluice::serve::build_stack(&app.config, app.store.clone(), Arc::new(sink), crate::harness::SECRET, Vec::new()).expect("stack");
+    let metrics_text = |router: axum::Router| async move {
+        let resp = router.oneshot(axum::http::Request::get("/metrics").body(axum::body::Body::empty()).expect("req")).await.expect("resp");
+        let bytes = http_body_util::BodyExt::collect(resp.into_body()).await.expect("body").to_bytes();
+        String::from_utf8(bytes.to_vec()).expect("utf-8")
+    };
+    let before = metrics_text(stack.router.clone()).await;
+    assert!(before.contains("sluice_click_events_dropped_total{reason=\"channel_full\"}"), "series exists at start:\n{before}");
+    for _ in 0..3 {
+        let mut req = axum::http::Request::get(format!("/{code}")).body(axum::body::Body::empty()).expect("req");
+        req.extensions_mut().insert(axum::extract::ConnectInfo(app.peer));
+        let resp = tokio::time::timeout(Duration::from_secs(2), stack.router.clone().oneshot(req)).await.expect("never waits").expect("resp");
+        assert_eq!(resp.status(), StatusCode::FOUND);
+    }
+    let after = metrics_text(stack.router.clone()).await;
+    assert_eq!(dropped_total(&after) - dropped_total(&before), 2, "capacity 1: first kept, two dropped");
+    assert_eq!(rx.try_recv().expect("first event").code, code);
+    assert!(rx.try_recv().is_err());
 }
