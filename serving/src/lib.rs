@@ -27,6 +27,9 @@ pub mod state;
 pub mod testing;
 pub mod url_policy;
 
+#[cfg(test)]
+mod tests;
+
 use axum::Router;
 use axum::routing::get;
 
