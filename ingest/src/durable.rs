@@ -29,10 +29,24 @@ impl<L: EventLog> DurableAppender<L> {
     /// Errors: [`Error::Log`] when the log refuses the batch (nothing of it is stored),
     /// [`Error::Task`] when the blocking task could not run (runtime shutting down).
     pub async fn append_durable(&self, events: Vec<ClickEvent>) -> Result<Range<u64>> {
+        self.append_durable_marked(events, false).await
+    }
+
+    /// Like [`Self::append_durable`], but the events are marked as backfill
+    /// ([`EventLog::append_backfill`]): they bypass the lateness limit, not dedup.
+    ///
+    /// Errors: as [`Self::append_durable`]; [`Error::Log`] also when the log cannot carry
+    /// the mark (nothing is stored then).
+    pub async fn append_durable_backfill(&self, events: Vec<ClickEvent>) -> Result<Range<u64>> {
+        self.append_durable_marked(events, true).await
+    }
+
+    /// [`Self::append_durable`] (`backfill == false`) or [`Self::append_durable_backfill`].
+    pub async fn append_durable_marked(&self, events: Vec<ClickEvent>, backfill: bool) -> Result<Range<u64>> {
         let n = events.len() as u64;
         let started = Instant::now();
         let log = self.log.clone();
-        let range = tokio::task::spawn_blocking(move || log.append(&events))
+        let range = tokio::task::spawn_blocking(move || if backfill { log.append_backfill(&events) } else { log.append(&events) })
             .await
             .map_err(|e| Error::Task(e.to_string()))??;
         if n > 0 {

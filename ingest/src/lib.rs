@@ -6,6 +6,9 @@
 //! | [`channel`] | [`click_channel`]: bounded, never-blocking hand-off from the redirect |
 //! | [`writer`] | [`spawn_log_writer`]: group-commits the channel into the log, retries, drains on shutdown |
 //! | [`durable`] | [`DurableAppender::append_durable`]: append and wait for fsync (API intake) |
+//! | [`event_input`] | the explicit event shape of `POST /v1/events` and imports, validated into `ClickEvent`s |
+//! | [`http`] | [`events_router`]: `POST /v1/events` (auth, JSON array / NDJSON, per-event rejections) |
+//! | [`import`] | parsers of `sluice import`: NDJSON events and combined-log-format access logs |
 //!
 //! Wiring (in the binary):
 //! ```no_run
@@ -32,12 +35,16 @@
 pub mod channel;
 pub mod durable;
 pub mod error;
+pub mod event_input;
+pub mod http;
+pub mod import;
 mod telemetry;
 pub mod writer;
 
 pub use channel::{click_channel, ClickReceiver, ClickSender, IngestStats, IngestStatsSnapshot};
 pub use durable::DurableAppender;
 pub use error::{Error, Result};
+pub use http::{EventsConfig, EventsState, events_router};
 pub use writer::{spawn_log_writer, EventLog, LogWriterConfig, WriterSummary};
 
 #[cfg(test)]

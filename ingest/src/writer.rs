@@ -28,11 +28,24 @@ use crate::telemetry::{ClicksLogged, DropReason, LogWriteFailed};
 pub trait EventLog: Clone + Send + Sync + 'static {
     /// Appends `events` atomically and durably, returning their offsets (blocking I/O).
     fn append(&self, events: &[ClickEvent]) -> sluice_connectors::Result<Range<u64>>;
+
+    /// Appends `events` marked as backfill (they bypass the dataflow's lateness limit, not
+    /// dedup). Logs that cannot carry the mark refuse with
+    /// [`sluice_connectors::Error::Config`] (the default), rather than storing the events as
+    /// live ones.
+    fn append_backfill(&self, events: &[ClickEvent]) -> sluice_connectors::Result<Range<u64>> {
+        let _ = events;
+        Err(sluice_connectors::Error::Config("this event log cannot mark backfill events".into()))
+    }
 }
 
 impl EventLog for ClickLog {
     fn append(&self, events: &[ClickEvent]) -> sluice_connectors::Result<Range<u64>> {
         ClickLog::append(self, events)
+    }
+
+    fn append_backfill(&self, events: &[ClickEvent]) -> sluice_connectors::Result<Range<u64>> {
+        ClickLog::append_backfill(self, events)
     }
 }
 

@@ -1,0 +1,274 @@
+//! The wire shape of an explicit click event (`POST /v1/events`, `sluice import`) and its
+//! validation into a [`ClickEvent`].
+//!
+//! Why it exists: tests, backfills and the backup intake path need to inject clicks with
+//! chosen ids, past timestamps and exact visitor identities. One validator serves the HTTP
+//! endpoint and the importers, so an event is accepted (and becomes the same `ClickEvent`)
+//! whichever way it arrives.
+//!
+//! Shape (JSON object, unknown members rejected):
+//!
+//! | member | type | rule |
+//! |---|---|---|
+//! | `event_id` | string | required, 1–[`MAX_EVENT_ID_BYTES`] bytes; see [`event_uuid`] |
+//! | `code` | string | required, `[A-Za-z0-9_-]{1,64}` (the redirect's rule); not looked up |
+//! | `ts` | integer or string | required: ms since the Unix epoch (UTC), or RFC 3339 with any offset; `0 ≤ ts ≤ now + future skew` |
+//! | `ip` | string | the full client IP (IPv4 or IPv6); exactly one of `ip`/`ip_trunc` |
+//! | `ip_trunc` | string | an IP; truncated to its /24 or /48 before use |
+//! | `user_agent` (alias `ua`) | string | required (may be empty) |
+//! | `referrer` | string or null | optional |
+//! | `accept_language` | string or null | optional |
+//! | `edge_region` | string or null | optional |
+//!
+//! Visitor identity: `visitor_id` = [`sluice_schemas::visitor_id`] with the server's salt of
+//! the period containing `ts`, over the full `ip` when given (exactly what the redirect
+//! computes for the same click), else over the truncated network address of `ip_trunc` (so
+//! such events share a visitor with the redirect's clicks only if the redirect saw the same
+//! network address, which it normally does not). The full IP is not stored: the event keeps
+//! `ip_trunc` only.
+//!
+//! Text members longer than [`MAX_FIELD_BYTES`] are cut at a character boundary, as the
+//! redirect cuts its headers, so the same click yields the same event on both paths.
+
+use std::net::IpAddr;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use sluice_schemas::{ClickEvent, VisitorSalt, truncate_ip, visitor_id};
+use uuid::Uuid;
+
+/// Most events in one request or import batch.
+pub const MAX_EVENTS_PER_REQUEST: usize = 10_000;
+/// Longest `event_id`, in bytes.
+pub const MAX_EVENT_ID_BYTES: usize = 256;
+/// Longest kept `user_agent`/`referrer`/`accept_language`/`edge_region`, in bytes (the
+/// redirect's header limit, `sluice_redirect::click::MAX_HEADER_BYTES`).
+pub const MAX_FIELD_BYTES: usize = 8192;
+/// Default tolerance for event times ahead of the server clock: 5 minutes, in ms. A future
+/// `ts` would advance the dataflow's watermark and make live clicks late.
+pub const DEFAULT_MAX_FUTURE_SKEW_MS: i64 = 5 * 60 * 1000;
+
+/// BLAKE3 `derive_key` context of [`event_uuid`] (fixed forever: changing it changes ids).
+pub const EVENT_ID_CONTEXT: &str = "sluice 2025-01 event_id from string v1";
+
+/// Why one event was refused: a stable snake_case `reason` and a human `message`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rejection {
+    /// `not_an_object`, `malformed_json`, `unknown_field`, `missing_field`,
+    /// `invalid_field`, `invalid_event_id`, `invalid_code`, `invalid_ts`, `ts_in_future`,
+    /// `invalid_ip`, `ip_conflict`.
+    pub reason: &'static str,
+    /// What is wrong, naming the member (lowercase, no trailing period).
+    pub message: String,
+}
+
+impl Rejection {
+    /// A rejection with `reason` and `message`.
+    pub fn new(reason: &'static str, message: impl Into<String>) -> Self {
+        Rejection { reason, message: message.into() }
+    }
+}
+
+/// One explicit event after structural checks (types, required members), before the
+/// semantic ones of [`EventInput::into_click_event`]. Serializes to the wire shape
+/// (`ts` as integer ms, absent options omitted).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EventInput {
+    /// Caller's event id (a UUID or any other string, see [`event_uuid`]).
+    pub event_id: String,
+    /// Short code.
+    pub code: String,
+    /// Event time, ms since the Unix epoch, UTC.
+    pub ts: i64,
+    /// Full client IP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    /// Truncated (or to-be-truncated) client IP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip_trunc: Option<String>,
+    /// User agent.
+    pub user_agent: String,
+    /// Referrer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub referrer: Option<String>,
+    /// Accept-Language.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accept_language: Option<String>,
+    /// Edge/region name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edge_region: Option<String>,
+}
+
+/// The server-side context of validation: the visitor salt, the clock and the future skew.
+#[derive(Debug, Clone)]
+pub struct Validation<'a> {
+    /// Salt source shared with the redirect.
+    pub salt: &'a VisitorSalt,
+    /// Current time, ms since the Unix epoch, UTC.
+    pub now_ms: i64,
+    /// Tolerance for `ts` ahead of `now_ms`, ms.
+    pub max_future_skew_ms: i64,
+}
+
+const KNOWN: [&str; 10] =
+    ["event_id", "code", "ts", "ip", "ip_trunc", "user_agent", "ua", "referrer", "accept_language", "edge_region"];
+
+/// The `ClickEvent.event_id` of a caller's id: a string that parses as a UUID (hyphenated,
+/// simple, braced or `urn:uuid:` form) is that UUID; any other string `s` becomes the
+/// UUIDv8 (RFC 9562 §5.8) whose 122 free bits are the first 16 bytes of
+/// `BLAKE3::derive_key(EVENT_ID_CONTEXT, s)` with the version and variant bits overwritten.
+/// Deterministic across processes and releases, so resending `"c19-0001"` is a duplicate.
+pub fn event_uuid(id: &str) -> Uuid {
+    if let Ok(u) = Uuid::try_parse(id) {
+        return u;
+    }
+    let key = blake3::derive_key(EVENT_ID_CONTEXT, id.as_bytes());
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&key[..16]);
+    Uuid::new_v8(b)
+}
+
+/// Whether `s` can be a short code: `[A-Za-z0-9_-]{1,64}` (the redirect's rule).
+pub fn is_code(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// `s` cut to at most `max` bytes at a character boundary.
+pub fn cut(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn take_string(m: &mut Map<String, Value>, key: &str) -> Result<Option<String>, Rejection> {
+    match m.remove(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(Rejection::new("invalid_field", format!("\"{key}\" must be a string, got {}", type_name(&other)))),
+    }
+}
+
+fn parse_ts(v: Value) -> Result<i64, Rejection> {
+    match v {
+        Value::Number(n) => n.as_i64().ok_or_else(|| {
+            Rejection::new("invalid_ts", format!("\"ts\" must be an integer number of ms since the epoch, got {n}"))
+        }),
+        Value::String(s) => chrono::DateTime::parse_from_rfc3339(s.trim())
+            .map(|t| t.timestamp_millis())
+            .map_err(|e| Rejection::new("invalid_ts", format!("\"ts\" is not an RFC 3339 timestamp ({e}): \"{}\"", cut(s, 64)))),
+        other => Err(Rejection::new("invalid_ts", format!("\"ts\" must be an integer (ms) or an RFC 3339 string, got {}", type_name(&other)))),
+    }
+}
+
+impl EventInput {
+    /// Structural validation of one JSON value: an object with the members of the module
+    /// table, of the right types. Errors with the first problem found, in the order
+    /// not an object → unknown member → missing/invalid member.
+    pub fn from_value(v: Value) -> Result<EventInput, Rejection> {
+        let Value::Object(mut m) = v else {
+            return Err(Rejection::new("not_an_object", format!("an event must be a json object, got {}", type_name(&v))));
+        };
+        let mut unknown: Vec<&String> = m.keys().filter(|k| !KNOWN.contains(&k.as_str())).collect();
+        unknown.sort();
+        if let Some(k) = unknown.first() {
+            return Err(Rejection::new("unknown_field", format!("unknown member \"{}\"", cut((*k).clone(), 64))));
+        }
+        let event_id = take_string(&mut m, "event_id")?.ok_or_else(|| Rejection::new("missing_field", "\"event_id\" is required"))?;
+        let code = take_string(&mut m, "code")?.ok_or_else(|| Rejection::new("missing_field", "\"code\" is required"))?;
+        let ts = match m.remove("ts") {
+            None | Some(Value::Null) => return Err(Rejection::new("missing_field", "\"ts\" is required")),
+            Some(v) => parse_ts(v)?,
+        };
+        let ip = take_string(&mut m, "ip")?;
+        let ip_trunc = take_string(&mut m, "ip_trunc")?;
+        let user_agent = match (take_string(&mut m, "user_agent")?, take_string(&mut m, "ua")?) {
+            (Some(_), Some(_)) => return Err(Rejection::new("invalid_field", "give \"user_agent\" or its alias \"ua\", not both")),
+            (Some(u), None) | (None, Some(u)) => u,
+            (None, None) => return Err(Rejection::new("missing_field", "\"user_agent\" is required (it may be empty)")),
+        };
+        Ok(EventInput {
+            event_id,
+            code,
+            ts,
+            ip,
+            ip_trunc,
+            user_agent,
+            referrer: take_string(&mut m, "referrer")?,
+            accept_language: take_string(&mut m, "accept_language")?,
+            edge_region: take_string(&mut m, "edge_region")?,
+        })
+    }
+
+    /// Semantic validation and conversion (see the module docs): the id, code, time range
+    /// and IPs are checked; `visitor_id` and `ip_trunc` are derived; text members are cut to
+    /// [`MAX_FIELD_BYTES`].
+    pub fn into_click_event(self, ctx: &Validation<'_>) -> Result<ClickEvent, Rejection> {
+        if self.event_id.is_empty() || self.event_id.len() > MAX_EVENT_ID_BYTES {
+            return Err(Rejection::new(
+                "invalid_event_id",
+                format!("\"event_id\" must be 1 to {MAX_EVENT_ID_BYTES} bytes, got {}", self.event_id.len()),
+            ));
+        }
+        if !is_code(&self.code) {
+            return Err(Rejection::new("invalid_code", format!("\"code\" must match [A-Za-z0-9_-]{{1,64}}: \"{}\"", cut(self.code, 80))));
+        }
+        if self.ts < 0 {
+            return Err(Rejection::new("invalid_ts", format!("\"ts\" {} is before 1970-01-01T00:00:00Z", self.ts)));
+        }
+        if self.ts > ctx.now_ms.saturating_add(ctx.max_future_skew_ms) {
+            return Err(Rejection::new(
+                "ts_in_future",
+                format!("\"ts\" {} is more than {} ms ahead of the server clock ({})", self.ts, ctx.max_future_skew_ms, ctx.now_ms),
+            ));
+        }
+        let parse = |key: &str, s: &str| {
+            s.trim().parse::<IpAddr>().map_err(|_| Rejection::new("invalid_ip", format!("\"{key}\" is not an IP address: \"{}\"", cut(s.to_owned(), 64))))
+        };
+        let visitor_ip = match (&self.ip, &self.ip_trunc) {
+            (Some(_), Some(_)) => return Err(Rejection::new("ip_conflict", "give \"ip\" or \"ip_trunc\", not both")),
+            (None, None) => return Err(Rejection::new("missing_field", "one of \"ip\" or \"ip_trunc\" is required")),
+            (Some(ip), None) => parse("ip", ip)?,
+            (None, Some(t)) => {
+                let net = truncate_ip(parse("ip_trunc", t)?);
+                net.parse::<IpAddr>().map_err(|_| Rejection::new("invalid_ip", "\"ip_trunc\" could not be truncated"))?
+            }
+        };
+        let user_agent = cut(self.user_agent, MAX_FIELD_BYTES);
+        Ok(ClickEvent {
+            event_id: event_uuid(&self.event_id),
+            code: self.code,
+            ts: self.ts,
+            ip_trunc: Some(truncate_ip(visitor_ip)),
+            visitor_id: visitor_id(ctx.salt, self.ts, visitor_ip, &user_agent),
+            user_agent,
+            referrer: self.referrer.map(|s| cut(s, MAX_FIELD_BYTES)),
+            accept_language: self.accept_language.map(|s| cut(s, MAX_FIELD_BYTES)),
+            edge_region: self.edge_region.map(|s| cut(s, MAX_FIELD_BYTES)),
+        })
+    }
+}
+
+/// Both validation steps on one JSON value.
+pub fn validate_value(v: Value, ctx: &Validation<'_>) -> Result<ClickEvent, Rejection> {
+    EventInput::from_value(v)?.into_click_event(ctx)
+}
+
+#[cfg(test)]
+#[path = "event_input_tests.rs"]
+mod tests;

@@ -1,0 +1,335 @@
+//! `POST /v1/events`: the backup intake path, the way tests inject exact events, and the
+//! target of `sluice import`.
+//!
+//! Request: `Authorization: Bearer <ingest token>` when `[ingest] token` is configured;
+//! without a token only loopback peers (the socket address, never `X-Forwarded-For`) may
+//! post. Body: a JSON array of events (`Content-Type: application/json`) or one event per
+//! line (`application/x-ndjson`; blank lines are skipped), at most
+//! [`EventsConfig::max_events`] events and [`EventsConfig::max_body_bytes`] bytes. Each event
+//! has the shape documented in [`crate::event_input`]. `?backfill=true` marks the accepted
+//! events as backfill: they bypass the dataflow's lateness limit, not its dedup.
+//!
+//! Response: `200 {"accepted": n, "rejected": [{"index", "reason", "message"}]}` (NDJSON
+//! rejections also carry the 1-based `line`); `index` counts events from 0 in body order
+//! (blank NDJSON lines are not events). The accepted events are durable (fsync'd in the
+//! click log, one atomic batch) before the response is sent. Duplicates are accepted: dedup
+//! by `event_id` happens in the dataflow.
+//!
+//! Errors (DESIGN.md shape): 401 `unauthorized` (no or malformed bearer token) and
+//! `invalid_token`; 403 `forbidden` (no token configured and the peer is not loopback);
+//! 400 `invalid_parameter`, `malformed_json`, `invalid_body` (not an array), `invalid_utf8`,
+//! `empty_batch`, `all_events_rejected` (details hold the rejections); 413
+//! `payload_too_large` and `too_many_events`; 415 `unsupported_media_type`; 503
+//! `log_unavailable` (with `Retry-After`; nothing was stored); 500 `internal`.
+
+pub mod error;
+mod telemetry;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde::Serialize;
+use serde_json::{Value, json};
+use sluice_schemas::{ClickEvent, VisitorSalt};
+
+pub use self::error::ApiError;
+use self::telemetry::EventsReceived;
+use crate::event_input::{DEFAULT_MAX_FUTURE_SKEW_MS, MAX_EVENTS_PER_REQUEST, Rejection, Validation, validate_value};
+use crate::{DurableAppender, EventLog};
+
+/// Route of the endpoint.
+pub const EVENTS_PATH: &str = "/v1/events";
+/// Default body limit of the endpoint: 32 MiB (10,000 events of ~3 KB), in bytes.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 32 << 20;
+
+/// Settings of the endpoint (the binary's `[ingest]` section).
+#[derive(Clone, PartialEq, Eq)]
+pub struct EventsConfig {
+    /// Bearer token required from callers; `None` = loopback peers only.
+    pub token: Option<String>,
+    /// Most events per request (default and upper bound [`MAX_EVENTS_PER_REQUEST`]).
+    pub max_events: usize,
+    /// Largest body in bytes (default [`DEFAULT_MAX_BODY_BYTES`]).
+    pub max_body_bytes: usize,
+    /// Tolerance for `ts` ahead of the server clock, ms (default 5 minutes).
+    pub max_future_skew_ms: i64,
+}
+
+impl std::fmt::Debug for EventsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventsConfig")
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("max_events", &self.max_events)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_future_skew_ms", &self.max_future_skew_ms)
+            .finish()
+    }
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            token: None,
+            max_events: MAX_EVENTS_PER_REQUEST,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_future_skew_ms: DEFAULT_MAX_FUTURE_SKEW_MS,
+        }
+    }
+}
+
+/// Clock of the endpoint: ms since the Unix epoch, UTC.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// Everything the endpoint needs. Cheap to clone.
+#[derive(Clone)]
+pub struct EventsState<L: EventLog> {
+    appender: DurableAppender<L>,
+    salt: VisitorSalt,
+    config: Arc<EventsConfig>,
+    clock: Clock,
+}
+
+impl<L: EventLog> EventsState<L> {
+    /// State appending to `appender`'s log, deriving visitor ids with `salt` (the
+    /// redirect's), using the system clock. An empty configured token counts as none.
+    pub fn new(appender: DurableAppender<L>, salt: VisitorSalt, mut config: EventsConfig) -> Self {
+        config.token = config.token.filter(|t| !t.is_empty());
+        config.max_events = config.max_events.clamp(1, MAX_EVENTS_PER_REQUEST);
+        let clock: Clock = Arc::new(|| chrono::Utc::now().timestamp_millis());
+        EventsState { appender, salt, config: Arc::new(config), clock }
+    }
+
+    /// Replaces the clock (tests).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Whether callers must present a token (else: loopback peers only).
+    pub fn requires_token(&self) -> bool {
+        self.config.token.is_some()
+    }
+}
+
+/// The router fragment serving `POST /v1/events` (merge it into the API router; the body
+/// limit is enforced by the handler itself, independent of other routes' limits).
+pub fn events_router<L: EventLog>(state: EventsState<L>) -> Router {
+    Router::new().route(EVENTS_PATH, post(post_events::<L>)).with_state(state)
+}
+
+/// One refused event of a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RejectedEvent {
+    /// 0-based position among the request's events.
+    pub index: usize,
+    /// 1-based line of the body (NDJSON only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    /// Stable reason code (see [`Rejection`]).
+    pub reason: &'static str,
+    /// Human-readable message.
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyFormat {
+    JsonArray,
+    Ndjson,
+}
+
+async fn post_events<L: EventLog>(State(state): State<EventsState<L>>, req: Request) -> Response {
+    let started = Instant::now();
+    match handle(&state, req).await {
+        Ok((accepted, rejected, backfill)) => {
+            EventsReceived { accepted: accepted as u64, rejected: &rejected, backfill, elapsed: started.elapsed() }.emit();
+            let body = json!({ "accepted": accepted, "rejected": rejected });
+            (StatusCode::OK, [(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn handle<L: EventLog>(state: &EventsState<L>, req: Request) -> Result<(usize, Vec<RejectedEvent>, bool), ApiError> {
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    authorize(state.config.token.as_deref(), peer, req.headers())?;
+    let backfill = parse_query(req.uri().query())?;
+    let format = body_format(req.headers())?;
+    let limit = state.config.max_body_bytes;
+    let too_large = || {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("request body is larger than {limit} bytes"))
+            .with_details(json!({ "max_body_bytes": limit }))
+    };
+    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let bytes = axum::body::to_bytes(req.into_body(), limit).await.map_err(|e| {
+        if is_length_limit(&e) { too_large() } else { ApiError::bad_request("invalid_body", format!("could not read the request body: {e}")) }
+    })?;
+    let items = split_body(&bytes, format, state.config.max_events)?;
+    let ctx = Validation { salt: &state.salt, now_ms: (state.clock)(), max_future_skew_ms: state.config.max_future_skew_ms };
+    let mut accepted: Vec<ClickEvent> = Vec::with_capacity(items.len());
+    let mut rejected = Vec::new();
+    for (index, (line, item)) in items.into_iter().enumerate() {
+        match item.and_then(|v| validate_value(v, &ctx)) {
+            Ok(ev) => accepted.push(ev),
+            Err(Rejection { reason, message }) => rejected.push(RejectedEvent { index, line, reason, message }),
+        }
+    }
+    if accepted.is_empty() {
+        EventsReceived { accepted: 0, rejected: &rejected, backfill, elapsed: std::time::Duration::ZERO }.emit();
+        return Err(ApiError::bad_request("all_events_rejected", format!("all {} events were rejected", rejected.len()))
+            .with_details(json!({ "accepted": 0, "rejected": rejected })));
+    }
+    let n = accepted.len();
+    state.appender.append_durable_marked(accepted, backfill).await?;
+    Ok((n, rejected, backfill))
+}
+
+/// Whether reading the body failed on its length limit (`http-body-util`'s
+/// `LengthLimitError` somewhere in the cause chain of axum's error).
+fn is_length_limit(err: &axum::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
+/// Checks the caller (see the module docs). The token comparison takes the same time for
+/// every token of the configured length.
+fn authorize(token: Option<&str>, peer: Option<IpAddr>, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(expected) = token else {
+        return match peer {
+            Some(ip) if is_loopback(ip) => Ok(()),
+            _ => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "no ingest token is configured, so only loopback clients may post events (set [ingest] token)",
+            )),
+        };
+    };
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing \"Authorization: Bearer <ingest token>\" header"));
+    };
+    let presented = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.split_once(' ').filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer")).map(|(_, t)| t.trim()))
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "the Authorization header must be \"Bearer <ingest token>\""))?;
+    if constant_time_eq(presented.as_bytes(), expected.as_bytes()) {
+        Ok(())
+    } else {
+        Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", "the bearer token is not the configured ingest token"))
+    }
+}
+
+fn is_loopback(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// `backfill=true|false|1|0` is the only parameter.
+fn parse_query(query: Option<&str>) -> Result<bool, ApiError> {
+    let mut backfill = false;
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match (k, v) {
+            ("backfill", "true" | "1") => backfill = true,
+            ("backfill", "false" | "0") => backfill = false,
+            ("backfill", other) => {
+                return Err(ApiError::bad_request("invalid_parameter", format!("backfill must be true or false, got \"{other}\""))
+                    .with_details(json!({ "parameter": "backfill" })));
+            }
+            (other, _) => {
+                return Err(ApiError::bad_request("invalid_parameter", format!("unknown query parameter \"{other}\""))
+                    .with_details(json!({ "parameter": other })));
+            }
+        }
+    }
+    Ok(backfill)
+}
+
+fn body_format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    match mime.as_str() {
+        "application/json" => Ok(BodyFormat::JsonArray),
+        "application/x-ndjson" | "application/ndjson" | "application/jsonl" | "application/x-jsonlines" => Ok(BodyFormat::Ndjson),
+        _ => Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "expected content-type application/json (an array of events) or application/x-ndjson (one event per line)",
+        )
+        .with_details(json!({ "content_type": ct }))),
+    }
+}
+
+type Item = (Option<usize>, Result<Value, Rejection>);
+
+/// The body's events in order: each with its NDJSON line and its JSON value (or why the
+/// line is not JSON).
+fn split_body(bytes: &[u8], format: BodyFormat, max_events: usize) -> Result<Vec<Item>, ApiError> {
+    let too_many = |n: usize| {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_many_events", format!("{n} events in one request; at most {max_events} are allowed"))
+            .with_details(json!({ "events": n, "max_events": max_events }))
+    };
+    let items: Vec<Item> = match format {
+        BodyFormat::JsonArray => {
+            let v: Value = serde_json::from_slice(bytes).map_err(|e| {
+                ApiError::bad_request("malformed_json", format!("request body is not valid json: {e}"))
+                    .with_details(json!({ "line": e.line(), "column": e.column() }))
+            })?;
+            let Value::Array(arr) = v else {
+                return Err(ApiError::bad_request("invalid_body", "expected a json array of events (send one event as [event])"));
+            };
+            if arr.len() > max_events {
+                return Err(too_many(arr.len()));
+            }
+            arr.into_iter().map(|v| (None, Ok(v))).collect()
+        }
+        BodyFormat::Ndjson => {
+            let text = std::str::from_utf8(bytes).map_err(|e| {
+                ApiError::bad_request("invalid_utf8", format!("request body is not utf-8: {e}")).with_details(json!({ "byte": e.valid_up_to() }))
+            })?;
+            let lines: Vec<(usize, &str)> =
+                text.split('\n').enumerate().map(|(i, l)| (i + 1, l.trim())).filter(|(_, l)| !l.is_empty()).collect();
+            if lines.len() > max_events {
+                return Err(too_many(lines.len()));
+            }
+            lines
+                .into_iter()
+                .map(|(n, l)| {
+                    let parsed = serde_json::from_str::<Value>(l)
+                        .map_err(|e| Rejection::new("malformed_json", format!("line {n} is not valid json: {e}")));
+                    (Some(n), parsed)
+                })
+                .collect()
+        }
+    };
+    if items.is_empty() {
+        return Err(ApiError::bad_request("empty_batch", "the request contains no events"));
+    }
+    Ok(items)
+}
+
+#[cfg(test)]
+mod tests;
