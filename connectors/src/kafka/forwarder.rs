@@ -11,8 +11,18 @@
 //! Failures: the first failed report of a round purges librdkafka's not-yet-sent queue (those
 //! messages come back as failed too, instead of being delivered ahead of the failed one), then
 //! the forwarder stops taking new events, waits for every outstanding report, backs off
-//! (100 ms doubling to 5 s) and re-sends the failed offsets in offset order before any newer
-//! event. A fatal producer error (idempotence state lost) recreates the producer the same way.
+//! (100 ms doubling to 5 s), replaces the producer with a fresh one (new producer id) and
+//! re-sends the failed offsets in offset order before any newer event. A fatal producer error
+//! (idempotence state lost) is handled the same way. Each failed round also quarters the
+//! in-flight window (down to 1 000 events; it doubles again with every batch of clean
+//! acknowledgements), so a large backlog after an outage is fed to a slow broker gradually
+//! instead of timing out as a whole, round after round.
+//!
+//! Ordering limit: messages of one partition already on the wire when an earlier one fails
+//! may still be stored. A Kafka broker rejects them (the idempotent producer's sequence
+//! numbers have a gap: OUT_OF_ORDER_SEQUENCE_NUMBER), so they fail too and are re-sent in
+//! order; a broker that does not enforce sequences could store them ahead of the re-sent
+//! event. Replacing the producer before every re-send keeps that window to one round.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::atomic::Ordering;
@@ -38,6 +48,8 @@ const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const TRUNCATE_EVERY: Duration = Duration::from_millis(100);
 const READ_CHUNK: usize = 10_000;
+/// Smallest in-flight window after repeated failures.
+const MIN_WINDOW: usize = 1_000;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Slot {
@@ -64,10 +76,19 @@ pub(crate) struct Forwarder {
     retry_at: Instant,
     backoff: Duration,
     registry_retry_at: Instant,
-    /// The broker rejected a delivery (rather than being unreachable): rebuild the producer
-    /// before re-sending, so a broker that lost the idempotent producer's state (tansu after
-    /// a restart answers such producers with UNKNOWN_SERVER_ERROR) sees a fresh producer id.
+    /// A delivery failed: rebuild the producer before re-sending. A fresh producer id starts
+    /// every partition's sequence anew, so nothing the old producer still holds can be
+    /// written after the re-sent events, and a broker that lost the idempotent producer's
+    /// state across a restart (tansu 0.6 then answers UNKNOWN_SERVER_ERROR for some batches
+    /// and accepts later ones of the same partition) never sees the old producer again.
     rebuild_producer: bool,
+    /// A re-send round is in progress: failed offsets are being handed over in order.
+    resending: bool,
+    /// Current in-flight limit: `max_in_flight`, divided by 4 (down to 1 000) by each failed
+    /// round and doubled by each batch of acknowledgements without failure, so a large re-send
+    /// after an outage is fed gradually instead of timing out as a whole (and again) on a
+    /// slow broker.
+    window: usize,
     truncated: u64,
     last_truncate: Instant,
     last_gauge: Instant,
@@ -107,6 +128,8 @@ impl Forwarder {
             backoff: MIN_BACKOFF,
             registry_retry_at: now,
             rebuild_producer: false,
+            resending: false,
+            window: max_in_flight,
             truncated: low,
             last_truncate: now,
             last_gauge: now,
@@ -138,7 +161,7 @@ impl Forwarder {
             self.handle_reports();
             self.check_fatal();
             self.maybe_truncate(false);
-            self.publish_stats();
+            self.publish_stats(false);
         }
         if let Some(p) = self.producer.take() {
             // Whatever is still queued stays in the spill and is re-sent on the next start.
@@ -147,7 +170,7 @@ impl Forwarder {
             self.handle_reports();
         }
         self.maybe_truncate(true);
-        self.publish_stats();
+        self.publish_stats(true);
         tracing::info!(topic = %self.topic, backlog = self.spill.backlog(), "kafka spill forwarder stopped");
     }
 
@@ -209,23 +232,33 @@ impl Forwarder {
     /// otherwise sends new events up to the in-flight limit.
     fn send_some(&mut self) {
         if !self.failed.is_empty() {
-            if self.in_flight == 0 && Instant::now() >= self.retry_at {
+            if self.resending {
+                self.resend_failed();
+            } else if self.in_flight == 0 && Instant::now() >= self.retry_at {
                 if self.rebuild_producer {
                     self.rebuild_producer = false;
                     // Nothing is in flight, so dropping the producer loses no report.
                     self.producer = None;
                     self.shared.producer_restarts.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(topic = %self.topic, "broker rejected deliveries, recreating the kafka producer");
+                    tracing::info!(topic = %self.topic, "deliveries failed, recreating the kafka producer before re-sending");
                     if !self.ensure_producer() {
                         return;
                     }
                 }
+                tracing::info!(
+                    topic = %self.topic,
+                    failed = self.failed.len(),
+                    window = self.window,
+                    "re-sending failed events in spill order"
+                );
+                self.resending = true;
                 self.resend_failed();
             }
             return;
         }
-        while self.in_flight < self.max_in_flight && self.next < self.spill.head() {
-            let want = (self.max_in_flight - self.in_flight).min(READ_CHUNK);
+        self.resending = false;
+        while self.in_flight < self.window && self.next < self.spill.head() {
+            let want = (self.window - self.in_flight).min(READ_CHUNK);
             let batch = match self.spill.read_raw(self.next, want) {
                 Ok(b) => b,
                 Err(e) => {
@@ -261,7 +294,7 @@ impl Forwarder {
         let (Some(&first), Some(&last)) = (self.failed.first(), self.failed.last()) else { return };
         let mut resent = 0u64;
         let mut from = first;
-        'outer: while from <= last {
+        'outer: while from <= last && self.in_flight < self.window {
             let batch = match self.spill.read_raw(from, ((last - from + 1) as usize).min(READ_CHUNK)) {
                 Ok(b) if !b.is_empty() => b,
                 Ok(_) => break,
@@ -271,6 +304,9 @@ impl Forwarder {
                 }
             };
             for (offset, bytes) in batch {
+                if self.in_flight >= self.window {
+                    break 'outer;
+                }
                 from = offset + 1;
                 if !self.failed.contains(&offset) {
                     continue;
@@ -306,6 +342,10 @@ impl Forwarder {
         match producer.send(record) {
             Ok(()) => SendOutcome::Queued,
             Err((e, _)) => {
+                if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) {
+                    // backpressure, not a failure: the event stays in the spill
+                    return SendOutcome::Later;
+                }
                 let permanent = matches!(
                     e.rdkafka_error_code(),
                     Some(RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidMessageSize)
@@ -315,11 +355,9 @@ impl Forwarder {
                     tracing::error!(topic = %self.topic, offset, error = %e, "click event can never be delivered, dropped from the spill");
                     return SendOutcome::Skipped;
                 }
-                if e.rdkafka_error_code() != Some(RDKafkaErrorCode::QueueFull) {
-                    self.retry_at = Instant::now() + self.backoff;
-                    if self.log_limit.allow() {
-                        tracing::warn!(topic = %self.topic, error = %e, "could not hand click events to the kafka producer");
-                    }
+                self.retry_at = Instant::now() + self.backoff;
+                if self.log_limit.allow() {
+                    tracing::warn!(topic = %self.topic, error = %e, "could not hand click events to the kafka producer");
                 }
                 SendOutcome::Later
             }
@@ -370,8 +408,7 @@ impl Forwarder {
                             self.slots[idx] = Slot::Acked;
                             continue;
                         }
-                        "broker" | "producer_state" | "fatal" => self.rebuild_producer = true,
-                        _ => {}
+                        _ => self.rebuild_producer = true,
                     }
                     self.slots[idx] = Slot::Failed;
                     self.failed.insert(*offset);
@@ -383,8 +420,11 @@ impl Forwarder {
         if delivered > 0 {
             self.shared.delivered.fetch_add(delivered, Ordering::Relaxed);
             EventsDelivered { topic: &self.topic, count: delivered }.emit();
-            if first_failure.is_none() && self.failed.is_empty() {
-                self.backoff = MIN_BACKOFF;
+            if first_failure.is_none() {
+                self.window = (self.window * 2).min(self.max_in_flight);
+                if self.failed.is_empty() {
+                    self.backoff = MIN_BACKOFF;
+                }
             }
         }
         if let Some(e) = first_failure {
@@ -399,7 +439,11 @@ impl Forwarder {
     /// First failure of a round: fail the not-yet-sent queue too (so nothing newer overtakes
     /// the failed events), and schedule the re-send after the backoff.
     fn on_failure(&mut self, e: &KafkaError) {
+        // Stop handing over events until every outstanding report is in, then start a new
+        // round (fresh producer, smaller window).
+        self.resending = false;
         if self.retry_at <= Instant::now() {
+            self.window = (self.window / 4).max(MIN_WINDOW.min(self.max_in_flight));
             if let Some(p) = &self.producer {
                 p.purge(PurgeConfig::default().queue());
             }
@@ -439,6 +483,8 @@ impl Forwarder {
             }
         }
         self.in_flight = 0;
+        self.resending = false;
+        self.window = (self.window / 4).max(MIN_WINDOW.min(self.max_in_flight));
         self.producer = None;
         self.shared.producer_restarts.fetch_add(1, Ordering::Relaxed);
         self.retry_at = Instant::now() + self.backoff;
@@ -464,11 +510,12 @@ impl Forwarder {
         self.last_truncate = Instant::now();
     }
 
-    fn publish_stats(&mut self) {
+    /// Updates the shared counters; the backlog gauge at most once a second (or when `force`).
+    fn publish_stats(&mut self, force: bool) {
         let backlog = self.spill.backlog();
         self.shared.backlog.store(backlog, Ordering::Relaxed);
         self.shared.unacked.store(self.spill.head().saturating_sub(self.base), Ordering::Relaxed);
-        if self.last_gauge.elapsed() >= Duration::from_secs(1) {
+        if force || self.last_gauge.elapsed() >= Duration::from_secs(1) {
             SpillBacklog { topic: &self.topic, events: backlog }.emit();
             self.last_gauge = Instant::now();
         }

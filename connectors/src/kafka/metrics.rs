@@ -114,7 +114,6 @@ impl EventsResent<'_> {
     pub fn emit(self) {
         if self.count > 0 {
             counter!("sluice_kafka_resent_total", "topic" => self.topic.to_string()).increment(self.count);
-            tracing::info!(topic = self.topic, count = self.count, "re-sending events after failed delivery");
         }
     }
 }

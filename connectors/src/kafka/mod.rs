@@ -62,6 +62,8 @@ pub mod spill;
 #[cfg(test)]
 mod registry_double;
 #[cfg(test)]
+mod test_metrics;
+#[cfg(test)]
 mod tests;
 #[cfg(all(test, feature = "integration-tests"))]
 mod integration_tests;

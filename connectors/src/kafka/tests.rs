@@ -233,8 +233,10 @@ fn the_sink_never_waits_for_an_unreachable_broker() {
     let dir = tempfile::tempdir().expect("tempdir");
     let dead_port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
     // the listener is dropped: nothing accepts on that port now
+    super::test_metrics::install();
     let config = KafkaConfig {
         brokers: Some(format!("127.0.0.1:{dead_port}")),
+        click_topic: "unit-no-broker".into(),
         spill_max_events: 2_500,
         message_timeout: Duration::from_millis(300),
         ..KafkaConfig::default()
@@ -254,6 +256,10 @@ fn the_sink_never_waits_for_an_unreachable_broker() {
     assert_eq!((stats.spill_dropped, stats.backlog, stats.delivered), (500, 2_500, 0));
     let stats = sink.shutdown(Duration::ZERO);
     assert_eq!(stats.backlog, 2_500, "undelivered events stay in the spill");
+    let topic = [("topic", "unit-no-broker")];
+    assert_eq!(super::test_metrics::counter("sluice_kafka_spill_dropped_total", &topic), 500);
+    assert_eq!(super::test_metrics::gauge("sluice_kafka_spill_backlog_events", &topic), Some(2_500.0));
+    assert_eq!(super::test_metrics::counter("sluice_kafka_delivered_total", &topic), 0);
     drop(sink);
 
     let sink = KafkaClickSink::start(&config, dir.path()).expect("restart");

@@ -19,6 +19,7 @@ use sluice_schemas::avro_wire::{confluent_header, schema_fingerprint};
 use sluice_schemas::ClickEvent;
 
 use super::registry_double::RegistryDouble;
+use super::test_metrics::{counter, gauge};
 use super::tests::{sample_event, v2_datum, V2_AVSC};
 use super::*;
 use support::*;
@@ -39,6 +40,7 @@ fn sorted(mut v: Vec<ClickEvent>) -> Vec<ClickEvent> {
 /// partition, and each code's events keep their append order.
 #[test]
 fn round_trip_is_exact_keyed_by_code_and_ordered_per_key() {
+    super::test_metrics::install();
     let config = fresh_config("roundtrip", &brokers());
     create_topics(&config);
     let dir = tempfile::tempdir().expect("tempdir");
@@ -56,6 +58,9 @@ fn round_trip_is_exact_keyed_by_code_and_ordered_per_key() {
     assert_eq!(got.len(), sent.len());
     assert_eq!(sorted(got.iter().map(|r| r.event.clone()).collect()), sorted(sent.clone()));
     assert!(got.iter().all(|r| r.catch_up), "the source opened after the spill drained");
+    let topic = [("topic", config.click_topic.as_str())];
+    assert_eq!(counter("sluice_kafka_delivered_total", &topic), 3_000);
+    assert_eq!(counter("sluice_kafka_consumed_total", &topic), 3_000);
 
     let raw = raw_messages(&config.brokers.clone().expect("brokers"), &config.click_topic, 4, sent.len(), LONG);
     assert_eq!(raw.len(), sent.len());
@@ -76,6 +81,9 @@ fn round_trip_is_exact_keyed_by_code_and_ordered_per_key() {
         assert!(v.windows(2).all(|w| w[0].1 < w[1].1), "partition {p} out of order");
     }
     sink.shutdown(Duration::from_secs(5));
+    // the forwarder publishes the backlog gauge when it stops
+    let topic = [("topic", config.click_topic.as_str())];
+    assert_eq!(gauge("sluice_kafka_spill_backlog_events", &topic), Some(0.0));
 }
 
 struct StatsCapture {
@@ -124,6 +132,7 @@ fn the_producer_is_idempotent_against_the_broker() {
 /// disjoint partitions covering the topic.
 #[test]
 fn offsets_are_committed_only_when_told_and_resumed_from() {
+    super::test_metrics::install();
     let config = fresh_config("commits", &brokers());
     create_topics(&config);
     let dir = tempfile::tempdir().expect("tempdir");
@@ -175,6 +184,7 @@ fn offsets_are_committed_only_when_told_and_resumed_from() {
     committer.commit(&full).expect("commit all");
     assert_eq!(committer.committed_offsets(&[0, 1, 2, 3], Duration::from_secs(10)).expect("read back"), full);
     assert!(matches!(committer.commit(&BTreeMap::from([(0, -1)])), Err(crate::Error::InvalidValue { .. })));
+    assert_eq!(counter("sluice_kafka_offset_commits_total", &[("topic", config.click_topic.as_str())]), 2);
     let checkpoint: BTreeMap<i32, i64> = (0..4).map(|p| (p, 0)).collect();
     let mut w0 = KafkaSource::open(&config, 0, 2, StartOffsets::Explicit(checkpoint.clone())).expect("w0");
     let mut w1 = KafkaSource::open(&config, 1, 2, StartOffsets::Explicit(checkpoint)).expect("w1");
@@ -193,6 +203,7 @@ fn offsets_are_committed_only_when_told_and_resumed_from() {
 /// and keeps decoding the good ones around them.
 #[test]
 fn undecodable_messages_are_dead_lettered() {
+    super::test_metrics::install();
     let config = fresh_config("deadletter", &brokers());
     create_topics(&config);
     let b = config.brokers.clone().expect("brokers");
@@ -227,6 +238,11 @@ fn undecodable_messages_are_dead_lettered() {
         (3, DeadLetterReason::Malformed)
     ]);
     assert_eq!(next, BTreeMap::from([(0, 5)]));
+    let t = config.click_topic.as_str();
+    for reason in ["unknown_framing", "empty_value", "malformed"] {
+        assert_eq!(counter("sluice_kafka_decode_errors_total", &[("topic", t), ("error_type", reason)]), 1, "{reason}");
+    }
+    assert_eq!(counter("sluice_kafka_consumed_total", &[("topic", t)]), 2);
 }
 
 /// With a schema registry (the in-test double): values on the topic are Confluent-framed with
