@@ -72,8 +72,13 @@ pub struct KafkaConfig {
     /// Producer `batch.num.messages`, messages per batch (default 10 000).
     #[serde(default = "default_batch_max_messages")]
     pub batch_max_messages: u32,
-    /// Producer `message.timeout.ms`: after this a message still unacknowledged (broker down)
-    /// is reported failed and the spill forwarder re-sends it. Default 30 s.
+    /// Producer `message.timeout.ms`; `0s` (the default) means never: while the broker is
+    /// unreachable librdkafka keeps the handed-over events and retries them in order (the
+    /// idempotent producer keeps each partition's order), and the rest waits in the spill.
+    /// A finite timeout makes undelivered events fail after it and be re-sent from the spill;
+    /// librdkafka then bumps the producer epoch and carries on with later messages, so an event
+    /// that timed out can land after later events of its key (Kafka semantics; see
+    /// `producer.rs`).
     #[serde(default = "default_message_timeout", with = "humantime_serde")]
     pub message_timeout: Duration,
     /// Most events handed to librdkafka and not yet acknowledged (default 100 000); the rest
@@ -131,7 +136,7 @@ fn default_batch_max_messages() -> u32 {
     10_000
 }
 fn default_message_timeout() -> Duration {
-    Duration::from_secs(30)
+    Duration::ZERO
 }
 fn default_max_in_flight() -> usize {
     100_000
@@ -217,8 +222,8 @@ impl KafkaConfig {
     /// names Kafka rejects (empty, over 249 characters, characters other than
     /// `[A-Za-z0-9._-]`, `.`/`..`), partitions or replication factor outside `1..=32767`, an
     /// empty group id, a registry URL that is not `http://…`, a zero spill bound or in-flight
-    /// limit, linger above 900 s, batch limits librdkafka rejects, a message timeout below
-    /// 1 ms, or a reserved librdkafka property in `client-options`.
+    /// limit, linger above 900 s, batch limits librdkafka rejects, a message timeout above
+    /// 1 h or not in whole milliseconds, or a reserved librdkafka property in `client-options`.
     pub fn validate(&self) -> Result<()> {
         if let Some(brokers) = &self.brokers {
             let list: Vec<&str> = brokers.split(',').map(str::trim).collect();
@@ -272,8 +277,8 @@ impl KafkaConfig {
         if !(1..=i32::MAX as u32).contains(&self.batch_max_bytes) {
             return Err(cfg_err("batch-max-bytes", "must be at least 1".into()));
         }
-        if self.message_timeout < Duration::from_millis(1) || self.message_timeout > Duration::from_secs(3600) {
-            return Err(cfg_err("message-timeout", "must be within 1ms..=1h".into()));
+        if self.message_timeout > Duration::from_secs(3600) || self.message_timeout.subsec_nanos() % 1_000_000 != 0 {
+            return Err(cfg_err("message-timeout", "must be whole milliseconds, at most 1h (0s: never)".into()));
         }
         for key in self.client_options.0.keys() {
             if RESERVED_OPTIONS.contains(&key.as_str()) {
@@ -319,7 +324,7 @@ impl KafkaConfig {
             .set("linger.ms", self.linger.as_millis().to_string())
             .set("batch.size", self.batch_max_bytes.to_string())
             .set("batch.num.messages", self.batch_max_messages.to_string())
-            .set("message.timeout.ms", self.message_timeout.as_millis().max(1).to_string())
+            .set("message.timeout.ms", self.message_timeout.as_millis().to_string())
             .set("queue.buffering.max.messages", (self.max_in_flight + 1000).min(10_000_000).to_string())
             .set("queue.buffering.max.kbytes", "1048576")
             .set("partitioner", "murmur2_random")
@@ -398,7 +403,9 @@ max-in-flight = 2000
         assert_eq!(c.anomalies_topic, "anomalies");
         assert_eq!(c.partitions, 4);
         assert_eq!(c.linger, Duration::from_millis(20));
-        assert_eq!(c.message_timeout, Duration::from_secs(30));
+        assert_eq!(c.message_timeout, Duration::ZERO, "never time out");
+        let p = KafkaConfig { brokers: Some("a:1".into()), ..KafkaConfig::default() }.producer_client_config().expect("p");
+        assert_eq!(p.get("message.timeout.ms"), Some("0"));
         assert_eq!(c.spill_dir_in(Path::new("data")), PathBuf::from("data/spill"));
         assert_eq!(c.click_value_subject(), "click_events_raw-value");
         c.validate().expect("defaults validate");
@@ -495,7 +502,8 @@ max-in-flight = 2000
             ("max-in-flight", KafkaConfig { max_in_flight: 0, ..Default::default() }),
             ("linger", KafkaConfig { linger: Duration::from_secs(901), ..Default::default() }),
             ("batch-max-messages", KafkaConfig { batch_max_messages: 0, ..Default::default() }),
-            ("message-timeout", KafkaConfig { message_timeout: Duration::ZERO, ..Default::default() }),
+            ("message-timeout", KafkaConfig { message_timeout: Duration::from_micros(1500), ..Default::default() }),
+            ("message-timeout", KafkaConfig { message_timeout: Duration::from_secs(3601), ..Default::default() }),
             (
                 "client-options",
                 KafkaConfig {

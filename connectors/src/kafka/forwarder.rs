@@ -30,6 +30,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, PurgeConfig};
 use rdkafka::ClientConfig;
 use sluice_schemas::avro_wire::click_event_code;
@@ -40,6 +41,7 @@ use super::metrics::{kafka_error_type, DeliveryFailed, EventsDelivered, EventsRe
 use super::producer::Shared;
 use super::schema_registry::SchemaRegistry;
 use super::spill::Spill;
+use super::BACKFILL_HEADER;
 
 // Spill offsets travel through librdkafka as the `usize` delivery opaque.
 const _: () = assert!(usize::BITS == 64, "the kafka forwarder needs a 64-bit target");
@@ -271,13 +273,14 @@ impl Forwarder {
             if batch.is_empty() {
                 return;
             }
+            let Some(marks) = self.backfill_marks(&batch) else { return };
             for (offset, bytes) in batch {
                 // Offsets are dense; anything below `offset` was released already.
                 while self.next < offset {
                     self.slots.push_back(Slot::Acked);
                     self.next += 1;
                 }
-                match self.send_one(offset, &bytes) {
+                match self.send_one(offset, &bytes, marks.binary_search(&offset).is_ok()) {
                     SendOutcome::Queued => {
                         self.slots.push_back(Slot::InFlight);
                         self.in_flight += 1;
@@ -303,6 +306,7 @@ impl Forwarder {
                     break;
                 }
             };
+            let Some(marks) = self.backfill_marks(&batch) else { break };
             for (offset, bytes) in batch {
                 if self.in_flight >= self.window {
                     break 'outer;
@@ -312,7 +316,7 @@ impl Forwarder {
                     continue;
                 }
                 let idx = (offset - self.base) as usize;
-                match self.send_one(offset, &bytes) {
+                match self.send_one(offset, &bytes, marks.binary_search(&offset).is_ok()) {
                     SendOutcome::Queued => {
                         self.slots[idx] = Slot::InFlight;
                         self.in_flight += 1;
@@ -328,7 +332,22 @@ impl Forwarder {
         EventsResent { topic: &self.topic, count: resent }.emit();
     }
 
-    fn send_one(&mut self, offset: u64, spilled: &[u8]) -> SendOutcome {
+    /// Backfill-marked offsets among a chunk read from the spill (`None` on a read error,
+    /// logged; the chunk is retried later).
+    fn backfill_marks(&mut self, batch: &[(u64, Vec<u8>)]) -> Option<Vec<u64>> {
+        let (Some(first), Some(last)) = (batch.first(), batch.last()) else { return Some(Vec::new()) };
+        match self.spill.backfill_offsets(first.0..last.0 + 1) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                if self.log_limit.allow() {
+                    tracing::warn!(topic = %self.topic, error = %e, "could not read the kafka spill");
+                }
+                None
+            }
+        }
+    }
+
+    fn send_one(&mut self, offset: u64, spilled: &[u8], backfill: bool) -> SendOutcome {
         let format = self.format.expect("send only after the format is known");
         let key = match click_event_code(spilled) {
             Ok(k) => k,
@@ -338,7 +357,10 @@ impl Forwarder {
             return self.skip_corrupt(offset, &e.to_string());
         }
         let producer = self.producer.as_ref().expect("send only with a producer");
-        let record = BaseRecord::with_opaque_to(&self.topic, offset as usize).key(key).payload(&self.value_buf);
+        let mut record = BaseRecord::with_opaque_to(&self.topic, offset as usize).key(key).payload(&self.value_buf);
+        if backfill {
+            record = record.headers(OwnedHeaders::new().insert(Header { key: BACKFILL_HEADER, value: Some("1") }));
+        }
         match producer.send(record) {
             Ok(()) => SendOutcome::Queued,
             Err((e, _)) => {
@@ -468,7 +490,8 @@ impl Forwarder {
         let Some((code, reason)) = p.client().fatal_error() else { return };
         tracing::warn!(topic = %self.topic, ?code, reason, "fatal kafka producer error, recreating the producer");
         p.purge(PurgeConfig::default().queue().inflight());
-        let deadline = Instant::now() + self.message_timeout.min(Duration::from_secs(10));
+        let wait = if self.message_timeout.is_zero() { Duration::from_secs(10) } else { self.message_timeout };
+        let deadline = Instant::now() + wait.min(Duration::from_secs(10));
         while self.in_flight > 0 && Instant::now() < deadline {
             if let Some(p) = &self.producer {
                 p.poll(Duration::from_millis(10));

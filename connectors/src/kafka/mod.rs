@@ -78,6 +78,10 @@ pub use spill::{Spill, SpillAppend};
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
+/// Kafka header marking a backfill event (`sluice import`, value `"1"`): such events bypass
+/// the dataflow's lateness limit (not dedup). Live events carry no header.
+pub const BACKFILL_HEADER: &str = "sluice-backfill";
+
 /// Whether a librdkafka error is transient (timeouts, transport, leadership changes,
 /// coordinator moves, full queues): retrying the same operation later may succeed.
 pub(crate) fn kafka_error_retryable(e: &KafkaError) -> bool {

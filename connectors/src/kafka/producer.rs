@@ -7,18 +7,25 @@
 //!
 //! Delivery guarantee: **at-least-once, in order per key** for every event `append` accepted,
 //! across broker outages of any length (while the spill has room) and process restarts.
-//! - Broker down: librdkafka retries internally; after `message-timeout` undelivered events
-//!   are reported failed, stay in the spill, and are re-sent in spill order once the broker
-//!   answers. New events queue in the spill meanwhile; when it is full, `append` drops the
-//!   newest events of a batch and counts them (`sluice_kafka_spill_dropped_total`).
-//! - Duplicates: an event whose acknowledgement was lost (timeout after the broker stored it,
-//!   or a crash before the spill was truncated) is sent again. The dataflow removes duplicates
-//!   by `event_id`, so results are exact.
+//! - Broker down: events already handed to librdkafka (up to `max-in-flight`) stay there and
+//!   in the spill; librdkafka retries them in order until the broker answers (with the default
+//!   `message-timeout = 0s` it never gives up). Newer events wait in the spill; when it is
+//!   full, `append` drops the newest events of a batch and counts them
+//!   (`sluice_kafka_spill_dropped_total`).
+//! - Failed deliveries (the broker rejects a batch — tansu 0.6 does so for the pre-restart
+//!   producer after a restart — or a finite `message-timeout` expired): the events are still
+//!   in the spill; the forwarder waits for every outstanding report, builds a fresh producer
+//!   and re-sends them in spill order before anything newer.
+//! - Duplicates: an event whose acknowledgement was lost (a failure report for a batch the
+//!   broker did store, or a crash before the spill was truncated) is sent again. The dataflow
+//!   removes duplicates by `event_id`, so results are exact.
 //! - Order: Kafka orders messages per partition, and the key (the short code) picks the
-//!   partition. The idempotent producer keeps each partition's order across its own retries;
-//!   after a failed delivery the forwarder re-sends the failed events before anything newer.
-//!   A re-sent duplicate may appear after later events of its key; its first copy keeps the
-//!   original order.
+//!   partition. The idempotent producer keeps each partition's order across its own retries,
+//!   and re-sends go out before newer events, so the first copy of every event keeps the
+//!   spill's order per key. The exception is Kafka's own: when a finite `message-timeout`
+//!   expires, librdkafka bumps the producer epoch and continues with later messages, so the
+//!   timed-out event may land after later events of its key — hence the default of never.
+//!   Measured in `integration_tests/outage.rs`.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -162,7 +169,18 @@ impl KafkaClickSink {
     /// Errors: [`Error::ClickLog`] on disk failure (nothing of the batch is stored),
     /// [`Error::Corrupt`] if an event cannot be Avro-encoded.
     pub fn append(&self, events: &[ClickEvent]) -> Result<SpillAppend> {
-        let out = self.spill.append(events)?;
+        self.append_marked(events, false)
+    }
+
+    /// Like [`Self::append`] for backfill events (`sluice import`): they reach the topic with
+    /// the [`super::BACKFILL_HEADER`] header, and the source reports them with
+    /// `backfill == true`.
+    pub fn append_backfill(&self, events: &[ClickEvent]) -> Result<SpillAppend> {
+        self.append_marked(events, true)
+    }
+
+    fn append_marked(&self, events: &[ClickEvent], backfill: bool) -> Result<SpillAppend> {
+        let out = if backfill { self.spill.append_backfill(events)? } else { self.spill.append(events)? };
         if out.dropped > 0 {
             let mut limiter = self.drop_log.lock().unwrap_or_else(|p| p.into_inner());
             SpillDropped { topic: &self.topic, count: out.dropped, backlog: self.spill.backlog() }.emit(&mut limiter);

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use sluice_schemas::ClickEvent;
 
@@ -29,6 +29,7 @@ use super::codec::{DeadLetter, DecodeFailure, ValueDecoder};
 use super::config::KafkaConfig;
 use super::context::LogContext;
 use super::metrics::{ConsumerError, DecodeFailed, EventsConsumed, OffsetsCommitted, RateLimit};
+use super::BACKFILL_HEADER;
 use crate::{Error, Result};
 
 /// Timeout of metadata, watermark and offset requests made while opening a source.
@@ -54,9 +55,12 @@ pub struct KafkaClickRecord {
     pub offset: i64,
     /// The event.
     pub event: ClickEvent,
+    /// Appended as backfill (`sluice import`; the message carries
+    /// [`super::BACKFILL_HEADER`]): bypasses the dataflow's lateness limit, not dedup. This
+    /// is the dataflow record's `backfill` flag.
+    pub backfill: bool,
     /// Whether the message was already in the topic when the source opened (catch-up after
-    /// a restart) rather than arriving live. Not the dataflow's `backfill` flag (`sluice
-    /// import`, which bypasses the lateness limit): Kafka records are not imports.
+    /// a restart) rather than arriving live; informational, unrelated to `backfill`.
     pub catch_up: bool,
 }
 
@@ -86,6 +90,7 @@ pub fn partitions_for_worker(partition_count: i32, worker_index: usize, peers: u
 struct Stalled {
     partition: i32,
     offset: i64,
+    backfill: bool,
     payload: Option<Vec<u8>>,
 }
 
@@ -210,7 +215,7 @@ impl KafkaSource {
                 return Ok(batch);
             }
             while let Some(m) = self.stalled.pop_front() {
-                if !self.accept(m.partition, m.offset, m.payload.as_deref(), &mut batch) {
+                if !self.accept(m.partition, m.offset, m.backfill, m.payload.as_deref(), &mut batch) {
                     break;
                 }
             }
@@ -231,12 +236,15 @@ impl KafkaSource {
                 }
                 Some(Ok(msg)) => {
                     let (p, o) = (msg.partition(), msg.offset());
+                    let backfill = msg
+                        .headers()
+                        .is_some_and(|h| h.iter().any(|h| h.key == BACKFILL_HEADER && h.value == Some(b"1".as_slice())));
                     let payload = msg.payload().map(<[u8]>::to_vec);
                     drop(msg);
                     if !self.stalled.is_empty() {
-                        self.stalled.push_back(Stalled { partition: p, offset: o, payload });
+                        self.stalled.push_back(Stalled { partition: p, offset: o, backfill, payload });
                     } else {
-                        self.accept(p, o, payload.as_deref(), &mut batch);
+                        self.accept(p, o, backfill, payload.as_deref(), &mut batch);
                     }
                 }
             }
@@ -247,11 +255,18 @@ impl KafkaSource {
 
     /// Decodes one message into `batch`; returns false (and stalls it) when the registry must
     /// be asked again later.
-    fn accept(&mut self, partition: i32, offset: i64, payload: Option<&[u8]>, batch: &mut KafkaBatch) -> bool {
+    fn accept(
+        &mut self,
+        partition: i32,
+        offset: i64,
+        backfill: bool,
+        payload: Option<&[u8]>,
+        batch: &mut KafkaBatch,
+    ) -> bool {
         match self.decoder.decode(payload) {
             Ok(event) => {
                 let catch_up = self.catch_up_until.get(&partition).is_some_and(|&h| offset < h);
-                batch.records.push(KafkaClickRecord { partition, offset, event, catch_up });
+                batch.records.push(KafkaClickRecord { partition, offset, event, backfill, catch_up });
             }
             Err(DecodeFailure::DeadLetter(reason, message)) => {
                 DecodeFailed { topic: &self.topic, error_type: reason.as_str(), partition, offset, message: &message }
@@ -262,7 +277,7 @@ impl KafkaSource {
                 if self.decode_log.allow() {
                     tracing::warn!(topic = %self.topic, partition, offset, error = %e, "schema registry unreachable, holding messages back");
                 }
-                self.stalled.push_front(Stalled { partition, offset, payload: payload.map(<[u8]>::to_vec) });
+                self.stalled.push_front(Stalled { partition, offset, backfill, payload: payload.map(<[u8]>::to_vec) });
                 self.retry_at = Instant::now() + Duration::from_secs(1);
                 return false;
             }

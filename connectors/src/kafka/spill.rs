@@ -68,10 +68,22 @@ impl Spill {
     /// Errors with [`crate::Error::ClickLog`] on I/O failure (nothing of the batch is stored)
     /// and [`crate::Error::Corrupt`] if an event cannot be Avro-encoded.
     pub fn append(&self, events: &[ClickEvent]) -> Result<SpillAppend> {
+        self.append_marked(events, false)
+    }
+
+    /// Like [`Self::append`], but marks the events as backfill (`sluice import`): they travel
+    /// to Kafka with the [`super::BACKFILL_HEADER`] header and bypass the dataflow's lateness
+    /// limit (not dedup).
+    pub fn append_backfill(&self, events: &[ClickEvent]) -> Result<SpillAppend> {
+        self.append_marked(events, true)
+    }
+
+    fn append_marked(&self, events: &[ClickEvent], backfill: bool) -> Result<SpillAppend> {
         let _guard = self.append_lock.lock().unwrap_or_else(|p| p.into_inner());
         let room = self.max_events.saturating_sub(self.backlog());
         let take = (events.len() as u64).min(room) as usize;
-        let accepted = self.log.append(&events[..take])?;
+        let accepted =
+            if backfill { self.log.append_backfill(&events[..take])? } else { self.log.append(&events[..take])? };
         let dropped = (events.len() - take) as u64;
         if dropped > 0 {
             self.dropped_total.fetch_add(dropped, Ordering::Relaxed);
@@ -115,6 +127,11 @@ impl Spill {
         self.log.read_raw(from, max)
     }
 
+    /// Offsets in `range` appended as backfill, ascending.
+    pub(crate) fn backfill_offsets(&self, range: std::ops::Range<u64>) -> Result<Vec<u64>> {
+        self.log.backfill_offsets(range)
+    }
+
     /// Drops every event below `offset` (all acknowledged by the broker).
     pub(crate) fn release_before(&self, offset: u64) -> Result<u64> {
         self.log.truncate_before(offset)
@@ -145,6 +162,20 @@ mod tests {
         let decoded = sluice_schemas::avro::decode_click_event(&spill.read_raw(5, 1).expect("read")[0].1).expect("decode");
         assert_eq!(decoded, event(10));
         assert!(matches!(Spill::open(dir.path(), 0), Err(crate::Error::Config(_))));
+    }
+
+    #[test]
+    fn backfill_marks_are_kept_per_offset() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spill = Spill::open(dir.path(), 10).expect("open");
+        spill.append(&[event(0), event(1)]).expect("live");
+        assert_eq!(spill.append_backfill(&[event(2), event(3)]).expect("backfill").accepted, 2..4);
+        spill.append(&[event(4)]).expect("live");
+        assert_eq!(spill.backfill_offsets(0..5).expect("marks"), vec![2, 3]);
+        assert_eq!(spill.backfill_offsets(3..5).expect("marks"), vec![3]);
+        // the bound applies to backfill too
+        let out = spill.append_backfill(&(5..20).map(event).collect::<Vec<_>>()).expect("bounded");
+        assert_eq!((out.accepted, out.dropped), (5..10, 10));
     }
 
     #[test]

@@ -15,7 +15,7 @@ struct TestRecorder {
     gauges: Mutex<BTreeMap<String, Arc<AtomicU64>>>,
 }
 
-fn render(name: &str, labels: &mut Vec<(String, String)>) -> String {
+fn render(name: &str, labels: &mut [(String, String)]) -> String {
     labels.sort();
     let l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
     format!("{name}{{{}}}", l.join(","))
@@ -63,14 +63,14 @@ pub(crate) fn install() {
 
 /// The value of counter `name` with exactly `labels` (0 if never emitted).
 pub(crate) fn counter(name: &str, labels: &[(&str, &str)]) -> u64 {
-    let mut l = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let mut l: Vec<(String, String)> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     let key = render(name, &mut l);
     recorder().counters.lock().expect("lock").get(&key).map_or(0, |c| c.load(Ordering::Relaxed))
 }
 
 /// The value of gauge `name` with exactly `labels`, if ever set.
 pub(crate) fn gauge(name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let mut l = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let mut l: Vec<(String, String)> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     let key = render(name, &mut l);
     recorder().gauges.lock().expect("lock").get(&key).map(|g| f64::from_bits(g.load(Ordering::Relaxed)))
 }

@@ -86,6 +86,29 @@ fn round_trip_is_exact_keyed_by_code_and_ordered_per_key() {
     assert_eq!(gauge("sluice_kafka_spill_backlog_events", &topic), Some(0.0));
 }
 
+/// Backfill events (`sluice import`) reach the source flagged (Kafka header), live ones not,
+/// in the same partitions and order as live events.
+#[test]
+fn backfill_marks_travel_as_a_header() {
+    let config = fresh_config("backfill", &brokers());
+    create_topics(&config);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sink = KafkaClickSink::start(&config, dir.path()).expect("sink");
+    sink.append(&events(0..50)).expect("live");
+    sink.append_backfill(&events(50..80)).expect("backfill");
+    sink.append(&events(80..100)).expect("live");
+    assert!(sink.wait_drained(LONG), "{:?}", sink.stats());
+    let mut source = source_from_start(&config);
+    let got = consume(&mut source, 100, LONG);
+    assert_eq!(got.len(), 100);
+    for r in &got {
+        let index = (r.event.ts - sample_event(0).ts) as u64;
+        assert_eq!(r.event, sample_event(index));
+        assert_eq!(r.backfill, (50..80).contains(&index), "event {index}");
+    }
+    sink.shutdown(Duration::from_secs(5));
+}
+
 struct StatsCapture {
     eos: Mutex<Option<serde_json::Value>>,
 }

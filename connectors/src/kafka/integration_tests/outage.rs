@@ -34,32 +34,33 @@ fn paced_appender(sink: Arc<KafkaClickSink>, stop: Arc<AtomicBool>, rate: u64) -
 }
 
 fn outage_config(brokers: &str) -> KafkaConfig {
-    let mut config = fresh_config("outage", brokers);
-    // shorter than the outage, so in-flight deliveries fail and are re-sent from the spill
-    config.message_timeout = Duration::from_secs(3);
-    config
+    fresh_config("outage", brokers)
 }
 
-/// Broker down for longer than `message-timeout`: deliveries fail, stay in the spill and are
-/// re-sent by a fresh producer once the broker is back.
+/// The default configuration (`message-timeout = 0s`, never): librdkafka holds and retries
+/// the handed-over events, newer ones wait in the spill. Zero loss and strict per-key order.
+/// (tansu 0.6 answers some batches of the pre-restart producer with UNKNOWN_SERVER_ERROR after
+/// its restart; those are re-sent from the spill like any failure, still in order.)
 #[test]
-fn a_broker_outage_longer_than_the_message_timeout_loses_nothing_and_keeps_order() {
-    let stats = outage_scenario(Duration::from_secs(3), true);
+fn a_broker_outage_loses_nothing_and_keeps_per_key_order() {
+    let stats = outage_scenario(Duration::ZERO, false, true);
+    assert_eq!(stats.spill_dropped, 0);
+}
+
+/// A finite `message-timeout` shorter than the outage: deliveries fail, stay in the spill and
+/// are re-sent by a fresh producer once the broker is back. Zero loss; per-key order is only
+/// what Kafka allows after a timeout (librdkafka bumps the epoch and carries on with later
+/// messages), so it is measured and printed, not asserted.
+#[test]
+fn a_broker_outage_longer_than_a_finite_message_timeout_loses_nothing() {
+    let stats = outage_scenario(Duration::from_secs(3), true, false);
     assert!(stats.resent > 0 && stats.delivery_errors > 0, "the outage forced re-sends: {stats:?}");
 }
 
-/// Broker down for less than `message-timeout`: librdkafka holds and retries the messages
-/// itself. (tansu 0.6 answers some batches of the pre-restart producer with
-/// UNKNOWN_SERVER_ERROR after its restart; those are re-sent like any failure.)
-#[test]
-fn a_broker_outage_shorter_than_the_message_timeout_loses_nothing_and_keeps_order() {
-    outage_scenario(Duration::from_secs(60), false);
-}
-
 /// Appends 2 000 events/s; stops the broker until ~6 s of traffic waits unacknowledged (and,
-/// if `expect_failures`, deliveries have failed); restarts it; checks zero loss, per-key order
-/// of first occurrences, the drain, and the metrics.
-fn outage_scenario(message_timeout: Duration, expect_failures: bool) -> crate::kafka::SinkStats {
+/// if `expect_failures`, deliveries have failed); restarts it; checks zero loss, the drain and
+/// the metrics, and (if `strict_order`) per-key order of first occurrences.
+fn outage_scenario(message_timeout: Duration, expect_failures: bool, strict_order: bool) -> crate::kafka::SinkStats {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir_all(dir.path().join("broker")).expect("broker dir");
     crate::kafka::test_metrics::install();
@@ -125,20 +126,27 @@ fn outage_scenario(message_timeout: Duration, expect_failures: bool) -> crate::k
     let mut first: HashSet<uuid::Uuid> = HashSet::new();
     let mut last_index: HashMap<String, i64> = HashMap::new();
     let mut duplicates = 0u64;
+    let mut reordered = 0u64;
     for r in &records {
         if !first.insert(r.event.event_id) {
             duplicates += 1;
             continue;
         }
         let index = r.event.ts; // sample_event: ts = base + append index
-        let prev = last_index.insert(r.event.code.clone(), index);
-        assert!(prev.is_none_or(|p| p < index), "code {} out of order: {prev:?} then {index}", r.event.code);
+        let prev = last_index.get(&r.event.code).copied();
+        if prev.is_some_and(|p| p > index) {
+            reordered += 1;
+            assert!(!strict_order, "code {} out of order: {prev:?} then {index}", r.event.code);
+        } else {
+            last_index.insert(r.event.code.clone(), index);
+        }
     }
     println!(
-        "kafka outage (message-timeout {:?}): {sent} events at {rate}/s, broker down {:.1} s, unacked at restart {}, \
+        "kafka outage (message-timeout {}): {sent} events at {rate}/s, broker down {:.1} s, unacked at restart {}, \
          drained {:.1} s after restart, delivery errors {}, re-sent {}, duplicates on topic {duplicates}, \
+         events behind a later one of their key {reordered}, \
          producer restarts {}, last error {:?}",
-        message_timeout,
+        if message_timeout.is_zero() { "never".to_string() } else { format!("{message_timeout:?}") },
         outage.as_secs_f64(),
         at_restart.unacked,
         drained_in.as_secs_f64(),
