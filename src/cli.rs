@@ -27,6 +27,10 @@ pub enum Command {
     Serve(ServeArgs),
     /// Apply pending link-store schema migrations and exit.
     Migrate(MigrateArgs),
+    /// Send realistic redirect traffic (real user agents, GeoIP addresses, referrers) to a running Sluice and print the exact ground truth.
+    Loadgen(Box<crate::loadgen::LoadgenArgs>),
+    /// Backfill click history from an NDJSON event file or a combined-log-format access log.
+    Import(crate::import::ImportArgs),
     /// Inspect the embedded click log.
     Log {
         /// Log subcommand.

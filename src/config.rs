@@ -41,6 +41,31 @@ pub struct Config {
     pub redirect: RedirectSection,
     /// Visitor-id salt.
     pub visitor: VisitorConfig,
+    /// `POST /v1/events` intake.
+    #[serde(default)]
+    pub ingest: IngestSection,
+}
+
+/// `[ingest]`: the `POST /v1/events` endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct IngestSection {
+    /// Bearer token callers must present; unset = loopback peers only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<Secret>,
+    /// Most events per request, 1..=10000.
+    pub max_events: usize,
+    /// Largest request body in bytes.
+    pub max_body_bytes: usize,
+    /// Tolerance for event times ahead of the server clock.
+    #[serde(with = "humantime_serde")]
+    pub max_future_skew: Duration,
+}
+
+impl Default for IngestSection {
+    fn default() -> Self {
+        IngestSection { token: None, max_events: 10_000, max_body_bytes: 32 << 20, max_future_skew: Duration::from_secs(300) }
+    }
 }
 
 /// `[server]`.
@@ -248,6 +273,12 @@ impl Config {
         }
         if let Some(s) = &self.visitor.secret {
             parse_secret(&s.0)?;
+        }
+        if !(1..=10_000).contains(&self.ingest.max_events) {
+            bail!("ingest.max-events must be between 1 and 10000, got {}", self.ingest.max_events);
+        }
+        if self.ingest.max_body_bytes < 1024 {
+            bail!("ingest.max-body-bytes must be at least 1024, got {}", self.ingest.max_body_bytes);
         }
         Ok(())
     }

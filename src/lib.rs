@@ -12,11 +12,15 @@
 //! | [`telemetry`] | tracing and the Prometheus recorder |
 //! | [`visitor_secret`] | the visitor-id secret in the data directory |
 //! | [`log_tail`] | `sluice log tail` |
+//! | [`loadgen`] | `sluice loadgen`: realistic traffic and its exact ground truth (also a library for `sluice demo`) |
+//! | [`import`] | `sluice import`: backfill from NDJSON events or combined-log access logs |
 #![deny(missing_docs)]
 
 pub mod cli;
 pub mod config;
 pub mod health;
+pub mod import;
+pub mod loadgen;
 pub mod log_tail;
 pub mod router;
 pub mod serve;

@@ -46,6 +46,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             })
         }
+        Command::Loadgen(args) => runtime(0)?.block_on(sluice::loadgen::run_cli(&args)),
+        Command::Import(args) => runtime(0)?.block_on(sluice::import::run_cli(&args)),
         Command::Log { command: LogCommand::Tail(args) } => {
             let flags = FlagOverrides { data_dir: args.common.data_dir.clone(), ..FlagOverrides::default() };
             let cfg = Config::load(args.common.config.as_deref(), &flags)?;

@@ -24,11 +24,27 @@ pub const UNMATCHED_ROUTE: &str = "unmatched";
 /// `all`/`redirect` (a missing part is simply not served). API bodies are limited to
 /// `max_body_bytes` (413 `payload_too_large` above).
 pub fn build(role: Role, api: Option<ApiState>, redirect: Option<RedirectState>, health_state: HealthState, max_body_bytes: usize) -> Router {
+    build_with_events(role, api, redirect, None, health_state, max_body_bytes)
+}
+
+/// [`build`] plus the `POST /v1/events` fragment (`sluice_ingest::events_router`), served
+/// with the API (it enforces its own body limit, `[ingest] max-body-bytes`).
+pub fn build_with_events(
+    role: Role,
+    api: Option<ApiState>,
+    redirect: Option<RedirectState>,
+    events: Option<Router>,
+    health_state: HealthState,
+    max_body_bytes: usize,
+) -> Router {
     let mut router = health::routes(health_state);
     if matches!(role, Role::All | Role::Api)
         && let Some(api) = api
     {
         router = router.merge(sluice_serving::routes(api).layer(DefaultBodyLimit::max(max_body_bytes)));
+        if let Some(events) = events {
+            router = router.merge(events);
+        }
     }
     if matches!(role, Role::All | Role::Redirect)
         && let Some(redirect) = redirect

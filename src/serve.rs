@@ -9,7 +9,7 @@ use anyhow::Context;
 use axum::Router;
 use sluice_connectors::click_log::ClickLog;
 use sluice_connectors::{LinkChange, LinkStore, open_store};
-use sluice_ingest::{LogWriterConfig, click_channel, spawn_log_writer};
+use sluice_ingest::{DurableAppender, EventsConfig, EventsState, LogWriterConfig, click_channel, events_router, spawn_log_writer};
 use sluice_redirect::{ClickSink, RedirectConfig, RedirectState};
 use sluice_schemas::VisitorSalt;
 use sluice_serving::{ApiConfig, ApiState, LinkChangeHook};
@@ -55,6 +55,16 @@ pub fn api_config(cfg: &Config) -> anyhow::Result<ApiConfig> {
     })
 }
 
+/// The `POST /v1/events` settings taken from `cfg` (`[ingest]`).
+pub fn events_config(cfg: &Config) -> EventsConfig {
+    EventsConfig {
+        token: cfg.ingest.token.as_ref().map(|t| t.0.clone()),
+        max_events: cfg.ingest.max_events,
+        max_body_bytes: cfg.ingest.max_body_bytes,
+        max_future_skew_ms: i64::try_from(cfg.ingest.max_future_skew.as_millis()).unwrap_or(i64::MAX),
+    }
+}
+
 /// Builds the states and router over `store`, sending clicks to `sink`, deriving visitor
 /// ids from `secret`. After every link change the API calls the redirect cache's
 /// invalidation, then each of `extra_hooks` (e.g. the dataflow's metadata feed).
@@ -65,8 +75,21 @@ pub fn build_stack(
     secret: [u8; 32],
     extra_hooks: Vec<Arc<dyn LinkChangeHook>>,
 ) -> anyhow::Result<Stack> {
+    build_stack_with_log(cfg, store, sink, secret, extra_hooks, None)
+}
+
+/// [`build_stack`], plus `POST /v1/events` appending durably to `events_log` when given.
+pub fn build_stack_with_log(
+    cfg: &Config,
+    store: Arc<dyn LinkStore>,
+    sink: Arc<dyn ClickSink>,
+    secret: [u8; 32],
+    extra_hooks: Vec<Arc<dyn LinkChangeHook>>,
+    events_log: Option<ClickLog>,
+) -> anyhow::Result<Stack> {
     let prometheus = telemetry::prometheus();
     let salt = VisitorSalt::new(secret, cfg.visitor.salt_period.period_ms());
+    let events = events_log.map(|log| events_router(EventsState::new(DurableAppender::new(log), salt.clone(), events_config(cfg))));
     let redirect = RedirectState::new(Arc::clone(&store), redirect_config(cfg)?, salt, sink);
     let invalidate = {
         let redirect = redirect.clone();
@@ -80,7 +103,7 @@ pub fn build_stack(
         api = api.with_hook(hook);
     }
     let health = HealthState { store, prometheus };
-    let router = router::build(cfg.server.role, Some(api.clone()), Some(redirect.clone()), health, cfg.server.max_body_bytes);
+    let router = router::build_with_events(cfg.server.role, Some(api.clone()), Some(redirect.clone()), events, health, cfg.server.max_body_bytes);
     Ok(Stack { router, api, redirect })
 }
 
@@ -92,15 +115,15 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let store = open_store(&cfg.store_location()).await.context("could not open the link store")?;
     let secret = visitor_secret::load_or_create(cfg.visitor.secret.as_ref().map(|s| s.0.as_str()), &data_dir)?;
     // The click log is held exclusively by one process: an API-only process does not open it.
-    let (sink, writer): (Arc<dyn ClickSink>, _) = if cfg.server.role == Role::Api {
+    let (sink, writer, log): (Arc<dyn ClickSink>, _, _) = if cfg.server.role == Role::Api {
         let (sink, _receiver) = sluice_redirect::ChannelClickSink::new(1);
-        (Arc::new(sink), None)
+        (Arc::new(sink), None, None)
     } else {
         let log = ClickLog::open(&data_dir).context("could not open the click log")?;
         let (sender, receiver) = click_channel(cfg.redirect.click_channel_capacity);
-        (Arc::new(sender), Some(spawn_log_writer(receiver, log, LogWriterConfig::default())))
+        (Arc::new(sender), Some(spawn_log_writer(receiver, log.clone(), LogWriterConfig::default())), Some(log))
     };
-    let stack = build_stack(&cfg, store, sink, secret, Vec::new())?;
+    let stack = build_stack_with_log(&cfg, store, sink, secret, Vec::new(), log)?;
     let listener = tokio::net::TcpListener::bind(cfg.server.listen).await.with_context(|| format!("could not listen on {}", cfg.server.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, base_url = %cfg.base_url()?, role = ?cfg.server.role, data_dir = %data_dir.display(), store = %stack.api.store().backend(), "sluice listening");

@@ -1,0 +1,307 @@
+//! `sluice import FILE`: backfills click history from an NDJSON event file or a web-server
+//! access log in combined log format (parsers: `sluice_ingest::import`).
+//!
+//! Where events go:
+//! - default (`--target URL`, or `http://<server.listen>` of the configuration): batches of
+//!   `--batch-size` events to `POST /v1/events?backfill=true` of the running server, which
+//!   validates them, derives visitor ids with its own secret and makes them durable;
+//! - `--data-dir DIR`: straight into the click log in `DIR`, validated here with the visitor
+//!   secret and salt period of that data directory and configuration — for when no server
+//!   runs (the log file is held exclusively by a running `sluice serve`; stop it first).
+//!
+//! Either way the events are marked backfill (bypass the lateness limit, not dedup; see
+//! `sluice_connectors::click_log`) unless `--no-backfill` is given, and the same line
+//! always yields the same event, so importing a file twice adds nothing after dedup.
+//! Failed requests are retried (3 attempts; safe because of dedup). Lines that are not
+//! clicks are counted by reason and reported.
+
+#[cfg(test)]
+mod tests;
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::Value;
+use sluice_connectors::click_log::ClickLog;
+use sluice_ingest::event_input::{EventInput, MAX_EVENTS_PER_REQUEST, Validation};
+use sluice_ingest::import::{ImportFormat, ImportTally, LineParser};
+use sluice_schemas::VisitorSalt;
+use url::Url;
+
+use crate::config::{Config, FlagOverrides};
+
+/// `--format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    /// One event object per line (`{event_id, code, ts, ip | ip_trunc, user_agent, referrer}`).
+    Ndjson,
+    /// nginx/Apache combined (or common) log format.
+    Combined,
+}
+
+/// `sluice import`.
+#[derive(Debug, Clone, Args)]
+pub struct ImportArgs {
+    /// File to import ("-" reads standard input).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Input format (default: ndjson for *.ndjson, *.jsonl, *.json; combined otherwise).
+    #[arg(long, value_enum)]
+    pub format: Option<FormatArg>,
+    /// Server to send to (default: http://<server.listen> of the configuration).
+    #[arg(long, value_name = "URL", conflicts_with = "data_dir")]
+    pub target: Option<Url>,
+    /// Append to the click log in DIR instead (no server may be running on DIR).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Configuration file (listen address and ingest token; visitor secret and salt period for --data-dir).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Bearer token for POST /v1/events (default: [ingest] token of the configuration).
+    #[arg(long, env = "SLUICE_INGEST_TOKEN", value_name = "T", hide_env_values = true)]
+    pub ingest_token: Option<String>,
+    /// Access logs: codes are the path segment after this prefix ("/" or e.g. "/s/").
+    #[arg(long, default_value = "/", value_name = "PREFIX")]
+    pub path_prefix: String,
+    /// Events per request or log append (1..=10000).
+    #[arg(long, default_value_t = 5000, value_name = "N")]
+    pub batch_size: usize,
+    /// Import as live events (subject to the lateness limit) instead of backfill.
+    #[arg(long)]
+    pub no_backfill: bool,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportReport {
+    /// Where the events went (`http://...` or the log file path).
+    pub destination: String,
+    /// Parser counts (lines, events, skipped and invalid lines by reason).
+    pub tally: ImportTally,
+    /// Events stored.
+    pub accepted: u64,
+    /// Events refused by validation, by reason.
+    pub rejected: std::collections::BTreeMap<String, u64>,
+    /// Wall time of the import.
+    pub elapsed: Duration,
+}
+
+impl ImportReport {
+    /// Stored events per second.
+    pub fn events_per_second(&self) -> f64 {
+        self.accepted as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+enum Sink {
+    Http { client: reqwest::Client, url: String, token: Option<String> },
+    Log { log: ClickLog, salt: VisitorSalt, skew_ms: i64 },
+}
+
+const ATTEMPTS: u32 = 3;
+
+fn now_ms() -> i64 {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl Sink {
+    fn describe(&self) -> String {
+        match self {
+            Sink::Http { url, .. } => url.clone(),
+            Sink::Log { log, .. } => log.path().display().to_string(),
+        }
+    }
+
+    /// Stores `batch`; returns (accepted, rejections by reason).
+    async fn send(&self, batch: Vec<EventInput>, backfill: bool, rejected: &mut std::collections::BTreeMap<String, u64>) -> anyhow::Result<u64> {
+        match self {
+            Sink::Log { log, salt, skew_ms } => {
+                let ctx = Validation { salt, now_ms: now_ms(), max_future_skew_ms: *skew_ms };
+                let mut events = Vec::with_capacity(batch.len());
+                for input in batch {
+                    match input.into_click_event(&ctx) {
+                        Ok(e) => events.push(e),
+                        Err(r) => *rejected.entry(r.reason.to_owned()).or_default() += 1,
+                    }
+                }
+                let n = events.len() as u64;
+                let log = log.clone();
+                tokio::task::spawn_blocking(move || if backfill { log.append_backfill(&events) } else { log.append(&events) })
+                    .await
+                    .context("log append task failed")?
+                    .context("could not append to the click log")?;
+                Ok(n)
+            }
+            Sink::Http { client, url, token } => {
+                let url = if backfill { format!("{url}?backfill=true") } else { url.clone() };
+                let body = serde_json::to_vec(&batch)?;
+                let mut last_err = String::new();
+                for attempt in 1..=ATTEMPTS {
+                    let mut req = client.post(&url).header("content-type", "application/json").body(body.clone());
+                    if let Some(t) = token {
+                        req = req.bearer_auth(t);
+                    }
+                    match req.send().await {
+                        Ok(resp) => {
+                            let status = resp.status();
+                            let text = resp.text().await.unwrap_or_default();
+                            let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                            let rejections = match (status.as_u16(), v["error"]["code"].as_str()) {
+                                (200, _) => &v["rejected"],
+                                (400, Some("all_events_rejected")) => &v["error"]["details"]["rejected"],
+                                (503, _) if attempt < ATTEMPTS => {
+                                    last_err = format!("{status}: {text}");
+                                    tokio::time::sleep(Duration::from_millis(250 << attempt)).await;
+                                    continue;
+                                }
+                                _ => bail!("{url} refused the batch with {status}: {text}"),
+                            };
+                            let mut n_rejected = 0;
+                            for r in rejections.as_array().into_iter().flatten() {
+                                *rejected.entry(r["reason"].as_str().unwrap_or("unknown").to_owned()).or_default() += 1;
+                                n_rejected += 1;
+                            }
+                            return Ok(batch.len() as u64 - n_rejected);
+                        }
+                        Err(e) => {
+                            last_err = e.to_string();
+                            if attempt < ATTEMPTS {
+                                tokio::time::sleep(Duration::from_millis(250 << attempt)).await;
+                            }
+                        }
+                    }
+                }
+                bail!("could not send events to {url} after {ATTEMPTS} attempts: {last_err}")
+            }
+        }
+    }
+}
+
+fn open_sink(args: &ImportArgs, cfg: &Config) -> anyhow::Result<Sink> {
+    if let Some(dir) = &args.data_dir {
+        let log = ClickLog::open(dir)
+            .with_context(|| format!("could not open the click log in \"{}\" (is `sluice serve` running on it? then import with --target)", dir.display()))?;
+        let secret = crate::visitor_secret::load_or_create(cfg.visitor.secret.as_ref().map(|s| s.0.as_str()), dir)?;
+        let salt = VisitorSalt::new(secret, cfg.visitor.salt_period.period_ms());
+        let skew_ms = i64::try_from(cfg.ingest.max_future_skew.as_millis()).unwrap_or(i64::MAX);
+        return Ok(Sink::Log { log, salt, skew_ms });
+    }
+    let base = match &args.target {
+        Some(u) => u.clone(),
+        None => Url::parse(&format!("http://{}", cfg.server.listen)).context("server.listen is not a usable address")?,
+    };
+    if base.scheme() != "http" {
+        bail!("--target must be an http:// URL (this build has no TLS client), got {base}");
+    }
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().context("could not build the HTTP client")?;
+    let url = format!("{}/v1/events", base.as_str().trim_end_matches('/'));
+    let token = args.ingest_token.clone().or_else(|| cfg.ingest.token.as_ref().map(|t| t.0.clone()));
+    Ok(Sink::Http { client, url, token })
+}
+
+fn open_input(path: &Path) -> anyhow::Result<(Box<dyn Read + Send>, Option<u64>)> {
+    if path.as_os_str() == "-" {
+        return Ok((Box::new(std::io::stdin()), None));
+    }
+    let f = std::fs::File::open(path).with_context(|| format!("could not open \"{}\"", path.display()))?;
+    let len = f.metadata().ok().map(|m| m.len());
+    Ok((Box::new(f), len))
+}
+
+/// Runs the import (see the module docs).
+///
+/// Errors: unreadable file or configuration, a click log held by a running server, a
+/// server refusing a whole batch (authentication, limits), or a server unreachable after
+/// retries. Lines that are not clicks and events refused by validation are not errors:
+/// they are counted in the report.
+pub async fn run(args: &ImportArgs) -> anyhow::Result<ImportReport> {
+    if !(1..=MAX_EVENTS_PER_REQUEST).contains(&args.batch_size) {
+        bail!("--batch-size must be between 1 and {MAX_EVENTS_PER_REQUEST}, got {}", args.batch_size);
+    }
+    let started = Instant::now();
+    let format = match args.format {
+        Some(FormatArg::Ndjson) => ImportFormat::Ndjson,
+        Some(FormatArg::Combined) => ImportFormat::Combined,
+        None => ImportFormat::guess(&args.file.to_string_lossy()),
+    };
+    let flags = FlagOverrides { data_dir: args.data_dir.clone(), ..FlagOverrides::default() };
+    let cfg = Config::load(args.config.as_deref(), &flags)?;
+    let sink = open_sink(args, &cfg)?;
+    let (input, len) = open_input(&args.file)?;
+    let pb = match (args.quiet, len) {
+        (true, _) => ProgressBar::hidden(),
+        (false, Some(n)) => ProgressBar::new(n),
+        (false, None) => ProgressBar::new_spinner(),
+    };
+    pb.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40.cyan/blue} {bytes}/{total_bytes} ({bytes_per_sec}) {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let parser = LineParser::new(format, &args.path_prefix);
+    let backfill = !args.no_backfill;
+    let mut report = ImportReport { destination: sink.describe(), ..ImportReport::default() };
+    let mut reader = BufReader::with_capacity(1 << 20, input);
+    let mut buf = Vec::with_capacity(4096);
+    let mut batch = Vec::with_capacity(args.batch_size);
+    let mut line_no: u64 = 0;
+    loop {
+        buf.clear();
+        let n = reader.read_until(b'\n', &mut buf).with_context(|| format!("could not read \"{}\"", args.file.display()))?;
+        if n == 0 {
+            break;
+        }
+        pb.inc(n as u64);
+        line_no += 1;
+        let text = String::from_utf8_lossy(buf.strip_suffix(b"\n").unwrap_or(&buf));
+        if let Some(event) = report.tally.count(parser.parse(line_no, &text)) {
+            batch.push(event);
+        }
+        if batch.len() == args.batch_size {
+            report.accepted += sink.send(std::mem::take(&mut batch), backfill, &mut report.rejected).await?;
+            pb.set_message(format!("{} events stored", report.accepted));
+        }
+    }
+    if !batch.is_empty() {
+        report.accepted += sink.send(batch, backfill, &mut report.rejected).await?;
+    }
+    pb.finish_and_clear();
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+/// `sluice import` on the command line: [`run`], then a summary on stdout.
+pub async fn run_cli(args: &ImportArgs) -> anyhow::Result<()> {
+    let r = run(args).await?;
+    let t = &r.tally;
+    println!(
+        "imported \"{}\" into {}{}: {} lines, {} events parsed, {} stored, {} rejected in {:.2}s ({:.0} events/s)",
+        args.file.display(),
+        r.destination,
+        if args.no_backfill { "" } else { " (backfill)" },
+        t.lines,
+        t.events,
+        r.accepted,
+        r.rejected.values().sum::<u64>(),
+        r.elapsed.as_secs_f64(),
+        r.events_per_second()
+    );
+    let list = |m: &mut dyn Iterator<Item = (String, u64)>| m.map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ");
+    if !t.skipped.is_empty() {
+        println!("skipped lines: {}", list(&mut t.skipped.iter().map(|(k, v)| ((*k).to_owned(), *v))));
+    }
+    if !t.invalid.is_empty() {
+        println!("invalid lines: {}", list(&mut t.invalid.iter().map(|(k, v)| ((*k).to_owned(), *v))));
+    }
+    if !r.rejected.is_empty() {
+        println!("rejected events: {}", list(&mut r.rejected.iter().map(|(k, v)| (k.clone(), *v))));
+    }
+    Ok(())
+}

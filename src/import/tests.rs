@@ -1,0 +1,142 @@
+//! `sluice import` into a data directory and through a real server: the stored events are
+//! the same either way and the same as the events posted live, only the backfill mark
+//! differs; a second import of the file repeats the same event ids.
+
+use std::path::PathBuf;
+
+use sluice_connectors::click_log::LogEntry;
+use sluice_ingest::import::line_event_id;
+use sluice_schemas::{ClickEvent, visitor_id};
+
+use super::*;
+use crate::config::Secret;
+use crate::loadgen::test_server::TestServer;
+
+const SECRET: &str = "abababababababababababababababababababababababababababababababab";
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("ingest/tests/data/import").join(name)
+}
+
+fn import_args(file: PathBuf) -> ImportArgs {
+    ImportArgs {
+        file,
+        format: None,
+        target: None,
+        data_dir: None,
+        config: None,
+        ingest_token: None,
+        path_prefix: "/".into(),
+        batch_size: 3,
+        no_backfill: false,
+        quiet: true,
+    }
+}
+
+fn split(entries: Vec<LogEntry>) -> (Vec<ClickEvent>, Vec<bool>) {
+    entries.into_iter().map(|e| (e.event, e.backfill)).unzip()
+}
+
+async fn server() -> TestServer {
+    TestServer::start(|c| c.visitor.secret = Some(Secret(SECRET.into()))).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_server_and_live_imports_store_the_same_events() {
+    let log_file = fixture("access.log");
+    let cfg_dir = tempfile::tempdir().expect("tempdir");
+    let cfg_file = cfg_dir.path().join("sluice.toml");
+    std::fs::write(&cfg_file, format!("[visitor]\nsecret = \"{SECRET}\"\n")).expect("write config");
+
+    // A: straight into a data directory
+    let dir_a = tempfile::tempdir().expect("tempdir");
+    let mut a = import_args(log_file.clone());
+    a.data_dir = Some(dir_a.path().to_path_buf());
+    a.config = Some(cfg_file);
+    let ra = run(&a).await.expect("direct import");
+    assert_eq!((ra.tally.lines, ra.tally.events, ra.accepted), (20, 8, 8));
+    assert_eq!(ra.tally.skipped.values().sum::<u64>(), 12);
+    assert!(ra.rejected.is_empty());
+    let (events_a, marks_a) = split(ClickLog::open(dir_a.path()).expect("open").read_entries(0, 100).expect("read"));
+
+    // B: through a server, live (no backfill mark)
+    let sb = server().await;
+    let mut b = import_args(log_file.clone());
+    b.target = Some(sb.url.clone());
+    b.no_backfill = true;
+    assert_eq!(run(&b).await.expect("live import").accepted, 8);
+    let (_dir_b, log_b) = sb.stop().await;
+    let (events_b, marks_b) = split(log_b.read_entries(0, 100).expect("read"));
+
+    // C: through a server, backfill, twice
+    let sc = server().await;
+    let mut c = import_args(log_file.clone());
+    c.target = Some(sc.url.clone());
+    c.batch_size = 5000;
+    assert_eq!(run(&c).await.expect("import").accepted, 8);
+    assert_eq!(run(&c).await.expect("re-import").accepted, 8);
+    let (_dir_c, log_c) = sc.stop().await;
+    let (events_c, marks_c) = split(log_c.read_entries(0, 100).expect("read"));
+
+    assert_eq!(events_a.len(), 8);
+    assert_eq!(events_a, events_b, "direct import = events posted live");
+    assert_eq!(events_c[..8], events_a[..]);
+    assert_eq!(events_c[8..], events_a[..], "a re-import repeats the same ids (the dataflow dedups them)");
+    assert_eq!((marks_a, marks_b, marks_c), (vec![true; 8], vec![false; 8], vec![true; 16]));
+
+    // one event checked field by field against values computed here
+    let text = std::fs::read_to_string(&log_file).expect("read fixture");
+    let line17 = text.lines().nth(16).expect("line 17");
+    let ua = "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)";
+    let ts = 1_728_568_740_000; // 2024-10-10T13:59:00Z
+    let salt = VisitorSalt::new([0xab; 32], Some(86_400_000));
+    let expected = ClickEvent {
+        event_id: line_event_id(17, line17),
+        code: "abc123".into(),
+        ts,
+        ip_trunc: Some("192.0.2.0".into()),
+        visitor_id: visitor_id(&salt, ts, "192.0.2.19".parse().expect("ip"), ua),
+        user_agent: ua.into(),
+        referrer: Some("https://www.facebook.com/".into()),
+        accept_language: None,
+        edge_region: None,
+    };
+    assert_eq!(events_a[6], expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ndjson_import_counts_invalid_lines() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut a = import_args(fixture("events.ndjson"));
+    a.data_dir = Some(dir.path().to_path_buf());
+    let r = run(&a).await.expect("import");
+    assert_eq!((r.tally.lines, r.tally.events, r.accepted), (10, 3, 3));
+    let invalid: Vec<(&str, u64)> = r.tally.invalid.iter().map(|(k, v)| (*k, *v)).collect();
+    assert_eq!(invalid, vec![("invalid_ts", 1), ("malformed_json", 1), ("missing_field", 1), ("not_an_object", 1), ("unknown_field", 1)]);
+    assert_eq!(r.tally.skipped.get("blank"), Some(&2));
+    let log = ClickLog::open(dir.path()).expect("open");
+    let ids: Vec<uuid::Uuid> = log.read(0, 10).expect("read").into_iter().map(|(_, e)| e.event_id).collect();
+    let e = sluice_ingest::event_input::event_uuid;
+    assert_eq!(ids, vec![e("c19-0001"), e("c19-0002"), e("c19-0001")]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_are_clear_errors() {
+    let s = TestServer::start(|c| c.ingest.token = Some(Secret("tok".into()))).await;
+    let mut a = import_args(fixture("access.log"));
+    a.target = Some(s.url.clone());
+    let err = format!("{:#}", run(&a).await.expect_err("no token"));
+    assert!(err.contains("401") && err.contains("unauthorized"), "{err}");
+    a.ingest_token = Some("tok".into());
+    assert_eq!(run(&a).await.expect("with token").accepted, 8);
+    // the data directory of a running server is locked
+    let mut d = import_args(fixture("access.log"));
+    d.data_dir = Some(s.data_dir().to_path_buf());
+    let err = format!("{:#}", run(&d).await.expect_err("log held by the server"));
+    assert!(err.contains("is `sluice serve` running on it?"), "{err}");
+    let (_dir, log) = s.stop().await;
+    assert_eq!(log.head(), 8);
+    let mut big = import_args(fixture("access.log"));
+    big.batch_size = 10_001;
+    assert!(run(&big).await.is_err());
+}

@@ -1,0 +1,236 @@
+//! `sluice loadgen`: real HTTP traffic against a running Sluice with a realistic mix, and the
+//! exact ground truth of what it sent.
+//!
+//! What a run does:
+//! 1. creates `--links` links through `POST /v1/links` (or uses `--codes`);
+//! 2. for `--duration`, sends `--rate` redirect requests per second (`GET`, some `HEAD`),
+//!    never following the redirect, at most `--concurrency` in flight: Zipf link popularity,
+//!    real browser / link-preview / crawler user agents, client addresses from real GeoIP
+//!    ranges in `X-Forwarded-For`, real referrers, returning visitors (see [`plan`]);
+//! 3. once per second posts late events (event time up to `--max-lateness` in the past) to
+//!    `POST /v1/events`, and re-sends some already posted events unchanged (exact
+//!    duplicates: same `event_id`);
+//! 4. stops by itself at the end of the duration, waits for requests in flight, and returns
+//!    a [`LoadgenReport`] with the [`truth::GroundTruth`].
+//!
+//! Library use: `sluice demo` calls [`run`] in-process with `progress = false` and
+//! `proxy_trusted = Some(true)`.
+//!
+//! Exactness: the truth is exact when every request got an answer (`report.exact`). Visitor
+//! counts additionally need the server to trust this host as a proxy (otherwise every
+//! request comes from this host's address and visitors collapse to distinct user agents):
+//! `--server-config FILE` lets loadgen check `server.trusted-proxies`; without it, loadgen
+//! says it cannot tell. Requests the server drops internally (a full click channel, counted
+//! in `sluice_click_events_dropped_total`) are invisible from outside.
+
+mod client;
+pub mod data;
+pub mod ips;
+pub mod plan;
+mod report;
+mod runner;
+pub mod truth;
+
+#[cfg(test)]
+pub(crate) mod test_server;
+#[cfg(test)]
+mod tests;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use url::Url;
+
+pub use report::{InjectStats, LoadgenReport, RequestStats};
+pub use truth::{GroundTruth, LinkTruth};
+
+/// `sluice loadgen`.
+#[derive(Debug, Clone, Args)]
+pub struct LoadgenArgs {
+    /// Origin the redirects are sent to.
+    #[arg(long, default_value = "http://127.0.0.1:8080", value_name = "URL")]
+    pub target: Url,
+    /// Origin of the API (links, events); default: --target.
+    #[arg(long, value_name = "URL")]
+    pub api: Option<Url>,
+    /// Links to create.
+    #[arg(long, default_value_t = 50, value_name = "N")]
+    pub links: usize,
+    /// Use these existing codes instead of creating links (comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "CODES")]
+    pub codes: Vec<String>,
+    /// Redirect requests per second.
+    #[arg(long, default_value_t = 200.0, value_name = "R")]
+    pub rate: f64,
+    /// How long to send, e.g. 20s, 2m.
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration, value_name = "D")]
+    pub duration: Duration,
+    /// Seed of every random choice (same seed, same request sequence).
+    #[arg(long, default_value_t = 1, value_name = "S")]
+    pub seed: u64,
+    /// Write the ground truth as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub truth: Option<PathBuf>,
+    /// Bearer token for POST /v1/events (the server's [ingest] token).
+    #[arg(long, env = "SLUICE_INGEST_TOKEN", value_name = "T", hide_env_values = true)]
+    pub ingest_token: Option<String>,
+    /// Most requests in flight at once.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub concurrency: usize,
+    /// Per-request timeout, e.g. 10s.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "D")]
+    pub timeout: Duration,
+    /// Zipf exponent of link popularity.
+    #[arg(long, default_value_t = 1.1, value_name = "S")]
+    pub zipf: f64,
+    /// Share of new visitors that are bots or link-preview fetchers (0..1).
+    #[arg(long, default_value_t = 0.07, value_name = "P")]
+    pub bot_share: f64,
+    /// Share of requests sent as HEAD (0..1; not clicks).
+    #[arg(long, default_value_t = 0.03, value_name = "P")]
+    pub head_share: f64,
+    /// Share of requests from returning visitors (0..1).
+    #[arg(long, default_value_t = 0.35, value_name = "P")]
+    pub repeat_share: f64,
+    /// Late events posted per redirect request (0..1), with past event times.
+    #[arg(long, default_value_t = 0.03, value_name = "P")]
+    pub late_share: f64,
+    /// Exact duplicates re-posted per redirect request (0..1).
+    #[arg(long, default_value_t = 0.02, value_name = "P")]
+    pub duplicate_share: f64,
+    /// Oldest event time of a late event, before now.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration, value_name = "D")]
+    pub max_lateness: Duration,
+    /// The server's visitor salt period: 1d, 7d, 30d or never (read from --server-config when given).
+    #[arg(long, value_name = "PERIOD")]
+    pub salt_period: Option<String>,
+    /// The server's configuration file: salt period, ingest token, and whether it trusts this host's X-Forwarded-For.
+    #[arg(long, value_name = "FILE")]
+    pub server_config: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Set by callers that know whether the server trusts this host as a proxy (`sluice demo`).
+    #[arg(skip)]
+    pub proxy_trusted: Option<bool>,
+}
+
+impl LoadgenArgs {
+    /// Defaults of every flag with `target` (for library callers).
+    pub fn new(target: Url) -> LoadgenArgs {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            args: LoadgenArgs,
+        }
+        let mut args = Wrapper::parse_from(["loadgen"]).args;
+        args.target = target;
+        args
+    }
+}
+
+/// Settings resolved from the arguments (and the server configuration, if given).
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub api: Url,
+    pub period_ms: Option<i64>,
+    pub token: Option<String>,
+    pub proxy_trusted: Option<bool>,
+}
+
+/// Salt period in ms from its configuration spelling.
+pub fn parse_salt_period(s: &str) -> anyhow::Result<Option<i64>> {
+    const DAY: i64 = 86_400_000;
+    Ok(match s {
+        "1d" => Some(DAY),
+        "7d" => Some(7 * DAY),
+        "30d" => Some(30 * DAY),
+        "never" => None,
+        other => bail!("salt period must be 1d, 7d, 30d or never, got \"{other}\""),
+    })
+}
+
+/// The addresses this host connects from when `target` is a loopback URL (`None` for other
+/// targets: then the source address cannot be known here).
+fn loopback_sources(target: &Url) -> Option<Vec<IpAddr>> {
+    let v4 = IpAddr::from([127, 0, 0, 1]);
+    let v6 = IpAddr::from(std::net::Ipv6Addr::LOCALHOST);
+    match target.host()? {
+        url::Host::Ipv4(ip) if ip.is_loopback() => Some(vec![v4]),
+        url::Host::Ipv6(ip) if ip.is_loopback() => Some(vec![v6]),
+        url::Host::Domain(d) if d.eq_ignore_ascii_case("localhost") => Some(vec![v4, v6]),
+        _ => None,
+    }
+}
+
+pub(crate) fn resolve(args: &LoadgenArgs) -> anyhow::Result<Settings> {
+    let probability = |name: &str, p: f64| {
+        if (0.0..=1.0).contains(&p) { Ok(()) } else { Err(anyhow::anyhow!("--{name} must be between 0 and 1, got {p}")) }
+    };
+    probability("bot-share", args.bot_share)?;
+    probability("head-share", args.head_share)?;
+    probability("repeat-share", args.repeat_share)?;
+    probability("late-share", args.late_share)?;
+    probability("duplicate-share", args.duplicate_share)?;
+    if !(args.rate.is_finite() && args.rate > 0.0) {
+        bail!("--rate must be a positive number of requests per second, got {}", args.rate);
+    }
+    if args.duration.is_zero() || args.concurrency == 0 {
+        bail!("--duration and --concurrency must be positive");
+    }
+    if args.codes.is_empty() && args.links == 0 {
+        bail!("--links must be at least 1 (or give --codes)");
+    }
+    if !(args.zipf.is_finite() && args.zipf >= 0.0) {
+        bail!("--zipf must be a non-negative number, got {}", args.zipf);
+    }
+    if let Some(bad) = args.codes.iter().find(|c| !sluice_ingest::event_input::is_code(c)) {
+        bail!("--codes: \"{bad}\" is not a short code");
+    }
+    let server = match &args.server_config {
+        Some(path) => Some(crate::config::Config::load(Some(path), &crate::config::FlagOverrides::default()).context("could not read --server-config")?),
+        None => None,
+    };
+    let period_ms = match (&args.salt_period, &server) {
+        (Some(s), _) => parse_salt_period(s)?,
+        (None, Some(cfg)) => cfg.visitor.salt_period.period_ms(),
+        (None, None) => Some(86_400_000),
+    };
+    let token = args.ingest_token.clone().or_else(|| server.as_ref().and_then(|c| c.ingest.token.as_ref().map(|t| t.0.clone())));
+    let proxy_trusted = args.proxy_trusted.or_else(|| {
+        let nets = server.as_ref()?.trusted_proxies().ok()?;
+        let sources = loopback_sources(&args.target)?;
+        Some(sources.iter().all(|ip| nets.iter().any(|n| n.contains(ip))))
+    });
+    if args.max_lateness < Duration::from_secs(1) {
+        bail!("--max-lateness must be at least 1s");
+    }
+    Ok(Settings { api: args.api.clone().unwrap_or_else(|| args.target.clone()), period_ms, token, proxy_trusted })
+}
+
+/// Runs the generator (see the module docs) and returns its report; writes `--truth`.
+///
+/// Errors: invalid arguments, the API refusing to create links, an unreachable target, or
+/// a `--truth` file that cannot be written. Failed individual requests are not errors:
+/// they are counted in the report.
+pub async fn run(args: &LoadgenArgs) -> anyhow::Result<LoadgenReport> {
+    let settings = resolve(args)?;
+    let report = runner::run(args, &settings).await?;
+    if let Some(path) = &args.truth {
+        let text = serde_json::to_string_pretty(&report.truth)?;
+        std::fs::write(path, text + "\n").with_context(|| format!("could not write --truth \"{}\"", path.display()))?;
+    }
+    Ok(report)
+}
+
+/// `sluice loadgen` on the command line: [`run`], then the report on stdout.
+pub async fn run_cli(args: &LoadgenArgs) -> anyhow::Result<()> {
+    let report = run(args).await?;
+    let mut out = std::io::stdout().lock();
+    report.print(&mut out, 20)?;
+    Ok(())
+}

@@ -1,0 +1,122 @@
+//! What a run reports: the ground truth, what was sent and answered, and whether the truth
+//! is exact.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::Duration;
+
+use super::truth::GroundTruth;
+
+/// Redirect requests of a run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestStats {
+    /// Requests the schedule called for (`rate × duration`).
+    pub planned: u64,
+    /// Requests sent.
+    pub sent: u64,
+    /// Requests answered (any status).
+    pub answered: u64,
+    /// Answers by status code.
+    pub statuses: BTreeMap<u16, u64>,
+    /// `HEAD` requests sent.
+    pub heads: u64,
+    /// Requests without an answer, by failure kind (`connect`, `timeout`, `other`).
+    pub failures: BTreeMap<&'static str, u64>,
+    /// `GET`s whose outcome is unknown (sent, no answer): the server may have counted them.
+    pub unknown_gets: u64,
+    /// `GET`s answered 3xx that straddled a salt-period boundary (their visitor period is
+    /// uncertain).
+    pub straddling: u64,
+    /// Time sending was paused around salt-period boundaries.
+    pub paused: Duration,
+}
+
+/// Events posted to `POST /v1/events`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InjectStats {
+    /// Requests (batches) posted.
+    pub batches: u64,
+    /// Late events posted (first copies).
+    pub late_events: u64,
+    /// Exact duplicates posted (copies of earlier events, same `event_id`).
+    pub duplicates: u64,
+    /// Events the server accepted (copies included).
+    pub accepted: u64,
+    /// Events the server refused, by reason.
+    pub rejected: BTreeMap<String, u64>,
+    /// Events of batches the server refused as a whole (status and body of the last one).
+    pub refused: u64,
+    /// Last whole-batch refusal.
+    pub last_refusal: Option<String>,
+    /// Events of batches that never got an answer (stored or not: unknown).
+    pub unknown: u64,
+}
+
+/// The result of [`super::run`].
+#[derive(Debug, Clone)]
+pub struct LoadgenReport {
+    /// Codes of the run, most popular first (Zipf rank order).
+    pub codes: Vec<String>,
+    /// The ground truth.
+    pub truth: GroundTruth,
+    /// Redirect traffic.
+    pub requests: RequestStats,
+    /// Explicit events.
+    pub injected: InjectStats,
+    /// From the first request to the end of sending (duration plus draining).
+    pub elapsed: Duration,
+    /// Answered redirect requests per second over the sending time.
+    pub achieved_rate: f64,
+    /// The requested rate.
+    pub target_rate: f64,
+    /// Whether the truth is exact (every click's outcome is known).
+    pub exact: bool,
+    /// Whether the server trusts this host's `X-Forwarded-For` (`None`: cannot tell).
+    pub proxy_trusted: Option<bool>,
+    /// Remarks for the reader (unknown outcomes, proxy trust, ...).
+    pub notes: Vec<String>,
+}
+
+impl LoadgenReport {
+    /// Prints the report: traffic summary, the `top` links by clicks, totals and notes.
+    ///
+    /// Errors only when `out` fails.
+    pub fn print(&self, out: &mut impl Write, top: usize) -> std::io::Result<()> {
+        let r = &self.requests;
+        let statuses: Vec<String> = r.statuses.iter().map(|(s, n)| format!("{s}: {n}")).collect();
+        writeln!(out, "loadgen: {} requests sent of {} planned in {:.1}s", r.sent, r.planned, self.elapsed.as_secs_f64())?;
+        writeln!(out, "  achieved rate {:.1} req/s (target {:.1}); {} HEAD; answers {{{}}}", self.achieved_rate, self.target_rate, r.heads, statuses.join(", "))?;
+        if !r.failures.is_empty() {
+            let f: Vec<String> = r.failures.iter().map(|(k, n)| format!("{k}: {n}")).collect();
+            writeln!(out, "  failed requests {{{}}}", f.join(", "))?;
+        }
+        let i = &self.injected;
+        writeln!(
+            out,
+            "  POST /v1/events: {} batches, {} late events, {} exact duplicates, {} accepted, {} rejected, {} refused, {} unknown",
+            i.batches,
+            i.late_events,
+            i.duplicates,
+            i.accepted,
+            i.rejected.values().sum::<u64>(),
+            i.refused,
+            i.unknown
+        )?;
+        writeln!(out, "ground truth ({}):", if self.exact { "exact" } else { "NOT exact, see notes" })?;
+        writeln!(out, "  {:<16} {:>10} {:>10} {:>10}", "code", "clicks", "bot_clicks", "visitors")?;
+        let mut by_clicks: Vec<(&String, &super::LinkTruth)> = self.truth.links.iter().collect();
+        by_clicks.sort_by(|a, b| b.1.clicks.cmp(&a.1.clicks).then(a.0.cmp(b.0)));
+        for (code, t) in by_clicks.iter().take(top) {
+            writeln!(out, "  {:<16} {:>10} {:>10} {:>10}", code, t.clicks, t.bot_clicks, t.visitors)?;
+        }
+        if by_clicks.len() > top {
+            writeln!(out, "  ... {} more links", by_clicks.len() - top)?;
+        }
+        let t = self.truth.totals();
+        writeln!(out, "  {:<16} {:>10} {:>10} {:>10}", "total", t.clicks, t.bot_clicks, t.visitors)?;
+        for n in &self.notes {
+            writeln!(out, "note: {n}")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,239 @@
+use std::collections::{BTreeMap, HashSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use sluice_dataflows::enrich::{EnrichConfig, Enricher, GeoIp};
+use sluice_schemas::truncate_ip;
+use uuid::Uuid;
+
+use super::data::UserAgents;
+use super::ips::IpPools;
+use super::plan::{Mix, TrafficModel, UaTable, zipf_cdf};
+use super::runner::boundary_wait;
+use super::test_server::TestServer;
+use super::truth::TruthBuilder;
+use super::*;
+
+const DAY: i64 = 86_400_000;
+const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36";
+const SLACK: &str = "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)";
+
+fn pools() -> (Arc<UaTable>, Arc<IpPools>) {
+    let uas = Arc::new(UaTable::new(UserAgents::load().expect("user agents")));
+    let ips = Arc::new(IpPools::build(&mut ChaCha8Rng::seed_from_u64(3)).expect("ip pools"));
+    (uas, ips)
+}
+
+#[test]
+fn vendored_user_agents_load_with_known_counts() {
+    let u = UserAgents::load().expect("load");
+    assert_eq!((u.humans.len(), u.previews.len(), u.crawlers.len()), (2041, 61, 2061));
+    assert!(u.previews.iter().any(|p| p == SLACK));
+    assert!(u.humans.iter().chain(&u.previews).chain(&u.crawlers).all(|s| data::sendable(s)));
+}
+
+#[test]
+fn zipf_cdf_is_exact() {
+    let cdf = zipf_cdf(3, 1.0);
+    let expected = [6.0 / 11.0, 9.0 / 11.0, 1.0];
+    for (a, b) in cdf.iter().zip(expected) {
+        assert!((a - b).abs() < 1e-12, "{cdf:?}");
+    }
+    assert_eq!(zipf_cdf(4, 0.0), vec![0.25, 0.5, 0.75, 1.0]);
+}
+
+#[test]
+fn boundary_guard_waits_out_the_period_edges() {
+    let g = 2_000;
+    let ms = |n: u64| Some(std::time::Duration::from_millis(n));
+    assert_eq!(boundary_wait(Some(DAY), 10 * DAY, g), ms(2_000));
+    assert_eq!(boundary_wait(Some(DAY), 10 * DAY + 1_999, g), ms(1));
+    assert_eq!(boundary_wait(Some(DAY), 10 * DAY + 2_000, g), None);
+    assert_eq!(boundary_wait(Some(DAY), 11 * DAY - 2_001, g), None);
+    assert_eq!(boundary_wait(Some(DAY), 11 * DAY - 2_000, g), ms(4_000));
+    assert_eq!(boundary_wait(Some(DAY), 11 * DAY - 1, g), ms(2_001));
+    assert_eq!(boundary_wait(None, 10 * DAY, g), None, "never rotates");
+}
+
+#[test]
+fn the_model_is_deterministic_and_has_the_configured_mix() {
+    let (uas, ips) = pools();
+    let mix = Mix::default();
+    let draw = |seed| {
+        let mut m = TrafficModel::new(seed, 20, mix, Arc::clone(&uas), Arc::clone(&ips));
+        (0..20_000).map(|_| m.request()).collect::<Vec<_>>()
+    };
+    let a = draw(11);
+    assert_eq!(a, draw(11), "same seed, same requests");
+    assert_ne!(a[..50], draw(12)[..50], "another seed, other requests");
+    let share = |f: &dyn Fn(&plan::Request) -> bool| a.iter().filter(|r| f(r)).count() as f64 / a.len() as f64;
+    let top = zipf_cdf(20, mix.zipf_exponent)[0];
+    assert!((share(&|r| r.link == 0) - top).abs() < 0.015, "rank 1 share {} vs {top}", share(&|r| r.link == 0));
+    assert!((share(&|r| r.head) - mix.head_share).abs() < 0.006);
+    let bots = share(&|r| !uas.humans.contains(&r.visitor.ua));
+    assert!((0.055..=0.085).contains(&bots), "bot share {bots}");
+    let distinct: HashSet<_> = a.iter().map(|r| r.visitor).collect();
+    let repeat = 1.0 - distinct.len() as f64 / a.len() as f64;
+    assert!((repeat - mix.repeat_share).abs() < 0.02, "returning share {repeat}");
+    let direct = share(&|r| r.referrer.is_none());
+    assert!((0.33..=0.45).contains(&direct), "direct share {direct}");
+}
+
+#[test]
+fn drawn_addresses_geolocate_to_known_countries() {
+    let (_, ips) = pools();
+    let countries: BTreeMap<&str, usize> = ips.countries().into_iter().collect();
+    for c in ["US", "DE", "IN", "BR", "JP", "GB"] {
+        assert!(countries.get(c).is_some_and(|n| *n > 10), "{c}: {countries:?}");
+    }
+    assert!(ips.v6_networks() > 10);
+    let geo = GeoIp::bundled().expect("geoip");
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let (mut v6, mut us) = (0, 0);
+    for _ in 0..5_000 {
+        let ip = ips.draw(&mut rng);
+        let trunc: IpAddr = truncate_ip(ip).parse().expect("ip");
+        let cc = geo.lookup(trunc);
+        assert!(cc.is_known(), "{ip} → {trunc} has no country");
+        v6 += usize::from(ip.is_ipv6());
+        us += usize::from(ip.is_ipv4() && cc.as_str() == "US");
+    }
+    assert!((600..=900).contains(&v6), "ipv6 share {v6}/5000");
+    assert!((1_000..=1_500).contains(&us), "US share {us}/5000");
+}
+
+#[test]
+fn truth_counts_bots_duplicates_and_visitors_per_period() {
+    let codes = vec!["a".to_owned(), "b".to_owned(), "z".to_owned()];
+    let mut t = TruthBuilder::new(&codes, Some(DAY)).expect("truth");
+    let ip: IpAddr = "203.0.113.9".parse().expect("ip");
+    let mapped: IpAddr = "::ffff:203.0.113.9".parse().expect("ip");
+    let id = Uuid::from_u128(1);
+    assert!(t.click("a", 20 * DAY - 1, ip, CHROME, None));
+    assert!(t.click("a", 20 * DAY + 1, ip, CHROME, None), "same visitor, next period");
+    assert!(t.click("a", 20 * DAY + 2, mapped, CHROME, None), "mapped address is the same visitor");
+    assert!(t.click("a", 20 * DAY + 3, ip, SLACK, Some(id)));
+    assert!(!t.click("a", 20 * DAY + 3, ip, SLACK, Some(id)), "duplicate id");
+    assert!(t.click("b", 5, "2001:db8::1".parse().expect("ip"), "", None));
+    let truth = t.snapshot();
+    assert_eq!(truth.links["a"], LinkTruth { clicks: 3, bot_clicks: 1, visitors: 2 });
+    assert_eq!(truth.links["b"], LinkTruth { clicks: 1, bot_clicks: 0, visitors: 1 });
+    assert_eq!(truth.links["z"], LinkTruth::default(), "links without clicks are listed");
+    let json = serde_json::to_value(&truth).expect("json");
+    assert_eq!(json["links"]["a"], serde_json::json!({"clicks": 3, "bot_clicks": 1, "visitors": 2}));
+    let never = TruthBuilder::new(&codes, None).expect("truth");
+    assert_eq!(never.period_ms(), None);
+}
+
+#[test]
+fn arguments_are_validated_and_proxy_trust_is_read_from_the_server_config() {
+    let mut args = LoadgenArgs::new(Url::parse("http://127.0.0.1:9").expect("url"));
+    assert!(resolve(&args).is_ok());
+    assert_eq!(resolve(&args).expect("ok").proxy_trusted, None, "cannot tell without the server config");
+    args.bot_share = 1.5;
+    assert!(resolve(&args).is_err());
+    args.bot_share = 0.1;
+    args.rate = 0.0;
+    assert!(resolve(&args).is_err());
+    args.rate = 10.0;
+    args.codes = vec!["ok".into(), "not/ok".into()];
+    assert!(resolve(&args).is_err());
+    args.codes.clear();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("server.toml");
+    std::fs::write(&file, "[server]\ntrusted-proxies = []\n[visitor]\nsalt-period = \"7d\"\n[ingest]\ntoken = \"tok\"\n").expect("write");
+    args.server_config = Some(file.clone());
+    let s = resolve(&args).expect("ok");
+    assert_eq!((s.proxy_trusted, s.period_ms, s.token.as_deref()), (Some(false), Some(7 * DAY), Some("tok")));
+    std::fs::write(&file, "[server]\ntrusted-proxies = [\"127.0.0.0/8\"]\n").expect("write");
+    assert_eq!(resolve(&args).expect("ok").proxy_trusted, Some(true));
+    args.target = Url::parse("http://192.0.2.1:8080").expect("url");
+    assert_eq!(resolve(&args).expect("ok").proxy_trusted, None, "remote target: source address unknown");
+    args.salt_period = Some("never".into());
+    assert_eq!(resolve(&args).expect("ok").period_ms, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_targets_are_reported_not_counted() {
+    // a port nothing listens on
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let mut args = LoadgenArgs::new(Url::parse(&format!("http://127.0.0.1:{port}")).expect("url"));
+    args.codes = vec!["abc".into(), "def".into()];
+    args.rate = 40.0;
+    args.duration = std::time::Duration::from_secs(1);
+    args.late_share = 0.0;
+    args.duplicate_share = 0.0;
+    args.quiet = true;
+    let r = run(&args).await.expect("run");
+    assert_eq!(r.requests.sent, 40);
+    assert_eq!(r.requests.failures.get("connect"), Some(&40));
+    assert_eq!(r.truth.totals(), LinkTruth::default());
+    assert!(r.exact, "connection failures are certain non-clicks");
+}
+
+/// The generator's truth against an independent count over the click log of a real server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ground_truth_matches_the_click_log_of_a_real_server() {
+    let server = TestServer::start(|_| {}).await;
+    let mut args = LoadgenArgs::new(server.url.clone());
+    args.links = 12;
+    args.rate = 150.0;
+    args.duration = std::time::Duration::from_secs(3);
+    args.seed = 7;
+    args.bot_share = 0.1;
+    args.head_share = 0.05;
+    args.late_share = 0.05;
+    args.duplicate_share = 0.05;
+    args.quiet = true;
+    args.proxy_trusted = Some(true);
+    let truth_file = tempfile::NamedTempFile::new().expect("tmp");
+    args.truth = Some(truth_file.path().to_path_buf());
+    let report = run(&args).await.expect("loadgen run");
+    let (_dir, log) = server.stop().await;
+
+    assert!(report.exact, "{:?}", report.notes);
+    assert_eq!(report.requests.sent, 450);
+    assert_eq!(report.requests.failures, BTreeMap::new());
+    let statuses: Vec<u16> = report.requests.statuses.keys().copied().collect();
+    assert_eq!(statuses, vec![302]);
+    assert!(report.requests.heads > 5, "some HEAD requests: {}", report.requests.heads);
+    assert!(report.injected.duplicates > 5 && report.injected.late_events > 5, "{:?}", report.injected);
+    assert_eq!(report.injected.rejected, BTreeMap::new());
+
+    // Independent count: every logged event, dedup by event_id, bots by the classifier,
+    // visitors = distinct visitor_id (the server's own (period, IP, UA) hash) among humans.
+    let entries = log.read_entries(0, 1_000_000).expect("read log");
+    let gets_3xx = report.requests.statuses[&302] - report.requests.heads;
+    assert_eq!(entries.len() as u64, gets_3xx + report.injected.accepted, "HEAD requests are not logged, duplicates are");
+    let mut classifier = Enricher::new(&EnrichConfig::default()).expect("classifier");
+    let mut seen = HashSet::new();
+    let mut counted: BTreeMap<String, (u64, u64, HashSet<u64>)> = report.codes.iter().map(|c| (c.clone(), (0, 0, HashSet::new()))).collect();
+    for e in entries.iter().map(|e| &e.event) {
+        if !seen.insert(e.event_id) {
+            continue;
+        }
+        let row = counted.get_mut(&e.code).expect("a code of the run");
+        if classifier.user_agent(&e.user_agent).is_bot {
+            row.1 += 1;
+        } else {
+            row.0 += 1;
+            row.2.insert(e.visitor_id);
+        }
+    }
+    let independent: BTreeMap<String, LinkTruth> =
+        counted.into_iter().map(|(c, (clicks, bot_clicks, v))| (c, LinkTruth { clicks, bot_clicks, visitors: v.len() as u64 })).collect();
+    assert_eq!(report.truth.links, independent);
+    let written: GroundTruth = serde_json::from_str(&std::fs::read_to_string(truth_file.path()).expect("read truth")).expect("truth json");
+    assert_eq!(written, report.truth);
+
+    // the mix is really there
+    let t = report.truth.totals();
+    assert!(t.bot_clicks > 10 && t.clicks > 300, "{t:?}");
+    assert!(report.truth.links.values().any(|l| l.visitors < l.clicks), "returning visitors");
+    let top = &report.truth.links[&report.codes[0]];
+    let last = &report.truth.links[&report.codes[11]];
+    assert!(top.clicks > 2 * last.clicks, "Zipf: {top:?} vs {last:?}");
+    assert!(seen.len() < entries.len(), "duplicates reached the log");
+}
