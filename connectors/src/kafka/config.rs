@@ -277,7 +277,7 @@ impl KafkaConfig {
         if !(1..=i32::MAX as u32).contains(&self.batch_max_bytes) {
             return Err(cfg_err("batch-max-bytes", "must be at least 1".into()));
         }
-        if self.message_timeout > Duration::from_secs(3600) || self.message_timeout.subsec_nanos() % 1_000_000 != 0 {
+        if self.message_timeout > Duration::from_secs(3600) || !self.message_timeout.subsec_nanos().is_multiple_of(1_000_000) {
             return Err(cfg_err("message-timeout", "must be whole milliseconds, at most 1h (0s: never)".into()));
         }
         for key in self.client_options.0.keys() {
