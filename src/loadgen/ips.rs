@@ -75,6 +75,14 @@ impl IpPools {
         self.v6.len()
     }
 
+    /// An IPv4 client address in `country` (host 1..=254), or `None` when no network of
+    /// that country was found.
+    pub fn draw_in(&self, country: &str, rng: &mut impl Rng) -> Option<IpAddr> {
+        let (_, _, nets) = self.v4.iter().find(|(c, _, _)| *c == country)?;
+        let [a, b, c] = nets[rng.random_range(0..nets.len())];
+        Some(IpAddr::V4(Ipv4Addr::new(a, b, c, rng.random_range(1..=254))))
+    }
+
     /// A client address: IPv6 with probability [`IPV6_PER_MILLE`] (when any /48 was found),
     /// else IPv4 in a country drawn by weight; host bits random (IPv4 host 1..=254).
     pub fn draw(&self, rng: &mut impl Rng) -> IpAddr {

@@ -10,7 +10,9 @@
 //! 3. once per second posts late events (event time up to `--max-lateness` in the past) to
 //!    `POST /v1/events`, and re-sends some already posted events unchanged (exact
 //!    duplicates: same `event_id`);
-//! 4. stops by itself at the end of the duration, waits for requests in flight, and returns
+//! 4. with `--attack SHAPE`, adds an attack on one link ([`attack`]: burst, flood, bots,
+//!    referrer-spam, geo-shift) from `--attack-start` at `--attack-rate`;
+//! 5. stops by itself at the end of the duration, waits for requests in flight, and returns
 //!    a [`LoadgenReport`] with the [`truth::GroundTruth`].
 //!
 //! Library use: `sluice demo` calls [`run`] in-process with `progress = false` and
@@ -23,6 +25,7 @@
 //! says it cannot tell. Requests the server drops internally (a full click channel, counted
 //! in `sluice_click_events_dropped_total`) are invisible from outside.
 
+pub mod attack;
 mod client;
 pub mod data;
 pub mod ips;
@@ -44,7 +47,8 @@ use anyhow::{Context, bail};
 use clap::Args;
 use url::Url;
 
-pub use report::{InjectStats, LoadgenReport, RequestStats};
+pub use attack::AttackKind;
+pub use report::{AttackReport, InjectStats, LoadgenReport, RequestStats};
 pub use truth::{GroundTruth, LinkTruth};
 
 /// `sluice loadgen`.
@@ -110,6 +114,21 @@ pub struct LoadgenArgs {
     /// The server's configuration file: salt period, ingest token, and whether it trusts this host's X-Forwarded-For.
     #[arg(long, value_name = "FILE")]
     pub server_config: Option<PathBuf>,
+    /// Add an attack on one link (abuse drills; see `sluice loadgen --help` and issue 7).
+    #[arg(long, value_enum, value_name = "SHAPE")]
+    pub attack: Option<AttackKind>,
+    /// When the attack starts after the first request (default: a third of --duration).
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "D", requires = "attack")]
+    pub attack_start: Option<Duration>,
+    /// How long the attack lasts (default: until the end of the run).
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "D", requires = "attack")]
+    pub attack_duration: Option<Duration>,
+    /// Extra requests per second of the attack (default: --rate, at least 20).
+    #[arg(long, value_name = "R", requires = "attack")]
+    pub attack_rate: Option<f64>,
+    /// Code of the attacked link (default: the link of median popularity).
+    #[arg(long, value_name = "CODE", requires = "attack")]
+    pub attack_code: Option<String>,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -206,6 +225,9 @@ pub(crate) fn resolve(args: &LoadgenArgs) -> anyhow::Result<Settings> {
         let sources = loopback_sources(&args.target)?;
         Some(sources.iter().all(|ip| nets.iter().any(|n| n.contains(ip))))
     });
+    if args.attack_rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+        bail!("--attack-rate must be a positive number of requests per second");
+    }
     if args.max_lateness < Duration::from_secs(1) {
         bail!("--max-lateness must be at least 1s");
     }

@@ -177,6 +177,25 @@ impl TrafficModel {
         self.visitor_with(ua)
     }
 
+    /// A user agent of a real browser.
+    pub fn human_ua(&mut self) -> u32 {
+        self.rng.random_range(self.uas.humans.clone())
+    }
+
+    /// A user agent of a bot: a link-preview fetcher with probability `preview_share`,
+    /// else another crawler.
+    pub fn bot_ua(&mut self) -> u32 {
+        let range = if self.rng.random_bool(self.mix.preview_share) { self.uas.previews.clone() } else { self.uas.crawlers.clone() };
+        self.rng.random_range(range)
+    }
+
+    /// A new visitor with user agent `ua` at an address in `country` (any country when the
+    /// pools have none there); not remembered as recent.
+    pub fn visitor_in(&mut self, ua: u32, country: &str) -> Visitor {
+        let ip = self.ips.draw_in(country, &mut self.rng).unwrap_or_else(|| self.ips.draw(&mut self.rng));
+        Visitor { ip, ua }
+    }
+
     /// A new visitor with user agent `ua` and a fresh address; remembered as recent.
     pub fn visitor_with(&mut self, ua: u32) -> Visitor {
         let v = Visitor { ip: self.ips.draw(&mut self.rng), ua };

@@ -52,6 +52,21 @@ pub struct InjectStats {
     pub unknown: u64,
 }
 
+/// The attack of a run (`--attack`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttackReport {
+    /// Its shape.
+    pub kind: super::attack::AttackKind,
+    /// The attacked link.
+    pub code: String,
+    /// Attack requests sent (all `GET`s, counted in the truth like any click).
+    pub requests: u64,
+    /// Wall clock of the first attack request, ms since the epoch (UTC); `None` if none was sent.
+    pub started_at_ms: Option<i64>,
+    /// Wall clock of the last attack request, ms since the epoch (UTC).
+    pub ended_at_ms: Option<i64>,
+}
+
 /// The result of [`super::run`].
 #[derive(Debug, Clone)]
 pub struct LoadgenReport {
@@ -73,6 +88,8 @@ pub struct LoadgenReport {
     pub exact: bool,
     /// Whether the server trusts this host's `X-Forwarded-For` (`None`: cannot tell).
     pub proxy_trusted: Option<bool>,
+    /// The attack, if one was requested.
+    pub attack: Option<AttackReport>,
     /// Remarks for the reader (unknown outcomes, proxy trust, ...).
     pub notes: Vec<String>,
 }
@@ -102,6 +119,18 @@ impl LoadgenReport {
             i.refused,
             i.unknown
         )?;
+        if let Some(a) = &self.attack {
+            writeln!(
+                out,
+                "  attack {:?} on {}: {} requests from {} to {} (ms since epoch); expected anomaly kind {}",
+                a.kind,
+                a.code,
+                a.requests,
+                a.started_at_ms.map_or("-".into(), |t| t.to_string()),
+                a.ended_at_ms.map_or("-".into(), |t| t.to_string()),
+                a.kind.anomaly_kind()
+            )?;
+        }
         writeln!(out, "ground truth ({}):", if self.exact { "exact" } else { "NOT exact, see notes" })?;
         writeln!(out, "  {:<16} {:>10} {:>10} {:>10}", "code", "clicks", "bot_clicks", "visitors")?;
         let mut by_clicks: Vec<(&String, &super::LinkTruth)> = self.truth.links.iter().collect();

@@ -21,7 +21,8 @@ use super::client::{EventsAnswer, Http};
 use super::data::UserAgents;
 use super::ips::IpPools;
 use super::plan::{Mix, TrafficModel, UaTable, Visitor};
-use super::report::{InjectStats, LoadgenReport, RequestStats};
+use super::attack::Attack;
+use super::report::{AttackReport, InjectStats, LoadgenReport, RequestStats};
 use super::truth::{TruthBuilder, period_index};
 use super::{LoadgenArgs, Settings};
 
@@ -31,8 +32,12 @@ pub const PERIOD_GUARD_MS: i64 = 2_000;
 /// Seeds of the IP pools and of the late-event model, derived from `--seed`.
 const IP_SEED: u64 = 0x1b5e_ed00_0000_0001;
 const LATE_SEED: u64 = 0x1a7e_0000_0000_0002;
+const ATTACK_SEED: u64 = 0xa77a_c000_0000_0003;
 /// Attempts of one events post (retries are safe: the pipeline dedups by `event_id`).
 const POST_ATTEMPTS: u32 = 3;
+/// A request due before the end is still sent this long after the end (scheduling
+/// hiccups do not change the request count); later ones are dropped.
+const LATE_GRACE: Duration = Duration::from_millis(500);
 /// Posted events kept as candidates for duplicates.
 const HISTORY: usize = 100_000;
 
@@ -126,8 +131,22 @@ pub(crate) async fn run(args: &LoadgenArgs, s: &Settings) -> anyhow::Result<Load
     let mut offset = Duration::ZERO;
     let mut next_tick = start + Duration::from_secs(1);
     let mut i: u64 = 0;
+    let mut attack = attack_plan(args, &codes, mix, &uas, &ips)?;
+    let (attack_start, attack_end) = match (&attack, args.attack_start) {
+        (Some(_), Some(at)) => (start + at, (start + at + args.attack_duration.unwrap_or(args.duration)).min(end)),
+        (Some(_), None) => (start + args.duration / 3, (start + args.duration / 3 + args.attack_duration.unwrap_or(args.duration)).min(end)),
+        (None, _) => (end, end),
+    };
+    let attack_interval = 1.0 / args.attack_rate.unwrap_or(args.rate.max(20.0));
+    let mut j: u64 = 0;
+    let mut attack_sent: Option<(i64, i64)> = None;
     loop {
-        let due = start + offset + Duration::from_secs_f64(i as f64 * interval);
+        let due_normal = start + offset + Duration::from_secs_f64(i as f64 * interval);
+        let due_attack = attack.as_ref().map(|_| attack_start + offset + Duration::from_secs_f64(j as f64 * attack_interval)).filter(|d| *d < attack_end);
+        let (due, is_attack) = match due_attack {
+            Some(a) if a < due_normal => (a, true),
+            _ => (due_normal, false),
+        };
         if due >= end {
             break;
         }
@@ -151,11 +170,22 @@ pub(crate) async fn run(args: &LoadgenArgs, s: &Settings) -> anyhow::Result<Load
             continue;
         }
         let permit = Arc::clone(&sem).acquire_owned().await.context("request semaphore closed")?;
-        if Instant::now() >= end {
+        if Instant::now() >= end + LATE_GRACE {
+            // the server is slower than the rate: stop at the end instead of catching up
             break;
         }
-        let req = traffic.request();
-        i += 1;
+        let req = match (&mut attack, is_attack) {
+            (Some(a), true) => {
+                j += 1;
+                let now = wall_ms();
+                attack_sent = Some((attack_sent.map_or(now, |(first, _)| first), now));
+                a.request()
+            }
+            _ => {
+                i += 1;
+                traffic.request()
+            }
+        };
         let (http, shared, codes, uas, pb) = (http.clone(), Arc::clone(&shared), Arc::clone(&codes), Arc::clone(&uas), pb.clone());
         tokio::spawn(async move {
             let code = &codes[req.link];
@@ -230,6 +260,13 @@ pub(crate) async fn run(args: &LoadgenArgs, s: &Settings) -> anyhow::Result<Load
         Some(false) => notes.push("the server does not trust this host's X-Forwarded-For (server.trusted-proxies): it sees one client address, so its uniques will not match the visitors here".into()),
         None => notes.push("cannot tell whether the server trusts this host's X-Forwarded-For; visitors are exact only if server.trusted-proxies includes this host (pass --server-config to check; `sluice demo` configures it)".into()),
     }
+    let attack = attack.map(|a| AttackReport {
+        kind: a.kind(),
+        code: codes[a.link()].clone(),
+        requests: j,
+        started_at_ms: attack_sent.map(|(first, _)| first),
+        ended_at_ms: attack_sent.map(|(_, last)| last),
+    });
     let exact = requests.unknown_gets == 0 && injected.unknown == 0 && requests.straddling == 0;
     Ok(LoadgenReport {
         codes: codes.to_vec(),
@@ -241,8 +278,20 @@ pub(crate) async fn run(args: &LoadgenArgs, s: &Settings) -> anyhow::Result<Load
         target_rate: args.rate,
         exact,
         proxy_trusted: s.proxy_trusted,
+        attack,
         notes,
     })
+}
+
+/// The attack of `--attack`, on `--attack-code` or the link of median popularity.
+fn attack_plan(args: &LoadgenArgs, codes: &[String], mix: Mix, uas: &Arc<UaTable>, ips: &Arc<IpPools>) -> anyhow::Result<Option<Attack>> {
+    let Some(kind) = args.attack else { return Ok(None) };
+    let link = match &args.attack_code {
+        Some(code) => codes.iter().position(|c| c == code).with_context(|| format!("--attack-code \"{code}\" is not one of the run's codes"))?,
+        None => codes.len() / 2,
+    };
+    let model = TrafficModel::new(args.seed.wrapping_add(ATTACK_SEED), codes.len(), mix, Arc::clone(uas), Arc::clone(ips));
+    Ok(Some(Attack::new(kind, link, model)))
 }
 
 impl Shared {

@@ -202,8 +202,25 @@ async fn ground_truth_matches_the_click_log_of_a_real_server() {
     assert!(report.injected.duplicates > 5 && report.injected.late_events > 5, "{:?}", report.injected);
     assert_eq!(report.injected.rejected, BTreeMap::new());
 
-    // Independent count: every logged event, dedup by event_id, bots by the classifier,
-    // visitors = distinct visitor_id (the server's own (period, IP, UA) hash) among humans.
+    let (entries, distinct) = check_against_log(&report, &log);
+    let written: GroundTruth = serde_json::from_str(&std::fs::read_to_string(truth_file.path()).expect("read truth")).expect("truth json");
+    assert_eq!(written, report.truth);
+
+    // the mix is really there
+    let t = report.truth.totals();
+    assert!(t.bot_clicks > 10 && t.clicks > 300, "{t:?}");
+    assert!(report.truth.links.values().any(|l| l.visitors < l.clicks), "returning visitors");
+    let top = &report.truth.links[&report.codes[0]];
+    let last = &report.truth.links[&report.codes[11]];
+    assert!(top.clicks > 2 * last.clicks, "Zipf: {top:?} vs {last:?}");
+    assert!(distinct < entries.len(), "duplicates reached the log");
+}
+
+/// Independent count over the click log: every logged event, dedup by event_id, bots by
+/// the classifier, visitors = distinct visitor_id (the server's own (period, IP, UA) hash)
+/// among humans; must equal the generator's truth. Returns the entries and the number of
+/// distinct event ids.
+fn check_against_log(report: &LoadgenReport, log: &sluice_connectors::click_log::ClickLog) -> (Vec<sluice_connectors::click_log::LogEntry>, usize) {
     let entries = log.read_entries(0, 1_000_000).expect("read log");
     let gets_3xx = report.requests.statuses[&302] - report.requests.heads;
     assert_eq!(entries.len() as u64, gets_3xx + report.injected.accepted, "HEAD requests are not logged, duplicates are");
@@ -225,15 +242,69 @@ async fn ground_truth_matches_the_click_log_of_a_real_server() {
     let independent: BTreeMap<String, LinkTruth> =
         counted.into_iter().map(|(c, (clicks, bot_clicks, v))| (c, LinkTruth { clicks, bot_clicks, visitors: v.len() as u64 })).collect();
     assert_eq!(report.truth.links, independent);
-    let written: GroundTruth = serde_json::from_str(&std::fs::read_to_string(truth_file.path()).expect("read truth")).expect("truth json");
-    assert_eq!(written, report.truth);
+    (entries, seen.len())
+}
 
-    // the mix is really there
-    let t = report.truth.totals();
-    assert!(t.bot_clicks > 10 && t.clicks > 300, "{t:?}");
-    assert!(report.truth.links.values().any(|l| l.visitors < l.clicks), "returning visitors");
-    let top = &report.truth.links[&report.codes[0]];
-    let last = &report.truth.links[&report.codes[11]];
-    assert!(top.clicks > 2 * last.clicks, "Zipf: {top:?} vs {last:?}");
-    assert!(seen.len() < entries.len(), "duplicates reached the log");
+#[test]
+fn attack_shapes_draw_the_documented_requests() {
+    let (uas, ips) = pools();
+    let geo = GeoIp::bundled().expect("geoip");
+    let model = || TrafficModel::new(5, 10, Mix::default(), Arc::clone(&uas), Arc::clone(&ips));
+    let draw = |kind| {
+        let mut a = attack::Attack::new(kind, 4, model());
+        (0..500).map(|_| a.request()).collect::<Vec<_>>()
+    };
+    for kind in [AttackKind::Burst, AttackKind::Flood, AttackKind::Bots, AttackKind::ReferrerSpam, AttackKind::GeoShift] {
+        let reqs = draw(kind);
+        assert!(reqs.iter().all(|r| r.link == 4 && !r.head), "{kind:?}: one link, GETs only");
+        let visitors: HashSet<_> = reqs.iter().map(|r| r.visitor).collect();
+        let human = |r: &plan::Request| uas.humans.contains(&r.visitor.ua);
+        match kind {
+            AttackKind::Burst => assert!(visitors.len() > 250, "ordinary, mostly new visitors"),
+            AttackKind::Flood => {
+                assert_eq!(visitors.len(), 1);
+                assert!(human(&reqs[0]));
+            }
+            AttackKind::Bots => assert!(reqs.iter().all(|r| !human(r)) && visitors.len() > 450),
+            AttackKind::ReferrerSpam => assert!(reqs.iter().all(|r| human(r) && r.referrer == Some(attack::SPAM_REFERRER))),
+            AttackKind::GeoShift => {
+                for r in &reqs {
+                    let net: IpAddr = truncate_ip(r.visitor.ip).parse().expect("ip");
+                    assert_eq!(geo.lookup(net).as_str(), attack::GEO_SHIFT_COUNTRY, "{}", r.visitor.ip);
+                }
+                assert!(reqs.iter().all(human));
+            }
+        }
+    }
+    assert_eq!(AttackKind::ReferrerSpam.anomaly_kind(), "referrer_spam");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attack_is_reported_with_its_window_and_counted_exactly() {
+    let server = TestServer::start(|_| {}).await;
+    let mut args = LoadgenArgs::new(server.url.clone());
+    args.links = 6;
+    args.rate = 60.0;
+    args.duration = std::time::Duration::from_secs(3);
+    args.quiet = true;
+    args.proxy_trusted = Some(true);
+    args.attack = Some(AttackKind::Flood);
+    args.attack_start = Some(std::time::Duration::from_secs(1));
+    args.attack_duration = Some(std::time::Duration::from_secs(1));
+    args.attack_rate = Some(100.0);
+    let report = run(&args).await.expect("run");
+    let (_dir, log) = server.stop().await;
+    assert!(report.exact, "{:?}", report.notes);
+    let a = report.attack.clone().expect("attack report");
+    assert_eq!((a.kind, a.code.as_str(), a.requests), (AttackKind::Flood, report.codes[3].as_str(), 100));
+    let (first, last) = (a.started_at_ms.expect("started"), a.ended_at_ms.expect("ended"));
+    assert!((800..=1_300).contains(&(last - first)), "attack lasted {} ms", last - first);
+    assert_eq!(report.requests.sent, 180 + 100);
+    let (entries, _) = check_against_log(&report, &log);
+    // the flooder: one visitor id with (at least) all 100 attack clicks on the attacked link
+    let mut per_visitor: BTreeMap<u64, u64> = BTreeMap::new();
+    for e in entries.iter().filter(|e| e.event.code == a.code && (first..=last + 1_000).contains(&e.event.ts)) {
+        *per_visitor.entry(e.event.visitor_id).or_default() += 1;
+    }
+    assert!(per_visitor.values().any(|n| *n >= 100), "{per_visitor:?}");
 }
