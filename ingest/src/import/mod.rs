@@ -46,7 +46,14 @@ impl ImportFormat {
     /// else (`access.log`, `access.log.1`) → combined.
     pub fn guess(file_name: &str) -> ImportFormat {
         let lower = file_name.to_ascii_lowercase();
-        if [".ndjson", ".jsonl", ".json"].iter().any(|ext| lower.ends_with(ext)) { ImportFormat::Ndjson } else { ImportFormat::Combined }
+        if [".ndjson", ".jsonl", ".json"]
+            .iter()
+            .any(|ext| lower.ends_with(ext))
+        {
+            ImportFormat::Ndjson
+        } else {
+            ImportFormat::Combined
+        }
     }
 }
 
@@ -129,7 +136,10 @@ impl LineParser {
         if !prefix.ends_with('/') {
             prefix.push('/');
         }
-        LineParser { format, path_prefix: prefix }
+        LineParser {
+            format,
+            path_prefix: prefix,
+        }
     }
 
     /// The format parsed.
@@ -149,14 +159,19 @@ impl LineParser {
                     Ok(e) => LineOutcome::Event(e),
                     Err(r) => LineOutcome::Invalid(r),
                 },
-                Err(e) => LineOutcome::Invalid(Rejection::new("malformed_json", format!("line {line_no} is not valid json: {e}"))),
+                Err(e) => LineOutcome::Invalid(Rejection::new(
+                    "malformed_json",
+                    format!("line {line_no} is not valid json: {e}"),
+                )),
             },
             ImportFormat::Combined => self.access_line(line_no, line),
         }
     }
 
     fn access_line(&self, line_no: u64, line: &str) -> LineOutcome {
-        let Ok(rec) = combined::parse_line(line) else { return LineOutcome::Skipped(SkipReason::Malformed) };
+        let Ok(rec) = combined::parse_line(line) else {
+            return LineOutcome::Skipped(SkipReason::Malformed);
+        };
         match rec.method.as_str() {
             "GET" => {}
             "HEAD" => return LineOutcome::Skipped(SkipReason::HeadRequest),
@@ -165,9 +180,15 @@ impl LineParser {
         if !is_redirect_status(rec.status) {
             return LineOutcome::Skipped(SkipReason::NotRedirect);
         }
-        let code = combined::target_path(&rec.target).and_then(|p| p.strip_prefix(self.path_prefix.as_str())).filter(|c| is_code(c));
-        let Some(code) = code else { return LineOutcome::Skipped(SkipReason::NotCodePath) };
-        let Ok(ip) = rec.host.parse::<IpAddr>() else { return LineOutcome::Skipped(SkipReason::InvalidClientIp) };
+        let code = combined::target_path(&rec.target)
+            .and_then(|p| p.strip_prefix(self.path_prefix.as_str()))
+            .filter(|c| is_code(c));
+        let Some(code) = code else {
+            return LineOutcome::Skipped(SkipReason::NotCodePath);
+        };
+        let Ok(ip) = rec.host.parse::<IpAddr>() else {
+            return LineOutcome::Skipped(SkipReason::InvalidClientIp);
+        };
         LineOutcome::Event(EventInput {
             event_id: line_event_id(line_no, line).to_string(),
             code: code.to_owned(),
