@@ -143,7 +143,12 @@ pub struct LoadgenArgs {
 }
 
 impl LoadgenArgs {
-    /// Defaults of every flag with `target` (for library callers).
+    /// Defaults of every flag with `target` (for library callers); `ingest_token` comes
+    /// from `SLUICE_INGEST_TOKEN` when set.
+    ///
+    /// # Panics
+    /// Only if `SLUICE_INGEST_TOKEN` is set to something that is not UTF-8 (the built-in
+    /// defaults always parse).
     pub fn new(target: Url) -> LoadgenArgs {
         use clap::Parser;
         #[derive(Parser)]
@@ -151,7 +156,7 @@ impl LoadgenArgs {
             #[command(flatten)]
             args: LoadgenArgs,
         }
-        let mut args = Wrapper::parse_from(["loadgen"]).args;
+        let mut args = Wrapper::try_parse_from(["loadgen"]).unwrap_or_else(|e| panic!("loadgen defaults do not parse: {e}")).args;
         args.target = target;
         args
     }
