@@ -156,7 +156,9 @@ impl LoadgenArgs {
             #[command(flatten)]
             args: LoadgenArgs,
         }
-        let mut args = Wrapper::try_parse_from(["loadgen"]).unwrap_or_else(|e| panic!("loadgen defaults do not parse: {e}")).args;
+        let mut args = Wrapper::try_parse_from(["loadgen"])
+            .unwrap_or_else(|e| panic!("loadgen defaults do not parse: {e}"))
+            .args;
         args.target = target;
         args
     }

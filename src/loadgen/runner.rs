@@ -135,7 +135,19 @@ pub(crate) async fn run(args: &LoadgenArgs, s: &Settings) -> anyhow::Result<Load
         Arc::clone(&uas),
         Arc::clone(&ips),
     );
-    let planned = (args.rate * args.duration.as_secs_f64()).round() as u64;
+    let mut attack = attack_plan(args, &codes, mix, &uas, &ips)?;
+    // the attack's window as offsets from the first request
+    let attack_window = match (&attack, args.attack_start) {
+        (None, _) => args.duration..args.duration,
+        (Some(_), at) => {
+            let at = at.unwrap_or(args.duration / 3).min(args.duration);
+            at..(at + args.attack_duration.unwrap_or(args.duration)).min(args.duration)
+        }
+    };
+    let attack_interval = 1.0 / args.attack_rate.unwrap_or(args.rate.max(20.0));
+    let planned_attack =
+        ((attack_window.end - attack_window.start).as_secs_f64() / attack_interval).ceil() as u64;
+    let planned = (args.rate * args.duration.as_secs_f64()).round() as u64 + planned_attack;
     let shared = Arc::new(Mutex::new(Shared {
         truth,
         requests: RequestStats {
@@ -166,19 +178,7 @@ pub(crate) async fn run(args: &LoadgenArgs, s: &Settings) -> anyhow::Result<Load
     let mut offset = Duration::ZERO;
     let mut next_tick = start + Duration::from_secs(1);
     let mut i: u64 = 0;
-    let mut attack = attack_plan(args, &codes, mix, &uas, &ips)?;
-    let (attack_start, attack_end) = match (&attack, args.attack_start) {
-        (Some(_), Some(at)) => (
-            start + at,
-            (start + at + args.attack_duration.unwrap_or(args.duration)).min(end),
-        ),
-        (Some(_), None) => (
-            start + args.duration / 3,
-            (start + args.duration / 3 + args.attack_duration.unwrap_or(args.duration)).min(end),
-        ),
-        (None, _) => (end, end),
-    };
-    let attack_interval = 1.0 / args.attack_rate.unwrap_or(args.rate.max(20.0));
+    let (attack_start, attack_end) = (start + attack_window.start, start + attack_window.end);
     let mut j: u64 = 0;
     let mut attack_sent: Option<(i64, i64)> = None;
     loop {
