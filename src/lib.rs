@@ -16,6 +16,7 @@
 //! | [`import`] | `sluice import`: backfill from NDJSON events or combined-log access logs |
 #![deny(missing_docs)]
 
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod health;

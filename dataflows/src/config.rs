@@ -187,6 +187,11 @@ pub struct PipelineConfig {
     /// change in every epoch); 0 emits one batch per completed epoch.
     #[serde(with = "humantime_serde")]
     pub change_interval: Duration,
+    /// The rollups apply completed epochs in batches spanning at least this much processing
+    /// time (bigger batches touch each rollup block once for many clicks); views lag the
+    /// input by at most about this much more. 0 applies every completed epoch at once.
+    #[serde(with = "humantime_serde")]
+    pub apply_interval: Duration,
 }
 
 impl Default for PipelineConfig {
@@ -198,6 +203,7 @@ impl Default for PipelineConfig {
             batch_size: 4096,
             max_inflight_epochs: 250,
             change_interval: Duration::from_millis(500),
+            apply_interval: Duration::from_millis(50),
         }
     }
 }

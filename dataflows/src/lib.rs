@@ -23,3 +23,12 @@ pub mod views;
 pub mod watermark;
 
 pub use error::{Error, ErrorKind, Result};
+
+#[doc(hidden)]
+pub mod bench_support {
+    //! Entry points for development benchmarks (not a stable API).
+    /// Applies records to the first local shard of `views`.
+    pub fn apply(views: &crate::views::Views, recs: &[crate::records::LinkedRecord]) {
+        views.shard(0).write().apply(recs);
+    }
+}

@@ -229,6 +229,12 @@ impl From<&str> for DimStr {
     }
 }
 
+impl std::borrow::Borrow<str> for DimStr {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
 impl std::ops::Deref for DimStr {
     type Target = str;
     fn deref(&self) -> &str {

@@ -190,6 +190,7 @@ pub fn start<E: ClickEnricher>(config: &PipelineConfig, inputs: PipelineInputs<E
     let meta_feed = Mutex::new(inputs.link_meta);
     let (factory, clock) = (inputs.source, inputs.clock);
     let (batch, max_inflight, interval) = (config.batch_size, config.max_inflight_epochs, config.change_interval);
+    let apply_interval = config.apply_interval;
     let (views2, shared2) = (views.clone(), Arc::clone(&shared));
 
     let worker_fn = move |worker: &mut timely::worker::Worker| -> std::result::Result<(), String> {
@@ -201,7 +202,7 @@ pub fn start<E: ClickEnricher>(config: &PipelineConfig, inputs: PipelineInputs<E
         let enricher = proto.lock().clone();
         let mut params = DedupParams::from_semantics(&sem);
         params.duplicates = Arc::clone(&shared.duplicates);
-        let mut target = RollupTarget::new(&views2, local);
+        let mut target = RollupTarget::new(&views2, local).with_apply_interval(apply_interval);
         if let Some(c) = &collector {
             target = target.with_changes(Arc::clone(c), interval);
         }

@@ -2,12 +2,12 @@
 //!
 //! A rollup row counts distinct `visitor_id`s. Most rows are small (a country/browser
 //! combination seen by a handful of visitors), so a [`VisitorSketch`] starts as an **exact
-//! set** of visitor ids (two ids inline, then a sorted boxed vector) and upgrades to
-//! HyperLogLog++ ([`hyperloglogplus::HyperLogLogPlus`], precision [`HLL_PRECISION`]) once it
-//! holds more than [`EXACT_LIMIT`] distinct ids. HLL++ itself starts in its sparse form (sorted
-//! 25-bit codes, near exact up to thousands of visitors) and becomes dense (2^14 six-bit
-//! registers, ~13 KiB) only when the sparse list outgrows that (Heule, Nunkesser, Hall:
-//! "HyperLogLog in Practice", EDBT 2013). So:
+//! set** of visitor ids (two ids inline, then one sorted allocation) and upgrades to
+//! HyperLogLog++ at precision [`HLL_PRECISION`] once it holds more than [`EXACT_LIMIT`]
+//! distinct ids: first its sparse form (sorted p' = 25 codes, near exact up to thousands of
+//! visitors; [`sparse`] keeps the codes of `hyperloglogplus` with a cheaper insert path), then,
+//! past 3,072 codes, the dense registers of [`hyperloglogplus::HyperLogLogPlus`] (2^14 six-bit
+//! registers, ~13 KiB) (Heule, Nunkesser, Hall: "HyperLogLog in Practice", EDBT 2013). So:
 //!
 //! * up to [`EXACT_LIMIT`] visitors: uniques are exact (±0);
 //! * above: relative standard error 1.04/√m = 1.04/√16384 ≈ 0.81 % (HLL++ paper, §2).
@@ -27,13 +27,17 @@
 //! ```
 //! The encoding is canonical: equal sketches encode to equal bytes.
 
+mod bridge;
+mod sparse;
+
 use std::cmp::Ordering;
 
 use hyperloglogplus::{HyperLogLog, HyperLogLogPlus};
-use serde::{Deserialize, Serialize};
 
 use crate::hash::VisitorHashState;
 use crate::{Error, Result};
+use bridge::{Canonical, hll_from_canonical, hll_to_canonical};
+use sparse::SparseCodes;
 
 /// HLL++ precision p: m = 2^p registers (relative standard error 1.04/√m ≈ 0.81 %).
 pub const HLL_PRECISION: u8 = 14;
@@ -63,11 +67,13 @@ pub struct VisitorSketch {
 enum Repr {
     /// Up to two ids, ascending.
     Inline { len: u8, ids: [u64; 2] },
-    /// 3..=EXACT_LIMIT ids, ascending, no duplicates. Boxed so the enum stays 24 bytes.
-    #[allow(clippy::box_collection)]
-    Exact(Box<Vec<u64>>),
-    /// HyperLogLog++.
-    Hll(Box<Hll>),
+    /// 3..=EXACT_LIMIT ids: slot 0 holds the count, slots 1..=count the ids ascending; one
+    /// allocation (capacity = slice length − 1), so a lookup costs one cache miss.
+    Exact(Box<[u64]>),
+    /// HLL++ sparse codes.
+    Sparse(Box<SparseCodes>),
+    /// HLL++ dense registers (`hyperloglogplus`).
+    Dense(Box<Hll>),
 }
 
 impl Default for VisitorSketch {
@@ -80,8 +86,9 @@ impl std::fmt::Debug for VisitorSketch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.repr {
             Repr::Inline { len, ids } => f.debug_tuple("Exact").field(&&ids[..*len as usize]).finish(),
-            Repr::Exact(v) => f.debug_tuple("Exact").field(&v.len()).finish(),
-            Repr::Hll(_) => f.write_str("Hll"),
+            Repr::Exact(v) => f.debug_tuple("Exact").field(&v[0]).finish(),
+            Repr::Sparse(s) => f.debug_tuple("Sparse").field(&s.len_upper()).finish(),
+            Repr::Dense(_) => f.write_str("Dense"),
         }
     }
 }
@@ -89,6 +96,12 @@ impl std::fmt::Debug for VisitorSketch {
 fn new_hll() -> Box<Hll> {
     // Precision 14 is within the crate's bounds (4..=18), so this cannot fail.
     Box::new(Hll::new(HLL_PRECISION, VisitorHashState).expect("precision 14 is valid"))
+}
+
+/// Dense crate sketch from sparse codes.
+fn densify(s: &mut SparseCodes) -> Box<Hll> {
+    // Registers built from valid codes always round-trip through the crate's layout.
+    hll_from_canonical(Canonical::Dense(s.to_registers())).expect("dense registers convert")
 }
 
 impl VisitorSketch {
@@ -99,7 +112,7 @@ impl VisitorSketch {
 
     /// Whether the count is exact (the sketch still holds the ids themselves).
     pub fn is_exact(&self) -> bool {
-        !matches!(self.repr, Repr::Hll(_))
+        matches!(self.repr, Repr::Inline { .. } | Repr::Exact(_))
     }
 
     /// Adds one visitor.
@@ -127,28 +140,44 @@ impl VisitorSketch {
                     if visitor_id == ids[0] || visitor_id == ids[1] {
                         return;
                     }
-                    let mut v = Vec::with_capacity(4);
-                    v.extend_from_slice(&ids[..]);
-                    let pos = v.partition_point(|&x| x < visitor_id);
-                    v.insert(pos, visitor_id);
-                    self.repr = Repr::Exact(Box::new(v));
+                    let mut set = vec![0u64; 5].into_boxed_slice();
+                    let mut three = [ids[0], ids[1], visitor_id];
+                    three.sort_unstable();
+                    set[0] = 3;
+                    set[1..4].copy_from_slice(&three);
+                    self.repr = Repr::Exact(set);
                 }
             },
-            Repr::Exact(v) => {
-                if let Err(pos) = v.binary_search(&visitor_id) {
-                    if v.len() < EXACT_LIMIT {
-                        v.insert(pos, visitor_id);
-                    } else {
-                        let mut hll = new_hll();
-                        for id in v.iter() {
-                            hll.insert(id);
+            Repr::Exact(set) => {
+                let n = set[0] as usize;
+                if let Err(pos) = set[1..=n].binary_search(&visitor_id) {
+                    if n < EXACT_LIMIT {
+                        if n + 1 == set.len() {
+                            let mut bigger = vec![0u64; (2 * n).min(EXACT_LIMIT) + 1].into_boxed_slice();
+                            bigger[..=n].copy_from_slice(&set[..=n]);
+                            *set = bigger;
                         }
-                        hll.insert(&visitor_id);
-                        self.repr = Repr::Hll(hll);
+                        set.copy_within(1 + pos..=n, 2 + pos);
+                        set[1 + pos] = visitor_id;
+                        set[0] = n as u64 + 1;
+                    } else {
+                        let mut s = Box::new(SparseCodes::default());
+                        for &id in &set[1..=n] {
+                            s.insert_id(id);
+                        }
+                        s.insert_id(visitor_id);
+                        self.repr = Repr::Sparse(s);
                     }
                 }
             }
-            Repr::Hll(h) => h.insert(&visitor_id),
+            Repr::Sparse(s) => {
+                s.insert_id(visitor_id);
+                if s.wants_dense() {
+                    let d = densify(s);
+                    self.repr = Repr::Dense(d);
+                }
+            }
+            Repr::Dense(h) => h.insert(&visitor_id),
         }
     }
 
@@ -161,22 +190,57 @@ impl VisitorSketch {
                     self.insert(id);
                 }
             }
-            Repr::Exact(v) => {
-                for &id in v.iter() {
+            Repr::Exact(set) => {
+                for &id in &set[1..=set[0] as usize] {
                     self.insert(id);
                 }
             }
-            Repr::Hll(oh) => {
-                if let Repr::Hll(h) = &mut self.repr {
-                    // Same precision by construction.
-                    h.merge(oh).expect("sketches share one precision");
-                } else {
-                    let mut h: Box<Hll> = oh.clone();
-                    for id in self.exact_ids() {
-                        h.insert(&id);
+            Repr::Sparse(os) => match &mut self.repr {
+                Repr::Sparse(s) => {
+                    for &c in os.codes_copy().iter() {
+                        s.insert_code(c);
                     }
-                    self.repr = Repr::Hll(h);
+                    if s.wants_dense() {
+                        let d = densify(s);
+                        self.repr = Repr::Dense(d);
+                    }
                 }
+                Repr::Dense(h) => {
+                    let other = hll_from_canonical(Canonical::Sparse(os.codes_copy())).expect("sparse codes convert");
+                    h.merge(&other).expect("sketches share one precision");
+                }
+                _ => {
+                    let ids = self.exact_ids();
+                    let mut s = os.clone();
+                    for id in ids {
+                        s.insert_id(id);
+                    }
+                    self.repr = Repr::Sparse(s);
+                    if let Repr::Sparse(s) = &mut self.repr
+                        && s.wants_dense()
+                    {
+                        let d = densify(s);
+                        self.repr = Repr::Dense(d);
+                    }
+                }
+            },
+            Repr::Dense(oh) => {
+                let mut h: Box<Hll> = match &mut self.repr {
+                    Repr::Dense(h) => {
+                        h.merge(oh).expect("sketches share one precision");
+                        return;
+                    }
+                    Repr::Sparse(s) => densify(s),
+                    _ => {
+                        let mut h = new_hll();
+                        for id in self.exact_ids() {
+                            h.insert(&id);
+                        }
+                        h
+                    }
+                };
+                h.merge(oh).expect("sketches share one precision");
+                self.repr = Repr::Dense(h);
             }
         }
     }
@@ -184,8 +248,8 @@ impl VisitorSketch {
     fn exact_ids(&self) -> Vec<u64> {
         match &self.repr {
             Repr::Inline { len, ids } => ids[..*len as usize].to_vec(),
-            Repr::Exact(v) => v.to_vec(),
-            Repr::Hll(_) => Vec::new(),
+            Repr::Exact(set) => set[1..=set[0] as usize].to_vec(),
+            Repr::Sparse(_) | Repr::Dense(_) => Vec::new(),
         }
     }
 
@@ -193,8 +257,9 @@ impl VisitorSketch {
     pub fn estimate(&mut self) -> f64 {
         match &mut self.repr {
             Repr::Inline { len, .. } => f64::from(*len),
-            Repr::Exact(v) => v.len() as f64,
-            Repr::Hll(h) => h.count(),
+            Repr::Exact(set) => set[0] as f64,
+            Repr::Sparse(s) => s.estimate(),
+            Repr::Dense(h) => h.count(),
         }
     }
 
@@ -206,11 +271,8 @@ impl VisitorSketch {
     /// [`Self::uniques`] without mutating (clones an HLL++ sketch to count it).
     pub fn uniques_ref(&self) -> u64 {
         match &self.repr {
-            Repr::Hll(h) => {
-                let mut h = h.clone();
-                h.count().round().max(0.0) as u64
-            }
-            _ => self.exact_ids().len() as u64,
+            Repr::Inline { .. } | Repr::Exact(_) => self.exact_ids().len() as u64,
+            _ => self.clone().uniques(),
         }
     }
 
@@ -218,23 +280,25 @@ impl VisitorSketch {
     pub fn heap_bytes(&self) -> usize {
         match &self.repr {
             Repr::Inline { .. } => 0,
-            Repr::Exact(v) => 24 + 8 * v.capacity(),
-            Repr::Hll(h) => {
-                // Struct plus the canonical payload (sparse list or registers) plus the
-                // crate's temporary set allocation; good enough for capacity planning.
-                let payload = match hll_to_canonical(h) {
-                    Ok(Canonical::Sparse(codes)) => codes.len() * 2,
-                    Ok(Canonical::Dense(_)) => 4 * ((1usize << HLL_PRECISION) / 5 + 1),
-                    Err(_) => 0,
-                };
-                std::mem::size_of::<Hll>() + payload + 64
-            }
+            Repr::Exact(set) => 8 * set.len(),
+            Repr::Sparse(s) => s.heap_bytes(),
+            Repr::Dense(_) => std::mem::size_of::<Hll>() + 4 * ((1usize << HLL_PRECISION) / 5 + 1) + 64,
         }
     }
 
     /// Canonical bytes of the sketch (format in the module docs).
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = vec![FORMAT_VERSION];
+        let put_sparse = |out: &mut Vec<u8>, codes: &[u32]| {
+            out.push(KIND_SPARSE);
+            out.push(HLL_PRECISION);
+            put_varint(out, codes.len() as u64);
+            let mut prev = 0u32;
+            for &c in codes {
+                put_varint(out, u64::from(c - prev));
+                prev = c;
+            }
+        };
         match &self.repr {
             Repr::Inline { .. } | Repr::Exact(_) => {
                 out.push(KIND_EXACT);
@@ -246,22 +310,14 @@ impl VisitorSketch {
                     prev = id;
                 }
             }
-            Repr::Hll(h) => match hll_to_canonical(h) {
-                Ok(Canonical::Sparse(codes)) => {
-                    out.push(KIND_SPARSE);
-                    out.push(HLL_PRECISION);
-                    put_varint(&mut out, codes.len() as u64);
-                    let mut prev = 0u32;
-                    for c in codes {
-                        put_varint(&mut out, u64::from(c - prev));
-                        prev = c;
-                    }
-                }
+            Repr::Sparse(s) => put_sparse(&mut out, &s.codes_copy()),
+            Repr::Dense(h) => match hll_to_canonical(h) {
                 Ok(Canonical::Dense(regs)) => {
                     out.push(KIND_DENSE);
                     out.push(HLL_PRECISION);
                     out.extend_from_slice(&pack6(&regs));
                 }
+                Ok(Canonical::Sparse(codes)) => put_sparse(&mut out, &codes),
                 // The crate's own serialization of its own value cannot fail; keep an
                 // empty sketch rather than panic if a future version disagrees.
                 Err(_) => {
@@ -319,14 +375,19 @@ impl VisitorSketch {
                         .map_err(|_| Error::SketchDecode("sparse code exceeds u32".into()))?;
                     codes.push(c);
                 }
-                VisitorSketch { repr: Repr::Hll(hll_from_canonical(Canonical::Sparse(codes))?) }
+                let mut s = Box::new(SparseCodes::from_sorted(codes));
+                if s.wants_dense() {
+                    VisitorSketch { repr: Repr::Dense(densify(&mut s)) }
+                } else {
+                    VisitorSketch { repr: Repr::Sparse(s) }
+                }
             }
             KIND_DENSE => {
                 r.precision()?;
                 let m = 1usize << HLL_PRECISION;
                 let packed = r.take(m * 6 / 8)?;
                 let regs = unpack6(packed, m);
-                VisitorSketch { repr: Repr::Hll(hll_from_canonical(Canonical::Dense(regs))?) }
+                VisitorSketch { repr: Repr::Dense(hll_from_canonical(Canonical::Dense(regs))?) }
             }
             k => return Err(Error::SketchDecode(format!("unknown sketch kind {k}"))),
         };
@@ -342,126 +403,6 @@ impl PartialEq for VisitorSketch {
     fn eq(&self, other: &Self) -> bool {
         self.to_bytes() == other.to_bytes()
     }
-}
-
-// ---- HLL++ canonical form, via a mirror of the crate's serde layout -------------------------
-
-/// Mirror of `hyperloglogplus::HyperLogLogPlus`'s serde layout (0.4.x), used to read and
-/// build its state through bincode (the crate exposes no accessors for it).
-#[derive(Serialize, Deserialize)]
-struct HllMirror {
-    builder: VisitorHashState,
-    precision: u8,
-    counts: (usize, usize, usize),
-    tmpset: Vec<u32>,
-    sparse: DifIntVecMirror,
-    registers: Option<RegistersMirror>,
-    phantom: std::marker::PhantomData<u64>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct DifIntVecMirror {
-    count: usize,
-    last: u32,
-    buf: Vec<u8>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct RegistersMirror {
-    buf: Vec<u32>,
-    count: usize,
-    zeros: usize,
-}
-
-enum Canonical {
-    Sparse(Vec<u32>),
-    Dense(Vec<u8>),
-}
-
-fn decode_crate_varints(buf: &[u8]) -> Result<Vec<u32>> {
-    let mut out = Vec::new();
-    let (mut pos, mut last) = (0usize, 0u32);
-    while pos < buf.len() {
-        let (mut val, mut shift) = (0u32, 0u32);
-        loop {
-            let b = *buf.get(pos).ok_or_else(|| Error::SketchDecode("truncated sparse list".into()))?;
-            pos += 1;
-            if shift >= 32 {
-                return Err(Error::SketchDecode("sparse varint too long".into()));
-            }
-            val |= u32::from(b & 0x7f) << shift;
-            shift += 7;
-            if b & 0x80 == 0 {
-                break;
-            }
-        }
-        last = last.wrapping_add(val);
-        out.push(last);
-    }
-    Ok(out)
-}
-
-fn hll_to_canonical(h: &Hll) -> Result<Canonical> {
-    let bytes = bincode::serialize(h).map_err(|e| Error::SketchDecode(e.to_string()))?;
-    let m: HllMirror = bincode::deserialize(&bytes).map_err(|e| Error::SketchDecode(e.to_string()))?;
-    match m.registers {
-        Some(r) => {
-            let mut regs = Vec::with_capacity(r.count);
-            'outer: for w in &r.buf {
-                for i in 0..5 {
-                    if regs.len() == r.count {
-                        break 'outer;
-                    }
-                    regs.push(((w >> (6 * i)) & 0x3f) as u8);
-                }
-            }
-            Ok(Canonical::Dense(regs))
-        }
-        None => {
-            let mut codes = decode_crate_varints(&m.sparse.buf)?;
-            codes.extend_from_slice(&m.tmpset);
-            codes.sort_unstable();
-            codes.dedup();
-            Ok(Canonical::Sparse(codes))
-        }
-    }
-}
-
-fn hll_from_canonical(c: Canonical) -> Result<Box<Hll>> {
-    // Start from the crate's own empty state so `counts` match its constants.
-    let empty = bincode::serialize(&*new_hll()).map_err(|e| Error::SketchDecode(e.to_string()))?;
-    let mut m: HllMirror = bincode::deserialize(&empty).map_err(|e| Error::SketchDecode(e.to_string()))?;
-    match c {
-        Canonical::Sparse(codes) => {
-            let mut buf = Vec::with_capacity(codes.len() * 2);
-            let mut last = 0u32;
-            for &c in &codes {
-                let mut d = c - last;
-                while d >= 0x80 {
-                    buf.push((d as u8 & 0x7f) | 0x80);
-                    d >>= 7;
-                }
-                buf.push(d as u8);
-                last = c;
-            }
-            m.sparse = DifIntVecMirror { count: codes.len(), last, buf };
-        }
-        Canonical::Dense(regs) => {
-            let count = regs.len();
-            let mut buf = vec![0u32; count.div_ceil(5)];
-            let mut zeros = 0;
-            for (i, &r) in regs.iter().enumerate() {
-                if r == 0 {
-                    zeros += 1;
-                }
-                buf[i / 5] |= u32::from(r & 0x3f) << (6 * (i % 5));
-            }
-            m.registers = Some(RegistersMirror { buf, count, zeros });
-        }
-    }
-    let bytes = bincode::serialize(&m).map_err(|e| Error::SketchDecode(e.to_string()))?;
-    let h: Hll = bincode::deserialize(&bytes).map_err(|e| Error::SketchDecode(e.to_string()))?;
-    Ok(Box::new(h))
 }
 
 fn pack6(regs: &[u8]) -> Vec<u8> {

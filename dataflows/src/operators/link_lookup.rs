@@ -32,6 +32,7 @@ use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::Operator;
 
 use crate::hash::{FxHashMap, route_str};
+use crate::model::DimStr;
 use crate::records::{EnrichedRecord, LinkedRecord};
 
 /// Trace of link metadata keyed by code.
@@ -82,7 +83,7 @@ impl<'scope> LookupLinkMeta<'scope> for StreamVec<'scope, u64, EnrichedRecord> {
         let mut trace = meta.trace;
         let clicks_pact = Exchange::new(|r: &EnrichedRecord| route_str(&r.code));
         self.binary_frontier(meta.stream, clicks_pact, Pipeline, "LookupLinkMeta", move |_cap, _info| {
-            let mut index: FxHashMap<String, MetaEntry> = FxHashMap::default();
+            let mut index: FxHashMap<DimStr, MetaEntry> = FxHashMap::default();
             let mut pending: Vec<(u64, String, LinkMeta, isize)> = Vec::new();
             let mut stash: BTreeMap<u64, (Capability<u64>, Vec<Vec<EnrichedRecord>>)> = BTreeMap::new();
             let mut out: Vec<LinkedRecord> = Vec::new();
@@ -113,7 +114,7 @@ impl<'scope> LookupLinkMeta<'scope> for StreamVec<'scope, u64, EnrichedRecord> {
                     let (cap, batches) = stash.remove(&t).expect("key present");
                     let n = pending.partition_point(|p| p.0 <= t);
                     for (_, code, m, d) in pending.drain(..n) {
-                        index.entry(code).or_default().update(m, d);
+                        index.entry(DimStr::new(&code)).or_default().update(m, d);
                     }
                     for b in batches {
                         out.extend(b.into_iter().map(|rec| {
@@ -129,7 +130,7 @@ impl<'scope> LookupLinkMeta<'scope> for StreamVec<'scope, u64, EnrichedRecord> {
                 let limit = stash.keys().next().map_or(in_flight, |&t| t.min(in_flight));
                 let n = pending.partition_point(|p| p.0 < limit);
                 for (_, code, m, d) in pending.drain(..n) {
-                    index.entry(code).or_default().update(m, d);
+                    index.entry(DimStr::new(&code)).or_default().update(m, d);
                 }
                 trace.set_logical_compaction(meta_f.frontier());
                 trace.set_physical_compaction(meta_f.frontier());

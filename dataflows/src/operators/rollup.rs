@@ -65,6 +65,7 @@ pub struct RollupTarget {
     shard: Arc<RwLock<ShardState>>,
     local: usize,
     changes: Option<(Arc<ChangeCollector>, Duration)>,
+    apply_interval_ms: u64,
 }
 
 impl RollupTarget {
@@ -73,7 +74,14 @@ impl RollupTarget {
     /// # Panics
     /// If `views` has no local shard `local`.
     pub fn new(views: &Views, local: usize) -> RollupTarget {
-        RollupTarget { shard: views.shard(local), local, changes: None }
+        RollupTarget { shard: views.shard(local), local, changes: None, apply_interval_ms: 0 }
+    }
+
+    /// Applies completed epochs in batches spanning at least `interval` of processing time
+    /// (see [`crate::config::PipelineConfig::apply_interval`]).
+    pub fn with_apply_interval(mut self, interval: Duration) -> RollupTarget {
+        self.apply_interval_ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
+        self
     }
 
     pub(crate) fn with_changes(mut self, collector: Arc<ChangeCollector>, interval: Duration) -> RollupTarget {
@@ -118,6 +126,21 @@ impl<'scope> MaintainRollups<'scope> for StreamVec<'scope, u64, LinkedRecord> {
                     if upper == last_upper && !due {
                         return;
                     }
+                    // Batch clicks: wait until the oldest completed epoch holding clicks is
+                    // `apply_interval` old (or the input is done) before applying.
+                    let oldest = stash.keys().next().copied().filter(|&t| t < upper);
+                    if let Some(t) = oldest
+                        && upper != u64::MAX
+                        && upper - t < target.apply_interval_ms
+                        && !due
+                    {
+                        return;
+                    }
+                    // Apply at most up to the first epoch still waiting for its batch.
+                    let upper = match oldest {
+                        Some(_) => upper,
+                        None => stash.keys().next().copied().map_or(upper, |t| t.min(upper)),
+                    };
                     let mut applied = Vec::new();
                     let mut changed = Vec::new();
                     let w;

@@ -141,3 +141,41 @@ fn bad_bytes_are_errors_not_panics() {
         assert!(VisitorSketch::from_bytes(&c).is_err(), "accepted {c:?}");
     }
 }
+
+/// The sparse codes, the sparse estimate and the dense registers must be exactly those of
+/// `hyperloglogplus`, so sketches convert and merge with the crate's without loss.
+#[test]
+fn sparse_form_matches_the_crate_exactly() {
+    use hyperloglogplus::HyperLogLog;
+    let mut rng = ChaCha8Rng::seed_from_u64(21);
+    for n in [60usize, 700, 2_500] {
+        let ids: Vec<u64> = (0..n).map(|_| rng.random()).collect();
+        let mut crate_hll = new_hll();
+        let mut ours = sparse::SparseCodes::default();
+        for &id in &ids {
+            crate_hll.insert(&id);
+            ours.insert_id(id);
+        }
+        match bridge::hll_to_canonical(&crate_hll).expect("canonical") {
+            bridge::Canonical::Sparse(codes) => assert_eq!(codes, ours.codes_copy(), "n={n}"),
+            bridge::Canonical::Dense(_) => panic!("crate went dense at n={n}"),
+        }
+        assert_eq!(crate_hll.count(), ours.estimate(), "n={n}");
+    }
+    // dense: decoding our codes gives the registers the crate computes from raw hashes
+    let ids: Vec<u64> = (0..40_000).map(|_| rng.random()).collect();
+    let mut crate_hll = new_hll();
+    let mut ours = sparse::SparseCodes::default();
+    for &id in &ids {
+        crate_hll.insert(&id);
+        ours.insert_id(id);
+    }
+    match bridge::hll_to_canonical(&crate_hll).expect("canonical") {
+        bridge::Canonical::Dense(regs) => assert_eq!(regs, ours.to_registers()),
+        bridge::Canonical::Sparse(_) => panic!("crate stayed sparse"),
+    }
+    for code in ours.codes_copy() {
+        let (i, z) = sparse::decode(code);
+        assert!(i < 1 << HLL_PRECISION && z >= 1);
+    }
+}

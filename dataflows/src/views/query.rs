@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::cover::cover;
 use super::rows::{Row, split_key};
+use super::shard::ShardState;
 use super::tz::{Bucket, bucket_spans};
 use super::{AsOf, Views};
 use crate::model::{Dimension, View};
@@ -175,11 +176,12 @@ impl Acc {
     }
 }
 
-fn dims_of(view: View, key: (u32, u32), name: &impl Fn(u32) -> Arc<str>) -> Vec<Arc<str>> {
+fn dims_of(view: View, key: (u32, u32), shard: &ShardState) -> Vec<Arc<str>> {
+    let name = |dim: usize, id: u32| Arc::clone(shard.value_name(dim, id));
     match view {
         View::Total => Vec::new(),
-        View::Single(_) => vec![name(key.0)],
-        View::CountryDevice => vec![name(key.0), name(key.1)],
+        View::Single(d) => vec![name(d.index(), key.0)],
+        View::CountryDevice => vec![name(0, key.0), name(1, key.1)],
     }
 }
 
@@ -193,8 +195,7 @@ pub(crate) fn run(views: &Views, q: &StatsQuery) -> Result<StatsResult> {
     let vi = view.index();
     // Requested order of pair dimensions: stored as (country, device).
     let swap = view == View::CountryDevice && q.dimensions.first() == Some(&Dimension::Device);
-    let name = |id: u32| Arc::clone(shard.values.name(id));
-    let keep = |k: u64| q.include_bots || !split_key(k).2;
+    let keep = |k: u64| q.include_bots || !split_key(k).3;
 
     let mut totals = Acc::default();
     let mut by_dim: BTreeMap<(u32, u32), Acc> = BTreeMap::new();
@@ -206,16 +207,16 @@ pub(crate) fn run(views: &Views, q: &StatsQuery) -> Result<StatsResult> {
         let mut bucket_total = Acc::default();
         let mut bucket_dims: BTreeMap<(u32, u32), Acc> = BTreeMap::new();
         for &(g, start) in &pieces {
-            let Some(block) = code.grans[g.index()].get(&start) else { continue };
-            block.views[0].for_each(|k, row| {
+            let Some(block) = shard.block(code, g, start) else { continue };
+            block.for_view(0, |k, row| {
                 if keep(k) {
                     bucket_total.add(row);
                 }
             });
             if vi != 0 {
-                block.views[vi].for_each(|k, row| {
+                block.for_view(vi, |k, row| {
                     if keep(k) {
-                        let (x, y, _) = split_key(k);
+                        let (_, x, y, _) = split_key(k);
                         bucket_dims.entry((x, y)).or_default().add(row);
                     }
                 });
@@ -230,7 +231,7 @@ pub(crate) fn run(views: &Views, q: &StatsQuery) -> Result<StatsResult> {
         } else {
             for (key, mut acc) in bucket_dims {
                 by_dim.entry(key).or_default().add_acc(&acc);
-                let mut dims = dims_of(view, key, &name);
+                let mut dims = dims_of(view, key, &shard);
                 if swap {
                     dims.reverse();
                 }
@@ -241,7 +242,7 @@ pub(crate) fn run(views: &Views, q: &StatsQuery) -> Result<StatsResult> {
     }
     result.totals = Totals { clicks: totals.clicks, uniques: totals.sketch.uniques() };
     for (key, mut acc) in by_dim {
-        let mut dims = dims_of(view, key, &name);
+        let mut dims = dims_of(view, key, &shard);
         if swap {
             dims.reverse();
         }

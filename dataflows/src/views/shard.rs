@@ -18,14 +18,14 @@ use sluice_schemas::LinkMeta;
 
 use super::rows::{Block, row_key, split_key};
 use crate::changes::ChangedRow;
-use crate::hash::FxHashMap;
-use crate::model::{Granularity, View};
+use crate::hash::{FxHashMap, FxHashSet};
+use crate::model::{DimStr, Granularity, View};
 use crate::records::LinkedRecord;
 
 /// Interns dimension values of one shard to dense `u32` ids.
 #[derive(Debug, Default)]
 pub(crate) struct Interner {
-    map: FxHashMap<Box<str>, u32>,
+    map: FxHashMap<DimStr, u32>,
     names: Vec<Arc<str>>,
 }
 
@@ -37,7 +37,7 @@ impl Interner {
         }
         let id = self.names.len() as u32;
         self.names.push(Arc::from(s));
-        self.map.insert(s.into(), id);
+        self.map.insert(DimStr::new(s), id);
         id
     }
     pub(crate) fn name(&self, id: u32) -> &Arc<str> {
@@ -45,11 +45,14 @@ impl Interner {
     }
 }
 
-/// Rollups of one code.
+/// Rollups of one code: per granularity, bucket start → block slot in the shard's slab.
 #[derive(Debug)]
 pub(crate) struct CodeRollups {
     pub(crate) name: Arc<str>,
-    pub(crate) grans: [BTreeMap<i64, Block>; 4],
+    pub(crate) grans: [BTreeMap<i64, u32>; 4],
+    /// Most recently used (bucket start, slot) per granularity: most clicks of a code land
+    /// in its latest buckets, so this skips the tree walk.
+    recent: [(i64, u32); 4],
 }
 
 /// Sizes of a shard, for capacity planning and the benchmark.
@@ -65,14 +68,27 @@ pub struct ShardSize {
     pub bytes: usize,
 }
 
+/// A click prepared for application: interned ids folded into its eight row keys.
+#[derive(Clone, Copy)]
+struct Prepared {
+    code: u32,
+    ts: i64,
+    visitor: u64,
+    keys: [u64; View::COUNT],
+}
+
 /// The rollups of one worker (see module docs).
 #[derive(Debug)]
 pub(crate) struct ShardState {
-    codes: FxHashMap<Box<str>, u32>,
+    codes: FxHashMap<DimStr, u32>,
     pub(crate) code_rollups: Vec<CodeRollups>,
-    pub(crate) values: Interner,
+    /// Interned values per dimension ([`crate::model::Dimension::index`] order).
+    pub(crate) values: [Interner; 6],
     metas: Vec<Option<Arc<LinkMeta>>>,
     meta_ids: FxHashMap<usize, u32>,
+    /// Block slab; `free` lists reusable slots.
+    blocks: Vec<Block>,
+    free: Vec<u32>,
     /// Global watermark `W` as of `applied_epoch`.
     pub(crate) watermark_ms: i64,
     /// Every epoch below this is applied.
@@ -81,10 +97,20 @@ pub(crate) struct ShardState {
     /// evicted, or would have been).
     pub(crate) retained_from: [i64; 4],
     retention_ms: [i64; 4],
-    evict_index: [BTreeMap<i64, Vec<u32>>; 4],
+    evict_index: [BTreeMap<i64, Vec<(u32, u32)>>; 4],
     rows: usize,
     track_changes: bool,
     dirty_blocks: Vec<(u32, u8, i64)>,
+    /// Blocks in `dirty_blocks` (change tracking only).
+    dirty: FxHashSet<(u32, u8, i64)>,
+    scratch: Vec<Prepared>,
+    order: Vec<(u64, u32)>,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared").field("code", &self.code).field("ts", &self.ts).finish_non_exhaustive()
+    }
 }
 
 impl ShardState {
@@ -92,9 +118,11 @@ impl ShardState {
         ShardState {
             codes: FxHashMap::default(),
             code_rollups: Vec::new(),
-            values: Interner::default(),
+            values: Default::default(),
             metas: vec![None],
             meta_ids: FxHashMap::default(),
+            blocks: Vec::new(),
+            free: Vec::new(),
             watermark_ms: i64::MIN,
             applied_epoch: 0,
             retained_from: [i64::MIN; 4],
@@ -103,11 +131,25 @@ impl ShardState {
             rows: 0,
             track_changes,
             dirty_blocks: Vec::new(),
+            dirty: FxHashSet::default(),
+            scratch: Vec::new(),
+            order: Vec::new(),
         }
     }
 
     pub(crate) fn code(&self, code: &str) -> Option<&CodeRollups> {
         self.codes.get(code).map(|&i| &self.code_rollups[i as usize])
+    }
+
+    /// The block of `code` at granularity `g` starting at `start`, if any.
+    #[inline]
+    pub(crate) fn block(&self, code: &CodeRollups, g: Granularity, start: i64) -> Option<&Block> {
+        code.grans[g.index()].get(&start).map(|&s| &self.blocks[s as usize])
+    }
+
+    /// Name of value `id` of dimension index `dim`.
+    pub(crate) fn value_name(&self, dim: usize, id: u32) -> &Arc<str> {
+        self.values[dim].name(id)
     }
 
     pub(crate) fn meta(&self, id: u32) -> Option<&Arc<LinkMeta>> {
@@ -119,8 +161,8 @@ impl ShardState {
             return i;
         }
         let i = self.code_rollups.len() as u32;
-        self.code_rollups.push(CodeRollups { name: Arc::from(code), grans: Default::default() });
-        self.codes.insert(code.into(), i);
+        self.code_rollups.push(CodeRollups { name: Arc::from(code), grans: Default::default(), recent: [(i64::MIN, 0); 4] });
+        self.codes.insert(DimStr::new(code), i);
         i
     }
 
@@ -137,8 +179,41 @@ impl ShardState {
         id
     }
 
-    /// Applies clicks (any order): every retained granularity at once.
+    /// Slot of the block of code `ci`, granularity `gi`, bucket `start`, created if missing.
+    #[inline]
+    fn block_slot(&mut self, ci: u32, gi: usize, start: i64) -> u32 {
+        let code = &mut self.code_rollups[ci as usize];
+        if code.recent[gi].0 == start {
+            return code.recent[gi].1;
+        }
+        if let Some(&s) = code.grans[gi].get(&start) {
+            code.recent[gi] = (start, s);
+            return s;
+        }
+        let slot = match self.free.pop() {
+            Some(s) => {
+                self.blocks[s as usize] = Block::new();
+                s
+            }
+            None => {
+                self.blocks.push(Block::new());
+                (self.blocks.len() - 1) as u32
+            }
+        };
+        let code = &mut self.code_rollups[ci as usize];
+        code.grans[gi].insert(start, slot);
+        code.recent[gi] = (start, slot);
+        self.evict_index[gi].entry(start).or_default().push((ci, slot));
+        slot
+    }
+
+    /// Applies clicks (any order): every retained granularity at once. Clicks are grouped
+    /// by (code, minute) first, so consecutive clicks reuse the same blocks.
     pub(crate) fn apply(&mut self, recs: &[LinkedRecord]) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let mut order = std::mem::take(&mut self.order);
+        scratch.clear();
+        order.clear();
         let mut last_code: Option<(&str, u32)> = None;
         for r in recs {
             let rec = &r.rec;
@@ -151,44 +226,55 @@ impl ShardState {
             let d = &rec.dims;
             let bot = d.is_bot;
             let mut ids = [0u32; 6];
-            for (id, v) in ids.iter_mut().zip(d.values.iter()) {
-                *id = self.values.intern(v);
+            for ((id, v), interner) in ids.iter_mut().zip(d.values.iter()).zip(self.values.iter_mut()) {
+                *id = interner.intern(v);
             }
-            let keys: [u64; View::COUNT] = [
-                row_key(meta, 0, bot),
-                row_key(ids[0], 0, bot),
-                row_key(ids[1], 0, bot),
-                row_key(ids[2], 0, bot),
-                row_key(ids[3], 0, bot),
-                row_key(ids[4], 0, bot),
-                row_key(ids[5], 0, bot),
-                row_key(ids[0], ids[1], bot),
+            let keys = [
+                row_key(0, meta, 0, bot),
+                row_key(1, ids[0], 0, bot),
+                row_key(2, ids[1], 0, bot),
+                row_key(3, ids[2], 0, bot),
+                row_key(4, ids[3], 0, bot),
+                row_key(5, ids[4], 0, bot),
+                row_key(6, ids[5], 0, bot),
+                row_key(7, ids[0], ids[1], bot),
             ];
-            let track = self.track_changes;
-            let code = &mut self.code_rollups[ci as usize];
+            order.push(((u64::from(ci) << 32) | (rec.ts.div_euclid(60_000) as u64 & 0xffff_ffff), scratch.len() as u32));
+            scratch.push(Prepared { code: ci, ts: rec.ts, visitor: rec.visitor_id, keys });
+        }
+        order.sort_unstable();
+        let track = self.track_changes;
+        let mut current: [(u32, i64, u32); 4] = [(u32::MAX, 0, 0); 4];
+        for &(_, i) in &order {
+            let p = scratch[i as usize];
             for g in Granularity::ALL {
-                let start = g.bucket_start(rec.ts);
-                if start < self.retained_from[g.index()] {
+                let gi = g.index();
+                let start = g.bucket_start(p.ts);
+                if start < self.retained_from[gi] {
                     continue;
                 }
-                let index = &mut self.evict_index[g.index()];
-                let block = code.grans[g.index()].entry(start).or_insert_with(|| {
-                    index.entry(start).or_default().push(ci);
-                    Block::default()
-                });
+                let slot = if current[gi].0 == p.code && current[gi].1 == start {
+                    current[gi].2
+                } else {
+                    let s = self.block_slot(p.code, gi, start);
+                    current[gi] = (p.code, start, s);
+                    s
+                };
+                let block = &mut self.blocks[slot as usize];
                 let mut created = 0usize;
-                for (map, &key) in block.views.iter_mut().zip(keys.iter()) {
-                    let mut c = false;
-                    map.entry(key, &mut c).add(rec.visitor_id, track);
-                    created += usize::from(c);
+                for &key in &p.keys {
+                    let row = block.entry(key, &mut created);
+                    row.add_clicks(1, track);
+                    row.sketch.insert(p.visitor);
                 }
                 self.rows += created;
-                if track && !block.dirty {
-                    block.dirty = true;
-                    self.dirty_blocks.push((ci, g.index() as u8, start));
+                if track && self.dirty.insert((p.code, gi as u8, start)) {
+                    self.dirty_blocks.push((p.code, gi as u8, start));
                 }
             }
         }
+        self.scratch = scratch;
+        self.order = order;
     }
 
     /// Moves the watermark to `w` (never backwards) and evicts what fell out of retention.
@@ -212,11 +298,16 @@ impl ShardState {
                 if *entry.key() >= from {
                     break;
                 }
-                let (start, codes) = entry.remove_entry();
-                for ci in codes {
-                    if let Some(b) = self.code_rollups[ci as usize].grans[gi].remove(&start) {
-                        self.rows -= b.rows();
+                let (start, blocks) = entry.remove_entry();
+                for (ci, slot) in blocks {
+                    let code = &mut self.code_rollups[ci as usize];
+                    code.grans[gi].remove(&start);
+                    if code.recent[gi].0 == start {
+                        code.recent[gi] = (i64::MIN, 0);
                     }
+                    let b = std::mem::take(&mut self.blocks[slot as usize]);
+                    self.rows -= b.rows();
+                    self.free.push(slot);
                 }
             }
         }
@@ -230,38 +321,36 @@ impl ShardState {
     /// Appends every row changed since the last call (absolute values) and clears the marks.
     pub(crate) fn drain_changes(&mut self, out: &mut Vec<ChangedRow>) {
         let dirty = std::mem::take(&mut self.dirty_blocks);
+        self.dirty.clear();
         for (ci, gi, start) in dirty {
-            let code = &mut self.code_rollups[ci as usize];
-            let Some(block) = code.grans[gi as usize].get_mut(&start) else { continue };
-            block.dirty = false;
-            for (vi, map) in block.views.iter_mut().enumerate() {
+            let code = &self.code_rollups[ci as usize];
+            let Some(&slot) = code.grans[gi as usize].get(&start) else { continue };
+            let block = &mut self.blocks[slot as usize];
+            let (values, metas) = (&self.values, &self.metas);
+            block.for_each_mut(|key, row| {
+                if !row.take_dirty() {
+                    return;
+                }
+                let (vi, a, b, is_bot) = split_key(key);
                 let view = View::ALL[vi];
-                map.for_each_mut(|key, row| {
-                    if !row.take_dirty() {
-                        return;
-                    }
-                    let (a, b, is_bot) = split_key(key);
-                    let (dims, meta) = match view {
-                        View::Total => (Vec::new(), self.metas.get(a as usize).cloned().flatten()),
-                        View::Single(_) => (vec![Arc::clone(self.values.name(a))], None),
-                        View::CountryDevice => {
-                            (vec![Arc::clone(self.values.name(a)), Arc::clone(self.values.name(b))], None)
-                        }
-                    };
-                    out.push(ChangedRow {
-                        code: Arc::clone(&code.name),
-                        granularity: Granularity::ALL[gi as usize],
-                        bucket_start_ms: start,
-                        view,
-                        is_bot,
-                        dims,
-                        meta,
-                        clicks: row.clicks(),
-                        uniques: row.sketch.uniques(),
-                        sketch: row.sketch.to_bytes(),
-                    });
+                let (dims, meta) = match view {
+                    View::Total => (Vec::new(), metas.get(a as usize).cloned().flatten()),
+                    View::Single(d) => (vec![Arc::clone(values[d.index()].name(a))], None),
+                    View::CountryDevice => (vec![Arc::clone(values[0].name(a)), Arc::clone(values[1].name(b))], None),
+                };
+                out.push(ChangedRow {
+                    code: Arc::clone(&code.name),
+                    granularity: Granularity::ALL[gi as usize],
+                    bucket_start_ms: start,
+                    view,
+                    is_bot,
+                    dims,
+                    meta,
+                    clicks: row.clicks(),
+                    uniques: row.sketch.uniques(),
+                    sketch: row.sketch.to_bytes(),
                 });
-            }
+            });
         }
     }
 
@@ -270,11 +359,12 @@ impl ShardState {
         let mut s = ShardSize { codes: self.code_rollups.len(), ..Default::default() };
         for c in &self.code_rollups {
             for g in &c.grans {
-                for b in g.values() {
+                s.bytes += g.len() * 24;
+                for &slot in g.values() {
+                    let b = &self.blocks[slot as usize];
                     s.blocks += 1;
                     s.rows += b.rows();
-                    s.bytes += std::mem::size_of::<Block>() + 48;
-                    s.bytes += b.views.iter().map(|m| m.heap_bytes()).sum::<usize>();
+                    s.bytes += std::mem::size_of::<Block>() + b.heap_bytes();
                 }
             }
         }

@@ -103,9 +103,9 @@ pub(crate) fn run(views: &Views, q: &SummaryQuery) -> Result<SummaryResult> {
         for code in &shard.code_rollups {
             let mut acc = Acc::default();
             for &(g, start) in &pieces {
-                if let Some(b) = code.grans[g.index()].get(&start) {
-                    b.views[0].for_each(|k, row| {
-                        let (meta, _, bot) = split_key(k);
+                if let Some(b) = shard.block(code, g, start) {
+                    b.for_view(0, |k, row| {
+                        let (_, meta, _, bot) = split_key(k);
                         if (q.include_bots || !bot) && meta_ok(meta) {
                             acc.add(row);
                         }
@@ -116,12 +116,15 @@ pub(crate) fn run(views: &Views, q: &SummaryQuery) -> Result<SummaryResult> {
                 continue;
             }
             for &(g, start) in &pieces {
-                let Some(b) = code.grans[g.index()].get(&start) else { continue };
-                for (vi, target) in [(country_view, &mut countries), (referrer_view, &mut referrers)] {
-                    b.views[vi].for_each(|k, row| {
-                        let (v, _, bot) = split_key(k);
+                let Some(b) = shard.block(code, g, start) else { continue };
+                for (vi, dim, target) in [
+                    (country_view, Dimension::Country, &mut countries),
+                    (referrer_view, Dimension::ReferrerDomain, &mut referrers),
+                ] {
+                    b.for_view(vi, |k, row| {
+                        let (_, v, _, bot) = split_key(k);
                         if q.include_bots || !bot {
-                            target.entry(Arc::clone(shard.values.name(v))).or_default().add(row);
+                            target.entry(Arc::clone(shard.value_name(dim.index(), v))).or_default().add(row);
                         }
                     });
                 }

@@ -1,0 +1,4 @@
+//! Benchmarks run by `sluice bench ...`.
+
+pub mod dataflow;
+pub mod redirect;
