@@ -12,6 +12,7 @@ pub mod avro_wire;
 pub mod click;
 pub mod error;
 pub mod link;
+pub mod rollup;
 pub mod visitor;
 
 pub use click::{ClickEvent, EnrichedClick};
