@@ -59,6 +59,7 @@ fn distinct_fraction(recs: &[LinkedRecord], chunk: usize) -> f64 {
     }
     distinct as f64 / (recs.len() * 32) as f64
 }
+/// Applies clicks of one hot code (all blocks stay in cache).
 #[allow(dead_code)]
 pub fn hot(recs: &[LinkedRecord]) {
     // every click on one code within one hour: all blocks stay hot

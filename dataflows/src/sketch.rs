@@ -101,7 +101,7 @@ fn new_hll() -> Box<Hll> {
 /// Dense crate sketch from sparse codes.
 fn densify(s: &mut SparseCodes) -> Box<Hll> {
     // Registers built from valid codes always round-trip through the crate's layout.
-    hll_from_canonical(Canonical::Dense(s.to_registers())).expect("dense registers convert")
+    hll_from_canonical(Canonical::Dense(s.registers())).expect("dense registers convert")
 }
 
 impl VisitorSketch {

@@ -131,7 +131,7 @@ impl SparseCodes {
     }
 
     /// Dense registers (one byte each) equivalent to these codes.
-    pub(super) fn to_registers(&mut self) -> Vec<u8> {
+    pub(super) fn registers(&mut self) -> Vec<u8> {
         self.flush();
         let mut regs = vec![0u8; 1 << P];
         for &c in &self.sorted {

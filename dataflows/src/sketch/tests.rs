@@ -171,7 +171,7 @@ fn sparse_form_matches_the_crate_exactly() {
         ours.insert_id(id);
     }
     match bridge::hll_to_canonical(&crate_hll).expect("canonical") {
-        bridge::Canonical::Dense(regs) => assert_eq!(regs, ours.to_registers()),
+        bridge::Canonical::Dense(regs) => assert_eq!(regs, ours.registers()),
         bridge::Canonical::Sparse(_) => panic!("crate stayed sparse"),
     }
     for code in ours.codes_copy() {

@@ -68,6 +68,10 @@ pub struct ShardSize {
     pub bytes: usize,
 }
 
+/// Runs of at least this many clicks of one code in a batch are aggregated before they
+/// touch stored rows.
+const AGGREGATE_FROM: usize = 4;
+
 /// A click prepared for application: interned ids folded into its eight row keys.
 #[derive(Clone, Copy)]
 struct Prepared {
@@ -243,38 +247,114 @@ impl ShardState {
             scratch.push(Prepared { code: ci, ts: rec.ts, visitor: rec.visitor_id, keys });
         }
         order.sort_unstable();
+        let mut i = 0;
+        while i < order.len() {
+            let code = (order[i].0 >> 32) as u32;
+            let mut j = i + 1;
+            while j < order.len() && (order[j].0 >> 32) as u32 == code {
+                j += 1;
+            }
+            if j - i < AGGREGATE_FROM {
+                for &(_, k) in &order[i..j] {
+                    self.apply_one(&scratch[k as usize]);
+                }
+            } else {
+                self.apply_aggregated(code, &order[i..j], &scratch);
+            }
+            i = j;
+        }
+        self.scratch = scratch;
+        self.order = order;
+    }
+
+    /// Applies one click to its eight rows in each retained granularity.
+    fn apply_one(&mut self, p: &Prepared) {
         let track = self.track_changes;
-        let mut current: [(u32, i64, u32); 4] = [(u32::MAX, 0, 0); 4];
-        for &(_, i) in &order {
-            let p = scratch[i as usize];
-            for g in Granularity::ALL {
-                let gi = g.index();
+        for g in Granularity::ALL {
+            let gi = g.index();
+            let start = g.bucket_start(p.ts);
+            if start < self.retained_from[gi] {
+                continue;
+            }
+            let slot = self.block_slot(p.code, gi, start);
+            let block = &mut self.blocks[slot as usize];
+            let mut created = 0usize;
+            for &key in &p.keys {
+                let row = block.entry(key, &mut created);
+                row.add_clicks(1, track);
+                row.sketch.insert(p.visitor);
+            }
+            self.rows += created;
+            if track && self.dirty.insert((p.code, gi as u8, start)) {
+                self.dirty_blocks.push((p.code, gi as u8, start));
+            }
+        }
+    }
+
+    /// Applies the clicks of one code in a batch: per granularity, clicks are first summed
+    /// per (bucket, row key) and visitors grouped per row in a small table, so each stored
+    /// row (and its sketch) is visited once per batch rather than once per click.
+    fn apply_aggregated(&mut self, code: u32, run: &[(u64, u32)], scratch: &[Prepared]) {
+        let track = self.track_changes;
+        let mut agg_index: FxHashMap<(i64, u64), u32> = FxHashMap::with_capacity_and_hasher(run.len() * 4, Default::default());
+        let mut agg: Vec<(i64, u64, u64, u32)> = Vec::new();
+        let mut pairs: Vec<(u32, u64)> = Vec::with_capacity(run.len() * View::COUNT);
+        let mut visitors: Vec<u64> = Vec::new();
+        for g in Granularity::ALL {
+            let gi = g.index();
+            agg_index.clear();
+            agg.clear();
+            pairs.clear();
+            for &(_, k) in run {
+                let p = &scratch[k as usize];
                 let start = g.bucket_start(p.ts);
                 if start < self.retained_from[gi] {
                     continue;
                 }
-                let slot = if current[gi].0 == p.code && current[gi].1 == start {
-                    current[gi].2
+                for &key in &p.keys {
+                    let a = *agg_index.entry((start, key)).or_insert_with(|| {
+                        agg.push((start, key, 0, 0));
+                        (agg.len() - 1) as u32
+                    });
+                    agg[a as usize].2 += 1;
+                    pairs.push((a, p.visitor));
+                }
+            }
+            // Group visitors by row (counting sort): agg.3 becomes each row's start offset.
+            let mut offset = 0u32;
+            for e in agg.iter_mut() {
+                e.3 = offset;
+                offset += e.2 as u32;
+            }
+            visitors.clear();
+            visitors.resize(pairs.len(), 0);
+            let mut fill: Vec<u32> = agg.iter().map(|e| e.3).collect();
+            for &(a, v) in &pairs {
+                visitors[fill[a as usize] as usize] = v;
+                fill[a as usize] += 1;
+            }
+            agg.sort_unstable_by_key(|e| e.0);
+            let mut current: (i64, u32) = (i64::MIN, 0);
+            for &(start, key, clicks, from) in &agg {
+                let slot = if current.0 == start {
+                    current.1
                 } else {
-                    let s = self.block_slot(p.code, gi, start);
-                    current[gi] = (p.code, start, s);
+                    let s = self.block_slot(code, gi, start);
+                    current = (start, s);
+                    if track && self.dirty.insert((code, gi as u8, start)) {
+                        self.dirty_blocks.push((code, gi as u8, start));
+                    }
                     s
                 };
-                let block = &mut self.blocks[slot as usize];
                 let mut created = 0usize;
-                for &key in &p.keys {
-                    let row = block.entry(key, &mut created);
-                    row.add_clicks(1, track);
-                    row.sketch.insert(p.visitor);
-                }
+                let row = self.blocks[slot as usize].entry(key, &mut created);
                 self.rows += created;
-                if track && self.dirty.insert((p.code, gi as u8, start)) {
-                    self.dirty_blocks.push((p.code, gi as u8, start));
+                row.add_clicks(clicks, track);
+                for &v in &visitors[from as usize..(from as usize + clicks as usize)] {
+                    row.sketch.insert(v);
                 }
             }
         }
-        self.scratch = scratch;
-        self.order = order;
     }
 
     /// Moves the watermark to `w` (never backwards) and evicts what fell out of retention.
