@@ -83,6 +83,42 @@ pub enum Error {
         /// Whether the client judged the failure transient (HTTP 502/503, connection error).
         retryable: bool,
     },
+    /// A Redis command failed (feature `redis`).
+    #[cfg(feature = "redis")]
+    #[error("redis could not {op}")]
+    Redis {
+        /// What was being attempted (`"read cached link"`, `"write view rows"`, ...).
+        op: &'static str,
+        /// The client's error.
+        #[source]
+        source: redis::RedisError,
+    },
+    /// A ClickHouse request failed (feature `clickhouse-sink`).
+    #[cfg(feature = "clickhouse-sink")]
+    #[error("clickhouse could not {op}")]
+    ClickHouse {
+        /// What was being attempted (`"insert rollup rows"`, `"run migration 2"`, ...).
+        op: &'static str,
+        /// The client's error.
+        #[source]
+        source: clickhouse::error::Error,
+    },
+    /// A service call did not finish within its deadline (`service`: `"redis"`, `"clickhouse"`).
+    #[error("{service} did not answer within {timeout_ms} ms while trying to {op}")]
+    Timeout {
+        /// The service.
+        service: &'static str,
+        /// What was being attempted.
+        op: &'static str,
+        /// The deadline, ms.
+        timeout_ms: u64,
+    },
+    /// The service's circuit breaker is open: the call was not attempted.
+    #[error("{service} is unavailable (circuit open)")]
+    CircuitOpen {
+        /// The service.
+        service: &'static str,
+    },
 }
 
 impl Error {
@@ -110,6 +146,11 @@ impl Error {
             Error::Kafka { source, .. } => crate::kafka::kafka_error_retryable(source),
             #[cfg(feature = "kafka")]
             Error::SchemaRegistry { retryable, .. } => *retryable,
+            #[cfg(feature = "redis")]
+            Error::Redis { source, .. } => crate::redis::redis_error_retryable(source),
+            #[cfg(feature = "clickhouse-sink")]
+            Error::ClickHouse { source, .. } => crate::clickhouse::clickhouse_error_retryable(source),
+            Error::Timeout { .. } | Error::CircuitOpen { .. } => true,
             _ => false,
         }
     }
@@ -127,6 +168,11 @@ impl Error {
             Error::Corrupt(_) | Error::ClickLogDecode { .. } | Error::Config(_) => "internal",
             #[cfg(feature = "kafka")]
             Error::Kafka { .. } | Error::SchemaRegistry { .. } => "external",
+            #[cfg(feature = "redis")]
+            Error::Redis { .. } => "external",
+            #[cfg(feature = "clickhouse-sink")]
+            Error::ClickHouse { .. } => "external",
+            Error::Timeout { .. } | Error::CircuitOpen { .. } => "external",
         }
     }
 

@@ -5,17 +5,26 @@
 //! | [`link_store`] | the [`LinkStore`] trait and its SQLite (embedded default) and PostgreSQL implementations |
 //! | [`click_log`] | the embedded append-only click log in `--data-dir` |
 //! | `kafka` (feature `kafka`) | Kafka producer with local spill, consumer source, Avro values, topic admin |
+//! | [`link_cache`] | the [`LinkCacheL2`] trait: second-level link cache of the redirect path |
+//! | `redis` (feature `redis`) | Redis L2 link cache with cross-process invalidation, hot-view sink |
+//! | `clickhouse` (feature `clickhouse-sink`) | ClickHouse migrations, rollup/event/anomaly sink, rollup queries |
 //!
 //! Nothing here depends on `sluice-dataflows`.
 #![deny(missing_docs)]
 
 pub mod click_log;
+#[cfg(feature = "clickhouse-sink")]
+pub mod clickhouse;
 pub mod error;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+pub mod link_cache;
 pub mod link_store;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 pub use error::{Error, Result};
+pub use link_cache::{Invalidation, L2Lookup, LinkCacheL2};
 pub use link_store::{
     migrate, open_store, IdempotencyRecord, LinkChange, LinkPatch, LinkStore, ListQuery, MigrationReport,
     PostgresLinkStore, SqliteLinkStore, StoreTarget,
