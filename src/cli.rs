@@ -31,12 +31,27 @@ pub enum Command {
     Loadgen(Box<crate::loadgen::LoadgenArgs>),
     /// Backfill click history from an NDJSON event file or a combined-log-format access log.
     Import(crate::import::ImportArgs),
+    /// Start everything on embedded defaults, generate ~20 s of realistic traffic, and print the stats next to the exact ground truth.
+    Demo(crate::demo::DemoArgs),
     /// Inspect the embedded click log.
     Log {
         /// Log subcommand.
         #[command(subcommand)]
         command: LogCommand,
     },
+    /// Run a benchmark and print its report.
+    Bench {
+        /// Which benchmark.
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+/// `sluice bench ...`.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Click → visible in /v1/links/{code}/stats lag (p50/p99), beside the time the click takes to reach the click log.
+    Freshness(crate::bench::freshness::FreshnessBenchArgs),
 }
 
 /// Flags shared by commands that read the configuration.
@@ -71,6 +86,18 @@ pub struct ServeArgs {
     /// Tokio worker threads (default: one per CPU).
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
+    /// Timely worker threads of the click dataflow (dataflow.workers).
+    #[arg(long, value_name = "N")]
+    pub dataflow_workers: Option<usize>,
+    /// Timely processes of the click dataflow cluster (dataflow.processes; needs --hostfile).
+    #[arg(long, value_name = "N")]
+    pub processes: Option<usize>,
+    /// This process's index in the hostfile (dataflow.process-id).
+    #[arg(long, value_name = "I")]
+    pub process_id: Option<usize>,
+    /// Timely hostfile: one host:port per process, in process-id order (dataflow.hostfile).
+    #[arg(long, value_name = "FILE")]
+    pub hostfile: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -84,6 +111,19 @@ impl ServeArgs {
             short_domains: self.short_domains.clone(),
             workers: self.workers,
         }
+    }
+
+    /// Loads the configuration (see [`crate::config::Config::load`]) with every flag
+    /// applied, the dataflow flags included, and validates it.
+    pub fn load_config(&self) -> anyhow::Result<crate::config::Config> {
+        let mut cfg = crate::config::Config::load(self.common.config.as_deref(), &self.overrides())?;
+        let d = &mut cfg.dataflow;
+        d.workers = self.dataflow_workers.unwrap_or(d.workers);
+        d.processes = self.processes.unwrap_or(d.processes);
+        d.process_id = self.process_id.unwrap_or(d.process_id);
+        d.hostfile = self.hostfile.clone().or(d.hostfile.take());
+        cfg.validate()?;
+        Ok(cfg)
     }
 }
 

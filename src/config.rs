@@ -44,6 +44,12 @@ pub struct Config {
     /// `POST /v1/events` intake.
     #[serde(default)]
     pub ingest: IngestSection,
+    /// The click dataflow run in-process.
+    #[serde(default)]
+    pub dataflow: crate::job::config::DataflowSection,
+    /// The stats endpoints.
+    #[serde(default)]
+    pub stats: crate::job::config::StatsSection,
 }
 
 /// `[ingest]`: the `POST /v1/events` endpoint.
@@ -280,6 +286,7 @@ impl Config {
         if self.ingest.max_body_bytes < 1024 {
             bail!("ingest.max-body-bytes must be at least 1024, got {}", self.ingest.max_body_bytes);
         }
+        self.dataflow.validate()?;
         Ok(())
     }
 

@@ -14,13 +14,17 @@
 //! | [`log_tail`] | `sluice log tail` |
 //! | [`loadgen`] | `sluice loadgen`: realistic traffic and its exact ground truth (also a library for `sluice demo`) |
 //! | [`import`] | `sluice import`: backfill from NDJSON events or combined-log access logs |
+//! | [`job`] | the click dataflow inside `serve` (log tail, metadata feed) and the whole process ([`job::system::System`]) |
+//! | [`demo`] | `sluice demo`: the whole system on generated traffic, checked against ground truth |
 #![deny(missing_docs)]
 
 pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod health;
+pub mod demo;
 pub mod import;
+pub mod job;
 pub mod loadgen;
 pub mod log_tail;
 pub mod router;

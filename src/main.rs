@@ -5,13 +5,15 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use sluice::cli::{Cli, Command, LogCommand};
+use sluice::cli::{BenchCommand, Cli, Command, LogCommand};
 use sluice::config::{Config, FlagOverrides};
-use sluice::{log_tail, serve, telemetry};
+use sluice::{bench, log_tail, serve, telemetry};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init_tracing(&cli.log);
+    // The demo prints a report on stdout; keep its stderr to warnings unless asked.
+    let quiet_demo = matches!(cli.command, Command::Demo(_)) && cli.log == "info" && std::env::var_os("SLUICE_LOG").is_none();
+    telemetry::init_tracing(if quiet_demo { "warn" } else { &cli.log });
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -33,7 +35,7 @@ fn runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
-            let cfg = Config::load(args.common.config.as_deref(), &args.overrides())?;
+            let cfg = args.load_config()?;
             runtime(cfg.server.workers)?.block_on(serve::run(cfg))
         }
         Command::Migrate(args) => {
@@ -48,10 +50,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Loadgen(args) => runtime(0)?.block_on(sluice::loadgen::run_cli(&args)),
         Command::Import(args) => runtime(0)?.block_on(sluice::import::run_cli(&args)),
+        Command::Demo(args) => {
+            if runtime(0)?.block_on(sluice::demo::run(args))? {
+                Ok(())
+            } else {
+                anyhow::bail!("the stats did not match the ground truth (see the report above)")
+            }
+        }
         Command::Log { command: LogCommand::Tail(args) } => {
             let flags = FlagOverrides { data_dir: args.common.data_dir.clone(), ..FlagOverrides::default() };
             let cfg = Config::load(args.common.config.as_deref(), &flags)?;
             log_tail::run(&cfg.server.data_dir, args.from, args.lines)
         }
+        Command::Bench { command: BenchCommand::Freshness(args) } => bench::freshness::run(args),
     }
 }

@@ -1,22 +1,24 @@
-//! `sluice serve`: opens the link store, the click log and its writer, builds the API and
-//! redirect states, wires the link-change hook (redirect cache invalidation), and serves
-//! the router on the configured listener until Ctrl-C / SIGTERM.
+//! `sluice serve`: builds the API and redirect states over a link store, wires the
+//! link-change hooks (redirect cache invalidation, the dataflow's metadata feed) and the
+//! stats routes, and runs the whole process ([`crate::job::system::System`]) on the
+//! configured listener until Ctrl-C / SIGTERM.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
 use sluice_connectors::click_log::ClickLog;
-use sluice_connectors::{LinkChange, LinkStore, open_store};
-use sluice_ingest::{DurableAppender, EventsConfig, EventsState, LogWriterConfig, click_channel, events_router, spawn_log_writer};
+use sluice_connectors::{LinkChange, LinkStore};
+use sluice_ingest::{DurableAppender, EventsConfig, EventsState, events_router};
 use sluice_redirect::{ClickSink, RedirectConfig, RedirectState};
 use sluice_schemas::VisitorSalt;
+use sluice_serving::stats::{StatsConfig, StatsState};
 use sluice_serving::{ApiConfig, ApiState, LinkChangeHook};
 
-use crate::config::{Config, Role};
+use crate::config::Config;
+use crate::job::system::System;
 use crate::health::HealthState;
-use crate::{router, telemetry, visitor_secret};
+use crate::{router, telemetry};
 
 /// Everything `sluice serve` answers with, built without a socket (tests drive `router`
 /// with `oneshot` or serve it on `127.0.0.1:0`).
@@ -87,6 +89,31 @@ pub fn build_stack_with_log(
     extra_hooks: Vec<Arc<dyn LinkChangeHook>>,
     events_log: Option<ClickLog>,
 ) -> anyhow::Result<Stack> {
+    build_stack_with(cfg, store, sink, secret, StackExtras { hooks: extra_hooks, events_log, ..StackExtras::default() })
+}
+
+/// Optional parts of a [`Stack`] beyond the link API and the redirect.
+#[derive(Default)]
+pub struct StackExtras {
+    /// Called after every link change, after the redirect cache invalidation (e.g. the
+    /// dataflow's metadata feed).
+    pub hooks: Vec<Arc<dyn LinkChangeHook>>,
+    /// `POST /v1/events` appends durably to this log when given.
+    pub events_log: Option<ClickLog>,
+    /// The stats endpoints' state; `None` mounts them answering 503 `stats_unavailable`.
+    pub stats: Option<StatsState>,
+    /// Further routers served with the API (role `all` or `api`).
+    pub api_routes: Vec<Router>,
+}
+
+/// The stats settings taken from `cfg` (`[stats]`).
+pub fn stats_config(cfg: &Config) -> StatsConfig {
+    StatsConfig { cache_max_age: cfg.stats.cache_max_age }
+}
+
+/// Builds the states and router over `store` with `extras` (see [`build_stack`]).
+pub fn build_stack_with(cfg: &Config, store: Arc<dyn LinkStore>, sink: Arc<dyn ClickSink>, secret: [u8; 32], extras: StackExtras) -> anyhow::Result<Stack> {
+    let StackExtras { hooks: extra_hooks, events_log, stats, api_routes } = extras;
     let prometheus = telemetry::prometheus();
     let salt = VisitorSalt::new(secret, cfg.visitor.salt_period.period_ms());
     let events = events_log.map(|log| events_router(EventsState::new(DurableAppender::new(log), salt.clone(), events_config(cfg))));
@@ -102,45 +129,23 @@ pub fn build_stack_with_log(
     for hook in extra_hooks {
         api = api.with_hook(hook);
     }
+    let stats = stats.unwrap_or_else(|| StatsState::without_views(Arc::clone(&store), stats_config(cfg)));
+    let api_extra = events.into_iter().chain([sluice_serving::stats::routes(stats)]).chain(api_routes).reduce(Router::merge);
     let health = HealthState { store, prometheus };
-    let router = router::build_with_events(cfg.server.role, Some(api.clone()), Some(redirect.clone()), events, health, cfg.server.max_body_bytes);
+    let router = router::build_with_events(cfg.server.role, Some(api.clone()), Some(redirect.clone()), api_extra, health, cfg.server.max_body_bytes);
     Ok(Stack { router, api, redirect })
 }
 
-/// Runs `sluice serve` with `cfg` until Ctrl-C or SIGTERM, then drains the click channel
-/// into the log before returning.
+/// Runs `sluice serve` with `cfg` until Ctrl-C or SIGTERM: the whole process of
+/// [`System`] (link store, click log and writer, the click dataflow, HTTP), then a graceful
+/// stop (in-flight requests, queued clicks into the log, dataflow workers).
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
-    let data_dir = cfg.server.data_dir.clone();
-    std::fs::create_dir_all(&data_dir).with_context(|| format!("could not create data dir \"{}\"", data_dir.display()))?;
-    let store = open_store(&cfg.store_location()).await.context("could not open the link store")?;
-    let secret = visitor_secret::load_or_create(cfg.visitor.secret.as_ref().map(|s| s.0.as_str()), &data_dir)?;
-    // The click log is held exclusively by one process: an API-only process does not open it.
-    let (sink, writer, log): (Arc<dyn ClickSink>, _, _) = if cfg.server.role == Role::Api {
-        let (sink, _receiver) = sluice_redirect::ChannelClickSink::new(1);
-        (Arc::new(sink), None, None)
-    } else {
-        let log = ClickLog::open(&data_dir).context("could not open the click log")?;
-        let (sender, receiver) = click_channel(cfg.redirect.click_channel_capacity);
-        (Arc::new(sender), Some(spawn_log_writer(receiver, log.clone(), LogWriterConfig::default())), Some(log))
-    };
-    let stack = build_stack_with_log(&cfg, store, sink, secret, Vec::new(), log)?;
     let listener = tokio::net::TcpListener::bind(cfg.server.listen).await.with_context(|| format!("could not listen on {}", cfg.server.listen))?;
-    let addr = listener.local_addr()?;
-    tracing::info!(%addr, base_url = %cfg.base_url()?, role = ?cfg.server.role, data_dir = %data_dir.display(), store = %stack.api.store().backend(), "sluice listening");
-    let Stack { router, api, redirect } = stack;
-    drop((api, redirect));
-    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("server failed")?;
-    if let Some(writer) = writer {
-        let summary = writer.await.context("click log writer panicked")?;
-        tracing::info!(logged = summary.logged, dropped = summary.dropped, "click log writer drained");
-    }
-    Ok(())
+    System::start(cfg, listener).await?.serve_until(shutdown_signal()).await
 }
 
-async fn shutdown_signal() {
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::warn!(error = %e, "could not listen for ctrl-c");

@@ -11,6 +11,7 @@
 //! | [`error`] | [`ApiError`] |
 //! | [`dto`] | request/response bodies |
 //! | [`openapi`] | the OpenAPI document |
+//! | [`stats`] | `GET /v1/links/{code}/stats`, `GET /v1/stats/summary` over the dataflow's views |
 //!
 //! Consumers: the `sluice` binary merges [`routes`] into its router and wires a
 //! [`LinkChangeHook`] that invalidates the redirect cache.
@@ -23,6 +24,7 @@ pub mod extract;
 pub mod links;
 pub mod openapi;
 pub mod state;
+pub mod stats;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod url_policy;

@@ -24,5 +24,7 @@ pub struct ApiDoc;
 
 /// `GET /v1/openapi.json`.
 pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+    let mut doc = ApiDoc::openapi();
+    doc.merge(crate::stats::StatsDoc::openapi());
+    Json(doc)
 }

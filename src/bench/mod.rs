@@ -1,4 +1,5 @@
 //! Benchmarks run by `sluice bench ...`.
 
 pub mod dataflow;
+pub mod freshness;
 pub mod redirect;

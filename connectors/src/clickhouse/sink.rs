@@ -1,0 +1,354 @@
+//! [`ClickHouseSink`] (`clickhouse_sink`): batched, retried, idempotent inserts of rollup
+//! rows, enriched events and anomalies.
+//!
+//! A bounded channel feeds one writer task. It buffers rollup rows per granularity keyed by
+//! row key (a newer value of a key replaces the buffered one: fewer rows, same result),
+//! events and anomalies in arrival order, and sends one `INSERT` per table when `batch-rows`
+//! rows are buffered or `flush-interval` has passed since the first buffered row. Buffers are
+//! cleared only after ClickHouse acknowledged the insert; failures are retried with capped
+//! exponential backoff while new input keeps merging in (bounded by `max-pending-rows`).
+//! Migrations run before the first insert (retried the same way), so the sink starts while
+//! ClickHouse is down. Nothing here panics or gives up.
+//!
+//! Idempotence: every table is a `ReplacingMergeTree` (see the DDL); a batch inserted twice
+//! (a retry after a lost acknowledgement, a replay after a crash) leaves one row per key
+//! under `FINAL`. Rollup rows carry `version = epoch_upper` of their batch, so a replayed
+//! older value never wins over a newer one. Inserts set `async_insert = 0`: the
+//! acknowledgement means the rows are in a part on disk.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use ::clickhouse::{Client, RowOwned, RowWrite};
+use sluice_schemas::EnrichedClick;
+use sluice_schemas::rollup::{RollupBatch, RollupGranularity};
+use tokio::sync::{mpsc, watch};
+
+use super::client::{client, migrate, within};
+use super::config::ClickHouseConfig;
+use super::metrics::{InsertFailed, RowsDropped, RowsInserted, describe};
+use super::rows::{AnomalyRecord, EnrichedEventRecord, RollupRecord, rollup_table};
+use crate::{Error, Result};
+
+/// Most rows one `INSERT` carries (larger buffers are sent in several).
+const MAX_INSERT_ROWS: usize = 200_000;
+
+/// Input of the sink.
+#[derive(Debug, Clone)]
+pub enum SinkInput {
+    /// Changed rollup rows (absolute values).
+    Rollups(RollupBatch),
+    /// Deduplicated enriched clicks.
+    Events(Vec<EnrichedClick>),
+    /// Detected anomalies.
+    Anomalies(Vec<AnomalyRecord>),
+}
+
+/// Progress of the sink, published after every insert attempt.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClickHouseSinkStatus {
+    /// `epoch_upper` of the latest rollup batch whose rows are all inserted.
+    pub applied_epoch: u64,
+    /// Rows buffered and not inserted yet (all tables).
+    pub pending_rows: usize,
+    /// Rows inserted since start (all tables).
+    pub rows_written: u64,
+    /// Successful inserts since start.
+    pub inserts: u64,
+    /// Failed attempts (inserts and migrations) since start.
+    pub errors: u64,
+    /// Rows dropped because the buffer was full.
+    pub dropped_rows: u64,
+    /// Whether the migrations have run.
+    pub migrated: bool,
+    /// Whether the latest attempt succeeded (true before the first).
+    pub healthy: bool,
+    /// The latest error, if the latest attempt failed.
+    pub last_error: Option<String>,
+}
+
+/// Handle of the running sink (module docs).
+pub struct ClickHouseSink {
+    tx: mpsc::Sender<SinkInput>,
+    status: watch::Receiver<ClickHouseSinkStatus>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for ClickHouseSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClickHouseSink").field("status", &*self.status.borrow()).finish()
+    }
+}
+
+type RollupKey = (String, i64, String, bool, String, String);
+
+impl ClickHouseSink {
+    /// Validates `config` and starts the writer on the current Tokio runtime (no I/O yet).
+    ///
+    /// Errors: [`Error::Config`] for an invalid or disabled configuration.
+    pub fn start(config: &ClickHouseConfig) -> Result<ClickHouseSink> {
+        let client = client(config)?.with_setting("async_insert", "0");
+        describe();
+        let (tx, rx) = mpsc::channel(256);
+        let initial = ClickHouseSinkStatus { healthy: true, ..ClickHouseSinkStatus::default() };
+        let (status_tx, status) = watch::channel(initial.clone());
+        let writer = Writer {
+            client,
+            config: config.clone(),
+            rollups: Default::default(),
+            events: Vec::new(),
+            anomalies: Vec::new(),
+            pending_epoch: 0,
+            first_buffered: None,
+            status: initial,
+            status_tx,
+        };
+        let task = tokio::spawn(writer.run(rx));
+        Ok(ClickHouseSink { tx, status, task })
+    }
+
+    /// Queues input, waiting while the channel (256 messages) is full.
+    ///
+    /// Errors: [`Error::Config`] if the writer has stopped (only after shutdown).
+    pub async fn send(&self, input: SinkInput) -> Result<()> {
+        self.tx.send(input).await.map_err(|_| Error::Config("clickhouse sink is stopped".into()))
+    }
+
+    /// Queues input without waiting; returns it back when the channel is full or closed.
+    pub fn try_send(&self, input: SinkInput) -> std::result::Result<(), SinkInput> {
+        self.tx.try_send(input).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(b) | mpsc::error::TrySendError::Closed(b) => b,
+        })
+    }
+
+    /// The latest status.
+    pub fn status(&self) -> ClickHouseSinkStatus {
+        self.status.borrow().clone()
+    }
+
+    /// A receiver of status updates.
+    pub fn watch(&self) -> watch::Receiver<ClickHouseSinkStatus> {
+        self.status.clone()
+    }
+
+    /// Waits until every rollup batch with `epoch_upper <= epoch` is inserted and nothing
+    /// else is pending; `false` on timeout.
+    pub async fn wait_applied(&self, epoch: u64, timeout: Duration) -> bool {
+        let mut rx = self.status.clone();
+        tokio::time::timeout(timeout, rx.wait_for(|s| s.applied_epoch >= epoch && s.pending_rows == 0)).await.is_ok_and(|r| r.is_ok())
+    }
+
+    /// Closes the input and waits up to `timeout` for the buffers to be inserted; returns the
+    /// final status (`pending_rows > 0` if ClickHouse stayed unavailable).
+    pub async fn shutdown(self, timeout: Duration) -> ClickHouseSinkStatus {
+        let ClickHouseSink { tx, status, task } = self;
+        drop(tx);
+        let abort = task.abort_handle();
+        if tokio::time::timeout(timeout, task).await.is_err() {
+            abort.abort();
+        }
+        status.borrow().clone()
+    }
+}
+
+struct Writer {
+    client: Client,
+    config: ClickHouseConfig,
+    rollups: [HashMap<RollupKey, RollupRecord>; 4],
+    events: Vec<EnrichedEventRecord>,
+    anomalies: Vec<AnomalyRecord>,
+    pending_epoch: u64,
+    first_buffered: Option<Instant>,
+    status: ClickHouseSinkStatus,
+    status_tx: watch::Sender<ClickHouseSinkStatus>,
+}
+
+impl Writer {
+    fn pending(&self) -> usize {
+        self.rollups.iter().map(HashMap::len).sum::<usize>() + self.events.len() + self.anomalies.len()
+    }
+
+    async fn run(mut self, mut rx: mpsc::Receiver<SinkInput>) {
+        let mut open = true;
+        let mut backoff = self.config.backoff_min;
+        let mut retry_at: Option<tokio::time::Instant> = None;
+        loop {
+            let pending = self.pending();
+            if pending == 0 {
+                self.publish_applied();
+                if !open {
+                    return;
+                }
+            }
+            let due = match (self.first_buffered, retry_at) {
+                (_, Some(r)) => Some(r),
+                (Some(f), None) if pending < self.config.batch_rows && open => Some(tokio::time::Instant::from_std(f + self.config.flush_interval)),
+                (Some(_), None) => Some(tokio::time::Instant::now()),
+                (None, None) => None,
+            };
+            let flush_now = match due {
+                Some(at) if at <= tokio::time::Instant::now() => true,
+                Some(at) if open => tokio::select! {
+                    m = rx.recv() => { self.accept(m, &mut open); retry_at.is_none() && self.pending() >= self.config.batch_rows }
+                    () = tokio::time::sleep_until(at) => true,
+                },
+                Some(at) => {
+                    tokio::time::sleep_until(at).await;
+                    true
+                }
+                None => {
+                    let m = rx.recv().await;
+                    self.accept(m, &mut open);
+                    self.pending() >= self.config.batch_rows
+                }
+            };
+            if !flush_now {
+                continue;
+            }
+            match self.flush().await {
+                Ok(()) => {
+                    backoff = self.config.backoff_min;
+                    retry_at = None;
+                }
+                Err(e) => {
+                    self.status.errors += 1;
+                    self.status.healthy = false;
+                    self.status.last_error = Some(e.to_string());
+                    self.status.pending_rows = self.pending();
+                    let n = self.status.errors;
+                    InsertFailed { error: &e, pending: self.pending(), log: n == 1 || n.is_power_of_two() }.emit();
+                    self.status_tx.send_replace(self.status.clone());
+                    retry_at = Some(tokio::time::Instant::now() + backoff);
+                    backoff = (backoff * 2).min(self.config.backoff_max);
+                }
+            }
+        }
+    }
+
+    fn accept(&mut self, m: Option<SinkInput>, open: &mut bool) {
+        let Some(m) = m else {
+            *open = false;
+            return;
+        };
+        let room = self.config.max_pending_rows.saturating_sub(self.pending());
+        let mut dropped = 0u64;
+        match m {
+            SinkInput::Rollups(mut batch) => {
+                self.pending_epoch = self.pending_epoch.max(batch.epoch_upper);
+                let mut room = room;
+                for row in batch.rows.drain(..) {
+                    let rec = RollupRecord::from_row(&row, batch.epoch_upper);
+                    let key: RollupKey =
+                        (rec.code.clone(), rec.bucket, rec.view.clone(), rec.is_bot, rec.value1.clone(), rec.value2.clone());
+                    let map = &mut self.rollups[granularity_index(row.granularity)];
+                    if let Some(old) = map.get_mut(&key) {
+                        if old.version <= rec.version {
+                            *old = rec;
+                        }
+                    } else if room > 0 {
+                        map.insert(key, rec);
+                        room -= 1;
+                    } else {
+                        dropped += 1;
+                    }
+                }
+            }
+            SinkInput::Events(evs) => {
+                let take = evs.len().min(room);
+                dropped += (evs.len() - take) as u64;
+                self.events.extend(evs.iter().take(take).map(EnrichedEventRecord::from));
+            }
+            SinkInput::Anomalies(a) => {
+                let take = a.len().min(room);
+                dropped += (a.len() - take) as u64;
+                self.anomalies.extend(a.into_iter().take(take));
+            }
+        }
+        if dropped > 0 {
+            self.status.dropped_rows += dropped;
+            RowsDropped { rows: dropped }.emit();
+        }
+        if self.first_buffered.is_none() && self.pending() > 0 {
+            self.first_buffered = Some(Instant::now());
+        }
+        self.status.pending_rows = self.pending();
+        self.status_tx.send_replace(self.status.clone());
+    }
+
+    fn publish_applied(&mut self) {
+        self.first_buffered = None;
+        if self.status.applied_epoch < self.pending_epoch || self.status.pending_rows != 0 {
+            self.status.applied_epoch = self.status.applied_epoch.max(self.pending_epoch);
+            self.status.pending_rows = 0;
+            self.status_tx.send_replace(self.status.clone());
+        }
+    }
+
+    /// Migrates if needed, then inserts every buffer; a buffer is cleared once inserted.
+    async fn flush(&mut self) -> Result<()> {
+        if !self.status.migrated {
+            migrate(&self.config).await?;
+            self.status.migrated = true;
+        }
+        for g in RollupGranularity::ALL {
+            let i = granularity_index(g);
+            if self.rollups[i].is_empty() {
+                continue;
+            }
+            let rows: Vec<RollupRecord> = self.rollups[i].values().cloned().collect();
+            self.insert(rollup_table(g), &rows).await?;
+            self.rollups[i].clear();
+        }
+        if !self.events.is_empty() {
+            let rows = std::mem::take(&mut self.events);
+            if let Err(e) = self.insert("events_enriched", &rows).await {
+                self.events = rows;
+                return Err(e);
+            }
+        }
+        if !self.anomalies.is_empty() {
+            let rows = std::mem::take(&mut self.anomalies);
+            if let Err(e) = self.insert("anomalies", &rows).await {
+                self.anomalies = rows;
+                return Err(e);
+            }
+        }
+        self.status.healthy = true;
+        self.status.last_error = None;
+        self.status.pending_rows = self.pending();
+        self.status_tx.send_replace(self.status.clone());
+        Ok(())
+    }
+
+    async fn insert<T>(&mut self, table: &'static str, rows: &[T]) -> Result<()>
+    where
+        T: RowOwned + RowWrite + Send + Sync,
+    {
+        for chunk in rows.chunks(MAX_INSERT_ROWS) {
+            let t0 = Instant::now();
+            let client = &self.client;
+            within("insert rows", self.config.request_timeout, async move {
+                let mut insert = client.insert::<T>(table).await?;
+                for r in chunk {
+                    insert.write(r).await?;
+                }
+                insert.end().await
+            })
+            .await?;
+            self.status.rows_written += chunk.len() as u64;
+            self.status.inserts += 1;
+            RowsInserted { table, rows: chunk.len() as u64, elapsed: t0.elapsed() }.emit();
+        }
+        Ok(())
+    }
+}
+
+fn granularity_index(g: RollupGranularity) -> usize {
+    match g {
+        RollupGranularity::Minute => 0,
+        RollupGranularity::Quarter => 1,
+        RollupGranularity::Hour => 2,
+        RollupGranularity::Day => 3,
+    }
+}
+

@@ -1,0 +1,225 @@
+//! The handlers of `GET /v1/links/{code}/stats` and `GET /v1/stats/summary`.
+//!
+//! Each answer is computed from one consistent frontier of the views (a query never sees
+//! part of a processing epoch). Bot clicks are counted apart with a second read of the
+//! same range; both reads must report the same frontier (retried up to
+//! [`CONSISTENT_READ_ATTEMPTS`] times, else `bot_clicks` is `null`).
+
+use axum::Json;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use serde_json::{Map, Value, json};
+use sluice_dataflows::model::Dimension;
+use sluice_dataflows::views::{Bucket, DimensionTotal, StatsQuery, StatsResult, SummaryQuery, SummaryResult, Views};
+
+use super::dto::{Freshness, LinkStatsResponse, StatsTotals, SummaryLink, SummaryResponse};
+use super::params::{StatsParams, parse_stats, parse_summary, rfc3339_in, rfc3339_utc};
+use super::state::{FreshnessInfo, StatsState};
+use crate::dto::ErrorBody;
+use crate::error::ApiError;
+use crate::extract::LinkCode;
+
+/// Reads per answer before giving up on a consistent `bot_clicks`.
+pub const CONSISTENT_READ_ATTEMPTS: usize = 3;
+
+/// Clicks and uniques of one link over a range, by bucket and optional dimensions.
+#[utoipa::path(
+    get, path = "/v1/links/{code}/stats", tag = "stats",
+    params(
+        ("code" = String, Path, description = "Short code (case-sensitive)"),
+        ("from" = Option<String>, Query, description = "Range start, RFC 3339 with offset, whole minute (inclusive). Default: `to` minus 7 days (minus 60 minutes for bucket=minute). Encode '+' as %2B (an unencoded '+' before a trailing HH:MM offset is also read as '+')"),
+        ("to" = Option<String>, Query, description = "Range end, RFC 3339, whole minute (exclusive). Default: the end of the current minute"),
+        ("bucket" = Option<String>, Query, description = "minute (UTC minutes; at most 2 days), hour (local hours of tz; at most 93 days) or day (local days of tz; at most 1,100 days). Default day"),
+        ("tz" = Option<String>, Query, description = "IANA time zone of hour/day buckets and bucket labels, e.g. Europe/Berlin. Default UTC"),
+        ("dimensions" = Option<String>, Query, description = "Empty, one of country, device, browser, os, referrer_domain, referrer_medium, or country,device"),
+        ("include_bots" = Option<bool>, Query, description = "Count bot and link-preview clicks too (default false)"),
+        ("limit" = Option<usize>, Query, description = "Most rows, 1..=100000 (default 10000)"),
+        ("order_by" = Option<String>, Query, description = "bucket (default), clicks or uniques (descending)"),
+    ),
+    responses(
+        (status = 200, description = "Rows, totals and freshness; Cache-Control: private, max-age=2", body = LinkStatsResponse),
+        (status = 400, description = "invalid_timestamp, unaligned_range, invalid_range, range_too_long, range_not_retained, invalid_bucket, unknown_timezone, unsupported_tz_offset, invalid_dimensions, invalid_limit, invalid_order_by, invalid_parameter, unknown_parameter, duplicate_parameter", body = ErrorBody),
+        (status = 404, description = "not_found: no live link has this code", body = ErrorBody),
+        (status = 503, description = "stats_unavailable (this process runs no dataflow) or stats_not_local (another process owns the link)", body = ErrorBody),
+    )
+)]
+pub async fn link_stats(State(state): State<StatsState>, LinkCode(code): LinkCode, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
+    let p = parse_stats(query.as_deref(), Utc::now().timestamp_millis())?;
+    let views = views_of(&state)?;
+    if state.inner.store.get(&code).await?.is_none() {
+        return Err(ApiError::link_not_found(&code));
+    }
+    let q = StatsQuery {
+        code: code.clone(),
+        from_ms: p.from_ms,
+        to_ms: p.to_ms,
+        bucket: p.bucket,
+        tz: p.tz,
+        dimensions: p.dimensions.clone(),
+        include_bots: p.include_bots,
+        limit: Some(p.limit),
+        order_by: p.order_by,
+    };
+    let (result, bots) = blocking(move || read_link(&views, &q)).await?;
+    let fresh = state.freshness(result.as_of, Utc::now().timestamp_millis());
+    let body = link_body(&code, &p, result, bots, fresh);
+    Ok(cached(&state, Json(body).into_response()))
+}
+
+/// Top links, totals and top countries and referrers across all links of this process.
+#[utoipa::path(
+    get, path = "/v1/stats/summary", tag = "stats",
+    params(
+        ("from" = Option<String>, Query, description = "Range start, RFC 3339, whole minute (inclusive). Default: `to` minus 7 days"),
+        ("to" = Option<String>, Query, description = "Range end, RFC 3339, whole minute (exclusive). Default: the end of the current minute"),
+        ("limit" = Option<usize>, Query, description = "Entries per top list, 1..=1000 (default 10)"),
+        ("include_bots" = Option<bool>, Query, description = "Count bot clicks too (default false)"),
+        ("org" = Option<String>, Query, description = "Only clicks counted under this organisation"),
+        ("tag" = Option<String>, Query, description = "Only clicks counted while the link had this tag"),
+    ),
+    responses(
+        (status = 200, description = "Summary and freshness", body = SummaryResponse),
+        (status = 400, description = "invalid_timestamp, unaligned_range, invalid_range, range_too_long, range_not_retained, invalid_limit, invalid_parameter, unknown_parameter, duplicate_parameter", body = ErrorBody),
+        (status = 503, description = "stats_unavailable", body = ErrorBody),
+    )
+)]
+pub async fn summary(State(state): State<StatsState>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
+    let p = parse_summary(query.as_deref(), Utc::now().timestamp_millis())?;
+    let views = views_of(&state)?;
+    let q = SummaryQuery { from_ms: p.from_ms, to_ms: p.to_ms, include_bots: p.include_bots, limit: p.limit, org: p.org, tag: p.tag };
+    let (r, bots) = blocking(move || read_summary(&views, &q)).await?;
+    let fresh = state.freshness(r.as_of, Utc::now().timestamp_millis());
+    let body = SummaryResponse {
+        from: rfc3339_utc(p.from_ms),
+        to: rfc3339_utc(p.to_ms),
+        include_bots: p.include_bots,
+        links: r.links,
+        totals: StatsTotals { clicks: r.totals.clicks, uniques: r.totals.uniques, bot_clicks: bots },
+        top_links: r.top_links.iter().map(|l| SummaryLink { code: l.code.to_string(), clicks: l.clicks, uniques: l.uniques }).collect(),
+        top_countries: r.top_countries.iter().map(|d| dimension_object(&[Dimension::Country], d)).collect(),
+        top_referrers: r.top_referrers.iter().map(|d| dimension_object(&[Dimension::ReferrerDomain], d)).collect(),
+        freshness: freshness_dto(fresh),
+    };
+    Ok(cached(&state, Json(body).into_response()))
+}
+
+fn views_of(state: &StatsState) -> Result<Views, ApiError> {
+    state.views().cloned().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stats_unavailable",
+            "this process runs no click dataflow (role = api); query the process that holds the click log",
+        )
+    })
+}
+
+/// Runs view reads off the async workers (they take a shard's read lock and may scan
+/// thousands of rows).
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal(&e))?
+}
+
+fn view_error(e: sluice_dataflows::Error) -> ApiError {
+    match e {
+        sluice_dataflows::Error::InvalidQuery { code, message } => ApiError::bad_request(code, message),
+        sluice_dataflows::Error::NotLocal { code, worker } => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stats_not_local",
+            format!("link \"{code}\" is counted by dataflow worker {worker} in another process; query that process"),
+        )
+        .with_details(json!({ "code": code, "worker": worker })),
+        other => ApiError::internal(&other),
+    }
+}
+
+/// The query's result plus the range's bot clicks (`None` if no consistent pair was read).
+fn read_link(views: &Views, q: &StatsQuery) -> Result<(StatsResult, Option<u64>), ApiError> {
+    let mut other = StatsQuery::new(&q.code, q.from_ms, q.to_ms, Bucket::Day);
+    other.include_bots = !q.include_bots;
+    let mut last = None;
+    for _ in 0..CONSISTENT_READ_ATTEMPTS {
+        let main = views.query(q).map_err(view_error)?;
+        let flip = views.query(&other).map_err(view_error)?;
+        if main.as_of == flip.as_of {
+            let (all, humans) = if q.include_bots { (main.totals.clicks, flip.totals.clicks) } else { (flip.totals.clicks, main.totals.clicks) };
+            return Ok((main, Some(all.saturating_sub(humans))));
+        }
+        last = Some(main);
+    }
+    Ok((last.expect("at least one attempt"), None))
+}
+
+fn read_summary(views: &Views, q: &SummaryQuery) -> Result<(SummaryResult, Option<u64>), ApiError> {
+    let other = SummaryQuery { include_bots: !q.include_bots, limit: 1, ..q.clone() };
+    let mut last = None;
+    for _ in 0..CONSISTENT_READ_ATTEMPTS {
+        let main = views.summary(q).map_err(view_error)?;
+        let flip = views.summary(&other).map_err(view_error)?;
+        if main.as_of == flip.as_of {
+            let (all, humans) = if q.include_bots { (main.totals.clicks, flip.totals.clicks) } else { (flip.totals.clicks, main.totals.clicks) };
+            return Ok((main, Some(all.saturating_sub(humans))));
+        }
+        last = Some(main);
+    }
+    Ok((last.expect("at least one attempt"), None))
+}
+
+fn dimension_object(dims: &[Dimension], d: &DimensionTotal) -> Map<String, Value> {
+    let mut m = Map::new();
+    for (dim, v) in dims.iter().zip(&d.dims) {
+        m.insert(dim.as_str().to_string(), Value::String(v.to_string()));
+    }
+    m.insert("clicks".into(), d.clicks.into());
+    m.insert("uniques".into(), d.uniques.into());
+    m
+}
+
+fn freshness_dto(f: FreshnessInfo) -> Freshness {
+    Freshness {
+        as_of: f.as_of_ms.map(rfc3339_utc),
+        lag_ms: f.lag_ms,
+        watermark: f.watermark_ms.map(rfc3339_utc),
+        backlog_events: f.backlog_events,
+    }
+}
+
+fn link_body(code: &str, p: &StatsParams, r: StatsResult, bots: Option<u64>, fresh: FreshnessInfo) -> LinkStatsResponse {
+    let bucket_key = p.bucket.as_str();
+    let rows = r
+        .rows
+        .iter()
+        .map(|row| {
+            let mut m = Map::new();
+            m.insert(bucket_key.to_string(), Value::String(rfc3339_in(p.tz, row.bucket_start_ms)));
+            for (dim, v) in p.dimensions.iter().zip(&row.dims) {
+                m.insert(dim.as_str().to_string(), Value::String(v.to_string()));
+            }
+            m.insert("clicks".into(), row.clicks.into());
+            m.insert("uniques".into(), row.uniques.into());
+            m
+        })
+        .collect();
+    LinkStatsResponse {
+        code: code.to_string(),
+        bucket: bucket_key.to_string(),
+        tz: p.tz.name().to_string(),
+        from: rfc3339_utc(p.from_ms),
+        to: rfc3339_utc(p.to_ms),
+        dimensions: p.dimensions.iter().map(|d| d.as_str().to_string()).collect(),
+        include_bots: p.include_bots,
+        rows,
+        truncated: r.truncated,
+        totals: StatsTotals { clicks: r.totals.clicks, uniques: r.totals.uniques, bot_clicks: bots },
+        dimension_totals: r.by_dimension.iter().map(|d| dimension_object(&p.dimensions, d)).collect(),
+        freshness: freshness_dto(fresh),
+    }
+}
+
+fn cached(state: &StatsState, mut resp: Response) -> Response {
+    let secs = state.config().cache_max_age.as_secs();
+    let value = if secs == 0 { HeaderValue::from_static("no-cache") } else { HeaderValue::from_str(&format!("private, max-age={secs}")).unwrap_or(HeaderValue::from_static("no-cache")) };
+    resp.headers_mut().insert(header::CACHE_CONTROL, value);
+    resp
+}

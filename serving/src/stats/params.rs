@@ -1,0 +1,321 @@
+//! Query-string parsing of the stats endpoints: every malformed or out-of-range parameter
+//! becomes a 400 with a precise, stable error code, never a silently shifted range.
+//!
+//! Codes: `unknown_parameter`, `duplicate_parameter`, `invalid_timestamp` (not RFC 3339,
+//! or outside 1970..=9999), `unaligned_range` (not a whole minute), `invalid_range` (`to`
+//! not after `from`), `range_too_long` (more than [`max_range_ms`] for the bucket),
+//! `invalid_bucket`, `unknown_timezone`, `invalid_dimensions`, `invalid_limit`,
+//! `invalid_order_by`, `invalid_parameter` (`include_bots`, `org`, `tag`).
+//!
+//! Timestamps: RFC 3339 with any offset (`2024-06-02T00:00:00+05:30`, `…Z`). In a query
+//! string an unencoded `+` decodes to a space (`…T00:00:00 05:30`); a space right before a
+//! trailing `HH:MM` offset can only have been a `+`, so it is read as one (case C15.5) —
+//! the range is exactly the one the caller wrote, never shifted.
+
+use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
+use chrono_tz::Tz;
+use serde_json::json;
+use sluice_dataflows::model::{Dimension, View};
+use sluice_dataflows::views::{Bucket, OrderBy};
+
+use crate::error::ApiError;
+
+const MINUTE_MS: i64 = 60_000;
+const QUARTER_MS: i64 = 15 * MINUTE_MS;
+const HOUR_MS: i64 = 60 * MINUTE_MS;
+const DAY_MS: i64 = 24 * HOUR_MS;
+/// Earliest accepted instant (1970-01-01T00:00:00Z), ms.
+const MIN_MS: i64 = 0;
+/// Latest accepted instant (9999-12-31T23:59:00Z), ms.
+const MAX_MS: i64 = 253_402_300_740_000;
+
+/// Default number of rows of a stats answer.
+pub const DEFAULT_LIMIT: usize = 10_000;
+/// Largest accepted `limit` of a stats answer.
+pub const MAX_LIMIT: usize = 100_000;
+/// Default and largest `limit` of the summary's top lists.
+pub const SUMMARY_DEFAULT_LIMIT: usize = 10;
+/// Largest `limit` of the summary's top lists.
+pub const SUMMARY_MAX_LIMIT: usize = 1000;
+/// Longest `org`/`tag` filter, bytes.
+const MAX_FILTER_BYTES: usize = 256;
+
+/// The supported breakdowns, as the error messages and the OpenAPI document name them.
+pub const SUPPORTED_DIMENSIONS: &str =
+    "none, one of country, device, browser, os, referrer_domain, referrer_medium, or country,device";
+
+/// Longest range one query may cover per bucket size: minute 2 days (2,880 rows), hour 93
+/// days (2,232 rows), day 1,100 days (about 3 years).
+pub fn max_range_ms(bucket: Bucket) -> i64 {
+    match bucket {
+        Bucket::Minute => 2 * DAY_MS,
+        Bucket::Hour => 93 * DAY_MS,
+        Bucket::Day => 1_100 * DAY_MS,
+    }
+}
+
+/// Default range length when `from` is absent: 7 days (the start rounded down to 15
+/// minutes), or 60 minutes for minute buckets (minute rows are kept 48 h).
+pub fn default_span_ms(bucket: Bucket) -> i64 {
+    match bucket {
+        Bucket::Minute => HOUR_MS,
+        Bucket::Hour | Bucket::Day => 7 * DAY_MS,
+    }
+}
+
+/// Parsed `GET /v1/links/{code}/stats` parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatsParams {
+    /// Range start (inclusive), ms UTC, whole minute.
+    pub from_ms: i64,
+    /// Range end (exclusive), ms UTC, whole minute.
+    pub to_ms: i64,
+    /// Bucket size (default `day`).
+    pub bucket: Bucket,
+    /// Zone of hour/day buckets and of the bucket labels (default UTC).
+    pub tz: Tz,
+    /// Breakdown, in the requested order.
+    pub dimensions: Vec<Dimension>,
+    /// Include bot clicks (default false).
+    pub include_bots: bool,
+    /// Most rows (default [`DEFAULT_LIMIT`]).
+    pub limit: usize,
+    /// Row order (default bucket).
+    pub order_by: OrderBy,
+}
+
+/// Parsed `GET /v1/stats/summary` parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SummaryParams {
+    /// Range start (inclusive), ms UTC, whole minute.
+    pub from_ms: i64,
+    /// Range end (exclusive), ms UTC, whole minute.
+    pub to_ms: i64,
+    /// Include bot clicks.
+    pub include_bots: bool,
+    /// Entries per top list.
+    pub limit: usize,
+    /// Only clicks counted under this organisation.
+    pub org: Option<String>,
+    /// Only clicks counted while the link had this tag.
+    pub tag: Option<String>,
+}
+
+/// Decoded `name=value` pairs; rejects unknown and repeated names.
+fn pairs(raw: Option<&str>, known: &[&str]) -> Result<Vec<(String, String)>, ApiError> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (k, v) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        if !known.contains(&k.as_ref()) {
+            return Err(ApiError::bad_request("unknown_parameter", format!("unknown query parameter \"{k}\""))
+                .with_details(json!({ "parameter": k, "supported": known })));
+        }
+        if out.iter().any(|(n, _)| *n == k) {
+            return Err(ApiError::bad_request("duplicate_parameter", format!("query parameter \"{k}\" is given more than once"))
+                .with_details(json!({ "parameter": k })));
+        }
+        out.push((k.into_owned(), v.into_owned()));
+    }
+    Ok(out)
+}
+
+fn get<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+/// Parses an RFC 3339 instant of a query string into ms UTC (see module docs for `+`).
+///
+/// Errors: `invalid_timestamp` (unparseable, or outside 1970..=9999), `unaligned_range`
+/// (not a whole minute).
+pub fn parse_instant(name: &str, raw: &str) -> Result<i64, ApiError> {
+    let mut s = raw.trim_matches(|c| c == '"').to_string();
+    // "…T00:00:00 05:30": the query string's '+' became a space.
+    let b = s.as_bytes();
+    if b.len() > 6 && b[b.len() - 6] == b' ' && b[b.len() - 3] == b':' {
+        let tail = &b[b.len() - 5..];
+        if tail[..2].iter().chain(&tail[3..]).all(u8::is_ascii_digit) {
+            let at = s.len() - 6;
+            s.replace_range(at..at + 1, "+");
+        }
+    }
+    let invalid = || {
+        ApiError::bad_request(
+            "invalid_timestamp",
+            format!("\"{name}\" must be an RFC 3339 date-time with an offset (e.g. 2024-06-01T00:00:00Z or 2024-06-01T00:00:00%2B05:30), got \"{raw}\""),
+        )
+        .with_details(json!({ "parameter": name, "value": raw }))
+    };
+    let t = DateTime::parse_from_rfc3339(&s).map_err(|_| invalid())?.timestamp_millis();
+    if !(MIN_MS..=MAX_MS).contains(&t) {
+        return Err(invalid());
+    }
+    if t.rem_euclid(MINUTE_MS) != 0 {
+        return Err(ApiError::bad_request(
+            "unaligned_range",
+            format!("\"{name}\" must be a whole minute (stats are kept per minute), got \"{raw}\""),
+        )
+        .with_details(json!({ "parameter": name, "value": raw })));
+    }
+    Ok(t)
+}
+
+fn parse_bool(name: &str, v: Option<&str>) -> Result<bool, ApiError> {
+    match v {
+        None => Ok(false),
+        Some("true" | "1") => Ok(true),
+        Some("false" | "0") => Ok(false),
+        Some(other) => Err(ApiError::bad_request("invalid_parameter", format!("\"{name}\" must be true or false, got \"{other}\""))
+            .with_details(json!({ "parameter": name, "value": other }))),
+    }
+}
+
+fn parse_limit(v: Option<&str>, default: usize, max: usize) -> Result<usize, ApiError> {
+    let Some(v) = v else { return Ok(default) };
+    match v.parse::<usize>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(ApiError::bad_request("invalid_limit", format!("limit must be an integer between 1 and {max}, got \"{v}\""))
+            .with_details(json!({ "min": 1, "max": max, "limit": v }))),
+    }
+}
+
+/// Resolves `from`/`to` with defaults (`to` = the end of the current minute, `from` = `to`
+/// minus `default_span`, rounded down to 15 minutes when the span is longer than the
+/// minute retention could need: older edges are answered from 15-minute rows, which are
+/// kept 400 days, while minute rows are kept 48 h) and checks order and length.
+fn range(pairs: &[(String, String)], now_ms: i64, default_span: i64, max_span: i64, bucket: Option<Bucket>) -> Result<(i64, i64), ApiError> {
+    let to = match get(pairs, "to") {
+        Some(v) => parse_instant("to", v)?,
+        None => now_ms.div_euclid(MINUTE_MS) * MINUTE_MS + MINUTE_MS,
+    };
+    let from = match get(pairs, "from") {
+        Some(v) => parse_instant("from", v)?,
+        None if default_span > HOUR_MS => (to - default_span).div_euclid(QUARTER_MS).max(0) * QUARTER_MS,
+        None => (to - default_span).max(MIN_MS),
+    };
+    if to <= from {
+        return Err(ApiError::bad_request("invalid_range", "\"to\" must be after \"from\" (the range is half-open: [from, to))")
+            .with_details(json!({ "from": rfc3339_utc(from), "to": rfc3339_utc(to) })));
+    }
+    if to - from > max_span {
+        let bucket_name = bucket.map(Bucket::as_str);
+        return Err(ApiError::bad_request(
+            "range_too_long",
+            format!(
+                "the range is longer than {} days{}; use a shorter range or a coarser bucket",
+                max_span / DAY_MS,
+                bucket_name.map(|b| format!(" allowed for bucket={b}")).unwrap_or_default()
+            ),
+        )
+        .with_details(json!({ "bucket": bucket_name, "max_range_ms": max_span, "range_ms": to - from })));
+    }
+    Ok((from, to))
+}
+
+fn parse_dimensions(v: Option<&str>) -> Result<Vec<Dimension>, ApiError> {
+    let v = v.unwrap_or("").trim();
+    if v.is_empty() {
+        return Ok(Vec::new());
+    }
+    let bad = |msg: String| {
+        ApiError::bad_request("invalid_dimensions", msg).with_details(json!({
+            "dimensions": v,
+            "supported": ["", "country", "device", "browser", "os", "referrer_domain", "referrer_medium", "country,device"],
+        }))
+    };
+    let mut dims = Vec::new();
+    for name in v.split(',').map(str::trim) {
+        let d = Dimension::parse(name).ok_or_else(|| bad(format!("unknown dimension \"{name}\"; supported: {SUPPORTED_DIMENSIONS}")))?;
+        if dims.contains(&d) {
+            return Err(bad(format!("dimension \"{name}\" is given twice; supported: {SUPPORTED_DIMENSIONS}")));
+        }
+        dims.push(d);
+    }
+    if View::for_dimensions(&dims).is_none() {
+        return Err(bad(format!("the combination \"{v}\" is not maintained; supported: {SUPPORTED_DIMENSIONS}")));
+    }
+    Ok(dims)
+}
+
+/// Parses an IANA zone name (exact, then ignoring case). Errors: `unknown_timezone`.
+pub fn parse_tz(v: Option<&str>) -> Result<Tz, ApiError> {
+    let Some(name) = v.filter(|s| !s.is_empty()) else { return Ok(Tz::UTC) };
+    let exact = name.parse::<Tz>().ok();
+    let found = exact.or_else(|| chrono_tz::TZ_VARIANTS.iter().copied().find(|tz| tz.name().eq_ignore_ascii_case(name)));
+    found.ok_or_else(|| {
+        ApiError::bad_request("unknown_timezone", format!("\"{name}\" is not an IANA time zone name (e.g. UTC, Europe/Berlin, Asia/Kolkata)"))
+            .with_details(json!({ "tz": name }))
+    })
+}
+
+/// Parses the query string of `GET /v1/links/{code}/stats` at `now_ms` (module docs).
+pub fn parse_stats(raw: Option<&str>, now_ms: i64) -> Result<StatsParams, ApiError> {
+    let p = pairs(raw, &["from", "to", "bucket", "tz", "dimensions", "include_bots", "limit", "order_by"])?;
+    let bucket = match get(&p, "bucket") {
+        None => Bucket::Day,
+        Some(b) => Bucket::parse(b).ok_or_else(|| {
+            ApiError::bad_request("invalid_bucket", format!("bucket must be minute, hour or day, got \"{b}\""))
+                .with_details(json!({ "bucket": b, "supported": ["minute", "hour", "day"] }))
+        })?,
+    };
+    let tz = parse_tz(get(&p, "tz"))?;
+    let dimensions = parse_dimensions(get(&p, "dimensions"))?;
+    let include_bots = parse_bool("include_bots", get(&p, "include_bots"))?;
+    let limit = parse_limit(get(&p, "limit"), DEFAULT_LIMIT, MAX_LIMIT)?;
+    let order_by = match get(&p, "order_by") {
+        None | Some("bucket") => OrderBy::Bucket,
+        Some("clicks") => OrderBy::ClicksDesc,
+        Some("uniques") => OrderBy::UniquesDesc,
+        Some(o) => {
+            return Err(ApiError::bad_request("invalid_order_by", format!("order_by must be bucket, clicks or uniques, got \"{o}\""))
+                .with_details(json!({ "order_by": o, "supported": ["bucket", "clicks", "uniques"] })));
+        }
+    };
+    let (from_ms, to_ms) = range(&p, now_ms, default_span_ms(bucket), max_range_ms(bucket), Some(bucket))?;
+    Ok(StatsParams { from_ms, to_ms, bucket, tz, dimensions, include_bots, limit, order_by })
+}
+
+fn parse_filter(name: &str, v: Option<&str>) -> Result<Option<String>, ApiError> {
+    match v {
+        None => Ok(None),
+        Some(s) if !s.is_empty() && s.len() <= MAX_FILTER_BYTES => Ok(Some(s.to_string())),
+        Some(s) => Err(ApiError::bad_request("invalid_parameter", format!("\"{name}\" must be 1 to {MAX_FILTER_BYTES} bytes"))
+            .with_details(json!({ "parameter": name, "value": s }))),
+    }
+}
+
+/// Parses the query string of `GET /v1/stats/summary` at `now_ms`: `from`/`to` as for link
+/// stats (default the last 7 days, at most 1,100 days), `limit` 1..=1000 (default 10),
+/// `include_bots`, `org`, `tag`.
+pub fn parse_summary(raw: Option<&str>, now_ms: i64) -> Result<SummaryParams, ApiError> {
+    let p = pairs(raw, &["from", "to", "include_bots", "limit", "org", "tag"])?;
+    let include_bots = parse_bool("include_bots", get(&p, "include_bots"))?;
+    let limit = parse_limit(get(&p, "limit"), SUMMARY_DEFAULT_LIMIT, SUMMARY_MAX_LIMIT)?;
+    let org = parse_filter("org", get(&p, "org"))?;
+    let tag = parse_filter("tag", get(&p, "tag"))?;
+    let (from_ms, to_ms) = range(&p, now_ms, 7 * DAY_MS, max_range_ms(Bucket::Day), None)?;
+    Ok(SummaryParams { from_ms, to_ms, include_bots, limit, org, tag })
+}
+
+/// RFC 3339 in UTC with a `Z` (API timestamps), whole seconds or milliseconds as needed.
+pub fn rfc3339_utc(ms: i64) -> String {
+    match Utc.timestamp_millis_opt(ms).single() {
+        Some(t) if ms.rem_euclid(1000) == 0 => t.to_rfc3339_opts(SecondsFormat::Secs, true),
+        Some(t) => t.to_rfc3339_opts(SecondsFormat::Millis, true),
+        None => ms.to_string(),
+    }
+}
+
+/// RFC 3339 of `ms` in zone `tz` with the zone's offset at that instant (`Z` for UTC), e.g.
+/// `2024-10-27T02:00:00+02:00` and `2024-10-27T02:00:00+01:00` for the two 02:00 hours of a
+/// Berlin fall-back night.
+pub fn rfc3339_in(tz: Tz, ms: i64) -> String {
+    if tz == Tz::UTC {
+        return rfc3339_utc(ms);
+    }
+    match tz.timestamp_millis_opt(ms).single() {
+        Some(t) => t.to_rfc3339_opts(SecondsFormat::Secs, false),
+        None => rfc3339_utc(ms),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,129 @@
+use super::*;
+
+fn ms(s: &str) -> i64 {
+    DateTime::parse_from_rfc3339(s).expect("rfc3339").timestamp_millis()
+}
+
+fn code_of<T: std::fmt::Debug>(r: Result<T, ApiError>) -> &'static str {
+    r.expect_err("expected an error").code
+}
+
+#[test]
+fn a_plus_decoded_to_a_space_is_read_as_plus() {
+    let want = ms("2024-06-01T18:30:00Z");
+    assert_eq!(parse_instant("from", "2024-06-02T00:00:00+05:30").expect("plus"), want);
+    assert_eq!(parse_instant("from", "2024-06-02T00:00:00 05:30").expect("space for plus"), want);
+    // The whole query string, as a client that does not encode '+' sends it.
+    let p = parse_stats(Some("from=2024-06-02T00:00:00+05:30&to=2024-06-03T00:00:00+05:30&tz=Asia/Kolkata"), 0).expect("parse");
+    assert_eq!((p.from_ms, p.to_ms), (want, want + 86_400_000));
+    let p = parse_stats(Some("from=2024-06-02T00:00:00%2B05:30&to=2024-06-03T00:00:00%2B05:30"), 0).expect("parse");
+    assert_eq!((p.from_ms, p.to_ms), (want, want + 86_400_000));
+    // Negative offsets, Z and the RFC 3339 space separator are untouched.
+    assert_eq!(parse_instant("to", "2024-06-01T00:00:00-04:00").expect("minus"), ms("2024-06-01T04:00:00Z"));
+    assert_eq!(parse_instant("to", "2024-06-01 00:00:00Z").expect("space separator"), ms("2024-06-01T00:00:00Z"));
+    assert_eq!(parse_instant("to", "2024-06-01 00:00:00 05:45").expect("both"), ms("2024-05-31T18:15:00Z"));
+}
+
+#[test]
+fn timestamps_must_be_valid_whole_minutes_after_1970() {
+    assert_eq!(code_of(parse_instant("from", "2024-06-01")), "invalid_timestamp");
+    assert_eq!(code_of(parse_instant("from", "2024-06-01T00:00:00")), "invalid_timestamp", "no offset");
+    assert_eq!(code_of(parse_instant("from", "yesterday")), "invalid_timestamp");
+    assert_eq!(code_of(parse_instant("from", "1969-12-31T23:59:00Z")), "invalid_timestamp");
+    assert_eq!(code_of(parse_instant("from", "2024-06-01T00:00:30Z")), "unaligned_range");
+    assert_eq!(code_of(parse_instant("from", "2024-06-01T00:00:00.001Z")), "unaligned_range");
+    assert_eq!(parse_instant("from", "1970-01-01T00:00:00Z").expect("epoch"), 0);
+}
+
+#[test]
+fn defaults_are_the_last_seven_days_in_utc_days() {
+    let now = ms("2024-06-10T12:34:56.789Z");
+    let p = parse_stats(None, now).expect("defaults");
+    assert_eq!(p.to_ms, ms("2024-06-10T12:35:00Z"), "end of the current minute");
+    assert_eq!(p.from_ms, ms("2024-06-03T12:30:00Z"), "7 days back, down to 15 minutes (answerable beyond the minute retention)");
+    assert_eq!((p.bucket, p.tz, p.include_bots, p.limit, p.order_by), (Bucket::Day, Tz::UTC, false, DEFAULT_LIMIT, OrderBy::Bucket));
+    assert!(p.dimensions.is_empty());
+    let p = parse_stats(Some("bucket=minute"), now).expect("minute");
+    assert_eq!(p.to_ms - p.from_ms, 3_600_000, "minute buckets default to the last hour");
+    let p = parse_stats(Some("from=2024-06-10T00:00:00Z&bucket=hour"), now).expect("only from");
+    assert_eq!((p.from_ms, p.to_ms), (ms("2024-06-10T00:00:00Z"), ms("2024-06-10T12:35:00Z")));
+    let p = parse_stats(Some("to=2024-06-01T00:00:00Z"), now).expect("only to");
+    assert_eq!(p.from_ms, ms("2024-05-25T00:00:00Z"));
+    let p = parse_stats(Some("bucket=minute&to=2024-06-01T00:07:00Z"), now).expect("minute, only to");
+    assert_eq!(p.from_ms, ms("2024-05-31T23:07:00Z"), "a minute span is not rounded");
+}
+
+#[test]
+fn every_parameter_error_has_its_code() {
+    let now = ms("2024-06-10T12:00:00Z");
+    let cases: &[(&str, &str)] = &[
+        ("from=2024-06-02T00:00:00Z&to=2024-06-01T00:00:00Z", "invalid_range"),
+        ("from=2024-06-01T00:00:00Z&to=2024-06-01T00:00:00Z", "invalid_range"),
+        ("bucket=minute&from=2024-06-01T00:00:00Z&to=2024-06-03T00:01:00Z", "range_too_long"),
+        ("bucket=hour&from=2024-01-01T00:00:00Z&to=2024-06-01T00:00:00Z", "range_too_long"),
+        ("bucket=day&from=2020-01-01T00:00:00Z&to=2024-06-01T00:00:00Z", "range_too_long"),
+        ("tz=Mars/Olympus", "unknown_timezone"),
+        ("tz=%2B05:30", "unknown_timezone"),
+        ("dimensions=city", "invalid_dimensions"),
+        ("dimensions=country,browser", "invalid_dimensions"),
+        ("dimensions=country,country", "invalid_dimensions"),
+        ("dimensions=country,", "invalid_dimensions"),
+        ("limit=0", "invalid_limit"),
+        ("limit=100001", "invalid_limit"),
+        ("limit=ten", "invalid_limit"),
+        ("limit=-1", "invalid_limit"),
+        ("order_by=random", "invalid_order_by"),
+        ("bucket=week", "invalid_bucket"),
+        ("bucket=", "invalid_bucket"),
+        ("include_bots=yes", "invalid_parameter"),
+        ("from=last-week", "invalid_timestamp"),
+        ("to=2024-06-01T00:00:10Z", "unaligned_range"),
+        ("granularity=day", "unknown_parameter"),
+        ("bucket=day&bucket=hour", "duplicate_parameter"),
+    ];
+    for (q, want) in cases {
+        let err = parse_stats(Some(q), now).expect_err(q);
+        assert_eq!(err.code, *want, "{q}: {err}");
+        assert_eq!(err.status.as_u16(), 400, "{q}");
+    }
+    let err = parse_stats(Some("dimensions=country,os"), now).expect_err("pair");
+    assert!(err.message.contains("country,device"), "the message names the supported ones: {}", err.message);
+}
+
+#[test]
+fn valid_parameters_parse() {
+    let p = parse_stats(
+        Some("from=2024-06-01T00:00:00Z&to=2024-06-03T00:00:00Z&bucket=hour&tz=asia/kolkata&dimensions=device,country&include_bots=true&limit=5&order_by=uniques"),
+        0,
+    )
+    .expect("parse");
+    assert_eq!(p.tz, chrono_tz::Asia::Kolkata, "zone names ignore case");
+    assert_eq!(p.dimensions, vec![Dimension::Device, Dimension::Country], "requested order kept");
+    assert_eq!((p.bucket, p.include_bots, p.limit, p.order_by), (Bucket::Hour, true, 5, OrderBy::UniquesDesc));
+    let p = parse_stats(Some("bucket=minute&from=2024-06-01T00:00:00Z&to=2024-06-03T00:00:00Z&dimensions=referrer_medium"), 0).expect("2 days of minutes");
+    assert_eq!(p.dimensions, vec![Dimension::ReferrerMedium]);
+}
+
+#[test]
+fn summary_parameters() {
+    let now = ms("2024-06-10T12:00:30Z");
+    let s = parse_summary(None, now).expect("defaults");
+    assert_eq!((s.from_ms, s.to_ms), (ms("2024-06-03T12:00:00Z"), ms("2024-06-10T12:01:00Z")));
+    assert_eq!((s.limit, s.include_bots, s.org, s.tag), (10, false, None, None));
+    let s = parse_summary(Some("limit=3&tag=spring&include_bots=1"), now).expect("parse");
+    assert_eq!((s.limit, s.tag.as_deref(), s.include_bots), (3, Some("spring"), true));
+    assert_eq!(code_of(parse_summary(Some("limit=1001"), now)), "invalid_limit");
+    assert_eq!(code_of(parse_summary(Some("tag="), now)), "invalid_parameter");
+    assert_eq!(code_of(parse_summary(Some("bucket=day"), now)), "unknown_parameter");
+    assert_eq!(code_of(parse_summary(Some("from=2024-06-11T00:00:00Z"), now)), "invalid_range");
+}
+
+#[test]
+fn bucket_labels_carry_the_zone_offset() {
+    let berlin = chrono_tz::Europe::Berlin;
+    assert_eq!(rfc3339_in(berlin, ms("2024-10-27T00:00:00Z")), "2024-10-27T02:00:00+02:00");
+    assert_eq!(rfc3339_in(berlin, ms("2024-10-27T01:00:00Z")), "2024-10-27T02:00:00+01:00");
+    assert_eq!(rfc3339_in(Tz::UTC, ms("2024-06-01T00:00:00Z")), "2024-06-01T00:00:00Z");
+    assert_eq!(rfc3339_in(chrono_tz::Asia::Kathmandu, ms("2024-06-01T18:15:00Z")), "2024-06-02T00:00:00+05:45");
+    assert_eq!(rfc3339_utc(1_500), "1970-01-01T00:00:01.500Z");
+}

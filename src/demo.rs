@@ -1,0 +1,217 @@
+//! `sluice demo`: the whole system on real data in one command.
+//!
+//! 1. Starts a complete Sluice process ([`System`]) on the embedded defaults in a
+//!    temporary directory (or `--data-dir`), trusting loopback as a proxy so the
+//!    generator's `X-Forwarded-For` addresses give real countries and exact visitors.
+//! 2. Runs `sluice loadgen` in-process against it for `--duration` (20 s): real user
+//!    agents (~7 % bots and link-preview fetchers), GeoIP addresses, referrers, Zipf link
+//!    popularity, `HEAD`s, late events and exact duplicates through `POST /v1/events`;
+//!    meanwhile samples the stats API's `freshness.lag_ms`.
+//! 3. Waits until every click is counted, then reads `/v1/links/{code}/stats` for every
+//!    link like any client and compares with the generator's exact ground truth
+//!    ([`check`]: clicks and bot clicks exactly, uniques within the HLL bound).
+//! 4. Prints the report (top links vs truth, country/device/browser breakdowns, freshness,
+//!    throughput) and keeps serving at the printed URL until Ctrl-C — or, with
+//!    `--exit-after`, stops and returns whether everything matched.
+
+pub mod check;
+mod report;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use parking_lot::Mutex;
+use tokio::net::TcpListener;
+
+use crate::config::{Config, FlagOverrides, SaltPeriod};
+use crate::job::system::System;
+use crate::loadgen::{self, LoadgenArgs};
+
+/// `sluice demo`.
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Data directory (default: a fresh temporary directory, removed at exit).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address to serve on (default 127.0.0.1:8080, or a free loopback port if that is taken).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// How long to generate traffic, e.g. 20s.
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration, value_name = "D")]
+    pub duration: Duration,
+    /// Redirect requests per second.
+    #[arg(long, default_value_t = 300.0, value_name = "R")]
+    pub rate: f64,
+    /// Links to create.
+    #[arg(long, default_value_t = 25, value_name = "N")]
+    pub links: usize,
+    /// Seed of the traffic.
+    #[arg(long, default_value_t = 7, value_name = "S")]
+    pub seed: u64,
+    /// Exit after the report: status 0 if the stats match the ground truth, 1 otherwise.
+    #[arg(long)]
+    pub exit_after: bool,
+    /// Configuration file (same keys as `sluice serve`; the demo adds loopback to the trusted proxies).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// How long the demo waits for the dataflow to count everything after the traffic.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(120);
+/// Interval of freshness samples during the run.
+const SAMPLE_EVERY: Duration = Duration::from_millis(250);
+
+/// A temporary data directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn create() -> anyhow::Result<TempDir> {
+        let name = format!("sluice-demo-{}-{:08x}", std::process::id(), rand::random::<u32>());
+        let path = std::env::temp_dir().join(name);
+        std::fs::create_dir_all(&path).with_context(|| format!("could not create \"{}\"", path.display()))?;
+        Ok(TempDir(path))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn salt_period_name(p: SaltPeriod) -> &'static str {
+    match p {
+        SaltPeriod::Day => "1d",
+        SaltPeriod::Week => "7d",
+        SaltPeriod::Month => "30d",
+        SaltPeriod::Never => "never",
+    }
+}
+
+/// The demo's configuration: `--config`/env/defaults, `--data-dir`, loopback trusted.
+fn demo_config(args: &DemoArgs, data_dir: PathBuf) -> anyhow::Result<Config> {
+    let flags = FlagOverrides { data_dir: Some(data_dir), ..FlagOverrides::default() };
+    let mut cfg = Config::load(args.config.as_deref(), &flags)?;
+    for p in ["127.0.0.1", "::1"] {
+        if !cfg.server.trusted_proxies.iter().any(|t| t == p) {
+            cfg.server.trusted_proxies.push(p.to_string());
+        }
+    }
+    Ok(cfg)
+}
+
+async fn bind(args: &DemoArgs) -> anyhow::Result<TcpListener> {
+    if let Some(addr) = args.listen {
+        return TcpListener::bind(addr).await.with_context(|| format!("could not listen on {addr}"));
+    }
+    match TcpListener::bind(DEFAULT_LISTEN).await {
+        Ok(l) => Ok(l),
+        Err(_) => TcpListener::bind("127.0.0.1:0").await.context("could not listen on a loopback port"),
+    }
+}
+
+/// Samples `freshness.lag_ms` of `/v1/stats/summary` until `done` is set.
+async fn sample_freshness(client: reqwest::Client, base: url::Url, done: Arc<std::sync::atomic::AtomicBool>, samples: Arc<Mutex<Vec<i64>>>) {
+    let url = format!("{}v1/stats/summary?limit=1", base.as_str());
+    while !done.load(std::sync::atomic::Ordering::Acquire) {
+        if let Ok(r) = client.get(&url).send().await
+            && let Ok(v) = r.json::<serde_json::Value>().await
+            && let Some(lag) = v["freshness"]["lag_ms"].as_i64()
+        {
+            samples.lock().push(lag);
+        }
+        tokio::time::sleep(SAMPLE_EVERY).await;
+    }
+}
+
+/// Runs the demo (module docs); returns whether the stats matched the ground truth.
+///
+/// Errors: the system cannot start (port, data directory), the generator cannot create
+/// links, or the dataflow does not catch up within two minutes.
+pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
+    let temp = match &args.data_dir {
+        Some(_) => None,
+        None => Some(TempDir::create()?),
+    };
+    let data_dir = args.data_dir.clone().unwrap_or_else(|| temp.as_ref().map(|t| t.0.clone()).unwrap_or_default());
+    let listener = bind(&args).await?;
+    let mut cfg = demo_config(&args, data_dir.clone())?;
+    cfg.server.listen = listener.local_addr()?;
+    let system = System::start(cfg, listener).await?;
+    let url = system.url();
+    println!("Sluice demo: serving {url} (data dir {})", data_dir.display());
+    println!(
+        "Generating {} s of traffic: {} links, {:.0} redirects/s with real user agents, GeoIP addresses and referrers,\n  plus late events and exact duplicates through POST /v1/events ...",
+        args.duration.as_secs_f64(),
+        args.links,
+        args.rate
+    );
+
+    let mut lg = LoadgenArgs::new(url.clone());
+    lg.links = args.links;
+    lg.rate = args.rate;
+    lg.duration = args.duration;
+    lg.seed = args.seed;
+    lg.quiet = args.exit_after;
+    lg.proxy_trusted = Some(true);
+    lg.salt_period = Some(salt_period_name(system.config().visitor.salt_period).to_string());
+    lg.ingest_token = system.config().ingest.token.as_ref().map(|t| t.0.clone());
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let samples = Arc::new(Mutex::new(Vec::new()));
+    let sampler = tokio::spawn(sample_freshness(client.clone(), url.clone(), Arc::clone(&done), Arc::clone(&samples)));
+    let received_before = system.job().map_or(0, |j| j.stats().received);
+    let started_ms = crate::job::now_ms();
+    let t0 = Instant::now();
+    let outcome = loadgen::run(&lg).await;
+    done.store(true, std::sync::atomic::Ordering::Release);
+    let _ = sampler.await;
+    let lg_report = outcome.context("the traffic generator failed")?;
+    let sync_started = Instant::now();
+    system.sync(SYNC_TIMEOUT).await?;
+    let catch_up = sync_started.elapsed();
+    let elapsed = t0.elapsed();
+    let received = system.job().map_or(0, |j| j.stats().received) - received_before;
+
+    // Every event time lies within [start − max lateness, now]; whole minutes around it.
+    let max_late_ms = i64::try_from(lg.max_lateness.as_millis()).unwrap_or(i64::MAX);
+    let from_ms = (started_ms - max_late_ms - 60_000).div_euclid(60_000) * 60_000;
+    let to_ms = (crate::job::now_ms() + 60_000).div_euclid(60_000) * 60_000 + 60_000;
+    let checks = check::check_links(&client, &url, &lg_report.truth, from_ms, to_ms).await?;
+    let mut lags = samples.lock().clone();
+    lags.sort_unstable();
+    let input = report::Input {
+        url: url.clone(),
+        loadgen: &lg_report,
+        checks: &checks,
+        lags: &lags,
+        received,
+        elapsed,
+        catch_up,
+        from_ms,
+        to_ms,
+    };
+    let ok = report::print(&client, input).await?;
+
+    if args.exit_after {
+        system.shutdown().await?;
+        return Ok(ok);
+    }
+    println!();
+    println!("Sluice keeps serving at {url} — try:");
+    if let Some(top) = checks.first() {
+        println!("  curl -s '{url}v1/links/{}/stats?bucket=minute&dimensions=country' | jq", top.code);
+        println!("  curl -si {url}{}", top.code);
+    }
+    println!("  curl -s '{url}v1/stats/summary' | jq");
+    println!("  curl -s {url}v1/openapi.json | jq '.paths | keys'");
+    println!("Press Ctrl-C to stop.");
+    system.serve_until(crate::serve::shutdown_signal()).await?;
+    drop(temp);
+    Ok(ok)
+}

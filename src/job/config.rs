@@ -1,0 +1,174 @@
+//! `[dataflow]` and `[stats]`: the configuration of the click dataflow that `sluice serve`
+//! runs in-process, and of the stats endpoints that read it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+use sluice_dataflows::config::{ClusterConfig, PipelineConfig, SemanticsConfig};
+
+/// `[dataflow]` (defaults in `src/default.toml`; every duration is human-readable).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct DataflowSection {
+    /// Run the dataflow in processes that hold the click log (`role = all | redirect`).
+    pub enabled: bool,
+    /// Timely worker threads of this process (`--dataflow-workers`), at least 1.
+    pub workers: usize,
+    /// Timely processes in the cluster (`--processes`); more than 1 needs `hostfile`.
+    pub processes: usize,
+    /// This process's index in the hostfile, `0..processes` (`--process-id`).
+    pub process_id: usize,
+    /// Timely hostfile: one `host:port` per process, in process-id order (`--hostfile`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hostfile: Option<PathBuf>,
+    /// How far behind the watermark (event time) a click may be and still count.
+    #[serde(with = "humantime_serde")]
+    pub allowed_lateness: Duration,
+    /// Repeated `event_id`s within this event-time horizon count once.
+    #[serde(with = "humantime_serde")]
+    pub dedup_horizon: Duration,
+    /// Clicks stamped further ahead of the server clock are dead-lettered (`future`).
+    #[serde(with = "humantime_serde")]
+    pub future_skew: Duration,
+    /// A quiet click log stops holding the watermark back after this long (processing time).
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Minute rows are kept this long behind the watermark (≥ allowed-lateness).
+    #[serde(with = "humantime_serde")]
+    pub minute_retention: Duration,
+    /// 15-minute, hour and day rows are kept this long behind the watermark.
+    #[serde(with = "humantime_serde")]
+    pub long_retention: Duration,
+    /// Most click-log records a worker takes per step (and per log read).
+    pub batch_size: usize,
+    /// Back-pressure: stop reading while the graph lags its input by more than this many
+    /// processing epochs (1 epoch = 1 ms).
+    pub max_inflight_epochs: u64,
+    /// The rollups apply completed epochs in batches spanning at least this much processing
+    /// time: the main freshness knob (views lag the log by about this much plus processing).
+    #[serde(with = "humantime_serde")]
+    pub apply_interval: Duration,
+    /// How often the link store's change feed is polled for metadata changes made by other
+    /// API processes (changes made through this process arrive at once).
+    #[serde(with = "humantime_serde")]
+    pub meta_poll_interval: Duration,
+    /// A MaxMind DB file (e.g. GeoLite2-Country.mmdb) instead of the bundled IP-to-country
+    /// database.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub geoip_path: Option<PathBuf>,
+}
+
+impl Default for DataflowSection {
+    fn default() -> Self {
+        let sem = SemanticsConfig::default();
+        let pipe = PipelineConfig::default();
+        DataflowSection {
+            enabled: true,
+            workers: 1,
+            processes: 1,
+            process_id: 0,
+            hostfile: None,
+            allowed_lateness: sem.allowed_lateness,
+            dedup_horizon: sem.dedup_horizon,
+            future_skew: sem.future_skew,
+            idle_timeout: sem.idle_timeout,
+            minute_retention: sem.minute_retention,
+            long_retention: sem.long_retention,
+            batch_size: pipe.batch_size,
+            max_inflight_epochs: pipe.max_inflight_epochs,
+            apply_interval: pipe.apply_interval,
+            meta_poll_interval: Duration::from_secs(1),
+            geoip_path: None,
+        }
+    }
+}
+
+impl DataflowSection {
+    /// The event-time semantics.
+    pub fn semantics(&self) -> SemanticsConfig {
+        SemanticsConfig {
+            allowed_lateness: self.allowed_lateness,
+            dedup_horizon: self.dedup_horizon,
+            future_skew: self.future_skew,
+            idle_timeout: self.idle_timeout,
+            minute_retention: self.minute_retention,
+            long_retention: self.long_retention,
+        }
+    }
+
+    /// The pipeline configuration (reads the hostfile when `processes > 1`).
+    ///
+    /// Errors: invalid values (naming the key), an unreadable or inconsistent hostfile.
+    pub fn pipeline_config(&self) -> anyhow::Result<PipelineConfig> {
+        let cluster = if self.processes > 1 {
+            let Some(path) = &self.hostfile else {
+                bail!("dataflow.processes = {} needs dataflow.hostfile (--hostfile)", self.processes);
+            };
+            Some(ClusterConfig::from_hostfile(path, self.processes, self.process_id).context("invalid dataflow cluster")?)
+        } else {
+            None
+        };
+        let cfg = PipelineConfig {
+            workers: self.workers,
+            cluster,
+            semantics: self.semantics(),
+            batch_size: self.batch_size,
+            max_inflight_epochs: self.max_inflight_epochs,
+            apply_interval: self.apply_interval,
+            ..PipelineConfig::default()
+        };
+        cfg.validate().context("invalid [dataflow] configuration")?;
+        Ok(cfg)
+    }
+
+    /// Checks everything [`Self::pipeline_config`] checks except the hostfile's contents.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.processes == 0 {
+            bail!("dataflow.processes must be at least 1");
+        }
+        if self.process_id >= self.processes {
+            bail!("dataflow.process-id {} is out of range for {} processes", self.process_id, self.processes);
+        }
+        if self.processes > 1 && self.hostfile.is_none() {
+            bail!("dataflow.processes = {} needs dataflow.hostfile (--hostfile)", self.processes);
+        }
+        if self.meta_poll_interval.is_zero() {
+            bail!("dataflow.meta-poll-interval must be positive");
+        }
+        if self.batch_size > 1_000_000 {
+            bail!("dataflow.batch-size must be at most 1000000, got {}", self.batch_size);
+        }
+        let cfg = PipelineConfig {
+            workers: self.workers,
+            semantics: self.semantics(),
+            batch_size: self.batch_size,
+            max_inflight_epochs: self.max_inflight_epochs,
+            apply_interval: self.apply_interval,
+            ..PipelineConfig::default()
+        };
+        cfg.validate().context("invalid [dataflow] configuration")
+    }
+
+    /// The click-log partition this process reads: its process id (one embedded log per
+    /// process; 0 for a single process).
+    pub fn partition(&self) -> u32 {
+        u32::try_from(self.process_id).unwrap_or(u32::MAX)
+    }
+}
+
+/// `[stats]`: the stats endpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct StatsSection {
+    /// `Cache-Control: private, max-age` of stats answers (whole seconds; 0 = `no-cache`).
+    #[serde(with = "humantime_serde")]
+    pub cache_max_age: Duration,
+}
+
+impl Default for StatsSection {
+    fn default() -> Self {
+        StatsSection { cache_max_age: Duration::from_secs(2) }
+    }
+}

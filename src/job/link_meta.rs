@@ -1,0 +1,227 @@
+//! Link metadata for the dataflow: the link store's state, fed into the pipeline's
+//! metadata collection (`LinkMetaSender`) as `+1`/`−1` changes.
+//!
+//! Two paths feed one [`MetaFeeder`]:
+//! * the API's [`LinkChangeHook`], synchronously after every create/update/delete of this
+//!   process, before the API answers — so a link created here is in the dataflow before
+//!   its first click can be logged (read-after-write);
+//! * [`follow_changes`], which replays the store's change feed from the start at boot
+//!   (before the dataflow reads any click) and then polls it every `meta-poll-interval`, so
+//!   changes made by other API processes arrive too.
+//!
+//! Both may deliver the same change, in any order. The feeder orders the states of a code
+//! by (creation instant, version) — both only grow over a link's life, and a code re-created
+//! after its 30-day tombstone has a later creation instant — and ignores anything not newer
+//! than what it has sent, so the dataflow sees each state once and never goes back.
+//! Deleting retracts the value; clicks of codes the store never announced still count
+//! (with no metadata).
+//!
+//! Limitation: a delete delivered only by the poll after the code was re-created elsewhere
+//! (a poll more than 30 days late) would retract the new incarnation.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use sluice_connectors::{LinkChange, LinkStore};
+use sluice_dataflows::pipeline::LinkMetaSender;
+use sluice_schemas::LinkMeta;
+use sluice_serving::LinkChangeHook;
+use tokio::sync::watch;
+
+/// Changes read from the store per request.
+const PAGE: u32 = 1000;
+
+enum Known {
+    Live { created_us: i64, version: i64, meta: LinkMeta },
+    Deleted { created_us: i64 },
+}
+
+/// Where the feeder sends metadata changes: the pipeline's [`LinkMetaSender`] (or a
+/// recorder in tests).
+pub trait MetaOut: Send + Sync + 'static {
+    /// Announces (`diff = 1`) or retracts (`diff = -1`) a value.
+    fn send(&self, meta: LinkMeta, diff: isize);
+}
+
+impl MetaOut for LinkMetaSender {
+    fn send(&self, meta: LinkMeta, diff: isize) {
+        // `false` only once the pipeline is gone (shutdown): nothing left to feed.
+        let _ = if diff > 0 { self.insert(meta) } else { self.retract(meta) };
+    }
+}
+
+/// Deduplicating, ordering front of the pipeline's metadata feed (module docs).
+pub struct MetaFeeder {
+    known: Mutex<HashMap<String, Known>>,
+    sender: Box<dyn MetaOut>,
+}
+
+impl std::fmt::Debug for MetaFeeder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetaFeeder").field("codes", &self.known.lock().len()).finish()
+    }
+}
+
+impl MetaFeeder {
+    /// A feeder sending to `sender`.
+    pub fn new(sender: impl MetaOut) -> MetaFeeder {
+        MetaFeeder { known: Mutex::new(HashMap::new()), sender: Box::new(sender) }
+    }
+
+    /// Applies one change; returns whether the dataflow's metadata changed.
+    pub fn apply(&self, change: &LinkChange) -> bool {
+        let mut known = self.known.lock();
+        match change {
+            LinkChange::Upserted(link) => {
+                let created_us = link.created_at.timestamp_micros();
+                let meta = link.meta();
+                match known.get(&link.code) {
+                    Some(Known::Live { created_us: c, version: v, .. }) if (*c, *v) >= (created_us, link.version) => false,
+                    Some(Known::Deleted { created_us: c }) if *c >= created_us => false,
+                    prev => {
+                        let changed = match prev {
+                            Some(Known::Live { meta: old, .. }) if *old == meta => false,
+                            Some(Known::Live { meta: old, .. }) => {
+                                self.sender.send(old.clone(), -1);
+                                self.sender.send(meta.clone(), 1);
+                                true
+                            }
+                            _ => {
+                                self.sender.send(meta.clone(), 1);
+                                true
+                            }
+                        };
+                        known.insert(link.code.clone(), Known::Live { created_us, version: link.version, meta });
+                        changed
+                    }
+                }
+            }
+            LinkChange::Deleted(code) => match known.get(code) {
+                Some(Known::Live { created_us, meta, .. }) => {
+                    let created_us = *created_us;
+                    self.sender.send(meta.clone(), -1);
+                    known.insert(code.clone(), Known::Deleted { created_us });
+                    true
+                }
+                _ => false,
+            },
+        }
+    }
+
+    /// Codes with live metadata.
+    pub fn live_links(&self) -> usize {
+        self.known.lock().values().filter(|k| matches!(k, Known::Live { .. })).count()
+    }
+}
+
+impl LinkChangeHook for MetaFeeder {
+    fn link_changed(&self, change: &LinkChange) {
+        self.apply(change);
+    }
+}
+
+/// Applies every change after `after` until the feed is exhausted; returns the last change
+/// number applied.
+///
+/// Errors: the store's.
+pub async fn catch_up(feeder: &MetaFeeder, store: &dyn LinkStore, mut after: i64) -> sluice_connectors::Result<i64> {
+    loop {
+        let page = store.changes_since(after, PAGE).await?;
+        let full = page.len() == PAGE as usize;
+        for (seq, change) in &page {
+            feeder.apply(change);
+            after = *seq;
+        }
+        if !full {
+            return Ok(after);
+        }
+    }
+}
+
+/// Polls the change feed after `after` every `interval` until `stop` turns true (the
+/// `link-meta-feed` task). Store errors are logged and retried at the next tick.
+pub async fn follow_changes(feeder: Arc<MetaFeeder>, store: Arc<dyn LinkStore>, mut after: i64, interval: Duration, mut stop: watch::Receiver<bool>) {
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => {}
+        }
+        if *stop.borrow() {
+            break;
+        }
+        match catch_up(&feeder, store.as_ref(), after).await {
+            Ok(seq) => {
+                after = seq;
+                if failing {
+                    tracing::info!("link change feed readable again");
+                    failing = false;
+                }
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(error = %e, "could not read the link change feed; retrying");
+                }
+                failing = true;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{DateTime, Utc};
+    use sluice_schemas::{Link, RedirectType};
+
+    #[derive(Clone, Default)]
+    struct Recorder(Arc<Mutex<Vec<(Vec<String>, isize)>>>);
+
+    impl MetaOut for Recorder {
+        fn send(&self, meta: LinkMeta, diff: isize) {
+            self.0.lock().push((meta.tags, diff));
+        }
+    }
+
+    fn link(code: &str, created_s: i64, version: i64, tags: &[&str]) -> Link {
+        let t = DateTime::<Utc>::from_timestamp(created_s, 0).expect("time");
+        Link {
+            code: code.into(),
+            long_url: "https://example.com/".into(),
+            domain: None,
+            expires_at: None,
+            enabled: true,
+            tags: tags.iter().map(|s| s.to_string()).collect(),
+            redirect_type: RedirectType::Found,
+            org: None,
+            created_at: t,
+            updated_at: t,
+            version,
+        }
+    }
+
+    #[test]
+    fn each_state_reaches_the_dataflow_once_and_never_goes_back() {
+        let rec = Recorder::default();
+        let f = MetaFeeder::new(rec.clone());
+        let v1 = link("abc", 100, 1, &["a"]);
+        let v2 = link("abc", 100, 2, &["b"]);
+        let v3 = link("abc", 100, 3, &["b"]); // version bump without a metadata change
+        assert!(f.apply(&LinkChange::Upserted(v1.clone())));
+        assert!(!f.apply(&LinkChange::Upserted(v1.clone())), "the poll repeats the hook's change");
+        assert!(f.apply(&LinkChange::Upserted(v2.clone())));
+        assert!(!f.apply(&LinkChange::Upserted(v1.clone())), "an older state arriving late is ignored");
+        assert!(!f.apply(&LinkChange::Upserted(v3)), "same metadata: nothing to send");
+        assert!(f.apply(&LinkChange::Deleted("abc".into())));
+        assert!(!f.apply(&LinkChange::Deleted("abc".into())));
+        assert!(!f.apply(&LinkChange::Upserted(v2.clone())), "the deleted incarnation stays deleted");
+        let v_new = link("abc", 100 + 31 * 86_400, 1, &["c"]);
+        assert!(f.apply(&LinkChange::Upserted(v_new.clone())), "a re-created code is a new incarnation");
+        assert!(!f.apply(&LinkChange::Deleted("zzz".into())), "unknown code");
+        assert_eq!(f.live_links(), 1);
+        let t = |l: &Link| l.tags.clone();
+        assert_eq!(*rec.0.lock(), vec![(t(&v1), 1), (t(&v1), -1), (t(&v2), 1), (t(&v2), -1), (t(&v_new), 1)]);
+    }
+}

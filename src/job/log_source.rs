@@ -1,0 +1,348 @@
+//! The embedded click log as the dataflow's [`ClickSource`], and how far the views are
+//! behind it ([`TailProgress`], the stats API's `freshness`).
+//!
+//! A tokio task (`click-log-tail`) follows the log: it reads batches of entries from the
+//! next offset (redb reads and Avro decoding run on the blocking pool), sends them through a
+//! bounded channel (back-pressure: at most [`CHANNEL_BATCHES`] batches ahead of the
+//! dataflow), and, once at the head, waits for the log's head watch ([`ClickLog::subscribe`])
+//! instead of polling. The timely worker's [`LogSource::poll`] only drains the channel, so
+//! polls never block on disk.
+//!
+//! Records carry partition = the process id (0 for a single process), the log offset and
+//! the backfill mark. A stored entry that does not decode is skipped and counted as
+//! `sluice_events_dead_lettered_total{reason="undecodable"}`.
+//!
+//! Restarts replay the log from [`ClickLog::low`] (the views are in memory); the start
+//! offset is a parameter so a checkpoint (issue 5) can resume from its recorded offset.
+//!
+//! Freshness: whenever a poll finds everything up to the log head delivered, it records the
+//! time `t` (read before the head). A record delivered by such a poll entered the graph at a
+//! processing epoch ≤ `t`, so once the views have applied every epoch below `E`, every click
+//! logged before the latest such `t < E` is counted ([`TailProgress::covered_until`]).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+use sluice_connectors::click_log::ClickLog;
+use sluice_dataflows::source::{ClickSource, SourceRecord, SourceStatus};
+use sluice_schemas::avro::decode_click_event;
+use tokio::sync::{mpsc, watch};
+
+/// Batches read ahead of the dataflow.
+pub const CHANNEL_BATCHES: usize = 4;
+/// Caught-up instants remembered (one per poll ms at most: ~8 s of history).
+const CAUGHT_UP_HISTORY: usize = 8192;
+/// Tolerance between this module's clock and the pipeline's epoch clock (both wall-clock
+/// based at start + monotonic elapsed; each truncates to ms).
+const CLOCK_SLACK_MS: i64 = 3;
+
+/// Milliseconds since the Unix epoch, UTC, from the wall clock at creation plus monotonic
+/// time elapsed since: the same construction as the pipeline's processing epochs.
+#[derive(Debug, Clone, Copy)]
+pub struct EpochClock {
+    base_ms: i64,
+    start: Instant,
+}
+
+impl EpochClock {
+    /// A clock reading the wall clock now.
+    pub fn new() -> EpochClock {
+        let base_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        EpochClock { base_ms, start: Instant::now() }
+    }
+
+    /// Now, ms since the epoch.
+    pub fn now_ms(&self) -> i64 {
+        self.base_ms + i64::try_from(self.start.elapsed().as_millis()).unwrap_or(i64::MAX)
+    }
+}
+
+impl Default for EpochClock {
+    fn default() -> Self {
+        EpochClock::new()
+    }
+}
+
+/// Shared between the source, the tail task and the stats API (module docs).
+#[derive(Debug)]
+pub struct TailProgress {
+    log: ClickLog,
+    clock: EpochClock,
+    /// Next offset the dataflow has been handed (everything below was delivered).
+    delivered: AtomicU64,
+    /// Ascending caught-up instants.
+    caught_up: Mutex<VecDeque<i64>>,
+    /// Largest instant evicted from `caught_up` (`i64::MIN` if none).
+    evicted: AtomicI64,
+}
+
+impl TailProgress {
+    fn new(log: ClickLog, from: u64) -> TailProgress {
+        TailProgress {
+            log,
+            clock: EpochClock::new(),
+            delivered: AtomicU64::new(from),
+            caught_up: Mutex::new(VecDeque::with_capacity(1024)),
+            evicted: AtomicI64::new(i64::MIN),
+        }
+    }
+
+    /// Now on the clock caught-up instants are measured with.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// Next offset the dataflow has been handed.
+    pub fn delivered(&self) -> u64 {
+        self.delivered.load(Ordering::Acquire)
+    }
+
+    /// Log events not yet handed to the dataflow.
+    pub fn backlog(&self) -> u64 {
+        self.log.head().saturating_sub(self.delivered())
+    }
+
+    fn mark_caught_up(&self, t: i64) {
+        let mut q = self.caught_up.lock();
+        if q.back().is_some_and(|&b| b >= t) {
+            return;
+        }
+        q.push_back(t);
+        if q.len() > CAUGHT_UP_HISTORY
+            && let Some(old) = q.pop_front()
+        {
+            self.evicted.fetch_max(old, Ordering::AcqRel);
+        }
+    }
+
+    /// The latest instant (ms UTC) before which every logged click is reflected in views
+    /// that applied every epoch below `applied_epoch`; `None` if the source has not caught
+    /// up with the log since the process started (replay in progress).
+    pub fn covered_until(&self, applied_epoch: u64) -> Option<i64> {
+        let limit = i64::try_from(applied_epoch).unwrap_or(i64::MAX).saturating_sub(CLOCK_SLACK_MS);
+        let q = self.caught_up.lock();
+        let i = q.partition_point(|&c| c < limit);
+        if i > 0 {
+            return Some(q[i - 1]);
+        }
+        let e = self.evicted.load(Ordering::Acquire);
+        (e != i64::MIN && e < limit).then_some(e)
+    }
+}
+
+impl sluice_serving::stats::Frontier for TailProgress {
+    fn covered_until(&self, applied_epoch: u64) -> Option<i64> {
+        TailProgress::covered_until(self, applied_epoch)
+    }
+    fn backlog(&self) -> u64 {
+        TailProgress::backlog(self)
+    }
+}
+
+struct Batch {
+    records: Vec<SourceRecord>,
+    /// Offset after the last entry read (decodable or not).
+    next: u64,
+}
+
+/// The dataflow's source over the embedded click log (module docs). Built by
+/// [`start_tail`]; polled by one timely worker.
+pub struct LogSource {
+    partition: u32,
+    rx: mpsc::Receiver<Batch>,
+    pending: VecDeque<SourceRecord>,
+    pending_next: u64,
+    progress: Arc<TailProgress>,
+}
+
+impl std::fmt::Debug for LogSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogSource").field("partition", &self.partition).field("delivered", &self.progress.delivered()).finish()
+    }
+}
+
+impl ClickSource for LogSource {
+    fn partitions(&self) -> Vec<u32> {
+        vec![self.partition]
+    }
+
+    fn poll(&mut self, out: &mut Vec<SourceRecord>, max: usize) -> SourceStatus {
+        let mut n = 0;
+        while n < max {
+            if self.pending.is_empty() {
+                match self.rx.try_recv() {
+                    Ok(b) => {
+                        self.pending.extend(b.records);
+                        self.pending_next = b.next;
+                        if self.pending.is_empty() {
+                            self.progress.delivered.store(b.next, Ordering::Release);
+                        }
+                        continue;
+                    }
+                    Err(_) => break,
+                }
+            }
+            let k = self.pending.len().min(max - n);
+            out.extend(self.pending.drain(..k));
+            n += k;
+            if self.pending.is_empty() {
+                self.progress.delivered.store(self.pending_next, Ordering::Release);
+            }
+        }
+        // Time first, then the head: everything appended before `t` is in `head`.
+        let t = self.progress.clock.now_ms();
+        let caught_up = self.pending.is_empty() && self.progress.delivered() >= self.progress.log.head();
+        if caught_up {
+            self.progress.mark_caught_up(t);
+        }
+        if n > 0 || !caught_up { SourceStatus::Active } else { SourceStatus::Idle }
+    }
+}
+
+/// A source with no partitions (the workers that do not read the log).
+#[derive(Debug, Default)]
+pub struct NoSource;
+
+impl ClickSource for NoSource {
+    fn partitions(&self) -> Vec<u32> {
+        Vec::new()
+    }
+    fn poll(&mut self, _out: &mut Vec<SourceRecord>, _max: usize) -> SourceStatus {
+        SourceStatus::Idle
+    }
+}
+
+/// Starts the `click-log-tail` task reading `log` from offset `from` (clamped to
+/// [`ClickLog::low`]) as `partition`, in batches of `batch` entries, until `stop` turns
+/// true. Returns the source to hand the dataflow and the shared progress.
+///
+/// # Panics
+/// If called outside a tokio runtime.
+pub fn start_tail(
+    log: ClickLog,
+    partition: u32,
+    from: u64,
+    batch: usize,
+    stop: watch::Receiver<bool>,
+) -> (LogSource, Arc<TailProgress>, tokio::task::JoinHandle<()>) {
+    let from = from.max(log.low());
+    let progress = Arc::new(TailProgress::new(log.clone(), from));
+    let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
+    let task = tokio::spawn(tail_loop(log, partition, from, batch.max(1), tx, stop));
+    let source = LogSource { partition, rx, pending: VecDeque::new(), pending_next: from, progress: Arc::clone(&progress) };
+    (source, progress, task)
+}
+
+async fn tail_loop(log: ClickLog, partition: u32, mut next: u64, batch: usize, tx: mpsc::Sender<Batch>, mut stop: watch::Receiver<bool>) {
+    let mut heads = log.subscribe();
+    let mut failures = 0u32;
+    let undecodable = metrics::counter!("sluice_events_dead_lettered_total", "reason" => "undecodable");
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        next = next.max(log.low());
+        if next >= log.head() {
+            tokio::select! {
+                r = heads.changed() => if r.is_err() { break },
+                _ = stop.changed() => {}
+            }
+            continue;
+        }
+        let l = log.clone();
+        let read = tokio::task::spawn_blocking(move || read_batch(&l, partition, next, batch)).await;
+        match read {
+            Ok(Ok((b, bad))) => {
+                failures = 0;
+                if bad > 0 {
+                    undecodable.increment(bad);
+                }
+                next = b.next;
+                tokio::select! {
+                    r = tx.send(b) => if r.is_err() { break },
+                    _ = stop.changed() => {}
+                }
+            }
+            Ok(Err(e)) => {
+                failures += 1;
+                if failures == 1 || failures.is_power_of_two() {
+                    tracing::warn!(error = %e, offset = next, failures, "could not read the click log; retrying");
+                }
+                metrics::counter!("sluice_click_log_read_errors_total").increment(1);
+                let backoff = Duration::from_millis(10u64 << failures.min(7));
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    _ = stop.changed() => {}
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "click log read task failed");
+                break;
+            }
+        }
+    }
+    tracing::debug!(next, "click log tail stopped");
+}
+
+/// Reads up to `max` entries from `from`: the records, the next offset, and how many
+/// entries did not decode (skipped).
+fn read_batch(log: &ClickLog, partition: u32, from: u64, max: usize) -> sluice_connectors::Result<(Batch, u64)> {
+    let raw = log.read_raw(from, max)?;
+    let (Some(first), Some(last)) = (raw.first().map(|r| r.0), raw.last().map(|r| r.0)) else {
+        return Ok((Batch { records: Vec::new(), next: from }, 0));
+    };
+    let marks = log.backfill_offsets(first..last + 1)?;
+    let mut records = Vec::with_capacity(raw.len());
+    let mut bad = 0;
+    for (offset, bytes) in raw {
+        match decode_click_event(&bytes) {
+            Ok(event) => records.push(SourceRecord { partition, offset, event, backfill: marks.binary_search(&offset).is_ok() }),
+            Err(e) => {
+                bad += 1;
+                tracing::warn!(offset, error = %e, "skipping a click-log entry that does not decode");
+            }
+        }
+    }
+    Ok((Batch { records, next: last + 1 }, bad))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn progress() -> (tempfile::TempDir, TailProgress) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = ClickLog::open(dir.path()).expect("log");
+        (dir, TailProgress::new(log, 0))
+    }
+
+    #[test]
+    fn covered_until_is_the_latest_caught_up_instant_before_the_frontier() {
+        let (_dir, p) = progress();
+        assert_eq!(p.covered_until(1_000), None, "never caught up");
+        for t in [100, 200, 300, 400] {
+            p.mark_caught_up(t);
+        }
+        p.mark_caught_up(300); // not ascending: ignored
+        assert_eq!(p.covered_until(50), None);
+        assert_eq!(p.covered_until(250), Some(200));
+        assert_eq!(p.covered_until(303), Some(200), "the clock slack keeps 300 out");
+        assert_eq!(p.covered_until(304), Some(300));
+        assert_eq!(p.covered_until(10_000), Some(400));
+    }
+
+    #[test]
+    fn evicted_instants_still_bound_the_frontier() {
+        let (_dir, p) = progress();
+        for t in 0..(CAUGHT_UP_HISTORY as i64 + 10) {
+            p.mark_caught_up(1_000 + t);
+        }
+        // 1000..=1009 were evicted; the largest evicted one answers for older frontiers.
+        assert_eq!(p.covered_until(1_013), Some(1_009));
+        assert_eq!(p.covered_until(1_012), None, "no instant before 1_009 is left");
+        assert_eq!(p.covered_until(1_016), Some(1_012));
+    }
+}

@@ -1,0 +1,280 @@
+//! The click dataflow inside `sluice serve`: the embedded click log → the timely /
+//! differential graph of `sluice-dataflows` → materialized views the stats API reads.
+//!
+//! [`DataflowJob::start`] (called by [`system::System::start`] in processes that hold the
+//! click log) builds, in order:
+//! 1. the enricher (vendored UA, bot, GeoIP and referrer data; `[dataflow] geoip-path`);
+//! 2. the link-metadata feed (process 0 only): the store's change feed replayed from the
+//!    start, then the API hook and a poll of the feed ([`link_meta`]);
+//! 3. the log tail ([`log_source`]): partition = process id, from the log's first offset
+//!    (the views are rebuilt by replaying the log after every restart);
+//! 4. the pipeline with `[dataflow] workers` timely threads (and, with `processes > 1`,
+//!    timely's cluster mode over the hostfile), dead letters counted in
+//!    `sluice_events_dead_lettered_total{reason}` and logged (rate-limited);
+//! 5. a telemetry task: `sluice_dataflow_backlog_events`, `sluice_dataflow_lag_seconds`
+//!    (age of the stats API's `as_of`), `sluice_dataflow_events_total{outcome}`.
+//!
+//! [`DataflowJob::shutdown`] stops the tail, the feed and the workers (nothing to flush:
+//! the log is the source of truth).
+//!
+//! | file | what |
+//! |---|---|
+//! | `config.rs` | `[dataflow]` and `[stats]` sections |
+//! | `log_source.rs` | the log as a `ClickSource`, freshness frontier |
+//! | `link_meta.rs` | link metadata from the API hook and the change feed |
+//! | `system.rs` | the whole process: store, log, writer, dataflow, HTTP ([`system::System`]) |
+
+pub mod config;
+pub mod link_meta;
+pub mod log_source;
+pub mod system;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use parking_lot::Mutex;
+use sluice_connectors::LinkStore;
+use sluice_connectors::click_log::ClickLog;
+use sluice_dataflows::clock::SystemClock;
+use sluice_dataflows::dead_letter::{DeadLetter, DeadLetterReason, DeadLetterSink};
+use sluice_dataflows::enrich::{EnrichConfig, Enricher};
+use sluice_dataflows::pipeline::{self, PipelineHandle, PipelineInputs, PipelineOutputs, PipelineStats, link_meta_channel};
+use sluice_dataflows::source::{ClickSource, SourceFactory};
+use sluice_dataflows::views::{AsOf, Views};
+use sluice_serving::LinkChangeHook;
+use sluice_serving::stats::ViewSource;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use link_meta::MetaFeeder;
+use log_source::{NoSource, TailProgress};
+
+/// How often the telemetry task updates the dataflow gauges.
+const TELEMETRY_INTERVAL: Duration = Duration::from_secs(1);
+/// At most one dead-letter log line per this many ms.
+const DEAD_LETTER_LOG_EVERY_MS: i64 = 10_000;
+
+/// The running dataflow of this process (module docs).
+pub struct DataflowJob {
+    pipeline: Option<PipelineHandle>,
+    views: Views,
+    progress: Arc<TailProgress>,
+    feeder: Option<Arc<MetaFeeder>>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    stats: Arc<dyn Fn() -> PipelineStats + Send + Sync>,
+}
+
+impl std::fmt::Debug for DataflowJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataflowJob").field("views", &self.views).field("delivered", &self.progress.delivered()).finish_non_exhaustive()
+    }
+}
+
+/// The enrichment settings: `[dataflow] geoip-path`, and the service's own hosts (the base
+/// URL's and every short domain), whose referrers count as direct (case C22).
+pub fn enrich_config(cfg: &Config) -> anyhow::Result<EnrichConfig> {
+    let mut own_hosts: Vec<String> = cfg.base_url()?.host_str().map(str::to_string).into_iter().collect();
+    own_hosts.extend(cfg.server.short_domains.iter().cloned());
+    Ok(EnrichConfig { geoip_path: cfg.dataflow.geoip_path.clone(), own_hosts, ..EnrichConfig::default() })
+}
+
+/// Wall clock, ms since the Unix epoch, UTC.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn dead_letter_sink() -> DeadLetterSink {
+    let last_log = AtomicI64::new(i64::MIN);
+    let suppressed = Mutex::new([0u64; 3]);
+    Arc::new(move |batch: &[DeadLetter]| {
+        let now = now_ms();
+        let mut counts = suppressed.lock();
+        for d in batch {
+            counts[DeadLetterReason::ALL.iter().position(|r| *r == d.reason).unwrap_or(0)] += 1;
+        }
+        let prev = last_log.load(Ordering::Relaxed);
+        if prev == i64::MIN || now - prev >= DEAD_LETTER_LOG_EVERY_MS {
+            last_log.store(now, Ordering::Relaxed);
+            let first = &batch[0];
+            tracing::warn!(
+                too_late = counts[0],
+                future = counts[1],
+                invalid = counts[2],
+                example_reason = first.reason.as_str(),
+                example_detail = %first.detail,
+                example_offset = first.offset,
+                "clicks dead-lettered (counts since the last report; sluice_events_dead_lettered_total has them all)"
+            );
+            *counts = [0; 3];
+        }
+    })
+}
+
+impl DataflowJob {
+    /// Starts the dataflow over `log` with link metadata from `store` (module docs).
+    ///
+    /// Errors: invalid `[dataflow]` configuration, unreadable enrichment data or GeoIP
+    /// file, the link store failing during the initial metadata load, timely failing to
+    /// start (e.g. cluster peers unreachable).
+    ///
+    /// # Panics
+    /// If called outside a tokio runtime.
+    pub async fn start(cfg: &Config, log: ClickLog, store: Arc<dyn LinkStore>) -> anyhow::Result<DataflowJob> {
+        let pcfg = cfg.dataflow.pipeline_config()?;
+        for r in DeadLetterReason::ALL {
+            metrics::counter!("sluice_events_dead_lettered_total", "reason" => r.as_str()).increment(0);
+        }
+        metrics::counter!("sluice_events_dead_lettered_total", "reason" => "undecodable").increment(0);
+        let ecfg = enrich_config(cfg)?;
+        let enricher = tokio::task::spawn_blocking(move || Enricher::new(&ecfg))
+            .await
+            .context("enricher task failed")?
+            .context("could not load the enrichment data")?;
+        let (stop, stop_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+
+        // Link metadata: complete before the first click is read (process 0 feeds it).
+        let (feeder, meta_feed) = if cfg.dataflow.process_id == 0 {
+            let (tx, feed) = link_meta_channel();
+            let feeder = Arc::new(MetaFeeder::new(tx));
+            let after = link_meta::catch_up(&feeder, store.as_ref(), 0).await.context("could not load link metadata from the store")?;
+            tracing::info!(links = feeder.live_links(), changes = after, "link metadata loaded");
+            tasks.push(tokio::spawn(link_meta::follow_changes(
+                Arc::clone(&feeder),
+                store,
+                after,
+                cfg.dataflow.meta_poll_interval,
+                stop_rx.clone(),
+            )));
+            (Some(feeder), Some(feed))
+        } else {
+            (None, None)
+        };
+
+        let (source, progress, tail) = log_source::start_tail(log.clone(), cfg.dataflow.partition(), log.low(), cfg.dataflow.batch_size, stop_rx.clone());
+        tasks.push(tail);
+        let slot = Mutex::new(Some(source));
+        let reader = pcfg.first_worker();
+        let factory: SourceFactory = Arc::new(move |index, _peers| {
+            let mine = if index == reader { slot.lock().take() } else { None };
+            match mine {
+                Some(s) => Box::new(s) as Box<dyn ClickSource>,
+                None => Box::new(NoSource),
+            }
+        });
+        let inputs = PipelineInputs { source: factory, enricher, clock: Arc::new(SystemClock), link_meta: meta_feed };
+        let outputs = PipelineOutputs { changes: None, dead_letters: Some(dead_letter_sink()) };
+        let handle = tokio::task::spawn_blocking(move || pipeline::start(&pcfg, inputs, outputs))
+            .await
+            .context("dataflow start task failed")?
+            .context("could not start the dataflow")?;
+        let views = handle.views().clone();
+        let stats: Arc<dyn Fn() -> PipelineStats + Send + Sync> = Arc::new(handle.stats_handle());
+        tasks.push(tokio::spawn(telemetry(views.clone(), Arc::clone(&progress), Arc::clone(&stats), stop_rx)));
+        tracing::info!(
+            workers = cfg.dataflow.workers,
+            processes = cfg.dataflow.processes,
+            process_id = cfg.dataflow.process_id,
+            replay_from = log.low(),
+            log_head = log.head(),
+            "click dataflow started"
+        );
+        Ok(DataflowJob { pipeline: Some(handle), views, progress, feeder, stop, tasks, stats })
+    }
+
+    /// The materialized views.
+    pub fn views(&self) -> &Views {
+        &self.views
+    }
+
+    /// How far the views are behind the log.
+    pub fn progress(&self) -> &Arc<TailProgress> {
+        &self.progress
+    }
+
+    /// Views plus frontier, for the stats API.
+    pub fn view_source(&self) -> ViewSource {
+        ViewSource { views: self.views.clone(), frontier: Arc::clone(&self.progress) as Arc<dyn sluice_serving::stats::Frontier> }
+    }
+
+    /// The hook to register with the link API (`None` on processes other than 0).
+    pub fn link_hook(&self) -> Option<Arc<dyn LinkChangeHook>> {
+        self.feeder.as_ref().map(|f| Arc::clone(f) as Arc<dyn LinkChangeHook>)
+    }
+
+    /// Counters of the pipeline since start.
+    pub fn stats(&self) -> PipelineStats {
+        (self.stats)()
+    }
+
+    /// Waits until every click in the log when this was called is counted in the views;
+    /// returns the frontier reached. Errors after `timeout`.
+    pub async fn sync(&self, timeout: Duration) -> anyhow::Result<AsOf> {
+        let t0 = self.progress.now_ms();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let a = self.views.as_of();
+            if self.progress.covered_until(a.epoch).is_some_and(|c| c >= t0) {
+                return Ok(a);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                anyhow::bail!("the dataflow did not catch up with the click log within {timeout:?} ({} events behind)", self.progress.backlog());
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// Stops the tail, the metadata feed and the workers, and waits for them.
+    ///
+    /// Errors if a worker failed.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        for t in self.tasks.drain(..) {
+            let _ = t.await;
+        }
+        if let Some(p) = self.pipeline.take() {
+            p.shutdown();
+            tokio::task::spawn_blocking(move || p.join()).await.context("dataflow join task failed")?.context("dataflow worker failed")?;
+        }
+        tracing::info!("click dataflow stopped");
+        Ok(())
+    }
+}
+
+impl Drop for DataflowJob {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        for t in &self.tasks {
+            t.abort();
+        }
+        // PipelineHandle's own Drop shuts the workers down and joins them.
+    }
+}
+
+async fn telemetry(views: Views, progress: Arc<TailProgress>, stats: Arc<dyn Fn() -> PipelineStats + Send + Sync>, mut stop: watch::Receiver<bool>) {
+    let backlog = metrics::gauge!("sluice_dataflow_backlog_events");
+    let lag = metrics::gauge!("sluice_dataflow_lag_seconds");
+    let outcome = |o: &'static str| metrics::counter!("sluice_dataflow_events_total", "outcome" => o);
+    let (received, accepted, duplicates) = (outcome("received"), outcome("accepted"), outcome("duplicate"));
+    loop {
+        let s = stats();
+        received.absolute(s.received);
+        accepted.absolute(s.accepted);
+        duplicates.absolute(s.duplicates);
+        backlog.set(progress.backlog() as f64);
+        if let Some(c) = progress.covered_until(views.as_of().epoch) {
+            lag.set((progress.now_ms() - c).max(0) as f64 / 1000.0);
+        }
+        tokio::select! {
+            () = tokio::time::sleep(TELEMETRY_INTERVAL) => {}
+            _ = stop.changed() => {}
+        }
+        if *stop.borrow() {
+            break;
+        }
+    }
+}

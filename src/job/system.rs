@@ -1,0 +1,238 @@
+//! One whole Sluice process, started on a listener: link store, click log and its writer,
+//! the click dataflow, and the HTTP stack (API, stats, `POST /v1/events`, redirects,
+//! health). `sluice serve`, `sluice demo`, `sluice bench freshness` and the tests run
+//! exactly this.
+//!
+//! By role: `all` and `redirect` open the click log (held exclusively by one process) and
+//! run the dataflow over it (`[dataflow] enabled`); `api` opens neither, and its stats
+//! endpoints answer 503 `stats_unavailable`.
+//!
+//! Stopping ([`System::shutdown`]): the HTTP server finishes in-flight requests, the log
+//! writer appends every queued click (durable), then the dataflow stops.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use sluice_connectors::click_log::ClickLog;
+use sluice_connectors::{LinkStore, open_store};
+use sluice_dataflows::views::{AsOf, Views};
+use sluice_ingest::{ClickSender, IngestStats, LogWriterConfig, WriterSummary, click_channel, spawn_log_writer};
+use sluice_redirect::ClickSink;
+use sluice_schemas::ClickEvent;
+use sluice_serving::stats::StatsState;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use url::Url;
+
+use super::DataflowJob;
+use crate::config::{Config, Role};
+use crate::serve::{Stack, StackExtras, build_stack_with, stats_config};
+use crate::{telemetry, visitor_secret};
+
+/// The redirect's click sink, counting the clicks it handed to the channel (so
+/// [`System::flush_clicks`] knows when all of them are in the log).
+struct CountingSink {
+    inner: ClickSender,
+    accepted: Arc<AtomicU64>,
+}
+
+impl ClickSink for CountingSink {
+    fn try_send(&self, event: ClickEvent) -> bool {
+        let ok = self.inner.try_send(event);
+        if ok {
+            self.accepted.fetch_add(1, Ordering::Release);
+        }
+        ok
+    }
+}
+
+struct Intake {
+    log: ClickLog,
+    writer: JoinHandle<WriterSummary>,
+    accepted: Arc<AtomicU64>,
+    stats: Arc<IngestStats>,
+}
+
+/// A running process (module docs).
+pub struct System {
+    addr: SocketAddr,
+    config: Config,
+    store: Arc<dyn LinkStore>,
+    intake: Option<Intake>,
+    job: Option<DataflowJob>,
+    server: JoinHandle<std::io::Result<()>>,
+    stop_http: oneshot::Sender<()>,
+}
+
+impl std::fmt::Debug for System {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("System").field("addr", &self.addr).field("role", &self.config.server.role).finish_non_exhaustive()
+    }
+}
+
+impl System {
+    /// Starts everything `cfg` describes and serves on `listener` (module docs).
+    ///
+    /// Errors: the data directory, link store, click log (e.g. held by another process),
+    /// visitor secret or dataflow cannot be set up.
+    pub async fn start(cfg: Config, listener: TcpListener) -> anyhow::Result<System> {
+        let data_dir = cfg.server.data_dir.clone();
+        std::fs::create_dir_all(&data_dir).with_context(|| format!("could not create data dir \"{}\"", data_dir.display()))?;
+        telemetry::prometheus();
+        let store = open_store(&cfg.store_location()).await.context("could not open the link store")?;
+        let secret = visitor_secret::load_or_create(cfg.visitor.secret.as_ref().map(|s| s.0.as_str()), &data_dir)?;
+        let (sink, intake): (Arc<dyn ClickSink>, Option<Intake>) = if cfg.server.role == Role::Api {
+            let (sink, _receiver) = sluice_redirect::ChannelClickSink::new(1);
+            (Arc::new(sink), None)
+        } else {
+            let dir = data_dir.clone();
+            let log = tokio::task::spawn_blocking(move || ClickLog::open(&dir))
+                .await
+                .context("click log open task failed")?
+                .context("could not open the click log (is another sluice process using this data dir?)")?;
+            let (sender, receiver) = click_channel(cfg.redirect.click_channel_capacity);
+            let stats = Arc::clone(sender.stats());
+            let accepted = Arc::new(AtomicU64::new(0));
+            let writer = spawn_log_writer(receiver, log.clone(), LogWriterConfig::default());
+            (Arc::new(CountingSink { inner: sender, accepted: Arc::clone(&accepted) }), Some(Intake { log, writer, accepted, stats }))
+        };
+        let job = match &intake {
+            Some(i) if cfg.dataflow.enabled => Some(DataflowJob::start(&cfg, i.log.clone(), Arc::clone(&store)).await?),
+            _ => None,
+        };
+        let stats = match &job {
+            Some(j) => StatsState::new(Arc::clone(&store), j.view_source(), stats_config(&cfg)),
+            None => StatsState::without_views(Arc::clone(&store), stats_config(&cfg)),
+        };
+        let extras = StackExtras {
+            hooks: job.as_ref().and_then(DataflowJob::link_hook).into_iter().collect(),
+            events_log: intake.as_ref().map(|i| i.log.clone()),
+            stats: Some(stats),
+            api_routes: Vec::new(),
+        };
+        let Stack { router, api, redirect } = build_stack_with(&cfg, Arc::clone(&store), sink, secret, extras)?;
+        drop((api, redirect));
+        let addr = listener.local_addr().context("listener has no local address")?;
+        let (stop_http, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        tracing::info!(%addr, base_url = %cfg.base_url()?, role = ?cfg.server.role, data_dir = %data_dir.display(), store = %store.backend(), dataflow = job.is_some(), "sluice listening");
+        Ok(System { addr, config: cfg, store, intake, job, server, stop_http })
+    }
+
+    /// The socket address served.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://<addr>` (the listener's own address, also when `base-url` differs).
+    pub fn url(&self) -> Url {
+        Url::parse(&format!("http://{}", self.addr)).unwrap_or_else(|_| unreachable!("a socket address is a valid host"))
+    }
+
+    /// The configuration the process runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The link store.
+    pub fn store(&self) -> &Arc<dyn LinkStore> {
+        &self.store
+    }
+
+    /// The click log (`None` for role `api`).
+    pub fn click_log(&self) -> Option<&ClickLog> {
+        self.intake.as_ref().map(|i| &i.log)
+    }
+
+    /// The dataflow (`None` for role `api` or `[dataflow] enabled = false`).
+    pub fn job(&self) -> Option<&DataflowJob> {
+        self.job.as_ref()
+    }
+
+    /// The dataflow's views.
+    pub fn views(&self) -> Option<&Views> {
+        self.job.as_ref().map(DataflowJob::views)
+    }
+
+    /// Waits until every click the redirect has handed off so far is in the click log (or
+    /// counted as dropped after the writer's retries). Errors after `timeout`.
+    pub async fn flush_clicks(&self, timeout: Duration) -> anyhow::Result<()> {
+        let Some(i) = &self.intake else { return Ok(()) };
+        let target = i.accepted.load(Ordering::Acquire);
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let s = i.stats.snapshot();
+            if s.logged + s.dropped_log_error >= target {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                anyhow::bail!("{} redirect clicks still queued for the click log after {timeout:?}", target - s.logged - s.dropped_log_error);
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// Waits until every click redirected or posted so far is counted in the views
+    /// ([`Self::flush_clicks`], then [`DataflowJob::sync`]); returns the frontier reached.
+    ///
+    /// Errors after `timeout`, or when this process runs no dataflow.
+    pub async fn sync(&self, timeout: Duration) -> anyhow::Result<AsOf> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        self.flush_clicks(timeout).await?;
+        let job = self.job.as_ref().context("this process runs no dataflow")?;
+        job.sync(deadline.saturating_duration_since(tokio::time::Instant::now())).await
+    }
+
+    /// Serves until `signal` resolves, then stops gracefully ([`Self::shutdown`]).
+    pub async fn serve_until(self, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let mut this = self;
+        tokio::select! {
+            () = signal => {}
+            r = &mut this.server => {
+                // The server ended by itself: report why, then stop the rest.
+                let cause = match r {
+                    Ok(Ok(())) => anyhow::anyhow!("the http server stopped unexpectedly"),
+                    Ok(Err(e)) => anyhow::Error::new(e).context("the http server failed"),
+                    Err(e) => anyhow::Error::new(e).context("the http server task failed"),
+                };
+                this.stop_rest().await?;
+                return Err(cause);
+            }
+        }
+        this.shutdown().await
+    }
+
+    /// Stops gracefully: HTTP (in-flight requests finish), then the log writer (every
+    /// queued click appended), then the dataflow.
+    ///
+    /// Errors if the server, the writer or a dataflow worker failed.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        let stop = std::mem::replace(&mut self.stop_http, oneshot::channel().0);
+        let _ = stop.send(());
+        (&mut self.server).await.context("http server task failed")?.context("http server failed")?;
+        self.stop_rest().await
+    }
+
+    async fn stop_rest(&mut self) -> anyhow::Result<()> {
+        if let Some(i) = self.intake.take() {
+            // The router (and with it every click sender) is gone once the server stopped.
+            let summary = i.writer.await.context("click log writer panicked")?;
+            tracing::info!(logged = summary.logged, dropped = summary.dropped, "click log writer drained");
+        }
+        if let Some(job) = self.job.take() {
+            job.shutdown().await?;
+        }
+        Ok(())
+    }
+}
