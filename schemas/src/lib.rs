@@ -7,6 +7,7 @@
 //! Time values in events are **milliseconds since the Unix epoch, UTC** (`i64`).
 #![deny(missing_docs)]
 
+pub mod anomaly;
 pub mod avro;
 pub mod avro_wire;
 pub mod click;
@@ -15,6 +16,7 @@ pub mod link;
 pub mod rollup;
 pub mod visitor;
 
+pub use anomaly::{Anomaly, AnomalyKind, AnomalyStatus, Evidence, Severity, Tally};
 pub use click::{ClickEvent, EnrichedClick};
 pub use error::{Error, Result};
 pub use link::{Link, LinkMeta, RedirectType};

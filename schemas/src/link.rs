@@ -77,8 +77,30 @@ impl Link {
             org: self.org.clone(),
             tags: self.tags.clone(),
             domain: self.domain.clone(),
+            target_host: target_host(&self.long_url),
         }
     }
+}
+
+/// The host of an absolute URL as the abuse blocklist matches it: the authority without
+/// user info and port, lowercase, without a trailing dot (`https://User@Evil.EXAMPLE.:8443/x`
+/// → `evil.example`; IPv6 literals keep their text without brackets). Link targets are
+/// stored normalized (IDN hosts in punycode), so no further mapping is needed. `None` when
+/// there is no `scheme://` or the host is empty.
+pub fn target_host(url: &str) -> Option<String> {
+    let rest = &url[url.find("://")? + 3..];
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if let Some(v6) = host_port.strip_prefix('[') {
+        &v6[..v6.find(']')?]
+    } else {
+        match host_port.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => host_port,
+        }
+    };
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    if host.is_empty() { None } else { Some(host) }
 }
 
 /// Link metadata as seen by the dataflow (a differential collection keyed by `code`):
@@ -93,4 +115,28 @@ pub struct LinkMeta {
     pub tags: Vec<String>,
     /// Custom domain.
     pub domain: Option<String>,
+    /// Host of the target URL ([`target_host`]), joined with the abuse blocklist
+    /// (`blocklisted_target` anomalies). `None` when unknown.
+    #[serde(default)]
+    pub target_host: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::target_host;
+
+    #[test]
+    fn target_host_is_the_normalized_authority_host() {
+        for (url, want) in [
+            ("https://example.com/a?b#c", Some("example.com")),
+            ("https://User:pw@Evil.EXAMPLE.:8443/x", Some("evil.example")),
+            ("http://xn--bcher-kva.example?q=1", Some("xn--bcher-kva.example")),
+            ("http://[2001:db8::1]:8080/", Some("2001:db8::1")),
+            ("https://203.0.113.7#frag", Some("203.0.113.7")),
+            ("https:///path", None),
+            ("not a url", None),
+        ] {
+            assert_eq!(target_host(url).as_deref(), want, "{url}");
+        }
+    }
 }
