@@ -6,6 +6,13 @@
 //! entry whose load started before the latest invalidation of its code is stale and is
 //! reloaded. This also covers the race where a load that began before a write finishes
 //! after it (moka would otherwise insert that old value after the invalidation).
+//!
+//! **L2** (optional, [`LinkCache::with_l2`]): on an L1 miss the load asks the shared
+//! second-level cache ([`LinkCacheL2`], Redis) before the store, and fills it from the store
+//! on an L2 miss. L1 hits never touch it. For [`L2_BYPASS`] after a code is invalidated in
+//! this process, loads skip L2 and read the store: the write's new state may not have
+//! reached L2 yet, and this process must read its own writes. [`LinkCache::invalidate_all`]
+//! drops every entry (after the L2 invalidation subscription was re-established).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,7 +21,7 @@ use std::time::{Duration, Instant};
 use axum::http::{HeaderValue, StatusCode};
 use moka::Expiry;
 use rand::RngExt;
-use sluice_connectors::LinkStore;
+use sluice_connectors::{L2Lookup, LinkCacheL2, LinkStore};
 use sluice_schemas::{Link, RedirectType};
 
 use crate::config::RedirectConfig;
@@ -99,12 +106,20 @@ impl Expiry<Arc<str>, Arc<Entry>> for JitteredExpiry {
     }
 }
 
-/// The L1 cache in front of the link store.
+/// How long after a local invalidation of a code its loads skip the L2 cache.
+pub const L2_BYPASS: Duration = Duration::from_secs(2);
+
+/// The L1 cache in front of the (optional) L2 cache and the link store.
 pub struct LinkCache {
     store: Arc<dyn LinkStore>,
     cache: moka::future::Cache<Arc<str>, Arc<Entry>>,
     epoch: AtomicU64,
+    /// Entries loaded at an epoch below this are stale ([`Self::invalidate_all`]).
+    all_before: AtomicU64,
     invalidated: moka::sync::Cache<Arc<str>, u64>,
+    l2: Option<Arc<dyn LinkCacheL2>>,
+    /// Codes invalidated within [`L2_BYPASS`]: their loads read the store.
+    l2_bypass: moka::sync::Cache<Arc<str>, ()>,
     metrics: RedirectMetrics,
 }
 
@@ -125,7 +140,19 @@ impl LinkCache {
         // An invalidation record must outlive every entry loaded before it.
         let record_ttl = config.cache_ttl.mul_f64(1.0 + jitter).max(config.negative_ttl) + Duration::from_secs(1);
         let invalidated = moka::sync::Cache::builder().max_capacity(config.cache_capacity.max(100_000)).time_to_live(record_ttl).build();
-        Self { store, cache, epoch: AtomicU64::new(0), invalidated, metrics }
+        let l2_bypass = moka::sync::Cache::builder().max_capacity(100_000).time_to_live(L2_BYPASS).build();
+        Self { store, cache, epoch: AtomicU64::new(0), all_before: AtomicU64::new(0), invalidated, l2: None, l2_bypass, metrics }
+    }
+
+    /// Consults `l2` between this cache and the store (module docs).
+    pub fn with_l2(mut self, l2: Arc<dyn LinkCacheL2>) -> Self {
+        self.l2 = Some(l2);
+        self
+    }
+
+    /// The L2 cache, if any.
+    pub fn l2(&self) -> Option<&Arc<dyn LinkCacheL2>> {
+        self.l2.as_ref()
     }
 
     /// The link for `code` (`None` when no live link has it), from the cache or, once per
@@ -157,7 +184,17 @@ impl LinkCache {
     /// cheap; called by the API's link-change hook before the API responds.
     pub fn invalidate(&self, code: &str) {
         let inv = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
-        self.invalidated.insert(Arc::from(code), inv);
+        let key: Arc<str> = Arc::from(code);
+        if self.l2.is_some() {
+            self.l2_bypass.insert(Arc::clone(&key), ());
+        }
+        self.invalidated.insert(key, inv);
+    }
+
+    /// Forgets everything cached: every entry loaded before this call is reloaded.
+    pub fn invalidate_all(&self) {
+        let inv = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
+        self.all_before.fetch_max(inv, Ordering::SeqCst);
     }
 
     /// Number of cached entries (approximate, for tests and diagnostics).
@@ -169,19 +206,35 @@ impl LinkCache {
         if e.epoch == self.epoch.load(Ordering::SeqCst) {
             return true;
         }
+        if e.epoch < self.all_before.load(Ordering::SeqCst) {
+            return false;
+        }
         self.invalidated.get(code).is_none_or(|inv| e.epoch >= inv)
     }
 
     async fn load(&self, code: &str) -> Result<Arc<Entry>, sluice_connectors::Error> {
         let epoch = self.epoch.load(Ordering::SeqCst);
-        let link = self.store.get(code).await?;
-        let link = link.and_then(|l| {
-            let c = CachedLink::from_link(&l);
-            if c.is_none() {
-                tracing::warn!(code = %l.code, "stored target is not a valid header value, answering 404");
+        if let Some(l2) = &self.l2
+            && !self.l2_bypass.contains_key(code)
+        {
+            match l2.get(code).await {
+                L2Lookup::Hit(l) => return Ok(Arc::new(Entry { epoch, link: prepare(&l) })),
+                L2Lookup::Absent => return Ok(Arc::new(Entry { epoch, link: None })),
+                L2Lookup::Miss => {}
             }
-            c.map(Arc::new)
-        });
-        Ok(Arc::new(Entry { epoch, link }))
+        }
+        let link = self.store.get(code).await?;
+        if let Some(l2) = &self.l2 {
+            l2.fill(code, link.as_ref());
+        }
+        Ok(Arc::new(Entry { epoch, link: link.as_ref().and_then(prepare) }))
     }
+}
+
+fn prepare(l: &sluice_schemas::Link) -> Option<Arc<CachedLink>> {
+    let c = CachedLink::from_link(l);
+    if c.is_none() {
+        tracing::warn!(code = %l.code, "stored target is not a valid header value, answering 404");
+    }
+    c.map(Arc::new)
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::http::HeaderValue;
-use sluice_connectors::LinkStore;
+use sluice_connectors::{Invalidation, LinkCacheL2, LinkStore};
 use sluice_schemas::VisitorSalt;
 
 use crate::cache::LinkCache;
@@ -39,8 +39,25 @@ impl RedirectState {
     /// State over `store`, minting visitor ids with `salt` and sending click events to
     /// `sink`. Registers the redirect metrics with the installed recorder.
     pub fn new(store: Arc<dyn LinkStore>, config: RedirectConfig, salt: VisitorSalt, sink: Arc<dyn ClickSink>) -> Self {
+        Self::with_l2(store, config, salt, sink, None)
+    }
+
+    /// [`Self::new`] with a second-level cache between the L1 cache and the store (shared
+    /// by every redirect process; see [`LinkCache`]). Changes made through this process's
+    /// API should also be published to `l2` ([`LinkCacheL2::publish`]) and invalidations
+    /// received from it applied with [`Self::apply_invalidation`].
+    pub fn with_l2(
+        store: Arc<dyn LinkStore>,
+        config: RedirectConfig,
+        salt: VisitorSalt,
+        sink: Arc<dyn ClickSink>,
+        l2: Option<Arc<dyn LinkCacheL2>>,
+    ) -> Self {
         let metrics = RedirectMetrics::register();
-        let cache = LinkCache::new(store, &config, metrics.clone());
+        let mut cache = LinkCache::new(store, &config, metrics.clone());
+        if let Some(l2) = l2 {
+            cache = cache.with_l2(l2);
+        }
         let permanent_cc = HeaderValue::from_str(&format!("public, max-age={}", config.permanent_max_age.as_secs()))
             .unwrap_or(HeaderValue::from_static("public, max-age=3600"));
         Self {
@@ -65,6 +82,14 @@ impl RedirectState {
     /// read-after-write).
     pub fn invalidate(&self, code: &str) {
         self.inner.cache.invalidate(code);
+    }
+
+    /// Applies an invalidation another process published through the L2 cache.
+    pub fn apply_invalidation(&self, inv: &Invalidation) {
+        match inv {
+            Invalidation::Code(code) => self.inner.cache.invalidate(code),
+            Invalidation::All => self.inner.cache.invalidate_all(),
+        }
     }
 
     /// `Cache-Control` of a 301 at `now_ms`: `public, max-age=N` with N the configured
