@@ -1,0 +1,121 @@
+//! Every error of the stats endpoints, served by a real process: status, stable code, the
+//! DESIGN.md error shape, and no caching of errors.
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::harness::{BROWSER_UA, Server, event, now_ms, q};
+
+fn assert_error(status: StatusCode, body: &Value, want_status: u16, want_code: &str, what: &str) {
+    assert_eq!(status.as_u16(), want_status, "{what}: {body}");
+    assert_eq!(body["error"]["code"].as_str(), Some(want_code), "{what}: {body}");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{what}: message");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_stats_error_has_its_status_and_code() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Server::start_in(dir.path(), |_| {}).await;
+    let code = s.link("errs").await;
+    // A click now moves the watermark, so minute rows older than 48 h are no longer retained.
+    s.events(&[event("e-1", &code, now_ms() - 60_000, "81.2.69.160", BROWSER_UA, None)], false).await;
+    s.sync().await;
+
+    let day = 86_400_000;
+    let old_unaligned = (now_ms() - 5 * day).div_euclid(60_000) * 60_000 + 60_000 * 7;
+    let aligned_today = now_ms().div_euclid(day) * day;
+    let cases: Vec<(String, u16, &str)> = vec![
+        (format!("/v1/links/{code}/stats?from=2024-06-02T00:00:00Z&to=2024-06-01T00:00:00Z"), 400, "invalid_range"),
+        (format!("/v1/links/{code}/stats?bucket=minute&from=2024-06-01T00:00:00Z&to=2024-06-04T00:00:00Z"), 400, "range_too_long"),
+        (format!("/v1/links/{code}/stats?bucket=hour&from=2024-01-01T00:00:00Z&to=2024-06-01T00:00:00Z"), 400, "range_too_long"),
+        (format!("/v1/links/{code}/stats?tz=Europe/Atlantis"), 400, "unknown_timezone"),
+        (format!("/v1/links/{code}/stats?limit=0"), 400, "invalid_limit"),
+        (format!("/v1/links/{code}/stats?limit=100001"), 400, "invalid_limit"),
+        (format!("/v1/links/{code}/stats?dimensions=city"), 400, "invalid_dimensions"),
+        (format!("/v1/links/{code}/stats?dimensions=browser,os"), 400, "invalid_dimensions"),
+        (format!("/v1/links/{code}/stats?from=yesterday"), 400, "invalid_timestamp"),
+        (format!("/v1/links/{code}/stats?from=2024-06-01T00:00:00"), 400, "invalid_timestamp"),
+        (format!("/v1/links/{code}/stats?to=2024-06-01T00:00:30Z"), 400, "unaligned_range"),
+        (format!("/v1/links/{code}/stats?bucket=week"), 400, "invalid_bucket"),
+        (format!("/v1/links/{code}/stats?order_by=random"), 400, "invalid_order_by"),
+        (format!("/v1/links/{code}/stats?include_bots=maybe"), 400, "invalid_parameter"),
+        (format!("/v1/links/{code}/stats?color=red"), 400, "unknown_parameter"),
+        (format!("/v1/links/{code}/stats?tz=UTC&tz=UTC"), 400, "duplicate_parameter"),
+        // Minute rows at the unaligned edge are evicted (48 h behind the watermark).
+        (format!("/v1/links/{code}/stats?from={}&to={}", q(old_unaligned), q(aligned_today)), 400, "range_not_retained"),
+        // Liberia used UTC−0:44:30 until 1972: local days cannot be built from 15-minute rows.
+        (format!("/v1/links/{code}/stats?tz=Africa/Monrovia&from=1970-01-01T00:00:00Z&to=1970-01-05T00:00:00Z"), 400, "unsupported_tz_offset"),
+        ("/v1/links/no-such-link/stats".to_string(), 404, "not_found"),
+        ("/v1/links/not%20a%20code/stats".to_string(), 404, "not_found"),
+        ("/v1/stats/summary?limit=1001".to_string(), 400, "invalid_limit"),
+        ("/v1/stats/summary?from=2024-06-02T00:00:00Z&to=2024-06-01T00:00:00Z".to_string(), 400, "invalid_range"),
+        ("/v1/stats/summary?from=2020-01-01T00:00:00Z&to=2024-06-01T00:00:00Z".to_string(), 400, "range_too_long"),
+        ("/v1/stats/summary?tag=".to_string(), 400, "invalid_parameter"),
+        ("/v1/stats/summary?bucket=day".to_string(), 400, "unknown_parameter"),
+        ("/v1/stats/summary?to=2024-06-01T00:00:01Z".to_string(), 400, "unaligned_range"),
+    ];
+    for (path, status, code) in &cases {
+        let (st, headers, body) = s.get(path).await;
+        assert_error(st, &body, *status, code, path);
+        assert_eq!(headers.get("cache-control").and_then(|v| v.to_str().ok()), Some("no-store"), "{path}: errors are not cached");
+    }
+    // A deleted link answers 404 although the views still hold its clicks.
+    let r = s.http.delete(s.path(&format!("/v1/links/{code}"))).send().await.expect("delete");
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let (st, _, body) = s.get(&format!("/v1/links/{code}/stats")).await;
+    assert_error(st, &body, 404, "not_found", "deleted link");
+    let (st, _, body) = s.get("/v1/stats/summary").await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(body["top_links"][0]["code"].as_str(), Some(code.as_str()), "the deleted link's clicks stay in the summary: {body}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn successful_answers_are_cached_briefly_and_report_freshness() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Server::start_in(dir.path(), |_| {}).await;
+    let code = s.link("fresh").await;
+    s.sync().await;
+    let (st, headers, body) = s.get(&format!("/v1/links/{code}/stats")).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(headers.get("cache-control").and_then(|v| v.to_str().ok()), Some("private, max-age=2"));
+    assert_eq!(body["rows"], Value::Array(vec![]), "no clicks: no rows (no zero-fill)");
+    assert_eq!((body["bucket"].as_str(), body["tz"].as_str()), (Some("day"), Some("UTC")));
+    assert_eq!(body["freshness"]["backlog_events"].as_u64(), Some(0));
+    assert_eq!(body["freshness"]["watermark"], Value::Null, "no event yet");
+    let lag = body["freshness"]["lag_ms"].as_i64().expect("lag_ms once caught up");
+    assert!((0..5_000).contains(&lag), "idle views are fresh: {lag} ms");
+    let as_of = chrono::DateTime::parse_from_rfc3339(body["freshness"]["as_of"].as_str().expect("as_of")).expect("rfc3339");
+    assert!((now_ms() - as_of.timestamp_millis()).abs() < 10_000);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_without_the_click_log_answers_503() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Server::start_in(dir.path(), |c| c.server.role = sluice::config::Role::Api).await;
+    let code = s.link("apionly").await;
+    for path in [format!("/v1/links/{code}/stats"), "/v1/stats/summary".to_string()] {
+        let (st, _, body) = s.get(&path).await;
+        assert_error(st, &body, 503, "stats_unavailable", &path);
+    }
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_lists_stats_and_events() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Server::start_in(dir.path(), |_| {}).await;
+    let (st, _, doc) = s.get("/v1/openapi.json").await;
+    assert_eq!(st, StatusCode::OK);
+    let paths = doc["paths"].as_object().expect("paths");
+    for (p, method) in [("/v1/links/{code}/stats", "get"), ("/v1/stats/summary", "get"), ("/v1/events", "post"), ("/v1/links", "post")] {
+        assert!(paths.get(p).and_then(|x| x.get(method)).is_some(), "{method} {p} missing from {:?}", paths.keys().collect::<Vec<_>>());
+    }
+    let params: Vec<&str> = paths["/v1/links/{code}/stats"]["get"]["parameters"].as_array().expect("params").iter().filter_map(|p| p["name"].as_str()).collect();
+    for name in ["code", "from", "to", "bucket", "tz", "dimensions", "include_bots", "limit", "order_by"] {
+        assert!(params.contains(&name), "parameter {name} in {params:?}");
+    }
+    assert!(doc["components"]["schemas"].get("LinkStatsResponse").is_some());
+    s.stop().await;
+}

@@ -1,0 +1,10 @@
+//! The analytics path end to end: redirects and `POST /v1/events` → click log → the real
+//! dataflow → `GET /v1/links/{code}/stats` and `/v1/stats/summary`, in-process (a complete
+//! [`sluice::job::system::System`]) and through the real binary (restart, demo).
+
+mod cases;
+mod errors;
+mod exact;
+mod harness;
+mod loadgen_truth;
+mod process;
