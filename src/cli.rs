@@ -50,6 +50,10 @@ pub enum Command {
 /// `sluice bench ...`.
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
+    /// Throughput and latency of the click dataflow (enrich, dedup, rollups, uniques) on generated events.
+    Dataflow(crate::bench::dataflow::DataflowBenchArgs),
+    /// Redirect req/s and p50/p99 latency (cache hit, cache miss) of the real `sluice serve`, side by side with nginx's static 302, on loopback.
+    Redirect(crate::bench::redirect::RedirectBenchArgs),
     /// Click → visible in /v1/links/{code}/stats lag (p50/p99), beside the time the click takes to reach the click log.
     Freshness(crate::bench::freshness::FreshnessBenchArgs),
 }

@@ -50,6 +50,12 @@ pub struct Config {
     /// The stats endpoints.
     #[serde(default)]
     pub stats: crate::job::config::StatsSection,
+    /// Redis: L2 link cache and hot views (off unless `url` is set).
+    #[serde(default)]
+    pub redis: sluice_connectors::redis::RedisConfig,
+    /// ClickHouse: history of every view (off unless `url` is set).
+    #[serde(default)]
+    pub clickhouse: sluice_connectors::clickhouse::ClickHouseConfig,
 }
 
 /// `[ingest]`: the `POST /v1/events` endpoint.
@@ -287,6 +293,8 @@ impl Config {
             bail!("ingest.max-body-bytes must be at least 1024, got {}", self.ingest.max_body_bytes);
         }
         self.dataflow.validate()?;
+        self.redis.validate()?;
+        self.clickhouse.validate()?;
         Ok(())
     }
 

@@ -1,4 +1,8 @@
 //! `/healthz` (process up), `/readyz` (link store reachable), `/metrics` (Prometheus text).
+//!
+//! `/readyz` also reports optional dependencies ([`OptionalDependency`]: the Redis link
+//! cache and view sink, ClickHouse) under `dependencies`; they never make it fail, because
+//! redirects and the API keep working without them (their sinks catch up later).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +19,15 @@ use sluice_connectors::LinkStore;
 /// How long `/readyz` waits for the store.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// A dependency `/readyz` reports without depending on it.
+pub trait OptionalDependency: Send + Sync + 'static {
+    /// Stable name (`redis_link_cache`, `redis_views`, `clickhouse`).
+    fn name(&self) -> &'static str;
+    /// Whether it works now, and a JSON object describing its state (`{"status": "up"}`, ...).
+    /// Must not block (read cached state only).
+    fn status(&self) -> (bool, serde_json::Value);
+}
+
 /// State of the health routes.
 #[derive(Clone)]
 pub struct HealthState {
@@ -22,6 +35,8 @@ pub struct HealthState {
     pub store: Arc<dyn LinkStore>,
     /// Rendered by `/metrics`.
     pub prometheus: PrometheusHandle,
+    /// Reported by `/readyz` under `dependencies`, never failing it.
+    pub optional: Vec<Arc<dyn OptionalDependency>>,
 }
 
 /// `/healthz`, `/readyz` and `/metrics`.
@@ -40,7 +55,14 @@ async fn healthz() -> Response {
 async fn readyz(State(s): State<HealthState>) -> Response {
     // "readyz" is reserved, so this read exercises the store without ever finding a link.
     match tokio::time::timeout(READY_TIMEOUT, s.store.get("readyz")).await {
-        Ok(Ok(_)) => json_response(StatusCode::OK, json!({ "status": "ready", "store": s.store.backend() })),
+        Ok(Ok(_)) => {
+            let mut body = json!({ "status": "ready", "store": s.store.backend() });
+            if !s.optional.is_empty() {
+                let deps: serde_json::Map<String, serde_json::Value> = s.optional.iter().map(|d| (d.name().to_string(), d.status().1)).collect();
+                body["dependencies"] = serde_json::Value::Object(deps);
+            }
+            json_response(StatusCode::OK, body)
+        }
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "readiness probe: link store failed");
             not_ready("link store is not reachable")

@@ -29,5 +29,6 @@ pub mod loadgen;
 pub mod log_tail;
 pub mod router;
 pub mod serve;
+pub mod sinks;
 pub mod telemetry;
 pub mod visitor_secret;

@@ -62,6 +62,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let cfg = Config::load(args.common.config.as_deref(), &flags)?;
             log_tail::run(&cfg.server.data_dir, args.from, args.lines)
         }
+        Command::Bench { command: BenchCommand::Dataflow(args) } => bench::dataflow::run(args),
+        Command::Bench { command: BenchCommand::Redirect(args) } => bench::redirect::run(args),
         Command::Bench { command: BenchCommand::Freshness(args) } => bench::freshness::run(args),
     }
 }

@@ -104,6 +104,11 @@ pub struct StackExtras {
     pub stats: Option<StatsState>,
     /// Further routers served with the API (role `all` or `api`).
     pub api_routes: Vec<Router>,
+    /// The redirect's second-level link cache (Redis), shared by every process: link
+    /// changes made here are published to it, invalidations from other processes applied.
+    pub link_cache_l2: Option<Arc<sluice_connectors::redis::RedisLinkCache>>,
+    /// Reported by `/readyz` (Redis, ClickHouse sinks).
+    pub dependencies: Vec<Arc<dyn crate::health::OptionalDependency>>,
 }
 
 /// The stats settings taken from `cfg` (`[stats]`).
@@ -113,16 +118,26 @@ pub fn stats_config(cfg: &Config) -> StatsConfig {
 
 /// Builds the states and router over `store` with `extras` (see [`build_stack`]).
 pub fn build_stack_with(cfg: &Config, store: Arc<dyn LinkStore>, sink: Arc<dyn ClickSink>, secret: [u8; 32], extras: StackExtras) -> anyhow::Result<Stack> {
-    let StackExtras { hooks: extra_hooks, events_log, stats, api_routes } = extras;
+    let StackExtras { hooks: extra_hooks, events_log, stats, api_routes, link_cache_l2, dependencies } = extras;
     let prometheus = telemetry::prometheus();
     let salt = VisitorSalt::new(secret, cfg.visitor.salt_period.period_ms());
     let events = events_log.map(|log| events_router(EventsState::new(DurableAppender::new(log), salt.clone(), events_config(cfg))));
-    let redirect = RedirectState::new(Arc::clone(&store), redirect_config(cfg)?, salt, sink);
+    let l2 = link_cache_l2.clone().map(|l| l as Arc<dyn sluice_connectors::LinkCacheL2>);
+    let redirect = RedirectState::with_l2(Arc::clone(&store), redirect_config(cfg)?, salt, sink, l2.clone());
+    if let Some(cache) = &link_cache_l2 {
+        let r = redirect.clone();
+        cache.subscribe(Arc::new(move |inv| r.apply_invalidation(&inv)))?;
+    }
     let invalidate = {
         let redirect = redirect.clone();
-        move |change: &LinkChange| match change {
-            LinkChange::Upserted(link) => redirect.invalidate(&link.code),
-            LinkChange::Deleted(code) => redirect.invalidate(code),
+        move |change: &LinkChange| {
+            match change {
+                LinkChange::Upserted(link) => redirect.invalidate(&link.code),
+                LinkChange::Deleted(code) => redirect.invalidate(code),
+            }
+            if let Some(l2) = &l2 {
+                l2.publish(change);
+            }
         }
     };
     let mut api = ApiState::new(Arc::clone(&store), api_config(cfg)?).with_hook(Arc::new(invalidate));
@@ -131,7 +146,7 @@ pub fn build_stack_with(cfg: &Config, store: Arc<dyn LinkStore>, sink: Arc<dyn C
     }
     let stats = stats.unwrap_or_else(|| StatsState::without_views(Arc::clone(&store), stats_config(cfg)));
     let api_extra = events.into_iter().chain([sluice_serving::stats::routes(stats)]).chain(api_routes).reduce(Router::merge);
-    let health = HealthState { store, prometheus };
+    let health = HealthState { store, prometheus, optional: dependencies };
     let router = router::build_with_events(cfg.server.role, Some(api.clone()), Some(redirect.clone()), api_extra, health, cfg.server.max_body_bytes);
     Ok(Stack { router, api, redirect })
 }
@@ -139,7 +154,10 @@ pub fn build_stack_with(cfg: &Config, store: Arc<dyn LinkStore>, sink: Arc<dyn C
 /// Runs `sluice serve` with `cfg` until Ctrl-C or SIGTERM: the whole process of
 /// [`System`] (link store, click log and writer, the click dataflow, HTTP), then a graceful
 /// stop (in-flight requests, queued clicks into the log, dataflow workers).
-pub async fn run(cfg: Config) -> anyhow::Result<()> {
+pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
+    crate::sinks::apply_conventional_env(&mut cfg);
+    cfg.redis.validate()?;
+    cfg.clickhouse.validate()?;
     let listener = tokio::net::TcpListener::bind(cfg.server.listen).await.with_context(|| format!("could not listen on {}", cfg.server.listen))?;
     System::start(cfg, listener).await?.serve_until(shutdown_signal()).await
 }

@@ -10,6 +10,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
 
+mod abuse;
+pub use abuse::{
+    AbuseConfig, BlocklistedTargetConfig, BotShareConfig, ClickBurstConfig, Levels, ShareShiftConfig, VisitorFloodConfig,
+};
+
 /// Event-time semantics (DESIGN.md, "Semantics"). All comparisons use event time (the
 /// watermark), never the wall clock, except [`Self::future_skew`] and [`Self::idle_timeout`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -192,6 +197,8 @@ pub struct PipelineConfig {
     /// input by at most about this much more. 0 applies every completed epoch at once.
     #[serde(with = "humantime_serde")]
     pub apply_interval: Duration,
+    /// `[abuse]`: the abuse detectors (issue 7).
+    pub abuse: AbuseConfig,
 }
 
 impl Default for PipelineConfig {
@@ -204,6 +211,7 @@ impl Default for PipelineConfig {
             max_inflight_epochs: 250,
             change_interval: Duration::from_millis(500),
             apply_interval: Duration::from_millis(50),
+            abuse: AbuseConfig::default(),
         }
     }
 }
@@ -224,6 +232,7 @@ impl PipelineConfig {
         if let Some(c) = &self.cluster {
             c.validate()?;
         }
+        self.abuse.validate()?;
         self.semantics.validate()
     }
 

@@ -85,13 +85,21 @@ pub enum Error {
     /// GeoIP database) failed to load or compile: a build defect, not a user error.
     #[error("could not load enrichment data: {0}")]
     EnrichData(String),
+
+    /// A blocklist entry sent to the abuse detectors has no readable host.
+    #[error("invalid blocklist entry: {0}")]
+    Blocklist(String),
 }
 
 impl Error {
     /// Classification of the error (see [`ErrorKind`]).
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Config(_) | Error::InvalidQuery { .. } | Error::SketchDecode(_) | Error::GeoIpOpen { .. } => {
+            Error::Config(_)
+            | Error::InvalidQuery { .. }
+            | Error::SketchDecode(_)
+            | Error::GeoIpOpen { .. }
+            | Error::Blocklist(_) => {
                 ErrorKind::User
             }
             Error::NotLocal { .. } | Error::Start(_) | Error::Timeout(_) => ErrorKind::External,

@@ -5,6 +5,7 @@
 //! See the crate README for the module map, the semantics and the consumers.
 #![deny(missing_docs)]
 
+pub mod anomaly;
 pub mod changes;
 pub mod clock;
 pub mod config;

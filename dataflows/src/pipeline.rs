@@ -35,13 +35,14 @@ use timely::dataflow::operators::Probe;
 use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::vec::Input as _;
 
+use crate::anomaly::{AnomalyCounters, AnomalySink, BlocklistSender, blocklist_channel};
 use crate::changes::{ChangeCollector, ChangeSink};
 use crate::clock::Clock;
 use crate::config::PipelineConfig;
 use crate::dead_letter::{DeadLetterCounters, DeadLetterSink, emit};
 use crate::hash::FxHashMap;
 use crate::operators::{
-    ClickEnricher, DedupByEventId, DedupParams, EnrichClicks, LookupLinkMeta, MaintainRollups, RollupTarget,
+    AbuseWiring, ClickEnricher, DedupByEventId, DedupParams, EnrichClicks, LookupLinkMeta, MaintainRollups, RollupTarget,
     SinkDeadLetters, arrange_link_meta,
 };
 use crate::records::GatedClick;
@@ -108,6 +109,8 @@ pub struct PipelineOutputs {
     pub changes: Option<ChangeSink>,
     /// Dead-letter sink (dead letters are counted either way).
     pub dead_letters: Option<DeadLetterSink>,
+    /// Anomaly events of the abuse detectors (`[abuse]`; counted either way).
+    pub anomalies: Option<AnomalySink>,
 }
 
 /// Counters of this process since start.
@@ -151,12 +154,16 @@ struct Shared {
     accepted: AtomicU64,
     duplicates: Arc<AtomicU64>,
     epochs: EpochClock,
+    anomalies: Arc<AnomalyCounters>,
+    /// Per local worker: the anomaly sink's input frontier.
+    anomaly_progress: Vec<Arc<AtomicU64>>,
 }
 
 /// A running pipeline. Dropping it shuts the workers down and waits for them.
 pub struct PipelineHandle {
     views: Views,
     shared: Arc<Shared>,
+    blocklist: BlocklistSender,
     guards: Option<timely::communication::WorkerGuards<std::result::Result<(), String>>>,
 }
 
@@ -183,11 +190,16 @@ pub fn start<E: ClickEnricher>(config: &PipelineConfig, inputs: PipelineInputs<E
         accepted: AtomicU64::new(0),
         duplicates: Arc::default(),
         epochs: EpochClock::new(),
+        anomalies: Arc::default(),
+        anomaly_progress: (0..workers).map(|_| Arc::new(AtomicU64::new(0))).collect(),
     });
     let collector = outputs.changes.map(|sink| Arc::new(ChangeCollector::new(workers, sink)));
     let dl_sink = outputs.dead_letters;
     let proto = Mutex::new(inputs.enricher);
     let meta_feed = Mutex::new(inputs.link_meta);
+    let (blocklist, block_feed) = blocklist_channel();
+    let block_feed = Mutex::new(Some(block_feed));
+    let (abuse_cfg, anomaly_sink) = (config.abuse.clone(), outputs.anomalies);
     let (factory, clock) = (inputs.source, inputs.clock);
     let (batch, max_inflight, interval) = (config.batch_size, config.max_inflight_epochs, config.change_interval);
     let apply_interval = config.apply_interval;
@@ -208,16 +220,26 @@ pub fn start<E: ClickEnricher>(config: &PipelineConfig, inputs: PipelineInputs<E
         }
         let (counters, sink) = (Arc::clone(&shared.counters), dl_sink.clone());
         let probe = ProbeHandle::new();
-        let (clicks_in, reports_in, meta_in) = worker.dataflow::<u64, _, _>(|scope| {
+        let abuse = AbuseWiring {
+            config: abuse_cfg.clone(),
+            clock: Arc::clone(&clock),
+            counters: Arc::clone(&shared.anomalies),
+            sink: anomaly_sink.clone(),
+            progress: Arc::clone(&shared.anomaly_progress[local]),
+        };
+        let (clicks_in, reports_in, meta_in, block_in) = worker.dataflow::<u64, _, _>(|scope| {
             let (clicks_in, clicks) = scope.new_input::<GatedClick>();
             let (reports_in, reports) = scope.new_input::<WatermarkReport>();
             let (meta_in, meta) = scope.new_collection::<(String, LinkMeta), isize>();
+            let (block_in, blocklist) = scope.new_collection::<String, isize>();
             let reports = reports.broadcast();
             let (deduped, late) = clicks.dedup_by_event_id(reports.clone(), params);
             late.sink_dead_letters(counters, sink);
-            let linked = deduped.enrich_clicks(enricher).lookup_link_meta(arrange_link_meta(meta));
+            let (deduped, floods) = abuse.tap(deduped);
+            let linked = deduped.enrich_clicks(enricher).lookup_link_meta(arrange_link_meta(meta.clone()));
+            let linked = abuse.attach(linked, floods, reports.clone(), meta, blocklist, &probe);
             linked.maintain_rollups(reports, target).probe_with(&probe);
-            (clicks_in, reports_in, meta_in)
+            (clicks_in, reports_in, meta_in, block_in)
         });
         let (mut clicks_in, mut reports_in, mut meta_in) = (Some(clicks_in), Some(reports_in), Some(meta_in));
         let meta_rx = if index == 0 { meta_feed.lock().take() } else { None };
@@ -226,6 +248,14 @@ pub fn start<E: ClickEnricher>(config: &PipelineConfig, inputs: PipelineInputs<E
         {
             m.close();
         }
+        // The blocklist feed, like link metadata, enters at global worker 0.
+        let block_rx = if index == 0 { block_feed.lock().take() } else { None };
+        let mut block_in = if block_rx.is_some() {
+            Some(block_in)
+        } else {
+            block_in.close();
+            None
+        };
         let mut gate = SourceGate::new(&sem, &source.partitions(), clock.now_ms());
         let (mut buf, mut accepted, mut dead, mut reports) = (Vec::with_capacity(batch), Vec::new(), Vec::new(), Vec::new());
         // Announce every declared partition at epoch 0, before any data: the global
@@ -252,6 +282,10 @@ pub fn start<E: ClickEnricher>(config: &PipelineConfig, inputs: PipelineInputs<E
                     i.advance_to(epoch);
                 }
                 if let Some(i) = meta_in.as_mut() {
+                    i.advance_to(epoch);
+                    i.flush();
+                }
+                if let Some(i) = block_in.as_mut() {
                     i.advance_to(epoch);
                     i.flush();
                 }
@@ -330,6 +364,13 @@ pub fn start<E: ClickEnricher>(config: &PipelineConfig, inputs: PipelineInputs<E
                     mi.flush();
                 }
             }
+            if let (Some(rx), Some(bi)) = (block_rx.as_ref(), block_in.as_mut()) {
+                for ch in rx.0.try_iter() {
+                    bi.update(ch.pattern, ch.diff);
+                    progressed = true;
+                }
+                bi.flush();
+            }
             if caught_up && clicks_in.is_some() {
                 shared.caught_up[local].store(epoch, Ordering::Release);
             }
@@ -342,14 +383,14 @@ pub fn start<E: ClickEnricher>(config: &PipelineConfig, inputs: PipelineInputs<E
                 worker.step_or_park(Some(Duration::from_millis(1)));
             }
         }
-        drop((clicks_in, reports_in, meta_in));
+        drop((clicks_in, reports_in, meta_in, block_in));
         shared.finished[local].store(true, Ordering::Release);
         Ok(())
     };
 
     let guards = timely::execute(config.timely_config(), worker_fn).map_err(Error::Start)?;
     tracing::info!(workers, peers = config.peers(), first_worker, "dataflow started");
-    Ok(PipelineHandle { views, shared, guards: Some(guards) })
+    Ok(PipelineHandle { views, shared, blocklist, guards: Some(guards) })
 }
 
 impl PipelineHandle {
@@ -361,6 +402,17 @@ impl PipelineHandle {
     /// Dead-letter counts by reason.
     pub fn dead_letters(&self) -> &DeadLetterCounters {
         &self.shared.counters
+    }
+
+    /// Anomaly events emitted by this process, by kind and status.
+    pub fn anomalies(&self) -> &AnomalyCounters {
+        &self.shared.anomalies
+    }
+
+    /// The blocklist input of the abuse detectors (send every entry at start, then changes;
+    /// entries reach the graph through this process's worker 0, i.e. process 0 of a cluster).
+    pub fn blocklist(&self) -> &BlocklistSender {
+        &self.blocklist
     }
 
     /// Counters since start.
@@ -380,7 +432,8 @@ impl PipelineHandle {
     }
 
     /// Waits until everything the local sources (and the link-metadata feed) had available
-    /// when this was called is reflected in the local views; returns the frontier reached.
+    /// when this was called is reflected in the local views and has been through the abuse
+    /// detectors (their events delivered to the anomaly sink); returns the frontier reached.
     /// Errors with [`Error::Timeout`] after `timeout` (e.g. a source that never catches up).
     pub fn sync(&self, timeout: Duration) -> Result<AsOf> {
         let deadline = Instant::now() + timeout;
@@ -399,7 +452,8 @@ impl PipelineHandle {
         };
         loop {
             let a = self.views.as_of();
-            if a.epoch > target {
+            let detectors = self.shared.anomaly_progress.iter().all(|p| p.load(Ordering::Acquire) > target);
+            if a.epoch > target && detectors {
                 return Ok(a);
             }
             if Instant::now() > deadline {

@@ -215,6 +215,7 @@ fn c19_duplicates_count_once_first_copy_wins_and_never_slip_through() {
     let outputs = PipelineOutputs {
         changes: Some(Arc::new(move |b: ChangeBatch| sink.lock().unwrap().push(b))),
         dead_letters: None,
+        anomalies: None,
     };
     let mut cfg = config(1);
     cfg.change_interval = Duration::ZERO;

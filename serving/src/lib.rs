@@ -12,6 +12,10 @@
 //! | [`dto`] | request/response bodies |
 //! | [`openapi`] | the OpenAPI document |
 //! | [`stats`] | `GET /v1/links/{code}/stats`, `GET /v1/stats/summary` over the dataflow's views |
+//! | [`reports`] | [`ReportsState`] and the routes of [`export`], [`jobs`], [`live`] |
+//! | [`export`] | `GET /v1/stats/export`: CSV / JSON / NDJSON, streamed |
+//! | [`jobs`] | `POST /v1/reports/export`, `GET /v1/jobs/{job_id}[/download]`: persistent export jobs |
+//! | [`live`] | `GET /v1/links/{code}/stats/live`: server-sent events per second |
 //!
 //! Consumers: the `sluice` binary merges [`routes`] into its router and wires a
 //! [`LinkChangeHook`] that invalidates the redirect cache.
@@ -20,9 +24,13 @@
 pub mod alias;
 pub mod dto;
 pub mod error;
+pub mod export;
 pub mod extract;
+pub mod jobs;
 pub mod links;
+pub mod live;
 pub mod openapi;
+pub mod reports;
 pub mod state;
 pub mod stats;
 #[cfg(any(test, feature = "testing"))]
@@ -36,6 +44,7 @@ use axum::Router;
 use axum::routing::get;
 
 pub use error::ApiError;
+pub use reports::ReportsState;
 pub use state::{ApiConfig, ApiState, LinkChangeHook};
 
 /// The API's routes (`/v1/links`, `/v1/links/{code}`, `/v1/openapi.json`) without

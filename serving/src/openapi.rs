@@ -26,5 +26,6 @@ pub struct ApiDoc;
 pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
     let mut doc = ApiDoc::openapi();
     doc.merge(crate::stats::StatsDoc::openapi());
+    doc.merge(crate::reports::ReportsDoc::openapi());
     Json(doc)
 }

@@ -37,6 +37,7 @@ use anyhow::Context;
 use parking_lot::Mutex;
 use sluice_connectors::LinkStore;
 use sluice_connectors::click_log::ClickLog;
+use sluice_dataflows::changes::ChangeSink;
 use sluice_dataflows::clock::SystemClock;
 use sluice_dataflows::dead_letter::{DeadLetter, DeadLetterReason, DeadLetterSink};
 use sluice_dataflows::enrich::{EnrichConfig, Enricher};
@@ -124,6 +125,14 @@ impl DataflowJob {
     /// # Panics
     /// If called outside a tokio runtime.
     pub async fn start(cfg: &Config, log: ClickLog, store: Arc<dyn LinkStore>) -> anyhow::Result<DataflowJob> {
+        Self::start_with_changes(cfg, log, store, None).await
+    }
+
+    /// [`Self::start`] with the change stream sent to `changes` (the Redis/ClickHouse sinks,
+    /// `crate::sinks`).
+    ///
+    /// Errors: as [`Self::start`].
+    pub async fn start_with_changes(cfg: &Config, log: ClickLog, store: Arc<dyn LinkStore>, changes: Option<ChangeSink>) -> anyhow::Result<DataflowJob> {
         let pcfg = cfg.dataflow.pipeline_config()?;
         for r in DeadLetterReason::ALL {
             metrics::counter!("sluice_events_dead_lettered_total", "reason" => r.as_str()).increment(0);
@@ -167,7 +176,7 @@ impl DataflowJob {
             }
         });
         let inputs = PipelineInputs { source: factory, enricher, clock: Arc::new(SystemClock), link_meta: meta_feed };
-        let outputs = PipelineOutputs { changes: None, dead_letters: Some(dead_letter_sink()) };
+        let outputs = PipelineOutputs { changes, dead_letters: Some(dead_letter_sink()), ..Default::default() };
         let handle = tokio::task::spawn_blocking(move || pipeline::start(&pcfg, inputs, outputs))
             .await
             .context("dataflow start task failed")?

@@ -34,6 +34,9 @@ use crate::config::{Config, Role};
 use crate::serve::{Stack, StackExtras, build_stack_with, stats_config};
 use crate::{telemetry, visitor_secret};
 
+/// How long a graceful stop waits for the Redis/ClickHouse sinks to write what they hold.
+const SINK_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The redirect's click sink, counting the clicks it handed to the channel (so
 /// [`System::flush_clicks`] knows when all of them are in the log).
 struct CountingSink {
@@ -65,6 +68,7 @@ pub struct System {
     store: Arc<dyn LinkStore>,
     intake: Option<Intake>,
     job: Option<DataflowJob>,
+    sinks: Option<crate::sinks::Sinks>,
     server: JoinHandle<std::io::Result<()>>,
     stop_http: oneshot::Sender<()>,
 }
@@ -101,8 +105,11 @@ impl System {
             let writer = spawn_log_writer(receiver, log.clone(), LogWriterConfig::default());
             (Arc::new(CountingSink { inner: sender, accepted: Arc::clone(&accepted) }), Some(Intake { log, writer, accepted, stats }))
         };
+        let sinks = crate::sinks::Sinks::start(&cfg)?;
         let job = match &intake {
-            Some(i) if cfg.dataflow.enabled => Some(DataflowJob::start(&cfg, i.log.clone(), Arc::clone(&store)).await?),
+            Some(i) if cfg.dataflow.enabled => {
+                Some(DataflowJob::start_with_changes(&cfg, i.log.clone(), Arc::clone(&store), sinks.change_sink()).await?)
+            }
             _ => None,
         };
         let stats = match &job {
@@ -114,6 +121,8 @@ impl System {
             events_log: intake.as_ref().map(|i| i.log.clone()),
             stats: Some(stats),
             api_routes: Vec::new(),
+            link_cache_l2: sinks.link_cache_l2(),
+            dependencies: sinks.dependencies(),
         };
         let Stack { router, api, redirect } = build_stack_with(&cfg, Arc::clone(&store), sink, secret, extras)?;
         drop((api, redirect));
@@ -127,7 +136,7 @@ impl System {
                 .await
         });
         tracing::info!(%addr, base_url = %cfg.base_url()?, role = ?cfg.server.role, data_dir = %data_dir.display(), store = %store.backend(), dataflow = job.is_some(), "sluice listening");
-        Ok(System { addr, config: cfg, store, intake, job, server, stop_http })
+        Ok(System { addr, config: cfg, store, intake, job, sinks: Some(sinks), server, stop_http })
     }
 
     /// The socket address served.
@@ -158,6 +167,11 @@ impl System {
     /// The dataflow (`None` for role `api` or `[dataflow] enabled = false`).
     pub fn job(&self) -> Option<&DataflowJob> {
         self.job.as_ref()
+    }
+
+    /// The Redis / ClickHouse sinks of this process.
+    pub fn sinks(&self) -> Option<&crate::sinks::Sinks> {
+        self.sinks.as_ref()
     }
 
     /// The dataflow's views.
@@ -232,6 +246,9 @@ impl System {
         }
         if let Some(job) = self.job.take() {
             job.shutdown().await?;
+        }
+        if let Some(sinks) = self.sinks.take() {
+            sinks.shutdown(SINK_DRAIN_TIMEOUT).await;
         }
         Ok(())
     }

@@ -141,7 +141,7 @@ async fn the_binary_serves_persists_clicks_and_tails_the_log() {
 #[test]
 fn every_subcommand_has_help() {
     let bin = env!("CARGO_BIN_EXE_sluice");
-    for args in [vec!["--help"], vec!["serve", "--help"], vec!["migrate", "--help"], vec!["log", "tail", "--help"]] {
+    for args in [vec!["--help"], vec!["serve", "--help"], vec!["migrate", "--help"], vec!["log", "tail", "--help"], vec!["bench", "dataflow", "--help"]] {
         let out = Command::new(bin).args(&args).output().expect("run");
         assert!(out.status.success(), "{args:?}");
         let text = String::from_utf8(out.stdout).expect("utf-8");

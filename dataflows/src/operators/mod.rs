@@ -8,17 +8,20 @@
 //! | `link_lookup.rs` | `ArrangeLinkMetaByCode`, `LookupLinkMeta` | link metadata by code (differential) |
 //! | `rollup.rs` | `MaintainRollups` | the worker's rollup shard |
 //! | `dead_letters.rs` | `SinkDeadLetters` | none |
+//! | `abuse/` | `TapFloodRecords`, `DetectVisitorFloods`, `DetectLinkAnomalies`, `SinkAnomalies` (+ the blocklist join) | per-key windows, baselines, open anomalies |
 //!
 //! Differential is used where a collection has retractions (link metadata: updates are
 //! `−old, +new`); plain timely stateful operators where state is append-only and not
 //! invertible (HLL rollups) or order-dependent (first-wins dedup).
 
+pub mod abuse;
 pub mod dead_letters;
 pub mod dedup;
 pub mod enrich_clicks;
 pub mod link_lookup;
 pub mod rollup;
 
+pub use abuse::{AbuseWiring, DetectLinkAnomalies, DetectVisitorFloods, SinkAnomalies, TapFloodRecords};
 pub use dead_letters::SinkDeadLetters;
 pub use dedup::{DedupByEventId, DedupParams, DedupState};
 pub use enrich_clicks::{ClickEnricher, EnrichClicks};

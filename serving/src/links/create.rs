@@ -71,7 +71,7 @@ pub async fn create_link(State(state): State<ApiState>, headers: HeaderMap, body
     }
 }
 
-fn validate_key(v: &HeaderValue) -> Result<String, ApiError> {
+pub(crate) fn validate_key(v: &HeaderValue) -> Result<String, ApiError> {
     let bad = || {
         ApiError::bad_request("invalid_idempotency_key", format!("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_BYTES} visible ascii characters"))
     };

@@ -121,7 +121,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + S
     tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal(&e))?
 }
 
-fn view_error(e: sluice_dataflows::Error) -> ApiError {
+pub(crate) fn view_error(e: sluice_dataflows::Error) -> ApiError {
     match e {
         sluice_dataflows::Error::InvalidQuery { code, message } => ApiError::bad_request(code, message),
         sluice_dataflows::Error::NotLocal { code, worker } => ApiError::new(

@@ -1,0 +1,257 @@
+//! The lifecycle of one anomaly per `(kind, key)`: open → updated* → closed.
+//!
+//! Detectors assess a key at every tick it is evaluated ([`Assessment`] or nothing); a
+//! [`LifecycleSlot`] per `(kind, key)` turns that sequence into events:
+//! * **open** when a condition holds and no anomaly is open for the key; the id is
+//!   [`sluice_schemas::anomaly::anomaly_id`]`(kind, key, window_start)` with `window_start =
+//!   S − window` of the opening tick `S`, so it is the same on every worker and replay;
+//! * **updated** while it holds, when the severity rises (at once), or when the severity
+//!   falls or `observed` moved by at least `update-min-change` (relative) — both at most once
+//!   per `update-interval` of event time;
+//! * **closed** once the condition has been absent for `quiet-windows × window`; the event
+//!   repeats the values of the last event and sets `window_end` to the last tick at which the
+//!   condition held.
+//!
+//! So at most one anomaly per `(kind, key)` is open, and a flapping condition does not reopen
+//! it within the quiet period.
+
+use sluice_schemas::anomaly::anomaly_id;
+use sluice_schemas::{Anomaly, AnomalyKind, AnomalyStatus, Evidence, Severity, Tally};
+
+/// A detector's verdict for one key at one tick.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Assessment {
+    pub severity: Severity,
+    pub observed: f64,
+    pub expected: f64,
+    pub score: f64,
+}
+
+/// The parts of an event that only the detector can fill in (built only when an event is
+/// emitted, so evidence costs nothing on quiet ticks).
+pub(crate) struct Body {
+    pub code: Option<String>,
+    pub org: Option<String>,
+    pub summary: String,
+    pub evidence: Evidence,
+}
+
+/// Lifecycle parameters (from `[abuse]`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LifecycleParams {
+    /// The detector's window, ms.
+    pub window_ms: i64,
+    /// Quiet period before closing, ms.
+    pub quiet_ms: i64,
+    /// Least event time between rate-limited updates, ms.
+    pub update_interval_ms: i64,
+    /// Relative change of `observed` worth an update.
+    pub update_min_change: f64,
+}
+
+#[derive(Debug, Clone)]
+struct Open {
+    last_hold: i64,
+    last_emit: i64,
+    emitted: Anomaly,
+}
+
+/// The open anomaly of one `(kind, key)`, if any (module docs).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LifecycleSlot(Option<Box<Open>>);
+
+impl LifecycleSlot {
+    /// Whether an anomaly is open.
+    pub(crate) fn is_open(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Advances the lifecycle to tick `s` with the detector's verdict `a`; returns the event
+    /// to emit, if any. `build` supplies code, org, summary and evidence of open/updated
+    /// events; `now_ms` is the processing clock (`detected_at`).
+    pub(crate) fn step(
+        &mut self,
+        kind: AnomalyKind,
+        key: &str,
+        s: i64,
+        a: Option<Assessment>,
+        p: &LifecycleParams,
+        now_ms: i64,
+        build: impl FnOnce(&Assessment) -> Body,
+    ) -> Option<Anomaly> {
+        match (&mut self.0, a) {
+            (None, None) => None,
+            (None, Some(a)) => {
+                let window_start = s - p.window_ms;
+                let body = build(&a);
+                let ev = Anomaly {
+                    anomaly_id: anomaly_id(kind, key, window_start),
+                    revision: 0,
+                    status: AnomalyStatus::Open,
+                    kind,
+                    key: key.to_string(),
+                    severity: a.severity,
+                    code: body.code,
+                    org: body.org,
+                    window_start,
+                    window_end: s,
+                    observed: a.observed,
+                    expected: a.expected,
+                    score: a.score,
+                    summary: body.summary,
+                    evidence: body.evidence,
+                    detected_at: now_ms,
+                };
+                self.0 = Some(Box::new(Open { last_hold: s, last_emit: s, emitted: ev.clone() }));
+                Some(ev)
+            }
+            (Some(open), Some(a)) => {
+                open.last_hold = s;
+                let prev = &open.emitted;
+                let due = s - open.last_emit >= p.update_interval_ms;
+                let moved = (a.observed - prev.observed).abs() >= p.update_min_change * prev.observed.abs().max(f64::MIN_POSITIVE);
+                let emit = a.severity > prev.severity || (due && (a.severity < prev.severity || moved));
+                if !emit {
+                    return None;
+                }
+                let body = build(&a);
+                let ev = Anomaly {
+                    revision: prev.revision + 1,
+                    status: AnomalyStatus::Updated,
+                    severity: a.severity,
+                    code: body.code,
+                    org: body.org,
+                    window_end: s,
+                    observed: a.observed,
+                    expected: a.expected,
+                    score: a.score,
+                    summary: body.summary,
+                    evidence: body.evidence,
+                    detected_at: now_ms,
+                    ..prev.clone()
+                };
+                open.last_emit = s;
+                open.emitted = ev.clone();
+                Some(ev)
+            }
+            (Some(open), None) => {
+                if s - open.last_hold < p.quiet_ms {
+                    return None;
+                }
+                let prev = &open.emitted;
+                let ev = Anomaly {
+                    revision: prev.revision + 1,
+                    status: AnomalyStatus::Closed,
+                    window_end: open.last_hold,
+                    detected_at: now_ms,
+                    ..prev.clone()
+                };
+                self.0 = None;
+                Some(ev)
+            }
+        }
+    }
+}
+
+/// The `n` largest `(value, count)` pairs, by count descending then value ascending.
+pub(crate) fn top_n<'a>(items: impl IntoIterator<Item = (&'a str, u64)>, n: usize) -> Vec<Tally> {
+    let mut v: Vec<(&str, u64)> = items.into_iter().filter(|(_, c)| *c > 0).collect();
+    v.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    v.truncate(n);
+    v.into_iter().map(|(value, count)| Tally { value: value.to_string(), count }).collect()
+}
+
+/// The severity of a measure given its volume levels: `critical` needs `critical_shape` too.
+pub(crate) fn severity_of(volume: u64, levels: &crate::config::Levels, critical_shape: bool) -> Option<Severity> {
+    if volume >= levels.critical_min_clicks && critical_shape {
+        Some(Severity::Critical)
+    } else if volume >= levels.warning_min_clicks {
+        Some(Severity::Warning)
+    } else if volume >= levels.info_min_clicks {
+        Some(Severity::Info)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P: LifecycleParams = LifecycleParams { window_ms: 60_000, quiet_ms: 60_000, update_interval_ms: 10_000, update_min_change: 0.25 };
+
+    fn a(severity: Severity, observed: f64) -> Option<Assessment> {
+        Some(Assessment { severity, observed, expected: 1.0, score: observed })
+    }
+
+    fn body(_: &Assessment) -> Body {
+        Body { code: Some("ab".into()), org: None, summary: "s".into(), evidence: Evidence::default() }
+    }
+
+    /// Drives a slot through `(tick, verdict)` steps; returns `(tick, status, revision,
+    /// severity, window_end)` of every event.
+    fn run(steps: &[(i64, Option<Assessment>)]) -> Vec<(i64, AnomalyStatus, u32, Severity, i64)> {
+        let mut slot = LifecycleSlot::default();
+        let mut ids = std::collections::BTreeSet::new();
+        let mut out = Vec::new();
+        for &(s, v) in steps {
+            if let Some(ev) = slot.step(AnomalyKind::ClickBurst, "link:ab", s, v, &P, 7, body) {
+                ids.insert(ev.anomaly_id);
+                assert_eq!(ev.window_start, 40_000, "window start is fixed at the opening tick");
+                out.push((s, ev.status, ev.revision, ev.severity, ev.window_end));
+            }
+        }
+        assert!(ids.len() <= 1, "one anomaly id per incident");
+        out
+    }
+
+    #[test]
+    fn opens_updates_on_escalation_and_material_change_then_closes_after_quiet() {
+        use AnomalyStatus::*;
+        use Severity::*;
+        let got = run(&[
+            (100_000, a(Warning, 40.0)),
+            (101_000, a(Warning, 45.0)),  // small change, too soon
+            (102_000, a(Critical, 250.0)), // escalation: at once
+            (105_000, a(Critical, 400.0)), // material but < 10 s after the last event
+            (112_000, a(Critical, 420.0)), // due, moved 68 % from 250
+            (113_000, None),
+            (150_000, a(Critical, 430.0)), // flapping within the quiet period: same anomaly
+            (151_000, None),
+            (209_000, None), // 59 s quiet
+            (210_000, None), // 60 s quiet: close
+            (211_000, None),
+        ]);
+        assert_eq!(
+            got,
+            vec![
+                (100_000, Open, 0, Warning, 100_000),
+                (102_000, Updated, 1, Critical, 102_000),
+                (112_000, Updated, 2, Critical, 112_000),
+                (210_000, Closed, 3, Critical, 150_000),
+            ]
+        );
+    }
+
+    #[test]
+    fn de_escalation_is_rate_limited_and_a_new_incident_gets_a_new_id() {
+        let mut slot = LifecycleSlot::default();
+        let first = slot.step(AnomalyKind::GeoShift, "link:x", 60_000, a(Severity::Critical, 0.9), &P, 0, body).expect("open");
+        assert!(slot.step(AnomalyKind::GeoShift, "link:x", 65_000, a(Severity::Warning, 0.9), &P, 0, body).is_none());
+        let down = slot.step(AnomalyKind::GeoShift, "link:x", 70_000, a(Severity::Warning, 0.9), &P, 0, body).expect("update");
+        assert_eq!((down.status, down.severity, down.anomaly_id), (AnomalyStatus::Updated, Severity::Warning, first.anomaly_id));
+        let closed = slot.step(AnomalyKind::GeoShift, "link:x", 130_000, None, &P, 0, body).expect("close");
+        assert_eq!(closed.status, AnomalyStatus::Closed);
+        assert!(!slot.is_open());
+        let again = slot.step(AnomalyKind::GeoShift, "link:x", 200_000, a(Severity::Info, 0.7), &P, 0, body).expect("reopen");
+        assert_ne!(again.anomaly_id, first.anomaly_id);
+        assert_eq!(again.revision, 0);
+    }
+
+    #[test]
+    fn top_n_orders_by_count_then_value() {
+        let t = top_n([("b", 3), ("a", 3), ("c", 9), ("z", 0), ("d", 1)], 3);
+        let got: Vec<(&str, u64)> = t.iter().map(|t| (t.value.as_str(), t.count)).collect();
+        assert_eq!(got, vec![("c", 9), ("a", 3), ("b", 3)]);
+    }
+}

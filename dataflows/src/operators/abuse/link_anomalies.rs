@@ -1,0 +1,400 @@
+//! `DetectLinkAnomalies`: the per-link detectors — `click_burst`, `bot_share`,
+//! `referrer_spam`, `geo_shift`, `blocklisted_target` — over one shared per-link state.
+//!
+//! * **Inputs**: updates, [`LinkedRecord`]s partitioned by [`route_str`]`(code)` — the output
+//!   of [`crate::operators::LookupLinkMeta`], taken as is (the same routing as the rollups); the broadcast
+//!   [`WatermarkReport`]s; blocked-link changes ([`BlockedChange`], differential
+//!   `(code, (entry, host))` with `±1`) exchanged by code.
+//! * **Output**: updates, [`Anomaly`] lifecycle events (open / updated / closed), emitted at
+//!   the processing epoch whose watermark report made the tick due.
+//! * **State**: per code a [`LinkWindow`] (sliding window + EWMA baseline), the latest link
+//!   metadata, and one [`LifecycleSlot`] per kind; the blocked entries per code; clicks not
+//!   yet folded (`ts ≥` the next tick). Codes whose window is empty, whose baseline decayed to
+//!   zero and with nothing open are dropped at the next minute boundary, so state is bounded
+//!   by the links active in the last hour or so (the baseline half-life sets how long).
+//!
+//! At every tick (module [`super::ticks`]) the operator folds pending clicks into their
+//! links, then evaluates every link that got clicks or blocklist changes since the last tick
+//! and every link with an open anomaly, in code order. The detectors share the state because
+//! they look at the same window; each is a function in its own file. When one new referrer
+//! or one country explains a link's surge (the `referrer_spam` / `geo_shift` shape holds),
+//! the surge is reported as that kind and not also as a `click_burst`. While any of the
+//! baseline kinds is open for a link, its baseline stops learning.
+//!
+//! Plain timely: the state is order-dependent (first clicks of a visitor count) and its
+//! output is a stream of events, not a collection.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use sluice_schemas::anomaly::link_key;
+use sluice_schemas::{Anomaly, AnomalyKind, Evidence, LinkMeta};
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::StreamVec;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::Capability;
+use timely::dataflow::operators::generic::OutputBuilder;
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+
+use super::anomaly_lifecycle::{Assessment, Body, LifecycleParams, LifecycleSlot, top_n};
+use super::blocklisted_target::{self, BlockedChange};
+use super::link_window::{LinkClick, LinkWindow};
+use super::share_shift::Shift;
+use super::ticks::Ticker;
+use super::{bot_share, click_burst, geo_shift, referrer_spam};
+use crate::clock::Clock;
+use crate::config::AbuseConfig;
+use crate::hash::{FxHashMap, route_str};
+use crate::model::{DimStr, Dimension};
+use crate::records::LinkedRecord;
+use crate::watermark::WatermarkReport;
+
+const BURST: usize = 0;
+const BOTS: usize = 1;
+const REFERRER: usize = 2;
+const GEO: usize = 3;
+const BLOCKED: usize = 4;
+const KINDS: [AnomalyKind; 5] =
+    [AnomalyKind::ClickBurst, AnomalyKind::BotShare, AnomalyKind::ReferrerSpam, AnomalyKind::GeoShift, AnomalyKind::BlocklistedTarget];
+
+struct LinkState {
+    key: String,
+    win: LinkWindow,
+    meta: Option<Arc<LinkMeta>>,
+    slots: [LifecycleSlot; 5],
+}
+
+impl LinkState {
+    /// The baseline learns unless a baseline-relative anomaly (or a bot surge) is open.
+    fn learning(&self) -> bool {
+        !self.slots[..BLOCKED].iter().any(LifecycleSlot::is_open)
+    }
+
+    fn any_open(&self) -> bool {
+        self.slots.iter().any(LifecycleSlot::is_open)
+    }
+}
+
+/// The per-link detectors without timely (module docs): fed with clicks, blocked-link
+/// changes and watermark reports in epoch order, it appends anomaly events to `out`.
+pub struct LinkDetector {
+    cfg: AbuseConfig,
+    life: LifecycleParams,
+    alpha: f64,
+    ticker: Ticker,
+    states: FxHashMap<DimStr, LinkState>,
+    blocked: FxHashMap<DimStr, Vec<(String, String, isize)>>,
+    pending: Vec<LinkedRecord>,
+    sorted: bool,
+    dirty: BTreeSet<DimStr>,
+    open: BTreeSet<DimStr>,
+    last_sweep_minute: i64,
+}
+
+fn sort_key(r: &LinkedRecord) -> (i64, &str, u64, &[DimStr; 6], bool, Option<&LinkMeta>) {
+    (r.rec.ts, r.rec.code.as_str(), r.rec.visitor_id, &r.rec.dims.values, r.rec.dims.is_bot, r.meta.as_deref())
+}
+
+impl LinkDetector {
+    /// Detectors configured by `cfg` (validated by the pipeline).
+    pub fn new(cfg: AbuseConfig) -> LinkDetector {
+        let window_ms = cfg.link_window_ms();
+        LinkDetector {
+            life: LifecycleParams {
+                window_ms,
+                quiet_ms: window_ms * i64::from(cfg.quiet_windows),
+                update_interval_ms: cfg.update_interval_ms(),
+                update_min_change: cfg.update_min_change,
+            },
+            alpha: cfg.baseline_alpha(),
+            ticker: Ticker::new(cfg.tick_ms()),
+            cfg,
+            states: FxHashMap::default(),
+            blocked: FxHashMap::default(),
+            pending: Vec::new(),
+            sorted: true,
+            dirty: BTreeSet::new(),
+            open: BTreeSet::new(),
+            last_sweep_minute: i64::MIN,
+        }
+    }
+
+    /// Links with state (diagnostics and tests).
+    pub fn tracked_links(&self) -> usize {
+        self.states.len()
+    }
+
+    /// Takes the clicks of one epoch (in any order).
+    pub fn push_clicks(&mut self, recs: &mut Vec<LinkedRecord>) {
+        if !recs.is_empty() {
+            self.pending.append(recs);
+            self.sorted = false;
+        }
+    }
+
+    /// Applies blocked-link changes of one epoch.
+    pub fn push_blocked(&mut self, changes: &[BlockedChange]) {
+        for ((code, (entry, host)), _, diff) in changes {
+            let code = DimStr::new(code);
+            let v = self.blocked.entry(code.clone()).or_default();
+            match v.iter_mut().find(|(e, h, _)| e == entry && h == host) {
+                Some((_, _, d)) => *d += diff,
+                None => v.push((entry.clone(), host.clone(), *diff)),
+            }
+            v.retain(|(_, _, d)| *d != 0);
+            v.sort();
+            if v.is_empty() {
+                self.blocked.remove(code.as_str());
+            }
+            self.dirty.insert(code);
+        }
+    }
+
+    /// Folds one epoch's watermark reports and runs every tick that became due, appending
+    /// events to `out` (`now_ms`: processing clock, for `detected_at`).
+    pub fn advance(&mut self, reports: &[WatermarkReport], now_ms: i64, out: &mut Vec<Anomaly>) {
+        self.ticker.apply(reports);
+        while let Some(mut s) = self.ticker.due() {
+            if self.dirty.is_empty() && self.open.is_empty() {
+                // Nothing to evaluate before the tick of the next pending click.
+                self.sort_pending();
+                let last = self.ticker.last_due().unwrap_or(s);
+                let next = self.pending.first().map(|r| self.ticker.floor(r.rec.ts) + self.ticker.tick_ms());
+                s = s.max(next.map_or(last, |n| n.min(last)));
+            }
+            self.tick(s, now_ms, out);
+            self.ticker.done(s);
+        }
+    }
+
+    fn sort_pending(&mut self) {
+        if !self.sorted {
+            self.pending.sort_unstable_by(|a, b| sort_key(a).cmp(&sort_key(b)));
+            self.sorted = true;
+        }
+    }
+
+    fn tick(&mut self, s: i64, now_ms: i64, out: &mut Vec<Anomaly>) {
+        let Some(origin) = self.ticker.origin() else { return };
+        let window = self.life.window_ms;
+        let (alpha, cap) = (self.alpha, self.cfg.per_visitor_cap);
+        self.sort_pending();
+        let n = self.pending.partition_point(|r| r.rec.ts < s);
+        for r in self.pending.drain(..n) {
+            let code = &r.rec.code;
+            let st = self.states.entry(code.clone()).or_insert_with(|| LinkState {
+                key: link_key(code),
+                win: LinkWindow::new(origin),
+                meta: None,
+                slots: Default::default(),
+            });
+            let learn = st.learning();
+            st.win.advance(s, window, alpha, learn);
+            let sec = self.ticker.floor(r.rec.ts);
+            if sec >= s - window {
+                let d = &r.rec.dims.values;
+                let click = LinkClick {
+                    visitor: r.rec.visitor_id,
+                    is_bot: r.rec.dims.is_bot,
+                    country: &d[Dimension::Country.index()],
+                    referrer: &d[Dimension::ReferrerDomain.index()],
+                    browser: &d[Dimension::Browser.index()],
+                };
+                st.win.add(&click, sec, cap);
+            }
+            if r.meta.is_some() {
+                st.meta = r.meta;
+            }
+            if !self.dirty.contains(code.as_str()) {
+                self.dirty.insert(code.clone());
+            }
+        }
+        let warm = s - origin >= self.cfg.warmup_ms();
+        let mut codes = std::mem::take(&mut self.dirty);
+        codes.extend(self.open.iter().cloned());
+        for code in codes {
+            self.evaluate(&code, s, warm, now_ms, out);
+        }
+        let minute = s.div_euclid(60_000);
+        if minute != self.last_sweep_minute {
+            self.last_sweep_minute = minute;
+            self.states.retain(|_, st| {
+                let learn = st.learning();
+                st.win.advance(s, window, alpha, learn);
+                st.any_open() || !st.win.is_idle(alpha)
+            });
+        }
+    }
+
+    fn evaluate(&mut self, code: &DimStr, s: i64, warm: bool, now_ms: i64, out: &mut Vec<Anomaly>) {
+        let Some(st) = self.states.get_mut(code.as_str()) else { return };
+        let cfg = &self.cfg;
+        let window = self.life.window_ms;
+        let learn = st.learning();
+        st.win.advance(s, window, self.alpha, learn);
+        let entries: Vec<(String, String)> =
+            self.blocked.get(code.as_str()).map(|v| v.iter().filter(|e| e.2 > 0).map(|(e, h, _)| (e.clone(), h.clone())).collect()).unwrap_or_default();
+        let w = &st.win;
+        let referrer = referrer_spam::shape(w, &cfg.referrer_spam, warm);
+        let geo = geo_shift::shape(w, &cfg.geo_shift, warm);
+        let burst = if referrer.is_some() || geo.is_some() { None } else { click_burst::assess(w, &cfg.click_burst, window, warm) };
+        let verdicts: [Option<Assessment>; 5] = [
+            burst,
+            bot_share::assess(w, &cfg.bot_share),
+            referrer_spam::assess(referrer.as_ref(), &cfg.referrer_spam),
+            geo_shift::assess(geo.as_ref(), &cfg.geo_shift),
+            blocklisted_target::assess(w.sums.raw, !entries.is_empty(), &cfg.blocklisted_target),
+        ];
+        for (i, verdict) in verdicts.into_iter().enumerate() {
+            let ctx = BodyCtx { code, w: &st.win, meta: st.meta.as_deref(), window, top_n: cfg.top_n, referrer: referrer.as_ref(), geo: geo.as_ref(), entries: &entries };
+            if let Some(ev) = st.slots[i].step(KINDS[i], &st.key, s, verdict, &self.life, now_ms, |a| ctx.body(i, a)) {
+                out.push(ev);
+            }
+        }
+        if st.any_open() {
+            if !self.open.contains(code.as_str()) {
+                self.open.insert(code.clone());
+            }
+        } else {
+            self.open.remove(code.as_str());
+        }
+    }
+}
+
+struct BodyCtx<'a> {
+    code: &'a DimStr,
+    w: &'a LinkWindow,
+    meta: Option<&'a LinkMeta>,
+    window: i64,
+    top_n: usize,
+    referrer: Option<&'a Shift>,
+    geo: Option<&'a Shift>,
+    entries: &'a [(String, String)],
+}
+
+impl BodyCtx<'_> {
+    fn body(&self, kind: usize, a: &Assessment) -> Body {
+        let s = &self.w.sums;
+        let code = self.code.as_str();
+        let top_visit = s.visitors.values().copied().max().unwrap_or(0);
+        let host = self.entries.first().map(|(_, h)| h.clone()).or_else(|| self.meta.and_then(|m| m.target_host.clone()));
+        let evidence = Evidence {
+            window_ms: self.window,
+            clicks: s.raw,
+            human_clicks: s.human,
+            bot_clicks: s.bots,
+            visitors: s.visitors.len() as u64,
+            top_visitor_share: if s.raw > 0 { f64::from(top_visit) / s.raw as f64 } else { 0.0 },
+            top_countries: top_n(s.countries.iter().map(|(k, v)| (k.as_str(), *v)), self.top_n),
+            top_referrers: top_n(s.referrers.iter().map(|(k, v)| (k.as_str(), *v)), self.top_n),
+            top_user_agents: top_n(s.browsers.iter().map(|(k, v)| (k.as_str(), *v)), self.top_n),
+            top_codes: Vec::new(),
+            top_visitors: Vec::new(),
+            network: None,
+            target_host: host.clone(),
+            blocklist_patterns: self.entries.iter().map(|(e, _)| e.clone()).collect(),
+            baseline_minutes: self.w.base.minutes,
+        };
+        let summary = match kind {
+            BURST => click_burst::summary(code, a, self.window),
+            BOTS => bot_share::summary(code, a, s.bots, s.human + s.bots, self.window),
+            REFERRER => self.referrer.map(|sh| referrer_spam::summary(code, a, sh, self.window)).unwrap_or_default(),
+            GEO => self.geo.map(|sh| geo_shift::summary(code, a, sh, self.window)).unwrap_or_default(),
+            _ => blocklisted_target::summary(
+                code,
+                a,
+                host.as_deref().unwrap_or("?"),
+                &evidence.blocklist_patterns,
+                self.window,
+            ),
+        };
+        Body { code: Some(code.to_string()), org: self.meta.and_then(|m| m.org.clone()), summary, evidence }
+    }
+}
+
+struct Epoch {
+    cap: Capability<u64>,
+    clicks: Vec<LinkedRecord>,
+    reports: Vec<WatermarkReport>,
+    blocked: Vec<BlockedChange>,
+}
+
+/// What [`DetectLinkAnomalies::detect_link_anomalies`] needs besides its inputs.
+pub struct LinkDetectorParams {
+    /// `[abuse]`.
+    pub config: AbuseConfig,
+    /// Processing clock (`detected_at`).
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Extension trait: the per-link detectors (module docs).
+pub trait DetectLinkAnomalies<'scope> {
+    /// Runs the detectors over linked clicks, which must be partitioned by
+    /// [`route_str`]`(code)` (as [`crate::operators::LookupLinkMeta`] emits them); returns the
+    /// anomaly events.
+    fn detect_link_anomalies(
+        self,
+        reports: StreamVec<'scope, u64, WatermarkReport>,
+        blocked: StreamVec<'scope, u64, BlockedChange>,
+        params: LinkDetectorParams,
+    ) -> StreamVec<'scope, u64, Anomaly>;
+}
+
+impl<'scope> DetectLinkAnomalies<'scope> for StreamVec<'scope, u64, LinkedRecord> {
+    fn detect_link_anomalies(
+        self,
+        reports: StreamVec<'scope, u64, WatermarkReport>,
+        blocked: StreamVec<'scope, u64, BlockedChange>,
+        params: LinkDetectorParams,
+    ) -> StreamVec<'scope, u64, Anomaly> {
+        let mut builder = OperatorBuilder::new("DetectLinkAnomalies".to_owned(), self.scope());
+        // Already partitioned by `route_str(code)` (LookupLinkMeta's output; a LinkedRecord holds an
+        // `Arc` and does not cross workers).
+        let mut clicks_in = builder.new_input(self, Pipeline);
+        let mut reports_in = builder.new_input(reports, Pipeline);
+        let mut blocked_in = builder.new_input(blocked, Exchange::new(|u: &BlockedChange| route_str(&(u.0).0)));
+        let (out, stream) = builder.new_output::<Vec<Anomaly>>();
+        let mut out = OutputBuilder::<_, CapacityContainerBuilder<Vec<Anomaly>>>::from(out);
+        builder.build(move |initial| {
+            drop(initial);
+            let mut det = LinkDetector::new(params.config);
+            let clock = params.clock;
+            let mut stash: BTreeMap<u64, Epoch> = BTreeMap::new();
+            let mut buf: Vec<Anomaly> = Vec::new();
+            move |frontiers| {
+                let slot = |cap: &timely::dataflow::operators::InputCapability<u64>| {
+                    let t = *cap.least().expect("input capability has a time");
+                    (t, cap.delayed(&t, 0))
+                };
+                clicks_in.for_each(|cap, data| {
+                    let (t, c) = slot(&cap);
+                    stash.entry(t).or_insert_with(|| Epoch { cap: c, clicks: Vec::new(), reports: Vec::new(), blocked: Vec::new() }).clicks.append(data);
+                });
+                reports_in.for_each(|cap, data| {
+                    let (t, c) = slot(&cap);
+                    stash.entry(t).or_insert_with(|| Epoch { cap: c, clicks: Vec::new(), reports: Vec::new(), blocked: Vec::new() }).reports.append(data);
+                });
+                blocked_in.for_each(|cap, data| {
+                    let (t, c) = slot(&cap);
+                    stash.entry(t).or_insert_with(|| Epoch { cap: c, clicks: Vec::new(), reports: Vec::new(), blocked: Vec::new() }).blocked.append(data);
+                });
+                let ready = |t: u64| frontiers.iter().all(|f| !f.less_equal(&t));
+                let mut handle = out.activate();
+                while let Some(&t) = stash.keys().next() {
+                    if !ready(t) {
+                        break;
+                    }
+                    let mut ep = stash.remove(&t).expect("key present");
+                    det.push_clicks(&mut ep.clicks);
+                    det.push_blocked(&ep.blocked);
+                    det.advance(&ep.reports, clock.now_ms(), &mut buf);
+                    if !buf.is_empty() {
+                        handle.session(&ep.cap).give_container(&mut buf);
+                        buf.clear();
+                    }
+                }
+            }
+        });
+        stream
+    }
+}

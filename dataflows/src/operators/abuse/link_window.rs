@@ -1,0 +1,340 @@
+//! Per-link state shared by the per-link detectors: a sliding window of per-tick buckets and
+//! the link's per-minute EWMA baseline.
+//!
+//! * **Window** `[S − window, S)`: clicks in per-tick buckets (kept to subtract them when they
+//!   leave) and their running sums: all clicks and bot clicks (`raw`), human and bot clicks
+//!   **counted** under the per-visitor cap (a visitor's first `per-visitor-cap` clicks in the
+//!   window count, later ones only in `raw`), counted human clicks by country and by
+//!   referrer domain, all clicks by browser family, and clicks per visitor.
+//! * **Baseline**: when a bucket leaves the window it is added to its minute; a minute is
+//!   folded into exponentially weighted moving averages once all of it has left the window
+//!   (so the baseline never includes the window it is compared with): human clicks per
+//!   minute (mean and variance, West's incremental EWMA form), bot clicks per minute, and
+//!   human clicks per minute by country and by referrer domain. The weight of a new minute
+//!   is `max(α, 1/n)` for the link's `n`-th minute since the detectors started (so the first
+//!   minutes are a plain average, not biased towards zero). Minutes without clicks fold as
+//!   zeros. Minutes during which the caller says not to learn (an anomaly of the link is
+//!   open) are skipped, so an attack never becomes the baseline. Values below `1e-3` per
+//!   minute snap to zero, which makes an idle link's state identical to a fresh one (the
+//!   operator may then drop it).
+//!
+//! Memory: one bucket per tick with clicks in the window (small vectors), the window sums,
+//! and a handful of floats plus the composition maps (pruned below `1e-3`) per link.
+
+use std::collections::VecDeque;
+
+use crate::hash::FxHashMap;
+use crate::model::DimStr;
+
+const MINUTE_MS: i64 = 60_000;
+const SNAP: f64 = 1e-3;
+
+/// One click as the link detectors see it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LinkClick<'a> {
+    pub visitor: u64,
+    pub is_bot: bool,
+    pub country: &'a DimStr,
+    pub referrer: &'a DimStr,
+    pub browser: &'a DimStr,
+}
+
+fn bump<K: PartialEq + Clone>(v: &mut Vec<(K, u32)>, k: &K) {
+    match v.iter_mut().find(|(x, _)| x == k) {
+        Some((_, n)) => *n += 1,
+        None => v.push((k.clone(), 1)),
+    }
+}
+
+fn sub(map: &mut FxHashMap<DimStr, u64>, k: &DimStr, n: u64) {
+    if let Some(c) = map.get_mut(k.as_str()) {
+        *c -= n.min(*c);
+        if *c == 0 {
+            map.remove(k.as_str());
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Bucket {
+    sec: i64,
+    raw: u32,
+    raw_bots: u32,
+    human: u32,
+    bots: u32,
+    countries: Vec<(DimStr, u32)>,
+    referrers: Vec<(DimStr, u32)>,
+    browsers: Vec<(DimStr, u32)>,
+    visitors: Vec<u64>,
+}
+
+/// Sums over the window's buckets (module docs).
+#[derive(Debug, Default)]
+pub(crate) struct WindowSums {
+    /// All clicks.
+    pub raw: u64,
+    /// All bot clicks.
+    pub raw_bots: u64,
+    /// Human clicks under the per-visitor cap.
+    pub human: u64,
+    /// Bot clicks under the per-visitor cap.
+    pub bots: u64,
+    /// Counted human clicks by country.
+    pub countries: FxHashMap<DimStr, u64>,
+    /// Counted human clicks by referrer domain.
+    pub referrers: FxHashMap<DimStr, u64>,
+    /// All clicks by browser family.
+    pub browsers: FxHashMap<DimStr, u64>,
+    /// All clicks by visitor.
+    pub visitors: FxHashMap<u64, u32>,
+}
+
+#[derive(Debug)]
+struct MinuteAcc {
+    minute: i64,
+    human: u64,
+    bots: u64,
+    countries: Vec<(DimStr, u64)>,
+    referrers: Vec<(DimStr, u64)>,
+}
+
+/// The link's EWMA baseline (module docs). Rates are per minute.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Baseline {
+    folded_until: i64,
+    /// Minutes folded (learned or zero) since the detectors started.
+    pub minutes: u32,
+    /// Mean human clicks per minute.
+    pub mean: f64,
+    /// Variance of human clicks per minute.
+    pub var: f64,
+    /// Mean bot clicks per minute.
+    pub bot_mean: f64,
+    countries: Vec<(DimStr, f64)>,
+    referrers: Vec<(DimStr, f64)>,
+}
+
+impl Baseline {
+    fn new(origin: i64) -> Baseline {
+        Baseline { folded_until: origin, minutes: 0, mean: 0.0, var: 0.0, bot_mean: 0.0, countries: Vec::new(), referrers: Vec::new() }
+    }
+
+    fn is_zero(&self) -> bool {
+        self.mean == 0.0 && self.var == 0.0 && self.bot_mean == 0.0 && self.countries.is_empty() && self.referrers.is_empty()
+    }
+
+    /// Share of `country` in the baseline's human clicks (0 without history).
+    pub(crate) fn country_share(&self, country: &str) -> f64 {
+        share(&self.countries, country, self.mean)
+    }
+
+    /// Share of `referrer` in the baseline's human clicks (0 without history).
+    pub(crate) fn referrer_share(&self, referrer: &str) -> f64 {
+        share(&self.referrers, referrer, self.mean)
+    }
+
+    /// Share of bots in the baseline's clicks (0 without history).
+    pub(crate) fn bot_share(&self) -> f64 {
+        let total = self.mean + self.bot_mean;
+        if total > 0.0 { self.bot_mean / total } else { 0.0 }
+    }
+
+    fn fold(&mut self, x: Option<&MinuteAcc>, alpha: f64) {
+        self.minutes += 1;
+        if x.is_none() && self.is_zero() {
+            return;
+        }
+        let a = alpha.max(1.0 / f64::from(self.minutes));
+        let human = x.map_or(0.0, |x| x.human as f64);
+        let diff = human - self.mean;
+        let incr = a * diff;
+        self.mean += incr;
+        self.var = (1.0 - a) * (self.var + diff * incr);
+        self.bot_mean += a * (x.map_or(0.0, |x| x.bots as f64) - self.bot_mean);
+        let empty = Vec::new();
+        ewma_map(&mut self.countries, x.map_or(&empty, |x| &x.countries), a);
+        ewma_map(&mut self.referrers, x.map_or(&empty, |x| &x.referrers), a);
+        if self.mean < SNAP && self.var < SNAP && self.bot_mean < SNAP {
+            self.mean = 0.0;
+            self.var = 0.0;
+            self.bot_mean = 0.0;
+            self.countries.clear();
+            self.referrers.clear();
+        }
+    }
+}
+
+fn share(v: &[(DimStr, f64)], k: &str, total: f64) -> f64 {
+    if total <= 0.0 {
+        return 0.0;
+    }
+    v.iter().find(|(x, _)| x.as_str() == k).map_or(0.0, |(_, c)| (c / total).min(1.0))
+}
+
+fn ewma_map(map: &mut Vec<(DimStr, f64)>, x: &[(DimStr, u64)], a: f64) {
+    for (_, v) in map.iter_mut() {
+        *v *= 1.0 - a;
+    }
+    for (k, n) in x {
+        let add = a * *n as f64;
+        match map.iter_mut().find(|(m, _)| m == k) {
+            Some((_, v)) => *v += add,
+            None => map.push((k.clone(), add)),
+        }
+    }
+    map.retain(|(_, v)| *v >= SNAP);
+}
+
+/// Window plus baseline of one link (module docs).
+#[derive(Debug)]
+pub(crate) struct LinkWindow {
+    buckets: VecDeque<Bucket>,
+    /// Running sums of the window.
+    pub sums: WindowSums,
+    acc: Option<MinuteAcc>,
+    /// The baseline.
+    pub base: Baseline,
+}
+
+impl LinkWindow {
+    /// An empty window whose baseline starts at `origin` (start of the detectors' history).
+    pub(crate) fn new(origin: i64) -> LinkWindow {
+        LinkWindow { buckets: VecDeque::new(), sums: WindowSums::default(), acc: None, base: Baseline::new(origin) }
+    }
+
+    /// Adds a click to the bucket of tick `sec` (its `ts` rounded down to the tick). `cap`:
+    /// per-visitor cap. The caller only adds clicks whose bucket is inside the window.
+    pub(crate) fn add(&mut self, c: &LinkClick<'_>, sec: i64, cap: u32) {
+        let seen = self.sums.visitors.entry(c.visitor).or_insert(0);
+        let counted = *seen < cap;
+        *seen += 1;
+        let i = match self.buckets.back() {
+            Some(b) if b.sec == sec => self.buckets.len() - 1,
+            Some(b) if b.sec < sec => {
+                self.buckets.push_back(Bucket { sec, ..Default::default() });
+                self.buckets.len() - 1
+            }
+            None => {
+                self.buckets.push_back(Bucket { sec, ..Default::default() });
+                0
+            }
+            Some(_) => {
+                let i = self.buckets.partition_point(|b| b.sec < sec);
+                if self.buckets.get(i).is_none_or(|b| b.sec != sec) {
+                    self.buckets.insert(i, Bucket { sec, ..Default::default() });
+                }
+                i
+            }
+        };
+        let b = &mut self.buckets[i];
+        let s = &mut self.sums;
+        b.raw += 1;
+        s.raw += 1;
+        b.visitors.push(c.visitor);
+        bump(&mut b.browsers, c.browser);
+        *s.browsers.entry(c.browser.clone()).or_insert(0) += 1;
+        if c.is_bot {
+            b.raw_bots += 1;
+            s.raw_bots += 1;
+        }
+        if !counted {
+            return;
+        }
+        if c.is_bot {
+            b.bots += 1;
+            s.bots += 1;
+        } else {
+            b.human += 1;
+            s.human += 1;
+            bump(&mut b.countries, c.country);
+            *s.countries.entry(c.country.clone()).or_insert(0) += 1;
+            bump(&mut b.referrers, c.referrer);
+            *s.referrers.entry(c.referrer.clone()).or_insert(0) += 1;
+        }
+    }
+
+    /// Moves the window to end at tick `s`: buckets before `s − window_ms` leave it (into
+    /// their minute), and every minute that has entirely left it is folded into the baseline
+    /// with weight `alpha` — learned when `learn`, else skipped.
+    pub(crate) fn advance(&mut self, s: i64, window_ms: i64, alpha: f64, learn: bool) {
+        let start = s - window_ms;
+        while self.buckets.front().is_some_and(|b| b.sec < start) {
+            let b = self.buckets.pop_front().expect("front exists");
+            let minute = b.sec.div_euclid(MINUTE_MS) * MINUTE_MS;
+            self.fold_until(minute, alpha, learn);
+            self.expire(b, minute);
+        }
+        self.fold_until(start.div_euclid(MINUTE_MS) * MINUTE_MS, alpha, learn);
+    }
+
+    /// Folds every minute before `until` (exclusive, minute-aligned).
+    fn fold_until(&mut self, until: i64, alpha: f64, learn: bool) {
+        while self.base.folded_until < until {
+            let m = self.base.folded_until;
+            let acc = self.acc.take_if(|a| a.minute <= m);
+            let x = acc.as_ref().filter(|a| a.minute == m);
+            if learn {
+                self.base.fold(x, alpha);
+            }
+            self.base.folded_until = m + MINUTE_MS;
+            // Skip runs of empty minutes on a zero baseline in one step.
+            if self.acc.is_none() && self.base.is_zero() && learn {
+                let gap = (until - self.base.folded_until).div_euclid(MINUTE_MS).max(0);
+                self.base.minutes = self.base.minutes.saturating_add(u32::try_from(gap).unwrap_or(u32::MAX));
+                self.base.folded_until += gap * MINUTE_MS;
+            }
+        }
+    }
+
+    fn expire(&mut self, b: Bucket, minute: i64) {
+        let s = &mut self.sums;
+        s.raw -= u64::from(b.raw);
+        s.raw_bots -= u64::from(b.raw_bots);
+        s.human -= u64::from(b.human);
+        s.bots -= u64::from(b.bots);
+        for (k, n) in &b.countries {
+            sub(&mut s.countries, k, u64::from(*n));
+        }
+        for (k, n) in &b.referrers {
+            sub(&mut s.referrers, k, u64::from(*n));
+        }
+        for (k, n) in &b.browsers {
+            sub(&mut s.browsers, k, u64::from(*n));
+        }
+        for v in &b.visitors {
+            if let Some(c) = s.visitors.get_mut(v) {
+                *c -= 1;
+                if *c == 0 {
+                    s.visitors.remove(v);
+                }
+            }
+        }
+        if minute < self.base.folded_until {
+            return; // a late bucket of a minute already folded
+        }
+        let acc = self.acc.get_or_insert_with(|| MinuteAcc { minute, human: 0, bots: 0, countries: Vec::new(), referrers: Vec::new() });
+        acc.human += u64::from(b.human);
+        acc.bots += u64::from(b.bots);
+        for (k, n) in b.countries {
+            match acc.countries.iter_mut().find(|(x, _)| *x == k) {
+                Some((_, c)) => *c += u64::from(n),
+                None => acc.countries.push((k, u64::from(n))),
+            }
+        }
+        for (k, n) in b.referrers {
+            match acc.referrers.iter_mut().find(|(x, _)| *x == k) {
+                Some((_, c)) => *c += u64::from(n),
+                None => acc.referrers.push((k, u64::from(n))),
+            }
+        }
+    }
+
+    /// Whether the window is empty and the baseline is zero past its bias-corrected start
+    /// (`minutes ≥ 1/alpha`): then the state equals a fresh one and may be dropped.
+    pub(crate) fn is_idle(&self, alpha: f64) -> bool {
+        self.buckets.is_empty() && self.acc.is_none() && self.base.is_zero() && f64::from(self.base.minutes) * alpha >= 1.0
+    }
+}
+
+#[cfg(test)]
+mod tests;

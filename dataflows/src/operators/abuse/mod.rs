@@ -1,0 +1,115 @@
+//! Abuse detection as operators of the click graph (issue 7).
+//!
+//! ```text
+//! dedup ─▶ TapFloodRecords ─▶ (clicks, unchanged) ─▶ enrich ─▶ LookupLinkMeta ─▶ rollups
+//!              │                                                    │
+//!              └─▶ flood records ─▶ DetectVisitorFloods ─┐           └─▶ DetectLinkAnomalies ─┐
+//!                 (exchange by visitor / network)        │  (by code)   ▲                     │
+//! link metadata ─┐                                       │              │ blocked links       │
+//! blocklist ─────┴─▶ blocked_codes (differential join) ──┼──────────────┘                     │
+//!                                                        └────────────▶ SinkAnomalies ◀───────┘
+//! ```
+//!
+//! | file | what |
+//! |---|---|
+//! | `ticks.rs` | event-time evaluation ticks driven by the global watermark |
+//! | `link_window.rs` | per-link sliding window (per-visitor cap) and EWMA baseline |
+//! | `anomaly_lifecycle.rs` | open / updated / closed per `(kind, key)`, deterministic ids |
+//! | `click_burst.rs`, `bot_share.rs`, `referrer_spam.rs`, `geo_shift.rs`, `share_shift.rs`, `blocklisted_target.rs` | the per-link detectors (pure functions of the link state) and the blocklist join |
+//! | `link_anomalies.rs` | operator `DetectLinkAnomalies` running the per-link detectors |
+//! | `visitor_flood.rs` | operators `TapFloodRecords` and `DetectVisitorFloods` |
+//! | `sink.rs` | operator `SinkAnomalies` |
+//!
+//! **Time.** Everything is event time: detectors evaluate at ticks (every `[abuse] tick` of
+//! event time, as the watermark passes), over sliding windows ending at the tick, so they
+//! run on partial minutes and an attack is flagged at the first tick after its clicks cross
+//! the thresholds. **Determinism.** Keys are exchanged by fixed hashes (code, visitor,
+//! network), clicks are folded in a canonical order at each tick, ids are derived from
+//! `(kind, key, window start)`: the same input gives the same events (but `detected_at`) for
+//! any number of workers.
+
+pub mod anomaly_lifecycle;
+pub mod blocklisted_target;
+pub mod bot_share;
+pub mod click_burst;
+pub mod geo_shift;
+pub mod link_anomalies;
+pub mod link_window;
+pub mod referrer_spam;
+pub mod share_shift;
+pub mod sink;
+pub mod ticks;
+pub mod visitor_flood;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use differential_dataflow::VecCollection;
+use sluice_schemas::LinkMeta;
+use timely::dataflow::operators::Concat;
+use timely::dataflow::operators::Probe;
+use timely::dataflow::{ProbeHandle, StreamVec};
+
+pub use blocklisted_target::{BlockedChange, blocked_codes};
+pub use link_anomalies::{DetectLinkAnomalies, LinkDetector, LinkDetectorParams};
+pub use sink::SinkAnomalies;
+pub use visitor_flood::{DetectVisitorFloods, FloodDetector, FloodDetectorParams, FloodKey, FloodRecord, Network, TapFloodRecords};
+
+use crate::anomaly::{AnomalyCounters, AnomalySink};
+use crate::clock::Clock;
+use crate::config::AbuseConfig;
+use crate::records::{GatedClick, LinkedRecord};
+use crate::watermark::WatermarkReport;
+
+/// What one worker's graph needs to attach the detectors (the pipeline builds it).
+pub struct AbuseWiring {
+    /// `[abuse]`; nothing is attached when `enabled` is false.
+    pub config: AbuseConfig,
+    /// Processing clock (`detected_at`).
+    pub clock: Arc<dyn Clock>,
+    /// Where counts go.
+    pub counters: Arc<AnomalyCounters>,
+    /// Where events go.
+    pub sink: Option<AnomalySink>,
+    /// The sink's input frontier on this worker (`u64::MAX` when detection is off).
+    pub progress: Arc<AtomicU64>,
+}
+
+impl AbuseWiring {
+    /// Splits flood records off the deduplicated clicks (module docs); passes the clicks
+    /// through untouched (and returns no records) when detection or the flood detector is off.
+    pub fn tap<'scope>(&self, deduped: StreamVec<'scope, u64, GatedClick>) -> (StreamVec<'scope, u64, GatedClick>, Option<StreamVec<'scope, u64, FloodRecord>>) {
+        if self.config.enabled && self.config.visitor_flood.enabled {
+            let (d, f) = deduped.tap_flood_records();
+            (d, Some(f))
+        } else {
+            (deduped, None)
+        }
+    }
+
+    /// Attaches the detectors and the sink; returns `linked` (for the rollups). The
+    /// detectors' output joins `probe`, so back-pressure covers them.
+    pub fn attach<'scope>(
+        self,
+        linked: StreamVec<'scope, u64, LinkedRecord>,
+        floods: Option<StreamVec<'scope, u64, FloodRecord>>,
+        reports: StreamVec<'scope, u64, WatermarkReport>,
+        meta: VecCollection<'scope, u64, (String, LinkMeta), isize>,
+        blocklist: VecCollection<'scope, u64, String, isize>,
+        probe: &ProbeHandle<u64>,
+    ) -> StreamVec<'scope, u64, LinkedRecord> {
+        if !self.config.enabled {
+            self.progress.store(u64::MAX, Ordering::Release);
+            return linked;
+        }
+        let blocked = blocked_codes(meta, blocklist);
+        let link_params = LinkDetectorParams { config: self.config.clone(), clock: Arc::clone(&self.clock) };
+        let mut anomalies = linked.clone().detect_link_anomalies(reports.clone(), blocked, link_params);
+        if let Some(f) = floods {
+            let flood_params = FloodDetectorParams { config: self.config, clock: self.clock };
+            anomalies = anomalies.concat(f.detect_visitor_floods(reports, flood_params));
+        }
+        anomalies.probe_with(probe).sink_anomalies(self.counters, self.sink, self.progress);
+        linked
+    }
+}

@@ -1,0 +1,503 @@
+//! `visitor_flood`: one visitor, or one client network, sending clicks beyond a threshold.
+//!
+//! Two operators:
+//! * `TapFloodRecords` sits on the deduplicated click stream (before enrichment, which drops
+//!   the client network and the raw user agent). It passes the clicks through untouched and
+//!   emits, per click, a small [`FloodRecord`] keyed by the visitor and one keyed by the
+//!   click's network (`ip_trunc`, an IPv4 /24 or IPv6 /48; none when unknown or unreadable).
+//! * `DetectVisitorFloods`: **input** updates, [`FloodRecord`]s exchanged by a fixed hash of
+//!   their key (so a key lives on one worker for any number of workers), and the broadcast
+//!   [`WatermarkReport`]s; **output** updates, [`Anomaly`] lifecycle events. **State**:
+//!   per-tick buckets of `(key, visitor)` for the window `[S − window, S)`, per key its
+//!   clicks in the window (networks also per visitor, to count each visitor at most
+//!   `network-per-visitor-cap` times), and one [`LifecycleSlot`]. A key with no clicks in the
+//!   window and nothing open is dropped, so state is bounded by the window's distinct keys.
+//!
+//! `observed` = the visitor's clicks in the window, or the network's clicks with each visitor
+//! capped; `expected` = the `warning-min-clicks` threshold; `score` = `observed / expected`.
+//! Evidence lists (top links, user agents, visitors) of a key are kept from the moment its
+//! clicks reach half the info level (earlier clicks only count), so they describe the flood
+//! itself without storing details of every click.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use sluice_schemas::anomaly::{network_key, visitor_key};
+use sluice_schemas::{Anomaly, AnomalyKind, Evidence};
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::StreamVec;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::Capability;
+use timely::dataflow::operators::generic::OutputBuilder;
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+
+use super::anomaly_lifecycle::{Assessment, Body, LifecycleParams, LifecycleSlot, severity_of, top_n};
+use super::ticks::Ticker;
+use crate::clock::Clock;
+use crate::config::{AbuseConfig, Levels};
+use crate::hash::{FxHashMap, mix64};
+use crate::model::DimStr;
+use crate::records::GatedClick;
+use crate::watermark::WatermarkReport;
+
+/// A client network: the network address of an IPv4 /24 or an IPv6 /48.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Network {
+    /// The first three octets.
+    V4([u8; 3]),
+    /// The first three 16-bit groups.
+    V6([u16; 3]),
+}
+
+impl Network {
+    /// The network of an address (`ip_trunc`, already truncated, or a full address);
+    /// `None` for anything that is not an IP address.
+    pub fn parse(ip: &str) -> Option<Network> {
+        match ip.trim().parse::<std::net::IpAddr>().ok()? {
+            std::net::IpAddr::V4(a) => {
+                let [x, y, z, _] = a.octets();
+                Some(Network::V4([x, y, z]))
+            }
+            std::net::IpAddr::V6(a) => {
+                let g = a.segments();
+                Some(Network::V6([g[0], g[1], g[2]]))
+            }
+        }
+    }
+
+    /// CIDR text: `203.0.113.0/24`, `2001:db8:1::/48`.
+    pub fn cidr(&self) -> String {
+        match *self {
+            Network::V4([a, b, c]) => format!("{a}.{b}.{c}.0/24"),
+            Network::V6([a, b, c]) => format!("{}/48", std::net::Ipv6Addr::new(a, b, c, 0, 0, 0, 0, 0)),
+        }
+    }
+
+    fn route(&self) -> u64 {
+        match *self {
+            Network::V4([a, b, c]) => mix64(u64::from_be_bytes([0, 0, 0, 0, 4, a, b, c])),
+            Network::V6([a, b, c]) => mix64((6u64 << 48 | u64::from(a) << 32 | u64::from(b) << 16 | u64::from(c)) ^ 0x6e65_7476_3600_0000),
+        }
+    }
+}
+
+/// What a flood is counted by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum FloodKey {
+    /// One visitor id (salted hash of client IP and user agent).
+    Visitor(u64),
+    /// One client network.
+    Network(Network),
+}
+
+impl FloodKey {
+    /// Routing hash: fixed, so every process and worker count agrees on a key's owner.
+    pub fn route(&self) -> u64 {
+        match self {
+            FloodKey::Visitor(v) => mix64(v ^ 0x7669_7369_746f_7201),
+            FloodKey::Network(n) => n.route(),
+        }
+    }
+
+    /// The anomaly key: `visitor:<hex>` or `network:<cidr>`.
+    pub fn anomaly_key(&self) -> String {
+        match self {
+            FloodKey::Visitor(v) => visitor_key(*v),
+            FloodKey::Network(n) => network_key(&n.cidr()),
+        }
+    }
+}
+
+/// One click as the flood detector sees it (two per click: by visitor and by network).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FloodRecord {
+    /// The key counted.
+    pub key: FloodKey,
+    /// Event time, ms UTC.
+    pub ts: i64,
+    /// The click's visitor.
+    pub visitor_id: u64,
+    /// The click's network, if known.
+    pub network: Option<Network>,
+    /// The link clicked.
+    pub code: DimStr,
+    /// The raw `User-Agent` (shared by the click's two records).
+    pub user_agent: Arc<str>,
+}
+
+/// Extension trait: split flood records off the deduplicated clicks (module docs).
+pub trait TapFloodRecords<'scope> {
+    /// Returns `(the clicks, unchanged; their flood records)`.
+    fn tap_flood_records(self) -> (StreamVec<'scope, u64, GatedClick>, StreamVec<'scope, u64, FloodRecord>);
+}
+
+impl<'scope> TapFloodRecords<'scope> for StreamVec<'scope, u64, GatedClick> {
+    fn tap_flood_records(self) -> (StreamVec<'scope, u64, GatedClick>, StreamVec<'scope, u64, FloodRecord>) {
+        let mut builder = OperatorBuilder::new("TapFloodRecords".to_owned(), self.scope());
+        let mut input = builder.new_input(self, Pipeline);
+        let (pass_out, pass) = builder.new_output::<Vec<GatedClick>>();
+        let (flood_out, floods) = builder.new_output::<Vec<FloodRecord>>();
+        let mut pass_out = OutputBuilder::<_, CapacityContainerBuilder<Vec<GatedClick>>>::from(pass_out);
+        let mut flood_out = OutputBuilder::<_, CapacityContainerBuilder<Vec<FloodRecord>>>::from(flood_out);
+        builder.build(move |initial| {
+            drop(initial);
+            let mut buf: Vec<FloodRecord> = Vec::new();
+            move |_frontiers| {
+                let mut pass = pass_out.activate();
+                let mut floods = flood_out.activate();
+                input.for_each(|cap, data| {
+                    let t = *cap.least().expect("input capability has a time");
+                    let (c0, c1) = (cap.delayed(&t, 0), cap.delayed(&t, 1));
+                    buf.reserve(2 * data.len());
+                    for c in data.iter() {
+                        let e = &c.event;
+                        let network = e.ip_trunc.as_deref().and_then(Network::parse);
+                        let ua: Arc<str> = Arc::from(e.user_agent.as_str());
+                        let code = DimStr::new(&e.code);
+                        if let Some(n) = network {
+                            buf.push(FloodRecord { key: FloodKey::Network(n), ts: e.ts, visitor_id: e.visitor_id, network, code: code.clone(), user_agent: Arc::clone(&ua) });
+                        }
+                        buf.push(FloodRecord { key: FloodKey::Visitor(e.visitor_id), ts: e.ts, visitor_id: e.visitor_id, network, code, user_agent: ua });
+                    }
+                    floods.session(&c1).give_container(&mut buf);
+                    buf.clear();
+                    pass.session(&c0).give_container(data);
+                });
+            }
+        });
+        (pass, floods)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Detail {
+    codes: Vec<(DimStr, u64)>,
+    user_agents: Vec<(Arc<str>, u64)>,
+    network: Option<Network>,
+}
+
+#[derive(Debug, Default)]
+struct KeyCounts {
+    clicks: u32,
+    capped: u32,
+    per_visitor: FxHashMap<u64, u32>,
+    detail: Option<Box<Detail>>,
+}
+
+#[derive(Debug, Default)]
+struct KeyState {
+    counts: KeyCounts,
+    slot: LifecycleSlot,
+}
+
+/// The flood detector without timely (module docs).
+pub struct FloodDetector {
+    levels: Levels,
+    network_levels: Levels,
+    cap: u32,
+    top_n: usize,
+    enabled: bool,
+    life: LifecycleParams,
+    ticker: Ticker,
+    pending: Vec<FloodRecord>,
+    sorted: bool,
+    buckets: VecDeque<(i64, Vec<(FloodKey, u64)>)>,
+    keys: FxHashMap<FloodKey, KeyState>,
+    dirty: BTreeSet<FloodKey>,
+    open: BTreeSet<FloodKey>,
+}
+
+impl FloodDetector {
+    /// A detector configured by `cfg` (`[abuse]`, validated by the pipeline).
+    pub fn new(cfg: &AbuseConfig) -> FloodDetector {
+        let f = &cfg.visitor_flood;
+        let window_ms = i64::try_from(f.window.as_millis()).unwrap_or(i64::MAX);
+        FloodDetector {
+            levels: f.levels(),
+            network_levels: f.network_levels(),
+            cap: f.network_per_visitor_cap,
+            top_n: cfg.top_n,
+            enabled: f.enabled,
+            life: LifecycleParams {
+                window_ms,
+                quiet_ms: window_ms * i64::from(cfg.quiet_windows),
+                update_interval_ms: cfg.update_interval_ms(),
+                update_min_change: cfg.update_min_change,
+            },
+            ticker: Ticker::new(cfg.tick_ms()),
+            pending: Vec::new(),
+            sorted: true,
+            buckets: VecDeque::new(),
+            keys: FxHashMap::default(),
+            dirty: BTreeSet::new(),
+            open: BTreeSet::new(),
+        }
+    }
+
+    /// Keys with state (diagnostics and tests).
+    pub fn tracked_keys(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Takes the records of one epoch (in any order).
+    pub fn push(&mut self, recs: &mut Vec<FloodRecord>) {
+        if self.enabled && !recs.is_empty() {
+            self.pending.append(recs);
+            self.sorted = false;
+        }
+        recs.clear();
+    }
+
+    /// Folds one epoch's watermark reports and runs every tick that became due.
+    pub fn advance(&mut self, reports: &[WatermarkReport], now_ms: i64, out: &mut Vec<Anomaly>) {
+        self.ticker.apply(reports);
+        while let Some(mut s) = self.ticker.due() {
+            if self.dirty.is_empty() && self.open.is_empty() {
+                self.sort_pending();
+                let last = self.ticker.last_due().unwrap_or(s);
+                let next = self.pending.first().map(|r| self.ticker.floor(r.ts) + self.ticker.tick_ms());
+                s = s.max(next.map_or(last, |n| n.min(last)));
+            }
+            self.tick(s, now_ms, out);
+            self.ticker.done(s);
+        }
+    }
+
+    fn sort_pending(&mut self) {
+        if !self.sorted {
+            self.pending.sort_unstable_by(|a, b| {
+                (a.ts, a.key, a.visitor_id, &a.code, &a.user_agent, a.network).cmp(&(b.ts, b.key, b.visitor_id, &b.code, &b.user_agent, b.network))
+            });
+            self.sorted = true;
+        }
+    }
+
+    fn tick(&mut self, s: i64, now_ms: i64, out: &mut Vec<Anomaly>) {
+        let start = s - self.life.window_ms;
+        while self.buckets.front().is_some_and(|(sec, _)| *sec < start) {
+            let (_, entries) = self.buckets.pop_front().expect("front exists");
+            for (key, visitor) in entries {
+                self.remove(key, visitor);
+            }
+        }
+        self.sort_pending();
+        let n = self.pending.partition_point(|r| r.ts < s);
+        let pending = std::mem::take(&mut self.pending);
+        let mut pending = pending.into_iter();
+        for r in pending.by_ref().take(n) {
+            let sec = self.ticker.floor(r.ts);
+            if sec < start {
+                continue;
+            }
+            let i = match self.buckets.back() {
+                Some((b, _)) if *b == sec => self.buckets.len() - 1,
+                Some((b, _)) if *b > sec => {
+                    let i = self.buckets.partition_point(|(x, _)| *x < sec);
+                    if self.buckets.get(i).is_none_or(|(x, _)| *x != sec) {
+                        self.buckets.insert(i, (sec, Vec::new()));
+                    }
+                    i
+                }
+                _ => {
+                    self.buckets.push_back((sec, Vec::new()));
+                    self.buckets.len() - 1
+                }
+            };
+            self.buckets[i].1.push((r.key, r.visitor_id));
+            self.add(&r);
+        }
+        self.pending = pending.collect();
+        let mut keys = std::mem::take(&mut self.dirty);
+        keys.extend(self.open.iter().copied());
+        for key in keys {
+            self.evaluate(key, s, now_ms, out);
+        }
+    }
+
+    fn track_from(&self, key: &FloodKey) -> u32 {
+        let l = if matches!(key, FloodKey::Visitor(_)) { &self.levels } else { &self.network_levels };
+        u32::try_from((l.info_min_clicks / 2).max(1)).unwrap_or(u32::MAX)
+    }
+
+    fn add(&mut self, r: &FloodRecord) {
+        let track_from = self.track_from(&r.key);
+        let st = &mut self.keys.entry(r.key).or_default().counts;
+        st.clicks += 1;
+        if matches!(r.key, FloodKey::Network(_)) {
+            let c = st.per_visitor.entry(r.visitor_id).or_insert(0);
+            *c += 1;
+            if *c <= self.cap {
+                st.capped += 1;
+            }
+        }
+        if st.detail.is_none() && st.clicks >= track_from {
+            st.detail = Some(Box::default());
+        }
+        if let Some(d) = st.detail.as_mut() {
+            match d.codes.iter_mut().find(|(c, _)| *c == r.code) {
+                Some((_, n)) => *n += 1,
+                None => d.codes.push((r.code.clone(), 1)),
+            }
+            match d.user_agents.iter_mut().find(|(u, _)| **u == *r.user_agent) {
+                Some((_, n)) => *n += 1,
+                None => d.user_agents.push((Arc::clone(&r.user_agent), 1)),
+            }
+            if d.network.is_none() {
+                d.network = r.network;
+            }
+        }
+        self.dirty.insert(r.key);
+    }
+
+    fn remove(&mut self, key: FloodKey, visitor: u64) {
+        let Some(st) = self.keys.get_mut(&key) else { return };
+        let c = &mut st.counts;
+        c.clicks = c.clicks.saturating_sub(1);
+        if let Some(n) = c.per_visitor.get_mut(&visitor) {
+            if *n <= self.cap {
+                c.capped = c.capped.saturating_sub(1);
+            }
+            *n -= 1;
+            if *n == 0 {
+                c.per_visitor.remove(&visitor);
+            }
+        }
+        if c.clicks == 0 && !st.slot.is_open() {
+            self.keys.remove(&key);
+        }
+    }
+
+    fn evaluate(&mut self, key: FloodKey, s: i64, now_ms: i64, out: &mut Vec<Anomaly>) {
+        let (levels, is_visitor) = match key {
+            FloodKey::Visitor(_) => (self.levels, true),
+            FloodKey::Network(_) => (self.network_levels, false),
+        };
+        let Some(st) = self.keys.get_mut(&key) else { return };
+        let observed = if is_visitor { st.counts.clicks } else { st.counts.capped };
+        let verdict = severity_of(u64::from(observed), &levels, true).map(|severity| {
+            let expected = levels.warning_min_clicks as f64;
+            Assessment { severity, observed: f64::from(observed), expected, score: f64::from(observed) / expected.max(1.0) }
+        });
+        let (window, top) = (self.life.window_ms, self.top_n);
+        let counts = &st.counts;
+        let ev = st.slot.step(AnomalyKind::VisitorFlood, &key.anomaly_key(), s, verdict, &self.life, now_ms, |a| body(key, counts, a, window, top));
+        out.extend(ev);
+        if st.slot.is_open() {
+            self.open.insert(key);
+        } else {
+            self.open.remove(&key);
+            if st.counts.clicks == 0 {
+                self.keys.remove(&key);
+            }
+        }
+    }
+}
+
+fn body(key: FloodKey, st: &KeyCounts, a: &Assessment, window_ms: i64, top: usize) -> Body {
+    let detail = st.detail.as_deref();
+    let codes = detail.map(|d| top_n(d.codes.iter().map(|(c, n)| (c.as_str(), *n)), top)).unwrap_or_default();
+    let uas = detail.map(|d| top_n(d.user_agents.iter().map(|(u, n)| (&**u, *n)), top)).unwrap_or_default();
+    let (visitors, top_share, top_visitors, network) = match key {
+        FloodKey::Visitor(_) => (1, 1.0, Vec::new(), detail.and_then(|d| d.network)),
+        FloodKey::Network(n) => {
+            let max = st.per_visitor.values().copied().max().unwrap_or(0);
+            let hex: Vec<(String, u64)> = st.per_visitor.iter().map(|(v, c)| (format!("{v:016x}"), u64::from(*c))).collect();
+            let share = if st.clicks > 0 { f64::from(max) / f64::from(st.clicks) } else { 0.0 };
+            (st.per_visitor.len() as u64, share, top_n(hex.iter().map(|(v, c)| (v.as_str(), *c)), top), Some(n))
+        }
+    };
+    let code = codes.first().map(|t| t.value.clone());
+    let who = match key {
+        FloodKey::Visitor(v) => format!("visitor {v:016x}{}", network.map(|n| format!(" ({})", n.cidr())).unwrap_or_default()),
+        FloodKey::Network(n) => format!("network {} ({visitors} visitors)", n.cidr()),
+    };
+    let summary = format!(
+        "{} visitor flood: {who} sent {:.0} clicks in {} s{}",
+        a.severity.as_str(),
+        a.observed,
+        window_ms / 1000,
+        code.as_deref().map(|c| format!(", mostly to link \"{c}\"")).unwrap_or_default()
+    );
+    Body {
+        code,
+        org: None,
+        summary,
+        evidence: Evidence {
+            window_ms,
+            clicks: u64::from(st.clicks),
+            visitors,
+            top_visitor_share: top_share,
+            top_user_agents: uas,
+            top_codes: codes,
+            top_visitors,
+            network: network.map(|n| n.cidr()),
+            ..Evidence::default()
+        },
+    }
+}
+
+struct Epoch {
+    cap: Capability<u64>,
+    recs: Vec<FloodRecord>,
+    reports: Vec<WatermarkReport>,
+}
+
+/// What [`DetectVisitorFloods::detect_visitor_floods`] needs besides its inputs.
+pub struct FloodDetectorParams {
+    /// `[abuse]`.
+    pub config: AbuseConfig,
+    /// Processing clock (`detected_at`).
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Extension trait: the flood detector (module docs).
+pub trait DetectVisitorFloods<'scope> {
+    /// Counts flood records per key; returns the anomaly events.
+    fn detect_visitor_floods(self, reports: StreamVec<'scope, u64, WatermarkReport>, params: FloodDetectorParams) -> StreamVec<'scope, u64, Anomaly>;
+}
+
+impl<'scope> DetectVisitorFloods<'scope> for StreamVec<'scope, u64, FloodRecord> {
+    fn detect_visitor_floods(self, reports: StreamVec<'scope, u64, WatermarkReport>, params: FloodDetectorParams) -> StreamVec<'scope, u64, Anomaly> {
+        let mut builder = OperatorBuilder::new("DetectVisitorFloods".to_owned(), self.scope());
+        let mut recs_in = builder.new_input(self, Exchange::new(|r: &FloodRecord| r.key.route()));
+        let mut reports_in = builder.new_input(reports, Pipeline);
+        let (out, stream) = builder.new_output::<Vec<Anomaly>>();
+        let mut out = OutputBuilder::<_, CapacityContainerBuilder<Vec<Anomaly>>>::from(out);
+        builder.build(move |initial| {
+            drop(initial);
+            let mut det = FloodDetector::new(&params.config);
+            let clock = params.clock;
+            let mut stash: BTreeMap<u64, Epoch> = BTreeMap::new();
+            let mut buf: Vec<Anomaly> = Vec::new();
+            move |frontiers| {
+                recs_in.for_each(|cap, data| {
+                    let t = *cap.least().expect("input capability has a time");
+                    stash.entry(t).or_insert_with(|| Epoch { cap: cap.delayed(&t, 0), recs: Vec::new(), reports: Vec::new() }).recs.append(data);
+                });
+                reports_in.for_each(|cap, data| {
+                    let t = *cap.least().expect("input capability has a time");
+                    stash.entry(t).or_insert_with(|| Epoch { cap: cap.delayed(&t, 0), recs: Vec::new(), reports: Vec::new() }).reports.append(data);
+                });
+                let ready = |t: u64| frontiers.iter().all(|f| !f.less_equal(&t));
+                let mut handle = out.activate();
+                while let Some(&t) = stash.keys().next() {
+                    if !ready(t) {
+                        break;
+                    }
+                    let mut ep = stash.remove(&t).expect("key present");
+                    det.push(&mut ep.recs);
+                    det.advance(&ep.reports, clock.now_ms(), &mut buf);
+                    if !buf.is_empty() {
+                        handle.session(&ep.cap).give_container(&mut buf);
+                        buf.clear();
+                    }
+                }
+            }
+        });
+        stream
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,122 @@
+use sluice_schemas::{AnomalyStatus, ClickEvent, Severity};
+use timely::dataflow::operators::capture::Extract;
+use timely::dataflow::operators::{Capture, ToStream};
+
+use super::*;
+
+fn rec(key: FloodKey, ts: i64, visitor: u64, code: &str) -> FloodRecord {
+    FloodRecord { key, ts, visitor_id: visitor, network: None, code: DimStr::new(code), user_agent: Arc::from("curl/8.5.0") }
+}
+
+fn report(w: i64) -> WatermarkReport {
+    WatermarkReport { partition: 0, watermark_ms: w, idle: false }
+}
+
+#[test]
+fn networks_parse_and_print_as_cidr() {
+    assert_eq!(Network::parse("203.0.113.0").map(|n| n.cidr()).as_deref(), Some("203.0.113.0/24"));
+    assert_eq!(Network::parse("203.0.113.77").map(|n| n.cidr()).as_deref(), Some("203.0.113.0/24"));
+    assert_eq!(Network::parse("2001:db8:1::").map(|n| n.cidr()).as_deref(), Some("2001:db8:1::/48"));
+    assert_eq!(Network::parse("not-an-ip"), None);
+    assert_eq!(FloodKey::Visitor(255).anomaly_key(), "visitor:00000000000000ff");
+    assert_ne!(FloodKey::Visitor(1).route(), FloodKey::Network(Network::V4([0, 0, 1])).route());
+}
+
+/// Case C25 step 4 at the operator level: 300 clicks from one visitor within 10 s.
+#[test]
+fn one_visitor_300_clicks_in_10_s_escalates_within_4_s_and_closes_after_the_quiet_window() {
+    let cfg = AbuseConfig::default();
+    let mut det = FloodDetector::new(&cfg);
+    let t0 = 1_700_000_000_000 - 1_700_000_000_000 % 60_000;
+    let mut out = Vec::new();
+    let v = FloodKey::Visitor(42);
+    // background: 50 other visitors, one click every 4 s each (15 per window: below info)
+    for s in 0..200i64 {
+        let mut recs: Vec<FloodRecord> = (0..50).filter(|i| (s + i) % 4 == 0).map(|i| rec(FloodKey::Visitor(1000 + i as u64), t0 + s * 1000 + 10, 1000 + i as u64, "bg")).collect();
+        if (10..20).contains(&s) {
+            recs.extend((0..30).map(|k| rec(v, t0 + s * 1000 + k * 33, 42, "L")));
+        }
+        det.push(&mut recs);
+        det.advance(&[report(t0 + (s + 1) * 1000)], 0, &mut out);
+    }
+    let events: Vec<(AnomalyStatus, Severity, i64, f64)> = out.iter().map(|a| (a.status, a.severity, a.window_end - t0, a.observed)).collect();
+    assert_eq!(
+        events,
+        vec![
+            (AnomalyStatus::Open, Severity::Info, 11_000, 30.0),     // 30 clicks after 1 s
+            (AnomalyStatus::Updated, Severity::Warning, 12_000, 60.0),
+            (AnomalyStatus::Updated, Severity::Critical, 14_000, 120.0), // 4 s after the start
+            (AnomalyStatus::Updated, Severity::Critical, 24_000, 300.0), // rate-limited: 10 s after the last event
+            (AnomalyStatus::Updated, Severity::Critical, 73_000, 225.0), // leaving the window: moved by 25 %
+            (AnomalyStatus::Closed, Severity::Critical, 79_000, 225.0), // last held at 79 s (30 clicks), closed 60 s later
+        ]
+    );
+    assert_eq!(out[5].detected_at, 0);
+    assert_eq!(out.iter().map(|a| a.revision).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4, 5]);
+    assert!(out.iter().all(|a| a.key == "visitor:000000000000002a" && a.code.as_deref() == Some("L")));
+    assert_eq!(out[3].evidence.top_codes, vec![sluice_schemas::Tally { value: "L".into(), count: 286 }], "tracked from the 15th click");
+    assert_eq!(det.tracked_keys(), 50, "only the background visitors are left");
+}
+
+#[test]
+fn a_network_counts_each_visitor_at_most_the_cap() {
+    let cfg = AbuseConfig::default();
+    let mut det = FloodDetector::new(&cfg);
+    let net = FloodKey::Network(Network::V4([198, 51, 100]));
+    let t0 = 6_000_000;
+    let mut out = Vec::new();
+    det.advance(&[report(t0)], 0, &mut out);
+    // one visitor with 500 clicks: capped at 10, never a network flood
+    let mut recs: Vec<FloodRecord> = (0..500).map(|i| rec(net, t0 + i, 7, "L")).collect();
+    det.push(&mut recs);
+    det.advance(&[report(t0 + 1000)], 0, &mut out);
+    assert!(out.is_empty(), "{out:?}");
+    // 13 more visitors with 10 clicks each: 10 + 130 = 140 capped clicks → warning
+    let mut recs: Vec<FloodRecord> = (0..130).map(|i| rec(net, t0 + 1000 + i, 100 + i as u64 % 13, "L")).collect();
+    det.push(&mut recs);
+    det.advance(&[report(t0 + 2000)], 0, &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!((out[0].severity, out[0].observed, out[0].key.as_str()), (Severity::Warning, 140.0, "network:198.51.100.0/24"));
+    assert_eq!((out[0].evidence.clicks, out[0].evidence.visitors), (630, 14));
+}
+
+#[test]
+fn the_tap_passes_clicks_through_and_emits_two_records_per_known_network() {
+    let click = |id: u128, ip: Option<&str>| GatedClick {
+        partition: 0,
+        offset: id as u64,
+        backfill: false,
+        event: ClickEvent {
+            event_id: uuid::Uuid::from_u128(id),
+            code: "ab".into(),
+            ts: 1_000,
+            ip_trunc: ip.map(str::to_string),
+            visitor_id: 7,
+            user_agent: "UA".into(),
+            referrer: None,
+            accept_language: None,
+            edge_region: None,
+        },
+    };
+    let input = vec![click(1, Some("203.0.113.0")), click(2, None), click(3, Some("garbage"))];
+    let expected = input.clone();
+    let (pass, floods) = timely::example(move |scope| {
+        let (pass, floods) = input.to_stream(scope).container::<Vec<_>>().tap_flood_records();
+        (pass.capture(), floods.capture())
+    });
+    let pass: Vec<GatedClick> = pass.extract().into_iter().flat_map(|(_, v)| v).collect();
+    assert_eq!(pass, expected);
+    let mut keys: Vec<FloodKey> = floods
+        .try_iter()
+        .filter_map(|event| match event {
+            timely::dataflow::operators::capture::Event::Messages(_, records) => Some(records),
+            timely::dataflow::operators::capture::Event::Progress(_) => None,
+        })
+        .flatten()
+        .map(|r| r.key)
+        .collect();
+    keys.sort_by_key(|k| format!("{k:?}"));
+    let mut expected_keys = vec![FloodKey::Network(Network::V4([203, 0, 113])), FloodKey::Visitor(7), FloodKey::Visitor(7), FloodKey::Visitor(7)];
+    expected_keys.sort_by_key(|k| format!("{k:?}"));
+    assert_eq!(keys, expected_keys);
+}

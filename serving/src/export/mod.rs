@@ -1,0 +1,206 @@
+//! `GET /v1/stats/export`: a link's stats rows streamed as CSV, a JSON array or NDJSON.
+//!
+//! Parameters are those of the stats endpoint ([`crate::stats::params`], parsed by the same
+//! code) plus `code` (required) and `format` (`csv` default, `json`, `ndjson`); `limit` and
+//! `order_by` are not accepted (an export holds every row, buckets ascending, then clicks descending, then
+//! dimension values ascending). Every error that can be known before the first byte —
+//! parameters (400), an unknown link (404), a range the views cannot answer (400
+//! `range_too_long`, `range_not_retained`, …) — is answered in the JSON error shape. The body
+//! is then produced chunk by chunk ([`plan`]) by a task that stops as soon as the client goes
+//! away; a failure after the first byte aborts the response (the chunked body is not
+//! terminated, so clients see a truncated transfer rather than a short file).
+//!
+//! | file | what |
+//! |---|---|
+//! | `writer.rs` | CSV / JSON / NDJSON encoders |
+//! | `plan.rs` | chunking and rendering |
+
+pub mod plan;
+pub mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use sluice_dataflows::views::Views;
+use tokio::sync::mpsc;
+
+pub use plan::ExportPlan;
+pub use writer::{ExportFormat, RowWriter};
+
+use crate::dto::ErrorBody;
+use crate::error::ApiError;
+use crate::reports::ReportsState;
+use crate::stats::params::{StatsParams, parse_stats};
+
+/// Chunks buffered between the producing task and the response body.
+const BODY_CHANNEL_CHUNKS: usize = 2;
+/// A chunk's bytes are sent once they pass this size (bounds memory per export).
+const FLUSH_BYTES: usize = 64 * 1024;
+
+/// Export-only query parameters; everything else goes to [`parse_stats`].
+const OWN_PARAMETERS: [&str; 2] = ["code", "format"];
+/// Stats parameters an export does not take (it holds every row, in bucket order).
+const REFUSED_PARAMETERS: [&str; 2] = ["limit", "order_by"];
+
+/// A parsed export query: the link, the format and the stats parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportQuery {
+    /// Short code.
+    pub code: String,
+    /// Output format.
+    pub format: ExportFormat,
+    /// Range, bucketing and breakdown (`limit`/`order_by` unused).
+    pub params: StatsParams,
+}
+
+/// Parses the query string of `GET /v1/stats/export` at `now_ms`: `code` (required) and
+/// `format` here, the rest by the stats endpoint's [`parse_stats`] (same defaults, limits and
+/// error codes). Errors: 400 `missing_code`, `invalid_format`, `unknown_parameter` (also for
+/// `limit`/`order_by`), `duplicate_parameter`, and those of [`parse_stats`].
+pub fn parse_export_query(raw: Option<&str>, now_ms: i64) -> Result<ExportQuery, ApiError> {
+    let (mut code, mut format) = (None, None);
+    let mut rest = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        if REFUSED_PARAMETERS.contains(&k.as_ref()) {
+            return Err(ApiError::bad_request("unknown_parameter", format!("an export does not take \"{k}\" (it holds every row, buckets ascending)"))
+                .with_details(json!({ "parameter": k })));
+        }
+        let slot = match k.as_ref() {
+            "code" => &mut code,
+            "format" => &mut format,
+            _ => {
+                rest.append_pair(&k, &v);
+                continue;
+            }
+        };
+        if slot.replace(v.into_owned()).is_some() {
+            return Err(ApiError::bad_request("duplicate_parameter", format!("query parameter \"{k}\" is given more than once"))
+                .with_details(json!({ "parameter": k })));
+        }
+    }
+    let code = code.map(|c| c.trim().to_owned()).filter(|c| !c.is_empty()).ok_or_else(|| {
+        ApiError::bad_request("missing_code", "the code parameter is required").with_details(json!({ "parameter": "code" }))
+    })?;
+    let format = parse_format(format.as_deref())?;
+    let params = parse_stats(Some(&rest.finish()), now_ms).map_err(|mut e| {
+        if e.code == "unknown_parameter" {
+            let mut supported: Vec<&str> = OWN_PARAMETERS.to_vec();
+            supported.extend(["from", "to", "bucket", "tz", "dimensions", "include_bots"]);
+            e.details["supported"] = json!(supported);
+        }
+        e
+    })?;
+    Ok(ExportQuery { code, format, params })
+}
+
+/// Parses `format`. Error: 400 `invalid_format`.
+pub fn parse_format(raw: Option<&str>) -> Result<ExportFormat, ApiError> {
+    ExportFormat::parse(raw).ok_or_else(|| {
+        ApiError::bad_request("invalid_format", format!("format must be csv, json or ndjson, not \"{}\"", raw.unwrap_or_default()))
+            .with_details(json!({ "allowed": ["csv", "json", "ndjson"] }))
+    })
+}
+
+/// File name of an export: `sluice-<what>-<bucket>-<from>-<to>.<ext>`, instants as
+/// `YYYYMMDDTHHMMZ` (UTC).
+pub fn file_name(what: &str, range: &StatsParams, format: ExportFormat) -> String {
+    let t = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms).map_or_else(|| ms.to_string(), |d| d.format("%Y%m%dT%H%MZ").to_string())
+    };
+    format!("sluice-{what}-{}-{}-{}.{}", range.bucket.as_str(), t(range.from_ms), t(range.to_ms), format.extension())
+}
+
+/// Headers of an export response or download.
+pub fn export_headers(resp: &mut Response, format: ExportFormat, file: &str) {
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{file}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+}
+
+/// Streams a link's stats rows.
+#[utoipa::path(
+    get, path = "/v1/stats/export", tag = "stats",
+    params(
+        ("code" = String, Query, description = "Short code of the link (required)"),
+        ("format" = Option<String>, Query, description = "csv (default; RFC 4180, CRLF, header row), json (one array) or ndjson"),
+        ("from" = Option<String>, Query, description = "Range start, RFC 3339 with offset, whole minute (inclusive); as for GET /v1/links/{code}/stats"),
+        ("to" = Option<String>, Query, description = "Range end, RFC 3339, whole minute (exclusive). Default: the end of the current minute"),
+        ("bucket" = Option<String>, Query, description = "minute (at most 2 days), hour (at most 93 days) or day (default; at most 1,100 days)"),
+        ("tz" = Option<String>, Query, description = "IANA time zone of hour/day buckets and bucket labels (default UTC)"),
+        ("dimensions" = Option<String>, Query, description = "Empty, one of country, device, browser, os, referrer_domain, referrer_medium, or country,device; one column each"),
+        ("include_bots" = Option<bool>, Query, description = "Count bot and link-preview clicks too (default false)"),
+    ),
+    responses(
+        (status = 200, description = "The rows, streamed, buckets ascending (then clicks descending, then dimension values). Columns: bucket (RFC 3339 with the zone's offset), code, one per dimension, clicks, uniques. Content-Disposition: attachment", content_type = "text/csv", body = String),
+        (status = 400, description = "missing_code, invalid_format, invalid_timestamp, unaligned_range, invalid_range, range_too_long, range_not_retained, invalid_bucket, unknown_timezone, unsupported_tz_offset, invalid_dimensions, invalid_parameter, unknown_parameter, duplicate_parameter", body = ErrorBody),
+        (status = 404, description = "not_found: no link with this code", body = ErrorBody),
+        (status = 503, description = "stats_unavailable or stats_not_local", body = ErrorBody),
+    )
+)]
+pub async fn export_stats(State(state): State<ReportsState>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
+    let ExportQuery { code, format, params } = parse_export_query(query.as_deref(), state.now_ms())?;
+    let plan = ExportPlan::new(&params, format)?;
+    let views = state.views()?;
+    state.require_link(&code).await?;
+    let plan = Arc::new(plan);
+    {
+        let (views, plan, code) = (views.clone(), Arc::clone(&plan), code.clone());
+        tokio::task::spawn_blocking(move || plan.preflight(&views, &code)).await.map_err(|e| ApiError::internal(&e))??;
+    }
+    let file = file_name(&code, plan.range(), format);
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(BODY_CHANNEL_CHUNKS);
+    tokio::spawn(produce(views, plan, code, tx));
+    let body = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    let mut resp = (StatusCode::OK, Body::from_stream(body)).into_response();
+    export_headers(&mut resp, format, &file);
+    Ok(resp)
+}
+
+/// Renders every chunk of `code` into `tx` (header first, footer last); stops when the
+/// receiver is gone (client disconnected).
+async fn produce(views: Views, plan: Arc<ExportPlan>, code: String, tx: mpsc::Sender<Result<Bytes, std::io::Error>>) {
+    let mut writer = plan.writer();
+    let mut buf = Vec::with_capacity(FLUSH_BYTES);
+    writer.header(&mut buf);
+    for index in 0..plan.chunk_count() {
+        let (v, p, c, mut w, mut b) = (views.clone(), Arc::clone(&plan), code.clone(), writer, buf);
+        let joined = tokio::task::spawn_blocking(move || {
+            let r = p.render_chunk(&v, &c, index, &mut w, &mut b);
+            (r, w, b)
+        })
+        .await;
+        let (result, w, b) = match joined {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::error!(error = %e, "export chunk task failed");
+                let _ = tx.send(Err(std::io::Error::other("export failed"))).await;
+                return;
+            }
+        };
+        (writer, buf) = (w, b);
+        if let Err(e) = result {
+            tracing::warn!(error = %e, code = %code, chunk = index, "export aborted after the response started");
+            let _ = tx.send(Err(std::io::Error::other(e.message))).await;
+            return;
+        }
+        if buf.len() >= FLUSH_BYTES && tx.send(Ok(Bytes::from(std::mem::replace(&mut buf, Vec::with_capacity(FLUSH_BYTES))))).await.is_err() {
+            tracing::debug!(code = %code, "export client went away");
+            return;
+        }
+    }
+    writer.footer(&mut buf);
+    metrics::counter!("sluice_export_rows_total", "route" => "/v1/stats/export").increment(writer.rows());
+    if !buf.is_empty() {
+        let _ = tx.send(Ok(Bytes::from(buf))).await;
+    }
+}

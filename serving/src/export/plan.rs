@@ -1,0 +1,118 @@
+//! An export cut into chunks: the validated query, the bucket chunks it is answered in, and
+//! the rendering of one chunk of one code into bytes.
+//!
+//! The range's buckets are computed once up front ([`bucket_spans`], at most
+//! [`MAX_BUCKETS`], so `range_too_long` and `unsupported_tz_offset` surface before anything is
+//! sent). They are grouped into chunks of [`CHUNK_BUCKETS`] buckets ([`CHUNK_BUCKETS_DIMS`]
+//! with a breakdown, which multiplies the rows per bucket); each chunk is one views query over
+//! whole buckets (the first and last clipped to the range exactly like the stats endpoint
+//! clips them), so the bytes produced equal one big query's rows in bucket order while memory
+//! stays bounded by one chunk.
+//!
+//! Consistency: each chunk reflects the views as of its own query; a click applied while an
+//! export runs shows up in the chunks not yet rendered.
+
+use chrono_tz::Tz;
+use sluice_dataflows::views::query::MAX_BUCKETS;
+use sluice_dataflows::views::tz::bucket_spans;
+use sluice_dataflows::views::{OrderBy, StatsQuery, Views};
+
+use super::writer::{ExportFormat, RowWriter};
+use crate::error::ApiError;
+use crate::reports::view_error as views_error;
+use crate::stats::params::StatsParams;
+
+/// Buckets per chunk without a breakdown (one row per bucket at most).
+pub const CHUNK_BUCKETS: usize = 1024;
+/// Buckets per chunk with a breakdown.
+pub const CHUNK_BUCKETS_DIMS: usize = 16;
+
+/// A validated export of one or more codes (module docs).
+#[derive(Debug, Clone)]
+pub struct ExportPlan {
+    range: StatsParams,
+    format: ExportFormat,
+    /// Query ranges `[from, to)` of the chunks, in order, clipped to the range.
+    chunks: Vec<(i64, i64)>,
+}
+
+impl ExportPlan {
+    /// Plans an export of `range` (its `limit` and `order_by` are ignored: exports hold every
+    /// row in bucket order). Errors: 400 `range_too_long`, `unsupported_tz_offset`.
+    pub fn new(range: &StatsParams, format: ExportFormat) -> Result<ExportPlan, ApiError> {
+        let range = StatsParams { order_by: OrderBy::Bucket, ..range.clone() };
+        let spans = bucket_spans(range.tz, range.bucket, range.from_ms, range.to_ms, MAX_BUCKETS).map_err(views_error)?;
+        let per = if range.dimensions.is_empty() { CHUNK_BUCKETS } else { CHUNK_BUCKETS_DIMS };
+        let chunks = spans
+            .chunks(per)
+            .filter_map(|c| Some((c.first()?.0.max(range.from_ms), c.last()?.1.min(range.to_ms))))
+            .collect();
+        Ok(ExportPlan { range, format, chunks })
+    }
+
+    /// The output format.
+    pub fn format(&self) -> ExportFormat {
+        self.format
+    }
+
+    /// The validated range.
+    pub fn range(&self) -> &StatsParams {
+        &self.range
+    }
+
+    /// Number of chunks per code.
+    pub fn chunk_count(&self) -> usize {
+        self.chunks.len()
+    }
+
+    /// A row encoder for this export.
+    pub fn writer(&self) -> RowWriter {
+        RowWriter::new(self.format, &self.range.dimensions, self.range.tz)
+    }
+
+    fn query(&self, code: &str, (from_ms, to_ms): (i64, i64)) -> StatsQuery {
+        let r = &self.range;
+        StatsQuery {
+            code: code.to_owned(),
+            from_ms,
+            to_ms,
+            bucket: r.bucket,
+            tz: r.tz,
+            dimensions: r.dimensions.clone(),
+            include_bots: r.include_bots,
+            limit: None,
+            order_by: OrderBy::Bucket,
+        }
+    }
+
+    /// Checks that `code`'s views can answer both ends of the range (the only places where
+    /// `range_not_retained` can arise: minute rows at unaligned edges), so a stream does not
+    /// fail after its first bytes. Errors: the views' 400 codes (`range_not_retained`, …), 503
+    /// `stats_not_local`.
+    pub fn preflight(&self, views: &Views, code: &str) -> Result<(), ApiError> {
+        let (Some(&first), Some(&last)) = (self.chunks.first(), self.chunks.last()) else { return Ok(()) };
+        let spans = |(a, b): (i64, i64)| bucket_spans(self.range.tz, self.range.bucket, a, b, MAX_BUCKETS).map_err(views_error);
+        let head = spans(first)?.first().map(|s| (first.0, s.1.min(first.1)));
+        let tail = spans(last)?.last().map(|s| (s.0.max(last.0), last.1));
+        for piece in [head, tail].into_iter().flatten() {
+            views.query(&self.query(code, piece)).map_err(views_error)?;
+        }
+        Ok(())
+    }
+
+    /// Appends the rows of chunk `index` of `code` to `out`; returns how many were written.
+    /// Errors: as [`Self::preflight`] (e.g. rows evicted while a long export ran).
+    pub fn render_chunk(&self, views: &Views, code: &str, index: usize, writer: &mut RowWriter, out: &mut Vec<u8>) -> Result<u64, ApiError> {
+        let Some(&piece) = self.chunks.get(index) else { return Ok(0) };
+        let result = views.query(&self.query(code, piece)).map_err(views_error)?;
+        for row in &result.rows {
+            writer.row(out, code, row);
+        }
+        Ok(result.rows.len() as u64)
+    }
+
+    /// Zone of the bucket labels.
+    pub fn tz(&self) -> Tz {
+        self.range.tz
+    }
+}

@@ -1,0 +1,380 @@
+//! Report export jobs: `POST /v1/reports/export` → 202 and a job id; the export runs in the
+//! background ([`runner`]) into a file in `<data dir>/exports/`; `GET /v1/jobs/{job_id}`
+//! reports its state; `GET /v1/jobs/{job_id}/download` streams the file once it succeeded.
+//! Jobs are persisted ([`store`]) and survive restarts.
+//!
+//! The request takes the parameters of `GET /v1/stats/export` as JSON, for one or more
+//! `codes` or `all_links`. The range is resolved when the job is created (a missing `to` is
+//! "now" at creation), so a job re-run after a restart exports the same range. The file is
+//! byte for byte what `GET /v1/stats/export` streams for the same code and parameters; with
+//! several codes it holds one header (or one JSON array) and the codes' rows one code after
+//! another, codes sorted.
+//!
+//! `Idempotency-Key` works like on `POST /v1/links`: the same key with the same body within
+//! 24 h answers the original job (with its current state, header `idempotent-replayed:
+//! true`) instead of creating another; with another body, 422 `idempotency_key_reused`.
+
+pub mod runner;
+pub mod store;
+
+#[cfg(test)]
+mod tests;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{SecondsFormat, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sluice_connectors::{Error as StoreError, IdempotencyRecord};
+use utoipa::ToSchema;
+
+pub use runner::{Jobs, JobsConfig};
+pub use store::{JobFailure, JobRecord, JobSpec};
+
+use crate::dto::ErrorBody;
+use crate::error::ApiError;
+use crate::export::{ExportFormat, export_headers, file_name, parse_format};
+use crate::extract::ApiJson;
+use crate::links::create::validate_key;
+use crate::links::now_ms;
+use crate::reports::ReportsState;
+use crate::stats::params::parse_stats;
+
+/// Most codes one report may name.
+pub const MAX_REPORT_CODES: usize = 1000;
+/// Idempotency records of this endpoint are scoped by this prefix.
+const IDEMPOTENCY_SCOPE: &str = "reports:";
+
+/// State of a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    /// Waiting for the runner.
+    Queued,
+    /// Being exported.
+    Running,
+    /// The file is ready for download.
+    Succeeded,
+    /// Failed; see `error`.
+    Failed,
+}
+
+/// Body of `POST /v1/reports/export`.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReportRequest {
+    /// Codes to export (1 to 1000, each an existing link); or use `all_links`.
+    #[serde(default)]
+    pub codes: Option<Vec<String>>,
+    /// `true`: every link in the store when the job runs (instead of `codes`).
+    #[serde(default)]
+    pub all_links: Option<bool>,
+    /// RFC 3339 range start (default: `to` − 7 days).
+    #[serde(default)]
+    pub from: Option<String>,
+    /// RFC 3339 range end, exclusive (default: now, when the job is created).
+    #[serde(default)]
+    pub to: Option<String>,
+    /// `minute`, `hour` (default) or `day`.
+    #[serde(default)]
+    pub bucket: Option<String>,
+    /// IANA zone (default `UTC`).
+    #[serde(default)]
+    pub tz: Option<String>,
+    /// Breakdown: empty, one dimension, or `country,device`.
+    #[serde(default)]
+    pub dimensions: Option<String>,
+    /// Include bot clicks (default false).
+    #[serde(default)]
+    pub include_bots: Option<bool>,
+    /// `csv` (default), `json` or `ndjson`.
+    #[serde(default)]
+    pub format: Option<String>,
+}
+
+/// Why a job failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct JobErrorBody {
+    /// Stable snake_case code (`range_not_retained`, `job_interrupted`, `export_write_failed`, …).
+    pub code: String,
+    /// Human-readable message.
+    pub message: String,
+}
+
+/// A job as returned by the API. Timestamps are RFC 3339 UTC with milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct JobStatusBody {
+    /// Job id (UUIDv7).
+    pub job_id: String,
+    /// `queued`, `running`, `succeeded` or `failed`.
+    pub status: JobState,
+    /// Creation instant.
+    pub created_at: String,
+    /// Start of the latest attempt, `null` while queued.
+    pub started_at: Option<String>,
+    /// End instant, `null` until succeeded or failed.
+    pub finished_at: Option<String>,
+    /// Rows in the file (0 until succeeded).
+    pub rows: u64,
+    /// Size of the file in bytes, `null` until succeeded.
+    pub bytes: Option<u64>,
+    /// Set when failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<JobErrorBody>,
+    /// `/v1/jobs/{job_id}/download` once succeeded, else `null`.
+    pub download: Option<String>,
+    /// Output format.
+    pub format: ExportFormat,
+    /// Exported codes (sorted), `null` for all links.
+    pub codes: Option<Vec<String>>,
+    /// Resolved range start (RFC 3339 UTC).
+    pub from: String,
+    /// Resolved range end, exclusive (RFC 3339 UTC).
+    pub to: String,
+    /// Bucket size.
+    pub bucket: String,
+    /// IANA zone.
+    pub tz: String,
+    /// Breakdown (`""` for none).
+    pub dimensions: String,
+    /// Whether bot clicks are included.
+    pub include_bots: bool,
+}
+
+fn ts(ms: i64) -> String {
+    Utc.timestamp_millis_opt(ms).single().map_or_else(|| ms.to_string(), |t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
+}
+
+impl JobStatusBody {
+    /// The API view of a stored job.
+    pub fn of(rec: &JobRecord) -> JobStatusBody {
+        let s = &rec.spec;
+        JobStatusBody {
+            job_id: rec.job_id.clone(),
+            status: rec.status,
+            created_at: ts(rec.created_at_ms),
+            started_at: rec.started_at_ms.map(ts),
+            finished_at: rec.finished_at_ms.map(ts),
+            rows: rec.rows,
+            bytes: (rec.status == JobState::Succeeded).then_some(rec.bytes),
+            error: rec.error.as_ref().map(|e| JobErrorBody { code: e.code.clone(), message: e.message.clone() }),
+            download: (rec.status == JobState::Succeeded).then(|| format!("/v1/jobs/{}/download", rec.job_id)),
+            format: s.format,
+            codes: s.codes.clone(),
+            from: ts(s.from_ms),
+            to: ts(s.to_ms),
+            bucket: s.bucket.clone(),
+            tz: s.tz.clone(),
+            dimensions: s.dimensions.clone(),
+            include_bots: s.include_bots,
+        }
+    }
+}
+
+fn job_not_found(id: &str) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no export job with id \"{id}\"")).with_details(json!({ "job_id": id }))
+}
+
+/// The request's range parameters as the stats endpoints' query string.
+fn stats_query(req: &ReportRequest) -> String {
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    for (name, value) in [("from", &req.from), ("to", &req.to), ("bucket", &req.bucket), ("tz", &req.tz), ("dimensions", &req.dimensions)] {
+        if let Some(v) = value {
+            query.append_pair(name, v);
+        }
+    }
+    if let Some(b) = req.include_bots {
+        query.append_pair("include_bots", if b { "true" } else { "false" });
+    }
+    query.finish()
+}
+
+/// Validates a request into a job spec: the range parameters by the stats endpoints' own
+/// parser (resolved against the state's clock), every named code must exist. Errors: 400
+/// `invalid_codes`, `invalid_format` and the codes of [`crate::stats::params`]; 404
+/// `not_found` for unknown codes (`details.codes` lists them).
+pub async fn build_spec(state: &ReportsState, req: &ReportRequest) -> Result<JobSpec, ApiError> {
+    let format = parse_format(req.format.as_deref())?;
+    let params = parse_stats(Some(&stats_query(req)), state.now_ms())?;
+    crate::export::ExportPlan::new(&params, format)?;
+    let codes = match (&req.codes, req.all_links.unwrap_or(false)) {
+        (Some(c), false) if !c.is_empty() && c.len() <= MAX_REPORT_CODES => {
+            let mut c: Vec<String> = c.iter().map(|s| s.trim().to_owned()).collect();
+            c.sort();
+            c.dedup();
+            let mut unknown = Vec::new();
+            for code in &c {
+                match state.require_link(code).await {
+                    Ok(_) => {}
+                    Err(e) if e.status == StatusCode::NOT_FOUND => unknown.push(code.clone()),
+                    Err(e) => return Err(e),
+                }
+            }
+            if !unknown.is_empty() {
+                return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no link with code \"{}\"", unknown[0]))
+                    .with_details(json!({ "codes": unknown })));
+            }
+            Some(c)
+        }
+        (None, true) => None,
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid_codes",
+                format!("give either codes (1 to {MAX_REPORT_CODES} link codes) or \"all_links\": true"),
+            ));
+        }
+    };
+    Ok(JobSpec {
+        codes,
+        from_ms: params.from_ms,
+        to_ms: params.to_ms,
+        bucket: params.bucket.as_str().to_owned(),
+        tz: params.tz.name().to_owned(),
+        dimensions: params.dimensions.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(","),
+        include_bots: params.include_bots,
+        format,
+    })
+}
+
+fn accepted(rec: &JobRecord, replayed: bool) -> Response {
+    let mut resp = (StatusCode::ACCEPTED, axum::Json(JobStatusBody::of(rec))).into_response();
+    let h = resp.headers_mut();
+    if let Ok(loc) = HeaderValue::from_str(&format!("/v1/jobs/{}", rec.job_id)) {
+        h.insert(header::LOCATION, loc);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if replayed {
+        h.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    resp
+}
+
+async fn replay(state: &ReportsState, rec: &IdempotencyRecord, request_hash: &str) -> Result<Response, ApiError> {
+    if rec.request_hash != request_hash {
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", "Idempotency-Key was already used with a different request body"));
+    }
+    let id = serde_json::from_str::<serde_json::Value>(&rec.body)
+        .ok()
+        .and_then(|v| v["job_id"].as_str().map(str::to_owned))
+        .ok_or_else(|| ApiError::internal(&"idempotency record of a report has no job_id"))?;
+    let job = state.runner()?.get(&id).await?.ok_or_else(|| job_not_found(&id))?;
+    Ok(accepted(&job, true))
+}
+
+/// Starts a report export job.
+#[utoipa::path(
+    post, path = "/v1/reports/export", tag = "reports",
+    request_body = ReportRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the original job for the same key and body within 24 h; 422 idempotency_key_reused for another body")),
+    responses(
+        (status = 202, description = "Job created (queued)", body = JobStatusBody, headers(("Location" = String))),
+        (status = 400, description = "invalid_codes, invalid_format, invalid_from, invalid_to, invalid_range, invalid_bucket, unknown_tz, unknown_dimension, unsupported_dimensions, range_too_long, unsupported_tz_offset, malformed_json, unknown_field, invalid_request, invalid_idempotency_key", body = ErrorBody),
+        (status = 404, description = "not_found: a named code is not a link (details.codes)", body = ErrorBody),
+        (status = 415, description = "unsupported_media_type", body = ErrorBody),
+        (status = 422, description = "idempotency_key_reused", body = ErrorBody),
+    )
+)]
+pub async fn create_report(State(state): State<ReportsState>, headers: HeaderMap, body: ApiJson<ReportRequest>) -> Result<Response, ApiError> {
+    state.runner()?;
+    let Some(raw_key) = headers.get("idempotency-key") else {
+        let spec = build_spec(&state, &body.value).await?;
+        let rec = state.runner()?.create(spec).await?;
+        state.runner()?.enqueue(&rec.job_id);
+        return Ok(accepted(&rec, false));
+    };
+    let scoped = format!("{IDEMPOTENCY_SCOPE}{}", validate_key(raw_key)?);
+    let request_hash = blake3::hash(body.canonical.as_bytes()).to_hex().to_string();
+    let lock = state.key_locks.lock_for(&scoped);
+    let _guard = lock.lock().await;
+    let store = state.stats.store();
+    if let Some(rec) = store.idempotency_get(&scoped, now_ms()).await? {
+        return replay(&state, &rec, &request_hash).await;
+    }
+    let spec = build_spec(&state, &body.value).await?;
+    let job = state.runner()?.create(spec).await?;
+    let record = IdempotencyRecord {
+        key: scoped.clone(),
+        request_hash: request_hash.clone(),
+        status: 202,
+        body: json!({ "job_id": job.job_id }).to_string(),
+        created_at: now_ms(),
+    };
+    match store.idempotency_put(&record).await {
+        Ok(()) => {
+            state.runner()?.enqueue(&job.job_id);
+            Ok(accepted(&job, false))
+        }
+        Err(StoreError::IdempotencyKeyExists) => {
+            // Another process won the race for this key: drop our (never enqueued) job.
+            state.runner()?.discard(&job.job_id).await?;
+            match store.idempotency_get(&scoped, now_ms()).await? {
+                Some(rec) => replay(&state, &rec, &request_hash).await,
+                None => Err(ApiError::internal(&"idempotency record vanished after a conflicting insert")),
+            }
+        }
+        Err(e) => {
+            state.runner()?.discard(&job.job_id).await?;
+            Err(e.into())
+        }
+    }
+}
+
+async fn load(state: &ReportsState, job_id: &str) -> Result<JobRecord, ApiError> {
+    if uuid::Uuid::try_parse(job_id).is_err() {
+        return Err(job_not_found(job_id));
+    }
+    state.runner()?.get(job_id).await?.ok_or_else(|| job_not_found(job_id))
+}
+
+/// The state of a report export job.
+#[utoipa::path(
+    get, path = "/v1/jobs/{job_id}", tag = "reports",
+    params(("job_id" = String, Path, description = "Job id from POST /v1/reports/export")),
+    responses(
+        (status = 200, description = "The job", body = JobStatusBody),
+        (status = 404, description = "not_found", body = ErrorBody),
+    )
+)]
+pub async fn get_job(State(state): State<ReportsState>, Path(job_id): Path<String>) -> Result<Response, ApiError> {
+    let rec = load(&state, &job_id).await?;
+    let mut resp = axum::Json(JobStatusBody::of(&rec)).into_response();
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(resp)
+}
+
+/// Downloads the file of a succeeded job (streamed from disk).
+#[utoipa::path(
+    get, path = "/v1/jobs/{job_id}/download", tag = "reports",
+    params(("job_id" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "The export file (same bytes as GET /v1/stats/export)", content_type = "text/csv", body = String),
+        (status = 404, description = "not_found", body = ErrorBody),
+        (status = 409, description = "job_not_ready: the job has not succeeded (details.status)", body = ErrorBody),
+        (status = 410, description = "export_gone: the file was removed", body = ErrorBody),
+    )
+)]
+pub async fn download_job(State(state): State<ReportsState>, Path(job_id): Path<String>) -> Result<Response, ApiError> {
+    let rec = load(&state, &job_id).await?;
+    if rec.status != JobState::Succeeded {
+        return Err(ApiError::new(StatusCode::CONFLICT, "job_not_ready", "the job has not succeeded")
+            .with_details(json!({ "job_id": rec.job_id, "status": rec.status })));
+    }
+    let file = tokio::fs::File::open(state.runner()?.file_path(&rec)).await.map_err(|e| {
+        tracing::warn!(error = %e, job_id = %rec.job_id, "export file of a succeeded job is missing");
+        ApiError::new(StatusCode::GONE, "export_gone", "the export file no longer exists")
+    })?;
+    let what = match rec.spec.codes.as_deref() {
+        Some([one]) => one.clone(),
+        _ => "report".to_owned(),
+    };
+    let plan = runner::plan_of(&rec.spec)?;
+    let name = file_name(&what, plan.range(), rec.spec.format);
+    let mut resp = (StatusCode::OK, Body::from_stream(tokio_util::io::ReaderStream::new(file))).into_response();
+    export_headers(&mut resp, rec.spec.format, &name);
+    if let Ok(v) = HeaderValue::from_str(&rec.bytes.to_string()) {
+        resp.headers_mut().insert(header::CONTENT_LENGTH, v);
+    }
+    Ok(resp)
+}

@@ -1,0 +1,341 @@
+//! The job runner: creates jobs in the [`JobStore`], re-queues unfinished ones on start, and
+//! runs them one at a time on a background task, writing each export to
+//! `<exports dir>/<job_id>.part` and renaming it to `<job_id>.<csv|json|ndjson>` once complete
+//! and fsync'd (a crash never leaves a partial file under the final name).
+//!
+//! Restart semantics: on [`Jobs::start`], jobs found `running` (the process died during
+//! them) go back to `queued` and run again from the beginning; unfinished jobs run in
+//! creation order (UUIDv7 ids sort by creation time); a job whose attempts reached [`JobsConfig::max_attempts`]
+//! fails with `job_interrupted` instead, so an export that kills the process cannot loop.
+//! Succeeded jobs stay downloadable across restarts until [`JobsConfig::retention`] after
+//! they finished; then the record and its file are deleted (checked at start and after each
+//! job).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use sluice_connectors::{LinkStore, ListQuery};
+use sluice_dataflows::clock::{Clock, SystemClock};
+use sluice_dataflows::views::Views;
+use tokio::sync::mpsc;
+
+use super::JobState;
+use super::store::{JobFailure, JobRecord, JobSpec, JobStore};
+use crate::error::ApiError;
+use crate::export::ExportPlan;
+use crate::stats::params::{parse_stats, rfc3339_utc};
+
+/// Bytes buffered before a write to the export file.
+const WRITE_BYTES: usize = 256 * 1024;
+/// Page size when listing every link for an all-links report.
+const LIST_PAGE: u32 = 1000;
+
+/// Settings of the job runner.
+#[derive(Clone)]
+pub struct JobsConfig {
+    /// How long a finished job (and its file) is kept after it finished (default 7 days).
+    pub retention: Duration,
+    /// Attempts after which a job interrupted by restarts fails with `job_interrupted`
+    /// (default 3).
+    pub max_attempts: u32,
+    /// Polled (every 100 ms) before each job starts; the runner waits while it returns
+    /// `false`, e.g. until the dataflow has replayed the click log after a restart so a
+    /// re-run job sees the same data. `None`: always ready.
+    pub ready: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
+    /// Clock of the job timestamps and of retention.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        JobsConfig { retention: Duration::from_secs(7 * 86_400), max_attempts: 3, ready: None, clock: Arc::new(SystemClock) }
+    }
+}
+
+impl std::fmt::Debug for JobsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobsConfig")
+            .field("retention", &self.retention)
+            .field("max_attempts", &self.max_attempts)
+            .field("ready", &self.ready.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    store: JobStore,
+    dir: PathBuf,
+    tx: mpsc::UnboundedSender<String>,
+    config: JobsConfig,
+}
+
+/// Handle to the job runner (clone freely).
+#[derive(Clone)]
+pub struct Jobs {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Jobs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Jobs").field("dir", &self.inner.dir).finish_non_exhaustive()
+    }
+}
+
+fn write_error(e: &dyn std::fmt::Display) -> ApiError {
+    tracing::error!(error = %e, "could not write export file");
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "export_write_failed", "could not write the export file")
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal(&e))?
+}
+
+impl Jobs {
+    /// Opens the job table in `dir` (the exports directory, created if missing), re-queues
+    /// unfinished jobs (module docs), deletes expired ones and stray `.part` files, and spawns
+    /// the runner on the current tokio runtime. Errors: 500 `jobs_store_failed`.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
+    pub fn start(dir: &Path, views: Views, store: Arc<dyn LinkStore>, config: JobsConfig) -> Result<Jobs, ApiError> {
+        let table = JobStore::open(dir)?;
+        let mut queue = Vec::new();
+        for mut rec in table.all()? {
+            match rec.status {
+                JobState::Queued => queue.push(rec.job_id),
+                JobState::Running if rec.attempts >= config.max_attempts => {
+                    rec.status = JobState::Failed;
+                    rec.finished_at_ms = Some(config.clock.now_ms());
+                    rec.error = Some(JobFailure {
+                        code: "job_interrupted".into(),
+                        message: format!("the job was interrupted by a restart {} times", rec.attempts),
+                    });
+                    table.put(&rec)?;
+                }
+                JobState::Running => {
+                    tracing::info!(job_id = %rec.job_id, attempts = rec.attempts, "re-queueing export job interrupted by a restart");
+                    rec.status = JobState::Queued;
+                    table.put(&rec)?;
+                    queue.push(rec.job_id);
+                }
+                JobState::Succeeded | JobState::Failed => {}
+            }
+        }
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.flatten() {
+                if e.path().extension().is_some_and(|x| x == "part") {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let jobs = Jobs { inner: Arc::new(Inner { store: table, dir: dir.to_path_buf(), tx, config }) };
+        jobs.expire()?;
+        for id in queue {
+            jobs.enqueue(&id);
+        }
+        tokio::spawn(jobs.clone().work(views, store, rx));
+        Ok(jobs)
+    }
+
+    /// The exports directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Stores a new `queued` job for `spec` (not yet handed to the runner: see
+    /// [`Self::enqueue`]). Error: 500 `jobs_store_failed`.
+    pub async fn create(&self, spec: JobSpec) -> Result<JobRecord, ApiError> {
+        let rec = JobRecord {
+            job_id: uuid::Uuid::now_v7().to_string(),
+            status: JobState::Queued,
+            created_at_ms: self.inner.config.clock.now_ms(),
+            started_at_ms: None,
+            finished_at_ms: None,
+            rows: 0,
+            bytes: 0,
+            attempts: 0,
+            error: None,
+            spec,
+        };
+        let (inner, r) = (Arc::clone(&self.inner), rec.clone());
+        blocking(move || inner.store.put(&r)).await?;
+        Ok(rec)
+    }
+
+    /// Hands a stored job to the runner.
+    pub fn enqueue(&self, job_id: &str) {
+        // The receiver lives as long as the runner task, i.e. the runtime.
+        let _ = self.inner.tx.send(job_id.to_owned());
+    }
+
+    /// The job `job_id`, if stored. Error: 500 `jobs_store_failed`.
+    pub async fn get(&self, job_id: &str) -> Result<Option<JobRecord>, ApiError> {
+        let (inner, id) = (Arc::clone(&self.inner), job_id.to_owned());
+        blocking(move || inner.store.get(&id)).await
+    }
+
+    /// Deletes a job that was never enqueued (lost `Idempotency-Key` race).
+    pub(crate) async fn discard(&self, job_id: &str) -> Result<(), ApiError> {
+        let (inner, id) = (Arc::clone(&self.inner), job_id.to_owned());
+        blocking(move || inner.store.delete(&id)).await
+    }
+
+    /// Path of a succeeded job's file.
+    pub fn file_path(&self, rec: &JobRecord) -> PathBuf {
+        self.inner.dir.join(format!("{}.{}", rec.job_id, rec.spec.format.extension()))
+    }
+
+    /// Every stored job (tests).
+    #[cfg(test)]
+    pub(crate) fn records(&self) -> Result<Vec<JobRecord>, ApiError> {
+        self.inner.store.all()
+    }
+
+    fn put(&self, rec: &JobRecord) -> Result<(), ApiError> {
+        self.inner.store.put(rec)
+    }
+
+    /// Deletes jobs (and files) finished more than `retention` ago.
+    fn expire(&self) -> Result<(), ApiError> {
+        let retention = i64::try_from(self.inner.config.retention.as_millis()).unwrap_or(i64::MAX);
+        let cutoff = self.inner.config.clock.now_ms().saturating_sub(retention);
+        for rec in self.inner.store.all()? {
+            if rec.finished_at_ms.is_some_and(|f| f < cutoff) {
+                let _ = std::fs::remove_file(self.file_path(&rec));
+                self.inner.store.delete(&rec.job_id)?;
+                tracing::debug!(job_id = %rec.job_id, "expired export job deleted");
+            }
+        }
+        Ok(())
+    }
+
+    async fn work(self, views: Views, store: Arc<dyn LinkStore>, mut rx: mpsc::UnboundedReceiver<String>) {
+        while let Some(id) = rx.recv().await {
+            if let Some(ready) = &self.inner.config.ready {
+                while !ready() {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+            if let Err(e) = self.run_one(&views, &store, &id).await {
+                tracing::error!(error = %e, job_id = %id, "export job could not be recorded");
+            }
+            let me = self.clone();
+            if let Err(e) = blocking(move || me.expire()).await {
+                tracing::warn!(error = %e, "could not expire old export jobs");
+            }
+        }
+    }
+
+    async fn run_one(&self, views: &Views, store: &Arc<dyn LinkStore>, id: &str) -> Result<(), ApiError> {
+        let Some(mut rec) = self.get(id).await? else { return Ok(()) };
+        if rec.status != JobState::Queued {
+            return Ok(());
+        }
+        rec.status = JobState::Running;
+        rec.started_at_ms = Some(self.inner.config.clock.now_ms());
+        rec.attempts += 1;
+        let (me, r) = (self.clone(), rec.clone());
+        blocking(move || me.put(&r)).await?;
+        tracing::info!(job_id = %id, attempt = rec.attempts, "export job started");
+        let outcome = self.export(views, store, &rec).await;
+        rec.finished_at_ms = Some(self.inner.config.clock.now_ms());
+        match outcome {
+            Ok((rows, bytes)) => {
+                rec.status = JobState::Succeeded;
+                (rec.rows, rec.bytes) = (rows, bytes);
+                tracing::info!(job_id = %id, rows, bytes, "export job succeeded");
+                metrics::counter!("sluice_export_jobs_total", "status" => "succeeded").increment(1);
+            }
+            Err(e) => {
+                rec.status = JobState::Failed;
+                tracing::warn!(job_id = %id, error = %e, "export job failed");
+                rec.error = Some(JobFailure { code: e.code.to_owned(), message: e.message });
+                metrics::counter!("sluice_export_jobs_total", "status" => "failed").increment(1);
+            }
+        }
+        let me = self.clone();
+        blocking(move || me.put(&rec)).await
+    }
+
+    /// Runs the export of `rec` into its file; returns (rows, bytes).
+    async fn export(&self, views: &Views, store: &Arc<dyn LinkStore>, rec: &JobRecord) -> Result<(u64, u64), ApiError> {
+        let plan = plan_of(&rec.spec)?;
+        let codes = match &rec.spec.codes {
+            Some(c) => c.clone(),
+            None => all_codes(store.as_ref()).await?,
+        };
+        let (views, part, done) = (views.clone(), self.inner.dir.join(format!("{}.part", rec.job_id)), self.file_path(rec));
+        tokio::task::spawn_blocking(move || write_export(&views, &plan, &codes, &part, &done)).await.map_err(|e| ApiError::internal(&e))?
+    }
+}
+
+/// The export plan of a stored spec, validated by the stats endpoints' parser again.
+/// Errors: 400 codes of [`crate::stats::params`] (a spec stored by a version with other
+/// limits).
+pub fn plan_of(spec: &JobSpec) -> Result<ExportPlan, ApiError> {
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    query
+        .append_pair("from", &rfc3339_utc(spec.from_ms))
+        .append_pair("to", &rfc3339_utc(spec.to_ms))
+        .append_pair("bucket", &spec.bucket)
+        .append_pair("tz", &spec.tz)
+        .append_pair("dimensions", &spec.dimensions)
+        .append_pair("include_bots", if spec.include_bots { "true" } else { "false" });
+    let params = parse_stats(Some(&query.finish()), spec.to_ms)?;
+    ExportPlan::new(&params, spec.format)
+}
+
+/// Every link code in the store, sorted.
+async fn all_codes(store: &dyn LinkStore) -> Result<Vec<String>, ApiError> {
+    let mut codes = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.list(&ListQuery { limit: LIST_PAGE, after_seq: after, tag: None, enabled: None }).await?;
+        let Some(&(last, _)) = page.last() else { break };
+        let full = page.len() == LIST_PAGE as usize;
+        codes.extend(page.into_iter().map(|(_, l)| l.code));
+        if !full {
+            break;
+        }
+        after = Some(last);
+    }
+    codes.sort();
+    codes.dedup();
+    Ok(codes)
+}
+
+/// Writes header, every code's chunks and footer to `part`, fsyncs, renames it to `done`.
+fn write_export(views: &Views, plan: &ExportPlan, codes: &[String], part: &Path, done: &Path) -> Result<(u64, u64), ApiError> {
+    let mut file = std::fs::File::create(part).map_err(|e| write_error(&e))?;
+    let mut writer = plan.writer();
+    let mut buf = Vec::with_capacity(WRITE_BYTES);
+    let mut bytes = 0u64;
+    writer.header(&mut buf);
+    for code in codes {
+        for index in 0..plan.chunk_count() {
+            plan.render_chunk(views, code, index, &mut writer, &mut buf)?;
+            if buf.len() >= WRITE_BYTES {
+                file.write_all(&buf).map_err(|e| write_error(&e))?;
+                bytes += buf.len() as u64;
+                buf.clear();
+            }
+        }
+    }
+    writer.footer(&mut buf);
+    file.write_all(&buf).map_err(|e| write_error(&e))?;
+    bytes += buf.len() as u64;
+    file.sync_all().map_err(|e| write_error(&e))?;
+    drop(file);
+    std::fs::rename(part, done).map_err(|e| write_error(&e))?;
+    if let Some(dir) = done.parent()
+        && let Ok(d) = std::fs::File::open(dir)
+    {
+        // Makes the rename durable on file systems that need a directory fsync.
+        let _ = d.sync_all();
+    }
+    Ok((writer.rows(), bytes))
+}

@@ -1,0 +1,145 @@
+//! The persistent job table: one redb file (`jobs.redb`) in the exports directory, one
+//! key per job id holding the job as JSON. Every change is one ACID write transaction
+//! (fsync'd when it returns), so a crash leaves each job either before or after a change,
+//! never in between.
+
+use std::path::Path;
+
+use axum::http::StatusCode;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use super::JobState;
+use crate::error::ApiError;
+use crate::export::ExportFormat;
+
+/// File name of the job table inside the exports directory.
+pub const JOBS_FILE_NAME: &str = "jobs.redb";
+
+const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
+
+/// What a job exports (resolved when the job is created, so a re-run after a restart
+/// exports the same range).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSpec {
+    /// Codes to export, sorted and without duplicates; `None` = every link in the store when
+    /// the job runs.
+    pub codes: Option<Vec<String>>,
+    /// Range start, ms since epoch UTC (whole minute).
+    pub from_ms: i64,
+    /// Range end (exclusive), ms since epoch UTC (whole minute).
+    pub to_ms: i64,
+    /// `minute|hour|day`.
+    pub bucket: String,
+    /// IANA zone name.
+    pub tz: String,
+    /// Canonical breakdown (`""`, `"country"`, `"country,device"`, …).
+    pub dimensions: String,
+    /// Include bot clicks.
+    pub include_bots: bool,
+    /// Output format.
+    pub format: ExportFormat,
+}
+
+/// Why a job failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobFailure {
+    /// Stable snake_case code (`range_not_retained`, `job_interrupted`, `export_write_failed`, …).
+    pub code: String,
+    /// Human-readable message.
+    pub message: String,
+}
+
+/// One job as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// UUIDv7, hyphenated lowercase.
+    pub job_id: String,
+    /// Current state.
+    pub status: JobState,
+    /// Creation, ms since epoch UTC.
+    pub created_at_ms: i64,
+    /// Start of the latest attempt, ms since epoch UTC.
+    pub started_at_ms: Option<i64>,
+    /// End of the job (succeeded or failed), ms since epoch UTC.
+    pub finished_at_ms: Option<i64>,
+    /// Rows written (final once succeeded).
+    pub rows: u64,
+    /// Size of the finished file in bytes.
+    pub bytes: u64,
+    /// Attempts started (a restart during a run re-queues the job and counts again).
+    pub attempts: u32,
+    /// Set when failed.
+    pub error: Option<JobFailure>,
+    /// What to export.
+    pub spec: JobSpec,
+}
+
+/// Handle to the job table.
+#[derive(Debug)]
+pub struct JobStore {
+    db: Database,
+}
+
+fn store_error(op: &str, e: impl std::fmt::Display) -> ApiError {
+    tracing::error!(error = %e, op, "export job table failed");
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "jobs_store_failed", format!("could not {op} the export job table"))
+}
+
+impl JobStore {
+    /// Opens (creating if missing) `dir/jobs.redb`. Error: 500 `jobs_store_failed` (the cause
+    /// is logged; e.g. another process holds the file).
+    pub fn open(dir: &Path) -> Result<JobStore, ApiError> {
+        std::fs::create_dir_all(dir).map_err(|e| store_error("create the directory of", e))?;
+        let db = Database::create(dir.join(JOBS_FILE_NAME)).map_err(|e| store_error("open", e))?;
+        let txn = db.begin_write().map_err(|e| store_error("open", e))?;
+        txn.open_table(JOBS).map_err(|e| store_error("open", e))?;
+        txn.commit().map_err(|e| store_error("open", e))?;
+        Ok(JobStore { db })
+    }
+
+    /// Inserts or replaces `rec` (durable when it returns).
+    pub fn put(&self, rec: &JobRecord) -> Result<(), ApiError> {
+        let bytes = serde_json::to_vec(rec).map_err(|e| store_error("encode a job for", e))?;
+        let txn = self.db.begin_write().map_err(|e| store_error("write", e))?;
+        {
+            let mut t = txn.open_table(JOBS).map_err(|e| store_error("write", e))?;
+            t.insert(rec.job_id.as_str(), bytes.as_slice()).map_err(|e| store_error("write", e))?;
+        }
+        txn.commit().map_err(|e| store_error("write", e))
+    }
+
+    /// The job `id`, if stored.
+    pub fn get(&self, id: &str) -> Result<Option<JobRecord>, ApiError> {
+        let txn = self.db.begin_read().map_err(|e| store_error("read", e))?;
+        let t = txn.open_table(JOBS).map_err(|e| store_error("read", e))?;
+        let Some(v) = t.get(id).map_err(|e| store_error("read", e))? else { return Ok(None) };
+        serde_json::from_slice(v.value()).map(Some).map_err(|e| store_error("decode a job of", e))
+    }
+
+    /// Every job, by id (UUIDv7 ids sort by creation time). Undecodable entries are logged
+    /// and skipped.
+    pub fn all(&self) -> Result<Vec<JobRecord>, ApiError> {
+        let txn = self.db.begin_read().map_err(|e| store_error("read", e))?;
+        let t = txn.open_table(JOBS).map_err(|e| store_error("read", e))?;
+        let mut out = Vec::new();
+        for entry in t.iter().map_err(|e| store_error("read", e))? {
+            let (k, v) = entry.map_err(|e| store_error("read", e))?;
+            match serde_json::from_slice::<JobRecord>(v.value()) {
+                Ok(rec) => out.push(rec),
+                Err(e) => tracing::warn!(error = %e, job_id = k.value(), "skipping undecodable export job"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes the job `id` (no-op when absent).
+    pub fn delete(&self, id: &str) -> Result<(), ApiError> {
+        let txn = self.db.begin_write().map_err(|e| store_error("write", e))?;
+        {
+            let mut t = txn.open_table(JOBS).map_err(|e| store_error("write", e))?;
+            t.remove(id).map_err(|e| store_error("write", e))?;
+        }
+        txn.commit().map_err(|e| store_error("write", e))
+    }
+}

@@ -1,0 +1,325 @@
+//! Report jobs over the real dataflow: create → poll → download equals the synchronous
+//! export; restarts (re-queue, interrupted-too-often, expiry, stray files); the readiness
+//! gate; `Idempotency-Key`; every error code.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+use sluice_dataflows::clock::ManualClock;
+
+use super::store::{JobRecord, JobSpec, JobStore};
+use super::{JobState, JobsConfig};
+use crate::export::ExportFormat;
+use crate::reports::ReportsState;
+use crate::reports::test_harness::*;
+
+const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36";
+const CAFE_APP: &str = "Café, Zürich/3 CFNetwork/1494.0.7 Darwin/23.4.0";
+const NOW: &str = "2024-06-02T00:00:00Z";
+const RANGE: &str = r#""from": "2024-06-01T00:00:00+05:30", "to": "2024-06-02T00:00:00+05:30", "bucket": "hour", "tz": "Asia/Kolkata""#;
+const RANGE_Q: &str = "from=2024-06-01T00:00:00%2B05:30&to=2024-06-02T00:00:00%2B05:30&bucket=hour&tz=Asia/Kolkata";
+
+fn input() -> Vec<sluice_schemas::ClickEvent> {
+    vec![
+        click(1, "ab", ms("2024-06-01T03:31:00Z"), 1, CHROME, Some("81.2.69.0"), Some("ios-app://a,\"b\"/x")),
+        click(2, "ab", ms("2024-06-01T05:00:00Z"), 2, CAFE_APP, Some("8.8.8.0"), None),
+        click(3, "cd", ms("2024-06-01T04:00:00Z"), 3, CHROME, Some("8.8.8.0"), Some("https://www.google.com/")),
+        click(4, "cd", ms("2024-06-01T04:10:00Z"), 3, CHROME, Some("8.8.8.0"), Some("https://www.google.com/")),
+    ]
+}
+
+fn json_of(body: &[u8]) -> Value {
+    serde_json::from_slice(body).expect("json body")
+}
+
+async fn post(state: &ReportsState, body: &str, key: Option<&str>) -> (StatusCode, axum::http::HeaderMap, Value) {
+    let headers: Vec<(&str, &str)> = key.map(|k| vec![("idempotency-key", k)]).unwrap_or_default();
+    let (st, h, b) = send_with(state, "POST", "/v1/reports/export", &headers, Some(("application/json", body))).await;
+    (st, h, json_of(&b))
+}
+
+async fn wait_done(state: &ReportsState, id: &str) -> Value {
+    wait_until(Duration::from_secs(30), "the job to finish", || async {
+        let (st, _, b) = send(state, "GET", &format!("/v1/jobs/{id}"), None).await;
+        assert_eq!(st, StatusCode::OK);
+        let v = json_of(&b);
+        matches!(v["status"].as_str(), Some("succeeded" | "failed")).then_some(v)
+    })
+    .await
+}
+
+async fn download(state: &ReportsState, id: &str) -> (StatusCode, axum::http::HeaderMap, String) {
+    let (st, h, b) = send(state, "GET", &format!("/v1/jobs/{id}/download"), None).await;
+    (st, h, String::from_utf8(b.to_vec()).expect("utf-8"))
+}
+
+async fn sync_export(state: &ReportsState, query: &str) -> String {
+    let (st, _, b) = send(state, "GET", &format!("/v1/stats/export?{query}"), None).await;
+    assert_eq!(st, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    String::from_utf8(b.to_vec()).expect("utf-8")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_runs_and_its_file_equals_the_synchronous_export() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let h = Harness::at(&["ab", "cd", "quiet"], ms(NOW), dir.path()).await;
+    h.ingest(input());
+    let state = h.state();
+
+    let (st, headers, v) = post(state, &format!(r#"{{"codes": ["ab"], {RANGE}, "dimensions": "referrer_domain"}}"#), None).await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{v}");
+    let id = v["job_id"].as_str().expect("job_id").to_owned();
+    assert_eq!(headers["location"], format!("/v1/jobs/{id}").as_str());
+    assert_eq!(v["created_at"], "2024-06-02T00:00:00.000Z");
+    assert_eq!((v["from"].as_str(), v["to"].as_str()), (Some("2024-05-31T18:30:00.000Z"), Some("2024-06-01T18:30:00.000Z")));
+    let done = wait_done(state, &id).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["rows"], 2);
+    assert_eq!(done["download"], format!("/v1/jobs/{id}/download").as_str());
+    assert_eq!(done["finished_at"], "2024-06-02T00:00:00.000Z");
+    assert!(done.get("error").is_none());
+
+    let want = sync_export(state, &format!("code=ab&{RANGE_Q}&dimensions=referrer_domain")).await;
+    assert_eq!(
+        want,
+        "bucket,code,referrer_domain,clicks,uniques\r\n\
+         2024-06-01T09:00:00+05:30,ab,\"a,\"\"b\"\"\",1,1\r\n\
+         2024-06-01T10:00:00+05:30,ab,(direct),1,1\r\n"
+    );
+    let (st, headers, got) = download(state, &id).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(got, want);
+    assert_eq!(done["bytes"], want.len());
+    assert_eq!(headers["content-type"], "text/csv; charset=utf-8; header=present");
+    assert_eq!(headers["content-length"], want.len().to_string().as_str());
+    assert_eq!(headers["content-disposition"], "attachment; filename=\"sluice-ab-hour-20240531T1830Z-20240601T1830Z.csv\"");
+    assert!(h.state().jobs().expect("runner").dir().join(format!("{id}.csv")).is_file());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_codes_and_all_links_concatenate_per_code_exports() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let h = Harness::at(&["ab", "cd", "quiet"], ms(NOW), dir.path()).await;
+    h.ingest(input());
+    let state = h.state();
+    let ab = sync_export(state, &format!("code=ab&{RANGE_Q}&format=ndjson")).await;
+    let cd = sync_export(state, &format!("code=cd&{RANGE_Q}&format=ndjson")).await;
+    let quiet = sync_export(state, &format!("code=quiet&{RANGE_Q}&format=ndjson")).await;
+    assert_eq!((ab.lines().count(), cd.lines().count(), quiet.len()), (2, 1, 0));
+
+    // Codes are sorted and deduplicated.
+    let (st, _, v) = post(state, &format!(r#"{{"codes": ["cd", "ab", "cd"], {RANGE}, "format": "ndjson"}}"#), None).await;
+    assert_eq!(st, StatusCode::ACCEPTED);
+    assert_eq!(v["codes"], json!(["ab", "cd"]));
+    let id = v["job_id"].as_str().expect("id").to_owned();
+    assert_eq!(wait_done(state, &id).await["rows"], 3);
+    let (_, headers, got) = download(state, &id).await;
+    assert_eq!(got, format!("{ab}{cd}"));
+    assert_eq!(headers["content-disposition"], "attachment; filename=\"sluice-report-hour-20240531T1830Z-20240601T1830Z.ndjson\"");
+
+    // All links (ab, cd, quiet), as one JSON array.
+    let (st, _, v) = post(state, &format!(r#"{{"all_links": true, {RANGE}, "format": "json"}}"#), None).await;
+    assert_eq!(st, StatusCode::ACCEPTED);
+    assert_eq!(v["codes"], Value::Null);
+    let id = v["job_id"].as_str().expect("id").to_owned();
+    assert_eq!(wait_done(state, &id).await["status"], "succeeded");
+    let (_, headers, got) = download(state, &id).await;
+    assert_eq!(headers["content-type"], "application/json");
+    let rows: Vec<&str> = ab.lines().chain(cd.lines()).collect();
+    assert_eq!(got, format!("[\n{}\n]\n", rows.join(",\n")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readiness_gate_holds_jobs_queued() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = Arc::new(ManualClock::new(ms(NOW)));
+    let mut h = Harness::pipeline(&["ab"], clock.clone(), clock).await;
+    let ready = Arc::new(AtomicBool::new(false));
+    let gate = Arc::clone(&ready);
+    h.state = Some(h.reports(dir.path(), JobsConfig { ready: Some(Arc::new(move || gate.load(Ordering::Acquire))), ..Default::default() }));
+    h.ingest(input());
+    let state = h.state();
+    let (_, _, v) = post(state, &format!(r#"{{"codes": ["ab"], {RANGE}}}"#), None).await;
+    let id = v["job_id"].as_str().expect("id").to_owned();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, _, b) = send(state, "GET", &format!("/v1/jobs/{id}"), None).await;
+    let v = json_of(&b);
+    assert_eq!((v["status"].as_str(), &v["download"], &v["started_at"]), (Some("queued"), &Value::Null, &Value::Null));
+    let (st, _, b) = send(state, "GET", &format!("/v1/jobs/{id}/download"), None).await;
+    assert_eq!((st, error_code(&b).as_str()), (StatusCode::CONFLICT, "job_not_ready"));
+    ready.store(true, Ordering::Release);
+    assert_eq!(wait_done(state, &id).await["status"], "succeeded");
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
+}
+
+fn record(id: &str, status: JobState, attempts: u32, finished_at_ms: Option<i64>) -> JobRecord {
+    JobRecord {
+        job_id: id.to_owned(),
+        status,
+        created_at_ms: ms("2024-06-01T23:00:00Z"),
+        started_at_ms: Some(ms("2024-06-01T23:00:01Z")),
+        finished_at_ms,
+        rows: 0,
+        bytes: 0,
+        attempts,
+        error: None,
+        spec: JobSpec {
+            codes: Some(vec!["ab".into()]),
+            from_ms: ms("2024-05-31T18:30:00Z"),
+            to_ms: ms("2024-06-01T18:30:00Z"),
+            bucket: "hour".into(),
+            tz: "Asia/Kolkata".into(),
+            dimensions: "referrer_domain".into(),
+            include_bots: false,
+            format: ExportFormat::Csv,
+        },
+    }
+}
+
+#[test]
+fn jobs_survive_restarts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = Arc::new(ManualClock::new(ms(NOW)));
+    // "Process" 1: a job succeeds.
+    let rt = runtime();
+    let h = rt.block_on(Harness::pipeline(&["ab", "cd"], clock.clone(), clock.clone()));
+    h.ingest(input());
+    let (done_id, want) = rt.block_on(async {
+        let state = h.reports(dir.path(), JobsConfig::default());
+        let (_, _, v) = post(&state, &format!(r#"{{"codes": ["ab"], {RANGE}, "dimensions": "referrer_domain"}}"#), Some("k-1")).await;
+        let id = v["job_id"].as_str().expect("id").to_owned();
+        assert_eq!(wait_done(&state, &id).await["status"], "succeeded");
+        (id, sync_export(&state, &format!("code=ab&{RANGE_Q}&dimensions=referrer_domain")).await)
+    });
+    drop(rt); // the runner and the job table close with the runtime
+
+    // The process "dies" during two jobs: one on its first attempt, one on its last allowed;
+    // an old finished job is past retention; a partial file is left behind.
+    let (running, exhausted, old) =
+        ("0190a6e0-0000-7000-8000-000000000001", "0190a6e0-0000-7000-8000-000000000002", "0190a6e0-0000-7000-8000-000000000003");
+    {
+        let table = JobStore::open(dir.path()).expect("open table");
+        table.put(&record(running, JobState::Running, 1, None)).expect("put");
+        table.put(&record(exhausted, JobState::Running, 3, None)).expect("put");
+        table.put(&record(old, JobState::Succeeded, 1, Some(ms("2024-05-20T00:00:00Z")))).expect("put");
+    }
+    std::fs::write(dir.path().join(format!("{running}.part")), b"half a fi").expect("part");
+    std::fs::write(dir.path().join(format!("{old}.csv")), b"old").expect("old file");
+
+    // "Process" 2.
+    let rt = runtime();
+    rt.block_on(async {
+        let state = h.reports(dir.path(), JobsConfig::default());
+        // The finished job is still there and downloadable.
+        let (_, _, v) = send(&state, "GET", &format!("/v1/jobs/{done_id}"), None).await;
+        assert_eq!(json_of(&v)["status"], "succeeded");
+        assert_eq!(download(&state, &done_id).await.2, want);
+        // The interrupted job runs again from scratch.
+        let v = wait_done(&state, running).await;
+        assert_eq!((v["status"].as_str(), v["rows"].as_u64()), (Some("succeeded"), Some(2)));
+        assert_eq!(download(&state, running).await.2, want);
+        assert!(!dir.path().join(format!("{running}.part")).exists());
+        // The one interrupted too often failed.
+        let (_, _, b) = send(&state, "GET", &format!("/v1/jobs/{exhausted}"), None).await;
+        let v = json_of(&b);
+        assert_eq!((v["status"].as_str(), v["error"]["code"].as_str()), (Some("failed"), Some("job_interrupted")));
+        assert_eq!(v["download"], Value::Null);
+        // The expired one is gone with its file.
+        let (st, _, b) = send(&state, "GET", &format!("/v1/jobs/{old}"), None).await;
+        assert_eq!((st, error_code(&b).as_str()), (StatusCode::NOT_FOUND, "not_found"));
+        assert!(!dir.path().join(format!("{old}.csv")).exists());
+        // The Idempotency-Key still answers the first job after the restart.
+        let (st, headers, v) = post(&state, &format!(r#"{{"codes": ["ab"], {RANGE}, "dimensions": "referrer_domain"}}"#), Some("k-1")).await;
+        assert_eq!((st, v["job_id"].as_str()), (StatusCode::ACCEPTED, Some(done_id.as_str())));
+        assert_eq!(headers["idempotent-replayed"], "true");
+    });
+    let table_rec = {
+        drop(rt);
+        JobStore::open(dir.path()).expect("reopen").get(running).expect("get").expect("record")
+    };
+    assert_eq!(table_rec.attempts, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_key_replays_the_job() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let h = Harness::at(&["ab"], ms(NOW), dir.path()).await;
+    let state = h.state();
+    let body = format!(r#"{{"codes": ["ab"], {RANGE}}}"#);
+    let (st, _, first) = post(state, &body, Some("key-1")).await;
+    assert_eq!(st, StatusCode::ACCEPTED);
+    wait_done(state, first["job_id"].as_str().expect("id")).await;
+    // Same key, same body (other key order and spacing): the same job, in its current state.
+    let reordered = format!(r#"{{{RANGE},"codes":["ab"]}}"#);
+    let (st, headers, again) = post(state, &reordered, Some("key-1")).await;
+    assert_eq!((st, &again["job_id"], again["status"].as_str()), (StatusCode::ACCEPTED, &first["job_id"], Some("succeeded")));
+    assert_eq!(headers["idempotent-replayed"], "true");
+    // Same key, other body.
+    let (st, _, v) = post(state, &format!(r#"{{"codes": ["ab"], {RANGE}, "format": "json"}}"#), Some("key-1")).await;
+    assert_eq!((st, v["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("idempotency_key_reused")));
+    // Another key: another job.
+    let (_, _, other) = post(state, &body, Some("key-2")).await;
+    assert_ne!(other["job_id"], first["job_id"]);
+    let (st, _, v) = post(state, &body, Some("bad key with spaces")).await;
+    assert_eq!((st, v["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_idempotency_key")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_cannot_be_answered_fails_with_the_views_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let h = Harness::at(&["ab"], ms("2024-06-10T00:00:00Z"), dir.path()).await;
+    h.ingest(input());
+    h.ingest(vec![click(99, "ab", ms("2024-06-05T00:00:00Z"), 9, CHROME, Some("8.8.8.0"), None)]);
+    let state = h.state();
+    let (st, _, v) = post(state, r#"{"codes": ["ab"], "from": "2024-06-01T03:31:00Z", "to": "2024-06-01T06:00:00Z", "bucket": "hour"}"#, None).await;
+    assert_eq!(st, StatusCode::ACCEPTED);
+    let v = wait_done(state, v["job_id"].as_str().expect("id")).await;
+    assert_eq!((v["status"].as_str(), v["error"]["code"].as_str(), &v["download"]), (Some("failed"), Some("range_not_retained"), &Value::Null));
+    let (st, _, b) = send(state, "GET", &format!("/v1/jobs/{}/download", v["job_id"].as_str().expect("id")), None).await;
+    assert_eq!((st, error_code(&b).as_str()), (StatusCode::CONFLICT, "job_not_ready"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_and_unknown_jobs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let h = Harness::at(&["ab", "cd"], ms(NOW), dir.path()).await;
+    let state = h.state();
+    let many: Vec<String> = (0..1001).map(|i| format!("c{i}")).collect();
+    let many = serde_json::to_string(&many).expect("json");
+    let cases: Vec<(String, StatusCode, &str)> = vec![
+        ("{}".into(), StatusCode::BAD_REQUEST, "invalid_codes"),
+        (r#"{"codes": []}"#.into(), StatusCode::BAD_REQUEST, "invalid_codes"),
+        (r#"{"codes": ["ab"], "all_links": true}"#.into(), StatusCode::BAD_REQUEST, "invalid_codes"),
+        (r#"{"all_links": false}"#.into(), StatusCode::BAD_REQUEST, "invalid_codes"),
+        (format!(r#"{{"codes": {many}}}"#), StatusCode::BAD_REQUEST, "invalid_codes"),
+        (r#"{"codes": ["ab"], "format": "xml"}"#.into(), StatusCode::BAD_REQUEST, "invalid_format"),
+        (r#"{"codes": ["ab"], "from": "2024-06-02T00:00:00Z", "to": "2024-06-01T00:00:00Z"}"#.into(), StatusCode::BAD_REQUEST, "invalid_range"),
+        (r#"{"codes": ["ab"], "tz": "Nowhere/Else"}"#.into(), StatusCode::BAD_REQUEST, "unknown_timezone"),
+        (r#"{"codes": ["ab"], "dimensions": "os,browser"}"#.into(), StatusCode::BAD_REQUEST, "invalid_dimensions"),
+        (r#"{"codes": ["ab"], "bucket": "minute", "from": "2024-05-01T00:00:00Z"}"#.into(), StatusCode::BAD_REQUEST, "range_too_long"),
+        (r#"{"codes": ["ab"], "limit": 3}"#.into(), StatusCode::BAD_REQUEST, "unknown_field"),
+        (r#"{"codes": "ab"}"#.into(), StatusCode::BAD_REQUEST, "invalid_request"),
+        (r#"{"codes": ["ab""#.into(), StatusCode::BAD_REQUEST, "malformed_json"),
+        (r#"{"codes": ["ab", "zz", "yy"]}"#.into(), StatusCode::NOT_FOUND, "not_found"),
+    ];
+    for (body, status, code) in &cases {
+        let (st, _, b) = send(state, "POST", "/v1/reports/export", Some(("application/json", body))).await;
+        assert_eq!((st, error_code(&b).as_str()), (*status, *code), "{body}");
+    }
+    let (_, _, b) = send(state, "POST", "/v1/reports/export", Some(("application/json", r#"{"codes": ["ab", "zz", "yy"]}"#))).await;
+    assert_eq!(json_of(&b)["error"]["details"]["codes"], json!(["yy", "zz"]));
+    let (st, _, b) = send(state, "POST", "/v1/reports/export", Some(("text/plain", r#"{"codes": ["ab"]}"#))).await;
+    assert_eq!((st, error_code(&b).as_str()), (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"));
+    for uri in ["/v1/jobs/0190a6e0-0000-7000-8000-00000000beef", "/v1/jobs/not-a-job", "/v1/jobs/0190a6e0-0000-7000-8000-00000000beef/download"] {
+        let (st, _, b) = send(state, "GET", uri, None).await;
+        assert_eq!((st, error_code(&b).as_str()), (StatusCode::NOT_FOUND, "not_found"), "{uri}");
+    }
+    // No job was created by any of the refused requests.
+    assert!(state.jobs().expect("runner").records().expect("records").is_empty());
+}

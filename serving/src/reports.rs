@@ -1,0 +1,185 @@
+//! State and routes of the export, report-job and live endpoints:
+//! `GET /v1/stats/export` ([`crate::export`]), `POST /v1/reports/export`,
+//! `GET /v1/jobs/{job_id}`, `GET /v1/jobs/{job_id}/download` ([`crate::jobs`]) and
+//! `GET /v1/links/{code}/stats/live` ([`crate::live`]).
+//!
+//! They read the dataflow's materialized views and the link store through the stats
+//! endpoints' [`StatsState`] (so a process without a dataflow answers 503
+//! `stats_unavailable` here too) and parse their parameters with the same rules
+//! ([`crate::stats::params`]). The binary calls [`ReportsState::start`] with that state and
+//! the exports directory, and serves [`routes`] with the other API routes.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use sluice_dataflows::clock::{Clock, SystemClock};
+use sluice_dataflows::views::Views;
+use sluice_schemas::Link;
+use utoipa::OpenApi;
+
+use crate::error::ApiError;
+use crate::jobs::{Jobs, JobsConfig};
+use crate::live::LiveConfig;
+use crate::state::KeyLocks;
+use crate::stats::state::StatsState;
+
+#[cfg(test)]
+pub(crate) mod test_harness;
+
+/// Cheaply clonable state of the export, job and live routes.
+#[derive(Clone)]
+pub struct ReportsState {
+    pub(crate) stats: StatsState,
+    pub(crate) key_locks: Arc<KeyLocks>,
+    pub(crate) jobs: Option<Jobs>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) live: LiveConfig,
+    pub(crate) live_streams: Arc<AtomicUsize>,
+}
+
+impl std::fmt::Debug for ReportsState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReportsState").field("stats", &self.stats).field("jobs", &self.jobs).finish_non_exhaustive()
+    }
+}
+
+impl ReportsState {
+    /// State over the stats state (link store and views) and a started job runner (`None`
+    /// in a process without a dataflow: the report routes answer 503 `stats_unavailable`),
+    /// with the system clock and default live settings (1 s ticks, 15 s keep-alives).
+    pub fn new(stats: StatsState, jobs: Option<Jobs>) -> ReportsState {
+        ReportsState {
+            stats,
+            key_locks: Arc::new(KeyLocks::default()),
+            jobs,
+            clock: Arc::new(SystemClock),
+            live: LiveConfig::default(),
+            live_streams: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// The state of a serving process: when `stats` has views, starts the job runner over
+    /// `exports_dir` (`<data dir>/exports`), holding each job until the views have caught up
+    /// with the click log ([`caught_up`]); without views, no runner.
+    ///
+    /// Errors: 500 `jobs_store_failed` when the job table cannot be opened (e.g. another
+    /// process uses the directory).
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
+    pub fn start(stats: StatsState, exports_dir: &Path) -> Result<ReportsState, ApiError> {
+        let jobs = match stats.views() {
+            Some(views) => {
+                let config = JobsConfig { ready: Some(caught_up(stats.clone())), ..Default::default() };
+                Some(Jobs::start(exports_dir, views.clone(), Arc::clone(stats.store()), config)?)
+            }
+            None => None,
+        };
+        Ok(ReportsState::new(stats, jobs))
+    }
+
+    /// Replaces the clock that defines "now" (default `to` of an export or report, the
+    /// current minute of the live stream).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> ReportsState {
+        self.clock = clock;
+        self
+    }
+
+    /// Replaces the live-stream settings.
+    pub fn with_live_config(mut self, live: LiveConfig) -> ReportsState {
+        self.live = live;
+        self
+    }
+
+    /// The job runner, if any.
+    pub fn jobs(&self) -> Option<&Jobs> {
+        self.jobs.as_ref()
+    }
+
+    /// Live streams currently open (a stream closes when its client disconnects).
+    pub fn open_live_streams(&self) -> usize {
+        self.live_streams.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// The views, or 503 `stats_unavailable` (this process runs no dataflow).
+    pub(crate) fn views(&self) -> Result<Views, ApiError> {
+        self.stats.views().cloned().ok_or_else(unavailable)
+    }
+
+    /// The job runner, or 503 `stats_unavailable`.
+    pub(crate) fn runner(&self) -> Result<&Jobs, ApiError> {
+        self.jobs.as_ref().ok_or_else(unavailable)
+    }
+
+    /// The link `code`, or 404 `not_found` (also for codes that cannot exist).
+    pub(crate) async fn require_link(&self, code: &str) -> Result<Link, ApiError> {
+        if !crate::alias::is_code_charset(code) {
+            return Err(ApiError::link_not_found(code));
+        }
+        self.stats.store().get(code).await?.ok_or_else(|| ApiError::link_not_found(code))
+    }
+}
+
+/// A readiness gate for [`JobsConfig::ready`]: true once the views reflect the click log up
+/// to some instant (the stats endpoints' `freshness.as_of` is known), i.e. the replay after a
+/// start is done, so a re-run job exports what it would have before the restart.
+pub fn caught_up(stats: StatsState) -> Arc<dyn Fn() -> bool + Send + Sync> {
+    Arc::new(move || match stats.views() {
+        Some(views) => stats.freshness(views.as_of(), SystemClock.now_ms()).as_of_ms.is_some(),
+        None => false,
+    })
+}
+
+fn unavailable() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "stats_unavailable",
+        "this process runs no click dataflow (role = api); query the process that holds the click log",
+    )
+}
+
+/// Maps a views error exactly as the stats endpoints do: `InvalidQuery` → 400 with the
+/// views' code (`range_not_retained`, `unsupported_tz_offset`, …); `NotLocal` → 503
+/// `stats_not_local`; anything else → 500 `internal`.
+pub(crate) use crate::stats::handlers::view_error;
+
+/// The export, report-job and live routes (module docs), without fallbacks.
+pub fn routes(state: ReportsState) -> Router {
+    Router::new()
+        .route("/v1/stats/export", get(crate::export::export_stats))
+        .route("/v1/reports/export", post(crate::jobs::create_report))
+        .route("/v1/jobs/{job_id}", get(crate::jobs::get_job))
+        .route("/v1/jobs/{job_id}/download", get(crate::jobs::download_job))
+        .route("/v1/links/{code}/stats/live", get(crate::live::live_stats))
+        .with_state(state)
+}
+
+/// OpenAPI description of these routes (merged into `/v1/openapi.json`).
+#[derive(OpenApi)]
+#[openapi(
+    paths(
+        crate::export::export_stats,
+        crate::jobs::create_report,
+        crate::jobs::get_job,
+        crate::jobs::download_job,
+        crate::live::live_stats,
+    ),
+    components(schemas(
+        crate::jobs::ReportRequest,
+        crate::jobs::JobStatusBody,
+        crate::jobs::JobState,
+        crate::jobs::JobErrorBody,
+        crate::export::ExportFormat,
+        crate::live::LiveTick,
+    )),
+    tags((name = "reports", description = "Report export jobs that run in the background and survive restarts"))
+)]
+pub struct ReportsDoc;

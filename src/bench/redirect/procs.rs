@@ -1,0 +1,401 @@
+//! The processes of `sluice bench redirect`: the CPU split between servers and load
+//! generators (`taskset`), free loopback ports, a temporary directory removed on drop, and
+//! child processes that are stopped when the benchmark ends, fails or is interrupted.
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tokio::process::{Child, Command};
+
+/// A directory under the system temp dir, removed with everything in it on drop.
+#[derive(Debug)]
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    /// Creates `$TMPDIR/sluice-bench-redirect-<pid>-<random>`.
+    ///
+    /// Errors when the directory cannot be created.
+    pub fn new() -> anyhow::Result<TempDir> {
+        let path = std::env::temp_dir().join(format!("sluice-bench-redirect-{}-{:08x}", std::process::id(), rand::random::<u32>()));
+        std::fs::create_dir_all(&path).with_context(|| format!("could not create \"{}\"", path.display()))?;
+        Ok(TempDir { path })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.path) {
+            tracing::warn!(error = %e, dir = %self.path.display(), "could not remove the benchmark's temp dir");
+        }
+    }
+}
+
+/// Which CPUs the servers and the load generators run on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuPlan {
+    /// CPU list (taskset syntax, e.g. `0` or `0-1`) of sluice / nginx; `None` = not pinned.
+    pub server: Option<String>,
+    /// CPU list of wrk and the paced client (this process); `None` = not pinned.
+    pub client: Option<String>,
+    /// CPUs the servers may use: sluice's tokio workers and nginx's worker processes.
+    pub server_cpus: usize,
+    /// CPUs the load generators may use: wrk threads and paced-client threads.
+    pub client_cpus: usize,
+    /// Niceness of every benchmark process (`nice -n`), so that other work on a shared
+    /// machine disturbs the measurement less; `None` = unchanged.
+    pub nice: Option<i32>,
+}
+
+impl CpuPlan {
+    /// The split for `total` CPUs numbered `0..total`: the first half (at least one) serves,
+    /// the rest generates load. With one CPU, or `pin = false`, nothing is pinned and both
+    /// sides count all CPUs.
+    pub fn split(total: usize, pin: bool) -> CpuPlan {
+        let total = total.max(1);
+        if !pin || total < 2 {
+            return CpuPlan { server: None, client: None, server_cpus: total, client_cpus: total, nice: None };
+        }
+        let s = total / 2;
+        CpuPlan { server: Some(cpu_range(0, s)), client: Some(cpu_range(s, total)), server_cpus: s, client_cpus: total - s, nice: None }
+    }
+
+    /// An explicit split from taskset CPU lists (`0`, `0-3`, `0,2`).
+    ///
+    /// Errors when a list is malformed.
+    pub fn explicit(server: &str, client: &str) -> anyhow::Result<CpuPlan> {
+        Ok(CpuPlan {
+            server_cpus: count_cpus(server)?,
+            client_cpus: count_cpus(client)?,
+            server: Some(server.to_owned()),
+            client: Some(client.to_owned()),
+            nice: None,
+        })
+    }
+
+    /// Pins every thread of this process to the client CPUs and applies the niceness to
+    /// the calling thread; threads started later inherit both, so call this before starting
+    /// any. A niceness that cannot be applied (not root) is reported and skipped.
+    ///
+    /// Errors when `taskset` is missing or refuses.
+    pub fn pin_self(&self) -> anyhow::Result<()> {
+        if let Some(n) = self.nice {
+            let out = std::process::Command::new("renice").args(["-n", &n.to_string(), "-p", &std::process::id().to_string()]).output();
+            match out {
+                Ok(o) if o.status.success() => {}
+                Ok(o) => eprintln!("warning: could not renice the benchmark to {n}: {}", String::from_utf8_lossy(&o.stderr).trim()),
+                Err(e) => eprintln!("warning: could not run renice: {e}"),
+            }
+        }
+        let Some(cpus) = &self.client else { return Ok(()) };
+        let out = std::process::Command::new("taskset")
+            .args(["-a", "-p", "-c", cpus, &std::process::id().to_string()])
+            .output()
+            .context("could not run taskset (util-linux); pass --no-pin to run without CPU pinning")?;
+        if !out.status.success() {
+            bail!("taskset could not pin the benchmark to CPUs {cpus}: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
+        Ok(())
+    }
+
+    /// A command running `program` on the server CPUs.
+    pub fn server_command(&self, program: &Path) -> Command {
+        placed(self.nice, self.server.as_deref(), program)
+    }
+
+    /// A command running `program` on the client CPUs.
+    pub fn client_command(&self, program: &Path) -> Command {
+        placed(self.nice, self.client.as_deref(), program)
+    }
+}
+
+/// `[nice -n N] [taskset -c CPUS] program` (`nice` only warns when it may not lower the
+/// niceness, and runs the program anyway).
+fn placed(nice: Option<i32>, cpus: Option<&str>, program: &Path) -> Command {
+    let mut argv: Vec<std::ffi::OsString> = Vec::new();
+    if let Some(n) = nice {
+        argv.extend(["nice".into(), "-n".into(), n.to_string().into()]);
+    }
+    if let Some(c) = cpus {
+        argv.extend(["taskset".into(), "-c".into(), c.into()]);
+    }
+    argv.push(program.into());
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..]);
+    cmd
+}
+
+fn cpu_range(from: usize, to: usize) -> String {
+    if to - from == 1 { from.to_string() } else { format!("{from}-{}", to - 1) }
+}
+
+/// Number of CPUs in a taskset list such as `0-2,5`.
+///
+/// Errors on anything that is not a comma-separated list of numbers and ranges.
+pub fn count_cpus(list: &str) -> anyhow::Result<usize> {
+    let mut n = 0;
+    for part in list.split(',') {
+        let bad = || anyhow::anyhow!("\"{list}\" is not a CPU list (e.g. 0 or 0-3 or 0,2)");
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (usize, usize) = (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
+                if b < a {
+                    return Err(bad());
+                }
+                n += b - a + 1;
+            }
+            None => {
+                part.trim().parse::<usize>().map_err(|_| bad())?;
+                n += 1;
+            }
+        }
+    }
+    Ok(n)
+}
+
+/// A loopback port that was free a moment ago (bound, read, released).
+///
+/// Errors when no port can be bound.
+pub fn free_port() -> anyhow::Result<SocketAddr> {
+    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("could not bind a loopback port")?;
+    l.local_addr().context("could not read the bound address")
+}
+
+/// Resolves `name` to an executable: as given when it contains `/`, else the first match in
+/// `$PATH`, `/usr/sbin` and `/sbin` (nginx lives in sbin, which a non-root `$PATH` may lack).
+///
+/// Errors with `hint` when nothing is found.
+pub fn find_program(name: &str, hint: &str) -> anyhow::Result<PathBuf> {
+    if name.contains('/') {
+        let p = PathBuf::from(name);
+        return if p.is_file() { Ok(p) } else { bail!("\"{name}\" does not exist; {hint}") };
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let dirs = std::env::split_paths(&path).chain(["/usr/sbin", "/sbin"].map(PathBuf::from));
+    for d in dirs {
+        let p = d.join(name);
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    bail!("\"{name}\" was not found; {hint}")
+}
+
+/// CPU time (user + system) used so far by process `pid` and its child processes (nginx's
+/// workers), from `/proc/<pid>/stat`, which also counts threads that have exited; in
+/// clock ticks of 10 ms (`USER_HZ` = 100 on Linux). `None` when unreadable (not Linux, or
+/// the process is gone).
+pub fn cpu_time(pid: u32) -> Option<Duration> {
+    let mut ticks = 0u64;
+    let mut pending = vec![pid];
+    let mut seen = 0;
+    while let Some(p) = pending.pop() {
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+        // Fields after the parenthesized command name: state is field 3, utime 14, stime 15.
+        let rest = &stat[stat.rfind(')')? + 1..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let utime: u64 = fields.get(11)?.parse().ok()?;
+        let stime: u64 = fields.get(12)?.parse().ok()?;
+        ticks += utime + stime;
+        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) {
+            for task in tasks.flatten() {
+                let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+                pending.extend(children.split_whitespace().filter_map(|c| c.parse::<u32>().ok()));
+            }
+        }
+        seen += 1;
+        if seen > 4096 {
+            break;
+        }
+    }
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// Busy (non-idle, non-iowait) time of the CPUs in the taskset list `cpus` (all CPUs when
+/// `None`), summed, from `/proc/stat` (10 ms ticks); `None` when unreadable.
+pub fn cpus_busy(cpus: Option<&str>) -> Option<Duration> {
+    let wanted = cpus.map(expand_cpus);
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let mut ticks = 0u64;
+    for line in stat.lines() {
+        let Some(rest) = line.strip_prefix("cpu") else { continue };
+        let mut fields = rest.split_whitespace();
+        let Some(Ok(n)) = fields.next().map(str::parse::<usize>) else { continue };
+        if wanted.as_ref().is_some_and(|w| !w.contains(&n)) {
+            continue;
+        }
+        let v: Vec<u64> = fields.filter_map(|f| f.parse().ok()).collect();
+        // user nice system idle iowait irq softirq steal ...; guest time is inside user.
+        ticks += v.iter().take(8).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, t)| t).sum::<u64>();
+    }
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// The CPU numbers of a taskset list (malformed parts are skipped).
+fn expand_cpus(list: &str) -> Vec<usize> {
+    let mut out = Vec::new();
+    for part in list.split(',') {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                if let (Ok(a), Ok(b)) = (a.trim().parse::<usize>(), b.trim().parse::<usize>()) {
+                    out.extend(a..=b);
+                }
+            }
+            None => out.extend(part.trim().parse::<usize>().ok()),
+        }
+    }
+    out
+}
+
+/// A child process whose stdout and stderr go to a log file. Dropped without
+/// [`ChildProc::stop`] (error, Ctrl-C), it is killed.
+#[derive(Debug)]
+pub struct ChildProc {
+    name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl ChildProc {
+    /// Starts `cmd` as `name`, logging to `log`.
+    ///
+    /// Errors when the log cannot be created or the program cannot be started.
+    pub fn spawn(name: &str, mut cmd: Command, log: PathBuf) -> anyhow::Result<ChildProc> {
+        let out = std::fs::File::create(&log).with_context(|| format!("could not create \"{}\"", log.display()))?;
+        let err = out.try_clone().context("could not share the log file")?;
+        cmd.stdin(Stdio::null()).stdout(out).stderr(err).kill_on_drop(true);
+        let child = cmd.spawn().with_context(|| format!("could not start {name}"))?;
+        Ok(ChildProc { name: name.to_owned(), child, log })
+    }
+
+    /// The process id (`None` once it has been waited for).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// CPU time used so far by the process, its threads and its children ([`cpu_time`]).
+    pub fn cpu_time(&self) -> Option<Duration> {
+        cpu_time(self.pid()?)
+    }
+
+    /// Errors (with the end of its log) if the process has exited.
+    pub fn ensure_running(&mut self) -> anyhow::Result<()> {
+        match self.child.try_wait() {
+            Ok(None) => Ok(()),
+            Ok(Some(status)) => bail!("{} exited ({status}); its log ends with:\n{}", self.name, self.log_tail()),
+            Err(e) => bail!("could not check on {}: {e}", self.name),
+        }
+    }
+
+    /// The last 20 lines of the process's log.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// Waits until `probe` answers `Ok(true)`, checking that the process is still running
+    /// every 50 ms.
+    ///
+    /// Errors when the process exits or `timeout` passes first.
+    pub async fn wait_ready<F, Fut>(&mut self, timeout: Duration, mut probe: F) -> anyhow::Result<()>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = bool>,
+    {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.ensure_running()?;
+            if probe().await {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!("{} did not become ready within {timeout:?}; its log ends with:\n{}", self.name, self.log_tail());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Sends SIGTERM (graceful stop: sluice drains its click channel, nginx exits) and waits
+    /// up to `grace`; kills the process after that.
+    ///
+    /// Errors only when the process cannot be waited for.
+    pub async fn stop(mut self, grace: Duration) -> anyhow::Result<()> {
+        if let Some(pid) = self.child.id() {
+            let _status = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+            if let Ok(r) = tokio::time::timeout(grace, self.child.wait()).await {
+                r.with_context(|| format!("could not wait for {}", self.name))?;
+                return Ok(());
+            }
+            tracing::warn!(process = %self.name, "did not stop within {grace:?}, killing it");
+        }
+        let _killed = self.child.kill().await;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_halves_the_cpus() {
+        assert_eq!(CpuPlan::split(2, true), CpuPlan { server: Some("0".into()), client: Some("1".into()), server_cpus: 1, client_cpus: 1, nice: None });
+        assert_eq!(CpuPlan::split(8, true), CpuPlan { server: Some("0-3".into()), client: Some("4-7".into()), server_cpus: 4, client_cpus: 4, nice: None });
+        assert_eq!(CpuPlan::split(3, true), CpuPlan { server: Some("0".into()), client: Some("1-2".into()), server_cpus: 1, client_cpus: 2, nice: None });
+        assert_eq!(CpuPlan::split(1, true), CpuPlan { server: None, client: None, server_cpus: 1, client_cpus: 1, nice: None });
+        assert_eq!(CpuPlan::split(4, false), CpuPlan { server: None, client: None, server_cpus: 4, client_cpus: 4, nice: None });
+    }
+
+    #[test]
+    fn commands_are_wrapped() {
+        let mut plan = CpuPlan::split(2, true);
+        let argv = |c: &Command| {
+            let c = c.as_std();
+            std::iter::once(c.get_program()).chain(c.get_args()).map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>()
+        };
+        assert_eq!(argv(&plan.server_command(Path::new("/bin/x"))), ["taskset", "-c", "0", "/bin/x"]);
+        plan.nice = Some(-10);
+        assert_eq!(argv(&plan.client_command(Path::new("/bin/x"))), ["nice", "-n", "-10", "taskset", "-c", "1", "/bin/x"]);
+        assert_eq!(argv(&CpuPlan::split(1, true).server_command(Path::new("/bin/x"))), ["/bin/x"]);
+    }
+
+    #[test]
+    fn cpu_time_grows_with_work() {
+        let me = std::process::id();
+        let before = cpu_time(me).expect("own cpu time");
+        let t = std::time::Instant::now();
+        let mut x = 0u64;
+        while t.elapsed() < Duration::from_millis(200) {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+        let used = cpu_time(me).expect("own cpu time") - before;
+        assert!(used >= Duration::from_millis(150), "busy 200 ms, counted {used:?}");
+        assert!(cpu_time(u32::MAX).is_none());
+    }
+
+    #[test]
+    fn busy_time_of_cpu_sets() {
+        assert_eq!(expand_cpus("0-2,5"), vec![0, 1, 2, 5]);
+        let all = cpus_busy(None).expect("/proc/stat");
+        let first = cpus_busy(Some("0")).expect("/proc/stat");
+        assert!(first <= all && all > Duration::ZERO);
+    }
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(count_cpus("0").expect("one"), 1);
+        assert_eq!(count_cpus("1").expect("one"), 1);
+        assert_eq!(count_cpus("0-3,6,8-9").expect("seven"), 7);
+        assert!(count_cpus("3-1").is_err() && count_cpus("a").is_err() && count_cpus("").is_err());
+    }
+}

@@ -1,0 +1,253 @@
+//! Per-link stats answered from ClickHouse, with the in-memory path's exact semantics
+//! (`sluice_dataflows::views::query`): the same output buckets (`bucket_spans`), each
+//! covered by the coarsest stored buckets that fit, clicks summed and visitor sketches
+//! merged with the dataflow's own `VisitorSketch`, the same ordering and limit. Where both
+//! hold the rows the answers are identical (tested in `tests.rs`); ClickHouse also answers
+//! ranges the in-memory retention dropped (minute edges older than 48 h).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use sluice_connectors::clickhouse::{ClickHouseReader, RollupQuery};
+use sluice_dataflows::model::{Dimension, Granularity, View};
+use sluice_dataflows::sketch::VisitorSketch;
+use sluice_dataflows::views::query::{MAX_BUCKETS, MAX_LIMIT};
+use sluice_dataflows::views::tz::bucket_spans;
+use sluice_dataflows::views::{AsOf, DimensionTotal, OrderBy, StatsQuery, StatsResult, StatsRow, Totals};
+use sluice_schemas::rollup::{RollupRow, RollupView};
+
+use super::convert::{granularity, view as rollup_view};
+
+/// Why a query could not be answered.
+#[derive(Debug)]
+pub enum HistoryError {
+    /// The query is invalid (same codes as the in-memory path).
+    InvalidQuery {
+        /// Stable code (`invalid_range`, `unaligned_range`, `invalid_limit`, `unsupported_dimensions`, ...).
+        code: &'static str,
+        /// Message.
+        message: String,
+    },
+    /// ClickHouse failed.
+    Storage(sluice_connectors::Error),
+    /// A stored sketch could not be decoded.
+    Corrupt(String),
+}
+
+impl std::fmt::Display for HistoryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HistoryError::InvalidQuery { message, .. } => f.write_str(message),
+            HistoryError::Storage(_) => f.write_str("clickhouse could not answer the stats query"),
+            HistoryError::Corrupt(m) => write!(f, "a stored sketch is corrupt: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for HistoryError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            HistoryError::Storage(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<sluice_connectors::Error> for HistoryError {
+    fn from(e: sluice_connectors::Error) -> Self {
+        HistoryError::Storage(e)
+    }
+}
+
+fn invalid(code: &'static str, message: impl Into<String>) -> HistoryError {
+    HistoryError::InvalidQuery { code, message: message.into() }
+}
+
+/// Stats from ClickHouse (module docs).
+#[derive(Debug, Clone)]
+pub struct ClickHouseStats {
+    reader: ClickHouseReader,
+}
+
+#[derive(Default)]
+struct Acc {
+    clicks: u64,
+    sketch: VisitorSketch,
+}
+
+impl Acc {
+    fn add(&mut self, clicks: u64, sketch: &VisitorSketch) {
+        self.clicks += clicks;
+        self.sketch.merge(sketch);
+    }
+}
+
+/// Appends the `(granularity, start)` pieces covering `[a, b)` exactly, coarsest first
+/// (the in-memory `cover` with every granularity retained).
+fn cover(a: i64, b: i64, out: &mut Vec<(Granularity, i64)>) -> Result<(), HistoryError> {
+    let mut t = a;
+    'outer: while t < b {
+        for g in [Granularity::Day, Granularity::Hour, Granularity::Quarter] {
+            let len = g.len_ms();
+            if t.rem_euclid(len) == 0 && t + len <= b {
+                out.push((g, t));
+                t += len;
+                continue 'outer;
+            }
+        }
+        let m = Granularity::Minute.len_ms();
+        if t.rem_euclid(m) != 0 || t + m > b {
+            return Err(invalid("unaligned_range", format!("range boundary {t} ms is not a whole minute")));
+        }
+        out.push((Granularity::Minute, t));
+        t += m;
+    }
+    Ok(())
+}
+
+impl ClickHouseStats {
+    /// Stats over `reader`.
+    pub fn new(reader: ClickHouseReader) -> ClickHouseStats {
+        ClickHouseStats { reader }
+    }
+
+    /// Answers `q` like `Views::query` does; `as_of` is `as_of` (the caller knows how far
+    /// the ClickHouse sink has applied the change stream).
+    ///
+    /// Errors: [`HistoryError::InvalidQuery`] with the in-memory path's codes,
+    /// [`HistoryError::Storage`], [`HistoryError::Corrupt`].
+    pub async fn query(&self, q: &StatsQuery, as_of: AsOf) -> Result<StatsResult, HistoryError> {
+        let view = q.view().map_err(|_| {
+            invalid(
+                "unsupported_dimensions",
+                "dimensions must be empty, one of country, device, browser, os, referrer_domain, referrer_medium, or country,device",
+            )
+        })?;
+        if q.from_ms >= q.to_ms {
+            return Err(invalid("invalid_range", "from must be before to"));
+        }
+        if q.from_ms.rem_euclid(60_000) != 0 || q.to_ms.rem_euclid(60_000) != 0 {
+            return Err(invalid("unaligned_range", "from and to must be whole minutes"));
+        }
+        if let Some(l) = q.limit
+            && (l == 0 || l > MAX_LIMIT)
+        {
+            return Err(invalid("invalid_limit", format!("limit must be between 1 and {MAX_LIMIT}")));
+        }
+        let spans = bucket_spans(q.tz, q.bucket, q.from_ms, q.to_ms, MAX_BUCKETS).map_err(|e| match e {
+            sluice_dataflows::Error::InvalidQuery { code, message } => HistoryError::InvalidQuery { code, message },
+            other => invalid("invalid_range", other.to_string()),
+        })?;
+        let mut pieces_per_span = Vec::with_capacity(spans.len());
+        let mut ranges: BTreeMap<Granularity, (i64, i64)> = BTreeMap::new();
+        for &(s, e) in &spans {
+            let mut pieces = Vec::new();
+            cover(s.max(q.from_ms), e.min(q.to_ms), &mut pieces)?;
+            for &(g, start) in &pieces {
+                let r = ranges.entry(g).or_insert((start, start + g.len_ms()));
+                r.0 = r.0.min(start);
+                r.1 = r.1.max(start + g.len_ms());
+            }
+            pieces_per_span.push(pieces);
+        }
+        let want = rollup_view(view);
+        let views = if want == RollupView::Total { vec![RollupView::Total] } else { vec![RollupView::Total, want] };
+        // (granularity, bucket start) → rows (total view first, then the breakdown).
+        let mut stored: HashMap<(Granularity, i64), Vec<(RollupRow, VisitorSketch)>> = HashMap::new();
+        for (&g, &(from_ms, to_ms)) in &ranges {
+            let rq = RollupQuery { code: q.code.clone(), granularity: granularity(g), from_ms, to_ms, views: views.clone(), include_bots: q.include_bots };
+            for row in self.reader.rollup_rows(&rq).await? {
+                let sketch = VisitorSketch::from_bytes(&row.sketch).map_err(|e| HistoryError::Corrupt(e.to_string()))?;
+                stored.entry((g, row.bucket_start_ms)).or_default().push((row, sketch));
+            }
+        }
+
+        let swap = view == View::CountryDevice && q.dimensions.first() == Some(&Dimension::Device);
+        let mut result = StatsResult { rows: Vec::new(), truncated: false, totals: Totals::default(), by_dimension: Vec::new(), as_of };
+        let mut totals = Acc::default();
+        let mut by_dim: BTreeMap<Vec<String>, Acc> = BTreeMap::new();
+        for (&(s, _), pieces) in spans.iter().zip(&pieces_per_span) {
+            let mut bucket_total = Acc::default();
+            let mut bucket_dims: BTreeMap<Vec<String>, Acc> = BTreeMap::new();
+            for piece in pieces {
+                for (row, sketch) in stored.get(piece).map(Vec::as_slice).unwrap_or(&[]) {
+                    if row.view == RollupView::Total {
+                        bucket_total.add(row.clicks, sketch);
+                    } else if row.view == want {
+                        bucket_dims.entry(row.dims.clone()).or_default().add(row.clicks, sketch);
+                    }
+                }
+            }
+            totals.add(bucket_total.clicks, &bucket_total.sketch);
+            if want == RollupView::Total {
+                if bucket_total.clicks > 0 {
+                    let uniques = bucket_total.sketch.uniques();
+                    result.rows.push(StatsRow { bucket_start_ms: s, dims: Vec::new(), clicks: bucket_total.clicks, uniques });
+                }
+            } else {
+                for (dims, mut acc) in bucket_dims {
+                    let total = by_dim.entry(dims.clone()).or_default();
+                    total.add(acc.clicks, &acc.sketch);
+                    let uniques = acc.sketch.uniques();
+                    result.rows.push(StatsRow { bucket_start_ms: s, dims: out_dims(dims, swap), clicks: acc.clicks, uniques });
+                }
+            }
+        }
+        result.totals = Totals { clicks: totals.clicks, uniques: totals.sketch.uniques() };
+        for (dims, mut acc) in by_dim {
+            let uniques = acc.sketch.uniques();
+            result.by_dimension.push(DimensionTotal { dims: out_dims(dims, swap), clicks: acc.clicks, uniques });
+        }
+        order_and_limit(&mut result, q);
+        Ok(result)
+    }
+}
+
+fn out_dims(mut dims: Vec<String>, swap: bool) -> Vec<Arc<str>> {
+    if swap {
+        dims.reverse();
+    }
+    dims.into_iter().map(Arc::from).collect()
+}
+
+/// The in-memory path's ordering and limit (`views::query::order_and_limit`).
+fn order_and_limit(r: &mut StatsResult, q: &StatsQuery) {
+    match q.order_by {
+        OrderBy::Bucket => r.rows.sort_by(|a, b| {
+            a.bucket_start_ms.cmp(&b.bucket_start_ms).then(b.clicks.cmp(&a.clicks)).then_with(|| a.dims.cmp(&b.dims))
+        }),
+        OrderBy::ClicksDesc => r.rows.sort_by(|a, b| {
+            b.clicks.cmp(&a.clicks).then(a.bucket_start_ms.cmp(&b.bucket_start_ms)).then_with(|| a.dims.cmp(&b.dims))
+        }),
+        OrderBy::UniquesDesc => r.rows.sort_by(|a, b| {
+            b.uniques.cmp(&a.uniques).then(a.bucket_start_ms.cmp(&b.bucket_start_ms)).then_with(|| a.dims.cmp(&b.dims))
+        }),
+    }
+    r.by_dimension.sort_by(|a, b| b.clicks.cmp(&a.clicks).then_with(|| a.dims.cmp(&b.dims)));
+    if let Some(l) = q.limit {
+        r.truncated = r.rows.len() > l;
+        r.rows.truncate(l);
+        r.by_dimension.truncate(l);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cover_matches_the_in_memory_pieces() {
+        const M: i64 = 60_000;
+        const Q: i64 = 15 * M;
+        const H: i64 = 60 * M;
+        const D: i64 = 24 * H;
+        let mut out = Vec::new();
+        cover(D - Q - 2 * M, 2 * D + H + Q + M, &mut out).expect("cover");
+        use Granularity::*;
+        assert_eq!(
+            out,
+            vec![(Minute, D - Q - 2 * M), (Minute, D - Q - M), (Quarter, D - Q), (Day, D), (Hour, 2 * D), (Quarter, 2 * D + H), (Minute, 2 * D + H + Q)]
+        );
+        assert!(cover(D + 1, 2 * D, &mut out).is_err());
+    }
+}

@@ -1,0 +1,241 @@
+//! The materialized views outside the process: Redis (L2 link cache + hot views) and
+//! ClickHouse (history), switched on by `[redis] url` / `[clickhouse] url` (or `REDIS_URL`,
+//! `CLICKHOUSE_URL`, `CLICKHOUSE_USER`, `CLICKHOUSE_PASSWORD`, `CLICKHOUSE_DATABASE` for
+//! `sluice serve`, see [`apply_conventional_env`]).
+//!
+//! [`Sinks::start`] builds what is configured; [`Sinks::change_sink`] is the dataflow's
+//! change-stream output: every `ChangeBatch` goes through an unbounded channel (the
+//! dataflow worker never waits) to a forwarder task that converts it ([`convert`]) and
+//! hands it to the Redis view sink and the ClickHouse sink, waiting on their bounded
+//! channels. Both sinks buffer by row key while their service is down and catch up when it
+//! returns (connectors docs). Their health is reported by `/readyz` ([`Sinks::dependencies`])
+//! without failing it: redirects and the API work without them.
+//!
+//! | file | what |
+//! |---|---|
+//! | `convert.rs` | change rows → `RollupRow`s; sketch union over `VisitorSketch` |
+//! | `clickhouse_stats.rs` | per-link stats from ClickHouse, identical to the in-memory path |
+//! | `tests.rs` | ClickHouse answers vs in-memory views (feature `integration-tests`) |
+
+pub mod clickhouse_stats;
+pub mod convert;
+#[cfg(all(test, feature = "integration-tests"))]
+mod tests;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde_json::json;
+use sluice_connectors::LinkCacheL2;
+use sluice_connectors::clickhouse::{ClickHouseReader, ClickHouseSink, SinkInput};
+use sluice_connectors::redis::{RedisLinkCache, RedisViewSink};
+use sluice_dataflows::changes::{ChangeBatch, ChangeSink};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::health::OptionalDependency;
+pub use clickhouse_stats::{ClickHouseStats, HistoryError};
+pub use convert::DataflowSketches;
+
+/// Fills `[redis]` and `[clickhouse]` from the conventional variables (`REDIS_URL`,
+/// `CLICKHOUSE_URL`, `CLICKHOUSE_USER`, `CLICKHOUSE_PASSWORD`, `CLICKHOUSE_DATABASE`) where
+/// the `SLUICE__…` ones are not set. `sluice serve` calls this; tests do not, so a test
+/// environment that exports these variables for the connector tests does not switch the
+/// sinks on in every HTTP test.
+pub fn apply_conventional_env(cfg: &mut Config) {
+    cfg.redis.apply_env(|k| std::env::var(k).ok());
+    cfg.clickhouse.apply_env(|k| std::env::var(k).ok());
+}
+
+/// The configured sinks of this process (module docs).
+#[derive(Default)]
+pub struct Sinks {
+    l2: Option<Arc<RedisLinkCache>>,
+    redis: Option<Arc<RedisViewSink>>,
+    clickhouse: Option<Arc<ClickHouseSink>>,
+    history: Option<ClickHouseStats>,
+    tx: Option<mpsc::UnboundedSender<ChangeBatch>>,
+    forwarder: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Sinks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sinks")
+            .field("l2", &self.l2.is_some())
+            .field("redis_views", &self.redis.is_some())
+            .field("clickhouse", &self.clickhouse.is_some())
+            .finish()
+    }
+}
+
+impl Sinks {
+    /// Starts what `cfg` switches on (nothing connects yet: Redis and ClickHouse may be down
+    /// at start-up). Must run inside a Tokio runtime.
+    ///
+    /// Errors: an invalid `[redis]` or `[clickhouse]` section.
+    pub fn start(cfg: &Config) -> anyhow::Result<Sinks> {
+        let mut s = Sinks::default();
+        if cfg.redis.enabled() {
+            s.l2 = Some(RedisLinkCache::start(&cfg.redis).context("invalid [redis] configuration")?);
+            if cfg.redis.views {
+                s.redis = Some(Arc::new(RedisViewSink::start(&cfg.redis, Arc::new(DataflowSketches))?));
+            }
+            let url = cfg.redis.url.as_ref().map(ToString::to_string).unwrap_or_default();
+            tracing::info!(url = %url, prefix = %cfg.redis.key_prefix, views = cfg.redis.views, "redis link cache and view sink configured");
+        }
+        if cfg.clickhouse.enabled() {
+            s.clickhouse = Some(Arc::new(ClickHouseSink::start(&cfg.clickhouse).context("invalid [clickhouse] configuration")?));
+            s.history = Some(ClickHouseStats::new(ClickHouseReader::new(&cfg.clickhouse)?));
+            tracing::info!(url = cfg.clickhouse.url.as_deref().unwrap_or(""), database = %cfg.clickhouse.database, "clickhouse sink configured");
+        }
+        if s.redis.is_some() || s.clickhouse.is_some() {
+            let (tx, rx) = mpsc::unbounded_channel();
+            s.forwarder = Some(tokio::spawn(forward(rx, s.redis.clone(), s.clickhouse.clone())));
+            s.tx = Some(tx);
+        }
+        Ok(s)
+    }
+
+    /// The dataflow's change-stream output (`None` when no view sink is configured).
+    pub fn change_sink(&self) -> Option<ChangeSink> {
+        let tx = self.tx.clone()?;
+        Some(Arc::new(move |b: ChangeBatch| {
+            // Fails only after shutdown, when nothing is listening any more.
+            let _ = tx.send(b);
+        }))
+    }
+
+    /// The Redis L2 link cache, if configured.
+    pub fn link_cache_l2(&self) -> Option<Arc<RedisLinkCache>> {
+        self.l2.clone()
+    }
+
+    /// The L2 cache as the redirect path's trait object.
+    pub fn l2_dyn(&self) -> Option<Arc<dyn LinkCacheL2>> {
+        self.l2.clone().map(|l| l as Arc<dyn LinkCacheL2>)
+    }
+
+    /// Stats from ClickHouse, if configured.
+    pub fn history(&self) -> Option<ClickHouseStats> {
+        self.history.clone()
+    }
+
+    /// The Redis view sink, if configured.
+    pub fn redis_views(&self) -> Option<&Arc<RedisViewSink>> {
+        self.redis.as_ref()
+    }
+
+    /// The ClickHouse sink, if configured.
+    pub fn clickhouse(&self) -> Option<&Arc<ClickHouseSink>> {
+        self.clickhouse.as_ref()
+    }
+
+    /// What `/readyz` reports about the configured sinks.
+    pub fn dependencies(&self) -> Vec<Arc<dyn OptionalDependency>> {
+        let mut out: Vec<Arc<dyn OptionalDependency>> = Vec::new();
+        if let Some(l2) = &self.l2 {
+            out.push(Arc::new(L2Health(Arc::clone(l2))));
+        }
+        if let Some(r) = &self.redis {
+            out.push(Arc::new(RedisSinkHealth(Arc::clone(r))));
+        }
+        if let Some(c) = &self.clickhouse {
+            out.push(Arc::new(ClickHouseHealth(Arc::clone(c))));
+        }
+        out
+    }
+
+    /// Waits up to `timeout` until both sinks have written every batch with
+    /// `epoch_upper <= epoch`; `false` on timeout (a sink without a service stays behind).
+    pub async fn wait_applied(&self, epoch: u64, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        if let Some(r) = &self.redis
+            && !r.wait_applied(epoch, deadline.saturating_duration_since(tokio::time::Instant::now())).await
+        {
+            return false;
+        }
+        if let Some(c) = &self.clickhouse
+            && !c.wait_applied(epoch, deadline.saturating_duration_since(tokio::time::Instant::now())).await
+        {
+            return false;
+        }
+        true
+    }
+
+    /// Stops accepting changes and gives the sinks up to `timeout` to write what they hold
+    /// (call after the dataflow stopped). What a dead service did not get is rebuilt at the
+    /// next start, when the dataflow replays the click log.
+    pub async fn shutdown(mut self, timeout: Duration) {
+        self.tx = None;
+        if let Some(f) = self.forwarder.take() {
+            let _ = tokio::time::timeout(timeout, f).await;
+        }
+        if let Some(r) = self.redis.take().and_then(|r| Arc::try_unwrap(r).ok()) {
+            let st = r.shutdown(timeout).await;
+            tracing::info!(pending = st.pending_rows, written = st.rows_written, "redis view sink stopped");
+        }
+        if let Some(c) = self.clickhouse.take().and_then(|c| Arc::try_unwrap(c).ok()) {
+            let st = c.shutdown(timeout).await;
+            tracing::info!(pending = st.pending_rows, written = st.rows_written, "clickhouse sink stopped");
+        }
+    }
+}
+
+async fn forward(mut rx: mpsc::UnboundedReceiver<ChangeBatch>, redis: Option<Arc<RedisViewSink>>, ch: Option<Arc<ClickHouseSink>>) {
+    while let Some(b) = rx.recv().await {
+        let mut batch = convert::batch(b);
+        batch.dedup_keep_last();
+        if let Some(r) = &redis {
+            let copy = if ch.is_some() { batch.clone() } else { std::mem::take(&mut batch) };
+            if r.send(copy).await.is_err() {
+                tracing::warn!("redis view sink stopped, change batch not forwarded");
+            }
+        }
+        if let Some(c) = &ch
+            && c.send(SinkInput::Rollups(batch)).await.is_err()
+        {
+            tracing::warn!("clickhouse sink stopped, change batch not forwarded");
+        }
+    }
+}
+
+struct L2Health(Arc<RedisLinkCache>);
+impl OptionalDependency for L2Health {
+    fn name(&self) -> &'static str {
+        "redis_link_cache"
+    }
+    fn status(&self) -> (bool, serde_json::Value) {
+        let up = self.0.available();
+        (up, json!({ "status": if up { "up" } else { "down" } }))
+    }
+}
+
+struct RedisSinkHealth(Arc<RedisViewSink>);
+impl OptionalDependency for RedisSinkHealth {
+    fn name(&self) -> &'static str {
+        "redis_views"
+    }
+    fn status(&self) -> (bool, serde_json::Value) {
+        let s = self.0.status();
+        (
+            s.healthy,
+            json!({ "status": if s.healthy { "up" } else { "down" }, "pending_rows": s.pending_rows, "applied_epoch": s.applied_epoch, "last_error": s.last_error }),
+        )
+    }
+}
+
+struct ClickHouseHealth(Arc<ClickHouseSink>);
+impl OptionalDependency for ClickHouseHealth {
+    fn name(&self) -> &'static str {
+        "clickhouse"
+    }
+    fn status(&self) -> (bool, serde_json::Value) {
+        let s = self.0.status();
+        (
+            s.healthy,
+            json!({ "status": if s.healthy { "up" } else { "down" }, "pending_rows": s.pending_rows, "applied_epoch": s.applied_epoch, "migrated": s.migrated, "last_error": s.last_error }),
+        )
+    }
+}

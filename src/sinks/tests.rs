@@ -1,0 +1,278 @@
+//! The sinks against real services (feature `integration-tests`; `CLICKHOUSE_URL`… and
+//! `SLUICE_REDIS_URL`, started by `infra/test`): a seeded click stream runs through the real
+//! dataflow; its change stream goes to ClickHouse (twice: replays must not count twice) and
+//! Redis; then
+//! * every stats query the in-memory views answer is answered identically from ClickHouse
+//!   ([`ClickHouseStats`]) — rows, uniques, dimension totals, order, limits;
+//! * ranges whose minute rows the in-memory retention dropped are answered from ClickHouse
+//!   exactly as a pipeline that retained them answers;
+//! * Redis' per-link totals and all-time top countries equal the in-memory answers.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono_tz::Tz;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use redis::AsyncCommands;
+use sluice_connectors::clickhouse::{ClickHouseConfig, ClickHouseReader, ClickHouseSink, SinkInput};
+use sluice_connectors::redis::{Keys, RedisConfig, RedisUrl, RedisViewSink};
+use sluice_dataflows::changes::ChangeBatch;
+use sluice_dataflows::clock::ManualClock;
+use sluice_dataflows::config::PipelineConfig;
+use sluice_dataflows::enrich::{EnrichConfig, Enricher};
+use sluice_dataflows::model::Dimension;
+use sluice_dataflows::pipeline::{self, PipelineHandle, PipelineInputs, PipelineOutputs};
+use sluice_dataflows::source::MemoryFeed;
+use sluice_dataflows::views::{Bucket, OrderBy, StatsQuery, StatsResult, Views};
+use sluice_schemas::ClickEvent;
+use sluice_schemas::rollup::RollupBatch;
+
+use super::convert;
+use super::{ClickHouseStats, DataflowSketches};
+
+const MIN: i64 = 60_000;
+const HOUR: i64 = 60 * MIN;
+const DAY: i64 = 24 * HOUR;
+/// 2026-03-01T00:00:00Z.
+const D0: i64 = 1_772_323_200_000;
+const SPAN_DAYS: i64 = 5;
+
+const UAS: &[&str] = &[
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0",
+    "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+    "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)",
+];
+const IPS: &[Option<&str>] = &[Some("8.8.8.0"), Some("81.2.69.0"), Some("1.1.1.0"), Some("2a00:1450:4001::"), None];
+const REFERRERS: &[Option<&str>] =
+    &[None, Some("https://www.google.com/search?q=x"), Some("https://t.co/abc"), Some("https://news.ycombinator.com/item?id=1")];
+
+/// Seeded clicks over five days: `small` links with few visitors (exact sets), `mid` with a
+/// few hundred (sparse HLL++), `big` with thousands in one hour (dense registers).
+fn stream() -> Vec<ClickEvent> {
+    let mut rng = ChaCha8Rng::seed_from_u64(0x5eed_0006);
+    let mut out = Vec::new();
+    let mut id = 0u128;
+    let mut push = |code: &str, ts: i64, visitor: u64, rng: &mut ChaCha8Rng| {
+        id += 1;
+        out.push(ClickEvent {
+            event_id: uuid::Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0000 + id),
+            code: code.into(),
+            ts,
+            ip_trunc: IPS[rng.random_range(0..IPS.len())].map(str::to_string),
+            visitor_id: visitor,
+            user_agent: UAS[rng.random_range(0..UAS.len())].into(),
+            referrer: REFERRERS[rng.random_range(0..REFERRERS.len())].map(str::to_string),
+            accept_language: None,
+            edge_region: None,
+        });
+    };
+    for _ in 0..3_000 {
+        let ts = D0 + rng.random_range(0..SPAN_DAYS * DAY);
+        let code = ["small", "mid", "mid"][rng.random_range(0..3)];
+        let visitors = if code == "small" { 30 } else { 400 };
+        let v = rng.random_range(0..visitors);
+        push(code, ts, v, &mut rng);
+    }
+    for v in 0..6_000u64 {
+        let ts = D0 + 3 * DAY + 5 * HOUR + rng.random_range(0..HOUR);
+        push("big", ts, v, &mut rng);
+    }
+    out.sort_by_key(|e| e.ts);
+    out
+}
+
+struct Run {
+    handle: PipelineHandle,
+    batches: Arc<Mutex<Vec<ChangeBatch>>>,
+}
+
+fn run(events: &[ClickEvent], minute_retention: Duration) -> Run {
+    let batches = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&batches);
+    let mut cfg = PipelineConfig { workers: 2, change_interval: Duration::ZERO, ..PipelineConfig::default() };
+    cfg.semantics.minute_retention = minute_retention;
+    let feed = MemoryFeed::new(0..1);
+    let clock = ManualClock::new(D0 + SPAN_DAYS * DAY + MIN);
+    let inputs = PipelineInputs {
+        source: feed.factory(),
+        enricher: Enricher::new(&EnrichConfig::default()).expect("bundled enrichment data"),
+        clock: Arc::new(clock),
+        link_meta: None,
+    };
+    let outputs = PipelineOutputs {
+        changes: Some(Arc::new(move |b: ChangeBatch| sink.lock().expect("lock").push(b))),
+        ..PipelineOutputs::default()
+    };
+    let handle = pipeline::start(&cfg, inputs, outputs).expect("pipeline starts");
+    for e in events {
+        feed.push(0, e.clone(), false);
+    }
+    handle.sync(Duration::from_secs(300)).expect("pipeline catches up");
+    Run { handle, batches }
+}
+
+fn clickhouse_config() -> ClickHouseConfig {
+    let mut c = ClickHouseConfig::default();
+    c.apply_env(|k| std::env::var(k).ok());
+    if c.url.is_none() {
+        c.url = Some("http://127.0.0.1:18123".into());
+        c.password = sluice_connectors::clickhouse::Password("sluice".into());
+    }
+    c.database = format!("it_sinks_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    c.flush_interval = Duration::from_millis(50);
+    c
+}
+
+fn queries(codes: &[&str]) -> Vec<StatsQuery> {
+    let end = D0 + SPAN_DAYS * DAY;
+    let mut out = Vec::new();
+    let dims: [&[Dimension]; 6] = [
+        &[],
+        &[Dimension::Country],
+        &[Dimension::Device, Dimension::Country],
+        &[Dimension::Country, Dimension::Device],
+        &[Dimension::ReferrerDomain],
+        &[Dimension::Browser],
+    ];
+    for code in codes {
+        for (i, d) in dims.iter().enumerate() {
+            for include_bots in [false, true] {
+                let mut base = |from: i64, to: i64, bucket: Bucket, tz: Tz| {
+                    let mut q = StatsQuery::new(code, from, to, bucket);
+                    q.tz = tz;
+                    q.dimensions = d.to_vec();
+                    q.include_bots = include_bots;
+                    q.order_by = [OrderBy::Bucket, OrderBy::ClicksDesc, OrderBy::UniquesDesc][i % 3];
+                    q.limit = (i == 4).then_some(7);
+                    out.push(q);
+                };
+                // Minute edges inside the in-memory retention (the last 40 hours).
+                base(end - 40 * HOUR + 7 * MIN, end - 3 * MIN, Bucket::Hour, Tz::UTC);
+                base(end - 2 * HOUR - 13 * MIN, end - 20 * MIN, Bucket::Minute, Tz::UTC);
+                // Whole days and quarter-aligned edges over the whole stream.
+                base(D0, end, Bucket::Day, Tz::UTC);
+                base(D0 - DAY, end + DAY, Bucket::Day, "Asia/Kolkata".parse().expect("tz"));
+                base(D0 + 45 * MIN, end - 15 * MIN, Bucket::Hour, "America/New_York".parse().expect("tz"));
+            }
+        }
+    }
+    out
+}
+
+fn same(got: &StatsResult, want: &StatsResult, q: &StatsQuery) {
+    let got = StatsResult { as_of: want.as_of, ..got.clone() };
+    assert_eq!(&got, want, "query {q:?}");
+}
+
+async fn load_clickhouse(cfg: &ClickHouseConfig, batches: &[ChangeBatch], times: usize) {
+    let sink = ClickHouseSink::start(cfg).expect("sink");
+    let mut last = 0;
+    for _ in 0..times {
+        for b in batches {
+            let mut rb: RollupBatch = convert::batch(b.clone());
+            rb.dedup_keep_last();
+            last = last.max(rb.epoch_upper);
+            sink.send(SinkInput::Rollups(rb)).await.expect("send");
+        }
+    }
+    assert!(sink.wait_applied(last, Duration::from_secs(120)).await, "{:?}", sink.status());
+    sink.shutdown(Duration::from_secs(30)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clickhouse_answers_equal_the_in_memory_views_and_cover_dropped_ranges() {
+    let events = stream();
+    let a = tokio::task::spawn_blocking({
+        let e = events.clone();
+        move || run(&e, Duration::from_secs(48 * 3600))
+    })
+    .await
+    .expect("run");
+    let batches = a.batches.lock().expect("lock").clone();
+    assert!(batches.len() > 1, "several change batches");
+    let cfg = clickhouse_config();
+    // Every batch twice: the replay after a crash must not count anything twice.
+    load_clickhouse(&cfg, &batches, 2).await;
+    let ch = ClickHouseStats::new(ClickHouseReader::new(&cfg).expect("reader"));
+    let views: &Views = a.handle.views();
+
+    let mut compared = 0;
+    for q in queries(&["small", "mid", "big", "nope"]) {
+        let want = views.query(&q).expect("in-memory answer");
+        let got = ch.query(&q, want.as_of).await.expect("clickhouse answer");
+        same(&got, &want, &q);
+        compared += 1;
+    }
+    println!("{compared} stats queries: ClickHouse == in-memory");
+
+    // Minute edges 4 days back: dropped from memory, answered from ClickHouse exactly as a
+    // pipeline that kept every minute answers.
+    let old = |code: &str, dims: Vec<Dimension>| {
+        let mut q = StatsQuery::new(code, D0 + 10 * HOUR + 3 * MIN, D0 + 13 * HOUR + 41 * MIN, Bucket::Minute);
+        q.dimensions = dims;
+        q
+    };
+    let q = old("mid", vec![]);
+    let err = views.query(&q).expect_err("minute rows are gone from memory");
+    assert!(matches!(err, sluice_dataflows::Error::InvalidQuery { code: "range_not_retained", .. }), "{err}");
+    let b = tokio::task::spawn_blocking(move || run(&events, Duration::from_secs(30 * 86_400))).await.expect("run");
+    for q in [old("mid", vec![]), old("small", vec![Dimension::Country]), old("mid", vec![Dimension::Country, Dimension::Device])] {
+        let want = b.handle.views().query(&q).expect("the long-retention pipeline answers");
+        assert!(!want.rows.is_empty(), "the range has clicks: {q:?}");
+        same(&ch.query(&q, want.as_of).await.expect("clickhouse"), &want, &q);
+    }
+    if let Ok(s) = sluice_connectors::clickhouse::client::server_client(&cfg) {
+        let _ = s.query(&format!("DROP DATABASE IF EXISTS {}", cfg.database)).execute().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_totals_and_top_countries_equal_the_in_memory_views() {
+    let events = stream();
+    let a = tokio::task::spawn_blocking(move || run(&events, Duration::from_secs(48 * 3600))).await.expect("run");
+    let batches = a.batches.lock().expect("lock").clone();
+    let url = std::env::var("SLUICE_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:16379/".into());
+    let cfg = RedisConfig {
+        url: Some(RedisUrl(url.clone())),
+        key_prefix: format!("it:sinks:{}:", &uuid::Uuid::new_v4().simple().to_string()[..10]),
+        ..RedisConfig::default()
+    };
+    let sink = RedisViewSink::start(&cfg, Arc::new(DataflowSketches)).expect("sink");
+    let mut last = 0;
+    // Twice: replays must not double anything.
+    for _ in 0..2 {
+        for b in &batches {
+            let mut rb = convert::batch(b.clone());
+            rb.dedup_keep_last();
+            last = last.max(rb.epoch_upper);
+            sink.send(rb).await.expect("send");
+        }
+    }
+    assert!(sink.wait_applied(last, Duration::from_secs(60)).await, "{:?}", sink.status());
+    let keys = Keys::new(&cfg.key_prefix);
+    let mut c = redis::Client::open(url.as_str()).expect("url").get_multiplexed_async_connection().await.expect("redis");
+    for code in ["small", "mid", "big"] {
+        let mut q = StatsQuery::new(code, D0, D0 + SPAN_DAYS * DAY, Bucket::Day);
+        let all = a.handle.views().query(&q).expect("query");
+        let totals: BTreeMap<String, u64> = c.hgetall(keys.totals(code)).await.expect("totals");
+        assert_eq!(totals.get("clicks"), Some(&all.totals.clicks), "{code} clicks");
+        assert_eq!(totals.get("uniques"), Some(&all.totals.uniques), "{code} uniques (union of day sketches)");
+        q.include_bots = true;
+        let with_bots = a.handle.views().query(&q).expect("query");
+        assert_eq!(totals.get("bot_clicks").copied().unwrap_or(0), with_bots.totals.clicks - all.totals.clicks, "{code} bots");
+        q.include_bots = false;
+        q.dimensions = vec![Dimension::Country];
+        let by_country = a.handle.views().query(&q).expect("query");
+        let top: Vec<(String, f64)> = c.zrevrange_withscores(keys.top(code, "country"), 0, -1).await.expect("top");
+        let mut got: BTreeMap<String, u64> = top.into_iter().filter(|x| x.1 > 0.0).map(|(k, v)| (k, v as u64)).collect();
+        let want: BTreeMap<String, u64> = by_country.by_dimension.iter().map(|d| (d.dims[0].to_string(), d.clicks)).collect();
+        assert_eq!(std::mem::take(&mut got), want, "{code} top countries");
+        let score: Option<f64> = c.zscore(keys.top_links(), code).await.expect("zscore");
+        assert_eq!(score.map(|s| s as u64), Some(all.totals.clicks));
+    }
+    sink.shutdown(Duration::from_secs(10)).await;
+}
