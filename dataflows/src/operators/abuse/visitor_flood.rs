@@ -15,9 +15,10 @@
 //!
 //! `observed` = the visitor's clicks in the window, or the network's clicks with each visitor
 //! capped; `expected` = the `warning-min-clicks` threshold; `score` = `observed / expected`.
-//! Evidence lists (top links, user agents, visitors) of a key are kept from the moment its
-//! clicks reach half the info level (earlier clicks only count), so they describe the flood
-//! itself without storing details of every click.
+//! Evidence lists (top links, user agents) of a key are kept from the moment its clicks
+//! reach half the info level (earlier clicks only count), so they describe the flood itself
+//! without storing details of every click; a tracked click leaves the lists when it leaves
+//! the window, so their counts are clicks in the window (minus the few before tracking).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -170,6 +171,10 @@ impl<'scope> TapFloodRecords<'scope> for StreamVec<'scope, u64, GatedClick> {
     }
 }
 
+/// One click in a window bucket: its key, its visitor and, if it was counted in the key's
+/// evidence lists, its link and user agent (to take it out of them when it leaves).
+type BucketEntry = (FloodKey, u64, Option<(DimStr, Arc<str>)>);
+
 #[derive(Debug, Default)]
 struct Detail {
     codes: Vec<(DimStr, u64)>,
@@ -202,7 +207,7 @@ pub struct FloodDetector {
     ticker: Ticker,
     pending: Vec<FloodRecord>,
     sorted: bool,
-    buckets: VecDeque<(i64, Vec<(FloodKey, u64)>)>,
+    buckets: VecDeque<(i64, Vec<BucketEntry>)>,
     keys: FxHashMap<FloodKey, KeyState>,
     dirty: BTreeSet<FloodKey>,
     open: BTreeSet<FloodKey>,
@@ -277,8 +282,8 @@ impl FloodDetector {
         let start = s - self.life.window_ms;
         while self.buckets.front().is_some_and(|(sec, _)| *sec < start) {
             let (_, entries) = self.buckets.pop_front().expect("front exists");
-            for (key, visitor) in entries {
-                self.remove(key, visitor);
+            for (key, visitor, detail) in entries {
+                self.remove(key, visitor, detail);
             }
         }
         self.sort_pending();
@@ -304,8 +309,8 @@ impl FloodDetector {
                     self.buckets.len() - 1
                 }
             };
-            self.buckets[i].1.push((r.key, r.visitor_id));
-            self.add(&r);
+            let tracked = self.add(&r);
+            self.buckets[i].1.push((r.key, r.visitor_id, tracked.then(|| (r.code.clone(), Arc::clone(&r.user_agent)))));
         }
         self.pending = pending.collect();
         let mut keys = std::mem::take(&mut self.dirty);
@@ -320,7 +325,8 @@ impl FloodDetector {
         u32::try_from((l.info_min_clicks / 2).max(1)).unwrap_or(u32::MAX)
     }
 
-    fn add(&mut self, r: &FloodRecord) {
+    /// Counts a click; returns whether it went into the key's evidence lists.
+    fn add(&mut self, r: &FloodRecord) -> bool {
         let track_from = self.track_from(&r.key);
         let st = &mut self.keys.entry(r.key).or_default().counts;
         st.clicks += 1;
@@ -348,12 +354,27 @@ impl FloodDetector {
             }
         }
         self.dirty.insert(r.key);
+        st.detail.is_some()
     }
 
-    fn remove(&mut self, key: FloodKey, visitor: u64) {
+    fn remove(&mut self, key: FloodKey, visitor: u64, detail: Option<(DimStr, Arc<str>)>) {
         let Some(st) = self.keys.get_mut(&key) else { return };
         let c = &mut st.counts;
         c.clicks = c.clicks.saturating_sub(1);
+        if let (Some((code, ua)), Some(d)) = (detail, c.detail.as_mut()) {
+            if let Some(i) = d.codes.iter().position(|(x, _)| *x == code) {
+                d.codes[i].1 -= 1;
+                if d.codes[i].1 == 0 {
+                    d.codes.swap_remove(i);
+                }
+            }
+            if let Some(i) = d.user_agents.iter().position(|(x, _)| *x == ua) {
+                d.user_agents[i].1 -= 1;
+                if d.user_agents[i].1 == 0 {
+                    d.user_agents.swap_remove(i);
+                }
+            }
+        }
         if let Some(n) = c.per_visitor.get_mut(&visitor) {
             if *n <= self.cap {
                 c.capped = c.capped.saturating_sub(1);

@@ -47,14 +47,20 @@ fn one_visitor_300_clicks_in_10_s_escalates_within_4_s_and_closes_after_the_quie
             (AnomalyStatus::Updated, Severity::Warning, 12_000, 60.0),
             (AnomalyStatus::Updated, Severity::Critical, 14_000, 120.0), // 4 s after the start
             (AnomalyStatus::Updated, Severity::Critical, 24_000, 300.0), // rate-limited: 10 s after the last event
-            (AnomalyStatus::Updated, Severity::Critical, 73_000, 225.0), // leaving the window: moved by 25 %
-            (AnomalyStatus::Closed, Severity::Critical, 79_000, 225.0), // last held at 79 s (30 clicks), closed 60 s later
+            (AnomalyStatus::Updated, Severity::Critical, 73_000, 210.0), // leaving the window: moved by >= 25 % (300 → 210)
+            (AnomalyStatus::Closed, Severity::Critical, 79_000, 210.0), // last held at 79 s (30 clicks), closed 60 s later
         ]
     );
     assert_eq!(out[5].detected_at, 0);
     assert_eq!(out.iter().map(|a| a.revision).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4, 5]);
     assert!(out.iter().all(|a| a.key == "visitor:000000000000002a" && a.code.as_deref() == Some("L")));
     assert_eq!(out[3].evidence.top_codes, vec![sluice_schemas::Tally { value: "L".into(), count: 286 }], "tracked from the 15th click");
+    // Leaving the window, tracked clicks leave the evidence lists too: at 73 s the untracked
+    // first 14 clicks are gone, so the lists count exactly the window's clicks.
+    let e4 = &out[4].evidence;
+    assert_eq!(e4.clicks, 210);
+    assert_eq!(e4.top_codes, vec![sluice_schemas::Tally { value: "L".into(), count: 210 }]);
+    assert_eq!(e4.top_user_agents, vec![sluice_schemas::Tally { value: "curl/8.5.0".into(), count: 210 }]);
     assert_eq!(det.tracked_keys(), 50, "only the background visitors are left");
 }
 
