@@ -59,6 +59,15 @@ pub enum Error {
         #[source]
         source: sluice_schemas::Error,
     },
+    /// The embedded anomaly store failed to perform `op` (I/O, lock held by another process).
+    #[error("anomaly store could not {op}")]
+    AnomalyStore {
+        /// What was being attempted (`"open"`, `"append anomalies"`, ...).
+        op: &'static str,
+        /// The storage engine's error.
+        #[source]
+        source: Box<redb::Error>,
+    },
     /// Invalid connector configuration.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -138,7 +147,7 @@ impl Error {
                 },
                 _ => false,
             },
-            Error::ClickLog { source, .. } => matches!(
+            Error::ClickLog { source, .. } | Error::AnomalyStore { source, .. } => matches!(
                 **source,
                 redb::Error::Io(_) | redb::Error::DatabaseAlreadyOpen | redb::Error::PreviousIo
             ),
@@ -164,7 +173,7 @@ impl Error {
             | Error::VersionMismatch { .. }
             | Error::IdempotencyKeyExists
             | Error::InvalidValue { .. } => "user",
-            Error::Database(_) | Error::Migrate(_) | Error::ClickLog { .. } => "external",
+            Error::Database(_) | Error::Migrate(_) | Error::ClickLog { .. } | Error::AnomalyStore { .. } => "external",
             Error::Corrupt(_) | Error::ClickLogDecode { .. } | Error::Config(_) => "internal",
             #[cfg(feature = "kafka")]
             Error::Kafka { .. } | Error::SchemaRegistry { .. } => "external",

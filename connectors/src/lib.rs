@@ -3,6 +3,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`link_store`] | the [`LinkStore`] trait and its SQLite (embedded default) and PostgreSQL implementations |
+//! | [`anomaly_store`] | the embedded anomaly store (event sequence, latest states, webhooks) in `--data-dir` |
 //! | [`click_log`] | the embedded append-only click log in `--data-dir` |
 //! | `kafka` (feature `kafka`) | Kafka producer with local spill, consumer source, Avro values, topic admin |
 //! | [`link_cache`] | the [`LinkCacheL2`] trait: second-level link cache of the redirect path |
@@ -12,6 +13,7 @@
 //! Nothing here depends on `sluice-dataflows`.
 #![deny(missing_docs)]
 
+pub mod anomaly_store;
 pub mod click_log;
 #[cfg(feature = "clickhouse-sink")]
 pub mod clickhouse;
@@ -26,6 +28,7 @@ pub mod redis;
 pub use error::{Error, Result};
 pub use link_cache::{Invalidation, L2Lookup, LinkCacheL2};
 pub use link_store::{
+    AdminStore, AuditQuery, AuditRecord, BlocklistEntry, HoldOutcome, LinkHold, HOLD_ADMIN,
     migrate, open_store, IdempotencyRecord, LinkChange, LinkPatch, LinkStore, ListQuery, MigrationReport,
     PostgresLinkStore, SqliteLinkStore, StoreTarget,
 };

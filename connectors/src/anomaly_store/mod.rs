@@ -1,0 +1,261 @@
+//! The embedded anomaly store: one redb file (`anomalies.redb`) in the data directory holding
+//! every anomaly event the dataflow emitted (an append-only sequence numbered by a
+//! monotonic `u64` event id, starting at 1), the latest state of each anomaly, and the webhook
+//! subscriptions with their delivery records ([`webhooks`]).
+//!
+//! Consumers: the binary's anomaly writer (appends what the dataflow's `AnomalySink` emits),
+//! `GET /v1/anomalies` (latest states, newest first), `GET /v1/anomalies/stream` and the
+//! webhook dispatcher (events after a sequence number, woken by [`AnomalyStore::subscribe`]),
+//! the admin auto-actions.
+//!
+//! Guarantees:
+//! - [`AnomalyStore::append`] is one ACID write transaction, durable when it returns.
+//! - Idempotent: an event whose `(anomaly_id, revision)` is already stored is dropped (the
+//!   dataflow replays the click log after every restart and emits the same events again),
+//!   so the event sequence holds each lifecycle event once and event ids never change.
+//! - Event ids are assigned in commit order, without gaps; a reader that has seen every
+//!   event up to `n` and then reads [`AnomalyStore::events_after`]`(n)` misses nothing.
+//! - The latest state of an anomaly is the event with the highest `revision` seen.
+//!
+//! Tables: `events` (event id → anomaly JSON), `event_keys` (anomaly id ‖ revision → event
+//! id), `latest` (anomaly id → [`LatestAnomaly`] JSON), `by_start` (sortable `window_start` ‖
+//! anomaly id → ()), plus the webhook tables of [`webhooks`].
+
+pub mod webhooks;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+use sluice_schemas::Anomaly;
+use tokio::sync::watch;
+
+use crate::error::{Error, Result};
+
+/// File name of the store inside the data directory.
+pub const ANOMALY_STORE_FILE_NAME: &str = "anomalies.redb";
+
+const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+const EVENT_KEYS: TableDefinition<&[u8], u64> = TableDefinition::new("event_keys");
+const LATEST: TableDefinition<&[u8], &[u8]> = TableDefinition::new("latest");
+const BY_START: TableDefinition<&[u8], ()> = TableDefinition::new("by_start");
+
+/// One stored event: its sequence number and the anomaly event as the dataflow emitted it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    /// Event id: position in the store's sequence, from 1, monotonic, without gaps.
+    pub event_id: u64,
+    /// The event.
+    pub anomaly: Anomaly,
+}
+
+/// The latest state of one anomaly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LatestAnomaly {
+    /// Its event with the highest revision.
+    pub anomaly: Anomaly,
+    /// Event id of that event.
+    pub event_id: u64,
+}
+
+/// Position of an anomaly in the newest-first order of [`AnomalyStore::list`]:
+/// `(window_start ms UTC, anomaly id bytes)`, compared in that order.
+pub type ListPosition = (i64, [u8; 16]);
+
+/// Handle to the store; share it with `Arc`.
+#[derive(Debug)]
+pub struct AnomalyStore {
+    db: Database,
+    head: watch::Sender<u64>,
+}
+
+pub(crate) fn store_err(op: &'static str, e: impl Into<redb::Error>) -> Error {
+    Error::AnomalyStore { op, source: Box::new(e.into()) }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| Error::Corrupt(format!("undecodable {what} in the anomaly store: {e}")))
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(v).map_err(|e| Error::Corrupt(format!("could not encode for the anomaly store: {e}")))
+}
+
+/// `window_start` as 8 bytes whose byte order is the numeric order (sign bit flipped,
+/// big-endian), then the 16 id bytes.
+fn start_key(window_start: i64, id: &[u8; 16]) -> [u8; 24] {
+    let mut k = [0u8; 24];
+    k[..8].copy_from_slice(&((window_start as u64) ^ (1 << 63)).to_be_bytes());
+    k[8..].copy_from_slice(id);
+    k
+}
+
+fn event_key(id: &[u8; 16], revision: u32) -> [u8; 20] {
+    let mut k = [0u8; 20];
+    k[..16].copy_from_slice(id);
+    k[16..].copy_from_slice(&revision.to_be_bytes());
+    k
+}
+
+impl AnomalyStore {
+    /// Opens (creating if missing) `dir/anomalies.redb`.
+    ///
+    /// Errors: [`Error::AnomalyStore`] when the directory or file cannot be created or opened
+    /// (e.g. another process holds it).
+    pub fn open(dir: &Path) -> Result<AnomalyStore> {
+        std::fs::create_dir_all(dir).map_err(|e| store_err("create its directory", redb::Error::Io(e)))?;
+        let db = Database::create(dir.join(ANOMALY_STORE_FILE_NAME)).map_err(|e| store_err("open", e))?;
+        let txn = db.begin_write().map_err(|e| store_err("open", e))?;
+        let head = {
+            let events = txn.open_table(EVENTS).map_err(|e| store_err("open", e))?;
+            txn.open_table(EVENT_KEYS).map_err(|e| store_err("open", e))?;
+            txn.open_table(LATEST).map_err(|e| store_err("open", e))?;
+            txn.open_table(BY_START).map_err(|e| store_err("open", e))?;
+            webhooks::create_tables(&txn)?;
+            events.last().map_err(|e| store_err("open", e))?.map_or(0, |(k, _)| k.value())
+        };
+        txn.commit().map_err(|e| store_err("open", e))?;
+        Ok(AnomalyStore { db, head: watch::channel(head).0 })
+    }
+
+    /// Appends the events of `batch` not stored yet (by `(anomaly_id, revision)`), in order,
+    /// and updates each anomaly's latest state; returns the event ids assigned (empty when
+    /// every event was a replay). Durable when it returns; subscribers are woken after.
+    ///
+    /// Errors: [`Error::AnomalyStore`] (disk), [`Error::Corrupt`] (an undecodable stored row).
+    pub fn append(&self, batch: &[Anomaly]) -> Result<Vec<u64>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let txn = self.db.begin_write().map_err(|e| store_err("append anomalies", e))?;
+        let mut assigned = Vec::new();
+        {
+            let mut events = txn.open_table(EVENTS).map_err(|e| store_err("append anomalies", e))?;
+            let mut keys = txn.open_table(EVENT_KEYS).map_err(|e| store_err("append anomalies", e))?;
+            let mut latest = txn.open_table(LATEST).map_err(|e| store_err("append anomalies", e))?;
+            let mut by_start = txn.open_table(BY_START).map_err(|e| store_err("append anomalies", e))?;
+            let mut next = events.last().map_err(|e| store_err("append anomalies", e))?.map_or(0, |(k, _)| k.value()) + 1;
+            for a in batch {
+                let id = *a.anomaly_id.as_bytes();
+                let ek = event_key(&id, a.revision);
+                if keys.get(ek.as_slice()).map_err(|e| store_err("append anomalies", e))?.is_some() {
+                    continue;
+                }
+                let seq = next;
+                next += 1;
+                events.insert(seq, encode(a)?.as_slice()).map_err(|e| store_err("append anomalies", e))?;
+                keys.insert(ek.as_slice(), seq).map_err(|e| store_err("append anomalies", e))?;
+                let prev: Option<LatestAnomaly> = match latest.get(id.as_slice()).map_err(|e| store_err("append anomalies", e))? {
+                    Some(v) => Some(decode("anomaly", v.value())?),
+                    None => None,
+                };
+                let newer = prev.as_ref().is_none_or(|p| a.revision > p.anomaly.revision);
+                if newer {
+                    if let Some(p) = &prev {
+                        let old = start_key(p.anomaly.window_start, &id);
+                        by_start.remove(old.as_slice()).map_err(|e| store_err("append anomalies", e))?;
+                    }
+                    let rec = LatestAnomaly { anomaly: a.clone(), event_id: seq };
+                    latest.insert(id.as_slice(), encode(&rec)?.as_slice()).map_err(|e| store_err("append anomalies", e))?;
+                    by_start.insert(start_key(a.window_start, &id).as_slice(), ()).map_err(|e| store_err("append anomalies", e))?;
+                }
+                assigned.push(seq);
+            }
+        }
+        txn.commit().map_err(|e| store_err("append anomalies", e))?;
+        if let Some(last) = assigned.last() {
+            self.head.send_replace(*last);
+        }
+        Ok(assigned)
+    }
+
+    /// The last event id assigned (0 when empty).
+    pub fn head(&self) -> u64 {
+        *self.head.borrow()
+    }
+
+    /// A receiver of [`Self::head`], changed after every commit that added events.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.head.subscribe()
+    }
+
+    /// Up to `limit` events with an id greater than `after`, oldest first.
+    ///
+    /// Errors: [`Error::AnomalyStore`], [`Error::Corrupt`].
+    pub fn events_after(&self, after: u64, limit: usize) -> Result<Vec<StoredEvent>> {
+        let txn = self.db.begin_read().map_err(|e| store_err("read anomaly events", e))?;
+        let events = txn.open_table(EVENTS).map_err(|e| store_err("read anomaly events", e))?;
+        let mut out = Vec::new();
+        let Some(from) = after.checked_add(1) else { return Ok(out) };
+        for entry in events.range(from..).map_err(|e| store_err("read anomaly events", e))?.take(limit) {
+            let (k, v) = entry.map_err(|e| store_err("read anomaly events", e))?;
+            out.push(StoredEvent { event_id: k.value(), anomaly: decode("anomaly event", v.value())? });
+        }
+        Ok(out)
+    }
+
+    /// The latest state of the anomaly with these id bytes.
+    ///
+    /// Errors: [`Error::AnomalyStore`], [`Error::Corrupt`].
+    pub fn get(&self, anomaly_id: &[u8; 16]) -> Result<Option<LatestAnomaly>> {
+        let txn = self.db.begin_read().map_err(|e| store_err("read anomalies", e))?;
+        let latest = txn.open_table(LATEST).map_err(|e| store_err("read anomalies", e))?;
+        match latest.get(anomaly_id.as_slice()).map_err(|e| store_err("read anomalies", e))? {
+            Some(v) => Ok(Some(decode("anomaly", v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Latest states, newest first by `(window_start, anomaly id)` descending, starting
+    /// strictly after `after` in that order (a previous page's last position) and only those
+    /// with `window_start < start_before` when given; keeps those `keep` accepts, at most
+    /// `limit`. Returns the page and whether more matching anomalies follow.
+    ///
+    /// Errors: [`Error::AnomalyStore`], [`Error::Corrupt`].
+    pub fn list(
+        &self,
+        after: Option<ListPosition>,
+        start_before: Option<i64>,
+        limit: usize,
+        keep: &dyn Fn(&Anomaly) -> bool,
+    ) -> Result<(Vec<LatestAnomaly>, bool)> {
+        let txn = self.db.begin_read().map_err(|e| store_err("list anomalies", e))?;
+        let by_start = txn.open_table(BY_START).map_err(|e| store_err("list anomalies", e))?;
+        let latest = txn.open_table(LATEST).map_err(|e| store_err("list anomalies", e))?;
+        // Exclusive upper bound in key order.
+        let mut upper: Option<[u8; 24]> = after.map(|(ws, id)| start_key(ws, &id));
+        if let Some(ws) = start_before {
+            let bound = start_key(ws, &[0u8; 16]);
+            upper = Some(match upper {
+                Some(u) if u < bound => u,
+                _ => bound,
+            });
+        }
+        let range = match &upper {
+            Some(u) => by_start.range::<&[u8]>(..u.as_slice()),
+            None => by_start.range::<&[u8]>(..),
+        }
+        .map_err(|e| store_err("list anomalies", e))?;
+        let mut out = Vec::new();
+        for entry in range.rev() {
+            let (k, _) = entry.map_err(|e| store_err("list anomalies", e))?;
+            let id = &k.value()[8..];
+            let Some(v) = latest.get(id).map_err(|e| store_err("list anomalies", e))? else { continue };
+            let rec: LatestAnomaly = decode("anomaly", v.value())?;
+            if keep(&rec.anomaly) {
+                if out.len() == limit {
+                    return Ok((out, true));
+                }
+                out.push(rec);
+            }
+        }
+        Ok((out, false))
+    }
+
+    pub(crate) fn db(&self) -> &Database {
+        &self.db
+    }
+}

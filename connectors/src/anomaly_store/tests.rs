@@ -1,0 +1,148 @@
+//! The anomaly store against a plain in-memory reference.
+
+use sluice_schemas::anomaly::anomaly_id;
+use sluice_schemas::{Anomaly, AnomalyKind, AnomalyStatus, Evidence, Severity};
+
+use super::webhooks::{DeliveryAttempt, DeliveryState, WebhookRecord};
+use super::*;
+
+pub(crate) fn anomaly(kind: AnomalyKind, key: &str, window_start: i64, revision: u32, severity: Severity) -> Anomaly {
+    let status = match revision {
+        0 => AnomalyStatus::Open,
+        9 => AnomalyStatus::Closed,
+        _ => AnomalyStatus::Updated,
+    };
+    Anomaly {
+        anomaly_id: anomaly_id(kind, key, window_start),
+        revision,
+        status,
+        kind,
+        key: key.to_string(),
+        severity,
+        code: key.strip_prefix("link:").map(str::to_string),
+        org: None,
+        window_start,
+        window_end: window_start + 60_000 * (i64::from(revision) + 1),
+        observed: 10.0 + f64::from(revision),
+        expected: 1.0,
+        score: 5.0,
+        summary: format!("{} on {key}", kind.as_str()),
+        evidence: Evidence { window_ms: 60_000, clicks: 10, ..Evidence::default() },
+        detected_at: window_start + 1,
+    }
+}
+
+#[test]
+fn append_is_idempotent_and_sequenced() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = AnomalyStore::open(dir.path()).expect("open");
+    assert_eq!(store.head(), 0);
+    let a0 = anomaly(AnomalyKind::ClickBurst, "link:a", 1_000, 0, Severity::Warning);
+    let a1 = anomaly(AnomalyKind::ClickBurst, "link:a", 1_000, 1, Severity::Critical);
+    let b0 = anomaly(AnomalyKind::BotShare, "link:b", 2_000, 0, Severity::Info);
+    assert_eq!(store.append(&[a0.clone(), b0.clone()]).expect("append"), vec![1, 2]);
+    // A replay of the same events adds nothing; a new revision gets the next id.
+    assert_eq!(store.append(&[a0.clone(), b0.clone(), a1.clone(), a0.clone()]).expect("append"), vec![3]);
+    assert_eq!(store.append(&[a1.clone()]).expect("append"), Vec::<u64>::new());
+    assert_eq!(store.head(), 3);
+    let all = store.events_after(0, 100).expect("read");
+    assert_eq!(all.iter().map(|e| (e.event_id, e.anomaly.clone())).collect::<Vec<_>>(), vec![(1, a0.clone()), (2, b0.clone()), (3, a1.clone())]);
+    assert_eq!(store.events_after(2, 100).expect("read").len(), 1);
+    assert_eq!(store.events_after(1, 1).expect("read")[0].event_id, 2);
+    assert!(store.events_after(3, 100).expect("read").is_empty());
+    assert!(store.events_after(u64::MAX, 100).expect("read").is_empty());
+    // Latest state is the highest revision, even when an older one arrives late.
+    assert_eq!(store.get(a0.anomaly_id.as_bytes()).expect("get"), Some(LatestAnomaly { anomaly: a1.clone(), event_id: 3 }));
+    drop(store);
+    // Reopened: head, ids and dedup survive.
+    let store = AnomalyStore::open(dir.path()).expect("reopen");
+    assert_eq!(store.head(), 3);
+    assert_eq!(store.append(&[a0, a1, b0]).expect("append"), Vec::<u64>::new());
+    let rx = store.subscribe();
+    store.append(&[anomaly(AnomalyKind::GeoShift, "link:c", 0, 0, Severity::Info)]).expect("append");
+    assert_eq!(*rx.borrow(), 4);
+}
+
+#[test]
+fn list_pages_match_a_naive_filter() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = AnomalyStore::open(dir.path()).expect("open");
+    let mut latest: std::collections::BTreeMap<[u8; 16], Anomaly> = Default::default();
+    let mut batch = Vec::new();
+    for i in 0..60i64 {
+        let kind = AnomalyKind::ALL[(i % 6) as usize];
+        let sev = Severity::ALL[(i % 3) as usize];
+        let ws = (i % 17) * 60_000 - 120_000; // duplicate and negative starts
+        let a = anomaly(kind, &format!("link:c{}", i % 7), ws, 0, sev);
+        batch.push(a.clone());
+        latest.insert(*a.anomaly_id.as_bytes(), a.clone());
+        if i % 4 == 0 {
+            let up = anomaly(kind, &format!("link:c{}", i % 7), ws, 1, Severity::Critical);
+            batch.push(up.clone());
+            latest.insert(*a.anomaly_id.as_bytes(), up);
+        }
+    }
+    store.append(&batch).expect("append");
+    let keep = |a: &Anomaly| a.severity != Severity::Info;
+    let mut want: Vec<&Anomaly> = latest.values().filter(|a| keep(a)).collect();
+    want.sort_by(|x, y| (y.window_start, y.anomaly_id.as_bytes()).cmp(&(x.window_start, x.anomaly_id.as_bytes())));
+    let mut got = Vec::new();
+    let mut after = None;
+    loop {
+        let (page, more) = store.list(after, None, 7, &keep).expect("list");
+        got.extend(page.iter().map(|l| l.anomaly.clone()));
+        if !more {
+            break;
+        }
+        let last = page.last().expect("non-empty page");
+        after = Some((last.anomaly.window_start, *last.anomaly.anomaly_id.as_bytes()));
+    }
+    assert_eq!(got.iter().collect::<Vec<_>>(), want);
+    // start_before bounds the scan.
+    let (page, _) = store.list(None, Some(0), 1000, &|_| true).expect("list");
+    let want_before: Vec<&Anomaly> = {
+        let mut v: Vec<&Anomaly> = latest.values().filter(|a| a.window_start < 0).collect();
+        v.sort_by(|x, y| (y.window_start, y.anomaly_id.as_bytes()).cmp(&(x.window_start, x.anomaly_id.as_bytes())));
+        v
+    };
+    assert_eq!(page.iter().map(|l| &l.anomaly).collect::<Vec<_>>(), want_before);
+}
+
+#[test]
+fn webhook_deliveries_are_enqueued_once_and_recorded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = AnomalyStore::open(dir.path()).expect("open");
+    store.append(&[anomaly(AnomalyKind::ClickBurst, "link:a", 0, 0, Severity::Warning)]).expect("append");
+    let hook = WebhookRecord {
+        id: "0190-hook".into(),
+        url: "http://example.invalid/h".into(),
+        kinds: vec![],
+        min_severity: Severity::Info,
+        secret: "0123456789abcdef".into(),
+        created_at_ms: 5,
+        cursor: 0,
+    };
+    let stored = store.create_webhook(hook.clone()).expect("create");
+    assert_eq!(stored.cursor, 1, "a new webhook starts at the head");
+    store.append(&[anomaly(AnomalyKind::ClickBurst, "link:b", 0, 0, Severity::Warning)]).expect("append");
+    let ds = store.enqueue_deliveries(&hook.id, &[2], 2, 100).expect("enqueue").expect("some");
+    assert_eq!(ds.len(), 1);
+    assert_eq!((ds[0].delivery_id, ds[0].event_id, ds[0].state), (1, 2, DeliveryState::Pending));
+    // A second enqueue for the same range is refused (cursor already there).
+    assert_eq!(store.enqueue_deliveries(&hook.id, &[2], 2, 100).expect("enqueue"), None);
+    assert_eq!(store.webhook(&hook.id).expect("get").expect("exists").cursor, 2);
+    assert_eq!(store.pending_deliveries().expect("pending"), ds);
+    let mut d = ds[0].clone();
+    d.attempts.push(DeliveryAttempt { attempt: 1, at_ms: 101, duration_ms: 3, status_code: Some(500), error: None });
+    store.update_delivery(&d).expect("update");
+    assert_eq!(store.pending_deliveries().expect("pending"), vec![d.clone()]);
+    d.state = DeliveryState::Succeeded;
+    store.update_delivery(&d).expect("update");
+    assert!(store.pending_deliveries().expect("pending").is_empty());
+    assert_eq!(store.deliveries(&hook.id, None, 10).expect("list"), (vec![d.clone()], false));
+    // Another webhook's prefix does not leak into this one's list.
+    assert_eq!(store.deliveries("0190-hoo", None, 10).expect("list"), (vec![], false));
+    assert!(store.delete_webhook(&hook.id).expect("delete"));
+    assert!(!store.delete_webhook(&hook.id).expect("delete"));
+    assert_eq!(store.enqueue_deliveries(&hook.id, &[3], 3, 100).expect("enqueue"), None);
+}
