@@ -129,7 +129,7 @@ pub fn run(args: RedirectBenchArgs) -> anyhow::Result<()> {
     if !(args.paced_fraction > 0.0 && args.paced_fraction <= 1.0) {
         bail!("--paced-fraction must be in (0, 1]");
     }
-    let total = std::thread::available_parallelism().map_or(1, usize::from);
+    let total = total_cpus();
     let mut plan = match (&args.server_cpus, &args.client_cpus) {
         (Some(s), Some(c)) => CpuPlan::explicit(s, c)?,
         _ => CpuPlan::split(total, !args.no_pin),
@@ -211,6 +211,19 @@ async fn bench(args: &RedirectBenchArgs, plan: &CpuPlan) -> anyhow::Result<()> {
             args.links
         ),
     ];
+    if plan.server.is_none() || total_cpus() <= 2 {
+        header.push(format!(
+            "note: {} CPUs in all: the load generators run on the same machine{} and take CPU time that a remote client would not, alike for both servers",
+            total_cpus(),
+            if plan.server.is_some() { " (on their own CPUs, but they share caches, memory and the kernel's network stack with the servers)" } else { ", unpinned" }
+        ));
+    }
+    if !args.skip_miss {
+        header.push(format!(
+            "cache miss: sluice restarted on the same data dir with an L1 cache of {} entries for {} links requested uniformly, so nearly every request misses L1 (hit ratio below) and is answered by a link-store read (SQLite) plus a cache insert; unknown codes (negative cache) are not measured",
+            args.miss_cache_capacity, args.links
+        ));
+    }
     if cfg!(debug_assertions) && args.sluice.is_none() {
         eprintln!("warning: this is a debug build of sluice; build with --release for meaningful figures");
     }
@@ -251,6 +264,11 @@ async fn bench(args: &RedirectBenchArgs, plan: &CpuPlan) -> anyhow::Result<()> {
     setup.header.push(format!("load average at the end: {}", report::load_average()));
     println!("{}", report::render(&setup, &hit, miss.as_ref(), &nginx_result));
     Ok(())
+}
+
+/// CPUs of the machine, whatever this process is pinned to.
+fn total_cpus() -> usize {
+    procs::online_cpus()
 }
 
 async fn tool_version(program: &Path, flag: &str) -> String {

@@ -348,6 +348,43 @@ mod tests {
         assert_eq!(quantile(&[7], 0.5), 7);
     }
 
+    /// The nearest-rank `q`-quantile by its definition, without sorting: the smallest value
+    /// `v` of `data` such that at least `q·n` values are `<= v`.
+    fn naive_quantile(data: &[u64], q: f64) -> u64 {
+        let need = q * data.len() as f64;
+        data.iter().copied().filter(|&v| data.iter().filter(|&&x| x <= v).count() as f64 >= need).min().unwrap_or(0)
+    }
+
+    #[test]
+    fn quantiles_match_a_naive_reference() {
+        // xorshift-generated latencies with many ties and a long tail.
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        for n in [1usize, 2, 3, 7, 10, 99, 100, 101, 1000, 1237] {
+            let data: Vec<u64> = (0..n)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    if x % 10 == 0 { 1_000_000 + x % 9_000_000 } else { 50_000 + x % 300 }
+                })
+                .collect();
+            let mut sorted = data.clone();
+            sorted.sort_unstable();
+            for q in [0.0, 0.001, 0.1, 0.25, 0.5, 0.9, 0.99, 0.999, 1.0] {
+                assert_eq!(quantile(&sorted, q), naive_quantile(&data, q), "n = {n}, q = {q}");
+            }
+        }
+    }
+
+    #[test]
+    fn result_quantiles_are_in_ms() {
+        let r = PacedResult { latencies_ns: vec![250_000, 500_000, 1_500_000, 2_500_000], elapsed: Duration::from_secs(2), ..PacedResult::default() };
+        assert_eq!(r.quantile_ms(0.5), 0.5);
+        assert_eq!(r.quantile_ms(0.99), 2.5);
+        assert_eq!(r.achieved_rps(), 2.0);
+        assert_eq!(PacedResult::default().achieved_rps(), 0.0);
+    }
+
     #[test]
     fn paced_run_against_a_local_server() {
         // A tiny server answering every request with a 302 of 3 body bytes.

@@ -323,6 +323,42 @@ mod tests {
         assert!(median(&[]).is_nan());
     }
 
+    fn paced(latencies_ms: &[u64]) -> PacedResult {
+        PacedResult { latencies_ns: latencies_ms.iter().map(|ms| ms * 1_000_000).collect(), elapsed: std::time::Duration::from_secs(1), ..PacedResult::default() }
+    }
+
+    #[test]
+    fn report_shows_ratio_and_verdicts() {
+        let setup = Setup { header: vec!["machine: test".to_owned()], paced_fraction: 0.5 };
+        let mut hit = target(&[80, 30, 90]);
+        hit.name = "sluice cache hit";
+        // Median of the paced runs' p99s: 1, 3 and 2 ms -> 2 ms.
+        hit.paced = vec![paced(&[1; 100]), paced(&[3; 100]), paced(&[2; 100])];
+        hit.paced_rate = 40.0;
+        hit.counters = Some(SluiceCounters { cache_hits: 99.0, cache_misses: 1.0, clicks_dropped: 0.0, redirects: 100.0 });
+        let mut nginx = target(&[100, 60, 100]);
+        nginx.name = "nginx static 302";
+        nginx.paced = vec![paced(&[1; 10])];
+        let out = render(&setup, &hit, None, &nginx);
+        assert!(out.starts_with("machine: test\n"), "{out}");
+        assert!(out.contains("ratio sluice cache hit / nginx req/s: 0.80, median of the per-round ratios 0.80/0.50/0.90 (target >= 0.80: met)"), "{out}");
+        assert!(out.contains("sluice cache hit p99 at 50% of its max rate: 2.000 ms (target <= 2 ms: met)"), "{out}");
+        assert!(out.contains("sluice cache hit: paced 40 req/s asked, answered 100/100/100/s, p99 1.000/3.000/2.000 ms; L1 hit ratio 99.0 %, 3xx 100, clicks dropped 0"), "{out}");
+        // Table row: median round 80 req/s, its p50 (80 us in this fixture), paced p99 2 ms.
+        let row = out.lines().find(|l| l.starts_with("| sluice cache hit")).expect("hit row");
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        assert_eq!(cells[1..6], ["sluice cache hit", "80", "0.080 ms", "0.000 ms", "2.000 ms"]);
+        assert_eq!(cells[9], "0.1/0.0/0.1k", "rounds in thousands of req/s");
+
+        // One round below 0.8 of nginx and a paced p99 above 2 ms: both NOT met.
+        let mut slow = target(&[79]);
+        slow.name = "sluice cache hit";
+        slow.paced = vec![paced(&[3; 10])];
+        let out = render(&setup, &slow, None, &target(&[100]));
+        assert!(out.contains("ratio sluice cache hit / nginx req/s: 0.79, median of the per-round ratios 0.79 (target >= 0.80: NOT met)"), "{out}");
+        assert!(out.contains("p99 at 50% of its max rate: 3.000 ms (target <= 2 ms: NOT met)"), "{out}");
+    }
+
     #[test]
     fn paired_ratio_is_the_median_of_round_ratios() {
         let (pairs, m) = paired_ratios(&target(&[80, 30, 90]), &target(&[100, 60, 100]));
