@@ -10,17 +10,24 @@
 //! Succeeded jobs stay downloadable across restarts until [`JobsConfig::retention`] after
 //! they finished; then the record and its file are deleted (checked at start and after each
 //! job).
+//!
+//! A graceful stop ([`Jobs::stop`], called by the serving process on shutdown) interrupts the
+//! running export at its next chunk, puts that job back to `queued` without counting the
+//! attempt, ends the runner task and closes the job table, so the directory can be opened
+//! again (e.g. by a restarted server in the same process).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::http::StatusCode;
 use sluice_connectors::{LinkStore, ListQuery};
 use sluice_dataflows::clock::{Clock, SystemClock};
 use sluice_dataflows::views::Views;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 
 use super::JobState;
 use super::store::{JobFailure, JobRecord, JobSpec, JobStore};
@@ -32,6 +39,8 @@ use crate::stats::params::{parse_stats, rfc3339_utc};
 const WRITE_BYTES: usize = 256 * 1024;
 /// Page size when listing every link for an all-links report.
 const LIST_PAGE: u32 = 1000;
+/// Error code of an export interrupted by [`Jobs::stop`] (never stored: the job is re-queued).
+const STOPPED: &str = "job_stopped";
 
 /// Settings of the job runner.
 #[derive(Clone)]
@@ -70,6 +79,10 @@ struct Inner {
     dir: PathBuf,
     tx: mpsc::UnboundedSender<String>,
     config: JobsConfig,
+    /// Set by [`Jobs::stop`]; checked by the export between chunks.
+    stopping: Arc<AtomicBool>,
+    stop_tx: watch::Sender<bool>,
+    worker: parking_lot::Mutex<Option<JoinHandle<()>>>,
 }
 
 /// Handle to the job runner (clone freely).
@@ -132,13 +145,39 @@ impl Jobs {
             }
         }
         let (tx, rx) = mpsc::unbounded_channel();
-        let jobs = Jobs { inner: Arc::new(Inner { store: table, dir: dir.to_path_buf(), tx, config }) };
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let inner = Inner {
+            store: table,
+            dir: dir.to_path_buf(),
+            tx,
+            config,
+            stopping: Arc::new(AtomicBool::new(false)),
+            stop_tx,
+            worker: parking_lot::Mutex::new(None),
+        };
+        let jobs = Jobs { inner: Arc::new(inner) };
         jobs.expire()?;
         for id in queue {
             jobs.enqueue(&id);
         }
-        tokio::spawn(jobs.clone().work(views, store, rx));
+        let handle = tokio::spawn(jobs.clone().work(views, store, rx, stop_rx));
+        *jobs.inner.worker.lock() = Some(handle);
         Ok(jobs)
+    }
+
+    /// Stops the runner gracefully (module docs) and waits for it: a running export stops at
+    /// its next chunk and goes back to `queued` (it runs again at the next start, the attempt
+    /// not counted); queued jobs stay queued. Idempotent. Afterwards [`Self::create`] still
+    /// stores jobs, but nothing runs them in this process.
+    pub async fn stop(&self) {
+        self.inner.stopping.store(true, Ordering::Release);
+        self.inner.stop_tx.send_replace(true);
+        let handle = self.inner.worker.lock().take();
+        if let Some(h) = handle
+            && let Err(e) = h.await
+        {
+            tracing::error!(error = %e, "export job runner task failed");
+        }
     }
 
     /// The exports directory.
@@ -213,21 +252,37 @@ impl Jobs {
         Ok(())
     }
 
-    async fn work(self, views: Views, store: Arc<dyn LinkStore>, mut rx: mpsc::UnboundedReceiver<String>) {
-        while let Some(id) = rx.recv().await {
+    async fn work(self, views: Views, store: Arc<dyn LinkStore>, mut rx: mpsc::UnboundedReceiver<String>, mut stop: watch::Receiver<bool>) {
+        loop {
+            let id = tokio::select! {
+                biased;
+                _ = stop.wait_for(|s| *s) => break,
+                id = rx.recv() => match id {
+                    Some(id) => id,
+                    None => break,
+                },
+            };
             if let Some(ready) = &self.inner.config.ready {
                 while !ready() {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    tokio::select! {
+                        biased;
+                        _ = stop.wait_for(|s| *s) => return,
+                        () = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    }
                 }
             }
             if let Err(e) = self.run_one(&views, &store, &id).await {
                 tracing::error!(error = %e, job_id = %id, "export job could not be recorded");
+            }
+            if self.inner.stopping.load(Ordering::Acquire) {
+                break;
             }
             let me = self.clone();
             if let Err(e) = blocking(move || me.expire()).await {
                 tracing::warn!(error = %e, "could not expire old export jobs");
             }
         }
+        tracing::debug!("export job runner stopped");
     }
 
     async fn run_one(&self, views: &Views, store: &Arc<dyn LinkStore>, id: &str) -> Result<(), ApiError> {
@@ -242,6 +297,15 @@ impl Jobs {
         blocking(move || me.put(&r)).await?;
         tracing::info!(job_id = %id, attempt = rec.attempts, "export job started");
         let outcome = self.export(views, store, &rec).await;
+        if outcome.as_ref().is_err_and(|e| e.code == STOPPED) {
+            // Graceful stop: not an attempt that failed; it runs again at the next start.
+            rec.status = JobState::Queued;
+            rec.started_at_ms = None;
+            rec.attempts = rec.attempts.saturating_sub(1);
+            tracing::info!(job_id = %id, "export job interrupted by a stop, re-queued");
+            let me = self.clone();
+            return blocking(move || me.put(&rec)).await;
+        }
         rec.finished_at_ms = Some(self.inner.config.clock.now_ms());
         match outcome {
             Ok((rows, bytes)) => {
@@ -269,7 +333,8 @@ impl Jobs {
             None => all_codes(store.as_ref()).await?,
         };
         let (views, part, done) = (views.clone(), self.inner.dir.join(format!("{}.part", rec.job_id)), self.file_path(rec));
-        tokio::task::spawn_blocking(move || write_export(&views, &plan, &codes, &part, &done)).await.map_err(|e| ApiError::internal(&e))?
+        let stopping = Arc::clone(&self.inner.stopping);
+        tokio::task::spawn_blocking(move || write_export(&views, &plan, &codes, &part, &done, &stopping)).await.map_err(|e| ApiError::internal(&e))?
     }
 }
 
@@ -309,7 +374,9 @@ async fn all_codes(store: &dyn LinkStore) -> Result<Vec<String>, ApiError> {
 }
 
 /// Writes header, every code's chunks and footer to `part`, fsyncs, renames it to `done`.
-fn write_export(views: &Views, plan: &ExportPlan, codes: &[String], part: &Path, done: &Path) -> Result<(u64, u64), ApiError> {
+/// When `stopping` is set between two chunks, removes `part` and returns the `job_stopped`
+/// error.
+pub(super) fn write_export(views: &Views, plan: &ExportPlan, codes: &[String], part: &Path, done: &Path, stopping: &AtomicBool) -> Result<(u64, u64), ApiError> {
     let mut file = std::fs::File::create(part).map_err(|e| write_error(&e))?;
     let mut writer = plan.writer();
     let mut buf = Vec::with_capacity(WRITE_BYTES);
@@ -317,6 +384,11 @@ fn write_export(views: &Views, plan: &ExportPlan, codes: &[String], part: &Path,
     writer.header(&mut buf);
     for code in codes {
         for index in 0..plan.chunk_count() {
+            if stopping.load(Ordering::Acquire) {
+                drop(file);
+                let _ = std::fs::remove_file(part);
+                return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, STOPPED, "the export was interrupted by a stop"));
+            }
             plan.render_chunk(views, code, index, &mut writer, &mut buf)?;
             if buf.len() >= WRITE_BYTES {
                 file.write_all(&buf).map_err(|e| write_error(&e))?;

@@ -154,6 +154,50 @@ async fn the_readiness_gate_holds_jobs_queued() {
     assert_eq!(wait_done(state, &id).await["status"], "succeeded");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_ends_the_runner_keeps_queued_jobs_and_releases_the_table() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = Arc::new(ManualClock::new(ms(NOW)));
+    let mut h = Harness::pipeline(&["ab"], clock.clone(), clock).await;
+    h.ingest(input());
+    // Never ready: the runner waits on the gate when the stop comes.
+    h.state = Some(h.reports(dir.path(), JobsConfig { ready: Some(Arc::new(|| false)), ..Default::default() }));
+    let (_, _, v) = post(h.state(), &format!(r#"{{"codes": ["ab"], {RANGE}}}"#), None).await;
+    let id = v["job_id"].as_str().expect("id").to_owned();
+    let jobs = h.state().jobs().expect("runner").clone();
+    tokio::time::timeout(Duration::from_secs(5), jobs.stop()).await.expect("the stop does not wait for the gate");
+    jobs.stop().await; // idempotent
+    drop((jobs, h.state.take()));
+    {
+        // The job table is free again (redb refuses a second open while one is live).
+        let table = JobStore::open(dir.path()).expect("the job table reopens in the same process");
+        let rec = table.get(&id).expect("get").expect("record");
+        assert_eq!((rec.status, rec.attempts), (JobState::Queued, 0));
+    }
+    h.state = Some(h.reports(dir.path(), JobsConfig::default()));
+    assert_eq!(wait_done(h.state(), &id).await["status"], "succeeded");
+    let want = sync_export(h.state(), &format!("code=ab&{RANGE_Q}")).await;
+    assert_eq!(download(h.state(), &id).await.2, want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_interrupted_by_a_stop_leaves_no_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = Arc::new(ManualClock::new(ms(NOW)));
+    let h = Harness::pipeline(&["ab"], clock.clone(), clock).await;
+    h.ingest(input());
+    let plan = super::runner::plan_of(&record("x", JobState::Running, 1, None).spec).expect("plan");
+    let (part, done) = (dir.path().join("x.part"), dir.path().join("x.csv"));
+    let stopping = AtomicBool::new(true);
+    let e = super::runner::write_export(h.handle.views(), &plan, &["ab".to_owned()], &part, &done, &stopping).expect_err("stopped");
+    assert_eq!(e.code, "job_stopped");
+    assert!(!part.exists() && !done.exists());
+    stopping.store(false, Ordering::Release);
+    let (rows, bytes) = super::runner::write_export(h.handle.views(), &plan, &["ab".to_owned()], &part, &done, &stopping).expect("written");
+    assert_eq!((rows, bytes), (2, std::fs::metadata(&done).expect("file").len()));
+    assert!(!part.exists());
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
 }
