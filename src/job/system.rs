@@ -5,7 +5,8 @@
 //!
 //! By role: `all` and `redirect` open the click log (held exclusively by one process) and
 //! run the dataflow over it (`[dataflow] enabled`); `api` opens neither, and its stats
-//! endpoints answer 503 `stats_unavailable`.
+//! endpoints answer 503 `stats_unavailable`. With the dataflow and the API (`all`), the
+//! export, report-job and live routes run too, report jobs in `<data dir>/exports`.
 //!
 //! Stopping ([`System::shutdown`]): the HTTP server finishes in-flight requests, the log
 //! writer appends every queued click (durable), then the dataflow stops.
@@ -23,6 +24,8 @@ use sluice_dataflows::views::{AsOf, Views};
 use sluice_ingest::{ClickSender, IngestStats, LogWriterConfig, WriterSummary, click_channel, spawn_log_writer};
 use sluice_redirect::ClickSink;
 use sluice_schemas::ClickEvent;
+use sluice_serving::ReportsState;
+use sluice_serving::jobs::Jobs;
 use sluice_serving::stats::StatsState;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -69,6 +72,7 @@ pub struct System {
     intake: Option<Intake>,
     job: Option<DataflowJob>,
     sinks: Option<crate::sinks::Sinks>,
+    jobs: Option<Jobs>,
     server: JoinHandle<std::io::Result<()>>,
     stop_http: oneshot::Sender<()>,
 }
@@ -116,11 +120,18 @@ impl System {
             Some(j) => StatsState::new(Arc::clone(&store), j.view_source(), stats_config(&cfg)),
             None => StatsState::without_views(Arc::clone(&store), stats_config(&cfg)),
         };
+        let reports = match cfg.server.role {
+            Role::Redirect => None,
+            Role::All | Role::Api => Some(
+                ReportsState::start(stats.clone(), &data_dir.join("exports")).map_err(|e| anyhow::anyhow!("could not start the report job runner: {e}"))?,
+            ),
+        };
+        let jobs = reports.as_ref().and_then(|r| r.jobs().cloned());
         let extras = StackExtras {
             hooks: job.as_ref().and_then(DataflowJob::link_hook).into_iter().collect(),
             events_log: intake.as_ref().map(|i| i.log.clone()),
             stats: Some(stats),
-            api_routes: Vec::new(),
+            api_routes: reports.into_iter().map(sluice_serving::reports::routes).collect(),
             link_cache_l2: sinks.link_cache_l2(),
             dependencies: sinks.dependencies(),
         };
@@ -136,7 +147,7 @@ impl System {
                 .await
         });
         tracing::info!(%addr, base_url = %cfg.base_url()?, role = ?cfg.server.role, data_dir = %data_dir.display(), store = %store.backend(), dataflow = job.is_some(), "sluice listening");
-        Ok(System { addr, config: cfg, store, intake, job, sinks: Some(sinks), server, stop_http })
+        Ok(System { addr, config: cfg, store, intake, job, sinks: Some(sinks), jobs, server, stop_http })
     }
 
     /// The socket address served.
@@ -227,8 +238,9 @@ impl System {
         this.shutdown().await
     }
 
-    /// Stops gracefully: HTTP (in-flight requests finish), then the log writer (every
-    /// queued click appended), then the dataflow.
+    /// Stops gracefully: HTTP (in-flight requests finish), then the report job runner (a
+    /// running export is re-queued), the log writer (every queued click appended), then the
+    /// dataflow.
     ///
     /// Errors if the server, the writer or a dataflow worker failed.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
@@ -239,6 +251,10 @@ impl System {
     }
 
     async fn stop_rest(&mut self) -> anyhow::Result<()> {
+        if let Some(jobs) = self.jobs.take() {
+            // A running export goes back to `queued` and runs again at the next start.
+            jobs.stop().await;
+        }
         if let Some(i) = self.intake.take() {
             // The router (and with it every click sender) is gone once the server stopped.
             let summary = i.writer.await.context("click log writer panicked")?;

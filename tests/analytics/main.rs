@@ -8,3 +8,4 @@ mod exact;
 mod harness;
 mod loadgen_truth;
 mod process;
+mod reports;

@@ -1,6 +1,6 @@
 //! The real binary: restart on the same data directory (SIGKILL included) rebuilds
-//! identical stats from the click log; dead letters reach `/metrics`; `sluice demo
-//! --exit-after` runs green.
+//! identical stats from the click log; report jobs survive restarts; dead letters reach
+//! `/metrics`; `sluice demo --exit-after` runs green.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -165,6 +165,69 @@ async fn restarts_rebuild_identical_stats_and_never_double_count() {
     let p = Proc::start(dir.path()).await;
     p.caught_up().await;
     assert_eq!(snapshot(&p, &["rs-a", "rs-b"], from, to).await, again);
+}
+
+impl Proc {
+    /// `POST /v1/reports/export` → 202; the job id.
+    async fn create_report(&self, body: &Value) -> String {
+        let r = self.http.post(format!("{}/v1/reports/export", self.base)).json(body).send().await.expect("post report");
+        let st = r.status();
+        let v: Value = r.json().await.expect("json");
+        assert_eq!(st, reqwest::StatusCode::ACCEPTED, "{v}");
+        v["job_id"].as_str().expect("job_id").to_owned()
+    }
+
+    /// Polls the job until it succeeded; its download as text.
+    async fn job_download(&self, id: &str) -> String {
+        let t0 = Instant::now();
+        loop {
+            let v = self.get(&format!("/v1/jobs/{id}")).await;
+            match v["status"].as_str() {
+                Some("succeeded") => break,
+                Some("queued" | "running") => {}
+                _ => panic!("job {id}: {v}"),
+            }
+            assert!(t0.elapsed() < Duration::from_secs(60), "job {id} did not finish: {v}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let r = self.http.get(format!("{}/v1/jobs/{id}/download", self.base)).send().await.expect("download");
+        assert_eq!(r.status(), reqwest::StatusCode::OK);
+        r.text().await.expect("text")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_jobs_survive_restarts_of_the_binary() {
+    use crate::reports::{CSV_IST_HOURLY, IST_HOURLY, fixed_events};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = Proc::start(dir.path()).await;
+    for code in ["rx-a", "rx-b"] {
+        let r = p.http.post(format!("{}/v1/links", p.base)).json(&json!({"long_url": "https://example.com/r", "custom_alias": code})).send().await.expect("post");
+        assert_eq!(r.status(), reqwest::StatusCode::CREATED);
+    }
+    assert!(p.post_events(&fixed_events()).await.expect("post").status().is_success());
+    p.caught_up().await;
+    let r = p.http.get(format!("{}/v1/stats/export?code=rx-a&{IST_HOURLY}", p.base)).send().await.expect("export");
+    assert_eq!(r.text().await.expect("text"), CSV_IST_HOURLY);
+    let report = json!({"codes": ["rx-a"], "from": "2024-06-01T00:00:00+05:30", "to": "2024-06-02T00:00:00+05:30", "bucket": "hour", "tz": "Asia/Kolkata", "dimensions": "referrer_domain"});
+    let done = p.create_report(&report).await;
+    assert_eq!(p.job_download(&done).await, CSV_IST_HOURLY);
+    // A second job, then SIGKILL at once: whatever state it reached (queued, running or
+    // done), after the restart it is listed and ends with the same file.
+    let killed = p.create_report(&report).await;
+    p.kill();
+    let p = Proc::start(dir.path()).await;
+    assert_eq!(p.get(&format!("/v1/jobs/{done}")).await["status"], "succeeded", "listed right after the restart");
+    assert_eq!(p.job_download(&done).await, CSV_IST_HOURLY);
+    assert_eq!(p.job_download(&killed).await, CSV_IST_HOURLY);
+    // A graceful stop and start: both still there.
+    p.terminate();
+    let p = Proc::start(dir.path()).await;
+    for id in [&done, &killed] {
+        let v = p.get(&format!("/v1/jobs/{id}")).await;
+        assert_eq!((v["status"].as_str(), v["rows"].as_u64()), (Some("succeeded"), Some(3)), "{v}");
+        assert_eq!(p.job_download(id).await, CSV_IST_HOURLY);
+    }
 }
 
 fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
