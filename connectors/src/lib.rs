@@ -28,6 +28,7 @@ pub mod redis;
 pub use error::{Error, Result};
 pub use link_cache::{Invalidation, L2Lookup, LinkCacheL2};
 pub use link_store::{
+    AdminStore, AuditQuery, AuditRecord, BlocklistEntry, HoldOutcome, LinkHold, HOLD_ADMIN,
     migrate, open_store, IdempotencyRecord, LinkChange, LinkPatch, LinkStore, ListQuery, MigrationReport,
     PostgresLinkStore, SqliteLinkStore, StoreTarget,
 };

@@ -22,11 +22,18 @@ use sluice_schemas::{Link, RedirectType};
 
 use crate::Result;
 
+pub mod admin;
+mod admin_postgres;
+mod admin_sqlite;
 pub mod common;
 mod open;
 mod postgres;
 mod sqlite;
 
+pub use admin::{
+    blocklist_source, AdminStore, AuditQuery, AuditRecord, BlocklistAdded, BlocklistEntry, HoldOutcome, LinkFilter, LinkHold,
+    HOLD_ADMIN, MAX_AUDIT_LIMIT,
+};
 pub use common::{IDEMPOTENCY_TTL, MAX_LIST_LIMIT, TOMBSTONE_PERIOD};
 pub use open::{migrate, open_store, MigrationReport, StoreTarget};
 pub use postgres::PostgresLinkStore;
@@ -91,6 +98,13 @@ pub enum LinkChange {
 pub trait LinkStore: Send + Sync + 'static {
     /// Short name of the backend (`"sqlite"`, `"postgres"`), for logs and metrics labels.
     fn backend(&self) -> &'static str;
+
+    /// The admin controls' storage in the same database ([`AdminStore`]: blocklist, holds,
+    /// audit log), or `None` for stores without it (test doubles); the admin API then answers
+    /// 503. Both real backends return `Some`.
+    fn admin(&self) -> Option<&dyn AdminStore> {
+        None
+    }
 
     /// Inserts a new link. Fails with [`crate::Error::CodeTaken`] when a live link has the
     /// same code or a link with this code was deleted less than 30 days before `link.created_at`.

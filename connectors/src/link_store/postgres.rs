@@ -24,7 +24,7 @@ use crate::{Error, Result};
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// The live link with code `$1`.
-const SELECT_LIVE: &str = "SELECT seq, code, long_url, domain, expires_at, enabled, tags, redirect_type, org, \
+pub(super) const SELECT_LIVE: &str = "SELECT seq, code, long_url, domain, expires_at, enabled, tags, redirect_type, org, \
                            created_at, updated_at, version FROM links WHERE code = $1 AND deleted_at IS NULL";
 
 /// PostgreSQL implementation of [`LinkStore`].
@@ -86,13 +86,17 @@ impl PostgresLinkStore {
         self.schema.as_deref()
     }
 
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     /// Closes the pool, waiting for connections to finish.
     pub async fn close(&self) {
         self.pool.close().await;
     }
 }
 
-fn link_from_row(row: &PgRow) -> Result<(i64, Link)> {
+pub(super) fn link_from_row(row: &PgRow) -> Result<(i64, Link)> {
     let redirect: i16 = row.try_get("redirect_type")?;
     let redirect_type = u16::try_from(redirect)
         .ok()
@@ -120,13 +124,13 @@ fn redirect_i16(r: RedirectType) -> i16 {
 }
 
 /// Takes the next change number; the counter row lock is held until commit.
-async fn next_change(tx: &mut Transaction<'static, Postgres>) -> Result<i64> {
+pub(super) async fn next_change(tx: &mut Transaction<'static, Postgres>) -> Result<i64> {
     Ok(sqlx::query_scalar("UPDATE change_counter SET last = last + 1 WHERE id = 1 RETURNING last")
         .fetch_one(&mut **tx)
         .await?)
 }
 
-async fn record_change(tx: &mut Transaction<'static, Postgres>, seq: i64, code: &str, link: Option<&Link>) -> Result<()> {
+pub(super) async fn record_change(tx: &mut Transaction<'static, Postgres>, seq: i64, code: &str, link: Option<&Link>) -> Result<()> {
     let json = link.map(link_json).transpose()?;
     sqlx::query("INSERT INTO link_changes (change_seq, code, link) VALUES ($1, $2, $3)")
         .bind(seq)
@@ -137,7 +141,7 @@ async fn record_change(tx: &mut Transaction<'static, Postgres>, seq: i64, code: 
     Ok(())
 }
 
-async fn live_link(tx: &mut Transaction<'static, Postgres>, code: &str) -> Result<Option<(i64, Link)>> {
+pub(super) async fn live_link(tx: &mut Transaction<'static, Postgres>, code: &str) -> Result<Option<(i64, Link)>> {
     let row = sqlx::query(SELECT_LIVE).bind(code).fetch_optional(&mut **tx).await?;
     row.as_ref().map(link_from_row).transpose()
 }
@@ -146,6 +150,10 @@ async fn live_link(tx: &mut Transaction<'static, Postgres>, code: &str) -> Resul
 impl LinkStore for PostgresLinkStore {
     fn backend(&self) -> &'static str {
         "postgres"
+    }
+
+    fn admin(&self) -> Option<&dyn super::AdminStore> {
+        Some(self)
     }
 
     async fn insert(&self, link: &Link) -> Result<Link> {
@@ -208,7 +216,14 @@ impl LinkStore for PostgresLinkStore {
             tx.rollback().await?;
             return Err(Error::VersionMismatch { code: code.to_string(), expected, actual: current.version });
         }
-        let next = apply_patch(&current, patch, now);
+        let mut next = apply_patch(&current, patch, now);
+        // A held link stays disabled whatever its owner sets; the owner's value is kept for
+        // when the last hold goes (see `admin`).
+        if let Some(owner) = patch.enabled
+            && super::admin_postgres::record_owner_enabled(&mut tx, seq, owner).await?
+        {
+            next.enabled = false;
+        }
         sqlx::query(
             "UPDATE links SET long_url = $1, expires_at = $2, enabled = $3, tags = $4, redirect_type = $5, \
              updated_at = $6, version = $7 WHERE seq = $8",

@@ -29,7 +29,7 @@ pub const SQLITE_FILE_NAME: &str = "links.db";
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// The live link with code `?1`.
-const SELECT_LIVE: &str = "SELECT seq, code, long_url, domain, expires_at_us, enabled, tags, redirect_type, org, \
+pub(super) const SELECT_LIVE: &str = "SELECT seq, code, long_url, domain, expires_at_us, enabled, tags, redirect_type, org, \
                            created_at_us, updated_at_us, version FROM links WHERE code = ?1 AND deleted_at_us IS NULL";
 
 /// SQLite implementation of [`LinkStore`].
@@ -106,6 +106,10 @@ impl SqliteLinkStore {
         &self.writer
     }
 
+    pub(crate) fn reader_pool(&self) -> &SqlitePool {
+        &self.reader
+    }
+
     /// Closes both pools, waiting for connections to finish (checkpoints the WAL).
     pub async fn close(&self) {
         self.reader.close().await;
@@ -113,16 +117,16 @@ impl SqliteLinkStore {
     }
 }
 
-fn us(t: DateTime<Utc>) -> i64 {
+pub(super) fn us(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }
 
-fn time_col(row: &SqliteRow, col: &str) -> Result<DateTime<Utc>> {
+pub(super) fn time_col(row: &SqliteRow, col: &str) -> Result<DateTime<Utc>> {
     let v: i64 = row.try_get(col)?;
     from_us(v).ok_or_else(|| Error::Corrupt(format!("column {col} holds out-of-range time {v}")))
 }
 
-fn link_from_row(row: &SqliteRow) -> Result<(i64, Link)> {
+pub(super) fn link_from_row(row: &SqliteRow) -> Result<(i64, Link)> {
     let tags: String = row.try_get("tags")?;
     let tags: Vec<String> =
         serde_json::from_str(&tags).map_err(|e| Error::Corrupt(format!("tags column is not a json string array: {e}")))?;
@@ -153,13 +157,13 @@ fn link_from_row(row: &SqliteRow) -> Result<(i64, Link)> {
 }
 
 /// Takes the next change number (see the migration: the counter row serializes writers).
-async fn next_change(tx: &mut Transaction<'static, Sqlite>) -> Result<i64> {
+pub(super) async fn next_change(tx: &mut Transaction<'static, Sqlite>) -> Result<i64> {
     Ok(sqlx::query_scalar("UPDATE change_counter SET last = last + 1 WHERE id = 1 RETURNING last")
         .fetch_one(&mut **tx)
         .await?)
 }
 
-async fn record_change(tx: &mut Transaction<'static, Sqlite>, seq: i64, code: &str, link: Option<&Link>) -> Result<()> {
+pub(super) async fn record_change(tx: &mut Transaction<'static, Sqlite>, seq: i64, code: &str, link: Option<&Link>) -> Result<()> {
     let json = link.map(link_json).transpose()?;
     sqlx::query("INSERT INTO link_changes (change_seq, code, link) VALUES (?1, ?2, ?3)")
         .bind(seq)
@@ -182,7 +186,7 @@ async fn write_tags(tx: &mut Transaction<'static, Sqlite>, seq: i64, tags: &[Str
     Ok(())
 }
 
-async fn live_link(tx: &mut Transaction<'static, Sqlite>, code: &str) -> Result<Option<(i64, Link)>> {
+pub(super) async fn live_link(tx: &mut Transaction<'static, Sqlite>, code: &str) -> Result<Option<(i64, Link)>> {
     let row = sqlx::query(SELECT_LIVE).bind(code).fetch_optional(&mut **tx).await?;
     row.as_ref().map(link_from_row).transpose()
 }
@@ -191,6 +195,10 @@ async fn live_link(tx: &mut Transaction<'static, Sqlite>, code: &str) -> Result<
 impl LinkStore for SqliteLinkStore {
     fn backend(&self) -> &'static str {
         "sqlite"
+    }
+
+    fn admin(&self) -> Option<&dyn super::AdminStore> {
+        Some(self)
     }
 
     async fn insert(&self, link: &Link) -> Result<Link> {
@@ -251,7 +259,14 @@ impl LinkStore for SqliteLinkStore {
             tx.rollback().await?;
             return Err(Error::VersionMismatch { code: code.to_string(), expected, actual: current.version });
         }
-        let next = apply_patch(&current, patch, now);
+        let mut next = apply_patch(&current, patch, now);
+        // A held link stays disabled whatever its owner sets; the owner's value is kept for
+        // when the last hold goes (see `admin`).
+        if let Some(owner) = patch.enabled
+            && super::admin_sqlite::record_owner_enabled(&mut tx, seq, owner).await?
+        {
+            next.enabled = false;
+        }
         let tags_json = serde_json::to_string(&next.tags).map_err(|e| Error::Corrupt(e.to_string()))?;
         sqlx::query(
             "UPDATE links SET long_url = ?1, expires_at_us = ?2, enabled = ?3, tags = ?4, redirect_type = ?5, \

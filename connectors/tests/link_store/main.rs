@@ -4,6 +4,7 @@
 
 mod harness;
 mod suite;
+mod suite_admin;
 mod suite_feed;
 
 /// Declares one `#[tokio::test]` per behaviour, each running `$harness(suite::$name)`.
@@ -29,6 +30,9 @@ macro_rules! store_suite {
             suite_feed::idempotency_records_expire_after_24_hours,
             suite_feed::concurrent_idempotency_puts_yield_one_winner,
             suite_feed::migrate_reports_applied_versions,
+            suite_admin::blocklist_holds_matching_links_and_release_restores_owner_state,
+            suite_admin::admin_holds_need_a_live_link_and_survive_owner_updates,
+            suite_admin::audit_log_pages_newest_first_with_filters_and_is_append_only,
         );
     };
     (@tests $harness:path; $($module:ident :: $name:ident),* $(,)?) => {
