@@ -153,7 +153,13 @@ impl LinkDetector {
     /// Folds one epoch's watermark reports and runs every tick that became due, appending
     /// events to `out` (`now_ms`: processing clock, for `detected_at`).
     pub fn advance(&mut self, reports: &[WatermarkReport], now_ms: i64, out: &mut Vec<Anomaly>) {
-        self.ticker.apply(reports);
+        let earliest = if self.ticker.started() {
+            None
+        } else {
+            self.sort_pending();
+            self.pending.first().map(|r| r.rec.ts)
+        };
+        self.ticker.apply(reports, earliest);
         while let Some(mut s) = self.ticker.due() {
             if self.dirty.is_empty() && self.open.is_empty() {
                 // Nothing to evaluate before the tick of the next pending click.

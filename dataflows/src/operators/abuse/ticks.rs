@@ -10,6 +10,14 @@
 //!
 //! Detection therefore runs on partial minutes: an attack is seen at the first tick after
 //! its clicks cross a threshold, i.e. within `tick` of event time plus the watermark's lag.
+//!
+//! **Start.** The schedule starts at the earlier of the first global watermark and the
+//! earliest click the detector holds at that moment (its first tick is the tick after it,
+//! and the detectors' history — baselines, warm-up — starts at that minute). A pipeline
+//! that starts on a backlog (a restart, a replay) reaches its first watermark minutes into
+//! the data, depending on how the sources were batched; starting from the earliest click
+//! replays the ticks in event time instead, so the baselines learn from the whole backlog
+//! and detection does not depend on batching.
 
 use crate::watermark::{GlobalWatermark, WatermarkReport};
 
@@ -31,8 +39,9 @@ impl Ticker {
         Ticker { tick: tick_ms.max(1), gw: GlobalWatermark::default(), watermark: i64::MIN, next: None, origin: None }
     }
 
-    /// Folds reports of one completed epoch.
-    pub(crate) fn apply(&mut self, reports: &[WatermarkReport]) {
+    /// Folds reports of one completed epoch. `earliest`: the earliest event time the
+    /// detector holds (only read before the schedule has started; see the module docs).
+    pub(crate) fn apply(&mut self, reports: &[WatermarkReport], earliest: Option<i64>) {
         if reports.is_empty() {
             return;
         }
@@ -41,10 +50,15 @@ impl Ticker {
         }
         self.watermark = self.gw.recompute();
         if self.watermark != i64::MIN && self.next.is_none() {
-            let first = self.floor(self.watermark);
-            self.next = Some(first + self.tick);
-            self.origin = Some(self.watermark.div_euclid(MINUTE_MS) * MINUTE_MS);
+            let start = earliest.map_or(self.watermark, |e| e.min(self.watermark));
+            self.next = Some(self.floor(start) + self.tick);
+            self.origin = Some(start.div_euclid(MINUTE_MS) * MINUTE_MS);
         }
+    }
+
+    /// Whether the schedule has started (a watermark arrived).
+    pub(crate) fn started(&self) -> bool {
+        self.next.is_some()
     }
 
     /// Start of the minute of the first watermark: the beginning of the detectors' history
@@ -91,12 +105,12 @@ mod tests {
     fn ticks_follow_the_watermark() {
         let mut t = Ticker::new(1000);
         assert_eq!(t.due(), None);
-        t.apply(&[report(i64::MIN)]);
+        t.apply(&[report(i64::MIN)], Some(5));
         assert_eq!((t.due(), t.origin()), (None, None));
-        t.apply(&[report(125_500)]);
+        t.apply(&[report(125_500)], None);
         assert_eq!(t.origin(), Some(120_000));
         assert_eq!(t.due(), None, "126 000 not reached yet");
-        t.apply(&[report(128_000)]);
+        t.apply(&[report(128_000)], Some(0));
         assert_eq!(t.due(), Some(126_000));
         t.done(126_000);
         assert_eq!(t.due(), Some(127_000));
@@ -106,5 +120,19 @@ mod tests {
         assert_eq!(t.due(), None);
         assert_eq!(t.last_due(), Some(128_000));
         assert_eq!(t.floor(-1), -1000);
+    }
+
+    #[test]
+    fn the_schedule_starts_at_the_earliest_click_held() {
+        let mut t = Ticker::new(1000);
+        // First watermark at 4:05.5 (a backlog read in big batches); clicks held from 0:00.2.
+        t.apply(&[report(245_500)], Some(200));
+        assert_eq!(t.origin(), Some(0));
+        assert_eq!(t.due(), Some(1000), "ticks replay from the first click");
+        // A watermark before the earliest click (nothing earlier exists) starts there.
+        let mut t = Ticker::new(1000);
+        t.apply(&[report(61_000)], Some(90_000));
+        assert_eq!((t.origin(), t.due()), (Some(60_000), None));
+        assert!(t.started());
     }
 }

@@ -256,7 +256,13 @@ impl FloodDetector {
 
     /// Folds one epoch's watermark reports and runs every tick that became due.
     pub fn advance(&mut self, reports: &[WatermarkReport], now_ms: i64, out: &mut Vec<Anomaly>) {
-        self.ticker.apply(reports);
+        let earliest = if self.ticker.started() {
+            None
+        } else {
+            self.sort_pending();
+            self.pending.first().map(|r| r.ts)
+        };
+        self.ticker.apply(reports, earliest);
         while let Some(mut s) = self.ticker.due() {
             if self.dirty.is_empty() && self.open.is_empty() {
                 self.sort_pending();
