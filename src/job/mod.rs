@@ -133,6 +133,20 @@ impl DataflowJob {
     ///
     /// Errors: as [`Self::start`].
     pub async fn start_with_changes(cfg: &Config, log: ClickLog, store: Arc<dyn LinkStore>, changes: Option<ChangeSink>) -> anyhow::Result<DataflowJob> {
+        Self::start_with_outputs(cfg, log, store, changes, None).await
+    }
+
+    /// [`Self::start_with_changes`], plus the abuse detectors' anomalies sent to `anomalies`
+    /// (the ClickHouse sink, `crate::sinks`).
+    ///
+    /// Errors: as [`Self::start`].
+    pub async fn start_with_outputs(
+        cfg: &Config,
+        log: ClickLog,
+        store: Arc<dyn LinkStore>,
+        changes: Option<ChangeSink>,
+        anomalies: Option<sluice_dataflows::anomaly::AnomalySink>,
+    ) -> anyhow::Result<DataflowJob> {
         let pcfg = cfg.dataflow.pipeline_config()?;
         for r in DeadLetterReason::ALL {
             metrics::counter!("sluice_events_dead_lettered_total", "reason" => r.as_str()).increment(0);
@@ -176,7 +190,7 @@ impl DataflowJob {
             }
         });
         let inputs = PipelineInputs { source: factory, enricher, clock: Arc::new(SystemClock), link_meta: meta_feed };
-        let outputs = PipelineOutputs { changes, dead_letters: Some(dead_letter_sink()), ..Default::default() };
+        let outputs = PipelineOutputs { changes, dead_letters: Some(dead_letter_sink()), anomalies };
         let handle = tokio::task::spawn_blocking(move || pipeline::start(&pcfg, inputs, outputs))
             .await
             .context("dataflow start task failed")?

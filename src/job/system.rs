@@ -109,16 +109,23 @@ impl System {
             let writer = spawn_log_writer(receiver, log.clone(), LogWriterConfig::default());
             (Arc::new(CountingSink { inner: sender, accepted: Arc::clone(&accepted) }), Some(Intake { log, writer, accepted, stats }))
         };
-        let sinks = crate::sinks::Sinks::start(&cfg)?;
+        let mut sinks = crate::sinks::Sinks::start(&cfg)?;
+        if let Some(i) = &intake {
+            sinks.start_events(&cfg, i.log.clone()).await?;
+        }
         let job = match &intake {
             Some(i) if cfg.dataflow.enabled => {
-                Some(DataflowJob::start_with_changes(&cfg, i.log.clone(), Arc::clone(&store), sinks.change_sink()).await?)
+                Some(DataflowJob::start_with_outputs(&cfg, i.log.clone(), Arc::clone(&store), sinks.change_sink(), sinks.anomaly_sink()).await?)
             }
             _ => None,
         };
         let stats = match &job {
             Some(j) => StatsState::new(Arc::clone(&store), j.view_source(), stats_config(&cfg)),
             None => StatsState::without_views(Arc::clone(&store), stats_config(&cfg)),
+        };
+        let stats = match sinks.history() {
+            Some(h) => stats.with_history(Arc::new(h)),
+            None => stats,
         };
         let reports = match cfg.server.role {
             Role::Redirect => None,

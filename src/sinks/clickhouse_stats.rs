@@ -203,6 +203,24 @@ impl ClickHouseStats {
     }
 }
 
+#[async_trait::async_trait]
+impl sluice_serving::stats::StatsHistory for ClickHouseStats {
+    async fn query(&self, q: &StatsQuery, as_of: AsOf) -> Result<StatsResult, sluice_serving::ApiError> {
+        ClickHouseStats::query(self, q, as_of).await.map_err(|e| match e {
+            HistoryError::InvalidQuery { code, message } => sluice_serving::ApiError::bad_request(code, message),
+            HistoryError::Storage(err) => {
+                tracing::warn!(error = %err, code = %q.code, "clickhouse could not answer a stats query");
+                sluice_serving::ApiError::new(
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "stats_history_unavailable",
+                    "the range is older than the in-memory retention and clickhouse is unavailable, retry later",
+                )
+            }
+            other @ HistoryError::Corrupt(_) => sluice_serving::ApiError::internal(&other),
+        })
+    }
+}
+
 fn out_dims(mut dims: Vec<String>, swap: bool) -> Vec<Arc<str>> {
     if swap {
         dims.reverse();

@@ -2,10 +2,12 @@
 //! and [`SketchUnion`] over the dataflow's `VisitorSketch` (connectors cannot depend on the
 //! dataflow crate, so the binary supplies both).
 
+use sluice_connectors::clickhouse::AnomalyRecord;
 use sluice_connectors::redis::SketchUnion;
 use sluice_dataflows::changes::{ChangeBatch, ChangedRow};
 use sluice_dataflows::model::{Dimension, Granularity, View};
 use sluice_dataflows::sketch::VisitorSketch;
+use sluice_schemas::Anomaly;
 use sluice_schemas::rollup::{RollupBatch, RollupGranularity, RollupRow, RollupView};
 
 /// The sink-facing granularity.
@@ -62,6 +64,26 @@ pub fn batch(b: ChangeBatch) -> RollupBatch {
     RollupBatch { epoch_upper: b.epoch_upper, watermark_ms: b.watermark_ms, rows: b.rows.into_iter().map(row).collect() }
 }
 
+/// One anomaly event as a row of `anomalies`: `code` is the link concerned (the key, e.g.
+/// `network:203.0.113.0/24`, when no link is known); `details` is the whole event as JSON
+/// (id, revision, status, key, severity, summary, evidence); `version` orders the events of
+/// one anomaly: `detected_at × 1024 + revision` (revisions above 1023 saturate), so the
+/// latest event of a window wins under `FINAL`, also after a replay.
+pub fn anomaly(a: &Anomaly) -> AnomalyRecord {
+    AnomalyRecord {
+        code: a.code.clone().unwrap_or_else(|| a.key.clone()),
+        kind: a.kind.as_str().to_string(),
+        window_start: a.window_start,
+        window_end: a.window_end,
+        detected_at: a.detected_at,
+        score: a.score,
+        observed: a.observed,
+        expected: a.expected,
+        details: serde_json::to_string(a).unwrap_or_default(),
+        version: u64::try_from(a.detected_at).unwrap_or(0).saturating_mul(1024) + u64::from(a.revision.min(1023)),
+    }
+}
+
 /// [`SketchUnion`] with the dataflow's sketches: decode both, merge, re-encode canonically.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DataflowSketches;
@@ -98,6 +120,43 @@ mod tests {
             assert_eq!(est, want.uniques());
         }
         assert!(DataflowSketches.union(&[9, 9], &[1, 0, 0]).is_err());
+    }
+
+    #[test]
+    fn anomalies_become_rows_whose_versions_order_their_events() {
+        use sluice_schemas::{AnomalyKind, AnomalyStatus, Evidence, Severity};
+        let mut a = Anomaly {
+            anomaly_id: uuid::Uuid::from_u128(9),
+            revision: 0,
+            status: AnomalyStatus::Open,
+            kind: AnomalyKind::VisitorFlood,
+            key: "network:203.0.113.0/24".into(),
+            severity: Severity::ALL[0],
+            code: None,
+            org: None,
+            window_start: 60_000,
+            window_end: 120_000,
+            observed: 500.0,
+            expected: 100.0,
+            score: 5.0,
+            summary: "flood".into(),
+            evidence: Evidence::default(),
+            detected_at: 1_000,
+        };
+        let open = anomaly(&a);
+        assert_eq!((open.code.as_str(), open.kind.as_str()), ("network:203.0.113.0/24", "visitor_flood"));
+        assert_eq!((open.window_start, open.window_end, open.detected_at, open.version), (60_000, 120_000, 1_000, 1_024_000));
+        let details: serde_json::Value = serde_json::from_str(&open.details).expect("json details");
+        assert_eq!(details["summary"], "flood");
+        a.revision = 1;
+        a.status = AnomalyStatus::Updated;
+        a.code = Some("abc".into());
+        let updated = anomaly(&a);
+        assert_eq!(updated.code, "abc");
+        assert!(updated.version > open.version, "a later revision at the same instant wins");
+        a.revision = 0;
+        a.detected_at = 1_001;
+        assert!(anomaly(&a).version > updated.version, "a later detection wins");
     }
 
     #[test]

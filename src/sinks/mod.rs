@@ -13,12 +13,14 @@
 //!
 //! | file | what |
 //! |---|---|
-//! | `convert.rs` | change rows → `RollupRow`s; sketch union over `VisitorSketch` |
+//! | `convert.rs` | change rows → `RollupRow`s, anomalies → `AnomalyRecord`s; sketch union over `VisitorSketch` |
+//! | `events.rs` | `events_enriched`: a click-log tail enriched like the dataflow does |
 //! | `clickhouse_stats.rs` | per-link stats from ClickHouse, identical to the in-memory path |
 //! | `tests.rs` | ClickHouse answers vs in-memory views (feature `integration-tests`) |
 
 pub mod clickhouse_stats;
 pub mod convert;
+pub mod events;
 #[cfg(all(test, feature = "integration-tests"))]
 mod tests;
 
@@ -30,8 +32,12 @@ use serde_json::json;
 use sluice_connectors::LinkCacheL2;
 use sluice_connectors::clickhouse::{ClickHouseReader, ClickHouseSink, SinkInput};
 use sluice_connectors::redis::{RedisLinkCache, RedisViewSink};
+use sluice_connectors::click_log::ClickLog;
+use sluice_connectors::clickhouse::AnomalyRecord;
+use sluice_dataflows::anomaly::AnomalySink;
 use sluice_dataflows::changes::{ChangeBatch, ChangeSink};
-use tokio::sync::mpsc;
+use sluice_schemas::Anomaly;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
@@ -56,8 +62,15 @@ pub struct Sinks {
     redis: Option<Arc<RedisViewSink>>,
     clickhouse: Option<Arc<ClickHouseSink>>,
     history: Option<ClickHouseStats>,
-    tx: Option<mpsc::UnboundedSender<ChangeBatch>>,
+    tx: Option<mpsc::UnboundedSender<Forward>>,
     forwarder: Option<JoinHandle<()>>,
+    events: Option<(watch::Sender<bool>, JoinHandle<()>)>,
+}
+
+/// What the forwarder task takes from the dataflow's worker threads.
+enum Forward {
+    Changes(ChangeBatch),
+    Anomalies(Vec<AnomalyRecord>),
 }
 
 impl std::fmt::Debug for Sinks {
@@ -103,8 +116,32 @@ impl Sinks {
         let tx = self.tx.clone()?;
         Some(Arc::new(move |b: ChangeBatch| {
             // Fails only after shutdown, when nothing is listening any more.
-            let _ = tx.send(b);
+            let _ = tx.send(Forward::Changes(b));
         }))
+    }
+
+    /// The abuse detectors' output into ClickHouse `anomalies` (`None` without ClickHouse).
+    pub fn anomaly_sink(&self) -> Option<AnomalySink> {
+        self.clickhouse.as_ref()?;
+        let tx = self.tx.clone()?;
+        Some(Arc::new(move |batch: &[Anomaly]| {
+            let _ = tx.send(Forward::Anomalies(batch.iter().map(convert::anomaly).collect()));
+        }))
+    }
+
+    /// Starts the `events_enriched` tail of `log` ([`events`]) when ClickHouse is configured.
+    ///
+    /// Errors: the enrichment data cannot be loaded.
+    pub async fn start_events(&mut self, cfg: &Config, log: ClickLog) -> anyhow::Result<()> {
+        let Some(sink) = self.clickhouse.clone() else { return Ok(()) };
+        let ecfg = crate::job::enrich_config(cfg)?;
+        let enricher = tokio::task::spawn_blocking(move || sluice_dataflows::enrich::Enricher::new(&ecfg))
+            .await
+            .context("enricher task failed")?
+            .context("could not load the enrichment data")?;
+        let (stop, stopped) = watch::channel(false);
+        self.events = Some((stop, tokio::spawn(events::tail(log, enricher, sink, stopped))));
+        Ok(())
     }
 
     /// The Redis L2 link cache, if configured.
@@ -147,6 +184,22 @@ impl Sinks {
         out
     }
 
+    /// What the view sinks durably applied, for Kafka offset commits: a probe returning the
+    /// largest epoch such that every change batch with `epoch_upper` at or below it is
+    /// written by every configured view sink (Redis views, ClickHouse); `None` when neither
+    /// is configured.
+    pub fn applied_probe(&self) -> Option<crate::job::kafka_source::SinkAcks> {
+        let (redis, ch) = (self.redis.clone(), self.clickhouse.clone());
+        if redis.is_none() && ch.is_none() {
+            return None;
+        }
+        Some(Arc::new(move || {
+            let r = redis.as_ref().map_or(u64::MAX, |r| r.status().applied_epoch);
+            let c = ch.as_ref().map_or(u64::MAX, |c| c.status().applied_epoch);
+            r.min(c)
+        }))
+    }
+
     /// Waits up to `timeout` until both sinks have written every batch with
     /// `epoch_upper <= epoch`; `false` on timeout (a sink without a service stays behind).
     pub async fn wait_applied(&self, epoch: u64, timeout: Duration) -> bool {
@@ -169,6 +222,10 @@ impl Sinks {
     /// next start, when the dataflow replays the click log.
     pub async fn shutdown(mut self, timeout: Duration) {
         self.tx = None;
+        if let Some((stop, task)) = self.events.take() {
+            let _ = stop.send(true);
+            let _ = tokio::time::timeout(timeout, task).await;
+        }
         if let Some(f) = self.forwarder.take() {
             let _ = tokio::time::timeout(timeout, f).await;
         }
@@ -183,8 +240,19 @@ impl Sinks {
     }
 }
 
-async fn forward(mut rx: mpsc::UnboundedReceiver<ChangeBatch>, redis: Option<Arc<RedisViewSink>>, ch: Option<Arc<ClickHouseSink>>) {
-    while let Some(b) = rx.recv().await {
+async fn forward(mut rx: mpsc::UnboundedReceiver<Forward>, redis: Option<Arc<RedisViewSink>>, ch: Option<Arc<ClickHouseSink>>) {
+    while let Some(m) = rx.recv().await {
+        let b = match m {
+            Forward::Changes(b) => b,
+            Forward::Anomalies(a) => {
+                if let Some(c) = &ch
+                    && c.send(SinkInput::Anomalies(a)).await.is_err()
+                {
+                    tracing::warn!("clickhouse sink stopped, anomalies not forwarded");
+                }
+                continue;
+            }
+        };
         let mut batch = convert::batch(b);
         batch.dedup_keep_last();
         if let Some(r) = &redis {

@@ -25,7 +25,7 @@ use sluice_dataflows::enrich::{EnrichConfig, Enricher};
 use sluice_dataflows::model::Dimension;
 use sluice_dataflows::pipeline::{self, PipelineHandle, PipelineInputs, PipelineOutputs};
 use sluice_dataflows::source::MemoryFeed;
-use sluice_dataflows::views::{Bucket, OrderBy, StatsQuery, StatsResult, Views};
+use sluice_dataflows::views::{Bucket, OrderBy, StatsQuery, StatsResult};
 use sluice_schemas::ClickEvent;
 use sluice_schemas::rollup::RollupBatch;
 
@@ -185,43 +185,47 @@ async fn load_clickhouse(cfg: &ClickHouseConfig, batches: &[ChangeBatch], times:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clickhouse_answers_equal_the_in_memory_views_and_cover_dropped_ranges() {
+    // `keep` retains every minute row of the stream; `short` drops minute rows older than
+    // 48 h. In a live deployment every row reaches ClickHouse while it is fresh, so
+    // ClickHouse is loaded from the change stream of `keep` (here the whole stream arrives
+    // at once, and `short` never materializes the old minutes at all).
     let events = stream();
-    let a = tokio::task::spawn_blocking({
+    let keep = tokio::task::spawn_blocking({
         let e = events.clone();
-        move || run(&e, Duration::from_secs(48 * 3600))
+        move || run(&e, Duration::from_secs(30 * 86_400))
     })
     .await
     .expect("run");
-    let batches = a.batches.lock().expect("lock").clone();
+    let short = tokio::task::spawn_blocking(move || run(&events, Duration::from_secs(48 * 3600))).await.expect("run");
+    let batches = keep.batches.lock().expect("lock").clone();
     assert!(batches.len() > 1, "several change batches");
     let cfg = clickhouse_config();
     // Every batch twice: the replay after a crash must not count anything twice.
     load_clickhouse(&cfg, &batches, 2).await;
     let ch = ClickHouseStats::new(ClickHouseReader::new(&cfg).expect("reader"));
-    let views: &Views = a.handle.views();
 
     let mut compared = 0;
     for q in queries(&["small", "mid", "big", "nope"]) {
-        let want = views.query(&q).expect("in-memory answer");
+        let want = keep.handle.views().query(&q).expect("in-memory answer");
+        // Where the 48 h pipeline answers too, it answers the same.
+        same(&short.handle.views().query(&q).expect("retained range"), &want, &q);
         let got = ch.query(&q, want.as_of).await.expect("clickhouse answer");
         same(&got, &want, &q);
         compared += 1;
     }
     println!("{compared} stats queries: ClickHouse == in-memory");
 
-    // Minute edges 4 days back: dropped from memory, answered from ClickHouse exactly as a
-    // pipeline that kept every minute answers.
+    // Minute edges 4 days back: dropped from the 48 h memory, answered from ClickHouse
+    // exactly as the pipeline that kept every minute answers.
     let old = |code: &str, dims: Vec<Dimension>| {
         let mut q = StatsQuery::new(code, D0 + 10 * HOUR + 3 * MIN, D0 + 13 * HOUR + 41 * MIN, Bucket::Minute);
         q.dimensions = dims;
         q
     };
-    let q = old("mid", vec![]);
-    let err = views.query(&q).expect_err("minute rows are gone from memory");
+    let err = short.handle.views().query(&old("mid", vec![])).expect_err("minute rows are gone from memory");
     assert!(matches!(err, sluice_dataflows::Error::InvalidQuery { code: "range_not_retained", .. }), "{err}");
-    let b = tokio::task::spawn_blocking(move || run(&events, Duration::from_secs(30 * 86_400))).await.expect("run");
     for q in [old("mid", vec![]), old("small", vec![Dimension::Country]), old("mid", vec![Dimension::Country, Dimension::Device])] {
-        let want = b.handle.views().query(&q).expect("the long-retention pipeline answers");
+        let want = keep.handle.views().query(&q).expect("the long-retention pipeline answers");
         assert!(!want.rows.is_empty(), "the range has clicks: {q:?}");
         same(&ch.query(&q, want.as_of).await.expect("clickhouse"), &want, &q);
     }
@@ -275,4 +279,102 @@ async fn redis_totals_and_top_countries_equal_the_in_memory_views() {
         assert_eq!(score.map(|s| s as u64), Some(all.totals.clicks));
     }
     sink.shutdown(Duration::from_secs(10)).await;
+}
+
+/// `rows` synthetic rollup rows (minute total and day country rows of 1,000 links, each with
+/// a 3-visitor sketch), in change batches of 10,000.
+fn synthetic_batches(rows: usize) -> Vec<RollupBatch> {
+    use sluice_schemas::rollup::{RollupGranularity, RollupRow, RollupView};
+    let sketch = {
+        let mut s = sluice_dataflows::sketch::VisitorSketch::new();
+        for v in 1..=3 {
+            s.insert(v);
+        }
+        s.to_bytes()
+    };
+    let countries = ["DE", "US", "GB", "FR", "IN", "BR", "JP", "ZZ"];
+    let mut out = Vec::new();
+    let mut batch = Vec::with_capacity(10_000);
+    for i in 0..rows {
+        let minute = i % 2 == 0;
+        batch.push(RollupRow {
+            code: format!("bench{}", i % 1000),
+            granularity: if minute { RollupGranularity::Minute } else { RollupGranularity::Day },
+            bucket_start_ms: if minute { D0 + ((i / 1000) as i64) * MIN } else { D0 + ((i / 8000) as i64) * DAY },
+            view: if minute { RollupView::Total } else { RollupView::Country },
+            is_bot: false,
+            dims: if minute { Vec::new() } else { vec![countries[(i / 1000) % 8].to_string()] },
+            clicks: 3 + (i % 7) as u64,
+            uniques: 3,
+            sketch: sketch.clone(),
+        });
+        if batch.len() == 10_000 {
+            out.push(RollupBatch { epoch_upper: out.len() as u64 + 1, watermark_ms: D0, rows: std::mem::take(&mut batch) });
+        }
+    }
+    if !batch.is_empty() {
+        out.push(RollupBatch { epoch_upper: out.len() as u64 + 1, watermark_ms: D0, rows: batch });
+    }
+    out
+}
+
+/// Sink throughput for BENCHMARKS.md (ignored by default; run with
+/// `cargo nextest run -p sluice --features sluice/integration-tests --run-ignored only -E 'test(sink_throughput)' --no-capture`):
+/// 200,000 rollup rows into ClickHouse and 100,000 into Redis, from the first send until
+/// the sink reports every batch written; then the stored rows are counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: prints rows/s (BENCHMARKS.md)"]
+async fn sink_throughput() {
+    let cfg = clickhouse_config();
+    // Migrations first, outside the measurement.
+    sluice_connectors::clickhouse::migrate(&cfg).await.expect("migrations");
+
+    let batches = synthetic_batches(200_000);
+    let rows: usize = batches.iter().map(|b| b.rows.len()).sum();
+    let sink = ClickHouseSink::start(&cfg).expect("sink");
+    let t0 = std::time::Instant::now();
+    let last = batches.last().expect("batches").epoch_upper;
+    for b in batches {
+        sink.send(SinkInput::Rollups(b)).await.expect("send");
+    }
+    assert!(sink.wait_applied(last, Duration::from_secs(300)).await, "{:?}", sink.status());
+    let ch_secs = t0.elapsed().as_secs_f64();
+    sink.shutdown(Duration::from_secs(10)).await;
+    let client = sluice_connectors::clickhouse::client::server_client(&cfg).expect("client");
+    let mut stored = 0u64;
+    for table in ["rollups_minute", "rollups_day"] {
+        stored += client.query(&format!("SELECT count() FROM {}.{table} FINAL", cfg.database)).fetch_one::<u64>().await.expect("count");
+    }
+    assert_eq!(stored, rows as u64);
+    println!("clickhouse: {rows} rollup rows in {ch_secs:.2} s = {:.0} rows/s", rows as f64 / ch_secs);
+    let _ = client.query(&format!("DROP DATABASE IF EXISTS {}", cfg.database)).execute().await;
+
+    let url = std::env::var("SLUICE_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:16379/".into());
+    let rcfg = RedisConfig {
+        url: Some(RedisUrl(url.clone())),
+        key_prefix: format!("it:bench:{}:", &uuid::Uuid::new_v4().simple().to_string()[..10]),
+        ..RedisConfig::default()
+    };
+    let batches = synthetic_batches(100_000);
+    let rows: usize = batches.iter().map(|b| b.rows.len()).sum();
+    let last = batches.last().expect("batches").epoch_upper;
+    let sink = RedisViewSink::start(&rcfg, Arc::new(DataflowSketches)).expect("sink");
+    let t0 = std::time::Instant::now();
+    for b in batches {
+        sink.send(b).await.expect("send");
+    }
+    assert!(sink.wait_applied(last, Duration::from_secs(300)).await, "{:?}", sink.status());
+    let r_secs = t0.elapsed().as_secs_f64();
+    let written = sink.status().rows_written;
+    sink.shutdown(Duration::from_secs(10)).await;
+    assert_eq!(written, rows as u64);
+    let keys = Keys::new(&rcfg.key_prefix);
+    let mut c = redis::Client::open(url.as_str()).expect("url").get_multiplexed_async_connection().await.expect("redis");
+    let top: Vec<(String, f64)> = c.zrevrange_withscores(keys.top("bench1", "country"), 0, -1).await.expect("top");
+    assert_eq!(top.len(), 8, "bench1 has day rows in 8 countries");
+    println!("redis: {rows} view rows in {r_secs:.2} s = {:.0} rows/s", rows as f64 / r_secs);
+    let all: Vec<String> = c.keys(format!("{}*", rcfg.key_prefix)).await.expect("keys");
+    for chunk in all.chunks(1000) {
+        let _: () = c.del(chunk).await.expect("del");
+    }
 }

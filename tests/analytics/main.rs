@@ -8,4 +8,6 @@ mod exact;
 mod harness;
 mod loadgen_truth;
 mod process;
+#[cfg(feature = "integration-tests")]
+mod sinks;
 mod reports;

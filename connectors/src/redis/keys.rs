@@ -1,4 +1,5 @@
-//! The Redis key layout (documented for dashboard authors in `README.md` beside this file).
+//! The Redis key layout (documented for dashboard authors in the repository README, section
+//! "Redis and ClickHouse").
 //!
 //! Every key starts with the configured prefix `P` (default `sluice:`). Keys of one link put
 //! the code in braces, `{code}`: a Redis Cluster hash tag, so all keys of a link live in one

@@ -1,6 +1,6 @@
 //! Redis connector (feature `redis`): the second-level link cache of the redirect path and
-//! the hot views dashboards read. The key layout is documented in `README.md` beside this
-//! file (and in [`keys`]).
+//! the hot views dashboards read. The key layout is documented in the repository README
+//! (section "Redis and ClickHouse") and in [`keys`].
 //!
 //! | piece | what |
 //! |---|---|

@@ -62,7 +62,12 @@ pub async fn link_stats(State(state): State<StatsState>, LinkCode(code): LinkCod
         limit: Some(p.limit),
         order_by: p.order_by,
     };
-    let (result, bots) = blocking(move || read_link(&views, &q)).await?;
+    let (as_of, history, q2) = (views.as_of(), state.inner.history.clone(), q.clone());
+    let (result, bots) = match (blocking(move || read_link(&views, &q)).await, history) {
+        // Older than the views' retention: the long-term copy answers (ClickHouse).
+        (Err(e), Some(h)) if e.code == "range_not_retained" => read_history(h.as_ref(), &q2, as_of).await?,
+        (r, _) => r?,
+    };
     let fresh = state.freshness(result.as_of, Utc::now().timestamp_millis());
     let body = link_body(&code, &p, result, bots, fresh);
     Ok(cached(&state, Json(body).into_response()))
@@ -149,6 +154,16 @@ fn read_link(views: &Views, q: &StatsQuery) -> Result<(StatsResult, Option<u64>)
         last = Some(main);
     }
     Ok((last.expect("at least one attempt"), None))
+}
+
+/// [`read_link`] from the long-term copy: the query and its bot-flipped day total.
+async fn read_history(h: &dyn super::state::StatsHistory, q: &StatsQuery, as_of: sluice_dataflows::views::AsOf) -> Result<(StatsResult, Option<u64>), ApiError> {
+    let mut other = StatsQuery::new(&q.code, q.from_ms, q.to_ms, Bucket::Day);
+    other.include_bots = !q.include_bots;
+    let main = h.query(q, as_of).await?;
+    let flip = h.query(&other, as_of).await?;
+    let (all, humans) = if q.include_bots { (main.totals.clicks, flip.totals.clicks) } else { (flip.totals.clicks, main.totals.clicks) };
+    Ok((main, Some(all.saturating_sub(humans))))
 }
 
 fn read_summary(views: &Views, q: &SummaryQuery) -> Result<(SummaryResult, Option<u64>), ApiError> {

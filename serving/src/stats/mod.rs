@@ -42,7 +42,7 @@ use axum::Router;
 use axum::routing::get;
 
 pub use openapi::StatsDoc;
-pub use state::{FreshnessInfo, Frontier, StatsConfig, StatsState, ViewSource};
+pub use state::{FreshnessInfo, Frontier, StatsConfig, StatsHistory, StatsState, ViewSource};
 
 /// The stats routes (`/v1/links/{code}/stats`, `/v1/stats/summary`) without fallbacks, for
 /// merging next to [`crate::routes`].

@@ -9,7 +9,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_connectors::LinkStore;
-use sluice_dataflows::views::{AsOf, Views};
+use sluice_dataflows::views::{AsOf, StatsQuery, StatsResult, Views};
+
+use crate::error::ApiError;
+
+/// Answers per-link stats queries the views cannot, because the range is older than their
+/// retention (`range_not_retained`), from a long-term copy of the same rollup rows
+/// (ClickHouse: the binary's `sinks::ClickHouseStats`). Answers must equal what the views
+/// would answer had they kept the rows.
+#[async_trait::async_trait]
+pub trait StatsHistory: Send + Sync + 'static {
+    /// Answers `q` (same semantics as `Views::query`); `as_of` is the views' frontier,
+    /// carried into the result.
+    ///
+    /// Errors: 400 with the views' error codes for invalid queries; 503
+    /// `stats_history_unavailable` when the store cannot be reached.
+    async fn query(&self, q: &StatsQuery, as_of: AsOf) -> Result<StatsResult, ApiError>;
+}
 
 /// How far the views are behind the click log. Implemented by the binary's log source.
 pub trait Frontier: Send + Sync + 'static {
@@ -55,6 +71,7 @@ pub(crate) struct Inner {
     pub(crate) store: Arc<dyn LinkStore>,
     pub(crate) source: Option<ViewSource>,
     pub(crate) config: StatsConfig,
+    pub(crate) history: Option<Arc<dyn StatsHistory>>,
 }
 
 /// Cheaply clonable state of the stats routes (also usable by other readers of the views,
@@ -91,13 +108,19 @@ pub struct FreshnessInfo {
 impl StatsState {
     /// State over `store` (which decides whether a code exists) and the dataflow's views.
     pub fn new(store: Arc<dyn LinkStore>, source: ViewSource, config: StatsConfig) -> Self {
-        StatsState { inner: Arc::new(Inner { store, source: Some(source), config }) }
+        StatsState { inner: Arc::new(Inner { store, source: Some(source), config, history: None }) }
     }
 
     /// State of a process without a dataflow: the stats endpoints answer 503
     /// `stats_unavailable`.
     pub fn without_views(store: Arc<dyn LinkStore>, config: StatsConfig) -> Self {
-        StatsState { inner: Arc::new(Inner { store, source: None, config }) }
+        StatsState { inner: Arc::new(Inner { store, source: None, config, history: None }) }
+    }
+
+    /// This state with `history` answering ranges older than the views' retention.
+    pub fn with_history(self, history: Arc<dyn StatsHistory>) -> Self {
+        let Inner { store, source, config, .. } = &*self.inner;
+        StatsState { inner: Arc::new(Inner { store: Arc::clone(store), source: source.clone(), config: config.clone(), history: Some(history) }) }
     }
 
     /// The link store.
