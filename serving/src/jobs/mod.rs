@@ -77,7 +77,7 @@ pub struct ReportRequest {
     /// RFC 3339 range end, exclusive (default: now, when the job is created).
     #[serde(default)]
     pub to: Option<String>,
-    /// `minute`, `hour` (default) or `day`.
+    /// `minute`, `hour` or `day` (default).
     #[serde(default)]
     pub bucket: Option<String>,
     /// IANA zone (default `UTC`).
