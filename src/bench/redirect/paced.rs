@@ -365,7 +365,7 @@ mod tests {
                     x ^= x << 13;
                     x ^= x >> 7;
                     x ^= x << 17;
-                    if x % 10 == 0 { 1_000_000 + x % 9_000_000 } else { 50_000 + x % 300 }
+                    if x.is_multiple_of(10) { 1_000_000 + x % 9_000_000 } else { 50_000 + x % 300 }
                 })
                 .collect();
             let mut sorted = data.clone();
