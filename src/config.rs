@@ -56,6 +56,9 @@ pub struct Config {
     /// ClickHouse: history of every view (off unless `url` is set).
     #[serde(default)]
     pub clickhouse: sluice_connectors::clickhouse::ClickHouseConfig,
+    /// Kafka as the click event log (off unless `brokers` is set; see `crate::kafka`).
+    #[serde(default)]
+    pub kafka: sluice_connectors::kafka::KafkaConfig,
 }
 
 /// `[ingest]`: the `POST /v1/events` endpoint.

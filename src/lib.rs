@@ -15,6 +15,7 @@
 //! | [`loadgen`] | `sluice loadgen`: realistic traffic and its exact ground truth (also a library for `sluice demo`) |
 //! | [`import`] | `sluice import`: backfill from NDJSON events or combined-log access logs |
 //! | [`job`] | the click dataflow inside `serve` (log tail, metadata feed) and the whole process ([`job::system::System`]) |
+//! | [`kafka`] | Kafka as the click event log: spill-first producer for intake (`[kafka] brokers`) |
 //! | [`demo`] | `sluice demo`: the whole system on generated traffic, checked against ground truth |
 #![deny(missing_docs)]
 
@@ -25,6 +26,7 @@ pub mod health;
 pub mod demo;
 pub mod import;
 pub mod job;
+pub mod kafka;
 pub mod loadgen;
 pub mod log_tail;
 pub mod router;

@@ -100,6 +100,9 @@ pub struct StackExtras {
     pub hooks: Vec<Arc<dyn LinkChangeHook>>,
     /// `POST /v1/events` appends durably to this log when given.
     pub events_log: Option<ClickLog>,
+    /// Kafka mode: `POST /v1/events` appends to the Kafka producer's spill instead of
+    /// `events_log`.
+    pub events_kafka: Option<crate::kafka::KafkaEventLog>,
     /// The stats endpoints' state; `None` mounts them answering 503 `stats_unavailable`.
     pub stats: Option<StatsState>,
     /// Further routers served with the API (role `all` or `api`).
@@ -118,10 +121,13 @@ pub fn stats_config(cfg: &Config) -> StatsConfig {
 
 /// Builds the states and router over `store` with `extras` (see [`build_stack`]).
 pub fn build_stack_with(cfg: &Config, store: Arc<dyn LinkStore>, sink: Arc<dyn ClickSink>, secret: [u8; 32], extras: StackExtras) -> anyhow::Result<Stack> {
-    let StackExtras { hooks: extra_hooks, events_log, stats, api_routes, link_cache_l2, dependencies } = extras;
+    let StackExtras { hooks: extra_hooks, events_log, events_kafka, stats, api_routes, link_cache_l2, dependencies } = extras;
     let prometheus = telemetry::prometheus();
     let salt = VisitorSalt::new(secret, cfg.visitor.salt_period.period_ms());
-    let events = events_log.map(|log| events_router(EventsState::new(DurableAppender::new(log), salt.clone(), events_config(cfg))));
+    let events = match events_kafka {
+        Some(k) => Some(events_router(EventsState::new(DurableAppender::new(k), salt.clone(), events_config(cfg)))),
+        None => events_log.map(|log| events_router(EventsState::new(DurableAppender::new(log), salt.clone(), events_config(cfg)))),
+    };
     let l2 = link_cache_l2.clone().map(|l| l as Arc<dyn sluice_connectors::LinkCacheL2>);
     let redirect = RedirectState::with_l2(Arc::clone(&store), redirect_config(cfg)?, salt, sink, l2.clone());
     if let Some(cache) = &link_cache_l2 {
@@ -156,6 +162,7 @@ pub fn build_stack_with(cfg: &Config, store: Arc<dyn LinkStore>, sink: Arc<dyn C
 /// stop (in-flight requests, queued clicks into the log, dataflow workers).
 pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
     crate::sinks::apply_conventional_env(&mut cfg);
+    crate::kafka::apply_env(&mut cfg);
     cfg.redis.validate()?;
     cfg.clickhouse.validate()?;
     let listener = tokio::net::TcpListener::bind(cfg.server.listen).await.with_context(|| format!("could not listen on {}", cfg.server.listen))?;

@@ -25,6 +25,7 @@
 //! | `system.rs` | the whole process: store, log, writer, dataflow, HTTP ([`system::System`]) |
 
 pub mod config;
+pub mod kafka_source;
 pub mod link_meta;
 pub mod log_source;
 pub mod system;
@@ -51,7 +52,8 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use link_meta::MetaFeeder;
-use log_source::{NoSource, TailProgress};
+use kafka_source::{SinkAcks, SourceProgress};
+use log_source::NoSource;
 
 /// How often the telemetry task updates the dataflow gauges.
 const TELEMETRY_INTERVAL: Duration = Duration::from_secs(1);
@@ -62,7 +64,7 @@ const DEAD_LETTER_LOG_EVERY_MS: i64 = 10_000;
 pub struct DataflowJob {
     pipeline: Option<PipelineHandle>,
     views: Views,
-    progress: Arc<TailProgress>,
+    progress: Arc<dyn SourceProgress>,
     feeder: Option<Arc<MetaFeeder>>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -71,7 +73,7 @@ pub struct DataflowJob {
 
 impl std::fmt::Debug for DataflowJob {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DataflowJob").field("views", &self.views).field("delivered", &self.progress.delivered()).finish_non_exhaustive()
+        f.debug_struct("DataflowJob").field("views", &self.views).field("backlog", &self.progress.backlog()).finish_non_exhaustive()
     }
 }
 
@@ -147,6 +149,22 @@ impl DataflowJob {
         changes: Option<ChangeSink>,
         anomalies: Option<sluice_dataflows::anomaly::AnomalySink>,
     ) -> anyhow::Result<DataflowJob> {
+        Self::start_with_acks(cfg, log, store, changes, anomalies, None).await
+    }
+
+    /// [`Self::start_with_outputs`], plus what the external view sinks durably applied
+    /// (`acks`): in Kafka mode (`[kafka] brokers`) the dataflow reads the click topic instead
+    /// of `log` and commits the offsets of inputs every sink has applied ([`kafka_source`]).
+    ///
+    /// Errors: as [`Self::start`], and the broker unreachable or the click topic missing.
+    pub async fn start_with_acks(
+        cfg: &Config,
+        log: ClickLog,
+        store: Arc<dyn LinkStore>,
+        changes: Option<ChangeSink>,
+        anomalies: Option<sluice_dataflows::anomaly::AnomalySink>,
+        acks: Option<SinkAcks>,
+    ) -> anyhow::Result<DataflowJob> {
         let pcfg = cfg.dataflow.pipeline_config()?;
         for r in DeadLetterReason::ALL {
             metrics::counter!("sluice_events_dead_lettered_total", "reason" => r.as_str()).increment(0);
@@ -178,17 +196,24 @@ impl DataflowJob {
             (None, None)
         };
 
-        let (source, progress, tail) = log_source::start_tail(log.clone(), cfg.dataflow.partition(), log.low(), cfg.dataflow.batch_size, stop_rx.clone());
-        tasks.push(tail);
-        let slot = Mutex::new(Some(source));
-        let reader = pcfg.first_worker();
-        let factory: SourceFactory = Arc::new(move |index, _peers| {
-            let mine = if index == reader { slot.lock().take() } else { None };
-            match mine {
-                Some(s) => Box::new(s) as Box<dyn ClickSource>,
-                None => Box::new(NoSource),
-            }
-        });
+        let (factory, progress, changes): (SourceFactory, Arc<dyn SourceProgress>, Option<ChangeSink>) = if cfg.kafka.enabled() {
+            let input = kafka_source::start(&cfg.kafka, &pcfg, changes, acks, stop_rx.clone()).await?;
+            tasks.push(input.task);
+            (input.factory, input.progress, Some(input.changes))
+        } else {
+            let (source, progress, tail) = log_source::start_tail(log.clone(), cfg.dataflow.partition(), log.low(), cfg.dataflow.batch_size, stop_rx.clone());
+            tasks.push(tail);
+            let slot = Mutex::new(Some(source));
+            let reader = pcfg.first_worker();
+            let factory: SourceFactory = Arc::new(move |index, _peers| {
+                let mine = if index == reader { slot.lock().take() } else { None };
+                match mine {
+                    Some(s) => Box::new(s) as Box<dyn ClickSource>,
+                    None => Box::new(NoSource),
+                }
+            });
+            (factory, progress, changes)
+        };
         let inputs = PipelineInputs { source: factory, enricher, clock: Arc::new(SystemClock), link_meta: meta_feed };
         let outputs = PipelineOutputs { changes, dead_letters: Some(dead_letter_sink()), anomalies };
         let handle = tokio::task::spawn_blocking(move || pipeline::start(&pcfg, inputs, outputs))
@@ -202,6 +227,7 @@ impl DataflowJob {
             workers = cfg.dataflow.workers,
             processes = cfg.dataflow.processes,
             process_id = cfg.dataflow.process_id,
+            kafka = cfg.kafka.enabled(),
             replay_from = log.low(),
             log_head = log.head(),
             "click dataflow started"
@@ -214,8 +240,8 @@ impl DataflowJob {
         &self.views
     }
 
-    /// How far the views are behind the log.
-    pub fn progress(&self) -> &Arc<TailProgress> {
+    /// How far the views are behind the log (or the Kafka topic).
+    pub fn progress(&self) -> &Arc<dyn SourceProgress> {
         &self.progress
     }
 
@@ -278,7 +304,7 @@ impl Drop for DataflowJob {
     }
 }
 
-async fn telemetry(views: Views, progress: Arc<TailProgress>, stats: Arc<dyn Fn() -> PipelineStats + Send + Sync>, mut stop: watch::Receiver<bool>) {
+async fn telemetry(views: Views, progress: Arc<dyn SourceProgress>, stats: Arc<dyn Fn() -> PipelineStats + Send + Sync>, mut stop: watch::Receiver<bool>) {
     let backlog = metrics::gauge!("sluice_dataflow_backlog_events");
     let lag = metrics::gauge!("sluice_dataflow_lag_seconds");
     let outcome = |o: &'static str| metrics::counter!("sluice_dataflow_events_total", "outcome" => o);

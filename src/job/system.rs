@@ -39,6 +39,8 @@ use crate::{telemetry, visitor_secret};
 
 /// How long a graceful stop waits for the Redis/ClickHouse sinks to write what they hold.
 const SINK_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a graceful stop keeps forwarding the Kafka spill to the broker.
+const KAFKA_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The redirect's click sink, counting the clicks it handed to the channel (so
 /// [`System::flush_clicks`] knows when all of them are in the log).
@@ -62,6 +64,8 @@ struct Intake {
     writer: JoinHandle<WriterSummary>,
     accepted: Arc<AtomicU64>,
     stats: Arc<IngestStats>,
+    /// Kafka mode (`[kafka] brokers`): clicks go to the producer's spill, not `log`.
+    kafka: Option<crate::kafka::KafkaIntake>,
 }
 
 /// A running process (module docs).
@@ -106,8 +110,12 @@ impl System {
             let (sender, receiver) = click_channel(cfg.redirect.click_channel_capacity);
             let stats = Arc::clone(sender.stats());
             let accepted = Arc::new(AtomicU64::new(0));
-            let writer = spawn_log_writer(receiver, log.clone(), LogWriterConfig::default());
-            (Arc::new(CountingSink { inner: sender, accepted: Arc::clone(&accepted) }), Some(Intake { log, writer, accepted, stats }))
+            let kafka = if cfg.kafka.enabled() { Some(crate::kafka::KafkaIntake::start(&cfg.kafka, &data_dir).await?) } else { None };
+            let writer = match &kafka {
+                Some(k) => spawn_log_writer(receiver, k.event_log(), LogWriterConfig::default()),
+                None => spawn_log_writer(receiver, log.clone(), LogWriterConfig::default()),
+            };
+            (Arc::new(CountingSink { inner: sender, accepted: Arc::clone(&accepted) }), Some(Intake { log, writer, accepted, stats, kafka }))
         };
         let mut sinks = crate::sinks::Sinks::start(&cfg)?;
         if let Some(i) = &intake {
@@ -115,7 +123,7 @@ impl System {
         }
         let job = match &intake {
             Some(i) if cfg.dataflow.enabled => {
-                Some(DataflowJob::start_with_outputs(&cfg, i.log.clone(), Arc::clone(&store), sinks.change_sink(), sinks.anomaly_sink()).await?)
+                Some(DataflowJob::start_with_acks(&cfg, i.log.clone(), Arc::clone(&store), sinks.change_sink(), sinks.anomaly_sink(), sinks.applied_probe()).await?)
             }
             _ => None,
         };
@@ -137,6 +145,7 @@ impl System {
         let extras = StackExtras {
             hooks: job.as_ref().and_then(DataflowJob::link_hook).into_iter().collect(),
             events_log: intake.as_ref().map(|i| i.log.clone()),
+            events_kafka: intake.as_ref().and_then(|i| i.kafka.as_ref()).map(crate::kafka::KafkaIntake::event_log),
             stats: Some(stats),
             api_routes: reports.into_iter().map(sluice_serving::reports::routes).collect(),
             link_cache_l2: sinks.link_cache_l2(),
@@ -222,6 +231,9 @@ impl System {
     pub async fn sync(&self, timeout: Duration) -> anyhow::Result<AsOf> {
         let deadline = tokio::time::Instant::now() + timeout;
         self.flush_clicks(timeout).await?;
+        if let Some(k) = self.intake.as_ref().and_then(|i| i.kafka.as_ref()) {
+            k.wait_drained(deadline.saturating_duration_since(tokio::time::Instant::now())).await?;
+        }
         let job = self.job.as_ref().context("this process runs no dataflow")?;
         job.sync(deadline.saturating_duration_since(tokio::time::Instant::now())).await
     }
@@ -266,6 +278,10 @@ impl System {
             // The router (and with it every click sender) is gone once the server stopped.
             let summary = i.writer.await.context("click log writer panicked")?;
             tracing::info!(logged = summary.logged, dropped = summary.dropped, "click log writer drained");
+            if let Some(k) = &i.kafka {
+                // What the broker does not take in time stays in the spill for the next start.
+                k.shutdown(KAFKA_DRAIN_TIMEOUT).await;
+            }
         }
         if let Some(job) = self.job.take() {
             job.shutdown().await?;

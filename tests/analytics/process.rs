@@ -30,6 +30,8 @@ impl Proc {
             .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
             .arg(dir)
             .env("SLUICE_LOG", "warn")
+            // the embedded click log, even where the test environment exports a broker
+            .env_remove("KAFKA_BROKERS")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()

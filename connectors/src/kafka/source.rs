@@ -349,6 +349,30 @@ impl OffsetCommitter {
     pub fn committed_offsets(&self, partitions: &[i32], timeout: Duration) -> Result<BTreeMap<i32, i64>> {
         committed(&self.consumer, &self.topic, partitions, timeout)
     }
+
+    /// Partition count of the click topic.
+    ///
+    /// Errors with [`Error::Kafka`] if the broker does not answer within [`METADATA_TIMEOUT`]
+    /// or the topic does not exist.
+    pub fn partition_count(&self) -> Result<i32> {
+        partition_count(self.consumer.client(), &self.topic)
+    }
+
+    /// High watermarks (next offset to be written) of `partitions` of the click topic: what
+    /// the broker has acknowledged so far. Blocking, one request per partition.
+    ///
+    /// Errors with [`Error::Kafka`] if a request does not complete within `timeout`.
+    pub fn high_watermarks(&self, partitions: &[i32], timeout: Duration) -> Result<BTreeMap<i32, i64>> {
+        let mut out = BTreeMap::new();
+        for &p in partitions {
+            let (_, high) = self
+                .consumer
+                .fetch_watermarks(&self.topic, p, timeout)
+                .map_err(|source| Error::Kafka { op: "fetch watermarks", source })?;
+            out.insert(p, high);
+        }
+        Ok(out)
+    }
 }
 
 fn commit_offsets(consumer: &BaseConsumer<LogContext>, topic: &str, offsets: &BTreeMap<i32, i64>) -> Result<()> {
