@@ -285,6 +285,9 @@ fn ten_minutes_of_normal_traffic_over_1000_links_raise_no_warning_or_critical() 
     let alarms: Vec<String> = alarming(&anomalies).values().map(|a| format!("{} {}: {}", a.severity.as_str(), a.kind.as_str(), a.summary)).collect();
     let infos = by_id(&anomalies).len() - alarms.len();
     println!("normal traffic: {n} clicks over {LINKS} links in 10 min: {} warning/critical, {infos} info anomalies", alarms.len());
+    for a in anomalies.iter().filter(|a| a.status == AnomalyStatus::Open) {
+        println!("  opened: {}", a.summary);
+    }
     assert!(alarms.is_empty(), "false alarms:\n{}", alarms.join("\n"));
     // The detectors did see the traffic: every click went through (views agree).
     let stats = h.handle.stats();
