@@ -16,12 +16,17 @@
 //! | [`export`] | `GET /v1/stats/export`: CSV / JSON / NDJSON, streamed |
 //! | [`jobs`] | `POST /v1/reports/export`, `GET /v1/jobs/{job_id}[/download]`: persistent export jobs |
 //! | [`live`] | `GET /v1/links/{code}/stats/live`: server-sent events per second |
+//! | [`auth`] | admin authentication ([`auth::AdminPrincipal`]): bearer token or loopback |
+//! | [`admin`] | `/v1/admin/...`: blocklist, disable/enable, audit log ([`admin::routes`]) |
+//! | [`ratelimit`] | the per-client `POST /v1/links` limit (C25) |
 //!
 //! Consumers: the `sluice` binary merges [`routes`] into its router and wires a
 //! [`LinkChangeHook`] that invalidates the redirect cache.
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod alias;
+pub mod auth;
 pub mod dto;
 pub mod error;
 pub mod export;
@@ -30,6 +35,7 @@ pub mod jobs;
 pub mod links;
 pub mod live;
 pub mod openapi;
+pub mod ratelimit;
 pub mod reports;
 pub mod state;
 pub mod stats;
@@ -50,8 +56,13 @@ pub use state::{ApiConfig, ApiState, LinkChangeHook};
 /// The API's routes (`/v1/links`, `/v1/links/{code}`, `/v1/openapi.json`) without
 /// fallbacks, for merging into a larger router.
 pub fn routes(state: ApiState) -> Router {
+    let create = match state.inner.create_limiter.clone() {
+        Some(limiter) => axum::routing::post(links::create::create_link)
+            .layer(axum::middleware::from_fn_with_state(limiter, ratelimit::limit_requests)),
+        None => axum::routing::post(links::create::create_link),
+    };
     Router::new()
-        .route("/v1/links", get(links::read::list_links).post(links::create::create_link))
+        .route("/v1/links", get(links::read::list_links).merge(create))
         .route(
             "/v1/links/{code}",
             get(links::read::get_link).patch(links::update::update_link).delete(links::update::delete_link),

@@ -27,5 +27,6 @@ pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
     let mut doc = ApiDoc::openapi();
     doc.merge(crate::stats::StatsDoc::openapi());
     doc.merge(crate::reports::ReportsDoc::openapi());
+    doc.merge(crate::admin::AdminDoc::openapi());
     Json(doc)
 }

@@ -127,6 +127,11 @@ impl System {
             }
             _ => None,
         };
+        // The dataflow's blocklist follows the store's run-time blocklist, whichever process
+        // changed it (the task ends with the runtime).
+        if let Some(feed) = job.as_ref().and_then(DataflowJob::blocklist) {
+            drop(sluice_serving::admin::feed::sync_blocklist(Arc::clone(&store), feed, cfg.dataflow.meta_poll_interval));
+        }
         let stats = match &job {
             Some(j) => StatsState::new(Arc::clone(&store), j.view_source(), stats_config(&cfg)),
             None => StatsState::without_views(Arc::clone(&store), stats_config(&cfg)),
