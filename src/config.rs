@@ -59,6 +59,12 @@ pub struct Config {
     /// Kafka as the click event log (off unless `brokers` is set; see `crate::kafka`).
     #[serde(default)]
     pub kafka: sluice_connectors::kafka::KafkaConfig,
+    /// Admin endpoints' credentials.
+    #[serde(default)]
+    pub admin: admin::AdminSection,
+    /// Link API limits (creation rate limit).
+    #[serde(default)]
+    pub api: admin::ApiSection,
 }
 
 /// `[ingest]`: the `POST /v1/events` endpoint.
@@ -296,6 +302,7 @@ impl Config {
             bail!("ingest.max-body-bytes must be at least 1024, got {}", self.ingest.max_body_bytes);
         }
         self.dataflow.validate()?;
+        self.api.create_rate_limit()?;
         self.redis.validate()?;
         self.clickhouse.validate()?;
         Ok(())
@@ -339,6 +346,8 @@ pub fn parse_secret(s: &str) -> anyhow::Result<[u8; 32]> {
     let bytes = hex::decode(s.trim()).context("visitor secret must be hex")?;
     bytes.try_into().map_err(|_| anyhow::anyhow!("visitor secret must be 64 hex characters (32 bytes)"))
 }
+
+pub mod admin;
 
 #[cfg(test)]
 mod tests;

@@ -150,8 +150,15 @@ pub fn build_stack_with(cfg: &Config, store: Arc<dyn LinkStore>, sink: Arc<dyn C
     for hook in extra_hooks {
         api = api.with_hook(hook);
     }
+    if let Some(limit) = cfg.api.create_rate_limit()? {
+        let resolver = sluice_redirect::client_ip::ClientIpResolver::new(cfg.trusted_proxies()?);
+        let resolve: sluice_serving::ratelimit::ClientIpFn = Arc::new(move |peer, headers| resolver.resolve(peer, headers));
+        api = api.with_create_limiter(Arc::new(sluice_serving::ratelimit::RateLimiter::new(limit, resolve)));
+    }
+    let admin_auth = sluice_serving::auth::AdminAuth::new(cfg.admin.token.as_ref().map(|t| t.0.clone()));
+    let admin = sluice_serving::admin::routes(sluice_serving::admin::AdminState::new(api.clone(), admin_auth, None));
     let stats = stats.unwrap_or_else(|| StatsState::without_views(Arc::clone(&store), stats_config(cfg)));
-    let api_extra = events.into_iter().chain([sluice_serving::stats::routes(stats)]).chain(api_routes).reduce(Router::merge);
+    let api_extra = events.into_iter().chain([sluice_serving::stats::routes(stats), admin]).chain(api_routes).reduce(Router::merge);
     let health = HealthState { store, prometheus, optional: dependencies };
     let router = router::build_with_events(cfg.server.role, Some(api.clone()), Some(redirect.clone()), api_extra, health, cfg.server.max_body_bytes);
     Ok(Stack { router, api, redirect })
@@ -165,6 +172,12 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
     crate::kafka::apply_env(&mut cfg);
     cfg.redis.validate()?;
     cfg.clickhouse.validate()?;
+    if cfg.server.role != crate::config::Role::Redirect {
+        sluice_serving::auth::AdminAuth::new(cfg.admin.token.as_ref().map(|t| t.0.clone())).log_mode();
+        if let Some(limit) = cfg.api.create_rate_limit()? {
+            tracing::info!(limit = %limit, "link creation is rate limited per client ([api] create-rate-limit)");
+        }
+    }
     let listener = tokio::net::TcpListener::bind(cfg.server.listen).await.with_context(|| format!("could not listen on {}", cfg.server.listen))?;
     System::start(cfg, listener).await?.serve_until(shutdown_signal()).await
 }

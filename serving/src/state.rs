@@ -60,6 +60,8 @@ pub(crate) struct Inner {
     pub own_hosts: Vec<String>,
     pub hooks: Vec<Arc<dyn LinkChangeHook>>,
     pub key_locks: KeyLocks,
+    /// `POST /v1/links` rate limit (C25), when configured.
+    pub create_limiter: Option<Arc<crate::ratelimit::RateLimiter>>,
 }
 
 /// Cheaply clonable handle to the API's state.
@@ -98,6 +100,7 @@ impl ApiState {
                 own_hosts,
                 hooks: Vec::new(),
                 key_locks: KeyLocks::default(),
+                create_limiter: None,
             }),
         }
     }
@@ -108,6 +111,15 @@ impl ApiState {
     /// If called after the state was cloned (hooks are wired once, before serving).
     pub fn with_hook(mut self, hook: Arc<dyn LinkChangeHook>) -> Self {
         Arc::get_mut(&mut self.inner).expect("hooks are added before the state is shared").hooks.push(hook);
+        self
+    }
+
+    /// Limits `POST /v1/links` per client with `limiter` ([`crate::ratelimit`]).
+    ///
+    /// # Panics
+    /// If called after the state was cloned.
+    pub fn with_create_limiter(mut self, limiter: Arc<crate::ratelimit::RateLimiter>) -> Self {
+        Arc::get_mut(&mut self.inner).expect("the limiter is set before the state is shared").create_limiter = Some(limiter);
         self
     }
 

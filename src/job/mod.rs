@@ -255,6 +255,12 @@ impl DataflowJob {
         self.feeder.as_ref().map(|f| Arc::clone(f) as Arc<dyn LinkChangeHook>)
     }
 
+    /// The abuse detectors' blocklist input (`None` once stopped); entries reach the graph
+    /// through process 0.
+    pub fn blocklist(&self) -> Option<sluice_dataflows::anomaly::BlocklistSender> {
+        self.pipeline.as_ref().map(|p| p.blocklist().clone())
+    }
+
     /// Counters of the pipeline since start.
     pub fn stats(&self) -> PipelineStats {
         (self.stats)()

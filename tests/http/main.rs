@@ -2,6 +2,9 @@
 //! (SQLite always; PostgreSQL with `--features integration-tests` and
 //! `SLUICE_POSTGRES_URL`), plus real-socket and real-binary tests.
 
+mod admin;
+mod admin_c25;
+mod admin_redis;
 mod cases;
 mod concurrency;
 mod harness;

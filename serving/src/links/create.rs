@@ -34,7 +34,8 @@ const IDEMPOTENCY_SCOPE: &str = "links:";
         (status = 409, description = "alias_conflict", body = ErrorBody),
         (status = 413, description = "payload_too_large", body = ErrorBody),
         (status = 415, description = "unsupported_media_type", body = ErrorBody),
-        (status = 422, description = "policy_violation or idempotency_key_reused", body = ErrorBody),
+        (status = 422, description = "policy_violation (static or run-time blocklist) or idempotency_key_reused", body = ErrorBody),
+        (status = 429, description = "rate_limited: over [api] create-rate-limit for this client; Retry-After", body = ErrorBody),
     )
 )]
 pub async fn create_link(State(state): State<ApiState>, headers: HeaderMap, body: ApiJson<CreateLinkRequest>) -> Result<Response, ApiError> {
@@ -144,6 +145,7 @@ pub fn build_link(state: &ApiState, req: &CreateLinkRequest, now: chrono::DateTi
 
 async fn insert_new(state: &ApiState, req: &CreateLinkRequest) -> Result<Link, ApiError> {
     let mut link = build_link(state, req, now_ms())?;
+    crate::admin::policy::check_target(state, &link.long_url).await?;
     let stored = if req.custom_alias.is_some() {
         state.inner.store.insert(&link).await.map_err(|e| match e {
             StoreError::CodeTaken(code) => ApiError::new(StatusCode::CONFLICT, "alias_conflict", format!("alias \"{code}\" is already taken"))

@@ -25,6 +25,7 @@ use crate::state::ApiState;
         (status = 200, description = "Updated link", body = LinkResponse, headers(("ETag" = String))),
         (status = 400, description = "Invalid field (same rules as create) or alias_rename_unsupported", body = ErrorBody),
         (status = 404, description = "not_found", body = ErrorBody),
+        (status = 409, description = "link_held: an administrator disabled the link", body = ErrorBody),
         (status = 412, description = "precondition_failed", body = ErrorBody),
         (status = 422, description = "policy_violation", body = ErrorBody),
     )
@@ -37,6 +38,10 @@ pub async fn update_link(
 ) -> Result<Response, ApiError> {
     let now = now_ms();
     let patch = build_patch(&state, &body.value, now)?;
+    if let Some(u) = &patch.long_url {
+        crate::admin::policy::check_target(&state, u).await?;
+    }
+    crate::admin::policy::check_owner_enable(&state, &code, patch.enabled).await?;
     let if_match = headers.get(header::IF_MATCH).map(|v| v.to_str().unwrap_or("\u{0}").to_owned());
     let expected_version = match &if_match {
         None => None,

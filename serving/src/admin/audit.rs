@@ -1,0 +1,62 @@
+//! `GET /v1/admin/audit?limit=&cursor=&from=&to=&actor=&action=`.
+
+use axum::Json;
+use axum::extract::State;
+use chrono::{DateTime, Utc};
+use sluice_connectors::AuditQuery;
+
+use super::AdminState;
+use super::dto::{AuditEntry, AuditPage, AuditParams};
+use crate::auth::AdminPrincipal;
+use crate::dto::ErrorBody;
+use crate::error::ApiError;
+use crate::extract::ApiQuery;
+use crate::links::cursor;
+
+/// Default page size.
+const DEFAULT_LIMIT: u32 = 100;
+
+fn instant(field: &'static str, raw: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
+    raw.map(|r| {
+        DateTime::parse_from_rfc3339(r).map(|t| t.with_timezone(&Utc)).map_err(|_| {
+            ApiError::bad_request("invalid_query", format!("{field} must be an RFC 3339 instant such as 2026-01-01T00:00:00Z"))
+                .with_details(serde_json::json!({ "field": field }))
+        })
+    })
+    .transpose()
+}
+
+/// The audit log, newest first: every admin and automatic action with actor, time, target,
+/// reason and origin IP. Append-only (the database refuses updates and deletes).
+#[utoipa::path(
+    get, path = "/v1/admin/audit", tag = "admin",
+    params(AuditParams),
+    responses(
+        (status = 200, description = "A page, newest first", body = AuditPage),
+        (status = 400, description = "invalid_query, invalid_cursor", body = ErrorBody),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 403, description = "admin_loopback_only", body = ErrorBody),
+    )
+)]
+pub async fn list_audit(State(state): State<AdminState>, _who: AdminPrincipal, ApiQuery(p): ApiQuery<AuditParams>) -> Result<Json<AuditPage>, ApiError> {
+    let limit = p.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=sluice_connectors::link_store::MAX_AUDIT_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request("invalid_query", "limit must be between 1 and 1000"));
+    }
+    let (from, to) = (instant("from", p.from.as_deref())?, instant("to", p.to.as_deref())?);
+    if let (Some(f), Some(t)) = (from, to)
+        && f > t
+    {
+        return Err(ApiError::bad_request("invalid_query", "from must not be after to"));
+    }
+    let before_seq = p.cursor.as_deref().map(cursor::decode).transpose()?;
+    let query = AuditQuery { limit, before_seq, from, to, actor: p.actor, action: p.action };
+    let rows = state.store()?.audit_list(&query).await?;
+    // A full page may be followed by more (the next page may then be empty).
+    let next_cursor = if rows.len() == limit as usize { rows.last().map(|r| cursor::encode(r.seq)) } else { None };
+    let items = rows
+        .into_iter()
+        .map(|r| AuditEntry { at: r.at, actor: r.actor, action: r.action, target: r.target, reason: r.reason, origin_ip: r.origin_ip, details: r.details })
+        .collect();
+    Ok(Json(AuditPage { items, next_cursor }))
+}

@@ -1,0 +1,122 @@
+//! `POST`/`GET /v1/admin/blocklist`, `DELETE /v1/admin/blocklist/{pattern}`.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use sluice_connectors::{BlocklistEntry, HoldOutcome};
+
+use super::dto::{BlocklistAddResponse, BlocklistEntryResponse, BlocklistList, BlocklistRemoveResponse, BlocklistRequest};
+use super::policy::{covers, normalize, target_host};
+use super::{AdminState, audit_record, check_reason, count};
+use crate::auth::AdminPrincipal;
+use crate::dto::{ErrorBody, LinkResponse};
+use crate::error::ApiError;
+use crate::extract::ApiJson;
+use crate::links::to_response;
+
+fn entry_response(e: &BlocklistEntry) -> BlocklistEntryResponse {
+    BlocklistEntryResponse { pattern: e.pattern.clone(), reason: e.reason.clone(), actor: e.actor.clone(), created_at: e.created_at }
+}
+
+fn links_of(state: &AdminState, outcomes: &[HoldOutcome]) -> Vec<LinkResponse> {
+    outcomes.iter().map(|o| to_response(&state.api, &o.link)).collect()
+}
+
+/// Blocks a destination domain and its subdomains: new and patched links to it get 422
+/// `policy_violation`, existing links to it stop redirecting (404) at once in every process
+/// and are listed; their past clicks are kept.
+#[utoipa::path(
+    post, path = "/v1/admin/blocklist", tag = "admin",
+    request_body = BlocklistRequest,
+    responses(
+        (status = 201, description = "Added", body = BlocklistAddResponse),
+        (status = 200, description = "Already present (nothing changed)", body = BlocklistAddResponse),
+        (status = 400, description = "invalid_pattern, invalid_reason, malformed_json, unknown_field", body = ErrorBody),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 403, description = "admin_loopback_only", body = ErrorBody),
+    )
+)]
+pub async fn add_to_blocklist(State(state): State<AdminState>, who: AdminPrincipal, body: ApiJson<BlocklistRequest>) -> Result<Response, ApiError> {
+    let pattern = normalize(&body.value.pattern)?;
+    let reason = check_reason(body.value.reason.as_deref(), false)?;
+    let store = state.store()?;
+    let now = chrono::Utc::now();
+    let entry = BlocklistEntry { pattern: pattern.clone(), reason: reason.clone(), actor: who.actor.clone(), created_at: now };
+    let mut audit = audit_record(&who, "blocklist.add", &pattern, reason.as_deref());
+    audit.at = now;
+    let matches = |l: &sluice_schemas::Link| target_host(&l.long_url).is_some_and(|h| covers(&pattern, &h));
+    let out = store.blocklist_add(&entry, &matches, &audit).await?;
+    state.notify(out.links.iter().filter(|o| o.changed).map(|o| o.link.clone()));
+    if let Some(feed) = &state.feed
+        && let Err(e) = feed.insert(&pattern)
+    {
+        tracing::warn!(error = %e, pattern, "could not feed the blocklist entry to the dataflow");
+    }
+    let stored = if out.added {
+        count("blocklist.add");
+        tracing::info!(pattern, actor = who.actor, affected = out.links.len(), "blocklist entry added");
+        BlocklistEntry { created_at: sluice_connectors_trunc(now), ..entry }
+    } else {
+        store.blocklist_list().await?.into_iter().find(|e| e.pattern == pattern).unwrap_or(entry)
+    };
+    let status = if out.added { StatusCode::CREATED } else { StatusCode::OK };
+    let body = BlocklistAddResponse { entry: entry_response(&stored), added: out.added, affected_links: links_of(&state, &out.links) };
+    Ok((status, Json(body)).into_response())
+}
+
+/// The instant as the store keeps it (whole microseconds).
+fn sluice_connectors_trunc(t: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
+}
+
+/// The run-time blocklist (sorted by pattern) and the static entries of the configuration.
+#[utoipa::path(
+    get, path = "/v1/admin/blocklist", tag = "admin",
+    responses(
+        (status = 200, description = "Entries", body = BlocklistList),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 403, description = "admin_loopback_only", body = ErrorBody),
+    )
+)]
+pub async fn list_blocklist(State(state): State<AdminState>, _who: AdminPrincipal) -> Result<Json<BlocklistList>, ApiError> {
+    let items = state.store()?.blocklist_list().await?.iter().map(entry_response).collect();
+    Ok(Json(BlocklistList { items, config: state.static_blocklist.clone() }))
+}
+
+/// Removes a run-time entry (any spelling of it); the links it held redirect again unless
+/// another hold or their owner keeps them disabled.
+#[utoipa::path(
+    delete, path = "/v1/admin/blocklist/{pattern}", tag = "admin",
+    params(("pattern" = String, Path, description = "The domain, any spelling (percent-encoded)")),
+    responses(
+        (status = 200, description = "Removed", body = BlocklistRemoveResponse),
+        (status = 400, description = "invalid_pattern", body = ErrorBody),
+        (status = 404, description = "not_found: no such run-time entry", body = ErrorBody),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 403, description = "admin_loopback_only", body = ErrorBody),
+    )
+)]
+pub async fn remove_from_blocklist(
+    State(state): State<AdminState>,
+    who: AdminPrincipal,
+    Path(raw): Path<String>,
+) -> Result<Json<BlocklistRemoveResponse>, ApiError> {
+    let pattern = normalize(&raw)?;
+    let store = state.store()?;
+    let audit = audit_record(&who, "blocklist.remove", &pattern, None);
+    let Some(released) = store.blocklist_remove(&pattern, audit.at, &audit).await? else {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("\"{pattern}\" is not on the run-time blocklist"))
+            .with_details(json!({ "pattern": pattern })));
+    };
+    count("blocklist.remove");
+    tracing::info!(pattern, actor = who.actor, released = released.len(), "blocklist entry removed");
+    state.notify(released.iter().filter(|o| o.changed).map(|o| o.link.clone()));
+    if let Some(feed) = &state.feed
+        && let Err(e) = feed.remove(&pattern)
+    {
+        tracing::warn!(error = %e, pattern, "could not remove the blocklist entry from the dataflow");
+    }
+    Ok(Json(BlocklistRemoveResponse { pattern, released_links: links_of(&state, &released) }))
+}

@@ -1,0 +1,273 @@
+//! Admin controls over HTTP, against both stores: authentication, the run-time blocklist
+//! (normalization, 422 on create/patch, existing links stop redirecting at once even when
+//! cached), disable/enable, the audit log.
+
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Method, Request, StatusCode};
+use serde_json::{Value, json};
+
+use crate::backend_tests;
+use crate::harness::{Backend, Resp, TestApp};
+
+pub const TOKEN: &str = "t0ken-for-admin-tests";
+const REMOTE: &str = "203.0.113.9:40000";
+const LOOPBACK: &str = "127.0.0.1:50000";
+
+/// An admin request from `peer` with an optional bearer token and JSON body.
+pub async fn admin_call(app: &TestApp, method: Method, path: &str, token: Option<&str>, peer: &str, body: Option<Value>) -> Resp {
+    let mut b = Request::builder().method(method).uri(path);
+    if let Some(t) = token {
+        b = b.header("authorization", format!("Bearer {t}"));
+    }
+    if body.is_some() {
+        b = b.header("content-type", "application/json");
+    }
+    let mut req = b.body(body.map_or_else(Body::empty, |v| Body::from(v.to_string()))).expect("request");
+    let addr: SocketAddr = peer.parse().expect("peer");
+    req.extensions_mut().insert(ConnectInfo(addr));
+    app.call(req).await
+}
+
+/// An admin call with the test token from a remote peer.
+pub async fn admin(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> Resp {
+    admin_call(app, method, path, Some(TOKEN), REMOTE, body).await
+}
+
+async fn with_token(b: Backend) -> TestApp {
+    TestApp::start_with(b, |c| c.admin.token = Some(sluice::config::Secret(TOKEN.into()))).await
+}
+
+fn codes(v: &Value) -> Vec<String> {
+    v.as_array().expect("array").iter().map(|l| l["code"].as_str().expect("code").to_owned()).collect()
+}
+
+async fn no_token_admits_direct_loopback_only(b: Backend) {
+    let app = TestApp::start(b).await;
+    let r = admin_call(&app, Method::GET, "/v1/admin/blocklist", None, REMOTE, None).await;
+    r.assert_error(403, "admin_loopback_only");
+    let r = admin_call(&app, Method::GET, "/v1/admin/blocklist", None, LOOPBACK, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.json(), json!({"items": [], "config": ["blocked.example"]}));
+    let r = admin_call(&app, Method::GET, "/v1/admin/blocklist", None, "[::1]:1", None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    // Through a proxy on loopback: refused.
+    let mut req = Request::get("/v1/admin/audit").header("x-forwarded-for", "198.51.100.7").body(Body::empty()).expect("req");
+    req.extensions_mut().insert(ConnectInfo(LOOPBACK.parse::<SocketAddr>().expect("addr")));
+    app.call(req).await.assert_error(403, "admin_loopback_only");
+    // A token sent while none is configured does not help a remote peer.
+    admin_call(&app, Method::GET, "/v1/admin/audit", Some("anything"), REMOTE, None).await.assert_error(403, "admin_loopback_only");
+}
+
+async fn token_is_required_on_every_admin_route(b: Backend) {
+    let app = with_token(b).await;
+    let code = app.create_url("https://example.com/auth").await;
+    let routes: Vec<(Method, String, Option<Value>)> = vec![
+        (Method::GET, "/v1/admin/blocklist".into(), None),
+        (Method::POST, "/v1/admin/blocklist".into(), Some(json!({"pattern": "x.example"}))),
+        (Method::DELETE, "/v1/admin/blocklist/x.example".into(), None),
+        (Method::POST, format!("/v1/admin/links/{code}/disable"), Some(json!({"reason": "r"}))),
+        (Method::POST, format!("/v1/admin/links/{code}/enable"), None),
+        (Method::GET, "/v1/admin/audit".into(), None),
+    ];
+    for (m, path, body) in &routes {
+        for (token, peer) in [(None, REMOTE), (None, LOOPBACK), (Some("wrong"), REMOTE), (Some("t0ken-for-admin-testS"), LOOPBACK)] {
+            let r = admin_call(&app, m.clone(), path, token, peer, body.clone()).await;
+            r.assert_error(401, "unauthorized");
+            assert_eq!(r.header("www-authenticate"), Some("Bearer"), "{m} {path}");
+        }
+    }
+    // Nothing happened.
+    assert_eq!(app.get(&format!("/{code}")).await.status, StatusCode::FOUND);
+    let r = admin(&app, Method::GET, "/v1/admin/audit", None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json(), json!({"items": []}));
+}
+
+async fn blocklist_normalizes_every_spelling(b: Backend) {
+    let app = with_token(b).await;
+    // (spelling, normalized): the first of each group adds, the rest find it.
+    for (spelling, want, added) in [
+        ("Evil.Example", "evil.example", true),
+        ("evil.example.", "evil.example", false),
+        ("EVIL.EXAMPLE:8443", "evil.example", false),
+        ("https://evil.example/some/path?q=1", "evil.example", false),
+        ("Bücher.Example", "xn--bcher-kva.example", true),
+        ("xn--bcher-kva.example", "xn--bcher-kva.example", false),
+        ("XN--BCHER-KVA.EXAMPLE.", "xn--bcher-kva.example", false),
+    ] {
+        let r = admin(&app, Method::POST, "/v1/admin/blocklist", Some(json!({"pattern": spelling, "reason": "phishing"}))).await;
+        assert_eq!(r.status, if added { StatusCode::CREATED } else { StatusCode::OK }, "{spelling}: {:?}", r.body);
+        let v = r.json();
+        assert_eq!(v["entry"]["pattern"], want, "{spelling}");
+        assert_eq!(v["added"], added, "{spelling}");
+    }
+    for bad in ["", "   ", "a b.example", "http://"] {
+        admin(&app, Method::POST, "/v1/admin/blocklist", Some(json!({"pattern": bad}))).await.assert_error(400, "invalid_pattern");
+    }
+    admin(&app, Method::POST, "/v1/admin/blocklist", Some(json!({"pattern": "x.example", "extra": 1}))).await.assert_error(400, "unknown_field");
+    let list = admin(&app, Method::GET, "/v1/admin/blocklist", None).await.json();
+    let patterns: Vec<&str> = list["items"].as_array().expect("items").iter().map(|e| e["pattern"].as_str().expect("p")).collect();
+    assert_eq!(patterns, vec!["evil.example", "xn--bcher-kva.example"]);
+    assert_eq!(list["items"][0]["actor"], "admin-token");
+    assert_eq!(list["items"][0]["reason"], "phishing");
+
+    // Targets: refused (422 policy_violation, no link created) or accepted.
+    for (i, (target, blocked)) in [
+        ("https://evil.example/x", true),
+        ("https://EVIL.example./x", true),
+        ("https://evil.example:8443/x", true),
+        ("http://a.b.evil.example/", true),
+        ("https://bücher.example/", true),
+        ("https://BÜCHER.example/", true),
+        ("https://xn--bcher-kva.example/", true),
+        ("https://shop.bücher.example/", true),
+        ("https://notevil.example/", false),
+        ("https://evil.example.com/", false),
+        ("https://evil-example.com/", false),
+        ("https://bucher.example/", false),
+        ("https://example.com/?u=https://evil.example/", false),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let alias = format!("nrm{i}");
+        let r = app.post_json("/v1/links", &json!({"long_url": target, "custom_alias": alias})).await;
+        if blocked {
+            let err = r.assert_error(422, "policy_violation");
+            assert!(err["details"]["domain"] == "evil.example" || err["details"]["domain"] == "xn--bcher-kva.example", "{target}: {err}");
+            app.assert_no_link(&alias).await;
+        } else {
+            assert_eq!(r.status, StatusCode::CREATED, "{target}: {:?}", r.body);
+        }
+    }
+    // PATCH to a blocked target: 422, link unchanged.
+    let code = app.create_url("https://fine.example/p").await;
+    let r = app.patch_json(&format!("/v1/links/{code}"), &json!({"long_url": "https://sub.evil.example/"}), None).await;
+    r.assert_error(422, "policy_violation");
+    assert_eq!(app.get(&format!("/v1/links/{code}")).await.json()["long_url"], "https://fine.example/p");
+    // Unblocking by any spelling; unknown entries are 404.
+    let r = admin(&app, Method::DELETE, "/v1/admin/blocklist/EVIL.example.", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.json(), json!({"pattern": "evil.example", "released_links": []}));
+    admin(&app, Method::DELETE, "/v1/admin/blocklist/evil.example", None).await.assert_error(404, "not_found");
+    assert_eq!(app.post_json("/v1/links", &json!({"long_url": "https://evil.example/x"})).await.status, StatusCode::CREATED);
+}
+
+async fn blocklisted_links_stop_redirecting_at_once(b: Backend) {
+    let app = with_token(b).await;
+    let a = app.create_url("https://bad.example/a").await;
+    let c = app.create_url("https://cdn.bad.example/c?x=1").await;
+    let ok = app.create_url("https://good.example/").await;
+    // Redirect each once: they are now in the redirect's L1 cache.
+    for code in [&a, &c, &ok] {
+        assert_eq!(app.get(&format!("/{code}")).await.status, StatusCode::FOUND);
+    }
+    assert_eq!(app.take_events().len(), 3);
+    let r = admin(&app, Method::POST, "/v1/admin/blocklist", Some(json!({"pattern": "BAD.example"}))).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let v = r.json();
+    assert_eq!(codes(&v["affected_links"]), vec![a.clone(), c.clone()]);
+    assert!(v["affected_links"].as_array().expect("arr").iter().all(|l| l["enabled"] == false));
+    // At once, although cached: 404, never the target; HEAD too; no click events.
+    for code in [&a, &c] {
+        let r = app.get(&format!("/{code}")).await;
+        r.assert_error(404, "not_found");
+        assert_eq!(r.location(), None);
+        assert_eq!(app.head(&format!("/{code}")).await.status, StatusCode::NOT_FOUND);
+    }
+    assert_eq!(app.get(&format!("/{ok}")).await.status, StatusCode::FOUND);
+    assert_eq!(app.take_events().iter().map(|e| e.code.clone()).collect::<Vec<_>>(), vec![ok.clone()]);
+    // The link still exists (its past clicks are kept), disabled; its owner cannot re-enable it.
+    let link = app.get(&format!("/v1/links/{a}")).await;
+    assert_eq!(link.status, StatusCode::OK);
+    assert_eq!(link.json()["enabled"], false);
+    let r = app.patch_json(&format!("/v1/links/{a}"), &json!({"enabled": true}), None).await;
+    let err = r.assert_error(409, "link_held");
+    assert_eq!(err["details"]["holds"], json!(["blocklist:bad.example"]));
+    assert_eq!(app.get(&format!("/{a}")).await.status, StatusCode::NOT_FOUND);
+    // Enabling a blocklisted link is refused too.
+    let r = admin(&app, Method::POST, &format!("/v1/admin/links/{a}/enable"), None).await;
+    let err = r.assert_error(409, "link_blocklisted");
+    assert_eq!(err["details"]["patterns"], json!(["bad.example"]));
+    // Unblock: both redirect again.
+    let r = admin(&app, Method::DELETE, "/v1/admin/blocklist/bad.example", None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(codes(&r.json()["released_links"]), vec![a.clone(), c.clone()]);
+    assert_eq!(app.get(&format!("/{a}")).await.location(), Some("https://bad.example/a"));
+    assert_eq!(app.get(&format!("/{c}")).await.location(), Some("https://cdn.bad.example/c?x=1"));
+}
+
+async fn disable_enable_and_exact_audit_log(b: Backend) {
+    let app = with_token(b).await;
+    let code = app.create_url("https://example.com/dis").await;
+    assert_eq!(app.get(&format!("/{code}")).await.status, StatusCode::FOUND);
+    let path = format!("/v1/admin/links/{code}/disable");
+    admin(&app, Method::POST, &path, None).await.assert_error(400, "invalid_reason");
+    admin(&app, Method::POST, &path, Some(json!({"reason": "  "}))).await.assert_error(400, "invalid_reason");
+    admin(&app, Method::POST, "/v1/admin/links/nope/disable", Some(json!({"reason": "x"}))).await.assert_error(404, "not_found");
+    let r = admin(&app, Method::POST, &path, Some(json!({"reason": "phishing report #12"}))).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let v = r.json();
+    assert_eq!(v["link"]["enabled"], false);
+    assert_eq!(v["holds"][0]["source"], "admin");
+    assert_eq!(v["holds"][0]["reason"], "phishing report #12");
+    // The very next redirect is a 404 (the link was cached).
+    app.get(&format!("/{code}")).await.assert_error(404, "not_found");
+    // Idempotent.
+    assert_eq!(admin(&app, Method::POST, &path, Some(json!({"reason": "again"}))).await.status, StatusCode::OK);
+    app.patch_json(&format!("/v1/links/{code}"), &json!({"enabled": true}), None).await.assert_error(409, "link_held");
+    let r = admin(&app, Method::POST, &format!("/v1/admin/links/{code}/enable"), Some(json!({"reason": "false positive"}))).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["link"]["enabled"], true);
+    assert_eq!(r.json()["holds"], json!([]));
+    assert_eq!(app.get(&format!("/{code}")).await.location(), Some("https://example.com/dis"));
+    // Blocklist changes from a loopback-free remote admin, then the whole log, newest first.
+    admin(&app, Method::POST, "/v1/admin/blocklist", Some(json!({"pattern": "spam.example", "reason": "spam wave"}))).await;
+    admin(&app, Method::DELETE, "/v1/admin/blocklist/spam.example", None).await;
+    let log = admin(&app, Method::GET, "/v1/admin/audit", None).await.json();
+    let items = log["items"].as_array().expect("items");
+    let got: Vec<Value> = items
+        .iter()
+        .map(|e| json!([e["action"], e["actor"], e["target"], e["reason"], e["origin_ip"], e["details"]]))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            json!(["blocklist.remove", "admin-token", "spam.example", null, "203.0.113.9", {"affected": []}]),
+            json!(["blocklist.add", "admin-token", "spam.example", "spam wave", "203.0.113.9", {"affected": []}]),
+            json!(["link.enable", "admin-token", code, "false positive", "203.0.113.9", null]),
+            json!(["link.disable", "admin-token", code, "again", "203.0.113.9", null]),
+            json!(["link.disable", "admin-token", code, "phishing report #12", "203.0.113.9", null]),
+        ]
+    );
+    let times: Vec<chrono::DateTime<chrono::Utc>> = items.iter().map(|e| e["at"].as_str().expect("at").parse().expect("rfc3339")).collect();
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first: {times:?}");
+    // Paging (limit 2) visits every record once; filters are exact.
+    let mut seen = Vec::new();
+    let mut url = "/v1/admin/audit?limit=2".to_owned();
+    loop {
+        let page = admin(&app, Method::GET, &url, None).await.json();
+        seen.extend(page["items"].as_array().expect("items").iter().map(|e| e["action"].as_str().expect("a").to_owned()));
+        match page["next_cursor"].as_str() {
+            Some(c) => url = format!("/v1/admin/audit?limit=2&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, vec!["blocklist.remove", "blocklist.add", "link.enable", "link.disable", "link.disable"]);
+    let only = admin(&app, Method::GET, "/v1/admin/audit?action=link.disable", None).await.json();
+    assert_eq!(only["items"].as_array().expect("items").len(), 2);
+    admin(&app, Method::GET, "/v1/admin/audit?limit=0", None).await.assert_error(400, "invalid_query");
+    admin(&app, Method::GET, "/v1/admin/audit?cursor=zz", None).await.assert_error(400, "invalid_cursor");
+    admin(&app, Method::GET, "/v1/admin/audit?from=yesterday", None).await.assert_error(400, "invalid_query");
+}
+
+backend_tests!(
+    no_token_admits_direct_loopback_only,
+    token_is_required_on_every_admin_route,
+    blocklist_normalizes_every_spelling,
+    blocklisted_links_stop_redirecting_at_once,
+    disable_enable_and_exact_audit_log,
+);

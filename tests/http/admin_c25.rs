@@ -1,0 +1,138 @@
+//! Case C25 steps 1–3 (cases README): the per-client link-creation limit is exact under
+//! concurrency, ignores an untrusted `X-Forwarded-For`, and leaves redirects alone; over a
+//! real socket, against both stores.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::backend_tests;
+use crate::harness::{BROWSER_UA, Backend, TestApp};
+
+/// The documented limit of this test's configuration: N per window.
+const N: usize = 10;
+const LIMIT: &str = "10/4s";
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).pool_max_idle_per_host(64).build().expect("client")
+}
+
+async fn serve(app: &TestApp) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let router = app.stack.router.clone();
+    tokio::spawn(async move {
+        axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).await.expect("serve");
+    });
+    format!("http://{addr}")
+}
+
+/// Outcome of one burst: (status, Retry-After, error code) per request.
+async fn burst(http: &reqwest::Client, base: &str, n: usize, forwarded: bool) -> Vec<(u16, Option<u64>, Option<String>)> {
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let (http, base) = (http.clone(), base.to_owned());
+            tokio::spawn(async move {
+                let mut req = http.post(format!("{base}/v1/links")).json(&json!({"long_url": format!("https://example.com/c25/{i}")}));
+                if forwarded {
+                    req = req.header("x-forwarded-for", format!("198.51.{}.{}", i % 250, (i * 7) % 250 + 1));
+                }
+                let r = req.send().await.expect("post");
+                let status = r.status().as_u16();
+                let retry = r.headers().get("retry-after").map(|v| v.to_str().expect("ascii").parse::<u64>().expect("seconds"));
+                if status == 429 {
+                    assert_eq!(r.headers()["x-ratelimit-limit"], "10");
+                    assert_eq!(r.headers()["x-ratelimit-remaining"], "0");
+                }
+                let body: Value = r.json().await.expect("json body");
+                let code = body.get("error").map(|e| e["code"].as_str().expect("code").to_owned());
+                (status, retry, code)
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.expect("task"));
+    }
+    out
+}
+
+async fn count_links(http: &reqwest::Client, base: &str) -> usize {
+    let v: Value = http.get(format!("{base}/v1/links?limit=1000")).send().await.expect("list").json().await.expect("json");
+    v["items"].as_array().expect("items").len()
+}
+
+fn assert_exactly_n(results: &[(u16, Option<u64>, Option<String>)]) {
+    let created = results.iter().filter(|r| r.0 == 201).count();
+    let limited: Vec<_> = results.iter().filter(|r| r.0 == 429).collect();
+    assert_eq!(created, N, "exactly N created: {results:?}");
+    assert_eq!(limited.len(), 20, "the rest limited: {results:?}");
+    for (_, retry, code) in limited {
+        assert!(retry.is_some_and(|s| (1..=4).contains(&s)), "Retry-After within the window: {retry:?}");
+        assert_eq!(code.as_deref(), Some("rate_limited"));
+    }
+}
+
+async fn c25_creation_limit_is_exact_and_spares_redirects(b: Backend) {
+    let app = TestApp::start_with(b, |c| c.api.create_rate_limit = LIMIT.into()).await;
+    let base = serve(&app).await;
+    let http = client();
+    // A link to redirect to while limited (created directly in the store's API by another
+    // client's quota would need a second address: create it first, it counts as 1).
+    let existing: Value = http.post(format!("{base}/v1/links")).json(&json!({"long_url": "https://example.com/existing"})).send().await.expect("post").json().await.expect("json");
+    let existing = existing["code"].as_str().expect("code").to_owned();
+    // Let that window end so step 1 starts with a full quota.
+    tokio::time::sleep(Duration::from_millis(4_100)).await;
+
+    // Step 1: N + 20 concurrent creates within 1 s from one client.
+    let started = Instant::now();
+    let results = burst(&http, &base, N + 20, false).await;
+    assert!(started.elapsed() < Duration::from_secs(3), "the burst fits one window: {:?}", started.elapsed());
+    assert_exactly_n(&results);
+    assert!(results.iter().all(|r| r.0 < 500), "no 5xx");
+    assert_eq!(count_links(&http, &base).await, 1 + N, "no more than N links created");
+
+    // Step 3: while limited, redirects still work.
+    let r = http.get(format!("{base}/{existing}")).header("user-agent", BROWSER_UA).send().await.expect("get");
+    assert_eq!(r.status(), 302);
+    assert_eq!(r.headers()["location"], "https://example.com/existing");
+    let r = http.post(format!("{base}/v1/links")).json(&json!({"long_url": "https://example.com/still"})).send().await.expect("post");
+    assert_eq!(r.status(), 429, "still limited");
+
+    // Step 2: after the window, the same burst with random X-Forwarded-For (no trusted
+    // proxy): the same client, the same result.
+    let wait = results.iter().filter_map(|r| r.1).max().expect("a Retry-After");
+    tokio::time::sleep(Duration::from_secs(wait) + Duration::from_millis(100)).await;
+    let results = burst(&http, &base, N + 20, true).await;
+    assert_exactly_n(&results);
+    assert_eq!(count_links(&http, &base).await, 1 + 2 * N);
+}
+
+async fn trusted_proxy_clients_have_their_own_quota(b: Backend) {
+    let app = TestApp::start_with(b, |c| {
+        c.api.create_rate_limit = "2/1m".into();
+        c.server.trusted_proxies = vec!["127.0.0.1".into()];
+    })
+    .await;
+    let base = serve(&app).await;
+    let http = client();
+    let post = |xff: &'static str| {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            let r = http.post(format!("{base}/v1/links")).header("x-forwarded-for", xff).json(&json!({"long_url": "https://example.com/p"})).send().await.expect("post");
+            (r.status().as_u16(), r.headers().get("x-ratelimit-remaining").map(|v| v.to_str().expect("ascii").to_owned()))
+        }
+    };
+    assert_eq!(post("192.0.2.1").await, (201, Some("1".into())));
+    assert_eq!(post("192.0.2.1").await, (201, Some("0".into())));
+    assert_eq!(post("192.0.2.1").await.0, 429);
+    assert_eq!(post("192.0.2.2").await, (201, Some("1".into())), "another client behind the proxy");
+    // Off by default: no limit headers.
+    let plain = TestApp::start(b).await;
+    let r = plain.post_json("/v1/links", &json!({"long_url": "https://example.com/q"})).await;
+    assert_eq!(r.status.as_u16(), 201);
+    assert!(r.header("x-ratelimit-limit").is_none());
+}
+
+backend_tests!(c25_creation_limit_is_exact_and_spares_redirects, trusted_proxy_clients_have_their_own_quota);
