@@ -219,7 +219,7 @@ async fn c19_duplicates_count_once() {
     let b = s.stats(&l, &today()).await;
     assert_eq!((clicks(&b), uniques(&b)), (1, 1));
     for _ in 0..3 {
-        s.events(&[e.clone()], false).await;
+        s.events(std::slice::from_ref(&e), false).await;
     }
     let other = event("c19-0001", &l, now, "192.0.2.30", "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0", Some("https://x.example/"));
     s.events(&[other], false).await;
@@ -260,7 +260,7 @@ async fn c21_a_quiet_log_does_not_hold_results_back() {
     };
     assert_eq!(s.click(Method::GET, &a, BROWSER_UA, &[]).await, StatusCode::FOUND);
     let a_rows = rows(&visible_within(a.clone(), 1, std::time::Duration::from_secs(5)).await, "minute");
-    let w = |b: &Value| b["freshness"]["watermark"].as_str().map(|w| ms(w)).expect("watermark");
+    let w = |b: &Value| b["freshness"]["watermark"].as_str().map(ms).expect("watermark");
     let w1 = w(&s.stats(&a, "bucket=minute").await);
     // Idle timeout is 5 s: afterwards the watermark follows the processing clock.
     let t0 = std::time::Instant::now();

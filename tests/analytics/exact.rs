@@ -123,9 +123,12 @@ fn label(offset: FixedOffset, hourly: bool, ts: i64) -> String {
     start.expect("bucket start").to_rfc3339_opts(SecondsFormat::Secs, offset.local_minus_utc() == 0)
 }
 
+/// (clicks, distinct visitors as (UTC day, IP, user agent)) of one reference row.
+type RefRow<'a> = (u64, BTreeSet<(i64, IpAddr, &'a str)>);
+
 /// Expected rows: label → (clicks, distinct visitors).
 fn expected_rows<'a>(it: impl Iterator<Item = &'a Counted>, offset: FixedOffset, hourly: bool) -> BTreeMap<String, (u64, u64)> {
-    let mut m: BTreeMap<String, (u64, BTreeSet<(i64, IpAddr, &str)>)> = BTreeMap::new();
+    let mut m: BTreeMap<String, RefRow> = BTreeMap::new();
     for c in it {
         let e = m.entry(label(offset, hourly, c.ts)).or_default();
         e.0 += 1;
@@ -256,7 +259,7 @@ async fn injected_events_give_exact_stats_in_utc_and_kolkata() {
             .collect();
         assert_eq!(got, want, "{code}: clicks per (day, device)");
         let body = s.stats(code, &format!("bucket=day&from={}&to={}&dimensions=country", q(from), q(to))).await;
-        let mut want: BTreeMap<String, (u64, BTreeSet<(i64, IpAddr, &str)>)> = BTreeMap::new();
+        let mut want: BTreeMap<String, RefRow> = BTreeMap::new();
         for c in reference.select(code, from, to, false) {
             let e = want.entry(c.country.clone()).or_default();
             e.0 += 1;
