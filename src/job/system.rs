@@ -279,6 +279,10 @@ impl System {
             // A running export goes back to `queued` and runs again at the next start.
             jobs.stop().await;
         }
+        if let Some(s) = &self.sinks {
+            // The Redis invalidation subscription holds a redirect state (and a click sender).
+            s.stop_invalidations();
+        }
         if let Some(i) = self.intake.take() {
             // The router (and with it every click sender) is gone once the server stopped.
             let summary = i.writer.await.context("click log writer panicked")?;

@@ -149,6 +149,15 @@ impl Sinks {
         self.l2.clone()
     }
 
+    /// Stops applying other processes' link invalidations (call first when stopping: the
+    /// subscription holds the redirect state, whose click sender must be dropped for the
+    /// click log writer to drain).
+    pub fn stop_invalidations(&self) {
+        if let Some(l2) = &self.l2 {
+            l2.unsubscribe();
+        }
+    }
+
     /// The L2 cache as the redirect path's trait object.
     pub fn l2_dyn(&self) -> Option<Arc<dyn LinkCacheL2>> {
         self.l2.clone().map(|l| l as Arc<dyn LinkCacheL2>)

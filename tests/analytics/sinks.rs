@@ -163,6 +163,21 @@ impl Sluice {
         self.child.kill().expect("SIGKILL");
         self.child.wait().expect("reap");
     }
+
+    /// SIGTERM: the process must stop gracefully (sinks drained) and exit 0 within 30 s.
+    fn terminate(mut self) {
+        let ok = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill -TERM").success();
+        assert!(ok);
+        let t0 = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                assert!(status.success(), "graceful stop exits 0: {status}");
+                return;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(30), "no graceful stop within 30 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 impl Drop for Sluice {
@@ -339,7 +354,13 @@ async fn redis_clickhouse_and_api_agree_with_the_ground_truth_across_sigkill() {
     let raw = ch.query("SELECT count() FROM events_enriched").await.expect("count");
     let events: u64 = report.truth.links.values().map(|t| t.clicks + t.bot_clicks).sum::<u64>() + 12;
     assert!(raw.trim().parse::<u64>().expect("count") >= events, "{raw} raw rows, {events} events");
+    s.terminate();
     ch.drop_database().await;
+    let mut c = redis::Client::open(redis_url.as_str()).expect("url").get_multiplexed_async_connection().await.expect("redis");
+    let keys: Vec<String> = c.keys(format!("{prefix}*")).await.expect("keys");
+    if !keys.is_empty() {
+        let _: () = c.del(keys).await.expect("del");
+    }
 }
 
 /// A TCP proxy to `target` that can be cut (connections refused and open ones closed) and
@@ -482,6 +503,6 @@ async fn redirects_survive_redis_and_clickhouse_outages_and_the_sinks_catch_up()
     all_agree(&s, &report, &redis.url(), &prefix, &ch).await;
     let catch_up = restored.elapsed();
     println!("sinks caught up {:.2} s after ClickHouse came back ({} clicks)", catch_up.as_secs_f64(), report.truth.totals().clicks);
-    drop(s);
+    s.terminate();
     ch.drop_database().await;
 }

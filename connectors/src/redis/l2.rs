@@ -136,6 +136,17 @@ impl RedisLinkCache {
         Ok(())
     }
 
+    /// Stops the subscriber started by [`Self::subscribe`], dropping its callback (and what
+    /// the callback holds, e.g. the redirect state and its click sender: a graceful stop
+    /// waits for those to be dropped). No-op without a subscriber.
+    pub fn unsubscribe(&self) {
+        if let Ok(mut g) = self.subscriber.0.lock()
+            && let Some(h) = g.take()
+        {
+            h.abort();
+        }
+    }
+
     /// The key layout in use.
     pub fn keys(&self) -> &Keys {
         &self.keys
