@@ -17,6 +17,8 @@
 //! | [`jobs`] | `POST /v1/reports/export`, `GET /v1/jobs/{job_id}[/download]`: persistent export jobs |
 //! | [`live`] | `GET /v1/links/{code}/stats/live`: server-sent events per second |
 //! | [`auth`] | admin authentication ([`auth::AdminPrincipal`]): bearer token or loopback |
+//! | [`anomalies`] | `GET /v1/anomalies`, `GET /v1/anomalies/stream` (SSE) from the anomaly store |
+//! | [`webhooks`] | `/v1/webhooks`: signed, retried, recorded anomaly deliveries; SSRF guard |
 //! | [`admin`] | `/v1/admin/...`: blocklist, disable/enable, audit log ([`admin::routes`]) |
 //! | [`ratelimit`] | the per-client `POST /v1/links` limit (C25) |
 //!
@@ -26,6 +28,7 @@
 
 pub mod admin;
 pub mod alias;
+pub mod anomalies;
 pub mod auth;
 pub mod dto;
 pub mod error;
@@ -42,6 +45,7 @@ pub mod stats;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod url_policy;
+pub mod webhooks;
 
 #[cfg(test)]
 mod tests;

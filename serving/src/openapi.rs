@@ -27,6 +27,8 @@ pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
     let mut doc = ApiDoc::openapi();
     doc.merge(crate::stats::StatsDoc::openapi());
     doc.merge(crate::reports::ReportsDoc::openapi());
+    doc.merge(crate::anomalies::AnomaliesDoc::openapi());
+    doc.merge(crate::webhooks::WebhooksDoc::openapi());
     doc.merge(crate::admin::AdminDoc::openapi());
     Json(doc)
 }

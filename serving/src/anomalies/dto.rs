@@ -1,0 +1,94 @@
+//! The JSON form of an anomaly event, shared by the list, the stream and webhook bodies.
+
+use serde::{Deserialize, Serialize};
+use sluice_connectors::anomaly_store::{LatestAnomaly, StoredEvent};
+use sluice_schemas::{Anomaly, AnomalyKind, AnomalyStatus, Evidence, Severity};
+use utoipa::ToSchema;
+
+use crate::stats::params::rfc3339_utc;
+
+/// One anomaly event (a list item is the anomaly's latest event). Times are RFC 3339 UTC;
+/// `window_start`/`window_end` are event time, `detected_at` the pipeline's processing time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AnomalyEventBody {
+    /// Sequence number of the event in the anomaly store (the SSE `id:`; monotonic).
+    pub event_id: u64,
+    /// Stable id of the anomaly (UUIDv8 derived from kind, key and first window).
+    pub anomaly_id: uuid::Uuid,
+    /// 0 for `open`, +1 per later event of the anomaly.
+    pub revision: u32,
+    /// `open`, `updated` or `closed`.
+    pub status: AnomalyStatus,
+    /// Kind of abuse.
+    pub kind: AnomalyKind,
+    /// `link:<code>`, `visitor:<16 hex>` or `network:<cidr>`.
+    pub key: String,
+    /// Severity as of this event.
+    pub severity: Severity,
+    /// The link concerned, if any.
+    pub code: Option<String>,
+    /// Owning organisation of `code`, if known.
+    pub org: Option<String>,
+    /// Start of the window of first detection.
+    pub window_start: String,
+    /// End of the latest window in which the condition held.
+    pub window_end: String,
+    /// The detector's measure (clicks or a 0..=1 share).
+    pub observed: f64,
+    /// What the baseline predicted (or the threshold).
+    pub expected: f64,
+    /// How far `observed` is beyond `expected`.
+    pub score: f64,
+    /// One-line description.
+    pub summary: String,
+    /// What was seen in the latest window.
+    pub evidence: Evidence,
+    /// When the pipeline emitted the event.
+    pub detected_at: String,
+}
+
+impl AnomalyEventBody {
+    /// The body of event `event_id` carrying `a`.
+    pub fn new(event_id: u64, a: &Anomaly) -> AnomalyEventBody {
+        AnomalyEventBody {
+            event_id,
+            anomaly_id: a.anomaly_id,
+            revision: a.revision,
+            status: a.status,
+            kind: a.kind,
+            key: a.key.clone(),
+            severity: a.severity,
+            code: a.code.clone(),
+            org: a.org.clone(),
+            window_start: rfc3339_utc(a.window_start),
+            window_end: rfc3339_utc(a.window_end),
+            observed: a.observed,
+            expected: a.expected,
+            score: a.score,
+            summary: a.summary.clone(),
+            evidence: a.evidence.clone(),
+            detected_at: rfc3339_utc(a.detected_at),
+        }
+    }
+}
+
+impl From<&StoredEvent> for AnomalyEventBody {
+    fn from(e: &StoredEvent) -> Self {
+        AnomalyEventBody::new(e.event_id, &e.anomaly)
+    }
+}
+
+impl From<&LatestAnomaly> for AnomalyEventBody {
+    fn from(l: &LatestAnomaly) -> Self {
+        AnomalyEventBody::new(l.event_id, &l.anomaly)
+    }
+}
+
+/// A page of `GET /v1/anomalies`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AnomalyPage {
+    /// Latest state of each matching anomaly, newest first (by `window_start`, then id).
+    pub items: Vec<AnomalyEventBody>,
+    /// Pass as `cursor` (with the same filters) for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}

@@ -1,0 +1,286 @@
+//! Query parameters of `GET /v1/anomalies` and `GET /v1/anomalies/stream`, parsed with one
+//! precise 400 per mistake (codes below), and the filter they describe.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::DateTime;
+use serde_json::json;
+use sluice_schemas::{Anomaly, AnomalyKind, Severity};
+
+use crate::error::ApiError;
+
+/// Default page size of the list.
+pub const DEFAULT_LIMIT: usize = 100;
+/// Largest page size of the list.
+pub const MAX_LIMIT: usize = 1000;
+/// Earliest accepted instant (1970-01-01T00:00:00Z), ms.
+const MIN_MS: i64 = 0;
+/// Latest accepted instant (9999-12-31T23:59:59.999Z), ms.
+const MAX_MS: i64 = 253_402_300_799_999;
+
+const LIST_PARAMS: [&str; 7] = ["from", "to", "kind", "severity", "code", "limit", "cursor"];
+const STREAM_PARAMS: [&str; 6] = ["from", "to", "kind", "severity", "code", "last_event_id"];
+
+/// Which anomalies (or events) a request selects. An anomaly spans
+/// `[window_start, window_end]` (event time); it matches `from`/`to` when that span meets
+/// `[from, to)`: `window_start < to` and `window_end >= from`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AnomalyFilter {
+    /// Inclusive lower bound, ms UTC.
+    pub from_ms: Option<i64>,
+    /// Exclusive upper bound, ms UTC.
+    pub to_ms: Option<i64>,
+    /// Kinds accepted (empty = all).
+    pub kinds: Vec<AnomalyKind>,
+    /// Severities accepted (empty = all).
+    pub severities: Vec<Severity>,
+    /// Exact link code.
+    pub code: Option<String>,
+}
+
+impl AnomalyFilter {
+    /// Whether `a` passes every condition.
+    pub fn matches(&self, a: &Anomaly) -> bool {
+        self.from_ms.is_none_or(|f| a.window_end >= f)
+            && self.to_ms.is_none_or(|t| a.window_start < t)
+            && (self.kinds.is_empty() || self.kinds.contains(&a.kind))
+            && (self.severities.is_empty() || self.severities.contains(&a.severity))
+            && self.code.as_ref().is_none_or(|c| a.code.as_deref() == Some(c.as_str()))
+    }
+
+    /// A short fingerprint of the filter, carried in cursors so a cursor is only used with
+    /// the filter that produced it.
+    fn fingerprint(&self) -> String {
+        let text = format!("{:?}|{:?}|{:?}|{:?}|{:?}", self.from_ms, self.to_ms, self.kinds, self.severities, self.code);
+        blake3::hash(text.as_bytes()).to_hex()[..12].to_string()
+    }
+}
+
+/// Parsed `GET /v1/anomalies` parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListParams {
+    /// The filter.
+    pub filter: AnomalyFilter,
+    /// Page size, 1..=1000 (default 100).
+    pub limit: usize,
+    /// Continue after this position (from `cursor`).
+    pub after: Option<(i64, [u8; 16])>,
+}
+
+/// Parsed `GET /v1/anomalies/stream` parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamParams {
+    /// The filter.
+    pub filter: AnomalyFilter,
+    /// `last_event_id` from the query string.
+    pub last_event_id: Option<u64>,
+}
+
+/// Decoded pairs; 400 `unknown_parameter` / `duplicate_parameter`.
+fn pairs(raw: Option<&str>, known: &[&str]) -> Result<Vec<(String, String)>, ApiError> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (k, v) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        if !known.contains(&k.as_ref()) {
+            return Err(ApiError::bad_request("unknown_parameter", format!("unknown query parameter \"{k}\""))
+                .with_details(json!({ "parameter": k, "supported": known })));
+        }
+        if out.iter().any(|(n, _)| *n == k) {
+            return Err(ApiError::bad_request("duplicate_parameter", format!("query parameter \"{k}\" is given more than once"))
+                .with_details(json!({ "parameter": k })));
+        }
+        out.push((k.into_owned(), v.into_owned()));
+    }
+    Ok(out)
+}
+
+fn get<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+/// An RFC 3339 instant (any offset; a `+` that became a space in the query string is
+/// accepted) → ms UTC. 400 `invalid_timestamp`.
+fn instant(name: &str, raw: &str) -> Result<i64, ApiError> {
+    let mut s = raw.to_string();
+    let b = s.as_bytes();
+    if b.len() > 6 && b[b.len() - 6] == b' ' && b[b.len() - 3] == b':' {
+        let at = s.len() - 6;
+        s.replace_range(at..at + 1, "+");
+    }
+    let invalid = || {
+        ApiError::bad_request(
+            "invalid_timestamp",
+            format!("\"{name}\" must be an RFC 3339 date-time with an offset between 1970 and 9999 (e.g. 2024-06-01T00:00:00Z), got \"{raw}\""),
+        )
+        .with_details(json!({ "parameter": name, "value": raw }))
+    };
+    let t = DateTime::parse_from_rfc3339(&s).map_err(|_| invalid())?.timestamp_millis();
+    if (MIN_MS..=MAX_MS).contains(&t) { Ok(t) } else { Err(invalid()) }
+}
+
+fn list_of<T: Copy>(name: &str, raw: Option<&str>, parse: fn(&str) -> Option<T>, allowed: &[&str], code: &'static str) -> Result<Vec<T>, ApiError> {
+    let Some(raw) = raw else { return Ok(Vec::new()) };
+    let mut out = Vec::new();
+    for v in raw.split(',') {
+        match parse(v.trim()) {
+            Some(x) => out.push(x),
+            None => {
+                return Err(ApiError::bad_request(code, format!("\"{name}\" must be a comma-separated list of {}, got \"{v}\"", allowed.join(", ")))
+                    .with_details(json!({ "parameter": name, "value": v, "allowed": allowed })));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn filter(pairs: &[(String, String)]) -> Result<AnomalyFilter, ApiError> {
+    let from_ms = get(pairs, "from").map(|v| instant("from", v)).transpose()?;
+    let to_ms = get(pairs, "to").map(|v| instant("to", v)).transpose()?;
+    if let (Some(f), Some(t)) = (from_ms, to_ms)
+        && f >= t
+    {
+        return Err(ApiError::bad_request("invalid_range", "\"from\" must be earlier than \"to\"")
+            .with_details(json!({ "from": get(pairs, "from"), "to": get(pairs, "to") })));
+    }
+    let kind_names: Vec<&str> = AnomalyKind::ALL.iter().map(|k| k.as_str()).collect();
+    let kinds = list_of("kind", get(pairs, "kind"), AnomalyKind::parse, &kind_names, "invalid_kind")?;
+    let severity_names: Vec<&str> = Severity::ALL.iter().map(|s| s.as_str()).collect();
+    let severities = list_of("severity", get(pairs, "severity"), Severity::parse, &severity_names, "invalid_severity")?;
+    let code = match get(pairs, "code") {
+        None => None,
+        Some(c) if crate::alias::is_code_charset(c) => Some(c.to_string()),
+        Some(c) => {
+            return Err(ApiError::bad_request("invalid_code", format!("\"code\" must be a short code ([A-Za-z0-9_-], 1 to 64 characters), got \"{c}\""))
+                .with_details(json!({ "parameter": "code", "value": c })));
+        }
+    };
+    Ok(AnomalyFilter { from_ms, to_ms, kinds, severities, code })
+}
+
+/// Parses the list's query string.
+///
+/// Errors (400): `unknown_parameter`, `duplicate_parameter`, `invalid_timestamp`,
+/// `invalid_range` (`from` ≥ `to`), `invalid_kind`, `invalid_severity`, `invalid_code`,
+/// `invalid_limit` (not 1..=1000), `invalid_cursor` (not a cursor of this endpoint, or made
+/// with different filters).
+pub fn parse_list(raw: Option<&str>) -> Result<ListParams, ApiError> {
+    let p = pairs(raw, &LIST_PARAMS)?;
+    let filter = filter(&p)?;
+    let limit = match get(&p, "limit") {
+        None => DEFAULT_LIMIT,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+            _ => {
+                return Err(ApiError::bad_request("invalid_limit", format!("limit must be an integer between 1 and {MAX_LIMIT}, got \"{v}\""))
+                    .with_details(json!({ "min": 1, "max": MAX_LIMIT, "limit": v })));
+            }
+        },
+    };
+    let after = get(&p, "cursor").map(|c| decode_cursor(c, &filter)).transpose()?;
+    Ok(ListParams { filter, limit, after })
+}
+
+/// Parses the stream's query string (same filter errors as [`parse_list`], plus
+/// `invalid_last_event_id`).
+pub fn parse_stream(raw: Option<&str>) -> Result<StreamParams, ApiError> {
+    let p = pairs(raw, &STREAM_PARAMS)?;
+    let filter = filter(&p)?;
+    let last_event_id = get(&p, "last_event_id").map(|v| last_event_id("last_event_id", v)).transpose()?;
+    Ok(StreamParams { filter, last_event_id })
+}
+
+/// A `Last-Event-ID` value (header or query parameter): a decimal event id. 400
+/// `invalid_last_event_id`.
+pub fn last_event_id(name: &str, raw: &str) -> Result<u64, ApiError> {
+    raw.trim().parse::<u64>().map_err(|_| {
+        ApiError::bad_request("invalid_last_event_id", format!("{name} must be a decimal event id (the id: of an event), got \"{raw}\""))
+            .with_details(json!({ "parameter": name, "value": raw }))
+    })
+}
+
+/// The cursor continuing after `(window_start, id)` under `filter`: base64url (no padding)
+/// of `"a1:<window_start>:<id hex>:<filter fingerprint>"` (not a contract).
+pub fn encode_cursor(window_start: i64, id: &[u8; 16], filter: &AnomalyFilter) -> String {
+    URL_SAFE_NO_PAD.encode(format!("a1:{window_start}:{}:{}", hex_encode(id), filter.fingerprint()))
+}
+
+fn hex_encode(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn decode_cursor(raw: &str, filter: &AnomalyFilter) -> Result<(i64, [u8; 16]), ApiError> {
+    let invalid = |why: &str| {
+        ApiError::bad_request("invalid_cursor", format!("cursor is not valid here: {why}; use the next_cursor of a previous page with the same filters"))
+            .with_details(json!({ "cursor": raw }))
+    };
+    let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| invalid("not a cursor of this endpoint"))?;
+    let text = String::from_utf8(bytes).map_err(|_| invalid("not a cursor of this endpoint"))?;
+    let mut parts = text.split(':');
+    let (Some("a1"), Some(ws), Some(id), Some(fp), None) = (parts.next(), parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return Err(invalid("not a cursor of this endpoint"));
+    };
+    let ws: i64 = ws.parse().map_err(|_| invalid("not a cursor of this endpoint"))?;
+    if id.len() != 32 {
+        return Err(invalid("not a cursor of this endpoint"));
+    }
+    let mut bytes = [0u8; 16];
+    for (i, b) in bytes.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&id[2 * i..2 * i + 2], 16).map_err(|_| invalid("not a cursor of this endpoint"))?;
+    }
+    if fp != filter.fingerprint() {
+        return Err(invalid("it was made with different filters"));
+    }
+    Ok((ws, bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(raw: &str) -> &'static str {
+        parse_list(Some(raw)).expect_err(raw).code
+    }
+
+    #[test]
+    fn every_mistake_has_its_code() {
+        assert_eq!(code("bogus=1"), "unknown_parameter");
+        assert_eq!(code("kind=click_burst&kind=bot_share"), "duplicate_parameter");
+        assert_eq!(code("from=yesterday"), "invalid_timestamp");
+        assert_eq!(code("from=2024-06-01T00:00:00"), "invalid_timestamp");
+        assert_eq!(code("from=2024-06-02T00:00:00Z&to=2024-06-01T00:00:00Z"), "invalid_range");
+        assert_eq!(code("from=2024-06-01T00:00:00Z&to=2024-06-01T00:00:00Z"), "invalid_range");
+        assert_eq!(code("kind=burst"), "invalid_kind");
+        assert_eq!(code("kind=click_burst,"), "invalid_kind");
+        assert_eq!(code("severity=high"), "invalid_severity");
+        assert_eq!(code("code=a%2Fb"), "invalid_code");
+        assert_eq!(code("limit=0"), "invalid_limit");
+        assert_eq!(code("limit=1001"), "invalid_limit");
+        assert_eq!(code("limit=x"), "invalid_limit");
+        assert_eq!(code("cursor=zzz"), "invalid_cursor");
+        assert_eq!(parse_stream(Some("last_event_id=-1")).expect_err("neg").code, "invalid_last_event_id");
+        assert_eq!(parse_stream(Some("limit=5")).expect_err("limit").code, "unknown_parameter");
+    }
+
+    #[test]
+    fn values_parse() {
+        let p = parse_list(Some("from=2024-06-01T05:30:00%2B05:30&to=2024-06-02T00:00:00Z&kind=click_burst,bot_share&severity=critical&code=ab_1&limit=7"))
+            .expect("valid");
+        assert_eq!(p.filter.from_ms, Some(1_717_200_000_000));
+        assert_eq!(p.filter.to_ms, Some(1_717_286_400_000));
+        assert_eq!(p.filter.kinds, vec![AnomalyKind::ClickBurst, AnomalyKind::BotShare]);
+        assert_eq!(p.filter.severities, vec![Severity::Critical]);
+        assert_eq!(p.filter.code.as_deref(), Some("ab_1"));
+        assert_eq!(p.limit, 7);
+        // '+' decoded to a space by form encoding is repaired.
+        assert_eq!(parse_list(Some("from=2024-06-01T05:30:00+05:30")).expect("plus").filter.from_ms, Some(1_717_200_000_000));
+        assert_eq!(parse_list(None).expect("empty").limit, DEFAULT_LIMIT);
+    }
+
+    #[test]
+    fn cursors_round_trip_only_with_their_filter() {
+        let f = parse_list(Some("kind=click_burst")).expect("valid").filter;
+        let id = [7u8; 16];
+        let c = encode_cursor(-5, &id, &f);
+        assert_eq!(parse_list(Some(&format!("kind=click_burst&cursor={c}"))).expect("same").after, Some((-5, id)));
+        assert_eq!(parse_list(Some(&format!("kind=bot_share&cursor={c}"))).expect_err("other").code, "invalid_cursor");
+    }
+}

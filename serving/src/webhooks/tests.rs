@@ -1,0 +1,287 @@
+//! Webhooks over real HTTP: CRUD, SSRF rejections, signed deliveries to a local receiver
+//! that verifies the HMAC independently, retries with backoff, recorded attempts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::HeaderMap;
+use hmac::{Hmac, KeyInit, Mac};
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+use sha2::Sha256;
+use sluice_connectors::anomaly_store::AnomalyStore;
+use sluice_schemas::{AnomalyKind, Severity};
+
+use super::*;
+use crate::anomalies::tests::{anomaly, serve};
+
+const SECRET: &str = "whsec-0123456789abcdef";
+const T0: i64 = 1_717_200_000_000;
+
+async fn api(allow_private: bool, config: Option<WebhookConfig>) -> (tempfile::TempDir, Arc<AnomalyStore>, String, Option<Arc<Dispatcher>>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(AnomalyStore::open(dir.path()).expect("open"));
+    let dispatcher = config.map(|c| Arc::new(Dispatcher::start(Arc::clone(&store), c).expect("dispatcher")));
+    let state = WebhooksState::new(Arc::clone(&store), AdminAuth::new(None), allow_private, dispatcher.clone());
+    let base = serve(routes(state)).await;
+    (dir, store, base, dispatcher)
+}
+
+async fn create(base: &str, body: Value) -> reqwest::Response {
+    reqwest::Client::new().post(format!("{base}/v1/webhooks")).json(&body).send().await.expect("post")
+}
+
+#[tokio::test]
+async fn ssrf_targets_are_rejected_unless_allowed() {
+    let (_dir, _store, base, _) = api(false, None).await;
+    let forbidden = [
+        "http://127.0.0.1/hook",
+        "http://127.0.0.1:9/hook",
+        "http://localhost/hook",
+        "http://LOCALHOST./hook",
+        "http://10.1.2.3/hook",
+        "http://172.20.0.1/hook",
+        "http://192.168.0.10/hook",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://100.64.1.1/hook",
+        "http://0.0.0.0/hook",
+        "http://[::1]/hook",
+        "http://[::ffff:127.0.0.1]/hook",
+        "http://[::ffff:7f00:1]/hook",
+        "http://[fd00::1]/hook",
+        "http://[fe80::1]/hook",
+        "http://2130706433/hook",   // decimal 127.0.0.1
+        "http://0177.0.0.1/hook",   // octal
+        "http://0x7f.0.0.1/hook",   // hex
+        "http://127.1/hook",        // short form
+        "http://017700000001/hook", // octal, one number
+        "http://192.0.2.10/hook",
+        "http://198.51.100.10/hook",
+        "http://203.0.113.10/hook",
+    ];
+    for url in forbidden {
+        let resp = create(&base, json!({"url": url, "secret": SECRET})).await;
+        assert_eq!(resp.status(), 400, "{url}");
+        let body: Value = resp.json().await.expect("json");
+        assert_eq!(body["error"]["code"], "webhook_url_forbidden", "{url}: {body}");
+    }
+    // The machine's own host name usually resolves to loopback through /etc/hosts: judged by
+    // the address it resolves to.
+    if let Ok(name) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+        let name = name.trim().to_string();
+        let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((name.as_str(), 80)).await.map(Iterator::collect).unwrap_or_default();
+        if !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback()) {
+            let resp = create(&base, json!({"url": format!("http://{name}/hook"), "secret": SECRET})).await;
+            assert_eq!(resp.json::<Value>().await.expect("json")["error"]["code"], "webhook_url_forbidden", "{name}");
+        }
+    }
+    for (body, code) in [
+        (json!({"url": "https://hooks.example/x", "secret": SECRET}), "unsupported_url_scheme"),
+        (json!({"url": "ftp://hooks.example/x", "secret": SECRET}), "unsupported_url_scheme"),
+        (json!({"url": "not a url", "secret": SECRET}), "invalid_webhook_url"),
+        (json!({"url": "http://user:pw@8.8.8.8/x", "secret": SECRET}), "invalid_webhook_url"),
+        (json!({"url": "http://8.8.8.8/x", "secret": "short"}), "invalid_secret"),
+        (json!({"url": "http://8.8.8.8/x", "secret": SECRET, "kinds": ["burst"]}), "invalid_kind"),
+        (json!({"url": "http://8.8.8.8/x", "secret": SECRET, "min_severity": "high"}), "invalid_severity"),
+        (json!({"url": "http://8.8.8.8/x", "secret": SECRET, "extra": 1}), "unknown_field"),
+        (json!({"url": "http://no-such-host.invalid/x", "secret": SECRET}), "webhook_host_unresolvable"),
+    ] {
+        let resp = create(&base, body.clone()).await;
+        assert_eq!(resp.status(), 400, "{body}");
+        assert_eq!(resp.json::<Value>().await.expect("json")["error"]["code"], code, "{body}");
+    }
+    // A public literal is accepted (nothing is sent until an event arrives).
+    assert_eq!(create(&base, json!({"url": "http://8.8.8.8/x", "secret": SECRET})).await.status(), 201);
+
+    // With allow-private every one of them is accepted, normalized.
+    let (_dir2, _store2, base, _) = api(true, None).await;
+    for url in forbidden {
+        let resp = create(&base, json!({"url": url, "secret": SECRET})).await;
+        assert_eq!(resp.status(), 201, "{url}");
+    }
+    let resp = create(&base, json!({"url": "http://2130706433:8080/h", "secret": SECRET})).await;
+    assert_eq!(resp.json::<Value>().await.expect("json")["url"], "http://127.0.0.1:8080/h");
+}
+
+#[tokio::test]
+async fn crud_round_trip() {
+    let (_dir, _store, base, _) = api(true, None).await;
+    let client = reqwest::Client::new();
+    let resp = create(&base, json!({"url": "http://127.0.0.1:1/a", "secret": SECRET, "kinds": ["click_burst", "bot_share", "click_burst"], "min_severity": "warning"})).await;
+    assert_eq!(resp.status(), 201);
+    let location = resp.headers()["location"].to_str().expect("location").to_string();
+    let created: Value = resp.json().await.expect("json");
+    let id = created["id"].as_str().expect("id").to_string();
+    assert_eq!(location, format!("/v1/webhooks/{id}"));
+    assert_eq!(created["kinds"], json!(["click_burst", "bot_share"]));
+    assert_eq!(created["min_severity"], "warning");
+    assert_eq!(created["secret_set"], true);
+    assert!(created.get("secret").is_none());
+    let got: Value = client.get(format!("{base}{location}")).send().await.expect("get").json().await.expect("json");
+    assert_eq!(got, created);
+    let list: Value = client.get(format!("{base}/v1/webhooks")).send().await.expect("get").json().await.expect("json");
+    assert_eq!(list, json!({"items": [created]}));
+    let deliveries: Value = client.get(format!("{base}{location}/deliveries")).send().await.expect("get").json().await.expect("json");
+    assert_eq!(deliveries, json!({"items": [], "next_cursor": null}));
+    assert_eq!(client.delete(format!("{base}{location}")).send().await.expect("delete").status(), 204);
+    for resp in [client.get(format!("{base}{location}")).send().await.expect("get"), client.delete(format!("{base}{location}")).send().await.expect("delete")] {
+        assert_eq!(resp.status(), 404);
+        assert_eq!(resp.json::<Value>().await.expect("json")["error"]["code"], "webhook_not_found");
+    }
+}
+
+/// What the test receiver saw.
+#[derive(Default)]
+struct Received {
+    /// (status answered, signature valid, body) per request.
+    requests: Vec<(u16, bool, Value)>,
+}
+
+/// A receiver that verifies `Sluice-Signature` with its own HMAC computation and answers
+/// 500 to the first `fail_first` requests.
+async fn receiver(fail_first: usize) -> (String, Arc<Mutex<Received>>) {
+    let seen = Arc::new(Mutex::new(Received::default()));
+    let s = Arc::clone(&seen);
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+            let s = Arc::clone(&s);
+            async move {
+                let sig = headers.get("sluice-signature").and_then(|v| v.to_str().ok()).unwrap_or("");
+                let mut t = None;
+                let mut v1 = None;
+                for part in sig.split(',') {
+                    match part.split_once('=') {
+                        Some(("t", x)) => t = Some(x.to_string()),
+                        Some(("v1", x)) => v1 = Some(x.to_string()),
+                        _ => {}
+                    }
+                }
+                let valid = match (t, v1) {
+                    (Some(t), Some(v1)) => {
+                        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(SECRET.as_bytes()).expect("key");
+                        mac.update(format!("{t}.").as_bytes());
+                        mac.update(&body);
+                        let fresh = t.parse::<i64>().is_ok_and(|t| (t - chrono::Utc::now().timestamp()).abs() < 300);
+                        hex::decode(v1).is_ok_and(|raw| mac.verify_slice(&raw).is_ok()) && fresh
+                    }
+                    _ => false,
+                };
+                let mut g = s.lock();
+                let status = if g.requests.len() < fail_first { 500 } else { 200 };
+                let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                g.requests.push((status, valid, json));
+                axum::http::StatusCode::from_u16(status).unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR)
+            }
+        }),
+    );
+    (serve(app).await, seen)
+}
+
+async fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !f() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn fast_config(allow_private: bool) -> WebhookConfig {
+    WebhookConfig {
+        allow_private,
+        timeout: Duration::from_secs(2),
+        max_attempts: 3,
+        backoff_base: Duration::from_millis(100),
+        backoff_max: Duration::from_millis(400),
+        max_concurrent: 4,
+    }
+}
+
+#[tokio::test]
+async fn deliveries_are_signed_retried_and_recorded() {
+    let (recv_base, seen) = receiver(2).await;
+    let (_dir, store, base, _dispatcher) = api(true, Some(fast_config(true))).await;
+    let client = reqwest::Client::new();
+    // An event from before the webhook existed is not delivered.
+    store.append(&[anomaly(AnomalyKind::ClickBurst, "link:old", T0, 0, Severity::Critical)]).expect("append");
+    let resp = create(&base, json!({"url": format!("{recv_base}/hook"), "secret": SECRET, "kinds": ["click_burst"], "min_severity": "warning"})).await;
+    assert_eq!(resp.status(), 201);
+    let id = resp.json::<Value>().await.expect("json")["id"].as_str().expect("id").to_string();
+    let wanted = anomaly(AnomalyKind::ClickBurst, "link:hot", T0 + 60_000, 0, Severity::Critical);
+    store
+        .append(&[
+            anomaly(AnomalyKind::ClickBurst, "link:meh", T0, 0, Severity::Info), // below min_severity
+            anomaly(AnomalyKind::BotShare, "link:bots", T0, 0, Severity::Critical), // other kind
+            wanted.clone(),
+        ])
+        .expect("append");
+    let started = std::time::Instant::now();
+    wait_for("three attempts", Duration::from_secs(10), || seen.lock().requests.len() >= 3).await;
+    let elapsed = started.elapsed();
+    // Two backoffs of at least 50 ms and 100 ms (equal jitter of 100 ms and 200 ms).
+    assert!(elapsed >= Duration::from_millis(150), "retried too fast: {elapsed:?}");
+    let url = format!("{base}/v1/webhooks/{id}/deliveries");
+    wait_for("the delivery to be recorded", Duration::from_secs(5), || {
+        store.deliveries(&id, None, 10).map(|(d, _)| d.first().is_some_and(|d| d.attempts.len() == 3)).unwrap_or(false)
+    })
+    .await;
+    let page: Value = client.get(&url).send().await.expect("get").json().await.expect("json");
+    let items = page["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1, "{page}");
+    let d = &items[0];
+    assert_eq!(d["state"], "succeeded");
+    assert_eq!(d["event_id"], 4);
+    let statuses: Vec<u64> = d["attempts"].as_array().expect("attempts").iter().map(|a| a["status_code"].as_u64().expect("status")).collect();
+    assert_eq!(statuses, vec![500, 500, 200]);
+    assert_eq!(d["next_attempt_at"], Value::Null);
+    // Nothing else arrives; every request was signed correctly and carried the event.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let g = seen.lock();
+    assert_eq!(g.requests.len(), 3);
+    let want_body = serde_json::to_value(crate::anomalies::dto::AnomalyEventBody::new(4, &wanted)).expect("json");
+    for (status, valid, body) in &g.requests {
+        assert!(*valid, "signature must verify (status {status})");
+        assert_eq!(body, &want_body);
+    }
+}
+
+#[tokio::test]
+async fn exhausted_and_blocked_deliveries_fail_with_every_attempt_recorded() {
+    // The receiver always fails: 3 attempts, then failed.
+    let (recv_base, seen) = receiver(usize::MAX).await;
+    let (_dir, store, base, _d) = api(true, Some(fast_config(true))).await;
+    let id = create(&base, json!({"url": format!("{recv_base}/hook"), "secret": SECRET})).await.json::<Value>().await.expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    store.append(&[anomaly(AnomalyKind::GeoShift, "link:g", T0, 0, Severity::Info)]).expect("append");
+    wait_for("the delivery to fail", Duration::from_secs(10), || {
+        store.deliveries(&id, None, 10).map(|(d, _)| d.first().is_some_and(|d| d.attempts.len() == 3 && d.next_attempt_at_ms.is_none())).unwrap_or(false)
+    })
+    .await;
+    let page: Value = reqwest::get(format!("{base}/v1/webhooks/{id}/deliveries")).await.expect("get").json().await.expect("json");
+    assert_eq!(page["items"][0]["state"], "failed");
+    assert_eq!(seen.lock().requests.len(), 3);
+
+    // Delivery-time check: a webhook stored while private receivers were allowed is refused
+    // by a dispatcher that does not allow them, without a request (DNS rebinding: the check
+    // runs on the address resolved for the connection).
+    let (recv_base, seen) = receiver(0).await;
+    let (_dir, store, base, _d) = api(true, Some(fast_config(false))).await;
+    let localhost_url = recv_base.replace("127.0.0.1", "localhost");
+    for (i, url) in [format!("{recv_base}/hook"), format!("{localhost_url}/hook")].into_iter().enumerate() {
+        let id = create(&base, json!({"url": url, "secret": SECRET})).await.json::<Value>().await.expect("json")["id"].as_str().expect("id").to_string();
+        store.append(&[anomaly(AnomalyKind::GeoShift, &format!("link:blocked{i}"), T0, 0, Severity::Info)]).expect("append");
+        wait_for("the blocked delivery to fail", Duration::from_secs(10), || {
+            store.deliveries(&id, None, 10).map(|(d, _)| d.first().is_some_and(|d| d.attempts.len() == 3)).unwrap_or(false)
+        })
+        .await;
+        let (d, _) = store.deliveries(&id, None, 10).expect("read");
+        for a in &d[0].attempts {
+            assert_eq!(a.status_code, None, "{url}");
+            assert!(a.error.as_deref().is_some_and(|e| e.contains("blocked")), "{url}: {:?}", a.error);
+        }
+    }
+    assert!(seen.lock().requests.is_empty(), "no request may reach a blocked receiver");
+}
