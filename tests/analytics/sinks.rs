@@ -232,8 +232,11 @@ fn expect_eq<T: PartialEq + std::fmt::Debug>(what: &str, got: T, want: T) -> Res
     if got == want { Ok(()) } else { Err(format!("{what}: got {got:?}, want {want:?}")) }
 }
 
+/// Clicks, bot clicks, uniques and clicks per country of one link, from the stats API.
+type ApiTotals = (u64, u64, u64, BTreeMap<String, u64>);
+
 /// The stats API's all-time answer of `code` (clicks, bot clicks, uniques, country totals).
-async fn api_totals(s: &Sluice, code: &str) -> (u64, u64, u64, BTreeMap<String, u64>) {
+async fn api_totals(s: &Sluice, code: &str) -> ApiTotals {
     let (from, to) = (now_ms().div_euclid(86_400_000) * 86_400_000 - 86_400_000, now_ms().div_euclid(86_400_000) * 86_400_000 + 86_400_000);
     let b = s.get(&format!("/v1/links/{code}/stats?bucket=day&dimensions=country&from={}&to={}", q(from), q(to))).await;
     let countries = b["dimension_totals"].as_array().expect("dimension totals").iter().map(|d| (d["country"].as_str().expect("country").to_string(), d["clicks"].as_u64().expect("clicks"))).collect();
@@ -241,7 +244,7 @@ async fn api_totals(s: &Sluice, code: &str) -> (u64, u64, u64, BTreeMap<String, 
 }
 
 /// Redis hot views of every link equal the truth (and the API's uniques and countries).
-async fn redis_agrees(url: &str, prefix: &str, truth: &BTreeMap<String, LinkTruth>, api: &BTreeMap<String, (u64, u64, u64, BTreeMap<String, u64>)>) -> Result<(), String> {
+async fn redis_agrees(url: &str, prefix: &str, truth: &BTreeMap<String, LinkTruth>, api: &BTreeMap<String, ApiTotals>) -> Result<(), String> {
     let keys = sluice_connectors::redis::Keys::new(prefix);
     let mut c = redis::Client::open(url).map_err(|e| e.to_string())?.get_multiplexed_async_connection().await.map_err(|e| e.to_string())?;
     for (code, t) in truth {

@@ -268,9 +268,9 @@ impl Publisher {
                 }
             };
             let Some((code, link)) = next else { return };
-            if pending.contains_key(&code) {
+            if let Some(slot) = pending.get_mut(&code) {
                 // A newer change supersedes the failed one; keep retrying in order.
-                pending.insert(code, link);
+                *slot = link;
                 continue;
             }
             if let Err(e) = self.write(&code, link.as_ref()).await {
