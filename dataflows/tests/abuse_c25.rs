@@ -151,7 +151,7 @@ fn c25_bursts_from_one_client_and_from_300_are_flagged_within_f_and_the_control_
     assert!(open.expected < 1.0, "step 5: baseline under 1 click per minute, got {}", open.expected);
     assert_eq!(severity_by(&burst, DIST_AT + F_MS), Some(Severity::Warning), "step 5: 150 human clicks in 5 s (warning from 30, critical from 200)");
     assert_eq!(severity_by(&burst, DIST_AT + 10_000), Some(Severity::Critical), "step 5: all 300 (critical from 200)");
-    let last = burst.iter().filter(|e| e.status != AnomalyStatus::Closed).last().expect("events");
+    let last = burst.iter().rfind(|e| e.status != AnomalyStatus::Closed).expect("events");
     assert_eq!(last.evidence.top_user_agents.first().map(|t| t.value.as_str()), Some("Chrome"), "one browser family");
     assert!(last.evidence.clicks >= 200 && last.evidence.visitors == last.evidence.clicks, "one click per visitor: {:?}", last.evidence);
     assert_eq!(burst.last().map(|e| e.status), Some(AnomalyStatus::Closed));

@@ -114,7 +114,7 @@ fn scenario(seed: u64) -> Scenario {
     let end = T0 + 11 * MIN;
     let mut normal_model = Model::new(LINKS, seed);
     let mut events = abuse_traffic::normal(&mut normal_model, T0, end, RATE);
-    let mut attack_model = Model::new(LINKS, seed ^ 0xa77a_c4);
+    let mut attack_model = Model::new(LINKS, seed ^ 0x00a7_7ac4);
     let mut links: Vec<usize> = Vec::new();
     let mut attacks = Vec::new();
     for (i, shape) in Shape::ALL.into_iter().enumerate() {
@@ -126,7 +126,7 @@ fn scenario(seed: u64) -> Scenario {
         };
         links.push(link);
         let start = T0 + (4 + i as i64) * MIN + (attack_model.uniform() * 1000.0) as i64;
-        let rate = if (seed + i as u64) % 2 == 0 { 20.0 } else { 200.0 };
+        let rate = if (seed + i as u64).is_multiple_of(2) { 20.0 } else { 200.0 };
         let a = Attack { shape, link, start, duration_ms: ATTACK_MS, rate };
         let (clicks, key) = abuse_traffic::attack(&mut attack_model, &a);
         let sev = expected_severity(shape, &clicks, start, &cfg);
@@ -171,7 +171,7 @@ fn check_attack(events: &[Anomaly], a: &Attack, key: &str, clicks: &[ClickEvent]
     assert!(evs.len() >= 3, "{what}: updated while it lasted: {evs:#?}");
     let latency = open.window_end - a.start;
     assert!(latency > 0, "{what}: not raised before the attack");
-    let at_5s = evs.iter().filter(|e| e.status != AnomalyStatus::Closed && e.window_end <= a.start + DETECT_MS).last().map(|e| e.severity);
+    let at_5s = evs.iter().filter(|e| e.status != AnomalyStatus::Closed && e.window_end <= a.start + DETECT_MS).next_back().map(|e| e.severity);
     // Evidence of the most severe event.
     let worst = evs.iter().filter(|e| e.status != AnomalyStatus::Closed).max_by_key(|e| (e.severity, e.revision)).expect("events");
     let ev = &worst.evidence;
