@@ -72,8 +72,12 @@ cmd_start() {
     cmd_install
     mkdir -p "$STATE_DIR"
     if pid=$(running_pid); then
-        say "already running (pid $pid) on 127.0.0.1:$PORT"
-        return 0
+        if broker_answers; then
+            say "already running (pid $pid) on 127.0.0.1:$PORT"
+            return 0
+        fi
+        say "running (pid $pid) but not answering: restarting it"
+        cmd_stop
     fi
     if port_open; then
         say "port $PORT on 127.0.0.1 is taken by another process; set SLUICE_KAFKA_PORT"

@@ -311,9 +311,12 @@ fn registry_values_round_trip_and_evolve_through_the_broker() {
 }
 
 /// Produce and consume throughput through the broker (events/s), printed for BENCHMARKS.md.
+/// The default of 10,000 events keeps the test run steady: tansu 0.6 can wedge after a burst
+/// of ~50k+ events with idempotent-producer retries (BENCHMARKS.md, Kafka); benchmark runs set
+/// `SLUICE_KAFKA_BENCH_EVENTS=100000` against a private broker.
 #[test]
 fn throughput_is_measured() {
-    let n: u64 = std::env::var("SLUICE_KAFKA_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let n: u64 = std::env::var("SLUICE_KAFKA_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
     let config = fresh_config("throughput", &brokers());
     create_topics(&config);
     let dir = tempfile::tempdir().expect("tempdir");
