@@ -15,6 +15,8 @@
 #   app-env     print `export KAFKA_BROKERS=...` for `sluice serve` (infra/dev env)
 #   logs        tail the broker log
 #   reset       stop and delete the broker's data (topics, offsets)
+#   test-setup  reset + start: infra/test runs every test run on an empty broker (tests use
+#               fresh topics anyway; an old tansu.db only grows and slows the broker)
 #   build-deps  install what building librdkafka (rdkafka's cmake-build) needs: cmake and the
 #               libcurl headers (librdkafka 2.12 includes curl.h even without curl, issue
 #               confluentinc/librdkafka#5135); uses apt-get, skips what is present
@@ -177,9 +179,10 @@ case ${1:-} in
     app-env) cmd_app_env ;;
     logs) tail -n "${2:-100}" -F "$LOG" ;;
     reset) cmd_stop && rm -f "$STATE_DIR"/tansu.db* && say "data deleted" ;;
+    test-setup) cmd_stop && rm -f "$STATE_DIR"/tansu.db* && cmd_start ;;
     build-deps) cmd_build_deps ;;
     *)
-        sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//' >&2
+        sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//' >&2
         exit 2
         ;;
 esac
