@@ -65,6 +65,9 @@ pub struct Config {
     /// Link API limits (creation rate limit).
     #[serde(default)]
     pub api: admin::ApiSection,
+    /// Webhook delivery of anomaly events (`crate::anomalies`).
+    #[serde(default)]
+    pub webhooks: crate::anomalies::WebhooksSection,
 }
 
 /// `[ingest]`: the `POST /v1/events` endpoint.
@@ -303,6 +306,7 @@ impl Config {
         }
         self.dataflow.validate()?;
         self.api.create_rate_limit()?;
+        self.webhooks.webhook_config()?;
         self.redis.validate()?;
         self.clickhouse.validate()?;
         Ok(())

@@ -4,6 +4,7 @@
 //!
 //! | module | what |
 //! |---|---|
+//! | [`anomalies`] | the anomaly store, its writer behind the dataflow's sink, anomaly/webhook routes, `[webhooks]` |
 //! | [`cli`] | clap definitions of every subcommand and flag |
 //! | [`config`] | [`config::Config`]: default.toml → `--config` → `SLUICE__…` env → flags |
 //! | [`serve`] | `sluice serve`: [`serve::build_stack`] (router without a socket) and [`serve::run`] |
@@ -19,6 +20,7 @@
 //! | [`demo`] | `sluice demo`: the whole system on generated traffic, checked against ground truth |
 #![deny(missing_docs)]
 
+pub mod anomalies;
 pub mod bench;
 pub mod cli;
 pub mod config;

@@ -77,6 +77,7 @@ pub struct System {
     job: Option<DataflowJob>,
     sinks: Option<crate::sinks::Sinks>,
     jobs: Option<Jobs>,
+    anomalies: Option<crate::anomalies::AnomalyOutputs>,
     server: JoinHandle<std::io::Result<()>>,
     stop_http: oneshot::Sender<()>,
 }
@@ -121,9 +122,15 @@ impl System {
         if let Some(i) = &intake {
             sinks.start_events(&cfg, i.log.clone()).await?;
         }
+        // The anomaly store lives with the dataflow that feeds it (`crate::anomalies`).
+        let anomalies = match &intake {
+            Some(_) if cfg.dataflow.enabled => Some(crate::anomalies::AnomalyOutputs::start(&cfg).await?),
+            _ => None,
+        };
+        let anomaly_sink = crate::anomalies::fan_out(anomalies.iter().filter_map(crate::anomalies::AnomalyOutputs::sink).chain(sinks.anomaly_sink()).collect());
         let job = match &intake {
             Some(i) if cfg.dataflow.enabled => {
-                Some(DataflowJob::start_with_acks(&cfg, i.log.clone(), Arc::clone(&store), sinks.change_sink(), sinks.anomaly_sink(), sinks.applied_probe()).await?)
+                Some(DataflowJob::start_with_acks(&cfg, i.log.clone(), Arc::clone(&store), sinks.change_sink(), anomaly_sink, sinks.applied_probe()).await?)
             }
             _ => None,
         };
@@ -152,7 +159,11 @@ impl System {
             events_log: intake.as_ref().map(|i| i.log.clone()),
             events_kafka: intake.as_ref().and_then(|i| i.kafka.as_ref()).map(crate::kafka::KafkaIntake::event_log),
             stats: Some(stats),
-            api_routes: reports.into_iter().map(sluice_serving::reports::routes).collect(),
+            api_routes: reports
+                .into_iter()
+                .map(sluice_serving::reports::routes)
+                .chain(anomalies.iter().filter(|_| cfg.server.role != Role::Redirect).map(crate::anomalies::AnomalyOutputs::routes))
+                .collect(),
             link_cache_l2: sinks.link_cache_l2(),
             dependencies: sinks.dependencies(),
         };
@@ -168,7 +179,7 @@ impl System {
                 .await
         });
         tracing::info!(%addr, base_url = %cfg.base_url()?, role = ?cfg.server.role, data_dir = %data_dir.display(), store = %store.backend(), dataflow = job.is_some(), "sluice listening");
-        Ok(System { addr, config: cfg, store, intake, job, sinks: Some(sinks), jobs, server, stop_http })
+        Ok(System { addr, config: cfg, store, intake, job, sinks: Some(sinks), jobs, anomalies, server, stop_http })
     }
 
     /// The socket address served.
@@ -268,6 +279,10 @@ impl System {
     ///
     /// Errors if the server, the writer or a dataflow worker failed.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        if let Some(a) = &self.anomalies {
+            // Idle SSE streams would hold the graceful HTTP stop.
+            a.close_streams();
+        }
         let stop = std::mem::replace(&mut self.stop_http, oneshot::channel().0);
         let _ = stop.send(());
         (&mut self.server).await.context("http server task failed")?.context("http server failed")?;
@@ -294,6 +309,9 @@ impl System {
         }
         if let Some(job) = self.job.take() {
             job.shutdown().await?;
+        }
+        if let Some(a) = self.anomalies.take() {
+            a.shutdown(SINK_DRAIN_TIMEOUT).await;
         }
         if let Some(sinks) = self.sinks.take() {
             sinks.shutdown(SINK_DRAIN_TIMEOUT).await;

@@ -47,12 +47,20 @@ pub struct AnomaliesState {
     pub(crate) store: Arc<AnomalyStore>,
     pub(crate) auth: AdminAuth,
     pub(crate) keep_alive: Duration,
+    pub(crate) closing: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl AnomaliesState {
     /// State over `store`, admitting requests by `auth`, with 15 s keep-alives.
     pub fn new(store: Arc<AnomalyStore>, auth: AdminAuth) -> AnomaliesState {
-        AnomaliesState { store, auth, keep_alive: Duration::from_secs(15) }
+        AnomaliesState { store, auth, keep_alive: Duration::from_secs(15), closing: None }
+    }
+
+    /// Ends every open stream once `closing` turns true (so a graceful shutdown of the
+    /// server does not wait for idle streams).
+    pub fn with_closing(mut self, closing: tokio::sync::watch::Receiver<bool>) -> AnomaliesState {
+        self.closing = Some(closing);
+        self
     }
 
     /// Sets the idle time after which the stream sends a keep-alive comment.

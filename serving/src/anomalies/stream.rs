@@ -32,6 +32,7 @@ struct Follower {
     filter: AnomalyFilter,
     position: u64,
     done: bool,
+    closing: Option<watch::Receiver<bool>>,
 }
 
 impl Follower {
@@ -46,8 +47,20 @@ impl Follower {
             if head > self.position {
                 break;
             }
-            if self.head.changed().await.is_err() {
-                // The store was dropped (shutdown).
+            let closed = match &mut self.closing {
+                Some(c) => {
+                    if *c.borrow_and_update() {
+                        return None;
+                    }
+                    tokio::select! {
+                        r = self.head.changed() => r.is_err(),
+                        r = c.changed() => r.is_err() || *c.borrow(),
+                    }
+                }
+                None => self.head.changed().await.is_err(),
+            };
+            if closed {
+                // Shutting down (or the store is gone).
                 return None;
             }
         }
@@ -117,7 +130,7 @@ pub async fn anomaly_stream(
         Some(id) => id,
         None => now,
     };
-    let follower = Follower { store: Arc::clone(&state.store), head, filter: p.filter, position, done: false };
+    let follower = Follower { store: Arc::clone(&state.store), head, filter: p.filter, position, done: false, closing: state.closing.clone() };
     let stream = futures::stream::unfold(follower, |mut f| async move { f.step().await.map(|evs| (evs, f)) })
         .flat_map(|evs| futures::stream::iter(evs.into_iter().map(Ok)));
     let keep_alive = KeepAlive::new().interval(state.keep_alive).text("keep-alive");
