@@ -84,6 +84,18 @@ async fn token_is_required_on_every_admin_route(b: Backend) {
     let r = admin(&app, Method::GET, "/v1/admin/audit", None).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.json(), json!({"items": []}));
+    // Documented in the OpenAPI document.
+    let doc = app.get("/v1/openapi.json").await.json();
+    for (path, method) in [
+        ("/v1/admin/blocklist", "post"),
+        ("/v1/admin/blocklist", "get"),
+        ("/v1/admin/blocklist/{pattern}", "delete"),
+        ("/v1/admin/links/{code}/disable", "post"),
+        ("/v1/admin/links/{code}/enable", "post"),
+        ("/v1/admin/audit", "get"),
+    ] {
+        assert!(doc["paths"][path][method].is_object(), "{method} {path} in the OpenAPI document");
+    }
 }
 
 async fn blocklist_normalizes_every_spelling(b: Backend) {
