@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
-use sluice_dataflows::config::{ClusterConfig, PipelineConfig, SemanticsConfig};
+use sluice_dataflows::config::{AbuseConfig, ClusterConfig, PipelineConfig, SemanticsConfig};
 
 /// `[dataflow]` (defaults in `src/default.toml`; every duration is human-readable).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +58,9 @@ pub struct DataflowSection {
     /// database.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub geoip_path: Option<PathBuf>,
+    /// `[dataflow.abuse]`: the abuse detectors' thresholds and windows (keys and defaults in
+    /// `sluice_dataflows::config::AbuseConfig` and the dataflows README, "Abuse detection").
+    pub abuse: AbuseConfig,
 }
 
 impl Default for DataflowSection {
@@ -81,6 +84,7 @@ impl Default for DataflowSection {
             apply_interval: pipe.apply_interval,
             meta_poll_interval: Duration::from_secs(1),
             geoip_path: None,
+            abuse: pipe.abuse.clone(),
         }
     }
 }
@@ -117,6 +121,7 @@ impl DataflowSection {
             batch_size: self.batch_size,
             max_inflight_epochs: self.max_inflight_epochs,
             apply_interval: self.apply_interval,
+            abuse: self.abuse.clone(),
             ..PipelineConfig::default()
         };
         cfg.validate().context("invalid [dataflow] configuration")?;
@@ -146,6 +151,7 @@ impl DataflowSection {
             batch_size: self.batch_size,
             max_inflight_epochs: self.max_inflight_epochs,
             apply_interval: self.apply_interval,
+            abuse: self.abuse.clone(),
             ..PipelineConfig::default()
         };
         cfg.validate().context("invalid [dataflow] configuration")
@@ -170,5 +176,40 @@ pub struct StatsSection {
 impl Default for StatsSection {
     fn default() -> Self {
         StatsSection { cache_max_age: Duration::from_secs(2) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dataflow_abuse_table_reaches_the_pipeline_config() {
+        let section: DataflowSection = toml::from_str(
+            "[abuse]\ntick = \"2s\"\n[abuse.click-burst]\nmin-ratio = 4.5\nwarning-min-clicks = 50\n",
+        )
+        .expect("valid [dataflow.abuse]");
+        let pipe = section.pipeline_config().expect("pipeline config");
+        assert_eq!(pipe.abuse.tick, Duration::from_secs(2));
+        assert_eq!(pipe.abuse.click_burst.min_ratio, 4.5);
+        assert_eq!(pipe.abuse.click_burst.warning_min_clicks, 50);
+        // untouched keys keep the detector defaults
+        let defaults = AbuseConfig::default();
+        assert_eq!(pipe.abuse.click_burst.min_z, defaults.click_burst.min_z);
+        assert_eq!(pipe.abuse.bot_share, defaults.bot_share);
+    }
+
+    #[test]
+    fn dataflow_abuse_rejects_unknown_keys_and_invalid_values() {
+        let unknown = toml::from_str::<DataflowSection>("[abuse.click-burst]\nmin-ratoi = 4.5\n").unwrap_err().to_string();
+        assert!(unknown.contains("min-ratoi"), "{unknown}");
+        let section: DataflowSection = toml::from_str("[abuse.click-burst]\nmin-ratio = 0.5\n").expect("parses");
+        let err = format!("{:#}", section.validate().unwrap_err());
+        assert!(err.contains("min-ratio"), "{err}");
+    }
+
+    #[test]
+    fn default_section_uses_the_detector_defaults() {
+        assert_eq!(DataflowSection::default().pipeline_config().expect("defaults valid").abuse, AbuseConfig::default());
     }
 }
