@@ -55,6 +55,9 @@ impl Lcg {
 
 const T0: i64 = 1_717_200_000_000; // 2024-06-01T00:00:00Z
 
+/// A naive filter of the reference.
+type Keep = Box<dyn Fn(&Anomaly) -> bool>;
+
 #[tokio::test]
 async fn list_filters_and_pages_exactly_like_a_naive_filter() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -83,7 +86,7 @@ async fn list_filters_and_pages_exactly_like_a_naive_filter() {
     let base = serve(routes(AnomaliesState::new(Arc::clone(&store), AdminAuth::new(None)))).await;
     let client = reqwest::Client::new();
 
-    let cases: Vec<(String, Box<dyn Fn(&Anomaly) -> bool>)> = vec![
+    let cases: Vec<(String, Keep)> = vec![
         (String::new(), Box::new(|_| true)),
         ("kind=click_burst".into(), Box::new(|a| a.kind == AnomalyKind::ClickBurst)),
         ("kind=bot_share,geo_shift&severity=critical".into(), Box::new(|a| matches!(a.kind, AnomalyKind::BotShare | AnomalyKind::GeoShift) && a.severity == Severity::Critical)),
