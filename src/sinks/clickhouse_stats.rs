@@ -3,7 +3,8 @@
 //! covered by the coarsest stored buckets that fit, clicks summed and visitor sketches
 //! merged with the dataflow's own `VisitorSketch`, the same ordering and limit. Where both
 //! hold the rows the answers are identical (tested in `tests.rs`); ClickHouse also answers
-//! ranges the in-memory retention dropped (minute edges older than 48 h).
+//! ranges the in-memory retention dropped (minute edges older than 48 h), and (submodule
+//! `adhoc`) dimension combinations the views do not maintain, from `events_enriched`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -17,6 +18,9 @@ use sluice_dataflows::views::{AsOf, DimensionTotal, OrderBy, StatsQuery, StatsRe
 use sluice_schemas::rollup::{RollupRow, RollupView};
 
 use super::convert::{granularity, view as rollup_view};
+
+mod adhoc;
+pub use adhoc::{MAX_ADHOC_DIMENSIONS, dimension_value};
 
 /// Why a query could not be answered.
 #[derive(Debug)]
@@ -206,18 +210,33 @@ impl ClickHouseStats {
 #[async_trait::async_trait]
 impl sluice_serving::stats::StatsHistory for ClickHouseStats {
     async fn query(&self, q: &StatsQuery, as_of: AsOf) -> Result<StatsResult, sluice_serving::ApiError> {
-        ClickHouseStats::query(self, q, as_of).await.map_err(|e| match e {
-            HistoryError::InvalidQuery { code, message } => sluice_serving::ApiError::bad_request(code, message),
-            HistoryError::Storage(err) => {
-                tracing::warn!(error = %err, code = %q.code, "clickhouse could not answer a stats query");
-                sluice_serving::ApiError::new(
-                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                    "stats_history_unavailable",
-                    "the range is older than the in-memory retention and clickhouse is unavailable, retry later",
-                )
-            }
-            other @ HistoryError::Corrupt(_) => sluice_serving::ApiError::internal(&other),
-        })
+        ClickHouseStats::query(self, q, as_of).await.map_err(|e| api_error(e, q))
+    }
+
+    fn answers_any_dimensions(&self) -> bool {
+        true
+    }
+
+    async fn adhoc(&self, q: &StatsQuery, as_of: AsOf) -> Result<(StatsResult, Option<u64>), sluice_serving::ApiError> {
+        let (r, bots) = ClickHouseStats::adhoc(self, q, as_of).await.map_err(|e| api_error(e, q))?;
+        Ok((r, Some(bots)))
+    }
+}
+
+/// 400 for invalid queries, 503 `stats_history_unavailable` when ClickHouse fails, 500 for
+/// corrupt rows.
+fn api_error(e: HistoryError, q: &StatsQuery) -> sluice_serving::ApiError {
+    match e {
+        HistoryError::InvalidQuery { code, message } => sluice_serving::ApiError::bad_request(code, message),
+        HistoryError::Storage(err) => {
+            tracing::warn!(error = %err, code = %q.code, "clickhouse could not answer a stats query");
+            sluice_serving::ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "stats_history_unavailable",
+                "the query is answered from clickhouse, which is unavailable, retry later",
+            )
+        }
+        other @ HistoryError::Corrupt(_) => sluice_serving::ApiError::internal(&other),
     }
 }
 

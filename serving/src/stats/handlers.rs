@@ -11,11 +11,11 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde_json::{Map, Value, json};
-use sluice_dataflows::model::Dimension;
+use sluice_dataflows::model::{Dimension, View};
 use sluice_dataflows::views::{Bucket, DimensionTotal, StatsQuery, StatsResult, SummaryQuery, SummaryResult, Views};
 
 use super::dto::{Freshness, LinkStatsResponse, StatsTotals, SummaryLink, SummaryResponse};
-use super::params::{StatsParams, parse_stats, parse_summary, rfc3339_in, rfc3339_utc};
+use super::params::{StatsParams, parse_stats_with, parse_summary, rfc3339_in, rfc3339_utc};
 use super::state::{FreshnessInfo, StatsState};
 use crate::dto::ErrorBody;
 use crate::error::ApiError;
@@ -33,7 +33,7 @@ pub const CONSISTENT_READ_ATTEMPTS: usize = 3;
         ("to" = Option<String>, Query, description = "Range end, RFC 3339, whole minute (exclusive). Default: the end of the current minute"),
         ("bucket" = Option<String>, Query, description = "minute (UTC minutes; at most 2 days), hour (local hours of tz; at most 93 days) or day (local days of tz; at most 1,100 days). Default day"),
         ("tz" = Option<String>, Query, description = "IANA time zone of hour/day buckets and bucket labels, e.g. Europe/Berlin. Default UTC"),
-        ("dimensions" = Option<String>, Query, description = "Empty, one of country, device, browser, os, referrer_domain, referrer_medium, or country,device"),
+        ("dimensions" = Option<String>, Query, description = "Empty, one of country, device, browser, os, referrer_domain, referrer_medium, or country,device; with ClickHouse configured, any combination of up to 3 distinct names (answered from events_enriched, exact uniques)"),
         ("include_bots" = Option<bool>, Query, description = "Count bot and link-preview clicks too (default false)"),
         ("limit" = Option<usize>, Query, description = "Most rows, 1..=100000 (default 10000)"),
         ("order_by" = Option<String>, Query, description = "bucket (default), clicks or uniques (descending)"),
@@ -46,7 +46,9 @@ pub const CONSISTENT_READ_ATTEMPTS: usize = 3;
     )
 )]
 pub async fn link_stats(State(state): State<StatsState>, LinkCode(code): LinkCode, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
-    let p = parse_stats(query.as_deref(), Utc::now().timestamp_millis())?;
+    // With ClickHouse, combinations the views do not maintain are answered from its raw clicks.
+    let adhoc = state.inner.history.clone().filter(|h| h.answers_any_dimensions());
+    let p = parse_stats_with(query.as_deref(), Utc::now().timestamp_millis(), adhoc.is_some())?;
     let views = views_of(&state)?;
     if state.inner.store.get(&code).await?.is_none() {
         return Err(ApiError::link_not_found(&code));
@@ -63,10 +65,13 @@ pub async fn link_stats(State(state): State<StatsState>, LinkCode(code): LinkCod
         order_by: p.order_by,
     };
     let (as_of, history, q2) = (views.as_of(), state.inner.history.clone(), q.clone());
-    let (result, bots) = match (blocking(move || read_link(&views, &q)).await, history) {
-        // Older than the views' retention: the long-term copy answers (ClickHouse).
-        (Err(e), Some(h)) if e.code == "range_not_retained" => read_history(h.as_ref(), &q2, as_of).await?,
-        (r, _) => r?,
+    let (result, bots) = match (View::for_dimensions(&q.dimensions), adhoc) {
+        (None, Some(h)) => h.adhoc(&q, as_of).await?,
+        _ => match (blocking(move || read_link(&views, &q)).await, history) {
+            // Older than the views' retention: the long-term copy answers (ClickHouse).
+            (Err(e), Some(h)) if e.code == "range_not_retained" => read_history(h.as_ref(), &q2, as_of).await?,
+            (r, _) => r?,
+        },
     };
     let fresh = state.freshness(result.as_of, Utc::now().timestamp_millis());
     let body = link_body(&code, &p, result, bots, fresh);

@@ -44,6 +44,12 @@ const MAX_FILTER_BYTES: usize = 256;
 pub const SUPPORTED_DIMENSIONS: &str =
     "none, one of country, device, browser, os, referrer_domain, referrer_medium, or country,device";
 
+/// Most dimensions of one ad-hoc breakdown (answered from ClickHouse `events_enriched`).
+pub const MAX_ADHOC_DIMENSIONS: usize = 3;
+
+/// What a server with ClickHouse answers, as the error messages name it.
+const ADHOC_DIMENSIONS: &str = "any combination of up to 3 distinct dimensions among country, device, browser, os, referrer_domain, referrer_medium";
+
 /// Longest range one query may cover per bucket size: minute 2 days (2,880 rows), hour 93
 /// days (2,232 rows), day 1,100 days (about 3 years).
 pub fn max_range_ms(bucket: Bucket) -> i64 {
@@ -210,7 +216,9 @@ fn range(pairs: &[(String, String)], now_ms: i64, default_span: i64, max_span: i
     Ok((from, to))
 }
 
-fn parse_dimensions(v: Option<&str>) -> Result<Vec<Dimension>, ApiError> {
+/// Parses `dimensions`. With `adhoc` (ClickHouse configured) any combination of up to
+/// [`MAX_ADHOC_DIMENSIONS`] distinct names is accepted; without it only the maintained views.
+fn parse_dimensions(v: Option<&str>, adhoc: bool) -> Result<Vec<Dimension>, ApiError> {
     let v = v.unwrap_or("").trim();
     if v.is_empty() {
         return Ok(Vec::new());
@@ -221,16 +229,22 @@ fn parse_dimensions(v: Option<&str>) -> Result<Vec<Dimension>, ApiError> {
             "supported": ["", "country", "device", "browser", "os", "referrer_domain", "referrer_medium", "country,device"],
         }))
     };
+    let supported = if adhoc { ADHOC_DIMENSIONS } else { SUPPORTED_DIMENSIONS };
     let mut dims = Vec::new();
     for name in v.split(',').map(str::trim) {
-        let d = Dimension::parse(name).ok_or_else(|| bad(format!("unknown dimension \"{name}\"; supported: {SUPPORTED_DIMENSIONS}")))?;
+        let d = Dimension::parse(name).ok_or_else(|| bad(format!("unknown dimension \"{name}\"; supported: {supported}")))?;
         if dims.contains(&d) {
-            return Err(bad(format!("dimension \"{name}\" is given twice; supported: {SUPPORTED_DIMENSIONS}")));
+            return Err(bad(format!("dimension \"{name}\" is given twice; supported: {supported}")));
         }
         dims.push(d);
     }
-    if View::for_dimensions(&dims).is_none() {
-        return Err(bad(format!("the combination \"{v}\" is not maintained; supported: {SUPPORTED_DIMENSIONS}")));
+    if adhoc && dims.len() > MAX_ADHOC_DIMENSIONS {
+        return Err(bad(format!("at most {MAX_ADHOC_DIMENSIONS} dimensions per query; supported: {supported}")));
+    }
+    if !adhoc && View::for_dimensions(&dims).is_none() {
+        return Err(bad(format!(
+            "the combination \"{v}\" is not maintained; supported: {SUPPORTED_DIMENSIONS} (a server with ClickHouse configured answers {ADHOC_DIMENSIONS})"
+        )));
     }
     Ok(dims)
 }
@@ -246,8 +260,15 @@ pub fn parse_tz(v: Option<&str>) -> Result<Tz, ApiError> {
     })
 }
 
-/// Parses the query string of `GET /v1/links/{code}/stats` at `now_ms` (module docs).
+/// Parses the query string of `GET /v1/links/{code}/stats` at `now_ms` (module docs); only
+/// the maintained dimension combinations are accepted.
 pub fn parse_stats(raw: Option<&str>, now_ms: i64) -> Result<StatsParams, ApiError> {
+    parse_stats_with(raw, now_ms, false)
+}
+
+/// [`parse_stats`]; with `adhoc` (ClickHouse configured) `dimensions` may be any combination
+/// of up to [`MAX_ADHOC_DIMENSIONS`] distinct names.
+pub fn parse_stats_with(raw: Option<&str>, now_ms: i64, adhoc: bool) -> Result<StatsParams, ApiError> {
     let p = pairs(raw, &["from", "to", "bucket", "tz", "dimensions", "include_bots", "limit", "order_by"])?;
     let bucket = match get(&p, "bucket") {
         None => Bucket::Day,
@@ -257,7 +278,7 @@ pub fn parse_stats(raw: Option<&str>, now_ms: i64) -> Result<StatsParams, ApiErr
         })?,
     };
     let tz = parse_tz(get(&p, "tz"))?;
-    let dimensions = parse_dimensions(get(&p, "dimensions"))?;
+    let dimensions = parse_dimensions(get(&p, "dimensions"), adhoc)?;
     let include_bots = parse_bool("include_bots", get(&p, "include_bots"))?;
     let limit = parse_limit(get(&p, "limit"), DEFAULT_LIMIT, MAX_LIMIT)?;
     let order_by = match get(&p, "order_by") {

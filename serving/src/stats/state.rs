@@ -25,6 +25,26 @@ pub trait StatsHistory: Send + Sync + 'static {
     /// Errors: 400 with the views' error codes for invalid queries; 503
     /// `stats_history_unavailable` when the store cannot be reached.
     async fn query(&self, q: &StatsQuery, as_of: AsOf) -> Result<StatsResult, ApiError>;
+
+    /// Whether [`StatsHistory::adhoc`] answers dimension combinations the views do not
+    /// maintain (default false: such combinations are refused with 400).
+    fn answers_any_dimensions(&self) -> bool {
+        false
+    }
+
+    /// Answers `q` for any combination of distinct dimensions (at most
+    /// [`super::params::MAX_ADHOC_DIMENSIONS`]) from the raw enriched clicks, with the views'
+    /// bucket, ordering and limit semantics, plus the range's bot clicks. Uniques are exact
+    /// counts of distinct visitor ids (the views estimate them with HLL++ sketches).
+    ///
+    /// Errors: 400 `invalid_dimensions` when unsupported (the default), else as [`StatsHistory::query`].
+    async fn adhoc(&self, q: &StatsQuery, as_of: AsOf) -> Result<(StatsResult, Option<u64>), ApiError> {
+        let _ = as_of;
+        Err(ApiError::bad_request(
+            "invalid_dimensions",
+            format!("the combination of {} dimensions is not maintained without ClickHouse", q.dimensions.len()),
+        ))
+    }
 }
 
 /// How far the views are behind the click log. Implemented by the binary's log source.
