@@ -127,3 +127,19 @@ fn bucket_labels_carry_the_zone_offset() {
     assert_eq!(rfc3339_in(chrono_tz::Asia::Kathmandu, ms("2024-06-01T18:15:00Z")), "2024-06-02T00:00:00+05:45");
     assert_eq!(rfc3339_utc(1_500), "1970-01-01T00:00:01.500Z");
 }
+
+#[test]
+fn with_clickhouse_any_combination_of_up_to_three_distinct_dimensions_parses() {
+    use Dimension::*;
+    let dims = |q: &str, adhoc: bool| parse_stats_with(Some(q), 0, adhoc).map(|p| p.dimensions);
+    assert_eq!(dims("dimensions=browser,os", true).expect("pair"), vec![Browser, Os]);
+    assert_eq!(dims("dimensions=country,device,browser", true).expect("triple"), vec![Country, Device, Browser]);
+    assert_eq!(dims("dimensions=referrer_medium,country", true).expect("pair"), vec![ReferrerMedium, Country]);
+    assert_eq!(dims("dimensions=device,country", true).expect("view"), vec![Device, Country]);
+    for bad in ["dimensions=country,device,browser,os", "dimensions=os,os", "dimensions=os,city"] {
+        assert_eq!(code_of(dims(bad, true)), "invalid_dimensions", "{bad}");
+    }
+    let err = dims("dimensions=browser,os", false).expect_err("no clickhouse");
+    assert_eq!(err.code, "invalid_dimensions");
+    assert!(err.message.contains("ClickHouse"), "the message says what ClickHouse enables: {}", err.message);
+}
