@@ -9,6 +9,11 @@ use sluice::cli::{BenchCommand, Cli, Command, LogCommand};
 use sluice::config::{Config, FlagOverrides};
 use sluice::{bench, log_tail, serve, telemetry};
 
+/// mimalloc instead of the system allocator (per-request allocations on the redirect path;
+/// figures in BENCHMARKS.md, "Redirect").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo prints a report on stdout; keep its stderr to warnings unless asked.

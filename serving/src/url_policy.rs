@@ -23,6 +23,20 @@ pub struct UrlPolicy {
     pub blocklist: Vec<String>,
 }
 
+/// Whether `host` (lowercase, as `url` serializes it: IPv6 in brackets) names this machine:
+/// `localhost` / `*.localhost` (RFC 6761), 127.0.0.0/8, `::1` or an IPv4-mapped loopback.
+/// When the service itself is on a loopback host, every such spelling is its own domain.
+fn is_loopback_host(host: &str) -> bool {
+    if host == "localhost" || host.ends_with(".localhost") {
+        return true;
+    }
+    match host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(v4)) => v4.is_loopback(),
+        Ok(std::net::IpAddr::V6(v6)) => v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
+        Err(_) => false,
+    }
+}
+
 impl UrlPolicy {
     /// A policy with the given limit and normalized copies of `own_hosts` and `blocklist`
     /// (IDNA to ASCII, lowercased, trailing dot removed; entries that are not valid domain
@@ -84,7 +98,7 @@ impl UrlPolicy {
             Some(h) if !h.is_empty() => h.trim_end_matches('.').to_ascii_lowercase(),
             _ => return Err(ApiError::bad_request("missing_host", "long_url has no host")),
         };
-        if self.own_hosts.contains(&host) {
+        if self.own_hosts.contains(&host) || (self.own_hosts.iter().any(|h| is_loopback_host(h)) && is_loopback_host(&host)) {
             return Err(ApiError::bad_request("redirect_loop", format!("long_url points at this service's own short domain \"{host}\""))
                 .with_details(json!({ "host": host })));
         }
@@ -203,6 +217,26 @@ mod tests {
         assert_eq!(code_of("https://xn--bd-via.example/"), "policy_violation");
         assert!(policy().normalize("https://notblocked.example/").is_ok());
         assert!(policy().normalize("https://sub.sho.rt.example/").is_ok());
+    }
+
+    #[test]
+    fn every_loopback_spelling_is_own_when_the_service_is_on_loopback() {
+        let local = UrlPolicy::new(8192, &["127.0.0.1".to_string()], &[]);
+        for url in [
+            "http://localhost:18781/selfy",
+            "http://LOCALHOST./x",
+            "http://app.localhost/x",
+            "http://127.0.0.2/x",
+            "http://[::1]:8080/x",
+            "http://[::ffff:127.0.0.1]:8080/x",
+            "http://127.1/x",
+        ] {
+            assert_eq!(local.normalize(url).expect_err(url).code, "redirect_loop", "{url}");
+        }
+        assert!(local.normalize("http://example.com/").is_ok());
+        // a public deployment may still shorten links to loopback-looking hosts it does not own
+        let public = UrlPolicy::new(8192, &["sho.rt".to_string()], &[]);
+        assert!(public.normalize("http://localhost:3000/").is_ok());
     }
 
     #[test]

@@ -287,7 +287,15 @@ fn authorize(
     headers: &HeaderMap,
 ) -> Result<(), ApiError> {
     let Some(expected) = token else {
+        // A loopback peer that forwards for someone else (a reverse proxy on this host) is
+        // not a local caller: the same rule as the admin endpoints.
+        let forwarded = headers.contains_key("x-forwarded-for") || headers.contains_key(header::FORWARDED);
         return match peer {
+            Some(ip) if is_loopback(ip) && forwarded => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "no ingest token is configured, so only direct loopback clients may post events; this request came through a proxy (set [ingest] token)",
+            )),
             Some(ip) if is_loopback(ip) => Ok(()),
             _ => Err(ApiError::new(
                 StatusCode::FORBIDDEN,

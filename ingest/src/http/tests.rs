@@ -162,10 +162,22 @@ async fn no_token_means_loopback_peers_only() {
             ("content-type", "application/json"),
             ("x-forwarded-for", "127.0.0.1"),
         ],
-        body,
+        body.clone(),
     )
     .await;
     assert_error(&r, 403, "forbidden");
+    // nor does a loopback peer that forwards for someone else (a reverse proxy on this host)
+    for (name, value) in [("x-forwarded-for", "8.8.8.8"), ("forwarded", "for=8.8.8.8")] {
+        let r = send(
+            &f.router,
+            EVENTS_PATH,
+            Some("127.0.0.1:9"),
+            &[("content-type", "application/json"), (name, value)],
+            body.clone(),
+        )
+        .await;
+        assert_error(&r, 403, "forbidden");
+    }
     assert_eq!(f.log.head(), 4);
 }
 
