@@ -62,7 +62,7 @@ pub mod spill;
 #[cfg(test)]
 mod registry_double;
 #[cfg(test)]
-mod test_metrics;
+pub(crate) mod test_metrics;
 #[cfg(test)]
 mod tests;
 #[cfg(all(test, feature = "integration-tests"))]
