@@ -7,6 +7,7 @@
 
 pub mod anomaly;
 pub mod changes;
+pub mod checkpoint;
 pub mod clock;
 pub mod config;
 pub mod dead_letter;

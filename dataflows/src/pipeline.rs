@@ -164,6 +164,7 @@ pub struct PipelineHandle {
     views: Views,
     shared: Arc<Shared>,
     blocklist: BlocklistSender,
+    checkpoints: Option<crate::checkpoint::CheckpointHandle>,
     guards: Option<timely::communication::WorkerGuards<std::result::Result<(), String>>>,
 }
 
@@ -176,6 +177,27 @@ impl std::fmt::Debug for PipelineHandle {
 /// Starts the pipeline (module docs). Errors: [`Error::Config`] for an invalid
 /// configuration, [`Error::Start`] if timely cannot start (e.g. cluster peers unreachable).
 pub fn start<E: ClickEnricher>(config: &PipelineConfig, inputs: PipelineInputs<E>, outputs: PipelineOutputs) -> Result<PipelineHandle> {
+    start_with_checkpoints(config, inputs, outputs, None)
+}
+
+/// Checkpointing of [`start_with_checkpoints`] ([`crate::checkpoint`]).
+#[derive(Debug, Default)]
+pub struct CheckpointOptions {
+    /// State to start from (the sources must start at its offsets).
+    pub restore: Option<crate::checkpoint::DataflowSnapshot>,
+}
+
+/// [`start`] with checkpoints enabled (`Some`): restores `restore` and lets the caller take
+/// snapshots through [`PipelineHandle::checkpoints`].
+///
+/// Errors: as [`start`]; [`Error::Config`] with more than one process;
+/// [`Error::SketchDecode`] for a snapshot row whose sketch does not decode.
+pub fn start_with_checkpoints<E: ClickEnricher>(
+    config: &PipelineConfig,
+    inputs: PipelineInputs<E>,
+    outputs: PipelineOutputs,
+    checkpoints: Option<CheckpointOptions>,
+) -> Result<PipelineHandle> {
     config.validate()?;
     let sem = config.semantics.clone();
     let workers = config.workers;
@@ -194,6 +216,16 @@ pub fn start<E: ClickEnricher>(config: &PipelineConfig, inputs: PipelineInputs<E
         anomaly_progress: (0..workers).map(|_| Arc::new(AtomicU64::new(0))).collect(),
     });
     let collector = outputs.changes.map(|sink| Arc::new(ChangeCollector::new(workers, sink)));
+    let ckpt = match checkpoints {
+        Some(o) => {
+            crate::checkpoint::check_restorable(config.cluster.as_ref().map_or(1, |c| c.addresses.len()))?;
+            let c = Arc::new(crate::checkpoint::Checkpoints::new(workers, first_worker, config.peers(), o.restore));
+            c.restore_views(&views)?;
+            Some(c)
+        }
+        None => None,
+    };
+    let ckpt2 = ckpt.clone();
     let dl_sink = outputs.dead_letters;
     let proto = Mutex::new(inputs.enricher);
     let meta_feed = Mutex::new(inputs.link_meta);
@@ -214,9 +246,13 @@ pub fn start<E: ClickEnricher>(config: &PipelineConfig, inputs: PipelineInputs<E
         let enricher = proto.lock().clone();
         let mut params = DedupParams::from_semantics(&sem);
         params.duplicates = Arc::clone(&shared.duplicates);
+        params.checkpoint = ckpt2.as_ref().map(|c| crate::checkpoint::DedupHook::new(c, local));
         let mut target = RollupTarget::new(&views2, local).with_apply_interval(apply_interval);
         if let Some(c) = &collector {
             target = target.with_changes(Arc::clone(c), interval);
+        }
+        if let Some(c) = &ckpt2 {
+            target = target.with_checkpoint(crate::checkpoint::RollupHook::new(c, local));
         }
         let (counters, sink) = (Arc::clone(&shared.counters), dl_sink.clone());
         let probe = ProbeHandle::new();
@@ -257,6 +293,7 @@ pub fn start<E: ClickEnricher>(config: &PipelineConfig, inputs: PipelineInputs<E
             None
         };
         let mut gate = SourceGate::new(&sem, &source.partitions(), clock.now_ms());
+        let mut cut = ckpt2.as_ref().map(|c| crate::checkpoint::SourceCut::new(c, local, source.partitions(), &mut gate, clock.now_ms()));
         let (mut buf, mut accepted, mut dead, mut reports) = (Vec::with_capacity(batch), Vec::new(), Vec::new(), Vec::new());
         // Announce every declared partition at epoch 0, before any data: the global
         // watermark then includes partitions that have not delivered yet (W stays at its
@@ -290,6 +327,9 @@ pub fn start<E: ClickEnricher>(config: &PipelineConfig, inputs: PipelineInputs<E
                     i.flush();
                 }
             }
+            if let Some(c) = cut.as_mut() {
+                c.tick(epoch, &gate);
+            }
             if shared.shutdown.load(Ordering::Acquire) {
                 break;
             }
@@ -322,6 +362,9 @@ pub fn start<E: ClickEnricher>(config: &PipelineConfig, inputs: PipelineInputs<E
                         reports.clear();
                     }
                     if !offsets.is_empty() {
+                        if let Some(c) = cut.as_mut() {
+                            c.sent(epoch, offsets.iter());
+                        }
                         if let Some(c) = &collector {
                             offset_list.extend(offsets.iter().map(|(&p, &o)| (p, o)));
                             c.record_offsets(local, epoch, &offset_list);
@@ -390,13 +433,23 @@ pub fn start<E: ClickEnricher>(config: &PipelineConfig, inputs: PipelineInputs<E
 
     let guards = timely::execute(config.timely_config(), worker_fn).map_err(Error::Start)?;
     tracing::info!(workers, peers = config.peers(), first_worker, "dataflow started");
-    Ok(PipelineHandle { views, shared, blocklist, guards: Some(guards) })
+    let checkpoints = ckpt.map(|c| {
+        let s = Arc::clone(&shared);
+        crate::checkpoint::CheckpointHandle::new(c, Arc::new(move || s.epochs.now()))
+    });
+    Ok(PipelineHandle { views, shared, blocklist, checkpoints, guards: Some(guards) })
 }
 
 impl PipelineHandle {
     /// The materialized views (clone to share with the serving layer).
     pub fn views(&self) -> &Views {
         &self.views
+    }
+
+    /// Starts and collects checkpoint rounds (`None` unless started by
+    /// [`start_with_checkpoints`]).
+    pub fn checkpoints(&self) -> Option<&crate::checkpoint::CheckpointHandle> {
+        self.checkpoints.as_ref()
     }
 
     /// Dead-letter counts by reason.

@@ -175,6 +175,19 @@ impl SourceGate {
         }
     }
 
+    /// Checkpoint hook ([`crate::checkpoint`]): resumes `partition` at watermark `W_p =
+    /// watermark_ms`, active, as if its last record arrived at `now_ms` (downtime is not
+    /// idleness), and announces it at the next [`Self::tick`].
+    pub fn resume_partition(&mut self, partition: u32, watermark_ms: i64, now_ms: i64) {
+        let i = self.slot(partition, now_ms);
+        let st = &mut self.parts[i];
+        st.watermark = st.watermark.max(watermark_ms);
+        st.base = st.watermark;
+        st.last_arrival = now_ms;
+        st.idle = false;
+        st.reported = None;
+    }
+
     /// Current `W_p` of a partition (`None` if unknown).
     pub fn partition_watermark(&self, partition: u32) -> Option<i64> {
         self.parts.iter().find(|s| s.partition == partition).map(|s| s.watermark)

@@ -187,6 +187,24 @@ impl DedupState {
     pub fn watermark(&self) -> i64 {
         self.watermark.current()
     }
+
+    /// Checkpoint hook ([`crate::checkpoint`]): appends every remembered `(id, basis)` to
+    /// `ids`; returns the newest event time and the folded watermark.
+    pub(crate) fn export(&self, ids: &mut Vec<(u128, i64)>) -> (i64, GlobalWatermark) {
+        ids.extend(self.seen.iter().map(|(&id, &b)| (id, b)));
+        (self.newest, self.watermark.clone())
+    }
+
+    /// Checkpoint hook: adds restored `(id, basis)` entries and takes the snapshot's newest
+    /// event time and watermark.
+    pub(crate) fn restore(&mut self, ids: impl IntoIterator<Item = (u128, i64)>, newest: i64, watermark: GlobalWatermark) {
+        for (id, basis) in ids {
+            self.seen.insert(id, basis);
+            self.by_hour.entry(basis.div_euclid(HOUR_MS)).or_default().push(id);
+        }
+        self.newest = self.newest.max(newest);
+        self.watermark = watermark;
+    }
 }
 
 /// Parameters of [`DedupByEventId::dedup_by_event_id`].
@@ -200,6 +218,8 @@ pub struct DedupParams {
     pub long_retention_ms: i64,
     /// Incremented by the number of duplicates dropped (per batch).
     pub duplicates: Arc<AtomicU64>,
+    /// Checkpoints: restore at start and contribute to rounds ([`crate::checkpoint`]).
+    pub checkpoint: Option<crate::checkpoint::DedupHook>,
 }
 
 impl DedupParams {
@@ -210,6 +230,7 @@ impl DedupParams {
             lateness_ms: sem.lateness_ms(),
             long_retention_ms: sem.retention_ms()[3],
             duplicates: Arc::default(),
+            checkpoint: None,
         }
     }
 }
@@ -241,6 +262,7 @@ impl<'scope> DedupByEventId<'scope> for StreamVec<'scope, u64, GatedClick> {
         builder.build(move |initial| {
             drop(initial);
             let mut state = DedupState::new(params.retention_ms, params.lateness_ms, params.long_retention_ms);
+            let mut cut = params.checkpoint.as_ref().map(|h| h.start(&mut state));
             let mut reported_duplicates = 0u64;
             type Pending = (Capability<u64>, Capability<u64>, Vec<Vec<GatedClick>>);
             let mut clicks: BTreeMap<u64, Pending> = BTreeMap::new();
@@ -259,9 +281,19 @@ impl<'scope> DedupByEventId<'scope> for StreamVec<'scope, u64, GatedClick> {
                 let ready = |t: u64| frontiers.iter().all(|f| !f.less_equal(&t));
                 let mut ok = ok_out.activate();
                 let mut err = err_out.activate();
+                if let Some(ct) = cut.as_mut() {
+                    ct.activate("dedup");
+                }
                 loop {
                     let next_c = clicks.keys().next().copied().filter(|&t| ready(t));
                     let next_r = reports.keys().next().copied().filter(|&t| ready(t));
+                    // Checkpoint: capture before the first epoch at or after the cut.
+                    if let (Some(ct), Some(t)) = (cut.as_mut(), next_c.into_iter().chain(next_r).min()) {
+                        if let (Some(c), Some(h)) = (ct.due(t), params.checkpoint.as_ref()) {
+                            h.capture(c, &state);
+                        }
+                        ct.processed(t);
+                    }
                     match (next_c, next_r) {
                         (Some(c), r) if r.is_none_or(|r| c <= r) => {
                             let (cap_ok, cap_err, batches) = clicks.remove(&c).expect("key present");
@@ -285,6 +317,12 @@ impl<'scope> DedupByEventId<'scope> for StreamVec<'scope, u64, GatedClick> {
                             state.advance(&rs);
                         }
                         _ => break,
+                    }
+                }
+                if let Some(ct) = cut.as_mut() {
+                    let lower = frontiers.iter().filter_map(|f| f.frontier().iter().copied().min()).min().unwrap_or(u64::MAX);
+                    if let (Some(c), Some(h)) = (ct.due(lower), params.checkpoint.as_ref()) {
+                        h.capture(c, &state);
                     }
                 }
                 let d = state.duplicates() - reported_duplicates;

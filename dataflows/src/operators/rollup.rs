@@ -66,6 +66,7 @@ pub struct RollupTarget {
     local: usize,
     changes: Option<(Arc<ChangeCollector>, Duration)>,
     apply_interval_ms: u64,
+    checkpoint: Option<crate::checkpoint::RollupHook>,
 }
 
 impl RollupTarget {
@@ -74,13 +75,18 @@ impl RollupTarget {
     /// # Panics
     /// If `views` has no local shard `local`.
     pub fn new(views: &Views, local: usize) -> RollupTarget {
-        RollupTarget { shard: views.shard(local), local, changes: None, apply_interval_ms: 0 }
+        RollupTarget { shard: views.shard(local), local, changes: None, apply_interval_ms: 0, checkpoint: None }
     }
 
     /// Applies completed epochs in batches spanning at least `interval` of processing time
     /// (see [`crate::config::PipelineConfig::apply_interval`]).
     pub fn with_apply_interval(mut self, interval: Duration) -> RollupTarget {
         self.apply_interval_ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
+        self
+    }
+
+    pub(crate) fn with_checkpoint(mut self, hook: crate::checkpoint::RollupHook) -> RollupTarget {
+        self.checkpoint = Some(hook);
         self
     }
 
@@ -106,7 +112,13 @@ impl<'scope> MaintainRollups<'scope> for StreamVec<'scope, u64, LinkedRecord> {
             move |_cap, _info| {
                 let mut stash: BTreeMap<u64, (Capability<u64>, Vec<Vec<LinkedRecord>>)> = BTreeMap::new();
                 let mut reports: BTreeMap<u64, Vec<WatermarkReport>> = BTreeMap::new();
-                let mut gw = GlobalWatermark::default();
+                let (mut gw, mut cut) = match &target.checkpoint {
+                    Some(h) => {
+                        let (gw, t) = h.start();
+                        (gw, Some(t))
+                    }
+                    None => (GlobalWatermark::default(), None),
+                };
                 let mut last_upper = 0u64;
                 let mut last_emit = Instant::now();
                 move |(recs_in, recs_f), (rep_in, rep_f), _output| {
@@ -123,7 +135,14 @@ impl<'scope> MaintainRollups<'scope> for StreamVec<'scope, u64, LinkedRecord> {
                     };
                     let upper = min(recs_f).min(min(rep_f));
                     let due = target.changes.as_ref().is_some_and(|(_, iv)| upper == u64::MAX || last_emit.elapsed() >= *iv);
-                    if upper == last_upper && !due {
+                    // Checkpoint: once the frontier passes the cut, apply exactly the epochs
+                    // below it now and capture the shard (crate::checkpoint).
+                    let at_cut = cut.as_mut().and_then(|c| {
+                        c.activate("rollups");
+                        c.due(upper)
+                    });
+                    let upper = at_cut.map_or(upper, |c| upper.min(c));
+                    if upper == last_upper && !due && at_cut.is_none() {
                         return;
                     }
                     // Batch clicks: wait until the oldest completed epoch holding clicks is
@@ -133,6 +152,7 @@ impl<'scope> MaintainRollups<'scope> for StreamVec<'scope, u64, LinkedRecord> {
                         && upper != u64::MAX
                         && upper - t < target.apply_interval_ms
                         && !due
+                        && at_cut.is_none()
                     {
                         return;
                     }
@@ -146,6 +166,11 @@ impl<'scope> MaintainRollups<'scope> for StreamVec<'scope, u64, LinkedRecord> {
                     let w;
                     {
                         let mut shard = target.shard.write();
+                        if let (Some(c), Some(h)) = (at_cut, target.checkpoint.as_ref())
+                            && shard.applied_epoch > c
+                        {
+                            h.fail(c, shard.applied_epoch);
+                        }
                         loop {
                             let c = stash.keys().next().copied().filter(|&t| t < upper);
                             let r = reports.keys().next().copied().filter(|&t| t < upper);
@@ -167,6 +192,9 @@ impl<'scope> MaintainRollups<'scope> for StreamVec<'scope, u64, LinkedRecord> {
                         w = gw.recompute();
                         shard.advance_watermark(w);
                         shard.applied_epoch = shard.applied_epoch.max(upper);
+                        if let (Some(c), Some(h)) = (at_cut, target.checkpoint.as_ref()) {
+                            h.capture(c, &shard);
+                        }
                         if due {
                             shard.drain_changes(&mut changed);
                         }

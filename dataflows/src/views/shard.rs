@@ -434,6 +434,74 @@ impl ShardState {
         }
     }
 
+    /// Checkpoint hook ([`crate::checkpoint`]): appends every row (absolute values, sketch
+    /// bytes), without touching the change marks.
+    pub(crate) fn export_rows(&self, out: &mut Vec<ChangedRow>) {
+        for code in &self.code_rollups {
+            for (gi, buckets) in code.grans.iter().enumerate() {
+                for (&start, &slot) in buckets {
+                    let block = &self.blocks[slot as usize];
+                    for vi in 0..View::COUNT {
+                        block.for_view(vi, |key, row| {
+                            let (_, a, b, is_bot) = split_key(key);
+                            let view = View::ALL[vi];
+                            let (dims, meta) = match view {
+                                View::Total => (Vec::new(), self.metas.get(a as usize).cloned().flatten()),
+                                View::Single(d) => (vec![Arc::clone(self.values[d.index()].name(a))], None),
+                                View::CountryDevice => (vec![Arc::clone(self.values[0].name(a)), Arc::clone(self.values[1].name(b))], None),
+                            };
+                            out.push(ChangedRow {
+                                code: Arc::clone(&code.name),
+                                granularity: Granularity::ALL[gi],
+                                bucket_start_ms: start,
+                                view,
+                                is_bot,
+                                dims,
+                                meta,
+                                clicks: row.clicks(),
+                                uniques: row.sketch.uniques_ref(),
+                                sketch: row.sketch.to_bytes(),
+                            });
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Checkpoint hook: adds a restored row (its clicks and sketch) with the metadata value
+    /// `meta` (interned by the caller, one `Arc` per distinct value).
+    ///
+    /// Errors: [`crate::Error::SketchDecode`] for bad sketch bytes,
+    /// [`crate::Error::Config`] for a row whose dimensions do not match its view.
+    pub(crate) fn import_row(&mut self, row: &ChangedRow, meta: Option<Arc<LinkMeta>>) -> crate::Result<()> {
+        let sketch = crate::sketch::VisitorSketch::from_bytes(&row.sketch)?;
+        let vi = row.view.index();
+        let (a, b) = match (row.view, row.dims.as_slice()) {
+            (View::Total, []) => (self.meta_id(&meta), 0),
+            (View::Single(d), [v]) => (self.values[d.index()].intern(v), 0),
+            (View::CountryDevice, [c, dv]) => (self.values[0].intern(c), self.values[1].intern(dv)),
+            _ => return Err(crate::Error::Config(format!("checkpoint row of view {:?} has {} dimension values", row.view, row.dims.len()))),
+        };
+        let ci = self.code_index(&row.code);
+        let gi = row.granularity.index();
+        let slot = self.block_slot(ci, gi, row.bucket_start_ms);
+        let mut created = 0usize;
+        let r = self.blocks[slot as usize].entry(row_key(vi, a, b, row.is_bot), &mut created);
+        r.add_clicks(row.clicks, false);
+        r.sketch = sketch;
+        self.rows += created;
+        Ok(())
+    }
+
+    /// Checkpoint hook: the restored watermark and retention floors (never moved back).
+    pub(crate) fn resume_at(&mut self, watermark_ms: i64, retained_from: [i64; 4]) {
+        self.watermark_ms = self.watermark_ms.max(watermark_ms);
+        for (r, f) in self.retained_from.iter_mut().zip(retained_from) {
+            *r = (*r).max(f);
+        }
+    }
+
     /// Walks every block to measure the shard (O(rows); benchmark and diagnostics only).
     pub(crate) fn size(&self) -> ShardSize {
         let mut s = ShardSize { codes: self.code_rollups.len(), ..Default::default() };
