@@ -109,6 +109,21 @@ impl Views {
         a
     }
 
+    /// First retained bucket start (ms UTC) per granularity (minute, quarter, hour, day),
+    /// the latest over the local shards: rows before it were evicted by retention, so a
+    /// range starting earlier cannot be answered from these views. `i64::MIN` while nothing
+    /// was evicted.
+    pub fn retained_from(&self) -> [i64; 4] {
+        let mut r = [i64::MIN; 4];
+        for s in &self.inner.shards {
+            let s = s.read();
+            for (out, v) in r.iter_mut().zip(s.retained_from) {
+                *out = (*out).max(v);
+            }
+        }
+        r
+    }
+
     /// Codes with rollups on this process's shards, sorted.
     pub fn codes(&self) -> Vec<String> {
         let mut out: Vec<String> = self

@@ -51,7 +51,7 @@ impl Reader {
                     other => panic!("unexpected sse block {block:?}: {other:?}"),
                 };
             }
-            let frame = tokio::time::timeout(Duration::from_secs(10), self.body.frame())
+            let frame = tokio::time::timeout(Duration::from_secs(30), self.body.frame())
                 .await
                 .expect("an sse frame within 10 s")
                 .expect("stream open")
@@ -143,9 +143,9 @@ async fn ticks_carry_the_exact_counts_of_the_current_minute() {
 
     // Disconnecting ends the streams.
     drop(humans);
-    wait_until(Duration::from_secs(5), "one stream to close", || async { (state.open_live_streams() == 1).then_some(()) }).await;
+    wait_until(Duration::from_secs(30), "one stream to close", || async { (state.open_live_streams() == 1).then_some(()) }).await;
     drop(all);
-    wait_until(Duration::from_secs(5), "all streams to close", || async { (state.open_live_streams() == 0).then_some(()) }).await;
+    wait_until(Duration::from_secs(30), "all streams to close", || async { (state.open_live_streams() == 0).then_some(()) }).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -79,9 +79,13 @@ pub struct Harness {
 impl Harness {
     /// Starts the pipeline (gate clock `gate_clock`) and links `codes`; no job runner yet.
     pub async fn pipeline(codes: &[&str], gate_clock: Arc<dyn Clock>, clock: Arc<dyn Clock>) -> Harness {
+        Harness::pipeline_with(codes, gate_clock, clock, PipelineConfig { workers: 1, ..Default::default() }).await
+    }
+
+    /// [`Harness::pipeline`] with the dataflow configured by `config` (e.g. short retention).
+    pub async fn pipeline_with(codes: &[&str], gate_clock: Arc<dyn Clock>, clock: Arc<dyn Clock>, config: PipelineConfig) -> Harness {
         let feed = MemoryFeed::new([0]);
         let inputs = PipelineInputs { source: feed.factory(), enricher: enricher(), clock: gate_clock, link_meta: None };
-        let config = PipelineConfig { workers: 1, ..Default::default() };
         let handle = pipeline::start(&config, inputs, PipelineOutputs::default()).expect("pipeline starts");
         let store: Arc<dyn LinkStore> = Arc::new(MemoryLinkStore::new());
         for code in codes {

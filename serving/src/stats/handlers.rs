@@ -65,12 +65,19 @@ pub async fn link_stats(State(state): State<StatsState>, LinkCode(code): LinkCod
         order_by: p.order_by,
     };
     let (as_of, history, q2) = (views.as_of(), state.inner.history.clone(), q.clone());
+    let retained = retained_check(&views, p.from_ms, p.bucket);
     let (result, bots) = match (View::for_dimensions(&q.dimensions), adhoc) {
         (None, Some(h)) => h.adhoc(&q, as_of).await?,
-        _ => match (blocking(move || read_link(&views, &q)).await, history) {
-            // Older than the views' retention: the long-term copy answers (ClickHouse).
-            (Err(e), Some(h)) if e.code == "range_not_retained" => read_history(h.as_ref(), &q2, as_of).await?,
-            (r, _) => r?,
+        _ => match (retained, history) {
+            // Evicted from the views: the long-term copy answers, or the range is refused
+            // (never an empty answer for clicks that may have existed).
+            (Err(_), Some(h)) => read_history(h.as_ref(), &q2, as_of).await?,
+            (Err(e), None) => return Err(e),
+            (Ok(()), history) => match (blocking(move || read_link(&views, &q)).await, history) {
+                // Minute edges older than the minute retention: the long-term copy answers.
+                (Err(e), Some(h)) if e.code == "range_not_retained" => read_history(h.as_ref(), &q2, as_of).await?,
+                (r, _) => r?,
+            },
         },
     };
     let fresh = state.freshness(result.as_of, Utc::now().timestamp_millis());
@@ -98,6 +105,8 @@ pub async fn link_stats(State(state): State<StatsState>, LinkCode(code): LinkCod
 pub async fn summary(State(state): State<StatsState>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
     let p = parse_summary(query.as_deref(), Utc::now().timestamp_millis())?;
     let views = views_of(&state)?;
+    // Summaries read quarter-hour and coarser rows (minutes only at unaligned edges).
+    retained_check(&views, p.from_ms, Bucket::Hour)?;
     let q = SummaryQuery { from_ms: p.from_ms, to_ms: p.to_ms, include_bots: p.include_bots, limit: p.limit, org: p.org, tag: p.tag };
     let (r, bots) = blocking(move || read_summary(&views, &q)).await?;
     let fresh = state.freshness(r.as_of, Utc::now().timestamp_millis());
@@ -113,6 +122,35 @@ pub async fn summary(State(state): State<StatsState>, RawQuery(query): RawQuery)
         freshness: freshness_dto(fresh),
     };
     Ok(cached(&state, Json(body).into_response()))
+}
+
+/// Refuses a range starting before what the views still hold: 400 `range_not_retained`
+/// with `details.retained_from` naming, per `bucket` value, the earliest `from` (RFC 3339
+/// UTC) the views answer. `bucket=minute` reads minute rows (the minute retention); hour
+/// and day buckets read 15-minute and coarser rows (the long retention, measured from the
+/// first retained quarter hour, so any tz offset is covered). Without eviction yet, every
+/// range passes. Unaligned edges older than the minute retention are refused by the views
+/// themselves with the same code.
+fn retained_check(views: &Views, from_ms: i64, bucket: Bucket) -> Result<(), ApiError> {
+    let r = views.retained_from();
+    let (minute, long) = (r[0], r[1]);
+    let needed = if bucket == Bucket::Minute { minute } else { long };
+    if needed == i64::MIN || from_ms >= needed {
+        return Ok(());
+    }
+    let at = |t: i64| if t == i64::MIN { Value::Null } else { Value::String(rfc3339_utc(t)) };
+    Err(ApiError::bad_request(
+        "range_not_retained",
+        format!(
+            "clicks before {} are no longer held in memory for bucket={} and no long-term store (ClickHouse) is configured; start the range at or after it",
+            rfc3339_utc(needed),
+            bucket.as_str()
+        ),
+    )
+    .with_details(json!({
+        "from": rfc3339_utc(from_ms),
+        "retained_from": { "minute": at(minute), "hour": at(long), "day": at(long) },
+    })))
 }
 
 fn views_of(state: &StatsState) -> Result<Views, ApiError> {

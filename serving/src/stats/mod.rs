@@ -37,6 +37,8 @@ pub mod handlers;
 pub mod openapi;
 pub mod params;
 pub mod state;
+#[cfg(test)]
+mod tests;
 
 use axum::Router;
 use axum::routing::get;
