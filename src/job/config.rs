@@ -58,6 +58,11 @@ pub struct DataflowSection {
     /// database.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub geoip_path: Option<PathBuf>,
+    /// How often the dataflow's state is checkpointed into `<data-dir>/checkpoints` (also at
+    /// graceful shutdown); a restart resumes from the newest checkpoint instead of replaying
+    /// the whole input. `0s` disables checkpoints. Needs `processes = 1`.
+    #[serde(with = "humantime_serde")]
+    pub checkpoint_interval: Duration,
     /// `[dataflow.abuse]`: the abuse detectors' thresholds and windows (keys and defaults in
     /// `sluice_dataflows::config::AbuseConfig` and the dataflows README, "Abuse detection").
     pub abuse: AbuseConfig,
@@ -84,6 +89,7 @@ impl Default for DataflowSection {
             apply_interval: pipe.apply_interval,
             meta_poll_interval: Duration::from_secs(1),
             geoip_path: None,
+            checkpoint_interval: Duration::from_secs(30),
             abuse: pipe.abuse.clone(),
         }
     }

@@ -6,11 +6,11 @@
 //!   `sluice_connectors::kafka::KafkaSource`). Polls never block (`poll_batch` with a zero
 //!   timeout drains what librdkafka already fetched). Undecodable messages are skipped and
 //!   counted as `sluice_events_dead_lettered_total{reason="undecodable"}`.
-//! * **Start position**: the earliest retained offset of every partition. The views, the
-//!   dedup state and the abuse detectors live in memory, so a restart rebuilds them by
-//!   replaying the topic; dedup by `event_id` makes the replay exact. (The committed offsets
-//!   below are where a state checkpoint would resume; this build has no such checkpoint, see
-//!   the README's Kafka section.)
+//! * **Start position**: the offsets of the restored checkpoint ([`super::checkpoint`]; the
+//!   checkpoint wins over the group's committed offsets, since the restored state is exactly
+//!   "every record below them"), and the earliest retained offset for partitions it does not
+//!   name — every partition when there is no checkpoint (the state is rebuilt by replaying
+//!   the topic; dedup by `event_id` makes the replay exact).
 //! * **Commits** (the `sluice-kafka-progress` thread): the pipeline's change stream reports,
 //!   per processing-epoch frontier, the next offset of every partition whose records are all
 //!   reflected in the change batches up to that frontier (`ChangeBatch::offsets`). The
@@ -218,9 +218,10 @@ impl std::fmt::Debug for KafkaInput {
     }
 }
 
-/// Opens one consumer per local worker of `pcfg` on `[kafka] click-topic` (from the earliest
-/// offsets) and starts the progress thread (module docs). `changes` are the external sinks'
-/// change sink; `acks` reports what they durably applied (`None`: no external sink).
+/// Opens one consumer per local worker of `pcfg` on `[kafka] click-topic` (from `start`:
+/// partition → next offset, the earliest offset for partitions not in it) and starts the
+/// progress thread (module docs). `changes` are the external sinks' change sink; `acks`
+/// reports what they durably applied (`None`: no external sink).
 ///
 /// Errors: the broker unreachable or the topic missing while opening the consumers.
 ///
@@ -231,6 +232,7 @@ pub async fn start(
     pcfg: &PipelineConfig,
     changes: Option<ChangeSink>,
     acks: Option<SinkAcks>,
+    start: BTreeMap<i32, i64>,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<KafkaInput> {
     let (kcfg, first, workers, peers) = (kafka.clone(), pcfg.first_worker(), pcfg.workers, pcfg.peers());
@@ -241,7 +243,7 @@ pub async fn start(
         let mut partitions = Vec::new();
         for w in first..first + workers {
             partitions.extend(partitions_for_worker(count, w, peers)?);
-            sources.push(Some(KafkaSource::open(&kcfg, w, peers, StartOffsets::Explicit(BTreeMap::new())).context("could not open the kafka source")?));
+            sources.push(Some(KafkaSource::open(&kcfg, w, peers, StartOffsets::Explicit(start.clone())).context("could not open the kafka source")?));
         }
         Ok((committer, sources, partitions))
     })

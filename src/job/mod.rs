@@ -6,24 +6,31 @@
 //! 1. the enricher (vendored UA, bot, GeoIP and referrer data; `[dataflow] geoip-path`);
 //! 2. the link-metadata feed (process 0 only): the store's change feed replayed from the
 //!    start, then the API hook and a poll of the feed ([`link_meta`]);
-//! 3. the log tail ([`log_source`]): partition = process id, from the log's first offset
-//!    (the views are rebuilt by replaying the log after every restart);
+//! 3. the input: the log tail ([`log_source`], partition = process id) or, in Kafka mode,
+//!    the click topic ([`kafka_source`]), from the offsets of the newest valid checkpoint
+//!    ([`checkpoint`]: views, dedup state and watermarks are restored from it) or, without
+//!    one, from the first offset (the state is rebuilt by replaying the input);
 //! 4. the pipeline with `[dataflow] workers` timely threads (and, with `processes > 1`,
 //!    timely's cluster mode over the hostfile), dead letters counted in
 //!    `sluice_events_dead_lettered_total{reason}` and logged (rate-limited);
 //! 5. a telemetry task: `sluice_dataflow_backlog_events`, `sluice_dataflow_lag_seconds`
 //!    (age of the stats API's `as_of`), `sluice_dataflow_events_total{outcome}`.
 //!
-//! [`DataflowJob::shutdown`] stops the tail, the feed and the workers (nothing to flush:
-//! the log is the source of truth).
+//! 6. the checkpoint task: a checkpoint every `[dataflow] checkpoint-interval`.
+//!
+//! [`DataflowJob::shutdown`] takes a last checkpoint, then stops the tail, the feed and the
+//! workers (nothing else to flush: the log or topic is the source of truth).
 //!
 //! | file | what |
 //! |---|---|
 //! | `config.rs` | `[dataflow]` and `[stats]` sections |
+//! | `checkpoint.rs` | checkpoint files: format, atomic write, newest-valid load, rounds |
+//! | `kafka_source.rs` | the click topic as the input, offset commits, freshness |
 //! | `log_source.rs` | the log as a `ClickSource`, freshness frontier |
 //! | `link_meta.rs` | link metadata from the API hook and the change feed |
 //! | `system.rs` | the whole process: store, log, writer, dataflow, HTTP ([`system::System`]) |
 
+pub mod checkpoint;
 pub mod config;
 pub mod kafka_source;
 pub mod link_meta;
@@ -42,7 +49,7 @@ use sluice_dataflows::changes::ChangeSink;
 use sluice_dataflows::clock::SystemClock;
 use sluice_dataflows::dead_letter::{DeadLetter, DeadLetterReason, DeadLetterSink};
 use sluice_dataflows::enrich::{EnrichConfig, Enricher};
-use sluice_dataflows::pipeline::{self, PipelineHandle, PipelineInputs, PipelineOutputs, PipelineStats, link_meta_channel};
+use sluice_dataflows::pipeline::{self, CheckpointOptions, PipelineHandle, PipelineInputs, PipelineOutputs, PipelineStats, link_meta_channel};
 use sluice_dataflows::source::{ClickSource, SourceFactory};
 use sluice_dataflows::views::{AsOf, Views};
 use sluice_serving::LinkChangeHook;
@@ -69,6 +76,10 @@ pub struct DataflowJob {
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     stats: Arc<dyn Fn() -> PipelineStats + Send + Sync>,
+    checkpointer: Option<checkpoint::Checkpointer>,
+    /// Stops the periodic checkpoint task (before the last checkpoint at shutdown).
+    checkpoint_stop: watch::Sender<bool>,
+    checkpoint_task: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for DataflowJob {
@@ -196,12 +207,45 @@ impl DataflowJob {
             (None, None)
         };
 
+        // Checkpoints: the newest valid one of this input is the starting state.
+        let checkpoints_on = !cfg.dataflow.checkpoint_interval.is_zero() && cfg.dataflow.processes == 1;
+        let source_id = if cfg.kafka.enabled() {
+            checkpoint::SourceIdentity::Kafka { topic: cfg.kafka.click_topic.clone() }
+        } else {
+            checkpoint::SourceIdentity::Log { partition: cfg.dataflow.partition() }
+        };
+        let checkpoint_dir = checkpoint::dir_of(&cfg.server.data_dir);
+        let restored = if checkpoints_on {
+            let (dir, id) = (checkpoint_dir.clone(), source_id.clone());
+            tokio::task::spawn_blocking(move || checkpoint::load_latest(&dir, &id)).await.context("checkpoint load task failed")??
+        } else {
+            None
+        };
+        if let Some((path, f)) = &restored {
+            metrics::counter!("sluice_checkpoint_restores_total").increment(1);
+            tracing::info!(
+                path = %path.display(),
+                created_ms = f.created_ms,
+                rows = f.snapshot.views.rows.len(),
+                dedup_ids = f.snapshot.dedup.ids.len(),
+                offsets = ?f.snapshot.offsets,
+                "restoring the dataflow from a checkpoint"
+            );
+        }
+        let snapshot = restored.map(|(_, f)| f.snapshot);
+        let start_offsets = snapshot.as_ref().map(|s| s.offsets.clone()).unwrap_or_default();
+
         let (factory, progress, changes): (SourceFactory, Arc<dyn SourceProgress>, Option<ChangeSink>) = if cfg.kafka.enabled() {
-            let input = kafka_source::start(&cfg.kafka, &pcfg, changes, acks, stop_rx.clone()).await?;
+            let start = snapshot.as_ref().map(checkpoint::kafka_offsets).unwrap_or_default();
+            let input = kafka_source::start(&cfg.kafka, &pcfg, changes, acks.clone(), start, stop_rx.clone()).await?;
             tasks.push(input.task);
             (input.factory, input.progress, Some(input.changes))
         } else {
-            let (source, progress, tail) = log_source::start_tail(log.clone(), cfg.dataflow.partition(), log.low(), cfg.dataflow.batch_size, stop_rx.clone());
+            let from = start_offsets.get(&cfg.dataflow.partition()).copied().unwrap_or_else(|| log.low());
+            if from < log.low() {
+                tracing::warn!(checkpoint = from, log_low = log.low(), "the click log no longer holds every click after the checkpoint");
+            }
+            let (source, progress, tail) = log_source::start_tail(log.clone(), cfg.dataflow.partition(), from, cfg.dataflow.batch_size, stop_rx.clone());
             tasks.push(tail);
             let slot = Mutex::new(Some(source));
             let reader = pcfg.first_worker();
@@ -216,23 +260,28 @@ impl DataflowJob {
         };
         let inputs = PipelineInputs { source: factory, enricher, clock: Arc::new(SystemClock), link_meta: meta_feed };
         let outputs = PipelineOutputs { changes, dead_letters: Some(dead_letter_sink()), anomalies };
-        let handle = tokio::task::spawn_blocking(move || pipeline::start(&pcfg, inputs, outputs))
+        let options = checkpoints_on.then(|| CheckpointOptions { restore: snapshot });
+        let handle = tokio::task::spawn_blocking(move || pipeline::start_with_checkpoints(&pcfg, inputs, outputs, options))
             .await
             .context("dataflow start task failed")?
             .context("could not start the dataflow")?;
         let views = handle.views().clone();
         let stats: Arc<dyn Fn() -> PipelineStats + Send + Sync> = Arc::new(handle.stats_handle());
         tasks.push(tokio::spawn(telemetry(views.clone(), Arc::clone(&progress), Arc::clone(&stats), stop_rx)));
+        let (checkpoint_stop, checkpoint_stop_rx) = watch::channel(false);
+        let checkpointer = handle.checkpoints().map(|h| checkpoint::Checkpointer { handle: h.clone(), acks, dir: checkpoint_dir, source: source_id });
+        let checkpoint_task = checkpointer.clone().map(|c| tokio::spawn(checkpoint::run(c, cfg.dataflow.checkpoint_interval, checkpoint_stop_rx)));
         tracing::info!(
             workers = cfg.dataflow.workers,
             processes = cfg.dataflow.processes,
             process_id = cfg.dataflow.process_id,
             kafka = cfg.kafka.enabled(),
-            replay_from = log.low(),
+            from = ?start_offsets,
+            checkpoints = checkpoints_on,
             log_head = log.head(),
             "click dataflow started"
         );
-        Ok(DataflowJob { pipeline: Some(handle), views, progress, feeder, stop, tasks, stats })
+        Ok(DataflowJob { pipeline: Some(handle), views, progress, feeder, stop, tasks, stats, checkpointer, checkpoint_stop, checkpoint_task })
     }
 
     /// The materialized views.
@@ -283,10 +332,28 @@ impl DataflowJob {
         }
     }
 
-    /// Stops the tail, the metadata feed and the workers, and waits for them.
+    /// Takes a checkpoint now ([`checkpoint::take`]); `None` when checkpoints are off.
+    ///
+    /// Errors: as [`checkpoint::take`].
+    pub async fn checkpoint(&self) -> Option<anyhow::Result<std::path::PathBuf>> {
+        match &self.checkpointer {
+            Some(c) => Some(checkpoint::take(c).await),
+            None => None,
+        }
+    }
+
+    /// Takes a last checkpoint (failures are logged), then stops the tail, the metadata feed
+    /// and the workers, and waits for them.
     ///
     /// Errors if a worker failed.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        let _ = self.checkpoint_stop.send(true);
+        if let Some(t) = self.checkpoint_task.take() {
+            let _ = t.await;
+        }
+        if let Some(Err(e)) = self.checkpoint().await {
+            tracing::warn!(error = %format!("{e:#}"), "no checkpoint at shutdown; the next start resumes from the previous one");
+        }
         let _ = self.stop.send(true);
         for t in self.tasks.drain(..) {
             let _ = t.await;
@@ -303,6 +370,10 @@ impl DataflowJob {
 impl Drop for DataflowJob {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
+        let _ = self.checkpoint_stop.send(true);
+        if let Some(t) = &self.checkpoint_task {
+            t.abort();
+        }
         for t in &self.tasks {
             t.abort();
         }

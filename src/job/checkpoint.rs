@@ -1,0 +1,290 @@
+//! Checkpoint files of the click dataflow: `<data-dir>/checkpoints/`, taken every
+//! `[dataflow] checkpoint-interval` and at graceful shutdown, loaded at start so a restart
+//! resumes from the snapshot instead of replaying the whole click topic (or log).
+//!
+//! ## What a checkpoint holds
+//! [`sluice_dataflows::checkpoint::DataflowSnapshot`] at one consistent cut: every rollup row
+//! (clicks + serialized visitor sketch), the dedup state (event ids within the horizon),
+//! the partition and global watermarks, and the next offset of every source partition such
+//! that every record below it — and none at or above it — is reflected in that state.
+//!
+//! ## When it is written
+//! A round ([`take`]) asks the pipeline for a snapshot, then waits until every external view
+//! sink (Redis, ClickHouse) has durably applied the change stream up to the cut before the
+//! file is written: a restored process re-emits changes only for records after the cut, so
+//! the sinks must already hold everything before it.
+//!
+//! ## File format (version [`FILE_VERSION`])
+//! ```text
+//! bytes 0..8    magic "SLUICECK"
+//! bytes 8..12   file format version, u32 little-endian
+//! bytes 12..20  payload length n, u64 little-endian
+//! bytes 20..52  SHA-256 of the payload
+//! bytes 52..    payload: bincode 1 of CheckpointFile (snapshot layout version inside)
+//! ```
+//! Files are named `ckpt-<cut epoch, 20 digits>.bin`; a round writes `<name>.tmp`, fsyncs
+//! it, renames it into place, fsyncs the directory, then deletes all but the newest
+//! [`KEEP`] files. At start the newest file that reads back whole (magic, version, length,
+//! checksum, decode, same source) wins; a corrupt or partial one is skipped with a warning.
+//!
+//! ## Which offsets win (Kafka mode)
+//! With a checkpoint, the sources start at the **checkpoint's** offsets, whatever the
+//! consumer group committed. The restored state is exactly "everything below these offsets",
+//! so starting anywhere else would double-count (earlier) or lose (later) clicks. The group's
+//! commits (every second, after the sinks applied) are normally ahead of the checkpoint;
+//! they serve lag monitoring and the sinks' effectively-once bookkeeping. Without a
+//! checkpoint the sources replay the topic from its earliest offset, since the in-memory
+//! state is empty.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sluice_dataflows::checkpoint::{CheckpointHandle, CheckpointStatus, DataflowSnapshot, SNAPSHOT_VERSION};
+use tokio::sync::watch;
+
+use super::kafka_source::SinkAcks;
+
+/// Magic bytes at the start of every checkpoint file.
+pub const MAGIC: &[u8; 8] = b"SLUICECK";
+/// Version of the file framing (bump on any change of the header).
+pub const FILE_VERSION: u32 = 1;
+/// Checkpoint files kept (the newest ones).
+pub const KEEP: usize = 2;
+const HEADER: usize = 8 + 4 + 8 + 32;
+/// How long a round may wait for every worker's part.
+const ROUND_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a round may wait for the external sinks to apply the cut.
+const ACK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Which input a checkpoint's offsets belong to; a checkpoint of another input is ignored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SourceIdentity {
+    /// Kafka mode: the click topic.
+    Kafka {
+        /// Topic name.
+        topic: String,
+    },
+    /// The embedded click log of this data dir, read as `partition`.
+    Log {
+        /// Partition (process id).
+        partition: u32,
+    },
+}
+
+/// The payload of a checkpoint file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckpointFile {
+    /// [`SNAPSHOT_VERSION`] of the writer.
+    pub snapshot_version: u32,
+    /// Wall-clock time of writing, ms since epoch UTC.
+    pub created_ms: i64,
+    /// The input the offsets refer to.
+    pub source: SourceIdentity,
+    /// The state.
+    pub snapshot: DataflowSnapshot,
+}
+
+/// Encodes `file` in the framed format (module docs).
+///
+/// Errors: serialization failure (not expected for these types).
+pub fn encode(file: &CheckpointFile) -> anyhow::Result<Vec<u8>> {
+    let payload = bincode::serialize(file).context("could not serialize the checkpoint")?;
+    let mut out = Vec::with_capacity(HEADER + payload.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&FILE_VERSION.to_le_bytes());
+    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    out.extend_from_slice(&Sha256::digest(&payload));
+    out.extend_from_slice(&payload);
+    Ok(out)
+}
+
+/// Decodes a framed checkpoint.
+///
+/// Errors (each names the problem): wrong magic, unknown file or snapshot version, length
+/// mismatch (a partial write), checksum mismatch (corruption), undecodable payload.
+pub fn decode(bytes: &[u8]) -> anyhow::Result<CheckpointFile> {
+    if bytes.len() < HEADER || &bytes[..8] != MAGIC {
+        bail!("not a checkpoint file (bad magic or shorter than the header)");
+    }
+    let version = u32::from_le_bytes(bytes[8..12].try_into().context("header")?);
+    if version != FILE_VERSION {
+        bail!("unknown checkpoint file version {version} (this build reads {FILE_VERSION})");
+    }
+    let len = u64::from_le_bytes(bytes[12..20].try_into().context("header")?);
+    let payload = &bytes[HEADER..];
+    if payload.len() as u64 != len {
+        bail!("payload is {} bytes, the header says {len} (partial write)", payload.len());
+    }
+    if Sha256::digest(payload).as_slice() != &bytes[20..52] {
+        bail!("checksum mismatch (corrupt file)");
+    }
+    let file: CheckpointFile = bincode::deserialize(payload).context("undecodable payload")?;
+    if file.snapshot_version != SNAPSHOT_VERSION {
+        bail!("unknown snapshot version {} (this build reads {SNAPSHOT_VERSION})", file.snapshot_version);
+    }
+    Ok(file)
+}
+
+/// The checkpoint directory of a data dir.
+pub fn dir_of(data_dir: &Path) -> PathBuf {
+    data_dir.join("checkpoints")
+}
+
+fn checkpoint_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    files.retain(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("ckpt-") && n.ends_with(".bin")));
+    files.sort();
+    Ok(files)
+}
+
+/// Writes `file` atomically into `dir` (temp file, fsync, rename, fsync of the directory)
+/// and keeps the newest [`KEEP`] files; returns the path and size in bytes.
+///
+/// Errors: I/O failures (the previous checkpoints stay intact).
+pub fn write(dir: &Path, file: &CheckpointFile) -> anyhow::Result<(PathBuf, usize)> {
+    std::fs::create_dir_all(dir).with_context(|| format!("could not create {}", dir.display()))?;
+    let bytes = encode(file)?;
+    let name = format!("ckpt-{:020}.bin", file.snapshot.cut_epoch);
+    let path = dir.join(&name);
+    let tmp = dir.join(format!("{name}.tmp"));
+    {
+        let mut f = std::fs::File::create(&tmp).with_context(|| format!("could not create {}", tmp.display()))?;
+        f.write_all(&bytes).context("could not write the checkpoint")?;
+        f.sync_all().context("could not fsync the checkpoint")?;
+    }
+    std::fs::rename(&tmp, &path).context("could not rename the checkpoint into place")?;
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).context("could not fsync the checkpoint directory")?;
+    let files = checkpoint_files(dir)?;
+    for old in files.iter().take(files.len().saturating_sub(KEEP)) {
+        if let Err(e) = std::fs::remove_file(old) {
+            tracing::warn!(path = %old.display(), error = %e, "could not delete an old checkpoint");
+        }
+    }
+    Ok((path, bytes.len()))
+}
+
+/// The newest valid checkpoint of `source` in `dir` (module docs); invalid files and
+/// checkpoints of another source are skipped with a warning.
+///
+/// Errors: the directory exists but cannot be listed.
+pub fn load_latest(dir: &Path, source: &SourceIdentity) -> anyhow::Result<Option<(PathBuf, CheckpointFile)>> {
+    let files = checkpoint_files(dir).with_context(|| format!("could not list {}", dir.display()))?;
+    for path in files.iter().rev() {
+        let read = std::fs::read(path).map_err(anyhow::Error::from).and_then(|b| decode(&b));
+        match read {
+            Ok(f) if &f.source == source => return Ok(Some((path.clone(), f))),
+            Ok(f) => tracing::warn!(path = %path.display(), checkpoint = ?f.source, current = ?source, "skipping a checkpoint of another input"),
+            Err(e) => {
+                metrics::counter!("sluice_checkpoints_skipped_total").increment(1);
+                tracing::warn!(path = %path.display(), error = %format!("{e:#}"), "skipping an unreadable checkpoint");
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Kafka start offsets from a snapshot (partition → next offset).
+pub fn kafka_offsets(snapshot: &DataflowSnapshot) -> BTreeMap<i32, i64> {
+    snapshot.offsets.iter().filter_map(|(&p, &o)| Some((i32::try_from(p).ok()?, i64::try_from(o).ok()?))).collect()
+}
+
+/// Everything a round needs.
+#[derive(Clone)]
+pub struct Checkpointer {
+    /// The pipeline's checkpoint handle.
+    pub handle: CheckpointHandle,
+    /// What the external sinks applied (`None`: no external sink).
+    pub acks: Option<SinkAcks>,
+    /// `<data-dir>/checkpoints`.
+    pub dir: PathBuf,
+    /// The input.
+    pub source: SourceIdentity,
+}
+
+impl std::fmt::Debug for Checkpointer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checkpointer").field("dir", &self.dir).field("source", &self.source).finish_non_exhaustive()
+    }
+}
+
+/// Takes one checkpoint (module docs): snapshot, wait for the sinks, write. Returns the
+/// file written. Metrics: `sluice_checkpoints_total{outcome}`,
+/// `sluice_checkpoint_duration_seconds`, `sluice_checkpoint_bytes`.
+///
+/// Errors: no snapshot within the round timeout (e.g. the workers stopped), the sinks not
+/// applying the cut within their timeout, I/O errors writing the file.
+pub async fn take(c: &Checkpointer) -> anyhow::Result<PathBuf> {
+    let t0 = Instant::now();
+    let r = take_inner(c).await;
+    let outcome = if r.is_ok() { "written" } else { "failed" };
+    metrics::counter!("sluice_checkpoints_total", "outcome" => outcome).increment(1);
+    if r.is_ok() {
+        metrics::histogram!("sluice_checkpoint_duration_seconds").record(t0.elapsed().as_secs_f64());
+    }
+    r
+}
+
+async fn take_inner(c: &Checkpointer) -> anyhow::Result<PathBuf> {
+    let deadline = tokio::time::Instant::now() + ROUND_TIMEOUT;
+    c.handle.begin();
+    let snapshot = loop {
+        match c.handle.poll() {
+            CheckpointStatus::Done(s) => break *s,
+            CheckpointStatus::Failed(why) => {
+                tracing::debug!(%why, "checkpoint round failed; starting another");
+                c.handle.begin();
+            }
+            CheckpointStatus::Pending => {}
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("no consistent snapshot within {ROUND_TIMEOUT:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    if let Some(acks) = &c.acks {
+        let deadline = tokio::time::Instant::now() + ACK_TIMEOUT;
+        while acks() < snapshot.cut_epoch {
+            if tokio::time::Instant::now() >= deadline {
+                bail!("the view sinks did not apply the checkpoint's cut within {ACK_TIMEOUT:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let file = CheckpointFile { snapshot_version: SNAPSHOT_VERSION, created_ms: super::now_ms(), source: c.source.clone(), snapshot };
+    let dir = c.dir.clone();
+    let (rows, ids, offsets) = (file.snapshot.views.rows.len(), file.snapshot.dedup.ids.len(), file.snapshot.offsets.clone());
+    let (path, bytes) = tokio::task::spawn_blocking(move || write(&dir, &file)).await.context("checkpoint write task failed")??;
+    metrics::gauge!("sluice_checkpoint_bytes").set(bytes as f64);
+    tracing::info!(path = %path.display(), bytes, rows, dedup_ids = ids, ?offsets, "checkpoint written");
+    Ok(path)
+}
+
+/// Takes a checkpoint every `interval` until `stop` turns true (failures are logged and
+/// retried at the next interval).
+pub async fn run(c: Checkpointer, interval: Duration, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => {}
+        }
+        if *stop.borrow() {
+            break;
+        }
+        if let Err(e) = take(&c).await {
+            tracing::warn!(error = %format!("{e:#}"), "checkpoint failed; retrying at the next interval");
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "checkpoint_tests.rs"]
+mod tests;

@@ -1,0 +1,74 @@
+use super::*;
+
+fn file(cut: u64, source: SourceIdentity) -> CheckpointFile {
+    let mut snapshot = DataflowSnapshot { cut_epoch: cut, ..Default::default() };
+    snapshot.offsets.insert(0, cut * 10);
+    snapshot.offsets.insert(3, 7);
+    snapshot.dedup.ids = vec![(1, 1_000), (u128::MAX, 2_000)];
+    snapshot.dedup.newest = 2_000;
+    CheckpointFile { snapshot_version: SNAPSHOT_VERSION, created_ms: 1, source, snapshot }
+}
+
+fn kafka() -> SourceIdentity {
+    SourceIdentity::Kafka { topic: "clicks".into() }
+}
+
+#[test]
+fn encode_decode_round_trips_and_detects_damage() {
+    let f = file(5, kafka());
+    let bytes = encode(&f).expect("encode");
+    assert_eq!(&bytes[..8], MAGIC);
+    let back = decode(&bytes).expect("decode");
+    assert_eq!(back.snapshot.offsets, f.snapshot.offsets);
+    assert_eq!(back.snapshot.dedup, f.snapshot.dedup);
+    assert_eq!(back.source, f.source);
+
+    let mut flipped = bytes.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 0x40;
+    assert!(format!("{:#}", decode(&flipped).unwrap_err()).contains("checksum"));
+    let partial = &bytes[..bytes.len() - 3];
+    assert!(format!("{:#}", decode(partial).unwrap_err()).contains("partial write"));
+    assert!(format!("{:#}", decode(&bytes[..10]).unwrap_err()).contains("magic"));
+    let mut v2 = bytes.clone();
+    v2[8] = 2;
+    assert!(format!("{:#}", decode(&v2).unwrap_err()).contains("version 2"));
+}
+
+#[test]
+fn newest_valid_checkpoint_wins_corrupt_ones_are_skipped_and_two_are_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().join("checkpoints");
+    assert!(load_latest(&d, &kafka()).expect("missing dir is empty").is_none());
+    for cut in [100, 200, 300] {
+        write(&d, &file(cut, kafka())).expect("write");
+    }
+    let names: Vec<String> = checkpoint_files(&d).expect("list").iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    assert_eq!(names, vec![format!("ckpt-{:020}.bin", 200), format!("ckpt-{:020}.bin", 300)], "the newest two are kept");
+    let (_, f) = load_latest(&d, &kafka()).expect("load").expect("found");
+    assert_eq!(f.snapshot.cut_epoch, 300);
+
+    // Corrupt the newest: the previous one is used.
+    let newest = d.join(format!("ckpt-{:020}.bin", 300));
+    let mut bytes = std::fs::read(&newest).expect("read");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&newest, &bytes).expect("corrupt");
+    let (path, f) = load_latest(&d, &kafka()).expect("load").expect("found");
+    assert_eq!(f.snapshot.cut_epoch, 200, "fell back from {}", path.display());
+
+    // A partial newer file (a crash before the rename leaves only a .tmp; a torn file is cut).
+    std::fs::write(d.join(format!("ckpt-{:020}.bin", 400)), &bytes[..40]).expect("partial");
+    std::fs::write(d.join(format!("ckpt-{:020}.bin.tmp", 500)), b"junk").expect("tmp");
+    assert_eq!(load_latest(&d, &kafka()).expect("load").expect("found").1.snapshot.cut_epoch, 200);
+
+    // Another input's checkpoint is not used.
+    assert!(load_latest(&d, &SourceIdentity::Kafka { topic: "other".into() }).expect("load").is_none());
+    assert!(load_latest(&d, &SourceIdentity::Log { partition: 0 }).expect("load").is_none());
+}
+
+#[test]
+fn kafka_offsets_convert_partitions_and_offsets() {
+    let f = file(2, kafka());
+    assert_eq!(kafka_offsets(&f.snapshot), BTreeMap::from([(0, 20), (3, 7)]));
+}
