@@ -238,3 +238,40 @@ fn prepare(l: &sluice_schemas::Link) -> Option<Arc<CachedLink>> {
     }
     c.map(Arc::new)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The jittered TTL of a positive entry stays inside `ttl × [1 − j, 1 + j]` and spreads
+    /// over it (10,000 draws: the chance that none falls in the outer tenth of either side
+    /// is 0.9^10000); negative entries always get `negative_ttl`.
+    #[test]
+    fn jittered_ttl_spreads_within_its_bounds() {
+        let e = JitteredExpiry { ttl: Duration::from_secs(100), jitter: 0.25, negative_ttl: Duration::from_secs(5) };
+        let negative = Entry { epoch: 0, link: None };
+        assert_eq!(e.ttl_for(&negative), Duration::from_secs(5));
+        let zero = JitteredExpiry { jitter: 0.0, ..e };
+        let now = chrono::Utc::now();
+        let link = sluice_schemas::Link {
+            code: "j".into(),
+            long_url: "https://e.example/j".into(),
+            domain: None,
+            expires_at: None,
+            enabled: true,
+            tags: vec![],
+            redirect_type: sluice_schemas::RedirectType::Found,
+            org: None,
+            created_at: now,
+            updated_at: now,
+            version: 1,
+        };
+        let p = Entry { epoch: 0, link: prepare(&link) };
+        assert!(p.link.is_some());
+        assert_eq!(zero.ttl_for(&p), Duration::from_secs(100));
+        let e = JitteredExpiry { ttl: Duration::from_secs(100), jitter: 0.25, negative_ttl: Duration::from_secs(5) };
+        let draws: Vec<f64> = (0..10_000).map(|_| e.ttl_for(&p).as_secs_f64()).collect();
+        assert!(draws.iter().all(|d| (75.0..=125.0).contains(d)), "out of bounds");
+        assert!(draws.iter().any(|d| *d < 80.0) && draws.iter().any(|d| *d > 120.0), "no spread");
+    }
+}

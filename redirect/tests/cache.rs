@@ -107,12 +107,17 @@ async fn hits_do_not_read_the_store_and_unknown_codes_are_cached_negatively() {
 
 #[tokio::test]
 async fn negative_entries_expire_after_their_short_ttl() {
-    let cfg = RedirectConfig { negative_ttl: Duration::from_millis(200), ..RedirectConfig::default() };
+    // Bounds are one-sided or seconds wide, so a stalled runtime cannot fail the test: the
+    // entry is checked right after it was cached (2 s of slack), and its expiry is polled
+    // for and must not come before the TTL.
+    let ttl = Duration::from_secs(2);
+    let cfg = RedirectConfig { negative_ttl: ttl, ..RedirectConfig::default() };
     let (store, cache) = setup(cfg);
+    let cached_at = tokio::time::Instant::now();
     assert_eq!(target(&cache.lookup("late").await.expect("lookup")), None);
     store.links.lock().insert("late".into(), link("late", "https://e.example/late"));
     assert_eq!(target(&cache.lookup("late").await.expect("lookup")), None, "still negative within ttl");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let deadline = cached_at + Duration::from_secs(30);
     loop {
         if target(&cache.lookup("late").await.expect("lookup")).is_some() {
             break;
@@ -120,21 +125,29 @@ async fn negative_entries_expire_after_their_short_ttl() {
         assert!(tokio::time::Instant::now() < deadline, "negative entry never expired");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    assert!(cached_at.elapsed() >= ttl, "negative entry expired before its ttl: {:?}", cached_at.elapsed());
 }
 
 #[tokio::test]
 async fn positive_ttl_has_jitter_within_bounds() {
-    // ttl 400ms ±25%: the entry must be gone by 500ms + slack and present before 300ms.
-    let cfg = RedirectConfig { cache_ttl: Duration::from_millis(400), cache_ttl_jitter: 0.25, ..RedirectConfig::default() };
+    // ttl 2 s ±25%: the entry lives at least 1.5 s and at most 2.5 s. The "alive" check
+    // comes right after loading (1.5 s of slack); the expiry is polled for (30 s deadline)
+    // and must not come before 1.5 s. The jitter's spread itself is unit-tested in the
+    // cache module.
+    let cfg = RedirectConfig { cache_ttl: Duration::from_secs(2), cache_ttl_jitter: 0.25, ..RedirectConfig::default() };
     let (store, cache) = setup(cfg);
     store.links.lock().insert("j".into(), link("j", "https://e.example/j"));
+    let loaded_at = tokio::time::Instant::now();
     cache.lookup("j").await.expect("load");
-    tokio::time::sleep(Duration::from_millis(250)).await;
     cache.lookup("j").await.expect("hit");
     assert_eq!(store.reads.load(Ordering::SeqCst), 1, "alive before ttl*(1-jitter)");
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    cache.lookup("j").await.expect("reload");
-    assert_eq!(store.reads.load(Ordering::SeqCst), 2, "expired after ttl*(1+jitter)");
+    let deadline = loaded_at + Duration::from_secs(30);
+    while store.reads.load(Ordering::SeqCst) < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "positive entry never expired");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        cache.lookup("j").await.expect("lookup");
+    }
+    assert!(loaded_at.elapsed() >= Duration::from_millis(1_500), "expired before ttl*(1-jitter): {:?}", loaded_at.elapsed());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
