@@ -242,9 +242,23 @@ impl std::ops::Deref for DimStr {
     }
 }
 
+impl DimStr {
+    /// The UTF-8 bytes (no validation: comparisons never need it).
+    #[inline]
+    fn bytes(&self) -> &[u8] {
+        match &self.0 {
+            DimRepr::Inline { len, buf } => &buf[..*len as usize],
+            DimRepr::Heap(s) => s.as_bytes(),
+        }
+    }
+}
+
+// Equality and order compare bytes: the same results as on `str` (byte-lexicographic),
+// without re-validating UTF-8 on every comparison.
 impl PartialEq for DimStr {
+    #[inline]
     fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
+        self.bytes() == other.bytes()
     }
 }
 impl Eq for DimStr {}
@@ -255,7 +269,7 @@ impl PartialOrd for DimStr {
 }
 impl Ord for DimStr {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.as_str().cmp(other.as_str())
+        self.bytes().cmp(other.bytes())
     }
 }
 impl std::hash::Hash for DimStr {

@@ -206,8 +206,7 @@ pub(crate) fn run(views: &Views, q: &StatsQuery) -> Result<StatsResult> {
         cover(a, b, &shard.retained_from, &mut pieces)?;
         let mut bucket_total = Acc::default();
         let mut bucket_dims: BTreeMap<(u32, u32), Acc> = BTreeMap::new();
-        for &(g, start) in &pieces {
-            let Some(block) = shard.block(code, g, start) else { continue };
+        for block in pieces.iter().flat_map(|&(g, start)| shard.blocks(code, g, start)) {
             block.for_view(0, |k, row| {
                 if keep(k) {
                     bucket_total.add(row);

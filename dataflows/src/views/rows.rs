@@ -50,6 +50,11 @@ impl Row {
             self.clicks |= DIRTY;
         }
     }
+    /// Whether the row changed since the last change-stream emission.
+    #[inline]
+    pub(crate) fn is_dirty(&self) -> bool {
+        self.clicks & DIRTY != 0
+    }
     /// Returns whether the row was dirty, clearing the mark.
     #[inline]
     pub(crate) fn take_dirty(&mut self) -> bool {
@@ -110,6 +115,23 @@ impl Block {
                 *created += 1;
                 Row::default()
             }),
+        }
+    }
+
+    /// The row for `key`, if present.
+    #[inline]
+    pub(crate) fn get(&self, key: u64) -> Option<&Row> {
+        match self {
+            Block::Small(v) => v.iter().find(|(k, _)| *k == key).map(|(_, r)| r),
+            Block::Large(m) => m.get(&key),
+        }
+    }
+
+    /// Every row with its key.
+    pub(crate) fn for_each(&self, mut f: impl FnMut(u64, &Row)) {
+        match self {
+            Block::Small(v) => v.iter().for_each(|(k, r)| f(*k, r)),
+            Block::Large(m) => m.iter().for_each(|(k, r)| f(*k, r)),
         }
     }
 

@@ -10,6 +10,21 @@
 //! the global watermark `W`: a bucket of granularity `g` is dropped once its end is at or
 //! before `W − retention(g)`; an index by bucket start makes eviction proportional to the
 //! evicted blocks.
+//!
+//! ## Sealing: hour and day rows are folded from quarters
+//! A 15-minute bucket is **sealed** once `W` reaches its end (`sealed_before` = `W` rounded
+//! down to 15 minutes). A click in an unsealed quarter updates only its minute and quarter
+//! rows (16 row updates instead of 32); when `W` seals a quarter, its rows are merged once
+//! into the hour and day rows (clicks added, sketches unioned), in the same write lock as the
+//! watermark move. A click in a sealed quarter (late, or backfill) updates all four
+//! granularities directly. So at every applied epoch:
+//!
+//! > hour/day row = its block's row ∪ the rows of the bucket's unsealed quarters,
+//!
+//! and every reader goes through [`ShardState::blocks`], which yields exactly those blocks:
+//! queries, summaries and the change stream (which emits hour and day rows at that full
+//! value whenever one of their parts changed) see the same values as if every click had
+//! updated every granularity, and minute, hour and day totals keep agreeing.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,6 +36,10 @@ use crate::changes::ChangedRow;
 use crate::hash::{FxHashMap, FxHashSet};
 use crate::model::{DimStr, Granularity, View};
 use crate::records::LinkedRecord;
+
+mod seal;
+#[cfg(test)]
+mod tests;
 
 /// Interns dimension values of one shard to dense `u32` ids.
 #[derive(Debug, Default)]
@@ -95,6 +114,9 @@ pub(crate) struct ShardState {
     free: Vec<u32>,
     /// Global watermark `W` as of `applied_epoch`.
     pub(crate) watermark_ms: i64,
+    /// Quarters starting before this are sealed: folded into their hour and day blocks
+    /// (module docs). Always `W` rounded down to 15 minutes.
+    sealed_before: i64,
     /// Every epoch below this is applied.
     pub(crate) applied_epoch: u64,
     /// Per granularity: buckets starting at or after this are retained (earlier ones were
@@ -128,6 +150,7 @@ impl ShardState {
             blocks: Vec::new(),
             free: Vec::new(),
             watermark_ms: i64::MIN,
+            sealed_before: i64::MIN,
             applied_epoch: 0,
             retained_from: [i64::MIN; 4],
             retention_ms,
@@ -145,10 +168,26 @@ impl ShardState {
         self.codes.get(code).map(|&i| &self.code_rollups[i as usize])
     }
 
-    /// The block of `code` at granularity `g` starting at `start`, if any.
+    /// The blocks whose rows together make up bucket `start` of granularity `g` of `code`:
+    /// the bucket's own block and, for an hour or day not yet sealed, the blocks of its
+    /// unsealed quarters (module docs). A row's value is the sum of its clicks and the union
+    /// of its sketches over these blocks.
     #[inline]
-    pub(crate) fn block(&self, code: &CodeRollups, g: Granularity, start: i64) -> Option<&Block> {
-        code.grans[g.index()].get(&start).map(|&s| &self.blocks[s as usize])
+    pub(crate) fn blocks<'a>(&'a self, code: &'a CodeRollups, g: Granularity, start: i64) -> impl Iterator<Item = &'a Block> + 'a {
+        let own = code.grans[g.index()].get(&start).copied();
+        let end = start.saturating_add(g.len_ms());
+        let from = start.max(self.sealed_before);
+        let quarters = (g.index() >= Granularity::Hour.index() && from < end)
+            .then(|| code.grans[Granularity::Quarter.index()].range(from..end).map(|(_, &s)| s))
+            .into_iter()
+            .flatten();
+        own.into_iter().chain(quarters).map(move |s| &self.blocks[s as usize])
+    }
+
+    /// Whether a click at `ts` goes to the hour and day rows directly (its quarter is sealed).
+    #[inline]
+    fn sealed(&self, ts: i64) -> bool {
+        Granularity::Quarter.bucket_start(ts) < self.sealed_before
     }
 
     /// Name of value `id` of dimension index `dim`.
@@ -267,10 +306,13 @@ impl ShardState {
         self.order = order;
     }
 
-    /// Applies one click to its eight rows in each retained granularity.
+    /// Applies one click to its eight rows in each retained granularity (minute and quarter
+    /// only while its quarter is unsealed).
     fn apply_one(&mut self, p: &Prepared) {
         let track = self.track_changes;
-        for g in Granularity::ALL {
+        let grans = if self.sealed(p.ts) { 4 } else { 2 };
+        for g in &Granularity::ALL[..grans] {
+            let g = *g;
             let gi = g.index();
             let start = g.bucket_start(p.ts);
             if start < self.retained_from[gi] {
@@ -308,7 +350,7 @@ impl ShardState {
             for &(_, k) in run {
                 let p = &scratch[k as usize];
                 let start = g.bucket_start(p.ts);
-                if start < self.retained_from[gi] {
+                if start < self.retained_from[gi] || (gi >= Granularity::Hour.index() && !self.sealed(p.ts)) {
                     continue;
                 }
                 for &key in &p.keys {
@@ -363,6 +405,10 @@ impl ShardState {
             return;
         }
         self.watermark_ms = w;
+        // Fold before evicting: a quarter kept shorter than its hour must reach it first.
+        if w > i64::MIN / 2 {
+            self.seal_quarters(Granularity::Quarter.bucket_start(w));
+        }
         for g in Granularity::ALL {
             let gi = g.index();
             let cutoff = w.saturating_sub(self.retention_ms[gi]);
@@ -396,42 +442,6 @@ impl ShardState {
     /// Number of rows currently held.
     pub(crate) fn rows(&self) -> usize {
         self.rows
-    }
-
-    /// Appends every row changed since the last call (absolute values) and clears the marks.
-    pub(crate) fn drain_changes(&mut self, out: &mut Vec<ChangedRow>) {
-        let dirty = std::mem::take(&mut self.dirty_blocks);
-        self.dirty.clear();
-        for (ci, gi, start) in dirty {
-            let code = &self.code_rollups[ci as usize];
-            let Some(&slot) = code.grans[gi as usize].get(&start) else { continue };
-            let block = &mut self.blocks[slot as usize];
-            let (values, metas) = (&self.values, &self.metas);
-            block.for_each_mut(|key, row| {
-                if !row.take_dirty() {
-                    return;
-                }
-                let (vi, a, b, is_bot) = split_key(key);
-                let view = View::ALL[vi];
-                let (dims, meta) = match view {
-                    View::Total => (Vec::new(), metas.get(a as usize).cloned().flatten()),
-                    View::Single(d) => (vec![Arc::clone(values[d.index()].name(a))], None),
-                    View::CountryDevice => (vec![Arc::clone(values[0].name(a)), Arc::clone(values[1].name(b))], None),
-                };
-                out.push(ChangedRow {
-                    code: Arc::clone(&code.name),
-                    granularity: Granularity::ALL[gi as usize],
-                    bucket_start_ms: start,
-                    view,
-                    is_bot,
-                    dims,
-                    meta,
-                    clicks: row.clicks(),
-                    uniques: row.sketch.uniques(),
-                    sketch: row.sketch.to_bytes(),
-                });
-            });
-        }
     }
 
     /// Checkpoint hook ([`crate::checkpoint`]): appends every row (absolute values, sketch
@@ -489,14 +499,26 @@ impl ShardState {
         let mut created = 0usize;
         let r = self.blocks[slot as usize].entry(row_key(vi, a, b, row.is_bot), &mut created);
         r.add_clicks(row.clicks, false);
-        r.sketch = sketch;
+        // Rows the snapshot kept apart can meet here: total-view rows of one code whose
+        // metadata values were equal but held by different `Arc`s (the shard interns by
+        // pointer). They are one logical row: add clicks, union the visitors.
+        if created == 0 {
+            r.sketch.merge(&sketch);
+        } else {
+            r.sketch = sketch;
+        }
         self.rows += created;
         Ok(())
     }
 
-    /// Checkpoint hook: the restored watermark and retention floors (never moved back).
+    /// Checkpoint hook: the restored watermark and retention floors (never moved back). The
+    /// restored rows were exported at that watermark, so the quarters before it are sealed
+    /// (folded into the exported hour and day rows).
     pub(crate) fn resume_at(&mut self, watermark_ms: i64, retained_from: [i64; 4]) {
         self.watermark_ms = self.watermark_ms.max(watermark_ms);
+        if self.watermark_ms > i64::MIN / 2 {
+            self.sealed_before = self.sealed_before.max(Granularity::Quarter.bucket_start(self.watermark_ms));
+        }
         for (r, f) in self.retained_from.iter_mut().zip(retained_from) {
             *r = (*r).max(f);
         }

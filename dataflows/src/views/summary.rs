@@ -102,21 +102,18 @@ pub(crate) fn run(views: &Views, q: &SummaryQuery) -> Result<SummaryResult> {
         };
         for code in &shard.code_rollups {
             let mut acc = Acc::default();
-            for &(g, start) in &pieces {
-                if let Some(b) = shard.block(code, g, start) {
-                    b.for_view(0, |k, row| {
-                        let (_, meta, _, bot) = split_key(k);
-                        if (q.include_bots || !bot) && meta_ok(meta) {
-                            acc.add(row);
-                        }
-                    });
-                }
+            for b in pieces.iter().flat_map(|&(g, start)| shard.blocks(code, g, start)) {
+                b.for_view(0, |k, row| {
+                    let (_, meta, _, bot) = split_key(k);
+                    if (q.include_bots || !bot) && meta_ok(meta) {
+                        acc.add(row);
+                    }
+                });
             }
             if acc.clicks == 0 {
                 continue;
             }
-            for &(g, start) in &pieces {
-                let Some(b) = shard.block(code, g, start) else { continue };
+            for b in pieces.iter().flat_map(|&(g, start)| shard.blocks(code, g, start)) {
                 for (vi, dim, target) in [
                     (country_view, Dimension::Country, &mut countries),
                     (referrer_view, Dimension::ReferrerDomain, &mut referrers),

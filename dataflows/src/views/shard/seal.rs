@@ -1,0 +1,142 @@
+//! Sealing quarters into hour and day rows, and the change stream that emits hour and day
+//! rows at their full value (see the parent module's "Sealing" section).
+
+use std::sync::Arc;
+
+use sluice_schemas::LinkMeta;
+
+use super::{Interner, ShardState};
+use crate::changes::ChangedRow;
+use crate::model::{Granularity, View};
+use crate::sketch::VisitorSketch;
+use crate::views::rows::split_key;
+
+impl ShardState {
+    /// Seals the quarters starting before `until`: merges each quarter block's rows into its
+    /// hour and day blocks (where retained). A row changed since the last change-stream
+    /// emission marks the rows it merges into, so their full value is emitted next.
+    pub(super) fn seal_quarters(&mut self, until: i64) {
+        if until <= self.sealed_before {
+            return;
+        }
+        let from = self.sealed_before;
+        self.sealed_before = until;
+        let quarters: Vec<(i64, u32, u32)> = self.evict_index[Granularity::Quarter.index()]
+            .range(from..until)
+            .flat_map(|(&start, v)| v.iter().map(move |&(ci, slot)| (start, ci, slot)))
+            .collect();
+        let track = self.track_changes;
+        for (qstart, ci, qslot) in quarters {
+            let quarter = std::mem::take(&mut self.blocks[qslot as usize]);
+            for g in [Granularity::Hour, Granularity::Day] {
+                let gi = g.index();
+                let start = g.bucket_start(qstart);
+                if start < self.retained_from[gi] {
+                    continue;
+                }
+                let slot = self.block_slot(ci, gi, start);
+                let target = &mut self.blocks[slot as usize];
+                let (mut created, mut dirty) = (0usize, false);
+                quarter.for_each(|key, row| {
+                    let mark = track && row.is_dirty();
+                    let t = target.entry(key, &mut created);
+                    t.add_clicks(row.clicks(), mark);
+                    t.sketch.merge(&row.sketch);
+                    dirty |= mark;
+                });
+                self.rows += created;
+                if dirty && self.dirty.insert((ci, gi as u8, start)) {
+                    self.dirty_blocks.push((ci, gi as u8, start));
+                }
+            }
+            self.blocks[qslot as usize] = quarter;
+        }
+    }
+
+    /// Appends every row changed since the last call (absolute values) and clears the marks.
+    /// Hour and day rows are emitted at their full value (block row ∪ unsealed quarters),
+    /// also when only one of their unsealed quarters changed.
+    pub(crate) fn drain_changes(&mut self, out: &mut Vec<ChangedRow>) {
+        let dirty = std::mem::take(&mut self.dirty_blocks);
+        self.dirty.clear();
+        let mut derived: Vec<(u32, u8, i64, u64)> = Vec::new();
+        for (ci, gi, start) in dirty {
+            let code = &self.code_rollups[ci as usize];
+            let Some(&slot) = code.grans[gi as usize].get(&start) else { continue };
+            let block = &mut self.blocks[slot as usize];
+            if gi as usize >= Granularity::Hour.index() {
+                block.for_each_mut(|key, row| {
+                    if row.take_dirty() {
+                        derived.push((ci, gi, start, key));
+                    }
+                });
+                continue;
+            }
+            let unsealed = gi as usize == Granularity::Quarter.index() && start >= self.sealed_before;
+            let (values, metas, retained) = (&self.values, &self.metas, &self.retained_from);
+            block.for_each_mut(|key, row| {
+                if !row.take_dirty() {
+                    return;
+                }
+                if unsealed {
+                    for g in [Granularity::Hour, Granularity::Day] {
+                        let s = g.bucket_start(start);
+                        if s >= retained[g.index()] {
+                            derived.push((ci, g.index() as u8, s, key));
+                        }
+                    }
+                }
+                let g = Granularity::ALL[gi as usize];
+                let clicks = row.clicks();
+                out.push(changed_row(values, metas, &code.name, g, start, key, clicks, &mut row.sketch));
+            });
+        }
+        derived.sort_unstable();
+        derived.dedup();
+        for (ci, gi, start, key) in derived {
+            let code = &self.code_rollups[ci as usize];
+            let g = Granularity::ALL[gi as usize];
+            let (mut clicks, mut sketch) = (0u64, VisitorSketch::new());
+            for block in self.blocks(code, g, start) {
+                if let Some(row) = block.get(key) {
+                    clicks += row.clicks();
+                    sketch.merge(&row.sketch);
+                }
+            }
+            out.push(changed_row(&self.values, &self.metas, &code.name, g, start, key, clicks, &mut sketch));
+        }
+    }
+}
+
+/// The change-stream form of a row: `key` of block (`code`, `g`, `start`) with these values.
+#[allow(clippy::too_many_arguments)]
+fn changed_row(
+    values: &[Interner; 6],
+    metas: &[Option<Arc<LinkMeta>>],
+    code: &Arc<str>,
+    g: Granularity,
+    start: i64,
+    key: u64,
+    clicks: u64,
+    sketch: &mut VisitorSketch,
+) -> ChangedRow {
+    let (vi, a, b, is_bot) = split_key(key);
+    let view = View::ALL[vi];
+    let (dims, meta) = match view {
+        View::Total => (Vec::new(), metas.get(a as usize).cloned().flatten()),
+        View::Single(d) => (vec![Arc::clone(values[d.index()].name(a))], None),
+        View::CountryDevice => (vec![Arc::clone(values[0].name(a)), Arc::clone(values[1].name(b))], None),
+    };
+    ChangedRow {
+        code: Arc::clone(code),
+        granularity: g,
+        bucket_start_ms: start,
+        view,
+        is_bot,
+        dims,
+        meta,
+        clicks,
+        uniques: sketch.uniques(),
+        sketch: sketch.to_bytes(),
+    }
+}
