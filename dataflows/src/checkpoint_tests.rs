@@ -215,3 +215,38 @@ fn dedup_state_round_trips_and_is_routed_to_the_owning_worker() {
     let owned: usize = (0..3).map(|w| ids.iter().filter(|(id, _)| owner(route_u128(*id), 3) == w).count()).sum();
     assert_eq!(owned, ids.len());
 }
+
+#[test]
+fn rows_that_meet_on_restore_add_clicks_and_union_visitors() {
+    use crate::model::{Granularity, View};
+    use crate::sketch::VisitorSketch;
+    let meta = |n: u8| Some(Arc::new(sluice_schemas::LinkMeta { code: "ab".into(), org: Some(format!("o{}", n / 10)), tags: vec![], domain: None, target_host: None }));
+    let row = |visitors: std::ops::Range<u64>, m| {
+        let mut sk = VisitorSketch::new();
+        visitors.clone().for_each(|v| sk.insert(v));
+        ChangedRow {
+            code: Arc::from("ab"),
+            granularity: Granularity::Hour,
+            bucket_start_ms: NOW.div_euclid(3_600_000) * 3_600_000,
+            view: View::Total,
+            is_bot: false,
+            dims: Vec::new(),
+            meta: m,
+            clicks: visitors.end - visitors.start,
+            uniques: visitors.end - visitors.start,
+            sketch: sk.to_bytes(),
+        }
+    };
+    // Two rows with equal metadata values (different Arcs in the old shard) and one without.
+    let snap = DataflowSnapshot {
+        views: ViewsSnapshot { watermark_ms: i64::MIN, retained_from: [i64::MIN; 4], rows: vec![row(0..40, meta(1)), row(30..100, meta(2)), row(500..510, None)] },
+        ..Default::default()
+    };
+    let views = Views::new(1, 0, 1, [i64::MAX; 4], false);
+    Checkpoints::new(1, 0, 1, Some(snap)).restore_views(&views).expect("restore");
+    let mut out = Vec::new();
+    views.local_shards()[0].read().export_rows(&mut out);
+    let mut got: Vec<(u64, u64, bool)> = out.iter().map(|r| (r.clicks, r.uniques, r.meta.is_some())).collect();
+    got.sort_unstable();
+    assert_eq!(got, vec![(10, 10, false), (110, 100, true)], "clicks add up, visitors are the union (exact: 100 distinct)");
+}

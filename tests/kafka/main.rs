@@ -4,6 +4,7 @@
 //! event is lost while the broker is down for 30 s. Every test uses its own topic and
 //! consumer group and polls with timeouts.
 
+mod checkpoint;
 mod support;
 
 use std::collections::BTreeMap;
