@@ -12,7 +12,7 @@ use crate::{Error, Result};
 
 mod abuse;
 pub use abuse::{
-    AbuseConfig, BlocklistedTargetConfig, BotShareConfig, ClickBurstConfig, Levels, ShareShiftConfig, VisitorFloodConfig,
+    AbuseConfig, BlocklistedTargetConfig, BotShareConfig, ClickBurstConfig, FloodCapConfig, Levels, ShareShiftConfig, VisitorFloodConfig,
 };
 
 /// Event-time semantics (DESIGN.md, "Semantics"). All comparisons use event time (the

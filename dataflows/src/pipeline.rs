@@ -4,7 +4,7 @@
 //! returns a [`PipelineHandle`]. Every worker builds the same graph:
 //!
 //! ```text
-//! source ─▶ gate ─▶ DedupByEventId ─▶ EnrichClicks ─▶ LookupLinkMeta ─▶ MaintainRollups ─▶ probe
+//! source ─▶ gate ─▶ DedupByEventId ─▶ EnrichClicks ─▶ LookupLinkMeta ─▶ (CapVisitorFloods) ─▶ MaintainRollups ─▶ probe
 //!            │      (by event id)                     (by code)  ▲       │(views shard)
 //!            │           └──▶ SinkDeadLetters                     │       └─▶ change stream
 //!            ├─ dead letters (invalid, future, too late)          │
@@ -42,7 +42,7 @@ use crate::config::PipelineConfig;
 use crate::dead_letter::{DeadLetterCounters, DeadLetterSink, emit};
 use crate::hash::FxHashMap;
 use crate::operators::{
-    AbuseWiring, ClickEnricher, DedupByEventId, DedupParams, EnrichClicks, LookupLinkMeta, MaintainRollups, RollupTarget,
+    AbuseWiring, CapVisitorFloods, ClickEnricher, DedupByEventId, DedupParams, EnrichClicks, LookupLinkMeta, MaintainRollups, RollupTarget,
     SinkDeadLetters, arrange_link_meta,
 };
 use crate::records::GatedClick;
@@ -232,6 +232,7 @@ pub fn start_with_checkpoints<E: ClickEnricher>(
     let (blocklist, block_feed) = blocklist_channel();
     let block_feed = Mutex::new(Some(block_feed));
     let (abuse_cfg, anomaly_sink) = (config.abuse.clone(), outputs.anomalies);
+    let flood_cap = config.abuse.flood_cap.cap();
     let (factory, clock) = (inputs.source, inputs.clock);
     let (batch, max_inflight, interval) = (config.batch_size, config.max_inflight_epochs, config.change_interval);
     let apply_interval = config.apply_interval;
@@ -274,6 +275,10 @@ pub fn start_with_checkpoints<E: ClickEnricher>(
             let (deduped, floods) = abuse.tap(deduped);
             let linked = deduped.enrich_clicks(enricher).lookup_link_meta(arrange_link_meta(meta.clone()));
             let linked = abuse.attach(linked, floods, reports.clone(), meta, blocklist, &probe);
+            let linked = match flood_cap {
+                Some(cap) => linked.cap_visitor_floods(reports.clone(), cap, sem.lateness_ms()),
+                None => linked,
+            };
             linked.maintain_rollups(reports, target).probe_with(&probe);
             (clicks_in, reports_in, meta_in, block_in)
         });

@@ -6,6 +6,9 @@
 //!   the given processing time, validation via [`validate_event`];
 //! * dedup by a set of every `event_id` ever accepted (never forgets; first wins);
 //! * link metadata as a multiset per code, the greatest positive value current;
+//! * the flood cap (`[abuse.flood-cap]`, default on): a per-(code, visitor, UTC minute)
+//!   count of every accepted non-bot click, never forgotten; clicks past the cap are marked
+//!   `is_bot` (see [`Reference::with_flood_cap`]);
 //! * optionally, the rollups maintained naively: one `HashMap` row per (code, granularity,
 //!   bucket, view, bot, dimension strings) with an exact `HashSet` of visitors
 //!   ([`Reference::rollup_rows`]) — the baseline the benchmark measures;
@@ -84,6 +87,8 @@ pub struct Reference {
     rollups: HashMap<RollupKey, (u64, HashSet<u64>)>,
     dead: BTreeMap<DeadLetterReason, u64>,
     duplicates: u64,
+    flood_cap: Option<u32>,
+    flood_counts: HashMap<(String, u64, i64), u64>,
 }
 
 impl Reference {
@@ -102,7 +107,16 @@ impl Reference {
             rollups: HashMap::new(),
             dead: BTreeMap::new(),
             duplicates: 0,
+            flood_cap: crate::config::FloodCapConfig::default().cap(),
+            flood_counts: HashMap::new(),
         }
+    }
+
+    /// Sets the flood cap (`None`: off) — the pipeline's `abuse.flood-cap.cap()`; the default
+    /// is the default configuration's.
+    pub fn with_flood_cap(mut self, cap: Option<u32>) -> Reference {
+        self.flood_cap = cap;
+        self
     }
 
     /// Applies a link-metadata change (affects clicks pushed afterwards).
@@ -142,7 +156,14 @@ impl Reference {
             Outcome::Dead(r) => *self.dead.entry(r).or_default() += 1,
             Outcome::Duplicate => self.duplicates += 1,
             Outcome::Accepted => {
-                let dims = enrich(ev);
+                let mut dims = enrich(ev);
+                if let Some(cap) = self.flood_cap
+                    && !dims.is_bot
+                {
+                    let n = self.flood_counts.entry((ev.code.clone(), ev.visitor_id, ev.ts.div_euclid(60_000))).or_default();
+                    *n += 1;
+                    dims.is_bot = *n > u64::from(cap);
+                }
                 if self.maintain_rollups {
                     self.add_rollups(ev, &dims);
                 }

@@ -5,10 +5,11 @@
 //! burst's first click (the pipeline adds only its processing delay to that).
 //!
 //! The case also asks that the default `clicks` of the period not silently report the 300
-//! clicks of one client as 300 human clicks. The views count every non-bot click (DESIGN.md);
-//! what marks the burst today is the `visitor_flood` anomaly of the period, whose evidence
-//! counts the flagged clicks (`evidence.clicks`) and names the link. The test pins both, so a
-//! change of either is deliberate (see the crate README, "Abuse detection quality").
+//! clicks of one client as 300 human clicks: the flood cap (`[abuse.flood-cap]`, 30 human
+//! clicks per visitor, link and UTC minute by default) counts the first 30 of each minute as
+//! human and flags the rest, which are counted with the bot clicks (`include_bots=true`);
+//! the `visitor_flood` anomaly of the period names the link and counts the clicks
+//! (`evidence.clicks`). The expected split is computed here from the events' timestamps.
 
 mod abuse_traffic;
 mod support;
@@ -38,6 +39,8 @@ struct Run {
     anomalies: Vec<Anomaly>,
     h: Harness,
     control_visitors: u64,
+    /// Human clicks the flood cap leaves of the single-source burst.
+    flood_human: u64,
 }
 
 fn run_case() -> Run {
@@ -51,9 +54,15 @@ fn run_case() -> Run {
     };
     // Step 4: 300 clicks from one IP and UA within 10 s (30 per second).
     let flooder = Visitor { id: FLOODER, ip: "81.2.69.0".into(), ua: BROWSER_UA, bot: false };
+    let mut flood_minutes = std::collections::BTreeMap::<i64, u64>::new();
     for i in 0..300 {
-        events.push(click(next_id(), SINGLE, SINGLE_AT + i * 10_000 / 300, &flooder, None));
+        let ts = SINGLE_AT + i * 10_000 / 300;
+        *flood_minutes.entry(ts.div_euclid(MIN)).or_default() += 1;
+        events.push(click(next_id(), SINGLE, ts, &flooder, None));
     }
+    // Human clicks of the flood: at most the cap per UTC minute (naive recomputation).
+    let cap = u64::from(sluice_dataflows::config::FloodCapConfig::default().clicks_per_minute);
+    let flood_human: u64 = flood_minutes.values().map(|&n| n.min(cap)).sum();
     // Step 5: a link with a baseline under 1 click per minute (one click every 2 minutes
     // from minute 0), then 300 clicks from 300 client IPs (distinct /24 networks) with one UA
     // within 10 s.
@@ -94,7 +103,7 @@ fn run_case() -> Run {
     h.feed.push_records(abuse_traffic::partitioned(events, 4));
     h.sync();
     let anomalies = got.lock().expect("sink").clone();
-    Run { anomalies, h, control_visitors: control_visitors.len() as u64 }
+    Run { anomalies, h, control_visitors: control_visitors.len() as u64, flood_human }
 }
 
 /// The events of the first anomaly of `kind` on `key`.
@@ -109,9 +118,17 @@ fn severity_by(evs: &[&Anomaly], t: i64) -> Option<Severity> {
 }
 
 fn stats(r: &Run, code: &str) -> (u64, u64) {
-    let q = StatsQuery::new(code, T0, END, Bucket::Hour);
+    let (clicks, uniques, _) = stats_with_bots(r, code);
+    (clicks, uniques)
+}
+
+/// Default (human) clicks and uniques, and clicks with bots and flagged clicks included.
+fn stats_with_bots(r: &Run, code: &str) -> (u64, u64, u64) {
+    let mut q = StatsQuery::new(code, T0, END, Bucket::Hour);
     let s = r.h.handle.views().query(&q).expect("stats query");
-    (s.totals.clicks, s.totals.uniques)
+    q.include_bots = true;
+    let all = r.h.handle.views().query(&q).expect("stats query");
+    (s.totals.clicks, s.totals.uniques, all.totals.clicks)
 }
 
 #[test]
@@ -137,11 +154,16 @@ fn c25_bursts_from_one_client_and_from_300_are_flagged_within_f_and_the_control_
     // The link's own detectors count the client once (per-visitor cap), so the one client
     // is not also reported as a burst of the link.
     assert!(incident(&r, AnomalyKind::ClickBurst, &link_key(SINGLE)).is_empty(), "one client is a flood, not a burst of the link");
-    let (clicks, uniques) = stats(&r, SINGLE);
+    let (clicks, uniques, with_flagged) = stats_with_bots(&r, SINGLE);
     assert_eq!(uniques, 1, "step 4: uniques = 1");
-    // Today's default `clicks` (documented gap, see the module docs): all 300, with the
-    // flood anomaly above as the flagged count of the period.
-    assert_eq!(clicks, 300);
+    // The default `clicks` leaves the flagged part of the burst out (module docs): the 300
+    // clicks fall in one UTC minute, so 30 human clicks and 270 flagged ones.
+    assert_eq!(r.flood_human, 30, "the burst lies within one minute");
+    assert_eq!(clicks, r.flood_human, "step 4: only the capped part is human");
+    assert_eq!(with_flagged, 300, "step 4: the flagged clicks are reported with the bots");
+    let minute = StatsQuery { include_bots: false, ..StatsQuery::new(SINGLE, T0, END, Bucket::Minute) };
+    let rows: Vec<(i64, u64)> = r.h.handle.views().query(&minute).expect("minutes").rows.iter().map(|x| (x.bucket_start_ms, x.clicks)).collect();
+    assert_eq!(rows, vec![(SINGLE_AT.div_euclid(MIN) * MIN, 30)]);
 
     // Step 5: 300 IPs, one UA, 10 s, on a link with a baseline under 1 click per minute.
     let burst = incident(&r, AnomalyKind::ClickBurst, &link_key(DISTRIBUTED));

@@ -71,6 +71,8 @@ pub struct AbuseConfig {
     pub geo_shift: ShareShiftConfig,
     /// `blocklisted_target`.
     pub blocklisted_target: BlocklistedTargetConfig,
+    /// `[abuse.flood-cap]`: the human-click cap per visitor, link and minute (case C25 step 4).
+    pub flood_cap: FloodCapConfig,
 }
 
 /// Config holds only finite numbers once validated ([`AbuseConfig::validate`] rejects NaN),
@@ -96,7 +98,46 @@ impl Default for AbuseConfig {
             referrer_spam: ShareShiftConfig::referrer_default(),
             geo_shift: ShareShiftConfig::geo_default(),
             blocklisted_target: BlocklistedTargetConfig::default(),
+            flood_cap: FloodCapConfig::default(),
         }
+    }
+}
+
+/// `[abuse.flood-cap]`: of the non-bot clicks of one visitor on one link within one UTC
+/// minute, only the first `clicks-per-minute` count as human clicks; the excess is
+/// *flagged*: counted with the bot clicks (stats' `bot_clicks`, `include_bots=true`), never
+/// in the default `clicks` (case C25 step 4, "must not silently report 300 human clicks").
+///
+/// A counting rule, not a detector: it applies whenever `enabled`, also with the detectors
+/// off (`abuse.enabled = false`), and the detectors see the clicks before it. The flagged
+/// count of a (visitor, link, minute) is exactly `max(0, n − clicks-per-minute)` for `n`
+/// non-bot clicks, whatever their arrival order (see `operators::flood_cap`).
+///
+/// Default 30 per minute, one click every 2 s sustained for a whole minute: no person
+/// re-opens one short link that often (double clicks, reloads and back/forward make a
+/// handful), while a visitor is a hash of (IP, user agent), so a few dozen people behind one
+/// NAT with the same browser build can share one; and it equals the default
+/// `visitor-flood.info-min-clicks`, so clicks start being flagged where the `visitor_flood`
+/// anomaly starts (C25: 300 clicks of one client in one minute → 30 human, 270 flagged).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct FloodCapConfig {
+    /// Apply the cap (default true).
+    pub enabled: bool,
+    /// Human clicks counted per (visitor, link, UTC minute) (default 30; at least 1).
+    pub clicks_per_minute: u32,
+}
+
+impl Default for FloodCapConfig {
+    fn default() -> Self {
+        FloodCapConfig { enabled: true, clicks_per_minute: 30 }
+    }
+}
+
+impl FloodCapConfig {
+    /// The cap in force: `Some(clicks_per_minute)` when enabled.
+    pub fn cap(&self) -> Option<u32> {
+        self.enabled.then_some(self.clicks_per_minute)
     }
 }
 
@@ -418,6 +459,9 @@ impl AbuseConfig {
             share(name, "max-baseline-share", c.max_baseline_share)?;
             at_least(name, "min-baseline-rate", c.min_baseline_rate, 0.0)?;
         }
+        if self.flood_cap.clicks_per_minute == 0 {
+            return Err(Error::Config("\"abuse.flood-cap.clicks-per-minute\" must be at least 1 (set \"enabled = false\" to count every click)".into()));
+        }
         self.blocklisted_target.levels().validate("blocklisted-target")
     }
 }
@@ -457,6 +501,7 @@ mod tests {
             ("abuse.geo-shift.max-baseline-share", Box::new(|c| c.geo_shift.max_baseline_share = 1.5)),
             ("abuse.click-burst.critical-min-ratio", Box::new(|c| c.click_burst.critical_min_ratio = 2.0)),
             ("abuse.baseline-half-life", Box::new(|c| c.baseline_half_life = Duration::from_secs(5))),
+            ("abuse.flood-cap.clicks-per-minute", Box::new(|c| c.flood_cap.clicks_per_minute = 0)),
         ];
         for (key, f) in cases {
             let mut c = AbuseConfig::default();

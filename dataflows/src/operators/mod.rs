@@ -8,6 +8,7 @@
 //! | `link_lookup.rs` | `ArrangeLinkMetaByCode`, `LookupLinkMeta` | link metadata by code (differential) |
 //! | `rollup.rs` | `MaintainRollups` | the worker's rollup shard |
 //! | `dead_letters.rs` | `SinkDeadLetters` | none |
+//! | `flood_cap.rs` | `CapVisitorFloods` | per (code, visitor, minute) click counts within the lateness |
 //! | `abuse/` | `TapFloodRecords`, `DetectVisitorFloods`, `DetectLinkAnomalies`, `SinkAnomalies` (+ the blocklist join) | per-key windows, baselines, open anomalies |
 //!
 //! Differential is used where a collection has retractions (link metadata: updates are
@@ -18,6 +19,7 @@ pub mod abuse;
 pub mod dead_letters;
 pub mod dedup;
 pub mod enrich_clicks;
+pub mod flood_cap;
 pub mod link_lookup;
 pub mod rollup;
 
@@ -25,5 +27,6 @@ pub use abuse::{AbuseWiring, DetectLinkAnomalies, DetectVisitorFloods, SinkAnoma
 pub use dead_letters::SinkDeadLetters;
 pub use dedup::{DedupByEventId, DedupParams, DedupState};
 pub use enrich_clicks::{ClickEnricher, EnrichClicks};
+pub use flood_cap::{CapVisitorFloods, FloodCapState};
 pub use link_lookup::{LinkMetaArranged, LinkMetaTrace, LookupLinkMeta, arrange_link_meta};
 pub use rollup::{MaintainRollups, RollupTarget};

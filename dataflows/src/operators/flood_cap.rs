@@ -1,0 +1,209 @@
+//! `CapVisitorFloods`: of one visitor's non-bot clicks on one link within one UTC minute,
+//! only the first `cap` stay human clicks; the rest are *flagged* — marked `is_bot`, so the
+//! rollups count them with the bot clicks and the default `clicks` leaves them out (case C25
+//! step 4; `[abuse.flood-cap]`, [`crate::config::FloodCapConfig`]).
+//!
+//! * **Inputs**: updates, [`LinkedRecord`]s already on the worker owning their code (the
+//!   pipeline places it right before the rollups, after the abuse detectors, which therefore
+//!   see the clicks unflagged); and the broadcast [`WatermarkReport`]s.
+//! * **Output**: updates, the same records at the same times, in the same batches, with
+//!   `dims.is_bot` set on flagged ones. Nothing is delayed.
+//! * **State**: per UTC minute, a count of non-bot clicks per (code, visitor) — interned code
+//!   ids, 12-byte keys, counts saturating at `cap + 1`. A minute is dropped once the global
+//!   watermark `W` passes its end plus the allowed lateness: every later record of that minute
+//!   is dead-lettered `too_late` upstream (the gate checks `ts ≥ W_p − lateness` with `W_p ≥
+//!   W`, the dedup re-checks against `W`), so the count is final. Memory is therefore bounded
+//!   by the distinct (code, visitor, minute) of the lateness window (48 h by default), the
+//!   same order as the dedup's event-id state. A backfill record (which bypasses lateness) of
+//!   a dropped minute re-opens it, kept for another lateness period of watermark progress, so
+//!   an import of old clicks is capped exactly when it arrives within that period.
+//!
+//! **Determinism.** Each (code, visitor, minute) with `n` non-bot clicks gets exactly
+//! `max(0, n − cap)` flagged clicks, for any arrival order and any number of workers: the
+//! count only depends on how many clicks were seen, and a code's clicks all meet on one
+//! worker. *Which* clicks are flagged follows arrival order; they are clicks of one visitor
+//! (same IP and user agent, hence the same country, device, browser and OS), so only
+//! per-referrer breakdowns can differ between runs.
+//!
+//! ```
+//! use timely::dataflow::operators::{Capture, ToStream, capture::Extract};
+//! use sluice_dataflows::model::{DimStr, Dims};
+//! use sluice_dataflows::operators::CapVisitorFloods;
+//! use sluice_dataflows::records::{EnrichedRecord, LinkedRecord};
+//! use sluice_dataflows::watermark::WatermarkReport;
+//!
+//! let dims = Dims { values: ["US", "desktop", "Chrome", "Windows", "(direct)", "direct"].map(DimStr::new), is_bot: false };
+//! let click = |visitor, ts| LinkedRecord {
+//!     rec: EnrichedRecord { code: DimStr::new("ab"), ts, visitor_id: visitor, dims: dims.clone() },
+//!     meta: None,
+//! };
+//! // Visitor 1: four clicks in minute 2, one in minute 3; visitor 2: one click.
+//! let recs = vec![click(1, 120_000), click(1, 121_000), click(2, 122_000), click(1, 130_000), click(1, 179_999), click(1, 180_000)];
+//! let out = timely::example(move |scope| {
+//!     let reports = Vec::<WatermarkReport>::new().to_stream(scope).container::<Vec<_>>();
+//!     recs.to_stream(scope).container::<Vec<_>>().cap_visitor_floods(reports, 2, 48 * 3_600_000).capture()
+//! });
+//! let flagged: Vec<(u64, i64)> =
+//!     out.extract().into_iter().flat_map(|(_, v)| v).filter(|r| r.rec.dims.is_bot).map(|r| (r.rec.visitor_id, r.rec.ts)).collect();
+//! assert_eq!(flagged, vec![(1, 130_000), (1, 179_999)]);
+//! ```
+
+use std::collections::BTreeMap;
+
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::StreamVec;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::Operator;
+
+use crate::hash::FxHashMap;
+use crate::model::DimStr;
+use crate::records::LinkedRecord;
+use crate::watermark::{GlobalWatermark, WatermarkReport};
+
+const MINUTE_MS: i64 = 60_000;
+
+/// Non-bot click counts of one UTC minute.
+#[derive(Debug, Default)]
+struct MinuteCounts {
+    /// Drop once `W` reaches this (minute end + lateness, later for re-opened minutes).
+    keep_until: i64,
+    counts: FxHashMap<(u32, u64), u32>,
+}
+
+/// The operator's state (module docs), usable on its own (the benchmark, unit tests).
+#[derive(Debug)]
+pub struct FloodCapState {
+    cap: u32,
+    lateness_ms: i64,
+    codes: FxHashMap<DimStr, u32>,
+    minutes: BTreeMap<i64, MinuteCounts>,
+    watermark_ms: i64,
+    flagged: u64,
+}
+
+impl FloodCapState {
+    /// Empty state for `cap` human clicks per (visitor, link, minute) (at least 1) and the
+    /// pipeline's allowed lateness in ms.
+    pub fn new(cap: u32, lateness_ms: i64) -> FloodCapState {
+        FloodCapState {
+            cap: cap.max(1),
+            lateness_ms,
+            codes: FxHashMap::default(),
+            minutes: BTreeMap::new(),
+            watermark_ms: i64::MIN,
+            flagged: 0,
+        }
+    }
+
+    /// Counts `recs` (any order) and sets `is_bot` on every click past the cap.
+    pub fn apply(&mut self, recs: &mut [LinkedRecord]) {
+        let mut last: Option<i64> = None;
+        let mut slot: Option<&mut MinuteCounts> = None;
+        let (w, late, cap) = (self.watermark_ms, self.lateness_ms, self.cap);
+        for r in recs.iter_mut() {
+            let rec = &mut r.rec;
+            if rec.dims.is_bot {
+                continue;
+            }
+            let next_id = self.codes.len() as u32;
+            let code = *self.codes.entry(rec.code.clone()).or_insert(next_id);
+            let minute = rec.ts.div_euclid(MINUTE_MS) * MINUTE_MS;
+            if last != Some(minute) {
+                let end = minute.saturating_add(MINUTE_MS).saturating_add(late);
+                let m = self.minutes.entry(minute).or_insert_with(|| MinuteCounts { keep_until: end, counts: FxHashMap::default() });
+                if end <= w {
+                    // A backfill click of a minute past the lateness (module docs).
+                    m.keep_until = m.keep_until.max(w.saturating_add(late));
+                }
+                slot = Some(m);
+                last = Some(minute);
+            }
+            let m = slot.as_deref_mut().expect("slot set above");
+            let n = m.counts.entry((code, rec.visitor_id)).or_insert(0);
+            *n = (*n + 1).min(cap + 1);
+            if *n > cap {
+                rec.dims.is_bot = true;
+                self.flagged += 1;
+            }
+        }
+    }
+
+    /// Moves the watermark to `w` (never backwards) and drops the minutes it finalized.
+    pub fn advance_watermark(&mut self, w: i64) {
+        if w <= self.watermark_ms {
+            return;
+        }
+        self.watermark_ms = w;
+        let horizon = w.saturating_sub(self.lateness_ms).saturating_sub(MINUTE_MS);
+        let done: Vec<i64> = self.minutes.range(..=horizon).filter(|(_, m)| m.keep_until <= w).map(|(k, _)| *k).collect();
+        for k in done {
+            self.minutes.remove(&k);
+        }
+    }
+
+    /// Clicks flagged so far.
+    pub fn flagged(&self) -> u64 {
+        self.flagged
+    }
+
+    /// Minutes currently held.
+    pub fn minutes(&self) -> usize {
+        self.minutes.len()
+    }
+
+    /// (code, visitor) counts currently held, over all minutes.
+    pub fn entries(&self) -> usize {
+        self.minutes.values().map(|m| m.counts.len()).sum()
+    }
+}
+
+/// Extension trait: cap each visitor's human clicks per link and minute (module docs).
+pub trait CapVisitorFloods<'scope> {
+    /// Flags the clicks past `cap` per (code, visitor, UTC minute); `lateness_ms` is the
+    /// pipeline's allowed lateness (state retention).
+    fn cap_visitor_floods(self, reports: StreamVec<'scope, u64, WatermarkReport>, cap: u32, lateness_ms: i64) -> StreamVec<'scope, u64, LinkedRecord>;
+}
+
+impl<'scope> CapVisitorFloods<'scope> for StreamVec<'scope, u64, LinkedRecord> {
+    fn cap_visitor_floods(self, reports: StreamVec<'scope, u64, WatermarkReport>, cap: u32, lateness_ms: i64) -> StreamVec<'scope, u64, LinkedRecord> {
+        self.binary_frontier::<_, CapacityContainerBuilder<Vec<LinkedRecord>>, _, _, _, _>(
+            reports,
+            Pipeline,
+            Pipeline,
+            "CapVisitorFloods",
+            move |_cap, _info| {
+                let mut state = FloodCapState::new(cap, lateness_ms);
+                let mut pending: BTreeMap<u64, Vec<WatermarkReport>> = BTreeMap::new();
+                let mut gw = GlobalWatermark::default();
+                move |(recs_in, recs_f), (rep_in, rep_f), output| {
+                    // Clicks are counted and passed on at once; the watermark only drops
+                    // state, after every click of the epochs it covers was counted.
+                    recs_in.for_each(|cap, data| {
+                        state.apply(data);
+                        output.session(&cap).give_container(data);
+                    });
+                    rep_in.for_each(|cap, data| {
+                        let Some(&t) = cap.least() else { return };
+                        pending.entry(t).or_default().append(data);
+                    });
+                    let min = |f: &timely::progress::frontier::MutableAntichain<u64>| f.frontier().iter().copied().min().unwrap_or(u64::MAX);
+                    let upper = min(recs_f).min(min(rep_f));
+                    let mut moved = false;
+                    while let Some(e) = pending.first_entry() {
+                        if *e.key() >= upper {
+                            break;
+                        }
+                        e.remove().iter().for_each(|r| gw.apply(r));
+                        moved = true;
+                    }
+                    if moved {
+                        state.advance_watermark(gw.recompute());
+                    }
+                }
+            },
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests;
