@@ -37,6 +37,12 @@ use crate::{Error, Result};
 /// File name of the click log inside the data directory.
 pub const CLICK_LOG_FILE_NAME: &str = "clicks.redb";
 
+/// Memory redb may use to cache pages of the log (bytes; redb's default is 1 GiB). The log
+/// is append-only and read from its tail, so a few seconds of appends is all a cache can
+/// serve (64 MiB ≈ 350,000 events of ~190 bytes); a bound also keeps a busy log from
+/// growing the process by its whole write volume, each new page a fresh page fault.
+pub const CLICK_LOG_CACHE_BYTES: usize = 64 << 20;
+
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 /// Offsets of events appended as backfill (sparse; see the module docs).
 const BACKFILL: TableDefinition<u64, ()> = TableDefinition::new("backfill");
@@ -73,7 +79,22 @@ struct Inner {
     head: AtomicU64,
     low: AtomicU64,
     head_tx: watch::Sender<u64>,
+    /// Encoding buffers reused across appends ([`Scratch`]).
+    scratch: Mutex<Scratch>,
 }
+
+/// The encoded events of one append: their bytes back to back and where each one ends.
+/// Kept between appends so that a busy log does not allocate (and, for big batches, have
+/// the allocator fault in fresh zeroed pages) on every commit; an append that finds it
+/// taken (another append encoding concurrently) uses fresh buffers.
+#[derive(Default)]
+struct Scratch {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+/// Largest encoding buffer kept for the next append (bytes); bigger ones are freed.
+const SCRATCH_KEEP_BYTES: usize = 8 << 20;
 
 impl std::fmt::Debug for ClickLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -99,7 +120,10 @@ impl ClickLog {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::Config(format!("could not create data dir \"{}\": {e}", dir.display())))?;
         let path = dir.join(CLICK_LOG_FILE_NAME);
-        let db = Database::create(&path).map_err(|e| Error::click_log("open", e))?;
+        let db = Database::builder()
+            .set_cache_size(CLICK_LOG_CACHE_BYTES)
+            .create(&path)
+            .map_err(|e| Error::click_log("open", e))?;
         // Create the tables on first open so readers never see "table does not exist".
         let txn = db.begin_write().map_err(|e| Error::click_log("open", e))?;
         let (head, low) = {
@@ -122,6 +146,7 @@ impl ClickLog {
                 head: AtomicU64::new(head),
                 low: AtomicU64::new(low),
                 head_tx,
+                scratch: Mutex::new(Scratch::default()),
             }),
         })
     }
@@ -152,11 +177,22 @@ impl ClickLog {
 
     fn append_marked(&self, events: &[ClickEvent], backfill: bool) -> Result<Range<u64>> {
         // Encode before taking the write lock: encoding is the CPU-heavy part.
-        let mut buf = Vec::with_capacity(events.len() * 192);
-        let mut ends = Vec::with_capacity(events.len());
+        let mut scratch = std::mem::take(&mut *self.inner.scratch.lock().unwrap_or_else(|p| p.into_inner()));
+        scratch.bytes.clear();
+        scratch.ends.clear();
+        let result = self.encode_and_commit(events, backfill, &mut scratch);
+        if scratch.bytes.capacity() <= SCRATCH_KEEP_BYTES {
+            *self.inner.scratch.lock().unwrap_or_else(|p| p.into_inner()) = scratch;
+        }
+        result
+    }
+
+    fn encode_and_commit(&self, events: &[ClickEvent], backfill: bool, scratch: &mut Scratch) -> Result<Range<u64>> {
+        let Scratch { bytes: buf, ends } = scratch;
+        buf.reserve(events.len() * 256);
+        ends.reserve(events.len());
         for ev in events {
-            encode_click_event_into(ev, &mut buf)
-                .map_err(|e| Error::Corrupt(format!("could not encode click event: {e}")))?;
+            encode_click_event_into(ev, buf).map_err(|e| Error::Corrupt(format!("could not encode click event: {e}")))?;
             ends.push(buf.len());
         }
         let mut head = self.inner.write.lock().unwrap_or_else(|p| p.into_inner());
