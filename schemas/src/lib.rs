@@ -14,6 +14,7 @@ pub mod click;
 pub mod error;
 pub mod link;
 pub mod rollup;
+pub mod strict_json;
 pub mod visitor;
 
 pub use anomaly::{Anomaly, AnomalyKind, AnomalyStatus, Evidence, Severity, Tally};

@@ -15,7 +15,9 @@ use crate::error::ApiError;
 ///
 /// Errors: 415 `unsupported_media_type` unless `Content-Type` is `application/json` (or
 /// `application/*+json`); 413 `payload_too_large` over the body limit; 400 `malformed_json`
-/// for syntax errors; 400 `unknown_field` for fields the endpoint does not know; 400
+/// for syntax errors; 400 `duplicate_key` when an object repeats a member name (at any
+/// depth; details `{key, line, column}`: we never silently keep one of two values, see
+/// `sluice_schemas::strict_json`); 400 `unknown_field` for fields the endpoint does not know; 400
 /// `invalid_request` for values of the wrong type.
 #[derive(Debug)]
 pub struct ApiJson<T> {
@@ -47,10 +49,7 @@ where
 
 /// Parses a request body (already read) as JSON into `T`; see [`ApiJson`] for the errors.
 pub fn parse_json_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<ApiJson<T>, ApiError> {
-    let raw: Value = serde_json::from_slice(bytes).map_err(|e| {
-        ApiError::bad_request("malformed_json", format!("request body is not valid json: {e}"))
-            .with_details(json!({ "line": e.line(), "column": e.column() }))
-    })?;
+    let raw: Value = sluice_schemas::strict_json::from_slice_strict(bytes).map_err(json_body_error)?;
     let canonical = canonical_json(&raw);
     let value = serde_json::from_value::<T>(raw).map_err(|e| {
         let msg = e.to_string();
@@ -62,6 +61,22 @@ pub fn parse_json_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<ApiJson<T>, 
         }
     })?;
     Ok(ApiJson { value, canonical })
+}
+
+/// The API error of a body that [`sluice_schemas::strict_json`] refused: 400
+/// `duplicate_key` (details `{key, line, column}`) or 400 `malformed_json` (details
+/// `{line, column}`).
+pub fn json_body_error(e: sluice_schemas::strict_json::StrictJsonError) -> ApiError {
+    use sluice_schemas::strict_json::StrictJsonError;
+    match e {
+        StrictJsonError::DuplicateKey { key, line, column } => ApiError::bad_request(
+            "duplicate_key",
+            format!("request body repeats the key {} in one object (line {line}, column {column}); send each member once", Value::String(key.clone())),
+        )
+        .with_details(json!({ "key": key, "line": line, "column": column })),
+        StrictJsonError::Syntax(e) => ApiError::bad_request("malformed_json", format!("request body is not valid json: {e}"))
+            .with_details(json!({ "line": e.line(), "column": e.column() })),
+    }
 }
 
 fn check_json_content_type(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
@@ -177,5 +192,7 @@ mod tests {
         assert_eq!(parse_json_body::<Probe>(br#"{"a":"x"}"#).expect_err("type").code, "invalid_request");
         assert_eq!(parse_json_body::<Probe>(br#"[]"#).expect_err("shape").code, "invalid_request");
         assert_eq!(parse_json_body::<Probe>(br#"{"a":7}"#).expect("ok").value.a, 7);
+        let dup = parse_json_body::<Probe>(br#"{"a":1,"a":2}"#).expect_err("duplicate");
+        assert_eq!((dup.code, dup.status), ("duplicate_key", StatusCode::BAD_REQUEST));
     }
 }

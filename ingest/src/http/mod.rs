@@ -17,14 +17,24 @@
 //!
 //! Errors (DESIGN.md shape): 401 `unauthorized` (no or malformed bearer token) and
 //! `invalid_token`; 403 `forbidden` (no token configured and the peer is not loopback);
-//! 400 `invalid_parameter`, `malformed_json`, `invalid_body` (not an array), `invalid_utf8`,
+//! 400 `invalid_parameter`, `malformed_json`, `duplicate_key` (an object of the body repeats
+//! a member name; in NDJSON that line's event is rejected `duplicate_key` instead),
+//! `invalid_body` (not an array), `invalid_utf8`,
 //! `empty_batch`, `all_events_rejected` (details hold the rejections); 413
 //! `payload_too_large` and `too_many_events`; 415 `unsupported_media_type`; 503
-//! `log_unavailable` (with `Retry-After`; nothing was stored); 500 `internal`.
+//! `log_unavailable` (with `Retry-After`; nothing was stored) and `store_unavailable` (the
+//! codes could not be checked; nothing was stored); 500 `internal`.
+//!
+//! Per-event reasons besides the schema's ([`Rejection`]): with an [`IntakeGate`] (the
+//! binary always has one), `unknown_code` (no link has the code) and, for live events,
+//! `too_late` (older than the dataflow's watermark minus its allowed lateness; backfill is
+//! exempt). Events newer than the server clock plus the skew tolerance are `ts_in_future`.
 
 pub mod error;
+pub mod gate;
 mod telemetry;
 
+use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
@@ -36,9 +46,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde::Serialize;
 use serde_json::{Value, json};
+use sluice_schemas::strict_json::{StrictJsonError, from_slice_strict, from_str_strict};
 use sluice_schemas::{ClickEvent, VisitorSalt};
 
 pub use self::error::ApiError;
+pub use self::gate::IntakeGate;
 use self::telemetry::EventsReceived;
 use crate::event_input::{
     DEFAULT_MAX_FUTURE_SKEW_MS, MAX_EVENTS_PER_REQUEST, Rejection, Validation, validate_value,
@@ -95,6 +107,7 @@ pub struct EventsState<L: EventLog> {
     salt: VisitorSalt,
     config: Arc<EventsConfig>,
     clock: Clock,
+    gate: Option<Arc<dyn IntakeGate>>,
 }
 
 impl<L: EventLog> EventsState<L> {
@@ -119,7 +132,15 @@ impl<L: EventLog> EventsState<L> {
             salt,
             config: Arc::new(config),
             clock,
+            gate: None,
         }
+    }
+
+    /// Checks each event's code and (unless backfill) its lateness with `gate` (see
+    /// [`gate`]): events failing them are rejected `unknown_code` / `too_late`.
+    pub fn with_gate(mut self, gate: Arc<dyn IntakeGate>) -> Self {
+        self.gate = Some(gate);
+        self
     }
 
     /// Replaces the clock (tests).
@@ -231,11 +252,11 @@ async fn handle<L: EventLog>(
         now_ms: (state.clock)(),
         max_future_skew_ms: state.config.max_future_skew_ms,
     };
-    let mut accepted: Vec<ClickEvent> = Vec::with_capacity(items.len());
+    let mut valid: Vec<(usize, Option<usize>, ClickEvent)> = Vec::with_capacity(items.len());
     let mut rejected = Vec::new();
     for (index, (line, item)) in items.into_iter().enumerate() {
         match item.and_then(|v| validate_value(v, &ctx)) {
-            Ok(ev) => accepted.push(ev),
+            Ok(ev) => valid.push((index, line, ev)),
             Err(Rejection { reason, message }) => rejected.push(RejectedEvent {
                 index,
                 line,
@@ -244,6 +265,11 @@ async fn handle<L: EventLog>(
             }),
         }
     }
+    let accepted = match &state.gate {
+        Some(gate) => gate_events(gate.as_ref(), valid, backfill, &mut rejected).await?,
+        None => valid.into_iter().map(|(_, _, ev)| ev).collect(),
+    };
+    rejected.sort_by_key(|r| r.index);
     if accepted.is_empty() {
         EventsReceived {
             accepted: 0,
@@ -264,6 +290,54 @@ async fn handle<L: EventLog>(
         .append_durable_marked(accepted, backfill)
         .await?;
     Ok((n, rejected, backfill))
+}
+
+/// Applies the gate to the valid events in body order: `unknown_code` for codes no link
+/// has, then (live events only) `too_late` for event times before the oldest counted one.
+async fn gate_events(
+    gate: &dyn IntakeGate,
+    valid: Vec<(usize, Option<usize>, ClickEvent)>,
+    backfill: bool,
+    rejected: &mut Vec<RejectedEvent>,
+) -> Result<Vec<ClickEvent>, ApiError> {
+    let codes: BTreeSet<String> = valid.iter().map(|(_, _, ev)| ev.code.clone()).collect();
+    let known = if codes.is_empty() {
+        BTreeSet::new()
+    } else {
+        gate.known_codes(&codes).await.map_err(|message| {
+            tracing::warn!(error = %message, "could not read the link store for POST /v1/events");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "the link store could not be read to check the events' codes; nothing was stored, retry later",
+            )
+        })?
+    };
+    let oldest = if backfill { None } else { gate.oldest_live_ts_ms() };
+    let mut accepted = Vec::with_capacity(valid.len());
+    for (index, line, ev) in valid {
+        let refusal = if !known.contains(&ev.code) {
+            Some(("unknown_code", format!("no link has the code \"{}\"", ev.code)))
+        } else {
+            oldest.filter(|&o| ev.ts < o).map(|o| {
+                ("too_late", format!(
+                    "\"ts\" {} is older than the allowed lateness: the oldest counted event time is {} ({o} ms); send history with ?backfill=true (sluice import)",
+                    rfc3339(ev.ts),
+                    rfc3339(o)
+                ))
+            })
+        };
+        match refusal {
+            Some((reason, message)) => rejected.push(RejectedEvent { index, line, reason, message }),
+            None => accepted.push(ev),
+        }
+    }
+    Ok(accepted)
+}
+
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map_or_else(|| ms.to_string(), |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
 }
 
 /// Whether reading the body failed on its length limit (`http-body-util`'s
@@ -418,12 +492,17 @@ fn split_body(bytes: &[u8], format: BodyFormat, max_events: usize) -> Result<Vec
     };
     let items: Vec<Item> = match format {
         BodyFormat::JsonArray => {
-            let v: Value = serde_json::from_slice(bytes).map_err(|e| {
-                ApiError::bad_request(
+            let v: Value = from_slice_strict(bytes).map_err(|e| match e {
+                StrictJsonError::DuplicateKey { key, line, column } => ApiError::bad_request(
+                    "duplicate_key",
+                    format!("request body repeats the key {} in one object (line {line}, column {column}); send each member once", Value::String(key.clone())),
+                )
+                .with_details(json!({ "key": key, "line": line, "column": column })),
+                StrictJsonError::Syntax(e) => ApiError::bad_request(
                     "malformed_json",
                     format!("request body is not valid json: {e}"),
                 )
-                .with_details(json!({ "line": e.line(), "column": e.column() }))
+                .with_details(json!({ "line": e.line(), "column": e.column() })),
             })?;
             let Value::Array(arr) = v else {
                 return Err(ApiError::bad_request(
@@ -453,8 +532,15 @@ fn split_body(bytes: &[u8], format: BodyFormat, max_events: usize) -> Result<Vec
             lines
                 .into_iter()
                 .map(|(n, l)| {
-                    let parsed = serde_json::from_str::<Value>(l).map_err(|e| {
-                        Rejection::new("malformed_json", format!("line {n} is not valid json: {e}"))
+                    let parsed = from_str_strict(l).map_err(|e| match e {
+                        StrictJsonError::DuplicateKey { key, .. } => Rejection::new(
+                            "duplicate_key",
+                            format!("line {n} repeats the key {} in one object", Value::String(key)),
+                        ),
+                        StrictJsonError::Syntax(e) => Rejection::new(
+                            "malformed_json",
+                            format!("line {n} is not valid json: {e}"),
+                        ),
                     });
                     (Some(n), parsed)
                 })

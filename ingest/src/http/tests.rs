@@ -737,3 +737,5 @@ fn config_debug_hides_the_token() {
     let s = format!("{c:?}");
     assert!(!s.contains("hunter2") && s.contains("***"), "{s}");
 }
+
+mod gate;

@@ -154,11 +154,18 @@ impl LineParser {
             return LineOutcome::Skipped(SkipReason::Blank);
         }
         match self.format {
-            ImportFormat::Ndjson => match serde_json::from_str(line) {
+            ImportFormat::Ndjson => match sluice_schemas::strict_json::from_str_strict(line) {
                 Ok(v) => match EventInput::from_value(v) {
                     Ok(e) => LineOutcome::Event(e),
                     Err(r) => LineOutcome::Invalid(r),
                 },
+                // Refused like POST /v1/events refuses it: never keep one of two values.
+                Err(sluice_schemas::strict_json::StrictJsonError::DuplicateKey { key, .. }) => {
+                    LineOutcome::Invalid(Rejection::new(
+                        "duplicate_key",
+                        format!("line {line_no} repeats the key {} in one object", serde_json::Value::String(key)),
+                    ))
+                }
                 Err(e) => LineOutcome::Invalid(Rejection::new(
                     "malformed_json",
                     format!("line {line_no} is not valid json: {e}"),

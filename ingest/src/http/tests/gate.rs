@@ -1,0 +1,136 @@
+//! The intake gate: unknown codes and (live) events older than the allowed lateness are
+//! rejected per event at intake; backfill bypasses lateness, not the code check.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use super::*;
+use crate::http::gate::{IntakeGate, KnownCodes};
+
+/// Links "ab" and "cd" exist; the oldest counted event time is settable (`i64::MIN` =
+/// none yet); `fail` makes the store unreadable.
+struct FakeGate {
+    oldest: AtomicI64,
+    fail: bool,
+}
+
+impl IntakeGate for FakeGate {
+    fn known_codes<'a>(&'a self, codes: &'a BTreeSet<String>) -> KnownCodes<'a> {
+        Box::pin(async move {
+            if self.fail {
+                return Err("connection refused".to_string());
+            }
+            Ok(codes.iter().filter(|c| ["ab", "cd"].contains(&c.as_str())).cloned().collect())
+        })
+    }
+
+    fn oldest_live_ts_ms(&self) -> Option<i64> {
+        Some(self.oldest.load(Ordering::Relaxed)).filter(|&o| o != i64::MIN)
+    }
+}
+
+fn gated(oldest: i64, fail: bool) -> Fixture {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = ClickLog::open(dir.path()).expect("open log");
+    let gate = Arc::new(FakeGate { oldest: AtomicI64::new(oldest), fail });
+    let state = EventsState::new(DurableAppender::new(log.clone()), salt(), EventsConfig::default())
+        .with_clock(Arc::new(|| NOW))
+        .with_gate(gate);
+    Fixture { log, router: events_router(state), _dir: dir }
+}
+
+fn ids(log: &ClickLog) -> Vec<Uuid> {
+    log.read_entries(0, 100).expect("read").into_iter().map(|e| e.event.event_id).collect()
+}
+
+fn at(id: &str, code: &str, ts: i64) -> Value {
+    json!({"event_id": id, "code": code, "ts": ts, "ip": "192.0.2.30", "user_agent": UA})
+}
+
+fn reasons(r: &Resp) -> Vec<(u64, String)> {
+    r.body["rejected"]
+        .as_array()
+        .or_else(|| r.body["error"]["details"]["rejected"].as_array())
+        .expect("rejected list")
+        .iter()
+        .map(|x| (x["index"].as_u64().expect("index"), x["reason"].as_str().expect("reason").to_owned()))
+        .collect()
+}
+
+#[tokio::test]
+async fn unknown_codes_and_too_late_events_are_rejected_per_event() {
+    let oldest = NOW - 3_600_000;
+    let f = gated(oldest, false);
+    let body = json!([
+        at("e0", "ab", NOW - 60_000),
+        at("e1", "nope", NOW - 60_000),
+        at("e2", "cd", oldest - 1),
+        at("e3", "cd", oldest),
+        at("e4", "ab", NOW + 3_600_000),
+        at("e5", "zz", oldest - 1),
+    ]);
+    let r = post_json(&f.router, &body).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["accepted"], 2);
+    assert_eq!(
+        reasons(&r),
+        vec![(1, "unknown_code".into()), (2, "too_late".into()), (4, "ts_in_future".into()), (5, "unknown_code".into())]
+    );
+    let msg = r.body["rejected"][1]["message"].as_str().expect("message");
+    assert!(msg.contains("2024-12-31T23:00:00.000Z") && msg.contains("backfill"), "{msg}");
+    assert_eq!(ids(&f.log), vec![event_uuid("e0"), event_uuid("e3")]);
+}
+
+#[tokio::test]
+async fn backfill_bypasses_lateness_but_not_the_code_check() {
+    let f = gated(NOW - 3_600_000, false);
+    let body = json!([at("old", "ab", NOW - 400 * 86_400_000), at("unknown", "nope", NOW - 400 * 86_400_000)]);
+    let r = send(&f.router, &format!("{EVENTS_PATH}?backfill=true"), loopback(), &[("content-type", "application/json")], body.to_string()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["accepted"], 1);
+    assert_eq!(reasons(&r), vec![(1, "unknown_code".into())]);
+    assert_eq!(ids(&f.log), vec![event_uuid("old")]);
+    assert_eq!(logged(&f.log), vec![("ab".to_string(), true)]);
+}
+
+#[tokio::test]
+async fn all_rejected_by_the_gate_is_400_and_nothing_is_stored() {
+    let f = gated(NOW - 3_600_000, false);
+    let ndjson = format!("{}\n\n{}\n", at("a", "nope", NOW), at("b", "ab", NOW - 7_200_000));
+    let r = send(&f.router, EVENTS_PATH, loopback(), &[("content-type", "application/x-ndjson")], ndjson).await;
+    assert_error(&r, 400, "all_events_rejected");
+    assert_eq!(reasons(&r), vec![(0, "unknown_code".into()), (1, "too_late".into())]);
+    assert_eq!(r.body["error"]["details"]["rejected"][1]["line"], 3);
+    assert!(logged(&f.log).is_empty());
+}
+
+#[tokio::test]
+async fn no_watermark_yet_means_no_lateness_check_and_an_unreadable_store_is_503() {
+    let f = gated(i64::MIN, false);
+    let r = post_json(&f.router, &json!([at("x", "ab", 0)])).await;
+    assert_eq!((r.status, &r.body["accepted"]), (StatusCode::OK, &json!(1)), "{}", r.body);
+
+    let f = gated(i64::MIN, true);
+    let r = post_json(&f.router, &json!([at("y", "ab", NOW)])).await;
+    assert_error(&r, 503, "store_unavailable");
+    assert!(logged(&f.log).is_empty());
+}
+
+#[tokio::test]
+async fn duplicate_keys_are_refused_never_last_wins() {
+    let f = fixture(EventsConfig::default());
+    let body = format!(r#"[{{"event_id": "d1", "code": "ab", "ts": {}, "ts": {}, "ip": "192.0.2.30", "user_agent": "x"}}]"#, NOW - 60_000, NOW);
+    let r = send(&f.router, EVENTS_PATH, loopback(), &[("content-type", "application/json")], body).await;
+    assert_error(&r, 400, "duplicate_key");
+    assert_eq!(r.body["error"]["details"]["key"], "ts");
+    assert!(logged(&f.log).is_empty());
+    // NDJSON: only the line with the repeat is rejected.
+    let ndjson = format!(
+        "{}\n{{\"event_id\": \"d2\", \"code\": \"ab\", \"code\": \"cd\", \"ts\": {NOW}, \"ip\": \"192.0.2.30\", \"user_agent\": \"x\"}}\n",
+        at("d1", "ab", NOW)
+    );
+    let r = send(&f.router, EVENTS_PATH, loopback(), &[("content-type", "application/x-ndjson")], ndjson).await;
+    assert_eq!((r.status, &r.body["accepted"]), (StatusCode::OK, &json!(1)), "{}", r.body);
+    assert_eq!(reasons(&r), vec![(1, "duplicate_key".into())]);
+    assert_eq!(r.body["rejected"][0]["line"], 2);
+}

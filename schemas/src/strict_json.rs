@@ -1,0 +1,175 @@
+//! Strict JSON reading for request bodies and wire input: a JSON text whose objects repeat
+//! a key is refused instead of keeping the last value (RFC 8259 §4 leaves duplicate names
+//! to the implementation; serde_json keeps the last). An API that silently picks one of
+//! two `long_url`s or `ts`s hides client bugs and lets a proxy and the server disagree on
+//! what a request says, so every JSON body we accept is read with [`from_slice_strict`].
+
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
+
+/// Prefix of the message of a duplicate-key error (see [`duplicate_key`]).
+const DUPLICATE: &str = "duplicate key ";
+
+/// Why a JSON text was refused.
+#[derive(Debug)]
+pub enum StrictJsonError {
+    /// Not JSON (syntax or early end), with serde_json's 1-based position.
+    Syntax(serde_json::Error),
+    /// An object repeats `key`; `line`/`column` (1-based) point just after the repeated key.
+    DuplicateKey {
+        /// The repeated member name.
+        key: String,
+        /// Line of the repeat.
+        line: usize,
+        /// Column just after the repeated key.
+        column: usize,
+    },
+}
+
+impl std::fmt::Display for StrictJsonError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StrictJsonError::Syntax(e) => write!(f, "{e}"),
+            StrictJsonError::DuplicateKey { key, line, column } => {
+                write!(f, "duplicate key {} at line {line} column {column}", Value::String(key.clone()))
+            }
+        }
+    }
+}
+
+/// A JSON value read with duplicate keys refused.
+struct Strict(Value);
+
+impl<'de> Deserialize<'de> for Strict {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Strict;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Strict, E> {
+        Ok(Strict(Value::Bool(v)))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Strict, E> {
+        Ok(Strict(Value::from(v)))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Strict, E> {
+        Ok(Strict(Value::from(v)))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Strict, E> {
+        Ok(Strict(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Strict, E> {
+        Ok(Strict(Value::String(v.to_owned())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Strict, E> {
+        Ok(Strict(Value::String(v)))
+    }
+    fn visit_unit<E>(self) -> Result<Strict, E> {
+        Ok(Strict(Value::Null))
+    }
+    fn visit_none<E>(self) -> Result<Strict, E> {
+        Ok(Strict(Value::Null))
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Strict, D::Error> {
+        Strict::deserialize(d)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Strict, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+        while let Some(Strict(v)) = seq.next_element()? {
+            out.push(v);
+        }
+        Ok(Strict(Value::Array(out)))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Strict, A::Error> {
+        let mut out = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if out.contains_key(&key) {
+                return Err(de::Error::custom(format!("{DUPLICATE}{}", Value::String(key))));
+            }
+            let Strict(v) = map.next_value()?;
+            out.insert(key, v);
+        }
+        Ok(Strict(Value::Object(out)))
+    }
+}
+
+/// Parses `bytes` as one JSON value, refusing objects that repeat a key (at any depth).
+///
+/// # Errors
+/// [`StrictJsonError::DuplicateKey`] for a repeated key, [`StrictJsonError::Syntax`] for
+/// anything that is not one JSON value.
+pub fn from_slice_strict(bytes: &[u8]) -> Result<Value, StrictJsonError> {
+    match serde_json::from_slice::<Strict>(bytes) {
+        Ok(Strict(v)) => Ok(v),
+        Err(e) => Err(classify(e)),
+    }
+}
+
+/// [`from_slice_strict`] on a string.
+///
+/// # Errors
+/// As [`from_slice_strict`].
+pub fn from_str_strict(text: &str) -> Result<Value, StrictJsonError> {
+    from_slice_strict(text.as_bytes())
+}
+
+fn classify(e: serde_json::Error) -> StrictJsonError {
+    if e.classify() == serde_json::error::Category::Data {
+        let msg = e.to_string();
+        if let Some(rest) = msg.strip_prefix(DUPLICATE) {
+            // `rest` is the key as a JSON string, then " at line L column C".
+            let quoted = rest.rsplit_once(" at line ").map_or(rest, |(k, _)| k);
+            if let Ok(Value::String(key)) = serde_json::from_str::<Value>(quoted) {
+                return StrictJsonError::DuplicateKey { key, line: e.line(), column: e.column() };
+            }
+        }
+    }
+    StrictJsonError::Syntax(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_equal_serde_json_without_duplicates() {
+        for text in [
+            r#"{"a": 1, "b": [true, null, 2.5, -3, "x"], "c": {"d": {}}}"#,
+            r#"[{"a": 1}, {"a": 2}]"#,
+            "18446744073709551615",
+            r#""\u00e9""#,
+            "[]",
+        ] {
+            assert_eq!(from_str_strict(text).expect(text), serde_json::from_str::<Value>(text).expect(text), "{text}");
+        }
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_at_any_depth() {
+        for (text, key, column) in [
+            (r#"{"a": 1, "a": 2}"#, "a", 12),
+            (r#"[{"x": {"b\"q": 1, "b\"q": 1}}]"#, "b\"q", 25),
+            ("{\"k\":1,\n\"k\":1}", "k", 3),
+        ] {
+            match from_str_strict(text) {
+                Err(StrictJsonError::DuplicateKey { key: k, column: c, .. }) => assert_eq!((k.as_str(), c), (key, column), "{text}"),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn syntax_errors_stay_syntax_errors() {
+        for text in ["{", r#"{"a" 1}"#, "[1,]", "", "{} x"] {
+            assert!(matches!(from_str_strict(text), Err(StrictJsonError::Syntax(_))), "{text}");
+        }
+    }
+}
