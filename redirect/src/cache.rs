@@ -7,6 +7,11 @@
 //! reloaded. This also covers the race where a load that began before a write finishes
 //! after it (moka would otherwise insert that old value after the invalidation).
 //!
+//! **Front** (`crate::front`): hits are served first from a small direct-mapped array of
+//! entries the moka cache recently returned (at most 1 s, and at most a quarter of the
+//! TTL, after moka returned them), with the same freshness check, so that the common hit
+//! costs neither moka's read bookkeeping nor its housekeeping.
+//!
 //! **L2** (optional, [`LinkCache::with_l2`]): on an L1 miss the load asks the shared
 //! second-level cache ([`LinkCacheL2`], Redis) before the store, and fills it from the store
 //! on an L2 miss. L1 hits never touch it. For [`L2_BYPASS`] after a code is invalidated in
@@ -25,6 +30,7 @@ use sluice_connectors::{L2Lookup, LinkCacheL2, LinkStore};
 use sluice_schemas::{Link, RedirectType};
 
 use crate::config::RedirectConfig;
+use crate::front::Front;
 use crate::metrics::RedirectMetrics;
 
 /// A link prepared for answering redirects: header values are computed once per load.
@@ -73,8 +79,16 @@ impl CachedLink {
 /// A cache entry: the link (or `None` = no such code) and the epoch its load started at.
 #[derive(Debug)]
 pub struct Entry {
-    epoch: u64,
-    link: Option<Arc<CachedLink>>,
+    pub(crate) epoch: u64,
+    pub(crate) link: Option<Arc<CachedLink>>,
+}
+
+impl Entry {
+    /// An entry for an unknown code loaded at epoch 0 (unit tests of other modules).
+    #[cfg(test)]
+    pub(crate) fn absent_for_tests() -> Self {
+        Self { epoch: 0, link: None }
+    }
 }
 
 struct JitteredExpiry {
@@ -120,6 +134,8 @@ pub struct LinkCache {
     l2: Option<Arc<dyn LinkCacheL2>>,
     /// Codes invalidated within [`L2_BYPASS`]: their loads read the store.
     l2_bypass: moka::sync::Cache<Arc<str>, ()>,
+    /// Recently served entries ahead of `cache` ([`crate::front`]).
+    front: Front,
     metrics: RedirectMetrics,
 }
 
@@ -141,7 +157,8 @@ impl LinkCache {
         let record_ttl = config.cache_ttl.mul_f64(1.0 + jitter).max(config.negative_ttl) + Duration::from_secs(1);
         let invalidated = moka::sync::Cache::builder().max_capacity(config.cache_capacity.max(100_000)).time_to_live(record_ttl).build();
         let l2_bypass = moka::sync::Cache::builder().max_capacity(100_000).time_to_live(L2_BYPASS).build();
-        Self { store, cache, epoch: AtomicU64::new(0), all_before: AtomicU64::new(0), invalidated, l2: None, l2_bypass, metrics }
+        let front = Front::new(config.cache_capacity, config.cache_ttl.mul_f64(1.0 - jitter), config.negative_ttl);
+        Self { store, cache, epoch: AtomicU64::new(0), all_before: AtomicU64::new(0), invalidated, l2: None, l2_bypass, front, metrics }
     }
 
     /// Consults `l2` between this cache and the store (module docs).
@@ -161,11 +178,20 @@ impl LinkCache {
     ///
     /// Errors: [`crate::Error::Store`] when the store read fails (not cached).
     pub async fn lookup(&self, code: &str) -> crate::Result<Option<Arc<CachedLink>>> {
+        let now = Instant::now();
+        if let Some(e) = self.front.get(code, now)
+            && self.is_fresh(code, &e)
+        {
+            self.metrics.cache_hits.increment(1);
+            return Ok(e.link.clone());
+        }
         if let Some(e) = self.cache.get(code).await {
             if self.is_fresh(code, &e) {
+                self.front.put(code, &e, now);
                 self.metrics.cache_hits.increment(1);
                 return Ok(e.link.clone());
             }
+            self.front.forget(code);
             self.cache.invalidate(code).await;
         }
         self.metrics.cache_misses.increment(1);
@@ -189,6 +215,7 @@ impl LinkCache {
             self.l2_bypass.insert(Arc::clone(&key), ());
         }
         self.invalidated.insert(key, inv);
+        self.front.forget(code);
     }
 
     /// Forgets everything cached: every entry loaded before this call is reloaded.

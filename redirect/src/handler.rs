@@ -29,10 +29,19 @@ const JSON: HeaderValue = HeaderValue::from_static("application/json");
 /// (from `expires_at` inclusive); 503 when the store is down. `HEAD` answers the same
 /// status and headers with an empty body and is not a click.
 pub async fn redirect(State(state): State<RedirectState>, req: Request) -> Response {
+    respond(&state, req).await
+}
+
+/// [`redirect`] for callers that route requests themselves (the `sluice` binary answers
+/// `GET`/`HEAD /{code}` ahead of its router): `req` must be a `GET` or `HEAD` whose path is
+/// `/` followed by the code; any other path answers 404. Records
+/// `sluice_redirect_duration_seconds`; a `ConnectInfo<SocketAddr>` extension, when present,
+/// is the socket peer.
+pub async fn respond(state: &RedirectState, req: Request) -> Response {
     let start = Instant::now();
     // Only the head is needed; `Parts` is `Sync`, so borrowing it across the await is `Send`.
     let (parts, _body) = req.into_parts();
-    let resp = handle(&state, &parts).await;
+    let resp = handle(state, &parts).await;
     state.inner.metrics.duration.record(start.elapsed().as_secs_f64());
     resp
 }

@@ -5,6 +5,7 @@
 //! |---|---|
 //! | [`handler`] | the `GET`/`HEAD /{code}` handler |
 //! | [`cache`] | L1 moka cache: jittered TTL, negative caching, single-flight, invalidation |
+//! | `front` | a direct-mapped array of recently served entries ahead of the L1 cache |
 //! | [`click`] | [`ClickSink`] and event minting (visitor id, truncated IP) |
 //! | [`client_ip`] | socket peer vs. trusted-proxy forwarding headers |
 //! | [`config`] | [`RedirectConfig`] |
@@ -24,6 +25,7 @@ pub mod click;
 pub mod client_ip;
 pub mod config;
 pub mod error;
+mod front;
 pub mod handler;
 pub mod metrics;
 pub mod state;
