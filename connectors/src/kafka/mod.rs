@@ -49,6 +49,7 @@
 //! (`SLUICE_TANSU_BIN`, default `$XDG_CACHE_HOME/sluice/tansu/bin/tansu`).
 
 pub mod admin;
+pub mod anomalies;
 pub mod codec;
 pub mod config;
 mod context;
@@ -69,6 +70,7 @@ mod tests;
 mod integration_tests;
 
 pub use admin::{ensure_topics, healthcheck, TopicStatus};
+pub use anomalies::{anomaly_record_key, KafkaAnomalyProducer};
 pub use codec::{DeadLetter, DeadLetterReason, DecodeFailure, ValueDecoder, ValueFormat};
 pub use config::{ClientOptions, KafkaConfig};
 pub use producer::{KafkaClickSink, SinkStats};

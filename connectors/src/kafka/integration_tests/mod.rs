@@ -4,6 +4,7 @@
 //!
 //! Run: `cargo test -p sluice-connectors --features kafka,integration-tests kafka::integration_tests -- --nocapture`
 
+mod anomalies;
 mod outage;
 mod support;
 
