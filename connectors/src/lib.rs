@@ -14,6 +14,8 @@
 #![deny(missing_docs)]
 
 pub mod anomaly_store;
+#[cfg(any(feature = "redis", feature = "clickhouse-sink"))]
+mod backoff;
 pub mod click_log;
 #[cfg(feature = "clickhouse-sink")]
 pub mod clickhouse;

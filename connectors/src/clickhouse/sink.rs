@@ -28,6 +28,7 @@ use super::client::{client, migrate, within};
 use super::config::ClickHouseConfig;
 use super::metrics::{InsertFailed, RowsDropped, RowsInserted, describe};
 use super::rows::{AnomalyRecord, EnrichedEventRecord, RollupRecord, rollup_table};
+use crate::backoff::{Backoff, log_failure};
 use crate::{Error, Result};
 
 /// Most rows one `INSERT` carries (larger buffers are sent in several).
@@ -170,7 +171,7 @@ impl Writer {
 
     async fn run(mut self, mut rx: mpsc::Receiver<SinkInput>) {
         let mut open = true;
-        let mut backoff = self.config.backoff_min;
+        let mut backoff = Backoff::new(self.config.backoff_min, self.config.backoff_max);
         let mut retry_at: Option<tokio::time::Instant> = None;
         loop {
             let pending = self.pending();
@@ -207,7 +208,7 @@ impl Writer {
             }
             match self.flush().await {
                 Ok(()) => {
-                    backoff = self.config.backoff_min;
+                    backoff.reset();
                     retry_at = None;
                 }
                 Err(e) => {
@@ -216,10 +217,9 @@ impl Writer {
                     self.status.last_error = Some(e.to_string());
                     self.status.pending_rows = self.pending();
                     let n = self.status.errors;
-                    InsertFailed { error: &e, pending: self.pending(), log: n == 1 || n.is_power_of_two() }.emit();
+                    InsertFailed { error: &e, pending: self.pending(), log: log_failure(n) }.emit();
                     self.status_tx.send_replace(self.status.clone());
-                    retry_at = Some(tokio::time::Instant::now() + backoff);
-                    backoff = (backoff * 2).min(self.config.backoff_max);
+                    retry_at = Some(tokio::time::Instant::now() + backoff.next_delay());
                 }
             }
         }

@@ -33,6 +33,7 @@ use super::client::GuardedConnection;
 use super::config::RedisConfig;
 use super::keys::Keys;
 use super::metrics::{SinkFlushed, SinkRowsDropped, SinkWriteFailed, describe};
+use crate::backoff::{Backoff, log_failure};
 use crate::{Error, Result};
 
 /// Merges visitor sketches in the dataflow's canonical byte format. Implemented by the
@@ -194,7 +195,7 @@ struct Writer {
 
 impl Writer {
     async fn run(mut self, mut rx: mpsc::Receiver<RollupBatch>) {
-        let mut backoff = self.config.sink_backoff_min;
+        let mut backoff = Backoff::new(self.config.sink_backoff_min, self.config.sink_backoff_max);
         let mut open = true;
         loop {
             if self.pending.is_empty() {
@@ -219,7 +220,7 @@ impl Writer {
             }
             match self.flush_some().await {
                 Ok(()) => {
-                    backoff = self.config.sink_backoff_min;
+                    backoff.reset();
                     if self.pending.is_empty() {
                         self.publish_applied();
                     }
@@ -229,11 +230,11 @@ impl Writer {
                     self.status.healthy = false;
                     self.status.last_error = Some(e.to_string());
                     let n = self.status.errors;
-                    SinkWriteFailed { error: &e, pending: self.pending.len(), log: n == 1 || n.is_power_of_two() }.emit();
+                    SinkWriteFailed { error: &e, pending: self.pending.len(), log: log_failure(n) }.emit();
                     self.status.pending_rows = self.pending.len();
                     self.status_tx.send_replace(self.status.clone());
                     // Back off, but keep merging new batches so the buffer holds the latest state.
-                    let deadline = tokio::time::Instant::now() + backoff;
+                    let deadline = tokio::time::Instant::now() + backoff.next_delay();
                     while open {
                         match tokio::time::timeout_at(deadline, rx.recv()).await {
                             Ok(Some(b)) => self.merge(b),
@@ -244,7 +245,6 @@ impl Writer {
                     if !open {
                         tokio::time::sleep_until(deadline).await;
                     }
-                    backoff = (backoff * 2).min(self.config.sink_backoff_max);
                 }
             }
         }
