@@ -33,13 +33,13 @@ fn links_of(state: &AdminState, outcomes: &[HoldOutcome]) -> Vec<LinkResponse> {
     responses(
         (status = 201, description = "Added", body = BlocklistAddResponse),
         (status = 200, description = "Already present (nothing changed)", body = BlocklistAddResponse),
-        (status = 400, description = "invalid_pattern, invalid_reason, malformed_json, unknown_field", body = ErrorBody),
+        (status = 400, description = "invalid_pattern, pattern_wildcard, pattern_public_suffix (see admin::pattern), invalid_reason, malformed_json, unknown_field", body = ErrorBody),
         (status = 401, description = "unauthorized", body = ErrorBody),
         (status = 403, description = "admin_loopback_only", body = ErrorBody),
     )
 )]
 pub async fn add_to_blocklist(State(state): State<AdminState>, who: AdminPrincipal, body: ApiJson<BlocklistRequest>) -> Result<Response, ApiError> {
-    let pattern = normalize(&body.value.pattern)?;
+    let pattern = super::pattern::validate_new_pattern(&body.value.pattern)?;
     let reason = check_reason(body.value.reason.as_deref(), false)?;
     let store = state.store()?;
     let now = chrono::Utc::now();

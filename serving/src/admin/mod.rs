@@ -24,6 +24,7 @@ pub mod blocklist;
 pub mod dto;
 pub mod feed;
 pub mod links;
+pub mod pattern;
 pub mod policy;
 
 use axum::Router;

@@ -20,6 +20,7 @@
 //! Both are admin endpoints ([`crate::auth`]): evidence names visitors and networks.
 
 pub mod dto;
+pub mod not_local;
 pub mod params;
 pub mod stream;
 

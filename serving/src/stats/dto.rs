@@ -33,8 +33,9 @@ pub struct StatsTotals {
     /// Distinct visitors in `[from, to)`: the HyperLogLog++ union over the whole range,
     /// never a sum of rows (exact up to 48 visitors, ±0.81 % standard error above).
     pub uniques: u64,
-    /// Bot and link-preview clicks in `[from, to)`, counted apart whatever `include_bots`
-    /// says; `null` in the rare case the views moved on between the two reads it needs.
+    /// Bot and link-preview clicks in `[from, to)`, plus the clicks flagged by the flood cap
+    /// (a visitor's clicks on the link past 30 in one UTC minute, `[dataflow.abuse.flood-cap]`),
+    /// counted apart whatever `include_bots` says; `null` in the rare case the views moved on between the two reads it needs.
     pub bot_clicks: Option<u64>,
 }
 
