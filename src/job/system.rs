@@ -127,7 +127,15 @@ impl System {
             Some(_) if cfg.dataflow.enabled => Some(crate::anomalies::AnomalyOutputs::start(&cfg).await?),
             _ => None,
         };
-        let anomaly_sink = crate::anomalies::fan_out(anomalies.iter().filter_map(crate::anomalies::AnomalyOutputs::sink).chain(sinks.anomaly_sink()).collect());
+        // In Kafka mode the anomalies also go to `[kafka] anomalies-topic` (crate::kafka).
+        let anomaly_sink = crate::anomalies::fan_out(
+            anomalies
+                .iter()
+                .filter_map(crate::anomalies::AnomalyOutputs::sink)
+                .chain(sinks.anomaly_sink())
+                .chain(intake.as_ref().and_then(|i| i.kafka.as_ref()).map(crate::kafka::KafkaIntake::anomaly_sink))
+                .collect(),
+        );
         let job = match &intake {
             Some(i) if cfg.dataflow.enabled => {
                 Some(DataflowJob::start_with_acks(&cfg, i.log.clone(), Arc::clone(&store), sinks.change_sink(), anomaly_sink, sinks.applied_probe()).await?)

@@ -10,7 +10,13 @@
 //!   events are dropped and counted (`sluice_kafka_spill_dropped_total`).
 //! - **dataflow input** (`crate::job::kafka_source`): one consumer per timely worker over
 //!   explicitly assigned partitions, offsets committed to `[kafka] group-id` once every sink
-//!   has durably applied the outputs of the inputs before them.
+//!   has durably applied the outputs of the inputs before them; the state is restored from
+//!   the newest checkpoint (`crate::job::checkpoint`) and the consumers start at its offsets.
+//! - **anomalies** ([`KafkaIntake::anomaly_sink`]): the abuse detectors' lifecycle events to
+//!   `[kafka] anomalies-topic` (Avro of `schemas/avro/anomaly.avsc`, key `<kind>:<key>`,
+//!   `sluice_connectors::kafka::KafkaAnomalyProducer`), besides the anomaly store.
+//! - **events_enriched** (`crate::sinks::events`): with ClickHouse configured, the enriched
+//!   events are read from the click topic.
 //!
 //! The embedded click log is still opened (it holds the data directory's lock) but receives
 //! nothing; without `brokers` nothing here runs and the embedded log is the event log.
@@ -21,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use sluice_connectors::kafka::{KafkaClickSink, KafkaConfig, SinkStats, ensure_topics};
+use sluice_connectors::kafka::{KafkaAnomalyProducer, KafkaClickSink, KafkaConfig, SinkStats, ensure_topics};
 use sluice_ingest::EventLog;
 use sluice_schemas::ClickEvent;
 
@@ -38,6 +44,7 @@ pub fn apply_env(cfg: &mut Config) {
 #[derive(Clone, Debug)]
 pub struct KafkaIntake {
     sink: Arc<KafkaClickSink>,
+    anomalies: Arc<KafkaAnomalyProducer>,
 }
 
 impl KafkaIntake {
@@ -62,12 +69,22 @@ impl KafkaIntake {
             .context("kafka producer start task failed")?
             .context("could not start the kafka producer")?;
         tracing::info!(topic = %sink.topic(), backlog = sink.stats().backlog, "kafka producer started (spill-first)");
-        Ok(KafkaIntake { sink: Arc::new(sink) })
+        let anomalies = KafkaAnomalyProducer::start(cfg).context("could not start the kafka anomaly producer")?;
+        Ok(KafkaIntake { sink: Arc::new(sink), anomalies: Arc::new(anomalies) })
     }
 
     /// The event log the click writer and `POST /v1/events` append to.
     pub fn event_log(&self) -> KafkaEventLog {
         KafkaEventLog(Arc::clone(&self.sink))
+    }
+
+    /// The dataflow's anomaly sink publishing to `[kafka] anomalies-topic` (never blocks a
+    /// worker: events are queued in librdkafka; see `KafkaAnomalyProducer::send`).
+    pub fn anomaly_sink(&self) -> sluice_dataflows::anomaly::AnomalySink {
+        let p = Arc::clone(&self.anomalies);
+        Arc::new(move |batch: &[sluice_schemas::Anomaly]| {
+            p.send(batch);
+        })
     }
 
     /// Producer counters (delivered, spill backlog, drops).
@@ -94,6 +111,12 @@ impl KafkaIntake {
     /// Stops the forwarder after delivering for up to `drain` (what is left stays in the
     /// spill for the next start) and logs the final counters.
     pub async fn shutdown(&self, drain: Duration) {
+        let anomalies = Arc::clone(&self.anomalies);
+        match tokio::task::spawn_blocking(move || anomalies.flush(drain)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "anomaly events still queued for kafka at shutdown"),
+            Err(e) => tracing::error!(error = %e, "kafka anomaly flush task failed"),
+        }
         let sink = Arc::clone(&self.sink);
         match tokio::task::spawn_blocking(move || sink.shutdown(drain)).await {
             Ok(s) => tracing::info!(delivered = s.delivered, backlog = s.backlog, dropped = s.spill_dropped, "kafka producer stopped"),

@@ -1,9 +1,11 @@
-//! `events_enriched` in ClickHouse: a tail of the click log that enriches every event with
-//! the dataflow's own [`Enricher`] (same configuration, so the same country, device,
-//! browser, OS, referrer and bot verdict as the rollups) and hands it to the ClickHouse
-//! sink as [`SinkInput::Events`].
+//! `events_enriched` in ClickHouse: a tail of the click events — the embedded click log
+//! ([`tail`]) or, in Kafka mode, the click topic ([`tail_kafka`], where the log stays empty)
+//! — that enriches every event with the dataflow's own [`Enricher`] (same configuration, so
+//! the same country, device, browser, OS, referrer and bot verdict as the rollups) and hands
+//! it to the ClickHouse sink as [`SinkInput::Events`].
 //!
-//! The tail starts at the log's low offset at every process start: events already inserted
+//! The tail starts at the log's low offset (the topic's earliest offsets: its own consumer,
+//! explicit assignment of every partition, no group) at every process start: events already inserted
 //! before a crash are inserted again and collapse by key (`ReplacingMergeTree` ordered by
 //! `(code, ts, event_id)`), exactly as duplicates sent by clients do — the same event id
 //! counted once, as the dataflow's dedup does. It never lets the sink buffer more than
@@ -19,6 +21,7 @@ use std::time::Duration;
 
 use sluice_connectors::click_log::ClickLog;
 use sluice_connectors::clickhouse::{ClickHouseSink, SinkInput};
+use sluice_connectors::kafka::{KafkaConfig, KafkaSource, StartOffsets};
 use sluice_dataflows::enrich::Enricher;
 use sluice_schemas::{ClickEvent, EnrichedClick};
 use tokio::sync::watch;
@@ -109,6 +112,71 @@ pub async fn tail(log: ClickLog, mut enricher: Enricher, sink: Arc<ClickHouseSin
             tracing::warn!(skipped, "undecodable click log entries skipped for events_enriched");
         }
         next = last + 1;
+        if !rows.is_empty() && sink.send(SinkInput::Events(rows)).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Longest wait of one Kafka poll (the tail then re-checks `stop` and the sink's buffer).
+const KAFKA_POLL: Duration = Duration::from_millis(200);
+
+/// [`tail`] over the click topic of `kafka` (module docs): every partition from its earliest
+/// offset, until `stop` turns true or the sink stops. Undecodable messages are skipped (the
+/// dataflow's source counts them as dead letters).
+pub async fn tail_kafka(kafka: KafkaConfig, mut enricher: Enricher, sink: Arc<ClickHouseSink>, mut stop: watch::Receiver<bool>) {
+    let mut source = loop {
+        let k = kafka.clone();
+        match tokio::task::spawn_blocking(move || KafkaSource::open(&k, 0, 1, StartOffsets::Explicit(Default::default()))).await {
+            Ok(Ok(s)) => break s,
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not open the click topic for events_enriched, retrying"),
+            Err(e) => {
+                tracing::warn!(error = %e, "events_enriched consumer open task failed");
+                return;
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.changed() => return,
+        }
+    };
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        while sink.status().pending_rows >= MAX_IN_FLIGHT_ROWS {
+            tokio::select! {
+                () = tokio::time::sleep(WAIT_STEP) => {}
+                _ = stop.changed() => return,
+            }
+        }
+        let polled = tokio::task::spawn_blocking(move || {
+            let r = source.poll_batch(READ_BATCH, KAFKA_POLL);
+            (source, r)
+        })
+        .await;
+        let batch = match polled {
+            Ok((s, r)) => {
+                source = s;
+                r
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "events_enriched poll task failed");
+                return;
+            }
+        };
+        let batch = match batch {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the click topic for events_enriched, retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.changed() => return,
+                }
+                continue;
+            }
+        };
+        let rows: Vec<EnrichedClick> = batch.records.iter().map(|r| enriched(&mut enricher, &r.event)).collect();
         if !rows.is_empty() && sink.send(SinkInput::Events(rows)).await.is_err() {
             return;
         }

@@ -140,7 +140,13 @@ impl Sinks {
             .context("enricher task failed")?
             .context("could not load the enrichment data")?;
         let (stop, stopped) = watch::channel(false);
-        self.events = Some((stop, tokio::spawn(events::tail(log, enricher, sink, stopped))));
+        let task = if cfg.kafka.enabled() {
+            // Kafka mode: the clicks are in the topic, the embedded log stays empty.
+            tokio::spawn(events::tail_kafka(cfg.kafka.clone(), enricher, sink, stopped))
+        } else {
+            tokio::spawn(events::tail(log, enricher, sink, stopped))
+        };
+        self.events = Some((stop, task));
         Ok(())
     }
 

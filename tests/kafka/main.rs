@@ -5,6 +5,7 @@
 //! consumer group and polls with timeouts.
 
 mod checkpoint;
+mod clickhouse;
 mod support;
 
 use std::collections::BTreeMap;

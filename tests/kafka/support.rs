@@ -87,8 +87,15 @@ pub struct Proc {
 impl Proc {
     /// Starts the binary on `data` with `config`, Kafka at `target`, and waits for `/healthz`.
     pub async fn start(data: &Path, config: &Path, target: &KafkaTarget) -> Proc {
+        Self::start_with_env(data, config, target, &[]).await
+    }
+
+    /// [`Self::start`] with extra environment variables (set after the defaults, e.g. a
+    /// ClickHouse sink).
+    pub async fn start_with_env(data: &Path, config: &Path, target: &KafkaTarget, env: &[(&str, String)]) -> Proc {
         let port = free_port();
-        let child = Command::new(BIN)
+        let mut cmd = Command::new(BIN);
+        cmd
             .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
             .arg(data)
             .arg("--config")
@@ -105,9 +112,11 @@ impl Proc {
             .env_remove("CLICKHOUSE_URL")
             .env_remove("SCHEMA_REGISTRY_URL")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn sluice serve");
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn sluice serve");
         let p = Proc { child, base: format!("http://127.0.0.1:{port}"), http: reqwest::Client::new() };
         let t0 = Instant::now();
         while p.http.get(format!("{}/healthz", p.base)).send().await.is_err() {
