@@ -1,11 +1,23 @@
 //! The served router: API, redirect and health routes composed by [`Role`], JSON 404/405
 //! fallbacks, the body limit, and `sluice_http_requests_total{route,status_class}`.
+//!
+//! Redirect fast path: `GET`/`HEAD /{code}` is the hot path of the service, so when the
+//! redirect is served, the router is wrapped in [`RedirectFirst`], which answers those
+//! requests itself — path shaped like a code and not a reserved word — and passes every
+//! other request to the full router. A redirect then costs no route matching, no
+//! `MatchedPath`/URL-parameter extensions and no middleware future; it is counted in
+//! `sluice_http_requests_total{route="/{code}"}` exactly as the router would count it.
 
 use std::collections::HashMap;
-use std::sync::LazyLock;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, LazyLock};
+use std::task::{Context, Poll};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use metrics::Counter;
@@ -46,12 +58,82 @@ pub fn build_with_events(
             router = router.merge(events);
         }
     }
-    if matches!(role, Role::All | Role::Redirect)
-        && let Some(redirect) = redirect
-    {
-        router = router.merge(sluice_redirect::routes(redirect));
+    let redirect = redirect.filter(|_| matches!(role, Role::All | Role::Redirect));
+    if let Some(redirect) = &redirect {
+        router = router.merge(sluice_redirect::routes(redirect.clone()));
     }
-    sluice_serving::with_fallbacks(router).layer(middleware::from_fn(track_http))
+    let router = sluice_serving::with_fallbacks(router).layer(middleware::from_fn(track_http));
+    match redirect {
+        Some(redirect) => Router::new().fallback_service(RedirectFirst::new(redirect, router)),
+        None => router,
+    }
+}
+
+/// Route template label of redirects.
+const REDIRECT_ROUTE: &str = "/{code}";
+
+/// Answers `GET`/`HEAD /{code}` with the redirect handler and hands every other request to
+/// the full router (module docs). A first path segment that is a reserved word
+/// ([`sluice_serving::alias::is_reserved`]: `healthz`, `metrics`, …) always goes to the
+/// router, which serves those paths ahead of `/{code}`.
+#[derive(Clone)]
+pub struct RedirectFirst {
+    fast: Arc<FastPath>,
+    router: Router,
+}
+
+struct FastPath {
+    redirect: RedirectState,
+    /// `sluice_http_requests_total{route="/{code}"}` by status class.
+    counters: [Counter; 5],
+}
+
+impl RedirectFirst {
+    /// Wraps `router` (which must serve `/{code}` with the same `redirect` state, so that
+    /// the requests it still receives are answered alike).
+    pub fn new(redirect: RedirectState, router: Router) -> Self {
+        let counters = [0, 1, 2, 3, 4].map(|class| request_counter(REDIRECT_ROUTE, class));
+        Self { fast: Arc::new(FastPath { redirect, counters }), router }
+    }
+
+    /// Whether the fast path answers `req`: `GET` or `HEAD` of `/<code>` without further
+    /// segments, where `<code>` has the shape of a code and is not a reserved word.
+    fn takes(req: &Request) -> bool {
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            return false;
+        }
+        req.uri()
+            .path()
+            .strip_prefix('/')
+            .is_some_and(|code| sluice_redirect::handler::is_code(code) && !sluice_serving::alias::is_reserved(code))
+    }
+}
+
+impl tower::Service<Request> for RedirectFirst {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        if !Self::takes(&req) {
+            return Box::pin(self.router.call(req));
+        }
+        let fast = Arc::clone(&self.fast);
+        Box::pin(async move {
+            let resp = sluice_redirect::handler::respond(&fast.redirect, req).await;
+            fast.counters[status_class(&resp)].increment(1);
+            Ok(resp)
+        })
+    }
+}
+
+/// Index into [`STATUS_CLASSES`] of `resp`'s status.
+fn status_class(resp: &Response) -> usize {
+    usize::from(resp.status().as_u16() / 100).clamp(1, 5) - 1
 }
 
 /// Status class label values, indexed by `status / 100 - 1`.
@@ -77,7 +159,6 @@ fn request_counter(route: &str, class: usize) -> Counter {
 async fn track_http(req: Request, next: Next) -> Response {
     let route = req.extensions().get::<MatchedPath>().cloned();
     let resp = next.run(req).await;
-    let class = usize::from(resp.status().as_u16() / 100).clamp(1, 5) - 1;
-    request_counter(route.as_ref().map_or(UNMATCHED_ROUTE, MatchedPath::as_str), class).increment(1);
+    request_counter(route.as_ref().map_or(UNMATCHED_ROUTE, MatchedPath::as_str), status_class(&resp)).increment(1);
     resp
 }
