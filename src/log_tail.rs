@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
-use sluice_connectors::click_log::ClickLog;
+use sluice_connectors::click_log::{CLICK_LOG_FILE_NAME, ClickLog};
 
 /// Events read per batch.
 const BATCH: usize = 1024;
@@ -34,10 +34,46 @@ pub fn print_range(log: &ClickLog, mut from: u64, out: &mut impl Write) -> anyho
 }
 
 /// Runs `sluice log tail` on the log in `data_dir`.
+///
+/// # Errors
+/// When `data_dir` does not exist or holds no click log (nothing is created: a typo in
+/// `--data-dir` must not leave an empty log behind), when the log is held by a running
+/// server, or when reading or writing fails.
 pub fn run(data_dir: &Path, from: Option<u64>, lines: u64) -> anyhow::Result<()> {
+    if !data_dir.is_dir() {
+        anyhow::bail!("no data directory \"{}\": nothing to tail (check --data-dir or [server] data-dir)", data_dir.display());
+    }
+    let file = data_dir.join(CLICK_LOG_FILE_NAME);
+    if !file.is_file() {
+        anyhow::bail!(
+            "no click log in \"{}\" (expected \"{}\"): nothing to tail (check --data-dir; `sluice serve` creates the log)",
+            data_dir.display(),
+            file.display()
+        );
+    }
     let log = ClickLog::open(data_dir)
         .with_context(|| format!("could not open the click log in \"{}\" (is `sluice serve` running on it? stop it first)", data_dir.display()))?;
     let start = start_offset(&log, from, lines);
     print_range(&log, start, &mut std::io::stdout().lock())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_directory_or_log_is_an_error_and_nothing_is_created() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let missing = tmp.path().join("nope");
+        let e = run(&missing, None, 10).expect_err("missing dir");
+        assert!(e.to_string().starts_with("no data directory"), "{e}");
+        assert!(!missing.exists(), "no directory created");
+
+        let empty = tmp.path().join("empty");
+        std::fs::create_dir(&empty).expect("mkdir");
+        let e = run(&empty, None, 10).expect_err("no log");
+        assert!(e.to_string().starts_with("no click log in"), "{e}");
+        assert_eq!(std::fs::read_dir(&empty).expect("read dir").count(), 0, "no log file created");
+    }
 }

@@ -124,9 +124,15 @@ pub fn build_stack_with(cfg: &Config, store: Arc<dyn LinkStore>, sink: Arc<dyn C
     let StackExtras { hooks: extra_hooks, events_log, events_kafka, stats, api_routes, link_cache_l2, dependencies } = extras;
     let prometheus = telemetry::prometheus();
     let salt = VisitorSalt::new(secret, cfg.visitor.salt_period.period_ms());
+    // POST /v1/events refuses unknown codes and (live) events the dataflow would drop as too late.
+    let gate: Arc<dyn sluice_ingest::http::IntakeGate> = Arc::new(crate::intake_gate::StoreAndViewsGate::new(
+        Arc::clone(&store),
+        stats.as_ref().and_then(|s| s.views().cloned()),
+        cfg.dataflow.allowed_lateness,
+    ));
     let events = match events_kafka {
-        Some(k) => Some(events_router(EventsState::new(DurableAppender::new(k), salt.clone(), events_config(cfg)))),
-        None => events_log.map(|log| events_router(EventsState::new(DurableAppender::new(log), salt.clone(), events_config(cfg)))),
+        Some(k) => Some(events_router(EventsState::new(DurableAppender::new(k), salt.clone(), events_config(cfg)).with_gate(gate))),
+        None => events_log.map(|log| events_router(EventsState::new(DurableAppender::new(log), salt.clone(), events_config(cfg)).with_gate(gate))),
     };
     let l2 = link_cache_l2.clone().map(|l| l as Arc<dyn sluice_connectors::LinkCacheL2>);
     let redirect = RedirectState::with_l2(Arc::clone(&store), redirect_config(cfg)?, salt, sink, l2.clone());

@@ -40,7 +40,23 @@ fn split(entries: Vec<LogEntry>) -> (Vec<ClickEvent>, Vec<bool>) {
 }
 
 async fn server() -> TestServer {
-    TestServer::start(|c| c.visitor.secret = Some(Secret(SECRET.into()))).await
+    let s = TestServer::start(|c| c.visitor.secret = Some(Secret(SECRET.into()))).await;
+    create_links(&s).await;
+    s
+}
+
+/// The links the access log's clicks are for: POST /v1/events refuses codes no link has.
+async fn create_links(s: &TestServer) {
+    let http = reqwest::Client::new();
+    for code in ["abc123", "Promo-2024", "xyz"] {
+        let r = http
+            .post(s.url.join("/v1/links").expect("url"))
+            .json(&serde_json::json!({"long_url": format!("https://example.com/{code}"), "custom_alias": code}))
+            .send()
+            .await
+            .expect("create link");
+        assert_eq!(r.status(), reqwest::StatusCode::CREATED, "{code}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -151,6 +167,7 @@ async fn ndjson_import_counts_invalid_lines() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_are_clear_errors() {
     let s = TestServer::start(|c| c.ingest.token = Some(Secret("tok".into()))).await;
+    create_links(&s).await;
     let mut a = import_args(fixture("access.log"));
     a.target = Some(s.url.clone());
     let err = format!("{:#}", run(&a).await.expect_err("no token"));

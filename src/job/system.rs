@@ -180,6 +180,8 @@ impl System {
         let addr = listener.local_addr().context("listener has no local address")?;
         let (stop_http, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
+            // hyper's own 414/431 answers get the JSON error shape (crate::http_listener).
+            let listener = axum::serve::ListenerExt::tap_io(crate::http_listener::JsonErrorListener::new(listener), |_| {});
             axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
                 .with_graceful_shutdown(async move {
                     let _ = stopped.await;

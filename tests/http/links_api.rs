@@ -343,6 +343,13 @@ async fn malformed_requests_get_json_errors(b: Backend) {
     app.request(Method::POST, "/v1/links", &j, Some("{\"long_url\":5}".into())).await.assert_error(400, "invalid_request");
     let err = app.request(Method::POST, "/v1/links", &j, Some("{\"long_url\":\"https://e.example/\",\"colour\":1}".into())).await.assert_error(400, "unknown_field");
     assert_eq!(err["details"]["field"], "colour");
+    // A repeated member is refused, never "last one wins" (create and update alike); no link is made.
+    let err = app.request(Method::POST, "/v1/links", &j, Some(r#"{"long_url":"https://a.example/","long_url":"https://b.example/","custom_alias":"dupkey"}"#.into())).await.assert_error(400, "duplicate_key");
+    assert_eq!((&err["details"]["key"], &err["details"]["line"]), (&json!("long_url"), &json!(1)));
+    app.assert_no_link("dupkey").await;
+    let code = app.create_url("https://e.example/dup").await;
+    let err = app.request(Method::PATCH, &format!("/v1/links/{code}"), &j, Some(r#"{"enabled":true,"tags":{"a":1,"a":2}}"#.into())).await.assert_error(400, "duplicate_key");
+    assert_eq!(err["details"]["key"], "a");
     app.request(Method::POST, "/v1/links", &[("content-type", "text/plain")], Some("{}".into())).await.assert_error(415, "unsupported_media_type");
     app.request(Method::POST, "/v1/links", &[], Some("{}".into())).await.assert_error(415, "unsupported_media_type");
     let ok = app

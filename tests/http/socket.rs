@@ -140,6 +140,25 @@ async fn the_binary_serves_persists_clicks_and_tails_the_log() {
     drop(server);
 }
 
+/// `sluice log tail` on a directory that does not exist (or holds no log) exits non-zero
+/// with a clear message and creates nothing.
+#[test]
+fn log_tail_on_a_missing_directory_fails_and_creates_nothing() {
+    let bin = env!("CARGO_BIN_EXE_sluice");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let missing = tmp.path().join("typo");
+    let out = Command::new(bin).args(["log", "tail", "--data-dir", missing.to_str().expect("utf-8")]).env("SLUICE_LOG", "warn").output().expect("log tail");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no data directory") && err.contains("typo"), "{err}");
+    assert!(out.stdout.is_empty());
+    assert!(!missing.exists(), "nothing created");
+    let out = Command::new(bin).args(["log", "tail", "--data-dir", tmp.path().to_str().expect("utf-8")]).env("SLUICE_LOG", "warn").output().expect("log tail");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no click log in"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read_dir(tmp.path()).expect("read dir").count(), 0, "no log file created");
+}
+
 #[test]
 fn every_subcommand_has_help() {
     let bin = env!("CARGO_BIN_EXE_sluice");
