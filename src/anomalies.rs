@@ -29,7 +29,7 @@ use sluice_serving::webhooks::{Dispatcher, WebhookConfig, WebhooksState};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::config::Config;
+use crate::config::{Config, Role};
 
 /// Attempts of one append before the batch is left to the next replay.
 const APPEND_ATTEMPTS: u32 = 6;
@@ -94,6 +94,19 @@ impl WebhooksSection {
 /// The admin auth of `cfg` (`[admin] token`).
 pub fn admin_auth(cfg: &Config) -> AdminAuth {
     AdminAuth::new(cfg.admin.token.as_ref().map(|t| t.0.clone()))
+}
+
+/// The 503 `anomalies_not_local` routes for a process without the store (role `api`, or
+/// the dataflow off); `None` when the store is local (`local`) or the role serves no API.
+pub fn not_local_routes(cfg: &Config, local: bool) -> Option<Router> {
+    use sluice_serving::anomalies::not_local::{NotLocalReason, routes};
+    let reason = match cfg.server.role {
+        _ if local => return None,
+        Role::Redirect => return None,
+        Role::Api => NotLocalReason::ApiRole,
+        Role::All => NotLocalReason::DataflowOff,
+    };
+    Some(routes(admin_auth(cfg), reason))
 }
 
 /// The running anomaly outputs (module docs).

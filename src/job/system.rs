@@ -171,6 +171,7 @@ impl System {
                 .into_iter()
                 .map(sluice_serving::reports::routes)
                 .chain(anomalies.iter().filter(|_| cfg.server.role != Role::Redirect).map(crate::anomalies::AnomalyOutputs::routes))
+                .chain(crate::anomalies::not_local_routes(&cfg, anomalies.is_some()))
                 .collect(),
             link_cache_l2: sinks.link_cache_l2(),
             dependencies: sinks.dependencies(),

@@ -68,9 +68,14 @@ pub fn batch(b: ChangeBatch) -> RollupBatch {
 /// `network:203.0.113.0/24`, when no link is known); `details` is the whole event as JSON
 /// (id, revision, status, key, severity, summary, evidence); `version` orders the events of
 /// one anomaly: `detected_at × 1024 + revision` (revisions above 1023 saturate), so the
-/// latest event of a window wins under `FINAL`, also after a replay.
+/// latest event of each anomaly id wins under `FINAL`, also after a replay.
 pub fn anomaly(a: &Anomaly) -> AnomalyRecord {
     AnomalyRecord {
+        anomaly_id: a.anomaly_id.hyphenated().to_string(),
+        revision: a.revision,
+        status: a.status.as_str().to_string(),
+        key: a.key.clone(),
+        severity: a.severity.as_str().to_string(),
         code: a.code.clone().unwrap_or_else(|| a.key.clone()),
         kind: a.kind.as_str().to_string(),
         window_start: a.window_start,

@@ -34,6 +34,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "0001_events_enriched.sql", sql: include_str!("../../clickhouse-migrations/0001_events_enriched.sql") },
     Migration { version: 2, name: "0002_rollups.sql", sql: include_str!("../../clickhouse-migrations/0002_rollups.sql") },
     Migration { version: 3, name: "0003_anomalies.sql", sql: include_str!("../../clickhouse-migrations/0003_anomalies.sql") },
+    Migration { version: 4, name: "0004_anomalies_by_id.sql", sql: include_str!("../../clickhouse-migrations/0004_anomalies_by_id.sql") },
 ];
 
 impl Migration {
@@ -102,6 +103,13 @@ pub async fn healthcheck(config: &ClickHouseConfig, timeout: Duration) -> Result
 /// Errors: [`Error::ClickHouse`] (the failing statement's version is in the log),
 /// [`Error::Timeout`], [`Error::Config`].
 pub async fn migrate(config: &ClickHouseConfig) -> Result<MigrationReport> {
+    migrate_up_to(config, u32::MAX).await
+}
+
+/// [`migrate`], applying only the migrations up to version `last` (upgrade tests).
+///
+/// Errors: as [`migrate`].
+pub async fn migrate_up_to(config: &ClickHouseConfig, last: u32) -> Result<MigrationReport> {
     let t = config.request_timeout;
     let server = server_client(config)?;
     // The name is a validated identifier: no quoting needed.
@@ -121,7 +129,7 @@ pub async fn migrate(config: &ClickHouseConfig) -> Result<MigrationReport> {
         within("read applied migrations", t, c.query("SELECT DISTINCT version FROM sluice_migrations").fetch_all::<u32>()).await?;
     before.sort_unstable();
     let mut applied = Vec::new();
-    for m in MIGRATIONS.iter().filter(|m| !before.contains(&m.version)) {
+    for m in MIGRATIONS.iter().filter(|m| m.version <= last && !before.contains(&m.version)) {
         for stmt in m.statements() {
             if let Err(e) = within("run a migration", t, c.query(&stmt).execute()).await {
                 tracing::error!(version = m.version, name = m.name, error = %e, "clickhouse migration failed");

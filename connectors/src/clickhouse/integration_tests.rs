@@ -108,9 +108,9 @@ async fn migrations_apply_once_and_record_their_versions() {
     let c = fresh_config("migrate");
     healthcheck(&c, Duration::from_secs(10)).await.expect("healthcheck");
     let first = migrate(&c).await.expect("migrate");
-    assert_eq!(first, MigrationReport { before: vec![], applied: vec![1, 2, 3] });
+    assert_eq!(first, MigrationReport { before: vec![], applied: vec![1, 2, 3, 4] });
     let second = migrate(&c).await.expect("migrate again");
-    assert_eq!(second, MigrationReport { before: vec![1, 2, 3], applied: vec![] });
+    assert_eq!(second, MigrationReport { before: vec![1, 2, 3, 4], applied: vec![] });
     let cl = client(&c).expect("client");
     let mut tables: Vec<String> =
         cl.query("SELECT name FROM system.tables WHERE database = currentDatabase()").fetch_all::<String>().await.expect("tables");
@@ -273,6 +273,11 @@ async fn events_and_anomalies_round_trip_without_duplicates() {
     sink.send(SinkInput::Events(evs.clone())).await.expect("send");
     sink.send(SinkInput::Events(evs[100..300].to_vec())).await.expect("send replay");
     let an = AnomalyRecord {
+        anomaly_id: "0191e3c2-0000-7000-8000-000000000001".into(),
+        revision: 0,
+        status: "open".into(),
+        key: "link:ev".into(),
+        severity: "warning".into(),
         code: "ev".into(),
         kind: "burst".into(),
         window_start: T0,
@@ -284,15 +289,56 @@ async fn events_and_anomalies_round_trip_without_duplicates() {
         details: r#"{"why":"10x"}"#.into(),
         version: 1,
     };
-    let an2 = AnomalyRecord { score: 11.0, version: 2, ..an.clone() };
-    sink.send(SinkInput::Anomalies(vec![an.clone()])).await.expect("send");
+    let an2 = AnomalyRecord { score: 11.0, version: 2, revision: 1, status: "updated".into(), ..an.clone() };
+    // Another anomaly of the same code, kind and window (a second flooding visitor): its own row.
+    let other = AnomalyRecord { anomaly_id: "0191e3c2-0000-7000-8000-000000000002".into(), key: "visitor:2".into(), version: 1, ..an.clone() };
+    sink.send(SinkInput::Anomalies(vec![an.clone(), other.clone()])).await.expect("send");
     sink.send(SinkInput::Anomalies(vec![an2.clone()])).await.expect("send");
-    assert!(wait_until(Duration::from_secs(30), || async { sink.status().rows_written >= 702 && sink.status().pending_rows == 0 }).await);
+    assert!(wait_until(Duration::from_secs(30), || async { sink.status().rows_written >= 703 && sink.status().pending_rows == 0 }).await);
     let reader = ClickHouseReader::new(&c).expect("reader");
     let got = reader.events("ev", T0, T0 + DAY).await.expect("events");
     assert_eq!(got, evs);
-    assert_eq!(reader.anomalies(Some("ev"), T0, T0 + 1).await.expect("anomalies"), vec![an2]);
+    assert_eq!(reader.anomalies(Some("ev"), T0, T0 + 1).await.expect("anomalies"), vec![an2, other]);
     assert!(reader.anomalies(None, T0 + 1, T0 + 2).await.expect("anomalies").is_empty());
     sink.shutdown(Duration::from_secs(10)).await;
+    drop_database(&c).await;
+}
+
+/// Migration 0004 on a database at version 3: the old rows are kept, one per anomaly id, and
+/// from then on distinct anomalies of one (code, kind, window) keep their own rows.
+#[tokio::test]
+async fn migration_4_keys_anomalies_by_id_and_keeps_old_rows() {
+    let c = fresh_config("anom4");
+    healthcheck(&c, Duration::from_secs(10)).await.expect("healthcheck");
+    assert_eq!(migrate_up_to(&c, 3).await.expect("migrate to 3").applied, vec![1, 2, 3]);
+    let cl = client(&c).expect("client");
+    // Two events of one anomaly (ids in `details`, as the sink wrote them) and a row without one.
+    let old = "INSERT INTO anomalies (code, kind, window_start, window_end, detected_at, score, observed, expected, details, version) VALUES \
+        ('ev', 'visitor_flood', fromUnixTimestamp64Milli(toInt64(?), 'UTC'), fromUnixTimestamp64Milli(toInt64(?), 'UTC'), fromUnixTimestamp64Milli(toInt64(?), 'UTC'), 1, 40, 0, ?, 5), \
+        ('ev', 'visitor_flood', fromUnixTimestamp64Milli(toInt64(?), 'UTC'), fromUnixTimestamp64Milli(toInt64(?), 'UTC'), fromUnixTimestamp64Milli(toInt64(?), 'UTC'), 2, 80, 0, ?, 6), \
+        ('zz', 'burst', fromUnixTimestamp64Milli(toInt64(?), 'UTC'), fromUnixTimestamp64Milli(toInt64(?), 'UTC'), fromUnixTimestamp64Milli(toInt64(?), 'UTC'), 3, 9, 1, '{}', 1)";
+    let d1 = r#"{"anomaly_id":"0191e3c2-0000-7000-8000-00000000000a","revision":0,"status":"open","key":"visitor:a","severity":"info"}"#;
+    let d2 = r#"{"anomaly_id":"0191e3c2-0000-7000-8000-00000000000a","revision":1,"status":"updated","key":"visitor:a","severity":"warning"}"#;
+    cl.query(old)
+        .bind(T0).bind(T0 + 60_000).bind(T0 + 1_000).bind(d1)
+        .bind(T0).bind(T0 + 60_000).bind(T0 + 2_000).bind(d2)
+        .bind(T0).bind(T0 + 60_000).bind(T0 + 3_000)
+        .execute()
+        .await
+        .expect("old rows");
+    assert_eq!(migrate(&c).await.expect("migrate").applied, vec![4]);
+    let reader = ClickHouseReader::new(&c).expect("reader");
+    let got = reader.anomalies(None, T0, T0 + 1).await.expect("anomalies");
+    let summary: Vec<(String, u32, String, String, String, u64)> =
+        got.iter().map(|a| (a.anomaly_id.clone(), a.revision, a.status.clone(), a.key.clone(), a.severity.clone(), a.version)).collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("0191e3c2-0000-7000-8000-00000000000a".into(), 1, "updated".into(), "visitor:a".into(), "warning".into(), 6),
+            (format!("legacy:zz:burst:{T0}"), 0, String::new(), String::new(), String::new(), 1),
+        ]
+    );
+    let tables: Vec<String> = cl.query("SELECT name FROM system.tables WHERE database = currentDatabase() AND name LIKE 'anomalies%'").fetch_all::<String>().await.expect("tables");
+    assert_eq!(tables, vec!["anomalies".to_string()]);
     drop_database(&c).await;
 }

@@ -14,7 +14,7 @@
 //! |---|---|---|---|
 //! | `events_enriched` | ReplacingMergeTree, partition by day | (code, ts, event_id) | one row per deduplicated, enriched click |
 //! | `rollups_minute`, `_quarter`, `_hour`, `_day` | ReplacingMergeTree(version) | (code, bucket, view, is_bot, value1, value2) | clicks, uniques and the visitor sketch of each rollup row |
-//! | `anomalies` | ReplacingMergeTree(version) | (code, kind, window_start) | detector outputs |
+//! | `anomalies` | ReplacingMergeTree(version) | (kind, window_start, anomaly_id) | detector outputs: the newest event of each anomaly (migration 0004) |
 //! | `sluice_migrations` | ReplacingMergeTree | version | applied migrations |
 //!
 //! **Why sketches as `String` and ReplacingMergeTree**: the dataflow already maintains every
@@ -48,7 +48,7 @@ pub mod sink;
 #[cfg(all(test, feature = "integration-tests"))]
 mod integration_tests;
 
-pub use client::{MIGRATIONS, Migration, MigrationReport, client, healthcheck, migrate};
+pub use client::{MIGRATIONS, Migration, MigrationReport, client, healthcheck, migrate, migrate_up_to};
 pub use config::{ClickHouseConfig, Password};
 pub use query::{ClickHouseReader, RollupQuery};
 pub use rows::{AnomalyRecord, EnrichedEventRecord, RollupRecord, rollup_table};

@@ -113,8 +113,8 @@ impl ClickHouseReader {
         Ok(recs.into_iter().map(EnrichedClick::from).collect())
     }
 
-    /// Anomalies with `window_start` in `[from_ms, to_ms)` (of one code, or all), newest
-    /// version per (code, kind, window), ordered by window start then code and kind.
+    /// Anomalies with `window_start` in `[from_ms, to_ms)` (of one code, or all), the newest
+    /// event per anomaly id, ordered by window start, code, kind and id.
     ///
     /// Errors: [`Error::InvalidValue`] for an empty range, [`Error::ClickHouse`],
     /// [`Error::Timeout`].
@@ -125,7 +125,7 @@ impl ClickHouseReader {
         let filter = if code.is_some() { " AND code = ?" } else { "" };
         let sql = format!(
             "SELECT ?fields FROM anomalies FINAL WHERE window_start >= fromUnixTimestamp64Milli(toInt64(?), 'UTC') \
-             AND window_start < fromUnixTimestamp64Milli(toInt64(?), 'UTC'){filter} ORDER BY window_start, code, kind"
+             AND window_start < fromUnixTimestamp64Milli(toInt64(?), 'UTC'){filter} ORDER BY window_start, code, kind, anomaly_id"
         );
         let mut q = self.client.query(&sql).bind(from_ms).bind(to_ms);
         if let Some(c) = code {

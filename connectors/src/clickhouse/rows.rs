@@ -198,13 +198,25 @@ impl From<EnrichedEventRecord> for EnrichedClick {
     }
 }
 
-/// A row of `anomalies`: one detection for (code, kind, window).
+/// A row of `anomalies`: one event of an anomaly; under `FINAL` the newest event (highest
+/// `version`) of each `anomaly_id` (migration 0004).
 #[derive(Debug, Clone, PartialEq, ::clickhouse::Row, Serialize, Deserialize)]
 #[clickhouse(crate = "::clickhouse")]
 pub struct AnomalyRecord {
+    /// The anomaly's id (hyphenated UUID; `legacy:<code>:<kind>:<window start ms>` for rows
+    /// copied from before migration 0004 without one).
+    pub anomaly_id: String,
+    /// Event number within the anomaly (0 = open).
+    pub revision: u32,
+    /// `open`, `updated` or `closed`.
+    pub status: String,
+    /// What the anomaly is about (`link:<code>`, `visitor:<hex>`, `network:<cidr>`).
+    pub key: String,
+    /// `info`, `warning` or `critical`.
+    pub severity: String,
     /// Short code.
     pub code: String,
-    /// Detector kind (`burst`, `bot_flood`, `referrer_spam`, `geo_shift`, ...).
+    /// Detector kind (`click_burst`, `visitor_flood`, `bot_share`, `referrer_spam`, ...).
     pub kind: String,
     /// Window start, ms since the Unix epoch, UTC.
     pub window_start: i64,
