@@ -1,4 +1,4 @@
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -179,6 +179,31 @@ fn truth_counts_bots_duplicates_and_visitors_per_period() {
 }
 
 #[test]
+fn truth_flags_a_visitors_clicks_past_the_flood_cap_per_minute() {
+    let codes = vec!["a".to_owned(), "b".to_owned()];
+    let mut t = TruthBuilder::new(&codes, Some(DAY)).expect("truth");
+    let ip: IpAddr = "203.0.113.9".parse().expect("ip");
+    // 35 clicks in minute 0 and 3 in minute 1 on "a", 31 on "b" in minute 0, all one visitor.
+    for i in 0..35 {
+        t.click("a", i * 1000, ip, CHROME, None);
+    }
+    for i in 0..3 {
+        t.click("a", 60_000 + i, ip, CHROME, None);
+    }
+    for i in 0..31 {
+        t.click("b", i, ip, CHROME, None);
+    }
+    let truth = t.snapshot();
+    assert_eq!(truth.links["a"], LinkTruth { clicks: 33, bot_clicks: 5, visitors: 1 });
+    assert_eq!(truth.links["b"], LinkTruth { clicks: 30, bot_clicks: 1, visitors: 1 });
+    let mut off = TruthBuilder::new(&codes, Some(DAY)).expect("truth").with_flood_cap(None);
+    for i in 0..35 {
+        off.click("a", i, ip, CHROME, None);
+    }
+    assert_eq!(off.snapshot().links["a"].clicks, 35);
+}
+
+#[test]
 fn arguments_are_validated_and_proxy_trust_is_read_from_the_server_config() {
     let mut args = LoadgenArgs::new(Url::parse("http://127.0.0.1:9").expect("url"));
     assert!(resolve(&args).is_ok());
@@ -317,12 +342,20 @@ fn check_against_log(
         .iter()
         .map(|c| (c.clone(), (0, 0, HashSet::new())))
         .collect();
+    // The flood cap: a visitor's human clicks on a link past 30 in one UTC minute are flagged.
+    let mut per_minute: HashMap<(String, u64, i64), u64> = HashMap::new();
     for e in entries.iter().map(|e| &e.event) {
         if !seen.insert(e.event_id) {
             continue;
         }
         let row = counted.get_mut(&e.code).expect("a code of the run");
-        if classifier.user_agent(&e.user_agent).is_bot {
+        let bot = classifier.user_agent(&e.user_agent).is_bot;
+        let flagged = !bot && {
+            let n = per_minute.entry((e.code.clone(), e.visitor_id, e.ts.div_euclid(60_000))).or_default();
+            *n += 1;
+            *n > 30
+        };
+        if bot || flagged {
             row.1 += 1;
         } else {
             row.0 += 1;

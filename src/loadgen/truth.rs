@@ -3,7 +3,9 @@
 //! - `clicks`: human clicks, i.e. `GET`s answered with a 3xx plus events injected through
 //!   `POST /v1/events` that were accepted, each `event_id` counted once; `HEAD` requests,
 //!   failed requests and duplicates are not clicks;
-//! - `bot_clicks`: the same for bots;
+//! - `bot_clicks`: the same for bots, plus the human clicks past the flood cap (of one
+//!   visitor's clicks on one link within one UTC minute, only the first
+//!   `[dataflow.abuse.flood-cap] clicks-per-minute`, default 30, are human; case C25);
 //! - `visitors`: distinct (visitor-salt period, client IP, user agent) among the human clicks.
 //!
 //! Bots and humans are told apart by Sluice's own classifier
@@ -69,6 +71,9 @@ pub struct TruthBuilder {
     period_ms: Option<i64>,
     links: BTreeMap<String, LinkAcc>,
     counted_ids: HashSet<Uuid>,
+    flood_cap: Option<u32>,
+    /// Human clicks per (code, salt period, IP, UA, UTC minute), for the flood cap.
+    per_minute: std::collections::HashMap<(String, i64, IpAddr, String, i64), u64>,
 }
 
 /// Index of the salt period containing `ts_ms` (0 when the salt never rotates); the same
@@ -97,7 +102,15 @@ impl TruthBuilder {
             period_ms,
             links,
             counted_ids: HashSet::new(),
+            flood_cap: sluice_dataflows::config::FloodCapConfig::default().cap(),
+            per_minute: std::collections::HashMap::new(),
         })
+    }
+
+    /// Sets the flood cap the server runs with (`None`: off; default: the default cap).
+    pub fn with_flood_cap(mut self, cap: Option<u32>) -> TruthBuilder {
+        self.flood_cap = cap;
+        self
     }
 
     /// The salt period in ms (`None`: never rotates).
@@ -127,15 +140,21 @@ impl TruthBuilder {
         }
         let bot = self.is_bot(ua);
         let period = period_index(self.period_ms, ts_ms);
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+            v4 => v4,
+        };
+        let flagged = !bot
+            && self.flood_cap.is_some_and(|cap| {
+                let n = self.per_minute.entry((code.to_owned(), period, ip, ua.to_owned(), ts_ms.div_euclid(60_000))).or_default();
+                *n += 1;
+                *n > u64::from(cap)
+            });
         let acc = self.links.entry(code.to_owned()).or_default();
-        if bot {
+        if bot || flagged {
             acc.bot_clicks += 1;
         } else {
             acc.clicks += 1;
-            let ip = match ip {
-                IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-                v4 => v4,
-            };
             acc.visitors.insert((period, ip, ua.to_owned()));
         }
         true
