@@ -96,6 +96,22 @@ impl KafkaProgress {
         }
     }
 
+    /// Progress of sources starting at `start` (partition → next offset; 0 for the others):
+    /// records below a restored checkpoint's offsets count as handed over, or a partition
+    /// with nothing new would look behind forever (backlog, freshness).
+    fn starting_at(partitions: &[i32], start: &BTreeMap<i32, i64>) -> KafkaProgress {
+        let p = KafkaProgress::new(partitions);
+        {
+            let mut d = p.delivered.lock();
+            for (part, &o) in start {
+                if let Some(e) = d.get_mut(part) {
+                    *e = (*e).max(o);
+                }
+            }
+        }
+        p
+    }
+
     /// A source handed over records up to `next` (partition → next offset).
     fn handed_over(&self, next: &BTreeMap<i32, i64>) {
         // Time first: an observer that sees the new offsets also sees this time or a later one.
@@ -236,6 +252,7 @@ pub async fn start(
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<KafkaInput> {
     let (kcfg, first, workers, peers) = (kafka.clone(), pcfg.first_worker(), pcfg.workers, pcfg.peers());
+    let start_at = start.clone();
     let (committer, sources, partitions) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let committer = OffsetCommitter::new(&kcfg).context("invalid [kafka] configuration")?;
         let count = committer.partition_count().context("could not read the click topic's partitions")?;
@@ -249,7 +266,7 @@ pub async fn start(
     })
     .await
     .context("kafka source open task failed")??;
-    let progress = Arc::new(KafkaProgress::new(&partitions));
+    let progress = Arc::new(KafkaProgress::starting_at(&partitions, &start_at));
     let slots = Mutex::new(sources);
     let p2 = Arc::clone(&progress);
     let factory: SourceFactory = Arc::new(move |index, _peers| {
@@ -376,6 +393,16 @@ mod tests {
         assert_eq!(take_applied(&mut q, 14), None);
         assert_eq!(take_applied(&mut q, u64::MAX), Some(BTreeMap::from([(0, 30), (1, 15)])), "no external sink: the views applied it");
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn a_restored_start_counts_as_handed_over() {
+        let p = KafkaProgress::starting_at(&[0, 1], &BTreeMap::from([(0, 40), (1, 7), (5, 9)]));
+        p.observe(100, &BTreeMap::from([(0, 40), (1, 9)]));
+        assert_eq!(p.backlog(), 2, "only partition 1's two new records are behind");
+        p.observe(200, &BTreeMap::from([(0, 40), (1, 7)]));
+        assert_eq!(p.backlog(), 0);
+        assert_eq!(p.covered_until(10_000), Some(200), "caught up without any new record");
     }
 
     #[test]
