@@ -63,6 +63,27 @@ impl From<sluice_connectors::Error> for HistoryError {
     }
 }
 
+/// Checks the range and limit of `q` like the in-memory path and returns its output
+/// buckets (`bucket_spans` in the requested zone). Errors: `invalid_range`,
+/// `unaligned_range`, `invalid_limit`, `range_too_long`, `unsupported_tz_offset`.
+pub(crate) fn checked_spans(q: &StatsQuery) -> Result<Vec<(i64, i64)>, HistoryError> {
+    if q.from_ms >= q.to_ms {
+        return Err(invalid("invalid_range", "from must be before to"));
+    }
+    if q.from_ms.rem_euclid(60_000) != 0 || q.to_ms.rem_euclid(60_000) != 0 {
+        return Err(invalid("unaligned_range", "from and to must be whole minutes"));
+    }
+    if let Some(l) = q.limit
+        && (l == 0 || l > MAX_LIMIT)
+    {
+        return Err(invalid("invalid_limit", format!("limit must be between 1 and {MAX_LIMIT}")));
+    }
+    bucket_spans(q.tz, q.bucket, q.from_ms, q.to_ms, MAX_BUCKETS).map_err(|e| match e {
+        sluice_dataflows::Error::InvalidQuery { code, message } => HistoryError::InvalidQuery { code, message },
+        other => invalid("invalid_range", other.to_string()),
+    })
+}
+
 fn invalid(code: &'static str, message: impl Into<String>) -> HistoryError {
     HistoryError::InvalidQuery { code, message: message.into() }
 }
@@ -127,21 +148,7 @@ impl ClickHouseStats {
                 "dimensions must be empty, one of country, device, browser, os, referrer_domain, referrer_medium, or country,device",
             )
         })?;
-        if q.from_ms >= q.to_ms {
-            return Err(invalid("invalid_range", "from must be before to"));
-        }
-        if q.from_ms.rem_euclid(60_000) != 0 || q.to_ms.rem_euclid(60_000) != 0 {
-            return Err(invalid("unaligned_range", "from and to must be whole minutes"));
-        }
-        if let Some(l) = q.limit
-            && (l == 0 || l > MAX_LIMIT)
-        {
-            return Err(invalid("invalid_limit", format!("limit must be between 1 and {MAX_LIMIT}")));
-        }
-        let spans = bucket_spans(q.tz, q.bucket, q.from_ms, q.to_ms, MAX_BUCKETS).map_err(|e| match e {
-            sluice_dataflows::Error::InvalidQuery { code, message } => HistoryError::InvalidQuery { code, message },
-            other => invalid("invalid_range", other.to_string()),
-        })?;
+        let spans = checked_spans(q)?;
         let mut pieces_per_span = Vec::with_capacity(spans.len());
         let mut ranges: BTreeMap<Granularity, (i64, i64)> = BTreeMap::new();
         for &(s, e) in &spans {

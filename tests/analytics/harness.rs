@@ -78,6 +78,27 @@ impl Server {
         assert_eq!(body["accepted"].as_u64(), Some(events.len() as u64), "{body}");
     }
 
+    /// Posts events like [`Server::events`], but lets the intake refuse some as `too_late`
+    /// (and nothing else); returns the refused indices.
+    pub async fn events_allowing_too_late(&self, events: &[Value], backfill: bool) -> Vec<usize> {
+        let url = if backfill { self.path("/v1/events?backfill=true") } else { self.path("/v1/events") };
+        let r = self.http.post(url).json(&events).send().await.expect("post events");
+        let status = r.status();
+        let body: Value = r.json().await.expect("json");
+        let rejected = if status == StatusCode::OK { &body["rejected"] } else { &body["error"]["details"]["rejected"] };
+        let rejected: Vec<usize> = rejected
+            .as_array()
+            .unwrap_or_else(|| panic!("{status}: {body}"))
+            .iter()
+            .map(|x| {
+                assert_eq!(x["reason"], "too_late", "{body}");
+                usize::try_from(x["index"].as_u64().expect("index")).expect("index")
+            })
+            .collect();
+        assert_eq!(body["accepted"].as_u64().or(body["error"]["details"]["accepted"].as_u64()), Some((events.len() - rejected.len()) as u64), "{body}");
+        rejected
+    }
+
     /// `GET /{code}` with a user agent and optional headers; returns the status.
     pub async fn click(&self, method: reqwest::Method, code: &str, ua: &str, headers: &[(&str, &str)]) -> StatusCode {
         let mut req = self.http.request(method, self.path(code)).header("user-agent", ua);

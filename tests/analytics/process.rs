@@ -240,8 +240,12 @@ fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
 async fn dead_letters_are_counted_in_metrics() {
     let dir = tempfile::tempdir().expect("tempdir");
     let p = Proc::start(dir.path()).await;
+    let r = p.http.post(format!("{}/v1/links", p.base)).json(&json!({"long_url": "https://example.com/dead-letters", "custom_alias": "dead-letters"})).send().await.expect("post");
+    assert_eq!(r.status(), reqwest::StatusCode::CREATED);
     let now = now_ms();
-    let r = p.post_events(&[event("dl-1", "dl", now, "192.0.2.1", BROWSER_UA, None), event("dl-2", "dl", now - 72 * 3_600_000, "192.0.2.1", BROWSER_UA, None), event("dl-3", "dl", now - 73 * 3_600_000, "192.0.2.1", BROWSER_UA, None)]).await.expect("post");
+    // One request: the intake has no watermark yet, so the old events pass it and the
+    // dataflow (which sees dl-1 first) dead-letters them.
+    let r = p.post_events(&[event("dl-1", "dead-letters", now, "192.0.2.1", BROWSER_UA, None), event("dl-2", "dead-letters", now - 72 * 3_600_000, "192.0.2.1", BROWSER_UA, None), event("dl-3", "dead-letters", now - 73 * 3_600_000, "192.0.2.1", BROWSER_UA, None)]).await.expect("post");
     assert!(r.status().is_success());
     let t0 = Instant::now();
     loop {
@@ -254,6 +258,18 @@ async fn dead_letters_are_counted_in_metrics() {
         assert!(t0.elapsed() < Duration::from_secs(30), "too_late = {too_late:?}\n{text}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Now the watermark is at dl-1: the intake itself refuses what the dataflow would drop
+    // (too late, per event) and codes no link has; backfill bypasses lateness only.
+    let late = event("dl-4", "dead-letters", now - 73 * 3_600_000, "192.0.2.1", BROWSER_UA, None);
+    let r = p.post_events(&[late.clone(), event("dl-5", "no-such-link", now, "192.0.2.1", BROWSER_UA, None)]).await.expect("post");
+    assert_eq!(r.status(), reqwest::StatusCode::BAD_REQUEST);
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(v["error"]["code"], "all_events_rejected", "{v}");
+    let reasons: Vec<(u64, &str)> = v["error"]["details"]["rejected"].as_array().expect("rejected").iter().map(|x| (x["index"].as_u64().expect("index"), x["reason"].as_str().expect("reason"))).collect();
+    assert_eq!(reasons, vec![(0, "too_late"), (1, "unknown_code")], "{v}");
+    let r = p.http.post(format!("{}/v1/events?backfill=true", p.base)).json(&[late]).send().await.expect("post");
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
+    assert_eq!(r.json::<Value>().await.expect("json")["accepted"], 1);
 }
 
 #[test]

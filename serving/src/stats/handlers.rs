@@ -65,19 +65,20 @@ pub async fn link_stats(State(state): State<StatsState>, LinkCode(code): LinkCod
         order_by: p.order_by,
     };
     let (as_of, history, q2) = (views.as_of(), state.inner.history.clone(), q.clone());
+    // Checked after the views' own validation, so parameter errors keep precedence.
     let retained = retained_check(&views, p.from_ms, p.bucket);
     let (result, bots) = match (View::for_dimensions(&q.dimensions), adhoc) {
         (None, Some(h)) => h.adhoc(&q, as_of).await?,
-        _ => match (retained, history) {
-            // Evicted from the views: the long-term copy answers, or the range is refused
-            // (never an empty answer for clicks that may have existed).
-            (Err(_), Some(h)) => read_history(h.as_ref(), &q2, as_of).await?,
-            (Err(e), None) => return Err(e),
-            (Ok(()), history) => match (blocking(move || read_link(&views, &q)).await, history) {
-                // Minute edges older than the minute retention: the long-term copy answers.
-                (Err(e), Some(h)) if e.code == "range_not_retained" => read_history(h.as_ref(), &q2, as_of).await?,
-                (r, _) => r?,
-            },
+        _ => match (blocking(move || read_link(&views, &q)).await, retained, history) {
+            // Older than the views hold: the long-term copy answers (ClickHouse), or the range
+            // is refused (never an empty answer for clicks that may have existed).
+            (Err(e), _, Some(h)) if e.code == "range_not_retained" => read_history(h.as_ref(), &q2, as_of).await?,
+            // The views' own refusal, with the retained window per bucket when known.
+            (Err(e), Err(mine), None) if e.code == "range_not_retained" => return Err(mine),
+            (Err(e), _, _) => return Err(e),
+            (Ok(_), Err(_), Some(h)) => read_history(h.as_ref(), &q2, as_of).await?,
+            (Ok(_), Err(e), None) => return Err(e),
+            (Ok(r), Ok(()), _) => r,
         },
     };
     let fresh = state.freshness(result.as_of, Utc::now().timestamp_millis());
@@ -105,10 +106,12 @@ pub async fn link_stats(State(state): State<StatsState>, LinkCode(code): LinkCod
 pub async fn summary(State(state): State<StatsState>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
     let p = parse_summary(query.as_deref(), Utc::now().timestamp_millis())?;
     let views = views_of(&state)?;
-    // Summaries read quarter-hour and coarser rows (minutes only at unaligned edges).
-    retained_check(&views, p.from_ms, Bucket::Hour)?;
+    // Summaries read quarter-hour and coarser rows (minutes only at unaligned edges);
+    // checked after the views' own validation, so parameter errors keep precedence.
+    let retained = retained_check(&views, p.from_ms, Bucket::Hour);
     let q = SummaryQuery { from_ms: p.from_ms, to_ms: p.to_ms, include_bots: p.include_bots, limit: p.limit, org: p.org, tag: p.tag };
     let (r, bots) = blocking(move || read_summary(&views, &q)).await?;
+    retained?;
     let fresh = state.freshness(r.as_of, Utc::now().timestamp_millis());
     let body = SummaryResponse {
         from: rfc3339_utc(p.from_ms),
