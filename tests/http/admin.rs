@@ -116,8 +116,12 @@ async fn blocklist_normalizes_every_spelling(b: Backend) {
         assert_eq!(v["entry"]["pattern"], want, "{spelling}");
         assert_eq!(v["added"], added, "{spelling}");
     }
-    for bad in ["", "   ", "a b.example", "http://"] {
+    for bad in ["", "   ", "a b.example", "http://", "10.0.0.0/8"] {
         admin(&app, Method::POST, "/v1/admin/blocklist", Some(json!({"pattern": bad}))).await.assert_error(400, "invalid_pattern");
+    }
+    admin(&app, Method::POST, "/v1/admin/blocklist", Some(json!({"pattern": "*.evil.example"}))).await.assert_error(400, "pattern_wildcard");
+    for suffix in ["com", "co.uk", "github.io", "localhost"] {
+        admin(&app, Method::POST, "/v1/admin/blocklist", Some(json!({"pattern": suffix}))).await.assert_error(400, "pattern_public_suffix");
     }
     admin(&app, Method::POST, "/v1/admin/blocklist", Some(json!({"pattern": "x.example", "extra": 1}))).await.assert_error(400, "unknown_field");
     let list = admin(&app, Method::GET, "/v1/admin/blocklist", None).await.json();
