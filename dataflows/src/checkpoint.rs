@@ -106,10 +106,15 @@ pub enum CheckpointStatus {
     Failed(String),
 }
 
+/// A worker loop's part: next offsets and partition watermarks.
+type SourcePart = (BTreeMap<u32, u64>, BTreeMap<u32, i64>);
+/// A dedup operator's part: `(id, basis)` entries, newest event time, folded watermark.
+type DedupPart = (Vec<(u128, i64)>, i64, GlobalWatermark);
+
 struct Round {
     cut: u64,
-    sources: Vec<Option<(BTreeMap<u32, u64>, BTreeMap<u32, i64>)>>,
-    dedup: Vec<Option<(Vec<(u128, i64)>, i64, GlobalWatermark)>>,
+    sources: Vec<Option<SourcePart>>,
+    dedup: Vec<Option<DedupPart>>,
     shards: Vec<Option<ViewsSnapshot>>,
     failed: Option<String>,
     done: Option<DataflowSnapshot>,

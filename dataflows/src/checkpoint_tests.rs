@@ -34,7 +34,7 @@ impl ClickEnricher for TestEnricher {
                 pick(&["(direct)", "news.example", "t.co"], v / 5),
                 pick(&["direct", "referral", "social"], v / 5),
             ],
-            is_bot: v % 17 == 0,
+            is_bot: v.is_multiple_of(17),
         }
     }
 }
