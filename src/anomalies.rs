@@ -139,7 +139,7 @@ impl AnomalyOutputs {
         let store = tokio::task::spawn_blocking(move || AnomalyStore::open(&dir))
             .await
             .context("anomaly store open task failed")?
-            .context("could not open the anomaly store (is another sluice process using this data dir?)")?;
+            .context("could not open the anomaly store (another sluice process using this data dir, or a damaged anomalies.redb)")?;
         let store = Arc::new(store);
         let (tx, rx) = mpsc::unbounded_channel();
         let (stop_writer, writer_stopped) = tokio::sync::watch::channel(false);

@@ -28,7 +28,14 @@ pub fn load_or_create(configured: Option<&str>, data_dir: &Path) -> anyhow::Resu
             let mut secret = [0u8; 32];
             rand::fill(&mut secret);
             f.write_all(hex::encode(secret).as_bytes()).and_then(|()| f.sync_all()).with_context(|| format!("could not write \"{}\"", path.display()))?;
-            tracing::info!(path = %path.display(), "generated visitor secret");
+            // A click log already there means earlier runs used a secret that is now gone:
+            // every returning visitor gets a new id and counts as a new unique.
+            let earlier_data = data_dir.join(sluice_connectors::click_log::CLICK_LOG_FILE_NAME).exists();
+            if earlier_data {
+                tracing::warn!(path = %path.display(), "generated a NEW visitor secret in a data dir that already holds data: visitor ids change, so returning visitors count as new uniques (restore the old visitor_secret file to avoid this)");
+            } else {
+                tracing::info!(path = %path.display(), "generated visitor secret");
+            }
             Ok(secret)
         }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {

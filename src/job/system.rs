@@ -107,7 +107,7 @@ impl System {
             let log = tokio::task::spawn_blocking(move || ClickLog::open(&dir))
                 .await
                 .context("click log open task failed")?
-                .context("could not open the click log (is another sluice process using this data dir?)")?;
+                .context("could not open the click log (another sluice process using this data dir, or a damaged clicks.redb)")?;
             let (sender, receiver) = click_channel(cfg.redirect.click_channel_capacity);
             let stats = Arc::clone(sender.stats());
             let accepted = Arc::new(AtomicU64::new(0));
