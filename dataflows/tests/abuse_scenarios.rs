@@ -293,3 +293,54 @@ fn ten_minutes_of_normal_traffic_over_1000_links_raise_no_warning_or_critical() 
     let stats = h.handle.stats();
     assert_eq!(stats.received as usize, n);
 }
+
+/// A reviewer's report (issue 7): on a server whose detectors had warmed up, 50 links created
+/// and driven with normal traffic (Zipf, 200 clicks/s) each opened a `click_burst` warning —
+/// their zero history read as a baseline. A link first seen after the warm-up now has its own
+/// history and warm-up: normal traffic on new links raises nothing, while a burst on an
+/// established link is still detected with its kind, key and severity.
+#[test]
+fn new_links_after_the_warm_up_raise_nothing_while_a_burst_on_an_established_link_alarms() {
+    let cfg = AbuseConfig::default();
+    let mut m = Model::new(LINKS, 11);
+    let end = T0 + 9 * MIN;
+    let mut events = abuse_traffic::normal(&mut m, T0, end, RATE);
+    // 50 links first clicked at minute 4 (the detectors' warm-up ended at minute 3); their
+    // own warm-up ends at minute 7, then they are judged for two more minutes.
+    let new_start = T0 + 4 * MIN;
+    let mut fresh_model = Model::new(50, 0xf2e5);
+    let mut fresh = abuse_traffic::normal(&mut fresh_model, new_start, end, 200.0);
+    for e in &mut fresh {
+        e.code = format!("new-{}", e.code);
+    }
+    // Precondition: the busiest new link's first window holds far more counted human clicks
+    // than click_burst's warning level — against a zero baseline that was a warning at least.
+    let top = format!("new-{}", abuse_traffic::code(0));
+    let mut per_visitor: BTreeMap<u64, u32> = BTreeMap::new();
+    let first_window = fresh
+        .iter()
+        .filter(|c| c.code == top && c.ts < new_start + MIN && !dims_of(c).is_bot)
+        .filter(|c| {
+            let n = per_visitor.entry(c.visitor_id).or_insert(0);
+            *n += 1;
+            *n <= cfg.per_visitor_cap
+        })
+        .count() as u64;
+    assert!(first_window >= 4 * cfg.click_burst.warning_min_clicks, "scenario too weak: {first_window} human clicks");
+    events.extend(fresh);
+    let mut attack_model = Model::new(LINKS, 0x00a7_7ac4);
+    let a = Attack { shape: Shape::Burst, link: 60, start: T0 + 5 * MIN + 321, duration_ms: ATTACK_MS, rate: 200.0 };
+    let (clicks, key) = abuse_traffic::attack(&mut attack_model, &a);
+    let want = expected_severity(Shape::Burst, &clicks, a.start, &cfg);
+    events.extend(clicks.iter().cloned());
+    let (anomalies, _h) = run(abuse_traffic::partitioned(events, PARTITIONS), end);
+    let (id, d) = check_attack(&anomalies, &a, &key, &clicks);
+    let id = id.expect("the burst on the established link is detected");
+    assert!(d.latency_ms.is_some_and(|l| l <= DETECT_MS), "detected within 5 s: {:?}", d.latency_ms);
+    assert_eq!(d.severity_at_5s, Some(want));
+    let false_alarms: Vec<String> =
+        alarming(&anomalies).into_iter().filter(|(i, _)| *i != id).map(|(_, a)| format!("{} {} on {}: {}", a.severity.as_str(), a.kind.as_str(), a.key, a.summary)).collect();
+    assert!(false_alarms.is_empty(), "false alarms:\n{}", false_alarms.join("\n"));
+    let on_new: Vec<&str> = anomalies.iter().filter(|e| e.code.as_deref().is_some_and(|c| c.starts_with("new-")) && e.kind.as_str() != "bot_share").map(|e| e.summary.as_str()).collect();
+    assert!(on_new.is_empty(), "baseline anomalies on new links: {on_new:#?}");
+}

@@ -21,6 +21,14 @@
 //! the surge is reported as that kind and not also as a `click_burst`. While any of the
 //! baseline kinds is open for a link, its baseline stops learning.
 //!
+//! **Warm-up, per link.** The baseline detectors (`click_burst`, `referrer_spam`,
+//! `geo_shift`) judge a link only once its history covers `[abuse] warmup`. A link first
+//! seen while the detectors warm up shares their origin (the start of their history, module
+//! [`super::ticks`]): it was watched from the start and had no clicks. A link first seen
+//! after that gets its own origin, the minute of its first click, and its own warm-up: a
+//! new link's first minutes are its baseline, not a burst over a zero one. A link whose
+//! state was dropped as idle (see **State**) and that gets clicks again counts as new.
+//!
 //! Plain timely: the state is order-dependent (first clicks of a visitor count) and its
 //! output is a stream of events, not a collection.
 
@@ -39,6 +47,7 @@ use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use super::anomaly_lifecycle::{Assessment, Body, LifecycleParams, LifecycleSlot, top_n};
 use super::blocklisted_target::{self, BlockedChange};
 use super::link_window::{LinkClick, LinkWindow};
+use super::pending::{Held, Pending};
 use super::share_shift::Shift;
 use super::ticks::Ticker;
 use super::{bot_share, click_burst, geo_shift, referrer_spam};
@@ -49,6 +58,7 @@ use crate::model::{DimStr, Dimension};
 use crate::records::LinkedRecord;
 use crate::watermark::WatermarkReport;
 
+const MINUTE_MS: i64 = 60_000;
 const BURST: usize = 0;
 const BOTS: usize = 1;
 const REFERRER: usize = 2;
@@ -59,6 +69,9 @@ const KINDS: [AnomalyKind; 5] =
 
 struct LinkState {
     key: String,
+    /// Start of the link's history (ms UTC, a minute boundary): the detectors' origin for a
+    /// link first seen during their warm-up, else the minute of its first click (module docs).
+    origin: i64,
     win: LinkWindow,
     meta: Option<Arc<LinkMeta>>,
     slots: [LifecycleSlot; 5],
@@ -84,8 +97,7 @@ pub struct LinkDetector {
     ticker: Ticker,
     states: FxHashMap<DimStr, LinkState>,
     blocked: FxHashMap<DimStr, Vec<(String, String, isize)>>,
-    pending: Vec<LinkedRecord>,
-    sorted: bool,
+    pending: Pending<LinkedRecord>,
     dirty: BTreeSet<DimStr>,
     open: BTreeSet<DimStr>,
     last_sweep_minute: i64,
@@ -93,6 +105,16 @@ pub struct LinkDetector {
 
 fn sort_key(r: &LinkedRecord) -> (i64, &str, u64, &[DimStr; 6], bool, Option<&LinkMeta>) {
     (r.rec.ts, r.rec.code.as_str(), r.rec.visitor_id, &r.rec.dims.values, r.rec.dims.is_bot, r.meta.as_deref())
+}
+
+impl Held for LinkedRecord {
+    fn ts(&self) -> i64 {
+        self.rec.ts
+    }
+
+    fn order(&self, other: &Self) -> std::cmp::Ordering {
+        sort_key(self).cmp(&sort_key(other))
+    }
 }
 
 impl LinkDetector {
@@ -111,8 +133,7 @@ impl LinkDetector {
             cfg,
             states: FxHashMap::default(),
             blocked: FxHashMap::default(),
-            pending: Vec::new(),
-            sorted: true,
+            pending: Pending::default(),
             dirty: BTreeSet::new(),
             open: BTreeSet::new(),
             last_sweep_minute: i64::MIN,
@@ -126,10 +147,7 @@ impl LinkDetector {
 
     /// Takes the clicks of one epoch (in any order).
     pub fn push_clicks(&mut self, recs: &mut Vec<LinkedRecord>) {
-        if !recs.is_empty() {
-            self.pending.append(recs);
-            self.sorted = false;
-        }
+        self.pending.push(recs);
     }
 
     /// Applies blocked-link changes of one epoch.
@@ -156,14 +174,12 @@ impl LinkDetector {
         let earliest = if self.ticker.started() {
             None
         } else {
-            self.sort_pending();
             self.pending.first().map(|r| r.rec.ts)
         };
         self.ticker.apply(reports, earliest);
         while let Some(mut s) = self.ticker.due() {
             if self.dirty.is_empty() && self.open.is_empty() {
                 // Nothing to evaluate before the tick of the next pending click.
-                self.sort_pending();
                 let last = self.ticker.last_due().unwrap_or(s);
                 let next = self.pending.first().map(|r| self.ticker.floor(r.rec.ts) + self.ticker.tick_ms());
                 s = s.max(next.map_or(last, |n| n.min(last)));
@@ -173,26 +189,15 @@ impl LinkDetector {
         }
     }
 
-    fn sort_pending(&mut self) {
-        if !self.sorted {
-            self.pending.sort_unstable_by(|a, b| sort_key(a).cmp(&sort_key(b)));
-            self.sorted = true;
-        }
-    }
-
     fn tick(&mut self, s: i64, now_ms: i64, out: &mut Vec<Anomaly>) {
         let Some(origin) = self.ticker.origin() else { return };
         let window = self.life.window_ms;
-        let (alpha, cap) = (self.alpha, self.cfg.per_visitor_cap);
-        self.sort_pending();
-        let n = self.pending.partition_point(|r| r.rec.ts < s);
-        for r in self.pending.drain(..n) {
+        let (alpha, cap, warmup) = (self.alpha, self.cfg.per_visitor_cap, self.cfg.warmup_ms());
+        for r in self.pending.take_before(s) {
             let code = &r.rec.code;
-            let st = self.states.entry(code.clone()).or_insert_with(|| LinkState {
-                key: link_key(code),
-                win: LinkWindow::new(origin),
-                meta: None,
-                slots: Default::default(),
+            let st = self.states.entry(code.clone()).or_insert_with(|| {
+                let origin = link_origin(origin, warmup, window, s, r.rec.ts);
+                LinkState { key: link_key(code), origin, win: LinkWindow::new(origin), meta: None, slots: Default::default() }
             });
             let learn = st.learning();
             st.win.advance(s, window, alpha, learn);
@@ -215,11 +220,10 @@ impl LinkDetector {
                 self.dirty.insert(code.clone());
             }
         }
-        let warm = s - origin >= self.cfg.warmup_ms();
         let mut codes = std::mem::take(&mut self.dirty);
         codes.extend(self.open.iter().cloned());
         for code in codes {
-            self.evaluate(&code, s, warm, now_ms, out);
+            self.evaluate(&code, s, now_ms, out);
         }
         let minute = s.div_euclid(60_000);
         if minute != self.last_sweep_minute {
@@ -232,9 +236,10 @@ impl LinkDetector {
         }
     }
 
-    fn evaluate(&mut self, code: &DimStr, s: i64, warm: bool, now_ms: i64, out: &mut Vec<Anomaly>) {
+    fn evaluate(&mut self, code: &DimStr, s: i64, now_ms: i64, out: &mut Vec<Anomaly>) {
         let Some(st) = self.states.get_mut(code.as_str()) else { return };
         let cfg = &self.cfg;
+        let warm = s - st.origin >= cfg.warmup_ms();
         let window = self.life.window_ms;
         let learn = st.learning();
         st.win.advance(s, window, self.alpha, learn);
@@ -265,6 +270,17 @@ impl LinkDetector {
             self.open.remove(code.as_str());
         }
     }
+}
+
+/// The history origin of a link first seen at tick `s` with a click at `ts` (module docs):
+/// the detectors' `origin` while they warm up (`s − origin < warmup`), else the minute of
+/// the click — or of the window's start for a click older than the window, so a late click
+/// never backdates a link's history.
+fn link_origin(origin: i64, warmup: i64, window: i64, s: i64, ts: i64) -> i64 {
+    if s - origin < warmup {
+        return origin;
+    }
+    ts.max(s - window).div_euclid(MINUTE_MS).saturating_mul(MINUTE_MS).max(origin)
 }
 
 struct BodyCtx<'a> {

@@ -14,6 +14,7 @@
 //! |---|---|
 //! | `ticks.rs` | event-time evaluation ticks driven by the global watermark |
 //! | `link_window.rs` | per-link sliding window (per-visitor cap) and EWMA baseline |
+//! | `pending.rs` | clicks held until their tick, in canonical order (merge per epoch, drain from the front) |
 //! | `anomaly_lifecycle.rs` | open / updated / closed per `(kind, key)`, deterministic ids |
 //! | `click_burst.rs`, `bot_share.rs`, `referrer_spam.rs`, `geo_shift.rs`, `share_shift.rs`, `blocklisted_target.rs` | the per-link detectors (pure functions of the link state) and the blocklist join |
 //! | `link_anomalies.rs` | operator `DetectLinkAnomalies` running the per-link detectors |
@@ -35,6 +36,7 @@ pub mod click_burst;
 pub mod geo_shift;
 pub mod link_anomalies;
 pub mod link_window;
+mod pending;
 pub mod referrer_spam;
 pub mod share_shift;
 pub mod sink;

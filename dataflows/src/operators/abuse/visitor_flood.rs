@@ -34,6 +34,7 @@ use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 
 use super::anomaly_lifecycle::{Assessment, Body, LifecycleParams, LifecycleSlot, severity_of, top_n};
+use super::pending::{Held, Pending};
 use super::ticks::Ticker;
 use crate::clock::Clock;
 use crate::config::{AbuseConfig, Levels};
@@ -171,6 +172,16 @@ impl<'scope> TapFloodRecords<'scope> for StreamVec<'scope, u64, GatedClick> {
     }
 }
 
+impl Held for FloodRecord {
+    fn ts(&self) -> i64 {
+        self.ts
+    }
+
+    fn order(&self, o: &Self) -> std::cmp::Ordering {
+        (self.ts, self.key, self.visitor_id, &self.code, &self.user_agent, self.network).cmp(&(o.ts, o.key, o.visitor_id, &o.code, &o.user_agent, o.network))
+    }
+}
+
 /// One click in a window bucket: its key, its visitor and, if it was counted in the key's
 /// evidence lists, its link and user agent (to take it out of them when it leaves).
 type BucketEntry = (FloodKey, u64, Option<(DimStr, Arc<str>)>);
@@ -205,8 +216,7 @@ pub struct FloodDetector {
     enabled: bool,
     life: LifecycleParams,
     ticker: Ticker,
-    pending: Vec<FloodRecord>,
-    sorted: bool,
+    pending: Pending<FloodRecord>,
     buckets: VecDeque<(i64, Vec<BucketEntry>)>,
     keys: FxHashMap<FloodKey, KeyState>,
     dirty: BTreeSet<FloodKey>,
@@ -231,8 +241,7 @@ impl FloodDetector {
                 update_min_change: cfg.update_min_change,
             },
             ticker: Ticker::new(cfg.tick_ms()),
-            pending: Vec::new(),
-            sorted: true,
+            pending: Pending::default(),
             buckets: VecDeque::new(),
             keys: FxHashMap::default(),
             dirty: BTreeSet::new(),
@@ -247,9 +256,8 @@ impl FloodDetector {
 
     /// Takes the records of one epoch (in any order).
     pub fn push(&mut self, recs: &mut Vec<FloodRecord>) {
-        if self.enabled && !recs.is_empty() {
-            self.pending.append(recs);
-            self.sorted = false;
+        if self.enabled {
+            self.pending.push(recs);
         }
         recs.clear();
     }
@@ -259,28 +267,17 @@ impl FloodDetector {
         let earliest = if self.ticker.started() {
             None
         } else {
-            self.sort_pending();
             self.pending.first().map(|r| r.ts)
         };
         self.ticker.apply(reports, earliest);
         while let Some(mut s) = self.ticker.due() {
             if self.dirty.is_empty() && self.open.is_empty() {
-                self.sort_pending();
                 let last = self.ticker.last_due().unwrap_or(s);
                 let next = self.pending.first().map(|r| self.ticker.floor(r.ts) + self.ticker.tick_ms());
                 s = s.max(next.map_or(last, |n| n.min(last)));
             }
             self.tick(s, now_ms, out);
             self.ticker.done(s);
-        }
-    }
-
-    fn sort_pending(&mut self) {
-        if !self.sorted {
-            self.pending.sort_unstable_by(|a, b| {
-                (a.ts, a.key, a.visitor_id, &a.code, &a.user_agent, a.network).cmp(&(b.ts, b.key, b.visitor_id, &b.code, &b.user_agent, b.network))
-            });
-            self.sorted = true;
         }
     }
 
@@ -292,11 +289,8 @@ impl FloodDetector {
                 self.remove(key, visitor, detail);
             }
         }
-        self.sort_pending();
-        let n = self.pending.partition_point(|r| r.ts < s);
-        let pending = std::mem::take(&mut self.pending);
-        let mut pending = pending.into_iter();
-        for r in pending.by_ref().take(n) {
+        let mut pending = std::mem::take(&mut self.pending);
+        for r in pending.take_before(s) {
             let sec = self.ticker.floor(r.ts);
             if sec < start {
                 continue;
@@ -318,7 +312,7 @@ impl FloodDetector {
             let tracked = self.add(&r);
             self.buckets[i].1.push((r.key, r.visitor_id, tracked.then(|| (r.code.clone(), Arc::clone(&r.user_agent)))));
         }
-        self.pending = pending.collect();
+        self.pending = pending;
         let mut keys = std::mem::take(&mut self.dirty);
         keys.extend(self.open.iter().copied());
         for key in keys {

@@ -1,0 +1,131 @@
+//! The clicks a detector holds until their tick: a queue kept in a canonical total order
+//! (event time first), so the clicks due at tick `S` (`ts < S`) are a prefix of it.
+//!
+//! Cost: an epoch's records are sorted on their own (`k log k`) and merged into the queue;
+//! only the part of the queue after the batch's earliest record is moved (nothing when the
+//! batch is later than everything held, the usual case). Taking the clicks due at a tick
+//! removes exactly them from the front of a [`VecDeque`] (`O(taken)`), so a backlog replayed
+//! over many ticks costs `O(total)`, not `O(ticks × held)`.
+
+use std::cmp::Ordering;
+use std::collections::VecDeque;
+
+/// A record held by a [`Pending`] queue.
+pub(crate) trait Held {
+    /// Event time, ms UTC.
+    fn ts(&self) -> i64;
+    /// The canonical total order, event time first (equal records are interchangeable).
+    fn order(&self, other: &Self) -> Ordering;
+}
+
+/// Records not yet folded, in [`Held::order`] (module docs).
+#[derive(Debug)]
+pub(crate) struct Pending<T> {
+    queue: VecDeque<T>,
+    fresh: Vec<T>,
+}
+
+impl<T> Default for Pending<T> {
+    fn default() -> Pending<T> {
+        Pending { queue: VecDeque::new(), fresh: Vec::new() }
+    }
+}
+
+impl<T: Held> Pending<T> {
+    /// Takes the records of one epoch (in any order), leaving `recs` empty.
+    pub(crate) fn push(&mut self, recs: &mut Vec<T>) {
+        self.fresh.append(recs);
+    }
+
+    /// Records held.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.queue.len() + self.fresh.len()
+    }
+
+    /// Merges the records pushed since the last call into the ordered queue.
+    fn settle(&mut self) {
+        if self.fresh.is_empty() {
+            return;
+        }
+        let mut fresh = std::mem::take(&mut self.fresh);
+        fresh.sort_unstable_by(T::order);
+        let first = &fresh[0];
+        // Records ordered after the batch's first one move; the rest stay in place.
+        let at = self.queue.partition_point(|r| r.order(first) != Ordering::Greater);
+        let tail: Vec<T> = self.queue.drain(at..).collect();
+        self.queue.reserve(tail.len() + fresh.len());
+        let (mut a, mut b) = (tail.into_iter().peekable(), fresh.into_iter().peekable());
+        loop {
+            let take_a = match (a.peek(), b.peek()) {
+                (Some(x), Some(y)) => x.order(y) != Ordering::Greater,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            let next = if take_a { a.next() } else { b.next() };
+            self.queue.extend(next);
+        }
+    }
+
+    /// The earliest record held.
+    pub(crate) fn first(&mut self) -> Option<&T> {
+        self.settle();
+        self.queue.front()
+    }
+
+    /// Removes and returns, in order, every record with `ts < s`.
+    pub(crate) fn take_before(&mut self, s: i64) -> std::collections::vec_deque::Drain<'_, T> {
+        self.settle();
+        let n = self.queue.partition_point(|r| r.ts() < s);
+        self.queue.drain(..n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    impl Held for (i64, u32) {
+        fn ts(&self) -> i64 {
+            self.0
+        }
+        fn order(&self, other: &Self) -> Ordering {
+            self.cmp(other)
+        }
+    }
+
+    /// A small deterministic generator (xorshift), so the test needs no dependency.
+    fn next(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+
+    #[test]
+    fn takes_exactly_what_a_full_sort_would_give() {
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut p: Pending<(i64, u32)> = Pending::default();
+        let mut reference: Vec<(i64, u32)> = Vec::new();
+        let mut s = 0i64;
+        for epoch in 0..400 {
+            let k = (next(&mut rng) % 50) as usize;
+            let mut batch: Vec<(i64, u32)> =
+                (0..k).map(|_| (s - 3 + (next(&mut rng) % 40) as i64, (next(&mut rng) % 7) as u32)).collect();
+            reference.extend(batch.iter().copied());
+            p.push(&mut batch);
+            assert!(batch.is_empty());
+            if epoch % 3 == 0 {
+                s += (next(&mut rng) % 12) as i64;
+                reference.sort();
+                let n = reference.partition_point(|r| r.0 < s);
+                let want: Vec<(i64, u32)> = reference.drain(..n).collect();
+                let got: Vec<(i64, u32)> = p.take_before(s).collect();
+                assert_eq!(got, want, "epoch {epoch}, tick {s}");
+                assert_eq!(p.first().copied(), reference.first().copied());
+                assert_eq!(p.len(), reference.len());
+            }
+        }
+    }
+}
