@@ -42,6 +42,7 @@ pub struct AbuseConfig {
     /// Baseline-relative detectors (burst, referrer spam, geo shift) stay silent until the
     /// detectors have watched this much event time (default 3 min): before that, a link's
     /// missing history would read as "no clicks" and every busy link would look like a burst.
+    /// A link first clicked after that has its own warm-up from the minute of its first click.
     #[serde(with = "humantime_serde")]
     pub warmup: Duration,
     /// Per link, only a visitor's first this-many clicks in the window count for the link
