@@ -26,7 +26,7 @@
 //! per-referrer breakdowns can differ between runs.
 //!
 //! ```
-//! use timely::dataflow::operators::{Capture, ToStream, capture::Extract};
+//! use timely::dataflow::operators::{Capture, ToStream, capture::Event};
 //! use sluice_dataflows::model::{DimStr, Dims};
 //! use sluice_dataflows::operators::CapVisitorFloods;
 //! use sluice_dataflows::records::{EnrichedRecord, LinkedRecord};
@@ -43,8 +43,13 @@
 //!     let reports = Vec::<WatermarkReport>::new().to_stream(scope).container::<Vec<_>>();
 //!     recs.to_stream(scope).container::<Vec<_>>().cap_visitor_floods(reports, 2, 48 * 3_600_000).capture()
 //! });
-//! let flagged: Vec<(u64, i64)> =
-//!     out.extract().into_iter().flat_map(|(_, v)| v).filter(|r| r.rec.dims.is_bot).map(|r| (r.rec.visitor_id, r.rec.ts)).collect();
+//! let mut flagged: Vec<(u64, i64)> = out
+//!     .try_iter()
+//!     .flat_map(|e| if let Event::Messages(_, v) = e { v } else { Vec::new() })
+//!     .filter(|r| r.rec.dims.is_bot)
+//!     .map(|r| (r.rec.visitor_id, r.rec.ts))
+//!     .collect();
+//! flagged.sort();
 //! assert_eq!(flagged, vec![(1, 130_000), (1, 179_999)]);
 //! ```
 
