@@ -177,18 +177,25 @@ async fn breaker_bounds_latency_and_outage_publishes_are_repaired() {
 
     // Slow: DEBUG SLEEP stalls the server for 60 s (a blackhole); every lookup gives up at
     // its deadline, so all 20 return long before the stall ends, and the breaker opens.
-    let sleeper = tokio::spawn({
-        let url = url.clone();
-        async move {
-            let mut c = conn(&url).await;
-            // The server dies mid-sleep (killed below): the error is expected.
-            let _ = ::redis::cmd("DEBUG").arg("SLEEP").arg("60").query_async::<()>(&mut c).await;
+    // Sent over a plain socket from a thread (no client-side timeouts or reconnects): the
+    // reply comes when the sleep ends or the server dies.
+    let sleeper = std::thread::spawn({
+        let addr = format!("127.0.0.1:{}", server.port);
+        move || {
+            use std::io::{Read, Write};
+            let mut s = std::net::TcpStream::connect(addr).expect("connect for DEBUG SLEEP");
+            s.write_all(b"*3\r\n$5\r\nDEBUG\r\n$5\r\nSLEEP\r\n$2\r\n60\r\n").expect("send DEBUG SLEEP");
+            let mut reply = [0u8; 256];
+            // The server dies mid-sleep (killed below): an error or EOF is expected.
+            let n = s.read(&mut reply).unwrap_or(0);
+            String::from_utf8_lossy(&reply[..n]).into_owned()
         }
     });
     // The stall has begun once a PING goes unanswered.
     let mut probe = conn(&url).await;
     let t = Instant::now();
     while tokio::time::timeout(Duration::from_millis(500), ::redis::cmd("PING").query_async::<String>(&mut probe)).await.is_ok() {
+        assert!(!sleeper.is_finished(), "DEBUG SLEEP returned at once: {:?}", sleeper.join());
         assert!(t.elapsed() < Duration::from_secs(30), "the server never stalled");
     }
     let t = Instant::now();
@@ -202,7 +209,7 @@ async fn breaker_bounds_latency_and_outage_publishes_are_repaired() {
 
     // Dead: after the breaker opened, lookups are refused without I/O.
     server.stop();
-    sleeper.await.expect("sleeper");
+    sleeper.join().expect("sleeper");
     let skipped = || crate::kafka::test_metrics::counter("sluice_redis_l2_lookups_total", &[("result", "skipped")]);
     let before = skipped();
     for _ in 0..1000 {
