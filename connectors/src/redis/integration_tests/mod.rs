@@ -177,6 +177,8 @@ async fn breaker_bounds_latency_and_outage_publishes_are_repaired() {
 
     // Slow: DEBUG SLEEP stalls the server for 60 s (a blackhole); every lookup gives up at
     // its deadline, so all 20 return long before the stall ends, and the breaker opens.
+    // Connected before the stall (a connection handshake to a stalled server times out).
+    let mut probe = conn(&url).await;
     // Sent over a plain socket from a thread (no client-side timeouts or reconnects): the
     // reply comes when the sleep ends or the server dies.
     let sleeper = std::thread::spawn({
@@ -192,9 +194,9 @@ async fn breaker_bounds_latency_and_outage_publishes_are_repaired() {
         }
     });
     // The stall has begun once a PING goes unanswered.
-    let mut probe = conn(&url).await;
     let t = Instant::now();
-    while tokio::time::timeout(Duration::from_millis(500), ::redis::cmd("PING").query_async::<String>(&mut probe)).await.is_ok() {
+    // (An answered PING is `Ok(Ok(_))`; the client's own response timeout gives `Ok(Err(_))`.)
+    while matches!(tokio::time::timeout(Duration::from_millis(500), ::redis::cmd("PING").query_async::<String>(&mut probe)).await, Ok(Ok(_))) {
         assert!(!sleeper.is_finished(), "DEBUG SLEEP returned at once: {:?}", sleeper.join());
         assert!(t.elapsed() < Duration::from_secs(30), "the server never stalled");
     }
