@@ -242,6 +242,15 @@ impl DataflowJob {
             (input.factory, input.progress, Some(input.changes))
         } else {
             let from = start_offsets.get(&cfg.dataflow.partition()).copied().unwrap_or_else(|| log.low());
+            if from > log.head() {
+                anyhow::bail!(
+                    "the newest checkpoint in {} starts after click-log offset {from}, but the click log in the data dir ends at offset {} \
+                     (was clicks.redb deleted, truncated or replaced?); new clicks would be skipped. Put the original clicks.redb back, \
+                     or move the checkpoints directory away to rebuild the views from the log as it is",
+                    checkpoint_dir.display(),
+                    log.head()
+                );
+            }
             if from < log.low() {
                 tracing::warn!(checkpoint = from, log_low = log.low(), "the click log no longer holds every click after the checkpoint");
             }

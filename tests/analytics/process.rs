@@ -32,6 +32,9 @@ impl Proc {
             .env("SLUICE_LOG", "warn")
             // the embedded click log, even where the test environment exports a broker
             .env_remove("KAFKA_BROKERS")
+            // and the embedded link store and no Redis, where a developer's shell exports them
+            .env_remove("SLUICE__STORE__URL")
+            .env_remove("SLUICE__REDIS__URL")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -147,7 +150,9 @@ async fn restarts_rebuild_identical_stats_and_never_double_count() {
 
     // C19.5: 1,000 events with distinct ids; the server dies halfway; the client re-sends
     // everything not acknowledged (and one acknowledged batch again, as a retry would).
-    let batch: Vec<Vec<Value>> = (0..20).map(|b| (0..50).map(|i| event(&format!("c19-{b}-{i}"), "rs-a", now - 3_600_000 + b * 1000 + i, "192.0.2.30", BROWSER_UA, None)).collect()).collect();
+    // 50 visitors with 20 clicks each, under the flood cap (30 per visitor, link and minute).
+    let batch: Vec<Vec<Value>> =
+        (0..20).map(|b| (0..50).map(|i| event(&format!("c19-{b}-{i}"), "rs-a", now - 3_600_000 + b * 1000 + i, &format!("81.2.70.{i}"), BROWSER_UA, None)).collect()).collect();
     for b in &batch[..10] {
         assert!(p.post_events(b).await.expect("post").status().is_success());
     }
@@ -167,6 +172,43 @@ async fn restarts_rebuild_identical_stats_and_never_double_count() {
     let p = Proc::start(dir.path()).await;
     p.caught_up().await;
     assert_eq!(snapshot(&p, &["rs-a", "rs-b"], from, to).await, again);
+}
+
+/// A click log that lost its data under a checkpoint (deleted `clicks.redb`) must not be
+/// resumed silently: new clicks would get offsets the checkpoint says were already counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_ahead_of_the_click_log_refuses_to_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = Proc::start(dir.path()).await;
+    let r = p.http.post(format!("{}/v1/links", p.base)).json(&json!({"long_url": "https://example.com/c", "custom_alias": "ck-a"})).send().await.expect("post");
+    assert_eq!(r.status(), reqwest::StatusCode::CREATED);
+    let now = now_ms();
+    let evs: Vec<Value> = (0..20).map(|i| event(&format!("ck-{i}"), "ck-a", now - i * 1000, &format!("81.2.71.{i}"), BROWSER_UA, None)).collect();
+    assert!(p.post_events(&evs).await.expect("post").status().is_success());
+    p.caught_up().await;
+    // A graceful stop writes a checkpoint past the 20 events.
+    p.terminate();
+    let checkpoints = dir.path().join("checkpoints");
+    assert!(std::fs::read_dir(&checkpoints).expect("checkpoints dir").next().is_some(), "a checkpoint at shutdown");
+    std::fs::remove_file(dir.path().join("clicks.redb")).expect("remove click log");
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", &format!("127.0.0.1:{}", free_port()), "--data-dir"])
+        .arg(dir.path())
+        .env("SLUICE_LOG", "warn")
+        .env_remove("KAFKA_BROKERS")
+        .env_remove("SLUICE__STORE__URL")
+        .env_remove("SLUICE__REDIS__URL")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run sluice serve");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "must not start: {stderr}");
+    assert!(stderr.contains("checkpoint") && stderr.contains("clicks.redb"), "names the cause: {stderr}");
+    // Moving the checkpoints away (as the message says) starts it again.
+    std::fs::rename(&checkpoints, dir.path().join("checkpoints.old")).expect("move");
+    let p = Proc::start(dir.path()).await;
+    p.caught_up().await;
+    p.terminate();
 }
 
 impl Proc {
