@@ -33,21 +33,21 @@ pub struct CreateLinkRequest {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateLinkRequest {
-    /// New target, validated like on create.
-    #[serde(default)]
+    /// New target, validated like on create (`null` is refused: omit it to keep it).
+    #[serde(default, deserialize_with = "not_null")]
     pub long_url: Option<String>,
-    /// Enable or disable (disabled links answer 404).
-    #[serde(default)]
+    /// Enable or disable (disabled links answer 404; `null` is refused).
+    #[serde(default, deserialize_with = "not_null")]
     pub enabled: Option<bool>,
     /// New expiry (RFC 3339, in the future), or `null` to remove it.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub expires_at: Option<Option<String>>,
-    /// Replacement tags.
-    #[serde(default)]
+    /// Replacement tags (`[]` clears them; `null` is refused).
+    #[serde(default, deserialize_with = "not_null")]
     pub tags: Option<Vec<String>>,
-    /// 302 or 301.
-    #[serde(default)]
+    /// 302 or 301 (`null` is refused).
+    #[serde(default, deserialize_with = "not_null")]
     pub redirect_type: Option<u16>,
     /// Not supported: renaming a link is refused with 400 `alias_rename_unsupported`.
     #[serde(default, deserialize_with = "present")]
@@ -59,6 +59,15 @@ pub struct UpdateLinkRequest {
 /// `null` can be told apart together with `#[serde(default)]`.
 fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
     T::deserialize(d).map(Some)
+}
+
+/// Deserializes a field that, when present, must not be `null` (a `null` would otherwise
+/// read as "absent" and silently change nothing). Error: "null is not allowed ...".
+fn not_null<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    match Option::<T>::deserialize(d)? {
+        Some(v) => Ok(Some(v)),
+        None => Err(serde::de::Error::custom("null is not allowed here; omit the field to keep its value")),
+    }
 }
 
 /// A link as returned by the API. Timestamps are RFC 3339 UTC.

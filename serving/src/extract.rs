@@ -51,11 +51,15 @@ where
 pub fn parse_json_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<ApiJson<T>, ApiError> {
     let raw: Value = sluice_schemas::strict_json::from_slice_strict(bytes).map_err(json_body_error)?;
     let canonical = canonical_json(&raw);
+    let raw_is_object = raw.is_object();
     let value = serde_json::from_value::<T>(raw).map_err(|e| {
         let msg = e.to_string();
         if let Some(rest) = msg.strip_prefix("unknown field `") {
             let field = rest.split('`').next().unwrap_or_default().to_owned();
             ApiError::bad_request("unknown_field", format!("unknown field \"{field}\"")).with_details(json!({ "field": field }))
+        } else if !raw_is_object {
+            // serde's text here names our Rust type ("expected struct CreateLinkRequest").
+            ApiError::bad_request("invalid_request", "invalid request body: expected a JSON object")
         } else {
             ApiError::bad_request("invalid_request", format!("invalid request body: {msg}"))
         }
@@ -190,7 +194,8 @@ mod tests {
         assert_eq!(parse_json_body::<Probe>(b"{").expect_err("syntax").code, "malformed_json");
         assert_eq!(parse_json_body::<Probe>(br#"{"a":1,"zz":2}"#).expect_err("unknown").code, "unknown_field");
         assert_eq!(parse_json_body::<Probe>(br#"{"a":"x"}"#).expect_err("type").code, "invalid_request");
-        assert_eq!(parse_json_body::<Probe>(br#"[]"#).expect_err("shape").code, "invalid_request");
+        let shape = parse_json_body::<Probe>(br#"[]"#).expect_err("shape");
+        assert_eq!((shape.code, shape.message.as_str()), ("invalid_request", "invalid request body: expected a JSON object"));
         assert_eq!(parse_json_body::<Probe>(br#"{"a":7}"#).expect("ok").value.a, 7);
         let dup = parse_json_body::<Probe>(br#"{"a":1,"a":2}"#).expect_err("duplicate");
         assert_eq!((dup.code, dup.status), ("duplicate_key", StatusCode::BAD_REQUEST));

@@ -350,6 +350,13 @@ async fn malformed_requests_get_json_errors(b: Backend) {
     let code = app.create_url("https://e.example/dup").await;
     let err = app.request(Method::PATCH, &format!("/v1/links/{code}"), &j, Some(r#"{"enabled":true,"tags":{"a":1,"a":2}}"#.into())).await.assert_error(400, "duplicate_key");
     assert_eq!(err["details"]["key"], "a");
+    // `null` for a field PATCH cannot clear is refused, never read as "unchanged".
+    for field in ["long_url", "enabled", "tags", "redirect_type"] {
+        let err = app.request(Method::PATCH, &format!("/v1/links/{code}"), &j, Some(format!(r#"{{"{field}":null}}"#))).await.assert_error(400, "invalid_request");
+        assert!(err["message"].as_str().is_some_and(|m| m.contains("null is not allowed")), "{field}: {err}");
+    }
+    let shape = app.request(Method::POST, "/v1/links", &j, Some("[]".into())).await.assert_error(400, "invalid_request");
+    assert_eq!(shape["message"], "invalid request body: expected a JSON object");
     app.request(Method::POST, "/v1/links", &[("content-type", "text/plain")], Some("{}".into())).await.assert_error(415, "unsupported_media_type");
     app.request(Method::POST, "/v1/links", &[], Some("{}".into())).await.assert_error(415, "unsupported_media_type");
     let ok = app
