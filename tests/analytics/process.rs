@@ -300,8 +300,18 @@ async fn dead_letters_are_counted_in_metrics() {
         assert!(t0.elapsed() < Duration::from_secs(30), "too_late = {too_late:?}\n{text}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // Now the watermark is at dl-1: the intake itself refuses what the dataflow would drop
-    // (too late, per event) and codes no link has; backfill bypasses lateness only.
+    // Once the views' watermark has moved to dl-1 (the counter above can be published before
+    // the views are), the intake itself refuses what the dataflow would drop (too late, per
+    // event) and codes no link has; backfill bypasses lateness only.
+    let t0 = Instant::now();
+    loop {
+        let f = &p.get("/v1/stats/summary?limit=1").await["freshness"];
+        if f["watermark"].as_str().map(crate::harness::ms).is_some_and(|w| w >= now - 24 * 3_600_000) {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "the watermark never reached dl-1: {f}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let late = event("dl-4", "dead-letters", now - 73 * 3_600_000, "192.0.2.1", BROWSER_UA, None);
     let r = p.post_events(&[late.clone(), event("dl-5", "no-such-link", now, "192.0.2.1", BROWSER_UA, None)]).await.expect("post");
     assert_eq!(r.status(), reqwest::StatusCode::BAD_REQUEST);
