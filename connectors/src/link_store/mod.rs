@@ -24,11 +24,13 @@ use crate::Result;
 
 pub mod admin;
 mod admin_postgres;
+mod admin_shared;
 mod admin_sqlite;
 pub mod common;
 mod open;
 mod postgres;
 mod sqlite;
+mod store_shared;
 
 pub use admin::{
     blocklist_source, AdminStore, AuditQuery, AuditRecord, BlocklistAdded, BlocklistEntry, HoldOutcome, LinkFilter, LinkHold,

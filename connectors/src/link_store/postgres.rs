@@ -13,10 +13,12 @@ use sluice_schemas::{Link, RedirectType};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Postgres, Row, Transaction};
 
+use super::admin_postgres::record_owner_enabled;
 use super::common::{
     apply_patch, check_limit, check_patch, check_text, check_time, link_from_json, link_json, prepare_insert, trunc_us,
     IDEMPOTENCY_TTL, TOMBSTONE_PERIOD,
 };
+use super::store_shared::link_store;
 use super::{IdempotencyRecord, LinkChange, LinkPatch, LinkStore, ListQuery};
 use crate::{Error, Result};
 
@@ -24,8 +26,37 @@ use crate::{Error, Result};
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// The live link with code `$1`.
-pub(super) const SELECT_LIVE: &str = "SELECT seq, code, long_url, domain, expires_at, enabled, tags, redirect_type, org, \
+const SELECT_LIVE: &str = "SELECT seq, code, long_url, domain, expires_at, enabled, tags, redirect_type, org, \
                            created_at, updated_at, version FROM links WHERE code = $1 AND deleted_at IS NULL";
+const DELETE_TOMBSTONE: &str = "DELETE FROM links WHERE code = $1 AND deleted_at IS NOT NULL AND deleted_at <= $2";
+const INSERT_LINK: &str = "INSERT INTO links (seq, code, long_url, domain, expires_at, enabled, tags, redirect_type, org, \
+                           created_at, updated_at, version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                           ON CONFLICT (code) DO NOTHING";
+const UPDATE_LINK: &str = "UPDATE links SET long_url = $1, expires_at = $2, enabled = $3, tags = $4, redirect_type = $5, \
+                           updated_at = $6, version = $7 WHERE seq = $8";
+const DELETE_LINK: &str = "UPDATE links SET deleted_at = $1 WHERE seq = $2";
+const LIST_LINKS: &str = "SELECT seq, code, long_url, domain, expires_at, enabled, tags, redirect_type, org, \
+                          created_at, updated_at, version FROM links \
+                          WHERE deleted_at IS NULL AND seq > $1 \
+                          AND ($2::boolean IS NULL OR enabled = $2) \
+                          AND ($3::text IS NULL OR tags @> ARRAY[$3::text]) \
+                          ORDER BY seq LIMIT $4";
+const CHANGES_SINCE: &str =
+    "SELECT change_seq, code, link FROM link_changes WHERE change_seq > $1 ORDER BY change_seq LIMIT $2";
+const INSERT_CHANGE: &str = "INSERT INTO link_changes (change_seq, code, link) VALUES ($1, $2, $3)";
+const IDEMPOTENCY_GET: &str =
+    "SELECT key, request_hash, status, body, created_at FROM idempotency WHERE key = $1 AND created_at > $2";
+const IDEMPOTENCY_PUT: &str = "INSERT INTO idempotency (key, request_hash, status, body, created_at) VALUES ($1, $2, $3, $4, $5) \
+                               ON CONFLICT (key) DO UPDATE SET request_hash = excluded.request_hash, status = excluded.status, \
+                               body = excluded.body, created_at = excluded.created_at WHERE idempotency.created_at <= $6";
+const IDEMPOTENCY_PURGE: &str = "DELETE FROM idempotency WHERE created_at <= $1";
+
+/// Instant column of idempotency records, holds and blocklist entries.
+pub(super) const CREATED_AT_COL: &str = "created_at";
+
+pub(super) type Tx = Transaction<'static, Postgres>;
+pub(super) type DbRow = PgRow;
+type StatusInt = i32;
 
 /// PostgreSQL implementation of [`LinkStore`].
 #[derive(Debug, Clone)]
@@ -118,242 +149,37 @@ pub(super) fn link_from_row(row: &PgRow) -> Result<(i64, Link)> {
     Ok((row.try_get("seq")?, link))
 }
 
-fn redirect_i16(r: RedirectType) -> i16 {
+/// Instants are bound as `timestamptz` values.
+pub(super) fn enc_time(t: DateTime<Utc>) -> DateTime<Utc> {
+    t
+}
+
+pub(super) fn get_time(row: &PgRow, col: &str) -> Result<DateTime<Utc>> {
+    Ok(row.try_get(col)?)
+}
+
+/// Tags are a `text[]` column.
+fn enc_tags(tags: &[String]) -> Result<&[String]> {
+    Ok(tags)
+}
+
+/// The `text[]` column is its own index (`@>` with a GIN index): nothing else to write.
+async fn index_tags(_tx: &mut Tx, _seq: i64, _tags: &[String]) -> Result<()> {
+    Ok(())
+}
+
+fn enc_redirect(r: RedirectType) -> i16 {
     // 301 or 302: always fits.
     r.status() as i16
 }
 
-/// Takes the next change number; the counter row lock is held until commit.
-pub(super) async fn next_change(tx: &mut Transaction<'static, Postgres>) -> Result<i64> {
-    Ok(sqlx::query_scalar("UPDATE change_counter SET last = last + 1 WHERE id = 1 RETURNING last")
-        .fetch_one(&mut **tx)
-        .await?)
+/// A write transaction; writers serialize on the `change_counter` row they lock.
+async fn begin_write(store: &PostgresLinkStore) -> Result<Tx> {
+    Ok(store.pool.begin().await?)
 }
 
-pub(super) async fn record_change(tx: &mut Transaction<'static, Postgres>, seq: i64, code: &str, link: Option<&Link>) -> Result<()> {
-    let json = link.map(link_json).transpose()?;
-    sqlx::query("INSERT INTO link_changes (change_seq, code, link) VALUES ($1, $2, $3)")
-        .bind(seq)
-        .bind(code)
-        .bind(json)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+fn read_pool(store: &PostgresLinkStore) -> &PgPool {
+    &store.pool
 }
 
-pub(super) async fn live_link(tx: &mut Transaction<'static, Postgres>, code: &str) -> Result<Option<(i64, Link)>> {
-    let row = sqlx::query(SELECT_LIVE).bind(code).fetch_optional(&mut **tx).await?;
-    row.as_ref().map(link_from_row).transpose()
-}
-
-#[async_trait]
-impl LinkStore for PostgresLinkStore {
-    fn backend(&self) -> &'static str {
-        "postgres"
-    }
-
-    fn admin(&self) -> Option<&dyn super::AdminStore> {
-        Some(self)
-    }
-
-    async fn insert(&self, link: &Link) -> Result<Link> {
-        let link = prepare_insert(link)?;
-        let mut tx = self.pool.begin().await?;
-        let seq = next_change(&mut tx).await?;
-        sqlx::query("DELETE FROM links WHERE code = $1 AND deleted_at IS NOT NULL AND deleted_at <= $2")
-            .bind(&link.code)
-            .bind(link.created_at - TOMBSTONE_PERIOD)
-            .execute(&mut *tx)
-            .await?;
-        let inserted = sqlx::query(
-            "INSERT INTO links (seq, code, long_url, domain, expires_at, enabled, tags, redirect_type, org, \
-             created_at, updated_at, version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-             ON CONFLICT (code) DO NOTHING",
-        )
-        .bind(seq)
-        .bind(&link.code)
-        .bind(&link.long_url)
-        .bind(&link.domain)
-        .bind(link.expires_at)
-        .bind(link.enabled)
-        .bind(&link.tags)
-        .bind(redirect_i16(link.redirect_type))
-        .bind(&link.org)
-        .bind(link.created_at)
-        .bind(link.updated_at)
-        .bind(link.version)
-        .execute(&mut *tx)
-        .await?;
-        if inserted.rows_affected() == 0 {
-            tx.rollback().await?;
-            return Err(Error::CodeTaken(link.code));
-        }
-        record_change(&mut tx, seq, &link.code, Some(&link)).await?;
-        tx.commit().await?;
-        Ok(link)
-    }
-
-    async fn get(&self, code: &str) -> Result<Option<Link>> {
-        if code.contains('\0') {
-            return Ok(None); // cannot be stored, so no link has it
-        }
-        let row = sqlx::query(SELECT_LIVE).bind(code).fetch_optional(&self.pool).await?;
-        Ok(row.as_ref().map(link_from_row).transpose()?.map(|(_, l)| l))
-    }
-
-    async fn update(&self, code: &str, patch: &LinkPatch, expected_version: Option<i64>, now: DateTime<Utc>) -> Result<Link> {
-        check_patch(patch, now)?;
-        if code.contains('\0') {
-            return Err(Error::NotFound(code.to_string()));
-        }
-        let mut tx = self.pool.begin().await?;
-        let change = next_change(&mut tx).await?;
-        let Some((seq, current)) = live_link(&mut tx, code).await? else {
-            tx.rollback().await?;
-            return Err(Error::NotFound(code.to_string()));
-        };
-        if let Some(expected) = expected_version.filter(|&v| v != current.version) {
-            tx.rollback().await?;
-            return Err(Error::VersionMismatch { code: code.to_string(), expected, actual: current.version });
-        }
-        let mut next = apply_patch(&current, patch, now);
-        // A held link stays disabled whatever its owner sets; the owner's value is kept for
-        // when the last hold goes (see `admin`).
-        if let Some(owner) = patch.enabled
-            && super::admin_postgres::record_owner_enabled(&mut tx, seq, owner).await?
-        {
-            next.enabled = false;
-        }
-        sqlx::query(
-            "UPDATE links SET long_url = $1, expires_at = $2, enabled = $3, tags = $4, redirect_type = $5, \
-             updated_at = $6, version = $7 WHERE seq = $8",
-        )
-        .bind(&next.long_url)
-        .bind(next.expires_at)
-        .bind(next.enabled)
-        .bind(&next.tags)
-        .bind(redirect_i16(next.redirect_type))
-        .bind(next.updated_at)
-        .bind(next.version)
-        .bind(seq)
-        .execute(&mut *tx)
-        .await?;
-        record_change(&mut tx, change, code, Some(&next)).await?;
-        tx.commit().await?;
-        Ok(next)
-    }
-
-    async fn delete(&self, code: &str, now: DateTime<Utc>) -> Result<Link> {
-        check_time("now", now)?;
-        if code.contains('\0') {
-            return Err(Error::NotFound(code.to_string()));
-        }
-        let mut tx = self.pool.begin().await?;
-        let change = next_change(&mut tx).await?;
-        let Some((seq, current)) = live_link(&mut tx, code).await? else {
-            tx.rollback().await?;
-            return Err(Error::NotFound(code.to_string()));
-        };
-        sqlx::query("UPDATE links SET deleted_at = $1 WHERE seq = $2")
-            .bind(trunc_us(now))
-            .bind(seq)
-            .execute(&mut *tx)
-            .await?;
-        record_change(&mut tx, change, code, None).await?;
-        tx.commit().await?;
-        Ok(current)
-    }
-
-    async fn list(&self, query: &ListQuery) -> Result<Vec<(i64, Link)>> {
-        check_limit(query.limit)?;
-        if let Some(t) = &query.tag {
-            check_text("tag", t)?;
-        }
-        let sql = "SELECT seq, code, long_url, domain, expires_at, enabled, tags, redirect_type, org, \
-                   created_at, updated_at, version FROM links \
-                   WHERE deleted_at IS NULL AND seq > $1 \
-                   AND ($2::boolean IS NULL OR enabled = $2) \
-                   AND ($3::text IS NULL OR tags @> ARRAY[$3::text]) \
-                   ORDER BY seq LIMIT $4";
-        let rows = sqlx::query(sql)
-            .bind(query.after_seq.unwrap_or(0))
-            .bind(query.enabled)
-            .bind(&query.tag)
-            .bind(i64::from(query.limit))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(link_from_row).collect()
-    }
-
-    async fn changes_since(&self, after: i64, limit: u32) -> Result<Vec<(i64, LinkChange)>> {
-        let rows = sqlx::query("SELECT change_seq, code, link FROM link_changes WHERE change_seq > $1 ORDER BY change_seq LIMIT $2")
-            .bind(after)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|row| {
-                let seq: i64 = row.try_get("change_seq")?;
-                let link: Option<String> = row.try_get("link")?;
-                let change = match link {
-                    Some(json) => LinkChange::Upserted(link_from_json(&json)?),
-                    None => LinkChange::Deleted(row.try_get("code")?),
-                };
-                Ok((seq, change))
-            })
-            .collect()
-    }
-
-    async fn idempotency_get(&self, key: &str, now: DateTime<Utc>) -> Result<Option<IdempotencyRecord>> {
-        check_time("now", now)?;
-        if key.contains('\0') {
-            return Ok(None);
-        }
-        let row = sqlx::query(
-            "SELECT key, request_hash, status, body, created_at FROM idempotency WHERE key = $1 AND created_at > $2",
-        )
-        .bind(key)
-        .bind(now - IDEMPOTENCY_TTL)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let status: i32 = row.try_get("status")?;
-        Ok(Some(IdempotencyRecord {
-            key: row.try_get("key")?,
-            request_hash: row.try_get("request_hash")?,
-            status: u16::try_from(status).map_err(|_| Error::Corrupt(format!("idempotency status {status}")))?,
-            body: row.try_get("body")?,
-            created_at: row.try_get("created_at")?,
-        }))
-    }
-
-    async fn idempotency_put(&self, record: &IdempotencyRecord) -> Result<()> {
-        check_text("key", &record.key)?;
-        check_text("request_hash", &record.request_hash)?;
-        check_text("body", &record.body)?;
-        check_time("created_at", record.created_at)?;
-        let created = trunc_us(record.created_at);
-        let cutoff = created - IDEMPOTENCY_TTL;
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
-            "INSERT INTO idempotency (key, request_hash, status, body, created_at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (key) DO UPDATE SET request_hash = excluded.request_hash, status = excluded.status, \
-             body = excluded.body, created_at = excluded.created_at WHERE idempotency.created_at <= $6",
-        )
-        .bind(&record.key)
-        .bind(&record.request_hash)
-        .bind(i32::from(record.status))
-        .bind(&record.body)
-        .bind(created)
-        .bind(cutoff)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            tx.rollback().await?;
-            return Err(Error::IdempotencyKeyExists);
-        }
-        sqlx::query("DELETE FROM idempotency WHERE created_at <= $1").bind(cutoff).execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-}
+link_store!(PostgresLinkStore, "postgres");

@@ -15,10 +15,12 @@ use sluice_schemas::{Link, RedirectType};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, Sqlite, Transaction};
 
+use super::admin_sqlite::record_owner_enabled;
 use super::common::{
     apply_patch, check_limit, check_patch, check_text, check_time, from_us, link_from_json, link_json,
     prepare_insert, trunc_us, IDEMPOTENCY_TTL, TOMBSTONE_PERIOD,
 };
+use super::store_shared::link_store;
 use super::{IdempotencyRecord, LinkChange, LinkPatch, LinkStore, ListQuery};
 use crate::{Error, Result};
 
@@ -29,8 +31,37 @@ pub const SQLITE_FILE_NAME: &str = "links.db";
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// The live link with code `?1`.
-pub(super) const SELECT_LIVE: &str = "SELECT seq, code, long_url, domain, expires_at_us, enabled, tags, redirect_type, org, \
+const SELECT_LIVE: &str = "SELECT seq, code, long_url, domain, expires_at_us, enabled, tags, redirect_type, org, \
                            created_at_us, updated_at_us, version FROM links WHERE code = ?1 AND deleted_at_us IS NULL";
+const DELETE_TOMBSTONE: &str = "DELETE FROM links WHERE code = ?1 AND deleted_at_us IS NOT NULL AND deleted_at_us <= ?2";
+const INSERT_LINK: &str = "INSERT INTO links (seq, code, long_url, domain, expires_at_us, enabled, tags, redirect_type, org, \
+                           created_at_us, updated_at_us, version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+                           ON CONFLICT (code) DO NOTHING";
+const UPDATE_LINK: &str = "UPDATE links SET long_url = ?1, expires_at_us = ?2, enabled = ?3, tags = ?4, redirect_type = ?5, \
+                           updated_at_us = ?6, version = ?7 WHERE seq = ?8";
+const DELETE_LINK: &str = "UPDATE links SET deleted_at_us = ?1 WHERE seq = ?2";
+const LIST_LINKS: &str = "SELECT l.seq, l.code, l.long_url, l.domain, l.expires_at_us, l.enabled, l.tags, l.redirect_type, \
+                          l.org, l.created_at_us, l.updated_at_us, l.version FROM links l \
+                          WHERE l.deleted_at_us IS NULL AND l.seq > ?1 \
+                          AND (?2 IS NULL OR l.enabled = ?2) \
+                          AND (?3 IS NULL OR EXISTS (SELECT 1 FROM link_tags t WHERE t.tag = ?3 AND t.link_seq = l.seq)) \
+                          ORDER BY l.seq LIMIT ?4";
+const CHANGES_SINCE: &str =
+    "SELECT change_seq, code, link FROM link_changes WHERE change_seq > ?1 ORDER BY change_seq LIMIT ?2";
+const INSERT_CHANGE: &str = "INSERT INTO link_changes (change_seq, code, link) VALUES (?1, ?2, ?3)";
+const IDEMPOTENCY_GET: &str =
+    "SELECT key, request_hash, status, body, created_at_us FROM idempotency WHERE key = ?1 AND created_at_us > ?2";
+const IDEMPOTENCY_PUT: &str = "INSERT INTO idempotency (key, request_hash, status, body, created_at_us) VALUES (?1, ?2, ?3, ?4, ?5) \
+                               ON CONFLICT (key) DO UPDATE SET request_hash = excluded.request_hash, status = excluded.status, \
+                               body = excluded.body, created_at_us = excluded.created_at_us WHERE idempotency.created_at_us <= ?6";
+const IDEMPOTENCY_PURGE: &str = "DELETE FROM idempotency WHERE created_at_us <= ?1";
+
+/// Instant column of idempotency records, holds and blocklist entries.
+pub(super) const CREATED_AT_COL: &str = "created_at_us";
+
+pub(super) type Tx = Transaction<'static, Sqlite>;
+pub(super) type DbRow = SqliteRow;
+type StatusInt = i64;
 
 /// SQLite implementation of [`LinkStore`].
 #[derive(Debug, Clone)]
@@ -106,10 +137,6 @@ impl SqliteLinkStore {
         &self.writer
     }
 
-    pub(crate) fn reader_pool(&self) -> &SqlitePool {
-        &self.reader
-    }
-
     /// Closes both pools, waiting for connections to finish (checkpoints the WAL).
     pub async fn close(&self) {
         self.reader.close().await;
@@ -117,11 +144,13 @@ impl SqliteLinkStore {
     }
 }
 
-pub(super) fn us(t: DateTime<Utc>) -> i64 {
+/// Instants are stored as integer microseconds since the epoch (`*_us` columns).
+pub(super) fn enc_time(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }
 
-pub(super) fn time_col(row: &SqliteRow, col: &str) -> Result<DateTime<Utc>> {
+/// Reads an integer `*_us` column as an instant.
+pub(super) fn get_time(row: &SqliteRow, col: &str) -> Result<DateTime<Utc>> {
     let v: i64 = row.try_get(col)?;
     from_us(v).ok_or_else(|| Error::Corrupt(format!("column {col} holds out-of-range time {v}")))
 }
@@ -149,32 +178,24 @@ pub(super) fn link_from_row(row: &SqliteRow) -> Result<(i64, Link)> {
         tags,
         redirect_type,
         org: row.try_get("org")?,
-        created_at: time_col(row, "created_at_us")?,
-        updated_at: time_col(row, "updated_at_us")?,
+        created_at: get_time(row, "created_at_us")?,
+        updated_at: get_time(row, "updated_at_us")?,
         version: row.try_get("version")?,
     };
     Ok((row.try_get("seq")?, link))
 }
 
-/// Takes the next change number (see the migration: the counter row serializes writers).
-pub(super) async fn next_change(tx: &mut Transaction<'static, Sqlite>) -> Result<i64> {
-    Ok(sqlx::query_scalar("UPDATE change_counter SET last = last + 1 WHERE id = 1 RETURNING last")
-        .fetch_one(&mut **tx)
-        .await?)
+/// Tags are a JSON string array in `links.tags` (order kept), indexed by `link_tags`.
+fn enc_tags(tags: &[String]) -> Result<String> {
+    serde_json::to_string(tags).map_err(|e| Error::Corrupt(e.to_string()))
 }
 
-pub(super) async fn record_change(tx: &mut Transaction<'static, Sqlite>, seq: i64, code: &str, link: Option<&Link>) -> Result<()> {
-    let json = link.map(link_json).transpose()?;
-    sqlx::query("INSERT INTO link_changes (change_seq, code, link) VALUES (?1, ?2, ?3)")
-        .bind(seq)
-        .bind(code)
-        .bind(json)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+fn enc_redirect(r: RedirectType) -> i64 {
+    i64::from(r.status())
 }
 
-async fn write_tags(tx: &mut Transaction<'static, Sqlite>, seq: i64, tags: &[String]) -> Result<()> {
+/// Makes `link_tags` hold exactly `tags` for link `seq` (the index `list` filters by tag with).
+async fn index_tags(tx: &mut Tx, seq: i64, tags: &[String]) -> Result<()> {
     sqlx::query("DELETE FROM link_tags WHERE link_seq = ?1").bind(seq).execute(&mut **tx).await?;
     for tag in tags {
         sqlx::query("INSERT INTO link_tags (tag, link_seq) VALUES (?1, ?2)")
@@ -186,217 +207,13 @@ async fn write_tags(tx: &mut Transaction<'static, Sqlite>, seq: i64, tags: &[Str
     Ok(())
 }
 
-pub(super) async fn live_link(tx: &mut Transaction<'static, Sqlite>, code: &str) -> Result<Option<(i64, Link)>> {
-    let row = sqlx::query(SELECT_LIVE).bind(code).fetch_optional(&mut **tx).await?;
-    row.as_ref().map(link_from_row).transpose()
+/// A transaction on the single writer connection (serialized with every other writer).
+pub(super) async fn begin_write(store: &SqliteLinkStore) -> Result<Tx> {
+    Ok(store.writer.begin().await?)
 }
 
-#[async_trait]
-impl LinkStore for SqliteLinkStore {
-    fn backend(&self) -> &'static str {
-        "sqlite"
-    }
-
-    fn admin(&self) -> Option<&dyn super::AdminStore> {
-        Some(self)
-    }
-
-    async fn insert(&self, link: &Link) -> Result<Link> {
-        let link = prepare_insert(link)?;
-        let tags_json = serde_json::to_string(&link.tags).map_err(|e| Error::Corrupt(e.to_string()))?;
-        let mut tx = self.writer.begin().await?;
-        let seq = next_change(&mut tx).await?;
-        // A tombstone at least TOMBSTONE_PERIOD old no longer blocks the code: remove it so
-        // the unique index admits the new link.
-        sqlx::query("DELETE FROM links WHERE code = ?1 AND deleted_at_us IS NOT NULL AND deleted_at_us <= ?2")
-            .bind(&link.code)
-            .bind(us(link.created_at - TOMBSTONE_PERIOD))
-            .execute(&mut *tx)
-            .await?;
-        let inserted = sqlx::query(
-            "INSERT INTO links (seq, code, long_url, domain, expires_at_us, enabled, tags, redirect_type, org, \
-             created_at_us, updated_at_us, version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
-             ON CONFLICT (code) DO NOTHING",
-        )
-        .bind(seq)
-        .bind(&link.code)
-        .bind(&link.long_url)
-        .bind(&link.domain)
-        .bind(link.expires_at.map(us))
-        .bind(link.enabled)
-        .bind(&tags_json)
-        .bind(i64::from(link.redirect_type.status()))
-        .bind(&link.org)
-        .bind(us(link.created_at))
-        .bind(us(link.updated_at))
-        .bind(link.version)
-        .execute(&mut *tx)
-        .await?;
-        if inserted.rows_affected() == 0 {
-            tx.rollback().await?;
-            return Err(Error::CodeTaken(link.code));
-        }
-        write_tags(&mut tx, seq, &link.tags).await?;
-        record_change(&mut tx, seq, &link.code, Some(&link)).await?;
-        tx.commit().await?;
-        Ok(link)
-    }
-
-    async fn get(&self, code: &str) -> Result<Option<Link>> {
-        let row = sqlx::query(SELECT_LIVE).bind(code).fetch_optional(&self.reader).await?;
-        Ok(row.as_ref().map(link_from_row).transpose()?.map(|(_, l)| l))
-    }
-
-    async fn update(&self, code: &str, patch: &LinkPatch, expected_version: Option<i64>, now: DateTime<Utc>) -> Result<Link> {
-        check_patch(patch, now)?;
-        let mut tx = self.writer.begin().await?;
-        let change = next_change(&mut tx).await?;
-        let Some((seq, current)) = live_link(&mut tx, code).await? else {
-            tx.rollback().await?;
-            return Err(Error::NotFound(code.to_string()));
-        };
-        if let Some(expected) = expected_version.filter(|&v| v != current.version) {
-            tx.rollback().await?;
-            return Err(Error::VersionMismatch { code: code.to_string(), expected, actual: current.version });
-        }
-        let mut next = apply_patch(&current, patch, now);
-        // A held link stays disabled whatever its owner sets; the owner's value is kept for
-        // when the last hold goes (see `admin`).
-        if let Some(owner) = patch.enabled
-            && super::admin_sqlite::record_owner_enabled(&mut tx, seq, owner).await?
-        {
-            next.enabled = false;
-        }
-        let tags_json = serde_json::to_string(&next.tags).map_err(|e| Error::Corrupt(e.to_string()))?;
-        sqlx::query(
-            "UPDATE links SET long_url = ?1, expires_at_us = ?2, enabled = ?3, tags = ?4, redirect_type = ?5, \
-             updated_at_us = ?6, version = ?7 WHERE seq = ?8",
-        )
-        .bind(&next.long_url)
-        .bind(next.expires_at.map(us))
-        .bind(next.enabled)
-        .bind(&tags_json)
-        .bind(i64::from(next.redirect_type.status()))
-        .bind(us(next.updated_at))
-        .bind(next.version)
-        .bind(seq)
-        .execute(&mut *tx)
-        .await?;
-        if patch.tags.is_some() {
-            write_tags(&mut tx, seq, &next.tags).await?;
-        }
-        record_change(&mut tx, change, code, Some(&next)).await?;
-        tx.commit().await?;
-        Ok(next)
-    }
-
-    async fn delete(&self, code: &str, now: DateTime<Utc>) -> Result<Link> {
-        check_time("now", now)?;
-        let mut tx = self.writer.begin().await?;
-        let change = next_change(&mut tx).await?;
-        let Some((seq, current)) = live_link(&mut tx, code).await? else {
-            tx.rollback().await?;
-            return Err(Error::NotFound(code.to_string()));
-        };
-        sqlx::query("UPDATE links SET deleted_at_us = ?1 WHERE seq = ?2")
-            .bind(us(trunc_us(now)))
-            .bind(seq)
-            .execute(&mut *tx)
-            .await?;
-        write_tags(&mut tx, seq, &[]).await?;
-        record_change(&mut tx, change, code, None).await?;
-        tx.commit().await?;
-        Ok(current)
-    }
-
-    async fn list(&self, query: &ListQuery) -> Result<Vec<(i64, Link)>> {
-        check_limit(query.limit)?;
-        if let Some(t) = &query.tag {
-            check_text("tag", t)?;
-        }
-        let sql = "SELECT l.seq, l.code, l.long_url, l.domain, l.expires_at_us, l.enabled, l.tags, l.redirect_type, \
-                   l.org, l.created_at_us, l.updated_at_us, l.version FROM links l \
-                   WHERE l.deleted_at_us IS NULL AND l.seq > ?1 \
-                   AND (?2 IS NULL OR l.enabled = ?2) \
-                   AND (?3 IS NULL OR EXISTS (SELECT 1 FROM link_tags t WHERE t.tag = ?3 AND t.link_seq = l.seq)) \
-                   ORDER BY l.seq LIMIT ?4";
-        let rows = sqlx::query(sql)
-            .bind(query.after_seq.unwrap_or(0))
-            .bind(query.enabled)
-            .bind(&query.tag)
-            .bind(i64::from(query.limit))
-            .fetch_all(&self.reader)
-            .await?;
-        rows.iter().map(link_from_row).collect()
-    }
-
-    async fn changes_since(&self, after: i64, limit: u32) -> Result<Vec<(i64, LinkChange)>> {
-        let rows = sqlx::query("SELECT change_seq, code, link FROM link_changes WHERE change_seq > ?1 ORDER BY change_seq LIMIT ?2")
-            .bind(after)
-            .bind(i64::from(limit))
-            .fetch_all(&self.reader)
-            .await?;
-        rows.iter()
-            .map(|row| {
-                let seq: i64 = row.try_get("change_seq")?;
-                let link: Option<String> = row.try_get("link")?;
-                let change = match link {
-                    Some(json) => LinkChange::Upserted(link_from_json(&json)?),
-                    None => LinkChange::Deleted(row.try_get("code")?),
-                };
-                Ok((seq, change))
-            })
-            .collect()
-    }
-
-    async fn idempotency_get(&self, key: &str, now: DateTime<Utc>) -> Result<Option<IdempotencyRecord>> {
-        check_time("now", now)?;
-        let row = sqlx::query(
-            "SELECT key, request_hash, status, body, created_at_us FROM idempotency WHERE key = ?1 AND created_at_us > ?2",
-        )
-        .bind(key)
-        .bind(us(now - IDEMPOTENCY_TTL))
-        .fetch_optional(&self.reader)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let status: i64 = row.try_get("status")?;
-        Ok(Some(IdempotencyRecord {
-            key: row.try_get("key")?,
-            request_hash: row.try_get("request_hash")?,
-            status: u16::try_from(status).map_err(|_| Error::Corrupt(format!("idempotency status {status}")))?,
-            body: row.try_get("body")?,
-            created_at: time_col(&row, "created_at_us")?,
-        }))
-    }
-
-    async fn idempotency_put(&self, record: &IdempotencyRecord) -> Result<()> {
-        check_text("key", &record.key)?;
-        check_text("request_hash", &record.request_hash)?;
-        check_text("body", &record.body)?;
-        check_time("created_at", record.created_at)?;
-        let created = trunc_us(record.created_at);
-        let cutoff = us(created - IDEMPOTENCY_TTL);
-        let mut tx = self.writer.begin().await?;
-        let done = sqlx::query(
-            "INSERT INTO idempotency (key, request_hash, status, body, created_at_us) VALUES (?1, ?2, ?3, ?4, ?5) \
-             ON CONFLICT (key) DO UPDATE SET request_hash = excluded.request_hash, status = excluded.status, \
-             body = excluded.body, created_at_us = excluded.created_at_us WHERE idempotency.created_at_us <= ?6",
-        )
-        .bind(&record.key)
-        .bind(&record.request_hash)
-        .bind(i64::from(record.status))
-        .bind(&record.body)
-        .bind(us(created))
-        .bind(cutoff)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            tx.rollback().await?;
-            return Err(Error::IdempotencyKeyExists);
-        }
-        // Purge expired records (indexed range delete; usually a handful of rows).
-        sqlx::query("DELETE FROM idempotency WHERE created_at_us <= ?1").bind(cutoff).execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(())
-    }
+pub(super) fn read_pool(store: &SqliteLinkStore) -> &SqlitePool {
+    &store.reader
 }
+
+link_store!(SqliteLinkStore, "sqlite");

@@ -1,0 +1,250 @@
+//! The one implementation of [`super::LinkStore`] that both backends expand, so the
+//! transaction structure and the rules of every method are written once and only the SQL
+//! dialect differs.
+//!
+//! `link_store!(Store, "name")` is invoked inside `sqlite` and `postgres`; the expansion
+//! refers to these items of the invoking module (its dialect):
+//! - `Tx` (a transaction) and `DbRow` (a result row); `StatusInt`, the integer type of the
+//!   idempotency `status` column;
+//! - `async fn begin_write(&Store) -> Result<Tx>` (serialized with every other writer) and
+//!   `fn read_pool(&Store) -> &Pool`;
+//! - `fn enc_time(DateTime<Utc>) -> _`, `fn get_time(&DbRow, column) -> Result<DateTime<Utc>>`
+//!   and `CREATED_AT_COL` (the idempotency record's instant column);
+//! - `fn enc_tags(&[String]) -> Result<_>` (the `links.tags` value), `fn enc_redirect(RedirectType) -> _`,
+//!   `async fn index_tags(&mut Tx, seq, &[String]) -> Result<()>` (keeps a tag index, if the
+//!   dialect has one, equal to the live link's tags) and `fn link_from_row(&DbRow)`;
+//! - the SQL statements `SELECT_LIVE`, `DELETE_TOMBSTONE`, `INSERT_LINK`, `UPDATE_LINK`,
+//!   `DELETE_LINK`, `LIST_LINKS`, `CHANGES_SINCE`, `INSERT_CHANGE`, `IDEMPOTENCY_GET`,
+//!   `IDEMPOTENCY_PUT` and `IDEMPOTENCY_PURGE`, with the parameters in the order the
+//!   expansion binds them.
+//!
+//! Codes and keys containing NUL are answered without a query (no stored value has one).
+
+/// Expands the change-feed helpers (`next_change`, `record_change`, `live_link`, used by the
+/// admin store too) and `impl LinkStore for $store` (module docs).
+macro_rules! link_store {
+    ($store:ty, $backend:literal) => {
+        /// Takes the next change number; the `change_counter` row is locked until commit, so
+        /// writers are serialized and change numbers follow commit order.
+        pub(super) async fn next_change(tx: &mut Tx) -> Result<i64> {
+            Ok(sqlx::query_scalar("UPDATE change_counter SET last = last + 1 WHERE id = 1 RETURNING last")
+                .fetch_one(&mut **tx)
+                .await?)
+        }
+
+        /// Appends change `seq` to the feed: the link's new state, or `None` for a delete.
+        pub(super) async fn record_change(tx: &mut Tx, seq: i64, code: &str, link: Option<&Link>) -> Result<()> {
+            let json = link.map(link_json).transpose()?;
+            sqlx::query(INSERT_CHANGE).bind(seq).bind(code).bind(json).execute(&mut **tx).await?;
+            Ok(())
+        }
+
+        /// The live link `code` with its sequence number, if any.
+        pub(super) async fn live_link(tx: &mut Tx, code: &str) -> Result<Option<(i64, Link)>> {
+            let row = sqlx::query(SELECT_LIVE).bind(code).fetch_optional(&mut **tx).await?;
+            row.as_ref().map(link_from_row).transpose()
+        }
+
+        /// A write transaction holding the next change number and the live link `code`
+        /// (`(tx, change, seq, link)`); [`Error::NotFound`] (rolled back) when there is none.
+        async fn begin_link_change(store: &$store, code: &str) -> Result<(Tx, i64, i64, Link)> {
+            if code.contains('\0') {
+                return Err(Error::NotFound(code.to_string()));
+            }
+            let mut tx = begin_write(store).await?;
+            let change = next_change(&mut tx).await?;
+            let Some((seq, current)) = live_link(&mut tx, code).await? else {
+                tx.rollback().await?;
+                return Err(Error::NotFound(code.to_string()));
+            };
+            Ok((tx, change, seq, current))
+        }
+
+        #[async_trait]
+        impl LinkStore for $store {
+            fn backend(&self) -> &'static str {
+                $backend
+            }
+
+            fn admin(&self) -> Option<&dyn super::AdminStore> {
+                Some(self)
+            }
+
+            async fn insert(&self, link: &Link) -> Result<Link> {
+                let link = prepare_insert(link)?;
+                let tags = enc_tags(&link.tags)?;
+                let mut tx = begin_write(self).await?;
+                let seq = next_change(&mut tx).await?;
+                // A tombstone at least TOMBSTONE_PERIOD old no longer blocks the code: remove
+                // it so the unique index admits the new link.
+                sqlx::query(DELETE_TOMBSTONE)
+                    .bind(&link.code)
+                    .bind(enc_time(link.created_at - TOMBSTONE_PERIOD))
+                    .execute(&mut *tx)
+                    .await?;
+                let inserted = sqlx::query(INSERT_LINK)
+                    .bind(seq)
+                    .bind(&link.code)
+                    .bind(&link.long_url)
+                    .bind(&link.domain)
+                    .bind(link.expires_at.map(enc_time))
+                    .bind(link.enabled)
+                    .bind(tags)
+                    .bind(enc_redirect(link.redirect_type))
+                    .bind(&link.org)
+                    .bind(enc_time(link.created_at))
+                    .bind(enc_time(link.updated_at))
+                    .bind(link.version)
+                    .execute(&mut *tx)
+                    .await?;
+                if inserted.rows_affected() == 0 {
+                    tx.rollback().await?;
+                    return Err(Error::CodeTaken(link.code));
+                }
+                index_tags(&mut tx, seq, &link.tags).await?;
+                record_change(&mut tx, seq, &link.code, Some(&link)).await?;
+                tx.commit().await?;
+                Ok(link)
+            }
+
+            async fn get(&self, code: &str) -> Result<Option<Link>> {
+                if code.contains('\0') {
+                    return Ok(None); // cannot be stored, so no link has it
+                }
+                let row = sqlx::query(SELECT_LIVE).bind(code).fetch_optional(read_pool(self)).await?;
+                Ok(row.as_ref().map(link_from_row).transpose()?.map(|(_, l)| l))
+            }
+
+            async fn update(
+                &self,
+                code: &str,
+                patch: &LinkPatch,
+                expected_version: Option<i64>,
+                now: DateTime<Utc>,
+            ) -> Result<Link> {
+                check_patch(patch, now)?;
+                let (mut tx, change, seq, current) = begin_link_change(self, code).await?;
+                if let Some(expected) = expected_version.filter(|&v| v != current.version) {
+                    tx.rollback().await?;
+                    return Err(Error::VersionMismatch { code: code.to_string(), expected, actual: current.version });
+                }
+                let mut next = apply_patch(&current, patch, now);
+                // A held link stays disabled whatever its owner sets; the owner's value is kept
+                // for when the last hold goes (see `admin`).
+                if let Some(owner) = patch.enabled
+                    && record_owner_enabled(&mut tx, seq, owner).await?
+                {
+                    next.enabled = false;
+                }
+                sqlx::query(UPDATE_LINK)
+                    .bind(&next.long_url)
+                    .bind(next.expires_at.map(enc_time))
+                    .bind(next.enabled)
+                    .bind(enc_tags(&next.tags)?)
+                    .bind(enc_redirect(next.redirect_type))
+                    .bind(enc_time(next.updated_at))
+                    .bind(next.version)
+                    .bind(seq)
+                    .execute(&mut *tx)
+                    .await?;
+                if patch.tags.is_some() {
+                    index_tags(&mut tx, seq, &next.tags).await?;
+                }
+                record_change(&mut tx, change, code, Some(&next)).await?;
+                tx.commit().await?;
+                Ok(next)
+            }
+
+            async fn delete(&self, code: &str, now: DateTime<Utc>) -> Result<Link> {
+                check_time("now", now)?;
+                let (mut tx, change, seq, current) = begin_link_change(self, code).await?;
+                sqlx::query(DELETE_LINK).bind(enc_time(trunc_us(now))).bind(seq).execute(&mut *tx).await?;
+                index_tags(&mut tx, seq, &[]).await?;
+                record_change(&mut tx, change, code, None).await?;
+                tx.commit().await?;
+                Ok(current)
+            }
+
+            async fn list(&self, query: &ListQuery) -> Result<Vec<(i64, Link)>> {
+                check_limit(query.limit)?;
+                if let Some(t) = &query.tag {
+                    check_text("tag", t)?;
+                }
+                let rows = sqlx::query(LIST_LINKS)
+                    .bind(query.after_seq.unwrap_or(0))
+                    .bind(query.enabled)
+                    .bind(&query.tag)
+                    .bind(i64::from(query.limit))
+                    .fetch_all(read_pool(self))
+                    .await?;
+                rows.iter().map(link_from_row).collect()
+            }
+
+            async fn changes_since(&self, after: i64, limit: u32) -> Result<Vec<(i64, LinkChange)>> {
+                let rows =
+                    sqlx::query(CHANGES_SINCE).bind(after).bind(i64::from(limit)).fetch_all(read_pool(self)).await?;
+                rows.iter()
+                    .map(|row| {
+                        let seq: i64 = row.try_get("change_seq")?;
+                        let link: Option<String> = row.try_get("link")?;
+                        let change = match link {
+                            Some(json) => LinkChange::Upserted(link_from_json(&json)?),
+                            None => LinkChange::Deleted(row.try_get("code")?),
+                        };
+                        Ok((seq, change))
+                    })
+                    .collect()
+            }
+
+            async fn idempotency_get(&self, key: &str, now: DateTime<Utc>) -> Result<Option<IdempotencyRecord>> {
+                check_time("now", now)?;
+                if key.contains('\0') {
+                    return Ok(None);
+                }
+                let row = sqlx::query(IDEMPOTENCY_GET)
+                    .bind(key)
+                    .bind(enc_time(now - IDEMPOTENCY_TTL))
+                    .fetch_optional(read_pool(self))
+                    .await?;
+                let Some(row) = row else { return Ok(None) };
+                let status: StatusInt = row.try_get("status")?;
+                Ok(Some(IdempotencyRecord {
+                    key: row.try_get("key")?,
+                    request_hash: row.try_get("request_hash")?,
+                    status: u16::try_from(status).map_err(|_| Error::Corrupt(format!("idempotency status {status}")))?,
+                    body: row.try_get("body")?,
+                    created_at: get_time(&row, CREATED_AT_COL)?,
+                }))
+            }
+
+            async fn idempotency_put(&self, record: &IdempotencyRecord) -> Result<()> {
+                check_text("key", &record.key)?;
+                check_text("request_hash", &record.request_hash)?;
+                check_text("body", &record.body)?;
+                check_time("created_at", record.created_at)?;
+                let created = trunc_us(record.created_at);
+                let cutoff = created - IDEMPOTENCY_TTL;
+                let mut tx = begin_write(self).await?;
+                let done = sqlx::query(IDEMPOTENCY_PUT)
+                    .bind(&record.key)
+                    .bind(&record.request_hash)
+                    .bind(StatusInt::from(record.status))
+                    .bind(&record.body)
+                    .bind(enc_time(created))
+                    .bind(enc_time(cutoff))
+                    .execute(&mut *tx)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    tx.rollback().await?;
+                    return Err(Error::IdempotencyKeyExists);
+                }
+                // Purge expired records (indexed range delete; usually a handful of rows).
+                sqlx::query(IDEMPOTENCY_PURGE).bind(enc_time(cutoff)).execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+        }
+    };
+}
+
+pub(super) use link_store;
