@@ -16,6 +16,10 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::*;
 
+#[path = "../redis/integration_tests/wait.rs"]
+mod wait;
+use wait::wait_until;
+
 fn fresh_config(tag: &str) -> ClickHouseConfig {
     let mut c = ClickHouseConfig::default();
     c.apply_env(|k| std::env::var(k).ok());
@@ -34,23 +38,6 @@ fn fresh_config(tag: &str) -> ClickHouseConfig {
 async fn drop_database(c: &ClickHouseConfig) {
     if let Ok(s) = client::server_client(c) {
         let _ = s.query(&format!("DROP DATABASE IF EXISTS {}", c.database)).execute().await;
-    }
-}
-
-async fn wait_until<F, Fut>(timeout: Duration, mut pred: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if pred().await {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

@@ -6,6 +6,7 @@
 
 mod sink;
 mod support;
+mod wait;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use crate::redis::{RedisConfig, RedisUrl, SketchUnion};
 
+pub use super::wait::wait_until;
+
 /// The shared server (`infra/services/redis.sh start`).
 pub fn redis_url() -> String {
     std::env::var("SLUICE_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:16379/".into())
@@ -23,24 +25,6 @@ pub fn fresh_config(tag: &str, url: &str) -> RedisConfig {
         sink_backoff_max: Duration::from_millis(200),
         breaker_open_for: Duration::from_millis(200),
         ..RedisConfig::default()
-    }
-}
-
-/// Polls `pred` every 5 ms until it holds or `timeout` passes; returns whether it held.
-pub async fn wait_until<F, Fut>(timeout: Duration, mut pred: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if pred().await {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
