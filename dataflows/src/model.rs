@@ -273,8 +273,13 @@ impl Ord for DimStr {
     }
 }
 impl std::hash::Hash for DimStr {
+    /// Hashes exactly as `str` does (its bytes, then `0xff`: `Hasher::write_str`'s default and
+    /// std's SipHasher), so maps keyed by `DimStr` are looked up by `&str` (`Borrow<str>`),
+    /// without re-validating UTF-8.
+    #[inline]
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.as_str().hash(state)
+        state.write(self.bytes());
+        state.write_u8(0xff);
     }
 }
 impl fmt::Debug for DimStr {
@@ -329,6 +334,21 @@ mod tests {
             assert_eq!(json, s);
         }
         assert_eq!(std::mem::size_of::<DimStr>(), 24);
+    }
+
+    #[test]
+    fn dim_str_hashes_like_str() {
+        use std::hash::BuildHasher;
+        let fx = crate::hash::FxBuildHasher::default();
+        let sip = std::collections::hash_map::RandomState::new();
+        for s in ["", "US", "Chrome Mobile WebView", "a-very-long-registrable-domain.example.co.uk", "Zürich"] {
+            let d = DimStr::new(s);
+            assert_eq!(fx.hash_one(&d), fx.hash_one(s), "{s:?}");
+            assert_eq!(sip.hash_one(&d), sip.hash_one(s), "{s:?}");
+        }
+        let mut m: std::collections::HashMap<DimStr, u32> = std::collections::HashMap::new();
+        m.insert(DimStr::new("example.com"), 7);
+        assert_eq!(m.get("example.com"), Some(&7));
     }
 
     fn serde_json_like(d: &DimStr) -> String {

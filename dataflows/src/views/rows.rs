@@ -70,46 +70,50 @@ const INDEX_AT: usize = 32;
 /// All rows of one (code, granularity, bucket) (see module docs).
 #[derive(Debug)]
 pub(crate) enum Block {
-    /// Up to [`INDEX_AT`] rows, keys scanned linearly.
-    Small(Vec<(u64, Row)>),
+    /// Up to [`INDEX_AT`] rows: keys in their own vector (scanned linearly: 32 keys are four
+    /// cache lines), rows at the same positions, both in insertion order.
+    Small { keys: Vec<u64>, rows: Vec<Row> },
     /// More rows: a hash table holding the rows inline (one cache miss per lookup).
     Large(FxHashMap<u64, Row>),
 }
 
 impl Default for Block {
     fn default() -> Self {
-        Block::Small(Vec::new())
+        Block::Small { keys: Vec::new(), rows: Vec::new() }
     }
 }
 
 impl Block {
-    /// An empty block sized for one click (eight rows).
+    /// An empty block with room for a click's eight rows.
     pub(crate) fn new() -> Block {
-        Block::Small(Vec::with_capacity(8))
+        Block::Small { keys: Vec::with_capacity(8), rows: Vec::with_capacity(8) }
     }
 
-    /// The row for `key`, created empty if missing; `created` is incremented when it was.
+    /// The row of `key`, created empty (and `created` incremented) if absent.
     #[inline]
     pub(crate) fn entry(&mut self, key: u64, created: &mut usize) -> &mut Row {
-        if let Block::Small(v) = self
-            && v.len() >= INDEX_AT
-            && !v.iter().any(|(k, _)| *k == key)
+        // Position in a small block (`Some(None)`: absent); `None` for an indexed block.
+        let hit = match self {
+            Block::Small { keys, .. } => Some(keys.iter().position(|k| *k == key)),
+            Block::Large(_) => None,
+        };
+        if hit == Some(None)
+            && let Block::Small { keys, rows } = self
         {
-            let mut m: FxHashMap<u64, Row> = FxHashMap::with_capacity_and_hasher(2 * INDEX_AT, Default::default());
-            m.extend(v.drain(..));
-            *self = Block::Large(m);
+            if keys.len() < INDEX_AT {
+                *created += 1;
+                keys.push(key);
+                rows.push(Row::default());
+            } else {
+                let mut m: FxHashMap<u64, Row> = FxHashMap::with_capacity_and_hasher(2 * INDEX_AT, Default::default());
+                m.extend(keys.drain(..).zip(rows.drain(..)));
+                *self = Block::Large(m);
+            }
         }
         match self {
-            Block::Small(v) => {
-                let i = match v.iter().position(|(k, _)| *k == key) {
-                    Some(i) => i,
-                    None => {
-                        *created += 1;
-                        v.push((key, Row::default()));
-                        v.len() - 1
-                    }
-                };
-                &mut v[i].1
+            Block::Small { keys, rows } => {
+                let i = hit.flatten().unwrap_or(keys.len() - 1);
+                &mut rows[i]
             }
             Block::Large(m) => m.entry(key).or_insert_with(|| {
                 *created += 1;
@@ -118,24 +122,24 @@ impl Block {
         }
     }
 
-    /// The row for `key`, if present.
+    /// The row of `key`, if present.
     #[inline]
     pub(crate) fn get(&self, key: u64) -> Option<&Row> {
         match self {
-            Block::Small(v) => v.iter().find(|(k, _)| *k == key).map(|(_, r)| r),
+            Block::Small { keys, rows } => keys.iter().position(|k| *k == key).map(|i| &rows[i]),
             Block::Large(m) => m.get(&key),
         }
     }
 
-    /// Every row with its key.
+    /// Every row, with its key.
     pub(crate) fn for_each(&self, mut f: impl FnMut(u64, &Row)) {
         match self {
-            Block::Small(v) => v.iter().for_each(|(k, r)| f(*k, r)),
+            Block::Small { keys, rows } => keys.iter().zip(rows).for_each(|(k, r)| f(*k, r)),
             Block::Large(m) => m.iter().for_each(|(k, r)| f(*k, r)),
         }
     }
 
-    /// Rows of view `view`, with their keys.
+    /// Every row of `view`, with its key.
     #[inline]
     pub(crate) fn for_view(&self, view: usize, mut f: impl FnMut(u64, &Row)) {
         let mut g = |k: u64, r: &Row| {
@@ -144,7 +148,7 @@ impl Block {
             }
         };
         match self {
-            Block::Small(v) => v.iter().for_each(|(k, r)| g(*k, r)),
+            Block::Small { keys, rows } => keys.iter().zip(rows).for_each(|(k, r)| g(*k, r)),
             Block::Large(m) => m.iter().for_each(|(k, r)| g(*k, r)),
         }
     }
@@ -152,24 +156,26 @@ impl Block {
     /// Every row, mutably, with its key.
     pub(crate) fn for_each_mut(&mut self, mut f: impl FnMut(u64, &mut Row)) {
         match self {
-            Block::Small(v) => v.iter_mut().for_each(|(k, r)| f(*k, r)),
+            Block::Small { keys, rows } => keys.iter().zip(rows.iter_mut()).for_each(|(k, r)| f(*k, r)),
             Block::Large(m) => m.iter_mut().for_each(|(k, r)| f(*k, r)),
         }
     }
 
-    /// Number of rows.
+    /// Rows held.
     pub(crate) fn rows(&self) -> usize {
         match self {
-            Block::Small(v) => v.len(),
+            Block::Small { keys, .. } => keys.len(),
             Block::Large(m) => m.len(),
         }
     }
 
-    /// Approximate heap bytes of the block, its rows and their sketches.
+    /// Heap bytes of the block and its sketches (estimate: capacity times entry size).
     pub(crate) fn heap_bytes(&self) -> usize {
         let entry = std::mem::size_of::<(u64, Row)>();
         match self {
-            Block::Small(v) => v.capacity() * entry + v.iter().map(|(_, r)| r.sketch.heap_bytes()).sum::<usize>(),
+            Block::Small { keys, rows } => {
+                keys.capacity() * std::mem::size_of::<u64>() + rows.capacity() * std::mem::size_of::<Row>() + rows.iter().map(|r| r.sketch.heap_bytes()).sum::<usize>()
+            }
             Block::Large(m) => m.capacity() * (entry + 1) + m.values().map(|r| r.sketch.heap_bytes()).sum::<usize>(),
         }
     }

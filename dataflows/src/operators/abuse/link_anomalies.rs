@@ -75,6 +75,8 @@ struct LinkState {
     win: LinkWindow,
     meta: Option<Arc<LinkMeta>>,
     slots: [LifecycleSlot; 5],
+    /// Clicks were added at the current tick (the code is in `LinkDetector::touched`).
+    touched: bool,
 }
 
 impl LinkState {
@@ -99,6 +101,8 @@ pub struct LinkDetector {
     blocked: FxHashMap<DimStr, Vec<(String, String, isize)>>,
     pending: Pending<LinkedRecord>,
     dirty: BTreeSet<DimStr>,
+    /// Codes that got clicks at the current tick, once each (merged into `dirty` at its end).
+    touched: Vec<DimStr>,
     open: BTreeSet<DimStr>,
     last_sweep_minute: i64,
 }
@@ -135,6 +139,7 @@ impl LinkDetector {
             blocked: FxHashMap::default(),
             pending: Pending::default(),
             dirty: BTreeSet::new(),
+            touched: Vec::new(),
             open: BTreeSet::new(),
             last_sweep_minute: i64::MIN,
         }
@@ -197,7 +202,7 @@ impl LinkDetector {
             let code = &r.rec.code;
             let st = self.states.entry(code.clone()).or_insert_with(|| {
                 let origin = link_origin(origin, warmup, window, s, r.rec.ts);
-                LinkState { key: link_key(code), origin, win: LinkWindow::new(origin), meta: None, slots: Default::default() }
+                LinkState { key: link_key(code), origin, win: LinkWindow::new(origin), meta: None, slots: Default::default(), touched: false }
             });
             let learn = st.learning();
             st.win.advance(s, window, alpha, learn);
@@ -216,11 +221,18 @@ impl LinkDetector {
             if r.meta.is_some() {
                 st.meta = r.meta;
             }
-            if !self.dirty.contains(code.as_str()) {
-                self.dirty.insert(code.clone());
+            if !st.touched {
+                st.touched = true;
+                self.touched.push(code.clone());
             }
         }
         let mut codes = std::mem::take(&mut self.dirty);
+        for code in self.touched.drain(..) {
+            if let Some(st) = self.states.get_mut(code.as_str()) {
+                st.touched = false;
+            }
+            codes.insert(code);
+        }
         codes.extend(self.open.iter().cloned());
         for code in codes {
             self.evaluate(&code, s, now_ms, out);

@@ -46,6 +46,16 @@ fn bump<K: PartialEq + Clone>(v: &mut Vec<(K, u32)>, k: &K) {
     }
 }
 
+/// Adds one to `k`'s count (cloning `k` only when it is new).
+fn incr(map: &mut FxHashMap<DimStr, u64>, k: &DimStr) {
+    match map.get_mut(k.as_str()) {
+        Some(c) => *c += 1,
+        None => {
+            map.insert(k.clone(), 1);
+        }
+    }
+}
+
 fn sub(map: &mut FxHashMap<DimStr, u64>, k: &DimStr, n: u64) {
     if let Some(c) = map.get_mut(k.as_str()) {
         *c -= n.min(*c);
@@ -232,7 +242,7 @@ impl LinkWindow {
         s.raw += 1;
         b.visitors.push(c.visitor);
         bump(&mut b.browsers, c.browser);
-        *s.browsers.entry(c.browser.clone()).or_insert(0) += 1;
+        incr(&mut s.browsers, c.browser);
         if c.is_bot {
             b.raw_bots += 1;
             s.raw_bots += 1;
@@ -247,9 +257,9 @@ impl LinkWindow {
             b.human += 1;
             s.human += 1;
             bump(&mut b.countries, c.country);
-            *s.countries.entry(c.country.clone()).or_insert(0) += 1;
+            incr(&mut s.countries, c.country);
             bump(&mut b.referrers, c.referrer);
-            *s.referrers.entry(c.referrer.clone()).or_insert(0) += 1;
+            incr(&mut s.referrers, c.referrer);
         }
     }
 

@@ -145,6 +145,7 @@ impl<'scope> TapFloodRecords<'scope> for StreamVec<'scope, u64, GatedClick> {
         builder.build(move |initial| {
             drop(initial);
             let mut buf: Vec<FloodRecord> = Vec::new();
+            let mut uas = UaCache::default();
             move |_frontiers| {
                 let mut pass = pass_out.activate();
                 let mut floods = flood_out.activate();
@@ -155,7 +156,7 @@ impl<'scope> TapFloodRecords<'scope> for StreamVec<'scope, u64, GatedClick> {
                     for c in data.iter() {
                         let e = &c.event;
                         let network = e.ip_trunc.as_deref().and_then(Network::parse);
-                        let ua: Arc<str> = Arc::from(e.user_agent.as_str());
+                        let ua = uas.get(&e.user_agent);
                         let code = DimStr::new(&e.code);
                         if let Some(n) = network {
                             buf.push(FloodRecord { key: FloodKey::Network(n), ts: e.ts, visitor_id: e.visitor_id, network, code: code.clone(), user_agent: Arc::clone(&ua) });
@@ -169,6 +170,36 @@ impl<'scope> TapFloodRecords<'scope> for StreamVec<'scope, u64, GatedClick> {
             }
         });
         (pass, floods)
+    }
+}
+
+/// Recent user agents, so a visitor's clicks share one allocation (and compare by pointer in
+/// the evidence lists): a direct-mapped cache of [`UA_CACHE_SLOTS`] slots by hash of the text.
+struct UaCache {
+    slots: Vec<Option<Arc<str>>>,
+}
+
+const UA_CACHE_SLOTS: usize = 4096;
+
+impl Default for UaCache {
+    fn default() -> UaCache {
+        UaCache { slots: vec![None; UA_CACHE_SLOTS] }
+    }
+}
+
+impl UaCache {
+    /// The shared text of `ua` (a hit returns the cached `Arc`, a miss replaces the slot).
+    fn get(&mut self, ua: &str) -> Arc<str> {
+        use std::hash::BuildHasher;
+        let i = (crate::hash::FxBuildHasher.hash_one(ua) as usize) % UA_CACHE_SLOTS;
+        match &self.slots[i] {
+            Some(a) if **a == *ua => Arc::clone(a),
+            _ => {
+                let a: Arc<str> = Arc::from(ua);
+                self.slots[i] = Some(Arc::clone(&a));
+                a
+            }
+        }
     }
 }
 
@@ -197,8 +228,92 @@ struct Detail {
 struct KeyCounts {
     clicks: u32,
     capped: u32,
-    per_visitor: FxHashMap<u64, u32>,
+    per_visitor: PerVisitor,
     detail: Option<Box<Detail>>,
+}
+
+/// A network key's clicks per visitor in the window. Most networks hold one visitor, so the
+/// first is kept inline and a table is allocated only for a second one.
+#[derive(Debug, Default)]
+enum PerVisitor {
+    /// No clicks.
+    #[default]
+    Empty,
+    /// One visitor and its clicks (> 0).
+    One(u64, u32),
+    /// Several visitors (counts > 0).
+    Many(FxHashMap<u64, u32>),
+}
+
+impl PerVisitor {
+    /// Adds a click of `v`; returns its new count.
+    fn bump(&mut self, v: u64) -> u32 {
+        match self {
+            PerVisitor::Empty => {
+                *self = PerVisitor::One(v, 1);
+                1
+            }
+            PerVisitor::One(x, n) if *x == v => {
+                *n += 1;
+                *n
+            }
+            PerVisitor::One(x, n) => {
+                let mut m = FxHashMap::with_capacity_and_hasher(4, Default::default());
+                m.insert(*x, *n);
+                m.insert(v, 1);
+                *self = PerVisitor::Many(m);
+                1
+            }
+            PerVisitor::Many(m) => {
+                let c = m.entry(v).or_insert(0);
+                *c += 1;
+                *c
+            }
+        }
+    }
+
+    /// Takes a click of `v` away; returns its count before, `None` when `v` has none.
+    fn drop_one(&mut self, v: u64) -> Option<u32> {
+        match self {
+            PerVisitor::Empty => None,
+            PerVisitor::One(x, n) if *x == v => {
+                let before = *n;
+                *n -= 1;
+                if *n == 0 {
+                    *self = PerVisitor::Empty;
+                }
+                Some(before)
+            }
+            PerVisitor::One(..) => None,
+            PerVisitor::Many(m) => {
+                let c = m.get_mut(&v)?;
+                let before = *c;
+                *c -= 1;
+                if *c == 0 {
+                    m.remove(&v);
+                }
+                Some(before)
+            }
+        }
+    }
+
+    /// `(visitor, clicks)` pairs, in no particular order.
+    fn iter(&self) -> Box<dyn Iterator<Item = (u64, u32)> + '_> {
+        match self {
+            PerVisitor::Empty => Box::new(std::iter::empty()),
+            PerVisitor::One(v, n) => Box::new(std::iter::once((*v, *n))),
+            PerVisitor::Many(m) => Box::new(m.iter().map(|(v, n)| (*v, *n))),
+        }
+    }
+
+    /// Visitors with clicks.
+    fn len(&self) -> usize {
+        match self {
+            PerVisitor::Empty => 0,
+            PerVisitor::One(..) => 1,
+            PerVisitor::Many(m) => m.len(),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -330,12 +445,8 @@ impl FloodDetector {
         let track_from = self.track_from(&r.key);
         let st = &mut self.keys.entry(r.key).or_default().counts;
         st.clicks += 1;
-        if matches!(r.key, FloodKey::Network(_)) {
-            let c = st.per_visitor.entry(r.visitor_id).or_insert(0);
-            *c += 1;
-            if *c <= self.cap {
-                st.capped += 1;
-            }
+        if matches!(r.key, FloodKey::Network(_)) && st.per_visitor.bump(r.visitor_id) <= self.cap {
+            st.capped += 1;
         }
         if st.detail.is_none() && st.clicks >= track_from {
             st.detail = Some(Box::default());
@@ -345,7 +456,7 @@ impl FloodDetector {
                 Some((_, n)) => *n += 1,
                 None => d.codes.push((r.code.clone(), 1)),
             }
-            match d.user_agents.iter_mut().find(|(u, _)| **u == *r.user_agent) {
+            match d.user_agents.iter_mut().find(|(u, _)| Arc::ptr_eq(u, &r.user_agent) || **u == *r.user_agent) {
                 Some((_, n)) => *n += 1,
                 None => d.user_agents.push((Arc::clone(&r.user_agent), 1)),
             }
@@ -353,8 +464,17 @@ impl FloodDetector {
                 d.network = r.network;
             }
         }
-        self.dirty.insert(r.key);
-        st.detail.is_some()
+        // Below the info level with nothing open, an evaluation can only say "nothing" (the
+        // open keys are evaluated at every tick anyway): only keys at or above it are dirty.
+        let (observed, levels) = match r.key {
+            FloodKey::Visitor(_) => (st.clicks, &self.levels),
+            FloodKey::Network(_) => (st.capped, &self.network_levels),
+        };
+        let tracked = st.detail.is_some();
+        if u64::from(observed) >= levels.info_min_clicks.min(levels.warning_min_clicks).min(levels.critical_min_clicks) {
+            self.dirty.insert(r.key);
+        }
+        tracked
     }
 
     fn remove(&mut self, key: FloodKey, visitor: u64, detail: Option<(DimStr, Arc<str>)>) {
@@ -368,21 +488,15 @@ impl FloodDetector {
                     d.codes.swap_remove(i);
                 }
             }
-            if let Some(i) = d.user_agents.iter().position(|(x, _)| *x == ua) {
+            if let Some(i) = d.user_agents.iter().position(|(x, _)| Arc::ptr_eq(x, &ua) || *x == ua) {
                 d.user_agents[i].1 -= 1;
                 if d.user_agents[i].1 == 0 {
                     d.user_agents.swap_remove(i);
                 }
             }
         }
-        if let Some(n) = c.per_visitor.get_mut(&visitor) {
-            if *n <= self.cap {
-                c.capped = c.capped.saturating_sub(1);
-            }
-            *n -= 1;
-            if *n == 0 {
-                c.per_visitor.remove(&visitor);
-            }
+        if c.per_visitor.drop_one(visitor).is_some_and(|before| before <= self.cap) {
+            c.capped = c.capped.saturating_sub(1);
         }
         if c.clicks == 0 && !st.slot.is_open() {
             self.keys.remove(&key);
@@ -400,10 +514,13 @@ impl FloodDetector {
             let expected = levels.warning_min_clicks as f64;
             Assessment { severity, observed: f64::from(observed), expected, score: f64::from(observed) / expected.max(1.0) }
         });
-        let (window, top) = (self.life.window_ms, self.top_n);
-        let counts = &st.counts;
-        let ev = st.slot.step(AnomalyKind::VisitorFlood, &key.anomaly_key(), s, verdict, &self.life, now_ms, |a| body(key, counts, a, window, top));
-        out.extend(ev);
+        if verdict.is_some() || st.slot.is_open() {
+            // (Nothing open and no verdict: the lifecycle emits nothing; skip the key's text.)
+            let (window, top) = (self.life.window_ms, self.top_n);
+            let counts = &st.counts;
+            let ev = st.slot.step(AnomalyKind::VisitorFlood, &key.anomaly_key(), s, verdict, &self.life, now_ms, |a| body(key, counts, a, window, top));
+            out.extend(ev);
+        }
         if st.slot.is_open() {
             self.open.insert(key);
         } else {
@@ -422,8 +539,8 @@ fn body(key: FloodKey, st: &KeyCounts, a: &Assessment, window_ms: i64, top: usiz
     let (visitors, top_share, top_visitors, network) = match key {
         FloodKey::Visitor(_) => (1, 1.0, Vec::new(), detail.and_then(|d| d.network)),
         FloodKey::Network(n) => {
-            let max = st.per_visitor.values().copied().max().unwrap_or(0);
-            let hex: Vec<(String, u64)> = st.per_visitor.iter().map(|(v, c)| (format!("{v:016x}"), u64::from(*c))).collect();
+            let max = st.per_visitor.iter().map(|(_, c)| c).max().unwrap_or(0);
+            let hex: Vec<(String, u64)> = st.per_visitor.iter().map(|(v, c)| (format!("{v:016x}"), u64::from(c))).collect();
             let share = if st.clicks > 0 { f64::from(max) / f64::from(st.clicks) } else { 0.0 };
             (st.per_visitor.len() as u64, share, top_n(hex.iter().map(|(v, c)| (v.as_str(), *c)), top), Some(n))
         }
