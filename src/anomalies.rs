@@ -12,8 +12,11 @@
 //! `sluice_anomaly_store_errors_total`.
 //!
 //! `[webhooks]` configures delivery ([`WebhooksSection`]); `[admin] token` guards the
-//! routes ([`sluice_serving::auth`]).
+//! routes ([`sluice_serving::auth`]). With `[admin.auto-actions] enabled`, the automatic
+//! actions follow the store here too ([`crate::auto_actions`], started by
+//! [`AnomalyOutputs::start_auto_actions`] once the link API's state exists).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,6 +57,10 @@ pub struct WebhooksSection {
     pub backoff_max: Duration,
     /// Deliveries in flight at once.
     pub max_concurrent: usize,
+    /// A PEM file of extra CA certificates trusted for `https://` receivers, on top of the
+    /// platform's roots (e.g. a development CA). Unset: platform roots only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extra_ca_file: Option<PathBuf>,
 }
 
 impl Default for WebhooksSection {
@@ -66,6 +73,7 @@ impl Default for WebhooksSection {
             backoff_base: d.backoff_base,
             backoff_max: d.backoff_max,
             max_concurrent: d.max_concurrent,
+            extra_ca_file: None,
         }
     }
 }
@@ -74,12 +82,26 @@ impl WebhooksSection {
     /// The dispatcher settings.
     ///
     /// Errors: `max-attempts` or `max-concurrent` of 0, a zero timeout, `backoff-max` below
-    /// `backoff-base`.
+    /// `backoff-base`, an `extra-ca-file` that cannot be read or holds no PEM certificate.
     pub fn webhook_config(&self) -> anyhow::Result<WebhookConfig> {
         anyhow::ensure!(self.max_attempts >= 1, "webhooks.max-attempts must be at least 1");
         anyhow::ensure!(self.max_concurrent >= 1, "webhooks.max-concurrent must be at least 1");
         anyhow::ensure!(!self.timeout.is_zero(), "webhooks.timeout must be positive");
         anyhow::ensure!(self.backoff_max >= self.backoff_base, "webhooks.backoff-max must be at least webhooks.backoff-base");
+        let extra_ca_pem = match &self.extra_ca_file {
+            None => None,
+            Some(path) => {
+                let pem = std::fs::read(path).with_context(|| format!("could not read webhooks.extra-ca-file \"{}\"", path.display()))?;
+                let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                    .with_context(|| format!("webhooks.extra-ca-file \"{}\" is not a valid PEM certificate bundle", path.display()))?;
+                anyhow::ensure!(
+                    !certs.is_empty(),
+                    "webhooks.extra-ca-file \"{}\" holds no certificate (expected PEM blocks \"-----BEGIN CERTIFICATE-----\")",
+                    path.display()
+                );
+                Some(pem)
+            }
+        };
         Ok(WebhookConfig {
             allow_private: self.allow_private,
             timeout: self.timeout,
@@ -87,6 +109,7 @@ impl WebhooksSection {
             backoff_base: self.backoff_base,
             backoff_max: self.backoff_max,
             max_concurrent: self.max_concurrent,
+            extra_ca_pem,
         })
     }
 }
@@ -119,6 +142,7 @@ pub struct AnomalyOutputs {
     allow_private: bool,
     closing: tokio::sync::watch::Sender<bool>,
     stop_writer: tokio::sync::watch::Sender<bool>,
+    auto_actions: Option<crate::auto_actions::AutoActions>,
 }
 
 impl std::fmt::Debug for AnomalyOutputs {
@@ -152,7 +176,21 @@ impl AnomalyOutputs {
         let auth = admin_auth(cfg);
         tracing::info!(events = store.head(), "anomaly store opened");
         let closing = tokio::sync::watch::channel(false).0;
-        Ok(AnomalyOutputs { store, tx: Some(tx), writer: Some(writer), dispatcher: Some(dispatcher), auth, allow_private, closing, stop_writer })
+        Ok(AnomalyOutputs { store, tx: Some(tx), writer: Some(writer), dispatcher: Some(dispatcher), auth, allow_private, closing, stop_writer, auto_actions: None })
+    }
+
+    /// Starts the automatic actions when `[admin.auto-actions] enabled` (acting through
+    /// `api`: its store and link-change hooks); a no-op otherwise, and a logged error when the
+    /// link store keeps no admin state.
+    pub fn start_auto_actions(&mut self, cfg: &Config, api: &sluice_serving::ApiState) {
+        let section = &cfg.admin.auto_actions;
+        if !section.enabled || self.auto_actions.is_some() {
+            return;
+        }
+        match sluice_serving::admin::auto::AutoAdmin::new(api.clone()) {
+            Some(admin) => self.auto_actions = Some(crate::auto_actions::AutoActions::start(section, Arc::clone(&self.store), admin)),
+            None => tracing::error!("[admin.auto-actions] is enabled but the link store keeps no admin state: no automatic actions"),
+        }
     }
 
     /// The store.
@@ -177,6 +215,14 @@ impl AnomalyOutputs {
         anomalies.merge(hooks)
     }
 
+    /// Stops the automatic actions (if running) and drops what they hold (the link API's
+    /// state: call before waiting for the click senders to go).
+    pub async fn stop_auto_actions(&mut self) {
+        if let Some(a) = self.auto_actions.take() {
+            a.shutdown().await;
+        }
+    }
+
     /// Ends the open anomaly streams (call before stopping the HTTP server, whose graceful
     /// stop would otherwise wait for them).
     pub fn close_streams(&self) {
@@ -187,6 +233,7 @@ impl AnomalyOutputs {
     /// later batches are left to the next replay), then the dispatcher stops (pending
     /// deliveries resume at the next start).
     pub async fn shutdown(mut self, timeout: Duration) {
+        self.stop_auto_actions().await;
         self.tx = None;
         // The dataflow has stopped: nothing more arrives, store what is queued and end.
         self.stop_writer.send_replace(true);

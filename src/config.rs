@@ -307,6 +307,7 @@ impl Config {
         self.dataflow.validate()?;
         self.api.create_rate_limit()?;
         self.webhooks.webhook_config()?;
+        self.admin.auto_actions.validate()?;
         self.redis.validate()?;
         self.clickhouse.validate()?;
         Ok(())

@@ -21,6 +21,7 @@
 #![deny(missing_docs)]
 
 pub mod anomalies;
+pub mod auto_actions;
 pub mod bench;
 pub mod cli;
 pub mod config;

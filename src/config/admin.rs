@@ -13,6 +13,8 @@ pub struct AdminSection {
     /// direct loopback clients only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<Secret>,
+    /// `[admin.auto-actions]`: automatic actions on critical anomalies (off by default).
+    pub auto_actions: crate::auto_actions::AutoActionsSection,
 }
 
 /// `[api]`: limits of the link API.

@@ -123,7 +123,7 @@ impl System {
             sinks.start_events(&cfg, i.log.clone()).await?;
         }
         // The anomaly store lives with the dataflow that feeds it (`crate::anomalies`).
-        let anomalies = match &intake {
+        let mut anomalies = match &intake {
             Some(_) if cfg.dataflow.enabled => Some(crate::anomalies::AnomalyOutputs::start(&cfg).await?),
             _ => None,
         };
@@ -177,6 +177,10 @@ impl System {
             dependencies: sinks.dependencies(),
         };
         let Stack { router, api, redirect } = build_stack_with(&cfg, Arc::clone(&store), sink, secret, extras)?;
+        // Automatic actions act through the API's state (its link-change hooks).
+        if let Some(a) = anomalies.as_mut() {
+            a.start_auto_actions(&cfg, &api);
+        }
         drop((api, redirect));
         let addr = listener.local_addr().context("listener has no local address")?;
         let (stop_http, stopped) = oneshot::channel::<()>();
@@ -301,6 +305,11 @@ impl System {
     }
 
     async fn stop_rest(&mut self) -> anyhow::Result<()> {
+        if let Some(a) = self.anomalies.as_mut() {
+            // The automatic actions hold the API state, whose hooks hold a redirect state
+            // (and with it a click sender the log writer waits for).
+            a.stop_auto_actions().await;
+        }
         if let Some(jobs) = self.jobs.take() {
             // A running export goes back to `queued` and runs again at the next start.
             jobs.stop().await;

@@ -19,6 +19,8 @@ use parking_lot::Mutex;
 use serde_json::{Value, json};
 use sha2::Sha256;
 
+mod auto_actions;
+
 const BIN: &str = env!("CARGO_BIN_EXE_sluice");
 const BROWSER_UA: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36";
 const SECRET: &str = "e2e-secret-0123456789";
@@ -35,10 +37,18 @@ impl Proc {
     }
 
     async fn start_with(dir: &Path, env: &[(&str, &str)]) -> Proc {
+        Proc::start_with_config(dir, env, None).await
+    }
+
+    /// Starts `sluice serve` on `dir` with `env` and, when given, `--config <config>`.
+    async fn start_with_config(dir: &Path, env: &[(&str, &str)], config: Option<&Path>) -> Proc {
         let port = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
-        let child = Command::new(BIN)
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-            .arg(dir)
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"]).arg(dir);
+        if let Some(c) = config {
+            cmd.arg("--config").arg(c);
+        }
+        let child = cmd
             .envs(env.iter().copied())
             .env("SLUICE_LOG", "warn")
             .env("SLUICE__WEBHOOKS__ALLOW_PRIVATE", "true")
@@ -87,10 +97,16 @@ impl Proc {
     /// `(clicks, bot_clicks)` of link `flooded` over the minutes of `ts`, once every click
     /// is counted (polls up to 60 s).
     async fn flood_stats(&self, ts: &[i64]) -> (u64, u64) {
+        self.flood_stats_for("flooded", ts).await
+    }
+
+    /// `(clicks, bot_clicks)` of link `code` over the minutes of `ts`, once their sum is
+    /// `ts.len()` (polls up to 60 s).
+    async fn flood_stats_for(&self, code: &str, ts: &[i64]) -> (u64, u64) {
         let rfc = |ms: i64| chrono::DateTime::from_timestamp_millis(ms).expect("ts").to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let from = ts.iter().min().expect("ts").div_euclid(60_000) * 60_000;
         let to = (ts.iter().max().expect("ts").div_euclid(60_000) + 1) * 60_000;
-        let path = format!("/v1/links/flooded/stats?bucket=minute&from={}&to={}", rfc(from), rfc(to));
+        let path = format!("/v1/links/{code}/stats?bucket=minute&from={}&to={}", rfc(from), rfc(to));
         let t0 = Instant::now();
         loop {
             let r = self.http.get(format!("{}{path}", self.base)).send().await.expect("stats");

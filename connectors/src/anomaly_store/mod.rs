@@ -19,8 +19,10 @@
 //!
 //! Tables: `events` (event id → anomaly JSON), `event_keys` (anomaly id ‖ revision → event
 //! id), `latest` (anomaly id → [`LatestAnomaly`] JSON), `by_start` (sortable `window_start` ‖
-//! anomaly id → ()), plus the webhook tables of [`webhooks`].
+//! anomaly id → ()), plus the webhook tables of [`webhooks`] and the action and cursor tables
+//! of [`actions`].
 
+pub mod actions;
 pub mod webhooks;
 
 #[cfg(test)]
@@ -50,6 +52,9 @@ pub struct StoredEvent {
     pub event_id: u64,
     /// The event.
     pub anomaly: Anomaly,
+    /// The actions recorded for the anomaly as of the read ([`actions`]), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<actions::AnomalyAction>,
 }
 
 /// The latest state of one anomaly.
@@ -59,6 +64,10 @@ pub struct LatestAnomaly {
     pub anomaly: Anomaly,
     /// Event id of that event.
     pub event_id: u64,
+    /// The actions recorded for the anomaly as of the read ([`actions`]), oldest first.
+    /// Kept in their own table (never in the stored JSON).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<actions::AnomalyAction>,
 }
 
 /// Position of an anomaly in the newest-first order of [`AnomalyStore::list`]:
@@ -115,6 +124,7 @@ impl AnomalyStore {
             txn.open_table(LATEST).map_err(|e| store_err("open", e))?;
             txn.open_table(BY_START).map_err(|e| store_err("open", e))?;
             webhooks::create_tables(&txn)?;
+            actions::create_tables(&txn)?;
             events.last().map_err(|e| store_err("open", e))?.map_or(0, |(k, _)| k.value())
         };
         txn.commit().map_err(|e| store_err("open", e))?;
@@ -158,7 +168,7 @@ impl AnomalyStore {
                         let old = start_key(p.anomaly.window_start, &id);
                         by_start.remove(old.as_slice()).map_err(|e| store_err("append anomalies", e))?;
                     }
-                    let rec = LatestAnomaly { anomaly: a.clone(), event_id: seq };
+                    let rec = LatestAnomaly { anomaly: a.clone(), event_id: seq, actions: Vec::new() };
                     latest.insert(id.as_slice(), encode(&rec)?.as_slice()).map_err(|e| store_err("append anomalies", e))?;
                     by_start.insert(start_key(a.window_start, &id).as_slice(), ()).map_err(|e| store_err("append anomalies", e))?;
                 }
@@ -188,11 +198,14 @@ impl AnomalyStore {
     pub fn events_after(&self, after: u64, limit: usize) -> Result<Vec<StoredEvent>> {
         let txn = self.db.begin_read().map_err(|e| store_err("read anomaly events", e))?;
         let events = txn.open_table(EVENTS).map_err(|e| store_err("read anomaly events", e))?;
+        let done = txn.open_table(actions::ACTIONS).map_err(|e| store_err("read anomaly events", e))?;
         let mut out = Vec::new();
         let Some(from) = after.checked_add(1) else { return Ok(out) };
         for entry in events.range(from..).map_err(|e| store_err("read anomaly events", e))?.take(limit) {
             let (k, v) = entry.map_err(|e| store_err("read anomaly events", e))?;
-            out.push(StoredEvent { event_id: k.value(), anomaly: decode("anomaly event", v.value())? });
+            let anomaly: Anomaly = decode("anomaly event", v.value())?;
+            let actions = actions::read_actions(&done, anomaly.anomaly_id.as_bytes())?;
+            out.push(StoredEvent { event_id: k.value(), anomaly, actions });
         }
         Ok(out)
     }
@@ -203,8 +216,13 @@ impl AnomalyStore {
     pub fn get(&self, anomaly_id: &[u8; 16]) -> Result<Option<LatestAnomaly>> {
         let txn = self.db.begin_read().map_err(|e| store_err("read anomalies", e))?;
         let latest = txn.open_table(LATEST).map_err(|e| store_err("read anomalies", e))?;
+        let done = txn.open_table(actions::ACTIONS).map_err(|e| store_err("read anomalies", e))?;
         match latest.get(anomaly_id.as_slice()).map_err(|e| store_err("read anomalies", e))? {
-            Some(v) => Ok(Some(decode("anomaly", v.value())?)),
+            Some(v) => {
+                let mut rec: LatestAnomaly = decode("anomaly", v.value())?;
+                rec.actions = actions::read_actions(&done, anomaly_id)?;
+                Ok(Some(rec))
+            }
             None => Ok(None),
         }
     }
@@ -225,6 +243,7 @@ impl AnomalyStore {
         let txn = self.db.begin_read().map_err(|e| store_err("list anomalies", e))?;
         let by_start = txn.open_table(BY_START).map_err(|e| store_err("list anomalies", e))?;
         let latest = txn.open_table(LATEST).map_err(|e| store_err("list anomalies", e))?;
+        let done = txn.open_table(actions::ACTIONS).map_err(|e| store_err("list anomalies", e))?;
         // Exclusive upper bound in key order.
         let mut upper: Option<[u8; 24]> = after.map(|(ws, id)| start_key(ws, &id));
         if let Some(ws) = start_before {
@@ -244,11 +263,12 @@ impl AnomalyStore {
             let (k, _) = entry.map_err(|e| store_err("list anomalies", e))?;
             let id = &k.value()[8..];
             let Some(v) = latest.get(id).map_err(|e| store_err("list anomalies", e))? else { continue };
-            let rec: LatestAnomaly = decode("anomaly", v.value())?;
+            let mut rec: LatestAnomaly = decode("anomaly", v.value())?;
             if keep(&rec.anomaly) {
                 if out.len() == limit {
                     return Ok((out, true));
                 }
+                rec.actions = actions::read_actions(&done, id)?;
                 out.push(rec);
             }
         }

@@ -52,7 +52,7 @@ fn append_is_idempotent_and_sequenced() {
     assert!(store.events_after(3, 100).expect("read").is_empty());
     assert!(store.events_after(u64::MAX, 100).expect("read").is_empty());
     // Latest state is the highest revision, even when an older one arrives late.
-    assert_eq!(store.get(a0.anomaly_id.as_bytes()).expect("get"), Some(LatestAnomaly { anomaly: a1.clone(), event_id: 3 }));
+    assert_eq!(store.get(a0.anomaly_id.as_bytes()).expect("get"), Some(LatestAnomaly { anomaly: a1.clone(), event_id: 3, actions: Vec::new() }));
     drop(store);
     // Reopened: head, ids and dedup survive.
     let store = AnomalyStore::open(dir.path()).expect("reopen");
@@ -145,4 +145,44 @@ fn webhook_deliveries_are_enqueued_once_and_recorded() {
     assert!(store.delete_webhook(&hook.id).expect("delete"));
     assert!(!store.delete_webhook(&hook.id).expect("delete"));
     assert_eq!(store.enqueue_deliveries(&hook.id, &[3], 3, 100).expect("enqueue"), None);
+}
+
+#[test]
+fn actions_are_recorded_once_per_name_joined_into_reads_and_survive_a_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a0 = anomaly(AnomalyKind::ClickBurst, "link:hot", 1_000, 0, Severity::Critical);
+    let b0 = anomaly(AnomalyKind::BotShare, "link:other", 2_000, 0, Severity::Critical);
+    let act = |outcome: &str, at_ms: i64| actions::AnomalyAction {
+        action: "disable".into(),
+        outcome: outcome.into(),
+        code: "hot".into(),
+        actor: "auto-action".into(),
+        at_ms,
+        event_id: 1,
+    };
+    {
+        let store = AnomalyStore::open(dir.path()).expect("open");
+        store.append(&[a0.clone(), b0.clone()]).expect("append");
+        assert_eq!(store.cursor("auto-actions").expect("cursor"), None);
+        assert!(store.record_action(a0.anomaly_id.as_bytes(), &act("applied", 10)).expect("record"));
+        // Same action name again: kept as first recorded.
+        assert!(!store.record_action(a0.anomaly_id.as_bytes(), &act("already_disabled", 20)).expect("record"));
+        store.set_cursor("auto-actions", 2).expect("set cursor");
+        // A later revision of the anomaly carries the actions too.
+        store.append(&[anomaly(AnomalyKind::ClickBurst, "link:hot", 1_000, 1, Severity::Critical)]).expect("append");
+    }
+    let store = AnomalyStore::open(dir.path()).expect("reopen");
+    assert_eq!(store.cursor("auto-actions").expect("cursor"), Some(2));
+    assert_eq!(store.cursor("other").expect("cursor"), None);
+    let want = vec![act("applied", 10)];
+    assert_eq!(store.actions(a0.anomaly_id.as_bytes()).expect("actions"), want);
+    assert_eq!(store.actions(b0.anomaly_id.as_bytes()).expect("actions"), Vec::new());
+    let events = store.events_after(0, 10).expect("events");
+    let got: Vec<(u64, usize)> = events.iter().map(|e| (e.event_id, e.actions.len())).collect();
+    assert_eq!(got, vec![(1, 1), (2, 0), (3, 1)]);
+    assert_eq!(store.get(a0.anomaly_id.as_bytes()).expect("get").expect("some").actions, want);
+    let (page, more) = store.list(None, None, 10, &|_| true).expect("list");
+    assert!(!more);
+    let listed: Vec<(String, Vec<actions::AnomalyAction>)> = page.into_iter().map(|l| (l.anomaly.key, l.actions)).collect();
+    assert_eq!(listed, vec![("link:other".to_string(), Vec::new()), ("link:hot".to_string(), want)]);
 }

@@ -9,6 +9,8 @@
 //! | `POST /v1/admin/links/{code}/enable` | lifts the admin disable |
 //! | `GET /v1/admin/audit` | the append-only audit log, newest first |
 //!
+//! Automatic actions on critical anomalies (off by default): [`auto`].
+//!
 //! State lives in the link store ([`sluice_connectors::AdminStore`]). Disabling works through
 //! a *hold* that sets the link's `enabled` to false as an ordinary committed link change, so
 //! the API's [`crate::LinkChangeHook`]s run: the redirect's L1 cache is invalidated in this
@@ -20,6 +22,7 @@
 //! added by another process reach it through [`feed::sync_blocklist`].
 
 pub mod audit;
+pub mod auto;
 pub mod blocklist;
 pub mod dto;
 pub mod feed;

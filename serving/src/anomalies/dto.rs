@@ -1,6 +1,7 @@
 //! The JSON form of an anomaly event, shared by the list, the stream and webhook bodies.
 
 use serde::{Deserialize, Serialize};
+use sluice_connectors::anomaly_store::actions::AnomalyAction;
 use sluice_connectors::anomaly_store::{LatestAnomaly, StoredEvent};
 use sluice_schemas::{Anomaly, AnomalyKind, AnomalyStatus, Evidence, Severity};
 use utoipa::ToSchema;
@@ -45,10 +46,44 @@ pub struct AnomalyEventBody {
     pub evidence: Evidence,
     /// When the pipeline emitted the event.
     pub detected_at: String,
+    /// What was done about the anomaly so far (automatic actions, `[admin.auto-actions]`),
+    /// oldest first; `[]` when nothing.
+    pub actions: Vec<AnomalyActionBody>,
+}
+
+/// An action taken because of an anomaly.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AnomalyActionBody {
+    /// `disable`.
+    pub action: String,
+    /// `applied` (this action disabled the link) or `already_disabled` (an admin hold was
+    /// already on it; nothing changed).
+    pub outcome: String,
+    /// The link acted on.
+    pub code: String,
+    /// Who: `auto-action`.
+    pub actor: String,
+    /// When, RFC 3339 UTC.
+    pub at: String,
+    /// The anomaly event that triggered it.
+    pub event_id: u64,
+}
+
+impl From<&AnomalyAction> for AnomalyActionBody {
+    fn from(a: &AnomalyAction) -> Self {
+        AnomalyActionBody {
+            action: a.action.clone(),
+            outcome: a.outcome.clone(),
+            code: a.code.clone(),
+            actor: a.actor.clone(),
+            at: rfc3339_utc(a.at_ms),
+            event_id: a.event_id,
+        }
+    }
 }
 
 impl AnomalyEventBody {
-    /// The body of event `event_id` carrying `a`.
+    /// The body of event `event_id` carrying `a`, without actions.
     pub fn new(event_id: u64, a: &Anomaly) -> AnomalyEventBody {
         AnomalyEventBody {
             event_id,
@@ -68,19 +103,26 @@ impl AnomalyEventBody {
             summary: a.summary.clone(),
             evidence: a.evidence.clone(),
             detected_at: rfc3339_utc(a.detected_at),
+            actions: Vec::new(),
         }
+    }
+
+    /// The same body with `actions`.
+    pub fn with_actions(mut self, actions: &[AnomalyAction]) -> AnomalyEventBody {
+        self.actions = actions.iter().map(AnomalyActionBody::from).collect();
+        self
     }
 }
 
 impl From<&StoredEvent> for AnomalyEventBody {
     fn from(e: &StoredEvent) -> Self {
-        AnomalyEventBody::new(e.event_id, &e.anomaly)
+        AnomalyEventBody::new(e.event_id, &e.anomaly).with_actions(&e.actions)
     }
 }
 
 impl From<&LatestAnomaly> for AnomalyEventBody {
     fn from(l: &LatestAnomaly) -> Self {
-        AnomalyEventBody::new(l.event_id, &l.anomaly)
+        AnomalyEventBody::new(l.event_id, &l.anomaly).with_actions(&l.actions)
     }
 }
 

@@ -143,7 +143,7 @@ pub async fn list_anomalies(_admin: AdminPrincipal, State(state): State<Anomalie
 #[derive(OpenApi)]
 #[openapi(
     paths(list_anomalies, stream::anomaly_stream),
-    components(schemas(AnomalyPage, AnomalyEventBody, sluice_schemas::Evidence, sluice_schemas::Tally, sluice_schemas::AnomalyKind, sluice_schemas::Severity, sluice_schemas::AnomalyStatus)),
+    components(schemas(AnomalyPage, AnomalyEventBody, dto::AnomalyActionBody, sluice_schemas::Evidence, sluice_schemas::Tally, sluice_schemas::AnomalyKind, sluice_schemas::Severity, sluice_schemas::AnomalyStatus)),
     tags((name = "anomalies", description = "What the abuse detectors found: list, live stream (SSE)"))
 )]
 pub struct AnomaliesDoc;

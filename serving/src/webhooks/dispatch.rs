@@ -14,6 +14,12 @@
 //! attempt) and no proxy is used, so the SSRF check ([`super::ssrf`]) covers the address
 //! actually connected to. Pending deliveries resume at the next start.
 //!
+//! TLS (`https://` receivers): rustls with the aws-lc-rs provider, certificates verified
+//! against the platform's roots (`rustls-platform-verifier`: on Linux the system CA bundle)
+//! plus [`WebhookConfig::extra_ca_pem`]. A handshake or certificate failure is a failed
+//! attempt like any other (its error recorded, e.g. `invalid peer certificate:
+//! UnknownIssuer`) and retried by the same backoff.
+//!
 //! Metrics: `sluice_webhook_deliveries_total{outcome="succeeded|failed"}`,
 //! `sluice_webhook_attempts_total{result="ok|http_error|error"}`.
 
@@ -48,6 +54,9 @@ pub struct WebhookConfig {
     pub backoff_max: Duration,
     /// Deliveries in flight at once.
     pub max_concurrent: usize,
+    /// Extra trusted CA certificates (a PEM bundle) for `https://` receivers, on top of the
+    /// platform's roots (e.g. a development CA). `None`: platform roots only.
+    pub extra_ca_pem: Option<Vec<u8>>,
 }
 
 impl Default for WebhookConfig {
@@ -59,6 +68,7 @@ impl Default for WebhookConfig {
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(600),
             max_concurrent: 64,
+            extra_ca_pem: None,
         }
     }
 }
@@ -87,12 +97,19 @@ pub struct Dispatcher {
 impl Dispatcher {
     /// Starts following `store` (resuming its pending deliveries).
     ///
-    /// Errors: the HTTP client cannot be built (system TLS/DNS setup).
+    /// Errors: the HTTP client cannot be built (system TLS/DNS setup, an undecodable
+    /// certificate in `extra_ca_pem`).
     ///
     /// # Panics
     /// Outside a tokio runtime.
     pub fn start(store: Arc<AnomalyStore>, config: WebhookConfig) -> Result<Dispatcher, reqwest::Error> {
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if let Some(pem) = &config.extra_ca_pem {
+            for cert in reqwest::Certificate::from_pem_bundle(pem)? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let client = builder
             .dns_resolver(GuardedResolver { allow_private: config.allow_private })
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()

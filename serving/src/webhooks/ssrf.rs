@@ -122,22 +122,15 @@ fn is_localhost_name(host: &str) -> bool {
 /// serialization: IP literals in canonical form).
 ///
 /// Errors (400): `invalid_webhook_url` (unparseable, not absolute, credentials in it, no
-/// host, a fragment), `unsupported_url_scheme` (anything but `http`; this build has no TLS
-/// client), `webhook_host_unresolvable` (the name has no address), `webhook_url_forbidden`
+/// host, a fragment), `unsupported_url_scheme` (anything but `https` and `http`),
+/// `webhook_host_unresolvable` (the name has no address), `webhook_url_forbidden`
 /// (a non-public address, unless `allow_private`).
 pub async fn validate_url(raw: &str, allow_private: bool) -> Result<url::Url, ApiError> {
     let url = url::Url::parse(raw.trim()).map_err(|e| invalid(raw, &e.to_string()))?;
     match url.scheme() {
-        "http" => {}
-        "https" => {
-            return Err(ApiError::bad_request(
-                "unsupported_url_scheme",
-                "this build delivers webhooks over http only (it has no TLS client); use an http:// receiver or a TLS-terminating proxy",
-            )
-            .with_details(json!({ "url": raw, "scheme": "https" })));
-        }
+        "http" | "https" => {}
         other => {
-            return Err(ApiError::bad_request("unsupported_url_scheme", format!("webhook urls must be http://, got \"{other}:\""))
+            return Err(ApiError::bad_request("unsupported_url_scheme", format!("webhook urls must be https:// or http://, got \"{other}:\""))
                 .with_details(json!({ "url": raw, "scheme": other })));
         }
     }

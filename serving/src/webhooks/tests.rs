@@ -16,6 +16,8 @@ use sluice_schemas::{AnomalyKind, Severity};
 use super::*;
 use crate::anomalies::tests::{anomaly, serve};
 
+mod tls;
+
 const SECRET: &str = "whsec-0123456789abcdef";
 const T0: i64 = 1_717_200_000_000;
 
@@ -59,6 +61,9 @@ async fn ssrf_targets_are_rejected_unless_allowed() {
         "http://192.0.2.10/hook",
         "http://198.51.100.10/hook",
         "http://203.0.113.10/hook",
+        "https://127.0.0.1/hook",
+        "https://[::1]:8443/hook",
+        "https://10.0.0.1/hook",
     ];
     for url in forbidden {
         let resp = create(&base, json!({"url": url, "secret": SECRET})).await;
@@ -77,7 +82,8 @@ async fn ssrf_targets_are_rejected_unless_allowed() {
         }
     }
     for (body, code) in [
-        (json!({"url": "https://hooks.example/x", "secret": SECRET}), "unsupported_url_scheme"),
+        (json!({"url": "https://no-such-host.invalid/x", "secret": SECRET}), "webhook_host_unresolvable"),
+        (json!({"url": "wss://hooks.example/x", "secret": SECRET}), "unsupported_url_scheme"),
         (json!({"url": "ftp://hooks.example/x", "secret": SECRET}), "unsupported_url_scheme"),
         (json!({"url": "not a url", "secret": SECRET}), "invalid_webhook_url"),
         (json!({"url": "http://user:pw@8.8.8.8/x", "secret": SECRET}), "invalid_webhook_url"),
@@ -93,6 +99,9 @@ async fn ssrf_targets_are_rejected_unless_allowed() {
     }
     // A public literal is accepted (nothing is sent until an event arrives).
     assert_eq!(create(&base, json!({"url": "http://8.8.8.8/x", "secret": SECRET})).await.status(), 201);
+    let resp = create(&base, json!({"url": "https://8.8.8.8:8443/x", "secret": SECRET})).await;
+    assert_eq!(resp.status(), 201);
+    assert_eq!(resp.json::<Value>().await.expect("json")["url"], "https://8.8.8.8:8443/x");
 
     // With allow-private every one of them is accepted, normalized.
     let (_dir2, _store2, base, _) = api(true, None).await;
@@ -141,6 +150,13 @@ struct Received {
 /// A receiver that verifies `Sluice-Signature` with its own HMAC computation and answers
 /// 500 to the first `fail_first` requests.
 async fn receiver(fail_first: usize) -> (String, Arc<Mutex<Received>>) {
+    let (app, seen) = receiver_app(fail_first);
+    (serve(app).await, seen)
+}
+
+/// The receiver's routes: `POST /hook` answers 500 to the first `fail_first` requests, then
+/// 200, recording each request and whether its signature verifies.
+fn receiver_app(fail_first: usize) -> (axum::Router, Arc<Mutex<Received>>) {
     let seen = Arc::new(Mutex::new(Received::default()));
     let s = Arc::clone(&seen);
     let app = axum::Router::new().route(
@@ -176,7 +192,7 @@ async fn receiver(fail_first: usize) -> (String, Arc<Mutex<Received>>) {
             }
         }),
     );
-    (serve(app).await, seen)
+    (app, seen)
 }
 
 async fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
@@ -195,6 +211,7 @@ fn fast_config(allow_private: bool) -> WebhookConfig {
         backoff_base: Duration::from_millis(100),
         backoff_max: Duration::from_millis(400),
         max_concurrent: 4,
+        extra_ca_pem: None,
     }
 }
 
