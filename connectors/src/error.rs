@@ -59,6 +59,20 @@ pub enum Error {
         #[source]
         source: sluice_schemas::Error,
     },
+    /// The click log file is in a storage format this build does not read: format 1 (one
+    /// entry per event, written by sluice before format 2) or a newer format.
+    #[error(
+        "click log \"{path}\" is in storage format {found}, this build reads format {supported} only; \
+         read it with the sluice version that wrote it, or move the file aside to start an empty log"
+    )]
+    ClickLogFormat {
+        /// The log file.
+        path: String,
+        /// Format of the file.
+        found: u64,
+        /// Format this build reads ([`crate::click_log::CLICK_LOG_FORMAT`]).
+        supported: u64,
+    },
     /// The embedded anomaly store failed to perform `op` (I/O, lock held by another process).
     #[error("anomaly store could not {op}")]
     AnomalyStore {
@@ -174,7 +188,7 @@ impl Error {
             | Error::IdempotencyKeyExists
             | Error::InvalidValue { .. } => "user",
             Error::Database(_) | Error::Migrate(_) | Error::ClickLog { .. } | Error::AnomalyStore { .. } => "external",
-            Error::Corrupt(_) | Error::ClickLogDecode { .. } | Error::Config(_) => "internal",
+            Error::Corrupt(_) | Error::ClickLogDecode { .. } | Error::ClickLogFormat { .. } | Error::Config(_) => "internal",
             #[cfg(feature = "kafka")]
             Error::Kafka { .. } | Error::SchemaRegistry { .. } => "external",
             #[cfg(feature = "redis")]

@@ -178,7 +178,14 @@ impl LinkCache {
     ///
     /// Errors: [`crate::Error::Store`] when the store read fails (not cached).
     pub async fn lookup(&self, code: &str) -> crate::Result<Option<Arc<CachedLink>>> {
-        let now = Instant::now();
+        self.lookup_at(code, Instant::now()).await
+    }
+
+    /// [`Self::lookup`] for a request that arrived at `now` (a clock read the caller already
+    /// made; the front serves entries until their slot's deadline measured against it).
+    ///
+    /// Errors: as [`Self::lookup`].
+    pub async fn lookup_at(&self, code: &str, now: Instant) -> crate::Result<Option<Arc<CachedLink>>> {
         if let Some(e) = self.front.get(code, now)
             && self.is_fresh(code, &e)
         {

@@ -1,11 +1,13 @@
 //! Minting [`ClickEvent`]s at the redirect and handing them to ingest without waiting.
 
 use std::net::IpAddr;
+use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::http::{HeaderMap, HeaderName, header};
 use rand::RngExt;
-use sluice_schemas::{ClickEvent, VisitorSalt, truncate_ip, visitor_id};
+use sluice_schemas::visitor::visitor_id_with_period_salt;
+use sluice_schemas::{ClickEvent, VisitorSalt, truncate_ip};
 use uuid::Uuid;
 
 /// Longest header value copied into an event (`User-Agent`, `Referer`,
@@ -53,6 +55,49 @@ impl ClickSink for ChannelClickSink {
     }
 }
 
+/// A [`VisitorSalt`] with the salt of the period last asked for kept, so that minting a
+/// visitor id costs one BLAKE3 keyed hash (of IP and user agent) instead of two (deriving
+/// the period's salt, [`VisitorSalt::salt_at`], is the other); same ids as
+/// [`sluice_schemas::visitor_id`].
+pub struct PeriodSalts {
+    salt: VisitorSalt,
+    /// `(period index, that period's salt)` of the latest click.
+    current: Mutex<Option<(i64, [u8; 32])>>,
+}
+
+impl std::fmt::Debug for PeriodSalts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeriodSalts").field("salt", &self.salt).finish_non_exhaustive()
+    }
+}
+
+impl PeriodSalts {
+    /// Salts derived from `salt`.
+    pub fn new(salt: VisitorSalt) -> Self {
+        Self { salt, current: Mutex::new(None) }
+    }
+
+    /// The salt of the period containing `ts_ms` (ms since the epoch, UTC).
+    pub fn salt_at(&self, ts_ms: i64) -> [u8; 32] {
+        let period = self.salt.period_index(ts_ms);
+        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        match *current {
+            Some((p, salt)) if p == period => salt,
+            _ => {
+                let salt = self.salt.salt_at(ts_ms);
+                *current = Some((period, salt));
+                salt
+            }
+        }
+    }
+
+    /// `visitor_id` of a click at `ts_ms` from `ip` with `user_agent`
+    /// ([`sluice_schemas::visitor_id`]).
+    pub fn visitor_id(&self, ts_ms: i64, ip: IpAddr, user_agent: &str) -> u64 {
+        visitor_id_with_period_salt(&self.salt_at(ts_ms), ip, user_agent)
+    }
+}
+
 /// Current time in ms since the Unix epoch, UTC.
 pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
@@ -67,7 +112,7 @@ pub fn build_event(
     ts: i64,
     client_ip: Option<IpAddr>,
     headers: &HeaderMap,
-    salt: &VisitorSalt,
+    salt: &PeriodSalts,
     edge_region: Option<&str>,
 ) -> ClickEvent {
     let user_agent = header_string(headers, &header::USER_AGENT).unwrap_or_default();
@@ -77,7 +122,7 @@ pub fn build_event(
         code: code.to_owned(),
         ts,
         ip_trunc: client_ip.map(ip_trunc),
-        visitor_id: visitor_id(salt, ts, ip_for_visitor, &user_agent),
+        visitor_id: salt.visitor_id(ts, ip_for_visitor, &user_agent),
         referrer: header_string(headers, &header::REFERER),
         accept_language: header_string(headers, &header::ACCEPT_LANGUAGE),
         edge_region: edge_region.map(str::to_owned),
@@ -144,6 +189,7 @@ fn header_string(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
+    use sluice_schemas::visitor_id;
 
     #[test]
     fn event_fields() {
@@ -152,7 +198,7 @@ mod tests {
         h.insert(header::USER_AGENT, HeaderValue::from_static("UA/1"));
         h.insert(header::REFERER, HeaderValue::from_static("https://ref.example/x"));
         let ip: IpAddr = "203.0.113.77".parse().expect("ip");
-        let e = build_event("abc", 1_700_000_000_123, Some(ip), &h, &salt, Some("eu-1"));
+        let e = build_event("abc", 1_700_000_000_123, Some(ip), &h, &PeriodSalts::new(salt.clone()), Some("eu-1"));
         assert_eq!(e.code, "abc");
         assert_eq!(e.ts, 1_700_000_000_123);
         assert_eq!(e.ip_trunc.as_deref(), Some("203.0.113.0"));
@@ -165,6 +211,23 @@ mod tests {
         assert_eq!(e.event_id.get_variant(), uuid::Variant::RFC4122);
         let (secs, nanos) = e.event_id.get_timestamp().expect("v7 timestamp").to_unix();
         assert_eq!((secs, nanos / 1_000_000), (1_700_000_000, 123), "uuidv7 carries the event time in ms");
+    }
+
+    #[test]
+    fn period_salts_give_the_ids_of_visitor_id_across_periods() {
+        let day = 86_400_000;
+        let salt = VisitorSalt::new([7; 32], Some(day));
+        let cached = PeriodSalts::new(salt.clone());
+        let ip: IpAddr = "2001:db8::1".parse().expect("ip");
+        // Back and forth across period boundaries (and before the epoch): the kept salt
+        // must follow the period of every click.
+        for ts in [5, day - 1, day, day + 1, 3 * day, -1, -day, 0, day - 1, 10 * day + 7] {
+            assert_eq!(cached.visitor_id(ts, ip, "UA/2"), visitor_id(&salt, ts, ip, "UA/2"), "ts {ts}");
+            assert_eq!(cached.salt_at(ts), salt.salt_at(ts), "ts {ts}");
+        }
+        assert_ne!(cached.salt_at(0), cached.salt_at(day), "periods differ");
+        let fixed = VisitorSalt::new([7; 32], None);
+        assert_eq!(PeriodSalts::new(fixed.clone()).visitor_id(123, ip, ""), visitor_id(&fixed, 123, ip, ""));
     }
 
     #[test]
@@ -198,7 +261,7 @@ mod tests {
         let mut h = HeaderMap::new();
         let long = format!("https://m.search.example/s?q={}", "é".repeat(5000));
         h.insert(header::REFERER, HeaderValue::from_bytes(long.as_bytes()).expect("bytes"));
-        let e = build_event("x", 0, None, &h, &VisitorSalt::new([0; 32], None), None);
+        let e = build_event("x", 0, None, &h, &PeriodSalts::new(VisitorSalt::new([0; 32], None)), None);
         let r = e.referrer.expect("referrer");
         assert!(r.len() <= MAX_HEADER_BYTES && r.len() >= MAX_HEADER_BYTES - 1);
         assert!(r.starts_with("https://m.search.example/s?q=é"));

@@ -41,18 +41,18 @@ pub async fn respond(state: &RedirectState, req: Request) -> Response {
     let start = Instant::now();
     // Only the head is needed; `Parts` is `Sync`, so borrowing it across the await is `Send`.
     let (parts, _body) = req.into_parts();
-    let resp = handle(state, &parts).await;
+    let resp = handle(state, &parts, start).await;
     state.inner.metrics.duration.record(start.elapsed().as_secs_f64());
     resp
 }
 
-async fn handle(state: &RedirectState, req: &Parts) -> Response {
+async fn handle(state: &RedirectState, req: &Parts, arrived: Instant) -> Response {
     let head = req.method == Method::HEAD;
     let code = req.uri.path().strip_prefix('/').unwrap_or("");
     if !is_code(code) {
         return error(StatusCode::NOT_FOUND, NOT_FOUND_BODY, head);
     }
-    let link = match state.inner.cache.lookup(code).await {
+    let link = match state.inner.cache.lookup_at(code, arrived).await {
         Ok(Some(l)) => l,
         Ok(None) => return error(StatusCode::NOT_FOUND, NOT_FOUND_BODY, head),
         Err(e) => {

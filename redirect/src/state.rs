@@ -7,7 +7,7 @@ use sluice_connectors::{Invalidation, LinkCacheL2, LinkStore};
 use sluice_schemas::VisitorSalt;
 
 use crate::cache::LinkCache;
-use crate::click::ClickSink;
+use crate::click::{ClickSink, PeriodSalts};
 use crate::client_ip::ClientIpResolver;
 use crate::config::RedirectConfig;
 use crate::metrics::RedirectMetrics;
@@ -16,7 +16,7 @@ pub(crate) struct Inner {
     pub cache: LinkCache,
     pub config: RedirectConfig,
     pub resolver: ClientIpResolver,
-    pub salt: VisitorSalt,
+    pub salt: PeriodSalts,
     pub sink: Arc<dyn ClickSink>,
     pub metrics: RedirectMetrics,
     /// `public, max-age=<permanent_max_age>` for 301s of links without expiry.
@@ -65,7 +65,7 @@ impl RedirectState {
                 cache,
                 resolver: ClientIpResolver::new(config.trusted_proxies.clone()),
                 config,
-                salt,
+                salt: PeriodSalts::new(salt),
                 sink,
                 metrics,
                 permanent_cc,

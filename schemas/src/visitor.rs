@@ -48,7 +48,14 @@ impl VisitorSalt {
 /// IP (IPv4 and IPv4-mapped IPv6 addresses map to the same bytes) followed by the user
 /// agent bytes; the first 8 bytes, little-endian.
 pub fn visitor_id(salt: &VisitorSalt, ts_ms: i64, ip: IpAddr, user_agent: &str) -> u64 {
-    let key = salt.salt_at(ts_ms);
+    visitor_id_with_period_salt(&salt.salt_at(ts_ms), ip, user_agent)
+}
+
+/// [`visitor_id`] with the period's salt already derived (`period_salt` =
+/// [`VisitorSalt::salt_at`] of the click's time), for callers that keep the salt of the
+/// current period instead of deriving it per click.
+pub fn visitor_id_with_period_salt(period_salt: &[u8; 32], ip: IpAddr, user_agent: &str) -> u64 {
+    let key = *period_salt;
     let canonical = match ip {
         IpAddr::V4(v4) => v4.to_ipv6_mapped(),
         IpAddr::V6(v6) => v6,

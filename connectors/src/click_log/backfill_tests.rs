@@ -1,5 +1,5 @@
-//! Backfill marks: written with the batch, read back per offset, truncated with the events,
-//! and absent (all live) in logs written before the `backfill` table existed.
+//! Backfill marks: written with the batch, read back per offset, truncated with the events;
+//! and the storage-format check of [`ClickLog::open`].
 
 use sluice_schemas::ClickEvent;
 use uuid::Uuid;
@@ -66,29 +66,74 @@ fn marks_survive_reopen_and_are_truncated_with_their_events() {
     assert_eq!(marks(&log), vec![(2, true), (3, false), (4, true)]);
 }
 
+/// Writes a format-1 log (one `events` entry per event, no `format` key) with events
+/// `0..n` and `head`/`low` in `meta`, as sluice wrote it before format 2.
+fn write_format_1_log(path: &Path, n: u64, head: u64, low: Option<u64>) {
+    let db = Database::create(path).expect("create");
+    let txn = db.begin_write().expect("txn");
+    {
+        let mut t = txn.open_table(LEGACY_EVENTS).expect("events");
+        for i in 0..n {
+            let mut buf = Vec::new();
+            encode_click_event_into(&event(i), &mut buf).expect("encode");
+            t.insert(i, buf.as_slice()).expect("insert");
+        }
+        let mut meta = txn.open_table(META).expect("meta");
+        meta.insert(META_HEAD, head).expect("head");
+        if let Some(low) = low {
+            meta.insert(META_LOW, low).expect("low");
+        }
+    }
+    txn.commit().expect("commit");
+}
+
 #[test]
-fn a_log_written_before_marks_existed_reads_as_live() {
+fn a_format_1_log_with_events_is_refused_and_left_unchanged() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join(CLICK_LOG_FILE_NAME);
-    {
-        // The layout of the previous version: `events` and `meta` only.
-        let db = Database::create(&path).expect("create");
-        let txn = db.begin_write().expect("txn");
-        {
-            let mut t = txn.open_table(EVENTS).expect("events");
-            for i in 0..3 {
-                let mut buf = Vec::new();
-                encode_click_event_into(&event(i), &mut buf).expect("encode");
-                t.insert(i, buf.as_slice()).expect("insert");
-            }
-            let mut meta = txn.open_table(META).expect("meta");
-            meta.insert(META_HEAD, 3).expect("head");
+    write_format_1_log(&path, 3, 3, None);
+    match ClickLog::open(dir.path()) {
+        Err(e @ Error::ClickLogFormat { found: 1, supported: CLICK_LOG_FORMAT, .. }) => {
+            let msg = e.to_string();
+            assert!(msg.contains("storage format 1") && msg.contains(CLICK_LOG_FILE_NAME), "{msg}");
         }
+        other => panic!("expected a format error, got {other:?}"),
+    }
+    // Not modified: its events are still there for the sluice that wrote it, no format-2
+    // table or format mark was added.
+    let db = Database::create(&path).expect("reopen with redb");
+    let txn = db.begin_read().expect("txn");
+    assert_eq!(txn.open_table(LEGACY_EVENTS).expect("events").len().expect("len"), 3);
+    let tables: Vec<String> = txn.list_tables().expect("tables").map(|t| t.name().to_owned()).collect();
+    assert_eq!(tables, vec!["events".to_owned(), "meta".to_owned()]);
+    assert_eq!(txn.open_table(META).expect("meta").get(META_FORMAT).expect("get").map(|v| v.value()), None);
+}
+
+#[test]
+fn a_format_1_log_without_stored_events_is_upgraded_keeping_its_offsets() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_format_1_log(&dir.path().join(CLICK_LOG_FILE_NAME), 0, 7, Some(7));
+    let log = ClickLog::open(dir.path()).expect("open upgraded log");
+    assert_eq!((log.low(), log.head()), (7, 7));
+    assert_eq!(log.append_backfill(&events(7..9)).expect("append"), 7..9);
+    assert_eq!(marks(&log), vec![(7, true), (8, true)]);
+    drop(log);
+    let log = ClickLog::open(dir.path()).expect("reopen");
+    assert_eq!(log.read(0, 10).expect("read").into_iter().map(|(o, _)| o).collect::<Vec<_>>(), vec![7, 8]);
+}
+
+#[test]
+fn a_log_of_a_newer_format_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let log = ClickLog::open(dir.path()).expect("open");
+        log.append(&events(0..1)).expect("append");
+        let txn = log.inner.db.begin_write().expect("txn");
+        txn.open_table(META).expect("meta").insert(META_FORMAT, CLICK_LOG_FORMAT + 1).expect("format");
         txn.commit().expect("commit");
     }
-    let log = ClickLog::open(dir.path()).expect("open old log");
-    assert_eq!(log.head(), 3);
-    assert_eq!(marks(&log), vec![(0, false), (1, false), (2, false)]);
-    assert_eq!(log.append_backfill(&events(3..4)).expect("backfill into old log"), 3..4);
-    assert_eq!(marks(&log), vec![(0, false), (1, false), (2, false), (3, true)]);
+    match ClickLog::open(dir.path()) {
+        Err(Error::ClickLogFormat { found, supported: CLICK_LOG_FORMAT, .. }) => assert_eq!(found, CLICK_LOG_FORMAT + 1),
+        other => panic!("expected a format error, got {other:?}"),
+    }
 }

@@ -6,18 +6,23 @@
 //! offset, across restarts, until [`ClickLog::truncate_before`] removes it. Offsets are dense
 //! (`0, 1, 2, …`, never reused, even after truncation) and increase in append order.
 //!
-//! Storage: [redb](https://docs.rs/redb) (a pure-Rust, ACID, copy-on-write B-tree store) with
-//! one table `events: u64 → bytes`; values are Avro single-object encoded
-//! ([`sluice_schemas::avro`]), so every entry names the schema that wrote it.
+//! Storage: [redb](https://docs.rs/redb) (a pure-Rust, ACID, copy-on-write B-tree store),
+//! storage format 2: table `chunks: u64 → bytes` holds each append as one or more chunks of
+//! consecutive events keyed by their first offset (layout in `chunk.rs`; one B-tree insert
+//! per ~16 KiB of events instead of one per event); each event inside is Avro single-object
+//! encoded ([`sluice_schemas::avro`]), so every event names the schema that wrote it. Table
+//! `meta` holds `format` (= [`CLICK_LOG_FORMAT`]), `head` and `low`.
+//!
+//! Format check: [`ClickLog::open`] refuses, with [`Error::ClickLogFormat`], a log of
+//! another format — format 1 (one `events` entry per event, written by sluice before format
+//! 2) or a newer one — rather than misreading it. A format-1 log without stored events
+//! (never written, or truncated to its head) is upgraded in place, keeping its offsets.
 //!
 //! Backfill marks: events appended with [`ClickLog::append_backfill`] (`sluice import`,
 //! `POST /v1/events?backfill=true`) bypass the dataflow's lateness limit (not dedup). The mark
 //! is not part of the event: the offsets of marked events are kept in a second table
 //! `backfill: u64 → ()`, written in the same transaction as the events and truncated with
-//! them. [`ClickLog::read_entries`] returns events with their mark. Compatibility: a log
-//! written before the table existed gets it (empty) on its next open, so all its events read
-//! as live; an older binary opening a newer log ignores the table and reads every event as
-//! live (no data is lost, only the lateness bypass).
+//! them. [`ClickLog::read_entries`] returns events with their mark.
 //!
 //! All methods block on disk I/O (an append waits for fsync, ~ms): call them from
 //! `tokio::task::spawn_blocking` or a dedicated thread, not directly on an async worker.
@@ -27,7 +32,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle};
 use sluice_schemas::avro::{decode_click_event, encode_click_event_into};
 use sluice_schemas::ClickEvent;
 use tokio::sync::watch;
@@ -38,15 +43,25 @@ use crate::{Error, Result};
 pub const CLICK_LOG_FILE_NAME: &str = "clicks.redb";
 
 /// Memory redb may use to cache pages of the log (bytes; redb's default is 1 GiB). The log
-/// is append-only and read from its tail, so a few seconds of appends is all a cache can
-/// serve (64 MiB ≈ 350,000 events of ~190 bytes); a bound also keeps a busy log from
-/// growing the process by its whole write volume, each new page a fresh page fault.
-pub const CLICK_LOG_CACHE_BYTES: usize = 64 << 20;
+/// is append-only and read from its tail, so well under a second of appends is all a cache
+/// can serve (16 MiB ≈ 85,000 events of ~190 bytes; a reader further behind reads through
+/// the OS page cache); a small bound also keeps a busy log from growing the process by its
+/// write volume — each page redb writes is a fresh allocation, and until the cache is full
+/// every one of them is new memory the kernel must fault in and zero.
+pub const CLICK_LOG_CACHE_BYTES: usize = 16 << 20;
 
-const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+/// Storage format this build reads and writes (module docs; `meta` key `format`).
+pub const CLICK_LOG_FORMAT: u64 = 2;
+
+/// Chunks of events keyed by the offset of their first event (format 2; `chunk.rs`).
+const CHUNKS: TableDefinition<u64, &[u8]> = TableDefinition::new("chunks");
+/// One entry per event (format 1, no `format` key in `meta`): only looked at to refuse it.
+const LEGACY_EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 /// Offsets of events appended as backfill (sparse; see the module docs).
 const BACKFILL: TableDefinition<u64, ()> = TableDefinition::new("backfill");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Storage format of the file.
+const META_FORMAT: &str = "format";
 /// Next offset to be written.
 const META_HEAD: &str = "head";
 /// Lowest offset still stored (everything below was truncated).
@@ -83,14 +98,15 @@ struct Inner {
     scratch: Mutex<Scratch>,
 }
 
-/// The encoded events of one append: their bytes back to back and where each one ends.
-/// Kept between appends so that a busy log does not allocate (and, for big batches, have
-/// the allocator fault in fresh zeroed pages) on every commit; an append that finds it
-/// taken (another append encoding concurrently) uses fresh buffers.
+/// The encoded events of one append: their bytes back to back, where each one ends, and
+/// the chunk being written. Kept between appends so that a busy log does not allocate (and,
+/// for big batches, have the allocator fault in fresh zeroed pages) on every commit; an
+/// append that finds it taken (another append encoding concurrently) uses fresh buffers.
 #[derive(Default)]
 struct Scratch {
     bytes: Vec<u8>,
     ends: Vec<usize>,
+    chunk: Vec<u8>,
 }
 
 /// Largest encoding buffer kept for the next append (bytes); bigger ones are freed.
@@ -124,18 +140,7 @@ impl ClickLog {
             .set_cache_size(CLICK_LOG_CACHE_BYTES)
             .create(&path)
             .map_err(|e| Error::click_log("open", e))?;
-        // Create the tables on first open so readers never see "table does not exist".
-        let txn = db.begin_write().map_err(|e| Error::click_log("open", e))?;
-        let (head, low) = {
-            let events = txn.open_table(EVENTS).map_err(|e| Error::click_log("open", e))?;
-            let meta = txn.open_table(META).map_err(|e| Error::click_log("open", e))?;
-            txn.open_table(BACKFILL).map_err(|e| Error::click_log("open", e))?;
-            let last = events.last().map_err(|e| Error::click_log("open", e))?.map(|(k, _)| k.value());
-            let head = meta_get(&meta, META_HEAD)?.unwrap_or(0).max(last.map_or(0, |l| l + 1));
-            let low = meta_get(&meta, META_LOW)?.unwrap_or(0).min(head);
-            (head, low)
-        };
-        txn.commit().map_err(|e| Error::click_log("open", e))?;
+        let (head, low) = check_format_and_init(&db, &path)?;
         let (head_tx, _) = watch::channel(head);
         tracing::debug!(path = %path.display(), low, head, "click log open");
         Ok(ClickLog {
@@ -188,7 +193,7 @@ impl ClickLog {
     }
 
     fn encode_and_commit(&self, events: &[ClickEvent], backfill: bool, scratch: &mut Scratch) -> Result<Range<u64>> {
-        let Scratch { bytes: buf, ends } = scratch;
+        let Scratch { bytes: buf, ends, chunk: value } = scratch;
         buf.reserve(events.len() * 256);
         ends.reserve(events.len());
         for ev in events {
@@ -203,13 +208,11 @@ impl ClickLog {
         let end = start + events.len() as u64;
         let txn = self.inner.db.begin_write().map_err(|e| Error::click_log("append events", e))?;
         {
-            let mut table = txn.open_table(EVENTS).map_err(|e| Error::click_log("append events", e))?;
-            let mut from = 0;
-            for (i, &to) in ends.iter().enumerate() {
-                table
-                    .insert(start + i as u64, &buf[from..to])
-                    .map_err(|e| Error::click_log("append events", e))?;
-                from = to;
+            let mut table = txn.open_table(CHUNKS).map_err(|e| Error::click_log("append events", e))?;
+            for range in chunk::plan(ends) {
+                let key = start + range.start as u64;
+                chunk::encode(buf, ends, range, value);
+                table.insert(key, value.as_slice()).map_err(|e| Error::click_log("append events", e))?;
             }
             if backfill {
                 let mut marks = txn.open_table(BACKFILL).map_err(|e| Error::click_log("append events", e))?;
@@ -234,14 +237,13 @@ impl ClickLog {
     /// Errors: [`Error::ClickLog`] on I/O failure, [`Error::ClickLogDecode`] when a stored
     /// entry does not decode (its offset is in the error; use [`Self::read_raw`] to skip it).
     pub fn read(&self, from: u64, max: usize) -> Result<Vec<(u64, ClickEvent)>> {
-        let raw = self.read_raw(from, max)?;
-        raw.into_iter()
-            .map(|(offset, bytes)| {
-                decode_click_event(&bytes)
-                    .map(|ev| (offset, ev))
-                    .map_err(|source| Error::ClickLogDecode { offset, source })
-            })
-            .collect()
+        let mut out = Vec::with_capacity(max.min(4096));
+        self.visit(from, max, |offset, bytes| {
+            let event = decode_click_event(bytes).map_err(|source| Error::ClickLogDecode { offset, source })?;
+            out.push((offset, event));
+            Ok(())
+        })?;
+        Ok(out)
     }
 
     /// Like [`Self::read`], but each event comes with its backfill mark (see the module docs).
@@ -282,19 +284,72 @@ impl ClickLog {
     }
 
     /// Like [`Self::read`] but returns the stored bytes (Avro single-object encoding) without
-    /// decoding them.
+    /// decoding them. The events of a damaged chunk (one that does not parse) come back as
+    /// empty byte strings, one per offset it covers, so that a reader can skip them as
+    /// undecodable.
+    ///
+    /// Errors with [`Error::ClickLog`] on I/O failure.
     pub fn read_raw(&self, from: u64, max: usize) -> Result<Vec<(u64, Vec<u8>)>> {
-        if max == 0 {
-            return Ok(Vec::new());
-        }
-        let txn = self.inner.db.begin_read().map_err(|e| Error::click_log("read events", e))?;
-        let table = txn.open_table(EVENTS).map_err(|e| Error::click_log("read events", e))?;
         let mut out = Vec::with_capacity(max.min(4096));
-        for entry in table.range(from..).map_err(|e| Error::click_log("read events", e))?.take(max) {
-            let (k, v) = entry.map_err(|e| Error::click_log("read events", e))?;
-            out.push((k.value(), v.value().to_vec()));
-        }
+        self.visit(from, max, |offset, bytes| {
+            out.push((offset, bytes.to_vec()));
+            Ok(())
+        })?;
         Ok(out)
+    }
+
+    /// Calls `f` with up to `max` stored events with offsets `>= max(from, low)`, in offset
+    /// order, each as its offset and bytes (empty for the events of a damaged chunk: the
+    /// offsets from its key up to the next chunk's key, or to the head for the last one).
+    /// Stops at the first error of `f`.
+    fn visit(&self, from: u64, max: usize, mut f: impl FnMut(u64, &[u8]) -> Result<()>) -> Result<()> {
+        if max == 0 {
+            return Ok(());
+        }
+        let from = from.max(self.low());
+        fn err(e: impl Into<redb::Error>) -> Error {
+            Error::click_log("read events", e)
+        }
+        let txn = self.inner.db.begin_read().map_err(err)?;
+        let table = txn.open_table(CHUNKS).map_err(err)?;
+        // The chunk holding `from` is the last one keyed at or before it.
+        let start = match table.range(..=from).map_err(err)?.next_back() {
+            Some(entry) => entry.map_err(err)?.0.value(),
+            None => from,
+        };
+        let mut left = max;
+        let mut chunks = table.range(start..).map_err(err)?.peekable();
+        while let Some(entry) = chunks.next() {
+            let (k, v) = entry.map_err(err)?;
+            let key = k.value();
+            let value = v.value();
+            if let Some(c) = chunk::Chunk::parse(value) {
+                for i in 0..c.len() {
+                    let offset = key + i as u64;
+                    if offset >= from {
+                        f(offset, c.event(i))?;
+                        left -= 1;
+                        if left == 0 {
+                            return Ok(());
+                        }
+                    }
+                }
+            } else {
+                let end = match chunks.peek() {
+                    Some(Ok((next, _))) => next.value(),
+                    _ => self.head(),
+                };
+                tracing::warn!(offset = key, end, "damaged click-log chunk: its events read as undecodable");
+                for offset in key.max(from)..end {
+                    f(offset, &[])?;
+                    left -= 1;
+                    if left == 0 {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The next offset to be written (= number of events ever appended).
@@ -326,8 +381,12 @@ impl ClickLog {
         }
         let txn = self.inner.db.begin_write().map_err(|e| Error::click_log("truncate", e))?;
         {
-            let mut table = txn.open_table(EVENTS).map_err(|e| Error::click_log("truncate", e))?;
-            table.retain_in(low..new_low, |_, _| false).map_err(|e| Error::click_log("truncate", e))?;
+            // Chunks that end at or before `new_low` go; one that straddles it stays whole
+            // (readers skip its offsets below `low`).
+            let mut table = txn.open_table(CHUNKS).map_err(|e| Error::click_log("truncate", e))?;
+            table
+                .retain_in(..new_low, |key, value| key.saturating_add(chunk::claimed_count(value)) > new_low)
+                .map_err(|e| Error::click_log("truncate", e))?;
             let mut marks = txn.open_table(BACKFILL).map_err(|e| Error::click_log("truncate", e))?;
             marks.retain_in(low..new_low, |_, ()| false).map_err(|e| Error::click_log("truncate", e))?;
             let mut meta = txn.open_table(META).map_err(|e| Error::click_log("truncate", e))?;
@@ -340,6 +399,44 @@ impl ClickLog {
     }
 }
 
+/// Checks the storage format of a freshly opened `db` (module docs), creates the tables of a
+/// new log, and returns its `(head, low)`.
+fn check_format_and_init(db: &Database, path: &Path) -> Result<(u64, u64)> {
+    fn err(e: impl Into<redb::Error>) -> Error {
+        Error::click_log("open", e)
+    }
+    let format_error = |found| Error::ClickLogFormat { path: path.display().to_string(), found, supported: CLICK_LOG_FORMAT };
+    let txn = db.begin_write().map_err(err)?;
+    let has_legacy = txn.list_tables().map_err(err)?.any(|t| t.name() == LEGACY_EVENTS.name());
+    let (head, low) = {
+        let mut meta = txn.open_table(META).map_err(err)?;
+        match meta_get(&meta, META_FORMAT)? {
+            Some(CLICK_LOG_FORMAT) => {}
+            Some(other) => return Err(format_error(other)),
+            None => {
+                if has_legacy && !txn.open_table(LEGACY_EVENTS).map_err(err)?.is_empty().map_err(err)? {
+                    return Err(format_error(1));
+                }
+                meta.insert(META_FORMAT, CLICK_LOG_FORMAT).map_err(err)?;
+            }
+        }
+        // Create the tables on first open so readers never see "table does not exist".
+        let chunks = txn.open_table(CHUNKS).map_err(err)?;
+        txn.open_table(BACKFILL).map_err(err)?;
+        let last_end = chunks.last().map_err(err)?.map(|(k, v)| k.value() + chunk::claimed_count(v.value()));
+        let head = meta_get(&meta, META_HEAD)?.unwrap_or(0).max(last_end.unwrap_or(0));
+        let low = meta_get(&meta, META_LOW)?.unwrap_or(0).min(head);
+        (head, low)
+    };
+    if has_legacy {
+        // Empty (checked above): an upgraded format-1 log keeps its head and low in `meta`.
+        txn.delete_table(LEGACY_EVENTS).map_err(err)?;
+    }
+    txn.commit().map_err(err)?;
+    Ok((head, low))
+}
+
+mod chunk;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

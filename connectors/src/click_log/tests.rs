@@ -125,18 +125,88 @@ fn undecodable_entries_are_reported_with_their_offset() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = ClickLog::open(dir.path()).expect("open");
     log.append(&events(0..2)).expect("append");
-    // Corrupt offset 1 behind the log's back.
+    // Replace offset 1 by garbage behind the log's back: chunks [0] and [1 = garbage].
+    let (_, mut buf) = log.read_raw(0, 1).expect("raw").remove(0);
+    let mut ends = vec![buf.len()];
+    buf.extend_from_slice(b"garbage");
+    ends.push(buf.len());
     let txn = log.inner.db.begin_write().expect("txn");
     {
-        let mut t = txn.open_table(EVENTS).expect("table");
-        t.insert(1u64, &b"garbage"[..]).expect("insert");
+        let mut t = txn.open_table(CHUNKS).expect("table");
+        let mut value = Vec::new();
+        chunk::encode(&buf, &ends, 0..2, &mut value);
+        t.insert(0u64, value.as_slice()).expect("insert");
     }
     txn.commit().expect("commit");
     match log.read(0, 10) {
         Err(Error::ClickLogDecode { offset: 1, .. }) => {}
         other => panic!("expected a decode error at offset 1, got {other:?}"),
     }
+    assert_eq!(log.read(0, 1).expect("offset 0 still reads"), vec![(0, event(0))]);
     assert_eq!(log.read_raw(1, 1).expect("raw"), vec![(1, b"garbage".to_vec())]);
+}
+
+#[test]
+fn a_damaged_chunk_reads_as_undecodable_events_and_the_rest_stays_readable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = ClickLog::open(dir.path()).expect("open");
+    log.append(&events(0..2)).expect("append");
+    log.append(&events(2..5)).expect("append");
+    log.append(&events(5..6)).expect("append");
+    let txn = log.inner.db.begin_write().expect("txn");
+    txn.open_table(CHUNKS).expect("table").insert(2u64, &b"\x03\x00\x00\x00 not a chunk"[..]).expect("insert");
+    txn.commit().expect("commit");
+    let raw = log.read_raw(0, 100).expect("raw");
+    let offsets: Vec<u64> = raw.iter().map(|(o, _)| *o).collect();
+    assert_eq!(offsets, (0..6).collect::<Vec<_>>(), "offsets of the damaged chunk are kept: 2..5 up to the next chunk");
+    assert!(raw[2..5].iter().all(|(_, b)| b.is_empty()));
+    assert_eq!(raw[5].1, log.read_raw(5, 1).expect("raw")[0].1);
+    assert_eq!(log.read(5, 10).expect("after the damage"), vec![(5, event(5))]);
+    match log.read(3, 10) {
+        Err(Error::ClickLogDecode { offset: 3, .. }) => {}
+        other => panic!("expected a decode error at offset 3, got {other:?}"),
+    }
+    // Truncation still removes it.
+    assert_eq!(log.truncate_before(5).expect("truncate"), 5);
+    assert_eq!(log.read(0, 10).expect("read"), vec![(5, event(5))]);
+}
+
+#[test]
+fn big_appends_are_split_into_chunks_and_read_from_any_offset() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let all = events(0..1000);
+    {
+        let log = ClickLog::open(dir.path()).expect("open");
+        assert_eq!(log.append(&all[..600]).expect("append"), 0..600);
+        assert_eq!(log.append(&all[600..601]).expect("append"), 600..601);
+        assert_eq!(log.append(&all[601..]).expect("append"), 601..1000);
+        let txn = log.inner.db.begin_read().expect("txn");
+        let chunks = txn.open_table(CHUNKS).expect("table").len().expect("len");
+        assert!((4..100).contains(&chunks), "600 + 1 + 399 events of ~100 bytes in {chunks} chunks");
+    }
+    let log = ClickLog::open(dir.path()).expect("reopen");
+    assert_eq!(log.head(), 1000);
+    let expected: Vec<(u64, ClickEvent)> = all.iter().cloned().enumerate().map(|(i, e)| (i as u64, e)).collect();
+    assert_eq!(log.read(0, 5000).expect("read"), expected);
+    // Every start offset and window size reads exactly its slice (chunk boundaries included).
+    for from in [0u64, 1, 83, 84, 85, 167, 168, 599, 600, 601, 602, 998, 999, 1000, 1001] {
+        for max in [1usize, 2, 84, 85, 500] {
+            let want: Vec<_> = expected.iter().skip(from as usize).take(max).cloned().collect();
+            assert_eq!(log.read(from, max).expect("read"), want, "from {from} max {max}");
+        }
+    }
+    // Truncating inside a chunk hides the offsets below low, keeps the rest of the chunk.
+    assert_eq!(log.truncate_before(90).expect("truncate"), 90);
+    assert_eq!(log.read(0, 3).expect("read"), expected[90..93].to_vec());
+    assert_eq!(log.read(89, 1).expect("read"), expected[90..91].to_vec());
+    drop(log);
+    let log = ClickLog::open(dir.path()).expect("reopen");
+    assert_eq!((log.low(), log.head()), (90, 1000));
+    assert_eq!(log.read(0, 2).expect("read"), expected[90..92].to_vec());
+    assert_eq!(log.truncate_before(1000).expect("truncate all"), 910);
+    assert_eq!(log.read(0, 10).expect("read"), vec![]);
+    let txn = log.inner.db.begin_read().expect("txn");
+    assert_eq!(txn.open_table(CHUNKS).expect("table").len().expect("len"), 0, "every chunk ended at or before 1000");
 }
 
 #[tokio::test]
