@@ -127,14 +127,17 @@ fn run(events: &[ClickEvent], minute_retention: Duration) -> Run {
     Run { handle, batches }
 }
 
-fn clickhouse_config() -> ClickHouseConfig {
+/// The ClickHouse of the test environment (`CLICKHOUSE_URL`…, else the local dev server of
+/// `infra/services/clickhouse.sh`) with a fresh database `it_<tag>_<random>` and a 50 ms
+/// flush interval. Shared with the other ClickHouse tests below `sinks`.
+pub(super) fn clickhouse_config(tag: &str) -> ClickHouseConfig {
     let mut c = ClickHouseConfig::default();
     c.apply_env(|k| std::env::var(k).ok());
     if c.url.is_none() {
         c.url = Some("http://127.0.0.1:18123".into());
         c.password = sluice_connectors::clickhouse::Password("sluice".into());
     }
-    c.database = format!("it_sinks_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    c.database = format!("it_{tag}_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
     c.flush_interval = Duration::from_millis(50);
     c
 }
@@ -211,7 +214,7 @@ async fn clickhouse_answers_equal_the_in_memory_views_and_cover_dropped_ranges()
     let short = tokio::task::spawn_blocking(move || run(&events, Duration::from_secs(48 * 3600))).await.expect("run");
     let batches = keep.batches.lock().expect("lock").clone();
     assert!(batches.len() > 1, "several change batches");
-    let cfg = clickhouse_config();
+    let cfg = clickhouse_config("sinks");
     // Every batch twice: the replay after a crash must not count anything twice.
     load_clickhouse(&cfg, &batches, 2).await;
     let ch = ClickHouseStats::new(ClickHouseReader::new(&cfg).expect("reader"));
@@ -358,7 +361,7 @@ fn synthetic_batches(rows: usize) -> Vec<RollupBatch> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark: prints rows/s (BENCHMARKS.md)"]
 async fn sink_throughput() {
-    let cfg = clickhouse_config();
+    let cfg = clickhouse_config("sinks");
     // Migrations first, outside the measurement.
     sluice_connectors::clickhouse::migrate(&cfg).await.expect("migrations");
 

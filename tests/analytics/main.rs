@@ -2,7 +2,12 @@
 //! dataflow → `GET /v1/links/{code}/stats` and `/v1/stats/summary`, in-process (a complete
 //! [`sluice::job::system::System`]) and through the real binary (restart, demo).
 
+#[path = "../support/child.rs"]
+mod child;
 mod cases;
+#[cfg(feature = "integration-tests")]
+#[path = "../support/clickhouse.rs"]
+mod clickhouse;
 mod errors;
 mod exact;
 mod harness;

@@ -2,32 +2,28 @@
 //! identical stats from the click log; report jobs survive restarts; dead letters reach
 //! `/metrics`; `sluice demo --exit-after` runs green.
 
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::child::{await_healthz, free_port, ChildProcess};
 use crate::harness::{BROWSER_UA, event, now_ms, q};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sluice");
 
 struct Proc {
-    child: Child,
+    child: ChildProcess,
     base: String,
     http: reqwest::Client,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
 impl Proc {
     async fn start(dir: &Path) -> Proc {
         let port = free_port();
-        let child = Command::new(BIN)
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
             .arg(dir)
             .env("SLUICE_LOG", "warn")
             // the embedded click log, even where the test environment exports a broker
@@ -36,15 +32,10 @@ impl Proc {
             .env_remove("SLUICE__STORE__URL")
             .env_remove("SLUICE__REDIS__URL")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn sluice serve");
+            .stderr(Stdio::inherit());
+        let child = ChildProcess::spawn(&mut cmd, "sluice serve");
         let p = Proc { child, base: format!("http://127.0.0.1:{port}"), http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client") };
-        let t0 = Instant::now();
-        while p.http.get(format!("{}/healthz", p.base)).send().await.is_err() {
-            assert!(t0.elapsed() < Duration::from_secs(60), "server did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        await_healthz(&p.http, &p.base).await;
         p
     }
 
@@ -74,31 +65,13 @@ impl Proc {
         }
     }
 
-    fn kill(mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reap");
+    fn kill(self) {
+        self.child.kill9();
     }
 
-    fn terminate(mut self) {
-        let pid = self.child.id().to_string();
-        let ok = Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM").success();
-        assert!(ok);
-        let t0 = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                assert!(status.success(), "graceful stop exits 0: {status}");
-                return;
-            }
-            assert!(t0.elapsed() < Duration::from_secs(30), "no graceful stop");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    /// SIGTERM: exit 0 within 30 s.
+    fn terminate(self) {
+        self.child.terminate();
     }
 }
 

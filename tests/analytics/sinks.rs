@@ -10,7 +10,6 @@
 //! can cut, so the shared services of parallel tests are never disturbed.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -23,82 +22,21 @@ use sluice::loadgen::{self, LinkTruth, LoadgenArgs, LoadgenReport};
 use tokio::io::AsyncWriteExt;
 use tokio::task::JoinHandle;
 
+use crate::child::{await_healthz, free_port, ChildProcess};
+use crate::clickhouse::Ch;
 use crate::harness::{BROWSER_UA, event, now_ms, q};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sluice");
 /// Every poll of this file gives up after this long.
 const CONVERGE: Duration = Duration::from_secs(60);
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
-
 fn suffix() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..10].to_string()
 }
 
-/// ClickHouse as the tests see it (`CLICKHOUSE_URL`, `_USER`, `_PASSWORD`).
-#[derive(Clone)]
-struct Ch {
-    url: String,
-    user: String,
-    password: String,
-    database: String,
-    http: reqwest::Client,
-}
-
-impl Ch {
-    fn fresh() -> Ch {
-        let env = |k: &str, d: &str| std::env::var(k).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| d.to_string());
-        Ch {
-            url: env("CLICKHOUSE_URL", "http://127.0.0.1:18123"),
-            user: env("CLICKHOUSE_USER", "default"),
-            password: env("CLICKHOUSE_PASSWORD", "sluice"),
-            database: format!("it_e2e_{}", suffix()),
-            http: reqwest::Client::new(),
-        }
-    }
-
-    /// Runs `sql` in the test database; the TSV answer, or the server's error text.
-    async fn query(&self, sql: &str) -> Result<String, String> {
-        let r = self
-            .http
-            .post(format!("{}/?database={}&default_format=TabSeparated", self.url.trim_end_matches('/'), self.database))
-            .header("X-ClickHouse-User", &self.user)
-            .header("X-ClickHouse-Key", &self.password)
-            .body(sql.to_string())
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        let ok = r.status().is_success();
-        let text = r.text().await.map_err(|e| e.to_string())?;
-        if ok { Ok(text) } else { Err(text) }
-    }
-
-    /// `code \t n1 \t n2 …` lines as code → numbers, for the codes of `only`.
-    async fn per_code<T>(&self, sql: &str, only: &BTreeMap<String, T>) -> Result<BTreeMap<String, Vec<u64>>, String> {
-        let text = self.query(sql).await?;
-        let mut out = BTreeMap::new();
-        for line in text.lines().filter(|l| !l.is_empty()) {
-            let mut f = line.split('\t');
-            let code = f.next().unwrap_or_default().to_string();
-            let nums = f.map(|n| n.parse::<u64>().map_err(|e| format!("{line}: {e}"))).collect::<Result<Vec<_>, _>>()?;
-            if only.contains_key(&code) {
-                out.insert(code, nums);
-            }
-        }
-        Ok(out)
-    }
-
-    async fn drop_database(&self) {
-        let c = Ch { database: "default".into(), ..self.clone() };
-        let _ = c.query(&format!("DROP DATABASE IF EXISTS {}", self.database)).await;
-    }
-}
-
 /// `sluice serve` as a child process.
 struct Sluice {
-    child: Child,
+    child: ChildProcess,
     base: String,
     http: reqwest::Client,
 }
@@ -106,8 +44,8 @@ struct Sluice {
 impl Sluice {
     async fn start(dir: &Path, config: &Path, redis_url: &str, prefix: &str, ch_url: &str, ch: &Ch) -> Sluice {
         let port = free_port();
-        let child = Command::new(BIN)
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
             .arg(dir)
             .arg("--config")
             .arg(config)
@@ -125,15 +63,10 @@ impl Sluice {
             .env("SLUICE__CLICKHOUSE__FLUSH_INTERVAL", "200ms")
             .env("SLUICE_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn sluice serve");
+            .stderr(Stdio::inherit());
+        let child = ChildProcess::spawn(&mut cmd, "sluice serve");
         let s = Sluice { child, base: format!("http://127.0.0.1:{port}"), http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client") };
-        let t0 = Instant::now();
-        while s.http.get(format!("{}/healthz", s.base)).send().await.is_err() {
-            assert!(t0.elapsed() < CONVERGE, "server did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        await_healthz(&s.http, &s.base).await;
         s
     }
 
@@ -159,31 +92,13 @@ impl Sluice {
         }
     }
 
-    fn kill(mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reap");
+    fn kill(self) {
+        self.child.kill9();
     }
 
     /// SIGTERM: the process must stop gracefully (sinks drained) and exit 0 within 30 s.
-    fn terminate(mut self) {
-        let ok = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill -TERM").success();
-        assert!(ok);
-        let t0 = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                assert!(status.success(), "graceful stop exits 0: {status}");
-                return;
-            }
-            assert!(t0.elapsed() < Duration::from_secs(30), "no graceful stop within 30 s");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Sluice {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    fn terminate(self) {
+        self.child.terminate();
     }
 }
 
@@ -318,7 +233,7 @@ async fn redis_clickhouse_and_api_agree_with_the_ground_truth_across_sigkill() {
     let data = dir.path().join("data");
     let redis_url = std::env::var("SLUICE_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:16379/".into());
     let prefix = format!("it:e2e:{}:", suffix());
-    let ch = Ch::fresh();
+    let ch = Ch::fresh("e2e");
     let s = Sluice::start(&data, &config, &redis_url, &prefix, &ch.url, &ch).await;
     let report = loadgen::run(&loadgen_args(&s.base, &config, 7, 150.0, 3)).await.expect("loadgen runs");
     assert!(report.exact, "the truth must be exact: {:?}", report.notes);
@@ -477,7 +392,7 @@ async fn redirects_survive_redis_and_clickhouse_outages_and_the_sinks_catch_up()
     let redis_dir = dir.path().join("redis");
     std::fs::create_dir_all(&redis_dir).expect("redis dir");
     let mut redis = PrivateRedis::start(&redis_dir);
-    let ch = Ch::fresh();
+    let ch = Ch::fresh("e2e");
     let proxy = CutProxy::start(ch.url.trim_start_matches("http://").trim_end_matches('/').to_string()).await;
     let prefix = "it:outage:".to_string();
     let s = Sluice::start(&dir.path().join("data"), &config, &redis.url(), &prefix, &format!("http://127.0.0.1:{}", proxy.port), &ch).await;

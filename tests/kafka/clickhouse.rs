@@ -3,36 +3,21 @@
 
 use std::time::{Duration, Instant};
 
+use crate::clickhouse_server::Ch;
 use crate::support::*;
-
-/// Answer of `sql` (TSV) in `database` of the ClickHouse at `CLICKHOUSE_URL`.
-async fn ch_query(database: &str, sql: &str) -> Result<String, String> {
-    let env = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} must be set (./infra/dev up; eval \"$(./infra/dev env)\")"));
-    let r = reqwest::Client::new()
-        .post(format!("{}/?database={database}&default_format=TabSeparated", env("CLICKHOUSE_URL").trim_end_matches('/')))
-        .header("X-ClickHouse-User", env("CLICKHOUSE_USER"))
-        .header("X-ClickHouse-Key", env("CLICKHOUSE_PASSWORD"))
-        .body(sql.to_string())
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    let ok = r.status().is_success();
-    let text = r.text().await.map_err(|e| e.to_string())?;
-    if ok { Ok(text) } else { Err(text) }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_enriched_is_filled_from_the_click_topic() {
     let target = KafkaTarget::fresh(shared_brokers(), "events");
-    let database = format!("it_kafka_events_{}", uuid::Uuid::new_v4().simple().to_string().get(..10).expect("uuid"));
+    let ch = Ch::fresh("kafka_events");
     let dir = tempfile::tempdir().expect("tempdir");
     let config = write_config(dir.path());
     let data = dir.path().join("data");
     let env = [
-        ("CLICKHOUSE_URL", std::env::var("CLICKHOUSE_URL").expect("CLICKHOUSE_URL must be set (./infra/dev env)")),
-        ("CLICKHOUSE_USER", std::env::var("CLICKHOUSE_USER").unwrap_or_else(|_| "default".into())),
-        ("CLICKHOUSE_PASSWORD", std::env::var("CLICKHOUSE_PASSWORD").unwrap_or_default()),
-        ("CLICKHOUSE_DATABASE", database.clone()),
+        ("CLICKHOUSE_URL", ch.url.clone()),
+        ("CLICKHOUSE_USER", ch.user.clone()),
+        ("CLICKHOUSE_PASSWORD", ch.password.clone()),
+        ("CLICKHOUSE_DATABASE", ch.database.clone()),
         ("SLUICE__CLICKHOUSE__FLUSH_INTERVAL", "200ms".to_string()),
     ];
     let p = Proc::start_with_env(&data, &config, &target, &env).await;
@@ -55,7 +40,7 @@ async fn events_enriched_is_filled_from_the_click_topic() {
     let sql = format!("SELECT count() FROM events_enriched FINAL WHERE code IN ({})", codes.join(","));
     let t0 = Instant::now();
     loop {
-        let got = ch_query(&database, &sql).await.ok().and_then(|t| t.trim().parse::<u64>().ok()).unwrap_or(0);
+        let got = ch.query(&sql).await.ok().and_then(|t| t.trim().parse::<u64>().ok()).unwrap_or(0);
         if got == want {
             break;
         }
@@ -64,12 +49,11 @@ async fn events_enriched_is_filled_from_the_click_topic() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // Per code, the enriched rows agree with the ground truth's clicks and bot clicks.
-    let text = ch_query(&database, "SELECT code, countIf(NOT is_bot), countIf(is_bot) FROM events_enriched FINAL GROUP BY code ORDER BY code").await.expect("per code");
-    for line in text.lines().filter(|l| !l.is_empty()) {
-        let f: Vec<&str> = line.split('\t').collect();
-        let t = &report.truth.links[f[0]];
-        assert_eq!((f[1].parse::<u64>().expect("n"), f[2].parse::<u64>().expect("n")), (t.clicks, t.bot_clicks), "{}", f[0]);
+    let sql = "SELECT code, countIf(NOT is_bot), countIf(is_bot) FROM events_enriched FINAL GROUP BY code ORDER BY code";
+    for (code, n) in ch.per_code(sql, &report.truth.links).await.expect("per code") {
+        let t = &report.truth.links[&code];
+        assert_eq!((n[0], n[1]), (t.clicks, t.bot_clicks), "{code}");
     }
     p.terminate();
-    let _ = ch_query("default", &format!("DROP DATABASE IF EXISTS {database}")).await;
+    ch.drop_database().await;
 }

@@ -5,8 +5,14 @@
 //! consumer group and polls with timeouts.
 
 mod checkpoint;
+#[path = "../support/child.rs"]
+mod child;
 mod clickhouse;
+#[path = "../support/clickhouse.rs"]
+mod clickhouse_server;
 mod support;
+#[path = "../support/tansu.rs"]
+mod tansu;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

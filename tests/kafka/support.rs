@@ -2,13 +2,15 @@
 //! a private tansu broker that a test may stop, loadgen runs and their ground truth.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sluice::loadgen::{self, LinkTruth, LoadgenArgs, LoadgenReport};
+
+use crate::child::{await_healthz, free_port, ChildProcess};
+pub use crate::tansu::Tansu;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sluice");
 
@@ -24,10 +26,6 @@ pub fn shared_brokers() -> String {
 pub fn unique(prefix: &str) -> String {
     let ns = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_nanos();
     format!("{prefix}-{}-{ns}", std::process::id())
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
 /// Ms since the epoch, UTC.
@@ -78,7 +76,7 @@ pub fn write_config(dir: &Path) -> PathBuf {
 
 /// A running `sluice serve` in Kafka mode.
 pub struct Proc {
-    child: Child,
+    child: ChildProcess,
     /// `http://127.0.0.1:<port>`.
     pub base: String,
     http: reqwest::Client,
@@ -116,13 +114,9 @@ impl Proc {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().expect("spawn sluice serve");
+        let child = ChildProcess::spawn(&mut cmd, "sluice serve");
         let p = Proc { child, base: format!("http://127.0.0.1:{port}"), http: reqwest::Client::new() };
-        let t0 = Instant::now();
-        while p.http.get(format!("{}/healthz", p.base)).send().await.is_err() {
-            assert!(t0.elapsed() < Duration::from_secs(60), "sluice serve did not start");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        await_healthz(&p.http, &p.base).await;
         p
     }
 
@@ -145,31 +139,13 @@ impl Proc {
     }
 
     /// `kill -9`, then reap.
-    pub fn kill9(mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reap");
+    pub fn kill9(self) {
+        self.child.kill9();
     }
 
-    /// SIGTERM and wait for a clean exit.
-    pub fn terminate(mut self) {
-        let ok = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill").success();
-        assert!(ok);
-        let t0 = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                assert!(status.success(), "graceful stop exits 0: {status}");
-                return;
-            }
-            assert!(t0.elapsed() < Duration::from_secs(30), "no graceful stop");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    /// SIGTERM and wait for a clean exit (0 within 30 s).
+    pub fn terminate(self) {
+        self.child.terminate();
     }
 }
 
@@ -238,92 +214,5 @@ pub async fn await_logged(p: &Proc, n: u64, timeout: Duration) {
         }
         assert!(t0.elapsed() < timeout, "only {logged} of {n} redirect clicks logged after {timeout:?}");
         tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// The cached tansu binary (`SLUICE_TANSU_BIN`, else where `infra/services/kafka.sh`
-/// installs it).
-pub fn tansu_bin() -> PathBuf {
-    if let Ok(p) = std::env::var("SLUICE_TANSU_BIN") {
-        return PathBuf::from(p);
-    }
-    let cache = std::env::var("XDG_CACHE_HOME").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache"));
-    cache.join("sluice/tansu/bin/tansu")
-}
-
-/// A private tansu broker on a free port with SQLite storage in `dir` (flags as in
-/// `infra/services/kafka.sh`), stoppable and restartable on the same port and data; killed
-/// when dropped.
-pub struct Tansu {
-    port: u16,
-    dir: PathBuf,
-    child: Option<Child>,
-}
-
-impl Tansu {
-    /// Starts a broker in `dir` and waits until it accepts connections.
-    pub fn start(dir: &Path) -> Tansu {
-        let mut t = Tansu { port: free_port(), dir: dir.to_path_buf(), child: None };
-        t.restart();
-        t
-    }
-
-    /// `127.0.0.1:<port>`.
-    pub fn brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// Starts the broker (again) and waits until it accepts connections.
-    pub fn restart(&mut self) {
-        assert!(self.child.is_none(), "already running");
-        let bin = tansu_bin();
-        assert!(bin.exists(), "tansu not installed at {} (run infra/services/kafka.sh start)", bin.display());
-        let url = format!("tcp://127.0.0.1:{}", self.port);
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("broker.log")).expect("broker log");
-        let child = Command::new(bin)
-            .current_dir(&self.dir)
-            .env_remove("STORAGE_ENGINE")
-            .env_remove("LISTENER_URL")
-            .env_remove("ADVERTISED_LISTENER_URL")
-            .env_remove("SCHEMA_REGISTRY")
-            .env_remove("CLUSTER_ID")
-            .env("RUST_LOG", "warn")
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", "sqlite://tansu.db"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn tansu");
-        self.child = Some(child);
-        let addr = format!("127.0.0.1:{}", self.port);
-        let t0 = Instant::now();
-        while std::net::TcpStream::connect(&addr).is_err() {
-            assert!(t0.elapsed() < Duration::from_secs(30), "private tansu did not listen on {addr}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Stops the broker (SIGTERM, SIGKILL after 30 s) and waits for it to exit.
-    pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else { return };
-        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while child.try_wait().expect("wait").is_none() {
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.wait();
-    }
-}
-
-impl Drop for Tansu {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
     }
 }

@@ -14,7 +14,7 @@ use chrono::{TimeZone, Timelike};
 use chrono_tz::Tz;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use sluice_connectors::clickhouse::{ClickHouseConfig, ClickHouseReader, ClickHouseSink, SinkInput};
+use sluice_connectors::clickhouse::{ClickHouseReader, ClickHouseSink, SinkInput};
 use sluice_dataflows::clock::ManualClock;
 use sluice_dataflows::config::PipelineConfig;
 use sluice_dataflows::enrich::{EnrichConfig, Enricher};
@@ -26,6 +26,7 @@ use sluice_schemas::{ClickEvent, EnrichedClick};
 
 use super::super::ClickHouseStats;
 use super::dimension_value;
+use crate::sinks::tests::clickhouse_config;
 
 const MIN: i64 = 60_000;
 const HOUR: i64 = 60 * MIN;
@@ -61,18 +62,6 @@ fn stream() -> Vec<ClickEvent> {
         .collect();
     out.sort_by_key(|e| e.ts);
     out
-}
-
-fn clickhouse_config() -> ClickHouseConfig {
-    let mut c = ClickHouseConfig::default();
-    c.apply_env(|k| std::env::var(k).ok());
-    if c.url.is_none() {
-        c.url = Some("http://127.0.0.1:18123".into());
-        c.password = sluice_connectors::clickhouse::Password("sluice".into());
-    }
-    c.database = format!("it_adhoc_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-    c.flush_interval = Duration::from_millis(50);
-    c
 }
 
 /// Local bucket start of `ts` in `tz`, computed with chrono alone (no DST change in range).
@@ -141,7 +130,7 @@ async fn adhoc_breakdowns_equal_a_naive_reference_and_the_views_clicks() {
     let events: Vec<EnrichedClick> = clicks.iter().map(|c| crate::sinks::events::enriched(&mut enricher, c)).collect();
     assert!(events.iter().any(|e| e.is_bot) && events.iter().any(|e| !e.is_bot), "bots and humans");
 
-    let cfg = clickhouse_config();
+    let cfg = clickhouse_config("adhoc");
     let sink = ClickHouseSink::start(&cfg).expect("sink");
     for _ in 0..2 {
         for chunk in events.chunks(700) {

@@ -1,0 +1,67 @@
+//! The real `sluice` binary as a child process of the end-to-end test targets (`analytics`,
+//! `kafka`). Included by each target with `#[path = "../support/child.rs"] mod child;`.
+
+use std::net::TcpListener;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+/// How often the waits below poll.
+const POLL: Duration = Duration::from_millis(20);
+
+/// A free loopback TCP port (bound once, then released for the child to take).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// A spawned process, SIGKILLed and reaped when dropped (a failing test leaves nothing behind).
+pub struct ChildProcess {
+    child: Child,
+}
+
+impl ChildProcess {
+    /// Spawns `cmd`; panics naming `what` when it cannot start.
+    pub fn spawn(cmd: &mut Command, what: &str) -> ChildProcess {
+        ChildProcess { child: cmd.spawn().unwrap_or_else(|e| panic!("spawn {what}: {e}")) }
+    }
+
+    /// `kill -9`, then reap.
+    pub fn kill9(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reap");
+    }
+
+    /// SIGTERM: the process must stop gracefully and exit 0 within 30 s.
+    pub fn terminate(mut self) {
+        let ok = self.sigterm().expect("kill -TERM").success();
+        assert!(ok);
+        let t0 = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                assert!(status.success(), "graceful stop exits 0: {status}");
+                return;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(30), "no graceful stop within 30 s");
+            std::thread::sleep(POLL);
+        }
+    }
+
+    fn sigterm(&self) -> std::io::Result<std::process::ExitStatus> {
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()
+    }
+}
+
+impl Drop for ChildProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `GET {base}/healthz` until it answers (any status); panics after 60 s.
+pub async fn await_healthz(http: &reqwest::Client, base: &str) {
+    let t0 = Instant::now();
+    while http.get(format!("{base}/healthz")).send().await.is_err() {
+        assert!(t0.elapsed() < Duration::from_secs(60), "sluice serve at {base} did not start within 60 s");
+        tokio::time::sleep(POLL).await;
+    }
+}
