@@ -335,4 +335,22 @@ mod tests {
         assert!(WebhooksSection { backoff_max: Duration::from_millis(1), ..s.clone() }.webhook_config().is_err());
         assert!(WebhooksSection { timeout: Duration::ZERO, ..s }.webhook_config().is_err());
     }
+
+    #[test]
+    fn extra_ca_file_must_be_a_readable_pem_bundle_with_a_certificate() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let with = |name: &str| WebhooksSection { extra_ca_file: Some(dir.path().join(name)), ..WebhooksSection::default() };
+        let ca = rcgen::generate_simple_self_signed(vec!["dev-ca.test".to_string()]).expect("certificate");
+        let pem = format!("{}{}", ca.cert.pem(), ca.cert.pem());
+        std::fs::write(dir.path().join("ca.pem"), &pem).expect("write");
+        assert_eq!(with("ca.pem").webhook_config().expect("valid").extra_ca_pem, Some(pem.into_bytes()));
+        let err = format!("{:#}", with("missing.pem").webhook_config().expect_err("missing file"));
+        assert!(err.contains("could not read webhooks.extra-ca-file") && err.contains("missing.pem"), "{err}");
+        std::fs::write(dir.path().join("empty.pem"), "not a certificate\n").expect("write");
+        let err = format!("{:#}", with("empty.pem").webhook_config().expect_err("no certificate"));
+        assert!(err.contains("holds no certificate"), "{err}");
+        std::fs::write(dir.path().join("broken.pem"), "-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n").expect("write");
+        let err = format!("{:#}", with("broken.pem").webhook_config().expect_err("bad base64"));
+        assert!(err.contains("not a valid PEM certificate bundle"), "{err}");
+    }
 }
