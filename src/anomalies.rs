@@ -160,8 +160,16 @@ impl AnomalyOutputs {
     pub async fn start(cfg: &Config) -> anyhow::Result<AnomalyOutputs> {
         let webhooks = cfg.webhooks.webhook_config()?;
         let dir = cfg.server.data_dir.clone();
-        let store = tokio::task::spawn_blocking(move || AnomalyStore::open(&dir))
-            .await
+        let auto_actions = cfg.admin.auto_actions.enabled;
+        let store = tokio::task::spawn_blocking(move || {
+            let store = AnomalyStore::open(&dir)?;
+            if auto_actions {
+                // Before the dataflow can add events (crate::auto_actions::init_cursor).
+                crate::auto_actions::init_cursor(&store)?;
+            }
+            Ok::<_, sluice_connectors::Error>(store)
+        })
+        .await
             .context("anomaly store open task failed")?
             .context("could not open the anomaly store (another sluice process using this data dir, or a damaged anomalies.redb)")?;
         let store = Arc::new(store);

@@ -44,6 +44,21 @@ const PAGE: usize = 256;
 /// Longest wait between retries of a failing store.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 
+/// The follower's cursor: the stored one, or on the very first call the store's head (then
+/// stored), so anomalies stored before auto actions were first turned on are not acted on.
+/// Called when the anomaly store opens, before the dataflow can add events, and again by the
+/// follower.
+///
+/// Errors: [`sluice_connectors::Error::AnomalyStore`].
+pub fn init_cursor(store: &AnomalyStore) -> sluice_connectors::Result<u64> {
+    if let Some(c) = store.cursor(CURSOR_NAME)? {
+        return Ok(c);
+    }
+    let head = store.head();
+    store.set_cursor(CURSOR_NAME, head)?;
+    Ok(head)
+}
+
 /// What an automatic action does.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -168,15 +183,7 @@ impl Follower {
         let mut delay = Duration::from_millis(100);
         // The cursor: stored, or the head on the first start (then stored).
         let mut cursor = loop {
-            let got = blocking(&self.store, |s| {
-                if let Some(c) = s.cursor(CURSOR_NAME)? {
-                    return Ok(c);
-                }
-                let head = s.head();
-                s.set_cursor(CURSOR_NAME, head)?;
-                Ok(head)
-            })
-            .await;
+            let got = blocking(&self.store, init_cursor).await;
             match got {
                 Ok(c) => break c,
                 Err(e) => {

@@ -113,6 +113,8 @@ async fn critical_anomalies_of_chosen_kinds_disable_their_link_once() {
     let admin_hold = LinkHold { source: HOLD_ADMIN.into(), reason: Some("phishing".into()), actor: "admin-token".into(), created_at: chrono::Utc::now() };
     f.links.admin().expect("admin").hold_link("held", &admin_hold, chrono::Utc::now(), None).await.expect("hold");
     f.changed.lock().clear();
+    // As when the store opens: the cursor is the head (1) before anything else is stored.
+    assert_eq!(init_cursor(&f.anomalies).expect("cursor"), 1);
 
     let auto = AutoActions::start(&section(), Arc::clone(&f.anomalies), f.admin.clone());
     let flood = anomaly(VisitorFlood, "hot", start, end, 0, Open, Critical);
