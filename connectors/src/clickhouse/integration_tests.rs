@@ -15,10 +15,7 @@ use tokio::io::copy_bidirectional;
 use tokio::net::{TcpListener, TcpStream};
 
 use super::*;
-
-#[path = "../redis/integration_tests/wait.rs"]
-mod wait;
-use wait::wait_until;
+use crate::redis::integration_tests::wait::wait_until;
 
 fn fresh_config(tag: &str) -> ClickHouseConfig {
     let mut c = ClickHouseConfig::default();

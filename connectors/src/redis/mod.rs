@@ -40,7 +40,7 @@ pub mod metrics;
 pub mod sink;
 
 #[cfg(all(test, feature = "integration-tests"))]
-mod integration_tests;
+pub(crate) mod integration_tests;
 
 pub use breaker::{BreakerState, CircuitBreaker};
 pub use client::{GuardedConnection, redis_error_retryable};

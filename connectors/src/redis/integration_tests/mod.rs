@@ -6,7 +6,7 @@
 
 mod sink;
 mod support;
-mod wait;
+pub(crate) mod wait;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,5 +1,5 @@
 //! Polling for the integration tests of the Redis and ClickHouse connectors (the ClickHouse
-//! tests include this file with `#[path]`).
+//! tests use it from here).
 
 use std::time::{Duration, Instant};
 
