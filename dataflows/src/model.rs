@@ -339,7 +339,7 @@ mod tests {
     #[test]
     fn dim_str_hashes_like_str() {
         use std::hash::BuildHasher;
-        let fx = crate::hash::FxBuildHasher::default();
+        let fx = crate::hash::FxBuildHasher;
         let sip = std::collections::hash_map::RandomState::new();
         for s in ["", "US", "Chrome Mobile WebView", "a-very-long-registrable-domain.example.co.uk", "Zürich"] {
             let d = DimStr::new(s);
