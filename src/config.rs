@@ -280,6 +280,12 @@ impl Config {
     pub fn validate(&self) -> anyhow::Result<()> {
         self.base_url()?;
         self.trusted_proxies()?;
+        let store = self.store.url.trim();
+        if !store.is_empty() && !["postgres://", "postgresql://", "sqlite:"].iter().any(|p| store.starts_with(p)) {
+            // Never echo the value: it may hold a password.
+            let scheme = store.split_once("://").map_or("none", |(s, _)| s);
+            bail!("store.url must be empty (SQLite in the data dir), postgres://… or sqlite:… (got a URL with scheme {scheme:?})");
+        }
         if !(4..=64).contains(&self.links.code_length) {
             bail!("links.code-length must be between 4 and 64, got {}", self.links.code_length);
         }

@@ -381,5 +381,16 @@ pub async fn run_cli(args: &ImportArgs) -> anyhow::Result<()> {
             list(&mut r.rejected.iter().map(|(k, v)| (k.clone(), *v)))
         );
     }
-    Ok(())
+    import_outcome(&r)
+}
+
+/// The exit status of `sluice import`: an error (non-zero exit) when any parsed event was
+/// rejected (the stored ones stay stored; the summary above lists the reasons), so scripts
+/// notice a partial or failed import.
+pub fn import_outcome(r: &ImportReport) -> anyhow::Result<()> {
+    let rejected: u64 = r.rejected.values().sum();
+    if rejected == 0 {
+        return Ok(());
+    }
+    anyhow::bail!("{rejected} of {} events were rejected ({} stored)", r.tally.events, r.accepted)
 }

@@ -132,8 +132,9 @@ pub fn canonical_json(v: &Value) -> String {
     s
 }
 
-/// Query string parsed into `T`; 400 `invalid_query` on any error (unknown parameters
-/// included when `T` denies them).
+/// Query string parsed into `T`; on error 400 with the same codes as the stats endpoints:
+/// `unknown_parameter` (when `T` denies unknown fields), `duplicate_parameter`, else
+/// `invalid_parameter` (a value of the wrong type or out of range).
 #[derive(Debug)]
 pub struct ApiQuery<T>(pub T);
 
@@ -147,8 +148,21 @@ where
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         axum::extract::Query::<T>::try_from_uri(&parts.uri)
             .map(|axum::extract::Query(v)| ApiQuery(v))
-            .map_err(|e| ApiError::bad_request("invalid_query", format!("invalid query string: {}", e.body_text())))
+            .map_err(|e| query_error(&e.body_text()))
     }
+}
+
+/// Maps serde's query-string error text to the stats endpoints' parameter error codes.
+fn query_error(text: &str) -> ApiError {
+    let detail = text.strip_prefix("Failed to deserialize query string: ").unwrap_or(text);
+    let code = if detail.contains("unknown field `") {
+        "unknown_parameter"
+    } else if detail.contains("duplicate field `") {
+        "duplicate_parameter"
+    } else {
+        "invalid_parameter"
+    };
+    ApiError::bad_request(code, format!("invalid query parameter: {}", detail.replace("field", "parameter")))
 }
 
 /// The `{code}` path segment of `/v1/links/{code}`, percent-decoded. A code that does not

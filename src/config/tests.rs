@@ -101,6 +101,16 @@ fn invalid_values_are_refused() {
         jail.set_env("SLUICE__VISITOR__SALT_PERIOD", "never");
         let cfg = Config::load(None, &FlagOverrides::default()).expect("never");
         assert_eq!(cfg.visitor.salt_period.period_ms(), None);
+        // store.url: only the documented forms; a typo must not become a SQLite path.
+        for bad in ["mysql://x", "garbage", "postgress://u:hunter2@h/db"] {
+            jail.set_env("SLUICE__STORE__URL", bad);
+            let err = Config::load(None, &FlagOverrides::default()).expect_err(bad).to_string();
+            assert!(err.contains("store.url") && !err.contains("hunter2"), "{bad}: {err}");
+        }
+        for good in ["", "postgres://u:p@127.0.0.1:5432/db", "postgresql://h/db", "sqlite:///tmp/x/links.db"] {
+            jail.set_env("SLUICE__STORE__URL", good);
+            Config::load(None, &FlagOverrides::default()).expect(good);
+        }
         Ok(())
     });
 }

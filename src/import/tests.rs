@@ -185,3 +185,17 @@ async fn refusals_are_clear_errors() {
     big.batch_size = 10_001;
     assert!(run(&big).await.is_err());
 }
+
+#[test]
+fn rejected_events_make_the_import_fail_and_a_clean_one_succeeds() {
+    let mut r = ImportReport { accepted: 5, ..ImportReport::default() };
+    r.tally.events = 5;
+    assert!(import_outcome(&r).is_ok());
+    r.tally.events = 8;
+    r.rejected.insert("unknown_code".into(), 3);
+    let err = import_outcome(&r).expect_err("3 rejected").to_string();
+    assert_eq!(err, "3 of 8 events were rejected (5 stored)");
+    r.accepted = 0;
+    r.rejected.insert("too_late".into(), 5);
+    assert_eq!(import_outcome(&r).expect_err("all rejected").to_string(), "8 of 8 events were rejected (0 stored)");
+}

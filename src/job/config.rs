@@ -205,6 +205,22 @@ mod tests {
         assert_eq!(pipe.abuse.bot_share, defaults.bot_share);
     }
 
+    /// default.toml documents every `[dataflow.abuse]` key, commented out: uncommented, the
+    /// block must parse to exactly the detectors' defaults.
+    #[test]
+    fn default_toml_documents_the_abuse_defaults() {
+        let block: String = crate::config::DEFAULT_TOML
+            .lines()
+            .skip_while(|l| l.trim() != "# [dataflow.abuse]")
+            .take_while(|l| l.starts_with('#'))
+            .map(|l| format!("{}\n", l.trim_start_matches('#').trim_start()))
+            .collect();
+        assert!(block.contains("clicks-per-minute"), "block found: {block}");
+        let doc: toml::Table = toml::from_str(&block).expect("the documented block parses");
+        let abuse: AbuseConfig = doc["dataflow"]["abuse"].clone().try_into().expect("valid [dataflow.abuse]");
+        assert_eq!(abuse, AbuseConfig::default());
+    }
+
     #[test]
     fn dataflow_abuse_rejects_unknown_keys_and_invalid_values() {
         let unknown = toml::from_str::<DataflowSection>("[abuse.click-burst]\nmin-ratoi = 4.5\n").unwrap_err().to_string();

@@ -275,9 +275,9 @@ async fn disable_enable_and_exact_audit_log(b: Backend) {
     assert_eq!(seen, vec!["blocklist.remove", "blocklist.add", "link.enable", "link.disable", "link.disable"]);
     let only = admin(&app, Method::GET, "/v1/admin/audit?action=link.disable", None).await.json();
     assert_eq!(only["items"].as_array().expect("items").len(), 2);
-    admin(&app, Method::GET, "/v1/admin/audit?limit=0", None).await.assert_error(400, "invalid_query");
+    admin(&app, Method::GET, "/v1/admin/audit?limit=0", None).await.assert_error(400, "invalid_limit");
     admin(&app, Method::GET, "/v1/admin/audit?cursor=zz", None).await.assert_error(400, "invalid_cursor");
-    admin(&app, Method::GET, "/v1/admin/audit?from=yesterday", None).await.assert_error(400, "invalid_query");
+    admin(&app, Method::GET, "/v1/admin/audit?from=yesterday", None).await.assert_error(400, "invalid_timestamp");
 }
 
 backend_tests!(

@@ -325,10 +325,11 @@ async fn list_parameter_errors(b: Backend) {
     let app = TestApp::start(b).await;
     app.get("/v1/links?limit=0").await.assert_error(400, "invalid_limit");
     app.get("/v1/links?limit=1001").await.assert_error(400, "invalid_limit");
-    app.get("/v1/links?limit=abc").await.assert_error(400, "invalid_query");
-    app.get("/v1/links?limit=-1").await.assert_error(400, "invalid_query");
-    app.get("/v1/links?enabled=maybe").await.assert_error(400, "invalid_query");
-    app.get("/v1/links?sort=desc").await.assert_error(400, "invalid_query");
+    app.get("/v1/links?limit=abc").await.assert_error(400, "invalid_parameter");
+    app.get("/v1/links?limit=-1").await.assert_error(400, "invalid_parameter");
+    app.get("/v1/links?enabled=maybe").await.assert_error(400, "invalid_parameter");
+    app.get("/v1/links?sort=desc").await.assert_error(400, "unknown_parameter");
+    app.get("/v1/links?limit=1&limit=2").await.assert_error(400, "duplicate_parameter");
     app.get("/v1/links?cursor=not-a-cursor").await.assert_error(400, "invalid_cursor");
     app.get("/v1/links?cursor=").await.assert_error(400, "invalid_cursor");
 }

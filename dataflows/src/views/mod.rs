@@ -163,4 +163,21 @@ impl Views {
     pub fn summary(&self, q: &SummaryQuery) -> Result<SummaryResult> {
         summary::run(self, q)
     }
+
+    /// [`Self::query`] plus the range's bot clicks (total view), counted in the same read of
+    /// the link's shard, so both are of one frontier (`result.as_of`). Errors as `query`.
+    pub fn query_with_bot_clicks(&self, q: &StatsQuery) -> Result<(StatsResult, u64)> {
+        let mut bots = 0;
+        let r = query::run_counting_bots(self, q, &mut bots)?;
+        Ok((r, bots))
+    }
+
+    /// [`Self::summary`] plus the bot clicks of the links it covers (org/tag filters apply),
+    /// each shard's part counted in the same read as its part of the result. Errors as
+    /// `summary`.
+    pub fn summary_with_bot_clicks(&self, q: &SummaryQuery) -> Result<(SummaryResult, u64)> {
+        let mut bots = 0;
+        let r = summary::run_counting_bots(self, q, &mut bots)?;
+        Ok((r, bots))
+    }
 }

@@ -186,6 +186,12 @@ fn dims_of(view: View, key: (u32, u32), shard: &ShardState) -> Vec<Arc<str>> {
 }
 
 pub(crate) fn run(views: &Views, q: &StatsQuery) -> Result<StatsResult> {
+    run_counting_bots(views, q, &mut 0)
+}
+
+/// [`run`], also adding to `bots` the bot clicks of the range (total view), read under the
+/// same shard lock as the result, hence at the same frontier.
+pub(crate) fn run_counting_bots(views: &Views, q: &StatsQuery, bots: &mut u64) -> Result<StatsResult> {
     let view = q.validate()?;
     let spans = bucket_spans(q.tz, q.bucket, q.from_ms, q.to_ms, MAX_BUCKETS)?;
     let shard = views.shard_for(&q.code)?.read();
@@ -210,6 +216,9 @@ pub(crate) fn run(views: &Views, q: &StatsQuery) -> Result<StatsResult> {
             block.for_view(0, |k, row| {
                 if keep(k) {
                     bucket_total.add(row);
+                }
+                if split_key(k).3 {
+                    *bots += row.clicks();
                 }
             });
             if vi != 0 {

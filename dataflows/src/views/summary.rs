@@ -69,6 +69,12 @@ pub struct SummaryResult {
 }
 
 pub(crate) fn run(views: &Views, q: &SummaryQuery) -> Result<SummaryResult> {
+    run_counting_bots(views, q, &mut 0)
+}
+
+/// [`run`], also adding to `bots` the bot clicks of the matching links over the range, each
+/// shard's read under the same lock as its part of the result.
+pub(crate) fn run_counting_bots(views: &Views, q: &SummaryQuery, bots: &mut u64) -> Result<SummaryResult> {
     if q.from_ms >= q.to_ms {
         return Err(Error::query("invalid_range", "from must be before to"));
     }
@@ -107,6 +113,9 @@ pub(crate) fn run(views: &Views, q: &SummaryQuery) -> Result<SummaryResult> {
                     let (_, meta, _, bot) = split_key(k);
                     if (q.include_bots || !bot) && meta_ok(meta) {
                         acc.add(row);
+                    }
+                    if bot && meta_ok(meta) {
+                        *bots += row.clicks();
                     }
                 });
             }

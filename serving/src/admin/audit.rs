@@ -19,7 +19,7 @@ const DEFAULT_LIMIT: u32 = 100;
 fn instant(field: &'static str, raw: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
     raw.map(|r| {
         DateTime::parse_from_rfc3339(r).map(|t| t.with_timezone(&Utc)).map_err(|_| {
-            ApiError::bad_request("invalid_query", format!("{field} must be an RFC 3339 instant such as 2026-01-01T00:00:00Z"))
+            ApiError::bad_request("invalid_timestamp", format!("{field} must be an RFC 3339 instant such as 2026-01-01T00:00:00Z"))
                 .with_details(serde_json::json!({ "field": field }))
         })
     })
@@ -33,7 +33,7 @@ fn instant(field: &'static str, raw: Option<&str>) -> Result<Option<DateTime<Utc
     params(AuditParams),
     responses(
         (status = 200, description = "A page, newest first", body = AuditPage),
-        (status = 400, description = "invalid_query, invalid_cursor", body = ErrorBody),
+        (status = 400, description = "invalid_timestamp, invalid_limit, invalid_range, invalid_cursor, invalid_parameter, unknown_parameter, duplicate_parameter", body = ErrorBody),
         (status = 401, description = "unauthorized", body = ErrorBody),
         (status = 403, description = "admin_loopback_only", body = ErrorBody),
     )
@@ -41,13 +41,13 @@ fn instant(field: &'static str, raw: Option<&str>) -> Result<Option<DateTime<Utc
 pub async fn list_audit(State(state): State<AdminState>, _who: AdminPrincipal, ApiQuery(p): ApiQuery<AuditParams>) -> Result<Json<AuditPage>, ApiError> {
     let limit = p.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=sluice_connectors::link_store::MAX_AUDIT_LIMIT).contains(&limit) {
-        return Err(ApiError::bad_request("invalid_query", "limit must be between 1 and 1000"));
+        return Err(ApiError::bad_request("invalid_limit", "limit must be between 1 and 1000"));
     }
     let (from, to) = (instant("from", p.from.as_deref())?, instant("to", p.to.as_deref())?);
     if let (Some(f), Some(t)) = (from, to)
         && f > t
     {
-        return Err(ApiError::bad_request("invalid_query", "from must not be after to"));
+        return Err(ApiError::bad_request("invalid_range", "from must not be after to"));
     }
     let before_seq = p.cursor.as_deref().map(cursor::decode).transpose()?;
     let query = AuditQuery { limit, before_seq, from, to, actor: p.actor, action: p.action };

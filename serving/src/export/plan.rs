@@ -86,10 +86,12 @@ impl ExportPlan {
     }
 
     /// Checks that `code`'s views can answer both ends of the range (the only places where
-    /// `range_not_retained` can arise: minute rows at unaligned edges), so a stream does not
-    /// fail after its first bytes. Errors: the views' 400 codes (`range_not_retained`, …), 503
+    /// `range_not_retained` can arise besides a start before the views' retention: minute rows
+    /// at unaligned edges), so a stream does not fail after its first bytes. Errors: the views' 400 codes (`range_not_retained`, …), 503
     /// `stats_not_local`.
     pub fn preflight(&self, views: &Views, code: &str) -> Result<(), ApiError> {
+        // A range older than the views hold is refused, never exported as zero clicks.
+        crate::stats::handlers::retained_check(views, self.range.from_ms, self.range.bucket)?;
         let (Some(&first), Some(&last)) = (self.chunks.first(), self.chunks.last()) else { return Ok(()) };
         let spans = |(a, b): (i64, i64)| bucket_spans(self.range.tz, self.range.bucket, a, b, MAX_BUCKETS).map_err(views_error);
         let head = spans(first)?.first().map(|s| (first.0, s.1.min(first.1)));
@@ -104,6 +106,7 @@ impl ExportPlan {
     /// Errors: as [`Self::preflight`] (e.g. rows evicted while a long export ran).
     pub fn render_chunk(&self, views: &Views, code: &str, index: usize, writer: &mut RowWriter, out: &mut Vec<u8>) -> Result<u64, ApiError> {
         let Some(&piece) = self.chunks.get(index) else { return Ok(0) };
+        crate::stats::handlers::retained_check(views, piece.0, self.range.bucket)?;
         let result = views.query(&self.query(code, piece)).map_err(views_error)?;
         for row in &result.rows {
             writer.row(out, code, row);

@@ -245,6 +245,16 @@ async fn evicted_minutes_are_refused_before_the_first_byte() {
     // The unaligned end is checked up front too.
     let (st, _, body) = h.send("GET", "/v1/stats/export?code=ab&from=2024-06-01T00:00:00Z&to=2024-06-01T06:01:00Z&bucket=hour", None).await;
     assert_eq!((st, error_code(&body).as_str()), (StatusCode::BAD_REQUEST, "range_not_retained"));
+    // A range before the long (hour/day) retention, 400 days before the watermark: refused,
+    // never exported as a header without rows; minute buckets likewise before 2024-06-03.
+    for q in [
+        "from=2023-01-01T00:00:00Z&to=2023-01-02T00:00:00Z&bucket=hour",
+        "from=1970-01-01T00:00:00Z&to=1970-01-02T00:00:00Z&bucket=day",
+        "from=2024-06-01T03:00:00Z&to=2024-06-01T04:00:00Z&bucket=minute",
+    ] {
+        let (st, _, body) = h.send("GET", &format!("/v1/stats/export?code=ab&{q}"), None).await;
+        assert_eq!((st, error_code(&body).as_str()), (StatusCode::BAD_REQUEST, "range_not_retained"), "{q}");
+    }
     // 15-minute aligned ranges are still answered from quarter rows.
     let (st, _, body) = h.send("GET", "/v1/stats/export?code=ab&from=2024-06-01T03:30:00Z&to=2024-06-01T06:00:00Z&bucket=hour", None).await;
     assert_eq!(st, StatusCode::OK);

@@ -327,6 +327,12 @@ async fn a_job_that_cannot_be_answered_fails_with_the_views_error() {
     assert_eq!((v["status"].as_str(), v["error"]["code"].as_str(), &v["download"]), (Some("failed"), Some("range_not_retained"), &Value::Null));
     let (st, _, b) = send(state, "GET", &format!("/v1/jobs/{}/download", v["job_id"].as_str().expect("id")), None).await;
     assert_eq!((st, error_code(&b).as_str()), (StatusCode::CONFLICT, "job_not_ready"));
+    // Entirely before the long retention (400 days before the watermark): failed, not an
+    // empty success.
+    let (st, _, v) = post(state, r#"{"codes": ["ab"], "from": "1970-01-01T00:00:00Z", "to": "1970-01-02T00:00:00Z"}"#, None).await;
+    assert_eq!(st, StatusCode::ACCEPTED);
+    let v = wait_done(state, v["job_id"].as_str().expect("id")).await;
+    assert_eq!((v["status"].as_str(), v["error"]["code"].as_str()), (Some("failed"), Some("range_not_retained")), "{v}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -37,7 +37,7 @@ pub async fn get_link(State(state): State<ApiState>, LinkCode(code): LinkCode) -
     params(ListParams),
     responses(
         (status = 200, description = "A page of links", body = LinkPage),
-        (status = 400, description = "invalid_limit, invalid_cursor or invalid_query", body = ErrorBody),
+        (status = 400, description = "invalid_limit, invalid_cursor, invalid_parameter, unknown_parameter or duplicate_parameter", body = ErrorBody),
     )
 )]
 pub async fn list_links(State(state): State<ApiState>, ApiQuery(params): ApiQuery<ListParams>) -> Result<Json<LinkPage>, ApiError> {

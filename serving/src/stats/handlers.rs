@@ -1,9 +1,8 @@
 //! The handlers of `GET /v1/links/{code}/stats` and `GET /v1/stats/summary`.
 //!
 //! Each answer is computed from one consistent frontier of the views (a query never sees
-//! part of a processing epoch). Bot clicks are counted apart with a second read of the
-//! same range; both reads must report the same frontier (retried up to
-//! [`CONSISTENT_READ_ATTEMPTS`] times, else `bot_clicks` is `null`).
+//! part of a processing epoch). Bot clicks are counted apart in the same read of the views
+//! (the ClickHouse path reads them with a second query at the same `as_of`).
 
 use axum::Json;
 use axum::extract::{RawQuery, State};
@@ -20,9 +19,6 @@ use super::state::{FreshnessInfo, StatsState};
 use crate::dto::ErrorBody;
 use crate::error::ApiError;
 use crate::extract::LinkCode;
-
-/// Reads per answer before giving up on a consistent `bot_clicks`.
-pub const CONSISTENT_READ_ATTEMPTS: usize = 3;
 
 /// Clicks and uniques of one link over a range, by bucket and optional dimensions.
 #[utoipa::path(
@@ -134,7 +130,7 @@ pub async fn summary(State(state): State<StatsState>, RawQuery(query): RawQuery)
 /// first retained quarter hour, so any tz offset is covered). Without eviction yet, every
 /// range passes. Unaligned edges older than the minute retention are refused by the views
 /// themselves with the same code.
-fn retained_check(views: &Views, from_ms: i64, bucket: Bucket) -> Result<(), ApiError> {
+pub(crate) fn retained_check(views: &Views, from_ms: i64, bucket: Bucket) -> Result<(), ApiError> {
     let r = views.retained_from();
     let (minute, long) = (r[0], r[1]);
     let needed = if bucket == Bucket::Minute { minute } else { long };
@@ -185,21 +181,10 @@ pub(crate) fn view_error(e: sluice_dataflows::Error) -> ApiError {
     }
 }
 
-/// The query's result plus the range's bot clicks (`None` if no consistent pair was read).
+/// The query's result plus the range's bot clicks, read together (one frontier).
 fn read_link(views: &Views, q: &StatsQuery) -> Result<(StatsResult, Option<u64>), ApiError> {
-    let mut other = StatsQuery::new(&q.code, q.from_ms, q.to_ms, Bucket::Day);
-    other.include_bots = !q.include_bots;
-    let mut last = None;
-    for _ in 0..CONSISTENT_READ_ATTEMPTS {
-        let main = views.query(q).map_err(view_error)?;
-        let flip = views.query(&other).map_err(view_error)?;
-        if main.as_of == flip.as_of {
-            let (all, humans) = if q.include_bots { (main.totals.clicks, flip.totals.clicks) } else { (flip.totals.clicks, main.totals.clicks) };
-            return Ok((main, Some(all.saturating_sub(humans))));
-        }
-        last = Some(main);
-    }
-    Ok((last.expect("at least one attempt"), None))
+    let (r, bots) = views.query_with_bot_clicks(q).map_err(view_error)?;
+    Ok((r, Some(bots)))
 }
 
 /// [`read_link`] from the long-term copy: the query and its bot-flipped day total.
@@ -213,18 +198,8 @@ async fn read_history(h: &dyn super::state::StatsHistory, q: &StatsQuery, as_of:
 }
 
 fn read_summary(views: &Views, q: &SummaryQuery) -> Result<(SummaryResult, Option<u64>), ApiError> {
-    let other = SummaryQuery { include_bots: !q.include_bots, limit: 1, ..q.clone() };
-    let mut last = None;
-    for _ in 0..CONSISTENT_READ_ATTEMPTS {
-        let main = views.summary(q).map_err(view_error)?;
-        let flip = views.summary(&other).map_err(view_error)?;
-        if main.as_of == flip.as_of {
-            let (all, humans) = if q.include_bots { (main.totals.clicks, flip.totals.clicks) } else { (flip.totals.clicks, main.totals.clicks) };
-            return Ok((main, Some(all.saturating_sub(humans))));
-        }
-        last = Some(main);
-    }
-    Ok((last.expect("at least one attempt"), None))
+    let (r, bots) = views.summary_with_bot_clicks(q).map_err(view_error)?;
+    Ok((r, Some(bots)))
 }
 
 fn dimension_object(dims: &[Dimension], d: &DimensionTotal) -> Map<String, Value> {

@@ -231,7 +231,6 @@ pub async fn create_webhook(_admin: AdminPrincipal, State(state): State<Webhooks
     if req.url.len() > MAX_URL_BYTES {
         return Err(ApiError::bad_request("invalid_webhook_url", format!("webhook url is longer than {MAX_URL_BYTES} bytes")).with_details(json!({ "max_bytes": MAX_URL_BYTES })));
     }
-    let url = ssrf::validate_url(&req.url, state.allow_private).await?;
     let mut kinds = Vec::new();
     for k in &req.kinds {
         let kind = AnomalyKind::parse(k).ok_or_else(|| {
@@ -253,6 +252,8 @@ pub async fn create_webhook(_admin: AdminPrincipal, State(state): State<Webhooks
         return Err(ApiError::bad_request("invalid_secret", format!("secret must be {MIN_SECRET_BYTES} to {MAX_SECRET_BYTES} bytes long, got {}", req.secret.len()))
             .with_details(json!({ "min_bytes": MIN_SECRET_BYTES, "max_bytes": MAX_SECRET_BYTES })));
     }
+    // Last: it may resolve the host (DNS), and every cheaper field error should win over it.
+    let url = ssrf::validate_url(&req.url, state.allow_private).await?;
     let rec = WebhookRecord {
         id: uuid::Uuid::now_v7().to_string(),
         url: url.to_string(),

@@ -92,6 +92,10 @@ async fn ssrf_targets_are_rejected_unless_allowed() {
         (json!({"url": "http://8.8.8.8/x", "secret": SECRET, "min_severity": "high"}), "invalid_severity"),
         (json!({"url": "http://8.8.8.8/x", "secret": SECRET, "extra": 1}), "unknown_field"),
         (json!({"url": "http://no-such-host.invalid/x", "secret": SECRET}), "webhook_host_unresolvable"),
+        // Field errors win over the host lookup (which comes last).
+        (json!({"url": "http://no-such-host.invalid/x", "secret": SECRET, "kinds": ["nope"]}), "invalid_kind"),
+        (json!({"url": "http://no-such-host.invalid/x", "secret": SECRET, "min_severity": "huge"}), "invalid_severity"),
+        (json!({"url": "http://no-such-host.invalid/x", "secret": ""}), "invalid_secret"),
     ] {
         let resp = create(&base, body.clone()).await;
         assert_eq!(resp.status(), 400, "{body}");
