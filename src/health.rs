@@ -1,8 +1,10 @@
 //! `/healthz` (process up), `/readyz` (link store reachable), `/metrics` (Prometheus text).
 //!
-//! `/readyz` also reports optional dependencies ([`OptionalDependency`]: the Redis link
-//! cache and view sink, ClickHouse) under `dependencies`; they never make it fail, because
-//! redirects and the API keep working without them (their sinks catch up later).
+//! `/readyz` also reports dependencies ([`OptionalDependency`]: the Redis link cache and
+//! view sink, ClickHouse, the click log tail) under `dependencies`. Optional ones never make
+//! it fail, because redirects and the API keep working without them (their sinks catch up
+//! later); a required one (the click log tail, whose failure stops the stats counting)
+//! makes it answer 503.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +28,12 @@ pub trait OptionalDependency: Send + Sync + 'static {
     /// Whether it works now, and a JSON object describing its state (`{"status": "up"}`, ...).
     /// Must not block (read cached state only).
     fn status(&self) -> (bool, serde_json::Value);
+    /// Whether `/readyz` fails (503 `not_ready`) while this dependency is not working
+    /// (default false: reported only). The click log tail is required: without it the
+    /// stats stop counting.
+    fn required(&self) -> bool {
+        false
+    }
 }
 
 /// State of the health routes.
@@ -56,6 +64,14 @@ async fn readyz(State(s): State<HealthState>) -> Response {
     // "readyz" is reserved, so this read exercises the store without ever finding a link.
     match tokio::time::timeout(READY_TIMEOUT, s.store.get("readyz")).await {
         Ok(Ok(_)) => {
+            if let Some(d) = s.optional.iter().find(|d| d.required() && !d.status().0) {
+                let (_, state) = d.status();
+                tracing::warn!(dependency = d.name(), state = %state, "readiness probe: a required dependency failed");
+                return json_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    json!({ "error": { "code": "not_ready", "message": format!("{} is not working", d.name()), "details": { d.name(): state } } }),
+                );
+            }
             let mut body = json!({ "status": "ready", "store": s.store.backend() });
             if !s.optional.is_empty() {
                 let deps: serde_json::Map<String, serde_json::Value> = s.optional.iter().map(|d| (d.name().to_string(), d.status().1)).collect();

@@ -77,6 +77,8 @@ pub struct TailProgress {
     caught_up: Mutex<VecDeque<i64>>,
     /// Largest instant evicted from `caught_up` (`i64::MIN` if none).
     evicted: AtomicI64,
+    /// Set when the tail task stopped on an error it cannot retry.
+    failure: Mutex<Option<String>>,
 }
 
 impl TailProgress {
@@ -87,7 +89,18 @@ impl TailProgress {
             delivered: AtomicU64::new(from),
             caught_up: Mutex::new(VecDeque::with_capacity(1024)),
             evicted: AtomicI64::new(i64::MIN),
+            failure: Mutex::new(None),
         }
+    }
+
+    /// Why the tail task stopped for good (e.g. a damaged click log page made the reader
+    /// panic), `None` while it runs.
+    pub fn failure(&self) -> Option<String> {
+        self.failure.lock().clone()
+    }
+
+    fn fail(&self, why: String) {
+        *self.failure.lock() = Some(why);
     }
 
     /// Now on the clock caught-up instants are measured with.
@@ -231,12 +244,12 @@ pub fn start_tail(
     let from = from.max(log.low());
     let progress = Arc::new(TailProgress::new(log.clone(), from));
     let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
-    let task = tokio::spawn(tail_loop(log, partition, from, batch.max(1), tx, stop));
+    let task = tokio::spawn(tail_loop(log, partition, from, batch.max(1), tx, stop, Arc::clone(&progress)));
     let source = LogSource { partition, rx, pending: VecDeque::new(), pending_next: from, progress: Arc::clone(&progress) };
     (source, progress, task)
 }
 
-async fn tail_loop(log: ClickLog, partition: u32, mut next: u64, batch: usize, tx: mpsc::Sender<Batch>, mut stop: watch::Receiver<bool>) {
+async fn tail_loop(log: ClickLog, partition: u32, mut next: u64, batch: usize, tx: mpsc::Sender<Batch>, mut stop: watch::Receiver<bool>, progress: Arc<TailProgress>) {
     let mut heads = log.subscribe();
     let mut failures = 0u32;
     let undecodable = metrics::counter!("sluice_events_dead_lettered_total", "reason" => "undecodable");
@@ -279,7 +292,8 @@ async fn tail_loop(log: ClickLog, partition: u32, mut next: u64, batch: usize, t
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, "click log read task failed");
+                tracing::error!(error = %e, offset = next, "click log read task failed; /readyz now answers 503");
+                progress.fail(format!("reading the click log at offset {next} failed: {e}"));
                 break;
             }
         }
@@ -307,6 +321,27 @@ fn read_batch(log: &ClickLog, partition: u32, from: u64, max: usize) -> sluice_c
         }
     }
     Ok((Batch { records, next: last + 1 }, bad))
+}
+
+/// `/readyz`'s view of the click log tail (a required dependency: when it stopped, the stats
+/// no longer count new clicks).
+pub struct ClickLogHealth(pub Arc<TailProgress>);
+
+impl crate::health::OptionalDependency for ClickLogHealth {
+    fn name(&self) -> &'static str {
+        "click_log"
+    }
+
+    fn status(&self) -> (bool, serde_json::Value) {
+        match self.0.failure() {
+            None => (true, serde_json::json!({ "status": "up", "delivered": self.0.delivered() })),
+            Some(why) => (false, serde_json::json!({ "status": "failed", "error": why })),
+        }
+    }
+
+    fn required(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]
@@ -344,5 +379,29 @@ mod tests {
         assert_eq!(p.covered_until(1_013), Some(1_009));
         assert_eq!(p.covered_until(1_012), None, "no instant before 1_009 is left");
         assert_eq!(p.covered_until(1_016), Some(1_012));
+    }
+
+    /// A tail that stopped on a read failure makes `/readyz` answer 503 naming it; a
+    /// running one is reported and ready.
+    #[tokio::test]
+    async fn a_failed_tail_makes_readyz_fail() {
+        use tower::ServiceExt;
+        let (dir, p) = progress();
+        let store = sluice_connectors::open_store(dir.path().join("links").to_str().expect("utf-8")).await.expect("store");
+        let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder().handle();
+        let p = Arc::new(p);
+        let health = crate::health::HealthState { store, prometheus, optional: vec![Arc::new(ClickLogHealth(Arc::clone(&p)))] };
+        let ready = |h: crate::health::HealthState| async move {
+            let resp = crate::health::routes(h).oneshot(axum::http::Request::get("/readyz").body(axum::body::Body::empty()).expect("request")).await.expect("response");
+            let status = resp.status();
+            let body = axum::body::to_bytes(resp.into_body(), 1 << 20).await.expect("body");
+            (status, serde_json::from_slice::<serde_json::Value>(&body).expect("json"))
+        };
+        let (status, body) = ready(health.clone()).await;
+        assert_eq!((status.as_u16(), &body["dependencies"]["click_log"]["status"]), (200, &serde_json::json!("up")), "{body}");
+        p.fail("reading the click log at offset 7 failed: task panicked".into());
+        let (status, body) = ready(health).await;
+        assert_eq!((status.as_u16(), body["error"]["code"].as_str()), (503, Some("not_ready")), "{body}");
+        assert_eq!(body["error"]["details"]["click_log"]["error"], "reading the click log at offset 7 failed: task panicked");
     }
 }

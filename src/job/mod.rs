@@ -80,6 +80,8 @@ pub struct DataflowJob {
     /// Stops the periodic checkpoint task (before the last checkpoint at shutdown).
     checkpoint_stop: watch::Sender<bool>,
     checkpoint_task: Option<JoinHandle<()>>,
+    /// The click log tail's health (embedded log mode), for `/readyz`.
+    health: Option<Arc<dyn crate::health::OptionalDependency>>,
 }
 
 impl std::fmt::Debug for DataflowJob {
@@ -235,6 +237,7 @@ impl DataflowJob {
         let snapshot = restored.map(|(_, f)| f.snapshot);
         let start_offsets = snapshot.as_ref().map(|s| s.offsets.clone()).unwrap_or_default();
 
+        let mut health: Option<Arc<dyn crate::health::OptionalDependency>> = None;
         let (factory, progress, changes): (SourceFactory, Arc<dyn SourceProgress>, Option<ChangeSink>) = if cfg.kafka.enabled() {
             let start = snapshot.as_ref().map(checkpoint::kafka_offsets).unwrap_or_default();
             let input = kafka_source::start(&cfg.kafka, &pcfg, changes, acks.clone(), start, stop_rx.clone()).await?;
@@ -255,6 +258,7 @@ impl DataflowJob {
                 tracing::warn!(checkpoint = from, log_low = log.low(), "the click log no longer holds every click after the checkpoint");
             }
             let (source, progress, tail) = log_source::start_tail(log.clone(), cfg.dataflow.partition(), from, cfg.dataflow.batch_size, stop_rx.clone());
+            health = Some(Arc::new(log_source::ClickLogHealth(Arc::clone(&progress))));
             tasks.push(tail);
             let slot = Mutex::new(Some(source));
             let reader = pcfg.first_worker();
@@ -290,7 +294,7 @@ impl DataflowJob {
             log_head = log.head(),
             "click dataflow started"
         );
-        Ok(DataflowJob { pipeline: Some(handle), views, progress, feeder, stop, tasks, stats, checkpointer, checkpoint_stop, checkpoint_task })
+        Ok(DataflowJob { pipeline: Some(handle), views, progress, feeder, stop, tasks, stats, checkpointer, checkpoint_stop, checkpoint_task, health })
     }
 
     /// The materialized views.
@@ -301,6 +305,11 @@ impl DataflowJob {
     /// How far the views are behind the log (or the Kafka topic).
     pub fn progress(&self) -> &Arc<dyn SourceProgress> {
         &self.progress
+    }
+
+    /// The click log tail as a required `/readyz` dependency (`None` in Kafka mode).
+    pub fn health(&self) -> Option<Arc<dyn crate::health::OptionalDependency>> {
+        self.health.clone()
     }
 
     /// Views plus frontier, for the stats API.

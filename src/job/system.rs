@@ -174,7 +174,7 @@ impl System {
                 .chain(crate::anomalies::not_local_routes(&cfg, anomalies.is_some()))
                 .collect(),
             link_cache_l2: sinks.link_cache_l2(),
-            dependencies: sinks.dependencies(),
+            dependencies: sinks.dependencies().into_iter().chain(job.as_ref().and_then(DataflowJob::health)).collect(),
         };
         let Stack { router, api, redirect } = build_stack_with(&cfg, Arc::clone(&store), sink, secret, extras)?;
         // Automatic actions act through the API's state (its link-change hooks).
