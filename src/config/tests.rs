@@ -107,7 +107,7 @@ fn invalid_values_are_refused() {
             let err = Config::load(None, &FlagOverrides::default()).expect_err(bad).to_string();
             assert!(err.contains("store.url") && !err.contains("hunter2"), "{bad}: {err}");
         }
-        for good in ["", "postgres://u:p@127.0.0.1:5432/db", "postgresql://h/db", "sqlite:///tmp/x/links.db"] {
+        for good in ["", "postgres://u:p@127.0.0.1:5432/db", "postgresql://h/db", "sqlite:data/links.db"] {
             jail.set_env("SLUICE__STORE__URL", good);
             Config::load(None, &FlagOverrides::default()).expect(good);
         }
