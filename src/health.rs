@@ -1,6 +1,6 @@
 //! `/healthz` (process up), `/readyz` (link store reachable), `/metrics` (Prometheus text).
 //!
-//! `/readyz` also reports dependencies ([`OptionalDependency`]: the Redis link cache and
+//! `/readyz` also reports dependencies ([`Dependency`]: the Redis link cache and
 //! view sink, ClickHouse, the click log tail) under `dependencies`. Optional ones never make
 //! it fail, because redirects and the API keep working without them (their sinks catch up
 //! later); a required one (the click log tail, whose failure stops the stats counting)
@@ -21,8 +21,9 @@ use sluice_connectors::LinkStore;
 /// How long `/readyz` waits for the store.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// A dependency `/readyz` reports without depending on it.
-pub trait OptionalDependency: Send + Sync + 'static {
+/// A dependency `/readyz` reports under `dependencies`; it fails readiness only when
+/// [`Dependency::required`].
+pub trait Dependency: Send + Sync + 'static {
     /// Stable name (`redis_link_cache`, `redis_views`, `clickhouse`).
     fn name(&self) -> &'static str;
     /// Whether it works now, and a JSON object describing its state (`{"status": "up"}`, ...).
@@ -43,8 +44,8 @@ pub struct HealthState {
     pub store: Arc<dyn LinkStore>,
     /// Rendered by `/metrics`.
     pub prometheus: PrometheusHandle,
-    /// Reported by `/readyz` under `dependencies`, never failing it.
-    pub optional: Vec<Arc<dyn OptionalDependency>>,
+    /// Reported by `/readyz` under `dependencies`; a failed required one fails it.
+    pub dependencies: Vec<Arc<dyn Dependency>>,
 }
 
 /// `/healthz`, `/readyz` and `/metrics`.
@@ -64,7 +65,7 @@ async fn readyz(State(s): State<HealthState>) -> Response {
     // "readyz" is reserved, so this read exercises the store without ever finding a link.
     match tokio::time::timeout(READY_TIMEOUT, s.store.get("readyz")).await {
         Ok(Ok(_)) => {
-            if let Some(d) = s.optional.iter().find(|d| d.required() && !d.status().0) {
+            if let Some(d) = s.dependencies.iter().find(|d| d.required() && !d.status().0) {
                 let (_, state) = d.status();
                 tracing::warn!(dependency = d.name(), state = %state, "readiness probe: a required dependency failed");
                 return json_response(
@@ -73,8 +74,8 @@ async fn readyz(State(s): State<HealthState>) -> Response {
                 );
             }
             let mut body = json!({ "status": "ready", "store": s.store.backend() });
-            if !s.optional.is_empty() {
-                let deps: serde_json::Map<String, serde_json::Value> = s.optional.iter().map(|d| (d.name().to_string(), d.status().1)).collect();
+            if !s.dependencies.is_empty() {
+                let deps: serde_json::Map<String, serde_json::Value> = s.dependencies.iter().map(|d| (d.name().to_string(), d.status().1)).collect();
                 body["dependencies"] = serde_json::Value::Object(deps);
             }
             json_response(StatusCode::OK, body)

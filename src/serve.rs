@@ -111,7 +111,7 @@ pub struct StackExtras {
     /// changes made here are published to it, invalidations from other processes applied.
     pub link_cache_l2: Option<Arc<sluice_connectors::redis::RedisLinkCache>>,
     /// Reported by `/readyz` (Redis, ClickHouse sinks).
-    pub dependencies: Vec<Arc<dyn crate::health::OptionalDependency>>,
+    pub dependencies: Vec<Arc<dyn crate::health::Dependency>>,
 }
 
 /// The stats settings taken from `cfg` (`[stats]`).
@@ -165,7 +165,7 @@ pub fn build_stack_with(cfg: &Config, store: Arc<dyn LinkStore>, sink: Arc<dyn C
     let admin = sluice_serving::admin::routes(sluice_serving::admin::AdminState::new(api.clone(), admin_auth, None));
     let stats = stats.unwrap_or_else(|| StatsState::without_views(Arc::clone(&store), stats_config(cfg)));
     let api_extra = events.into_iter().chain([sluice_serving::stats::routes(stats), admin]).chain(api_routes).reduce(Router::merge);
-    let health = HealthState { store, prometheus, optional: dependencies };
+    let health = HealthState { store, prometheus, dependencies };
     let router = router::build_with_events(cfg.server.role, Some(api.clone()), Some(redirect.clone()), api_extra, health, cfg.server.max_body_bytes);
     Ok(Stack { router, api, redirect })
 }

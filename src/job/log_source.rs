@@ -327,7 +327,7 @@ fn read_batch(log: &ClickLog, partition: u32, from: u64, max: usize) -> sluice_c
 /// no longer count new clicks).
 pub struct ClickLogHealth(pub Arc<TailProgress>);
 
-impl crate::health::OptionalDependency for ClickLogHealth {
+impl crate::health::Dependency for ClickLogHealth {
     fn name(&self) -> &'static str {
         "click_log"
     }
@@ -390,7 +390,7 @@ mod tests {
         let store = sluice_connectors::open_store(dir.path().join("links").to_str().expect("utf-8")).await.expect("store");
         let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder().handle();
         let p = Arc::new(p);
-        let health = crate::health::HealthState { store, prometheus, optional: vec![Arc::new(ClickLogHealth(Arc::clone(&p)))] };
+        let health = crate::health::HealthState { store, prometheus, dependencies: vec![Arc::new(ClickLogHealth(Arc::clone(&p)))] };
         let ready = |h: crate::health::HealthState| async move {
             let resp = crate::health::routes(h).oneshot(axum::http::Request::get("/readyz").body(axum::body::Body::empty()).expect("request")).await.expect("response");
             let status = resp.status();

@@ -81,7 +81,7 @@ pub struct DataflowJob {
     checkpoint_stop: watch::Sender<bool>,
     checkpoint_task: Option<JoinHandle<()>>,
     /// The click log tail's health (embedded log mode), for `/readyz`.
-    health: Option<Arc<dyn crate::health::OptionalDependency>>,
+    health: Option<Arc<dyn crate::health::Dependency>>,
 }
 
 impl std::fmt::Debug for DataflowJob {
@@ -237,7 +237,7 @@ impl DataflowJob {
         let snapshot = restored.map(|(_, f)| f.snapshot);
         let start_offsets = snapshot.as_ref().map(|s| s.offsets.clone()).unwrap_or_default();
 
-        let mut health: Option<Arc<dyn crate::health::OptionalDependency>> = None;
+        let mut health: Option<Arc<dyn crate::health::Dependency>> = None;
         let (factory, progress, changes): (SourceFactory, Arc<dyn SourceProgress>, Option<ChangeSink>) = if cfg.kafka.enabled() {
             let start = snapshot.as_ref().map(checkpoint::kafka_offsets).unwrap_or_default();
             let input = kafka_source::start(&cfg.kafka, &pcfg, changes, acks.clone(), start, stop_rx.clone()).await?;
@@ -308,7 +308,7 @@ impl DataflowJob {
     }
 
     /// The click log tail as a required `/readyz` dependency (`None` in Kafka mode).
-    pub fn health(&self) -> Option<Arc<dyn crate::health::OptionalDependency>> {
+    pub fn health(&self) -> Option<Arc<dyn crate::health::Dependency>> {
         self.health.clone()
     }
 

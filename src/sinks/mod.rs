@@ -41,7 +41,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
-use crate::health::OptionalDependency;
+use crate::health::Dependency;
 pub use clickhouse_stats::{ClickHouseStats, HistoryError};
 pub use convert::DataflowSketches;
 
@@ -185,8 +185,8 @@ impl Sinks {
     }
 
     /// What `/readyz` reports about the configured sinks.
-    pub fn dependencies(&self) -> Vec<Arc<dyn OptionalDependency>> {
-        let mut out: Vec<Arc<dyn OptionalDependency>> = Vec::new();
+    pub fn dependencies(&self) -> Vec<Arc<dyn Dependency>> {
+        let mut out: Vec<Arc<dyn Dependency>> = Vec::new();
         if let Some(l2) = &self.l2 {
             out.push(Arc::new(L2Health(Arc::clone(l2))));
         }
@@ -285,7 +285,7 @@ async fn forward(mut rx: mpsc::UnboundedReceiver<Forward>, redis: Option<Arc<Red
 }
 
 struct L2Health(Arc<RedisLinkCache>);
-impl OptionalDependency for L2Health {
+impl Dependency for L2Health {
     fn name(&self) -> &'static str {
         "redis_link_cache"
     }
@@ -296,7 +296,7 @@ impl OptionalDependency for L2Health {
 }
 
 struct RedisSinkHealth(Arc<RedisViewSink>);
-impl OptionalDependency for RedisSinkHealth {
+impl Dependency for RedisSinkHealth {
     fn name(&self) -> &'static str {
         "redis_views"
     }
@@ -310,7 +310,7 @@ impl OptionalDependency for RedisSinkHealth {
 }
 
 struct ClickHouseHealth(Arc<ClickHouseSink>);
-impl OptionalDependency for ClickHouseHealth {
+impl Dependency for ClickHouseHealth {
     fn name(&self) -> &'static str {
         "clickhouse"
     }
