@@ -183,7 +183,9 @@ pub struct PipelineConfig {
     pub cluster: Option<ClusterConfig>,
     /// Event-time semantics.
     pub semantics: SemanticsConfig,
-    /// Most records a worker takes from its source per step.
+    /// Most records a worker takes from its source per step (default 16,384: with a backlog,
+    /// fewer and bigger steps cost less per record than 4,096 — `sluice bench dataflow
+    /// --batch-size`, BENCHMARKS.md; a live source rarely has that many records waiting).
     pub batch_size: usize,
     /// Back-pressure: a worker stops reading its source while the dataflow lags its input by
     /// more than this many processing epochs (1 epoch = 1 ms of processing time).
@@ -207,7 +209,7 @@ impl Default for PipelineConfig {
             workers: 1,
             cluster: None,
             semantics: SemanticsConfig::default(),
-            batch_size: 4096,
+            batch_size: 16_384,
             max_inflight_epochs: 250,
             change_interval: Duration::from_millis(500),
             apply_interval: Duration::from_millis(50),

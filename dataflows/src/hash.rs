@@ -96,8 +96,15 @@ impl Hasher for VisitorHasher {
 /// workers is `route_str(c) % peers` (timely's exchange takes the hash modulo the peers).
 #[inline]
 pub fn route_str(s: &str) -> u64 {
+    route_bytes(s.as_bytes())
+}
+
+/// [`route_str`] of a string given as its UTF-8 bytes (e.g. [`crate::model::DimStr::as_bytes`],
+/// which skips re-validating UTF-8): equal to `route_str` of the same string.
+#[inline]
+pub fn route_bytes(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in s.as_bytes() {
+    for &b in bytes {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }

@@ -243,6 +243,12 @@ impl std::ops::Deref for DimStr {
 }
 
 impl DimStr {
+    /// The UTF-8 bytes of the string (no validation, unlike [`DimStr::as_str`]).
+    #[inline]
+    pub fn as_bytes(&self) -> &[u8] {
+        self.bytes()
+    }
+
     /// The UTF-8 bytes (no validation: comparisons never need it).
     #[inline]
     fn bytes(&self) -> &[u8] {

@@ -31,7 +31,7 @@ use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::Operator;
 
-use crate::hash::{FxHashMap, route_str};
+use crate::hash::{FxHashMap, route_bytes, route_str};
 use crate::model::DimStr;
 use crate::records::{EnrichedRecord, LinkedRecord};
 
@@ -81,7 +81,7 @@ pub trait LookupLinkMeta<'scope> {
 impl<'scope> LookupLinkMeta<'scope> for StreamVec<'scope, u64, EnrichedRecord> {
     fn lookup_link_meta(self, meta: LinkMetaArranged<'scope>) -> StreamVec<'scope, u64, LinkedRecord> {
         let mut trace = meta.trace;
-        let clicks_pact = Exchange::new(|r: &EnrichedRecord| route_str(&r.code));
+        let clicks_pact = Exchange::new(|r: &EnrichedRecord| route_bytes(r.code.as_bytes()));
         self.binary_frontier(meta.stream, clicks_pact, Pipeline, "LookupLinkMeta", move |_cap, _info| {
             let mut index: FxHashMap<DimStr, MetaEntry> = FxHashMap::default();
             let mut pending: Vec<(u64, String, LinkMeta, isize)> = Vec::new();
@@ -118,7 +118,7 @@ impl<'scope> LookupLinkMeta<'scope> for StreamVec<'scope, u64, EnrichedRecord> {
                     }
                     for b in batches {
                         out.extend(b.into_iter().map(|rec| {
-                            let meta = index.get(rec.code.as_str()).and_then(|e| e.current.clone());
+                            let meta = index.get(&rec.code).and_then(|e| e.current.clone());
                             LinkedRecord { rec, meta }
                         }));
                     }

@@ -59,6 +59,15 @@ impl Interner {
         self.map.insert(DimStr::new(s), id);
         id
     }
+    /// [`Self::intern`] for a [`DimStr`]: the lookup compares and hashes bytes (no UTF-8
+    /// validation; the hot path of [`ShardState::apply`]).
+    #[inline]
+    pub(crate) fn intern_dim(&mut self, s: &DimStr) -> u32 {
+        match self.map.get(s) {
+            Some(&id) => id,
+            None => self.intern(s.as_str()),
+        }
+    }
     pub(crate) fn name(&self, id: u32) -> &Arc<str> {
         &self.names[id as usize]
     }
@@ -199,6 +208,15 @@ impl ShardState {
         self.metas.get(id as usize).and_then(Option::as_ref)
     }
 
+    /// [`Self::code_index`] for a [`DimStr`] (byte lookup, no UTF-8 validation).
+    #[inline]
+    fn code_index_dim(&mut self, code: &DimStr) -> u32 {
+        match self.codes.get(code) {
+            Some(&i) => i,
+            None => self.code_index(code.as_str()),
+        }
+    }
+
     fn code_index(&mut self, code: &str) -> u32 {
         if let Some(&i) = self.codes.get(code) {
             return i;
@@ -257,20 +275,20 @@ impl ShardState {
         let mut order = std::mem::take(&mut self.order);
         scratch.clear();
         order.clear();
-        let mut last_code: Option<(&str, u32)> = None;
+        let mut last_code: Option<(&DimStr, u32)> = None;
         for r in recs {
             let rec = &r.rec;
             let ci = match last_code {
-                Some((c, i)) if c == rec.code.as_str() => i,
-                _ => self.code_index(&rec.code),
+                Some((c, i)) if *c == rec.code => i,
+                _ => self.code_index_dim(&rec.code),
             };
-            last_code = Some((rec.code.as_str(), ci));
+            last_code = Some((&rec.code, ci));
             let meta = self.meta_id(&r.meta);
             let d = &rec.dims;
             let bot = d.is_bot;
             let mut ids = [0u32; 6];
             for ((id, v), interner) in ids.iter_mut().zip(d.values.iter()).zip(self.values.iter_mut()) {
-                *id = interner.intern(v);
+                *id = interner.intern_dim(v);
             }
             let keys = [
                 row_key(0, meta, 0, bot),
