@@ -65,6 +65,14 @@ pub struct DataflowBenchArgs {
     /// the pipeline's default).
     #[arg(long, default_value_t = PipelineConfig::default().batch_size)]
     pub batch_size: usize,
+    /// The rollups' apply interval in ms (the pipeline's `apply-interval`; default: the
+    /// pipeline's default).
+    #[arg(long, default_value_t = PipelineConfig::default().apply_interval.as_millis() as u64)]
+    pub apply_interval_ms: u64,
+    /// Back-pressure limit in 1-ms epochs (the pipeline's `max-inflight-epochs`; default:
+    /// the pipeline's default).
+    #[arg(long, default_value_t = PipelineConfig::default().max_inflight_epochs)]
+    pub max_inflight_epochs: u64,
     /// Events fed to the naive reference baseline (a prefix of the stream).
     #[arg(long, default_value_t = 300_000)]
     pub reference_events: usize,
@@ -92,7 +100,10 @@ pub fn run(args: DataflowBenchArgs) -> anyhow::Result<()> {
     let dir = args.corpus_dir.clone().unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("dataflows/tests/data"));
     let (humans, bots) = load_corpus(&dir)?;
     let started = Instant::now();
-    let enricher = Enricher::new(&EnrichConfig::default()).context("could not build the enricher")?;
+    // A fresh enricher (empty caches, including the user-agent table its clones share) for
+    // every run, so no run profits from parses of an earlier one.
+    let enricher = || Enricher::new(&EnrichConfig::default()).context("could not build the enricher");
+    enricher()?;
     let stream = generate(&args, &humans, &bots)?;
     let unique = stream.iter().map(|r| r.event.event_id).collect::<std::collections::HashSet<_>>().len();
     println!(
@@ -110,7 +121,14 @@ pub fn run(args: DataflowBenchArgs) -> anyhow::Result<()> {
 
     let mut per_worker = Vec::new();
     for &w in &args.workers {
-        let r = run_dataflow(&stream, w, args.batch_size, now_ms, &enricher, unique as u64)?;
+        let config = PipelineConfig {
+            workers: w,
+            batch_size: args.batch_size,
+            apply_interval: Duration::from_millis(args.apply_interval_ms),
+            max_inflight_epochs: args.max_inflight_epochs,
+            ..PipelineConfig::default()
+        };
+        let r = run_dataflow(&stream, &config, now_ms, &enricher()?, unique as u64)?;
         println!(
             "dataflow, {w} worker(s): {:.2} s, {:.0} events/s total, {:.0} events/s per worker; CPU {:.2} s ({:.0} events per CPU second); peak RSS {} MiB (+{} MiB over the input); {} rollup rows, {:.0} bytes per row",
             r.secs,
@@ -127,12 +145,12 @@ pub fn run(args: DataflowBenchArgs) -> anyhow::Result<()> {
     }
 
     let n = args.reference_events.min(stream.len());
-    let eps = run_reference(&stream[..n], now_ms, &enricher);
+    let eps = run_reference(&stream[..n], now_ms, &enricher()?);
     println!("naive reference (1 thread, HashMap rows, exact HashSet uniques): {eps:.0} events/s over {n} events");
 
     if args.redis_events > 0 {
         let n = args.redis_events.min(stream.len());
-        match run_redis(&stream[..n], &enricher, &args.redis_server) {
+        match run_redis(&stream[..n], &enricher()?, &args.redis_server) {
             Ok(eps) => println!("redis HINCRBY+PFADD, pipelined per 100 events (1 client): {eps:.0} events/s over {n} events"),
             Err(e) => println!("redis baseline skipped: {e:#}"),
         }
@@ -317,7 +335,8 @@ fn cpu_secs() -> f64 {
     (ticks(11) + ticks(12)) as f64 / 100.0
 }
 
-fn run_dataflow(stream: &[SourceRecord], workers: usize, batch_size: usize, now_ms: i64, enricher: &Enricher, unique: u64) -> anyhow::Result<DataflowRun> {
+fn run_dataflow(stream: &[SourceRecord], config: &PipelineConfig, now_ms: i64, enricher: &Enricher, unique: u64) -> anyhow::Result<DataflowRun> {
+    let workers = config.workers;
     // Partition p is read by worker p % workers, in offset order (not timed).
     let mut per_worker: Vec<Vec<SourceRecord>> = vec![Vec::new(); workers];
     for r in stream {
@@ -332,7 +351,6 @@ fn run_dataflow(stream: &[SourceRecord], workers: usize, batch_size: usize, now_
     // Reset the high-water mark so VmHWM measures this run (Linux ≥ 4.0; ignored elsewhere).
     let _ = std::fs::write("/proc/self/clear_refs", "5");
     let (rss_before, _) = rss();
-    let config = PipelineConfig { workers, batch_size, ..PipelineConfig::default() };
     let inputs = PipelineInputs {
         source: factory,
         enricher: enricher.clone(),
@@ -340,7 +358,7 @@ fn run_dataflow(stream: &[SourceRecord], workers: usize, batch_size: usize, now_
         link_meta: None,
     };
     let (t, cpu) = (Instant::now(), cpu_secs());
-    let handle = pipeline::start(&config, inputs, PipelineOutputs::default())?;
+    let handle = pipeline::start(config, inputs, PipelineOutputs::default())?;
     let views = handle.views().clone();
     let stats = handle.stats_handle();
     handle.join()?;
