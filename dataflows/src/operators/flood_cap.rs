@@ -110,8 +110,14 @@ impl FloodCapState {
             if rec.dims.is_bot {
                 continue;
             }
-            let next_id = self.codes.len() as u32;
-            let code = *self.codes.entry(rec.code.clone()).or_insert(next_id);
+            let code = match self.codes.get(rec.code.as_str()) {
+                Some(&id) => id,
+                None => {
+                    let id = self.codes.len() as u32;
+                    self.codes.insert(rec.code.clone(), id);
+                    id
+                }
+            };
             let minute = rec.ts.div_euclid(MINUTE_MS) * MINUTE_MS;
             if last != Some(minute) {
                 let end = minute.saturating_add(MINUTE_MS).saturating_add(late);

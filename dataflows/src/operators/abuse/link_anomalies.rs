@@ -32,6 +32,7 @@
 //! Plain timely: the state is order-dependent (first clicks of a visitor count) and its
 //! output is a stream of events, not a collection.
 
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -39,14 +40,16 @@ use sluice_schemas::anomaly::link_key;
 use sluice_schemas::{Anomaly, AnomalyKind, Evidence, LinkMeta};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::StreamVec;
+use timely::progress::Antichain;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
-use timely::dataflow::operators::Capability;
+use timely::dataflow::operators::{Capability, InputCapability};
 use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 
 use super::anomaly_lifecycle::{Assessment, Body, LifecycleParams, LifecycleSlot, top_n};
 use super::blocklisted_target::{self, BlockedChange};
 use super::link_window::{LinkClick, LinkWindow};
+use super::intern::Interner;
 use super::pending::{Held, Pending};
 use super::share_shift::Shift;
 use super::ticks::Ticker;
@@ -54,7 +57,7 @@ use super::{bot_share, click_burst, geo_shift, referrer_spam};
 use crate::clock::Clock;
 use crate::config::AbuseConfig;
 use crate::hash::{FxHashMap, route_str};
-use crate::model::{DimStr, Dimension};
+use crate::model::{DimStr, Dimension, Dims};
 use crate::records::LinkedRecord;
 use crate::watermark::WatermarkReport;
 
@@ -99,25 +102,46 @@ pub struct LinkDetector {
     ticker: Ticker,
     states: FxHashMap<DimStr, LinkState>,
     blocked: FxHashMap<DimStr, Vec<(String, String, isize)>>,
-    pending: Pending<LinkedRecord>,
+    /// The dimension values (with the bot flag) of the clicks held.
+    dims: Interner<Dims>,
+    pending: Pending<HeldClick>,
     dirty: BTreeSet<DimStr>,
     /// Codes that got clicks at the current tick, once each (merged into `dirty` at its end).
     touched: Vec<DimStr>,
+    /// Scratch: the codes evaluated at a tick.
+    evaluated: Vec<DimStr>,
     open: BTreeSet<DimStr>,
     last_sweep_minute: i64,
 }
 
-fn sort_key(r: &LinkedRecord) -> (i64, &str, u64, &[DimStr; 6], bool, Option<&LinkMeta>) {
-    (r.rec.ts, r.rec.code.as_str(), r.rec.visitor_id, &r.rec.dims.values, r.rec.dims.is_bot, r.meta.as_deref())
+/// A click as the detectors hold it until its tick: what they read of a [`LinkedRecord`],
+/// its [`Dims`] as an id into [`LinkDetector::dims`] (56 bytes instead of about 200).
+#[derive(Debug)]
+pub(crate) struct HeldClick {
+    ts: i64,
+    visitor: u64,
+    code: DimStr,
+    /// Dimension values and bot flag.
+    dims: u32,
+    meta: Option<Arc<LinkMeta>>,
 }
 
-impl Held for LinkedRecord {
+impl Held for HeldClick {
+    type Ctx = Interner<Dims>;
+
     fn ts(&self) -> i64 {
-        self.rec.ts
+        self.ts
     }
 
-    fn order(&self, other: &Self) -> std::cmp::Ordering {
-        sort_key(self).cmp(&sort_key(other))
+    /// `(ts, code, visitor, dimension values, is_bot, meta)`: the order of the
+    /// [`LinkedRecord`]s the clicks come from.
+    fn order(&self, o: &Self, t: &Interner<Dims>) -> Ordering {
+        self.ts
+            .cmp(&o.ts)
+            .then_with(|| self.code.cmp(&o.code))
+            .then_with(|| self.visitor.cmp(&o.visitor))
+            .then_with(|| t.cmp_by(self.dims, o.dims, |a, b| a.values.cmp(&b.values).then(a.is_bot.cmp(&b.is_bot))))
+            .then_with(|| self.meta.as_deref().cmp(&o.meta.as_deref()))
     }
 }
 
@@ -137,9 +161,11 @@ impl LinkDetector {
             cfg,
             states: FxHashMap::default(),
             blocked: FxHashMap::default(),
+            dims: Interner::default(),
             pending: Pending::default(),
             dirty: BTreeSet::new(),
             touched: Vec::new(),
+            evaluated: Vec::new(),
             open: BTreeSet::new(),
             last_sweep_minute: i64::MIN,
         }
@@ -150,9 +176,35 @@ impl LinkDetector {
         self.states.len()
     }
 
-    /// Takes the clicks of one epoch (in any order).
+    /// Takes the clicks of one epoch (in any order), leaving `recs` empty.
     pub fn push_clicks(&mut self, recs: &mut Vec<LinkedRecord>) {
-        self.pending.push(recs);
+        for r in recs.drain(..) {
+            let h = self.hold(&r);
+            self.pending.push_one(h);
+        }
+    }
+
+    /// What the detectors keep of `r` until its tick.
+    fn hold(&mut self, r: &LinkedRecord) -> HeldClick {
+        HeldClick { ts: r.rec.ts, visitor: r.rec.visitor_id, code: r.rec.code.clone(), dims: self.dims.id(&r.rec.dims), meta: r.meta.clone() }
+    }
+
+    /// Takes held clicks of one epoch (from [`LinkDetector::hold`]), leaving `held` empty.
+    fn push_held(&mut self, held: &mut Vec<HeldClick>) {
+        self.pending.push(held);
+    }
+
+    /// Drops the dimension values no held click refers to once the table has grown enough
+    /// (module [`super::intern`]); `outside`: the held clicks not yet pushed.
+    fn compact_dims<'a>(&mut self, outside: impl Iterator<Item = &'a mut HeldClick>) {
+        if !self.dims.wants_compaction() {
+            return;
+        }
+        let pending = &mut self.pending;
+        self.dims.compact(|f| {
+            pending.iter_mut().for_each(|h| f(&mut h.dims));
+            outside.for_each(|h| f(&mut h.dims));
+        });
     }
 
     /// Applies blocked-link changes of one epoch.
@@ -176,17 +228,23 @@ impl LinkDetector {
     /// Folds one epoch's watermark reports and runs every tick that became due, appending
     /// events to `out` (`now_ms`: processing clock, for `detected_at`).
     pub fn advance(&mut self, reports: &[WatermarkReport], now_ms: i64, out: &mut Vec<Anomaly>) {
+        self.run_ticks(reports, now_ms, out);
+        self.compact_dims(std::iter::empty());
+    }
+
+    /// [`LinkDetector::advance`] without the value table's upkeep.
+    fn run_ticks(&mut self, reports: &[WatermarkReport], now_ms: i64, out: &mut Vec<Anomaly>) {
         let earliest = if self.ticker.started() {
             None
         } else {
-            self.pending.first().map(|r| r.rec.ts)
+            self.pending.first(&self.dims).map(|r| r.ts)
         };
         self.ticker.apply(reports, earliest);
         while let Some(mut s) = self.ticker.due() {
             if self.dirty.is_empty() && self.open.is_empty() {
                 // Nothing to evaluate before the tick of the next pending click.
                 let last = self.ticker.last_due().unwrap_or(s);
-                let next = self.pending.first().map(|r| self.ticker.floor(r.rec.ts) + self.ticker.tick_ms());
+                let next = self.pending.first(&self.dims).map(|r| self.ticker.floor(r.ts) + self.ticker.tick_ms());
                 s = s.max(next.map_or(last, |n| n.min(last)));
             }
             self.tick(s, now_ms, out);
@@ -198,23 +256,26 @@ impl LinkDetector {
         let Some(origin) = self.ticker.origin() else { return };
         let window = self.life.window_ms;
         let (alpha, cap, warmup) = (self.alpha, self.cfg.per_visitor_cap, self.cfg.warmup_ms());
-        for r in self.pending.take_before(s) {
-            let code = &r.rec.code;
-            let st = self.states.entry(code.clone()).or_insert_with(|| {
-                let origin = link_origin(origin, warmup, window, s, r.rec.ts);
-                LinkState { key: link_key(code), origin, win: LinkWindow::new(origin), meta: None, slots: Default::default(), touched: false }
-            });
+        let all_dims = &self.dims;
+        for r in self.pending.take_before(s, all_dims) {
+            let code = &r.code;
+            if !self.states.contains_key(code.as_str()) {
+                let origin = link_origin(origin, warmup, window, s, r.ts);
+                let st = LinkState { key: link_key(code), origin, win: LinkWindow::new(origin), meta: None, slots: Default::default(), touched: false };
+                self.states.insert(code.clone(), st);
+            }
+            let st = self.states.get_mut(code.as_str()).expect("inserted above");
             let learn = st.learning();
             st.win.advance(s, window, alpha, learn);
-            let sec = self.ticker.floor(r.rec.ts);
+            let sec = self.ticker.floor(r.ts);
             if sec >= s - window {
-                let d = &r.rec.dims.values;
+                let d = all_dims.get(r.dims);
                 let click = LinkClick {
-                    visitor: r.rec.visitor_id,
-                    is_bot: r.rec.dims.is_bot,
-                    country: &d[Dimension::Country.index()],
-                    referrer: &d[Dimension::ReferrerDomain.index()],
-                    browser: &d[Dimension::Browser.index()],
+                    visitor: r.visitor,
+                    is_bot: d.is_bot,
+                    country: &d.values[Dimension::Country.index()],
+                    referrer: &d.values[Dimension::ReferrerDomain.index()],
+                    browser: &d.values[Dimension::Browser.index()],
                 };
                 st.win.add(&click, sec, cap);
             }
@@ -226,17 +287,22 @@ impl LinkDetector {
                 self.touched.push(code.clone());
             }
         }
-        let mut codes = std::mem::take(&mut self.dirty);
+        // Evaluated in code order, each once: the dirty, touched and open codes.
+        let mut codes = std::mem::take(&mut self.evaluated);
+        codes.extend(std::mem::take(&mut self.dirty));
         for code in self.touched.drain(..) {
             if let Some(st) = self.states.get_mut(code.as_str()) {
                 st.touched = false;
             }
-            codes.insert(code);
+            codes.push(code);
         }
         codes.extend(self.open.iter().cloned());
-        for code in codes {
+        codes.sort_unstable();
+        codes.dedup();
+        for code in codes.drain(..) {
             self.evaluate(&code, s, now_ms, out);
         }
+        self.evaluated = codes;
         let minute = s.div_euclid(60_000);
         if minute != self.last_sweep_minute {
             self.last_sweep_minute = minute;
@@ -348,9 +414,17 @@ impl BodyCtx<'_> {
 
 struct Epoch {
     cap: Capability<u64>,
-    clicks: Vec<LinkedRecord>,
+    clicks: Vec<HeldClick>,
     reports: Vec<WatermarkReport>,
     blocked: Vec<BlockedChange>,
+}
+
+/// Most emptied epoch buffers kept for reuse.
+const SPARE_EPOCHS: usize = 4;
+
+/// The stashed epoch `t` (`cap`: an input capability for it), created when new.
+fn epoch_at<'a>(stash: &'a mut BTreeMap<u64, Epoch>, spare: &mut Vec<Vec<HeldClick>>, cap: &InputCapability<u64>, t: u64) -> &'a mut Epoch {
+    stash.entry(t).or_insert_with(|| Epoch { cap: cap.delayed(&t, 0), clicks: spare.pop().unwrap_or_default(), reports: Vec::new(), blocked: Vec::new() })
 }
 
 /// What [`DetectLinkAnomalies::detect_link_anomalies`] needs besides its inputs.
@@ -364,14 +438,15 @@ pub struct LinkDetectorParams {
 /// Extension trait: the per-link detectors (module docs).
 pub trait DetectLinkAnomalies<'scope> {
     /// Runs the detectors over linked clicks, which must be partitioned by
-    /// [`route_str`]`(code)` (as [`crate::operators::LookupLinkMeta`] emits them); returns the
-    /// anomaly events.
+    /// [`route_str`]`(code)` (as [`crate::operators::LookupLinkMeta`] emits them). Returns
+    /// `(the clicks, passed on unchanged at once; the anomaly events)`: the detectors keep
+    /// only what they read of each click ([`HeldClick`]), so the clicks are never copied.
     fn detect_link_anomalies(
         self,
         reports: StreamVec<'scope, u64, WatermarkReport>,
         blocked: StreamVec<'scope, u64, BlockedChange>,
         params: LinkDetectorParams,
-    ) -> StreamVec<'scope, u64, Anomaly>;
+    ) -> (StreamVec<'scope, u64, LinkedRecord>, StreamVec<'scope, u64, Anomaly>);
 }
 
 impl<'scope> DetectLinkAnomalies<'scope> for StreamVec<'scope, u64, LinkedRecord> {
@@ -380,55 +455,72 @@ impl<'scope> DetectLinkAnomalies<'scope> for StreamVec<'scope, u64, LinkedRecord
         reports: StreamVec<'scope, u64, WatermarkReport>,
         blocked: StreamVec<'scope, u64, BlockedChange>,
         params: LinkDetectorParams,
-    ) -> StreamVec<'scope, u64, Anomaly> {
+    ) -> (StreamVec<'scope, u64, LinkedRecord>, StreamVec<'scope, u64, Anomaly>) {
         let mut builder = OperatorBuilder::new("DetectLinkAnomalies".to_owned(), self.scope());
         // Already partitioned by `route_str(code)` (LookupLinkMeta's output; a LinkedRecord holds an
         // `Arc` and does not cross workers).
         let mut clicks_in = builder.new_input(self, Pipeline);
         let mut reports_in = builder.new_input(reports, Pipeline);
         let mut blocked_in = builder.new_input(blocked, Exchange::new(|u: &BlockedChange| route_str(&(u.0).0)));
+        // Output 0: anomalies (held back until their epoch is complete); output 1: the clicks,
+        // connected to the clicks input only (so their frontier is that of the clicks, as if
+        // the detectors were not there).
         let (out, stream) = builder.new_output::<Vec<Anomaly>>();
+        let (pass_out, pass) = builder.new_output_connection::<Vec<LinkedRecord>, _>([(0, Antichain::from_elem(0))]);
         let mut out = OutputBuilder::<_, CapacityContainerBuilder<Vec<Anomaly>>>::from(out);
+        let mut pass_out = OutputBuilder::<_, CapacityContainerBuilder<Vec<LinkedRecord>>>::from(pass_out);
         builder.build(move |initial| {
             drop(initial);
             let mut det = LinkDetector::new(params.config);
             let clock = params.clock;
             let mut stash: BTreeMap<u64, Epoch> = BTreeMap::new();
+            let mut spare: Vec<Vec<HeldClick>> = Vec::new();
             let mut buf: Vec<Anomaly> = Vec::new();
             move |frontiers| {
-                let slot = |cap: &timely::dataflow::operators::InputCapability<u64>| {
-                    let t = *cap.least().expect("input capability has a time");
-                    (t, cap.delayed(&t, 0))
-                };
+                let mut pass = pass_out.activate();
                 clicks_in.for_each(|cap, data| {
-                    let (t, c) = slot(&cap);
-                    stash.entry(t).or_insert_with(|| Epoch { cap: c, clicks: Vec::new(), reports: Vec::new(), blocked: Vec::new() }).clicks.append(data);
+                    let t = *cap.least().expect("input capability has a time");
+                    let ep = epoch_at(&mut stash, &mut spare, &cap, t);
+                    ep.clicks.reserve(data.len());
+                    ep.clicks.extend(data.iter().map(|r| det.hold(r)));
+                    pass.session(&cap.delayed(&t, 1)).give_container(data);
                 });
+                drop(pass);
                 reports_in.for_each(|cap, data| {
-                    let (t, c) = slot(&cap);
-                    stash.entry(t).or_insert_with(|| Epoch { cap: c, clicks: Vec::new(), reports: Vec::new(), blocked: Vec::new() }).reports.append(data);
+                    let t = *cap.least().expect("input capability has a time");
+                    let ep = epoch_at(&mut stash, &mut spare, &cap, t);
+                    ep.reports.append(data);
                 });
                 blocked_in.for_each(|cap, data| {
-                    let (t, c) = slot(&cap);
-                    stash.entry(t).or_insert_with(|| Epoch { cap: c, clicks: Vec::new(), reports: Vec::new(), blocked: Vec::new() }).blocked.append(data);
+                    let t = *cap.least().expect("input capability has a time");
+                    let ep = epoch_at(&mut stash, &mut spare, &cap, t);
+                    ep.blocked.append(data);
                 });
                 let ready = |t: u64| frontiers.iter().all(|f| !f.less_equal(&t));
                 let mut handle = out.activate();
+                let mut ran = false;
                 while let Some(&t) = stash.keys().next() {
                     if !ready(t) {
                         break;
                     }
                     let mut ep = stash.remove(&t).expect("key present");
-                    det.push_clicks(&mut ep.clicks);
+                    det.push_held(&mut ep.clicks);
                     det.push_blocked(&ep.blocked);
-                    det.advance(&ep.reports, clock.now_ms(), &mut buf);
+                    det.run_ticks(&ep.reports, clock.now_ms(), &mut buf);
+                    ran = true;
                     if !buf.is_empty() {
                         handle.session(&ep.cap).give_container(&mut buf);
                         buf.clear();
                     }
+                    if spare.len() < SPARE_EPOCHS {
+                        spare.push(ep.clicks);
+                    }
+                }
+                if ran {
+                    det.compact_dims(stash.values_mut().flat_map(|ep| ep.clicks.iter_mut()));
                 }
             }
         });
-        stream
+        (pass, stream)
     }
 }

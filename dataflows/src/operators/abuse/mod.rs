@@ -15,6 +15,7 @@
 //! | `ticks.rs` | event-time evaluation ticks driven by the global watermark |
 //! | `link_window.rs` | per-link sliding window (per-visitor cap) and EWMA baseline |
 //! | `pending.rs` | clicks held until their tick, in canonical order (merge per epoch, drain from the front) |
+//! | `intern.rs` | the detectors' string tables: held clicks refer to their strings by `u32` ids |
 //! | `anomaly_lifecycle.rs` | open / updated / closed per `(kind, key)`, deterministic ids |
 //! | `click_burst.rs`, `bot_share.rs`, `referrer_spam.rs`, `geo_shift.rs`, `share_shift.rs`, `blocklisted_target.rs` | the per-link detectors (pure functions of the link state) and the blocklist join |
 //! | `link_anomalies.rs` | operator `DetectLinkAnomalies` running the per-link detectors |
@@ -34,6 +35,7 @@ pub mod blocklisted_target;
 pub mod bot_share;
 pub mod click_burst;
 pub mod geo_shift;
+mod intern;
 pub mod link_anomalies;
 pub mod link_window;
 mod pending;
@@ -106,7 +108,7 @@ impl AbuseWiring {
         }
         let blocked = blocked_codes(meta, blocklist);
         let link_params = LinkDetectorParams { config: self.config.clone(), clock: Arc::clone(&self.clock) };
-        let mut anomalies = linked.clone().detect_link_anomalies(reports.clone(), blocked, link_params);
+        let (linked, mut anomalies) = linked.detect_link_anomalies(reports.clone(), blocked, link_params);
         if let Some(f) = floods {
             let flood_params = FloodDetectorParams { config: self.config, clock: self.clock };
             anomalies = anomalies.concat(f.detect_visitor_floods(reports, flood_params));

@@ -3,31 +3,38 @@
 //!
 //! Cost: an epoch's records are sorted on their own (`k log k`) and merged into the queue;
 //! only the part of the queue after the batch's earliest record is moved (nothing when the
-//! batch is later than everything held, the usual case). Taking the clicks due at a tick
-//! removes exactly them from the front of a [`VecDeque`] (`O(taken)`), so a backlog replayed
-//! over many ticks costs `O(total)`, not `O(ticks × held)`.
+//! batch is later than everything held, the usual case, found without a search). The queue
+//! and its scratch buffers keep their capacity, so steady state allocates nothing. Taking
+//! the clicks due at a tick removes exactly them from the front of a [`VecDeque`]
+//! (`O(taken)`), so a backlog replayed over many ticks costs `O(total)`, not
+//! `O(ticks × held)`.
 
 use std::cmp::Ordering;
 use std::collections::VecDeque;
 
 /// A record held by a [`Pending`] queue.
 pub(crate) trait Held {
+    /// What the order needs besides the records (e.g. the detector's string table).
+    type Ctx;
     /// Event time, ms UTC.
     fn ts(&self) -> i64;
     /// The canonical total order, event time first (equal records are interchangeable).
-    fn order(&self, other: &Self) -> Ordering;
+    fn order(&self, other: &Self, ctx: &Self::Ctx) -> Ordering;
 }
 
-/// Records not yet folded, in [`Held::order`] (module docs).
+/// Records not yet folded, in [`Held::order`] (module docs). Its buffers keep their
+/// capacity: a detector's steady state allocates nothing here.
 #[derive(Debug)]
 pub(crate) struct Pending<T> {
     queue: VecDeque<T>,
     fresh: Vec<T>,
+    /// Scratch for the part of the queue a batch is merged into.
+    tail: Vec<T>,
 }
 
 impl<T> Default for Pending<T> {
     fn default() -> Pending<T> {
-        Pending { queue: VecDeque::new(), fresh: Vec::new() }
+        Pending { queue: VecDeque::new(), fresh: Vec::new(), tail: Vec::new() }
     }
 }
 
@@ -37,28 +44,44 @@ impl<T: Held> Pending<T> {
         self.fresh.append(recs);
     }
 
+    /// Takes one record (of the current epoch).
+    pub(crate) fn push_one(&mut self, rec: T) {
+        self.fresh.push(rec);
+    }
+
     /// Records held.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.queue.len() + self.fresh.len()
     }
 
+    /// Every record held, in no particular order (to renumber string ids).
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> {
+        self.queue.iter_mut().chain(self.fresh.iter_mut())
+    }
+
     /// Merges the records pushed since the last call into the ordered queue.
-    fn settle(&mut self) {
+    fn settle(&mut self, ctx: &T::Ctx) {
         if self.fresh.is_empty() {
             return;
         }
-        let mut fresh = std::mem::take(&mut self.fresh);
-        fresh.sort_unstable_by(T::order);
-        let first = &fresh[0];
+        self.fresh.sort_unstable_by(|a, b| a.order(b, ctx));
+        let first = &self.fresh[0];
         // Records ordered after the batch's first one move; the rest stay in place.
-        let at = self.queue.partition_point(|r| r.order(first) != Ordering::Greater);
-        let tail: Vec<T> = self.queue.drain(at..).collect();
-        self.queue.reserve(tail.len() + fresh.len());
-        let (mut a, mut b) = (tail.into_iter().peekable(), fresh.into_iter().peekable());
+        let at = match self.queue.back() {
+            Some(last) if last.order(first, ctx) == Ordering::Greater => self.queue.partition_point(|r| r.order(first, ctx) != Ordering::Greater),
+            _ => self.queue.len(),
+        };
+        if at == self.queue.len() {
+            self.queue.extend(self.fresh.drain(..));
+            return;
+        }
+        self.tail.extend(self.queue.drain(at..));
+        self.queue.reserve(self.tail.len() + self.fresh.len());
+        let (mut a, mut b) = (self.tail.drain(..).peekable(), self.fresh.drain(..).peekable());
         loop {
             let take_a = match (a.peek(), b.peek()) {
-                (Some(x), Some(y)) => x.order(y) != Ordering::Greater,
+                (Some(x), Some(y)) => x.order(y, ctx) != Ordering::Greater,
                 (Some(_), None) => true,
                 (None, Some(_)) => false,
                 (None, None) => break,
@@ -69,14 +92,14 @@ impl<T: Held> Pending<T> {
     }
 
     /// The earliest record held.
-    pub(crate) fn first(&mut self) -> Option<&T> {
-        self.settle();
+    pub(crate) fn first(&mut self, ctx: &T::Ctx) -> Option<&T> {
+        self.settle(ctx);
         self.queue.front()
     }
 
     /// Removes and returns, in order, every record with `ts < s`.
-    pub(crate) fn take_before(&mut self, s: i64) -> std::collections::vec_deque::Drain<'_, T> {
-        self.settle();
+    pub(crate) fn take_before(&mut self, s: i64, ctx: &T::Ctx) -> std::collections::vec_deque::Drain<'_, T> {
+        self.settle(ctx);
         let n = self.queue.partition_point(|r| r.ts() < s);
         self.queue.drain(..n)
     }
@@ -87,10 +110,11 @@ mod tests {
     use super::*;
 
     impl Held for (i64, u32) {
+        type Ctx = ();
         fn ts(&self) -> i64 {
             self.0
         }
-        fn order(&self, other: &Self) -> Ordering {
+        fn order(&self, other: &Self, _: &()) -> Ordering {
             self.cmp(other)
         }
     }
@@ -121,9 +145,9 @@ mod tests {
                 reference.sort();
                 let n = reference.partition_point(|r| r.0 < s);
                 let want: Vec<(i64, u32)> = reference.drain(..n).collect();
-                let got: Vec<(i64, u32)> = p.take_before(s).collect();
+                let got: Vec<(i64, u32)> = p.take_before(s, &()).collect();
                 assert_eq!(got, want, "epoch {epoch}, tick {s}");
-                assert_eq!(p.first().copied(), reference.first().copied());
+                assert_eq!(p.first(&()).copied(), reference.first().copied());
                 assert_eq!(p.len(), reference.len());
             }
         }

@@ -20,6 +20,7 @@
 //! without storing details of every click; a tracked click leaves the lists when it leaves
 //! the window, so their counts are clicks in the window (minus the few before tracking).
 
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
@@ -34,6 +35,7 @@ use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 
 use super::anomaly_lifecycle::{Assessment, Body, LifecycleParams, LifecycleSlot, severity_of, top_n};
+use super::intern::Interner;
 use super::pending::{Held, Pending};
 use super::ticks::Ticker;
 use crate::clock::Clock;
@@ -204,24 +206,57 @@ impl UaCache {
 }
 
 impl Held for FloodRecord {
+    type Ctx = ();
+
     fn ts(&self) -> i64 {
         self.ts
     }
 
-    fn order(&self, o: &Self) -> std::cmp::Ordering {
+    fn order(&self, o: &Self, _: &()) -> Ordering {
         (self.ts, self.key, self.visitor_id, &self.code, &self.user_agent, self.network).cmp(&(o.ts, o.key, o.visitor_id, &o.code, &o.user_agent, o.network))
     }
 }
 
-/// One click in a window bucket: its key, its visitor and, if it was counted in the key's
-/// evidence lists, its link and user agent (to take it out of them when it leaves).
-type BucketEntry = (FloodKey, u64, Option<(DimStr, Arc<str>)>);
+/// Marks a [`BucketEntry`] not counted in its key's evidence lists.
+const UNTRACKED: u32 = u32::MAX;
 
+/// One click in a window bucket: its key, its visitor and, if it was counted in the key's
+/// evidence lists, its link and user agent as ids into [`FloodDetector::strings`] (to take
+/// it out of them when it leaves; [`UNTRACKED`] otherwise). 32 bytes.
+#[derive(Debug, Clone, Copy)]
+struct BucketEntry {
+    key: FloodKey,
+    visitor: u64,
+    code: u32,
+    ua: u32,
+}
+
+/// Evidence lists of a tracked key: clicks by link and by user agent (string ids; a flood
+/// over many links or user agents makes them long, hence maps).
 #[derive(Debug, Default)]
 struct Detail {
-    codes: Vec<(DimStr, u64)>,
-    user_agents: Vec<(Arc<str>, u64)>,
+    codes: FxHashMap<u32, u64>,
+    user_agents: FxHashMap<u32, u64>,
     network: Option<Network>,
+}
+
+/// Takes one click of `k` out of `counts`.
+fn take_one(counts: &mut FxHashMap<u32, u64>, k: u32) {
+    if let Some(n) = counts.get_mut(&k) {
+        *n -= 1;
+        if *n == 0 {
+            counts.remove(&k);
+        }
+    }
+}
+
+/// Renumbers the keys of `counts` with `f` (see [`Interner::compact`]).
+fn renumber(counts: &mut FxHashMap<u32, u64>, f: &mut dyn FnMut(&mut u32)) {
+    let old = std::mem::take(counts);
+    counts.extend(old.into_iter().map(|(mut k, n)| {
+        f(&mut k);
+        (k, n)
+    }));
 }
 
 #[derive(Debug, Default)]
@@ -331,8 +366,12 @@ pub struct FloodDetector {
     enabled: bool,
     life: LifecycleParams,
     ticker: Ticker,
+    /// The links and user agents of the clicks in the evidence lists.
+    strings: Interner<DimStr>,
     pending: Pending<FloodRecord>,
     buckets: VecDeque<(i64, Vec<BucketEntry>)>,
+    /// Emptied bucket buffers, kept for reuse.
+    spare: Vec<Vec<BucketEntry>>,
     keys: FxHashMap<FloodKey, KeyState>,
     dirty: BTreeSet<FloodKey>,
     open: BTreeSet<FloodKey>,
@@ -356,8 +395,10 @@ impl FloodDetector {
                 update_min_change: cfg.update_min_change,
             },
             ticker: Ticker::new(cfg.tick_ms()),
+            strings: Interner::default(),
             pending: Pending::default(),
             buckets: VecDeque::new(),
+            spare: Vec::new(),
             keys: FxHashMap::default(),
             dirty: BTreeSet::new(),
             open: BTreeSet::new(),
@@ -369,7 +410,7 @@ impl FloodDetector {
         self.keys.len()
     }
 
-    /// Takes the records of one epoch (in any order).
+    /// Takes the records of one epoch (in any order), leaving `recs` empty.
     pub fn push(&mut self, recs: &mut Vec<FloodRecord>) {
         if self.enabled {
             self.pending.push(recs);
@@ -377,35 +418,57 @@ impl FloodDetector {
         recs.clear();
     }
 
+    /// Drops the strings nothing refers to once the table has grown enough (module
+    /// [`super::intern`]).
+    fn compact_strings(&mut self) {
+        if !self.strings.wants_compaction() {
+            return;
+        }
+        let (buckets, keys) = (&mut self.buckets, &mut self.keys);
+        self.strings.compact(|f| {
+            for e in buckets.iter_mut().flat_map(|(_, v)| v.iter_mut()).filter(|e| e.code != UNTRACKED) {
+                f(&mut e.code);
+                f(&mut e.ua);
+            }
+            for d in keys.values_mut().filter_map(|k| k.counts.detail.as_deref_mut()) {
+                renumber(&mut d.codes, f);
+                renumber(&mut d.user_agents, f);
+            }
+        });
+    }
+
     /// Folds one epoch's watermark reports and runs every tick that became due.
     pub fn advance(&mut self, reports: &[WatermarkReport], now_ms: i64, out: &mut Vec<Anomaly>) {
         let earliest = if self.ticker.started() {
             None
         } else {
-            self.pending.first().map(|r| r.ts)
+            self.pending.first(&()).map(|r| r.ts)
         };
         self.ticker.apply(reports, earliest);
         while let Some(mut s) = self.ticker.due() {
             if self.dirty.is_empty() && self.open.is_empty() {
                 let last = self.ticker.last_due().unwrap_or(s);
-                let next = self.pending.first().map(|r| self.ticker.floor(r.ts) + self.ticker.tick_ms());
+                let next = self.pending.first(&()).map(|r| self.ticker.floor(r.ts) + self.ticker.tick_ms());
                 s = s.max(next.map_or(last, |n| n.min(last)));
             }
             self.tick(s, now_ms, out);
             self.ticker.done(s);
         }
+        self.compact_strings();
     }
 
     fn tick(&mut self, s: i64, now_ms: i64, out: &mut Vec<Anomaly>) {
         let start = s - self.life.window_ms;
         while self.buckets.front().is_some_and(|(sec, _)| *sec < start) {
-            let (_, entries) = self.buckets.pop_front().expect("front exists");
-            for (key, visitor, detail) in entries {
-                self.remove(key, visitor, detail);
+            let (_, mut entries) = self.buckets.pop_front().expect("front exists");
+            for e in entries.drain(..) {
+                self.remove(e);
             }
+            self.spare.push(entries);
         }
         let mut pending = std::mem::take(&mut self.pending);
-        for r in pending.take_before(s) {
+        let mut taken = pending.take_before(s, &());
+        while let Some(r) = taken.next() {
             let sec = self.ticker.floor(r.ts);
             if sec < start {
                 continue;
@@ -415,18 +478,23 @@ impl FloodDetector {
                 Some((b, _)) if *b > sec => {
                     let i = self.buckets.partition_point(|(x, _)| *x < sec);
                     if self.buckets.get(i).is_none_or(|(x, _)| *x != sec) {
-                        self.buckets.insert(i, (sec, Vec::new()));
+                        let v = self.spare.pop().unwrap_or_default();
+                        self.buckets.insert(i, (sec, v));
                     }
                     i
                 }
                 _ => {
-                    self.buckets.push_back((sec, Vec::new()));
+                    let mut v = self.spare.pop().unwrap_or_default();
+                    // At most the clicks still to fold go to the new bucket.
+                    v.reserve(taken.len() + 1);
+                    self.buckets.push_back((sec, v));
                     self.buckets.len() - 1
                 }
             };
-            let tracked = self.add(&r);
-            self.buckets[i].1.push((r.key, r.visitor_id, tracked.then(|| (r.code.clone(), Arc::clone(&r.user_agent)))));
+            let (code, ua) = self.add(&r).unwrap_or((UNTRACKED, UNTRACKED));
+            self.buckets[i].1.push(BucketEntry { key: r.key, visitor: r.visitor_id, code, ua });
         }
+        drop(taken);
         self.pending = pending;
         let mut keys = std::mem::take(&mut self.dirty);
         keys.extend(self.open.iter().copied());
@@ -440,8 +508,9 @@ impl FloodDetector {
         u32::try_from((l.info_min_clicks / 2).max(1)).unwrap_or(u32::MAX)
     }
 
-    /// Counts a click; returns whether it went into the key's evidence lists.
-    fn add(&mut self, r: &FloodRecord) -> bool {
+    /// Counts a click; returns its link and user agent ids if it went into the key's
+    /// evidence lists.
+    fn add(&mut self, r: &FloodRecord) -> Option<(u32, u32)> {
         let track_from = self.track_from(&r.key);
         let st = &mut self.keys.entry(r.key).or_default().counts;
         st.clicks += 1;
@@ -451,18 +520,16 @@ impl FloodDetector {
         if st.detail.is_none() && st.clicks >= track_from {
             st.detail = Some(Box::default());
         }
+        let mut ids = None;
         if let Some(d) = st.detail.as_mut() {
-            match d.codes.iter_mut().find(|(c, _)| *c == r.code) {
-                Some((_, n)) => *n += 1,
-                None => d.codes.push((r.code.clone(), 1)),
-            }
-            match d.user_agents.iter_mut().find(|(u, _)| Arc::ptr_eq(u, &r.user_agent) || **u == *r.user_agent) {
-                Some((_, n)) => *n += 1,
-                None => d.user_agents.push((Arc::clone(&r.user_agent), 1)),
-            }
+            // (Ids are equal exactly when the strings are.)
+            let (code, ua) = (self.strings.id(&r.code), self.strings.id_str(&r.user_agent));
+            *d.codes.entry(code).or_insert(0) += 1;
+            *d.user_agents.entry(ua).or_insert(0) += 1;
             if d.network.is_none() {
                 d.network = r.network;
             }
+            ids = Some((code, ua));
         }
         // Below the info level with nothing open, an evaluation can only say "nothing" (the
         // open keys are evaluated at every tick anyway): only keys at or above it are dirty.
@@ -470,30 +537,20 @@ impl FloodDetector {
             FloodKey::Visitor(_) => (st.clicks, &self.levels),
             FloodKey::Network(_) => (st.capped, &self.network_levels),
         };
-        let tracked = st.detail.is_some();
         if u64::from(observed) >= levels.info_min_clicks.min(levels.warning_min_clicks).min(levels.critical_min_clicks) {
             self.dirty.insert(r.key);
         }
-        tracked
+        ids
     }
 
-    fn remove(&mut self, key: FloodKey, visitor: u64, detail: Option<(DimStr, Arc<str>)>) {
+    fn remove(&mut self, e: BucketEntry) {
+        let BucketEntry { key, visitor, code, ua } = e;
         let Some(st) = self.keys.get_mut(&key) else { return };
         let c = &mut st.counts;
         c.clicks = c.clicks.saturating_sub(1);
-        if let (Some((code, ua)), Some(d)) = (detail, c.detail.as_mut()) {
-            if let Some(i) = d.codes.iter().position(|(x, _)| *x == code) {
-                d.codes[i].1 -= 1;
-                if d.codes[i].1 == 0 {
-                    d.codes.swap_remove(i);
-                }
-            }
-            if let Some(i) = d.user_agents.iter().position(|(x, _)| Arc::ptr_eq(x, &ua) || *x == ua) {
-                d.user_agents[i].1 -= 1;
-                if d.user_agents[i].1 == 0 {
-                    d.user_agents.swap_remove(i);
-                }
-            }
+        if let (true, Some(d)) = (code != UNTRACKED, c.detail.as_mut()) {
+            take_one(&mut d.codes, code);
+            take_one(&mut d.user_agents, ua);
         }
         if c.per_visitor.drop_one(visitor).is_some_and(|before| before <= self.cap) {
             c.capped = c.capped.saturating_sub(1);
@@ -516,9 +573,9 @@ impl FloodDetector {
         });
         if verdict.is_some() || st.slot.is_open() {
             // (Nothing open and no verdict: the lifecycle emits nothing; skip the key's text.)
-            let (window, top) = (self.life.window_ms, self.top_n);
+            let (window, top, strings) = (self.life.window_ms, self.top_n, &self.strings);
             let counts = &st.counts;
-            let ev = st.slot.step(AnomalyKind::VisitorFlood, &key.anomaly_key(), s, verdict, &self.life, now_ms, |a| body(key, counts, a, window, top));
+            let ev = st.slot.step(AnomalyKind::VisitorFlood, &key.anomaly_key(), s, verdict, &self.life, now_ms, |a| body(key, counts, strings, a, window, top));
             out.extend(ev);
         }
         if st.slot.is_open() {
@@ -532,10 +589,10 @@ impl FloodDetector {
     }
 }
 
-fn body(key: FloodKey, st: &KeyCounts, a: &Assessment, window_ms: i64, top: usize) -> Body {
+fn body(key: FloodKey, st: &KeyCounts, strings: &Interner<DimStr>, a: &Assessment, window_ms: i64, top: usize) -> Body {
     let detail = st.detail.as_deref();
-    let codes = detail.map(|d| top_n(d.codes.iter().map(|(c, n)| (c.as_str(), *n)), top)).unwrap_or_default();
-    let uas = detail.map(|d| top_n(d.user_agents.iter().map(|(u, n)| (&**u, *n)), top)).unwrap_or_default();
+    let codes = detail.map(|d| top_n(d.codes.iter().map(|(c, n)| (strings.get(*c).as_str(), *n)), top)).unwrap_or_default();
+    let uas = detail.map(|d| top_n(d.user_agents.iter().map(|(u, n)| (strings.get(*u).as_str(), *n)), top)).unwrap_or_default();
     let (visitors, top_share, top_visitors, network) = match key {
         FloodKey::Visitor(_) => (1, 1.0, Vec::new(), detail.and_then(|d| d.network)),
         FloodKey::Network(n) => {
@@ -581,6 +638,9 @@ struct Epoch {
     reports: Vec<WatermarkReport>,
 }
 
+/// Most emptied epoch buffers kept for reuse.
+const SPARE_EPOCHS: usize = 4;
+
 /// What [`DetectVisitorFloods::detect_visitor_floods`] needs besides its inputs.
 pub struct FloodDetectorParams {
     /// `[abuse]`.
@@ -607,15 +667,17 @@ impl<'scope> DetectVisitorFloods<'scope> for StreamVec<'scope, u64, FloodRecord>
             let mut det = FloodDetector::new(&params.config);
             let clock = params.clock;
             let mut stash: BTreeMap<u64, Epoch> = BTreeMap::new();
+            let mut spare: Vec<Vec<FloodRecord>> = Vec::new();
             let mut buf: Vec<Anomaly> = Vec::new();
             move |frontiers| {
                 recs_in.for_each(|cap, data| {
                     let t = *cap.least().expect("input capability has a time");
-                    stash.entry(t).or_insert_with(|| Epoch { cap: cap.delayed(&t, 0), recs: Vec::new(), reports: Vec::new() }).recs.append(data);
+                    let ep = stash.entry(t).or_insert_with(|| Epoch { cap: cap.delayed(&t, 0), recs: spare.pop().unwrap_or_default(), reports: Vec::new() });
+                    ep.recs.append(data);
                 });
                 reports_in.for_each(|cap, data| {
                     let t = *cap.least().expect("input capability has a time");
-                    stash.entry(t).or_insert_with(|| Epoch { cap: cap.delayed(&t, 0), recs: Vec::new(), reports: Vec::new() }).reports.append(data);
+                    stash.entry(t).or_insert_with(|| Epoch { cap: cap.delayed(&t, 0), recs: spare.pop().unwrap_or_default(), reports: Vec::new() }).reports.append(data);
                 });
                 let ready = |t: u64| frontiers.iter().all(|f| !f.less_equal(&t));
                 let mut handle = out.activate();
@@ -629,6 +691,9 @@ impl<'scope> DetectVisitorFloods<'scope> for StreamVec<'scope, u64, FloodRecord>
                     if !buf.is_empty() {
                         handle.session(&ep.cap).give_container(&mut buf);
                         buf.clear();
+                    }
+                    if spare.len() < SPARE_EPOCHS {
+                        spare.push(ep.recs);
                     }
                 }
             }
