@@ -9,7 +9,8 @@
 //!   the processing epoch whose watermark report made the tick due.
 //! * **State**: per code a [`LinkWindow`] (sliding window + EWMA baseline), the latest link
 //!   metadata, and one [`LifecycleSlot`] per kind; the blocked entries per code; clicks not
-//!   yet folded (`ts ≥` the next tick). Codes whose window is empty, whose baseline decayed to
+//!   yet folded (`ts ≥` the next tick), each as a compact [`HeldClick`] (its dimension
+//!   values interned, module [`super::intern`]). Codes whose window is empty, whose baseline decayed to
 //!   zero and with nothing open are dropped at the next minute boundary, so state is bounded
 //!   by the links active in the last hour or so (the baseline half-life sets how long).
 //!
@@ -259,12 +260,10 @@ impl LinkDetector {
         let all_dims = &self.dims;
         for r in self.pending.take_before(s, all_dims) {
             let code = &r.code;
-            if !self.states.contains_key(code.as_str()) {
+            let st = self.states.entry(code.clone()).or_insert_with(|| {
                 let origin = link_origin(origin, warmup, window, s, r.ts);
-                let st = LinkState { key: link_key(code), origin, win: LinkWindow::new(origin), meta: None, slots: Default::default(), touched: false };
-                self.states.insert(code.clone(), st);
-            }
-            let st = self.states.get_mut(code.as_str()).expect("inserted above");
+                LinkState { key: link_key(code), origin, win: LinkWindow::new(origin), meta: None, slots: Default::default(), touched: false }
+            });
             let learn = st.learning();
             st.win.advance(s, window, alpha, learn);
             let sec = self.ticker.floor(r.ts);
@@ -420,7 +419,7 @@ struct Epoch {
 }
 
 /// Most emptied epoch buffers kept for reuse.
-const SPARE_EPOCHS: usize = 4;
+const SPARE_EPOCHS: usize = 16;
 
 /// The stashed epoch `t` (`cap`: an input capability for it), created when new.
 fn epoch_at<'a>(stash: &'a mut BTreeMap<u64, Epoch>, spare: &mut Vec<Vec<HeldClick>>, cap: &InputCapability<u64>, t: u64) -> &'a mut Epoch {

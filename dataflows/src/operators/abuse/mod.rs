@@ -1,14 +1,18 @@
 //! Abuse detection as operators of the click graph (issue 7).
 //!
 //! ```text
-//! dedup ─▶ TapFloodRecords ─▶ (clicks, unchanged) ─▶ enrich ─▶ LookupLinkMeta ─▶ rollups
-//!              │                                                    │
-//!              └─▶ flood records ─▶ DetectVisitorFloods ─┐           └─▶ DetectLinkAnomalies ─┐
-//!                 (exchange by visitor / network)        │  (by code)   ▲                     │
-//! link metadata ─┐                                       │              │ blocked links       │
-//! blocklist ─────┴─▶ blocked_codes (differential join) ──┼──────────────┘                     │
-//!                                                        └────────────▶ SinkAnomalies ◀───────┘
+//! dedup ─▶ TapFloodRecords ─▶ (clicks, unchanged) ─▶ enrich ─▶ LookupLinkMeta ─▶ DetectLinkAnomalies ─▶ (clicks, unchanged) ─▶ rollups
+//!              │                                                                    ▲        │
+//!              └─▶ flood records ─▶ DetectVisitorFloods ─┐              blocked links │        └─▶ anomalies ─┐
+//!                 (exchange by visitor / network)        │                           │          (by code)    │
+//! link metadata ─┐                                       │                           │                       │
+//! blocklist ─────┴─▶ blocked_codes (differential join) ──┼───────────────────────────┘                       │
+//!                                                        └────────────▶ SinkAnomalies ◀──────────────────────┘
 //! ```
+//!
+//! The detectors never copy a click: `TapFloodRecords` and `DetectLinkAnomalies` pass the
+//! clicks on at once and keep only what they read of each (a [`FloodRecord`]; a compact
+//! held click with interned dimension values, `intern.rs`) until the watermark makes it due.
 //!
 //! | file | what |
 //! |---|---|

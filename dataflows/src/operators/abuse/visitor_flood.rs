@@ -276,8 +276,8 @@ enum PerVisitor {
     Empty,
     /// One visitor and its clicks (> 0).
     One(u64, u32),
-    /// Several visitors (counts > 0).
-    Many(FxHashMap<u64, u32>),
+    /// Several visitors (counts > 0); boxed, so a key's state stays small.
+    Many(Box<FxHashMap<u64, u32>>),
 }
 
 impl PerVisitor {
@@ -293,7 +293,7 @@ impl PerVisitor {
                 *n
             }
             PerVisitor::One(x, n) => {
-                let mut m = FxHashMap::with_capacity_and_hasher(4, Default::default());
+                let mut m = Box::new(FxHashMap::with_capacity_and_hasher(4, Default::default()));
                 m.insert(*x, *n);
                 m.insert(v, 1);
                 *self = PerVisitor::Many(m);
@@ -639,7 +639,7 @@ struct Epoch {
 }
 
 /// Most emptied epoch buffers kept for reuse.
-const SPARE_EPOCHS: usize = 4;
+const SPARE_EPOCHS: usize = 16;
 
 /// What [`DetectVisitorFloods::detect_visitor_floods`] needs besides its inputs.
 pub struct FloodDetectorParams {
