@@ -1,8 +1,9 @@
 //! `visitor_flood`: one visitor, or one client network, sending clicks beyond a threshold.
 //!
 //! Two operators:
-//! * `TapFloodRecords` sits on the deduplicated click stream (before enrichment, which drops
-//!   the client network and the raw user agent). It passes the clicks through untouched and
+//! * `TapFloodRecords` (in `visitor_flood/records.rs`, with the records and keys) sits on
+//!   the deduplicated click stream (before enrichment, which drops the client network and
+//!   the raw user agent). It passes the clicks through untouched and
 //!   emits, per click, a small [`FloodRecord`] keyed by the visitor and one keyed by the
 //!   click's network (`ip_trunc`, an IPv4 /24 or IPv6 /48; none when unknown or unreadable).
 //! * `DetectVisitorFloods`: **input** updates, [`FloodRecord`]s exchanged by a fixed hash of
@@ -20,12 +21,9 @@
 //! without storing details of every click; a tracked click leaves the lists when it leaves
 //! the window, so their counts are clicks in the window (minus the few before tracking).
 
-use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-use sluice_schemas::anomaly::{network_key, visitor_key};
 use sluice_schemas::{Anomaly, AnomalyKind, Evidence};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::StreamVec;
@@ -36,186 +34,16 @@ use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 
 use super::anomaly_lifecycle::{Assessment, Body, LifecycleParams, LifecycleSlot, severity_of, top_n};
 use super::intern::Interner;
-use super::pending::{Held, Pending};
+use super::pending::Pending;
 use super::ticks::Ticker;
 use crate::clock::Clock;
 use crate::config::{AbuseConfig, Levels};
-use crate::hash::{FxHashMap, mix64};
+use crate::hash::FxHashMap;
 use crate::model::DimStr;
-use crate::records::GatedClick;
 use crate::watermark::WatermarkReport;
 
-/// A client network: the network address of an IPv4 /24 or an IPv6 /48.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum Network {
-    /// The first three octets.
-    V4([u8; 3]),
-    /// The first three 16-bit groups.
-    V6([u16; 3]),
-}
-
-impl Network {
-    /// The network of an address (`ip_trunc`, already truncated, or a full address);
-    /// `None` for anything that is not an IP address.
-    pub fn parse(ip: &str) -> Option<Network> {
-        match ip.trim().parse::<std::net::IpAddr>().ok()? {
-            std::net::IpAddr::V4(a) => {
-                let [x, y, z, _] = a.octets();
-                Some(Network::V4([x, y, z]))
-            }
-            std::net::IpAddr::V6(a) => {
-                let g = a.segments();
-                Some(Network::V6([g[0], g[1], g[2]]))
-            }
-        }
-    }
-
-    /// CIDR text: `203.0.113.0/24`, `2001:db8:1::/48`.
-    pub fn cidr(&self) -> String {
-        match *self {
-            Network::V4([a, b, c]) => format!("{a}.{b}.{c}.0/24"),
-            Network::V6([a, b, c]) => format!("{}/48", std::net::Ipv6Addr::new(a, b, c, 0, 0, 0, 0, 0)),
-        }
-    }
-
-    fn route(&self) -> u64 {
-        match *self {
-            Network::V4([a, b, c]) => mix64(u64::from_be_bytes([0, 0, 0, 0, 4, a, b, c])),
-            Network::V6([a, b, c]) => mix64((6u64 << 48 | u64::from(a) << 32 | u64::from(b) << 16 | u64::from(c)) ^ 0x6e65_7476_3600_0000),
-        }
-    }
-}
-
-/// What a flood is counted by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum FloodKey {
-    /// One visitor id (salted hash of client IP and user agent).
-    Visitor(u64),
-    /// One client network.
-    Network(Network),
-}
-
-impl FloodKey {
-    /// Routing hash: fixed, so every process and worker count agrees on a key's owner.
-    pub fn route(&self) -> u64 {
-        match self {
-            FloodKey::Visitor(v) => mix64(v ^ 0x7669_7369_746f_7201),
-            FloodKey::Network(n) => n.route(),
-        }
-    }
-
-    /// The anomaly key: `visitor:<hex>` or `network:<cidr>`.
-    pub fn anomaly_key(&self) -> String {
-        match self {
-            FloodKey::Visitor(v) => visitor_key(*v),
-            FloodKey::Network(n) => network_key(&n.cidr()),
-        }
-    }
-}
-
-/// One click as the flood detector sees it (two per click: by visitor and by network).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FloodRecord {
-    /// The key counted.
-    pub key: FloodKey,
-    /// Event time, ms UTC.
-    pub ts: i64,
-    /// The click's visitor.
-    pub visitor_id: u64,
-    /// The click's network, if known.
-    pub network: Option<Network>,
-    /// The link clicked.
-    pub code: DimStr,
-    /// The raw `User-Agent` (shared by the click's two records).
-    pub user_agent: Arc<str>,
-}
-
-/// Extension trait: split flood records off the deduplicated clicks (module docs).
-pub trait TapFloodRecords<'scope> {
-    /// Returns `(the clicks, unchanged; their flood records)`.
-    fn tap_flood_records(self) -> (StreamVec<'scope, u64, GatedClick>, StreamVec<'scope, u64, FloodRecord>);
-}
-
-impl<'scope> TapFloodRecords<'scope> for StreamVec<'scope, u64, GatedClick> {
-    fn tap_flood_records(self) -> (StreamVec<'scope, u64, GatedClick>, StreamVec<'scope, u64, FloodRecord>) {
-        let mut builder = OperatorBuilder::new("TapFloodRecords".to_owned(), self.scope());
-        let mut input = builder.new_input(self, Pipeline);
-        let (pass_out, pass) = builder.new_output::<Vec<GatedClick>>();
-        let (flood_out, floods) = builder.new_output::<Vec<FloodRecord>>();
-        let mut pass_out = OutputBuilder::<_, CapacityContainerBuilder<Vec<GatedClick>>>::from(pass_out);
-        let mut flood_out = OutputBuilder::<_, CapacityContainerBuilder<Vec<FloodRecord>>>::from(flood_out);
-        builder.build(move |initial| {
-            drop(initial);
-            let mut buf: Vec<FloodRecord> = Vec::new();
-            let mut uas = UaCache::default();
-            move |_frontiers| {
-                let mut pass = pass_out.activate();
-                let mut floods = flood_out.activate();
-                input.for_each(|cap, data| {
-                    let t = *cap.least().expect("input capability has a time");
-                    let (c0, c1) = (cap.delayed(&t, 0), cap.delayed(&t, 1));
-                    buf.reserve(2 * data.len());
-                    for c in data.iter() {
-                        let e = &c.event;
-                        let network = e.ip_trunc.as_deref().and_then(Network::parse);
-                        let ua = uas.get(&e.user_agent);
-                        let code = DimStr::new(&e.code);
-                        if let Some(n) = network {
-                            buf.push(FloodRecord { key: FloodKey::Network(n), ts: e.ts, visitor_id: e.visitor_id, network, code: code.clone(), user_agent: Arc::clone(&ua) });
-                        }
-                        buf.push(FloodRecord { key: FloodKey::Visitor(e.visitor_id), ts: e.ts, visitor_id: e.visitor_id, network, code, user_agent: ua });
-                    }
-                    floods.session(&c1).give_container(&mut buf);
-                    buf.clear();
-                    pass.session(&c0).give_container(data);
-                });
-            }
-        });
-        (pass, floods)
-    }
-}
-
-/// Recent user agents, so a visitor's clicks share one allocation (and compare by pointer in
-/// the evidence lists): a direct-mapped cache of [`UA_CACHE_SLOTS`] slots by hash of the text.
-struct UaCache {
-    slots: Vec<Option<Arc<str>>>,
-}
-
-const UA_CACHE_SLOTS: usize = 4096;
-
-impl Default for UaCache {
-    fn default() -> UaCache {
-        UaCache { slots: vec![None; UA_CACHE_SLOTS] }
-    }
-}
-
-impl UaCache {
-    /// The shared text of `ua` (a hit returns the cached `Arc`, a miss replaces the slot).
-    fn get(&mut self, ua: &str) -> Arc<str> {
-        use std::hash::BuildHasher;
-        let i = (crate::hash::FxBuildHasher.hash_one(ua) as usize) % UA_CACHE_SLOTS;
-        match &self.slots[i] {
-            Some(a) if **a == *ua => Arc::clone(a),
-            _ => {
-                let a: Arc<str> = Arc::from(ua);
-                self.slots[i] = Some(Arc::clone(&a));
-                a
-            }
-        }
-    }
-}
-
-impl Held for FloodRecord {
-    type Ctx = ();
-
-    fn ts(&self) -> i64 {
-        self.ts
-    }
-
-    fn order(&self, o: &Self, _: &()) -> Ordering {
-        (self.ts, self.key, self.visitor_id, &self.code, &self.user_agent, self.network).cmp(&(o.ts, o.key, o.visitor_id, &o.code, &o.user_agent, o.network))
-    }
-}
+mod records;
+pub use records::{FloodKey, FloodRecord, Network, TapFloodRecords};
 
 /// Marks a [`BucketEntry`] not counted in its key's evidence lists.
 const UNTRACKED: u32 = u32::MAX;

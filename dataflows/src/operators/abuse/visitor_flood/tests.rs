@@ -3,6 +3,7 @@ use timely::dataflow::operators::capture::Extract;
 use timely::dataflow::operators::{Capture, ToStream};
 
 use super::*;
+use crate::records::GatedClick;
 
 fn rec(key: FloodKey, ts: i64, visitor: u64, code: &str) -> FloodRecord {
     FloodRecord { key, ts, visitor_id: visitor, network: None, code: DimStr::new(code), user_agent: Arc::from("curl/8.5.0") }
