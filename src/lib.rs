@@ -9,6 +9,7 @@
 //! | [`config`] | [`config::Config`]: default.toml → `--config` → `SLUICE__…` env → flags |
 //! | [`serve`] | `sluice serve`: [`serve::build_stack`] (router without a socket) and [`serve::run`] |
 //! | [`router`] | composing API, redirect and health routes by role; HTTP metrics |
+//! | [`http_server`] | the HTTP/1.1 server of `serve`: redirect fast path ahead of the router |
 //! | [`health`] | `/healthz`, `/readyz`, `/metrics` |
 //! | [`telemetry`] | tracing and the Prometheus recorder |
 //! | [`visitor_secret`] | the visitor-id secret in the data directory |
@@ -27,6 +28,7 @@ pub mod cli;
 pub mod config;
 pub mod health;
 pub mod http_listener;
+pub mod http_server;
 pub mod demo;
 pub mod import;
 pub mod intake_gate;

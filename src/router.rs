@@ -2,22 +2,26 @@
 //! fallbacks, the body limit, and `sluice_http_requests_total{route,status_class}`.
 //!
 //! Redirect fast path: `GET`/`HEAD /{code}` is the hot path of the service, so when the
-//! redirect is served, the router is wrapped in [`RedirectFirst`], which answers those
-//! requests itself — path shaped like a code and not a reserved word — and passes every
-//! other request to the full router. A redirect then costs no route matching, no
+//! redirect is served, [`FastPath`] answers those requests itself — path shaped like a
+//! code and not a reserved word — and every other request goes to the full router. The
+//! HTTP server ([`crate::http_server`]) dispatches between the two per request
+//! ([`build_app`]); as one `Router` (tests, tools), the router is wrapped in
+//! [`RedirectFirst`], which does the same. A redirect then costs no route matching, no
 //! `MatchedPath`/URL-parameter extensions and no middleware future; it is counted in
 //! `sluice_http_requests_total{route="/{code}"}` exactly as the router would count it.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll};
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request};
 use axum::http::Method;
+use axum::http::request::Parts;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use metrics::Counter;
@@ -49,6 +53,19 @@ pub fn build_with_events(
     health_state: HealthState,
     max_body_bytes: usize,
 ) -> Router {
+    build_app(role, api, redirect, events, health_state, max_body_bytes).into_router()
+}
+
+/// [`build_with_events`] as an [`App`]: the router and the redirect fast path apart, for a
+/// server that dispatches to the fast path itself ([`crate::http_server`]).
+pub fn build_app(
+    role: Role,
+    api: Option<ApiState>,
+    redirect: Option<RedirectState>,
+    events: Option<Router>,
+    health_state: HealthState,
+    max_body_bytes: usize,
+) -> App {
     let mut router = health::routes(health_state);
     if matches!(role, Role::All | Role::Api)
         && let Some(api) = api
@@ -63,9 +80,36 @@ pub fn build_with_events(
         router = router.merge(sluice_redirect::routes(redirect.clone()));
     }
     let router = sluice_serving::with_fallbacks(router).layer(middleware::from_fn(track_http));
-    match redirect {
-        Some(redirect) => Router::new().fallback_service(RedirectFirst::new(redirect, router)),
-        None => router,
+    App { router, fast: redirect.map(|r| Arc::new(FastPath::new(r))) }
+}
+
+/// What a server answers with: the full router (every route, `/{code}` included, with the
+/// JSON fallbacks and `sluice_http_requests_total`) and, when redirects are served, the
+/// fast path that answers `GET`/`HEAD /{code}` ahead of it (module docs).
+#[derive(Clone)]
+pub struct App {
+    router: Router,
+    fast: Option<Arc<FastPath>>,
+}
+
+impl App {
+    /// One router answering everything: the fast path wrapped around the router
+    /// ([`RedirectFirst`]) when redirects are served, else the router itself.
+    pub fn into_router(self) -> Router {
+        match self.fast {
+            Some(fast) => Router::new().fallback_service(RedirectFirst { fast, router: self.router }),
+            None => self.router,
+        }
+    }
+
+    /// The full router (it serves `/{code}` too, through the axum handler).
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    /// The redirect fast path, when redirects are served.
+    pub fn fast_path(&self) -> Option<&Arc<FastPath>> {
+        self.fast.as_ref()
     }
 }
 
@@ -82,30 +126,52 @@ pub struct RedirectFirst {
     router: Router,
 }
 
-struct FastPath {
+/// The redirect fast path: the redirect handler plus its
+/// `sluice_http_requests_total{route="/{code}"}` counts.
+pub struct FastPath {
     redirect: RedirectState,
     /// `sluice_http_requests_total{route="/{code}"}` by status class.
     counters: [Counter; 5],
+}
+
+impl FastPath {
+    fn new(redirect: RedirectState) -> Self {
+        let counters = [0, 1, 2, 3, 4].map(|class| request_counter(REDIRECT_ROUTE, class));
+        Self { redirect, counters }
+    }
+
+    /// Whether the fast path answers a request with `method` and `path`: `GET` or `HEAD`
+    /// of `/<code>` without further segments, where `<code>` has the shape of a code and is
+    /// not a reserved word. Other requests go to the router.
+    pub fn takes(method: &Method, path: &str) -> bool {
+        if method != Method::GET && method != Method::HEAD {
+            return false;
+        }
+        path.strip_prefix('/').is_some_and(|code| sluice_redirect::handler::is_code(code) && !sluice_serving::alias::is_reserved(code))
+    }
+
+    /// The answer to `req` (one [`Self::takes`] accepts) from socket peer `peer` when it
+    /// needs no wait ([`sluice_redirect::handler::respond_now`]), counted; `None` (nothing
+    /// counted) otherwise: call [`Self::answer`].
+    pub fn answer_now(&self, req: &Parts, peer: Option<IpAddr>) -> Option<Response> {
+        let resp = sluice_redirect::handler::respond_now(&self.redirect, req, peer)?;
+        self.counters[status_class(&resp)].increment(1);
+        Some(resp)
+    }
+
+    /// The answer to `req` (one [`Self::takes`] accepts) from socket peer `peer`, counted.
+    pub async fn answer(&self, req: &Parts, peer: Option<IpAddr>) -> Response {
+        let resp = sluice_redirect::handler::respond_to(&self.redirect, req, peer).await;
+        self.counters[status_class(&resp)].increment(1);
+        resp
+    }
 }
 
 impl RedirectFirst {
     /// Wraps `router` (which must serve `/{code}` with the same `redirect` state, so that
     /// the requests it still receives are answered alike).
     pub fn new(redirect: RedirectState, router: Router) -> Self {
-        let counters = [0, 1, 2, 3, 4].map(|class| request_counter(REDIRECT_ROUTE, class));
-        Self { fast: Arc::new(FastPath { redirect, counters }), router }
-    }
-
-    /// Whether the fast path answers `req`: `GET` or `HEAD` of `/<code>` without further
-    /// segments, where `<code>` has the shape of a code and is not a reserved word.
-    fn takes(req: &Request) -> bool {
-        if req.method() != Method::GET && req.method() != Method::HEAD {
-            return false;
-        }
-        req.uri()
-            .path()
-            .strip_prefix('/')
-            .is_some_and(|code| sluice_redirect::handler::is_code(code) && !sluice_serving::alias::is_reserved(code))
+        Self { fast: Arc::new(FastPath::new(redirect)), router }
     }
 }
 
@@ -119,14 +185,14 @@ impl tower::Service<Request> for RedirectFirst {
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        if !Self::takes(&req) {
+        if !FastPath::takes(req.method(), req.uri().path()) {
             return Box::pin(self.router.call(req));
         }
         let fast = Arc::clone(&self.fast);
         Box::pin(async move {
-            let resp = sluice_redirect::handler::respond(&fast.redirect, req).await;
-            fast.counters[status_class(&resp)].increment(1);
-            Ok(resp)
+            let (parts, _body) = req.into_parts();
+            let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+            Ok(fast.answer(&parts, peer).await)
         })
     }
 }

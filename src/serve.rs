@@ -121,6 +121,18 @@ pub fn stats_config(cfg: &Config) -> StatsConfig {
 
 /// Builds the states and router over `store` with `extras` (see [`build_stack`]).
 pub fn build_stack_with(cfg: &Config, store: Arc<dyn LinkStore>, sink: Arc<dyn ClickSink>, secret: [u8; 32], extras: StackExtras) -> anyhow::Result<Stack> {
+    build_stack_app(cfg, store, sink, secret, extras).map(|(stack, _app)| stack)
+}
+
+/// [`build_stack_with`], plus the same application as a [`router::App`] (router and
+/// redirect fast path apart) for [`crate::http_server::serve`].
+pub fn build_stack_app(
+    cfg: &Config,
+    store: Arc<dyn LinkStore>,
+    sink: Arc<dyn ClickSink>,
+    secret: [u8; 32],
+    extras: StackExtras,
+) -> anyhow::Result<(Stack, router::App)> {
     let StackExtras { hooks: extra_hooks, events_log, events_kafka, stats, api_routes, link_cache_l2, dependencies } = extras;
     let prometheus = telemetry::prometheus();
     let salt = VisitorSalt::new(secret, cfg.visitor.salt_period.period_ms());
@@ -166,8 +178,8 @@ pub fn build_stack_with(cfg: &Config, store: Arc<dyn LinkStore>, sink: Arc<dyn C
     let stats = stats.unwrap_or_else(|| StatsState::without_views(Arc::clone(&store), stats_config(cfg)));
     let api_extra = events.into_iter().chain([sluice_serving::stats::routes(stats), admin]).chain(api_routes).reduce(Router::merge);
     let health = HealthState { store, prometheus, dependencies };
-    let router = router::build_with_events(cfg.server.role, Some(api.clone()), Some(redirect.clone()), api_extra, health, cfg.server.max_body_bytes);
-    Ok(Stack { router, api, redirect })
+    let app = router::build_app(cfg.server.role, Some(api.clone()), Some(redirect.clone()), api_extra, health, cfg.server.max_body_bytes);
+    Ok((Stack { router: app.clone().into_router(), api, redirect }, app))
 }
 
 /// Runs `sluice serve` with `cfg` until Ctrl-C or SIGTERM: the whole process of

@@ -83,14 +83,6 @@ pub struct Entry {
     pub(crate) link: Option<Arc<CachedLink>>,
 }
 
-impl Entry {
-    /// An entry for an unknown code loaded at epoch 0 (unit tests of other modules).
-    #[cfg(test)]
-    pub(crate) fn absent_for_tests() -> Self {
-        Self { epoch: 0, link: None }
-    }
-}
-
 struct JitteredExpiry {
     ttl: Duration,
     jitter: f64,
@@ -186,11 +178,8 @@ impl LinkCache {
     ///
     /// Errors: as [`Self::lookup`].
     pub async fn lookup_at(&self, code: &str, now: Instant) -> crate::Result<Option<Arc<CachedLink>>> {
-        if let Some(e) = self.front.get(code, now)
-            && self.is_fresh(code, &e)
-        {
-            self.metrics.cache_hits.increment(1);
-            return Ok(e.link.clone());
+        if let Some(link) = self.with_front(code, now, |l| l.cloned()) {
+            return Ok(link);
         }
         if let Some(e) = self.cache.get(code).await {
             if self.is_fresh(code, &e) {
@@ -211,6 +200,18 @@ impl LinkCache {
         let e = self.load(code).await.map_err(Arc::new)?;
         self.cache.insert(key, e.clone()).await;
         Ok(e.link.clone())
+    }
+
+    /// `f` applied to the answer [`Self::lookup_at`] would give (the link, `None` = no live
+    /// link has this code) when the front array (module docs) holds a fresh entry for
+    /// `code` at `now`, counted as a cache hit; `None` (nothing counted, `f` not called)
+    /// otherwise: [`Self::lookup_at`] then consults the L1 cache and the store. `f` runs
+    /// with the front's slot locked, so that a hit changes no reference count: keep it
+    /// short and copy out what outlives it.
+    pub fn with_front<R>(&self, code: &str, now: Instant, f: impl FnOnce(Option<&Arc<CachedLink>>) -> R) -> Option<R> {
+        let r = self.front.with(code, now, |e| self.is_fresh_epoch(code, e.epoch).then(|| f(e.link)))?;
+        self.metrics.cache_hits.increment(1);
+        Some(r)
     }
 
     /// Forgets what is cached for `code`: the next lookup reads the store. Synchronous and
@@ -237,13 +238,19 @@ impl LinkCache {
     }
 
     fn is_fresh(&self, code: &str, e: &Entry) -> bool {
-        if e.epoch == self.epoch.load(Ordering::SeqCst) {
+        self.is_fresh_epoch(code, e.epoch)
+    }
+
+    /// Whether an entry for `code` loaded at `epoch` is still current (no invalidation of
+    /// `code`, or of everything, since).
+    fn is_fresh_epoch(&self, code: &str, epoch: u64) -> bool {
+        if epoch == self.epoch.load(Ordering::SeqCst) {
             return true;
         }
-        if e.epoch < self.all_before.load(Ordering::SeqCst) {
+        if epoch < self.all_before.load(Ordering::SeqCst) {
             return false;
         }
-        self.invalidated.get(code).is_none_or(|inv| e.epoch >= inv)
+        self.invalidated.get(code).is_none_or(|inv| epoch >= inv)
     }
 
     async fn load(&self, code: &str) -> Result<Arc<Entry>, sluice_connectors::Error> {

@@ -177,7 +177,12 @@ fn event_id(ts_ms: i64) -> Uuid {
 /// [`MAX_HEADER_BYTES`]; `None` when absent.
 fn header_string(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
     let v = headers.get(name)?;
-    let s = String::from_utf8_lossy(v.as_bytes());
+    // Valid UTF-8 (nearly always ASCII) is checked by `from_utf8`'s word-at-a-time loop;
+    // only invalid bytes take the slower lossy path.
+    let s = match std::str::from_utf8(v.as_bytes()) {
+        Ok(s) => std::borrow::Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(v.as_bytes()),
+    };
     let mut end = s.len().min(MAX_HEADER_BYTES);
     while !s.is_char_boundary(end) {
         end -= 1;
@@ -254,6 +259,16 @@ mod tests {
         let ids: std::collections::HashSet<Uuid> = (0..10_000).map(|_| event_id(1_700_000_000_123)).collect();
         assert_eq!(ids.len(), 10_000);
         assert!(ids.iter().all(|u| u.as_bytes()[..6] == 1_700_000_000_123u64.to_be_bytes()[2..]), "48-bit big-endian ms prefix");
+    }
+
+    #[test]
+    fn non_utf8_header_bytes_are_replaced() {
+        let mut h = HeaderMap::new();
+        h.insert(header::USER_AGENT, HeaderValue::from_bytes(b"UA \xff\xfe/1").expect("obs-text bytes"));
+        h.insert(header::ACCEPT_LANGUAGE, HeaderValue::from_static("de-CH,de;q=0.9"));
+        let e = build_event("x", 0, None, &h, &PeriodSalts::new(VisitorSalt::new([0; 32], None)), None);
+        assert_eq!(e.user_agent, "UA \u{FFFD}\u{FFFD}/1");
+        assert_eq!(e.accept_language.as_deref(), Some("de-CH,de;q=0.9"));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! computed when the link was loaded, one bounded non-blocking `try_send` of the click
 //! event. Allocation happens only for the event itself and when a query string is appended.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use axum::body::Body;
@@ -38,49 +38,100 @@ pub async fn redirect(State(state): State<RedirectState>, req: Request) -> Respo
 /// `sluice_redirect_duration_seconds`; a `ConnectInfo<SocketAddr>` extension, when present,
 /// is the socket peer.
 pub async fn respond(state: &RedirectState, req: Request) -> Response {
-    let start = Instant::now();
     // Only the head is needed; `Parts` is `Sync`, so borrowing it across the await is `Send`.
     let (parts, _body) = req.into_parts();
-    let resp = handle(state, &parts, start).await;
+    let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    respond_to(state, &parts, peer).await
+}
+
+/// [`respond`] for a request head `req` from the socket peer `peer` (`None`: unknown, as in
+/// in-process tests), for servers that read the peer from their own accept loop instead
+/// of a `ConnectInfo` extension. Same answers, metrics and click events as [`respond`].
+pub async fn respond_to(state: &RedirectState, req: &Parts, peer: Option<IpAddr>) -> Response {
+    let start = Instant::now();
+    let code = req.uri.path().strip_prefix('/').unwrap_or("");
+    let resp = if is_code(code) {
+        match state.inner.cache.lookup_at(code, start).await {
+            Ok(link) => {
+                let now = now_ms();
+                let outcome = decide(state, req, link.as_deref(), now);
+                finish(state, req, peer, code, outcome, now)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "redirect lookup failed");
+                error(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE_BODY, req.method == Method::HEAD)
+            }
+        }
+    } else {
+        error(StatusCode::NOT_FOUND, NOT_FOUND_BODY, req.method == Method::HEAD)
+    };
     state.inner.metrics.duration.record(start.elapsed().as_secs_f64());
     resp
 }
 
-async fn handle(state: &RedirectState, req: &Parts, arrived: Instant) -> Response {
-    let head = req.method == Method::HEAD;
+/// [`respond_to`] when it can answer without waiting: `Some` (with the same response,
+/// metrics and click event as [`respond_to`]) when the path is not a code (404) or the
+/// redirect cache's front array holds the code ([`crate::cache::LinkCache::with_front`]);
+/// `None` (nothing recorded, nothing counted) when the answer needs an L1 cache or store
+/// lookup: call [`respond_to`] then. Lets a server answer most redirects without boxing a
+/// future.
+pub fn respond_now(state: &RedirectState, req: &Parts, peer: Option<IpAddr>) -> Option<Response> {
+    let start = Instant::now();
     let code = req.uri.path().strip_prefix('/').unwrap_or("");
-    if !is_code(code) {
-        return error(StatusCode::NOT_FOUND, NOT_FOUND_BODY, head);
-    }
-    let link = match state.inner.cache.lookup_at(code, arrived).await {
-        Ok(Some(l)) => l,
-        Ok(None) => return error(StatusCode::NOT_FOUND, NOT_FOUND_BODY, head),
-        Err(e) => {
-            tracing::warn!(error = %e, "redirect lookup failed");
-            return error(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE_BODY, head);
-        }
+    let resp = if is_code(code) {
+        let now = now_ms();
+        // Decided while the front's slot is locked: only the answer's header values leave it.
+        let outcome = state.inner.cache.with_front(code, start, |link| decide(state, req, link.map(|l| &**l), now))?;
+        finish(state, req, peer, code, outcome, now)
+    } else {
+        error(StatusCode::NOT_FOUND, NOT_FOUND_BODY, req.method == Method::HEAD)
     };
+    state.inner.metrics.duration.record(start.elapsed().as_secs_f64());
+    Some(resp)
+}
+
+/// What a lookup's link calls for (no click minted yet).
+enum Outcome {
+    /// 301/302 to `location` with `cache_control`.
+    Redirect { status: StatusCode, location: HeaderValue, cache_control: HeaderValue },
+    /// A JSON error with this status and body.
+    Error(StatusCode, &'static str),
+}
+
+/// The answer to `req` given `link` (`None`: no such code) at `now` (ms since the epoch,
+/// UTC): 404 unknown or disabled, 410 expired, else the redirect with its headers.
+fn decide(state: &RedirectState, req: &Parts, link: Option<&CachedLink>, now: i64) -> Outcome {
+    let Some(link) = link else { return Outcome::Error(StatusCode::NOT_FOUND, NOT_FOUND_BODY) };
     if !link.enabled {
-        return error(StatusCode::NOT_FOUND, NOT_FOUND_BODY, head);
+        return Outcome::Error(StatusCode::NOT_FOUND, NOT_FOUND_BODY);
     }
-    let now = now_ms();
     if is_expired(link.expires_at_ms, now) {
-        return error(StatusCode::GONE, GONE_BODY, head);
+        return Outcome::Error(StatusCode::GONE, GONE_BODY);
     }
     let location = match req.uri.query() {
-        Some(q) if state.inner.config.append_query && !q.is_empty() => location_with_query(&link, q).unwrap_or_else(|| link.location.clone()),
+        Some(q) if state.inner.config.append_query && !q.is_empty() => location_with_query(link, q).unwrap_or_else(|| link.location.clone()),
         _ => link.location.clone(),
     };
     let cache_control = if link.status == StatusCode::MOVED_PERMANENTLY { state.permanent_cache_control(link.expires_at_ms, now) } else { CC_FOUND };
+    Outcome::Redirect { status: link.status, location, cache_control }
+}
+
+/// The response for `outcome`; a `GET` that redirects also mints the click event (at `now`)
+/// and hands it off without waiting.
+fn finish(state: &RedirectState, req: &Parts, peer: Option<IpAddr>, code: &str, outcome: Outcome, now: i64) -> Response {
+    let head = req.method == Method::HEAD;
+    let (status, location, cache_control) = match outcome {
+        Outcome::Redirect { status, location, cache_control } => (status, location, cache_control),
+        Outcome::Error(status, body) => return error(status, body, head),
+    };
     if !head {
-        let peer = req.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
         let client_ip = state.inner.resolver.resolve(peer, &req.headers);
         let event = build_event(code, now, client_ip, &req.headers, &state.inner.salt, state.inner.config.edge_region.as_deref());
         // Dropped events are counted by the sink; the redirect never waits.
         let _sent = state.inner.sink.try_send(event);
     }
     let mut resp = Response::new(Body::empty());
-    *resp.status_mut() = link.status;
+    *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.insert(header::LOCATION, location);
     h.insert(header::CACHE_CONTROL, cache_control);

@@ -34,7 +34,7 @@ use url::Url;
 
 use super::DataflowJob;
 use crate::config::{Config, Role};
-use crate::serve::{Stack, StackExtras, build_stack_with, stats_config};
+use crate::serve::{Stack, StackExtras, build_stack_app, stats_config};
 use crate::{telemetry, visitor_secret};
 
 /// How long a graceful stop waits for the Redis/ClickHouse sinks to write what they hold.
@@ -78,7 +78,7 @@ pub struct System {
     sinks: Option<crate::sinks::Sinks>,
     jobs: Option<Jobs>,
     anomalies: Option<crate::anomalies::AnomalyOutputs>,
-    server: JoinHandle<std::io::Result<()>>,
+    server: JoinHandle<()>,
     stop_http: oneshot::Sender<()>,
 }
 
@@ -176,7 +176,7 @@ impl System {
             link_cache_l2: sinks.link_cache_l2(),
             dependencies: sinks.dependencies().into_iter().chain(job.as_ref().and_then(DataflowJob::health)).collect(),
         };
-        let Stack { router, api, redirect } = build_stack_with(&cfg, Arc::clone(&store), sink, secret, extras)?;
+        let (Stack { router: _, api, redirect }, app) = build_stack_app(&cfg, Arc::clone(&store), sink, secret, extras)?;
         // Automatic actions act through the API's state (its link-change hooks).
         if let Some(a) = anomalies.as_mut() {
             a.start_auto_actions(&cfg, &api);
@@ -184,15 +184,11 @@ impl System {
         drop((api, redirect));
         let addr = listener.local_addr().context("listener has no local address")?;
         let (stop_http, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            // hyper's own 414/431 answers get the JSON error shape (crate::http_listener).
-            let listener = axum::serve::ListenerExt::tap_io(crate::http_listener::JsonErrorListener::new(listener), |_| {});
-            axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.await;
-                })
-                .await
-        });
+        // HTTP/1.1; redirects ahead of the router; hyper's own 414/431 answers get the JSON
+        // error shape (crate::http_server).
+        let server = tokio::spawn(crate::http_server::serve(listener, app, async move {
+            let _ = stopped.await;
+        }));
         tracing::info!(%addr, base_url = %cfg.base_url()?, role = ?cfg.server.role, data_dir = %data_dir.display(), store = %store.backend(), dataflow = job.is_some(), "sluice listening");
         Ok(System { addr, config: cfg, store, intake, job, sinks: Some(sinks), jobs, anomalies, server, stop_http })
     }
@@ -277,8 +273,7 @@ impl System {
             r = &mut this.server => {
                 // The server ended by itself: report why, then stop the rest.
                 let cause = match r {
-                    Ok(Ok(())) => anyhow::anyhow!("the http server stopped unexpectedly"),
-                    Ok(Err(e)) => anyhow::Error::new(e).context("the http server failed"),
+                    Ok(()) => anyhow::anyhow!("the http server stopped unexpectedly"),
                     Err(e) => anyhow::Error::new(e).context("the http server task failed"),
                 };
                 this.stop_rest().await?;
@@ -300,7 +295,7 @@ impl System {
         }
         let stop = std::mem::replace(&mut self.stop_http, oneshot::channel().0);
         let _ = stop.send(());
-        (&mut self.server).await.context("http server task failed")?.context("http server failed")?;
+        (&mut self.server).await.context("http server task failed")?;
         self.stop_rest().await
     }
 
