@@ -293,20 +293,7 @@ mod tests {
         let negative = Entry { epoch: 0, link: None };
         assert_eq!(e.ttl_for(&negative), Duration::from_secs(5));
         let zero = JitteredExpiry { jitter: 0.0, ..e };
-        let now = chrono::Utc::now();
-        let link = sluice_schemas::Link {
-            code: "j".into(),
-            long_url: "https://e.example/j".into(),
-            domain: None,
-            expires_at: None,
-            enabled: true,
-            tags: vec![],
-            redirect_type: sluice_schemas::RedirectType::Found,
-            org: None,
-            created_at: now,
-            updated_at: now,
-            version: 1,
-        };
+        let link = crate::test_link("j", "https://e.example/j");
         let p = Entry { epoch: 0, link: prepare(&link) };
         assert!(p.link.is_some());
         assert_eq!(zero.ttl_for(&p), Duration::from_secs(100));

@@ -164,20 +164,7 @@ mod tests {
 
     /// A link entry at `epoch` whose target is `url`.
     fn entry(epoch: u64, url: &str) -> Entry {
-        let now = chrono::Utc::now();
-        let link = sluice_schemas::Link {
-            code: "c".into(),
-            long_url: url.into(),
-            domain: None,
-            expires_at: None,
-            enabled: true,
-            tags: vec![],
-            redirect_type: sluice_schemas::RedirectType::Found,
-            org: None,
-            created_at: now,
-            updated_at: now,
-            version: 1,
-        };
+        let link = crate::test_link("c", url);
         Entry { epoch, link: CachedLink::from_link(&link).map(Arc::new) }
     }
 

@@ -192,23 +192,9 @@ fn push_query_escaped(out: &mut String, query: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sluice_schemas::{Link, RedirectType};
 
     fn cached(url: &str) -> CachedLink {
-        let now = chrono::Utc::now();
-        let l = Link {
-            code: "c".into(),
-            long_url: url.into(),
-            domain: None,
-            expires_at: None,
-            enabled: true,
-            tags: vec![],
-            redirect_type: RedirectType::Found,
-            org: None,
-            created_at: now,
-            updated_at: now,
-            version: 1,
-        };
+        let l = crate::test_link("c", url);
         CachedLink::from_link(&l).expect("valid")
     }
 

@@ -30,6 +30,26 @@ pub mod handler;
 pub mod metrics;
 pub mod state;
 
+/// Test fixture shared by the unit tests: an enabled 302 link `code` → `url`, no expiry,
+/// created now (UTC).
+#[cfg(test)]
+pub(crate) fn test_link(code: &str, url: &str) -> sluice_schemas::Link {
+    let now = chrono::Utc::now();
+    sluice_schemas::Link {
+        code: code.into(),
+        long_url: url.into(),
+        domain: None,
+        expires_at: None,
+        enabled: true,
+        tags: vec![],
+        redirect_type: sluice_schemas::RedirectType::Found,
+        org: None,
+        created_at: now,
+        updated_at: now,
+        version: 1,
+    }
+}
+
 use axum::Router;
 use axum::routing::get;
 
