@@ -115,6 +115,23 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Tokio worker threads, 0 = one per CPU.
     pub workers: usize,
+    /// A connection whose next request head (request line and header fields) has not fully
+    /// arrived this long after the server started waiting for it (also between keep-alive
+    /// requests) is closed; `0s` = no deadline.
+    #[serde(default = "default_header_read_timeout", with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// After Ctrl-C / SIGTERM, connections still open this long after the listener closed
+    /// (a half-sent request, an SSE stream) are dropped and the process goes on stopping.
+    #[serde(default = "default_shutdown_timeout", with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+}
+
+fn default_header_read_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_shutdown_timeout() -> Duration {
+    Duration::from_secs(10)
 }
 
 /// `[store]`.

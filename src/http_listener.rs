@@ -2,13 +2,25 @@
 //! responses the JSON error shape of DESIGN.md.
 //!
 //! hyper answers some malformed requests itself, before any handler runs, with an empty
-//! body: a request target longer than 65,534 bytes gets `414 URI Too Long` and a request
-//! head larger than its read buffer `431 Request Header Fields Too Large`. No router layer
-//! sees those requests, so this wrapper recognises exactly such a response head on the
-//! connection's write side (status 414 or 431, `content-length: 0`, nothing after the
-//! head; our handlers never answer with either status) and writes instead the same head
-//! with a JSON body `{"error": {"code": "uri_too_long" | "headers_too_large", "message",
-//! "details": {"max_bytes": N}}}`. Every other byte passes through untouched.
+//! body: a request target longer than 65,534 bytes gets `414 URI Too Long`, and a request
+//! head of more than [`MAX_HEAD_BYTES`] bytes (the server sets hyper's `max_header_size` to
+//! it, [`crate::http_server`]) or with more than [`MAX_HEADER_FIELDS`] header fields gets
+//! `431 Request Header Fields Too Large`. No router layer sees those requests, so this
+//! wrapper recognises exactly such a response head on the connection's write side (status
+//! 414 or 431, `content-length: 0`, nothing after the head; our handlers never answer with
+//! either status) and writes instead the same head with a JSON body `{"error": {"code",
+//! "message", "details"}}`:
+//!
+//! * 414: `uri_too_long`, `details: {"max_bytes": 65534}`;
+//! * 431 for the size: `headers_too_large`, `details: {"max_bytes": 417792}`;
+//! * 431 for the count: `too_many_headers`, `details: {"max_fields": 100}`.
+//!
+//! hyper's 431 does not say which limit was hit, so the stream counts the bytes and line
+//! feeds it has read since it last wrote (i.e. since the previous response): at least
+//! [`MAX_HEAD_BYTES`] bytes is the size; fewer bytes but more than [`MAX_HEADER_FIELDS`]
+//! line feeds is the count; anything else (only possible when part of the head arrived
+//! before the previous pipelined response was written) names both limits, code
+//! `headers_too_large`. Every other byte passes through untouched.
 //!
 //! Use: `axum::serve(JsonErrorListener::new(tcp).tap_io(|_| {}), router
 //! .into_make_service_with_connect_info::<SocketAddr>())` (the `tap_io` gives
@@ -25,9 +37,13 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// hyper's limit on the request target, bytes (`MAX_URI_LEN` in hyper's h1 parser).
 pub const MAX_URI_BYTES: usize = 65_534;
-/// hyper's default read buffer, the limit on a whole request head, bytes
-/// (`DEFAULT_MAX_BUFFER_SIZE` = 8192 + 4096 × 100 in hyper's h1 io).
+/// The limit on a whole request head (request line and header fields), bytes: hyper's
+/// default read buffer (`DEFAULT_MAX_BUFFER_SIZE` = 8192 + 4096 × 100 in hyper's h1 io),
+/// which the server also sets as hyper's `max_header_size` so that a head arriving in one
+/// read is held to the same limit.
 pub const MAX_HEAD_BYTES: usize = 8192 + 4096 * 100;
+/// hyper's limit on the number of header fields of a request (`DEFAULT_MAX_HEADERS`).
+pub const MAX_HEADER_FIELDS: usize = 100;
 
 /// A [`TcpListener`] whose streams are [`JsonErrorStream`]s.
 #[derive(Debug)]
@@ -48,7 +64,7 @@ impl Listener for JsonErrorListener {
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         let (io, addr) = Listener::accept(&mut self.inner).await;
-        (JsonErrorStream { inner: io, pending: None }, addr)
+        (JsonErrorStream { inner: io, pending: None, read_bytes: 0, read_lines: 0 }, addr)
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
@@ -63,14 +79,37 @@ pub struct JsonErrorStream {
     /// A replacement being written: bytes, how many are written, the length of the
     /// original buffer to report once done.
     pending: Option<(Vec<u8>, usize, usize)>,
+    /// Bytes read since the last write (saturating).
+    read_bytes: usize,
+    /// Line feeds among them.
+    read_lines: usize,
 }
 
-/// The replacement of `buf` when it is exactly one of hyper's empty 414/431 heads.
-fn replacement(buf: &[u8]) -> Option<Vec<u8>> {
-    let (status, code, message, max) = if buf.starts_with(b"HTTP/1.1 414 ") {
-        (414, "uri_too_long", format!("the request target is longer than {MAX_URI_BYTES} bytes"), MAX_URI_BYTES)
+/// Which of hyper's limits a 431 is about, from what was read since the previous response
+/// (`read_bytes` bytes holding `read_lines` line feeds; module docs).
+fn cause_431(read_bytes: usize, read_lines: usize) -> (&'static str, String, serde_json::Value) {
+    if read_bytes >= MAX_HEAD_BYTES {
+        ("headers_too_large", format!("the request head is larger than {MAX_HEAD_BYTES} bytes"), serde_json::json!({ "max_bytes": MAX_HEAD_BYTES }))
+    } else if read_lines > MAX_HEADER_FIELDS {
+        ("too_many_headers", format!("the request has more than {MAX_HEADER_FIELDS} header fields"), serde_json::json!({ "max_fields": MAX_HEADER_FIELDS }))
+    } else {
+        (
+            "headers_too_large",
+            format!("the request head is larger than {MAX_HEAD_BYTES} bytes or has more than {MAX_HEADER_FIELDS} header fields"),
+            serde_json::json!({ "max_bytes": MAX_HEAD_BYTES, "max_fields": MAX_HEADER_FIELDS }),
+        )
+    }
+}
+
+/// The replacement of `buf` when it is exactly one of hyper's empty 414/431 heads; a 431 is
+/// described from the `read_bytes` bytes and `read_lines` line feeds read since the
+/// previous response ([`cause_431`]).
+fn replacement(buf: &[u8], read_bytes: usize, read_lines: usize) -> Option<Vec<u8>> {
+    let (status, code, message, details) = if buf.starts_with(b"HTTP/1.1 414 ") {
+        (414, "uri_too_long", format!("the request target is longer than {MAX_URI_BYTES} bytes"), serde_json::json!({ "max_bytes": MAX_URI_BYTES }))
     } else if buf.starts_with(b"HTTP/1.1 431 ") {
-        (431, "headers_too_large", format!("the request head is larger than {MAX_HEAD_BYTES} bytes"), MAX_HEAD_BYTES)
+        let (code, message, details) = cause_431(read_bytes, read_lines);
+        (431, code, message, details)
     } else {
         return None;
     };
@@ -94,7 +133,7 @@ fn replacement(buf: &[u8]) -> Option<Vec<u8>> {
     if !empty {
         return None;
     }
-    let body = serde_json::json!({ "error": { "code": code, "message": message, "details": { "max_bytes": max } } }).to_string();
+    let body = serde_json::json!({ "error": { "code": code, "message": message, "details": details } }).to_string();
     debug_assert!(status_line.contains(&status.to_string()));
     let mut out = format!("{status_line}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n", body.len());
     for line in kept {
@@ -108,7 +147,13 @@ fn replacement(buf: &[u8]) -> Option<Vec<u8>> {
 
 impl AsyncRead for JsonErrorStream {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let this = &mut *self;
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+        let new = &buf.filled()[before..];
+        this.read_bytes = this.read_bytes.saturating_add(new.len());
+        this.read_lines = this.read_lines.saturating_add(new.iter().filter(|&&b| b == b'\n').count());
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -116,9 +161,14 @@ impl AsyncWrite for JsonErrorStream {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         if this.pending.is_none() {
-            match replacement(buf) {
+            match replacement(buf, this.read_bytes, this.read_lines) {
                 Some(bytes) => this.pending = Some((bytes, 0, buf.len())),
-                None => return Pin::new(&mut this.inner).poll_write(cx, buf),
+                None => {
+                    let n = ready!(Pin::new(&mut this.inner).poll_write(cx, buf))?;
+                    this.read_bytes = 0;
+                    this.read_lines = 0;
+                    return Poll::Ready(Ok(n));
+                }
             }
         }
         // Writing a replacement: hyper calls again with the same buffer until we report it
@@ -196,10 +246,20 @@ mod tests {
 
     #[test]
     fn only_empty_414_and_431_heads_are_replaced() {
-        assert!(replacement(b"HTTP/1.1 414 URI Too Long\r\ncontent-length: 0\r\ndate: x\r\n\r\n").is_some());
-        assert!(replacement(b"HTTP/1.1 414 URI Too Long\r\ncontent-length: 5\r\n\r\n").is_none());
-        assert!(replacement(b"HTTP/1.1 414 URI Too Long\r\ncontent-length: 0\r\n\r\nextra").is_none());
-        assert!(replacement(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n").is_none());
-        assert!(replacement(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").is_none());
+        assert!(replacement(b"HTTP/1.1 414 URI Too Long\r\ncontent-length: 0\r\ndate: x\r\n\r\n", 0, 0).is_some());
+        assert!(replacement(b"HTTP/1.1 414 URI Too Long\r\ncontent-length: 5\r\n\r\n", 0, 0).is_none());
+        assert!(replacement(b"HTTP/1.1 414 URI Too Long\r\ncontent-length: 0\r\n\r\nextra", 0, 0).is_none());
+        assert!(replacement(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n", 0, 0).is_none());
+        assert!(replacement(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n", 0, 0).is_none());
+    }
+
+    #[test]
+    fn a_431_names_the_limit_that_was_hit() {
+        assert_eq!(cause_431(MAX_HEAD_BYTES, 3).0, "headers_too_large");
+        assert_eq!(cause_431(MAX_HEAD_BYTES + 1, 500).0, "headers_too_large", "size first: the head reached the byte limit");
+        let (code, message, details) = cause_431(5_000, MAX_HEADER_FIELDS + 2);
+        assert_eq!((code, message.as_str(), details), ("too_many_headers", "the request has more than 100 header fields", serde_json::json!({"max_fields": 100})));
+        let (code, _, details) = cause_431(5_000, 20);
+        assert_eq!((code, details), ("headers_too_large", serde_json::json!({"max_bytes": MAX_HEAD_BYTES, "max_fields": 100})));
     }
 }

@@ -11,12 +11,29 @@
 //! the router, exactly as under
 //! `axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())`.
 //!
-//! Same behaviour as `axum::serve` otherwise: HTTP/1.1 with hyper's defaults (keep-alive,
-//! no header read timeout), accept errors handled by axum's listener (a failed `accept`
-//! waits 1 s: too many open files), hyper's own 414/431 answers rewritten to the JSON error
-//! shape ([`crate::http_listener`]), and a graceful stop: when `signal` resolves, no new
-//! connection is accepted, idle keep-alive connections are closed, in-flight requests are
-//! answered, then [`serve`] returns. HTTP/2 (h2c) is not served: nothing in Sluice needs it
+//! Behaviour at the edges ([`ServerOptions`]):
+//!
+//! * **Header read deadline**: a request head (request line and header fields) must arrive
+//!   within `header_read_timeout` (default 30 s) from when the connection starts waiting
+//!   for it, also between keep-alive requests; else hyper closes the connection (a client
+//!   sending half a request no longer holds it forever).
+//! * **Head limits**: at most [`MAX_HEAD_BYTES`] bytes (hyper's `max_header_size`, so a head
+//!   arriving in one read is held to the same limit as one arriving in pieces) and at most
+//!   [`crate::http_listener::MAX_HEADER_FIELDS`] header fields; hyper's own 414/431 answers
+//!   get the JSON error shape and name the limit hit ([`crate::http_listener`]).
+//! * **`Host`**: an HTTP/1.1 request without a `Host` header or with more than one is
+//!   answered 400 `invalid_host` (RFC 9112 §3.2); HTTP/1.0 may omit it.
+//! * **Percent-encoding**: a path that is not a code as sent is normalized first
+//!   (percent-encoded unreserved characters decoded, RFC 3986 §6.2.2.2,
+//!   [`sluice_redirect::path`]), so `/%50abc` is the redirect of `Pabc`; a malformed escape
+//!   goes to the router unchanged (its `/{code}` handler answers 400 `invalid_path`).
+//! * **Graceful stop**: when `signal` resolves, no new connection is accepted, idle
+//!   keep-alive connections are closed and in-flight requests are answered; connections
+//!   still open `shutdown_timeout` (default 10 s) later (a half-sent request, an SSE
+//!   stream) are dropped, their number logged, and [`serve_with`] returns.
+//!
+//! Otherwise as `axum::serve`: accept errors handled by axum's listener (a failed `accept`
+//! waits 1 s: too many open files). HTTP/2 (h2c) is not served: nothing in Sluice needs it
 //! on a plain-text listener, and detecting it costs every connection a read of the
 //! preface through a rewinding wrapper.
 
@@ -26,44 +43,131 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::ConnectInfo;
+use axum::http::{HeaderValue, StatusCode, Uri, Version, header};
 use axum::response::Response;
 use axum::serve::Listener;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use sluice_redirect::path::normalize_unreserved;
 use tokio::net::TcpListener;
+use tokio::task::JoinSet;
 
-use crate::http_listener::JsonErrorListener;
+use crate::http_listener::{JsonErrorListener, MAX_HEAD_BYTES};
 use crate::router::{App, FastPath};
 
-/// Serves `app` on `listener` until `signal` resolves, then stops gracefully (module docs).
-/// Returns once every connection is closed.
+/// Deadlines of [`serve_with`] (module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerOptions {
+    /// How long a request head may take to arrive, counted from when the connection starts
+    /// waiting for it; `None` = no deadline. Default 30 s (`[server] header-read-timeout`).
+    pub header_read_timeout: Option<Duration>,
+    /// How long open connections get to finish after the stop signal before they are
+    /// dropped. Default 10 s (`[server] shutdown-timeout`).
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions { header_read_timeout: Some(Duration::from_secs(30)), shutdown_timeout: Duration::from_secs(10) }
+    }
+}
+
+impl ServerOptions {
+    /// The options of `[server]` in `cfg` (`header-read-timeout = "0s"` = no deadline).
+    pub fn from_config(cfg: &crate::config::ServerConfig) -> Self {
+        ServerOptions {
+            header_read_timeout: Some(cfg.header_read_timeout).filter(|d| !d.is_zero()),
+            shutdown_timeout: cfg.shutdown_timeout,
+        }
+    }
+}
+
+/// [`serve_with`] with the default [`ServerOptions`].
 pub async fn serve(listener: TcpListener, app: App, signal: impl Future<Output = ()> + Send) {
+    serve_with(listener, app, ServerOptions::default(), signal).await;
+}
+
+/// Serves `app` on `listener` until `signal` resolves, then stops gracefully within
+/// `opts.shutdown_timeout` (module docs). Returns once every connection is closed or
+/// dropped.
+pub async fn serve_with(listener: TcpListener, app: App, opts: ServerOptions, signal: impl Future<Output = ()> + Send) {
     let mut listener = JsonErrorListener::new(listener);
     let graceful = GracefulShutdown::new();
-    let builder = hyper::server::conn::http1::Builder::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(opts.header_read_timeout).max_header_size(MAX_HEAD_BYTES);
     let router = app.router().clone();
     let fast = app.fast_path().cloned();
     let mut signal = std::pin::pin!(signal);
+    let mut conns = JoinSet::new();
     loop {
         let (io, peer) = tokio::select! {
             accepted = Listener::accept(&mut listener) => accepted,
             () = &mut signal => break,
         };
+        // Reap finished connection tasks (the set would otherwise keep their results).
+        while conns.try_join_next().is_some() {}
         let service = ConnService { router: router.clone(), fast: fast.clone(), peer };
         let conn = graceful.watch(builder.serve_connection(TokioIo::new(io), service));
-        tokio::spawn(async move {
+        conns.spawn(async move {
             if let Err(e) = conn.await {
                 tracing::trace!(error = %e, %peer, "connection ended with an error");
             }
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    if tokio::time::timeout(opts.shutdown_timeout, graceful.shutdown()).await.is_err() {
+        while conns.try_join_next().is_some() {}
+        tracing::warn!(
+            connections = conns.len(),
+            shutdown_timeout = ?opts.shutdown_timeout,
+            "graceful stop deadline passed: dropping the connections still open"
+        );
+    }
+    conns.shutdown().await;
 }
+
+const MISSING_HOST_BODY: &str = r#"{"error":{"code":"invalid_host","message":"an HTTP/1.1 request must carry exactly one Host header (RFC 9112 section 3.2)"}}"#;
+
+/// The 400 answer to an HTTP/1.1 request `headers` without exactly one `Host` field
+/// (RFC 9112 §3.2); `None` when the request is fine (HTTP/1.0 may omit `Host`).
+fn reject_host(version: Version, headers: &axum::http::HeaderMap) -> Option<Response> {
+    if version != Version::HTTP_11 {
+        return None;
+    }
+    let mut hosts = headers.get_all(header::HOST).iter();
+    if hosts.next().is_some() && hosts.next().is_none() {
+        return None;
+    }
+    let mut resp = Response::new(Body::from(MISSING_HOST_BODY));
+    *resp.status_mut() = StatusCode::BAD_REQUEST;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Some(resp)
+}
+
+/// `uri` with its path's percent-encoded unreserved characters decoded; `None` when there
+/// is nothing to decode or an escape is malformed (the request then goes on as sent).
+fn normalized_uri(uri: &Uri) -> Option<Uri> {
+    let path = match normalize_unreserved(uri.path()) {
+        Ok(std::borrow::Cow::Owned(p)) => p,
+        Ok(std::borrow::Cow::Borrowed(_)) | Err(_) => return None,
+    };
+    let path_and_query = match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(path_and_query.parse().ok()?);
+    Uri::from_parts(parts).ok()
+}
+
 
 /// The service of one connection from `peer`.
 struct ConnService {
@@ -78,8 +182,19 @@ impl hyper::service::Service<hyper::Request<Incoming>> for ConnService {
     type Future = ConnFuture;
 
     fn call(&self, mut req: hyper::Request<Incoming>) -> ConnFuture {
+        if let Some(resp) = reject_host(req.version(), req.headers()) {
+            return ConnFuture::Ready(Some(resp));
+        }
+        let mut takes = FastPath::takes(req.method(), req.uri().path());
+        if !takes
+            && req.uri().path().contains('%')
+            && let Some(uri) = normalized_uri(req.uri())
+        {
+            *req.uri_mut() = uri;
+            takes = FastPath::takes(req.method(), req.uri().path());
+        }
         if let Some(fast) = &self.fast
-            && FastPath::takes(req.method(), req.uri().path())
+            && takes
         {
             // The body of a GET/HEAD is not read (as in the redirect handler).
             let (parts, _body) = req.into_parts();
@@ -125,98 +240,4 @@ impl Future for ConnFuture {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use serde_json::{Value, json};
-    use sluice_redirect::ChannelClickSink;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    use super::*;
-    use crate::config::{Config, DEFAULT_TOML};
-    use crate::serve::{StackExtras, build_stack_app};
-
-    const UA: &str = "Mozilla/5.0 (X11; Linux x86_64) Test/1";
-
-    /// Serves a whole stack (SQLite store in `dir`) with [`serve`]; returns its address,
-    /// the stop signal, the server task and the click events.
-    async fn start(
-        dir: &std::path::Path,
-    ) -> (SocketAddr, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>, tokio::sync::mpsc::Receiver<sluice_schemas::ClickEvent>) {
-        let mut cfg: Config = toml::from_str(DEFAULT_TOML).expect("defaults");
-        cfg.server.data_dir = dir.to_path_buf();
-        cfg.server.base_url = Some("https://sho.rt.example".into());
-        cfg.validate().expect("valid config");
-        let store = Arc::new(sluice_connectors::SqliteLinkStore::open_dir(dir).await.expect("store"));
-        let (sink, events) = ChannelClickSink::new(1000);
-        let (_stack, app) = build_stack_app(&cfg, store, Arc::new(sink), [7; 32], StackExtras::default()).expect("stack");
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, app, async move {
-            let _ = stopped.await;
-        }));
-        (addr, stop, server, events)
-    }
-
-    async fn next_event(events: &mut tokio::sync::mpsc::Receiver<sluice_schemas::ClickEvent>) -> sluice_schemas::ClickEvent {
-        tokio::time::timeout(Duration::from_secs(30), events.recv()).await.expect("a click event in time").expect("sink open")
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn redirects_take_the_fast_path_with_the_socket_peer_and_other_requests_the_router() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (addr, stop, server, mut events) = start(dir.path()).await;
-        let base = format!("http://{addr}");
-        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-
-        // The API (router, ConnectInfo) creates a link.
-        let created = http.post(format!("{base}/v1/links")).json(&json!({"long_url": "https://example.com/t?a=1"})).send().await.expect("post");
-        assert_eq!(created.status(), 201);
-        let code = created.json::<Value>().await.expect("json")["code"].as_str().expect("code").to_owned();
-
-        // First GET: L1 miss (store read); second: L1 hit (fills the front); third: answered
-        // from the front without a boxed future. All alike, each a click from the peer.
-        for i in 0..3 {
-            let r = http.get(format!("{base}/{code}?utm=x{i}")).header("user-agent", UA).send().await.expect("get");
-            assert_eq!(r.status(), 302, "request {i}");
-            assert_eq!(r.headers()["location"], format!("https://example.com/t?a=1&utm=x{i}").as_str(), "request {i}");
-            assert_eq!(r.headers()["cache-control"], "private, max-age=0", "request {i}");
-            let e = next_event(&mut events).await;
-            assert_eq!((e.code.as_str(), e.ip_trunc.as_deref(), e.user_agent.as_str()), (code.as_str(), Some("127.0.0.0"), UA), "request {i}");
-        }
-
-        // HEAD: same answer, no click (the next event is the GET after it).
-        let r = http.head(format!("{base}/{code}")).header("user-agent", UA).send().await.expect("head");
-        assert_eq!((r.status().as_u16(), r.headers()["location"].to_str().expect("ascii")), (302, "https://example.com/t?a=1"));
-        http.get(format!("{base}/{code}")).header("user-agent", "after-head").send().await.expect("get");
-        assert_eq!(next_event(&mut events).await.user_agent, "after-head");
-
-        // Unknown code and non-code paths: 404 JSON; reserved words and the API: the router.
-        let r = http.get(format!("{base}/NoSuchCode")).send().await.expect("get");
-        assert_eq!((r.status().as_u16(), r.headers()["content-type"].to_str().expect("ascii")), (404, "application/json"));
-        assert_eq!(r.json::<Value>().await.expect("json")["error"]["code"], "not_found");
-        assert_eq!(http.get(format!("{base}/healthz")).send().await.expect("get").status(), 200);
-        assert_eq!(http.get(format!("{base}/v1/links/{code}")).send().await.expect("get").status(), 200);
-        let r = http.post(format!("{base}/{code}")).send().await.expect("post");
-        assert_eq!(r.status(), 405, "only GET/HEAD take the fast path; the router answers the rest");
-
-        // Read-after-write through the fast path.
-        assert_eq!(http.delete(format!("{base}/v1/links/{code}")).send().await.expect("delete").status(), 204);
-        assert_eq!(http.get(format!("{base}/{code}")).send().await.expect("get").status(), 404);
-
-        // hyper's own 414 still gets the JSON body (crate::http_listener).
-        let mut c = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        let long = format!("GET /{} HTTP/1.1\r\nhost: x\r\n\r\n", "a".repeat(crate::http_listener::MAX_URI_BYTES + 10));
-        c.write_all(long.as_bytes()).await.expect("write");
-        let mut out = Vec::new();
-        tokio::time::timeout(Duration::from_secs(30), c.read_to_end(&mut out)).await.expect("answered and closed").expect("read");
-        let out = String::from_utf8(out).expect("utf-8");
-        assert!(out.starts_with("HTTP/1.1 414 ") && out.contains("\"uri_too_long\""), "{out}");
-
-        // Graceful stop with the client's idle keep-alive connections still open.
-        stop.send(()).expect("server running");
-        tokio::time::timeout(Duration::from_secs(30), server).await.expect("stops in time").expect("server task");
-        assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "no longer listening");
-    }
-}
+mod tests;

@@ -19,6 +19,7 @@ use crate::state::RedirectState;
 
 const NOT_FOUND_BODY: &str = r#"{"error":{"code":"not_found","message":"no link with this code"}}"#;
 const GONE_BODY: &str = r#"{"error":{"code":"link_expired","message":"this link has expired"}}"#;
+const INVALID_PATH_BODY: &str = r#"{"error":{"code":"invalid_path","message":"malformed percent-encoding in the path: a '%' must be followed by two hex digits"}}"#;
 const UNAVAILABLE_BODY: &str = r#"{"error":{"code":"store_unavailable","message":"link store unavailable, retry later"}}"#;
 /// `Cache-Control` of 302s: every click must reach us.
 const CC_FOUND: HeaderValue = HeaderValue::from_static("private, max-age=0");
@@ -47,9 +48,20 @@ pub async fn respond(state: &RedirectState, req: Request) -> Response {
 /// [`respond`] for a request head `req` from the socket peer `peer` (`None`: unknown, as in
 /// in-process tests), for servers that read the peer from their own accept loop instead
 /// of a `ConnectInfo` extension. Same answers, metrics and click events as [`respond`].
+///
+/// The code is the path after `/` with percent-encoded unreserved characters decoded
+/// ([`crate::path`]: `/%50abc` is `/Pabc`); a malformed escape answers 400 `invalid_path`.
 pub async fn respond_to(state: &RedirectState, req: &Parts, peer: Option<IpAddr>) -> Response {
     let start = Instant::now();
-    let code = req.uri.path().strip_prefix('/').unwrap_or("");
+    let path = req.uri.path();
+    let code = match crate::path::normalize_unreserved(path) {
+        Ok(p) => p,
+        Err(_) => {
+            state.inner.metrics.duration.record(start.elapsed().as_secs_f64());
+            return error(StatusCode::BAD_REQUEST, INVALID_PATH_BODY, req.method == Method::HEAD);
+        }
+    };
+    let code = code.strip_prefix('/').unwrap_or("");
     let resp = if is_code(code) {
         match state.inner.cache.lookup_at(code, start).await {
             Ok(link) => {
@@ -70,7 +82,8 @@ pub async fn respond_to(state: &RedirectState, req: &Parts, peer: Option<IpAddr>
 }
 
 /// [`respond_to`] when it can answer without waiting: `Some` (with the same response,
-/// metrics and click event as [`respond_to`]) when the path is not a code (404) or the
+/// metrics and click event as [`respond_to`]) when the path is not a code (404; a path
+/// holding a `%` escape is left to [`respond_to`], which normalizes it) or the
 /// redirect cache's front array holds the code ([`crate::cache::LinkCache::with_front`]);
 /// `None` (nothing recorded, nothing counted) when the answer needs an L1 cache or store
 /// lookup: call [`respond_to`] then. Lets a server answer most redirects without boxing a
@@ -78,6 +91,9 @@ pub async fn respond_to(state: &RedirectState, req: &Parts, peer: Option<IpAddr>
 pub fn respond_now(state: &RedirectState, req: &Parts, peer: Option<IpAddr>) -> Option<Response> {
     let start = Instant::now();
     let code = req.uri.path().strip_prefix('/').unwrap_or("");
+    if !is_code(code) && code.contains('%') {
+        return None;
+    }
     let resp = if is_code(code) {
         let now = now_ms();
         // Decided while the front's slot is locked: only the answer's header values leave it.

@@ -10,6 +10,7 @@
 //! | [`client_ip`] | socket peer vs. trusted-proxy forwarding headers |
 //! | [`config`] | [`RedirectConfig`] |
 //! | [`metrics`] | cache hit/miss counters, latency histogram |
+//! | [`path`] | percent-encoding normalization of request paths (RFC 3986 §6.2.2.2) |
 //! | [`state`] | [`RedirectState`] |
 //!
 //! Semantics (DESIGN.md): a click is a `GET` that produced a redirect. `HEAD`, 404 (unknown
@@ -28,6 +29,7 @@ pub mod error;
 mod front;
 pub mod handler;
 pub mod metrics;
+pub mod path;
 pub mod state;
 
 /// Test fixture shared by the unit tests: an enabled 302 link `code` → `url`, no expiry,

@@ -186,7 +186,8 @@ impl System {
         let (stop_http, stopped) = oneshot::channel::<()>();
         // HTTP/1.1; redirects ahead of the router; hyper's own 414/431 answers get the JSON
         // error shape (crate::http_server).
-        let server = tokio::spawn(crate::http_server::serve(listener, app, async move {
+        let server_opts = crate::http_server::ServerOptions::from_config(&cfg.server);
+        let server = tokio::spawn(crate::http_server::serve_with(listener, app, server_opts, async move {
             let _ = stopped.await;
         }));
         tracing::info!(%addr, base_url = %cfg.base_url()?, role = ?cfg.server.role, data_dir = %data_dir.display(), store = %store.backend(), dataflow = job.is_some(), "sluice listening");
