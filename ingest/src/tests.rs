@@ -62,7 +62,75 @@ fn fast_retries(max_attempts: u32) -> LogWriterConfig {
         retry_initial: Duration::from_millis(1),
         retry_max: Duration::from_millis(4),
         max_attempts,
+        ..LogWriterConfig::default()
     }
+}
+
+/// A log that records which thread appended and at what niceness, and panics on the
+/// appends numbered in `panic_on` (0-based).
+#[cfg(target_os = "linux")]
+#[derive(Clone)]
+struct ProbeLog {
+    inner: ClickLog,
+    panic_on: Vec<u32>,
+    calls: Arc<AtomicU32>,
+    seen: Arc<std::sync::Mutex<Vec<(Option<String>, i32)>>>,
+}
+
+#[cfg(target_os = "linux")]
+impl EventLog for ProbeLog {
+    fn append(&self, events: &[ClickEvent]) -> sluice_connectors::Result<Range<u64>> {
+        let call = self.calls.fetch_add(1, Ordering::SeqCst);
+        let nice = rustix::process::getpriority_process(Some(rustix::thread::gettid())).expect("getpriority");
+        self.seen.lock().expect("lock").push((std::thread::current().name().map(str::to_owned), nice));
+        assert!(!self.panic_on.contains(&call), "injected panic in append {call}");
+        self.inner.append(events)
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn probe(dir: &std::path::Path, panic_on: Vec<u32>) -> ProbeLog {
+    ProbeLog { inner: ClickLog::open(dir).expect("open"), panic_on, calls: Arc::new(AtomicU32::new(0)), seen: Arc::default() }
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn appends_run_on_the_click_log_thread_at_a_raised_niceness() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = probe(dir.path(), vec![]);
+    let base = rustix::process::getpriority_process(Some(rustix::thread::gettid())).expect("getpriority");
+    for (increment, want) in [(5, (base + 5).min(19)), (0, base)] {
+        let (tx, rx) = click_channel(100);
+        for i in 0..3 {
+            assert!(tx.try_send(event(i)));
+        }
+        drop(tx);
+        log.seen.lock().expect("lock").clear();
+        let config = LogWriterConfig { nice_increment: increment, ..LogWriterConfig::default() };
+        let summary = spawn_log_writer(rx, log.clone(), config).await.expect("join");
+        assert_eq!((summary.logged, summary.dropped), (3, 0));
+        let seen = log.seen.lock().expect("lock").clone();
+        assert_eq!(seen, vec![(Some("sluice-click-log".to_owned()), want)], "increment {increment}");
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn a_panicking_append_drops_its_batch_and_the_writer_goes_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = probe(dir.path(), vec![0]);
+    let (tx, rx) = click_channel(100);
+    for i in 0..9 {
+        assert!(tx.try_send(event(i)));
+    }
+    let stats = Arc::clone(tx.stats());
+    drop(tx);
+    let config = LogWriterConfig { max_batch: 5, ..LogWriterConfig::default() };
+    let summary = spawn_log_writer(rx, log.clone(), config).await.expect("join");
+    assert_eq!(summary, WriterSummary { batches: 1, logged: 4, dropped: 5, failed_attempts: 0 });
+    assert_eq!(stats.snapshot().dropped_log_error, 5);
+    let logged: Vec<ClickEvent> = log.inner.read(0, 100).expect("read").into_iter().map(|(_, e)| e).collect();
+    assert_eq!(logged, (5..9).map(event).collect::<Vec<_>>());
 }
 
 #[test]
