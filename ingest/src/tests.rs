@@ -66,6 +66,10 @@ fn fast_retries(max_attempts: u32) -> LogWriterConfig {
     }
 }
 
+/// Name and niceness of the thread of each append.
+#[cfg(target_os = "linux")]
+type SeenThreads = Arc<std::sync::Mutex<Vec<(Option<String>, i32)>>>;
+
 /// A log that records which thread appended and at what niceness, and panics on the
 /// appends numbered in `panic_on` (0-based).
 #[cfg(target_os = "linux")]
@@ -74,7 +78,7 @@ struct ProbeLog {
     inner: ClickLog,
     panic_on: Vec<u32>,
     calls: Arc<AtomicU32>,
-    seen: Arc<std::sync::Mutex<Vec<(Option<String>, i32)>>>,
+    seen: SeenThreads,
 }
 
 #[cfg(target_os = "linux")]
