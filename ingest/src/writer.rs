@@ -143,6 +143,9 @@ async fn run_writer<L: EventLog>(mut receiver: ClickReceiver, log: L, config: Lo
         }
         buf = write_batch(&log, appender.as_ref(), buf, &config, &receiver, &mut summary).await;
     }
+    if let Some(a) = appender {
+        a.stop().await;
+    }
     tracing::debug!(batches = summary.batches, logged = summary.logged, dropped = summary.dropped, "click log writer stopped");
     summary
 }
@@ -238,9 +241,12 @@ type AppendResult = (Vec<ClickEvent>, sluice_connectors::Result<Range<u64>>);
 type AppendJob = (Vec<ClickEvent>, tokio::sync::oneshot::Sender<AppendResult>);
 
 /// The OS thread running one writer's appends at a lowered priority (module docs). It
-/// ends when this handle is dropped.
+/// ends when this handle is dropped; [`AppendThread::stop`] waits for that (and for its
+/// copy of the log to be closed).
 struct AppendThread {
     jobs: std::sync::mpsc::Sender<AppendJob>,
+    /// Resolves (with an error: the sender is dropped) once the thread has dropped its log.
+    done: tokio::sync::oneshot::Receiver<()>,
 }
 
 impl AppendThread {
@@ -250,6 +256,7 @@ impl AppendThread {
     /// Errors when the thread cannot be spawned.
     fn spawn<L: EventLog>(log: L, nice_increment: i32) -> std::io::Result<Self> {
         let (jobs, rx) = std::sync::mpsc::channel::<AppendJob>();
+        let (done_tx, done) = tokio::sync::oneshot::channel::<()>();
         std::thread::Builder::new().name("sluice-click-log".into()).spawn(move || {
             if nice_increment != 0
                 && let Err(e) = raise_nice(nice_increment)
@@ -265,8 +272,17 @@ impl AppendThread {
                     Err(_) => drop(reply),
                 }
             }
+            drop(log);
+            drop(done_tx);
         })?;
-        Ok(AppendThread { jobs })
+        Ok(AppendThread { jobs, done })
+    }
+
+    /// Ends the thread and waits until it has closed its copy of the log (so that the log
+    /// can be opened again as soon as the writer's task has completed).
+    async fn stop(self) {
+        drop(self.jobs);
+        let _ = self.done.await;
     }
 
     /// Appends `batch` on the thread; `Err` (with a description) when the append panicked.
