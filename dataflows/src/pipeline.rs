@@ -347,6 +347,9 @@ pub fn start_with_checkpoints<E: ClickEnricher>(
                     let status = source.poll(&mut buf, batch);
                     let now = clock.now_ms();
                     let n = buf.len();
+                    // `send_batch` takes the vector's allocation: size it once per batch
+                    // instead of growing it by doubling (a copy of every record per step).
+                    accepted.reserve(n);
                     for rec in buf.drain(..) {
                         let o = offsets.entry(rec.partition).or_insert(0);
                         *o = (*o).max(rec.offset + 1);

@@ -27,7 +27,7 @@ use rand_distr::{Distribution, Zipf};
 use sluice_dataflows::clock::ManualClock;
 use sluice_dataflows::config::PipelineConfig;
 use sluice_dataflows::enrich::{EnrichConfig, Enricher};
-use sluice_dataflows::hash::route_str;
+use sluice_dataflows::hash::{owner, route_str, route_u128};
 use sluice_dataflows::model::{Granularity, View};
 use sluice_dataflows::operators::ClickEnricher;
 use sluice_dataflows::pipeline::{self, PipelineInputs, PipelineOutputs};
@@ -120,6 +120,9 @@ pub fn run(args: DataflowBenchArgs) -> anyhow::Result<()> {
     let now_ms = stream.iter().map(|r| r.event.ts).max().unwrap_or(0) + 60_000;
 
     let mut per_worker = Vec::new();
+    for &w in args.workers.iter().filter(|&&w| w > 1) {
+        println!("load per worker, {w} workers (% of records): {}", load_shares(&stream, w));
+    }
     for &w in &args.workers {
         let config = PipelineConfig {
             workers: w,
@@ -159,6 +162,22 @@ pub fn run(args: DataflowBenchArgs) -> anyhow::Result<()> {
     let pick = |w: usize| per_worker.iter().find(|(x, _)| *x == w).map_or(0.0, |(_, e)| *e);
     println!("dataflow events/s per worker: {:.0} (1 worker), {:.0} (2 workers)", pick(1), pick(2));
     Ok(())
+}
+
+/// Each worker's share of the records at the graph's three partitionings, for `workers`
+/// workers: read from the source (partition `p` by worker `p % workers`), exchanged by event
+/// id (dedup, enrichment, flood records' tap) and exchanged by code (link-metadata join, link
+/// detectors, flood cap, rollups: a code lives on one worker).
+fn load_shares(stream: &[SourceRecord], workers: usize) -> String {
+    let mut counts = vec![[0u64; 3]; workers];
+    for r in stream {
+        counts[partition_owner(r.partition, workers)][0] += 1;
+        counts[owner(route_u128(r.event.event_id.as_u128()), workers)][1] += 1;
+        counts[owner(route_str(&r.event.code), workers)][2] += 1;
+    }
+    let total = stream.len().max(1) as f64;
+    let col = |i: usize| counts.iter().map(|c| format!("{:.1}", 100.0 * c[i] as f64 / total)).collect::<Vec<_>>().join(" / ");
+    format!("source {}; by event id {}; by code {}", col(0), col(1), col(2))
 }
 
 /// Human user agents from uap-core's `test_ua.yaml`, crawlers from CrawlerDetect's fixtures.

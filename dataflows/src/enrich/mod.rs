@@ -15,7 +15,10 @@
 //! parse results (taken under a lock only on a local miss), so a user agent is parsed once
 //! per process rather than once per worker: uap-core parsing is the costliest step of
 //! enrichment (tens of µs per user agent), and with N workers every new user agent would
-//! otherwise be parsed N times.
+//! otherwise be parsed N times. In front of the LRU and the GeoIP lookup, each clone keeps
+//! two small direct-mapped caches (`front_cache.rs`): user agent → its dimension values,
+//! `ip_trunc` → country, so the common case of a repeated user agent or client network is
+//! one hash and one comparison ([`Enricher::enrich_dims`], the graph's path).
 //! [`Enricher::enrich`] is a pure function of the event (caching never changes a result)
 //! and never panics.
 //!
@@ -24,6 +27,7 @@
 //! | `user_agent.rs` | uap-core parsing, [`UaInfo`] |
 //! | `device_class.rs` | [`DeviceClass`] rules |
 //! | `bots.rs` | crawler / link-preview detection |
+//! | `front_cache.rs` | direct-mapped caches in front of the LRU and GeoIP lookups |
 //! | `geo.rs` | [`CountryCode`], MaxMind DB lookup |
 //! | `ip_ranges.rs` | special-purpose IP ranges skipped before the lookup |
 //! | `referrer.rs` | referrer parsing and `referrer_domain` rules |
@@ -31,6 +35,7 @@
 
 mod bots;
 mod device_class;
+mod front_cache;
 mod geo;
 pub mod ip_ranges;
 mod referrer;
@@ -48,6 +53,8 @@ use sluice_schemas::ClickEvent;
 
 use crate::error::{Error, Result};
 use crate::hash::FxHashMap;
+use crate::model::{DimStr, Dims};
+use front_cache::FrontCache;
 
 pub use bots::{BotClassifier, BotVerdict};
 pub use device_class::DeviceClass;
@@ -59,6 +66,23 @@ pub use user_agent::{BOT_BROWSER, MAX_UA_BYTES, UaInfo, UaParser, UaParts};
 /// Referrers longer than this (bytes) are classified but not cached, so one cache entry
 /// never pins a multi-kilobyte search URL.
 const MAX_CACHED_REFERRER_BYTES: usize = 512;
+
+/// Slots of each clone's direct-mapped user-agent → dimensions cache (in front of the LRU).
+const UA_FRONT_SLOTS: usize = 4096;
+/// Longest user agent (bytes) the front cache keeps; longer ones go to the LRU only.
+const UA_FRONT_MAX_BYTES: usize = 512;
+/// Slots of each clone's direct-mapped `ip_trunc` → country cache (in front of GeoIP).
+const COUNTRY_FRONT_SLOTS: usize = 8192;
+/// Longest `ip_trunc` text the country cache keeps (a bracketed IPv6 address with a port).
+const COUNTRY_FRONT_MAX_BYTES: usize = 64;
+
+/// A user agent's dimension values as the rollups take them: device class, browser, OS
+/// (in [`Dims::values`] positions 1, 2, 3) and the bot flag.
+#[derive(Clone)]
+struct UaDims {
+    values: [DimStr; 3],
+    is_bot: bool,
+}
 
 /// Fields derived from one raw click. Cheap to clone (three `Arc<str>`s).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,6 +199,10 @@ pub struct Enricher {
     ua_cache: LruCache<Box<str>, UaInfo>,
     referrer_cache: LruCache<Box<str>, (Arc<str>, ReferrerMedium)>,
     country_memo: CountryMemo,
+    /// Direct-mapped front caches (module `front_cache`): per user agent its dimension
+    /// values, per `ip_trunc` text its country.
+    ua_front: FrontCache<UaDims>,
+    country_front: FrontCache<CountryCode>,
     stats: EnrichStats,
 }
 
@@ -187,6 +215,8 @@ impl Clone for Enricher {
             ua_cache: LruCache::new(self.ua_cache.cap()),
             referrer_cache: LruCache::new(self.referrer_cache.cap()),
             country_memo: CountryMemo::default(),
+            ua_front: FrontCache::new(UA_FRONT_SLOTS, UA_FRONT_MAX_BYTES),
+            country_front: FrontCache::new(COUNTRY_FRONT_SLOTS, COUNTRY_FRONT_MAX_BYTES),
             stats: EnrichStats::default(),
         }
     }
@@ -229,6 +259,8 @@ impl Enricher {
             ua_cache: LruCache::new(cap(cfg.ua_cache_capacity)),
             referrer_cache: LruCache::new(cap(cfg.referrer_cache_capacity)),
             country_memo: CountryMemo::default(),
+            ua_front: FrontCache::new(UA_FRONT_SLOTS, UA_FRONT_MAX_BYTES),
+            country_front: FrontCache::new(COUNTRY_FRONT_SLOTS, COUNTRY_FRONT_MAX_BYTES),
             stats: EnrichStats::default(),
         })
     }
@@ -236,10 +268,7 @@ impl Enricher {
     /// Derives all dimensions of one raw click. Never panics, for any field values.
     pub fn enrich(&mut self, ev: &ClickEvent) -> Enrichment {
         let ua = self.user_agent(&ev.user_agent);
-        let country = self
-            .shared
-            .geo
-            .lookup_str_memo(ev.ip_trunc.as_deref(), &mut self.country_memo);
+        let country = self.country_cached(ev.ip_trunc.as_deref());
         let (referrer_domain, referrer_medium) = self.referrer_cached(ev.referrer.as_deref());
         Enrichment {
             country,
@@ -250,6 +279,52 @@ impl Enricher {
             referrer_medium,
             is_bot: ua.is_bot,
         }
+    }
+
+    /// The rollup dimensions of one raw click: the values of [`Enricher::enrich`] as
+    /// [`Dims`] (country, device, browser, OS, referrer domain, referrer medium; bot flag).
+    /// Same results; the user agent's values come from a direct-mapped cache in front of the
+    /// LRU (counted as user-agent hits), so a repeated user agent costs one hash and one
+    /// comparison.
+    pub fn enrich_dims(&mut self, ev: &ClickEvent) -> Dims {
+        let ua = user_agent::truncate(&ev.user_agent);
+        let slot = self.ua_front.slot(ua);
+        let cached = slot.and_then(|i| self.ua_front.get(i, ua)).cloned();
+        let ua_dims = match cached {
+            Some(d) => {
+                self.stats.ua_hits += 1;
+                d
+            }
+            None => {
+                let info = self.user_agent(ua);
+                let d = UaDims { values: [DimStr::new(info.device.as_str()), DimStr::new(&info.browser), DimStr::new(&info.os)], is_bot: info.is_bot };
+                if let Some(i) = slot {
+                    self.ua_front.put(i, ua, d.clone());
+                }
+                d
+            }
+        };
+        let country = self.country_cached(ev.ip_trunc.as_deref());
+        let (referrer_domain, referrer_medium) = self.referrer_cached(ev.referrer.as_deref());
+        let [device, browser, os] = ua_dims.values;
+        Dims {
+            values: [DimStr::new(country.as_str()), device, browser, os, DimStr::new(&referrer_domain), DimStr::new(referrer_medium.as_str())],
+            is_bot: ua_dims.is_bot,
+        }
+    }
+
+    /// Country of `ip_trunc` through the clone's front cache and GeoIP record memo.
+    fn country_cached(&mut self, ip: Option<&str>) -> CountryCode {
+        let Some(ip) = ip else { return CountryCode::UNKNOWN };
+        let slot = self.country_front.slot(ip);
+        if let Some(&cc) = slot.and_then(|i| self.country_front.get(i, ip)) {
+            return cc;
+        }
+        let cc = self.shared.geo.lookup_str_memo(Some(ip), &mut self.country_memo);
+        if let Some(i) = slot {
+            self.country_front.put(i, ip, cc);
+        }
+        cc
     }
 
     /// Browser, OS, device class and bot flag of a user agent, from this clone's LRU cache
@@ -395,6 +470,59 @@ mod tests {
         }
         assert!(a.shared.ua_shared.lock().len() <= 2);
         assert_eq!(w1.user_agent(ua), first);
+    }
+
+    #[test]
+    fn enrich_dims_equals_enrich_for_new_and_repeated_events() {
+        let uas = [
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1",
+            "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)",
+            "curl/8.0",
+            "",
+            "\u{1F600} not a browser",
+        ];
+        let ips = [None, Some("8.8.8.0"), Some("81.2.69.0"), Some("10.1.2.0"), Some("2001:db8:1::"), Some("2a00:1450:4001::"), Some("not an ip"), Some("[2001:4860::1]:443")];
+        let refs = [None, Some("https://www.google.com/search?q=x"), Some("https://t.co/x"), Some("::bad::"), Some("")];
+        let mut cached = Enricher::new(&EnrichConfig::default()).expect("builds");
+        let mut plain = Enricher::new(&EnrichConfig::default()).expect("builds");
+        let mut n = 0;
+        // Two passes: the second one is served from the front caches.
+        for _ in 0..2 {
+            for (i, ua) in uas.iter().enumerate() {
+                for (j, ip) in ips.iter().enumerate() {
+                    let ev = ClickEvent {
+                        event_id: uuid::Uuid::from_u128(1),
+                        code: "ab".into(),
+                        ts: 0,
+                        ip_trunc: ip.map(str::to_owned),
+                        visitor_id: 1,
+                        user_agent: (*ua).to_owned(),
+                        referrer: refs[(i + j) % refs.len()].map(str::to_owned),
+                        accept_language: None,
+                        edge_region: None,
+                    };
+                    let e = plain.enrich(&ev);
+                    let expected = Dims {
+                        values: [
+                            DimStr::new(e.country.as_str()),
+                            DimStr::new(e.device.as_str()),
+                            DimStr::new(&e.browser),
+                            DimStr::new(&e.os),
+                            DimStr::new(&e.referrer_domain),
+                            DimStr::new(e.referrer_medium.as_str()),
+                        ],
+                        is_bot: e.is_bot,
+                    };
+                    assert_eq!(cached.enrich_dims(&ev), expected, "{ua:?} {ip:?}");
+                    n += 1;
+                }
+            }
+        }
+        assert_eq!(n, 2 * uas.len() * ips.len());
+        // Every user agent after the first sight of each is a hit.
+        assert_eq!(cached.stats().ua_misses, uas.len() as u64);
+        assert_eq!(cached.stats().ua_hits, (n - uas.len()) as u64);
     }
 
     #[test]

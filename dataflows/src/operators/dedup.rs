@@ -297,6 +297,8 @@ impl<'scope> DedupByEventId<'scope> for StreamVec<'scope, u64, GatedClick> {
                     match (next_c, next_r) {
                         (Some(c), r) if r.is_none_or(|r| c <= r) => {
                             let (cap_ok, cap_err, batches) = clicks.remove(&c).expect("key present");
+                            // The session takes the buffer's allocation: size it once.
+                            ok_buf.reserve(batches.iter().map(Vec::len).sum());
                             for b in batches {
                                 state.process(b, &mut ok_buf, &mut err_buf);
                             }

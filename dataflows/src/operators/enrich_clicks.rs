@@ -27,18 +27,7 @@ pub trait ClickEnricher: Clone + Send + 'static {
 
 impl ClickEnricher for Enricher {
     fn dims(&mut self, ev: &ClickEvent) -> Dims {
-        let e = self.enrich(ev);
-        Dims {
-            values: [
-                DimStr::new(e.country.as_str()),
-                DimStr::new(e.device.as_str()),
-                DimStr::new(&e.browser),
-                DimStr::new(&e.os),
-                DimStr::new(&e.referrer_domain),
-                DimStr::new(e.referrer_medium.as_str()),
-            ],
-            is_bot: e.is_bot,
-        }
+        self.enrich_dims(ev)
     }
 }
 

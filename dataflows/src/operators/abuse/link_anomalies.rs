@@ -58,7 +58,7 @@ use super::{bot_share, click_burst, geo_shift, referrer_spam};
 use crate::clock::Clock;
 use crate::config::AbuseConfig;
 use crate::hash::{FxHashMap, route_str};
-use crate::model::{DimStr, Dimension, Dims};
+use crate::model::{DimStr, Dimension};
 use crate::records::LinkedRecord;
 use crate::watermark::WatermarkReport;
 
@@ -103,8 +103,10 @@ pub struct LinkDetector {
     ticker: Ticker,
     states: FxHashMap<DimStr, LinkState>,
     blocked: FxHashMap<DimStr, Vec<(String, String, isize)>>,
-    /// The dimension values (with the bot flag) of the clicks held.
-    dims: Interner<Dims>,
+    /// The dimension values of the clicks held, each value once (a click's six values are
+    /// ids into this table: a few distinct strings per dimension, so the table stays small
+    /// and hot, where whole [`Dims`](crate::model::Dims) would be nearly one entry per click).
+    dims: Interner<DimStr>,
     pending: Pending<HeldClick>,
     dirty: BTreeSet<DimStr>,
     /// Codes that got clicks at the current tick, once each (merged into `dirty` at its end).
@@ -116,19 +118,20 @@ pub struct LinkDetector {
 }
 
 /// A click as the detectors hold it until its tick: what they read of a [`LinkedRecord`],
-/// its [`Dims`] as an id into [`LinkDetector::dims`] (56 bytes instead of about 200).
+/// its [`Dims`](crate::model::Dims) values as ids into [`LinkDetector::dims`] (80 bytes instead of about 200).
 #[derive(Debug)]
 pub(crate) struct HeldClick {
     ts: i64,
     visitor: u64,
     code: DimStr,
-    /// Dimension values and bot flag.
-    dims: u32,
+    /// Dimension values ([`Dims::values`](crate::model::Dims::values) order).
+    dims: [u32; 6],
+    is_bot: bool,
     meta: Option<Arc<LinkMeta>>,
 }
 
 impl Held for HeldClick {
-    type Ctx = Interner<Dims>;
+    type Ctx = Interner<DimStr>;
 
     fn ts(&self) -> i64 {
         self.ts
@@ -136,12 +139,21 @@ impl Held for HeldClick {
 
     /// `(ts, code, visitor, dimension values, is_bot, meta)`: the order of the
     /// [`LinkedRecord`]s the clicks come from.
-    fn order(&self, o: &Self, t: &Interner<Dims>) -> Ordering {
+    fn order(&self, o: &Self, t: &Interner<DimStr>) -> Ordering {
         self.ts
             .cmp(&o.ts)
             .then_with(|| self.code.cmp(&o.code))
             .then_with(|| self.visitor.cmp(&o.visitor))
-            .then_with(|| t.cmp_by(self.dims, o.dims, |a, b| a.values.cmp(&b.values).then(a.is_bot.cmp(&b.is_bot))))
+            .then_with(|| {
+                // `Dims::values` compared element by element, then `is_bot`: the order of `Dims`.
+                for (&a, &b) in self.dims.iter().zip(&o.dims) {
+                    match t.cmp_by(a, b, |x, y| x.cmp(y)) {
+                        Ordering::Equal => {}
+                        other => return other,
+                    }
+                }
+                self.is_bot.cmp(&o.is_bot)
+            })
             .then_with(|| self.meta.as_deref().cmp(&o.meta.as_deref()))
     }
 }
@@ -187,7 +199,9 @@ impl LinkDetector {
 
     /// What the detectors keep of `r` until its tick.
     fn hold(&mut self, r: &LinkedRecord) -> HeldClick {
-        HeldClick { ts: r.rec.ts, visitor: r.rec.visitor_id, code: r.rec.code.clone(), dims: self.dims.id(&r.rec.dims), meta: r.meta.clone() }
+        let v = &r.rec.dims.values;
+        let dims = std::array::from_fn(|i| self.dims.id_str(v[i].as_str()));
+        HeldClick { ts: r.rec.ts, visitor: r.rec.visitor_id, code: r.rec.code.clone(), dims, is_bot: r.rec.dims.is_bot, meta: r.meta.clone() }
     }
 
     /// Takes held clicks of one epoch (from [`LinkDetector::hold`]), leaving `held` empty.
@@ -203,8 +217,8 @@ impl LinkDetector {
         }
         let pending = &mut self.pending;
         self.dims.compact(|f| {
-            pending.iter_mut().for_each(|h| f(&mut h.dims));
-            outside.for_each(|h| f(&mut h.dims));
+            pending.iter_mut().flat_map(|h| h.dims.iter_mut()).for_each(&mut *f);
+            outside.flat_map(|h| h.dims.iter_mut()).for_each(f);
         });
     }
 
@@ -268,13 +282,13 @@ impl LinkDetector {
             st.win.advance(s, window, alpha, learn);
             let sec = self.ticker.floor(r.ts);
             if sec >= s - window {
-                let d = all_dims.get(r.dims);
+                let d = |dim: Dimension| all_dims.get(r.dims[dim.index()]);
                 let click = LinkClick {
                     visitor: r.visitor,
-                    is_bot: d.is_bot,
-                    country: &d.values[Dimension::Country.index()],
-                    referrer: &d.values[Dimension::ReferrerDomain.index()],
-                    browser: &d.values[Dimension::Browser.index()],
+                    is_bot: r.is_bot,
+                    country: d(Dimension::Country),
+                    referrer: d(Dimension::ReferrerDomain),
+                    browser: d(Dimension::Browser),
                 };
                 st.win.add(&click, sec, cap);
             }
