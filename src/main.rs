@@ -20,8 +20,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Trade-off: memory freed by a long-running server stays in the process (counted in its
 /// RSS) for up to this long before the OS gets it back; in exchange the dataflow's growing
 /// state (rollup blocks, hash tables, vectors that reallocate as they grow) reuses pages
-/// instead of faulting in freshly zeroed ones, which on a VM with transparent huge pages
-/// costs ~18 % of a worker's time (BENCHMARKS.md, "Dataflow throughput", 2026-11-30 session 6).
+/// instead of faulting in freshly zeroed ones (on a VM with transparent huge pages, first-touch
+/// zeroing was 18 % of a dataflow worker's time in a 2026-11-30 profile). Measurements and
+/// their limits: BENCHMARKS.md, "Dataflow throughput", session 6 rollup side.
 /// The environment variable `MIMALLOC_PURGE_DELAY` still overrides this value.
 const MIMALLOC_PURGE_DELAY_MS: std::ffi::c_long = 10_000;
 
