@@ -14,7 +14,37 @@ use sluice::{bench, log_tail, serve, telemetry};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// How long (ms) mimalloc keeps freed memory before returning it to the OS
+/// (`mi_option_purge_delay`; mimalloc v3's own default is 1,000 ms, `-1` never purges).
+///
+/// Trade-off: memory freed by a long-running server stays in the process (counted in its
+/// RSS) for up to this long before the OS gets it back; in exchange the dataflow's growing
+/// state (rollup blocks, hash tables, vectors that reallocate as they grow) reuses pages
+/// instead of faulting in freshly zeroed ones (on a VM with transparent huge pages, first-touch
+/// zeroing was 18 % of a dataflow worker's time in a 2026-11-30 profile). Measurements and
+/// their limits: BENCHMARKS.md, "Dataflow throughput", session 6 rollup side.
+/// The environment variable `MIMALLOC_PURGE_DELAY` still overrides this value.
+const MIMALLOC_PURGE_DELAY_MS: std::ffi::c_long = 10_000;
+
+/// Applies [`MIMALLOC_PURGE_DELAY_MS`] unless `MIMALLOC_PURGE_DELAY` is set. mimalloc reads
+/// the option on every purge decision, so setting it at the top of `main` (before any thread
+/// starts) covers all later frees. The one `unsafe` call of the binary (the workspace denies
+/// `unsafe_code`; this FFI setter has no safe wrapper).
+#[allow(unsafe_code)]
+fn configure_allocator() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: mimalloc's option setter writes one word of its static option table; it is
+        // not thread safe, and no other thread exists yet at the top of `main`.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, MIMALLOC_PURGE_DELAY_MS) };
+    }
+}
+
+/// `mi_option_purge_delay` in mimalloc's `mi_option_t` (index 15 in v2 and v3; the sys
+/// crate exports only the stable options as constants).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
 fn main() -> ExitCode {
+    configure_allocator();
     let cli = Cli::parse();
     // The demo prints a report on stdout; keep its stderr to warnings unless asked.
     let quiet_demo = matches!(cli.command, Command::Demo(_)) && cli.log == "info" && std::env::var_os("SLUICE_LOG").is_none();

@@ -72,32 +72,37 @@ impl SparseCodes {
         }
     }
 
-    /// Merges the buffer into the sorted codes.
+    /// Merges the buffer into the sorted codes, in place: the sorted vector grows by the
+    /// buffer's length and the two are merged from the back (no new allocation per flush,
+    /// and the sorted codes move only as far as the codes merged in require).
     pub(super) fn flush(&mut self) {
         if self.buffer.is_empty() {
             return;
         }
         self.buffer.sort_unstable();
         self.buffer.dedup();
-        let mut out = Vec::with_capacity(self.sorted.len() + self.buffer.len());
-        let (mut i, mut j) = (0, 0);
-        while i < self.sorted.len() && j < self.buffer.len() {
-            let (a, b) = (self.sorted[i], self.buffer[j]);
-            if a < b {
-                out.push(a);
-                i += 1;
-            } else if b < a {
-                out.push(b);
-                j += 1;
+        // Drop codes already present (binary search: the buffer is a small fraction of the
+        // sorted codes), so the merge below only places new ones.
+        let sorted = &self.sorted;
+        self.buffer.retain(|c| sorted.binary_search(c).is_err());
+        let (old, add) = (self.sorted.len(), self.buffer.len());
+        if add == 0 {
+            return;
+        }
+        // Exact growth, like the fresh vector of the previous merge (memory per row).
+        self.sorted.reserve_exact(add);
+        self.sorted.resize(old + add, 0);
+        let (mut i, mut j, mut k) = (old, add, old + add);
+        while j > 0 {
+            k -= 1;
+            if i > 0 && self.sorted[i - 1] > self.buffer[j - 1] {
+                self.sorted[k] = self.sorted[i - 1];
+                i -= 1;
             } else {
-                out.push(a);
-                i += 1;
-                j += 1;
+                self.sorted[k] = self.buffer[j - 1];
+                j -= 1;
             }
         }
-        out.extend_from_slice(&self.sorted[i..]);
-        out.extend_from_slice(&self.buffer[j..]);
-        self.sorted = out;
         self.buffer.clear();
     }
 

@@ -35,8 +35,8 @@ use super::rows::{Block, row_key, split_key};
 use crate::changes::ChangedRow;
 use crate::hash::{FxHashMap, FxHashSet};
 use crate::model::{DimStr, Granularity, View};
-use crate::records::LinkedRecord;
 
+mod apply;
 mod seal;
 #[cfg(test)]
 mod tests;
@@ -96,19 +96,6 @@ pub struct ShardSize {
     pub bytes: usize,
 }
 
-/// Runs of at least this many clicks of one code in a batch are aggregated before they
-/// touch stored rows.
-const AGGREGATE_FROM: usize = 4;
-
-/// A click prepared for application: interned ids folded into its eight row keys.
-#[derive(Clone, Copy)]
-struct Prepared {
-    code: u32,
-    ts: i64,
-    visitor: u64,
-    keys: [u64; View::COUNT],
-}
-
 /// The rollups of one worker (see module docs).
 #[derive(Debug)]
 pub(crate) struct ShardState {
@@ -138,14 +125,8 @@ pub(crate) struct ShardState {
     dirty_blocks: Vec<(u32, u8, i64)>,
     /// Blocks in `dirty_blocks` (change tracking only).
     dirty: FxHashSet<(u32, u8, i64)>,
-    scratch: Vec<Prepared>,
-    order: Vec<(u64, u32)>,
-}
-
-impl std::fmt::Debug for Prepared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Prepared").field("code", &self.code).field("ts", &self.ts).finish_non_exhaustive()
-    }
+    /// Buffers of [`Self::apply`], kept between batches.
+    scratch: apply::Scratch,
 }
 
 impl ShardState {
@@ -168,8 +149,7 @@ impl ShardState {
             track_changes,
             dirty_blocks: Vec::new(),
             dirty: FxHashSet::default(),
-            scratch: Vec::new(),
-            order: Vec::new(),
+            scratch: apply::Scratch::default(),
         }
     }
 
@@ -195,7 +175,7 @@ impl ShardState {
 
     /// Whether a click at `ts` goes to the hour and day rows directly (its quarter is sealed).
     #[inline]
-    fn sealed(&self, ts: i64) -> bool {
+    pub(super) fn sealed(&self, ts: i64) -> bool {
         Granularity::Quarter.bucket_start(ts) < self.sealed_before
     }
 
@@ -210,7 +190,7 @@ impl ShardState {
 
     /// [`Self::code_index`] for a [`DimStr`] (byte lookup, no UTF-8 validation).
     #[inline]
-    fn code_index_dim(&mut self, code: &DimStr) -> u32 {
+    pub(super) fn code_index_dim(&mut self, code: &DimStr) -> u32 {
         match self.codes.get(code) {
             Some(&i) => i,
             None => self.code_index(code.as_str()),
@@ -227,7 +207,7 @@ impl ShardState {
         i
     }
 
-    fn meta_id(&mut self, meta: &Option<Arc<LinkMeta>>) -> u32 {
+    pub(super) fn meta_id(&mut self, meta: &Option<Arc<LinkMeta>>) -> u32 {
         let Some(m) = meta else { return 0 };
         let ptr = Arc::as_ptr(m) as usize;
         if let Some(&id) = self.meta_ids.get(&ptr) {
@@ -242,7 +222,7 @@ impl ShardState {
 
     /// Slot of the block of code `ci`, granularity `gi`, bucket `start`, created if missing.
     #[inline]
-    fn block_slot(&mut self, ci: u32, gi: usize, start: i64) -> u32 {
+    pub(super) fn block_slot(&mut self, ci: u32, gi: usize, start: i64) -> u32 {
         let code = &mut self.code_rollups[ci as usize];
         if code.recent[gi].0 == start {
             return code.recent[gi].1;
@@ -266,155 +246,6 @@ impl ShardState {
         code.recent[gi] = (start, slot);
         self.evict_index[gi].entry(start).or_default().push((ci, slot));
         slot
-    }
-
-    /// Applies clicks (any order): every retained granularity at once. Clicks are grouped
-    /// by (code, minute) first, so consecutive clicks reuse the same blocks.
-    pub(crate) fn apply(&mut self, recs: &[LinkedRecord]) {
-        let mut scratch = std::mem::take(&mut self.scratch);
-        let mut order = std::mem::take(&mut self.order);
-        scratch.clear();
-        order.clear();
-        let mut last_code: Option<(&DimStr, u32)> = None;
-        for r in recs {
-            let rec = &r.rec;
-            let ci = match last_code {
-                Some((c, i)) if *c == rec.code => i,
-                _ => self.code_index_dim(&rec.code),
-            };
-            last_code = Some((&rec.code, ci));
-            let meta = self.meta_id(&r.meta);
-            let d = &rec.dims;
-            let bot = d.is_bot;
-            let mut ids = [0u32; 6];
-            for ((id, v), interner) in ids.iter_mut().zip(d.values.iter()).zip(self.values.iter_mut()) {
-                *id = interner.intern_dim(v);
-            }
-            let keys = [
-                row_key(0, meta, 0, bot),
-                row_key(1, ids[0], 0, bot),
-                row_key(2, ids[1], 0, bot),
-                row_key(3, ids[2], 0, bot),
-                row_key(4, ids[3], 0, bot),
-                row_key(5, ids[4], 0, bot),
-                row_key(6, ids[5], 0, bot),
-                row_key(7, ids[0], ids[1], bot),
-            ];
-            order.push(((u64::from(ci) << 32) | (rec.ts.div_euclid(60_000) as u64 & 0xffff_ffff), scratch.len() as u32));
-            scratch.push(Prepared { code: ci, ts: rec.ts, visitor: rec.visitor_id, keys });
-        }
-        order.sort_unstable();
-        let mut i = 0;
-        while i < order.len() {
-            let code = (order[i].0 >> 32) as u32;
-            let mut j = i + 1;
-            while j < order.len() && (order[j].0 >> 32) as u32 == code {
-                j += 1;
-            }
-            if j - i < AGGREGATE_FROM {
-                for &(_, k) in &order[i..j] {
-                    self.apply_one(&scratch[k as usize]);
-                }
-            } else {
-                self.apply_aggregated(code, &order[i..j], &scratch);
-            }
-            i = j;
-        }
-        self.scratch = scratch;
-        self.order = order;
-    }
-
-    /// Applies one click to its eight rows in each retained granularity (minute and quarter
-    /// only while its quarter is unsealed).
-    fn apply_one(&mut self, p: &Prepared) {
-        let track = self.track_changes;
-        let grans = if self.sealed(p.ts) { 4 } else { 2 };
-        for g in &Granularity::ALL[..grans] {
-            let g = *g;
-            let gi = g.index();
-            let start = g.bucket_start(p.ts);
-            if start < self.retained_from[gi] {
-                continue;
-            }
-            let slot = self.block_slot(p.code, gi, start);
-            let block = &mut self.blocks[slot as usize];
-            let mut created = 0usize;
-            for &key in &p.keys {
-                let row = block.entry(key, &mut created);
-                row.add_clicks(1, track);
-                row.sketch.insert(p.visitor);
-            }
-            self.rows += created;
-            if track && self.dirty.insert((p.code, gi as u8, start)) {
-                self.dirty_blocks.push((p.code, gi as u8, start));
-            }
-        }
-    }
-
-    /// Applies the clicks of one code in a batch: per granularity, clicks are first summed
-    /// per (bucket, row key) and visitors grouped per row in a small table, so each stored
-    /// row (and its sketch) is visited once per batch rather than once per click.
-    fn apply_aggregated(&mut self, code: u32, run: &[(u64, u32)], scratch: &[Prepared]) {
-        let track = self.track_changes;
-        let mut agg_index: FxHashMap<(i64, u64), u32> = FxHashMap::with_capacity_and_hasher(run.len() * 4, Default::default());
-        let mut agg: Vec<(i64, u64, u64, u32)> = Vec::new();
-        let mut pairs: Vec<(u32, u64)> = Vec::with_capacity(run.len() * View::COUNT);
-        let mut visitors: Vec<u64> = Vec::new();
-        for g in Granularity::ALL {
-            let gi = g.index();
-            agg_index.clear();
-            agg.clear();
-            pairs.clear();
-            for &(_, k) in run {
-                let p = &scratch[k as usize];
-                let start = g.bucket_start(p.ts);
-                if start < self.retained_from[gi] || (gi >= Granularity::Hour.index() && !self.sealed(p.ts)) {
-                    continue;
-                }
-                for &key in &p.keys {
-                    let a = *agg_index.entry((start, key)).or_insert_with(|| {
-                        agg.push((start, key, 0, 0));
-                        (agg.len() - 1) as u32
-                    });
-                    agg[a as usize].2 += 1;
-                    pairs.push((a, p.visitor));
-                }
-            }
-            // Group visitors by row (counting sort): agg.3 becomes each row's start offset.
-            let mut offset = 0u32;
-            for e in agg.iter_mut() {
-                e.3 = offset;
-                offset += e.2 as u32;
-            }
-            visitors.clear();
-            visitors.resize(pairs.len(), 0);
-            let mut fill: Vec<u32> = agg.iter().map(|e| e.3).collect();
-            for &(a, v) in &pairs {
-                visitors[fill[a as usize] as usize] = v;
-                fill[a as usize] += 1;
-            }
-            agg.sort_unstable_by_key(|e| e.0);
-            let mut current: (i64, u32) = (i64::MIN, 0);
-            for &(start, key, clicks, from) in &agg {
-                let slot = if current.0 == start {
-                    current.1
-                } else {
-                    let s = self.block_slot(code, gi, start);
-                    current = (start, s);
-                    if track && self.dirty.insert((code, gi as u8, start)) {
-                        self.dirty_blocks.push((code, gi as u8, start));
-                    }
-                    s
-                };
-                let mut created = 0usize;
-                let row = self.blocks[slot as usize].entry(key, &mut created);
-                self.rows += created;
-                row.add_clicks(clicks, track);
-                for &v in &visitors[from as usize..(from as usize + clicks as usize)] {
-                    row.sketch.insert(v);
-                }
-            }
-        }
     }
 
     /// Moves the watermark to `w` (never backwards) and evicts what fell out of retention.

@@ -1,0 +1,209 @@
+//! Applying a batch of clicks to the shard's rows ([`ShardState::apply`]).
+//!
+//! Clicks are prepared (code, metadata and dimension values interned into eight row keys)
+//! and grouped by code. A code with few clicks in the batch updates its rows click by
+//! click; a code with more has its clicks summed per (bucket, row key) and its visitors
+//! grouped per row first, so each stored row and its sketch — cache misses, since the state
+//! is far larger than the CPU caches — is visited once per batch. The buffers live in
+//! [`Scratch`] between batches.
+
+use super::ShardState;
+use crate::hash::FxHashMap;
+use crate::model::{DimStr, Granularity, View};
+use crate::records::LinkedRecord;
+use crate::views::rows::row_key;
+
+/// Runs of at least this many clicks of one code in a batch are aggregated before they
+/// touch stored rows.
+const AGGREGATE_FROM: usize = 4;
+
+/// A click prepared for application: interned ids folded into its eight row keys.
+#[derive(Clone, Copy)]
+pub(super) struct Prepared {
+    code: u32,
+    ts: i64,
+    visitor: u64,
+    keys: [u64; View::COUNT],
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared").field("code", &self.code).field("ts", &self.ts).finish_non_exhaustive()
+    }
+}
+
+/// One aggregated row of a code's run: bucket start, row key, clicks, and the offset of its
+/// visitors in [`Scratch::visitors`].
+#[derive(Clone, Copy, Debug)]
+struct AggRow {
+    start: i64,
+    key: u64,
+    clicks: u64,
+    from: u32,
+}
+
+/// Buffers of [`ShardState::apply`], kept between batches (no allocation per batch once
+/// they have grown).
+#[derive(Debug, Default)]
+pub(super) struct Scratch {
+    prepared: Vec<Prepared>,
+    /// (code << 32 | minute, index into `prepared`), sorted to group a code's clicks.
+    order: Vec<(u64, u32)>,
+    agg_index: FxHashMap<(i64, u64), u32>,
+    agg: Vec<AggRow>,
+    /// (aggregated row, visitor) per click and row.
+    pairs: Vec<(u32, u64)>,
+    /// Visitors grouped by aggregated row.
+    visitors: Vec<u64>,
+    fill: Vec<u32>,
+}
+
+impl ShardState {
+    /// Applies clicks (any order): every retained granularity at once. Clicks are grouped
+    /// by (code, minute) first, so consecutive clicks reuse the same blocks.
+    pub(crate) fn apply(&mut self, recs: &[LinkedRecord]) {
+        let mut s = std::mem::take(&mut self.scratch);
+        s.prepared.clear();
+        s.order.clear();
+        let mut last_code: Option<(&DimStr, u32)> = None;
+        for r in recs {
+            let rec = &r.rec;
+            let ci = match last_code {
+                Some((c, i)) if *c == rec.code => i,
+                _ => self.code_index_dim(&rec.code),
+            };
+            last_code = Some((&rec.code, ci));
+            let meta = self.meta_id(&r.meta);
+            let d = &rec.dims;
+            let bot = d.is_bot;
+            let mut ids = [0u32; 6];
+            for ((id, v), interner) in ids.iter_mut().zip(d.values.iter()).zip(self.values.iter_mut()) {
+                *id = interner.intern_dim(v);
+            }
+            let keys = [
+                row_key(0, meta, 0, bot),
+                row_key(1, ids[0], 0, bot),
+                row_key(2, ids[1], 0, bot),
+                row_key(3, ids[2], 0, bot),
+                row_key(4, ids[3], 0, bot),
+                row_key(5, ids[4], 0, bot),
+                row_key(6, ids[5], 0, bot),
+                row_key(7, ids[0], ids[1], bot),
+            ];
+            s.order.push(((u64::from(ci) << 32) | (rec.ts.div_euclid(60_000) as u64 & 0xffff_ffff), s.prepared.len() as u32));
+            s.prepared.push(Prepared { code: ci, ts: rec.ts, visitor: rec.visitor_id, keys });
+        }
+        s.order.sort_unstable();
+        let mut i = 0;
+        while i < s.order.len() {
+            let code = (s.order[i].0 >> 32) as u32;
+            let mut j = i + 1;
+            while j < s.order.len() && (s.order[j].0 >> 32) as u32 == code {
+                j += 1;
+            }
+            if j - i < AGGREGATE_FROM {
+                for k in i..j {
+                    let p = s.prepared[s.order[k].1 as usize];
+                    self.apply_one(&p);
+                }
+            } else {
+                self.apply_aggregated(code, i..j, &mut s);
+            }
+            i = j;
+        }
+        self.scratch = s;
+    }
+
+    /// Records that block (`code`, `gi`, `start`) changed (change tracking only).
+    #[inline]
+    fn mark_dirty(&mut self, code: u32, gi: usize, start: i64) {
+        if self.track_changes && self.dirty.insert((code, gi as u8, start)) {
+            self.dirty_blocks.push((code, gi as u8, start));
+        }
+    }
+
+    /// Applies one click to its eight rows in each retained granularity (minute and quarter
+    /// only while its quarter is unsealed).
+    fn apply_one(&mut self, p: &Prepared) {
+        let track = self.track_changes;
+        let grans = if self.sealed(p.ts) { 4 } else { 2 };
+        for g in &Granularity::ALL[..grans] {
+            let gi = g.index();
+            let start = g.bucket_start(p.ts);
+            if start < self.retained_from[gi] {
+                continue;
+            }
+            let slot = self.block_slot(p.code, gi, start);
+            let block = &mut self.blocks[slot as usize];
+            let mut created = 0usize;
+            for &key in &p.keys {
+                let row = block.entry(key, &mut created);
+                row.add_clicks(1, track);
+                row.sketch.insert(p.visitor);
+            }
+            self.rows += created;
+            self.mark_dirty(p.code, gi, start);
+        }
+    }
+
+    /// Applies the clicks `run` (a range of `s.order`) of one code: per granularity, clicks
+    /// are first summed per (bucket, row key) and visitors grouped per row, so each stored
+    /// row (and its sketch) is visited once per batch rather than once per click. The
+    /// buffers are [`Scratch`]'s, reused from batch to batch.
+    fn apply_aggregated(&mut self, code: u32, run: std::ops::Range<usize>, s: &mut Scratch) {
+        let track = self.track_changes;
+        for g in Granularity::ALL {
+            let gi = g.index();
+            s.agg_index.clear();
+            s.agg.clear();
+            s.pairs.clear();
+            for &(_, k) in &s.order[run.clone()] {
+                let p = &s.prepared[k as usize];
+                let start = g.bucket_start(p.ts);
+                if start < self.retained_from[gi] || (gi >= Granularity::Hour.index() && !self.sealed(p.ts)) {
+                    continue;
+                }
+                for &key in &p.keys {
+                    let a = *s.agg_index.entry((start, key)).or_insert_with(|| {
+                        s.agg.push(AggRow { start, key, clicks: 0, from: 0 });
+                        (s.agg.len() - 1) as u32
+                    });
+                    s.agg[a as usize].clicks += 1;
+                    s.pairs.push((a, p.visitor));
+                }
+            }
+            if s.agg.is_empty() {
+                continue;
+            }
+            // Group visitors by row (counting sort): `from` becomes each row's offset.
+            let mut offset = 0u32;
+            for e in s.agg.iter_mut() {
+                e.from = offset;
+                offset += e.clicks as u32;
+            }
+            s.visitors.clear();
+            s.visitors.resize(s.pairs.len(), 0);
+            s.fill.clear();
+            s.fill.extend(s.agg.iter().map(|e| e.from));
+            for &(a, v) in &s.pairs {
+                s.visitors[s.fill[a as usize] as usize] = v;
+                s.fill[a as usize] += 1;
+            }
+            s.agg.sort_unstable_by_key(|e| e.start);
+            let mut current: (i64, u32) = (i64::MIN, 0);
+            for e in &s.agg {
+                if current.0 != e.start {
+                    current = (e.start, self.block_slot(code, gi, e.start));
+                    self.mark_dirty(code, gi, e.start);
+                }
+                let mut created = 0usize;
+                let row = self.blocks[current.1 as usize].entry(e.key, &mut created);
+                self.rows += created;
+                row.add_clicks(e.clicks, track);
+                for &v in &s.visitors[e.from as usize..(e.from as usize + e.clicks as usize)] {
+                    row.sketch.insert(v);
+                }
+            }
+        }
+    }
+}
