@@ -15,16 +15,20 @@
 //! Shutdown: when every [`crate::ClickSender`] is dropped, the writer appends what is left
 //! in the channel and its task completes with a [`WriterSummary`].
 //!
-//! Appends run on the writer's own OS thread (`sluice-click-log`), one batch at a time,
-//! whose niceness is raised by [`LogWriterConfig::nice_increment`] (default 5) above the
-//! process's: an append is a CPU burst of up to a few milliseconds (encoding, B-tree
-//! inserts) and on a machine where it shares a CPU with a tokio worker, the worker's
-//! requests wait while it runs. `perf sched` of `sluice bench redirect` (1 worker pinned
-//! with the writer on one CPU, paced at half the max rate) showed the append thread (then a
-//! tokio blocking-pool thread at the worker's priority) preempting the worker ~300 times a
-//! second, 95 waits of more than 0.5 ms in 7 s. At a lower priority it mostly runs while
-//! the worker is idle; its share when both are busy stays ample (weight ratio ≈ 3:1 at +5,
-//! Linux `sched_prio_to_weight`), so the writer keeps up at the maximum rate.
+//! Appends run on the writer's own OS thread (`sluice-click-log`), one batch at a time.
+//! Its niceness can be raised by [`LogWriterConfig::nice_increment`] (default 0: the
+//! process's own). An append is a CPU burst of up to a few milliseconds (encoding, B-tree
+//! inserts); on a machine where it shares a CPU with a tokio worker, the worker's requests
+//! wait while it runs: `perf sched` of `sluice bench redirect` (1 worker pinned with the
+//! writer on one CPU, paced at half the max rate) showed the append thread preempting the
+//! worker ~300 times a second, 95 waits of more than 0.5 ms in 7 s. A raised niceness
+//! (e.g. 5, weight ratio ≈ 3:1, Linux `sched_prio_to_weight`) lets the worker run first,
+//! but it is not the default: on a machine busy with other processes the append thread is
+//! then starved, clicks reach the log late, and the dataflow's idle watermark (which
+//! advances while the log is quiet) can overtake clicks that are still waiting to be
+//! appended, so views report "as of" a time whose clicks are not all in them yet (seen in
+//! the e2e test `redirects_survive_redis_and_clickhouse_outages_and_the_sinks_catch_up`
+//! under a parallel test run).
 
 use std::ops::Range;
 use std::time::{Duration, Instant};
@@ -76,8 +80,8 @@ pub struct LogWriterConfig {
     pub retry_max: Duration,
     /// Attempts per batch before it is dropped, at least 1 (default 10, ≈ 3.5 s of retries).
     pub max_attempts: u32,
-    /// Niceness added to the append thread's (Linux `setpriority` on the thread; default 5,
-    /// 0 = the process's own; ignored where not permitted or not supported). See the
+    /// Niceness added to the append thread's (Linux `setpriority` on the thread; default 0
+    /// = the process's own, see the module docs for why; ignored where not permitted or not supported). See the
     /// module docs.
     pub nice_increment: i32,
 }
@@ -90,7 +94,7 @@ impl Default for LogWriterConfig {
             retry_initial: Duration::from_millis(10),
             retry_max: Duration::from_secs(1),
             max_attempts: 10,
-            nice_increment: 5,
+            nice_increment: 0,
         }
     }
 }
