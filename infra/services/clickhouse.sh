@@ -71,6 +71,8 @@ port_free() {
     "$VENV/bin/python" - "$PORT" <<'EOF'
 import socket, sys
 s = socket.socket()
+# As the server does: connections of a previous server in TIME_WAIT do not make it "taken".
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 try:
     s.bind(("127.0.0.1", int(sys.argv[1])))
 except OSError:
@@ -84,20 +86,31 @@ cmd_start() {
     ensure_venv
     mkdir -p "$STATE_DIR/data"
     if pid=$(running_pid); then
-        say "already running (pid $pid) on http://127.0.0.1:$PORT"
-        return 0
+        # A server started from another checkout that has since been deleted (a CI clone)
+        # lost its working or code directory and fails inserts (getcwd): start a fresh one.
+        local src cwd
+        src=$(cat "$STATE_DIR/server.src" 2>/dev/null || true)
+        cwd=$(readlink "/proc/$pid/cwd" 2>/dev/null || true)
+        if [[ -n $cwd && $cwd != *" (deleted)" && -d $cwd && -n $src && -d $src ]]; then
+            say "already running (pid $pid) on http://127.0.0.1:$PORT"
+            return 0
+        fi
+        say "running server (pid $pid) lost its directory ($src); restarting it"
+        cmd_stop
     fi
     if ! port_free; then
         say "port $PORT on 127.0.0.1 is taken by another process; set SLUICE_CLICKHOUSE_PORT"
         return 1
     fi
     (
-        cd "$SERVER_DIR"
-        CHDB_HTTP_PASSWORD=$PASSWORD TZ=UTC exec setsid "$VENV/bin/python" -m chdb_http \
+        # Run from the state dir (not the checkout, which a CI clone deletes afterwards).
+        cd "$STATE_DIR"
+        PYTHONPATH=$SERVER_DIR CHDB_HTTP_PASSWORD=$PASSWORD TZ=UTC exec setsid "$VENV/bin/python" -m chdb_http \
             --data-dir "$STATE_DIR/data" --port "$PORT" --log-file "$LOG" \
             </dev/null >>"$STATE_DIR/server.out" 2>&1
     ) &
     echo $! >"$PIDFILE"
+    echo "$SERVER_DIR" >"$STATE_DIR/server.src"
     for _ in $(seq 1 300); do
         if ping_ok; then
             say "running (pid $(cat "$PIDFILE")) on http://127.0.0.1:$PORT, data in $STATE_DIR/data"
