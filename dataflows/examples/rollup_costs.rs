@@ -3,8 +3,14 @@
 //! each visitor with a fixed IP and real user agent, 25 referrers (40 % direct), 20,000
 //! clicks per second of event time with up to 30 s of disorder, applied in batches.
 //!
-//! `cargo run --release -p sluice-dataflows --example rollup_costs -- [events] [batch]`
+//! It allocates with mimalloc like the `sluice` binary; run it with
+//! `MIMALLOC_PURGE_DELAY=10000` to match the binary's start-up setting (`src/main.rs`).
+//!
+//! `MIMALLOC_PURGE_DELAY=10000 cargo run --release -p sluice-dataflows --example rollup_costs -- [events] [batch]`
 use std::time::Instant;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
