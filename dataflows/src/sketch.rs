@@ -93,6 +93,16 @@ impl std::fmt::Debug for VisitorSketch {
     }
 }
 
+/// Id capacity of an exact set holding `n` ids, as single inserts grow it: 4, 8, 16, 32,
+/// then [`EXACT_LIMIT`] (also for `n` above it).
+fn exact_capacity(n: usize) -> usize {
+    let mut cap = 4;
+    while cap < n && cap < EXACT_LIMIT {
+        cap = (2 * cap).min(EXACT_LIMIT);
+    }
+    cap
+}
+
 fn new_hll() -> Box<Hll> {
     // Precision 14 is within the crate's bounds (4..=18), so this cannot fail.
     Box::new(Hll::new(HLL_PRECISION, VisitorHashState).expect("precision 14 is valid"))
@@ -178,6 +188,76 @@ impl VisitorSketch {
                 }
             }
             Repr::Dense(h) => h.insert(&visitor_id),
+        }
+    }
+
+    /// Adds the visitors `ids`, which must be strictly ascending (debug-asserted): the same
+    /// sketch as [`Self::insert`] of each id, but an exact set takes them in one merge pass
+    /// and one allocation at most.
+    pub fn insert_sorted(&mut self, ids: &[u64]) {
+        debug_assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids must be strictly ascending");
+        let held: &[u64] = match &self.repr {
+            Repr::Inline { len, ids: own } => &own[..*len as usize],
+            Repr::Exact(set) => &set[1..=set[0] as usize],
+            Repr::Sparse(_) | Repr::Dense(_) => {
+                ids.iter().for_each(|&id| self.insert(id));
+                return;
+            }
+        };
+        if ids.len() <= 1 {
+            ids.iter().for_each(|&id| self.insert(id));
+            return;
+        }
+        // Merge the held ids with `ids` (both ascending) into a fresh exact set: slot 0 is the
+        // count, as in `Repr::Exact`, and the capacity follows the growth of single inserts.
+        let total = held.len() + ids.len();
+        let mut merged = Vec::with_capacity(1 + exact_capacity(total).max(total));
+        merged.push(0);
+        let (mut i, mut j) = (0, 0);
+        while i < held.len() || j < ids.len() {
+            let next = match (held.get(i), ids.get(j)) {
+                (Some(&a), Some(&b)) if a == b => {
+                    i += 1;
+                    j += 1;
+                    a
+                }
+                (Some(&a), Some(&b)) if a < b => {
+                    i += 1;
+                    a
+                }
+                (Some(&a), None) => {
+                    i += 1;
+                    a
+                }
+                (_, Some(&b)) => {
+                    j += 1;
+                    b
+                }
+                (None, None) => break,
+            };
+            merged.push(next);
+        }
+        let n = merged.len() - 1;
+        if n <= 2 {
+            let mut own = [0u64; 2];
+            own[..n].copy_from_slice(&merged[1..]);
+            self.repr = Repr::Inline { len: n as u8, ids: own };
+        } else if n <= EXACT_LIMIT {
+            merged[0] = n as u64;
+            merged.resize(1 + exact_capacity(n), 0);
+            self.repr = Repr::Exact(merged.into_boxed_slice());
+        } else {
+            let mut s = Box::new(SparseCodes::default());
+            for &id in &merged[1..] {
+                s.insert_id(id);
+            }
+            self.repr = Repr::Sparse(s);
+            if let Repr::Sparse(s) = &mut self.repr
+                && s.wants_dense()
+            {
+                let d = densify(s);
+                self.repr = Repr::Dense(d);
+            }
         }
     }
 

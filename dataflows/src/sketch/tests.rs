@@ -179,3 +179,48 @@ fn sparse_form_matches_the_crate_exactly() {
         assert!(i < 1 << HLL_PRECISION && z >= 1);
     }
 }
+
+/// `insert_sorted` of a batch against `insert` of each id: same canonical bytes, same exact
+/// flag, and for exact sets the same heap bytes (capacity follows single inserts).
+fn check_sorted_insert(before: &[u64], batch: &[u64]) {
+    let mut one_by_one = sketch_of(before.iter().copied());
+    let mut batched = one_by_one.clone();
+    batch.iter().for_each(|&id| one_by_one.insert(id));
+    let mut sorted: Vec<u64> = batch.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    batched.insert_sorted(&sorted);
+    assert_eq!(batched.to_bytes(), one_by_one.to_bytes(), "before {} ids, batch {} ids", before.len(), batch.len());
+    assert_eq!(batched.is_exact(), one_by_one.is_exact());
+    if one_by_one.is_exact() {
+        assert_eq!(batched.heap_bytes(), one_by_one.heap_bytes());
+    }
+    assert_eq!(batched.uniques(), one_by_one.uniques());
+}
+
+#[test]
+fn sorted_insert_matches_single_inserts_at_every_boundary() {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    // Sizes around the inline (2), exact (EXACT_LIMIT) and sparse (3,072 codes) boundaries.
+    let sizes = [0usize, 1, 2, 3, 4, 5, 8, 9, 16, 17, 32, 33, EXACT_LIMIT - 1, EXACT_LIMIT, EXACT_LIMIT + 1, 100, 3_000, 3_100];
+    for &a in &sizes {
+        for &b in &sizes {
+            if a + b > 4_000 {
+                continue;
+            }
+            let before: Vec<u64> = (0..a).map(|_| rng.random_range(0..5_000u64)).collect();
+            let batch: Vec<u64> = (0..b).map(|_| rng.random_range(0..5_000u64)).collect();
+            check_sorted_insert(&before, &batch);
+        }
+    }
+}
+
+proptest::proptest! {
+    #[test]
+    fn sorted_insert_matches_single_inserts(
+        before in proptest::collection::vec(0u64..200, 0..80),
+        batch in proptest::collection::vec(0u64..200, 0..80),
+    ) {
+        check_sorted_insert(&before, &batch);
+    }
+}

@@ -49,6 +49,10 @@ pub(super) struct Scratch {
     prepared: Vec<Prepared>,
     /// (code << 32 | minute, index into `prepared`), sorted to group a code's clicks.
     order: Vec<(u64, u32)>,
+    /// `prepared` gathered in `order`: every later pass over a code's clicks reads them
+    /// sequentially (the batch's prepared clicks outgrow the L2 cache, and the aggregated path
+    /// walks a run once per granularity).
+    sorted: Vec<Prepared>,
     agg_index: FxHashMap<(i64, u64), u32>,
     agg: Vec<AggRow>,
     /// (aggregated row, visitor) per click and row.
@@ -94,16 +98,18 @@ impl ShardState {
             s.prepared.push(Prepared { code: ci, ts: rec.ts, visitor: rec.visitor_id, keys });
         }
         s.order.sort_unstable();
+        s.sorted.clear();
+        s.sorted.extend(s.order.iter().map(|&(_, k)| s.prepared[k as usize]));
         let mut i = 0;
-        while i < s.order.len() {
-            let code = (s.order[i].0 >> 32) as u32;
+        while i < s.sorted.len() {
+            let code = s.sorted[i].code;
             let mut j = i + 1;
-            while j < s.order.len() && (s.order[j].0 >> 32) as u32 == code {
+            while j < s.sorted.len() && s.sorted[j].code == code {
                 j += 1;
             }
             if j - i < AGGREGATE_FROM {
                 for k in i..j {
-                    let p = s.prepared[s.order[k].1 as usize];
+                    let p = s.sorted[k];
                     self.apply_one(&p);
                 }
             } else {
@@ -146,7 +152,7 @@ impl ShardState {
         }
     }
 
-    /// Applies the clicks `run` (a range of `s.order`) of one code: per granularity, clicks
+    /// Applies the clicks `run` (a range of `s.sorted`) of one code: per granularity, clicks
     /// are first summed per (bucket, row key) and visitors grouped per row, so each stored
     /// row (and its sketch) is visited once per batch rather than once per click. The
     /// buffers are [`Scratch`]'s, reused from batch to batch.
@@ -157,8 +163,7 @@ impl ShardState {
             s.agg_index.clear();
             s.agg.clear();
             s.pairs.clear();
-            for &(_, k) in &s.order[run.clone()] {
-                let p = &s.prepared[k as usize];
+            for p in &s.sorted[run.clone()] {
                 let start = g.bucket_start(p.ts);
                 if start < self.retained_from[gi] || (gi >= Granularity::Hour.index() && !self.sealed(p.ts)) {
                     continue;
@@ -200,10 +205,48 @@ impl ShardState {
                 let row = self.blocks[current.1 as usize].entry(e.key, &mut created);
                 self.rows += created;
                 row.add_clicks(e.clicks, track);
-                for &v in &s.visitors[e.from as usize..(e.from as usize + e.clicks as usize)] {
-                    row.sketch.insert(v);
-                }
+                // Distinct visitors of the row in this batch, ascending: repeat visitors
+                // touch the sketch once, and an exact set merges them in one pass.
+                let vs = &mut s.visitors[e.from as usize..(e.from as usize + e.clicks as usize)];
+                vs.sort_unstable();
+                let n = dedup_sorted(vs);
+                row.sketch.insert_sorted(&vs[..n]);
             }
+        }
+    }
+}
+
+/// Moves the distinct values of the ascending slice `v` to its front; returns their count.
+fn dedup_sorted(v: &mut [u64]) -> usize {
+    if v.is_empty() {
+        return 0;
+    }
+    let mut n = 1;
+    for i in 1..v.len() {
+        if v[i] != v[n - 1] {
+            v[n] = v[i];
+            n += 1;
+        }
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dedup_sorted;
+
+    #[test]
+    fn dedup_sorted_keeps_each_value_once_in_order() {
+        for (input, want) in [
+            (vec![], vec![]),
+            (vec![5], vec![5]),
+            (vec![1, 1, 1], vec![1]),
+            (vec![1, 2, 2, 3, 7, 7, 7, 9], vec![1, 2, 3, 7, 9]),
+            (vec![0, u64::MAX, u64::MAX], vec![0, u64::MAX]),
+        ] {
+            let mut v = input.clone();
+            let n = dedup_sorted(&mut v);
+            assert_eq!(&v[..n], &want[..], "input {input:?}");
         }
     }
 }
