@@ -1,10 +1,13 @@
 //! Applying a batch of clicks to the shard's rows ([`ShardState::apply`]).
 //!
-//! Clicks are prepared (code, metadata and dimension values interned into eight row keys)
-//! and grouped by code. A code with few clicks in the batch updates its rows click by
-//! click; a code with more has its clicks summed per (bucket, row key) and its visitors
-//! grouped per row first, so each stored row and its sketch — cache misses, since the state
-//! is far larger than the CPU caches — is visited once per batch. The buffers live in
+//! Clicks are prepared (code, metadata and dimension values interned into eight row keys),
+//! then gathered in (code, minute) order, so every later pass reads them sequentially. A
+//! code with few clicks in the batch updates its rows click by click; a code with more has
+//! its clicks summed per (bucket, row key) and its visitors grouped per row first, so each
+//! stored row and its sketch — cache misses, since the state is far larger than the CPU
+//! caches — is visited once per batch, and a row's visitors are sorted and deduplicated
+//! before they reach its sketch (a repeat visitor costs nothing; an exact set merges the new
+//! ids in one pass, [`crate::sketch::VisitorSketch::insert_sorted`]). The buffers live in
 //! [`Scratch`] between batches.
 
 use super::ShardState;
@@ -70,6 +73,10 @@ impl ShardState {
         s.prepared.clear();
         s.order.clear();
         let mut last_code: Option<(&DimStr, u32)> = None;
+        // The previous click's value and id per dimension: device class, medium and the
+        // like often repeat from click to click, and a byte compare is cheaper than the
+        // interner's hash lookup.
+        let mut last_values: [Option<(&DimStr, u32)>; 6] = [None; 6];
         for r in recs {
             let rec = &r.rec;
             let ci = match last_code {
@@ -81,8 +88,15 @@ impl ShardState {
             let d = &rec.dims;
             let bot = d.is_bot;
             let mut ids = [0u32; 6];
-            for ((id, v), interner) in ids.iter_mut().zip(d.values.iter()).zip(self.values.iter_mut()) {
-                *id = interner.intern_dim(v);
+            for (((id, v), interner), last) in ids.iter_mut().zip(d.values.iter()).zip(self.values.iter_mut()).zip(last_values.iter_mut()) {
+                *id = match *last {
+                    Some((p, i)) if p == v => i,
+                    _ => {
+                        let i = interner.intern_dim(v);
+                        *last = Some((v, i));
+                        i
+                    }
+                };
             }
             let keys = [
                 row_key(0, meta, 0, bot),
