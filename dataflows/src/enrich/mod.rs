@@ -75,6 +75,9 @@ const UA_FRONT_MAX_BYTES: usize = 512;
 const COUNTRY_FRONT_SLOTS: usize = 8192;
 /// Longest `ip_trunc` text the country cache keeps (a bracketed IPv6 address with a port).
 const COUNTRY_FRONT_MAX_BYTES: usize = 64;
+/// Slots of each clone's direct-mapped referrer → (domain, medium) cache (in front of the
+/// referrer LRU, for [`Enricher::enrich_dims`]).
+const REFERRER_FRONT_SLOTS: usize = 4096;
 
 /// A user agent's dimension values as the rollups take them: device class, browser, OS
 /// (in [`Dims::values`] positions 1, 2, 3) and the bot flag.
@@ -203,6 +206,7 @@ pub struct Enricher {
     /// values, per `ip_trunc` text its country.
     ua_front: FrontCache<UaDims>,
     country_front: FrontCache<CountryCode>,
+    referrer_front: FrontCache<(DimStr, DimStr)>,
     stats: EnrichStats,
 }
 
@@ -217,6 +221,7 @@ impl Clone for Enricher {
             country_memo: CountryMemo::default(),
             ua_front: FrontCache::new(UA_FRONT_SLOTS, UA_FRONT_MAX_BYTES),
             country_front: FrontCache::new(COUNTRY_FRONT_SLOTS, COUNTRY_FRONT_MAX_BYTES),
+            referrer_front: FrontCache::new(REFERRER_FRONT_SLOTS, MAX_CACHED_REFERRER_BYTES),
             stats: EnrichStats::default(),
         }
     }
@@ -261,6 +266,7 @@ impl Enricher {
             country_memo: CountryMemo::default(),
             ua_front: FrontCache::new(UA_FRONT_SLOTS, UA_FRONT_MAX_BYTES),
             country_front: FrontCache::new(COUNTRY_FRONT_SLOTS, COUNTRY_FRONT_MAX_BYTES),
+            referrer_front: FrontCache::new(REFERRER_FRONT_SLOTS, MAX_CACHED_REFERRER_BYTES),
             stats: EnrichStats::default(),
         })
     }
@@ -305,12 +311,28 @@ impl Enricher {
             }
         };
         let country = self.country_cached(ev.ip_trunc.as_deref());
-        let (referrer_domain, referrer_medium) = self.referrer_cached(ev.referrer.as_deref());
+        let (referrer_domain, referrer_medium) = self.referrer_dims(ev.referrer.as_deref());
         let [device, browser, os] = ua_dims.values;
-        Dims {
-            values: [DimStr::new(country.as_str()), device, browser, os, DimStr::new(&referrer_domain), DimStr::new(referrer_medium.as_str())],
-            is_bot: ua_dims.is_bot,
+        Dims { values: [DimStr::new(country.as_str()), device, browser, os, referrer_domain, referrer_medium], is_bot: ua_dims.is_bot }
+    }
+
+    /// Referrer domain and medium as dimension values, through the clone's direct-mapped
+    /// front cache (counted as referrer hits) in front of [`Enricher::referrer_cached`].
+    fn referrer_dims(&mut self, referrer: Option<&str>) -> (DimStr, DimStr) {
+        let r = referrer.filter(|r| !r.is_empty());
+        let slot = r.and_then(|r| self.referrer_front.slot(r));
+        if let (Some(i), Some(r)) = (slot, r)
+            && let Some(v) = self.referrer_front.get(i, r)
+        {
+            self.stats.referrer_hits += 1;
+            return v.clone();
         }
+        let (domain, medium) = self.referrer_cached(r);
+        let v = (DimStr::new(&domain), DimStr::new(medium.as_str()));
+        if let (Some(i), Some(r)) = (slot, r) {
+            self.referrer_front.put(i, r, v.clone());
+        }
+        v
     }
 
     /// Country of `ip_trunc` through the clone's front cache and GeoIP record memo.

@@ -143,11 +143,11 @@ impl DedupState {
                     self.duplicates += 1;
                     if basis > *e.get() {
                         *e.get_mut() = basis;
-                        self.by_hour.entry(basis.div_euclid(HOUR_MS)).or_default().push(*e.key());
+                        index_by_hour(&mut self.by_hour, basis, *e.key());
                     }
                 }
                 Entry::Vacant(e) => {
-                    self.by_hour.entry(basis.div_euclid(HOUR_MS)).or_default().push(*e.key());
+                    index_by_hour(&mut self.by_hour, basis, *e.key());
                     e.insert(basis);
                     ok.push(c);
                 }
@@ -204,6 +204,17 @@ impl DedupState {
         }
         self.newest = self.newest.max(newest);
         self.watermark = watermark;
+    }
+}
+
+/// Adds `id` to the index entry of `basis`'s hour. Live clicks almost always fall in the
+/// newest hour: that entry is found without a search from the root.
+#[inline]
+fn index_by_hour(by_hour: &mut BTreeMap<i64, Vec<u128>>, basis: i64, id: u128) {
+    let hour = basis.div_euclid(HOUR_MS);
+    match by_hour.last_entry() {
+        Some(mut e) if *e.key() == hour => e.get_mut().push(id),
+        _ => by_hour.entry(hour).or_default().push(id),
     }
 }
 

@@ -7,11 +7,11 @@
 //! `critical-min-share`. Volume: all counted clicks. Needs no warm-up.
 
 use super::anomaly_lifecycle::{Assessment, severity_of};
-use super::link_window::LinkWindow;
+use super::link_window::{DimKey, LinkWindow};
 use crate::config::BotShareConfig;
 
 /// The verdict for a link (module docs).
-pub(crate) fn assess(w: &LinkWindow, cfg: &BotShareConfig) -> Option<Assessment> {
+pub(crate) fn assess<K: DimKey>(w: &LinkWindow<K>, cfg: &BotShareConfig) -> Option<Assessment> {
     let total = w.sums.human + w.sums.bots;
     if !cfg.enabled || total == 0 {
         return None;

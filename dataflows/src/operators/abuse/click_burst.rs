@@ -11,12 +11,12 @@
 
 
 use super::anomaly_lifecycle::{Assessment, severity_of};
-use super::link_window::LinkWindow;
+use super::link_window::{DimKey, LinkWindow};
 use crate::config::ClickBurstConfig;
 
 /// The verdict for a link (module docs). `window_ms`: the link window; `warm`: the warm-up
 /// is over.
-pub(crate) fn assess(w: &LinkWindow, cfg: &ClickBurstConfig, window_ms: i64, warm: bool) -> Option<Assessment> {
+pub(crate) fn assess<K: DimKey>(w: &LinkWindow<K>, cfg: &ClickBurstConfig, window_ms: i64, warm: bool) -> Option<Assessment> {
     if !cfg.enabled || !warm || w.sums.human == 0 {
         return None;
     }

@@ -3,12 +3,12 @@
 //! never dominates).
 
 use super::anomaly_lifecycle::Assessment;
-use super::link_window::LinkWindow;
+use super::link_window::{DimKey, LinkWindow};
 use super::share_shift::{self, Shift};
 use crate::config::ShareShiftConfig;
 
 /// The dominant new country, if the shape holds (volume not checked).
-pub(crate) fn shape(w: &LinkWindow, cfg: &ShareShiftConfig, warm: bool) -> Option<Shift> {
+pub(crate) fn shape<K: DimKey>(w: &LinkWindow<K>, cfg: &ShareShiftConfig, warm: bool) -> Option<Shift> {
     share_shift::shape(w, &w.sums.countries, &["ZZ"], |c| w.base.country_share(c), cfg, warm)
 }
 

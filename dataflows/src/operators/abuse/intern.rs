@@ -1,16 +1,12 @@
-//! A detector's value table: values its state refers to often (a click's dimension values,
-//! the links and user agents of a flood's evidence), stored once and referred to by `u32`
-//! ids, so a held click is a few words instead of half a dozen inline strings.
+//! A detector's value table: values its state refers to often (the links and user agents of
+//! a flood's evidence), stored once and referred to by `u32` ids.
 //!
-//! Ids are local to one detector instance and never leave it: orders that must not depend on
-//! arrival (the canonical orders of module [`super::pending`]) compare the values behind two
-//! different ids ([`Interner::cmp_by`]), never the ids; two ids are equal exactly when their
-//! values are. The table only grows between [`Interner::compact`] calls, which keep exactly
+//! Ids are local to one detector instance and never leave it (nothing orders by id); two ids
+//! are equal exactly when their values are. The table only grows between [`Interner::compact`] calls, which keep exactly
 //! the values still referred to (the caller visits every id it holds) and renumber them;
 //! detectors compact when the table has grown past twice what they held at the last
 //! compaction (and past 65,536 entries), so it stays bounded by what they hold.
 
-use std::cmp::Ordering;
 use std::hash::Hash;
 
 use crate::hash::FxHashMap;
@@ -55,12 +51,6 @@ impl<K: Hash + Eq + Clone> Interner<K> {
     #[inline]
     pub(crate) fn get(&self, i: u32) -> &K {
         &self.values[i as usize]
-    }
-
-    /// The order of the values behind two ids, by `cmp` (never by id).
-    #[inline]
-    pub(crate) fn cmp_by(&self, a: u32, b: u32, cmp: impl FnOnce(&K, &K) -> Ordering) -> Ordering {
-        if a == b { Ordering::Equal } else { cmp(self.get(a), self.get(b)) }
     }
 
     /// Values in the table.
@@ -110,15 +100,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ids_are_stable_compare_by_text_and_survive_compaction() {
+    fn ids_are_stable_and_survive_compaction() {
         let mut t: Interner<DimStr> = Interner::default();
         let (b, a, c) = (t.id(&"b".into()), t.id(&"a".into()), t.id(&"c-a-string-longer-than-22-bytes".into()));
         assert_eq!((b, a, c), (0, 1, 2));
         assert_eq!(t.id(&"a".into()), 1);
-        let by_text = |x: u32, y: u32| t.cmp_by(x, y, |p, q| p.cmp(q));
-        assert_eq!(by_text(b, a), Ordering::Greater, "by text, not by id");
-        assert_eq!(by_text(a, c), Ordering::Less);
-        assert_eq!(by_text(c, c), Ordering::Equal);
         // Only `c` and `a` are still held: `b` goes, the others are renumbered.
         let mut held = [c, a, c];
         t.compact(|f| held.iter_mut().for_each(f));

@@ -50,9 +50,9 @@ use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use super::anomaly_lifecycle::{Assessment, Body, LifecycleParams, LifecycleSlot, top_n};
 use super::blocklisted_target::{self, BlockedChange};
 use super::link_window::{LinkClick, LinkWindow};
-use super::intern::Interner;
 use super::pending::{Held, Pending};
 use super::share_shift::Shift;
+use super::sym::{Sym, SymTable};
 use super::ticks::Ticker;
 use super::{bot_share, click_burst, geo_shift, referrer_spam};
 use crate::clock::Clock;
@@ -76,7 +76,7 @@ struct LinkState {
     /// Start of the link's history (ms UTC, a minute boundary): the detectors' origin for a
     /// link first seen during their warm-up, else the minute of its first click (module docs).
     origin: i64,
-    win: LinkWindow,
+    win: LinkWindow<Sym>,
     meta: Option<Arc<LinkMeta>>,
     slots: [LifecycleSlot; 5],
     /// Clicks were added at the current tick (the code is in `LinkDetector::touched`).
@@ -101,37 +101,38 @@ pub struct LinkDetector {
     life: LifecycleParams,
     alpha: f64,
     ticker: Ticker,
-    states: FxHashMap<DimStr, LinkState>,
+    states: FxHashMap<Sym, LinkState>,
     blocked: FxHashMap<DimStr, Vec<(String, String, isize)>>,
-    /// The dimension values of the clicks held, each value once (a click's six values are
-    /// ids into this table: a few distinct strings per dimension, so the table stays small
-    /// and hot, where whole [`Dims`](crate::model::Dims) would be nearly one entry per click).
-    dims: Interner<DimStr>,
+    /// The codes and dimension values the detectors hold, each string once (module
+    /// `sym.rs`): held clicks and the windows refer to them by [`Sym`]s, which hash and
+    /// compare equal by identity (one word), so a click's fold never hashes or compares
+    /// its strings.
+    syms: SymTable,
     pending: Pending<HeldClick>,
-    dirty: BTreeSet<DimStr>,
+    dirty: BTreeSet<Sym>,
     /// Codes that got clicks at the current tick, once each (merged into `dirty` at its end).
-    touched: Vec<DimStr>,
+    touched: Vec<Sym>,
     /// Scratch: the codes evaluated at a tick.
-    evaluated: Vec<DimStr>,
-    open: BTreeSet<DimStr>,
+    evaluated: Vec<Sym>,
+    open: BTreeSet<Sym>,
     last_sweep_minute: i64,
 }
 
 /// A click as the detectors hold it until its tick: what they read of a [`LinkedRecord`],
-/// its [`Dims`](crate::model::Dims) values as ids into [`LinkDetector::dims`] (80 bytes instead of about 200).
+/// its code and [`Dims`](crate::model::Dims) values as symbols of [`LinkDetector::syms`].
 #[derive(Debug)]
 pub(crate) struct HeldClick {
     ts: i64,
     visitor: u64,
-    code: DimStr,
+    code: Sym,
     /// Dimension values ([`Dims::values`](crate::model::Dims::values) order).
-    dims: [u32; 6],
+    dims: [Sym; 6],
     is_bot: bool,
     meta: Option<Arc<LinkMeta>>,
 }
 
 impl Held for HeldClick {
-    type Ctx = Interner<DimStr>;
+    type Ctx = ();
 
     fn ts(&self) -> i64 {
         self.ts
@@ -139,15 +140,16 @@ impl Held for HeldClick {
 
     /// `(ts, code, visitor, dimension values, is_bot, meta)`: the order of the
     /// [`LinkedRecord`]s the clicks come from.
-    fn order(&self, o: &Self, t: &Interner<DimStr>) -> Ordering {
+    fn order(&self, o: &Self, _: &()) -> Ordering {
         self.ts
             .cmp(&o.ts)
             .then_with(|| self.code.cmp(&o.code))
             .then_with(|| self.visitor.cmp(&o.visitor))
             .then_with(|| {
-                // `Dims::values` compared element by element, then `is_bot`: the order of `Dims`.
-                for (&a, &b) in self.dims.iter().zip(&o.dims) {
-                    match t.cmp_by(a, b, |x, y| x.cmp(y)) {
+                // `Dims::values` compared element by element (by text), then `is_bot`: the
+                // order of `Dims`.
+                for (a, b) in self.dims.iter().zip(&o.dims) {
+                    match a.cmp(b) {
                         Ordering::Equal => {}
                         other => return other,
                     }
@@ -174,7 +176,7 @@ impl LinkDetector {
             cfg,
             states: FxHashMap::default(),
             blocked: FxHashMap::default(),
-            dims: Interner::default(),
+            syms: SymTable::default(),
             pending: Pending::default(),
             dirty: BTreeSet::new(),
             touched: Vec::new(),
@@ -200,8 +202,9 @@ impl LinkDetector {
     /// What the detectors keep of `r` until its tick.
     fn hold(&mut self, r: &LinkedRecord) -> HeldClick {
         let v = &r.rec.dims.values;
-        let dims = std::array::from_fn(|i| self.dims.id_str(v[i].as_str()));
-        HeldClick { ts: r.rec.ts, visitor: r.rec.visitor_id, code: r.rec.code.clone(), dims, is_bot: r.rec.dims.is_bot, meta: r.meta.clone() }
+        let dims = std::array::from_fn(|i| self.syms.get(v[i].as_str()));
+        let code = self.syms.get(r.rec.code.as_str());
+        HeldClick { ts: r.rec.ts, visitor: r.rec.visitor_id, code, dims, is_bot: r.rec.dims.is_bot, meta: r.meta.clone() }
     }
 
     /// Takes held clicks of one epoch (from [`LinkDetector::hold`]), leaving `held` empty.
@@ -209,17 +212,10 @@ impl LinkDetector {
         self.pending.push(held);
     }
 
-    /// Drops the dimension values no held click refers to once the table has grown enough
-    /// (module [`super::intern`]); `outside`: the held clicks not yet pushed.
-    fn compact_dims<'a>(&mut self, outside: impl Iterator<Item = &'a mut HeldClick>) {
-        if !self.dims.wants_compaction() {
-            return;
-        }
-        let pending = &mut self.pending;
-        self.dims.compact(|f| {
-            pending.iter_mut().flat_map(|h| h.dims.iter_mut()).for_each(&mut *f);
-            outside.flat_map(|h| h.dims.iter_mut()).for_each(f);
-        });
+    /// Drops the strings nothing refers to any more once the table has grown enough
+    /// (module `sym.rs`).
+    fn compact_syms(&mut self) {
+        self.syms.maybe_compact();
     }
 
     /// Applies blocked-link changes of one epoch.
@@ -236,7 +232,7 @@ impl LinkDetector {
             if v.is_empty() {
                 self.blocked.remove(code.as_str());
             }
-            self.dirty.insert(code);
+            self.dirty.insert(self.syms.get(&code));
         }
     }
 
@@ -244,7 +240,7 @@ impl LinkDetector {
     /// events to `out` (`now_ms`: processing clock, for `detected_at`).
     pub fn advance(&mut self, reports: &[WatermarkReport], now_ms: i64, out: &mut Vec<Anomaly>) {
         self.run_ticks(reports, now_ms, out);
-        self.compact_dims(std::iter::empty());
+        self.compact_syms();
     }
 
     /// [`LinkDetector::advance`] without the value table's upkeep.
@@ -252,14 +248,14 @@ impl LinkDetector {
         let earliest = if self.ticker.started() {
             None
         } else {
-            self.pending.first(&self.dims).map(|r| r.ts)
+            self.pending.first(&()).map(|r| r.ts)
         };
         self.ticker.apply(reports, earliest);
         while let Some(mut s) = self.ticker.due() {
             if self.dirty.is_empty() && self.open.is_empty() {
                 // Nothing to evaluate before the tick of the next pending click.
                 let last = self.ticker.last_due().unwrap_or(s);
-                let next = self.pending.first(&self.dims).map(|r| self.ticker.floor(r.ts) + self.ticker.tick_ms());
+                let next = self.pending.first(&()).map(|r| self.ticker.floor(r.ts) + self.ticker.tick_ms());
                 s = s.max(next.map_or(last, |n| n.min(last)));
             }
             self.tick(s, now_ms, out);
@@ -271,8 +267,7 @@ impl LinkDetector {
         let Some(origin) = self.ticker.origin() else { return };
         let window = self.life.window_ms;
         let (alpha, cap, warmup) = (self.alpha, self.cfg.per_visitor_cap, self.cfg.warmup_ms());
-        let all_dims = &self.dims;
-        for r in self.pending.take_before(s, all_dims) {
+        for r in self.pending.take_before(s, &()) {
             let code = &r.code;
             let st = self.states.entry(code.clone()).or_insert_with(|| {
                 let origin = link_origin(origin, warmup, window, s, r.ts);
@@ -282,7 +277,7 @@ impl LinkDetector {
             st.win.advance(s, window, alpha, learn);
             let sec = self.ticker.floor(r.ts);
             if sec >= s - window {
-                let d = |dim: Dimension| all_dims.get(r.dims[dim.index()]);
+                let d = |dim: Dimension| &r.dims[dim.index()];
                 let click = LinkClick {
                     visitor: r.visitor,
                     is_bot: r.is_bot,
@@ -304,7 +299,7 @@ impl LinkDetector {
         let mut codes = std::mem::take(&mut self.evaluated);
         codes.extend(std::mem::take(&mut self.dirty));
         for code in self.touched.drain(..) {
-            if let Some(st) = self.states.get_mut(code.as_str()) {
+            if let Some(st) = self.states.get_mut(&code) {
                 st.touched = false;
             }
             codes.push(code);
@@ -327,8 +322,8 @@ impl LinkDetector {
         }
     }
 
-    fn evaluate(&mut self, code: &DimStr, s: i64, now_ms: i64, out: &mut Vec<Anomaly>) {
-        let Some(st) = self.states.get_mut(code.as_str()) else { return };
+    fn evaluate(&mut self, code: &Sym, s: i64, now_ms: i64, out: &mut Vec<Anomaly>) {
+        let Some(st) = self.states.get_mut(code) else { return };
         let cfg = &self.cfg;
         let warm = s - st.origin >= cfg.warmup_ms();
         let window = self.life.window_ms;
@@ -354,11 +349,11 @@ impl LinkDetector {
             }
         }
         if st.any_open() {
-            if !self.open.contains(code.as_str()) {
+            if !self.open.contains(code) {
                 self.open.insert(code.clone());
             }
         } else {
-            self.open.remove(code.as_str());
+            self.open.remove(code);
         }
     }
 }
@@ -375,8 +370,8 @@ fn link_origin(origin: i64, warmup: i64, window: i64, s: i64, ts: i64) -> i64 {
 }
 
 struct BodyCtx<'a> {
-    code: &'a DimStr,
-    w: &'a LinkWindow,
+    code: &'a Sym,
+    w: &'a LinkWindow<Sym>,
     meta: Option<&'a LinkMeta>,
     window: i64,
     top_n: usize,
@@ -530,7 +525,7 @@ impl<'scope> DetectLinkAnomalies<'scope> for StreamVec<'scope, u64, LinkedRecord
                     }
                 }
                 if ran {
-                    det.compact_dims(stash.values_mut().flat_map(|ep| ep.clicks.iter_mut()));
+                    det.compact_syms();
                 }
             }
         });

@@ -22,21 +22,28 @@
 //! and a handful of floats plus the composition maps (pruned below `1e-3`) per link.
 
 use std::collections::VecDeque;
+use std::hash::Hash;
+use std::ops::Deref;
 
 use crate::hash::FxHashMap;
 use crate::model::DimStr;
+
+/// What a dimension value is held as: [`DimStr`] (tests), or an interned symbol (the
+/// operator, `sym.rs`: equality and hashing by identity, order by text).
+pub(crate) trait DimKey: Clone + Eq + Hash + Ord + Deref<Target = str> {}
+impl<K: Clone + Eq + Hash + Ord + Deref<Target = str>> DimKey for K {}
 
 const MINUTE_MS: i64 = 60_000;
 const SNAP: f64 = 1e-3;
 
 /// One click as the link detectors see it.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct LinkClick<'a> {
+pub(crate) struct LinkClick<'a, K = DimStr> {
     pub visitor: u64,
     pub is_bot: bool,
-    pub country: &'a DimStr,
-    pub referrer: &'a DimStr,
-    pub browser: &'a DimStr,
+    pub country: &'a K,
+    pub referrer: &'a K,
+    pub browser: &'a K,
 }
 
 fn bump<K: PartialEq + Clone>(v: &mut Vec<(K, u32)>, k: &K) {
@@ -47,8 +54,8 @@ fn bump<K: PartialEq + Clone>(v: &mut Vec<(K, u32)>, k: &K) {
 }
 
 /// Adds one to `k`'s count (cloning `k` only when it is new).
-fn incr(map: &mut FxHashMap<DimStr, u64>, k: &DimStr) {
-    match map.get_mut(k.as_str()) {
+fn incr<K: DimKey>(map: &mut FxHashMap<K, u64>, k: &K) {
+    match map.get_mut(k) {
         Some(c) => *c += 1,
         None => {
             map.insert(k.clone(), 1);
@@ -56,31 +63,37 @@ fn incr(map: &mut FxHashMap<DimStr, u64>, k: &DimStr) {
     }
 }
 
-fn sub(map: &mut FxHashMap<DimStr, u64>, k: &DimStr, n: u64) {
-    if let Some(c) = map.get_mut(k.as_str()) {
+fn sub<K: DimKey>(map: &mut FxHashMap<K, u64>, k: &K, n: u64) {
+    if let Some(c) = map.get_mut(k) {
         *c -= n.min(*c);
         if *c == 0 {
-            map.remove(k.as_str());
+            map.remove(k);
         }
     }
 }
 
-#[derive(Debug, Default)]
-struct Bucket {
+#[derive(Debug)]
+struct Bucket<K> {
     sec: i64,
     raw: u32,
     raw_bots: u32,
     human: u32,
     bots: u32,
-    countries: Vec<(DimStr, u32)>,
-    referrers: Vec<(DimStr, u32)>,
-    browsers: Vec<(DimStr, u32)>,
+    countries: Vec<(K, u32)>,
+    referrers: Vec<(K, u32)>,
+    browsers: Vec<(K, u32)>,
     visitors: Vec<u64>,
 }
 
+impl<K> Bucket<K> {
+    fn new(sec: i64) -> Bucket<K> {
+        Bucket { sec, raw: 0, raw_bots: 0, human: 0, bots: 0, countries: Vec::new(), referrers: Vec::new(), browsers: Vec::new(), visitors: Vec::new() }
+    }
+}
+
 /// Sums over the window's buckets (module docs).
-#[derive(Debug, Default)]
-pub(crate) struct WindowSums {
+#[derive(Debug)]
+pub(crate) struct WindowSums<K = DimStr> {
     /// All clicks.
     pub raw: u64,
     /// All bot clicks.
@@ -90,27 +103,33 @@ pub(crate) struct WindowSums {
     /// Bot clicks under the per-visitor cap.
     pub bots: u64,
     /// Counted human clicks by country.
-    pub countries: FxHashMap<DimStr, u64>,
+    pub countries: FxHashMap<K, u64>,
     /// Counted human clicks by referrer domain.
-    pub referrers: FxHashMap<DimStr, u64>,
+    pub referrers: FxHashMap<K, u64>,
     /// All clicks by browser family.
-    pub browsers: FxHashMap<DimStr, u64>,
+    pub browsers: FxHashMap<K, u64>,
     /// All clicks by visitor.
     pub visitors: FxHashMap<u64, u32>,
 }
 
+impl<K> Default for WindowSums<K> {
+    fn default() -> WindowSums<K> {
+        WindowSums { raw: 0, raw_bots: 0, human: 0, bots: 0, countries: FxHashMap::default(), referrers: FxHashMap::default(), browsers: FxHashMap::default(), visitors: FxHashMap::default() }
+    }
+}
+
 #[derive(Debug)]
-struct MinuteAcc {
+struct MinuteAcc<K> {
     minute: i64,
     human: u64,
     bots: u64,
-    countries: Vec<(DimStr, u64)>,
-    referrers: Vec<(DimStr, u64)>,
+    countries: Vec<(K, u64)>,
+    referrers: Vec<(K, u64)>,
 }
 
 /// The link's EWMA baseline (module docs). Rates are per minute.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Baseline {
+pub(crate) struct Baseline<K = DimStr> {
     folded_until: i64,
     /// Minutes folded (learned or zero) since the detectors started.
     pub minutes: u32,
@@ -120,12 +139,12 @@ pub(crate) struct Baseline {
     pub var: f64,
     /// Mean bot clicks per minute.
     pub bot_mean: f64,
-    countries: Vec<(DimStr, f64)>,
-    referrers: Vec<(DimStr, f64)>,
+    countries: Vec<(K, f64)>,
+    referrers: Vec<(K, f64)>,
 }
 
-impl Baseline {
-    fn new(origin: i64) -> Baseline {
+impl<K: DimKey> Baseline<K> {
+    fn new(origin: i64) -> Baseline<K> {
         Baseline { folded_until: origin, minutes: 0, mean: 0.0, var: 0.0, bot_mean: 0.0, countries: Vec::new(), referrers: Vec::new() }
     }
 
@@ -149,7 +168,7 @@ impl Baseline {
         if total > 0.0 { self.bot_mean / total } else { 0.0 }
     }
 
-    fn fold(&mut self, x: Option<&MinuteAcc>, alpha: f64) {
+    fn fold(&mut self, x: Option<&MinuteAcc<K>>, alpha: f64) {
         self.minutes += 1;
         if x.is_none() && self.is_zero() {
             return;
@@ -174,14 +193,14 @@ impl Baseline {
     }
 }
 
-fn share(v: &[(DimStr, f64)], k: &str, total: f64) -> f64 {
+fn share<K: DimKey>(v: &[(K, f64)], k: &str, total: f64) -> f64 {
     if total <= 0.0 {
         return 0.0;
     }
-    v.iter().find(|(x, _)| x.as_str() == k).map_or(0.0, |(_, c)| (c / total).min(1.0))
+    v.iter().find(|(x, _)| &**x == k).map_or(0.0, |(_, c)| (c / total).min(1.0))
 }
 
-fn ewma_map(map: &mut Vec<(DimStr, f64)>, x: &[(DimStr, u64)], a: f64) {
+fn ewma_map<K: DimKey>(map: &mut Vec<(K, f64)>, x: &[(K, u64)], a: f64) {
     for (_, v) in map.iter_mut() {
         *v *= 1.0 - a;
     }
@@ -197,41 +216,41 @@ fn ewma_map(map: &mut Vec<(DimStr, f64)>, x: &[(DimStr, u64)], a: f64) {
 
 /// Window plus baseline of one link (module docs).
 #[derive(Debug)]
-pub(crate) struct LinkWindow {
-    buckets: VecDeque<Bucket>,
+pub(crate) struct LinkWindow<K = DimStr> {
+    buckets: VecDeque<Bucket<K>>,
     /// Running sums of the window.
-    pub sums: WindowSums,
-    acc: Option<MinuteAcc>,
+    pub sums: WindowSums<K>,
+    acc: Option<MinuteAcc<K>>,
     /// The baseline.
-    pub base: Baseline,
+    pub base: Baseline<K>,
 }
 
-impl LinkWindow {
+impl<K: DimKey> LinkWindow<K> {
     /// An empty window whose baseline starts at `origin` (start of the detectors' history).
-    pub(crate) fn new(origin: i64) -> LinkWindow {
+    pub(crate) fn new(origin: i64) -> LinkWindow<K> {
         LinkWindow { buckets: VecDeque::new(), sums: WindowSums::default(), acc: None, base: Baseline::new(origin) }
     }
 
     /// Adds a click to the bucket of tick `sec` (its `ts` rounded down to the tick). `cap`:
     /// per-visitor cap. The caller only adds clicks whose bucket is inside the window.
-    pub(crate) fn add(&mut self, c: &LinkClick<'_>, sec: i64, cap: u32) {
+    pub(crate) fn add(&mut self, c: &LinkClick<'_, K>, sec: i64, cap: u32) {
         let seen = self.sums.visitors.entry(c.visitor).or_insert(0);
         let counted = *seen < cap;
         *seen += 1;
         let i = match self.buckets.back() {
             Some(b) if b.sec == sec => self.buckets.len() - 1,
             Some(b) if b.sec < sec => {
-                self.buckets.push_back(Bucket { sec, ..Default::default() });
+                self.buckets.push_back(Bucket::new(sec));
                 self.buckets.len() - 1
             }
             None => {
-                self.buckets.push_back(Bucket { sec, ..Default::default() });
+                self.buckets.push_back(Bucket::new(sec));
                 0
             }
             Some(_) => {
                 let i = self.buckets.partition_point(|b| b.sec < sec);
                 if self.buckets.get(i).is_none_or(|b| b.sec != sec) {
-                    self.buckets.insert(i, Bucket { sec, ..Default::default() });
+                    self.buckets.insert(i, Bucket::new(sec));
                 }
                 i
             }
@@ -296,7 +315,7 @@ impl LinkWindow {
         }
     }
 
-    fn expire(&mut self, b: Bucket, minute: i64) {
+    fn expire(&mut self, b: Bucket<K>, minute: i64) {
         let s = &mut self.sums;
         s.raw -= u64::from(b.raw);
         s.raw_bots -= u64::from(b.raw_bots);

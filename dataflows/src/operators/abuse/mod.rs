@@ -20,6 +20,7 @@
 //! | `link_window.rs` | per-link sliding window (per-visitor cap) and EWMA baseline |
 //! | `pending.rs` | clicks held until their tick, in canonical order (merge per epoch, drain from the front) |
 //! | `intern.rs` | the detectors' string tables: held clicks refer to their strings by `u32` ids |
+//! | `sym.rs` | the link detectors' interned strings: compared and hashed by identity, ordered by text |
 //! | `anomaly_lifecycle.rs` | open / updated / closed per `(kind, key)`, deterministic ids |
 //! | `click_burst.rs`, `bot_share.rs`, `referrer_spam.rs`, `geo_shift.rs`, `share_shift.rs`, `blocklisted_target.rs` | the per-link detectors (pure functions of the link state) and the blocklist join |
 //! | `link_anomalies.rs` | operator `DetectLinkAnomalies` running the per-link detectors |
@@ -46,6 +47,7 @@ mod pending;
 pub mod referrer_spam;
 pub mod share_shift;
 pub mod sink;
+mod sym;
 pub mod ticks;
 pub mod visitor_flood;
 

@@ -55,11 +55,6 @@ impl<T: Held> Pending<T> {
         self.queue.len() + self.fresh.len()
     }
 
-    /// Every record held, in no particular order (to renumber string ids).
-    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> {
-        self.queue.iter_mut().chain(self.fresh.iter_mut())
-    }
-
     /// Merges the records pushed since the last call into the ordered queue.
     fn settle(&mut self, ctx: &T::Ctx) {
         if self.fresh.is_empty() {

@@ -3,7 +3,7 @@
 //! not domains and never dominate).
 
 use super::anomaly_lifecycle::Assessment;
-use super::link_window::LinkWindow;
+use super::link_window::{DimKey, LinkWindow};
 use super::share_shift::{self, Shift};
 use crate::config::ShareShiftConfig;
 
@@ -11,7 +11,7 @@ use crate::config::ShareShiftConfig;
 pub(crate) const NOT_A_DOMAIN: [&str; 2] = ["(direct)", "(invalid)"];
 
 /// The dominant new referrer, if the shape holds (volume not checked).
-pub(crate) fn shape(w: &LinkWindow, cfg: &ShareShiftConfig, warm: bool) -> Option<Shift> {
+pub(crate) fn shape<K: DimKey>(w: &LinkWindow<K>, cfg: &ShareShiftConfig, warm: bool) -> Option<Shift> {
     share_shift::shape(w, &w.sums.referrers, &NOT_A_DOMAIN, |r| w.base.referrer_share(r), cfg, warm)
 }
 

@@ -8,7 +8,7 @@
 //! clicks per minute.
 
 use super::anomaly_lifecycle::{Assessment, severity_of};
-use super::link_window::LinkWindow;
+use super::link_window::{DimKey, LinkWindow};
 use crate::config::ShareShiftConfig;
 use crate::hash::FxHashMap;
 use crate::model::DimStr;
@@ -28,9 +28,9 @@ pub(crate) struct Shift {
 
 /// The shape without the volume condition: the dominant value (largest count, then smallest
 /// value, ignoring `excluded`) if it holds `min-share` and is new to the baseline.
-pub(crate) fn shape(
-    w: &LinkWindow,
-    counts: &FxHashMap<DimStr, u64>,
+pub(crate) fn shape<K: DimKey>(
+    w: &LinkWindow<K>,
+    counts: &FxHashMap<K, u64>,
     excluded: &[&str],
     base_share: impl Fn(&str) -> f64,
     cfg: &ShareShiftConfig,
@@ -41,11 +41,11 @@ pub(crate) fn shape(
     }
     let (value, count) = counts
         .iter()
-        .filter(|(k, _)| !excluded.contains(&k.as_str()))
+        .filter(|(k, _)| !excluded.contains(&&***k))
         .max_by(|a, b| a.1.cmp(b.1).then_with(|| b.0.cmp(a.0)))?;
     let share = *count as f64 / w.sums.human as f64;
-    let base = base_share(value.as_str());
-    (share >= cfg.min_share && base <= cfg.max_baseline_share).then(|| Shift { value: value.clone(), count: *count, share, base_share: base })
+    let base = base_share(value);
+    (share >= cfg.min_share && base <= cfg.max_baseline_share).then(|| Shift { value: DimStr::new(value), count: *count, share, base_share: base })
 }
 
 /// The verdict for a shift found by [`shape`].

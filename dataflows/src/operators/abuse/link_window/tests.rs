@@ -160,7 +160,7 @@ fn an_idle_link_decays_to_exactly_a_fresh_state() {
     assert!(!w.is_idle(alpha));
     w.advance(4 * 3_600_000, W, alpha, true);
     assert!(w.is_idle(alpha), "{:?}", w.base);
-    let mut fresh = LinkWindow::new(0);
+    let mut fresh = LinkWindow::<DimStr>::new(0);
     fresh.advance(4 * 3_600_000, W, alpha, true);
     assert_eq!((w.base.mean, w.base.var, w.base.bot_mean), (fresh.base.mean, fresh.base.var, fresh.base.bot_mean));
     assert_eq!(w.base.country_share("US"), fresh.base.country_share("US"));
