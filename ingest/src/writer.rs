@@ -38,6 +38,7 @@ use sluice_schemas::ClickEvent;
 use tokio::task::JoinHandle;
 
 use crate::channel::ClickReceiver;
+use crate::pending::STALE_CHECK;
 use crate::telemetry::{ClicksLogged, DropReason, LogWriteFailed};
 
 /// Something events can be appended to durably; implemented by [`ClickLog`]. A seam so the
@@ -131,21 +132,43 @@ async fn run_writer<L: EventLog>(mut receiver: ClickReceiver, log: L, config: Lo
         }
     };
     let mut buf: Vec<ClickEvent> = Vec::with_capacity(max_batch);
+    let pending = std::sync::Arc::clone(&receiver.pending);
+    // A claim not yet released (the last batch was cut at `max_batch`).
+    let mut held = false;
     loop {
-        if receiver.rx.recv_many(&mut buf, max_batch).await == 0 {
-            break; // every sender dropped and the channel is empty
+        match tokio::time::timeout(STALE_CHECK, receiver.rx.recv_many(&mut buf, max_batch)).await {
+            Ok(0) => break, // every sender dropped and the channel is empty
+            Ok(_) => {}
+            // Idle: a sender may have left a mark for an event already appended
+            // (crate::pending); claim and drain as for a batch (usually an empty one).
+            Err(_) if held || pending.has_unclaimed() => {}
+            Err(_) => continue,
         }
-        if !config.linger.is_zero() {
+        if !buf.is_empty() && !config.linger.is_zero() {
             linger(&receiver, buf.len(), max_batch, config.linger).await;
         }
+        // Every event marked before the claim is in the channel (or in `buf`): the drain
+        // below takes it unless the batch fills up first.
+        pending.claim();
+        held = true;
         // Whatever arrived meanwhile, up to `max_batch`, without waiting.
+        let mut emptied = false;
         while buf.len() < max_batch {
             match receiver.rx.try_recv() {
                 Ok(ev) => buf.push(ev),
-                Err(_) => break,
+                Err(_) => {
+                    emptied = true;
+                    break;
+                }
             }
         }
-        buf = write_batch(&log, appender.as_ref(), buf, &config, &receiver, &mut summary).await;
+        if !buf.is_empty() {
+            buf = write_batch(&log, appender.as_ref(), buf, &config, &receiver, &mut summary).await;
+        }
+        if emptied {
+            pending.release();
+            held = false;
+        }
     }
     if let Some(a) = appender {
         a.stop().await;
