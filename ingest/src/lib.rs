@@ -47,7 +47,7 @@ pub use durable::DurableAppender;
 pub use error::{Error, Result};
 pub use pending::PendingFloor;
 pub use http::{EventsConfig, EventsState, events_router};
-pub use writer::{spawn_log_writer, EventLog, LogWriterConfig, WriterSummary};
+pub use writer::{spawn_log_writer, AppendPolicy, EventLog, LogWriterConfig, WriterSummary};
 
 #[cfg(test)]
 mod tests;

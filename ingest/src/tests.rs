@@ -66,9 +66,18 @@ fn fast_retries(max_attempts: u32) -> LogWriterConfig {
     }
 }
 
-/// Name and niceness of the thread of each append.
+/// Name, niceness and scheduling policy (Linux `SCHED_*` number) of the thread of each append.
 #[cfg(target_os = "linux")]
-type SeenThreads = Arc<std::sync::Mutex<Vec<(Option<String>, i32)>>>;
+type SeenThreads = Arc<std::sync::Mutex<Vec<(Option<String>, i32, u32)>>>;
+
+/// The calling thread's scheduling policy: field 41 of `/proc/thread-self/stat`.
+#[cfg(target_os = "linux")]
+fn thread_policy() -> u32 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("stat");
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    // `rest` starts at field 3 (state); policy is field 41.
+    rest.split_whitespace().nth(41 - 3).expect("policy field").parse().expect("number")
+}
 
 /// A log that records which thread appended and at what niceness, and panics on the
 /// appends numbered in `panic_on` (0-based).
@@ -86,7 +95,7 @@ impl EventLog for ProbeLog {
     fn append(&self, events: &[ClickEvent]) -> sluice_connectors::Result<Range<u64>> {
         let call = self.calls.fetch_add(1, Ordering::SeqCst);
         let nice = rustix::process::getpriority_process(Some(rustix::thread::gettid())).expect("getpriority");
-        self.seen.lock().expect("lock").push((std::thread::current().name().map(str::to_owned), nice));
+        self.seen.lock().expect("lock").push((std::thread::current().name().map(str::to_owned), nice, thread_policy()));
         assert!(!self.panic_on.contains(&call), "injected panic in append {call}");
         self.inner.append(events)
     }
@@ -103,18 +112,28 @@ async fn appends_run_on_the_click_log_thread_at_a_raised_niceness() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = probe(dir.path(), vec![]);
     let base = rustix::process::getpriority_process(Some(rustix::thread::gettid())).expect("getpriority");
-    for (increment, want) in [(5, (base + 5).min(19)), (0, base)] {
+    let inherited = thread_policy();
+    let batch = u32::try_from(libc::SCHED_BATCH).expect("policy number");
+    let idle = u32::try_from(libc::SCHED_IDLE).expect("policy number");
+    let cases = [
+        (5, AppendPolicy::Batch, ((base + 5).min(19), batch)),
+        (0, AppendPolicy::Batch, (base, batch)),
+        (0, AppendPolicy::Idle, (base, idle)),
+        (0, AppendPolicy::Inherit, (base, inherited)),
+    ];
+    assert_eq!(LogWriterConfig::default().policy, AppendPolicy::Batch);
+    for (increment, policy, (want, want_policy)) in cases {
         let (tx, rx) = click_channel(100);
         for i in 0..3 {
             assert!(tx.try_send(event(i)));
         }
         drop(tx);
         log.seen.lock().expect("lock").clear();
-        let config = LogWriterConfig { nice_increment: increment, ..LogWriterConfig::default() };
+        let config = LogWriterConfig { nice_increment: increment, policy, ..LogWriterConfig::default() };
         let summary = spawn_log_writer(rx, log.clone(), config).await.expect("join");
         assert_eq!((summary.logged, summary.dropped), (3, 0));
         let seen = log.seen.lock().expect("lock").clone();
-        assert_eq!(seen, vec![(Some("sluice-click-log".to_owned()), want)], "increment {increment}");
+        assert_eq!(seen, vec![(Some("sluice-click-log".to_owned()), want, want_policy)], "increment {increment}, {policy:?}");
     }
 }
 
