@@ -345,6 +345,7 @@ pub fn start_with_checkpoints<E: ClickEnricher>(
                     caught_up = false;
                 } else {
                     let status = source.poll(&mut buf, batch);
+                    gate.hold(source.pending_floor());
                     let now = clock.now_ms();
                     let n = buf.len();
                     // `send_batch` takes the vector's allocation: size it once per batch

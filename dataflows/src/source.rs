@@ -51,6 +51,15 @@ pub trait ClickSource {
 
     /// Appends up to `max` records to `out` (records of one partition in offset order).
     fn poll(&mut self, out: &mut Vec<SourceRecord>, max: usize) -> SourceStatus;
+
+    /// A lower bound (ms UTC) on the event time of records this source already knows are
+    /// coming but cannot return yet (clicks accepted upstream, not yet readable), for every
+    /// partition it reads; `None` (the default) when there are none or it cannot tell. While
+    /// a bound is known the gate keeps the source's partitions from turning idle, so the
+    /// idle watermark never passes a promised record ([`crate::watermark::SourceGate::hold`]).
+    fn pending_floor(&self) -> Option<i64> {
+        None
+    }
 }
 
 /// Builds a worker's source from `(global worker index, total workers)`.

@@ -85,6 +85,9 @@ pub struct SourceGate {
     skew_ms: i64,
     idle_ms: i64,
     long_retention_ms: i64,
+    /// The source's latest [`crate::source::ClickSource::pending_floor`] (see [`Self::hold`]).
+    #[serde(skip)]
+    held_at: Option<i64>,
 }
 
 impl SourceGate {
@@ -97,6 +100,7 @@ impl SourceGate {
             skew_ms: sem.future_skew_ms(),
             idle_ms: sem.idle_timeout_ms(),
             long_retention_ms: sem.retention_ms()[3],
+            held_at: None,
         };
         for &p in partitions {
             g.slot(p, now_ms);
@@ -157,11 +161,27 @@ impl SourceGate {
         Ok(GatedClick { partition: rec.partition, offset: rec.offset, backfill: rec.backfill, event: rec.event })
     }
 
+    /// Records the source's pending floor (`None`: nothing promised). While it is `Some`,
+    /// [`Self::tick`] treats the gate's partitions as if records kept arriving: none turns
+    /// idle, an idle one turns active again at its current `W_p` (which then holds the global
+    /// watermark back until the promised records have arrived), and idleness is counted
+    /// from the last tick that saw the floor, so the promised records have a whole
+    /// `idle_timeout` to be read after they became readable.
+    pub fn hold(&mut self, pending_floor: Option<i64>) {
+        self.held_at = pending_floor;
+    }
+
     /// Applies idleness at `now_ms` and appends a report for every partition whose
     /// `(W_p, idle)` changed since its last report.
     pub fn tick(&mut self, now_ms: i64, reports: &mut Vec<WatermarkReport>) {
         for st in &mut self.parts {
-            if now_ms - st.last_arrival >= self.idle_ms {
+            if self.held_at.is_some() {
+                if st.idle {
+                    st.idle = false;
+                    st.base = st.watermark;
+                }
+                st.last_arrival = st.last_arrival.max(now_ms);
+            } else if now_ms - st.last_arrival >= self.idle_ms {
                 st.idle = true;
                 if st.base != i64::MIN {
                     st.watermark = st.watermark.max(st.base.saturating_add(now_ms - st.last_arrival));

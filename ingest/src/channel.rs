@@ -10,6 +10,7 @@ use std::sync::Arc;
 use sluice_schemas::ClickEvent;
 use tokio::sync::mpsc;
 
+use crate::pending::PendingFloor;
 use crate::telemetry::{ClicksDropped, DropReason};
 
 /// Counters of one intake channel, shared by its senders, its receiver and the writer.
@@ -66,6 +67,7 @@ impl IngestStats {
 pub struct ClickSender {
     tx: mpsc::Sender<ClickEvent>,
     stats: Arc<IngestStats>,
+    pending: Arc<PendingFloor>,
 }
 
 /// Receiving half, consumed by [`crate::spawn_log_writer`].
@@ -73,21 +75,28 @@ pub struct ClickSender {
 pub struct ClickReceiver {
     pub(crate) rx: mpsc::Receiver<ClickEvent>,
     pub(crate) stats: Arc<IngestStats>,
+    pub(crate) pending: Arc<PendingFloor>,
 }
 
 /// A bounded channel holding at most `capacity` events (clamped to at least 1).
 pub fn click_channel(capacity: usize) -> (ClickSender, ClickReceiver) {
     let (tx, rx) = mpsc::channel(capacity.max(1));
     let stats = Arc::new(IngestStats::default());
-    (ClickSender { tx, stats: Arc::clone(&stats) }, ClickReceiver { rx, stats })
+    let pending = Arc::new(PendingFloor::new());
+    (ClickSender { tx, stats: Arc::clone(&stats), pending: Arc::clone(&pending) }, ClickReceiver { rx, stats, pending })
 }
 
 impl ClickSender {
     /// Queues `ev` without waiting. Returns `false` (and counts the drop) when the channel is
-    /// full or the writer has stopped.
+    /// full or the writer has stopped. An accepted event's `ts` holds the channel's
+    /// [`PendingFloor`] down until the writer has appended it.
     pub fn try_send(&self, ev: ClickEvent) -> bool {
+        let ts = ev.ts;
         match self.tx.try_send(ev) {
-            Ok(()) => true,
+            Ok(()) => {
+                self.pending.accepted(ts);
+                true
+            }
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.stats.dropped(DropReason::ChannelFull, 1);
                 false
@@ -107,6 +116,11 @@ impl ClickSender {
     /// The channel's counters.
     pub fn stats(&self) -> &Arc<IngestStats> {
         &self.stats
+    }
+
+    /// The channel's low-water mark: the event times of accepted clicks not yet in the log.
+    pub fn pending(&self) -> &Arc<PendingFloor> {
+        &self.pending
     }
 }
 

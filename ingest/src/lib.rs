@@ -38,14 +38,16 @@ pub mod error;
 pub mod event_input;
 pub mod http;
 pub mod import;
+pub mod pending;
 mod telemetry;
 pub mod writer;
 
 pub use channel::{click_channel, ClickReceiver, ClickSender, IngestStats, IngestStatsSnapshot};
 pub use durable::DurableAppender;
 pub use error::{Error, Result};
+pub use pending::PendingFloor;
 pub use http::{EventsConfig, EventsState, events_router};
-pub use writer::{spawn_log_writer, EventLog, LogWriterConfig, WriterSummary};
+pub use writer::{spawn_log_writer, AppendPolicy, EventLog, LogWriterConfig, WriterSummary};
 
 #[cfg(test)]
 mod tests;

@@ -66,9 +66,18 @@ fn fast_retries(max_attempts: u32) -> LogWriterConfig {
     }
 }
 
-/// Name and niceness of the thread of each append.
+/// Name, niceness and scheduling policy (Linux `SCHED_*` number) of the thread of each append.
 #[cfg(target_os = "linux")]
-type SeenThreads = Arc<std::sync::Mutex<Vec<(Option<String>, i32)>>>;
+type SeenThreads = Arc<std::sync::Mutex<Vec<(Option<String>, i32, u32)>>>;
+
+/// The calling thread's scheduling policy: field 41 of `/proc/thread-self/stat`.
+#[cfg(target_os = "linux")]
+fn thread_policy() -> u32 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("stat");
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    // `rest` starts at field 3 (state); policy is field 41.
+    rest.split_whitespace().nth(41 - 3).expect("policy field").parse().expect("number")
+}
 
 /// A log that records which thread appended and at what niceness, and panics on the
 /// appends numbered in `panic_on` (0-based).
@@ -86,7 +95,7 @@ impl EventLog for ProbeLog {
     fn append(&self, events: &[ClickEvent]) -> sluice_connectors::Result<Range<u64>> {
         let call = self.calls.fetch_add(1, Ordering::SeqCst);
         let nice = rustix::process::getpriority_process(Some(rustix::thread::gettid())).expect("getpriority");
-        self.seen.lock().expect("lock").push((std::thread::current().name().map(str::to_owned), nice));
+        self.seen.lock().expect("lock").push((std::thread::current().name().map(str::to_owned), nice, thread_policy()));
         assert!(!self.panic_on.contains(&call), "injected panic in append {call}");
         self.inner.append(events)
     }
@@ -103,18 +112,28 @@ async fn appends_run_on_the_click_log_thread_at_a_raised_niceness() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = probe(dir.path(), vec![]);
     let base = rustix::process::getpriority_process(Some(rustix::thread::gettid())).expect("getpriority");
-    for (increment, want) in [(5, (base + 5).min(19)), (0, base)] {
+    let inherited = thread_policy();
+    let batch = u32::try_from(libc::SCHED_BATCH).expect("policy number");
+    let idle = u32::try_from(libc::SCHED_IDLE).expect("policy number");
+    let cases = [
+        (5, AppendPolicy::Batch, ((base + 5).min(19), batch)),
+        (0, AppendPolicy::Batch, (base, batch)),
+        (0, AppendPolicy::Idle, (base, idle)),
+        (0, AppendPolicy::Inherit, (base, inherited)),
+    ];
+    assert_eq!(LogWriterConfig::default().policy, AppendPolicy::Batch);
+    for (increment, policy, (want, want_policy)) in cases {
         let (tx, rx) = click_channel(100);
         for i in 0..3 {
             assert!(tx.try_send(event(i)));
         }
         drop(tx);
         log.seen.lock().expect("lock").clear();
-        let config = LogWriterConfig { nice_increment: increment, ..LogWriterConfig::default() };
+        let config = LogWriterConfig { nice_increment: increment, policy, ..LogWriterConfig::default() };
         let summary = spawn_log_writer(rx, log.clone(), config).await.expect("join");
         assert_eq!((summary.logged, summary.dropped), (3, 0));
         let seen = log.seen.lock().expect("lock").clone();
-        assert_eq!(seen, vec![(Some("sluice-click-log".to_owned()), want)], "increment {increment}");
+        assert_eq!(seen, vec![(Some("sluice-click-log".to_owned()), want, want_policy)], "increment {increment}, {policy:?}");
     }
 }
 
@@ -296,4 +315,125 @@ async fn append_durable_returns_offsets_after_fsync() {
         Err(Error::Log(_)) => {}
         other => panic!("expected a log error, got {other:?}"),
     }
+}
+
+/// A click log whose appends wait until it is opened (a blackhole while closed).
+#[derive(Clone)]
+struct HeldLog {
+    inner: ClickLog,
+    gate: Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+}
+
+impl HeldLog {
+    fn closed(dir: &std::path::Path) -> HeldLog {
+        HeldLog { inner: ClickLog::open(dir).expect("open"), gate: Arc::default() }
+    }
+
+    fn open(&self) {
+        *self.gate.0.lock().expect("lock") = true;
+        self.gate.1.notify_all();
+    }
+}
+
+impl EventLog for HeldLog {
+    fn append(&self, events: &[ClickEvent]) -> sluice_connectors::Result<Range<u64>> {
+        let mut open = self.gate.0.lock().expect("lock");
+        while !*open {
+            open = self.gate.1.wait(open).expect("wait");
+        }
+        drop(open);
+        self.inner.append(events)
+    }
+}
+
+/// Polls `f` every 5 ms until it is true; panics after 20 s.
+async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let t0 = std::time::Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < Duration::from_secs(20), "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn stamped(i: u64, ts: i64) -> ClickEvent {
+    ClickEvent { ts, ..event(i) }
+}
+
+/// Accepted clicks hold the floor at their lowest `ts` while the log holds the writer back
+/// (across many claims: the writer keeps waking), and once the floor is gone they are all
+/// in the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pending_floor_covers_accepted_clicks_until_they_are_appended() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = HeldLog::closed(dir.path());
+    let (tx, rx) = click_channel(100);
+    let pending = Arc::clone(tx.pending());
+    assert_eq!(pending.floor(), None);
+    let writer = spawn_log_writer(rx, log.clone(), LogWriterConfig::default());
+    for (i, ts) in [(0, 5_005), (1, 5_003), (2, 5_009)] {
+        assert!(tx.try_send(stamped(i, ts)));
+    }
+    assert_eq!(pending.floor(), Some(5_003));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(pending.floor(), Some(5_003), "still held");
+    assert!(tx.try_send(stamped(3, 5_001)), "accepted while the first batch is being appended");
+    assert_eq!(pending.floor(), Some(5_001));
+    assert_eq!(log.inner.head(), 0);
+    log.open();
+    // Floor first, then the head: no floor means every accepted click is readable.
+    eventually("the floor to clear", || {
+        let floor = pending.floor();
+        let head = log.inner.head();
+        assert!(floor.is_some() || head == 4, "no floor, but only {head} of 4 clicks in the log");
+        floor.is_none()
+    })
+    .await;
+    drop(tx);
+    let summary = writer.await.expect("join");
+    assert_eq!((summary.logged, summary.dropped), (4, 0));
+}
+
+/// A batch cut at `max_batch` leaves accepted clicks in the channel: the claim stays until a
+/// batch has emptied it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_batch_keeps_the_floor_until_the_channel_is_emptied() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = HeldLog::closed(dir.path());
+    let (tx, rx) = click_channel(100);
+    let pending = Arc::clone(tx.pending());
+    for i in 0..5 {
+        assert!(tx.try_send(stamped(i, 9_000 - i as i64)));
+    }
+    let config = LogWriterConfig { max_batch: 2, linger: Duration::ZERO, ..LogWriterConfig::default() };
+    let writer = spawn_log_writer(rx, log.clone(), config);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(pending.floor(), Some(8_996), "the first batch holds 9000 and 8999; 8996 waits in the channel");
+    log.open();
+    eventually("the floor to clear", || {
+        let floor = pending.floor();
+        let head = log.inner.head();
+        assert!(floor.is_some() || head == 5, "no floor, but only {head} of 5 clicks in the log");
+        floor.is_none()
+    })
+    .await;
+    drop(tx);
+    let summary = writer.await.expect("join");
+    assert_eq!((summary.batches, summary.logged), (3, 5), "2 + 2 + 1");
+}
+
+/// A mark left by a sender after the writer already took its event (a preempted sender) is
+/// claimed and cleared by the idle writer.
+#[tokio::test]
+async fn an_idle_writer_clears_a_leftover_mark() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = ClickLog::open(dir.path()).expect("open");
+    let (tx, rx) = click_channel(100);
+    let pending = Arc::clone(tx.pending());
+    let writer = spawn_log_writer(rx, log.clone(), LogWriterConfig::default());
+    pending.accepted(1_234);
+    assert_eq!(pending.floor(), Some(1_234));
+    eventually("the leftover mark to clear", || pending.floor().is_none()).await;
+    drop(tx);
+    let summary = writer.await.expect("join");
+    assert_eq!((summary.batches, summary.logged), (0, 0));
 }

@@ -15,20 +15,24 @@
 //! Shutdown: when every [`crate::ClickSender`] is dropped, the writer appends what is left
 //! in the channel and its task completes with a [`WriterSummary`].
 //!
-//! Appends run on the writer's own OS thread (`sluice-click-log`), one batch at a time.
-//! Its niceness can be raised by [`LogWriterConfig::nice_increment`] (default 0: the
-//! process's own). An append is a CPU burst of up to a few milliseconds (encoding, B-tree
-//! inserts); on a machine where it shares a CPU with a tokio worker, the worker's requests
-//! wait while it runs: `perf sched` of `sluice bench redirect` (1 worker pinned with the
+//! Appends run on the writer's own OS thread (`sluice-click-log`), one batch at a time. An
+//! append is a CPU burst of up to a few milliseconds (encoding, B-tree inserts, the commit);
+//! on a machine where it shares a CPU with a tokio worker, the worker's requests wait while
+//! it runs. `perf sched` of `sluice bench redirect` (session 6: 1 worker pinned with the
 //! writer on one CPU, paced at half the max rate) showed the append thread preempting the
-//! worker ~300 times a second, 95 waits of more than 0.5 ms in 7 s. A raised niceness
-//! (e.g. 5, weight ratio ≈ 3:1, Linux `sched_prio_to_weight`) lets the worker run first,
-//! but it is not the default: on a machine busy with other processes the append thread is
-//! then starved, clicks reach the log late, and the dataflow's idle watermark (which
-//! advances while the log is quiet) can overtake clicks that are still waiting to be
-//! appended, so views report "as of" a time whose clicks are not all in them yet (seen in
-//! the e2e test `redirects_survive_redis_and_clickhouse_outages_and_the_sinks_catch_up`
-//! under a parallel test run).
+//! worker ~300 times a second as it woke up, runs of up to 5.6 ms. So the thread runs under
+//! Linux `SCHED_BATCH` by default ([`LogWriterConfig::policy`]): it keeps its full CPU share
+//! (no starvation, whatever else runs on the machine) but never preempts the thread running
+//! on its CPU when it wakes; it runs when the worker waits for requests. Its niceness can
+//! also be raised ([`LogWriterConfig::nice_increment`], default 0).
+//!
+//! A slower append thread makes clicks durable later, never lost: the intake's
+//! [`crate::PendingFloor`] (claimed before each drain, released after each append that
+//! emptied the channel) tells the dataflow's log source which accepted clicks are not in the
+//! log yet, so neither its freshness `as_of` nor its idle watermark overtakes them. (In
+//! session 6, without the floor, a niceness of +5 on a busy machine let the idle watermark
+//! overtake clicks waiting to be appended, and the e2e test
+//! `redirects_survive_redis_and_clickhouse_outages_and_the_sinks_catch_up` saw 401 of 437.)
 
 use std::ops::Range;
 use std::time::{Duration, Instant};
@@ -38,6 +42,7 @@ use sluice_schemas::ClickEvent;
 use tokio::task::JoinHandle;
 
 use crate::channel::ClickReceiver;
+use crate::pending::STALE_CHECK;
 use crate::telemetry::{ClicksLogged, DropReason, LogWriteFailed};
 
 /// Something events can be appended to durably; implemented by [`ClickLog`]. A seam so the
@@ -84,6 +89,23 @@ pub struct LogWriterConfig {
     /// = the process's own, see the module docs for why; ignored where not permitted or not supported). See the
     /// module docs.
     pub nice_increment: i32,
+    /// Scheduling policy of the append thread (Linux; default [`AppendPolicy::Batch`], see
+    /// the module docs).
+    pub policy: AppendPolicy,
+}
+
+/// Scheduling policy of the append thread (Linux `sched_setscheduler` on the thread;
+/// ignored where not supported or not permitted, logged at debug level).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendPolicy {
+    /// The process's own (`SCHED_OTHER` as a rule).
+    Inherit,
+    /// `SCHED_BATCH`: same CPU share as `SCHED_OTHER` at the same niceness, but a waking
+    /// append thread never preempts the thread running on its CPU (a tokio worker in the
+    /// middle of requests); it runs when that thread blocks or its slice ends.
+    Batch,
+    /// `SCHED_IDLE`: runs only when nothing else wants the CPU.
+    Idle,
 }
 
 impl Default for LogWriterConfig {
@@ -95,6 +117,7 @@ impl Default for LogWriterConfig {
             retry_max: Duration::from_secs(1),
             max_attempts: 10,
             nice_increment: 0,
+            policy: AppendPolicy::Batch,
         }
     }
 }
@@ -123,7 +146,7 @@ pub fn spawn_log_writer<L: EventLog>(receiver: ClickReceiver, log: L, config: Lo
 async fn run_writer<L: EventLog>(mut receiver: ClickReceiver, log: L, config: LogWriterConfig) -> WriterSummary {
     let max_batch = config.max_batch.max(1);
     let mut summary = WriterSummary::default();
-    let appender = match AppendThread::spawn(log.clone(), config.nice_increment) {
+    let appender = match AppendThread::spawn(log.clone(), config.nice_increment, config.policy) {
         Ok(a) => Some(a),
         Err(e) => {
             tracing::warn!(error = %e, "could not start the click log append thread; appending on the blocking pool");
@@ -131,21 +154,43 @@ async fn run_writer<L: EventLog>(mut receiver: ClickReceiver, log: L, config: Lo
         }
     };
     let mut buf: Vec<ClickEvent> = Vec::with_capacity(max_batch);
+    let pending = std::sync::Arc::clone(&receiver.pending);
+    // A claim not yet released (the last batch was cut at `max_batch`).
+    let mut held = false;
     loop {
-        if receiver.rx.recv_many(&mut buf, max_batch).await == 0 {
-            break; // every sender dropped and the channel is empty
+        match tokio::time::timeout(STALE_CHECK, receiver.rx.recv_many(&mut buf, max_batch)).await {
+            Ok(0) => break, // every sender dropped and the channel is empty
+            Ok(_) => {}
+            // Idle: a sender may have left a mark for an event already appended
+            // (crate::pending); claim and drain as for a batch (usually an empty one).
+            Err(_) if held || pending.has_unclaimed() => {}
+            Err(_) => continue,
         }
-        if !config.linger.is_zero() {
+        if !buf.is_empty() && !config.linger.is_zero() {
             linger(&receiver, buf.len(), max_batch, config.linger).await;
         }
+        // Every event marked before the claim is in the channel (or in `buf`): the drain
+        // below takes it unless the batch fills up first.
+        pending.claim();
+        held = true;
         // Whatever arrived meanwhile, up to `max_batch`, without waiting.
+        let mut emptied = false;
         while buf.len() < max_batch {
             match receiver.rx.try_recv() {
                 Ok(ev) => buf.push(ev),
-                Err(_) => break,
+                Err(_) => {
+                    emptied = true;
+                    break;
+                }
             }
         }
-        buf = write_batch(&log, appender.as_ref(), buf, &config, &receiver, &mut summary).await;
+        if !buf.is_empty() {
+            buf = write_batch(&log, appender.as_ref(), buf, &config, &receiver, &mut summary).await;
+        }
+        if emptied {
+            pending.release();
+            held = false;
+        }
     }
     if let Some(a) = appender {
         a.stop().await;
@@ -258,10 +303,15 @@ impl AppendThread {
     /// `nice_increment` (best effort: a refusal is logged at debug level).
     ///
     /// Errors when the thread cannot be spawned.
-    fn spawn<L: EventLog>(log: L, nice_increment: i32) -> std::io::Result<Self> {
+    fn spawn<L: EventLog>(log: L, nice_increment: i32, policy: AppendPolicy) -> std::io::Result<Self> {
         let (jobs, rx) = std::sync::mpsc::channel::<AppendJob>();
         let (done_tx, done) = tokio::sync::oneshot::channel::<()>();
         std::thread::Builder::new().name("sluice-click-log".into()).spawn(move || {
+            if policy != AppendPolicy::Inherit
+                && let Err(e) = set_policy(policy)
+            {
+                tracing::debug!(error = %e, ?policy, "could not set the click log thread's scheduling policy");
+            }
             if nice_increment != 0
                 && let Err(e) = raise_nice(nice_increment)
             {
@@ -305,6 +355,28 @@ fn raise_nice(increment: i32) -> std::io::Result<()> {
     let now = rustix::process::getpriority_process(Some(tid))?;
     rustix::process::setpriority_process(Some(tid), (now + increment).clamp(-20, 19))?;
     Ok(())
+}
+
+/// Sets the calling thread's scheduling policy (Linux `sched_setscheduler(0, ...)` applies
+/// to the calling thread; `SCHED_BATCH` and `SCHED_IDLE` need no privilege).
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn set_policy(policy: AppendPolicy) -> std::io::Result<()> {
+    let p = match policy {
+        AppendPolicy::Inherit => return Ok(()),
+        AppendPolicy::Batch => libc::SCHED_BATCH,
+        AppendPolicy::Idle => libc::SCHED_IDLE,
+    };
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a valid `sched_param` for the duration of the call; pid 0 is the
+    // calling thread. No memory is retained by the kernel.
+    let r = unsafe { libc::sched_setscheduler(0, p, &param) };
+    if r == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_policy(_policy: AppendPolicy) -> std::io::Result<()> {
+    Err(std::io::Error::new(std::io::ErrorKind::Unsupported, "scheduling policies are set on Linux only"))
 }
 
 #[cfg(not(target_os = "linux"))]

@@ -31,6 +31,7 @@
 pub mod paced;
 pub mod procs;
 pub mod report;
+pub mod threads;
 pub mod wrk;
 
 use std::net::SocketAddr;
@@ -457,15 +458,22 @@ async fn measure_alternating<const N: usize>(ctx: &Ctx<'_>, targets: &mut [Measu
     }
     for round in 0..ctx.args.rounds {
         for (t, r) in targets.iter_mut().zip(results.iter_mut()) {
+            let pid = t.process.as_ref().and_then(|p| p.pid());
+            let before = pid.map(threads::snapshot);
             let p = paced_run(ctx, t.addr, r.paced_rate).await?;
+            let uses = match (pid, before) {
+                (Some(pid), Some(before)) => threads::render(&threads::delta(&before, &threads::snapshot(pid))),
+                _ => "no schedstat".to_owned(),
+            };
             t.alive()?;
             eprintln!(
-                "{}-paced-{round}: {:.0} req/s asked, {:.0} answered/s, p50 {:.3} ms, p99 {:.3} ms, errors {}",
+                "{}-paced-{round}: {:.0} req/s asked, {:.0} answered/s, p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, errors {}; server threads: {uses}",
                 t.name.replace(' ', "-"),
                 r.paced_rate,
                 p.achieved_rps(),
                 p.quantile_ms(0.5),
                 p.quantile_ms(0.99),
+                p.quantile_ms(0.999),
                 p.errors + p.timeouts + p.unexpected_status
             );
             r.paced.push(p);

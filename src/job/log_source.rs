@@ -19,6 +19,13 @@
 //! time `t` (read before the head). A record delivered by such a poll entered the graph at a
 //! processing epoch ≤ `t`, so once the views have applied every epoch below `E`, every click
 //! logged before the latest such `t < E` is counted ([`TailProgress::covered_until`]).
+//!
+//! Clicks accepted by the redirect but still waiting to be appended (the intake's
+//! [`PendingFloor`]) are not in the head yet: the recorded instant is `min(t, floor)`, so an
+//! `as_of` never claims a click that is still on its way to the log, however long the log
+//! writer takes (a starved append thread on a busy machine). The same floor holds the log
+//! partition's idle watermark back ([`ClickSource::pending_floor`]): the partition does not
+//! turn idle, and its watermark does not advance, past a click it has been promised.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -28,6 +35,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use parking_lot::Mutex;
 use sluice_connectors::click_log::ClickLog;
 use sluice_dataflows::source::{ClickSource, SourceRecord, SourceStatus};
+use sluice_ingest::PendingFloor;
 use sluice_schemas::avro::decode_click_event;
 use tokio::sync::{mpsc, watch};
 
@@ -79,11 +87,14 @@ pub struct TailProgress {
     evicted: AtomicI64,
     /// Set when the tail task stopped on an error it cannot retry.
     failure: Mutex<Option<String>>,
+    /// The low-water mark of the intake feeding the log (`None`: no writer in this process).
+    pending: Option<Arc<PendingFloor>>,
 }
 
 impl TailProgress {
-    fn new(log: ClickLog, from: u64) -> TailProgress {
+    fn new(log: ClickLog, from: u64, pending: Option<Arc<PendingFloor>>) -> TailProgress {
         TailProgress {
+            pending,
             log,
             clock: EpochClock::new(),
             delivered: AtomicU64::new(from),
@@ -111,6 +122,12 @@ impl TailProgress {
     /// Next offset the dataflow has been handed.
     pub fn delivered(&self) -> u64 {
         self.delivered.load(Ordering::Acquire)
+    }
+
+    /// The lowest event time (ms UTC) of the clicks accepted in this process and not yet
+    /// in the log; `None` when there is none.
+    pub fn pending_floor(&self) -> Option<i64> {
+        self.pending.as_ref().and_then(|p| p.floor())
     }
 
     /// Log events not yet handed to the dataflow.
@@ -205,13 +222,19 @@ impl ClickSource for LogSource {
                 self.progress.delivered.store(self.pending_next, Ordering::Release);
             }
         }
-        // Time first, then the head: everything appended before `t` is in `head`.
+        // Time first, then the intake's floor, then the head: every click accepted before
+        // `t` is in `head` or still pending with `ts >= floor`.
         let t = self.progress.clock.now_ms();
+        let floor = self.progress.pending_floor();
         let caught_up = self.pending.is_empty() && self.progress.delivered() >= self.progress.log.head();
         if caught_up {
-            self.progress.mark_caught_up(t);
+            self.progress.mark_caught_up(floor.map_or(t, |f| t.min(f)));
         }
         if n > 0 || !caught_up { SourceStatus::Active } else { SourceStatus::Idle }
+    }
+
+    fn pending_floor(&self) -> Option<i64> {
+        self.progress.pending_floor()
     }
 }
 
@@ -230,7 +253,8 @@ impl ClickSource for NoSource {
 
 /// Starts the `click-log-tail` task reading `log` from offset `from` (clamped to
 /// [`ClickLog::low`]) as `partition`, in batches of `batch` entries, until `stop` turns
-/// true. Returns the source to hand the dataflow and the shared progress.
+/// true. `pending` is the low-water mark of the intake writing to `log` in this process
+/// (module docs). Returns the source to hand the dataflow and the shared progress.
 ///
 /// # Panics
 /// If called outside a tokio runtime.
@@ -240,9 +264,10 @@ pub fn start_tail(
     from: u64,
     batch: usize,
     stop: watch::Receiver<bool>,
+    pending: Option<Arc<PendingFloor>>,
 ) -> (LogSource, Arc<TailProgress>, tokio::task::JoinHandle<()>) {
     let from = from.max(log.low());
-    let progress = Arc::new(TailProgress::new(log.clone(), from));
+    let progress = Arc::new(TailProgress::new(log.clone(), from, pending));
     let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
     let task = tokio::spawn(tail_loop(log, partition, from, batch.max(1), tx, stop, Arc::clone(&progress)));
     let source = LogSource { partition, rx, pending: VecDeque::new(), pending_next: from, progress: Arc::clone(&progress) };
@@ -345,13 +370,16 @@ impl crate::health::Dependency for ClickLogHealth {
 }
 
 #[cfg(test)]
+mod held_writer_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
     fn progress() -> (tempfile::TempDir, TailProgress) {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = ClickLog::open(dir.path()).expect("log");
-        (dir, TailProgress::new(log, 0))
+        (dir, TailProgress::new(log, 0, None))
     }
 
     #[test]

@@ -162,12 +162,14 @@ impl DataflowJob {
         changes: Option<ChangeSink>,
         anomalies: Option<sluice_dataflows::anomaly::AnomalySink>,
     ) -> anyhow::Result<DataflowJob> {
-        Self::start_with_acks(cfg, log, store, changes, anomalies, None).await
+        Self::start_with_acks(cfg, log, store, changes, anomalies, None, None).await
     }
 
     /// [`Self::start_with_outputs`], plus what the external view sinks durably applied
     /// (`acks`): in Kafka mode (`[kafka] brokers`) the dataflow reads the click topic instead
     /// of `log` and commits the offsets of inputs every sink has applied ([`kafka_source`]).
+    /// `pending` is the low-water mark of this process's click intake writing to `log`
+    /// ([`log_source`]: freshness and the idle watermark respect clicks not yet appended).
     ///
     /// Errors: as [`Self::start`], and the broker unreachable or the click topic missing.
     pub async fn start_with_acks(
@@ -177,6 +179,7 @@ impl DataflowJob {
         changes: Option<ChangeSink>,
         anomalies: Option<sluice_dataflows::anomaly::AnomalySink>,
         acks: Option<SinkAcks>,
+        pending: Option<Arc<sluice_ingest::PendingFloor>>,
     ) -> anyhow::Result<DataflowJob> {
         let pcfg = cfg.dataflow.pipeline_config()?;
         for r in DeadLetterReason::ALL {
@@ -257,7 +260,7 @@ impl DataflowJob {
             if from < log.low() {
                 tracing::warn!(checkpoint = from, log_low = log.low(), "the click log no longer holds every click after the checkpoint");
             }
-            let (source, progress, tail) = log_source::start_tail(log.clone(), cfg.dataflow.partition(), from, cfg.dataflow.batch_size, stop_rx.clone());
+            let (source, progress, tail) = log_source::start_tail(log.clone(), cfg.dataflow.partition(), from, cfg.dataflow.batch_size, stop_rx.clone(), pending);
             health = Some(Arc::new(log_source::ClickLogHealth(Arc::clone(&progress))));
             tasks.push(tail);
             let slot = Mutex::new(Some(source));

@@ -64,6 +64,8 @@ struct Intake {
     writer: JoinHandle<WriterSummary>,
     accepted: Arc<AtomicU64>,
     stats: Arc<IngestStats>,
+    /// Clicks accepted and not yet in the log (the dataflow's log source respects them).
+    pending: Arc<sluice_ingest::PendingFloor>,
     /// Kafka mode (`[kafka] brokers`): clicks go to the producer's spill, not `log`.
     kafka: Option<crate::kafka::KafkaIntake>,
 }
@@ -110,13 +112,14 @@ impl System {
                 .context("could not open the click log (another sluice process using this data dir, or a damaged clicks.redb)")?;
             let (sender, receiver) = click_channel(cfg.redirect.click_channel_capacity);
             let stats = Arc::clone(sender.stats());
+            let pending = Arc::clone(sender.pending());
             let accepted = Arc::new(AtomicU64::new(0));
             let kafka = if cfg.kafka.enabled() { Some(crate::kafka::KafkaIntake::start(&cfg.kafka, &data_dir).await?) } else { None };
             let writer = match &kafka {
                 Some(k) => spawn_log_writer(receiver, k.event_log(), LogWriterConfig::default()),
                 None => spawn_log_writer(receiver, log.clone(), LogWriterConfig::default()),
             };
-            (Arc::new(CountingSink { inner: sender, accepted: Arc::clone(&accepted) }), Some(Intake { log, writer, accepted, stats, kafka }))
+            (Arc::new(CountingSink { inner: sender, accepted: Arc::clone(&accepted) }), Some(Intake { log, writer, accepted, stats, pending, kafka }))
         };
         let mut sinks = crate::sinks::Sinks::start(&cfg)?;
         if let Some(i) = &intake {
@@ -138,7 +141,7 @@ impl System {
         );
         let job = match &intake {
             Some(i) if cfg.dataflow.enabled => {
-                Some(DataflowJob::start_with_acks(&cfg, i.log.clone(), Arc::clone(&store), sinks.change_sink(), anomaly_sink, sinks.applied_probe()).await?)
+                Some(DataflowJob::start_with_acks(&cfg, i.log.clone(), Arc::clone(&store), sinks.change_sink(), anomaly_sink, sinks.applied_probe(), Some(Arc::clone(&i.pending))).await?)
             }
             _ => None,
         };

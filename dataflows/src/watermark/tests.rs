@@ -103,3 +103,45 @@ fn global_watermark_ignores_idle_and_never_regresses() {
     w.apply(&WatermarkReport { partition: 1, watermark_ms: 50, idle: false });
     assert_eq!(w.recompute(), 200, "a partition waking up behind W does not move it back");
 }
+
+/// While the source knows of records still to come (a pending floor), its partitions do not
+/// turn idle and their watermarks do not extrapolate; idleness counts again from the last
+/// tick that saw the floor.
+#[test]
+fn a_pending_floor_keeps_partitions_active() {
+    let mut g = gate();
+    let mut reports = Vec::new();
+    g.admit(rec(0, 0, ev(1, "a", 100_000), false), 10).unwrap();
+    g.tick(10, &mut reports);
+    reports.clear();
+    g.hold(Some(100_500));
+    g.tick(60_000, &mut reports);
+    assert!(reports.is_empty(), "a minute later nothing turned idle: {reports:?}");
+    assert_eq!(g.partition_watermark(0), Some(100_000));
+    reports.clear();
+    g.hold(None);
+    g.tick(64_999, &mut reports);
+    assert!(reports.is_empty(), "idleness counts from the last held tick");
+    g.tick(65_000, &mut reports);
+    assert_eq!(
+        reports,
+        vec![
+            WatermarkReport { partition: 0, watermark_ms: 105_000, idle: true },
+            WatermarkReport { partition: 1, watermark_ms: i64::MIN, idle: true },
+        ]
+    );
+    // Idle, then a floor appears: active again at the watermark reached, not extrapolated.
+    reports.clear();
+    g.tick(70_000, &mut reports);
+    assert_eq!(g.partition_watermark(0), Some(110_000));
+    reports.clear();
+    g.hold(Some(110_000));
+    g.tick(80_000, &mut reports);
+    assert_eq!(
+        reports,
+        vec![
+            WatermarkReport { partition: 0, watermark_ms: 110_000, idle: false },
+            WatermarkReport { partition: 1, watermark_ms: i64::MIN, idle: false },
+        ]
+    );
+}
