@@ -124,6 +124,24 @@ pub struct ServerConfig {
     /// (a half-sent request, an SSE stream) are dropped and the process goes on stopping.
     #[serde(default = "default_shutdown_timeout", with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// A request body (`Content-Length` or chunked) that has not fully arrived this long
+    /// after its head is answered 408 `request_timeout` and its connection closed; `0s` = no
+    /// deadline.
+    #[serde(default = "default_body_read_timeout", with = "humantime_serde")]
+    pub body_read_timeout: Duration,
+    /// After the HTTP stop (`shutdown-timeout`): how long the rest of the stop (click log
+    /// drain, dataflow checkpoint, sinks) may take before the process exits anyway, with an
+    /// error. The whole stop takes at most `shutdown-timeout` + `drain-timeout`.
+    #[serde(default = "default_drain_timeout", with = "humantime_serde")]
+    pub drain_timeout: Duration,
+}
+
+fn default_body_read_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_drain_timeout() -> Duration {
+    Duration::from_secs(10)
 }
 
 fn default_header_read_timeout() -> Duration {

@@ -1,37 +1,55 @@
-//! A TCP listener for `axum::serve` whose connections give hyper's automatic error
-//! responses the JSON error shape of DESIGN.md.
+//! The shared JSON error builder of the HTTP server ([`error_response`]), and a TCP
+//! listener whose connections give hyper's automatic error responses that JSON shape.
 //!
 //! hyper answers some malformed requests itself, before any handler runs, with an empty
-//! body: a request target longer than 65,534 bytes gets `414 URI Too Long`, and a request
+//! body and then closes the connection: a request line or header field it cannot parse
+//! (garbage, `HTTP/9.9`, a bad `Content-Length`, an obs-folded field) gets `400 Bad
+//! Request`, a request target longer than 65,534 bytes `414 URI Too Long`, and a request
 //! head of more than [`MAX_HEAD_BYTES`] bytes (the server sets hyper's `max_header_size` to
-//! it, [`crate::http_server`]) or with more than [`MAX_HEADER_FIELDS`] header fields gets
-//! `431 Request Header Fields Too Large`. No router layer sees those requests, so this
-//! wrapper recognises exactly such a response head on the connection's write side (status
-//! 414 or 431, `content-length: 0`, nothing after the head; our handlers never answer with
-//! either status) and writes instead the same head with a JSON body `{"error": {"code",
-//! "message", "details"}}`:
+//! it, [`crate::http_server`]) or with more than [`MAX_HEADER_FIELDS`] header fields
+//! `431 Request Header Fields Too Large`. hyper 1.x offers no hook to give those answers a
+//! body (`on_parse_error` in its h1 dispatcher writes a bare `MessageHead`), and no router
+//! layer sees those requests, so this wrapper recognises exactly such a response head on the
+//! connection's write side (status 400, 414 or 431, no header field but `content-length: 0`,
+//! `date` and `connection`, nothing after the head; every response of ours carries a
+//! `content-type`) and writes instead the same status with `content-type:
+//! application/json`, `cache-control: no-store`, `connection: close` and the JSON body of
+//! [`error_body`]:
 //!
-//! * 414: `uri_too_long`, `details: {"max_bytes": 65534}`;
+//! * 400: `malformed_request` (hyper does not say which part was malformed);
+//! * 414: `uri_too_long`, `details: {"max_bytes": 65534}`; also a 431 for a request whose
+//!   head has no line feed at all in [`MAX_HEAD_BYTES`] bytes: its request line alone is
+//!   over the limit, which is a request target too long (RFC 9110 §15.5.15);
 //! * 431 for the size: `headers_too_large`, `details: {"max_bytes": 417792}`;
 //! * 431 for the count: `too_many_headers`, `details: {"max_fields": 100}`.
 //!
-//! hyper's 431 does not say which limit was hit, so the stream counts the bytes and line
-//! feeds it has read since it last wrote (i.e. since the previous response): at least
-//! [`MAX_HEAD_BYTES`] bytes is the size; fewer bytes but more than [`MAX_HEADER_FIELDS`]
-//! line feeds is the count; anything else (only possible when part of the head arrived
-//! before the previous pipelined response was written) names both limits, code
-//! `headers_too_large`. Every other byte passes through untouched.
+//! hyper's 431 does not say which limit was hit, so the stream follows the request heads
+//! on the read side (an empty line ends a head) and pairs them with the responses written
+//! (hyper answers the requests of a connection in order): the head answered is the oldest
+//! complete one not answered yet, or else the one being read, however the pipelined bytes
+//! arrived. More than [`MAX_HEADER_FIELDS`] header field lines is the count; else at least
+//! [`MAX_HEAD_BYTES`] bytes is the size. A request body read on the same connection counts
+//! toward the next head (the stream does not parse framing), and only [`KEPT_HEADS`]
+//! pipelined heads are remembered; in those rare cases a 431 names both limits (code
+//! `headers_too_large`).
 //!
-//! Use: `axum::serve(JsonErrorListener::new(tcp).tap_io(|_| {}), router
-//! .into_make_service_with_connect_info::<SocketAddr>())` (the `tap_io` gives
-//! `ConnectInfo<SocketAddr>` through axum's generic impl).
+//! **HTTP/2 with prior knowledge** is not served (h2c is not needed on a plain-text
+//! listener). A connection whose first bytes are the HTTP/2 preface (`PRI * HTTP/2.0`, RFC
+//! 9113 §3.4) is answered in HTTP/2 itself, where an HTTP/1.1 answer would not be
+//! understood: an empty `SETTINGS` frame (the server preface) and a `GOAWAY` frame with
+//! error code `HTTP_1_1_REQUIRED` (0xd, RFC 9113 §7) and a debug text, then the connection
+//! closes. Every other byte passes through untouched.
 
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
+use axum::body::Body;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::Response;
 use axum::serve::Listener;
+use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -44,6 +62,27 @@ pub const MAX_URI_BYTES: usize = 65_534;
 pub const MAX_HEAD_BYTES: usize = 8192 + 4096 * 100;
 /// hyper's limit on the number of header fields of a request (`DEFAULT_MAX_HEADERS`).
 pub const MAX_HEADER_FIELDS: usize = 100;
+
+/// The JSON error body of DESIGN.md: `{"error": {"code", "message", "details"?}}`
+/// (`details` left out when `None`).
+pub fn error_body(code: &str, message: &str, details: Option<Value>) -> String {
+    let mut err = serde_json::json!({ "code": code, "message": message });
+    if let Some(d) = details {
+        err["details"] = d;
+    }
+    serde_json::json!({ "error": err }).to_string()
+}
+
+/// An error response of the server itself: `status`, the body of [`error_body`],
+/// `content-type: application/json` and `cache-control: no-store` (as the API's errors).
+pub fn error_response(status: StatusCode, code: &str, message: &str, details: Option<Value>) -> Response {
+    let mut resp = Response::new(Body::from(error_body(code, message, details)));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
 
 /// A [`TcpListener`] whose streams are [`JsonErrorStream`]s.
 #[derive(Debug)]
@@ -64,7 +103,7 @@ impl Listener for JsonErrorListener {
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         let (io, addr) = Listener::accept(&mut self.inner).await;
-        (JsonErrorStream { inner: io, pending: None, read_bytes: 0, read_lines: 0 }, addr)
+        (JsonErrorStream { inner: io, pending: None, head: HeadScan::default(), fresh: true, refused_h2: false }, addr)
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
@@ -72,72 +111,193 @@ impl Listener for JsonErrorListener {
     }
 }
 
-/// A TCP stream that rewrites hyper's empty 414/431 responses (see the module docs).
+/// Size of one request head as read: bytes (line ends included), line feeds of non-empty
+/// lines (the request line and each header field line), and the length of its first line
+/// (`None` while it has no line feed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct HeadStats {
+    bytes: usize,
+    lines: usize,
+    first_line: Option<usize>,
+}
+
+/// How many complete heads waiting for their answer are remembered (pipelining depth).
+const KEPT_HEADS: usize = 4;
+
+/// The request heads on the read side (module docs): the one being read, and the complete
+/// ones not answered yet (hyper answers requests in order, one response each).
+#[derive(Debug, Clone, Copy)]
+struct HeadScan {
+    cur: HeadStats,
+    /// No byte but `\r` since the last line feed (so the next `\n` ends a head).
+    line_blank: bool,
+    /// Complete heads read and not answered yet.
+    pending: usize,
+    /// The first of them (oldest first); `None` past [`KEPT_HEADS`].
+    kept: [Option<HeadStats>; KEPT_HEADS],
+}
+
+impl Default for HeadScan {
+    fn default() -> Self {
+        // A connection starts at a head boundary; leading empty lines (RFC 9112 §2.2) keep it there.
+        HeadScan { cur: HeadStats::default(), line_blank: true, pending: 0, kept: [None; KEPT_HEADS] }
+    }
+}
+
+impl HeadScan {
+    /// Follows `new`, the bytes just read.
+    fn feed(&mut self, new: &[u8]) {
+        let mut start = 0;
+        for (i, &b) in new.iter().enumerate() {
+            if b == b'\n' {
+                let upto = self.cur.bytes.saturating_add(i + 1 - start);
+                if self.line_blank {
+                    // An empty line: the end of a head (or an empty line before one).
+                    if self.cur.lines > 0 {
+                        let head = HeadStats { bytes: upto, ..self.cur };
+                        if let Some(slot) = self.kept.get_mut(self.pending) {
+                            *slot = Some(head);
+                        }
+                        self.pending = self.pending.saturating_add(1);
+                    }
+                    self.cur = HeadStats::default();
+                    start = i + 1;
+                } else {
+                    self.cur.first_line.get_or_insert(upto);
+                    self.cur.lines = self.cur.lines.saturating_add(1);
+                    self.line_blank = true;
+                }
+            } else if b != b'\r' {
+                self.line_blank = false;
+            }
+        }
+        self.cur.bytes = self.cur.bytes.saturating_add(new.len() - start);
+    }
+
+    /// A response was written: the oldest pending head is answered.
+    fn answered(&mut self) {
+        if self.pending > 0 {
+            self.pending -= 1;
+            self.kept.copy_within(1.., 0);
+            self.kept[KEPT_HEADS - 1] = None;
+        }
+    }
+
+    /// The head hyper is answering now: the oldest pending complete one (`true`), else the
+    /// one being read (`false`); `None` when not remembered.
+    fn answering(&self) -> Option<(HeadStats, bool)> {
+        if self.pending > 0 { self.kept[0].map(|h| (h, true)) } else { Some((self.cur, false)) }
+    }
+}
+
+/// A TCP stream that rewrites hyper's empty 400/414/431 responses and refuses HTTP/2 (see
+/// the module docs).
 #[derive(Debug)]
 pub struct JsonErrorStream {
     inner: TcpStream,
     /// A replacement being written: bytes, how many are written, the length of the
     /// original buffer to report once done.
     pending: Option<(Vec<u8>, usize, usize)>,
-    /// Bytes read since the last write (saturating).
-    read_bytes: usize,
-    /// Line feeds among them.
-    read_lines: usize,
+    head: HeadScan,
+    /// Nothing read yet (the HTTP/2 preface check).
+    fresh: bool,
+    /// The connection was an HTTP/2 one and is answered: reads return end of stream.
+    refused_h2: bool,
 }
 
-/// Which of hyper's limits a 431 is about, from what was read since the previous response
-/// (`read_bytes` bytes holding `read_lines` line feeds; module docs).
-fn cause_431(read_bytes: usize, read_lines: usize) -> (&'static str, String, serde_json::Value) {
-    if read_bytes >= MAX_HEAD_BYTES {
-        ("headers_too_large", format!("the request head is larger than {MAX_HEAD_BYTES} bytes"), serde_json::json!({ "max_bytes": MAX_HEAD_BYTES }))
-    } else if read_lines > MAX_HEADER_FIELDS {
-        ("too_many_headers", format!("the request has more than {MAX_HEADER_FIELDS} header fields"), serde_json::json!({ "max_fields": MAX_HEADER_FIELDS }))
-    } else {
-        (
-            "headers_too_large",
-            format!("the request head is larger than {MAX_HEAD_BYTES} bytes or has more than {MAX_HEADER_FIELDS} header fields"),
-            serde_json::json!({ "max_bytes": MAX_HEAD_BYTES, "max_fields": MAX_HEADER_FIELDS }),
-        )
+/// The start of the HTTP/2 client preface (RFC 9113 §3.4).
+const H2_PREFACE_START: &[u8] = b"PRI * HTTP/2.0\r\n";
+
+/// An empty `SETTINGS` frame and a `GOAWAY` frame (last stream 0, `HTTP_1_1_REQUIRED`,
+/// debug text), RFC 9113 §4.1, §6.5, §6.8.
+fn h2_refusal() -> Vec<u8> {
+    const DEBUG: &[u8] = b"HTTP/2 is not served here; use HTTP/1.1";
+    let mut out = vec![0, 0, 0, 0x4, 0, 0, 0, 0, 0];
+    let len = 8 + DEBUG.len();
+    out.extend_from_slice(&[(len >> 16) as u8, (len >> 8) as u8, len as u8, 0x7, 0, 0, 0, 0, 0]);
+    out.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0x0d]);
+    out.extend_from_slice(DEBUG);
+    out
+}
+
+/// Status, code, message and details of hyper's 431 for `head` (complete or not; `None`:
+/// unknown): 414 when its request line alone reaches [`MAX_HEAD_BYTES`] (module docs).
+fn cause_431(head: Option<(HeadStats, bool)>) -> (u16, &'static str, String, Value) {
+    let size = || (431, "headers_too_large", format!("the request head is larger than {MAX_HEAD_BYTES} bytes"), serde_json::json!({ "max_bytes": MAX_HEAD_BYTES }));
+    let count = || (431, "too_many_headers", format!("the request has more than {MAX_HEADER_FIELDS} header fields"), serde_json::json!({ "max_fields": MAX_HEADER_FIELDS }));
+    match head {
+        Some((h, complete)) => {
+            let fields = h.lines.saturating_sub(1);
+            if !complete && h.first_line.unwrap_or(h.bytes) >= MAX_HEAD_BYTES {
+                (414, "uri_too_long", format!("the request line is longer than {MAX_HEAD_BYTES} bytes"), serde_json::json!({ "max_bytes": MAX_URI_BYTES }))
+            } else if fields > MAX_HEADER_FIELDS {
+                count()
+            } else if h.bytes >= MAX_HEAD_BYTES {
+                size()
+            } else {
+                both()
+            }
+        }
+        None => both(),
     }
 }
 
-/// The replacement of `buf` when it is exactly one of hyper's empty 414/431 heads; a 431 is
-/// described from the `read_bytes` bytes and `read_lines` line feeds read since the
-/// previous response ([`cause_431`]).
-fn replacement(buf: &[u8], read_bytes: usize, read_lines: usize) -> Option<Vec<u8>> {
-    let (status, code, message, details) = if buf.starts_with(b"HTTP/1.1 414 ") {
-        (414, "uri_too_long", format!("the request target is longer than {MAX_URI_BYTES} bytes"), serde_json::json!({ "max_bytes": MAX_URI_BYTES }))
-    } else if buf.starts_with(b"HTTP/1.1 431 ") {
-        let (code, message, details) = cause_431(read_bytes, read_lines);
-        (431, code, message, details)
-    } else {
+/// The 431 description naming both limits (the head that hit one is not known).
+fn both() -> (u16, &'static str, String, Value) {
+    (
+        431,
+        "headers_too_large",
+        format!("the request head is larger than {MAX_HEAD_BYTES} bytes or has more than {MAX_HEADER_FIELDS} header fields"),
+        serde_json::json!({ "max_bytes": MAX_HEAD_BYTES, "max_fields": MAX_HEADER_FIELDS }),
+    )
+}
+
+/// The replacement of `buf` when it is exactly one of hyper's empty 400/414/431 heads; a
+/// 431 is described from the head being answered, per `scan` ([`cause_431`]).
+fn replacement(buf: &[u8], scan: &HeadScan) -> Option<Vec<u8>> {
+    // Cheap rejection of everything else (every response of ours passes here).
+    if buf.len() < 13 || &buf[..9] != b"HTTP/1.1 " || !matches!(&buf[9..13], b"400 " | b"414 " | b"431 ") {
         return None;
-    };
+    }
     let text = std::str::from_utf8(buf).ok()?;
     let head = text.strip_suffix("\r\n\r\n")?;
     if head.contains("\r\n\r\n") {
         return None;
     }
     let mut lines = head.split("\r\n");
-    let status_line = lines.next()?;
-    let mut kept = Vec::new();
+    lines.next()?;
+    let mut date = None;
     let mut empty = false;
     for line in lines {
         let (name, value) = line.split_once(':')?;
         if name.eq_ignore_ascii_case("content-length") {
             empty = value.trim() == "0";
-        } else if !name.eq_ignore_ascii_case("content-type") {
-            kept.push(line);
+        } else if name.eq_ignore_ascii_case("date") {
+            date = Some(line);
+        } else if !name.eq_ignore_ascii_case("connection") {
+            // Not one of hyper's bare answers.
+            return None;
         }
     }
     if !empty {
         return None;
     }
-    let body = serde_json::json!({ "error": { "code": code, "message": message, "details": details } }).to_string();
-    debug_assert!(status_line.contains(&status.to_string()));
-    let mut out = format!("{status_line}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n", body.len());
-    for line in kept {
-        out.push_str(line);
+    let (status, code, message, details) = match &buf[9..12] {
+        b"400" => (400, "malformed_request", "the request is not valid HTTP/1.1: malformed request line or header field (RFC 9112)".to_owned(), None),
+        b"414" => (414, "uri_too_long", format!("the request target is longer than {MAX_URI_BYTES} bytes"), Some(serde_json::json!({ "max_bytes": MAX_URI_BYTES }))),
+        _ => {
+            let (status, code, message, details) = cause_431(scan.answering());
+            (status, code, message, Some(details))
+        }
+    };
+    let reason = StatusCode::from_u16(status).ok()?.canonical_reason().unwrap_or("");
+    let body = error_body(code, &message, details);
+    let mut out = format!(
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncache-control: no-store\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    if let Some(d) = date {
+        out.push_str(d);
         out.push_str("\r\n");
     }
     out.push_str("\r\n");
@@ -148,11 +308,24 @@ fn replacement(buf: &[u8], read_bytes: usize, read_lines: usize) -> Option<Vec<u
 impl AsyncRead for JsonErrorStream {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        if this.refused_h2 {
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
         let new = &buf.filled()[before..];
-        this.read_bytes = this.read_bytes.saturating_add(new.len());
-        this.read_lines = this.read_lines.saturating_add(new.iter().filter(|&&b| b == b'\n').count());
+        if std::mem::take(&mut this.fresh) && new.starts_with(H2_PREFACE_START) {
+            // The preface is tiny and the socket fresh: the frames fit its send buffer.
+            if let Err(e) = this.inner.try_write(&h2_refusal()) {
+                tracing::debug!(error = %e, "could not answer an HTTP/2 preface");
+            }
+            tracing::debug!("HTTP/2 prior-knowledge connection refused with GOAWAY HTTP_1_1_REQUIRED");
+            this.refused_h2 = true;
+            // hyper sees the end of the stream before any request and closes the connection.
+            buf.set_filled(before);
+            return Poll::Ready(Ok(()));
+        }
+        this.head.feed(new);
         Poll::Ready(Ok(()))
     }
 }
@@ -161,12 +334,14 @@ impl AsyncWrite for JsonErrorStream {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         if this.pending.is_none() {
-            match replacement(buf, this.read_bytes, this.read_lines) {
+            match replacement(buf, &this.head) {
                 Some(bytes) => this.pending = Some((bytes, 0, buf.len())),
                 None => {
                     let n = ready!(Pin::new(&mut this.inner).poll_write(cx, buf))?;
-                    this.read_bytes = 0;
-                    this.read_lines = 0;
+                    // The start of a final response (not `100 Continue`): a head is answered.
+                    if n > 0 && buf.starts_with(b"HTTP/1.1 ") && buf.get(9) != Some(&b'1') {
+                        this.head.answered();
+                    }
                     return Poll::Ready(Ok(n));
                 }
             }
@@ -198,68 +373,99 @@ impl AsyncWrite for JsonErrorStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::serve::ListenerExt;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    /// Sends raw `request` to a router served through the wrapper; returns the raw response.
-    async fn raw(request: Vec<u8>) -> String {
-        let tcp = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = tcp.local_addr().expect("addr");
-        let router = axum::Router::new().route(
-            "/{*rest}",
-            axum::routing::get(|axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>| async move { format!("peer {}", peer.ip()) }),
-        );
-        let server = tokio::spawn(async move {
-            axum::serve(JsonErrorListener::new(tcp).tap_io(|_| {}), router.into_make_service_with_connect_info::<SocketAddr>()).await.expect("serve");
-        });
-        let mut c = TcpStream::connect(addr).await.expect("connect");
-        c.write_all(&request).await.expect("write");
-        let mut out = Vec::new();
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(30), c.read_to_end(&mut out)).await.expect("the server answers and closes");
-        server.abort();
-        String::from_utf8(out).expect("utf-8")
-    }
-
-    fn split(resp: &str) -> (&str, serde_json::Value) {
-        let (head, body) = resp.split_once("\r\n\r\n").expect("head");
-        (head, serde_json::from_str(body).expect("json body"))
-    }
-
-    #[tokio::test]
-    async fn a_too_long_uri_gets_a_json_414() {
-        let path = format!("/{}", "a".repeat(MAX_URI_BYTES + 10));
-        let resp = raw(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").into_bytes()).await;
-        let (head, body) = split(&resp);
-        assert!(head.starts_with("HTTP/1.1 414 "), "{head}");
-        assert!(head.to_ascii_lowercase().contains("content-type: application/json"), "{head}");
-        assert_eq!(body["error"]["code"], "uri_too_long");
-        assert_eq!(body["error"]["details"]["max_bytes"], MAX_URI_BYTES);
-        assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("65534")));
-    }
-
-    #[tokio::test]
-    async fn other_responses_pass_through_with_the_peer_address() {
-        let resp = raw(b"GET /ok HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n".to_vec()).await;
-        assert!(resp.starts_with("HTTP/1.1 200 OK"), "{resp}");
-        assert!(resp.ends_with("peer 127.0.0.1"), "{resp}");
+    fn scan_of(bytes: &[u8]) -> HeadScan {
+        let mut s = HeadScan::default();
+        s.feed(bytes);
+        s
     }
 
     #[test]
-    fn only_empty_414_and_431_heads_are_replaced() {
-        assert!(replacement(b"HTTP/1.1 414 URI Too Long\r\ncontent-length: 0\r\ndate: x\r\n\r\n", 0, 0).is_some());
-        assert!(replacement(b"HTTP/1.1 414 URI Too Long\r\ncontent-length: 5\r\n\r\n", 0, 0).is_none());
-        assert!(replacement(b"HTTP/1.1 414 URI Too Long\r\ncontent-length: 0\r\n\r\nextra", 0, 0).is_none());
-        assert!(replacement(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n", 0, 0).is_none());
-        assert!(replacement(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n", 0, 0).is_none());
+    fn only_hypers_bare_400_414_and_431_heads_are_replaced() {
+        let s = HeadScan::default();
+        assert!(replacement(b"HTTP/1.1 414 URI Too Long\r\ncontent-length: 0\r\ndate: x\r\n\r\n", &s).is_some());
+        assert!(replacement(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\ndate: x\r\n\r\n", &s).is_some());
+        assert!(replacement(b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n", &s).is_some());
+        assert!(replacement(b"HTTP/1.1 414 URI Too Long\r\ncontent-length: 5\r\n\r\n", &s).is_none());
+        assert!(replacement(b"HTTP/1.1 414 URI Too Long\r\ncontent-length: 0\r\n\r\nextra", &s).is_none());
+        assert!(replacement(b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: 0\r\n\r\n", &s).is_none(), "ours");
+        assert!(replacement(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n", &s).is_none());
+        assert!(replacement(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n", &s).is_none());
+    }
+
+    #[test]
+    fn a_replacement_is_json_not_cached_and_closes() {
+        let out = replacement(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\ndate: Mon, 30 Nov 2026 00:00:00 GMT\r\n\r\n", &HeadScan::default()).expect("replaced");
+        let out = String::from_utf8(out).expect("utf-8");
+        let (head, body) = out.split_once("\r\n\r\n").expect("head");
+        let body_json = r#"{"error":{"code":"malformed_request","message":"the request is not valid HTTP/1.1: malformed request line or header field (RFC 9112)"}}"#;
+        assert_eq!(
+            head,
+            format!(
+                "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncache-control: no-store\r\nconnection: close\r\ncontent-length: {}\r\ndate: Mon, 30 Nov 2026 00:00:00 GMT",
+                body_json.len()
+            )
+        );
+        assert_eq!(serde_json::from_str::<Value>(body).expect("json"), serde_json::from_str::<Value>(body_json).expect("json"));
+    }
+
+    fn stats(bytes: usize, lines: usize, first_line: Option<usize>) -> HeadStats {
+        HeadStats { bytes, lines, first_line }
+    }
+
+    #[test]
+    fn the_head_scan_pairs_pipelined_heads_with_their_answers() {
+        let mut s = scan_of(b"GET /a HTTP/1.1\r\nhost: x\r\n\r\nGET /b HTTP/1.1\r\nhost: x\r\nx-");
+        assert_eq!(s.answering(), Some((stats(28, 2, Some(17)), true)), "the first head, complete");
+        s.answered();
+        assert_eq!(s.answering(), Some((stats(28, 2, Some(17)), false)), "then the one being read");
+        let mut s = scan_of(b"GET /a HTTP/1.1\nhost: x\n\nGET");
+        s.answered();
+        assert_eq!(s.answering(), Some((stats(3, 0, None), false)));
+        // Fed in pieces, split inside the CRLFCRLF.
+        let mut s = HeadScan::default();
+        for piece in [&b"GET /a HTTP/1.1\r\nhost: x\r"[..], b"\n\r", b"\nGE", b"T /"] {
+            s.feed(piece);
+        }
+        assert_eq!((s.pending, s.kept[0], s.cur), (1, Some(stats(28, 2, Some(17))), stats(5, 0, None)));
+        let s = scan_of(b"\r\n\r\nGET");
+        assert_eq!((s.pending, s.cur), (0, stats(3, 0, None)), "leading empty lines are not heads");
+        // Deeper pipelining than remembered: the heads past KEPT_HEADS are unknown.
+        let mut s = scan_of(&b"GET / HTTP/1.1\r\n\r\n".repeat(KEPT_HEADS + 1));
+        for _ in 0..KEPT_HEADS {
+            assert!(s.answering().is_some_and(|(_, complete)| complete));
+            s.answered();
+        }
+        assert_eq!(s.answering(), None);
+        s.answered();
+        assert_eq!(s.answering(), Some((HeadStats::default(), false)));
     }
 
     #[test]
     fn a_431_names_the_limit_that_was_hit() {
-        assert_eq!(cause_431(MAX_HEAD_BYTES, 3).0, "headers_too_large");
-        assert_eq!(cause_431(MAX_HEAD_BYTES + 1, 500).0, "headers_too_large", "size first: the head reached the byte limit");
-        let (code, message, details) = cause_431(5_000, MAX_HEADER_FIELDS + 2);
-        assert_eq!((code, message.as_str(), details), ("too_many_headers", "the request has more than 100 header fields", serde_json::json!({"max_fields": 100})));
-        let (code, _, details) = cause_431(5_000, 20);
-        assert_eq!((code, details), ("headers_too_large", serde_json::json!({"max_bytes": MAX_HEAD_BYTES, "max_fields": 100})));
+        let incomplete = |bytes, lines| Some((stats(bytes, lines, Some(20)), false));
+        assert_eq!(cause_431(incomplete(MAX_HEAD_BYTES, 3)).1, "headers_too_large");
+        assert_eq!(cause_431(incomplete(MAX_HEAD_BYTES + 1, 500)).1, "too_many_headers", "hyper's parser stops at the 101st field first");
+        let (status, code, message, details) = cause_431(Some((stats(5_000, MAX_HEADER_FIELDS + 2, Some(20)), true)));
+        assert_eq!((status, code, message.as_str(), details), (431, "too_many_headers", "the request has more than 100 header fields", serde_json::json!({"max_fields": 100})));
+        assert_eq!(cause_431(Some((stats(5_000, MAX_HEADER_FIELDS + 1, Some(20)), true))).1, "headers_too_large", "100 fields and the request line: not the count");
+        let (status, code, _, details) = cause_431(Some((stats(5_000, 20, Some(20)), true)));
+        assert_eq!((status, code, details), (431, "headers_too_large", serde_json::json!({"max_bytes": MAX_HEAD_BYTES, "max_fields": 100})));
+        assert_eq!(cause_431(None).2, "the request head is larger than 417792 bytes or has more than 100 header fields");
+        for line in [None, Some(MAX_HEAD_BYTES)] {
+            let (status, code, _, details) = cause_431(Some((stats(MAX_HEAD_BYTES + 7, 1, line), false)));
+            assert_eq!((status, code, details), (414, "uri_too_long", serde_json::json!({"max_bytes": MAX_URI_BYTES})), "the request line alone: {line:?}");
+        }
+    }
+
+    #[test]
+    fn the_h2_refusal_is_a_settings_and_a_goaway_frame() {
+        let f = h2_refusal();
+        assert_eq!(&f[..9], &[0, 0, 0, 4, 0, 0, 0, 0, 0], "empty SETTINGS on stream 0");
+        let len = (usize::from(f[9]) << 16) | (usize::from(f[10]) << 8) | usize::from(f[11]);
+        assert_eq!((f[12], f[13], &f[14..18]), (7, 0, &[0u8, 0, 0, 0][..]), "GOAWAY on stream 0");
+        assert_eq!(len, f.len() - 18);
+        assert_eq!(&f[18..26], &[0, 0, 0, 0, 0, 0, 0, 0x0d], "last stream 0, HTTP_1_1_REQUIRED");
+        assert_eq!(&f[26..], b"HTTP/2 is not served here; use HTTP/1.1");
     }
 }

@@ -21,45 +21,62 @@
 //!   arriving in one read is held to the same limit as one arriving in pieces) and at most
 //!   [`crate::http_listener::MAX_HEADER_FIELDS`] header fields; hyper's own 414/431 answers
 //!   get the JSON error shape and name the limit hit ([`crate::http_listener`]).
-//! * **`Host`**: an HTTP/1.1 request without a `Host` header or with more than one is
-//!   answered 400 `invalid_host` (RFC 9112 §3.2); HTTP/1.0 may omit it.
+//! * **Request bodies** (router requests only; a `GET`/`HEAD` without a body costs
+//!   nothing): a `Content-Length` over `max_body_bytes` (`[server] max-body-bytes`, the
+//!   API's body limit) is answered 413 `payload_too_large` before any of the body is read
+//!   (`POST /v1/events` has its own, larger limit, `[ingest] max-body-bytes`, checked the
+//!   same way by its handler); a body not read to its end `body_read_timeout` (default
+//!   30 s) after its head arrived is answered 408 `request_timeout` with `connection: close`
+//!   (a client trickling a body no longer holds a connection and a task forever).
+//! * **`Host`**: a request with more than one `Host` header, an HTTP/1.1 request without
+//!   one (HTTP/1.0 may omit it) and a `Host` that is not `uri-host [":" port]` (spaces,
+//!   `@`, control characters, a bad port) are answered 400 `invalid_host` (RFC 9112 §3.2,
+//!   RFC 9110 §7.2; [`host`]).
 //! * **Percent-encoding**: a path that is not a code as sent is normalized first
 //!   (percent-encoded unreserved characters decoded, RFC 3986 §6.2.2.2,
 //!   [`sluice_redirect::path`]), so `/%50abc` is the redirect of `Pabc`; a malformed escape
-//!   goes to the router unchanged (its `/{code}` handler answers 400 `invalid_path`).
+//!   (a `%` not followed by two hex digits) in any path, `/v1/...` included, is answered 400
+//!   `invalid_path`.
 //! * **Graceful stop**: when `signal` resolves, no new connection is accepted, idle
-//!   keep-alive connections are closed and in-flight requests are answered; connections
-//!   still open `shutdown_timeout` (default 10 s) later (a half-sent request, an SSE
-//!   stream) are dropped, their number logged, and [`serve_with`] returns.
+//!   keep-alive connections are closed, every server-sent events stream (a response with
+//!   `content-type: text/event-stream`, whichever route) ends cleanly and in-flight requests
+//!   are answered; connections still open `shutdown_timeout` (default 10 s) later (a
+//!   half-sent request, a slow response) are dropped, their number logged, and
+//!   [`serve_with`] returns.
 //!
 //! Otherwise as `axum::serve`: accept errors handled by axum's listener (a failed `accept`
 //! waits 1 s: too many open files). HTTP/2 (h2c) is not served: nothing in Sluice needs it
-//! on a plain-text listener, and detecting it costs every connection a read of the
-//! preface through a rewinding wrapper.
+//! on a plain-text listener; a prior-knowledge HTTP/2 connection gets a `GOAWAY`
+//! `HTTP_1_1_REQUIRED` ([`crate::http_listener`]). Error answers of the server itself use
+//! [`crate::http_listener::error_response`] (JSON, `cache-control: no-store`).
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
 use axum::extract::ConnectInfo;
-use axum::http::{HeaderValue, StatusCode, Uri, Version, header};
+use axum::http::{StatusCode, Uri};
 use axum::response::Response;
 use axum::serve::Listener;
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use sluice_redirect::path::normalize_unreserved;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::http_listener::{JsonErrorListener, MAX_HEAD_BYTES};
+use crate::http_listener::{JsonErrorListener, MAX_HEAD_BYTES, error_response};
 use crate::router::{App, FastPath};
+
+mod bodies;
+pub mod host;
 
 /// Deadlines of [`serve_with`] (module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +84,12 @@ pub struct ServerOptions {
     /// How long a request head may take to arrive, counted from when the connection starts
     /// waiting for it; `None` = no deadline. Default 30 s (`[server] header-read-timeout`).
     pub header_read_timeout: Option<Duration>,
+    /// How long a request body may take to arrive, counted from when its head was read;
+    /// `None` = no deadline. Default 30 s (`[server] body-read-timeout`).
+    pub body_read_timeout: Option<Duration>,
+    /// The largest `Content-Length` taken (bytes; 413 above, except `POST /v1/events`).
+    /// Default 262,144 (`[server] max-body-bytes`).
+    pub max_body_bytes: usize,
     /// How long open connections get to finish after the stop signal before they are
     /// dropped. Default 10 s (`[server] shutdown-timeout`).
     pub shutdown_timeout: Duration,
@@ -74,15 +97,23 @@ pub struct ServerOptions {
 
 impl Default for ServerOptions {
     fn default() -> Self {
-        ServerOptions { header_read_timeout: Some(Duration::from_secs(30)), shutdown_timeout: Duration::from_secs(10) }
+        ServerOptions {
+            header_read_timeout: Some(Duration::from_secs(30)),
+            body_read_timeout: Some(Duration::from_secs(30)),
+            max_body_bytes: 256 << 10,
+            shutdown_timeout: Duration::from_secs(10),
+        }
     }
 }
 
 impl ServerOptions {
-    /// The options of `[server]` in `cfg` (`header-read-timeout = "0s"` = no deadline).
+    /// The options of `[server]` in `cfg` (`header-read-timeout = "0s"` or
+    /// `body-read-timeout = "0s"` = no deadline).
     pub fn from_config(cfg: &crate::config::ServerConfig) -> Self {
         ServerOptions {
             header_read_timeout: Some(cfg.header_read_timeout).filter(|d| !d.is_zero()),
+            body_read_timeout: Some(cfg.body_read_timeout).filter(|d| !d.is_zero()),
+            max_body_bytes: cfg.max_body_bytes,
             shutdown_timeout: cfg.shutdown_timeout,
         }
     }
@@ -105,6 +136,8 @@ pub async fn serve_with(listener: TcpListener, app: App, opts: ServerOptions, si
     let fast = app.fast_path().cloned();
     let mut signal = std::pin::pin!(signal);
     let mut conns = JoinSet::new();
+    // Turns true at the stop: ends the SSE streams (bodies::until_stop).
+    let (stopping, stop_rx) = watch::channel(false);
     loop {
         let (io, peer) = tokio::select! {
             accepted = Listener::accept(&mut listener) => accepted,
@@ -112,7 +145,7 @@ pub async fn serve_with(listener: TcpListener, app: App, opts: ServerOptions, si
         };
         // Reap finished connection tasks (the set would otherwise keep their results).
         while conns.try_join_next().is_some() {}
-        let service = ConnService { router: router.clone(), fast: fast.clone(), peer };
+        let service = ConnService { router: router.clone(), fast: fast.clone(), peer, opts, stop: stop_rx.clone() };
         let conn = graceful.watch(builder.serve_connection(TokioIo::new(io), service));
         conns.spawn(async move {
             if let Err(e) = conn.await {
@@ -121,6 +154,7 @@ pub async fn serve_with(listener: TcpListener, app: App, opts: ServerOptions, si
         });
     }
     drop(listener);
+    stopping.send_replace(true);
     if tokio::time::timeout(opts.shutdown_timeout, graceful.shutdown()).await.is_err() {
         while conns.try_join_next().is_some() {}
         tracing::warn!(
@@ -132,40 +166,26 @@ pub async fn serve_with(listener: TcpListener, app: App, opts: ServerOptions, si
     conns.shutdown().await;
 }
 
-const MISSING_HOST_BODY: &str = r#"{"error":{"code":"invalid_host","message":"an HTTP/1.1 request must carry exactly one Host header (RFC 9112 section 3.2)"}}"#;
-
-/// The 400 answer to an HTTP/1.1 request `headers` without exactly one `Host` field
-/// (RFC 9112 §3.2); `None` when the request is fine (HTTP/1.0 may omit `Host`).
-fn reject_host(version: Version, headers: &axum::http::HeaderMap) -> Option<Response> {
-    if version != Version::HTTP_11 {
-        return None;
-    }
-    let mut hosts = headers.get_all(header::HOST).iter();
-    if hosts.next().is_some() && hosts.next().is_none() {
-        return None;
-    }
-    let mut resp = Response::new(Body::from(MISSING_HOST_BODY));
-    *resp.status_mut() = StatusCode::BAD_REQUEST;
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Some(resp)
-}
-
-/// `uri` with its path's percent-encoded unreserved characters decoded; `None` when there
-/// is nothing to decode or an escape is malformed (the request then goes on as sent).
-fn normalized_uri(uri: &Uri) -> Option<Uri> {
+/// `uri` with its path's percent-encoded unreserved characters decoded: `Ok(None)` when
+/// there is nothing to decode (the request then goes on as sent); the 400 `invalid_path`
+/// answer when an escape is malformed.
+fn normalized_uri(uri: &Uri) -> Result<Option<Uri>, Response> {
     let path = match normalize_unreserved(uri.path()) {
         Ok(std::borrow::Cow::Owned(p)) => p,
-        Ok(std::borrow::Cow::Borrowed(_)) | Err(_) => return None,
+        Ok(std::borrow::Cow::Borrowed(_)) => return Ok(None),
+        Err(_) => {
+            let message = "malformed percent-encoding in the path: a '%' must be followed by two hex digits";
+            return Err(error_response(StatusCode::BAD_REQUEST, "invalid_path", message, None));
+        }
     };
     let path_and_query = match uri.query() {
         Some(q) => format!("{path}?{q}"),
         None => path,
     };
     let mut parts = uri.clone().into_parts();
-    parts.path_and_query = Some(path_and_query.parse().ok()?);
-    Uri::from_parts(parts).ok()
+    let Ok(pq) = path_and_query.parse() else { return Ok(None) };
+    parts.path_and_query = Some(pq);
+    Ok(Uri::from_parts(parts).ok())
 }
 
 
@@ -174,6 +194,9 @@ struct ConnService {
     router: Router,
     fast: Option<Arc<FastPath>>,
     peer: SocketAddr,
+    opts: ServerOptions,
+    /// The graceful stop has begun (module docs).
+    stop: watch::Receiver<bool>,
 }
 
 impl hyper::service::Service<hyper::Request<Incoming>> for ConnService {
@@ -182,16 +205,19 @@ impl hyper::service::Service<hyper::Request<Incoming>> for ConnService {
     type Future = ConnFuture;
 
     fn call(&self, mut req: hyper::Request<Incoming>) -> ConnFuture {
-        if let Some(resp) = reject_host(req.version(), req.headers()) {
+        if let Some(resp) = host::reject_host(req.version(), req.headers()) {
             return ConnFuture::Ready(Some(resp));
         }
         let mut takes = FastPath::takes(req.method(), req.uri().path());
-        if !takes
-            && req.uri().path().contains('%')
-            && let Some(uri) = normalized_uri(req.uri())
-        {
-            *req.uri_mut() = uri;
-            takes = FastPath::takes(req.method(), req.uri().path());
+        if !takes && req.uri().path().contains('%') {
+            match normalized_uri(req.uri()) {
+                Ok(Some(uri)) => {
+                    *req.uri_mut() = uri;
+                    takes = FastPath::takes(req.method(), req.uri().path());
+                }
+                Ok(None) => {}
+                Err(resp) => return ConnFuture::Ready(Some(resp)),
+            }
         }
         if let Some(fast) = &self.fast
             && takes
@@ -207,15 +233,43 @@ impl hyper::service::Service<hyper::Request<Incoming>> for ConnService {
         }
         req.extensions_mut().insert(ConnectInfo(self.peer));
         let mut router = self.router.clone();
-        // `Router` is always ready (its `poll_ready` returns `Ready(Ok(()))`).
+        let stop = self.stop.clone();
+        if req.body().is_end_stream() {
+            // `Router` is always ready (its `poll_ready` returns `Ready(Ok(()))`).
+            let fut = tower::Service::call(&mut router, req);
+            return ConnFuture::Boxed(Box::pin(async move { sse_until_stop(infallible(fut.await), stop) }));
+        }
+        // A request body: its size upfront, then its read deadline.
+        if let Some(len) = req.body().size_hint().exact()
+            && len > self.opts.max_body_bytes as u64
+            && req.uri().path() != sluice_ingest::http::EVENTS_PATH
+        {
+            return ConnFuture::Ready(Some(bodies::payload_too_large(self.opts.max_body_bytes)));
+        }
+        let Some(timeout) = self.opts.body_read_timeout else {
+            let fut = tower::Service::call(&mut router, req);
+            return ConnFuture::Boxed(Box::pin(async move { sse_until_stop(infallible(fut.await), stop) }));
+        };
+        let done = Arc::new(AtomicBool::new(false));
+        let req = req.map(|b| bodies::TrackedBody::new(b, Arc::clone(&done)));
         let fut = tower::Service::call(&mut router, req);
         ConnFuture::Boxed(Box::pin(async move {
-            match fut.await {
-                Ok(resp) => resp,
-                Err(never) => match never {},
-            }
+            let resp = bodies::with_body_deadline(async move { infallible(fut.await) }, done, timeout).await;
+            sse_until_stop(resp, stop)
         }))
     }
+}
+
+fn infallible(r: Result<Response, Infallible>) -> Response {
+    match r {
+        Ok(resp) => resp,
+        Err(never) => match never {},
+    }
+}
+
+/// `resp`, ending at the graceful stop when it is an SSE stream (module docs).
+fn sse_until_stop(resp: Response, stop: watch::Receiver<bool>) -> Response {
+    if bodies::is_event_stream(&resp) { bodies::until_stop(resp, stop) } else { resp }
 }
 
 /// The response future of [`ConnService`]: ready at once (fast path answered from the

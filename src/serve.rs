@@ -2,6 +2,12 @@
 //! link-change hooks (redirect cache invalidation, the dataflow's metadata feed) and the
 //! stats routes, and runs the whole process ([`crate::job::system::System`]) on the
 //! configured listener until Ctrl-C / SIGTERM.
+//!
+//! Stopping: the first Ctrl-C / SIGTERM starts the graceful stop ([`System::shutdown`]),
+//! which takes at most `[server] shutdown-timeout` + `[server] drain-timeout`; past that
+//! the process logs what was left and exits with code 1. A second Ctrl-C / SIGTERM during
+//! the stop logs a line and exits at once with code 128 + the signal number (130 for
+//! SIGINT, 143 for SIGTERM): whatever was still queued for the click log is lost.
 
 use std::sync::Arc;
 
@@ -16,7 +22,7 @@ use sluice_serving::stats::{StatsConfig, StatsState};
 use sluice_serving::{ApiConfig, ApiState, LinkChangeHook};
 
 use crate::config::Config;
-use crate::job::system::System;
+use crate::job::system::{StopTimedOut, System};
 use crate::health::HealthState;
 use crate::{router, telemetry};
 
@@ -197,7 +203,83 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
         }
     }
     let listener = tokio::net::TcpListener::bind(cfg.server.listen).await.with_context(|| format!("could not listen on {}", cfg.server.listen))?;
-    System::start(cfg, listener).await?.serve_until(shutdown_signal()).await
+    // Listening from here on: a signal during the start is not lost.
+    let mut signals = StopSignals::listen();
+    let system = System::start(cfg, listener).await?;
+    let (first_tx, first_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let first = signals.next().await;
+        tracing::info!(signal = first.name(), "shutting down (a second Ctrl-C / SIGTERM exits at once)");
+        let _ = first_tx.send(());
+        let second = signals.next().await;
+        tracing::warn!(signal = second.name(), "second stop signal during the graceful stop: exiting now, without finishing it");
+        std::process::exit(128 + second.number());
+    });
+    match system.serve_until(async move { drop(first_rx.await) }).await {
+        Err(e) if e.is::<StopTimedOut>() => {
+            // Leaving now: dropping the runtime would wait for the blocking work still running.
+            tracing::error!(error = %e, "exiting with the graceful stop unfinished");
+            std::process::exit(1);
+        }
+        r => r,
+    }
+}
+
+/// A stop signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StopSignal {
+    Interrupt,
+    Terminate,
+}
+
+impl StopSignal {
+    fn name(self) -> &'static str {
+        match self {
+            StopSignal::Interrupt => "SIGINT",
+            StopSignal::Terminate => "SIGTERM",
+        }
+    }
+
+    /// The signal number (POSIX: SIGINT 2, SIGTERM 15).
+    fn number(self) -> i32 {
+        match self {
+            StopSignal::Interrupt => 2,
+            StopSignal::Terminate => 15,
+        }
+    }
+}
+
+/// SIGINT (Ctrl-C) and SIGTERM, listened to from creation on; each signal is reported once.
+struct StopSignals {
+    interrupt: Option<tokio::signal::unix::Signal>,
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    fn listen() -> StopSignals {
+        use tokio::signal::unix::{SignalKind, signal};
+        let open = |kind: SignalKind, name: &str| {
+            signal(kind).map_err(|e| tracing::warn!(error = %e, "could not listen for {name}")).ok()
+        };
+        StopSignals { interrupt: open(SignalKind::interrupt(), "SIGINT"), terminate: open(SignalKind::terminate(), "SIGTERM") }
+    }
+
+    /// The next signal (never, when neither could be listened to).
+    async fn next(&mut self) -> StopSignal {
+        async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+            let received = match s {
+                Some(s) => s.recv().await.is_some(),
+                None => false,
+            };
+            if !received {
+                std::future::pending::<()>().await;
+            }
+        }
+        tokio::select! {
+            () = recv(&mut self.interrupt) => StopSignal::Interrupt,
+            () = recv(&mut self.terminate) => StopSignal::Terminate,
+        }
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

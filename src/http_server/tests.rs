@@ -7,6 +7,7 @@ use sluice_redirect::ChannelClickSink;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
+use axum::body::Body;
 use crate::config::{Config, DEFAULT_TOML};
 use crate::serve::{StackExtras, build_stack_app};
 
@@ -161,7 +162,7 @@ async fn closed_by_server(c: &mut tokio::net::TcpStream) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_half_sent_request_is_cut_at_the_header_read_deadline() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let opts = ServerOptions { header_read_timeout: Some(Duration::from_secs(1)), shutdown_timeout: Duration::from_secs(10) };
+    let opts = ServerOptions { header_read_timeout: Some(Duration::from_secs(1)), ..ServerOptions::default() };
     let s = start_with(dir.path(), opts, vec![]).await;
 
     // A whole request in time is answered, and the connection stays open for the next.
@@ -194,7 +195,7 @@ async fn endless() -> Response {
 async fn the_graceful_stop_drops_connections_still_open_at_its_deadline() {
     let routes = || vec![Router::new().route("/v1/test/endless", axum::routing::get(endless))];
     let half_request = b"GET /healthz HTTP/1.1\r\nhost: x\r\nuser-agent: slo";
-    let no_header_deadline = |shutdown_timeout| ServerOptions { header_read_timeout: None, shutdown_timeout };
+    let no_header_deadline = |shutdown_timeout| ServerOptions { header_read_timeout: None, shutdown_timeout, ..ServerOptions::default() };
 
     // Control: with a one-hour deadline a half-sent request holds the graceful stop.
     let dir = tempfile::tempdir().expect("tempdir");
@@ -342,3 +343,7 @@ async fn percent_encoded_unreserved_characters_in_a_code_are_normalized() {
     s.stop.send(()).expect("server running");
 }
 
+
+mod bodies;
+mod edges;
+mod stop;

@@ -8,8 +8,10 @@
 //! endpoints answer 503 `stats_unavailable`. With the dataflow and the API (`all`), the
 //! export, report-job and live routes run too, report jobs in `<data dir>/exports`.
 //!
-//! Stopping ([`System::shutdown`]): the HTTP server finishes in-flight requests, the log
-//! writer appends every queued click (durable), then the dataflow stops.
+//! Stopping ([`System::shutdown`]): the HTTP server finishes in-flight requests and ends
+//! its SSE streams (connections still open after `[server] shutdown-timeout` are dropped),
+//! then the log writer appends every queued click (durable) and the dataflow stops, within
+//! `[server] drain-timeout` ([`StopTimedOut`] past it). The whole stop is bounded by the sum.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -41,6 +43,24 @@ use crate::{telemetry, visitor_secret};
 const SINK_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a graceful stop keeps forwarding the Kafka spill to the broker.
 const KAFKA_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The error of [`System::shutdown`] when the stop after the HTTP server (click log drain,
+/// dataflow, sinks) did not finish within `[server] drain-timeout`: what was still running
+/// is left unfinished (clicks still queued for the log are lost; the dataflow replays from
+/// its last checkpoint at the next start).
+#[derive(Debug)]
+pub struct StopTimedOut {
+    /// `[server] drain-timeout`.
+    pub drain_timeout: Duration,
+}
+
+impl std::fmt::Display for StopTimedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the stop after the HTTP server (click log drain, dataflow, sinks) did not finish within drain-timeout ({:?})", self.drain_timeout)
+    }
+}
+
+impl std::error::Error for StopTimedOut {}
 
 /// The redirect's click sink, counting the clicks it handed to the channel (so
 /// [`System::flush_clicks`] knows when all of them are in the log).
@@ -287,11 +307,13 @@ impl System {
         this.shutdown().await
     }
 
-    /// Stops gracefully: HTTP (in-flight requests finish), then the report job runner (a
-    /// running export is re-queued), the log writer (every queued click appended), then the
-    /// dataflow.
+    /// Stops gracefully: HTTP (in-flight requests finish, SSE streams end; at most
+    /// `[server] shutdown-timeout`), then within `[server] drain-timeout` the report job
+    /// runner (a running export is re-queued), the log writer (every queued click appended),
+    /// the dataflow and the sinks.
     ///
-    /// Errors if the server, the writer or a dataflow worker failed.
+    /// Errors if the server, the writer or a dataflow worker failed; [`StopTimedOut`] (in
+    /// the `anyhow` chain) when the part after HTTP outlasts `drain-timeout`.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         if let Some(a) = &self.anomalies {
             // Idle SSE streams would hold the graceful HTTP stop.
@@ -300,7 +322,14 @@ impl System {
         let stop = std::mem::replace(&mut self.stop_http, oneshot::channel().0);
         let _ = stop.send(());
         (&mut self.server).await.context("http server task failed")?;
-        self.stop_rest().await
+        let drain_timeout = self.config.server.drain_timeout;
+        match tokio::time::timeout(drain_timeout, self.stop_rest()).await {
+            Ok(r) => r,
+            Err(_) => {
+                tracing::error!(?drain_timeout, "the stop after the HTTP server did not finish within drain-timeout");
+                Err(StopTimedOut { drain_timeout }.into())
+            }
+        }
     }
 
     async fn stop_rest(&mut self) -> anyhow::Result<()> {

@@ -12,3 +12,4 @@ mod links_api;
 mod props;
 mod redirect;
 mod socket;
+mod stop;

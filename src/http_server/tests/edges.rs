@@ -1,0 +1,143 @@
+//! Real-socket tests of malformed and hostile requests: hyper's own errors in the JSON
+//! shape, `Host` values, malformed escapes in API paths, oversized heads, pipelining, HTTP/2.
+
+use super::*;
+
+/// Status, JSON `error.code` and the caching/connection headers of a raw response.
+fn summary(resp: &str) -> (u16, String, Option<&str>, Option<&str>, Option<&str>) {
+    let (status, body) = status_and_json(resp);
+    let code = body["error"]["code"].as_str().unwrap_or_default().to_owned();
+    (status, code, header_of(resp, "content-type"), header_of(resp, "cache-control"), header_of(resp, "connection"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hypers_own_400s_get_the_json_shape_and_close() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = start_with(dir.path(), ServerOptions::default(), vec![]).await;
+    for (what, req) in [
+        ("garbage", "GARBAGE\r\n\r\n"),
+        ("unknown version", "GET /healthz HTTP/9.9\r\nhost: x\r\n\r\n"),
+        ("bad content-length", "POST /v1/links HTTP/1.1\r\nhost: x\r\ncontent-length: abc\r\n\r\n"),
+        ("two content-lengths", "POST /v1/links HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\nab"),
+        ("obs-fold", "GET /healthz HTTP/1.1\r\nhost: x\r\nx-a: b\r\n  c\r\n\r\n"),
+        ("space in header name", "GET /healthz HTTP/1.1\r\nhost: x\r\nx a: b\r\n\r\n"),
+    ] {
+        let resp = raw(s.addr, req.as_bytes().to_vec()).await;
+        let want = (400, "malformed_request".to_owned(), Some("application/json"), Some("no-store"), Some("close"));
+        assert_eq!(summary(&resp), want, "{what}: {resp}");
+        let message = status_and_json(&resp).1["error"]["message"].clone();
+        assert_eq!(message, "the request is not valid HTTP/1.1: malformed request line or header field (RFC 9112)", "{what}");
+    }
+    s.stop.send(()).expect("server running");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_host_values_and_repeated_hosts_are_400_invalid_host() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = start_with(dir.path(), ServerOptions::default(), vec![]).await;
+    let bad_value = json!({"error": {"code": "invalid_host", "message": "the Host header is not a valid host[:port] (RFC 9110 section 7.2, RFC 3986 section 3.2.2)"}});
+    for host in ["a b", "user@sho.rt", "sho.rt:99999", "sho.rt:8o", "sho.rt:80:80", "a\tb", "[::1", "sho.rt/x"] {
+        for path in ["/healthz", "/SomeCode"] {
+            let resp = raw(s.addr, format!("GET {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n").into_bytes()).await;
+            assert_eq!(status_and_json(&resp), (400, bad_value.clone()), "{host:?} {path}: {resp}");
+            assert_eq!(header_of(&resp, "cache-control"), Some("no-store"), "{host:?}");
+        }
+    }
+    // HTTP/1.0: no Host is fine, two are not (as in HTTP/1.1).
+    let two = json!({"error": {"code": "invalid_host", "message": "a request must not carry more than one Host header (RFC 9112 section 3.2)"}});
+    let resp = raw(s.addr, b"GET /healthz HTTP/1.0\r\nhost: a\r\nhost: b\r\n\r\n".to_vec()).await;
+    assert_eq!(status_and_json(&resp), (400, two), "{resp}");
+    assert_eq!(status_and_json(&raw(s.addr, b"GET /healthz HTTP/1.0\r\n\r\n".to_vec()).await).0, 200);
+    // Valid values are served.
+    for host in ["sho.rt.example", "sho.rt.example:8080", "127.0.0.1:1", "[::1]:443", "xn--bcher-kva.example"] {
+        let resp = raw(s.addr, format!("GET /healthz HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n").into_bytes()).await;
+        assert_eq!(status_and_json(&resp).0, 200, "{host}: {resp}");
+    }
+    assert!(s.events.try_recv().is_err(), "no clicks");
+    s.stop.send(()).expect("server running");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_escape_in_an_api_path_is_400_invalid_path_as_for_a_code() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = start_with(dir.path(), ServerOptions::default(), vec![]).await;
+    let want = json!({"error": {"code": "invalid_path", "message": "malformed percent-encoding in the path: a '%' must be followed by two hex digits"}});
+    for (method, path) in [("GET", "/%zz"), ("GET", "/v1/links/%zz"), ("DELETE", "/v1/links/ab%4"), ("GET", "/v1/links/%zz/stats"), ("HEAD", "/v1/%")] {
+        let resp = raw(s.addr, format!("{method} {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").into_bytes()).await;
+        if method == "HEAD" {
+            assert_eq!(status_and_json(&resp).0, 400, "{method} {path}: {resp}");
+        } else {
+            assert_eq!(status_and_json(&resp), (400, want.clone()), "{method} {path}: {resp}");
+        }
+    }
+    // A well-formed escape in an API path is served as before (an unknown link: 404).
+    let resp = raw(s.addr, b"GET /v1/links/%41bc HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n".to_vec()).await;
+    assert_eq!(status_and_json(&resp).1["error"]["code"], "not_found", "{resp}");
+    s.stop.send(()).expect("server running");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_request_line_is_414_and_head_limit_answers_are_not_cached() {
+    use crate::http_listener::{MAX_HEADER_FIELDS, MAX_URI_BYTES};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = start_with(dir.path(), ServerOptions::default(), vec![]).await;
+    // 500 KB request line: over the whole head limit before its line feed.
+    let resp = raw(s.addr, format!("GET /{} HTTP/1.1\r\nhost: x\r\n\r\n", "a".repeat(500_000)).into_bytes()).await;
+    assert_eq!(summary(&resp), (414, "uri_too_long".to_owned(), Some("application/json"), Some("no-store"), Some("close")), "{resp}");
+    assert_eq!(status_and_json(&resp).1["error"]["details"], json!({"max_bytes": MAX_URI_BYTES}));
+    // hyper's own 414 (a target over 65,534 bytes in a head that fits).
+    let resp = raw(s.addr, format!("GET /{} HTTP/1.1\r\nhost: x\r\n\r\n", "a".repeat(MAX_URI_BYTES + 10)).into_bytes()).await;
+    assert_eq!(summary(&resp), (414, "uri_too_long".to_owned(), Some("application/json"), Some("no-store"), Some("close")), "{resp}");
+    let resp = raw(s.addr, request_with_fields(MAX_HEADER_FIELDS + 1, 8)).await;
+    assert_eq!(summary(&resp), (431, "too_many_headers".to_owned(), Some("application/json"), Some("no-store"), Some("close")), "{resp}");
+    s.stop.send(()).expect("server running");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_431_after_pipelined_requests_names_the_limit_hit() {
+    use crate::http_listener::MAX_HEADER_FIELDS;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = start_with(dir.path(), ServerOptions::default(), vec![]).await;
+    let ok = "GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n";
+    let too_many = String::from_utf8(request_with_fields(MAX_HEADER_FIELDS + 1, 8)).expect("ascii");
+    let too_big = format!("GET /healthz HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n", "b".repeat(500_000));
+    // In one write (so the server reads the oversized head with the ones before it) and
+    // also with the first requests answered before the rest is sent.
+    for (tail, code) in [(too_many.as_str(), "too_many_headers"), (too_big.as_str(), "headers_too_large")] {
+        let resp = raw(s.addr, format!("{ok}{ok}{tail}").into_bytes()).await;
+        let parts: Vec<&str> = resp.split("HTTP/1.1 ").skip(1).collect();
+        assert_eq!(parts.len(), 3, "{resp}");
+        assert!(parts[0].starts_with("200 ") && parts[1].starts_with("200 "), "{resp}");
+        let last = format!("HTTP/1.1 {}", parts[2]);
+        assert_eq!(summary(&last), (431, code.to_owned(), Some("application/json"), Some("no-store"), Some("close")), "{last}");
+
+        let mut c = tokio::net::TcpStream::connect(s.addr).await.expect("connect");
+        c.write_all(format!("{ok}GET /hea").as_bytes()).await.expect("write");
+        let mut buf = [0u8; 1024];
+        let n = tokio::time::timeout(Duration::from_secs(30), c.read(&mut buf)).await.expect("answered").expect("read");
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200 "), "{:?}", String::from_utf8_lossy(&buf[..n]));
+        let rest = tail.strip_prefix("GET /hea").expect("same start");
+        let _ = c.write_all(rest.as_bytes()).await;
+        let got = String::from_utf8(closed_by_server(&mut c).await).expect("utf-8");
+        assert_eq!(summary(&got).0, 431, "{got}");
+        assert_eq!(summary(&got).1, code, "{got}");
+    }
+    s.stop.send(()).expect("server running");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_prior_knowledge_connection_gets_goaway_http_1_1_required() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = start_with(dir.path(), ServerOptions::default(), vec![]).await;
+    let mut c = tokio::net::TcpStream::connect(s.addr).await.expect("connect");
+    // The client preface, then an empty SETTINGS frame (RFC 9113 §3.4).
+    c.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00").await.expect("write");
+    let got = closed_by_server(&mut c).await;
+    let debug = b"HTTP/2 is not served here; use HTTP/1.1";
+    let mut want = vec![0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, (8 + debug.len()) as u8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0d];
+    want.extend_from_slice(debug);
+    assert_eq!(got, want, "SETTINGS, then GOAWAY(last stream 0, HTTP_1_1_REQUIRED)");
+    // HTTP/1.1 on the same server still works.
+    assert_eq!(status_and_json(&raw(s.addr, b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n".to_vec()).await).0, 200);
+    s.stop.send(()).expect("server running");
+}
