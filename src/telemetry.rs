@@ -9,8 +9,15 @@ pub const DURATION_BUCKETS: &[f64] = &[0.00005, 0.0001, 0.00025, 0.0005, 0.001, 
 
 static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
 
+/// How often the upkeep thread drains recorded histogram samples into their buckets.
+/// `metrics-exporter-prometheus` keeps every sample (one per redirect) in memory until
+/// upkeep or a `/metrics` render runs; without upkeep an unscraped server grows without
+/// bound and the first scrape drains millions of samples. 5 s is the crate's own default.
+pub const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Installs the global Prometheus recorder on first call and returns its handle (later
-/// calls return the same handle). If another recorder was installed first, the handle
+/// calls return the same handle); the first call also starts the `sluice-metrics-upkeep`
+/// thread ([`UPKEEP_INTERVAL`]). If another recorder was installed first, the handle
 /// renders nothing and a warning is logged.
 pub fn prometheus() -> PrometheusHandle {
     PROMETHEUS
@@ -22,6 +29,16 @@ pub fn prometheus() -> PrometheusHandle {
             let handle = recorder.handle();
             if metrics::set_global_recorder(recorder).is_err() {
                 tracing::warn!("a metrics recorder was already installed, /metrics will be empty");
+            }
+            let upkeep = handle.clone();
+            let spawned = std::thread::Builder::new().name("sluice-metrics-upkeep".into()).spawn(move || {
+                loop {
+                    std::thread::sleep(UPKEEP_INTERVAL);
+                    upkeep.run_upkeep();
+                }
+            });
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "could not start the metrics upkeep thread; histogram samples are drained only when /metrics is scraped");
             }
             handle
         })

@@ -364,6 +364,8 @@ impl System {
         if let Some(sinks) = self.sinks.take() {
             sinks.shutdown(SINK_DRAIN_TIMEOUT).await;
         }
+        // Last user of the store: SQLite checkpoints its WAL as the last connection closes.
+        self.store.close().await;
         Ok(())
     }
 }

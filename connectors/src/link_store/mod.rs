@@ -108,6 +108,13 @@ pub trait LinkStore: Send + Sync + 'static {
         None
     }
 
+    /// Closes the store's connections, waiting for those in use to be returned (SQLite:
+    /// the last connection to close checkpoints the WAL into the database file and removes
+    /// `links.db-wal`). Called once at a graceful stop, after everything else that uses the
+    /// store has stopped; later calls fail with a connection error. The default does nothing
+    /// (test doubles).
+    async fn close(&self) {}
+
     /// Inserts a new link. Fails with [`crate::Error::CodeTaken`] when a live link has the
     /// same code or a link with this code was deleted less than 30 days before `link.created_at`.
     /// Uniqueness is decided atomically by the database (unique index), so concurrent inserts of

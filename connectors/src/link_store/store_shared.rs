@@ -66,6 +66,10 @@ macro_rules! link_store {
                 $backend
             }
 
+            async fn close(&self) {
+                <$store>::close(self).await
+            }
+
             fn admin(&self) -> Option<&dyn super::AdminStore> {
                 Some(self)
             }

@@ -53,3 +53,26 @@ mod sqlite {
 mod postgres {
     store_suite!(crate::harness::postgres);
 }
+
+/// `LinkStore::close` (called once at a graceful stop) checkpoints SQLite's WAL: writes sit
+/// in `links.db-wal` while the store is open and are in `links.db` alone after the close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_close_checkpoints_the_wal_into_the_database_file() {
+    harness::sqlite(|ctx| async move {
+        let store = ctx.open().await;
+        let l = harness::link("walcheck", harness::micros(chrono::Utc::now()));
+        let inserted = store.insert(&l).await.expect("insert");
+        let dir = std::path::Path::new(&ctx.target);
+        let wal = dir.join("links.db-wal");
+        let wal_len = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        assert!(wal_len(&wal) > 0, "an open store writes to the WAL first");
+        store.close().await;
+        assert_eq!(wal_len(&wal), 0, "the close checkpointed the WAL");
+        drop(store);
+        // The database file alone (no WAL to replay) holds the link.
+        let again = ctx.open().await;
+        assert_eq!(again.get("walcheck").await.expect("get"), Some(inserted));
+        again.close().await;
+    })
+    .await;
+}
