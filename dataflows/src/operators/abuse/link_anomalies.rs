@@ -10,7 +10,7 @@
 //! * **State**: per code a [`LinkWindow`] (sliding window + EWMA baseline), the latest link
 //!   metadata, and one [`LifecycleSlot`] per kind; the blocked entries per code; clicks not
 //!   yet folded (`ts ≥` the next tick), each as a compact [`HeldClick`] (its dimension
-//!   values interned, module [`super::intern`]). Codes whose window is empty, whose baseline decayed to
+//!   values interned as symbols, `sym.rs`). Codes whose window is empty, whose baseline decayed to
 //!   zero and with nothing open are dropped at the next minute boundary, so state is bounded
 //!   by the links active in the last hour or so (the baseline half-life sets how long).
 //!

@@ -12,14 +12,14 @@
 //!
 //! The detectors never copy a click: `TapFloodRecords` and `DetectLinkAnomalies` pass the
 //! clicks on at once and keep only what they read of each (a [`FloodRecord`]; a compact
-//! held click with interned dimension values, `intern.rs`) until the watermark makes it due.
+//! held click with interned dimension values, `sym.rs`) until the watermark makes it due.
 //!
 //! | file | what |
 //! |---|---|
 //! | `ticks.rs` | event-time evaluation ticks driven by the global watermark |
 //! | `link_window.rs` | per-link sliding window (per-visitor cap) and EWMA baseline |
 //! | `pending.rs` | clicks held until their tick, in canonical order (merge per epoch, drain from the front) |
-//! | `intern.rs` | the detectors' string tables: held clicks refer to their strings by `u32` ids |
+//! | `intern.rs` | the flood detector's string table: its evidence refers to links and user agents by `u32` ids |
 //! | `sym.rs` | the link detectors' interned strings: compared and hashed by identity, ordered by text |
 //! | `anomaly_lifecycle.rs` | open / updated / closed per `(kind, key)`, deterministic ids |
 //! | `click_burst.rs`, `bot_share.rs`, `referrer_spam.rs`, `geo_shift.rs`, `share_shift.rs`, `blocklisted_target.rs` | the per-link detectors (pure functions of the link state) and the blocklist join |

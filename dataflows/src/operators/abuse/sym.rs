@@ -157,7 +157,7 @@ mod tests {
             held.push((t.get(w), w));
             if round % 97 == 0 {
                 // Drop about half of what is held, then compact: the rest stays valid.
-                held.retain(|_| next(&mut rng) % 2 == 0);
+                held.retain(|_| next(&mut rng).is_multiple_of(2));
                 t.compact();
                 let live: std::collections::BTreeSet<&str> = held.iter().map(|(_, w)| *w).collect();
                 assert_eq!(t.len(), live.len(), "the table keeps exactly the held strings");
