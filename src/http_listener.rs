@@ -145,31 +145,38 @@ impl Default for HeadScan {
 }
 
 impl HeadScan {
-    /// Follows `new`, the bytes just read.
+    /// Follows `new`, the bytes just read. Runs on every read of every connection, so it
+    /// visits line ends only ([`memchr`]) and looks at a line's bytes just far enough to
+    /// tell an empty line (nothing but `\r`) from a field line: usually its first byte.
     fn feed(&mut self, new: &[u8]) {
         let mut start = 0;
-        for (i, &b) in new.iter().enumerate() {
-            if b == b'\n' {
-                let upto = self.cur.bytes.saturating_add(i + 1 - start);
-                if self.line_blank {
-                    // An empty line: the end of a head (or an empty line before one).
-                    if self.cur.lines > 0 {
-                        let head = HeadStats { bytes: upto, ..self.cur };
-                        if let Some(slot) = self.kept.get_mut(self.pending) {
-                            *slot = Some(head);
-                        }
-                        self.pending = self.pending.saturating_add(1);
-                    }
-                    self.cur = HeadStats::default();
-                    start = i + 1;
-                } else {
-                    self.cur.first_line.get_or_insert(upto);
-                    self.cur.lines = self.cur.lines.saturating_add(1);
-                    self.line_blank = true;
-                }
-            } else if b != b'\r' {
+        // Where the current line's bytes in `new` begin.
+        let mut line_from = 0;
+        for i in memchr::memchr_iter(b'\n', new) {
+            if self.line_blank && new[line_from..i].iter().any(|&b| b != b'\r') {
                 self.line_blank = false;
             }
+            let upto = self.cur.bytes.saturating_add(i + 1 - start);
+            if self.line_blank {
+                // An empty line: the end of a head (or an empty line before one).
+                if self.cur.lines > 0 {
+                    let head = HeadStats { bytes: upto, ..self.cur };
+                    if let Some(slot) = self.kept.get_mut(self.pending) {
+                        *slot = Some(head);
+                    }
+                    self.pending = self.pending.saturating_add(1);
+                }
+                self.cur = HeadStats::default();
+                start = i + 1;
+            } else {
+                self.cur.first_line.get_or_insert(upto);
+                self.cur.lines = self.cur.lines.saturating_add(1);
+                self.line_blank = true;
+            }
+            line_from = i + 1;
+        }
+        if self.line_blank && new[line_from..].iter().any(|&b| b != b'\r') {
+            self.line_blank = false;
         }
         self.cur.bytes = self.cur.bytes.saturating_add(new.len() - start);
     }
@@ -372,6 +379,8 @@ impl AsyncWrite for JsonErrorStream {
 
 #[cfg(test)]
 mod tests {
+    use proptest::strategy::Just;
+
     use super::*;
 
     fn scan_of(bytes: &[u8]) -> HeadScan {
@@ -407,6 +416,58 @@ mod tests {
             )
         );
         assert_eq!(serde_json::from_str::<Value>(body).expect("json"), serde_json::from_str::<Value>(body_json).expect("json"));
+    }
+
+    /// The scan byte by byte, written independently of [`HeadScan::feed`]'s line-end search.
+    fn feed_bytewise(s: &mut HeadScan, new: &[u8]) {
+        let mut start = 0;
+        for (i, &b) in new.iter().enumerate() {
+            if b == b'\n' {
+                let upto = s.cur.bytes.saturating_add(i + 1 - start);
+                if s.line_blank {
+                    if s.cur.lines > 0 {
+                        if let Some(slot) = s.kept.get_mut(s.pending) {
+                            *slot = Some(HeadStats { bytes: upto, ..s.cur });
+                        }
+                        s.pending += 1;
+                    }
+                    s.cur = HeadStats::default();
+                    start = i + 1;
+                } else {
+                    s.cur.first_line.get_or_insert(upto);
+                    s.cur.lines += 1;
+                    s.line_blank = true;
+                }
+            } else if b != b'\r' {
+                s.line_blank = false;
+            }
+        }
+        s.cur.bytes += new.len() - start;
+    }
+
+    proptest::proptest! {
+        /// Any bytes, cut into any reads, with answers in between: the line-end scan keeps
+        /// exactly the state of the byte-by-byte scan.
+        #[test]
+        fn the_head_scan_equals_a_bytewise_scan(
+            reads in proptest::collection::vec(
+                (proptest::collection::vec(proptest::prop_oneof![
+                    Just(b'\r'), Just(b'\n'), Just(b'a'), Just(b':'), Just(b' '), proptest::num::u8::ANY
+                ], 0..64), proptest::bool::ANY),
+                0..24,
+            )
+        ) {
+            let (mut fast, mut slow) = (HeadScan::default(), HeadScan::default());
+            for (bytes, answer) in &reads {
+                fast.feed(bytes);
+                feed_bytewise(&mut slow, bytes);
+                if *answer {
+                    fast.answered();
+                    slow.answered();
+                }
+                proptest::prop_assert_eq!((fast.cur, fast.line_blank, fast.pending, fast.kept), (slow.cur, slow.line_blank, slow.pending, slow.kept));
+            }
+        }
     }
 
     fn stats(bytes: usize, lines: usize, first_line: Option<usize>) -> HeadStats {
