@@ -5,7 +5,7 @@
 //! restarted process replays the click log. The flood's clicks past the flood cap (30 per
 //! visitor, link and minute) are reported as flagged (`bot_clicks`), not as human clicks.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -20,6 +20,9 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 
 mod auto_actions;
+#[path = "../support/child.rs"]
+#[allow(dead_code)] // this target uses only `free_port`
+mod child;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sluice");
 const BROWSER_UA: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36";
@@ -42,13 +45,16 @@ impl Proc {
 
     /// Starts `sluice serve` on `dir` with `env` and, when given, `--config <config>`.
     async fn start_with_config(dir: &Path, env: &[(&str, &str)], config: Option<&Path>) -> Proc {
-        let port = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        let port = child::free_port();
         let mut cmd = Command::new(BIN);
         cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"]).arg(dir);
         if let Some(c) = config {
             cmd.arg("--config").arg(c);
         }
+        // The embedded click log: with `KAFKA_BROKERS` (the test command exports it) every
+        // process of every test would share one clicks topic and see each other's floods.
         let child = cmd
+            .env_remove("KAFKA_BROKERS")
             .envs(env.iter().copied())
             .env("SLUICE_LOG", "warn")
             .env("SLUICE__WEBHOOKS__ALLOW_PRIVATE", "true")

@@ -6,6 +6,9 @@ mod admin;
 mod admin_c25;
 mod admin_redis;
 mod cases;
+#[path = "../support/child.rs"]
+#[allow(dead_code)] // this target uses only `free_port`
+mod child;
 mod concurrency;
 mod harness;
 mod links_api;

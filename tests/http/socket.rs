@@ -74,7 +74,7 @@ impl Drop for Child {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    crate::child::free_port()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

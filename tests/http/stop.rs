@@ -30,7 +30,7 @@ impl Serve {
     /// when given. Waits for `/readyz`.
     async fn start(stderr: Option<std::fs::File>) -> Serve {
         let dir = tempfile::tempdir().expect("tempdir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        let port = crate::child::free_port();
         let listen = format!("127.0.0.1:{port}");
         let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .args(["serve", "--listen", &listen, "--data-dir", dir.path().join("data").to_str().expect("utf-8")])

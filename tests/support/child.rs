@@ -1,5 +1,5 @@
 //! The real `sluice` binary as a child process of the end-to-end test targets (`analytics`,
-//! `kafka`). Included by each target with `#[path = "../support/child.rs"] mod child;`.
+//! `kafka`, `anomalies`, `http`). Included by each target with `#[path = "../support/child.rs"] mod child;`.
 
 use std::net::TcpListener;
 use std::process::{Child, Command};
@@ -8,9 +8,33 @@ use std::time::{Duration, Instant};
 /// How often the waits below poll.
 const POLL: Duration = Duration::from_millis(20);
 
-/// A free loopback TCP port (bound once, then released for the child to take).
+/// A free loopback TCP port for a child server to take, reserved across the test processes
+/// that run in parallel.
+///
+/// The port is found by binding port 0 and releasing it, so the kernel may hand the same
+/// port to another test process before our child has bound it; that test's server then
+/// fails to start and the test talks to ours (seen once: a flood test read another test's
+/// anomaly). So a port is returned only once this process holds the lock of its file
+/// `<temp dir>/sluice-test-ports/<port>` (`File::try_lock`, `flock` on Linux), kept until the
+/// process exits; another process that gets the same port from the kernel skips it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    let dir = std::env::temp_dir().join("sluice-test-ports");
+    std::fs::create_dir_all(&dir).expect("create the port lock directory");
+    for _ in 0..1000 {
+        let port = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(port.to_string()))
+            .expect("open a port lock file");
+        if file.try_lock().is_ok() {
+            // Held for the rest of the process (each test runs in its own process).
+            std::mem::forget(file);
+            return port;
+        }
+    }
+    panic!("no free loopback port whose lock file could be taken in 1000 tries");
 }
 
 /// A spawned process, SIGKILLed and reaped when dropped (a failing test leaves nothing behind).
