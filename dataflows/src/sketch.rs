@@ -251,14 +251,14 @@ impl VisitorSketch {
             for &id in &merged[1..] {
                 s.insert_id(id);
             }
-            self.repr = Repr::Sparse(s);
-            if let Repr::Sparse(s) = &mut self.repr
-                && s.wants_dense()
-            {
-                let d = densify(s);
-                self.repr = Repr::Dense(d);
-            }
+            self.set_sparse(s);
         }
+    }
+
+    /// Stores `s` as this sketch's sparse form, or as the dense form once `s` has outgrown
+    /// the sparse one ([`SparseCodes::wants_dense`]).
+    fn set_sparse(&mut self, mut s: Box<SparseCodes>) {
+        self.repr = if s.wants_dense() { Repr::Dense(densify(&mut s)) } else { Repr::Sparse(s) };
     }
 
     /// Adds every visitor of `other` (set union). Never fails: all sketches share one
@@ -295,13 +295,7 @@ impl VisitorSketch {
                     for id in ids {
                         s.insert_id(id);
                     }
-                    self.repr = Repr::Sparse(s);
-                    if let Repr::Sparse(s) = &mut self.repr
-                        && s.wants_dense()
-                    {
-                        let d = densify(s);
-                        self.repr = Repr::Dense(d);
-                    }
+                    self.set_sparse(s);
                 }
             },
             Repr::Dense(oh) => {
