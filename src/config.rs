@@ -115,6 +115,10 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Tokio worker threads, 0 = one per CPU.
     pub workers: usize,
+    /// Scheduler slice the tokio workers request ([`crate::sched`]; clamped to 0.1–100 ms);
+    /// `0s` = the kernel's default.
+    #[serde(default = "default_worker_slice", with = "humantime_serde")]
+    pub worker_slice: Duration,
     /// A connection whose next request head (request line and header fields) has not fully
     /// arrived this long after the server started waiting for it (also between keep-alive
     /// requests) is closed; `0s` = no deadline.
@@ -134,6 +138,10 @@ pub struct ServerConfig {
     /// error. The whole stop takes at most `shutdown-timeout` + `drain-timeout`.
     #[serde(default = "default_drain_timeout", with = "humantime_serde")]
     pub drain_timeout: Duration,
+}
+
+fn default_worker_slice() -> Duration {
+    Duration::from_micros(100)
 }
 
 fn default_body_read_timeout() -> Duration {

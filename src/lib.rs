@@ -37,6 +37,7 @@ pub mod kafka;
 pub mod loadgen;
 pub mod log_tail;
 pub mod router;
+pub mod sched;
 pub mod serve;
 pub mod sinks;
 pub mod telemetry;

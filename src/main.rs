@@ -59,8 +59,14 @@ fn main() -> ExitCode {
 }
 
 fn runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    runtime_with_slice(workers, None)
+}
+
+/// The request runtime: `slice` is the scheduler slice its threads request
+/// ([`sluice::sched`], `[server] worker-slice`; `None` = the kernel's default).
+fn runtime_with_slice(workers: usize, slice: Option<std::time::Duration>) -> anyhow::Result<tokio::runtime::Runtime> {
     let mut b = tokio::runtime::Builder::new_multi_thread();
-    b.enable_all().thread_name("sluice-worker");
+    b.enable_all().thread_name("sluice-worker").on_thread_start(sluice::sched::request_thread_slice(slice));
     if workers > 0 {
         b.worker_threads(workers);
     }
@@ -71,7 +77,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             let cfg = args.load_config()?;
-            runtime(cfg.server.workers)?.block_on(serve::run(cfg))
+            let slice = Some(cfg.server.worker_slice).filter(|s| !s.is_zero());
+            runtime_with_slice(cfg.server.workers, slice)?.block_on(serve::run(cfg))
         }
         Command::Migrate(args) => {
             let flags = FlagOverrides { data_dir: args.common.data_dir.clone(), ..FlagOverrides::default() };

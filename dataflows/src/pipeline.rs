@@ -13,8 +13,9 @@
 //! ```
 //!
 //! Timestamps are **processing epochs**: milliseconds of a monotonic processing clock that
-//! every worker of the process shares (`Instant` based, started at the wall-clock time of
-//! `start`). They only order and batch the work; event time travels inside the records and
+//! every worker of the process shares ([`crate::clock::EpochClock::process`]: `Instant`
+//! based, started at the wall-clock time of its first use; sources that report coverage
+//! read the same clock). They only order and batch the work; event time travels inside the records and
 //! the watermark reports, so a late event simply updates an old bucket in a new epoch.
 //!
 //! Each worker loop: poll the source (at most `batch_size` records, not while the graph lags
@@ -126,25 +127,6 @@ pub struct PipelineStats {
     pub dead_lettered: u64,
 }
 
-/// Monotonic processing-epoch clock shared by a process's workers.
-struct EpochClock {
-    base_ms: u64,
-    start: Instant,
-}
-
-impl EpochClock {
-    fn new() -> EpochClock {
-        let base_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        EpochClock { base_ms, start: Instant::now() }
-    }
-    fn now(&self) -> u64 {
-        self.base_ms + self.start.elapsed().as_millis() as u64
-    }
-}
-
 struct Shared {
     shutdown: AtomicBool,
     caught_up: Vec<AtomicU64>,
@@ -153,7 +135,7 @@ struct Shared {
     received: AtomicU64,
     accepted: AtomicU64,
     duplicates: Arc<AtomicU64>,
-    epochs: EpochClock,
+    epochs: crate::clock::EpochClock,
     anomalies: Arc<AnomalyCounters>,
     /// Per local worker: the anomaly sink's input frontier.
     anomaly_progress: Vec<Arc<AtomicU64>>,
@@ -211,7 +193,7 @@ pub fn start_with_checkpoints<E: ClickEnricher>(
         received: AtomicU64::new(0),
         accepted: AtomicU64::new(0),
         duplicates: Arc::default(),
-        epochs: EpochClock::new(),
+        epochs: crate::clock::EpochClock::process(),
         anomalies: Arc::default(),
         anomaly_progress: (0..workers).map(|_| Arc::new(AtomicU64::new(0))).collect(),
     });
@@ -314,7 +296,7 @@ pub fn start_with_checkpoints<E: ClickEnricher>(
         let mut offset_list: Vec<(u32, u64)> = Vec::new();
         let mut epoch = 0u64;
         loop {
-            let now_epoch = shared.epochs.now().max(epoch);
+            let now_epoch = shared.epochs.now_epoch().max(epoch);
             if now_epoch > epoch {
                 epoch = now_epoch;
                 if let Some(i) = clicks_in.as_mut() {
@@ -444,7 +426,7 @@ pub fn start_with_checkpoints<E: ClickEnricher>(
     tracing::info!(workers, peers = config.peers(), first_worker, "dataflow started");
     let checkpoints = ckpt.map(|c| {
         let s = Arc::clone(&shared);
-        crate::checkpoint::CheckpointHandle::new(c, Arc::new(move || s.epochs.now()))
+        crate::checkpoint::CheckpointHandle::new(c, Arc::new(move || s.epochs.now_epoch()))
     });
     Ok(PipelineHandle { views, shared, blocklist, checkpoints, guards: Some(guards) })
 }
@@ -499,7 +481,7 @@ impl PipelineHandle {
     /// Errors with [`Error::Timeout`] after `timeout` (e.g. a source that never catches up).
     pub fn sync(&self, timeout: Duration) -> Result<AsOf> {
         let deadline = Instant::now() + timeout;
-        let t0 = self.shared.epochs.now();
+        let t0 = self.shared.epochs.now_epoch();
         let target = loop {
             let done = (0..self.shared.caught_up.len()).all(|w| {
                 self.shared.finished[w].load(Ordering::Acquire) || self.shared.caught_up[w].load(Ordering::Acquire) > t0

@@ -437,3 +437,90 @@ async fn an_idle_writer_clears_a_leftover_mark() {
     let summary = writer.await.expect("join");
     assert_eq!((summary.batches, summary.logged), (0, 0));
 }
+
+/// `sched_runtime` of the calling thread (`sched_getattr(2)`): its scheduler slice in ns on
+/// Linux 6.12+ (0 before).
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn thread_slice_ns() -> u64 {
+    // SAFETY: zeroed bytes are a valid `sched_attr`; the kernel writes at most `size` bytes.
+    let mut attr: libc::sched_attr = unsafe { std::mem::zeroed() };
+    let size = u32::try_from(std::mem::size_of::<libc::sched_attr>()).expect("size");
+    // SAFETY: `attr` is writable for `size` bytes; pid 0 is the calling thread.
+    let r = unsafe { libc::syscall(libc::SYS_sched_getattr, 0, &mut attr as *mut libc::sched_attr, size, 0u32) };
+    assert_eq!(r, 0, "sched_getattr: {}", std::io::Error::last_os_error());
+    attr.sched_runtime
+}
+
+/// Requests a slice of `ns` for the calling thread; false where the kernel refuses (< 6.12).
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn request_slice_ns(ns: u64) -> bool {
+    let nice = rustix::process::getpriority_process(Some(rustix::thread::gettid())).expect("getpriority");
+    let attr = libc::sched_attr {
+        size: u32::try_from(std::mem::size_of::<libc::sched_attr>()).expect("size"),
+        sched_policy: 0,
+        sched_flags: 0,
+        sched_nice: nice,
+        sched_priority: 0,
+        sched_runtime: ns,
+        sched_deadline: 0,
+        sched_period: 0,
+    };
+    // SAFETY: `attr` is a valid `sched_attr` read by the kernel during the call only.
+    let r = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const libc::sched_attr, 0u32) };
+    r == 0 && thread_slice_ns() == ns
+}
+
+/// The slice each append ran with.
+#[cfg(target_os = "linux")]
+#[derive(Clone)]
+struct SliceProbe(ClickLog, Arc<std::sync::Mutex<Vec<u64>>>);
+
+#[cfg(target_os = "linux")]
+impl EventLog for SliceProbe {
+    fn append(&self, events: &[ClickEvent]) -> sluice_connectors::Result<Range<u64>> {
+        self.1.lock().expect("lock").push(thread_slice_ns());
+        self.0.append(events)
+    }
+}
+
+/// A request thread's short slice (`[server] worker-slice`) is inherited by threads it
+/// spawns; the append thread drops it under `SCHED_BATCH` and an inherited policy, so
+/// request threads keep preempting its bursts. (`SCHED_IDLE` is not checked: the kernel
+/// keeps the slice field there, and any waking normal task preempts an idle one anyway.)
+#[cfg(target_os = "linux")]
+#[test]
+fn the_append_thread_drops_a_short_slice_inherited_from_a_request_thread() {
+    let default_ns = std::thread::spawn(thread_slice_ns).join().expect("thread");
+    let short = 100_000;
+    if default_ns == 0 || !std::thread::spawn(move || request_slice_ns(short)).join().expect("thread") {
+        eprintln!("kernel before 6.12: no custom slices, nothing to check");
+        return;
+    }
+    assert_ne!(default_ns, short);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .on_thread_start(move || assert!(request_slice_ns(short), "request thread slice"))
+        .build()
+        .expect("runtime");
+    for policy in [AppendPolicy::Batch, AppendPolicy::Inherit] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let probe = SliceProbe(ClickLog::open(dir.path()).expect("open"), Arc::default());
+        let seen = Arc::clone(&probe.1);
+        let summary = rt.block_on(async move {
+            tokio::spawn(async move {
+                assert_eq!(thread_slice_ns(), short, "the spawning worker has the short slice");
+                let (tx, rx) = click_channel(10);
+                assert!(tx.try_send(event(1)));
+                drop(tx);
+                spawn_log_writer(rx, probe, LogWriterConfig { policy, ..LogWriterConfig::default() }).await.expect("join")
+            })
+            .await
+            .expect("task")
+        });
+        assert_eq!(summary.logged, 1);
+        assert_eq!(*seen.lock().expect("lock"), vec![default_ns], "{policy:?}: the append ran with the default slice");
+    }
+}

@@ -307,9 +307,7 @@ impl AppendThread {
         let (jobs, rx) = std::sync::mpsc::channel::<AppendJob>();
         let (done_tx, done) = tokio::sync::oneshot::channel::<()>();
         std::thread::Builder::new().name("sluice-click-log".into()).spawn(move || {
-            if policy != AppendPolicy::Inherit
-                && let Err(e) = set_policy(policy)
-            {
+            if let Err(e) = set_policy(policy) {
                 tracing::debug!(error = %e, ?policy, "could not set the click log thread's scheduling policy");
             }
             if nice_increment != 0
@@ -357,20 +355,41 @@ fn raise_nice(increment: i32) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Sets the calling thread's scheduling policy (Linux `sched_setscheduler(0, ...)` applies
-/// to the calling thread; `SCHED_BATCH` and `SCHED_IDLE` need no privilege).
+/// Sets the calling thread's scheduling policy with the kernel's default slice (Linux
+/// `sched_setattr(0, ...)` applies to the calling thread, keeping its niceness;
+/// `SCHED_BATCH` and `SCHED_IDLE` need no privilege). [`AppendPolicy::Inherit`] keeps the
+/// thread's policy. Either way a scheduler slice the thread inherited from the tokio worker
+/// that spawned it (`[server] worker-slice`: short, so that request threads preempt
+/// background bursts) is dropped: the append thread is one of those bursts.
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 fn set_policy(policy: AppendPolicy) -> std::io::Result<()> {
+    // SAFETY: sched_getscheduler only reads the calling thread's policy.
+    let current = unsafe { libc::sched_getscheduler(0) };
     let p = match policy {
-        AppendPolicy::Inherit => return Ok(()),
+        AppendPolicy::Inherit if current < 0 => return Err(std::io::Error::last_os_error()),
+        AppendPolicy::Inherit => current,
         AppendPolicy::Batch => libc::SCHED_BATCH,
         AppendPolicy::Idle => libc::SCHED_IDLE,
     };
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: `param` is a valid `sched_param` for the duration of the call; pid 0 is the
-    // calling thread. No memory is retained by the kernel.
-    let r = unsafe { libc::sched_setscheduler(0, p, &param) };
+    if p != libc::SCHED_OTHER && p != libc::SCHED_BATCH && p != libc::SCHED_IDLE {
+        return Ok(()); // a real-time policy set by the operator: left alone
+    }
+    let tid = rustix::thread::gettid();
+    let nice = rustix::process::getpriority_process(Some(tid))?;
+    let attr = libc::sched_attr {
+        size: std::mem::size_of::<libc::sched_attr>() as u32,
+        sched_policy: p as u32,
+        sched_flags: 0,
+        sched_nice: nice,
+        sched_priority: 0,
+        sched_runtime: 0,
+        sched_deadline: 0,
+        sched_period: 0,
+    };
+    // SAFETY: `attr` is a valid, fully initialised `sched_attr` whose `size` is its size; pid
+    // 0 is the calling thread; the kernel only reads it during the call.
+    let r = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const libc::sched_attr, 0u32) };
     if r == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
 }
 

@@ -87,7 +87,7 @@ pub struct KafkaProgress {
 impl KafkaProgress {
     fn new(partitions: &[i32]) -> KafkaProgress {
         KafkaProgress {
-            clock: EpochClock::new(),
+            clock: EpochClock::process(),
             delivered: Mutex::new(partitions.iter().map(|&p| (p, 0)).collect()),
             last_delivery: AtomicI64::new(i64::MIN),
             backlog: AtomicU64::new(0),

@@ -30,7 +30,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use sluice_connectors::click_log::ClickLog;
@@ -43,36 +43,12 @@ use tokio::sync::{mpsc, watch};
 pub const CHANNEL_BATCHES: usize = 4;
 /// Caught-up instants remembered (one per poll ms at most: ~8 s of history).
 const CAUGHT_UP_HISTORY: usize = 8192;
-/// Tolerance between this module's clock and the pipeline's epoch clock (both wall-clock
-/// based at start + monotonic elapsed; each truncates to ms).
+/// Margin (ms) kept below an applied epoch: caught-up instants and the pipeline's epochs are
+/// read from the same clock ([`EpochClock::process`]), so this only absorbs the ms
+/// truncation of the two readings.
 const CLOCK_SLACK_MS: i64 = 3;
 
-/// Milliseconds since the Unix epoch, UTC, from the wall clock at creation plus monotonic
-/// time elapsed since: the same construction as the pipeline's processing epochs.
-#[derive(Debug, Clone, Copy)]
-pub struct EpochClock {
-    base_ms: i64,
-    start: Instant,
-}
-
-impl EpochClock {
-    /// A clock reading the wall clock now.
-    pub fn new() -> EpochClock {
-        let base_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        EpochClock { base_ms, start: Instant::now() }
-    }
-
-    /// Now, ms since the epoch.
-    pub fn now_ms(&self) -> i64 {
-        self.base_ms + i64::try_from(self.start.elapsed().as_millis()).unwrap_or(i64::MAX)
-    }
-}
-
-impl Default for EpochClock {
-    fn default() -> Self {
-        EpochClock::new()
-    }
-}
+pub use sluice_dataflows::clock::EpochClock;
 
 /// Shared between the source, the tail task and the stats API (module docs).
 #[derive(Debug)]
@@ -96,7 +72,7 @@ impl TailProgress {
         TailProgress {
             pending,
             log,
-            clock: EpochClock::new(),
+            clock: EpochClock::process(),
             delivered: AtomicU64::new(from),
             caught_up: Mutex::new(VecDeque::with_capacity(1024)),
             evicted: AtomicI64::new(i64::MIN),
