@@ -210,8 +210,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
     }
     println!("  curl -s '{url}v1/stats/summary' | jq");
     println!("  curl -s {url}v1/openapi.json | jq '.paths | keys'");
-    println!("Press Ctrl-C to stop.");
-    system.serve_until(crate::serve::shutdown_signal()).await?;
+    println!("Press Ctrl-C to stop (twice to skip the graceful stop).");
+    let signals = crate::serve::StopSignals::listen();
+    crate::serve::serve_until_stopped(system, signals).await?;
     drop(temp);
     Ok(ok)
 }

@@ -204,25 +204,9 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
     }
     let listener = tokio::net::TcpListener::bind(cfg.server.listen).await.with_context(|| format!("could not listen on {}", cfg.server.listen))?;
     // Listening from here on: a signal during the start is not lost.
-    let mut signals = StopSignals::listen();
+    let signals = StopSignals::listen();
     let system = System::start(cfg, listener).await?;
-    let (first_tx, first_rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let first = signals.next().await;
-        tracing::info!(signal = first.name(), "shutting down (a second Ctrl-C / SIGTERM exits at once)");
-        let _ = first_tx.send(());
-        let second = signals.next().await;
-        tracing::warn!(signal = second.name(), "second stop signal during the graceful stop: exiting now, without finishing it");
-        std::process::exit(128 + second.number());
-    });
-    match system.serve_until(async move { drop(first_rx.await) }).await {
-        Err(e) if e.is::<StopTimedOut>() => {
-            // Leaving now: dropping the runtime would wait for the blocking work still running.
-            tracing::error!(error = %e, "exiting with the graceful stop unfinished");
-            std::process::exit(1);
-        }
-        r => r,
-    }
+    serve_until_stopped(system, signals).await
 }
 
 /// A stop signal.
@@ -249,14 +233,39 @@ impl StopSignal {
     }
 }
 
+/// Serves `system` until the first Ctrl-C / SIGTERM of `signals`, then stops it gracefully
+/// (module docs): a second signal exits at once with 128 + its number, a stop that outlasts
+/// `[server] drain-timeout` exits with code 1. Used by `sluice serve` and `sluice demo`.
+///
+/// Errors: as [`System::serve_until`].
+pub(crate) async fn serve_until_stopped(system: System, mut signals: StopSignals) -> anyhow::Result<()> {
+    let (first_tx, first_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let first = signals.next().await;
+        tracing::info!(signal = first.name(), "shutting down (a second Ctrl-C / SIGTERM exits at once)");
+        let _ = first_tx.send(());
+        let second = signals.next().await;
+        tracing::warn!(signal = second.name(), "second stop signal during the graceful stop: exiting now, without finishing it");
+        std::process::exit(128 + second.number());
+    });
+    match system.serve_until(async move { drop(first_rx.await) }).await {
+        Err(e) if e.is::<StopTimedOut>() => {
+            // Leaving now: dropping the runtime would wait for the blocking work still running.
+            tracing::error!(error = %e, "exiting with the graceful stop unfinished");
+            std::process::exit(1);
+        }
+        r => r,
+    }
+}
+
 /// SIGINT (Ctrl-C) and SIGTERM, listened to from creation on; each signal is reported once.
-struct StopSignals {
+pub(crate) struct StopSignals {
     interrupt: Option<tokio::signal::unix::Signal>,
     terminate: Option<tokio::signal::unix::Signal>,
 }
 
 impl StopSignals {
-    fn listen() -> StopSignals {
+    pub(crate) fn listen() -> StopSignals {
         use tokio::signal::unix::{SignalKind, signal};
         let open = |kind: SignalKind, name: &str| {
             signal(kind).map_err(|e| tracing::warn!(error = %e, "could not listen for {name}")).ok()
@@ -282,28 +291,3 @@ impl StopSignals {
     }
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::warn!(error = %e, "could not listen for ctrl-c");
-            std::future::pending::<()>().await;
-        }
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "could not listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-    tracing::info!("shutting down");
-}

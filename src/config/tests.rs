@@ -13,6 +13,8 @@ fn default_config_parses_and_round_trips() {
     assert_eq!(cfg.links.permanent_max_age, Duration::from_secs(3600));
     assert_eq!(cfg.redirect.cache_ttl, Duration::from_secs(60));
     assert_eq!(cfg.redirect.negative_ttl, Duration::from_secs(5));
+    assert_eq!(cfg.redirect.click_log_linger, Duration::from_millis(20));
+    assert_eq!(cfg.server.worker_slice, Duration::from_micros(100));
     assert_eq!(cfg.visitor.salt_period, SaltPeriod::Day);
     assert_eq!(cfg.base_url().expect("base").as_str(), "http://127.0.0.1:8080/");
     let text = toml::to_string(&cfg).expect("serializes");
@@ -45,6 +47,8 @@ fn layers_apply_in_order_defaults_file_env_flags() {
         jail.set_env("SLUICE__SERVER__LISTEN", "127.0.0.1:7002");
         jail.set_env("SLUICE__LINKS__CODE_LENGTH", "10");
         jail.set_env("SLUICE__REDIRECT__NEGATIVE_TTL", "250ms");
+        jail.set_env("SLUICE__REDIRECT__CLICK_LOG_LINGER", "0s");
+        jail.set_env("SLUICE__SERVER__WORKER_SLICE", "2ms");
 
         // file over defaults, env over file
         let cfg = Config::load(Some(Path::new("sluice.toml")), &FlagOverrides::default()).expect("load");
@@ -54,6 +58,8 @@ fn layers_apply_in_order_defaults_file_env_flags() {
         assert_eq!(cfg.links.code_length, 10, "env beats file");
         assert_eq!(cfg.links.permanent_max_age, Duration::from_secs(600), "human duration from file");
         assert_eq!(cfg.redirect.negative_ttl, Duration::from_millis(250), "human duration from env");
+        assert_eq!(cfg.redirect.click_log_linger, Duration::ZERO);
+        assert_eq!(cfg.server.worker_slice, Duration::from_millis(2));
         assert_eq!(cfg.links.max_url_bytes, 8192, "untouched default");
         assert_eq!(cfg.base_url().expect("base").as_str(), "http://127.0.0.1:7002/", "base url follows listen");
 

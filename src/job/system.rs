@@ -135,9 +135,10 @@ impl System {
             let pending = Arc::clone(sender.pending());
             let accepted = Arc::new(AtomicU64::new(0));
             let kafka = if cfg.kafka.enabled() { Some(crate::kafka::KafkaIntake::start(&cfg.kafka, &data_dir).await?) } else { None };
+            let writer_cfg = LogWriterConfig { linger: cfg.redirect.click_log_linger, ..LogWriterConfig::default() };
             let writer = match &kafka {
-                Some(k) => spawn_log_writer(receiver, k.event_log(), LogWriterConfig::default()),
-                None => spawn_log_writer(receiver, log.clone(), LogWriterConfig::default()),
+                Some(k) => spawn_log_writer(receiver, k.event_log(), writer_cfg),
+                None => spawn_log_writer(receiver, log.clone(), writer_cfg),
             };
             (Arc::new(CountingSink { inner: sender, accepted: Arc::clone(&accepted) }), Some(Intake { log, writer, accepted, stats, pending, kafka }))
         };

@@ -89,6 +89,17 @@ impl Proc {
     }
 }
 
+/// A test that fails (panics) before `terminate` would otherwise leave its server running
+/// (nextest reports it as a leak and the port stays taken): kill it.
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// `(human, flagged)` clicks of one visitor on one link with `cap` human clicks per minute.
 fn flood_split(ts: &[i64], cap: u64) -> (u64, u64) {
     let mut per_minute = std::collections::BTreeMap::<i64, u64>::new();
