@@ -467,14 +467,16 @@ async fn measure_alternating<const N: usize>(ctx: &Ctx<'_>, targets: &mut [Measu
             };
             t.alive()?;
             eprintln!(
-                "{}-paced-{round}: {:.0} req/s asked, {:.0} answered/s, p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, errors {}; server threads: {uses}",
+                "{}-paced-{round}: {:.0} req/s asked, {:.0} answered/s, p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, errors {}; server threads: {uses}; client threads: cpu {:.0} ms, wait {:.1} ms",
                 t.name.replace(' ', "-"),
                 r.paced_rate,
                 p.achieved_rps(),
                 p.quantile_ms(0.5),
                 p.quantile_ms(0.99),
                 p.quantile_ms(0.999),
-                p.errors + p.timeouts + p.unexpected_status
+                p.errors + p.timeouts + p.unexpected_status,
+                p.client_sched.on_cpu.as_secs_f64() * 1e3,
+                p.client_sched.waiting.as_secs_f64() * 1e3
             );
             r.paced.push(p);
         }

@@ -58,6 +58,37 @@ pub struct PacedResult {
     pub elapsed: Duration,
     /// When the last answer arrived.
     pub last_answer: Option<Instant>,
+    /// The client's own threads (connection runtimes and pacers) over the run: time on a
+    /// CPU and time runnable but waiting for one (Linux schedstat; zero elsewhere). A
+    /// client that waits for its CPU delays answers it then charges to the server.
+    pub client_sched: ThreadSched,
+}
+
+/// On-CPU and run-queue wait time of threads, from `/proc/thread-self/schedstat`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ThreadSched {
+    /// Time on a CPU.
+    pub on_cpu: Duration,
+    /// Time runnable, waiting for a CPU.
+    pub waiting: Duration,
+}
+
+impl ThreadSched {
+    /// The calling thread's totals so far (zero when schedstat is unavailable).
+    fn this_thread() -> ThreadSched {
+        let stat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
+        let mut f = stat.split_whitespace().map(|v| v.parse::<u64>().unwrap_or(0));
+        let (run, wait) = (f.next().unwrap_or(0), f.next().unwrap_or(0));
+        ThreadSched { on_cpu: Duration::from_nanos(run), waiting: Duration::from_nanos(wait) }
+    }
+
+    fn since(self, before: ThreadSched) -> ThreadSched {
+        ThreadSched { on_cpu: self.on_cpu.saturating_sub(before.on_cpu), waiting: self.waiting.saturating_sub(before.waiting) }
+    }
+
+    fn plus(self, other: ThreadSched) -> ThreadSched {
+        ThreadSched { on_cpu: self.on_cpu + other.on_cpu, waiting: self.waiting + other.waiting }
+    }
 }
 
 impl PacedResult {
@@ -198,19 +229,20 @@ async fn run_conn(cfg: Arc<PacedConfig>, queue: DueQueue, seed: u64, deadline: I
 
 /// Queues request k's due instant `start + k·interval` at that instant, until `end` or
 /// `cancel`; dropping the sender at the end tells the connections to finish.
-fn pace(tx: &tokio::sync::mpsc::UnboundedSender<Instant>, start: Instant, interval: Duration, end: Instant, cancel: &AtomicBool) {
+fn pace(tx: &tokio::sync::mpsc::UnboundedSender<Instant>, start: Instant, interval: Duration, end: Instant, cancel: &AtomicBool) -> ThreadSched {
+    let first = ThreadSched::this_thread();
     let mut k: u32 = 0;
     loop {
         let due = start + interval * k;
         if due >= end || cancel.load(Ordering::Relaxed) {
-            return;
+            return ThreadSched::this_thread().since(first);
         }
         let now = Instant::now();
         if due > now {
             std::thread::sleep(due - now);
         }
         if tx.send(due).is_err() {
-            return;
+            return ThreadSched::this_thread().since(first);
         }
         k = k.saturating_add(1);
     }
@@ -219,6 +251,7 @@ fn pace(tx: &tokio::sync::mpsc::UnboundedSender<Instant>, start: Instant, interv
 /// One client thread: a pacer thread at `rate` and a single-threaded runtime driving
 /// `conns` connections.
 fn run_thread(cfg: &Arc<PacedConfig>, conns: usize, rate: f64, start: Instant, seed: u64, cancel: &Arc<AtomicBool>) -> anyhow::Result<PacedResult> {
+    let first = ThreadSched::this_thread();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("could not start a client runtime")?;
     let interval = Duration::from_secs_f64(1.0 / rate.max(1e-3));
     let end = start + cfg.duration;
@@ -240,7 +273,7 @@ fn run_thread(cfg: &Arc<PacedConfig>, conns: usize, rate: f64, start: Instant, s
         while let Some(r) = set.join_next().await {
             merge(&mut total, r.context("a client connection task failed")??);
         }
-        pacer.join().map_err(|_| anyhow::anyhow!("the pacer thread panicked"))?;
+        total.client_sched = pacer.join().map_err(|_| anyhow::anyhow!("the pacer thread panicked"))?;
         Ok::<_, anyhow::Error>(total)
     })?;
     // Requests still queued when every connection gave up are unanswered too.
@@ -252,6 +285,7 @@ fn run_thread(cfg: &Arc<PacedConfig>, conns: usize, rate: f64, start: Instant, s
         n
     });
     total.elapsed = total.last_answer.map_or(Duration::ZERO, |t| t.saturating_duration_since(start));
+    total.client_sched = total.client_sched.plus(ThreadSched::this_thread().since(first));
     Ok(total)
 }
 
@@ -263,6 +297,7 @@ fn merge(total: &mut PacedResult, r: PacedResult) {
     total.timeouts += r.timeouts;
     total.elapsed = total.elapsed.max(r.elapsed);
     total.last_answer = total.last_answer.max(r.last_answer);
+    total.client_sched = total.client_sched.plus(r.client_sched);
 }
 
 /// How far an HTTP/1.1 response in a buffer got.
