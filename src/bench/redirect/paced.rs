@@ -460,5 +460,9 @@ mod tests {
         assert_eq!(r.latencies_ns.len(), 1000);
         assert_eq!((r.errors, r.timeouts, r.unexpected_status), (0, 0, 0));
         assert!(r.latencies_ns.windows(2).all(|w| w[0] <= w[1]));
+        if std::path::Path::new("/proc/thread-self/schedstat").exists() {
+            // 1,000 requests over two client threads and their pacers cost some CPU.
+            assert!(r.client_sched.on_cpu > Duration::ZERO, "{:?}", r.client_sched);
+        }
     }
 }
