@@ -76,9 +76,7 @@ pub struct ThreadSched {
 impl ThreadSched {
     /// The calling thread's totals so far (zero when schedstat is unavailable).
     fn this_thread() -> ThreadSched {
-        let stat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
-        let mut f = stat.split_whitespace().map(|v| v.parse::<u64>().unwrap_or(0));
-        let (run, wait) = (f.next().unwrap_or(0), f.next().unwrap_or(0));
+        let [run, wait, _] = super::threads::read_schedstat(std::path::Path::new("/proc/thread-self/schedstat")).unwrap_or_default();
         ThreadSched { on_cpu: Duration::from_nanos(run), waiting: Duration::from_nanos(wait) }
     }
 

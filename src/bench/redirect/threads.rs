@@ -29,10 +29,8 @@ pub fn snapshot(pid: u32) -> Snapshot {
             let children = std::fs::read_to_string(path.join("children")).unwrap_or_default();
             pending.extend(children.split_whitespace().filter_map(|c| c.parse::<u32>().ok()));
             let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default().trim().to_owned();
-            let Ok(stat) = std::fs::read_to_string(path.join("schedstat")) else { continue };
-            let v: Vec<u64> = stat.split_whitespace().filter_map(|f| f.parse().ok()).collect();
-            if let [run, wait, slices] = v[..] {
-                out.insert(tid, (comm, [run, wait, slices]));
+            if let Some(v) = read_schedstat(&path.join("schedstat")) {
+                out.insert(tid, (comm, v));
             }
         }
         seen += 1;
@@ -41,6 +39,14 @@ pub fn snapshot(pid: u32) -> Snapshot {
         }
     }
     Snapshot(out)
+}
+
+/// One schedstat file (`/proc/.../schedstat`): `[on CPU ns, run-queue wait ns, timeslices]`;
+/// `None` when it is missing or malformed.
+pub fn read_schedstat(path: &std::path::Path) -> Option<[u64; 3]> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    let v: Vec<u64> = stat.split_whitespace().filter_map(|f| f.parse().ok()).collect();
+    if let [run, wait, slices] = v[..] { Some([run, wait, slices]) } else { None }
 }
 
 /// What threads of one name did between two snapshots.
