@@ -1,24 +1,28 @@
 //! A constant-rate (open-loop) HTTP/1.1 load client, for latency at a fixed fraction of the
 //! maximum rate (what wrk2's `-R` does; wrk2 is not packaged in Debian).
 //!
-//! Per client thread, a *pacer* thread sleeps until each request is due (request k at
-//! `start + k / rate`) and queues its due instant; one task per keep-alive connection on a
-//! single-threaded tokio runtime takes the next due request whenever it is idle, sends it
-//! and reads the answer. Latency is measured from when the request was due, not from when
-//! it was sent, so a stalled server is charged for the requests it delayed (no coordinated
-//! omission, as in wrk2); a pacer that wakes late (timer slack, ~50 µs for normal
-//! priority) is charged too, so figures are if anything pessimistic. Nothing spins.
-//! Responses are parsed just enough to find their end (`Content-Length`; no pipelining).
+//! Each client thread runs one epoll loop over its share of the keep-alive connections
+//! (no async runtime, no pacer thread): request k of the thread is due at
+//! `start + k / rate`; whenever a request is due and a connection is idle, it is sent on
+//! that connection (oldest due first), and between events the thread sleeps in
+//! `epoll_pwait2` until the next due instant (nanosecond timeout, timer slack lowered from
+//! the default 50 µs to 1 µs). Latency is measured from when the request was due, not from
+//! when it was sent, so a stalled server is charged for the requests it delayed (no
+//! coordinated omission, as in wrk2); a client that wakes late is charged too, so figures
+//! are if anything pessimistic, and the client's own CPU and run-queue wait are reported
+//! beside them. Nothing spins. Responses are parsed just enough to find their end
+//! (`Content-Length`; no pipelining).
 
-use std::io::ErrorKind;
-use std::net::SocketAddr;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use rustix::buffer::spare_capacity;
+use rustix::event::{Timespec, epoll};
 
 /// What to send, how fast and for how long.
 #[derive(Debug, Clone)]
@@ -58,8 +62,8 @@ pub struct PacedResult {
     pub elapsed: Duration,
     /// When the last answer arrived.
     pub last_answer: Option<Instant>,
-    /// The client's own threads (connection runtimes and pacers) over the run: time on a
-    /// CPU and time runnable but waiting for one (Linux schedstat; zero elsewhere). A
+    /// The client's own threads over the run: time on a CPU and time runnable but waiting
+    /// for one (Linux schedstat; zero elsewhere). A
     /// client that waits for its CPU delays answers it then charges to the server.
     pub client_sched: ThreadSched,
 }
@@ -111,11 +115,11 @@ pub fn quantile(sorted: &[u64], q: f64) -> u64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-/// Runs the paced load on `config.threads` client threads (each with its pacer thread; all
-/// inherit this process's CPU affinity and scheduling policy) and merges their results.
-/// Setting `cancel` stops sending early.
+/// Runs the paced load on `config.threads` client threads (all inherit this process's CPU
+/// affinity and scheduling policy) and merges their results. Setting `cancel` stops
+/// sending early.
 ///
-/// Errors when a connection cannot be opened at the start.
+/// Errors when a connection cannot be opened at the start, or when epoll fails.
 pub fn run(config: &PacedConfig, cancel: &Arc<AtomicBool>) -> anyhow::Result<PacedResult> {
     let threads = config.threads.clamp(1, config.connections.max(1));
     let start = Instant::now() + Duration::from_millis(200);
@@ -124,9 +128,12 @@ pub fn run(config: &PacedConfig, cancel: &Arc<AtomicBool>) -> anyhow::Result<Pac
         .map(|t| {
             let conns = config.connections / threads + usize::from(t < config.connections % threads);
             let rate = config.rate * conns as f64 / config.connections.max(1) as f64;
+            // Thread t's schedule is offset by t request intervals of the whole client, so
+            // the threads' requests interleave evenly instead of arriving in bursts.
+            let offset = Duration::from_secs_f64(t as f64 / config.rate.max(1e-3));
             let (cfg, cancel) = (Arc::clone(&config), Arc::clone(cancel));
             let seed = cfg.seed ^ (t as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            std::thread::Builder::new().name(format!("paced-{t}")).spawn(move || run_thread(&cfg, conns, rate, start, seed, &cancel))
+            std::thread::Builder::new().name(format!("paced-{t}")).spawn(move || run_thread(&cfg, conns, rate, start + offset, start, seed, &cancel))
         })
         .collect::<Result<_, _>>()
         .context("could not start a client thread")?;
@@ -139,152 +146,174 @@ pub fn run(config: &PacedConfig, cancel: &Arc<AtomicBool>) -> anyhow::Result<Pac
     Ok(total)
 }
 
+/// Bytes of one answer a connection can hold (sluice's and nginx's are a few hundred).
+const ANSWER_CAPACITY: usize = 16 * 1024;
+
+/// One keep-alive connection of a client thread's event loop.
 struct Conn {
-    addr: SocketAddr,
     stream: TcpStream,
-    buf: Vec<u8>,
+    /// The answer read so far: `buf[..len]`.
+    buf: Box<[u8; ANSWER_CAPACITY]>,
+    len: usize,
+    /// Due instant of the request in flight; `None` when idle.
+    due: Option<Instant>,
 }
 
 impl Conn {
-    async fn open(addr: SocketAddr) -> std::io::Result<Conn> {
-        let stream = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr)).await.map_err(|_| std::io::Error::from(ErrorKind::TimedOut))??;
+    /// Opens a non-blocking connection to `addr` (blocking connect of at most 2 s: loopback)
+    /// and registers it with `epoll` under token `token`, readable interest, level-triggered.
+    fn open(addr: SocketAddr, epoll: &OwnedFd, token: usize) -> std::io::Result<Conn> {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
         stream.set_nodelay(true)?;
-        Ok(Conn { addr, stream, buf: Vec::with_capacity(1024) })
+        stream.set_nonblocking(true)?;
+        epoll::add(epoll, &stream, epoll::EventData::new_u64(token as u64), epoll::EventFlags::IN)?;
+        Ok(Conn { stream, buf: Box::new([0; ANSWER_CAPACITY]), len: 0, due: None })
     }
 
-    /// Replaces a broken connection.
-    async fn reopen(&mut self) -> anyhow::Result<()> {
-        *self = Conn::open(self.addr).await.with_context(|| format!("could not reconnect to {}", self.addr))?;
+    /// Sends `req` (a few hundred bytes: it fits an empty socket send buffer at once).
+    fn send(&mut self, req: &[u8], due: Instant) -> std::io::Result<()> {
+        self.len = 0;
+        let n = (&self.stream).write(req)?;
+        if n != req.len() {
+            return Err(std::io::Error::new(ErrorKind::WriteZero, "short write of a request"));
+        }
+        self.due = Some(due);
         Ok(())
     }
 
-    /// Sends `req` and reads one complete answer (until `deadline`).
-    async fn exchange(&mut self, req: &[u8], deadline: Instant) -> Exchange {
-        self.buf.clear();
-        if self.stream.write_all(req).await.is_err() {
-            return Exchange::Broken;
+    /// Reads what is available; the answer's status and whether the server closes the
+    /// connection once it is complete, `Ok(None)` while incomplete, an error when the
+    /// connection broke or the answer is malformed or more than one answer.
+    fn receive(&mut self) -> std::io::Result<Option<(u16, bool)>> {
+        if self.len == ANSWER_CAPACITY {
+            return Err(std::io::Error::new(ErrorKind::InvalidData, "answer longer than 16 KiB"));
         }
-        loop {
-            match tokio::time::timeout_at(deadline.into(), self.stream.read_buf(&mut self.buf)).await {
-                Err(_) => return Exchange::TimedOut,
-                Ok(Ok(0) | Err(_)) => return Exchange::Broken,
-                Ok(Ok(_)) => match parse_response(&self.buf) {
-                    Parsed::Incomplete => {}
-                    Parsed::Complete { status, len, close } if len == self.buf.len() => return Exchange::Answered { status, close },
-                    Parsed::Complete { .. } | Parsed::Malformed => return Exchange::Broken,
-                },
-            }
-        }
-    }
-}
-
-enum Exchange {
-    Answered { status: u16, close: bool },
-    Broken,
-    TimedOut,
-}
-
-/// Due instants queued by the pacer, taken by whichever connection is idle.
-type DueQueue = Arc<tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<Instant>>>;
-
-/// One connection: takes due requests off `queue` until the pacer has finished and the
-/// queue is empty.
-async fn run_conn(cfg: Arc<PacedConfig>, queue: DueQueue, seed: u64, deadline: Instant) -> anyhow::Result<PacedResult> {
-    let mut conn = Conn::open(cfg.addr).await.with_context(|| format!("could not connect to {}", cfg.addr))?;
-    let mut out = PacedResult::default();
-    let mut rng = seed | 1;
-    loop {
-        let Some(due) = queue.lock().await.recv().await else { break };
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        let req = &cfg.requests[(rng % cfg.requests.len() as u64) as usize];
-        out.sent += 1;
-        match conn.exchange(req, deadline).await {
-            Exchange::Answered { status, close } => {
-                let done = Instant::now();
-                out.latencies_ns.push(u64::try_from(done.duration_since(due).as_nanos()).unwrap_or(u64::MAX));
-                out.last_answer = Some(done);
-                if status != cfg.expect_status {
-                    out.unexpected_status += 1;
-                }
-                if close {
-                    conn.reopen().await?;
+        match (&self.stream).read(&mut self.buf[self.len..]) {
+            Ok(0) => Err(ErrorKind::UnexpectedEof.into()),
+            Ok(n) => {
+                self.len += n;
+                match parse_response(&self.buf[..self.len]) {
+                    Parsed::Incomplete => Ok(None),
+                    Parsed::Complete { status, len, close } if len == self.len => Ok(Some((status, close))),
+                    Parsed::Complete { .. } | Parsed::Malformed => Err(ErrorKind::InvalidData.into()),
                 }
             }
-            Exchange::Broken => {
-                out.errors += 1;
-                conn.reopen().await?;
-            }
-            Exchange::TimedOut => {
-                out.timeouts += 1;
-                break;
-            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => Ok(None),
+            Err(e) => Err(e),
         }
-    }
-    Ok(out)
-}
-
-/// Queues request k's due instant `start + k·interval` at that instant, until `end` or
-/// `cancel`; dropping the sender at the end tells the connections to finish.
-fn pace(tx: &tokio::sync::mpsc::UnboundedSender<Instant>, start: Instant, interval: Duration, end: Instant, cancel: &AtomicBool) -> ThreadSched {
-    let first = ThreadSched::this_thread();
-    let mut k: u32 = 0;
-    loop {
-        let due = start + interval * k;
-        if due >= end || cancel.load(Ordering::Relaxed) {
-            return ThreadSched::this_thread().since(first);
-        }
-        let now = Instant::now();
-        if due > now {
-            std::thread::sleep(due - now);
-        }
-        if tx.send(due).is_err() {
-            return ThreadSched::this_thread().since(first);
-        }
-        k = k.saturating_add(1);
     }
 }
 
-/// One client thread: a pacer thread at `rate` and a single-threaded runtime driving
-/// `conns` connections.
-fn run_thread(cfg: &Arc<PacedConfig>, conns: usize, rate: f64, start: Instant, seed: u64, cancel: &Arc<AtomicBool>) -> anyhow::Result<PacedResult> {
+/// The xorshift64 step that picks each request.
+fn next_rng(rng: &mut u64) -> u64 {
+    *rng ^= *rng << 13;
+    *rng ^= *rng >> 7;
+    *rng ^= *rng << 17;
+    *rng
+}
+
+/// One client thread: a single epoll loop over `conns` connections. Request k is due at
+/// `first_due + k·interval` (interval = 1/`rate`) while before `start + duration`; whenever
+/// a request is due and a connection idle, it is sent on that connection, oldest due
+/// first; between events the loop sleeps in `epoll_pwait2` until the next due instant
+/// (nanosecond timeout, 1 µs timer slack).
+fn run_thread(cfg: &PacedConfig, conns: usize, rate: f64, first_due: Instant, start: Instant, seed: u64, cancel: &AtomicBool) -> anyhow::Result<PacedResult> {
     let first = ThreadSched::this_thread();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("could not start a client runtime")?;
+    // Default slack is 50 µs for normal-priority threads; the wake-ups here are deadlines.
+    let _ = rustix::thread::set_current_timer_slack(std::num::NonZeroU64::new(1_000));
+    let epoll = epoll::create(epoll::CreateFlags::CLOEXEC).context("epoll_create failed")?;
+    let mut conns: Vec<Conn> = (0..conns.max(1))
+        .map(|i| Conn::open(cfg.addr, &epoll, i).with_context(|| format!("could not connect to {}", cfg.addr)))
+        .collect::<anyhow::Result<_>>()?;
+    let mut idle: Vec<usize> = (0..conns.len()).rev().collect();
     let interval = Duration::from_secs_f64(1.0 / rate.max(1e-3));
     let end = start + cfg.duration;
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let queue: DueQueue = Arc::new(tokio::sync::Mutex::new(rx));
-    let mut total = rt.block_on(async {
-        let mut set = tokio::task::JoinSet::new();
-        for i in 0..conns {
-            let seed = seed.wrapping_add((i as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03));
-            set.spawn(run_conn(Arc::clone(cfg), Arc::clone(&queue), seed, end + Duration::from_secs(2)));
+    let deadline = end + Duration::from_secs(2);
+    let expected = (cfg.duration.as_secs_f64() * rate) as usize + 1;
+    let mut out = PacedResult { latencies_ns: Vec::with_capacity(expected), ..PacedResult::default() };
+    let mut rng = seed | 1;
+    let mut k: u32 = 0;
+    let mut next_due = first_due;
+    let mut events: Vec<epoll::Event> = Vec::with_capacity(conns.len());
+    let mut stopped = false;
+    loop {
+        let now = Instant::now();
+        if !stopped && (next_due >= end || cancel.load(Ordering::Relaxed)) {
+            stopped = true;
         }
-        // Connect first, then pace: the pacer starts at `start`.
-        let pacer = {
-            let cancel = Arc::clone(cancel);
-            std::thread::Builder::new().name("paced-pacer".into()).spawn(move || pace(&tx, start, interval, end, &cancel))
+        while !stopped && next_due <= now {
+            let Some(i) = idle.pop() else { break };
+            let req = &cfg.requests[(next_rng(&mut rng) % cfg.requests.len() as u64) as usize];
+            out.sent += 1;
+            if conns[i].send(req, next_due).is_err() {
+                out.errors += 1;
+                conns[i] = Conn::open(cfg.addr, &epoll, i).with_context(|| format!("could not reconnect to {}", cfg.addr))?;
+                idle.push(i);
+            }
+            k = k.saturating_add(1);
+            next_due = first_due + interval * k;
+            stopped = next_due >= end;
         }
-        .context("could not start the pacer thread")?;
-        let mut total = PacedResult::default();
-        while let Some(r) = set.join_next().await {
-            merge(&mut total, r.context("a client connection task failed")??);
+        let in_flight = conns.len() - idle.len();
+        if stopped && in_flight == 0 {
+            break;
         }
-        total.client_sched = pacer.join().map_err(|_| anyhow::anyhow!("the pacer thread panicked"))?;
-        Ok::<_, anyhow::Error>(total)
-    })?;
-    // Requests still queued when every connection gave up are unanswered too.
-    total.timeouts += queue.try_lock().map_or(0, |mut q| {
-        let mut n = 0;
-        while q.try_recv().is_ok() {
-            n += 1;
+        if now >= deadline {
+            // Sent and unanswered, plus due and never sent (every connection was busy).
+            out.timeouts += in_flight as u64;
+            while next_due < end {
+                out.timeouts += 1;
+                k = k.saturating_add(1);
+                next_due = first_due + interval * k;
+            }
+            break;
         }
-        n
-    });
-    total.elapsed = total.last_answer.map_or(Duration::ZERO, |t| t.saturating_duration_since(start));
-    total.client_sched = total.client_sched.plus(ThreadSched::this_thread().since(first));
-    Ok(total)
+        let wake = if !stopped && !idle.is_empty() { next_due.min(deadline) } else { deadline };
+        let timeout = wake.saturating_duration_since(now);
+        let timeout = Timespec { tv_sec: timeout.as_secs() as i64, tv_nsec: i64::from(timeout.subsec_nanos()) };
+        events.clear();
+        match epoll::wait(&epoll, spare_capacity(&mut events), Some(&timeout)) {
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e).context("epoll_wait failed"),
+        }
+        for ev in &events {
+            let i = ev.data.u64() as usize;
+            let Some(due) = conns[i].due else {
+                // An idle connection that became readable was closed by the server (or sent
+                // an unasked-for answer): replace it; it stays idle.
+                if !matches!(conns[i].receive(), Ok(None)) {
+                    out.errors += 1;
+                    conns[i] = Conn::open(cfg.addr, &epoll, i).with_context(|| format!("could not reconnect to {}", cfg.addr))?;
+                }
+                continue;
+            };
+            match conns[i].receive() {
+                Ok(None) => {}
+                Ok(Some((status, close))) => {
+                    let done = Instant::now();
+                    out.latencies_ns.push(u64::try_from(done.duration_since(due).as_nanos()).unwrap_or(u64::MAX));
+                    out.last_answer = Some(done);
+                    if status != cfg.expect_status {
+                        out.unexpected_status += 1;
+                    }
+                    if close {
+                        conns[i] = Conn::open(cfg.addr, &epoll, i).with_context(|| format!("could not reconnect to {}", cfg.addr))?;
+                    }
+                    conns[i].due = None;
+                    idle.push(i);
+                }
+                Err(_) => {
+                    out.errors += 1;
+                    conns[i] = Conn::open(cfg.addr, &epoll, i).with_context(|| format!("could not reconnect to {}", cfg.addr))?;
+                    idle.push(i);
+                }
+            }
+        }
+    }
+    out.elapsed = out.last_answer.map_or(Duration::ZERO, |t| t.saturating_duration_since(start));
+    out.client_sched = ThreadSched::this_thread().since(first);
+    Ok(out)
 }
 
 fn merge(total: &mut PacedResult, r: PacedResult) {
@@ -353,114 +382,4 @@ pub fn parse_response(buf: &[u8]) -> Parsed {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::{Read, Write};
-
-    #[test]
-    fn responses_are_delimited() {
-        let sluice = b"HTTP/1.1 302 Found\r\nlocation: https://example.com/target\r\ncache-control: private, max-age=0\r\ncontent-length: 0\r\ndate: Sat, 29 Nov 2025 20:00:00 GMT\r\n\r\n";
-        assert_eq!(parse_response(sluice), Parsed::Complete { status: 302, len: sluice.len(), close: false });
-        assert_eq!(parse_response(&sluice[..sluice.len() - 1]), Parsed::Incomplete);
-        let nginx = b"HTTP/1.1 302 Moved Temporarily\r\nServer: nginx\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello";
-        assert_eq!(parse_response(nginx), Parsed::Complete { status: 302, len: nginx.len(), close: true });
-        assert_eq!(parse_response(&nginx[..nginx.len() - 2]), Parsed::Incomplete);
-        assert_eq!(parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"), Parsed::Malformed);
-        assert_eq!(parse_response(b"SSH-2.0 hello\r\n\r\n"), Parsed::Malformed);
-        assert_eq!(parse_response(b"HTTP/1.1 302 Found\r\n\r\n"), Parsed::Malformed, "no content-length");
-    }
-
-    #[test]
-    fn nearest_rank_quantiles() {
-        let v: Vec<u64> = (1..=100).collect();
-        assert_eq!(quantile(&v, 0.5), 50);
-        assert_eq!(quantile(&v, 0.99), 99);
-        assert_eq!(quantile(&v, 1.0), 100);
-        assert_eq!(quantile(&v, 0.0), 1);
-        assert_eq!(quantile(&[], 0.99), 0);
-        assert_eq!(quantile(&[7], 0.5), 7);
-    }
-
-    /// The nearest-rank `q`-quantile by its definition, without sorting: the smallest value
-    /// `v` of `data` such that at least `q·n` values are `<= v`.
-    fn naive_quantile(data: &[u64], q: f64) -> u64 {
-        let need = q * data.len() as f64;
-        data.iter().copied().filter(|&v| data.iter().filter(|&&x| x <= v).count() as f64 >= need).min().unwrap_or(0)
-    }
-
-    #[test]
-    fn quantiles_match_a_naive_reference() {
-        // xorshift-generated latencies with many ties and a long tail.
-        let mut x = 0x2545_F491_4F6C_DD1Du64;
-        for n in [1usize, 2, 3, 7, 10, 99, 100, 101, 1000, 1237] {
-            let data: Vec<u64> = (0..n)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    if x.is_multiple_of(10) { 1_000_000 + x % 9_000_000 } else { 50_000 + x % 300 }
-                })
-                .collect();
-            let mut sorted = data.clone();
-            sorted.sort_unstable();
-            for q in [0.0, 0.001, 0.1, 0.25, 0.5, 0.9, 0.99, 0.999, 1.0] {
-                assert_eq!(quantile(&sorted, q), naive_quantile(&data, q), "n = {n}, q = {q}");
-            }
-        }
-    }
-
-    #[test]
-    fn result_quantiles_are_in_ms() {
-        let r = PacedResult { latencies_ns: vec![250_000, 500_000, 1_500_000, 2_500_000], elapsed: Duration::from_secs(2), ..PacedResult::default() };
-        assert_eq!(r.quantile_ms(0.5), 0.5);
-        assert_eq!(r.quantile_ms(0.99), 2.5);
-        assert_eq!(r.achieved_rps(), 2.0);
-        assert_eq!(PacedResult::default().achieved_rps(), 0.0);
-    }
-
-    #[test]
-    fn paced_run_against_a_local_server() {
-        // A tiny server answering every request with a 302 of 3 body bytes.
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        std::thread::spawn(move || {
-            for s in listener.incoming().flatten() {
-                std::thread::spawn(move || {
-                    let mut s = s;
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 1024];
-                    while let Ok(n) = s.read(&mut chunk) {
-                        if n == 0 {
-                            break;
-                        }
-                        buf.extend_from_slice(&chunk[..n]);
-                        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            buf.drain(..end + 4);
-                            let _ = s.write_all(b"HTTP/1.1 302 Found\r\nContent-Length: 3\r\n\r\nabc");
-                        }
-                    }
-                });
-            }
-        });
-        let cfg = PacedConfig {
-            addr,
-            requests: Arc::new(vec![b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()]),
-            rate: 2000.0,
-            connections: 4,
-            threads: 2,
-            duration: Duration::from_millis(500),
-            expect_status: 302,
-            seed: 1,
-        };
-        let r = run(&cfg, &Arc::new(AtomicBool::new(false))).expect("run");
-        // 2000/s for 0.5 s: each of 4 connections sends at 0, 2, ..., 498 ms → 250 each.
-        assert_eq!(r.sent, 1000);
-        assert_eq!(r.latencies_ns.len(), 1000);
-        assert_eq!((r.errors, r.timeouts, r.unexpected_status), (0, 0, 0));
-        assert!(r.latencies_ns.windows(2).all(|w| w[0] <= w[1]));
-        if std::path::Path::new("/proc/thread-self/schedstat").exists() {
-            // 1,000 requests over two client threads and their pacers cost some CPU.
-            assert!(r.client_sched.on_cpu > Duration::ZERO, "{:?}", r.client_sched);
-        }
-    }
-}
+mod tests;

@@ -1,0 +1,176 @@
+//! Tests of the paced client: response framing, quantiles against a naive reference, and
+//! runs against tiny local servers (steady, stalling, closing after each answer, too slow).
+
+use super::*;
+use std::io::{Read, Write};
+
+#[test]
+fn responses_are_delimited() {
+    let sluice = b"HTTP/1.1 302 Found\r\nlocation: https://example.com/target\r\ncache-control: private, max-age=0\r\ncontent-length: 0\r\ndate: Sat, 29 Nov 2025 20:00:00 GMT\r\n\r\n";
+    assert_eq!(parse_response(sluice), Parsed::Complete { status: 302, len: sluice.len(), close: false });
+    assert_eq!(parse_response(&sluice[..sluice.len() - 1]), Parsed::Incomplete);
+    let nginx = b"HTTP/1.1 302 Moved Temporarily\r\nServer: nginx\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello";
+    assert_eq!(parse_response(nginx), Parsed::Complete { status: 302, len: nginx.len(), close: true });
+    assert_eq!(parse_response(&nginx[..nginx.len() - 2]), Parsed::Incomplete);
+    assert_eq!(parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"), Parsed::Malformed);
+    assert_eq!(parse_response(b"SSH-2.0 hello\r\n\r\n"), Parsed::Malformed);
+    assert_eq!(parse_response(b"HTTP/1.1 302 Found\r\n\r\n"), Parsed::Malformed, "no content-length");
+}
+
+#[test]
+fn nearest_rank_quantiles() {
+    let v: Vec<u64> = (1..=100).collect();
+    assert_eq!(quantile(&v, 0.5), 50);
+    assert_eq!(quantile(&v, 0.99), 99);
+    assert_eq!(quantile(&v, 1.0), 100);
+    assert_eq!(quantile(&v, 0.0), 1);
+    assert_eq!(quantile(&[], 0.99), 0);
+    assert_eq!(quantile(&[7], 0.5), 7);
+}
+
+/// The nearest-rank `q`-quantile by its definition, without sorting: the smallest value
+/// `v` of `data` such that at least `q·n` values are `<= v`.
+fn naive_quantile(data: &[u64], q: f64) -> u64 {
+    let need = q * data.len() as f64;
+    data.iter().copied().filter(|&v| data.iter().filter(|&&x| x <= v).count() as f64 >= need).min().unwrap_or(0)
+}
+
+#[test]
+fn quantiles_match_a_naive_reference() {
+    // xorshift-generated latencies with many ties and a long tail.
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    for n in [1usize, 2, 3, 7, 10, 99, 100, 101, 1000, 1237] {
+        let data: Vec<u64> = (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                if x.is_multiple_of(10) { 1_000_000 + x % 9_000_000 } else { 50_000 + x % 300 }
+            })
+            .collect();
+        let mut sorted = data.clone();
+        sorted.sort_unstable();
+        for q in [0.0, 0.001, 0.1, 0.25, 0.5, 0.9, 0.99, 0.999, 1.0] {
+            assert_eq!(quantile(&sorted, q), naive_quantile(&data, q), "n = {n}, q = {q}");
+        }
+    }
+}
+
+#[test]
+fn result_quantiles_are_in_ms() {
+    let r = PacedResult { latencies_ns: vec![250_000, 500_000, 1_500_000, 2_500_000], elapsed: Duration::from_secs(2), ..PacedResult::default() };
+    assert_eq!(r.quantile_ms(0.5), 0.5);
+    assert_eq!(r.quantile_ms(0.99), 2.5);
+    assert_eq!(r.achieved_rps(), 2.0);
+    assert_eq!(PacedResult::default().achieved_rps(), 0.0);
+}
+
+/// How the test server answers the request with this global index (0-based, over all
+/// connections): after `delay`, and with `Connection: close` (then closing) when `close`.
+type Behaviour = fn(u64) -> (Duration, bool);
+
+/// A tiny HTTP/1.1 server on a free loopback port answering each request with a 302 of 3
+/// body bytes, as `behaviour` says.
+fn spawn_server(behaviour: Behaviour) -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let count = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    std::thread::spawn(move || {
+        for s in listener.incoming().flatten() {
+            let count = Arc::clone(&count);
+            std::thread::spawn(move || {
+                let mut s = s;
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while let Ok(n) = s.read(&mut chunk) {
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        let (delay, close) = behaviour(count.fetch_add(1, Ordering::SeqCst));
+                        std::thread::sleep(delay);
+                        if close {
+                            let _ = s.write_all(b"HTTP/1.1 302 Found\r\nConnection: close\r\nContent-Length: 3\r\n\r\nabc");
+                            return;
+                        }
+                        let _ = s.write_all(b"HTTP/1.1 302 Found\r\nContent-Length: 3\r\n\r\nabc");
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn config(addr: std::net::SocketAddr, rate: f64, connections: usize, threads: usize, duration_ms: u64) -> PacedConfig {
+    PacedConfig {
+        addr,
+        requests: Arc::new(vec![b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()]),
+        rate,
+        connections,
+        threads,
+        duration: Duration::from_millis(duration_ms),
+        expect_status: 302,
+        seed: 1,
+    }
+}
+
+#[test]
+fn paced_run_against_a_local_server() {
+    let addr = spawn_server(|_| (Duration::ZERO, false));
+    let r = run(&config(addr, 2000.0, 4, 2, 500), &Arc::new(AtomicBool::new(false))).expect("run");
+    // 2000/s for 0.5 s over two threads at 1000/s each: thread 0 due at 0, 1, ..., 499 ms,
+    // thread 1 at 0.5, 1.5, ..., 499.5 ms → 500 each.
+    assert_eq!(r.sent, 1000);
+    assert_eq!(r.latencies_ns.len(), 1000);
+    assert_eq!((r.errors, r.timeouts, r.unexpected_status), (0, 0, 0));
+    assert!(r.latencies_ns.windows(2).all(|w| w[0] <= w[1]));
+    if std::path::Path::new("/proc/thread-self/schedstat").exists() {
+        // 1,000 requests cost the client thread some CPU.
+        assert!(r.client_sched.on_cpu > Duration::ZERO, "{:?}", r.client_sched);
+    }
+}
+
+#[test]
+fn a_stalled_answer_is_charged_to_the_requests_queued_behind_it() {
+    // One connection at 50/s (due every 20 ms) for 600 ms: 30 requests. The server holds
+    // the 5th answer (due at 80 ms) for 410 ms, so the requests due at 100, 120, ... ms wait
+    // for the connection; measured from their due instants, request j (j ≥ 4) takes about
+    // 410 - 20·(j - 4) ms until the queue has drained. A closed-loop client would report
+    // one slow request; here every request due during the stall is slow.
+    let addr = spawn_server(|i| (if i == 4 { Duration::from_millis(410) } else { Duration::ZERO }, false));
+    let r = run(&config(addr, 50.0, 1, 1, 600), &Arc::new(AtomicBool::new(false))).expect("run");
+    assert_eq!((r.sent, r.latencies_ns.len()), (30, 30));
+    assert_eq!((r.errors, r.timeouts, r.unexpected_status), (0, 0, 0));
+    // Reference: the latencies of the queueing model above, in ms.
+    let model: Vec<u64> = (0..30u64).map(|j| if (4..=24).contains(&j) { 410 - 20 * (j - 4) } else { 0 }).collect();
+    let measured: Vec<u64> = r.latencies_ns.iter().map(|&ns| ns / 1_000_000).collect();
+    let at_least = |lat_ms: &[u64], limit: u64| lat_ms.iter().filter(|&&l| l >= limit).count();
+    // Thresholds halfway between the model's 20 ms steps, so scheduling noise under 10 ms
+    // cannot move a request across one.
+    for limit in [100, 200, 300, 400] {
+        assert_eq!(at_least(&measured, limit), at_least(&model, limit), "latencies >= {limit} ms: {measured:?}");
+    }
+}
+
+#[test]
+fn connections_the_server_closes_are_reopened() {
+    // nginx-style `Connection: close` on every answer: each request needs a new connection.
+    let addr = spawn_server(|_| (Duration::ZERO, true));
+    let r = run(&config(addr, 500.0, 2, 1, 200), &Arc::new(AtomicBool::new(false))).expect("run");
+    assert_eq!((r.sent, r.latencies_ns.len()), (100, 100));
+    assert_eq!((r.errors, r.timeouts, r.unexpected_status), (0, 0, 0));
+}
+
+#[test]
+fn answers_missing_at_the_deadline_are_timeouts() {
+    // One connection at 50/s for 100 ms: requests due at 0, 20, 40, 60 and 80 ms. The 3rd
+    // answer takes 3 s, past the 2 s grace after the run, so it times out, and the 4th and
+    // 5th, due while the only connection waits for it, are never sent: 3 timeouts.
+    let addr = spawn_server(|i| (if i == 2 { Duration::from_secs(3) } else { Duration::ZERO }, false));
+    let r = run(&config(addr, 50.0, 1, 1, 100), &Arc::new(AtomicBool::new(false))).expect("run");
+    assert_eq!((r.sent, r.latencies_ns.len()), (3, 2));
+    assert_eq!((r.errors, r.timeouts, r.unexpected_status), (0, 3, 0));
+}
