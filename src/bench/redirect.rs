@@ -89,6 +89,12 @@ pub struct RedirectBenchArgs {
     /// Rate of the paced run as a fraction of the target's median max rate.
     #[arg(long, default_value_t = 0.5, value_name = "F")]
     pub paced_fraction: f64,
+    /// Timer slack of the paced client's threads (`PR_SET_TIMERSLACK`): how much later than
+    /// a request's due instant the kernel may wake the client to send it (the lateness is
+    /// charged to the server's latency). Linux's default for normal threads is 50 µs; a
+    /// smaller slack means a timer interrupt and wake-up for nearly every request.
+    #[arg(long, default_value = "50us", value_parser = humantime::parse_duration, value_name = "D")]
+    pub client_timer_slack: Duration,
     /// CPUs of the servers (taskset list, e.g. 0 or 0-3); needs --client-cpus.
     #[arg(long, requires = "client_cpus", value_name = "LIST")]
     pub server_cpus: Option<String>,
@@ -502,6 +508,7 @@ async fn paced_run(ctx: &Ctx<'_>, addr: SocketAddr, rate: f64) -> anyhow::Result
         connections: ctx.args.connections,
         threads: ctx.threads,
         duration: ctx.args.duration,
+        timer_slack: ctx.args.client_timer_slack,
         expect_status: 302,
         seed: ctx.args.seed,
     };

@@ -5,13 +5,15 @@
 //! (no async runtime, no pacer thread): request k of the thread is due at
 //! `start + k / rate`; whenever a request is due and a connection is idle, it is sent on
 //! that connection (oldest due first), and between events the thread sleeps in
-//! `epoll_pwait2` until the next due instant (nanosecond timeout, timer slack lowered from
-//! the default 50 µs to 1 µs). Latency is measured from when the request was due, not from
-//! when it was sent, so a stalled server is charged for the requests it delayed (no
-//! coordinated omission, as in wrk2); a client that wakes late is charged too, so figures
-//! are if anything pessimistic, and the client's own CPU and run-queue wait are reported
-//! beside them. Nothing spins. Responses are parsed just enough to find their end
-//! (`Content-Length`; no pipelining).
+//! `epoll_pwait2` until the next due instant (nanosecond timeout; the kernel may wake it up
+//! to the thread's timer slack later, 50 µs by default, so that one wake-up can send a few
+//! due requests instead of taking a timer interrupt for each).
+//!
+//! Latency is measured from when the request was due, not from when it was sent, so a
+//! stalled server is charged for the requests it delayed (no coordinated omission, as in
+//! wrk2); a client that wakes late is charged too, so figures are if anything pessimistic,
+//! and the client's own CPU and run-queue wait are reported beside them. Nothing spins.
+//! Responses are parsed just enough to find their end (`Content-Length`; no pipelining).
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -39,6 +41,9 @@ pub struct PacedConfig {
     pub threads: usize,
     /// How long requests are sent; answers still missing 2 s later count as timeouts.
     pub duration: Duration,
+    /// Timer slack of the client threads (`PR_SET_TIMERSLACK`; zero leaves the default, 50 µs
+    /// for normal threads): how late the kernel may wake a thread for a due request.
+    pub timer_slack: Duration,
     /// The status every answer should have (302); others are counted in `unexpected_status`.
     pub expect_status: u16,
     /// Seed of the request choice.
@@ -216,11 +221,12 @@ fn next_rng(rng: &mut u64) -> u64 {
 /// `first_due + k·interval` (interval = 1/`rate`) while before `start + duration`; whenever
 /// a request is due and a connection idle, it is sent on that connection, oldest due
 /// first; between events the loop sleeps in `epoll_pwait2` until the next due instant
-/// (nanosecond timeout, 1 µs timer slack).
+/// (nanosecond timeout, `timer_slack`).
 fn run_thread(cfg: &PacedConfig, conns: usize, rate: f64, first_due: Instant, start: Instant, seed: u64, cancel: &AtomicBool) -> anyhow::Result<PacedResult> {
     let first = ThreadSched::this_thread();
-    // Default slack is 50 µs for normal-priority threads; the wake-ups here are deadlines.
-    let _ = rustix::thread::set_current_timer_slack(std::num::NonZeroU64::new(1_000));
+    if let Some(slack) = std::num::NonZeroU64::new(u64::try_from(cfg.timer_slack.as_nanos()).unwrap_or(u64::MAX)) {
+        rustix::thread::set_current_timer_slack(Some(slack)).context("could not set the client's timer slack")?;
+    }
     let epoll = epoll::create(epoll::CreateFlags::CLOEXEC).context("epoll_create failed")?;
     let mut conns: Vec<Conn> = (0..conns.max(1))
         .map(|i| Conn::open(cfg.addr, &epoll, i).with_context(|| format!("could not connect to {}", cfg.addr)))

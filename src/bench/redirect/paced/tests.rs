@@ -112,6 +112,7 @@ fn config(addr: std::net::SocketAddr, rate: f64, connections: usize, threads: us
         connections,
         threads,
         duration: Duration::from_millis(duration_ms),
+        timer_slack: Duration::from_micros(1),
         expect_status: 302,
         seed: 1,
     }
