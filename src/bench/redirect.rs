@@ -89,12 +89,19 @@ pub struct RedirectBenchArgs {
     /// Rate of the paced run as a fraction of the target's median max rate.
     #[arg(long, default_value_t = 0.5, value_name = "F")]
     pub paced_fraction: f64,
-    /// Timer slack of the paced client's threads (`PR_SET_TIMERSLACK`): how much later than
-    /// a request's due instant the kernel may wake the client to send it (the lateness is
-    /// charged to the server's latency). Linux's default for normal threads is 50 µs; a
-    /// smaller slack means a timer interrupt and wake-up for nearly every request.
+    /// Timer slack of the paced client's threads (`PR_SET_TIMERSLACK`, at most 1ms): how much
+    /// later than a request's due instant the kernel may wake the client to send it (the
+    /// lateness is charged to the server's latency). 0 keeps Linux's default for normal
+    /// threads, 50 µs; a smaller slack means a timer interrupt and wake-up for nearly every
+    /// request.
     #[arg(long, default_value = "50us", value_parser = humantime::parse_duration, value_name = "D")]
     pub client_timer_slack: Duration,
+    /// The paced client polls its sockets without sleeping (on its own CPUs), so a server's
+    /// answer never has to wake it: on loopback, waking a sleeping client on another CPU is
+    /// an inter-processor interrupt that the *server's* CPU pays per answer, a cost a
+    /// remote client would not put on the server. Its threads then show 100 % CPU.
+    #[arg(long, conflicts_with = "no_pin")]
+    pub client_busy_poll: bool,
     /// CPUs of the servers (taskset list, e.g. 0 or 0-3); needs --client-cpus.
     #[arg(long, requires = "client_cpus", value_name = "LIST")]
     pub server_cpus: Option<String>,
@@ -125,8 +132,16 @@ pub struct RedirectBenchArgs {
     pub seed: u64,
 }
 
+/// Most keep-alive connections per run: nginx's `worker_connections` (4096) less room for
+/// its listener and wrk's reconnects.
+const MAX_CONNECTIONS: usize = 4000;
+
+/// Largest `--client-timer-slack`: beyond it the client's own lateness would dominate the
+/// figures it charges to the server.
+const MAX_TIMER_SLACK: Duration = Duration::from_millis(1);
+
 /// Runs the benchmark and prints the report; stops every child and removes the temp dir
-/// before returning, also when interrupted by Ctrl-C or SIGTERM.
+/// before returning, also when interrupted by Ctrl-C, SIGTERM, SIGHUP or SIGQUIT.
 ///
 /// Errors when a tool is missing, a process fails to start or answer, or a run fails.
 pub fn run(args: RedirectBenchArgs) -> anyhow::Result<()> {
@@ -135,6 +150,15 @@ pub fn run(args: RedirectBenchArgs) -> anyhow::Result<()> {
     }
     if !(args.paced_fraction > 0.0 && args.paced_fraction <= 1.0) {
         bail!("--paced-fraction must be in (0, 1]");
+    }
+    if args.connections > MAX_CONNECTIONS {
+        bail!("--connections must be at most {MAX_CONNECTIONS} (nginx's worker_connections is 4096 in infra/bench/nginx-redirect.conf)");
+    }
+    if args.client_timer_slack > MAX_TIMER_SLACK {
+        bail!("--client-timer-slack must be at most {MAX_TIMER_SLACK:?}: the client's lateness is charged to the server");
+    }
+    if !args.skip_miss && args.miss_cache_capacity == 0 {
+        bail!("--miss-cache-capacity must be positive (or pass --skip-miss)");
     }
     let total = total_cpus();
     let mut plan = match (&args.server_cpus, &args.client_cpus) {
@@ -158,13 +182,15 @@ pub fn run(args: RedirectBenchArgs) -> anyhow::Result<()> {
 }
 
 async fn interrupted() -> &'static str {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut hup), Ok(mut quit)) = (signal(SignalKind::terminate()), signal(SignalKind::hangup()), signal(SignalKind::quit())) else {
+        return std::future::pending().await;
     };
     tokio::select! {
         _ = tokio::signal::ctrl_c() => "Ctrl-C",
         _ = term.recv() => "SIGTERM",
+        _ = hup.recv() => "SIGHUP",
+        _ = quit.recv() => "SIGQUIT",
     }
 }
 
@@ -473,14 +499,19 @@ async fn measure_alternating<const N: usize>(ctx: &Ctx<'_>, targets: &mut [Measu
             };
             t.alive()?;
             eprintln!(
-                "{}-paced-{round}: {:.0} req/s asked, {:.0} answered/s, p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, errors {}; server threads: {uses}; client threads: cpu {:.0} ms, wait {:.1} ms",
+                "{}-paced-{round}: {:.0} req/s asked, {:.0} answered/s, p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, sent {}, answered {}, timeouts {}, errors {}, unexpected status {}, reconnects {}; server threads: {uses}; client threads: cpu {:.0} ms, wait {:.1} ms",
                 t.name.replace(' ', "-"),
                 r.paced_rate,
                 p.achieved_rps(),
                 p.quantile_ms(0.5),
                 p.quantile_ms(0.99),
                 p.quantile_ms(0.999),
-                p.errors + p.timeouts + p.unexpected_status,
+                p.sent,
+                p.latencies_ns.len(),
+                p.timeouts,
+                p.errors,
+                p.unexpected_status,
+                p.reconnects,
                 p.client_sched.on_cpu.as_secs_f64() * 1e3,
                 p.client_sched.waiting.as_secs_f64() * 1e3
             );
@@ -509,6 +540,7 @@ async fn paced_run(ctx: &Ctx<'_>, addr: SocketAddr, rate: f64) -> anyhow::Result
         threads: ctx.threads,
         duration: ctx.args.duration,
         timer_slack: ctx.args.client_timer_slack,
+        busy_poll: ctx.args.client_busy_poll,
         expect_status: 302,
         seed: ctx.args.seed,
     };

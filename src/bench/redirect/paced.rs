@@ -44,6 +44,10 @@ pub struct PacedConfig {
     /// Timer slack of the client threads (`PR_SET_TIMERSLACK`; zero leaves the default, 50 µs
     /// for normal threads): how late the kernel may wake a thread for a due request.
     pub timer_slack: Duration,
+    /// Poll the sockets with a zero timeout instead of sleeping until the next due instant
+    /// or answer: the thread never sleeps, so an answer never has to wake it (on loopback
+    /// that wake-up is an inter-processor interrupt paid on the server's CPU).
+    pub busy_poll: bool,
     /// The status every answer should have (302); others are counted in `unexpected_status`.
     pub expect_status: u16,
     /// Seed of the request choice.
@@ -53,17 +57,22 @@ pub struct PacedConfig {
 /// What a paced run measured.
 #[derive(Debug, Clone, Default)]
 pub struct PacedResult {
-    /// Latencies (due → complete answer) of all answered requests, ns, sorted ascending.
+    /// Latencies (due → complete answer) of the requests answered with the expected status,
+    /// ns, sorted ascending.
     pub latencies_ns: Vec<u64>,
     /// Requests sent.
     pub sent: u64,
-    /// Answers with a status other than the expected one.
+    /// Answers with a status other than the expected one (not in `latencies_ns`).
     pub unexpected_status: u64,
-    /// Connection errors (reset, closed, malformed answer); the connection is reopened.
+    /// Requests lost to a broken connection (reset, closed or malformed answer while the
+    /// request was in flight); the connection is reopened.
     pub errors: u64,
-    /// Requests without an answer when the run ended.
+    /// Requests without an answer 2 s after the run, plus requests that fell due and were
+    /// never sent because every connection was still waiting.
     pub timeouts: u64,
-    /// Time from the first due instant to the last answer.
+    /// Idle keep-alive connections the server closed (reopened; no request lost).
+    pub reconnects: u64,
+    /// The run's length, or longer: from the first due instant to the last answer.
     pub elapsed: Duration,
     /// When the last answer arrived.
     pub last_answer: Option<Instant>,
@@ -99,12 +108,27 @@ impl ThreadSched {
 }
 
 impl PacedResult {
-    /// The `q`-quantile (0..=1) latency in ms by the nearest-rank method; 0 when empty.
-    pub fn quantile_ms(&self, q: f64) -> f64 {
-        quantile(&self.latencies_ns, q) as f64 / 1e6
+    /// Requests that got no answer with the expected status: timeouts, errors and
+    /// unexpected statuses.
+    pub fn failed(&self) -> u64 {
+        self.timeouts + self.errors + self.unexpected_status
     }
 
-    /// Answered requests per second.
+    /// The `q`-quantile (0..=1) latency in ms by the nearest-rank method over every request
+    /// due: the [`failed`](Self::failed) ones count as infinitely slow (a failure is never
+    /// better than a slow answer), so the result is `f64::INFINITY` when the rank falls
+    /// among them, and `NaN` when no request was due at all.
+    pub fn quantile_ms(&self, q: f64) -> f64 {
+        let answered = self.latencies_ns.len() as u64;
+        let all = answered + self.failed();
+        if all == 0 {
+            return f64::NAN;
+        }
+        let rank = ((q.clamp(0.0, 1.0) * all as f64).ceil() as u64).clamp(1, all);
+        if rank > answered { f64::INFINITY } else { self.latencies_ns[rank as usize - 1] as f64 / 1e6 }
+    }
+
+    /// Answered requests (expected status) per second of the run.
     pub fn achieved_rps(&self) -> f64 {
         let s = self.elapsed.as_secs_f64();
         if s > 0.0 { self.latencies_ns.len() as f64 / s } else { 0.0 }
@@ -127,7 +151,7 @@ pub fn quantile(sorted: &[u64], q: f64) -> u64 {
 /// Errors when a connection cannot be opened at the start, or when epoll fails.
 pub fn run(config: &PacedConfig, cancel: &Arc<AtomicBool>) -> anyhow::Result<PacedResult> {
     let threads = config.threads.clamp(1, config.connections.max(1));
-    let start = Instant::now() + Duration::from_millis(200);
+    let gate = Arc::new(StartGate::new(threads));
     let config = Arc::new(config.clone());
     let handles: Vec<_> = (0..threads)
         .map(|t| {
@@ -136,9 +160,9 @@ pub fn run(config: &PacedConfig, cancel: &Arc<AtomicBool>) -> anyhow::Result<Pac
             // Thread t's schedule is offset by t request intervals of the whole client, so
             // the threads' requests interleave evenly instead of arriving in bursts.
             let offset = Duration::from_secs_f64(t as f64 / config.rate.max(1e-3));
-            let (cfg, cancel) = (Arc::clone(&config), Arc::clone(cancel));
+            let (cfg, cancel, gate) = (Arc::clone(&config), Arc::clone(cancel), Arc::clone(&gate));
             let seed = cfg.seed ^ (t as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            std::thread::Builder::new().name(format!("paced-{t}")).spawn(move || run_thread(&cfg, conns, rate, start + offset, start, seed, &cancel))
+            std::thread::Builder::new().name(format!("paced-{t}")).spawn(move || run_thread(&cfg, conns, rate, offset, seed, &gate, &cancel))
         })
         .collect::<Result<_, _>>()
         .context("could not start a client thread")?;
@@ -217,28 +241,63 @@ fn next_rng(rng: &mut u64) -> u64 {
     *rng
 }
 
-/// One client thread: a single epoll loop over `conns` connections. Request k is due at
-/// `first_due + k·interval` (interval = 1/`rate`) while before `start + duration`; whenever
-/// a request is due and a connection idle, it is sent on that connection, oldest due
-/// first; between events the loop sleeps in `epoll_pwait2` until the next due instant
-/// (nanosecond timeout, `timer_slack`).
-fn run_thread(cfg: &PacedConfig, conns: usize, rate: f64, first_due: Instant, start: Instant, seed: u64, cancel: &AtomicBool) -> anyhow::Result<PacedResult> {
-    let first = ThreadSched::this_thread();
-    if let Some(slack) = std::num::NonZeroU64::new(u64::try_from(cfg.timer_slack.as_nanos()).unwrap_or(u64::MAX)) {
-        rustix::thread::set_current_timer_slack(Some(slack)).context("could not set the client's timer slack")?;
+/// Lets every client thread open its connections before the schedule starts, so that no
+/// request falls due while connections are still being opened (the wait would be charged
+/// to the server).
+struct StartGate {
+    barrier: std::sync::Barrier,
+    start: std::sync::OnceLock<Instant>,
+}
+
+impl StartGate {
+    fn new(threads: usize) -> StartGate {
+        StartGate { barrier: std::sync::Barrier::new(threads), start: std::sync::OnceLock::new() }
     }
-    let epoll = epoll::create(epoll::CreateFlags::CLOEXEC).context("epoll_create failed")?;
-    let mut conns: Vec<Conn> = (0..conns.max(1))
-        .map(|i| Conn::open(cfg.addr, &epoll, i).with_context(|| format!("could not connect to {}", cfg.addr)))
-        .collect::<anyhow::Result<_>>()?;
-    let mut idle: Vec<usize> = (0..conns.len()).rev().collect();
-    let interval = Duration::from_secs_f64(1.0 / rate.max(1e-3));
-    let end = start + cfg.duration;
+
+    /// Waits for every thread, then returns the common start instant (10 ms from the moment
+    /// the last thread arrived).
+    fn start(&self) -> Instant {
+        if self.barrier.wait().is_leader() {
+            let _ = self.start.set(Instant::now() + Duration::from_millis(10));
+        }
+        self.barrier.wait();
+        self.start.get().copied().unwrap_or_else(Instant::now)
+    }
+}
+
+/// One client thread: a single epoll loop over `conns` connections. Once every thread has
+/// connected, request k is due at `start + offset + k/rate` while before
+/// `start + duration`; whenever a request is due and a connection idle, it is sent on that
+/// connection, oldest due first; between events the loop sleeps in `epoll_pwait2` until
+/// the next due instant (nanosecond timeout, `timer_slack`), or polls without sleeping
+/// when `busy_poll`.
+fn run_thread(cfg: &PacedConfig, conns: usize, rate: f64, offset: Duration, seed: u64, gate: &StartGate, cancel: &AtomicBool) -> anyhow::Result<PacedResult> {
+    let first = ThreadSched::this_thread();
+    let setup = || -> anyhow::Result<(OwnedFd, Vec<Conn>)> {
+        if let Some(slack) = std::num::NonZeroU64::new(u64::try_from(cfg.timer_slack.as_nanos()).unwrap_or(u64::MAX)) {
+            rustix::thread::set_current_timer_slack(Some(slack)).context("could not set the client's timer slack")?;
+        }
+        let epoll = epoll::create(epoll::CreateFlags::CLOEXEC).context("epoll_create failed")?;
+        let conns = (0..conns.max(1))
+            .map(|i| Conn::open(cfg.addr, &epoll, i).with_context(|| format!("could not connect to {}", cfg.addr)))
+            .collect::<anyhow::Result<_>>()?;
+        Ok((epoll, conns))
+    };
+    let opened = setup();
+    // Every thread passes the gate, also one that failed, so that none waits forever.
+    let start = gate.start();
+    let (epoll, mut conns) = opened?;
+    let end = start.checked_add(cfg.duration).context("--duration is too long")?;
     let deadline = end + Duration::from_secs(2);
-    let expected = (cfg.duration.as_secs_f64() * rate) as usize + 1;
+    let first_due = start + offset;
+    let interval_s = 1.0 / rate.max(1e-3);
+    // Request k's due instant; `end` (stop) once it would not be representable.
+    let due = |k: u64| Duration::try_from_secs_f64(k as f64 * interval_s).ok().and_then(|d| first_due.checked_add(d)).unwrap_or(end);
+    let mut idle: Vec<usize> = (0..conns.len()).rev().collect();
+    let expected = usize::try_from((cfg.duration.as_secs_f64() * rate) as u64).unwrap_or(0).min(1 << 26) + 1;
     let mut out = PacedResult { latencies_ns: Vec::with_capacity(expected), ..PacedResult::default() };
     let mut rng = seed | 1;
-    let mut k: u32 = 0;
+    let mut k: u64 = 0;
     let mut next_due = first_due;
     let mut events: Vec<epoll::Event> = Vec::with_capacity(conns.len());
     let mut stopped = false;
@@ -256,26 +315,28 @@ fn run_thread(cfg: &PacedConfig, conns: usize, rate: f64, first_due: Instant, st
                 conns[i] = Conn::open(cfg.addr, &epoll, i).with_context(|| format!("could not reconnect to {}", cfg.addr))?;
                 idle.push(i);
             }
-            k = k.saturating_add(1);
-            next_due = first_due + interval * k;
+            k += 1;
+            next_due = due(k);
             stopped = next_due >= end;
         }
         let in_flight = conns.len() - idle.len();
         if stopped && in_flight == 0 {
             break;
         }
+        // Sending may have taken a while: the sleep is measured from now, not from before.
+        let now = Instant::now();
         if now >= deadline {
             // Sent and unanswered, plus due and never sent (every connection was busy).
             out.timeouts += in_flight as u64;
             while next_due < end {
                 out.timeouts += 1;
-                k = k.saturating_add(1);
-                next_due = first_due + interval * k;
+                k += 1;
+                next_due = due(k);
             }
             break;
         }
         let wake = if !stopped && !idle.is_empty() { next_due.min(deadline) } else { deadline };
-        let timeout = wake.saturating_duration_since(now);
+        let timeout = if cfg.busy_poll { Duration::ZERO } else { wake.saturating_duration_since(now) };
         let timeout = Timespec { tv_sec: timeout.as_secs() as i64, tv_nsec: i64::from(timeout.subsec_nanos()) };
         events.clear();
         match epoll::wait(&epoll, spare_capacity(&mut events), Some(&timeout)) {
@@ -287,9 +348,9 @@ fn run_thread(cfg: &PacedConfig, conns: usize, rate: f64, first_due: Instant, st
             let i = ev.data.u64() as usize;
             let Some(due) = conns[i].due else {
                 // An idle connection that became readable was closed by the server (or sent
-                // an unasked-for answer): replace it; it stays idle.
+                // an unasked-for answer): replace it; it stays idle and no request is lost.
                 if !matches!(conns[i].receive(), Ok(None)) {
-                    out.errors += 1;
+                    out.reconnects += 1;
                     conns[i] = Conn::open(cfg.addr, &epoll, i).with_context(|| format!("could not reconnect to {}", cfg.addr))?;
                 }
                 continue;
@@ -298,12 +359,14 @@ fn run_thread(cfg: &PacedConfig, conns: usize, rate: f64, first_due: Instant, st
                 Ok(None) => {}
                 Ok(Some((status, close))) => {
                     let done = Instant::now();
-                    out.latencies_ns.push(u64::try_from(done.duration_since(due).as_nanos()).unwrap_or(u64::MAX));
-                    out.last_answer = Some(done);
-                    if status != cfg.expect_status {
+                    if status == cfg.expect_status {
+                        out.latencies_ns.push(u64::try_from(done.duration_since(due).as_nanos()).unwrap_or(u64::MAX));
+                    } else {
                         out.unexpected_status += 1;
                     }
+                    out.last_answer = Some(done);
                     if close {
+                        out.reconnects += 1;
                         conns[i] = Conn::open(cfg.addr, &epoll, i).with_context(|| format!("could not reconnect to {}", cfg.addr))?;
                     }
                     conns[i].due = None;
@@ -317,7 +380,7 @@ fn run_thread(cfg: &PacedConfig, conns: usize, rate: f64, first_due: Instant, st
             }
         }
     }
-    out.elapsed = out.last_answer.map_or(Duration::ZERO, |t| t.saturating_duration_since(start));
+    out.elapsed = out.last_answer.map_or(Duration::ZERO, |t| t.saturating_duration_since(start)).max(cfg.duration);
     out.client_sched = ThreadSched::this_thread().since(first);
     Ok(out)
 }
@@ -328,6 +391,7 @@ fn merge(total: &mut PacedResult, r: PacedResult) {
     total.unexpected_status += r.unexpected_status;
     total.errors += r.errors;
     total.timeouts += r.timeouts;
+    total.reconnects += r.reconnects;
     total.elapsed = total.elapsed.max(r.elapsed);
     total.last_answer = total.last_answer.max(r.last_answer);
     total.client_sched = total.client_sched.plus(r.client_sched);

@@ -146,7 +146,7 @@ impl TargetResult {
     }
 
     fn errors(&self) -> u64 {
-        self.rounds.iter().map(|r| r.wrk.errors()).sum::<u64>() + self.paced.iter().map(|p| p.errors + p.timeouts + p.unexpected_status).sum::<u64>()
+        self.rounds.iter().map(|r| r.wrk.errors()).sum::<u64>() + self.paced.iter().map(PacedResult::failed).sum::<u64>()
     }
 }
 
@@ -215,7 +215,7 @@ pub fn render(setup: &Setup, hit: &TargetResult, miss: Option<&TargetResult>, ng
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "req/s, p50, p99: wrk at max rate (closed loop), median round; p99 @{pct}%: constant-rate client at {pct}% of that rate, latency from each request's due time, median of rounds; CPU/req: server CPU time (all threads/processes) per request at max rate; others: share of the server CPUs taken by other work (other processes, uncharged interrupt time) during the max-rate runs"
+        "req/s, p50, p99: wrk at max rate (closed loop), median round; p99 @{pct}%: constant-rate client at {pct}% of that rate, latency from each request's due time (a request that failed: timed out, lost to a broken connection or answered with another status, counts as infinitely slow), median of rounds; CPU/req: server CPU time (all threads/processes) per request at max rate; others: share of the server CPUs taken by other work (other processes, uncharged interrupt time) during the max-rate runs"
     );
     for t in [Some(hit), miss, Some(nginx)].into_iter().flatten() {
         let p99s: Vec<String> = t.paced.iter().map(|p| format!("{:.3}", p.quantile_ms(0.99))).collect();
@@ -357,6 +357,17 @@ mod tests {
         let out = render(&setup, &slow, None, &target(&[100]));
         assert!(out.contains("ratio sluice cache hit / nginx req/s: 0.79, median of the per-round ratios 0.79 (target >= 0.80: NOT met)"), "{out}");
         assert!(out.contains("p99 at 50% of its max rate: 3.000 ms (target <= 2 ms: NOT met)"), "{out}");
+
+        // Fast answers but 2 % of the requests timed out: their p99 is a failure, NOT met.
+        let mut lossy = target(&[80]);
+        lossy.name = "sluice cache hit";
+        lossy.paced = vec![PacedResult { timeouts: 2, ..paced(&[1; 98]) }];
+        let out = render(&setup, &lossy, None, &target(&[100]));
+        assert!(out.contains("p99 at 50% of its max rate: inf ms (target <= 2 ms: NOT met)"), "{out}");
+        // Nothing sent at all (a zero-length run): no figure, NOT met.
+        lossy.paced = vec![PacedResult::default()];
+        let out = render(&setup, &lossy, None, &target(&[100]));
+        assert!(out.contains("p99 at 50% of its max rate: NaN ms (target <= 2 ms: NOT met)"), "{out}");
     }
 
     #[test]

@@ -63,6 +63,35 @@ fn result_quantiles_are_in_ms() {
     assert_eq!(r.quantile_ms(0.99), 2.5);
     assert_eq!(r.achieved_rps(), 2.0);
     assert_eq!(PacedResult::default().achieved_rps(), 0.0);
+    assert!(PacedResult::default().quantile_ms(0.5).is_nan(), "no request due: no figure");
+}
+
+#[test]
+fn failed_requests_count_as_infinitely_slow() {
+    // Reference: the naive nearest-rank quantile over every request due, a failure being
+    // u64::MAX ns (slower than any answer).
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    for (answered, timeouts, errors, unexpected) in [(98, 2, 0, 0), (97, 1, 1, 1), (1000, 0, 0, 0), (10, 0, 5, 0), (0, 3, 0, 0), (1, 0, 0, 0)] {
+        let mut latencies: Vec<u64> = (0..answered)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                10_000 + x % 5_000_000
+            })
+            .collect();
+        let mut all = latencies.clone();
+        all.extend(std::iter::repeat_n(u64::MAX, timeouts + errors + unexpected));
+        latencies.sort_unstable();
+        let r = PacedResult { latencies_ns: latencies, timeouts: timeouts as u64, errors: errors as u64, unexpected_status: unexpected as u64, ..PacedResult::default() };
+        for q in [0.0, 0.5, 0.9, 0.97, 0.98, 0.99, 1.0] {
+            let want = match naive_quantile(&all, q) {
+                u64::MAX => f64::INFINITY,
+                ns => ns as f64 / 1e6,
+            };
+            assert_eq!(r.quantile_ms(q), want, "answered {answered}, failed {}, q {q}", all.len() - answered);
+        }
+    }
 }
 
 /// How the test server answers the request with this global index (0-based, over all
@@ -113,6 +142,7 @@ fn config(addr: std::net::SocketAddr, rate: f64, connections: usize, threads: us
         threads,
         duration: Duration::from_millis(duration_ms),
         timer_slack: Duration::from_micros(1),
+        busy_poll: false,
         expect_status: 302,
         seed: 1,
     }
@@ -131,6 +161,19 @@ fn paced_run_against_a_local_server() {
     if std::path::Path::new("/proc/thread-self/schedstat").exists() {
         // 1,000 requests cost the client thread some CPU.
         assert!(r.client_sched.on_cpu > Duration::ZERO, "{:?}", r.client_sched);
+    }
+}
+
+#[test]
+fn busy_polling_keeps_the_schedule() {
+    let addr = spawn_server(|_| (Duration::ZERO, false));
+    let r = run(&PacedConfig { busy_poll: true, ..config(addr, 2000.0, 4, 2, 300) }, &Arc::new(AtomicBool::new(false))).expect("run");
+    // As in `paced_run_against_a_local_server`: 300 requests per thread.
+    assert_eq!((r.sent, r.latencies_ns.len()), (600, 600));
+    assert_eq!((r.errors, r.timeouts, r.unexpected_status), (0, 0, 0));
+    if std::path::Path::new("/proc/thread-self/schedstat").exists() {
+        // Two threads that never sleep for ~0.5 s (0.2 s to connect and start, 0.3 s run).
+        assert!(r.client_sched.on_cpu >= Duration::from_millis(300), "{:?}", r.client_sched);
     }
 }
 
@@ -163,6 +206,7 @@ fn connections_the_server_closes_are_reopened() {
     let r = run(&config(addr, 500.0, 2, 1, 200), &Arc::new(AtomicBool::new(false))).expect("run");
     assert_eq!((r.sent, r.latencies_ns.len()), (100, 100));
     assert_eq!((r.errors, r.timeouts, r.unexpected_status), (0, 0, 0));
+    assert_eq!(r.reconnects, 100, "one new connection after each answer");
 }
 
 #[test]
@@ -174,4 +218,7 @@ fn answers_missing_at_the_deadline_are_timeouts() {
     let r = run(&config(addr, 50.0, 1, 1, 100), &Arc::new(AtomicBool::new(false))).expect("run");
     assert_eq!((r.sent, r.latencies_ns.len()), (3, 2));
     assert_eq!((r.errors, r.timeouts, r.unexpected_status), (0, 3, 0));
+    // 2 answers over the 100 ms run, not over the 20 ms until the last answer.
+    assert_eq!(r.achieved_rps(), 20.0);
+    assert!(r.quantile_ms(0.5).is_infinite(), "3 of 5 requests due failed");
 }
