@@ -233,6 +233,12 @@ impl Conn {
     }
 }
 
+/// A new connection in place of connection `i` (the old one is closed when dropped, which
+/// also takes it out of `epoll`).
+fn reopen(addr: SocketAddr, epoll: &OwnedFd, i: usize) -> anyhow::Result<Conn> {
+    Conn::open(addr, epoll, i).with_context(|| format!("could not reconnect to {addr}"))
+}
+
 /// The xorshift64 step that picks each request.
 fn next_rng(rng: &mut u64) -> u64 {
     *rng ^= *rng << 13;
@@ -312,7 +318,7 @@ fn run_thread(cfg: &PacedConfig, conns: usize, rate: f64, offset: Duration, seed
             out.sent += 1;
             if conns[i].send(req, next_due).is_err() {
                 out.errors += 1;
-                conns[i] = Conn::open(cfg.addr, &epoll, i).with_context(|| format!("could not reconnect to {}", cfg.addr))?;
+                conns[i] = reopen(cfg.addr, &epoll, i)?;
                 idle.push(i);
             }
             k += 1;
@@ -351,7 +357,7 @@ fn run_thread(cfg: &PacedConfig, conns: usize, rate: f64, offset: Duration, seed
                 // an unasked-for answer): replace it; it stays idle and no request is lost.
                 if !matches!(conns[i].receive(), Ok(None)) {
                     out.reconnects += 1;
-                    conns[i] = Conn::open(cfg.addr, &epoll, i).with_context(|| format!("could not reconnect to {}", cfg.addr))?;
+                    conns[i] = reopen(cfg.addr, &epoll, i)?;
                 }
                 continue;
             };
@@ -367,14 +373,14 @@ fn run_thread(cfg: &PacedConfig, conns: usize, rate: f64, offset: Duration, seed
                     out.last_answer = Some(done);
                     if close {
                         out.reconnects += 1;
-                        conns[i] = Conn::open(cfg.addr, &epoll, i).with_context(|| format!("could not reconnect to {}", cfg.addr))?;
+                        conns[i] = reopen(cfg.addr, &epoll, i)?;
                     }
                     conns[i].due = None;
                     idle.push(i);
                 }
                 Err(_) => {
                     out.errors += 1;
-                    conns[i] = Conn::open(cfg.addr, &epoll, i).with_context(|| format!("could not reconnect to {}", cfg.addr))?;
+                    conns[i] = reopen(cfg.addr, &epoll, i)?;
                     idle.push(i);
                 }
             }
