@@ -169,6 +169,7 @@ pub async fn serve_with(listener: TcpListener, app: App, opts: ServerOptions, si
 /// `uri` with its path's percent-encoded unreserved characters decoded: `Ok(None)` when
 /// there is nothing to decode (the request then goes on as sent); the 400 `invalid_path`
 /// answer when an escape is malformed.
+#[allow(clippy::result_large_err, reason = "the error is the finished 400 response, built only for a malformed path")]
 fn normalized_uri(uri: &Uri) -> Result<Option<Uri>, Response> {
     let path = match normalize_unreserved(uri.path()) {
         Ok(std::borrow::Cow::Owned(p)) => p,

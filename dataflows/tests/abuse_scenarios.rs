@@ -171,7 +171,7 @@ fn check_attack(events: &[Anomaly], a: &Attack, key: &str, clicks: &[ClickEvent]
     assert!(evs.len() >= 3, "{what}: updated while it lasted: {evs:#?}");
     let latency = open.window_end - a.start;
     assert!(latency > 0, "{what}: not raised before the attack");
-    let at_5s = evs.iter().filter(|e| e.status != AnomalyStatus::Closed && e.window_end <= a.start + DETECT_MS).next_back().map(|e| e.severity);
+    let at_5s = evs.iter().rfind(|e| e.status != AnomalyStatus::Closed && e.window_end <= a.start + DETECT_MS).map(|e| e.severity);
     // Evidence of the most severe event.
     let worst = evs.iter().filter(|e| e.status != AnomalyStatus::Closed).max_by_key(|e| (e.severity, e.revision)).expect("events");
     let ev = &worst.evidence;

@@ -176,8 +176,11 @@ mod tests {
     use chrono::{DateTime, Utc};
     use sluice_schemas::{Link, RedirectType};
 
+    /// (tags, diff) of every metadata update sent.
+    type Sent = Arc<Mutex<Vec<(Vec<String>, isize)>>>;
+
     #[derive(Clone, Default)]
-    struct Recorder(Arc<Mutex<Vec<(Vec<String>, isize)>>>);
+    struct Recorder(Sent);
 
     impl MetaOut for Recorder {
         fn send(&self, meta: LinkMeta, diff: isize) {

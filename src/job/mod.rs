@@ -276,7 +276,7 @@ impl DataflowJob {
         };
         let inputs = PipelineInputs { source: factory, enricher, clock: Arc::new(SystemClock), link_meta: meta_feed };
         let outputs = PipelineOutputs { changes, dead_letters: Some(dead_letter_sink()), anomalies };
-        let options = checkpoints_on.then(|| CheckpointOptions { restore: snapshot });
+        let options = checkpoints_on.then_some(CheckpointOptions { restore: snapshot });
         let handle = tokio::task::spawn_blocking(move || crate::sched::run_with_default_slice(|| pipeline::start_with_checkpoints(&pcfg, inputs, outputs, options)))
             .await
             .context("dataflow start task failed")?

@@ -43,7 +43,7 @@ fn append_is_idempotent_and_sequenced() {
     assert_eq!(store.append(&[a0.clone(), b0.clone()]).expect("append"), vec![1, 2]);
     // A replay of the same events adds nothing; a new revision gets the next id.
     assert_eq!(store.append(&[a0.clone(), b0.clone(), a1.clone(), a0.clone()]).expect("append"), vec![3]);
-    assert_eq!(store.append(&[a1.clone()]).expect("append"), Vec::<u64>::new());
+    assert_eq!(store.append(std::slice::from_ref(&a1)).expect("append"), Vec::<u64>::new());
     assert_eq!(store.head(), 3);
     let all = store.events_after(0, 100).expect("read");
     assert_eq!(all.iter().map(|e| (e.event_id, e.anomaly.clone())).collect::<Vec<_>>(), vec![(1, a0.clone()), (2, b0.clone()), (3, a1.clone())]);

@@ -494,7 +494,8 @@ mod tests {
 
     #[test]
     fn invalid_values_name_their_key() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut AbuseConfig)>)> = vec![
+        type Edit = Box<dyn Fn(&mut AbuseConfig)>;
+        let cases: Vec<(&str, Edit)> = vec![
             ("abuse.tick", Box::new(|c| c.tick = Duration::from_millis(7))),
             ("abuse.link-window", Box::new(|c| c.link_window = Duration::from_millis(1500))),
             ("abuse.click-burst", Box::new(|c| c.click_burst.warning_min_clicks = 500)),

@@ -69,6 +69,7 @@ impl LifecycleSlot {
     /// Advances the lifecycle to tick `s` with the detector's verdict `a`; returns the event
     /// to emit, if any. `build` supplies code, org, summary and evidence of open/updated
     /// events; `now_ms` is the processing clock (`detected_at`).
+    #[allow(clippy::too_many_arguments, reason = "one call site per detector; the arguments are the tick's distinct inputs")]
     pub(crate) fn step(
         &mut self,
         kind: AnomalyKind,

@@ -19,7 +19,11 @@ struct Click {
 /// Recomputes the window sums at tick `s` from the list of clicks in the order they were
 /// added: a click counts if its visitor had fewer than `cap` clicks in the window
 /// `[folded_at − W, folded_at)` among those added before it.
-fn naive(clicks: &[Click], s: i64, cap: u32) -> (u64, u64, u64, u64, Vec<(String, u64)>, Vec<(String, u64)>, usize) {
+/// (raw clicks, raw bot clicks, human clicks, bot clicks, clicks per country, clicks per
+/// referrer, distinct visitors) of the window.
+type Sums = (u64, u64, u64, u64, Vec<(String, u64)>, Vec<(String, u64)>, usize);
+
+fn naive(clicks: &[Click], s: i64, cap: u32) -> Sums {
     let (mut raw, mut raw_bots, mut human, mut bots) = (0, 0, 0, 0);
     let mut countries: std::collections::BTreeMap<String, u64> = Default::default();
     let mut referrers: std::collections::BTreeMap<String, u64> = Default::default();
