@@ -84,6 +84,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let flags = FlagOverrides { data_dir: args.common.data_dir.clone(), ..FlagOverrides::default() };
             let cfg = Config::load(args.common.config.as_deref(), &flags)?;
             let location = args.store.clone().unwrap_or_else(|| cfg.store_location());
+            if let Some((scheme, _)) = location.split_once("://")
+                && !["postgres", "postgresql", "sqlite"].contains(&scheme)
+            {
+                // Never echo the value: it may hold a password.
+                anyhow::bail!("--store must be a data directory, a sqlite: URL or a postgres:// URL (got a URL with scheme {scheme:?})");
+            }
             runtime(1)?.block_on(async {
                 let report = sluice_connectors::migrate(&location).await.context("migration failed")?;
                 println!("{}: applied {:?}; schema versions now {:?}", report.backend, report.newly_applied(), report.after);

@@ -275,9 +275,12 @@ impl TrafficModel {
         }
     }
 
-    /// A random (version 4) event id.
+    /// A random (version 4) event id, from the thread's OS-seeded generator rather than the
+    /// seeded plan: the pipeline dedups by event id across runs, so a second run with the
+    /// same seed against the same data dir must not repeat the first run's ids (its events
+    /// would be dropped as duplicates and the ground truth would disagree).
     pub fn event_id(&mut self) -> Uuid {
-        uuid::Builder::from_random_bytes(self.rng.random()).into_uuid()
+        uuid::Builder::from_random_bytes(rand::random()).into_uuid()
     }
 
     /// A uniform integer in `range`.

@@ -300,13 +300,21 @@ async fn dead_letters_are_counted_in_metrics() {
 #[test]
 fn demo_exit_after_matches_the_ground_truth() {
     let dir = tempfile::tempdir().expect("tempdir");
+    // Twice on one data dir, same seed: the second run's late and duplicate events must not
+    // reuse the first run's event ids (they would be dropped as duplicates).
+    for run in 1..=2 {
+        demo_run_matches(dir.path(), run);
+    }
+}
+
+fn demo_run_matches(dir: &std::path::Path, run: u32) {
     let out = Command::new(BIN)
         .args(["demo", "--exit-after", "--duration", "3s", "--rate", "120", "--links", "8", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
+        .arg(dir)
         .output()
         .expect("run sluice demo");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "demo failed: {}\nstdout:\n{stdout}\nstderr:\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "demo run {run} failed: {}\nstdout:\n{stdout}\nstderr:\n{}", out.status, String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("Result: all 8 links match the ground truth"), "{stdout}");
     assert!(stdout.contains("Countries") && stdout.contains("Devices") && stdout.contains("Browsers"), "{stdout}");
     assert!(stdout.contains("Freshness (stats API freshness.lag_ms"), "{stdout}");

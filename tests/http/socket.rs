@@ -160,6 +160,19 @@ fn log_tail_on_a_missing_directory_fails_and_creates_nothing() {
 }
 
 #[test]
+fn migrate_refuses_a_store_url_of_another_scheme() {
+    let bin = env!("CARGO_BIN_EXE_sluice");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    for url in ["mysql://user:secret@x/db", "https://example.com/x"] {
+        let out = Command::new(bin).current_dir(tmp.path()).args(["migrate", "--store", url]).env("SLUICE_LOG", "warn").output().expect("migrate");
+        assert_eq!(out.status.code(), Some(1), "{url}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--store must be a data directory") && !err.contains("secret"), "{url}: {err}");
+        assert_eq!(std::fs::read_dir(tmp.path()).expect("read dir").count(), 0, "{url}: nothing created");
+    }
+}
+
+#[test]
 fn every_subcommand_has_help() {
     let bin = env!("CARGO_BIN_EXE_sluice");
     for args in [vec!["--help"], vec!["serve", "--help"], vec!["migrate", "--help"], vec!["log", "tail", "--help"], vec!["bench", "dataflow", "--help"]] {
