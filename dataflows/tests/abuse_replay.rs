@@ -89,8 +89,7 @@ fn live(log: &[SourceRecord]) -> Vec<Anomaly> {
         h.sync();
         start = end;
     }
-    let out = got.lock().expect("sink").clone();
-    out
+    got.lock().expect("sink").clone()
 }
 
 /// The restart: the whole log replayed at once, after the traffic.
@@ -98,8 +97,7 @@ fn replay(log: &[SourceRecord]) -> Vec<Anomaly> {
     let (h, got) = harness(END + 10_000);
     h.feed.push_records(log.to_vec());
     h.sync();
-    let out = got.lock().expect("sink").clone();
-    out
+    got.lock().expect("sink").clone()
 }
 
 #[test]
