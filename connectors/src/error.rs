@@ -73,6 +73,21 @@ pub enum Error {
         /// Format this build reads ([`crate::click_log::CLICK_LOG_FORMAT`]).
         supported: u64,
     },
+    /// The click log file failed redb's integrity check at open (page checksums, tree
+    /// structure) and redb could not repair it: the file was truncated, overwritten or
+    /// damaged outside sluice. Nothing was read from it.
+    #[error(
+        "click log \"{path}\" is damaged and could not be repaired ({detail}); sluice will not start on it. \
+         Stop every process using this data dir, move the file aside (e.g. to {path}.damaged) and restore it \
+         from a backup, or start with an empty log: clicks in the damaged file that no view sink or checkpoint \
+         holds are lost (an existing checkpoint then refuses to start: move <data-dir>/checkpoints aside too)"
+    )]
+    ClickLogDamaged {
+        /// The log file.
+        path: String,
+        /// redb's description of the damage.
+        detail: String,
+    },
     /// The embedded anomaly store failed to perform `op` (I/O, lock held by another process).
     #[error("anomaly store could not {op}")]
     AnomalyStore {
@@ -188,7 +203,7 @@ impl Error {
             | Error::IdempotencyKeyExists
             | Error::InvalidValue { .. } => "user",
             Error::Database(_) | Error::Migrate(_) | Error::ClickLog { .. } | Error::AnomalyStore { .. } => "external",
-            Error::Corrupt(_) | Error::ClickLogDecode { .. } | Error::ClickLogFormat { .. } | Error::Config(_) => "internal",
+            Error::Corrupt(_) | Error::ClickLogDecode { .. } | Error::ClickLogFormat { .. } | Error::ClickLogDamaged { .. } | Error::Config(_) => "internal",
             #[cfg(feature = "kafka")]
             Error::Kafka { .. } | Error::SchemaRegistry { .. } => "external",
             #[cfg(feature = "redis")]

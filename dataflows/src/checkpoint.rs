@@ -15,7 +15,10 @@
 //!   frontier passes `C` and before it processes anything at `C` or later;
 //! * **views** (the `MaintainRollups` operator): its shard's rows (clicks and serialized
 //!   visitor sketch, the change stream's [`ChangedRow`] form), watermark and retention floors,
-//!   after applying exactly the epochs below `C`.
+//!   after applying exactly the epochs below `C`;
+//! * **flood cap** (the `CapVisitorFloods` operator, when `[abuse.flood-cap]` is on): its
+//!   per-(minute, code, visitor) human click counts after exactly the epochs below `C`
+//!   ([`FloodCapSnapshot`]), so a visitor over the cap before a restart stays over it.
 //!
 //! An operator that finds it already processed an epoch `≥ C` before it saw the request
 //! (a thread stalled longer than the lead) fails the round instead of contributing a part
@@ -28,8 +31,8 @@
 //!
 //! ## Restore
 //! [`crate::pipeline::start_with_checkpoints`] takes a [`DataflowSnapshot`]: rows go into the
-//! shard of their code's owner, dedup entries to the worker owning their id (the same
-//! routing hashes as the exchanges), every gate resumes its partitions at their snapshot
+//! shard of their code's owner, dedup entries to the worker owning their id, flood-cap
+//! counts to the worker owning their code (the same routing hashes as the exchanges), every gate resumes its partitions at their snapshot
 //! `W_p` (active, as if the last record arrived at the restart: downtime is not idleness),
 //! and the operators start from the snapshot's global watermark. The caller must make the
 //! sources start at [`DataflowSnapshot::offsets`].
@@ -43,15 +46,16 @@ use serde::{Deserialize, Serialize};
 use sluice_schemas::LinkMeta;
 
 use crate::changes::ChangedRow;
-use crate::hash::{owner, route_u128};
-use crate::operators::DedupState;
+use crate::hash::{owner, route_str, route_u128};
+use crate::operators::{DedupState, FloodCapState};
 use crate::views::Views;
 use crate::views::shard::ShardState;
 use crate::watermark::{GlobalWatermark, SourceGate};
 use crate::{Error, Result};
 
-/// Version of the [`DataflowSnapshot`] layout (bump on any change of its fields).
-pub const SNAPSHOT_VERSION: u32 = 1;
+/// Version of the [`DataflowSnapshot`] layout (bump on any change of its fields). Version 1
+/// ([`DataflowSnapshotV1`]) had no flood-cap counts; readers convert it with empty ones.
+pub const SNAPSHOT_VERSION: u32 = 2;
 
 /// How far ahead of the processing clock a cut is placed (ms): longer than any pause between
 /// two reads of the request by a worker loop or operator in normal operation.
@@ -73,6 +77,62 @@ pub struct DataflowSnapshot {
     pub dedup: DedupSnapshot,
     /// Rollup rows of every view.
     pub views: ViewsSnapshot,
+    /// Flood-cap counts (empty when the flood cap is off). New in snapshot version 2.
+    pub flood_cap: FloodCapSnapshot,
+}
+
+/// The [`DataflowSnapshot`] layout of snapshot version 1 (before flood-cap counts), for
+/// reading older checkpoint files: convert with `From`, which leaves the flood cap empty.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DataflowSnapshotV1 {
+    /// As [`DataflowSnapshot::cut_epoch`].
+    pub cut_epoch: u64,
+    /// As [`DataflowSnapshot::offsets`].
+    pub offsets: BTreeMap<u32, u64>,
+    /// As [`DataflowSnapshot::partition_watermarks`].
+    pub partition_watermarks: BTreeMap<u32, i64>,
+    /// As [`DataflowSnapshot::watermark`].
+    pub watermark: GlobalWatermark,
+    /// As [`DataflowSnapshot::dedup`].
+    pub dedup: DedupSnapshot,
+    /// As [`DataflowSnapshot::views`].
+    pub views: ViewsSnapshot,
+}
+
+impl From<DataflowSnapshotV1> for DataflowSnapshot {
+    fn from(v: DataflowSnapshotV1) -> DataflowSnapshot {
+        DataflowSnapshot {
+            cut_epoch: v.cut_epoch,
+            offsets: v.offsets,
+            partition_watermarks: v.partition_watermarks,
+            watermark: v.watermark,
+            dedup: v.dedup,
+            views: v.views,
+            flood_cap: FloodCapSnapshot::default(),
+        }
+    }
+}
+
+/// Flood-cap counts of all workers ([`crate::operators::CapVisitorFloods`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FloodCapSnapshot {
+    /// Every held count, sorted by (minute, code, visitor).
+    pub entries: Vec<FloodCapEntry>,
+}
+
+/// One visitor's non-bot click count on one link in one UTC minute.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct FloodCapEntry {
+    /// Start of the UTC minute (ms since epoch UTC).
+    pub minute_ms: i64,
+    /// The minute is dropped once the global watermark reaches this (ms UTC).
+    pub keep_until_ms: i64,
+    /// Link code.
+    pub code: String,
+    /// Visitor id.
+    pub visitor_id: u64,
+    /// Non-bot clicks counted, saturated at `cap + 1`.
+    pub count: u32,
 }
 
 /// Dedup state of all workers.
@@ -116,20 +176,23 @@ struct Round {
     sources: Vec<Option<SourcePart>>,
     dedup: Vec<Option<DedupPart>>,
     shards: Vec<Option<ViewsSnapshot>>,
+    flood: Vec<Option<Vec<FloodCapEntry>>>,
     failed: Option<String>,
     done: Option<DataflowSnapshot>,
 }
 
 impl Round {
-    fn new(cut: u64, workers: usize) -> Round {
-        Round { cut, sources: vec![None; workers], dedup: vec![None; workers], shards: vec![None; workers], failed: None, done: None }
+    /// `flood_cap`: whether the graph has the flood-cap operator (else its parts are empty).
+    fn new(cut: u64, workers: usize, flood_cap: bool) -> Round {
+        let flood = if flood_cap { vec![None; workers] } else { vec![Some(Vec::new()); workers] };
+        Round { cut, sources: vec![None; workers], dedup: vec![None; workers], shards: vec![None; workers], flood, failed: None, done: None }
     }
 
     fn complete(&mut self) {
         if self.failed.is_some() || self.sources.iter().any(Option::is_none) {
             return;
         }
-        if self.dedup.iter().any(Option::is_none) || self.shards.iter().any(Option::is_none) {
+        if self.dedup.iter().any(Option::is_none) || self.shards.iter().any(Option::is_none) || self.flood.iter().any(Option::is_none) {
             return;
         }
         let mut snap = DataflowSnapshot { cut_epoch: self.cut, ..Default::default() };
@@ -157,6 +220,10 @@ impl Round {
             }
             snap.views.rows.extend(v.rows);
         }
+        for part in self.flood.iter_mut().filter_map(Option::take) {
+            snap.flood_cap.entries.extend(part);
+        }
+        snap.flood_cap.entries.sort_unstable();
         self.done = Some(snap);
     }
 }
@@ -166,6 +233,8 @@ pub(crate) struct Checkpoints {
     workers: usize,
     first_worker: usize,
     peers: usize,
+    /// Whether the graph has the flood-cap operator (a part per worker).
+    flood_cap: bool,
     /// Cut of the round in flight (0: none).
     requested: AtomicU64,
     round: Mutex<Option<Round>>,
@@ -173,8 +242,9 @@ pub(crate) struct Checkpoints {
 }
 
 impl Checkpoints {
-    pub(crate) fn new(workers: usize, first_worker: usize, peers: usize, restore: Option<DataflowSnapshot>) -> Checkpoints {
-        Checkpoints { workers, first_worker, peers, requested: AtomicU64::new(0), round: Mutex::new(None), restore: restore.map(Arc::new) }
+    /// `flood_cap`: whether the graph has the flood-cap operator.
+    pub(crate) fn new(workers: usize, first_worker: usize, peers: usize, flood_cap: bool, restore: Option<DataflowSnapshot>) -> Checkpoints {
+        Checkpoints { workers, first_worker, peers, flood_cap, requested: AtomicU64::new(0), round: Mutex::new(None), restore: restore.map(Arc::new) }
     }
 
     fn pending(&self) -> u64 {
@@ -240,7 +310,7 @@ impl CheckpointHandle {
     /// Starts a round (abandoning one in flight) and returns its cut epoch.
     pub fn begin(&self) -> u64 {
         let cut = (self.now)() + CUT_LEAD_MS;
-        *self.inner.round.lock() = Some(Round::new(cut, self.inner.workers));
+        *self.inner.round.lock() = Some(Round::new(cut, self.inner.workers, self.inner.flood_cap));
         self.inner.requested.store(cut, Ordering::SeqCst);
         cut
     }
@@ -362,6 +432,52 @@ impl CutTracker {
     /// Records that epoch `t` was processed.
     pub(crate) fn processed(&mut self, t: u64) {
         self.max_processed = self.max_processed.max(t);
+    }
+
+    /// The cut this operator must still capture (picked up by [`Self::activate`]).
+    pub(crate) fn requested(&self) -> Option<u64> {
+        self.cut
+    }
+}
+
+/// The `CapVisitorFloods` operator's hook
+/// ([`crate::operators::CapVisitorFloods::cap_visitor_floods_with`]).
+#[derive(Clone)]
+pub struct FloodCapHook {
+    coord: Arc<Checkpoints>,
+    local: usize,
+}
+
+impl std::fmt::Debug for FloodCapHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FloodCapHook").field("local", &self.local).finish_non_exhaustive()
+    }
+}
+
+impl FloodCapHook {
+    pub(crate) fn new(coord: &Arc<Checkpoints>, local: usize) -> FloodCapHook {
+        FloodCapHook { coord: Arc::clone(coord), local }
+    }
+
+    /// Loads the counts of the codes this worker owns from the restored snapshot into
+    /// `state`, and the snapshot's global watermark into `gw`; returns the tracker.
+    pub(crate) fn start(&self, state: &mut FloodCapState, gw: &mut GlobalWatermark) -> CutTracker {
+        if let Some(snap) = &self.coord.restore {
+            let me = self.coord.first_worker + self.local;
+            let peers = self.coord.peers;
+            *gw = snap.watermark.clone();
+            let mine = snap.flood_cap.entries.iter().filter(|e| owner(route_str(&e.code), peers) == me);
+            state.restore(mine, gw.recompute());
+        }
+        CutTracker::new(&self.coord, self.local)
+    }
+
+    /// Contributes this worker's counts at `cut`.
+    pub(crate) fn capture(&self, cut: u64, state: &FloodCapState) {
+        let mut entries = Vec::with_capacity(state.entries());
+        state.export(&mut entries);
+        let local = self.local;
+        self.coord.with_round(cut, |r| r.flood[local] = Some(entries));
     }
 }
 

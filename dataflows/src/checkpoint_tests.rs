@@ -243,10 +243,95 @@ fn rows_that_meet_on_restore_add_clicks_and_union_visitors() {
         ..Default::default()
     };
     let views = Views::new(1, 0, 1, [i64::MAX; 4], false);
-    Checkpoints::new(1, 0, 1, Some(snap)).restore_views(&views).expect("restore");
+    Checkpoints::new(1, 0, 1, false, Some(snap)).restore_views(&views).expect("restore");
     let mut out = Vec::new();
     views.local_shards()[0].read().export_rows(&mut out);
     let mut got: Vec<(u64, u64, bool)> = out.iter().map(|r| (r.clicks, r.uniques, r.meta.is_some())).collect();
     got.sort_unstable();
     assert_eq!(got, vec![(10, 10, false), (110, 100, true)], "clicks add up, visitors are the union (exact: 100 distinct)");
+}
+
+/// One visitor's clicks on one link in one UTC minute, at `ts0 + i s` for `i` in `range`
+/// (event ids `id0 + i`), on partition 0 from offset `range.start`.
+fn one_visitor(range: std::ops::Range<u64>, visitor: u64, ts0: i64, id0: u128) -> Vec<SourceRecord> {
+    range
+        .map(|i| SourceRecord {
+            partition: 0,
+            offset: i,
+            event: ClickEvent {
+                event_id: uuid::Uuid::from_u128(id0 + u128::from(i)),
+                code: "fc".into(),
+                ts: ts0 + i64::try_from(i).expect("i") * 1_000,
+                ip_trunc: None,
+                visitor_id: visitor,
+                user_agent: String::new(),
+                referrer: None,
+                accept_language: None,
+                edge_region: None,
+            },
+            backfill: false,
+        })
+        .collect()
+}
+
+/// `(human, flagged)` clicks of link `fc` in the Total view's minute rows.
+fn fc_minute_totals(rows: &[(RowKey, u64, Vec<u8>)]) -> (u64, u64) {
+    let pick = |bot: bool| rows.iter().filter(|(k, _, _)| k.0 == "fc" && k.1 == 0 && k.3 == 0 && k.4 == bot).map(|r| r.1).sum();
+    (pick(false), pick(true))
+}
+
+/// C25 across a checkpoint: a visitor clicks 45 times in one minute (cap 30), 20 before the
+/// snapshot and 25 after it. The restored run must flag the same 15 clicks as an
+/// uninterrupted run — it continues the visitor's count from the snapshot (20), instead of
+/// starting from zero and counting all 25 later clicks as human.
+#[test]
+fn the_flood_cap_counts_survive_a_restore() {
+    use crate::model::{Granularity, View};
+    assert_eq!((Granularity::Minute.index(), View::Total.index()), (0, 0), "fc_minute_totals reads index 0 as minute / total");
+    let cfg = PipelineConfig::default();
+    assert_eq!(cfg.abuse.flood_cap.cap(), Some(30), "the default flood cap");
+    // Visitor 5 (not a bot for TestEnricher), minute [NOW − 10 min, NOW − 9 min).
+    let minute = (NOW - 600_000).div_euclid(60_000) * 60_000;
+    let records = one_visitor(0..45, 5, minute + 500, 1 << 64);
+    let (first, rest) = records.split_at(20);
+
+    let feed = MemoryFeed::new([0]);
+    let a = start(2, &feed, None);
+    feed.push_records(records.clone());
+    a.sync(Duration::from_secs(60)).expect("sync");
+    let want = rows(&a);
+    drop(a);
+    assert_eq!(fc_minute_totals(&want), (30, 15), "uninterrupted: 30 human, 15 flagged");
+
+    let feed = MemoryFeed::new([0]);
+    let b = start(2, &feed, None);
+    feed.push_records(first.to_vec());
+    b.sync(Duration::from_secs(60)).expect("sync");
+    let snap = snapshot_of(&b);
+    drop(b);
+    assert_eq!(snap.offsets.get(&0), Some(&20), "the cut covers the first 20 clicks");
+    let counts: Vec<(String, u64, u32)> = snap.flood_cap.entries.iter().map(|e| (e.code.clone(), e.visitor_id, e.count)).collect();
+    assert_eq!(counts, vec![("fc".to_string(), 5, 20)], "the snapshot holds the visitor's count");
+    let snap: DataflowSnapshot = bincode::deserialize(&bincode::serialize(&snap).expect("serialize")).expect("deserialize");
+
+    // Restored with another number of workers: the count goes to the code's new owner.
+    let feed = MemoryFeed::new([0]);
+    let c = start(3, &feed, Some(snap));
+    feed.push_records(rest.to_vec());
+    c.sync(Duration::from_secs(60)).expect("sync");
+    let got = rows(&c);
+    assert_eq!(fc_minute_totals(&got), (30, 15), "restored: the same 30 human, 15 flagged");
+    assert_eq!(got, want, "every row equals the uninterrupted run's");
+}
+
+#[test]
+fn a_version_1_snapshot_converts_with_empty_flood_cap_counts() {
+    let v1 = DataflowSnapshotV1 { cut_epoch: 7, offsets: BTreeMap::from([(0, 12)]), ..Default::default() };
+    let bytes = bincode::serialize(&v1).expect("serialize");
+    let back: DataflowSnapshotV1 = bincode::deserialize(&bytes).expect("deserialize v1 layout");
+    let snap = DataflowSnapshot::from(back);
+    assert_eq!((snap.cut_epoch, snap.offsets.get(&0)), (7, Some(&12)));
+    assert!(snap.flood_cap.entries.is_empty());
+    // The version-2 layout does not read a version-1 payload (hence the version number).
+    assert!(bincode::deserialize::<DataflowSnapshot>(&bytes).is_err());
 }

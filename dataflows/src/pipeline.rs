@@ -201,7 +201,8 @@ pub fn start_with_checkpoints<E: ClickEnricher>(
     let ckpt = match checkpoints {
         Some(o) => {
             crate::checkpoint::check_restorable(config.cluster.as_ref().map_or(1, |c| c.addresses.len()))?;
-            let c = Arc::new(crate::checkpoint::Checkpoints::new(workers, first_worker, config.peers(), o.restore));
+            let flood = config.abuse.flood_cap.cap().is_some();
+            let c = Arc::new(crate::checkpoint::Checkpoints::new(workers, first_worker, config.peers(), flood, o.restore));
             c.restore_views(&views)?;
             Some(c)
         }
@@ -237,6 +238,7 @@ pub fn start_with_checkpoints<E: ClickEnricher>(
         if let Some(c) = &ckpt2 {
             target = target.with_checkpoint(crate::checkpoint::RollupHook::new(c, local));
         }
+        let flood_hook = ckpt2.as_ref().map(|c| crate::checkpoint::FloodCapHook::new(c, local));
         let (counters, sink) = (Arc::clone(&shared.counters), dl_sink.clone());
         let probe = ProbeHandle::new();
         let abuse = AbuseWiring {
@@ -258,7 +260,7 @@ pub fn start_with_checkpoints<E: ClickEnricher>(
             let linked = deduped.enrich_clicks(enricher).lookup_link_meta(arrange_link_meta(meta.clone()));
             let linked = abuse.attach(linked, floods, reports.clone(), meta, blocklist, &probe);
             let linked = match flood_cap {
-                Some(cap) => linked.cap_visitor_floods(reports.clone(), cap, sem.lateness_ms()),
+                Some(cap) => linked.cap_visitor_floods_with(reports.clone(), cap, sem.lateness_ms(), flood_hook),
                 None => linked,
             };
             linked.maintain_rollups(reports, target).probe_with(&probe);

@@ -44,6 +44,11 @@ pub struct WatermarkReport {
     pub watermark_ms: i64,
     /// Whether the partition is idle.
     pub idle: bool,
+    /// Event time (ms UTC) of the first record the gate accepted from the partition, in
+    /// partition order (`i64::MIN` before any): unlike `W_p`, it does not depend on how the
+    /// records were batched, nor on late records that follow it (the abuse detectors' history
+    /// starts there, [`crate::operators::abuse::ticks`]).
+    pub first_ms: i64,
 }
 
 /// Checks the fields of a raw event; `Err` names the offending field.
@@ -72,6 +77,13 @@ struct PartitionState {
     last_arrival: i64,
     idle: bool,
     reported: Option<(i64, bool)>,
+    /// Event time of the first accepted record (`i64::MIN` before any).
+    #[serde(default = "no_first")]
+    first: i64,
+}
+
+fn no_first() -> i64 {
+    i64::MIN
 }
 
 /// The gate in front of the dataflow on each worker: validation, the future check, the
@@ -123,6 +135,7 @@ impl SourceGate {
             last_arrival: now_ms,
             idle: false,
             reported: None,
+            first: i64::MIN,
         });
         self.index.insert(p, self.parts.len() - 1);
         self.parts.len() - 1
@@ -153,6 +166,9 @@ impl SourceGate {
         if wm != i64::MIN && rec.event.ts < wm.saturating_sub(limit) {
             let d = format!("ts {} is more than {limit} ms behind partition watermark {wm}", rec.event.ts);
             return Err(dead(rec, DeadLetterReason::TooLate, d));
+        }
+        if st.first == i64::MIN {
+            st.first = rec.event.ts;
         }
         st.watermark = st.watermark.max(rec.event.ts);
         st.base = st.watermark;
@@ -190,7 +206,7 @@ impl SourceGate {
             let cur = (st.watermark, st.idle);
             if st.reported != Some(cur) {
                 st.reported = Some(cur);
-                reports.push(WatermarkReport { partition: st.partition, watermark_ms: cur.0, idle: cur.1 });
+                reports.push(WatermarkReport { partition: st.partition, watermark_ms: cur.0, idle: cur.1, first_ms: st.first });
             }
         }
     }

@@ -5,7 +5,8 @@
 //! ## What a checkpoint holds
 //! [`sluice_dataflows::checkpoint::DataflowSnapshot`] at one consistent cut: every rollup row
 //! (clicks + serialized visitor sketch), the dedup state (event ids within the horizon),
-//! the partition and global watermarks, and the next offset of every source partition such
+//! the flood cap's per-visitor counts (snapshot version 2; a version-1 file restores with
+//! none, with a warning), the partition and global watermarks, and the next offset of every source partition such
 //! that every record below it — and none at or above it — is reflected in that state.
 //!
 //! ## When it is written
@@ -44,7 +45,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use sluice_dataflows::checkpoint::{CheckpointHandle, CheckpointStatus, DataflowSnapshot, SNAPSHOT_VERSION};
+use sluice_dataflows::checkpoint::{CheckpointHandle, CheckpointStatus, DataflowSnapshot, DataflowSnapshotV1, SNAPSHOT_VERSION};
 use tokio::sync::watch;
 
 use super::kafka_source::SinkAcks;
@@ -89,21 +90,39 @@ pub struct CheckpointFile {
     pub snapshot: DataflowSnapshot,
 }
 
+/// [`CheckpointFile`] as written with snapshot version 1 (no flood-cap counts).
+#[derive(Serialize, Deserialize)]
+struct CheckpointFileV1 {
+    snapshot_version: u32,
+    created_ms: i64,
+    source: SourceIdentity,
+    snapshot: DataflowSnapshotV1,
+}
+
 /// Encodes `file` in the framed format (module docs).
 ///
 /// Errors: serialization failure (not expected for these types).
 pub fn encode(file: &CheckpointFile) -> anyhow::Result<Vec<u8>> {
     let payload = bincode::serialize(file).context("could not serialize the checkpoint")?;
+    Ok(frame(&payload))
+}
+
+/// The header (module docs) followed by `payload`.
+fn frame(payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER + payload.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&FILE_VERSION.to_le_bytes());
     out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    out.extend_from_slice(&Sha256::digest(&payload));
-    out.extend_from_slice(&payload);
-    Ok(out)
+    out.extend_from_slice(&Sha256::digest(payload));
+    out.extend_from_slice(payload);
+    out
 }
 
 /// Decodes a framed checkpoint.
+///
+/// A file of snapshot version 1 (written before the flood-cap counts were checkpointed)
+/// reads with empty flood-cap counts, and says so in a warning: after the restore, the flood
+/// cap counts each visitor's clicks from zero for the minutes the checkpoint covered.
 ///
 /// Errors (each names the problem): wrong magic, unknown file or snapshot version, length
 /// mismatch (a partial write), checksum mismatch (corruption), undecodable payload.
@@ -122,6 +141,16 @@ pub fn decode(bytes: &[u8]) -> anyhow::Result<CheckpointFile> {
     }
     if Sha256::digest(payload).as_slice() != &bytes[20..52] {
         bail!("checksum mismatch (corrupt file)");
+    }
+    // `snapshot_version` is the payload's first field (a u32 in bincode 1's fixed-width form).
+    let snapshot_version = payload.get(..4).map(|b| u32::from_le_bytes(b.try_into().unwrap_or_default()));
+    if snapshot_version == Some(1) {
+        let v1: CheckpointFileV1 = bincode::deserialize(payload).context("undecodable payload (snapshot version 1)")?;
+        tracing::warn!(
+            cut_epoch = v1.snapshot.cut_epoch,
+            "checkpoint of snapshot version 1 has no flood-cap counts: restoring with none (the flood cap counts clicks from zero again for the minutes it covered)"
+        );
+        return Ok(CheckpointFile { snapshot_version: SNAPSHOT_VERSION, created_ms: v1.created_ms, source: v1.source, snapshot: v1.snapshot.into() });
     }
     let file: CheckpointFile = bincode::deserialize(payload).context("undecodable payload")?;
     if file.snapshot_version != SNAPSHOT_VERSION {

@@ -72,3 +72,25 @@ fn kafka_offsets_convert_partitions_and_offsets() {
     let f = file(2, kafka());
     assert_eq!(kafka_offsets(&f.snapshot), BTreeMap::from([(0, 20), (3, 7)]));
 }
+
+/// A checkpoint written before the flood-cap counts were part of the snapshot (snapshot
+/// version 1) still restores: everything it holds, and no flood-cap counts.
+#[test]
+fn a_snapshot_version_1_file_reads_with_empty_flood_cap_counts() {
+    let mut snapshot = DataflowSnapshotV1 { cut_epoch: 42, ..Default::default() };
+    snapshot.offsets.insert(0, 420);
+    snapshot.dedup.ids = vec![(9, 1_000)];
+    snapshot.dedup.newest = 1_000;
+    let v1 = CheckpointFileV1 { snapshot_version: 1, created_ms: 3, source: SourceIdentity::Log { partition: 0 }, snapshot };
+    let bytes = frame(&bincode::serialize(&v1).expect("serialize"));
+    let f = decode(&bytes).expect("a version-1 checkpoint decodes");
+    assert_eq!(f.snapshot_version, SNAPSHOT_VERSION);
+    assert_eq!((f.created_ms, f.source), (3, SourceIdentity::Log { partition: 0 }));
+    assert_eq!((f.snapshot.cut_epoch, f.snapshot.offsets.clone()), (42, BTreeMap::from([(0, 420)])));
+    assert_eq!(f.snapshot.dedup.ids, vec![(9, 1_000)]);
+    assert!(f.snapshot.flood_cap.entries.is_empty());
+    // A current file keeps its flood-cap counts.
+    let mut cur = file(5, kafka());
+    cur.snapshot.flood_cap.entries.push(sluice_dataflows::checkpoint::FloodCapEntry { minute_ms: 60_000, keep_until_ms: 120_000, code: "ab".into(), visitor_id: 7, count: 31 });
+    assert_eq!(decode(&encode(&cur).expect("encode")).expect("decode").snapshot.flood_cap, cur.snapshot.flood_cap);
+}

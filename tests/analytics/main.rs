@@ -8,6 +8,7 @@ mod cases;
 #[cfg(feature = "integration-tests")]
 #[path = "../support/clickhouse.rs"]
 mod clickhouse;
+mod drain_bound;
 mod errors;
 mod exact;
 mod harness;

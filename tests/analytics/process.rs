@@ -184,6 +184,61 @@ async fn a_checkpoint_ahead_of_the_click_log_refuses_to_start() {
     p.terminate();
 }
 
+/// A damaged `clicks.redb` (truncated; overwritten with garbage) is found when `sluice serve`
+/// opens it: the process refuses to start with a non-zero exit code and a message naming
+/// the file and what to do — no panic, and not a failure much later on the first read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_click_log_refuses_to_start_naming_the_file() {
+    for damage in ["truncated", "garbage"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = Proc::start(dir.path()).await;
+        let r = p.http.post(format!("{}/v1/links", p.base)).json(&json!({"long_url": "https://example.com/d", "custom_alias": "dmg-a"})).send().await.expect("post");
+        assert_eq!(r.status(), reqwest::StatusCode::CREATED);
+        let now = now_ms();
+        for b in 0..20 {
+            let evs: Vec<Value> = (0..100).map(|i| event(&format!("dmg-{b}-{i}"), "dmg-a", now - 1000 * b - i, &format!("81.2.72.{i}"), BROWSER_UA, None)).collect();
+            assert!(p.post_events(&evs).await.expect("post").status().is_success());
+        }
+        p.caught_up().await;
+        p.terminate();
+        let log = dir.path().join("clicks.redb");
+        let len = std::fs::metadata(&log).expect("log").len();
+        match damage {
+            "truncated" => std::fs::OpenOptions::new().write(true).open(&log).and_then(|f| f.set_len(len / 2)).expect("truncate"),
+            _ => {
+                use std::io::{Seek, SeekFrom, Write};
+                let mut f = std::fs::OpenOptions::new().write(true).open(&log).expect("open");
+                f.seek(SeekFrom::Start(len / 3)).expect("seek");
+                let mut x: u32 = 0x9e37_79b9;
+                let garbage: Vec<u8> = (0..len / 3)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 17;
+                        x ^= x << 5;
+                        x as u8
+                    })
+                    .collect();
+                f.write_all(&garbage).expect("overwrite");
+            }
+        }
+        let out = Command::new(BIN)
+            .args(["serve", "--listen", &format!("127.0.0.1:{}", free_port()), "--data-dir"])
+            .arg(dir.path())
+            .env("SLUICE_LOG", "warn")
+            .env_remove("KAFKA_BROKERS")
+            .env_remove("SLUICE__STORE__URL")
+            .env_remove("SLUICE__REDIS__URL")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run sluice serve");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{damage}: must not start: {stderr}");
+        assert!(stderr.contains(&log.display().to_string()) && stderr.contains("is damaged"), "{damage}: names the file: {stderr}");
+        assert!(stderr.contains("move the file aside"), "{damage}: says what to do: {stderr}");
+        assert!(!stderr.contains("panicked"), "{damage}: no panic: {stderr}");
+    }
+}
+
 impl Proc {
     /// `POST /v1/reports/export` → 202; the job id.
     async fn create_report(&self, body: &Value) -> String {

@@ -18,6 +18,14 @@
 //! 2) or a newer one — rather than misreading it. A format-1 log without stored events
 //! (never written, or truncated to its head) is upgraded in place, keeping its offsets.
 //!
+//! Integrity check: [`ClickLog::open`] runs redb's integrity check on every open
+//! ([`redb::Builder::set_check_integrity_on_open`]: the checksum of every page of the committed
+//! trees is verified, which reads the whole file once). A file that fails it and that redb
+//! repairs (e.g. a torn last commit) opens, with a warning naming the file; one redb cannot
+//! repair (truncated, overwritten) is refused with [`Error::ClickLogDamaged`], which names the
+//! file and what to do, instead of being trusted until a read of a damaged page fails (or
+//! panics) long after start. A panic inside redb while opening is reported the same way.
+//!
 //! Backfill marks: events appended with [`ClickLog::append_backfill`] (`sluice import`,
 //! `POST /v1/events?backfill=true`) bypass the dataflow's lateness limit (not dedup). The mark
 //! is not part of the event: the offsets of marked events are kept in a second table
@@ -122,6 +130,30 @@ impl std::fmt::Debug for ClickLog {
     }
 }
 
+/// Opens (or creates) the redb file at `path` with the integrity check on (module docs).
+fn open_checked(path: &Path) -> Result<Database> {
+    let damaged = |detail: String| Error::ClickLogDamaged { path: path.display().to_string(), detail };
+    let shown = path.display().to_string();
+    let opened = std::panic::catch_unwind(|| {
+        Database::builder()
+            .set_cache_size(CLICK_LOG_CACHE_BYTES)
+            .set_check_integrity_on_open(true)
+            .set_repair_callback(move |_| tracing::warn!(path = %shown, "click log failed its integrity check at open; redb is repairing it"))
+            .create(path)
+    });
+    match opened {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(detail)))) => Err(damaged(detail)),
+        Ok(Err(redb::DatabaseError::RepairAborted)) => Err(damaged("the repair was aborted".into())),
+        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(e)))) if e.kind() == std::io::ErrorKind::InvalidData => Err(damaged(e.to_string())),
+        Ok(Err(e)) => Err(Error::click_log("open", e)),
+        Err(panic) => {
+            let why = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_string())).unwrap_or_default();
+            Err(damaged(format!("redb panicked while opening it: {why}")))
+        }
+    }
+}
+
 fn meta_get(table: &impl ReadableTable<&'static str, u64>, key: &str) -> Result<Option<u64>> {
     Ok(table.get(key).map_err(|e| Error::click_log("read log metadata", e))?.map(|v| v.value()))
 }
@@ -129,17 +161,17 @@ fn meta_get(table: &impl ReadableTable<&'static str, u64>, key: &str) -> Result<
 impl ClickLog {
     /// Opens the log in `dir` (file `clicks.redb`), creating the directory and file if missing.
     ///
-    /// Errors with [`Error::Config`] if the directory cannot be created and
-    /// [`Error::ClickLog`] if the file cannot be opened (another process holds it, corrupt,
-    /// unreadable).
+    /// The file is checked at open (see "Integrity check" in the module docs).
+    ///
+    /// Errors with [`Error::Config`] if the directory cannot be created,
+    /// [`Error::ClickLogDamaged`] if the file fails redb's integrity check and cannot be
+    /// repaired, and [`Error::ClickLog`] if it cannot be opened otherwise (another process
+    /// holds it, unreadable).
     pub fn open(dir: &Path) -> Result<ClickLog> {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::Config(format!("could not create data dir \"{}\": {e}", dir.display())))?;
         let path = dir.join(CLICK_LOG_FILE_NAME);
-        let db = Database::builder()
-            .set_cache_size(CLICK_LOG_CACHE_BYTES)
-            .create(&path)
-            .map_err(|e| Error::click_log("open", e))?;
+        let db = open_checked(&path)?;
         let (head, low) = check_format_and_init(&db, &path)?;
         let (head_tx, _) = watch::channel(head);
         tracing::debug!(path = %path.display(), low, head, "click log open");
@@ -441,3 +473,6 @@ mod chunk;
 mod tests;
 #[cfg(test)]
 mod backfill_tests;
+
+#[cfg(test)]
+mod integrity_tests;

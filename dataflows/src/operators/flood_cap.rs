@@ -18,6 +18,12 @@
 //!   a dropped minute re-opens it, kept for another lateness period of watermark progress, so
 //!   an import of old clicks is capped exactly when it arrives within that period.
 //!
+//! **Checkpoints.** With checkpoints on ([`crate::checkpoint`]), the counts are part of the
+//! snapshot ([`crate::checkpoint::FloodCapSnapshot`]): taken after exactly the epochs below
+//! the cut (records at or after a requested cut are held back until the input frontier
+//! passes it, then counted and passed on), and restored to the worker owning each code, so a
+//! visitor already over the cap before a restart stays over it after.
+//!
 //! **Determinism.** Each (code, visitor, minute) with `n` non-bot clicks gets exactly
 //! `max(0, n − cap)` flagged clicks, for any arrival order and any number of workers: the
 //! count only depends on how many clicks were seen, and a code's clicks all meet on one
@@ -58,8 +64,10 @@ use std::collections::BTreeMap;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::Operator;
 
+use crate::checkpoint::{CutTracker, FloodCapEntry, FloodCapHook};
 use crate::hash::FxHashMap;
 use crate::model::DimStr;
 use crate::records::LinkedRecord;
@@ -152,6 +160,41 @@ impl FloodCapState {
         }
     }
 
+    /// Checkpoint hook: appends every held count as `(minute, keep_until, code, visitor,
+    /// count)` to `out`.
+    pub(crate) fn export(&self, out: &mut Vec<FloodCapEntry>) {
+        let mut names: Vec<Option<&DimStr>> = vec![None; self.codes.len()];
+        for (name, &id) in &self.codes {
+            names[id as usize] = Some(name);
+        }
+        for (&minute, m) in &self.minutes {
+            for (&(code, visitor), &count) in &m.counts {
+                out.push(FloodCapEntry { minute_ms: minute, keep_until_ms: m.keep_until, code: names[code as usize].map(|n| n.as_str().to_owned()).unwrap_or_default(), visitor_id: visitor, count });
+            }
+        }
+    }
+
+    /// Checkpoint hook: adds restored counts (saturating at `cap + 1`, as [`Self::apply`]
+    /// counts) and moves the watermark to `watermark_ms`.
+    pub(crate) fn restore<'a>(&mut self, entries: impl IntoIterator<Item = &'a FloodCapEntry>, watermark_ms: i64) {
+        let cap = self.cap;
+        for e in entries {
+            let code = match self.codes.get(e.code.as_str()) {
+                Some(&id) => id,
+                None => {
+                    let id = self.codes.len() as u32;
+                    self.codes.insert(DimStr::new(&e.code), id);
+                    id
+                }
+            };
+            let m = self.minutes.entry(e.minute_ms).or_insert_with(|| MinuteCounts { keep_until: e.keep_until_ms, counts: FxHashMap::default() });
+            m.keep_until = m.keep_until.max(e.keep_until_ms);
+            let n = m.counts.entry((code, e.visitor_id)).or_insert(0);
+            *n = n.saturating_add(e.count).min(cap + 1);
+        }
+        self.advance_watermark(watermark_ms);
+    }
+
     /// Clicks flagged so far.
     pub fn flagged(&self) -> u64 {
         self.flagged
@@ -173,10 +216,34 @@ pub trait CapVisitorFloods<'scope> {
     /// Flags the clicks past `cap` per (code, visitor, UTC minute); `lateness_ms` is the
     /// pipeline's allowed lateness (state retention).
     fn cap_visitor_floods(self, reports: StreamVec<'scope, u64, WatermarkReport>, cap: u32, lateness_ms: i64) -> StreamVec<'scope, u64, LinkedRecord>;
+
+    /// [`Self::cap_visitor_floods`] taking part in checkpoints through `hook` (`None`: the
+    /// same as without): restores the snapshot's counts at start and contributes its counts
+    /// to every round (module docs, **Checkpoints**).
+    fn cap_visitor_floods_with(
+        self,
+        reports: StreamVec<'scope, u64, WatermarkReport>,
+        cap: u32,
+        lateness_ms: i64,
+        hook: Option<FloodCapHook>,
+    ) -> StreamVec<'scope, u64, LinkedRecord>;
 }
+
+/// Records of epochs at or after a requested cut, held until the cut is captured.
+type Held = BTreeMap<u64, (Capability<u64>, Vec<Vec<LinkedRecord>>)>;
 
 impl<'scope> CapVisitorFloods<'scope> for StreamVec<'scope, u64, LinkedRecord> {
     fn cap_visitor_floods(self, reports: StreamVec<'scope, u64, WatermarkReport>, cap: u32, lateness_ms: i64) -> StreamVec<'scope, u64, LinkedRecord> {
+        self.cap_visitor_floods_with(reports, cap, lateness_ms, None)
+    }
+
+    fn cap_visitor_floods_with(
+        self,
+        reports: StreamVec<'scope, u64, WatermarkReport>,
+        cap: u32,
+        lateness_ms: i64,
+        hook: Option<FloodCapHook>,
+    ) -> StreamVec<'scope, u64, LinkedRecord> {
         self.binary_frontier::<_, CapacityContainerBuilder<Vec<LinkedRecord>>, _, _, _, _>(
             reports,
             Pipeline,
@@ -184,13 +251,27 @@ impl<'scope> CapVisitorFloods<'scope> for StreamVec<'scope, u64, LinkedRecord> {
             "CapVisitorFloods",
             move |_cap, _info| {
                 let mut state = FloodCapState::new(cap, lateness_ms);
-                let mut pending: BTreeMap<u64, Vec<WatermarkReport>> = BTreeMap::new();
                 let mut gw = GlobalWatermark::default();
+                let mut cut = hook.as_ref().map(|h| h.start(&mut state, &mut gw));
+                let mut pending: BTreeMap<u64, Vec<WatermarkReport>> = BTreeMap::new();
+                let mut held: Held = BTreeMap::new();
                 move |(recs_in, recs_f), (rep_in, rep_f), output| {
-                    // Clicks are counted and passed on at once; the watermark only drops
-                    // state, after every click of the epochs it covers was counted.
+                    if let Some(c) = cut.as_mut() {
+                        c.activate("flood cap");
+                    }
+                    let requested = cut.as_ref().and_then(|c| c.requested());
+                    // Clicks are counted and passed on at once — except, while a checkpoint
+                    // is requested, those at or after its cut (held until it is captured).
                     recs_in.for_each(|cap, data| {
+                        let Some(&t) = cap.least() else { return };
+                        if requested.is_some_and(|c| t >= c) {
+                            held.entry(t).or_insert_with(|| (cap.delayed(&t, 0), Vec::new())).1.push(std::mem::take(data));
+                            return;
+                        }
                         state.apply(data);
+                        if let Some(c) = cut.as_mut() {
+                            c.processed(t);
+                        }
                         output.session(&cap).give_container(data);
                     });
                     rep_in.for_each(|cap, data| {
@@ -199,17 +280,49 @@ impl<'scope> CapVisitorFloods<'scope> for StreamVec<'scope, u64, LinkedRecord> {
                     });
                     let min = |f: &timely::progress::frontier::MutableAntichain<u64>| f.frontier().iter().copied().min().unwrap_or(u64::MAX);
                     let upper = min(recs_f).min(min(rep_f));
-                    let mut moved = false;
-                    while let Some(e) = pending.first_entry() {
-                        if *e.key() >= upper {
-                            break;
+                    // The watermark only drops state, after every click of the epochs it
+                    // covers was counted.
+                    let mut advance = |below: u64, state: &mut FloodCapState| {
+                        let mut moved = false;
+                        while let Some(e) = pending.first_entry() {
+                            if *e.key() >= below {
+                                break;
+                            }
+                            e.remove().iter().for_each(|r| gw.apply(r));
+                            moved = true;
                         }
-                        e.remove().iter().for_each(|r| gw.apply(r));
-                        moved = true;
+                        if moved {
+                            state.advance_watermark(gw.recompute());
+                        }
+                    };
+                    // Held epochs below the cut now requested (a round replaced by a later
+                    // one) belong before it.
+                    let mut release = |below: u64, held: &mut Held, state: &mut FloodCapState, cut: &mut Option<CutTracker>| {
+                        while let Some(e) = held.first_entry() {
+                            if *e.key() >= below {
+                                break;
+                            }
+                            let (t, (cap, batches)) = e.remove_entry();
+                            for mut b in batches {
+                                state.apply(&mut b);
+                                output.session(&cap).give_container(&mut b);
+                            }
+                            if let Some(c) = cut.as_mut() {
+                                c.processed(t);
+                            }
+                        }
+                    };
+                    release(requested.unwrap_or(u64::MAX), &mut held, &mut state, &mut cut);
+                    if let (Some(c), Some(h)) = (requested.filter(|&c| upper >= c), hook.as_ref()) {
+                        // Every epoch below the cut is in: capture exactly them, then count
+                        // and pass on what was held.
+                        advance(c, &mut state);
+                        if cut.as_mut().and_then(|t| t.due(upper)).is_some() {
+                            h.capture(c, &state);
+                        }
+                        release(u64::MAX, &mut held, &mut state, &mut cut);
                     }
-                    if moved {
-                        state.advance_watermark(gw.recompute());
-                    }
+                    advance(upper, &mut state);
                 }
             },
         )

@@ -74,7 +74,7 @@ fn idle_partitions_extrapolate_and_report_on_change() {
     reports.clear();
     g.admit(rec(0, 0, ev(1, "a", 100_000), false), 10).unwrap();
     g.tick(10, &mut reports);
-    assert_eq!(reports, vec![WatermarkReport { partition: 0, watermark_ms: 100_000, idle: false }]);
+    assert_eq!(reports, vec![WatermarkReport { partition: 0, watermark_ms: 100_000, idle: false, first_ms: 100_000 }]);
     reports.clear();
     g.tick(11, &mut reports);
     assert!(reports.is_empty(), "no change, no report");
@@ -83,8 +83,8 @@ fn idle_partitions_extrapolate_and_report_on_change() {
     assert_eq!(
         reports,
         vec![
-            WatermarkReport { partition: 0, watermark_ms: 105_000, idle: true },
-            WatermarkReport { partition: 1, watermark_ms: i64::MIN, idle: true },
+            WatermarkReport { partition: 0, watermark_ms: 105_000, idle: true, first_ms: 100_000 },
+            WatermarkReport { partition: 1, watermark_ms: i64::MIN, idle: true, first_ms: i64::MIN },
         ]
     );
 }
@@ -93,14 +93,14 @@ fn idle_partitions_extrapolate_and_report_on_change() {
 fn global_watermark_ignores_idle_and_never_regresses() {
     let mut w = GlobalWatermark::default();
     assert_eq!(w.recompute(), i64::MIN);
-    w.apply(&WatermarkReport { partition: 0, watermark_ms: 100, idle: false });
-    w.apply(&WatermarkReport { partition: 1, watermark_ms: i64::MIN, idle: false });
+    w.apply(&WatermarkReport { partition: 0, watermark_ms: 100, idle: false, first_ms: i64::MIN });
+    w.apply(&WatermarkReport { partition: 1, watermark_ms: i64::MIN, idle: false, first_ms: i64::MIN });
     assert_eq!(w.recompute(), i64::MIN, "an active empty partition holds W back");
-    w.apply(&WatermarkReport { partition: 1, watermark_ms: i64::MIN, idle: true });
+    w.apply(&WatermarkReport { partition: 1, watermark_ms: i64::MIN, idle: true, first_ms: i64::MIN });
     assert_eq!(w.recompute(), 100, "idle partitions are ignored");
-    w.apply(&WatermarkReport { partition: 0, watermark_ms: 200, idle: true });
+    w.apply(&WatermarkReport { partition: 0, watermark_ms: 200, idle: true, first_ms: i64::MIN });
     assert_eq!(w.recompute(), 200, "all idle: min over idle partitions with data");
-    w.apply(&WatermarkReport { partition: 1, watermark_ms: 50, idle: false });
+    w.apply(&WatermarkReport { partition: 1, watermark_ms: 50, idle: false, first_ms: i64::MIN });
     assert_eq!(w.recompute(), 200, "a partition waking up behind W does not move it back");
 }
 
@@ -126,8 +126,8 @@ fn a_pending_floor_keeps_partitions_active() {
     assert_eq!(
         reports,
         vec![
-            WatermarkReport { partition: 0, watermark_ms: 105_000, idle: true },
-            WatermarkReport { partition: 1, watermark_ms: i64::MIN, idle: true },
+            WatermarkReport { partition: 0, watermark_ms: 105_000, idle: true, first_ms: 100_000 },
+            WatermarkReport { partition: 1, watermark_ms: i64::MIN, idle: true, first_ms: i64::MIN },
         ]
     );
     // Idle, then a floor appears: active again at the watermark reached, not extrapolated.
@@ -140,8 +140,8 @@ fn a_pending_floor_keeps_partitions_active() {
     assert_eq!(
         reports,
         vec![
-            WatermarkReport { partition: 0, watermark_ms: 110_000, idle: false },
-            WatermarkReport { partition: 1, watermark_ms: i64::MIN, idle: false },
+            WatermarkReport { partition: 0, watermark_ms: 110_000, idle: false, first_ms: 100_000 },
+            WatermarkReport { partition: 1, watermark_ms: i64::MIN, idle: false, first_ms: i64::MIN },
         ]
     );
 }

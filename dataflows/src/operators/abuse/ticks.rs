@@ -12,12 +12,20 @@
 //! its clicks cross a threshold, i.e. within `tick` of event time plus the watermark's lag.
 //!
 //! **Start.** The schedule starts at the earlier of the first global watermark and the
-//! earliest click the detector holds at that moment (its first tick is the tick after it,
-//! and the detectors' history — baselines, warm-up — starts at that minute). A pipeline
-//! that starts on a backlog (a restart, a replay) reaches its first watermark minutes into
-//! the data, depending on how the sources were batched; starting from the earliest click
-//! replays the ticks in event time instead, so the baselines learn from the whole backlog
-//! and detection does not depend on batching.
+//! earliest click the detector holds at that moment (its first tick is the tick after it).
+//! A pipeline that starts on a backlog (a restart, a replay) reaches its first watermark
+//! minutes into the data, depending on how the sources were batched; starting from the
+//! earliest click replays the ticks in event time instead, so the baselines learn from the
+//! whole backlog and detection does not depend on batching.
+//!
+//! **Origin.** The detectors' history — baselines, warm-up — starts at the minute of the
+//! first record of the data: the earliest [`WatermarkReport::first_ms`] of the partitions
+//! that reported one by the first watermark (else the schedule's start). Not the earliest
+//! click held: a backlog's first batch may hold *late* events (posted with past event
+//! times) minutes older than the first record. Live, those arrive after the first
+//! watermark and never move the origin; had they moved it in a replay, a link first seen
+//! through one would count as watched without clicks since then — warm-up over, zero
+//! baseline — and its ordinary traffic would read as a `click_burst` in the replay only.
 
 use crate::watermark::{GlobalWatermark, WatermarkReport};
 
@@ -31,12 +39,14 @@ pub(crate) struct Ticker {
     watermark: i64,
     next: Option<i64>,
     origin: Option<i64>,
+    /// Per partition: [`WatermarkReport::first_ms`] (reported ones only).
+    firsts: std::collections::BTreeMap<u32, i64>,
 }
 
 impl Ticker {
     /// A schedule with ticks every `tick_ms` (> 0) of event time.
     pub(crate) fn new(tick_ms: i64) -> Ticker {
-        Ticker { tick: tick_ms.max(1), gw: GlobalWatermark::default(), watermark: i64::MIN, next: None, origin: None }
+        Ticker { tick: tick_ms.max(1), gw: GlobalWatermark::default(), watermark: i64::MIN, next: None, origin: None, firsts: std::collections::BTreeMap::new() }
     }
 
     /// Folds reports of one completed epoch. `earliest`: the earliest event time the
@@ -47,12 +57,17 @@ impl Ticker {
         }
         for r in reports {
             self.gw.apply(r);
+            if r.first_ms != i64::MIN && self.next.is_none() {
+                self.firsts.insert(r.partition, r.first_ms);
+            }
         }
         self.watermark = self.gw.recompute();
         if self.watermark != i64::MIN && self.next.is_none() {
             let start = earliest.map_or(self.watermark, |e| e.min(self.watermark));
             self.next = Some(self.floor(start) + self.tick);
-            self.origin = Some(start.div_euclid(MINUTE_MS) * MINUTE_MS);
+            let first = self.firsts.values().copied().min().map_or(start, |f| f.min(self.watermark));
+            self.origin = Some(first.div_euclid(MINUTE_MS) * MINUTE_MS);
+            self.firsts.clear();
         }
     }
 
@@ -61,8 +76,9 @@ impl Ticker {
         self.next.is_some()
     }
 
-    /// Start of the minute of the first watermark: the beginning of the detectors' history
-    /// (baselines cover `[origin, S)`; warm-up is measured from it). `None` before data.
+    /// Start of the minute of the data's first record (module docs, **Origin**): the
+    /// beginning of the detectors' history (baselines cover `[origin, S)`; warm-up is
+    /// measured from it). `None` before data.
     pub(crate) fn origin(&self) -> Option<i64> {
         self.origin
     }
@@ -98,7 +114,7 @@ mod tests {
     use super::*;
 
     fn report(w: i64) -> WatermarkReport {
-        WatermarkReport { partition: 0, watermark_ms: w, idle: false }
+        WatermarkReport { partition: 0, watermark_ms: w, idle: false, first_ms: i64::MIN }
     }
 
     #[test]
@@ -120,6 +136,24 @@ mod tests {
         assert_eq!(t.due(), None);
         assert_eq!(t.last_due(), Some(128_000));
         assert_eq!(t.floor(-1), -1000);
+    }
+
+    #[test]
+    fn the_origin_is_the_first_record_not_an_older_late_click() {
+        let mut t = Ticker::new(1000);
+        // A replayed backlog: first record at 10:00:00.5, W at 10:01:20 after the first batch,
+        // which also holds a late event of 09:52:00.
+        let t0 = 36_000_000;
+        t.apply(&[WatermarkReport { partition: 0, watermark_ms: t0 + 80_000, idle: false, first_ms: t0 + 500 }], Some(t0 - 8 * 60_000));
+        assert_eq!(t.origin(), Some(t0), "the first record's minute");
+        assert_eq!(t.due(), Some(t0 - 8 * 60_000 + 1000), "ticks still replay from the earliest click");
+        // Several partitions: the earliest first record.
+        let mut t = Ticker::new(1000);
+        let r = |p, w, f| WatermarkReport { partition: p, watermark_ms: w, idle: false, first_ms: f };
+        t.apply(&[r(0, i64::MIN, i64::MIN), r(1, t0 + 90_000, t0 + 70_000)], None);
+        assert_eq!(t.origin(), None, "partition 0 holds W back");
+        t.apply(&[r(0, t0 + 200_000, t0 + 130_000)], Some(t0 + 90_000));
+        assert_eq!(t.origin(), Some(t0 + 60_000));
     }
 
     #[test]

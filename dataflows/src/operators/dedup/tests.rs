@@ -29,7 +29,7 @@ fn click(id: u128, ts: i64, offset: u64, backfill: bool) -> GatedClick {
 }
 
 fn report(w: i64) -> WatermarkReport {
-    WatermarkReport { partition: 0, watermark_ms: w, idle: false }
+    WatermarkReport { partition: 0, watermark_ms: w, idle: false, first_ms: i64::MIN }
 }
 
 #[test]

@@ -10,7 +10,7 @@ fn rec(key: FloodKey, ts: i64, visitor: u64, code: &str) -> FloodRecord {
 }
 
 fn report(w: i64) -> WatermarkReport {
-    WatermarkReport { partition: 0, watermark_ms: w, idle: false }
+    WatermarkReport { partition: 0, watermark_ms: w, idle: false, first_ms: i64::MIN }
 }
 
 #[test]

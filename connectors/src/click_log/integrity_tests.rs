@@ -1,0 +1,102 @@
+//! The integrity check at open: a damaged `clicks.redb` (truncated, overwritten with
+//! garbage) is refused with [`Error::ClickLogDamaged`] naming the file and what to do, never
+//! opened as if it were sound and never a panic.
+
+use std::io::{Seek, SeekFrom, Write};
+
+use sluice_schemas::ClickEvent;
+use uuid::Uuid;
+
+use super::*;
+
+fn event(i: u64) -> ClickEvent {
+    ClickEvent {
+        event_id: Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0000 | u128::from(i)),
+        code: format!("c{}", i % 17),
+        ts: 1_700_000_000_000 + i as i64,
+        ip_trunc: None,
+        visitor_id: i,
+        // Varied bytes, so the events fill many pages.
+        user_agent: format!("agent/{i}/{:x}", i.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+        referrer: None,
+        accept_language: None,
+        edge_region: None,
+    }
+}
+
+/// A log of 20,000 events in 40 appends, closed; returns the directory and the file's length.
+fn written_log() -> (tempfile::TempDir, u64) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let log = ClickLog::open(dir.path()).expect("open");
+        for b in 0..40u64 {
+            let evs: Vec<ClickEvent> = (b * 500..(b + 1) * 500).map(event).collect();
+            log.append(&evs).expect("append");
+        }
+        assert_eq!(log.head(), 20_000);
+    }
+    let len = std::fs::metadata(dir.path().join(CLICK_LOG_FILE_NAME)).expect("metadata").len();
+    assert!(len > 1 << 20, "the log spans many pages: {len} bytes");
+    (dir, len)
+}
+
+fn assert_damaged(dir: &Path) {
+    let path = dir.join(CLICK_LOG_FILE_NAME);
+    match ClickLog::open(dir) {
+        Err(e @ Error::ClickLogDamaged { .. }) => {
+            let msg = e.to_string();
+            eprintln!("{msg}");
+            assert!(msg.contains(&path.display().to_string()), "names the file: {msg}");
+            assert!(msg.contains("move the file aside"), "says what to do: {msg}");
+        }
+        Err(e) => panic!("expected ClickLogDamaged, got {e:?}"),
+        Ok(log) => panic!("a damaged log opened: {log:?}"),
+    }
+}
+
+#[test]
+fn a_sound_log_passes_the_check_and_keeps_its_events() {
+    let (dir, _) = written_log();
+    let log = ClickLog::open(dir.path()).expect("reopen");
+    assert_eq!((log.low(), log.head()), (0, 20_000));
+    assert_eq!(log.read(12_345, 1).expect("read"), vec![(12_345, event(12_345))]);
+}
+
+#[test]
+fn a_truncated_log_is_refused_at_open() {
+    let (dir, len) = written_log();
+    let f = std::fs::OpenOptions::new().write(true).open(dir.path().join(CLICK_LOG_FILE_NAME)).expect("open file");
+    f.set_len(len / 2).expect("truncate");
+    drop(f);
+    assert_damaged(dir.path());
+}
+
+#[test]
+fn a_log_overwritten_with_garbage_is_refused_at_open() {
+    let (dir, len) = written_log();
+    let mut f = std::fs::OpenOptions::new().write(true).open(dir.path().join(CLICK_LOG_FILE_NAME)).expect("open file");
+    // 64 KiB of pseudo-random bytes in the middle of the file (not the header).
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let garbage: Vec<u8> = (0..65_536)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    f.seek(SeekFrom::Start(len / 2)).expect("seek");
+    f.write_all(&garbage).expect("overwrite");
+    f.sync_all().expect("sync");
+    drop(f);
+    assert_damaged(dir.path());
+}
+
+#[test]
+fn a_log_with_a_garbage_header_is_refused_at_open() {
+    let (dir, _) = written_log();
+    let mut f = std::fs::OpenOptions::new().write(true).open(dir.path().join(CLICK_LOG_FILE_NAME)).expect("open file");
+    f.write_all(&[0xA5; 4096]).expect("overwrite the header");
+    drop(f);
+    assert_damaged(dir.path());
+}
