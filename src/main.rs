@@ -53,7 +53,8 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            // 2 for refused arguments, 128 + signo for a benchmark stopped by a signal, else 1.
+            ExitCode::from(bench::exit_code(&e))
         }
     }
 }

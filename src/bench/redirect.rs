@@ -28,6 +28,8 @@
 //! All of them run at `--nice` (-10) so that background work on a shared machine takes
 //! less of their CPUs. Clicks go to the click log as in production.
 
+pub mod args;
+pub mod child;
 pub mod paced;
 pub mod procs;
 pub mod report;
@@ -43,10 +45,13 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
+pub use self::args::RedirectBenchArgs;
+use self::child::{ChildProc, OnParentDeath};
 use self::paced::PacedConfig;
-use self::procs::{ChildProc, CpuPlan, TempDir, find_program, free_port};
-use self::report::{Setup, SluiceCounters, TargetResult};
+use self::procs::{CpuPlan, TempDir, find_program, free_port};
+use self::report::{Placement, Setup, SluiceCounters, TargetResult};
 use self::wrk::WrkRun;
+use crate::bench::BenchError;
 
 /// The redirect target of every benchmark link and of nginx's `return 302`.
 pub const LOCATION: &str = "https://example.com/target";
@@ -54,112 +59,16 @@ pub const LOCATION: &str = "https://example.com/target";
 const NGINX_TEMPLATE: &str = include_str!("../../infra/bench/nginx-redirect.conf");
 const INSTALL_HINT: &str = "install it (Debian: apt-get install nginx wrk) or run infra/bench/redirect.sh, which does";
 
-/// Arguments of `sluice bench redirect`.
-#[derive(clap::Args, Debug, Clone)]
-pub struct RedirectBenchArgs {
-    /// Length of each measured run (every wrk round and every paced run).
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "D")]
-    pub duration: Duration,
-    /// Unmeasured wrk run before a target's first round (fills the cache, warms both servers).
-    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration, value_name = "D")]
-    pub warmup: Duration,
-    /// Max-rate rounds per target (sluice and nginx alternate; the median round is reported).
-    #[arg(long, default_value_t = 3, value_name = "N")]
-    pub rounds: usize,
-    /// Open keep-alive connections of wrk and of the paced client.
-    #[arg(long, default_value_t = 64, value_name = "N")]
-    pub connections: usize,
-    /// wrk threads and paced-client threads (default: one per client CPU).
-    #[arg(long, value_name = "N")]
-    pub threads: Option<usize>,
-    /// Links created through the API; requests pick one uniformly at random.
-    #[arg(long, default_value_t = 1000, value_name = "N")]
-    pub links: usize,
-    /// L1 cache capacity (entries) of the cache-miss server; keep it far below --links.
-    #[arg(long, default_value_t = 16, value_name = "N")]
-    pub miss_cache_capacity: u64,
-    /// Skip the cache-miss measurement.
-    #[arg(long)]
-    pub skip_miss: bool,
-    /// Keep the in-process click dataflow on in the benchmarked server (it is switched off by
-    /// default: it is not on the redirect path, it reads the click log behind it, and on the
-    /// server's CPUs it would take time from redirects; `sluice bench dataflow` measures it).
-    #[arg(long)]
-    pub with_dataflow: bool,
-    /// Rate of the paced run as a fraction of the target's median max rate.
-    #[arg(long, default_value_t = 0.5, value_name = "F")]
-    pub paced_fraction: f64,
-    /// Timer slack of the paced client's threads (`PR_SET_TIMERSLACK`, at most 1ms): how much
-    /// later than a request's due instant the kernel may wake the client to send it (the
-    /// lateness is charged to the server's latency). 0 keeps Linux's default for normal
-    /// threads, 50 µs; a smaller slack means a timer interrupt and wake-up for nearly every
-    /// request.
-    #[arg(long, default_value = "50us", value_parser = humantime::parse_duration, value_name = "D")]
-    pub client_timer_slack: Duration,
-    /// The paced client polls its sockets without sleeping (on its own CPUs), so a server's
-    /// answer never has to wake it: on loopback, waking a sleeping client on another CPU is
-    /// an inter-processor interrupt that the *server's* CPU pays per answer, a cost a
-    /// remote client would not put on the server. Its threads then show 100 % CPU.
-    #[arg(long, conflicts_with = "no_pin")]
-    pub client_busy_poll: bool,
-    /// CPUs of the servers (taskset list, e.g. 0 or 0-3); needs --client-cpus.
-    #[arg(long, requires = "client_cpus", value_name = "LIST")]
-    pub server_cpus: Option<String>,
-    /// CPUs of wrk and the paced client (taskset list); needs --server-cpus.
-    #[arg(long, requires = "server_cpus", value_name = "LIST")]
-    pub client_cpus: Option<String>,
-    /// Do not pin servers and load generators to separate CPUs.
-    #[arg(long, conflicts_with_all = ["server_cpus", "client_cpus"])]
-    pub no_pin: bool,
-    /// Niceness of the servers, wrk and this process (applied as root; 0 leaves it), so that
-    /// other work on a shared machine disturbs the measurement less.
-    #[arg(long, default_value_t = -10, allow_negative_numbers = true, value_name = "N")]
-    pub nice: i32,
-    /// sluice tokio workers and nginx worker processes (default: one per server CPU).
-    #[arg(long, value_name = "N")]
-    pub workers: Option<usize>,
-    /// The sluice executable to benchmark (default: this one; build it with --release).
-    #[arg(long, value_name = "PATH")]
-    pub sluice: Option<PathBuf>,
-    /// The nginx executable.
-    #[arg(long, default_value = "nginx", value_name = "PATH")]
-    pub nginx: String,
-    /// The wrk executable.
-    #[arg(long, default_value = "wrk", value_name = "PATH")]
-    pub wrk: String,
-    /// Seed of the request choice (wrk threads and the paced client).
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
-}
-
-/// Most keep-alive connections per run: nginx's `worker_connections` (4096) less room for
-/// its listener and wrk's reconnects.
-const MAX_CONNECTIONS: usize = 4000;
-
-/// Largest `--client-timer-slack`: beyond it the client's own lateness would dominate the
-/// figures it charges to the server.
-const MAX_TIMER_SLACK: Duration = Duration::from_millis(1);
-
 /// Runs the benchmark and prints the report; stops every child and removes the temp dir
-/// before returning, also when interrupted by Ctrl-C, SIGTERM, SIGHUP or SIGQUIT.
+/// before returning, also when interrupted by Ctrl-C, SIGTERM, SIGHUP or SIGQUIT. The
+/// children also die when this process is killed outright ([`child`]).
 ///
-/// Errors when a tool is missing, a process fails to start or answer, or a run fails.
+/// Errors: [`BenchError::Usage`] (exit code 2) on refused arguments (see
+/// [`RedirectBenchArgs::validate`], overlapping CPU lists); [`BenchError::Interrupted`]
+/// (exit code 128 + the signal's number) when stopped by a signal; otherwise when a tool is
+/// missing, a process fails to start or answer, or a run fails.
 pub fn run(args: RedirectBenchArgs) -> anyhow::Result<()> {
-    if args.rounds == 0 || args.connections == 0 || args.links == 0 {
-        bail!("--rounds, --connections and --links must be positive");
-    }
-    if !(args.paced_fraction > 0.0 && args.paced_fraction <= 1.0) {
-        bail!("--paced-fraction must be in (0, 1]");
-    }
-    if args.connections > MAX_CONNECTIONS {
-        bail!("--connections must be at most {MAX_CONNECTIONS} (nginx's worker_connections is 4096 in infra/bench/nginx-redirect.conf)");
-    }
-    if args.client_timer_slack > MAX_TIMER_SLACK {
-        bail!("--client-timer-slack must be at most {MAX_TIMER_SLACK:?}: the client's lateness is charged to the server");
-    }
-    if !args.skip_miss && args.miss_cache_capacity == 0 {
-        bail!("--miss-cache-capacity must be positive (or pass --skip-miss)");
-    }
+    args.validate()?;
     let total = total_cpus();
     let mut plan = match (&args.server_cpus, &args.client_cpus) {
         (Some(s), Some(c)) => CpuPlan::explicit(s, c)?,
@@ -176,22 +85,27 @@ pub fn run(args: RedirectBenchArgs) -> anyhow::Result<()> {
     rt.block_on(async {
         tokio::select! {
             r = bench(&args, &plan) => r,
-            s = interrupted() => bail!("interrupted by {s}; children stopped"),
+            // The bench future (and with it every child) is dropped before this returns.
+            e = interrupted() => Err(e.into()),
         }
     })
 }
 
-async fn interrupted() -> &'static str {
+/// Waits for the first Ctrl-C (SIGINT), SIGTERM, SIGHUP or SIGQUIT.
+async fn interrupted() -> BenchError {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut hup), Ok(mut quit)) = (signal(SignalKind::terminate()), signal(SignalKind::hangup()), signal(SignalKind::quit())) else {
+    let (Ok(mut int), Ok(mut term), Ok(mut hup), Ok(mut quit)) =
+        (signal(SignalKind::interrupt()), signal(SignalKind::terminate()), signal(SignalKind::hangup()), signal(SignalKind::quit()))
+    else {
         return std::future::pending().await;
     };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => "Ctrl-C",
-        _ = term.recv() => "SIGTERM",
-        _ = hup.recv() => "SIGHUP",
-        _ = quit.recv() => "SIGQUIT",
-    }
+    let (signal, number) = tokio::select! {
+        _ = int.recv() => ("SIGINT", libc::SIGINT),
+        _ = term.recv() => ("SIGTERM", libc::SIGTERM),
+        _ = hup.recv() => ("SIGHUP", libc::SIGHUP),
+        _ = quit.recv() => ("SIGQUIT", libc::SIGQUIT),
+    };
+    BenchError::Interrupted { signal, number }
 }
 
 /// Shared settings of every measurement.
@@ -216,7 +130,8 @@ async fn bench(args: &RedirectBenchArgs, plan: &CpuPlan) -> anyhow::Result<()> {
     let nginx = find_program(&args.nginx, INSTALL_HINT)?;
     let wrk = find_program(&args.wrk, INSTALL_HINT)?;
     let workers = args.workers.unwrap_or(plan.server_cpus).max(1);
-    let threads = args.threads.unwrap_or(plan.client_cpus).max(1);
+    // wrk needs a connection per thread; the paced client caps the same way.
+    let threads = wrk::effective_threads(args.threads.unwrap_or(plan.client_cpus), args.connections);
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
@@ -227,13 +142,16 @@ async fn bench(args: &RedirectBenchArgs, plan: &CpuPlan) -> anyhow::Result<()> {
         format!("sluice bench redirect, {}", humantime::format_rfc3339_seconds(std::time::SystemTime::now())),
         report::machine(),
         format!("versions: sluice {}, {}, {}", env!("CARGO_PKG_VERSION"), tool_version(&nginx, "-v").await, tool_version(&wrk, "-v").await),
-        format!(
-            "placement: servers on CPUs {} ({workers} sluice tokio workers / {workers} nginx workers), wrk + paced client on CPUs {} ({threads} threads), {} connections, {}",
-            plan.server.as_deref().unwrap_or("any"),
-            plan.client.as_deref().unwrap_or("any"),
-            args.connections,
-            format!("nice {}", args.nice)
-        ),
+        Placement {
+            server_cpus: plan.server.as_deref(),
+            client_cpus: plan.client.as_deref(),
+            workers,
+            threads,
+            threads_asked: args.threads,
+            connections: args.connections,
+            nice: args.nice,
+        }
+        .line(),
         format!(
             "runs: {} rounds x {:?} at max rate per target (after a {:?} warm-up), then {:?} paced at {:.0} % of the median max rate; {} links, uniform random codes",
             args.rounds,
@@ -348,7 +266,7 @@ async fn start_sluice(
     let mut cmd = plan.server_command(exe);
     cmd.arg("serve").arg("--listen").arg(addr.to_string()).arg("--data-dir").arg(data_dir).arg("--workers").arg(workers.to_string()).arg("--config").arg(config);
     cmd.env("SLUICE_LOG", "warn");
-    let mut child = ChildProc::spawn("sluice serve", cmd, log.to_path_buf())?;
+    let mut child = ChildProc::spawn("sluice serve", cmd, log.to_path_buf(), OnParentDeath::Kill)?;
     let url = format!("http://{addr}/healthz");
     child.wait_ready(Duration::from_secs(30), || async { http.get(&url).send().await.is_ok_and(|r| r.status().is_success()) }).await?;
     Ok((addr, child))
@@ -368,7 +286,8 @@ async fn start_nginx(plan: &CpuPlan, exe: &Path, dir: &Path, workers: usize) -> 
     std::fs::write(&conf_path, conf).context("could not write the nginx config")?;
     let mut cmd = plan.server_command(exe);
     cmd.arg("-p").arg(&ndir).arg("-c").arg(&conf_path).arg("-e").arg(ndir.join("error.log"));
-    let mut child = ChildProc::spawn("nginx", cmd, dir.join("nginx.log"))?;
+    // SIGTERM, not SIGKILL, if the benchmark dies: nginx's master then stops its workers.
+    let mut child = ChildProc::spawn("nginx", cmd, dir.join("nginx.log"), OnParentDeath::Terminate)?;
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).no_proxy().build().context("could not build the HTTP client")?;
     let url = format!("http://{addr}/probe");
     child.wait_ready(Duration::from_secs(10), || async { http.get(&url).send().await.is_ok_and(|r| r.status().as_u16() == 302) }).await?;
@@ -457,7 +376,9 @@ async fn measure_alternating<const N: usize>(ctx: &Ctx<'_>, targets: &mut [Measu
         for (t, r) in targets.iter_mut().zip(results.iter_mut()) {
             let before = if t.sluice { Some(scrape(&ctx.http, t.addr).await?) } else { None };
             let cpu_before = t.cpu();
-            let busy_before = procs::cpus_busy(ctx.plan.server.as_deref());
+            // Unpinned, the server "CPUs" are all CPUs, load generators included: no figure.
+            let pinned = ctx.plan.server.is_some();
+            let busy_before = if pinned { procs::cpus_busy(ctx.plan.server.as_deref()) } else { None };
             let label = format!("{}-{round}", t.name.replace(' ', "-"));
             let wrk = wrk_run(ctx, ctx.args.duration).run(t.addr, ctx.logs.join(format!("wrk-{label}.log"))).await?;
             let server_cpu = match (cpu_before, t.cpu()) {
@@ -472,14 +393,14 @@ async fn measure_alternating<const N: usize>(ctx: &Ctx<'_>, targets: &mut [Measu
                 *total = total.plus(&scrape(&ctx.http, t.addr).await?.since(&before));
             }
             t.alive()?;
-            let round = report::Round { wrk, server_cpu, server_cpus_busy, server_cpus: ctx.plan.server_cpus };
+            let round = report::Round { wrk, server_cpu, server_cpus_busy, server_cpus: ctx.plan.server_cpus, pinned };
             eprintln!(
                 "{label}: {:.0} req/s, p50 {} us, p99 {} us, server CPU {} us/req, others' share of the server CPUs {}, errors {}",
                 wrk.rps(),
                 wrk.p50_us,
                 wrk.p99_us,
                 round.cpu_us_per_request().map_or_else(|| "?".to_owned(), |c| format!("{c:.1}")),
-                round.others_share().map_or_else(|| "?".to_owned(), |s| format!("{:.0} %", s * 100.0)),
+                report::share_cell(round.others_share(), pinned),
                 wrk.errors()
             );
             r.rounds.push(round);

@@ -1,14 +1,15 @@
 //! The processes of `sluice bench redirect`: the CPU split between servers and load
 //! generators (`taskset`), free loopback ports, a temporary directory removed on drop, and
-//! child processes that are stopped when the benchmark ends, fails or is interrupted.
+//! the CPU time of processes (the child processes themselves: [`super::child`]).
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
+
+use crate::bench::BenchError;
 
 /// A directory under the system temp dir, removed with everything in it on drop.
 #[derive(Debug)]
@@ -71,11 +72,23 @@ impl CpuPlan {
 
     /// An explicit split from taskset CPU lists (`0`, `0-3`, `0,2`).
     ///
-    /// Errors when a list is malformed.
-    pub fn explicit(server: &str, client: &str) -> anyhow::Result<CpuPlan> {
+    /// Errors ([`BenchError::Usage`]) when a list is malformed or the lists share CPUs
+    /// (servers and load generators on the same CPU would measure each other's load).
+    pub fn explicit(server: &str, client: &str) -> Result<CpuPlan, BenchError> {
+        let usage = |flag: &str, e: String| BenchError::Usage(format!("{flag}: {e}"));
+        let s = parse_cpus(server).map_err(|e| usage("--server-cpus", e))?;
+        let c = parse_cpus(client).map_err(|e| usage("--client-cpus", e))?;
+        let shared: Vec<String> = s.iter().filter(|n| c.contains(n)).map(usize::to_string).collect();
+        if !shared.is_empty() {
+            return Err(BenchError::Usage(format!(
+                "--server-cpus {server} and --client-cpus {client} overlap: CPU{} {} in both; the servers and the load generators need CPUs of their own (or pass --no-pin instead of both lists)",
+                if shared.len() == 1 { "" } else { "s" },
+                shared.join(",")
+            )));
+        }
         Ok(CpuPlan {
-            server_cpus: count_cpus(server)?,
-            client_cpus: count_cpus(client)?,
+            server_cpus: s.len(),
+            client_cpus: c.len(),
             server: Some(server.to_owned()),
             client: Some(client.to_owned()),
             nice: None,
@@ -138,28 +151,35 @@ fn cpu_range(from: usize, to: usize) -> String {
     if to - from == 1 { from.to_string() } else { format!("{from}-{}", to - 1) }
 }
 
-/// Number of CPUs in a taskset list such as `0-2,5`.
+/// Number of distinct CPUs in a taskset list such as `0-2,5`.
 ///
 /// Errors on anything that is not a comma-separated list of numbers and ranges.
 pub fn count_cpus(list: &str) -> anyhow::Result<usize> {
-    let mut n = 0;
+    parse_cpus(list).map(|c| c.len()).map_err(anyhow::Error::msg)
+}
+
+/// The distinct CPU numbers of a taskset list such as `0-2,5`, ascending.
+///
+/// Errors (with a message naming the list) on anything that is not a comma-separated list
+/// of numbers and ranges.
+pub fn parse_cpus(list: &str) -> Result<std::collections::BTreeSet<usize>, String> {
+    let bad = || format!("\"{list}\" is not a CPU list (e.g. 0 or 0-3 or 0,2)");
+    let mut cpus = std::collections::BTreeSet::new();
     for part in list.split(',') {
-        let bad = || anyhow::anyhow!("\"{list}\" is not a CPU list (e.g. 0 or 0-3 or 0,2)");
         match part.split_once('-') {
             Some((a, b)) => {
                 let (a, b): (usize, usize) = (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
-                if b < a {
+                if b < a || b - a > 65_536 {
                     return Err(bad());
                 }
-                n += b - a + 1;
+                cpus.extend(a..=b);
             }
             None => {
-                part.trim().parse::<usize>().map_err(|_| bad())?;
-                n += 1;
+                cpus.insert(part.trim().parse::<usize>().map_err(|_| bad())?);
             }
         }
     }
-    Ok(n)
+    Ok(cpus)
 }
 
 /// CPUs online (`/sys/devices/system/cpu/online`), whatever this process's affinity; the
@@ -265,129 +285,6 @@ fn expand_cpus(list: &str) -> Vec<usize> {
     out
 }
 
-/// A child process whose stdout and stderr go to a log file. Dropped without
-/// [`ChildProc::stop`] (error, Ctrl-C), it gets SIGTERM and up to [`DROP_GRACE`] to exit
-/// (so that nginx's master stops its worker processes, which a SIGKILL of the master
-/// would leave running), then SIGKILL.
-#[derive(Debug)]
-pub struct ChildProc {
-    name: String,
-    child: Child,
-    log: PathBuf,
-}
-
-/// How long a dropped [`ChildProc`] may take to exit after SIGTERM before it is killed.
-pub const DROP_GRACE: Duration = Duration::from_secs(3);
-
-/// Sends `signal` (`TERM`, `KILL`, ...) to `pid` with `kill(1)`; false when that failed.
-fn signal(pid: u32, signal: &str) -> bool {
-    std::process::Command::new("kill")
-        .args([format!("-{signal}"), pid.to_string()])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-impl Drop for ChildProc {
-    fn drop(&mut self) {
-        if !matches!(self.child.try_wait(), Ok(None)) {
-            return; // already exited (or waited for by `stop`)
-        }
-        if let Some(pid) = self.child.id()
-            && signal(pid, "TERM")
-        {
-            let deadline = Instant::now() + DROP_GRACE;
-            while Instant::now() < deadline {
-                if !matches!(self.child.try_wait(), Ok(None)) {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            eprintln!("warning: {} did not exit within {DROP_GRACE:?} of SIGTERM, killing it", self.name);
-        }
-        // `kill_on_drop` sends SIGKILL when the child handle is dropped right after this.
-        let _killed = self.child.start_kill();
-    }
-}
-
-impl ChildProc {
-    /// Starts `cmd` as `name`, logging to `log`.
-    ///
-    /// Errors when the log cannot be created or the program cannot be started.
-    pub fn spawn(name: &str, mut cmd: Command, log: PathBuf) -> anyhow::Result<ChildProc> {
-        let out = std::fs::File::create(&log).with_context(|| format!("could not create \"{}\"", log.display()))?;
-        let err = out.try_clone().context("could not share the log file")?;
-        cmd.stdin(Stdio::null()).stdout(out).stderr(err).kill_on_drop(true);
-        let child = cmd.spawn().with_context(|| format!("could not start {name}"))?;
-        Ok(ChildProc { name: name.to_owned(), child, log })
-    }
-
-    /// The process id (`None` once it has been waited for).
-    pub fn pid(&self) -> Option<u32> {
-        self.child.id()
-    }
-
-    /// CPU time used so far by the process, its threads and its children ([`cpu_time`]).
-    pub fn cpu_time(&self) -> Option<Duration> {
-        cpu_time(self.pid()?)
-    }
-
-    /// Errors (with the end of its log) if the process has exited.
-    pub fn ensure_running(&mut self) -> anyhow::Result<()> {
-        match self.child.try_wait() {
-            Ok(None) => Ok(()),
-            Ok(Some(status)) => bail!("{} exited ({status}); its log ends with:\n{}", self.name, self.log_tail()),
-            Err(e) => bail!("could not check on {}: {e}", self.name),
-        }
-    }
-
-    /// The last 20 lines of the process's log.
-    pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
-    }
-
-    /// Waits until `probe` answers `Ok(true)`, checking that the process is still running
-    /// every 50 ms.
-    ///
-    /// Errors when the process exits or `timeout` passes first.
-    pub async fn wait_ready<F, Fut>(&mut self, timeout: Duration, mut probe: F) -> anyhow::Result<()>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = bool>,
-    {
-        let deadline = Instant::now() + timeout;
-        loop {
-            self.ensure_running()?;
-            if probe().await {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                bail!("{} did not become ready within {timeout:?}; its log ends with:\n{}", self.name, self.log_tail());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// Sends SIGTERM (graceful stop: sluice drains its click channel, nginx exits) and waits
-    /// up to `grace`; kills the process after that.
-    ///
-    /// Errors only when the process cannot be waited for.
-    pub async fn stop(mut self, grace: Duration) -> anyhow::Result<()> {
-        if let Some(pid) = self.child.id() {
-            let _sent = signal(pid, "TERM");
-            if let Ok(r) = tokio::time::timeout(grace, self.child.wait()).await {
-                r.with_context(|| format!("could not wait for {}", self.name))?;
-                return Ok(());
-            }
-            tracing::warn!(process = %self.name, "did not stop within {grace:?}, killing it");
-        }
-        let _killed = self.child.kill().await;
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -453,6 +350,23 @@ mod tests {
         assert_eq!(count_cpus("0").expect("one"), 1);
         assert_eq!(count_cpus("1").expect("one"), 1);
         assert_eq!(count_cpus("0-3,6,8-9").expect("seven"), 7);
+        assert_eq!(count_cpus("0-1,1").expect("two"), 2, "counted once");
         assert!(count_cpus("3-1").is_err() && count_cpus("a").is_err() && count_cpus("").is_err());
+    }
+
+    #[test]
+    fn overlapping_cpu_lists_are_refused() {
+        let plan = CpuPlan::explicit("0-1", "2-3").expect("disjoint");
+        assert_eq!((plan.server_cpus, plan.client_cpus), (2, 2));
+        let err = CpuPlan::explicit("0-2", "2,3").expect_err("CPU 2 in both");
+        assert_eq!(err.exit_code(), 2);
+        assert_eq!(
+            err.to_string(),
+            "--server-cpus 0-2 and --client-cpus 2,3 overlap: CPU 2 in both; the servers and the load generators need CPUs of their own (or pass --no-pin instead of both lists)"
+        );
+        let err = CpuPlan::explicit("0-3", "1,3-5").expect_err("1 and 3 in both");
+        assert!(err.to_string().contains("overlap: CPUs 1,3 in both"), "{err}");
+        let err = CpuPlan::explicit("0", "x").expect_err("malformed");
+        assert_eq!(err, BenchError::Usage("--client-cpus: \"x\" is not a CPU list (e.g. 0 or 0-3 or 0,2)".into()));
     }
 }

@@ -77,12 +77,19 @@ pub struct Round {
     pub server_cpus_busy: Option<std::time::Duration>,
     /// Number of server CPUs.
     pub server_cpus: usize,
+    /// Whether the servers had CPUs of their own (unpinned, their "CPUs" are all CPUs,
+    /// shared with the load generators).
+    pub pinned: bool,
 }
 
 impl Round {
     /// Share (0..=1) of the server CPUs' time taken by other work (other processes, and
-    /// interrupt time the kernel does not charge to the server) during the run.
+    /// interrupt time the kernel does not charge to the server) during the run; `None` when
+    /// unreadable or not pinned (the load generators' own CPU time would count as others').
     pub fn others_share(&self) -> Option<f64> {
+        if !self.pinned {
+            return None;
+        }
         let (busy, own) = (self.server_cpus_busy?, self.server_cpu?);
         let wall = self.wrk.duration_us as f64 / 1e6 * self.server_cpus.max(1) as f64;
         (wall > 0.0).then(|| (busy.saturating_sub(own).as_secs_f64() / wall).clamp(0.0, 1.0))
@@ -139,6 +146,11 @@ impl TargetResult {
         (!v.is_empty()).then(|| median(&v))
     }
 
+    /// The "others" cell: [`TargetResult::others_share`] as a percentage ([`share_cell`]).
+    pub fn others_cell(&self) -> String {
+        share_cell(self.others_share(), self.rounds.iter().any(|r| r.pinned))
+    }
+
     /// Median server CPU µs per request over the rounds that have it.
     pub fn cpu_us_per_request(&self) -> Option<f64> {
         let v: Vec<f64> = self.rounds.iter().filter_map(Round::cpu_us_per_request).collect();
@@ -165,6 +177,60 @@ pub struct Setup {
     pub header: Vec<String>,
     /// Fraction of the max rate of the paced run (0.5).
     pub paced_fraction: f64,
+}
+
+/// A share as `NN %`; `n/a` when the servers were not pinned (no CPUs of their own to
+/// measure), `?` when it could not be read.
+pub fn share_cell(share: Option<f64>, pinned: bool) -> String {
+    match share {
+        Some(s) => format!("{:.0} %", s * 100.0),
+        None if !pinned => "n/a".to_owned(),
+        None => "?".to_owned(),
+    }
+}
+
+/// Where the benchmark's processes run: the header's `placement:` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement<'a> {
+    /// CPU list of the servers (`None` = not pinned).
+    pub server_cpus: Option<&'a str>,
+    /// CPU list of wrk and the paced client (`None` = not pinned).
+    pub client_cpus: Option<&'a str>,
+    /// sluice tokio workers, and nginx worker processes.
+    pub workers: usize,
+    /// wrk and paced-client threads actually used (at most `connections`).
+    pub threads: usize,
+    /// `--threads` as given.
+    pub threads_asked: Option<usize>,
+    /// Keep-alive connections.
+    pub connections: usize,
+    /// Niceness of the benchmark's processes.
+    pub nice: i32,
+}
+
+/// `n word` or `n words`.
+pub fn count(n: usize, singular: &str, plural: &str) -> String {
+    format!("{n} {}", if n == 1 { singular } else { plural })
+}
+
+impl Placement<'_> {
+    /// `placement: servers on CPUs 0 (2 sluice tokio workers / 2 nginx worker processes), ...`.
+    pub fn line(&self) -> String {
+        let capped = match self.threads_asked {
+            Some(asked) if asked > self.threads => format!(", --threads {asked} capped at {}", count(self.connections, "connection", "connections")),
+            _ => String::new(),
+        };
+        format!(
+            "placement: servers on CPUs {} ({} / {}), wrk + paced client on CPUs {} ({}{capped}), {}, nice {}",
+            self.server_cpus.unwrap_or("any"),
+            count(self.workers, "sluice tokio worker", "sluice tokio workers"),
+            count(self.workers, "nginx worker process", "nginx worker processes"),
+            self.client_cpus.unwrap_or("any"),
+            count(self.threads, "thread", "threads"),
+            count(self.connections, "connection", "connections"),
+            self.nice
+        )
+    }
 }
 
 fn ms(us: f64) -> String {
@@ -207,7 +273,7 @@ pub fn render(setup: &Setup, hit: &TargetResult, miss: Option<&TargetResult>, ng
             ms(t.paced_quantile_ms(0.99) * 1000.0),
             ms(t.paced_quantile_ms(0.999) * 1000.0),
             t.cpu_us_per_request().map_or_else(|| "?".to_owned(), |c| format!("{c:.1} us")),
-            t.others_share().map_or_else(|| "?".to_owned(), |s| format!("{:.0} %", s * 100.0)),
+            t.others_cell(),
             format!("{}k", rounds.join("/")),
             t.errors()
         );
@@ -215,7 +281,7 @@ pub fn render(setup: &Setup, hit: &TargetResult, miss: Option<&TargetResult>, ng
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "req/s, p50, p99: wrk at max rate (closed loop), median round; p99 @{pct}%: constant-rate client at {pct}% of that rate, latency from each request's due time (a request that failed: timed out, lost to a broken connection or answered with another status, counts as infinitely slow), median of rounds; CPU/req: server CPU time (all threads/processes) per request at max rate; others: share of the server CPUs taken by other work (other processes, uncharged interrupt time) during the max-rate runs"
+        "req/s, p50, p99: wrk at max rate (closed loop), median round; p99 @{pct}%: constant-rate client at {pct}% of that rate, latency from each request's due time (a request that failed: timed out, lost to a broken connection or answered with another status, counts as infinitely slow), median of rounds; CPU/req: server CPU time (all threads/processes) per request at max rate; others: share of the server CPUs taken by other work (other processes, uncharged interrupt time) during the max-rate runs (n/a when the servers are not pinned to CPUs of their own)"
     );
     for t in [Some(hit), miss, Some(nginx)].into_iter().flatten() {
         let p99s: Vec<String> = t.paced.iter().map(|p| format!("{:.3}", p.quantile_ms(0.99))).collect();
@@ -305,7 +371,7 @@ mod tests {
     fn target(rps: &[u64]) -> TargetResult {
         let rounds = rps
             .iter()
-            .map(|&r| Round { wrk: wrk(r), server_cpu: Some(std::time::Duration::from_millis(r)), server_cpus_busy: Some(std::time::Duration::from_millis(750)), server_cpus: 1 })
+            .map(|&r| Round { wrk: wrk(r), server_cpu: Some(std::time::Duration::from_millis(r)), server_cpus_busy: Some(std::time::Duration::from_millis(750)), server_cpus: 1, pinned: true })
             .collect();
         TargetResult { name: "x", rounds, paced: vec![], paced_rate: 0.0, counters: None }
     }
@@ -316,7 +382,7 @@ mod tests {
         assert_eq!(t.median().requests, 200);
         // 750 ms busy in a 1 s run, 100..300 ms of it the server's own.
         assert_eq!(t.others_share(), Some(0.55));
-        t.rounds.push(Round { wrk: wrk(400), server_cpu: None, server_cpus_busy: None, server_cpus: 1 });
+        t.rounds.push(Round { wrk: wrk(400), server_cpu: None, server_cpus_busy: None, server_cpus: 1, pinned: true });
         assert_eq!(t.median().requests, 200, "lower middle of four");
         // 1 ms of CPU per 1 request/s over 1 s = 1000 us per request, every round.
         assert_eq!(t.cpu_us_per_request(), Some(1000.0));
@@ -368,6 +434,47 @@ mod tests {
         lossy.paced = vec![PacedResult::default()];
         let out = render(&setup, &lossy, None, &target(&[100]));
         assert!(out.contains("p99 at 50% of its max rate: NaN ms (target <= 2 ms: NOT met)"), "{out}");
+    }
+
+    #[test]
+    fn others_share_is_not_applicable_unpinned() {
+        let pinned = target(&[100]);
+        assert_eq!(pinned.others_cell(), "65 %");
+        let mut unpinned = target(&[100]);
+        // Unpinned, "the server CPUs" are all CPUs: the load generators' busy time made
+        // this read 100 % before.
+        for r in &mut unpinned.rounds {
+            r.pinned = false;
+            r.server_cpus_busy = Some(std::time::Duration::from_millis(2000));
+            r.server_cpus = 2;
+        }
+        assert_eq!(unpinned.rounds[0].others_share(), None);
+        assert_eq!(unpinned.others_cell(), "n/a");
+        let mut unreadable = target(&[100]);
+        unreadable.rounds[0].server_cpu = None;
+        assert_eq!(unreadable.others_cell(), "?");
+        let setup = Setup { header: vec![], paced_fraction: 0.5 };
+        let mut hit = unpinned.clone();
+        hit.name = "sluice cache hit";
+        let out = render(&setup, &hit, None, &unpinned);
+        let row = out.lines().find(|l| l.starts_with("| sluice cache hit")).expect("hit row");
+        assert_eq!(row.split('|').map(str::trim).nth(8), Some("n/a"), "{out}");
+    }
+
+    #[test]
+    fn placement_counts_are_effective_and_pluralized() {
+        let one = Placement { server_cpus: Some("0"), client_cpus: Some("1"), workers: 1, threads: 1, threads_asked: None, connections: 1, nice: -10 };
+        assert_eq!(
+            one.line(),
+            "placement: servers on CPUs 0 (1 sluice tokio worker / 1 nginx worker process), wrk + paced client on CPUs 1 (1 thread), 1 connection, nice -10"
+        );
+        let capped = Placement { server_cpus: None, client_cpus: None, workers: 2, threads: 4, threads_asked: Some(8), connections: 4, nice: 0 };
+        assert_eq!(
+            capped.line(),
+            "placement: servers on CPUs any (2 sluice tokio workers / 2 nginx worker processes), wrk + paced client on CPUs any (4 threads, --threads 8 capped at 4 connections), 4 connections, nice 0"
+        );
+        let asked = Placement { threads_asked: Some(4), ..capped };
+        assert!(asked.line().contains("(4 threads), 4 connections"), "{}", asked.line());
     }
 
     #[test]

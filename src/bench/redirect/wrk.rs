@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
+use super::child::{OnParentDeath, spawn_tied, tie_to_parent};
 use super::procs::CpuPlan;
 
 /// The wrk script template; `--@CODES@`, `--@USER_AGENT@` and `--@SEED@` are filled in.
@@ -74,6 +75,13 @@ impl WrkResult {
     }
 }
 
+/// The threads wrk (and the paced client) run with when asked for `threads` over
+/// `connections` keep-alive connections: at least one, at most one per connection (wrk
+/// refuses fewer connections than threads).
+pub fn effective_threads(threads: usize, connections: usize) -> usize {
+    threads.clamp(1, connections.max(1))
+}
+
 /// How to run wrk.
 #[derive(Debug, Clone)]
 pub struct WrkRun<'a> {
@@ -81,38 +89,55 @@ pub struct WrkRun<'a> {
     pub wrk: &'a Path,
     /// The script file ([`script`]).
     pub script: &'a Path,
-    /// wrk threads (`-t`).
+    /// wrk threads (`-t`; capped at `connections`, [`effective_threads`]).
     pub threads: usize,
-    /// Open connections (`-c`), at least `threads`.
+    /// Open connections (`-c`).
     pub connections: usize,
-    /// Length (`-d`, whole seconds, at least 1).
+    /// Length (`-d`): a whole number of seconds, at least 1 (wrk has no smaller unit).
     pub duration: Duration,
     /// CPU placement.
     pub cpus: &'a CpuPlan,
 }
 
 impl WrkRun<'_> {
-    /// Runs wrk against `http://addr/` and returns the script's result line. wrk's own
-    /// output goes to `log`.
+    /// wrk's arguments for a run against `http://addr/`.
     ///
-    /// Errors when wrk cannot start, fails, or prints no result line.
+    /// Errors when the duration is not a whole, positive number of seconds (wrk would run
+    /// for a rounded one) or there are no connections.
+    pub fn args(&self, addr: SocketAddr) -> anyhow::Result<Vec<String>> {
+        if self.duration.subsec_nanos() != 0 || self.duration.is_zero() {
+            bail!("wrk runs for whole seconds only, not {:?}", self.duration);
+        }
+        if self.connections == 0 {
+            bail!("wrk needs at least one connection");
+        }
+        let threads = effective_threads(self.threads, self.connections);
+        Ok(vec![
+            "-t".into(),
+            threads.to_string(),
+            "-c".into(),
+            self.connections.to_string(),
+            "-d".into(),
+            format!("{}s", self.duration.as_secs()),
+            "--timeout".into(),
+            "5s".into(),
+            "-s".into(),
+            self.script.display().to_string(),
+            format!("http://{addr}/"),
+        ])
+    }
+
+    /// Runs wrk against `http://addr/` and returns the script's result line. wrk's own
+    /// output goes to `log`. wrk is killed if this process dies ([`super::child`]).
+    ///
+    /// Errors when the arguments are refused ([`WrkRun::args`]), wrk cannot start, fails,
+    /// or prints no result line.
     pub async fn run(&self, addr: SocketAddr, log: PathBuf) -> anyhow::Result<WrkResult> {
-        let secs = self.duration.as_secs().max(1);
-        let threads = self.threads.max(1);
         let mut cmd = self.cpus.client_command(self.wrk);
-        cmd.arg("-t")
-            .arg(threads.to_string())
-            .arg("-c")
-            .arg(self.connections.max(threads).to_string())
-            .arg("-d")
-            .arg(format!("{secs}s"))
-            .arg("--timeout")
-            .arg("5s")
-            .arg("-s")
-            .arg(self.script)
-            .arg(format!("http://{addr}/"))
-            .kill_on_drop(true);
-        let out = cmd.output().await.with_context(|| format!("could not run {}", self.wrk.display()))?;
+        cmd.args(self.args(addr)?).stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).kill_on_drop(true);
+        tie_to_parent(&mut cmd, OnParentDeath::Kill);
+        let child = spawn_tied(cmd).with_context(|| format!("could not run {}", self.wrk.display()))?;
+        let out = child.wait_with_output().await.with_context(|| format!("could not run {}", self.wrk.display()))?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         let _written = std::fs::write(&log, format!("{stdout}\n--- stderr ---\n{stderr}"));
@@ -154,5 +179,21 @@ mod tests {
         assert_eq!(r.errors(), 15);
         assert!((r.rps() - 500.0).abs() < 1e-9);
         assert!(parse_result("Running 1s test\n").is_err());
+    }
+
+    #[test]
+    fn arguments_keep_the_duration_and_cap_threads() {
+        let plan = CpuPlan::split(1, false);
+        let addr: SocketAddr = "127.0.0.1:8080".parse().expect("addr");
+        let run = |threads, connections, duration| WrkRun { wrk: Path::new("wrk"), script: Path::new("/tmp/r.lua"), threads, connections, duration, cpus: &plan }.args(addr);
+        let argv = run(8, 4, Duration::from_secs(2)).expect("args");
+        assert_eq!(argv, ["-t", "4", "-c", "4", "-d", "2s", "--timeout", "5s", "-s", "/tmp/r.lua", "http://127.0.0.1:8080/"]);
+        assert_eq!(run(2, 64, Duration::from_secs(90)).expect("args")[..6], ["-t", "2", "-c", "64", "-d", "90s"]);
+        assert_eq!(run(0, 1, Duration::from_secs(1)).expect("args")[1], "1");
+        for bad in [Duration::from_millis(1500), Duration::from_millis(500), Duration::ZERO] {
+            let e = run(1, 1, bad).expect_err("not whole seconds");
+            assert!(e.to_string().starts_with("wrk runs for whole seconds only"), "{e}");
+        }
+        assert_eq!((effective_threads(8, 4), effective_threads(2, 64), effective_threads(0, 0)), (4, 2, 1));
     }
 }
