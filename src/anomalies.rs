@@ -170,8 +170,8 @@ impl AnomalyOutputs {
             Ok::<_, sluice_connectors::Error>(store)
         })
         .await
-            .context("anomaly store open task failed")?
-            .context("could not open the anomaly store (another sluice process using this data dir, or a damaged anomalies.redb)")?;
+        .context("anomaly store open task failed")?
+        .context("could not open the anomaly store (another sluice process using this data dir, or a damaged anomalies.redb)")?;
         let store = Arc::new(store);
         let (tx, rx) = mpsc::unbounded_channel();
         let (stop_writer, writer_stopped) = tokio::sync::watch::channel(false);
@@ -184,7 +184,17 @@ impl AnomalyOutputs {
         let auth = admin_auth(cfg);
         tracing::info!(events = store.head(), "anomaly store opened");
         let closing = tokio::sync::watch::channel(false).0;
-        Ok(AnomalyOutputs { store, tx: Some(tx), writer: Some(writer), dispatcher: Some(dispatcher), auth, allow_private, closing, stop_writer, auto_actions: None })
+        Ok(AnomalyOutputs {
+            store,
+            tx: Some(tx),
+            writer: Some(writer),
+            dispatcher: Some(dispatcher),
+            auth,
+            allow_private,
+            closing,
+            stop_writer,
+            auto_actions: None,
+        })
     }
 
     /// Starts the automatic actions when `[admin.auto-actions] enabled` (acting through
@@ -219,7 +229,8 @@ impl AnomalyOutputs {
     pub fn routes(&self) -> Router {
         let state = AnomaliesState::new(Arc::clone(&self.store), self.auth.clone()).with_closing(self.closing.subscribe());
         let anomalies = sluice_serving::anomalies::routes(state);
-        let hooks = sluice_serving::webhooks::routes(WebhooksState::new(Arc::clone(&self.store), self.auth.clone(), self.allow_private, self.dispatcher.clone()));
+        let hooks =
+            sluice_serving::webhooks::routes(WebhooksState::new(Arc::clone(&self.store), self.auth.clone(), self.allow_private, self.dispatcher.clone()));
         anomalies.merge(hooks)
     }
 

@@ -185,17 +185,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
     let checks = check::check_links(&client, &url, &lg_report.truth, from_ms, to_ms).await?;
     let mut lags = samples.lock().clone();
     lags.sort_unstable();
-    let input = report::Input {
-        url: url.clone(),
-        loadgen: &lg_report,
-        checks: &checks,
-        lags: &lags,
-        received,
-        elapsed,
-        catch_up,
-        from_ms,
-        to_ms,
-    };
+    let input = report::Input { url: url.clone(), loadgen: &lg_report, checks: &checks, lags: &lags, received, elapsed, catch_up, from_ms, to_ms };
     let ok = report::print(&client, input).await?;
 
     if args.exit_after {

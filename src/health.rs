@@ -50,11 +50,7 @@ pub struct HealthState {
 
 /// `/healthz`, `/readyz` and `/metrics`.
 pub fn routes(state: HealthState) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
-        .with_state(state)
+    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics_text)).with_state(state)
 }
 
 async fn healthz() -> Response {

@@ -230,8 +230,16 @@ fn h2_refusal() -> Vec<u8> {
 /// Status, code, message and details of hyper's 431 for `head` (complete or not; `None`:
 /// unknown): 414 when its request line alone reaches [`MAX_HEAD_BYTES`] (module docs).
 fn cause_431(head: Option<(HeadStats, bool)>) -> (u16, &'static str, String, Value) {
-    let size = || (431, "headers_too_large", format!("the request head is larger than {MAX_HEAD_BYTES} bytes"), serde_json::json!({ "max_bytes": MAX_HEAD_BYTES }));
-    let count = || (431, "too_many_headers", format!("the request has more than {MAX_HEADER_FIELDS} header fields"), serde_json::json!({ "max_fields": MAX_HEADER_FIELDS }));
+    let size =
+        || (431, "headers_too_large", format!("the request head is larger than {MAX_HEAD_BYTES} bytes"), serde_json::json!({ "max_bytes": MAX_HEAD_BYTES }));
+    let count = || {
+        (
+            431,
+            "too_many_headers",
+            format!("the request has more than {MAX_HEADER_FIELDS} header fields"),
+            serde_json::json!({ "max_fields": MAX_HEADER_FIELDS }),
+        )
+    };
     match head {
         Some((h, complete)) => {
             let fields = h.lines.saturating_sub(1);
@@ -291,7 +299,9 @@ fn replacement(buf: &[u8], scan: &HeadScan) -> Option<Vec<u8>> {
     }
     let (status, code, message, details) = match &buf[9..12] {
         b"400" => (400, "malformed_request", "the request is not valid HTTP/1.1: malformed request line or header field (RFC 9112)".to_owned(), None),
-        b"414" => (414, "uri_too_long", format!("the request target is longer than {MAX_URI_BYTES} bytes"), Some(serde_json::json!({ "max_bytes": MAX_URI_BYTES }))),
+        b"414" => {
+            (414, "uri_too_long", format!("the request target is longer than {MAX_URI_BYTES} bytes"), Some(serde_json::json!({ "max_bytes": MAX_URI_BYTES })))
+        }
         _ => {
             let (status, code, message, details) = cause_431(scan.answering());
             (status, code, message, Some(details))
@@ -404,10 +414,12 @@ mod tests {
 
     #[test]
     fn a_replacement_is_json_not_cached_and_closes() {
-        let out = replacement(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\ndate: Mon, 30 Nov 2026 00:00:00 GMT\r\n\r\n", &HeadScan::default()).expect("replaced");
+        let out = replacement(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\ndate: Mon, 30 Nov 2026 00:00:00 GMT\r\n\r\n", &HeadScan::default())
+            .expect("replaced");
         let out = String::from_utf8(out).expect("utf-8");
         let (head, body) = out.split_once("\r\n\r\n").expect("head");
-        let body_json = r#"{"error":{"code":"malformed_request","message":"the request is not valid HTTP/1.1: malformed request line or header field (RFC 9112)"}}"#;
+        let body_json =
+            r#"{"error":{"code":"malformed_request","message":"the request is not valid HTTP/1.1: malformed request line or header field (RFC 9112)"}}"#;
         assert_eq!(
             head,
             format!(
@@ -508,8 +520,15 @@ mod tests {
         assert_eq!(cause_431(incomplete(MAX_HEAD_BYTES, 3)).1, "headers_too_large");
         assert_eq!(cause_431(incomplete(MAX_HEAD_BYTES + 1, 500)).1, "too_many_headers", "hyper's parser stops at the 101st field first");
         let (status, code, message, details) = cause_431(Some((stats(5_000, MAX_HEADER_FIELDS + 2, Some(20)), true)));
-        assert_eq!((status, code, message.as_str(), details), (431, "too_many_headers", "the request has more than 100 header fields", serde_json::json!({"max_fields": 100})));
-        assert_eq!(cause_431(Some((stats(5_000, MAX_HEADER_FIELDS + 1, Some(20)), true))).1, "headers_too_large", "100 fields and the request line: not the count");
+        assert_eq!(
+            (status, code, message.as_str(), details),
+            (431, "too_many_headers", "the request has more than 100 header fields", serde_json::json!({"max_fields": 100}))
+        );
+        assert_eq!(
+            cause_431(Some((stats(5_000, MAX_HEADER_FIELDS + 1, Some(20)), true))).1,
+            "headers_too_large",
+            "100 fields and the request line: not the count"
+        );
         let (status, code, _, details) = cause_431(Some((stats(5_000, 20, Some(20)), true)));
         assert_eq!((status, code, details), (431, "headers_too_large", serde_json::json!({"max_bytes": MAX_HEAD_BYTES, "max_fields": 100})));
         assert_eq!(cause_431(None).2, "the request head is larger than 417792 bytes or has more than 100 header fields");

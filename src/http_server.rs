@@ -189,7 +189,6 @@ fn normalized_uri(uri: &Uri) -> Result<Option<Uri>, Response> {
     Ok(Uri::from_parts(parts).ok())
 }
 
-
 /// The service of one connection from `peer`.
 struct ConnService {
     router: Router,

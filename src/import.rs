@@ -62,12 +62,7 @@ pub struct ImportArgs {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Bearer token for POST /v1/events (default: [ingest] token of the configuration).
-    #[arg(
-        long,
-        env = "SLUICE_INGEST_TOKEN",
-        value_name = "T",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "SLUICE_INGEST_TOKEN", value_name = "T", hide_env_values = true)]
     pub ingest_token: Option<String>,
     /// Access logs: codes are the path segment after this prefix ("/" or e.g. "/s/").
     #[arg(long, default_value = "/", value_name = "PREFIX")]
@@ -106,24 +101,14 @@ impl ImportReport {
 }
 
 enum Sink {
-    Http {
-        client: reqwest::Client,
-        url: String,
-        token: Option<String>,
-    },
-    Log {
-        log: ClickLog,
-        salt: VisitorSalt,
-        skew_ms: i64,
-    },
+    Http { client: reqwest::Client, url: String, token: Option<String> },
+    Log { log: ClickLog, salt: VisitorSalt, skew_ms: i64 },
 }
 
 const ATTEMPTS: u32 = 3;
 
 fn now_ms() -> i64 {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
@@ -136,19 +121,10 @@ impl Sink {
     }
 
     /// Stores `batch`; returns (accepted, rejections by reason).
-    async fn send(
-        &self,
-        batch: Vec<EventInput>,
-        backfill: bool,
-        rejected: &mut std::collections::BTreeMap<String, u64>,
-    ) -> anyhow::Result<u64> {
+    async fn send(&self, batch: Vec<EventInput>, backfill: bool, rejected: &mut std::collections::BTreeMap<String, u64>) -> anyhow::Result<u64> {
         match self {
             Sink::Log { log, salt, skew_ms } => {
-                let ctx = Validation {
-                    salt,
-                    now_ms: now_ms(),
-                    max_future_skew_ms: *skew_ms,
-                };
+                let ctx = Validation { salt, now_ms: now_ms(), max_future_skew_ms: *skew_ms };
                 let mut events = Vec::with_capacity(batch.len());
                 for input in batch {
                     match input.into_click_event(&ctx) {
@@ -158,31 +134,18 @@ impl Sink {
                 }
                 let n = events.len() as u64;
                 let log = log.clone();
-                tokio::task::spawn_blocking(move || {
-                    if backfill {
-                        log.append_backfill(&events)
-                    } else {
-                        log.append(&events)
-                    }
-                })
-                .await
-                .context("log append task failed")?
-                .context("could not append to the click log")?;
+                tokio::task::spawn_blocking(move || if backfill { log.append_backfill(&events) } else { log.append(&events) })
+                    .await
+                    .context("log append task failed")?
+                    .context("could not append to the click log")?;
                 Ok(n)
             }
             Sink::Http { client, url, token } => {
-                let url = if backfill {
-                    format!("{url}?backfill=true")
-                } else {
-                    url.clone()
-                };
+                let url = if backfill { format!("{url}?backfill=true") } else { url.clone() };
                 let body = serde_json::to_vec(&batch)?;
                 let mut last_err = String::new();
                 for attempt in 1..=ATTEMPTS {
-                    let mut req = client
-                        .post(&url)
-                        .header("content-type", "application/json")
-                        .body(body.clone());
+                    let mut req = client.post(&url).header("content-type", "application/json").body(body.clone());
                     if let Some(t) = token {
                         req = req.bearer_auth(t);
                     }
@@ -193,9 +156,7 @@ impl Sink {
                             let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
                             let rejections = match (status.as_u16(), v["error"]["code"].as_str()) {
                                 (200, _) => &v["rejected"],
-                                (400, Some("all_events_rejected")) => {
-                                    &v["error"]["details"]["rejected"]
-                                }
+                                (400, Some("all_events_rejected")) => &v["error"]["details"]["rejected"],
                                 (503, _) if attempt < ATTEMPTS => {
                                     last_err = format!("{status}: {text}");
                                     tokio::time::sleep(Duration::from_millis(250 << attempt)).await;
@@ -205,9 +166,7 @@ impl Sink {
                             };
                             let mut n_rejected = 0;
                             for r in rejections.as_array().into_iter().flatten() {
-                                *rejected
-                                    .entry(r["reason"].as_str().unwrap_or("unknown").to_owned())
-                                    .or_default() += 1;
+                                *rejected.entry(r["reason"].as_str().unwrap_or("unknown").to_owned()).or_default() += 1;
                                 n_rejected += 1;
                             }
                             return Ok(batch.len() as u64 - n_rejected);
@@ -230,31 +189,21 @@ fn open_sink(args: &ImportArgs, cfg: &Config) -> anyhow::Result<Sink> {
     if let Some(dir) = &args.data_dir {
         let log = ClickLog::open(dir)
             .with_context(|| format!("could not open the click log in \"{}\" (is `sluice serve` running on it? then import with --target)", dir.display()))?;
-        let secret = crate::visitor_secret::load_or_create(
-            cfg.visitor.secret.as_ref().map(|s| s.0.as_str()),
-            dir,
-        )?;
+        let secret = crate::visitor_secret::load_or_create(cfg.visitor.secret.as_ref().map(|s| s.0.as_str()), dir)?;
         let salt = VisitorSalt::new(secret, cfg.visitor.salt_period.period_ms());
         let skew_ms = i64::try_from(cfg.ingest.max_future_skew.as_millis()).unwrap_or(i64::MAX);
         return Ok(Sink::Log { log, salt, skew_ms });
     }
     let base = match &args.target {
         Some(u) => u.clone(),
-        None => Url::parse(&format!("http://{}", cfg.server.listen))
-            .context("server.listen is not a usable address")?,
+        None => Url::parse(&format!("http://{}", cfg.server.listen)).context("server.listen is not a usable address")?,
     };
     if base.scheme() != "http" {
         bail!("--target must be an http:// URL (this build has no TLS client), got {base}");
     }
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .context("could not build the HTTP client")?;
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().context("could not build the HTTP client")?;
     let url = format!("{}/v1/events", base.as_str().trim_end_matches('/'));
-    let token = args
-        .ingest_token
-        .clone()
-        .or_else(|| cfg.ingest.token.as_ref().map(|t| t.0.clone()));
+    let token = args.ingest_token.clone().or_else(|| cfg.ingest.token.as_ref().map(|t| t.0.clone()));
     Ok(Sink::Http { client, url, token })
 }
 
@@ -262,8 +211,7 @@ fn open_input(path: &Path) -> anyhow::Result<(Box<dyn Read + Send>, Option<u64>)
     if path.as_os_str() == "-" {
         return Ok((Box::new(std::io::stdin()), None));
     }
-    let f = std::fs::File::open(path)
-        .with_context(|| format!("could not open \"{}\"", path.display()))?;
+    let f = std::fs::File::open(path).with_context(|| format!("could not open \"{}\"", path.display()))?;
     let len = f.metadata().ok().map(|m| m.len());
     Ok((Box::new(f), len))
 }
@@ -276,10 +224,7 @@ fn open_input(path: &Path) -> anyhow::Result<(Box<dyn Read + Send>, Option<u64>)
 /// they are counted in the report.
 pub async fn run(args: &ImportArgs) -> anyhow::Result<ImportReport> {
     if !(1..=MAX_EVENTS_PER_REQUEST).contains(&args.batch_size) {
-        bail!(
-            "--batch-size must be between 1 and {MAX_EVENTS_PER_REQUEST}, got {}",
-            args.batch_size
-        );
+        bail!("--batch-size must be between 1 and {MAX_EVENTS_PER_REQUEST}, got {}", args.batch_size);
     }
     let started = Instant::now();
     let format = match args.format {
@@ -287,10 +232,7 @@ pub async fn run(args: &ImportArgs) -> anyhow::Result<ImportReport> {
         Some(FormatArg::Combined) => ImportFormat::Combined,
         None => ImportFormat::guess(&args.file.to_string_lossy()),
     };
-    let flags = FlagOverrides {
-        data_dir: args.data_dir.clone(),
-        ..FlagOverrides::default()
-    };
+    let flags = FlagOverrides { data_dir: args.data_dir.clone(), ..FlagOverrides::default() };
     let cfg = Config::load(args.config.as_deref(), &flags)?;
     let sink = open_sink(args, &cfg)?;
     let (input, len) = open_input(&args.file)?;
@@ -305,19 +247,14 @@ pub async fn run(args: &ImportArgs) -> anyhow::Result<ImportReport> {
     );
     let parser = LineParser::new(format, &args.path_prefix);
     let backfill = !args.no_backfill;
-    let mut report = ImportReport {
-        destination: sink.describe(),
-        ..ImportReport::default()
-    };
+    let mut report = ImportReport { destination: sink.describe(), ..ImportReport::default() };
     let mut reader = BufReader::with_capacity(1 << 20, input);
     let mut buf = Vec::with_capacity(4096);
     let mut batch = Vec::with_capacity(args.batch_size);
     let mut line_no: u64 = 0;
     loop {
         buf.clear();
-        let n = reader
-            .read_until(b'\n', &mut buf)
-            .with_context(|| format!("could not read \"{}\"", args.file.display()))?;
+        let n = reader.read_until(b'\n', &mut buf).with_context(|| format!("could not read \"{}\"", args.file.display()))?;
         if n == 0 {
             break;
         }
@@ -328,9 +265,7 @@ pub async fn run(args: &ImportArgs) -> anyhow::Result<ImportReport> {
             batch.push(event);
         }
         if batch.len() == args.batch_size {
-            report.accepted += sink
-                .send(std::mem::take(&mut batch), backfill, &mut report.rejected)
-                .await?;
+            report.accepted += sink.send(std::mem::take(&mut batch), backfill, &mut report.rejected).await?;
             pb.set_message(format!("{} events stored", report.accepted));
         }
     }
@@ -358,28 +293,15 @@ pub async fn run_cli(args: &ImportArgs) -> anyhow::Result<()> {
         r.elapsed.as_secs_f64(),
         r.events_per_second()
     );
-    let list = |m: &mut dyn Iterator<Item = (String, u64)>| {
-        m.map(|(k, v)| format!("{k} {v}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let list = |m: &mut dyn Iterator<Item = (String, u64)>| m.map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ");
     if !t.skipped.is_empty() {
-        println!(
-            "skipped lines: {}",
-            list(&mut t.skipped.iter().map(|(k, v)| ((*k).to_owned(), *v)))
-        );
+        println!("skipped lines: {}", list(&mut t.skipped.iter().map(|(k, v)| ((*k).to_owned(), *v))));
     }
     if !t.invalid.is_empty() {
-        println!(
-            "invalid lines: {}",
-            list(&mut t.invalid.iter().map(|(k, v)| ((*k).to_owned(), *v)))
-        );
+        println!("invalid lines: {}", list(&mut t.invalid.iter().map(|(k, v)| ((*k).to_owned(), *v))));
     }
     if !r.rejected.is_empty() {
-        println!(
-            "rejected events: {}",
-            list(&mut r.rejected.iter().map(|(k, v)| (k.clone(), *v)))
-        );
+        println!("rejected events: {}", list(&mut r.rejected.iter().map(|(k, v)| (k.clone(), *v))));
     }
     import_outcome(&r)
 }

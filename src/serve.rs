@@ -22,8 +22,8 @@ use sluice_serving::stats::{StatsConfig, StatsState};
 use sluice_serving::{ApiConfig, ApiState, LinkChangeHook};
 
 use crate::config::Config;
-use crate::job::system::{StopTimedOut, System};
 use crate::health::HealthState;
+use crate::job::system::{StopTimedOut, System};
 use crate::{router, telemetry};
 
 /// Everything `sluice serve` answers with, built without a socket (tests drive `router`
@@ -267,9 +267,7 @@ pub(crate) struct StopSignals {
 impl StopSignals {
     pub(crate) fn listen() -> StopSignals {
         use tokio::signal::unix::{SignalKind, signal};
-        let open = |kind: SignalKind, name: &str| {
-            signal(kind).map_err(|e| tracing::warn!(error = %e, "could not listen for {name}")).ok()
-        };
+        let open = |kind: SignalKind, name: &str| signal(kind).map_err(|e| tracing::warn!(error = %e, "could not listen for {name}")).ok();
         StopSignals { interrupt: open(SignalKind::interrupt(), "SIGINT"), terminate: open(SignalKind::terminate(), "SIGTERM") }
     }
 
@@ -290,4 +288,3 @@ impl StopSignals {
         }
     }
 }
-

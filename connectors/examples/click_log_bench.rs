@@ -64,11 +64,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let file_mb = std::fs::metadata(log.path())?.len() as f64 / 1e6;
     println!("events: {total}, batch: {batch}, encoded event: {encoded} bytes, file: {file_mb:.1} MB ({})", dir.display());
-    println!(
-        "append: {:.0} events/s ({:.2} ms per fsync'd batch)",
-        total as f64 / append,
-        append * 1e3 / (total / batch) as f64
-    );
+    println!("append: {:.0} events/s ({:.2} ms per fsync'd batch)", total as f64 / append, append * 1e3 / (total / batch) as f64);
     println!("replay: {:.0} events/s (read + decode, 10k per read)", total as f64 / replay);
     Ok(())
 }

@@ -169,17 +169,14 @@ impl Error {
                 // SQLite "database is locked" / "busy"; PostgreSQL serialization / deadlock
                 // / connection failures (SQLSTATE classes 08 and 40).
                 sqlx::Error::Database(db) => match db.code() {
-                    Some(code) => matches!(code.as_ref(), "5" | "6" | "517" | "261")
-                        || code.starts_with("08")
-                        || code.starts_with("40"),
+                    Some(code) => matches!(code.as_ref(), "5" | "6" | "517" | "261") || code.starts_with("08") || code.starts_with("40"),
                     None => false,
                 },
                 _ => false,
             },
-            Error::ClickLog { source, .. } | Error::AnomalyStore { source, .. } => matches!(
-                **source,
-                redb::Error::Io(_) | redb::Error::DatabaseAlreadyOpen | redb::Error::PreviousIo
-            ),
+            Error::ClickLog { source, .. } | Error::AnomalyStore { source, .. } => {
+                matches!(**source, redb::Error::Io(_) | redb::Error::DatabaseAlreadyOpen | redb::Error::PreviousIo)
+            }
             #[cfg(feature = "kafka")]
             Error::Kafka { source, .. } => crate::kafka::kafka_error_retryable(source),
             #[cfg(feature = "kafka")]
@@ -197,11 +194,7 @@ impl Error {
     /// `"external"` (database / disk) or `"internal"` (corrupt data, configuration).
     pub fn kind(&self) -> &'static str {
         match self {
-            Error::CodeTaken(_)
-            | Error::NotFound(_)
-            | Error::VersionMismatch { .. }
-            | Error::IdempotencyKeyExists
-            | Error::InvalidValue { .. } => "user",
+            Error::CodeTaken(_) | Error::NotFound(_) | Error::VersionMismatch { .. } | Error::IdempotencyKeyExists | Error::InvalidValue { .. } => "user",
             Error::Database(_) | Error::Migrate(_) | Error::ClickLog { .. } | Error::AnomalyStore { .. } => "external",
             Error::Corrupt(_) | Error::ClickLogDecode { .. } | Error::ClickLogFormat { .. } | Error::ClickLogDamaged { .. } | Error::Config(_) => "internal",
             #[cfg(feature = "kafka")]

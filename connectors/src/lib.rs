@@ -30,7 +30,6 @@ pub mod redis;
 pub use error::{Error, Result};
 pub use link_cache::{Invalidation, L2Lookup, LinkCacheL2};
 pub use link_store::{
-    AdminStore, AuditQuery, AuditRecord, BlocklistEntry, HoldOutcome, LinkHold, HOLD_ADMIN,
-    migrate, open_store, IdempotencyRecord, LinkChange, LinkPatch, LinkStore, ListQuery, MigrationReport,
-    PostgresLinkStore, SqliteLinkStore, StoreTarget,
+    AdminStore, AuditQuery, AuditRecord, BlocklistEntry, HOLD_ADMIN, HoldOutcome, IdempotencyRecord, LinkChange, LinkHold, LinkPatch, LinkStore, ListQuery,
+    MigrationReport, PostgresLinkStore, SqliteLinkStore, StoreTarget, migrate, open_store,
 };

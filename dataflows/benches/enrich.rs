@@ -31,20 +31,10 @@ impl SplitMix {
 }
 
 fn real_user_agents(n: usize) -> Vec<String> {
-    let path = format!(
-        "{}/tests/data/bots/crawlerdetect-fixture-devices.txt.gz",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let path = format!("{}/tests/data/bots/crawlerdetect-fixture-devices.txt.gz", env!("CARGO_MANIFEST_DIR"));
     let f = std::fs::File::open(path).expect("fixture");
-    let mut uas: Vec<String> = BufReader::new(flate2::read::GzDecoder::new(f))
-        .lines()
-        .take(n)
-        .map(|l| l.expect("utf-8"))
-        .collect();
-    let bots = format!(
-        "{}/tests/data/bots/crawlerdetect-fixture-crawlers.txt",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let mut uas: Vec<String> = BufReader::new(flate2::read::GzDecoder::new(f)).lines().take(n).map(|l| l.expect("utf-8")).collect();
+    let bots = format!("{}/tests/data/bots/crawlerdetect-fixture-crawlers.txt", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(bots).expect("fixture");
     uas.extend(text.lines().take(n / 20).map(str::to_owned));
     uas
@@ -145,11 +135,7 @@ fn bench(c: &mut Criterion) {
 
     // Cold path: every user agent is new to the cache (capacity 1, distinct UAs in turn).
     let uas = real_user_agents(2_000);
-    let mut cold = Enricher::new(&EnrichConfig {
-        ua_cache_capacity: 1,
-        ..EnrichConfig::default()
-    })
-    .expect("compiles");
+    let mut cold = Enricher::new(&EnrichConfig { ua_cache_capacity: 1, ..EnrichConfig::default() }).expect("compiles");
     let mut g = c.benchmark_group("enrich_uncached");
     g.throughput(Throughput::Elements(uas.len() as u64));
     g.sample_size(10);

@@ -25,11 +25,8 @@ fn main() {
     let n: usize = std::env::args().nth(1).map_or(1_000_000, |a| a.parse().expect("events"));
     let batch: usize = std::env::args().nth(2).map_or(16_384, |a| a.parse().expect("batch"));
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/useragents/test_ua.yaml")).expect("corpus");
-    let uas: Vec<String> = text
-        .lines()
-        .filter_map(|l| l.trim_start().strip_prefix("- user_agent_string: "))
-        .map(|v| v.trim_matches('\'').to_string())
-        .collect();
+    let uas: Vec<String> =
+        text.lines().filter_map(|l| l.trim_start().strip_prefix("- user_agent_string: ")).map(|v| v.trim_matches('\'').to_string()).collect();
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let zc = rand_distr::Zipf::new(10_000f64, 1.0).expect("zipf");
     let zv = rand_distr::Zipf::new(300_000f64, 0.8).expect("zipf");

@@ -211,10 +211,7 @@ mod tests {
         tx.remove("other.example").expect("valid");
         tx.remove("EVIL.example").expect("valid");
         let got: Vec<BlocklistChange> = rx.0.try_iter().collect();
-        assert_eq!(
-            got,
-            vec![BlocklistChange { pattern: "evil.example".into(), diff: 1 }, BlocklistChange { pattern: "evil.example".into(), diff: -1 }]
-        );
+        assert_eq!(got, vec![BlocklistChange { pattern: "evil.example".into(), diff: 1 }, BlocklistChange { pattern: "evil.example".into(), diff: -1 }]);
         assert!(tx.entries().is_empty());
     }
 }

@@ -9,11 +9,11 @@ use sluice_schemas::ClickEvent;
 
 use super::*;
 use crate::clock::ManualClock;
+use crate::config::PipelineConfig;
 use crate::model::{DimStr, Dims};
 use crate::operators::ClickEnricher;
 use crate::pipeline::{self, PipelineHandle, PipelineInputs, PipelineOutputs};
 use crate::source::{MemoryFeed, SourceRecord};
-use crate::config::PipelineConfig;
 
 const NOW: i64 = 1_780_000_000_000;
 
@@ -77,15 +77,9 @@ fn stream(n: u64) -> Vec<SourceRecord> {
 }
 
 fn start(workers: usize, feed: &MemoryFeed, restore: Option<DataflowSnapshot>) -> PipelineHandle {
-    let inputs = PipelineInputs {
-        source: feed.factory(),
-        enricher: TestEnricher,
-        clock: Arc::new(ManualClock::new(NOW)),
-        link_meta: None,
-    };
+    let inputs = PipelineInputs { source: feed.factory(), enricher: TestEnricher, clock: Arc::new(ManualClock::new(NOW)), link_meta: None };
     let cfg = PipelineConfig { workers, ..Default::default() };
-    pipeline::start_with_checkpoints(&cfg, inputs, PipelineOutputs::default(), Some(pipeline::CheckpointOptions { restore }))
-        .expect("pipeline starts")
+    pipeline::start_with_checkpoints(&cfg, inputs, PipelineOutputs::default(), Some(pipeline::CheckpointOptions { restore })).expect("pipeline starts")
 }
 
 type RowKey = (String, usize, i64, usize, bool, Vec<String>);
@@ -220,7 +214,9 @@ fn dedup_state_round_trips_and_is_routed_to_the_owning_worker() {
 fn rows_that_meet_on_restore_add_clicks_and_union_visitors() {
     use crate::model::{Granularity, View};
     use crate::sketch::VisitorSketch;
-    let meta = |n: u8| Some(Arc::new(sluice_schemas::LinkMeta { code: "ab".into(), org: Some(format!("o{}", n / 10)), tags: vec![], domain: None, target_host: None }));
+    let meta = |n: u8| {
+        Some(Arc::new(sluice_schemas::LinkMeta { code: "ab".into(), org: Some(format!("o{}", n / 10)), tags: vec![], domain: None, target_host: None }))
+    };
     let row = |visitors: std::ops::Range<u64>, m| {
         let mut sk = VisitorSketch::new();
         visitors.clone().for_each(|v| sk.insert(v));
@@ -239,7 +235,11 @@ fn rows_that_meet_on_restore_add_clicks_and_union_visitors() {
     };
     // Two rows with equal metadata values (different Arcs in the old shard) and one without.
     let snap = DataflowSnapshot {
-        views: ViewsSnapshot { watermark_ms: i64::MIN, retained_from: [i64::MIN; 4], rows: vec![row(0..40, meta(1)), row(30..100, meta(2)), row(500..510, None)] },
+        views: ViewsSnapshot {
+            watermark_ms: i64::MIN,
+            retained_from: [i64::MIN; 4],
+            rows: vec![row(0..40, meta(1)), row(30..100, meta(2)), row(500..510, None)],
+        },
         ..Default::default()
     };
     let views = Views::new(1, 0, 1, [i64::MAX; 4], false);

@@ -11,9 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::{Error, Result};
 
 mod abuse;
-pub use abuse::{
-    AbuseConfig, BlocklistedTargetConfig, BotShareConfig, ClickBurstConfig, FloodCapConfig, Levels, ShareShiftConfig, VisitorFloodConfig,
-};
+pub use abuse::{AbuseConfig, BlocklistedTargetConfig, BotShareConfig, ClickBurstConfig, FloodCapConfig, Levels, ShareShiftConfig, VisitorFloodConfig};
 
 /// Event-time semantics (DESIGN.md, "Semantics"). All comparisons use event time (the
 /// watermark), never the wall clock, except [`Self::future_skew`] and [`Self::idle_timeout`].
@@ -133,20 +131,10 @@ impl ClusterConfig {
     /// Errors with [`Error::Config`] if the file cannot be read, has the wrong number of
     /// entries, or `process_id` is out of range.
     pub fn from_hostfile(path: &Path, processes: usize, process_id: usize) -> Result<ClusterConfig> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Config(format!("could not read hostfile \"{}\": {e}", path.display())))?;
-        let addresses: Vec<String> = text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .map(str::to_string)
-            .collect();
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Config(format!("could not read hostfile \"{}\": {e}", path.display())))?;
+        let addresses: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_string).collect();
         if addresses.len() != processes {
-            return Err(Error::Config(format!(
-                "hostfile \"{}\" lists {} processes, expected {processes}",
-                path.display(),
-                addresses.len()
-            )));
+            return Err(Error::Config(format!("hostfile \"{}\" lists {} processes, expected {processes}", path.display(), addresses.len())));
         }
         let c = ClusterConfig { process_id, addresses };
         c.validate()?;
@@ -158,11 +146,7 @@ impl ClusterConfig {
             return Err(Error::Config("cluster \"addresses\" must not be empty".into()));
         }
         if self.process_id >= self.addresses.len() {
-            return Err(Error::Config(format!(
-                "\"process-id\" {} is out of range for {} processes",
-                self.process_id,
-                self.addresses.len()
-            )));
+            return Err(Error::Config(format!("\"process-id\" {} is out of range for {} processes", self.process_id, self.addresses.len())));
         }
         for a in &self.addresses {
             if a.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {

@@ -5,8 +5,8 @@
 //! A dead letter is never silently dropped: every refused record reaches the sink (if one
 //! is configured) and the counter, once, in the batch that refused it.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 use sluice_schemas::ClickEvent;

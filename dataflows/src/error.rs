@@ -95,13 +95,7 @@ impl Error {
     /// Classification of the error (see [`ErrorKind`]).
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Config(_)
-            | Error::InvalidQuery { .. }
-            | Error::SketchDecode(_)
-            | Error::GeoIpOpen { .. }
-            | Error::Blocklist(_) => {
-                ErrorKind::User
-            }
+            Error::Config(_) | Error::InvalidQuery { .. } | Error::SketchDecode(_) | Error::GeoIpOpen { .. } | Error::Blocklist(_) => ErrorKind::User,
             Error::NotLocal { .. } | Error::Start(_) | Error::Timeout(_) => ErrorKind::External,
             Error::Worker(_) | Error::EnrichData(_) => ErrorKind::Internal,
         }

@@ -76,14 +76,8 @@ pub enum Dimension {
 
 impl Dimension {
     /// All dimensions in key order.
-    pub const ALL: [Dimension; 6] = [
-        Dimension::Country,
-        Dimension::Device,
-        Dimension::Browser,
-        Dimension::Os,
-        Dimension::ReferrerDomain,
-        Dimension::ReferrerMedium,
-    ];
+    pub const ALL: [Dimension; 6] =
+        [Dimension::Country, Dimension::Device, Dimension::Browser, Dimension::Os, Dimension::ReferrerDomain, Dimension::ReferrerMedium];
 
     /// The API name (`country`, `device`, `browser`, `os`, `referrer_domain`, `referrer_medium`).
     pub const fn as_str(self) -> &'static str {
@@ -164,9 +158,7 @@ impl View {
         match dims {
             [] => Some(View::Total),
             [d] => Some(View::Single(*d)),
-            [Dimension::Country, Dimension::Device] | [Dimension::Device, Dimension::Country] => {
-                Some(View::CountryDevice)
-            }
+            [Dimension::Country, Dimension::Device] | [Dimension::Device, Dimension::Country] => Some(View::CountryDevice),
             _ => None,
         }
     }

@@ -23,9 +23,9 @@
 //! [`SourceGate`], send accepted clicks and changed watermark reports at the current epoch,
 //! drain the link-metadata feed (worker 0), advance the inputs to the current epoch, step.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use differential_dataflow::input::Input as _;
@@ -43,8 +43,8 @@ use crate::config::PipelineConfig;
 use crate::dead_letter::{DeadLetterCounters, DeadLetterSink, emit};
 use crate::hash::FxHashMap;
 use crate::operators::{
-    AbuseWiring, CapVisitorFloods, ClickEnricher, DedupByEventId, DedupParams, EnrichClicks, LookupLinkMeta, MaintainRollups, RollupTarget,
-    SinkDeadLetters, arrange_link_meta,
+    AbuseWiring, CapVisitorFloods, ClickEnricher, DedupByEventId, DedupParams, EnrichClicks, LookupLinkMeta, MaintainRollups, RollupTarget, SinkDeadLetters,
+    arrange_link_meta,
 };
 use crate::records::GatedClick;
 use crate::source::{SourceFactory, SourceStatus};
@@ -485,9 +485,8 @@ impl PipelineHandle {
         let deadline = Instant::now() + timeout;
         let t0 = self.shared.epochs.now_epoch();
         let target = loop {
-            let done = (0..self.shared.caught_up.len()).all(|w| {
-                self.shared.finished[w].load(Ordering::Acquire) || self.shared.caught_up[w].load(Ordering::Acquire) > t0
-            });
+            let done = (0..self.shared.caught_up.len())
+                .all(|w| self.shared.finished[w].load(Ordering::Acquire) || self.shared.caught_up[w].load(Ordering::Acquire) > t0);
             if done {
                 break self.shared.caught_up.iter().map(|c| c.load(Ordering::Acquire)).max().unwrap_or(0);
             }

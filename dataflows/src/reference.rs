@@ -245,16 +245,10 @@ impl Reference {
             }
         }
         let mut result = StatsResult {
-            rows: rows
-                .into_iter()
-                .map(|((b, dims), (clicks, v))| StatsRow { bucket_start_ms: b, dims, clicks, uniques: v.len() as u64 })
-                .collect(),
+            rows: rows.into_iter().map(|((b, dims), (clicks, v))| StatsRow { bucket_start_ms: b, dims, clicks, uniques: v.len() as u64 }).collect(),
             truncated: false,
             totals: Totals { clicks: total.0, uniques: total.1.len() as u64 },
-            by_dimension: by_dim
-                .into_iter()
-                .map(|(dims, (clicks, v))| DimensionTotal { dims, clicks, uniques: v.len() as u64 })
-                .collect(),
+            by_dimension: by_dim.into_iter().map(|(dims, (clicks, v))| DimensionTotal { dims, clicks, uniques: v.len() as u64 }).collect(),
             as_of: AsOf { epoch: 0, watermark_ms: self.watermark() },
         };
         crate::views::query::order_and_limit(&mut result, q);
@@ -287,15 +281,11 @@ impl Reference {
                 e.1.insert(c.visitor_id);
             }
         }
-        let mut top: Vec<LinkTotal> = links
-            .iter()
-            .map(|(code, (n, v))| LinkTotal { code: Arc::from(*code), clicks: *n, uniques: v.len() as u64 })
-            .collect();
+        let mut top: Vec<LinkTotal> = links.iter().map(|(code, (n, v))| LinkTotal { code: Arc::from(*code), clicks: *n, uniques: v.len() as u64 }).collect();
         top.sort_by(|a, b| b.clicks.cmp(&a.clicks).then_with(|| a.code.cmp(&b.code)));
         top.truncate(q.limit);
         let rank = |m: BTreeMap<Arc<str>, (u64, HashSet<u64>)>| {
-            let mut v: Vec<DimensionTotal> =
-                m.into_iter().map(|(k, (n, s))| DimensionTotal { dims: vec![k], clicks: n, uniques: s.len() as u64 }).collect();
+            let mut v: Vec<DimensionTotal> = m.into_iter().map(|(k, (n, s))| DimensionTotal { dims: vec![k], clicks: n, uniques: s.len() as u64 }).collect();
             v.sort_by(|a, b| b.clicks.cmp(&a.clicks).then_with(|| a.dims.cmp(&b.dims)));
             v.truncate(q.limit);
             v
@@ -324,7 +314,11 @@ pub fn local_bucket_start(tz: Tz, bucket: Bucket, ts: i64) -> i64 {
             match tz.from_local_datetime(&naive) {
                 LocalResult::Single(x) => x.timestamp_millis(),
                 LocalResult::Ambiguous(a, b) => {
-                    if a.offset().fix() == off { a.timestamp_millis() } else { b.timestamp_millis() }
+                    if a.offset().fix() == off {
+                        a.timestamp_millis()
+                    } else {
+                        b.timestamp_millis()
+                    }
                 }
                 // The local hour start fell into a gap (sub-hour DST shift): the bucket begins
                 // where the gap ends, which is where the offset changed.

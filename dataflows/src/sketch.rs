@@ -424,9 +424,7 @@ impl VisitorSketch {
                     if i > 0 && d == 0 {
                         return Err(Error::SketchDecode("visitor ids not strictly ascending".into()));
                     }
-                    prev = prev
-                        .checked_add(d)
-                        .ok_or_else(|| Error::SketchDecode("visitor id overflows u64".into()))?;
+                    prev = prev.checked_add(d).ok_or_else(|| Error::SketchDecode("visitor id overflows u64".into()))?;
                     s.insert(prev);
                 }
                 s
@@ -445,16 +443,11 @@ impl VisitorSketch {
                         return Err(Error::SketchDecode("sparse codes not strictly ascending".into()));
                     }
                     prev += d;
-                    let c = u32::try_from(prev)
-                        .map_err(|_| Error::SketchDecode("sparse code exceeds u32".into()))?;
+                    let c = u32::try_from(prev).map_err(|_| Error::SketchDecode("sparse code exceeds u32".into()))?;
                     codes.push(c);
                 }
                 let mut s = Box::new(SparseCodes::from_sorted(codes));
-                if s.wants_dense() {
-                    VisitorSketch { repr: Repr::Dense(densify(&mut s)) }
-                } else {
-                    VisitorSketch { repr: Repr::Sparse(s) }
-                }
+                if s.wants_dense() { VisitorSketch { repr: Repr::Dense(densify(&mut s)) } } else { VisitorSketch { repr: Repr::Sparse(s) } }
             }
             KIND_DENSE => {
                 r.precision()?;

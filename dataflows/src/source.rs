@@ -113,10 +113,7 @@ impl MemoryFeed {
         let offset = *off;
         *off += 1;
         st.pushed += 1;
-        st.queues
-            .get_mut(&partition)
-            .expect("partition declared in MemoryFeed::new")
-            .push_back(SourceRecord { partition, offset, event, backfill });
+        st.queues.get_mut(&partition).expect("partition declared in MemoryFeed::new").push_back(SourceRecord { partition, offset, event, backfill });
         offset
     }
 

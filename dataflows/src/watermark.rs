@@ -56,9 +56,7 @@ pub fn validate_event(ev: &ClickEvent) -> Result<(), &'static str> {
     if ev.event_id.is_nil() {
         return Err("event_id is nil");
     }
-    let code_ok = !ev.code.is_empty()
-        && ev.code.len() <= 64
-        && ev.code.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    let code_ok = !ev.code.is_empty() && ev.code.len() <= 64 && ev.code.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if !code_ok {
         return Err("code must match [A-Za-z0-9_-]{1,64}");
     }
@@ -145,13 +143,7 @@ impl SourceGate {
     /// the `Err` is no larger than the `Ok`.)
     #[allow(clippy::result_large_err)]
     pub fn admit(&mut self, rec: SourceRecord, now_ms: i64) -> Result<GatedClick, DeadLetter> {
-        let dead = |rec: SourceRecord, reason, detail: String| DeadLetter {
-            partition: rec.partition,
-            offset: rec.offset,
-            reason,
-            detail,
-            event: rec.event,
-        };
+        let dead = |rec: SourceRecord, reason, detail: String| DeadLetter { partition: rec.partition, offset: rec.offset, reason, detail, event: rec.event };
         if let Err(why) = validate_event(&rec.event) {
             return Err(dead(rec, DeadLetterReason::Invalid, why.to_string()));
         }

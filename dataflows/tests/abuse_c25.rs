@@ -137,7 +137,11 @@ fn c25_bursts_from_one_client_and_from_300_are_flagged_within_f_and_the_control_
 
     // Step 4: one client, 300 clicks in 10 s → visitor_flood on that client, naming the link.
     let flood = incident(&r, AnomalyKind::VisitorFlood, &visitor_key(FLOODER));
-    assert!(!flood.is_empty(), "step 4: the single-source burst is flagged: {:#?}", r.anomalies.iter().filter(|a| a.code.as_deref() == Some(SINGLE)).collect::<Vec<_>>());
+    assert!(
+        !flood.is_empty(),
+        "step 4: the single-source burst is flagged: {:#?}",
+        r.anomalies.iter().filter(|a| a.code.as_deref() == Some(SINGLE)).collect::<Vec<_>>()
+    );
     let open = flood[0];
     assert!(open.window_end > SINGLE_AT && open.window_end <= SINGLE_AT + F_MS, "step 4: flagged {} ms after the first click", open.window_end - SINGLE_AT);
     assert_eq!(severity_by(&flood, SINGLE_AT + F_MS), Some(Severity::Critical), "step 4: 150 clicks of one client in 5 s are critical (levels 30/60/120)");
@@ -145,7 +149,11 @@ fn c25_bursts_from_one_client_and_from_300_are_flagged_within_f_and_the_control_
     let worst = flood.iter().filter(|e| e.status != AnomalyStatus::Closed).max_by_key(|e| e.revision).expect("events");
     let top_code = worst.evidence.top_codes.first().expect("top codes");
     assert_eq!(top_code.value, SINGLE);
-    assert!(top_code.count <= worst.evidence.clicks && top_code.count + 15 >= worst.evidence.clicks, "top code counts the flood's clicks: {:?}", worst.evidence);
+    assert!(
+        top_code.count <= worst.evidence.clicks && top_code.count + 15 >= worst.evidence.clicks,
+        "top code counts the flood's clicks: {:?}",
+        worst.evidence
+    );
     assert_eq!(worst.evidence.top_user_agents.first().map(|t| t.value.as_str()), Some(BROWSER_UA));
     assert_eq!(worst.evidence.network.as_deref(), Some("81.2.69.0/24"));
     assert_eq!(flood.last().map(|e| e.status), Some(AnomalyStatus::Closed), "step 4: the flood closes after it ends");
@@ -167,7 +175,11 @@ fn c25_bursts_from_one_client_and_from_300_are_flagged_within_f_and_the_control_
 
     // Step 5: 300 IPs, one UA, 10 s, on a link with a baseline under 1 click per minute.
     let burst = incident(&r, AnomalyKind::ClickBurst, &link_key(DISTRIBUTED));
-    assert!(!burst.is_empty(), "step 5: the distributed burst is flagged: {:#?}", r.anomalies.iter().filter(|a| a.code.as_deref() == Some(DISTRIBUTED)).collect::<Vec<_>>());
+    assert!(
+        !burst.is_empty(),
+        "step 5: the distributed burst is flagged: {:#?}",
+        r.anomalies.iter().filter(|a| a.code.as_deref() == Some(DISTRIBUTED)).collect::<Vec<_>>()
+    );
     let open = burst[0];
     assert!(open.window_end > DIST_AT && open.window_end <= DIST_AT + F_MS, "step 5: flagged {} ms after the first click", open.window_end - DIST_AT);
     assert!(open.expected < 1.0, "step 5: baseline under 1 click per minute, got {}", open.expected);

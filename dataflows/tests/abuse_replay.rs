@@ -58,10 +58,8 @@ fn log() -> Vec<SourceRecord> {
 type Key = (uuid::Uuid, AnomalyKind, String, u32, String, i64);
 
 fn keys(events: &[Anomaly]) -> Vec<Key> {
-    let mut k: Vec<Key> = events
-        .iter()
-        .map(|a| (a.anomaly_id, a.kind, a.key.clone(), a.revision, format!("{:?}/{:?}", a.status, a.severity), a.window_start))
-        .collect();
+    let mut k: Vec<Key> =
+        events.iter().map(|a| (a.anomaly_id, a.kind, a.key.clone(), a.revision, format!("{:?}/{:?}", a.status, a.severity), a.window_start)).collect();
     k.sort();
     k
 }

@@ -167,7 +167,11 @@ fn check_attack(events: &[Anomaly], a: &Attack, key: &str, clicks: &[ClickEvent]
     assert_eq!(closed.len(), 1, "{what}: closed once after the attack: {evs:#?}");
     assert_eq!(evs.last().map(|e| e.status), Some(AnomalyStatus::Closed), "{what}: closed last");
     let last_hold = closed[0].window_end;
-    assert!(last_hold >= end && last_hold <= end + 61_000, "{what}: held during the attack and until its clicks left the window, last held at {}", last_hold - a.start);
+    assert!(
+        last_hold >= end && last_hold <= end + 61_000,
+        "{what}: held during the attack and until its clicks left the window, last held at {}",
+        last_hold - a.start
+    );
     assert!(evs.len() >= 3, "{what}: updated while it lasted: {evs:#?}");
     let latency = open.window_end - a.start;
     assert!(latency > 0, "{what}: not raised before the attack");
@@ -265,7 +269,9 @@ fn attacks_are_detected_within_5_s_with_kind_key_and_severity_and_nothing_else_a
     let recall = tp as f64 / attacks_total as f64;
     let precision = if tp + fp > 0 { tp as f64 / (tp + fp) as f64 } else { 0.0 };
     println!("abuse detection quality: {attacks_total} attacks over {} seeds, {events_total} events, {:.1} s", SEEDS.len(), started.elapsed().as_secs_f64());
-    println!("  recall {recall:.3} ({tp} detected with kind, key and severity within {DETECT_MS} ms; {missed} missed, {late} late, {wrong_severity} wrong severity)");
+    println!(
+        "  recall {recall:.3} ({tp} detected with kind, key and severity within {DETECT_MS} ms; {missed} missed, {late} late, {wrong_severity} wrong severity)"
+    );
     println!("  precision {precision:.3} ({fp} warning/critical anomalies not caused by an attack; {info_other} info anomalies)");
     for (shape, l) in &latencies {
         println!("  {:<14} detection latency (event time) ms: min {} max {}", shape.kind(), l.iter().min().unwrap_or(&0), l.iter().max().unwrap_or(&0));
@@ -338,9 +344,16 @@ fn new_links_after_the_warm_up_raise_nothing_while_a_burst_on_an_established_lin
     let id = id.expect("the burst on the established link is detected");
     assert!(d.latency_ms.is_some_and(|l| l <= DETECT_MS), "detected within 5 s: {:?}", d.latency_ms);
     assert_eq!(d.severity_at_5s, Some(want));
-    let false_alarms: Vec<String> =
-        alarming(&anomalies).into_iter().filter(|(i, _)| *i != id).map(|(_, a)| format!("{} {} on {}: {}", a.severity.as_str(), a.kind.as_str(), a.key, a.summary)).collect();
+    let false_alarms: Vec<String> = alarming(&anomalies)
+        .into_iter()
+        .filter(|(i, _)| *i != id)
+        .map(|(_, a)| format!("{} {} on {}: {}", a.severity.as_str(), a.kind.as_str(), a.key, a.summary))
+        .collect();
     assert!(false_alarms.is_empty(), "false alarms:\n{}", false_alarms.join("\n"));
-    let on_new: Vec<&str> = anomalies.iter().filter(|e| e.code.as_deref().is_some_and(|c| c.starts_with("new-")) && e.kind.as_str() != "bot_share").map(|e| e.summary.as_str()).collect();
+    let on_new: Vec<&str> = anomalies
+        .iter()
+        .filter(|e| e.code.as_deref().is_some_and(|c| c.starts_with("new-")) && e.kind.as_str() != "bot_share")
+        .map(|e| e.summary.as_str())
+        .collect();
     assert!(on_new.is_empty(), "baseline anomalies on new links: {on_new:#?}");
 }

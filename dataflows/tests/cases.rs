@@ -178,14 +178,7 @@ fn c17_uniques_over_a_range_are_a_union_not_a_sum() {
     let v = h.handle.views();
     let r = v.query(&q("L", "2024-07-01T00:00:00Z", "2024-07-04T00:00:00Z", Bucket::Day, Tz::UTC)).unwrap();
     let table: Vec<(i64, u64, u64)> = r.rows.iter().map(|x| (x.bucket_start_ms, x.clicks, x.uniques)).collect();
-    assert_eq!(
-        table,
-        vec![
-            (ms("2024-07-01T00:00:00Z"), 2, 2),
-            (ms("2024-07-02T00:00:00Z"), 2, 1),
-            (ms("2024-07-03T00:00:00Z"), 1, 1),
-        ]
-    );
+    assert_eq!(table, vec![(ms("2024-07-01T00:00:00Z"), 2, 2), (ms("2024-07-02T00:00:00Z"), 2, 1), (ms("2024-07-03T00:00:00Z"), 1, 1),]);
     assert_eq!((r.totals.clicks, r.totals.uniques), (5, 2));
     let mut qd = q("L", "2024-07-01T00:00:00Z", "2024-07-04T00:00:00Z", Bucket::Day, Tz::UTC);
     qd.dimensions = vec![Dimension::ReferrerDomain];
@@ -212,11 +205,7 @@ fn monotone_changes(batches: &[ChangeBatch]) {
 fn c19_duplicates_count_once_first_copy_wins_and_never_slip_through() {
     let batches = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&batches);
-    let outputs = PipelineOutputs {
-        changes: Some(Arc::new(move |b: ChangeBatch| sink.lock().unwrap().push(b))),
-        dead_letters: None,
-        anomalies: None,
-    };
+    let outputs = PipelineOutputs { changes: Some(Arc::new(move |b: ChangeBatch| sink.lock().unwrap().push(b))), dead_letters: None, anomalies: None };
     let mut cfg = config(1);
     cfg.change_interval = Duration::ZERO;
     let h = Harness::start(cfg, 1, ms("2024-07-10T00:00:00Z"), None, outputs);
@@ -319,9 +308,8 @@ fn c21_idle_partitions_do_not_stall_the_watermark_and_the_last_window_closes() {
     let h = Harness::start(config(2), partitions, s0, None, PipelineOutputs::default());
     let part = |code: &str| (route_str(code) % u64::from(partitions)) as u32;
     let f = Duration::from_secs(20); // real-time bound for this test; the documented F is 90 s
-    let minute_rows = |code: &str, from: i64, to: i64| -> Vec<(i64, u64)> {
-        rows(&h.handle.views().query(&StatsQuery::new(code, from, to, Bucket::Minute)).unwrap())
-    };
+    let minute_rows =
+        |code: &str, from: i64, to: i64| -> Vec<(i64, u64)> { rows(&h.handle.views().query(&StatsQuery::new(code, from, to, Bucket::Minute)).unwrap()) };
     // 1. five minutes of one click every 10 s to A only
     for k in 0..30i64 {
         let now = s0 + k * 10_000;

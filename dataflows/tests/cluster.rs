@@ -32,12 +32,7 @@ fn run(config: PipelineConfig) -> BTreeMap<String, String> {
     let feed = MemoryFeed::new(0..spec.partitions);
     feed.push_records(generate(&spec));
     feed.finish();
-    let inputs = PipelineInputs {
-        source: feed.factory(),
-        enricher: enricher(),
-        clock: Arc::new(ManualClock::new(spec.now_ms)),
-        link_meta: None,
-    };
+    let inputs = PipelineInputs { source: feed.factory(), enricher: enricher(), clock: Arc::new(ManualClock::new(spec.now_ms)), link_meta: None };
     let handle = pipeline::start(&config, inputs, PipelineOutputs::default()).expect("pipeline starts");
     let views = handle.views().clone();
     let counters = handle.stats_handle();

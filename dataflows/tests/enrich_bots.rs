@@ -34,18 +34,8 @@ fn c01_link_preview_fetchers_are_bots_and_the_browser_is_not() {
         let info = e.user_agent(ua);
         assert!(info.is_bot, "{ua} must be a bot");
         assert_eq!(info.device, DeviceClass::Bot, "{ua}");
-        for human in [
-            "Chrome",
-            "Firefox",
-            "Safari",
-            "Edge",
-            "Opera",
-            "Mobile Safari",
-        ] {
-            assert_ne!(
-                &*info.browser, human,
-                "{ua} must not count under a human browser"
-            );
+        for human in ["Chrome", "Firefox", "Safari", "Edge", "Opera", "Mobile Safari"] {
+            assert_ne!(&*info.browser, human, "{ua} must not count under a human browser");
         }
     }
     let human = e.user_agent(BROWSER_UA);
@@ -62,7 +52,8 @@ fn bots_imitating_browsers_are_not_counted_as_that_browser() {
     let info = e.user_agent(selenium);
     assert!(info.is_bot);
     assert_eq!(&*info.browser, "Bot");
-    let google = "Mozilla/5.0 AppleWebKit/537.36 (KHTML, like Gecko; compatible; Googlebot/2.1; +http://www.google.com/bot.html) Chrome/120.0.6099.216 Safari/537.36";
+    let google =
+        "Mozilla/5.0 AppleWebKit/537.36 (KHTML, like Gecko; compatible; Googlebot/2.1; +http://www.google.com/bot.html) Chrome/120.0.6099.216 Safari/537.36";
     let info = e.user_agent(google);
     assert!(info.is_bot);
     assert_eq!(&*info.browser, "Googlebot");
@@ -70,19 +61,13 @@ fn bots_imitating_browsers_are_not_counted_as_that_browser() {
 
 fn read_lines(path: &str) -> Vec<String> {
     let f = std::fs::File::open(data(path)).expect("fixture exists");
-    BufReader::new(f)
-        .lines()
-        .map(|l| l.expect("utf-8 line"))
-        .collect()
+    BufReader::new(f).lines().map(|l| l.expect("utf-8 line")).collect()
 }
 
 fn read_gz_lines(path: &str) -> Vec<String> {
     let f = std::fs::File::open(data(path)).expect("fixture exists");
     let gz = flate2::read::GzDecoder::new(f);
-    BufReader::new(gz)
-        .lines()
-        .map(|l| l.expect("utf-8 line"))
-        .collect()
+    BufReader::new(gz).lines().map(|l| l.expect("utf-8 line")).collect()
 }
 
 #[derive(serde::Deserialize)]
@@ -99,10 +84,7 @@ fn measured_false_positive_and_false_negative_rates() {
     let mut e = enricher();
     let devices = read_gz_lines("tests/data/bots/crawlerdetect-fixture-devices.txt.gz");
     let crawlers = read_lines("tests/data/bots/crawlerdetect-fixture-crawlers.txt");
-    let cua: Vec<CuaEntry> = serde_json::from_str(
-        &std::fs::read_to_string(data("data/bots/crawler-user-agents.json")).expect("vendored"),
-    )
-    .expect("valid json");
+    let cua: Vec<CuaEntry> = serde_json::from_str(&std::fs::read_to_string(data("data/bots/crawler-user-agents.json")).expect("vendored")).expect("valid json");
     let instances: Vec<&String> = cua.iter().flat_map(|c| &c.instances).collect();
     assert_eq!(devices.len(), 165_640);
     assert_eq!(crawlers.len(), 3_730);
@@ -126,36 +108,16 @@ fn measured_false_positive_and_false_negative_rates() {
         }
     }
     let fp: usize = fp_by_rule.values().sum();
-    let fn_crawlers: Vec<&String> = crawlers
-        .iter()
-        .filter(|ua| !e.user_agent(ua).is_bot)
-        .collect();
-    let fn_cua: Vec<&&String> = instances
-        .iter()
-        .filter(|ua| !e.user_agent(ua).is_bot)
-        .collect();
+    let fn_crawlers: Vec<&String> = crawlers.iter().filter(|ua| !e.user_agent(ua).is_bot).collect();
+    let fn_cua: Vec<&&String> = instances.iter().filter(|ua| !e.user_agent(ua).is_bot).collect();
 
     let pct = |n: usize, d: usize| 100.0 * n as f64 / d as f64;
-    println!(
-        "bot FP on devices fixture: {fp}/{} = {:.4}% (by rule: {fp_by_rule:?})",
-        devices.len(),
-        pct(fp, devices.len())
-    );
+    println!("bot FP on devices fixture: {fp}/{} = {:.4}% (by rule: {fp_by_rule:?})", devices.len(), pct(fp, devices.len()));
     for ex in &fp_examples {
         println!("  FP {ex}");
     }
-    println!(
-        "bot FN on crawlerdetect crawlers: {}/{} = {:.4}%",
-        fn_crawlers.len(),
-        crawlers.len(),
-        pct(fn_crawlers.len(), crawlers.len())
-    );
-    println!(
-        "bot FN on crawler-user-agents instances: {}/{} = {:.4}%",
-        fn_cua.len(),
-        instances.len(),
-        pct(fn_cua.len(), instances.len())
-    );
+    println!("bot FN on crawlerdetect crawlers: {}/{} = {:.4}%", fn_crawlers.len(), crawlers.len(), pct(fn_crawlers.len(), crawlers.len()));
+    println!("bot FN on crawler-user-agents instances: {}/{} = {:.4}%", fn_cua.len(), instances.len(), pct(fn_cua.len(), instances.len()));
     for ua in fn_crawlers.iter().take(10) {
         println!("  FN {ua}");
     }
@@ -172,28 +134,10 @@ fn measured_false_positive_and_false_negative_rates() {
         instances.len(),
         pct(cd_fn_cua, instances.len())
     );
-    assert_eq!(
-        (cd_fp, cd_fn),
-        (0, 0),
-        "CrawlerDetect port differs from upstream"
-    );
-    assert!(
-        fp <= MAX_FALSE_POSITIVES_DEVICES,
-        "false positives rose to {fp}"
-    );
-    assert!(
-        pct(fp, devices.len()) <= 0.1,
-        "false-positive rate above 0.1%"
-    );
+    assert_eq!((cd_fp, cd_fn), (0, 0), "CrawlerDetect port differs from upstream");
+    assert!(fp <= MAX_FALSE_POSITIVES_DEVICES, "false positives rose to {fp}");
+    assert!(pct(fp, devices.len()) <= 0.1, "false-positive rate above 0.1%");
     // Measured: no false negatives on either labelled bot set.
-    assert_eq!(
-        fn_crawlers.len(),
-        0,
-        "false negatives on the CrawlerDetect crawlers"
-    );
-    assert_eq!(
-        fn_cua.len(),
-        0,
-        "false negatives on the crawler-user-agents instances"
-    );
+    assert_eq!(fn_crawlers.len(), 0, "false negatives on the CrawlerDetect crawlers");
+    assert_eq!(fn_cua.len(), 0, "false negatives on the crawler-user-agents instances");
 }

@@ -19,17 +19,11 @@ fn cc(s: &str) -> CountryCode {
 #[test]
 fn bundled_database_matches_the_test_vector_exactly() {
     let e = enricher();
-    let path = format!(
-        "{}/tests/data/geoip/geoip-test-vector.tsv",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let path = format!("{}/tests/data/geoip/geoip-test-vector.tsv", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(path).expect("test vector exists");
     let mut lines = text.lines();
     assert_eq!(lines.next(), Some("ip\tcountry_code"));
-    let rows: Vec<(&str, &str)> = lines
-        .filter(|l| !l.is_empty())
-        .map(|l| l.split_once('\t').expect("two columns"))
-        .collect();
+    let rows: Vec<(&str, &str)> = lines.filter(|l| !l.is_empty()).map(|l| l.split_once('\t').expect("two columns")).collect();
     assert_eq!(rows.len(), 10);
     for (ip, want) in rows {
         assert_eq!(e.country(Some(ip)), cc(want), "{ip}");
@@ -74,11 +68,7 @@ fn special_purpose_ranges_never_get_a_country() {
         "::ffff:10.1.2.0",
     ] {
         assert_eq!(e.country(Some(ip)), CountryCode::UNKNOWN, "{ip}");
-        assert_eq!(
-            geo.lookup(ip.parse::<IpAddr>().expect("parses")),
-            CountryCode::UNKNOWN,
-            "{ip}"
-        );
+        assert_eq!(geo.lookup(ip.parse::<IpAddr>().expect("parses")), CountryCode::UNKNOWN, "{ip}");
     }
 }
 
@@ -88,18 +78,11 @@ fn raw_lookup(ip: &str) -> Option<String> {
     struct Rec {
         country_code: String,
     }
-    let r = maxminddb::Reader::from_source(
-        std::fs::read(format!(
-            "{}/data/geoip/geo-whois-asn-country.mmdb",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .expect("vendored db"),
-    )
-    .expect("valid db");
+    let r =
+        maxminddb::Reader::from_source(std::fs::read(format!("{}/data/geoip/geo-whois-asn-country.mmdb", env!("CARGO_MANIFEST_DIR"))).expect("vendored db"))
+            .expect("valid db");
     let res = r.lookup(ip.parse().expect("parses")).expect("lookup");
-    res.decode::<Rec>()
-        .expect("decodes")
-        .map(|r| r.country_code)
+    res.decode::<Rec>().expect("decodes").map(|r| r.country_code)
 }
 
 #[test]
@@ -114,24 +97,11 @@ fn ipv4_mapped_ipv6_is_looked_up_as_ipv4() {
 #[test]
 fn textual_forms_and_garbage() {
     let e = enricher();
-    assert_eq!(
-        e.country(Some("2001:4860:4860:0000:0000:0000:0000:8888")),
-        cc("US")
-    );
+    assert_eq!(e.country(Some("2001:4860:4860:0000:0000:0000:0000:8888")), cc("US"));
     assert_eq!(e.country(Some("[2001:4860:4860::8888]:443")), cc("US"));
     assert_eq!(e.country(Some(" 8.8.8.0 ")), cc("US"));
     assert_eq!(e.country(Some("8.8.8.0:51234")), cc("US"));
-    for bad in [
-        "",
-        " ",
-        "8.8.8",
-        "8.8.8.8.8",
-        "999.1.1.1",
-        "example.com",
-        "::g",
-        "\u{0}",
-        "8.8.8.8/24",
-    ] {
+    for bad in ["", " ", "8.8.8", "8.8.8.8.8", "999.1.1.1", "example.com", "::g", "\u{0}", "8.8.8.8/24"] {
         assert_eq!(e.country(Some(bad)), CountryCode::UNKNOWN, "{bad:?}");
     }
     assert_eq!(e.country(None), CountryCode::UNKNOWN);
@@ -158,30 +128,17 @@ fn memoized_lookup_agrees_with_plain_lookup() {
         assert_eq!(geo.lookup_memo(ip, &mut memo), plain, "{ip}");
         known += usize::from(plain.is_known());
     }
-    assert!(
-        known > 100_000,
-        "most random addresses are mapped ({known})"
-    );
+    assert!(known > 100_000, "most random addresses are mapped ({known})");
 }
 
 #[test]
 fn configured_path_overrides_and_bad_paths_are_clear_errors() {
-    let vendored = PathBuf::from(format!(
-        "{}/data/geoip/geo-whois-asn-country.mmdb",
-        env!("CARGO_MANIFEST_DIR")
-    ));
-    let e = Enricher::new(&EnrichConfig {
-        geoip_path: Some(vendored),
-        ..EnrichConfig::default()
-    })
-    .expect("a valid file opens");
+    let vendored = PathBuf::from(format!("{}/data/geoip/geo-whois-asn-country.mmdb", env!("CARGO_MANIFEST_DIR")));
+    let e = Enricher::new(&EnrichConfig { geoip_path: Some(vendored), ..EnrichConfig::default() }).expect("a valid file opens");
     assert_eq!(e.country(Some("81.2.69.160")), cc("GB"));
 
     let missing = PathBuf::from(format!("{}/no-such-file.mmdb", env!("CARGO_TARGET_TMPDIR")));
-    match Enricher::new(&EnrichConfig {
-        geoip_path: Some(missing),
-        ..EnrichConfig::default()
-    }) {
+    match Enricher::new(&EnrichConfig { geoip_path: Some(missing), ..EnrichConfig::default() }) {
         Err(err @ Error::GeoIpOpen { .. }) => {
             assert!(err.to_string().contains("no-such-file.mmdb"), "{err}");
             assert_eq!(err.kind(), sluice_dataflows::ErrorKind::User);
@@ -191,13 +148,7 @@ fn configured_path_overrides_and_bad_paths_are_clear_errors() {
     }
     let not_mmdb = PathBuf::from(format!("{}/not-a-db.mmdb", env!("CARGO_TARGET_TMPDIR")));
     std::fs::write(&not_mmdb, b"definitely not a maxmind db").expect("write temp file");
-    assert!(matches!(
-        Enricher::new(&EnrichConfig {
-            geoip_path: Some(not_mmdb),
-            ..EnrichConfig::default()
-        }),
-        Err(Error::GeoIpOpen { .. })
-    ));
+    assert!(matches!(Enricher::new(&EnrichConfig { geoip_path: Some(not_mmdb), ..EnrichConfig::default() }), Err(Error::GeoIpOpen { .. })));
 }
 
 #[test]
@@ -206,71 +157,27 @@ fn geolite2_shaped_database_is_supported() {
     // minimal MaxMind DB writer below (format: MaxMind DB spec 2.0).
     let gb = Value::map([
         ("continent", Value::map([("code", Value::Str("EU"))])),
-        (
-            "country",
-            Value::map([
-                ("iso_code", Value::Str("GB")),
-                ("names", Value::map([("en", Value::Str("United Kingdom"))])),
-            ]),
-        ),
-        (
-            "registered_country",
-            Value::map([("iso_code", Value::Str("GB"))]),
-        ),
+        ("country", Value::map([("iso_code", Value::Str("GB")), ("names", Value::map([("en", Value::Str("United Kingdom"))]))])),
+        ("registered_country", Value::map([("iso_code", Value::Str("GB"))])),
     ]);
-    let registered_only = Value::map([(
-        "registered_country",
-        Value::map([("iso_code", Value::Str("AU"))]),
-    )]);
+    let registered_only = Value::map([("registered_country", Value::map([("iso_code", Value::Str("AU"))]))]);
     let lower_case = Value::map([("country", Value::map([("iso_code", Value::Str("de"))]))]);
     let private = Value::map([("country", Value::map([("iso_code", Value::Str("AU"))]))]);
     let bytes = write_mmdb(
         "GeoLite2-Country",
-        &[
-            ([81, 2, 69, 0], 24, gb),
-            ([1, 2, 3, 0], 24, registered_only),
-            ([5, 6, 0, 0], 16, lower_case),
-            ([192, 168, 0, 0], 16, private),
-        ],
+        &[([81, 2, 69, 0], 24, gb), ([1, 2, 3, 0], 24, registered_only), ([5, 6, 0, 0], 16, lower_case), ([192, 168, 0, 0], 16, private)],
     );
-    let path = PathBuf::from(format!(
-        "{}/geolite2-shaped.mmdb",
-        env!("CARGO_TARGET_TMPDIR")
-    ));
+    let path = PathBuf::from(format!("{}/geolite2-shaped.mmdb", env!("CARGO_TARGET_TMPDIR")));
     std::fs::write(&path, bytes).expect("write temp db");
     let geo = GeoIp::open(&path).expect("opens");
     assert_eq!(geo.database_type(), "GeoLite2-Country");
-    let e = Enricher::new(&EnrichConfig {
-        geoip_path: Some(path),
-        ..EnrichConfig::default()
-    })
-    .expect("opens");
+    let e = Enricher::new(&EnrichConfig { geoip_path: Some(path), ..EnrichConfig::default() }).expect("opens");
     assert_eq!(e.country(Some("81.2.69.0")), cc("GB"));
-    assert_eq!(
-        e.country(Some("1.2.3.0")),
-        cc("AU"),
-        "registered_country fallback"
-    );
-    assert_eq!(
-        e.country(Some("5.6.7.0")),
-        cc("DE"),
-        "code normalized to upper case"
-    );
-    assert_eq!(
-        e.country(Some("192.168.1.0")),
-        CountryCode::UNKNOWN,
-        "special range skipped"
-    );
-    assert_eq!(
-        e.country(Some("8.8.8.0")),
-        CountryCode::UNKNOWN,
-        "no record"
-    );
-    assert_eq!(
-        e.country(Some("2001:4860::")),
-        CountryCode::UNKNOWN,
-        "IPv6 in an IPv4 db"
-    );
+    assert_eq!(e.country(Some("1.2.3.0")), cc("AU"), "registered_country fallback");
+    assert_eq!(e.country(Some("5.6.7.0")), cc("DE"), "code normalized to upper case");
+    assert_eq!(e.country(Some("192.168.1.0")), CountryCode::UNKNOWN, "special range skipped");
+    assert_eq!(e.country(Some("8.8.8.0")), CountryCode::UNKNOWN, "no record");
+    assert_eq!(e.country(Some("2001:4860::")), CountryCode::UNKNOWN, "IPv6 in an IPv4 db");
 }
 
 // ---- minimal MaxMind DB writer (test only) ----------------------------------------

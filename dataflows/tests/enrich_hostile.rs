@@ -5,22 +5,14 @@
 use std::sync::OnceLock;
 
 use proptest::prelude::*;
-use sluice_dataflows::enrich::{
-    DeviceClass, EnrichConfig, Enricher, Enrichment, MAX_UA_BYTES, ReferrerMedium,
-};
+use sluice_dataflows::enrich::{DeviceClass, EnrichConfig, Enricher, Enrichment, MAX_UA_BYTES, ReferrerMedium};
 use sluice_schemas::ClickEvent;
 
 const OWN: &str = "sho.rt.example";
 
 fn base() -> &'static Enricher {
     static E: OnceLock<Enricher> = OnceLock::new();
-    E.get_or_init(|| {
-        Enricher::new(&EnrichConfig {
-            own_hosts: vec![OWN.to_owned()],
-            ..EnrichConfig::default()
-        })
-        .expect("bundled enrichment data compiles")
-    })
+    E.get_or_init(|| Enricher::new(&EnrichConfig { own_hosts: vec![OWN.to_owned()], ..EnrichConfig::default() }).expect("bundled enrichment data compiles"))
 }
 
 fn event(ua: &str, referrer: Option<&str>, ip: Option<&str>) -> ClickEvent {
@@ -40,42 +32,20 @@ fn event(ua: &str, referrer: Option<&str>, ip: Option<&str>) -> ClickEvent {
 /// Shape checks every enrichment must pass.
 fn assert_well_formed(en: &Enrichment) {
     let c = en.country.as_str();
-    assert!(
-        c.len() == 2 && c.bytes().all(|b| b.is_ascii_uppercase()),
-        "country {c:?}"
-    );
-    assert!(
-        ["desktop", "mobile", "tablet", "bot", "other"].contains(&en.device.as_str()),
-        "device"
-    );
-    assert_eq!(
-        en.is_bot,
-        en.device == DeviceClass::Bot,
-        "bot flag and class agree"
-    );
+    assert!(c.len() == 2 && c.bytes().all(|b| b.is_ascii_uppercase()), "country {c:?}");
+    assert!(["desktop", "mobile", "tablet", "bot", "other"].contains(&en.device.as_str()), "device");
+    assert_eq!(en.is_bot, en.device == DeviceClass::Bot, "bot flag and class agree");
     assert!(!en.browser.is_empty() && !en.os.is_empty());
     let d = &*en.referrer_domain;
     assert!(!d.is_empty(), "domain is never empty");
     assert!(d.is_ascii(), "domain {d:?} is ASCII");
-    assert!(
-        !d.contains(|c: char| c.is_whitespace() || c.is_control()),
-        "domain {d:?}"
-    );
+    assert!(!d.contains(|c: char| c.is_whitespace() || c.is_control()), "domain {d:?}");
     assert_eq!(d, d.to_ascii_lowercase(), "domain is lower case");
-    assert!(
-        d != OWN && !d.ends_with(&format!(".{OWN}")),
-        "own host never appears as a referrer domain: {d:?}"
-    );
+    assert!(d != OWN && !d.ends_with(&format!(".{OWN}")), "own host never appears as a referrer domain: {d:?}");
     match d {
-        "(direct)" => assert!(matches!(
-            en.referrer_medium,
-            ReferrerMedium::Direct | ReferrerMedium::Internal
-        )),
+        "(direct)" => assert!(matches!(en.referrer_medium, ReferrerMedium::Direct | ReferrerMedium::Internal)),
         "(invalid)" => assert_eq!(en.referrer_medium, ReferrerMedium::Unknown),
-        _ => assert!(!matches!(
-            en.referrer_medium,
-            ReferrerMedium::Direct | ReferrerMedium::Internal
-        )),
+        _ => assert!(!matches!(en.referrer_medium, ReferrerMedium::Direct | ReferrerMedium::Internal)),
     }
 }
 
@@ -118,37 +88,11 @@ fn huge_and_degenerate_inputs() {
     let big_ascii = "A".repeat(64 * 1024);
     let big_unicode = "\u{1F600}\u{202E}\u{0301}é".repeat(64 * 1024 / 11);
     let big_ctrl: String = (0..64 * 1024).map(|i| char::from((i % 32) as u8)).collect();
-    let big_referrer = format!(
-        "https://www.google.com/search?q={}",
-        "%F0%9F%98%80".repeat(5_000)
-    );
+    let big_referrer = format!("https://www.google.com/search?q={}", "%F0%9F%98%80".repeat(5_000));
     let nested = format!("{}{}", "(".repeat(20_000), ")".repeat(20_000));
-    for ua in [
-        "",
-        " ",
-        "\0",
-        "\r\n",
-        big_ascii.as_str(),
-        big_unicode.as_str(),
-        big_ctrl.as_str(),
-        nested.as_str(),
-    ] {
-        for r in [
-            None,
-            Some(""),
-            Some(big_ascii.as_str()),
-            Some(big_referrer.as_str()),
-            Some(big_ctrl.as_str()),
-            Some(nested.as_str()),
-        ] {
-            for ip in [
-                None,
-                Some(""),
-                Some(big_ascii.as_str()),
-                Some("::ffff:"),
-                Some("[]:"),
-                Some("1.2.3.4:99999"),
-            ] {
+    for ua in ["", " ", "\0", "\r\n", big_ascii.as_str(), big_unicode.as_str(), big_ctrl.as_str(), nested.as_str()] {
+        for r in [None, Some(""), Some(big_ascii.as_str()), Some(big_referrer.as_str()), Some(big_ctrl.as_str()), Some(nested.as_str())] {
+            for ip in [None, Some(""), Some(big_ascii.as_str()), Some("::ffff:"), Some("[]:"), Some("1.2.3.4:99999")] {
                 let en = e.enrich(&event(ua, r, ip));
                 assert_well_formed(&en);
             }
@@ -160,10 +104,7 @@ fn huge_and_degenerate_inputs() {
     assert_eq!((&*en.browser, &*en.os), ("Other", "Other"));
     assert_eq!(&*en.referrer_domain, "(direct)");
     let en = e.enrich(&event("x", Some(&big_referrer), None));
-    assert_eq!(
-        (&*en.referrer_domain, en.referrer_medium),
-        ("google.com", ReferrerMedium::Search)
-    );
+    assert_eq!((&*en.referrer_domain, en.referrer_medium), ("google.com", ReferrerMedium::Search));
     let en = e.enrich(&event("x", Some(big_ascii.as_str()), None));
     assert_eq!(&*en.referrer_domain, "(invalid)");
     // Long user agents are cut to MAX_UA_BYTES, so two that share that prefix are one entry.

@@ -6,10 +6,7 @@ use sluice_dataflows::enrich::{EnrichConfig, Enricher, ReferrerMedium};
 const BASE: &str = "https://sho.rt.example";
 
 fn enricher() -> Enricher {
-    let cfg = EnrichConfig {
-        own_hosts: vec![BASE.to_owned()],
-        ..EnrichConfig::default()
-    };
+    let cfg = EnrichConfig { own_hosts: vec![BASE.to_owned()], ..EnrichConfig::default() };
     Enricher::new(&cfg).expect("bundled enrichment data compiles")
 }
 
@@ -31,46 +28,16 @@ fn c22_every_example() {
     // (d) 3,000+ characters.
     check(&e, Some(&long), "m.search.example", Unknown);
     // (e) upper case and a port.
-    check(
-        &e,
-        Some("https://WWW.Example.COM:8443/path?x=1"),
-        "www.example.com",
-        Unknown,
-    );
+    check(&e, Some("https://WWW.Example.COM:8443/path?x=1"), "www.example.com", Unknown);
     // (f) Android app referrer: the package name.
-    check(
-        &e,
-        Some("android-app://com.example.app/"),
-        "com.example.app",
-        Unknown,
-    );
+    check(&e, Some("android-app://com.example.app/"), "com.example.app", Unknown);
     // (g) the short link itself: never a referrer domain.
     check(&e, Some(&format!("{BASE}/AbC123")), "(direct)", Internal);
-    check(
-        &e,
-        Some("http://SHO.RT.EXAMPLE:443/x"),
-        "(direct)",
-        Internal,
-    );
-    check(
-        &e,
-        Some("https://www.sho.rt.example/x"),
-        "(direct)",
-        Internal,
-    );
+    check(&e, Some("http://SHO.RT.EXAMPLE:443/x"), "(direct)", Internal);
+    check(&e, Some("https://www.sho.rt.example/x"), "(direct)", Internal);
     // Step 4: trailing CR and surrounding spaces.
-    check(
-        &e,
-        Some("https://m.social.example\r"),
-        "m.social.example",
-        Unknown,
-    );
-    check(
-        &e,
-        Some(" https://m.social.example/ "),
-        "m.social.example",
-        Unknown,
-    );
+    check(&e, Some("https://m.social.example\r"), "m.social.example", Unknown);
+    check(&e, Some(" https://m.social.example/ "), "m.social.example", Unknown);
 }
 
 #[test]
@@ -91,20 +58,13 @@ fn c22_domains_counted_through_enrich() {
     let mut rows = std::collections::BTreeMap::new();
     for r in refs {
         let ev = event(r);
-        *rows
-            .entry(e.enrich(&ev).referrer_domain.to_string())
-            .or_insert(0) += 1;
+        *rows.entry(e.enrich(&ev).referrer_domain.to_string()).or_insert(0) += 1;
     }
-    let want: std::collections::BTreeMap<String, i32> = [
-        ("(direct)", 3),
-        ("(invalid)", 1),
-        ("m.search.example", 1),
-        ("www.example.com", 1),
-        ("com.example.app", 1),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
+    let want: std::collections::BTreeMap<String, i32> =
+        [("(direct)", 3), ("(invalid)", 1), ("m.search.example", 1), ("www.example.com", 1), ("com.example.app", 1)]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
     assert_eq!(rows, want);
     assert!(!rows.keys().any(|k| k.contains("sho.rt")));
 }
@@ -129,71 +89,26 @@ fn c17_documentation_hosts_keep_their_full_name() {
     let e = enricher();
     check(&e, Some("https://a.example/"), "a.example", Unknown);
     check(&e, Some("https://b.example/"), "b.example", Unknown);
-    check(
-        &e,
-        Some("https://deep.sub.example.org/x"),
-        "deep.sub.example.org",
-        Unknown,
-    );
+    check(&e, Some("https://deep.sub.example.org/x"), "deep.sub.example.org", Unknown);
 }
 
 #[test]
 fn registrable_domain_via_public_suffix_list() {
     use ReferrerMedium::*;
     let e = enricher();
-    check(
-        &e,
-        Some("https://www.google.co.uk/search?q=x"),
-        "google.co.uk",
-        Search,
-    );
-    check(
-        &e,
-        Some("https://news.bbc.co.uk/story"),
-        "bbc.co.uk",
-        Unknown,
-    );
-    check(
-        &e,
-        Some("https://l.facebook.com/l.php?u=x"),
-        "facebook.com",
-        Social,
-    );
-    check(
-        &e,
-        Some("https://someone.github.io/blog"),
-        "someone.github.io",
-        Unknown,
-    );
-    check(
-        &e,
-        Some("https://intranet.corp.lan/page"),
-        "intranet.corp.lan",
-        Unknown,
-    );
+    check(&e, Some("https://www.google.co.uk/search?q=x"), "google.co.uk", Search);
+    check(&e, Some("https://news.bbc.co.uk/story"), "bbc.co.uk", Unknown);
+    check(&e, Some("https://l.facebook.com/l.php?u=x"), "facebook.com", Social);
+    check(&e, Some("https://someone.github.io/blog"), "someone.github.io", Unknown);
+    check(&e, Some("https://intranet.corp.lan/page"), "intranet.corp.lan", Unknown);
     check(&e, Some("http://192.0.2.1:8080/x"), "192.0.2.1", Unknown);
     check(&e, Some("http://[2001:db8::1]/x"), "[2001:db8::1]", Unknown);
     check(&e, Some("https://BÜCHER.de/x"), "xn--bcher-kva.de", Unknown);
-    check(
-        &e,
-        Some("https://www.example.com./x"),
-        "www.example.com",
-        Unknown,
-    );
+    check(&e, Some("https://www.example.com./x"), "www.example.com", Unknown);
     // Scheme-less values that are clearly a host.
     check(&e, Some("www.bing.com/search?q=x"), "bing.com", Search);
     // Hostless or unparseable values.
-    for bad in [
-        "https:/",
-        "http://",
-        "not a url",
-        "data:text/plain,hi",
-        "file:///etc/passwd",
-        "javascript:alert(1)",
-        "//",
-        "?q=1",
-        "http://exa mple.com/",
-    ] {
+    for bad in ["https:/", "http://", "not a url", "data:text/plain,hi", "file:///etc/passwd", "javascript:alert(1)", "//", "?q=1", "http://exa mple.com/"] {
         check(&e, Some(bad), "(invalid)", Unknown);
     }
     check(&e, Some("about:blank"), "(direct)", Direct);
@@ -208,20 +123,12 @@ fn medium_from_matomo_lists_and_webmail() {
         ("https://www.google.com/", "google.com", Search),
         ("https://www.google.de/url?q=x", "google.de", Search),
         ("https://www.google.com.br/", "google.com.br", Search),
-        (
-            "https://de.search.yahoo.com/search?p=x",
-            "yahoo.com",
-            Search,
-        ),
+        ("https://de.search.yahoo.com/search?p=x", "yahoo.com", Search),
         ("https://www.bing.com/search?q=x", "bing.com", Search),
         ("https://cn.bing.com/search?q=x", "bing.com", Search),
         ("https://duckduckgo.com/", "duckduckgo.com", Search),
         ("https://yandex.ru/search/?text=x", "yandex.ru", Search),
-        (
-            "https://docs.google.com/document/d/1",
-            "google.com",
-            Unknown,
-        ),
+        ("https://docs.google.com/document/d/1", "google.com", Unknown),
         ("https://t.co/abc", "t.co", Social),
         ("https://x.com/someone/status/1", "x.com", Social),
         ("https://x.com/i/grok?conversation=1", "x.com", AiAssistant),
@@ -231,44 +138,16 @@ fn medium_from_matomo_lists_and_webmail() {
         ("https://chatgpt.com/", "chatgpt.com", AiAssistant),
         ("https://chat.openai.com/c/1", "openai.com", AiAssistant),
         ("https://claude.ai/chat/1", "claude.ai", AiAssistant),
-        (
-            "https://www.perplexity.ai/search",
-            "perplexity.ai",
-            AiAssistant,
-        ),
+        ("https://www.perplexity.ai/search", "perplexity.ai", AiAssistant),
         ("https://gemini.google.com/app", "google.com", AiAssistant),
         ("https://mail.google.com/mail/u/0/", "google.com", Email),
         ("https://outlook.live.com/mail/0/", "live.com", Email),
-        (
-            "https://us-mg5.mail.yahoo.com/d/folders/1",
-            "yahoo.com",
-            Email,
-        ),
-        (
-            "https://webmail.some-isp.net/?_task=mail",
-            "some-isp.net",
-            Email,
-        ),
-        (
-            "android-app://com.google.android.gm/",
-            "com.google.android.gm",
-            Email,
-        ),
-        (
-            "android-app://com.reddit.frontpage/",
-            "com.reddit.frontpage",
-            Social,
-        ),
-        (
-            "android-app://com.linkedin.android/",
-            "com.linkedin.android",
-            Social,
-        ),
-        (
-            "android-app://com.google.android.googlequicksearchbox/https/www.google.com",
-            "com.google.android.googlequicksearchbox",
-            Search,
-        ),
+        ("https://us-mg5.mail.yahoo.com/d/folders/1", "yahoo.com", Email),
+        ("https://webmail.some-isp.net/?_task=mail", "some-isp.net", Email),
+        ("android-app://com.google.android.gm/", "com.google.android.gm", Email),
+        ("android-app://com.reddit.frontpage/", "com.reddit.frontpage", Social),
+        ("android-app://com.linkedin.android/", "com.linkedin.android", Social),
+        ("android-app://com.google.android.googlequicksearchbox/https/www.google.com", "com.google.android.googlequicksearchbox", Search),
         ("https://blog.rust-lang.org/", "rust-lang.org", Unknown),
     ];
     for (url, domain, medium) in cases {
@@ -280,11 +159,7 @@ fn medium_from_matomo_lists_and_webmail() {
 
 #[test]
 fn enrich_cache_never_changes_a_result() {
-    let cfg = EnrichConfig {
-        own_hosts: vec![BASE.to_owned()],
-        referrer_cache_capacity: 2,
-        ..EnrichConfig::default()
-    };
+    let cfg = EnrichConfig { own_hosts: vec![BASE.to_owned()], referrer_cache_capacity: 2, ..EnrichConfig::default() };
     let mut e = Enricher::new(&cfg).expect("compiles");
     let long = format!("https://www.google.com/search?q={}", "y".repeat(600));
     let refs = [

@@ -12,26 +12,16 @@ fn enricher() -> Enricher {
 }
 
 fn read_cases(file: &str) -> Vec<BTreeMap<String, Option<String>>> {
-    let path = format!(
-        "{}/tests/data/useragents/{file}",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let path = format!("{}/tests/data/useragents/{file}", env!("CARGO_MANIFEST_DIR"));
     let mut text = String::new();
     let f = std::fs::File::open(&path).expect("test corpus exists");
     if file.ends_with(".gz") {
-        flate2::read::GzDecoder::new(f)
-            .read_to_string(&mut text)
-            .expect("gunzip");
+        flate2::read::GzDecoder::new(f).read_to_string(&mut text).expect("gunzip");
     } else {
-        std::io::BufReader::new(f)
-            .read_to_string(&mut text)
-            .expect("read");
+        std::io::BufReader::new(f).read_to_string(&mut text).expect("read");
     }
     let doc: Value = serde_yaml_ng::from_str(&text).expect("valid yaml");
-    let cases = doc
-        .get("test_cases")
-        .and_then(Value::as_sequence)
-        .expect("test_cases list");
+    let cases = doc.get("test_cases").and_then(Value::as_sequence).expect("test_cases list");
     cases
         .iter()
         .map(|case| {
@@ -62,33 +52,21 @@ struct Agreement {
 
 impl Agreement {
     fn new(field: &'static str) -> Agreement {
-        Agreement {
-            field,
-            agree: 0,
-            total: 0,
-            misses: Vec::new(),
-        }
+        Agreement { field, agree: 0, total: 0, misses: Vec::new() }
     }
     fn check(&mut self, ua: &str, expected: Option<&str>, got: Option<&str>) {
         self.total += 1;
         if expected == got {
             self.agree += 1;
         } else if self.misses.len() < 5 {
-            self.misses
-                .push(format!("{ua:?}: expected {expected:?}, got {got:?}"));
+            self.misses.push(format!("{ua:?}: expected {expected:?}, got {got:?}"));
         }
     }
     fn rate(&self) -> f64 {
         100.0 * self.agree as f64 / self.total as f64
     }
     fn report(&self) {
-        println!(
-            "{}: {}/{} agree = {:.3}%",
-            self.field,
-            self.agree,
-            self.total,
-            self.rate()
-        );
+        println!("{}: {}/{} agree = {:.3}%", self.field, self.agree, self.total, self.rate());
         for m in &self.misses {
             println!("  miss {m}");
         }
@@ -100,9 +78,7 @@ fn family(case: &BTreeMap<String, Option<String>>) -> Option<&str> {
 }
 
 fn ua_of(case: &BTreeMap<String, Option<String>>) -> &str {
-    case.get("user_agent_string")
-        .and_then(|v| v.as_deref())
-        .expect("user_agent_string")
+    case.get("user_agent_string").and_then(|v| v.as_deref()).expect("user_agent_string")
 }
 
 #[test]
@@ -129,11 +105,7 @@ fn browser_family_agrees_with_uap_core_tests() {
     }
     all.report();
     assert_eq!(all.total, 1601 + 244 + 203 + 144 + 12500);
-    assert!(
-        all.rate() >= 99.0,
-        "browser family agreement {:.3}% < 99%",
-        all.rate()
-    );
+    assert!(all.rate() >= 99.0, "browser family agreement {:.3}% < 99%", all.rate());
 }
 
 #[test]
@@ -149,11 +121,7 @@ fn os_family_agrees_with_uap_core_tests() {
     }
     all.report();
     assert_eq!(all.total, 483 + 23);
-    assert!(
-        all.rate() >= 99.0,
-        "os family agreement {:.3}% < 99%",
-        all.rate()
-    );
+    assert!(all.rate() >= 99.0, "os family agreement {:.3}% < 99%", all.rate());
 }
 
 #[test]
@@ -168,16 +136,8 @@ fn device_family_brand_model_agree_with_uap_core_tests() {
         let ua = ua_of(case);
         let p = e.ua_parts(ua);
         fam.check(ua, family(case), Some(&p.device_family));
-        brand.check(
-            ua,
-            case.get("brand").and_then(|v| v.as_deref()),
-            p.device_brand.as_deref(),
-        );
-        model.check(
-            ua,
-            case.get("model").and_then(|v| v.as_deref()),
-            p.device_model.as_deref(),
-        );
+        brand.check(ua, case.get("brand").and_then(|v| v.as_deref()), p.device_brand.as_deref());
+        model.check(ua, case.get("model").and_then(|v| v.as_deref()), p.device_model.as_deref());
         *classes.entry(e.user_agent(ua).device.as_str()).or_default() += 1;
     }
     fam.report();
@@ -185,21 +145,9 @@ fn device_family_brand_model_agree_with_uap_core_tests() {
     model.report();
     println!("device classes over test_device.yaml: {classes:?}");
     assert_eq!(fam.total, 16_129);
-    assert!(
-        fam.rate() >= 99.0,
-        "device family agreement {:.3}% < 99%",
-        fam.rate()
-    );
-    assert!(
-        brand.rate() >= 99.0,
-        "device brand agreement {:.3}% < 99%",
-        brand.rate()
-    );
-    assert!(
-        model.rate() >= 99.0,
-        "device model agreement {:.3}% < 99%",
-        model.rate()
-    );
+    assert!(fam.rate() >= 99.0, "device family agreement {:.3}% < 99%", fam.rate());
+    assert!(brand.rate() >= 99.0, "device brand agreement {:.3}% < 99%", brand.rate());
+    assert!(model.rate() >= 99.0, "device model agreement {:.3}% < 99%", model.rate());
 }
 
 #[test]
@@ -220,9 +168,7 @@ fn enrichment_browser_field_matches_uap_core_except_for_bots() {
             println!("unexpected browser {:?} for {ua:?}", info.browser);
         }
     }
-    println!(
-        "test_ua.yaml browser field: {same} equal, {renamed_bots} bots renamed \"Bot\", {other} other"
-    );
+    println!("test_ua.yaml browser field: {same} equal, {renamed_bots} bots renamed \"Bot\", {other} other");
     assert_eq!(other, 0);
 }
 
@@ -231,22 +177,10 @@ fn device_classes_of_known_user_agents() {
     let mut e = enricher();
     let cases: &[(&str, DeviceClass)] = &[
         // Desktop browsers.
-        (
-            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",
-            DeviceClass::Desktop,
-        ),
-        (
-            "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Safari/605.1.15",
-            DeviceClass::Desktop,
-        ),
-        (
-            "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0",
-            DeviceClass::Desktop,
-        ),
-        (
-            "Mozilla/5.0 (X11; CrOS x86_64 14541.0.0) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",
-            DeviceClass::Desktop,
-        ),
+        ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36", DeviceClass::Desktop),
+        ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Safari/605.1.15", DeviceClass::Desktop),
+        ("Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0", DeviceClass::Desktop),
+        ("Mozilla/5.0 (X11; CrOS x86_64 14541.0.0) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36", DeviceClass::Desktop),
         (
             "Mozilla/4.0 (compatible; MSIE 8.0; Windows NT 6.1; WOW64; Trident/4.0; SLCC2; .NET CLR 2.0.50727; Media Center PC 6.0; Tablet PC 2.0)",
             DeviceClass::Desktop,
@@ -256,56 +190,29 @@ fn device_classes_of_known_user_agents() {
             "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1",
             DeviceClass::Mobile,
         ),
-        (
-            "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Mobile Safari/537.36",
-            DeviceClass::Mobile,
-        ),
-        (
-            "Mozilla/5.0 (Android 14; Mobile; rv:125.0) Gecko/125.0 Firefox/125.0",
-            DeviceClass::Mobile,
-        ),
+        ("Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Mobile Safari/537.36", DeviceClass::Mobile),
+        ("Mozilla/5.0 (Android 14; Mobile; rv:125.0) Gecko/125.0 Firefox/125.0", DeviceClass::Mobile),
         (
             "Mozilla/5.0 (Windows Phone 10.0; Android 6.0.1; Microsoft; Lumia 950) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/52.0.2743.116 Mobile Safari/537.36 Edge/15.15063",
             DeviceClass::Mobile,
         ),
-        (
-            "Nokia6300/2.0 (05.00) Profile/MIDP-2.0 Configuration/CLDC-1.1",
-            DeviceClass::Mobile,
-        ),
+        ("Nokia6300/2.0 (05.00) Profile/MIDP-2.0 Configuration/CLDC-1.1", DeviceClass::Mobile),
         // Tablets.
-        (
-            "Mozilla/5.0 (iPad; CPU OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1",
-            DeviceClass::Tablet,
-        ),
-        (
-            "Mozilla/5.0 (Linux; Android 13; SM-X700) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",
-            DeviceClass::Tablet,
-        ),
-        (
-            "Mozilla/5.0 (Android 14; Tablet; rv:125.0) Gecko/125.0 Firefox/125.0",
-            DeviceClass::Tablet,
-        ),
+        ("Mozilla/5.0 (iPad; CPU OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1", DeviceClass::Tablet),
+        ("Mozilla/5.0 (Linux; Android 13; SM-X700) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36", DeviceClass::Tablet),
+        ("Mozilla/5.0 (Android 14; Tablet; rv:125.0) Gecko/125.0 Firefox/125.0", DeviceClass::Tablet),
         (
             "Mozilla/5.0 (Linux; Android 9; KFMAWI) AppleWebKit/537.36 (KHTML, like Gecko) Silk/122.3.1 like Chrome/122.0.6261.119 Safari/537.36",
             DeviceClass::Tablet,
         ),
         // TVs, consoles, empty and unknown.
-        (
-            "Mozilla/5.0 (SMART-TV; Linux; Tizen 6.0) AppleWebKit/537.36 (KHTML, like Gecko) 76.0.3809.146/6.0 TV Safari/537.36",
-            DeviceClass::Other,
-        ),
-        (
-            "Mozilla/5.0 (PlayStation; PlayStation 5/2.26) AppleWebKit/605.1.15 (KHTML, like Gecko)",
-            DeviceClass::Other,
-        ),
+        ("Mozilla/5.0 (SMART-TV; Linux; Tizen 6.0) AppleWebKit/537.36 (KHTML, like Gecko) 76.0.3809.146/6.0 TV Safari/537.36", DeviceClass::Other),
+        ("Mozilla/5.0 (PlayStation; PlayStation 5/2.26) AppleWebKit/605.1.15 (KHTML, like Gecko)", DeviceClass::Other),
         ("", DeviceClass::Other),
         ("   ", DeviceClass::Other),
         ("SomethingUnheardOf", DeviceClass::Other),
         // Bots.
-        (
-            "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
-            DeviceClass::Bot,
-        ),
+        ("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)", DeviceClass::Bot),
         ("curl/8.5.0", DeviceClass::Bot),
     ];
     for (ua, want) in cases {
@@ -316,16 +223,9 @@ fn device_classes_of_known_user_agents() {
 
 #[test]
 fn cache_returns_identical_results_and_is_bounded_per_clone() {
-    let cfg = EnrichConfig {
-        ua_cache_capacity: 2,
-        ..EnrichConfig::default()
-    };
+    let cfg = EnrichConfig { ua_cache_capacity: 2, ..EnrichConfig::default() };
     let mut e = Enricher::new(&cfg).expect("compiles");
-    let uas = [
-        "Twitterbot/1.0",
-        "curl/8.5.0",
-        "Mozilla/5.0 (iPad; CPU OS 17_4 like Mac OS X)",
-    ];
+    let uas = ["Twitterbot/1.0", "curl/8.5.0", "Mozilla/5.0 (iPad; CPU OS 17_4 like Mac OS X)"];
     let first: Vec<_> = uas.iter().map(|u| e.user_agent(u)).collect();
     let again: Vec<_> = uas.iter().map(|u| e.user_agent(u)).collect();
     assert_eq!(first, again);
@@ -335,11 +235,7 @@ fn cache_returns_identical_results_and_is_bounded_per_clone() {
     assert_eq!(e.user_agent(uas[2]), first[2]);
     assert_eq!(e.stats().ua_hits, 1);
     let mut clone = e.clone();
-    assert_eq!(
-        clone.stats().ua_hits + clone.stats().ua_misses,
-        0,
-        "clone starts empty"
-    );
+    assert_eq!(clone.stats().ua_hits + clone.stats().ua_misses, 0, "clone starts empty");
     assert_eq!(clone.user_agent(uas[0]), first[0]);
     assert_eq!(clone.stats().ua_misses, 1);
 }

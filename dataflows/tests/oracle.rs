@@ -145,16 +145,7 @@ fn run(workers: usize, spec: &StreamSpec, records: &[sluice_dataflows::source::S
 #[test]
 fn pipeline_equals_reference_at_every_frontier_for_1_2_4_workers() {
     let t0 = ms("2024-07-01T00:00:00Z");
-    let spec = StreamSpec {
-        seed: 42,
-        events: 12_000,
-        codes: 25,
-        partitions: 4,
-        start_ms: t0,
-        span_ms: 4 * DAY,
-        now_ms: t0 + 4 * DAY + HOUR,
-        visitors: 3_000,
-    };
+    let spec = StreamSpec { seed: 42, events: 12_000, codes: 25, partitions: 4, start_ms: t0, span_ms: 4 * DAY, now_ms: t0 + 4 * DAY + HOUR, visitors: 3_000 };
     let records = generate(&spec);
     let one = run(1, &spec, &records);
     for workers in [2, 4] {
@@ -168,16 +159,7 @@ fn pipeline_equals_reference_at_every_frontier_for_1_2_4_workers() {
 #[test]
 fn dense_sketches_stay_within_the_error_bound() {
     let t0 = ms("2024-03-01T00:00:00Z");
-    let spec = StreamSpec {
-        seed: 7,
-        events: 60_000,
-        codes: 4,
-        partitions: 3,
-        start_ms: t0,
-        span_ms: 2 * DAY,
-        now_ms: t0 + 2 * DAY + HOUR,
-        visitors: 200_000,
-    };
+    let spec = StreamSpec { seed: 7, events: 60_000, codes: 4, partitions: 3, start_ms: t0, span_ms: 2 * DAY, now_ms: t0 + 2 * DAY + HOUR, visitors: 200_000 };
     let records = generate(&spec);
     let one = run(1, &spec, &records);
     let two = run(2, &spec, &records);

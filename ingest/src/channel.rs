@@ -4,8 +4,8 @@
 //! full channel the event is dropped and counted (`sluice_click_events_dropped_total{reason=
 //! "channel_full"}`), so a slow disk can cost clicks but never redirect latency.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use sluice_schemas::ClickEvent;
 use tokio::sync::mpsc;

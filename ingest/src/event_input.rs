@@ -65,10 +65,7 @@ pub struct Rejection {
 impl Rejection {
     /// A rejection with `reason` and `message`.
     pub fn new(reason: &'static str, message: impl Into<String>) -> Self {
-        Rejection {
-            reason,
-            message: message.into(),
-        }
+        Rejection { reason, message: message.into() }
     }
 }
 
@@ -113,18 +110,7 @@ pub struct Validation<'a> {
     pub max_future_skew_ms: i64,
 }
 
-const KNOWN: [&str; 10] = [
-    "event_id",
-    "code",
-    "ts",
-    "ip",
-    "ip_trunc",
-    "user_agent",
-    "ua",
-    "referrer",
-    "accept_language",
-    "edge_region",
-];
+const KNOWN: [&str; 10] = ["event_id", "code", "ts", "ip", "ip_trunc", "user_agent", "ua", "referrer", "accept_language", "edge_region"];
 
 /// The `ClickEvent.event_id` of a caller's id: a string that parses as a UUID (hyphenated,
 /// simple, braced or `urn:uuid:` form) is that UUID; any other string `s` becomes the
@@ -143,10 +129,7 @@ pub fn event_uuid(id: &str) -> Uuid {
 
 /// Whether `s` can be a short code: `[A-Za-z0-9_-]{1,64}` (the redirect's rule).
 pub fn is_code(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// `s` cut to at most `max` bytes at a character boundary.
@@ -176,39 +159,17 @@ fn take_string(m: &mut Map<String, Value>, key: &str) -> Result<Option<String>, 
     match m.remove(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(other) => Err(Rejection::new(
-            "invalid_field",
-            format!("\"{key}\" must be a string, got {}", type_name(&other)),
-        )),
+        Some(other) => Err(Rejection::new("invalid_field", format!("\"{key}\" must be a string, got {}", type_name(&other)))),
     }
 }
 
 fn parse_ts(v: Value) -> Result<i64, Rejection> {
     match v {
-        Value::Number(n) => n.as_i64().ok_or_else(|| {
-            Rejection::new(
-                "invalid_ts",
-                format!("\"ts\" must be an integer number of ms since the epoch, got {n}"),
-            )
-        }),
+        Value::Number(n) => n.as_i64().ok_or_else(|| Rejection::new("invalid_ts", format!("\"ts\" must be an integer number of ms since the epoch, got {n}"))),
         Value::String(s) => chrono::DateTime::parse_from_rfc3339(s.trim())
             .map(|t| t.timestamp_millis())
-            .map_err(|e| {
-                Rejection::new(
-                    "invalid_ts",
-                    format!(
-                        "\"ts\" is not an RFC 3339 timestamp ({e}): \"{}\"",
-                        cut(s, 64)
-                    ),
-                )
-            }),
-        other => Err(Rejection::new(
-            "invalid_ts",
-            format!(
-                "\"ts\" must be an integer (ms) or an RFC 3339 string, got {}",
-                type_name(&other)
-            ),
-        )),
+            .map_err(|e| Rejection::new("invalid_ts", format!("\"ts\" is not an RFC 3339 timestamp ({e}): \"{}\"", cut(s, 64)))),
+        other => Err(Rejection::new("invalid_ts", format!("\"ts\" must be an integer (ms) or an RFC 3339 string, got {}", type_name(&other)))),
     }
 }
 
@@ -218,23 +179,15 @@ impl EventInput {
     /// not an object → unknown member → missing/invalid member.
     pub fn from_value(v: Value) -> Result<EventInput, Rejection> {
         let Value::Object(mut m) = v else {
-            return Err(Rejection::new(
-                "not_an_object",
-                format!("an event must be a json object, got {}", type_name(&v)),
-            ));
+            return Err(Rejection::new("not_an_object", format!("an event must be a json object, got {}", type_name(&v))));
         };
         let mut unknown: Vec<&String> = m.keys().filter(|k| !KNOWN.contains(&k.as_str())).collect();
         unknown.sort();
         if let Some(k) = unknown.first() {
-            return Err(Rejection::new(
-                "unknown_field",
-                format!("unknown member \"{}\"", cut((*k).clone(), 64)),
-            ));
+            return Err(Rejection::new("unknown_field", format!("unknown member \"{}\"", cut((*k).clone(), 64))));
         }
-        let event_id = take_string(&mut m, "event_id")?
-            .ok_or_else(|| Rejection::new("missing_field", "\"event_id\" is required"))?;
-        let code = take_string(&mut m, "code")?
-            .ok_or_else(|| Rejection::new("missing_field", "\"code\" is required"))?;
+        let event_id = take_string(&mut m, "event_id")?.ok_or_else(|| Rejection::new("missing_field", "\"event_id\" is required"))?;
+        let code = take_string(&mut m, "code")?.ok_or_else(|| Rejection::new("missing_field", "\"code\" is required"))?;
         let ts = match m.remove("ts") {
             None | Some(Value::Null) => {
                 return Err(Rejection::new("missing_field", "\"ts\" is required"));
@@ -243,22 +196,13 @@ impl EventInput {
         };
         let ip = take_string(&mut m, "ip")?;
         let ip_trunc = take_string(&mut m, "ip_trunc")?;
-        let user_agent = match (
-            take_string(&mut m, "user_agent")?,
-            take_string(&mut m, "ua")?,
-        ) {
+        let user_agent = match (take_string(&mut m, "user_agent")?, take_string(&mut m, "ua")?) {
             (Some(_), Some(_)) => {
-                return Err(Rejection::new(
-                    "invalid_field",
-                    "give \"user_agent\" or its alias \"ua\", not both",
-                ));
+                return Err(Rejection::new("invalid_field", "give \"user_agent\" or its alias \"ua\", not both"));
             }
             (Some(u), None) | (None, Some(u)) => u,
             (None, None) => {
-                return Err(Rejection::new(
-                    "missing_field",
-                    "\"user_agent\" is required (it may be empty)",
-                ));
+                return Err(Rejection::new("missing_field", "\"user_agent\" is required (it may be empty)"));
             }
         };
         Ok(EventInput {
@@ -279,68 +223,34 @@ impl EventInput {
     /// [`MAX_FIELD_BYTES`].
     pub fn into_click_event(self, ctx: &Validation<'_>) -> Result<ClickEvent, Rejection> {
         if self.event_id.is_empty() || self.event_id.len() > MAX_EVENT_ID_BYTES {
-            return Err(Rejection::new(
-                "invalid_event_id",
-                format!(
-                    "\"event_id\" must be 1 to {MAX_EVENT_ID_BYTES} bytes, got {}",
-                    self.event_id.len()
-                ),
-            ));
+            return Err(Rejection::new("invalid_event_id", format!("\"event_id\" must be 1 to {MAX_EVENT_ID_BYTES} bytes, got {}", self.event_id.len())));
         }
         if !is_code(&self.code) {
-            return Err(Rejection::new(
-                "invalid_code",
-                format!(
-                    "\"code\" must match [A-Za-z0-9_-]{{1,64}}: \"{}\"",
-                    cut(self.code, 80)
-                ),
-            ));
+            return Err(Rejection::new("invalid_code", format!("\"code\" must match [A-Za-z0-9_-]{{1,64}}: \"{}\"", cut(self.code, 80))));
         }
         if self.ts < 0 {
-            return Err(Rejection::new(
-                "invalid_ts",
-                format!("\"ts\" {} is before 1970-01-01T00:00:00Z", self.ts),
-            ));
+            return Err(Rejection::new("invalid_ts", format!("\"ts\" {} is before 1970-01-01T00:00:00Z", self.ts)));
         }
         if self.ts > ctx.now_ms.saturating_add(ctx.max_future_skew_ms) {
             return Err(Rejection::new(
                 "ts_in_future",
-                format!(
-                    "\"ts\" {} is more than {} ms ahead of the server clock ({})",
-                    self.ts, ctx.max_future_skew_ms, ctx.now_ms
-                ),
+                format!("\"ts\" {} is more than {} ms ahead of the server clock ({})", self.ts, ctx.max_future_skew_ms, ctx.now_ms),
             ));
         }
         let parse = |key: &str, s: &str| {
-            s.trim().parse::<IpAddr>().map_err(|_| {
-                Rejection::new(
-                    "invalid_ip",
-                    format!(
-                        "\"{key}\" is not an IP address: \"{}\"",
-                        cut(s.to_owned(), 64)
-                    ),
-                )
-            })
+            s.trim().parse::<IpAddr>().map_err(|_| Rejection::new("invalid_ip", format!("\"{key}\" is not an IP address: \"{}\"", cut(s.to_owned(), 64))))
         };
         let visitor_ip = match (&self.ip, &self.ip_trunc) {
             (Some(_), Some(_)) => {
-                return Err(Rejection::new(
-                    "ip_conflict",
-                    "give \"ip\" or \"ip_trunc\", not both",
-                ));
+                return Err(Rejection::new("ip_conflict", "give \"ip\" or \"ip_trunc\", not both"));
             }
             (None, None) => {
-                return Err(Rejection::new(
-                    "missing_field",
-                    "one of \"ip\" or \"ip_trunc\" is required",
-                ));
+                return Err(Rejection::new("missing_field", "one of \"ip\" or \"ip_trunc\" is required"));
             }
             (Some(ip), None) => parse("ip", ip)?,
             (None, Some(t)) => {
                 let net = truncate_ip(parse("ip_trunc", t)?);
-                net.parse::<IpAddr>().map_err(|_| {
-                    Rejection::new("invalid_ip", "\"ip_trunc\" could not be truncated")
-                })?
+                net.parse::<IpAddr>().map_err(|_| Rejection::new("invalid_ip", "\"ip_trunc\" could not be truncated"))?
             }
         };
         let user_agent = cut(self.user_agent, MAX_FIELD_BYTES);

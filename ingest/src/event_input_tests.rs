@@ -11,14 +11,7 @@ fn salt() -> VisitorSalt {
 
 fn check(v: Value) -> Result<ClickEvent, Rejection> {
     let s = salt();
-    validate_value(
-        v,
-        &Validation {
-            salt: &s,
-            now_ms: NOW,
-            max_future_skew_ms: DEFAULT_MAX_FUTURE_SKEW_MS,
-        },
-    )
+    validate_value(v, &Validation { salt: &s, now_ms: NOW, max_future_skew_ms: DEFAULT_MAX_FUTURE_SKEW_MS })
 }
 
 fn reason(v: Value) -> &'static str {
@@ -39,16 +32,8 @@ fn v8_by_hand(s: &str) -> Uuid {
 fn uuid_ids_are_kept_and_other_ids_map_to_a_stable_v8() {
     let u = "0190f5a2-7c3e-7b21-8a4d-1234567890ab";
     assert_eq!(event_uuid(u).to_string(), u);
-    assert_eq!(
-        event_uuid("0190f5a27c3e7b218a4d1234567890ab").to_string(),
-        u,
-        "simple form"
-    );
-    assert_eq!(
-        event_uuid(&format!("urn:uuid:{u}")).to_string(),
-        u,
-        "urn form"
-    );
+    assert_eq!(event_uuid("0190f5a27c3e7b218a4d1234567890ab").to_string(), u, "simple form");
+    assert_eq!(event_uuid(&format!("urn:uuid:{u}")).to_string(), u, "urn form");
     let id = event_uuid("c19-0001");
     assert_eq!(id, v8_by_hand("c19-0001"));
     assert_eq!(id.get_version_num(), 8);
@@ -73,12 +58,7 @@ fn a_full_event_becomes_the_click_the_redirect_would_mint() {
             code: "abc_-9".into(),
             ts,
             ip_trunc: Some("192.0.2.0".into()),
-            visitor_id: visitor_id(
-                &salt(),
-                ts,
-                "192.0.2.30".parse().expect("ip"),
-                "Mozilla/5.0 ✓"
-            ),
+            visitor_id: visitor_id(&salt(), ts, "192.0.2.30".parse().expect("ip"), "Mozilla/5.0 ✓"),
             user_agent: "Mozilla/5.0 ✓".into(),
             referrer: Some("https://a.example/x".into()),
             accept_language: Some("de-CH".into()),
@@ -91,37 +71,18 @@ fn a_full_event_becomes_the_click_the_redirect_would_mint() {
 fn ip_trunc_only_keys_the_visitor_on_the_network_address() {
     let e = check(json!({"event_id": "x", "code": "c", "ts": NOW, "ip_trunc": "2001:db8:1:2::9", "user_agent": ""})).expect("valid");
     assert_eq!(e.ip_trunc.as_deref(), Some("2001:db8:1::"));
-    assert_eq!(
-        e.visitor_id,
-        visitor_id(&salt(), NOW, "2001:db8:1::".parse().expect("ip"), "")
-    );
-    assert_eq!(
-        (e.referrer, e.accept_language, e.edge_region),
-        (None, None, None)
-    );
-    let full = check(
-        json!({"event_id": "y", "code": "c", "ts": NOW, "ip": "2001:db8:1::", "user_agent": ""}),
-    )
-    .expect("valid");
-    assert_eq!(
-        full.visitor_id, e.visitor_id,
-        "same network address, same visitor"
-    );
+    assert_eq!(e.visitor_id, visitor_id(&salt(), NOW, "2001:db8:1::".parse().expect("ip"), ""));
+    assert_eq!((e.referrer, e.accept_language, e.edge_region), (None, None, None));
+    let full = check(json!({"event_id": "y", "code": "c", "ts": NOW, "ip": "2001:db8:1::", "user_agent": ""})).expect("valid");
+    assert_eq!(full.visitor_id, e.visitor_id, "same network address, same visitor");
 }
 
 #[test]
 fn ts_accepts_integer_ms_and_rfc3339_only() {
-    let ok = |ts: Value| {
-        check(json!({"event_id": "x", "code": "c", "ts": ts, "ip": "192.0.2.1", "ua": ""}))
-            .map(|e| e.ts)
-    };
+    let ok = |ts: Value| check(json!({"event_id": "x", "code": "c", "ts": ts, "ip": "192.0.2.1", "ua": ""})).map(|e| e.ts);
     assert_eq!(ok(json!(0)), Ok(0));
     assert_eq!(ok(json!("2024-03-10T06:30:00Z")), Ok(NOW));
-    assert_eq!(
-        ok(json!(NOW + DEFAULT_MAX_FUTURE_SKEW_MS)),
-        Ok(NOW + DEFAULT_MAX_FUTURE_SKEW_MS),
-        "skew bound inclusive"
-    );
+    assert_eq!(ok(json!(NOW + DEFAULT_MAX_FUTURE_SKEW_MS)), Ok(NOW + DEFAULT_MAX_FUTURE_SKEW_MS), "skew bound inclusive");
     for (bad, why) in [
         (json!(NOW + DEFAULT_MAX_FUTURE_SKEW_MS + 1), "ts_in_future"),
         (json!(-1), "invalid_ts"),
@@ -137,8 +98,7 @@ fn ts_accepts_integer_ms_and_rfc3339_only() {
 
 #[test]
 fn every_rejection_reason() {
-    let base =
-        json!({"event_id": "e", "code": "c", "ts": NOW, "ip": "192.0.2.1", "user_agent": "u"});
+    let base = json!({"event_id": "e", "code": "c", "ts": NOW, "ip": "192.0.2.1", "user_agent": "u"});
     let with = |k: &str, v: Value| {
         let mut o = base.clone();
         o[k] = v;
@@ -163,26 +123,15 @@ fn every_rejection_reason() {
     assert_eq!(reason(with("code", json!(5))), "invalid_field");
     assert_eq!(reason(with("referrer", json!({"u": 1}))), "invalid_field");
     assert_eq!(reason(with("event_id", json!(""))), "invalid_event_id");
-    assert_eq!(
-        reason(with("event_id", json!("x".repeat(MAX_EVENT_ID_BYTES + 1)))),
-        "invalid_event_id"
-    );
+    assert_eq!(reason(with("event_id", json!("x".repeat(MAX_EVENT_ID_BYTES + 1)))), "invalid_event_id");
     assert!(check(with("event_id", json!("x".repeat(MAX_EVENT_ID_BYTES)))).is_ok());
     for bad_code in ["", "a/b", "robots.txt", "ü", &"x".repeat(65)] {
-        assert_eq!(
-            reason(with("code", json!(bad_code))),
-            "invalid_code",
-            "{bad_code:?}"
-        );
+        assert_eq!(reason(with("code", json!(bad_code))), "invalid_code", "{bad_code:?}");
     }
     assert_eq!(reason(with("ip", json!("999.1.1.1"))), "invalid_ip");
     assert_eq!(reason(with("ip", json!("192.0.2.1:80"))), "invalid_ip");
     assert_eq!(reason(with("ip_trunc", json!("192.0.2.0"))), "ip_conflict");
-    assert_eq!(
-        reason(with("ip", Value::Null)),
-        "missing_field",
-        "null ip is absent"
-    );
+    assert_eq!(reason(with("ip", Value::Null)), "missing_field", "null ip is absent");
     let r = check(with("referrer", Value::Null)).expect("null referrer is none");
     assert_eq!(r.referrer, None);
 }
@@ -190,13 +139,9 @@ fn every_rejection_reason() {
 #[test]
 fn long_text_is_cut_at_a_char_boundary_like_the_redirect() {
     let long = "é".repeat(MAX_FIELD_BYTES); // 2 bytes each
-    let e = check(json!({"event_id": "e", "code": "c", "ts": NOW, "ip": "192.0.2.1", "user_agent": long, "referrer": format!("a{long}")}))
-        .expect("valid");
+    let e = check(json!({"event_id": "e", "code": "c", "ts": NOW, "ip": "192.0.2.1", "user_agent": long, "referrer": format!("a{long}")})).expect("valid");
     assert_eq!(e.user_agent.len(), MAX_FIELD_BYTES);
-    assert_eq!(
-        e.referrer.as_deref().map(str::len),
-        Some(MAX_FIELD_BYTES - 1)
-    );
+    assert_eq!(e.referrer.as_deref().map(str::len), Some(MAX_FIELD_BYTES - 1));
     assert_eq!(cut("abc".into(), 2), "ab");
     assert_eq!(cut("aé".into(), 2), "a");
 }
@@ -215,12 +160,6 @@ fn input_serializes_to_the_wire_shape() {
         edge_region: None,
     };
     let text = serde_json::to_string(&input).expect("json");
-    assert_eq!(
-        text,
-        r#"{"event_id":"e","code":"c","ts":5,"ip":"192.0.2.1","user_agent":"u"}"#
-    );
-    assert_eq!(
-        EventInput::from_value(serde_json::from_str(&text).expect("parse")),
-        Ok(input)
-    );
+    assert_eq!(text, r#"{"event_id":"e","code":"c","ts":5,"ip":"192.0.2.1","user_agent":"u"}"#);
+    assert_eq!(EventInput::from_value(serde_json::from_str(&text).expect("parse")), Ok(input));
 }

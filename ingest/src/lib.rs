@@ -42,12 +42,12 @@ pub mod pending;
 mod telemetry;
 pub mod writer;
 
-pub use channel::{click_channel, ClickReceiver, ClickSender, IngestStats, IngestStatsSnapshot};
+pub use channel::{ClickReceiver, ClickSender, IngestStats, IngestStatsSnapshot, click_channel};
 pub use durable::DurableAppender;
 pub use error::{Error, Result};
-pub use pending::PendingFloor;
 pub use http::{EventsConfig, EventsState, events_router};
-pub use writer::{spawn_log_writer, AppendPolicy, EventLog, LogWriterConfig, WriterSummary};
+pub use pending::PendingFloor;
+pub use writer::{AppendPolicy, EventLog, LogWriterConfig, WriterSummary, spawn_log_writer};
 
 #[cfg(test)]
 mod tests;

@@ -402,4 +402,3 @@ fn set_policy(_policy: AppendPolicy) -> std::io::Result<()> {
 fn raise_nice(_increment: i32) -> std::io::Result<()> {
     Err(std::io::Error::new(std::io::ErrorKind::Unsupported, "per-thread niceness is set on Linux only"))
 }
-

@@ -115,11 +115,7 @@ impl Front {
         let cell = self.slot(code)?;
         let now = self.ns(now);
         let slot = cell.lock().unwrap_or_else(|p| p.into_inner());
-        if now < slot.until_ns && slot.holds(code.as_bytes()) {
-            f(FrontEntry { epoch: slot.epoch, link: slot.link.as_ref() })
-        } else {
-            None
-        }
+        if now < slot.until_ns && slot.holds(code.as_bytes()) { f(FrontEntry { epoch: slot.epoch, link: slot.link.as_ref() }) } else { None }
     }
 
     /// Holds `entry` (just returned live by the L1 cache at `now`) for `code`, replacing

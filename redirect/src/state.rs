@@ -46,13 +46,7 @@ impl RedirectState {
     /// by every redirect process; see [`LinkCache`]). Changes made through this process's
     /// API should also be published to `l2` ([`LinkCacheL2::publish`]) and invalidations
     /// received from it applied with [`Self::apply_invalidation`].
-    pub fn with_l2(
-        store: Arc<dyn LinkStore>,
-        config: RedirectConfig,
-        salt: VisitorSalt,
-        sink: Arc<dyn ClickSink>,
-        l2: Option<Arc<dyn LinkCacheL2>>,
-    ) -> Self {
+    pub fn with_l2(store: Arc<dyn LinkStore>, config: RedirectConfig, salt: VisitorSalt, sink: Arc<dyn ClickSink>, l2: Option<Arc<dyn LinkCacheL2>>) -> Self {
         let metrics = RedirectMetrics::register();
         let mut cache = LinkCache::new(store, &config, metrics.clone());
         if let Some(l2) = l2 {

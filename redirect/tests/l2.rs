@@ -147,10 +147,7 @@ async fn l2_misses_read_the_store_and_fill_l2_positively_and_negatively() {
     assert_eq!(target(&cache.lookup("b").await.expect("lookup")), Some("https://e.example/b".into()));
     assert_eq!(target(&cache.lookup("none").await.expect("lookup")), None);
     assert_eq!(store.reads.load(Ordering::SeqCst), 2);
-    assert_eq!(
-        *l2.fills.lock(),
-        vec![("b".to_string(), Some("https://e.example/b".to_string())), ("none".to_string(), None)]
-    );
+    assert_eq!(*l2.fills.lock(), vec![("b".to_string(), Some("https://e.example/b".to_string())), ("none".to_string(), None)]);
 }
 
 #[tokio::test]

@@ -17,8 +17,8 @@
 
 use std::sync::OnceLock;
 
-use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::Schema;
+use apache_avro::reader::datum::GenericDatumReader;
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -112,10 +112,7 @@ fn codec() -> &'static ClickEventCodec {
             // Serde-driven (schema-aware) decoding: no intermediate `Value`, and unlike the
             // `Value` decoder it treats a truncated datum as an error. Encoding is written
             // out by hand ([`encode_click_event_datum_into`]).
-            reader: GenericDatumReader::builder(schema)
-                .human_readable(true)
-                .build()
-                .expect("click_event.avsc resolves (checked by tests)"),
+            reader: GenericDatumReader::builder(schema).human_readable(true).build().expect("click_event.avsc resolves (checked by tests)"),
         }
     })
 }
@@ -205,15 +202,11 @@ fn put_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
 /// Errors with [`Error::Decode`] when the datum is truncated or malformed, when `event_id`
 /// is not a UUID, or when bytes are left over.
 pub fn decode_click_event_datum(mut bytes: &[u8]) -> Result<ClickEvent> {
-    let wire: Wire = codec()
-        .reader
-        .read_deser(&mut bytes)
-        .map_err(|e| Error::Decode(format!("click event: {e}")))?;
+    let wire: Wire = codec().reader.read_deser(&mut bytes).map_err(|e| Error::Decode(format!("click event: {e}")))?;
     if !bytes.is_empty() {
         return Err(Error::Decode(format!("{} trailing bytes after click event", bytes.len())));
     }
-    let event_id = Uuid::parse_str(&wire.event_id)
-        .map_err(|e| Error::Decode(format!("field \"event_id\" is not a uuid: {e}")))?;
+    let event_id = Uuid::parse_str(&wire.event_id).map_err(|e| Error::Decode(format!("field \"event_id\" is not a uuid: {e}")))?;
     Ok(ClickEvent {
         event_id,
         code: wire.code,
@@ -486,12 +479,7 @@ mod tests {
     #[test]
     fn avsc_fields_are_exactly_the_rust_fields() {
         let json: serde_json::Value = serde_json::from_str(CLICK_EVENT_AVSC).expect("avsc is json");
-        let avsc: Vec<String> = json["fields"]
-            .as_array()
-            .expect("fields")
-            .iter()
-            .map(|f| f["name"].as_str().expect("name").to_string())
-            .collect();
+        let avsc: Vec<String> = json["fields"].as_array().expect("fields").iter().map(|f| f["name"].as_str().expect("name").to_string()).collect();
         let rust = serde_json::to_value(&samples()[0]).expect("serialize");
         let mut rust: Vec<String> = rust.as_object().expect("object").keys().cloned().collect();
         let mut sorted = avsc.clone();

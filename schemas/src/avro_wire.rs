@@ -21,14 +21,14 @@
 //! caller through the fingerprint or the registry id); values written with
 //! `click_event.avsc` itself take the fast, serde-driven path of [`crate::avro`].
 
+use apache_avro::Schema;
 use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::types::Value;
-use apache_avro::Schema;
 use uuid::Uuid;
 
 use crate::avro::{
-    click_event_header, click_event_schema, decode_click_event_datum, encode_click_event_datum_into,
-    parsing_canonical_form, rabin_fingerprint, CLICK_EVENT_FINGERPRINT, SINGLE_OBJECT_HEADER_LEN,
+    CLICK_EVENT_FINGERPRINT, SINGLE_OBJECT_HEADER_LEN, click_event_header, click_event_schema, decode_click_event_datum, encode_click_event_datum_into,
+    parsing_canonical_form, rabin_fingerprint,
 };
 use crate::{ClickEvent, Error, Result};
 
@@ -216,8 +216,7 @@ fn click_event_from_value(value: Value) -> Result<ClickEvent> {
             "event_id" => {
                 ev.event_id = match v {
                     Value::Uuid(u) => u,
-                    Value::String(s) => Uuid::parse_str(&s)
-                        .map_err(|e| Error::Decode(format!("field \"event_id\" is not a uuid: {e}")))?,
+                    Value::String(s) => Uuid::parse_str(&s).map_err(|e| Error::Decode(format!("field \"event_id\" is not a uuid: {e}")))?,
                     other => return Err(field_type("event_id", &other)),
                 };
                 seen |= 1;

@@ -29,8 +29,7 @@ pub enum RollupGranularity {
 
 impl RollupGranularity {
     /// All granularities, finest first.
-    pub const ALL: [RollupGranularity; 4] =
-        [RollupGranularity::Minute, RollupGranularity::Quarter, RollupGranularity::Hour, RollupGranularity::Day];
+    pub const ALL: [RollupGranularity; 4] = [RollupGranularity::Minute, RollupGranularity::Quarter, RollupGranularity::Hour, RollupGranularity::Day];
 
     /// Bucket length in milliseconds.
     pub const fn len_ms(self) -> i64 {

@@ -141,24 +141,14 @@ mod tests {
 
     #[test]
     fn values_equal_serde_json_without_duplicates() {
-        for text in [
-            r#"{"a": 1, "b": [true, null, 2.5, -3, "x"], "c": {"d": {}}}"#,
-            r#"[{"a": 1}, {"a": 2}]"#,
-            "18446744073709551615",
-            r#""\u00e9""#,
-            "[]",
-        ] {
+        for text in [r#"{"a": 1, "b": [true, null, 2.5, -3, "x"], "c": {"d": {}}}"#, r#"[{"a": 1}, {"a": 2}]"#, "18446744073709551615", r#""\u00e9""#, "[]"] {
             assert_eq!(from_str_strict(text).expect(text), serde_json::from_str::<Value>(text).expect(text), "{text}");
         }
     }
 
     #[test]
     fn duplicate_keys_are_refused_at_any_depth() {
-        for (text, key, column) in [
-            (r#"{"a": 1, "a": 2}"#, "a", 12),
-            (r#"[{"x": {"b\"q": 1, "b\"q": 1}}]"#, "b\"q", 25),
-            ("{\"k\":1,\n\"k\":1}", "k", 3),
-        ] {
+        for (text, key, column) in [(r#"{"a": 1, "a": 2}"#, "a", 12), (r#"[{"x": {"b\"q": 1, "b\"q": 1}}]"#, "b\"q", 25), ("{\"k\":1,\n\"k\":1}", "k", 3)] {
             match from_str_strict(text) {
                 Err(StrictJsonError::DuplicateKey { key: k, column: c, .. }) => assert_eq!((k.as_str(), c), (key, column), "{text}"),
                 other => panic!("{text}: {other:?}"),

@@ -16,8 +16,26 @@ pub const MAX_ALIAS_LEN: usize = 64;
 /// short domains (`v1`, `healthz`, `readyz`, `metrics`) plus well-known and likely future
 /// ones. Compared ASCII-case-insensitively.
 pub const RESERVED_ALIASES: &[&str] = &[
-    "v1", "v2", "api", "admin", "health", "healthz", "readyz", "livez", "metrics", "openapi.json", "favicon.ico",
-    "robots.txt", "sitemap.xml", "static", "assets", ".well-known", "docs", "login", "logout", "status",
+    "v1",
+    "v2",
+    "api",
+    "admin",
+    "health",
+    "healthz",
+    "readyz",
+    "livez",
+    "metrics",
+    "openapi.json",
+    "favicon.ico",
+    "robots.txt",
+    "sitemap.xml",
+    "static",
+    "assets",
+    ".well-known",
+    "docs",
+    "login",
+    "logout",
+    "status",
 ];
 
 /// Alphabet of generated codes (base62).

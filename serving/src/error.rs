@@ -41,14 +41,12 @@ impl ApiError {
 
     /// 404 `not_found` for a link code.
     pub fn link_not_found(code: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", format!("no link with code \"{code}\""))
-            .with_details(json!({ "code": code }))
+        Self::new(StatusCode::NOT_FOUND, "not_found", format!("no link with code \"{code}\"")).with_details(json!({ "code": code }))
     }
 
     /// 404 `not_found` for a path no route serves.
     pub fn route_not_found(path: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", "no such route")
-            .with_details(json!({ "path": path }))
+        Self::new(StatusCode::NOT_FOUND, "not_found", "no such route").with_details(json!({ "path": path }))
     }
 
     /// 405 `method_not_allowed`.
@@ -101,8 +99,9 @@ impl From<sluice_connectors::Error> for ApiError {
         use sluice_connectors::Error as E;
         match &err {
             E::NotFound(code) => ApiError::link_not_found(code),
-            E::CodeTaken(code) => ApiError::new(StatusCode::CONFLICT, "alias_conflict", format!("code \"{code}\" is already taken"))
-                .with_details(json!({ "code": code })),
+            E::CodeTaken(code) => {
+                ApiError::new(StatusCode::CONFLICT, "alias_conflict", format!("code \"{code}\" is already taken")).with_details(json!({ "code": code }))
+            }
             E::VersionMismatch { .. } => precondition_failed(),
             _ if err.retryable() => ApiError::unavailable(&err),
             _ => ApiError::internal(&err),

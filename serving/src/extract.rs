@@ -146,9 +146,7 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        axum::extract::Query::<T>::try_from_uri(&parts.uri)
-            .map(|axum::extract::Query(v)| ApiQuery(v))
-            .map_err(|e| query_error(&e.body_text()))
+        axum::extract::Query::<T>::try_from_uri(&parts.uri).map(|axum::extract::Query(v)| ApiQuery(v)).map_err(|e| query_error(&e.body_text()))
     }
 }
 
@@ -175,14 +173,9 @@ impl<S: Send + Sync> FromRequestParts<S> for LinkCode {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let axum::extract::Path(code) = axum::extract::Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|_| ApiError::route_not_found(parts.uri.path()))?;
-        if crate::alias::is_code_charset(&code) {
-            Ok(LinkCode(code))
-        } else {
-            Err(ApiError::link_not_found(&code))
-        }
+        let axum::extract::Path(code) =
+            axum::extract::Path::<String>::from_request_parts(parts, state).await.map_err(|_| ApiError::route_not_found(parts.uri.path()))?;
+        if crate::alias::is_code_charset(&code) { Ok(LinkCode(code)) } else { Err(ApiError::link_not_found(&code)) }
     }
 }
 

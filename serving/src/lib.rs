@@ -61,16 +61,12 @@ pub use state::{ApiConfig, ApiState, LinkChangeHook};
 /// fallbacks, for merging into a larger router.
 pub fn routes(state: ApiState) -> Router {
     let create = match state.inner.create_limiter.clone() {
-        Some(limiter) => axum::routing::post(links::create::create_link)
-            .layer(axum::middleware::from_fn_with_state(limiter, ratelimit::limit_requests)),
+        Some(limiter) => axum::routing::post(links::create::create_link).layer(axum::middleware::from_fn_with_state(limiter, ratelimit::limit_requests)),
         None => axum::routing::post(links::create::create_link),
     };
     Router::new()
         .route("/v1/links", get(links::read::list_links).merge(create))
-        .route(
-            "/v1/links/{code}",
-            get(links::read::get_link).patch(links::update::update_link).delete(links::update::delete_link),
-        )
+        .route("/v1/links/{code}", get(links::read::get_link).patch(links::update::update_link).delete(links::update::delete_link))
         .route("/v1/openapi.json", get(openapi::openapi_json))
         .with_state(state)
 }

@@ -84,7 +84,12 @@ impl UrlPolicy {
         // Require a literal authority: WHATWG parsing would accept `https:///host` and
         // `https:host` by guessing, which no other parser agrees with.
         let authority_start = rest.strip_prefix("//").unwrap_or("");
-        if !rest.starts_with("//") || authority_start.is_empty() || authority_start.starts_with('/') || authority_start.starts_with('?') || authority_start.starts_with('#') {
+        if !rest.starts_with("//")
+            || authority_start.is_empty()
+            || authority_start.starts_with('/')
+            || authority_start.starts_with('?')
+            || authority_start.starts_with('#')
+        {
             return Err(ApiError::bad_request("missing_host", "long_url has no host"));
         }
         let url = url::Url::parse(input).map_err(|e| match e {

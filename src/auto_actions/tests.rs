@@ -123,12 +123,12 @@ async fn critical_anomalies_of_chosen_kinds_disable_their_link_once() {
         .anomalies
         .append(&[
             flood.clone(),
-            anomaly(ClickBurst, "other", start, end, 0, Open, Warning),        // not critical
-            anomaly(BotShare, "other", start, end, 0, Open, Critical),         // kind not chosen
-            on_held.clone(),                                                   // already held
+            anomaly(ClickBurst, "other", start, end, 0, Open, Warning),           // not critical
+            anomaly(BotShare, "other", start, end, 0, Open, Critical),            // kind not chosen
+            on_held.clone(),                                                      // already held
             anomaly(VisitorFlood, "hot", start, end + 500, 1, Updated, Critical), // same anomaly again
-            anomaly(ClickBurst, "gone", start, end, 0, Open, Critical),         // no such link
-            anomaly(ClickBurst, "other", start + 1, end, 2, Closed, Critical), // closed
+            anomaly(ClickBurst, "gone", start, end, 0, Open, Critical),           // no such link
+            anomaly(ClickBurst, "other", start + 1, end, 2, Closed, Critical),    // closed
             anomaly(ClickBurst, "late", start - 7_200_000, now - 3_600_000, 0, Open, Critical), // older than max-age
         ])
         .expect("append");
@@ -156,13 +156,12 @@ async fn critical_anomalies_of_chosen_kinds_disable_their_link_once() {
     let r = &audit[0];
     assert_eq!((r.action.as_str(), r.target.as_str(), r.origin_ip.as_deref()), ("auto.disable", "hot", None));
     assert_eq!(r.reason.as_deref(), Some(format!("critical visitor_flood anomaly {}: visitor_flood on hot", flood.anomaly_id).as_str()));
-    assert_eq!(
-        r.details,
-        serde_json::json!({"anomaly_id": flood.anomaly_id.to_string(), "kind": "visitor_flood", "severity": "critical", "event_id": 2})
-    );
+    assert_eq!(r.details, serde_json::json!({"anomaly_id": flood.anomaly_id.to_string(), "kind": "visitor_flood", "severity": "critical", "event_id": 2}));
 
     // The anomalies say what was done; the others have nothing.
-    let outcomes = |a: &Anomaly| f.anomalies.actions(a.anomaly_id.as_bytes()).expect("actions").into_iter().map(|x| (x.action, x.outcome, x.code, x.event_id)).collect::<Vec<_>>();
+    let outcomes = |a: &Anomaly| {
+        f.anomalies.actions(a.anomaly_id.as_bytes()).expect("actions").into_iter().map(|x| (x.action, x.outcome, x.code, x.event_id)).collect::<Vec<_>>()
+    };
     assert_eq!(outcomes(&flood), vec![("disable".to_string(), "applied".to_string(), "hot".to_string(), 2)]);
     assert_eq!(outcomes(&on_held), vec![("disable".to_string(), "already_disabled".to_string(), "held".to_string(), 5)]);
     let with_actions: Vec<u64> = f.anomalies.events_after(0, 100).expect("events").into_iter().filter(|e| !e.actions.is_empty()).map(|e| e.event_id).collect();
@@ -172,13 +171,8 @@ async fn critical_anomalies_of_chosen_kinds_disable_their_link_once() {
     // A crash between a hold and its record: the hold for a new anomaly on `other` is in place
     // (with its audit record), the store knows nothing, and the cursor is back at 0.
     let burst = anomaly(ClickBurst, "other", now - 60_000, now, 0, Open, Critical);
-    let trigger = AutoTrigger {
-        anomaly_id: burst.anomaly_id,
-        kind: "click_burst".into(),
-        severity: "critical".into(),
-        event_id: 10,
-        summary: burst.summary.clone(),
-    };
+    let trigger =
+        AutoTrigger { anomaly_id: burst.anomaly_id, kind: "click_burst".into(), severity: "critical".into(), event_id: 10, summary: burst.summary.clone() };
     assert_eq!(f.admin.disable("other", &trigger).await.expect("disable"), AutoDisableOutcome::Applied);
     assert_eq!(f.anomalies.append(std::slice::from_ref(&burst)).expect("append"), vec![10]);
     f.anomalies.set_cursor(CURSOR_NAME, 0).expect("rewind");

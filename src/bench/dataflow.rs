@@ -183,8 +183,7 @@ fn load_shares(stream: &[SourceRecord], workers: usize) -> String {
 /// Human user agents from uap-core's `test_ua.yaml`, crawlers from CrawlerDetect's fixtures.
 fn load_corpus(dir: &Path) -> anyhow::Result<(Vec<String>, Vec<String>)> {
     let ua_path = dir.join("useragents/test_ua.yaml");
-    let text = std::fs::read_to_string(&ua_path)
-        .with_context(|| format!("could not read the uap-core corpus \"{}\" (see --corpus-dir)", ua_path.display()))?;
+    let text = std::fs::read_to_string(&ua_path).with_context(|| format!("could not read the uap-core corpus \"{}\" (see --corpus-dir)", ua_path.display()))?;
     let mut humans: Vec<String> = text
         .lines()
         .filter_map(|l| l.trim_start().strip_prefix("- user_agent_string: "))
@@ -203,8 +202,8 @@ fn load_corpus(dir: &Path) -> anyhow::Result<(Vec<String>, Vec<String>)> {
     humans.sort();
     humans.dedup();
     let bot_path = dir.join("bots/crawlerdetect-fixture-crawlers.txt");
-    let text = std::fs::read_to_string(&bot_path)
-        .with_context(|| format!("could not read the crawler fixtures \"{}\" (see --corpus-dir)", bot_path.display()))?;
+    let text =
+        std::fs::read_to_string(&bot_path).with_context(|| format!("could not read the crawler fixtures \"{}\" (see --corpus-dir)", bot_path.display()))?;
     let bots: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect();
     if humans.len() < 100 || bots.len() < 10 {
         bail!("the user-agent corpus in \"{}\" is too small", dir.display());
@@ -274,11 +273,7 @@ fn generate(args: &DataflowBenchArgs, humans: &[String], bots: &[String]) -> any
             } else {
                 IpAddr::V4(public_ipv4(&mut rng))
             };
-            let ua: &str = if rng.random_bool(0.07) {
-                &bots[bot_z.sample(&mut rng) as usize - 1]
-            } else {
-                &humans[human_z.sample(&mut rng) as usize - 1]
-            };
+            let ua: &str = if rng.random_bool(0.07) { &bots[bot_z.sample(&mut rng) as usize - 1] } else { &humans[human_z.sample(&mut rng) as usize - 1] };
             (Some(truncate_ip(ip)), Arc::from(ua), visitor_id(&salt, 0, ip, ua))
         })
         .collect();
@@ -333,11 +328,7 @@ struct DataflowRun {
 fn rss() -> (u64, u64) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map_or(0, |kb| kb * 1024)
+        status.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok()).map_or(0, |kb| kb * 1024)
     };
     (field("VmRSS:"), field("VmHWM:"))
 }
@@ -370,12 +361,7 @@ fn run_dataflow(stream: &[SourceRecord], config: &PipelineConfig, now_ms: i64, e
     // Reset the high-water mark so VmHWM measures this run (Linux ≥ 4.0; ignored elsewhere).
     let _ = std::fs::write("/proc/self/clear_refs", "5");
     let (rss_before, _) = rss();
-    let inputs = PipelineInputs {
-        source: factory,
-        enricher: enricher.clone(),
-        clock: Arc::new(ManualClock::new(now_ms)),
-        link_meta: None,
-    };
+    let inputs = PipelineInputs { source: factory, enricher: enricher.clone(), clock: Arc::new(ManualClock::new(now_ms)), link_meta: None };
     let (t, cpu) = (Instant::now(), cpu_secs());
     let handle = pipeline::start(config, inputs, PipelineOutputs::default())?;
     let views = handle.views().clone();
@@ -391,15 +377,7 @@ fn run_dataflow(stream: &[SourceRecord], config: &PipelineConfig, now_ms: i64, e
         bail!("dataflow counted {clicks} clicks for {unique} distinct events ({} dead letters)", s.dead_lettered);
     }
     let size = views.size();
-    Ok(DataflowRun {
-        events: stream.len(),
-        secs,
-        cpu_secs,
-        rss_before,
-        peak_rss,
-        rows: size.rows,
-        bytes_per_row: size.bytes as f64 / size.rows.max(1) as f64,
-    })
+    Ok(DataflowRun { events: stream.len(), secs, cpu_secs, rss_before, peak_rss, rows: size.rows, bytes_per_row: size.bytes as f64 / size.rows.max(1) as f64 })
 }
 
 fn run_reference(stream: &[SourceRecord], now_ms: i64, enricher: &Enricher) -> f64 {

@@ -259,11 +259,8 @@ async fn run_async(args: FreshnessBenchArgs) -> anyhow::Result<()> {
         args.load,
         args.poll,
         match &system {
-            Some(s) => format!(
-                "in-process server ({} dataflow worker(s), apply-interval {:?})",
-                s.config().dataflow.workers,
-                s.config().dataflow.apply_interval
-            ),
+            Some(s) =>
+                format!("in-process server ({} dataflow worker(s), apply-interval {:?})", s.config().dataflow.workers, s.config().dataflow.apply_interval),
             None => format!("server at {base}"),
         }
     );

@@ -166,7 +166,11 @@ async fn bench(args: &RedirectBenchArgs, plan: &CpuPlan) -> anyhow::Result<()> {
         header.push(format!(
             "note: {} CPUs in all: the load generators run on the same machine{} and take CPU time that a remote client would not, alike for both servers",
             total_cpus(),
-            if plan.server.is_some() { " (on their own CPUs, but they share caches, memory and the kernel's network stack with the servers)" } else { ", unpinned" }
+            if plan.server.is_some() {
+                " (on their own CPUs, but they share caches, memory and the kernel's network stack with the servers)"
+            } else {
+                ", unpinned"
+            }
         ));
     }
     if !args.skip_miss {
@@ -264,7 +268,15 @@ async fn start_sluice(
 ) -> anyhow::Result<(SocketAddr, ChildProc)> {
     let addr = free_port()?;
     let mut cmd = plan.server_command(exe);
-    cmd.arg("serve").arg("--listen").arg(addr.to_string()).arg("--data-dir").arg(data_dir).arg("--workers").arg(workers.to_string()).arg("--config").arg(config);
+    cmd.arg("serve")
+        .arg("--listen")
+        .arg(addr.to_string())
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--workers")
+        .arg(workers.to_string())
+        .arg("--config")
+        .arg(config);
     cmd.env("SLUICE_LOG", "warn");
     let mut child = ChildProc::spawn("sluice serve", cmd, log.to_path_buf(), OnParentDeath::Kill)?;
     let url = format!("http://{addr}/healthz");
@@ -321,7 +333,14 @@ async fn create_links(http: &reqwest::Client, addr: SocketAddr, n: usize) -> any
 }
 
 async fn scrape(http: &reqwest::Client, addr: SocketAddr) -> anyhow::Result<SluiceCounters> {
-    let text = http.get(format!("http://{addr}/metrics")).send().await.context("could not read sluice /metrics")?.text().await.context("could not read sluice /metrics")?;
+    let text = http
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .context("could not read sluice /metrics")?
+        .text()
+        .await
+        .context("could not read sluice /metrics")?;
     Ok(SluiceCounters::parse(&text))
 }
 

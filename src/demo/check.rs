@@ -102,7 +102,14 @@ pub async fn check_links(client: &reqwest::Client, base: &Url, truth: &GroundTru
 /// never for uniques), largest first.
 ///
 /// Errors: as [`check_links`].
-pub async fn breakdown(client: &reqwest::Client, base: &Url, codes: &[String], dimension: &str, from_ms: i64, to_ms: i64) -> anyhow::Result<Vec<(String, u64)>> {
+pub async fn breakdown(
+    client: &reqwest::Client,
+    base: &Url,
+    codes: &[String],
+    dimension: &str,
+    from_ms: i64,
+    to_ms: i64,
+) -> anyhow::Result<Vec<(String, u64)>> {
     let query = format!("bucket=day&from={}&to={}&dimensions={dimension}", q_instant(from_ms), q_instant(to_ms));
     let mut sums: BTreeMap<String, u64> = BTreeMap::new();
     for code in codes {

@@ -73,12 +73,44 @@ mod tests {
 
     #[test]
     fn host_values() {
-        for ok in ["x", "sho.rt.example", "sho.rt.example:8080", "127.0.0.1:1", "[::1]", "[::1]:443", "a-b_c~d", "xn--bcher-kva.example", "h%41st", "", "h:", "h:65535", "h:00080"] {
+        for ok in [
+            "x",
+            "sho.rt.example",
+            "sho.rt.example:8080",
+            "127.0.0.1:1",
+            "[::1]",
+            "[::1]:443",
+            "a-b_c~d",
+            "xn--bcher-kva.example",
+            "h%41st",
+            "",
+            "h:",
+            "h:65535",
+            "h:00080",
+        ] {
             assert!(valid_host(ok.as_bytes()), "{ok:?} is valid");
         }
         for bad in [
-            "a b", "user@host", "host:80:80", "host:65536", "host:123456", "host:8o", "host:-1", "[::1", "[nothost]", "[::1]x", "[::1]:x", "a/b", "a?b", "a#b", "a\tb",
-            "a\u{7f}b", "h%4", "h%zz", "ü.example", "a\\b",
+            "a b",
+            "user@host",
+            "host:80:80",
+            "host:65536",
+            "host:123456",
+            "host:8o",
+            "host:-1",
+            "[::1",
+            "[nothost]",
+            "[::1]x",
+            "[::1]:x",
+            "a/b",
+            "a?b",
+            "a#b",
+            "a\tb",
+            "a\u{7f}b",
+            "h%4",
+            "h%zz",
+            "ü.example",
+            "a\\b",
         ] {
             assert!(!valid_host(bad.as_bytes()), "{bad:?} is invalid");
         }

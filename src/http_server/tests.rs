@@ -7,9 +7,9 @@ use sluice_redirect::ChannelClickSink;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
-use axum::body::Body;
 use crate::config::{Config, DEFAULT_TOML};
 use crate::serve::{StackExtras, build_stack_app};
+use axum::body::Body;
 
 const UA: &str = "Mozilla/5.0 (X11; Linux x86_64) Test/1";
 
@@ -342,7 +342,6 @@ async fn percent_encoded_unreserved_characters_in_a_code_are_normalized() {
     assert_eq!(next_event(&mut s.events).await.code, "Pa-b_c");
     s.stop.send(()).expect("server running");
 }
-
 
 mod bodies;
 mod edges;

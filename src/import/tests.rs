@@ -15,9 +15,7 @@ use crate::loadgen::test_server::TestServer;
 const SECRET: &str = "abababababababababababababababababababababababababababababababab";
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("ingest/tests/data/import")
-        .join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("ingest/tests/data/import").join(name)
 }
 
 fn import_args(file: PathBuf) -> ImportArgs {
@@ -75,12 +73,7 @@ async fn direct_server_and_live_imports_store_the_same_events() {
     assert_eq!((ra.tally.lines, ra.tally.events, ra.accepted), (20, 8, 8));
     assert_eq!(ra.tally.skipped.values().sum::<u64>(), 12);
     assert!(ra.rejected.is_empty());
-    let (events_a, marks_a) = split(
-        ClickLog::open(dir_a.path())
-            .expect("open")
-            .read_entries(0, 100)
-            .expect("read"),
-    );
+    let (events_a, marks_a) = split(ClickLog::open(dir_a.path()).expect("open").read_entries(0, 100).expect("read"));
 
     // B: through a server, live (no backfill mark)
     let sb = server().await;
@@ -104,15 +97,8 @@ async fn direct_server_and_live_imports_store_the_same_events() {
     assert_eq!(events_a.len(), 8);
     assert_eq!(events_a, events_b, "direct import = events posted live");
     assert_eq!(events_c[..8], events_a[..]);
-    assert_eq!(
-        events_c[8..],
-        events_a[..],
-        "a re-import repeats the same ids (the dataflow dedups them)"
-    );
-    assert_eq!(
-        (marks_a, marks_b, marks_c),
-        (vec![true; 8], vec![false; 8], vec![true; 16])
-    );
+    assert_eq!(events_c[8..], events_a[..], "a re-import repeats the same ids (the dataflow dedups them)");
+    assert_eq!((marks_a, marks_b, marks_c), (vec![true; 8], vec![false; 8], vec![true; 16]));
 
     // one event checked field by field against values computed here
     let text = std::fs::read_to_string(&log_file).expect("read fixture");
@@ -142,24 +128,10 @@ async fn ndjson_import_counts_invalid_lines() {
     let r = run(&a).await.expect("import");
     assert_eq!((r.tally.lines, r.tally.events, r.accepted), (10, 3, 3));
     let invalid: Vec<(&str, u64)> = r.tally.invalid.iter().map(|(k, v)| (*k, *v)).collect();
-    assert_eq!(
-        invalid,
-        vec![
-            ("invalid_ts", 1),
-            ("malformed_json", 1),
-            ("missing_field", 1),
-            ("not_an_object", 1),
-            ("unknown_field", 1)
-        ]
-    );
+    assert_eq!(invalid, vec![("invalid_ts", 1), ("malformed_json", 1), ("missing_field", 1), ("not_an_object", 1), ("unknown_field", 1)]);
     assert_eq!(r.tally.skipped.get("blank"), Some(&2));
     let log = ClickLog::open(dir.path()).expect("open");
-    let ids: Vec<uuid::Uuid> = log
-        .read(0, 10)
-        .expect("read")
-        .into_iter()
-        .map(|(_, e)| e.event_id)
-        .collect();
+    let ids: Vec<uuid::Uuid> = log.read(0, 10).expect("read").into_iter().map(|(_, e)| e.event_id).collect();
     let e = sluice_ingest::event_input::event_uuid;
     assert_eq!(ids, vec![e("c19-0001"), e("c19-0002"), e("c19-0001")]);
 }

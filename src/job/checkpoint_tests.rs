@@ -91,6 +91,12 @@ fn a_snapshot_version_1_file_reads_with_empty_flood_cap_counts() {
     assert!(f.snapshot.flood_cap.entries.is_empty());
     // A current file keeps its flood-cap counts.
     let mut cur = file(5, kafka());
-    cur.snapshot.flood_cap.entries.push(sluice_dataflows::checkpoint::FloodCapEntry { minute_ms: 60_000, keep_until_ms: 120_000, code: "ab".into(), visitor_id: 7, count: 31 });
+    cur.snapshot.flood_cap.entries.push(sluice_dataflows::checkpoint::FloodCapEntry {
+        minute_ms: 60_000,
+        keep_until_ms: 120_000,
+        code: "ab".into(),
+        visitor_id: 7,
+        count: 31,
+    });
     assert_eq!(decode(&encode(&cur).expect("encode")).expect("decode").snapshot.flood_cap, cur.snapshot.flood_cap);
 }

@@ -191,10 +191,8 @@ mod tests {
 
     #[test]
     fn dataflow_abuse_table_reaches_the_pipeline_config() {
-        let section: DataflowSection = toml::from_str(
-            "[abuse]\ntick = \"2s\"\n[abuse.click-burst]\nmin-ratio = 4.5\nwarning-min-clicks = 50\n",
-        )
-        .expect("valid [dataflow.abuse]");
+        let section: DataflowSection =
+            toml::from_str("[abuse]\ntick = \"2s\"\n[abuse.click-burst]\nmin-ratio = 4.5\nwarning-min-clicks = 50\n").expect("valid [dataflow.abuse]");
         let pipe = section.pipeline_config().expect("pipeline config");
         assert_eq!(pipe.abuse.tick, Duration::from_secs(2));
         assert_eq!(pipe.abuse.click_burst.min_ratio, 4.5);

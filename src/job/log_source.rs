@@ -250,7 +250,15 @@ pub fn start_tail(
     (source, progress, task)
 }
 
-async fn tail_loop(log: ClickLog, partition: u32, mut next: u64, batch: usize, tx: mpsc::Sender<Batch>, mut stop: watch::Receiver<bool>, progress: Arc<TailProgress>) {
+async fn tail_loop(
+    log: ClickLog,
+    partition: u32,
+    mut next: u64,
+    batch: usize,
+    tx: mpsc::Sender<Batch>,
+    mut stop: watch::Receiver<bool>,
+    progress: Arc<TailProgress>,
+) {
     let mut heads = log.subscribe();
     let mut failures = 0u32;
     let undecodable = metrics::counter!("sluice_events_dead_lettered_total", "reason" => "undecodable");
@@ -396,7 +404,10 @@ mod tests {
         let p = Arc::new(p);
         let health = crate::health::HealthState { store, prometheus, dependencies: vec![Arc::new(ClickLogHealth(Arc::clone(&p)))] };
         let ready = |h: crate::health::HealthState| async move {
-            let resp = crate::health::routes(h).oneshot(axum::http::Request::get("/readyz").body(axum::body::Body::empty()).expect("request")).await.expect("response");
+            let resp = crate::health::routes(h)
+                .oneshot(axum::http::Request::get("/readyz").body(axum::body::Body::empty()).expect("request"))
+                .await
+                .expect("response");
             let status = resp.status();
             let body = axum::body::to_bytes(resp.into_body(), 1 << 20).await.expect("body");
             (status, serde_json::from_slice::<serde_json::Value>(&body).expect("json"))

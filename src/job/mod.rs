@@ -58,8 +58,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
-use link_meta::MetaFeeder;
 use kafka_source::{SinkAcks, SourceProgress};
+use link_meta::MetaFeeder;
 use log_source::NoSource;
 
 /// How often the telemetry task updates the dataflow gauges.
@@ -187,10 +187,8 @@ impl DataflowJob {
         }
         metrics::counter!("sluice_events_dead_lettered_total", "reason" => "undecodable").increment(0);
         let ecfg = enrich_config(cfg)?;
-        let enricher = tokio::task::spawn_blocking(move || Enricher::new(&ecfg))
-            .await
-            .context("enricher task failed")?
-            .context("could not load the enrichment data")?;
+        let enricher =
+            tokio::task::spawn_blocking(move || Enricher::new(&ecfg)).await.context("enricher task failed")?.context("could not load the enrichment data")?;
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
 
@@ -200,13 +198,7 @@ impl DataflowJob {
             let feeder = Arc::new(MetaFeeder::new(tx));
             let after = link_meta::catch_up(&feeder, store.as_ref(), 0).await.context("could not load link metadata from the store")?;
             tracing::info!(links = feeder.live_links(), changes = after, "link metadata loaded");
-            tasks.push(tokio::spawn(link_meta::follow_changes(
-                Arc::clone(&feeder),
-                store,
-                after,
-                cfg.dataflow.meta_poll_interval,
-                stop_rx.clone(),
-            )));
+            tasks.push(tokio::spawn(link_meta::follow_changes(Arc::clone(&feeder), store, after, cfg.dataflow.meta_poll_interval, stop_rx.clone())));
             (Some(feeder), Some(feed))
         } else {
             (None, None)
@@ -260,7 +252,8 @@ impl DataflowJob {
             if from < log.low() {
                 tracing::warn!(checkpoint = from, log_low = log.low(), "the click log no longer holds every click after the checkpoint");
             }
-            let (source, progress, tail) = log_source::start_tail(log.clone(), cfg.dataflow.partition(), from, cfg.dataflow.batch_size, stop_rx.clone(), pending);
+            let (source, progress, tail) =
+                log_source::start_tail(log.clone(), cfg.dataflow.partition(), from, cfg.dataflow.batch_size, stop_rx.clone(), pending);
             health = Some(Arc::new(log_source::ClickLogHealth(Arc::clone(&progress))));
             tasks.push(tail);
             let slot = Mutex::new(Some(source));
@@ -277,10 +270,11 @@ impl DataflowJob {
         let inputs = PipelineInputs { source: factory, enricher, clock: Arc::new(SystemClock), link_meta: meta_feed };
         let outputs = PipelineOutputs { changes, dead_letters: Some(dead_letter_sink()), anomalies };
         let options = checkpoints_on.then_some(CheckpointOptions { restore: snapshot });
-        let handle = tokio::task::spawn_blocking(move || crate::sched::run_with_default_slice(|| pipeline::start_with_checkpoints(&pcfg, inputs, outputs, options)))
-            .await
-            .context("dataflow start task failed")?
-            .context("could not start the dataflow")?;
+        let handle =
+            tokio::task::spawn_blocking(move || crate::sched::run_with_default_slice(|| pipeline::start_with_checkpoints(&pcfg, inputs, outputs, options)))
+                .await
+                .context("dataflow start task failed")?
+                .context("could not start the dataflow")?;
         let views = handle.views().clone();
         let stats: Arc<dyn Fn() -> PipelineStats + Send + Sync> = Arc::new(handle.stats_handle());
         tasks.push(tokio::spawn(telemetry(views.clone(), Arc::clone(&progress), Arc::clone(&stats), stop_rx)));

@@ -161,9 +161,18 @@ impl System {
                 .collect(),
         );
         let job = match &intake {
-            Some(i) if cfg.dataflow.enabled => {
-                Some(DataflowJob::start_with_acks(&cfg, i.log.clone(), Arc::clone(&store), sinks.change_sink(), anomaly_sink, sinks.applied_probe(), Some(Arc::clone(&i.pending))).await?)
-            }
+            Some(i) if cfg.dataflow.enabled => Some(
+                DataflowJob::start_with_acks(
+                    &cfg,
+                    i.log.clone(),
+                    Arc::clone(&store),
+                    sinks.change_sink(),
+                    anomaly_sink,
+                    sinks.applied_probe(),
+                    Some(Arc::clone(&i.pending)),
+                )
+                .await?,
+            ),
             _ => None,
         };
         // The dataflow's blocklist follows the store's run-time blocklist, whichever process
@@ -181,9 +190,9 @@ impl System {
         };
         let reports = match cfg.server.role {
             Role::Redirect => None,
-            Role::All | Role::Api => Some(
-                ReportsState::start(stats.clone(), &data_dir.join("exports")).map_err(|e| anyhow::anyhow!("could not start the report job runner: {e}"))?,
-            ),
+            Role::All | Role::Api => {
+                Some(ReportsState::start(stats.clone(), &data_dir.join("exports")).map_err(|e| anyhow::anyhow!("could not start the report job runner: {e}"))?)
+            }
         };
         let jobs = reports.as_ref().and_then(|r| r.jobs().cloned());
         let extras = StackExtras {

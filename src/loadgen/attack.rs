@@ -66,12 +66,7 @@ impl Attack {
     pub fn new(kind: AttackKind, link: usize, mut model: TrafficModel) -> Attack {
         let ua = model.human_ua();
         let flooder = model.visitor_with(ua);
-        Attack {
-            kind,
-            link,
-            model,
-            flooder,
-        }
+        Attack { kind, link, model, flooder }
     }
 
     /// The attack's shape.
@@ -109,11 +104,6 @@ impl Attack {
                 (v, m.referrer(false))
             }
         };
-        Request {
-            link: self.link,
-            head: false,
-            visitor,
-            referrer,
-        }
+        Request { link: self.link, head: false, visitor, referrer }
     }
 }

@@ -92,13 +92,7 @@ impl Http {
     /// pooled connections and a per-request `timeout`; `token` is sent to `POST /v1/events`.
     ///
     /// Errors if the client cannot be built (TLS backend missing for https, ...).
-    pub fn new(
-        target: Url,
-        api: Url,
-        token: Option<String>,
-        concurrency: usize,
-        timeout: Duration,
-    ) -> anyhow::Result<Http> {
+    pub fn new(target: Url, api: Url, token: Option<String>, concurrency: usize, timeout: Duration) -> anyhow::Result<Http> {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .pool_max_idle_per_host(concurrency)
@@ -107,12 +101,7 @@ impl Http {
             .tcp_nodelay(true)
             .build()
             .context("could not build the HTTP client")?;
-        Ok(Http {
-            client,
-            target,
-            api,
-            token,
-        })
+        Ok(Http { client, target, api, token })
     }
 
     /// Creates `n` links (`https://www.example.com/loadgen/{seed}/{i}`) and returns their
@@ -171,16 +160,8 @@ impl Http {
             h.insert(reqwest::header::REFERER, v);
         }
         let url = join(&self.target, &format!("/{code}"));
-        let builder = if req.head {
-            self.client.head(url)
-        } else {
-            self.client.get(url)
-        };
-        let resp = builder
-            .headers(h)
-            .send()
-            .await
-            .map_err(|e| Failure::of(&e))?;
+        let builder = if req.head { self.client.head(url) } else { self.client.get(url) };
+        let resp = builder.headers(h).send().await.map_err(|e| Failure::of(&e))?;
         let status = resp.status().as_u16();
         // drain the (empty) body so the connection goes back to the pool
         resp.bytes().await.map_err(|e| Failure::of(&e))?;
@@ -191,14 +172,8 @@ impl Http {
     ///
     /// Errors: `Err(Failure)` when no answer arrived; `Ok(Err(text))` when the server
     /// refused the whole request (status and body in the text).
-    pub async fn post_events(
-        &self,
-        events: &[Value],
-    ) -> Result<Result<EventsAnswer, String>, Failure> {
-        let mut req = self
-            .client
-            .post(join(&self.api, "/v1/events"))
-            .json(&events);
+    pub async fn post_events(&self, events: &[Value]) -> Result<Result<EventsAnswer, String>, Failure> {
+        let mut req = self.client.post(join(&self.api, "/v1/events")).json(&events);
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
@@ -207,14 +182,7 @@ impl Http {
         let text = resp.text().await.map_err(|e| Failure::of(&e))?;
         if status.is_success() {
             return Ok(serde_json::from_str::<Accepted>(&text)
-                .map(|a| EventsAnswer {
-                    accepted: a.accepted,
-                    rejected: a
-                        .rejected
-                        .into_iter()
-                        .map(|r| (r.index, r.reason))
-                        .collect(),
-                })
+                .map(|a| EventsAnswer { accepted: a.accepted, rejected: a.rejected.into_iter().map(|r| (r.index, r.reason)).collect() })
                 .map_err(|e| format!("unreadable answer ({e}): {text}")));
         }
         if status.as_u16() == 400
@@ -222,14 +190,7 @@ impl Http {
             && v["error"]["code"] == "all_events_rejected"
             && let Ok(a) = serde_json::from_value::<Accepted>(v["error"]["details"].clone())
         {
-            return Ok(Ok(EventsAnswer {
-                accepted: 0,
-                rejected: a
-                    .rejected
-                    .into_iter()
-                    .map(|r| (r.index, r.reason))
-                    .collect(),
-            }));
+            return Ok(Ok(EventsAnswer { accepted: 0, rejected: a.rejected.into_iter().map(|r| (r.index, r.reason)).collect() }));
         }
         Ok(Err(format!("{status}: {text}")))
     }

@@ -15,8 +15,7 @@ use anyhow::Context;
 use serde::Deserialize;
 
 static HUMAN_USER_AGENTS: &str = include_str!("data/human_user_agents.txt");
-static CRAWLER_USER_AGENTS_JSON: &str =
-    include_str!("../../dataflows/data/bots/crawler-user-agents.json");
+static CRAWLER_USER_AGENTS_JSON: &str = include_str!("../../dataflows/data/bots/crawler-user-agents.json");
 
 /// Case-insensitive substrings that mark a link-preview fetcher among the crawler instances.
 pub const PREVIEW_MARKERS: &[&str] = &[
@@ -71,14 +70,8 @@ impl UserAgents {
     /// Errors if the embedded crawler list is not the expected JSON (a build defect).
     pub fn load() -> anyhow::Result<UserAgents> {
         let mut seen = std::collections::HashSet::new();
-        let humans: Vec<String> = HUMAN_USER_AGENTS
-            .lines()
-            .filter(|l| sendable(l))
-            .filter(|l| seen.insert(*l))
-            .map(str::to_owned)
-            .collect();
-        let entries: Vec<CrawlerEntry> = serde_json::from_str(CRAWLER_USER_AGENTS_JSON)
-            .context("vendored crawler-user-agents.json is not valid")?;
+        let humans: Vec<String> = HUMAN_USER_AGENTS.lines().filter(|l| sendable(l)).filter(|l| seen.insert(*l)).map(str::to_owned).collect();
+        let entries: Vec<CrawlerEntry> = serde_json::from_str(CRAWLER_USER_AGENTS_JSON).context("vendored crawler-user-agents.json is not valid")?;
         let (mut previews, mut crawlers) = (Vec::new(), Vec::new());
         let mut seen = std::collections::HashSet::new();
         for ua in entries.into_iter().flat_map(|e| e.instances) {
@@ -92,15 +85,8 @@ impl UserAgents {
                 crawlers.push(ua);
             }
         }
-        anyhow::ensure!(
-            !humans.is_empty() && !previews.is_empty() && !crawlers.is_empty(),
-            "vendored user-agent lists are empty"
-        );
-        Ok(UserAgents {
-            humans,
-            previews,
-            crawlers,
-        })
+        anyhow::ensure!(!humans.is_empty() && !previews.is_empty() && !crawlers.is_empty(), "vendored user-agent lists are empty");
+        Ok(UserAgents { humans, previews, crawlers })
     }
 }
 
@@ -120,20 +106,11 @@ pub enum Medium {
 }
 
 /// Share of human clicks per medium, in per mille (sums to 1000).
-pub const HUMAN_MEDIUM_MIX: &[(Medium, u32)] = &[
-    (Medium::Direct, 350),
-    (Medium::Search, 290),
-    (Medium::Social, 230),
-    (Medium::Email, 90),
-    (Medium::AiAssistant, 40),
-];
+pub const HUMAN_MEDIUM_MIX: &[(Medium, u32)] =
+    &[(Medium::Direct, 350), (Medium::Search, 290), (Medium::Social, 230), (Medium::Email, 90), (Medium::AiAssistant, 40)];
 
 /// Share of bot requests per medium, in per mille (preview fetchers send no referrer).
-pub const BOT_MEDIUM_MIX: &[(Medium, u32)] = &[
-    (Medium::Direct, 920),
-    (Medium::Social, 60),
-    (Medium::Search, 20),
-];
+pub const BOT_MEDIUM_MIX: &[(Medium, u32)] = &[(Medium::Direct, 920), (Medium::Social, 60), (Medium::Search, 20)];
 
 /// Referrer URLs per medium.
 pub fn referrers(medium: Medium) -> &'static [&'static str] {
@@ -177,19 +154,10 @@ pub fn referrers(medium: Medium) -> &'static [&'static str] {
             "https://www.pinterest.com/",
             "https://web.telegram.org/",
         ],
-        Medium::Email => &[
-            "https://mail.google.com/",
-            "https://outlook.live.com/",
-            "https://outlook.office.com/",
-            "https://mail.yahoo.com/",
-            "https://mail.proton.me/",
-        ],
-        Medium::AiAssistant => &[
-            "https://chatgpt.com/",
-            "https://www.perplexity.ai/",
-            "https://claude.ai/",
-            "https://gemini.google.com/",
-        ],
+        Medium::Email => {
+            &["https://mail.google.com/", "https://outlook.live.com/", "https://outlook.office.com/", "https://mail.yahoo.com/", "https://mail.proton.me/"]
+        }
+        Medium::AiAssistant => &["https://chatgpt.com/", "https://www.perplexity.ai/", "https://claude.ai/", "https://gemini.google.com/"],
     }
 }
 

@@ -37,8 +37,7 @@ impl IpPools {
     ///
     /// Errors if the bundled database cannot be opened or no network qualifies.
     pub fn build(rng: &mut impl Rng) -> anyhow::Result<IpPools> {
-        let geo = GeoIp::bundled()
-            .map_err(|e| anyhow::anyhow!("could not open the bundled GeoIP database: {e}"))?;
+        let geo = GeoIp::bundled().map_err(|e| anyhow::anyhow!("could not open the bundled GeoIP database: {e}"))?;
         let mut memo = CountryMemo::default();
         let wanted: BTreeMap<&str, u32> = COUNTRY_WEIGHTS.iter().copied().collect();
         let mut found: BTreeMap<&'static str, Vec<[u8; 3]>> = BTreeMap::new();
@@ -50,37 +49,25 @@ impl IpPools {
                 found.entry(code).or_default().push([a, b, c]);
             }
         }
-        let v4: Vec<(&'static str, u32, Vec<[u8; 3]>)> = COUNTRY_WEIGHTS
-            .iter()
-            .filter_map(|&(code, w)| found.remove(code).map(|nets| (code, w, nets)))
-            .collect();
+        let v4: Vec<(&'static str, u32, Vec<[u8; 3]>)> =
+            COUNTRY_WEIGHTS.iter().filter_map(|&(code, w)| found.remove(code).map(|nets| (code, w, nets))).collect();
         let v4_total = v4.iter().map(|(_, w, _)| w).sum();
         let mut v6 = Vec::new();
         for _ in 0..V6_SAMPLES {
             let block = V6_RIR_BLOCKS[rng.random_range(0..V6_RIR_BLOCKS.len())];
-            let g = [
-                block | rng.random_range(0..0x10u16),
-                rng.random(),
-                rng.random(),
-            ];
+            let g = [block | rng.random_range(0..0x10u16), rng.random(), rng.random()];
             let ip = IpAddr::V6(Ipv6Addr::new(g[0], g[1], g[2], 0, 0, 0, 0, 0));
             if geo.lookup_memo(ip, &mut memo).is_known() {
                 v6.push(g);
             }
         }
-        anyhow::ensure!(
-            !v4.is_empty(),
-            "no IPv4 network of the configured countries found in the GeoIP database"
-        );
+        anyhow::ensure!(!v4.is_empty(), "no IPv4 network of the configured countries found in the GeoIP database");
         Ok(IpPools { v4, v4_total, v6 })
     }
 
     /// Countries with networks, with their number of /24s (diagnostics and tests).
     pub fn countries(&self) -> Vec<(&'static str, usize)> {
-        self.v4
-            .iter()
-            .map(|(c, _, nets)| (*c, nets.len()))
-            .collect()
+        self.v4.iter().map(|(c, _, nets)| (*c, nets.len())).collect()
     }
 
     /// Number of IPv6 /48s found.
@@ -93,12 +80,7 @@ impl IpPools {
     pub fn draw_in(&self, country: &str, rng: &mut impl Rng) -> Option<IpAddr> {
         let (_, _, nets) = self.v4.iter().find(|(c, _, _)| *c == country)?;
         let [a, b, c] = nets[rng.random_range(0..nets.len())];
-        Some(IpAddr::V4(Ipv4Addr::new(
-            a,
-            b,
-            c,
-            rng.random_range(1..=254),
-        )))
+        Some(IpAddr::V4(Ipv4Addr::new(a, b, c, rng.random_range(1..=254))))
     }
 
     /// A client address: IPv6 with probability [`IPV6_PER_MILLE`] (when any /48 was found),
@@ -106,16 +88,7 @@ impl IpPools {
     pub fn draw(&self, rng: &mut impl Rng) -> IpAddr {
         if !self.v6.is_empty() && rng.random_range(0..1000) < IPV6_PER_MILLE {
             let g = self.v6[rng.random_range(0..self.v6.len())];
-            return IpAddr::V6(Ipv6Addr::new(
-                g[0],
-                g[1],
-                g[2],
-                rng.random(),
-                rng.random(),
-                rng.random(),
-                rng.random(),
-                rng.random_range(1..=0xffff),
-            ));
+            return IpAddr::V6(Ipv6Addr::new(g[0], g[1], g[2], rng.random(), rng.random(), rng.random(), rng.random(), rng.random_range(1..=0xffff)));
         }
         let mut pick = rng.random_range(0..self.v4_total);
         let nets = self

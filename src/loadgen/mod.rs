@@ -79,12 +79,7 @@ pub struct LoadgenArgs {
     #[arg(long, value_name = "FILE")]
     pub truth: Option<PathBuf>,
     /// Bearer token for POST /v1/events (the server's [ingest] token).
-    #[arg(
-        long,
-        env = "SLUICE_INGEST_TOKEN",
-        value_name = "T",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "SLUICE_INGEST_TOKEN", value_name = "T", hide_env_values = true)]
     pub ingest_token: Option<String>,
     /// Most requests in flight at once.
     #[arg(long, default_value_t = 64, value_name = "N")]
@@ -156,9 +151,7 @@ impl LoadgenArgs {
             #[command(flatten)]
             args: LoadgenArgs,
         }
-        let mut args = Wrapper::try_parse_from(["loadgen"])
-            .unwrap_or_else(|e| panic!("loadgen defaults do not parse: {e}"))
-            .args;
+        let mut args = Wrapper::try_parse_from(["loadgen"]).unwrap_or_else(|e| panic!("loadgen defaults do not parse: {e}")).args;
         args.target = target;
         args
     }
@@ -200,11 +193,7 @@ fn loopback_sources(target: &Url) -> Option<Vec<IpAddr>> {
 
 pub(crate) fn resolve(args: &LoadgenArgs) -> anyhow::Result<Settings> {
     let probability = |name: &str, p: f64| {
-        if (0.0..=1.0).contains(&p) {
-            Ok(())
-        } else {
-            Err(anyhow::anyhow!("--{name} must be between 0 and 1, got {p}"))
-        }
+        if (0.0..=1.0).contains(&p) { Ok(()) } else { Err(anyhow::anyhow!("--{name} must be between 0 and 1, got {p}")) }
     };
     probability("bot-share", args.bot_share)?;
     probability("head-share", args.head_share)?;
@@ -212,10 +201,7 @@ pub(crate) fn resolve(args: &LoadgenArgs) -> anyhow::Result<Settings> {
     probability("late-share", args.late_share)?;
     probability("duplicate-share", args.duplicate_share)?;
     if !(args.rate.is_finite() && args.rate > 0.0) {
-        bail!(
-            "--rate must be a positive number of requests per second, got {}",
-            args.rate
-        );
+        bail!("--rate must be a positive number of requests per second, got {}", args.rate);
     }
     if args.duration.is_zero() || args.concurrency == 0 {
         bail!("--duration and --concurrency must be positive");
@@ -226,18 +212,11 @@ pub(crate) fn resolve(args: &LoadgenArgs) -> anyhow::Result<Settings> {
     if !(args.zipf.is_finite() && args.zipf >= 0.0) {
         bail!("--zipf must be a non-negative number, got {}", args.zipf);
     }
-    if let Some(bad) = args
-        .codes
-        .iter()
-        .find(|c| !sluice_ingest::event_input::is_code(c))
-    {
+    if let Some(bad) = args.codes.iter().find(|c| !sluice_ingest::event_input::is_code(c)) {
         bail!("--codes: \"{bad}\" is not a short code");
     }
     let server = match &args.server_config {
-        Some(path) => Some(
-            crate::config::Config::load(Some(path), &crate::config::FlagOverrides::default())
-                .context("could not read --server-config")?,
-        ),
+        Some(path) => Some(crate::config::Config::load(Some(path), &crate::config::FlagOverrides::default()).context("could not read --server-config")?),
         None => None,
     };
     let period_ms = match (&args.salt_period, &server) {
@@ -245,31 +224,19 @@ pub(crate) fn resolve(args: &LoadgenArgs) -> anyhow::Result<Settings> {
         (None, Some(cfg)) => cfg.visitor.salt_period.period_ms(),
         (None, None) => Some(86_400_000),
     };
-    let token = args.ingest_token.clone().or_else(|| {
-        server
-            .as_ref()
-            .and_then(|c| c.ingest.token.as_ref().map(|t| t.0.clone()))
-    });
+    let token = args.ingest_token.clone().or_else(|| server.as_ref().and_then(|c| c.ingest.token.as_ref().map(|t| t.0.clone())));
     let proxy_trusted = args.proxy_trusted.or_else(|| {
         let nets = server.as_ref()?.trusted_proxies().ok()?;
         let sources = loopback_sources(&args.target)?;
         Some(sources.iter().all(|ip| nets.iter().any(|n| n.contains(ip))))
     });
-    if args
-        .attack_rate
-        .is_some_and(|r| !(r.is_finite() && r > 0.0))
-    {
+    if args.attack_rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
         bail!("--attack-rate must be a positive number of requests per second");
     }
     if args.max_lateness < Duration::from_secs(1) {
         bail!("--max-lateness must be at least 1s");
     }
-    Ok(Settings {
-        api: args.api.clone().unwrap_or_else(|| args.target.clone()),
-        period_ms,
-        token,
-        proxy_trusted,
-    })
+    Ok(Settings { api: args.api.clone().unwrap_or_else(|| args.target.clone()), period_ms, token, proxy_trusted })
 }
 
 /// Runs the generator (see the module docs) and returns its report; writes `--truth`.
@@ -282,8 +249,7 @@ pub async fn run(args: &LoadgenArgs) -> anyhow::Result<LoadgenReport> {
     let report = runner::run(args, &settings).await?;
     if let Some(path) = &args.truth {
         let text = serde_json::to_string_pretty(&report.truth)?;
-        std::fs::write(path, text + "\n")
-            .with_context(|| format!("could not write --truth \"{}\"", path.display()))?;
+        std::fs::write(path, text + "\n").with_context(|| format!("could not write --truth \"{}\"", path.display()))?;
     }
     Ok(report)
 }

@@ -42,12 +42,7 @@ impl UaTable {
         let mut all = uas.humans;
         all.extend(uas.previews);
         all.extend(uas.crawlers);
-        UaTable {
-            all,
-            humans: 0..h,
-            previews: h..h + p,
-            crawlers: h + p..h + p + c,
-        }
+        UaTable { all, humans: 0..h, previews: h..h + p, crawlers: h + p..h + p + c }
     }
 
     /// The user agent with index `i`.
@@ -76,13 +71,7 @@ pub struct Mix {
 
 impl Default for Mix {
     fn default() -> Self {
-        Mix {
-            zipf_exponent: 1.1,
-            bot_share: 0.07,
-            preview_share: 0.6,
-            head_share: 0.03,
-            repeat_share: 0.35,
-        }
+        Mix { zipf_exponent: 1.1, bot_share: 0.07, preview_share: 0.6, head_share: 0.03, repeat_share: 0.35 }
     }
 }
 
@@ -148,13 +137,7 @@ fn pick_weighted<T: Copy>(rng: &mut ChaCha8Rng, table: &[(T, u32)]) -> T {
 
 impl TrafficModel {
     /// A model over `links` links (at least 1) seeded with `seed`.
-    pub fn new(
-        seed: u64,
-        links: usize,
-        mix: Mix,
-        uas: Arc<UaTable>,
-        ips: Arc<IpPools>,
-    ) -> TrafficModel {
+    pub fn new(seed: u64, links: usize, mix: Mix, uas: Arc<UaTable>, ips: Arc<IpPools>) -> TrafficModel {
         TrafficModel {
             rng: ChaCha8Rng::seed_from_u64(seed),
             zipf_cdf: zipf_cdf(links.max(1), mix.zipf_exponent),
@@ -174,9 +157,7 @@ impl TrafficModel {
     /// A link index by Zipf popularity.
     pub fn link(&mut self) -> usize {
         let u: f64 = self.rng.random();
-        self.zipf_cdf
-            .partition_point(|&c| c <= u)
-            .min(self.zipf_cdf.len() - 1)
+        self.zipf_cdf.partition_point(|&c| c <= u).min(self.zipf_cdf.len() - 1)
     }
 
     /// A returning visitor (probability `repeat_share`, when any exists) or a new one.
@@ -204,30 +185,20 @@ impl TrafficModel {
     /// A user agent of a bot: a link-preview fetcher with probability `preview_share`,
     /// else another crawler.
     pub fn bot_ua(&mut self) -> u32 {
-        let range = if self.rng.random_bool(self.mix.preview_share) {
-            self.uas.previews.clone()
-        } else {
-            self.uas.crawlers.clone()
-        };
+        let range = if self.rng.random_bool(self.mix.preview_share) { self.uas.previews.clone() } else { self.uas.crawlers.clone() };
         self.rng.random_range(range)
     }
 
     /// A new visitor with user agent `ua` at an address in `country` (any country when the
     /// pools have none there); not remembered as recent.
     pub fn visitor_in(&mut self, ua: u32, country: &str) -> Visitor {
-        let ip = self
-            .ips
-            .draw_in(country, &mut self.rng)
-            .unwrap_or_else(|| self.ips.draw(&mut self.rng));
+        let ip = self.ips.draw_in(country, &mut self.rng).unwrap_or_else(|| self.ips.draw(&mut self.rng));
         Visitor { ip, ua }
     }
 
     /// A new visitor with user agent `ua` and a fresh address; remembered as recent.
     pub fn visitor_with(&mut self, ua: u32) -> Visitor {
-        let v = Visitor {
-            ip: self.ips.draw(&mut self.rng),
-            ua,
-        };
+        let v = Visitor { ip: self.ips.draw(&mut self.rng), ua };
         if self.recent.len() < RECENT_VISITORS {
             self.recent.push(v);
         } else {
@@ -239,20 +210,9 @@ impl TrafficModel {
 
     /// A referrer for a click by a human or a bot (`None` = direct).
     pub fn referrer(&mut self, bot: bool) -> Option<&'static str> {
-        let medium = pick_weighted(
-            &mut self.rng,
-            if bot {
-                BOT_MEDIUM_MIX
-            } else {
-                HUMAN_MEDIUM_MIX
-            },
-        );
+        let medium = pick_weighted(&mut self.rng, if bot { BOT_MEDIUM_MIX } else { HUMAN_MEDIUM_MIX });
         let list = referrers(medium);
-        if medium == Medium::Direct || list.is_empty() {
-            None
-        } else {
-            Some(list[self.rng.random_range(0..list.len())])
-        }
+        if medium == Medium::Direct || list.is_empty() { None } else { Some(list[self.rng.random_range(0..list.len())]) }
     }
 
     /// Whether the visitor's user agent is one the generator took from a bot list (the
@@ -267,12 +227,7 @@ impl TrafficModel {
         let visitor = self.visitor();
         let referrer = self.referrer(self.intended_bot(visitor));
         let head = self.rng.random_bool(self.mix.head_share);
-        Request {
-            link,
-            head,
-            visitor,
-            referrer,
-        }
+        Request { link, head, visitor, referrer }
     }
 
     /// A random (version 4) event id, from the thread's OS-seeded generator rather than the

@@ -100,18 +100,8 @@ impl LoadgenReport {
     /// Errors only when `out` fails.
     pub fn print(&self, out: &mut impl Write, top: usize) -> std::io::Result<()> {
         let r = &self.requests;
-        let statuses: Vec<String> = r
-            .statuses
-            .iter()
-            .map(|(s, n)| format!("{s}: {n}"))
-            .collect();
-        writeln!(
-            out,
-            "loadgen: {} requests sent of {} planned in {:.1}s",
-            r.sent,
-            r.planned,
-            self.elapsed.as_secs_f64()
-        )?;
+        let statuses: Vec<String> = r.statuses.iter().map(|(s, n)| format!("{s}: {n}")).collect();
+        writeln!(out, "loadgen: {} requests sent of {} planned in {:.1}s", r.sent, r.planned, self.elapsed.as_secs_f64())?;
         writeln!(
             out,
             "  achieved rate {:.1} req/s (target {:.1}); {} HEAD; answers {{{}}}",
@@ -121,11 +111,7 @@ impl LoadgenReport {
             statuses.join(", ")
         )?;
         if !r.failures.is_empty() {
-            let f: Vec<String> = r
-                .failures
-                .iter()
-                .map(|(k, n)| format!("{k}: {n}"))
-                .collect();
+            let f: Vec<String> = r.failures.iter().map(|(k, n)| format!("{k}: {n}")).collect();
             writeln!(out, "  failed requests {{{}}}", f.join(", "))?;
         }
         let i = &self.injected;
@@ -152,38 +138,18 @@ impl LoadgenReport {
                 a.kind.anomaly_kind()
             )?;
         }
-        writeln!(
-            out,
-            "ground truth ({}):",
-            if self.exact {
-                "exact"
-            } else {
-                "NOT exact, see notes"
-            }
-        )?;
-        writeln!(
-            out,
-            "  {:<16} {:>10} {:>10} {:>10}",
-            "code", "clicks", "bot_clicks", "visitors"
-        )?;
+        writeln!(out, "ground truth ({}):", if self.exact { "exact" } else { "NOT exact, see notes" })?;
+        writeln!(out, "  {:<16} {:>10} {:>10} {:>10}", "code", "clicks", "bot_clicks", "visitors")?;
         let mut by_clicks: Vec<(&String, &super::LinkTruth)> = self.truth.links.iter().collect();
         by_clicks.sort_by(|a, b| b.1.clicks.cmp(&a.1.clicks).then(a.0.cmp(b.0)));
         for (code, t) in by_clicks.iter().take(top) {
-            writeln!(
-                out,
-                "  {:<16} {:>10} {:>10} {:>10}",
-                code, t.clicks, t.bot_clicks, t.visitors
-            )?;
+            writeln!(out, "  {:<16} {:>10} {:>10} {:>10}", code, t.clicks, t.bot_clicks, t.visitors)?;
         }
         if by_clicks.len() > top {
             writeln!(out, "  ... {} more links", by_clicks.len() - top)?;
         }
         let t = self.truth.totals();
-        writeln!(
-            out,
-            "  {:<16} {:>10} {:>10} {:>10}",
-            "total", t.clicks, t.bot_clicks, t.visitors
-        )?;
+        writeln!(out, "  {:<16} {:>10} {:>10} {:>10}", "total", t.clicks, t.bot_clicks, t.visitors)?;
         for n in &self.notes {
             writeln!(out, "note: {n}")?;
         }

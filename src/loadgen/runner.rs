@@ -43,9 +43,7 @@ const HISTORY: usize = 100_000;
 
 /// Wall clock, ms since the Unix epoch, UTC.
 pub fn wall_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// How long to wait before sending at `now_ms` so that no request is within `guard_ms` of a
@@ -96,45 +94,15 @@ pub(crate) async fn run(args: &LoadgenArgs, s: &Settings) -> anyhow::Result<Load
     })
     .await
     .context("data loading task failed")??;
-    let http = Http::new(
-        args.target.clone(),
-        s.api.clone(),
-        s.token.clone(),
-        args.concurrency,
-        args.timeout,
-    )?;
-    let codes: Arc<Vec<String>> = Arc::new(if args.codes.is_empty() {
-        http.create_links(args.links, args.seed).await?
-    } else {
-        args.codes.clone()
-    });
+    let http = Http::new(args.target.clone(), s.api.clone(), s.token.clone(), args.concurrency, args.timeout)?;
+    let codes: Arc<Vec<String>> = Arc::new(if args.codes.is_empty() { http.create_links(args.links, args.seed).await? } else { args.codes.clone() });
     let truth = {
         let (codes, period) = (Arc::clone(&codes), s.period_ms);
-        tokio::task::spawn_blocking(move || TruthBuilder::new(&codes, period))
-            .await
-            .context("classifier loading task failed")??
+        tokio::task::spawn_blocking(move || TruthBuilder::new(&codes, period)).await.context("classifier loading task failed")??
     };
-    let mix = Mix {
-        zipf_exponent: args.zipf,
-        bot_share: args.bot_share,
-        head_share: args.head_share,
-        repeat_share: args.repeat_share,
-        ..Mix::default()
-    };
-    let mut traffic = TrafficModel::new(
-        args.seed,
-        codes.len(),
-        mix,
-        Arc::clone(&uas),
-        Arc::clone(&ips),
-    );
-    let mut late = TrafficModel::new(
-        args.seed.wrapping_add(LATE_SEED),
-        codes.len(),
-        mix,
-        Arc::clone(&uas),
-        Arc::clone(&ips),
-    );
+    let mix = Mix { zipf_exponent: args.zipf, bot_share: args.bot_share, head_share: args.head_share, repeat_share: args.repeat_share, ..Mix::default() };
+    let mut traffic = TrafficModel::new(args.seed, codes.len(), mix, Arc::clone(&uas), Arc::clone(&ips));
+    let mut late = TrafficModel::new(args.seed.wrapping_add(LATE_SEED), codes.len(), mix, Arc::clone(&uas), Arc::clone(&ips));
     let mut attack = attack_plan(args, &codes, mix, &uas, &ips)?;
     // the attack's window as offsets from the first request
     let attack_window = match (&attack, args.attack_start) {
@@ -145,22 +113,10 @@ pub(crate) async fn run(args: &LoadgenArgs, s: &Settings) -> anyhow::Result<Load
         }
     };
     let attack_interval = 1.0 / args.attack_rate.unwrap_or(args.rate.max(20.0));
-    let planned_attack =
-        ((attack_window.end - attack_window.start).as_secs_f64() / attack_interval).ceil() as u64;
+    let planned_attack = ((attack_window.end - attack_window.start).as_secs_f64() / attack_interval).ceil() as u64;
     let planned = (args.rate * args.duration.as_secs_f64()).round() as u64 + planned_attack;
-    let shared = Arc::new(Mutex::new(Shared {
-        truth,
-        requests: RequestStats {
-            planned,
-            ..RequestStats::default()
-        },
-        injected: InjectStats::default(),
-    }));
-    let pb = if args.quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(planned)
-    };
+    let shared = Arc::new(Mutex::new(Shared { truth, requests: RequestStats { planned, ..RequestStats::default() }, injected: InjectStats::default() }));
+    let pb = if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(planned) };
     pb.set_style(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40.cyan/blue} {pos}/{len} requests ({per_sec}) {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -169,9 +125,7 @@ pub(crate) async fn run(args: &LoadgenArgs, s: &Settings) -> anyhow::Result<Load
     let mut posts: JoinSet<()> = JoinSet::new();
     let mut history: Vec<Posted> = Vec::new();
     let (mut late_acc, mut dup_acc) = (0.0, 0.0);
-    let max_late_ms = i64::try_from(args.max_lateness.as_millis())
-        .unwrap_or(i64::MAX)
-        .max(1_001);
+    let max_late_ms = i64::try_from(args.max_lateness.as_millis()).unwrap_or(i64::MAX).max(1_001);
     let interval = 1.0 / args.rate;
     let start = Instant::now();
     let end = start + args.duration;
@@ -183,10 +137,7 @@ pub(crate) async fn run(args: &LoadgenArgs, s: &Settings) -> anyhow::Result<Load
     let mut attack_sent: Option<(i64, i64)> = None;
     loop {
         let due_normal = start + offset + Duration::from_secs_f64(i as f64 * interval);
-        let due_attack = attack
-            .as_ref()
-            .map(|_| attack_start + offset + Duration::from_secs_f64(j as f64 * attack_interval))
-            .filter(|d| *d < attack_end);
+        let due_attack = attack.as_ref().map(|_| attack_start + offset + Duration::from_secs_f64(j as f64 * attack_interval)).filter(|d| *d < attack_end);
         let (due, is_attack) = match due_attack {
             Some(a) if a < due_normal => (a, true),
             _ => (due_normal, false),
@@ -208,22 +159,13 @@ pub(crate) async fn run(args: &LoadgenArgs, s: &Settings) -> anyhow::Result<Load
                 &shared,
             );
             if !batch.is_empty() {
-                let (http, shared, codes, uas) = (
-                    http.clone(),
-                    Arc::clone(&shared),
-                    Arc::clone(&codes),
-                    Arc::clone(&uas),
-                );
+                let (http, shared, codes, uas) = (http.clone(), Arc::clone(&shared), Arc::clone(&codes), Arc::clone(&uas));
                 posts.spawn(post_batch(http, batch, shared, codes, uas));
             }
             let st = shared.lock();
             pb.set_message(format!(
                 "3xx {} failed {} events {}",
-                st.requests
-                    .statuses
-                    .range(300..400)
-                    .map(|(_, n)| n)
-                    .sum::<u64>(),
+                st.requests.statuses.range(300..400).map(|(_, n)| n).sum::<u64>(),
                 st.requests.failures.values().sum::<u64>(),
                 st.injected.accepted
             ));
@@ -236,10 +178,7 @@ pub(crate) async fn run(args: &LoadgenArgs, s: &Settings) -> anyhow::Result<Load
             shared.lock().requests.paused += wait;
             continue;
         }
-        let permit = Arc::clone(&sem)
-            .acquire_owned()
-            .await
-            .context("request semaphore closed")?;
+        let permit = Arc::clone(&sem).acquire_owned().await.context("request semaphore closed")?;
         if Instant::now() >= end + LATE_GRACE {
             // the server is slower than the rate: stop at the end instead of catching up
             break;
@@ -256,13 +195,7 @@ pub(crate) async fn run(args: &LoadgenArgs, s: &Settings) -> anyhow::Result<Load
                 traffic.request()
             }
         };
-        let (http, shared, codes, uas, pb) = (
-            http.clone(),
-            Arc::clone(&shared),
-            Arc::clone(&codes),
-            Arc::clone(&uas),
-            pb.clone(),
-        );
+        let (http, shared, codes, uas, pb) = (http.clone(), Arc::clone(&shared), Arc::clone(&codes), Arc::clone(&uas), pb.clone());
         tokio::spawn(async move {
             let code = &codes[req.link];
             let ua = uas.get(req.visitor.ua);
@@ -303,22 +236,12 @@ pub(crate) async fn run(args: &LoadgenArgs, s: &Settings) -> anyhow::Result<Load
         });
     }
     let send_end = Instant::now();
-    let stuck = tokio::time::timeout(
-        args.timeout + Duration::from_secs(5),
-        sem.acquire_many(args.concurrency as u32),
-    )
-    .await
-    .is_err();
+    let stuck = tokio::time::timeout(args.timeout + Duration::from_secs(5), sem.acquire_many(args.concurrency as u32)).await.is_err();
     while posts.join_next().await.is_some() {}
     pb.finish_and_clear();
     let elapsed = start.elapsed();
-    let shared = Arc::try_unwrap(shared)
-        .map_err(|_| anyhow::anyhow!("request tasks still hold the run state"));
-    let Shared {
-        truth,
-        requests,
-        injected,
-    } = match shared {
+    let shared = Arc::try_unwrap(shared).map_err(|_| anyhow::anyhow!("request tasks still hold the run state"));
+    let Shared { truth, requests, injected } = match shared {
         Ok(m) => m.into_inner(),
         Err(e) if stuck => return Err(e.context("requests did not finish within the timeout")),
         Err(e) => return Err(e),
@@ -327,31 +250,19 @@ pub(crate) async fn run(args: &LoadgenArgs, s: &Settings) -> anyhow::Result<Load
     let achieved_rate = requests.answered as f64 / sending.as_secs_f64();
     let mut notes = Vec::new();
     if requests.unknown_gets > 0 {
-        notes.push(format!(
-            "{} GET requests got no answer; the server may have counted them",
-            requests.unknown_gets
-        ));
+        notes.push(format!("{} GET requests got no answer; the server may have counted them", requests.unknown_gets));
     }
     if injected.unknown > 0 {
         notes.push(format!("{} posted events got no answer after {POST_ATTEMPTS} attempts; the server may have stored them", injected.unknown));
     }
     if requests.straddling > 0 {
-        notes.push(format!(
-            "{} redirects straddled a salt-period boundary: their visitors may be in either period",
-            requests.straddling
-        ));
+        notes.push(format!("{} redirects straddled a salt-period boundary: their visitors may be in either period", requests.straddling));
     }
     if let Some(refusal) = &injected.last_refusal {
-        notes.push(format!(
-            "{} events were refused by POST /v1/events (last: {refusal})",
-            injected.refused
-        ));
+        notes.push(format!("{} events were refused by POST /v1/events (last: {refusal})", injected.refused));
     }
     if !requests.paused.is_zero() {
-        notes.push(format!(
-            "sending paused {:.1}s around a salt-period boundary (00:00 UTC for 1d)",
-            requests.paused.as_secs_f64()
-        ));
+        notes.push(format!("sending paused {:.1}s around a salt-period boundary (00:00 UTC for 1d)", requests.paused.as_secs_f64()));
     }
     match s.proxy_trusted {
         Some(true) => {}
@@ -382,30 +293,15 @@ pub(crate) async fn run(args: &LoadgenArgs, s: &Settings) -> anyhow::Result<Load
 }
 
 /// The attack of `--attack`, on `--attack-code` or the link of median popularity.
-fn attack_plan(
-    args: &LoadgenArgs,
-    codes: &[String],
-    mix: Mix,
-    uas: &Arc<UaTable>,
-    ips: &Arc<IpPools>,
-) -> anyhow::Result<Option<Attack>> {
+fn attack_plan(args: &LoadgenArgs, codes: &[String], mix: Mix, uas: &Arc<UaTable>, ips: &Arc<IpPools>) -> anyhow::Result<Option<Attack>> {
     let Some(kind) = args.attack else {
         return Ok(None);
     };
     let link = match &args.attack_code {
-        Some(code) => codes
-            .iter()
-            .position(|c| c == code)
-            .with_context(|| format!("--attack-code \"{code}\" is not one of the run's codes"))?,
+        Some(code) => codes.iter().position(|c| c == code).with_context(|| format!("--attack-code \"{code}\" is not one of the run's codes"))?,
         None => codes.len() / 2,
     };
-    let model = TrafficModel::new(
-        args.seed.wrapping_add(ATTACK_SEED),
-        codes.len(),
-        mix,
-        Arc::clone(uas),
-        Arc::clone(ips),
-    );
+    let model = TrafficModel::new(args.seed.wrapping_add(ATTACK_SEED), codes.len(), mix, Arc::clone(uas), Arc::clone(ips));
     Ok(Some(Attack::new(kind, link, model)))
 }
 
@@ -444,22 +340,12 @@ fn plan_batch(
             "user_agent": uas.get(visitor.ua),
             "referrer": referrer,
         });
-        batch.push(Posted {
-            json,
-            id,
-            link,
-            ts,
-            visitor,
-        });
+        batch.push(Posted { json, id, link, ts, visitor });
     }
     let fresh = batch.len();
     let mut dups = 0;
     for _ in 0..n_dup {
-        let pool: &[Posted] = if history.is_empty() {
-            &batch[..fresh]
-        } else {
-            history
-        };
+        let pool: &[Posted] = if history.is_empty() { &batch[..fresh] } else { history };
         if pool.is_empty() {
             break;
         }
@@ -477,13 +363,7 @@ fn plan_batch(
 }
 
 /// Posts a batch (retrying when no answer or 503), then counts what the server accepted.
-async fn post_batch(
-    http: Http,
-    batch: Vec<Posted>,
-    shared: Arc<Mutex<Shared>>,
-    codes: Arc<Vec<String>>,
-    uas: Arc<UaTable>,
-) {
+async fn post_batch(http: Http, batch: Vec<Posted>, shared: Arc<Mutex<Shared>>, codes: Arc<Vec<String>>, uas: Arc<UaTable>) {
     let body: Vec<Value> = batch.iter().map(|p| p.json.clone()).collect();
     // None = no answer and possibly stored; Some(Err) = certainly not stored.
     let mut outcome: Option<Result<EventsAnswer, String>> = None;
@@ -521,21 +401,14 @@ async fn post_batch(
             st.injected.last_refusal = Some(refusal);
         }
         Some(Ok(answer)) => {
-            let rejected: std::collections::HashSet<usize> =
-                answer.rejected.iter().map(|(i, _)| *i).collect();
+            let rejected: std::collections::HashSet<usize> = answer.rejected.iter().map(|(i, _)| *i).collect();
             for (_, reason) in &answer.rejected {
                 *st.injected.rejected.entry(reason.clone()).or_default() += 1;
             }
             st.injected.accepted += answer.accepted;
             for (i, p) in batch.iter().enumerate() {
                 if !rejected.contains(&i) {
-                    st.truth.click(
-                        &codes[p.link],
-                        p.ts,
-                        p.visitor.ip,
-                        uas.get(p.visitor.ua),
-                        Some(p.id),
-                    );
+                    st.truth.click(&codes[p.link], p.ts, p.visitor.ip, uas.get(p.visitor.ua), Some(p.id));
                 }
             }
         }

@@ -28,9 +28,7 @@ impl TestServer {
     /// `tweak`.
     pub async fn start(tweak: impl FnOnce(&mut Config)) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let mut config: Config = toml::from_str(DEFAULT_TOML).expect("defaults");
         config.server.data_dir = dir.path().to_path_buf();
@@ -38,51 +36,24 @@ impl TestServer {
         config.server.trusted_proxies = vec!["127.0.0.1".into()];
         tweak(&mut config);
         config.validate().expect("test config valid");
-        let store = sluice_connectors::open_store(&config.store_location())
-            .await
-            .expect("store");
-        let secret = crate::visitor_secret::load_or_create(
-            config.visitor.secret.as_ref().map(|s| s.0.as_str()),
-            dir.path(),
-        )
-        .expect("secret");
+        let store = sluice_connectors::open_store(&config.store_location()).await.expect("store");
+        let secret = crate::visitor_secret::load_or_create(config.visitor.secret.as_ref().map(|s| s.0.as_str()), dir.path()).expect("secret");
         let log = ClickLog::open(dir.path()).expect("log");
         let (sender, receiver) = click_channel(config.redirect.click_channel_capacity);
         let writer = spawn_log_writer(receiver, log.clone(), LogWriterConfig::default());
-        let Stack {
-            router,
-            api,
-            redirect,
-        } = build_stack_with_log(
-            &config,
-            store,
-            Arc::new(sender),
-            secret,
-            Vec::new(),
-            Some(log),
-        )
-        .expect("stack");
+        let Stack { router, api, redirect } = build_stack_with_log(&config, store, Arc::new(sender), secret, Vec::new(), Some(log)).expect("stack");
         drop((api, redirect));
         let (shutdown, rx) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
-            axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move {
-                let _ = rx.await;
-            })
-            .await
-            .expect("serve");
+            axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(async move {
+                    let _ = rx.await;
+                })
+                .await
+                .expect("serve");
         });
         let url = Url::parse(&format!("http://{addr}")).expect("url");
-        TestServer {
-            url,
-            dir,
-            shutdown,
-            server,
-            writer,
-        }
+        TestServer { url, dir, shutdown, server, writer }
     }
 
     /// The server's data directory.

@@ -29,18 +29,9 @@ fn pools() -> (Arc<UaTable>, Arc<IpPools>) {
 #[test]
 fn vendored_user_agents_load_with_known_counts() {
     let u = UserAgents::load().expect("load");
-    assert_eq!(
-        (u.humans.len(), u.previews.len(), u.crawlers.len()),
-        (2041, 61, 2061)
-    );
+    assert_eq!((u.humans.len(), u.previews.len(), u.crawlers.len()), (2041, 61, 2061));
     assert!(u.previews.iter().any(|p| p == SLACK));
-    assert!(
-        u.humans
-            .iter()
-            .chain(&u.previews)
-            .chain(&u.crawlers)
-            .all(|s| data::sendable(s))
-    );
+    assert!(u.humans.iter().chain(&u.previews).chain(&u.crawlers).all(|s| data::sendable(s)));
 }
 
 #[test]
@@ -77,24 +68,15 @@ fn the_model_is_deterministic_and_has_the_configured_mix() {
     let a = draw(11);
     assert_eq!(a, draw(11), "same seed, same requests");
     assert_ne!(a[..50], draw(12)[..50], "another seed, other requests");
-    let share = |f: &dyn Fn(&plan::Request) -> bool| {
-        a.iter().filter(|r| f(r)).count() as f64 / a.len() as f64
-    };
+    let share = |f: &dyn Fn(&plan::Request) -> bool| a.iter().filter(|r| f(r)).count() as f64 / a.len() as f64;
     let top = zipf_cdf(20, mix.zipf_exponent)[0];
-    assert!(
-        (share(&|r| r.link == 0) - top).abs() < 0.015,
-        "rank 1 share {} vs {top}",
-        share(&|r| r.link == 0)
-    );
+    assert!((share(&|r| r.link == 0) - top).abs() < 0.015, "rank 1 share {} vs {top}", share(&|r| r.link == 0));
     assert!((share(&|r| r.head) - mix.head_share).abs() < 0.006);
     let bots = share(&|r| !uas.humans.contains(&r.visitor.ua));
     assert!((0.055..=0.085).contains(&bots), "bot share {bots}");
     let distinct: HashSet<_> = a.iter().map(|r| r.visitor).collect();
     let repeat = 1.0 - distinct.len() as f64 / a.len() as f64;
-    assert!(
-        (repeat - mix.repeat_share).abs() < 0.02,
-        "returning share {repeat}"
-    );
+    assert!((repeat - mix.repeat_share).abs() < 0.02, "returning share {repeat}");
     let direct = share(&|r| r.referrer.is_none());
     assert!((0.33..=0.45).contains(&direct), "direct share {direct}");
 }
@@ -104,10 +86,7 @@ fn drawn_addresses_geolocate_to_known_countries() {
     let (_, ips) = pools();
     let countries: BTreeMap<&str, usize> = ips.countries().into_iter().collect();
     for c in ["US", "DE", "IN", "BR", "JP", "GB"] {
-        assert!(
-            countries.get(c).is_some_and(|n| *n > 10),
-            "{c}: {countries:?}"
-        );
+        assert!(countries.get(c).is_some_and(|n| *n > 10), "{c}: {countries:?}");
     }
     assert!(ips.v6_networks() > 10);
     let geo = GeoIp::bundled().expect("geoip");
@@ -133,47 +112,17 @@ fn truth_counts_bots_duplicates_and_visitors_per_period() {
     let mapped: IpAddr = "::ffff:203.0.113.9".parse().expect("ip");
     let id = Uuid::from_u128(1);
     assert!(t.click("a", 20 * DAY - 1, ip, CHROME, None));
-    assert!(
-        t.click("a", 20 * DAY + 1, ip, CHROME, None),
-        "same visitor, next period"
-    );
-    assert!(
-        t.click("a", 20 * DAY + 2, mapped, CHROME, None),
-        "mapped address is the same visitor"
-    );
+    assert!(t.click("a", 20 * DAY + 1, ip, CHROME, None), "same visitor, next period");
+    assert!(t.click("a", 20 * DAY + 2, mapped, CHROME, None), "mapped address is the same visitor");
     assert!(t.click("a", 20 * DAY + 3, ip, SLACK, Some(id)));
-    assert!(
-        !t.click("a", 20 * DAY + 3, ip, SLACK, Some(id)),
-        "duplicate id"
-    );
+    assert!(!t.click("a", 20 * DAY + 3, ip, SLACK, Some(id)), "duplicate id");
     assert!(t.click("b", 5, "2001:db8::1".parse().expect("ip"), "", None));
     let truth = t.snapshot();
-    assert_eq!(
-        truth.links["a"],
-        LinkTruth {
-            clicks: 3,
-            bot_clicks: 1,
-            visitors: 2
-        }
-    );
-    assert_eq!(
-        truth.links["b"],
-        LinkTruth {
-            clicks: 1,
-            bot_clicks: 0,
-            visitors: 1
-        }
-    );
-    assert_eq!(
-        truth.links["z"],
-        LinkTruth::default(),
-        "links without clicks are listed"
-    );
+    assert_eq!(truth.links["a"], LinkTruth { clicks: 3, bot_clicks: 1, visitors: 2 });
+    assert_eq!(truth.links["b"], LinkTruth { clicks: 1, bot_clicks: 0, visitors: 1 });
+    assert_eq!(truth.links["z"], LinkTruth::default(), "links without clicks are listed");
     let json = serde_json::to_value(&truth).expect("json");
-    assert_eq!(
-        json["links"]["a"],
-        serde_json::json!({"clicks": 3, "bot_clicks": 1, "visitors": 2})
-    );
+    assert_eq!(json["links"]["a"], serde_json::json!({"clicks": 3, "bot_clicks": 1, "visitors": 2}));
     let never = TruthBuilder::new(&codes, None).expect("truth");
     assert_eq!(never.period_ms(), None);
 }
@@ -207,11 +156,7 @@ fn truth_flags_a_visitors_clicks_past_the_flood_cap_per_minute() {
 fn arguments_are_validated_and_proxy_trust_is_read_from_the_server_config() {
     let mut args = LoadgenArgs::new(Url::parse("http://127.0.0.1:9").expect("url"));
     assert!(resolve(&args).is_ok());
-    assert_eq!(
-        resolve(&args).expect("ok").proxy_trusted,
-        None,
-        "cannot tell without the server config"
-    );
+    assert_eq!(resolve(&args).expect("ok").proxy_trusted, None, "cannot tell without the server config");
     args.bot_share = 1.5;
     assert!(resolve(&args).is_err());
     args.bot_share = 0.1;
@@ -226,18 +171,11 @@ fn arguments_are_validated_and_proxy_trust_is_read_from_the_server_config() {
     std::fs::write(&file, "[server]\ntrusted-proxies = []\n[visitor]\nsalt-period = \"7d\"\n[ingest]\ntoken = \"tok\"\n").expect("write");
     args.server_config = Some(file.clone());
     let s = resolve(&args).expect("ok");
-    assert_eq!(
-        (s.proxy_trusted, s.period_ms, s.token.as_deref()),
-        (Some(false), Some(7 * DAY), Some("tok"))
-    );
+    assert_eq!((s.proxy_trusted, s.period_ms, s.token.as_deref()), (Some(false), Some(7 * DAY), Some("tok")));
     std::fs::write(&file, "[server]\ntrusted-proxies = [\"127.0.0.0/8\"]\n").expect("write");
     assert_eq!(resolve(&args).expect("ok").proxy_trusted, Some(true));
     args.target = Url::parse("http://192.0.2.1:8080").expect("url");
-    assert_eq!(
-        resolve(&args).expect("ok").proxy_trusted,
-        None,
-        "remote target: source address unknown"
-    );
+    assert_eq!(resolve(&args).expect("ok").proxy_trusted, None, "remote target: source address unknown");
     args.salt_period = Some("never".into());
     assert_eq!(resolve(&args).expect("ok").period_ms, None);
 }
@@ -245,11 +183,7 @@ fn arguments_are_validated_and_proxy_trust_is_read_from_the_server_config() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_targets_are_reported_not_counted() {
     // a port nothing listens on
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
     let mut args = LoadgenArgs::new(Url::parse(&format!("http://127.0.0.1:{port}")).expect("url"));
     args.codes = vec!["abc".into(), "def".into()];
     args.rate = 40.0;
@@ -289,31 +223,18 @@ async fn ground_truth_matches_the_click_log_of_a_real_server() {
     assert_eq!(report.requests.failures, BTreeMap::new());
     let statuses: Vec<u16> = report.requests.statuses.keys().copied().collect();
     assert_eq!(statuses, vec![302]);
-    assert!(
-        report.requests.heads > 5,
-        "some HEAD requests: {}",
-        report.requests.heads
-    );
-    assert!(
-        report.injected.duplicates > 5 && report.injected.late_events > 5,
-        "{:?}",
-        report.injected
-    );
+    assert!(report.requests.heads > 5, "some HEAD requests: {}", report.requests.heads);
+    assert!(report.injected.duplicates > 5 && report.injected.late_events > 5, "{:?}", report.injected);
     assert_eq!(report.injected.rejected, BTreeMap::new());
 
     let (entries, distinct) = check_against_log(&report, &log);
-    let written: GroundTruth =
-        serde_json::from_str(&std::fs::read_to_string(truth_file.path()).expect("read truth"))
-            .expect("truth json");
+    let written: GroundTruth = serde_json::from_str(&std::fs::read_to_string(truth_file.path()).expect("read truth")).expect("truth json");
     assert_eq!(written, report.truth);
 
     // the mix is really there
     let t = report.truth.totals();
     assert!(t.bot_clicks > 10 && t.clicks > 300, "{t:?}");
-    assert!(
-        report.truth.links.values().any(|l| l.visitors < l.clicks),
-        "returning visitors"
-    );
+    assert!(report.truth.links.values().any(|l| l.visitors < l.clicks), "returning visitors");
     let top = &report.truth.links[&report.codes[0]];
     let last = &report.truth.links[&report.codes[11]];
     assert!(top.clicks > 2 * last.clicks, "Zipf: {top:?} vs {last:?}");
@@ -324,24 +245,13 @@ async fn ground_truth_matches_the_click_log_of_a_real_server() {
 /// the classifier, visitors = distinct visitor_id (the server's own (period, IP, UA) hash)
 /// among humans; must equal the generator's truth. Returns the entries and the number of
 /// distinct event ids.
-fn check_against_log(
-    report: &LoadgenReport,
-    log: &sluice_connectors::click_log::ClickLog,
-) -> (Vec<sluice_connectors::click_log::LogEntry>, usize) {
+fn check_against_log(report: &LoadgenReport, log: &sluice_connectors::click_log::ClickLog) -> (Vec<sluice_connectors::click_log::LogEntry>, usize) {
     let entries = log.read_entries(0, 1_000_000).expect("read log");
     let gets_3xx = report.requests.statuses[&302] - report.requests.heads;
-    assert_eq!(
-        entries.len() as u64,
-        gets_3xx + report.injected.accepted,
-        "HEAD requests are not logged, duplicates are"
-    );
+    assert_eq!(entries.len() as u64, gets_3xx + report.injected.accepted, "HEAD requests are not logged, duplicates are");
     let mut classifier = Enricher::new(&EnrichConfig::default()).expect("classifier");
     let mut seen = HashSet::new();
-    let mut counted: BTreeMap<String, (u64, u64, HashSet<u64>)> = report
-        .codes
-        .iter()
-        .map(|c| (c.clone(), (0, 0, HashSet::new())))
-        .collect();
+    let mut counted: BTreeMap<String, (u64, u64, HashSet<u64>)> = report.codes.iter().map(|c| (c.clone(), (0, 0, HashSet::new()))).collect();
     // The flood cap: a visitor's human clicks on a link past 30 in one UTC minute are flagged.
     let mut per_minute: HashMap<(String, u64, i64), u64> = HashMap::new();
     for e in entries.iter().map(|e| &e.event) {
@@ -362,19 +272,8 @@ fn check_against_log(
             row.2.insert(e.visitor_id);
         }
     }
-    let independent: BTreeMap<String, LinkTruth> = counted
-        .into_iter()
-        .map(|(c, (clicks, bot_clicks, v))| {
-            (
-                c,
-                LinkTruth {
-                    clicks,
-                    bot_clicks,
-                    visitors: v.len() as u64,
-                },
-            )
-        })
-        .collect();
+    let independent: BTreeMap<String, LinkTruth> =
+        counted.into_iter().map(|(c, (clicks, bot_clicks, v))| (c, LinkTruth { clicks, bot_clicks, visitors: v.len() as u64 })).collect();
     assert_eq!(report.truth.links, independent);
     (entries, seen.len())
 }
@@ -388,18 +287,9 @@ fn attack_shapes_draw_the_documented_requests() {
         let mut a = attack::Attack::new(kind, 4, model());
         (0..500).map(|_| a.request()).collect::<Vec<_>>()
     };
-    for kind in [
-        AttackKind::Burst,
-        AttackKind::Flood,
-        AttackKind::Bots,
-        AttackKind::ReferrerSpam,
-        AttackKind::GeoShift,
-    ] {
+    for kind in [AttackKind::Burst, AttackKind::Flood, AttackKind::Bots, AttackKind::ReferrerSpam, AttackKind::GeoShift] {
         let reqs = draw(kind);
-        assert!(
-            reqs.iter().all(|r| r.link == 4 && !r.head),
-            "{kind:?}: one link, GETs only"
-        );
+        assert!(reqs.iter().all(|r| r.link == 4 && !r.head), "{kind:?}: one link, GETs only");
         let visitors: HashSet<_> = reqs.iter().map(|r| r.visitor).collect();
         let human = |r: &plan::Request| uas.humans.contains(&r.visitor.ua);
         match kind {
@@ -409,19 +299,11 @@ fn attack_shapes_draw_the_documented_requests() {
                 assert!(human(&reqs[0]));
             }
             AttackKind::Bots => assert!(reqs.iter().all(|r| !human(r)) && visitors.len() > 450),
-            AttackKind::ReferrerSpam => assert!(
-                reqs.iter()
-                    .all(|r| human(r) && r.referrer == Some(attack::SPAM_REFERRER))
-            ),
+            AttackKind::ReferrerSpam => assert!(reqs.iter().all(|r| human(r) && r.referrer == Some(attack::SPAM_REFERRER))),
             AttackKind::GeoShift => {
                 for r in &reqs {
                     let net: IpAddr = truncate_ip(r.visitor.ip).parse().expect("ip");
-                    assert_eq!(
-                        geo.lookup(net).as_str(),
-                        attack::GEO_SHIFT_COUNTRY,
-                        "{}",
-                        r.visitor.ip
-                    );
+                    assert_eq!(geo.lookup(net).as_str(), attack::GEO_SHIFT_COUNTRY, "{}", r.visitor.ip);
                 }
                 assert!(reqs.iter().all(human));
             }
@@ -447,30 +329,14 @@ async fn an_attack_is_reported_with_its_window_and_counted_exactly() {
     let (_dir, log) = server.stop().await;
     assert!(report.exact, "{:?}", report.notes);
     let a = report.attack.clone().expect("attack report");
-    assert_eq!(
-        (a.kind, a.code.as_str(), a.requests),
-        (AttackKind::Flood, report.codes[3].as_str(), 100)
-    );
-    let (first, last) = (
-        a.started_at_ms.expect("started"),
-        a.ended_at_ms.expect("ended"),
-    );
-    assert!(
-        (800..=1_300).contains(&(last - first)),
-        "attack lasted {} ms",
-        last - first
-    );
-    assert_eq!(
-        (report.requests.planned, report.requests.sent),
-        (180 + 100, 180 + 100)
-    );
+    assert_eq!((a.kind, a.code.as_str(), a.requests), (AttackKind::Flood, report.codes[3].as_str(), 100));
+    let (first, last) = (a.started_at_ms.expect("started"), a.ended_at_ms.expect("ended"));
+    assert!((800..=1_300).contains(&(last - first)), "attack lasted {} ms", last - first);
+    assert_eq!((report.requests.planned, report.requests.sent), (180 + 100, 180 + 100));
     let (entries, _) = check_against_log(&report, &log);
     // the flooder: one visitor id with (at least) all 100 attack clicks on the attacked link
     let mut per_visitor: BTreeMap<u64, u64> = BTreeMap::new();
-    for e in entries
-        .iter()
-        .filter(|e| e.event.code == a.code && (first..=last + 1_000).contains(&e.event.ts))
-    {
+    for e in entries.iter().filter(|e| e.event.code == a.code && (first..=last + 1_000).contains(&e.event.ts)) {
         *per_visitor.entry(e.event.visitor_id).or_default() += 1;
     }
     assert!(per_visitor.values().any(|n| *n >= 100), "{per_visitor:?}");

@@ -48,13 +48,11 @@ pub struct GroundTruth {
 impl GroundTruth {
     /// Sums over all links.
     pub fn totals(&self) -> LinkTruth {
-        self.links
-            .values()
-            .fold(LinkTruth::default(), |a, l| LinkTruth {
-                clicks: a.clicks + l.clicks,
-                bot_clicks: a.bot_clicks + l.bot_clicks,
-                visitors: a.visitors + l.visitors,
-            })
+        self.links.values().fold(LinkTruth::default(), |a, l| LinkTruth {
+            clicks: a.clicks + l.clicks,
+            bot_clicks: a.bot_clicks + l.bot_clicks,
+            visitors: a.visitors + l.visitors,
+        })
     }
 }
 
@@ -91,12 +89,8 @@ impl TruthBuilder {
     ///
     /// Errors if the classifier's data cannot be loaded (a build defect).
     pub fn new(codes: &[String], period_ms: Option<i64>) -> anyhow::Result<TruthBuilder> {
-        let classifier = Enricher::new(&EnrichConfig::default())
-            .map_err(|e| anyhow::anyhow!("could not load the bot classifier: {e}"))?;
-        let links = codes
-            .iter()
-            .map(|c| (c.clone(), LinkAcc::default()))
-            .collect();
+        let classifier = Enricher::new(&EnrichConfig::default()).map_err(|e| anyhow::anyhow!("could not load the bot classifier: {e}"))?;
+        let links = codes.iter().map(|c| (c.clone(), LinkAcc::default())).collect();
         Ok(TruthBuilder {
             classifier,
             period_ms,
@@ -125,14 +119,7 @@ impl TruthBuilder {
 
     /// Counts one click on `code` at `ts_ms` from (`ip`, `ua`). With `event_id`, a click
     /// whose id was counted before is a duplicate and ignored; returns whether it counted.
-    pub fn click(
-        &mut self,
-        code: &str,
-        ts_ms: i64,
-        ip: IpAddr,
-        ua: &str,
-        event_id: Option<Uuid>,
-    ) -> bool {
+    pub fn click(&mut self, code: &str, ts_ms: i64, ip: IpAddr, ua: &str, event_id: Option<Uuid>) -> bool {
         if let Some(id) = event_id
             && !self.counted_ids.insert(id)
         {
@@ -166,16 +153,7 @@ impl TruthBuilder {
             links: self
                 .links
                 .iter()
-                .map(|(code, a)| {
-                    (
-                        code.clone(),
-                        LinkTruth {
-                            clicks: a.clicks,
-                            bot_clicks: a.bot_clicks,
-                            visitors: a.visitors.len() as u64,
-                        },
-                    )
-                })
+                .map(|(code, a)| (code.clone(), LinkTruth { clicks: a.clicks, bot_clicks: a.bot_clicks, visitors: a.visitors.len() as u64 }))
                 .collect(),
         }
     }

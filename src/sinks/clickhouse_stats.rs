@@ -257,15 +257,11 @@ fn out_dims(mut dims: Vec<String>, swap: bool) -> Vec<Arc<str>> {
 /// The in-memory path's ordering and limit (`views::query::order_and_limit`).
 fn order_and_limit(r: &mut StatsResult, q: &StatsQuery) {
     match q.order_by {
-        OrderBy::Bucket => r.rows.sort_by(|a, b| {
-            a.bucket_start_ms.cmp(&b.bucket_start_ms).then(b.clicks.cmp(&a.clicks)).then_with(|| a.dims.cmp(&b.dims))
-        }),
-        OrderBy::ClicksDesc => r.rows.sort_by(|a, b| {
-            b.clicks.cmp(&a.clicks).then(a.bucket_start_ms.cmp(&b.bucket_start_ms)).then_with(|| a.dims.cmp(&b.dims))
-        }),
-        OrderBy::UniquesDesc => r.rows.sort_by(|a, b| {
-            b.uniques.cmp(&a.uniques).then(a.bucket_start_ms.cmp(&b.bucket_start_ms)).then_with(|| a.dims.cmp(&b.dims))
-        }),
+        OrderBy::Bucket => r.rows.sort_by(|a, b| a.bucket_start_ms.cmp(&b.bucket_start_ms).then(b.clicks.cmp(&a.clicks)).then_with(|| a.dims.cmp(&b.dims))),
+        OrderBy::ClicksDesc => r.rows.sort_by(|a, b| b.clicks.cmp(&a.clicks).then(a.bucket_start_ms.cmp(&b.bucket_start_ms)).then_with(|| a.dims.cmp(&b.dims))),
+        OrderBy::UniquesDesc => {
+            r.rows.sort_by(|a, b| b.uniques.cmp(&a.uniques).then(a.bucket_start_ms.cmp(&b.bucket_start_ms)).then_with(|| a.dims.cmp(&b.dims)))
+        }
     }
     r.by_dimension.sort_by(|a, b| b.clicks.cmp(&a.clicks).then_with(|| a.dims.cmp(&b.dims)));
     if let Some(l) = q.limit {

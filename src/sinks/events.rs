@@ -79,8 +79,7 @@ pub async fn tail(log: ClickLog, mut enricher: Enricher, sink: Arc<ClickHouseSin
         let read = tokio::task::spawn_blocking(move || {
             let raw = l.read_raw(from, READ_BATCH)?;
             let last = raw.last().map(|(o, _)| *o);
-            let events: Vec<Result<ClickEvent, u64>> =
-                raw.into_iter().map(|(o, b)| sluice_schemas::avro::decode_click_event(&b).map_err(|_| o)).collect();
+            let events: Vec<Result<ClickEvent, u64>> = raw.into_iter().map(|(o, b)| sluice_schemas::avro::decode_click_event(&b).map_err(|_| o)).collect();
             Ok::<_, sluice_connectors::Error>((last, events))
         })
         .await;
@@ -198,7 +197,8 @@ mod tests {
             ts: 1_772_323_200_123,
             ip_trunc: Some("81.2.69.0".into()),
             visitor_id: 42,
-            user_agent: "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1".into(),
+            user_agent:
+                "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1".into(),
             referrer: Some("https://t.co/abc".into()),
             accept_language: None,
             edge_region: None,

@@ -47,8 +47,7 @@ const UAS: &[&str] = &[
     "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)",
 ];
 const IPS: &[Option<&str>] = &[Some("8.8.8.0"), Some("81.2.69.0"), Some("1.1.1.0"), Some("2a00:1450:4001::"), None];
-const REFERRERS: &[Option<&str>] =
-    &[None, Some("https://www.google.com/search?q=x"), Some("https://t.co/abc"), Some("https://news.ycombinator.com/item?id=1")];
+const REFERRERS: &[Option<&str>] = &[None, Some("https://www.google.com/search?q=x"), Some("https://t.co/abc"), Some("https://news.ycombinator.com/item?id=1")];
 
 /// Seeded clicks over five days: `small` links with few visitors (exact sets), `mid` with a
 /// few hundred (sparse HLL++), `big` with thousands in one hour (dense registers).
@@ -103,10 +102,7 @@ fn run(events: &[ClickEvent], minute_retention: Duration) -> Run {
         clock: Arc::new(clock),
         link_meta: None,
     };
-    let outputs = PipelineOutputs {
-        changes: Some(Arc::new(move |b: ChangeBatch| sink.lock().expect("lock").push(b))),
-        ..PipelineOutputs::default()
-    };
+    let outputs = PipelineOutputs { changes: Some(Arc::new(move |b: ChangeBatch| sink.lock().expect("lock").push(b))), ..PipelineOutputs::default() };
     let handle = pipeline::start(&cfg, inputs, outputs).expect("pipeline starts");
     for e in events {
         feed.push(0, e.clone(), false);

@@ -45,10 +45,12 @@ async fn c01_link_previews_are_not_clicks() {
     assert_eq!(body["totals"]["bot_clicks"].as_u64(), Some(9));
     let body = s.stats(&code, "bucket=day&include_bots=true&dimensions=browser").await;
     assert_eq!(clicks(&body), 10);
-    let chrome: u64 = body["dimension_totals"].as_array().expect("totals").iter().filter(|t| t["browser"] == "Chrome").map(|t| t["clicks"].as_u64().unwrap_or(0)).sum();
+    let chrome: u64 =
+        body["dimension_totals"].as_array().expect("totals").iter().filter(|t| t["browser"] == "Chrome").map(|t| t["clicks"].as_u64().unwrap_or(0)).sum();
     assert_eq!(chrome, 1, "only the human is under Chrome: {body}");
     let body = s.stats(&code, "bucket=day&include_bots=true&dimensions=device").await;
-    let bot_device: u64 = body["dimension_totals"].as_array().expect("totals").iter().filter(|t| t["device"] == "bot").map(|t| t["clicks"].as_u64().unwrap_or(0)).sum();
+    let bot_device: u64 =
+        body["dimension_totals"].as_array().expect("totals").iter().filter(|t| t["device"] == "bot").map(|t| t["clicks"].as_u64().unwrap_or(0)).sum();
     assert_eq!(bot_device, 9, "{body}");
     s.stop().await;
 }
@@ -80,7 +82,14 @@ async fn c15_ranges_and_day_buckets_in_time_zones() {
     let ts = ["2024-06-01T03:30:00Z", "2024-06-01T04:30:00Z", "2024-06-02T03:59:59Z", "2024-06-02T04:00:00Z"];
     let evs: Vec<Value> = ts.iter().enumerate().map(|(i, t)| event(&format!("c15-{i}"), &l, ms(t), &format!("192.0.2.{}", 10 + i), BROWSER_UA, None)).collect();
     s.events(&evs, false).await;
-    s.events(&[event("c15-5", &l2, ms("2024-06-01T18:29:59Z"), "192.0.2.50", BROWSER_UA, None), event("c15-6", &l2, ms("2024-06-01T18:30:00Z"), "192.0.2.51", BROWSER_UA, None)], false).await;
+    s.events(
+        &[
+            event("c15-5", &l2, ms("2024-06-01T18:29:59Z"), "192.0.2.50", BROWSER_UA, None),
+            event("c15-6", &l2, ms("2024-06-01T18:30:00Z"), "192.0.2.51", BROWSER_UA, None),
+        ],
+        false,
+    )
+    .await;
     s.sync().await;
     // 1. New York day, half-open.
     let b = s.stats(&l, "bucket=hour&from=2024-06-01T00:00:00-04:00&to=2024-06-02T00:00:00-04:00").await;
@@ -96,7 +105,10 @@ async fn c15_ranges_and_day_buckets_in_time_zones() {
     );
     // 4. Half-hour offset.
     let b = s.stats(&l2, "tz=Asia/Kolkata&bucket=day&from=2024-06-01T00:00:00%2B05:30&to=2024-06-03T00:00:00%2B05:30").await;
-    assert_eq!(rows(&b, "day").iter().map(|r| (r.0.as_str(), r.1)).collect::<Vec<_>>(), vec![("2024-06-01T00:00:00+05:30", 1), ("2024-06-02T00:00:00+05:30", 1)]);
+    assert_eq!(
+        rows(&b, "day").iter().map(|r| (r.0.as_str(), r.1)).collect::<Vec<_>>(),
+        vec![("2024-06-01T00:00:00+05:30", 1), ("2024-06-02T00:00:00+05:30", 1)]
+    );
     let b = s.stats(&l2, "from=2024-06-02T00:00:00%2B05:30&to=2024-06-03T00:00:00%2B05:30").await;
     assert_eq!(clicks(&b), 1, "T6 only");
     // 5. The same query with '+' unencoded (decoded to a space): read correctly.
@@ -167,14 +179,16 @@ async fn c17_uniques_are_unions() {
     let range = "from=2024-07-01T00:00:00Z&to=2024-07-04T00:00:00Z";
     // The visitor salt rotates daily (salt-period 1d), so V1 is one visitor per day.
     let body = s.stats(&l, &format!("bucket=day&{range}")).await;
-    assert_eq!(
-        rows(&body, "day"),
-        vec![("2024-07-01T00:00:00Z".into(), 2, 2), ("2024-07-02T00:00:00Z".into(), 2, 1), ("2024-07-03T00:00:00Z".into(), 1, 1)]
-    );
+    assert_eq!(rows(&body, "day"), vec![("2024-07-01T00:00:00Z".into(), 2, 2), ("2024-07-02T00:00:00Z".into(), 2, 1), ("2024-07-03T00:00:00Z".into(), 1, 1)]);
     assert_eq!(clicks(&body), 5);
     assert_eq!(uniques(&body), 4, "per-day salts: V1 counts once per day (documented), never 5 or a sum of 4 rows");
     let body = s.stats(&l, &format!("bucket=day&{range}&dimensions=referrer_domain")).await;
-    let t: Vec<(String, u64, u64)> = body["dimension_totals"].as_array().expect("totals").iter().map(|d| (d["referrer_domain"].as_str().unwrap_or("").to_string(), d["clicks"].as_u64().unwrap_or(0), d["uniques"].as_u64().unwrap_or(0))).collect();
+    let t: Vec<(String, u64, u64)> = body["dimension_totals"]
+        .as_array()
+        .expect("totals")
+        .iter()
+        .map(|d| (d["referrer_domain"].as_str().unwrap_or("").to_string(), d["clicks"].as_u64().unwrap_or(0), d["uniques"].as_u64().unwrap_or(0)))
+        .collect();
     assert_eq!(t, vec![("a.example".into(), 4, 4), ("b.example".into(), 1, 1)]);
     assert_eq!(uniques(&body), 4, "overall uniques stay the union");
     s.stop().await;
@@ -200,7 +214,12 @@ async fn c17_with_a_fixed_salt_counts_each_visitor_once_over_the_range() {
     let body = s.stats(&l, &format!("bucket=day&{range}")).await;
     assert_eq!((clicks(&body), uniques(&body)), (5, 2), "not 4");
     let body = s.stats(&l, &format!("bucket=day&{range}&dimensions=referrer_domain")).await;
-    let t: Vec<(String, u64, u64)> = body["dimension_totals"].as_array().expect("totals").iter().map(|d| (d["referrer_domain"].as_str().unwrap_or("").to_string(), d["clicks"].as_u64().unwrap_or(0), d["uniques"].as_u64().unwrap_or(0))).collect();
+    let t: Vec<(String, u64, u64)> = body["dimension_totals"]
+        .as_array()
+        .expect("totals")
+        .iter()
+        .map(|d| (d["referrer_domain"].as_str().unwrap_or("").to_string(), d["clicks"].as_u64().unwrap_or(0), d["uniques"].as_u64().unwrap_or(0)))
+        .collect();
     assert_eq!(t, vec![("a.example".into(), 4, 2), ("b.example".into(), 1, 1)]);
     assert_eq!(uniques(&body), 2, "not 3");
     s.stop().await;
@@ -290,7 +309,13 @@ async fn c13_expired_links_add_no_clicks() {
     // loaded machine.
     let expires = crate::harness::now_ms() + 10_000;
     let expires_text = chrono::DateTime::from_timestamp_millis(expires).expect("instant").to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let r = s.http.post(s.path("/v1/links")).json(&serde_json::json!({"long_url": "https://example.com/c13", "custom_alias": "c13", "expires_at": expires_text})).send().await.expect("post");
+    let r = s
+        .http
+        .post(s.path("/v1/links"))
+        .json(&serde_json::json!({"long_url": "https://example.com/c13", "custom_alias": "c13", "expires_at": expires_text}))
+        .send()
+        .await
+        .expect("post");
     assert_eq!(r.status(), StatusCode::CREATED);
     for _ in 0..3 {
         assert_eq!(s.click(Method::GET, "c13", BROWSER_UA, &[]).await, StatusCode::FOUND);
@@ -319,30 +344,37 @@ async fn c22_referrers_through_real_redirects() {
     let l = s.link("c22").await;
     let long = format!("https://m.search.example/s?q={}", "a".repeat(3000));
     let own = format!("https://sho.rt.example/{l}");
-    let referrers: Vec<Option<&str>> = vec![None, Some(""), Some("https:/"), Some(&long), Some("https://WWW.Example.COM:8443/path?x=1"), Some("android-app://com.example.app/"), Some(&own)];
+    let referrers: Vec<Option<&str>> =
+        vec![None, Some(""), Some("https:/"), Some(&long), Some("https://WWW.Example.COM:8443/path?x=1"), Some("android-app://com.example.app/"), Some(&own)];
     for r in &referrers {
         let headers: Vec<(&str, &str)> = r.iter().map(|v| ("referer", *v)).collect();
         assert_eq!(s.click(Method::GET, &l, BROWSER_UA, &headers).await, StatusCode::FOUND, "{r:?}");
     }
-    s.events(&[event("c22-e1", &l, crate::harness::now_ms(), "192.0.2.1", BROWSER_UA, Some("https://m.social.example\r")), event("c22-e2", &l, crate::harness::now_ms(), "192.0.2.2", BROWSER_UA, Some(" https://m.social.example/ "))], false).await;
+    s.events(
+        &[
+            event("c22-e1", &l, crate::harness::now_ms(), "192.0.2.1", BROWSER_UA, Some("https://m.social.example\r")),
+            event("c22-e2", &l, crate::harness::now_ms(), "192.0.2.2", BROWSER_UA, Some(" https://m.social.example/ ")),
+        ],
+        false,
+    )
+    .await;
     s.sync().await;
     let b = s.stats(&l, "bucket=day&dimensions=referrer_domain").await;
     assert_eq!(clicks(&b), 9);
-    let got: std::collections::BTreeMap<String, u64> = b["dimension_totals"].as_array().expect("totals").iter().map(|d| (d["referrer_domain"].as_str().unwrap_or("").to_string(), d["clicks"].as_u64().unwrap_or(0))).collect();
+    let got: std::collections::BTreeMap<String, u64> = b["dimension_totals"]
+        .as_array()
+        .expect("totals")
+        .iter()
+        .map(|d| (d["referrer_domain"].as_str().unwrap_or("").to_string(), d["clicks"].as_u64().unwrap_or(0)))
+        .collect();
     assert!(!got.contains_key("sho.rt.example") && !got.contains_key("rt.example"), "own host is not a referrer: {got:?}");
     // The documented policy (README "Policies"): no, empty and own-host referrers are
     // (direct); `https:/` (no host) is (invalid); app referrers keep their package name.
-    let want: std::collections::BTreeMap<String, u64> = [
-        ("(direct)", 3),
-        ("(invalid)", 1),
-        ("com.example.app", 1),
-        ("m.search.example", 1),
-        ("m.social.example", 2),
-        ("www.example.com", 1),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let want: std::collections::BTreeMap<String, u64> =
+        [("(direct)", 3), ("(invalid)", 1), ("com.example.app", 1), ("m.search.example", 1), ("m.social.example", 2), ("www.example.com", 1)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
     assert_eq!(got, want);
     s.stop().await;
 }

@@ -114,7 +114,8 @@ async fn the_openapi_document_lists_stats_and_events() {
     for (p, method) in [("/v1/links/{code}/stats", "get"), ("/v1/stats/summary", "get"), ("/v1/events", "post"), ("/v1/links", "post")] {
         assert!(paths.get(p).and_then(|x| x.get(method)).is_some(), "{method} {p} missing from {:?}", paths.keys().collect::<Vec<_>>());
     }
-    let params: Vec<&str> = paths["/v1/links/{code}/stats"]["get"]["parameters"].as_array().expect("params").iter().filter_map(|p| p["name"].as_str()).collect();
+    let params: Vec<&str> =
+        paths["/v1/links/{code}/stats"]["get"]["parameters"].as_array().expect("params").iter().filter_map(|p| p["name"].as_str()).collect();
     for name in ["code", "from", "to", "bucket", "tz", "dimensions", "include_bots", "limit", "order_by"] {
         assert!(params.contains(&name), "parameter {name} in {params:?}");
     }

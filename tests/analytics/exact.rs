@@ -38,8 +38,18 @@ const UAS: &[&str] = &[
     "facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)",
 ];
 const IPS: &[&str] = &[
-    "81.2.69.160", "8.8.8.8", "1.1.1.1", "185.60.216.35", "41.0.0.1", "133.1.2.3", "200.1.2.3", "5.6.7.8",
-    "2a00:1450:4001::1", "2001:db8::7", "203.0.113.5", "93.184.216.34",
+    "81.2.69.160",
+    "8.8.8.8",
+    "1.1.1.1",
+    "185.60.216.35",
+    "41.0.0.1",
+    "133.1.2.3",
+    "200.1.2.3",
+    "5.6.7.8",
+    "2a00:1450:4001::1",
+    "2001:db8::7",
+    "203.0.113.5",
+    "93.184.216.34",
 ];
 const REFERRERS: &[Option<&str>] = &[None, Some("https://www.google.com/search?q=x"), Some("https://t.co/abc"), Some("https://mail.google.com/")];
 
@@ -74,7 +84,13 @@ struct Reference {
 
 impl Reference {
     fn new() -> Reference {
-        Reference { enricher: Enricher::new(&EnrichConfig::default()).expect("enricher"), watermark: i64::MIN, seen: HashSet::new(), counted: Vec::new(), dead: 0 }
+        Reference {
+            enricher: Enricher::new(&EnrichConfig::default()).expect("enricher"),
+            watermark: i64::MIN,
+            seen: HashSet::new(),
+            counted: Vec::new(),
+            dead: 0,
+        }
     }
 
     /// Applies one event in log order.
@@ -122,7 +138,11 @@ impl Reference {
 /// Start of the local bucket of `ts` in a fixed-offset zone, labelled as the API does.
 fn label(offset: FixedOffset, hourly: bool, ts: i64) -> String {
     let t = offset.timestamp_millis_opt(ts).single().expect("instant");
-    let start = if hourly { t.with_minute(0).and_then(|t| t.with_second(0)).and_then(|t| t.with_nanosecond(0)) } else { t.date_naive().and_hms_opt(0, 0, 0).and_then(|d| offset.from_local_datetime(&d).single()) };
+    let start = if hourly {
+        t.with_minute(0).and_then(|t| t.with_second(0)).and_then(|t| t.with_nanosecond(0))
+    } else {
+        t.date_naive().and_hms_opt(0, 0, 0).and_then(|d| offset.from_local_datetime(&d).single())
+    };
     start.expect("bucket start").to_rfc3339_opts(SecondsFormat::Secs, offset.local_minus_utc() == 0)
 }
 
@@ -180,9 +200,8 @@ async fn injected_events_give_exact_stats_in_utc_and_kolkata() {
             let edge = reference.watermark.saturating_sub(if backfill { 400 * DAY } else { LATENESS });
             // Keep clear of the lateness boundary (the watermark also creeps while idle).
             let clear = |ts: i64| reference.watermark == i64::MIN || (ts - edge).abs() >= 30 * MIN;
-            let copy = (!posted.is_empty() && !backfill && rng.random_bool(0.12))
-                .then(|| posted[rng.random_range(0..posted.len())].clone())
-                .filter(|c| clear(c.ts));
+            let copy =
+                (!posted.is_empty() && !backfill && rng.random_bool(0.12)).then(|| posted[rng.random_range(0..posted.len())].clone()).filter(|c| clear(c.ts));
             let e = if let Some(mut copy) = copy {
                 // An exact duplicate, or a copy with the same id and another payload.
                 if rng.random_bool(0.3) {

@@ -63,7 +63,13 @@ impl Server {
 
     /// Creates a link with `alias` to `https://example.com/<alias>`.
     pub async fn link(&self, alias: &str) -> String {
-        let r = self.http.post(self.path("/v1/links")).json(&json!({"long_url": format!("https://example.com/{alias}"), "custom_alias": alias})).send().await.expect("post link");
+        let r = self
+            .http
+            .post(self.path("/v1/links"))
+            .json(&json!({"long_url": format!("https://example.com/{alias}"), "custom_alias": alias}))
+            .send()
+            .await
+            .expect("post link");
         assert_eq!(r.status(), StatusCode::CREATED, "create {alias}: {}", r.text().await.unwrap_or_default());
         alias.to_string()
     }

@@ -2,9 +2,9 @@
 //! dataflow → `GET /v1/links/{code}/stats` and `/v1/stats/summary`, in-process (a complete
 //! [`sluice::job::system::System`]) and through the real binary (restart, demo).
 
+mod cases;
 #[path = "../support/child.rs"]
 mod child;
-mod cases;
 #[cfg(feature = "integration-tests")]
 #[path = "../support/clickhouse.rs"]
 mod clickhouse;
@@ -14,6 +14,6 @@ mod exact;
 mod harness;
 mod loadgen_truth;
 mod process;
+mod reports;
 #[cfg(feature = "integration-tests")]
 mod sinks;
-mod reports;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::child::{await_healthz, free_port, ChildProcess};
+use crate::child::{ChildProcess, await_healthz, free_port};
 use crate::harness::{BROWSER_UA, event, now_ms, q};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sluice");
@@ -34,7 +34,11 @@ impl Proc {
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
         let child = ChildProcess::spawn(&mut cmd, "sluice serve");
-        let p = Proc { child, base: format!("http://127.0.0.1:{port}"), http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client") };
+        let p = Proc {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client"),
+        };
         await_healthz(&p.http, &p.base).await;
         p
     }
@@ -79,7 +83,12 @@ impl Proc {
 async fn snapshot(p: &Proc, codes: &[&str], from: i64, to: i64) -> Vec<Value> {
     let mut out = Vec::new();
     for code in codes {
-        for query in ["bucket=day", "bucket=hour&tz=Asia/Kolkata&dimensions=country", "bucket=minute&dimensions=device&include_bots=true", "bucket=day&dimensions=country,device"] {
+        for query in [
+            "bucket=day",
+            "bucket=hour&tz=Asia/Kolkata&dimensions=country",
+            "bucket=minute&dimensions=device&include_bots=true",
+            "bucket=day&dimensions=country,device",
+        ] {
             let mut v = p.get(&format!("/v1/links/{code}/stats?{query}&from={}&to={}", q(from), q(to))).await;
             v.as_object_mut().expect("object").remove("freshness");
             out.push(v);
@@ -96,17 +105,26 @@ async fn restarts_rebuild_identical_stats_and_never_double_count() {
     let dir = tempfile::tempdir().expect("tempdir");
     let p = Proc::start(dir.path()).await;
     for code in ["rs-a", "rs-b"] {
-        let r = p.http.post(format!("{}/v1/links", p.base)).json(&json!({"long_url": "https://example.com/r", "custom_alias": code})).send().await.expect("post");
+        let r =
+            p.http.post(format!("{}/v1/links", p.base)).json(&json!({"long_url": "https://example.com/r", "custom_alias": code})).send().await.expect("post");
         assert_eq!(r.status(), reqwest::StatusCode::CREATED);
     }
-    let uas = [BROWSER_UA, "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1", "Twitterbot/1.0"];
+    let uas = [
+        BROWSER_UA,
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1",
+        "Twitterbot/1.0",
+    ];
     for i in 0..30 {
         let code = if i % 3 == 0 { "rs-b" } else { "rs-a" };
         let r = p.http.get(format!("{}/{code}", p.base)).header("user-agent", uas[i % 3]).send().await.expect("redirect");
         assert_eq!(r.status().as_u16(), 302);
     }
     let now = now_ms();
-    let evs: Vec<Value> = (0..40).map(|i| event(&format!("rs-{i}"), if i % 2 == 0 { "rs-a" } else { "rs-b" }, now - i * 600_000, &format!("81.2.69.{}", i % 7), uas[(i % 2) as usize], None)).collect();
+    let evs: Vec<Value> = (0..40)
+        .map(|i| {
+            event(&format!("rs-{i}"), if i % 2 == 0 { "rs-a" } else { "rs-b" }, now - i * 600_000, &format!("81.2.69.{}", i % 7), uas[(i % 2) as usize], None)
+        })
+        .collect();
     assert!(p.post_events(&evs).await.expect("post").status().is_success());
     p.caught_up().await;
     let (from, to) = ((now - 7 * 3_600_000).div_euclid(3_600_000) * 3_600_000, now.div_euclid(60_000) * 60_000 + 120_000);
@@ -124,8 +142,9 @@ async fn restarts_rebuild_identical_stats_and_never_double_count() {
     // C19.5: 1,000 events with distinct ids; the server dies halfway; the client re-sends
     // everything not acknowledged (and one acknowledged batch again, as a retry would).
     // 50 visitors with 20 clicks each, under the flood cap (30 per visitor, link and minute).
-    let batch: Vec<Vec<Value>> =
-        (0..20).map(|b| (0..50).map(|i| event(&format!("c19-{b}-{i}"), "rs-a", now - 3_600_000 + b * 1000 + i, &format!("81.2.70.{i}"), BROWSER_UA, None)).collect()).collect();
+    let batch: Vec<Vec<Value>> = (0..20)
+        .map(|b| (0..50).map(|i| event(&format!("c19-{b}-{i}"), "rs-a", now - 3_600_000 + b * 1000 + i, &format!("81.2.70.{i}"), BROWSER_UA, None)).collect())
+        .collect();
     for b in &batch[..10] {
         assert!(p.post_events(b).await.expect("post").status().is_success());
     }
@@ -192,11 +211,18 @@ async fn a_damaged_click_log_refuses_to_start_naming_the_file() {
     for damage in ["truncated", "garbage"] {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = Proc::start(dir.path()).await;
-        let r = p.http.post(format!("{}/v1/links", p.base)).json(&json!({"long_url": "https://example.com/d", "custom_alias": "dmg-a"})).send().await.expect("post");
+        let r = p
+            .http
+            .post(format!("{}/v1/links", p.base))
+            .json(&json!({"long_url": "https://example.com/d", "custom_alias": "dmg-a"}))
+            .send()
+            .await
+            .expect("post");
         assert_eq!(r.status(), reqwest::StatusCode::CREATED);
         let now = now_ms();
         for b in 0..20 {
-            let evs: Vec<Value> = (0..100).map(|i| event(&format!("dmg-{b}-{i}"), "dmg-a", now - 1000 * b - i, &format!("81.2.72.{i}"), BROWSER_UA, None)).collect();
+            let evs: Vec<Value> =
+                (0..100).map(|i| event(&format!("dmg-{b}-{i}"), "dmg-a", now - 1000 * b - i, &format!("81.2.72.{i}"), BROWSER_UA, None)).collect();
             assert!(p.post_events(&evs).await.expect("post").status().is_success());
         }
         p.caught_up().await;
@@ -274,7 +300,8 @@ async fn report_jobs_survive_restarts_of_the_binary() {
     let dir = tempfile::tempdir().expect("tempdir");
     let p = Proc::start(dir.path()).await;
     for code in ["rx-a", "rx-b"] {
-        let r = p.http.post(format!("{}/v1/links", p.base)).json(&json!({"long_url": "https://example.com/r", "custom_alias": code})).send().await.expect("post");
+        let r =
+            p.http.post(format!("{}/v1/links", p.base)).json(&json!({"long_url": "https://example.com/r", "custom_alias": code})).send().await.expect("post");
         assert_eq!(r.status(), reqwest::StatusCode::CREATED);
     }
     assert!(p.post_events(&fixed_events()).await.expect("post").status().is_success());
@@ -310,12 +337,25 @@ fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
 async fn dead_letters_are_counted_in_metrics() {
     let dir = tempfile::tempdir().expect("tempdir");
     let p = Proc::start(dir.path()).await;
-    let r = p.http.post(format!("{}/v1/links", p.base)).json(&json!({"long_url": "https://example.com/dead-letters", "custom_alias": "dead-letters"})).send().await.expect("post");
+    let r = p
+        .http
+        .post(format!("{}/v1/links", p.base))
+        .json(&json!({"long_url": "https://example.com/dead-letters", "custom_alias": "dead-letters"}))
+        .send()
+        .await
+        .expect("post");
     assert_eq!(r.status(), reqwest::StatusCode::CREATED);
     let now = now_ms();
     // One request: the intake has no watermark yet, so the old events pass it and the
     // dataflow (which sees dl-1 first) dead-letters them.
-    let r = p.post_events(&[event("dl-1", "dead-letters", now, "192.0.2.1", BROWSER_UA, None), event("dl-2", "dead-letters", now - 72 * 3_600_000, "192.0.2.1", BROWSER_UA, None), event("dl-3", "dead-letters", now - 73 * 3_600_000, "192.0.2.1", BROWSER_UA, None)]).await.expect("post");
+    let r = p
+        .post_events(&[
+            event("dl-1", "dead-letters", now, "192.0.2.1", BROWSER_UA, None),
+            event("dl-2", "dead-letters", now - 72 * 3_600_000, "192.0.2.1", BROWSER_UA, None),
+            event("dl-3", "dead-letters", now - 73 * 3_600_000, "192.0.2.1", BROWSER_UA, None),
+        ])
+        .await
+        .expect("post");
     assert!(r.status().is_success());
     let t0 = Instant::now();
     loop {
@@ -345,7 +385,12 @@ async fn dead_letters_are_counted_in_metrics() {
     assert_eq!(r.status(), reqwest::StatusCode::BAD_REQUEST);
     let v: Value = r.json().await.expect("json");
     assert_eq!(v["error"]["code"], "all_events_rejected", "{v}");
-    let reasons: Vec<(u64, &str)> = v["error"]["details"]["rejected"].as_array().expect("rejected").iter().map(|x| (x["index"].as_u64().expect("index"), x["reason"].as_str().expect("reason"))).collect();
+    let reasons: Vec<(u64, &str)> = v["error"]["details"]["rejected"]
+        .as_array()
+        .expect("rejected")
+        .iter()
+        .map(|x| (x["index"].as_u64().expect("index"), x["reason"].as_str().expect("reason")))
+        .collect();
     assert_eq!(reasons, vec![(0, "too_late"), (1, "unknown_code")], "{v}");
     let r = p.http.post(format!("{}/v1/events?backfill=true", p.base)).json(&[late]).send().await.expect("post");
     assert_eq!(r.status(), reqwest::StatusCode::OK);

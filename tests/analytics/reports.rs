@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 
 use crate::harness::{BROWSER_UA, Server, event, ms, now_ms};
 
-const IPHONE_UA: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1";
+const IPHONE_UA: &str =
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1";
 const GOOGLEBOT_UA: &str = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
 
 /// The fixed input: link `rx-a` on 2024-06-01 (UTC; IST = UTC+05:30) — two human visitors
@@ -114,7 +115,8 @@ async fn export_and_report_job_are_byte_exact_on_a_fixed_input() {
     assert_eq!(header(&h, "content-type"), Some("application/json"));
 
     // Without a breakdown, with bots: 5 human clicks + the Googlebot, 5 visitors.
-    let (_, _, body) = get_text(&s, "/v1/stats/export?code=rx-a&from=2024-06-01T00:00:00Z&to=2024-06-03T00:00:00Z&bucket=day&include_bots=true&format=ndjson").await;
+    let (_, _, body) =
+        get_text(&s, "/v1/stats/export?code=rx-a&from=2024-06-01T00:00:00Z&to=2024-06-03T00:00:00Z&bucket=day&include_bots=true&format=ndjson").await;
     assert_eq!(body, "{\"bucket\":\"2024-06-01T00:00:00Z\",\"code\":\"rx-a\",\"clicks\":6,\"uniques\":5}\n");
     // A link without clicks: the header row only.
     let (_, _, body) = get_text(&s, &format!("/v1/stats/export?code=rx-quiet&{IST_HOURLY}")).await;
@@ -136,7 +138,9 @@ async fn export_and_report_job_are_byte_exact_on_a_fixed_input() {
     assert!(dir.path().join("exports").join(format!("{id}.csv")).exists(), "the file lives in <data dir>/exports");
 
     // Two codes as JSON: one array, the codes' rows one after the other, codes sorted.
-    let (st, job) = post_report(&s, &json!({"codes": ["rx-b", "rx-a"], "from": "2024-06-01T00:00:00Z", "to": "2024-06-03T00:00:00Z", "bucket": "day", "format": "json"})).await;
+    let (st, job) =
+        post_report(&s, &json!({"codes": ["rx-b", "rx-a"], "from": "2024-06-01T00:00:00Z", "to": "2024-06-03T00:00:00Z", "bucket": "day", "format": "json"}))
+            .await;
     assert_eq!(st, StatusCode::ACCEPTED, "{job}");
     let id = job["job_id"].as_str().expect("job_id").to_owned();
     assert_eq!(wait_job(&s, &id).await["status"], "succeeded");
@@ -310,7 +314,11 @@ async fn live_stream_ticks_carry_exact_counts_after_real_redirects() {
         let mut live = SseReader::open(&s, &format!("/v1/links/{code}/stats/live")).await;
         let first = live.tick().await;
         let minute = tick_ms(&first).div_euclid(60_000) * 60_000;
-        assert_eq!((first["second_clicks"].as_u64(), first["minute_clicks"].as_u64(), first["minute_uniques"].as_u64()), (Some(0), Some(0), Some(0)), "{first}");
+        assert_eq!(
+            (first["second_clicks"].as_u64(), first["minute_clicks"].as_u64(), first["minute_uniques"].as_u64()),
+            (Some(0), Some(0), Some(0)),
+            "{first}"
+        );
         assert_eq!(tick_ms(&first).rem_euclid(1000), 0, "whole seconds: {first}");
         // Five human clicks from three visitors (addresses through the trusted proxy), one HEAD.
         for ip in ["198.51.100.1", "198.51.100.2", "198.51.100.1", "198.51.100.3", "198.51.100.2"] {

@@ -22,7 +22,7 @@ use sluice::loadgen::{self, LinkTruth, LoadgenArgs, LoadgenReport};
 use tokio::io::AsyncWriteExt;
 use tokio::task::JoinHandle;
 
-use crate::child::{await_healthz, free_port, ChildProcess};
+use crate::child::{ChildProcess, await_healthz, free_port};
 use crate::clickhouse::Ch;
 use crate::harness::{BROWSER_UA, event, now_ms, q};
 
@@ -65,7 +65,11 @@ impl Sluice {
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
         let child = ChildProcess::spawn(&mut cmd, "sluice serve");
-        let s = Sluice { child, base: format!("http://127.0.0.1:{port}"), http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client") };
+        let s = Sluice {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client"),
+        };
         await_healthz(&s.http, &s.base).await;
         s
     }
@@ -154,8 +158,18 @@ type ApiTotals = (u64, u64, u64, BTreeMap<String, u64>);
 async fn api_totals(s: &Sluice, code: &str) -> ApiTotals {
     let (from, to) = (now_ms().div_euclid(86_400_000) * 86_400_000 - 86_400_000, now_ms().div_euclid(86_400_000) * 86_400_000 + 86_400_000);
     let b = s.get(&format!("/v1/links/{code}/stats?bucket=day&dimensions=country&from={}&to={}", q(from), q(to))).await;
-    let countries = b["dimension_totals"].as_array().expect("dimension totals").iter().map(|d| (d["country"].as_str().expect("country").to_string(), d["clicks"].as_u64().expect("clicks"))).collect();
-    (b["totals"]["clicks"].as_u64().expect("clicks"), b["totals"]["bot_clicks"].as_u64().expect("bot clicks"), b["totals"]["uniques"].as_u64().expect("uniques"), countries)
+    let countries = b["dimension_totals"]
+        .as_array()
+        .expect("dimension totals")
+        .iter()
+        .map(|d| (d["country"].as_str().expect("country").to_string(), d["clicks"].as_u64().expect("clicks")))
+        .collect();
+    (
+        b["totals"]["clicks"].as_u64().expect("clicks"),
+        b["totals"]["bot_clicks"].as_u64().expect("bot clicks"),
+        b["totals"]["uniques"].as_u64().expect("uniques"),
+        countries,
+    )
 }
 
 /// Redis hot views of every link equal the truth (and the API's uniques and countries).
@@ -194,7 +208,12 @@ async fn clickhouse_agrees(ch: &Ch, truth: &BTreeMap<String, LinkTruth>) -> Resu
     let want = |f: &dyn Fn(&LinkTruth) -> Vec<u64>| truth.iter().map(|(c, t)| (c.clone(), f(t))).collect::<BTreeMap<_, _>>();
     let by_clicks = want(&|t| vec![t.clicks, t.bot_clicks]);
     for table in ["rollups_minute", "rollups_day"] {
-        let got = ch.per_code(&format!("SELECT code, sumIf(clicks, NOT is_bot), sumIf(clicks, is_bot) FROM {table} FINAL WHERE view = 'total' GROUP BY code ORDER BY code"), truth).await?;
+        let got = ch
+            .per_code(
+                &format!("SELECT code, sumIf(clicks, NOT is_bot), sumIf(clicks, is_bot) FROM {table} FINAL WHERE view = 'total' GROUP BY code ORDER BY code"),
+                truth,
+            )
+            .await?;
         expect_eq(&format!("{table} FINAL"), &got, &by_clicks)?;
     }
     let got = ch
@@ -205,10 +224,14 @@ async fn clickhouse_agrees(ch: &Ch, truth: &BTreeMap<String, LinkTruth>) -> Resu
         )
         .await?;
     expect_eq("rollups_hour argMax by version", &got, &by_clicks)?;
-    let got = ch.per_code("SELECT code, sum(clicks) FROM rollups_quarter FINAL WHERE view = 'country' AND NOT is_bot GROUP BY code ORDER BY code", truth).await?;
+    let got =
+        ch.per_code("SELECT code, sum(clicks) FROM rollups_quarter FINAL WHERE view = 'country' AND NOT is_bot GROUP BY code ORDER BY code", truth).await?;
     expect_eq("rollups_quarter country", &got, &want(&|t| vec![t.clicks]))?;
     let got = ch
-        .per_code("SELECT code, countIf(NOT is_bot), countIf(is_bot), uniqExactIf(visitor_id, NOT is_bot) FROM events_enriched FINAL GROUP BY code ORDER BY code", truth)
+        .per_code(
+            "SELECT code, countIf(NOT is_bot), countIf(is_bot), uniqExactIf(visitor_id, NOT is_bot) FROM events_enriched FINAL GROUP BY code ORDER BY code",
+            truth,
+        )
         .await?;
     expect_eq("events_enriched FINAL", &got, &want(&|t| vec![t.clicks, t.bot_clicks, t.visitors]))?;
     Ok(())
@@ -241,10 +264,17 @@ async fn redis_clickhouse_and_api_agree_with_the_ground_truth_across_sigkill() {
 
     // A link with clicks 3 hours back (backfill): after the restart below, with a 1 h
     // minute retention, its minute series is answered from ClickHouse.
-    let r = s.http.post(format!("{}/v1/links", s.base)).json(&json!({"long_url": "https://example.com/old", "custom_alias": "old-e2e"})).send().await.expect("post link");
+    let r = s
+        .http
+        .post(format!("{}/v1/links", s.base))
+        .json(&json!({"long_url": "https://example.com/old", "custom_alias": "old-e2e"}))
+        .send()
+        .await
+        .expect("post link");
     assert_eq!(r.status().as_u16(), 201);
     let t_old = (now_ms() - 3 * 3_600_000).div_euclid(60_000) * 60_000;
-    let evs: Vec<Value> = (0..12).map(|i| event(&format!("old-{i}"), "old-e2e", t_old + (i % 4) * 60_000 + 5, &format!("81.2.69.{i}"), BROWSER_UA, None)).collect();
+    let evs: Vec<Value> =
+        (0..12).map(|i| event(&format!("old-{i}"), "old-e2e", t_old + (i % 4) * 60_000 + 5, &format!("81.2.69.{i}"), BROWSER_UA, None)).collect();
     let r = s.http.post(format!("{}/v1/events?backfill=true", s.base)).json(&evs).send().await.expect("post events");
     assert!(r.status().is_success(), "{}", r.text().await.unwrap_or_default());
     s.caught_up().await;
@@ -262,7 +292,12 @@ async fn redis_clickhouse_and_api_agree_with_the_ground_truth_across_sigkill() {
     let old = converge("old minutes from clickhouse", || async {
         let r = s.http.get(format!("{}{old_query}", s.base)).send().await.map_err(|e| e.to_string())?;
         let b: Value = r.json().await.map_err(|e| e.to_string())?;
-        let rows: Vec<(i64, u64)> = b["rows"].as_array().ok_or(format!("{b}"))?.iter().map(|r| (crate::harness::ms(r["minute"].as_str().unwrap_or("")), r["clicks"].as_u64().unwrap_or(0))).collect();
+        let rows: Vec<(i64, u64)> = b["rows"]
+            .as_array()
+            .ok_or(format!("{b}"))?
+            .iter()
+            .map(|r| (crate::harness::ms(r["minute"].as_str().unwrap_or("")), r["clicks"].as_u64().unwrap_or(0)))
+            .collect();
         expect_eq("old minute rows", rows, (0..4).map(|i| (t_old + i * 60_000, 3)).collect())?;
         expect_eq("old minutes, ClickHouse vs the first run's memory", &b["rows"], &old_minutes["rows"])?;
         expect_eq("old totals", &b["totals"], &old_minutes["totals"])

@@ -15,7 +15,8 @@ use super::{BROWSER_UA, Proc};
 /// Creates link `code` and posts 150 clicks from one client within ~1.5 s (beyond the
 /// per-visitor critical threshold of 120 per 60 s); returns the event timestamps.
 async fn flood(p: &Proc, code: &str) -> Vec<i64> {
-    let r = p.http.post(format!("{}/v1/links", p.base)).json(&json!({"long_url": "https://example.com/target", "custom_alias": code})).send().await.expect("link");
+    let r =
+        p.http.post(format!("{}/v1/links", p.base)).json(&json!({"long_url": "https://example.com/target", "custom_alias": code})).send().await.expect("link");
     assert_eq!(r.status(), 201);
     let now = chrono::Utc::now().timestamp_millis();
     let events: Vec<Value> = (0..150)

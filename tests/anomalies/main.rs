@@ -212,9 +212,21 @@ async fn a_flood_posted_to_the_binary_is_listed_streamed_and_delivered() {
     let (hook_url, received) = receiver().await;
 
     // A link, a webhook for floods, and a live stream opened before the attack.
-    let r = p.http.post(format!("{}/v1/links", p.base)).json(&json!({"long_url": "https://example.com/target", "custom_alias": "flooded"})).send().await.expect("link");
+    let r = p
+        .http
+        .post(format!("{}/v1/links", p.base))
+        .json(&json!({"long_url": "https://example.com/target", "custom_alias": "flooded"}))
+        .send()
+        .await
+        .expect("link");
     assert_eq!(r.status(), 201);
-    let r = p.http.post(format!("{}/v1/webhooks", p.base)).json(&json!({"url": hook_url, "secret": SECRET, "kinds": ["visitor_flood"]})).send().await.expect("webhook");
+    let r = p
+        .http
+        .post(format!("{}/v1/webhooks", p.base))
+        .json(&json!({"url": hook_url, "secret": SECRET, "kinds": ["visitor_flood"]}))
+        .send()
+        .await
+        .expect("webhook");
     assert_eq!(r.status(), 201, "{:?}", r.text().await);
     let stream = p.http.get(format!("{}/v1/anomalies/stream?kind=visitor_flood", p.base)).send().await.expect("stream");
     assert_eq!(stream.status(), 200);

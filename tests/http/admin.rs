@@ -245,10 +245,7 @@ async fn disable_enable_and_exact_audit_log(b: Backend) {
     admin(&app, Method::DELETE, "/v1/admin/blocklist/spam.example", None).await;
     let log = admin(&app, Method::GET, "/v1/admin/audit", None).await.json();
     let items = log["items"].as_array().expect("items");
-    let got: Vec<Value> = items
-        .iter()
-        .map(|e| json!([e["action"], e["actor"], e["target"], e["reason"], e["origin_ip"], e["details"]]))
-        .collect();
+    let got: Vec<Value> = items.iter().map(|e| json!([e["action"], e["actor"], e["target"], e["reason"], e["origin_ip"], e["details"]])).collect();
     assert_eq!(
         got,
         vec![

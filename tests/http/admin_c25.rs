@@ -117,7 +117,13 @@ async fn trusted_proxy_clients_have_their_own_quota(b: Backend) {
     let post = |xff: &'static str| {
         let (http, base) = (http.clone(), base.clone());
         async move {
-            let r = http.post(format!("{base}/v1/links")).header("x-forwarded-for", xff).json(&json!({"long_url": "https://example.com/p"})).send().await.expect("post");
+            let r = http
+                .post(format!("{base}/v1/links"))
+                .header("x-forwarded-for", xff)
+                .json(&json!({"long_url": "https://example.com/p"}))
+                .send()
+                .await
+                .expect("post");
             (r.status().as_u16(), r.headers().get("x-ratelimit-remaining").map(|v| v.to_str().expect("ascii").to_owned()))
         }
     };

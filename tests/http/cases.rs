@@ -14,7 +14,17 @@ use serde_json::json;
 use crate::backend_tests;
 use crate::harness::{BROWSER_UA, Backend, TestApp, wait_until};
 
-backend_tests!(c02_head_requests, c05_encoding, c06_idn, c07_dangerous_schemes, c09_long_urls, c10_alias_case, c11_reserved_aliases, c13_expiry, c23_ipv6_clients);
+backend_tests!(
+    c02_head_requests,
+    c05_encoding,
+    c06_idn,
+    c07_dangerous_schemes,
+    c09_long_urls,
+    c10_alias_case,
+    c11_reserved_aliases,
+    c13_expiry,
+    c23_ipv6_clients
+);
 
 async fn c02_head_requests(b: Backend) {
     let app = TestApp::start(b).await;
@@ -190,10 +200,7 @@ async fn c11_reserved_aliases(b: Backend) {
     let served = ["v1", "healthz", "readyz", "metrics"];
     let listed = ["v1", "V1", "api", "admin", "health", "healthz", "metrics", "favicon.ico", "robots.txt", ".well-known"];
     for alias in served.iter().chain(listed.iter()) {
-        let err = app
-            .post_json("/v1/links", &json!({"long_url": "https://example.com/c11", "custom_alias": alias}))
-            .await
-            .assert_error(400, "alias_reserved");
+        let err = app.post_json("/v1/links", &json!({"long_url": "https://example.com/c11", "custom_alias": alias})).await.assert_error(400, "alias_reserved");
         assert!(err["message"].as_str().expect("message").contains(alias), "names the alias");
     }
     let g = app.get(&format!("/v1/links/{existing}")).await;
@@ -238,7 +245,9 @@ async fn c13_expiry(b: Backend) {
     // 4. clicks = 3
     assert_eq!(app.take_events().iter().filter(|e| e.code == code).count(), 3);
     // 5. past expiry refused; offsets become the UTC instant
-    app.post_json("/v1/links", &json!({"long_url": "https://example.com/c13", "expires_at": "2020-01-01T00:00:00Z"})).await.assert_error(400, "expires_in_past");
+    app.post_json("/v1/links", &json!({"long_url": "https://example.com/c13", "expires_at": "2020-01-01T00:00:00Z"}))
+        .await
+        .assert_error(400, "expires_in_past");
     let v = app.create(json!({"long_url": "https://example.com/c13", "expires_at": "2030-01-01T00:00:00+02:00"})).await;
     assert_eq!(v["expires_at"], "2029-12-31T22:00:00Z");
     // 6. PATCH an expiry onto a warm cached link: it stops at the new deadline
@@ -290,7 +299,8 @@ async fn c23_ipv6_clients(b: Backend) {
     let trunc: Vec<&str> = ev.iter().map(|e| e.ip_trunc.as_deref().expect("ip_trunc present")).collect();
     assert_eq!(trunc, vec!["2001:db8::", "2001:db8::", "192.0.2.0", "192.0.2.0", "2001:db8::"]);
     // an untrusted peer's header is ignored
-    let mut req = Request::builder().uri(format!("/{code}")).header("user-agent", BROWSER_UA).header("x-forwarded-for", "2001:db8::1").body(Body::empty()).expect("req");
+    let mut req =
+        Request::builder().uri(format!("/{code}")).header("user-agent", BROWSER_UA).header("x-forwarded-for", "2001:db8::1").body(Body::empty()).expect("req");
     req.extensions_mut().insert(ConnectInfo("198.51.100.77:1234".parse::<SocketAddr>().expect("addr")));
     app.call(req).await;
     let ev = app.take_events();

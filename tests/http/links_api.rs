@@ -105,20 +105,17 @@ async fn aliases_are_validated_reserved_and_unique(b: Backend) {
     let v = app.create(json!({"long_url": "https://example.com/c10", "custom_alias": "MyPromo"})).await;
     assert_eq!(v["code"], "MyPromo");
     assert_eq!(v["short_url"], format!("{BASE}/MyPromo"));
-    app.post_json("/v1/links", &json!({"long_url": "https://example.com/x", "custom_alias": "MyPromo"}))
-        .await
-        .assert_error(409, "alias_conflict");
+    app.post_json("/v1/links", &json!({"long_url": "https://example.com/x", "custom_alias": "MyPromo"})).await.assert_error(409, "alias_conflict");
     // 64 characters is fine, 65 is not
     let max = "a".repeat(64);
     app.create(json!({"long_url": "https://example.com/max", "custom_alias": max})).await;
     for bad in ["", "a b", "ab/c", "ü", "a.b", &"b".repeat(65)] {
         app.post_json("/v1/links", &json!({"long_url": "https://example.com/x", "custom_alias": bad})).await.assert_error(400, "invalid_alias");
     }
-    for reserved in ["v1", "V1", "api", "admin", "healthz", "readyz", "metrics", "openapi.json", "favicon.ico", "robots.txt", "static", ".well-known", "health"] {
-        let err = app
-            .post_json("/v1/links", &json!({"long_url": "https://example.com/c11", "custom_alias": reserved}))
-            .await
-            .assert_error(400, "alias_reserved");
+    for reserved in ["v1", "V1", "api", "admin", "healthz", "readyz", "metrics", "openapi.json", "favicon.ico", "robots.txt", "static", ".well-known", "health"]
+    {
+        let err =
+            app.post_json("/v1/links", &json!({"long_url": "https://example.com/c11", "custom_alias": reserved})).await.assert_error(400, "alias_reserved");
         assert_eq!(err["details"]["alias"], reserved);
     }
 }
@@ -128,17 +125,13 @@ async fn redirect_type_and_expiry_rules(b: Backend) {
     let p = app.create(json!({"long_url": "https://example.com/p", "redirect_type": 301})).await;
     assert_eq!(p["redirect_type"], 301);
     for bad in [300, 303, 307, 308, 200] {
-        app.post_json("/v1/links", &json!({"long_url": "https://example.com/p", "redirect_type": bad}))
-            .await
-            .assert_error(400, "invalid_redirect_type");
+        app.post_json("/v1/links", &json!({"long_url": "https://example.com/p", "redirect_type": bad})).await.assert_error(400, "invalid_redirect_type");
     }
     app.post_json("/v1/links", &json!({"long_url": "https://example.com/p", "expires_at": "2001-01-01T00:00:00Z", "custom_alias": "past"}))
         .await
         .assert_error(400, "expires_in_past");
     app.assert_no_link("past").await;
-    app.post_json("/v1/links", &json!({"long_url": "https://example.com/p", "expires_at": "next tuesday"}))
-        .await
-        .assert_error(400, "invalid_expires_at");
+    app.post_json("/v1/links", &json!({"long_url": "https://example.com/p", "expires_at": "next tuesday"})).await.assert_error(400, "invalid_expires_at");
     let e = app.create(json!({"long_url": "https://example.com/e", "expires_at": "2030-01-01T00:00:00+02:00"})).await;
     assert_eq!(e["expires_at"], "2029-12-31T22:00:00Z");
     let g = app.get(&format!("/v1/links/{}", e["code"].as_str().expect("code"))).await.json();
@@ -150,17 +143,13 @@ async fn idempotency_key_replays_and_detects_reuse(b: Backend) {
     let body = json!({"long_url": "https://example.com/idem", "tags": ["a"]});
     let post = |key: &'static str, body: Value| {
         let app = &app;
-        async move {
-            app.request(Method::POST, "/v1/links", &[("content-type", "application/json"), ("idempotency-key", key)], Some(body.to_string())).await
-        }
+        async move { app.request(Method::POST, "/v1/links", &[("content-type", "application/json"), ("idempotency-key", key)], Some(body.to_string())).await }
     };
     let first = post("key-1", body.clone()).await;
     assert_eq!(first.status, StatusCode::CREATED);
     // same key, same body (keys in another order): the original response
     let reordered = r#"{"tags":["a"],"long_url":"https://example.com/idem"}"#;
-    let again = app
-        .request(Method::POST, "/v1/links", &[("content-type", "application/json"), ("idempotency-key", "key-1")], Some(reordered.into()))
-        .await;
+    let again = app.request(Method::POST, "/v1/links", &[("content-type", "application/json"), ("idempotency-key", "key-1")], Some(reordered.into())).await;
     assert_eq!(again.status, StatusCode::CREATED);
     assert_eq!(again.json(), first.json());
     assert_eq!(again.header("idempotent-replayed"), Some("true"));
@@ -251,9 +240,7 @@ async fn get_patch_delete_lifecycle(b: Backend) {
     app.get("/v1/links/life").await.assert_error(404, "not_found");
     app.delete("/v1/links/life").await.assert_error(404, "not_found");
     // the code cannot be reused (30 days)
-    app.post_json("/v1/links", &json!({"long_url": "https://example.com/three", "custom_alias": "life"}))
-        .await
-        .assert_error(409, "alias_conflict");
+    app.post_json("/v1/links", &json!({"long_url": "https://example.com/three", "custom_alias": "life"})).await.assert_error(409, "alias_conflict");
 }
 
 async fn patch_validates_like_create(b: Backend) {
@@ -342,18 +329,26 @@ async fn malformed_requests_get_json_errors(b: Backend) {
     app.request(Method::POST, "/v1/links", &j, Some("[1,2]".into())).await.assert_error(400, "invalid_request");
     app.request(Method::POST, "/v1/links", &j, Some("{}".into())).await.assert_error(400, "invalid_request");
     app.request(Method::POST, "/v1/links", &j, Some("{\"long_url\":5}".into())).await.assert_error(400, "invalid_request");
-    let err = app.request(Method::POST, "/v1/links", &j, Some("{\"long_url\":\"https://e.example/\",\"colour\":1}".into())).await.assert_error(400, "unknown_field");
+    let err =
+        app.request(Method::POST, "/v1/links", &j, Some("{\"long_url\":\"https://e.example/\",\"colour\":1}".into())).await.assert_error(400, "unknown_field");
     assert_eq!(err["details"]["field"], "colour");
     // A repeated member is refused, never "last one wins" (create and update alike); no link is made.
-    let err = app.request(Method::POST, "/v1/links", &j, Some(r#"{"long_url":"https://a.example/","long_url":"https://b.example/","custom_alias":"dupkey"}"#.into())).await.assert_error(400, "duplicate_key");
+    let err = app
+        .request(Method::POST, "/v1/links", &j, Some(r#"{"long_url":"https://a.example/","long_url":"https://b.example/","custom_alias":"dupkey"}"#.into()))
+        .await
+        .assert_error(400, "duplicate_key");
     assert_eq!((&err["details"]["key"], &err["details"]["line"]), (&json!("long_url"), &json!(1)));
     app.assert_no_link("dupkey").await;
     let code = app.create_url("https://e.example/dup").await;
-    let err = app.request(Method::PATCH, &format!("/v1/links/{code}"), &j, Some(r#"{"enabled":true,"tags":{"a":1,"a":2}}"#.into())).await.assert_error(400, "duplicate_key");
+    let err = app
+        .request(Method::PATCH, &format!("/v1/links/{code}"), &j, Some(r#"{"enabled":true,"tags":{"a":1,"a":2}}"#.into()))
+        .await
+        .assert_error(400, "duplicate_key");
     assert_eq!(err["details"]["key"], "a");
     // `null` for a field PATCH cannot clear is refused, never read as "unchanged".
     for field in ["long_url", "enabled", "tags", "redirect_type"] {
-        let err = app.request(Method::PATCH, &format!("/v1/links/{code}"), &j, Some(format!(r#"{{"{field}":null}}"#))).await.assert_error(400, "invalid_request");
+        let err =
+            app.request(Method::PATCH, &format!("/v1/links/{code}"), &j, Some(format!(r#"{{"{field}":null}}"#))).await.assert_error(400, "invalid_request");
         assert!(err["message"].as_str().is_some_and(|m| m.contains("null is not allowed")), "{field}: {err}");
     }
     let shape = app.request(Method::POST, "/v1/links", &j, Some("[]".into())).await.assert_error(400, "invalid_request");

@@ -107,7 +107,8 @@ async fn the_binary_serves_persists_clicks_and_tails_the_log() {
     };
     assert!(wait_until(Duration::from_secs(30), ready).await, "server came up");
     assert!(data.is_dir(), "--data-dir created");
-    let created: Value = http.post(format!("{base}/v1/links")).json(&json!({"long_url": "https://example.com/bin"})).send().await.expect("post").json().await.expect("json");
+    let created: Value =
+        http.post(format!("{base}/v1/links")).json(&json!({"long_url": "https://example.com/bin"})).send().await.expect("post").json().await.expect("json");
     let code = created["code"].as_str().expect("code").to_owned();
     assert_eq!(created["short_url"], format!("http://{listen}/{code}"), "default base url is http://<listen>");
     let r = http.get(format!("{base}/{code}")).header("user-agent", BROWSER_UA).send().await.expect("follow");

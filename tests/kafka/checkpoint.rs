@@ -102,10 +102,7 @@ async fn restart_resumes_from_the_checkpoint_and_rereads_only_what_follows() {
     let second = topic_size(&target).await;
     assert!(second > first);
     assert_received(&p, second - covered1).await;
-    eprintln!(
-        "checkpoint restart: {first} records before the checkpoint not re-read; {} read after it; exact {exact:?} after start",
-        second - covered1
-    );
+    eprintln!("checkpoint restart: {first} records before the checkpoint not re-read; {} read after it; exact {exact:?} after start", second - covered1);
     // Wait for a periodic checkpoint newer than the restored one, then stop (another one).
     let t1 = Instant::now();
     while newest_checkpoint(&data, &target).0 == cut1 {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use sluice::loadgen::{self, LinkTruth, LoadgenArgs, LoadgenReport};
 
-use crate::child::{await_healthz, free_port, ChildProcess};
+use crate::child::{ChildProcess, await_healthz, free_port};
 pub use crate::tansu::Tansu;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sluice");
@@ -93,8 +93,7 @@ impl Proc {
     pub async fn start_with_env(data: &Path, config: &Path, target: &KafkaTarget, env: &[(&str, String)]) -> Proc {
         let port = free_port();
         let mut cmd = Command::new(BIN);
-        cmd
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
             .arg(data)
             .arg("--config")
             .arg(config)

@@ -22,12 +22,7 @@ pub fn free_port() -> u16 {
     std::fs::create_dir_all(&dir).expect("create the port lock directory");
     for _ in 0..1000 {
         let port = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(dir.join(port.to_string()))
-            .expect("open a port lock file");
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(port.to_string())).expect("open a port lock file");
         if file.try_lock().is_ok() {
             // Held for the rest of the process (each test runs in its own process).
             std::mem::forget(file);

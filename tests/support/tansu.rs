@@ -13,9 +13,7 @@ pub fn tansu_bin() -> PathBuf {
     if let Ok(p) = std::env::var("SLUICE_TANSU_BIN") {
         return PathBuf::from(p);
     }
-    let cache = std::env::var("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache"));
+    let cache = std::env::var("XDG_CACHE_HOME").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache"));
     cache.join("sluice/tansu/bin/tansu")
 }
 
@@ -48,11 +46,7 @@ impl Tansu {
         let bin = tansu_bin();
         assert!(bin.exists(), "tansu not installed at {} (run infra/services/kafka.sh install)", bin.display());
         let url = format!("tcp://127.0.0.1:{}", self.port);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("broker.log"))
-            .expect("broker log");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("broker.log")).expect("broker log");
         let child = Command::new(bin)
             .current_dir(&self.dir)
             .env_remove("STORAGE_ENGINE")

@@ -41,8 +41,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle};
-use sluice_schemas::avro::{decode_click_event, encode_click_event_into};
 use sluice_schemas::ClickEvent;
+use sluice_schemas::avro::{decode_click_event, encode_click_event_into};
 use tokio::sync::watch;
 
 use crate::{Error, Result};
@@ -122,11 +122,7 @@ const SCRATCH_KEEP_BYTES: usize = 8 << 20;
 
 impl std::fmt::Debug for ClickLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClickLog")
-            .field("path", &self.inner.path)
-            .field("low", &self.low())
-            .field("head", &self.head())
-            .finish()
+        f.debug_struct("ClickLog").field("path", &self.inner.path).field("low", &self.low()).field("head", &self.head()).finish()
     }
 }
 
@@ -168,8 +164,7 @@ impl ClickLog {
     /// repaired, and [`Error::ClickLog`] if it cannot be opened otherwise (another process
     /// holds it, unreadable).
     pub fn open(dir: &Path) -> Result<ClickLog> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::Config(format!("could not create data dir \"{}\": {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(|e| Error::Config(format!("could not create data dir \"{}\": {e}", dir.display())))?;
         let path = dir.join(CLICK_LOG_FILE_NAME);
         let db = open_checked(&path)?;
         let (head, low) = check_format_and_init(&db, &path)?;
@@ -287,10 +282,7 @@ impl ClickLog {
             return Ok(Vec::new());
         };
         let marks = self.backfill_offsets(first.0..last.0 + 1)?;
-        Ok(events
-            .into_iter()
-            .map(|(offset, event)| LogEntry { offset, backfill: marks.binary_search(&offset).is_ok(), event })
-            .collect())
+        Ok(events.into_iter().map(|(offset, event)| LogEntry { offset, backfill: marks.binary_search(&offset).is_ok(), event }).collect())
     }
 
     /// Offsets inside `range` that were appended as backfill, ascending (for readers of
@@ -416,9 +408,7 @@ impl ClickLog {
             // Chunks that end at or before `new_low` go; one that straddles it stays whole
             // (readers skip its offsets below `low`).
             let mut table = txn.open_table(CHUNKS).map_err(|e| Error::click_log("truncate", e))?;
-            table
-                .retain_in(..new_low, |key, value| key.saturating_add(chunk::claimed_count(value)) > new_low)
-                .map_err(|e| Error::click_log("truncate", e))?;
+            table.retain_in(..new_low, |key, value| key.saturating_add(chunk::claimed_count(value)) > new_low).map_err(|e| Error::click_log("truncate", e))?;
             let mut marks = txn.open_table(BACKFILL).map_err(|e| Error::click_log("truncate", e))?;
             marks.retain_in(low..new_low, |_, ()| false).map_err(|e| Error::click_log("truncate", e))?;
             let mut meta = txn.open_table(META).map_err(|e| Error::click_log("truncate", e))?;
@@ -468,11 +458,11 @@ fn check_format_and_init(db: &Database, path: &Path) -> Result<(u64, u64)> {
     Ok((head, low))
 }
 
+#[cfg(test)]
+mod backfill_tests;
 mod chunk;
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod backfill_tests;
 
 #[cfg(test)]
 mod integrity_tests;

@@ -216,12 +216,7 @@ async fn subscribers_see_the_new_head() {
     let mut rx = log.subscribe();
     assert_eq!(*rx.borrow(), 0);
     let writer = log.clone();
-    tokio::task::spawn_blocking(move || writer.append(&events(0..7)).expect("append"))
-        .await
-        .expect("join");
-    tokio::time::timeout(std::time::Duration::from_secs(5), rx.changed())
-        .await
-        .expect("notified in time")
-        .expect("sender alive");
+    tokio::task::spawn_blocking(move || writer.append(&events(0..7)).expect("append")).await.expect("join");
+    tokio::time::timeout(std::time::Duration::from_secs(5), rx.changed()).await.expect("notified in time").expect("sender alive");
     assert_eq!(*rx.borrow_and_update(), 7);
 }

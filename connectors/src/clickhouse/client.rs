@@ -70,18 +70,11 @@ pub fn server_client(config: &ClickHouseConfig) -> Result<Client> {
     connector.set_connect_timeout(Some(config.connect_timeout));
     // Idle sockets are dropped below ClickHouse's keep-alive timeout (10 s; 3 s before 23.11).
     let http = HyperClient::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(2)).build(connector);
-    Ok(Client::with_http_client(http)
-        .with_url(config.url_str()?)
-        .with_user(&config.user)
-        .with_password(&config.password.0))
+    Ok(Client::with_http_client(http).with_url(config.url_str()?).with_user(&config.user).with_password(&config.password.0))
 }
 
 /// Runs `fut` within `timeout`, mapping errors to [`Error::ClickHouse`] / [`Error::Timeout`].
-pub(crate) async fn within<T>(
-    op: &'static str,
-    timeout: Duration,
-    fut: impl std::future::Future<Output = ::clickhouse::error::Result<T>>,
-) -> Result<T> {
+pub(crate) async fn within<T>(op: &'static str, timeout: Duration, fut: impl std::future::Future<Output = ::clickhouse::error::Result<T>>) -> Result<T> {
     match tokio::time::timeout(timeout, fut).await {
         Ok(r) => r.map_err(|source| Error::ClickHouse { op, source }),
         Err(_) => Err(Error::Timeout { service: "clickhouse", op, timeout_ms: timeout.as_millis() as u64 }),
@@ -125,8 +118,7 @@ pub async fn migrate_up_to(config: &ClickHouseConfig, last: u32) -> Result<Migra
         .execute(),
     )
     .await?;
-    let mut before: Vec<u32> =
-        within("read applied migrations", t, c.query("SELECT DISTINCT version FROM sluice_migrations").fetch_all::<u32>()).await?;
+    let mut before: Vec<u32> = within("read applied migrations", t, c.query("SELECT DISTINCT version FROM sluice_migrations").fetch_all::<u32>()).await?;
     before.sort_unstable();
     let mut applied = Vec::new();
     for m in MIGRATIONS.iter().filter(|m| m.version <= last && !before.contains(&m.version)) {

@@ -174,9 +174,7 @@ impl ClickHouseConfig {
     /// its start.
     pub fn validate(&self) -> Result<()> {
         if let Some(url) = &self.url {
-            let rest = url
-                .strip_prefix("http://")
-                .ok_or_else(|| cfg_err("url", format!("\"{url}\" must start with http:// (no TLS in this build)")))?;
+            let rest = url.strip_prefix("http://").ok_or_else(|| cfg_err("url", format!("\"{url}\" must start with http:// (no TLS in this build)")))?;
             let authority = rest.trim_end_matches('/');
             if authority.is_empty() || authority.contains(['/', '?', '#', '@']) {
                 return Err(cfg_err("url", format!("\"{url}\" must be http://host:port without path, query or credentials")));
@@ -234,11 +232,7 @@ mod tests {
             "backoff-max": "10s"
         });
         let c: ClickHouseConfig = serde_json::from_value(sample).expect("sample parses");
-        let want = ClickHouseConfig {
-            url: Some("http://127.0.0.1:18123".into()),
-            password: Password("s3cret".into()),
-            ..ClickHouseConfig::default()
-        };
+        let want = ClickHouseConfig { url: Some("http://127.0.0.1:18123".into()), password: Password("s3cret".into()), ..ClickHouseConfig::default() };
         assert_eq!(c, want);
         c.validate().expect("valid");
         assert!(!format!("{c:?}").contains("s3cret"), "password redacted: {c:?}");

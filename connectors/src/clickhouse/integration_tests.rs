@@ -96,13 +96,9 @@ async fn migrations_apply_once_and_record_their_versions() {
     let second = migrate(&c).await.expect("migrate again");
     assert_eq!(second, MigrationReport { before: vec![1, 2, 3, 4], applied: vec![] });
     let cl = client(&c).expect("client");
-    let mut tables: Vec<String> =
-        cl.query("SELECT name FROM system.tables WHERE database = currentDatabase()").fetch_all::<String>().await.expect("tables");
+    let mut tables: Vec<String> = cl.query("SELECT name FROM system.tables WHERE database = currentDatabase()").fetch_all::<String>().await.expect("tables");
     tables.sort();
-    assert_eq!(
-        tables,
-        ["anomalies", "events_enriched", "rollups_day", "rollups_hour", "rollups_minute", "rollups_quarter", "sluice_migrations"]
-    );
+    assert_eq!(tables, ["anomalies", "events_enriched", "rollups_day", "rollups_hour", "rollups_minute", "rollups_quarter", "sluice_migrations"]);
     drop_database(&c).await;
 }
 
@@ -304,9 +300,17 @@ async fn migration_4_keys_anomalies_by_id_and_keeps_old_rows() {
     let d1 = r#"{"anomaly_id":"0191e3c2-0000-7000-8000-00000000000a","revision":0,"status":"open","key":"visitor:a","severity":"info"}"#;
     let d2 = r#"{"anomaly_id":"0191e3c2-0000-7000-8000-00000000000a","revision":1,"status":"updated","key":"visitor:a","severity":"warning"}"#;
     cl.query(old)
-        .bind(T0).bind(T0 + 60_000).bind(T0 + 1_000).bind(d1)
-        .bind(T0).bind(T0 + 60_000).bind(T0 + 2_000).bind(d2)
-        .bind(T0).bind(T0 + 60_000).bind(T0 + 3_000)
+        .bind(T0)
+        .bind(T0 + 60_000)
+        .bind(T0 + 1_000)
+        .bind(d1)
+        .bind(T0)
+        .bind(T0 + 60_000)
+        .bind(T0 + 2_000)
+        .bind(d2)
+        .bind(T0)
+        .bind(T0 + 60_000)
+        .bind(T0 + 3_000)
         .execute()
         .await
         .expect("old rows");
@@ -322,7 +326,8 @@ async fn migration_4_keys_anomalies_by_id_and_keeps_old_rows() {
             (format!("legacy:zz:burst:{T0}"), 0, String::new(), String::new(), String::new(), 1),
         ]
     );
-    let tables: Vec<String> = cl.query("SELECT name FROM system.tables WHERE database = currentDatabase() AND name LIKE 'anomalies%'").fetch_all::<String>().await.expect("tables");
+    let tables: Vec<String> =
+        cl.query("SELECT name FROM system.tables WHERE database = currentDatabase() AND name LIKE 'anomalies%'").fetch_all::<String>().await.expect("tables");
     assert_eq!(tables, vec!["anomalies".to_string()]);
     drop_database(&c).await;
 }

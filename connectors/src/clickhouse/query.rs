@@ -79,14 +79,7 @@ impl ClickHouseReader {
              AND bucket >= fromUnixTimestamp64Milli(toInt64(?), 'UTC') AND bucket < fromUnixTimestamp64Milli(toInt64(?), 'UTC') \
              AND has(?, view){bots} ORDER BY bucket, view, is_bot, value1, value2"
         );
-        let query = self
-            .client
-            .query(&sql)
-            .bind(Identifier(rollup_table(q.granularity)))
-            .bind(q.code.as_str())
-            .bind(q.from_ms)
-            .bind(q.to_ms)
-            .bind(views);
+        let query = self.client.query(&sql).bind(Identifier(rollup_table(q.granularity))).bind(q.code.as_str()).bind(q.from_ms).bind(q.to_ms).bind(views);
         let recs = within("read rollup rows", self.timeout, query.fetch_all::<RollupRecord>()).await?;
         recs.into_iter().map(|r| r.into_row(q.granularity)).collect()
     }
@@ -141,8 +134,7 @@ impl ClickHouseReader {
     pub async fn rollup_counts(&self, granularity: RollupGranularity) -> Result<(u64, u64)> {
         let table = Identifier(rollup_table(granularity));
         let raw = within("count rows", self.timeout, self.client.query("SELECT count() FROM ?").bind(table).fetch_one::<u64>()).await?;
-        let fin =
-            within("count rows", self.timeout, self.client.query("SELECT count() FROM ? FINAL").bind(table).fetch_one::<u64>()).await?;
+        let fin = within("count rows", self.timeout, self.client.query("SELECT count() FROM ? FINAL").bind(table).fetch_one::<u64>()).await?;
         Ok((raw, fin))
     }
 }

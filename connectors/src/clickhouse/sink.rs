@@ -238,8 +238,7 @@ impl Writer {
                 let mut room = room;
                 for row in batch.rows.drain(..) {
                     let rec = RollupRecord::from_row(&row, batch.epoch_upper);
-                    let key: RollupKey =
-                        (rec.code.clone(), rec.bucket, rec.view.clone(), rec.is_bot, rec.value1.clone(), rec.value2.clone());
+                    let key: RollupKey = (rec.code.clone(), rec.bucket, rec.view.clone(), rec.is_bot, rec.value1.clone(), rec.value2.clone());
                     let map = &mut self.rollups[granularity_index(row.granularity)];
                     if let Some(old) = map.get_mut(&key) {
                         if old.version <= rec.version {
@@ -351,4 +350,3 @@ fn granularity_index(g: RollupGranularity) -> usize {
         RollupGranularity::Day => 3,
     }
 }
-

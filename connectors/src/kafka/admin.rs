@@ -25,10 +25,7 @@ pub struct TopicStatus {
 }
 
 fn admin_client(config: &KafkaConfig) -> Result<AdminClient<LogContext>> {
-    config
-        .admin_client_config()?
-        .create_with_context(LogContext::new("kafka_admin"))
-        .map_err(|source| Error::Kafka { op: "create admin client", source })
+    config.admin_client_config()?.create_with_context(LogContext::new("kafka_admin")).map_err(|source| Error::Kafka { op: "create admin client", source })
 }
 
 /// Creates the click and anomalies topics when missing, with `partitions` partitions and
@@ -42,15 +39,9 @@ pub async fn ensure_topics(config: &KafkaConfig) -> Result<Vec<TopicStatus>> {
     config.validate()?;
     let admin = admin_client(config)?;
     let topics = [config.click_topic.as_str(), config.anomalies_topic.as_str()];
-    let new: Vec<NewTopic<'_>> = topics
-        .iter()
-        .map(|t| NewTopic::new(t, config.partitions, TopicReplication::Fixed(config.replication_factor)))
-        .collect();
+    let new: Vec<NewTopic<'_>> = topics.iter().map(|t| NewTopic::new(t, config.partitions, TopicReplication::Fixed(config.replication_factor))).collect();
     let opts = AdminOptions::new().request_timeout(Some(ADMIN_TIMEOUT)).operation_timeout(Some(ADMIN_TIMEOUT));
-    let results = admin
-        .create_topics(new.iter(), &opts)
-        .await
-        .map_err(|source| Error::Kafka { op: "create topics", source })?;
+    let results = admin.create_topics(new.iter(), &opts).await.map_err(|source| Error::Kafka { op: "create topics", source })?;
     let mut created = Vec::new();
     for r in results {
         match r {
@@ -66,10 +57,7 @@ pub async fn ensure_topics(config: &KafkaConfig) -> Result<Vec<TopicStatus>> {
     let cfg = config.clone();
     let counts = tokio::task::spawn_blocking(move || -> Result<Vec<i32>> {
         let admin = admin_client(&cfg)?;
-        [cfg.click_topic.as_str(), cfg.anomalies_topic.as_str()]
-            .iter()
-            .map(|t| wait_for_metadata(admin.inner(), t))
-            .collect()
+        [cfg.click_topic.as_str(), cfg.anomalies_topic.as_str()].iter().map(|t| wait_for_metadata(admin.inner(), t)).collect()
     })
     .await
     .map_err(|e| Error::Config(format!("topic metadata task failed: {e}")))??;

@@ -79,10 +79,8 @@ impl KafkaAnomalyProducer {
         for outcome in ["delivered", "failed", "dropped"] {
             metrics::counter!("sluice_kafka_anomalies_total", "outcome" => outcome).increment(0);
         }
-        let producer = config
-            .producer_client_config()?
-            .create_with_context(AnomalyDeliveries)
-            .map_err(|source| Error::Kafka { op: "create anomaly producer", source })?;
+        let producer =
+            config.producer_client_config()?.create_with_context(AnomalyDeliveries).map_err(|source| Error::Kafka { op: "create anomaly producer", source })?;
         Ok(KafkaAnomalyProducer { producer, topic: config.anomalies_topic.clone() })
     }
 

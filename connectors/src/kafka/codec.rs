@@ -11,11 +11,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use apache_avro::Schema;
-use sluice_schemas::avro::{decode_click_event_datum, CLICK_EVENT_FINGERPRINT};
-use sluice_schemas::avro_wire::{
-    decode_click_event_datum_from, schema_fingerprint, single_object_to_confluent, split_framing, Framing,
-};
 use sluice_schemas::ClickEvent;
+use sluice_schemas::avro::{CLICK_EVENT_FINGERPRINT, decode_click_event_datum};
+use sluice_schemas::avro_wire::{Framing, decode_click_event_datum_from, schema_fingerprint, single_object_to_confluent, split_framing};
 
 use super::schema_registry::SchemaRegistry;
 use crate::{Error, Result};
@@ -164,19 +162,13 @@ impl ValueDecoder {
             Some(b) if !b.is_empty() => b,
             _ => return Err(dead(DeadLetterReason::EmptyValue, "message has no value".into())),
         };
-        let (framing, datum) =
-            split_framing(bytes).map_err(|e| dead(DeadLetterReason::UnknownFraming, e.to_string()))?;
+        let (framing, datum) = split_framing(bytes).map_err(|e| dead(DeadLetterReason::UnknownFraming, e.to_string()))?;
         let malformed = |e: sluice_schemas::Error| dead(DeadLetterReason::Malformed, e.to_string());
         match framing {
-            Framing::SingleObject { fingerprint } if fingerprint == CLICK_EVENT_FINGERPRINT => {
-                decode_click_event_datum(datum).map_err(malformed)
-            }
+            Framing::SingleObject { fingerprint } if fingerprint == CLICK_EVENT_FINGERPRINT => decode_click_event_datum(datum).map_err(malformed),
             Framing::SingleObject { fingerprint } => match self.by_fingerprint.get(&fingerprint) {
                 Some(writer) => decode_click_event_datum_from(writer, datum).map_err(malformed),
-                None => Err(dead(
-                    DeadLetterReason::UnknownSchema,
-                    format!("single-object value written with unknown schema fingerprint {fingerprint}"),
-                )),
+                None => Err(dead(DeadLetterReason::UnknownSchema, format!("single-object value written with unknown schema fingerprint {fingerprint}"))),
             },
             Framing::Confluent { schema_id } => {
                 let writer = self.writer_by_id(schema_id)?;
@@ -190,10 +182,7 @@ impl ValueDecoder {
             return Ok(s.clone());
         }
         let Some(reg) = &self.registry else {
-            return Err(dead(
-                DeadLetterReason::UnknownSchema,
-                format!("confluent-framed value (schema id {id}) but no schema registry is configured"),
-            ));
+            return Err(dead(DeadLetterReason::UnknownSchema, format!("confluent-framed value (schema id {id}) but no schema registry is configured")));
         };
         match reg.runtime.block_on(reg.client.writer_schema(id)) {
             Ok(schema) => {

@@ -252,12 +252,9 @@ impl KafkaConfig {
             return Err(cfg_err("group-id", "must not be empty".into()));
         }
         if let Some(url) = &self.schema_registry_url {
-            let rest = url.strip_prefix("http://").ok_or_else(|| {
-                cfg_err(
-                    "schema-registry-url",
-                    format!("\"{url}\" must start with http:// (this build has no TLS for the registry)"),
-                )
-            })?;
+            let rest = url
+                .strip_prefix("http://")
+                .ok_or_else(|| cfg_err("schema-registry-url", format!("\"{url}\" must start with http:// (this build has no TLS for the registry)")))?;
             if rest.is_empty() || rest.starts_with('/') {
                 return Err(cfg_err("schema-registry-url", format!("\"{url}\" has no host")));
             }
@@ -282,10 +279,7 @@ impl KafkaConfig {
         }
         for key in self.client_options.0.keys() {
             if RESERVED_OPTIONS.contains(&key.as_str()) {
-                return Err(cfg_err(
-                    "client-options",
-                    format!("\"{key}\" is set by sluice and cannot be overridden"),
-                ));
+                return Err(cfg_err("client-options", format!("\"{key}\" is set by sluice and cannot be overridden")));
             }
         }
         Ok(())
@@ -293,9 +287,7 @@ impl KafkaConfig {
 
     /// The broker list, or [`Error::Config`] when Kafka is not configured.
     pub(crate) fn brokers_or_err(&self) -> Result<&str> {
-        self.brokers
-            .as_deref()
-            .ok_or_else(|| cfg_err("brokers", "kafka is not configured (set KAFKA_BROKERS)".into()))
+        self.brokers.as_deref().ok_or_else(|| cfg_err("brokers", "kafka is not configured (set KAFKA_BROKERS)".into()))
     }
 
     fn base_client_config(&self, client_id: &str) -> Result<ClientConfig> {
@@ -466,9 +458,7 @@ max-in-flight = 2000
 
     #[test]
     fn env_aliases_fill_only_unset_fields() {
-        let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
-        };
+        let env = |pairs: &'static [(&'static str, &'static str)]| move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string());
         let mut c = KafkaConfig::default();
         c.apply_env(env(&[("KAFKA_BROKERS", " 127.0.0.1:9092 "), ("SCHEMA_REGISTRY_URL", "http://r:8081")]));
         assert_eq!(c.brokers.as_deref(), Some("127.0.0.1:9092"));
@@ -506,10 +496,7 @@ max-in-flight = 2000
             ("message-timeout", KafkaConfig { message_timeout: Duration::from_secs(3601), ..Default::default() }),
             (
                 "client-options",
-                KafkaConfig {
-                    client_options: ClientOptions([("enable.idempotence".to_string(), "false".to_string())].into()),
-                    ..Default::default()
-                },
+                KafkaConfig { client_options: ClientOptions([("enable.idempotence".to_string(), "false".to_string())].into()), ..Default::default() },
             ),
         ];
         for (field, c) in cases {

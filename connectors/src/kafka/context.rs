@@ -11,7 +11,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::DeliveryResult;
 use rdkafka::producer::ProducerContext;
 
-use super::metrics::{kafka_error_type, RateLimit};
+use super::metrics::{RateLimit, kafka_error_type};
 
 /// Client context of consumers and admin clients: logs through `tracing`.
 pub(crate) struct LogContext {

@@ -25,23 +25,23 @@
 //! event. Replacing the producer before every re-send keeps that window to one round.
 
 use std::collections::{BTreeSet, VecDeque};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, PurgeConfig};
-use rdkafka::ClientConfig;
 use sluice_schemas::avro_wire::click_event_code;
 
+use super::BACKFILL_HEADER;
 use super::codec::ValueFormat;
 use super::context::{DeliveryCollector, Report};
-use super::metrics::{kafka_error_type, DeliveryFailed, EventsDelivered, EventsResent, RateLimit, SpillBacklog};
+use super::metrics::{DeliveryFailed, EventsDelivered, EventsResent, RateLimit, SpillBacklog, kafka_error_type};
 use super::producer::Shared;
 use super::schema_registry::SchemaRegistry;
 use super::spill::Spill;
-use super::BACKFILL_HEADER;
 
 // Spill offsets travel through librdkafka as the `usize` delivery opaque.
 const _: () = assert!(usize::BITS == 64, "the kafka forwarder needs a 64-bit target");
@@ -368,10 +368,7 @@ impl Forwarder {
                     // backpressure, not a failure: the event stays in the spill
                     return SendOutcome::Later;
                 }
-                let permanent = matches!(
-                    e.rdkafka_error_code(),
-                    Some(RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidMessageSize)
-                );
+                let permanent = matches!(e.rdkafka_error_code(), Some(RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidMessageSize));
                 self.count_failure(&e, 1);
                 if permanent {
                     tracing::error!(topic = %self.topic, offset, error = %e, "click event can never be delivered, dropped from the spill");

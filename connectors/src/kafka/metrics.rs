@@ -21,7 +21,7 @@
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
-use metrics::{counter, describe_counter, describe_gauge, gauge, Unit};
+use metrics::{Unit, counter, describe_counter, describe_gauge, gauge};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 /// Registers descriptions and units of every Kafka metric with the installed recorder; safe
@@ -30,24 +30,12 @@ pub fn describe() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         describe_counter!("sluice_kafka_delivered_total", Unit::Count, "Click events acknowledged by the Kafka broker.");
-        describe_counter!(
-            "sluice_kafka_delivery_errors_total",
-            Unit::Count,
-            "Failed Kafka delivery reports; the event stays in the spill and is re-sent."
-        );
+        describe_counter!("sluice_kafka_delivery_errors_total", Unit::Count, "Failed Kafka delivery reports; the event stays in the spill and is re-sent.");
         describe_counter!("sluice_kafka_resent_total", Unit::Count, "Click events re-sent after a failed delivery.");
         describe_counter!("sluice_kafka_spill_dropped_total", Unit::Count, "Click events dropped because the spill was full.");
-        describe_gauge!(
-            "sluice_kafka_spill_backlog_events",
-            Unit::Count,
-            "Click events in the local spill not yet acknowledged by the broker."
-        );
+        describe_gauge!("sluice_kafka_spill_backlog_events", Unit::Count, "Click events in the local spill not yet acknowledged by the broker.");
         describe_counter!("sluice_kafka_consumed_total", Unit::Count, "Click events decoded by the Kafka source.");
-        describe_counter!(
-            "sluice_kafka_decode_errors_total",
-            Unit::Count,
-            "Kafka messages the source could not decode (dead-lettered)."
-        );
+        describe_counter!("sluice_kafka_decode_errors_total", Unit::Count, "Kafka messages the source could not decode (dead-lettered).");
         describe_counter!("sluice_kafka_consumer_errors_total", Unit::Count, "Kafka consumer poll errors.");
         describe_counter!("sluice_kafka_offset_commits_total", Unit::Count, "Successful Kafka offset commits.");
         describe_counter!("sluice_kafka_commit_errors_total", Unit::Count, "Failed Kafka offset commits.");
@@ -98,8 +86,7 @@ pub(crate) struct DeliveryFailed<'a> {
 impl DeliveryFailed<'_> {
     pub fn emit(self) {
         if self.count > 0 {
-            counter!("sluice_kafka_delivery_errors_total", "topic" => self.topic.to_string(), "error_type" => self.error_type)
-                .increment(self.count);
+            counter!("sluice_kafka_delivery_errors_total", "topic" => self.topic.to_string(), "error_type" => self.error_type).increment(self.count);
         }
     }
 }
@@ -173,8 +160,7 @@ pub(crate) struct DecodeFailed<'a> {
 
 impl DecodeFailed<'_> {
     pub fn emit(self, log_limiter: &mut RateLimit) {
-        counter!("sluice_kafka_decode_errors_total", "topic" => self.topic.to_string(), "error_type" => self.error_type)
-            .increment(1);
+        counter!("sluice_kafka_decode_errors_total", "topic" => self.topic.to_string(), "error_type" => self.error_type).increment(1);
         if log_limiter.allow() {
             tracing::warn!(
                 topic = self.topic,
@@ -197,8 +183,7 @@ pub(crate) struct ConsumerError<'a> {
 impl ConsumerError<'_> {
     pub fn emit(self, log_limiter: &mut RateLimit) {
         let error_type = kafka_error_type(self.error);
-        counter!("sluice_kafka_consumer_errors_total", "topic" => self.topic.to_string(), "error_type" => error_type)
-            .increment(1);
+        counter!("sluice_kafka_consumer_errors_total", "topic" => self.topic.to_string(), "error_type" => error_type).increment(1);
         if log_limiter.allow() {
             tracing::warn!(topic = self.topic, error_type, error = %self.error, "kafka consumer error");
         }
@@ -221,8 +206,7 @@ impl OffsetsCommitted<'_> {
             }
             Some(e) => {
                 let error_type = kafka_error_type(e);
-                counter!("sluice_kafka_commit_errors_total", "topic" => self.topic.to_string(), "error_type" => error_type)
-                    .increment(1);
+                counter!("sluice_kafka_commit_errors_total", "topic" => self.topic.to_string(), "error_type" => error_type).increment(1);
                 tracing::warn!(topic = self.topic, error_type, error = %e, "kafka offset commit failed");
             }
         }

@@ -60,22 +60,22 @@ pub mod schema_registry;
 pub mod source;
 pub mod spill;
 
+#[cfg(all(test, feature = "integration-tests"))]
+mod integration_tests;
 #[cfg(test)]
 mod registry_double;
 #[cfg(test)]
 pub(crate) mod test_metrics;
 #[cfg(test)]
 mod tests;
-#[cfg(all(test, feature = "integration-tests"))]
-mod integration_tests;
 
-pub use admin::{ensure_topics, healthcheck, TopicStatus};
-pub use anomalies::{anomaly_record_key, KafkaAnomalyProducer};
+pub use admin::{TopicStatus, ensure_topics, healthcheck};
+pub use anomalies::{KafkaAnomalyProducer, anomaly_record_key};
 pub use codec::{DeadLetter, DeadLetterReason, DecodeFailure, ValueDecoder, ValueFormat};
 pub use config::{ClientOptions, KafkaConfig};
 pub use producer::{KafkaClickSink, SinkStats};
 pub use schema_registry::{RegisteredSchema, SchemaRegistry};
-pub use source::{partitions_for_worker, KafkaBatch, KafkaClickRecord, KafkaSource, OffsetCommitter, StartOffsets};
+pub use source::{KafkaBatch, KafkaClickRecord, KafkaSource, OffsetCommitter, StartOffsets, partitions_for_worker};
 pub use spill::{Spill, SpillAppend};
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};

@@ -140,15 +140,8 @@ impl KafkaClickSink {
             producer_restarts: AtomicU64::new(0),
             last_error: Mutex::new(None),
         });
-        let forwarder = Forwarder::new(
-            config.click_topic.clone(),
-            spill.clone(),
-            shared.clone(),
-            producer_config,
-            config.max_in_flight,
-            config.message_timeout,
-            registry,
-        );
+        let forwarder =
+            Forwarder::new(config.click_topic.clone(), spill.clone(), shared.clone(), producer_config, config.max_in_flight, config.message_timeout, registry);
         let thread = std::thread::Builder::new()
             .name("sluice-kafka-forwarder".into())
             .spawn(move || forwarder.run())

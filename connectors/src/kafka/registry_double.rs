@@ -8,14 +8,14 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use apache_avro::schema_compatibility::SchemaCompatibility;
 use apache_avro::Schema;
+use apache_avro::schema_compatibility::SchemaCompatibility;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use sluice_schemas::avro_wire::schema_fingerprint;
 
 #[derive(Default)]
@@ -102,9 +102,8 @@ fn error(status: StatusCode, code: u32, message: &str) -> Response {
 }
 
 fn register(inner: &mut Inner, subject: &str, text: &str) -> Result<u32, (StatusCode, Value)> {
-    let schema = Schema::parse_str(text).map_err(|e| {
-        (StatusCode::UNPROCESSABLE_ENTITY, json!({"error_code": 42201, "message": format!("Invalid schema: {e}")}))
-    })?;
+    let schema =
+        Schema::parse_str(text).map_err(|e| (StatusCode::UNPROCESSABLE_ENTITY, json!({"error_code": 42201, "message": format!("Invalid schema: {e}")})))?;
     let fp = schema_fingerprint(&schema);
     let versions = inner.subjects.get(subject).cloned().unwrap_or_default();
     if let Some(&id) = versions.iter().find(|&&id| inner.schemas[id as usize - 1].1 == fp) {
@@ -114,10 +113,7 @@ fn register(inner: &mut Inner, subject: &str, text: &str) -> Result<u32, (Status
         let old = Schema::parse_str(&inner.schemas[latest as usize - 1].0).expect("stored schemas parse");
         // BACKWARD (the registry default): the new schema must read data written with the latest.
         if SchemaCompatibility::can_read(&old, &schema).is_err() {
-            return Err((
-                StatusCode::CONFLICT,
-                json!({"error_code": 409, "message": "Schema being registered is incompatible with an earlier schema"}),
-            ));
+            return Err((StatusCode::CONFLICT, json!({"error_code": 409, "message": "Schema being registered is incompatible with an earlier schema"})));
         }
     }
     let id = match inner.schemas.iter().position(|(_, f)| *f == fp) {

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use apache_avro::Schema;
 use schema_registry_converter::async_impl::avro::{AvroDecoder, AvroEncoder};
-use schema_registry_converter::async_impl::schema_registry::{get_schema_by_subject_and_version, SrSettings};
+use schema_registry_converter::async_impl::schema_registry::{SrSettings, get_schema_by_subject_and_version};
 use schema_registry_converter::error::SRCError;
 use schema_registry_converter::schema_registry_common::{SchemaType, SubjectNameStrategy, SuppliedSchema};
 use sluice_schemas::avro::CLICK_EVENT_AVSC;
@@ -73,12 +73,7 @@ impl SchemaRegistry {
             builder.no_proxy();
         }
         let settings = builder.build().map_err(|e| sr_error("create client", &e))?;
-        Ok(SchemaRegistry {
-            encoder: AvroEncoder::new(settings.clone()),
-            decoder: AvroDecoder::new(settings.clone()),
-            settings,
-            url,
-        })
+        Ok(SchemaRegistry { encoder: AvroEncoder::new(settings.clone()), decoder: AvroDecoder::new(settings.clone()), settings, url })
     }
 
     /// The registry URL.
@@ -131,9 +126,7 @@ impl SchemaRegistry {
     /// Errors with [`Error::SchemaRegistry`] (unknown subject, unreachable registry,
     /// unparsable schema).
     pub async fn latest(&self, subject: &str) -> Result<RegisteredSchema> {
-        let raw = get_schema_by_subject_and_version(&self.settings, subject, None)
-            .await
-            .map_err(|e| sr_error("fetch latest schema", &e))?;
+        let raw = get_schema_by_subject_and_version(&self.settings, subject, None).await.map_err(|e| sr_error("fetch latest schema", &e))?;
         let schema = Schema::parse_str(&raw.schema).map_err(|e| Error::SchemaRegistry {
             op: "fetch latest schema",
             message: format!("subject \"{subject}\" holds an unparsable avro schema: {e}"),

@@ -25,11 +25,11 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use sluice_schemas::ClickEvent;
 
+use super::BACKFILL_HEADER;
 use super::codec::{DeadLetter, DecodeFailure, ValueDecoder};
 use super::config::KafkaConfig;
 use super::context::LogContext;
 use super::metrics::{ConsumerError, DecodeFailed, EventsConsumed, OffsetsCommitted, RateLimit};
-use super::BACKFILL_HEADER;
 use crate::{Error, Result};
 
 /// Timeout of metadata, watermark and offset requests made while opening a source.
@@ -130,13 +130,7 @@ impl KafkaSource {
 
     /// Like [`Self::open`] with a caller-built decoder (for example one that also knows a
     /// newer single-object writer schema).
-    pub fn open_with_decoder(
-        config: &KafkaConfig,
-        worker_index: usize,
-        peers: usize,
-        start: StartOffsets,
-        decoder: ValueDecoder,
-    ) -> Result<KafkaSource> {
+    pub fn open_with_decoder(config: &KafkaConfig, worker_index: usize, peers: usize, start: StartOffsets, decoder: ValueDecoder) -> Result<KafkaSource> {
         super::metrics::describe();
         let consumer: BaseConsumer<LogContext> = config
             .consumer_client_config()?
@@ -147,9 +141,7 @@ impl KafkaSource {
         let assigned = partitions_for_worker(count, worker_index, peers)?;
         let mut catch_up_until = BTreeMap::new();
         for &p in &assigned {
-            let (_, high) = consumer
-                .fetch_watermarks(&topic, p, METADATA_TIMEOUT)
-                .map_err(|source| Error::Kafka { op: "fetch watermarks", source })?;
+            let (_, high) = consumer.fetch_watermarks(&topic, p, METADATA_TIMEOUT).map_err(|source| Error::Kafka { op: "fetch watermarks", source })?;
             catch_up_until.insert(p, high);
         }
         let mut source = KafkaSource {
@@ -184,15 +176,12 @@ impl KafkaSource {
             let offset = match start {
                 StartOffsets::Committed => Offset::Stored,
                 StartOffsets::Explicit(map) => match map.get(&p) {
-                    Some(&o) if o < 0 => {
-                        return Err(Error::InvalidValue { field: "offsets", reason: format!("partition {p}: negative offset {o}") })
-                    }
+                    Some(&o) if o < 0 => return Err(Error::InvalidValue { field: "offsets", reason: format!("partition {p}: negative offset {o}") }),
                     Some(&o) => Offset::Offset(o),
                     None => Offset::Beginning,
                 },
             };
-            tpl.add_partition_offset(&self.topic, p, offset)
-                .map_err(|source| Error::Kafka { op: "assign partitions", source })?;
+            tpl.add_partition_offset(&self.topic, p, offset).map_err(|source| Error::Kafka { op: "assign partitions", source })?;
         }
         self.consumer.assign(&tpl).map_err(|source| Error::Kafka { op: "assign partitions", source })?;
         self.stalled.clear();
@@ -236,9 +225,7 @@ impl KafkaSource {
                 }
                 Some(Ok(msg)) => {
                     let (p, o) = (msg.partition(), msg.offset());
-                    let backfill = msg
-                        .headers()
-                        .is_some_and(|h| h.iter().any(|h| h.key == BACKFILL_HEADER && h.value == Some(b"1".as_slice())));
+                    let backfill = msg.headers().is_some_and(|h| h.iter().any(|h| h.key == BACKFILL_HEADER && h.value == Some(b"1".as_slice())));
                     let payload = msg.payload().map(<[u8]>::to_vec);
                     drop(msg);
                     if !self.stalled.is_empty() {
@@ -255,22 +242,14 @@ impl KafkaSource {
 
     /// Decodes one message into `batch`; returns false (and stalls it) when the registry must
     /// be asked again later.
-    fn accept(
-        &mut self,
-        partition: i32,
-        offset: i64,
-        backfill: bool,
-        payload: Option<&[u8]>,
-        batch: &mut KafkaBatch,
-    ) -> bool {
+    fn accept(&mut self, partition: i32, offset: i64, backfill: bool, payload: Option<&[u8]>, batch: &mut KafkaBatch) -> bool {
         match self.decoder.decode(payload) {
             Ok(event) => {
                 let catch_up = self.catch_up_until.get(&partition).is_some_and(|&h| offset < h);
                 batch.records.push(KafkaClickRecord { partition, offset, event, backfill, catch_up });
             }
             Err(DecodeFailure::DeadLetter(reason, message)) => {
-                DecodeFailed { topic: &self.topic, error_type: reason.as_str(), partition, offset, message: &message }
-                    .emit(&mut self.decode_log);
+                DecodeFailed { topic: &self.topic, error_type: reason.as_str(), partition, offset, message: &message }.emit(&mut self.decode_log);
                 batch.dead_letters.push(DeadLetter { partition, offset, reason, message });
             }
             Err(DecodeFailure::Retry(e)) => {
@@ -365,10 +344,7 @@ impl OffsetCommitter {
     pub fn high_watermarks(&self, partitions: &[i32], timeout: Duration) -> Result<BTreeMap<i32, i64>> {
         let mut out = BTreeMap::new();
         for &p in partitions {
-            let (_, high) = self
-                .consumer
-                .fetch_watermarks(&self.topic, p, timeout)
-                .map_err(|source| Error::Kafka { op: "fetch watermarks", source })?;
+            let (_, high) = self.consumer.fetch_watermarks(&self.topic, p, timeout).map_err(|source| Error::Kafka { op: "fetch watermarks", source })?;
             out.insert(p, high);
         }
         Ok(out)
@@ -384,27 +360,19 @@ fn commit_offsets(consumer: &BaseConsumer<LogContext>, topic: &str, offsets: &BT
         if o < 0 || p < 0 {
             return Err(Error::InvalidValue { field: "offsets", reason: format!("partition {p}: offset {o}") });
         }
-        tpl.add_partition_offset(topic, p, Offset::Offset(o))
-            .map_err(|source| Error::Kafka { op: "commit offsets", source })?;
+        tpl.add_partition_offset(topic, p, Offset::Offset(o)).map_err(|source| Error::Kafka { op: "commit offsets", source })?;
     }
     let result = consumer.commit(&tpl, CommitMode::Sync);
     OffsetsCommitted { topic, partitions: offsets.len(), error: result.as_ref().err() }.emit();
     result.map_err(|source| Error::Kafka { op: "commit offsets", source })
 }
 
-fn committed(
-    consumer: &BaseConsumer<LogContext>,
-    topic: &str,
-    partitions: &[i32],
-    timeout: Duration,
-) -> Result<BTreeMap<i32, i64>> {
+fn committed(consumer: &BaseConsumer<LogContext>, topic: &str, partitions: &[i32], timeout: Duration) -> Result<BTreeMap<i32, i64>> {
     let mut tpl = TopicPartitionList::with_capacity(partitions.len());
     for &p in partitions {
         tpl.add_partition(topic, p);
     }
-    let got = consumer
-        .committed_offsets(tpl, timeout)
-        .map_err(|source| Error::Kafka { op: "fetch committed offsets", source })?;
+    let got = consumer.committed_offsets(tpl, timeout).map_err(|source| Error::Kafka { op: "fetch committed offsets", source })?;
     Ok(got
         .elements_for_topic(topic)
         .into_iter()
@@ -417,22 +385,15 @@ fn committed(
 
 /// Partition count of `topic`.
 pub(crate) fn partition_count<C: rdkafka::client::ClientContext>(client: &rdkafka::client::Client<C>, topic: &str) -> Result<i32> {
-    let md = client
-        .fetch_metadata(Some(topic), METADATA_TIMEOUT)
-        .map_err(|source| Error::Kafka { op: "fetch topic metadata", source })?;
+    let md = client.fetch_metadata(Some(topic), METADATA_TIMEOUT).map_err(|source| Error::Kafka { op: "fetch topic metadata", source })?;
     let t = md.topics().iter().find(|t| t.name() == topic);
     match t {
         Some(t) if t.error().is_none() && !t.partitions().is_empty() => Ok(t.partitions().len() as i32),
         Some(t) => Err(Error::Kafka {
             op: "fetch topic metadata",
-            source: KafkaError::MetadataFetch(
-                t.error().map(RDKafkaErrorCode::from).unwrap_or(RDKafkaErrorCode::UnknownTopicOrPartition),
-            ),
+            source: KafkaError::MetadataFetch(t.error().map(RDKafkaErrorCode::from).unwrap_or(RDKafkaErrorCode::UnknownTopicOrPartition)),
         }),
-        None => Err(Error::Kafka {
-            op: "fetch topic metadata",
-            source: KafkaError::MetadataFetch(RDKafkaErrorCode::UnknownTopicOrPartition),
-        }),
+        None => Err(Error::Kafka { op: "fetch topic metadata", source: KafkaError::MetadataFetch(RDKafkaErrorCode::UnknownTopicOrPartition) }),
     }
 }
 

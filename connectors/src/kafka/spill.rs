@@ -9,14 +9,14 @@
 //! it keeps the oldest events and drops the newest of the batch, counting them.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use sluice_schemas::ClickEvent;
 use tokio::sync::watch;
 
-use crate::click_log::ClickLog;
 use crate::Result;
+use crate::click_log::ClickLog;
 
 /// The outcome of [`Spill::append`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,8 +82,7 @@ impl Spill {
         let _guard = self.append_lock.lock().unwrap_or_else(|p| p.into_inner());
         let room = self.max_events.saturating_sub(self.backlog());
         let take = (events.len() as u64).min(room) as usize;
-        let accepted =
-            if backfill { self.log.append_backfill(&events[..take])? } else { self.log.append(&events[..take])? };
+        let accepted = if backfill { self.log.append_backfill(&events[..take])? } else { self.log.append(&events[..take])? };
         let dropped = (events.len() - take) as u64;
         if dropped > 0 {
             self.dropped_total.fetch_add(dropped, Ordering::Relaxed);

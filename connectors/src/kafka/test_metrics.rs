@@ -22,8 +22,7 @@ fn render(name: &str, labels: &mut [(String, String)]) -> String {
 }
 
 fn key_of(key: &Key) -> String {
-    let mut labels: Vec<(String, String)> =
-        key.labels().map(|l| (l.key().to_string(), l.value().to_string())).collect();
+    let mut labels: Vec<(String, String)> = key.labels().map(|l| (l.key().to_string(), l.value().to_string())).collect();
     render(key.name(), &mut labels)
 }
 

@@ -4,12 +4,12 @@
 
 use std::time::{Duration, Instant};
 
+use apache_avro::Schema;
 use apache_avro::types::Value;
 use apache_avro::writer::datum::GenericDatumWriter;
-use apache_avro::Schema;
-use sluice_schemas::avro::{encode_click_event, CLICK_EVENT_AVSC, CLICK_EVENT_FINGERPRINT};
-use sluice_schemas::avro_wire::{encode_click_event_confluent_into, schema_fingerprint};
 use sluice_schemas::ClickEvent;
+use sluice_schemas::avro::{CLICK_EVENT_AVSC, CLICK_EVENT_FINGERPRINT, encode_click_event};
+use sluice_schemas::avro_wire::{encode_click_event_confluent_into, schema_fingerprint};
 use uuid::Uuid;
 
 use super::registry_double::RegistryDouble;
@@ -115,10 +115,7 @@ fn registry_client_registers_once_and_fetches_by_id_and_latest() {
 fn registry_errors_are_classified() {
     let double = RegistryDouble::start();
     // `code` as a long: click_event.avsc cannot read that data, so registering it is refused
-    double.register(
-        "alien-value",
-        r#"{"type":"record","name":"ClickEvent","namespace":"sluice.events","fields":[{"name":"code","type":"long"}]}"#,
-    );
+    double.register("alien-value", r#"{"type":"record","name":"ClickEvent","namespace":"sluice.events","fields":[{"name":"code","type":"long"}]}"#);
     let client = SchemaRegistry::new(&double.url).expect("client");
     let rt = rt();
     match rt.block_on(client.register_click_event("alien")) {
@@ -175,8 +172,7 @@ fn decoder_reads_both_framings_and_evolved_writers() {
     let unknown_id = [&sluice_schemas::avro_wire::confluent_header(77)[..], &so[10..]].concat();
     assert_eq!(reason(decoder.decode(Some(&unknown_id))), Some(DeadLetterReason::UnknownSchema));
     // single-object v2 is unknown until the decoder is told about v2
-    let v2_so =
-        [&[0xC3, 0x01][..], &schema_fingerprint(&v2).to_le_bytes()[..], &v2_datum(&ev, None)[..]].concat();
+    let v2_so = [&[0xC3, 0x01][..], &schema_fingerprint(&v2).to_le_bytes()[..], &v2_datum(&ev, None)[..]].concat();
     assert_eq!(reason(decoder.decode(Some(&v2_so))), Some(DeadLetterReason::UnknownSchema));
     let mut decoder = decoder.with_writer_schema(v2);
     assert_eq!(decoder.decode(Some(&v2_so)).expect("known v2 writer"), ev);

@@ -144,13 +144,7 @@ pub trait AdminStore: Send + Sync {
 
     /// Places hold `source` on the live link `code` (idempotent: an existing hold of this
     /// source is kept as it was) and appends `audit` if given.
-    async fn hold_link(
-        &self,
-        code: &str,
-        hold: &LinkHold,
-        now: DateTime<Utc>,
-        audit: Option<&AuditRecord>,
-    ) -> Result<HoldOutcome>;
+    async fn hold_link(&self, code: &str, hold: &LinkHold, now: DateTime<Utc>, audit: Option<&AuditRecord>) -> Result<HoldOutcome>;
 
     /// Releases hold `source` of the live link `code` (no-op if absent) and appends `audit`
     /// if given; the owner's `enabled` comes back when no hold is left.

@@ -6,20 +6,17 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sluice_schemas::Link;
-use sqlx::postgres::PgPool;
 use sqlx::Row;
+use sqlx::postgres::PgPool;
 
+use super::LinkPatch;
 use super::admin::{
-    blocklist_source, check_audit, check_audit_limit, check_hold, with_affected, AdminStore, AuditQuery, AuditRecord,
-    BlocklistAdded, BlocklistEntry, HoldOutcome, LinkFilter, LinkHold,
+    AdminStore, AuditQuery, AuditRecord, BlocklistAdded, BlocklistEntry, HoldOutcome, LinkFilter, LinkHold, blocklist_source, check_audit, check_audit_limit,
+    check_hold, with_affected,
 };
 use super::admin_shared::admin_store;
 use super::common::{apply_patch, check_text, check_time, trunc_us};
-use super::postgres::{
-    enc_time, get_time, link_from_row, live_link, next_change, record_change, PostgresLinkStore, Tx, DbRow,
-    CREATED_AT_COL,
-};
-use super::LinkPatch;
+use super::postgres::{CREATED_AT_COL, DbRow, PostgresLinkStore, Tx, enc_time, get_time, link_from_row, live_link, next_change, record_change};
 use crate::{Error, Result};
 
 const AT_COL: &str = "at";
@@ -36,8 +33,7 @@ const HELD_BY: &str = "SELECT l.seq, l.code, l.long_url, l.domain, l.expires_at,
                        WHERE h.source = $1 AND l.deleted_at IS NULL ORDER BY l.seq";
 const INSERT_AUDIT: &str = "INSERT INTO admin_audit (at, actor, action, target, reason, origin_ip, details) \
                             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq";
-const INSERT_BLOCKLIST: &str =
-    "INSERT INTO blocklist (pattern, reason, actor, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (pattern) DO NOTHING";
+const INSERT_BLOCKLIST: &str = "INSERT INTO blocklist (pattern, reason, actor, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (pattern) DO NOTHING";
 const SCAN_BLOCKLIST: &str = "SELECT l.seq, l.code, l.long_url, l.domain, l.expires_at, l.enabled, l.tags, \
                               l.redirect_type, l.org, l.created_at, l.updated_at, l.version FROM links l \
                               WHERE l.deleted_at IS NULL AND strpos(lower(l.long_url), $1) > 0 ORDER BY l.seq";

@@ -41,13 +41,7 @@ macro_rules! admin_store {
         async fn set_enabled(tx: &mut Tx, seq: i64, current: &Link, enabled: bool, now: DateTime<Utc>) -> Result<Link> {
             let next = apply_patch(current, &LinkPatch { enabled: Some(enabled), ..LinkPatch::default() }, now);
             let change = next_change(tx).await?;
-            sqlx::query(SET_ENABLED)
-                .bind(next.enabled)
-                .bind(enc_time(next.updated_at))
-                .bind(next.version)
-                .bind(seq)
-                .execute(&mut **tx)
-                .await?;
+            sqlx::query(SET_ENABLED).bind(next.enabled).bind(enc_time(next.updated_at)).bind(next.version).bind(seq).execute(&mut **tx).await?;
             record_change(tx, change, &next.code, Some(&next)).await?;
             Ok(next)
         }
@@ -64,15 +58,13 @@ macro_rules! admin_store {
                 .bind(enc_time(trunc_us(hold.created_at)))
                 .execute(&mut **tx)
                 .await?;
-            let (link, changed) =
-                if current.enabled { (set_enabled(tx, seq, current, false, now).await?, true) } else { (current.clone(), false) };
+            let (link, changed) = if current.enabled { (set_enabled(tx, seq, current, false, now).await?, true) } else { (current.clone(), false) };
             let holds = hold_list(tx, seq).await?;
             Ok(HoldOutcome { link, changed, holds })
         }
 
         async fn remove_hold(tx: &mut Tx, seq: i64, current: &Link, source: &str, now: DateTime<Utc>) -> Result<HoldOutcome> {
-            let was: Option<bool> =
-                sqlx::query_scalar(DELETE_HOLD).bind(seq).bind(source).fetch_optional(&mut **tx).await?;
+            let was: Option<bool> = sqlx::query_scalar(DELETE_HOLD).bind(seq).bind(source).fetch_optional(&mut **tx).await?;
             let holds = hold_list(tx, seq).await?;
             match was {
                 Some(owner) if holds.is_empty() && owner != current.enabled => {
@@ -138,13 +130,7 @@ macro_rules! admin_store {
 
         /// Places or releases a hold on the live link `code` and appends `audit` if given,
         /// in one serialized write transaction (arguments already checked).
-        async fn hold_change(
-            store: &$store,
-            code: &str,
-            change: HoldChange<'_>,
-            now: DateTime<Utc>,
-            audit: Option<&AuditRecord>,
-        ) -> Result<HoldOutcome> {
+        async fn hold_change(store: &$store, code: &str, change: HoldChange<'_>, now: DateTime<Utc>, audit: Option<&AuditRecord>) -> Result<HoldOutcome> {
             let mut tx = begin_write(store).await?;
             let Some((seq, current)) = live_link(&mut tx, code).await? else {
                 tx.rollback().await?;
@@ -163,16 +149,10 @@ macro_rules! admin_store {
 
         #[async_trait]
         impl AdminStore for $store {
-            async fn blocklist_add(
-                &self,
-                entry: &BlocklistEntry,
-                matches: LinkFilter<'_>,
-                audit: &AuditRecord,
-            ) -> Result<BlocklistAdded> {
+            async fn blocklist_add(&self, entry: &BlocklistEntry, matches: LinkFilter<'_>, audit: &AuditRecord) -> Result<BlocklistAdded> {
                 check_text("pattern", &entry.pattern)?;
                 let source = blocklist_source(&entry.pattern);
-                let hold =
-                    LinkHold { source, reason: entry.reason.clone(), actor: entry.actor.clone(), created_at: entry.created_at };
+                let hold = LinkHold { source, reason: entry.reason.clone(), actor: entry.actor.clone(), created_at: entry.created_at };
                 check_hold(&hold, entry.created_at)?;
                 check_audit(audit)?;
                 let mut tx = begin_write(self).await?;
@@ -204,12 +184,7 @@ macro_rules! admin_store {
                 Ok(BlocklistAdded { added, links })
             }
 
-            async fn blocklist_remove(
-                &self,
-                pattern: &str,
-                now: DateTime<Utc>,
-                audit: &AuditRecord,
-            ) -> Result<Option<Vec<HoldOutcome>>> {
+            async fn blocklist_remove(&self, pattern: &str, now: DateTime<Utc>, audit: &AuditRecord) -> Result<Option<Vec<HoldOutcome>>> {
                 check_text("pattern", pattern)?;
                 check_time("now", now)?;
                 check_audit(audit)?;
@@ -245,13 +220,7 @@ macro_rules! admin_store {
                     .collect()
             }
 
-            async fn hold_link(
-                &self,
-                code: &str,
-                hold: &LinkHold,
-                now: DateTime<Utc>,
-                audit: Option<&AuditRecord>,
-            ) -> Result<HoldOutcome> {
+            async fn hold_link(&self, code: &str, hold: &LinkHold, now: DateTime<Utc>, audit: Option<&AuditRecord>) -> Result<HoldOutcome> {
                 if code.contains('\0') {
                     return Err(Error::NotFound(code.to_string()));
                 }
@@ -260,13 +229,7 @@ macro_rules! admin_store {
                 hold_change(self, code, HoldChange::Add(hold), now, audit).await
             }
 
-            async fn release_link(
-                &self,
-                code: &str,
-                source: &str,
-                now: DateTime<Utc>,
-                audit: Option<&AuditRecord>,
-            ) -> Result<HoldOutcome> {
+            async fn release_link(&self, code: &str, source: &str, now: DateTime<Utc>, audit: Option<&AuditRecord>) -> Result<HoldOutcome> {
                 if code.contains('\0') {
                     return Err(Error::NotFound(code.to_string()));
                 }

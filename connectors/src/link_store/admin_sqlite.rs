@@ -8,17 +8,16 @@ use chrono::{DateTime, Utc};
 use sluice_schemas::Link;
 use sqlx::Row;
 
+use super::LinkPatch;
 use super::admin::{
-    blocklist_source, check_audit, check_audit_limit, check_hold, with_affected, AdminStore, AuditQuery, AuditRecord,
-    BlocklistAdded, BlocklistEntry, HoldOutcome, LinkFilter, LinkHold,
+    AdminStore, AuditQuery, AuditRecord, BlocklistAdded, BlocklistEntry, HoldOutcome, LinkFilter, LinkHold, blocklist_source, check_audit, check_audit_limit,
+    check_hold, with_affected,
 };
 use super::admin_shared::admin_store;
 use super::common::{apply_patch, check_text, check_time, trunc_us};
 use super::sqlite::{
-    begin_write, enc_time, get_time, link_from_row, live_link, next_change, read_pool, record_change, DbRow,
-    SqliteLinkStore, Tx, CREATED_AT_COL,
+    CREATED_AT_COL, DbRow, SqliteLinkStore, Tx, begin_write, enc_time, get_time, link_from_row, live_link, next_change, read_pool, record_change,
 };
-use super::LinkPatch;
 use crate::{Error, Result};
 
 const AT_COL: &str = "at_us";

@@ -33,13 +33,12 @@ mod sqlite;
 mod store_shared;
 
 pub use admin::{
-    blocklist_source, AdminStore, AuditQuery, AuditRecord, BlocklistAdded, BlocklistEntry, HoldOutcome, LinkFilter, LinkHold,
-    HOLD_ADMIN, MAX_AUDIT_LIMIT,
+    AdminStore, AuditQuery, AuditRecord, BlocklistAdded, BlocklistEntry, HOLD_ADMIN, HoldOutcome, LinkFilter, LinkHold, MAX_AUDIT_LIMIT, blocklist_source,
 };
 pub use common::{IDEMPOTENCY_TTL, MAX_LIST_LIMIT, TOMBSTONE_PERIOD};
-pub use open::{migrate, open_store, MigrationReport, StoreTarget};
+pub use open::{MigrationReport, StoreTarget, migrate, open_store};
 pub use postgres::PostgresLinkStore;
-pub use sqlite::{SqliteLinkStore, SQLITE_FILE_NAME};
+pub use sqlite::{SQLITE_FILE_NAME, SqliteLinkStore};
 
 /// A partial update of a link (`PATCH /v1/links/{code}`); `None` leaves a field unchanged.
 /// Values are already validated and normalized by the caller.

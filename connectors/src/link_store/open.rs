@@ -3,9 +3,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::LinkStore;
 use super::postgres::PostgresLinkStore;
 use super::sqlite::SqliteLinkStore;
-use super::LinkStore;
 use crate::{Error, Result};
 
 /// Where the links live, parsed from a configuration string by [`StoreTarget::parse`].
@@ -109,16 +109,14 @@ pub async fn migrate(url_or_path: &str) -> Result<MigrationReport> {
             use std::str::FromStr;
             let opts = match &target {
                 StoreTarget::SqliteDir(dir) => {
-                    std::fs::create_dir_all(dir)
-                        .map_err(|e| Error::Config(format!("could not create data dir \"{}\": {e}", dir.display())))?;
+                    std::fs::create_dir_all(dir).map_err(|e| Error::Config(format!("could not create data dir \"{}\": {e}", dir.display())))?;
                     SqliteConnectOptions::new().filename(dir.join(super::sqlite::SQLITE_FILE_NAME))
                 }
                 StoreTarget::SqliteUrl(url) => SqliteConnectOptions::from_str(url)?,
                 StoreTarget::Postgres(_) => unreachable!("matched above"),
             };
             if let Some(parent) = opts.get_filename().parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent)
-                    .map_err(|e| Error::Config(format!("could not create directory \"{}\": {e}", parent.display())))?;
+                std::fs::create_dir_all(parent).map_err(|e| Error::Config(format!("could not create directory \"{}\": {e}", parent.display())))?;
             }
             let pool = SqlitePool::connect_with(opts.create_if_missing(true)).await?;
             let before = applied_sqlite(&pool).await?;
@@ -150,10 +148,7 @@ mod tests {
 
     #[test]
     fn targets_are_chosen_by_prefix() {
-        assert_eq!(
-            StoreTarget::parse("postgres://u:p@127.0.0.1:5432/db").expect("pg"),
-            StoreTarget::Postgres("postgres://u:p@127.0.0.1:5432/db".into())
-        );
+        assert_eq!(StoreTarget::parse("postgres://u:p@127.0.0.1:5432/db").expect("pg"), StoreTarget::Postgres("postgres://u:p@127.0.0.1:5432/db".into()));
         assert_eq!(StoreTarget::parse("postgresql://h/db").expect("pg").backend(), "postgres");
         assert_eq!(
             StoreTarget::parse("sqlite:///var/lib/sluice/links.db").expect("sqlite"),

@@ -15,8 +15,7 @@ use sqlx::{Connection, Postgres, Row, Transaction};
 
 use super::admin_postgres::record_owner_enabled;
 use super::common::{
-    apply_patch, check_limit, check_patch, check_text, check_time, link_from_json, link_json, prepare_insert, trunc_us,
-    IDEMPOTENCY_TTL, TOMBSTONE_PERIOD,
+    IDEMPOTENCY_TTL, TOMBSTONE_PERIOD, apply_patch, check_limit, check_patch, check_text, check_time, link_from_json, link_json, prepare_insert, trunc_us,
 };
 use super::store_shared::link_store;
 use super::{IdempotencyRecord, LinkChange, LinkPatch, LinkStore, ListQuery};
@@ -41,11 +40,9 @@ const LIST_LINKS: &str = "SELECT seq, code, long_url, domain, expires_at, enable
                           AND ($2::boolean IS NULL OR enabled = $2) \
                           AND ($3::text IS NULL OR tags @> ARRAY[$3::text]) \
                           ORDER BY seq LIMIT $4";
-const CHANGES_SINCE: &str =
-    "SELECT change_seq, code, link FROM link_changes WHERE change_seq > $1 ORDER BY change_seq LIMIT $2";
+const CHANGES_SINCE: &str = "SELECT change_seq, code, link FROM link_changes WHERE change_seq > $1 ORDER BY change_seq LIMIT $2";
 const INSERT_CHANGE: &str = "INSERT INTO link_changes (change_seq, code, link) VALUES ($1, $2, $3)";
-const IDEMPOTENCY_GET: &str =
-    "SELECT key, request_hash, status, body, created_at FROM idempotency WHERE key = $1 AND created_at > $2";
+const IDEMPOTENCY_GET: &str = "SELECT key, request_hash, status, body, created_at FROM idempotency WHERE key = $1 AND created_at > $2";
 const IDEMPOTENCY_PUT: &str = "INSERT INTO idempotency (key, request_hash, status, body, created_at) VALUES ($1, $2, $3, $4, $5) \
                                ON CONFLICT (key) DO UPDATE SET request_hash = excluded.request_hash, status = excluded.status, \
                                body = excluded.body, created_at = excluded.created_at WHERE idempotency.created_at <= $6";
@@ -94,19 +91,13 @@ impl PostgresLinkStore {
         check_schema_name(schema)?;
         let opts = PgConnectOptions::from_str(url)?;
         let mut conn = sqlx::PgConnection::connect_with(&opts).await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"")))
-            .execute(&mut conn)
-            .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))).execute(&mut conn).await?;
         conn.close().await?;
         Self::connect_with(opts.options([("search_path", schema)]), Some(schema.to_string())).await
     }
 
     async fn connect_with(opts: PgConnectOptions, schema: Option<String>) -> Result<Self> {
-        let pool = PgPoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(Duration::from_secs(30))
-            .connect_with(opts)
-            .await?;
+        let pool = PgPoolOptions::new().max_connections(8).acquire_timeout(Duration::from_secs(30)).connect_with(opts).await?;
         MIGRATOR.run(&pool).await?;
         tracing::debug!(schema = schema.as_deref().unwrap_or("(default)"), "postgres link store open");
         Ok(Self { pool, schema })
@@ -129,10 +120,8 @@ impl PostgresLinkStore {
 
 pub(super) fn link_from_row(row: &PgRow) -> Result<(i64, Link)> {
     let redirect: i16 = row.try_get("redirect_type")?;
-    let redirect_type = u16::try_from(redirect)
-        .ok()
-        .and_then(|r| RedirectType::try_from(r).ok())
-        .ok_or_else(|| Error::Corrupt(format!("redirect_type {redirect}")))?;
+    let redirect_type =
+        u16::try_from(redirect).ok().and_then(|r| RedirectType::try_from(r).ok()).ok_or_else(|| Error::Corrupt(format!("redirect_type {redirect}")))?;
     let link = Link {
         code: row.try_get("code")?,
         long_url: row.try_get("long_url")?,

@@ -17,8 +17,8 @@ use sqlx::{Row, Sqlite, Transaction};
 
 use super::admin_sqlite::record_owner_enabled;
 use super::common::{
-    apply_patch, check_limit, check_patch, check_text, check_time, from_us, link_from_json, link_json,
-    prepare_insert, trunc_us, IDEMPOTENCY_TTL, TOMBSTONE_PERIOD,
+    IDEMPOTENCY_TTL, TOMBSTONE_PERIOD, apply_patch, check_limit, check_patch, check_text, check_time, from_us, link_from_json, link_json, prepare_insert,
+    trunc_us,
 };
 use super::store_shared::link_store;
 use super::{IdempotencyRecord, LinkChange, LinkPatch, LinkStore, ListQuery};
@@ -46,11 +46,9 @@ const LIST_LINKS: &str = "SELECT l.seq, l.code, l.long_url, l.domain, l.expires_
                           AND (?2 IS NULL OR l.enabled = ?2) \
                           AND (?3 IS NULL OR EXISTS (SELECT 1 FROM link_tags t WHERE t.tag = ?3 AND t.link_seq = l.seq)) \
                           ORDER BY l.seq LIMIT ?4";
-const CHANGES_SINCE: &str =
-    "SELECT change_seq, code, link FROM link_changes WHERE change_seq > ?1 ORDER BY change_seq LIMIT ?2";
+const CHANGES_SINCE: &str = "SELECT change_seq, code, link FROM link_changes WHERE change_seq > ?1 ORDER BY change_seq LIMIT ?2";
 const INSERT_CHANGE: &str = "INSERT INTO link_changes (change_seq, code, link) VALUES (?1, ?2, ?3)";
-const IDEMPOTENCY_GET: &str =
-    "SELECT key, request_hash, status, body, created_at_us FROM idempotency WHERE key = ?1 AND created_at_us > ?2";
+const IDEMPOTENCY_GET: &str = "SELECT key, request_hash, status, body, created_at_us FROM idempotency WHERE key = ?1 AND created_at_us > ?2";
 const IDEMPOTENCY_PUT: &str = "INSERT INTO idempotency (key, request_hash, status, body, created_at_us) VALUES (?1, ?2, ?3, ?4, ?5) \
                                ON CONFLICT (key) DO UPDATE SET request_hash = excluded.request_hash, status = excluded.status, \
                                body = excluded.body, created_at_us = excluded.created_at_us WHERE idempotency.created_at_us <= ?6";
@@ -78,8 +76,7 @@ impl SqliteLinkStore {
     /// Errors: [`Error::Config`] if the directory cannot be created, [`Error::Database`] /
     /// [`Error::Migrate`] if the file cannot be opened or migrated.
     pub async fn open_dir(data_dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(data_dir)
-            .map_err(|e| Error::Config(format!("could not create data dir \"{}\": {e}", data_dir.display())))?;
+        std::fs::create_dir_all(data_dir).map_err(|e| Error::Config(format!("could not create data dir \"{}\": {e}", data_dir.display())))?;
         Self::open_file(&data_dir.join(SQLITE_FILE_NAME)).await
     }
 
@@ -94,8 +91,7 @@ impl SqliteLinkStore {
     pub async fn open_url(url: &str) -> Result<Self> {
         let opts = SqliteConnectOptions::from_str(url)?;
         if let Some(parent) = opts.get_filename().parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| Error::Config(format!("could not create directory \"{}\": {e}", parent.display())))?;
+            std::fs::create_dir_all(parent).map_err(|e| Error::Config(format!("could not create directory \"{}\": {e}", parent.display())))?;
         }
         Self::open_with_options(opts).await
     }
@@ -119,11 +115,7 @@ impl SqliteLinkStore {
             .connect_with(opts.clone())
             .await?;
         MIGRATOR.run(&writer).await?;
-        let reader = SqlitePoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(Duration::from_secs(30))
-            .connect_with(opts.create_if_missing(false))
-            .await?;
+        let reader = SqlitePoolOptions::new().max_connections(4).acquire_timeout(Duration::from_secs(30)).connect_with(opts.create_if_missing(false)).await?;
         tracing::debug!(path = %path.display(), "sqlite link store open");
         Ok(Self { writer, reader, path })
     }
@@ -157,13 +149,10 @@ pub(super) fn get_time(row: &SqliteRow, col: &str) -> Result<DateTime<Utc>> {
 
 pub(super) fn link_from_row(row: &SqliteRow) -> Result<(i64, Link)> {
     let tags: String = row.try_get("tags")?;
-    let tags: Vec<String> =
-        serde_json::from_str(&tags).map_err(|e| Error::Corrupt(format!("tags column is not a json string array: {e}")))?;
+    let tags: Vec<String> = serde_json::from_str(&tags).map_err(|e| Error::Corrupt(format!("tags column is not a json string array: {e}")))?;
     let redirect: i64 = row.try_get("redirect_type")?;
-    let redirect_type = u16::try_from(redirect)
-        .ok()
-        .and_then(|r| RedirectType::try_from(r).ok())
-        .ok_or_else(|| Error::Corrupt(format!("redirect_type {redirect}")))?;
+    let redirect_type =
+        u16::try_from(redirect).ok().and_then(|r| RedirectType::try_from(r).ok()).ok_or_else(|| Error::Corrupt(format!("redirect_type {redirect}")))?;
     let expires: Option<i64> = row.try_get("expires_at_us")?;
     let expires_at = match expires {
         None => None,
@@ -198,11 +187,7 @@ fn enc_redirect(r: RedirectType) -> i64 {
 async fn index_tags(tx: &mut Tx, seq: i64, tags: &[String]) -> Result<()> {
     sqlx::query("DELETE FROM link_tags WHERE link_seq = ?1").bind(seq).execute(&mut **tx).await?;
     for tag in tags {
-        sqlx::query("INSERT INTO link_tags (tag, link_seq) VALUES (?1, ?2)")
-            .bind(tag)
-            .bind(seq)
-            .execute(&mut **tx)
-            .await?;
+        sqlx::query("INSERT INTO link_tags (tag, link_seq) VALUES (?1, ?2)").bind(tag).bind(seq).execute(&mut **tx).await?;
     }
     Ok(())
 }

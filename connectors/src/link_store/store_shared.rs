@@ -27,9 +27,7 @@ macro_rules! link_store {
         /// Takes the next change number; the `change_counter` row is locked until commit, so
         /// writers are serialized and change numbers follow commit order.
         pub(super) async fn next_change(tx: &mut Tx) -> Result<i64> {
-            Ok(sqlx::query_scalar("UPDATE change_counter SET last = last + 1 WHERE id = 1 RETURNING last")
-                .fetch_one(&mut **tx)
-                .await?)
+            Ok(sqlx::query_scalar("UPDATE change_counter SET last = last + 1 WHERE id = 1 RETURNING last").fetch_one(&mut **tx).await?)
         }
 
         /// Appends change `seq` to the feed: the link's new state, or `None` for a delete.
@@ -81,11 +79,7 @@ macro_rules! link_store {
                 let seq = next_change(&mut tx).await?;
                 // A tombstone at least TOMBSTONE_PERIOD old no longer blocks the code: remove
                 // it so the unique index admits the new link.
-                sqlx::query(DELETE_TOMBSTONE)
-                    .bind(&link.code)
-                    .bind(enc_time(link.created_at - TOMBSTONE_PERIOD))
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(DELETE_TOMBSTONE).bind(&link.code).bind(enc_time(link.created_at - TOMBSTONE_PERIOD)).execute(&mut *tx).await?;
                 let inserted = sqlx::query(INSERT_LINK)
                     .bind(seq)
                     .bind(&link.code)
@@ -119,13 +113,7 @@ macro_rules! link_store {
                 Ok(row.as_ref().map(link_from_row).transpose()?.map(|(_, l)| l))
             }
 
-            async fn update(
-                &self,
-                code: &str,
-                patch: &LinkPatch,
-                expected_version: Option<i64>,
-                now: DateTime<Utc>,
-            ) -> Result<Link> {
+            async fn update(&self, code: &str, patch: &LinkPatch, expected_version: Option<i64>, now: DateTime<Utc>) -> Result<Link> {
                 check_patch(patch, now)?;
                 let (mut tx, change, seq, current) = begin_link_change(self, code).await?;
                 if let Some(expected) = expected_version.filter(|&v| v != current.version) {
@@ -185,8 +173,7 @@ macro_rules! link_store {
             }
 
             async fn changes_since(&self, after: i64, limit: u32) -> Result<Vec<(i64, LinkChange)>> {
-                let rows =
-                    sqlx::query(CHANGES_SINCE).bind(after).bind(i64::from(limit)).fetch_all(read_pool(self)).await?;
+                let rows = sqlx::query(CHANGES_SINCE).bind(after).bind(i64::from(limit)).fetch_all(read_pool(self)).await?;
                 rows.iter()
                     .map(|row| {
                         let seq: i64 = row.try_get("change_seq")?;
@@ -205,11 +192,7 @@ macro_rules! link_store {
                 if key.contains('\0') {
                     return Ok(None);
                 }
-                let row = sqlx::query(IDEMPOTENCY_GET)
-                    .bind(key)
-                    .bind(enc_time(now - IDEMPOTENCY_TTL))
-                    .fetch_optional(read_pool(self))
-                    .await?;
+                let row = sqlx::query(IDEMPOTENCY_GET).bind(key).bind(enc_time(now - IDEMPOTENCY_TTL)).fetch_optional(read_pool(self)).await?;
                 let Some(row) = row else { return Ok(None) };
                 let status: StatusInt = row.try_get("status")?;
                 Ok(Some(IdempotencyRecord {

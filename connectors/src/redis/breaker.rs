@@ -70,10 +70,7 @@ impl CircuitBreaker {
             return None;
         }
         // Open long enough: exactly one caller becomes the half-open probe.
-        self.opened_at
-            .compare_exchange(opened, PROBING, Ordering::AcqRel, Ordering::Acquire)
-            .ok()
-            .map(|_| Permit { probe: true })
+        self.opened_at.compare_exchange(opened, PROBING, Ordering::AcqRel, Ordering::Acquire).ok().map(|_| Permit { probe: true })
     }
 
     /// Reports the outcome of a permitted call.

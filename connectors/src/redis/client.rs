@@ -15,10 +15,11 @@ use crate::{Error, Result};
 /// Whether a Redis error says the server is unreachable or overloaded (a breaker failure,
 /// worth retrying) rather than that the command was wrong.
 pub fn redis_error_retryable(e: &RedisError) -> bool {
-    e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal() || matches!(
-        e.retry_method(),
-        ::redis::RetryMethod::Reconnect | ::redis::RetryMethod::WaitAndRetry | ::redis::RetryMethod::RetryImmediately
-    )
+    e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || matches!(e.retry_method(), ::redis::RetryMethod::Reconnect | ::redis::RetryMethod::WaitAndRetry | ::redis::RetryMethod::RetryImmediately)
 }
 
 /// One multiplexed connection (reconnected by the client on failure), a per-call deadline

@@ -101,17 +101,7 @@ impl RedisLinkCache {
         let publisher = Publisher { conn: writes, keys: keys.clone(), config: config.clone(), origin: origin.clone(), metrics: metrics.clone() };
         let runtime = tokio::runtime::Handle::current();
         runtime.spawn(publisher.run(rx));
-        Ok(Arc::new(RedisLinkCache {
-            lookups,
-            fills,
-            keys,
-            config: config.clone(),
-            origin,
-            publish_tx,
-            metrics,
-            runtime,
-            subscriber: Default::default(),
-        }))
+        Ok(Arc::new(RedisLinkCache { lookups, fills, keys, config: config.clone(), origin, publish_tx, metrics, runtime, subscriber: Default::default() }))
     }
 
     /// Starts the process's subscriber: `on_invalidation` is called for every change other

@@ -30,11 +30,7 @@ pub fn describe() {
         describe_counter!("sluice_redis_l2_lookups_total", Unit::Count, "L2 (Redis) link cache lookups by result.");
         describe_counter!("sluice_redis_l2_writes_total", Unit::Count, "L2 (Redis) link cache entries written.");
         describe_counter!("sluice_redis_l2_write_errors_total", Unit::Count, "Failed L2 (Redis) link cache writes.");
-        describe_counter!(
-            "sluice_redis_invalidations_received_total",
-            Unit::Count,
-            "Link invalidations received from other processes over Redis pub/sub."
-        );
+        describe_counter!("sluice_redis_invalidations_received_total", Unit::Count, "Link invalidations received from other processes over Redis pub/sub.");
         describe_counter!("sluice_redis_sink_rows_written_total", Unit::Count, "Hot-view rows written to Redis.");
         describe_counter!("sluice_redis_sink_flushes_total", Unit::Count, "Successful Redis sink pipelines.");
         describe_counter!("sluice_redis_sink_errors_total", Unit::Count, "Failed Redis sink pipelines (retried).");

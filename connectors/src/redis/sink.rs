@@ -341,12 +341,7 @@ impl Writer {
                     let dim = if r.view == RollupView::Country { "country" } else { "referrer" };
                     let value = r.dims.first().map(String::as_str).unwrap_or("");
                     pipe.invoke_script(
-                        self.zset_delta
-                            .key(k.day_top(&r.code, r.bucket_start_ms, dim))
-                            .key(k.top(&r.code, dim))
-                            .arg(value)
-                            .arg(r.clicks)
-                            .arg(day_ttl),
+                        self.zset_delta.key(k.day_top(&r.code, r.bucket_start_ms, dim)).key(k.top(&r.code, dim)).arg(value).arg(r.clicks).arg(day_ttl),
                     )
                     .ignore();
                 }

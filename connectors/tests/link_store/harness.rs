@@ -5,7 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use sluice_connectors::{open_store, LinkStore};
+use sluice_connectors::{LinkStore, open_store};
 use sluice_schemas::{Link, RedirectType};
 
 /// What a behaviour test gets: a location string accepted by `open_store` / `migrate`.
@@ -44,18 +44,12 @@ where
     );
     let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
     let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect to SLUICE_POSTGRES_URL");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA \"{schema}\"")))
-        .execute(&mut conn)
-        .await
-        .expect("create test schema");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA \"{schema}\""))).execute(&mut conn).await.expect("create test schema");
     let sep = if url.contains('?') { '&' } else { '?' };
     test(Ctx { target: format!("{url}{sep}options[search_path]={schema}") }).await;
     // Only reached when the test passed: failed tests leave their schema for inspection
     // (infra/test recreates the test database on every run).
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE")))
-        .execute(&mut conn)
-        .await
-        .expect("drop test schema");
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE"))).execute(&mut conn).await.expect("drop test schema");
 }
 
 /// 2024-03-01T12:00:00.123456789Z: nanoseconds on purpose, the stores keep microseconds.
@@ -94,14 +88,7 @@ pub fn stored(l: &Link) -> Link {
             tags.push(t.clone());
         }
     }
-    Link {
-        tags,
-        expires_at: l.expires_at.map(micros),
-        created_at: micros(l.created_at),
-        updated_at: micros(l.created_at),
-        version: 1,
-        ..l.clone()
-    }
+    Link { tags, expires_at: l.expires_at.map(micros), created_at: micros(l.created_at), updated_at: micros(l.created_at), version: 1, ..l.clone() }
 }
 
 pub fn strings(v: &[&str]) -> Vec<String> {

@@ -7,7 +7,7 @@ use chrono::TimeDelta;
 use sluice_connectors::{Error, LinkPatch, LinkStore, ListQuery};
 use sluice_schemas::{Link, RedirectType};
 
-use crate::harness::{link, micros, stored, strings, t0, Ctx};
+use crate::harness::{Ctx, link, micros, stored, strings, t0};
 
 pub async fn insert_then_get_round_trips_exactly(ctx: Ctx) {
     let store = ctx.open().await;
@@ -184,8 +184,7 @@ pub async fn tombstone_blocks_reuse_for_thirty_days(ctx: Ctx) {
     let reborn = store.insert(&again).await.expect("reuse after 31 days");
     assert_eq!(reborn, stored(&again));
     assert_eq!(store.get("tomb").await.expect("get"), Some(stored(&again)));
-    let codes: Vec<String> =
-        store.list(&ListQuery { limit: 10, ..ListQuery::default() }).await.expect("list").into_iter().map(|(_, l)| l.code).collect();
+    let codes: Vec<String> = store.list(&ListQuery { limit: 10, ..ListQuery::default() }).await.expect("list").into_iter().map(|(_, l)| l.code).collect();
     assert_eq!(codes, strings(&["other", "tomb"]));
 
     // Exactly 30 days is the boundary: reusable.
@@ -268,8 +267,8 @@ pub async fn list_pages_in_creation_order_with_exact_filters(ctx: Ctx) {
 pub async fn unicode_tags_match_exactly(ctx: Ctx) {
     let store = ctx.open().await;
     let variants: [(&str, &[&str]); 6] = [
-        ("u1", &["café"]),                 // NFC
-        ("u2", &["cafe\u{301}"]),          // NFD: different code points, different tag
+        ("u1", &["café"]),        // NFC
+        ("u2", &["cafe\u{301}"]), // NFD: different code points, different tag
         ("u3", &["日本語", "🦀"]),
         ("u4", &["Straße"]),
         ("u5", &["STRASSE", "🦀🦀"]),

@@ -3,10 +3,10 @@
 
 use chrono::TimeDelta;
 use serde_json::json;
-use sluice_connectors::{AdminStore, AuditQuery, AuditRecord, BlocklistEntry, Error, LinkChange, LinkHold, LinkPatch, HOLD_ADMIN};
+use sluice_connectors::{AdminStore, AuditQuery, AuditRecord, BlocklistEntry, Error, HOLD_ADMIN, LinkChange, LinkHold, LinkPatch};
 use sluice_schemas::Link;
 
-use crate::harness::{link, micros, t0, Ctx};
+use crate::harness::{Ctx, link, micros, t0};
 
 fn audit(action: &str, target: &str, at_s: i64) -> AuditRecord {
     AuditRecord {
@@ -58,7 +58,10 @@ pub async fn blocklist_holds_matching_links_and_release_restores_owner_state(ctx
     assert_eq!(added.links.iter().map(|o| o.changed).collect::<Vec<_>>(), vec![true, true, false]);
     assert!(added.links.iter().all(|o| !o.link.enabled));
     assert_eq!(added.links[0].link.version, 2);
-    assert_eq!(added.links[0].holds, vec![LinkHold { source: "blocklist:evil.example".into(), reason: Some("phishing".into()), actor: "admin-token".into(), created_at: micros(t0()) }]);
+    assert_eq!(
+        added.links[0].holds,
+        vec![LinkHold { source: "blocklist:evil.example".into(), reason: Some("phishing".into()), actor: "admin-token".into(), created_at: micros(t0()) }]
+    );
     // Exactly the flipped links are in the change feed, with their new state.
     let feed: Vec<LinkChange> = store.changes_since(before, 100).await.expect("feed").into_iter().map(|(_, c)| c).collect();
     assert_eq!(feed, vec![LinkChange::Upserted(added.links[0].link.clone()), LinkChange::Upserted(added.links[1].link.clone())]);
@@ -78,8 +81,15 @@ pub async fn blocklist_holds_matching_links_and_release_restores_owner_state(ctx
     assert!(!held.changed);
     assert_eq!(held.holds.iter().map(|h| h.source.as_str()).collect::<Vec<_>>(), vec!["blocklist:evil.example", "admin"]);
 
-    let released = admin(&store).blocklist_remove("evil.example", t0() + TimeDelta::seconds(4), &audit("blocklist.remove", "evil.example", 4)).await.expect("remove").expect("existed");
-    assert_eq!(released.iter().map(|o| (o.link.code.as_str(), o.link.enabled, o.changed)).collect::<Vec<_>>(), vec![("a", false, false), ("b", true, true), ("e", false, false)]);
+    let released = admin(&store)
+        .blocklist_remove("evil.example", t0() + TimeDelta::seconds(4), &audit("blocklist.remove", "evil.example", 4))
+        .await
+        .expect("remove")
+        .expect("existed");
+    assert_eq!(
+        released.iter().map(|o| (o.link.code.as_str(), o.link.enabled, o.changed)).collect::<Vec<_>>(),
+        vec![("a", false, false), ("b", true, true), ("e", false, false)]
+    );
     assert_eq!(released[1].link.version, 3);
     assert!(admin(&store).blocklist_remove("evil.example", t0(), &audit("blocklist.remove", "evil.example", 5)).await.expect("remove").is_none());
     assert!(admin(&store).blocklist_list().await.expect("list").is_empty());
@@ -93,10 +103,10 @@ pub async fn blocklist_holds_matching_links_and_release_restores_owner_state(ctx
 
     // The audit log holds exactly the two blocklist changes, newest first, with affected codes.
     let log = admin(&store).audit_list(&AuditQuery { limit: 10, ..AuditQuery::default() }).await.expect("audit");
-    assert_eq!(log.iter().map(|r| (r.action.as_str(), r.details.clone())).collect::<Vec<_>>(), vec![
-        ("blocklist.remove", json!({"affected": ["a", "b", "e"]})),
-        ("blocklist.add", json!({"affected": ["a", "b", "e"]})),
-    ]);
+    assert_eq!(
+        log.iter().map(|r| (r.action.as_str(), r.details.clone())).collect::<Vec<_>>(),
+        vec![("blocklist.remove", json!({"affected": ["a", "b", "e"]})), ("blocklist.add", json!({"affected": ["a", "b", "e"]})),]
+    );
 }
 
 pub async fn admin_holds_need_a_live_link_and_survive_owner_updates(ctx: Ctx) {

@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use chrono::TimeDelta;
-use sluice_connectors::{migrate, Error, IdempotencyRecord, LinkChange, LinkPatch};
+use sluice_connectors::{Error, IdempotencyRecord, LinkChange, LinkPatch, migrate};
 
-use crate::harness::{link, micros, t0, Ctx};
+use crate::harness::{Ctx, link, micros, t0};
 
 pub async fn change_feed_numbers_every_write_in_commit_order(ctx: Ctx) {
     let store = ctx.open().await;
@@ -70,13 +70,7 @@ pub async fn change_feed_pages_by_limit(ctx: Ctx) {
 }
 
 fn record(key: &str, body: &str, at: chrono::DateTime<chrono::Utc>) -> IdempotencyRecord {
-    IdempotencyRecord {
-        key: key.to_string(),
-        request_hash: format!("hash-of-{body}"),
-        status: 201,
-        body: body.to_string(),
-        created_at: at,
-    }
+    IdempotencyRecord { key: key.to_string(), request_hash: format!("hash-of-{body}"), status: 201, body: body.to_string(), created_at: at }
 }
 
 pub async fn idempotency_records_expire_after_24_hours(ctx: Ctx) {
@@ -86,10 +80,7 @@ pub async fn idempotency_records_expire_after_24_hours(ctx: Ctx) {
     let expected = IdempotencyRecord { created_at: micros(t0()), ..rec.clone() };
     let at = |d: TimeDelta| micros(t0()) + d;
     assert_eq!(store.idempotency_get("links:k1", at(TimeDelta::hours(1))).await.expect("get"), Some(expected.clone()));
-    assert_eq!(
-        store.idempotency_get("links:k1", at(TimeDelta::hours(24) - TimeDelta::microseconds(1))).await.expect("get"),
-        Some(expected.clone())
-    );
+    assert_eq!(store.idempotency_get("links:k1", at(TimeDelta::hours(24) - TimeDelta::microseconds(1))).await.expect("get"), Some(expected.clone()));
     assert_eq!(store.idempotency_get("links:k1", at(TimeDelta::hours(24))).await.expect("get"), None);
     assert_eq!(store.idempotency_get("links:other", at(TimeDelta::hours(1))).await.expect("get"), None);
 
@@ -105,10 +96,7 @@ pub async fn idempotency_records_expire_after_24_hours(ctx: Ctx) {
     let renewed = record("links:k1", "renewed", at(TimeDelta::hours(24)));
     store.idempotency_put(&renewed).await.expect("put after expiry");
     assert_eq!(store.idempotency_get("links:k1", at(TimeDelta::hours(25))).await.expect("get"), Some(renewed));
-    assert_eq!(
-        store.idempotency_get("links:k2", at(TimeDelta::hours(25))).await.expect("get").map(|r| r.body),
-        Some("b2".to_string())
-    );
+    assert_eq!(store.idempotency_get("links:k2", at(TimeDelta::hours(25))).await.expect("get").map(|r| r.body), Some("b2".to_string()));
 }
 
 pub async fn concurrent_idempotency_puts_yield_one_winner(ctx: Ctx) {

@@ -205,7 +205,16 @@ impl ClickBurstConfig {
 
 impl Default for ClickBurstConfig {
     fn default() -> Self {
-        ClickBurstConfig { enabled: true, min_ratio: 3.0, min_z: 6.0, critical_min_ratio: 10.0, critical_min_z: 12.0, info_min_clicks: 15, warning_min_clicks: 30, critical_min_clicks: 200 }
+        ClickBurstConfig {
+            enabled: true,
+            min_ratio: 3.0,
+            min_z: 6.0,
+            critical_min_ratio: 10.0,
+            critical_min_z: 12.0,
+            info_min_clicks: 15,
+            warning_min_clicks: 30,
+            critical_min_clicks: 200,
+        }
     }
 }
 
@@ -242,7 +251,9 @@ impl Default for VisitorFloodConfig {
         VisitorFloodConfig {
             enabled: true,
             window: Duration::from_secs(60),
-            info_min_clicks: 30, warning_min_clicks: 60, critical_min_clicks: 120,
+            info_min_clicks: 30,
+            warning_min_clicks: 60,
+            critical_min_clicks: 120,
             network_info_min_clicks: 60,
             network_warning_min_clicks: 120,
             network_critical_min_clicks: 300,
@@ -293,7 +304,15 @@ impl BotShareConfig {
 
 impl Default for BotShareConfig {
     fn default() -> Self {
-        BotShareConfig { enabled: true, min_share: 0.5, critical_min_share: 0.8, min_increase: 0.25, info_min_clicks: 15, warning_min_clicks: 30, critical_min_clicks: 200 }
+        BotShareConfig {
+            enabled: true,
+            min_share: 0.5,
+            critical_min_share: 0.8,
+            min_increase: 0.25,
+            info_min_clicks: 15,
+            warning_min_clicks: 30,
+            critical_min_clicks: 200,
+        }
     }
 }
 
@@ -327,12 +346,30 @@ pub struct ShareShiftConfig {
 impl ShareShiftConfig {
     /// Defaults of `[abuse.referrer-spam]`.
     pub fn referrer_default() -> ShareShiftConfig {
-        ShareShiftConfig { enabled: true, min_share: 0.5, critical_min_share: 0.8, max_baseline_share: 0.05, min_baseline_rate: 0.1, info_min_clicks: 15, warning_min_clicks: 30, critical_min_clicks: 200 }
+        ShareShiftConfig {
+            enabled: true,
+            min_share: 0.5,
+            critical_min_share: 0.8,
+            max_baseline_share: 0.05,
+            min_baseline_rate: 0.1,
+            info_min_clicks: 15,
+            warning_min_clicks: 30,
+            critical_min_clicks: 200,
+        }
     }
 
     /// Defaults of `[abuse.geo-shift]`.
     pub fn geo_default() -> ShareShiftConfig {
-        ShareShiftConfig { enabled: true, min_share: 0.6, critical_min_share: 0.8, max_baseline_share: 0.25, min_baseline_rate: 0.1, info_min_clicks: 15, warning_min_clicks: 30, critical_min_clicks: 200 }
+        ShareShiftConfig {
+            enabled: true,
+            min_share: 0.6,
+            critical_min_share: 0.8,
+            max_baseline_share: 0.25,
+            min_baseline_rate: 0.1,
+            info_min_clicks: 15,
+            warning_min_clicks: 30,
+            critical_min_clicks: 200,
+        }
     }
 }
 
@@ -378,19 +415,11 @@ impl Default for BlocklistedTargetConfig {
 }
 
 fn share(name: &str, key: &str, v: f64) -> Result<()> {
-    if v.is_finite() && v > 0.0 && v <= 1.0 {
-        Ok(())
-    } else {
-        Err(Error::Config(format!("\"abuse.{name}.{key}\" must be a share in (0, 1], got {v}")))
-    }
+    if v.is_finite() && v > 0.0 && v <= 1.0 { Ok(()) } else { Err(Error::Config(format!("\"abuse.{name}.{key}\" must be a share in (0, 1], got {v}"))) }
 }
 
 fn at_least(name: &str, key: &str, v: f64, min: f64) -> Result<()> {
-    if v.is_finite() && v >= min {
-        Ok(())
-    } else {
-        Err(Error::Config(format!("\"abuse.{name}.{key}\" must be a number >= {min}, got {v}")))
-    }
+    if v.is_finite() && v >= min { Ok(()) } else { Err(Error::Config(format!("\"abuse.{name}.{key}\" must be a number >= {min}, got {v}"))) }
 }
 
 impl AbuseConfig {

@@ -56,14 +56,8 @@ impl PatternSet {
             if regex::Regex::new(p).is_ok() {
                 plain.push(format!("(?:{p})"));
             } else {
-                let src = if case_insensitive {
-                    format!("(?i:{p})")
-                } else {
-                    p.clone()
-                };
-                let re = fancy_regex::Regex::new(&src).map_err(|e| {
-                    Error::EnrichData(format!("{name} pattern {p:?} does not compile: {e}"))
-                })?;
+                let src = if case_insensitive { format!("(?i:{p})") } else { p.clone() };
+                let re = fancy_regex::Regex::new(&src).map_err(|e| Error::EnrichData(format!("{name} pattern {p:?} does not compile: {e}")))?;
                 slow.push(re);
             }
         }
@@ -76,20 +70,14 @@ impl PatternSet {
                     .size_limit(REGEX_SIZE_LIMIT)
                     .dfa_size_limit(DFA_SIZE_LIMIT)
                     .build()
-                    .map_err(|e| {
-                        Error::EnrichData(format!("{name} patterns do not compile: {e}"))
-                    })?,
+                    .map_err(|e| Error::EnrichData(format!("{name} patterns do not compile: {e}")))?,
             )
         };
         Ok(PatternSet { fast, slow })
     }
 
     fn is_match(&self, text: &str) -> bool {
-        self.fast.as_ref().is_some_and(|re| re.is_match(text))
-            || self
-                .slow
-                .iter()
-                .any(|re| re.is_match(text).unwrap_or(false))
+        self.fast.as_ref().is_some_and(|re| re.is_match(text)) || self.slow.iter().any(|re| re.is_match(text).unwrap_or(false))
     }
 
     fn len(&self) -> usize {
@@ -123,10 +111,9 @@ impl BotClassifier {
     /// [`Error::EnrichData`] if the vendored JSON does not parse or a pattern compiles
     /// with neither `regex` nor `fancy-regex` (a build defect).
     pub fn bundled() -> Result<BotClassifier> {
-        let cd: CrawlerDetectFile = serde_json::from_str(CRAWLERDETECT_JSON)
-            .map_err(|e| Error::EnrichData(format!("crawlerdetect-patterns.json: {e}")))?;
-        let cua: Vec<CrawlerUserAgentsEntry> = serde_json::from_str(CRAWLER_USER_AGENTS_JSON)
-            .map_err(|e| Error::EnrichData(format!("crawler-user-agents.json: {e}")))?;
+        let cd: CrawlerDetectFile = serde_json::from_str(CRAWLERDETECT_JSON).map_err(|e| Error::EnrichData(format!("crawlerdetect-patterns.json: {e}")))?;
+        let cua: Vec<CrawlerUserAgentsEntry> =
+            serde_json::from_str(CRAWLER_USER_AGENTS_JSON).map_err(|e| Error::EnrichData(format!("crawler-user-agents.json: {e}")))?;
         let cua: Vec<String> = cua.into_iter().map(|e| e.pattern).collect();
         let cd_exclusions = RegexBuilder::new(&cd.exclusions.join("|"))
             .case_insensitive(true)
@@ -176,12 +163,7 @@ mod tests {
 
     #[test]
     fn lookaround_pattern_is_honoured() {
-        let set = PatternSet::compile(
-            "t",
-            &["Yandex(?!Search)".to_owned(), "^b0t$".to_owned()],
-            true,
-        )
-        .expect("compiles");
+        let set = PatternSet::compile("t", &["Yandex(?!Search)".to_owned(), "^b0t$".to_owned()], true).expect("compiles");
         assert_eq!(set.slow.len(), 1, "look-around goes to fancy-regex");
         assert!(set.is_match("Mozilla/5.0 (compatible; YandexBot/3.0)"));
         assert!(set.is_match("yandex"));

@@ -110,26 +110,9 @@ const TV_TOKENS: &[&str] = &[
     "AFTG",
 ];
 
-const OTHER_OS: &[&str] = &[
-    "WatchOS",
-    "tvOS",
-    "ATV OS X",
-    "Chromecast Linux",
-    "GoogleTV",
-    "Roku",
-    "WebTV",
-    "Wear OS",
-];
+const OTHER_OS: &[&str] = &["WatchOS", "tvOS", "ATV OS X", "Chromecast Linux", "GoogleTV", "Roku", "WebTV", "Wear OS"];
 
-const FEATURE_PHONE_TOKENS: &[&str] = &[
-    "MIDP",
-    "CLDC",
-    "J2ME",
-    "UP.Browser",
-    "WAP",
-    "Windows CE",
-    "PPC;",
-];
+const FEATURE_PHONE_TOKENS: &[&str] = &["MIDP", "CLDC", "J2ME", "UP.Browser", "WAP", "Windows CE", "PPC;"];
 
 const MOBILE_OS: &[&str] = &[
     "iOS",
@@ -194,10 +177,7 @@ const DESKTOP_OS: &[&str] = &[
 ];
 
 fn is_tv_or_console(ua: &str, os: &str, brand: &str) -> bool {
-    TV_TOKENS.iter().any(|t| ua.contains(t))
-        || (ua.contains("Tizen") && ua.contains("TV"))
-        || brand == "Generic_Inettv"
-        || OTHER_OS.contains(&os)
+    TV_TOKENS.iter().any(|t| ua.contains(t)) || (ua.contains("Tizen") && ua.contains("TV")) || brand == "Generic_Inettv" || OTHER_OS.contains(&os)
 }
 
 fn is_windows(os: &str) -> bool {
@@ -223,9 +203,7 @@ pub fn classify_device(parts: &UaParts, ua: &str, is_bot: bool) -> DeviceClass {
         || ua.contains("iPad")
         || ua.contains("Kindle")
         || ua.contains("PlayBook")
-        || (os == "Android"
-            && (ua.starts_with("Mozilla/") || ua.starts_with("Opera/"))
-            && !ua.contains("Mobile"))
+        || (os == "Android" && (ua.starts_with("Mozilla/") || ua.starts_with("Opera/")) && !ua.contains("Mobile"))
         || (ua.contains("Tablet") && !is_windows(os));
     if tablet {
         return DeviceClass::Tablet;
@@ -234,10 +212,7 @@ pub fn classify_device(parts: &UaParts, ua: &str, is_bot: bool) -> DeviceClass {
     let handset_brand = !brand.is_empty() && brand != "Spider" && dev != "Mac" && dev != "Other";
     let mobile = ua.contains("Mobi")
         || MOBILE_OS.contains(&os)
-        || matches!(
-            dev,
-            "iPhone" | "iPod" | "Generic Smartphone" | "Generic Feature Phone"
-        )
+        || matches!(dev, "iPhone" | "iPod" | "Generic Smartphone" | "Generic Feature Phone")
         || FEATURE_PHONE_TOKENS.iter().any(|t| ua.contains(t))
         || (os == "Linux" && ua.contains(" Build/"))
         || (handset_brand && !desktop_os);
@@ -256,13 +231,7 @@ mod tests {
 
     #[test]
     fn as_str_round_trips() {
-        for c in [
-            DeviceClass::Desktop,
-            DeviceClass::Mobile,
-            DeviceClass::Tablet,
-            DeviceClass::Bot,
-            DeviceClass::Other,
-        ] {
+        for c in [DeviceClass::Desktop, DeviceClass::Mobile, DeviceClass::Tablet, DeviceClass::Bot, DeviceClass::Other] {
             assert_eq!(DeviceClass::from_str_opt(c.as_str()), Some(c));
         }
         assert_eq!(DeviceClass::from_str_opt("phone"), None);

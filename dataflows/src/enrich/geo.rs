@@ -43,10 +43,7 @@ impl CountryCode {
     /// anything that is not exactly two ASCII letters.
     pub fn parse(code: &str) -> Option<CountryCode> {
         match code.as_bytes() {
-            [a, b] if a.is_ascii_alphabetic() && b.is_ascii_alphabetic() => Some(CountryCode([
-                a.to_ascii_uppercase(),
-                b.to_ascii_uppercase(),
-            ])),
+            [a, b] if a.is_ascii_alphabetic() && b.is_ascii_alphabetic() => Some(CountryCode([a.to_ascii_uppercase(), b.to_ascii_uppercase()])),
             _ => None,
         }
     }
@@ -81,10 +78,7 @@ impl fmt::Debug for CountryCode {
 const RECORD_PATHS: &[&[PathElement<'static>]] = &[
     &[PathElement::Key("country_code")],
     &[PathElement::Key("country"), PathElement::Key("iso_code")],
-    &[
-        PathElement::Key("registered_country"),
-        PathElement::Key("iso_code"),
-    ],
+    &[PathElement::Key("registered_country"), PathElement::Key("iso_code")],
 ];
 
 /// A loaded IP-to-country database. Immutable and shared between enricher clones.
@@ -99,11 +93,8 @@ impl GeoIp {
     /// [`Error::EnrichData`] if the embedded bytes are not a valid MaxMind DB (a build
     /// problem, never expected at run time).
     pub fn bundled() -> Result<GeoIp> {
-        let reader = Reader::from_source(Cow::Borrowed(BUNDLED_MMDB)).map_err(|e| {
-            Error::EnrichData(format!(
-                "bundled GeoIP database is not a valid MaxMind DB: {e}"
-            ))
-        })?;
+        let reader = Reader::from_source(Cow::Borrowed(BUNDLED_MMDB))
+            .map_err(|e| Error::EnrichData(format!("bundled GeoIP database is not a valid MaxMind DB: {e}")))?;
         Ok(GeoIp { reader })
     }
 
@@ -112,14 +103,8 @@ impl GeoIp {
     /// # Errors
     /// [`Error::GeoIpOpen`] if the file cannot be read or is not a MaxMind DB.
     pub fn open(path: &Path) -> Result<GeoIp> {
-        let bytes = std::fs::read(path).map_err(|e| Error::GeoIpOpen {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
-        let reader = Reader::from_source(Cow::Owned(bytes)).map_err(|e| Error::GeoIpOpen {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
+        let bytes = std::fs::read(path).map_err(|e| Error::GeoIpOpen { path: path.display().to_string(), message: e.to_string() })?;
+        let reader = Reader::from_source(Cow::Owned(bytes)).map_err(|e| Error::GeoIpOpen { path: path.display().to_string(), message: e.to_string() })?;
         Ok(GeoIp { reader })
     }
 
@@ -223,9 +208,7 @@ impl Hasher for OffsetHasher {
         }
     }
     fn write_usize(&mut self, n: usize) {
-        self.0 = (n as u64)
-            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-            .rotate_left(29);
+        self.0 = (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29);
     }
 }
 
@@ -241,9 +224,7 @@ pub fn parse_ip(text: &str) -> Option<IpAddr> {
     if let Ok(sa) = t.parse::<SocketAddr>() {
         return Some(sa.ip());
     }
-    t.strip_prefix('[')
-        .and_then(|r| r.strip_suffix(']'))
-        .and_then(|r| r.parse().ok())
+    t.strip_prefix('[').and_then(|r| r.strip_suffix(']')).and_then(|r| r.parse().ok())
 }
 
 #[cfg(test)]
@@ -252,10 +233,7 @@ mod tests {
 
     #[test]
     fn country_code_parse_and_display() {
-        assert_eq!(
-            CountryCode::parse("us").map(|c| c.to_string()),
-            Some("US".to_string())
-        );
+        assert_eq!(CountryCode::parse("us").map(|c| c.to_string()), Some("US".to_string()));
         assert_eq!(CountryCode::parse("ZZ"), Some(CountryCode::UNKNOWN));
         for bad in ["", "U", "USA", "1A", "é", "U "] {
             assert_eq!(CountryCode::parse(bad), None, "{bad:?}");
@@ -269,23 +247,9 @@ mod tests {
         let v6: IpAddr = "2001:db8::1".parse().expect("parses");
         assert_eq!(parse_ip("[2001:db8::1]:51234"), Some(v6));
         assert_eq!(parse_ip("[2001:db8::1]"), Some(v6));
-        assert_eq!(
-            parse_ip(" 2001:0db8:0000:0000:0000:0000:0000:0001 "),
-            Some(v6)
-        );
-        assert_eq!(
-            parse_ip("192.0.2.1:80"),
-            Some("192.0.2.1".parse().expect("parses"))
-        );
-        for bad in [
-            "",
-            " ",
-            "not an ip",
-            "300.1.1.1",
-            "1.2.3",
-            "fe80::1%eth0",
-            "[::1",
-        ] {
+        assert_eq!(parse_ip(" 2001:0db8:0000:0000:0000:0000:0000:0001 "), Some(v6));
+        assert_eq!(parse_ip("192.0.2.1:80"), Some("192.0.2.1".parse().expect("parses")));
+        for bad in ["", " ", "not an ip", "300.1.1.1", "1.2.3", "fe80::1%eth0", "[::1"] {
             assert_eq!(parse_ip(bad), None, "{bad:?}");
         }
     }

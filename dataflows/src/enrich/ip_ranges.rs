@@ -14,21 +14,21 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// IPv4 networks (address, prefix length) that are not globally routable unicast.
 const SPECIAL_V4: &[(u32, u8)] = &[
-    (u32::from_be_bytes([0, 0, 0, 0]), 8), // "this network" (RFC 791)
-    (u32::from_be_bytes([10, 0, 0, 0]), 8), // private (RFC 1918)
-    (u32::from_be_bytes([100, 64, 0, 0]), 10), // shared address space / CGNAT (RFC 6598)
-    (u32::from_be_bytes([127, 0, 0, 0]), 8), // loopback (RFC 1122)
-    (u32::from_be_bytes([169, 254, 0, 0]), 16), // link-local (RFC 3927)
-    (u32::from_be_bytes([172, 16, 0, 0]), 12), // private (RFC 1918)
-    (u32::from_be_bytes([192, 0, 0, 0]), 24), // IETF protocol assignments (RFC 6890)
-    (u32::from_be_bytes([192, 0, 2, 0]), 24), // documentation TEST-NET-1 (RFC 5737)
-    (u32::from_be_bytes([192, 88, 99, 0]), 24), // deprecated 6to4 relay anycast (RFC 7526)
-    (u32::from_be_bytes([192, 168, 0, 0]), 16), // private (RFC 1918)
-    (u32::from_be_bytes([198, 18, 0, 0]), 15), // benchmarking (RFC 2544)
+    (u32::from_be_bytes([0, 0, 0, 0]), 8),       // "this network" (RFC 791)
+    (u32::from_be_bytes([10, 0, 0, 0]), 8),      // private (RFC 1918)
+    (u32::from_be_bytes([100, 64, 0, 0]), 10),   // shared address space / CGNAT (RFC 6598)
+    (u32::from_be_bytes([127, 0, 0, 0]), 8),     // loopback (RFC 1122)
+    (u32::from_be_bytes([169, 254, 0, 0]), 16),  // link-local (RFC 3927)
+    (u32::from_be_bytes([172, 16, 0, 0]), 12),   // private (RFC 1918)
+    (u32::from_be_bytes([192, 0, 0, 0]), 24),    // IETF protocol assignments (RFC 6890)
+    (u32::from_be_bytes([192, 0, 2, 0]), 24),    // documentation TEST-NET-1 (RFC 5737)
+    (u32::from_be_bytes([192, 88, 99, 0]), 24),  // deprecated 6to4 relay anycast (RFC 7526)
+    (u32::from_be_bytes([192, 168, 0, 0]), 16),  // private (RFC 1918)
+    (u32::from_be_bytes([198, 18, 0, 0]), 15),   // benchmarking (RFC 2544)
     (u32::from_be_bytes([198, 51, 100, 0]), 24), // documentation TEST-NET-2 (RFC 5737)
-    (u32::from_be_bytes([203, 0, 113, 0]), 24), // documentation TEST-NET-3 (RFC 5737)
-    (u32::from_be_bytes([224, 0, 0, 0]), 4), // multicast (RFC 5771)
-    (u32::from_be_bytes([240, 0, 0, 0]), 4), // reserved + limited broadcast (RFC 1112, 919)
+    (u32::from_be_bytes([203, 0, 113, 0]), 24),  // documentation TEST-NET-3 (RFC 5737)
+    (u32::from_be_bytes([224, 0, 0, 0]), 4),     // multicast (RFC 5771)
+    (u32::from_be_bytes([240, 0, 0, 0]), 4),     // reserved + limited broadcast (RFC 1112, 919)
 ];
 
 /// IPv6 networks inside global unicast `2000::/3` that are nevertheless special-purpose.
@@ -43,20 +43,12 @@ const SPECIAL_V6_IN_GLOBAL: &[(u128, u8)] = &[
 ];
 
 fn in_v4(addr: u32, (net, len): (u32, u8)) -> bool {
-    let mask = if len == 0 {
-        0
-    } else {
-        u32::MAX << (32 - u32::from(len))
-    };
+    let mask = if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len)) };
     addr & mask == net & mask
 }
 
 fn in_v6(addr: u128, (net, len): (u128, u8)) -> bool {
-    let mask = if len == 0 {
-        0
-    } else {
-        u128::MAX << (128 - u32::from(len))
-    };
+    let mask = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) };
     addr & mask == net & mask
 }
 

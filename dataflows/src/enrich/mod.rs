@@ -127,12 +127,7 @@ pub struct EnrichConfig {
 
 impl Default for EnrichConfig {
     fn default() -> Self {
-        EnrichConfig {
-            geoip_path: None,
-            own_hosts: Vec::new(),
-            ua_cache_capacity: 16_384,
-            referrer_cache_capacity: 8_192,
-        }
+        EnrichConfig { geoip_path: None, own_hosts: Vec::new(), ua_cache_capacity: 16_384, referrer_cache_capacity: 8_192 }
     }
 }
 
@@ -148,20 +143,11 @@ fn bundled() -> Result<Arc<Bundled>> {
     BUNDLED
         .get_or_init(|| {
             let started = std::time::Instant::now();
-            let b = (|| {
-                Ok::<_, Error>(Bundled {
-                    uap: UaParser::bundled()?,
-                    bots: BotClassifier::bundled()?,
-                    lists: MediumLists::bundled()?,
-                })
-            })()
-            .map(Arc::new)
-            .map_err(|e| e.to_string());
+            let b = (|| Ok::<_, Error>(Bundled { uap: UaParser::bundled()?, bots: BotClassifier::bundled()?, lists: MediumLists::bundled()? }))()
+                .map(Arc::new)
+                .map_err(|e| e.to_string());
             if b.is_ok() {
-                tracing::info!(
-                    elapsed_ms = started.elapsed().as_millis() as u64,
-                    "enrichment rules compiled"
-                );
+                tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "enrichment rules compiled");
             }
             b
         })
@@ -240,16 +226,8 @@ impl Enricher {
             Some(path) => GeoIp::open(path)?,
             None => GeoIp::bundled()?,
         };
-        tracing::info!(
-            database_type = geo.database_type(),
-            custom = cfg.geoip_path.is_some(),
-            "geoip database loaded"
-        );
-        let own_hosts = cfg
-            .own_hosts
-            .iter()
-            .filter_map(|h| normalize_own_host(h))
-            .collect();
+        tracing::info!(database_type = geo.database_type(), custom = cfg.geoip_path.is_some(), "geoip database loaded");
+        let own_hosts = cfg.own_hosts.iter().filter_map(|h| normalize_own_host(h)).collect();
         let cap = |n: usize| NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN);
         Ok(Enricher {
             shared: Arc::new(Shared {
@@ -276,15 +254,7 @@ impl Enricher {
         let ua = self.user_agent(&ev.user_agent);
         let country = self.country_cached(ev.ip_trunc.as_deref());
         let (referrer_domain, referrer_medium) = self.referrer_cached(ev.referrer.as_deref());
-        Enrichment {
-            country,
-            device: ua.device,
-            browser: ua.browser,
-            os: ua.os,
-            referrer_domain,
-            referrer_medium,
-            is_bot: ua.is_bot,
-        }
+        Enrichment { country, device: ua.device, browser: ua.browser, os: ua.os, referrer_domain, referrer_medium, is_bot: ua.is_bot }
     }
 
     /// The rollup dimensions of one raw click: the values of [`Enricher::enrich`] as
@@ -414,8 +384,7 @@ impl Enricher {
         }
         self.stats.referrer_misses += 1;
         let out = self.referrer(Some(r));
-        self.referrer_cache
-            .put(Box::from(r), (Arc::clone(&out.0), out.1));
+        self.referrer_cache.put(Box::from(r), (Arc::clone(&out.0), out.1));
         out
     }
 
@@ -450,26 +419,16 @@ mod tests {
     fn config_defaults_round_trip_and_unknown_keys_are_rejected() {
         let default = EnrichConfig::default();
         let json = serde_json::to_string(&default).expect("serializes");
-        assert_eq!(
-            json,
-            r#"{"geoip-path":null,"own-hosts":[],"ua-cache-capacity":16384,"referrer-cache-capacity":8192}"#
-        );
+        assert_eq!(json, r#"{"geoip-path":null,"own-hosts":[],"ua-cache-capacity":16384,"referrer-cache-capacity":8192}"#);
         let back: EnrichConfig = serde_json::from_str(&json).expect("parses");
         assert_eq!(back, default);
 
-        let partial: EnrichConfig = serde_json::from_str(
-            r#"{"geoip-path":"GeoLite2-Country.mmdb","own-hosts":["sho.rt"]}"#,
-        )
-        .expect("partial config parses");
-        assert_eq!(
-            partial.geoip_path,
-            Some(PathBuf::from("GeoLite2-Country.mmdb"))
-        );
+        let partial: EnrichConfig = serde_json::from_str(r#"{"geoip-path":"GeoLite2-Country.mmdb","own-hosts":["sho.rt"]}"#).expect("partial config parses");
+        assert_eq!(partial.geoip_path, Some(PathBuf::from("GeoLite2-Country.mmdb")));
         assert_eq!(partial.own_hosts, vec!["sho.rt".to_owned()]);
         assert_eq!(partial.ua_cache_capacity, 16_384);
 
-        let err = serde_json::from_str::<EnrichConfig>(r#"{"geoip_path":"x"}"#)
-            .expect_err("snake_case key is unknown");
+        let err = serde_json::from_str::<EnrichConfig>(r#"{"geoip_path":"x"}"#).expect_err("snake_case key is unknown");
         assert!(err.to_string().contains("unknown field"), "{err}");
     }
 
@@ -504,7 +463,16 @@ mod tests {
             "",
             "\u{1F600} not a browser",
         ];
-        let ips = [None, Some("8.8.8.0"), Some("81.2.69.0"), Some("10.1.2.0"), Some("2001:db8:1::"), Some("2a00:1450:4001::"), Some("not an ip"), Some("[2001:4860::1]:443")];
+        let ips = [
+            None,
+            Some("8.8.8.0"),
+            Some("81.2.69.0"),
+            Some("10.1.2.0"),
+            Some("2001:db8:1::"),
+            Some("2a00:1450:4001::"),
+            Some("not an ip"),
+            Some("[2001:4860::1]:443"),
+        ];
         let refs = [None, Some("https://www.google.com/search?q=x"), Some("https://t.co/x"), Some("::bad::"), Some("")];
         let mut cached = Enricher::new(&EnrichConfig::default()).expect("builds");
         let mut plain = Enricher::new(&EnrichConfig::default()).expect("builds");
@@ -549,11 +517,7 @@ mod tests {
 
     #[test]
     fn zero_capacities_are_clamped_to_one() {
-        let cfg = EnrichConfig {
-            ua_cache_capacity: 0,
-            referrer_cache_capacity: 0,
-            ..EnrichConfig::default()
-        };
+        let cfg = EnrichConfig { ua_cache_capacity: 0, referrer_cache_capacity: 0, ..EnrichConfig::default() };
         let mut e = Enricher::new(&cfg).expect("builds");
         let a = e.user_agent("curl/8.0");
         assert_eq!(e.user_agent("curl/8.0"), a);

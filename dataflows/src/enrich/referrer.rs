@@ -46,20 +46,8 @@ pub const DIRECT: &str = "(direct)";
 pub const INVALID: &str = "(invalid)";
 
 /// IANA special-use domain names (RFC 6761 registry) kept as full hosts; see rule 4.
-const SPECIAL_USE_DOMAINS: &[&str] = &[
-    "example",
-    "example.com",
-    "example.net",
-    "example.org",
-    "test",
-    "invalid",
-    "localhost",
-    "local",
-    "onion",
-    "alt",
-    "internal",
-    "home.arpa",
-];
+const SPECIAL_USE_DOMAINS: &[&str] =
+    &["example", "example.com", "example.net", "example.org", "test", "invalid", "localhost", "local", "onion", "alt", "internal", "home.arpa"];
 
 /// The outcome of classifying one referrer, borrowing nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,17 +60,11 @@ pub struct ReferrerInfo {
 
 impl ReferrerInfo {
     fn direct(medium: ReferrerMedium) -> ReferrerInfo {
-        ReferrerInfo {
-            domain: DIRECT.to_owned(),
-            medium,
-        }
+        ReferrerInfo { domain: DIRECT.to_owned(), medium }
     }
 
     fn invalid() -> ReferrerInfo {
-        ReferrerInfo {
-            domain: INVALID.to_owned(),
-            medium: ReferrerMedium::Unknown,
-        }
+        ReferrerInfo { domain: INVALID.to_owned(), medium: ReferrerMedium::Unknown }
     }
 }
 
@@ -91,16 +73,8 @@ impl ReferrerInfo {
 /// lower-cased host without port or trailing dot, or `None` if nothing host-like is left.
 pub fn normalize_own_host(configured: &str) -> Option<String> {
     let t = configured.trim();
-    let url = if t.contains("://") {
-        Url::parse(t)
-    } else {
-        Url::parse(&format!("http://{t}"))
-    };
-    let host = url
-        .ok()?
-        .host_str()?
-        .trim_end_matches('.')
-        .to_ascii_lowercase();
+    let url = if t.contains("://") { Url::parse(t) } else { Url::parse(&format!("http://{t}")) };
+    let host = url.ok()?.host_str()?.trim_end_matches('.').to_ascii_lowercase();
     (!host.is_empty()).then_some(host)
 }
 
@@ -116,12 +90,10 @@ pub fn classify(lists: &MediumLists, own_hosts: &[String], referrer: Option<&str
     }
     let url = match Url::parse(text) {
         Ok(u) => u,
-        Err(url::ParseError::RelativeUrlWithoutBase) if looks_like_bare_host(text) => {
-            match Url::parse(&format!("http://{text}")) {
-                Ok(u) => u,
-                Err(_) => return ReferrerInfo::invalid(),
-            }
-        }
+        Err(url::ParseError::RelativeUrlWithoutBase) if looks_like_bare_host(text) => match Url::parse(&format!("http://{text}")) {
+            Ok(u) => u,
+            Err(_) => return ReferrerInfo::invalid(),
+        },
         Err(_) => return ReferrerInfo::invalid(),
     };
     if url.scheme() == "about" {
@@ -139,26 +111,15 @@ pub fn classify(lists: &MediumLists, own_hosts: &[String], referrer: Option<&str
     if !is_ip && own_hosts.iter().any(|own| is_same_or_subdomain(&host, own)) {
         return ReferrerInfo::direct(ReferrerMedium::Internal);
     }
-    let medium = if is_ip {
-        ReferrerMedium::Unknown
-    } else {
-        lists.classify(&host, url.path()).medium
-    };
+    let medium = if is_ip { ReferrerMedium::Unknown } else { lists.classify(&host, url.path()).medium };
     let web = matches!(url.scheme(), "http" | "https");
-    let domain = if is_ip || !web {
-        host
-    } else {
-        registrable_domain(&host)
-    };
+    let domain = if is_ip || !web { host } else { registrable_domain(&host) };
     ReferrerInfo { domain, medium }
 }
 
 /// `host` equals `parent` or ends with `.parent`.
 fn is_same_or_subdomain(host: &str, parent: &str) -> bool {
-    host == parent
-        || (host.len() > parent.len()
-            && host.ends_with(parent)
-            && host.as_bytes()[host.len() - parent.len() - 1] == b'.')
+    host == parent || (host.len() > parent.len() && host.ends_with(parent) && host.as_bytes()[host.len() - parent.len() - 1] == b'.')
 }
 
 /// A scheme-less value worth retrying as `http://…`: no whitespace, a dot in the part
@@ -168,10 +129,7 @@ fn looks_like_bare_host(text: &str) -> bool {
     !text.contains(char::is_whitespace)
         && head.contains('.')
         && !head.starts_with('.')
-        && head
-            .split(':')
-            .nth(1)
-            .is_none_or(|port| port.bytes().all(|b| b.is_ascii_digit()))
+        && head.split(':').nth(1).is_none_or(|port| port.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Rule 4 of the module documentation for a lower-cased, punycode, dot-trimmed host.
@@ -179,16 +137,11 @@ pub fn registrable_domain(host: &str) -> String {
     if host.parse::<IpAddr>().is_ok() {
         return host.to_owned();
     }
-    if SPECIAL_USE_DOMAINS
-        .iter()
-        .any(|s| is_same_or_subdomain(host, s))
-    {
+    if SPECIAL_USE_DOMAINS.iter().any(|s| is_same_or_subdomain(host, s)) {
         return host.to_owned();
     }
     match psl::domain(host.as_bytes()) {
-        Some(d) if d.suffix().is_known() => {
-            String::from_utf8(d.as_bytes().to_vec()).unwrap_or_else(|_| host.to_owned())
-        }
+        Some(d) if d.suffix().is_known() => String::from_utf8(d.as_bytes().to_vec()).unwrap_or_else(|_| host.to_owned()),
         _ => host.to_owned(),
     }
 }
@@ -205,10 +158,7 @@ mod tests {
         assert_eq!(registrable_domain("co.uk"), "co.uk");
         assert_eq!(registrable_domain("www.example.com"), "www.example.com");
         assert_eq!(registrable_domain("m.search.example"), "m.search.example");
-        assert_eq!(
-            registrable_domain("wiki.corp.intranet"),
-            "wiki.corp.intranet"
-        );
+        assert_eq!(registrable_domain("wiki.corp.intranet"), "wiki.corp.intranet");
         assert_eq!(registrable_domain("a.b.localhost"), "a.b.localhost");
         assert_eq!(registrable_domain("notexample.com"), "notexample.com");
         assert_eq!(registrable_domain("www.notexample.com"), "notexample.com");
@@ -217,18 +167,9 @@ mod tests {
 
     #[test]
     fn own_host_normalization() {
-        assert_eq!(
-            normalize_own_host("https://Sho.RT.example/"),
-            Some("sho.rt.example".into())
-        );
-        assert_eq!(
-            normalize_own_host("sho.rt.example:8080"),
-            Some("sho.rt.example".into())
-        );
-        assert_eq!(
-            normalize_own_host(" SHO.RT.EXAMPLE. "),
-            Some("sho.rt.example".into())
-        );
+        assert_eq!(normalize_own_host("https://Sho.RT.example/"), Some("sho.rt.example".into()));
+        assert_eq!(normalize_own_host("sho.rt.example:8080"), Some("sho.rt.example".into()));
+        assert_eq!(normalize_own_host(" SHO.RT.EXAMPLE. "), Some("sho.rt.example".into()));
         assert_eq!(normalize_own_host(""), None);
         assert_eq!(normalize_own_host("http://"), None);
     }

@@ -134,10 +134,7 @@ impl HostTable {
             None => (entry, None),
         };
         if !host.is_empty() {
-            self.0
-                .entry(host)
-                .or_default()
-                .push((path, name.to_owned()));
+            self.0.entry(host).or_default().push((path, name.to_owned()));
         }
     }
 
@@ -202,12 +199,10 @@ impl MediumLists {
     /// [`Error::EnrichData`] if a vendored YAML file does not parse (a build defect).
     pub fn bundled() -> Result<MediumLists> {
         let se: BTreeMap<String, Vec<SearchEngineConfig>> =
-            serde_yaml_ng::from_str(SEARCH_ENGINES_YML)
-                .map_err(|e| Error::EnrichData(format!("Matomo SearchEngines.yml: {e}")))?;
-        let socials: BTreeMap<String, Vec<String>> = serde_yaml_ng::from_str(SOCIALS_YML)
-            .map_err(|e| Error::EnrichData(format!("Matomo Socials.yml: {e}")))?;
-        let ais: BTreeMap<String, Vec<String>> = serde_yaml_ng::from_str(AI_ASSISTANTS_YML)
-            .map_err(|e| Error::EnrichData(format!("Matomo AIAssistants.yml: {e}")))?;
+            serde_yaml_ng::from_str(SEARCH_ENGINES_YML).map_err(|e| Error::EnrichData(format!("Matomo SearchEngines.yml: {e}")))?;
+        let socials: BTreeMap<String, Vec<String>> = serde_yaml_ng::from_str(SOCIALS_YML).map_err(|e| Error::EnrichData(format!("Matomo Socials.yml: {e}")))?;
+        let ais: BTreeMap<String, Vec<String>> =
+            serde_yaml_ng::from_str(AI_ASSISTANTS_YML).map_err(|e| Error::EnrichData(format!("Matomo AIAssistants.yml: {e}")))?;
 
         let mut search = HostTable::default();
         for (name, configs) in &se {
@@ -225,22 +220,12 @@ impl MediumLists {
         }
         let mut email = HostTable::default();
         EMAIL_HOSTS.iter().for_each(|h| email.insert(h, "email"));
-        Ok(MediumLists {
-            search,
-            social,
-            ai,
-            email,
-        })
+        Ok(MediumLists { search, social, ai, email })
     }
 
     /// Number of (host, path) entries per list: (search, social, ai, email).
     pub fn sizes(&self) -> (usize, usize, usize, usize) {
-        (
-            self.search.len(),
-            self.social.len(),
-            self.ai.len(),
-            self.email.len(),
-        )
+        (self.search.len(), self.social.len(), self.ai.len(), self.email.len())
     }
 
     /// Medium of a lower-case ASCII `host` (no port, no trailing dot) with URL `path`.
@@ -254,23 +239,11 @@ impl MediumLists {
                 if host.starts_with("webmail.") {
                     return hit(ReferrerMedium::Email, "email");
                 }
-                self.email
-                    .get_with_parents(host, path)
-                    .and_then(|s| hit(ReferrerMedium::Email, s))
+                self.email.get_with_parents(host, path).and_then(|s| hit(ReferrerMedium::Email, s))
             })
-            .or_else(|| {
-                self.search_engine(host, path)
-                    .and_then(|s| hit(ReferrerMedium::Search, s))
-            })
-            .or_else(|| {
-                self.social
-                    .get_with_parents(host, path)
-                    .and_then(|s| hit(ReferrerMedium::Social, s))
-            })
-            .unwrap_or(MediumMatch {
-                medium: ReferrerMedium::Unknown,
-                source: "",
-            })
+            .or_else(|| self.search_engine(host, path).and_then(|s| hit(ReferrerMedium::Search, s)))
+            .or_else(|| self.social.get_with_parents(host, path).and_then(|s| hit(ReferrerMedium::Social, s)))
+            .unwrap_or(MediumMatch { medium: ReferrerMedium::Unknown, source: "" })
     }
 
     fn search_engine(&self, host: &str, path: &str) -> Option<&str> {
@@ -297,11 +270,7 @@ fn strip_lossy_prefixes(host: &str) -> String {
     let mut labels: Vec<&str> = host.split('.').collect();
     if labels.len() > 2 {
         let first = labels[0];
-        let www = first.starts_with('w')
-            && first
-                .trim_start_matches('w')
-                .bytes()
-                .all(|b| b.is_ascii_digit());
+        let www = first.starts_with('w') && first.trim_start_matches('w').bytes().all(|b| b.is_ascii_digit());
         if www || first == "search" {
             labels.remove(0);
         }
@@ -329,25 +298,10 @@ fn is_cc_suffix(suffix: &[u8]) -> bool {
 fn lossy_host(host: &str) -> String {
     let stripped = strip_lossy_prefixes(host);
     let suffix_len = psl::suffix(stripped.as_bytes())
-        .filter(|s| {
-            s.is_known() && s.as_bytes().len() < stripped.len() && is_cc_suffix(s.as_bytes())
-        })
+        .filter(|s| s.is_known() && s.as_bytes().len() < stripped.len() && is_cc_suffix(s.as_bytes()))
         .map_or(0, |s| s.as_bytes().len());
-    let (head, has_suffix) = if suffix_len > 0 {
-        (&stripped[..stripped.len() - suffix_len - 1], true)
-    } else {
-        (stripped.as_str(), false)
-    };
-    let mut out: Vec<&str> = head
-        .split('.')
-        .map(|l| {
-            if l.len() == 2 && l.bytes().all(|b| b.is_ascii_lowercase()) {
-                "{}"
-            } else {
-                l
-            }
-        })
-        .collect();
+    let (head, has_suffix) = if suffix_len > 0 { (&stripped[..stripped.len() - suffix_len - 1], true) } else { (stripped.as_str(), false) };
+    let mut out: Vec<&str> = head.split('.').map(|l| if l.len() == 2 && l.bytes().all(|b| b.is_ascii_lowercase()) { "{}" } else { l }).collect();
     if has_suffix {
         out.push("{}");
     }

@@ -59,10 +59,8 @@ impl UaParser {
     /// # Errors
     /// [`Error::EnrichData`] if the YAML does not parse or a rule does not compile.
     pub fn from_yaml(yaml: &str) -> Result<UaParser> {
-        let regexes: Regexes<'static> = serde_yaml_ng::from_str(yaml)
-            .map_err(|e| Error::EnrichData(format!("uap-core regexes.yaml does not parse: {e}")))?;
-        let extractor = ua_parser::Extractor::try_from(regexes)
-            .map_err(|e| Error::EnrichData(format!("uap-core rules do not compile: {e}")))?;
+        let regexes: Regexes<'static> = serde_yaml_ng::from_str(yaml).map_err(|e| Error::EnrichData(format!("uap-core regexes.yaml does not parse: {e}")))?;
+        let extractor = ua_parser::Extractor::try_from(regexes).map_err(|e| Error::EnrichData(format!("uap-core rules do not compile: {e}")))?;
         Ok(UaParser { extractor })
     }
 
@@ -75,15 +73,9 @@ impl UaParser {
         UaParts {
             browser_family: browser.map_or_else(|| "Other".to_owned(), |b| b.family.into_owned()),
             os_family: os.map_or_else(|| "Other".to_owned(), |o| o.os.into_owned()),
-            device_family: dev
-                .as_ref()
-                .map_or_else(|| "Other".to_owned(), |d| d.device.to_string()),
-            device_brand: dev
-                .as_ref()
-                .and_then(|d| d.brand.as_ref().map(|b| b.to_string())),
-            device_model: dev
-                .as_ref()
-                .and_then(|d| d.model.as_ref().map(|m| m.to_string())),
+            device_family: dev.as_ref().map_or_else(|| "Other".to_owned(), |d| d.device.to_string()),
+            device_brand: dev.as_ref().and_then(|d| d.brand.as_ref().map(|b| b.to_string())),
+            device_model: dev.as_ref().and_then(|d| d.model.as_ref().map(|m| m.to_string())),
         }
     }
 }
@@ -129,17 +121,8 @@ pub fn classify(uap: &UaParser, bots: &BotClassifier, ua: &str) -> UaInfo {
     // uap-core names crawlers it knows (device "Spider" or a crawler browser family such as
     // "Googlebot", "FacebookBot"); keep those names. A bot flagged only by our lists keeps
     // the uap-core family only if that family is not a browser people use.
-    let browser = if is_bot && !spider && is_human_browser_family(&parts.browser_family) {
-        BOT_BROWSER.to_owned()
-    } else {
-        parts.browser_family
-    };
-    UaInfo {
-        browser: Arc::from(browser),
-        os: Arc::from(parts.os_family),
-        device,
-        is_bot,
-    }
+    let browser = if is_bot && !spider && is_human_browser_family(&parts.browser_family) { BOT_BROWSER.to_owned() } else { parts.browser_family };
+    UaInfo { browser: Arc::from(browser), os: Arc::from(parts.os_family), device, is_bot }
 }
 
 /// True for uap-core browser families that real people browse with (so a bot must not be
@@ -149,14 +132,7 @@ pub fn classify(uap: &UaParser, bots: &BotClassifier, ua: &str) -> UaInfo {
 /// `Mobile Safari`, `Firefox (Namoroka)`). Families of HTTP libraries and tools (`curl`,
 /// `Python Requests`) and of crawlers uap-core knows (`Googlebot`) are kept as they are.
 fn is_human_browser_family(family: &str) -> bool {
-    const GENERIC: &[&str] = &[
-        "Other",
-        "Mozilla",
-        "WebKit Nightly",
-        "Apple Mail",
-        "IE",
-        "Edge",
-    ];
+    const GENERIC: &[&str] = &["Other", "Mozilla", "WebKit Nightly", "Apple Mail", "IE", "Edge"];
     const NAMES: &[&str] = &[
         "Chrome",
         "Chromium",
@@ -195,10 +171,7 @@ fn is_human_browser_family(family: &str) -> bool {
         "GranParadiso",
     ];
     let lower = family.to_ascii_lowercase();
-    if ["bot", "spider", "crawler"]
-        .iter()
-        .any(|w| lower.contains(w))
-    {
+    if ["bot", "spider", "crawler"].iter().any(|w| lower.contains(w)) {
         return false;
     }
     GENERIC.contains(&family) || NAMES.iter().any(|n| family.contains(n))
@@ -221,25 +194,10 @@ mod tests {
 
     #[test]
     fn human_browser_families() {
-        for f in [
-            "Chrome",
-            "Chrome Mobile WebView",
-            "Mobile Safari",
-            "Firefox",
-            "Other",
-            "Edge",
-        ] {
+        for f in ["Chrome", "Chrome Mobile WebView", "Mobile Safari", "Firefox", "Other", "Edge"] {
             assert!(is_human_browser_family(f), "{f}");
         }
-        for f in [
-            "Googlebot",
-            "FacebookBot",
-            "Twitterbot",
-            "WhatsApp",
-            "Python Requests",
-            "curl",
-            "HuaweiSymantecSpider",
-        ] {
+        for f in ["Googlebot", "FacebookBot", "Twitterbot", "WhatsApp", "Python Requests", "curl", "HuaweiSymantecSpider"] {
             assert!(!is_human_browser_family(f), "{f}");
         }
     }

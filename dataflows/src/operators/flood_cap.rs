@@ -98,14 +98,7 @@ impl FloodCapState {
     /// Empty state for `cap` human clicks per (visitor, link, minute) (at least 1) and the
     /// pipeline's allowed lateness in ms.
     pub fn new(cap: u32, lateness_ms: i64) -> FloodCapState {
-        FloodCapState {
-            cap: cap.max(1),
-            lateness_ms,
-            codes: FxHashMap::default(),
-            minutes: BTreeMap::new(),
-            watermark_ms: i64::MIN,
-            flagged: 0,
-        }
+        FloodCapState { cap: cap.max(1), lateness_ms, codes: FxHashMap::default(), minutes: BTreeMap::new(), watermark_ms: i64::MIN, flagged: 0 }
     }
 
     /// Counts `recs` (any order) and sets `is_bot` on every click past the cap.
@@ -169,7 +162,13 @@ impl FloodCapState {
         }
         for (&minute, m) in &self.minutes {
             for (&(code, visitor), &count) in &m.counts {
-                out.push(FloodCapEntry { minute_ms: minute, keep_until_ms: m.keep_until, code: names[code as usize].map(|n| n.as_str().to_owned()).unwrap_or_default(), visitor_id: visitor, count });
+                out.push(FloodCapEntry {
+                    minute_ms: minute,
+                    keep_until_ms: m.keep_until,
+                    code: names[code as usize].map(|n| n.as_str().to_owned()).unwrap_or_default(),
+                    visitor_id: visitor,
+                    count,
+                });
             }
         }
     }

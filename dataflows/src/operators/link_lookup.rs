@@ -21,8 +21,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use differential_dataflow::VecCollection;
-use differential_dataflow::operators::arrange::arrangement::{Arranged, arrange_core};
 use differential_dataflow::operators::arrange::TraceAgent;
+use differential_dataflow::operators::arrange::arrangement::{Arranged, arrange_core};
 use differential_dataflow::trace::implementations::{ValBatcher, ValSpine};
 use differential_dataflow::trace::{Cursor, Navigable, TraceReader};
 use sluice_schemas::LinkMeta;

@@ -106,109 +106,101 @@ pub trait MaintainRollups<'scope> {
 
 impl<'scope> MaintainRollups<'scope> for StreamVec<'scope, u64, LinkedRecord> {
     fn maintain_rollups(self, reports: StreamVec<'scope, u64, WatermarkReport>, target: RollupTarget) -> StreamVec<'scope, u64, ()> {
-        self.binary_frontier::<_, CapacityContainerBuilder<Vec<()>>, _, _, _, _>(
-            reports,
-            Pipeline,
-            Pipeline,
-            "MaintainRollups",
-            move |_cap, _info| {
-                let mut stash: BTreeMap<u64, (Capability<u64>, Vec<Vec<LinkedRecord>>)> = BTreeMap::new();
-                let mut reports: BTreeMap<u64, Vec<WatermarkReport>> = BTreeMap::new();
-                let (mut gw, mut cut) = match &target.checkpoint {
-                    Some(h) => {
-                        let (gw, t) = h.start();
-                        (gw, Some(t))
-                    }
-                    None => (GlobalWatermark::default(), None),
-                };
-                let mut last_upper = 0u64;
-                let mut last_emit = Instant::now();
-                move |(recs_in, recs_f), (rep_in, rep_f), _output| {
-                    recs_in.for_each(|cap, data| {
-                        let Some(&t) = cap.least() else { return };
-                        stash.entry(t).or_insert_with(|| (cap.delayed(&t, 0), Vec::new())).1.push(std::mem::take(data));
-                    });
-                    rep_in.for_each(|cap, data| {
-                        let Some(&t) = cap.least() else { return };
-                        reports.entry(t).or_default().append(data);
-                    });
-                    let min = |f: &timely::progress::frontier::MutableAntichain<u64>| {
-                        f.frontier().iter().copied().min().unwrap_or(u64::MAX)
-                    };
-                    let upper = min(recs_f).min(min(rep_f));
-                    let due = target.changes.as_ref().is_some_and(|(_, iv)| upper == u64::MAX || last_emit.elapsed() >= *iv);
-                    // Checkpoint: once the frontier passes the cut, apply exactly the epochs
-                    // below it now and capture the shard (crate::checkpoint).
-                    let at_cut = cut.as_mut().and_then(|c| {
-                        c.activate("rollups");
-                        c.due(upper)
-                    });
-                    let upper = at_cut.map_or(upper, |c| upper.min(c));
-                    if upper == last_upper && !due && at_cut.is_none() {
-                        return;
-                    }
-                    // Batch clicks: wait until the oldest completed epoch holding clicks is
-                    // `apply_interval` old (or the input is done) before applying.
-                    let oldest = stash.keys().next().copied().filter(|&t| t < upper);
-                    if let Some(t) = oldest
-                        && upper != u64::MAX
-                        && upper - t < target.apply_interval_ms
-                        && !due
-                        && at_cut.is_none()
-                    {
-                        return;
-                    }
-                    // Apply at most up to the first epoch still waiting for its batch.
-                    let upper = match oldest {
-                        Some(_) => upper,
-                        None => stash.keys().next().copied().map_or(upper, |t| t.min(upper)),
-                    };
-                    let mut applied = Vec::new();
-                    let mut changed = Vec::new();
-                    let w;
-                    {
-                        let mut shard = target.shard.write();
-                        if let (Some(c), Some(h)) = (at_cut, target.checkpoint.as_ref())
-                            && shard.applied_epoch > c
-                        {
-                            h.fail(c, shard.applied_epoch);
-                        }
-                        loop {
-                            let c = stash.keys().next().copied().filter(|&t| t < upper);
-                            let r = reports.keys().next().copied().filter(|&t| t < upper);
-                            match (c, r) {
-                                (Some(c), r) if r.is_none_or(|r| c <= r) => {
-                                    let (cap, batches) = stash.remove(&c).expect("key present");
-                                    for b in &batches {
-                                        shard.apply(b);
-                                    }
-                                    applied.push(cap);
-                                    if let Some(rs) = reports.remove(&c) {
-                                        rs.iter().for_each(|r| gw.apply(r));
-                                    }
-                                }
-                                (_, Some(r)) => reports.remove(&r).expect("key present").iter().for_each(|r| gw.apply(r)),
-                                _ => break,
-                            }
-                        }
-                        w = gw.recompute();
-                        shard.advance_watermark(w);
-                        shard.applied_epoch = shard.applied_epoch.max(upper);
-                        if let (Some(c), Some(h)) = (at_cut, target.checkpoint.as_ref()) {
-                            h.capture(c, &shard);
-                        }
-                        if due {
-                            shard.drain_changes(&mut changed);
-                        }
-                    }
-                    last_upper = upper;
-                    if due && let Some((collector, _)) = &target.changes {
-                        last_emit = Instant::now();
-                        collector.deposit(target.local, upper, w, changed);
-                    }
-                    drop(applied);
+        self.binary_frontier::<_, CapacityContainerBuilder<Vec<()>>, _, _, _, _>(reports, Pipeline, Pipeline, "MaintainRollups", move |_cap, _info| {
+            let mut stash: BTreeMap<u64, (Capability<u64>, Vec<Vec<LinkedRecord>>)> = BTreeMap::new();
+            let mut reports: BTreeMap<u64, Vec<WatermarkReport>> = BTreeMap::new();
+            let (mut gw, mut cut) = match &target.checkpoint {
+                Some(h) => {
+                    let (gw, t) = h.start();
+                    (gw, Some(t))
                 }
-            },
-        )
+                None => (GlobalWatermark::default(), None),
+            };
+            let mut last_upper = 0u64;
+            let mut last_emit = Instant::now();
+            move |(recs_in, recs_f), (rep_in, rep_f), _output| {
+                recs_in.for_each(|cap, data| {
+                    let Some(&t) = cap.least() else { return };
+                    stash.entry(t).or_insert_with(|| (cap.delayed(&t, 0), Vec::new())).1.push(std::mem::take(data));
+                });
+                rep_in.for_each(|cap, data| {
+                    let Some(&t) = cap.least() else { return };
+                    reports.entry(t).or_default().append(data);
+                });
+                let min = |f: &timely::progress::frontier::MutableAntichain<u64>| f.frontier().iter().copied().min().unwrap_or(u64::MAX);
+                let upper = min(recs_f).min(min(rep_f));
+                let due = target.changes.as_ref().is_some_and(|(_, iv)| upper == u64::MAX || last_emit.elapsed() >= *iv);
+                // Checkpoint: once the frontier passes the cut, apply exactly the epochs
+                // below it now and capture the shard (crate::checkpoint).
+                let at_cut = cut.as_mut().and_then(|c| {
+                    c.activate("rollups");
+                    c.due(upper)
+                });
+                let upper = at_cut.map_or(upper, |c| upper.min(c));
+                if upper == last_upper && !due && at_cut.is_none() {
+                    return;
+                }
+                // Batch clicks: wait until the oldest completed epoch holding clicks is
+                // `apply_interval` old (or the input is done) before applying.
+                let oldest = stash.keys().next().copied().filter(|&t| t < upper);
+                if let Some(t) = oldest
+                    && upper != u64::MAX
+                    && upper - t < target.apply_interval_ms
+                    && !due
+                    && at_cut.is_none()
+                {
+                    return;
+                }
+                // Apply at most up to the first epoch still waiting for its batch.
+                let upper = match oldest {
+                    Some(_) => upper,
+                    None => stash.keys().next().copied().map_or(upper, |t| t.min(upper)),
+                };
+                let mut applied = Vec::new();
+                let mut changed = Vec::new();
+                let w;
+                {
+                    let mut shard = target.shard.write();
+                    if let (Some(c), Some(h)) = (at_cut, target.checkpoint.as_ref())
+                        && shard.applied_epoch > c
+                    {
+                        h.fail(c, shard.applied_epoch);
+                    }
+                    loop {
+                        let c = stash.keys().next().copied().filter(|&t| t < upper);
+                        let r = reports.keys().next().copied().filter(|&t| t < upper);
+                        match (c, r) {
+                            (Some(c), r) if r.is_none_or(|r| c <= r) => {
+                                let (cap, batches) = stash.remove(&c).expect("key present");
+                                for b in &batches {
+                                    shard.apply(b);
+                                }
+                                applied.push(cap);
+                                if let Some(rs) = reports.remove(&c) {
+                                    rs.iter().for_each(|r| gw.apply(r));
+                                }
+                            }
+                            (_, Some(r)) => reports.remove(&r).expect("key present").iter().for_each(|r| gw.apply(r)),
+                            _ => break,
+                        }
+                    }
+                    w = gw.recompute();
+                    shard.advance_watermark(w);
+                    shard.applied_epoch = shard.applied_epoch.max(upper);
+                    if let (Some(c), Some(h)) = (at_cut, target.checkpoint.as_ref()) {
+                        h.capture(c, &shard);
+                    }
+                    if due {
+                        shard.drain_changes(&mut changed);
+                    }
+                }
+                last_upper = upper;
+                if due && let Some((collector, _)) = &target.changes {
+                    last_emit = Instant::now();
+                    collector.deposit(target.local, upper, w, changed);
+                }
+                drop(applied);
+            }
+        })
     }
 }

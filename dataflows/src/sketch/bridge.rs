@@ -8,7 +8,6 @@ use super::{Hll, new_hll};
 use crate::hash::VisitorHashState;
 use crate::{Error, Result};
 
-
 /// Mirror of `hyperloglogplus::HyperLogLogPlus`'s serde layout (0.4.x), used to read and
 /// build its state through bincode (the crate exposes no accessors for it).
 #[derive(Serialize, Deserialize)]
@@ -127,4 +126,3 @@ pub(super) fn hll_from_canonical(c: Canonical) -> Result<Box<Hll>> {
     let h: Hll = bincode::deserialize(&bytes).map_err(|e| Error::SketchDecode(e.to_string()))?;
     Ok(Box::new(h))
 }
-

@@ -33,10 +33,7 @@ pub(crate) fn cover(a: i64, b: i64, retained_from: &[i64; 4], out: &mut Vec<(Gra
         if t < retained_from[m.index()] {
             return Err(Error::query(
                 "range_not_retained",
-                format!(
-                    "minute rows before {} ms are no longer retained; align from/to to 15 minutes for older ranges",
-                    retained_from[m.index()]
-                ),
+                format!("minute rows before {} ms are no longer retained; align from/to to 15 minutes for older ranges", retained_from[m.index()]),
             ));
         }
         out.push((m, t));
@@ -62,15 +59,7 @@ mod tests {
         use Granularity::*;
         assert_eq!(
             out,
-            vec![
-                (Minute, D - Q - 2 * M),
-                (Minute, D - Q - M),
-                (Quarter, D - Q),
-                (Day, D),
-                (Hour, 2 * D),
-                (Quarter, 2 * D + H),
-                (Minute, 2 * D + H + Q),
-            ]
+            vec![(Minute, D - Q - 2 * M), (Minute, D - Q - M), (Quarter, D - Q), (Day, D), (Hour, 2 * D), (Quarter, 2 * D + H), (Minute, 2 * D + H + Q),]
         );
     }
 

@@ -126,12 +126,8 @@ impl Views {
 
     /// Codes with rollups on this process's shards, sorted.
     pub fn codes(&self) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .inner
-            .shards
-            .iter()
-            .flat_map(|s| s.read().code_rollups.iter().map(|c| c.name.to_string()).collect::<Vec<_>>())
-            .collect();
+        let mut out: Vec<String> =
+            self.inner.shards.iter().flat_map(|s| s.read().code_rollups.iter().map(|c| c.name.to_string()).collect::<Vec<_>>()).collect();
         out.sort();
         out
     }

@@ -178,7 +178,9 @@ impl Block {
         let entry = std::mem::size_of::<(u64, Row)>();
         match self {
             Block::Small { keys, rows } => {
-                keys.capacity() * std::mem::size_of::<u64>() + rows.capacity() * std::mem::size_of::<Row>() + rows.iter().map(|r| r.sketch.heap_bytes()).sum::<usize>()
+                keys.capacity() * std::mem::size_of::<u64>()
+                    + rows.capacity() * std::mem::size_of::<Row>()
+                    + rows.iter().map(|r| r.sketch.heap_bytes()).sum::<usize>()
             }
             Block::Large(m) => m.capacity() * (entry + 1) + m.values().map(|r| r.sketch.heap_bytes()).sum::<usize>(),
         }

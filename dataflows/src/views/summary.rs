@@ -103,8 +103,7 @@ pub(crate) fn run_counting_bots(views: &Views, q: &SummaryQuery, bots: &mut u64)
                 return true;
             }
             let Some(m) = shard.meta(id) else { return false };
-            q.org.as_ref().is_none_or(|o| m.org.as_deref() == Some(o.as_str()))
-                && q.tag.as_ref().is_none_or(|t| m.tags.iter().any(|x| x == t))
+            q.org.as_ref().is_none_or(|o| m.org.as_deref() == Some(o.as_str())) && q.tag.as_ref().is_none_or(|t| m.tags.iter().any(|x| x == t))
         };
         for code in &shard.code_rollups {
             let mut acc = Acc::default();
@@ -123,10 +122,7 @@ pub(crate) fn run_counting_bots(views: &Views, q: &SummaryQuery, bots: &mut u64)
                 continue;
             }
             for b in pieces.iter().flat_map(|&(g, start)| shard.blocks(code, g, start)) {
-                for (vi, dim, target) in [
-                    (country_view, Dimension::Country, &mut countries),
-                    (referrer_view, Dimension::ReferrerDomain, &mut referrers),
-                ] {
+                for (vi, dim, target) in [(country_view, Dimension::Country, &mut countries), (referrer_view, Dimension::ReferrerDomain, &mut referrers)] {
                     b.for_view(vi, |k, row| {
                         let (_, v, _, bot) = split_key(k);
                         if q.include_bots || !bot {
@@ -151,10 +147,8 @@ pub(crate) fn run_counting_bots(views: &Views, q: &SummaryQuery, bots: &mut u64)
     top.sort_by(|a, b| b.clicks.cmp(&a.clicks).then_with(|| a.code.cmp(&b.code)));
     top.truncate(q.limit);
     let rank = |m: BTreeMap<Arc<str>, Acc>| {
-        let mut v: Vec<DimensionTotal> = m
-            .into_iter()
-            .map(|(k, mut a)| DimensionTotal { dims: vec![k], clicks: a.clicks, uniques: a.sketch.uniques() })
-            .collect();
+        let mut v: Vec<DimensionTotal> =
+            m.into_iter().map(|(k, mut a)| DimensionTotal { dims: vec![k], clicks: a.clicks, uniques: a.sketch.uniques() }).collect();
         v.sort_by(|a, b| b.clicks.cmp(&a.clicks).then_with(|| a.dims.cmp(&b.dims)));
         v.truncate(q.limit);
         v

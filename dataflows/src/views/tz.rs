@@ -56,10 +56,7 @@ impl Bucket {
 struct Key(NaiveDate, u32, i32);
 
 fn offset_secs(tz: Tz, t_ms: i64) -> Result<(chrono::DateTime<Tz>, i32)> {
-    let dt = tz
-        .timestamp_millis_opt(t_ms)
-        .single()
-        .ok_or_else(|| Error::query("invalid_range", format!("instant {t_ms} ms is out of range")))?;
+    let dt = tz.timestamp_millis_opt(t_ms).single().ok_or_else(|| Error::query("invalid_range", format!("instant {t_ms} ms is out of range")))?;
     let off = dt.offset().fix().local_minus_utc();
     if off % 900 != 0 {
         return Err(Error::query(
@@ -170,11 +167,8 @@ mod tests {
         let hours = bucket_spans(tz, Bucket::Hour, from, to, 1000).expect("spans");
         assert_eq!(hours.len(), 25);
         assert!(hours.iter().all(|(s, e)| e - s == 3_600_000));
-        let two_am: Vec<i32> = hours
-            .iter()
-            .filter(|(s, _)| tz.timestamp_millis_opt(*s).unwrap().hour() == 2)
-            .map(|(s, _)| offset_at(tz, *s).unwrap())
-            .collect();
+        let two_am: Vec<i32> =
+            hours.iter().filter(|(s, _)| tz.timestamp_millis_opt(*s).unwrap().hour() == 2).map(|(s, _)| offset_at(tz, *s).unwrap()).collect();
         assert_eq!(two_am, vec![7200, 3600]);
         let days = bucket_spans(tz, Bucket::Day, from, to, 10).expect("days");
         assert_eq!(days, vec![(from, to)]);

@@ -42,9 +42,36 @@ pub const GEO_SHIFT_COUNTRY: &str = "VN";
 
 /// Relative weight of client countries (loadgen's `COUNTRY_WEIGHTS`).
 pub const COUNTRY_WEIGHTS: &[(&str, u32)] = &[
-    ("US", 280), ("IN", 90), ("DE", 60), ("GB", 60), ("BR", 50), ("FR", 40), ("JP", 40), ("CA", 30), ("ID", 30), ("MX", 30),
-    ("ES", 20), ("IT", 20), ("NL", 20), ("AU", 20), ("PL", 20), ("TR", 20), ("KR", 20), ("VN", 15), ("CN", 15), ("RU", 15),
-    ("NG", 10), ("ZA", 10), ("AR", 10), ("SE", 10), ("PH", 10), ("EG", 10), ("UA", 10), ("CH", 10), ("SG", 10), ("KE", 5),
+    ("US", 280),
+    ("IN", 90),
+    ("DE", 60),
+    ("GB", 60),
+    ("BR", 50),
+    ("FR", 40),
+    ("JP", 40),
+    ("CA", 30),
+    ("ID", 30),
+    ("MX", 30),
+    ("ES", 20),
+    ("IT", 20),
+    ("NL", 20),
+    ("AU", 20),
+    ("PL", 20),
+    ("TR", 20),
+    ("KR", 20),
+    ("VN", 15),
+    ("CN", 15),
+    ("RU", 15),
+    ("NG", 10),
+    ("ZA", 10),
+    ("AR", 10),
+    ("SE", 10),
+    ("PH", 10),
+    ("EG", 10),
+    ("UA", 10),
+    ("CH", 10),
+    ("SG", 10),
+    ("KE", 5),
 ];
 
 const SEARCH: &[&str] = &[
@@ -78,12 +105,26 @@ const SOCIAL: &[&str] = &[
     "https://bsky.app/",
     "https://web.telegram.org/",
 ];
-const EMAIL: &[&str] = &["https://mail.google.com/", "https://outlook.live.com/", "https://outlook.office.com/", "https://mail.yahoo.com/", "https://mail.proton.me/"];
+const EMAIL: &[&str] =
+    &["https://mail.google.com/", "https://outlook.live.com/", "https://outlook.office.com/", "https://mail.yahoo.com/", "https://mail.proton.me/"];
 const AI: &[&str] = &["https://chatgpt.com/", "https://www.perplexity.ai/", "https://claude.ai/", "https://gemini.google.com/"];
 
 /// Case-insensitive markers of link-preview fetchers among the crawler instances.
-const PREVIEW_MARKERS: &[&str] =
-    &["facebookexternalhit", "twitterbot", "slackbot", "discordbot", "whatsapp", "telegrambot", "linkedinbot", "mastodon", "pinterest", "redditbot", "embedly", "skypeuripreview", "applebot"];
+const PREVIEW_MARKERS: &[&str] = &[
+    "facebookexternalhit",
+    "twitterbot",
+    "slackbot",
+    "discordbot",
+    "whatsapp",
+    "telegrambot",
+    "linkedinbot",
+    "mastodon",
+    "pinterest",
+    "redditbot",
+    "embedly",
+    "skypeuripreview",
+    "applebot",
+];
 
 /// Real user agents and client networks (built once per test process).
 pub struct World {
@@ -109,12 +150,8 @@ pub fn world() -> &'static World {
     static W: OnceLock<World> = OnceLock::new();
     W.get_or_init(|| {
         let f = std::fs::File::open(data("tests/data/bots/crawlerdetect-fixture-devices.txt.gz")).expect("devices fixture");
-        let humans: Vec<String> = BufReader::new(flate2::read::GzDecoder::new(f))
-            .lines()
-            .map(|l| l.expect("devices fixture is text"))
-            .filter(|l| sendable(l))
-            .step_by(80)
-            .collect();
+        let humans: Vec<String> =
+            BufReader::new(flate2::read::GzDecoder::new(f)).lines().map(|l| l.expect("devices fixture is text")).filter(|l| sendable(l)).step_by(80).collect();
         let json = std::fs::read_to_string(data("data/bots/crawler-user-agents.json")).expect("crawler list");
         let entries: Vec<serde_json::Value> = serde_json::from_str(&json).expect("crawler list is JSON");
         let (mut previews, mut crawlers) = (Vec::new(), Vec::new());
@@ -233,7 +270,11 @@ impl Model {
 
     pub fn bot_ua(&mut self) -> &'static str {
         let w = world();
-        if self.rng.random::<f64>() < 0.6 { &w.previews[self.rng.random_range(0..w.previews.len())] } else { &w.crawlers[self.rng.random_range(0..w.crawlers.len())] }
+        if self.rng.random::<f64>() < 0.6 {
+            &w.previews[self.rng.random_range(0..w.previews.len())]
+        } else {
+            &w.crawlers[self.rng.random_range(0..w.crawlers.len())]
+        }
     }
 
     /// A new visitor with `ua` in `country` (any, by weight, when `None`); remembered as recent.

@@ -27,8 +27,7 @@ pub fn ms(s: &str) -> i64 {
     chrono::DateTime::parse_from_rfc3339(s).expect("rfc3339").timestamp_millis()
 }
 
-pub const BROWSER_UA: &str =
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36";
+pub const BROWSER_UA: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36";
 
 /// Real user agents (browsers, mobiles, bots, link-preview fetchers) plus malformed ones.
 pub const USER_AGENTS: &[&str] = &[
@@ -113,12 +112,7 @@ impl Harness {
     pub fn start(config: PipelineConfig, partitions: u32, now_ms: i64, meta: Option<LinkMetaFeed>, outputs: PipelineOutputs) -> Harness {
         let feed = MemoryFeed::new(0..partitions);
         let clock = ManualClock::new(now_ms);
-        let inputs = PipelineInputs {
-            source: feed.factory(),
-            enricher: enricher(),
-            clock: Arc::new(clock.clone()),
-            link_meta: meta,
-        };
+        let inputs = PipelineInputs { source: feed.factory(), enricher: enricher(), clock: Arc::new(clock.clone()), link_meta: meta };
         let handle = pipeline::start(&config, inputs, outputs).expect("pipeline starts");
         Harness { handle, feed, clock }
     }
@@ -229,7 +223,7 @@ pub fn generate(spec: &StreamSpec) -> Vec<SourceRecord> {
         let p = (sluice_dataflows::hash::route_str(&code) % u64::from(spec.partitions)) as usize;
         let mut backfill = false;
         let ts = match rng.random_range(0..1000) {
-            0..10 => spec.now_ms + 10 * MIN,                            // future
+            0..10 => spec.now_ms + 10 * MIN,                             // future
             10..30 => progress - rng.random_range(40 * HOUR..60 * HOUR), // late, some beyond 48 h
             30..40 => {
                 backfill = true;

@@ -26,13 +26,7 @@ pub struct ApiError {
 impl ApiError {
     /// An error without details.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-            details: Value::Null,
-            retry_after_s: None,
-        }
+        ApiError { status, code, message: message.into(), details: Value::Null, retry_after_s: None }
     }
 
     /// 400 with `code`.
@@ -58,13 +52,7 @@ impl ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} ({}): {}",
-            self.code,
-            self.status.as_u16(),
-            self.message
-        )
+        write!(f, "{} ({}): {}", self.code, self.status.as_u16(), self.message)
     }
 }
 
@@ -74,16 +62,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut resp = (self.status, self.body().to_string()).into_response();
         let h = resp.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if self.status == StatusCode::UNAUTHORIZED {
-            h.insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"sluice-ingest\""),
-            );
+            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"sluice-ingest\""));
         }
         if let Some(s) = self.retry_after_s {
             h.insert(header::RETRY_AFTER, HeaderValue::from(s));
@@ -99,20 +81,12 @@ impl From<crate::Error> for ApiError {
         let chain = crate::telemetry::error_chain(&err);
         if err.retryable() {
             tracing::warn!(error = %chain, "events request could not be stored");
-            let mut e = ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "log_unavailable",
-                "the click log is unavailable, retry later",
-            );
+            let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "log_unavailable", "the click log is unavailable, retry later");
             e.retry_after_s = Some(1);
             e
         } else {
             tracing::error!(error = %chain, "events request failed");
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "internal error",
-            )
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
         }
     }
 }

@@ -52,9 +52,7 @@ use sluice_schemas::{ClickEvent, VisitorSalt};
 pub use self::error::ApiError;
 pub use self::gate::IntakeGate;
 use self::telemetry::EventsReceived;
-use crate::event_input::{
-    DEFAULT_MAX_FUTURE_SKEW_MS, MAX_EVENTS_PER_REQUEST, Rejection, Validation, validate_value,
-};
+use crate::event_input::{DEFAULT_MAX_FUTURE_SKEW_MS, MAX_EVENTS_PER_REQUEST, Rejection, Validation, validate_value};
 use crate::{DurableAppender, EventLog};
 
 /// Route of the endpoint.
@@ -88,12 +86,7 @@ impl std::fmt::Debug for EventsConfig {
 
 impl Default for EventsConfig {
     fn default() -> Self {
-        EventsConfig {
-            token: None,
-            max_events: MAX_EVENTS_PER_REQUEST,
-            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
-            max_future_skew_ms: DEFAULT_MAX_FUTURE_SKEW_MS,
-        }
+        EventsConfig { token: None, max_events: MAX_EVENTS_PER_REQUEST, max_body_bytes: DEFAULT_MAX_BODY_BYTES, max_future_skew_ms: DEFAULT_MAX_FUTURE_SKEW_MS }
     }
 }
 
@@ -118,22 +111,12 @@ impl<L: EventLog> EventsState<L> {
         config.max_events = config.max_events.clamp(1, MAX_EVENTS_PER_REQUEST);
         let clock: Clock = Arc::new(|| chrono::Utc::now().timestamp_millis());
         tracing::info!(
-            auth = if config.token.is_some() {
-                "bearer token"
-            } else {
-                "loopback peers only"
-            },
+            auth = if config.token.is_some() { "bearer token" } else { "loopback peers only" },
             max_events = config.max_events,
             max_body_bytes = config.max_body_bytes,
             "POST /v1/events ready"
         );
-        EventsState {
-            appender,
-            salt,
-            config: Arc::new(config),
-            clock,
-            gate: None,
-        }
+        EventsState { appender, salt, config: Arc::new(config), clock, gate: None }
     }
 
     /// Checks each event's code and (unless backfill) its lateness with `gate` (see
@@ -158,9 +141,7 @@ impl<L: EventLog> EventsState<L> {
 /// The router fragment serving `POST /v1/events` (merge it into the API router; the body
 /// limit is enforced by the handler itself, independent of other routes' limits).
 pub fn events_router<L: EventLog>(state: EventsState<L>) -> Router {
-    Router::new()
-        .route(EVENTS_PATH, post(post_events::<L>))
-        .with_state(state)
+    Router::new().route(EVENTS_PATH, post(post_events::<L>)).with_state(state)
 }
 
 /// One refused event of a request.
@@ -187,82 +168,39 @@ async fn post_events<L: EventLog>(State(state): State<EventsState<L>>, req: Requ
     let started = Instant::now();
     match handle(&state, req).await {
         Ok((accepted, rejected, backfill)) => {
-            EventsReceived {
-                accepted: accepted as u64,
-                rejected: &rejected,
-                backfill,
-                elapsed: started.elapsed(),
-            }
-            .emit();
+            EventsReceived { accepted: accepted as u64, rejected: &rejected, backfill, elapsed: started.elapsed() }.emit();
             let body = json!({ "accepted": accepted, "rejected": rejected });
-            (
-                StatusCode::OK,
-                [(header::CACHE_CONTROL, "no-store")],
-                axum::Json(body),
-            )
-                .into_response()
+            (StatusCode::OK, [(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response()
         }
         Err(e) => e.into_response(),
     }
 }
 
-async fn handle<L: EventLog>(
-    state: &EventsState<L>,
-    req: Request,
-) -> Result<(usize, Vec<RejectedEvent>, bool), ApiError> {
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
+async fn handle<L: EventLog>(state: &EventsState<L>, req: Request) -> Result<(usize, Vec<RejectedEvent>, bool), ApiError> {
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     authorize(state.config.token.as_deref(), peer, req.headers())?;
     let backfill = parse_query(req.uri().query())?;
     let format = body_format(req.headers())?;
     let limit = state.config.max_body_bytes;
     let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("request body is larger than {limit} bytes"),
-        )
-        .with_details(json!({ "max_body_bytes": limit }))
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("request body is larger than {limit} bytes"))
+            .with_details(json!({ "max_body_bytes": limit }))
     };
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
     let bytes = axum::body::to_bytes(req.into_body(), limit)
         .await
-        .map_err(|e| {
-            if is_length_limit(&e) {
-                too_large()
-            } else {
-                ApiError::bad_request(
-                    "invalid_body",
-                    format!("could not read the request body: {e}"),
-                )
-            }
-        })?;
+        .map_err(|e| if is_length_limit(&e) { too_large() } else { ApiError::bad_request("invalid_body", format!("could not read the request body: {e}")) })?;
     let items = split_body(&bytes, format, state.config.max_events)?;
-    let ctx = Validation {
-        salt: &state.salt,
-        now_ms: (state.clock)(),
-        max_future_skew_ms: state.config.max_future_skew_ms,
-    };
+    let ctx = Validation { salt: &state.salt, now_ms: (state.clock)(), max_future_skew_ms: state.config.max_future_skew_ms };
     let mut valid: Vec<(usize, Option<usize>, ClickEvent)> = Vec::with_capacity(items.len());
     let mut rejected = Vec::new();
     for (index, (line, item)) in items.into_iter().enumerate() {
         match item.and_then(|v| validate_value(v, &ctx)) {
             Ok(ev) => valid.push((index, line, ev)),
-            Err(Rejection { reason, message }) => rejected.push(RejectedEvent {
-                index,
-                line,
-                reason,
-                message,
-            }),
+            Err(Rejection { reason, message }) => rejected.push(RejectedEvent { index, line, reason, message }),
         }
     }
     let accepted = match &state.gate {
@@ -271,24 +209,12 @@ async fn handle<L: EventLog>(
     };
     rejected.sort_by_key(|r| r.index);
     if accepted.is_empty() {
-        EventsReceived {
-            accepted: 0,
-            rejected: &rejected,
-            backfill,
-            elapsed: std::time::Duration::ZERO,
-        }
-        .emit();
-        return Err(ApiError::bad_request(
-            "all_events_rejected",
-            format!("all {} events were rejected", rejected.len()),
-        )
-        .with_details(json!({ "accepted": 0, "rejected": rejected })));
+        EventsReceived { accepted: 0, rejected: &rejected, backfill, elapsed: std::time::Duration::ZERO }.emit();
+        return Err(ApiError::bad_request("all_events_rejected", format!("all {} events were rejected", rejected.len()))
+            .with_details(json!({ "accepted": 0, "rejected": rejected })));
     }
     let n = accepted.len();
-    state
-        .appender
-        .append_durable_marked(accepted, backfill)
-        .await?;
+    state.appender.append_durable_marked(accepted, backfill).await?;
     Ok((n, rejected, backfill))
 }
 
@@ -336,8 +262,7 @@ async fn gate_events(
 }
 
 fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map_or_else(|| ms.to_string(), |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+    chrono::DateTime::from_timestamp_millis(ms).map_or_else(|| ms.to_string(), |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
 }
 
 /// Whether reading the body failed on its length limit (`http-body-util`'s
@@ -355,11 +280,7 @@ fn is_length_limit(err: &axum::Error) -> bool {
 
 /// Checks the caller (see the module docs). The token comparison takes the same time for
 /// every token of the configured length.
-fn authorize(
-    token: Option<&str>,
-    peer: Option<IpAddr>,
-    headers: &HeaderMap,
-) -> Result<(), ApiError> {
+fn authorize(token: Option<&str>, peer: Option<IpAddr>, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(expected) = token else {
         // A loopback peer that forwards for someone else (a reverse proxy on this host) is
         // not a local caller: the same rule as the admin endpoints.
@@ -379,44 +300,24 @@ fn authorize(
         };
     };
     let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "missing \"Authorization: Bearer <ingest token>\" header",
-        ));
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing \"Authorization: Bearer <ingest token>\" header"));
     };
     let presented = value
         .to_str()
         .ok()
-        .and_then(|v| {
-            v.split_once(' ')
-                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-                .map(|(_, t)| t.trim())
-        })
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "the Authorization header must be \"Bearer <ingest token>\"",
-            )
-        })?;
+        .and_then(|v| v.split_once(' ').filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer")).map(|(_, t)| t.trim()))
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "the Authorization header must be \"Bearer <ingest token>\""))?;
     if constant_time_eq(presented.as_bytes(), expected.as_bytes()) {
         Ok(())
     } else {
-        Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_token",
-            "the bearer token is not the configured ingest token",
-        ))
+        Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", "the bearer token is not the configured ingest token"))
     }
 }
 
 fn is_loopback(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => v4.is_loopback(),
-        IpAddr::V6(v6) => {
-            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-        }
+        IpAddr::V6(v6) => v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
     }
 }
 
@@ -436,18 +337,13 @@ fn parse_query(query: Option<&str>) -> Result<bool, ApiError> {
             ("backfill", "true" | "1") => backfill = true,
             ("backfill", "false" | "0") => backfill = false,
             ("backfill", other) => {
-                return Err(ApiError::bad_request(
-                    "invalid_parameter",
-                    format!("backfill must be true or false, got \"{other}\""),
-                )
-                .with_details(json!({ "parameter": "backfill" })));
+                return Err(ApiError::bad_request("invalid_parameter", format!("backfill must be true or false, got \"{other}\""))
+                    .with_details(json!({ "parameter": "backfill" })));
             }
             (other, _) => {
-                return Err(ApiError::bad_request(
-                    "invalid_parameter",
-                    format!("unknown query parameter \"{other}\""),
-                )
-                .with_details(json!({ "parameter": other })));
+                return Err(
+                    ApiError::bad_request("invalid_parameter", format!("unknown query parameter \"{other}\"")).with_details(json!({ "parameter": other }))
+                );
             }
         }
     }
@@ -455,16 +351,8 @@ fn parse_query(query: Option<&str>) -> Result<bool, ApiError> {
 }
 
 fn body_format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let mime = ct
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     match mime.as_str() {
         "application/json" => Ok(BodyFormat::JsonArray),
         "application/x-ndjson" | "application/ndjson" | "application/jsonl" | "application/x-jsonlines" => Ok(BodyFormat::Ndjson),
@@ -483,12 +371,8 @@ type Item = (Option<usize>, Result<Value, Rejection>);
 /// line is not JSON).
 fn split_body(bytes: &[u8], format: BodyFormat, max_events: usize) -> Result<Vec<Item>, ApiError> {
     let too_many = |n: usize| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_many_events",
-            format!("{n} events in one request; at most {max_events} are allowed"),
-        )
-        .with_details(json!({ "events": n, "max_events": max_events }))
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_many_events", format!("{n} events in one request; at most {max_events} are allowed"))
+            .with_details(json!({ "events": n, "max_events": max_events }))
     };
     let items: Vec<Item> = match format {
         BodyFormat::JsonArray => {
@@ -498,17 +382,11 @@ fn split_body(bytes: &[u8], format: BodyFormat, max_events: usize) -> Result<Vec
                     format!("request body repeats the key {} in one object (line {line}, column {column}); send each member once", Value::String(key.clone())),
                 )
                 .with_details(json!({ "key": key, "line": line, "column": column })),
-                StrictJsonError::Syntax(e) => ApiError::bad_request(
-                    "malformed_json",
-                    format!("request body is not valid json: {e}"),
-                )
-                .with_details(json!({ "line": e.line(), "column": e.column() })),
+                StrictJsonError::Syntax(e) => ApiError::bad_request("malformed_json", format!("request body is not valid json: {e}"))
+                    .with_details(json!({ "line": e.line(), "column": e.column() })),
             })?;
             let Value::Array(arr) = v else {
-                return Err(ApiError::bad_request(
-                    "invalid_body",
-                    "expected a json array of events (send one event as [event])",
-                ));
+                return Err(ApiError::bad_request("invalid_body", "expected a json array of events (send one event as [event])"));
             };
             if arr.len() > max_events {
                 return Err(too_many(arr.len()));
@@ -517,15 +395,9 @@ fn split_body(bytes: &[u8], format: BodyFormat, max_events: usize) -> Result<Vec
         }
         BodyFormat::Ndjson => {
             let text = std::str::from_utf8(bytes).map_err(|e| {
-                ApiError::bad_request("invalid_utf8", format!("request body is not utf-8: {e}"))
-                    .with_details(json!({ "byte": e.valid_up_to() }))
+                ApiError::bad_request("invalid_utf8", format!("request body is not utf-8: {e}")).with_details(json!({ "byte": e.valid_up_to() }))
             })?;
-            let lines: Vec<(usize, &str)> = text
-                .split('\n')
-                .enumerate()
-                .map(|(i, l)| (i + 1, l.trim()))
-                .filter(|(_, l)| !l.is_empty())
-                .collect();
+            let lines: Vec<(usize, &str)> = text.split('\n').enumerate().map(|(i, l)| (i + 1, l.trim())).filter(|(_, l)| !l.is_empty()).collect();
             if lines.len() > max_events {
                 return Err(too_many(lines.len()));
             }
@@ -533,14 +405,10 @@ fn split_body(bytes: &[u8], format: BodyFormat, max_events: usize) -> Result<Vec
                 .into_iter()
                 .map(|(n, l)| {
                     let parsed = from_str_strict(l).map_err(|e| match e {
-                        StrictJsonError::DuplicateKey { key, .. } => Rejection::new(
-                            "duplicate_key",
-                            format!("line {n} repeats the key {} in one object", Value::String(key)),
-                        ),
-                        StrictJsonError::Syntax(e) => Rejection::new(
-                            "malformed_json",
-                            format!("line {n} is not valid json: {e}"),
-                        ),
+                        StrictJsonError::DuplicateKey { key, .. } => {
+                            Rejection::new("duplicate_key", format!("line {n} repeats the key {} in one object", Value::String(key)))
+                        }
+                        StrictJsonError::Syntax(e) => Rejection::new("malformed_json", format!("line {n} is not valid json: {e}")),
                     });
                     (Some(n), parsed)
                 })
@@ -548,10 +416,7 @@ fn split_body(bytes: &[u8], format: BodyFormat, max_events: usize) -> Result<Vec
         }
     };
     if items.is_empty() {
-        return Err(ApiError::bad_request(
-            "empty_batch",
-            "the request contains no events",
-        ));
+        return Err(ApiError::bad_request("empty_batch", "the request contains no events"));
     }
     Ok(items)
 }

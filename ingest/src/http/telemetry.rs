@@ -21,8 +21,7 @@ pub struct EventsReceived<'a> {
 impl EventsReceived<'_> {
     pub fn emit(&self) {
         if self.accepted > 0 {
-            metrics::counter!("sluice_events_api_events_total", "outcome" => "accepted")
-                .increment(self.accepted);
+            metrics::counter!("sluice_events_api_events_total", "outcome" => "accepted").increment(self.accepted);
         }
         let mut by_reason: BTreeMap<&'static str, u64> = BTreeMap::new();
         for r in self.rejected {

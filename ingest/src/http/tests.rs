@@ -31,13 +31,8 @@ struct Fixture {
 fn fixture(config: EventsConfig) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = ClickLog::open(dir.path()).expect("open log");
-    let state = EventsState::new(DurableAppender::new(log.clone()), salt(), config)
-        .with_clock(Arc::new(|| NOW));
-    Fixture {
-        log,
-        router: events_router(state),
-        _dir: dir,
-    }
+    let state = EventsState::new(DurableAppender::new(log.clone()), salt(), config).with_clock(Arc::new(|| NOW));
+    Fixture { log, router: events_router(state), _dir: dir }
 }
 
 fn loopback() -> Option<&'static str> {
@@ -50,59 +45,33 @@ struct Resp {
     body: Value,
 }
 
-async fn send(
-    router: &Router,
-    uri: &str,
-    peer: Option<&str>,
-    headers: &[(&str, &str)],
-    body: impl Into<Body>,
-) -> Resp {
+async fn send(router: &Router, uri: &str, peer: Option<&str>, headers: &[(&str, &str)], body: impl Into<Body>) -> Resp {
     let mut req = Request::post(uri);
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
     let mut req = req.body(body.into()).expect("request");
     if let Some(p) = peer {
-        req.extensions_mut()
-            .insert(ConnectInfo(p.parse::<SocketAddr>().expect("peer")));
+        req.extensions_mut().insert(ConnectInfo(p.parse::<SocketAddr>().expect("peer")));
     }
     let resp = router.clone().oneshot(req).await.expect("infallible");
     let status = resp.status();
     let headers = resp.headers().clone();
     let bytes = resp.into_body().collect().await.expect("body").to_bytes();
-    let body = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|e| panic!("not json ({e}): {:?}", String::from_utf8_lossy(&bytes)));
-    Resp {
-        status,
-        headers,
-        body,
-    }
+    let body = serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("not json ({e}): {:?}", String::from_utf8_lossy(&bytes)));
+    Resp { status, headers, body }
 }
 
 async fn post_json(router: &Router, body: &Value) -> Resp {
-    send(
-        router,
-        EVENTS_PATH,
-        loopback(),
-        &[("content-type", "application/json")],
-        body.to_string(),
-    )
-    .await
+    send(router, EVENTS_PATH, loopback(), &[("content-type", "application/json")], body.to_string()).await
 }
 
 #[track_caller]
 fn assert_error(r: &Resp, status: u16, code: &str) {
     assert_eq!(r.status.as_u16(), status, "status; body {}", r.body);
-    assert_eq!(
-        r.headers.get("content-type").and_then(|v| v.to_str().ok()),
-        Some("application/json")
-    );
+    assert_eq!(r.headers.get("content-type").and_then(|v| v.to_str().ok()), Some("application/json"));
     assert_eq!(r.body["error"]["code"], code, "body {}", r.body);
-    assert!(
-        r.body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty())
-    );
+    assert!(r.body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
 }
 
 fn ev(id: &str, code: &str) -> Value {
@@ -110,72 +79,27 @@ fn ev(id: &str, code: &str) -> Value {
 }
 
 fn logged(log: &ClickLog) -> Vec<(String, bool)> {
-    log.read_entries(0, 100_000)
-        .expect("read")
-        .into_iter()
-        .map(|e| (e.event.code, e.backfill))
-        .collect()
+    log.read_entries(0, 100_000).expect("read").into_iter().map(|e| (e.event.code, e.backfill)).collect()
 }
 
 #[tokio::test]
 async fn no_token_means_loopback_peers_only() {
     let f = fixture(EventsConfig::default());
     let body = json!([ev("a", "c1")]).to_string();
-    for peer in [
-        "127.0.0.1:1",
-        "127.8.9.10:2",
-        "[::1]:3",
-        "[::ffff:127.0.0.1]:4",
-    ] {
-        let r = send(
-            &f.router,
-            EVENTS_PATH,
-            Some(peer),
-            &[("content-type", "application/json")],
-            body.clone(),
-        )
-        .await;
+    for peer in ["127.0.0.1:1", "127.8.9.10:2", "[::1]:3", "[::ffff:127.0.0.1]:4"] {
+        let r = send(&f.router, EVENTS_PATH, Some(peer), &[("content-type", "application/json")], body.clone()).await;
         assert_eq!(r.status, StatusCode::OK, "{peer}: {}", r.body);
     }
-    for peer in [
-        Some("192.0.2.1:5"),
-        Some("[2001:db8::1]:6"),
-        Some("10.0.0.1:7"),
-        None,
-    ] {
-        let r = send(
-            &f.router,
-            EVENTS_PATH,
-            peer,
-            &[("content-type", "application/json")],
-            body.clone(),
-        )
-        .await;
+    for peer in [Some("192.0.2.1:5"), Some("[2001:db8::1]:6"), Some("10.0.0.1:7"), None] {
+        let r = send(&f.router, EVENTS_PATH, peer, &[("content-type", "application/json")], body.clone()).await;
         assert_error(&r, 403, "forbidden");
     }
     // a forwarded header never turns a remote peer into a loopback one
-    let r = send(
-        &f.router,
-        EVENTS_PATH,
-        Some("192.0.2.1:5"),
-        &[
-            ("content-type", "application/json"),
-            ("x-forwarded-for", "127.0.0.1"),
-        ],
-        body.clone(),
-    )
-    .await;
+    let r = send(&f.router, EVENTS_PATH, Some("192.0.2.1:5"), &[("content-type", "application/json"), ("x-forwarded-for", "127.0.0.1")], body.clone()).await;
     assert_error(&r, 403, "forbidden");
     // nor does a loopback peer that forwards for someone else (a reverse proxy on this host)
     for (name, value) in [("x-forwarded-for", "8.8.8.8"), ("forwarded", "for=8.8.8.8")] {
-        let r = send(
-            &f.router,
-            EVENTS_PATH,
-            Some("127.0.0.1:9"),
-            &[("content-type", "application/json"), (name, value)],
-            body.clone(),
-        )
-        .await;
+        let r = send(&f.router, EVENTS_PATH, Some("127.0.0.1:9"), &[("content-type", "application/json"), (name, value)], body.clone()).await;
         assert_error(&r, 403, "forbidden");
     }
     assert_eq!(f.log.head(), 4);
@@ -183,52 +107,23 @@ async fn no_token_means_loopback_peers_only() {
 
 #[tokio::test]
 async fn a_configured_token_is_required_from_everyone() {
-    let f = fixture(EventsConfig {
-        token: Some("s3cret-token".into()),
-        ..EventsConfig::default()
-    });
+    let f = fixture(EventsConfig { token: Some("s3cret-token".into()), ..EventsConfig::default() });
     let body = json!([ev("a", "c1")]).to_string();
     let ct = ("content-type", "application/json");
     let r = send(&f.router, EVENTS_PATH, loopback(), &[ct], body.clone()).await;
     assert_error(&r, 401, "unauthorized");
-    assert_eq!(
-        r.headers
-            .get("www-authenticate")
-            .and_then(|v| v.to_str().ok()),
-        Some("Bearer realm=\"sluice-ingest\"")
-    );
+    assert_eq!(r.headers.get("www-authenticate").and_then(|v| v.to_str().ok()), Some("Bearer realm=\"sluice-ingest\""));
     for bad in ["Basic czNjcmV0LXRva2Vu", "Bearer", "s3cret-token"] {
-        let r = send(
-            &f.router,
-            EVENTS_PATH,
-            loopback(),
-            &[ct, ("authorization", bad)],
-            body.clone(),
-        )
-        .await;
+        let r = send(&f.router, EVENTS_PATH, loopback(), &[ct, ("authorization", bad)], body.clone()).await;
         assert_error(&r, 401, "unauthorized");
     }
     for wrong in ["Bearer s3cret-tokeN", "Bearer s3cret-token2", "Bearer x"] {
-        let r = send(
-            &f.router,
-            EVENTS_PATH,
-            loopback(),
-            &[ct, ("authorization", wrong)],
-            body.clone(),
-        )
-        .await;
+        let r = send(&f.router, EVENTS_PATH, loopback(), &[ct, ("authorization", wrong)], body.clone()).await;
         assert_error(&r, 401, "invalid_token");
     }
     assert_eq!(f.log.head(), 0, "nothing stored without the token");
     for ok in ["Bearer s3cret-token", "bearer s3cret-token"] {
-        let r = send(
-            &f.router,
-            EVENTS_PATH,
-            Some("192.0.2.9:1"),
-            &[ct, ("authorization", ok)],
-            body.clone(),
-        )
-        .await;
+        let r = send(&f.router, EVENTS_PATH, Some("192.0.2.9:1"), &[ct, ("authorization", ok)], body.clone()).await;
         assert_eq!(r.status, StatusCode::OK, "{ok}: {}", r.body);
     }
     assert_eq!(f.log.head(), 2);
@@ -239,70 +134,23 @@ async fn content_type_selects_array_or_ndjson() {
     let f = fixture(EventsConfig::default());
     let arr = json!([ev("a", "c1")]).to_string();
     let nd = format!("{}\n\n{}\r\n", ev("b", "c2"), ev("c", "c3"));
-    for ct in [
-        "application/json",
-        "application/json; charset=utf-8",
-        "APPLICATION/JSON",
-    ] {
-        let r = send(
-            &f.router,
-            EVENTS_PATH,
-            loopback(),
-            &[("content-type", ct)],
-            arr.clone(),
-        )
-        .await;
-        assert_eq!(
-            (r.status, r.body.clone()),
-            (StatusCode::OK, json!({"accepted": 1, "rejected": []})),
-            "{ct}"
-        );
+    for ct in ["application/json", "application/json; charset=utf-8", "APPLICATION/JSON"] {
+        let r = send(&f.router, EVENTS_PATH, loopback(), &[("content-type", ct)], arr.clone()).await;
+        assert_eq!((r.status, r.body.clone()), (StatusCode::OK, json!({"accepted": 1, "rejected": []})), "{ct}");
     }
-    let r = send(
-        &f.router,
-        EVENTS_PATH,
-        loopback(),
-        &[("content-type", "application/x-ndjson")],
-        nd.clone(),
-    )
-    .await;
-    assert_eq!(
-        (r.status, r.body),
-        (StatusCode::OK, json!({"accepted": 2, "rejected": []}))
-    );
-    for ct in [
-        Some("text/plain"),
-        Some("application/xml"),
-        Some("application/ld+json"),
-        None,
-    ] {
+    let r = send(&f.router, EVENTS_PATH, loopback(), &[("content-type", "application/x-ndjson")], nd.clone()).await;
+    assert_eq!((r.status, r.body), (StatusCode::OK, json!({"accepted": 2, "rejected": []})));
+    for ct in [Some("text/plain"), Some("application/xml"), Some("application/ld+json"), None] {
         let headers: Vec<(&str, &str)> = ct.map(|c| ("content-type", c)).into_iter().collect();
         let r = send(&f.router, EVENTS_PATH, loopback(), &headers, arr.clone()).await;
         assert_error(&r, 415, "unsupported_media_type");
     }
     // an NDJSON body sent as application/json is malformed json, and the reverse is one bad line
-    let r = send(
-        &f.router,
-        EVENTS_PATH,
-        loopback(),
-        &[("content-type", "application/json")],
-        nd,
-    )
-    .await;
+    let r = send(&f.router, EVENTS_PATH, loopback(), &[("content-type", "application/json")], nd).await;
     assert_error(&r, 400, "malformed_json");
-    let r = send(
-        &f.router,
-        EVENTS_PATH,
-        loopback(),
-        &[("content-type", "application/x-ndjson")],
-        arr,
-    )
-    .await;
+    let r = send(&f.router, EVENTS_PATH, loopback(), &[("content-type", "application/x-ndjson")], arr).await;
     assert_error(&r, 400, "all_events_rejected");
-    assert_eq!(
-        r.body["error"]["details"]["rejected"][0]["reason"],
-        "not_an_object"
-    );
+    assert_eq!(r.body["error"]["details"]["rejected"][0]["reason"], "not_an_object");
     assert_eq!(logged(&f.log).len(), 5);
 }
 
@@ -313,44 +161,16 @@ async fn body_level_errors() {
     let r = send(&f.router, EVENTS_PATH, loopback(), &ct, "[{\"event_id\": ").await;
     assert_error(&r, 400, "malformed_json");
     assert_eq!(r.body["error"]["details"], json!({"line": 1, "column": 14}));
-    let r = send(
-        &f.router,
-        EVENTS_PATH,
-        loopback(),
-        &ct,
-        ev("a", "c").to_string(),
-    )
-    .await;
+    let r = send(&f.router, EVENTS_PATH, loopback(), &ct, ev("a", "c").to_string()).await;
     assert_error(&r, 400, "invalid_body");
     let r = send(&f.router, EVENTS_PATH, loopback(), &ct, "[]").await;
     assert_error(&r, 400, "empty_batch");
-    let r = send(
-        &f.router,
-        EVENTS_PATH,
-        loopback(),
-        &[("content-type", "application/x-ndjson")],
-        "\n  \n\r\n",
-    )
-    .await;
+    let r = send(&f.router, EVENTS_PATH, loopback(), &[("content-type", "application/x-ndjson")], "\n  \n\r\n").await;
     assert_error(&r, 400, "empty_batch");
-    let r = send(
-        &f.router,
-        EVENTS_PATH,
-        loopback(),
-        &[("content-type", "application/x-ndjson")],
-        vec![b'{', 0xff, b'}'],
-    )
-    .await;
+    let r = send(&f.router, EVENTS_PATH, loopback(), &[("content-type", "application/x-ndjson")], vec![b'{', 0xff, b'}']).await;
     assert_error(&r, 400, "invalid_utf8");
     for q in ["backfill=maybe", "backfill=TRUE", "dry_run=1"] {
-        let r = send(
-            &f.router,
-            &format!("{EVENTS_PATH}?{q}"),
-            loopback(),
-            &ct,
-            json!([ev("a", "c")]).to_string(),
-        )
-        .await;
+        let r = send(&f.router, &format!("{EVENTS_PATH}?{q}"), loopback(), &ct, json!([ev("a", "c")]).to_string()).await;
         assert_error(&r, 400, "invalid_parameter");
     }
     assert_eq!(f.log.head(), 0);
@@ -359,71 +179,30 @@ async fn body_level_errors() {
 #[tokio::test]
 async fn too_many_events_and_too_large_bodies_are_413_and_store_nothing() {
     let f = fixture(EventsConfig::default());
-    let many: Vec<Value> = (0..=MAX_EVENTS_PER_REQUEST)
-        .map(|i| ev(&format!("e{i}"), "c"))
-        .collect();
+    let many: Vec<Value> = (0..=MAX_EVENTS_PER_REQUEST).map(|i| ev(&format!("e{i}"), "c")).collect();
     let r = post_json(&f.router, &Value::Array(many.clone())).await;
     assert_error(&r, 413, "too_many_events");
-    assert_eq!(
-        r.body["error"]["details"],
-        json!({"events": 10_001, "max_events": 10_000})
-    );
+    assert_eq!(r.body["error"]["details"], json!({"events": 10_001, "max_events": 10_000}));
     let nd: String = many.iter().map(|v| format!("{v}\n")).collect();
-    let r = send(
-        &f.router,
-        EVENTS_PATH,
-        loopback(),
-        &[("content-type", "application/x-ndjson")],
-        nd,
-    )
-    .await;
+    let r = send(&f.router, EVENTS_PATH, loopback(), &[("content-type", "application/x-ndjson")], nd).await;
     assert_error(&r, 413, "too_many_events");
     assert_eq!(f.log.head(), 0);
     // exactly the limit is fine
-    let r = post_json(
-        &f.router,
-        &Value::Array(many[..MAX_EVENTS_PER_REQUEST].to_vec()),
-    )
-    .await;
+    let r = post_json(&f.router, &Value::Array(many[..MAX_EVENTS_PER_REQUEST].to_vec())).await;
     assert_eq!(r.body, json!({"accepted": 10_000, "rejected": []}));
     assert_eq!(f.log.head(), 10_000);
 
-    let small = fixture(EventsConfig {
-        max_body_bytes: 1024,
-        max_events: 3,
-        ..EventsConfig::default()
-    });
-    let big = json!([
-        ev("a", "c"),
-        ev("b", "c"),
-        ev("c", "c"),
-        ev("d", "c"),
-        ev("e", "c"),
-        ev("f", "c"),
-        ev("g", "c")
-    ])
-    .to_string();
+    let small = fixture(EventsConfig { max_body_bytes: 1024, max_events: 3, ..EventsConfig::default() });
+    let big = json!([ev("a", "c"), ev("b", "c"), ev("c", "c"), ev("d", "c"), ev("e", "c"), ev("f", "c"), ev("g", "c")]).to_string();
     assert!(big.len() > 1024);
     let r = post_json(&small.router, &serde_json::from_str(&big).expect("json")).await;
     assert_error(&r, 413, "payload_too_large");
     assert_eq!(r.body["error"]["details"], json!({"max_body_bytes": 1024}));
     // without a Content-Length (streamed body) the limit still holds
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
-        big.as_bytes().chunks(100).map(|c| Ok(c.to_vec())).collect();
-    let r = send(
-        &small.router,
-        EVENTS_PATH,
-        loopback(),
-        &[("content-type", "application/json")],
-        Body::from_stream(futures::stream::iter(chunks)),
-    )
-    .await;
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = big.as_bytes().chunks(100).map(|c| Ok(c.to_vec())).collect();
+    let r = send(&small.router, EVENTS_PATH, loopback(), &[("content-type", "application/json")], Body::from_stream(futures::stream::iter(chunks))).await;
     assert_error(&r, 413, "payload_too_large");
-    let r = post_json(
-        &small.router,
-        &json!([ev("a", "c"), ev("b", "c"), ev("c", "c"), ev("d", "c")]),
-    )
-    .await;
+    let r = post_json(&small.router, &json!([ev("a", "c"), ev("b", "c"), ev("c", "c"), ev("d", "c")])).await;
     assert_error(&r, 413, "too_many_events");
     assert_eq!(small.log.head(), 0);
 }
@@ -448,12 +227,7 @@ async fn mixed_batches_report_exact_indices_and_store_only_the_valid_events_in_o
         .as_array()
         .expect("array")
         .iter()
-        .map(|x| {
-            (
-                x["index"].as_u64().expect("index"),
-                x["reason"].as_str().expect("reason").to_owned(),
-            )
-        })
+        .map(|x| (x["index"].as_u64().expect("index"), x["reason"].as_str().expect("reason").to_owned()))
         .collect();
     assert_eq!(r.body["accepted"], 3);
     assert_eq!(
@@ -467,11 +241,7 @@ async fn mixed_batches_report_exact_indices_and_store_only_the_valid_events_in_o
             (8, "missing_field".to_owned()),
         ]
     );
-    assert!(
-        r.body["rejected"].as_array().expect("array").iter().all(
-            |x| x.get("line").is_none() && x["message"].as_str().is_some_and(|m| !m.is_empty())
-        )
-    );
+    assert!(r.body["rejected"].as_array().expect("array").iter().all(|x| x.get("line").is_none() && x["message"].as_str().is_some_and(|m| !m.is_empty())));
     assert_eq!(r.body["rejected"][5]["message"], "\"event_id\" is required");
     let stored = f.log.read(0, 10).expect("read");
     let ip: std::net::IpAddr = "192.0.2.30".parse().expect("ip");
@@ -511,15 +281,8 @@ async fn mixed_batches_report_exact_indices_and_store_only_the_valid_events_in_o
             edge_region: None,
         },
     ];
-    assert_eq!(
-        stored.into_iter().map(|(_, e)| e).collect::<Vec<_>>(),
-        expected
-    );
-    assert_ne!(
-        expected[2].visitor_id,
-        visitor_id(&salt(), NOW, net, "x"),
-        "the salt of the event's own day (2024-12-31)"
-    );
+    assert_eq!(stored.into_iter().map(|(_, e)| e).collect::<Vec<_>>(), expected);
+    assert_ne!(expected[2].visitor_id, visitor_id(&salt(), NOW, net, "x"), "the salt of the event's own day (2024-12-31)");
 }
 
 #[tokio::test]
@@ -531,30 +294,14 @@ async fn ndjson_rejections_carry_index_and_line() {
         json!({"event_id": "b", "code": "c", "ts": "yesterday", "ip": "192.0.2.1", "ua": ""}),
         ev("c", "c2")
     );
-    let r = send(
-        &f.router,
-        EVENTS_PATH,
-        loopback(),
-        &[("content-type", "application/x-ndjson")],
-        body,
-    )
-    .await;
+    let r = send(&f.router, EVENTS_PATH, loopback(), &[("content-type", "application/x-ndjson")], body).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body["accepted"], 2);
     let rej = r.body["rejected"].as_array().expect("array");
     assert_eq!(rej.len(), 2);
-    assert_eq!(
-        (&rej[0]["index"], &rej[0]["line"], &rej[0]["reason"]),
-        (&json!(1), &json!(3), &json!("malformed_json"))
-    );
-    assert_eq!(
-        (&rej[1]["index"], &rej[1]["line"], &rej[1]["reason"]),
-        (&json!(2), &json!(4), &json!("invalid_ts"))
-    );
-    assert_eq!(
-        logged(&f.log),
-        vec![("c1".to_owned(), false), ("c2".to_owned(), false)]
-    );
+    assert_eq!((&rej[0]["index"], &rej[0]["line"], &rej[0]["reason"]), (&json!(1), &json!(3), &json!("malformed_json")));
+    assert_eq!((&rej[1]["index"], &rej[1]["line"], &rej[1]["reason"]), (&json!(2), &json!(4), &json!("invalid_ts")));
+    assert_eq!(logged(&f.log), vec![("c1".to_owned(), false), ("c2".to_owned(), false)]);
 }
 
 #[tokio::test]
@@ -564,14 +311,8 @@ async fn all_rejected_is_400_with_the_rejections_in_details() {
     assert_error(&r, 400, "all_events_rejected");
     assert_eq!(r.body["error"]["details"]["accepted"], 0);
     let rej = &r.body["error"]["details"]["rejected"];
-    assert_eq!(
-        (&rej[0]["index"], &rej[0]["reason"]),
-        (&json!(0), &json!("missing_field"))
-    );
-    assert_eq!(
-        (&rej[1]["index"], &rej[1]["reason"]),
-        (&json!(1), &json!("invalid_code"))
-    );
+    assert_eq!((&rej[0]["index"], &rej[0]["reason"]), (&json!(0), &json!("missing_field")));
+    assert_eq!((&rej[1]["index"], &rej[1]["reason"]), (&json!(1), &json!("invalid_code")));
     assert_eq!(f.log.head(), 0);
 }
 
@@ -580,14 +321,7 @@ async fn accepted_events_are_durable_when_the_response_returns() {
     let dir = tempfile::tempdir().expect("tempdir");
     {
         let log = ClickLog::open(dir.path()).expect("open");
-        let router = events_router(
-            EventsState::new(
-                DurableAppender::new(log.clone()),
-                salt(),
-                EventsConfig::default(),
-            )
-            .with_clock(Arc::new(|| NOW)),
-        );
+        let router = events_router(EventsState::new(DurableAppender::new(log.clone()), salt(), EventsConfig::default()).with_clock(Arc::new(|| NOW)));
         let r = post_json(&router, &json!([ev("d1", "dur"), ev("d2", "dur")])).await;
         assert_eq!(r.body["accepted"], 2);
         // visible to a reader at once, before anything else happens
@@ -595,12 +329,7 @@ async fn accepted_events_are_durable_when_the_response_returns() {
     }
     // and on disk: a fresh open of the file (the previous handle is gone) sees them
     let reopened = ClickLog::open(dir.path()).expect("reopen");
-    let ids: Vec<Uuid> = reopened
-        .read(0, 10)
-        .expect("read")
-        .into_iter()
-        .map(|(_, e)| e.event_id)
-        .collect();
+    let ids: Vec<Uuid> = reopened.read(0, 10).expect("read").into_iter().map(|(_, e)| e.event_id).collect();
     assert_eq!(ids, vec![event_uuid("d1"), event_uuid("d2")]);
 }
 
@@ -612,13 +341,7 @@ async fn duplicates_are_accepted_at_intake() {
     assert_eq!(r.body, json!({"accepted": 3, "rejected": []}));
     let r = post_json(&f.router, &json!([e])).await;
     assert_eq!(r.body["accepted"], 1);
-    let ids: Vec<Uuid> = f
-        .log
-        .read(0, 10)
-        .expect("read")
-        .into_iter()
-        .map(|(_, e)| e.event_id)
-        .collect();
+    let ids: Vec<Uuid> = f.log.read(0, 10).expect("read").into_iter().map(|(_, e)| e.event_id).collect();
     assert_eq!(ids, vec![event_uuid("c19-0001"); 4]);
 }
 
@@ -639,13 +362,7 @@ async fn unicode_and_huge_fields() {
     .await;
     assert_eq!(r.body["accepted"], 2);
     assert_eq!(r.body["rejected"][0]["reason"], "invalid_event_id");
-    let stored: Vec<ClickEvent> = f
-        .log
-        .read(0, 10)
-        .expect("read")
-        .into_iter()
-        .map(|(_, e)| e)
-        .collect();
+    let stored: Vec<ClickEvent> = f.log.read(0, 10).expect("read").into_iter().map(|(_, e)| e).collect();
     assert_eq!(stored[0].event_id, event_uuid("ü-1"));
     assert_eq!(stored[0].user_agent, ua);
     assert_eq!(stored[0].referrer.as_deref(), Some(referrer));
@@ -660,34 +377,12 @@ async fn backfill_marks_reach_the_log() {
     let f = fixture(EventsConfig::default());
     let ct = [("content-type", "application/json")];
     let old = json!([{"event_id": "old", "code": "bf", "ts": "2024-01-15T10:00:00Z", "ip": "192.0.2.8", "ua": ""}]).to_string();
-    for (q, code) in [
-        ("?backfill=true", "t"),
-        ("", "d"),
-        ("?backfill=false", "f"),
-        ("?backfill=1", "one"),
-        ("?backfill=0&", "zero"),
-    ] {
+    for (q, code) in [("?backfill=true", "t"), ("", "d"), ("?backfill=false", "f"), ("?backfill=1", "one"), ("?backfill=0&", "zero")] {
         let body = old.replace("\"bf\"", &format!("\"{code}\""));
-        let r = send(
-            &f.router,
-            &format!("{EVENTS_PATH}{q}"),
-            loopback(),
-            &ct,
-            body,
-        )
-        .await;
+        let r = send(&f.router, &format!("{EVENTS_PATH}{q}"), loopback(), &ct, body).await;
         assert_eq!(r.status, StatusCode::OK, "{q}: {}", r.body);
     }
-    assert_eq!(
-        logged(&f.log),
-        vec![
-            ("t".into(), true),
-            ("d".into(), false),
-            ("f".into(), false),
-            ("one".into(), true),
-            ("zero".into(), false)
-        ]
-    );
+    assert_eq!(logged(&f.log), vec![("t".into(), true), ("d".into(), false), ("f".into(), false), ("one".into(), true), ("zero".into(), false)]);
 }
 
 /// A log whose appends always fail.
@@ -702,38 +397,19 @@ impl EventLog for BrokenLog {
 
 #[tokio::test]
 async fn a_failing_log_is_503_with_retry_after() {
-    let router = events_router(
-        EventsState::new(
-            DurableAppender::new(BrokenLog),
-            salt(),
-            EventsConfig::default(),
-        )
-        .with_clock(Arc::new(|| NOW)),
-    );
+    let router = events_router(EventsState::new(DurableAppender::new(BrokenLog), salt(), EventsConfig::default()).with_clock(Arc::new(|| NOW)));
     let r = post_json(&router, &json!([ev("a", "c")])).await;
     assert_error(&r, 503, "log_unavailable");
-    assert_eq!(
-        r.headers.get("retry-after").and_then(|v| v.to_str().ok()),
-        Some("1")
-    );
+    assert_eq!(r.headers.get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
     // a log that cannot mark backfill refuses instead of storing the events as live
-    let r = send(
-        &router,
-        &format!("{EVENTS_PATH}?backfill=true"),
-        loopback(),
-        &[("content-type", "application/json")],
-        json!([ev("a", "c")]).to_string(),
-    )
-    .await;
+    let r =
+        send(&router, &format!("{EVENTS_PATH}?backfill=true"), loopback(), &[("content-type", "application/json")], json!([ev("a", "c")]).to_string()).await;
     assert_error(&r, 503, "log_unavailable");
 }
 
 #[test]
 fn config_debug_hides_the_token() {
-    let c = EventsConfig {
-        token: Some("hunter2".into()),
-        ..EventsConfig::default()
-    };
+    let c = EventsConfig { token: Some("hunter2".into()), ..EventsConfig::default() };
     let s = format!("{c:?}");
     assert!(!s.contains("hunter2") && s.contains("***"), "{s}");
 }

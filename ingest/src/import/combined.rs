@@ -58,9 +58,7 @@ impl<'a> Cursor<'a> {
         while self.i < self.s.len() && self.s[self.i] != b' ' {
             self.i += 1;
         }
-        (self.i > start)
-            .then(|| std::str::from_utf8(&self.s[start..self.i]).ok())
-            .flatten()
+        (self.i > start).then(|| std::str::from_utf8(&self.s[start..self.i]).ok()).flatten()
     }
 
     /// `[...]`.
@@ -104,18 +102,15 @@ impl<'a> Cursor<'a> {
                         out.push(b'\t');
                         self.i += 1;
                     }
-                    Some(b'x') => match self
-                        .s
-                        .get(self.i + 1..self.i + 3)
-                        .and_then(|h| std::str::from_utf8(h).ok())
-                        .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    {
-                        Some(byte) => {
-                            out.push(byte);
-                            self.i += 3;
+                    Some(b'x') => {
+                        match self.s.get(self.i + 1..self.i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                            Some(byte) => {
+                                out.push(byte);
+                                self.i += 3;
+                            }
+                            None => out.push(b'\\'),
                         }
-                        None => out.push(b'\\'),
-                    },
+                    }
                     _ => out.push(b'\\'),
                 },
                 _ => out.push(b),
@@ -127,19 +122,14 @@ impl<'a> Cursor<'a> {
 
 /// `10/Oct/2024:13:55:36 +0000` (optionally `13:55:36.123`) as ms since the epoch, UTC.
 pub fn parse_clf_time(s: &str) -> Option<i64> {
-    chrono::DateTime::parse_from_str(s, "%d/%b/%Y:%H:%M:%S%.f %z")
-        .ok()
-        .map(|t| t.timestamp_millis())
+    chrono::DateTime::parse_from_str(s, "%d/%b/%Y:%H:%M:%S%.f %z").ok().map(|t| t.timestamp_millis())
 }
 
 /// Parses one line (without its line terminator). Errors: `malformed_line` (fields missing
 /// or out of shape), `invalid_time`, `invalid_status`, `malformed_request` (the quoted
 /// request is not `METHOD TARGET [PROTOCOL]`, e.g. a TLS handshake sent to the HTTP port).
 pub fn parse_line(line: &str) -> Result<AccessRecord, ParseError> {
-    let mut c = Cursor {
-        s: line.as_bytes(),
-        i: 0,
-    };
+    let mut c = Cursor { s: line.as_bytes(), i: 0 };
     let host = c.token().ok_or("malformed_line")?.to_owned();
     let _ident = c.token().ok_or("malformed_line")?;
     let _user = c.token().ok_or("malformed_line")?;
@@ -148,24 +138,13 @@ pub fn parse_line(line: &str) -> Result<AccessRecord, ParseError> {
     let status = c.token().ok_or("malformed_line")?;
     let _bytes = c.token().ok_or("malformed_line")?;
     let ts_ms = parse_clf_time(time).ok_or("invalid_time")?;
-    let status: u16 = status
-        .parse()
-        .ok()
-        .filter(|s| (100..=599).contains(s))
-        .ok_or("invalid_status")?;
+    let status: u16 = status.parse().ok().filter(|s| (100..=599).contains(s)).ok_or("invalid_status")?;
     let (referrer, user_agent) = if c.at_end() {
         (None, String::new())
     } else {
         let r = c.quoted().ok_or("malformed_line")?;
-        let ua = if c.at_end() {
-            String::new()
-        } else {
-            c.quoted().ok_or("malformed_line")?
-        };
-        (
-            Some(r).filter(|r| r != "-" && !r.is_empty()),
-            if ua == "-" { String::new() } else { ua },
-        )
+        let ua = if c.at_end() { String::new() } else { c.quoted().ok_or("malformed_line")? };
+        (Some(r).filter(|r| r != "-" && !r.is_empty()), if ua == "-" { String::new() } else { ua })
     };
     let mut parts = request.split(' ').filter(|p| !p.is_empty());
     let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
@@ -175,15 +154,7 @@ pub fn parse_line(line: &str) -> Result<AccessRecord, ParseError> {
     if !protocol_ok || !method.bytes().all(|b| b.is_ascii_uppercase()) {
         return Err("malformed_request");
     }
-    Ok(AccessRecord {
-        host,
-        ts_ms,
-        method: method.to_owned(),
-        target: target.to_owned(),
-        status,
-        referrer,
-        user_agent,
-    })
+    Ok(AccessRecord { host, ts_ms, method: method.to_owned(), target: target.to_owned(), status, referrer, user_agent })
 }
 
 /// The path of a request target: origin-form `/p?q` → `/p`; absolute-form
@@ -192,9 +163,7 @@ pub fn target_path(target: &str) -> Option<&str> {
     let rest = if target.starts_with('/') {
         target
     } else {
-        let after_scheme = target
-            .strip_prefix("http://")
-            .or_else(|| target.strip_prefix("https://"))?;
+        let after_scheme = target.strip_prefix("http://").or_else(|| target.strip_prefix("https://"))?;
         &after_scheme[after_scheme.find('/')?..]
     };
     Some(rest.split(['?', '#']).next().unwrap_or(rest))

@@ -46,14 +46,7 @@ impl ImportFormat {
     /// else (`access.log`, `access.log.1`) → combined.
     pub fn guess(file_name: &str) -> ImportFormat {
         let lower = file_name.to_ascii_lowercase();
-        if [".ndjson", ".jsonl", ".json"]
-            .iter()
-            .any(|ext| lower.ends_with(ext))
-        {
-            ImportFormat::Ndjson
-        } else {
-            ImportFormat::Combined
-        }
+        if [".ndjson", ".jsonl", ".json"].iter().any(|ext| lower.ends_with(ext)) { ImportFormat::Ndjson } else { ImportFormat::Combined }
     }
 }
 
@@ -136,10 +129,7 @@ impl LineParser {
         if !prefix.ends_with('/') {
             prefix.push('/');
         }
-        LineParser {
-            format,
-            path_prefix: prefix,
-        }
+        LineParser { format, path_prefix: prefix }
     }
 
     /// The format parsed.
@@ -160,16 +150,11 @@ impl LineParser {
                     Err(r) => LineOutcome::Invalid(r),
                 },
                 // Refused like POST /v1/events refuses it: never keep one of two values.
-                Err(sluice_schemas::strict_json::StrictJsonError::DuplicateKey { key, .. }) => {
-                    LineOutcome::Invalid(Rejection::new(
-                        "duplicate_key",
-                        format!("line {line_no} repeats the key {} in one object", serde_json::Value::String(key)),
-                    ))
-                }
-                Err(e) => LineOutcome::Invalid(Rejection::new(
-                    "malformed_json",
-                    format!("line {line_no} is not valid json: {e}"),
+                Err(sluice_schemas::strict_json::StrictJsonError::DuplicateKey { key, .. }) => LineOutcome::Invalid(Rejection::new(
+                    "duplicate_key",
+                    format!("line {line_no} repeats the key {} in one object", serde_json::Value::String(key)),
                 )),
+                Err(e) => LineOutcome::Invalid(Rejection::new("malformed_json", format!("line {line_no} is not valid json: {e}"))),
             },
             ImportFormat::Combined => self.access_line(line_no, line),
         }
@@ -187,9 +172,7 @@ impl LineParser {
         if !is_redirect_status(rec.status) {
             return LineOutcome::Skipped(SkipReason::NotRedirect);
         }
-        let code = combined::target_path(&rec.target)
-            .and_then(|p| p.strip_prefix(self.path_prefix.as_str()))
-            .filter(|c| is_code(c));
+        let code = combined::target_path(&rec.target).and_then(|p| p.strip_prefix(self.path_prefix.as_str())).filter(|c| is_code(c));
         let Some(code) = code else {
             return LineOutcome::Skipped(SkipReason::NotCodePath);
         };

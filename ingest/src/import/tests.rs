@@ -12,9 +12,7 @@ const EVENTS_NDJSON: &str = include_str!("../../tests/data/import/events.ndjson"
 /// `Uuid::new_v8`.
 fn id_by_hand(line_no: u64, line: &str) -> String {
     let mut b = [0u8; 16];
-    b.copy_from_slice(
-        &blake3::derive_key(LINE_ID_CONTEXT, format!("{line_no}\n{line}").as_bytes())[..16],
-    );
+    b.copy_from_slice(&blake3::derive_key(LINE_ID_CONTEXT, format!("{line_no}\n{line}").as_bytes())[..16]);
     b[6] = (b[6] & 0x0f) | 0x80;
     b[8] = (b[8] & 0x3f) | 0x80;
     Uuid::from_bytes(b).to_string()
@@ -35,16 +33,10 @@ fn run(parser: &LineParser, text: &str) -> (String, ImportTally) {
 #[test]
 fn access_log_becomes_the_expected_ndjson_byte_for_byte() {
     let text = std::str::from_utf8(ACCESS_LOG).expect("fixture is utf-8");
-    let lines: Vec<&str> = text
-        .split_terminator('\n')
-        .map(|l| l.strip_suffix('\r').unwrap_or(l))
-        .collect();
+    let lines: Vec<&str> = text.split_terminator('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)).collect();
     let mut expected = ACCESS_EXPECTED.to_owned();
     for n in [1u64, 3, 10, 11, 12, 15, 17, 18] {
-        expected = expected.replace(
-            &format!("{{{{id:{n}}}}}"),
-            &id_by_hand(n, lines[n as usize - 1]),
-        );
+        expected = expected.replace(&format!("{{{{id:{n}}}}}"), &id_by_hand(n, lines[n as usize - 1]));
     }
     assert!(!expected.contains("{{"), "every placeholder replaced");
     let (out, tally) = run(&LineParser::new(ImportFormat::Combined, "/"), text);
@@ -52,15 +44,7 @@ fn access_log_becomes_the_expected_ndjson_byte_for_byte() {
     let skipped: Vec<(&str, u64)> = tally.skipped.iter().map(|(k, v)| (*k, *v)).collect();
     assert_eq!(
         skipped,
-        vec![
-            ("blank", 1),
-            ("head_request", 1),
-            ("invalid_client_ip", 1),
-            ("malformed", 3),
-            ("not_code_path", 2),
-            ("not_get", 1),
-            ("not_redirect", 3)
-        ]
+        vec![("blank", 1), ("head_request", 1), ("invalid_client_ip", 1), ("malformed", 3), ("not_code_path", 2), ("not_get", 1), ("not_redirect", 3)]
     );
     assert_eq!((tally.lines, tally.events), (20, 8));
     assert!(tally.invalid.is_empty());
@@ -73,51 +57,29 @@ fn reimporting_gives_the_same_ids_and_identical_lines_stay_distinct() {
     let (a, _) = run(&p, text);
     let (b, _) = run(&p, text);
     assert_eq!(a, b);
-    let ids: Vec<String> = a
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).expect("json")["event_id"]
-                .as_str()
-                .expect("id")
-                .to_owned()
-        })
-        .collect();
+    let ids: Vec<String> =
+        a.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json")["event_id"].as_str().expect("id").to_owned()).collect();
     let distinct: std::collections::BTreeSet<&String> = ids.iter().collect();
-    assert_eq!(
-        distinct.len(),
-        ids.len(),
-        "lines 1 and 11 are equal but are two clicks"
-    );
+    assert_eq!(distinct.len(), ids.len(), "lines 1 and 11 are equal but are two clicks");
 }
 
 #[test]
 fn path_prefix_selects_where_codes_live() {
-    let line =
-        r#"192.0.2.1 - - [10/Oct/2024:13:55:36 +0000] "GET /s/abc?x=1 HTTP/1.1" 302 0 "-" "ua""#;
+    let line = r#"192.0.2.1 - - [10/Oct/2024:13:55:36 +0000] "GET /s/abc?x=1 HTTP/1.1" 302 0 "-" "ua""#;
     let under_s = LineParser::new(ImportFormat::Combined, "s");
     match under_s.parse(1, line) {
         LineOutcome::Event(e) => assert_eq!(e.code, "abc"),
         other => panic!("expected an event, got {other:?}"),
     }
-    assert_eq!(
-        LineParser::new(ImportFormat::Combined, "/").parse(1, line),
-        LineOutcome::Skipped(SkipReason::NotCodePath)
-    );
+    assert_eq!(LineParser::new(ImportFormat::Combined, "/").parse(1, line), LineOutcome::Skipped(SkipReason::NotCodePath));
     let root = r#"192.0.2.1 - - [10/Oct/2024:13:55:36 +0000] "GET /abc HTTP/1.1" 302 0 "-" "ua""#;
-    assert_eq!(
-        under_s.parse(1, root),
-        LineOutcome::Skipped(SkipReason::NotCodePath)
-    );
+    assert_eq!(under_s.parse(1, root), LineOutcome::Skipped(SkipReason::NotCodePath));
 }
 
 #[test]
 fn ndjson_lines_are_events_or_counted_rejections() {
     let p = LineParser::new(ImportFormat::Ndjson, "/");
-    let outcomes: Vec<LineOutcome> = EVENTS_NDJSON
-        .split_terminator('\n')
-        .enumerate()
-        .map(|(i, l)| p.parse(i as u64 + 1, l))
-        .collect();
+    let outcomes: Vec<LineOutcome> = EVENTS_NDJSON.split_terminator('\n').enumerate().map(|(i, l)| p.parse(i as u64 + 1, l)).collect();
     let shape: Vec<String> = outcomes
         .iter()
         .map(|o| match o {
@@ -141,14 +103,9 @@ fn ndjson_lines_are_events_or_counted_rejections() {
             "event c19-0001 1710052200000",
         ]
     );
-    let LineOutcome::Event(first) = &outcomes[0] else {
-        panic!("event")
-    };
+    let LineOutcome::Event(first) = &outcomes[0] else { panic!("event") };
     assert_eq!(first.user_agent, "Mozilla/5.0", "the ua alias");
-    assert_eq!(
-        (first.ip.as_deref(), first.referrer.as_deref()),
-        (Some("192.0.2.30"), None)
-    );
+    assert_eq!((first.ip.as_deref(), first.referrer.as_deref()), (Some("192.0.2.30"), None));
 }
 
 #[test]
@@ -157,73 +114,30 @@ fn quoted_fields_unescape_like_nginx_and_apache() {
         .expect("parses");
     assert_eq!(r.referrer.as_deref(), Some("https://r.example/?q=\"x\""));
     assert_eq!(r.user_agent, "A \"B\" C\\D ü\u{FFFD} \t");
-    assert_eq!(
-        (r.method.as_str(), r.target.as_str(), r.status, r.ts_ms),
-        ("GET", "/a", 302, 1_735_689_600_000)
-    );
-    assert_eq!(
-        parse_line(
-            r#"192.0.2.1 - - [01/Jan/2025:00:00:00 +0000] "GET /a HTTP/1.1" 302 0 "-" "unterminated"#
-        ),
-        Err("malformed_line")
-    );
-    assert_eq!(
-        parse_line(r#"192.0.2.1 - - [01/Jan/2025:00:00:00 +0000] "GET /a HTTP/1.1" 302"#),
-        Err("malformed_line")
-    );
-    assert_eq!(
-        parse_line(r#"192.0.2.1 - - [01/Jan/2025:00:00:00] "GET /a HTTP/1.1" 302 0"#),
-        Err("invalid_time")
-    );
-    assert_eq!(
-        parse_line(r#"192.0.2.1 - - [01/Jan/2025:00:00:00 +0000] "GET /a HTTP/1.1" 99 0"#),
-        Err("invalid_status")
-    );
-    assert_eq!(
-        parse_line(r#"192.0.2.1 - - [01/Jan/2025:00:00:00 +0000] "GET /a b HTTP/1.1" 302 0"#),
-        Err("malformed_request")
-    );
-    assert_eq!(
-        parse_line(r#"192.0.2.1 - - [01/Jan/2025:00:00:00 +0000] "get /a HTTP/1.1" 302 0"#),
-        Err("malformed_request")
-    );
-    assert_eq!(
-        parse_line(r#"192.0.2.1 - - [01/Jan/2025:00:00:00 +0000] "-" 408 0"#),
-        Err("malformed_request")
-    );
-    assert!(
-        parse_line(r#"192.0.2.1 - - [01/Jan/2025:00:00:00 +0000] "GET /a" 302 0"#).is_ok(),
-        "HTTP/0.9 request line"
-    );
+    assert_eq!((r.method.as_str(), r.target.as_str(), r.status, r.ts_ms), ("GET", "/a", 302, 1_735_689_600_000));
+    assert_eq!(parse_line(r#"192.0.2.1 - - [01/Jan/2025:00:00:00 +0000] "GET /a HTTP/1.1" 302 0 "-" "unterminated"#), Err("malformed_line"));
+    assert_eq!(parse_line(r#"192.0.2.1 - - [01/Jan/2025:00:00:00 +0000] "GET /a HTTP/1.1" 302"#), Err("malformed_line"));
+    assert_eq!(parse_line(r#"192.0.2.1 - - [01/Jan/2025:00:00:00] "GET /a HTTP/1.1" 302 0"#), Err("invalid_time"));
+    assert_eq!(parse_line(r#"192.0.2.1 - - [01/Jan/2025:00:00:00 +0000] "GET /a HTTP/1.1" 99 0"#), Err("invalid_status"));
+    assert_eq!(parse_line(r#"192.0.2.1 - - [01/Jan/2025:00:00:00 +0000] "GET /a b HTTP/1.1" 302 0"#), Err("malformed_request"));
+    assert_eq!(parse_line(r#"192.0.2.1 - - [01/Jan/2025:00:00:00 +0000] "get /a HTTP/1.1" 302 0"#), Err("malformed_request"));
+    assert_eq!(parse_line(r#"192.0.2.1 - - [01/Jan/2025:00:00:00 +0000] "-" 408 0"#), Err("malformed_request"));
+    assert!(parse_line(r#"192.0.2.1 - - [01/Jan/2025:00:00:00 +0000] "GET /a" 302 0"#).is_ok(), "HTTP/0.9 request line");
     assert_eq!(parse_line(""), Err("malformed_line"));
 }
 
 #[test]
 fn times_and_targets() {
-    assert_eq!(
-        parse_clf_time("10/Oct/2024:13:55:36 +0000"),
-        Some(1_728_568_536_000)
-    );
-    assert_eq!(
-        parse_clf_time("10/Oct/2024:06:55:36 -0700"),
-        Some(1_728_568_536_000)
-    );
-    assert_eq!(
-        parse_clf_time("10/Oct/2024:13:55:36.042 +0000"),
-        Some(1_728_568_536_042)
-    );
+    assert_eq!(parse_clf_time("10/Oct/2024:13:55:36 +0000"), Some(1_728_568_536_000));
+    assert_eq!(parse_clf_time("10/Oct/2024:06:55:36 -0700"), Some(1_728_568_536_000));
+    assert_eq!(parse_clf_time("10/Oct/2024:13:55:36.042 +0000"), Some(1_728_568_536_042));
     assert_eq!(parse_clf_time("10/Foo/2024:13:55:36 +0000"), None);
     assert_eq!(target_path("/abc?x=/y"), Some("/abc"));
     assert_eq!(target_path("/abc#f"), Some("/abc"));
     assert_eq!(target_path("https://h.example:8443/abc?q"), Some("/abc"));
     assert_eq!(target_path("https://h.example"), None);
     assert_eq!(target_path("*"), None);
-    assert!(
-        is_redirect_status(301)
-            && is_redirect_status(308)
-            && !is_redirect_status(304)
-            && !is_redirect_status(200)
-    );
+    assert!(is_redirect_status(301) && is_redirect_status(308) && !is_redirect_status(304) && !is_redirect_status(200));
     assert_eq!(ImportFormat::guess("x.NDJSON"), ImportFormat::Ndjson);
     assert_eq!(ImportFormat::guess("access.log.1"), ImportFormat::Combined);
 }

@@ -299,8 +299,7 @@ fn from_value(v: Value) -> Result<Anomaly> {
                 v => Err(bad("blocklist_patterns", &v)),
             })
             .collect::<Result<_>>()?,
-        baseline_minutes: u32::try_from(baseline_minutes)
-            .map_err(|_| Error::Decode(format!("anomaly: baseline_minutes {baseline_minutes} out of range")))?,
+        baseline_minutes: u32::try_from(baseline_minutes).map_err(|_| Error::Decode(format!("anomaly: baseline_minutes {baseline_minutes} out of range")))?,
     };
     Ok(Anomaly {
         anomaly_id,

@@ -1,14 +1,14 @@
 //! Tests of the value framings and of schema evolution between `click_event.avsc` (v1) and
 //! the test-only `click_event_v2.avsc` (v1 plus an optional `utm_campaign`, default null).
 
+use apache_avro::Schema;
 use apache_avro::schema_compatibility::SchemaCompatibility;
 use apache_avro::types::Value;
 use apache_avro::writer::datum::GenericDatumWriter;
-use apache_avro::Schema;
 use uuid::Uuid;
 
 use super::*;
-use crate::avro::{encode_click_event, CLICK_EVENT_AVSC};
+use crate::avro::{CLICK_EVENT_AVSC, encode_click_event};
 
 const V2_AVSC: &str = include_str!("../../avro/click_event_v2.avsc");
 
@@ -81,11 +81,7 @@ fn v2_value(ev: &ClickEvent, utm: Option<&str>) -> Value {
 
 fn write_v2(ev: &ClickEvent, utm: Option<&str>) -> Vec<u8> {
     let schema = v2();
-    GenericDatumWriter::builder(&schema)
-        .build()
-        .expect("writer")
-        .write_value_to_vec(v2_value(ev, utm))
-        .expect("v2 encodes")
+    GenericDatumWriter::builder(&schema).build().expect("writer").write_value_to_vec(v2_value(ev, utm)).expect("v2 encodes")
 }
 
 #[test]
@@ -180,26 +176,18 @@ fn a_v2_reader_reads_v1_data_with_the_default() {
 #[test]
 fn incompatible_or_broken_data_is_a_decode_error() {
     // a reader field without default that v1 data lacks
-    let v3 = Schema::parse_str(&V2_AVSC.replace(
-        r#""type": ["null", "string"], "default": null, "doc": "v2 addition"#,
-        r#""type": "string", "doc": "v2 addition"#,
-    ))
-    .expect("v3 parses");
+    let v3 =
+        Schema::parse_str(&V2_AVSC.replace(r#""type": ["null", "string"], "default": null, "doc": "v2 addition"#, r#""type": "string", "doc": "v2 addition"#))
+            .expect("v3 parses");
     let so = encode_click_event(&samples()[0]).expect("encode");
     assert!(matches!(read_resolved(click_event_schema(), &v3, &so[10..]), Err(Error::Decode(_))));
 
     let datum = write_v2(&samples()[0], Some("x"));
-    for (name, bytes) in [
-        ("truncated", datum[..datum.len() - 2].to_vec()),
-        ("trailing", [&datum[..], &[0u8][..]].concat()),
-        ("empty", vec![]),
-    ] {
+    for (name, bytes) in [("truncated", datum[..datum.len() - 2].to_vec()), ("trailing", [&datum[..], &[0u8][..]].concat()), ("empty", vec![])] {
         assert!(matches!(decode_click_event_datum_from(&v2(), &bytes), Err(Error::Decode(_))), "{name}");
     }
     // a writer with a different record shape (code is a long)
-    let alien = Schema::parse_str(
-        r#"{"type":"record","name":"ClickEvent","namespace":"sluice.events","fields":[{"name":"code","type":"long"}]}"#,
-    )
-    .expect("alien parses");
+    let alien = Schema::parse_str(r#"{"type":"record","name":"ClickEvent","namespace":"sluice.events","fields":[{"name":"code","type":"long"}]}"#)
+        .expect("alien parses");
     assert!(decode_click_event_datum_from(&alien, &[2]).is_err());
 }

@@ -76,9 +76,7 @@ impl AdminState {
 
     /// The store's admin storage; 503 `admin_unavailable` for stores without one.
     pub(crate) fn store(&self) -> Result<&dyn AdminStore, ApiError> {
-        self.api.inner.store.admin().ok_or_else(|| {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "admin_unavailable", "this link store keeps no admin state")
-        })
+        self.api.inner.store.admin().ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "admin_unavailable", "this link store keeps no admin state"))
     }
 
     /// Runs the link-change hooks for every changed link (cache invalidation everywhere).

@@ -40,7 +40,10 @@ pub fn validate_new_pattern(raw: &str) -> Result<String, ApiError> {
         .with_details(json!({ "pattern": raw })));
     }
     if !trimmed.contains("://") && trimmed.contains(['/', '?', '#', '@', '\\']) {
-        return Err(invalid(raw, "pattern must be a domain name or an IP address (no path, query, user or CIDR range; paste a full URL with its scheme to block its host)"));
+        return Err(invalid(
+            raw,
+            "pattern must be a domain name or an IP address (no path, query, user or CIDR range; paste a full URL with its scheme to block its host)",
+        ));
     }
     let host = normalize(raw)?;
     if host.parse::<std::net::IpAddr>().is_ok() {

@@ -79,10 +79,7 @@ impl FromRef<AnomaliesState> for AdminAuth {
 
 /// The routes `/v1/anomalies` and `/v1/anomalies/stream`.
 pub fn routes(state: AnomaliesState) -> Router {
-    Router::new()
-        .route("/v1/anomalies", get(list_anomalies))
-        .route("/v1/anomalies/stream", get(stream::anomaly_stream))
-        .with_state(state)
+    Router::new().route("/v1/anomalies", get(list_anomalies)).route("/v1/anomalies/stream", get(stream::anomaly_stream)).with_state(state)
 }
 
 /// Maps a store failure to 503 `anomaly_store_unavailable` (retryable) or 500 `internal`.

@@ -36,8 +36,7 @@ impl NotLocalReason {
                 "all",
             ),
         };
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "anomalies_not_local", message)
-            .with_details(json!({ "role": role, "served_by_role": "all" }))
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "anomalies_not_local", message).with_details(json!({ "role": role, "served_by_role": "all" }))
     }
 }
 

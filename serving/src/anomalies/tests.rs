@@ -89,14 +89,20 @@ async fn list_filters_and_pages_exactly_like_a_naive_filter() {
     let cases: Vec<(String, Keep)> = vec![
         (String::new(), Box::new(|_| true)),
         ("kind=click_burst".into(), Box::new(|a| a.kind == AnomalyKind::ClickBurst)),
-        ("kind=bot_share,geo_shift&severity=critical".into(), Box::new(|a| matches!(a.kind, AnomalyKind::BotShare | AnomalyKind::GeoShift) && a.severity == Severity::Critical)),
+        (
+            "kind=bot_share,geo_shift&severity=critical".into(),
+            Box::new(|a| matches!(a.kind, AnomalyKind::BotShare | AnomalyKind::GeoShift) && a.severity == Severity::Critical),
+        ),
         ("severity=info,warning".into(), Box::new(|a| a.severity != Severity::Critical)),
         ("code=c3".into(), Box::new(|a| a.code.as_deref() == Some("c3"))),
         (
             format!("from={}&to={}", rfc3339_utc(T0 + 60 * 60_000), rfc3339_utc(T0 + 120 * 60_000)),
             Box::new(|a| a.window_end >= T0 + 60 * 60_000 && a.window_start < T0 + 120 * 60_000),
         ),
-        (format!("from={}&code=c0&kind=referrer_spam", rfc3339_utc(T0 + 200 * 60_000)), Box::new(|a| a.window_end >= T0 + 200 * 60_000 && a.code.as_deref() == Some("c0") && a.kind == AnomalyKind::ReferrerSpam)),
+        (
+            format!("from={}&code=c0&kind=referrer_spam", rfc3339_utc(T0 + 200 * 60_000)),
+            Box::new(|a| a.window_end >= T0 + 200 * 60_000 && a.code.as_deref() == Some("c0") && a.kind == AnomalyKind::ReferrerSpam),
+        ),
     ];
     for (query, keep) in &cases {
         let mut want: Vec<&Anomaly> = latest.values().filter(|a| keep(a)).collect();

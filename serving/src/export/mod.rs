@@ -85,9 +85,10 @@ pub fn parse_export_query(raw: Option<&str>, now_ms: i64) -> Result<ExportQuery,
                 .with_details(json!({ "parameter": k })));
         }
     }
-    let code = code.map(|c| c.trim().to_owned()).filter(|c| !c.is_empty()).ok_or_else(|| {
-        ApiError::bad_request("missing_code", "the code parameter is required").with_details(json!({ "parameter": "code" }))
-    })?;
+    let code = code
+        .map(|c| c.trim().to_owned())
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| ApiError::bad_request("missing_code", "the code parameter is required").with_details(json!({ "parameter": "code" })))?;
     let format = parse_format(format.as_deref())?;
     let params = parse_stats(Some(&rest.finish()), now_ms).map_err(|mut e| {
         if e.code == "unknown_parameter" {
@@ -111,9 +112,7 @@ pub fn parse_format(raw: Option<&str>) -> Result<ExportFormat, ApiError> {
 /// File name of an export: `sluice-<what>-<bucket>-<from>-<to>.<ext>`, instants as
 /// `YYYYMMDDTHHMMZ` (UTC).
 pub fn file_name(what: &str, range: &StatsParams, format: ExportFormat) -> String {
-    let t = |ms: i64| {
-        chrono::DateTime::from_timestamp_millis(ms).map_or_else(|| ms.to_string(), |d| d.format("%Y%m%dT%H%MZ").to_string())
-    };
+    let t = |ms: i64| chrono::DateTime::from_timestamp_millis(ms).map_or_else(|| ms.to_string(), |d| d.format("%Y%m%dT%H%MZ").to_string());
     format!("sluice-{what}-{}-{}-{}.{}", range.bucket.as_str(), t(range.from_ms), t(range.to_ms), format.extension())
 }
 

@@ -43,10 +43,7 @@ impl ExportPlan {
         let range = StatsParams { order_by: OrderBy::Bucket, ..range.clone() };
         let spans = bucket_spans(range.tz, range.bucket, range.from_ms, range.to_ms, MAX_BUCKETS).map_err(views_error)?;
         let per = if range.dimensions.is_empty() { CHUNK_BUCKETS } else { CHUNK_BUCKETS_DIMS };
-        let chunks = spans
-            .chunks(per)
-            .filter_map(|c| Some((c.first()?.0.max(range.from_ms), c.last()?.1.min(range.to_ms))))
-            .collect();
+        let chunks = spans.chunks(per).filter_map(|c| Some((c.first()?.0.max(range.from_ms), c.last()?.1.min(range.to_ms)))).collect();
         Ok(ExportPlan { range, format, chunks })
     }
 

@@ -55,8 +55,7 @@ const IST_DAY: &str = "from=2024-06-01T00:00:00%2B05:30&to=2024-06-02T00:00:00%2
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn csv_is_byte_exact_with_rfc_4180_quoting() {
     let (h, _dir) = fixed().await;
-    let (st, headers, body) =
-        h.send("GET", &format!("/v1/stats/export?code=ab&{IST_DAY}&bucket=hour&tz=Asia/Kolkata&dimensions=referrer_domain"), None).await;
+    let (st, headers, body) = h.send("GET", &format!("/v1/stats/export?code=ab&{IST_DAY}&bucket=hour&tz=Asia/Kolkata&dimensions=referrer_domain"), None).await;
     assert_eq!(st, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
     let want = "bucket,code,referrer_domain,clicks,uniques\r\n\
                 2024-06-01T09:00:00+05:30,ab,google.com,2,1\r\n\
@@ -70,9 +69,8 @@ async fn csv_is_byte_exact_with_rfc_4180_quoting() {
     assert_eq!(headers["cache-control"], "no-store");
 
     // With bots: the Googlebot click joins the 10:00 (direct) row.
-    let (_, _, body) = h
-        .send("GET", &format!("/v1/stats/export?code=ab&{IST_DAY}&bucket=hour&tz=Asia/Kolkata&dimensions=referrer_domain&include_bots=true"), None)
-        .await;
+    let (_, _, body) =
+        h.send("GET", &format!("/v1/stats/export?code=ab&{IST_DAY}&bucket=hour&tz=Asia/Kolkata&dimensions=referrer_domain&include_bots=true"), None).await;
     assert!(String::from_utf8_lossy(&body).contains("2024-06-01T10:00:00+05:30,ab,(direct),2,2\r\n"));
 }
 
@@ -80,7 +78,11 @@ async fn csv_is_byte_exact_with_rfc_4180_quoting() {
 async fn csv_keeps_unicode_verbatim_and_quotes_commas() {
     let (h, _dir) = fixed().await;
     let (st, _, body) = h
-        .send("GET", "/v1/stats/export?code=ab&from=2024-06-01T00:00:00Z&to=2024-06-02T00:00:00Z&bucket=day&dimensions=browser&include_bots=true&format=csv", None)
+        .send(
+            "GET",
+            "/v1/stats/export?code=ab&from=2024-06-01T00:00:00Z&to=2024-06-02T00:00:00Z&bucket=day&dimensions=browser&include_bots=true&format=csv",
+            None,
+        )
         .await;
     assert_eq!(st, StatusCode::OK);
     // Day buckets in UTC: events 1..8 and 7 (18:30Z) are on 2024-06-01 UTC; 9 is not.
@@ -168,14 +170,17 @@ async fn chunked_export_equals_one_big_query() {
     let cases: [Case; 3] = [
         ("bucket=minute", start, start + 2 * 86_400_000, Bucket::Minute, Tz::UTC, vec![]),
         ("bucket=hour&tz=Asia/Kathmandu&dimensions=country", start, start + 2 * 86_400_000, Bucket::Hour, chrono_tz::Asia::Kathmandu, vec![Country]),
-        ("bucket=hour&tz=America/New_York&dimensions=country,device", start + 60_000, start + 2 * 86_400_000 - 60_000, Bucket::Hour, chrono_tz::America::New_York, vec![Country, Device]),
+        (
+            "bucket=hour&tz=America/New_York&dimensions=country,device",
+            start + 60_000,
+            start + 2 * 86_400_000 - 60_000,
+            Bucket::Hour,
+            chrono_tz::America::New_York,
+            vec![Country, Device],
+        ),
     ];
     for (params, from, to, bucket, tz, dims) in cases {
-        let uri = format!(
-            "/v1/stats/export?code=zz&from={}&to={}&{params}",
-            crate::stats::params::rfc3339_utc(from),
-            crate::stats::params::rfc3339_utc(to)
-        );
+        let uri = format!("/v1/stats/export?code=zz&from={}&to={}&{params}", crate::stats::params::rfc3339_utc(from), crate::stats::params::rfc3339_utc(to));
         let (st, _, body) = h.send("GET", &uri, None).await;
         assert_eq!(st, StatusCode::OK, "{params}: {}", String::from_utf8_lossy(&body));
         let want = reference_csv(&h, "zz", from, to, bucket, tz, &dims);
@@ -187,7 +192,11 @@ async fn chunked_export_equals_one_big_query() {
     // several frames of at least 64 KiB each (the last one excepted).
     use http_body_util::BodyExt;
     use tower::ServiceExt;
-    let uri = format!("/v1/stats/export?code=zz&from={}&to={}&bucket=minute", crate::stats::params::rfc3339_utc(start), crate::stats::params::rfc3339_utc(start + 2 * 86_400_000));
+    let uri = format!(
+        "/v1/stats/export?code=zz&from={}&to={}&bucket=minute",
+        crate::stats::params::rfc3339_utc(start),
+        crate::stats::params::rfc3339_utc(start + 2 * 86_400_000)
+    );
     let uri = format!("{uri}&dimensions=country");
     let req = axum::http::Request::builder().uri(uri).body(axum::body::Body::empty()).expect("request");
     let mut body = crate::reports::routes(h.state().clone()).oneshot(req).await.expect("infallible").into_body();

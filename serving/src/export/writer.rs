@@ -194,11 +194,7 @@ mod tests {
 
     #[test]
     fn csv_quotes_exactly_the_fields_rfc_4180_requires() {
-        let rows = [
-            row(0, &["plain", "a,b"], 1, 1),
-            row(60_000, &["say \"hi\"", "cr\rlf\n"], 2, 1),
-            row(120_000, &[" spaced ", "Ünïcødé ☃"], 3, 2),
-        ];
+        let rows = [row(0, &["plain", "a,b"], 1, 1), row(60_000, &["say \"hi\"", "cr\rlf\n"], 2, 1), row(120_000, &[" spaced ", "Ünïcødé ☃"], 3, 2)];
         let got = render(ExportFormat::Csv, &[Dimension::Browser, Dimension::ReferrerDomain], &rows);
         let want = "bucket,code,browser,referrer_domain,clicks,uniques\r\n\
                     1970-01-01T00:00:00Z,ab-1,plain,\"a,b\",1,1\r\n\

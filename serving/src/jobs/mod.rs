@@ -220,10 +220,7 @@ pub async fn build_spec(state: &ReportsState, req: &ReportRequest) -> Result<Job
         }
         (None, true) => None,
         _ => {
-            return Err(ApiError::bad_request(
-                "invalid_codes",
-                format!("give either codes (1 to {MAX_REPORT_CODES} link codes) or \"all_links\": true"),
-            ));
+            return Err(ApiError::bad_request("invalid_codes", format!("give either codes (1 to {MAX_REPORT_CODES} link codes) or \"all_links\": true")));
         }
     };
     Ok(JobSpec {
@@ -253,7 +250,11 @@ fn accepted(rec: &JobRecord, replayed: bool) -> Response {
 
 async fn replay(state: &ReportsState, rec: &IdempotencyRecord, request_hash: &str) -> Result<Response, ApiError> {
     if rec.request_hash != request_hash {
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", "Idempotency-Key was already used with a different request body"));
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            "Idempotency-Key was already used with a different request body",
+        ));
     }
     let id = serde_json::from_str::<serde_json::Value>(&rec.body)
         .ok()

@@ -122,10 +122,8 @@ impl Jobs {
                 JobState::Running if rec.attempts >= config.max_attempts => {
                     rec.status = JobState::Failed;
                     rec.finished_at_ms = Some(config.clock.now_ms());
-                    rec.error = Some(JobFailure {
-                        code: "job_interrupted".into(),
-                        message: format!("the job was interrupted by a restart {} times", rec.attempts),
-                    });
+                    rec.error =
+                        Some(JobFailure { code: "job_interrupted".into(), message: format!("the job was interrupted by a restart {} times", rec.attempts) });
                     table.put(&rec)?;
                 }
                 JobState::Running => {
@@ -376,7 +374,14 @@ async fn all_codes(store: &dyn LinkStore) -> Result<Vec<String>, ApiError> {
 /// Writes header, every code's chunks and footer to `part`, fsyncs, renames it to `done`.
 /// When `stopping` is set between two chunks, removes `part` and returns the `job_stopped`
 /// error.
-pub(super) fn write_export(views: &Views, plan: &ExportPlan, codes: &[String], part: &Path, done: &Path, stopping: &AtomicBool) -> Result<(u64, u64), ApiError> {
+pub(super) fn write_export(
+    views: &Views,
+    plan: &ExportPlan,
+    codes: &[String],
+    part: &Path,
+    done: &Path,
+    stopping: &AtomicBool,
+) -> Result<(u64, u64), ApiError> {
     let mut file = std::fs::File::create(part).map_err(|e| write_error(&e))?;
     let mut writer = plan.writer();
     let mut buf = Vec::with_capacity(WRITE_BYTES);

@@ -245,8 +245,7 @@ fn jobs_survive_restarts() {
 
     // The process "dies" during two jobs: one on its first attempt, one on its last allowed;
     // an old finished job is past retention; a partial file is left behind.
-    let (running, exhausted, old) =
-        ("0190a6e0-0000-7000-8000-000000000001", "0190a6e0-0000-7000-8000-000000000002", "0190a6e0-0000-7000-8000-000000000003");
+    let (running, exhausted, old) = ("0190a6e0-0000-7000-8000-000000000001", "0190a6e0-0000-7000-8000-000000000002", "0190a6e0-0000-7000-8000-000000000003");
     {
         let table = JobStore::open(dir.path()).expect("open table");
         table.put(&record(running, JobState::Running, 1, None)).expect("put");

@@ -73,9 +73,7 @@ pub async fn create_link(State(state): State<ApiState>, headers: HeaderMap, body
 }
 
 pub(crate) fn validate_key(v: &HeaderValue) -> Result<String, ApiError> {
-    let bad = || {
-        ApiError::bad_request("invalid_idempotency_key", format!("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_BYTES} visible ascii characters"))
-    };
+    let bad = || ApiError::bad_request("invalid_idempotency_key", format!("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_BYTES} visible ascii characters"));
     let s = v.to_str().map_err(|_| bad())?.trim();
     if s.is_empty() || s.len() > MAX_IDEMPOTENCY_KEY_BYTES || !s.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(bad());
@@ -85,7 +83,11 @@ pub(crate) fn validate_key(v: &HeaderValue) -> Result<String, ApiError> {
 
 fn replay(rec: &IdempotencyRecord, request_hash: &str) -> Result<Response, ApiError> {
     if rec.request_hash != request_hash {
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", "Idempotency-Key was already used with a different request body"));
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            "Idempotency-Key was already used with a different request body",
+        ));
     }
     let status = StatusCode::from_u16(rec.status).map_err(|e| ApiError::internal(&e))?;
     let mut resp = (status, rec.body.clone()).into_response();
@@ -148,8 +150,9 @@ async fn insert_new(state: &ApiState, req: &CreateLinkRequest) -> Result<Link, A
     crate::admin::policy::check_target(state, &link.long_url).await?;
     let stored = if req.custom_alias.is_some() {
         state.inner.store.insert(&link).await.map_err(|e| match e {
-            StoreError::CodeTaken(code) => ApiError::new(StatusCode::CONFLICT, "alias_conflict", format!("alias \"{code}\" is already taken"))
-                .with_details(json!({ "alias": code })),
+            StoreError::CodeTaken(code) => {
+                ApiError::new(StatusCode::CONFLICT, "alias_conflict", format!("alias \"{code}\" is already taken")).with_details(json!({ "alias": code }))
+            }
             other => other.into(),
         })?
     } else {

@@ -66,11 +66,9 @@ pub fn parse_expires_at(raw: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, 
                 .with_details(json!({ "expires_at": raw }))
         })?
         .with_timezone(&Utc);
-    let t = DateTime::from_timestamp_millis(t.timestamp_millis())
-        .ok_or_else(|| ApiError::bad_request("invalid_expires_at", "expires_at is out of range"))?;
+    let t = DateTime::from_timestamp_millis(t.timestamp_millis()).ok_or_else(|| ApiError::bad_request("invalid_expires_at", "expires_at is out of range"))?;
     if t <= now {
-        return Err(ApiError::bad_request("expires_in_past", "expires_at must be in the future")
-            .with_details(json!({ "expires_at": t, "now": now })));
+        return Err(ApiError::bad_request("expires_in_past", "expires_at must be in the future").with_details(json!({ "expires_at": t, "now": now })));
     }
     Ok(t)
 }

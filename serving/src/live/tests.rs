@@ -51,11 +51,8 @@ impl Reader {
                     other => panic!("unexpected sse block {block:?}: {other:?}"),
                 };
             }
-            let frame = tokio::time::timeout(Duration::from_secs(30), self.body.frame())
-                .await
-                .expect("an sse frame within 10 s")
-                .expect("stream open")
-                .expect("frame");
+            let frame =
+                tokio::time::timeout(Duration::from_secs(30), self.body.frame()).await.expect("an sse frame within 10 s").expect("stream open").expect("frame");
             if let Ok(data) = frame.into_data() {
                 self.buf.push_str(std::str::from_utf8(&data).expect("utf-8"));
             }

@@ -25,7 +25,6 @@ use crate::jobs::{Jobs, JobsConfig};
 use crate::stats::state::{Frontier, StatsConfig, StatsState, ViewSource};
 use crate::testing::MemoryLinkStore;
 
-
 /// Milliseconds of an RFC 3339 instant.
 pub fn ms(s: &str) -> i64 {
     DateTime::parse_from_rfc3339(s).expect("rfc3339").timestamp_millis()

@@ -188,7 +188,11 @@ fn read_link(views: &Views, q: &StatsQuery) -> Result<(StatsResult, Option<u64>)
 }
 
 /// [`read_link`] from the long-term copy: the query and its bot-flipped day total.
-async fn read_history(h: &dyn super::state::StatsHistory, q: &StatsQuery, as_of: sluice_dataflows::views::AsOf) -> Result<(StatsResult, Option<u64>), ApiError> {
+async fn read_history(
+    h: &dyn super::state::StatsHistory,
+    q: &StatsQuery,
+    as_of: sluice_dataflows::views::AsOf,
+) -> Result<(StatsResult, Option<u64>), ApiError> {
     let mut other = StatsQuery::new(&q.code, q.from_ms, q.to_ms, Bucket::Day);
     other.include_bots = !q.include_bots;
     let main = h.query(q, as_of).await?;
@@ -213,12 +217,7 @@ fn dimension_object(dims: &[Dimension], d: &DimensionTotal) -> Map<String, Value
 }
 
 fn freshness_dto(f: FreshnessInfo) -> Freshness {
-    Freshness {
-        as_of: f.as_of_ms.map(rfc3339_utc),
-        lag_ms: f.lag_ms,
-        watermark: f.watermark_ms.map(rfc3339_utc),
-        backlog_events: f.backlog_events,
-    }
+    Freshness { as_of: f.as_of_ms.map(rfc3339_utc), lag_ms: f.lag_ms, watermark: f.watermark_ms.map(rfc3339_utc), backlog_events: f.backlog_events }
 }
 
 fn link_body(code: &str, p: &StatsParams, r: StatsResult, bots: Option<u64>, fresh: FreshnessInfo) -> LinkStatsResponse {
@@ -255,7 +254,11 @@ fn link_body(code: &str, p: &StatsParams, r: StatsResult, bots: Option<u64>, fre
 
 fn cached(state: &StatsState, mut resp: Response) -> Response {
     let secs = state.config().cache_max_age.as_secs();
-    let value = if secs == 0 { HeaderValue::from_static("no-cache") } else { HeaderValue::from_str(&format!("private, max-age={secs}")).unwrap_or(HeaderValue::from_static("no-cache")) };
+    let value = if secs == 0 {
+        HeaderValue::from_static("no-cache")
+    } else {
+        HeaderValue::from_str(&format!("private, max-age={secs}")).unwrap_or(HeaderValue::from_static("no-cache"))
+    };
     resp.headers_mut().insert(header::CACHE_CONTROL, value);
     resp
 }

@@ -49,8 +49,5 @@ pub use state::{FreshnessInfo, Frontier, StatsConfig, StatsHistory, StatsState, 
 /// The stats routes (`/v1/links/{code}/stats`, `/v1/stats/summary`) without fallbacks, for
 /// merging next to [`crate::routes`].
 pub fn routes(state: StatsState) -> Router {
-    Router::new()
-        .route("/v1/links/{code}/stats", get(handlers::link_stats))
-        .route("/v1/stats/summary", get(handlers::summary))
-        .with_state(state)
+    Router::new().route("/v1/links/{code}/stats", get(handlers::link_stats)).route("/v1/stats/summary", get(handlers::summary)).with_state(state)
 }

@@ -41,8 +41,7 @@ pub const SUMMARY_MAX_LIMIT: usize = 1000;
 const MAX_FILTER_BYTES: usize = 256;
 
 /// The supported breakdowns, as the error messages and the OpenAPI document name them.
-pub const SUPPORTED_DIMENSIONS: &str =
-    "none, one of country, device, browser, os, referrer_domain, referrer_medium, or country,device";
+pub const SUPPORTED_DIMENSIONS: &str = "none, one of country, device, browser, os, referrer_domain, referrer_medium, or country,device";
 
 /// Most dimensions of one ad-hoc breakdown (answered from ClickHouse `events_enriched`).
 pub const MAX_ADHOC_DIMENSIONS: usize = 3;
@@ -155,11 +154,8 @@ pub fn parse_instant(name: &str, raw: &str) -> Result<i64, ApiError> {
         return Err(invalid());
     }
     if t.rem_euclid(MINUTE_MS) != 0 {
-        return Err(ApiError::bad_request(
-            "unaligned_range",
-            format!("\"{name}\" must be a whole minute (stats are kept per minute), got \"{raw}\""),
-        )
-        .with_details(json!({ "parameter": name, "value": raw })));
+        return Err(ApiError::bad_request("unaligned_range", format!("\"{name}\" must be a whole minute (stats are kept per minute), got \"{raw}\""))
+            .with_details(json!({ "parameter": name, "value": raw })));
     }
     Ok(t)
 }

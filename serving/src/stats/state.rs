@@ -40,10 +40,7 @@ pub trait StatsHistory: Send + Sync + 'static {
     /// Errors: 400 `invalid_dimensions` when unsupported (the default), else as [`StatsHistory::query`].
     async fn adhoc(&self, q: &StatsQuery, as_of: AsOf) -> Result<(StatsResult, Option<u64>), ApiError> {
         let _ = as_of;
-        Err(ApiError::bad_request(
-            "invalid_dimensions",
-            format!("the combination of {} dimensions is not maintained without ClickHouse", q.dimensions.len()),
-        ))
+        Err(ApiError::bad_request("invalid_dimensions", format!("the combination of {} dimensions is not maintained without ClickHouse", q.dimensions.len())))
     }
 }
 

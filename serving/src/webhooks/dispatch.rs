@@ -27,8 +27,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::RngExt;
-use sluice_connectors::anomaly_store::webhooks::{DeliveryAttempt, DeliveryRecord, DeliveryState, WebhookRecord};
 use sluice_connectors::anomaly_store::AnomalyStore;
+use sluice_connectors::anomaly_store::webhooks::{DeliveryAttempt, DeliveryRecord, DeliveryState, WebhookRecord};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
@@ -156,10 +156,7 @@ struct Runner {
     wake: Arc<tokio::sync::Notify>,
 }
 
-async fn blocking<T: Send + 'static>(
-    store: &Arc<AnomalyStore>,
-    f: impl FnOnce(&AnomalyStore) -> sluice_connectors::Result<T> + Send + 'static,
-) -> Option<T> {
+async fn blocking<T: Send + 'static>(store: &Arc<AnomalyStore>, f: impl FnOnce(&AnomalyStore) -> sluice_connectors::Result<T> + Send + 'static) -> Option<T> {
     let store = Arc::clone(store);
     match tokio::task::spawn_blocking(move || f(&store)).await {
         Ok(Ok(v)) => Some(v),

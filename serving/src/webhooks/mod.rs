@@ -229,7 +229,8 @@ fn now_ms() -> i64 {
 pub async fn create_webhook(_admin: AdminPrincipal, State(state): State<WebhooksState>, body: ApiJson<CreateWebhookRequest>) -> Result<Response, ApiError> {
     let req = body.value;
     if req.url.len() > MAX_URL_BYTES {
-        return Err(ApiError::bad_request("invalid_webhook_url", format!("webhook url is longer than {MAX_URL_BYTES} bytes")).with_details(json!({ "max_bytes": MAX_URL_BYTES })));
+        return Err(ApiError::bad_request("invalid_webhook_url", format!("webhook url is longer than {MAX_URL_BYTES} bytes"))
+            .with_details(json!({ "max_bytes": MAX_URL_BYTES })));
     }
     let mut kinds = Vec::new();
     for k in &req.kinds {
@@ -249,8 +250,11 @@ pub async fn create_webhook(_admin: AdminPrincipal, State(state): State<Webhooks
         })?,
     };
     if !(MIN_SECRET_BYTES..=MAX_SECRET_BYTES).contains(&req.secret.len()) {
-        return Err(ApiError::bad_request("invalid_secret", format!("secret must be {MIN_SECRET_BYTES} to {MAX_SECRET_BYTES} bytes long, got {}", req.secret.len()))
-            .with_details(json!({ "min_bytes": MIN_SECRET_BYTES, "max_bytes": MAX_SECRET_BYTES })));
+        return Err(ApiError::bad_request(
+            "invalid_secret",
+            format!("secret must be {MIN_SECRET_BYTES} to {MAX_SECRET_BYTES} bytes long, got {}", req.secret.len()),
+        )
+        .with_details(json!({ "min_bytes": MIN_SECRET_BYTES, "max_bytes": MAX_SECRET_BYTES })));
     }
     // Last: it may resolve the host (DNS), and every cheaper field error should win over it.
     let url = ssrf::validate_url(&req.url, state.allow_private).await?;
@@ -369,7 +373,8 @@ fn parse_deliveries_query(raw: Option<&str>) -> Result<(usize, Option<u64>), Api
             }
         };
         if slot.is_some() {
-            return Err(ApiError::bad_request("duplicate_parameter", format!("query parameter \"{k}\" is given more than once")).with_details(json!({ "parameter": k })));
+            return Err(ApiError::bad_request("duplicate_parameter", format!("query parameter \"{k}\" is given more than once"))
+                .with_details(json!({ "parameter": k })));
         }
         *slot = Some(v.into_owned());
     }
@@ -385,9 +390,11 @@ fn parse_deliveries_query(raw: Option<&str>) -> Result<(usize, Option<u64>), Api
     };
     let before = match cursor {
         None => None,
-        Some(c) => Some(c.strip_prefix('d').and_then(|n| n.parse::<u64>().ok()).ok_or_else(|| {
-            ApiError::bad_request("invalid_cursor", "cursor is not a next_cursor of this endpoint").with_details(json!({ "cursor": c }))
-        })?),
+        Some(c) => Some(
+            c.strip_prefix('d')
+                .and_then(|n| n.parse::<u64>().ok())
+                .ok_or_else(|| ApiError::bad_request("invalid_cursor", "cursor is not a next_cursor of this endpoint").with_details(json!({ "cursor": c })))?,
+        ),
     };
     Ok((limit, before))
 }

@@ -121,7 +121,11 @@ async fn ssrf_targets_are_rejected_unless_allowed() {
 async fn crud_round_trip() {
     let (_dir, _store, base, _) = api(true, None).await;
     let client = reqwest::Client::new();
-    let resp = create(&base, json!({"url": "http://127.0.0.1:1/a", "secret": SECRET, "kinds": ["click_burst", "bot_share", "click_burst"], "min_severity": "warning"})).await;
+    let resp = create(
+        &base,
+        json!({"url": "http://127.0.0.1:1/a", "secret": SECRET, "kinds": ["click_burst", "bot_share", "click_burst"], "min_severity": "warning"}),
+    )
+    .await;
     assert_eq!(resp.status(), 201);
     let location = resp.headers()["location"].to_str().expect("location").to_string();
     let created: Value = resp.json().await.expect("json");
@@ -232,7 +236,7 @@ async fn deliveries_are_signed_retried_and_recorded() {
     let wanted = anomaly(AnomalyKind::ClickBurst, "link:hot", T0 + 60_000, 0, Severity::Critical);
     store
         .append(&[
-            anomaly(AnomalyKind::ClickBurst, "link:meh", T0, 0, Severity::Info), // below min_severity
+            anomaly(AnomalyKind::ClickBurst, "link:meh", T0, 0, Severity::Info),    // below min_severity
             anomaly(AnomalyKind::BotShare, "link:bots", T0, 0, Severity::Critical), // other kind
             wanted.clone(),
         ])

@@ -155,7 +155,8 @@ fn parse_whole_seconds(s: &str) -> Result<Duration, String> {
 
 /// `--paced-fraction`: a number in (0, 1].
 fn parse_paced_fraction(s: &str) -> Result<f64, String> {
-    let f: f64 = s.trim().parse().map_err(|_| format!("\"{s}\" is not a number; the paced rate is a fraction of the max rate, more than 0 and at most 1 (e.g. 0.5)"))?;
+    let f: f64 =
+        s.trim().parse().map_err(|_| format!("\"{s}\" is not a number; the paced rate is a fraction of the max rate, more than 0 and at most 1 (e.g. 0.5)"))?;
     if f > 0.0 && f <= 1.0 {
         Ok(f)
     } else {
@@ -197,7 +198,12 @@ mod tests {
         assert_eq!((a.duration, a.warmup), (Duration::from_secs(120), Duration::ZERO));
         let (msg, code) = refusal(&["--duration", "1500ms"]);
         assert_eq!(code, 2);
-        assert!(msg.contains("invalid value '1500ms' for '--duration <D>': 1500ms is not a whole number of seconds: wrk runs for whole seconds only; use e.g. 1s or 2s"), "{msg}");
+        assert!(
+            msg.contains(
+                "invalid value '1500ms' for '--duration <D>': 1500ms is not a whole number of seconds: wrk runs for whole seconds only; use e.g. 1s or 2s"
+            ),
+            "{msg}"
+        );
         let (msg, _) = refusal(&["--warmup", "500ms"]);
         assert!(msg.contains("'--warmup <D>': 500ms is not a whole number of seconds: wrk runs for whole seconds only; use e.g. 1s"), "{msg}");
         let (msg, code) = refusal(&["--duration", "0s"]);

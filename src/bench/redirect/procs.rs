@@ -86,13 +86,7 @@ impl CpuPlan {
                 shared.join(",")
             )));
         }
-        Ok(CpuPlan {
-            server_cpus: s.len(),
-            client_cpus: c.len(),
-            server: Some(server.to_owned()),
-            client: Some(client.to_owned()),
-            nice: None,
-        })
+        Ok(CpuPlan { server_cpus: s.len(), client_cpus: c.len(), server: Some(server.to_owned()), client: Some(client.to_owned()), nice: None })
     }
 
     /// Pins every thread of this process to the client CPUs and applies the niceness to

@@ -371,7 +371,13 @@ mod tests {
     fn target(rps: &[u64]) -> TargetResult {
         let rounds = rps
             .iter()
-            .map(|&r| Round { wrk: wrk(r), server_cpu: Some(std::time::Duration::from_millis(r)), server_cpus_busy: Some(std::time::Duration::from_millis(750)), server_cpus: 1, pinned: true })
+            .map(|&r| Round {
+                wrk: wrk(r),
+                server_cpu: Some(std::time::Duration::from_millis(r)),
+                server_cpus_busy: Some(std::time::Duration::from_millis(750)),
+                server_cpus: 1,
+                pinned: true,
+            })
             .collect();
         TargetResult { name: "x", rounds, paced: vec![], paced_rate: 0.0, counters: None }
     }
@@ -390,7 +396,11 @@ mod tests {
     }
 
     fn paced(latencies_ms: &[u64]) -> PacedResult {
-        PacedResult { latencies_ns: latencies_ms.iter().map(|ms| ms * 1_000_000).collect(), elapsed: std::time::Duration::from_secs(1), ..PacedResult::default() }
+        PacedResult {
+            latencies_ns: latencies_ms.iter().map(|ms| ms * 1_000_000).collect(),
+            elapsed: std::time::Duration::from_secs(1),
+            ..PacedResult::default()
+        }
     }
 
     #[test]
@@ -409,7 +419,12 @@ mod tests {
         assert!(out.starts_with("machine: test\n"), "{out}");
         assert!(out.contains("ratio sluice cache hit / nginx req/s: 0.80, median of the per-round ratios 0.80/0.50/0.90 (target >= 0.80: met)"), "{out}");
         assert!(out.contains("sluice cache hit p99 at 50% of its max rate: 2.000 ms (target <= 2 ms: met)"), "{out}");
-        assert!(out.contains("sluice cache hit: paced 40 req/s asked, answered 100/100/100/s, p99 1.000/3.000/2.000 ms; L1 hit ratio 99.0 %, 3xx 100, clicks dropped 0"), "{out}");
+        assert!(
+            out.contains(
+                "sluice cache hit: paced 40 req/s asked, answered 100/100/100/s, p99 1.000/3.000/2.000 ms; L1 hit ratio 99.0 %, 3xx 100, clicks dropped 0"
+            ),
+            "{out}"
+        );
         // Table row: median round 80 req/s, its p50 (80 us in this fixture), paced p99 2 ms.
         let row = out.lines().find(|l| l.starts_with("| sluice cache hit")).expect("hit row");
         let cells: Vec<&str> = row.split('|').map(str::trim).collect();

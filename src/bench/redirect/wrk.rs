@@ -134,7 +134,11 @@ impl WrkRun<'_> {
     /// or prints no result line.
     pub async fn run(&self, addr: SocketAddr, log: PathBuf) -> anyhow::Result<WrkResult> {
         let mut cmd = self.cpus.client_command(self.wrk);
-        cmd.args(self.args(addr)?).stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).kill_on_drop(true);
+        cmd.args(self.args(addr)?)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
         tie_to_parent(&mut cmd, OnParentDeath::Kill);
         let child = spawn_tied(cmd).with_context(|| format!("could not run {}", self.wrk.display()))?;
         let out = child.wait_with_output().await.with_context(|| format!("could not run {}", self.wrk.display()))?;
@@ -185,7 +189,9 @@ mod tests {
     fn arguments_keep_the_duration_and_cap_threads() {
         let plan = CpuPlan::split(1, false);
         let addr: SocketAddr = "127.0.0.1:8080".parse().expect("addr");
-        let run = |threads, connections, duration| WrkRun { wrk: Path::new("wrk"), script: Path::new("/tmp/r.lua"), threads, connections, duration, cpus: &plan }.args(addr);
+        let run = |threads, connections, duration| {
+            WrkRun { wrk: Path::new("wrk"), script: Path::new("/tmp/r.lua"), threads, connections, duration, cpus: &plan }.args(addr)
+        };
         let argv = run(8, 4, Duration::from_secs(2)).expect("args");
         assert_eq!(argv, ["-t", "4", "-c", "4", "-d", "2s", "--timeout", "5s", "-s", "/tmp/r.lua", "http://127.0.0.1:8080/"]);
         assert_eq!(run(2, 64, Duration::from_secs(90)).expect("args")[..6], ["-t", "2", "-c", "64", "-d", "90s"]);

@@ -35,7 +35,8 @@ async fn hypers_own_400s_get_the_json_shape_and_close() {
 async fn invalid_host_values_and_repeated_hosts_are_400_invalid_host() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut s = start_with(dir.path(), ServerOptions::default(), vec![]).await;
-    let bad_value = json!({"error": {"code": "invalid_host", "message": "the Host header is not a valid host[:port] (RFC 9110 section 7.2, RFC 3986 section 3.2.2)"}});
+    let bad_value =
+        json!({"error": {"code": "invalid_host", "message": "the Host header is not a valid host[:port] (RFC 9110 section 7.2, RFC 3986 section 3.2.2)"}});
     for host in ["a b", "user@sho.rt", "sho.rt:99999", "sho.rt:8o", "sho.rt:80:80", "a\tb", "[::1", "sho.rt/x"] {
         for path in ["/healthz", "/SomeCode"] {
             let resp = raw(s.addr, format!("GET {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n").into_bytes()).await;

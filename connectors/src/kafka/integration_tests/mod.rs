@@ -15,13 +15,13 @@ use std::time::{Duration, Instant};
 use rdkafka::client::ClientContext;
 use rdkafka::message::DeliveryResult;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
-use sluice_schemas::avro::{encode_click_event, CLICK_EVENT_AVSC};
-use sluice_schemas::avro_wire::{confluent_header, schema_fingerprint};
 use sluice_schemas::ClickEvent;
+use sluice_schemas::avro::{CLICK_EVENT_AVSC, encode_click_event};
+use sluice_schemas::avro_wire::{confluent_header, schema_fingerprint};
 
 use super::registry_double::RegistryDouble;
 use super::test_metrics::{counter, gauge};
-use super::tests::{sample_event, v2_datum, V2_AVSC};
+use super::tests::{V2_AVSC, sample_event, v2_datum};
 use super::*;
 use support::*;
 
@@ -138,8 +138,7 @@ fn the_producer_is_idempotent_against_the_broker() {
     assert_eq!(client.get("acks"), Some("all"));
     assert_eq!(client.get("compression.type"), Some("lz4"));
     client.set("statistics.interval.ms", "100");
-    let producer: BaseProducer<StatsCapture> =
-        client.create_with_context(StatsCapture { eos: Mutex::new(None) }).expect("producer");
+    let producer: BaseProducer<StatsCapture> = client.create_with_context(StatsCapture { eos: Mutex::new(None) }).expect("producer");
     let value = encode_click_event(&sample_event(1)).expect("encode");
     producer.send(BaseRecord::to(&config.click_topic).key("c1").payload(&value)).expect("send");
     producer.flush(Duration::from_secs(30)).expect("flush");
@@ -185,8 +184,7 @@ fn offsets_are_committed_only_when_told_and_resumed_from() {
     assert_eq!(s.committed_offsets(Duration::from_secs(10)).expect("committed"), commit);
     drop(s);
 
-    let expected_rest: BTreeSet<(i32, i64)> =
-        all.iter().copied().filter(|(p, o)| commit.get(p).is_none_or(|&c| *o >= c)).collect();
+    let expected_rest: BTreeSet<(i32, i64)> = all.iter().copied().filter(|(p, o)| commit.get(p).is_none_or(|&c| *o >= c)).collect();
     let mut s = KafkaSource::open(&config, 0, 1, StartOffsets::Committed).expect("source c");
     let rest = consume(&mut s, expected_rest.len(), LONG);
     assert_eq!(rest.iter().map(|r| (r.partition, r.offset)).collect::<BTreeSet<_>>(), expected_rest);
@@ -199,12 +197,11 @@ fn offsets_are_committed_only_when_told_and_resumed_from() {
 
     // a separate committer and two workers
     let committer = OffsetCommitter::new(&config).expect("committer");
-    let full: BTreeMap<i32, i64> =
-        all.iter().fold(BTreeMap::new(), |mut m, &(p, o)| {
-            let e = m.entry(p).or_insert(0);
-            *e = (*e).max(o + 1);
-            m
-        });
+    let full: BTreeMap<i32, i64> = all.iter().fold(BTreeMap::new(), |mut m, &(p, o)| {
+        let e = m.entry(p).or_insert(0);
+        *e = (*e).max(o + 1);
+        m
+    });
     committer.commit(&full).expect("commit all");
     assert_eq!(committer.committed_offsets(&[0, 1, 2, 3], Duration::from_secs(10)).expect("read back"), full);
     assert!(matches!(committer.commit(&BTreeMap::from([(0, -1)])), Err(crate::Error::InvalidValue { .. })));
@@ -235,11 +232,7 @@ fn undecodable_messages_are_dead_lettered() {
     let good1 = encode_click_event(&sample_event(1)).expect("encode");
     let mut truncated = good1.clone();
     truncated.truncate(20);
-    produce_raw(
-        &b,
-        &config.click_topic,
-        &[("c0", good0), ("x", b"{\"not\":\"avro\"}".to_vec()), ("x", Vec::new()), ("c1", truncated), ("c1", good1)],
-    );
+    produce_raw(&b, &config.click_topic, &[("c0", good0), ("x", b"{\"not\":\"avro\"}".to_vec()), ("x", Vec::new()), ("c1", truncated), ("c1", good1)]);
     let mut source = source_from_start(&config);
     let mut records = Vec::new();
     let mut dead = Vec::new();
@@ -251,16 +244,9 @@ fn undecodable_messages_are_dead_lettered() {
         next.extend(batch.next_offsets);
         records.len() + dead.len() >= 5
     }));
-    assert_eq!(records.iter().map(|r| (r.offset, r.event.clone())).collect::<Vec<_>>(), vec![
-        (0, sample_event(0)),
-        (4, sample_event(1))
-    ]);
+    assert_eq!(records.iter().map(|r| (r.offset, r.event.clone())).collect::<Vec<_>>(), vec![(0, sample_event(0)), (4, sample_event(1))]);
     let reasons: Vec<(i64, DeadLetterReason)> = dead.iter().map(|d| (d.offset, d.reason)).collect();
-    assert_eq!(reasons, vec![
-        (1, DeadLetterReason::UnknownFraming),
-        (2, DeadLetterReason::EmptyValue),
-        (3, DeadLetterReason::Malformed)
-    ]);
+    assert_eq!(reasons, vec![(1, DeadLetterReason::UnknownFraming), (2, DeadLetterReason::EmptyValue), (3, DeadLetterReason::Malformed)]);
     assert_eq!(next, BTreeMap::from([(0, 5)]));
     let t = config.click_topic.as_str();
     for reason in ["unknown_framing", "empty_value", "malformed"] {
@@ -300,8 +286,7 @@ fn registry_values_round_trip_and_evolve_through_the_broker() {
     produce_raw(&b, &config.click_topic, &[("c6", v2_confluent), ("c0", v2_single)]);
 
     let decoder = ValueDecoder::new(Some(&registry.url)).expect("decoder").with_writer_schema(v2);
-    let mut source = KafkaSource::open_with_decoder(&config, 0, 1, StartOffsets::Explicit(BTreeMap::new()), decoder)
-        .expect("source");
+    let mut source = KafkaSource::open_with_decoder(&config, 0, 1, StartOffsets::Explicit(BTreeMap::new()), decoder).expect("source");
     let got = consume(&mut source, 202, LONG);
     let mut expected = sent.clone();
     expected.extend([extra, extra2]);

@@ -3,12 +3,12 @@
 //! drains after the broker returns, and the spill bound drops exactly the excess.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::support::*;
-use super::{events, LONG};
+use super::{LONG, events};
 use crate::kafka::tests::sample_event;
 use crate::kafka::{KafkaClickSink, KafkaConfig};
 
@@ -89,12 +89,7 @@ fn outage_scenario(message_timeout: Duration, expect_failures: bool, strict_orde
     tansu.restart();
     let up_at = Instant::now();
     let delivered_at_restart = sink.stats().delivered;
-    assert!(
-        wait_until(LONG, || sink.stats().delivered >= delivered_at_restart + 2 * rate),
-        "{:?} last error {:?}",
-        sink.stats(),
-        sink.last_delivery_error()
-    );
+    assert!(wait_until(LONG, || sink.stats().delivered >= delivered_at_restart + 2 * rate), "{:?} last error {:?}", sink.stats(), sink.last_delivery_error());
     stop.store(true, Ordering::Relaxed);
     let sent = appender.join().expect("appender");
     assert!(sink.wait_drained(Duration::from_secs(120)), "backlog did not drain: {:?}", sink.stats());
@@ -202,10 +197,13 @@ fn the_spill_bound_drops_exactly_the_excess_during_an_outage() {
     let partitions: Vec<i32> = (0..config.partitions).collect();
     let committer = crate::kafka::OffsetCommitter::new(&config).expect("committer");
     let mut read_back = BTreeMap::new();
-    assert!(wait_until(LONG, || {
-        read_back = committer.committed_offsets(&partitions, Duration::from_secs(5)).unwrap_or_default();
-        read_back == next
-    }), "committed {next:?}, read back {read_back:?}");
+    assert!(
+        wait_until(LONG, || {
+            read_back = committer.committed_offsets(&partitions, Duration::from_secs(5)).unwrap_or_default();
+            read_back == next
+        }),
+        "committed {next:?}, read back {read_back:?}"
+    );
     sink.append(&events(500..510)).expect("append after restart");
     let later = consume(&mut source, 10, LONG);
     assert!(later.iter().all(|r| !r.catch_up), "appended after the source opened: live, not catch-up");

@@ -10,7 +10,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-use crate::kafka::{ensure_topics, KafkaClickRecord, KafkaConfig, KafkaSource, StartOffsets};
+use crate::kafka::{KafkaClickRecord, KafkaConfig, KafkaSource, StartOffsets, ensure_topics};
 
 #[path = "../../../../tests/support/tansu.rs"]
 mod tansu;
@@ -99,12 +99,7 @@ pub fn raw_messages(brokers: &str, topic: &str, partitions: i32, n: usize, timeo
     let deadline = Instant::now() + timeout;
     while out.len() < n && Instant::now() < deadline {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-            out.push(RawMessage {
-                partition: m.partition(),
-                offset: m.offset(),
-                key: m.key().map(<[u8]>::to_vec),
-                value: m.payload().map(<[u8]>::to_vec),
-            });
+            out.push(RawMessage { partition: m.partition(), offset: m.offset(), key: m.key().map(<[u8]>::to_vec), value: m.payload().map(<[u8]>::to_vec) });
         }
     }
     out

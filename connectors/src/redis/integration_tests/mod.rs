@@ -16,8 +16,8 @@ use parking_lot_free::Collected;
 use sluice_schemas::{Link, RedirectType};
 
 use super::*;
-use crate::link_cache::{Invalidation, L2Lookup, LinkCacheL2};
 use crate::LinkChange;
+use crate::link_cache::{Invalidation, L2Lookup, LinkCacheL2};
 use support::*;
 
 mod parking_lot_free {
@@ -227,15 +227,9 @@ async fn breaker_bounds_latency_and_outage_publishes_are_repaired() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let t_restart = Instant::now();
     server.restart();
+    assert!(wait_until(Duration::from_secs(30), || async { b.get("k").await == L2Lookup::Hit(l2.clone()) }).await, "outage publish repaired");
     assert!(
-        wait_until(Duration::from_secs(30), || async { b.get("k").await == L2Lookup::Hit(l2.clone()) }).await,
-        "outage publish repaired"
-    );
-    assert!(
-        wait_until(Duration::from_secs(30), || async {
-            got_b.0.lock().expect("lock").iter().any(|(t, i)| *t >= t_restart && *i == Invalidation::All)
-        })
-        .await,
+        wait_until(Duration::from_secs(30), || async { got_b.0.lock().expect("lock").iter().any(|(t, i)| *t >= t_restart && *i == Invalidation::All) }).await,
         "re-subscription drops the whole L1"
     );
     assert!(wait_until(Duration::from_secs(30), || async { a.get("k").await == L2Lookup::Hit(l2.clone()) }).await);

@@ -223,10 +223,7 @@ async fn sink_catches_up_after_an_outage() {
         let b = RollupBatch {
             epoch_upper: 200 + i,
             watermark_ms: m,
-            rows: vec![
-                row("c", G::Day, D1, V::Total, false, &[], i, &(0..i).collect::<Vec<_>>()),
-                row("c", G::Day, D1, V::Country, false, &["NL"], i, &[1]),
-            ],
+            rows: vec![row("c", G::Day, D1, V::Total, false, &[], i, &(0..i).collect::<Vec<_>>()), row("c", G::Day, D1, V::Country, false, &["NL"], i, &[1])],
         };
         sink.send(b.clone()).await.expect("send");
         later.push(b);

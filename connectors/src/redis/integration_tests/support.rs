@@ -66,11 +66,10 @@ impl PrivateRedis {
 
     /// Starts the server (again) on the same port and waits for PING.
     pub fn restart(&mut self) {
-        let mut args: Vec<String> = ["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--enable-debug-command", "yes"].map(String::from).to_vec();
+        let mut args: Vec<String> =
+            ["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--enable-debug-command", "yes"].map(String::from).to_vec();
         match &self.dir {
-            Some(d) => args.extend(
-                ["--appendonly", "yes", "--appendfsync", "always", "--dir", &d.path().display().to_string()].map(String::from),
-            ),
+            Some(d) => args.extend(["--appendonly", "yes", "--appendfsync", "always", "--dir", &d.path().display().to_string()].map(String::from)),
             None => args.extend(["--appendonly", "no"].map(String::from)),
         }
         let child = Command::new(std::env::var("SLUICE_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into()))

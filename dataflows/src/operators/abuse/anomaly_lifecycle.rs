@@ -140,13 +140,8 @@ impl LifecycleSlot {
                     return None;
                 }
                 let prev = &open.emitted;
-                let ev = Anomaly {
-                    revision: prev.revision + 1,
-                    status: AnomalyStatus::Closed,
-                    window_end: open.last_hold,
-                    detected_at: now_ms,
-                    ..prev.clone()
-                };
+                let ev =
+                    Anomaly { revision: prev.revision + 1, status: AnomalyStatus::Closed, window_end: open.last_hold, detected_at: now_ms, ..prev.clone() };
                 self.0 = None;
                 Some(ev)
             }
@@ -212,7 +207,7 @@ mod tests {
         use Severity::*;
         let got = run(&[
             (100_000, a(Warning, 40.0)),
-            (101_000, a(Warning, 45.0)),  // small change, too soon
+            (101_000, a(Warning, 45.0)),   // small change, too soon
             (102_000, a(Critical, 250.0)), // escalation: at once
             (105_000, a(Critical, 400.0)), // material but < 10 s after the last event
             (112_000, a(Critical, 420.0)), // due, moved 68 % from 250

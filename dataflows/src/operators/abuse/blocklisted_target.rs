@@ -35,9 +35,7 @@ pub fn blocked_codes<'scope>(
         })
         .arrange_by_key_named("ArrangeTargetHostSuffixes");
     let entries = entries.arrange_by_self_named("ArrangeBlocklistEntries");
-    suffixes
-        .join_core(entries, |suffix: &String, (code, host): &(String, String), _: &()| Some((code.clone(), (suffix.clone(), host.clone()))))
-        .inner
+    suffixes.join_core(entries, |suffix: &String, (code, host): &(String, String), _: &()| Some((code.clone(), (suffix.clone(), host.clone())))).inner
 }
 
 /// The verdict for a link with `clicks` in the window and `blocked` (any active entry).

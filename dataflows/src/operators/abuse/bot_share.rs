@@ -21,8 +21,12 @@ pub(crate) fn assess<K: DimKey>(w: &LinkWindow<K>, cfg: &BotShareConfig) -> Opti
     if observed < cfg.min_share || observed - expected < cfg.min_increase {
         return None;
     }
-    severity_of(total, &cfg.levels(), observed >= cfg.critical_min_share)
-        .map(|severity| Assessment { severity, observed, expected, score: observed / cfg.min_share })
+    severity_of(total, &cfg.levels(), observed >= cfg.critical_min_share).map(|severity| Assessment {
+        severity,
+        observed,
+        expected,
+        score: observed / cfg.min_share,
+    })
 }
 
 /// One-line description.

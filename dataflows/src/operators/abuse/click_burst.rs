@@ -9,7 +9,6 @@
 //! the warm-up (no history yet means no baseline). A burst that one new referrer or one
 //! country explains is left to `referrer_spam` / `geo_shift` (the operator checks).
 
-
 use super::anomaly_lifecycle::{Assessment, severity_of};
 use super::link_window::{DimKey, LinkWindow};
 use crate::config::ClickBurstConfig;

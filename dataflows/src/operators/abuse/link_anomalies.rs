@@ -41,11 +41,11 @@ use sluice_schemas::anomaly::link_key;
 use sluice_schemas::{Anomaly, AnomalyKind, Evidence, LinkMeta};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::StreamVec;
-use timely::progress::Antichain;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
-use timely::dataflow::operators::{Capability, InputCapability};
 use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::dataflow::operators::{Capability, InputCapability};
+use timely::progress::Antichain;
 
 use super::anomaly_lifecycle::{Assessment, Body, LifecycleParams, LifecycleSlot, top_n};
 use super::blocklisted_target::{self, BlockedChange};
@@ -245,11 +245,7 @@ impl LinkDetector {
 
     /// [`LinkDetector::advance`] without the value table's upkeep.
     fn run_ticks(&mut self, reports: &[WatermarkReport], now_ms: i64, out: &mut Vec<Anomaly>) {
-        let earliest = if self.ticker.started() {
-            None
-        } else {
-            self.pending.first(&()).map(|r| r.ts)
-        };
+        let earliest = if self.ticker.started() { None } else { self.pending.first(&()).map(|r| r.ts) };
         self.ticker.apply(reports, earliest);
         while let Some(mut s) = self.ticker.due() {
             if self.dirty.is_empty() && self.open.is_empty() {
@@ -343,7 +339,16 @@ impl LinkDetector {
             blocklisted_target::assess(w.sums.raw, !entries.is_empty(), &cfg.blocklisted_target),
         ];
         for (i, verdict) in verdicts.into_iter().enumerate() {
-            let ctx = BodyCtx { code, w: &st.win, meta: st.meta.as_deref(), window, top_n: cfg.top_n, referrer: referrer.as_ref(), geo: geo.as_ref(), entries: &entries };
+            let ctx = BodyCtx {
+                code,
+                w: &st.win,
+                meta: st.meta.as_deref(),
+                window,
+                top_n: cfg.top_n,
+                referrer: referrer.as_ref(),
+                geo: geo.as_ref(),
+                entries: &entries,
+            };
             if let Some(ev) = st.slots[i].step(KINDS[i], &st.key, s, verdict, &self.life, now_ms, |a| ctx.body(i, a)) {
                 out.push(ev);
             }
@@ -408,13 +413,7 @@ impl BodyCtx<'_> {
             BOTS => bot_share::summary(code, a, s.bots, s.human + s.bots, self.window),
             REFERRER => self.referrer.map(|sh| referrer_spam::summary(code, a, sh, self.window)).unwrap_or_default(),
             GEO => self.geo.map(|sh| geo_shift::summary(code, a, sh, self.window)).unwrap_or_default(),
-            _ => blocklisted_target::summary(
-                code,
-                a,
-                host.as_deref().unwrap_or("?"),
-                &evidence.blocklist_patterns,
-                self.window,
-            ),
+            _ => blocklisted_target::summary(code, a, host.as_deref().unwrap_or("?"), &evidence.blocklist_patterns, self.window),
         };
         Body { code: Some(code.to_string()), org: self.meta.and_then(|m| m.org.clone()), summary, evidence }
     }

@@ -114,7 +114,16 @@ pub(crate) struct WindowSums<K = DimStr> {
 
 impl<K> Default for WindowSums<K> {
     fn default() -> WindowSums<K> {
-        WindowSums { raw: 0, raw_bots: 0, human: 0, bots: 0, countries: FxHashMap::default(), referrers: FxHashMap::default(), browsers: FxHashMap::default(), visitors: FxHashMap::default() }
+        WindowSums {
+            raw: 0,
+            raw_bots: 0,
+            human: 0,
+            bots: 0,
+            countries: FxHashMap::default(),
+            referrers: FxHashMap::default(),
+            browsers: FxHashMap::default(),
+            visitors: FxHashMap::default(),
+        }
     }
 }
 

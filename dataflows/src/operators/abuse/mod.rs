@@ -88,7 +88,10 @@ pub struct AbuseWiring {
 impl AbuseWiring {
     /// Splits flood records off the deduplicated clicks (module docs); passes the clicks
     /// through untouched (and returns no records) when detection or the flood detector is off.
-    pub fn tap<'scope>(&self, deduped: StreamVec<'scope, u64, GatedClick>) -> (StreamVec<'scope, u64, GatedClick>, Option<StreamVec<'scope, u64, FloodRecord>>) {
+    pub fn tap<'scope>(
+        &self,
+        deduped: StreamVec<'scope, u64, GatedClick>,
+    ) -> (StreamVec<'scope, u64, GatedClick>, Option<StreamVec<'scope, u64, FloodRecord>>) {
         if self.config.enabled && self.config.visitor_flood.enabled {
             let (d, f) = deduped.tap_flood_records();
             (d, Some(f))

@@ -130,8 +130,7 @@ mod tests {
         let mut s = 0i64;
         for epoch in 0..400 {
             let k = (next(&mut rng) % 50) as usize;
-            let mut batch: Vec<(i64, u32)> =
-                (0..k).map(|_| (s - 3 + (next(&mut rng) % 40) as i64, (next(&mut rng) % 7) as u32)).collect();
+            let mut batch: Vec<(i64, u32)> = (0..k).map(|_| (s - 3 + (next(&mut rng) % 40) as i64, (next(&mut rng) % 7) as u32)).collect();
             reference.extend(batch.iter().copied());
             p.push(&mut batch);
             assert!(batch.is_empty());

@@ -39,10 +39,7 @@ pub(crate) fn shape<K: DimKey>(
     if !cfg.enabled || !warm || w.sums.human == 0 || w.base.mean < cfg.min_baseline_rate {
         return None;
     }
-    let (value, count) = counts
-        .iter()
-        .filter(|(k, _)| !excluded.contains(&&***k))
-        .max_by(|a, b| a.1.cmp(b.1).then_with(|| b.0.cmp(a.0)))?;
+    let (value, count) = counts.iter().filter(|(k, _)| !excluded.contains(&&***k)).max_by(|a, b| a.1.cmp(b.1).then_with(|| b.0.cmp(a.0)))?;
     let share = *count as f64 / w.sums.human as f64;
     let base = base_share(value);
     (share >= cfg.min_share && base <= cfg.max_baseline_share).then(|| Shift { value: DimStr::new(value), count: *count, share, base_share: base })

@@ -46,7 +46,14 @@ pub(crate) struct Ticker {
 impl Ticker {
     /// A schedule with ticks every `tick_ms` (> 0) of event time.
     pub(crate) fn new(tick_ms: i64) -> Ticker {
-        Ticker { tick: tick_ms.max(1), gw: GlobalWatermark::default(), watermark: i64::MIN, next: None, origin: None, firsts: std::collections::BTreeMap::new() }
+        Ticker {
+            tick: tick_ms.max(1),
+            gw: GlobalWatermark::default(),
+            watermark: i64::MIN,
+            next: None,
+            origin: None,
+            firsts: std::collections::BTreeMap::new(),
+        }
     }
 
     /// Folds reports of one completed epoch. `earliest`: the earliest event time the

@@ -267,11 +267,7 @@ impl FloodDetector {
 
     /// Folds one epoch's watermark reports and runs every tick that became due.
     pub fn advance(&mut self, reports: &[WatermarkReport], now_ms: i64, out: &mut Vec<Anomaly>) {
-        let earliest = if self.ticker.started() {
-            None
-        } else {
-            self.pending.first(&()).map(|r| r.ts)
-        };
+        let earliest = if self.ticker.started() { None } else { self.pending.first(&()).map(|r| r.ts) };
         self.ticker.apply(reports, earliest);
         while let Some(mut s) = self.ticker.due() {
             if self.dirty.is_empty() && self.open.is_empty() {
@@ -403,7 +399,8 @@ impl FloodDetector {
             // (Nothing open and no verdict: the lifecycle emits nothing; skip the key's text.)
             let (window, top, strings) = (self.life.window_ms, self.top_n, &self.strings);
             let counts = &st.counts;
-            let ev = st.slot.step(AnomalyKind::VisitorFlood, &key.anomaly_key(), s, verdict, &self.life, now_ms, |a| body(key, counts, strings, a, window, top));
+            let ev =
+                st.slot.step(AnomalyKind::VisitorFlood, &key.anomaly_key(), s, verdict, &self.life, now_ms, |a| body(key, counts, strings, a, window, top));
             out.extend(ev);
         }
         if st.slot.is_open() {
@@ -505,7 +502,11 @@ impl<'scope> DetectVisitorFloods<'scope> for StreamVec<'scope, u64, FloodRecord>
                 });
                 reports_in.for_each(|cap, data| {
                     let t = *cap.least().expect("input capability has a time");
-                    stash.entry(t).or_insert_with(|| Epoch { cap: cap.delayed(&t, 0), recs: spare.pop().unwrap_or_default(), reports: Vec::new() }).reports.append(data);
+                    stash
+                        .entry(t)
+                        .or_insert_with(|| Epoch { cap: cap.delayed(&t, 0), recs: spare.pop().unwrap_or_default(), reports: Vec::new() })
+                        .reports
+                        .append(data);
                 });
                 let ready = |t: u64| frontiers.iter().all(|f| !f.less_equal(&t));
                 let mut handle = out.activate();

@@ -33,9 +33,7 @@ fn gated(oldest: i64, fail: bool) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = ClickLog::open(dir.path()).expect("open log");
     let gate = Arc::new(FakeGate { oldest: AtomicI64::new(oldest), fail });
-    let state = EventsState::new(DurableAppender::new(log.clone()), salt(), EventsConfig::default())
-        .with_clock(Arc::new(|| NOW))
-        .with_gate(gate);
+    let state = EventsState::new(DurableAppender::new(log.clone()), salt(), EventsConfig::default()).with_clock(Arc::new(|| NOW)).with_gate(gate);
     Fixture { log, router: events_router(state), _dir: dir }
 }
 
@@ -72,10 +70,7 @@ async fn unknown_codes_and_too_late_events_are_rejected_per_event() {
     let r = post_json(&f.router, &body).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["accepted"], 2);
-    assert_eq!(
-        reasons(&r),
-        vec![(1, "unknown_code".into()), (2, "too_late".into()), (4, "ts_in_future".into()), (5, "unknown_code".into())]
-    );
+    assert_eq!(reasons(&r), vec![(1, "unknown_code".into()), (2, "too_late".into()), (4, "ts_in_future".into()), (5, "unknown_code".into())]);
     let msg = r.body["rejected"][1]["message"].as_str().expect("message");
     assert!(msg.contains("2024-12-31T23:00:00.000Z") && msg.contains("backfill"), "{msg}");
     assert_eq!(ids(&f.log), vec![event_uuid("e0"), event_uuid("e3")]);

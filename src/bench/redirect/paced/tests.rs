@@ -83,7 +83,13 @@ fn failed_requests_count_as_infinitely_slow() {
         let mut all = latencies.clone();
         all.extend(std::iter::repeat_n(u64::MAX, timeouts + errors + unexpected));
         latencies.sort_unstable();
-        let r = PacedResult { latencies_ns: latencies, timeouts: timeouts as u64, errors: errors as u64, unexpected_status: unexpected as u64, ..PacedResult::default() };
+        let r = PacedResult {
+            latencies_ns: latencies,
+            timeouts: timeouts as u64,
+            errors: errors as u64,
+            unexpected_status: unexpected as u64,
+            ..PacedResult::default()
+        };
         for q in [0.0, 0.5, 0.9, 0.97, 0.98, 0.99, 1.0] {
             let want = match naive_quantile(&all, q) {
                 u64::MAX => f64::INFINITY,

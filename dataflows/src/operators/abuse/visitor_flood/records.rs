@@ -134,7 +134,14 @@ impl<'scope> TapFloodRecords<'scope> for StreamVec<'scope, u64, GatedClick> {
                         let ua = uas.get(&e.user_agent);
                         let code = DimStr::new(&e.code);
                         if let Some(n) = network {
-                            buf.push(FloodRecord { key: FloodKey::Network(n), ts: e.ts, visitor_id: e.visitor_id, network, code: code.clone(), user_agent: Arc::clone(&ua) });
+                            buf.push(FloodRecord {
+                                key: FloodKey::Network(n),
+                                ts: e.ts,
+                                visitor_id: e.visitor_id,
+                                network,
+                                code: code.clone(),
+                                user_agent: Arc::clone(&ua),
+                            });
                         }
                         buf.push(FloodRecord { key: FloodKey::Visitor(e.visitor_id), ts: e.ts, visitor_id: e.visitor_id, network, code, user_agent: ua });
                     }

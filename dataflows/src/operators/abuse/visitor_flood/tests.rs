@@ -33,7 +33,8 @@ fn one_visitor_300_clicks_in_10_s_escalates_within_4_s_and_closes_after_the_quie
     let v = FloodKey::Visitor(42);
     // background: 50 other visitors, one click every 4 s each (15 per window: below info)
     for s in 0..200i64 {
-        let mut recs: Vec<FloodRecord> = (0..50).filter(|i| (s + i) % 4 == 0).map(|i| rec(FloodKey::Visitor(1000 + i as u64), t0 + s * 1000 + 10, 1000 + i as u64, "bg")).collect();
+        let mut recs: Vec<FloodRecord> =
+            (0..50).filter(|i| (s + i) % 4 == 0).map(|i| rec(FloodKey::Visitor(1000 + i as u64), t0 + s * 1000 + 10, 1000 + i as u64, "bg")).collect();
         if (10..20).contains(&s) {
             recs.extend((0..30).map(|k| rec(v, t0 + s * 1000 + k * 33, 42, "L")));
         }
@@ -44,12 +45,12 @@ fn one_visitor_300_clicks_in_10_s_escalates_within_4_s_and_closes_after_the_quie
     assert_eq!(
         events,
         vec![
-            (AnomalyStatus::Open, Severity::Info, 11_000, 30.0),     // 30 clicks after 1 s
+            (AnomalyStatus::Open, Severity::Info, 11_000, 30.0), // 30 clicks after 1 s
             (AnomalyStatus::Updated, Severity::Warning, 12_000, 60.0),
             (AnomalyStatus::Updated, Severity::Critical, 14_000, 120.0), // 4 s after the start
             (AnomalyStatus::Updated, Severity::Critical, 24_000, 300.0), // rate-limited: 10 s after the last event
             (AnomalyStatus::Updated, Severity::Critical, 73_000, 210.0), // leaving the window: moved by >= 25 % (300 → 210)
-            (AnomalyStatus::Closed, Severity::Critical, 79_000, 210.0), // last held at 79 s (30 clicks), closed 60 s later
+            (AnomalyStatus::Closed, Severity::Critical, 79_000, 210.0),  // last held at 79 s (30 clicks), closed 60 s later
         ]
     );
     assert_eq!(out[5].detected_at, 0);
