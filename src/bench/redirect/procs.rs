@@ -116,22 +116,20 @@ impl CpuPlan {
 
     /// A command running `program` on the server CPUs.
     pub fn server_command(&self, program: &Path) -> Command {
-        placed(self.nice, self.server.as_deref(), program)
+        placed(self.server.as_deref(), program)
     }
 
     /// A command running `program` on the client CPUs.
     pub fn client_command(&self, program: &Path) -> Command {
-        placed(self.nice, self.client.as_deref(), program)
+        placed(self.client.as_deref(), program)
     }
 }
 
-/// `[nice -n N] [taskset -c CPUS] program` (`nice` only warns when it may not lower the
-/// niceness, and runs the program anyway).
-fn placed(nice: Option<i32>, cpus: Option<&str>, program: &Path) -> Command {
+/// `[taskset -c CPUS] program`. No `nice` wrapper: [`CpuPlan::pin_self`] has already set
+/// this process's niceness, which children inherit, and `nice -n N` is relative (it would
+/// give them twice the adjustment: −20 for `--nice -10`).
+fn placed(cpus: Option<&str>, program: &Path) -> Command {
     let mut argv: Vec<std::ffi::OsString> = Vec::new();
-    if let Some(n) = nice {
-        argv.extend(["nice".into(), "-n".into(), n.to_string().into()]);
-    }
     if let Some(c) = cpus {
         argv.extend(["taskset".into(), "-c".into(), c.into()]);
     }
@@ -301,8 +299,28 @@ mod tests {
         };
         assert_eq!(argv(&plan.server_command(Path::new("/bin/x"))), ["taskset", "-c", "0", "/bin/x"]);
         plan.nice = Some(-10);
-        assert_eq!(argv(&plan.client_command(Path::new("/bin/x"))), ["nice", "-n", "-10", "taskset", "-c", "1", "/bin/x"]);
+        // No `nice` wrapper: the children inherit the niceness `pin_self` gave the bench.
+        assert_eq!(argv(&plan.client_command(Path::new("/bin/x"))), ["taskset", "-c", "1", "/bin/x"]);
         assert_eq!(argv(&CpuPlan::split(1, true).server_command(Path::new("/bin/x"))), ["/bin/x"]);
+    }
+
+    /// Field 19 (`nice`) of `/proc/<pid>/stat`.
+    fn niceness(stat: &str) -> i32 {
+        let rest = stat.rsplit_once(')').expect("stat").1;
+        rest.split_whitespace().nth(16).expect("nice field").parse().expect("number")
+    }
+
+    #[test]
+    fn children_get_the_benchs_niceness_once() {
+        // A child of a plan with a niceness runs at this process's niceness (inherited), not
+        // at that niceness added on top (`nice -n` is relative: −10 twice gave −20).
+        let mut plan = CpuPlan::split(1, true);
+        plan.nice = Some(-5);
+        let own = niceness(&std::fs::read_to_string("/proc/thread-self/stat").expect("own stat"));
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let out = rt.block_on(plan.client_command(Path::new("/bin/sh")).args(["-c", "cat /proc/$$/stat"]).output()).expect("run sh");
+        assert!(out.status.success());
+        assert_eq!(niceness(&String::from_utf8_lossy(&out.stdout)), own);
     }
 
     #[test]
