@@ -318,7 +318,8 @@ mod tests {
         plan.nice = Some(-5);
         let own = niceness(&std::fs::read_to_string("/proc/thread-self/stat").expect("own stat"));
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-        let out = rt.block_on(plan.client_command(Path::new("/bin/sh")).args(["-c", "cat /proc/$$/stat"]).output()).expect("run sh");
+        // Spawned inside the runtime: tokio registers the child's pipes with its reactor.
+        let out = rt.block_on(async { plan.client_command(Path::new("/bin/sh")).args(["-c", "cat /proc/$$/stat"]).output().await }).expect("run sh");
         assert!(out.status.success());
         assert_eq!(niceness(&String::from_utf8_lossy(&out.stdout)), own);
     }
