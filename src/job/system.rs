@@ -110,6 +110,23 @@ impl std::fmt::Debug for System {
     }
 }
 
+/// Warns when the embedded link store (`links.db`) is missing from a data dir whose click log
+/// already exists: the store starts empty, and a link created now may get the code of a lost
+/// one whose clicks are still in the log (the views are keyed by code, so that history would
+/// count for the new link). Not refused: `sluice import --data-dir` legitimately fills a
+/// click log before any link store exists.
+fn warn_if_link_store_lost(cfg: &Config, data_dir: &std::path::Path) {
+    let store = data_dir.join(sluice_connectors::link_store::SQLITE_FILE_NAME);
+    let log = data_dir.join(sluice_connectors::click_log::CLICK_LOG_FILE_NAME);
+    if cfg.store.url.trim().is_empty() && !store.exists() && log.exists() {
+        tracing::warn!(
+            store = %store.display(),
+            click_log = %log.display(),
+            "the link store is missing from a data dir that holds a click log: starting with NO links; links created now may reuse codes of lost links and inherit their clicks (restore links.db from a backup, or move clicks.redb and checkpoints/ aside to start afresh)"
+        );
+    }
+}
+
 impl System {
     /// Starts everything `cfg` describes and serves on `listener` (module docs).
     ///
@@ -119,6 +136,7 @@ impl System {
         let data_dir = cfg.server.data_dir.clone();
         std::fs::create_dir_all(&data_dir).with_context(|| format!("could not create data dir \"{}\"", data_dir.display()))?;
         telemetry::prometheus();
+        warn_if_link_store_lost(&cfg, &data_dir);
         let store = open_store(&cfg.store_location()).await.context("could not open the link store")?;
         let secret = visitor_secret::load_or_create(cfg.visitor.secret.as_ref().map(|s| s.0.as_str()), &data_dir)?;
         let (sink, intake): (Arc<dyn ClickSink>, Option<Intake>) = if cfg.server.role == Role::Api {
