@@ -49,6 +49,12 @@ impl Proc {
         r.json().await.expect("json")
     }
 
+    /// `POST /v1/links` with `long_url` and `custom_alias` → asserts 201.
+    async fn create_link(&self, long_url: &str, alias: &str) {
+        let r = self.http.post(format!("{}/v1/links", self.base)).json(&json!({"long_url": long_url, "custom_alias": alias})).send().await.expect("post");
+        assert_eq!(r.status(), reqwest::StatusCode::CREATED, "create {alias}");
+    }
+
     async fn post_events(&self, events: &[Value]) -> reqwest::Result<reqwest::Response> {
         self.http.post(format!("{}/v1/events", self.base)).json(&events).send().await
     }
@@ -105,9 +111,7 @@ async fn restarts_rebuild_identical_stats_and_never_double_count() {
     let dir = tempfile::tempdir().expect("tempdir");
     let p = Proc::start(dir.path()).await;
     for code in ["rs-a", "rs-b"] {
-        let r =
-            p.http.post(format!("{}/v1/links", p.base)).json(&json!({"long_url": "https://example.com/r", "custom_alias": code})).send().await.expect("post");
-        assert_eq!(r.status(), reqwest::StatusCode::CREATED);
+        p.create_link("https://example.com/r", code).await;
     }
     let uas = [
         BROWSER_UA,
@@ -172,8 +176,7 @@ async fn restarts_rebuild_identical_stats_and_never_double_count() {
 async fn a_checkpoint_ahead_of_the_click_log_refuses_to_start() {
     let dir = tempfile::tempdir().expect("tempdir");
     let p = Proc::start(dir.path()).await;
-    let r = p.http.post(format!("{}/v1/links", p.base)).json(&json!({"long_url": "https://example.com/c", "custom_alias": "ck-a"})).send().await.expect("post");
-    assert_eq!(r.status(), reqwest::StatusCode::CREATED);
+    p.create_link("https://example.com/c", "ck-a").await;
     let now = now_ms();
     let evs: Vec<Value> = (0..20).map(|i| event(&format!("ck-{i}"), "ck-a", now - i * 1000, &format!("81.2.71.{i}"), BROWSER_UA, None)).collect();
     assert!(p.post_events(&evs).await.expect("post").status().is_success());
@@ -211,14 +214,7 @@ async fn a_damaged_click_log_refuses_to_start_naming_the_file() {
     for damage in ["truncated", "garbage"] {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = Proc::start(dir.path()).await;
-        let r = p
-            .http
-            .post(format!("{}/v1/links", p.base))
-            .json(&json!({"long_url": "https://example.com/d", "custom_alias": "dmg-a"}))
-            .send()
-            .await
-            .expect("post");
-        assert_eq!(r.status(), reqwest::StatusCode::CREATED);
+        p.create_link("https://example.com/d", "dmg-a").await;
         let now = now_ms();
         for b in 0..20 {
             let evs: Vec<Value> =
@@ -300,9 +296,7 @@ async fn report_jobs_survive_restarts_of_the_binary() {
     let dir = tempfile::tempdir().expect("tempdir");
     let p = Proc::start(dir.path()).await;
     for code in ["rx-a", "rx-b"] {
-        let r =
-            p.http.post(format!("{}/v1/links", p.base)).json(&json!({"long_url": "https://example.com/r", "custom_alias": code})).send().await.expect("post");
-        assert_eq!(r.status(), reqwest::StatusCode::CREATED);
+        p.create_link("https://example.com/r", code).await;
     }
     assert!(p.post_events(&fixed_events()).await.expect("post").status().is_success());
     p.caught_up().await;
@@ -337,14 +331,7 @@ fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
 async fn dead_letters_are_counted_in_metrics() {
     let dir = tempfile::tempdir().expect("tempdir");
     let p = Proc::start(dir.path()).await;
-    let r = p
-        .http
-        .post(format!("{}/v1/links", p.base))
-        .json(&json!({"long_url": "https://example.com/dead-letters", "custom_alias": "dead-letters"}))
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(r.status(), reqwest::StatusCode::CREATED);
+    p.create_link("https://example.com/dead-letters", "dead-letters").await;
     let now = now_ms();
     // One request: the intake has no watermark yet, so the old events pass it and the
     // dataflow (which sees dl-1 first) dead-letters them.

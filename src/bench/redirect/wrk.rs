@@ -190,10 +190,10 @@ mod tests {
         let plan = CpuPlan::split(1, false);
         let addr: SocketAddr = "127.0.0.1:8080".parse().expect("addr");
         let run = |threads, connections, duration| {
-            WrkRun { wrk: Path::new("wrk"), script: Path::new("/tmp/r.lua"), threads, connections, duration, cpus: &plan }.args(addr)
+            WrkRun { wrk: Path::new("wrk"), script: Path::new("bench/r.lua"), threads, connections, duration, cpus: &plan }.args(addr)
         };
         let argv = run(8, 4, Duration::from_secs(2)).expect("args");
-        assert_eq!(argv, ["-t", "4", "-c", "4", "-d", "2s", "--timeout", "5s", "-s", "/tmp/r.lua", "http://127.0.0.1:8080/"]);
+        assert_eq!(argv, ["-t", "4", "-c", "4", "-d", "2s", "--timeout", "5s", "-s", "bench/r.lua", "http://127.0.0.1:8080/"]);
         assert_eq!(run(2, 64, Duration::from_secs(90)).expect("args")[..6], ["-t", "2", "-c", "64", "-d", "90s"]);
         assert_eq!(run(0, 1, Duration::from_secs(1)).expect("args")[1], "1");
         for bad in [Duration::from_millis(1500), Duration::from_millis(500), Duration::ZERO] {
