@@ -241,9 +241,11 @@ fn cause_431(head: Option<(HeadStats, bool)>) -> (u16, &'static str, String, Val
         )
     };
     match head {
-        Some((h, complete)) => {
+        Some((h, _complete)) => {
             let fields = h.lines.saturating_sub(1);
-            if !complete && h.first_line.unwrap_or(h.bytes) >= MAX_HEAD_BYTES {
+            // Complete or not: one read can bring a whole oversized head, its line feeds
+            // included, before hyper gives up on it.
+            if h.first_line.unwrap_or(h.bytes) >= MAX_HEAD_BYTES {
                 (414, "uri_too_long", format!("the request line is longer than {MAX_HEAD_BYTES} bytes"), serde_json::json!({ "max_bytes": MAX_URI_BYTES }))
             } else if fields > MAX_HEADER_FIELDS {
                 count()
@@ -532,10 +534,16 @@ mod tests {
         let (status, code, _, details) = cause_431(Some((stats(5_000, 20, Some(20)), true)));
         assert_eq!((status, code, details), (431, "headers_too_large", serde_json::json!({"max_bytes": MAX_HEAD_BYTES, "max_fields": 100})));
         assert_eq!(cause_431(None).2, "the request head is larger than 417792 bytes or has more than 100 header fields");
-        for line in [None, Some(MAX_HEAD_BYTES)] {
-            let (status, code, _, details) = cause_431(Some((stats(MAX_HEAD_BYTES + 7, 1, line), false)));
+        for (line, complete) in [(None, false), (Some(MAX_HEAD_BYTES), false), (Some(MAX_HEAD_BYTES + 3), true)] {
+            let (status, code, _, details) = cause_431(Some((stats(MAX_HEAD_BYTES + 7, 1, line), complete)));
             assert_eq!((status, code, details), (414, "uri_too_long", serde_json::json!({"max_bytes": MAX_URI_BYTES})), "the request line alone: {line:?}");
         }
+        // The whole 500 KB head in one read (line feeds and the empty line included), as
+        // the server sees it when the client's bytes are all there before hyper reads.
+        let mut s = scan_of(format!("GET /{} HTTP/1.1\r\nhost: x\r\n\r\n", "a".repeat(500_000)).as_bytes());
+        assert_eq!(cause_431(s.answering()).1, "uri_too_long");
+        s.answered();
+        assert_eq!(cause_431(Some((stats(MAX_HEAD_BYTES + 7, 3, Some(100)), true))).1, "headers_too_large", "a short line, big fields");
     }
 
     #[test]
