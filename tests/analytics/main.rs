@@ -8,6 +8,7 @@ mod child;
 #[cfg(feature = "integration-tests")]
 #[path = "../support/clickhouse.rs"]
 mod clickhouse;
+mod damaged;
 mod drain_bound;
 mod errors;
 mod exact;
