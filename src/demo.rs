@@ -13,6 +13,12 @@
 //! 4. Prints the report (top links vs truth, country/device/browser breakdowns, freshness,
 //!    throughput) and keeps serving at the printed URL until Ctrl-C — or, with
 //!    `--exit-after`, stops and returns whether everything matched.
+//!
+//! Ctrl-C / SIGTERM before the report (while the system starts, during the traffic or the
+//! wait) stops the system gracefully, removes the temporary data directory (never a
+//! `--data-dir`) and exits with 128 + the signal's number (130, 143); a second signal exits
+//! at once, still removing it. After the report the signals stop the server as in
+//! `sluice serve`.
 
 pub mod check;
 mod report;
@@ -30,6 +36,7 @@ use tokio::net::TcpListener;
 use crate::config::{Config, FlagOverrides, SaltPeriod};
 use crate::job::system::System;
 use crate::loadgen::{self, LoadgenArgs};
+use crate::serve::{StopSignal, StopSignals};
 
 /// `sluice demo`.
 #[derive(Debug, Clone, Args)]
@@ -129,20 +136,121 @@ async fn sample_freshness(client: reqwest::Client, base: url::Url, done: Arc<std
     }
 }
 
+/// The demo was stopped by Ctrl-C / SIGTERM before its report (module docs): the process
+/// exits with 128 + the signal's number ([`exit_code`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interrupted {
+    /// `"SIGINT"` or `"SIGTERM"`.
+    pub signal: &'static str,
+    /// The signal's number (2 or 15).
+    pub number: i32,
+    /// Whether the demo's temporary data dir was removed (no `--data-dir` given).
+    pub removed_temp_dir: bool,
+}
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "demo interrupted by {}", self.signal)?;
+        if self.removed_temp_dir { f.write_str("; its temporary data dir was removed") } else { Ok(()) }
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// The exit code of a demo that failed with `e`: 128 + the signal's number when `e` is (or
+/// wraps) an [`Interrupted`] (130 for SIGINT, 143 for SIGTERM), `None` otherwise.
+pub fn exit_code(e: &anyhow::Error) -> Option<u8> {
+    e.chain().find_map(|c| c.downcast_ref::<Interrupted>()).and_then(|i| u8::try_from(128 + i.number).ok())
+}
+
+/// Stops the demo after the stop signal `sig` arrived before its report: stops `system`
+/// gracefully (when started) and removes the temporary data dir `temp` (when the demo
+/// created one). A second signal during the stop exits at once with 128 + its number,
+/// still removing the temporary dir. Returns the [`Interrupted`] error to end with.
+async fn interrupted(sig: StopSignal, system: Option<System>, temp: Option<TempDir>, mut signals: StopSignals) -> anyhow::Error {
+    tracing::info!(signal = sig.name(), "stopping the demo");
+    let temp_path = temp.as_ref().map(|t| t.0.clone());
+    let second = tokio::spawn(async move {
+        let second = signals.next().await;
+        tracing::warn!(signal = second.name(), "second stop signal: exiting now");
+        if let Some(p) = temp_path {
+            let _ = std::fs::remove_dir_all(p);
+        }
+        std::process::exit(128 + second.number());
+    });
+    if let Some(system) = system
+        && let Err(e) = system.shutdown().await
+    {
+        tracing::warn!(error = %format!("{e:#}"), "the demo's server did not stop cleanly");
+    }
+    second.abort();
+    let removed_temp_dir = temp.is_some();
+    drop(temp);
+    anyhow::Error::new(Interrupted { signal: sig.name(), number: sig.number(), removed_temp_dir })
+}
+
+/// Binds the listener and starts the complete system on `data_dir`.
+async fn start(args: &DemoArgs, data_dir: PathBuf) -> anyhow::Result<System> {
+    let listener = bind(args).await?;
+    let mut cfg = demo_config(args, data_dir)?;
+    cfg.server.listen = listener.local_addr()?;
+    System::start(cfg, listener).await
+}
+
 /// Runs the demo (module docs); returns whether the stats matched the ground truth.
 ///
+/// Ctrl-C / SIGTERM before the report stops the system gracefully, removes the temporary
+/// data dir (not a `--data-dir`) and ends with [`Interrupted`]; after the report they stop
+/// the server as in `sluice serve`.
+///
 /// Errors: the system cannot start (port, data directory), the generator cannot create
-/// links, or the dataflow does not catch up within two minutes.
+/// links, or the dataflow does not catch up within two minutes; [`Interrupted`].
 pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
+    // Listened to from the start: without a handler a signal would end the process at once,
+    // leaving the temporary data dir behind.
+    let mut signals = StopSignals::listen();
     let temp = match &args.data_dir {
         Some(_) => None,
         None => Some(TempDir::create()?),
     };
     let data_dir = args.data_dir.clone().unwrap_or_else(|| temp.as_ref().map(|t| t.0.clone()).unwrap_or_default());
-    let listener = bind(&args).await?;
-    let mut cfg = demo_config(&args, data_dir.clone())?;
-    cfg.server.listen = listener.local_addr()?;
-    let system = System::start(cfg, listener).await?;
+    let system = tokio::select! {
+        system = start(&args, data_dir.clone()) => system?,
+        sig = signals.next() => return Err(interrupted(sig, None, temp, signals).await),
+    };
+    let measured = tokio::select! {
+        r = measure(&args, &system, &data_dir) => r,
+        sig = signals.next() => return Err(interrupted(sig, Some(system), temp, signals).await),
+    };
+    let (ok, url, checks) = measured?;
+
+    if args.exit_after {
+        system.shutdown().await?;
+        return Ok(ok);
+    }
+    println!();
+    println!("Sluice keeps serving at {url} — try:");
+    if let Some(top) = checks.first() {
+        println!("  curl -s '{url}v1/links/{}/stats?bucket=minute&dimensions=country' | jq", top.code);
+        println!("  curl -si {url}{}", top.code);
+    }
+    println!("  curl -s '{url}v1/stats/summary' | jq");
+    println!("  curl -s {url}v1/openapi.json | jq '.paths | keys'");
+    println!("Press Ctrl-C to stop (twice to skip the graceful stop).");
+    let temp_path = temp.as_ref().map(|t| t.0.clone());
+    crate::serve::serve_until_stopped(system, signals, move || {
+        if let Some(p) = temp_path {
+            let _ = std::fs::remove_dir_all(p);
+        }
+    })
+    .await?;
+    drop(temp);
+    Ok(ok)
+}
+
+/// The traffic, the wait until it is counted, the checks and the report: whether every
+/// link matched, the server's URL and the per-link checks.
+async fn measure(args: &DemoArgs, system: &System, data_dir: &std::path::Path) -> anyhow::Result<(bool, url::Url, Vec<check::LinkCheck>)> {
     let url = system.url();
     println!("Sluice demo: serving {url} (data dir {})", data_dir.display());
     println!(
@@ -187,22 +295,5 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
     lags.sort_unstable();
     let input = report::Input { url: url.clone(), loadgen: &lg_report, checks: &checks, lags: &lags, received, elapsed, catch_up, from_ms, to_ms };
     let ok = report::print(&client, input).await?;
-
-    if args.exit_after {
-        system.shutdown().await?;
-        return Ok(ok);
-    }
-    println!();
-    println!("Sluice keeps serving at {url} — try:");
-    if let Some(top) = checks.first() {
-        println!("  curl -s '{url}v1/links/{}/stats?bucket=minute&dimensions=country' | jq", top.code);
-        println!("  curl -si {url}{}", top.code);
-    }
-    println!("  curl -s '{url}v1/stats/summary' | jq");
-    println!("  curl -s {url}v1/openapi.json | jq '.paths | keys'");
-    println!("Press Ctrl-C to stop (twice to skip the graceful stop).");
-    let signals = crate::serve::StopSignals::listen();
-    crate::serve::serve_until_stopped(system, signals).await?;
-    drop(temp);
-    Ok(ok)
+    Ok((ok, url, checks))
 }

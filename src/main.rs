@@ -53,8 +53,8 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            // 2 for refused arguments, 128 + signo for a benchmark stopped by a signal, else 1.
-            ExitCode::from(bench::exit_code(&e))
+            // 2 for refused arguments, 128 + signo for a benchmark or demo stopped by a signal, else 1.
+            ExitCode::from(sluice::demo::exit_code(&e).unwrap_or_else(|| bench::exit_code(&e)))
         }
     }
 }

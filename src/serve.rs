@@ -206,18 +206,18 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
     // Listening from here on: a signal during the start is not lost.
     let signals = StopSignals::listen();
     let system = System::start(cfg, listener).await?;
-    serve_until_stopped(system, signals).await
+    serve_until_stopped(system, signals, || {}).await
 }
 
 /// A stop signal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum StopSignal {
+pub(crate) enum StopSignal {
     Interrupt,
     Terminate,
 }
 
 impl StopSignal {
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             StopSignal::Interrupt => "SIGINT",
             StopSignal::Terminate => "SIGTERM",
@@ -225,7 +225,7 @@ impl StopSignal {
     }
 
     /// The signal number (POSIX: SIGINT 2, SIGTERM 15).
-    fn number(self) -> i32 {
+    pub(crate) fn number(self) -> i32 {
         match self {
             StopSignal::Interrupt => 2,
             StopSignal::Terminate => 15,
@@ -235,10 +235,21 @@ impl StopSignal {
 
 /// Serves `system` until the first Ctrl-C / SIGTERM of `signals`, then stops it gracefully
 /// (module docs): a second signal exits at once with 128 + its number, a stop that outlasts
-/// `[server] drain-timeout` exits with code 1. Used by `sluice serve` and `sluice demo`.
+/// `[server] drain-timeout` exits with code 1; `on_abort` runs just before either early exit
+/// (the demo removes its temporary data dir there). Used by `sluice serve` and `sluice demo`.
 ///
 /// Errors: as [`System::serve_until`].
-pub(crate) async fn serve_until_stopped(system: System, mut signals: StopSignals) -> anyhow::Result<()> {
+pub(crate) async fn serve_until_stopped(system: System, mut signals: StopSignals, on_abort: impl FnOnce() + Send + 'static) -> anyhow::Result<()> {
+    let on_abort = Arc::new(parking_lot::Mutex::new(Some(on_abort)));
+    let abort = {
+        let on_abort = Arc::clone(&on_abort);
+        move || {
+            if let Some(f) = on_abort.lock().take() {
+                f();
+            }
+        }
+    };
+    let abort_on_signal = abort.clone();
     let (first_tx, first_rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         let first = signals.next().await;
@@ -246,12 +257,14 @@ pub(crate) async fn serve_until_stopped(system: System, mut signals: StopSignals
         let _ = first_tx.send(());
         let second = signals.next().await;
         tracing::warn!(signal = second.name(), "second stop signal during the graceful stop: exiting now, without finishing it");
+        abort_on_signal();
         std::process::exit(128 + second.number());
     });
     match system.serve_until(async move { drop(first_rx.await) }).await {
         Err(e) if e.is::<StopTimedOut>() => {
             // Leaving now: dropping the runtime would wait for the blocking work still running.
             tracing::error!(error = %e, "exiting with the graceful stop unfinished");
+            abort();
             std::process::exit(1);
         }
         r => r,
@@ -272,7 +285,7 @@ impl StopSignals {
     }
 
     /// The next signal (never, when neither could be listened to).
-    async fn next(&mut self) -> StopSignal {
+    pub(crate) async fn next(&mut self) -> StopSignal {
         async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
             let received = match s {
                 Some(s) => s.recv().await.is_some(),

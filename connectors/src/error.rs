@@ -88,6 +88,25 @@ pub enum Error {
         /// redb's description of the damage.
         detail: String,
     },
+    /// An embedded store file other than the click log (`anomalies.redb`, `links.db`) failed
+    /// its integrity check at open (redb's page checksums and tree structure; SQLite's
+    /// `PRAGMA quick_check`) and could not be repaired: it was truncated, overwritten or
+    /// damaged outside sluice. Nothing was read from it.
+    #[error(
+        "{store} \"{path}\" is damaged and could not be repaired ({detail}); sluice will not start on it. \
+         Stop every process using this data dir, move the file aside (e.g. to {path}.damaged) and restore it \
+         from a backup, or start without it: {loses}"
+    )]
+    StoreDamaged {
+        /// Which store (`"anomaly store"`, `"link store"`).
+        store: &'static str,
+        /// The file.
+        path: String,
+        /// The storage engine's description of the damage.
+        detail: String,
+        /// What starting without the file loses.
+        loses: &'static str,
+    },
     /// The embedded anomaly store failed to perform `op` (I/O, lock held by another process).
     #[error("anomaly store could not {op}")]
     AnomalyStore {
@@ -196,7 +215,12 @@ impl Error {
         match self {
             Error::CodeTaken(_) | Error::NotFound(_) | Error::VersionMismatch { .. } | Error::IdempotencyKeyExists | Error::InvalidValue { .. } => "user",
             Error::Database(_) | Error::Migrate(_) | Error::ClickLog { .. } | Error::AnomalyStore { .. } => "external",
-            Error::Corrupt(_) | Error::ClickLogDecode { .. } | Error::ClickLogFormat { .. } | Error::ClickLogDamaged { .. } | Error::Config(_) => "internal",
+            Error::Corrupt(_)
+            | Error::ClickLogDecode { .. }
+            | Error::ClickLogFormat { .. }
+            | Error::ClickLogDamaged { .. }
+            | Error::StoreDamaged { .. }
+            | Error::Config(_) => "internal",
             #[cfg(feature = "kafka")]
             Error::Kafka { .. } | Error::SchemaRegistry { .. } => "external",
             #[cfg(feature = "redis")]

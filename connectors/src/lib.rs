@@ -6,6 +6,7 @@
 //! | [`anomaly_store`] | the embedded anomaly store (event sequence, latest states, webhooks) in `--data-dir` |
 //! | [`click_log`] | the embedded append-only click log in `--data-dir` |
 //! | `kafka` (feature `kafka`) | Kafka producer with local spill, consumer source, Avro values, topic admin |
+//! | [`redb_open`] | opening an embedded redb file with the integrity check on (damaged files refused at open) |
 //! | [`link_cache`] | the [`LinkCacheL2`] trait: second-level link cache of the redirect path |
 //! | `redis` (feature `redis`) | Redis L2 link cache with cross-process invalidation, hot-view sink |
 //! | `clickhouse` (feature `clickhouse-sink`) | ClickHouse migrations, rollup/event/anomaly sink, rollup queries |
@@ -24,6 +25,7 @@ pub mod error;
 pub mod kafka;
 pub mod link_cache;
 pub mod link_store;
+pub mod redb_open;
 #[cfg(feature = "redis")]
 pub mod redis;
 

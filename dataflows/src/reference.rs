@@ -281,7 +281,12 @@ impl Reference {
                 e.1.insert(c.visitor_id);
             }
         }
-        let mut top: Vec<LinkTotal> = links.iter().map(|(code, (n, v))| LinkTotal { code: Arc::from(*code), clicks: *n, uniques: v.len() as u64 }).collect();
+        let mut top: Vec<LinkTotal> = links
+            .iter()
+            .filter(|(code, _)| !q.exclude.contains(**code))
+            .map(|(code, (n, v))| LinkTotal { code: Arc::from(*code), clicks: *n, uniques: v.len() as u64 })
+            .collect();
+        let listed = top.len();
         top.sort_by(|a, b| b.clicks.cmp(&a.clicks).then_with(|| a.code.cmp(&b.code)));
         top.truncate(q.limit);
         let rank = |m: BTreeMap<Arc<str>, (u64, HashSet<u64>)>| {
@@ -291,7 +296,7 @@ impl Reference {
             v
         };
         SummaryResult {
-            links: links.len(),
+            links: listed,
             totals: Totals { clicks: links.values().map(|(n, _)| n).sum(), uniques: all.len() as u64 },
             top_links: top,
             top_countries: rank(countries),

@@ -64,12 +64,14 @@ fn queries(codes: usize, w: i64, from: i64, to: i64) -> Vec<StatsQuery> {
 }
 
 fn summaries(from: i64, to: i64) -> Vec<SummaryQuery> {
-    let base = SummaryQuery { from_ms: from, to_ms: to, include_bots: false, limit: 10, org: None, tag: None };
+    let base = SummaryQuery { from_ms: from, to_ms: to, include_bots: false, limit: 10, org: None, tag: None, exclude: Default::default() };
     vec![
         base.clone(),
         SummaryQuery { include_bots: true, limit: 5, ..base.clone() },
         SummaryQuery { tag: Some("promo".into()), ..base.clone() },
-        SummaryQuery { org: Some("acme".into()), ..base },
+        SummaryQuery { org: Some("acme".into()), ..base.clone() },
+        // Two links left out (deleted): not listed, their clicks still in the totals.
+        SummaryQuery { exclude: ["c0".into(), "c1".into()].into_iter().collect(), ..base },
     ]
 }
 

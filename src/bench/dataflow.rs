@@ -371,7 +371,15 @@ fn run_dataflow(stream: &[SourceRecord], config: &PipelineConfig, now_ms: i64, e
     let cpu_secs = cpu_secs() - cpu;
     let (_, peak_rss) = rss();
     let s = stats();
-    let q = SummaryQuery { from_ms: 0, to_ms: now_ms.div_euclid(60_000) * 60_000 + DAY_MS, include_bots: true, limit: 1, org: None, tag: None };
+    let q = SummaryQuery {
+        from_ms: 0,
+        to_ms: now_ms.div_euclid(60_000) * 60_000 + DAY_MS,
+        include_bots: true,
+        limit: 1,
+        org: None,
+        tag: None,
+        exclude: Default::default(),
+    };
     let clicks = views.summary(&q)?.totals.clicks;
     if clicks != unique || s.dead_lettered != 0 {
         bail!("dataflow counted {clicks} clicks for {unique} distinct events ({} dead letters)", s.dead_lettered);

@@ -18,7 +18,16 @@ async fn every_stats_error_has_its_status_and_code() {
     let s = Server::start_in(dir.path(), |_| {}).await;
     let code = s.link("errs").await;
     // A click now moves the watermark, so minute rows older than 48 h are no longer retained.
-    s.events(&[event("e-1", &code, now_ms() - 60_000, "81.2.69.160", BROWSER_UA, None)], false).await;
+    let live = s.link("errs-live").await;
+    s.events(
+        &[
+            event("e-1", &code, now_ms() - 60_000, "81.2.69.160", BROWSER_UA, None),
+            event("e-2", &code, now_ms() - 60_000, "81.2.69.161", BROWSER_UA, None),
+            event("e-3", &live, now_ms() - 60_000, "81.2.69.162", BROWSER_UA, None),
+        ],
+        false,
+    )
+    .await;
     s.sync().await;
 
     let day = 86_400_000;
@@ -55,20 +64,50 @@ async fn every_stats_error_has_its_status_and_code() {
         ("/v1/stats/summary?tag=".to_string(), 400, "invalid_parameter"),
         ("/v1/stats/summary?bucket=day".to_string(), 400, "unknown_parameter"),
         ("/v1/stats/summary?to=2024-06-01T00:00:01Z".to_string(), 400, "unaligned_range"),
+        // Sub-millisecond digits are not dropped: not a whole minute.
+        (format!("/v1/links/{code}/stats?from=2024-06-01T00:00:00.000000001Z&to=2024-06-02T00:00:00Z"), 400, "unaligned_range"),
+        ("/v1/stats/summary?to=2024-06-01T00:00:00.0001Z".to_string(), 400, "unaligned_range"),
+        (format!("/v1/links/{code}/stats?from=1900-01-01T00:00:00Z"), 400, "invalid_timestamp"),
+        // An unencoded '+' in a zone that does not exist: the hint says to encode it.
+        (format!("/v1/links/{code}/stats?tz=Etc/GMT+15"), 400, "unknown_timezone"),
     ];
     for (path, status, code) in &cases {
         let (st, headers, body) = s.get(path).await;
         assert_error(st, &body, *status, code, path);
         assert_eq!(headers.get("cache-control").and_then(|v| v.to_str().ok()), Some("no-store"), "{path}: errors are not cached");
     }
+    // Out-of-range instants say which range is accepted.
+    let (_, _, body) = s.get(&format!("/v1/links/{code}/stats?from=1900-01-01T00:00:00Z")).await;
+    assert_eq!(
+        body["error"]["message"].as_str(),
+        Some("\"from\" must lie between 1970-01-01T00:00:00Z and 9999-12-31T23:59:00Z, got \"1900-01-01T00:00:00Z\""),
+        "{body}"
+    );
+    assert_eq!(
+        (body["error"]["details"]["min"].as_str(), body["error"]["details"]["max"].as_str()),
+        (Some("1970-01-01T00:00:00Z"), Some("9999-12-31T23:59:00Z"))
+    );
+    let (_, _, body) = s.get(&format!("/v1/links/{code}/stats?tz=Etc/GMT+15")).await;
+    assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("%2B")), "hints to encode '+': {body}");
+    // A zone with '+', encoded or not (form decoding made it a space): Etc/GMT+5 is UTC-05:00.
+    for tz in ["Etc%2FGMT%2B5", "Etc/GMT%2B5", "Etc/GMT+5"] {
+        let (st, _, body) = s.get(&format!("/v1/links/{code}/stats?tz={tz}&bucket=day")).await;
+        assert_eq!(st, StatusCode::OK, "{tz}: {body}");
+        assert_eq!(body["tz"].as_str(), Some("Etc/GMT+5"), "{tz}: {body}");
+        let label = body["rows"][0]["day"].as_str().expect("one day row");
+        assert!(label.ends_with("T00:00:00-05:00"), "{tz}: local midnight at UTC-05:00: {label}");
+    }
     // A deleted link answers 404 although the views still hold its clicks.
     let r = s.http.delete(s.path(&format!("/v1/links/{code}"))).send().await.expect("delete");
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     let (st, _, body) = s.get(&format!("/v1/links/{code}/stats")).await;
     assert_error(st, &body, 404, "not_found", "deleted link");
-    let (st, _, body) = s.get("/v1/stats/summary").await;
+    // ... and is not listed in the summary (also when it outranks the live links), whose
+    // totals keep its clicks (they happened).
+    let (st, _, body) = s.get("/v1/stats/summary?limit=1").await;
     assert_eq!(st, StatusCode::OK);
-    assert_eq!(body["top_links"][0]["code"].as_str(), Some(code.as_str()), "the deleted link's clicks stay in the summary: {body}");
+    assert_eq!(body["top_links"], serde_json::json!([{"code": live, "clicks": 1, "uniques": 1}]), "a deleted link is not listed: {body}");
+    assert_eq!((body["links"].as_u64(), body["totals"]["clicks"].as_u64()), (Some(1), Some(3)), "{body}");
     s.stop().await;
 }
 

@@ -8,6 +8,8 @@ mod child;
 #[cfg(feature = "integration-tests")]
 #[path = "../support/clickhouse.rs"]
 mod clickhouse;
+mod damaged;
+mod demo_interrupt;
 mod drain_bound;
 mod errors;
 mod exact;

@@ -153,6 +153,23 @@ async fn idempotency_key_replays_and_detects_reuse(b: Backend) {
     assert_eq!(again.status, StatusCode::CREATED);
     assert_eq!(again.json(), first.json());
     assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    // ... with the headers that matter: the original's ETag ("<created_at ms hex>-1"),
+    // Location, content type and no-store.
+    let created_ms = chrono::DateTime::parse_from_rfc3339(first.json()["created_at"].as_str().expect("created_at")).expect("rfc3339").timestamp_millis();
+    let code = first.json()["code"].as_str().expect("code").to_owned();
+    assert_eq!(first.header("etag"), Some(format!("\"{created_ms:x}-1\"").as_str()));
+    assert_eq!(first.header("location"), Some(format!("/v1/links/{code}").as_str()));
+    for h in ["etag", "location", "content-type", "cache-control"] {
+        assert_eq!(again.header(h), first.header(h), "replayed {h}");
+    }
+    // A replay after the link changed still answers the original response (its ETag too).
+    let patched =
+        app.request(Method::PATCH, &format!("/v1/links/{code}"), &[("content-type", "application/json")], Some(json!({"tags": ["b"]}).to_string())).await;
+    assert_eq!(patched.status, StatusCode::OK);
+    assert_ne!(patched.header("etag"), first.header("etag"));
+    let third = post("key-1", body.clone()).await;
+    assert_eq!((third.status, third.json()), (StatusCode::CREATED, first.json()));
+    assert_eq!(third.header("etag"), first.header("etag"));
     // same key, different body
     post("key-1", json!({"long_url": "https://example.com/other"})).await.assert_error(422, "idempotency_key_reused");
     // other key: a new link

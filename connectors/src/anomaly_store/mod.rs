@@ -40,6 +40,9 @@ use crate::error::{Error, Result};
 /// File name of the store inside the data directory.
 pub const ANOMALY_STORE_FILE_NAME: &str = "anomalies.redb";
 
+/// What starting without a damaged `anomalies.redb` loses ([`Error::StoreDamaged`]).
+const ANOMALY_STORE_LOSES: &str = "the anomaly history, webhook subscriptions, pending deliveries and recorded actions in it are lost";
+
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 const EVENT_KEYS: TableDefinition<&[u8], u64> = TableDefinition::new("event_keys");
 const LATEST: TableDefinition<&[u8], &[u8]> = TableDefinition::new("latest");
@@ -110,13 +113,22 @@ fn event_key(id: &[u8; 16], revision: u32) -> [u8; 20] {
 }
 
 impl AnomalyStore {
-    /// Opens (creating if missing) `dir/anomalies.redb`.
+    /// Opens (creating if missing) `dir/anomalies.redb`, with redb's integrity check
+    /// ([`crate::redb_open`]): a file redb repairs opens with a warning.
     ///
-    /// Errors: [`Error::AnomalyStore`] when the directory or file cannot be created or opened
-    /// (e.g. another process holds it).
+    /// Errors: [`Error::StoreDamaged`] when the file fails the integrity check and cannot be
+    /// repaired; [`Error::AnomalyStore`] when the directory or file cannot be created or
+    /// opened otherwise (e.g. another process holds it).
     pub fn open(dir: &Path) -> Result<AnomalyStore> {
         std::fs::create_dir_all(dir).map_err(|e| store_err("create its directory", redb::Error::Io(e)))?;
-        let db = Database::create(dir.join(ANOMALY_STORE_FILE_NAME)).map_err(|e| store_err("open", e))?;
+        let path = dir.join(ANOMALY_STORE_FILE_NAME);
+        let db = crate::redb_open::open_checked(
+            &path,
+            "anomaly store",
+            None,
+            |detail| Error::StoreDamaged { store: "anomaly store", path: path.display().to_string(), detail, loses: ANOMALY_STORE_LOSES },
+            |e| store_err("open", e),
+        )?;
         let txn = db.begin_write().map_err(|e| store_err("open", e))?;
         let head = {
             let events = txn.open_table(EVENTS).map_err(|e| store_err("open", e))?;

@@ -128,26 +128,13 @@ impl std::fmt::Debug for ClickLog {
 
 /// Opens (or creates) the redb file at `path` with the integrity check on (module docs).
 fn open_checked(path: &Path) -> Result<Database> {
-    let damaged = |detail: String| Error::ClickLogDamaged { path: path.display().to_string(), detail };
-    let shown = path.display().to_string();
-    let opened = std::panic::catch_unwind(|| {
-        Database::builder()
-            .set_cache_size(CLICK_LOG_CACHE_BYTES)
-            .set_check_integrity_on_open(true)
-            .set_repair_callback(move |_| tracing::warn!(path = %shown, "click log failed its integrity check at open; redb is repairing it"))
-            .create(path)
-    });
-    match opened {
-        Ok(Ok(db)) => Ok(db),
-        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(detail)))) => Err(damaged(detail)),
-        Ok(Err(redb::DatabaseError::RepairAborted)) => Err(damaged("the repair was aborted".into())),
-        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(e)))) if e.kind() == std::io::ErrorKind::InvalidData => Err(damaged(e.to_string())),
-        Ok(Err(e)) => Err(Error::click_log("open", e)),
-        Err(panic) => {
-            let why = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_string())).unwrap_or_default();
-            Err(damaged(format!("redb panicked while opening it: {why}")))
-        }
-    }
+    crate::redb_open::open_checked(
+        path,
+        "click log",
+        Some(CLICK_LOG_CACHE_BYTES),
+        |detail| Error::ClickLogDamaged { path: path.display().to_string(), detail },
+        |e| Error::click_log("open", e),
+    )
 }
 
 fn meta_get(table: &impl ReadableTable<&'static str, u64>, key: &str) -> Result<Option<u64>> {

@@ -50,8 +50,8 @@ impl StoreTarget {
 /// Opens the link store named by `url_or_path` (see [`StoreTarget::parse`]), creating the
 /// SQLite file and directory if missing, and applies pending migrations.
 ///
-/// Errors: [`Error::Config`] (bad location), [`Error::Database`] (cannot connect/open),
-/// [`Error::Migrate`] (a migration failed or the database has migrations this build lacks).
+/// Errors: [`Error::Config`] (bad location), [`Error::StoreDamaged`] (the SQLite file fails
+/// its integrity check at open), [`Error::Database`] (cannot connect/open), [`Error::Migrate`] (a migration failed or the database has migrations this build lacks).
 pub async fn open_store(url_or_path: &str) -> Result<Arc<dyn LinkStore>> {
     Ok(match StoreTarget::parse(url_or_path)? {
         StoreTarget::SqliteDir(dir) => Arc::new(SqliteLinkStore::open_dir(&dir).await?),
@@ -118,7 +118,9 @@ pub async fn migrate(url_or_path: &str) -> Result<MigrationReport> {
             if let Some(parent) = opts.get_filename().parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent).map_err(|e| Error::Config(format!("could not create directory \"{}\": {e}", parent.display())))?;
             }
-            let pool = SqlitePool::connect_with(opts.create_if_missing(true)).await?;
+            let path = opts.get_filename().to_path_buf();
+            let pool = SqlitePool::connect_with(opts.create_if_missing(true)).await.map_err(|e| super::sqlite::open_error(&path, e))?;
+            super::sqlite::check_integrity(&pool, &path).await?;
             let before = applied_sqlite(&pool).await?;
             pool.close().await;
             let store = match &target {

@@ -98,6 +98,11 @@ impl SqliteLinkStore {
 
     /// Opens with explicit connection options (the file name must be set); WAL, `FULL`
     /// synchronous commits, foreign keys and a 10 s busy timeout are always applied.
+    ///
+    /// The file is checked before use with `PRAGMA quick_check` (reads the whole file once;
+    /// checks page structure, not that indexes match their tables): a damaged file (bytes
+    /// overwritten, truncated, not a database) is refused with [`Error::StoreDamaged`] naming
+    /// it and what to do, instead of failing requests with 500s later.
     pub async fn open_with_options(opts: SqliteConnectOptions) -> Result<Self> {
         let opts = opts
             .create_if_missing(true)
@@ -113,7 +118,9 @@ impl SqliteLinkStore {
             .max_lifetime(None)
             .acquire_timeout(Duration::from_secs(60))
             .connect_with(opts.clone())
-            .await?;
+            .await
+            .map_err(|e| open_error(&path, e))?;
+        check_integrity(&writer, &path).await?;
         MIGRATOR.run(&writer).await?;
         let reader = SqlitePoolOptions::new().max_connections(4).acquire_timeout(Duration::from_secs(30)).connect_with(opts.create_if_missing(false)).await?;
         tracing::debug!(path = %path.display(), "sqlite link store open");
@@ -134,6 +141,45 @@ impl SqliteLinkStore {
         self.reader.close().await;
         self.writer.close().await;
     }
+}
+
+/// What starting without a damaged `links.db` loses ([`Error::StoreDamaged`]).
+const LINK_STORE_LOSES: &str = "every link in it is lost, and links created afterwards may reuse their codes and inherit their clicks \
+                                from the click log (`sqlite3 links.db .recover` may salvage rows from the damaged file)";
+
+/// Whether `e` is SQLite reporting a damaged file: `SQLITE_CORRUPT` (11) or `SQLITE_NOTADB`
+/// (26), or one of their extended codes.
+fn is_damage(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => db.code().and_then(|c| c.parse::<i64>().ok()).is_some_and(|c| matches!(c & 0xff, 11 | 26)),
+        _ => false,
+    }
+}
+
+/// An error opening or first reading the file at `path`: [`Error::StoreDamaged`] when SQLite
+/// says the file is damaged, [`Error::Database`] otherwise.
+pub(super) fn open_error(path: &Path, e: sqlx::Error) -> Error {
+    if is_damage(&e) {
+        Error::StoreDamaged { store: "link store", path: path.display().to_string(), detail: e.to_string(), loses: LINK_STORE_LOSES }
+    } else {
+        e.into()
+    }
+}
+
+/// Runs `PRAGMA quick_check` on the file at `path` (through `pool`). Errors:
+/// [`Error::StoreDamaged`] with SQLite's first findings when the check fails,
+/// [`Error::Database`] when it cannot run.
+pub(super) async fn check_integrity(pool: &SqlitePool, path: &Path) -> Result<()> {
+    let found: Vec<String> = sqlx::query_scalar("PRAGMA quick_check(5)").fetch_all(pool).await.map_err(|e| open_error(path, e))?;
+    if found.len() == 1 && found[0] == "ok" {
+        return Ok(());
+    }
+    Err(Error::StoreDamaged {
+        store: "link store",
+        path: path.display().to_string(),
+        detail: format!("PRAGMA quick_check found: {}", found.join("; ")),
+        loses: LINK_STORE_LOSES,
+    })
 }
 
 /// Instants are stored as integer microseconds since the epoch (`*_us` columns).

@@ -76,3 +76,61 @@ async fn sqlite_close_checkpoints_the_wal_into_the_database_file() {
     })
     .await;
 }
+
+/// A `links.db` damaged outside sluice (bytes overwritten in the middle; cut short; garbage
+/// over its header) is refused at open with `Error::StoreDamaged` naming the file and what
+/// to do — also by `sluice migrate` — instead of opening and failing reads later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_damaged_database_file_is_refused_at_open() {
+    use sluice_connectors::LinkStore;
+    use std::io::{Seek, SeekFrom, Write};
+    for damage in ["middle", "truncated", "header"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = sluice_connectors::SqliteLinkStore::open_dir(dir.path()).await.expect("open");
+        let pad = "p".repeat(1500);
+        for i in 0..300 {
+            let mut l = harness::link(&format!("dmg{i}"), harness::micros(chrono::Utc::now()));
+            l.long_url = format!("https://example.com/{i}/{pad}");
+            store.insert(&l).await.expect("insert");
+        }
+        store.close().await;
+        drop(store);
+        let path = dir.path().join("links.db");
+        let len = std::fs::metadata(&path).expect("file").len();
+        let mut f = std::fs::OpenOptions::new().write(true).open(&path).expect("open file");
+        let mut x: u32 = 0x9e37_79b9;
+        let mut garbage = |n: usize| -> Vec<u8> {
+            (0..n)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    x as u8
+                })
+                .collect()
+        };
+        match damage {
+            "middle" => {
+                f.seek(SeekFrom::Start(len / 2)).expect("seek");
+                f.write_all(&garbage(16 << 10)).expect("write");
+            }
+            "truncated" => f.set_len(len / 2).expect("truncate"),
+            _ => f.write_all(&garbage(100)).expect("write"),
+        }
+        f.sync_all().expect("sync");
+        drop(f);
+        let shown = path.display().to_string();
+        for (what, result) in [
+            ("open", sluice_connectors::SqliteLinkStore::open_dir(dir.path()).await.map(|_| ())),
+            ("migrate", sluice_connectors::migrate(dir.path().to_str().expect("utf-8")).await.map(|_| ())),
+        ] {
+            match result {
+                Err(e @ sluice_connectors::Error::StoreDamaged { .. }) => {
+                    let msg = e.to_string();
+                    assert!(msg.contains(&format!("link store \"{shown}\" is damaged")) && msg.contains("move the file aside"), "{damage} {what}: {msg}");
+                }
+                other => panic!("{damage} {what}: expected StoreDamaged, got {other:?}"),
+            }
+        }
+    }
+}

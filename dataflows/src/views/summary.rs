@@ -11,7 +11,7 @@
 //!
 //! Multi-process: a process answers for the links its workers own.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -38,6 +38,10 @@ pub struct SummaryQuery {
     pub org: Option<String>,
     /// Only clicks counted while the link had this tag.
     pub tag: Option<String>,
+    /// Codes left out of `top_links` and of the `links` count (the serving layer passes the
+    /// deleted links it found there); their clicks still count in `totals`, `top_countries`
+    /// and `top_referrers` (they happened). Empty: every link is listed.
+    pub exclude: BTreeSet<Arc<str>>,
 }
 
 /// One link's totals.
@@ -56,7 +60,7 @@ pub struct LinkTotal {
 pub struct SummaryResult {
     /// Links by clicks descending (then code ascending), at most `limit`.
     pub top_links: Vec<LinkTotal>,
-    /// Number of links with clicks in the range.
+    /// Number of links with clicks in the range (excluded codes left out).
     pub links: usize,
     /// Totals across links (uniques: union over all links).
     pub totals: Totals,
@@ -90,6 +94,8 @@ pub(crate) fn run_counting_bots(views: &Views, q: &SummaryQuery, bots: &mut u64)
     let mut links: Vec<(LinkTotal, Acc)> = Vec::new();
     let mut countries: BTreeMap<Arc<str>, Acc> = BTreeMap::new();
     let mut referrers: BTreeMap<Arc<str>, Acc> = BTreeMap::new();
+    // Clicks of the excluded links: in the totals, not in the link lists.
+    let mut hidden = Acc::default();
     let mut as_of = AsOf { epoch: u64::MAX, watermark_ms: i64::MAX };
     let mut pieces = Vec::new();
     for shard in views.local_shards() {
@@ -131,13 +137,17 @@ pub(crate) fn run_counting_bots(views: &Views, q: &SummaryQuery, bots: &mut u64)
                     });
                 }
             }
-            links.push((LinkTotal { code: Arc::clone(&code.name), clicks: acc.clicks, uniques: 0 }, acc));
+            if q.exclude.contains(&*code.name) {
+                hidden.add_acc(&acc);
+            } else {
+                links.push((LinkTotal { code: Arc::clone(&code.name), clicks: acc.clicks, uniques: 0 }, acc));
+            }
         }
     }
     if views.local_shards().is_empty() {
         as_of = AsOf { epoch: 0, watermark_ms: i64::MIN };
     }
-    let mut total = Acc::default();
+    let mut total = hidden;
     for (l, acc) in &mut links {
         total.add_acc(acc);
         l.uniques = acc.sketch.uniques();

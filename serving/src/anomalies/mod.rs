@@ -108,8 +108,8 @@ pub(crate) async fn blocking<T: Send + 'static>(
 #[utoipa::path(
     get, path = "/v1/anomalies", tag = "anomalies",
     params(
-        ("from" = Option<String>, Query, description = "RFC 3339; anomalies whose [window_start, window_end] reaches from or later"),
-        ("to" = Option<String>, Query, description = "RFC 3339, exclusive; anomalies that started before it"),
+        ("from" = Option<String>, Query, description = "RFC 3339 with offset, 1970..=9999; anomalies whose [window_start, window_end] reaches from or later. Digits past the millisecond are kept exact (event times are whole milliseconds: the bound is rounded up, which selects exactly the same anomalies). Encode '+' as %2B"),
+        ("to" = Option<String>, Query, description = "RFC 3339 with offset, 1970..=9999, exclusive; anomalies that started before it (precision as for from)"),
         ("kind" = Option<String>, Query, description = "Comma-separated kinds: click_burst, visitor_flood, bot_share, referrer_spam, geo_shift, blocklisted_target"),
         ("severity" = Option<String>, Query, description = "Comma-separated severities: info, warning, critical"),
         ("code" = Option<String>, Query, description = "Exact short code"),

@@ -98,7 +98,13 @@ fn get<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
 }
 
 /// An RFC 3339 instant (any offset; a `+` that became a space in the query string is
-/// accepted) → ms UTC. 400 `invalid_timestamp`.
+/// accepted) → ms UTC. 400 `invalid_timestamp` (malformed; or outside 1970..=9999, the
+/// message stating the accepted range).
+///
+/// Digits past the millisecond are not dropped: the instant is rounded *up* to the next
+/// whole millisecond, which for millisecond event times selects exactly what the precise
+/// bound would (`t ≥ from` and `t < to` hold for a whole-millisecond `t` exactly when they
+/// hold against the bound rounded up).
 fn instant(name: &str, raw: &str) -> Result<i64, ApiError> {
     let mut s = raw.to_string();
     let b = s.as_bytes();
@@ -113,8 +119,9 @@ fn instant(name: &str, raw: &str) -> Result<i64, ApiError> {
         )
         .with_details(json!({ "parameter": name, "value": raw }))
     };
-    let t = DateTime::parse_from_rfc3339(&s).map_err(|_| invalid())?.timestamp_millis();
-    if (MIN_MS..=MAX_MS).contains(&t) { Ok(t) } else { Err(invalid()) }
+    let dt = DateTime::parse_from_rfc3339(&s).map_err(|_| invalid())?;
+    let t = dt.timestamp_millis() + i64::from(dt.timestamp_subsec_nanos() % 1_000_000 != 0);
+    if (MIN_MS..=MAX_MS).contains(&t) { Ok(t) } else { Err(crate::stats::params::out_of_range(name, raw, MIN_MS, MAX_MS)) }
 }
 
 fn list_of<T: Copy>(name: &str, raw: Option<&str>, parse: fn(&str) -> Option<T>, allowed: &[&str], code: &'static str) -> Result<Vec<T>, ApiError> {
@@ -273,6 +280,15 @@ mod tests {
         // '+' decoded to a space by form encoding is repaired.
         assert_eq!(parse_list(Some("from=2024-06-01T05:30:00+05:30")).expect("plus").filter.from_ms, Some(1_717_200_000_000));
         assert_eq!(parse_list(None).expect("empty").limit, DEFAULT_LIMIT);
+        // Digits past the millisecond round the bound up (exact for millisecond event times).
+        let p = parse_list(Some("from=2024-06-01T00:00:00.000000001Z&to=2024-06-01T00:00:00.002500Z")).expect("nanos");
+        assert_eq!((p.filter.from_ms, p.filter.to_ms), (Some(1_717_200_000_001), Some(1_717_200_000_003)));
+        let p = parse_list(Some("from=2024-06-01T00:00:00.007000000Z")).expect("whole ms");
+        assert_eq!(p.filter.from_ms, Some(1_717_200_000_007));
+        // Out of range: the message states the accepted range.
+        let e = parse_list(Some("from=1900-01-01T00:00:00Z")).expect_err("1900");
+        assert_eq!(e.code, "invalid_timestamp");
+        assert_eq!(e.message, "\"from\" must lie between 1970-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z, got \"1900-01-01T00:00:00Z\"");
     }
 
     #[test]

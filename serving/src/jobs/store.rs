@@ -87,11 +87,28 @@ fn store_error(op: &str, e: impl std::fmt::Display) -> ApiError {
 }
 
 impl JobStore {
-    /// Opens (creating if missing) `dir/jobs.redb`. Error: 500 `jobs_store_failed` (the cause
-    /// is logged; e.g. another process holds the file).
+    /// Opens (creating if missing) `dir/jobs.redb`, with redb's integrity check
+    /// ([`sluice_connectors::redb_open`]: a file redb repairs opens with a warning).
+    ///
+    /// Errors: 500 `jobs_store_damaged` when the file fails the check and cannot be repaired
+    /// (the message names the file and what to do); 500 `jobs_store_failed` otherwise (the
+    /// cause is logged; e.g. another process holds the file).
     pub fn open(dir: &Path) -> Result<JobStore, ApiError> {
         std::fs::create_dir_all(dir).map_err(|e| store_error("create the directory of", e))?;
-        let db = Database::create(dir.join(JOBS_FILE_NAME)).map_err(|e| store_error("open", e))?;
+        let path = dir.join(JOBS_FILE_NAME);
+        let damaged = |detail: String| {
+            let shown = path.display();
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "jobs_store_damaged",
+                format!(
+                    "export job table \"{shown}\" is damaged and could not be repaired ({detail}); sluice will not start on it. \
+                     Stop every process using this data dir, move the file aside (e.g. to {shown}.damaged) and restore it from a backup, \
+                     or start without it: the export jobs in it and their downloads are forgotten"
+                ),
+            )
+        };
+        let db = sluice_connectors::redb_open::open_checked(&path, "export job table", None, damaged, |e| store_error("open", e))?;
         let txn = db.begin_write().map_err(|e| store_error("open", e))?;
         txn.open_table(JOBS).map_err(|e| store_error("open", e))?;
         txn.commit().map_err(|e| store_error("open", e))?;

@@ -372,3 +372,22 @@ async fn bad_requests_and_unknown_jobs() {
     // No job was created by any of the refused requests.
     assert!(state.jobs().expect("runner").records().expect("records").is_empty());
 }
+
+/// A `jobs.redb` cut short is refused at open with `jobs_store_damaged`, naming the file and
+/// what to do (the process then refuses to start), never trusted or a panic.
+#[test]
+fn a_damaged_job_table_is_refused_at_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let table = JobStore::open(dir.path()).expect("open table");
+        for i in 0..200 {
+            table.put(&record(&format!("0190a6e0-0000-7000-8000-{i:012}"), JobState::Succeeded, 1, Some(1_717_200_000_000))).expect("put");
+        }
+    }
+    let path = dir.path().join(super::store::JOBS_FILE_NAME);
+    let len = std::fs::metadata(&path).expect("file").len();
+    std::fs::OpenOptions::new().write(true).open(&path).and_then(|f| f.set_len(len / 2)).expect("truncate");
+    let Err(e) = JobStore::open(dir.path()) else { panic!("a damaged table opened") };
+    assert_eq!(e.code, "jobs_store_damaged", "{e}");
+    assert!(e.message.contains(&format!("\"{}\" is damaged", path.display())) && e.message.contains("move the file aside"), "{e}");
+}

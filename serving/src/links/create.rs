@@ -11,7 +11,7 @@ use crate::alias::{generate_code, validate_custom_alias};
 use crate::dto::{CreateLinkRequest, ErrorBody, LinkResponse};
 use crate::error::ApiError;
 use crate::extract::ApiJson;
-use crate::links::{link_headers, normalize_tags, now_ms, parse_expires_at, parse_redirect_type, to_response};
+use crate::links::{CREATED_VERSION, etag, etag_of, normalize_tags, now_ms, parse_expires_at, parse_redirect_type, to_response};
 use crate::state::ApiState;
 use crate::url_policy::normalize_host;
 
@@ -90,24 +90,32 @@ fn replay(rec: &IdempotencyRecord, request_hash: &str) -> Result<Response, ApiEr
         ));
     }
     let status = StatusCode::from_u16(rec.status).map_err(|e| ApiError::internal(&e))?;
-    let mut resp = (status, rec.body.clone()).into_response();
+    let parsed = serde_json::from_str::<LinkResponse>(&rec.body).map_err(|e| ApiError::internal(&format!("idempotency record of a link: {e}")))?;
+    // The headers of the original 201 (`created`): its ETag is the new link's (version
+    // CREATED_VERSION, the body's created_at), whatever happened to the link since.
+    let mut resp = (status, created_headers(&parsed.code, &etag_of(parsed.created_at, CREATED_VERSION)), rec.body.clone()).into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     h.insert("idempotent-replayed", HeaderValue::from_static("true"));
-    if let Ok(parsed) = serde_json::from_str::<LinkResponse>(&rec.body)
-        && let Ok(loc) = HeaderValue::from_str(&format!("/v1/links/{}", parsed.code))
-    {
-        h.insert(header::LOCATION, loc);
-    }
     Ok(resp)
 }
 
-fn created(state: &ApiState, link: &Link) -> Response {
-    let mut headers = link_headers(link);
-    if let Ok(loc) = HeaderValue::from_str(&format!("/v1/links/{}", link.code)) {
+/// Headers of a 201 for the link `code` with entity tag `etag`: `ETag`, `Location`,
+/// `Cache-Control: no-store` (the same for the first answer and every replay).
+fn created_headers(code: &str, etag: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(etag) {
+        headers.insert(header::ETAG, v);
+    }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(loc) = HeaderValue::from_str(&format!("/v1/links/{code}")) {
         headers.insert(header::LOCATION, loc);
     }
-    (StatusCode::CREATED, headers, axum::Json(to_response(state, link))).into_response()
+    headers
+}
+
+fn created(state: &ApiState, link: &Link) -> Response {
+    (StatusCode::CREATED, created_headers(&link.code, &etag(link)), axum::Json(to_response(state, link))).into_response()
 }
 
 /// Validates `req` into a new [`Link`] (code still empty) at `now`.
@@ -141,7 +149,7 @@ pub fn build_link(state: &ApiState, req: &CreateLinkRequest, now: chrono::DateTi
         org: None,
         created_at: now,
         updated_at: now,
-        version: 1,
+        version: CREATED_VERSION,
     })
 }
 

@@ -36,10 +36,18 @@ pub fn to_response(state: &ApiState, link: &Link) -> LinkResponse {
     }
 }
 
+/// Version of a newly created link (its first ETag is `etag_of(created_at, CREATED_VERSION)`).
+pub const CREATED_VERSION: i64 = 1;
+
 /// Strong ETag of a link revision: `"<created_at ms, hex>-<version>"` (the creation instant
 /// keeps a recreated code's ETags apart from the old link's).
 pub fn etag(link: &Link) -> String {
-    format!("\"{:x}-{}\"", link.created_at.timestamp_millis(), link.version)
+    etag_of(link.created_at, link.version)
+}
+
+/// [`etag`] of a link created at `created_at` at `version`.
+pub fn etag_of(created_at: DateTime<Utc>, version: i64) -> String {
+    format!("\"{:x}-{}\"", created_at.timestamp_millis(), version)
 }
 
 /// Headers for a single-link response: `ETag` and `Cache-Control: no-store`.

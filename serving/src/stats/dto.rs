@@ -94,11 +94,11 @@ pub struct SummaryResponse {
     pub to: String,
     /// Whether bot clicks are included.
     pub include_bots: bool,
-    /// Links with clicks in the range.
+    /// Links with clicks in the range (deleted links left out).
     pub links: usize,
-    /// Totals across links (uniques: union over all links).
+    /// Totals across links (uniques: union over all links), deleted links' clicks included.
     pub totals: StatsTotals,
-    /// Links by clicks descending, then code.
+    /// Links by clicks descending, then code; deleted links are not listed.
     pub top_links: Vec<SummaryLink>,
     /// `{"country", "clicks", "uniques"}` by clicks descending.
     #[schema(value_type = Vec<Object>)]

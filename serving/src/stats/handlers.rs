@@ -25,10 +25,10 @@ use crate::extract::LinkCode;
     get, path = "/v1/links/{code}/stats", tag = "stats",
     params(
         ("code" = String, Path, description = "Short code (case-sensitive)"),
-        ("from" = Option<String>, Query, description = "Range start, RFC 3339 with offset, whole minute (inclusive). Default: `to` minus 7 days (minus 60 minutes for bucket=minute). Encode '+' as %2B (an unencoded '+' before a trailing HH:MM offset is also read as '+')"),
-        ("to" = Option<String>, Query, description = "Range end, RFC 3339, whole minute (exclusive). Default: the end of the current minute"),
+        ("from" = Option<String>, Query, description = "Range start, RFC 3339 with offset, whole minute (inclusive), between 1970-01-01T00:00:00Z and 9999-12-31T23:59:00Z (else 400 invalid_timestamp stating that range). Seconds and fractions must be zero at the precision given: 2024-06-01T00:00:00.000000001Z is 400 unaligned_range, never truncated. Default: `to` minus 7 days (minus 60 minutes for bucket=minute). Encode '+' as %2B (an unencoded '+' before a trailing HH:MM offset is also read as '+')"),
+        ("to" = Option<String>, Query, description = "Range end, RFC 3339, whole minute (exclusive); range and precision as for from. Default: the end of the current minute"),
         ("bucket" = Option<String>, Query, description = "minute (UTC minutes; at most 2 days), hour (local hours of tz; at most 93 days) or day (local days of tz; at most 1,100 days). Default day"),
-        ("tz" = Option<String>, Query, description = "IANA time zone of hour/day buckets and bucket labels, e.g. Europe/Berlin. Default UTC"),
+        ("tz" = Option<String>, Query, description = "IANA time zone of hour/day buckets and bucket labels, e.g. Europe/Berlin. Default UTC. Encode a '+' in a zone name as %2B (tz=Etc%2FGMT%2B5; POSIX sign: Etc/GMT+5 is UTC-05:00); an unencoded '+' (form-decoded to a space) is also read as '+', since no zone name holds a space"),
         ("dimensions" = Option<String>, Query, description = "Empty, one of country, device, browser, os, referrer_domain, referrer_medium, or country,device; with ClickHouse configured, any combination of up to 3 distinct names (answered from events_enriched, exact uniques)"),
         ("include_bots" = Option<bool>, Query, description = "Count bot and link-preview clicks too (default false)"),
         ("limit" = Option<usize>, Query, description = "Most rows, 1..=100000 (default 10000)"),
@@ -86,8 +86,8 @@ pub async fn link_stats(State(state): State<StatsState>, LinkCode(code): LinkCod
 #[utoipa::path(
     get, path = "/v1/stats/summary", tag = "stats",
     params(
-        ("from" = Option<String>, Query, description = "Range start, RFC 3339, whole minute (inclusive). Default: `to` minus 7 days"),
-        ("to" = Option<String>, Query, description = "Range end, RFC 3339, whole minute (exclusive). Default: the end of the current minute"),
+        ("from" = Option<String>, Query, description = "Range start, RFC 3339, whole minute (inclusive); range, precision and '+' as for GET /v1/links/{code}/stats. Default: `to` minus 7 days"),
+        ("to" = Option<String>, Query, description = "Range end, RFC 3339, whole minute (exclusive); as for from. Default: the end of the current minute"),
         ("limit" = Option<usize>, Query, description = "Entries per top list, 1..=1000 (default 10)"),
         ("include_bots" = Option<bool>, Query, description = "Count bot clicks too (default false)"),
         ("org" = Option<String>, Query, description = "Only clicks counted under this organisation"),
@@ -105,8 +105,25 @@ pub async fn summary(State(state): State<StatsState>, RawQuery(query): RawQuery)
     // Summaries read quarter-hour and coarser rows (minutes only at unaligned edges);
     // checked after the views' own validation, so parameter errors keep precedence.
     let retained = retained_check(&views, p.from_ms, Bucket::Hour);
-    let q = SummaryQuery { from_ms: p.from_ms, to_ms: p.to_ms, include_bots: p.include_bots, limit: p.limit, org: p.org, tag: p.tag };
-    let (r, bots) = blocking(move || read_summary(&views, &q)).await?;
+    let mut q =
+        SummaryQuery { from_ms: p.from_ms, to_ms: p.to_ms, include_bots: p.include_bots, limit: p.limit, org: p.org, tag: p.tag, exclude: Default::default() };
+    // Deleted links (the views keep their clicks until retention) are left out of the link
+    // list: each round excludes the listed codes the link store no longer has, until a
+    // round lists live links only (one round unless deleted links rank in the top).
+    let (r, bots) = loop {
+        let (views, query) = (views.clone(), q.clone());
+        let (r, bots) = blocking(move || read_summary(&views, &query)).await?;
+        let mut gone = Vec::new();
+        for l in &r.top_links {
+            if state.store().get(&l.code).await?.is_none() {
+                gone.push(std::sync::Arc::clone(&l.code));
+            }
+        }
+        if gone.is_empty() {
+            break (r, bots);
+        }
+        q.exclude.extend(gone);
+    };
     retained?;
     let fresh = state.freshness(r.as_of, Utc::now().timestamp_millis());
     let body = SummaryResponse {

@@ -18,8 +18,10 @@
 //! * **Bots** (known crawlers and link-preview fetchers) are excluded unless
 //!   `include_bots=true`; `totals.bot_clicks` always reports them apart.
 //! * **Unknown and deleted links**: the link store decides. A code without a live link is
-//!   404 `not_found`, also when the views still hold clicks of a deleted link (those stay
-//!   in `/v1/stats/summary` until retention evicts them).
+//!   404 `not_found`, also when the views still hold clicks of a deleted link. In
+//!   `/v1/stats/summary` a deleted link is not listed (`top_links`, and the `links` count);
+//!   its clicks stay in `totals`, `top_countries` and `top_referrers` (they happened) until
+//!   retention evicts them.
 //! * **Freshness**: every answer reports `as_of` (every click logged before it is counted),
 //!   `lag_ms`, the event-time `watermark` and the log `backlog_events`; responses carry
 //!   `Cache-Control: private, max-age=<[stats] cache-max-age>` (2 s by default).

@@ -2,7 +2,9 @@
 //! becomes a 400 with a precise, stable error code, never a silently shifted range.
 //!
 //! Codes: `unknown_parameter`, `duplicate_parameter`, `invalid_timestamp` (not RFC 3339,
-//! or outside 1970..=9999), `unaligned_range` (not a whole minute), `invalid_range` (`to`
+//! or outside 1970-01-01T00:00:00Z..=9999-12-31T23:59:00Z, the message stating that range),
+//! `unaligned_range` (not a whole minute, judged at the precision given: nanoseconds past a
+//! minute are refused, never dropped), `invalid_range` (`to`
 //! not after `from`), `range_too_long` (more than [`max_range_ms`] for the bucket),
 //! `invalid_bucket`, `unknown_timezone`, `invalid_dimensions`, `invalid_limit`,
 //! `invalid_order_by`, `invalid_parameter` (`include_bots`, `org`, `tag`).
@@ -10,7 +12,8 @@
 //! Timestamps: RFC 3339 with any offset (`2024-06-02T00:00:00+05:30`, `…Z`). In a query
 //! string an unencoded `+` decodes to a space (`…T00:00:00 05:30`); a space right before a
 //! trailing `HH:MM` offset can only have been a `+`, so it is read as one (case C15.5) —
-//! the range is exactly the one the caller wrote, never shifted.
+//! the range is exactly the one the caller wrote, never shifted. The same holds for `tz`:
+//! a space in a zone name (`Etc/GMT 5`) is read as `+` (no IANA name holds a space).
 
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -149,15 +152,26 @@ pub fn parse_instant(name: &str, raw: &str) -> Result<i64, ApiError> {
         )
         .with_details(json!({ "parameter": name, "value": raw }))
     };
-    let t = DateTime::parse_from_rfc3339(&s).map_err(|_| invalid())?.timestamp_millis();
+    let dt = DateTime::parse_from_rfc3339(&s).map_err(|_| invalid())?;
+    let t = dt.timestamp_millis();
     if !(MIN_MS..=MAX_MS).contains(&t) {
-        return Err(invalid());
+        return Err(out_of_range(name, raw, MIN_MS, MAX_MS));
     }
-    if t.rem_euclid(MINUTE_MS) != 0 {
+    // Whole minute with the full precision given (a fraction of a nanosecond past the
+    // minute is not silently dropped).
+    if t.rem_euclid(MINUTE_MS) != 0 || dt.timestamp_subsec_nanos() != 0 {
         return Err(ApiError::bad_request("unaligned_range", format!("\"{name}\" must be a whole minute (stats are kept per minute), got \"{raw}\""))
             .with_details(json!({ "parameter": name, "value": raw })));
     }
     Ok(t)
+}
+
+/// 400 `invalid_timestamp` for a well-formed instant outside `[min_ms, max_ms]`, stating the
+/// accepted range (`details.min`, `details.max`).
+pub(crate) fn out_of_range(name: &str, raw: &str, min_ms: i64, max_ms: i64) -> ApiError {
+    let (min, max) = (rfc3339_utc(min_ms), rfc3339_utc(max_ms));
+    ApiError::bad_request("invalid_timestamp", format!("\"{name}\" must lie between {min} and {max}, got \"{raw}\""))
+        .with_details(json!({ "parameter": name, "value": raw, "min": min, "max": max }))
 }
 
 fn parse_bool(name: &str, v: Option<&str>) -> Result<bool, ApiError> {
@@ -245,13 +259,17 @@ fn parse_dimensions(v: Option<&str>, adhoc: bool) -> Result<Vec<Dimension>, ApiE
     Ok(dims)
 }
 
-/// Parses an IANA zone name (exact, then ignoring case). Errors: `unknown_timezone`.
+/// Parses an IANA zone name (exact, then ignoring case). No zone name holds a space, so a
+/// space is read as the `+` it was before form decoding turned it into one (`tz=Etc/GMT+5`
+/// sent unencoded arrives as `Etc/GMT 5`); `%2B` is the encoded form. Errors:
+/// `unknown_timezone`.
 pub fn parse_tz(v: Option<&str>) -> Result<Tz, ApiError> {
     let Some(name) = v.filter(|s| !s.is_empty()) else { return Ok(Tz::UTC) };
-    let exact = name.parse::<Tz>().ok();
-    let found = exact.or_else(|| chrono_tz::TZ_VARIANTS.iter().copied().find(|tz| tz.name().eq_ignore_ascii_case(name)));
+    let find = |n: &str| n.parse::<Tz>().ok().or_else(|| chrono_tz::TZ_VARIANTS.iter().copied().find(|tz| tz.name().eq_ignore_ascii_case(n)));
+    let found = find(name).or_else(|| if name.contains(' ') { find(&name.replace(' ', "+")) } else { None });
     found.ok_or_else(|| {
-        ApiError::bad_request("unknown_timezone", format!("\"{name}\" is not an IANA time zone name (e.g. UTC, Europe/Berlin, Asia/Kolkata)"))
+        let hint = if name.contains(' ') { " (a '+' in a zone name must be sent as %2B)" } else { "" };
+        ApiError::bad_request("unknown_timezone", format!("\"{name}\" is not an IANA time zone name (e.g. UTC, Europe/Berlin, Asia/Kolkata){hint}"))
             .with_details(json!({ "tz": name }))
     })
 }
