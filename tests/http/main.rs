@@ -9,6 +9,7 @@ mod cases;
 #[path = "../support/child.rs"]
 #[allow(dead_code)] // this target uses only `free_port`
 mod child;
+mod cli;
 mod concurrency;
 mod harness;
 mod links_api;

@@ -1,0 +1,45 @@
+//! The `sluice` binary's command line through the real binary: refused flag values and
+//! configuration errors (exit code and message), log output format, help texts.
+
+use std::process::{Command, Output};
+
+fn sluice(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    cmd.args(args).env_remove("SLUICE_LOG").env_remove("NO_COLOR");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run sluice")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8(out.stderr.clone()).expect("utf-8 stderr")
+}
+
+/// The usage tail clap appends to every usage error.
+const USAGE_TAIL: &str = "\n\nUsage: sluice [OPTIONS] <COMMAND>\n\nFor more information, try '--help'.\n";
+
+#[test]
+fn an_invalid_log_filter_is_a_usage_error_from_the_flag_and_from_the_env_var() {
+    let out = sluice(&["--log", "[[[", "log", "tail", "--data-dir", "/nonexistent-sluice-dir"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(stderr(&out), format!("error: invalid log filter \"[[[\" in --log: directive \"[[[\": invalid filter directive{USAGE_TAIL}"));
+    assert!(out.stdout.is_empty());
+
+    // one bad directive among good ones is named; the flag after the subcommand (global) too
+    let out = sluice(&["log", "tail", "--log", "info,sluice=loud", "--data-dir", "/nonexistent-sluice-dir"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.starts_with("error: invalid log filter \"info,sluice=loud\" in --log: directive \"sluice=loud\": "), "{err}");
+
+    let out = sluice(&["log", "tail", "--data-dir", "/nonexistent-sluice-dir"], &[("SLUICE_LOG", "[[[")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        format!("error: invalid log filter \"[[[\" in the SLUICE_LOG environment variable: directive \"[[[\": invalid filter directive{USAGE_TAIL}")
+    );
+
+    // a valid filter gets past the check: the command itself runs (and fails on its own terms)
+    let out = sluice(&["--log", "sluice=debug,warn", "log", "tail", "--data-dir", "/nonexistent-sluice-dir"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+}
