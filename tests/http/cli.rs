@@ -43,3 +43,27 @@ fn an_invalid_log_filter_is_a_usage_error_from_the_flag_and_from_the_env_var() {
     let out = sluice(&["--log", "sluice=debug,warn", "log", "tail", "--data-dir", "/nonexistent-sluice-dir"], &[]);
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn config_errors_say_what_is_wrong_and_name_keys_as_written() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().to_str().expect("utf-8");
+    let out = sluice(&["log", "tail", "--config", dir], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stderr(&out), format!("error: config file \"{dir}\" is a directory, not a TOML file\n"));
+
+    let missing = tmp.path().join("nope.toml");
+    let out = sluice(&["log", "tail", "--config", missing.to_str().expect("utf-8")], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stderr(&out), format!("error: config file \"{}\" does not exist\n", missing.display()));
+
+    let file = tmp.path().join("sluice.toml");
+    std::fs::write(&file, "[server]\nlisten = \"nope\"\n").expect("write");
+    let out = sluice(&["log", "tail", "--config", file.to_str().expect("utf-8")], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stderr(&out), format!("error: invalid configuration: server.listen in {}: invalid socket address syntax\n", file.display()));
+
+    let out = sluice(&["log", "tail", "--data-dir", dir], &[("SLUICE__SERVER__LISTEN", "nope")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stderr(&out), "error: invalid configuration: SLUICE__SERVER__LISTEN (environment variable): invalid socket address syntax\n");
+}
