@@ -77,10 +77,19 @@ pub fn parse_log_filter(value: &str) -> Result<tracing_subscriber::EnvFilter, Ba
     })
 }
 
-/// Initializes tracing to stderr with `filter` (see [`parse_log_filter`]); a no-op if a
-/// subscriber is already set.
+/// Whether log lines get ANSI colours: only when the log stream (stderr) is a terminal and
+/// `NO_COLOR` is unset or empty (<https://no-color.org>).
+pub fn log_colours(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
+/// Initializes tracing to stderr with `filter` (see [`parse_log_filter`]), coloured per
+/// [`log_colours`] for this process's stderr and environment; a no-op if a subscriber is
+/// already set.
 pub fn init_tracing(filter: tracing_subscriber::EnvFilter) {
-    let _already = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    use std::io::IsTerminal;
+    let ansi = log_colours(std::io::stderr().is_terminal(), std::env::var_os("NO_COLOR").as_deref());
+    let _already = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
 }
 
 #[cfg(test)]
@@ -97,5 +106,15 @@ mod tests {
         let e = parse_log_filter("info,sluice=loud,warn").expect_err("invalid level");
         assert_eq!(e.directive, "sluice=loud");
         assert_eq!(e.to_string(), format!("directive \"sluice=loud\": {}", e.reason));
+    }
+
+    #[test]
+    fn colours_only_on_a_terminal_without_no_color() {
+        use std::ffi::OsStr;
+        assert!(log_colours(true, None));
+        assert!(log_colours(true, Some(OsStr::new(""))), "an empty NO_COLOR does not count");
+        assert!(!log_colours(true, Some(OsStr::new("1"))));
+        assert!(!log_colours(false, None));
+        assert!(!log_colours(false, Some(OsStr::new("1"))));
     }
 }

@@ -67,3 +67,36 @@ fn config_errors_say_what_is_wrong_and_name_keys_as_written() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(stderr(&out), "error: invalid configuration: SLUICE__SERVER__LISTEN (environment variable): invalid socket address syntax\n");
 }
+
+/// `sluice --log debug migrate` logs "sqlite link store open" (a debug line) and exits 0.
+fn migrate_with_debug_log(dir: &str) -> Vec<&str> {
+    vec!["--log", "debug", "migrate", "--data-dir", dir]
+}
+
+#[test]
+fn log_lines_are_coloured_only_on_a_terminal_and_never_with_no_color() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().to_str().expect("utf-8");
+    // stderr a pipe: plain text
+    let out = sluice(&migrate_with_debug_log(dir), &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("sqlite link store open"), "{err}");
+    assert!(!err.contains('\x1b'), "no escape codes into a pipe: {err:?}");
+    // stderr a terminal (script(1) runs the command on a pseudo-terminal and copies it to stdout)
+    let on_tty = |no_color: Option<&str>| {
+        let line = format!("{} {}", env!("CARGO_BIN_EXE_sluice"), migrate_with_debug_log(dir).join(" "));
+        let mut cmd = Command::new("script");
+        cmd.args(["-qec", &line, "/dev/null"]).env_remove("SLUICE_LOG").env_remove("NO_COLOR");
+        if let Some(v) = no_color {
+            cmd.env("NO_COLOR", v);
+        }
+        let out = cmd.output().expect("script(1) from util-linux");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    let tty = on_tty(None);
+    assert!(tty.contains("sqlite link store open") && tty.contains("\x1b["), "colours on a terminal: {tty:?}");
+    let tty = on_tty(Some("1"));
+    assert!(tty.contains("sqlite link store open") && !tty.contains('\x1b'), "NO_COLOR: {tty:?}");
+}
