@@ -118,8 +118,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Log { command: LogCommand::Tail(args) } => {
-            let flags = FlagOverrides { data_dir: args.common.data_dir.clone(), ..FlagOverrides::default() };
-            let cfg = Config::load(args.common.config.as_deref(), &flags)?;
+            let flags = FlagOverrides { data_dir: args.data_dir.clone(), ..FlagOverrides::default() };
+            let cfg = Config::load(args.config.as_deref(), &flags)?;
             log_tail::run(&cfg.server.data_dir, args.from, args.lines)
         }
         Command::Bench { command: BenchCommand::Dataflow(args) } => bench::dataflow::run(args),

@@ -100,3 +100,58 @@ fn log_lines_are_coloured_only_on_a_terminal_and_never_with_no_color() {
     let tty = on_tty(Some("1"));
     assert!(tty.contains("sqlite link store open") && !tty.contains('\x1b'), "NO_COLOR: {tty:?}");
 }
+
+fn help(args: &[&str]) -> String {
+    let out = sluice(args, &[]);
+    assert_eq!(out.status.code(), Some(0), "{args:?}");
+    String::from_utf8(out.stdout).expect("utf-8 help")
+}
+
+#[test]
+fn log_tail_help_says_the_data_dir_is_read_only_and_a_missing_one_is_an_error() {
+    let text = help(&["log", "tail", "--help"]);
+    assert!(!text.contains("Created if missing"), "{text}");
+    assert!(text.contains("Read only: a missing directory or log is an error, nothing is created"), "{text}");
+    assert!(help(&["serve", "--help"]).contains("Created if missing"), "serve does create it");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let missing = tmp.path().join("typo");
+    let out = sluice(&["log", "tail", "--data-dir", missing.to_str().expect("utf-8")], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stderr(&out), format!("error: no data directory \"{}\": nothing to tail (check --data-dir or [server] data-dir)\n", missing.display()));
+    assert!(!missing.exists(), "nothing created");
+}
+
+/// Every help text, every subcommand: no references to tracker issues, work sessions or
+/// other project-internal bookkeeping a user cannot look up.
+#[test]
+fn help_texts_describe_behaviour_not_internal_references() {
+    let commands: &[&[&str]] = &[
+        &[],
+        &["serve"],
+        &["migrate"],
+        &["loadgen"],
+        &["import"],
+        &["demo"],
+        &["log"],
+        &["log", "tail"],
+        &["bench"],
+        &["bench", "dataflow"],
+        &["bench", "redirect"],
+        &["bench", "freshness"],
+    ];
+    for cmd in commands {
+        let text = help(&[*cmd, &["--help"]].concat());
+        let lower = text.to_lowercase();
+        for word in ["issue ", "issue#", "session ", "helper", "coordinator"] {
+            assert!(!lower.contains(word), "{cmd:?} --help mentions {word:?}: {text}");
+        }
+        // case ids like "C25" and pseudo-ids like "s12"
+        let ids: Vec<&str> = text
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .filter(|w| w.len() >= 2 && (w.starts_with('C') || w.starts_with('s')) && w[1..].chars().all(|c| c.is_ascii_digit()))
+            .collect();
+        assert!(ids.is_empty(), "{cmd:?} --help has internal ids {ids:?}: {text}");
+    }
+    let text = help(&["loadgen", "--help"]);
+    assert!(text.contains("--attack <SHAPE>") && text.contains("extra requests of this shape on top of the normal traffic"), "{text}");
+}
