@@ -11,6 +11,7 @@ mod cases;
 mod child;
 mod cli;
 mod concurrency;
+mod doc_links;
 mod error_codes;
 mod harness;
 mod links_api;
