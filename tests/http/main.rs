@@ -18,4 +18,5 @@ mod links_api;
 mod props;
 mod redirect;
 mod socket;
+mod split_roles;
 mod stop;
