@@ -152,9 +152,12 @@ pub enum LogCommand {
 /// `sluice log tail`.
 #[derive(Debug, Clone, Args)]
 pub struct LogTailArgs {
-    /// Configuration file and data directory.
-    #[command(flatten)]
-    pub common: ConfigArgs,
+    /// TOML configuration file (read for `[server] data-dir`; same keys as the built-in defaults).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory whose click log (clicks.redb) to read. Read only: a missing directory or log is an error, nothing is created.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
     /// Print the last N events (ignored with --from).
     #[arg(short = 'n', long, default_value_t = 10, value_name = "N")]
     pub lines: u64,

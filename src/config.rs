@@ -297,13 +297,16 @@ impl Config {
     pub fn load(file: Option<&Path>, flags: &FlagOverrides) -> anyhow::Result<Config> {
         let mut fig = Figment::from(Toml::string(DEFAULT_TOML));
         if let Some(path) = file {
-            if !path.is_file() {
-                bail!("config file \"{}\" does not exist", path.display());
+            match std::fs::metadata(path) {
+                Ok(m) if m.is_dir() => bail!("config file \"{}\" is a directory, not a TOML file", path.display()),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!("config file \"{}\" does not exist", path.display()),
+                Err(e) => bail!("config file \"{}\" cannot be read: {e}", path.display()),
             }
             fig = fig.merge(Toml::file(path));
         }
-        fig = fig.merge(Env::prefixed("SLUICE__").map(|k| k.as_str().replace("__", ".").replace('_', "-").into()));
-        let mut cfg: Config = fig.extract().context("invalid configuration")?;
+        fig = fig.merge(Env::prefixed(load_error::ENV_PREFIX).map(|k| k.as_str().replace("__", ".").replace('_', "-").into()));
+        let mut cfg: Config = fig.extract().map_err(|e| anyhow::anyhow!("invalid configuration: {}", load_error::describe(e)))?;
         cfg.apply(flags);
         cfg.validate()?;
         Ok(cfg)
@@ -414,6 +417,7 @@ pub fn parse_secret(s: &str) -> anyhow::Result<[u8; 32]> {
 }
 
 pub mod admin;
+mod load_error;
 
 #[cfg(test)]
 mod tests;

@@ -4,7 +4,8 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches};
 use sluice::cli::{BenchCommand, Cli, Command, LogCommand};
 use sluice::config::{Config, FlagOverrides};
 use sluice::{bench, log_tail, serve, telemetry};
@@ -45,10 +46,20 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 fn main() -> ExitCode {
     configure_allocator();
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let log_source = matches.value_source("log");
     // The demo prints a report on stdout; keep its stderr to warnings unless asked.
-    let quiet_demo = matches!(cli.command, Command::Demo(_)) && cli.log == "info" && std::env::var_os("SLUICE_LOG").is_none();
-    telemetry::init_tracing(if quiet_demo { "warn" } else { &cli.log });
+    let quiet_demo = matches!(cli.command, Command::Demo(_)) && log_source == Some(ValueSource::DefaultValue);
+    match telemetry::parse_log_filter(if quiet_demo { "warn" } else { &cli.log }) {
+        Ok(filter) => telemetry::init_tracing(filter),
+        Err(bad) => {
+            // A usage error like any other refused flag value: clap's format, exit code 2.
+            let from = if log_source == Some(ValueSource::EnvVariable) { "the SLUICE_LOG environment variable" } else { "--log" };
+            let msg = format!("invalid log filter {:?} in {from}: {bad}", cli.log);
+            Cli::command().error(clap::error::ErrorKind::ValueValidation, msg).exit()
+        }
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -107,8 +118,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Log { command: LogCommand::Tail(args) } => {
-            let flags = FlagOverrides { data_dir: args.common.data_dir.clone(), ..FlagOverrides::default() };
-            let cfg = Config::load(args.common.config.as_deref(), &flags)?;
+            let flags = FlagOverrides { data_dir: args.data_dir.clone(), ..FlagOverrides::default() };
+            let cfg = Config::load(args.config.as_deref(), &flags)?;
             log_tail::run(&cfg.server.data_dir, args.from, args.lines)
         }
         Command::Bench { command: BenchCommand::Dataflow(args) } => bench::dataflow::run(args),

@@ -24,6 +24,7 @@ use axum::http::Method;
 use axum::http::request::Parts;
 use axum::middleware::{self, Next};
 use axum::response::Response;
+use axum::routing::any;
 use metrics::Counter;
 use parking_lot::RwLock;
 use sluice_redirect::RedirectState;
@@ -75,6 +76,9 @@ pub fn build_app(
             router = router.merge(events);
         }
     }
+    if role == Role::Redirect {
+        router = router.route("/v1", any(api_not_here)).route("/v1/{*rest}", any(api_not_here));
+    }
     let redirect = redirect.filter(|_| matches!(role, Role::All | Role::Redirect));
     if let Some(redirect) = &redirect {
         router = router.merge(sluice_redirect::routes(redirect.clone()));
@@ -82,6 +86,16 @@ pub fn build_app(
     let router = sluice_serving::with_fallbacks(router).layer(middleware::from_fn(track_http));
     App { router, fast: redirect.map(|r| Arc::new(FastPath::new(r))) }
 }
+
+/// `/v1/...` on a redirect-only process: 404 `not_found` saying where the API is, instead
+/// of a bare "no such route" (README, "Split roles").
+async fn api_not_here(uri: axum::http::Uri) -> sluice_serving::error::ApiError {
+    sluice_serving::error::ApiError::route_not_found(uri.path()).with_message(API_NOT_HERE)
+}
+
+/// The message of [`api_not_here`].
+pub const API_NOT_HERE: &str =
+    "this process serves redirects only (role redirect): the API under /v1/, the stats included, is served by a process with role all or api";
 
 /// What a server answers with: the full router (every route, `/{code}` included, with the
 /// JSON fallbacks and `sluice_http_requests_total`) and, when redirects are served, the

@@ -45,8 +45,76 @@ pub fn prometheus() -> PrometheusHandle {
         .clone()
 }
 
-/// Initializes tracing to stderr with `filter` (EnvFilter syntax); a no-op if already set.
-pub fn init_tracing(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _already = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+/// A `--log` / `SLUICE_LOG` value that is not a valid filter: the first directive (of the
+/// comma-separated list) that does not parse, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadLogFilter {
+    /// The offending directive as written (the whole value if no single piece fails alone).
+    pub directive: String,
+    /// The parser's explanation (`invalid filter directive`, `invalid field filter: ...`).
+    pub reason: String,
+}
+
+impl std::fmt::Display for BadLogFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "directive {:?}: {}", self.directive, self.reason)
+    }
+}
+
+/// Parses a log filter in tracing's EnvFilter syntax (`info`, `sluice=debug,warn`, ...).
+///
+/// Errors: [`BadLogFilter`] naming the first directive that does not parse. The parser
+/// splits the value on `,` exactly like `EnvFilter` does, so the named directive is the
+/// one `EnvFilter` refused.
+pub fn parse_log_filter(value: &str) -> Result<tracing_subscriber::EnvFilter, BadLogFilter> {
+    let builder = || tracing_subscriber::EnvFilter::builder();
+    builder().parse(value).map_err(|whole| {
+        let bad = value.split(',').filter(|d| !d.is_empty()).find_map(|d| builder().parse(d).err().map(|e| (d, e)));
+        match bad {
+            Some((d, e)) => BadLogFilter { directive: d.to_string(), reason: e.to_string() },
+            None => BadLogFilter { directive: value.to_string(), reason: whole.to_string() },
+        }
+    })
+}
+
+/// Whether log lines get ANSI colours: only when the log stream (stderr) is a terminal and
+/// `NO_COLOR` is unset or empty (<https://no-color.org>).
+pub fn log_colours(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
+/// Initializes tracing to stderr with `filter` (see [`parse_log_filter`]), coloured per
+/// [`log_colours`] for this process's stderr and environment; a no-op if a subscriber is
+/// already set.
+pub fn init_tracing(filter: tracing_subscriber::EnvFilter) {
+    use std::io::IsTerminal;
+    let ansi = log_colours(std::io::stderr().is_terminal(), std::env::var_os("NO_COLOR").as_deref());
+    let _already = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_filters_parse_or_name_the_bad_directive() {
+        assert!(parse_log_filter("info").is_ok());
+        assert!(parse_log_filter("sluice=debug,warn").is_ok());
+        assert!(parse_log_filter("").is_ok());
+        let e = parse_log_filter("[[[").expect_err("invalid");
+        assert_eq!(e, BadLogFilter { directive: "[[[".into(), reason: "invalid filter directive".into() });
+        let e = parse_log_filter("info,sluice=loud,warn").expect_err("invalid level");
+        assert_eq!(e.directive, "sluice=loud");
+        assert_eq!(e.to_string(), format!("directive \"sluice=loud\": {}", e.reason));
+    }
+
+    #[test]
+    fn colours_only_on_a_terminal_without_no_color() {
+        use std::ffi::OsStr;
+        assert!(log_colours(true, None));
+        assert!(log_colours(true, Some(OsStr::new(""))), "an empty NO_COLOR does not count");
+        assert!(!log_colours(true, Some(OsStr::new("1"))));
+        assert!(!log_colours(false, None));
+        assert!(!log_colours(false, Some(OsStr::new("1"))));
+    }
 }

@@ -28,6 +28,12 @@ impl ApiError {
         Self { status, code, message: message.into(), details: Value::Null }
     }
 
+    /// Replaces the message.
+    pub fn with_message(mut self, message: impl Into<String>) -> Self {
+        self.message = message.into();
+        self
+    }
+
     /// Adds structured details.
     pub fn with_details(mut self, details: Value) -> Self {
         self.details = details;

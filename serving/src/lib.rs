@@ -9,6 +9,7 @@
 //! | [`alias`] | custom alias rules, reserved words, generated codes |
 //! | [`extract`] | wrapper extractors mapping bad input to [`ApiError`] |
 //! | [`error`] | [`ApiError`] |
+//! | [`error_codes`] | every error code the HTTP API answers with, by status |
 //! | [`dto`] | request/response bodies |
 //! | [`openapi`] | the OpenAPI document |
 //! | [`stats`] | `GET /v1/links/{code}/stats`, `GET /v1/stats/summary` over the dataflow's views |
@@ -32,6 +33,7 @@ pub mod anomalies;
 pub mod auth;
 pub mod dto;
 pub mod error;
+pub mod error_codes;
 pub mod export;
 pub mod extract;
 pub mod jobs;

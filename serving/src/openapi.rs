@@ -22,13 +22,21 @@ use crate::dto::{CreateLinkRequest, ErrorBody, ErrorDetail, LinkPage, LinkRespon
 )]
 pub struct ApiDoc;
 
-/// `GET /v1/openapi.json`.
+/// `GET /v1/openapi.json`: [`document`].
 pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(document())
+}
+
+/// The whole document: the link API, stats, reports, anomalies, webhooks and admin, with
+/// every error code by HTTP status ([`crate::error_codes`]) in `info.description`.
+pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.merge(crate::stats::StatsDoc::openapi());
     doc.merge(crate::reports::ReportsDoc::openapi());
     doc.merge(crate::anomalies::AnomaliesDoc::openapi());
     doc.merge(crate::webhooks::WebhooksDoc::openapi());
     doc.merge(crate::admin::AdminDoc::openapi());
-    Json(doc)
+    let description = doc.info.description.take().unwrap_or_default();
+    doc.info.description = Some(format!("{description} Error codes by HTTP status: {}.", crate::error_codes::summary()));
+    doc
 }

@@ -139,11 +139,7 @@ pub fn caught_up(stats: StatsState) -> Arc<dyn Fn() -> bool + Send + Sync> {
 }
 
 fn unavailable() -> ApiError {
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "stats_unavailable",
-        "this process runs no click dataflow (role = api); query the process that holds the click log",
-    )
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "stats_unavailable", crate::stats::NO_DATAFLOW)
 }
 
 /// Maps a views error exactly as the stats endpoints do: `InvalidQuery` → 400 with the

@@ -129,3 +129,45 @@ fn secret_debug_is_redacted_and_parses() {
     assert!(parse_secret("abcd").is_err());
     assert!(parse_secret(&"zz".repeat(32)).is_err());
 }
+
+#[test]
+fn load_errors_name_the_key_as_written_in_the_file_or_the_env_var() {
+    figment::Jail::expect_with(|jail| {
+        jail.create_file("bad.toml", "[server]\nlisten = \"nope\"\n")?;
+        let err = Config::load(Some(Path::new("bad.toml")), &FlagOverrides::default()).expect_err("bad file").to_string();
+        let file = std::fs::canonicalize("bad.toml").expect("abs").display().to_string();
+        assert_eq!(err, format!("invalid configuration: server.listen in {file}: invalid socket address syntax"));
+        jail.create_file("typo.toml", "[links]\ncode-lenght = 8\n")?;
+        let err = Config::load(Some(Path::new("typo.toml")), &FlagOverrides::default()).expect_err("unknown key").to_string();
+        let file = std::fs::canonicalize("typo.toml").expect("abs").display().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "invalid configuration: links.code-lenght in {file}: unknown field: found `code-lenght`, expected `one of `code-length`, `max-url-bytes`, `blocklist`, `append-query`, `permanent-max-age``"
+            )
+        );
+        jail.set_env("SLUICE__LINKS__CODE_LENGHT", "8");
+        let err = Config::load(None, &FlagOverrides::default()).expect_err("unknown env key").to_string();
+        assert!(err.starts_with("invalid configuration: SLUICE__LINKS__CODE_LENGHT (environment variable): unknown field: found `code-lenght`"), "{err}");
+        jail.clear_env();
+        jail.set_env("SLUICE__SERVER__LISTEN", "nope");
+        let err = Config::load(None, &FlagOverrides::default()).expect_err("bad env").to_string();
+        assert_eq!(err, "invalid configuration: SLUICE__SERVER__LISTEN (environment variable): invalid socket address syntax");
+        jail.set_env("SLUICE__SERVER__LISTEN", "127.0.0.1:1");
+        jail.set_env("SLUICE__REDIRECT__CACHE_TTL_JITTER", "lots");
+        let err = Config::load(None, &FlagOverrides::default()).expect_err("bad env").to_string();
+        assert!(err.starts_with("invalid configuration: SLUICE__REDIRECT__CACHE_TTL_JITTER (environment variable): invalid type: "), "{err}");
+        assert!(!err.contains("default."), "{err}");
+        Ok(())
+    });
+}
+
+#[test]
+fn a_config_path_that_is_a_directory_or_missing_says_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let err = Config::load(Some(dir.path()), &FlagOverrides::default()).expect_err("a directory").to_string();
+    assert_eq!(err, format!("config file \"{}\" is a directory, not a TOML file", dir.path().display()));
+    let missing = dir.path().join("nope.toml");
+    let err = Config::load(Some(&missing), &FlagOverrides::default()).expect_err("missing").to_string();
+    assert_eq!(err, format!("config file \"{}\" does not exist", missing.display()));
+}

@@ -1,7 +1,7 @@
 //! Reading the stats API like a client and checking it against the generator's ground
 //! truth (`sluice demo`, and tests that run loadgen).
 //!
-//! The rule (issue 4): per link, `clicks` (humans, bots excluded) and `bot_clicks` must
+//! The rule: per link, `clicks` (humans, bots excluded) and `bot_clicks` must
 //! equal the truth exactly (after dedup); `uniques` must be exact up to the sketches'
 //! exact-set limit (48 visitors) and within 3 standard errors of HLL++ at precision 14
 //! above it: |estimate − visitors| ≤ ⌈3 × 1.04/√16384 × visitors⌉ (±2.44 %; Heule et al.,

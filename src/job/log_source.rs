@@ -13,7 +13,7 @@
 //! `sluice_events_dead_lettered_total{reason="undecodable"}`.
 //!
 //! Restarts replay the log from [`ClickLog::low`] (the views are in memory); the start
-//! offset is a parameter so a checkpoint (issue 5) can resume from its recorded offset.
+//! offset is a parameter so a checkpoint (`crate::job::checkpoint`) can resume from its recorded offset.
 //!
 //! Freshness: whenever a poll finds everything up to the log head delivered, it records the
 //! time `t` (read before the head). A record delivered by such a poll entered the graph at a

@@ -127,6 +127,21 @@ fn warn_if_link_store_lost(cfg: &Config, data_dir: &std::path::Path) {
     }
 }
 
+/// What a split-role process cannot serve, said once at start-up (README, "Split roles"):
+/// the stats live in the dataflow's in-memory views, in the process that holds the click
+/// log, and only role `all` serves them over HTTP.
+fn warn_about_split_role(cfg: &Config, dataflow: bool) {
+    match cfg.server.role {
+        Role::Api => tracing::warn!(
+            "role api: this process holds no click log and runs no click dataflow, so the stats, export, report, live and anomaly endpoints answer 503 here and POST /v1/events is not served; run the process that holds the click log with role all to serve them (README, \"Split roles\")"
+        ),
+        Role::Redirect if dataflow => tracing::warn!(
+            "role redirect: this process records clicks and runs the click dataflow but serves no API, so its stats are not reachable over HTTP (only through [redis] or [clickhouse] when configured); run it with role all to serve the stats (README, \"Split roles\")"
+        ),
+        _ => {}
+    }
+}
+
 impl System {
     /// Starts everything `cfg` describes and serves on `listener` (module docs).
     ///
@@ -198,6 +213,7 @@ impl System {
         if let Some(feed) = job.as_ref().and_then(DataflowJob::blocklist) {
             drop(sluice_serving::admin::feed::sync_blocklist(Arc::clone(&store), feed, cfg.dataflow.meta_poll_interval));
         }
+        warn_about_split_role(&cfg, job.is_some());
         let stats = match &job {
             Some(j) => StatsState::new(Arc::clone(&store), j.view_source(), stats_config(&cfg)),
             None => StatsState::without_views(Arc::clone(&store), stats_config(&cfg)),

@@ -1,4 +1,4 @@
-//! Attack shapes for the abuse team's drills and detector tests (issue 7): extra redirect
+//! Attack shapes for the abuse team's drills and detector tests: extra redirect
 //! requests on one target link, added on top of the normal traffic from `--attack-start`
 //! for `--attack-duration` at `--attack-rate` requests per second.
 //!
@@ -39,7 +39,8 @@ pub enum AttackKind {
 }
 
 impl AttackKind {
-    /// The anomaly kind a detector should raise (`Anomaly.kind` of issue 7).
+    /// The anomaly kind the dataflow's abuse detectors should raise (`Anomaly.kind`, see
+    /// `sluice_schemas::anomaly`).
     pub fn anomaly_kind(self) -> &'static str {
         match self {
             AttackKind::Burst => "click_burst",

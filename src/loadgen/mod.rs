@@ -114,7 +114,7 @@ pub struct LoadgenArgs {
     /// The server's configuration file: salt period, ingest token, and whether it trusts this host's X-Forwarded-For.
     #[arg(long, value_name = "FILE")]
     pub server_config: Option<PathBuf>,
-    /// Add an attack on one link (abuse drills; see `sluice loadgen --help` and issue 7).
+    /// Add an attack on one link: extra requests of this shape on top of the normal traffic, from --attack-start for --attack-duration at --attack-rate; attack requests count as clicks in the ground truth, and the report names the link and the attack window.
     #[arg(long, value_enum, value_name = "SHAPE")]
     pub attack: Option<AttackKind>,
     /// When the attack starts after the first request (default: a third of --duration).

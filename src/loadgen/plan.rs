@@ -4,7 +4,7 @@
 //! run in sequence from one seeded RNG, so a seed fixes the whole request sequence (the
 //! timing of a run is the only thing that varies).
 //!
-//! Attack shapes (issue 7) plug in as further request sources drawing from the same
+//! Attack shapes (`attack.rs`, `--attack`) plug in as further request sources drawing from the same
 //! model ([`TrafficModel::visitor_with`], [`TrafficModel::referrer`], ...).
 
 use std::net::IpAddr;

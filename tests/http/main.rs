@@ -9,10 +9,14 @@ mod cases;
 #[path = "../support/child.rs"]
 #[allow(dead_code)] // this target uses only `free_port`
 mod child;
+mod cli;
 mod concurrency;
+mod doc_links;
+mod error_codes;
 mod harness;
 mod links_api;
 mod props;
 mod redirect;
 mod socket;
+mod split_roles;
 mod stop;

@@ -121,7 +121,15 @@ impl SqliteLinkStore {
             .await
             .map_err(|e| open_error(&path, e))?;
         check_integrity(&writer, &path).await?;
+        // sqlx takes no lock for SQLite migrations: two processes opening a new database at
+        // once (`sluice serve --role redirect` and `--role api` on one data dir) would both
+        // apply migration 1 and the second fail ("table ... already exists"). An exclusive
+        // flock on the database's directory serializes them; the later one finds everything
+        // applied. (Not on the database file: closing any descriptor of it would drop
+        // SQLite's own POSIX locks of this process.)
+        let guard = lock_dir_of(&path).await?;
         MIGRATOR.run(&writer).await?;
+        drop(guard);
         let reader = SqlitePoolOptions::new().max_connections(4).acquire_timeout(Duration::from_secs(30)).connect_with(opts.create_if_missing(false)).await?;
         tracing::debug!(path = %path.display(), "sqlite link store open");
         Ok(Self { writer, reader, path })
@@ -180,6 +188,20 @@ pub(super) async fn check_integrity(pool: &SqlitePool, path: &Path) -> Result<()
         detail: format!("PRAGMA quick_check found: {}", found.join("; ")),
         loses: LINK_STORE_LOSES,
     })
+}
+
+/// An exclusive `flock` on the directory holding `db` (released when the file is dropped),
+/// waited for off the async workers.
+async fn lock_dir_of(db: &Path) -> Result<std::fs::File> {
+    let dir = db.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+    let locked = tokio::task::spawn_blocking(move || {
+        let f = std::fs::File::open(&dir)?;
+        f.lock()?;
+        Ok::<_, std::io::Error>(f)
+    })
+    .await
+    .map_err(|e| Error::Config(format!("migration lock task failed: {e}")))?;
+    locked.map_err(|e| Error::Config(format!("could not lock the link store's directory for migrations: {e}")))
 }
 
 /// Instants are stored as integer microseconds since the epoch (`*_us` columns).

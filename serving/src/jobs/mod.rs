@@ -271,7 +271,7 @@ async fn replay(state: &ReportsState, rec: &IdempotencyRecord, request_hash: &st
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the original job for the same key and body within 24 h; 422 idempotency_key_reused for another body")),
     responses(
         (status = 202, description = "Job created (queued)", body = JobStatusBody, headers(("Location" = String))),
-        (status = 400, description = "invalid_codes, invalid_format, invalid_from, invalid_to, invalid_range, invalid_bucket, unknown_tz, unknown_dimension, unsupported_dimensions, range_too_long, unsupported_tz_offset, malformed_json, unknown_field, invalid_request, invalid_idempotency_key", body = ErrorBody),
+        (status = 400, description = "invalid_codes, invalid_format, invalid_timestamp, unaligned_range, invalid_range, invalid_bucket, unknown_timezone, invalid_dimensions, unsupported_dimensions, range_too_long, unsupported_tz_offset, malformed_json, duplicate_key, unknown_field, invalid_request, invalid_idempotency_key", body = ErrorBody),
         (status = 404, description = "not_found: a named code is not a link (details.codes)", body = ErrorBody),
         (status = 415, description = "unsupported_media_type", body = ErrorBody),
         (status = 422, description = "idempotency_key_reused", body = ErrorBody),

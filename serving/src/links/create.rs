@@ -30,12 +30,14 @@ const IDEMPOTENCY_SCOPE: &str = "links:";
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the original 201 for the same key and body within 24 h; 422 idempotency_key_reused for another body")),
     responses(
         (status = 201, description = "Link created", body = LinkResponse, headers(("ETag" = String), ("Location" = String))),
-        (status = 400, description = "Invalid request (invalid_url, unsupported_scheme, missing_host, credentials_in_url, control_characters, url_too_long, redirect_loop, invalid_alias, alias_reserved, expires_in_past, ...)", body = ErrorBody),
+        (status = 400, description = "invalid_request (body of the wrong shape or types), malformed_json, duplicate_key, unknown_field, invalid_url, unsupported_scheme, missing_host, credentials_in_url, control_characters, url_too_long, redirect_loop, invalid_alias, alias_reserved, unknown_domain, invalid_expires_at, expires_in_past, invalid_redirect_type, invalid_tags or invalid_idempotency_key", body = ErrorBody),
         (status = 409, description = "alias_conflict", body = ErrorBody),
         (status = 413, description = "payload_too_large", body = ErrorBody),
         (status = 415, description = "unsupported_media_type", body = ErrorBody),
         (status = 422, description = "policy_violation (static or run-time blocklist) or idempotency_key_reused", body = ErrorBody),
         (status = 429, description = "rate_limited: over [api] create-rate-limit for this client; Retry-After", body = ErrorBody),
+        (status = 500, description = "internal (the cause is logged, never sent)", body = ErrorBody),
+        (status = 503, description = "store_unavailable: the link store cannot be reached; retry", body = ErrorBody),
     )
 )]
 pub async fn create_link(State(state): State<ApiState>, headers: HeaderMap, body: ApiJson<CreateLinkRequest>) -> Result<Response, ApiError> {

@@ -170,13 +170,7 @@ pub(crate) fn retained_check(views: &Views, from_ms: i64, bucket: Bucket) -> Res
 }
 
 fn views_of(state: &StatsState) -> Result<Views, ApiError> {
-    state.views().cloned().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "stats_unavailable",
-            "this process runs no click dataflow (role = api); query the process that holds the click log",
-        )
-    })
+    state.views().cloned().ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "stats_unavailable", crate::stats::NO_DATAFLOW))
 }
 
 /// Runs view reads off the async workers (they take a shard's read lock and may scan

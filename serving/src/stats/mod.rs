@@ -53,3 +53,6 @@ pub use state::{FreshnessInfo, Frontier, StatsConfig, StatsHistory, StatsState, 
 pub fn routes(state: StatsState) -> Router {
     Router::new().route("/v1/links/{code}/stats", get(handlers::link_stats)).route("/v1/stats/summary", get(handlers::summary)).with_state(state)
 }
+
+/// The message of 503 `stats_unavailable`: the process has no dataflow views.
+pub const NO_DATAFLOW: &str = "this process runs no click dataflow (role api, or [dataflow] enabled = false); the stats are served by the process with role all that holds the click log and runs the dataflow";

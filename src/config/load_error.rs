@@ -1,0 +1,47 @@
+//! Configuration errors worded for the user: each names the key as the user wrote it —
+//! `server.listen` for a TOML file, `SLUICE__SERVER__LISTEN` for an environment variable —
+//! instead of figment's profile-prefixed path (`default.server.listen`).
+
+use figment::error::Kind;
+use figment::{Error, Source};
+
+/// Env var prefix of the configuration layer (see [`super::Config::load`]).
+pub(super) const ENV_PREFIX: &str = "SLUICE__";
+
+/// The environment variable that sets the key at `path` (`["server", "listen"]` →
+/// `SLUICE__SERVER__LISTEN`; `-` in a key is `_`).
+pub(super) fn env_var_name(path: &[String]) -> String {
+    let keys: Vec<String> = path.iter().map(|k| k.to_ascii_uppercase().replace('-', "_")).collect();
+    format!("{ENV_PREFIX}{}", keys.join("__"))
+}
+
+/// One line per error in `err`: `<where>: <what>`, e.g. `server.listen in sluice.toml:
+/// invalid socket address syntax` or `SLUICE__LINKS__CODE_LENGTH (environment variable):
+/// invalid type: found string "x", expected usize`.
+pub(super) fn describe(err: Error) -> String {
+    err.into_iter().map(|e| describe_one(&e)).collect::<Vec<_>>().join("\n")
+}
+
+fn describe_one(e: &Error) -> String {
+    // An unknown key's path may end at its table; the key itself is in the kind.
+    let mut path = e.path.clone();
+    if let Kind::UnknownField(field, _) = &e.kind
+        && path.last() != Some(field)
+    {
+        path.push(field.clone());
+    }
+    let from_env = e.metadata.as_ref().is_some_and(|m| m.name.contains("environment variable"));
+    let file = e.metadata.as_ref().and_then(|m| m.source.as_ref()).and_then(|s| match s {
+        Source::File(p) => Some(p.display().to_string()),
+        _ => None,
+    });
+    let place = match (from_env, path.is_empty(), file) {
+        (true, false, _) => format!("{} (environment variable)", env_var_name(&path)),
+        (true, true, _) => "environment variables".to_string(),
+        (false, false, Some(f)) => format!("{} in {f}", path.join(".")),
+        (false, true, Some(f)) => f,
+        (false, false, None) => path.join("."),
+        (false, true, None) => "configuration".to_string(),
+    };
+    format!("{place}: {}", e.kind)
+}
