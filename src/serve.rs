@@ -214,6 +214,9 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
 pub(crate) enum StopSignal {
     Interrupt,
     Terminate,
+    /// SIGHUP: the terminal or ssh session that started the process went away. Stopping
+    /// gracefully keeps its queued clicks (the default action would kill the process).
+    Hangup,
 }
 
 impl StopSignal {
@@ -221,14 +224,16 @@ impl StopSignal {
         match self {
             StopSignal::Interrupt => "SIGINT",
             StopSignal::Terminate => "SIGTERM",
+            StopSignal::Hangup => "SIGHUP",
         }
     }
 
-    /// The signal number (POSIX: SIGINT 2, SIGTERM 15).
+    /// The signal number (POSIX: SIGHUP 1, SIGINT 2, SIGTERM 15).
     pub(crate) fn number(self) -> i32 {
         match self {
             StopSignal::Interrupt => 2,
             StopSignal::Terminate => 15,
+            StopSignal::Hangup => 1,
         }
     }
 }
@@ -271,20 +276,26 @@ pub(crate) async fn serve_until_stopped(system: System, mut signals: StopSignals
     }
 }
 
-/// SIGINT (Ctrl-C) and SIGTERM, listened to from creation on; each signal is reported once.
+/// SIGINT (Ctrl-C), SIGTERM and SIGHUP, listened to from creation on; each signal is
+/// reported once.
 pub(crate) struct StopSignals {
     interrupt: Option<tokio::signal::unix::Signal>,
     terminate: Option<tokio::signal::unix::Signal>,
+    hangup: Option<tokio::signal::unix::Signal>,
 }
 
 impl StopSignals {
     pub(crate) fn listen() -> StopSignals {
         use tokio::signal::unix::{SignalKind, signal};
         let open = |kind: SignalKind, name: &str| signal(kind).map_err(|e| tracing::warn!(error = %e, "could not listen for {name}")).ok();
-        StopSignals { interrupt: open(SignalKind::interrupt(), "SIGINT"), terminate: open(SignalKind::terminate(), "SIGTERM") }
+        StopSignals {
+            interrupt: open(SignalKind::interrupt(), "SIGINT"),
+            terminate: open(SignalKind::terminate(), "SIGTERM"),
+            hangup: open(SignalKind::hangup(), "SIGHUP"),
+        }
     }
 
-    /// The next signal (never, when neither could be listened to).
+    /// The next signal (never, when none could be listened to).
     pub(crate) async fn next(&mut self) -> StopSignal {
         async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
             let received = match s {
@@ -298,6 +309,7 @@ impl StopSignals {
         tokio::select! {
             () = recv(&mut self.interrupt) => StopSignal::Interrupt,
             () = recv(&mut self.terminate) => StopSignal::Terminate,
+            () = recv(&mut self.hangup) => StopSignal::Hangup,
         }
     }
 }

@@ -109,6 +109,11 @@ impl From<sluice_connectors::Error> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "alias_conflict", format!("code \"{code}\" is already taken")).with_details(json!({ "code": code }))
             }
             E::VersionMismatch { .. } => precondition_failed(),
+            // A value the caller gave that the store cannot hold (a NUL character, an instant
+            // outside years 1..=9999, a limit out of range): the caller's error, not ours.
+            E::InvalidValue { field, reason } => {
+                ApiError::bad_request("invalid_parameter", format!("invalid value for \"{field}\": {reason}")).with_details(json!({ "field": field }))
+            }
             _ if err.retryable() => ApiError::unavailable(&err),
             _ => ApiError::internal(&err),
         }
@@ -133,6 +138,16 @@ pub async fn method_not_allowed_fallback(method: axum::http::Method) -> ApiError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_value_the_store_refuses_is_400_invalid_parameter() {
+        let e = ApiError::from(sluice_connectors::Error::InvalidValue { field: "tag", reason: "contains a NUL character".into() });
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            e.body(),
+            json!({"error": {"code": "invalid_parameter", "message": "invalid value for \"tag\": contains a NUL character", "details": {"field": "tag"}}})
+        );
+    }
 
     #[test]
     fn body_has_design_shape() {

@@ -156,9 +156,11 @@ async fn a_damaged_link_store_or_anomaly_store_refuses_to_start_naming_the_file(
 }
 
 /// A `sluice serve` killed with SIGKILL leaves `anomalies.redb` not closed cleanly: the next
-/// start repairs it (redb's repair) with a warning naming the file, and serves.
+/// start checks it, keeps its data and serves. A SIGKILL tears no write (the kernel finishes
+/// each one), so nothing is damaged and no repair warning may appear: redb reports its
+/// routine repair stages on every checked open, which once made a false warning at every start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_anomaly_store_left_by_sigkill_is_repaired_with_a_warning() {
+async fn an_anomaly_store_left_by_sigkill_keeps_its_data_without_a_false_repair_warning() {
     let dir = tempfile::tempdir().expect("tempdir");
     let p = Proc::start_with_env(dir.path(), &[("SLUICE__WEBHOOKS__ALLOW_PRIVATE", "true")]).await;
     let r = p
@@ -178,9 +180,7 @@ async fn an_anomaly_store_left_by_sigkill_is_repaired_with_a_warning() {
     p.terminate();
     let text = std::fs::read_to_string(&log).expect("log");
     let store = dir.path().join("anomalies.redb");
-    assert!(
-        text.contains("anomaly store") && text.contains("repairing") && text.contains(&store.display().to_string()),
-        "a repair warning naming the file: {text}"
-    );
+    assert!(store.exists());
+    assert!(!text.contains("repairing"), "no repair warning for an undamaged file: {text}");
     assert_eq!(hooks["items"].as_array().map(Vec::len), Some(1), "the subscription survived: {hooks}");
 }

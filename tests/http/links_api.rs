@@ -250,12 +250,23 @@ async fn get_patch_delete_lifecycle(b: Backend) {
     app.patch_json("/v1/links/life", &json!({"custom_alias": "other"}), None).await.assert_error(400, "alias_rename_unsupported");
     app.patch_json("/v1/links/nope", &json!({"enabled": false}), None).await.assert_error(404, "not_found");
     app.patch_json("/v1/links/nope", &json!({"enabled": false}), Some("*")).await.assert_error(404, "not_found");
-    // DELETE
-    let d = app.delete("/v1/links/life").await;
+    // DELETE honours If-Match like PATCH: a stale or weak tag is 412 and deletes nothing
+    let current = app.get("/v1/links/life").await.header("etag").expect("etag").to_owned();
+    for stale in [etag1.as_str(), "W/\"whatever\"", "\"zz\""] {
+        app.request(Method::DELETE, "/v1/links/life", &[("if-match", stale)], None).await.assert_error(412, "precondition_failed");
+    }
+    assert_eq!(app.get("/v1/links/life").await.status, StatusCode::OK, "412 deleted nothing");
+    app.request(Method::DELETE, "/v1/links/nope", &[("if-match", "*")], None).await.assert_error(404, "not_found");
+    let d = app.request(Method::DELETE, "/v1/links/life", &[("if-match", current.as_str())], None).await;
+    assert_eq!(d.status, StatusCode::NO_CONTENT);
+    // DELETE without If-Match (on a fresh link)
+    app.create(json!({"long_url": "https://example.com/one", "custom_alias": "life2"})).await;
+    let d = app.delete("/v1/links/life2").await;
     assert_eq!(d.status, StatusCode::NO_CONTENT);
     assert!(d.body.is_empty());
+    app.get("/v1/links/life2").await.assert_error(404, "not_found");
+    app.delete("/v1/links/life2").await.assert_error(404, "not_found");
     app.get("/v1/links/life").await.assert_error(404, "not_found");
-    app.delete("/v1/links/life").await.assert_error(404, "not_found");
     // the code cannot be reused (30 days)
     app.post_json("/v1/links", &json!({"long_url": "https://example.com/three", "custom_alias": "life"})).await.assert_error(409, "alias_conflict");
 }
@@ -336,6 +347,10 @@ async fn list_parameter_errors(b: Backend) {
     app.get("/v1/links?limit=1&limit=2").await.assert_error(400, "duplicate_parameter");
     app.get("/v1/links?cursor=not-a-cursor").await.assert_error(400, "invalid_cursor");
     app.get("/v1/links?cursor=").await.assert_error(400, "invalid_cursor");
+    // A NUL character no store can hold (PostgreSQL text has none): 400, not 500.
+    let r = app.get("/v1/links?tag=%00").await;
+    r.assert_error(400, "invalid_parameter");
+    assert_eq!(r.json()["error"]["details"], serde_json::json!({"field": "tag"}));
 }
 
 async fn malformed_requests_get_json_errors(b: Backend) {

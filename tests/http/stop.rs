@@ -141,3 +141,24 @@ async fn a_second_signal_during_the_stop_exits_at_once_with_a_log_line() {
     assert!(log.contains("second stop signal during the graceful stop: exiting now"), "{log}");
     drop(half);
 }
+
+/// SIGHUP (the terminal or ssh session went away) stops gracefully like SIGTERM: the link
+/// created before it is kept and the process exits 0, not 129 (the default action).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sighup_stops_gracefully_and_the_process_exits_0() {
+    let log_dir = tempfile::tempdir().expect("tempdir");
+    let log_path = log_dir.path().join("stderr.log");
+    let mut s = Serve::start(Some(std::fs::File::create(&log_path).expect("log file"))).await;
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/v1/links", s.listen))
+        .json(&json!({"long_url": "https://example.com/hup", "custom_alias": "hup-1"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), reqwest::StatusCode::CREATED);
+    s.signal("HUP");
+    let status = s.exit_status().await;
+    assert_eq!(status.code(), Some(0), "graceful stop: {status}");
+    let log = std::fs::read_to_string(&log_path).expect("log");
+    assert!(log.contains("shutting down") && log.contains("SIGHUP"), "{log}");
+}

@@ -88,16 +88,30 @@ fn build_patch(state: &ApiState, req: &UpdateLinkRequest, now: chrono::DateTime<
     })
 }
 
-/// Deletes a link; its code cannot be reused for 30 days.
+/// Deletes a link; its code cannot be reused for 30 days. Send `If-Match: <ETag>` to delete
+/// only the revision you read (RFC 9110 §13.1.1). The check reads the link just before the
+/// delete; unlike a PATCH's, it is not atomic with it (a PATCH landing in between is not
+/// caught).
 #[utoipa::path(
     delete, path = "/v1/links/{code}", tag = "links",
-    params(("code" = String, Path, description = "Short code (case-sensitive)")),
+    params(
+        ("code" = String, Path, description = "Short code (case-sensitive)"),
+        ("If-Match" = Option<String>, Header, description = "ETag of the revision to delete (or `*`); 412 when stale"),
+    ),
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, description = "not_found", body = ErrorBody),
+        (status = 412, description = "precondition_failed", body = ErrorBody),
     )
 )]
-pub async fn delete_link(State(state): State<ApiState>, LinkCode(code): LinkCode) -> Result<StatusCode, ApiError> {
+pub async fn delete_link(State(state): State<ApiState>, LinkCode(code): LinkCode, headers: HeaderMap) -> Result<StatusCode, ApiError> {
+    if let Some(m) = headers.get(header::IF_MATCH) {
+        let m = m.to_str().unwrap_or("\u{0}");
+        let current = state.inner.store.get(&code).await?.ok_or_else(|| ApiError::link_not_found(&code))?;
+        if !if_match_matches(m, &current) {
+            return Err(precondition_failed());
+        }
+    }
     let deleted = state.inner.store.delete(&code, now_ms()).await?;
     state.notify(LinkChange::Deleted(deleted.code));
     Ok(StatusCode::NO_CONTENT)
