@@ -3,7 +3,8 @@
 //! `/readyz` also reports dependencies ([`Dependency`]: the Redis link cache and
 //! view sink, ClickHouse, the click log tail) under `dependencies`. Optional ones never make
 //! it fail, because redirects and the API keep working without them (their sinks catch up
-//! later); a required one (the click log tail, whose failure stops the stats counting)
+//! later); a required one (the click log tail, whose failure stops the stats counting; the
+//! click log writer, whose failing appends drop every new click: [`ClickLogWriterHealth`])
 //! makes it answer 503.
 
 use std::sync::Arc;
@@ -99,4 +100,101 @@ fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
+}
+
+/// `/readyz`'s view of the click log writer (name `click_log_writer`, required): failed
+/// while its latest append failed (a full disk, an I/O error; every click meanwhile is
+/// dropped and counted in `sluice_click_events_dropped_total{reason="log_error"}`), up
+/// again after an append succeeds. Shape: `{"status": "up", "logged": N}` or
+/// `{"status": "failed", "error": "...", "dropped": N}`.
+pub struct ClickLogWriterHealth(pub Arc<sluice_ingest::IngestStats>);
+
+impl Dependency for ClickLogWriterHealth {
+    fn name(&self) -> &'static str {
+        "click_log_writer"
+    }
+
+    fn status(&self) -> (bool, serde_json::Value) {
+        let snap = self.0.snapshot();
+        match self.0.append_failure() {
+            None => (true, json!({ "status": "up", "logged": snap.logged })),
+            Some(error) => (false, json!({ "status": "failed", "error": error, "dropped": snap.dropped_log_error })),
+        }
+    }
+
+    fn required(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod writer_health_tests {
+    use std::ops::Range;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use sluice_ingest::{EventLog, LogWriterConfig, click_channel, spawn_log_writer};
+    use sluice_schemas::ClickEvent;
+
+    use super::*;
+
+    /// A log whose appends fail while `broken` is set (a full disk), then succeed.
+    #[derive(Clone)]
+    struct DiskLog {
+        broken: Arc<AtomicBool>,
+    }
+
+    impl EventLog for DiskLog {
+        fn append(&self, events: &[ClickEvent]) -> sluice_connectors::Result<Range<u64>> {
+            if self.broken.load(Ordering::SeqCst) {
+                return Err(sluice_connectors::Error::Config("no space left on device".into()));
+            }
+            Ok(0..events.len() as u64)
+        }
+    }
+
+    fn click(i: u128) -> ClickEvent {
+        ClickEvent {
+            event_id: uuid::Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0000 | i),
+            code: "c".into(),
+            ts: 1_700_000_000_000,
+            ip_trunc: None,
+            visitor_id: 1,
+            user_agent: "ua".into(),
+            referrer: None,
+            accept_language: None,
+            edge_region: None,
+        }
+    }
+
+    /// Readiness follows the writer: failed (required, so `/readyz` is 503) while its appends
+    /// fail and clicks are dropped, up again once an append succeeds.
+    #[tokio::test]
+    async fn readiness_fails_while_the_click_log_writer_cannot_append() {
+        let broken = Arc::new(AtomicBool::new(true));
+        let (tx, rx) = click_channel(16);
+        let health = ClickLogWriterHealth(Arc::clone(tx.stats()));
+        assert!(health.required());
+        assert_eq!(health.status(), (true, json!({"status": "up", "logged": 0})), "no append tried yet");
+        let config = LogWriterConfig {
+            linger: Duration::ZERO,
+            retry_initial: Duration::from_millis(1),
+            retry_max: Duration::from_millis(1),
+            max_attempts: 2,
+            ..LogWriterConfig::default()
+        };
+        let writer = spawn_log_writer(rx, DiskLog { broken: Arc::clone(&broken) }, config);
+        assert!(tx.try_send(click(1)));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while tx.stats().snapshot().dropped_log_error < 1 {
+            assert!(tokio::time::Instant::now() < deadline, "the failing batch is dropped");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(health.status(), (false, json!({"status": "failed", "error": "invalid configuration: no space left on device", "dropped": 1})));
+        broken.store(false, Ordering::SeqCst);
+        assert!(tx.try_send(click(2)));
+        drop(tx);
+        let summary = writer.await.expect("writer");
+        assert_eq!((summary.logged, summary.dropped), (1, 1));
+        assert_eq!(health.status(), (true, json!({"status": "up", "logged": 1})));
+    }
 }

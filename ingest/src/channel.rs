@@ -21,6 +21,9 @@ pub struct IngestStats {
     dropped_closed: AtomicU64,
     dropped_log_error: AtomicU64,
     logged: AtomicU64,
+    /// The error of the writer's latest append attempt when it failed; `None` once an
+    /// append succeeds again.
+    append_failure: std::sync::Mutex<Option<String>>,
 }
 
 /// A point-in-time copy of [`IngestStats`].
@@ -59,6 +62,18 @@ impl IngestStats {
 
     pub(crate) fn logged(&self, count: u64) {
         self.logged.fetch_add(count, Ordering::Relaxed);
+        self.append_failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+    }
+
+    pub(crate) fn append_failed(&self, error: String) {
+        *self.append_failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(error);
+    }
+
+    /// The error of the writer's latest append attempt if it failed (the click log is not
+    /// taking new clicks: a full disk, an I/O error); `None` when the latest append
+    /// succeeded or none was tried yet. `/readyz` reports it.
+    pub fn append_failure(&self) -> Option<String> {
+        self.append_failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 }
 

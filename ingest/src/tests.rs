@@ -250,9 +250,12 @@ async fn failed_appends_are_retried() {
     for i in 0..10 {
         assert!(tx.try_send(event(i)));
     }
+    let stats = Arc::clone(tx.stats());
+    assert_eq!(stats.append_failure(), None);
     drop(tx);
     let summary = spawn_log_writer(rx, flaky.clone(), fast_retries(5)).await.expect("join");
     assert_eq!(summary, WriterSummary { batches: 1, logged: 10, dropped: 0, failed_attempts: 2 });
+    assert_eq!(stats.append_failure(), None, "cleared by the append that succeeded");
     assert_eq!(flaky.calls.load(Ordering::SeqCst), 3);
     assert_eq!(log.read(0, 100).expect("read").len(), 10);
 }
@@ -272,6 +275,7 @@ async fn persistent_log_failure_drops_the_batch_and_counts_it() {
     assert_eq!(summary, WriterSummary { batches: 0, logged: 0, dropped: 7, failed_attempts: 3 });
     assert_eq!(broken.calls.load(Ordering::SeqCst), 3);
     assert_eq!(stats.snapshot().dropped_log_error, 7);
+    assert_eq!(stats.append_failure().as_deref(), Some("invalid configuration: injected append failure"), "/readyz reports it");
     let text = rec.handle().render();
     assert_eq!(sample(&text, r#"sluice_click_events_dropped_total{reason="log_error"}"#), 7);
     assert_eq!(sample(&text, "sluice_click_log_write_errors_total"), 3);

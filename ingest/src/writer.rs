@@ -253,6 +253,7 @@ async fn write_batch<L: EventLog>(
             Err(e) => {
                 // The append panicked: the batch went with it.
                 tracing::error!(error = %e, batch = n, "click log append task failed; dropping batch");
+                receiver.stats.append_failed(format!("the append task failed: {e}"));
                 receiver.stats.dropped(DropReason::LogError, n);
                 summary.dropped += n;
                 return Vec::with_capacity(config.max_batch.max(1));
@@ -269,6 +270,7 @@ async fn write_batch<L: EventLog>(
             }
             Err(e) => {
                 summary.failed_attempts += 1;
+                receiver.stats.append_failed(e.to_string());
                 LogWriteFailed { error: &e, attempt, max_attempts, batch: batch.len() }.emit();
                 if attempt < max_attempts {
                     tokio::time::sleep(delay).await;

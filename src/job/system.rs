@@ -241,7 +241,12 @@ impl System {
                 .chain(crate::anomalies::not_local_routes(&cfg, anomalies.is_some()))
                 .collect(),
             link_cache_l2: sinks.link_cache_l2(),
-            dependencies: sinks.dependencies().into_iter().chain(job.as_ref().and_then(DataflowJob::health)).collect(),
+            dependencies: sinks
+                .dependencies()
+                .into_iter()
+                .chain(job.as_ref().and_then(DataflowJob::health))
+                .chain(intake.as_ref().map(|i| Arc::new(crate::health::ClickLogWriterHealth(Arc::clone(&i.stats))) as Arc<dyn crate::health::Dependency>))
+                .collect(),
         };
         let (Stack { router: _, api, redirect }, app) = build_stack_app(&cfg, Arc::clone(&store), sink, secret, extras)?;
         // Automatic actions act through the API's state (its link-change hooks).
