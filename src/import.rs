@@ -187,9 +187,12 @@ impl Sink {
 
 fn open_sink(args: &ImportArgs, cfg: &Config) -> anyhow::Result<Sink> {
     if let Some(dir) = &args.data_dir {
+        // The secret first: opening the log creates clicks.redb, which would make a secret
+        // generated after it look like a lost one ("data dir already holds data").
+        std::fs::create_dir_all(dir).with_context(|| format!("could not create data dir \"{}\"", dir.display()))?;
+        let secret = crate::visitor_secret::load_or_create(cfg.visitor.secret.as_ref().map(|s| s.0.as_str()), dir)?;
         let log = ClickLog::open(dir)
             .with_context(|| format!("could not open the click log in \"{}\" (is `sluice serve` running on it? then import with --target)", dir.display()))?;
-        let secret = crate::visitor_secret::load_or_create(cfg.visitor.secret.as_ref().map(|s| s.0.as_str()), dir)?;
         let salt = VisitorSalt::new(secret, cfg.visitor.salt_period.period_ms());
         let skew_ms = i64::try_from(cfg.ingest.max_future_skew.as_millis()).unwrap_or(i64::MAX);
         return Ok(Sink::Log { log, salt, skew_ms });

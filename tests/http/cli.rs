@@ -155,3 +155,17 @@ fn help_texts_describe_behaviour_not_internal_references() {
     let text = help(&["loadgen", "--help"]);
     assert!(text.contains("--attack <SHAPE>") && text.contains("extra requests of this shape on top of the normal traffic"), "{text}");
 }
+
+/// `sluice import --data-dir` into a new directory generates the visitor secret without the
+/// "lost secret" warning (the log it creates is not earlier data); the events are stored.
+#[test]
+fn import_into_a_new_data_dir_does_not_warn_of_a_lost_visitor_secret() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("new");
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("ingest/tests/data/import/events.ndjson");
+    let out = sluice(&["--log", "info", "import", "--data-dir", data.to_str().expect("utf-8"), file.to_str().expect("utf-8")], &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("NEW visitor secret"), "{stderr}");
+    assert!(stderr.contains("generated visitor secret"), "{stderr}");
+    assert!(data.join("visitor_secret").exists() && data.join("clicks.redb").exists());
+}
