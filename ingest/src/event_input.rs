@@ -11,7 +11,7 @@
 //! | member | type | rule |
 //! |---|---|---|
 //! | `event_id` | string | required, 1–[`MAX_EVENT_ID_BYTES`] bytes; see [`event_uuid`] |
-//! | `code` | string | required, `[A-Za-z0-9_-]{1,64}` (the redirect's rule); not looked up |
+//! | `code` | string | required, `[A-Za-z0-9_-]{1,64}` (the redirect's rule), a link's code (else `unknown_code`) |
 //! | `ts` | integer or string | required: ms since the Unix epoch (UTC), or RFC 3339 with any offset; `0 ≤ ts ≤ now + future skew` |
 //! | `ip` | string | the full client IP (IPv4 or IPv6); exactly one of `ip`/`ip_trunc` |
 //! | `ip_trunc` | string | an IP; truncated to its /24 or /48 before use |

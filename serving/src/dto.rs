@@ -101,6 +101,7 @@ pub struct LinkResponse {
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Page size, 1..=1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// Opaque cursor from a previous page's `next_cursor`.
     pub cursor: Option<String>,

@@ -420,4 +420,12 @@ async fn openapi_document_is_served(b: Backend) {
     for s in ["CreateLinkRequest", "UpdateLinkRequest", "LinkResponse", "LinkPage", "ErrorBody"] {
         assert!(schemas.contains_key(s), "schema {s}");
     }
+    // The documented bounds are the enforced ones (1..=1000, see list_parameter_errors).
+    let params = paths["/v1/links"]["get"]["parameters"].as_array().expect("parameters");
+    let limit = params.iter().find(|p| p["name"] == "limit").expect("limit parameter");
+    assert_eq!((&limit["schema"]["minimum"], &limit["schema"]["maximum"]), (&json!(1), &json!(1000)), "{limit}");
+    // DELETE documents If-Match and its 412.
+    let delete = &paths["/v1/links/{code}"]["delete"];
+    assert!(delete["parameters"].as_array().expect("parameters").iter().any(|p| p["name"] == "If-Match"), "{delete}");
+    assert!(delete["responses"].get("412").is_some(), "{delete}");
 }

@@ -14,7 +14,8 @@ pub struct EventInputDoc {
     /// 1–256 bytes. A UUID is used as is; any other string maps to a fixed UUIDv8 (BLAKE3
     /// of the string), so the same string is always the same event.
     pub event_id: String,
-    /// Short code, `[A-Za-z0-9_-]{1,64}` (not looked up).
+    /// Short code, `[A-Za-z0-9_-]{1,64}`, of an existing link: an event for a code no link has
+    /// is refused per event (`unknown_code` in `rejected`).
     pub code: String,
     /// Event time: integer ms since the epoch, or RFC 3339 with any offset; not before 1970,
     /// at most `[ingest] max-future-skew` (5 min) ahead of the server clock.

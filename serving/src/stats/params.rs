@@ -179,7 +179,7 @@ fn parse_bool(name: &str, v: Option<&str>) -> Result<bool, ApiError> {
         None => Ok(false),
         Some("true" | "1") => Ok(true),
         Some("false" | "0") => Ok(false),
-        Some(other) => Err(ApiError::bad_request("invalid_parameter", format!("\"{name}\" must be true or false, got \"{other}\""))
+        Some(other) => Err(ApiError::bad_request("invalid_parameter", format!("\"{name}\" must be true or false (or 1 / 0), got \"{other}\""))
             .with_details(json!({ "parameter": name, "value": other }))),
     }
 }
