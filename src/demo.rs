@@ -197,6 +197,23 @@ async fn start(args: &DemoArgs, data_dir: PathBuf) -> anyhow::Result<System> {
     System::start(cfg, listener).await
 }
 
+/// Refuses traffic settings that cannot make a demo, before anything starts (the load
+/// generator would refuse them only after the server is up, naming its own flags). Exit
+/// code 2 as for clap's own argument errors ([`crate::bench::BenchError::Usage`]).
+fn check_args(args: &DemoArgs) -> anyhow::Result<()> {
+    let usage = |msg: String| Err(crate::bench::BenchError::Usage(msg).into());
+    if args.duration.is_zero() {
+        return usage("--duration must be positive, e.g. 20s".into());
+    }
+    if !(args.rate.is_finite() && args.rate > 0.0) {
+        return usage(format!("--rate must be a positive number of requests per second, got {}", args.rate));
+    }
+    if args.links == 0 {
+        return usage("--links must be at least 1".into());
+    }
+    Ok(())
+}
+
 /// Runs the demo (module docs); returns whether the stats matched the ground truth.
 ///
 /// Ctrl-C / SIGTERM before the report stops the system gracefully, removes the temporary
@@ -206,6 +223,7 @@ async fn start(args: &DemoArgs, data_dir: PathBuf) -> anyhow::Result<System> {
 /// Errors: the system cannot start (port, data directory), the generator cannot create
 /// links, or the dataflow does not catch up within two minutes; [`Interrupted`].
 pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
+    check_args(&args)?;
     // Listened to from the start: without a handler a signal would end the process at once,
     // leaving the temporary data dir behind.
     let mut signals = StopSignals::listen();

@@ -169,3 +169,19 @@ fn import_into_a_new_data_dir_does_not_warn_of_a_lost_visitor_secret() {
     assert!(stderr.contains("generated visitor secret"), "{stderr}");
     assert!(data.join("visitor_secret").exists() && data.join("clicks.redb").exists());
 }
+
+/// `sluice demo` refuses traffic settings that cannot make a demo before it starts anything
+/// (no server, no temporary data dir): exit code 2 and a message naming the demo's own flag.
+#[test]
+fn demo_refuses_empty_traffic_before_starting() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    for (args, msg) in [
+        (&["--duration", "0s"][..], "error: --duration must be positive, e.g. 20s\n"),
+        (&["--rate", "0"][..], "error: --rate must be a positive number of requests per second, got 0\n"),
+        (&["--links", "0"][..], "error: --links must be at least 1\n"),
+    ] {
+        let out = sluice(&[&["demo", "--listen", "127.0.0.1:0"][..], args].concat(), &[("TMPDIR", tmp.path().to_str().expect("utf-8"))]);
+        assert_eq!((out.status.code(), stderr(&out).as_str()), (Some(2), msg), "{args:?}");
+        assert_eq!(std::fs::read_dir(tmp.path()).expect("read tmp").count(), 0, "no temporary data dir for {args:?}");
+    }
+}
