@@ -79,6 +79,8 @@ mod tests {
     #[test]
     fn a_clean_file_reopens_without_a_fallback_stage() {
         use std::sync::{Arc, Mutex};
+
+        use redb::{ReadableDatabase, ReadableTable};
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("x.redb");
         const T: redb::TableDefinition<u64, u64> = redb::TableDefinition::new("t");
