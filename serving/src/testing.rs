@@ -1,7 +1,7 @@
 //! An in-memory [`LinkStore`] with the same observable behaviour as the real stores, for
 //! fast unit tests (feature `testing`). Not durable; not for production.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
@@ -20,6 +20,8 @@ struct State {
     /// code → (seq, link)
     live: HashMap<String, (i64, Link)>,
     tombstones: HashMap<String, DateTime<Utc>>,
+    /// Codes [`LinkStore::retire_codes`] retired.
+    retired: HashSet<String>,
     changes: BTreeMap<i64, LinkChange>,
     idempotency: HashMap<String, IdempotencyRecord>,
 }
@@ -50,9 +52,17 @@ impl LinkStore for MemoryLinkStore {
         "memory"
     }
 
+    async fn retire_codes(&self, codes: &[String]) -> Result<()> {
+        self.state.lock().retired.extend(codes.iter().filter(|c| !c.contains('\0')).cloned());
+        Ok(())
+    }
+
     async fn insert(&self, link: &Link) -> Result<Link> {
         let mut s = self.state.lock();
         if s.live.contains_key(&link.code) {
+            return Err(Error::CodeTaken(link.code.clone()));
+        }
+        if s.retired.contains(&link.code) {
             return Err(Error::CodeTaken(link.code.clone()));
         }
         if let Some(deleted_at) = s.tombstones.get(&link.code)

@@ -35,6 +35,7 @@ pub mod config;
 pub mod kafka_source;
 pub mod link_meta;
 pub mod log_source;
+mod lost_store;
 pub mod system;
 
 use std::sync::Arc;

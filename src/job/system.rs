@@ -110,23 +110,6 @@ impl std::fmt::Debug for System {
     }
 }
 
-/// Warns when the embedded link store (`links.db`) is missing from a data dir whose click log
-/// already exists: the store starts empty, and a link created now may get the code of a lost
-/// one whose clicks are still in the log (the views are keyed by code, so that history would
-/// count for the new link). Not refused: `sluice import --data-dir` legitimately fills a
-/// click log before any link store exists.
-fn warn_if_link_store_lost(cfg: &Config, data_dir: &std::path::Path) {
-    let store = data_dir.join(sluice_connectors::link_store::SQLITE_FILE_NAME);
-    let log = data_dir.join(sluice_connectors::click_log::CLICK_LOG_FILE_NAME);
-    if cfg.store.url.trim().is_empty() && !store.exists() && log.exists() {
-        tracing::warn!(
-            store = %store.display(),
-            click_log = %log.display(),
-            "the link store is missing from a data dir that holds a click log: starting with NO links; links created now may reuse codes of lost links and inherit their clicks (restore links.db from a backup, or move clicks.redb and checkpoints/ aside to start afresh)"
-        );
-    }
-}
-
 /// What a split-role process cannot serve, said once at start-up (README, "Split roles"):
 /// the stats live in the dataflow's in-memory views, in the process that holds the click
 /// log, and only role `all` serves them over HTTP.
@@ -151,7 +134,7 @@ impl System {
         let data_dir = cfg.server.data_dir.clone();
         std::fs::create_dir_all(&data_dir).with_context(|| format!("could not create data dir \"{}\"", data_dir.display()))?;
         telemetry::prometheus();
-        warn_if_link_store_lost(&cfg, &data_dir);
+        let before_open = super::lost_store::BeforeOpen::look(&cfg, &data_dir);
         let store = open_store(&cfg.store_location()).await.context("could not open the link store")?;
         let secret = visitor_secret::load_or_create(cfg.visitor.secret.as_ref().map(|s| s.0.as_str()), &data_dir)?;
         let (sink, intake): (Arc<dyn ClickSink>, Option<Intake>) = if cfg.server.role == Role::Api {
@@ -163,6 +146,8 @@ impl System {
                 .await
                 .context("click log open task failed")?
                 .context("could not open the click log (another sluice process using this data dir, or a damaged clicks.redb)")?;
+            // Before anything can create a link (the HTTP server starts last; lost_store docs).
+            super::lost_store::check_link_store(&store, &log, before_open).await?;
             let (sender, receiver) = click_channel(cfg.redirect.click_channel_capacity);
             let stats = Arc::clone(sender.stats());
             let pending = Arc::clone(sender.pending());

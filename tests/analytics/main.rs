@@ -15,6 +15,7 @@ mod errors;
 mod exact;
 mod harness;
 mod loadgen_truth;
+mod lost_store;
 mod process;
 mod reports;
 #[cfg(feature = "integration-tests")]

@@ -11,7 +11,8 @@
 //! consecutive events keyed by their first offset (layout in `chunk.rs`; one B-tree insert
 //! per ~16 KiB of events instead of one per event); each event inside is Avro single-object
 //! encoded ([`sluice_schemas::avro`]), so every event names the schema that wrote it. Table
-//! `meta` holds `format` (= [`CLICK_LOG_FORMAT`]), `head` and `low`.
+//! `meta` holds `format` (= [`CLICK_LOG_FORMAT`]), `head`, `low` and, once `sluice serve` ran
+//! on the log, `link_store` (the id of its link store, [`ClickLog::link_store_id`]).
 //!
 //! Format check: [`ClickLog::open`] refuses, with [`Error::ClickLogFormat`], a log of
 //! another format — format 1 (one `events` entry per event, written by sluice before format
@@ -448,6 +449,7 @@ fn check_format_and_init(db: &Database, path: &Path) -> Result<(u64, u64)> {
 #[cfg(test)]
 mod backfill_tests;
 mod chunk;
+mod link_store_id;
 #[cfg(test)]
 mod tests;
 

@@ -114,8 +114,29 @@ pub trait LinkStore: Send + Sync + 'static {
     /// (test doubles).
     async fn close(&self) {}
 
+    /// The store's id: a random 64-bit value created once, with the store (migration 3), the
+    /// same for every process using it. `sluice serve` records it in the click log to notice a
+    /// lost store (a log that records another id). `None` for stores without one (test
+    /// doubles): the check is skipped.
+    async fn store_id(&self) -> Result<Option<u64>> {
+        Ok(None)
+    }
+
+    /// Retires `codes` (duplicates and codes already retired are fine): [`Self::insert`]
+    /// refuses them from now on, for ever, as it refuses taken codes. Used for the codes of a
+    /// lost store's links whose clicks are still in the click log. Codes containing NUL are
+    /// skipped (no link can have one). One transaction: all are retired or none.
+    ///
+    /// Errors: [`crate::Error::Database`]; test doubles without retired codes answer
+    /// [`crate::Error::Config`].
+    async fn retire_codes(&self, codes: &[String]) -> Result<()> {
+        let _ = codes;
+        Err(crate::Error::Config(format!("the {} link store cannot retire codes", self.backend())))
+    }
+
     /// Inserts a new link. Fails with [`crate::Error::CodeTaken`] when a live link has the
-    /// same code or a link with this code was deleted less than 30 days before `link.created_at`.
+    /// same code, the code was retired ([`Self::retire_codes`]) or a link with this code was
+    /// deleted less than 30 days before `link.created_at`.
     /// Uniqueness is decided atomically by the database (unique index), so concurrent inserts of
     /// one code yield exactly one success.
     async fn insert(&self, link: &Link) -> Result<Link>;

@@ -54,6 +54,10 @@ const IDEMPOTENCY_PUT: &str = "INSERT INTO idempotency (key, request_hash, statu
                                body = excluded.body, created_at_us = excluded.created_at_us WHERE idempotency.created_at_us <= ?6";
 const IDEMPOTENCY_PURGE: &str = "DELETE FROM idempotency WHERE created_at_us <= ?1";
 
+const SELECT_STORE_ID: &str = "SELECT value FROM store_meta WHERE key = 'store_id'";
+const SELECT_RETIRED: &str = "SELECT code FROM retired_codes WHERE code = ?1";
+const RETIRE_CODE: &str = "INSERT INTO retired_codes (code) VALUES (?1) ON CONFLICT (code) DO NOTHING";
+
 /// Instant column of idempotency records, holds and blocklist entries.
 pub(super) const CREATED_AT_COL: &str = "created_at_us";
 

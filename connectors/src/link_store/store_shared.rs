@@ -15,7 +15,8 @@
 //!   dialect has one, equal to the live link's tags) and `fn link_from_row(&DbRow)`;
 //! - the SQL statements `SELECT_LIVE`, `DELETE_TOMBSTONE`, `INSERT_LINK`, `UPDATE_LINK`,
 //!   `DELETE_LINK`, `LIST_LINKS`, `CHANGES_SINCE`, `INSERT_CHANGE`, `IDEMPOTENCY_GET`,
-//!   `IDEMPOTENCY_PUT` and `IDEMPOTENCY_PURGE`, with the parameters in the order the
+//!   `IDEMPOTENCY_PUT`, `IDEMPOTENCY_PURGE`, `SELECT_STORE_ID`, `SELECT_RETIRED` and
+//!   `RETIRE_CODE`, with the parameters in the order the
 //!   expansion binds them.
 //!
 //! Codes and keys containing NUL are answered without a query (no stored value has one).
@@ -72,6 +73,21 @@ macro_rules! link_store {
                 Some(self)
             }
 
+            async fn store_id(&self) -> Result<Option<u64>> {
+                let id: i64 = sqlx::query_scalar(SELECT_STORE_ID).fetch_one(read_pool(self)).await?;
+                // The 64 bits as stored (a signed column).
+                Ok(Some(u64::from_ne_bytes(id.to_ne_bytes())))
+            }
+
+            async fn retire_codes(&self, codes: &[String]) -> Result<()> {
+                let mut tx = begin_write(self).await?;
+                for code in codes.iter().filter(|c| !c.contains('\0')) {
+                    sqlx::query(RETIRE_CODE).bind(code).execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
             async fn insert(&self, link: &Link) -> Result<Link> {
                 let link = prepare_insert(link)?;
                 let tags = enc_tags(&link.tags)?;
@@ -80,6 +96,10 @@ macro_rules! link_store {
                 // A tombstone at least TOMBSTONE_PERIOD old no longer blocks the code: remove
                 // it so the unique index admits the new link.
                 sqlx::query(DELETE_TOMBSTONE).bind(&link.code).bind(enc_time(link.created_at - TOMBSTONE_PERIOD)).execute(&mut *tx).await?;
+                if sqlx::query(SELECT_RETIRED).bind(&link.code).fetch_optional(&mut *tx).await?.is_some() {
+                    tx.rollback().await?;
+                    return Err(Error::CodeTaken(link.code));
+                }
                 let inserted = sqlx::query(INSERT_LINK)
                     .bind(seq)
                     .bind(&link.code)

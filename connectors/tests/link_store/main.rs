@@ -6,6 +6,7 @@ mod harness;
 mod suite;
 mod suite_admin;
 mod suite_feed;
+mod suite_retired;
 
 /// Declares one `#[tokio::test]` per behaviour, each running `$harness(suite::$name)`.
 macro_rules! store_suite {
@@ -33,6 +34,8 @@ macro_rules! store_suite {
             suite_admin::blocklist_holds_matching_links_and_release_restores_owner_state,
             suite_admin::admin_holds_need_a_live_link_and_survive_owner_updates,
             suite_admin::audit_log_pages_newest_first_with_filters_and_is_append_only,
+            suite_retired::store_id_is_created_once,
+            suite_retired::retired_codes_are_refused_for_ever_and_others_are_not,
         );
     };
     (@tests $harness:path; $($module:ident :: $name:ident),* $(,)?) => {
@@ -52,6 +55,18 @@ mod sqlite {
 #[cfg(feature = "integration-tests")]
 mod postgres {
     store_suite!(crate::harness::postgres);
+}
+
+/// Every new store gets its own id (a lost store is noticed by its id).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_stores_have_different_ids() {
+    harness::sqlite(|a| async move { harness::sqlite(|b| async move { suite_retired::two_stores_have_different_ids(&a, &b).await }).await }).await;
+}
+
+#[cfg(feature = "integration-tests")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_stores_have_different_ids() {
+    harness::postgres(|a| async move { harness::postgres(|b| async move { suite_retired::two_stores_have_different_ids(&a, &b).await }).await }).await;
 }
 
 /// `LinkStore::close` (called once at a graceful stop) checkpoints SQLite's WAL: writes sit

@@ -1,0 +1,60 @@
+//! Which link store the click log was written next to (`meta` key `link_store`), and the
+//! codes the log holds: how `sluice serve` notices a lost link store and retires the codes
+//! of its links ([`crate::link_store::LinkStore::retire_codes`]).
+
+use std::collections::BTreeSet;
+
+use redb::ReadableDatabase;
+use sluice_schemas::avro::decode_click_event;
+
+use super::{ClickLog, META, meta_get};
+use crate::{Error, Result};
+
+/// `meta` key: the id of the link store ([`crate::link_store::LinkStore::store_id`]) this log
+/// was last served with. Absent in a log only `sluice import` has written.
+const META_LINK_STORE: &str = "link_store";
+
+impl ClickLog {
+    /// The link store id recorded by [`Self::set_link_store_id`], if any.
+    ///
+    /// Errors with [`Error::ClickLog`] on I/O failure.
+    pub fn link_store_id(&self) -> Result<Option<u64>> {
+        let txn = self.inner.db.begin_read().map_err(|e| Error::click_log("read log metadata", e))?;
+        let meta = txn.open_table(META).map_err(|e| Error::click_log("read log metadata", e))?;
+        meta_get(&meta, META_LINK_STORE)
+    }
+
+    /// Records `id` as the link store this log is served with (durably, replacing any other).
+    ///
+    /// Errors with [`Error::ClickLog`] on I/O failure (nothing is recorded then).
+    pub fn set_link_store_id(&self, id: u64) -> Result<()> {
+        fn err(e: impl Into<redb::Error>) -> Error {
+            Error::click_log("write log metadata", e)
+        }
+        let txn = self.inner.db.begin_write().map_err(err)?;
+        txn.open_table(META).map_err(err)?.insert(META_LINK_STORE, id).map_err(err)?;
+        txn.commit().map_err(err)
+    }
+
+    /// The distinct link codes of the stored events (offsets from [`Self::low`] up), sorted.
+    /// Reads the whole log once; events that do not decode are skipped (with a warning).
+    ///
+    /// Errors with [`Error::ClickLog`] on I/O failure.
+    pub fn distinct_codes(&self) -> Result<Vec<String>> {
+        let mut codes = BTreeSet::new();
+        let mut undecodable = 0u64;
+        self.visit(0, usize::MAX, |_, bytes| {
+            match decode_click_event(bytes) {
+                Ok(event) => {
+                    codes.insert(event.code);
+                }
+                Err(_) => undecodable += 1,
+            }
+            Ok(())
+        })?;
+        if undecodable > 0 {
+            tracing::warn!(undecodable, path = %self.path().display(), "click-log events that do not decode were skipped while collecting link codes");
+        }
+        Ok(codes.into_iter().collect())
+    }
+}

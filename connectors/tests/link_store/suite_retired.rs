@@ -1,0 +1,44 @@
+//! Store ids and retired codes (a lost store's codes that must not be given out again).
+
+use chrono::TimeDelta;
+use sluice_connectors::Error;
+
+use crate::harness::{Ctx, link, t0};
+
+pub async fn store_id_is_created_once(ctx: Ctx) {
+    let id = ctx.open().await.store_id().await.expect("store id").expect("real stores have an id");
+    sluice_connectors::migrate(&ctx.target).await.expect("migrate");
+    assert_eq!(ctx.open().await.store_id().await.expect("store id"), Some(id), "reopening and migrating keep the id");
+}
+
+/// Two stores of one backend (run by `main.rs` with each harness twice, nested).
+pub async fn two_stores_have_different_ids(a: &Ctx, b: &Ctx) {
+    let id_a = a.open().await.store_id().await.expect("store id").expect("id");
+    let id_b = b.open().await.store_id().await.expect("store id").expect("id");
+    assert_ne!(id_a, id_b);
+}
+
+pub async fn retired_codes_are_refused_for_ever_and_others_are_not(ctx: Ctx) {
+    let store = ctx.open().await;
+    store.insert(&link("live", t0())).await.expect("insert live");
+    let codes: Vec<String> = ["gone", "Gone2", "live", "gone", "with\0nul"].iter().map(|s| s.to_string()).collect();
+    store.retire_codes(&codes).await.expect("retire");
+    store.retire_codes(&["gone".to_string()]).await.expect("retiring again is fine");
+    store.retire_codes(&[]).await.expect("retiring nothing is fine");
+    // Long after any tombstone period, and after a reopen.
+    let later = t0() + TimeDelta::days(3650);
+    let store = ctx.open().await;
+    for code in ["gone", "Gone2"] {
+        match store.insert(&link(code, later)).await {
+            Err(Error::CodeTaken(c)) => assert_eq!(c, code),
+            other => panic!("{code}: expected CodeTaken, got {other:?}"),
+        }
+        assert_eq!(store.get(code).await.expect("get"), None);
+    }
+    // A retired code that has a live link keeps it.
+    assert_eq!(store.get("live").await.expect("get").map(|l| l.code), Some("live".to_string()));
+    // Case-sensitive, like codes: "gone2" and "GONE" were not retired.
+    for code in ["gone2", "GONE"] {
+        assert_eq!(store.insert(&link(code, later)).await.expect("not retired").code, code);
+    }
+}

@@ -1,0 +1,100 @@
+//! A lost link store through the real binary: `links.db` deleted while `clicks.redb`
+//! survives. The codes with clicks in the log are retired at the next start (a new link
+//! cannot take one and inherit its clicks); a click log only `sluice import` wrote retires
+//! nothing (importing history before the first `serve` is legitimate).
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use serde_json::{Value, json};
+
+use crate::harness::{BROWSER_UA, event, now_ms};
+use crate::process::Proc;
+
+const BIN: &str = env!("CARGO_BIN_EXE_sluice");
+
+/// `POST /v1/links` with `custom_alias`: the status and body.
+async fn create(p: &Proc, alias: &str) -> (u16, Value) {
+    let r =
+        p.http.post(format!("{}/v1/links", p.base)).json(&json!({"long_url": "https://example.com/new", "custom_alias": alias})).send().await.expect("post");
+    (r.status().as_u16(), r.json().await.expect("json"))
+}
+
+/// `GET /v1/links/{code}/stats` by hour over the last day: status and body.
+async fn stats(p: &Proc, code: &str) -> (u16, Value) {
+    let hour = now_ms().div_euclid(3_600_000) * 3_600_000;
+    let (from, to) = (crate::harness::q(hour - 86_400_000), crate::harness::q(hour + 3_600_000));
+    let r = p.http.get(format!("{}/v1/links/{code}/stats?bucket=hour&from={from}&to={to}", p.base)).send().await.expect("stats");
+    (r.status().as_u16(), r.json().await.expect("json"))
+}
+
+fn remove_link_store(dir: &Path) {
+    for name in ["links.db", "links.db-wal", "links.db-shm"] {
+        let _ = std::fs::remove_file(dir.join(name));
+    }
+    assert!(!dir.join("links.db").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codes_of_a_lost_link_store_are_retired_at_the_next_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = Proc::start(dir.path()).await;
+    p.create_link("https://example.com/old", "lost-a").await;
+    p.create_link("https://example.com/old", "lost-b").await;
+    for _ in 0..3 {
+        let r = p.http.get(format!("{}/lost-a", p.base)).header("user-agent", BROWSER_UA).send().await.expect("redirect");
+        assert_eq!(r.status().as_u16(), 302);
+    }
+    p.caught_up().await;
+    assert_eq!(stats(&p, "lost-a").await.1["totals"]["clicks"], 3);
+    p.terminate();
+
+    remove_link_store(dir.path());
+    let log = dir.path().join("restart.log");
+    let p = Proc::start_logged(dir.path(), &[], Stdio::from(std::fs::File::create(&log).expect("log file"))).await;
+    p.caught_up().await;
+    // lost-a has clicks in the log: retired. lost-b has none: free.
+    let (status, body) = create(&p, "lost-a").await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "alias_conflict", "{body}");
+    assert_eq!(create(&p, "lost-b").await.0, 201);
+    // No link has lost-a: its clicks count for nobody.
+    assert_eq!(stats(&p, "lost-a").await.0, 404);
+    let (status, fresh) = stats(&p, "lost-b").await;
+    assert_eq!((status, &fresh["totals"]["clicks"]), (200, &json!(0)), "{fresh}");
+    let stderr = std::fs::read_to_string(&log).expect("read log");
+    assert!(stderr.contains("retired") && stderr.contains("retired=1"), "the warning says so: {stderr}");
+
+    // A plain restart (same store) retires nothing more and keeps lost-a retired.
+    p.terminate();
+    let p = Proc::start(dir.path()).await;
+    assert_eq!(create(&p, "lost-a").await.0, 409);
+    assert_eq!(stats(&p, "lost-b").await.1["totals"]["clicks"], 0);
+    p.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_click_log_filled_by_import_retires_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let now = now_ms();
+    let lines: Vec<String> =
+        (0..4).map(|i| event(&format!("imp-{i}"), "imp-a", now - 3_600_000 - i * 60_000, &format!("81.2.69.{i}"), BROWSER_UA, None).to_string()).collect();
+    let file = dir.path().join("events.ndjson");
+    std::fs::write(&file, lines.join("\n") + "\n").expect("write events");
+    let data = dir.path().join("data");
+    let out = Command::new(BIN).arg("import").arg("--data-dir").arg(&data).arg(&file).env_remove("SLUICE__STORE__URL").output().expect("run sluice import");
+    assert!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(!data.join("links.db").exists(), "import creates no link store");
+
+    let p = Proc::start(&data).await;
+    let (status, body) = create(&p, "imp-a").await;
+    assert_eq!(status, 201, "{body}");
+    p.caught_up().await;
+    assert_eq!(stats(&p, "imp-a").await.1["totals"]["clicks"], 4, "the imported history counts for the link");
+    // The store is now recorded: losing it from here on retires imp-a.
+    p.terminate();
+    remove_link_store(&data);
+    let p = Proc::start(&data).await;
+    assert_eq!(create(&p, "imp-a").await.0, 409);
+    p.terminate();
+}
