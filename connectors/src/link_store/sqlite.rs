@@ -156,8 +156,8 @@ impl SqliteLinkStore {
 }
 
 /// What starting without a damaged `links.db` loses ([`Error::StoreDamaged`]).
-const LINK_STORE_LOSES: &str = "every link in it is lost, and links created afterwards may reuse their codes and inherit their clicks \
-                                from the click log (`sqlite3 links.db .recover` may salvage rows from the damaged file)";
+const LINK_STORE_LOSES: &str = "every link in it is lost (the next `sluice serve` retires the codes that have clicks in the click log, so \
+                                no new link inherits them; `sqlite3 links.db .recover` may salvage rows from the damaged file)";
 
 /// Whether `e` is SQLite reporting a damaged file: `SQLITE_CORRUPT` (11) or `SQLITE_NOTADB`
 /// (26), or one of their extended codes.
