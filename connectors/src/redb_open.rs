@@ -80,7 +80,7 @@ mod tests {
     fn a_clean_file_reopens_without_a_fallback_stage() {
         use std::sync::{Arc, Mutex};
 
-        use redb::{ReadableDatabase, ReadableTable};
+        use redb::ReadableDatabase;
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("x.redb");
         const T: redb::TableDefinition<u64, u64> = redb::TableDefinition::new("t");
