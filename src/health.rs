@@ -128,7 +128,7 @@ impl Dependency for ClickLogWriterHealth {
 }
 
 #[cfg(test)]
-mod writer_health_tests {
+mod tests {
     use std::ops::Range;
     use std::sync::atomic::{AtomicBool, Ordering};
 
