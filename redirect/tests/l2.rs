@@ -3,84 +3,20 @@
 //! local invalidation bypasses L2 (read-your-writes), `invalidate_all` reloads everything.
 //! The Redis implementation is exercised in `redis_l2.rs` (feature `integration-tests`).
 
+mod support;
+use support::{ProbeStore, link};
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
-use sluice_connectors::{Error, IdempotencyRecord, L2Lookup, LinkCacheL2, LinkChange, LinkPatch, LinkStore, ListQuery, Result};
+use sluice_connectors::{L2Lookup, LinkCacheL2, LinkChange};
 use sluice_redirect::RedirectConfig;
 use sluice_redirect::cache::LinkCache;
 use sluice_redirect::metrics::RedirectMetrics;
-use sluice_schemas::{Link, RedirectType};
-
-/// A store that only answers `get`, counts reads and can hold reads until released.
-#[derive(Default)]
-struct ProbeStore {
-    links: Mutex<HashMap<String, Link>>,
-    reads: AtomicUsize,
-    gate: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
-}
-
-fn unsupported<T>() -> Result<T> {
-    Err(Error::Config("operation not offered by the cache-test store".into()))
-}
-
-#[async_trait]
-impl LinkStore for ProbeStore {
-    fn backend(&self) -> &'static str {
-        "probe"
-    }
-    async fn insert(&self, _link: &Link) -> Result<Link> {
-        unsupported()
-    }
-    async fn get(&self, code: &str) -> Result<Option<Link>> {
-        self.reads.fetch_add(1, Ordering::SeqCst);
-        let snapshot = self.links.lock().get(code).cloned();
-        let gate = self.gate.lock().clone();
-        if let Some(g) = gate {
-            let _permit = g.acquire().await.expect("gate open");
-        }
-        Ok(snapshot)
-    }
-    async fn update(&self, _c: &str, _p: &LinkPatch, _v: Option<i64>, _n: DateTime<Utc>) -> Result<Link> {
-        unsupported()
-    }
-    async fn delete(&self, _c: &str, _n: DateTime<Utc>) -> Result<Link> {
-        unsupported()
-    }
-    async fn list(&self, _q: &ListQuery) -> Result<Vec<(i64, Link)>> {
-        unsupported()
-    }
-    async fn changes_since(&self, _a: i64, _l: u32) -> Result<Vec<(i64, LinkChange)>> {
-        unsupported()
-    }
-    async fn idempotency_get(&self, _k: &str, _n: DateTime<Utc>) -> Result<Option<IdempotencyRecord>> {
-        unsupported()
-    }
-    async fn idempotency_put(&self, _r: &IdempotencyRecord) -> Result<()> {
-        unsupported()
-    }
-}
-
-fn link(code: &str, url: &str) -> Link {
-    let now = Utc::now();
-    Link {
-        code: code.into(),
-        long_url: url.into(),
-        domain: None,
-        expires_at: None,
-        enabled: true,
-        tags: vec![],
-        redirect_type: RedirectType::Found,
-        org: None,
-        created_at: now,
-        updated_at: now,
-        version: 1,
-    }
-}
+use sluice_schemas::Link;
 
 /// L2 fake: a map (`None` = negative entry), counting gets and fills.
 #[derive(Default)]

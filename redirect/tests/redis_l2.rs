@@ -8,6 +8,9 @@
 //!   open, none waits on Redis's deadline.
 #![cfg(feature = "integration-tests")]
 
+mod support;
+use support::link;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,7 +21,7 @@ use chrono::Utc;
 use sluice_connectors::redis::{RedisConfig, RedisLinkCache, RedisUrl};
 use sluice_connectors::{Invalidation, LinkCacheL2, LinkChange, LinkPatch, LinkStore, open_store};
 use sluice_redirect::{ChannelClickSink, RedirectConfig, RedirectState};
-use sluice_schemas::{Link, RedirectType, VisitorSalt};
+use sluice_schemas::VisitorSalt;
 use tower::ServiceExt;
 
 fn redis_url() -> String {
@@ -66,23 +69,6 @@ async fn get(router: &Router, code: &str) -> (StatusCode, Option<String>) {
     let req = Request::get(format!("/{code}")).header(header::USER_AGENT, "it").body(Body::empty()).expect("request");
     let resp = router.clone().oneshot(req).await.expect("infallible");
     (resp.status(), resp.headers().get(header::LOCATION).map(|v| v.to_str().expect("ascii").to_string()))
-}
-
-fn link(code: &str, url: &str) -> Link {
-    let now = Utc::now();
-    Link {
-        code: code.into(),
-        long_url: url.into(),
-        domain: None,
-        expires_at: None,
-        enabled: true,
-        tags: vec![],
-        redirect_type: RedirectType::Found,
-        org: None,
-        created_at: now,
-        updated_at: now,
-        version: 1,
-    }
 }
 
 async fn store() -> (tempfile::TempDir, Arc<dyn LinkStore>) {
