@@ -32,6 +32,7 @@ LOG=$STATE_DIR/server.log
 REQUIREMENTS=$SERVER_DIR/requirements.txt
 
 say() { printf 'clickhouse: %s\n' "$*" >&2; }
+source "$HERE/../service-lib.sh"
 
 ensure_venv() {
     local stamp=$VENV/.requirements.sha256 want
@@ -46,15 +47,7 @@ ensure_venv() {
     echo "$want" >"$stamp"
 }
 
-running_pid() {
-    [[ -f $PIDFILE ]] || return 1
-    local pid
-    pid=$(cat "$PIDFILE")
-    [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 1
-    # guard against a recycled pid
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q chdb_http || return 1
-    echo "$pid"
-}
+running_pid() { pid_from_file "$PIDFILE" chdb_http; }
 
 ping_ok() {
     "$VENV/bin/python" - "$PORT" <<'EOF'
@@ -111,21 +104,17 @@ cmd_start() {
     ) &
     echo $! >"$PIDFILE"
     echo "$SERVER_DIR" >"$STATE_DIR/server.src"
-    for _ in $(seq 1 300); do
-        if ping_ok; then
-            say "running (pid $(cat "$PIDFILE")) on http://127.0.0.1:$PORT, data in $STATE_DIR/data"
-            return 0
-        fi
-        if ! kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
+    local up=0
+    await_start "$PIDFILE" 300 ping_ok || up=$?
+    case $up in
+        0) say "running (pid $(cat "$PIDFILE")) on http://127.0.0.1:$PORT, data in $STATE_DIR/data" ;;
+        1)
             say "server exited; last lines of $STATE_DIR/server.out and $LOG:"
             tail -n 20 "$STATE_DIR/server.out" "$LOG" >&2 || true
-            rm -f "$PIDFILE"
-            return 1
-        fi
-        sleep 0.2
-    done
-    say "server did not answer /ping within 60 s; see $LOG"
-    return 1
+            ;;
+        *) say "server did not answer /ping within 60 s; see $LOG" ;;
+    esac
+    return $((up != 0))
 }
 
 cmd_stop() {
@@ -136,13 +125,7 @@ cmd_stop() {
         return 0
     fi
     kill -TERM "$pid"
-    for _ in $(seq 1 150); do
-        kill -0 "$pid" 2>/dev/null || { rm -f "$PIDFILE"; say "stopped"; return 0; }
-        sleep 0.2
-    done
-    say "no exit after 30 s: SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    rm -f "$PIDFILE"
+    await_exit "$pid" "$PIDFILE" 150 0.2
 }
 
 cmd_status() {

@@ -37,6 +37,7 @@ PIDFILE=$STATE_DIR/broker.pid
 LOG=$STATE_DIR/broker.log
 
 say() { printf 'kafka: %s\n' "$*" >&2; }
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/../service-lib.sh"
 
 cmd_install() {
     if [[ -x $TANSU ]] && "$TANSU" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
@@ -53,17 +54,11 @@ cmd_install() {
     }
 }
 
-running_pid() {
-    [[ -f $PIDFILE ]] || return 1
-    local pid
-    pid=$(cat "$PIDFILE")
-    [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 1
-    # guard against a recycled pid
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "tansu broker" || return 1
-    echo "$pid"
-}
+running_pid() { pid_from_file "$PIDFILE" "tansu broker"; }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; }
+
+broker_up() { port_open && broker_answers; }
 
 # The broker answers the Kafka protocol (metadata request), not just TCP.
 broker_answers() {
@@ -98,21 +93,17 @@ cmd_start() {
             </dev/null >>"$LOG" 2>&1
     ) &
     echo $! >"$PIDFILE"
-    for _ in $(seq 1 150); do
-        if port_open && broker_answers; then
-            say "running (pid $(cat "$PIDFILE")) on 127.0.0.1:$PORT, data in $STATE_DIR/tansu.db"
-            return 0
-        fi
-        if ! kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
+    local up=0
+    await_start "$PIDFILE" 150 broker_up || up=$?
+    case $up in
+        0) say "running (pid $(cat "$PIDFILE")) on 127.0.0.1:$PORT, data in $STATE_DIR/tansu.db" ;;
+        1)
             say "broker exited; last lines of $LOG:"
             tail -n 20 "$LOG" >&2 || true
-            rm -f "$PIDFILE"
-            return 1
-        fi
-        sleep 0.2
-    done
-    say "broker did not answer within 30 s; see $LOG"
-    return 1
+            ;;
+        *) say "broker did not answer within 30 s; see $LOG" ;;
+    esac
+    return $((up != 0))
 }
 
 cmd_stop() {
@@ -123,13 +114,7 @@ cmd_stop() {
         return 0
     fi
     kill -TERM "$pid"
-    for _ in $(seq 1 150); do
-        kill -0 "$pid" 2>/dev/null || { rm -f "$PIDFILE"; say "stopped"; return 0; }
-        sleep 0.2
-    done
-    say "no exit after 30 s: SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    rm -f "$PIDFILE"
+    await_exit "$pid" "$PIDFILE" 150 0.2
 }
 
 cmd_status() {

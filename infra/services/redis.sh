@@ -24,6 +24,7 @@ PIDFILE=$STATE_DIR/redis.pid
 LOG=$STATE_DIR/redis.log
 
 say() { printf 'redis: %s\n' "$*" >&2; }
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/../service-lib.sh"
 
 cmd_install() {
     command -v redis-server >/dev/null && command -v redis-cli >/dev/null && return 0
@@ -40,14 +41,7 @@ ping_ok() {
     [[ $(redis-cli -h 127.0.0.1 -p "$PORT" ping 2>/dev/null || true) == PONG ]]
 }
 
-running_pid() {
-    [[ -f $PIDFILE ]] || return 1
-    local pid
-    pid=$(cat "$PIDFILE")
-    [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "redis-server" || return 1
-    echo "$pid"
-}
+running_pid() { pid_from_file "$PIDFILE" redis-server; }
 
 cmd_start() {
     cmd_install
@@ -84,13 +78,7 @@ cmd_stop() {
         return 0
     fi
     redis-cli -h 127.0.0.1 -p "$PORT" shutdown nosave >/dev/null 2>&1 || kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do
-        kill -0 "$pid" 2>/dev/null || { rm -f "$PIDFILE"; say "stopped"; return 0; }
-        sleep 0.1
-    done
-    say "no exit after 10 s: SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    rm -f "$PIDFILE"
+    await_exit "$pid" "$PIDFILE" 100 0.1
 }
 
 cmd_status() {
