@@ -185,10 +185,16 @@ impl Error {
         match self {
             Error::Database(e) => match e {
                 sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
-                // SQLite "database is locked" / "busy"; PostgreSQL serialization / deadlock
-                // / connection failures (SQLSTATE classes 08 and 40).
                 sqlx::Error::Database(db) => match db.code() {
-                    Some(code) => matches!(code.as_ref(), "5" | "6" | "517" | "261") || code.starts_with("08") || code.starts_with("40"),
+                    // SQLite (primary result code, the low byte of an extended one): BUSY (5),
+                    // LOCKED (6), IOERR (10), FULL (13: the disk or `max_page_count` is full).
+                    Some(code) if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() => {
+                        code.parse::<i64>().is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 13))
+                    }
+                    // PostgreSQL SQLSTATE classes 08 (connection), 40 (serialization,
+                    // deadlock), 53 (insufficient resources: disk full, out of memory, too many
+                    // connections) and 57P03 (cannot connect now: starting up).
+                    Some(code) => code.starts_with("08") || code.starts_with("40") || code.starts_with("53") || code == "57P03",
                     None => false,
                 },
                 _ => false,

@@ -274,3 +274,7 @@ pub(super) fn read_pool(store: &SqliteLinkStore) -> &SqlitePool {
 }
 
 link_store!(SqliteLinkStore, "sqlite");
+
+#[cfg(test)]
+#[path = "sqlite_tests.rs"]
+mod tests;

@@ -1,0 +1,52 @@
+//! SQLite-only behaviour the shared store suite cannot reach: a full database.
+
+use chrono::Utc;
+use sluice_schemas::{Link, RedirectType};
+
+use super::SqliteLinkStore;
+use crate::{Error, LinkStore};
+
+fn link(code: &str) -> Link {
+    let now = Utc::now();
+    Link {
+        code: code.into(),
+        long_url: format!("https://full.example/{}", "x".repeat(4_000)),
+        domain: None,
+        expires_at: None,
+        enabled: true,
+        tags: vec!["t".into()],
+        redirect_type: RedirectType::Found,
+        org: None,
+        created_at: now,
+        updated_at: now,
+        version: 1,
+    }
+}
+
+/// A database that cannot grow (a full disk; here `PRAGMA max_page_count` on the writer
+/// connection, which SQLite reports the same way: `SQLITE_FULL`) is a retryable, external
+/// store error — the API answers 503 `store_unavailable`, not 500 `internal`.
+#[tokio::test]
+async fn a_full_database_is_a_retryable_store_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteLinkStore::open_dir(dir.path()).await.expect("open");
+    let pages: i64 = sqlx::query_scalar("PRAGMA page_count").fetch_one(store.writer_pool()).await.expect("page_count");
+    sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA max_page_count = {}", pages + 2))).execute(store.writer_pool()).await.expect("max_page_count");
+    let mut stored = 0;
+    let err = loop {
+        match store.insert(&link(&format!("c{stored}"))).await {
+            Ok(_) => stored += 1,
+            Err(e) => break e,
+        }
+        assert!(stored < 100, "two spare pages never filled up");
+    };
+    let Error::Database(sqlx::Error::Database(db)) = &err else { panic!("expected a database error, got {err:?}") };
+    assert_eq!(db.code().as_deref(), Some("13"), "SQLITE_FULL: {db}");
+    assert!(err.retryable(), "{err}");
+    assert_eq!(err.kind(), "external");
+    // The links stored before it are intact and readable.
+    assert!(stored > 0);
+    for i in 0..stored {
+        assert!(store.get(&format!("c{i}")).await.expect("get").is_some());
+    }
+}
