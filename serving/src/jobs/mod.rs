@@ -80,7 +80,7 @@ pub struct ReportRequest {
     /// `minute`, `hour` or `day` (default).
     #[serde(default)]
     pub bucket: Option<String>,
-    /// IANA zone (default `UTC`).
+    /// IANA zone (default `UTC` when absent; an empty string is 400 `unknown_timezone`).
     #[serde(default)]
     pub tz: Option<String>,
     /// Breakdown: empty, one dimension, or `country,device`.

@@ -350,6 +350,7 @@ async fn bad_requests_and_unknown_jobs() {
         (r#"{"codes": ["ab"], "format": "xml"}"#.into(), StatusCode::BAD_REQUEST, "invalid_format"),
         (r#"{"codes": ["ab"], "from": "2024-06-02T00:00:00Z", "to": "2024-06-01T00:00:00Z"}"#.into(), StatusCode::BAD_REQUEST, "invalid_range"),
         (r#"{"codes": ["ab"], "tz": "Nowhere/Else"}"#.into(), StatusCode::BAD_REQUEST, "unknown_timezone"),
+        (r#"{"codes": ["ab"], "tz": ""}"#.into(), StatusCode::BAD_REQUEST, "unknown_timezone"),
         (r#"{"codes": ["ab"], "dimensions": "os,browser"}"#.into(), StatusCode::BAD_REQUEST, "invalid_dimensions"),
         (r#"{"codes": ["ab"], "bucket": "minute", "from": "2024-05-01T00:00:00Z"}"#.into(), StatusCode::BAD_REQUEST, "range_too_long"),
         (r#"{"codes": ["ab"], "limit": 3}"#.into(), StatusCode::BAD_REQUEST, "unknown_field"),

@@ -87,3 +87,24 @@ async fn ranges_older_than_the_retention_are_refused_not_empty() {
     let (st, v) = get(&stats, "/v1/stats/summary?from=2024-06-05T00:00:00Z&to=2024-06-07T00:00:00Z").await;
     assert_eq!((st, &v["totals"]["clicks"]), (StatusCode::OK, &json!(1)), "{v}");
 }
+
+/// An empty `tz=` is refused (it used to be read as UTC), on the stats and the export alike;
+/// an absent `tz` stays UTC.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_tz_is_refused_and_an_absent_one_is_utc() {
+    let (_h, stats) = evicted().await;
+    let range = "from=2024-06-06T00:00:00Z&to=2024-06-07T00:00:00Z&bucket=day";
+    let (st, v) = get(&stats, &format!("/v1/links/ab/stats?{range}&tz=")).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(
+        v,
+        json!({"error": {"code": "unknown_timezone", "message": "tz is empty: give an IANA time zone name (e.g. UTC, Europe/Berlin, Asia/Kolkata) or leave tz out for UTC", "details": {"tz": ""}}})
+    );
+    let (st, v) = get(&stats, &format!("/v1/links/ab/stats?{range}")).await;
+    assert_eq!((st, &v["tz"], &v["totals"]["clicks"]), (StatusCode::OK, &json!("UTC"), &json!(1)), "{v}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let h = Harness::at(&["ab"], ms("2024-06-02T00:00:00Z"), dir.path()).await;
+    let (st, _, body) = h.send("GET", &format!("/v1/stats/export?code=ab&{range}&tz="), None).await;
+    assert_eq!((st, crate::reports::test_harness::error_code(&body).as_str()), (StatusCode::BAD_REQUEST, "unknown_timezone"));
+}
