@@ -181,7 +181,9 @@ pub struct LinksConfig {
     pub code_length: usize,
     /// Longest long_url in bytes, 64..=65536.
     pub max_url_bytes: usize,
-    /// Blocked destination domains.
+    /// Blocked destinations: domains (each covers its subdomains) or IP addresses (exact;
+    /// IPv6 bare `2001:db8::1` or bracketed `[2001:db8::1]`); a port, scheme or path is
+    /// ignored. An entry with no readable host is a configuration error.
     #[serde(default)]
     pub blocklist: Vec<String>,
     /// Append the short URL's query to the target.
@@ -349,6 +351,14 @@ impl Config {
         }
         if !(64..=65_536).contains(&self.links.max_url_bytes) {
             bail!("links.max-url-bytes must be between 64 and 65536, got {}", self.links.max_url_bytes);
+        }
+        for entry in &self.links.blocklist {
+            match sluice_dataflows::anomaly::normalize_pattern(entry) {
+                Ok(_) => {}
+                // The message quotes the entry and says how to write it.
+                Err(sluice_dataflows::Error::Blocklist(msg)) => bail!("links.blocklist: {msg}"),
+                Err(e) => bail!("links.blocklist entry {entry:?}: {e}"),
+            }
         }
         if !(0.0..=0.5).contains(&self.redirect.cache_ttl_jitter) {
             bail!("redirect.cache-ttl-jitter must be between 0.0 and 0.5, got {}", self.redirect.cache_ttl_jitter);

@@ -2,6 +2,11 @@
 //! From the configuration when set; otherwise generated once (32 bytes from the OS CSPRNG)
 //! into `DATA_DIR/visitor_secret` as 64 hex characters with mode 0600, and read back on
 //! every later start, so visitor ids stay stable across restarts.
+//!
+//! Several processes may start on one fresh data dir at once (`sluice serve --role redirect`
+//! and `--role api`): the file is written whole under a temporary name and then linked into
+//! place, which fails if it exists, so a process never reads a half-written file and every
+//! process ends up with the one secret that won.
 
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -14,7 +19,7 @@ use crate::config::parse_secret;
 /// File name inside the data directory.
 pub const FILE_NAME: &str = "visitor_secret";
 
-/// The configured secret, or the one in `data_dir` (created when missing).
+/// The configured secret, or the one in `data_dir` (created when missing, see module docs).
 ///
 /// Errors: unreadable or malformed file, a file readable by group/others (mode not 0600),
 /// or a failure creating it.
@@ -23,11 +28,10 @@ pub fn load_or_create(configured: Option<&str>, data_dir: &Path) -> anyhow::Resu
         return parse_secret(s);
     }
     let path = data_dir.join(FILE_NAME);
-    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
-        Ok(mut f) => {
-            let mut secret = [0u8; 32];
-            rand::fill(&mut secret);
-            f.write_all(hex::encode(secret).as_bytes()).and_then(|()| f.sync_all()).with_context(|| format!("could not write \"{}\"", path.display()))?;
+    if !path.exists() {
+        let mut secret = [0u8; 32];
+        rand::fill(&mut secret);
+        if create_whole(data_dir, &path, &secret)? {
             // A click log already there means earlier runs used a secret that is now gone:
             // every returning visitor gets a new id and counts as a new unique.
             let earlier_data = data_dir.join(sluice_connectors::click_log::CLICK_LOG_FILE_NAME).exists();
@@ -36,18 +40,41 @@ pub fn load_or_create(configured: Option<&str>, data_dir: &Path) -> anyhow::Resu
             } else {
                 tracing::info!(path = %path.display(), "generated visitor secret");
             }
-            Ok(secret)
+            return Ok(secret);
         }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let mode = std::fs::metadata(&path).with_context(|| format!("could not stat \"{}\"", path.display()))?.permissions().mode();
-            if mode & 0o077 != 0 {
-                bail!("\"{}\" is accessible by other users (mode {:o}); chmod 600 it", path.display(), mode & 0o777);
-            }
-            let text = std::fs::read_to_string(&path).with_context(|| format!("could not read \"{}\"", path.display()))?;
-            parse_secret(&text).with_context(|| format!("\"{}\" is not a valid secret", path.display()))
-        }
-        Err(e) => Err(e).with_context(|| format!("could not create \"{}\"", path.display())),
+        // Another process created it first: use its secret.
     }
+    let mode = std::fs::metadata(&path).with_context(|| format!("could not stat \"{}\"", path.display()))?.permissions().mode();
+    if mode & 0o077 != 0 {
+        bail!("\"{}\" is accessible by other users (mode {:o}); chmod 600 it", path.display(), mode & 0o777);
+    }
+    let text = std::fs::read_to_string(&path).with_context(|| format!("could not read \"{}\"", path.display()))?;
+    parse_secret(&text).with_context(|| format!("\"{}\" is not a valid secret", path.display()))
+}
+
+/// Writes `secret` to a temporary file (mode 0600, fsync'd) and links it to `path`; returns
+/// whether this call created `path` (`false`: it already existed, e.g. another process won).
+fn create_whole(data_dir: &Path, path: &Path, secret: &[u8; 32]) -> anyhow::Result<bool> {
+    let tmp = data_dir.join(format!(".{FILE_NAME}.{}.{:016x}.tmp", std::process::id(), rand::random::<u64>()));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(hex::encode(secret).as_bytes()).and_then(|()| f.sync_all()))
+        .with_context(|| format!("could not write \"{}\"", tmp.display()));
+    let linked = written.and_then(|()| match std::fs::hard_link(&tmp, path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("could not create \"{}\"", path.display())),
+    });
+    let _ = std::fs::remove_file(&tmp);
+    if linked? {
+        // The new directory entry survives a crash.
+        std::fs::File::open(data_dir).and_then(|d| d.sync_all()).with_context(|| format!("could not sync \"{}\"", data_dir.display()))?;
+        return Ok(true);
+    }
+    Ok(false)
 }
 
 #[cfg(test)]
@@ -67,6 +94,32 @@ mod tests {
         assert_ne!(load_or_create(None, other.path()).expect("create"), a, "fresh random per data dir");
         let configured = "11".repeat(32);
         assert_eq!(load_or_create(Some(&configured), dir.path()).expect("configured"), [0x11; 32]);
+    }
+
+    /// Two processes starting on one fresh data dir (`--role redirect` and `--role api`) both
+    /// load the secret at once: each must get the one secret, never a half-written file.
+    #[test]
+    fn concurrent_first_starts_agree_on_one_complete_secret() {
+        for round in 0..200 {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let barrier = std::sync::Barrier::new(4);
+            let got: Vec<anyhow::Result<[u8; 32]>> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..4)
+                    .map(|_| {
+                        s.spawn(|| {
+                            barrier.wait();
+                            load_or_create(None, dir.path())
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().expect("thread")).collect()
+            });
+            let secrets: Vec<[u8; 32]> = got.into_iter().map(|r| r.unwrap_or_else(|e| panic!("round {round}: {e:#}"))).collect();
+            assert!(secrets.iter().all(|s| *s == secrets[0]), "round {round}: one secret for all");
+            assert_eq!(load_or_create(None, dir.path()).expect("read back"), secrets[0]);
+            let names: Vec<String> = std::fs::read_dir(dir.path()).expect("ls").map(|e| e.expect("entry").file_name().to_string_lossy().into_owned()).collect();
+            assert_eq!(names, vec![FILE_NAME.to_owned()], "round {round}: no temporary file left behind");
+        }
     }
 
     #[test]

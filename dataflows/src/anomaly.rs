@@ -74,14 +74,28 @@ pub(crate) fn emit(batch: &[Anomaly], counters: &AnomalyCounters, sink: Option<&
     }
 }
 
-/// Normalizes a blocklist entry: a domain, matched with all its subdomains. Accepts any
-/// spelling a person may paste: case, a trailing dot, a port, a scheme and path, Unicode
-/// (IDN) labels — all mapped to the lowercase ASCII (punycode) host that link targets carry
-/// (`LinkMeta::target_host`). `"Bücher.Example.:443"` → `"xn--bcher-kva.example"`.
+/// Normalizes a blocklist entry: a domain, matched with all its subdomains, or an IP
+/// address. Accepts any spelling a person may paste: case, a trailing dot, a port, a scheme
+/// and path, Unicode (IDN) labels — all mapped to the lowercase ASCII (punycode) host that
+/// link targets carry (`LinkMeta::target_host`). `"Bücher.Example.:443"` →
+/// `"xn--bcher-kva.example"`. An IPv6 address may be given bare (`2001:db8::1`) or in URL
+/// brackets (`[2001:db8::1]`, with a port `[2001:db8::1]:443`); either becomes its
+/// compressed form without brackets (`2001:0db8:0:0:0:0:0:1` → `2001:db8::1`).
 ///
-/// Errors with [`Error::Blocklist`] when no host can be read from it.
+/// Errors with [`Error::Blocklist`] when no host can be read from it (for something that
+/// looks like an IPv6 address but is not one, the message says how to write one).
 pub fn normalize_pattern(pattern: &str) -> Result<String> {
     let p = pattern.trim();
+    // URL syntax needs brackets around an IPv6 address: without them its colons would be
+    // read as a port separator ("invalid port number").
+    if let Ok(ip) = p.parse::<std::net::Ipv6Addr>() {
+        return Ok(ip.to_string());
+    }
+    if !p.contains("://") && !p.starts_with('[') && p.matches(':').count() >= 2 {
+        return Err(Error::Blocklist(format!(
+            "\"{pattern}\" is neither a domain nor an IPv6 address; write an IPv6 address bare (2001:db8::1) or in brackets ([2001:db8::1], with a port [2001:db8::1]:443)"
+        )));
+    }
     let with_scheme = if p.contains("://") { p.to_string() } else { format!("http://{p}/") };
     let url = url::Url::parse(&with_scheme).map_err(|e| Error::Blocklist(format!("\"{pattern}\" is not a domain: {e}")))?;
     let host = match url.host() {
@@ -187,8 +201,23 @@ mod tests {
             ("Bücher.Example", "xn--bcher-kva.example"),
             (" xn--bcher-kva.example ", "xn--bcher-kva.example"),
             ("203.0.113.9", "203.0.113.9"),
+            ("2001:db8::1", "2001:db8::1"),
+            (" 2001:DB8:0:0:0:0:0:1 ", "2001:db8::1"),
+            ("[2001:db8::1]", "2001:db8::1"),
+            ("[2001:db8::1]:443", "2001:db8::1"),
+            ("https://[2001:db8::1]/x", "2001:db8::1"),
+            ("::ffff:192.0.2.1", "::ffff:192.0.2.1"),
         ] {
             assert_eq!(normalize_pattern(input).expect(input), want, "{input}");
+        }
+        for bad in ["2001:db8::zz", "2001:db8:::1", "fe80::1%eth0"] {
+            let Err(Error::Blocklist(msg)) = normalize_pattern(bad) else { panic!("{bad:?} must be refused") };
+            assert_eq!(
+                msg,
+                format!(
+                    "\"{bad}\" is neither a domain nor an IPv6 address; write an IPv6 address bare (2001:db8::1) or in brackets ([2001:db8::1], with a port [2001:db8::1]:443)"
+                )
+            );
         }
         for bad in ["", "   ", "http://", "a b"] {
             assert!(matches!(normalize_pattern(bad), Err(Error::Blocklist(_))), "{bad:?}");

@@ -46,7 +46,8 @@ pub struct ChangedRow {
     pub meta: Option<Arc<LinkMeta>>,
     /// Absolute click count of the row.
     pub clicks: u64,
-    /// Unique-visitor estimate of the row (exact below the sketch's exact limit).
+    /// Unique-visitor estimate of the row (exact below the sketch's exact limit), capped at
+    /// `clicks` ([`crate::sketch::cap_uniques`]).
     pub uniques: u64,
     /// The row's visitor sketch ([`crate::sketch::VisitorSketch::to_bytes`] format).
     pub sketch: Vec<u8>,

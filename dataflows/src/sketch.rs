@@ -12,6 +12,14 @@
 //! * up to [`EXACT_LIMIT`] visitors: uniques are exact (±0);
 //! * above: relative standard error 1.04/√m = 1.04/√16384 ≈ 0.81 % (HLL++ paper, §2).
 //!
+//! **Reported uniques never exceed clicks.** Every click has one visitor, so a selection of
+//! rows has at most as many distinct visitors as clicks, but an estimate can land above the
+//! exact count. Every uniques figure the product reports (stats API, summary, live, export,
+//! the change stream feeding Redis and ClickHouse) is therefore
+//! `min(estimate of the union sketch, clicks of the same rows)`: [`VisitorSketch::uniques_within`]
+//! / [`cap_uniques`]. The cap depends only on the selection, so every path that answers the
+//! same selection gives the same figure.
+//!
 //! Every HLL++ sketch hashes ids with the one fixed [`VisitorHashState`], so sketches from any
 //! worker, process, restart or store merge ([`VisitorSketch::merge`]).
 //!
@@ -48,6 +56,14 @@ pub const EXACT_LIMIT: usize = 48;
 /// Relative standard error of an HLL++ estimate at [`HLL_PRECISION`]: 1.04/√(2^p).
 pub fn hll_relative_error() -> f64 {
     1.04 / f64::from(1u32 << HLL_PRECISION).sqrt()
+}
+
+/// The uniques figure reported for a selection of rows: its visitor estimate `estimate`
+/// capped at the selection's `clicks` (module docs: a selection never has more distinct
+/// visitors than clicks, an HLL++ estimate may claim more).
+#[inline]
+pub fn cap_uniques(estimate: u64, clicks: u64) -> u64 {
+    estimate.min(clicks)
 }
 
 const FORMAT_VERSION: u8 = 1;
@@ -348,6 +364,17 @@ impl VisitorSketch {
             Repr::Inline { .. } | Repr::Exact(_) => self.exact_ids().len() as u64,
             _ => self.clone().uniques(),
         }
+    }
+
+    /// The reported uniques of a selection of rows whose union is this sketch and whose
+    /// clicks sum to `clicks`: [`Self::uniques`] capped at `clicks` ([`cap_uniques`]).
+    pub fn uniques_within(&mut self, clicks: u64) -> u64 {
+        cap_uniques(self.uniques(), clicks)
+    }
+
+    /// [`Self::uniques_within`] without mutating (see [`Self::uniques_ref`]).
+    pub fn uniques_within_ref(&self, clicks: u64) -> u64 {
+        cap_uniques(self.uniques_ref(), clicks)
     }
 
     /// Approximate heap bytes owned by the sketch (excluding its 24 inline bytes).

@@ -138,7 +138,7 @@ pub struct RollupRow {
     pub dims: Vec<String>,
     /// Absolute click count of the row.
     pub clicks: u64,
-    /// Unique-visitor estimate of the row (exact up to 48 visitors).
+    /// Unique-visitor estimate of the row (exact up to 48 visitors), never above `clicks`.
     pub uniques: u64,
     /// The row's visitor sketch, canonical bytes (module docs).
     pub sketch: Vec<u8>,

@@ -18,8 +18,9 @@ pub struct UrlPolicy {
     /// Hosts of the service's own short domains (ASCII/punycode, lowercase, no port):
     /// targets on them are redirect loops.
     pub own_hosts: Vec<String>,
-    /// Blocked domains (ASCII/punycode, lowercase): a target whose host equals one of these
-    /// or is a subdomain of one is refused with 422 `policy_violation`.
+    /// Blocked domains (ASCII/punycode, lowercase) and IP addresses (IPv6 compressed, without
+    /// brackets): a target whose host equals one of these or is a subdomain of a domain is
+    /// refused with 422 `policy_violation`.
     pub blocklist: Vec<String>,
 }
 
@@ -38,14 +39,17 @@ fn is_loopback_host(host: &str) -> bool {
 }
 
 impl UrlPolicy {
-    /// A policy with the given limit and normalized copies of `own_hosts` and `blocklist`
-    /// (IDNA to ASCII, lowercased, trailing dot removed; entries that are not valid domain
-    /// names are kept lowercased as given).
+    /// A policy with the given limit and normalized copies of `own_hosts` (IDNA to ASCII,
+    /// lowercased, trailing dot removed; names that are not valid domain names are kept
+    /// lowercased as given) and `blocklist` (each entry normalized like a run-time blocklist
+    /// entry, [`sluice_dataflows::anomaly::normalize_pattern`]: a port, scheme or path is
+    /// dropped, an IPv6 address may be bare or bracketed; an entry it cannot read, which the
+    /// configuration check refuses first, is kept as `own_hosts` are).
     pub fn new(max_url_bytes: usize, own_hosts: &[String], blocklist: &[String]) -> Self {
         Self {
             max_url_bytes,
             own_hosts: own_hosts.iter().map(|h| normalize_host(h)).collect(),
-            blocklist: blocklist.iter().map(|h| normalize_host(h)).collect(),
+            blocklist: blocklist.iter().map(|h| sluice_dataflows::anomaly::normalize_pattern(h).unwrap_or_else(|_| normalize_host(h))).collect(),
         }
     }
 
@@ -107,7 +111,9 @@ impl UrlPolicy {
             return Err(ApiError::bad_request("redirect_loop", format!("long_url points at this service's own short domain \"{host}\""))
                 .with_details(json!({ "host": host })));
         }
-        if let Some(blocked) = self.blocklist.iter().find(|b| host == **b || host.ends_with(&format!(".{b}"))) {
+        // Blocklist entries hold IPv6 addresses without brackets (`2001:db8::1`).
+        let unbracketed = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(&host);
+        if let Some(blocked) = self.blocklist.iter().find(|b| unbracketed == b.as_str() || host.ends_with(&format!(".{b}"))) {
             return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "policy_violation", format!("destination domain \"{blocked}\" is blocked"))
                 .with_details(json!({ "domain": blocked })));
         }
@@ -222,6 +228,18 @@ mod tests {
         assert_eq!(code_of("https://xn--bd-via.example/"), "policy_violation");
         assert!(policy().normalize("https://notblocked.example/").is_ok());
         assert!(policy().normalize("https://sub.sho.rt.example/").is_ok());
+    }
+
+    #[test]
+    fn blocklist_entries_are_read_like_run_time_ones_ipv6_bare_or_bracketed() {
+        let p = UrlPolicy::new(8192, &[], &["2001:db8::1".into(), "[2001:db8::2]:443".into(), "2001:DB8:0:0:0:0:0:3".into(), "Evil.Example:8443".into()]);
+        assert_eq!(p.blocklist, vec!["2001:db8::1", "2001:db8::2", "2001:db8::3", "evil.example"]);
+        for url in ["http://[2001:db8::1]/x", "https://[2001:0db8:0000::1]:8443/", "http://[2001:db8::2]/", "http://[2001:db8::3]/", "https://a.evil.example/"]
+        {
+            let e = p.normalize(url).expect_err(url);
+            assert_eq!((e.code, e.status.as_u16()), ("policy_violation", 422), "{url}");
+        }
+        assert!(p.normalize("http://[2001:db8::4]/x").is_ok());
     }
 
     #[test]

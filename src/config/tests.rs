@@ -121,6 +121,26 @@ fn invalid_values_are_refused() {
     });
 }
 
+/// `[links] blocklist`: IPv6 addresses bare or bracketed; an entry with no readable host
+/// stops the start with a message saying how to write it (not "invalid port number").
+#[test]
+fn blocklist_entries_take_ipv6_addresses_and_bad_ones_say_how_to_write_them() {
+    figment::Jail::expect_with(|jail| {
+        jail.create_file("ok.toml", "[links]\nblocklist = [\"2001:db8::1\", \"[2001:db8::2]\", \"[2001:db8::3]:443\", \"evil.example\"]\n")?;
+        Config::load(Some(std::path::Path::new("ok.toml")), &FlagOverrides::default()).expect("valid blocklist");
+        jail.create_file("bad.toml", "[links]\nblocklist = [\"evil.example\", \"2001:db8::zz\"]\n")?;
+        let err = Config::load(Some(std::path::Path::new("bad.toml")), &FlagOverrides::default()).expect_err("bad entry");
+        assert_eq!(
+            format!("{err:#}"),
+            "links.blocklist: \"2001:db8::zz\" is neither a domain nor an IPv6 address; write an IPv6 address bare (2001:db8::1) or in brackets ([2001:db8::1], with a port [2001:db8::1]:443)"
+        );
+        jail.create_file("nohost.toml", "[links]\nblocklist = [\"http://\"]\n")?;
+        let err = Config::load(Some(std::path::Path::new("nohost.toml")), &FlagOverrides::default()).expect_err("no host");
+        assert!(format!("{err:#}").starts_with("links.blocklist: \"http://\" is not a domain"), "{err:#}");
+        Ok(())
+    });
+}
+
 #[test]
 fn secret_debug_is_redacted_and_parses() {
     let s = Secret("ab".repeat(32));

@@ -192,21 +192,21 @@ impl ClickHouseStats {
             totals.add(bucket_total.clicks, &bucket_total.sketch);
             if want == RollupView::Total {
                 if bucket_total.clicks > 0 {
-                    let uniques = bucket_total.sketch.uniques();
+                    let uniques = bucket_total.sketch.uniques_within(bucket_total.clicks);
                     result.rows.push(StatsRow { bucket_start_ms: s, dims: Vec::new(), clicks: bucket_total.clicks, uniques });
                 }
             } else {
                 for (dims, mut acc) in bucket_dims {
                     let total = by_dim.entry(dims.clone()).or_default();
                     total.add(acc.clicks, &acc.sketch);
-                    let uniques = acc.sketch.uniques();
+                    let uniques = acc.sketch.uniques_within(acc.clicks);
                     result.rows.push(StatsRow { bucket_start_ms: s, dims: out_dims(dims, swap), clicks: acc.clicks, uniques });
                 }
             }
         }
-        result.totals = Totals { clicks: totals.clicks, uniques: totals.sketch.uniques() };
+        result.totals = Totals { clicks: totals.clicks, uniques: totals.sketch.uniques_within(totals.clicks) };
         for (dims, mut acc) in by_dim {
-            let uniques = acc.sketch.uniques();
+            let uniques = acc.sketch.uniques_within(acc.clicks);
             result.by_dimension.push(DimensionTotal { dims: out_dims(dims, swap), clicks: acc.clicks, uniques });
         }
         order_and_limit(&mut result, q);

@@ -177,6 +177,12 @@ fn queries(codes: &[&str]) -> Vec<StatsQuery> {
 fn same(got: &StatsResult, want: &StatsResult, q: &StatsQuery) {
     let got = StatsResult { as_of: want.as_of, ..got.clone() };
     assert_eq!(&got, want, "query {q:?}");
+    // Uniques never exceed the clicks of the same rows (the `big` link's dense sketches may
+    // estimate more visitors than there are).
+    let figures = got.rows.iter().map(|r| (r.clicks, r.uniques)).chain(got.by_dimension.iter().map(|d| (d.clicks, d.uniques)));
+    for (clicks, uniques) in figures.chain([(got.totals.clicks, got.totals.uniques)]) {
+        assert!(uniques <= clicks, "{uniques} uniques > {clicks} clicks in {q:?}");
+    }
 }
 
 async fn load_clickhouse(cfg: &ClickHouseConfig, batches: &[ChangeBatch], times: usize) {

@@ -277,10 +277,50 @@ async fn disable_enable_and_exact_audit_log(b: Backend) {
     admin(&app, Method::GET, "/v1/admin/audit?from=yesterday", None).await.assert_error(400, "invalid_timestamp");
 }
 
+/// An IPv6 address as a blocklist entry, at run time (`POST /v1/admin/blocklist`) and in
+/// `[links] blocklist`: bare (`2001:db8::1`, once "invalid port number") or bracketed, one
+/// entry either way, and it blocks targets on that address in any spelling.
+async fn blocklist_takes_ipv6_addresses_bare_or_bracketed(b: Backend) {
+    let app = TestApp::start_with(b, |c| {
+        c.admin.token = Some(sluice::config::Secret(TOKEN.into()));
+        c.links.blocklist = vec!["2001:db8::9".into(), "[2001:db8::a]:443".into()];
+    })
+    .await;
+    for (spelling, added) in [("2001:db8::1", true), ("[2001:DB8::1]", false), ("[2001:db8:0:0::1]:443", false), ("https://[2001:db8::1]/x", false)] {
+        let r = admin(&app, Method::POST, "/v1/admin/blocklist", Some(json!({"pattern": spelling}))).await;
+        assert_eq!(r.status, if added { StatusCode::CREATED } else { StatusCode::OK }, "{spelling}: {:?}", r.body);
+        assert_eq!((&r.json()["entry"]["pattern"], &r.json()["added"]), (&json!("2001:db8::1"), &json!(added)), "{spelling}");
+    }
+    let err = admin(&app, Method::POST, "/v1/admin/blocklist", Some(json!({"pattern": "2001:db8::zz"}))).await.assert_error(400, "invalid_pattern");
+    assert_eq!(
+        err["message"],
+        "\"2001:db8::zz\" is neither a domain nor an IPv6 address; write an IPv6 address bare (2001:db8::1) or in brackets ([2001:db8::1], with a port [2001:db8::1]:443)"
+    );
+    let list = admin(&app, Method::GET, "/v1/admin/blocklist", None).await.json();
+    assert_eq!(list["config"], json!(["2001:db8::9", "2001:db8::a"]));
+    for (i, (target, domain)) in [
+        ("http://[2001:db8::1]/x", "2001:db8::1"),
+        ("https://[2001:0db8::0001]:8443/", "2001:db8::1"),
+        ("http://[2001:db8::9]/", "2001:db8::9"),
+        ("http://[2001:db8::a]/", "2001:db8::a"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let alias = format!("six{i}");
+        let err = app.post_json("/v1/links", &json!({"long_url": target, "custom_alias": alias})).await.assert_error(422, "policy_violation");
+        assert_eq!(err["details"]["domain"], domain, "{target}");
+        app.assert_no_link(&alias).await;
+    }
+    let r = app.post_json("/v1/links", &json!({"long_url": "http://[2001:db8::2]/"})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+}
+
 backend_tests!(
     no_token_admits_direct_loopback_only,
     token_is_required_on_every_admin_route,
     blocklist_normalizes_every_spelling,
+    blocklist_takes_ipv6_addresses_bare_or_bracketed,
     blocklisted_links_stop_redirecting_at_once,
     disable_enable_and_exact_audit_log,
 );

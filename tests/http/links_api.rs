@@ -12,6 +12,7 @@ backend_tests!(
     aliases_are_validated_reserved_and_unique,
     redirect_type_and_expiry_rules,
     idempotency_key_replays_and_detects_reuse,
+    idempotency_key_given_twice_is_refused,
     get_patch_delete_lifecycle,
     patch_validates_like_create,
     list_paginates_and_filters,
@@ -210,6 +211,27 @@ async fn idempotency_key_replays_and_detects_reuse(b: Backend) {
     let list = app.get("/v1/links?limit=1000").await.json();
     let conc = list["items"].as_array().expect("items").iter().filter(|l| l["long_url"] == "https://example.com/conc").count();
     assert_eq!(conc, 1);
+}
+
+/// Two `Idempotency-Key` headers on one request: 400, and no link is created (the first key
+/// used to be taken silently).
+async fn idempotency_key_given_twice_is_refused(b: Backend) {
+    let app = TestApp::start(b).await;
+    let body = json!({"long_url": "https://example.com/twice", "custom_alias": "twice"}).to_string();
+    for keys in [["key-a", "key-b"], ["key-a", "key-a"]] {
+        let headers = [("content-type", "application/json"), ("idempotency-key", keys[0]), ("idempotency-key", keys[1])];
+        let r = app.request(Method::POST, "/v1/links", &headers, Some(body.clone())).await;
+        assert_eq!(
+            r.assert_error(400, "invalid_idempotency_key"),
+            json!({"code": "invalid_idempotency_key", "message": "the Idempotency-Key header appears 2 times; send it exactly once", "details": {"header": "Idempotency-Key", "count": 2}}),
+            "{keys:?}"
+        );
+    }
+    app.assert_no_link("twice").await;
+    // One key still works, and is not taken by the refused requests.
+    let r = app.request(Method::POST, "/v1/links", &[("content-type", "application/json"), ("idempotency-key", "key-a")], Some(body)).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(r.header("idempotent-replayed"), None);
 }
 
 async fn get_patch_delete_lifecycle(b: Backend) {

@@ -7,7 +7,7 @@ mod admin_c25;
 mod admin_redis;
 mod cases;
 #[path = "../support/child.rs"]
-#[allow(dead_code)] // this target uses only `free_port`
+#[allow(dead_code)] // this target does not stop children gracefully (`terminate`) or poll `/healthz`
 mod child;
 mod cli;
 mod concurrency;

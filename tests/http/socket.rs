@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::child::{await_ready, serve_embedded};
 use crate::harness::{BROWSER_UA, Backend, TestApp, wait_until};
 
 fn client() -> reqwest::Client {
@@ -68,33 +69,13 @@ async fn real_socket_create_follow_head_and_forwarded_clients() {
 /// imported click log may precede any link store) but warns, naming the file and what to do.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_link_store_beside_a_click_log_is_warned_about() {
-    let bin = env!("CARGO_BIN_EXE_sluice");
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let listen = format!("127.0.0.1:{}", free_port());
     let http = client();
-    let serve = |log: &std::path::Path| {
-        let err = std::fs::File::create(log).expect("log file");
-        Child(
-            Command::new(bin)
-                .args(["serve", "--listen", &listen, "--data-dir", data.to_str().expect("utf-8")])
-                .env("SLUICE_LOG", "warn")
-                .env("NO_COLOR", "1")
-                .env_remove("KAFKA_BROKERS")
-                .env_remove("SLUICE__STORE__URL")
-                .stdout(Stdio::null())
-                .stderr(err)
-                .spawn()
-                .expect("spawn sluice serve"),
-        )
-    };
-    let ready = || {
-        let (http, url) = (http.clone(), format!("http://{listen}/readyz"));
-        async move { http.get(&url).send().await.is_ok_and(|r| r.status() == 200) }
-    };
     let first = dir.path().join("first.log");
-    let server = serve(&first);
-    assert!(wait_until(Duration::from_secs(30), ready).await, "server came up");
+    let mut server = serve_embedded(&listen, &data, &[], &first);
+    await_ready(&mut server, &http, &listen, &first, Duration::from_secs(30)).await;
     drop(server);
     let warning = "the link store is not the one this click log was served with";
     assert!(!std::fs::read_to_string(&first).expect("log").contains(warning), "no warning on a fresh data dir");
@@ -102,8 +83,8 @@ async fn a_lost_link_store_beside_a_click_log_is_warned_about() {
         let _ = std::fs::remove_file(data.join(f));
     }
     let second = dir.path().join("second.log");
-    let server = serve(&second);
-    assert!(wait_until(Duration::from_secs(30), ready).await, "server came up without its link store");
+    let mut server = serve_embedded(&listen, &data, &[], &second);
+    await_ready(&mut server, &http, &listen, &second, Duration::from_secs(30)).await;
     drop(server);
     let log = std::fs::read_to_string(&second).expect("log");
     assert!(log.contains(warning) && log.contains("clicks.redb") && log.contains("retired=0"), "{log}");

@@ -2,54 +2,23 @@
 //! embedded defaults): links and redirects work across them; the stats are served by
 //! neither, and both say so (start-up warnings, the API's 503, the redirect side's 404).
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::harness::wait_until;
-
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(role: &str, listen: &str, data: &std::path::Path, log: &std::path::Path) -> Child {
-    let err = std::fs::File::create(log).expect("log file");
-    Child(
-        Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(["serve", "--role", role, "--listen", listen, "--data-dir", data.to_str().expect("utf-8")])
-            .env("SLUICE_LOG", "warn")
-            .env("NO_COLOR", "1")
-            .env_remove("KAFKA_BROKERS")
-            .env_remove("SLUICE__STORE__URL")
-            .stdout(Stdio::null())
-            .stderr(err)
-            .spawn()
-            .expect("spawn sluice serve"),
-    )
-}
+use crate::child::{await_ready, free_port, serve_embedded};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn split_roles_share_links_and_say_where_the_stats_are() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    let (redirect_at, api_at) = (format!("127.0.0.1:{}", crate::child::free_port()), format!("127.0.0.1:{}", crate::child::free_port()));
+    let (redirect_at, api_at) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
     let (redirect_log, api_log) = (dir.path().join("redirect.log"), dir.path().join("api.log"));
-    let redirect = serve("redirect", &redirect_at, &data, &redirect_log);
-    let api = serve("api", &api_at, &data, &api_log);
+    let mut redirect = serve_embedded(&redirect_at, &data, &["--role", "redirect"], &redirect_log);
+    let mut api = serve_embedded(&api_at, &data, &["--role", "api"], &api_log);
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-    for at in [&redirect_at, &api_at] {
-        let ready = || {
-            let (http, url) = (http.clone(), format!("http://{at}/readyz"));
-            async move { http.get(&url).send().await.is_ok_and(|r| r.status() == 200) }
-        };
-        assert!(wait_until(Duration::from_secs(60), ready).await, "{at} came up");
-    }
+    await_ready(&mut redirect, &http, &redirect_at, &redirect_log, Duration::from_secs(60)).await;
+    await_ready(&mut api, &http, &api_at, &api_log, Duration::from_secs(60)).await;
 
     // a link created through the API process redirects on the redirect process (one links.db)
     let created = http

@@ -2,7 +2,8 @@
 //! `kafka`, `anomalies`, `http`). Included by each target with `#[path = "../support/child.rs"] mod child;`.
 
 use std::net::TcpListener;
-use std::process::{Child, Command};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// How often the waits below poll.
@@ -66,6 +67,54 @@ impl ChildProcess {
 
     fn sigterm(&self) -> std::io::Result<std::process::ExitStatus> {
         Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()
+    }
+
+    /// The exit status if the process has exited (reaped), `None` while it runs.
+    #[allow(dead_code)] // not every target that includes this file uses it
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().expect("wait")
+    }
+}
+
+/// `sluice serve --listen <listen> --data-dir <data> <args>` on the embedded defaults (the
+/// environment's `KAFKA_BROKERS` and `SLUICE__STORE__URL` removed, so the click log and the
+/// link store are the data dir's own), logging at `warn` without colours into the file
+/// `log` (stdout discarded). Killed and reaped when dropped.
+#[allow(dead_code)] // not every target that includes this file uses it
+pub fn serve_embedded(listen: &str, data: &Path, args: &[&str], log: &Path) -> ChildProcess {
+    let err = std::fs::File::create(log).unwrap_or_else(|e| panic!("create log file {}: {e}", log.display()));
+    let data = data.to_str().expect("utf-8 data dir");
+    ChildProcess::spawn(
+        Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["serve", "--listen", listen, "--data-dir", data])
+            .args(args)
+            .env("SLUICE_LOG", "warn")
+            .env("NO_COLOR", "1")
+            .env_remove("KAFKA_BROKERS")
+            .env_remove("SLUICE__STORE__URL")
+            .stdout(Stdio::null())
+            .stderr(err),
+        "sluice serve",
+    )
+}
+
+/// Polls `GET http://{listen}/readyz` until it answers 200. Panics after `timeout`, or as soon
+/// as `child` exits, with its exit status and its log file `log` (what [`serve_embedded`]
+/// wrote), so a start-up failure says why.
+#[allow(dead_code)] // not every target that includes this file uses it
+pub async fn await_ready(child: &mut ChildProcess, http: &reqwest::Client, listen: &str, log: &Path, timeout: Duration) {
+    let t0 = Instant::now();
+    let url = format!("http://{listen}/readyz");
+    loop {
+        if http.get(&url).send().await.is_ok_and(|r| r.status() == 200) {
+            return;
+        }
+        let exited = child.exited();
+        if exited.is_some() || t0.elapsed() > timeout {
+            let log_text = std::fs::read_to_string(log).unwrap_or_else(|e| format!("(log unreadable: {e})"));
+            panic!("sluice serve at {listen} not ready after {:?} (exit status: {exited:?}); its log:\n{log_text}", t0.elapsed());
+        }
+        tokio::time::sleep(POLL).await;
     }
 }
 

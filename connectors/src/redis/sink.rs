@@ -14,7 +14,9 @@
 //! difference, atomically, so writing the same row twice adds zero — never `INCR` on replay.
 //! All-time uniques are the union of the link's day sketches: the stored union sketch is
 //! merged with each new day sketch ([`SketchUnion`]); a union is idempotent and day sketches
-//! only grow, so replays and reorderings leave the same union.
+//! only grow, so replays and reorderings leave the same union. Its estimate is capped at the
+//! all-time human clicks, as every uniques figure is (an estimate may exceed the exact
+//! visitor count; rows arrive already capped at their own clicks).
 //!
 //! Which rows Redis gets: minute rows of the total view (series), day rows of the total,
 //! country and referrer-domain views (totals and top lists). ClickHouse gets every row.
@@ -393,12 +395,15 @@ impl Writer {
                     .find(|r| r.code == *code && r.granularity == RollupGranularity::Day && r.view == RollupView::Total && !r.is_bot)
                     .map_or(0, |r| r.uniques),
             };
+            // The all-time human clicks the script just returned: uniques never exceed the
+            // clicks of the same rows (the dataflow's `cap_uniques`, so the stats API over the
+            // same days gives the same figure).
+            let all_time_clicks = clicks_idx.and_then(|idx| totals.get(idx)).copied();
+            let estimate = all_time_clicks.map_or(estimate, |c| estimate.min(u64::try_from(c).unwrap_or(0)));
             set.set(k.sketch(code), acc).ignore();
             set.hset(k.totals(code), "uniques", estimate).ignore();
-            if let Some(idx) = clicks_idx
-                && let Some(total) = totals.get(*idx)
-            {
-                set.zadd(k.top_links(), *code, *total).ignore();
+            if let Some(total) = all_time_clicks {
+                set.zadd(k.top_links(), *code, total).ignore();
             }
         }
         self.conn.call_within("write union sketches", timeout, |mut c| async move { set.query_async::<()>(&mut c).await }).await

@@ -9,7 +9,8 @@
 //!   ([`super::cover`]), so minute, hour and day answers agree wherever all are retained.
 //! * `clicks` are sums; `uniques` are the cardinality of the union of visitor sketches —
 //!   per row over the row's bucket, and in [`Totals`]/[`DimensionTotal`] over the whole
-//!   range (never a sum of rows; case C17).
+//!   range (never a sum of rows; case C17) — capped at the `clicks` of the same rows
+//!   ([`crate::sketch::cap_uniques`]: an estimate may exceed the exact visitor count).
 //! * Bot clicks are excluded unless `include_bots`.
 
 use std::collections::BTreeMap;
@@ -118,7 +119,7 @@ pub struct StatsRow {
     pub dims: Vec<Arc<str>>,
     /// Clicks in the bucket ∩ range.
     pub clicks: u64,
-    /// Distinct visitors in the bucket ∩ range.
+    /// Distinct visitors in the bucket ∩ range (estimate, never above `clicks`).
     pub uniques: u64,
 }
 
@@ -129,7 +130,7 @@ pub struct DimensionTotal {
     pub dims: Vec<Arc<str>>,
     /// Clicks over the range.
     pub clicks: u64,
-    /// Distinct visitors over the range (sketch union).
+    /// Distinct visitors over the range (sketch union; estimate, never above `clicks`).
     pub uniques: u64,
 }
 
@@ -138,7 +139,7 @@ pub struct DimensionTotal {
 pub struct Totals {
     /// Clicks over the range.
     pub clicks: u64,
-    /// Distinct visitors over the range (sketch union, not a sum).
+    /// Distinct visitors over the range (sketch union, not a sum; never above `clicks`).
     pub uniques: u64,
 }
 
@@ -233,7 +234,7 @@ pub(crate) fn run_counting_bots(views: &Views, q: &StatsQuery, bots: &mut u64) -
         totals.add_acc(&bucket_total);
         if vi == 0 {
             if bucket_total.clicks > 0 {
-                let uniques = bucket_total.sketch.uniques();
+                let uniques = bucket_total.sketch.uniques_within(bucket_total.clicks);
                 result.rows.push(StatsRow { bucket_start_ms: s, dims: Vec::new(), clicks: bucket_total.clicks, uniques });
             }
         } else {
@@ -243,18 +244,18 @@ pub(crate) fn run_counting_bots(views: &Views, q: &StatsQuery, bots: &mut u64) -
                 if swap {
                     dims.reverse();
                 }
-                let uniques = acc.sketch.uniques();
+                let uniques = acc.sketch.uniques_within(acc.clicks);
                 result.rows.push(StatsRow { bucket_start_ms: s, dims, clicks: acc.clicks, uniques });
             }
         }
     }
-    result.totals = Totals { clicks: totals.clicks, uniques: totals.sketch.uniques() };
+    result.totals = Totals { clicks: totals.clicks, uniques: totals.sketch.uniques_within(totals.clicks) };
     for (key, mut acc) in by_dim {
         let mut dims = dims_of(view, key, &shard);
         if swap {
             dims.reverse();
         }
-        let uniques = acc.sketch.uniques();
+        let uniques = acc.sketch.uniques_within(acc.clicks);
         result.by_dimension.push(DimensionTotal { dims, clicks: acc.clicks, uniques });
     }
     drop(shard);

@@ -318,7 +318,7 @@ impl ShardState {
                                 dims,
                                 meta,
                                 clicks: row.clicks(),
-                                uniques: row.sketch.uniques_ref(),
+                                uniques: row.sketch.uniques_within_ref(row.clicks()),
                                 sketch: row.sketch.to_bytes(),
                             });
                         });

@@ -51,7 +51,7 @@ pub struct LinkTotal {
     pub code: Arc<str>,
     /// Clicks over the range.
     pub clicks: u64,
-    /// Distinct visitors over the range.
+    /// Distinct visitors over the range (estimate, never above `clicks`).
     pub uniques: u64,
 }
 
@@ -150,7 +150,7 @@ pub(crate) fn run_counting_bots(views: &Views, q: &SummaryQuery, bots: &mut u64)
     let mut total = hidden;
     for (l, acc) in &mut links {
         total.add_acc(acc);
-        l.uniques = acc.sketch.uniques();
+        l.uniques = acc.sketch.uniques_within(acc.clicks);
     }
     let n_links = links.len();
     let mut top: Vec<LinkTotal> = links.into_iter().map(|(l, _)| l).collect();
@@ -158,7 +158,7 @@ pub(crate) fn run_counting_bots(views: &Views, q: &SummaryQuery, bots: &mut u64)
     top.truncate(q.limit);
     let rank = |m: BTreeMap<Arc<str>, Acc>| {
         let mut v: Vec<DimensionTotal> =
-            m.into_iter().map(|(k, mut a)| DimensionTotal { dims: vec![k], clicks: a.clicks, uniques: a.sketch.uniques() }).collect();
+            m.into_iter().map(|(k, mut a)| DimensionTotal { dims: vec![k], clicks: a.clicks, uniques: a.sketch.uniques_within(a.clicks) }).collect();
         v.sort_by(|a, b| b.clicks.cmp(&a.clicks).then_with(|| a.dims.cmp(&b.dims)));
         v.truncate(q.limit);
         v
@@ -166,7 +166,7 @@ pub(crate) fn run_counting_bots(views: &Views, q: &SummaryQuery, bots: &mut u64)
     Ok(SummaryResult {
         top_links: top,
         links: n_links,
-        totals: Totals { clicks: total.clicks, uniques: total.sketch.uniques() },
+        totals: Totals { clicks: total.clicks, uniques: total.sketch.uniques_within(total.clicks) },
         top_countries: rank(countries),
         top_referrers: rank(referrers),
         as_of,

@@ -14,6 +14,8 @@
 //! Unicode → punycode per UTS #46, so full-width dots and other compatibility forms map to
 //! their ASCII equivalents), then checked. IP addresses are accepted as exact entries:
 //! links may target a bare IP (phishing kits often do), and blocking one address is narrow.
+//! An IPv6 address may be written bare (`2001:db8::1`) or in URL brackets (`[2001:db8::1]`,
+//! `[2001:db8::1]:443`); it is stored compressed without brackets.
 
 use serde_json::json;
 
@@ -93,6 +95,9 @@ mod tests {
             ("пример.рф", "xn--e1afmkfd.xn--p1ai"),
             ("203.0.113.9", "203.0.113.9"),
             ("[2001:db8::1]", "2001:db8::1"),
+            ("2001:db8::1", "2001:db8::1"),
+            ("2001:DB8:0:0:0:0:0:1", "2001:db8::1"),
+            ("[2001:db8::1]:443", "2001:db8::1"),
             ("_dmarc.evil.example", "_dmarc.evil.example"),
         ] {
             assert_eq!(validate_new_pattern(raw).unwrap_or_else(|e| panic!("{raw}: {e:?}")), want, "{raw}");

@@ -135,7 +135,7 @@ pub fn export_headers(resp: &mut Response, format: ExportFormat, file: &str) {
         ("from" = Option<String>, Query, description = "Range start, RFC 3339 with offset, whole minute (inclusive); as for GET /v1/links/{code}/stats"),
         ("to" = Option<String>, Query, description = "Range end, RFC 3339, whole minute (exclusive). Default: the end of the current minute"),
         ("bucket" = Option<String>, Query, description = "minute (at most 2 days), hour (at most 93 days) or day (default; at most 1,100 days)"),
-        ("tz" = Option<String>, Query, description = "IANA time zone of hour/day buckets and bucket labels (default UTC); '+' as for GET /v1/links/{code}/stats (send %2B; a form-decoded space is read as '+')"),
+        ("tz" = Option<String>, Query, description = "IANA time zone of hour/day buckets and bucket labels (default UTC when absent; an empty tz= is 400 unknown_timezone); '+' as for GET /v1/links/{code}/stats (send %2B; a form-decoded space is read as '+')"),
         ("dimensions" = Option<String>, Query, description = "Empty, one of country, device, browser, os, referrer_domain, referrer_medium, or country,device; one column each"),
         ("include_bots" = Option<bool>, Query, description = "Count bot and link-preview clicks too (default false)"),
     ),

@@ -12,7 +12,8 @@
 //!
 //! `Idempotency-Key` works like on `POST /v1/links`: the same key with the same body within
 //! 24 h answers the original job (with its current state, header `idempotent-replayed:
-//! true`) instead of creating another; with another body, 422 `idempotency_key_reused`.
+//! true`) instead of creating another; with another body, 422 `idempotency_key_reused`; the
+//! header given more than once, 400 `invalid_idempotency_key`.
 
 pub mod runner;
 pub mod store;
@@ -37,7 +38,7 @@ use crate::dto::ErrorBody;
 use crate::error::ApiError;
 use crate::export::{ExportFormat, export_headers, file_name, parse_format};
 use crate::extract::ApiJson;
-use crate::links::create::validate_key;
+use crate::links::create::idempotency_key;
 use crate::links::now_ms;
 use crate::reports::ReportsState;
 use crate::stats::params::parse_stats;
@@ -80,7 +81,7 @@ pub struct ReportRequest {
     /// `minute`, `hour` or `day` (default).
     #[serde(default)]
     pub bucket: Option<String>,
-    /// IANA zone (default `UTC`).
+    /// IANA zone (default `UTC` when absent; an empty string is 400 `unknown_timezone`).
     #[serde(default)]
     pub tz: Option<String>,
     /// Breakdown: empty, one dimension, or `country,device`.
@@ -268,7 +269,7 @@ async fn replay(state: &ReportsState, rec: &IdempotencyRecord, request_hash: &st
 #[utoipa::path(
     post, path = "/v1/reports/export", tag = "reports",
     request_body = ReportRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the original job for the same key and body within 24 h; 422 idempotency_key_reused for another body")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the original job for the same key and body within 24 h; 422 idempotency_key_reused for another body; 400 invalid_idempotency_key when malformed or sent more than once")),
     responses(
         (status = 202, description = "Job created (queued)", body = JobStatusBody, headers(("Location" = String))),
         (status = 400, description = "invalid_codes, invalid_format, invalid_timestamp, unaligned_range, invalid_range, invalid_bucket, unknown_timezone, invalid_dimensions, unsupported_dimensions, range_too_long, unsupported_tz_offset, malformed_json, duplicate_key, unknown_field, invalid_request, invalid_idempotency_key", body = ErrorBody),
@@ -279,13 +280,13 @@ async fn replay(state: &ReportsState, rec: &IdempotencyRecord, request_hash: &st
 )]
 pub async fn create_report(State(state): State<ReportsState>, headers: HeaderMap, body: ApiJson<ReportRequest>) -> Result<Response, ApiError> {
     state.runner()?;
-    let Some(raw_key) = headers.get("idempotency-key") else {
+    let Some(key) = idempotency_key(&headers)? else {
         let spec = build_spec(&state, &body.value).await?;
         let rec = state.runner()?.create(spec).await?;
         state.runner()?.enqueue(&rec.job_id);
         return Ok(accepted(&rec, false));
     };
-    let scoped = format!("{IDEMPOTENCY_SCOPE}{}", validate_key(raw_key)?);
+    let scoped = format!("{IDEMPOTENCY_SCOPE}{key}");
     let request_hash = blake3::hash(body.canonical.as_bytes()).to_hex().to_string();
     let lock = state.key_locks.lock_for(&scoped);
     let _guard = lock.lock().await;

@@ -313,6 +313,25 @@ async fn idempotency_key_replays_the_job() {
     assert_eq!((st, v["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_idempotency_key")));
 }
 
+/// Two `Idempotency-Key` headers on one request: 400 `invalid_idempotency_key`, no job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_key_given_twice_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let h = Harness::at(&["ab"], ms(NOW), dir.path()).await;
+    let state = h.state();
+    let body = format!(r#"{{"codes": ["ab"], {RANGE}}}"#);
+    let headers = [("idempotency-key", "key-1"), ("idempotency-key", "key-2")];
+    let (st, _, b) = send_with(state, "POST", "/v1/reports/export", &headers, Some(("application/json", &body))).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        json_of(&b),
+        json!({"error": {"code": "invalid_idempotency_key", "message": "the Idempotency-Key header appears 2 times; send it exactly once", "details": {"header": "Idempotency-Key", "count": 2}}})
+    );
+    // key-1 was not used: with it, a new job is created (not a replay).
+    let (st, headers, v) = post(state, &body, Some("key-1")).await;
+    assert_eq!((st, headers.get("idempotent-replayed")), (StatusCode::ACCEPTED, None), "{v}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_that_cannot_be_answered_fails_with_the_views_error() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -350,6 +369,7 @@ async fn bad_requests_and_unknown_jobs() {
         (r#"{"codes": ["ab"], "format": "xml"}"#.into(), StatusCode::BAD_REQUEST, "invalid_format"),
         (r#"{"codes": ["ab"], "from": "2024-06-02T00:00:00Z", "to": "2024-06-01T00:00:00Z"}"#.into(), StatusCode::BAD_REQUEST, "invalid_range"),
         (r#"{"codes": ["ab"], "tz": "Nowhere/Else"}"#.into(), StatusCode::BAD_REQUEST, "unknown_timezone"),
+        (r#"{"codes": ["ab"], "tz": ""}"#.into(), StatusCode::BAD_REQUEST, "unknown_timezone"),
         (r#"{"codes": ["ab"], "dimensions": "os,browser"}"#.into(), StatusCode::BAD_REQUEST, "invalid_dimensions"),
         (r#"{"codes": ["ab"], "bucket": "minute", "from": "2024-05-01T00:00:00Z"}"#.into(), StatusCode::BAD_REQUEST, "range_too_long"),
         (r#"{"codes": ["ab"], "limit": 3}"#.into(), StatusCode::BAD_REQUEST, "unknown_field"),

@@ -27,7 +27,7 @@ const IDEMPOTENCY_SCOPE: &str = "links:";
 #[utoipa::path(
     post, path = "/v1/links", tag = "links",
     request_body = CreateLinkRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the original 201 for the same key and body within 24 h; 422 idempotency_key_reused for another body")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the original 201 for the same key and body within 24 h; 422 idempotency_key_reused for another body; 400 invalid_idempotency_key when malformed or sent more than once")),
     responses(
         (status = 201, description = "Link created", body = LinkResponse, headers(("ETag" = String), ("Location" = String))),
         (status = 400, description = "invalid_request (body of the wrong shape or types), malformed_json, duplicate_key, unknown_field, invalid_url, unsupported_scheme, missing_host, credentials_in_url, control_characters, url_too_long, redirect_loop, invalid_alias, alias_reserved, unknown_domain, invalid_expires_at, expires_in_past, invalid_redirect_type, invalid_tags or invalid_idempotency_key", body = ErrorBody),
@@ -41,11 +41,10 @@ const IDEMPOTENCY_SCOPE: &str = "links:";
     )
 )]
 pub async fn create_link(State(state): State<ApiState>, headers: HeaderMap, body: ApiJson<CreateLinkRequest>) -> Result<Response, ApiError> {
-    let Some(raw_key) = headers.get("idempotency-key") else {
+    let Some(key) = idempotency_key(&headers)? else {
         let link = insert_new(&state, &body.value).await?;
         return Ok(created(&state, &link));
     };
-    let key = validate_key(raw_key)?;
     let scoped = format!("{IDEMPOTENCY_SCOPE}{key}");
     let request_hash = blake3::hash(body.canonical.as_bytes()).to_hex().to_string();
     // One request per key at a time in this process; across processes the store's
@@ -74,7 +73,23 @@ pub async fn create_link(State(state): State<ApiState>, headers: HeaderMap, body
     }
 }
 
-pub(crate) fn validate_key(v: &HeaderValue) -> Result<String, ApiError> {
+/// The request's `Idempotency-Key`, validated; `None` when the header is absent. Every
+/// endpoint that takes the header reads it through here. Errors: 400
+/// `invalid_idempotency_key` for a header given more than once (which key was meant is
+/// unknowable, so none is picked) or a value that is not 1 to [`MAX_IDEMPOTENCY_KEY_BYTES`]
+/// visible ASCII characters.
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let mut values = headers.get_all("idempotency-key").iter();
+    let Some(first) = values.next() else { return Ok(None) };
+    let count = 1 + values.count();
+    if count > 1 {
+        return Err(ApiError::bad_request("invalid_idempotency_key", format!("the Idempotency-Key header appears {count} times; send it exactly once"))
+            .with_details(json!({ "header": "Idempotency-Key", "count": count })));
+    }
+    validate_key(first).map(Some)
+}
+
+fn validate_key(v: &HeaderValue) -> Result<String, ApiError> {
     let bad = || ApiError::bad_request("invalid_idempotency_key", format!("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_BYTES} visible ascii characters"));
     let s = v.to_str().map_err(|_| bad())?.trim();
     if s.is_empty() || s.len() > MAX_IDEMPOTENCY_KEY_BYTES || !s.bytes().all(|b| b.is_ascii_graphic()) {

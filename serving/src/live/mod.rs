@@ -104,7 +104,7 @@ pub struct LiveTick {
     pub second_clicks: u64,
     /// Clicks of the current minute.
     pub minute_clicks: u64,
-    /// Distinct visitors of the current minute (HLL++ estimate).
+    /// Distinct visitors of the current minute (HLL++ estimate, never above `minute_clicks`).
     pub minute_uniques: u64,
 }
 

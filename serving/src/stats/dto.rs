@@ -31,7 +31,9 @@ pub struct StatsTotals {
     /// Clicks in `[from, to)` (bots only with `include_bots=true`).
     pub clicks: u64,
     /// Distinct visitors in `[from, to)`: the HyperLogLog++ union over the whole range,
-    /// never a sum of rows (exact up to 48 visitors, ±0.81 % standard error above).
+    /// never a sum of rows (exact up to 48 visitors, ±0.81 % standard error above), capped
+    /// at `clicks` (an estimate may exceed the exact count; every `uniques` of the API is
+    /// capped at the `clicks` of the same object).
     pub uniques: u64,
     /// Bot and link-preview clicks in `[from, to)`, plus the clicks flagged by the flood cap
     /// (a visitor's clicks on the link past 30 in one UTC minute, `[dataflow.abuse.flood-cap]`),
@@ -58,7 +60,8 @@ pub struct LinkStatsResponse {
     pub include_bots: bool,
     /// One object per (bucket, dimension values) with at least one click (no zero-fill):
     /// the bucket key holds the bucket start as RFC 3339 with the zone's offset, e.g.
-    /// `{"day": "2024-06-01T00:00:00+05:30", "clicks": 2, "uniques": 2}`.
+    /// `{"day": "2024-06-01T00:00:00+05:30", "clicks": 2, "uniques": 2}` (`uniques` never
+    /// above the row's `clicks`).
     #[schema(value_type = Vec<Object>)]
     pub rows: Vec<Map<String, Value>>,
     /// Whether `limit` cut rows off.
@@ -66,7 +69,8 @@ pub struct LinkStatsResponse {
     /// Totals over the whole range.
     pub totals: StatsTotals,
     /// With a breakdown: clicks and uniques per dimension value over the whole range,
-    /// clicks descending (at most `limit`), e.g. `{"country": "DE", "clicks": 9, "uniques": 4}`.
+    /// clicks descending (at most `limit`), e.g. `{"country": "DE", "clicks": 9, "uniques": 4}`
+    /// (`uniques` never above `clicks`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[schema(value_type = Vec<Object>)]
     pub dimension_totals: Vec<Map<String, Value>>,
@@ -81,7 +85,7 @@ pub struct SummaryLink {
     pub code: String,
     /// Clicks in the range.
     pub clicks: u64,
-    /// Distinct visitors in the range.
+    /// Distinct visitors in the range (sketch estimate, never above `clicks`).
     pub uniques: u64,
 }
 
@@ -100,10 +104,10 @@ pub struct SummaryResponse {
     pub totals: StatsTotals,
     /// Links by clicks descending, then code; deleted links are not listed.
     pub top_links: Vec<SummaryLink>,
-    /// `{"country", "clicks", "uniques"}` by clicks descending.
+    /// `{"country", "clicks", "uniques"}` by clicks descending (`uniques` ≤ `clicks`).
     #[schema(value_type = Vec<Object>)]
     pub top_countries: Vec<Map<String, Value>>,
-    /// `{"referrer_domain", "clicks", "uniques"}` by clicks descending.
+    /// `{"referrer_domain", "clicks", "uniques"}` by clicks descending (`uniques` ≤ `clicks`).
     #[schema(value_type = Vec<Object>)]
     pub top_referrers: Vec<Map<String, Value>>,
     /// How fresh the answer is.

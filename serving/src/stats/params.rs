@@ -261,10 +261,17 @@ fn parse_dimensions(v: Option<&str>, adhoc: bool) -> Result<Vec<Dimension>, ApiE
 
 /// Parses an IANA zone name (exact, then ignoring case). No zone name holds a space, so a
 /// space is read as the `+` it was before form decoding turned it into one (`tz=Etc/GMT+5`
-/// sent unencoded arrives as `Etc/GMT 5`); `%2B` is the encoded form. Errors:
-/// `unknown_timezone`.
+/// sent unencoded arrives as `Etc/GMT 5`); `%2B` is the encoded form. An absent `tz` is
+/// UTC; an empty one (`tz=`) is refused rather than guessed. Errors: `unknown_timezone`.
 pub fn parse_tz(v: Option<&str>) -> Result<Tz, ApiError> {
-    let Some(name) = v.filter(|s| !s.is_empty()) else { return Ok(Tz::UTC) };
+    let Some(name) = v else { return Ok(Tz::UTC) };
+    if name.is_empty() {
+        return Err(ApiError::bad_request(
+            "unknown_timezone",
+            "tz is empty: give an IANA time zone name (e.g. UTC, Europe/Berlin, Asia/Kolkata) or leave tz out for UTC",
+        )
+        .with_details(json!({ "tz": name })));
+    }
     let find = |n: &str| n.parse::<Tz>().ok().or_else(|| chrono_tz::TZ_VARIANTS.iter().copied().find(|tz| tz.name().eq_ignore_ascii_case(n)));
     let found = find(name).or_else(|| if name.contains(' ') { find(&name.replace(' ', "+")) } else { None });
     found.ok_or_else(|| {

@@ -87,3 +87,106 @@ async fn ranges_older_than_the_retention_are_refused_not_empty() {
     let (st, v) = get(&stats, "/v1/stats/summary?from=2024-06-05T00:00:00Z&to=2024-06-07T00:00:00Z").await;
     assert_eq!((st, &v["totals"]["clicks"]), (StatusCode::OK, &json!(1)), "{v}");
 }
+
+/// An empty `tz=` is refused (it used to be read as UTC), on the stats and the export alike;
+/// an absent `tz` stays UTC.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_tz_is_refused_and_an_absent_one_is_utc() {
+    let (_h, stats) = evicted().await;
+    let range = "from=2024-06-06T00:00:00Z&to=2024-06-07T00:00:00Z&bucket=day";
+    let (st, v) = get(&stats, &format!("/v1/links/ab/stats?{range}&tz=")).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(
+        v,
+        json!({"error": {"code": "unknown_timezone", "message": "tz is empty: give an IANA time zone name (e.g. UTC, Europe/Berlin, Asia/Kolkata) or leave tz out for UTC", "details": {"tz": ""}}})
+    );
+    let (st, v) = get(&stats, &format!("/v1/links/ab/stats?{range}")).await;
+    assert_eq!((st, &v["tz"], &v["totals"]["clicks"]), (StatusCode::OK, &json!("UTC"), &json!(1)), "{v}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let h = Harness::at(&["ab"], ms("2024-06-02T00:00:00Z"), dir.path()).await;
+    let (st, _, body) = h.send("GET", &format!("/v1/stats/export?code=ab&{range}&tz="), None).await;
+    assert_eq!((st, crate::reports::test_harness::error_code(&body).as_str()), (StatusCode::BAD_REQUEST, "unknown_timezone"));
+}
+
+/// Visitors of the capped-uniques test: `N` distinct ids whose sketch estimates more than
+/// `N + 3` visitors (found by a seeded search; the row of `N` clicks, and the range of
+/// `N + 3` clicks below, then have a raw estimate above their clicks).
+const N: u64 = 3_500;
+
+fn overcounted_visitors() -> Vec<u64> {
+    (0..200u64)
+        .map(|seed| (0..N).map(|i| seed * 1_000_000 + i).collect::<Vec<u64>>())
+        .find(|ids| estimate(ids) > N + 3)
+        .expect("a seed whose estimate exceeds the clicks")
+}
+
+fn estimate(ids: &[u64]) -> u64 {
+    let mut s = sluice_dataflows::sketch::VisitorSketch::new();
+    ids.iter().for_each(|&id| s.insert(id));
+    s.uniques()
+}
+
+/// Uniques are capped at the clicks of the same rows: a day of `N` clicks by `N` visitors
+/// whose sketch estimates more than `N` reports `N`, in every figure the stats API, the
+/// summary and the export give (a row set with 3 clicks must never report 4 uniques).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uniques_never_exceed_the_clicks_of_the_same_rows() {
+    let ids = overcounted_visitors();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let h = Harness::at(&["ab"], ms("2024-06-06T12:00:00Z"), dir.path()).await;
+    let day_a = ms("2024-06-05T00:00:00Z");
+    let mut events: Vec<_> =
+        ids.iter().enumerate().map(|(i, &v)| click(i as u128 + 1, "ab", day_a + (i as i64 % 1440) * 60_000, v, UA, Some("192.0.2.0"), None)).collect();
+    // The next day: 3 clicks by 2 of the same visitors.
+    let day_b = ms("2024-06-06T00:00:00Z");
+    for (j, &v) in [ids[0], ids[1], ids[0]].iter().enumerate() {
+        events.push(click(1_000_000 + j as u128, "ab", day_b + j as i64 * 60_000, v, UA, Some("192.0.2.0"), None));
+    }
+    h.ingest(events);
+
+    // The naive figures: min(raw estimate of the selection's visitors, its clicks).
+    let a_row = estimate(&ids).min(N);
+    let b_row = estimate(&ids[..2]).min(3);
+    let total = estimate(&ids).min(N + 3);
+    assert!(estimate(&ids) > N + 3, "the raw estimate exceeds the clicks");
+    assert_eq!((a_row, b_row, total), (N, 2, N + 3));
+
+    let source = ViewSource { views: h.handle.views().clone(), frontier: Arc::new(NoFrontier) };
+    let stats = StatsState::new(Arc::clone(&h.store), source, StatsConfig::default());
+    let range = "from=2024-06-05T00:00:00Z&to=2024-06-07T00:00:00Z";
+    let (st, v) = get(&stats, &format!("/v1/links/ab/stats?{range}&bucket=day")).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(
+        (&v["rows"], &v["totals"]["clicks"], &v["totals"]["uniques"]),
+        (
+            &json!([{"day": "2024-06-05T00:00:00Z", "clicks": N, "uniques": a_row}, {"day": "2024-06-06T00:00:00Z", "clicks": 3, "uniques": b_row}]),
+            &json!(N + 3),
+            &json!(total)
+        )
+    );
+    let (st, v) = get(&stats, &format!("/v1/links/ab/stats?{range}&bucket=day&dimensions=device&order_by=uniques")).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let device = v["rows"][0]["device"].clone();
+    assert_eq!(
+        (&v["rows"], &v["dimension_totals"], &v["totals"]["uniques"]),
+        (
+            &json!([{"day": "2024-06-05T00:00:00Z", "device": device, "clicks": N, "uniques": a_row}, {"day": "2024-06-06T00:00:00Z", "device": device, "clicks": 3, "uniques": b_row}]),
+            &json!([{"device": device, "clicks": N + 3, "uniques": total}]),
+            &json!(total)
+        )
+    );
+    let (st, v) = get(&stats, &format!("/v1/stats/summary?{range}")).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!((&v["totals"]["clicks"], &v["totals"]["uniques"]), (&json!(N + 3), &json!(total)));
+    assert_eq!(v["top_links"], json!([{"code": "ab", "clicks": N + 3, "uniques": total}]));
+    assert_eq!((&v["top_countries"][0]["clicks"], &v["top_countries"][0]["uniques"]), (&json!(N + 3), &json!(total)), "{v}");
+    assert_eq!((&v["top_referrers"][0]["clicks"], &v["top_referrers"][0]["uniques"]), (&json!(N + 3), &json!(total)), "{v}");
+
+    let (st, _, body) = h.send("GET", &format!("/v1/stats/export?code=ab&{range}&bucket=day"), None).await;
+    assert_eq!(st, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        format!("bucket,code,clicks,uniques\r\n2024-06-05T00:00:00Z,ab,{N},{a_row}\r\n2024-06-06T00:00:00Z,ab,3,{b_row}\r\n")
+    );
+}

@@ -136,7 +136,7 @@ fn changed_row(
         dims,
         meta,
         clicks,
-        uniques: sketch.uniques(),
+        uniques: sketch.uniques_within(clicks),
         sketch: sketch.to_bytes(),
     }
 }
