@@ -80,7 +80,9 @@ pub(crate) fn emit(batch: &[Anomaly], counters: &AnomalyCounters, sink: Option<&
 /// link targets carry (`LinkMeta::target_host`). `"Bücher.Example.:443"` →
 /// `"xn--bcher-kva.example"`. An IPv6 address may be given bare (`2001:db8::1`) or in URL
 /// brackets (`[2001:db8::1]`, with a port `[2001:db8::1]:443`); either becomes its
-/// compressed form without brackets (`2001:0db8:0:0:0:0:0:1` → `2001:db8::1`).
+/// compressed form without brackets (`2001:0db8:0:0:0:0:0:1` → `2001:db8::1`), and one that
+/// embeds an IPv4 address (`::ffff:1.2.3.4`) becomes that IPv4 address, as link targets do
+/// ([`sluice_schemas::link::canonical_host`]).
 ///
 /// Errors with [`Error::Blocklist`] when no host can be read from it (for something that
 /// looks like an IPv6 address but is not one, the message says how to write one).
@@ -89,7 +91,7 @@ pub fn normalize_pattern(pattern: &str) -> Result<String> {
     // URL syntax needs brackets around an IPv6 address: without them its colons would be
     // read as a port separator ("invalid port number").
     if let Ok(ip) = p.parse::<std::net::Ipv6Addr>() {
-        return Ok(ip.to_string());
+        return Ok(sluice_schemas::link::canonical_host(&ip.to_string()));
     }
     if !p.contains("://") && !p.starts_with('[') && p.matches(':').count() >= 2 {
         return Err(Error::Blocklist(format!(
@@ -101,7 +103,7 @@ pub fn normalize_pattern(pattern: &str) -> Result<String> {
     let host = match url.host() {
         Some(url::Host::Domain(d)) => d.trim_end_matches('.').to_string(),
         Some(url::Host::Ipv4(ip)) => ip.to_string(),
-        Some(url::Host::Ipv6(ip)) => ip.to_string(),
+        Some(url::Host::Ipv6(ip)) => sluice_schemas::link::canonical_host(&ip.to_string()),
         None => return Err(Error::Blocklist(format!("\"{pattern}\" has no host"))),
     };
     if host.is_empty() {
@@ -206,7 +208,10 @@ mod tests {
             ("[2001:db8::1]", "2001:db8::1"),
             ("[2001:db8::1]:443", "2001:db8::1"),
             ("https://[2001:db8::1]/x", "2001:db8::1"),
-            ("::ffff:192.0.2.1", "::ffff:192.0.2.1"),
+            ("::ffff:192.0.2.1", "192.0.2.1"),
+            ("[::ffff:c000:201]:443", "192.0.2.1"),
+            ("::192.0.2.1", "192.0.2.1"),
+            ("::1", "::1"),
         ] {
             assert_eq!(normalize_pattern(input).expect(input), want, "{input}");
         }

@@ -82,11 +82,30 @@ impl Link {
     }
 }
 
+/// The form in which a host is compared with blocklist entries: an IPv6 address that embeds
+/// an IPv4 address — IPv4-mapped `::ffff:1.2.3.4` or IPv4-compatible `::1.2.3.4` (RFC 4291
+/// §2.5.5; `::` and `::1` excepted) — is that IPv4 address (`1.2.3.4`), so neither spelling
+/// gets past an entry for the IPv4 address; any other IPv6 address is its compressed form
+/// (RFC 5952, `2001:0db8::0001` → `2001:db8::1`); anything else is returned unchanged.
+pub fn canonical_host(host: &str) -> String {
+    match host.parse::<std::net::Ipv6Addr>() {
+        Ok(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => match v6.to_ipv4() {
+                Some(v4) if v4.octets()[0] != 0 => v4.to_string(),
+                _ => v6.to_string(),
+            },
+        },
+        Err(_) => host.to_string(),
+    }
+}
+
 /// The host of an absolute URL as the abuse blocklist matches it: the authority without
 /// user info and port, lowercase, without a trailing dot (`https://User@Evil.EXAMPLE.:8443/x`
-/// → `evil.example`; IPv6 literals keep their text without brackets). Link targets are
-/// stored normalized (IDN hosts in punycode), so no further mapping is needed. `None` when
-/// there is no `scheme://` or the host is empty.
+/// → `evil.example`; IPv6 literals without brackets, in [`canonical_host`] form, so
+/// `http://[::ffff:1.2.3.4]/` → `1.2.3.4`). Link targets are stored normalized (IDN hosts
+/// in punycode), so no further mapping is needed. `None` when there is no `scheme://` or
+/// the host is empty.
 pub fn target_host(url: &str) -> Option<String> {
     let rest = &url[url.find("://")? + 3..];
     let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
@@ -100,7 +119,7 @@ pub fn target_host(url: &str) -> Option<String> {
         }
     };
     let host = host.trim_end_matches('.').to_ascii_lowercase();
-    if host.is_empty() { None } else { Some(host) }
+    if host.is_empty() { None } else { Some(canonical_host(&host)) }
 }
 
 /// Link metadata as seen by the dataflow (a differential collection keyed by `code`):
@@ -132,6 +151,13 @@ mod tests {
             ("https://User:pw@Evil.EXAMPLE.:8443/x", Some("evil.example")),
             ("http://xn--bcher-kva.example?q=1", Some("xn--bcher-kva.example")),
             ("http://[2001:db8::1]:8080/", Some("2001:db8::1")),
+            ("http://[2001:0DB8:0:0::0001]/", Some("2001:db8::1")),
+            ("http://[::ffff:102:304]/", Some("1.2.3.4")),
+            ("http://[::ffff:1.2.3.4]/", Some("1.2.3.4")),
+            ("http://[0:0:0:0:0:ffff:0102:0304]/", Some("1.2.3.4")),
+            ("http://[::1.2.3.4]/", Some("1.2.3.4")),
+            ("http://[::1]/", Some("::1")),
+            ("http://[::]/", Some("::")),
             ("https://203.0.113.7#frag", Some("203.0.113.7")),
             ("https:///path", None),
             ("not a url", None),

@@ -111,8 +111,9 @@ impl UrlPolicy {
             return Err(ApiError::bad_request("redirect_loop", format!("long_url points at this service's own short domain \"{host}\""))
                 .with_details(json!({ "host": host })));
         }
-        // Blocklist entries hold IPv6 addresses without brackets (`2001:db8::1`).
-        let unbracketed = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(&host);
+        // Blocklist entries hold IPv6 addresses without brackets (`2001:db8::1`) and an IPv6
+        // address embedding an IPv4 one as that IPv4 address: compare in the same form.
+        let unbracketed = sluice_schemas::link::canonical_host(host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(&host));
         if let Some(blocked) = self.blocklist.iter().find(|b| unbracketed == b.as_str() || host.ends_with(&format!(".{b}"))) {
             return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "policy_violation", format!("destination domain \"{blocked}\" is blocked"))
                 .with_details(json!({ "domain": blocked })));
@@ -240,6 +241,27 @@ mod tests {
             assert_eq!((e.code, e.status.as_u16()), ("policy_violation", 422), "{url}");
         }
         assert!(p.normalize("http://[2001:db8::4]/x").is_ok());
+    }
+
+    #[test]
+    fn an_ipv6_spelling_of_a_blocked_ipv4_address_is_blocked() {
+        // Entry given as IPv4, and as the IPv4-mapped IPv6 form of another address.
+        let p = UrlPolicy::new(8192, &[], &["1.2.3.4".into(), "[::ffff:5.6.7.8]".into()]);
+        assert_eq!(p.blocklist, vec!["1.2.3.4", "5.6.7.8"]);
+        for url in [
+            "http://1.2.3.4/",
+            "http://[::ffff:1.2.3.4]/",
+            "http://[0:0:0:0:0:ffff:0102:0304]/",
+            "http://[::1.2.3.4]/",
+            "http://5.6.7.8/",
+            "http://[::ffff:506:708]:8080/",
+        ] {
+            let e = p.normalize(url).expect_err(url);
+            assert_eq!((e.code, e.status.as_u16()), ("policy_violation", 422), "{url}");
+        }
+        for url in ["http://1.2.3.5/", "http://[::ffff:1.2.3.5]/", "http://[2001:db8::102:304]/"] {
+            assert!(p.normalize(url).is_ok(), "{url}");
+        }
     }
 
     #[test]

@@ -19,13 +19,15 @@ pub fn normalize(pattern: &str) -> Result<String, ApiError> {
     Ok(p)
 }
 
-/// The lowercase ASCII host of a stored (normalized) target, without a trailing dot.
+/// The lowercase ASCII host of a stored (normalized) target, without a trailing dot; an IPv6
+/// address in [`sluice_schemas::link::canonical_host`] form (one embedding an IPv4 address is
+/// that IPv4 address, so `[::ffff:1.2.3.4]` does not get past an entry for `1.2.3.4`).
 pub fn target_host(long_url: &str) -> Option<String> {
     let url = url::Url::parse(long_url).ok()?;
     let host = match url.host()? {
         url::Host::Domain(d) => d.trim_end_matches('.').to_ascii_lowercase(),
         url::Host::Ipv4(ip) => ip.to_string(),
-        url::Host::Ipv6(ip) => ip.to_string(),
+        url::Host::Ipv6(ip) => sluice_schemas::link::canonical_host(&ip.to_string()),
     };
     (!host.is_empty()).then_some(host)
 }
@@ -88,6 +90,9 @@ mod tests {
         assert_eq!(target_host("https://Sub.Evil.Example:8443/x?y#z").as_deref(), Some("sub.evil.example"));
         assert_eq!(target_host("https://xn--bcher-kva.example/").as_deref(), Some("xn--bcher-kva.example"));
         assert_eq!(target_host("http://[2001:db8::1]/").as_deref(), Some("2001:db8::1"));
+        for mapped in ["http://[::ffff:1.2.3.4]/", "http://[0:0:0:0:0:ffff:0102:0304]/", "http://[::1.2.3.4]/"] {
+            assert_eq!(target_host(mapped).as_deref(), Some("1.2.3.4"), "{mapped}");
+        }
         assert_eq!(target_host("not a url"), None);
     }
 

@@ -90,8 +90,8 @@ pub async fn link_stats(State(state): State<StatsState>, LinkCode(code): LinkCod
         ("to" = Option<String>, Query, description = "Range end, RFC 3339, whole minute (exclusive); as for from. Default: the end of the current minute"),
         ("limit" = Option<usize>, Query, description = "Entries per top list, 1..=1000 (default 10)"),
         ("include_bots" = Option<bool>, Query, description = "Count bot clicks too (default false)"),
-        ("org" = Option<String>, Query, description = "Only clicks counted under this organisation"),
-        ("tag" = Option<String>, Query, description = "Only clicks counted while the link had this tag"),
+        ("org" = Option<String>, Query, description = "Only clicks counted under this organisation (totals and top_links). top_countries and top_referrers are not keyed by organisation or tags: under a filter they hold all clicks of the links that had matching clicks in the range, so they can add up to more than totals.clicks when a link's organisation or tags changed inside the range"),
+        ("tag" = Option<String>, Query, description = "Only clicks counted while the link had this tag (totals and top_links); top_countries and top_referrers as described for org"),
     ),
     responses(
         (status = 200, description = "Summary and freshness", body = SummaryResponse),
