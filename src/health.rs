@@ -105,7 +105,10 @@ fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
 /// `/readyz`'s view of the click log writer (name `click_log_writer`, required): failed
 /// while its latest append failed (a full disk, an I/O error; every click meanwhile is
 /// dropped and counted in `sluice_click_events_dropped_total{reason="log_error"}`), up
-/// again after an append succeeds. Shape: `{"status": "up", "logged": N}` or
+/// again after an append succeeds (the click log reopens its file by itself after an I/O
+/// error, so this happens without a restart once the disk has room). `error` is the append's
+/// error with its causes (`click log could not append events: I/O error: No space left on
+/// device (os error 28)`). Shape: `{"status": "up", "logged": N}` or
 /// `{"status": "failed", "error": "...", "dropped": N}`.
 pub struct ClickLogWriterHealth(pub Arc<sluice_ingest::IngestStats>);
 

@@ -50,6 +50,19 @@ pub enum Error {
         #[source]
         source: Box<redb::Error>,
     },
+    /// The click log hit an I/O error (a full disk, a failing device) and is closed: redb
+    /// refuses every operation on a database after one, so the log drops it and opens the file
+    /// again at the next operation (with backoff, see `click_log` module docs). Returned while
+    /// the file cannot be reopened yet; nothing of the refused operation is stored.
+    #[error("click log \"{path}\" is closed after an I/O error ({cause}); it is reopened at the next append, next try in {retry_in_ms} ms")]
+    ClickLogClosed {
+        /// The log file.
+        path: String,
+        /// The I/O error that closed it, or the latest failure to reopen it.
+        cause: String,
+        /// How long until the next reopen is tried (ms; 0 = at the next operation).
+        retry_in_ms: u64,
+    },
     /// An event stored in the click log could not be decoded.
     #[error("could not decode click event at log offset {offset}")]
     ClickLogDecode {
@@ -204,7 +217,7 @@ impl Error {
             Error::Redis { source, .. } => crate::redis::redis_error_retryable(source),
             #[cfg(feature = "clickhouse-sink")]
             Error::ClickHouse { source, .. } => crate::clickhouse::clickhouse_error_retryable(source),
-            Error::Timeout { .. } | Error::CircuitOpen { .. } => true,
+            Error::Timeout { .. } | Error::CircuitOpen { .. } | Error::ClickLogClosed { .. } => true,
             _ => false,
         }
     }
@@ -214,7 +227,7 @@ impl Error {
     pub fn kind(&self) -> &'static str {
         match self {
             Error::CodeTaken(_) | Error::NotFound(_) | Error::VersionMismatch { .. } | Error::IdempotencyKeyExists | Error::InvalidValue { .. } => "user",
-            Error::Database(_) | Error::Migrate(_) | Error::ClickLog { .. } | Error::AnomalyStore { .. } => "external",
+            Error::Database(_) | Error::Migrate(_) | Error::ClickLog { .. } | Error::ClickLogClosed { .. } | Error::AnomalyStore { .. } => "external",
             Error::Corrupt(_)
             | Error::ClickLogDecode { .. }
             | Error::ClickLogFormat { .. }

@@ -10,7 +10,10 @@
 //! Failures: an append that fails is retried with capped exponential backoff
 //! (`retry_initial` doubling up to `retry_max`) up to `max_attempts` attempts in total; then
 //! the batch is counted as dropped (`reason="log_error"`) and logged at error level. Events
-//! keep queueing (and overflow is counted) meanwhile. Nothing is lost silently.
+//! keep queueing (and overflow is counted) meanwhile. Nothing is lost silently. An I/O error
+//! (a full disk) closes the [`ClickLog`]'s file; the log reopens it at the next attempt (with
+//! its own backoff, `sluice_connectors::click_log` docs), so appends resume by themselves once
+//! the disk has room again, without a restart.
 //!
 //! Shutdown: when every [`crate::ClickSender`] is dropped, the writer appends what is left
 //! in the channel and its task completes with a [`WriterSummary`].
@@ -270,7 +273,7 @@ async fn write_batch<L: EventLog>(
             }
             Err(e) => {
                 summary.failed_attempts += 1;
-                receiver.stats.append_failed(e.to_string());
+                receiver.stats.append_failed(crate::telemetry::error_chain(&e));
                 LogWriteFailed { error: &e, attempt, max_attempts, batch: batch.len() }.emit();
                 if attempt < max_attempts {
                     tokio::time::sleep(delay).await;
