@@ -111,6 +111,8 @@ struct Inner {
     needs_reopen: AtomicBool,
     /// The I/O error that set `needs_reopen` (for [`Error::ClickLogClosed`]).
     failure: Mutex<String>,
+    /// Device and inode of the file at `path` when it was opened (`file_check.rs`).
+    file_id: Mutex<Option<file_check::FileId>>,
     /// Serializes appends, truncations and reopening together with the publication of
     /// `head`/`low`; holds the authoritative next offset.
     write: Mutex<WriteState>,
@@ -131,6 +133,8 @@ struct Scratch {
     ends: Vec<usize>,
     chunk: Vec<u8>,
 }
+
+pub use file_check::FileCheck;
 
 /// Opens the log file at the given path (see [`ClickLog::open`]).
 type Opener = Box<dyn Fn(&Path) -> Result<Database> + Send + Sync>;
@@ -187,6 +191,7 @@ impl ClickLog {
         let db = opener(&path)?;
         let (head, low) = check_format_and_init(&db, &path)?;
         let (head_tx, _) = watch::channel(head);
+        let file_id = file_check::file_id(&path).ok();
         tracing::debug!(path = %path.display(), low, head, "click log open");
         Ok(ClickLog {
             inner: Arc::new(Inner {
@@ -195,6 +200,7 @@ impl ClickLog {
                 opener,
                 needs_reopen: AtomicBool::new(false),
                 failure: Mutex::new(String::new()),
+                file_id: Mutex::new(file_id),
                 write: Mutex::new(WriteState { head, recovery: recovery::Recovery::default() }),
                 head: AtomicU64::new(head),
                 low: AtomicU64::new(low),
@@ -504,6 +510,9 @@ fn check_format_and_init(db: &Database, path: &Path) -> Result<(u64, u64)> {
 #[cfg(test)]
 mod backfill_tests;
 mod chunk;
+mod file_check;
+#[cfg(test)]
+mod file_check_tests;
 mod link_store_id;
 mod recovery;
 #[cfg(test)]

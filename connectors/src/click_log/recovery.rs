@@ -187,6 +187,7 @@ impl ClickLog {
         }
         self.inner.low.fetch_max(file_low.min(w.head), Ordering::AcqRel);
         *slot = Some(db);
+        *self.inner.file_id.lock().unwrap_or_else(|p| p.into_inner()) = super::file_check::file_id(path).ok();
         self.inner.needs_reopen.store(false, Ordering::Release);
         w.recovery.failures = 0;
         w.recovery.next_try = None;
@@ -196,7 +197,7 @@ impl ClickLog {
 }
 
 /// `e` and its sources, joined by `": "`.
-fn error_chain(e: &Error) -> String {
+pub(super) fn error_chain(e: &Error) -> String {
     let mut out = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
