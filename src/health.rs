@@ -1,7 +1,7 @@
 //! `/healthz` (process up), `/readyz` (link store reachable), `/metrics` (Prometheus text).
 //!
 //! `/readyz` also reports dependencies ([`Dependency`]: the Redis link cache and
-//! view sink, ClickHouse, the click log tail) under `dependencies`. Optional ones never make
+//! view sink, ClickHouse, the click log tail, the export job runner) under `dependencies`. Optional ones never make
 //! it fail, because redirects and the API keep working without them (their sinks catch up
 //! later); a required one (the click log tail, whose failure stops the stats counting; the
 //! click log writer, whose failing appends drop every new click: [`ClickLogWriterHealth`])
@@ -131,6 +131,38 @@ impl Dependency for ClickLogWriterHealth {
 
     fn required(&self) -> bool {
         true
+    }
+}
+
+/// `/readyz`'s view of the export job runner (name `export_jobs`, optional: redirects and
+/// stats do not need it). Failed when its job table (`exports/jobs.redb`) could not be opened
+/// at start-up, damaged or held by another process: the job routes answer 503
+/// `jobs_store_unavailable` until the file is fixed and the server restarted. Shape:
+/// `{"status": "up"}` or `{"status": "failed", "error": "<code>: <message naming the file>"}`.
+pub struct ExportJobsHealth(Option<Arc<str>>);
+
+impl ExportJobsHealth {
+    /// The runner's health in a serving process; `None` when the process runs no job runner
+    /// by design (no views: nothing to report).
+    pub fn of(reports: &sluice_serving::ReportsState) -> Option<Self> {
+        match (reports.jobs(), reports.jobs_failure()) {
+            (Some(_), _) => Some(Self(None)),
+            (None, Some(failure)) => Some(Self(Some(Arc::from(failure)))),
+            (None, None) => None,
+        }
+    }
+}
+
+impl Dependency for ExportJobsHealth {
+    fn name(&self) -> &'static str {
+        "export_jobs"
+    }
+
+    fn status(&self) -> (bool, serde_json::Value) {
+        match &self.0 {
+            None => (true, json!({ "status": "up" })),
+            Some(error) => (false, json!({ "status": "failed", "error": error.as_ref() })),
+        }
     }
 }
 
