@@ -1,7 +1,7 @@
 //! `/healthz` (process up), `/readyz` (link store reachable), `/metrics` (Prometheus text).
 //!
 //! `/readyz` also reports dependencies ([`Dependency`]: the Redis link cache and
-//! view sink, ClickHouse, the click log tail) under `dependencies`. Optional ones never make
+//! view sink, ClickHouse, the click log tail, the export job runner) under `dependencies`. Optional ones never make
 //! it fail, because redirects and the API keep working without them (their sinks catch up
 //! later); a required one (the click log tail, whose failure stops the stats counting; the
 //! click log writer, whose failing appends drop every new click: [`ClickLogWriterHealth`])
@@ -105,8 +105,15 @@ fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
 /// `/readyz`'s view of the click log writer (name `click_log_writer`, required): failed
 /// while its latest append failed (a full disk, an I/O error; every click meanwhile is
 /// dropped and counted in `sluice_click_events_dropped_total{reason="log_error"}`), up
-/// again after an append succeeds. Shape: `{"status": "up", "logged": N}` or
-/// `{"status": "failed", "error": "...", "dropped": N}`.
+/// again after an append succeeds (the click log reopens its file by itself after an I/O
+/// error, so this happens without a restart once the disk has room). `error` is the append's
+/// error with its causes (`click log could not append events: I/O error: No space left on
+/// device (os error 28)`). Shape: `{"status": "up", "logged": N}` or
+/// `{"status": "failed", "error": "...", "dropped": N}`. Also failed while the writer's
+/// check of `clicks.redb` finds it replaced by another file, or deleted and not restored
+/// ([`sluice_ingest::IngestStats::file_failure`]; the error names the file and what to do):
+/// clicks are still counted by the running dataflow then, but lost at the next restart. A
+/// deleted file that the log restores from its open file is failed only until restored.
 pub struct ClickLogWriterHealth(pub Arc<sluice_ingest::IngestStats>);
 
 impl Dependency for ClickLogWriterHealth {
@@ -116,7 +123,7 @@ impl Dependency for ClickLogWriterHealth {
 
     fn status(&self) -> (bool, serde_json::Value) {
         let snap = self.0.snapshot();
-        match self.0.append_failure() {
+        match self.0.file_failure().or_else(|| self.0.append_failure()) {
             None => (true, json!({ "status": "up", "logged": snap.logged })),
             Some(error) => (false, json!({ "status": "failed", "error": error, "dropped": snap.dropped_log_error })),
         }
@@ -124,6 +131,38 @@ impl Dependency for ClickLogWriterHealth {
 
     fn required(&self) -> bool {
         true
+    }
+}
+
+/// `/readyz`'s view of the export job runner (name `export_jobs`, optional: redirects and
+/// stats do not need it). Failed when its job table (`exports/jobs.redb`) could not be opened
+/// at start-up, damaged or held by another process: the job routes answer 503
+/// `jobs_store_unavailable` until the file is fixed and the server restarted. Shape:
+/// `{"status": "up"}` or `{"status": "failed", "error": "<code>: <message naming the file>"}`.
+pub struct ExportJobsHealth(Option<Arc<str>>);
+
+impl ExportJobsHealth {
+    /// The runner's health in a serving process; `None` when the process runs no job runner
+    /// by design (no views: nothing to report).
+    pub fn of(reports: &sluice_serving::ReportsState) -> Option<Self> {
+        match (reports.jobs(), reports.jobs_failure()) {
+            (Some(_), _) => Some(Self(None)),
+            (None, Some(failure)) => Some(Self(Some(Arc::from(failure)))),
+            (None, None) => None,
+        }
+    }
+}
+
+impl Dependency for ExportJobsHealth {
+    fn name(&self) -> &'static str {
+        "export_jobs"
+    }
+
+    fn status(&self) -> (bool, serde_json::Value) {
+        match &self.0 {
+            None => (true, json!({ "status": "up" })),
+            Some(error) => (false, json!({ "status": "failed", "error": error.as_ref() })),
+        }
     }
 }
 
@@ -164,6 +203,66 @@ mod tests {
             accept_language: None,
             edge_region: None,
         }
+    }
+
+    /// The writer checks the log's file: a deleted `clicks.redb` is restored (readiness stays
+    /// up, every click is in the file after a restart); one replaced by another file fails
+    /// readiness with the message naming it, while appends go on to the open file.
+    #[tokio::test]
+    async fn readiness_fails_while_the_click_log_file_is_replaced_and_a_deleted_one_is_restored() {
+        use sluice_connectors::click_log::{CLICK_LOG_FILE_NAME, ClickLog};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(CLICK_LOG_FILE_NAME);
+        let log = ClickLog::open(dir.path()).expect("open");
+        let (tx, rx) = click_channel(64);
+        let health = ClickLogWriterHealth(Arc::clone(tx.stats()));
+        let config = LogWriterConfig { linger: Duration::ZERO, file_check: Duration::from_millis(20), ..LogWriterConfig::default() };
+        let writer = spawn_log_writer(rx, log.clone(), config);
+        let wait_logged = |n: u64| {
+            let stats = Arc::clone(tx.stats());
+            async move {
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+                while stats.snapshot().logged < n {
+                    assert!(tokio::time::Instant::now() < deadline, "{n} clicks logged in time");
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        };
+        for i in 0..3 {
+            assert!(tx.try_send(click(i)));
+        }
+        wait_logged(3).await;
+        // Deleted: restored from the open file by the next check.
+        std::fs::remove_file(&path).expect("delete");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !path.exists() {
+            assert!(tokio::time::Instant::now() < deadline, "the deleted log is restored in time");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(tx.try_send(click(3)));
+        wait_logged(4).await;
+        assert_eq!(health.status(), (true, json!({"status": "up", "logged": 4})));
+        // Replaced: reported, left alone; appends go on.
+        std::fs::remove_file(&path).expect("delete");
+        std::fs::write(&path, b"not a click log").expect("another file");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while health.status().0 {
+            assert!(tokio::time::Instant::now() < deadline, "the replaced file is noticed in time");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let message = format!(
+            "click log \"{}\" was replaced by another file while in use; sluice keeps writing to the file it opened, \
+             which is lost at the next restart: stop sluice, keep the file you want at that path and start it again",
+            path.display()
+        );
+        assert_eq!(health.status(), (false, json!({"status": "failed", "error": message, "dropped": 0})));
+        assert!(tx.try_send(click(4)));
+        wait_logged(5).await;
+        assert!(!health.status().0, "a successful append does not hide the replaced file");
+        drop(tx);
+        assert_eq!(writer.await.expect("writer").logged, 5);
+        assert_eq!(std::fs::read(&path).expect("read"), b"not a click log", "the other file is left alone");
+        assert_eq!(log.head(), 5);
     }
 
     /// Readiness follows the writer: failed (required, so `/readyz` is 503) while its appends

@@ -50,6 +50,44 @@ pub enum Error {
         #[source]
         source: Box<redb::Error>,
     },
+    /// The click log hit an I/O error (a full disk, a failing device) and is closed: redb
+    /// refuses every operation on a database after one, so the log drops it and opens the file
+    /// again at the next operation (with backoff, see `click_log` module docs). Returned while
+    /// the file cannot be reopened yet; nothing of the refused operation is stored.
+    #[error("click log \"{path}\" is closed after an I/O error ({cause}); it is reopened at the next append, next try in {retry_in_ms} ms")]
+    ClickLogClosed {
+        /// The log file.
+        path: String,
+        /// The I/O error that closed it, or the latest failure to reopen it.
+        cause: String,
+        /// How long until the next reopen is tried (ms; 0 = at the next operation).
+        retry_in_ms: u64,
+    },
+    /// The click log file was deleted while the log had it open, and it could not be
+    /// written back to its path from the open file (`click_log` module docs, "Deleted
+    /// file"). New events go to the open, deleted file: the running dataflow counts them, but
+    /// they are lost at the next restart.
+    #[error(
+        "click log \"{path}\" was deleted while in use and could not be restored from the open file ({detail}); \
+         new clicks go to the deleted file and are lost at the next restart: free the problem and restart sluice"
+    )]
+    ClickLogDeleted {
+        /// The log file.
+        path: String,
+        /// Why it could not be restored.
+        detail: String,
+    },
+    /// Another file took the click log's path while the log had its own file open. The log
+    /// keeps writing to the file it opened (the running dataflow counts the clicks), which
+    /// is no longer reachable: what is written to it is lost at the next restart.
+    #[error(
+        "click log \"{path}\" was replaced by another file while in use; sluice keeps writing to the file it opened, \
+         which is lost at the next restart: stop sluice, keep the file you want at that path and start it again"
+    )]
+    ClickLogReplaced {
+        /// The log file.
+        path: String,
+    },
     /// An event stored in the click log could not be decoded.
     #[error("could not decode click event at log offset {offset}")]
     ClickLogDecode {
@@ -210,7 +248,7 @@ impl Error {
             Error::Redis { source, .. } => crate::redis::redis_error_retryable(source),
             #[cfg(feature = "clickhouse-sink")]
             Error::ClickHouse { source, .. } => crate::clickhouse::clickhouse_error_retryable(source),
-            Error::Timeout { .. } | Error::CircuitOpen { .. } => true,
+            Error::Timeout { .. } | Error::CircuitOpen { .. } | Error::ClickLogClosed { .. } => true,
             _ => false,
         }
     }
@@ -220,7 +258,8 @@ impl Error {
     pub fn kind(&self) -> &'static str {
         match self {
             Error::CodeTaken(_) | Error::NotFound(_) | Error::VersionMismatch { .. } | Error::IdempotencyKeyExists | Error::InvalidValue { .. } => "user",
-            Error::Database(_) | Error::Migrate(_) | Error::ClickLog { .. } | Error::AnomalyStore { .. } => "external",
+            Error::Database(_) | Error::Migrate(_) | Error::ClickLog { .. } | Error::ClickLogClosed { .. } | Error::AnomalyStore { .. } => "external",
+            Error::ClickLogDeleted { .. } | Error::ClickLogReplaced { .. } => "external",
             Error::Corrupt(_)
             | Error::ClickLogDecode { .. }
             | Error::ClickLogFormat { .. }

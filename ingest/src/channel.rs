@@ -24,6 +24,9 @@ pub struct IngestStats {
     /// The error of the writer's latest append attempt when it failed; `None` once an
     /// append succeeds again.
     append_failure: std::sync::Mutex<Option<String>>,
+    /// What the writer's latest check of the log's file found wrong (deleted and not
+    /// restored, replaced); `None` while the file is in place.
+    file_failure: std::sync::Mutex<Option<String>>,
 }
 
 /// A point-in-time copy of [`IngestStats`].
@@ -74,6 +77,18 @@ impl IngestStats {
     /// succeeded or none was tried yet. `/readyz` reports it.
     pub fn append_failure(&self) -> Option<String> {
         self.append_failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    pub(crate) fn set_file_failure(&self, error: Option<String>) {
+        *self.file_failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = error;
+    }
+
+    /// What the writer's latest check of the log's file found wrong (`clicks.redb` deleted
+    /// and not restored, or replaced by another file: clicks written from then on are lost at
+    /// the next restart); `None` while the file is in place or before the first check.
+    /// `/readyz` reports it.
+    pub fn file_failure(&self) -> Option<String> {
+        self.file_failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 }
 

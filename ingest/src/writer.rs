@@ -10,7 +10,16 @@
 //! Failures: an append that fails is retried with capped exponential backoff
 //! (`retry_initial` doubling up to `retry_max`) up to `max_attempts` attempts in total; then
 //! the batch is counted as dropped (`reason="log_error"`) and logged at error level. Events
-//! keep queueing (and overflow is counted) meanwhile. Nothing is lost silently.
+//! keep queueing (and overflow is counted) meanwhile. Nothing is lost silently. An I/O error
+//! (a full disk) closes the [`ClickLog`]'s file; the log reopens it at the next attempt (with
+//! its own backoff, `sluice_connectors::click_log` docs), so appends resume by themselves once
+//! the disk has room again, without a restart.
+//!
+//! File check: every [`LogWriterConfig::file_check`] (2 s) the writer asks the log whether
+//! its file is still at its path ([`EventLog::check_file`]): the click log restores a
+//! deleted `clicks.redb` from its open file, and reports one replaced by another file. A
+//! problem is logged at error level when it appears and shown by `/readyz`
+//! ([`crate::IngestStats::file_failure`]) until it is gone.
 //!
 //! Shutdown: when every [`crate::ClickSender`] is dropped, the writer appends what is left
 //! in the channel and its task completes with a [`WriterSummary`].
@@ -59,6 +68,14 @@ pub trait EventLog: Clone + Send + Sync + 'static {
         let _ = events;
         Err(sluice_connectors::Error::Config("this event log cannot mark backfill events".into()))
     }
+
+    /// Checks that the log's file is still where it was opened, repairing what it can (the
+    /// click log restores a deleted `clicks.redb` from its open file); blocking I/O, called by
+    /// the writer every [`LogWriterConfig::file_check`]. Errors describe what is wrong; the
+    /// default finds nothing.
+    fn check_file(&self) -> sluice_connectors::Result<()> {
+        Ok(())
+    }
 }
 
 impl EventLog for ClickLog {
@@ -68,6 +85,10 @@ impl EventLog for ClickLog {
 
     fn append_backfill(&self, events: &[ClickEvent]) -> sluice_connectors::Result<Range<u64>> {
         ClickLog::append_backfill(self, events)
+    }
+
+    fn check_file(&self) -> sluice_connectors::Result<()> {
+        ClickLog::check_file(self).map(|_| ())
     }
 }
 
@@ -92,6 +113,9 @@ pub struct LogWriterConfig {
     /// Scheduling policy of the append thread (Linux; default [`AppendPolicy::Batch`], see
     /// the module docs).
     pub policy: AppendPolicy,
+    /// How often the writer checks that the log's file is still at its path
+    /// ([`EventLog::check_file`]; default 2 s, zero = never; module docs).
+    pub file_check: Duration,
 }
 
 /// Scheduling policy of the append thread (Linux `sched_setscheduler` on the thread;
@@ -118,6 +142,7 @@ impl Default for LogWriterConfig {
             max_attempts: 10,
             nice_increment: 0,
             policy: AppendPolicy::Batch,
+            file_check: Duration::from_secs(2),
         }
     }
 }
@@ -157,7 +182,12 @@ async fn run_writer<L: EventLog>(mut receiver: ClickReceiver, log: L, config: Lo
     let pending = std::sync::Arc::clone(&receiver.pending);
     // A claim not yet released (the last batch was cut at `max_batch`).
     let mut held = false;
+    let mut next_file_check = tokio::time::Instant::now() + config.file_check;
     loop {
+        if !config.file_check.is_zero() && tokio::time::Instant::now() >= next_file_check {
+            check_file(&log, &receiver).await;
+            next_file_check = tokio::time::Instant::now() + config.file_check;
+        }
         match tokio::time::timeout(STALE_CHECK, receiver.rx.recv_many(&mut buf, max_batch)).await {
             Ok(0) => break, // every sender dropped and the channel is empty
             Ok(_) => {}
@@ -197,6 +227,31 @@ async fn run_writer<L: EventLog>(mut receiver: ClickReceiver, log: L, config: Lo
     }
     tracing::debug!(batches = summary.batches, logged = summary.logged, dropped = summary.dropped, "click log writer stopped");
     summary
+}
+
+/// Runs [`EventLog::check_file`] on the blocking pool and records the outcome in the stats
+/// (`/readyz`): logged at error level when a problem appears, at info level when it is gone.
+async fn check_file<L: EventLog>(log: &L, receiver: &ClickReceiver) {
+    let log2 = log.clone();
+    let result = match tokio::task::spawn_blocking(move || log2.check_file()).await {
+        Ok(r) => r.map_err(|e| crate::telemetry::error_chain(&e)),
+        Err(e) => Err(format!("the click log file check failed: {e}")),
+    };
+    let before = receiver.stats.file_failure();
+    match result {
+        Ok(()) => {
+            if before.is_some() {
+                tracing::info!("the click log file is in place again");
+            }
+            receiver.stats.set_file_failure(None);
+        }
+        Err(error) => {
+            if before.as_deref() != Some(error.as_str()) {
+                tracing::error!(%error, "click log file check failed");
+            }
+            receiver.stats.set_file_failure(Some(error));
+        }
+    }
 }
 
 /// Longest sleep between two looks at the queue while lingering.
@@ -270,7 +325,7 @@ async fn write_batch<L: EventLog>(
             }
             Err(e) => {
                 summary.failed_attempts += 1;
-                receiver.stats.append_failed(e.to_string());
+                receiver.stats.append_failed(crate::telemetry::error_chain(&e));
                 LogWriteFailed { error: &e, attempt, max_attempts, batch: batch.len() }.emit();
                 if attempt < max_attempts {
                     tokio::time::sleep(delay).await;

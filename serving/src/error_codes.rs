@@ -94,6 +94,7 @@ pub const ERROR_CODES: &[(u16, &[&str])] = &[
             "admin_unavailable",
             "anomalies_not_local",
             "anomaly_store_unavailable",
+            "jobs_store_unavailable",
             "log_unavailable",
             "not_ready",
             "stats_history_unavailable",

@@ -36,6 +36,10 @@ pub struct ReportsState {
     pub(crate) stats: StatsState,
     pub(crate) key_locks: Arc<KeyLocks>,
     pub(crate) jobs: Option<Jobs>,
+    /// Why the job runner is off although the process has views: its job table could not be
+    /// opened at start-up ([`ReportsState::start`]); the job routes answer 503
+    /// `jobs_store_unavailable` then.
+    pub(crate) jobs_failure: Option<Arc<str>>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) live: LiveConfig,
     pub(crate) live_streams: Arc<AtomicUsize>,
@@ -56,6 +60,7 @@ impl ReportsState {
             stats,
             key_locks: Arc::new(KeyLocks::default()),
             jobs,
+            jobs_failure: None,
             clock: Arc::new(SystemClock),
             live: LiveConfig::default(),
             live_streams: Arc::new(AtomicUsize::new(0)),
@@ -66,20 +71,45 @@ impl ReportsState {
     /// `exports_dir` (`<data dir>/exports`), holding each job until the views have caught up
     /// with the click log ([`caught_up`]); without views, no runner.
     ///
-    /// Errors: 500 `jobs_store_failed` when the job table cannot be opened (e.g. another
-    /// process uses the directory).
+    /// Exports are a side feature: when the job table (`exports/jobs.redb`) cannot be opened
+    /// — damaged, or held by another process — the state starts without a runner, the job
+    /// routes (`POST /v1/reports/export`, `GET /v1/jobs/...`) answer 503
+    /// `jobs_store_unavailable`, [`Self::jobs_failure`] says why (`/readyz` reports it) and
+    /// the error is logged naming the file and what to do; everything else serves.
     ///
     /// # Panics
     /// Outside a tokio runtime.
-    pub fn start(stats: StatsState, exports_dir: &Path) -> Result<ReportsState, ApiError> {
+    pub fn start(stats: StatsState, exports_dir: &Path) -> ReportsState {
+        let mut failure = None;
         let jobs = match stats.views() {
             Some(views) => {
                 let config = JobsConfig { ready: Some(caught_up(stats.clone())), ..Default::default() };
-                Some(Jobs::start(exports_dir, views.clone(), Arc::clone(stats.store()), config)?)
+                match Jobs::start(exports_dir, views.clone(), Arc::clone(stats.store()), config) {
+                    Ok(jobs) => Some(jobs),
+                    Err(e) => {
+                        let path = exports_dir.join(crate::jobs::store::JOBS_FILE_NAME);
+                        tracing::error!(
+                            path = %path.display(),
+                            code = e.code,
+                            error = %e.message,
+                            "the export job table could not be opened: serving without the export jobs API (503 jobs_store_unavailable); \
+                             stop sluice, move the file aside (or free it) and restart to get exports back — redirects and stats are not affected"
+                        );
+                        failure = Some(Arc::from(format!("{}: {}", e.code, e.message)));
+                        None
+                    }
+                }
             }
             None => None,
         };
-        Ok(ReportsState::new(stats, jobs))
+        ReportsState { jobs_failure: failure, ..ReportsState::new(stats, jobs) }
+    }
+
+    /// Why the export job runner is off although this process has views (its job table could
+    /// not be opened at start: `"<code>: <message>"`, the message naming the file and what
+    /// to do); `None` when it runs or when the process has no views.
+    pub fn jobs_failure(&self) -> Option<&str> {
+        self.jobs_failure.as_deref()
     }
 
     /// Replaces the clock that defines "now" (default `to` of an export or report, the
@@ -114,9 +144,14 @@ impl ReportsState {
         self.stats.views().cloned().ok_or_else(unavailable)
     }
 
-    /// The job runner, or 503 `stats_unavailable`.
+    /// The job runner, or 503 `jobs_store_unavailable` (its job table could not be opened)
+    /// or `stats_unavailable` (no views in this process).
     pub(crate) fn runner(&self) -> Result<&Jobs, ApiError> {
-        self.jobs.as_ref().ok_or_else(unavailable)
+        match (&self.jobs, &self.jobs_failure) {
+            (Some(jobs), _) => Ok(jobs),
+            (None, Some(_)) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "jobs_store_unavailable", JOBS_STORE_UNAVAILABLE)),
+            (None, None) => Err(unavailable()),
+        }
     }
 
     /// The link `code`, or 404 `not_found` (also for codes that cannot exist).
@@ -137,6 +172,10 @@ pub fn caught_up(stats: StatsState) -> Arc<dyn Fn() -> bool + Send + Sync> {
         None => false,
     })
 }
+
+/// Message of 503 `jobs_store_unavailable` (the cause, with the file, is in the server log).
+pub const JOBS_STORE_UNAVAILABLE: &str =
+    "export jobs are unavailable: the export job table could not be opened when the server started (see the server log); other endpoints work";
 
 fn unavailable() -> ApiError {
     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "stats_unavailable", crate::stats::NO_DATAFLOW)

@@ -209,11 +209,10 @@ impl System {
         };
         let reports = match cfg.server.role {
             Role::Redirect => None,
-            Role::All | Role::Api => {
-                Some(ReportsState::start(stats.clone(), &data_dir.join("exports")).map_err(|e| anyhow::anyhow!("could not start the report job runner: {e}"))?)
-            }
+            Role::All | Role::Api => Some(ReportsState::start(stats.clone(), &data_dir.join("exports"))),
         };
         let jobs = reports.as_ref().and_then(|r| r.jobs().cloned());
+        let export_jobs_health = reports.as_ref().and_then(crate::health::ExportJobsHealth::of).map(|h| Arc::new(h) as Arc<dyn crate::health::Dependency>);
         let extras = StackExtras {
             hooks: job.as_ref().and_then(DataflowJob::link_hook).into_iter().collect(),
             events_log: intake.as_ref().map(|i| i.log.clone()),
@@ -231,6 +230,7 @@ impl System {
                 .into_iter()
                 .chain(job.as_ref().and_then(DataflowJob::health))
                 .chain(intake.as_ref().map(|i| Arc::new(crate::health::ClickLogWriterHealth(Arc::clone(&i.stats))) as Arc<dyn crate::health::Dependency>))
+                .chain(export_jobs_health)
                 .collect(),
         };
         let (Stack { router: _, api, redirect }, app) = build_stack_app(&cfg, Arc::clone(&store), sink, secret, extras)?;

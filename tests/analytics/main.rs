@@ -9,6 +9,7 @@ mod child;
 #[path = "../support/clickhouse.rs"]
 mod clickhouse;
 mod damaged;
+mod damaged_jobs;
 mod demo_interrupt;
 mod drain_bound;
 mod errors;

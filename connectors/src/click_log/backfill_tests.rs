@@ -128,7 +128,7 @@ fn a_log_of_a_newer_format_is_refused() {
     {
         let log = ClickLog::open(dir.path()).expect("open");
         log.append(&events(0..1)).expect("append");
-        let txn = log.inner.db.begin_write().expect("txn");
+        let txn = log.test_db().begin_write().expect("txn");
         txn.open_table(META).expect("meta").insert(META_FORMAT, CLICK_LOG_FORMAT + 1).expect("format");
         txn.commit().expect("commit");
     }

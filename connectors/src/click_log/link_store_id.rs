@@ -19,9 +19,12 @@ impl ClickLog {
     ///
     /// Errors with [`Error::ClickLog`] on I/O failure.
     pub fn link_store_id(&self) -> Result<Option<u64>> {
-        let txn = self.inner.db.begin_read().map_err(|e| Error::click_log("read log metadata", e))?;
-        let meta = txn.open_table(META).map_err(|e| Error::click_log("read log metadata", e))?;
-        meta_get(&meta, META_LINK_STORE)
+        self.ensure_open()?;
+        self.with_db(|db| {
+            let txn = db.begin_read().map_err(|e| Error::click_log("read log metadata", e))?;
+            let meta = txn.open_table(META).map_err(|e| Error::click_log("read log metadata", e))?;
+            meta_get(&meta, META_LINK_STORE)
+        })
     }
 
     /// Records `id` as the link store this log is served with (durably, replacing any other).
@@ -31,9 +34,13 @@ impl ClickLog {
         fn err(e: impl Into<redb::Error>) -> Error {
             Error::click_log("write log metadata", e)
         }
-        let txn = self.inner.db.begin_write().map_err(err)?;
-        txn.open_table(META).map_err(err)?.insert(META_LINK_STORE, id).map_err(err)?;
-        txn.commit().map_err(err)
+        let mut w = self.inner.write.lock().unwrap_or_else(|p| p.into_inner());
+        self.reopen_if_needed(&mut w)?;
+        self.with_db(|db| {
+            let txn = db.begin_write().map_err(err)?;
+            txn.open_table(META).map_err(err)?.insert(META_LINK_STORE, id).map_err(err)?;
+            txn.commit().map_err(err)
+        })
     }
 
     /// The distinct link codes of the stored events (offsets from [`Self::low`] up), sorted.

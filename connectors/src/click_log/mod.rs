@@ -27,6 +27,12 @@
 //! file and what to do, instead of being trusted until a read of a damaged page fails (or
 //! panics) long after start. A panic inside redb while opening is reported the same way.
 //!
+//! I/O errors: redb refuses every operation on a file after one I/O error (a full disk, a
+//! failing device). The log then closes the file and opens it again at the next operation,
+//! with backoff, so that appends resume once the disk has room again, without a restart; no
+//! acknowledged event is lost and a retried batch is not stored twice (`recovery.rs`).
+//! While it cannot be reopened, operations fail with [`Error::ClickLogClosed`].
+//!
 //! Backfill marks: events appended with [`ClickLog::append_backfill`] (`sluice import`,
 //! `POST /v1/events?backfill=true`) bypass the dataflow's lateness limit (not dedup). The mark
 //! is not part of the event: the offsets of marked events are kept in a second table
@@ -38,8 +44,8 @@
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle};
 use sluice_schemas::ClickEvent;
@@ -95,11 +101,21 @@ pub struct ClickLog {
 }
 
 struct Inner {
-    db: Database,
+    /// The open file; `None` after an I/O error closed it and reopening failed (`recovery.rs`).
+    /// Operations hold the read lock; reopening takes the write lock, after `write`.
+    db: RwLock<Option<Database>>,
     path: PathBuf,
-    /// Serializes appends and truncations together with the publication of `head`/`low`;
-    /// holds the authoritative next offset.
-    write: Mutex<u64>,
+    /// Opens the file at `path` (redb with the integrity check; tests inject faults here).
+    opener: Opener,
+    /// Set when an operation failed with an I/O error: the next operation reopens the file.
+    needs_reopen: AtomicBool,
+    /// The I/O error that set `needs_reopen` (for [`Error::ClickLogClosed`]).
+    failure: Mutex<String>,
+    /// Device and inode of the file at `path` when it was opened (`file_check.rs`).
+    file_id: Mutex<Option<file_check::FileId>>,
+    /// Serializes appends, truncations and reopening together with the publication of
+    /// `head`/`low`; holds the authoritative next offset.
+    write: Mutex<WriteState>,
     head: AtomicU64,
     low: AtomicU64,
     head_tx: watch::Sender<u64>,
@@ -116,6 +132,19 @@ struct Scratch {
     bytes: Vec<u8>,
     ends: Vec<usize>,
     chunk: Vec<u8>,
+}
+
+pub use file_check::FileCheck;
+
+/// Opens the log file at the given path (see [`ClickLog::open`]).
+type Opener = Box<dyn Fn(&Path) -> Result<Database> + Send + Sync>;
+
+/// What appends and truncations hold their lock on.
+struct WriteState {
+    /// The next offset to be written.
+    head: u64,
+    /// Reopen backoff and the batch a failed commit may have stored after all (`recovery.rs`).
+    recovery: recovery::Recovery,
 }
 
 /// Largest encoding buffer kept for the next append (bytes); bigger ones are freed.
@@ -152,17 +181,27 @@ impl ClickLog {
     /// repaired, and [`Error::ClickLog`] if it cannot be opened otherwise (another process
     /// holds it, unreadable).
     pub fn open(dir: &Path) -> Result<ClickLog> {
+        Self::open_with(dir, Box::new(open_checked))
+    }
+
+    /// [`Self::open`] with the file opened by `opener` (again on every reopen).
+    fn open_with(dir: &Path, opener: Opener) -> Result<ClickLog> {
         std::fs::create_dir_all(dir).map_err(|e| Error::Config(format!("could not create data dir \"{}\": {e}", dir.display())))?;
         let path = dir.join(CLICK_LOG_FILE_NAME);
-        let db = open_checked(&path)?;
+        let db = opener(&path)?;
         let (head, low) = check_format_and_init(&db, &path)?;
         let (head_tx, _) = watch::channel(head);
+        let file_id = file_check::file_id(&path).ok();
         tracing::debug!(path = %path.display(), low, head, "click log open");
         Ok(ClickLog {
             inner: Arc::new(Inner {
-                db,
+                db: RwLock::new(Some(db)),
                 path,
-                write: Mutex::new(head),
+                opener,
+                needs_reopen: AtomicBool::new(false),
+                failure: Mutex::new(String::new()),
+                file_id: Mutex::new(file_id),
+                write: Mutex::new(WriteState { head, recovery: recovery::Recovery::default() }),
                 head: AtomicU64::new(head),
                 low: AtomicU64::new(low),
                 head_tx,
@@ -215,31 +254,37 @@ impl ClickLog {
             encode_click_event_into(ev, buf).map_err(|e| Error::Corrupt(format!("could not encode click event: {e}")))?;
             ends.push(buf.len());
         }
-        let mut head = self.inner.write.lock().unwrap_or_else(|p| p.into_inner());
-        let start = *head;
+        let mut w = self.inner.write.lock().unwrap_or_else(|p| p.into_inner());
+        self.reopen_if_needed(&mut w)?;
+        let start = w.head;
         if events.is_empty() {
             return Ok(start..start);
         }
-        let end = start + events.len() as u64;
-        let txn = self.inner.db.begin_write().map_err(|e| Error::click_log("append events", e))?;
-        {
-            let mut table = txn.open_table(CHUNKS).map_err(|e| Error::click_log("append events", e))?;
-            for range in chunk::plan(ends) {
-                let key = start + range.start as u64;
-                chunk::encode(buf, ends, range, value);
-                table.insert(key, value.as_slice()).map_err(|e| Error::click_log("append events", e))?;
-            }
-            if backfill {
-                let mut marks = txn.open_table(BACKFILL).map_err(|e| Error::click_log("append events", e))?;
-                for offset in start..end {
-                    marks.insert(offset, ()).map_err(|e| Error::click_log("append events", e))?;
-                }
-            }
-            let mut meta = txn.open_table(META).map_err(|e| Error::click_log("append events", e))?;
-            meta.insert(META_HEAD, end).map_err(|e| Error::click_log("append events", e))?;
+        if let Some(range) = w.recovery.take_landed(events, &self.inner.path) {
+            return Ok(range);
         }
-        txn.commit().map_err(|e| Error::click_log("append events", e))?;
-        *head = end;
+        let end = start + events.len() as u64;
+        self.with_db(|db| {
+            let txn = db.begin_write().map_err(|e| Error::click_log("append events", e))?;
+            {
+                let mut table = txn.open_table(CHUNKS).map_err(|e| Error::click_log("append events", e))?;
+                for range in chunk::plan(ends) {
+                    let key = start + range.start as u64;
+                    chunk::encode(buf, ends, range, value);
+                    table.insert(key, value.as_slice()).map_err(|e| Error::click_log("append events", e))?;
+                }
+                if backfill {
+                    let mut marks = txn.open_table(BACKFILL).map_err(|e| Error::click_log("append events", e))?;
+                    for offset in start..end {
+                        marks.insert(offset, ()).map_err(|e| Error::click_log("append events", e))?;
+                    }
+                }
+                let mut meta = txn.open_table(META).map_err(|e| Error::click_log("append events", e))?;
+                meta.insert(META_HEAD, end).map_err(|e| Error::click_log("append events", e))?;
+            }
+            txn.commit().map_err(|e| Error::click_log("append events", e))
+        })?;
+        w.head = end;
         self.inner.head.store(end, Ordering::Release);
         self.inner.head_tx.send_replace(end);
         Ok(start..end)
@@ -281,18 +326,21 @@ impl ClickLog {
         if range.is_empty() {
             return Ok(Vec::new());
         }
-        let txn = self.inner.db.begin_read().map_err(|e| Error::click_log("read backfill marks", e))?;
-        let table = match txn.open_table(BACKFILL) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(Error::click_log("read backfill marks", e)),
-        };
-        let mut out = Vec::new();
-        for entry in table.range(range).map_err(|e| Error::click_log("read backfill marks", e))? {
-            let (k, _) = entry.map_err(|e| Error::click_log("read backfill marks", e))?;
-            out.push(k.value());
-        }
-        Ok(out)
+        self.ensure_open()?;
+        self.with_db(|db| {
+            let txn = db.begin_read().map_err(|e| Error::click_log("read backfill marks", e))?;
+            let table = match txn.open_table(BACKFILL) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                Err(e) => return Err(Error::click_log("read backfill marks", e)),
+            };
+            let mut out = Vec::new();
+            for entry in table.range(range).map_err(|e| Error::click_log("read backfill marks", e))? {
+                let (k, _) = entry.map_err(|e| Error::click_log("read backfill marks", e))?;
+                out.push(k.value());
+            }
+            Ok(out)
+        })
     }
 
     /// Like [`Self::read`] but returns the stored bytes (Avro single-object encoding) without
@@ -314,54 +362,14 @@ impl ClickLog {
     /// order, each as its offset and bytes (empty for the events of a damaged chunk: the
     /// offsets from its key up to the next chunk's key, or to the head for the last one).
     /// Stops at the first error of `f`.
-    fn visit(&self, from: u64, max: usize, mut f: impl FnMut(u64, &[u8]) -> Result<()>) -> Result<()> {
+    fn visit(&self, from: u64, max: usize, f: impl FnMut(u64, &[u8]) -> Result<()>) -> Result<()> {
         if max == 0 {
             return Ok(());
         }
+        self.ensure_open()?;
         let from = from.max(self.low());
-        fn err(e: impl Into<redb::Error>) -> Error {
-            Error::click_log("read events", e)
-        }
-        let txn = self.inner.db.begin_read().map_err(err)?;
-        let table = txn.open_table(CHUNKS).map_err(err)?;
-        // The chunk holding `from` is the last one keyed at or before it.
-        let start = match table.range(..=from).map_err(err)?.next_back() {
-            Some(entry) => entry.map_err(err)?.0.value(),
-            None => from,
-        };
-        let mut left = max;
-        let mut chunks = table.range(start..).map_err(err)?.peekable();
-        while let Some(entry) = chunks.next() {
-            let (k, v) = entry.map_err(err)?;
-            let key = k.value();
-            let value = v.value();
-            if let Some(c) = chunk::Chunk::parse(value) {
-                for i in 0..c.len() {
-                    let offset = key + i as u64;
-                    if offset >= from {
-                        f(offset, c.event(i))?;
-                        left -= 1;
-                        if left == 0 {
-                            return Ok(());
-                        }
-                    }
-                }
-            } else {
-                let end = match chunks.peek() {
-                    Some(Ok((next, _))) => next.value(),
-                    _ => self.head(),
-                };
-                tracing::warn!(offset = key, end, "damaged click-log chunk: its events read as undecodable");
-                for offset in key.max(from)..end {
-                    f(offset, &[])?;
-                    left -= 1;
-                    if left == 0 {
-                        return Ok(());
-                    }
-                }
-            }
-        }
-        Ok(())
+        let head = self.head();
+        self.with_db(|db| visit_db(db, from, max, head, f))
     }
 
     /// The next offset to be written (= number of events ever appended).
@@ -385,28 +393,81 @@ impl ClickLog {
     ///
     /// Errors with [`Error::ClickLog`] on I/O failure (nothing is removed then).
     pub fn truncate_before(&self, offset: u64) -> Result<u64> {
-        let head = self.inner.write.lock().unwrap_or_else(|p| p.into_inner());
+        let mut w = self.inner.write.lock().unwrap_or_else(|p| p.into_inner());
+        self.reopen_if_needed(&mut w)?;
         let low = self.low();
-        let new_low = offset.min(*head);
+        let new_low = offset.min(w.head);
         if new_low <= low {
             return Ok(0);
         }
-        let txn = self.inner.db.begin_write().map_err(|e| Error::click_log("truncate", e))?;
-        {
-            // Chunks that end at or before `new_low` go; one that straddles it stays whole
-            // (readers skip its offsets below `low`).
-            let mut table = txn.open_table(CHUNKS).map_err(|e| Error::click_log("truncate", e))?;
-            table.retain_in(..new_low, |key, value| key.saturating_add(chunk::claimed_count(value)) > new_low).map_err(|e| Error::click_log("truncate", e))?;
-            let mut marks = txn.open_table(BACKFILL).map_err(|e| Error::click_log("truncate", e))?;
-            marks.retain_in(low..new_low, |_, ()| false).map_err(|e| Error::click_log("truncate", e))?;
-            let mut meta = txn.open_table(META).map_err(|e| Error::click_log("truncate", e))?;
-            meta.insert(META_LOW, new_low).map_err(|e| Error::click_log("truncate", e))?;
-        }
-        txn.commit().map_err(|e| Error::click_log("truncate", e))?;
+        self.with_db(|db| {
+            let txn = db.begin_write().map_err(|e| Error::click_log("truncate", e))?;
+            {
+                // Chunks that end at or before `new_low` go; one that straddles it stays whole
+                // (readers skip its offsets below `low`).
+                let mut table = txn.open_table(CHUNKS).map_err(|e| Error::click_log("truncate", e))?;
+                table
+                    .retain_in(..new_low, |key, value| key.saturating_add(chunk::claimed_count(value)) > new_low)
+                    .map_err(|e| Error::click_log("truncate", e))?;
+                let mut marks = txn.open_table(BACKFILL).map_err(|e| Error::click_log("truncate", e))?;
+                marks.retain_in(low..new_low, |_, ()| false).map_err(|e| Error::click_log("truncate", e))?;
+                let mut meta = txn.open_table(META).map_err(|e| Error::click_log("truncate", e))?;
+                meta.insert(META_LOW, new_low).map_err(|e| Error::click_log("truncate", e))?;
+            }
+            txn.commit().map_err(|e| Error::click_log("truncate", e))
+        })?;
         self.inner.low.store(new_low, Ordering::Release);
-        drop(head);
+        drop(w);
         Ok(new_low - low)
     }
+}
+
+/// [`ClickLog::visit`] on `db`: `from` is at or above the log's low, `head` its head (the end
+/// of a damaged last chunk).
+fn visit_db(db: &Database, from: u64, max: usize, head: u64, mut f: impl FnMut(u64, &[u8]) -> Result<()>) -> Result<()> {
+    fn err(e: impl Into<redb::Error>) -> Error {
+        Error::click_log("read events", e)
+    }
+    let txn = db.begin_read().map_err(err)?;
+    let table = txn.open_table(CHUNKS).map_err(err)?;
+    // The chunk holding `from` is the last one keyed at or before it.
+    let start = match table.range(..=from).map_err(err)?.next_back() {
+        Some(entry) => entry.map_err(err)?.0.value(),
+        None => from,
+    };
+    let mut left = max;
+    let mut chunks = table.range(start..).map_err(err)?.peekable();
+    while let Some(entry) = chunks.next() {
+        let (k, v) = entry.map_err(err)?;
+        let key = k.value();
+        let value = v.value();
+        if let Some(c) = chunk::Chunk::parse(value) {
+            for i in 0..c.len() {
+                let offset = key + i as u64;
+                if offset >= from {
+                    f(offset, c.event(i))?;
+                    left -= 1;
+                    if left == 0 {
+                        return Ok(());
+                    }
+                }
+            }
+        } else {
+            let end = match chunks.peek() {
+                Some(Ok((next, _))) => next.value(),
+                _ => head,
+            };
+            tracing::warn!(offset = key, end, "damaged click-log chunk: its events read as undecodable");
+            for offset in key.max(from)..end {
+                f(offset, &[])?;
+                left -= 1;
+                if left == 0 {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Checks the storage format of a freshly opened `db` (module docs), creates the tables of a
@@ -449,7 +510,13 @@ fn check_format_and_init(db: &Database, path: &Path) -> Result<(u64, u64)> {
 #[cfg(test)]
 mod backfill_tests;
 mod chunk;
+mod file_check;
+#[cfg(test)]
+mod file_check_tests;
 mod link_store_id;
+mod recovery;
+#[cfg(test)]
+mod recovery_tests;
 #[cfg(test)]
 mod tests;
 

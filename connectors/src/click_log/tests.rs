@@ -130,7 +130,7 @@ fn undecodable_entries_are_reported_with_their_offset() {
     let mut ends = vec![buf.len()];
     buf.extend_from_slice(b"garbage");
     ends.push(buf.len());
-    let txn = log.inner.db.begin_write().expect("txn");
+    let txn = log.test_db().begin_write().expect("txn");
     {
         let mut t = txn.open_table(CHUNKS).expect("table");
         let mut value = Vec::new();
@@ -153,7 +153,7 @@ fn a_damaged_chunk_reads_as_undecodable_events_and_the_rest_stays_readable() {
     log.append(&events(0..2)).expect("append");
     log.append(&events(2..5)).expect("append");
     log.append(&events(5..6)).expect("append");
-    let txn = log.inner.db.begin_write().expect("txn");
+    let txn = log.test_db().begin_write().expect("txn");
     txn.open_table(CHUNKS).expect("table").insert(2u64, &b"\x03\x00\x00\x00 not a chunk"[..]).expect("insert");
     txn.commit().expect("commit");
     let raw = log.read_raw(0, 100).expect("raw");
@@ -180,7 +180,7 @@ fn big_appends_are_split_into_chunks_and_read_from_any_offset() {
         assert_eq!(log.append(&all[..600]).expect("append"), 0..600);
         assert_eq!(log.append(&all[600..601]).expect("append"), 600..601);
         assert_eq!(log.append(&all[601..]).expect("append"), 601..1000);
-        let txn = log.inner.db.begin_read().expect("txn");
+        let txn = log.test_db().begin_read().expect("txn");
         let chunks = txn.open_table(CHUNKS).expect("table").len().expect("len");
         assert!((4..100).contains(&chunks), "600 + 1 + 399 events of ~100 bytes in {chunks} chunks");
     }
@@ -205,7 +205,7 @@ fn big_appends_are_split_into_chunks_and_read_from_any_offset() {
     assert_eq!(log.read(0, 2).expect("read"), expected[90..92].to_vec());
     assert_eq!(log.truncate_before(1000).expect("truncate all"), 910);
     assert_eq!(log.read(0, 10).expect("read"), vec![]);
-    let txn = log.inner.db.begin_read().expect("txn");
+    let txn = log.test_db().begin_read().expect("txn");
     assert_eq!(txn.open_table(CHUNKS).expect("table").len().expect("len"), 0, "every chunk ended at or before 1000");
 }
 

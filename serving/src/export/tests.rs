@@ -280,7 +280,7 @@ async fn a_process_without_views_answers_503() {
     insert_link(store.as_ref(), "ab").await;
     let stats = crate::stats::state::StatsState::without_views(store, Default::default());
     let dir = tempfile::tempdir().expect("tempdir");
-    let state = crate::ReportsState::start(stats, dir.path()).expect("state");
+    let state = crate::ReportsState::start(stats, dir.path());
     assert!(state.jobs().is_none());
     for uri in ["/v1/stats/export?code=ab", "/v1/links/ab/stats/live", "/v1/jobs/0190a6e0-0000-7000-8000-000000000000"] {
         let (st, _, body) = send(&state, "GET", uri, None).await;

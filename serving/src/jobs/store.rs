@@ -90,8 +90,9 @@ impl JobStore {
     /// Opens (creating if missing) `dir/jobs.redb`, with redb's integrity check
     /// ([`sluice_connectors::redb_open`]: a file redb repairs opens with a warning).
     ///
-    /// Errors: 500 `jobs_store_damaged` when the file fails the check and cannot be repaired
-    /// (the message names the file and what to do); 500 `jobs_store_failed` otherwise (the
+    /// Errors: `jobs_store_damaged` when the file fails the check and cannot be repaired
+    /// (the message names the file and what to do; `sluice serve` then serves without export
+    /// jobs, [`crate::ReportsState::start`]); `jobs_store_failed` otherwise (the
     /// cause is logged; e.g. another process holds the file).
     pub fn open(dir: &Path) -> Result<JobStore, ApiError> {
         std::fs::create_dir_all(dir).map_err(|e| store_error("create the directory of", e))?;
@@ -102,7 +103,7 @@ impl JobStore {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "jobs_store_damaged",
                 format!(
-                    "export job table \"{shown}\" is damaged and could not be repaired ({detail}); sluice will not start on it. \
+                    "export job table \"{shown}\" is damaged and could not be repaired ({detail}); export jobs are off until it is fixed. \
                      Stop every process using this data dir, move the file aside (e.g. to {shown}.damaged) and restore it from a backup, \
                      or start without it: the export jobs in it and their downloads are forgotten"
                 ),

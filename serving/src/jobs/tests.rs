@@ -394,7 +394,7 @@ async fn bad_requests_and_unknown_jobs() {
 }
 
 /// A `jobs.redb` cut short is refused at open with `jobs_store_damaged`, naming the file and
-/// what to do (the process then refuses to start), never trusted or a panic.
+/// what to do (the server then runs without export jobs), never trusted or a panic.
 #[test]
 fn a_damaged_job_table_is_refused_at_open() {
     let dir = tempfile::tempdir().expect("tempdir");
