@@ -2,8 +2,14 @@
 //! key per job id holding the job as JSON. Every change is one ACID write transaction
 //! (fsync'd when it returns), so a crash leaves each job either before or after a change,
 //! never in between.
+//!
+//! An I/O error (a full disk) poisons a redb `Database`: every later transaction fails with
+//! "Previous I/O error occurred". The store then drops the handle and answers 503
+//! `jobs_store_unavailable` for that call; the next call opens the file again (redb repairs
+//! it from the last good commit), so export jobs work again once the disk has room, without
+//! a restart.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use axum::http::StatusCode;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -78,7 +84,9 @@ pub struct JobRecord {
 /// Handle to the job table.
 #[derive(Debug)]
 pub struct JobStore {
-    db: Database,
+    path: PathBuf,
+    /// `None` after an I/O error, until the next call opens the file again.
+    db: parking_lot::Mutex<Option<Database>>,
 }
 
 fn store_error(op: &str, e: impl std::fmt::Display) -> ApiError {
@@ -110,42 +118,85 @@ impl JobStore {
             )
         };
         let db = sluice_connectors::redb_open::open_checked(&path, "export job table", None, damaged, |e| store_error("open", e))?;
-        let txn = db.begin_write().map_err(|e| store_error("open", e))?;
-        txn.open_table(JOBS).map_err(|e| store_error("open", e))?;
-        txn.commit().map_err(|e| store_error("open", e))?;
-        Ok(JobStore { db })
+        let store = JobStore { path, db: parking_lot::Mutex::new(Some(db)) };
+        store.with_db("open", |db| {
+            let txn = db.begin_write()?;
+            txn.open_table(JOBS)?;
+            Ok(txn.commit()?)
+        })?;
+        Ok(store)
+    }
+
+    /// Runs `f` on the open database, opening it again first when an earlier I/O error closed
+    /// it. Errors: 503 `jobs_store_unavailable` for an I/O error (the handle is dropped, so
+    /// the next call reopens the file) or a failed reopen; 500 `jobs_store_failed` otherwise.
+    fn with_db<T>(&self, op: &str, f: impl FnOnce(&Database) -> Result<T, redb::Error>) -> Result<T, ApiError> {
+        let mut slot = self.db.lock();
+        if slot.is_none() {
+            let reopened = sluice_connectors::redb_open::open_checked(
+                &self.path,
+                "export job table",
+                None,
+                |detail| redb::DatabaseError::Storage(redb::StorageError::Corrupted(detail)),
+                |e| e,
+            )
+            .map_err(|e| unavailable(op, &e))?;
+            tracing::info!(path = %self.path.display(), "export job table opened again after an I/O error");
+            *slot = Some(reopened);
+        }
+        let db = slot.as_ref().expect("opened above");
+        match f(db) {
+            Ok(v) => Ok(v),
+            Err(e @ (redb::Error::Io(_) | redb::Error::PreviousIo)) => {
+                *slot = None;
+                Err(unavailable(op, &e))
+            }
+            Err(e) => Err(store_error(op, e)),
+        }
     }
 
     /// Inserts or replaces `rec` (durable when it returns).
     pub fn put(&self, rec: &JobRecord) -> Result<(), ApiError> {
         let bytes = serde_json::to_vec(rec).map_err(|e| store_error("encode a job for", e))?;
-        let txn = self.db.begin_write().map_err(|e| store_error("write", e))?;
-        {
-            let mut t = txn.open_table(JOBS).map_err(|e| store_error("write", e))?;
-            t.insert(rec.job_id.as_str(), bytes.as_slice()).map_err(|e| store_error("write", e))?;
-        }
-        txn.commit().map_err(|e| store_error("write", e))
+        self.with_db("write", |db| {
+            let txn = db.begin_write()?;
+            {
+                let mut t = txn.open_table(JOBS)?;
+                t.insert(rec.job_id.as_str(), bytes.as_slice())?;
+            }
+            Ok(txn.commit()?)
+        })
     }
 
     /// The job `id`, if stored.
     pub fn get(&self, id: &str) -> Result<Option<JobRecord>, ApiError> {
-        let txn = self.db.begin_read().map_err(|e| store_error("read", e))?;
-        let t = txn.open_table(JOBS).map_err(|e| store_error("read", e))?;
-        let Some(v) = t.get(id).map_err(|e| store_error("read", e))? else { return Ok(None) };
-        serde_json::from_slice(v.value()).map(Some).map_err(|e| store_error("decode a job of", e))
+        let bytes = self.with_db("read", |db| {
+            let txn = db.begin_read()?;
+            let t = txn.open_table(JOBS)?;
+            Ok(t.get(id)?.map(|v| v.value().to_vec()))
+        })?;
+        let Some(bytes) = bytes else { return Ok(None) };
+        serde_json::from_slice(&bytes).map(Some).map_err(|e| store_error("decode a job of", e))
     }
 
     /// Every job, by id (UUIDv7 ids sort by creation time). Undecodable entries are logged
     /// and skipped.
     pub fn all(&self) -> Result<Vec<JobRecord>, ApiError> {
-        let txn = self.db.begin_read().map_err(|e| store_error("read", e))?;
-        let t = txn.open_table(JOBS).map_err(|e| store_error("read", e))?;
+        let entries = self.with_db("read", |db| {
+            let txn = db.begin_read()?;
+            let t = txn.open_table(JOBS)?;
+            let mut out = Vec::new();
+            for entry in t.iter()? {
+                let (k, v) = entry?;
+                out.push((k.value().to_string(), v.value().to_vec()));
+            }
+            Ok(out)
+        })?;
         let mut out = Vec::new();
-        for entry in t.iter().map_err(|e| store_error("read", e))? {
-            let (k, v) = entry.map_err(|e| store_error("read", e))?;
-            match serde_json::from_slice::<JobRecord>(v.value()) {
+        for (id, bytes) in entries {
+            match serde_json::from_slice::<JobRecord>(&bytes) {
                 Ok(rec) => out.push(rec),
-                Err(e) => tracing::warn!(error = %e, job_id = k.value(), "skipping undecodable export job"),
+                Err(e) => tracing::warn!(error = %e, job_id = id, "skipping undecodable export job"),
             }
         }
         Ok(out)
@@ -153,11 +204,23 @@ impl JobStore {
 
     /// Removes the job `id` (no-op when absent).
     pub fn delete(&self, id: &str) -> Result<(), ApiError> {
-        let txn = self.db.begin_write().map_err(|e| store_error("write", e))?;
-        {
-            let mut t = txn.open_table(JOBS).map_err(|e| store_error("write", e))?;
-            t.remove(id).map_err(|e| store_error("write", e))?;
-        }
-        txn.commit().map_err(|e| store_error("write", e))
+        self.with_db("write", |db| {
+            let txn = db.begin_write()?;
+            {
+                let mut t = txn.open_table(JOBS)?;
+                t.remove(id)?;
+            }
+            Ok(txn.commit()?)
+        })
     }
+}
+
+/// 503 `jobs_store_unavailable` for an I/O failure of the job table (e.g. a full disk).
+fn unavailable(op: &str, e: &dyn std::fmt::Display) -> ApiError {
+    tracing::error!(error = %e, op, "export job table I/O failed; it is opened again at the next call");
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "jobs_store_unavailable",
+        format!("could not {op} the export job table (I/O error, e.g. a full disk); retry later"),
+    )
 }
