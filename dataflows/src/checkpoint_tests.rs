@@ -10,7 +10,7 @@ use sluice_schemas::ClickEvent;
 use super::*;
 use crate::clock::ManualClock;
 use crate::config::PipelineConfig;
-use crate::model::{DimStr, Dims};
+use crate::model::{DimSym, Dims};
 use crate::operators::ClickEnricher;
 use crate::pipeline::{self, PipelineHandle, PipelineInputs, PipelineOutputs};
 use crate::source::{MemoryFeed, SourceRecord};
@@ -24,7 +24,7 @@ struct TestEnricher;
 impl ClickEnricher for TestEnricher {
     fn dims(&mut self, ev: &ClickEvent) -> Dims {
         let v = ev.visitor_id;
-        let pick = |xs: &[&str], k: u64| DimStr::new(xs[(k % xs.len() as u64) as usize]);
+        let pick = |xs: &[&str], k: u64| DimSym::new(xs[(k % xs.len() as u64) as usize]);
         Dims {
             values: [
                 pick(&["US", "DE", "FR", "IN"], v),

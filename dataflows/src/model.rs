@@ -7,6 +7,10 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+mod dim_sym;
+
+pub use dim_sym::DimSym;
+
 /// Bucket size of a stored rollup. Buckets are aligned to the Unix epoch in UTC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Granularity {
@@ -302,19 +306,20 @@ impl<'de> Deserialize<'de> for DimStr {
     }
 }
 
-/// The enrichment of one click as the rollups see it: six dimension values and the bot flag.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// The enrichment of one click as the rollups see it: six dimension values (interned, 4 bytes
+/// each) and the bot flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Dims {
     /// Values in [`Dimension::ALL`] order: country, device, browser, os, referrer_domain,
     /// referrer_medium.
-    pub values: [DimStr; 6],
+    pub values: [DimSym; 6],
     /// Known crawler or link-preview fetcher.
     pub is_bot: bool,
 }
 
 impl Dims {
     /// Value of one dimension.
-    pub fn get(&self, d: Dimension) -> &str {
+    pub fn get(&self, d: Dimension) -> &'static str {
         self.values[d.index()].as_str()
     }
 }

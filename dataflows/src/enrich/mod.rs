@@ -53,7 +53,7 @@ use sluice_schemas::ClickEvent;
 
 use crate::error::{Error, Result};
 use crate::hash::FxHashMap;
-use crate::model::{DimStr, Dims};
+use crate::model::{DimSym, Dims};
 use front_cache::FrontCache;
 
 pub use bots::{BotClassifier, BotVerdict};
@@ -81,9 +81,9 @@ const REFERRER_FRONT_SLOTS: usize = 4096;
 
 /// A user agent's dimension values as the rollups take them: device class, browser, OS
 /// (in [`Dims::values`] positions 1, 2, 3) and the bot flag.
-#[derive(Clone)]
+#[derive(Clone, Copy)]
 struct UaDims {
-    values: [DimStr; 3],
+    values: [DimSym; 3],
     is_bot: bool,
 }
 
@@ -192,7 +192,9 @@ pub struct Enricher {
     /// values, per `ip_trunc` text its country.
     ua_front: FrontCache<UaDims>,
     country_front: FrontCache<CountryCode>,
-    referrer_front: FrontCache<(DimStr, DimStr)>,
+    referrer_front: FrontCache<(DimSym, DimSym)>,
+    /// Interned country values (the process-wide table is only asked once per country).
+    country_syms: FxHashMap<CountryCode, DimSym>,
     stats: EnrichStats,
 }
 
@@ -208,6 +210,7 @@ impl Clone for Enricher {
             ua_front: FrontCache::new(UA_FRONT_SLOTS, UA_FRONT_MAX_BYTES),
             country_front: FrontCache::new(COUNTRY_FRONT_SLOTS, COUNTRY_FRONT_MAX_BYTES),
             referrer_front: FrontCache::new(REFERRER_FRONT_SLOTS, MAX_CACHED_REFERRER_BYTES),
+            country_syms: FxHashMap::default(),
             stats: EnrichStats::default(),
         }
     }
@@ -245,6 +248,7 @@ impl Enricher {
             ua_front: FrontCache::new(UA_FRONT_SLOTS, UA_FRONT_MAX_BYTES),
             country_front: FrontCache::new(COUNTRY_FRONT_SLOTS, COUNTRY_FRONT_MAX_BYTES),
             referrer_front: FrontCache::new(REFERRER_FRONT_SLOTS, MAX_CACHED_REFERRER_BYTES),
+            country_syms: FxHashMap::default(),
             stats: EnrichStats::default(),
         })
     }
@@ -265,7 +269,7 @@ impl Enricher {
     pub fn enrich_dims(&mut self, ev: &ClickEvent) -> Dims {
         let ua = user_agent::truncate(&ev.user_agent);
         let slot = self.ua_front.slot(ua);
-        let cached = slot.and_then(|i| self.ua_front.get(i, ua)).cloned();
+        let cached = slot.and_then(|i| self.ua_front.get(i, ua)).copied();
         let ua_dims = match cached {
             Some(d) => {
                 self.stats.ua_hits += 1;
@@ -273,34 +277,35 @@ impl Enricher {
             }
             None => {
                 let info = self.user_agent(ua);
-                let d = UaDims { values: [DimStr::new(info.device.as_str()), DimStr::new(&info.browser), DimStr::new(&info.os)], is_bot: info.is_bot };
+                let d = UaDims { values: [DimSym::new(info.device.as_str()), DimSym::new(&info.browser), DimSym::new(&info.os)], is_bot: info.is_bot };
                 if let Some(i) = slot {
-                    self.ua_front.put(i, ua, d.clone());
+                    self.ua_front.put(i, ua, d);
                 }
                 d
             }
         };
         let country = self.country_cached(ev.ip_trunc.as_deref());
         let (referrer_domain, referrer_medium) = self.referrer_dims(ev.referrer.as_deref());
+        let country = *self.country_syms.entry(country).or_insert_with(|| DimSym::new(country.as_str()));
         let [device, browser, os] = ua_dims.values;
-        Dims { values: [DimStr::new(country.as_str()), device, browser, os, referrer_domain, referrer_medium], is_bot: ua_dims.is_bot }
+        Dims { values: [country, device, browser, os, referrer_domain, referrer_medium], is_bot: ua_dims.is_bot }
     }
 
     /// Referrer domain and medium as dimension values, through the clone's direct-mapped
     /// front cache (counted as referrer hits) in front of [`Enricher::referrer_cached`].
-    fn referrer_dims(&mut self, referrer: Option<&str>) -> (DimStr, DimStr) {
+    fn referrer_dims(&mut self, referrer: Option<&str>) -> (DimSym, DimSym) {
         let r = referrer.filter(|r| !r.is_empty());
         let slot = r.and_then(|r| self.referrer_front.slot(r));
         if let (Some(i), Some(r)) = (slot, r)
             && let Some(v) = self.referrer_front.get(i, r)
         {
             self.stats.referrer_hits += 1;
-            return v.clone();
+            return *v;
         }
         let (domain, medium) = self.referrer_cached(r);
-        let v = (DimStr::new(&domain), DimStr::new(medium.as_str()));
+        let v = (DimSym::new(&domain), DimSym::new(medium.as_str()));
         if let (Some(i), Some(r)) = (slot, r) {
-            self.referrer_front.put(i, r, v.clone());
+            self.referrer_front.put(i, r, v);
         }
         v
     }
@@ -495,12 +500,12 @@ mod tests {
                     let e = plain.enrich(&ev);
                     let expected = Dims {
                         values: [
-                            DimStr::new(e.country.as_str()),
-                            DimStr::new(e.device.as_str()),
-                            DimStr::new(&e.browser),
-                            DimStr::new(&e.os),
-                            DimStr::new(&e.referrer_domain),
-                            DimStr::new(e.referrer_medium.as_str()),
+                            DimSym::new(e.country.as_str()),
+                            DimSym::new(e.device.as_str()),
+                            DimSym::new(&e.browser),
+                            DimSym::new(&e.os),
+                            DimSym::new(&e.referrer_domain),
+                            DimSym::new(e.referrer_medium.as_str()),
                         ],
                         is_bot: e.is_bot,
                     };

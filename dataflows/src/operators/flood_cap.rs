@@ -33,14 +33,14 @@
 //!
 //! ```
 //! use timely::dataflow::operators::{Capture, ToStream, capture::Event};
-//! use sluice_dataflows::model::{DimStr, Dims};
+//! use sluice_dataflows::model::{DimStr, DimSym, Dims};
 //! use sluice_dataflows::operators::CapVisitorFloods;
 //! use sluice_dataflows::records::{EnrichedRecord, LinkedRecord};
 //! use sluice_dataflows::watermark::WatermarkReport;
 //!
-//! let dims = Dims { values: ["US", "desktop", "Chrome", "Windows", "(direct)", "direct"].map(DimStr::new), is_bot: false };
+//! let dims = Dims { values: ["US", "desktop", "Chrome", "Windows", "(direct)", "direct"].map(DimSym::new), is_bot: false };
 //! let click = |visitor, ts| LinkedRecord {
-//!     rec: EnrichedRecord { code: DimStr::new("ab"), ts, visitor_id: visitor, dims: dims.clone() },
+//!     rec: EnrichedRecord { code: DimStr::new("ab"), ts, visitor_id: visitor, dims },
 //!     meta: None,
 //! };
 //! // Visitor 1: four clicks in minute 2, one in minute 3; visitor 2: one click.

@@ -23,7 +23,7 @@
 //! ```
 //! use timely::dataflow::operators::{ToStream, Probe};
 //! use sluice_dataflows::config::SemanticsConfig;
-//! use sluice_dataflows::model::{DimStr, Dims};
+//! use sluice_dataflows::model::{DimStr, DimSym, Dims};
 //! use sluice_dataflows::operators::{MaintainRollups, RollupTarget};
 //! use sluice_dataflows::records::{EnrichedRecord, LinkedRecord};
 //! use sluice_dataflows::views::{Bucket, StatsQuery, Views};
@@ -31,9 +31,9 @@
 //!
 //! let views = Views::single(&SemanticsConfig::default());
 //! let target = RollupTarget::new(&views, 0);
-//! let dims = Dims { values: ["US", "mobile", "Safari", "iOS", "(direct)", "direct"].map(DimStr::new), is_bot: false };
+//! let dims = Dims { values: ["US", "mobile", "Safari", "iOS", "(direct)", "direct"].map(DimSym::new), is_bot: false };
 //! let click = |visitor| LinkedRecord {
-//!     rec: EnrichedRecord { code: DimStr::new("ab"), ts: 120_000, visitor_id: visitor, dims: dims.clone() },
+//!     rec: EnrichedRecord { code: DimStr::new("ab"), ts: 120_000, visitor_id: visitor, dims },
 //!     meta: None,
 //! };
 //! let recs = vec![click(1), click(2), click(1)];

@@ -34,7 +34,7 @@ use sluice_schemas::LinkMeta;
 use super::rows::{Block, row_key, split_key};
 use crate::changes::ChangedRow;
 use crate::hash::{FxHashMap, FxHashSet};
-use crate::model::{DimStr, Granularity, View};
+use crate::model::{DimStr, DimSym, Granularity, View};
 
 mod apply;
 mod seal;
@@ -46,6 +46,10 @@ mod tests;
 pub(crate) struct Interner {
     map: FxHashMap<DimStr, u32>,
     names: Vec<Arc<str>>,
+    /// Shard id + 1 by process-wide [`DimSym::id`] (0: not seen yet), so a click's value is
+    /// found by one index, not a hash of its text. 4 bytes per process-wide value up to the
+    /// largest id this dimension has seen.
+    by_sym: Vec<u32>,
 }
 
 impl Interner {
@@ -59,13 +63,21 @@ impl Interner {
         self.map.insert(DimStr::new(s), id);
         id
     }
-    /// [`Self::intern`] for a [`DimStr`]: the lookup compares and hashes bytes (no UTF-8
-    /// validation; the hot path of [`ShardState::apply`]).
+    /// [`Self::intern`] for a [`DimSym`] (the hot path of [`ShardState::apply`]): one
+    /// index by the symbol's id once the shard has seen it.
     #[inline]
-    pub(crate) fn intern_dim(&mut self, s: &DimStr) -> u32 {
-        match self.map.get(s) {
-            Some(&id) => id,
-            None => self.intern(s.as_str()),
+    pub(crate) fn intern_sym(&mut self, s: DimSym) -> u32 {
+        let g = s.id() as usize;
+        match self.by_sym.get(g) {
+            Some(&n) if n != 0 => n - 1,
+            _ => {
+                let id = self.intern(s.as_str());
+                if self.by_sym.len() <= g {
+                    self.by_sym.resize(g + 1, 0);
+                }
+                self.by_sym[g] = id + 1;
+                id
+            }
         }
     }
     pub(crate) fn name(&self, id: u32) -> &Arc<str> {

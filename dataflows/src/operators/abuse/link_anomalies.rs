@@ -9,8 +9,9 @@
 //!   the processing epoch whose watermark report made the tick due.
 //! * **State**: per code a [`LinkWindow`] (sliding window + EWMA baseline), the latest link
 //!   metadata, and one [`LifecycleSlot`] per kind; the blocked entries per code; clicks not
-//!   yet folded (`ts ≥` the next tick), each as a compact [`HeldClick`] (its dimension
-//!   values interned as symbols, `sym.rs`). Codes whose window is empty, whose baseline decayed to
+//!   yet folded (`ts ≥` the next tick), each as a compact [`HeldClick`] (its code interned
+//!   as a symbol, `sym.rs`; its dimension values the records' process-wide
+//!   [`DimSym`]s). Codes whose window is empty, whose baseline decayed to
 //!   zero and with nothing open are dropped at the next minute boundary, so state is bounded
 //!   by the links active in the last hour or so (the baseline half-life sets how long).
 //!
@@ -58,7 +59,7 @@ use super::{bot_share, click_burst, geo_shift, referrer_spam};
 use crate::clock::Clock;
 use crate::config::AbuseConfig;
 use crate::hash::{FxHashMap, route_str};
-use crate::model::{DimStr, Dimension};
+use crate::model::{DimStr, DimSym, Dimension};
 use crate::records::LinkedRecord;
 use crate::watermark::WatermarkReport;
 
@@ -76,7 +77,7 @@ struct LinkState {
     /// Start of the link's history (ms UTC, a minute boundary): the detectors' origin for a
     /// link first seen during their warm-up, else the minute of its first click (module docs).
     origin: i64,
-    win: LinkWindow<Sym>,
+    win: LinkWindow<DimSym>,
     meta: Option<Arc<LinkMeta>>,
     slots: [LifecycleSlot; 5],
     /// Clicks were added at the current tick (the code is in `LinkDetector::touched`).
@@ -103,10 +104,10 @@ pub struct LinkDetector {
     ticker: Ticker,
     states: FxHashMap<Sym, LinkState>,
     blocked: FxHashMap<DimStr, Vec<(String, String, isize)>>,
-    /// The codes and dimension values the detectors hold, each string once (module
-    /// `sym.rs`): held clicks and the windows refer to them by [`Sym`]s, which hash and
-    /// compare equal by identity (one word), so a click's fold never hashes or compares
-    /// its strings.
+    /// The codes the detectors hold, each string once (module `sym.rs`): held clicks and
+    /// the link table refer to them by [`Sym`]s, which hash and compare equal by identity
+    /// (one word), as the dimension values' [`DimSym`]s do, so a click's fold never hashes
+    /// or compares its strings.
     syms: SymTable,
     pending: Pending<HeldClick>,
     dirty: BTreeSet<Sym>,
@@ -119,14 +120,15 @@ pub struct LinkDetector {
 }
 
 /// A click as the detectors hold it until its tick: what they read of a [`LinkedRecord`],
-/// its code and [`Dims`](crate::model::Dims) values as symbols of [`LinkDetector::syms`].
+/// its code as a symbol of [`LinkDetector::syms`] and its (already interned)
+/// [`Dims`](crate::model::Dims) values.
 #[derive(Debug)]
 pub(crate) struct HeldClick {
     ts: i64,
     visitor: u64,
     code: Sym,
     /// Dimension values ([`Dims::values`](crate::model::Dims::values) order).
-    dims: [Sym; 6],
+    dims: [DimSym; 6],
     is_bot: bool,
     meta: Option<Arc<LinkMeta>>,
 }
@@ -201,10 +203,8 @@ impl LinkDetector {
 
     /// What the detectors keep of `r` until its tick.
     fn hold(&mut self, r: &LinkedRecord) -> HeldClick {
-        let v = &r.rec.dims.values;
-        let dims = std::array::from_fn(|i| self.syms.get(v[i].as_str()));
         let code = self.syms.get(r.rec.code.as_str());
-        HeldClick { ts: r.rec.ts, visitor: r.rec.visitor_id, code, dims, is_bot: r.rec.dims.is_bot, meta: r.meta.clone() }
+        HeldClick { ts: r.rec.ts, visitor: r.rec.visitor_id, code, dims: r.rec.dims.values, is_bot: r.rec.dims.is_bot, meta: r.meta.clone() }
     }
 
     /// Takes held clicks of one epoch (from [`LinkDetector::hold`]), leaving `held` empty.
@@ -376,7 +376,7 @@ fn link_origin(origin: i64, warmup: i64, window: i64, s: i64, ts: i64) -> i64 {
 
 struct BodyCtx<'a> {
     code: &'a Sym,
-    w: &'a LinkWindow<Sym>,
+    w: &'a LinkWindow<DimSym>,
     meta: Option<&'a LinkMeta>,
     window: i64,
     top_n: usize,

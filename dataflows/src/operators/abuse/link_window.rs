@@ -28,8 +28,8 @@ use std::ops::Deref;
 use crate::hash::FxHashMap;
 use crate::model::DimStr;
 
-/// What a dimension value is held as: [`DimStr`] (tests), or an interned symbol (the
-/// operator, `sym.rs`: equality and hashing by identity, order by text).
+/// What a dimension value is held as: [`DimStr`] (tests), or the records' interned
+/// [`crate::model::DimSym`] (the operator: equality and hashing by id, order by text).
 pub(crate) trait DimKey: Clone + Eq + Hash + Ord + Deref<Target = str> {}
 impl<K: Clone + Eq + Hash + Ord + Deref<Target = str>> DimKey for K {}
 

@@ -1,4 +1,4 @@
-//! Interned strings compared by identity: the per-link detectors' dimension values and codes.
+//! Interned strings compared by identity: the per-link detectors' codes.
 //!
 //! A [`Sym`] is a shared handle to a string held by one [`SymTable`]. The table hands out at
 //! most one live allocation per distinct string, so two `Sym`s of one table are equal exactly

@@ -5,13 +5,13 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::*;
-use crate::model::Dims;
+use crate::model::{DimSym, Dims};
 use crate::records::EnrichedRecord;
 
 const L: i64 = 10 * MINUTE_MS;
 
 fn click(code: &str, visitor: u64, ts: i64, bot: bool) -> LinkedRecord {
-    let dims = Dims { values: ["US", "desktop", "Chrome", "Windows", "(direct)", "direct"].map(DimStr::new), is_bot: bot };
+    let dims = Dims { values: ["US", "desktop", "Chrome", "Windows", "(direct)", "direct"].map(DimSym::new), is_bot: bot };
     LinkedRecord { rec: EnrichedRecord { code: DimStr::new(code), ts, visitor_id: visitor, dims }, meta: None }
 }
 

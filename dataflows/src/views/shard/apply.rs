@@ -1,6 +1,7 @@
 //! Applying a batch of clicks to the shard's rows ([`ShardState::apply`]).
 //!
-//! Clicks are prepared (code, metadata and dimension values interned into eight row keys),
+//! Clicks are prepared (code, metadata and dimension values interned into eight row keys; a
+//! value's shard id is found by its [`crate::model::DimSym`] id),
 //! then gathered in (code, minute) order, so every later pass reads them sequentially. A
 //! code with few clicks in the batch updates its rows click by click; a code with more has
 //! its clicks summed per (bucket, row key) and its visitors grouped per row first, so each
@@ -73,10 +74,6 @@ impl ShardState {
         s.prepared.clear();
         s.order.clear();
         let mut last_code: Option<(&DimStr, u32)> = None;
-        // The previous click's value and id per dimension: device class, medium and the
-        // like often repeat from click to click, and a byte compare is cheaper than the
-        // interner's hash lookup.
-        let mut last_values: [Option<(&DimStr, u32)>; 6] = [None; 6];
         for r in recs {
             let rec = &r.rec;
             let ci = match last_code {
@@ -88,15 +85,8 @@ impl ShardState {
             let d = &rec.dims;
             let bot = d.is_bot;
             let mut ids = [0u32; 6];
-            for (((id, v), interner), last) in ids.iter_mut().zip(d.values.iter()).zip(self.values.iter_mut()).zip(last_values.iter_mut()) {
-                *id = match *last {
-                    Some((p, i)) if p == v => i,
-                    _ => {
-                        let i = interner.intern_dim(v);
-                        *last = Some((v, i));
-                        i
-                    }
-                };
+            for ((id, &v), interner) in ids.iter_mut().zip(d.values.iter()).zip(self.values.iter_mut()) {
+                *id = interner.intern_sym(v);
             }
             let keys = [
                 row_key(0, meta, 0, bot),

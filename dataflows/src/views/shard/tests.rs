@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::ShardState;
 use crate::changes::ChangedRow;
-use crate::model::{DimStr, Dims, Granularity, View};
+use crate::model::{DimStr, DimSym, Dims, Granularity, View};
 use crate::records::{EnrichedRecord, LinkedRecord};
 
 const M: i64 = 60_000;
@@ -19,7 +19,7 @@ type Key = (String, usize, i64, usize, bool, Vec<String>);
 fn click(i: i64, ts: i64) -> LinkedRecord {
     let country = ["US", "DE", "IN"][(i % 3) as usize];
     let device = ["mobile", "desktop"][(i % 2) as usize];
-    let values = [country, device, "Firefox", "Linux", "(direct)", "direct"].map(DimStr::new);
+    let values = [country, device, "Firefox", "Linux", "(direct)", "direct"].map(DimSym::new);
     LinkedRecord {
         rec: EnrichedRecord {
             code: DimStr::new(["ab", "cd", "ef"][(i % 5 % 3) as usize]),
