@@ -15,6 +15,11 @@ use serde::{Deserialize, Serialize};
 /// The built-in defaults (also documentation of every key).
 pub const DEFAULT_TOML: &str = include_str!("default.toml");
 
+/// The most worker threads `server.workers` (`--workers`) and `dataflow.workers`
+/// (`--dataflow-workers`) may ask for: far above any useful value on one machine, and low
+/// enough that a typo (`100000`) is refused instead of starting that many threads.
+pub const MAX_WORKERS: usize = 1024;
+
 /// Which parts of the service one process serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -113,7 +118,7 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<String>,
     /// Largest request body in bytes.
     pub max_body_bytes: usize,
-    /// Tokio worker threads, 0 = one per CPU.
+    /// Tokio worker threads, `0..=`[`MAX_WORKERS`]; 0 = one per CPU.
     pub workers: usize,
     /// Scheduler slice the tokio workers request ([`crate::sched`]; clamped to 0.1–100 ms);
     /// `0s` = the kernel's default.
@@ -358,6 +363,9 @@ impl Config {
         }
         if self.server.max_body_bytes < 1024 {
             bail!("server.max-body-bytes must be at least 1024, got {}", self.server.max_body_bytes);
+        }
+        if self.server.workers > MAX_WORKERS {
+            bail!("server.workers must be between 0 (one per CPU) and {MAX_WORKERS}, got {}", self.server.workers);
         }
         if let Some(s) = &self.visitor.secret {
             parse_secret(&s.0)?;

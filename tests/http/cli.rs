@@ -185,3 +185,37 @@ fn demo_refuses_empty_traffic_before_starting() {
         assert_eq!(std::fs::read_dir(tmp.path()).expect("read tmp").count(), 0, "no temporary data dir for {args:?}");
     }
 }
+
+/// A worker count past 1024 (`--workers`, `--dataflow-workers`) is a usage error naming the
+/// accepted range (exit 2, nothing started or created); the same value from the config file
+/// or the environment is a configuration error naming the key (exit 1).
+#[test]
+fn worker_counts_past_the_bound_are_refused_before_anything_starts() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let data_arg = data.to_str().expect("utf-8");
+    for (flag, range) in [("--workers", "0..=1024"), ("--dataflow-workers", "1..=1024")] {
+        for bad in ["100000", "1025"] {
+            let out = sluice(&["serve", "--data-dir", data_arg, "--listen", "127.0.0.1:0", flag, bad], &[]);
+            assert_eq!(out.status.code(), Some(2), "{flag} {bad}");
+            let err = stderr(&out);
+            assert!(err.starts_with(&format!("error: invalid value '{bad}' for '{flag} <N>': {bad} is not in {range}\n")), "{err}");
+        }
+    }
+    let out = sluice(&["serve", "--data-dir", data_arg, "--listen", "127.0.0.1:0", "--dataflow-workers", "0"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).starts_with("error: invalid value '0' for '--dataflow-workers <N>': 0 is not in 1..=1024\n"), "{}", stderr(&out));
+
+    let file = tmp.path().join("sluice.toml");
+    std::fs::write(&file, "[server]\nworkers = 100000\n").expect("write");
+    let out = sluice(&["serve", "--data-dir", data_arg, "--config", file.to_str().expect("utf-8")], &[]);
+    assert_eq!((out.status.code(), stderr(&out).as_str()), (Some(1), "error: server.workers must be between 0 (one per CPU) and 1024, got 100000\n"));
+    let out = sluice(&["serve", "--data-dir", data_arg], &[("SLUICE__SERVER__WORKERS", "5000")]);
+    assert_eq!((out.status.code(), stderr(&out).as_str()), (Some(1), "error: server.workers must be between 0 (one per CPU) and 1024, got 5000\n"));
+    let out = sluice(&["serve", "--data-dir", data_arg], &[("SLUICE__DATAFLOW__WORKERS", "100000")]);
+    assert_eq!((out.status.code(), stderr(&out).as_str()), (Some(1), "error: dataflow.workers must be between 1 and 1024, got 100000\n"));
+    assert!(!data.exists(), "nothing created");
+
+    let text = help(&["serve", "--help"]);
+    assert!(text.contains("Tokio worker threads, 0 to 1024 (server.workers; 0 = one per CPU, the built-in default)"), "{text}");
+}
