@@ -219,3 +219,35 @@ fn worker_counts_past_the_bound_are_refused_before_anything_starts() {
     let text = help(&["serve", "--help"]);
     assert!(text.contains("Tokio worker threads, 0 to 1024 (server.workers; 0 = one per CPU, the built-in default)"), "{text}");
 }
+
+/// `sluice` run with its standard output a pipe whose reader is already gone.
+fn sluice_into_closed_pipe(args: &[&str]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .env_remove("SLUICE_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn sluice");
+    drop(child.stdout.take());
+    child.wait_with_output().expect("wait for sluice")
+}
+
+/// A reader that closes the output early (`sluice log tail | head -1`) ends `log tail` and
+/// `import` quietly with exit 0, not with "Broken pipe" and exit 1.
+#[test]
+fn a_closed_standard_output_ends_the_command_quietly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let data_arg = data.to_str().expect("utf-8");
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("ingest/tests/data/import/events.ndjson");
+    let out = sluice_into_closed_pipe(&["--log", "warn", "import", "--data-dir", data_arg, file.to_str().expect("utf-8")]);
+    assert_eq!((out.status.code(), stderr(&out).as_str()), (Some(0), ""), "import");
+    let out = sluice(&["log", "tail", "--data-dir", data_arg, "--from", "0"], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    let lines = String::from_utf8(out.stdout).expect("utf-8");
+    assert!(lines.lines().count() > 1, "the import stored events: {lines}");
+    assert!(lines.starts_with(r#"{"event":{"#) && lines.lines().all(|l| l.contains(r#"},"offset":"#)), "{lines}");
+    let out = sluice_into_closed_pipe(&["log", "tail", "--data-dir", data_arg, "--from", "0"]);
+    assert_eq!((out.status.code(), stderr(&out).as_str()), (Some(0), ""), "log tail");
+}
