@@ -36,8 +36,8 @@
 //!   handler said. All with `connection: close`: the rest of the bytes cannot be framed.
 //! * **`Host`**: a request with more than one `Host` header, an HTTP/1.1 request without
 //!   one (HTTP/1.0 may omit it) and a `Host` that is not `uri-host [":" port]` (spaces,
-//!   `@`, control characters, a bad port) are answered 400 `invalid_host` (RFC 9112 §3.2,
-//!   RFC 9110 §7.2; [`host`]).
+//!   `@`, control characters, a bad port) are answered 400 `invalid_host` with
+//!   `connection: close` (RFC 9112 §3.2, RFC 9110 §7.2; [`host`]).
 //! * **Percent-encoding**: a path that is not a code as sent is normalized first
 //!   (percent-encoded unreserved characters decoded, RFC 3986 §6.2.2.2,
 //!   [`sluice_redirect::path`]), so `/%50abc` is the redirect of `Pabc`; a malformed escape

@@ -1,5 +1,5 @@
 //! Real-socket tests of request framing: transfer codings (RFC 9112 §6.1), malformed
-//! chunked bodies (§7.1); the connection closes after a framing error.
+//! chunked bodies (§7.1), and the connection closing after a framing or `Host` error.
 
 use super::*;
 
@@ -66,4 +66,24 @@ async fn a_malformed_chunked_body_is_400_malformed_request_and_closes() {
         }
         s.stop.send(()).expect("server running");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_host_closes_the_connection() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = start_with(dir.path(), ServerOptions::default(), vec![]).await;
+    let bad =
+        json!({"error": {"code": "invalid_host", "message": "the Host header is not a valid host[:port] (RFC 9110 section 7.2, RFC 3986 section 3.2.2)"}});
+    let none = json!({"error": {"code": "invalid_host", "message": "an HTTP/1.1 request must carry exactly one Host header (RFC 9112 section 3.2)"}});
+    for (head, want) in [
+        ("GET /healthz HTTP/1.1\r\nhost: a@b\r\n\r\n", &bad),
+        ("GET /SomeCode HTTP/1.1\r\nhost: x:99999\r\n\r\n", &bad),
+        ("GET /healthz HTTP/1.1\r\n\r\n", &none),
+        ("GET /healthz HTTP/1.1\r\nhost: a\r\nhost: b\r\n\r\n", &none),
+    ] {
+        // A second, valid request pipelined behind: not answered.
+        let resp = answer_then_close(s.addr, &format!("{head}GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")).await;
+        assert_json_error_and_close(&resp, 400, want);
+    }
+    s.stop.send(()).expect("server running");
 }
