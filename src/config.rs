@@ -342,6 +342,9 @@ impl Config {
     /// Checks value ranges and parses URLs and CIDRs.
     pub fn validate(&self) -> anyhow::Result<()> {
         self.base_url()?;
+        for d in &self.server.short_domains {
+            check_short_domain(d).map_err(|m| anyhow::anyhow!("server.short-domains entry {m}"))?;
+        }
         self.trusted_proxies()?;
         let store = self.store.url.trim();
         if !store.is_empty() && !["postgres://", "postgresql://", "sqlite:"].iter().any(|p| store.starts_with(p)) {
@@ -416,6 +419,39 @@ impl Config {
     pub fn store_location(&self) -> String {
         if self.store.url.trim().is_empty() { self.server.data_dir.to_string_lossy().into_owned() } else { self.store.url.clone() }
     }
+}
+
+/// Checks one own short domain (`--short-domain`, `server.short-domains`): a bare host
+/// name or IP address as a URL's host would be (parsed like a link's host, by the `url`
+/// crate: IDNA, no spaces or other forbidden characters), not empty, without scheme,
+/// port, userinfo or path. Returns it as given.
+///
+/// Errors: a message naming the value and what is wrong with it.
+pub fn check_short_domain(s: &str) -> Result<String, String> {
+    const HINT: &str = "give a bare host name such as sho.rt.example";
+    if s.trim().is_empty() {
+        return Err(format!("{s:?} is empty: {HINT}"));
+    }
+    let bracketed = s.starts_with('[') && s.ends_with(']');
+    if !bracketed && s.contains([':', '/', '?', '#', '@', '\\']) {
+        return Err(format!("{s:?} is not a host name (no scheme, port, path or userinfo): {HINT}"));
+    }
+    match url::Url::parse(&format!("http://{s}/")) {
+        Ok(u) if u.host_str().is_some() && u.path() == "/" => Ok(s.to_owned()),
+        Ok(_) => Err(format!("{s:?} is not a host name: {HINT}")),
+        Err(e) => Err(format!("{s:?} is not a host name ({e}): {HINT}")),
+    }
+}
+
+/// Creates the data directory `dir` (and missing parents) unless it exists.
+///
+/// Errors: `dir` exists but is not a directory (a file given as `--data-dir`), or it
+/// cannot be created (the I/O error as the cause).
+pub fn create_data_dir(dir: &Path) -> anyhow::Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        bail!("data dir \"{}\" is not a directory (check --data-dir or [server] data-dir)", dir.display());
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("could not create data dir \"{}\"", dir.display()))
 }
 
 /// Decodes a 64-hex-character secret.

@@ -189,7 +189,7 @@ fn open_sink(args: &ImportArgs, cfg: &Config) -> anyhow::Result<Sink> {
     if let Some(dir) = &args.data_dir {
         // The secret first: opening the log creates clicks.redb, which would make a secret
         // generated after it look like a lost one ("data dir already holds data").
-        std::fs::create_dir_all(dir).with_context(|| format!("could not create data dir \"{}\"", dir.display()))?;
+        crate::config::create_data_dir(dir)?;
         let secret = crate::visitor_secret::load_or_create(cfg.visitor.secret.as_ref().map(|s| s.0.as_str()), dir)?;
         let log = ClickLog::open(dir)
             .with_context(|| format!("could not open the click log in \"{}\" (is `sluice serve` running on it? then import with --target)", dir.display()))?;

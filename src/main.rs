@@ -105,6 +105,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 // Never echo the value: it may hold a password.
                 anyhow::bail!("--store must be a data directory, a sqlite: URL or a postgres:// URL (got a URL with scheme {scheme:?})");
             }
+            if !location.contains("://") && !location.starts_with("sqlite:") {
+                sluice::config::create_data_dir(std::path::Path::new(location.trim()))?;
+            }
             runtime(1)?.block_on(async {
                 let report = sluice_connectors::migrate(&location).await.context("migration failed")?;
                 let line = format!("{}: applied {:?}; schema versions now {:?}\n", report.backend, report.newly_applied(), report.after);
