@@ -1,5 +1,5 @@
 //! `sluice log tail`: prints click events from the embedded log as NDJSON, one object per
-//! line: `{"offset": N, "event": {ClickEvent fields}}`.
+//! line: `{"event": {ClickEvent fields}, "offset": N}` (keys in that order).
 //!
 //! The log file is held exclusively by a running `sluice serve` with the same data
 //! directory; stop it first (events survive restarts).
