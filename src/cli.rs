@@ -85,13 +85,13 @@ pub struct ServeArgs {
     #[arg(long, value_name = "URL")]
     pub base_url: Option<String>,
     /// Another own short domain (repeatable); links may use it and targets on it are refused.
-    #[arg(long = "short-domain", value_name = "HOST")]
+    #[arg(long = "short-domain", value_name = "HOST", value_parser = crate::config::check_short_domain)]
     pub short_domains: Vec<String>,
-    /// Tokio worker threads (default: one per CPU).
-    #[arg(long, value_name = "N")]
+    /// Tokio worker threads, 0 to 1024 (server.workers; 0 = one per CPU, the built-in default).
+    #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=crate::config::MAX_WORKERS as u64))]
     pub workers: Option<usize>,
-    /// Timely worker threads of the click dataflow (dataflow.workers).
-    #[arg(long, value_name = "N")]
+    /// Timely worker threads of the click dataflow, 1 to 1024 (dataflow.workers; default 1).
+    #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=crate::config::MAX_WORKERS as u64))]
     pub dataflow_workers: Option<usize>,
     /// Timely processes of the click dataflow cluster (dataflow.processes; needs --hostfile).
     #[arg(long, value_name = "N")]

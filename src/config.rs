@@ -15,6 +15,11 @@ use serde::{Deserialize, Serialize};
 /// The built-in defaults (also documentation of every key).
 pub const DEFAULT_TOML: &str = include_str!("default.toml");
 
+/// The most worker threads `server.workers` (`--workers`) and `dataflow.workers`
+/// (`--dataflow-workers`) may ask for: far above any useful value on one machine, and low
+/// enough that a typo (`100000`) is refused instead of starting that many threads.
+pub const MAX_WORKERS: usize = 1024;
+
 /// Which parts of the service one process serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -113,7 +118,7 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<String>,
     /// Largest request body in bytes.
     pub max_body_bytes: usize,
-    /// Tokio worker threads, 0 = one per CPU.
+    /// Tokio worker threads, `0..=`[`MAX_WORKERS`]; 0 = one per CPU.
     pub workers: usize,
     /// Scheduler slice the tokio workers request ([`crate::sched`]; clamped to 0.1–100 ms);
     /// `0s` = the kernel's default.
@@ -339,6 +344,9 @@ impl Config {
     /// Checks value ranges and parses URLs and CIDRs.
     pub fn validate(&self) -> anyhow::Result<()> {
         self.base_url()?;
+        for d in &self.server.short_domains {
+            check_short_domain(d).map_err(|m| anyhow::anyhow!("server.short-domains entry {m}"))?;
+        }
         self.trusted_proxies()?;
         let store = self.store.url.trim();
         if !store.is_empty() && !["postgres://", "postgresql://", "sqlite:"].iter().any(|p| store.starts_with(p)) {
@@ -368,6 +376,9 @@ impl Config {
         }
         if self.server.max_body_bytes < 1024 {
             bail!("server.max-body-bytes must be at least 1024, got {}", self.server.max_body_bytes);
+        }
+        if self.server.workers > MAX_WORKERS {
+            bail!("server.workers must be between 0 (one per CPU) and {MAX_WORKERS}, got {}", self.server.workers);
         }
         if let Some(s) = &self.visitor.secret {
             parse_secret(&s.0)?;
@@ -418,6 +429,39 @@ impl Config {
     pub fn store_location(&self) -> String {
         if self.store.url.trim().is_empty() { self.server.data_dir.to_string_lossy().into_owned() } else { self.store.url.clone() }
     }
+}
+
+/// Checks one own short domain (`--short-domain`, `server.short-domains`): a bare host
+/// name or IP address as a URL's host would be (parsed like a link's host, by the `url`
+/// crate: IDNA, no spaces or other forbidden characters), not empty, without scheme,
+/// port, userinfo or path. Returns it as given.
+///
+/// Errors: a message naming the value and what is wrong with it.
+pub fn check_short_domain(s: &str) -> Result<String, String> {
+    const HINT: &str = "give a bare host name such as sho.rt.example";
+    if s.trim().is_empty() {
+        return Err(format!("{s:?} is empty: {HINT}"));
+    }
+    let bracketed = s.starts_with('[') && s.ends_with(']');
+    if !bracketed && s.contains([':', '/', '?', '#', '@', '\\']) {
+        return Err(format!("{s:?} is not a host name (no scheme, port, path or userinfo): {HINT}"));
+    }
+    match url::Url::parse(&format!("http://{s}/")) {
+        Ok(u) if u.host_str().is_some() && u.path() == "/" => Ok(s.to_owned()),
+        Ok(_) => Err(format!("{s:?} is not a host name: {HINT}")),
+        Err(e) => Err(format!("{s:?} is not a host name ({e}): {HINT}")),
+    }
+}
+
+/// Creates the data directory `dir` (and missing parents) unless it exists.
+///
+/// Errors: `dir` exists but is not a directory (a file given as `--data-dir`), or it
+/// cannot be created (the I/O error as the cause).
+pub fn create_data_dir(dir: &Path) -> anyhow::Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        bail!("data dir \"{}\" is not a directory (check --data-dir or [server] data-dir)", dir.display());
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("could not create data dir \"{}\"", dir.display()))
 }
 
 /// Decodes a 64-hex-character secret.

@@ -44,7 +44,7 @@ pub struct DemoArgs {
     /// Data directory (default: a fresh temporary directory, removed at exit).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Address to serve on (default 127.0.0.1:8080, or a free loopback port if that is taken).
+    /// Address to serve on (an error if taken). Without it: 127.0.0.1:8080, or a free loopback port if that is taken.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
     /// How long to generate traffic, e.g. 20s.

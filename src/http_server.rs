@@ -28,10 +28,16 @@
 //!   same way by its handler); a body not read to its end `body_read_timeout` (default
 //!   30 s) after its head arrived is answered 408 `request_timeout` with `connection: close`
 //!   (a client trickling a body no longer holds a connection and a task forever).
+//! * **Body framing** (RFC 9112 §6.1, §7.1): a `Transfer-Encoding` other than `chunked`
+//!   alone (`gzip, chunked`: a coding the server does not implement) is answered 501
+//!   `unsupported_transfer_encoding`, and `chunked` applied twice 400 `malformed_request`,
+//!   before the body is read; a body whose chunked framing turns out malformed while the
+//!   handler reads it (a bad chunk size) is answered 400 `malformed_request` whatever the
+//!   handler said. All with `connection: close`: the rest of the bytes cannot be framed.
 //! * **`Host`**: a request with more than one `Host` header, an HTTP/1.1 request without
 //!   one (HTTP/1.0 may omit it) and a `Host` that is not `uri-host [":" port]` (spaces,
-//!   `@`, control characters, a bad port) are answered 400 `invalid_host` (RFC 9112 §3.2,
-//!   RFC 9110 §7.2; [`host`]).
+//!   `@`, control characters, a bad port) are answered 400 `invalid_host` with
+//!   `connection: close` (RFC 9112 §3.2, RFC 9110 §7.2; [`host`]).
 //! * **Percent-encoding**: a path that is not a code as sent is normalized first
 //!   (percent-encoded unreserved characters decoded, RFC 3986 §6.2.2.2,
 //!   [`sluice_redirect::path`]), so `/%50abc` is the redirect of `Pabc`; a malformed escape
@@ -55,7 +61,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -208,6 +213,13 @@ impl hyper::service::Service<hyper::Request<Incoming>> for ConnService {
         if let Some(resp) = host::reject_host(req.version(), req.headers()) {
             return ConnFuture::Ready(Some(resp));
         }
+        // A body whose transfer coding is not understood is refused on every path (a cheap
+        // check first: `Transfer-Encoding` implies a body that is not already at its end).
+        if !req.body().is_end_stream()
+            && let Some(resp) = bodies::reject_transfer_coding(req.headers())
+        {
+            return ConnFuture::Ready(Some(resp));
+        }
         let mut takes = FastPath::takes(req.method(), req.uri().path());
         if !takes && req.uri().path().contains('%') {
             match normalized_uri(req.uri()) {
@@ -246,16 +258,17 @@ impl hyper::service::Service<hyper::Request<Incoming>> for ConnService {
         {
             return ConnFuture::Ready(Some(bodies::payload_too_large(self.opts.max_body_bytes)));
         }
-        let Some(timeout) = self.opts.body_read_timeout else {
-            let fut = tower::Service::call(&mut router, req);
-            return ConnFuture::Boxed(Box::pin(async move { sse_until_stop(infallible(fut.await), stop) }));
-        };
-        let done = Arc::new(AtomicBool::new(false));
-        let req = req.map(|b| bodies::TrackedBody::new(b, Arc::clone(&done)));
+        let state = Arc::new(bodies::BodyState::default());
+        let req = req.map(|b| bodies::TrackedBody::new(b, Arc::clone(&state)));
         let fut = tower::Service::call(&mut router, req);
+        let timeout = self.opts.body_read_timeout;
         ConnFuture::Boxed(Box::pin(async move {
-            let resp = bodies::with_body_deadline(async move { infallible(fut.await) }, done, timeout).await;
-            sse_until_stop(resp, stop)
+            let handler = async { infallible(fut.await) };
+            let resp = match timeout {
+                Some(timeout) => bodies::with_body_deadline(handler, Arc::clone(&state), timeout).await,
+                None => handler.await,
+            };
+            sse_until_stop(bodies::unless_malformed(resp, &state), stop)
         }))
     }
 }

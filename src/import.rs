@@ -189,7 +189,7 @@ fn open_sink(args: &ImportArgs, cfg: &Config) -> anyhow::Result<Sink> {
     if let Some(dir) = &args.data_dir {
         // The secret first: opening the log creates clicks.redb, which would make a secret
         // generated after it look like a lost one ("data dir already holds data").
-        std::fs::create_dir_all(dir).with_context(|| format!("could not create data dir \"{}\"", dir.display()))?;
+        crate::config::create_data_dir(dir)?;
         let secret = crate::visitor_secret::load_or_create(cfg.visitor.secret.as_ref().map(|s| s.0.as_str()), dir)?;
         let log = ClickLog::open(dir)
             .with_context(|| format!("could not open the click log in \"{}\" (is `sluice serve` running on it? then import with --target)", dir.display()))?;
@@ -284,8 +284,8 @@ pub async fn run(args: &ImportArgs) -> anyhow::Result<ImportReport> {
 pub async fn run_cli(args: &ImportArgs) -> anyhow::Result<()> {
     let r = run(args).await?;
     let t = &r.tally;
-    println!(
-        "imported \"{}\" into {}{}: {} lines, {} events parsed, {} stored, {} rejected in {:.2}s ({:.0} events/s)",
+    let mut text = format!(
+        "imported \"{}\" into {}{}: {} lines, {} events parsed, {} stored, {} rejected in {:.2}s ({:.0} events/s)\n",
         args.file.display(),
         r.destination,
         if args.no_backfill { "" } else { " (backfill)" },
@@ -298,13 +298,20 @@ pub async fn run_cli(args: &ImportArgs) -> anyhow::Result<()> {
     );
     let list = |m: &mut dyn Iterator<Item = (String, u64)>| m.map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ");
     if !t.skipped.is_empty() {
-        println!("skipped lines: {}", list(&mut t.skipped.iter().map(|(k, v)| ((*k).to_owned(), *v))));
+        text += &format!("skipped lines: {}\n", list(&mut t.skipped.iter().map(|(k, v)| ((*k).to_owned(), *v))));
     }
     if !t.invalid.is_empty() {
-        println!("invalid lines: {}", list(&mut t.invalid.iter().map(|(k, v)| ((*k).to_owned(), *v))));
+        text += &format!("invalid lines: {}\n", list(&mut t.invalid.iter().map(|(k, v)| ((*k).to_owned(), *v))));
     }
     if !r.rejected.is_empty() {
-        println!("rejected events: {}", list(&mut r.rejected.iter().map(|(k, v)| (k.clone(), *v))));
+        text += &format!("rejected events: {}\n", list(&mut r.rejected.iter().map(|(k, v)| (k.clone(), *v))));
+    }
+    // A closed output (`| head -1`) loses only the rest of the summary: the exit status
+    // still says whether events were rejected.
+    if let Err(e) = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes()).map_err(crate::stdout::write_error)
+        && !crate::stdout::is_closed(&e)
+    {
+        return Err(e);
     }
     import_outcome(&r)
 }

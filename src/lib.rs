@@ -14,6 +14,7 @@
 //! | [`telemetry`] | tracing and the Prometheus recorder |
 //! | [`visitor_secret`] | the visitor-id secret in the data directory |
 //! | [`log_tail`] | `sluice log tail` |
+//! | [`stdout`] | command output: a closed standard output ends the command quietly (exit 0) |
 //! | [`loadgen`] | `sluice loadgen`: realistic traffic and its exact ground truth (also a library for `sluice demo`) |
 //! | [`import`] | `sluice import`: backfill from NDJSON events or combined-log access logs |
 //! | [`job`] | the click dataflow inside `serve` (log tail, metadata feed) and the whole process ([`job::system::System`]) |
@@ -40,5 +41,6 @@ pub mod router;
 pub mod sched;
 pub mod serve;
 pub mod sinks;
+pub mod stdout;
 pub mod telemetry;
 pub mod visitor_secret;

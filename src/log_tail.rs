@@ -1,5 +1,5 @@
 //! `sluice log tail`: prints click events from the embedded log as NDJSON, one object per
-//! line: `{"offset": N, "event": {ClickEvent fields}}`.
+//! line: `{"event": {ClickEvent fields}, "offset": N}` (keys in that order).
 //!
 //! The log file is held exclusively by a running `sluice serve` with the same data
 //! directory; stop it first (events survive restarts).
@@ -19,16 +19,20 @@ pub fn start_offset(log: &ClickLog, from: Option<u64>, lines: u64) -> u64 {
 }
 
 /// Writes events `[from, head)` to `out`; returns the next offset.
+///
+/// Errors: a failed log read; a failed write ([`crate::stdout::write_error`]: a closed
+/// output is [`crate::stdout::OutputClosed`]).
 pub fn print_range(log: &ClickLog, mut from: u64, out: &mut impl Write) -> anyhow::Result<u64> {
     loop {
         let batch = log.read(from, BATCH).context("could not read the click log")?;
         let Some((last, _)) = batch.last() else { return Ok(from) };
         let next = last + 1;
+        let mut text = Vec::new();
         for (offset, event) in &batch {
-            serde_json::to_writer(&mut *out, &serde_json::json!({ "offset": offset, "event": event }))?;
-            out.write_all(b"\n")?;
+            serde_json::to_writer(&mut text, &serde_json::json!({ "offset": offset, "event": event }))?;
+            text.push(b'\n');
         }
-        out.flush()?;
+        out.write_all(&text).and_then(|()| out.flush()).map_err(crate::stdout::write_error)?;
         from = next;
     }
 }

@@ -1,6 +1,7 @@
 //! The `sluice` binary: parses the CLI, loads the layered configuration and runs the
 //! chosen subcommand (see `sluice --help`).
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -62,6 +63,8 @@ fn main() -> ExitCode {
     }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of the output went away (`sluice log tail | head -1`): done, quietly.
+        Err(e) if sluice::stdout::is_closed(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             // 2 for refused arguments, 128 + signo for a benchmark or demo stopped by a signal, else 1.
@@ -102,10 +105,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 // Never echo the value: it may hold a password.
                 anyhow::bail!("--store must be a data directory, a sqlite: URL or a postgres:// URL (got a URL with scheme {scheme:?})");
             }
+            if !location.contains("://") && !location.starts_with("sqlite:") {
+                sluice::config::create_data_dir(std::path::Path::new(location.trim()))?;
+            }
             runtime(1)?.block_on(async {
                 let report = sluice_connectors::migrate(&location).await.context("migration failed")?;
-                println!("{}: applied {:?}; schema versions now {:?}", report.backend, report.newly_applied(), report.after);
-                Ok(())
+                let line = format!("{}: applied {:?}; schema versions now {:?}\n", report.backend, report.newly_applied(), report.after);
+                std::io::stdout().lock().write_all(line.as_bytes()).map_err(sluice::stdout::write_error)
             })
         }
         Command::Loadgen(args) => runtime(0)?.block_on(sluice::loadgen::run_cli(&args)),

@@ -88,6 +88,7 @@ pub const ERROR_CODES: &[(u16, &[&str])] = &[
     (429, &["rate_limited"]),
     (431, &["headers_too_large", "too_many_headers"]),
     (500, &["export_write_failed", "internal", "jobs_store_damaged", "jobs_store_failed"]),
+    (501, &["unsupported_transfer_encoding"]),
     (
         503,
         &[

@@ -191,3 +191,21 @@ fn a_config_path_that_is_a_directory_or_missing_says_so() {
     let err = Config::load(Some(&missing), &FlagOverrides::default()).expect_err("missing").to_string();
     assert_eq!(err, format!("config file \"{}\" does not exist", missing.display()));
 }
+
+#[test]
+fn short_domains_must_be_bare_host_names() {
+    for ok in ["sho.rt", "kurz.example", "xn--bcher-kva.example", "bücher.example", "127.0.0.1", "[::1]", "localhost"] {
+        assert_eq!(check_short_domain(ok), Ok(ok.to_owned()), "{ok}");
+    }
+    let hint = "give a bare host name such as sho.rt.example";
+    assert_eq!(check_short_domain(""), Err(format!("\"\" is empty: {hint}")));
+    assert_eq!(check_short_domain("  "), Err(format!("\"  \" is empty: {hint}")));
+    assert_eq!(check_short_domain("a b"), Err(format!("\"a b\" is not a host name (invalid international domain name): {hint}")));
+    for bad in ["sho.rt:8080", "https://sho.rt", "sho.rt/x", "u@sho.rt", "sho.rt?q", "[::1]:80"] {
+        assert_eq!(check_short_domain(bad), Err(format!("{bad:?} is not a host name (no scheme, port, path or userinfo): {hint}")), "{bad}");
+    }
+    let mut cfg: Config = toml::from_str(DEFAULT_TOML).expect("defaults");
+    cfg.server.short_domains = vec!["ok.example".into(), "a b".into()];
+    let e = cfg.validate().expect_err("a b");
+    assert_eq!(e.to_string(), format!("server.short-domains entry \"a b\" is not a host name (invalid international domain name): {hint}"));
+}

@@ -9,24 +9,32 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use hyper::body::{Frame, Incoming, SizeHint};
 use tokio::sync::watch;
 
 use crate::http_listener::error_response;
 
-/// A request body that records when it has been read to its end (see
-/// [`with_body_deadline`]).
+/// What a [`TrackedBody`] saw: read to its end (see [`with_body_deadline`]), or failed
+/// (malformed framing or a connection cut mid-body, see [`unless_malformed`]).
+#[derive(Debug, Default)]
+pub(super) struct BodyState {
+    done: AtomicBool,
+    failed: AtomicBool,
+}
+
+/// A request body that records in its [`BodyState`] when it has been read to its end and
+/// when reading it failed.
 pub(super) struct TrackedBody {
     inner: Incoming,
-    done: Arc<AtomicBool>,
+    state: Arc<BodyState>,
 }
 
 impl TrackedBody {
-    /// Wraps `inner`; `done` turns true once its last frame has been read.
-    pub(super) fn new(inner: Incoming, done: Arc<AtomicBool>) -> Self {
-        TrackedBody { inner, done }
+    /// Wraps `inner`; `state` records its end and its failure.
+    pub(super) fn new(inner: Incoming, state: Arc<BodyState>) -> Self {
+        TrackedBody { inner, state }
     }
 }
 
@@ -36,8 +44,11 @@ impl hyper::body::Body for TrackedBody {
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let r = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(r, Poll::Ready(Some(Err(_)))) {
+            self.state.failed.store(true, Ordering::Release);
+        }
         if matches!(r, Poll::Ready(None)) || self.inner.is_end_stream() {
-            self.done.store(true, Ordering::Release);
+            self.state.done.store(true, Ordering::Release);
         }
         r
     }
@@ -51,26 +62,72 @@ impl hyper::body::Body for TrackedBody {
     }
 }
 
+/// `resp`, unless reading the request body failed (`state`): then 400 `malformed_request`
+/// with `connection: close`, whatever the handler made of the failed read. hyper fails a
+/// body on malformed chunked framing (a bad chunk size or chunk end, RFC 9112 §7.1) and on a
+/// body cut short by the client, who then does not read the answer anyway.
+pub(super) fn unless_malformed(resp: Response, state: &BodyState) -> Response {
+    if !state.failed.load(Ordering::Acquire) {
+        return resp;
+    }
+    let message = "the request body is not valid HTTP/1.1: malformed chunked framing or a body cut short (RFC 9112 section 7.1)";
+    let mut resp = error_response(StatusCode::BAD_REQUEST, "malformed_request", message, None);
+    resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
+}
+
+/// The answer to a request with a body whose `Transfer-Encoding` (all its fields, in order)
+/// is not exactly `chunked` (RFC 9112 §6.1; hyper has already refused one that does not end
+/// in `chunked`): 501 `unsupported_transfer_encoding` naming the codings when another coding
+/// is listed (`gzip, chunked`), 400 `malformed_request` for `chunked` listed more than once.
+/// Both with `connection: close` (the body is not read). `None`: no `Transfer-Encoding`, or
+/// `chunked` alone.
+pub(super) fn reject_transfer_coding(headers: &HeaderMap) -> Option<Response> {
+    let mut fields = headers.get_all(header::TRANSFER_ENCODING).iter().peekable();
+    fields.peek()?;
+    let mut codings = Vec::new();
+    for field in fields {
+        let Ok(text) = field.to_str() else {
+            codings.push(String::from_utf8_lossy(field.as_bytes()).into_owned());
+            continue;
+        };
+        codings.extend(text.split(',').map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned));
+    }
+    let chunked = codings.iter().filter(|c| c.eq_ignore_ascii_case("chunked")).count();
+    let mut resp = if chunked == codings.len() && chunked == 1 {
+        return None;
+    } else if chunked == codings.len() {
+        let message = "the chunked transfer coding is applied more than once (RFC 9112 section 7)";
+        error_response(StatusCode::BAD_REQUEST, "malformed_request", message, None)
+    } else {
+        let message = format!("Transfer-Encoding \"{}\": only \"chunked\" alone is implemented (RFC 9112 section 6.1)", codings.join(", "));
+        let details = serde_json::json!({ "transfer_encoding": codings, "supported": ["chunked"] });
+        error_response(StatusCode::NOT_IMPLEMENTED, "unsupported_transfer_encoding", &message, Some(details))
+    };
+    resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    Some(resp)
+}
+
 /// The 408 `request_timeout` answer to a request whose body did not arrive within
 /// `timeout`; `connection: close` (RFC 9110 §15.5.9: the rest of the body is not read).
 fn request_timeout(timeout: Duration) -> Response {
     let message = format!("the request body did not fully arrive within {} ms (body-read-timeout)", timeout.as_millis());
     let details = serde_json::json!({ "timeout_ms": u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX) });
     let mut resp = error_response(StatusCode::REQUEST_TIMEOUT, "request_timeout", &message, Some(details));
-    resp.headers_mut().insert(header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+    resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     resp
 }
 
-/// `handler` (the answer to a request whose body is a [`TrackedBody`] with flag `done`),
+/// `handler` (the answer to a request whose body is a [`TrackedBody`] with `state`),
 /// unless the body has not been read to its end `timeout` after the call: then the handler
 /// is dropped (and the body with it) and the answer is 408 `request_timeout`. A handler
 /// still working after it has read the whole body is not cut.
-pub(super) async fn with_body_deadline(handler: impl Future<Output = Response>, done: Arc<AtomicBool>, timeout: Duration) -> Response {
+pub(super) async fn with_body_deadline(handler: impl Future<Output = Response>, state: Arc<BodyState>, timeout: Duration) -> Response {
     let mut handler = std::pin::pin!(handler);
     tokio::select! {
         resp = &mut handler => resp,
         () = tokio::time::sleep(timeout) => {
-            if done.load(Ordering::Acquire) {
+            if state.done.load(Ordering::Acquire) {
                 handler.await
             } else {
                 tracing::debug!(?timeout, "request body read deadline passed: 408");
@@ -85,7 +142,7 @@ pub(super) async fn with_body_deadline(handler: impl Future<Output = Response>, 
 pub(super) fn payload_too_large(limit: usize) -> Response {
     let message = format!("request body is larger than {limit} bytes");
     let mut resp = error_response(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", &message, Some(serde_json::json!({ "max_body_bytes": limit })));
-    resp.headers_mut().insert(header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+    resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     resp
 }
 

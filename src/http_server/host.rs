@@ -1,6 +1,6 @@
 //! The `Host` header check of [`super::serve_with`] (RFC 9112 §3.2, RFC 9110 §7.2).
 
-use axum::http::{HeaderMap, StatusCode, Version, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Version, header};
 use axum::response::Response;
 
 use crate::http_listener::error_response;
@@ -9,7 +9,7 @@ const NOT_ONE_HOST_11: &str = "an HTTP/1.1 request must carry exactly one Host h
 const MANY_HOSTS: &str = "a request must not carry more than one Host header (RFC 9112 section 3.2)";
 const BAD_HOST: &str = "the Host header is not a valid host[:port] (RFC 9110 section 7.2, RFC 3986 section 3.2.2)";
 
-/// The 400 `invalid_host` answer to a request (`version`, `headers`) whose `Host` is wrong:
+/// The 400 `invalid_host` answer (`connection: close`) to a request (`version`, `headers`) whose `Host` is wrong:
 /// missing in HTTP/1.1 (HTTP/1.0 may omit it), given more than once, or not a
 /// `uri-host [":" port]` ([`valid_host`]); `None` when the request is fine.
 pub(super) fn reject_host(version: Version, headers: &HeaderMap) -> Option<Response> {
@@ -21,7 +21,10 @@ pub(super) fn reject_host(version: Version, headers: &HeaderMap) -> Option<Respo
         _ if version == Version::HTTP_11 => NOT_ONE_HOST_11,
         _ => MANY_HOSTS,
     };
-    Some(error_response(StatusCode::BAD_REQUEST, "invalid_host", message, None))
+    let mut resp = error_response(StatusCode::BAD_REQUEST, "invalid_host", message, None);
+    // The request is not understood (RFC 9112 §3.2): its body is not read, the connection ends.
+    resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    Some(resp)
 }
 
 /// Whether `v` is a `Host` value: `uri-host [":" port]` (RFC 9110 §7.2), where `uri-host`

@@ -14,7 +14,7 @@ use sluice_dataflows::config::{AbuseConfig, ClusterConfig, PipelineConfig, Seman
 pub struct DataflowSection {
     /// Run the dataflow in processes that hold the click log (`role = all | redirect`).
     pub enabled: bool,
-    /// Timely worker threads of this process (`--dataflow-workers`), at least 1.
+    /// Timely worker threads of this process (`--dataflow-workers`), `1..=`[`crate::config::MAX_WORKERS`].
     pub workers: usize,
     /// Timely processes in the cluster (`--processes`); more than 1 needs `hostfile`.
     pub processes: usize,
@@ -136,6 +136,9 @@ impl DataflowSection {
 
     /// Checks everything [`Self::pipeline_config`] checks except the hostfile's contents.
     pub fn validate(&self) -> anyhow::Result<()> {
+        if !(1..=crate::config::MAX_WORKERS).contains(&self.workers) {
+            bail!("dataflow.workers must be between 1 and {}, got {}", crate::config::MAX_WORKERS, self.workers);
+        }
         if self.processes == 0 {
             bail!("dataflow.processes must be at least 1");
         }

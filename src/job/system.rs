@@ -132,7 +132,7 @@ impl System {
     /// visitor secret or dataflow cannot be set up.
     pub async fn start(cfg: Config, listener: TcpListener) -> anyhow::Result<System> {
         let data_dir = cfg.server.data_dir.clone();
-        std::fs::create_dir_all(&data_dir).with_context(|| format!("could not create data dir \"{}\"", data_dir.display()))?;
+        crate::config::create_data_dir(&data_dir)?;
         telemetry::prometheus();
         let before_open = super::lost_store::BeforeOpen::look(&cfg, &data_dir);
         let store = open_store(&cfg.store_location()).await.context("could not open the link store")?;

@@ -258,6 +258,5 @@ pub async fn run(args: &LoadgenArgs) -> anyhow::Result<LoadgenReport> {
 pub async fn run_cli(args: &LoadgenArgs) -> anyhow::Result<()> {
     let report = run(args).await?;
     let mut out = std::io::stdout().lock();
-    report.print(&mut out, 20)?;
-    Ok(())
+    report.print(&mut out, 20).and_then(|()| std::io::Write::flush(&mut out)).map_err(crate::stdout::write_error)
 }

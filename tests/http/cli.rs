@@ -185,3 +185,124 @@ fn demo_refuses_empty_traffic_before_starting() {
         assert_eq!(std::fs::read_dir(tmp.path()).expect("read tmp").count(), 0, "no temporary data dir for {args:?}");
     }
 }
+
+/// A worker count past 1024 (`--workers`, `--dataflow-workers`) is a usage error naming the
+/// accepted range (exit 2, nothing started or created); the same value from the config file
+/// or the environment is a configuration error naming the key (exit 1).
+#[test]
+fn worker_counts_past_the_bound_are_refused_before_anything_starts() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let data_arg = data.to_str().expect("utf-8");
+    for (flag, range) in [("--workers", "0..=1024"), ("--dataflow-workers", "1..=1024")] {
+        for bad in ["100000", "1025"] {
+            let out = sluice(&["serve", "--data-dir", data_arg, "--listen", "127.0.0.1:0", flag, bad], &[]);
+            assert_eq!(out.status.code(), Some(2), "{flag} {bad}");
+            let err = stderr(&out);
+            assert!(err.starts_with(&format!("error: invalid value '{bad}' for '{flag} <N>': {bad} is not in {range}\n")), "{err}");
+        }
+    }
+    let out = sluice(&["serve", "--data-dir", data_arg, "--listen", "127.0.0.1:0", "--dataflow-workers", "0"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).starts_with("error: invalid value '0' for '--dataflow-workers <N>': 0 is not in 1..=1024\n"), "{}", stderr(&out));
+
+    let file = tmp.path().join("sluice.toml");
+    std::fs::write(&file, "[server]\nworkers = 100000\n").expect("write");
+    let out = sluice(&["serve", "--data-dir", data_arg, "--config", file.to_str().expect("utf-8")], &[]);
+    assert_eq!((out.status.code(), stderr(&out).as_str()), (Some(1), "error: server.workers must be between 0 (one per CPU) and 1024, got 100000\n"));
+    let out = sluice(&["serve", "--data-dir", data_arg], &[("SLUICE__SERVER__WORKERS", "5000")]);
+    assert_eq!((out.status.code(), stderr(&out).as_str()), (Some(1), "error: server.workers must be between 0 (one per CPU) and 1024, got 5000\n"));
+    let out = sluice(&["serve", "--data-dir", data_arg], &[("SLUICE__DATAFLOW__WORKERS", "100000")]);
+    assert_eq!((out.status.code(), stderr(&out).as_str()), (Some(1), "error: dataflow.workers must be between 1 and 1024, got 100000\n"));
+    assert!(!data.exists(), "nothing created");
+
+    let text = help(&["serve", "--help"]);
+    assert!(text.contains("Tokio worker threads, 0 to 1024 (server.workers; 0 = one per CPU, the built-in default)"), "{text}");
+}
+
+/// `sluice` run with its standard output a pipe whose reader is already gone.
+fn sluice_into_closed_pipe(args: &[&str]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .env_remove("SLUICE_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn sluice");
+    drop(child.stdout.take());
+    child.wait_with_output().expect("wait for sluice")
+}
+
+/// A reader that closes the output early (`sluice log tail | head -1`) ends `log tail` and
+/// `import` quietly with exit 0, not with "Broken pipe" and exit 1.
+#[test]
+fn a_closed_standard_output_ends_the_command_quietly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let data_arg = data.to_str().expect("utf-8");
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("ingest/tests/data/import/events.ndjson");
+    let out = sluice_into_closed_pipe(&["--log", "warn", "import", "--data-dir", data_arg, file.to_str().expect("utf-8")]);
+    assert_eq!((out.status.code(), stderr(&out).as_str()), (Some(0), ""), "import");
+    let out = sluice(&["log", "tail", "--data-dir", data_arg, "--from", "0"], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    let lines = String::from_utf8(out.stdout).expect("utf-8");
+    assert!(lines.lines().count() > 1, "the import stored events: {lines}");
+    assert!(lines.starts_with(r#"{"event":{"#) && lines.lines().all(|l| l.contains(r#"},"offset":"#)), "{lines}");
+    let out = sluice_into_closed_pipe(&["log", "tail", "--data-dir", data_arg, "--from", "0"]);
+    assert_eq!((out.status.code(), stderr(&out).as_str()), (Some(0), ""), "log tail");
+}
+
+/// `--short-domain` takes a bare host name (a usage error otherwise, exit 2); a file given
+/// as `--data-dir` is "not a directory"; a PostgreSQL port with nothing listening is
+/// "connection refused", at once; a `serve` that cannot bind its port creates no data dir.
+#[test]
+fn bad_short_domains_data_dirs_and_store_urls_say_what_is_wrong() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let data_arg = data.to_str().expect("utf-8");
+    let hint = "give a bare host name such as sho.rt.example";
+    for (bad, why) in [
+        ("a b", "is not a host name (invalid international domain name)"),
+        ("", "is empty"),
+        ("sho.rt:80", "is not a host name (no scheme, port, path or userinfo)"),
+    ] {
+        let out = sluice(&["serve", "--data-dir", data_arg, "--listen", "127.0.0.1:0", "--short-domain", bad], &[]);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+        let err = stderr(&out);
+        assert!(err.starts_with(&format!("error: invalid value '{bad}' for '--short-domain <HOST>': {bad:?} {why}: {hint}\n")), "{err}");
+    }
+    let out = sluice(&["serve", "--data-dir", data_arg], &[("SLUICE__SERVER__SHORT_DOMAINS", "[\"a b\"]")]);
+    assert_eq!(
+        (out.status.code(), stderr(&out)),
+        (Some(1), format!("error: server.short-domains entry \"a b\" is not a host name (invalid international domain name): {hint}\n"))
+    );
+    assert!(!data.exists(), "nothing created");
+
+    let file = tmp.path().join("a-file");
+    std::fs::write(&file, "x").expect("write");
+    let file_arg = file.to_str().expect("utf-8");
+    let want = format!("error: data dir \"{file_arg}\" is not a directory (check --data-dir or [server] data-dir)\n");
+    let out = sluice(&["migrate", "--data-dir", file_arg], &[]);
+    assert_eq!((out.status.code(), stderr(&out)), (Some(1), want.clone()), "migrate");
+    let events = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("ingest/tests/data/import/events.ndjson");
+    let out = sluice(&["--log", "warn", "import", "--data-dir", file_arg, events.to_str().expect("utf-8")], &[]);
+    assert_eq!((out.status.code(), stderr(&out)), (Some(1), want.clone()), "import");
+    let port = crate::child::free_port();
+    let out = sluice(&["--log", "error", "serve", "--data-dir", file_arg, "--listen", &format!("127.0.0.1:{port}")], &[]);
+    assert_eq!((out.status.code(), stderr(&out)), (Some(1), want), "serve");
+
+    // Nothing listens on `port` (held free by the lock): refused at once, not a pool timeout.
+    let started = std::time::Instant::now();
+    let out = sluice(&["migrate", "--store", &format!("postgres://sluice:pw@127.0.0.1:{port}/sluice")], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.starts_with("error: migration failed: database error: ") && err.contains("Connection refused"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let out = sluice(&["--log", "error", "serve", "--data-dir", data_arg, "--listen", &addr], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains(&format!("error: could not listen on {addr}: Address already in use")), "{}", stderr(&out));
+    assert!(!data.exists(), "the data dir is created only once the port is bound");
+}

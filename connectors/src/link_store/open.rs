@@ -133,6 +133,10 @@ pub async fn migrate(url_or_path: &str) -> Result<MigrationReport> {
             Ok(MigrationReport { backend: "sqlite", before, after })
         }
         StoreTarget::Postgres(url) => {
+            // One direct connection first: a pool would retry until its acquire timeout and
+            // then report only "pool timed out", hiding the cause (connection refused, bad
+            // password, unknown database).
+            sqlx::Connection::close(<sqlx::PgConnection as sqlx::Connection>::connect(url).await?).await?;
             let pool = sqlx::PgPool::connect(url).await?;
             let before = applied_postgres(&pool).await?;
             let store = PostgresLinkStore::connect(url).await?;

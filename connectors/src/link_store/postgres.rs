@@ -101,6 +101,10 @@ impl PostgresLinkStore {
     }
 
     async fn connect_with(opts: PgConnectOptions, schema: Option<String>) -> Result<Self> {
+        // One direct connection first, so that an unreachable server or a refused login is
+        // reported as such (the pool would retry for its acquire timeout and then say only
+        // "pool timed out while waiting for an open connection").
+        sqlx::PgConnection::connect_with(&opts).await?.close().await?;
         let pool = PgPoolOptions::new().max_connections(8).acquire_timeout(Duration::from_secs(30)).connect_with(opts).await?;
         MIGRATOR.run(&pool).await?;
         tracing::debug!(schema = schema.as_deref().unwrap_or("(default)"), "postgres link store open");
