@@ -294,7 +294,7 @@ async fn blocklist_takes_ipv6_addresses_bare_or_bracketed(b: Backend) {
     let err = admin(&app, Method::POST, "/v1/admin/blocklist", Some(json!({"pattern": "2001:db8::zz"}))).await.assert_error(400, "invalid_pattern");
     assert_eq!(
         err["message"],
-        "\"2001:db8::zz\" is neither a domain nor an IPv6 address; write an IPv6 address bare (2001:db8::1) or in brackets ([2001:db8::1], with a port [2001:db8::1]:443)"
+        "invalid blocklist entry: \"2001:db8::zz\" is neither a domain nor an IPv6 address; write an IPv6 address bare (2001:db8::1) or in brackets ([2001:db8::1], with a port [2001:db8::1]:443)"
     );
     let list = admin(&app, Method::GET, "/v1/admin/blocklist", None).await.json();
     assert_eq!(list["config"], json!(["2001:db8::9", "2001:db8::a"]));
