@@ -41,6 +41,7 @@ async fn drop_database(c: &ClickHouseConfig) {
 const DAY: i64 = 86_400_000;
 const T0: i64 = 20_400 * DAY;
 
+#[allow(clippy::too_many_arguments)] // one argument per column of the row under test
 fn row(code: &str, g: G, start: i64, view: V, is_bot: bool, dims: &[&str], clicks: u64, sketch: &[u8]) -> RollupRow {
     RollupRow {
         code: code.into(),
@@ -239,8 +240,8 @@ fn event(i: u64) -> EnrichedClick {
         os: "Android".into(),
         referrer_domain: "(direct)".into(),
         referrer_medium: "direct".into(),
-        is_bot: i % 10 == 0,
-        org: (i % 2 == 0).then(|| "acme".to_string()),
+        is_bot: i.is_multiple_of(10),
+        org: i.is_multiple_of(2).then(|| "acme".to_string()),
     }
 }
 

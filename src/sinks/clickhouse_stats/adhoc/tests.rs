@@ -78,7 +78,9 @@ fn local_bucket(tz: Tz, bucket: Bucket, ts: i64) -> i64 {
 
 /// (bucket, values) → (clicks, visitors), value totals and bot clicks, by brute force.
 type Cells = BTreeMap<(i64, Vec<String>), (u64, BTreeSet<u64>)>;
-fn reference(events: &[EnrichedClick], q: &StatsQuery) -> (Cells, BTreeMap<Vec<String>, (u64, BTreeSet<u64>)>, u64) {
+/// values → (clicks, visitors) over the whole range.
+type ValueTotals = BTreeMap<Vec<String>, (u64, BTreeSet<u64>)>;
+fn reference(events: &[EnrichedClick], q: &StatsQuery) -> (Cells, ValueTotals, u64) {
     let (mut cells, mut by_dim, mut bots) = (Cells::new(), BTreeMap::new(), 0);
     for e in events.iter().filter(|e| e.ts >= q.from_ms && e.ts < q.to_ms) {
         bots += u64::from(e.is_bot);
