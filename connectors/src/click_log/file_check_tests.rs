@@ -1,27 +1,8 @@
 //! `clicks.redb` deleted or replaced while the log has it open (`file_check.rs`).
 
-use sluice_schemas::ClickEvent;
-use uuid::Uuid;
-
 use super::*;
 
-fn event(i: u64) -> ClickEvent {
-    ClickEvent {
-        event_id: Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0000 | u128::from(i)),
-        code: format!("c{}", i % 3),
-        ts: 1_700_000_000_000 + i as i64,
-        ip_trunc: None,
-        visitor_id: i,
-        user_agent: "agent".into(),
-        referrer: None,
-        accept_language: None,
-        edge_region: None,
-    }
-}
-
-fn events(range: Range<u64>) -> Vec<ClickEvent> {
-    range.map(event).collect()
-}
+use super::recovery_tests::{event, events};
 
 fn entries(range: Range<u64>, backfill: Range<u64>) -> Vec<LogEntry> {
     range.map(|i| LogEntry { offset: i, backfill: backfill.contains(&i), event: event(i) }).collect()

@@ -113,7 +113,8 @@ fn faulty_log(dir: &Path, backoff: Duration) -> (ClickLog, Arc<Faults>) {
     (log, faults)
 }
 
-fn event(i: u64) -> ClickEvent {
+/// Event `i` of a synthetic stream (also used by `file_check_tests`).
+pub(super) fn event(i: u64) -> ClickEvent {
     ClickEvent {
         event_id: Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0000 | u128::from(i)),
         code: format!("c{}", i % 5),
@@ -127,7 +128,7 @@ fn event(i: u64) -> ClickEvent {
     }
 }
 
-fn events(range: Range<u64>) -> Vec<ClickEvent> {
+pub(super) fn events(range: Range<u64>) -> Vec<ClickEvent> {
     range.map(event).collect()
 }
 
