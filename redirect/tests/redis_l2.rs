@@ -122,7 +122,7 @@ async fn an_update_through_one_process_redirects_from_the_other_within_100ms() {
     assert!(worst < Duration::from_millis(100), "worst {worst:?}");
 
     // A deletion: B answers 404 once the invalidation arrived.
-    let deleted = store.delete("promo", Utc::now()).await.expect("delete");
+    let deleted = store.delete("promo", None, Utc::now()).await.expect("delete");
     a.state.invalidate("promo");
     a.l2.publish(&LinkChange::Deleted(deleted.code));
     let t0 = Instant::now();

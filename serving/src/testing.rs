@@ -111,8 +111,12 @@ impl LinkStore for MemoryLinkStore {
         Ok(out)
     }
 
-    async fn delete(&self, code: &str, now: DateTime<Utc>) -> Result<Link> {
+    async fn delete(&self, code: &str, expected_version: Option<i64>, now: DateTime<Utc>) -> Result<Link> {
         let mut s = self.state.lock();
+        let actual = s.live.get(code).ok_or_else(|| Error::NotFound(code.to_owned()))?.1.version;
+        if let Some(expected) = expected_version.filter(|&v| v != actual) {
+            return Err(Error::VersionMismatch { code: code.to_owned(), expected, actual });
+        }
         let (_, link) = s.live.remove(code).ok_or_else(|| Error::NotFound(code.to_owned()))?;
         s.tombstones.insert(code.to_owned(), now);
         let seq = s.bump();

@@ -150,8 +150,10 @@ pub trait LinkStore: Send + Sync + 'static {
     async fn update(&self, code: &str, patch: &LinkPatch, expected_version: Option<i64>, now: DateTime<Utc>) -> Result<Link>;
 
     /// Deletes the live link and records a tombstone that blocks reuse of the code for 30 days.
-    /// Returns the deleted link; [`crate::Error::NotFound`] when none.
-    async fn delete(&self, code: &str, now: DateTime<Utc>) -> Result<Link>;
+    /// With `expected_version`, fails with [`crate::Error::VersionMismatch`] (and deletes
+    /// nothing) unless the stored version equals it, checked in the same transaction as the
+    /// delete. Returns the deleted link; [`crate::Error::NotFound`] when none.
+    async fn delete(&self, code: &str, expected_version: Option<i64>, now: DateTime<Utc>) -> Result<Link>;
 
     /// A page of live links in store sequence order (oldest first), each with its sequence
     /// number (the keyset for the next cursor). Links created during pagination appear at the end.

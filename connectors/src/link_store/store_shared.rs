@@ -167,9 +167,13 @@ macro_rules! link_store {
                 Ok(next)
             }
 
-            async fn delete(&self, code: &str, now: DateTime<Utc>) -> Result<Link> {
+            async fn delete(&self, code: &str, expected_version: Option<i64>, now: DateTime<Utc>) -> Result<Link> {
                 check_time("now", now)?;
                 let (mut tx, change, seq, current) = begin_link_change(self, code).await?;
+                if let Some(expected) = expected_version.filter(|&v| v != current.version) {
+                    tx.rollback().await?;
+                    return Err(Error::VersionMismatch { code: code.to_string(), expected, actual: current.version });
+                }
                 sqlx::query(DELETE_LINK).bind(enc_time(trunc_us(now))).bind(seq).execute(&mut *tx).await?;
                 index_tags(&mut tx, seq, &[]).await?;
                 record_change(&mut tx, change, code, None).await?;

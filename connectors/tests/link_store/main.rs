@@ -18,6 +18,7 @@ macro_rules! store_suite {
             suite::update_applies_the_patch_and_bumps_the_version,
             suite::stale_version_is_a_conflict_and_changes_nothing,
             suite::missing_links_are_not_found,
+            suite::delete_with_a_stale_version_is_a_conflict_and_deletes_nothing,
             suite::delete_hides_the_link_and_returns_it,
             suite::tombstone_blocks_reuse_for_thirty_days,
             suite::list_pages_in_creation_order_with_exact_filters,

@@ -136,14 +136,41 @@ pub async fn stale_version_is_a_conflict_and_changes_nothing(ctx: Ctx) {
     assert_ne!(v1, v2);
 }
 
+/// A delete with an expected version compares it in its own transaction: a stale version
+/// deletes nothing (the link, its tags and the change feed stay as they were), the current
+/// one deletes.
+pub async fn delete_with_a_stale_version_is_a_conflict_and_deletes_nothing(ctx: Ctx) {
+    let store = ctx.open().await;
+    let mut l = link("dver", t0());
+    l.tags = strings(&["keep-me"]);
+    store.insert(&l).await.expect("insert");
+    let patch = LinkPatch { enabled: Some(false), ..LinkPatch::default() };
+    let v2 = store.update("dver", &patch, Some(1), t0()).await.expect("update");
+    let feed_before = store.changes_since(0, 100).await.expect("feed");
+    match store.delete("dver", Some(1), t0()).await {
+        Err(Error::VersionMismatch { code, expected, actual }) => {
+            assert_eq!((code.as_str(), expected, actual), ("dver", 1, 2));
+        }
+        other => panic!("expected VersionMismatch, got {other:?}"),
+    }
+    assert_eq!(store.get("dver").await.expect("get"), Some(v2.clone()));
+    let tagged = store.list(&ListQuery { limit: 10, tag: Some("keep-me".into()), ..ListQuery::default() }).await.expect("list");
+    assert_eq!(tagged.iter().map(|(_, l)| l.code.as_str()).collect::<Vec<_>>(), vec!["dver"]);
+    assert_eq!(store.changes_since(0, 100).await.expect("feed").len(), feed_before.len());
+    assert!(matches!(store.delete("ghost", Some(1), t0()).await, Err(Error::NotFound(c)) if c == "ghost"));
+    let deleted = store.delete("dver", Some(2), t0()).await.expect("delete at the current version");
+    assert_eq!(deleted, v2);
+    assert_eq!(store.get("dver").await.expect("get"), None);
+}
+
 pub async fn missing_links_are_not_found(ctx: Ctx) {
     let store = ctx.open().await;
     let patch = LinkPatch { enabled: Some(false), ..LinkPatch::default() };
     assert!(matches!(store.update("ghost", &patch, None, t0()).await, Err(Error::NotFound(c)) if c == "ghost"));
-    assert!(matches!(store.delete("ghost", t0()).await, Err(Error::NotFound(c)) if c == "ghost"));
+    assert!(matches!(store.delete("ghost", None, t0()).await, Err(Error::NotFound(c)) if c == "ghost"));
     store.insert(&link("gone", t0())).await.expect("insert");
-    store.delete("gone", t0()).await.expect("delete");
-    assert!(matches!(store.delete("gone", t0()).await, Err(Error::NotFound(_))));
+    store.delete("gone", None, t0()).await.expect("delete");
+    assert!(matches!(store.delete("gone", None, t0()).await, Err(Error::NotFound(_))));
     assert!(matches!(store.update("gone", &patch, None, t0()).await, Err(Error::NotFound(_))));
     assert!(matches!(store.update("gone", &patch, Some(1), t0()).await, Err(Error::NotFound(_))));
 }
@@ -154,7 +181,7 @@ pub async fn delete_hides_the_link_and_returns_it(ctx: Ctx) {
     l.tags = strings(&["t"]);
     let inserted = store.insert(&l).await.expect("insert");
     store.insert(&link("keep", t0())).await.expect("insert keep");
-    let deleted = store.delete("del", t0() + TimeDelta::hours(1)).await.expect("delete");
+    let deleted = store.delete("del", None, t0() + TimeDelta::hours(1)).await.expect("delete");
     assert_eq!(deleted, inserted);
     assert_eq!(store.get("del").await.expect("get"), None);
     let all = store.list(&ListQuery { limit: 100, ..ListQuery::default() }).await.expect("list");
@@ -167,7 +194,7 @@ pub async fn tombstone_blocks_reuse_for_thirty_days(ctx: Ctx) {
     let store = ctx.open().await;
     let deleted_at = t0() + TimeDelta::days(2);
     store.insert(&link("tomb", t0())).await.expect("insert");
-    store.delete("tomb", deleted_at).await.expect("delete");
+    store.delete("tomb", None, deleted_at).await.expect("delete");
     let deleted_at = micros(deleted_at);
     for age in [TimeDelta::zero(), TimeDelta::days(29), TimeDelta::days(30) - TimeDelta::microseconds(1)] {
         match store.insert(&link("tomb", deleted_at + age)).await {
@@ -189,7 +216,7 @@ pub async fn tombstone_blocks_reuse_for_thirty_days(ctx: Ctx) {
 
     // Exactly 30 days is the boundary: reusable.
     store.insert(&link("edge", t0())).await.expect("insert edge");
-    store.delete("edge", t0()).await.expect("delete edge");
+    store.delete("edge", None, t0()).await.expect("delete edge");
     store.insert(&link("edge", micros(t0()) + TimeDelta::days(30))).await.expect("reuse at exactly 30 days");
 }
 
@@ -236,7 +263,7 @@ pub async fn list_pages_in_creation_order_with_exact_filters(ctx: Ctx) {
     }
     // Delete a few; they must vanish from every listing.
     for code in ["k05", "k06", "k20"] {
-        store.delete(code, t0()).await.expect("delete");
+        store.delete(code, None, t0()).await.expect("delete");
     }
     links.retain(|l| !["k05", "k06", "k20"].contains(&l.code.as_str()));
 

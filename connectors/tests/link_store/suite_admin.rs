@@ -131,7 +131,7 @@ pub async fn admin_holds_need_a_live_link_and_survive_owner_updates(ctx: Ctx) {
     assert!(store.update("k", &on, None, t0() + TimeDelta::seconds(2)).await.expect("owner on").enabled);
     admin(&store).hold_link("k", &hold, t0() + TimeDelta::seconds(2), None).await.expect("hold again");
     // A hold belongs to the link, not the code: after delete + reuse the new link is clean.
-    store.delete("k", t0() + TimeDelta::seconds(2)).await.expect("delete");
+    store.delete("k", None, t0() + TimeDelta::seconds(2)).await.expect("delete");
     store.insert(&link("k", t0() + TimeDelta::days(31))).await.expect("reuse");
     assert!(admin(&store).link_holds("k").await.expect("holds").is_empty());
     assert!(store.get("k").await.expect("get").expect("k").enabled);

@@ -44,7 +44,7 @@ impl LinkStore for ProbeStore {
     async fn update(&self, _c: &str, _p: &LinkPatch, _v: Option<i64>, _n: DateTime<Utc>) -> Result<Link> {
         unsupported()
     }
-    async fn delete(&self, _c: &str, _n: DateTime<Utc>) -> Result<Link> {
+    async fn delete(&self, _c: &str, _v: Option<i64>, _n: DateTime<Utc>) -> Result<Link> {
         unsupported()
     }
     async fn list(&self, _q: &ListQuery) -> Result<Vec<(i64, Link)>> {

@@ -61,7 +61,7 @@ pub async fn create_link(State(state): State<ApiState>, headers: HeaderMap, body
         Ok(()) => Ok(created(&state, &link)),
         Err(StoreError::IdempotencyKeyExists) => {
             // Another process won the race for this key: undo our link, answer like it did.
-            if let Ok(deleted) = state.inner.store.delete(&link.code, now_ms()).await {
+            if let Ok(deleted) = state.inner.store.delete(&link.code, None, now_ms()).await {
                 state.notify(LinkChange::Deleted(deleted.code));
             }
             match state.inner.store.idempotency_get(&scoped, now_ms()).await? {

@@ -89,9 +89,9 @@ fn build_patch(state: &ApiState, req: &UpdateLinkRequest, now: chrono::DateTime<
 }
 
 /// Deletes a link; its code cannot be reused for 30 days. Send `If-Match: <ETag>` to delete
-/// only the revision you read (RFC 9110 §13.1.1). The check reads the link just before the
-/// delete; unlike a PATCH's, it is not atomic with it (a PATCH landing in between is not
-/// caught).
+/// only the revision you read (RFC 9110 §13.1.1): the store compares the revision in the
+/// delete's own transaction, so a PATCH landing between the check and the delete is caught
+/// (412), as for a PATCH.
 #[utoipa::path(
     delete, path = "/v1/links/{code}", tag = "links",
     params(
@@ -105,14 +105,18 @@ fn build_patch(state: &ApiState, req: &UpdateLinkRequest, now: chrono::DateTime<
     )
 )]
 pub async fn delete_link(State(state): State<ApiState>, LinkCode(code): LinkCode, headers: HeaderMap) -> Result<StatusCode, ApiError> {
-    if let Some(m) = headers.get(header::IF_MATCH) {
-        let m = m.to_str().unwrap_or("\u{0}");
-        let current = state.inner.store.get(&code).await?.ok_or_else(|| ApiError::link_not_found(&code))?;
-        if !if_match_matches(m, &current) {
-            return Err(precondition_failed());
+    let expected_version = match headers.get(header::IF_MATCH) {
+        None => None,
+        Some(m) => {
+            let m = m.to_str().unwrap_or("\u{0}");
+            let current = state.inner.store.get(&code).await?.ok_or_else(|| ApiError::link_not_found(&code))?;
+            if !if_match_matches(m, &current) {
+                return Err(precondition_failed());
+            }
+            (m.trim() != "*").then_some(current.version)
         }
-    }
-    let deleted = state.inner.store.delete(&code, now_ms()).await?;
+    };
+    let deleted = state.inner.store.delete(&code, expected_version, now_ms()).await?;
     state.notify(LinkChange::Deleted(deleted.code));
     Ok(StatusCode::NO_CONTENT)
 }
