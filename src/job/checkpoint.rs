@@ -70,11 +70,42 @@ pub enum SourceIdentity {
         /// Topic name.
         topic: String,
     },
-    /// The embedded click log of this data dir, read as `partition`.
+    /// The embedded click log of this data dir, read as `partition` (checkpoints written
+    /// before the log had an id; read only, and taken to be of the current log).
     Log {
         /// Partition (process id).
         partition: u32,
     },
+    /// The embedded click log with id `log_id` ([`sluice_connectors::ClickLog::log_id`]),
+    /// read as `partition`. (A variant of its own, appended, so files with [`Self::Log`]
+    /// still decode.)
+    LogFile {
+        /// Partition (process id).
+        partition: u32,
+        /// The log file's id.
+        log_id: u64,
+    },
+}
+
+/// How a checkpoint's input relates to the current one ([`load_latest`]).
+#[derive(Debug, PartialEq, Eq)]
+enum Relation {
+    /// The same input (or an id-less checkpoint of the same log partition).
+    Same,
+    /// Another input (another topic or partition): skipped.
+    Other,
+    /// The same partition of another click log file (a replaced `clicks.redb`): refused.
+    OtherLog { checkpoint: u64, current: u64 },
+}
+
+fn relation(checkpoint: &SourceIdentity, current: &SourceIdentity) -> Relation {
+    use SourceIdentity::{Log, LogFile};
+    match (checkpoint, current) {
+        (a, b) if a == b => Relation::Same,
+        (Log { partition: a }, LogFile { partition: b, .. }) if a == b => Relation::Same,
+        (LogFile { partition: a, log_id: x }, LogFile { partition: b, log_id: y }) if a == b => Relation::OtherLog { checkpoint: *x, current: *y },
+        _ => Relation::Other,
+    }
 }
 
 /// The payload of a checkpoint file.
@@ -204,14 +235,24 @@ pub fn write(dir: &Path, file: &CheckpointFile) -> anyhow::Result<(PathBuf, usiz
 /// The newest valid checkpoint of `source` in `dir` (module docs); invalid files and
 /// checkpoints of another source are skipped with a warning.
 ///
-/// Errors: the directory exists but cannot be listed.
+/// Errors: the directory exists but cannot be listed; the newest checkpoint of this log
+/// partition was taken of another click log file (its log id differs: `clicks.redb` was
+/// replaced, and resuming would mix the two logs' clicks).
 pub fn load_latest(dir: &Path, source: &SourceIdentity) -> anyhow::Result<Option<(PathBuf, CheckpointFile)>> {
     let files = checkpoint_files(dir).with_context(|| format!("could not list {}", dir.display()))?;
     for path in files.iter().rev() {
         let read = std::fs::read(path).map_err(anyhow::Error::from).and_then(|b| decode(&b));
         match read {
-            Ok(f) if &f.source == source => return Ok(Some((path.clone(), f))),
-            Ok(f) => tracing::warn!(path = %path.display(), checkpoint = ?f.source, current = ?source, "skipping a checkpoint of another input"),
+            Ok(f) => match relation(&f.source, source) {
+                Relation::Same => return Ok(Some((path.clone(), f))),
+                Relation::Other => tracing::warn!(path = %path.display(), checkpoint = ?f.source, current = ?source, "skipping a checkpoint of another input"),
+                Relation::OtherLog { checkpoint, current } => bail!(
+                    "the newest checkpoint in {} was taken of another click log (log id {checkpoint:016x}; the clicks.redb in the data dir \
+                     has log id {current:016x}): was clicks.redb replaced? Resuming would mix the two logs' clicks. Put the original \
+                     clicks.redb back, or move the checkpoints directory away to rebuild the views from the log as it is",
+                    dir.display()
+                ),
+            },
             Err(e) => {
                 metrics::counter!("sluice_checkpoints_skipped_total").increment(1);
                 tracing::warn!(path = %path.display(), error = %format!("{e:#}"), "skipping an unreadable checkpoint");

@@ -100,3 +100,22 @@ fn a_snapshot_version_1_file_reads_with_empty_flood_cap_counts() {
     });
     assert_eq!(decode(&encode(&cur).expect("encode")).expect("decode").snapshot.flood_cap, cur.snapshot.flood_cap);
 }
+
+/// A checkpoint of the click log records the log's id: the same log resumes, an id-less
+/// checkpoint of an older build is taken as the current log's, another partition's is
+/// skipped, and the same partition of another log file (a replaced `clicks.redb`) refuses
+/// to load with a message naming both ids.
+#[test]
+fn a_checkpoint_of_another_click_log_file_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().join("checkpoints");
+    let current = SourceIdentity::LogFile { partition: 0, log_id: 0xabc };
+    write(&d, &file(1, SourceIdentity::Log { partition: 0 })).expect("write id-less");
+    assert_eq!(load_latest(&d, &current).expect("load").expect("id-less is this log's").1.snapshot.cut_epoch, 1);
+    write(&d, &file(2, current.clone())).expect("write");
+    assert_eq!(load_latest(&d, &current).expect("load").expect("same log").1.snapshot.cut_epoch, 2);
+    assert!(load_latest(&d, &SourceIdentity::LogFile { partition: 1, log_id: 0xabc }).expect("load").is_none(), "another partition");
+    let err = format!("{:#}", load_latest(&d, &SourceIdentity::LogFile { partition: 0, log_id: 0xdef }).expect_err("another log"));
+    assert!(err.contains("another click log") && err.contains("0000000000000abc") && err.contains("0000000000000def"), "{err}");
+    assert!(err.contains("clicks.redb"), "{err}");
+}

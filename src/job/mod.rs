@@ -210,7 +210,7 @@ impl DataflowJob {
         let source_id = if cfg.kafka.enabled() {
             checkpoint::SourceIdentity::Kafka { topic: cfg.kafka.click_topic.clone() }
         } else {
-            checkpoint::SourceIdentity::Log { partition: cfg.dataflow.partition() }
+            checkpoint::SourceIdentity::LogFile { partition: cfg.dataflow.partition(), log_id: log.log_id() }
         };
         let checkpoint_dir = checkpoint::dir_of(&cfg.server.data_dir);
         let restored = if checkpoints_on {

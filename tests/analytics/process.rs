@@ -220,6 +220,47 @@ async fn a_checkpoint_ahead_of_the_click_log_refuses_to_start() {
     p.terminate();
 }
 
+/// A `clicks.redb` replaced by another log (one with more events than the checkpoint's
+/// offset, so the offset check alone would let it through) must not be resumed: the views
+/// would mix the checkpoint's state with the other log's clicks after that offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_of_another_click_log_refuses_to_start() {
+    let (dir, other) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
+    let now = now_ms();
+    for (d, n) in [(dir.path(), 6), (other.path(), 40)] {
+        let p = Proc::start(d).await;
+        p.create_link("https://example.com/c", "cx-a").await;
+        let evs: Vec<Value> = (0..n).map(|i| event(&format!("cx-{n}-{i}"), "cx-a", now - i * 1000, &format!("81.2.72.{i}"), BROWSER_UA, None)).collect();
+        assert!(p.post_events(&evs).await.expect("post").status().is_success());
+        p.caught_up().await;
+        p.terminate();
+    }
+    assert!(std::fs::read_dir(dir.path().join("checkpoints")).expect("checkpoints dir").next().is_some(), "a checkpoint at shutdown");
+    std::fs::copy(other.path().join("clicks.redb"), dir.path().join("clicks.redb")).expect("replace the click log");
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", &format!("127.0.0.1:{}", free_port()), "--data-dir"])
+        .arg(dir.path())
+        .env("SLUICE_LOG", "warn")
+        .env_remove("KAFKA_BROKERS")
+        .env_remove("SLUICE__STORE__URL")
+        .env_remove("SLUICE__REDIS__URL")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run sluice serve");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "must not start: {stderr}");
+    assert!(stderr.contains("another click log") && stderr.contains("clicks.redb"), "names the cause: {stderr}");
+    // Moving the checkpoints away (as the message says) rebuilds the views from the log as it is.
+    std::fs::rename(dir.path().join("checkpoints"), dir.path().join("checkpoints.old")).expect("move");
+    let p = Proc::start(dir.path()).await;
+    p.caught_up().await;
+    let day = 86_400_000;
+    let (from, to) = ((now / day - 1) * day, (now / day + 1) * day);
+    let stats = p.get(&format!("/v1/links/cx-a/stats?bucket=day&from={}&to={}", q(from), q(to))).await;
+    assert_eq!(stats["totals"]["clicks"].as_u64(), Some(40), "the other log's clicks only: {stats}");
+    p.terminate();
+}
+
 impl Proc {
     /// `POST /v1/reports/export` → 202; the job id.
     async fn create_report(&self, body: &Value) -> String {

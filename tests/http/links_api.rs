@@ -272,6 +272,22 @@ async fn get_patch_delete_lifecycle(b: Backend) {
     app.patch_json("/v1/links/life", &json!({"custom_alias": "other"}), None).await.assert_error(400, "alias_rename_unsupported");
     app.patch_json("/v1/links/nope", &json!({"enabled": false}), None).await.assert_error(404, "not_found");
     app.patch_json("/v1/links/nope", &json!({"enabled": false}), Some("*")).await.assert_error(404, "not_found");
+    // GET revalidates with If-None-Match (weak comparison): 304 without a body while the
+    // revision is current, 200 with the link otherwise
+    let current = app.get("/v1/links/life").await.header("etag").expect("etag").to_owned();
+    let weak = format!("W/{current}");
+    for fresh in [current.as_str(), weak.as_str(), "*", &format!("\"zz\", {current}")] {
+        let r = app.request(Method::GET, "/v1/links/life", &[("if-none-match", fresh)], None).await;
+        assert_eq!(r.status, StatusCode::NOT_MODIFIED, "{fresh}");
+        assert!(r.body.is_empty(), "{fresh}");
+        assert_eq!(r.header("etag"), Some(current.as_str()));
+    }
+    for stale in [etag1.as_str(), "\"zz\""] {
+        let r = app.request(Method::GET, "/v1/links/life", &[("if-none-match", stale)], None).await;
+        assert_eq!(r.status, StatusCode::OK, "{stale}");
+        assert_eq!(r.json()["code"], "life");
+    }
+    app.request(Method::GET, "/v1/links/nope", &[("if-none-match", "*")], None).await.assert_error(404, "not_found");
     // DELETE honours If-Match like PATCH: a stale or weak tag is 412 and deletes nothing
     let current = app.get("/v1/links/life").await.header("etag").expect("etag").to_owned();
     for stale in [etag1.as_str(), "W/\"whatever\"", "\"zz\""] {

@@ -114,7 +114,7 @@ impl ClickLog {
         {
             tracing::warn!(path = %shown, error = %e, "click log: closing the deleted file failed");
         }
-        let opened = (self.inner.opener)(path).and_then(|db| check_format_and_init(&db, path).map(|(head, _)| (db, head)));
+        let opened = (self.inner.opener)(path).and_then(|db| check_format_and_init(&db, path).map(|(head, _, _)| (db, head)));
         match opened {
             Ok((db, head)) => {
                 if head != w.head {

@@ -81,6 +81,9 @@ const META_FORMAT: &str = "format";
 const META_HEAD: &str = "head";
 /// Lowest offset still stored (everything below was truncated).
 const META_LOW: &str = "low";
+/// Random id of this log, written when the file is created (or first opened by a build that
+/// knows the key): tells a checkpoint of this log from one of another ([`ClickLog::log_id`]).
+const META_LOG_ID: &str = "log_id";
 
 /// One stored event with its offset and backfill mark ([`ClickLog::read_entries`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,6 +116,8 @@ struct Inner {
     failure: Mutex<String>,
     /// Device and inode of the file at `path` when it was opened (`file_check.rs`).
     file_id: Mutex<Option<file_check::FileId>>,
+    /// [`ClickLog::log_id`] as read when the log was opened.
+    log_id: u64,
     /// Serializes appends, truncations and reopening together with the publication of
     /// `head`/`low`; holds the authoritative next offset.
     write: Mutex<WriteState>,
@@ -189,7 +194,7 @@ impl ClickLog {
         std::fs::create_dir_all(dir).map_err(|e| Error::Config(format!("could not create data dir \"{}\": {e}", dir.display())))?;
         let path = dir.join(CLICK_LOG_FILE_NAME);
         let db = opener(&path)?;
-        let (head, low) = check_format_and_init(&db, &path)?;
+        let (head, low, log_id) = check_format_and_init(&db, &path)?;
         let (head_tx, _) = watch::channel(head);
         let file_id = file_check::file_id(&path).ok();
         tracing::debug!(path = %path.display(), low, head, "click log open");
@@ -201,6 +206,7 @@ impl ClickLog {
                 needs_reopen: AtomicBool::new(false),
                 failure: Mutex::new(String::new()),
                 file_id: Mutex::new(file_id),
+                log_id,
                 write: Mutex::new(WriteState { head, recovery: recovery::Recovery::default() }),
                 head: AtomicU64::new(head),
                 low: AtomicU64::new(low),
@@ -372,6 +378,15 @@ impl ClickLog {
         self.with_db(|db| visit_db(db, from, max, head, f))
     }
 
+    /// The random, non-zero id of this log file: written into the file when it is created
+    /// (or, for a log written by an older build, when it is first opened), so it stays with
+    /// the file through copies and renames, and two logs created apart never share one
+    /// (64 random bits, UUID v4 source). Checkpoints record it to refuse resuming over
+    /// another log (a replaced `clicks.redb`).
+    pub fn log_id(&self) -> u64 {
+        self.inner.log_id
+    }
+
     /// The next offset to be written (= number of events ever appended).
     pub fn head(&self) -> u64 {
         self.inner.head.load(Ordering::Acquire)
@@ -471,15 +486,15 @@ fn visit_db(db: &Database, from: u64, max: usize, head: u64, mut f: impl FnMut(u
 }
 
 /// Checks the storage format of a freshly opened `db` (module docs), creates the tables of a
-/// new log, and returns its `(head, low)`.
-fn check_format_and_init(db: &Database, path: &Path) -> Result<(u64, u64)> {
+/// new log (and its [`ClickLog::log_id`] if it has none), and returns its `(head, low, log id)`.
+fn check_format_and_init(db: &Database, path: &Path) -> Result<(u64, u64, u64)> {
     fn err(e: impl Into<redb::Error>) -> Error {
         Error::click_log("open", e)
     }
     let format_error = |found| Error::ClickLogFormat { path: path.display().to_string(), found, supported: CLICK_LOG_FORMAT };
     let txn = db.begin_write().map_err(err)?;
     let has_legacy = txn.list_tables().map_err(err)?.any(|t| t.name() == LEGACY_EVENTS.name());
-    let (head, low) = {
+    let (head, low, log_id) = {
         let mut meta = txn.open_table(META).map_err(err)?;
         match meta_get(&meta, META_FORMAT)? {
             Some(CLICK_LOG_FORMAT) => {}
@@ -497,14 +512,22 @@ fn check_format_and_init(db: &Database, path: &Path) -> Result<(u64, u64)> {
         let last_end = chunks.last().map_err(err)?.map(|(k, v)| k.value() + chunk::claimed_count(v.value()));
         let head = meta_get(&meta, META_HEAD)?.unwrap_or(0).max(last_end.unwrap_or(0));
         let low = meta_get(&meta, META_LOW)?.unwrap_or(0).min(head);
-        (head, low)
+        let log_id = match meta_get(&meta, META_LOG_ID)? {
+            Some(id) if id != 0 => id,
+            _ => {
+                let id = uuid::Uuid::new_v4().as_u64_pair().0.max(1);
+                meta.insert(META_LOG_ID, id).map_err(err)?;
+                id
+            }
+        };
+        (head, low, log_id)
     };
     if has_legacy {
         // Empty (checked above): an upgraded format-1 log keeps its head and low in `meta`.
         txn.delete_table(LEGACY_EVENTS).map_err(err)?;
     }
     txn.commit().map_err(err)?;
-    Ok((head, low))
+    Ok((head, low, log_id))
 }
 
 #[cfg(test)]

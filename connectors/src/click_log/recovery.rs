@@ -153,7 +153,7 @@ impl ClickLog {
         {
             tracing::warn!(path = %path.display(), error = %e, "click log: closing the file after an I/O error failed");
         }
-        let opened = (self.inner.opener)(path).and_then(|db| check_format_and_init(&db, path).map(|(head, low)| (db, head, low)));
+        let opened = (self.inner.opener)(path).and_then(|db| check_format_and_init(&db, path).map(|(head, low, _)| (db, head, low)));
         let (db, file_head, file_low) = match opened {
             Ok(o) => o,
             Err(e) => {

@@ -55,6 +55,35 @@ fn survives_reopen() {
     assert_eq!(log.read(0, 100).expect("read")[5].1, event(5));
 }
 
+/// The log id is written once with the file: the same after reopening and after copying the
+/// file elsewhere, different for a log created apart, and given to a log that had none
+/// (written by an older build) on its first open, then kept.
+#[test]
+fn log_id_stays_with_the_file() {
+    let (a, b, c) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
+    let id_a = {
+        let log = ClickLog::open(a.path()).expect("open");
+        log.append(&events(0..3)).expect("append");
+        log.log_id()
+    };
+    assert_ne!(id_a, 0);
+    assert_eq!(ClickLog::open(a.path()).expect("reopen").log_id(), id_a);
+    std::fs::copy(a.path().join(CLICK_LOG_FILE_NAME), c.path().join(CLICK_LOG_FILE_NAME)).expect("copy");
+    assert_eq!(ClickLog::open(c.path()).expect("open copy").log_id(), id_a);
+    let id_b = ClickLog::open(b.path()).expect("open other").log_id();
+    assert_ne!(id_b, id_a);
+    // A log without the key (as an older build wrote it) gets one on its first open.
+    {
+        let db = redb::Database::create(b.path().join(CLICK_LOG_FILE_NAME)).expect("open raw");
+        let txn = db.begin_write().expect("txn");
+        txn.open_table(META).expect("meta").remove(META_LOG_ID).expect("remove");
+        txn.commit().expect("commit");
+    }
+    let id_new = ClickLog::open(b.path()).expect("open without id").log_id();
+    assert!(id_new != 0 && id_new != id_b && id_new != id_a);
+    assert_eq!(ClickLog::open(b.path()).expect("reopen").log_id(), id_new);
+}
+
 #[test]
 fn second_open_of_the_same_file_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
