@@ -19,6 +19,7 @@ mod harness;
 mod loadgen_truth;
 mod lost_store;
 mod process;
+mod readiness;
 mod reports;
 #[cfg(feature = "integration-tests")]
 mod sinks;
