@@ -3,7 +3,7 @@
 //! `/metrics` (Prometheus text).
 //!
 //! `/readyz` also reports dependencies ([`Dependency`]: the Redis link cache and
-//! view sink, ClickHouse, the click log tail, the export job runner) under `dependencies`. Optional ones never make
+//! view sink, ClickHouse, the Kafka broker in Kafka mode, the click log tail, the export job runner) under `dependencies`. Optional ones never make
 //! it fail, because redirects and the API keep working without them (their sinks catch up
 //! later); a required one (the click log tail, whose failure stops the stats counting; the
 //! click log writer, whose failing appends drop every new click: [`ClickLogWriterHealth`])
@@ -39,7 +39,7 @@ pub type RefreshFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 /// A dependency `/readyz` reports under `dependencies`; it fails readiness only when
 /// [`Dependency::required`].
 pub trait Dependency: Send + Sync + 'static {
-    /// Stable name (`redis_link_cache`, `redis_views`, `clickhouse`).
+    /// Stable name (`redis_link_cache`, `redis_views`, `clickhouse`, `kafka`, ...).
     fn name(&self) -> &'static str;
     /// Whether it works now, and a JSON object describing its state (`{"status": "up"}`, ...).
     /// Must not block (read cached state only).
