@@ -240,21 +240,28 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
         r = measure(&args, &system, &data_dir) => r,
         sig = signals.next() => return Err(interrupted(sig, Some(system), temp, signals).await),
     };
-    let (ok, url, checks) = measured?;
+    let (ok, url, checks) = match measured {
+        Ok(m) => m,
+        // The reader of the report went away (`sluice demo | head -1`): stop quietly.
+        Err(e) if crate::stdout::is_closed(&e) => return closed_output(e, system, temp).await,
+        Err(e) => return Err(e),
+    };
 
     if args.exit_after {
         system.shutdown().await?;
         return Ok(ok);
     }
-    println!();
-    println!("Sluice keeps serving at {url} — try:");
+    let mut hint = format!("\nSluice keeps serving at {url} — try:\n");
     if let Some(top) = checks.first() {
-        println!("  curl -s '{url}v1/links/{}/stats?bucket=minute&dimensions=country' | jq", top.code);
-        println!("  curl -si {url}{}", top.code);
+        hint.push_str(&format!("  curl -s '{url}v1/links/{}/stats?bucket=minute&dimensions=country' | jq\n", top.code));
+        hint.push_str(&format!("  curl -si {url}{}\n", top.code));
     }
-    println!("  curl -s '{url}v1/stats/summary' | jq");
-    println!("  curl -s {url}v1/openapi.json | jq '.paths | keys'");
-    println!("Press Ctrl-C to stop (twice to skip the graceful stop).");
+    hint.push_str(&format!("  curl -s '{url}v1/stats/summary' | jq\n"));
+    hint.push_str(&format!("  curl -s {url}v1/openapi.json | jq '.paths | keys'\n"));
+    hint.push_str("Press Ctrl-C to stop (twice to skip the graceful stop).\n");
+    if let Err(e) = crate::stdout::print(&hint) {
+        return if crate::stdout::is_closed(&e) { closed_output(e, system, temp).await } else { Err(e) };
+    }
     let temp_path = temp.as_ref().map(|t| t.0.clone());
     crate::serve::serve_until_stopped(system, signals, move || {
         if let Some(p) = temp_path {
@@ -266,17 +273,30 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
     Ok(ok)
 }
 
+/// Ends the demo whose standard output was closed ([`crate::stdout::OutputClosed`] `e`):
+/// stops `system` gracefully and removes the temporary data dir, then returns `e` (the binary
+/// exits with status 0, quietly). Nobody reads what the demo would print, so it does not keep
+/// serving either.
+async fn closed_output(e: anyhow::Error, system: System, temp: Option<TempDir>) -> anyhow::Result<bool> {
+    tracing::info!("standard output closed: stopping the demo");
+    if let Err(stop) = system.shutdown().await {
+        tracing::warn!(error = %format!("{stop:#}"), "the demo's server did not stop cleanly");
+    }
+    drop(temp);
+    Err(e)
+}
+
 /// The traffic, the wait until it is counted, the checks and the report: whether every
 /// link matched, the server's URL and the per-link checks.
 async fn measure(args: &DemoArgs, system: &System, data_dir: &std::path::Path) -> anyhow::Result<(bool, url::Url, Vec<check::LinkCheck>)> {
     let url = system.url();
-    println!("Sluice demo: serving {url} (data dir {})", data_dir.display());
-    println!(
+    crate::stdout::println(&format!("Sluice demo: serving {url} (data dir {})", data_dir.display()))?;
+    crate::stdout::println(&format!(
         "Generating {} s of traffic: {} links, {:.0} redirects/s with real user agents, GeoIP addresses and referrers,\n  plus late events and exact duplicates through POST /v1/events ...",
         args.duration.as_secs_f64(),
         args.links,
         args.rate
-    );
+    ))?;
 
     let mut lg = LoadgenArgs::new(url.clone());
     lg.links = args.links;

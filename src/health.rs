@@ -1,14 +1,20 @@
-//! `/healthz` (process up), `/readyz` (link store reachable), `/metrics` (Prometheus text).
+//! `/healthz` (process up), `/readyz` (link store reachable and, for the embedded SQLite
+//! store, its file still at its path: [`sluice_connectors::LinkStore::check_file`]),
+//! `/metrics` (Prometheus text).
 //!
 //! `/readyz` also reports dependencies ([`Dependency`]: the Redis link cache and
-//! view sink, ClickHouse, the click log tail, the export job runner) under `dependencies`. Optional ones never make
+//! view sink, ClickHouse, the Kafka broker in Kafka mode, the click log tail, the export job runner) under `dependencies`. Optional ones never make
 //! it fail, because redirects and the API keep working without them (their sinks catch up
 //! later); a required one (the click log tail, whose failure stops the stats counting; the
 //! click log writer, whose failing appends drop every new click: [`ClickLogWriterHealth`])
-//! makes it answer 503.
+//! makes it answer 503. Dependencies whose state only a probe can tell (Redis, Kafka) keep
+//! the latest probe's outcome in a [`CachedProbe`]: `/readyz` refreshes it first
+//! ([`Dependency::refresh`]), at most once per [`PROBE_MAX_AGE`] whatever the request rate.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::State;
@@ -22,14 +28,29 @@ use sluice_connectors::LinkStore;
 /// How long `/readyz` waits for the store.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long a probe's outcome is reused before `/readyz` probes again.
+pub const PROBE_MAX_AGE: Duration = Duration::from_secs(1);
+/// Deadline of one probe (a Redis `PING`, a Kafka metadata request).
+pub const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// What [`Dependency::refresh`] returns.
+pub type RefreshFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
 /// A dependency `/readyz` reports under `dependencies`; it fails readiness only when
 /// [`Dependency::required`].
 pub trait Dependency: Send + Sync + 'static {
-    /// Stable name (`redis_link_cache`, `redis_views`, `clickhouse`).
+    /// Stable name (`redis_link_cache`, `redis_views`, `clickhouse`, `kafka`, ...).
     fn name(&self) -> &'static str;
     /// Whether it works now, and a JSON object describing its state (`{"status": "up"}`, ...).
     /// Must not block (read cached state only).
     fn status(&self) -> (bool, serde_json::Value);
+    /// Brings the state [`Self::status`] reads up to date when it is stale (a probe bounded
+    /// by [`PROBE_TIMEOUT`], reused for [`PROBE_MAX_AGE`], see [`CachedProbe`]); `/readyz`
+    /// awaits it before reading the status. Default: nothing (the state is kept current by
+    /// the component itself).
+    fn refresh(&self) -> RefreshFuture<'_> {
+        Box::pin(std::future::ready(()))
+    }
     /// Whether `/readyz` fails (503 `not_ready`) while this dependency is not working
     /// (default false: reported only). The click log tail is required: without it the
     /// stats stop counting.
@@ -62,6 +83,14 @@ async fn readyz(State(s): State<HealthState>) -> Response {
     // "readyz" is reserved, so this read exercises the store without ever finding a link.
     match tokio::time::timeout(READY_TIMEOUT, s.store.get("readyz")).await {
         Ok(Ok(_)) => {
+            if let Err(e) = s.store.check_file() {
+                tracing::warn!(error = %e, "readiness probe: the link store's file is gone");
+                return json_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    json!({ "error": { "code": "not_ready", "message": "link_store is not working", "details": { "link_store": { "status": "failed", "error": e.to_string() } } } }),
+                );
+            }
+            futures::future::join_all(s.dependencies.iter().map(|d| d.refresh())).await;
             if let Some(d) = s.dependencies.iter().find(|d| d.required() && !d.status().0) {
                 let (_, state) = d.status();
                 tracing::warn!(dependency = d.name(), state = %state, "readiness probe: a required dependency failed");
@@ -85,6 +114,57 @@ async fn readyz(State(s): State<HealthState>) -> Response {
     }
 }
 
+/// `e` and its causes, `": "`-separated (`kafka could not fetch topic metadata: Meta data
+/// fetch error: ...`), for a dependency's `error`.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        // Some errors repeat their cause in their own message (librdkafka's codes).
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
+}
+
+/// How often [`watch_store_file`] looks at the link store's file.
+pub const STORE_FILE_CHECK: Duration = Duration::from_secs(2);
+
+/// Spawns a task that runs [`LinkStore::check_file`] every `every` and logs an error when the
+/// store's file (`links.db`) is deleted or replaced while open (the error names the file and
+/// what to do; `/readyz` answers 503 meanwhile), and an info line when the file is back. Ends
+/// when the store is dropped.
+pub fn watch_store_file(store: std::sync::Weak<dyn LinkStore>, every: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The latest failure logged (a new one, e.g. deleted then replaced, is logged again).
+        let mut logged: Option<String> = None;
+        loop {
+            tick.tick().await;
+            let Some(store) = store.upgrade() else { return };
+            match store.check_file() {
+                Err(e) => {
+                    let message = e.to_string();
+                    if logged.as_deref() != Some(message.as_str()) {
+                        tracing::error!(error = %message, "the link store's file is gone; /readyz answers 503 while it is");
+                        logged = Some(message);
+                    }
+                }
+                Ok(()) if logged.is_some() => {
+                    tracing::info!("the link store's file is back at its path");
+                    logged = None;
+                }
+                Ok(()) => {}
+            }
+        }
+    })
+}
+
 fn not_ready(message: &str) -> Response {
     json_response(StatusCode::SERVICE_UNAVAILABLE, json!({ "error": { "code": "not_ready", "message": message } }))
 }
@@ -100,6 +180,49 @@ fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
+}
+
+/// The outcome of a dependency's latest probe (`Err` carries the reason), probed again only
+/// once it is older than `max_age`: concurrent callers share one probe, so `/readyz` under
+/// load costs the service at most one probe per `max_age`.
+pub struct CachedProbe {
+    max_age: Duration,
+    last: parking_lot::Mutex<Option<(Instant, Result<(), String>)>>,
+    running: tokio::sync::Mutex<()>,
+}
+
+impl CachedProbe {
+    /// No outcome yet; outcomes are reused for `max_age`.
+    pub fn new(max_age: Duration) -> Self {
+        CachedProbe { max_age, last: parking_lot::Mutex::new(None), running: tokio::sync::Mutex::new(()) }
+    }
+
+    /// Runs `probe` unless an outcome younger than `max_age` exists (also one another caller
+    /// got while this one waited for it) and keeps its outcome. `probe` bounds its own time.
+    pub async fn refresh<F, Fut>(&self, probe: F)
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<(), String>>,
+    {
+        if self.fresh() {
+            return;
+        }
+        let _one = self.running.lock().await;
+        if self.fresh() {
+            return;
+        }
+        let outcome = probe().await;
+        *self.last.lock() = Some((Instant::now(), outcome));
+    }
+
+    /// The latest outcome (`None` before the first probe).
+    pub fn last(&self) -> Option<Result<(), String>> {
+        self.last.lock().as_ref().map(|(_, r)| r.clone())
+    }
+
+    fn fresh(&self) -> bool {
+        self.last.lock().as_ref().is_some_and(|(at, _)| at.elapsed() < self.max_age)
+    }
 }
 
 /// `/readyz`'s view of the click log writer (name `click_log_writer`, required): failed
@@ -263,6 +386,28 @@ mod tests {
         assert_eq!(writer.await.expect("writer").logged, 5);
         assert_eq!(std::fs::read(&path).expect("read"), b"not a click log", "the other file is left alone");
         assert_eq!(log.head(), 5);
+    }
+
+    /// Concurrent refreshes share one probe; its outcome is reused until it is `max_age` old,
+    /// then probed again.
+    #[tokio::test]
+    async fn a_cached_probe_runs_once_per_max_age() {
+        use std::sync::atomic::AtomicUsize;
+        let probe = CachedProbe::new(Duration::from_millis(200));
+        assert_eq!(probe.last(), None);
+        let runs = AtomicUsize::new(0);
+        let run = || async {
+            let n = runs.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if n == 0 { Ok(()) } else { Err(format!("probe {n} failed")) }
+        };
+        futures::future::join_all((0..20).map(|_| probe.refresh(run))).await;
+        assert_eq!((runs.load(Ordering::SeqCst), probe.last()), (1, Some(Ok(()))));
+        probe.refresh(run).await;
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "still fresh");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        probe.refresh(run).await;
+        assert_eq!((runs.load(Ordering::SeqCst), probe.last()), (2, Some(Err("probe 1 failed".to_string()))));
     }
 
     /// Readiness follows the writer: failed (required, so `/readyz` is 503) while its appends

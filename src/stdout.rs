@@ -23,6 +23,23 @@ pub fn write_error(e: std::io::Error) -> anyhow::Error {
     if e.kind() == std::io::ErrorKind::BrokenPipe { anyhow::Error::new(OutputClosed) } else { anyhow::Error::new(e).context("could not write the output") }
 }
 
+/// Writes `text` to standard output and flushes it (the commands' `println!`, which panics
+/// on a closed output).
+///
+/// Errors: [`write_error`] of a failed write ([`OutputClosed`] when the reader went away).
+pub fn print(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes()).and_then(|()| out.flush()).map_err(write_error)
+}
+
+/// [`print`] of `text` and a newline.
+///
+/// Errors: as [`print`].
+pub fn println(text: &str) -> anyhow::Result<()> {
+    print(&format!("{text}\n"))
+}
+
 /// Whether `e` is (or wraps) [`OutputClosed`].
 pub fn is_closed(e: &anyhow::Error) -> bool {
     e.chain().any(|c| c.is::<OutputClosed>())

@@ -88,6 +88,21 @@ pub enum Error {
         /// The log file.
         path: String,
     },
+    /// The embedded link store's file (`links.db`) is no longer at its path while the store
+    /// has it open: deleted, or replaced by another file (`what`: `"deleted"` or `"replaced by
+    /// another file"`). SQLite keeps using the file it opened, which is unreachable: every
+    /// link written to it is lost when the process stops. Not restored automatically (a WAL
+    /// database cannot be copied safely under a running writer).
+    #[error(
+        "link store \"{path}\" was {what} while sluice has it open: links are still served and written, but only to the file \
+         sluice opened, which is lost when it stops; put the file you want at that path (e.g. from a backup) and restart sluice"
+    )]
+    LinkStoreFileMoved {
+        /// The database file.
+        path: String,
+        /// `"deleted"` or `"replaced by another file"`.
+        what: &'static str,
+    },
     /// An event stored in the click log could not be decoded.
     #[error("could not decode click event at log offset {offset}")]
     ClickLogDecode {
@@ -259,7 +274,7 @@ impl Error {
         match self {
             Error::CodeTaken(_) | Error::NotFound(_) | Error::VersionMismatch { .. } | Error::IdempotencyKeyExists | Error::InvalidValue { .. } => "user",
             Error::Database(_) | Error::Migrate(_) | Error::ClickLog { .. } | Error::ClickLogClosed { .. } | Error::AnomalyStore { .. } => "external",
-            Error::ClickLogDeleted { .. } | Error::ClickLogReplaced { .. } => "external",
+            Error::ClickLogDeleted { .. } | Error::ClickLogReplaced { .. } | Error::LinkStoreFileMoved { .. } => "external",
             Error::Corrupt(_)
             | Error::ClickLogDecode { .. }
             | Error::ClickLogFormat { .. }

@@ -106,7 +106,7 @@ pub fn run(args: DataflowBenchArgs) -> anyhow::Result<()> {
     enricher()?;
     let stream = generate(&args, &humans, &bots)?;
     let unique = stream.iter().map(|r| r.event.event_id).collect::<std::collections::HashSet<_>>().len();
-    println!(
+    crate::stdout::println(&format!(
         "sluice bench dataflow: {} events ({} distinct ids, {:.0} s of event time) over {} links, {} visitors, {} user agents ({} crawlers); generated in {:.1} s (not timed)",
         stream.len(),
         unique,
@@ -116,12 +116,12 @@ pub fn run(args: DataflowBenchArgs) -> anyhow::Result<()> {
         humans.len() + bots.len(),
         bots.len(),
         started.elapsed().as_secs_f64()
-    );
+    ))?;
     let now_ms = stream.iter().map(|r| r.event.ts).max().unwrap_or(0) + 60_000;
 
     let mut per_worker = Vec::new();
     for &w in args.workers.iter().filter(|&&w| w > 1) {
-        println!("load per worker, {w} workers (% of records): {}", load_shares(&stream, w));
+        crate::stdout::println(&format!("load per worker, {w} workers (% of records): {}", load_shares(&stream, w)))?;
     }
     for &w in &args.workers {
         let config = PipelineConfig {
@@ -132,7 +132,7 @@ pub fn run(args: DataflowBenchArgs) -> anyhow::Result<()> {
             ..PipelineConfig::default()
         };
         let r = run_dataflow(&stream, &config, now_ms, &enricher()?, unique as u64)?;
-        println!(
+        crate::stdout::println(&format!(
             "dataflow, {w} worker(s): {:.2} s, {:.0} events/s total, {:.0} events/s per worker; CPU {:.2} s ({:.0} events per CPU second); peak RSS {} MiB (+{} MiB over the input); {} rollup rows, {:.0} bytes per row",
             r.secs,
             r.events as f64 / r.secs,
@@ -143,25 +143,25 @@ pub fn run(args: DataflowBenchArgs) -> anyhow::Result<()> {
             r.peak_rss.saturating_sub(r.rss_before) >> 20,
             r.rows,
             r.bytes_per_row
-        );
+        ))?;
         per_worker.push((w, r.events as f64 / r.secs / w as f64));
     }
 
     let n = args.reference_events.min(stream.len());
     let eps = run_reference(&stream[..n], now_ms, &enricher()?);
-    println!("naive reference (1 thread, HashMap rows, exact HashSet uniques): {eps:.0} events/s over {n} events");
+    crate::stdout::println(&format!("naive reference (1 thread, HashMap rows, exact HashSet uniques): {eps:.0} events/s over {n} events"))?;
 
     if args.redis_events > 0 {
         let n = args.redis_events.min(stream.len());
-        match run_redis(&stream[..n], &enricher()?, &args.redis_server) {
-            Ok(eps) => println!("redis HINCRBY+PFADD, pipelined per 100 events (1 client): {eps:.0} events/s over {n} events"),
-            Err(e) => println!("redis baseline skipped: {e:#}"),
-        }
+        let line = match run_redis(&stream[..n], &enricher()?, &args.redis_server) {
+            Ok(eps) => format!("redis HINCRBY+PFADD, pipelined per 100 events (1 client): {eps:.0} events/s over {n} events"),
+            Err(e) => format!("redis baseline skipped: {e:#}"),
+        };
+        crate::stdout::println(&line)?;
     }
 
     let pick = |w: usize| per_worker.iter().find(|(x, _)| *x == w).map_or(0.0, |(_, e)| *e);
-    println!("dataflow events/s per worker: {:.0} (1 worker), {:.0} (2 workers)", pick(1), pick(2));
-    Ok(())
+    crate::stdout::println(&format!("dataflow events/s per worker: {:.0} (1 worker), {:.0} (2 workers)", pick(1), pick(2)))
 }
 
 /// Each worker's share of the records at the graph's three partitionings, for `workers`

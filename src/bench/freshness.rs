@@ -251,7 +251,8 @@ async fn run_async(args: FreshnessBenchArgs) -> anyhow::Result<()> {
     let from = start_ms.div_euclid(60_000) * 60_000 - 60_000;
     let to = from + (args.duration.as_secs() as i64 / 60 + 15) * 60_000;
     let stats_query = format!("bucket=minute&from={}&to={}", q_instant(from), q_instant(to));
-    println!(
+    // A closed output (`| head -1`) skips the measurement and ends quietly after the stop.
+    let header = crate::stdout::println(&format!(
         "sluice bench freshness: {:.0} probe clicks/s for {:.0} s over {} links, background {:.0} redirects/s, polling every {:?}, {}",
         args.rate,
         args.duration.as_secs_f64(),
@@ -263,13 +264,13 @@ async fn run_async(args: FreshnessBenchArgs) -> anyhow::Result<()> {
                 format!("in-process server ({} dataflow worker(s), apply-interval {:?})", s.config().dataflow.workers, s.config().dataflow.apply_interval),
             None => format!("server at {base}"),
         }
-    );
+    ));
     let interval = Duration::from_secs_f64(1.0 / args.rate);
     let t0 = tokio::time::Instant::now();
     let mut counts = vec![0u64; codes.len()];
     let mut probes = JoinSet::new();
     let mut i = 0usize;
-    while t0.elapsed() < args.duration {
+    while header.is_ok() && t0.elapsed() < args.duration {
         tokio::time::sleep_until(t0 + interval * i as u32).await;
         let k = i % codes.len();
         counts[k] += 1;
@@ -291,25 +292,32 @@ async fn run_async(args: FreshnessBenchArgs) -> anyhow::Result<()> {
     if let Some(w) = watcher {
         let _ = w.await;
     }
+    let mut report = String::new();
     if let Some(bg) = background {
-        let r = bg.await.context("background traffic task failed")??;
-        println!("  background: {} requests answered at {:.0}/s", r.requests.answered, r.achieved_rate);
+        if header.is_err() {
+            bg.abort();
+        } else {
+            let r = bg.await.context("background traffic task failed")??;
+            report.push_str(&format!("  background: {} requests answered at {:.0}/s\n", r.requests.answered, r.achieved_rate));
+        }
     }
-    println!("  {} probes measured, {} failed; lag from sending the click, ms:", samples.len(), failures);
-    println!("  {:<24} {:>9} {:>9} {:>9} {:>9} {:>9}", "", "p50", "p90", "p99", "max", "mean");
-    println!("{}", row("redirect answered", samples.iter().map(|s| s.answered).collect()));
-    println!("{}", row("in the click log", samples.iter().filter_map(|s| s.logged).collect()));
-    println!("{}", row("visible in stats API", samples.iter().map(|s| s.visible).collect()));
+    report.push_str(&format!("  {} probes measured, {} failed; lag from sending the click, ms:\n", samples.len(), failures));
+    report.push_str(&format!("  {:<24} {:>9} {:>9} {:>9} {:>9} {:>9}\n", "", "p50", "p90", "p99", "max", "mean"));
+    report.push_str(&format!("{}\n", row("redirect answered", samples.iter().map(|s| s.answered).collect())));
+    report.push_str(&format!("{}\n", row("in the click log", samples.iter().filter_map(|s| s.logged).collect())));
+    report.push_str(&format!("{}\n", row("visible in stats API", samples.iter().map(|s| s.visible).collect())));
+    let printed = header.and_then(|()| crate::stdout::print(&report));
     if let Some(s) = system {
         s.shutdown().await?;
     }
     if let Some(dir) = temp {
         let _ = std::fs::remove_dir_all(dir);
     }
+    printed?;
     let mut vis: Vec<i64> = samples.iter().map(|s| s.visible.round() as i64).collect();
     vis.sort_unstable();
     let (p50, p99) = (percentile(&vis, 50.0).unwrap_or(0), percentile(&vis, 99.0).unwrap_or(0));
-    println!("freshness p50 {p50} ms, p99 {p99} ms (target p99 <= 1000 ms; original spec 60000 ms)");
+    crate::stdout::println(&format!("freshness p50 {p50} ms, p99 {p99} ms (target p99 <= 1000 ms; original spec 60000 ms)"))?;
     if failures > 0 {
         bail!("{failures} probes failed");
     }

@@ -217,8 +217,7 @@ async fn bench(args: &RedirectBenchArgs, plan: &CpuPlan) -> anyhow::Result<()> {
     };
     let mut setup = Setup { header, paced_fraction: args.paced_fraction };
     setup.header.push(format!("load average at the end: {}", report::load_average()));
-    println!("{}", report::render(&setup, &hit, miss.as_ref(), &nginx_result));
-    Ok(())
+    crate::stdout::println(&report::render(&setup, &hit, miss.as_ref(), &nginx_result))
 }
 
 /// CPUs of the machine, whatever this process is pinned to.

@@ -44,6 +44,9 @@ fn line(values: &[(String, u64)]) -> String {
 }
 
 /// Prints the report to stdout; returns whether every link matched its truth.
+///
+/// Errors: a stats request failed; the output could not be written
+/// ([`crate::stdout::OutputClosed`] when its reader went away).
 pub(super) async fn print(client: &reqwest::Client, i: Input<'_>) -> anyhow::Result<bool> {
     let r = i.loadgen;
     let mut out = String::new();
@@ -134,6 +137,6 @@ pub(super) async fn print(client: &reqwest::Client, i: Input<'_>) -> anyhow::Res
             )?;
         }
     }
-    print!("{out}");
+    crate::stdout::print(&out)?;
     Ok(matched)
 }

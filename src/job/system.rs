@@ -136,6 +136,8 @@ impl System {
         telemetry::prometheus();
         let before_open = super::lost_store::BeforeOpen::look(&cfg, &data_dir);
         let store = open_store(&cfg.store_location()).await.context("could not open the link store")?;
+        // Logs an error when `links.db` is deleted or replaced while open (`/readyz` fails then).
+        drop(crate::health::watch_store_file(Arc::downgrade(&store), crate::health::STORE_FILE_CHECK));
         let secret = visitor_secret::load_or_create(cfg.visitor.secret.as_ref().map(|s| s.0.as_str()), &data_dir)?;
         let (sink, intake): (Arc<dyn ClickSink>, Option<Intake>) = if cfg.server.role == Role::Api {
             let (sink, _receiver) = sluice_redirect::ChannelClickSink::new(1);
@@ -230,6 +232,7 @@ impl System {
                 .into_iter()
                 .chain(job.as_ref().and_then(DataflowJob::health))
                 .chain(intake.as_ref().map(|i| Arc::new(crate::health::ClickLogWriterHealth(Arc::clone(&i.stats))) as Arc<dyn crate::health::Dependency>))
+                .chain(intake.as_ref().and_then(|i| i.kafka.as_ref()).map(|k| Arc::new(k.health()) as Arc<dyn crate::health::Dependency>))
                 .chain(export_jobs_health)
                 .collect(),
         };

@@ -32,6 +32,7 @@ use sluice_ingest::EventLog;
 use sluice_schemas::ClickEvent;
 
 use crate::config::Config;
+use crate::health::{CachedProbe, Dependency, PROBE_MAX_AGE, PROBE_TIMEOUT, RefreshFuture};
 
 /// Fills `[kafka] brokers` / `schema-registry-url` from `KAFKA_BROKERS` /
 /// `SCHEMA_REGISTRY_URL` where the `SLUICE__KAFKA__…` variables are not set. `sluice serve`
@@ -87,6 +88,11 @@ impl KafkaIntake {
         })
     }
 
+    /// `/readyz`'s view of the broker ([`KafkaHealth`]).
+    pub fn health(&self) -> KafkaHealth {
+        KafkaHealth { intake: self.clone(), probe: CachedProbe::new(PROBE_MAX_AGE) }
+    }
+
     /// Producer counters (delivered, spill backlog, drops).
     pub fn stats(&self) -> SinkStats {
         self.sink.stats()
@@ -138,5 +144,47 @@ impl EventLog for KafkaEventLog {
 
     fn append_backfill(&self, events: &[ClickEvent]) -> sluice_connectors::Result<Range<u64>> {
         Ok(self.0.append_backfill(events)?.accepted)
+    }
+}
+
+/// `/readyz`'s view of the broker in Kafka mode (name `kafka`, optional): up while a metadata
+/// request for the click topic, sent through the anomaly producer's long-lived client, is
+/// answered within [`PROBE_TIMEOUT`] (probed at most once per [`PROBE_MAX_AGE`]). Optional,
+/// because redirects and `POST /v1/events` keep working without the broker: clicks wait in
+/// the spill (`backlog`; beyond `spill-max-events` they are dropped and counted in `dropped`)
+/// and the stats resume when it returns. Shape: `{"status": "up", "backlog": N, "dropped": N}`
+/// or `{"status": "down", "error": "...", "backlog": N, "dropped": N}`.
+pub struct KafkaHealth {
+    intake: KafkaIntake,
+    probe: CachedProbe,
+}
+
+impl Dependency for KafkaHealth {
+    fn name(&self) -> &'static str {
+        "kafka"
+    }
+
+    fn status(&self) -> (bool, serde_json::Value) {
+        let stats = self.intake.sink.stats();
+        match self.probe.last() {
+            Some(Err(error)) => (false, serde_json::json!({ "status": "down", "error": error, "backlog": stats.backlog, "dropped": stats.spill_dropped })),
+            // Not probed yet (no /readyz so far): nothing says it is down.
+            Some(Ok(())) | None => (true, serde_json::json!({ "status": "up", "backlog": stats.backlog, "dropped": stats.spill_dropped })),
+        }
+    }
+
+    fn refresh(&self) -> RefreshFuture<'_> {
+        Box::pin(self.probe.refresh(|| async {
+            let (anomalies, topic) = (Arc::clone(&self.intake.anomalies), self.intake.sink.topic().to_owned());
+            match tokio::task::spawn_blocking(move || anomalies.topic_partitions(&topic, PROBE_TIMEOUT)).await {
+                Ok(Ok(_partitions)) => Ok(()),
+                Ok(Err(e)) => {
+                    let error = crate::health::error_chain(&e);
+                    tracing::debug!(error, "readiness probe: kafka does not answer");
+                    Err(error)
+                }
+                Err(e) => Err(format!("kafka probe task failed: {e}")),
+            }
+        }))
     }
 }

@@ -41,7 +41,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
-use crate::health::Dependency;
+use crate::health::{CachedProbe, Dependency, PROBE_MAX_AGE, PROBE_TIMEOUT, RefreshFuture};
 pub use clickhouse_stats::{ClickHouseStats, HistoryError};
 pub use convert::DataflowSketches;
 
@@ -188,7 +188,7 @@ impl Sinks {
     pub fn dependencies(&self) -> Vec<Arc<dyn Dependency>> {
         let mut out: Vec<Arc<dyn Dependency>> = Vec::new();
         if let Some(l2) = &self.l2 {
-            out.push(Arc::new(L2Health(Arc::clone(l2))));
+            out.push(Arc::new(L2Health { cache: Arc::clone(l2), probe: CachedProbe::new(PROBE_MAX_AGE) }));
         }
         if let Some(r) = &self.redis {
             out.push(Arc::new(RedisSinkHealth(Arc::clone(r))));
@@ -284,14 +284,30 @@ async fn forward(mut rx: mpsc::UnboundedReceiver<Forward>, redis: Option<Arc<Red
     }
 }
 
-struct L2Health(Arc<RedisLinkCache>);
+/// The L2 link cache as `/readyz` sees it: up while Redis answers a `PING` (probed at most
+/// once per [`PROBE_MAX_AGE`], within [`PROBE_TIMEOUT`]), so a Redis that is down at start-up
+/// or goes away is reported although no lookup has failed yet. Before the first probe (no
+/// `/readyz` yet) the lookups' breaker decides.
+struct L2Health {
+    cache: Arc<RedisLinkCache>,
+    probe: CachedProbe,
+}
+
 impl Dependency for L2Health {
     fn name(&self) -> &'static str {
         "redis_link_cache"
     }
     fn status(&self) -> (bool, serde_json::Value) {
-        let up = self.0.available();
+        let up = self.probe.last().map_or_else(|| self.cache.available(), |r| r.is_ok());
         (up, json!({ "status": if up { "up" } else { "down" } }))
+    }
+    fn refresh(&self) -> RefreshFuture<'_> {
+        Box::pin(self.probe.refresh(|| async {
+            self.cache.ping(PROBE_TIMEOUT).await.map_err(|e| {
+                tracing::debug!(error = %e, "readiness probe: redis link cache does not answer");
+                e.to_string()
+            })
+        }))
     }
 }
 

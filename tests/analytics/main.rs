@@ -2,6 +2,7 @@
 //! dataflow → `GET /v1/links/{code}/stats` and `/v1/stats/summary`, in-process (a complete
 //! [`sluice::job::system::System`]) and through the real binary (restart, demo).
 
+mod blocklist_feed;
 mod cases;
 #[path = "../support/child.rs"]
 mod child;
@@ -18,6 +19,7 @@ mod harness;
 mod loadgen_truth;
 mod lost_store;
 mod process;
+mod readiness;
 mod reports;
 #[cfg(feature = "integration-tests")]
 mod sinks;

@@ -369,24 +369,29 @@ impl Drop for CutProxy {
 }
 
 /// A private `redis-server` (AOF on, so a restart keeps the views) on a fixed free port.
-struct PrivateRedis {
+pub(crate) struct PrivateRedis {
     port: u16,
     dir: PathBuf,
     child: Option<Child>,
 }
 
 impl PrivateRedis {
-    fn start(dir: &Path) -> PrivateRedis {
+    pub(crate) fn start(dir: &Path) -> PrivateRedis {
         let mut r = PrivateRedis { port: free_port(), dir: dir.to_path_buf(), child: None };
         r.restart();
         r
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
-    fn restart(&mut self) {
+    /// The port it listens on.
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub(crate) fn restart(&mut self) {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes", "--dir"])
             .arg(&self.dir)
@@ -403,7 +408,7 @@ impl PrivateRedis {
     }
 
     /// SIGTERM (Redis writes its AOF and exits), then reap.
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
             let _ = c.wait();

@@ -316,7 +316,56 @@ async fn blocklist_takes_ipv6_addresses_bare_or_bracketed(b: Backend) {
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
 }
 
+/// An entry an earlier version stored in an IPv6 spelling of an IPv4 address
+/// (`::ffff:10.0.0.1`, from before blocklist hosts were canonicalized) is read in canonical
+/// form (`10.0.0.1`): it blocks new links to the address, is listed and deleted in that form,
+/// and deleting it releases the link it held (the dataflow's feed: tests/analytics/blocklist_feed.rs).
+async fn blocklist_entries_stored_in_an_old_spelling_are_read_canonically(b: Backend) {
+    let app = with_token(b).await;
+    let held = app.create_url("http://10.0.0.1/old").await;
+    // Stored as the earlier version did: the raw spelling, holding the link it matched.
+    let at = chrono::DateTime::from_timestamp_micros(1_700_000_000_000_000).expect("instant");
+    let entry =
+        sluice_connectors::BlocklistEntry { pattern: "::ffff:10.0.0.1".into(), reason: Some("old".into()), actor: "admin-token".into(), created_at: at };
+    let audit = sluice_connectors::AuditRecord {
+        seq: 0,
+        at,
+        actor: "admin-token".into(),
+        action: "blocklist.add".into(),
+        target: "::ffff:10.0.0.1".into(),
+        reason: Some("old".into()),
+        origin_ip: None,
+        details: json!({}),
+    };
+    let store = app.store.admin().expect("admin store");
+    let none = |_: &sluice_schemas::Link| false;
+    assert!(store.blocklist_add(&entry, &none, &audit).await.expect("store the old entry").added);
+    let hold =
+        sluice_connectors::LinkHold { source: "blocklist:::ffff:10.0.0.1".into(), reason: Some("old".into()), actor: "admin-token".into(), created_at: at };
+    assert!(store.hold_link(&held, &hold, at, None).await.expect("hold the link").changed);
+
+    for (i, target) in ["http://10.0.0.1/", "http://[::ffff:10.0.0.1]:8080/x"].into_iter().enumerate() {
+        let alias = format!("old{i}");
+        let err = app.post_json("/v1/links", &json!({"long_url": target, "custom_alias": alias})).await.assert_error(422, "policy_violation");
+        assert_eq!(err["details"]["domain"], "10.0.0.1", "{target}");
+        app.assert_no_link(&alias).await;
+    }
+    let list = admin(&app, Method::GET, "/v1/admin/blocklist", None).await.json();
+    assert_eq!(list["items"], json!([{"pattern": "10.0.0.1", "reason": "old", "actor": "admin-token", "created_at": "2023-11-14T22:13:20Z"}]));
+    let r = admin(&app, Method::POST, &format!("/v1/admin/links/{held}/enable"), None).await;
+    assert_eq!(r.assert_error(409, "link_blocklisted")["details"]["patterns"], json!(["10.0.0.1"]));
+
+    let r = admin(&app, Method::DELETE, "/v1/admin/blocklist/10.0.0.1", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let v = r.json();
+    assert_eq!((&v["pattern"], codes(&v["released_links"])), (&json!("10.0.0.1"), vec![held.clone()]));
+    assert_eq!(admin(&app, Method::GET, "/v1/admin/blocklist", None).await.json()["items"], json!([]));
+    assert_eq!(app.get(&format!("/{held}")).await.location(), Some("http://10.0.0.1/old"));
+    assert_eq!(app.post_json("/v1/links", &json!({"long_url": "http://10.0.0.1/"})).await.status, StatusCode::CREATED);
+}
+
 backend_tests!(
+    blocklist_entries_stored_in_an_old_spelling_are_read_canonically,
     no_token_admits_direct_loopback_only,
     token_is_required_on_every_admin_route,
     blocklist_normalizes_every_spelling,

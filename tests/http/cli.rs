@@ -222,9 +222,21 @@ fn worker_counts_past_the_bound_are_refused_before_anything_starts() {
 
 /// `sluice` run with its standard output a pipe whose reader is already gone.
 fn sluice_into_closed_pipe(args: &[&str]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+    sluice_into_closed_pipe_with(args, &[])
+}
+
+/// [`sluice_into_closed_pipe`] with `env` set.
+fn sluice_into_closed_pipe_with(args: &[&str], env: &[(&str, &std::path::Path)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
         .args(args)
         .env_remove("SLUICE_LOG")
+        .env_remove("KAFKA_BROKERS")
+        .env_remove("SLUICE__STORE__URL")
+        .env_remove("SLUICE__REDIS__URL")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -250,6 +262,56 @@ fn a_closed_standard_output_ends_the_command_quietly() {
     assert!(lines.starts_with(r#"{"event":{"#) && lines.lines().all(|l| l.contains(r#"},"offset":"#)), "{lines}");
     let out = sluice_into_closed_pipe(&["log", "tail", "--data-dir", data_arg, "--from", "0"]);
     assert_eq!((out.status.code(), stderr(&out).as_str()), (Some(0), ""), "log tail");
+}
+
+/// `sluice demo` whose report nobody reads (`sluice demo | head -1`) stops its server and
+/// ends quietly with exit 0, removing its temporary data dir, instead of panicking on the
+/// closed output.
+#[test]
+fn a_closed_standard_output_ends_the_demo_quietly() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port().to_string();
+    let listen = format!("127.0.0.1:{port}");
+    let out = sluice_into_closed_pipe_with(
+        &["demo", "--listen", &listen, "--duration", "1s", "--rate", "1", "--links", "1", "--exit-after"],
+        &[("TMPDIR", tmp.path())],
+    );
+    assert_eq!((out.status.code(), stderr(&out).as_str()), (Some(0), ""), "demo");
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).expect("read the temp dir").map(|e| e.expect("entry").file_name()).collect();
+    assert!(left.is_empty(), "the demo's temporary data dir is removed: {left:?}");
+}
+
+/// `sluice bench dataflow` and `sluice bench freshness` whose report nobody reads end quietly
+/// with exit 0 (the freshness benchmark skips its measurement and stops its server).
+#[test]
+fn a_closed_standard_output_ends_the_benchmarks_quietly() {
+    let out = sluice_into_closed_pipe(&[
+        "--log",
+        "warn",
+        "bench",
+        "dataflow",
+        "--events",
+        "200",
+        "--links",
+        "5",
+        "--visitors",
+        "20",
+        "--workers",
+        "1",
+        "--reference-events",
+        "10",
+        "--redis-events",
+        "0",
+    ]);
+    assert_eq!((out.status.code(), stderr(&out).as_str()), (Some(0), ""), "bench dataflow");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = sluice_into_closed_pipe_with(
+        &["--log", "warn", "bench", "freshness", "--duration", "1s", "--rate", "1", "--probe-links", "1", "--load", "0"],
+        &[("TMPDIR", tmp.path())],
+    );
+    assert_eq!((out.status.code(), stderr(&out).as_str()), (Some(0), ""), "bench freshness");
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).expect("read the temp dir").map(|e| e.expect("entry").file_name()).collect();
+    assert!(left.is_empty(), "the benchmark's temporary data dir is removed: {left:?}");
 }
 
 /// `--short-domain` takes a bare host name (a usage error otherwise, exit 2); a file given

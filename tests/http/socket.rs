@@ -216,3 +216,41 @@ fn every_subcommand_has_help() {
     let bad = Command::new(bin).args(["serve", "--role", "nope"]).output().expect("run");
     assert!(!bad.status.success());
 }
+
+/// An empty `Idempotency-Key` header, written byte for byte on a raw socket to the real
+/// binary (no client library trims or drops it): 400 `invalid_idempotency_key`, no link.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_idempotency_key_on_the_wire_is_refused() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let log = dir.path().join("serve.log");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut child = serve_embedded(&listen, &data, &[], &log);
+    await_ready(&mut child, &client(), &listen, &log, Duration::from_secs(60)).await;
+    let body = r#"{"long_url":"https://example.com/empty-key","custom_alias":"emptykey"}"#;
+    for header in ["Idempotency-Key: \r\n", "Idempotency-Key:\r\n", "Idempotency-Key: \t \r\n"] {
+        let request = format!(
+            "POST /v1/links HTTP/1.1\r\nHost: {listen}\r\nContent-Type: application/json\r\n{header}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let answer = tokio::task::block_in_place(|| {
+            let mut s = std::net::TcpStream::connect(&listen).expect("connect");
+            s.write_all(request.as_bytes()).expect("write");
+            let mut answer = String::new();
+            s.read_to_string(&mut answer).expect("read");
+            answer
+        });
+        let (head, json_body) = answer.split_once("\r\n\r\n").expect("a complete answer");
+        assert_eq!(head.lines().next(), Some("HTTP/1.1 400 Bad Request"), "{header:?}: {answer}");
+        let v: Value = serde_json::from_str(json_body).expect("json body");
+        assert_eq!(
+            v,
+            json!({"error": {"code": "invalid_idempotency_key", "message": "Idempotency-Key must be 1 to 255 visible ascii characters"}}),
+            "{header:?}"
+        );
+    }
+    let r = client().get(format!("http://{listen}/v1/links/emptykey")).send().await.expect("get");
+    assert_eq!(r.status(), 404, "no link was created");
+    drop(child);
+}

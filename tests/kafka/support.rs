@@ -131,6 +131,13 @@ impl Proc {
         r.json().await.expect("json")
     }
 
+    /// POST `body` as JSON to `path`; the answer as JSON (2xx asserted).
+    pub async fn post_json(&self, path: &str, body: Value) -> Value {
+        let r = self.http.post(format!("{}{path}", self.base)).json(&body).send().await.expect("post");
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+        r.json().await.expect("json")
+    }
+
     /// The value of one Prometheus sample (`name{labels}` exactly as exported), 0 if absent.
     pub async fn metric(&self, sample: &str) -> f64 {
         let text = self.http.get(format!("{}/metrics", self.base)).send().await.expect("metrics").text().await.expect("text");

@@ -114,6 +114,16 @@ impl KafkaAnomalyProducer {
         queued
     }
 
+    /// The partition count of `topic` as the broker reports it now, through this producer's
+    /// client (one metadata request, no new connection once connected): the readiness probe
+    /// of Kafka mode. Blocking for up to `timeout`: call from `spawn_blocking`.
+    ///
+    /// Errors: [`Error::Kafka`] when no broker answers within `timeout` or the topic is
+    /// missing.
+    pub fn topic_partitions(&self, topic: &str, timeout: Duration) -> Result<i32> {
+        super::source::partition_count_within(self.producer.client(), topic, timeout)
+    }
+
     /// Waits up to `timeout` for queued events to be delivered (call before stopping).
     ///
     /// Errors: [`Error::Kafka`] when events are still queued at the timeout.

@@ -385,7 +385,12 @@ fn committed(consumer: &BaseConsumer<LogContext>, topic: &str, partitions: &[i32
 
 /// Partition count of `topic`.
 pub(crate) fn partition_count<C: rdkafka::client::ClientContext>(client: &rdkafka::client::Client<C>, topic: &str) -> Result<i32> {
-    let md = client.fetch_metadata(Some(topic), METADATA_TIMEOUT).map_err(|source| Error::Kafka { op: "fetch topic metadata", source })?;
+    partition_count_within(client, topic, METADATA_TIMEOUT)
+}
+
+/// Partition count of `topic`, the metadata request bounded by `timeout` (blocking).
+pub(crate) fn partition_count_within<C: rdkafka::client::ClientContext>(client: &rdkafka::client::Client<C>, topic: &str, timeout: Duration) -> Result<i32> {
+    let md = client.fetch_metadata(Some(topic), timeout).map_err(|source| Error::Kafka { op: "fetch topic metadata", source })?;
     let t = md.topics().iter().find(|t| t.name() == topic);
     match t {
         Some(t) if t.error().is_none() && !t.partitions().is_empty() => Ok(t.partitions().len() as i32),

@@ -114,6 +114,16 @@ pub trait LinkStore: Send + Sync + 'static {
     /// (test doubles).
     async fn close(&self) {}
 
+    /// Whether the store's file is still the one it opened (the embedded SQLite store: the
+    /// file at its path has the device and inode it had when opened; one `stat`, no database
+    /// access). `/readyz` fails while it is not. Default: `Ok(())` (stores without a local
+    /// file: PostgreSQL, test doubles).
+    ///
+    /// Errors: [`crate::Error::LinkStoreFileMoved`] naming the file and what to do.
+    fn check_file(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// The store's id: a random 64-bit value created once, with the store (migration 3), the
     /// same for every process using it. `sluice serve` records it in the click log to notice a
     /// lost store (a log that records another id). `None` for stores without one (test

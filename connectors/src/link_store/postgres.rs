@@ -120,6 +120,11 @@ impl PostgresLinkStore {
         &self.pool
     }
 
+    /// A PostgreSQL store has no local file: always `Ok(())` ([`super::LinkStore::check_file`]).
+    pub fn check_file(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// Closes the pool, waiting for connections to finish.
     pub async fn close(&self) {
         self.pool.close().await;

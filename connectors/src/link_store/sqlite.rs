@@ -71,6 +71,8 @@ pub struct SqliteLinkStore {
     writer: SqlitePool,
     reader: SqlitePool,
     path: PathBuf,
+    /// Device and inode of the file opened (`None` if it could not be read then: not checked).
+    file_id: Option<(u64, u64)>,
 }
 
 impl SqliteLinkStore {
@@ -135,13 +137,30 @@ impl SqliteLinkStore {
         MIGRATOR.run(&writer).await?;
         drop(guard);
         let reader = SqlitePoolOptions::new().max_connections(4).acquire_timeout(Duration::from_secs(30)).connect_with(opts.create_if_missing(false)).await?;
+        // The file the writer opened is at the path now: it was created or checked above.
+        let file_id = file_id(&path).ok();
         tracing::debug!(path = %path.display(), "sqlite link store open");
-        Ok(Self { writer, reader, path })
+        Ok(Self { writer, reader, path, file_id })
     }
 
     /// Path of the database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether the file at [`Self::path`] is still the one the store opened (same device and
+    /// inode; one `stat`). Nothing is repaired: SQLite keeps using the file it opened.
+    ///
+    /// Errors: [`Error::LinkStoreFileMoved`] when the path is empty (deleted) or holds another
+    /// file (replaced); a path that cannot be looked at for another reason counts as deleted.
+    pub fn check_file(&self) -> Result<()> {
+        let Some(opened) = self.file_id else { return Ok(()) };
+        let what = match file_id(&self.path) {
+            Ok(id) if id == opened => return Ok(()),
+            Ok(_) => "replaced by another file",
+            Err(_) => "deleted",
+        };
+        Err(Error::LinkStoreFileMoved { path: self.path.display().to_string(), what })
     }
 
     pub(crate) fn writer_pool(&self) -> &SqlitePool {
@@ -153,6 +172,20 @@ impl SqliteLinkStore {
         self.reader.close().await;
         self.writer.close().await;
     }
+}
+
+/// Device and inode of the file at `path`.
+#[cfg(unix)]
+fn file_id(path: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path)?;
+    Ok((m.dev(), m.ino()))
+}
+
+/// Where inodes are not available, only the presence of the file is checked.
+#[cfg(not(unix))]
+fn file_id(path: &Path) -> std::io::Result<(u64, u64)> {
+    std::fs::metadata(path).map(|_| (0, 0))
 }
 
 /// What starting without a damaged `links.db` loses ([`Error::StoreDamaged`]).

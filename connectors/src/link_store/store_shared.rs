@@ -69,6 +69,10 @@ macro_rules! link_store {
                 <$store>::close(self).await
             }
 
+            fn check_file(&self) -> Result<()> {
+                <$store>::check_file(self)
+            }
+
             fn admin(&self) -> Option<&dyn super::AdminStore> {
                 Some(self)
             }

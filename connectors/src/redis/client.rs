@@ -89,6 +89,22 @@ impl GuardedConnection {
         }
     }
 
+    /// Sends `PING` within `timeout`, for health checks: the breaker is neither consulted
+    /// nor updated (a probe must see a Redis that came back while the breaker is open, and
+    /// must not open it for the calls it guards).
+    ///
+    /// Errors: [`Error::Timeout`], [`Error::Redis`] (unreachable, or an error reply), or
+    /// [`Error::Config`] when the answer is not `PONG`.
+    pub async fn ping(&self, timeout: Duration) -> Result<()> {
+        let mut conn = self.conn.clone();
+        match tokio::time::timeout(timeout, ::redis::cmd("PING").query_async::<String>(&mut conn)).await {
+            Ok(Ok(p)) if p == "PONG" => Ok(()),
+            Ok(Ok(p)) => Err(Error::Config(format!("redis answered PING with \"{p}\""))),
+            Ok(Err(source)) => Err(Error::Redis { op: "ping", source }),
+            Err(_) => Err(Error::Timeout { service: "redis", op: "ping", timeout_ms: timeout.as_millis() as u64 }),
+        }
+    }
+
     /// The breaker's state.
     pub fn breaker_state(&self) -> BreakerState {
         self.breaker.state()

@@ -137,6 +137,15 @@ impl RedisLinkCache {
         }
     }
 
+    /// Sends `PING` over the cache's background-write connection within `timeout` (for
+    /// `/readyz`: lookups report a dead Redis only once they fail, and none may run). The
+    /// circuit breakers are neither consulted nor updated.
+    ///
+    /// Errors: [`Error::Timeout`], [`Error::Redis`] when Redis is unreachable or refuses.
+    pub async fn ping(&self, timeout: Duration) -> Result<()> {
+        self.fills.ping(timeout).await
+    }
+
     /// The key layout in use.
     pub fn keys(&self) -> &Keys {
         &self.keys

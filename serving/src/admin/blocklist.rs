@@ -8,7 +8,7 @@ use serde_json::json;
 use sluice_connectors::{BlocklistEntry, HoldOutcome};
 
 use super::dto::{BlocklistAddResponse, BlocklistEntryResponse, BlocklistList, BlocklistRemoveResponse, BlocklistRequest};
-use super::policy::{covers, normalize, target_host};
+use super::policy::{blocklist_entries, canonical_pattern, covers, normalize, target_host};
 use super::{AdminState, audit_record, check_reason, count};
 use crate::auth::AdminPrincipal;
 use crate::dto::{ErrorBody, LinkResponse};
@@ -81,7 +81,7 @@ fn sluice_connectors_trunc(t: chrono::DateTime<chrono::Utc>) -> chrono::DateTime
     )
 )]
 pub async fn list_blocklist(State(state): State<AdminState>, _who: AdminPrincipal) -> Result<Json<BlocklistList>, ApiError> {
-    let items = state.store()?.blocklist_list().await?.iter().map(entry_response).collect();
+    let items = blocklist_entries(state.store()?).await?.iter().map(entry_response).collect();
     Ok(Json(BlocklistList { items, config: state.static_blocklist.clone() }))
 }
 
@@ -106,7 +106,19 @@ pub async fn remove_from_blocklist(
     let pattern = normalize(&raw)?;
     let store = state.store()?;
     let audit = audit_record(&who, "blocklist.remove", &pattern, None);
-    let Some(released) = store.blocklist_remove(&pattern, audit.at, &audit).await? else {
+    // Every stored spelling of the entry: an earlier version stored `::ffff:10.0.0.1` for
+    // what is now `10.0.0.1`, and both may be stored.
+    let mut spellings: Vec<String> = store.blocklist_list().await?.into_iter().map(|e| e.pattern).filter(|p| canonical_pattern(p) == pattern).collect();
+    if spellings.is_empty() {
+        spellings.push(pattern.clone());
+    }
+    let mut released: Option<Vec<HoldOutcome>> = None;
+    for spelling in &spellings {
+        if let Some(r) = store.blocklist_remove(spelling, audit.at, &audit).await? {
+            released.get_or_insert_with(Vec::new).extend(r);
+        }
+    }
+    let Some(released) = released else {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("\"{pattern}\" is not on the run-time blocklist"))
             .with_details(json!({ "pattern": pattern })));
     };

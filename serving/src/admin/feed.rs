@@ -12,7 +12,9 @@ use sluice_dataflows::anomaly::BlocklistSender;
 /// longer stored. Returns `(inserted, removed)`. Stores without admin state leave it as is.
 pub async fn sync_once(store: &dyn LinkStore, feed: &BlocklistSender) -> sluice_connectors::Result<(usize, usize)> {
     let Some(admin) = store.admin() else { return Ok((0, 0)) };
-    let stored: BTreeSet<String> = admin.blocklist_list().await?.into_iter().map(|e| e.pattern).collect();
+    // Canonical forms: an entry an earlier version stored as `::ffff:10.0.0.1` is `10.0.0.1`
+    // in the feed (which normalizes what it is given), so it must be compared as such.
+    let stored: BTreeSet<String> = super::policy::blocklist_entries(admin).await?.into_iter().map(|e| e.pattern).collect();
     let current: BTreeSet<String> = feed.entries().into_iter().collect();
     let (mut inserted, mut removed) = (0, 0);
     for p in stored.difference(&current) {

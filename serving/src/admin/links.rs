@@ -90,7 +90,7 @@ pub async fn enable_link(
     let store = state.store()?;
     let blocking: Vec<String> = store.link_holds(&code).await?.into_iter().filter(|h| h.source != HOLD_ADMIN).map(|h| h.source).collect();
     if !blocking.is_empty() {
-        let patterns: Vec<&str> = blocking.iter().map(|s| s.strip_prefix("blocklist:").unwrap_or(s)).collect();
+        let patterns: Vec<String> = blocking.iter().map(|s| super::policy::canonical_pattern(s.strip_prefix("blocklist:").unwrap_or(s))).collect();
         return Err(ApiError::new(StatusCode::CONFLICT, "link_blocklisted", "the link's target is blocklisted; remove the blocklist entry instead")
             .with_details(json!({ "code": code, "patterns": patterns })));
     }

@@ -32,6 +32,27 @@ pub fn target_host(long_url: &str) -> Option<String> {
     (!host.is_empty()).then_some(host)
 }
 
+/// A stored run-time blocklist pattern in the form matching compares
+/// ([`sluice_schemas::link::canonical_host`]): an entry stored by an earlier version as an
+/// IPv6 spelling of an IPv4 address (`::ffff:10.0.0.1`) is that IPv4 address (`10.0.0.1`),
+/// as new entries and link targets are; any other pattern is returned unchanged.
+pub fn canonical_pattern(stored: &str) -> String {
+    sluice_schemas::link::canonical_host(stored)
+}
+
+/// The run-time blocklist as it is matched and listed: every stored pattern in
+/// [`canonical_pattern`] form, sorted by pattern, one entry per pattern (the one stored
+/// first when an old spelling and its canonical form are both stored).
+///
+/// Errors: the store's.
+pub async fn blocklist_entries(admin: &dyn sluice_connectors::AdminStore) -> sluice_connectors::Result<Vec<sluice_connectors::BlocklistEntry>> {
+    let mut entries: Vec<_> =
+        admin.blocklist_list().await?.into_iter().map(|e| sluice_connectors::BlocklistEntry { pattern: canonical_pattern(&e.pattern), ..e }).collect();
+    entries.sort_by(|a, b| a.pattern.cmp(&b.pattern).then(a.created_at.cmp(&b.created_at)));
+    entries.dedup_by(|later, first| later.pattern == first.pattern);
+    Ok(entries)
+}
+
 /// Whether normalized `pattern` covers `host`: equal, or `host` is a subdomain of it
 /// (`a.evil.example` is covered by `evil.example`, `notevil.example` is not).
 pub fn covers(pattern: &str, host: &str) -> bool {
@@ -44,7 +65,7 @@ pub fn covers(pattern: &str, host: &str) -> bool {
 pub(crate) async fn check_target(state: &ApiState, long_url: &str) -> Result<(), ApiError> {
     let Some(admin) = state.inner.store.admin() else { return Ok(()) };
     let Some(host) = target_host(long_url) else { return Ok(()) };
-    let entries = admin.blocklist_list().await?;
+    let entries = blocklist_entries(admin).await?;
     match entries.iter().find(|e| covers(&e.pattern, &host)) {
         Some(e) => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "policy_violation", format!("destination domain \"{}\" is blocked", e.pattern))
             .with_details(json!({ "domain": e.pattern }))),
