@@ -94,8 +94,9 @@ pub enum Error {
     /// link written to it is lost when the process stops. Not restored automatically (a WAL
     /// database cannot be copied safely under a running writer).
     #[error(
-        "link store \"{path}\" was {what} while sluice has it open: links are still served and written, but only to the file \
-         sluice opened, which is lost when it stops; put the file you want at that path (e.g. from a backup) and restart sluice"
+        "link store \"{path}\" was {what} while sluice has it open: links are still served, but changes are refused (they would \
+         only reach the file sluice opened, which is lost when it stops); put the file you want at that path (e.g. from a backup) \
+         and restart sluice"
     )]
     LinkStoreFileMoved {
         /// The database file.
@@ -263,7 +264,8 @@ impl Error {
             Error::Redis { source, .. } => crate::redis::redis_error_retryable(source),
             #[cfg(feature = "clickhouse-sink")]
             Error::ClickHouse { source, .. } => crate::clickhouse::clickhouse_error_retryable(source),
-            Error::Timeout { .. } | Error::CircuitOpen { .. } | Error::ClickLogClosed { .. } => true,
+            // Retryable once the operator has put the file back and restarted (503, not 500).
+            Error::Timeout { .. } | Error::CircuitOpen { .. } | Error::ClickLogClosed { .. } | Error::LinkStoreFileMoved { .. } => true,
             _ => false,
         }
     }

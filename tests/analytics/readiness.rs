@@ -27,8 +27,8 @@ async fn serve(http: &reqwest::Client, data: &Path, args: &[&str]) -> (ChildProc
 /// What `/readyz` answers while `links.db` at `path` is not the file the store opened.
 fn store_not_ready(path: &Path, what: &str) -> Value {
     let error = format!(
-        "link store \"{}\" was {what} while sluice has it open: links are still served and written, but only to the file sluice opened, \
-         which is lost when it stops; put the file you want at that path (e.g. from a backup) and restart sluice",
+        "link store \"{}\" was {what} while sluice has it open: links are still served, but changes are refused (they would only reach \
+         the file sluice opened, which is lost when it stops); put the file you want at that path (e.g. from a backup) and restart sluice",
         path.display()
     );
     json!({"error": {"code": "not_ready", "message": "link_store is not working", "details": {"link_store": {"status": "failed", "error": error}}}})
@@ -60,6 +60,21 @@ async fn a_deleted_or_replaced_link_store_file_fails_readiness() {
     assert_eq!(readyz(&http, &listen).await, (503, store_not_ready(&path, "deleted")));
     let r = http.get(format!("http://{listen}/kept")).send().await.expect("redirect");
     assert_eq!(r.status().as_u16(), 302, "served from the open file");
+    let r = http.get(format!("http://{listen}/v1/links/kept")).send().await.expect("get");
+    assert_eq!(r.status().as_u16(), 200, "read from the open file");
+    // A change would only reach the unlinked file (lost at the next start): refused with 503,
+    // and nothing is written (the link is unchanged, the alias still free).
+    let unavailable = json!({"error": {"code": "store_unavailable", "message": "link store unavailable, retry later"}});
+    let create = http.post(format!("http://{listen}/v1/links")).json(&json!({"long_url": "https://example.com/lost", "custom_alias": "lost"}));
+    let r = create.send().await.expect("create");
+    assert_eq!((r.status().as_u16(), r.json::<Value>().await.expect("json")), (503, unavailable.clone()));
+    let r = http.patch(format!("http://{listen}/v1/links/kept")).json(&json!({"enabled": false})).send().await.expect("patch");
+    assert_eq!((r.status().as_u16(), r.json::<Value>().await.expect("json")), (503, unavailable.clone()));
+    let r = http.delete(format!("http://{listen}/v1/links/kept")).send().await.expect("delete");
+    assert_eq!((r.status().as_u16(), r.json::<Value>().await.expect("json")), (503, unavailable));
+    let r = http.get(format!("http://{listen}/v1/links/kept")).send().await.expect("get");
+    assert_eq!(r.json::<Value>().await.expect("json")["enabled"], true, "the refused PATCH changed nothing");
+    assert_eq!(http.get(format!("http://{listen}/v1/links/lost")).send().await.expect("get").status().as_u16(), 404);
     // The watcher logs it within its 2 s period.
     let t0 = Instant::now();
     loop {

@@ -298,7 +298,13 @@ async fn index_tags(tx: &mut Tx, seq: i64, tags: &[String]) -> Result<()> {
 }
 
 /// A transaction on the single writer connection (serialized with every other writer).
+///
+/// Errors: [`Error::LinkStoreFileMoved`] (no transaction is begun) when the file at the
+/// store's path is no longer the one it opened: a change written now would only reach the
+/// unlinked file and be lost at the next start, so every write is refused (the API answers
+/// 503 `store_unavailable`) while reads go on; database errors.
 pub(super) async fn begin_write(store: &SqliteLinkStore) -> Result<Tx> {
+    store.check_file()?;
     Ok(store.writer.begin().await?)
 }
 
