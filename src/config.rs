@@ -360,12 +360,12 @@ impl Config {
         if !(64..=65_536).contains(&self.links.max_url_bytes) {
             bail!("links.max-url-bytes must be between 64 and 65536, got {}", self.links.max_url_bytes);
         }
+        // The same rules as `POST /v1/admin/blocklist`: an entry that would be read as
+        // something else than written (`10.0.0.0/8` as the one address 10.0.0.0, `*.evil.com`
+        // matching nothing, `com` blocking every .com site) stops the start.
         for entry in &self.links.blocklist {
-            match sluice_dataflows::anomaly::normalize_pattern(entry) {
-                Ok(_) => {}
-                // The message quotes the entry and says how to write it.
-                Err(sluice_dataflows::Error::Blocklist(msg)) => bail!("links.blocklist: {msg}"),
-                Err(e) => bail!("links.blocklist entry {entry:?}: {e}"),
+            if let Err(e) = sluice_serving::admin::pattern::validate_new_pattern(entry) {
+                bail!("links.blocklist entry {entry:?} ({}): {}", e.code, e.message);
             }
         }
         if !(0.0..=0.5).contains(&self.redirect.cache_ttl_jitter) {

@@ -132,11 +132,40 @@ fn blocklist_entries_take_ipv6_addresses_and_bad_ones_say_how_to_write_them() {
         let err = Config::load(Some(std::path::Path::new("bad.toml")), &FlagOverrides::default()).expect_err("bad entry");
         assert_eq!(
             format!("{err:#}"),
-            "links.blocklist: \"2001:db8::zz\" is neither a domain nor an IPv6 address; write an IPv6 address bare (2001:db8::1) or in brackets ([2001:db8::1], with a port [2001:db8::1]:443)"
+            "links.blocklist entry \"2001:db8::zz\" (invalid_pattern): invalid blocklist entry: \"2001:db8::zz\" is neither a domain nor an IPv6 address; write an IPv6 address bare (2001:db8::1) or in brackets ([2001:db8::1], with a port [2001:db8::1]:443)"
         );
         jail.create_file("nohost.toml", "[links]\nblocklist = [\"http://\"]\n")?;
         let err = Config::load(Some(std::path::Path::new("nohost.toml")), &FlagOverrides::default()).expect_err("no host");
-        assert!(format!("{err:#}").starts_with("links.blocklist: \"http://\" is not a domain"), "{err:#}");
+        assert!(
+            format!("{err:#}").starts_with("links.blocklist entry \"http://\" (invalid_pattern): invalid blocklist entry: \"http://\" is not a domain"),
+            "{err:#}"
+        );
+        Ok(())
+    });
+}
+
+/// `[links] blocklist` follows the admin API's rules: entries that would silently be read as
+/// something else than written stop the start with the admin API's error code and message.
+#[test]
+fn blocklist_entries_the_admin_api_refuses_stop_the_start() {
+    figment::Jail::expect_with(|jail| {
+        for (entry, code) in [
+            ("10.0.0.0/8", "invalid_pattern"),
+            ("*.evil.com", "pattern_wildcard"),
+            ("com", "pattern_public_suffix"),
+            ("co.uk", "pattern_public_suffix"),
+            ("http:///x", "pattern_public_suffix"),
+            ("/path", "invalid_pattern"),
+            ("evil.com/login", "invalid_pattern"),
+            ("a..com", "invalid_pattern"),
+        ] {
+            jail.create_file("b.toml", &format!("[links]\nblocklist = [\"evil.example\", {entry:?}]\n"))?;
+            let err = format!("{:#}", Config::load(Some(std::path::Path::new("b.toml")), &FlagOverrides::default()).expect_err(entry));
+            assert!(err.starts_with(&format!("links.blocklist entry {entry:?} ({code}): ")), "{entry}: {err}");
+        }
+        // What the admin API accepts is accepted (any spelling of one host or address).
+        jail.create_file("ok.toml", "[links]\nblocklist = [\"https://Evil.Example:8443/x\", \"pages.github.io\", \"10.0.0.1\", \"::ffff:10.0.0.2\"]\n")?;
+        Config::load(Some(std::path::Path::new("ok.toml")), &FlagOverrides::default()).expect("valid blocklist");
         Ok(())
     });
 }
