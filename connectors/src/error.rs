@@ -241,9 +241,10 @@ impl Error {
                 sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
                 sqlx::Error::Database(db) => match db.code() {
                     // SQLite (primary result code, the low byte of an extended one): BUSY (5),
-                    // LOCKED (6), IOERR (10), FULL (13: the disk or `max_page_count` is full).
+                    // LOCKED (6), IOERR (10), FULL (13: the disk or `max_page_count` is full),
+                    // CANTOPEN (14: e.g. `links.db` deleted under a running store).
                     Some(code) if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() => {
-                        code.parse::<i64>().is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 13))
+                        code.parse::<i64>().is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 13 | 14))
                     }
                     // PostgreSQL SQLSTATE classes 08 (connection), 40 (serialization,
                     // deadlock), 53 (insufficient resources: disk full, out of memory, too many

@@ -136,7 +136,17 @@ impl SqliteLinkStore {
         let guard = lock_dir_of(&path).await?;
         MIGRATOR.run(&writer).await?;
         drop(guard);
-        let reader = SqlitePoolOptions::new().max_connections(4).acquire_timeout(Duration::from_secs(30)).connect_with(opts.create_if_missing(false)).await?;
+        // Readers are opened once and kept (no idle timeout, no lifetime), like the writer: a
+        // connection opened later would not find a deleted `links.db`, while open ones keep
+        // reading the file the store opened (`check_file`).
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .min_connections(4)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(opts.create_if_missing(false))
+            .await?;
         // The file the writer opened is at the path now: it was created or checked above.
         let file_id = file_id(&path).ok();
         tracing::debug!(path = %path.display(), "sqlite link store open");
