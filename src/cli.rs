@@ -81,7 +81,7 @@ pub struct ServeArgs {
     /// What this process serves: all (API + redirects), redirect, or api.
     #[arg(long, value_enum)]
     pub role: Option<Role>,
-    /// Origin of the short URLs the API returns (default http://<listen>); its host is an own short domain.
+    /// Origin of the short URLs the API returns (default http://<listen>, 127.0.0.1 / [::1] for an unspecified listen address); its host is an own short domain.
     #[arg(long, value_name = "URL")]
     pub base_url: Option<String>,
     /// Another own short domain (repeatable); links may use it and targets on it are refused.

@@ -398,10 +398,21 @@ impl Config {
         Ok(())
     }
 
-    /// The base URL: configured, or `http://` + listen address. Must be http(s) with an
-    /// empty path.
+    /// The base URL: configured, or `http://` + listen address, where an unspecified listen
+    /// address (`0.0.0.0`, `::`) becomes the loopback address of its family (`127.0.0.1`,
+    /// `[::1]`; a short URL on `0.0.0.0` is no address a client can use, and the start-up log
+    /// warns: [`Self::base_url_guessed`]). Must be http(s) with an empty path.
     pub fn base_url(&self) -> anyhow::Result<url::Url> {
-        let raw = self.server.base_url.clone().unwrap_or_else(|| format!("http://{}", self.server.listen));
+        let raw = self.server.base_url.clone().unwrap_or_else(|| {
+            let mut listen = self.server.listen;
+            if listen.ip().is_unspecified() {
+                listen.set_ip(match listen.ip() {
+                    std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                    std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                });
+            }
+            format!("http://{listen}")
+        });
         let url = url::Url::parse(&raw).with_context(|| format!("server.base-url \"{raw}\" is not a valid url"))?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
             bail!("server.base-url \"{raw}\" must be an http or https origin");
@@ -410,6 +421,12 @@ impl Config {
             bail!("server.base-url \"{raw}\" must not have a path, query or fragment");
         }
         Ok(url)
+    }
+
+    /// Whether [`Self::base_url`] is a loopback stand-in for an unspecified listen address
+    /// (no `server.base-url` configured): short URLs then only work on this machine.
+    pub fn base_url_guessed(&self) -> bool {
+        self.server.base_url.is_none() && self.server.listen.ip().is_unspecified()
     }
 
     /// Trusted proxies as networks (single addresses become /32 or /128).

@@ -316,10 +316,20 @@ pub async fn run_cli(args: &ImportArgs) -> anyhow::Result<()> {
     import_outcome(&r)
 }
 
-/// The exit status of `sluice import`: an error (non-zero exit) when any parsed event was
+/// The exit status of `sluice import`: an error (non-zero exit) when the input has
+/// non-blank lines but not one of them could be read (each is a malformed access-log line
+/// or not JSON: the wrong `--format`, or not a log at all), or when any parsed event was
 /// rejected (the stored ones stay stored; the summary above lists the reasons), so scripts
 /// notice a partial or failed import.
 pub fn import_outcome(r: &ImportReport) -> anyhow::Result<()> {
+    let t = &r.tally;
+    let content = t.lines - t.skipped.get("blank").copied().unwrap_or(0);
+    let unreadable = t.skipped.get("malformed").copied().unwrap_or(0) + t.invalid.get("malformed_json").copied().unwrap_or(0);
+    if content > 0 && unreadable == content {
+        anyhow::bail!(
+            "none of the {content} non-blank lines could be read (each is malformed), nothing was imported: is the file in the format given or guessed (--format ndjson|combined)?"
+        )
+    }
     let rejected: u64 = r.rejected.values().sum();
     if rejected == 0 {
         return Ok(());

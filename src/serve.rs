@@ -60,6 +60,7 @@ pub fn api_config(cfg: &Config) -> anyhow::Result<ApiConfig> {
         code_length: cfg.links.code_length,
         max_url_bytes: cfg.links.max_url_bytes,
         blocklist: cfg.links.blocklist.clone(),
+        loopback_port: cfg.server.listen.ip().is_unspecified().then_some(cfg.server.listen.port()),
     })
 }
 

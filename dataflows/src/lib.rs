@@ -22,6 +22,7 @@ pub mod reference;
 pub mod sketch;
 pub mod source;
 pub mod views;
+pub mod wake;
 pub mod watermark;
 
 pub use error::{Error, ErrorKind, Result};

@@ -49,8 +49,17 @@ use crate::operators::{
 use crate::records::GatedClick;
 use crate::source::{SourceFactory, SourceStatus};
 use crate::views::{AsOf, Views};
+use crate::wake::WakeSlot;
 use crate::watermark::{SourceGate, WatermarkReport};
 use crate::{Error, Result};
+
+/// Longest a worker parks while it has nothing to do: no new input, and every epoch it
+/// introduced has been through the graph. New input wakes it at once ([`crate::wake`]); the
+/// timeout bounds how stale the idle bookkeeping gets (freshness `as_of`, idle partitions,
+/// change-stream heartbeats, checkpoint cuts) and costs an idle process ~10 wake-ups/s.
+pub const IDLE_PARK: Duration = Duration::from_millis(100);
+/// Park while records are in flight (the rollups wait for later epochs before applying).
+const BUSY_PARK: Duration = Duration::from_millis(1);
 
 /// A link-metadata change: `diff = +1` announces a value, `-1` retracts it (an update is
 /// `-old, +new`; see [`LinkMetaSender::update`]).
@@ -64,26 +73,32 @@ pub struct LinkMetaChange {
 
 /// Sending half of the link-metadata feed (the binary forwards link-store changes here).
 #[derive(Debug, Clone)]
-pub struct LinkMetaSender(Sender<LinkMetaChange>);
+pub struct LinkMetaSender(Sender<LinkMetaChange>, WakeSlot);
 
 /// Receiving half, handed to [`start`]; read by global worker 0.
 #[derive(Debug)]
-pub struct LinkMetaFeed(Receiver<LinkMetaChange>);
+pub struct LinkMetaFeed(Receiver<LinkMetaChange>, WakeSlot);
 
 /// A new link-metadata feed. Dropping every sender closes the feed.
 pub fn link_meta_channel() -> (LinkMetaSender, LinkMetaFeed) {
     let (tx, rx) = mpsc::channel();
-    (LinkMetaSender(tx), LinkMetaFeed(rx))
+    let wake = WakeSlot::new();
+    (LinkMetaSender(tx, wake.clone()), LinkMetaFeed(rx, wake))
 }
 
 impl LinkMetaSender {
+    fn send(&self, change: LinkMetaChange) -> bool {
+        let ok = self.0.send(change).is_ok();
+        self.1.wake();
+        ok
+    }
     /// Announces a link (created, or loaded at start). Returns `false` if the pipeline is gone.
     pub fn insert(&self, meta: LinkMeta) -> bool {
-        self.0.send(LinkMetaChange { meta, diff: 1 }).is_ok()
+        self.send(LinkMetaChange { meta, diff: 1 })
     }
     /// Retracts a previously announced value (link deleted).
     pub fn retract(&self, meta: LinkMeta) -> bool {
-        self.0.send(LinkMetaChange { meta, diff: -1 }).is_ok()
+        self.send(LinkMetaChange { meta, diff: -1 })
     }
     /// Replaces `old` by `new` (both sent in order, applied in one epoch or two consecutive).
     pub fn update(&self, old: LinkMeta, new: LinkMeta) -> bool {
@@ -139,6 +154,8 @@ struct Shared {
     anomalies: Arc<AnomalyCounters>,
     /// Per local worker: the anomaly sink's input frontier.
     anomaly_progress: Vec<Arc<AtomicU64>>,
+    /// The local worker threads (woken by shutdown and [`PipelineHandle::sync`]).
+    workers: WakeSlot,
 }
 
 /// A running pipeline. Dropping it shuts the workers down and waits for them.
@@ -196,6 +213,7 @@ pub fn start_with_checkpoints<E: ClickEnricher>(
         epochs: crate::clock::EpochClock::process(),
         anomalies: Arc::default(),
         anomaly_progress: (0..workers).map(|_| Arc::new(AtomicU64::new(0))).collect(),
+        workers: WakeSlot::new(),
     });
     let collector = outputs.changes.map(|sink| Arc::new(ChangeCollector::new(workers, sink)));
     let ckpt = match checkpoints {
@@ -226,6 +244,7 @@ pub fn start_with_checkpoints<E: ClickEnricher>(
         let local = index - first_worker;
         let _span = tracing::info_span!("dataflow_worker", worker = index).entered();
         let shared = &shared2;
+        shared.workers.register();
         let mut source = factory(index, peers);
         let enricher = proto.lock().clone();
         let mut params = DedupParams::from_semantics(&sem);
@@ -268,6 +287,9 @@ pub fn start_with_checkpoints<E: ClickEnricher>(
         });
         let (mut clicks_in, mut reports_in, mut meta_in) = (Some(clicks_in), Some(reports_in), Some(meta_in));
         let meta_rx = if index == 0 { meta_feed.lock().take() } else { None };
+        if let Some(rx) = &meta_rx {
+            rx.1.register();
+        }
         if meta_rx.is_none()
             && let Some(m) = meta_in.take()
         {
@@ -297,6 +319,9 @@ pub fn start_with_checkpoints<E: ClickEnricher>(
         let mut offsets: FxHashMap<u32, u64> = FxHashMap::default();
         let mut offset_list: Vec<(u32, u64)> = Vec::new();
         let mut epoch = 0u64;
+        // Last epoch at which input was sent (the worker parks long only once the graph has
+        // processed it: every epoch up to the current one is through the probe).
+        let mut sent_epoch = 0u64;
         loop {
             let now_epoch = shared.epochs.now_epoch().max(epoch);
             if now_epoch > epoch {
@@ -414,9 +439,13 @@ pub fn start_with_checkpoints<E: ClickEnricher>(
                 break;
             }
             if progressed {
+                // Input sent at `epoch` is in flight until the inputs pass `epoch`.
+                sent_epoch = epoch;
                 worker.step();
+            } else if sent_epoch >= epoch || probe.less_than(&epoch) {
+                worker.step_or_park(Some(BUSY_PARK));
             } else {
-                worker.step_or_park(Some(Duration::from_millis(1)));
+                worker.step_or_park(Some(IDLE_PARK));
             }
         }
         drop((clicks_in, reports_in, meta_in, block_in));
@@ -484,6 +513,7 @@ impl PipelineHandle {
     pub fn sync(&self, timeout: Duration) -> Result<AsOf> {
         let deadline = Instant::now() + timeout;
         let t0 = self.shared.epochs.now_epoch();
+        self.shared.workers.wake();
         let target = loop {
             let done = (0..self.shared.caught_up.len())
                 .all(|w| self.shared.finished[w].load(Ordering::Acquire) || self.shared.caught_up[w].load(Ordering::Acquire) > t0);
@@ -511,6 +541,7 @@ impl PipelineHandle {
     /// Asks the workers to close their inputs and finish (returns immediately).
     pub fn shutdown(&self) {
         self.shared.shutdown.store(true, Ordering::Release);
+        self.shared.workers.wake();
     }
 
     /// Waits for the workers to finish (after [`Self::shutdown`], or when every source is

@@ -83,6 +83,8 @@ struct FeedState {
 pub struct MemoryFeed {
     partitions: Vec<u32>,
     state: Arc<Mutex<FeedState>>,
+    /// The workers polling this feed (woken by every push).
+    wake: crate::wake::WakeSlot,
 }
 
 impl std::fmt::Debug for MemoryFeed {
@@ -100,7 +102,7 @@ impl MemoryFeed {
             st.queues.insert(p, VecDeque::new());
             st.next_offset.insert(p, 0);
         }
-        MemoryFeed { partitions, state: Arc::new(Mutex::new(st)) }
+        MemoryFeed { partitions, state: Arc::new(Mutex::new(st)), wake: crate::wake::WakeSlot::new() }
     }
 
     /// Appends an event to `partition` with the next offset; returns the offset.
@@ -114,6 +116,8 @@ impl MemoryFeed {
         *off += 1;
         st.pushed += 1;
         st.queues.get_mut(&partition).expect("partition declared in MemoryFeed::new").push_back(SourceRecord { partition, offset, event, backfill });
+        drop(st);
+        self.wake.wake();
         offset
     }
 
@@ -126,11 +130,14 @@ impl MemoryFeed {
             st.pushed += 1;
             st.queues.entry(r.partition).or_default().push_back(r);
         }
+        drop(st);
+        self.wake.wake();
     }
 
     /// Marks the feed finished: sources report [`SourceStatus::Finished`] once drained.
     pub fn finish(&self) {
         self.state.lock().finished = true;
+        self.wake.wake();
     }
 
     /// Records not yet polled.
@@ -149,6 +156,8 @@ impl MemoryFeed {
         let feed = self.clone();
         Arc::new(move |index, peers| {
             let mine = feed.partitions.iter().copied().filter(|&p| partition_owner(p, peers) == index).collect();
+            // The factory runs on the worker's thread: pushes wake it from now on.
+            feed.wake.register();
             Box::new(MemorySource { feed: feed.clone(), partitions: mine, cursor: 0 }) as Box<dyn ClickSource>
         })
     }

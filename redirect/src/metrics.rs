@@ -36,7 +36,10 @@ impl RedirectMetrics {
         metrics::describe_counter!("sluice_redirect_cache_hits_total", "Redirect lookups answered by the in-process cache");
         metrics::describe_counter!("sluice_redirect_cache_misses_total", "Redirect lookups that read the link store");
         metrics::describe_histogram!("sluice_redirect_duration_seconds", metrics::Unit::Seconds, "Time to answer GET/HEAD /{code}");
-        metrics::describe_counter!(CLICK_EVENTS_DROPPED_TOTAL, "Click events dropped because the ingest channel was full");
+        metrics::describe_counter!(
+            CLICK_EVENTS_DROPPED_TOTAL,
+            "Click events dropped before reaching the click log, by reason: channel_full (the ingest channel was full), log_error (the click log append failed), closed (the log writer had stopped)"
+        );
         let m = Self {
             cache_hits: metrics::counter!("sluice_redirect_cache_hits_total"),
             cache_misses: metrics::counter!("sluice_redirect_cache_misses_total"),

@@ -4,7 +4,7 @@
 //! two `long_url`s or `ts`s hides client bugs and lets a proxy and the server disagree on
 //! what a request says, so every JSON body we accept is read with [`from_slice_strict`].
 
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 /// Prefix of the message of a duplicate-key error (see [`duplicate_key`]).
@@ -135,9 +135,147 @@ fn classify(e: serde_json::Error) -> StrictJsonError {
     StrictJsonError::Syntax(e)
 }
 
+/// A JSON array read by [`array_from_slice_strict`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum BoundedArray {
+    /// The elements (at most the limit).
+    Items(Vec<Value>),
+    /// An array of `len` elements, more than the limit: the elements past the limit were
+    /// checked (syntax, duplicate keys) and counted, never kept.
+    TooLong {
+        /// Number of elements.
+        len: usize,
+    },
+    /// One JSON value, but not an array.
+    NotArray,
+}
+
+/// Parses `bytes` as one JSON value like [`from_slice_strict`], expecting an array of at
+/// most `max` elements: memory grows with the first `max` elements only, however long the
+/// array is (a 32 MB array of numbers would otherwise take ~1 GB as [`Value`]s).
+///
+/// # Errors
+/// As [`from_slice_strict`] (for the whole text, the elements past `max` included).
+pub fn array_from_slice_strict(bytes: &[u8], max: usize) -> Result<BoundedArray, StrictJsonError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let out = Bounded { max }.deserialize(&mut de).map_err(classify)?;
+    de.end().map_err(classify)?;
+    Ok(out)
+}
+
+/// Seed of [`array_from_slice_strict`].
+struct Bounded {
+    max: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for Bounded {
+    type Value = BoundedArray;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<BoundedArray, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Bounded {
+    type Value = BoundedArray;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<BoundedArray, E> {
+        Ok(BoundedArray::NotArray)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<BoundedArray, E> {
+        Ok(BoundedArray::NotArray)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<BoundedArray, E> {
+        Ok(BoundedArray::NotArray)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<BoundedArray, E> {
+        Ok(BoundedArray::NotArray)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<BoundedArray, E> {
+        Ok(BoundedArray::NotArray)
+    }
+    fn visit_unit<E>(self) -> Result<BoundedArray, E> {
+        Ok(BoundedArray::NotArray)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<BoundedArray, A::Error> {
+        Checked::visit_map(Checked, map).map(|Checked| BoundedArray::NotArray)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<BoundedArray, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(self.max).min(4096));
+        while out.len() < self.max {
+            match seq.next_element()? {
+                Some(Strict(v)) => out.push(v),
+                None => return Ok(BoundedArray::Items(out)),
+            }
+        }
+        if seq.next_element::<Checked>()?.is_none() {
+            return Ok(BoundedArray::Items(out));
+        }
+        drop(out);
+        let mut len = self.max + 1;
+        while seq.next_element::<Checked>()?.is_some() {
+            len += 1;
+        }
+        Ok(BoundedArray::TooLong { len })
+    }
+}
+
+/// A JSON value checked like [`Strict`] (duplicate keys refused) and dropped.
+struct Checked;
+
+impl<'de> Deserialize<'de> for Checked {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(Checked)
+    }
+}
+
+impl<'de> Visitor<'de> for Checked {
+    type Value = Checked;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_unit<E>(self) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
+        while seq.next_element::<Checked>()?.is_some() {}
+        Ok(Checked)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
+        let mut keys = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if keys.contains(&key) {
+                return Err(de::Error::custom(format!("{DUPLICATE}{}", Value::String(key))));
+            }
+            map.next_value::<Checked>()?;
+            keys.insert(key);
+        }
+        Ok(Checked)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn values_equal_serde_json_without_duplicates() {
@@ -160,6 +298,25 @@ mod tests {
     fn syntax_errors_stay_syntax_errors() {
         for text in ["{", r#"{"a" 1}"#, "[1,]", "", "{} x"] {
             assert!(matches!(from_str_strict(text), Err(StrictJsonError::Syntax(_))), "{text}");
+        }
+    }
+
+    #[test]
+    fn bounded_arrays_keep_at_most_the_limit() {
+        assert_eq!(array_from_slice_strict(b"[1, {\"a\": 2}]", 2).expect("ok"), BoundedArray::Items(vec![json!(1), json!({"a": 2})]));
+        assert_eq!(array_from_slice_strict(b"[]", 0).expect("ok"), BoundedArray::Items(vec![]));
+        assert_eq!(array_from_slice_strict(b"[1, 2, [3], {\"b\": {}}]", 2).expect("ok"), BoundedArray::TooLong { len: 4 });
+        assert_eq!(array_from_slice_strict(b"[1]", 0).expect("ok"), BoundedArray::TooLong { len: 1 });
+        for text in [&b"{\"a\": [1]}"[..], b"1", b"\"x\"", b"null"] {
+            assert_eq!(array_from_slice_strict(text, 5).expect("ok"), BoundedArray::NotArray);
+        }
+        // the whole text is checked, past the limit too
+        match array_from_slice_strict(b"[1, 2, {\"k\": 1, \"k\": 2}]", 1) {
+            Err(StrictJsonError::DuplicateKey { key, .. }) => assert_eq!(key, "k"),
+            other => panic!("{other:?}"),
+        }
+        for text in [&b"[1, 2, 3"[..], b"[1, 2,]", b"[1] x", b"{\"a\": 1, \"a\": 1}"] {
+            assert!(array_from_slice_strict(text, 1).is_err(), "{}", String::from_utf8_lossy(text));
         }
     }
 }

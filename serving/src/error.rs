@@ -34,8 +34,15 @@ impl ApiError {
         self
     }
 
-    /// Adds structured details.
-    pub fn with_details(mut self, details: Value) -> Self {
+    /// Adds structured details. Echoed input is bounded: a string longer than
+    /// [`MAX_ECHO_BYTES`] (at any depth) is cut to at most that many bytes on a character
+    /// boundary, and an object's details then carry `"truncated": true`.
+    pub fn with_details(mut self, mut details: Value) -> Self {
+        if bound_strings(&mut details)
+            && let Value::Object(m) = &mut details
+        {
+            m.insert("truncated".into(), Value::Bool(true));
+        }
         self.details = details;
         self
     }
@@ -120,6 +127,24 @@ impl From<sluice_connectors::Error> for ApiError {
     }
 }
 
+/// Longest string (bytes) of error details: input echoed back (a 100 KB alias, a long host)
+/// is cut to this (see [`ApiError::with_details`]).
+pub const MAX_ECHO_BYTES: usize = 256;
+
+/// Cuts every string of `v` longer than [`MAX_ECHO_BYTES`]; whether one was cut.
+fn bound_strings(v: &mut Value) -> bool {
+    match v {
+        Value::String(s) if s.len() > MAX_ECHO_BYTES => {
+            let cut = (0..=MAX_ECHO_BYTES).rev().find(|&i| s.is_char_boundary(i)).unwrap_or(0);
+            s.truncate(cut);
+            true
+        }
+        Value::Array(a) => a.iter_mut().fold(false, |cut, x| bound_strings(x) | cut),
+        Value::Object(m) => m.values_mut().fold(false, |cut, x| bound_strings(x) | cut),
+        _ => false,
+    }
+}
+
 /// 412 `precondition_failed` for a stale `If-Match`.
 pub fn precondition_failed() -> ApiError {
     ApiError::new(StatusCode::PRECONDITION_FAILED, "precondition_failed", "the link was modified since the given ETag")
@@ -147,6 +172,19 @@ mod tests {
             e.body(),
             json!({"error": {"code": "invalid_parameter", "message": "invalid value for \"tag\": contains a NUL character", "details": {"field": "tag"}}})
         );
+    }
+
+    #[test]
+    fn echoed_strings_are_cut_on_a_char_boundary_and_marked() {
+        let e = ApiError::bad_request("invalid_alias", "m").with_details(json!({"alias": "a".repeat(100_000), "max_length": 64}));
+        assert_eq!(e.details, json!({"alias": "a".repeat(256), "max_length": 64, "truncated": true}));
+        // 'é' is 2 bytes: 255 'a' then 'é' would end at byte 257, so it is dropped
+        let long = format!("{}{}", "a".repeat(255), "é".repeat(10));
+        let e = ApiError::bad_request("x", "y").with_details(json!({"list": [long, "ok"]}));
+        assert_eq!(e.details, json!({"list": ["a".repeat(255), "ok"], "truncated": true}));
+        let exact = "b".repeat(256);
+        let e = ApiError::bad_request("x", "y").with_details(json!({"v": exact}));
+        assert_eq!(e.details, json!({"v": "b".repeat(256)}), "at the limit: untouched, no mark");
     }
 
     #[test]

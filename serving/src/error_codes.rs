@@ -38,6 +38,7 @@ pub const ERROR_CODES: &[(u16, &[&str])] = &[
             "invalid_parameter",
             "invalid_path",
             "invalid_pattern",
+            "invalid_port",
             "invalid_range",
             "invalid_reason",
             "invalid_redirect_type",

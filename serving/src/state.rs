@@ -38,12 +38,17 @@ pub struct ApiConfig {
     pub max_url_bytes: usize,
     /// Blocked destination domains (a host equal to or under one → 422 `policy_violation`).
     pub blocklist: Vec<String>,
+    /// The port this process listens on when it listens on an unspecified address (`0.0.0.0`
+    /// or `::`), `None` otherwise: targets on any loopback host at that port are redirect
+    /// loops ([`UrlPolicy::loopback_port`]).
+    pub loopback_port: Option<u16>,
 }
 
 impl ApiConfig {
-    /// Defaults for `base_url`: 7-character codes, 8192-byte URLs, no extra domains, no blocklist.
+    /// Defaults for `base_url`: 7-character codes, 8192-byte URLs, no extra domains, no
+    /// blocklist, no unspecified listen address.
     pub fn new(base_url: url::Url) -> Self {
-        Self { base_url, short_domains: Vec::new(), code_length: 7, max_url_bytes: 8192, blocklist: Vec::new() }
+        Self { base_url, short_domains: Vec::new(), code_length: 7, max_url_bytes: 8192, blocklist: Vec::new(), loopback_port: None }
     }
 }
 
@@ -88,7 +93,7 @@ impl ApiState {
             }
         }
         let base_prefix = config.base_url.origin().ascii_serialization();
-        let policy = UrlPolicy::new(config.max_url_bytes, &own_hosts, &config.blocklist);
+        let policy = UrlPolicy::new(config.max_url_bytes, &own_hosts, &config.blocklist).with_loopback_port(config.loopback_port);
         Self {
             inner: Arc::new(Inner {
                 store,

@@ -22,18 +22,25 @@ pub struct UrlPolicy {
     /// brackets): a target whose host equals one of these or is a subdomain of a domain is
     /// refused with 422 `policy_violation`.
     pub blocklist: Vec<String>,
+    /// The port the service listens on at an unspecified address (`0.0.0.0` / `::`), if it
+    /// does: every loopback or unspecified host on that port reaches the service itself, so
+    /// a target there is a redirect loop whatever the short domains are.
+    pub loopback_port: Option<u16>,
 }
 
 /// Whether `host` (lowercase, as `url` serializes it: IPv6 in brackets) names this machine:
-/// `localhost` / `*.localhost` (RFC 6761), 127.0.0.0/8, `::1` or an IPv4-mapped loopback.
+/// `localhost` / `*.localhost` (RFC 6761), 127.0.0.0/8, `::1`, an IPv4-mapped loopback, or
+/// the unspecified address (`0.0.0.0`, `::`: connecting to it reaches this machine).
 /// When the service itself is on a loopback host, every such spelling is its own domain.
 fn is_loopback_host(host: &str) -> bool {
     if host == "localhost" || host.ends_with(".localhost") {
         return true;
     }
     match host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>() {
-        Ok(std::net::IpAddr::V4(v4)) => v4.is_loopback(),
-        Ok(std::net::IpAddr::V6(v6)) => v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
+        Ok(std::net::IpAddr::V4(v4)) => v4.is_loopback() || v4.is_unspecified(),
+        Ok(std::net::IpAddr::V6(v6)) => {
+            v6.is_loopback() || v6.is_unspecified() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback() || v4.is_unspecified())
+        }
         Err(_) => false,
     }
 }
@@ -50,7 +57,15 @@ impl UrlPolicy {
             max_url_bytes,
             own_hosts: own_hosts.iter().map(|h| normalize_host(h)).collect(),
             blocklist: blocklist.iter().map(|h| sluice_dataflows::anomaly::normalize_pattern(h).unwrap_or_else(|_| normalize_host(h))).collect(),
+            loopback_port: None,
         }
+    }
+
+    /// This policy for a service listening on `port` at an unspecified address: targets on
+    /// any loopback or unspecified host at that port are redirect loops too.
+    pub fn with_loopback_port(mut self, port: Option<u16>) -> Self {
+        self.loopback_port = port;
+        self
     }
 
     /// Validates `raw` and returns the normalized target.
@@ -107,7 +122,17 @@ impl UrlPolicy {
             Some(h) if !h.is_empty() => h.trim_end_matches('.').to_ascii_lowercase(),
             _ => return Err(ApiError::bad_request("missing_host", "long_url has no host")),
         };
-        if self.own_hosts.contains(&host) || (self.own_hosts.iter().any(|h| is_loopback_host(h)) && is_loopback_host(&host)) {
+        if let Some(url::Host::Domain(name)) = url.host()
+            && let Err(reason) = check_dns_name(name.strip_suffix('.').unwrap_or(name))
+        {
+            return Err(ApiError::bad_request("invalid_host", format!("the host of long_url is not a valid DNS name: {reason}"))
+                .with_details(json!({ "host": host, "reason": reason })));
+        }
+        if url.port() == Some(0) {
+            return Err(ApiError::bad_request("invalid_port", "the port of long_url must be 1 to 65535").with_details(json!({ "port": 0 })));
+        }
+        let own_port = self.loopback_port.is_some_and(|p| url.port_or_known_default() == Some(p) && is_loopback_host(&host));
+        if own_port || self.own_hosts.contains(&host) || (self.own_hosts.iter().any(|h| is_loopback_host(h)) && is_loopback_host(&host)) {
             return Err(ApiError::bad_request("redirect_loop", format!("long_url points at this service's own short domain \"{host}\""))
                 .with_details(json!({ "host": host })));
         }
@@ -130,6 +155,32 @@ impl UrlPolicy {
         ApiError::bad_request("url_too_long", format!("long_url is longer than the limit of {} bytes", self.max_url_bytes))
             .with_details(json!({ "max_bytes": self.max_url_bytes, "actual_bytes": actual }))
     }
+}
+
+/// Longest DNS name in bytes (RFC 1035 §2.3.4, without the trailing dot).
+const MAX_DNS_NAME: usize = 253;
+/// Longest DNS label in bytes (RFC 1035 §2.3.4).
+const MAX_DNS_LABEL: usize = 63;
+
+/// Whether `name` (ASCII, punycode, lowercase, no trailing dot) can be a host name in DNS:
+/// at most 253 bytes, labels of 1 to 63 bytes that neither start nor end with `-`
+/// (RFC 1035, RFC 1123 §2.1). `Err` says why not.
+fn check_dns_name(name: &str) -> Result<(), &'static str> {
+    if name.len() > MAX_DNS_NAME {
+        return Err("longer than 253 bytes");
+    }
+    for label in name.split('.') {
+        if label.is_empty() {
+            return Err("empty label");
+        }
+        if label.len() > MAX_DNS_LABEL {
+            return Err("a label is longer than 63 bytes");
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err("a label starts or ends with a hyphen");
+        }
+    }
+    Ok(())
 }
 
 /// Byte index of the `:` ending an RFC 3986 scheme (`ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )`).
@@ -282,6 +333,68 @@ mod tests {
         // a public deployment may still shorten links to loopback-looking hosts it does not own
         let public = UrlPolicy::new(8192, &["sho.rt".to_string()], &[]);
         assert!(public.normalize("http://localhost:3000/").is_ok());
+        assert!(public.normalize("http://0.0.0.0:3000/").is_ok());
+    }
+
+    #[test]
+    fn hosts_must_be_dns_names_and_ports_nonzero() {
+        let p = policy();
+        let label64 = "a".repeat(64);
+        let long_host = format!("{}.{}.{}.{}.com", "a".repeat(60), "b".repeat(60), "c".repeat(60), "d".repeat(60));
+        assert_eq!(format!("{long_host}.example").len(), 255);
+        for (url, host, reason) in [
+            ("https://a..com/", "a..com", "empty label"),
+            ("https://-a.com/", "-a.com", "a label starts or ends with a hyphen"),
+            ("https://a-.com/x", "a-.com", "a label starts or ends with a hyphen"),
+            (&*format!("https://{label64}.com/"), &*format!("{label64}.com"), "a label is longer than 63 bytes"),
+            (&*format!("https://{long_host}.example/"), &*format!("{long_host}.example"), "longer than 253 bytes"),
+        ] {
+            let e = p.normalize(url).expect_err(url);
+            assert_eq!((e.status.as_u16(), e.code), (400, "invalid_host"), "{url}");
+            assert_eq!(e.message, format!("the host of long_url is not a valid DNS name: {reason}"), "{url}");
+            assert_eq!(e.details, json!({"host": host, "reason": reason}), "{url}");
+        }
+        let e = p.normalize("https://example.com:0/").expect_err("port 0");
+        assert_eq!((e.status.as_u16(), e.code, e.details), (400, "invalid_port", json!({"port": 0})));
+        let label63 = "a".repeat(63);
+        let host253 = format!("{label63}.{label63}.{label63}.{}", "d".repeat(61));
+        assert_eq!(host253.len(), 253);
+        for url in [
+            format!("https://{label63}.com/"),
+            format!("https://{host253}/"),
+            format!("https://{host253}./"),
+            "https://a-b.example.com:1/".into(),
+            "https://example.com:65535/".into(),
+            "https://xn--krz-hoa.example/".into(),
+            "https://my_host.example/".into(),
+            "http://192.0.2.1:8080/".into(),
+            "http://[2001:db8::1]/".into(),
+        ] {
+            assert!(p.normalize(&url).is_ok(), "{url}");
+        }
+    }
+
+    #[test]
+    fn a_service_on_an_unspecified_address_owns_every_loopback_host_on_its_port() {
+        let p = UrlPolicy::new(8192, &["sho.rt".to_string()], &[]).with_loopback_port(Some(18098));
+        for url in [
+            "http://127.0.0.1:18098/loop",
+            "http://127.9.9.9:18098/x",
+            "http://localhost:18098/x",
+            "https://[::1]:18098/x",
+            "http://0.0.0.0:18098/x",
+            "http://[::]:18098/x",
+            "http://[::ffff:127.0.0.1]:18098/x",
+        ] {
+            let e = p.normalize(url).expect_err(url);
+            assert_eq!((e.code, e.status.as_u16()), ("redirect_loop", 400), "{url}");
+        }
+        for url in ["http://127.0.0.1:18099/x", "http://localhost/x", "http://10.0.0.1:18098/x"] {
+            assert!(p.normalize(url).is_ok(), "{url}");
+        }
+        let on_80 = UrlPolicy::new(8192, &["sho.rt".to_string()], &[]).with_loopback_port(Some(80));
+        assert_eq!(on_80.normalize("http://localhost/x").expect_err("default port").code, "redirect_loop");
+        assert!(on_80.normalize("https://localhost/x").is_ok(), "https defaults to 443");
     }
 
     #[test]

@@ -35,6 +35,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use sluice_connectors::click_log::ClickLog;
 use sluice_dataflows::source::{ClickSource, SourceRecord, SourceStatus};
+use sluice_dataflows::wake::WakeSlot;
 use sluice_ingest::PendingFloor;
 use sluice_schemas::avro::decode_click_event;
 use tokio::sync::{mpsc, watch};
@@ -65,6 +66,9 @@ pub struct TailProgress {
     failure: Mutex<Option<String>>,
     /// The low-water mark of the intake feeding the log (`None`: no writer in this process).
     pending: Option<Arc<PendingFloor>>,
+    /// The worker polling the [`LogSource`], woken after every batch the tail task sends
+    /// (an idle worker parks for up to [`sluice_dataflows::pipeline::IDLE_PARK`]).
+    wake: WakeSlot,
 }
 
 impl TailProgress {
@@ -77,6 +81,7 @@ impl TailProgress {
             caught_up: Mutex::new(VecDeque::with_capacity(1024)),
             evicted: AtomicI64::new(i64::MIN),
             failure: Mutex::new(None),
+            wake: WakeSlot::new(),
         }
     }
 
@@ -162,6 +167,8 @@ pub struct LogSource {
     pending: VecDeque<SourceRecord>,
     pending_next: u64,
     progress: Arc<TailProgress>,
+    /// Whether the polling thread is registered in `progress.wake`.
+    registered: bool,
 }
 
 impl std::fmt::Debug for LogSource {
@@ -176,6 +183,10 @@ impl ClickSource for LogSource {
     }
 
     fn poll(&mut self, out: &mut Vec<SourceRecord>, max: usize) -> SourceStatus {
+        if !self.registered {
+            self.progress.wake.register();
+            self.registered = true;
+        }
         let mut n = 0;
         while n < max {
             if self.pending.is_empty() {
@@ -246,7 +257,7 @@ pub fn start_tail(
     let progress = Arc::new(TailProgress::new(log.clone(), from, pending));
     let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
     let task = tokio::spawn(tail_loop(log, partition, from, batch.max(1), tx, stop, Arc::clone(&progress)));
-    let source = LogSource { partition, rx, pending: VecDeque::new(), pending_next: from, progress: Arc::clone(&progress) };
+    let source = LogSource { partition, rx, pending: VecDeque::new(), pending_next: from, progress: Arc::clone(&progress), registered: false };
     (source, progress, task)
 }
 
@@ -287,6 +298,7 @@ async fn tail_loop(
                     r = tx.send(b) => if r.is_err() { break },
                     _ = stop.changed() => {}
                 }
+                progress.wake.wake();
             }
             Ok(Err(e)) => {
                 failures += 1;

@@ -11,6 +11,10 @@
 //! generated codes skip them, custom aliases get 409 `alias_conflict`), then the new id is
 //! recorded. A log that records no id (only `sluice import` wrote it, or a sluice before
 //! store ids) retires nothing: importing before the first `serve` is legitimate.
+//!
+//! The check reads at once ([`check_link_store`]) but writes ([`StoreCheck::apply`]) only
+//! after every other start-up check passed (e.g. a checkpoint that does not fit the click
+//! log): a start that is refused leaves the link store and the log as they were.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -37,35 +41,44 @@ impl BeforeOpen {
     }
 }
 
-/// Compares the store's id with the one `log` records (module docs): retires the log's
-/// codes in `store` when they differ, then records the store's id. Stores without an id
-/// (test doubles) are not checked. Returns the number of codes retired.
+/// What [`check_link_store`] found: applied by [`StoreCheck::apply`] once every other
+/// start-up check passed, so a start that is refused later changes nothing.
+#[derive(Debug)]
+#[must_use = "nothing is retired or recorded until `apply`"]
+pub(super) enum StoreCheck {
+    /// Nothing to do (the log records this store, or the store has no id).
+    Nothing,
+    /// Retire `codes` (the lost store's, `previous` its id) unless empty, then record `id`.
+    Record {
+        /// The store's id, to record in the log.
+        id: u64,
+        /// The id the log recorded before (`None`: none was).
+        previous: Option<u64>,
+        /// The codes to retire.
+        codes: Vec<String>,
+    },
+}
+
+/// Compares the store's id with the one `log` records (module docs) and finds the codes to
+/// retire when they differ, writing nothing: [`StoreCheck::apply`] retires them and records
+/// the store's id. Stores without an id (test doubles) are not checked.
 ///
-/// Errors: the store or the log cannot be read or written (nothing is recorded in the log
-/// before the codes are retired, so a failed start retries the whole step).
-pub(super) async fn check_link_store(store: &Arc<dyn LinkStore>, log: &ClickLog, before: BeforeOpen) -> anyhow::Result<usize> {
+/// Errors: the store or the log cannot be read.
+pub(super) async fn check_link_store(store: &Arc<dyn LinkStore>, log: &ClickLog, before: BeforeOpen) -> anyhow::Result<StoreCheck> {
     let Some(id) = store.store_id().await.context("could not read the link store's id")? else {
-        return Ok(0);
+        return Ok(StoreCheck::Nothing);
     };
     let l = log.clone();
     let recorded = tokio::task::spawn_blocking(move || l.link_store_id()).await.context("click log task failed")?.context("could not read the click log")?;
-    let retired = match recorded {
-        Some(r) if r == id => return Ok(0),
+    match recorded {
+        Some(r) if r == id => Ok(StoreCheck::Nothing),
         Some(previous) => {
             let l = log.clone();
             let codes = tokio::task::spawn_blocking(move || l.distinct_codes())
                 .await
                 .context("click log task failed")?
                 .context("could not read the click log's codes")?;
-            store.retire_codes(&codes).await.context("could not retire the codes of the lost link store")?;
-            tracing::warn!(
-                click_log = %log.path().display(),
-                previous_store_id = previous,
-                store_id = id,
-                retired = codes.len(),
-                "the link store is not the one this click log was served with (it was lost or replaced): starting with its links missing; the codes with clicks in the log were retired, so no new link gets one and inherits its clicks (restore the old link store from a backup to get its links back)"
-            );
-            codes.len()
+            Ok(StoreCheck::Record { id, previous: Some(previous), codes })
         }
         None => {
             if before.embedded_store_missing && log.head() > log.low() {
@@ -74,13 +87,35 @@ pub(super) async fn check_link_store(store: &Arc<dyn LinkStore>, log: &ClickLog,
                     "the link store was missing from a data dir that holds a click log no link store was recorded in (written by `sluice import`, or by a sluice before link store ids): no codes were retired; if links were lost, links created now may reuse their codes and inherit their clicks (restore links.db from a backup, or move clicks.redb and checkpoints/ aside to start afresh)"
                 );
             }
-            0
+            Ok(StoreCheck::Record { id, previous: None, codes: Vec::new() })
         }
-    };
-    let l = log.clone();
-    tokio::task::spawn_blocking(move || l.set_link_store_id(id))
-        .await
-        .context("click log task failed")?
-        .context("could not record the link store's id in the click log")?;
-    Ok(retired)
+    }
+}
+
+impl StoreCheck {
+    /// Retires the lost store's codes in `store`, then records the store's id in `log`
+    /// (call it after every check that may refuse the start, before anything can create a
+    /// link). Returns the number of codes retired.
+    ///
+    /// Errors: the store or the log cannot be written (nothing is recorded in the log before
+    /// the codes are retired, so a failed start retries the whole step).
+    pub(super) async fn apply(self, store: &Arc<dyn LinkStore>, log: &ClickLog) -> anyhow::Result<usize> {
+        let StoreCheck::Record { id, previous, codes } = self else { return Ok(0) };
+        if let Some(previous) = previous {
+            store.retire_codes(&codes).await.context("could not retire the codes of the lost link store")?;
+            tracing::warn!(
+                click_log = %log.path().display(),
+                previous_store_id = previous,
+                store_id = id,
+                retired = codes.len(),
+                "the link store is not the one this click log was served with (it was lost or replaced): starting with its links missing; the codes with clicks in the log were retired, so no new link gets one and inherits its clicks (restore the old link store from a backup to get its links back)"
+            );
+        }
+        let l = log.clone();
+        tokio::task::spawn_blocking(move || l.set_link_store_id(id))
+            .await
+            .context("click log task failed")?
+            .context("could not record the link store's id in the click log")?;
+        Ok(codes.len())
+    }
 }

@@ -139,6 +139,7 @@ impl System {
         // Logs an error when `links.db` is deleted or replaced while open (`/readyz` fails then).
         drop(crate::health::watch_store_file(Arc::downgrade(&store), crate::health::STORE_FILE_CHECK));
         let secret = visitor_secret::load_or_create(cfg.visitor.secret.as_ref().map(|s| s.0.as_str()), &data_dir)?;
+        let mut store_check = None;
         let (sink, intake): (Arc<dyn ClickSink>, Option<Intake>) = if cfg.server.role == Role::Api {
             let (sink, _receiver) = sluice_redirect::ChannelClickSink::new(1);
             (Arc::new(sink), None)
@@ -148,8 +149,8 @@ impl System {
                 .await
                 .context("click log open task failed")?
                 .context("could not open the click log (another sluice process using this data dir, or a damaged clicks.redb)")?;
-            // Before anything can create a link (the HTTP server starts last; lost_store docs).
-            super::lost_store::check_link_store(&store, &log, before_open).await?;
+            // Read now, applied once every other check passed (lost_store docs).
+            store_check = Some(super::lost_store::check_link_store(&store, &log, before_open).await?);
             let (sender, receiver) = click_channel(cfg.redirect.click_channel_capacity);
             let stats = Arc::clone(sender.stats());
             let pending = Arc::clone(sender.pending());
@@ -243,6 +244,11 @@ impl System {
         }
         drop((api, redirect));
         let addr = listener.local_addr().context("listener has no local address")?;
+        // Every start-up check passed: retire a lost store's codes before the HTTP server
+        // (which alone creates links) starts.
+        if let (Some(check), Some(i)) = (store_check, &intake) {
+            check.apply(&store, &i.log).await?;
+        }
         let (stop_http, stopped) = oneshot::channel::<()>();
         // HTTP/1.1; redirects ahead of the router; hyper's own 414/431 answers get the JSON
         // error shape (crate::http_server).
@@ -250,6 +256,13 @@ impl System {
         let server = tokio::spawn(crate::http_server::serve_with(listener, app, server_opts, async move {
             let _ = stopped.await;
         }));
+        if cfg.base_url_guessed() {
+            tracing::warn!(
+                listen = %cfg.server.listen,
+                base_url = %cfg.base_url()?,
+                "listening on an unspecified address without a base URL: short URLs use the loopback address; set --base-url (server.base-url) to the public origin"
+            );
+        }
         tracing::info!(%addr, base_url = %cfg.base_url()?, role = ?cfg.server.role, data_dir = %data_dir.display(), store = %store.backend(), dataflow = job.is_some(), "sluice listening");
         Ok(System { addr, config: cfg, store, intake, job, sinks: Some(sinks), jobs, anomalies, server, stop_http })
     }

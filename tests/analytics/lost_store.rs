@@ -98,3 +98,53 @@ async fn a_click_log_filled_by_import_retires_nothing() {
     assert_eq!(create(&p, "imp-a").await.0, 409);
     p.terminate();
 }
+
+/// A start refused by a later check (a checkpoint past the end of a foreign `clicks.redb`)
+/// retires nothing: with the original click log back, the foreign log's codes are free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_start_retires_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (foreign, own) = (dir.path().join("foreign"), dir.path().join("own"));
+    // Another deployment's click log: one click for "foreign-x", another store's id.
+    let p = Proc::start(&foreign).await;
+    p.create_link("https://example.com/f", "foreign-x").await;
+    let r = p.http.get(format!("{}/foreign-x", p.base)).header("user-agent", BROWSER_UA).send().await.expect("redirect");
+    assert_eq!(r.status().as_u16(), 302);
+    p.caught_up().await;
+    p.terminate();
+    // This data dir: three clicks, checkpointed at the graceful stop (offset 3 > 1).
+    let p = Proc::start(&own).await;
+    p.create_link("https://example.com/o", "own-a").await;
+    for _ in 0..3 {
+        let r = p.http.get(format!("{}/own-a", p.base)).header("user-agent", BROWSER_UA).send().await.expect("redirect");
+        assert_eq!(r.status().as_u16(), 302);
+    }
+    p.caught_up().await;
+    p.terminate();
+    assert!(std::fs::read_dir(own.join("checkpoints")).expect("checkpoints dir").next().is_some(), "a checkpoint was written");
+
+    std::fs::rename(own.join("clicks.redb"), dir.path().join("own-clicks.redb")).expect("move the log aside");
+    std::fs::copy(foreign.join("clicks.redb"), own.join("clicks.redb")).expect("copy the foreign log");
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&own)
+        .env("SLUICE_LOG", "warn")
+        .env_remove("KAFKA_BROKERS")
+        .env_remove("SLUICE__STORE__URL")
+        .env_remove("SLUICE__REDIS__URL")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run sluice serve");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("starts after click-log offset 3, but the click log in the data dir ends at offset 1"), "{stderr}");
+    assert!(!stderr.contains("retired"), "{stderr}");
+
+    std::fs::rename(dir.path().join("own-clicks.redb"), own.join("clicks.redb")).expect("put the log back");
+    let p = Proc::start(&own).await;
+    let (status, body) = create(&p, "foreign-x").await;
+    assert_eq!(status, 201, "the refused start retired no code: {body}");
+    p.caught_up().await;
+    assert_eq!(stats(&p, "own-a").await.1["totals"]["clicks"], 3);
+    p.terminate();
+}

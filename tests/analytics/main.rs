@@ -16,6 +16,7 @@ mod drain_bound;
 mod errors;
 mod exact;
 mod harness;
+mod idle;
 mod loadgen_truth;
 mod lost_store;
 mod process;

@@ -88,6 +88,11 @@ impl Proc {
         }
     }
 
+    /// The process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL, then reap.
     pub(crate) fn kill(self) {
         self.child.kill9();

@@ -170,6 +170,44 @@ fn import_into_a_new_data_dir_does_not_warn_of_a_lost_visitor_secret() {
     assert!(data.join("visitor_secret").exists() && data.join("clicks.redb").exists());
 }
 
+/// `sluice import` of a file none of whose lines can be read (random bytes) fails: exit 1
+/// and a message, not a quiet "0 events". A file with one readable line among malformed
+/// ones imports it and exits 0 (skipped lines are normal in an access log).
+#[test]
+fn an_import_that_can_read_no_line_fails() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let rnd = dir.path().join("rnd.log");
+    // deterministic noise with newlines: every line malformed for the combined format
+    let mut x: u32 = 12345;
+    let bytes: Vec<u8> = (0..4096)
+        .map(|i| {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            if i % 97 == 96 { b'\n' } else { ((x >> 16) as u8).max(b'\n' + 1) }
+        })
+        .collect();
+    std::fs::write(&rnd, &bytes).expect("write");
+    let out = sluice(&["--log", "warn", "import", "--quiet", "--data-dir", data.to_str().expect("utf-8"), rnd.to_str().expect("utf-8")], &[]);
+    let err = stderr_lossy(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("none of the 43 non-blank lines could be read (each is malformed), nothing was imported: is the file in the format given or guessed (--format ndjson|combined)?"),
+        "{err}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("skipped lines: malformed 43"), "{stdout}");
+
+    let mixed = dir.path().join("mixed.log");
+    let good = "203.0.113.9 - - [10/Oct/2026:13:55:36 +0000] \"GET /abc123 HTTP/1.1\" 302 0 \"-\" \"Mozilla/5.0\"";
+    std::fs::write(&mixed, format!("garbage\n{good}\n\x01\x02\n")).expect("write");
+    let out = sluice(&["--log", "warn", "import", "--quiet", "--data-dir", data.to_str().expect("utf-8"), mixed.to_str().expect("utf-8")], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_lossy(&out));
+}
+
+fn stderr_lossy(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// `sluice demo` refuses traffic settings that cannot make a demo before it starts anything
 /// (no server, no temporary data dir): exit code 2 and a message naming the demo's own flag.
 #[test]

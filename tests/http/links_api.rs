@@ -82,6 +82,10 @@ async fn create_rejects_invalid_input_without_creating(b: Backend) {
         ("https://KÜRZ.example/abc", 400, "redirect_loop"),
         ("https://blocked.example/x", 422, "policy_violation"),
         ("https://deep.sub.blocked.example/x", 422, "policy_violation"),
+        ("https://a..com/", 400, "invalid_host"),
+        ("https://-a.com/", 400, "invalid_host"),
+        ("https://aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.com/", 400, "invalid_host"),
+        ("https://example.com:0/", 400, "invalid_port"),
     ];
     for (i, (url, status, code)) in cases.iter().enumerate() {
         let alias = format!("inv{i}");
@@ -113,6 +117,10 @@ async fn aliases_are_validated_reserved_and_unique(b: Backend) {
     for bad in ["", "a b", "ab/c", "ü", "a.b", &"b".repeat(65)] {
         app.post_json("/v1/links", &json!({"long_url": "https://example.com/x", "custom_alias": bad})).await.assert_error(400, "invalid_alias");
     }
+    // echoed input is bounded: a 100 KB alias comes back as its first 256 bytes, marked
+    let err =
+        app.post_json("/v1/links", &json!({"long_url": "https://example.com/x", "custom_alias": "c".repeat(100_000)})).await.assert_error(400, "invalid_alias");
+    assert_eq!(err["details"], json!({"alias": "c".repeat(256), "max_length": 64, "truncated": true}));
     for reserved in ["v1", "V1", "api", "admin", "healthz", "readyz", "metrics", "openapi.json", "favicon.ico", "robots.txt", "static", ".well-known", "health"]
     {
         let err =

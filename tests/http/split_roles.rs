@@ -53,3 +53,54 @@ async fn split_roles_share_links_and_say_where_the_stats_are() {
     let log = std::fs::read_to_string(&api_log).expect("api log");
     assert!(log.contains("role api: this process holds no click log and runs no click dataflow"), "{log}");
 }
+
+/// The README's redirect process listens on `0.0.0.0`: without `--base-url` the short URLs
+/// use `127.0.0.1` (never `0.0.0.0`, with a start-up warning), and a target on any loopback
+/// spelling of the listen port is a redirect loop (otherwise `curl -L` follows it to itself
+/// and every hop counts as a click).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_on_an_unspecified_address_refuses_loops_through_any_loopback_host() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let (listen, local) = (format!("0.0.0.0:{port}"), format!("127.0.0.1:{port}"));
+    let log = dir.path().join("serve.log");
+    let mut child = serve_embedded(&listen, &dir.path().join("data"), &[], &log);
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    await_ready(&mut child, &http, &local, &log, Duration::from_secs(60)).await;
+
+    let post = |body: Value| {
+        let http = http.clone();
+        let url = format!("http://{local}/v1/links");
+        async move {
+            let r = http.post(url).json(&body).send().await.expect("post");
+            (r.status().as_u16(), r.json::<Value>().await.expect("json"))
+        }
+    };
+    let (st, body) = post(json!({"long_url": "https://example.com/ok", "custom_alias": "ok"})).await;
+    assert_eq!((st, body["short_url"].as_str()), (201, Some(format!("http://127.0.0.1:{port}/ok").as_str())), "{body}");
+    for (host, shown) in [
+        (format!("127.0.0.1:{port}"), "127.0.0.1"),
+        (format!("localhost:{port}"), "localhost"),
+        (format!("0.0.0.0:{port}"), "0.0.0.0"),
+        (format!("[::1]:{port}"), "[::1]"),
+        (format!("127.0.0.2:{port}"), "127.0.0.2"),
+    ] {
+        let (st, body) = post(json!({"long_url": format!("http://{host}/loop"), "custom_alias": "loop"})).await;
+        assert_eq!(
+            (st, body),
+            (
+                400,
+                json!({"error": {"code": "redirect_loop", "message": format!("long_url points at this service's own short domain \"{shown}\""), "details": {"host": shown}}})
+            ),
+            "{host}"
+        );
+    }
+    drop(child);
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert!(
+        text.contains(
+            "listening on an unspecified address without a base URL: short URLs use the loopback address; set --base-url (server.base-url) to the public origin"
+        ),
+        "{text}"
+    );
+}

@@ -69,6 +69,12 @@ impl ChildProcess {
         Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()
     }
 
+    /// The process id.
+    #[allow(dead_code)] // not every target that includes this file uses it
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The exit status if the process has exited (reaped), `None` while it runs.
     #[allow(dead_code)] // not every target that includes this file uses it
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {

@@ -46,7 +46,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde::Serialize;
 use serde_json::{Value, json};
-use sluice_schemas::strict_json::{StrictJsonError, from_slice_strict, from_str_strict};
+use sluice_schemas::strict_json::{BoundedArray, StrictJsonError, array_from_slice_strict, from_str_strict};
 use sluice_schemas::{ClickEvent, VisitorSalt};
 
 pub use self::error::ApiError;
@@ -328,11 +328,20 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// `backfill=true|false|1|0` is the only parameter.
+/// `backfill=true|false|1|0` is the only parameter, given at most once (400
+/// `duplicate_parameter` otherwise, like the other endpoints).
 fn parse_query(query: Option<&str>) -> Result<bool, ApiError> {
     let mut backfill = false;
+    let mut seen = false;
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if k == "backfill" {
+            if seen {
+                return Err(ApiError::bad_request("duplicate_parameter", "query parameter \"backfill\" is given more than once")
+                    .with_details(json!({ "parameter": "backfill" })));
+            }
+            seen = true;
+        }
         match (k, v) {
             ("backfill", "true" | "1") => backfill = true,
             ("backfill", "false" | "0") => backfill = false,
@@ -376,7 +385,8 @@ fn split_body(bytes: &[u8], format: BodyFormat, max_events: usize) -> Result<Vec
     };
     let items: Vec<Item> = match format {
         BodyFormat::JsonArray => {
-            let v: Value = from_slice_strict(bytes).map_err(|e| match e {
+            // Counted while parsing: at most `max_events` values are ever held.
+            let arr = array_from_slice_strict(bytes, max_events).map_err(|e| match e {
                 StrictJsonError::DuplicateKey { key, line, column } => ApiError::bad_request(
                     "duplicate_key",
                     format!("request body repeats the key {} in one object (line {line}, column {column}); send each member once", Value::String(key.clone())),
@@ -385,24 +395,24 @@ fn split_body(bytes: &[u8], format: BodyFormat, max_events: usize) -> Result<Vec
                 StrictJsonError::Syntax(e) => ApiError::bad_request("malformed_json", format!("request body is not valid json: {e}"))
                     .with_details(json!({ "line": e.line(), "column": e.column() })),
             })?;
-            let Value::Array(arr) = v else {
-                return Err(ApiError::bad_request("invalid_body", "expected a json array of events (send one event as [event])"));
+            let arr = match arr {
+                BoundedArray::Items(arr) => arr,
+                BoundedArray::TooLong { len } => return Err(too_many(len)),
+                BoundedArray::NotArray => return Err(ApiError::bad_request("invalid_body", "expected a json array of events (send one event as [event])")),
             };
-            if arr.len() > max_events {
-                return Err(too_many(arr.len()));
-            }
             arr.into_iter().map(|v| (None, Ok(v))).collect()
         }
         BodyFormat::Ndjson => {
             let text = std::str::from_utf8(bytes).map_err(|e| {
                 ApiError::bad_request("invalid_utf8", format!("request body is not utf-8: {e}")).with_details(json!({ "byte": e.valid_up_to() }))
             })?;
-            let lines: Vec<(usize, &str)> = text.split('\n').enumerate().map(|(i, l)| (i + 1, l.trim())).filter(|(_, l)| !l.is_empty()).collect();
-            if lines.len() > max_events {
-                return Err(too_many(lines.len()));
+            let lines = || text.split('\n').enumerate().map(|(i, l)| (i + 1, l.trim())).filter(|(_, l)| !l.is_empty());
+            // Counted before anything is collected.
+            let n = lines().count();
+            if n > max_events {
+                return Err(too_many(n));
             }
-            lines
-                .into_iter()
+            lines()
                 .map(|(n, l)| {
                     let parsed = from_str_strict(l).map_err(|e| match e {
                         StrictJsonError::DuplicateKey { key, .. } => {

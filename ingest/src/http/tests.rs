@@ -173,7 +173,42 @@ async fn body_level_errors() {
         let r = send(&f.router, &format!("{EVENTS_PATH}?{q}"), loopback(), &ct, json!([ev("a", "c")]).to_string()).await;
         assert_error(&r, 400, "invalid_parameter");
     }
+    for q in ["backfill=true&backfill=false", "backfill=1&backfill=1", "backfill=false&backfill"] {
+        let r = send(&f.router, &format!("{EVENTS_PATH}?{q}"), loopback(), &ct, json!([ev("a", "c")]).to_string()).await;
+        assert_eq!(
+            (r.status, &r.body),
+            (
+                StatusCode::BAD_REQUEST,
+                &json!({"error": {"code": "duplicate_parameter", "message": "query parameter \"backfill\" is given more than once", "details": {"parameter": "backfill"}}})
+            ),
+            "{q}"
+        );
+    }
     assert_eq!(f.log.head(), 0);
+}
+
+#[tokio::test]
+async fn an_array_over_the_limit_is_counted_whatever_its_elements() {
+    let f = fixture(EventsConfig { max_events: 3, ..EventsConfig::default() });
+    let ct = [("content-type", "application/json")];
+    // past the limit only the count matters (the elements are checked as JSON, not kept)
+    let body = format!("[{},{},{},{}, 1, [2, 3], \"x\", {{\"y\": null}}]", ev("a", "c"), ev("b", "c"), ev("c", "c"), ev("d", "c"));
+    let r = send(&f.router, EVENTS_PATH, loopback(), &ct, body).await;
+    assert_eq!(
+        (r.status, &r.body),
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &json!({"error": {"code": "too_many_events", "message": "8 events in one request; at most 3 are allowed", "details": {"events": 8, "max_events": 3}}})
+        )
+    );
+    // a syntax error past the limit is still a syntax error
+    let r = send(&f.router, EVENTS_PATH, loopback(), &ct, "[1, 2, 3, 4, 5,]").await;
+    assert_error(&r, 400, "malformed_json");
+    assert_eq!(r.body["error"]["details"], json!({"line": 1, "column": 16}));
+    // exactly the limit is read as events
+    let r = send(&f.router, EVENTS_PATH, loopback(), &ct, json!([ev("a", "c"), ev("b", "c"), ev("c", "c")]).to_string()).await;
+    assert_eq!(r.body, json!({"accepted": 3, "rejected": []}));
+    assert_eq!(f.log.head(), 3);
 }
 
 #[tokio::test]

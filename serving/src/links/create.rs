@@ -30,7 +30,7 @@ const IDEMPOTENCY_SCOPE: &str = "links:";
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the original 201 for the same key and body within 24 h; 422 idempotency_key_reused for another body; 400 invalid_idempotency_key when malformed or sent more than once")),
     responses(
         (status = 201, description = "Link created", body = LinkResponse, headers(("ETag" = String), ("Location" = String))),
-        (status = 400, description = "invalid_request (body of the wrong shape or types), malformed_json, duplicate_key, unknown_field, invalid_url, unsupported_scheme, missing_host, credentials_in_url, control_characters, url_too_long, redirect_loop, invalid_alias, alias_reserved, unknown_domain, invalid_expires_at, expires_in_past, invalid_redirect_type, invalid_tags or invalid_idempotency_key", body = ErrorBody),
+        (status = 400, description = "invalid_request (body of the wrong shape or types), malformed_json, duplicate_key, unknown_field, invalid_url, unsupported_scheme, missing_host, invalid_host, invalid_port, credentials_in_url, control_characters, url_too_long, redirect_loop, invalid_alias, alias_reserved, unknown_domain, invalid_expires_at, expires_in_past, invalid_redirect_type, invalid_tags or invalid_idempotency_key", body = ErrorBody),
         (status = 409, description = "alias_conflict", body = ErrorBody),
         (status = 413, description = "payload_too_large", body = ErrorBody),
         (status = 415, description = "unsupported_media_type", body = ErrorBody),
