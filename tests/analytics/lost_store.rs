@@ -124,16 +124,7 @@ async fn a_refused_start_retires_nothing() {
 
     std::fs::rename(own.join("clicks.redb"), dir.path().join("own-clicks.redb")).expect("move the log aside");
     std::fs::copy(foreign.join("clicks.redb"), own.join("clicks.redb")).expect("copy the foreign log");
-    let out = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&own)
-        .env("SLUICE_LOG", "warn")
-        .env_remove("KAFKA_BROKERS")
-        .env_remove("SLUICE__STORE__URL")
-        .env_remove("SLUICE__REDIS__URL")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run sluice serve");
+    let out = crate::process::serve_to_exit(&own);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     // (The checkpoint records the id of the log it was taken of: the foreign log is refused by

@@ -205,16 +205,7 @@ async fn a_checkpoint_ahead_of_the_click_log_refuses_to_start() {
     let checkpoints = dir.path().join("checkpoints");
     assert!(std::fs::read_dir(&checkpoints).expect("checkpoints dir").next().is_some(), "a checkpoint at shutdown");
     std::fs::remove_file(dir.path().join("clicks.redb")).expect("remove click log");
-    let out = Command::new(BIN)
-        .args(["serve", "--listen", &format!("127.0.0.1:{}", free_port()), "--data-dir"])
-        .arg(dir.path())
-        .env("SLUICE_LOG", "warn")
-        .env_remove("KAFKA_BROKERS")
-        .env_remove("SLUICE__STORE__URL")
-        .env_remove("SLUICE__REDIS__URL")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run sluice serve");
+    let out = serve_to_exit(dir.path());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "must not start: {stderr}");
     assert!(stderr.contains("checkpoint") && stderr.contains("clicks.redb"), "names the cause: {stderr}");
@@ -242,16 +233,7 @@ async fn a_checkpoint_of_another_click_log_refuses_to_start() {
     }
     assert!(std::fs::read_dir(dir.path().join("checkpoints")).expect("checkpoints dir").next().is_some(), "a checkpoint at shutdown");
     std::fs::copy(other.path().join("clicks.redb"), dir.path().join("clicks.redb")).expect("replace the click log");
-    let out = Command::new(BIN)
-        .args(["serve", "--listen", &format!("127.0.0.1:{}", free_port()), "--data-dir"])
-        .arg(dir.path())
-        .env("SLUICE_LOG", "warn")
-        .env_remove("KAFKA_BROKERS")
-        .env_remove("SLUICE__STORE__URL")
-        .env_remove("SLUICE__REDIS__URL")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run sluice serve");
+    let out = serve_to_exit(dir.path());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "must not start: {stderr}");
     assert!(stderr.contains("another click log") && stderr.contains("clicks.redb"), "names the cause: {stderr}");
@@ -264,6 +246,21 @@ async fn a_checkpoint_of_another_click_log_refuses_to_start() {
     let stats = p.get(&format!("/v1/links/cx-a/stats?bucket=day&from={}&to={}", q(from), q(to))).await;
     assert_eq!(stats["totals"]["clicks"].as_u64(), Some(40), "the other log's clicks only: {stats}");
     p.terminate();
+}
+
+/// Runs `sluice serve` on `data` (embedded defaults, a free port) to its exit: for starts
+/// that must be refused. Its output (stderr holds the reason).
+pub(crate) fn serve_to_exit(data: &Path) -> std::process::Output {
+    Command::new(BIN)
+        .args(["serve", "--listen", &format!("127.0.0.1:{}", free_port()), "--data-dir"])
+        .arg(data)
+        .env("SLUICE_LOG", "warn")
+        .env_remove("KAFKA_BROKERS")
+        .env_remove("SLUICE__STORE__URL")
+        .env_remove("SLUICE__REDIS__URL")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run sluice serve")
 }
 
 impl Proc {
