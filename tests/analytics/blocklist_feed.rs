@@ -5,28 +5,13 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-
 use crate::harness::Server;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_entry_stored_in_an_old_spelling_feeds_the_dataflow_in_canonical_form() {
     let dir = tempfile::tempdir().expect("tempdir");
     let s = Server::start_in(dir.path(), |c| c.dataflow.meta_poll_interval = Duration::from_millis(100)).await;
-    let at = chrono::DateTime::from_timestamp_micros(1_700_000_000_000_000).expect("instant");
-    let entry = sluice_connectors::BlocklistEntry { pattern: "::ffff:10.0.0.1".into(), reason: None, actor: "admin-token".into(), created_at: at };
-    let audit = sluice_connectors::AuditRecord {
-        seq: 0,
-        at,
-        actor: "admin-token".into(),
-        action: "blocklist.add".into(),
-        target: "::ffff:10.0.0.1".into(),
-        reason: None,
-        origin_ip: None,
-        details: json!({}),
-    };
-    let none = |_: &sluice_schemas::Link| false;
-    s.system.store().admin().expect("admin store").blocklist_add(&entry, &none, &audit).await.expect("store the old entry");
+    crate::old_blocklist::store_old_spelling(s.system.store().admin().expect("admin store"), None).await;
     let feed = s.system.job().and_then(sluice::job::DataflowJob::blocklist).expect("the dataflow's blocklist");
     let t0 = Instant::now();
     while feed.entries() != ["10.0.0.1"] {

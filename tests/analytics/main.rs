@@ -19,6 +19,8 @@ mod harness;
 mod idle;
 mod loadgen_truth;
 mod lost_store;
+#[path = "../support/old_blocklist.rs"]
+mod old_blocklist;
 mod process;
 mod readiness;
 mod reports;

@@ -324,22 +324,9 @@ async fn blocklist_entries_stored_in_an_old_spelling_are_read_canonically(b: Bac
     let app = with_token(b).await;
     let held = app.create_url("http://10.0.0.1/old").await;
     // Stored as the earlier version did: the raw spelling, holding the link it matched.
-    let at = chrono::DateTime::from_timestamp_micros(1_700_000_000_000_000).expect("instant");
-    let entry =
-        sluice_connectors::BlocklistEntry { pattern: "::ffff:10.0.0.1".into(), reason: Some("old".into()), actor: "admin-token".into(), created_at: at };
-    let audit = sluice_connectors::AuditRecord {
-        seq: 0,
-        at,
-        actor: "admin-token".into(),
-        action: "blocklist.add".into(),
-        target: "::ffff:10.0.0.1".into(),
-        reason: Some("old".into()),
-        origin_ip: None,
-        details: json!({}),
-    };
     let store = app.store.admin().expect("admin store");
-    let none = |_: &sluice_schemas::Link| false;
-    assert!(store.blocklist_add(&entry, &none, &audit).await.expect("store the old entry").added);
+    let (at, added) = crate::old_blocklist::store_old_spelling(store, Some("old")).await;
+    assert!(added);
     let hold =
         sluice_connectors::LinkHold { source: "blocklist:::ffff:10.0.0.1".into(), reason: Some("old".into()), actor: "admin-token".into(), created_at: at };
     assert!(store.hold_link(&held, &hold, at, None).await.expect("hold the link").changed);

@@ -15,6 +15,8 @@ mod doc_links;
 mod error_codes;
 mod harness;
 mod links_api;
+#[path = "../support/old_blocklist.rs"]
+mod old_blocklist;
 mod props;
 mod redirect;
 mod socket;
