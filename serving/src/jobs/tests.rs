@@ -313,7 +313,8 @@ async fn idempotency_key_replays_the_job() {
     assert_eq!((st, v["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_idempotency_key")));
 }
 
-/// Two `Idempotency-Key` headers on one request: 400 `invalid_idempotency_key`, no job.
+/// Two `Idempotency-Key` headers on one request: 400 `duplicate_header`, no job (the
+/// handler's own check; the served router refuses it before, `single_headers`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotency_key_given_twice_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -325,7 +326,7 @@ async fn idempotency_key_given_twice_is_refused() {
     assert_eq!(st, StatusCode::BAD_REQUEST);
     assert_eq!(
         json_of(&b),
-        json!({"error": {"code": "invalid_idempotency_key", "message": "the Idempotency-Key header appears 2 times; send it exactly once", "details": {"header": "Idempotency-Key", "count": 2}}})
+        json!({"error": {"code": "duplicate_header", "message": "the Idempotency-Key header appears 2 times; send it exactly once", "details": {"header": "Idempotency-Key", "count": 2}}})
     );
     // key-1 was not used: with it, a new job is created (not a replay).
     let (st, headers, v) = post(state, &body, Some("key-1")).await;
