@@ -54,7 +54,7 @@ impl ApiError {
 
     /// 404 `not_found` for a link code.
     pub fn link_not_found(code: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", format!("no link with code \"{}\"", echo(&code))).with_details(json!({ "code": code }))
+        Self::new(StatusCode::NOT_FOUND, "not_found", format!("no link with code \"{}\"", echo(code))).with_details(json!({ "code": code }))
     }
 
     /// 404 `not_found` for a path no route serves.

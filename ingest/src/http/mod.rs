@@ -347,11 +347,11 @@ fn parse_query(query: Option<&str>) -> Result<bool, ApiError> {
             ("backfill", "true" | "1") => backfill = true,
             ("backfill", "false" | "0") => backfill = false,
             ("backfill", other) => {
-                return Err(ApiError::bad_request("invalid_parameter", format!("backfill must be true or false, got \"{}\"", echo(&other)))
+                return Err(ApiError::bad_request("invalid_parameter", format!("backfill must be true or false, got \"{}\"", echo(other)))
                     .with_details(json!({ "parameter": "backfill" })));
             }
             (other, _) => {
-                return Err(ApiError::bad_request("invalid_parameter", format!("unknown query parameter \"{}\"", echo(&other)))
+                return Err(ApiError::bad_request("invalid_parameter", format!("unknown query parameter \"{}\"", echo(other)))
                     .with_details(json!({ "parameter": other })));
             }
         }

@@ -115,7 +115,7 @@ fn instant(name: &str, raw: &str) -> Result<i64, ApiError> {
     let invalid = || {
         ApiError::bad_request(
             "invalid_timestamp",
-            format!("\"{name}\" must be an RFC 3339 date-time with an offset between 1970 and 9999 (e.g. 2024-06-01T00:00:00Z), got \"{}\"", echo(&raw)),
+            format!("\"{name}\" must be an RFC 3339 date-time with an offset between 1970 and 9999 (e.g. 2024-06-01T00:00:00Z), got \"{}\"", echo(raw)),
         )
         .with_details(json!({ "parameter": name, "value": raw }))
     };
@@ -131,7 +131,7 @@ fn list_of<T: Copy>(name: &str, raw: Option<&str>, parse: fn(&str) -> Option<T>,
         match parse(v.trim()) {
             Some(x) => out.push(x),
             None => {
-                return Err(ApiError::bad_request(code, format!("\"{name}\" must be a comma-separated list of {}, got \"{}\"", allowed.join(", "), echo(&v)))
+                return Err(ApiError::bad_request(code, format!("\"{name}\" must be a comma-separated list of {}, got \"{}\"", allowed.join(", "), echo(v)))
                     .with_details(json!({ "parameter": name, "value": v, "allowed": allowed })));
             }
         }
@@ -158,7 +158,7 @@ fn filter(pairs: &[(String, String)]) -> Result<AnomalyFilter, ApiError> {
         Some(c) => {
             return Err(ApiError::bad_request(
                 "invalid_code",
-                format!("\"code\" must be a short code ([A-Za-z0-9_-], 1 to 64 characters), got \"{}\"", echo(&c)),
+                format!("\"code\" must be a short code ([A-Za-z0-9_-], 1 to 64 characters), got \"{}\"", echo(c)),
             )
             .with_details(json!({ "parameter": "code", "value": c })));
         }
@@ -180,7 +180,7 @@ pub fn parse_list(raw: Option<&str>) -> Result<ListParams, ApiError> {
         Some(v) => match v.parse::<usize>() {
             Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
             _ => {
-                return Err(ApiError::bad_request("invalid_limit", format!("limit must be an integer between 1 and {MAX_LIMIT}, got \"{}\"", echo(&v)))
+                return Err(ApiError::bad_request("invalid_limit", format!("limit must be an integer between 1 and {MAX_LIMIT}, got \"{}\"", echo(v)))
                     .with_details(json!({ "min": 1, "max": MAX_LIMIT, "limit": v })));
             }
         },
@@ -202,7 +202,7 @@ pub fn parse_stream(raw: Option<&str>) -> Result<StreamParams, ApiError> {
 /// `invalid_last_event_id`.
 pub fn last_event_id(name: &str, raw: &str) -> Result<u64, ApiError> {
     raw.trim().parse::<u64>().map_err(|_| {
-        ApiError::bad_request("invalid_last_event_id", format!("{name} must be a decimal event id (the id: of an event), got \"{}\"", echo(&raw)))
+        ApiError::bad_request("invalid_last_event_id", format!("{name} must be a decimal event id (the id: of an event), got \"{}\"", echo(raw)))
             .with_details(json!({ "parameter": name, "value": raw }))
     })
 }

@@ -25,7 +25,6 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::{SecondsFormat, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sluice_connectors::{Error as StoreError, IdempotencyRecord};
@@ -104,7 +103,8 @@ pub struct JobErrorBody {
     pub message: String,
 }
 
-/// A job as returned by the API. Timestamps are RFC 3339 UTC with milliseconds.
+/// A job as returned by the API. Timestamps are RFC 3339 UTC, milliseconds, the fraction left
+/// out when zero, as everywhere in the API ([`crate::dto::instant_ms`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct JobStatusBody {
     /// Job id (UUIDv7).
@@ -144,8 +144,9 @@ pub struct JobStatusBody {
     pub include_bots: bool,
 }
 
+/// An instant as every timestamp of the API is written ([`crate::dto::instant_ms`]).
 fn ts(ms: i64) -> String {
-    Utc.timestamp_millis_opt(ms).single().map_or_else(|| ms.to_string(), |t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
+    crate::stats::params::rfc3339_utc(ms)
 }
 
 impl JobStatusBody {
@@ -175,7 +176,7 @@ impl JobStatusBody {
 }
 
 fn job_not_found(id: &str) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no export job with id \"{}\"", echo(&id))).with_details(json!({ "job_id": id }))
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no export job with id \"{}\"", echo(id))).with_details(json!({ "job_id": id }))
 }
 
 /// The request's range parameters as the stats endpoints' query string.

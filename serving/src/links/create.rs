@@ -141,7 +141,7 @@ pub fn build_link(state: &ApiState, req: &CreateLinkRequest, now: chrono::DateTi
         Some(d) => {
             let host = normalize_host(d);
             if !state.inner.own_hosts.contains(&host) {
-                return Err(ApiError::bad_request("unknown_domain", format!("domain \"{}\" is not one of this service's short domains", echo(&d)))
+                return Err(ApiError::bad_request("unknown_domain", format!("domain \"{}\" is not one of this service's short domains", echo(d)))
                     .with_details(json!({ "domain": d, "allowed": state.inner.own_hosts })));
             }
             (host != state.inner.base_host).then_some(host)

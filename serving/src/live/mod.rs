@@ -78,7 +78,7 @@ pub fn parse_live_query(raw: Option<&str>) -> Result<bool, ApiError> {
             "true" | "1" => true,
             "false" | "0" => false,
             other => {
-                return Err(ApiError::bad_request("invalid_parameter", format!("\"include_bots\" must be true or false, got \"{}\"", echo(&other)))
+                return Err(ApiError::bad_request("invalid_parameter", format!("\"include_bots\" must be true or false, got \"{}\"", echo(other)))
                     .with_details(json!({ "parameter": "include_bots", "value": other })));
             }
         };

@@ -206,7 +206,7 @@ pub struct DeliveryPage {
 }
 
 fn webhook_not_found(id: &str) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "webhook_not_found", format!("no webhook with id \"{}\"", echo(&id))).with_details(json!({ "id": id }))
+    ApiError::new(StatusCode::NOT_FOUND, "webhook_not_found", format!("no webhook with id \"{}\"", echo(id))).with_details(json!({ "id": id }))
 }
 
 fn now_ms() -> i64 {
@@ -235,7 +235,7 @@ pub async fn create_webhook(_admin: AdminPrincipal, State(state): State<Webhooks
     let mut kinds = Vec::new();
     for k in &req.kinds {
         let kind = AnomalyKind::parse(k).ok_or_else(|| {
-            ApiError::bad_request("invalid_kind", format!("unknown anomaly kind \"{}\"", echo(&k)))
+            ApiError::bad_request("invalid_kind", format!("unknown anomaly kind \"{}\"", echo(k)))
                 .with_details(json!({ "field": "kinds", "value": k, "allowed": AnomalyKind::ALL.map(AnomalyKind::as_str) }))
         })?;
         if !kinds.contains(&kind) {
@@ -245,7 +245,7 @@ pub async fn create_webhook(_admin: AdminPrincipal, State(state): State<Webhooks
     let min_severity = match req.min_severity.as_deref() {
         None => Severity::Info,
         Some(s) => Severity::parse(s).ok_or_else(|| {
-            ApiError::bad_request("invalid_severity", format!("unknown severity \"{}\"", echo(&s)))
+            ApiError::bad_request("invalid_severity", format!("unknown severity \"{}\"", echo(s)))
                 .with_details(json!({ "field": "min_severity", "value": s, "allowed": Severity::ALL.map(Severity::as_str) }))
         })?,
     };
