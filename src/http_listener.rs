@@ -64,11 +64,13 @@ pub const MAX_HEAD_BYTES: usize = 8192 + 4096 * 100;
 pub const MAX_HEADER_FIELDS: usize = 100;
 
 /// The JSON error body of DESIGN.md: `{"error": {"code", "message", "details"?}}`
-/// (`details` left out when `None`).
+/// (`details` left out when `None`). Echoed input is bounded as in the API's errors: the
+/// message by `sluice_serving::error::bound_message`, the strings of details by
+/// `bound_details` (256 bytes, `"truncated": true`).
 pub fn error_body(code: &str, message: &str, details: Option<Value>) -> String {
-    let mut err = serde_json::json!({ "code": code, "message": message });
+    let mut err = serde_json::json!({ "code": code, "message": sluice_serving::error::bound_message(message.to_owned()) });
     if let Some(d) = details {
-        err["details"] = d;
+        err["details"] = sluice_serving::error::bound_details(d);
     }
     serde_json::json!({ "error": err }).to_string()
 }

@@ -39,7 +39,8 @@ pub const UNMATCHED_ROUTE: &str = "unmatched";
 /// Routes for `role`: `all` = API + redirects + health; `redirect` = redirects + health;
 /// `api` = API + health. `api` must be `Some` for `all`/`api`, `redirect` for
 /// `all`/`redirect` (a missing part is simply not served). API bodies are limited to
-/// `max_body_bytes` (413 `payload_too_large` above).
+/// `max_body_bytes` (413 `payload_too_large` above); API requests repeating a single header
+/// get 400 `duplicate_header` ([`sluice_serving::single_headers`]).
 pub fn build(role: Role, api: Option<ApiState>, redirect: Option<RedirectState>, health_state: HealthState, max_body_bytes: usize) -> Router {
     build_with_events(role, api, redirect, None, health_state, max_body_bytes)
 }
@@ -71,10 +72,13 @@ pub fn build_app(
     if matches!(role, Role::All | Role::Api)
         && let Some(api) = api
     {
-        router = router.merge(sluice_serving::routes(api).layer(DefaultBodyLimit::max(max_body_bytes)));
+        let mut api_routes = sluice_serving::routes(api).layer(DefaultBodyLimit::max(max_body_bytes));
         if let Some(events) = events {
-            router = router.merge(events);
+            api_routes = api_routes.merge(events);
         }
+        // Every API route (never a redirect): 400 duplicate_header for a repeated
+        // Content-Type, Authorization or Idempotency-Key.
+        router = router.merge(api_routes.layer(middleware::from_fn(sluice_serving::single_headers::refuse_repeated)));
     }
     if role == Role::Redirect {
         router = router.route("/v1", any(api_not_here)).route("/v1/{*rest}", any(api_not_here));

@@ -157,13 +157,21 @@ pub struct Evidence {
     /// Human clicks by registrable referrer domain (`(direct)` for none).
     pub top_referrers: Vec<Tally>,
     /// Clicks by user agent: the browser family for link kinds, the raw `User-Agent` for
-    /// visitor floods.
+    /// visitor floods. For a visitor flood it counts only the clicks since the detector
+    /// started tracking the visitor or network (see `top_codes`).
     pub top_user_agents: Vec<Tally>,
-    /// Clicks by short code (visitor floods).
+    /// Clicks by short code (visitor floods). It counts only the clicks in the window since
+    /// the detector started tracking the visitor or network, at its
+    /// `max(1, info-min-clicks / 2)`-th click in the window (`network-info-min-clicks` for
+    /// a network; 15th for a visitor, 30th for a network by default): the earlier ones are not listed while they stay in the window,
+    /// so these counts (and `top_user_agents`) may add up to up to 14 (network: 29) fewer
+    /// than `clicks`. Tracking lasts while the key has clicks in the window or an open
+    /// anomaly, and starts over after that.
     pub top_codes: Vec<Tally>,
     /// Clicks by visitor id (16 hex digits; network floods).
     pub top_visitors: Vec<Tally>,
-    /// The client network (`203.0.113.0/24`, `2001:db8:1::/48`) of a flooding visitor.
+    /// The client network (`203.0.113.0/24`, `2001:db8:1::/48`) of a flooding visitor
+    /// (taken from a click since tracking started, see `top_codes`), or the flooding network.
     pub network: Option<String>,
     /// Target host of the link (blocklisted targets).
     pub target_host: Option<String>,

@@ -1,8 +1,31 @@
 //! Request and response bodies of the link API (also the OpenAPI schemas).
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use utoipa::ToSchema;
+
+use crate::stats::params::rfc3339_utc;
+
+/// `serialize_with` helpers writing an instant the way every timestamp of the API is
+/// written ([`rfc3339_utc`]): RFC 3339 in UTC (`Z`) with millisecond precision (a finer
+/// stored instant is floored to its millisecond), the fraction left out when it is zero
+/// (`2026-12-01T19:50:41.123Z`, `2026-12-01T19:50:41Z`).
+pub mod instant_ms {
+    use super::*;
+
+    /// Writes `t` ([`instant_ms`]).
+    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&rfc3339_utc(t.timestamp_millis()))
+    }
+
+    /// Writes `t` ([`instant_ms`]), `null` for `None`.
+    pub fn option<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => s.serialize_some(&rfc3339_utc(t.timestamp_millis())),
+            None => s.serialize_none(),
+        }
+    }
+}
 
 /// Body of `POST /v1/links`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -70,7 +93,7 @@ fn not_null<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Opti
     }
 }
 
-/// A link as returned by the API. Timestamps are RFC 3339 UTC.
+/// A link as returned by the API. Timestamps are RFC 3339 UTC, milliseconds ([`instant_ms`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct LinkResponse {
     /// Short code (case-sensitive).
@@ -82,6 +105,7 @@ pub struct LinkResponse {
     /// Custom short domain, `null` for the base URL's host.
     pub domain: Option<String>,
     /// Expiry instant, `null` for none.
+    #[serde(serialize_with = "instant_ms::option")]
     pub expires_at: Option<DateTime<Utc>>,
     /// Whether the link redirects.
     pub enabled: bool,
@@ -90,8 +114,10 @@ pub struct LinkResponse {
     /// 301 or 302.
     pub redirect_type: u16,
     /// Creation instant.
+    #[serde(serialize_with = "instant_ms::serialize")]
     pub created_at: DateTime<Utc>,
     /// Last modification instant.
+    #[serde(serialize_with = "instant_ms::serialize")]
     pub updated_at: DateTime<Utc>,
 }
 

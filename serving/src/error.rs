@@ -2,7 +2,11 @@
 //!
 //! Every response that is not a success carries the body shape of DESIGN.md,
 //! `{"error": {"code": "...", "message": "...", "details": {...}}}`, with a stable snake_case
-//! `code`. 5xx responses send a generic message; the cause is logged once here.
+//! `code`. 5xx responses send a generic message; the cause is logged once here. Input echoed
+//! back is bounded: quoted in a message through [`echo`] (256 bytes), every message at
+//! [`MAX_MESSAGE_BYTES`] ([`bound_message`]), every string of details at [`MAX_ECHO_BYTES`].
+
+use std::borrow::Cow;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -23,27 +27,23 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    /// An error with an explicit status and code and no details.
+    /// An error with an explicit status and code and no details. The message is bounded
+    /// ([`bound_message`]).
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), details: Value::Null }
+        Self { status, code, message: bound_message(message.into()), details: Value::Null }
     }
 
-    /// Replaces the message.
+    /// Replaces the message (bounded, [`bound_message`]).
     pub fn with_message(mut self, message: impl Into<String>) -> Self {
-        self.message = message.into();
+        self.message = bound_message(message.into());
         self
     }
 
     /// Adds structured details. Echoed input is bounded: a string longer than
     /// [`MAX_ECHO_BYTES`] (at any depth) is cut to at most that many bytes on a character
     /// boundary, and an object's details then carry `"truncated": true`.
-    pub fn with_details(mut self, mut details: Value) -> Self {
-        if bound_strings(&mut details)
-            && let Value::Object(m) = &mut details
-        {
-            m.insert("truncated".into(), Value::Bool(true));
-        }
-        self.details = details;
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = bound_details(details);
         self
     }
 
@@ -54,7 +54,7 @@ impl ApiError {
 
     /// 404 `not_found` for a link code.
     pub fn link_not_found(code: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", format!("no link with code \"{code}\"")).with_details(json!({ "code": code }))
+        Self::new(StatusCode::NOT_FOUND, "not_found", format!("no link with code \"{}\"", echo(code))).with_details(json!({ "code": code }))
     }
 
     /// 404 `not_found` for a path no route serves.
@@ -79,9 +79,10 @@ impl ApiError {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "link store unavailable, retry later")
     }
 
-    /// The JSON body of this error.
+    /// The JSON body of this error; its message bounded ([`bound_message`]) even when
+    /// the field was set directly.
     pub fn body(&self) -> Value {
-        let mut err = json!({ "code": self.code, "message": self.message });
+        let mut err = json!({ "code": self.code, "message": bound_message(self.message.clone()) });
         if !self.details.is_null() {
             err["details"] = self.details.clone();
         }
@@ -130,6 +131,55 @@ impl From<sluice_connectors::Error> for ApiError {
 /// Longest string (bytes) of error details: input echoed back (a 100 KB alias, a long host)
 /// is cut to this (see [`ApiError::with_details`]).
 pub const MAX_ECHO_BYTES: usize = 256;
+
+/// Input quoted in an error message, bounded like the strings of details: at most
+/// [`MAX_ECHO_BYTES`] bytes of it (cut on a character boundary), then `…` when it was cut.
+/// Every message that quotes a value of the request quotes it through here.
+pub fn echo(input: &str) -> Cow<'_, str> {
+    if input.len() <= MAX_ECHO_BYTES {
+        return Cow::Borrowed(input);
+    }
+    Cow::Owned(format!("{}…", &input[..floor_char_boundary(input, MAX_ECHO_BYTES)]))
+}
+
+/// Longest error message, bytes. Messages are short sentences; only one that quotes the
+/// request without [`echo`] (a parser's own error text, e.g. serde's `invalid type: string
+/// "…"`) can be longer.
+pub const MAX_MESSAGE_BYTES: usize = 1024;
+
+/// Bytes of a cut message kept before its `…`; the rest of [`MAX_MESSAGE_BYTES`] (less the 3
+/// bytes of `…`) is its end, which often says what was expected.
+const MESSAGE_HEAD_BYTES: usize = 768;
+
+/// `message` bounded to [`MAX_MESSAGE_BYTES`]: a longer one keeps its first
+/// [`MESSAGE_HEAD_BYTES`] (768) and last 253 bytes (both cut on character boundaries)
+/// around a `…`. Every error body of the API, the intake and the HTTP server has its message
+/// bounded so.
+pub fn bound_message(message: String) -> String {
+    if message.len() <= MAX_MESSAGE_BYTES {
+        return message;
+    }
+    let head = &message[..floor_char_boundary(&message, MESSAGE_HEAD_BYTES)];
+    let tail_from = message.len() - (MAX_MESSAGE_BYTES - MESSAGE_HEAD_BYTES - '…'.len_utf8());
+    let tail = &message[(tail_from..message.len()).find(|&i| message.is_char_boundary(i)).unwrap_or(message.len())..];
+    format!("{head}…{tail}")
+}
+
+/// Details with every string cut to [`MAX_ECHO_BYTES`] and, when one was cut and they are an
+/// object, `"truncated": true` (what [`ApiError::with_details`] stores).
+pub fn bound_details(mut details: Value) -> Value {
+    if bound_strings(&mut details)
+        && let Value::Object(m) = &mut details
+    {
+        m.insert("truncated".into(), Value::Bool(true));
+    }
+    details
+}
+
+/// The largest char boundary of `s` at or below `max` bytes.
+fn floor_char_boundary(s: &str, max: usize) -> usize {
+    (0..=max.min(s.len())).rev().find(|&i| s.is_char_boundary(i)).unwrap_or(0)
+}
 
 /// Cuts every string of `v` longer than [`MAX_ECHO_BYTES`]; whether one was cut.
 fn bound_strings(v: &mut Value) -> bool {
@@ -185,6 +235,27 @@ mod tests {
         let exact = "b".repeat(256);
         let e = ApiError::bad_request("x", "y").with_details(json!({"v": exact}));
         assert_eq!(e.details, json!({"v": "b".repeat(256)}), "at the limit: untouched, no mark");
+    }
+
+    #[test]
+    fn echoed_input_and_whole_messages_are_bounded() {
+        assert_eq!(echo("short"), "short");
+        assert_eq!(echo(&"x".repeat(256)), "x".repeat(256), "at the limit: untouched");
+        assert_eq!(echo(&"x".repeat(1_000_000)), format!("{}…", "x".repeat(256)));
+        // 'é' is 2 bytes: 255 'a' then 'é' would end at byte 257
+        assert_eq!(echo(&format!("{}{}", "a".repeat(255), "é".repeat(10))), format!("{}…", "a".repeat(255)));
+        let exact = "m".repeat(1024);
+        assert_eq!(bound_message(exact.clone()), exact, "at the limit: untouched");
+        let long = format!("invalid type: string \"{}\", expected u16", "s".repeat(1_000_000));
+        let cut = bound_message(long);
+        assert_eq!(cut.len(), 1024);
+        let tail = "\", expected u16";
+        assert_eq!(cut, format!("invalid type: string \"{}…{}{tail}", "s".repeat(768 - 22), "s".repeat(253 - tail.len())));
+        // through the error: set directly, still bounded in the body
+        let mut e = ApiError::bad_request("invalid_request", "m".repeat(5000));
+        assert_eq!(e.message.len(), 1024);
+        e.message = "n".repeat(5000);
+        assert_eq!(e.body()["error"]["message"].as_str().map(str::len), Some(1024));
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub const ERROR_CODES: &[(u16, &[&str])] = &[
             "all_events_rejected",
             "control_characters",
             "credentials_in_url",
+            "duplicate_header",
             "duplicate_key",
             "duplicate_parameter",
             "empty_batch",

@@ -8,7 +8,7 @@ use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, echo};
 
 /// A JSON body parsed into `T`, plus the canonical form of the JSON value (object keys
 /// sorted recursively, no whitespace) used to compare request bodies for `Idempotency-Key`.
@@ -56,7 +56,7 @@ pub fn parse_json_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<ApiJson<T>, 
         let msg = e.to_string();
         if let Some(rest) = msg.strip_prefix("unknown field `") {
             let field = rest.split('`').next().unwrap_or_default().to_owned();
-            ApiError::bad_request("unknown_field", format!("unknown field \"{field}\"")).with_details(json!({ "field": field }))
+            ApiError::bad_request("unknown_field", format!("unknown field \"{}\"", echo(&field))).with_details(json!({ "field": field }))
         } else if !raw_is_object {
             // serde's text here names our Rust type ("expected struct CreateLinkRequest").
             ApiError::bad_request("invalid_request", "invalid request body: expected a JSON object")
@@ -75,7 +75,7 @@ pub fn json_body_error(e: sluice_schemas::strict_json::StrictJsonError) -> ApiEr
     match e {
         StrictJsonError::DuplicateKey { key, line, column } => ApiError::bad_request(
             "duplicate_key",
-            format!("request body repeats the key {} in one object (line {line}, column {column}); send each member once", Value::String(key.clone())),
+            format!("request body repeats the key {} in one object (line {line}, column {column}); send each member once", Value::from(echo(&key))),
         )
         .with_details(json!({ "key": key, "line": line, "column": column })),
         StrictJsonError::Syntax(e) => ApiError::bad_request("malformed_json", format!("request body is not valid json: {e}"))

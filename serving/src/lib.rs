@@ -22,6 +22,7 @@
 //! | [`webhooks`] | `/v1/webhooks`: signed, retried, recorded anomaly deliveries; SSRF guard |
 //! | [`admin`] | `/v1/admin/...`: blocklist, disable/enable, audit log ([`admin::routes`]) |
 //! | [`ratelimit`] | the per-client `POST /v1/links` limit (C25) |
+//! | [`single_headers`] | 400 `duplicate_header` for a repeated `Content-Type`, `Authorization` or `Idempotency-Key` |
 //!
 //! Consumers: the `sluice` binary merges [`routes`] into its router and wires a
 //! [`LinkChangeHook`] that invalidates the redirect cache.
@@ -42,6 +43,7 @@ pub mod live;
 pub mod openapi;
 pub mod ratelimit;
 pub mod reports;
+pub mod single_headers;
 pub mod state;
 pub mod stats;
 #[cfg(any(test, feature = "testing"))]

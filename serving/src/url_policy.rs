@@ -7,7 +7,7 @@
 
 use serde_json::json;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, echo};
 use axum::http::StatusCode;
 
 /// What a valid target looks like for this deployment.
@@ -93,7 +93,7 @@ impl UrlPolicy {
         };
         let scheme = input[..colon].to_ascii_lowercase();
         if scheme != "http" && scheme != "https" {
-            return Err(ApiError::bad_request("unsupported_scheme", format!("scheme \"{scheme}\" is not allowed, use http or https"))
+            return Err(ApiError::bad_request("unsupported_scheme", format!("scheme \"{}\" is not allowed, use http or https", echo(&scheme)))
                 .with_details(json!({ "scheme": scheme })));
         }
         let rest = &input[colon + 1..];

@@ -351,7 +351,86 @@ async fn blocklist_entries_stored_in_an_old_spelling_are_read_canonically(b: Bac
     assert_eq!(app.post_json("/v1/links", &json!({"long_url": "http://10.0.0.1/"})).await.status, StatusCode::CREATED);
 }
 
+/// Whether `s` is an instant as the whole API writes it: RFC 3339 UTC, whole seconds or
+/// exactly 3 fractional digits (`2026-01-02T03:04:05Z`, `2026-01-02T03:04:05.123Z`).
+fn is_api_instant(s: &str) -> bool {
+    let shape_ok = match s.len() {
+        20 => true,
+        24 => s.as_bytes()[19] == b'.' && s[20..23].bytes().all(|b| b.is_ascii_digit()),
+        _ => false,
+    };
+    shape_ok && s.ends_with('Z') && chrono::DateTime::parse_from_rfc3339(s).is_ok()
+}
+
+/// Every value under a key ending in `_at` or named `at`, at any depth.
+fn instants(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                match x {
+                    Value::String(s) if k == "at" || k.ends_with("_at") => out.push(s.clone()),
+                    _ => instants(x, out),
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| instants(x, out)),
+        _ => {}
+    }
+}
+
+/// Admin answers write instants in milliseconds like the rest of the API, even those the
+/// store keeps to the microsecond (holds, blocklist entries, audit records, and the
+/// `updated_at` a hold gives a link).
+async fn admin_timestamps_are_milliseconds_like_the_rest_of_the_api(b: Backend) {
+    let app = with_token(b).await;
+    let code = app.create_url("https://example.com/times").await;
+    // An instant with microseconds, one second ahead: 123456 µs past a whole second.
+    let second = chrono::Utc::now().timestamp() + 1;
+    let t = chrono::DateTime::from_timestamp(second, 123_456_000).expect("instant");
+    let written = format!("{}.123Z", chrono::DateTime::from_timestamp(second, 0).expect("s").format("%Y-%m-%dT%H:%M:%S"));
+    let store = app.store.admin().expect("admin store");
+    let audit = |action: &str, target: &str| sluice_connectors::AuditRecord {
+        seq: 0,
+        at: t,
+        actor: "admin-token".into(),
+        action: action.into(),
+        target: target.into(),
+        reason: Some("µs".into()),
+        origin_ip: None,
+        details: json!({}),
+    };
+    let hold = sluice_connectors::LinkHold { source: "admin".into(), reason: Some("µs".into()), actor: "admin-token".into(), created_at: t };
+    assert!(store.hold_link(&code, &hold, t, Some(&audit("link.disable", &code))).await.expect("hold").changed);
+    let entry = sluice_connectors::BlocklistEntry { pattern: "micro.example".into(), reason: None, actor: "admin-token".into(), created_at: t };
+    let none = |_: &sluice_schemas::Link| false;
+    assert!(store.blocklist_add(&entry, &none, &audit("blocklist.add", "micro.example")).await.expect("add").added);
+
+    // Each answer, exactly where the stored instant shows.
+    let list = admin(&app, Method::GET, "/v1/admin/blocklist", None).await.json();
+    assert_eq!(list["items"], json!([{"pattern": "micro.example", "reason": null, "actor": "admin-token", "created_at": written}]));
+    let disabled = admin(&app, Method::POST, &format!("/v1/admin/links/{code}/disable"), Some(json!({"reason": "again"}))).await.json();
+    assert_eq!(disabled["holds"][0]["created_at"], written);
+    assert_eq!(disabled["link"]["updated_at"], written);
+    assert_eq!(app.get(&format!("/v1/links/{code}")).await.json()["updated_at"], written);
+    let log = admin(&app, Method::GET, "/v1/admin/audit", None).await.json();
+    let stored: Vec<&Value> = log["items"].as_array().expect("items").iter().filter(|e| e["reason"] == "µs").map(|e| &e["at"]).collect();
+    assert_eq!(stored, vec![&json!(written), &json!(written)]);
+    // And every instant of every admin answer (those the API writes itself included).
+    let added = admin(&app, Method::POST, "/v1/admin/blocklist", Some(json!({"pattern": "times.example"}))).await.json();
+    let enabled = admin(&app, Method::POST, &format!("/v1/admin/links/{code}/enable"), Some(json!({"reason": "ok"}))).await.json();
+    let log = admin(&app, Method::GET, "/v1/admin/audit", None).await.json();
+    let list = admin(&app, Method::GET, "/v1/admin/blocklist", None).await.json();
+    let mut all = Vec::new();
+    for v in [&added, &enabled, &disabled, &log, &list] {
+        instants(v, &mut all);
+    }
+    assert!(all.len() >= 12, "{all:?}");
+    let bad: Vec<&String> = all.iter().filter(|s| !is_api_instant(s)).collect();
+    assert!(bad.is_empty(), "not RFC 3339 UTC milliseconds: {bad:?}");
+}
+
 backend_tests!(
+    admin_timestamps_are_milliseconds_like_the_rest_of_the_api,
     blocklist_entries_stored_in_an_old_spelling_are_read_canonically,
     no_token_admits_direct_loopback_only,
     token_is_required_on_every_admin_route,

@@ -221,8 +221,8 @@ async fn idempotency_key_replays_and_detects_reuse(b: Backend) {
     assert_eq!(conc, 1);
 }
 
-/// Two `Idempotency-Key` headers on one request: 400, and no link is created (the first key
-/// used to be taken silently).
+/// Two `Idempotency-Key` headers on one request: 400 `duplicate_header`, and no link is
+/// created (the first key used to be taken silently).
 async fn idempotency_key_given_twice_is_refused(b: Backend) {
     let app = TestApp::start(b).await;
     let body = json!({"long_url": "https://example.com/twice", "custom_alias": "twice"}).to_string();
@@ -230,8 +230,8 @@ async fn idempotency_key_given_twice_is_refused(b: Backend) {
         let headers = [("content-type", "application/json"), ("idempotency-key", keys[0]), ("idempotency-key", keys[1])];
         let r = app.request(Method::POST, "/v1/links", &headers, Some(body.clone())).await;
         assert_eq!(
-            r.assert_error(400, "invalid_idempotency_key"),
-            json!({"code": "invalid_idempotency_key", "message": "the Idempotency-Key header appears 2 times; send it exactly once", "details": {"header": "Idempotency-Key", "count": 2}}),
+            r.assert_error(400, "duplicate_header"),
+            json!({"code": "duplicate_header", "message": "the Idempotency-Key header appears 2 times; send it exactly once", "details": {"header": "Idempotency-Key", "count": 2}}),
             "{keys:?}"
         );
     }

@@ -14,6 +14,7 @@ mod concurrency;
 mod doc_links;
 mod error_codes;
 mod harness;
+mod hostile;
 mod links_api;
 #[path = "../support/old_blocklist.rs"]
 mod old_blocklist;

@@ -50,6 +50,7 @@ use sluice_schemas::strict_json::{BoundedArray, StrictJsonError, array_from_slic
 use sluice_schemas::{ClickEvent, VisitorSalt};
 
 pub use self::error::ApiError;
+use self::error::echo;
 pub use self::gate::IntakeGate;
 use self::telemetry::EventsReceived;
 use crate::event_input::{DEFAULT_MAX_FUTURE_SKEW_MS, MAX_EVENTS_PER_REQUEST, Rejection, Validation, validate_value};
@@ -346,13 +347,12 @@ fn parse_query(query: Option<&str>) -> Result<bool, ApiError> {
             ("backfill", "true" | "1") => backfill = true,
             ("backfill", "false" | "0") => backfill = false,
             ("backfill", other) => {
-                return Err(ApiError::bad_request("invalid_parameter", format!("backfill must be true or false, got \"{other}\""))
+                return Err(ApiError::bad_request("invalid_parameter", format!("backfill must be true or false, got \"{}\"", echo(other)))
                     .with_details(json!({ "parameter": "backfill" })));
             }
             (other, _) => {
-                return Err(
-                    ApiError::bad_request("invalid_parameter", format!("unknown query parameter \"{other}\"")).with_details(json!({ "parameter": other }))
-                );
+                return Err(ApiError::bad_request("invalid_parameter", format!("unknown query parameter \"{}\"", echo(other)))
+                    .with_details(json!({ "parameter": other })));
             }
         }
     }
@@ -389,7 +389,7 @@ fn split_body(bytes: &[u8], format: BodyFormat, max_events: usize) -> Result<Vec
             let arr = array_from_slice_strict(bytes, max_events).map_err(|e| match e {
                 StrictJsonError::DuplicateKey { key, line, column } => ApiError::bad_request(
                     "duplicate_key",
-                    format!("request body repeats the key {} in one object (line {line}, column {column}); send each member once", Value::String(key.clone())),
+                    format!("request body repeats the key {} in one object (line {line}, column {column}); send each member once", Value::from(echo(&key))),
                 )
                 .with_details(json!({ "key": key, "line": line, "column": column })),
                 StrictJsonError::Syntax(e) => ApiError::bad_request("malformed_json", format!("request body is not valid json: {e}"))
@@ -416,7 +416,7 @@ fn split_body(bytes: &[u8], format: BodyFormat, max_events: usize) -> Result<Vec
                 .map(|(n, l)| {
                     let parsed = from_str_strict(l).map_err(|e| match e {
                         StrictJsonError::DuplicateKey { key, .. } => {
-                            Rejection::new("duplicate_key", format!("line {n} repeats the key {} in one object", Value::String(key)))
+                            Rejection::new("duplicate_key", format!("line {n} repeats the key {} in one object", Value::from(echo(&key))))
                         }
                         StrictJsonError::Syntax(e) => Rejection::new("malformed_json", format!("line {n} is not valid json: {e}")),
                     });

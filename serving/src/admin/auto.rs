@@ -93,7 +93,7 @@ impl AutoAdmin {
             });
         }
         let reason = trigger.reason();
-        let at = chrono::Utc::now();
+        let at = crate::links::now_ms();
         let audit = AuditRecord {
             seq: 0,
             at,

@@ -12,7 +12,7 @@ use super::policy::{blocklist_entries, canonical_pattern, covers, normalize, tar
 use super::{AdminState, audit_record, check_reason, count};
 use crate::auth::AdminPrincipal;
 use crate::dto::{ErrorBody, LinkResponse};
-use crate::error::ApiError;
+use crate::error::{ApiError, echo};
 use crate::extract::ApiJson;
 use crate::links::to_response;
 
@@ -42,7 +42,7 @@ pub async fn add_to_blocklist(State(state): State<AdminState>, who: AdminPrincip
     let pattern = super::pattern::validate_new_pattern(&body.value.pattern)?;
     let reason = check_reason(body.value.reason.as_deref(), false)?;
     let store = state.store()?;
-    let now = chrono::Utc::now();
+    let now = crate::links::now_ms();
     let entry = BlocklistEntry { pattern: pattern.clone(), reason: reason.clone(), actor: who.actor.clone(), created_at: now };
     let mut audit = audit_record(&who, "blocklist.add", &pattern, reason.as_deref());
     audit.at = now;
@@ -57,18 +57,13 @@ pub async fn add_to_blocklist(State(state): State<AdminState>, who: AdminPrincip
     let stored = if out.added {
         count("blocklist.add");
         tracing::info!(pattern, actor = who.actor, affected = out.links.len(), "blocklist entry added");
-        BlocklistEntry { created_at: sluice_connectors_trunc(now), ..entry }
+        entry
     } else {
         store.blocklist_list().await?.into_iter().find(|e| e.pattern == pattern).unwrap_or(entry)
     };
     let status = if out.added { StatusCode::CREATED } else { StatusCode::OK };
     let body = BlocklistAddResponse { entry: entry_response(&stored), added: out.added, affected_links: links_of(&state, &out.links) };
     Ok((status, Json(body)).into_response())
-}
-
-/// The instant as the store keeps it (whole microseconds).
-fn sluice_connectors_trunc(t: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
-    chrono::DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
 }
 
 /// The run-time blocklist (sorted by pattern) and the static entries of the configuration.
@@ -119,7 +114,7 @@ pub async fn remove_from_blocklist(
         }
     }
     let Some(released) = released else {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("\"{pattern}\" is not on the run-time blocklist"))
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("\"{}\" is not on the run-time blocklist", echo(&pattern)))
             .with_details(json!({ "pattern": pattern })));
     };
     count("blocklist.remove");

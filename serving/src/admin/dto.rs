@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::dto::LinkResponse;
+use crate::dto::{LinkResponse, instant_ms};
 
 /// `POST /v1/admin/blocklist`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -27,7 +27,8 @@ pub struct BlocklistEntryResponse {
     pub reason: Option<String>,
     /// Who added it (`admin-token`, `loopback`).
     pub actor: String,
-    /// When (RFC 3339 UTC).
+    /// When (RFC 3339 UTC, milliseconds, as every timestamp of the API).
+    #[serde(serialize_with = "instant_ms::serialize")]
     pub created_at: DateTime<Utc>,
 }
 
@@ -81,7 +82,8 @@ pub struct HoldResponse {
     pub reason: Option<String>,
     /// Who.
     pub actor: String,
-    /// Since when (RFC 3339 UTC).
+    /// Since when (RFC 3339 UTC, milliseconds, as every timestamp of the API).
+    #[serde(serialize_with = "instant_ms::serialize")]
     pub created_at: DateTime<Utc>,
 }
 
@@ -115,7 +117,10 @@ pub struct AuditParams {
 /// One audit record.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct AuditEntry {
-    /// When (RFC 3339 UTC).
+    /// When (RFC 3339 UTC, milliseconds, as every timestamp of the API; the `from`/`to`
+    /// filters compare the stored instant, which a record written before this rule may hold
+    /// to the microsecond).
+    #[serde(serialize_with = "instant_ms::serialize")]
     pub at: DateTime<Utc>,
     /// Who.
     pub actor: String,

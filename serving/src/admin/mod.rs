@@ -87,11 +87,11 @@ impl AdminState {
     }
 }
 
-/// An audit record for an action by `who` at now.
+/// An audit record for an action by `who` at now (whole milliseconds, as the API writes it).
 pub(crate) fn audit_record(who: &AdminPrincipal, action: &str, target: &str, reason: Option<&str>) -> AuditRecord {
     AuditRecord {
         seq: 0,
-        at: chrono::Utc::now(),
+        at: crate::links::now_ms(),
         actor: who.actor.clone(),
         action: action.to_owned(),
         target: target.to_owned(),

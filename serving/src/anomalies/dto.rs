@@ -42,7 +42,11 @@ pub struct AnomalyEventBody {
     pub score: f64,
     /// One-line description.
     pub summary: String,
-    /// What was seen in the latest window.
+    /// What was seen in the latest window. A `visitor_flood`'s `top_codes`,
+    /// `top_user_agents` (and its `code`, the top link) count only the clicks since the
+    /// detector started tracking the visitor or network (at its `info-min-clicks / 2`-th click
+    /// in the window), so they may add up to fewer than `evidence.clicks` (by at most 14 for a
+    /// visitor, 29 for a network with the default levels).
     pub evidence: Evidence,
     /// When the pipeline emitted the event.
     pub detected_at: String,

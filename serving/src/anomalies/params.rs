@@ -7,7 +7,7 @@ use chrono::DateTime;
 use serde_json::json;
 use sluice_schemas::{Anomaly, AnomalyKind, Severity};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, echo};
 
 /// Default page size of the list.
 pub const DEFAULT_LIMIT: usize = 100;
@@ -81,11 +81,11 @@ fn pairs(raw: Option<&str>, known: &[&str]) -> Result<Vec<(String, String)>, Api
     let mut out: Vec<(String, String)> = Vec::new();
     for (k, v) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
         if !known.contains(&k.as_ref()) {
-            return Err(ApiError::bad_request("unknown_parameter", format!("unknown query parameter \"{k}\""))
+            return Err(ApiError::bad_request("unknown_parameter", format!("unknown query parameter \"{}\"", echo(&k)))
                 .with_details(json!({ "parameter": k, "supported": known })));
         }
         if out.iter().any(|(n, _)| *n == k) {
-            return Err(ApiError::bad_request("duplicate_parameter", format!("query parameter \"{k}\" is given more than once"))
+            return Err(ApiError::bad_request("duplicate_parameter", format!("query parameter \"{}\" is given more than once", echo(&k)))
                 .with_details(json!({ "parameter": k })));
         }
         out.push((k.into_owned(), v.into_owned()));
@@ -115,7 +115,7 @@ fn instant(name: &str, raw: &str) -> Result<i64, ApiError> {
     let invalid = || {
         ApiError::bad_request(
             "invalid_timestamp",
-            format!("\"{name}\" must be an RFC 3339 date-time with an offset between 1970 and 9999 (e.g. 2024-06-01T00:00:00Z), got \"{raw}\""),
+            format!("\"{name}\" must be an RFC 3339 date-time with an offset between 1970 and 9999 (e.g. 2024-06-01T00:00:00Z), got \"{}\"", echo(raw)),
         )
         .with_details(json!({ "parameter": name, "value": raw }))
     };
@@ -131,7 +131,7 @@ fn list_of<T: Copy>(name: &str, raw: Option<&str>, parse: fn(&str) -> Option<T>,
         match parse(v.trim()) {
             Some(x) => out.push(x),
             None => {
-                return Err(ApiError::bad_request(code, format!("\"{name}\" must be a comma-separated list of {}, got \"{v}\"", allowed.join(", ")))
+                return Err(ApiError::bad_request(code, format!("\"{name}\" must be a comma-separated list of {}, got \"{}\"", allowed.join(", "), echo(v)))
                     .with_details(json!({ "parameter": name, "value": v, "allowed": allowed })));
             }
         }
@@ -156,8 +156,11 @@ fn filter(pairs: &[(String, String)]) -> Result<AnomalyFilter, ApiError> {
         None => None,
         Some(c) if crate::alias::is_code_charset(c) => Some(c.to_string()),
         Some(c) => {
-            return Err(ApiError::bad_request("invalid_code", format!("\"code\" must be a short code ([A-Za-z0-9_-], 1 to 64 characters), got \"{c}\""))
-                .with_details(json!({ "parameter": "code", "value": c })));
+            return Err(ApiError::bad_request(
+                "invalid_code",
+                format!("\"code\" must be a short code ([A-Za-z0-9_-], 1 to 64 characters), got \"{}\"", echo(c)),
+            )
+            .with_details(json!({ "parameter": "code", "value": c })));
         }
     };
     Ok(AnomalyFilter { from_ms, to_ms, kinds, severities, code })
@@ -177,7 +180,7 @@ pub fn parse_list(raw: Option<&str>) -> Result<ListParams, ApiError> {
         Some(v) => match v.parse::<usize>() {
             Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
             _ => {
-                return Err(ApiError::bad_request("invalid_limit", format!("limit must be an integer between 1 and {MAX_LIMIT}, got \"{v}\""))
+                return Err(ApiError::bad_request("invalid_limit", format!("limit must be an integer between 1 and {MAX_LIMIT}, got \"{}\"", echo(v)))
                     .with_details(json!({ "min": 1, "max": MAX_LIMIT, "limit": v })));
             }
         },
@@ -199,7 +202,7 @@ pub fn parse_stream(raw: Option<&str>) -> Result<StreamParams, ApiError> {
 /// `invalid_last_event_id`.
 pub fn last_event_id(name: &str, raw: &str) -> Result<u64, ApiError> {
     raw.trim().parse::<u64>().map_err(|_| {
-        ApiError::bad_request("invalid_last_event_id", format!("{name} must be a decimal event id (the id: of an event), got \"{raw}\""))
+        ApiError::bad_request("invalid_last_event_id", format!("{name} must be a decimal event id (the id: of an event), got \"{}\"", echo(raw)))
             .with_details(json!({ "parameter": name, "value": raw }))
     })
 }

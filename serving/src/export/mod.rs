@@ -35,7 +35,7 @@ pub use plan::ExportPlan;
 pub use writer::{ExportFormat, RowWriter};
 
 use crate::dto::ErrorBody;
-use crate::error::ApiError;
+use crate::error::{ApiError, echo};
 use crate::reports::ReportsState;
 use crate::stats::params::{StatsParams, parse_stats};
 
@@ -69,8 +69,11 @@ pub fn parse_export_query(raw: Option<&str>, now_ms: i64) -> Result<ExportQuery,
     let mut rest = url::form_urlencoded::Serializer::new(String::new());
     for (k, v) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
         if REFUSED_PARAMETERS.contains(&k.as_ref()) {
-            return Err(ApiError::bad_request("unknown_parameter", format!("an export does not take \"{k}\" (it holds every row, buckets ascending)"))
-                .with_details(json!({ "parameter": k })));
+            return Err(ApiError::bad_request(
+                "unknown_parameter",
+                format!("an export does not take \"{}\" (it holds every row, buckets ascending)", echo(&k)),
+            )
+            .with_details(json!({ "parameter": k })));
         }
         let slot = match k.as_ref() {
             "code" => &mut code,
@@ -81,7 +84,7 @@ pub fn parse_export_query(raw: Option<&str>, now_ms: i64) -> Result<ExportQuery,
             }
         };
         if slot.replace(v.into_owned()).is_some() {
-            return Err(ApiError::bad_request("duplicate_parameter", format!("query parameter \"{k}\" is given more than once"))
+            return Err(ApiError::bad_request("duplicate_parameter", format!("query parameter \"{}\" is given more than once", echo(&k)))
                 .with_details(json!({ "parameter": k })));
         }
     }
@@ -132,8 +135,8 @@ pub fn export_headers(resp: &mut Response, format: ExportFormat, file: &str) {
     params(
         ("code" = String, Query, description = "Short code of the link (required)"),
         ("format" = Option<String>, Query, description = "csv (default; RFC 4180, CRLF, header row), json (one array) or ndjson"),
-        ("from" = Option<String>, Query, description = "Range start, RFC 3339 with offset, whole minute (inclusive); as for GET /v1/links/{code}/stats"),
-        ("to" = Option<String>, Query, description = "Range end, RFC 3339, whole minute (exclusive). Default: the end of the current minute"),
+        ("from" = Option<String>, Query, description = "Range start, RFC 3339 with offset, whole minute (inclusive); as for GET /v1/links/{code}/stats, default too (`to` minus 7 days rounded down to a UTC quarter hour; `to` minus 60 minutes for bucket=minute). The file name holds the range used"),
+        ("to" = Option<String>, Query, description = "Range end, RFC 3339, whole minute (exclusive). Default: the end of the current UTC minute (the next whole minute after the request)"),
         ("bucket" = Option<String>, Query, description = "minute (at most 2 days), hour (at most 93 days) or day (default; at most 1,100 days)"),
         ("tz" = Option<String>, Query, description = "IANA time zone of hour/day buckets and bucket labels (default UTC when absent; an empty tz= is 400 unknown_timezone); '+' as for GET /v1/links/{code}/stats (send %2B; a form-decoded space is read as '+')"),
         ("dimensions" = Option<String>, Query, description = "Empty, one of country, device, browser, os, referrer_domain, referrer_medium, or country,device; one column each"),

@@ -25,7 +25,6 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::{SecondsFormat, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sluice_connectors::{Error as StoreError, IdempotencyRecord};
@@ -35,7 +34,7 @@ pub use runner::{Jobs, JobsConfig};
 pub use store::{JobFailure, JobRecord, JobSpec};
 
 use crate::dto::ErrorBody;
-use crate::error::ApiError;
+use crate::error::{ApiError, echo};
 use crate::export::{ExportFormat, export_headers, file_name, parse_format};
 use crate::extract::ApiJson;
 use crate::links::create::idempotency_key;
@@ -104,7 +103,8 @@ pub struct JobErrorBody {
     pub message: String,
 }
 
-/// A job as returned by the API. Timestamps are RFC 3339 UTC with milliseconds.
+/// A job as returned by the API. Timestamps are RFC 3339 UTC, milliseconds, the fraction left
+/// out when zero, as everywhere in the API ([`crate::dto::instant_ms`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct JobStatusBody {
     /// Job id (UUIDv7).
@@ -144,8 +144,9 @@ pub struct JobStatusBody {
     pub include_bots: bool,
 }
 
+/// An instant as every timestamp of the API is written ([`crate::dto::instant_ms`]).
 fn ts(ms: i64) -> String {
-    Utc.timestamp_millis_opt(ms).single().map_or_else(|| ms.to_string(), |t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
+    crate::stats::params::rfc3339_utc(ms)
 }
 
 impl JobStatusBody {
@@ -175,7 +176,7 @@ impl JobStatusBody {
 }
 
 fn job_not_found(id: &str) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no export job with id \"{id}\"")).with_details(json!({ "job_id": id }))
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no export job with id \"{}\"", echo(id))).with_details(json!({ "job_id": id }))
 }
 
 /// The request's range parameters as the stats endpoints' query string.
@@ -269,10 +270,10 @@ async fn replay(state: &ReportsState, rec: &IdempotencyRecord, request_hash: &st
 #[utoipa::path(
     post, path = "/v1/reports/export", tag = "reports",
     request_body = ReportRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the original job for the same key and body within 24 h; 422 idempotency_key_reused for another body; 400 invalid_idempotency_key when malformed or sent more than once")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the original job for the same key and body within 24 h; 422 idempotency_key_reused for another body; 400 invalid_idempotency_key when malformed, 400 duplicate_header when sent more than once")),
     responses(
         (status = 202, description = "Job created (queued)", body = JobStatusBody, headers(("Location" = String))),
-        (status = 400, description = "invalid_codes, invalid_format, invalid_timestamp, unaligned_range, invalid_range, invalid_bucket, unknown_timezone, invalid_dimensions, unsupported_dimensions, range_too_long, unsupported_tz_offset, malformed_json, duplicate_key, unknown_field, invalid_request, invalid_idempotency_key", body = ErrorBody),
+        (status = 400, description = "invalid_codes, invalid_format, invalid_timestamp, unaligned_range, invalid_range, invalid_bucket, unknown_timezone, invalid_dimensions, unsupported_dimensions, range_too_long, unsupported_tz_offset, malformed_json, duplicate_key, unknown_field, invalid_request, invalid_idempotency_key, duplicate_header", body = ErrorBody),
         (status = 404, description = "not_found: a named code is not a link (details.codes)", body = ErrorBody),
         (status = 415, description = "unsupported_media_type", body = ErrorBody),
         (status = 422, description = "idempotency_key_reused", body = ErrorBody),

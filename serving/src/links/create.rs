@@ -9,7 +9,7 @@ use sluice_schemas::{Link, RedirectType};
 
 use crate::alias::{generate_code, validate_custom_alias};
 use crate::dto::{CreateLinkRequest, ErrorBody, LinkResponse};
-use crate::error::ApiError;
+use crate::error::{ApiError, echo};
 use crate::extract::ApiJson;
 use crate::links::{CREATED_VERSION, etag, etag_of, normalize_tags, now_ms, parse_expires_at, parse_redirect_type, to_response};
 use crate::state::ApiState;
@@ -27,10 +27,10 @@ const IDEMPOTENCY_SCOPE: &str = "links:";
 #[utoipa::path(
     post, path = "/v1/links", tag = "links",
     request_body = CreateLinkRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the original 201 for the same key and body within 24 h; 422 idempotency_key_reused for another body; 400 invalid_idempotency_key when malformed or sent more than once")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the original 201 for the same key and body within 24 h; 422 idempotency_key_reused for another body; 400 invalid_idempotency_key when malformed, 400 duplicate_header when sent more than once")),
     responses(
         (status = 201, description = "Link created", body = LinkResponse, headers(("ETag" = String), ("Location" = String))),
-        (status = 400, description = "invalid_request (body of the wrong shape or types), malformed_json, duplicate_key, unknown_field, invalid_url, unsupported_scheme, missing_host, invalid_host, invalid_port, credentials_in_url, control_characters, url_too_long, redirect_loop, invalid_alias, alias_reserved, unknown_domain, invalid_expires_at, expires_in_past, invalid_redirect_type, invalid_tags or invalid_idempotency_key", body = ErrorBody),
+        (status = 400, description = "invalid_request (body of the wrong shape or types), malformed_json, duplicate_key, unknown_field, invalid_url, unsupported_scheme, missing_host, invalid_host, invalid_port, credentials_in_url, control_characters, url_too_long, redirect_loop, invalid_alias, alias_reserved, unknown_domain, invalid_expires_at, expires_in_past, invalid_redirect_type, invalid_tags, invalid_idempotency_key or duplicate_header (a repeated Content-Type or Idempotency-Key)", body = ErrorBody),
         (status = 409, description = "alias_conflict", body = ErrorBody),
         (status = 413, description = "payload_too_large", body = ErrorBody),
         (status = 415, description = "unsupported_media_type", body = ErrorBody),
@@ -74,19 +74,14 @@ pub async fn create_link(State(state): State<ApiState>, headers: HeaderMap, body
 }
 
 /// The request's `Idempotency-Key`, validated; `None` when the header is absent. Every
-/// endpoint that takes the header reads it through here. Errors: 400
-/// `invalid_idempotency_key` for a header given more than once (which key was meant is
-/// unknowable, so none is picked) or a value that is not 1 to [`MAX_IDEMPOTENCY_KEY_BYTES`]
+/// endpoint that takes the header reads it through here. Errors: 400 `duplicate_header` for
+/// a header given more than once (which key was meant is unknowable, so none is picked; the
+/// served router refuses that before the handler, [`crate::single_headers`]), 400
+/// `invalid_idempotency_key` for a value that is not 1 to [`MAX_IDEMPOTENCY_KEY_BYTES`]
 /// visible ASCII characters.
 pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let mut values = headers.get_all("idempotency-key").iter();
-    let Some(first) = values.next() else { return Ok(None) };
-    let count = 1 + values.count();
-    if count > 1 {
-        return Err(ApiError::bad_request("invalid_idempotency_key", format!("the Idempotency-Key header appears {count} times; send it exactly once"))
-            .with_details(json!({ "header": "Idempotency-Key", "count": count })));
-    }
-    validate_key(first).map(Some)
+    crate::single_headers::check_one(headers, "Idempotency-Key")?;
+    headers.get("idempotency-key").map(validate_key).transpose()
 }
 
 fn validate_key(v: &HeaderValue) -> Result<String, ApiError> {
@@ -146,7 +141,7 @@ pub fn build_link(state: &ApiState, req: &CreateLinkRequest, now: chrono::DateTi
         Some(d) => {
             let host = normalize_host(d);
             if !state.inner.own_hosts.contains(&host) {
-                return Err(ApiError::bad_request("unknown_domain", format!("domain \"{d}\" is not one of this service's short domains"))
+                return Err(ApiError::bad_request("unknown_domain", format!("domain \"{}\" is not one of this service's short domains", echo(d)))
                     .with_details(json!({ "domain": d, "allowed": state.inner.own_hosts })));
             }
             (host != state.inner.base_host).then_some(host)

@@ -18,7 +18,7 @@ use crate::state::ApiState;
     patch, path = "/v1/links/{code}", tag = "links",
     params(
         ("code" = String, Path, description = "Short code (case-sensitive)"),
-        ("If-Match" = Option<String>, Header, description = "ETag of the revision to update; 412 when stale"),
+        ("If-Match" = Option<String>, Header, description = "ETag of the revision to update (or a list of them, in one line or several: any may match; or `*`); 412 when stale"),
     ),
     request_body = UpdateLinkRequest,
     responses(
@@ -42,7 +42,7 @@ pub async fn update_link(
         crate::admin::policy::check_target(&state, u).await?;
     }
     crate::admin::policy::check_owner_enable(&state, &code, patch.enabled).await?;
-    let if_match = headers.get(header::IF_MATCH).map(|v| v.to_str().unwrap_or("\u{0}").to_owned());
+    let if_match = if_match(&headers);
     let expected_version = match &if_match {
         None => None,
         Some(m) => {
@@ -62,6 +62,14 @@ pub async fn update_link(
         link
     };
     Ok((link_headers(&link), Json(to_response(&state, &link))).into_response())
+}
+
+/// The request's `If-Match` list: every `If-Match` line joined with `", "` (RFC 9110 §5.3:
+/// the lines of a list field are one list, so none is ignored); `None` without the header. A
+/// line that is not visible ASCII stands as a tag that matches nothing.
+fn if_match(headers: &HeaderMap) -> Option<String> {
+    let lines: Vec<&str> = headers.get_all(header::IF_MATCH).iter().map(|v| v.to_str().unwrap_or("\u{0}")).collect();
+    (!lines.is_empty()).then(|| lines.join(", "))
 }
 
 /// Whether an `If-Match` value (a list of entity tags or `*`) matches `link` under strong
@@ -96,7 +104,7 @@ fn build_patch(state: &ApiState, req: &UpdateLinkRequest, now: chrono::DateTime<
     delete, path = "/v1/links/{code}", tag = "links",
     params(
         ("code" = String, Path, description = "Short code (case-sensitive)"),
-        ("If-Match" = Option<String>, Header, description = "ETag of the revision to delete (or `*`); 412 when stale"),
+        ("If-Match" = Option<String>, Header, description = "ETag of the revision to delete (or a list of them, in one line or several: any may match; or `*`); 412 when stale"),
     ),
     responses(
         (status = 204, description = "Deleted"),
@@ -105,10 +113,9 @@ fn build_patch(state: &ApiState, req: &UpdateLinkRequest, now: chrono::DateTime<
     )
 )]
 pub async fn delete_link(State(state): State<ApiState>, LinkCode(code): LinkCode, headers: HeaderMap) -> Result<StatusCode, ApiError> {
-    let expected_version = match headers.get(header::IF_MATCH) {
+    let expected_version = match if_match(&headers).as_deref() {
         None => None,
         Some(m) => {
-            let m = m.to_str().unwrap_or("\u{0}");
             let current = state.inner.store.get(&code).await?.ok_or_else(|| ApiError::link_not_found(&code))?;
             if !if_match_matches(m, &current) {
                 return Err(precondition_failed());

@@ -43,7 +43,7 @@ use serde_json::json;
 use sluice_dataflows::views::{Bucket, StatsQuery, Views};
 
 use crate::dto::ErrorBody;
-use crate::error::ApiError;
+use crate::error::{ApiError, echo};
 use crate::extract::LinkCode;
 use crate::reports::ReportsState;
 use crate::reports::view_error as views_error;
@@ -71,14 +71,14 @@ pub fn parse_live_query(raw: Option<&str>) -> Result<bool, ApiError> {
     let mut include_bots = None;
     for (k, v) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
         if k != "include_bots" {
-            return Err(ApiError::bad_request("unknown_parameter", format!("unknown query parameter \"{k}\""))
+            return Err(ApiError::bad_request("unknown_parameter", format!("unknown query parameter \"{}\"", echo(&k)))
                 .with_details(json!({ "parameter": k, "supported": ["include_bots"] })));
         }
         let b = match v.as_ref() {
             "true" | "1" => true,
             "false" | "0" => false,
             other => {
-                return Err(ApiError::bad_request("invalid_parameter", format!("\"include_bots\" must be true or false, got \"{other}\""))
+                return Err(ApiError::bad_request("invalid_parameter", format!("\"include_bots\" must be true or false, got \"{}\"", echo(other)))
                     .with_details(json!({ "parameter": "include_bots", "value": other })));
             }
         };

@@ -50,9 +50,12 @@ pub struct LinkStatsResponse {
     pub bucket: String,
     /// IANA zone of hour/day buckets and of the bucket labels.
     pub tz: String,
-    /// Range start (inclusive), RFC 3339 UTC.
+    /// Range start (inclusive), RFC 3339 UTC: the request's `from`, or the default used
+    /// when it gave none (`to` minus 7 days rounded down to a UTC quarter hour; minus 60
+    /// minutes for `bucket=minute`).
     pub from: String,
-    /// Range end (exclusive), RFC 3339 UTC.
+    /// Range end (exclusive), RFC 3339 UTC: the request's `to`, or the default used (the
+    /// end of the current UTC minute).
     pub to: String,
     /// Requested breakdown, in request order.
     pub dimensions: Vec<String>,
@@ -92,9 +95,11 @@ pub struct SummaryLink {
 /// `GET /v1/stats/summary`.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct SummaryResponse {
-    /// Range start (inclusive), RFC 3339 UTC.
+    /// Range start (inclusive), RFC 3339 UTC: the request's `from`, or the default used
+    /// when it gave none (`to` minus 7 days rounded down to a UTC quarter hour).
     pub from: String,
-    /// Range end (exclusive), RFC 3339 UTC.
+    /// Range end (exclusive), RFC 3339 UTC: the request's `to`, or the default used (the
+    /// end of the current UTC minute).
     pub to: String,
     /// Whether bot clicks are included.
     pub include_bots: bool,

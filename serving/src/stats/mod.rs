@@ -3,7 +3,9 @@
 //!
 //! Semantics (documented for clients in the README and the OpenAPI document):
 //! * **Range**: `[from, to)`, half-open, exact instants given as RFC 3339 with an offset,
-//!   whole minutes; default the last 7 days (the last 60 minutes for `bucket=minute`).
+//!   whole minutes; default `to` = the end of the current UTC minute and `from` = `to`
+//!   minus 7 days rounded down to a UTC quarter hour (`to` minus 60 minutes for
+//!   `bucket=minute`); the answer echoes the `from`/`to` used.
 //!   `minute` buckets are UTC minutes; `hour` and `day` buckets are local hours and days of
 //!   `tz` (IANA name, default UTC), exact across DST (23/25-hour days, two distinct 02:00
 //!   rows on a fall-back night) and for offsets such as +05:30 and +05:45. A bucket cut by

@@ -21,7 +21,7 @@ use serde_json::json;
 use sluice_dataflows::model::{Dimension, View};
 use sluice_dataflows::views::{Bucket, OrderBy};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, echo};
 
 const MINUTE_MS: i64 = 60_000;
 const QUARTER_MS: i64 = 15 * MINUTE_MS;
@@ -114,11 +114,11 @@ fn pairs(raw: Option<&str>, known: &[&str]) -> Result<Vec<(String, String)>, Api
     let mut out: Vec<(String, String)> = Vec::new();
     for (k, v) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
         if !known.contains(&k.as_ref()) {
-            return Err(ApiError::bad_request("unknown_parameter", format!("unknown query parameter \"{k}\""))
+            return Err(ApiError::bad_request("unknown_parameter", format!("unknown query parameter \"{}\"", echo(&k)))
                 .with_details(json!({ "parameter": k, "supported": known })));
         }
         if out.iter().any(|(n, _)| *n == k) {
-            return Err(ApiError::bad_request("duplicate_parameter", format!("query parameter \"{k}\" is given more than once"))
+            return Err(ApiError::bad_request("duplicate_parameter", format!("query parameter \"{}\" is given more than once", echo(&k)))
                 .with_details(json!({ "parameter": k })));
         }
         out.push((k.into_owned(), v.into_owned()));
@@ -148,7 +148,10 @@ pub fn parse_instant(name: &str, raw: &str) -> Result<i64, ApiError> {
     let invalid = || {
         ApiError::bad_request(
             "invalid_timestamp",
-            format!("\"{name}\" must be an RFC 3339 date-time with an offset (e.g. 2024-06-01T00:00:00Z or 2024-06-01T00:00:00%2B05:30), got \"{raw}\""),
+            format!(
+                "\"{name}\" must be an RFC 3339 date-time with an offset (e.g. 2024-06-01T00:00:00Z or 2024-06-01T00:00:00%2B05:30), got \"{}\"",
+                echo(raw)
+            ),
         )
         .with_details(json!({ "parameter": name, "value": raw }))
     };
@@ -160,7 +163,7 @@ pub fn parse_instant(name: &str, raw: &str) -> Result<i64, ApiError> {
     // Whole minute with the full precision given (a fraction of a nanosecond past the
     // minute is not silently dropped).
     if t.rem_euclid(MINUTE_MS) != 0 || dt.timestamp_subsec_nanos() != 0 {
-        return Err(ApiError::bad_request("unaligned_range", format!("\"{name}\" must be a whole minute (stats are kept per minute), got \"{raw}\""))
+        return Err(ApiError::bad_request("unaligned_range", format!("\"{name}\" must be a whole minute (stats are kept per minute), got \"{}\"", echo(raw)))
             .with_details(json!({ "parameter": name, "value": raw })));
     }
     Ok(t)
@@ -170,7 +173,7 @@ pub fn parse_instant(name: &str, raw: &str) -> Result<i64, ApiError> {
 /// accepted range (`details.min`, `details.max`).
 pub(crate) fn out_of_range(name: &str, raw: &str, min_ms: i64, max_ms: i64) -> ApiError {
     let (min, max) = (rfc3339_utc(min_ms), rfc3339_utc(max_ms));
-    ApiError::bad_request("invalid_timestamp", format!("\"{name}\" must lie between {min} and {max}, got \"{raw}\""))
+    ApiError::bad_request("invalid_timestamp", format!("\"{name}\" must lie between {min} and {max}, got \"{}\"", echo(raw)))
         .with_details(json!({ "parameter": name, "value": raw, "min": min, "max": max }))
 }
 
@@ -179,7 +182,7 @@ fn parse_bool(name: &str, v: Option<&str>) -> Result<bool, ApiError> {
         None => Ok(false),
         Some("true" | "1") => Ok(true),
         Some("false" | "0") => Ok(false),
-        Some(other) => Err(ApiError::bad_request("invalid_parameter", format!("\"{name}\" must be true or false (or 1 / 0), got \"{other}\""))
+        Some(other) => Err(ApiError::bad_request("invalid_parameter", format!("\"{name}\" must be true or false (or 1 / 0), got \"{}\"", echo(other)))
             .with_details(json!({ "parameter": name, "value": other }))),
     }
 }
@@ -188,7 +191,7 @@ fn parse_limit(v: Option<&str>, default: usize, max: usize) -> Result<usize, Api
     let Some(v) = v else { return Ok(default) };
     match v.parse::<usize>() {
         Ok(n) if (1..=max).contains(&n) => Ok(n),
-        _ => Err(ApiError::bad_request("invalid_limit", format!("limit must be an integer between 1 and {max}, got \"{v}\""))
+        _ => Err(ApiError::bad_request("invalid_limit", format!("limit must be an integer between 1 and {max}, got \"{}\"", echo(v)))
             .with_details(json!({ "min": 1, "max": max, "limit": v }))),
     }
 }
@@ -242,9 +245,9 @@ fn parse_dimensions(v: Option<&str>, adhoc: bool) -> Result<Vec<Dimension>, ApiE
     let supported = if adhoc { ADHOC_DIMENSIONS } else { SUPPORTED_DIMENSIONS };
     let mut dims = Vec::new();
     for name in v.split(',').map(str::trim) {
-        let d = Dimension::parse(name).ok_or_else(|| bad(format!("unknown dimension \"{name}\"; supported: {supported}")))?;
+        let d = Dimension::parse(name).ok_or_else(|| bad(format!("unknown dimension \"{}\"; supported: {supported}", echo(name))))?;
         if dims.contains(&d) {
-            return Err(bad(format!("dimension \"{name}\" is given twice; supported: {supported}")));
+            return Err(bad(format!("dimension \"{}\" is given twice; supported: {supported}", echo(name))));
         }
         dims.push(d);
     }
@@ -276,7 +279,7 @@ pub fn parse_tz(v: Option<&str>) -> Result<Tz, ApiError> {
     let found = find(name).or_else(|| if name.contains(' ') { find(&name.replace(' ', "+")) } else { None });
     found.ok_or_else(|| {
         let hint = if name.contains(' ') { " (a '+' in a zone name must be sent as %2B)" } else { "" };
-        ApiError::bad_request("unknown_timezone", format!("\"{name}\" is not an IANA time zone name (e.g. UTC, Europe/Berlin, Asia/Kolkata){hint}"))
+        ApiError::bad_request("unknown_timezone", format!("\"{}\" is not an IANA time zone name (e.g. UTC, Europe/Berlin, Asia/Kolkata){hint}", echo(name)))
             .with_details(json!({ "tz": name }))
     })
 }
@@ -294,7 +297,7 @@ pub fn parse_stats_with(raw: Option<&str>, now_ms: i64, adhoc: bool) -> Result<S
     let bucket = match get(&p, "bucket") {
         None => Bucket::Day,
         Some(b) => Bucket::parse(b).ok_or_else(|| {
-            ApiError::bad_request("invalid_bucket", format!("bucket must be minute, hour or day, got \"{b}\""))
+            ApiError::bad_request("invalid_bucket", format!("bucket must be minute, hour or day, got \"{}\"", echo(b)))
                 .with_details(json!({ "bucket": b, "supported": ["minute", "hour", "day"] }))
         })?,
     };
@@ -307,7 +310,7 @@ pub fn parse_stats_with(raw: Option<&str>, now_ms: i64, adhoc: bool) -> Result<S
         Some("clicks") => OrderBy::ClicksDesc,
         Some("uniques") => OrderBy::UniquesDesc,
         Some(o) => {
-            return Err(ApiError::bad_request("invalid_order_by", format!("order_by must be bucket, clicks or uniques, got \"{o}\""))
+            return Err(ApiError::bad_request("invalid_order_by", format!("order_by must be bucket, clicks or uniques, got \"{}\"", echo(o)))
                 .with_details(json!({ "order_by": o, "supported": ["bucket", "clicks", "uniques"] })));
         }
     };
@@ -325,7 +328,7 @@ fn parse_filter(name: &str, v: Option<&str>) -> Result<Option<String>, ApiError>
 }
 
 /// Parses the query string of `GET /v1/stats/summary` at `now_ms`: `from`/`to` as for link
-/// stats (default the last 7 days, at most 1,100 days), `limit` 1..=1000 (default 10),
+/// stats (default `to` minus 7 days rounded down to 15 minutes, at most 1,100 days), `limit` 1..=1000 (default 10),
 /// `include_bots`, `org`, `tag`.
 pub fn parse_summary(raw: Option<&str>, now_ms: i64) -> Result<SummaryParams, ApiError> {
     let p = pairs(raw, &["from", "to", "include_bots", "limit", "org", "tag"])?;

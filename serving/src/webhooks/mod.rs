@@ -33,7 +33,7 @@ use utoipa::{OpenApi, ToSchema};
 use crate::anomalies::blocking;
 use crate::auth::{AdminAuth, AdminPrincipal};
 use crate::dto::ErrorBody;
-use crate::error::ApiError;
+use crate::error::{ApiError, echo};
 use crate::extract::ApiJson;
 use crate::stats::params::rfc3339_utc;
 pub use dispatch::{Dispatcher, WebhookConfig};
@@ -206,7 +206,7 @@ pub struct DeliveryPage {
 }
 
 fn webhook_not_found(id: &str) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "webhook_not_found", format!("no webhook with id \"{id}\"")).with_details(json!({ "id": id }))
+    ApiError::new(StatusCode::NOT_FOUND, "webhook_not_found", format!("no webhook with id \"{}\"", echo(id))).with_details(json!({ "id": id }))
 }
 
 fn now_ms() -> i64 {
@@ -235,7 +235,7 @@ pub async fn create_webhook(_admin: AdminPrincipal, State(state): State<Webhooks
     let mut kinds = Vec::new();
     for k in &req.kinds {
         let kind = AnomalyKind::parse(k).ok_or_else(|| {
-            ApiError::bad_request("invalid_kind", format!("unknown anomaly kind \"{k}\""))
+            ApiError::bad_request("invalid_kind", format!("unknown anomaly kind \"{}\"", echo(k)))
                 .with_details(json!({ "field": "kinds", "value": k, "allowed": AnomalyKind::ALL.map(AnomalyKind::as_str) }))
         })?;
         if !kinds.contains(&kind) {
@@ -245,7 +245,7 @@ pub async fn create_webhook(_admin: AdminPrincipal, State(state): State<Webhooks
     let min_severity = match req.min_severity.as_deref() {
         None => Severity::Info,
         Some(s) => Severity::parse(s).ok_or_else(|| {
-            ApiError::bad_request("invalid_severity", format!("unknown severity \"{s}\""))
+            ApiError::bad_request("invalid_severity", format!("unknown severity \"{}\"", echo(s)))
                 .with_details(json!({ "field": "min_severity", "value": s, "allowed": Severity::ALL.map(Severity::as_str) }))
         })?,
     };
@@ -368,12 +368,12 @@ fn parse_deliveries_query(raw: Option<&str>) -> Result<(usize, Option<u64>), Api
             "limit" => &mut limit,
             "cursor" => &mut cursor,
             _ => {
-                return Err(ApiError::bad_request("unknown_parameter", format!("unknown query parameter \"{k}\""))
+                return Err(ApiError::bad_request("unknown_parameter", format!("unknown query parameter \"{}\"", echo(&k)))
                     .with_details(json!({ "parameter": k, "supported": ["limit", "cursor"] })));
             }
         };
         if slot.is_some() {
-            return Err(ApiError::bad_request("duplicate_parameter", format!("query parameter \"{k}\" is given more than once"))
+            return Err(ApiError::bad_request("duplicate_parameter", format!("query parameter \"{}\" is given more than once", echo(&k)))
                 .with_details(json!({ "parameter": k })));
         }
         *slot = Some(v.into_owned());
@@ -383,8 +383,11 @@ fn parse_deliveries_query(raw: Option<&str>) -> Result<(usize, Option<u64>), Api
         Some(v) => match v.parse::<usize>() {
             Ok(n) if (1..=DELIVERIES_MAX_LIMIT).contains(&n) => n,
             _ => {
-                return Err(ApiError::bad_request("invalid_limit", format!("limit must be an integer between 1 and {DELIVERIES_MAX_LIMIT}, got \"{v}\""))
-                    .with_details(json!({ "min": 1, "max": DELIVERIES_MAX_LIMIT, "limit": v })));
+                return Err(ApiError::bad_request(
+                    "invalid_limit",
+                    format!("limit must be an integer between 1 and {DELIVERIES_MAX_LIMIT}, got \"{}\"", echo(&v)),
+                )
+                .with_details(json!({ "min": 1, "max": DELIVERIES_MAX_LIMIT, "limit": v })));
             }
         },
     };
