@@ -259,18 +259,25 @@ impl Dependency for ClickLogWriterHealth {
 
 /// `/readyz`'s view of the export job runner (name `export_jobs`, optional: redirects and
 /// stats do not need it). Failed when its job table (`exports/jobs.redb`) could not be opened
-/// at start-up, damaged or held by another process: the job routes answer 503
-/// `jobs_store_unavailable` until the file is fixed and the server restarted. Shape:
-/// `{"status": "up"}` or `{"status": "failed", "error": "<code>: <message naming the file>"}`.
-pub struct ExportJobsHealth(Option<Arc<str>>);
+/// at start-up, damaged or held by another process, or when the file was deleted or replaced
+/// while `serve` runs (e.g. `exports/` removed: [`sluice_serving::jobs::Jobs::store_failure`],
+/// one `stat` per `/readyz`): the job routes answer 503 `jobs_store_unavailable` until the
+/// file is fixed and the server restarted. Shape: `{"status": "up"}` or `{"status": "failed",
+/// "error": "<code>: <message naming the file and what to do>"}`.
+pub enum ExportJobsHealth {
+    /// The runner started: up while its table's file is in place.
+    Running(sluice_serving::jobs::Jobs),
+    /// The table could not be opened at start-up (`"<code>: <message>"`).
+    Off(Arc<str>),
+}
 
 impl ExportJobsHealth {
     /// The runner's health in a serving process; `None` when the process runs no job runner
     /// by design (no views: nothing to report).
     pub fn of(reports: &sluice_serving::ReportsState) -> Option<Self> {
         match (reports.jobs(), reports.jobs_failure()) {
-            (Some(_), _) => Some(Self(None)),
-            (None, Some(failure)) => Some(Self(Some(Arc::from(failure)))),
+            (Some(jobs), _) => Some(Self::Running(jobs.clone())),
+            (None, Some(failure)) => Some(Self::Off(Arc::from(failure))),
             (None, None) => None,
         }
     }
@@ -282,9 +289,13 @@ impl Dependency for ExportJobsHealth {
     }
 
     fn status(&self) -> (bool, serde_json::Value) {
-        match &self.0 {
+        let failure = match self {
+            Self::Running(jobs) => jobs.store_failure(),
+            Self::Off(error) => Some(error.to_string()),
+        };
+        match failure {
             None => (true, json!({ "status": "up" })),
-            Some(error) => (false, json!({ "status": "failed", "error": error.as_ref() })),
+            Some(error) => (false, json!({ "status": "failed", "error": error })),
         }
     }
 }

@@ -191,7 +191,7 @@ impl Sinks {
             out.push(Arc::new(L2Health { cache: Arc::clone(l2), probe: CachedProbe::new(PROBE_MAX_AGE) }));
         }
         if let Some(r) = &self.redis {
-            out.push(Arc::new(RedisSinkHealth(Arc::clone(r))));
+            out.push(Arc::new(RedisSinkHealth { sink: Arc::clone(r), probe: CachedProbe::new(PROBE_MAX_AGE) }));
         }
         if let Some(c) = &self.clickhouse {
             out.push(Arc::new(ClickHouseHealth(Arc::clone(c))));
@@ -311,17 +311,35 @@ impl Dependency for L2Health {
     }
 }
 
-struct RedisSinkHealth(Arc<RedisViewSink>);
+/// The Redis view sink as `/readyz` sees it: up while its latest write succeeded (true before
+/// the first) and Redis answers a `PING` (probed on a connection of the sink's own at most
+/// once per [`PROBE_MAX_AGE`], within [`PROBE_TIMEOUT`]), so a Redis that is down is
+/// reported even while nothing is pending and the writer has nothing to try. `last_error` is
+/// the latest write's error, else the failed probe's.
+struct RedisSinkHealth {
+    sink: Arc<RedisViewSink>,
+    probe: CachedProbe,
+}
+
 impl Dependency for RedisSinkHealth {
     fn name(&self) -> &'static str {
         "redis_views"
     }
     fn status(&self) -> (bool, serde_json::Value) {
-        let s = self.0.status();
-        (
-            s.healthy,
-            json!({ "status": if s.healthy { "up" } else { "down" }, "pending_rows": s.pending_rows, "applied_epoch": s.applied_epoch, "last_error": s.last_error }),
-        )
+        let s = self.sink.status();
+        let probed = self.probe.last().unwrap_or(Ok(()));
+        let up = s.healthy && probed.is_ok();
+        let last_error = s.last_error.or(probed.err());
+        (up, json!({ "status": if up { "up" } else { "down" }, "pending_rows": s.pending_rows, "applied_epoch": s.applied_epoch, "last_error": last_error }))
+    }
+    fn refresh(&self) -> RefreshFuture<'_> {
+        Box::pin(self.probe.refresh(|| async {
+            self.sink.ping(PROBE_TIMEOUT).await.map_err(|e| {
+                let error = crate::health::error_chain(&e);
+                tracing::debug!(error = %error, "readiness probe: redis view sink does not answer");
+                error
+            })
+        }))
     }
 }
 

@@ -1,7 +1,8 @@
 //! A damaged `exports/jobs.redb` through the real binary: exports are a side feature, so
 //! `sluice serve` starts without the export jobs API (503 `jobs_store_unavailable`, an error
 //! log naming the file and what to do, `/readyz` listing `export_jobs` as a failed optional
-//! dependency) and redirects and stats serve as usual.
+//! dependency) and redirects and stats serve as usual. The same when `exports/` is deleted
+//! while `serve` runs (never a 500 `export_write_failed`, never a silent `up`).
 
 use std::process::Stdio;
 
@@ -69,4 +70,73 @@ async fn a_damaged_export_job_table_turns_export_jobs_off_and_the_rest_serves() 
     assert!(text.contains("the export job table could not be opened: serving without the export jobs API"), "{text}");
     assert!(text.contains(&table.display().to_string()), "the log names the file: {text}");
     assert!(!text.contains("panicked"), "{text}");
+}
+
+/// `exports/` (with `jobs.redb`) deleted while `serve` runs: the job routes answer 503
+/// `jobs_store_unavailable`, `/readyz` lists `export_jobs` as failed naming the file and what
+/// to do, an error is logged within the 2 s check, and redirects go on; a restart starts a
+/// new, empty job table and exports work again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_exports_directory_turns_export_jobs_off_until_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("serve.log");
+    let p = Proc::start_logged(dir.path(), &[], Stdio::from(std::fs::File::create(&log).expect("log file"))).await;
+    p.create_link("https://example.com/jobs", "delj-a").await;
+    let report = |p: &Proc| p.http.post(format!("{}/v1/reports/export", p.base)).json(&json!({"codes": ["delj-a"]})).send();
+    let r = report(&p).await.expect("report");
+    assert_eq!(r.status().as_u16(), 202, "a job before the deletion");
+    let first = r.json::<Value>().await.expect("json")["job_id"].as_str().expect("id").to_owned();
+    let ready = |p: &Proc| {
+        let (http, url) = (p.http.clone(), format!("{}/readyz", p.base));
+        async move {
+            let r = http.get(url).send().await.expect("readyz");
+            assert_eq!(r.status().as_u16(), 200, "export jobs are optional");
+            r.json::<Value>().await.expect("json")["dependencies"]["export_jobs"].clone()
+        }
+    };
+    assert_eq!(ready(&p).await, json!({"status": "up"}));
+
+    let exports = dir.path().join("exports");
+    let table = exports.join("jobs.redb");
+    std::fs::remove_dir_all(&exports).expect("delete exports/");
+    let unavailable = json!({"error": {
+        "code": "jobs_store_unavailable",
+        "message": "export jobs are unavailable: the export job table was deleted while the server runs \
+                    (/readyz and the server log name the file and what to do); other endpoints work"
+    }});
+    let r = report(&p).await.expect("report");
+    assert_eq!((r.status().as_u16(), r.json::<Value>().await.expect("json")), (503, unavailable.clone()));
+    let r = p.http.get(format!("{}/v1/jobs/{first}", p.base)).send().await.expect("job");
+    assert_eq!((r.status().as_u16(), r.json::<Value>().await.expect("json")), (503, unavailable));
+    let message = format!(
+        "export job table \"{}\" was deleted while sluice has it open: export jobs are off \
+         (503 jobs_store_unavailable; a job stored now would only reach the file sluice opened, which is lost when it stops); \
+         restart sluice to use the file at that path: put the old one back there first (e.g. from a backup) to keep its jobs \
+         and downloads, or an empty job table is created there",
+        table.display()
+    );
+    assert_eq!(ready(&p).await, json!({"status": "failed", "error": format!("jobs_store_unavailable: {message}")}));
+    let r = p.http.get(format!("{}/delj-a", p.base)).send().await.expect("redirect");
+    assert_eq!(r.status().as_u16(), 302, "redirects are not affected");
+    let t0 = std::time::Instant::now();
+    loop {
+        let text = std::fs::read_to_string(&log).expect("log");
+        if let Some(line) = text.lines().find(|l| l.contains(" ERROR ") && l.contains("the export job table's file is gone")) {
+            assert!(line.contains(&format!("error={message}")), "{line}");
+            break;
+        }
+        assert!(t0.elapsed() < std::time::Duration::from_secs(10), "no error logged: {text}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(!exports.exists(), "nothing was recreated behind the operator's back");
+    p.terminate();
+
+    // A restart creates a new, empty table; exports work again.
+    let p = Proc::start(dir.path()).await;
+    assert_eq!(ready(&p).await, json!({"status": "up"}));
+    let r = report(&p).await.expect("report");
+    assert_eq!(r.status().as_u16(), 202);
+    let r = p.http.get(format!("{}/v1/jobs/{first}", p.base)).send().await.expect("job");
+    assert_eq!(r.status().as_u16(), 404, "the deleted table's jobs are forgotten");
+    p.terminate();
 }

@@ -1,6 +1,7 @@
 //! `/readyz` of the real binary for what only a probe can tell: the embedded link store's
 //! file deleted or replaced while `serve` runs, and (feature `integration-tests`) a Redis
-//! link cache that is down at start-up or goes away, before any lookup failed.
+//! link cache that is down at start-up or goes away, before any lookup failed, and a Redis
+//! view sink whose Redis goes away while it has nothing to write.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -123,7 +124,7 @@ mod redis {
 
     /// Redis down when `serve` starts: `redis_link_cache` is down (no lookup has failed yet),
     /// up once Redis answers, down again when it stops; `/readyz` under load pings Redis at
-    /// most once a second.
+    /// most once a second per probe (link cache, view sink).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_redis_link_cache_is_reported_as_redis_answers_pings() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -146,11 +147,60 @@ mod redis {
             assert_eq!(link_cache(&http, &listen).await, json!({"status": "up"}));
         }
         let (took, sent) = (t0.elapsed(), pings(&redis) - before);
-        // One probe per started second at most (the first of the 50 probes again).
-        assert!(sent <= took.as_secs() + 1, "{sent} PINGs for 50 /readyz in {took:?}");
+        // One probe per started second at most (the first of the 50 probes again) for each of
+        // the two Redis dependencies (the link cache and the view sink, each on its connection).
+        assert!(sent <= 2 * (took.as_secs() + 1), "{sent} PINGs for 50 /readyz in {took:?}");
 
         redis.stop();
         await_link_cache(&http, &listen, "down").await;
+        drop(child);
+    }
+
+    /// `dependencies.redis_views` of `/readyz` (optional: `/readyz` stays 200).
+    async fn view_sink(http: &reqwest::Client, listen: &str) -> Value {
+        let (status, body) = readyz(http, listen).await;
+        assert_eq!(status, 200, "{body}");
+        body["dependencies"]["redis_views"].clone()
+    }
+
+    /// Polls until the view sink is reported `want` (10 s at most); returns its state.
+    async fn await_view_sink(http: &reqwest::Client, listen: &str, want: &str) -> Value {
+        let t0 = Instant::now();
+        loop {
+            let state = view_sink(http, listen).await;
+            if state["status"] == want {
+                return state;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(10), "redis_views never {want}: {state}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// No clicks, so the view sink has nothing to write and never tries Redis: `redis_views`
+    /// is still reported down while Redis is down (its own cached PING), up again when Redis
+    /// is back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_redis_view_sink_is_reported_down_while_redis_is_down_with_nothing_pending() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let redis_dir = dir.path().join("redis");
+        std::fs::create_dir_all(&redis_dir).expect("redis dir");
+        let mut redis = crate::sinks::PrivateRedis::start(&redis_dir);
+        let config = dir.path().join("sluice.toml");
+        std::fs::write(&config, format!("[redis]\nurl = \"{}\"\nkey-prefix = \"it:readyz-views:\"\n", redis.url())).expect("config");
+        let http = reqwest::Client::new();
+        let (child, listen, _log) = serve(&http, &dir.path().join("data"), &["--config", config.to_str().expect("utf-8")]).await;
+        let up = view_sink(&http, &listen).await;
+        assert_eq!((&up["status"], &up["pending_rows"], &up["last_error"]), (&json!("up"), &json!(0), &Value::Null), "{up}");
+
+        redis.stop();
+        let down = await_view_sink(&http, &listen, "down").await;
+        assert_eq!(down["pending_rows"], 0, "nothing to write: {down}");
+        let error = down["last_error"].as_str().expect("the probe's error");
+        assert!(error.starts_with("redis could not ping: ") || error == "redis did not answer within 500 ms while trying to ping", "{error}");
+
+        redis.restart();
+        let up = await_view_sink(&http, &listen, "up").await;
+        assert_eq!((&up["pending_rows"], &up["last_error"]), (&json!(0), &Value::Null), "{up}");
         drop(child);
     }
 }

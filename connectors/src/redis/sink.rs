@@ -104,6 +104,9 @@ pub struct RedisViewSink {
     tx: mpsc::Sender<RollupBatch>,
     status: watch::Receiver<SinkStatus>,
     task: tokio::task::JoinHandle<()>,
+    /// A connection of its own for [`RedisViewSink::ping`], so a probe never queues behind
+    /// the writer's pipelines (which can take seconds while catching up).
+    probe: GuardedConnection,
 }
 
 impl std::fmt::Debug for RedisViewSink {
@@ -136,7 +139,17 @@ impl RedisViewSink {
             zset_delta: Script::new(ZSET_DELTA),
         };
         let task = tokio::spawn(writer.run(rx));
-        Ok(RedisViewSink { tx, status, task })
+        let probe = GuardedConnection::new_lazy(config, config.sink_timeout)?;
+        Ok(RedisViewSink { tx, status, task, probe })
+    }
+
+    /// Sends `PING` within `timeout` on a connection of its own (for `/readyz`: the writer
+    /// tries Redis only while rows are pending, so with nothing to write its status cannot
+    /// tell that Redis went away). The writer's breaker is neither consulted nor updated.
+    ///
+    /// Errors: [`Error::Timeout`], [`Error::Redis`] when Redis is unreachable or refuses.
+    pub async fn ping(&self, timeout: Duration) -> Result<()> {
+        self.probe.ping(timeout).await
     }
 
     /// Queues a batch, waiting while the channel (64 batches) is full.
@@ -172,7 +185,7 @@ impl RedisViewSink {
     /// Closes the input and waits up to `timeout` for the writer to drain; returns the final
     /// status (with `pending_rows > 0` if Redis stayed unavailable).
     pub async fn shutdown(self, timeout: Duration) -> SinkStatus {
-        let RedisViewSink { tx, status, task } = self;
+        let RedisViewSink { tx, status, task, probe: _ } = self;
         drop(tx);
         let abort = task.abort_handle();
         if tokio::time::timeout(timeout, task).await.is_err() {

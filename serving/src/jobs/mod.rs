@@ -19,6 +19,8 @@ pub mod runner;
 pub mod store;
 
 #[cfg(test)]
+mod file_check_tests;
+#[cfg(test)]
 mod tests;
 
 use axum::body::Body;
@@ -277,7 +279,7 @@ async fn replay(state: &ReportsState, rec: &IdempotencyRecord, request_hash: &st
         (status = 404, description = "not_found: a named code is not a link (details.codes)", body = ErrorBody),
         (status = 415, description = "unsupported_media_type", body = ErrorBody),
         (status = 422, description = "idempotency_key_reused", body = ErrorBody),
-        (status = 503, description = "jobs_store_unavailable: the export job table could not be opened when the server started (the server log names the file); stats_unavailable: this process runs no dataflow", body = ErrorBody),
+        (status = 503, description = "jobs_store_unavailable: the export job table could not be opened when the server started, was deleted or replaced since (e.g. exports/ removed), or hit an I/O error such as a full disk (the server log and /readyz name the file); stats_unavailable: this process runs no dataflow", body = ErrorBody),
     )
 )]
 pub async fn create_report(State(state): State<ReportsState>, headers: HeaderMap, body: ApiJson<ReportRequest>) -> Result<Response, ApiError> {
@@ -339,7 +341,7 @@ async fn load(state: &ReportsState, job_id: &str) -> Result<JobRecord, ApiError>
     responses(
         (status = 200, description = "The job", body = JobStatusBody),
         (status = 404, description = "not_found", body = ErrorBody),
-        (status = 503, description = "jobs_store_unavailable: the export job table could not be opened when the server started (the server log names the file); stats_unavailable: this process runs no dataflow", body = ErrorBody),
+        (status = 503, description = "jobs_store_unavailable: the export job table could not be opened when the server started, was deleted or replaced since (e.g. exports/ removed), or hit an I/O error such as a full disk (the server log and /readyz name the file); stats_unavailable: this process runs no dataflow", body = ErrorBody),
     )
 )]
 pub async fn get_job(State(state): State<ReportsState>, Path(job_id): Path<String>) -> Result<Response, ApiError> {
@@ -358,7 +360,7 @@ pub async fn get_job(State(state): State<ReportsState>, Path(job_id): Path<Strin
         (status = 404, description = "not_found", body = ErrorBody),
         (status = 409, description = "job_not_ready: the job has not succeeded (details.status)", body = ErrorBody),
         (status = 410, description = "export_gone: the file was removed", body = ErrorBody),
-        (status = 503, description = "jobs_store_unavailable: the export job table could not be opened when the server started (the server log names the file); stats_unavailable: this process runs no dataflow", body = ErrorBody),
+        (status = 503, description = "jobs_store_unavailable: the export job table could not be opened when the server started, was deleted or replaced since (e.g. exports/ removed), or hit an I/O error such as a full disk (the server log and /readyz name the file); stats_unavailable: this process runs no dataflow", body = ErrorBody),
     )
 )]
 pub async fn download_job(State(state): State<ReportsState>, Path(job_id): Path<String>) -> Result<Response, ApiError> {

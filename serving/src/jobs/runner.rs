@@ -41,6 +41,8 @@ const WRITE_BYTES: usize = 256 * 1024;
 const LIST_PAGE: u32 = 1000;
 /// Error code of an export interrupted by [`Jobs::stop`] (never stored: the job is re-queued).
 const STOPPED: &str = "job_stopped";
+/// Default of [`JobsConfig::file_check`].
+pub const FILE_CHECK: Duration = Duration::from_secs(2);
 
 /// Settings of the job runner.
 #[derive(Clone)]
@@ -56,11 +58,15 @@ pub struct JobsConfig {
     pub ready: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
     /// Clock of the job timestamps and of retention.
     pub clock: Arc<dyn Clock>,
+    /// How often a background task checks that the job table's file is still the one opened
+    /// and logs an error when it was deleted or replaced ([`Jobs::store_failure`]; default 2 s,
+    /// zero = never). The job routes check it at every call regardless.
+    pub file_check: Duration,
 }
 
 impl Default for JobsConfig {
     fn default() -> Self {
-        JobsConfig { retention: Duration::from_secs(7 * 86_400), max_attempts: 3, ready: None, clock: Arc::new(SystemClock) }
+        JobsConfig { retention: Duration::from_secs(7 * 86_400), max_attempts: 3, ready: None, clock: Arc::new(SystemClock), file_check: FILE_CHECK }
     }
 }
 
@@ -70,6 +76,7 @@ impl std::fmt::Debug for JobsConfig {
             .field("retention", &self.retention)
             .field("max_attempts", &self.max_attempts)
             .field("ready", &self.ready.is_some())
+            .field("file_check", &self.file_check)
             .finish_non_exhaustive()
     }
 }
@@ -158,9 +165,20 @@ impl Jobs {
         for id in queue {
             jobs.enqueue(&id);
         }
+        if !jobs.inner.config.file_check.is_zero() {
+            tokio::spawn(watch_file(Arc::downgrade(&jobs.inner), jobs.inner.config.file_check, stop_rx.clone()));
+        }
         let handle = tokio::spawn(jobs.clone().work(views, store, rx, stop_rx));
         *jobs.inner.worker.lock() = Some(handle);
         Ok(jobs)
+    }
+
+    /// Why export jobs are unusable although the runner started: the job table's file was
+    /// deleted or replaced while open (e.g. `exports/` removed). `"jobs_store_unavailable:
+    /// <message>"`, the message naming the file and what to do (the shape of
+    /// [`crate::ReportsState::jobs_failure`]); `None` while the file is in place. One `stat`.
+    pub fn store_failure(&self) -> Option<String> {
+        self.inner.store.file_failure().map(|m| format!("jobs_store_unavailable: {m}"))
     }
 
     /// Stops the runner gracefully (module docs) and waits for it: a running export stops at
@@ -184,7 +202,7 @@ impl Jobs {
     }
 
     /// Stores a new `queued` job for `spec` (not yet handed to the runner: see
-    /// [`Self::enqueue`]). Error: 500 `jobs_store_failed`.
+    /// [`Self::enqueue`]). Errors: 503 `jobs_store_unavailable` (the table's file deleted or replaced, an I/O error), 500 `jobs_store_failed`.
     pub async fn create(&self, spec: JobSpec) -> Result<JobRecord, ApiError> {
         let rec = JobRecord {
             job_id: uuid::Uuid::now_v7().to_string(),
@@ -209,7 +227,7 @@ impl Jobs {
         let _ = self.inner.tx.send(job_id.to_owned());
     }
 
-    /// The job `job_id`, if stored. Error: 500 `jobs_store_failed`.
+    /// The job `job_id`, if stored. Errors as [`Self::create`].
     pub async fn get(&self, job_id: &str) -> Result<Option<JobRecord>, ApiError> {
         let (inner, id) = (Arc::clone(&self.inner), job_id.to_owned());
         blocking(move || inner.store.get(&id)).await
@@ -371,6 +389,34 @@ async fn all_codes(store: &dyn LinkStore) -> Result<Vec<String>, ApiError> {
     Ok(codes)
 }
 
+/// Every `every`, logs an error when the job table's file is deleted or replaced (once per
+/// distinct problem) and an info line when it is back; ends at the stop signal or when the
+/// runner is dropped.
+async fn watch_file(inner: std::sync::Weak<Inner>, every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut logged: Option<String> = None;
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => return,
+            _ = tick.tick() => {}
+        }
+        let Some(inner) = inner.upgrade() else { return };
+        match inner.store.file_failure() {
+            Some(message) if logged.as_deref() != Some(message.as_str()) => {
+                tracing::error!(error = %message, "the export job table's file is gone; export jobs answer 503 jobs_store_unavailable while it is");
+                logged = Some(message);
+            }
+            None if logged.is_some() => {
+                tracing::info!(path = %inner.store.path().display(), "the export job table's file is back at its path");
+                logged = None;
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Writes header, every code's chunks and footer to `part`, fsyncs, renames it to `done`.
 /// When `stopping` is set between two chunks, removes `part` and returns the `job_stopped`
 /// error.
@@ -382,6 +428,10 @@ pub(super) fn write_export(
     done: &Path,
     stopping: &AtomicBool,
 ) -> Result<(u64, u64), ApiError> {
+    if let Some(dir) = part.parent() {
+        // The exports directory may have been removed since the start: recreate it.
+        std::fs::create_dir_all(dir).map_err(|e| write_error(&e))?;
+    }
     let mut file = std::fs::File::create(part).map_err(|e| write_error(&e))?;
     let mut writer = plan.writer();
     let mut buf = Vec::with_capacity(WRITE_BYTES);

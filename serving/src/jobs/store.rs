@@ -8,6 +8,14 @@
 //! `jobs_store_unavailable` for that call; the next call opens the file again (redb repairs
 //! it from the last good commit), so export jobs work again once the disk has room, without
 //! a restart.
+//!
+//! Deleted or replaced while open (e.g. the whole `exports/` directory removed while `sluice
+//! serve` runs): redb would go on writing to the unlinked file, and every job stored from then
+//! on would be gone at the next start. So every call first checks that the file at the path is
+//! still the one the store opened (device and inode, one `stat`: [`JobStore::file_failure`])
+//! and answers 503 `jobs_store_unavailable` while it is not; nothing is recreated, because the
+//! operator decides which table to keep (the message says how), and a restart opens the file
+//! then at the path (or creates an empty one).
 
 use std::path::{Path, PathBuf};
 
@@ -87,6 +95,8 @@ pub struct JobStore {
     path: PathBuf,
     /// `None` after an I/O error, until the next call opens the file again.
     db: parking_lot::Mutex<Option<Database>>,
+    /// Device and inode of the file opened (`None`: could not be read, nothing is checked).
+    file_id: Option<(u64, u64)>,
 }
 
 fn store_error(op: &str, e: impl std::fmt::Display) -> ApiError {
@@ -118,7 +128,9 @@ impl JobStore {
             )
         };
         let db = sluice_connectors::redb_open::open_checked(&path, "export job table", None, damaged, |e| store_error("open", e))?;
-        let store = JobStore { path, db: parking_lot::Mutex::new(Some(db)) };
+        // The file redb just opened (or created) is at the path now.
+        let file_id = file_id(&path).ok();
+        let store = JobStore { path, db: parking_lot::Mutex::new(Some(db)), file_id };
         store.with_db("open", |db| {
             let txn = db.begin_write()?;
             txn.open_table(JOBS)?;
@@ -130,7 +142,20 @@ impl JobStore {
     /// Runs `f` on the open database, opening it again first when an earlier I/O error closed
     /// it. Errors: 503 `jobs_store_unavailable` for an I/O error (the handle is dropped, so
     /// the next call reopens the file) or a failed reopen; 500 `jobs_store_failed` otherwise.
+    ///
+    /// Before anything, 503 `jobs_store_unavailable` while the file at the path is not the one
+    /// the store opened (module docs; [`Self::file_failure`] says what to do).
     fn with_db<T>(&self, op: &str, f: impl FnOnce(&Database) -> Result<T, redb::Error>) -> Result<T, ApiError> {
+        if let Some(what) = self.moved() {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "jobs_store_unavailable",
+                format!(
+                    "export jobs are unavailable: the export job table was {what} while the server runs \
+                     (/readyz and the server log name the file and what to do); other endpoints work"
+                ),
+            ));
+        }
         let mut slot = self.db.lock();
         if slot.is_none() {
             let reopened = sluice_connectors::redb_open::open_checked(
@@ -153,6 +178,37 @@ impl JobStore {
             }
             Err(e) => Err(store_error(op, e)),
         }
+    }
+
+    /// Path of the table's file (`<exports dir>/jobs.redb`).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// How the file at [`Self::path`] differs from the one the store opened: `"deleted"` or
+    /// `"replaced by another file"`; `None` while it is that file. One `stat`.
+    fn moved(&self) -> Option<&'static str> {
+        let opened = self.file_id?;
+        match file_id(&self.path) {
+            Ok(id) if id == opened => None,
+            Ok(_) => Some("replaced by another file"),
+            // A path that cannot be looked at (its directory removed, ...) counts as deleted.
+            Err(_) => Some("deleted"),
+        }
+    }
+
+    /// Why the table is unusable although it opened: its file was deleted or replaced while
+    /// open (module docs). The text names the file and what to do; `None` while the file at
+    /// the path is the one opened. One `stat`.
+    pub fn file_failure(&self) -> Option<String> {
+        let what = self.moved()?;
+        Some(format!(
+            "export job table \"{}\" was {what} while sluice has it open: export jobs are off \
+             (503 jobs_store_unavailable; a job stored now would only reach the file sluice opened, which is lost when it stops); \
+             restart sluice to use the file at that path: put the old one back there first (e.g. from a backup) to keep its jobs \
+             and downloads, or an empty job table is created there",
+            self.path.display()
+        ))
     }
 
     /// Inserts or replaces `rec` (durable when it returns).
@@ -213,6 +269,20 @@ impl JobStore {
             Ok(txn.commit()?)
         })
     }
+}
+
+/// Device and inode of the file at `path`.
+#[cfg(unix)]
+fn file_id(path: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path)?;
+    Ok((m.dev(), m.ino()))
+}
+
+/// Where inodes are not available, only the presence of the file is checked.
+#[cfg(not(unix))]
+fn file_id(path: &Path) -> std::io::Result<(u64, u64)> {
+    std::fs::metadata(path).map(|_| (0, 0))
 }
 
 /// 503 `jobs_store_unavailable` for an I/O failure of the job table (e.g. a full disk).
