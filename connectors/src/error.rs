@@ -234,11 +234,13 @@ pub enum Error {
 
 impl Error {
     /// Whether retrying the same operation later may succeed (transient I/O, busy database,
-    /// exhausted pool), as opposed to a user error or a broken invariant.
+    /// exhausted pool, a PostgreSQL server that is unreachable, shutting down or lost the
+    /// database), as opposed to a user error or a broken invariant. The API answers
+    /// retryable store errors with 503 `store_unavailable`, the others with 500 `internal`.
     pub fn retryable(&self) -> bool {
         match self {
             Error::Database(e) => match e {
-                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
+                sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
                 sqlx::Error::Database(db) => match db.code() {
                     // SQLite (primary result code, the low byte of an extended one): BUSY (5),
                     // LOCKED (6), IOERR (10), FULL (13: the disk or `max_page_count` is full),
@@ -246,10 +248,9 @@ impl Error {
                     Some(code) if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() => {
                         code.parse::<i64>().is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 13 | 14))
                     }
-                    // PostgreSQL SQLSTATE classes 08 (connection), 40 (serialization,
-                    // deadlock), 53 (insufficient resources: disk full, out of memory, too many
-                    // connections) and 57P03 (cannot connect now: starting up).
-                    Some(code) => code.starts_with("08") || code.starts_with("40") || code.starts_with("53") || code == "57P03",
+                    // PostgreSQL SQLSTATE: the server or the database is unavailable
+                    // ([`pg_unavailable`]), or class 40 (serialization failure, deadlock).
+                    Some(code) => pg_unavailable(&code) || code.starts_with("40"),
                     None => false,
                 },
                 _ => false,
@@ -299,5 +300,33 @@ impl Error {
     }
 }
 
+/// Whether a PostgreSQL SQLSTATE says the server or the database cannot be used right now,
+/// rather than that the statement is wrong: classes 08 (connection exception), 53
+/// (insufficient resources: disk full, out of memory, too many connections), 58 (system
+/// error: I/O), 57P01 (admin shutdown, also sent to the sessions of a database dropped
+/// `WITH (FORCE)`), 57P02 (crash shutdown), 57P03 (cannot connect now: starting up) and
+/// 3D000 (invalid catalog name: the database does not exist, e.g. dropped under a running
+/// store). Syntax errors, constraint violations and the like are not.
+fn pg_unavailable(code: &str) -> bool {
+    ["08", "53", "58"].iter().any(|class| code.starts_with(class)) || matches!(code, "57P01" | "57P02" | "57P03" | "3D000")
+}
+
 /// Result alias for this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::pg_unavailable;
+
+    #[test]
+    fn postgres_sqlstates_of_an_unusable_server_or_database_are_unavailable() {
+        for code in ["08000", "08001", "08006", "53100", "53300", "58030", "57P01", "57P02", "57P03", "3D000"] {
+            assert!(pg_unavailable(code), "{code}");
+        }
+        // Wrong statements and data stay errors (500): syntax, undefined table, unique and
+        // check violations, value too long, query cancelled, invalid schema name.
+        for code in ["42601", "42P01", "23505", "23514", "22001", "57014", "3F000", "40001"] {
+            assert!(!pg_unavailable(code), "{code}");
+        }
+    }
+}

@@ -5,8 +5,15 @@
 //! hold the rows the answers are identical (tested in `tests.rs`); ClickHouse also answers
 //! ranges the in-memory retention dropped (minute edges older than 48 h), and (submodule
 //! `adhoc`) dimension combinations the views do not maintain, from `events_enriched`.
+//!
+//! Minute pieces (`bucket=minute`, and the unaligned minute edges of hour and day queries)
+//! are checked first (submodule `minutes`): clicks backfilled further back than the minute
+//! retention have quarter and coarser rows but no minute rows, so where a quarter's minute
+//! rows (total view, human and bot clicks) do not add up to its quarter row, that quarter's
+//! minute pieces are answered from `events_enriched` (clicks per minute and view value,
+//! visitors in a `VisitorSketch`), and agree with hour answers and the bot-click count.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use sluice_connectors::clickhouse::{ClickHouseReader, RollupQuery};
@@ -20,6 +27,7 @@ use sluice_schemas::rollup::{RollupRow, RollupView};
 use super::convert::{granularity, view as rollup_view};
 
 mod adhoc;
+mod minutes;
 pub use adhoc::{MAX_ADHOC_DIMENSIONS, dimension_value};
 
 /// Why a query could not be answered.
@@ -94,6 +102,15 @@ pub struct ClickHouseStats {
     reader: ClickHouseReader,
 }
 
+/// One stored (or, for incomplete minutes, computed) row of a piece: its view, dimension
+/// values, clicks and visitor sketch.
+struct Piece {
+    view: RollupView,
+    dims: Vec<String>,
+    clicks: u64,
+    sketch: VisitorSketch,
+}
+
 #[derive(Default)]
 struct Acc {
     clicks: u64,
@@ -164,12 +181,18 @@ impl ClickHouseStats {
         let want = rollup_view(view);
         let views = if want == RollupView::Total { vec![RollupView::Total] } else { vec![RollupView::Total, want] };
         // (granularity, bucket start) → rows (total view first, then the breakdown).
-        let mut stored: HashMap<(Granularity, i64), Vec<(RollupRow, VisitorSketch)>> = HashMap::new();
+        let mut stored: HashMap<(Granularity, i64), Vec<Piece>> = HashMap::new();
         for (&g, &(from_ms, to_ms)) in &ranges {
             let rq = RollupQuery { code: q.code.clone(), granularity: granularity(g), from_ms, to_ms, views: views.clone(), include_bots: q.include_bots };
             for row in self.reader.rollup_rows(&rq).await? {
-                let sketch = VisitorSketch::from_bytes(&row.sketch).map_err(|e| HistoryError::Corrupt(e.to_string()))?;
-                stored.entry((g, row.bucket_start_ms)).or_default().push((row, sketch));
+                stored.entry((g, row.bucket_start_ms)).or_default().push(piece(row)?);
+            }
+        }
+        // Minutes whose stored rows are incomplete (backfilled clicks): from the raw clicks.
+        let minutes: BTreeSet<i64> = pieces_per_span.iter().flatten().filter(|p| p.0 == Granularity::Minute).map(|p| p.1).collect();
+        if !minutes.is_empty() {
+            for (m, pieces) in self.incomplete_minutes(q, view, &minutes).await? {
+                stored.insert((Granularity::Minute, m), pieces);
             }
         }
 
@@ -181,11 +204,11 @@ impl ClickHouseStats {
             let mut bucket_total = Acc::default();
             let mut bucket_dims: BTreeMap<Vec<String>, Acc> = BTreeMap::new();
             for piece in pieces {
-                for (row, sketch) in stored.get(piece).map(Vec::as_slice).unwrap_or(&[]) {
+                for row in stored.get(piece).map(Vec::as_slice).unwrap_or(&[]) {
                     if row.view == RollupView::Total {
-                        bucket_total.add(row.clicks, sketch);
+                        bucket_total.add(row.clicks, &row.sketch);
                     } else if row.view == want {
-                        bucket_dims.entry(row.dims.clone()).or_default().add(row.clicks, sketch);
+                        bucket_dims.entry(row.dims.clone()).or_default().add(row.clicks, &row.sketch);
                     }
                 }
             }
@@ -245,6 +268,12 @@ fn api_error(e: HistoryError, q: &StatsQuery) -> sluice_serving::ApiError {
         }
         other @ HistoryError::Corrupt(_) => sluice_serving::ApiError::internal(&other),
     }
+}
+
+/// A stored row with its sketch decoded. Errors: [`HistoryError::Corrupt`].
+fn piece(row: RollupRow) -> Result<Piece, HistoryError> {
+    let sketch = VisitorSketch::from_bytes(&row.sketch).map_err(|e| HistoryError::Corrupt(e.to_string()))?;
+    Ok(Piece { view: row.view, dims: row.dims, clicks: row.clicks, sketch })
 }
 
 fn out_dims(mut dims: Vec<String>, swap: bool) -> Vec<Arc<str>> {

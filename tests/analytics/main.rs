@@ -4,6 +4,8 @@
 
 mod blocklist_feed;
 mod cases;
+#[cfg(feature = "integration-tests")]
+mod ch_backfill;
 #[path = "../support/child.rs"]
 mod child;
 #[cfg(feature = "integration-tests")]

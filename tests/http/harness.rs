@@ -120,6 +120,14 @@ impl TestApp {
         Self::over_store(store, config, dir)
     }
 
+    /// A stack over `store` (e.g. a PostgreSQL store on a database the test controls).
+    #[cfg_attr(not(feature = "integration-tests"), allow(dead_code))]
+    pub fn over(store: Arc<dyn LinkStore>, tweak: impl FnOnce(&mut Config)) -> TestApp {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = test_config(dir.path(), tweak);
+        Self::over_store(store, config, dir)
+    }
+
     /// Another stack (e.g. another role) over the same store.
     pub fn sibling(&self, tweak: impl FnOnce(&mut Config)) -> TestApp {
         let dir = tempfile::tempdir().expect("tempdir");

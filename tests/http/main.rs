@@ -23,3 +23,5 @@ mod redirect;
 mod socket;
 mod split_roles;
 mod stop;
+#[cfg(feature = "integration-tests")]
+mod store_gone;
