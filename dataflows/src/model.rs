@@ -313,7 +313,7 @@ pub struct Dims {
     /// Values in [`Dimension::ALL`] order: country, device, browser, os, referrer_domain,
     /// referrer_medium.
     pub values: [DimSym; 6],
-    /// Known crawler or link-preview fetcher.
+    /// Known crawler or link-preview fetcher, or no user agent.
     pub is_bot: bool,
 }
 

@@ -6,6 +6,7 @@ use std::sync::OnceLock;
 
 use proptest::prelude::*;
 use sluice_dataflows::enrich::{DeviceClass, EnrichConfig, Enricher, Enrichment, MAX_UA_BYTES, ReferrerMedium};
+use sluice_dataflows::model::Dimension;
 use sluice_schemas::ClickEvent;
 
 const OWN: &str = "sho.rt.example";
@@ -99,9 +100,10 @@ fn huge_and_degenerate_inputs() {
         }
     }
     // Specific expectations for the degenerate values.
+    // A missing user agent is a bot (real browsers always send one).
     let en = e.enrich(&event("", None, None));
-    assert_eq!(en.device, DeviceClass::Other);
-    assert_eq!((&*en.browser, &*en.os), ("Other", "Other"));
+    assert_eq!((en.device, en.is_bot), (DeviceClass::Bot, true));
+    assert_eq!((&*en.browser, &*en.os), ("Bot", "Other"));
     assert_eq!(&*en.referrer_domain, "(direct)");
     let en = e.enrich(&event("x", Some(&big_referrer), None));
     assert_eq!((&*en.referrer_domain, en.referrer_medium), ("google.com", ReferrerMedium::Search));
@@ -113,4 +115,33 @@ fn huge_and_degenerate_inputs() {
     let before = e.stats().ua_misses;
     assert_eq!(e.user_agent(&a), e.user_agent(&b));
     assert_eq!(e.stats().ua_misses - before, 1);
+}
+
+/// No `User-Agent`, or an empty or whitespace-only one: a bot click (device `bot`, browser
+/// `Bot`, OS `Other`), every other field as for any click; an unknown user agent that is
+/// present is not a bot.
+#[test]
+fn missing_user_agent_is_a_bot() {
+    let mut e = base().clone();
+    for ua in ["", " ", "   ", "\t", " \t \r\n", "\u{a0}"] {
+        let expected = Enrichment {
+            country: e.country(Some("8.8.8.0")),
+            device: DeviceClass::Bot,
+            browser: "Bot".into(),
+            os: "Other".into(),
+            referrer_domain: "t.co".into(),
+            referrer_medium: ReferrerMedium::Social,
+            is_bot: true,
+        };
+        assert_eq!(expected.country.as_str(), "US");
+        let ev = event(ua, Some("https://t.co/abc"), Some("8.8.8.0"));
+        assert_eq!(e.enrich(&ev), expected, "{ua:?}");
+        // cached, through the rollups' path too
+        assert_eq!(e.enrich(&ev), expected, "{ua:?} cached");
+        let dims = e.enrich_dims(&ev);
+        let got: Vec<&str> = Dimension::ALL.iter().map(|d| dims.get(*d)).collect();
+        assert_eq!((got, dims.is_bot), (vec!["US", "bot", "Bot", "Other", "t.co", "social"], true), "{ua:?} dims");
+    }
+    let x = e.enrich(&event("SomethingUnheardOf", None, None));
+    assert_eq!((x.device, x.is_bot), (DeviceClass::Other, false), "an unknown but present user agent");
 }

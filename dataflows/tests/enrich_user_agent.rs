@@ -208,10 +208,10 @@ fn device_classes_of_known_user_agents() {
         // TVs, consoles, empty and unknown.
         ("Mozilla/5.0 (SMART-TV; Linux; Tizen 6.0) AppleWebKit/537.36 (KHTML, like Gecko) 76.0.3809.146/6.0 TV Safari/537.36", DeviceClass::Other),
         ("Mozilla/5.0 (PlayStation; PlayStation 5/2.26) AppleWebKit/605.1.15 (KHTML, like Gecko)", DeviceClass::Other),
-        ("", DeviceClass::Other),
-        ("   ", DeviceClass::Other),
         ("SomethingUnheardOf", DeviceClass::Other),
-        // Bots.
+        // Bots, and missing (empty or whitespace-only) user agents.
+        ("", DeviceClass::Bot),
+        ("   ", DeviceClass::Bot),
         ("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)", DeviceClass::Bot),
         ("curl/8.5.0", DeviceClass::Bot),
     ];

@@ -126,7 +126,11 @@ fn decide(state: &RedirectState, req: &Parts, link: Option<&CachedLink>, now: i6
         return Outcome::Error(StatusCode::GONE, GONE_BODY);
     }
     let location = match req.uri.query() {
-        Some(q) if state.inner.config.append_query && !q.is_empty() => location_with_query(link, q).unwrap_or_else(|| link.location.clone()),
+        Some(q) if state.inner.config.append_query && !q.is_empty() => location_with_query(link, q).unwrap_or_else(|| {
+            // Too long to forward: the redirect goes to the target alone.
+            state.inner.metrics.query_dropped.increment(1);
+            link.location.clone()
+        }),
         _ => link.location.clone(),
     };
     let cache_control = if link.status == StatusCode::MOVED_PERMANENTLY { state.permanent_cache_control(link.expires_at_ms, now) } else { CC_FOUND };
@@ -176,32 +180,71 @@ fn error(status: StatusCode, body: &'static str, head: bool) -> Response {
     resp
 }
 
+/// Longest `Location` a forwarded query may produce, in bytes: the `long_url` limit
+/// (README, C09). A longer result is not built; the redirect goes to the target alone.
+pub const MAX_LOCATION_BYTES: usize = 8192;
+
 /// The target with the request's query string appended: before the target's fragment,
-/// after its own query with `&`. Bytes that may not appear raw in a URL (controls, space,
-/// `"<>\^`{|}#`, non-ASCII) are percent-encoded; existing `%XX` escapes and `+` are kept.
+/// after its own query with `&`. Bytes that may not appear raw in a query (controls, space,
+/// `"`, `<`, `>`, `\`, `^`, the backquote, `{`, `|`, `}`, `#`, non-ASCII) are percent-encoded, and so is a `%` not followed by two hex
+/// digits (as `%25`, RFC 3986 §2.1); valid `%XX` escapes and `+` are kept.
+///
+/// `None` when the result would be longer than [`MAX_LOCATION_BYTES`] (nothing is
+/// allocated then). One allocation for a result: its exact length is computed first.
 pub fn location_with_query(link: &CachedLink, query: &str) -> Option<HeaderValue> {
-    let mut s = String::with_capacity(link.target_before_fragment.len() + query.len() + link.fragment.len() + 1);
-    s.push_str(&link.target_before_fragment);
-    if !link.target_has_query {
-        s.push('?');
-    } else if !s.ends_with('?') && !s.ends_with('&') {
-        s.push('&');
+    let sep = if !link.target_has_query {
+        "?"
+    } else if link.target_before_fragment.ends_with('?') || link.target_before_fragment.ends_with('&') {
+        ""
+    } else {
+        "&"
+    };
+    let len = link.target_before_fragment.len() + sep.len() + escaped_query_len(query.as_bytes()) + link.fragment.len();
+    if len > MAX_LOCATION_BYTES {
+        return None;
     }
-    push_query_escaped(&mut s, query);
-    s.push_str(&link.fragment);
-    HeaderValue::from_str(&s).ok()
+    let mut s = Vec::with_capacity(len);
+    s.extend_from_slice(link.target_before_fragment.as_bytes());
+    s.extend_from_slice(sep.as_bytes());
+    push_query_escaped(&mut s, query.as_bytes());
+    s.extend_from_slice(link.fragment.as_bytes());
+    debug_assert_eq!(s.len(), len);
+    // `Vec` → `Bytes` takes the buffer over without copying.
+    HeaderValue::from_maybe_shared(axum::body::Bytes::from(s)).ok()
 }
 
-fn push_query_escaped(out: &mut String, query: &str) {
+/// Whether query byte `b` is written as is (when not a `%`).
+fn query_byte_kept(b: u8) -> bool {
+    b.is_ascii_graphic() && !matches!(b, b'"' | b'<' | b'>' | b'\\' | b'^' | b'`' | b'{' | b'|' | b'}' | b'#')
+}
+
+/// Whether the `%` at `q[i]` starts a valid escape (two hex digits follow).
+fn is_escape(q: &[u8], i: usize) -> bool {
+    q.len() > i + 2 && q[i + 1].is_ascii_hexdigit() && q[i + 2].is_ascii_hexdigit()
+}
+
+/// Length in bytes of `query` as [`push_query_escaped`] writes it.
+fn escaped_query_len(query: &[u8]) -> usize {
+    query
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| match b {
+            b'%' if is_escape(query, i) => 1,
+            b'%' => 3,
+            b if query_byte_kept(b) => 1,
+            _ => 3,
+        })
+        .sum()
+}
+
+fn push_query_escaped(out: &mut Vec<u8>, query: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for b in query.bytes() {
-        let keep = b.is_ascii_graphic() && !matches!(b, b'"' | b'<' | b'>' | b'\\' | b'^' | b'`' | b'{' | b'|' | b'}' | b'#');
+    for (i, &b) in query.iter().enumerate() {
+        let keep = if b == b'%' { is_escape(query, i) } else { query_byte_kept(b) };
         if keep {
-            out.push(b as char);
+            out.push(b);
         } else {
-            out.push('%');
-            out.push(HEX[usize::from(b >> 4)] as char);
-            out.push(HEX[usize::from(b & 0xF)] as char);
+            out.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xF)]]);
         }
     }
 }
@@ -233,6 +276,44 @@ mod tests {
         assert_eq!(loc("https://e.example/", "q=a b\"<>"), "https://e.example/?q=a%20b%22%3C%3E");
         assert_eq!(loc("https://e.example/", "q=ü"), "https://e.example/?q=%C3%BC");
         assert_eq!(loc("https://e.example/", "q=\r\nSet-Cookie:x"), "https://e.example/?q=%0D%0ASet-Cookie:x");
+    }
+
+    #[test]
+    fn stray_percent_is_reencoded() {
+        assert_eq!(loc("https://example.com/hello?x=1", "%ZZ"), "https://example.com/hello?x=1&%25ZZ");
+        assert_eq!(loc("https://e.example/", "a=%"), "https://e.example/?a=%25");
+        assert_eq!(loc("https://e.example/", "a=%4"), "https://e.example/?a=%254");
+        assert_eq!(loc("https://e.example/", "a=%4g&b=%4F%e9"), "https://e.example/?a=%254g&b=%4F%e9");
+        assert_eq!(loc("https://e.example/", "%%41"), "https://e.example/?%25%41");
+        assert_eq!(loc("https://e.example/#f", "a=%2"), "https://e.example/?a=%252#f");
+    }
+
+    #[test]
+    fn escaped_length_is_exact() {
+        for q in ["", "a=1", "%ZZ", "%", "%4", "%41", "q=a b\"<>", "ü%zz%20\r\n"] {
+            let mut out = Vec::new();
+            push_query_escaped(&mut out, q.as_bytes());
+            assert_eq!(escaped_query_len(q.as_bytes()), out.len(), "{q:?}");
+        }
+        assert_eq!(escaped_query_len(b"a b%ZZ%20"), 13);
+    }
+
+    #[test]
+    fn query_making_location_too_long_is_not_appended() {
+        // "https://e.example/" is 18 bytes: 18 + "?" + query + "#f" (2 bytes).
+        let link = cached("https://e.example/#f");
+        let fits = "a".repeat(MAX_LOCATION_BYTES - 18 - 1 - 2);
+        let at_limit = location_with_query(&link, &fits).expect("exactly 8192 bytes");
+        assert_eq!(at_limit.len(), 8192);
+        assert_eq!(at_limit.to_str().expect("ascii"), format!("https://e.example/?{fits}#f"));
+        assert!(location_with_query(&link, &format!("{fits}a")).is_none(), "8193 bytes");
+        // a space is 3 bytes once escaped: one short of the limit raw, two over escaped
+        let spaced = format!("{} ", &fits[1..]);
+        assert!(location_with_query(&link, &spaced).is_none());
+        // a 60 KB query on an 8,170-byte target
+        let target = format!("https://e.example/{}", "p".repeat(8170 - 18));
+        assert!(location_with_query(&cached(&target), &"q".repeat(60 * 1024)).is_none());
+        assert_eq!(loc(&target, "abc"), format!("{target}?abc"));
     }
 
     #[test]

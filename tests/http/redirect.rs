@@ -155,6 +155,37 @@ async fn query_is_appended_unless_configured_off(b: Backend) {
     assert_eq!(off.get("/q1?utm_source=news").await.location(), Some("https://example.com/q"));
 }
 
+fn query_dropped_total(metrics_text: &str) -> u64 {
+    metrics_text.lines().find_map(|l| l.strip_prefix("sluice_redirect_query_dropped_total ")).map_or(0, |v| v.trim().parse().expect("counter value"))
+}
+
+/// A malformed escape is re-encoded; a query that would make the `Location` longer than
+/// 8192 bytes is not forwarded (the redirect goes to the target alone) and is counted.
+#[tokio::test]
+async fn malformed_and_oversized_queries_still_redirect() {
+    let app = TestApp::start(Backend::Sqlite).await;
+    app.create(json!({"long_url": "https://example.com/hello?x=1", "custom_alias": "hello"})).await;
+    let r = app.get("/hello?%ZZ").await;
+    assert_eq!(r.status, StatusCode::FOUND);
+    assert_eq!(r.location(), Some("https://example.com/hello?x=1&%25ZZ"));
+    assert_eq!(app.get("/hello?a=%4&b=%41").await.location(), Some("https://example.com/hello?x=1&a=%254&b=%41"));
+    let before = String::from_utf8(app.get("/metrics").await.body.to_vec()).expect("utf-8");
+    assert!(before.contains("# HELP sluice_redirect_query_dropped_total "), "{before}");
+    // "https://example.com/" is 20 bytes: an 8,170-byte target
+    let target = format!("https://example.com/{}", "p".repeat(8150));
+    assert_eq!(target.len(), 8170);
+    app.create(json!({"long_url": target, "custom_alias": "long"})).await;
+    let r = app.get(&format!("/long?{}", "q".repeat(60 * 1024))).await;
+    assert_eq!(r.status, StatusCode::FOUND);
+    assert_eq!(r.location(), Some(target.as_str()));
+    // 8170 + "?" + 21 bytes = 8192 still fits; one more byte does not
+    let fits = "q".repeat(21);
+    assert_eq!(app.get(&format!("/long?{fits}")).await.location(), Some(format!("{target}?{fits}").as_str()));
+    assert_eq!(app.get(&format!("/long?{fits}q")).await.location(), Some(target.as_str()));
+    let after = String::from_utf8(app.get("/metrics").await.body.to_vec()).expect("utf-8");
+    assert_eq!(query_dropped_total(&after) - query_dropped_total(&before), 2, "{after}");
+}
+
 async fn read_after_write_in_process(b: Backend) {
     let app = TestApp::start(b).await;
     // a negative answer is cached, then the alias is created: the next GET redirects

@@ -127,8 +127,8 @@ impl BotClassifier {
         })
     }
 
-    /// True if either list flags the user agent. An empty user agent is not flagged here
-    /// (it gets device class "other"; see `device_class`).
+    /// True if either list flags the user agent. An empty user agent is not flagged here;
+    /// the enrichment flags it (a missing user agent is a bot, see `user_agent::classify`).
     pub fn is_bot(&self, ua: &str) -> bool {
         self.verdict(ua) != BotVerdict::Human
     }

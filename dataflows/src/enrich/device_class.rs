@@ -4,8 +4,9 @@
 //! uap-core names devices (`"iPhone"`, `"Samsung SM-T820"`) but not their class, so the
 //! class comes from these rules, applied in order (first hit wins):
 //!
-//! 1. **bot**: the bot classifier or uap-core's `Spider` device said so.
-//! 2. **other**: empty user agent; a TV, set-top box or console (`SmartTV`, `HbbTV`,
+//! 1. **bot**: the bot classifier or uap-core's `Spider` device said so, or the user agent
+//!    is missing (empty or whitespace only: real browsers always send one).
+//! 2. **other**: a TV, set-top box or console (`SmartTV`, `HbbTV`,
 //!    `CrKey`, `DTV`, `NETRANGE`, `CE-HTML`, `AFT*` Fire TV models, `PlayStation`, `Xbox`,
 //!    `Nintendo`, `Roku`, `AppleTV`, `BRAVIA`, `Web0S`, `Tizen ... TV` tokens, the uap-core
 //!    brand `Generic_Inettv`); a watch or TV OS family (`WatchOS`, `tvOS`, `ATV OS X`,
@@ -44,9 +45,9 @@ pub enum DeviceClass {
     Mobile,
     /// Tablet or e-reader.
     Tablet,
-    /// Crawler, link-preview fetcher or automation client.
+    /// Crawler, link-preview fetcher or automation client, or no user agent at all.
     Bot,
-    /// TV, console, unknown or empty user agent.
+    /// TV, console or unknown user agent.
     Other,
 }
 
@@ -186,13 +187,13 @@ fn is_windows(os: &str) -> bool {
 
 /// Applies the rules in the module documentation.
 pub fn classify_device(parts: &UaParts, ua: &str, is_bot: bool) -> DeviceClass {
-    if is_bot {
+    if is_bot || super::user_agent::is_missing(ua) {
         return DeviceClass::Bot;
     }
     let os = parts.os_family.as_str();
     let dev = parts.device_family.as_str();
     let brand = parts.device_brand.as_deref().unwrap_or("");
-    if ua.trim().is_empty() || is_tv_or_console(ua, os, brand) {
+    if is_tv_or_console(ua, os, brand) {
         return DeviceClass::Other;
     }
 

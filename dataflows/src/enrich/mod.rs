@@ -102,7 +102,7 @@ pub struct Enrichment {
     pub referrer_domain: Arc<str>,
     /// Referrer medium.
     pub referrer_medium: ReferrerMedium,
-    /// Known crawler or link-preview fetcher.
+    /// Known crawler or link-preview fetcher, or no user agent (empty or whitespace only).
     pub is_bot: bool,
 }
 

@@ -103,20 +103,28 @@ pub struct UaInfo {
     pub os: Arc<str>,
     /// Device class.
     pub device: DeviceClass,
-    /// Known crawler, link-preview fetcher or automation client.
+    /// Known crawler, link-preview fetcher or automation client, or no user agent (empty
+    /// or whitespace only).
     pub is_bot: bool,
 }
 
 /// Browser family reported for bots whose uap-core family is a human browser or unknown.
 pub const BOT_BROWSER: &str = "Bot";
 
-/// Classifies one user agent: uap-core families, bot flag (uap-core `Spider` device **or**
-/// the [`BotClassifier`]) and device class. Uncached; see `Enricher::user_agent`.
+/// Whether a click carried no user agent: none at all (stored as `""`), or one that is
+/// empty or only whitespace. Real browsers always send one, so such a click is a bot.
+pub fn is_missing(ua: &str) -> bool {
+    ua.trim().is_empty()
+}
+
+/// Classifies one user agent: uap-core families, bot flag (a missing user agent, see
+/// [`is_missing`], uap-core's `Spider` device **or** the [`BotClassifier`]) and device
+/// class. Uncached; see `Enricher::user_agent`.
 pub fn classify(uap: &UaParser, bots: &BotClassifier, ua: &str) -> UaInfo {
     let ua = truncate(ua);
     let parts = uap.parse(ua);
     let spider = parts.device_family == "Spider";
-    let is_bot = spider || bots.is_bot(ua);
+    let is_bot = is_missing(ua) || spider || bots.is_bot(ua);
     let device = classify_device(&parts, ua, is_bot);
     // uap-core names crawlers it knows (device "Spider" or a crawler browser family such as
     // "Googlebot", "FacebookBot"); keep those names. A bot flagged only by our lists keeps
