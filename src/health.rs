@@ -229,7 +229,9 @@ impl CachedProbe {
 /// while its latest append failed (a full disk, an I/O error; every click meanwhile is
 /// dropped and counted in `sluice_click_events_dropped_total{reason="log_error"}`), up
 /// again after an append succeeds (the click log reopens its file by itself after an I/O
-/// error, so this happens without a restart once the disk has room). `error` is the append's
+/// error, so this happens without a restart once the disk has room), also with no click: the
+/// failed writer probes the log on its retry backoff, and a successful `POST /v1/events`
+/// append clears the failure (`sluice_ingest::writer` docs). `error` is the append's
 /// error with its causes (`click log could not append events: I/O error: No space left on
 /// device (os error 28)`). Shape: `{"status": "up", "logged": N}` or
 /// `{"status": "failed", "error": "...", "dropped": N}`. Also failed while the writer's
