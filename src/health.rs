@@ -229,7 +229,9 @@ impl CachedProbe {
 /// while its latest append failed (a full disk, an I/O error; every click meanwhile is
 /// dropped and counted in `sluice_click_events_dropped_total{reason="log_error"}`), up
 /// again after an append succeeds (the click log reopens its file by itself after an I/O
-/// error, so this happens without a restart once the disk has room). `error` is the append's
+/// error, so this happens without a restart once the disk has room), also with no click: the
+/// failed writer probes the log on its retry backoff, and a successful `POST /v1/events`
+/// append clears the failure (`sluice_ingest::writer` docs). `error` is the append's
 /// error with its causes (`click log could not append events: I/O error: No space left on
 /// device (os error 28)`). Shape: `{"status": "up", "logged": N}` or
 /// `{"status": "failed", "error": "...", "dropped": N}`. Also failed while the writer's
@@ -323,6 +325,122 @@ mod tests {
             }
             Ok(0..events.len() as u64)
         }
+
+        fn probe(&self) -> Option<sluice_connectors::Result<()>> {
+            Some(self.append(&[]).map(|_| ()))
+        }
+    }
+
+    /// Sets or clears the immutable attribute of `path` (`chattr`): even root cannot open
+    /// or write it while set, the condition of a failing disk that permissions cannot make
+    /// for root. `false` when the attribute cannot be changed here (no `CAP_LINUX_IMMUTABLE`,
+    /// a file system without it).
+    fn set_immutable(path: &std::path::Path, on: bool) -> bool {
+        std::process::Command::new("chattr").arg(if on { "+i" } else { "-i" }).arg(path).stderr(std::process::Stdio::null()).status().is_ok_and(|s| s.success())
+    }
+
+    /// Clears the immutable attribute when the test ends, also on a panic (so that the
+    /// temporary directory can be removed).
+    struct Mutable<'a>(&'a std::path::Path);
+
+    impl Drop for Mutable<'_> {
+        fn drop(&mut self) {
+            set_immutable(self.0, false);
+        }
+    }
+
+    async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while !done() {
+            assert!(tokio::time::Instant::now() < deadline, "{what} in time");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// A failed writer comes back by itself once the log takes writes again, with no click
+    /// after that: it probes the log on its backoff while nothing is queued.
+    #[tokio::test]
+    async fn readiness_recovers_without_clicks_once_the_log_takes_writes_again() {
+        let broken = Arc::new(AtomicBool::new(true));
+        let (tx, rx) = click_channel(16);
+        let health = ClickLogWriterHealth(Arc::clone(tx.stats()));
+        let config = LogWriterConfig {
+            linger: Duration::ZERO,
+            retry_initial: Duration::from_millis(1),
+            retry_max: Duration::from_millis(20),
+            max_attempts: 2,
+            ..LogWriterConfig::default()
+        };
+        let writer = spawn_log_writer(rx, DiskLog { broken: Arc::clone(&broken) }, config);
+        assert!(tx.try_send(click(1)));
+        wait_until("the failing batch is dropped", || tx.stats().snapshot().dropped_log_error == 1).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            health.status(),
+            (false, json!({"status": "failed", "error": "invalid configuration: no space left on device", "dropped": 1})),
+            "failed probes keep it failed"
+        );
+        broken.store(false, Ordering::SeqCst);
+        wait_until("readiness recovers without a click", || health.status().0).await;
+        assert_eq!(health.status(), (true, json!({"status": "up", "logged": 0})));
+        drop(tx);
+        let summary = writer.await.expect("writer");
+        assert_eq!((summary.batches, summary.logged, summary.dropped), (0, 0, 1));
+    }
+
+    /// The finding's repro on a real click log: `clicks.redb` made immutable (appends and
+    /// reopens fail with EPERM, also for root) fails readiness with a message carrying no
+    /// retry time; made writable again, readiness comes back with no click after it, and the
+    /// next click is appended at the next offset.
+    #[tokio::test]
+    async fn readiness_recovers_without_clicks_once_an_immutable_click_log_is_writable_again() {
+        use sluice_connectors::click_log::{CLICK_LOG_FILE_NAME, ClickLog};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(CLICK_LOG_FILE_NAME);
+        let log = ClickLog::open(dir.path()).expect("open");
+        let _mutable = Mutable(&path);
+        if !set_immutable(&path, true) || !set_immutable(&path, false) {
+            eprintln!("skipped: cannot set the immutable attribute here (needs root and a file system with chattr +i)");
+            return;
+        }
+        let (tx, rx) = click_channel(16);
+        let health = ClickLogWriterHealth(Arc::clone(tx.stats()));
+        let config = LogWriterConfig {
+            linger: Duration::ZERO,
+            retry_initial: Duration::from_millis(10),
+            retry_max: Duration::from_millis(100),
+            max_attempts: 3,
+            ..LogWriterConfig::default()
+        };
+        let writer = spawn_log_writer(rx, log.clone(), config);
+        assert!(tx.try_send(click(1)));
+        wait_until("the first click is logged", || tx.stats().snapshot().logged == 1).await;
+        assert_eq!(health.status(), (true, json!({"status": "up", "logged": 1})));
+        assert!(set_immutable(&path, true), "chattr +i");
+        for i in 2..7 {
+            assert!(tx.try_send(click(i)));
+        }
+        wait_until("the failing clicks are dropped", || tx.stats().snapshot().dropped_log_error == 5).await;
+        // Longer than the log's reopen backoff reaches in the meantime: the message must not
+        // depend on when it is read.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let message = format!(
+            "click log \"{}\" is closed after an I/O error (click log could not open: I/O error: Operation not permitted (os error 1)); \
+             it is reopened by the next operation once the storage works again",
+            path.display()
+        );
+        assert_eq!(health.status(), (false, json!({"status": "failed", "error": message, "dropped": 5})));
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert_eq!(health.status(), (false, json!({"status": "failed", "error": message, "dropped": 5})), "the same later");
+        assert!(set_immutable(&path, false), "chattr -i");
+        // No click from here on until readiness is back.
+        wait_until("readiness recovers without a click", || health.status().0).await;
+        assert_eq!(health.status(), (true, json!({"status": "up", "logged": 1})));
+        assert!(tx.try_send(click(7)));
+        drop(tx);
+        let summary = writer.await.expect("writer");
+        assert_eq!((summary.logged, summary.dropped), (2, 5));
+        assert_eq!(log.read(0, 10).expect("read"), vec![(0, click(1)), (1, click(7))]);
     }
 
     fn click(i: u128) -> ClickEvent {

@@ -110,6 +110,10 @@ pub struct StackExtras {
     /// Kafka mode: `POST /v1/events` appends to the Kafka producer's spill instead of
     /// `events_log`.
     pub events_kafka: Option<crate::kafka::KafkaEventLog>,
+    /// The counters of the click log writer appending to the same log as `POST /v1/events`
+    /// (`/readyz`'s `click_log_writer`): a successful `POST /v1/events` append clears their
+    /// append failure ([`DurableAppender::with_stats`]).
+    pub events_stats: Option<Arc<sluice_ingest::IngestStats>>,
     /// The stats endpoints' state; `None` mounts them answering 503 `stats_unavailable`.
     pub stats: Option<StatsState>,
     /// Further routers served with the API (role `all` or `api`).
@@ -140,7 +144,7 @@ pub fn build_stack_app(
     secret: [u8; 32],
     extras: StackExtras,
 ) -> anyhow::Result<(Stack, router::App)> {
-    let StackExtras { hooks: extra_hooks, events_log, events_kafka, stats, api_routes, link_cache_l2, dependencies } = extras;
+    let StackExtras { hooks: extra_hooks, events_log, events_kafka, events_stats, stats, api_routes, link_cache_l2, dependencies } = extras;
     let prometheus = telemetry::prometheus();
     let salt = VisitorSalt::new(secret, cfg.visitor.salt_period.period_ms());
     // POST /v1/events refuses unknown codes and (live) events the dataflow would drop as too late.
@@ -149,9 +153,15 @@ pub fn build_stack_app(
         stats.as_ref().and_then(|s| s.views().cloned()),
         cfg.dataflow.allowed_lateness,
     ));
+    fn appender<L: sluice_ingest::EventLog>(log: L, stats: &Option<Arc<sluice_ingest::IngestStats>>) -> DurableAppender<L> {
+        match stats {
+            Some(s) => DurableAppender::new(log).with_stats(Arc::clone(s)),
+            None => DurableAppender::new(log),
+        }
+    }
     let events = match events_kafka {
-        Some(k) => Some(events_router(EventsState::new(DurableAppender::new(k), salt.clone(), events_config(cfg)).with_gate(gate))),
-        None => events_log.map(|log| events_router(EventsState::new(DurableAppender::new(log), salt.clone(), events_config(cfg)).with_gate(gate))),
+        Some(k) => Some(events_router(EventsState::new(appender(k, &events_stats), salt.clone(), events_config(cfg)).with_gate(gate))),
+        None => events_log.map(|log| events_router(EventsState::new(appender(log, &events_stats), salt.clone(), events_config(cfg)).with_gate(gate))),
     };
     let l2 = link_cache_l2.clone().map(|l| l as Arc<dyn sluice_connectors::LinkCacheL2>);
     let redirect = RedirectState::with_l2(Arc::clone(&store), redirect_config(cfg)?, salt, sink, l2.clone());

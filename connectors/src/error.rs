@@ -53,8 +53,10 @@ pub enum Error {
     /// The click log hit an I/O error (a full disk, a failing device) and is closed: redb
     /// refuses every operation on a database after one, so the log drops it and opens the file
     /// again at the next operation (with backoff, see `click_log` module docs). Returned while
-    /// the file cannot be reopened yet; nothing of the refused operation is stored.
-    #[error("click log \"{path}\" is closed after an I/O error ({cause}); it is reopened at the next append, next try in {retry_in_ms} ms")]
+    /// the file cannot be reopened yet; nothing of the refused operation is stored. The
+    /// message leaves out `retry_in_ms`: it is shown long after (`/readyz`), when that time
+    /// has passed.
+    #[error("click log \"{path}\" is closed after an I/O error ({cause}); it is reopened by the next operation once the storage works again")]
     ClickLogClosed {
         /// The log file.
         path: String,

@@ -68,13 +68,20 @@ impl IngestStats {
         self.append_failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
     }
 
+    /// An append or probe through another path (`POST /v1/events`, the writer's probe)
+    /// succeeded: the log takes writes, the failed state ends.
+    pub(crate) fn append_succeeded(&self) {
+        self.append_failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+    }
+
     pub(crate) fn append_failed(&self, error: String) {
         *self.append_failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(error);
     }
 
     /// The error of the writer's latest append attempt if it failed (the click log is not
-    /// taking new clicks: a full disk, an I/O error); `None` when the latest append
-    /// succeeded or none was tried yet. `/readyz` reports it.
+    /// taking new clicks: a full disk, an I/O error), or of its latest probe since; `None`
+    /// once an append or probe succeeds (also a `POST /v1/events` append through a
+    /// [`crate::DurableAppender::with_stats`]) or before any was tried. `/readyz` reports it.
     pub fn append_failure(&self) -> Option<String> {
         self.append_failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }

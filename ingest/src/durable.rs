@@ -2,10 +2,12 @@
 //! the log, so a client retrying on error gets at-least-once delivery.
 
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::Instant;
 
 use sluice_schemas::ClickEvent;
 
+use crate::IngestStats;
 use crate::telemetry::ClicksLogged;
 use crate::writer::EventLog;
 use crate::{Error, Result};
@@ -14,13 +16,23 @@ use crate::{Error, Result};
 #[derive(Debug, Clone)]
 pub struct DurableAppender<L: EventLog> {
     log: L,
+    /// The channel writer's counters, whose append failure a successful append clears.
+    stats: Option<Arc<IngestStats>>,
 }
 
 impl<L: EventLog> DurableAppender<L> {
     /// An appender over `log` (usually the same [`sluice_connectors::click_log::ClickLog`]
     /// the channel writer uses; appends from both interleave safely).
     pub fn new(log: L) -> Self {
-        Self { log }
+        Self { log, stats: None }
+    }
+
+    /// Shares the channel writer's counters (`/readyz`'s `click_log_writer`) when both append
+    /// to the same log: an append here that stores at least one event clears their append
+    /// failure (the log takes writes again), so readiness comes back without a click.
+    pub fn with_stats(mut self, stats: Arc<IngestStats>) -> Self {
+        self.stats = Some(stats);
+        self
     }
 
     /// Appends `events` in one atomic, fsync'd batch on the blocking pool and returns their
@@ -51,6 +63,9 @@ impl<L: EventLog> DurableAppender<L> {
             .map_err(|e| Error::Task(e.to_string()))??;
         if n > 0 {
             ClicksLogged { source: "api", count: n, first_offset: range.start, elapsed: started.elapsed() }.emit();
+            if let Some(stats) = &self.stats {
+                stats.append_succeeded();
+            }
         }
         Ok(range)
     }

@@ -528,3 +528,20 @@ fn the_append_thread_drops_a_short_slice_inherited_from_a_request_thread() {
         assert_eq!(*seen.lock().expect("lock"), vec![default_ns], "{policy:?}: the append ran with the default slice");
     }
 }
+
+/// A `POST /v1/events` append that stores events clears the channel writer's append failure
+/// (the log takes writes again); an empty one, which writes nothing, does not.
+#[tokio::test]
+async fn a_durable_append_with_the_writers_stats_clears_its_append_failure() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = ClickLog::open(dir.path()).expect("open");
+    let (tx, _rx) = click_channel(4);
+    let stats = Arc::clone(tx.stats());
+    stats.append_failed("click log could not append events: I/O error: No space left on device (os error 28)".into());
+    let api = DurableAppender::new(log.clone()).with_stats(Arc::clone(&stats));
+    assert_eq!(api.append_durable(vec![]).await.expect("empty"), 0..0);
+    assert_eq!(stats.append_failure().as_deref(), Some("click log could not append events: I/O error: No space left on device (os error 28)"));
+    assert_eq!(api.append_durable(vec![event(0), event(1)]).await.expect("append"), 0..2);
+    assert_eq!(stats.append_failure(), None);
+    assert_eq!(stats.snapshot().logged, 0, "the writer's count of logged clicks is its own");
+}

@@ -15,6 +15,14 @@
 //! its own backoff, `sluice_connectors::click_log` docs), so appends resume by themselves once
 //! the disk has room again, without a restart.
 //!
+//! Recovery with no clicks: while the latest append failed (`/readyz` shows the writer failed)
+//! and nothing is queued, the writer probes the log ([`EventLog::probe`]: for the click log a
+//! reopen and a commit that writes no event) on the same backoff (`retry_initial` doubling up
+//! to `retry_max`); the first probe that succeeds clears the failed state. Without it an
+//! instance taken out of a load balancer by its 503 would never get the click that brings it
+//! back. A successful `POST /v1/events` append ([`crate::DurableAppender::with_stats`]) clears
+//! it too.
+//!
 //! File check: every [`LogWriterConfig::file_check`] (2 s) the writer asks the log whether
 //! its file is still at its path ([`EventLog::check_file`]): the click log restores a
 //! deleted `clicks.redb` from its open file, and reports one replaced by another file. A
@@ -76,6 +84,14 @@ pub trait EventLog: Clone + Send + Sync + 'static {
     fn check_file(&self) -> sluice_connectors::Result<()> {
         Ok(())
     }
+
+    /// Checks that the log takes writes again, without appending events (blocking I/O); called
+    /// by the writer on its retry backoff while its latest append failed and no batch is
+    /// waiting (module docs, "Failures"). `None` (the default): this log cannot be probed, the
+    /// failed state then ends only with the next successful append.
+    fn probe(&self) -> Option<sluice_connectors::Result<()>> {
+        None
+    }
 }
 
 impl EventLog for ClickLog {
@@ -89,6 +105,10 @@ impl EventLog for ClickLog {
 
     fn check_file(&self) -> sluice_connectors::Result<()> {
         ClickLog::check_file(self).map(|_| ())
+    }
+
+    fn probe(&self) -> Option<sluice_connectors::Result<()>> {
+        Some(ClickLog::probe_write(self))
     }
 }
 
@@ -183,10 +203,14 @@ async fn run_writer<L: EventLog>(mut receiver: ClickReceiver, log: L, config: Lo
     // A claim not yet released (the last batch was cut at `max_batch`).
     let mut held = false;
     let mut next_file_check = tokio::time::Instant::now() + config.file_check;
+    let mut probe = Probe::new(&config);
     loop {
         if !config.file_check.is_zero() && tokio::time::Instant::now() >= next_file_check {
             check_file(&log, &receiver).await;
             next_file_check = tokio::time::Instant::now() + config.file_check;
+        }
+        if receiver.rx.is_empty() {
+            probe.run_if_due(&log, &receiver).await;
         }
         match tokio::time::timeout(STALE_CHECK, receiver.rx.recv_many(&mut buf, max_batch)).await {
             Ok(0) => break, // every sender dropped and the channel is empty
@@ -250,6 +274,62 @@ async fn check_file<L: EventLog>(log: &L, receiver: &ClickReceiver) {
                 tracing::error!(%error, "click log file check failed");
             }
             receiver.stats.set_file_failure(Some(error));
+        }
+    }
+}
+
+/// The writer's probes of a failed log (module docs, "Recovery with no clicks").
+struct Probe {
+    initial: Duration,
+    max: Duration,
+    /// Delay after the next failed probe.
+    delay: Duration,
+    /// When the next probe is due; `None` while the log is not failed (set when a failure
+    /// is first seen, one delay later: the failed append was just tried).
+    next: Option<tokio::time::Instant>,
+}
+
+impl Probe {
+    fn new(config: &LogWriterConfig) -> Self {
+        Self { initial: config.retry_initial, max: config.retry_max.max(config.retry_initial), delay: config.retry_initial, next: None }
+    }
+
+    /// Probes `log` when its latest append failed and the backoff has passed; records a
+    /// success (the failed state ends, logged at info level) or the probe's error.
+    async fn run_if_due<L: EventLog>(&mut self, log: &L, receiver: &ClickReceiver) {
+        if receiver.stats.append_failure().is_none() {
+            self.delay = self.initial;
+            self.next = None;
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        let due = *self.next.get_or_insert(now + self.delay);
+        if now < due {
+            return;
+        }
+        let log2 = log.clone();
+        let result = match tokio::task::spawn_blocking(move || log2.probe()).await {
+            Ok(None) => {
+                // Not probeable: wait for the next append.
+                self.next = Some(tokio::time::Instant::now() + self.max);
+                return;
+            }
+            Ok(Some(r)) => r.map_err(|e| crate::telemetry::error_chain(&e)),
+            Err(e) => Err(format!("the click log probe failed: {e}")),
+        };
+        match result {
+            Ok(()) => {
+                tracing::info!("the click log takes writes again");
+                receiver.stats.append_succeeded();
+                self.delay = self.initial;
+                self.next = None;
+            }
+            Err(error) => {
+                tracing::debug!(%error, "click log probe failed");
+                receiver.stats.append_failed(error);
+                self.delay = (self.delay * 2).min(self.max);
+                self.next = Some(tokio::time::Instant::now() + self.delay);
+            }
         }
     }
 }

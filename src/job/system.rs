@@ -220,6 +220,7 @@ impl System {
             hooks: job.as_ref().and_then(DataflowJob::link_hook).into_iter().collect(),
             events_log: intake.as_ref().map(|i| i.log.clone()),
             events_kafka: intake.as_ref().and_then(|i| i.kafka.as_ref()).map(crate::kafka::KafkaIntake::event_log),
+            events_stats: intake.as_ref().map(|i| Arc::clone(&i.stats)),
             stats: Some(stats),
             api_routes: reports
                 .into_iter()

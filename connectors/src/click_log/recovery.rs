@@ -132,6 +132,28 @@ impl ClickLog {
         self.reopen_if_needed(&mut w)
     }
 
+    /// Proves the log writable without appending: reopens the file if an I/O error closed it
+    /// (within the reopen backoff), then commits a write transaction that rewrites the stored
+    /// head with its own value (a real, fsync'd commit: new pages and header). Used by the log
+    /// writer to notice that the storage works again while no click arrives (blocking I/O).
+    ///
+    /// Errors: [`Error::ClickLogClosed`] while the file cannot be reopened (or inside the
+    /// reopen backoff), [`Error::ClickLog`] when the commit fails (an I/O error also marks the
+    /// file for reopening, as for an append).
+    pub fn probe_write(&self) -> Result<()> {
+        let mut w = self.inner.write.lock().unwrap_or_else(|p| p.into_inner());
+        self.reopen_if_needed(&mut w)?;
+        let head = w.head;
+        self.with_db(|db| {
+            let txn = db.begin_write().map_err(|e| Error::click_log("probe writes", e))?;
+            {
+                let mut meta = txn.open_table(super::META).map_err(|e| Error::click_log("probe writes", e))?;
+                meta.insert(super::META_HEAD, head).map_err(|e| Error::click_log("probe writes", e))?;
+            }
+            txn.commit().map_err(|e| Error::click_log("probe writes", e))
+        })
+    }
+
     /// Reopens the file if an I/O error closed it (module docs); `w` is the held write lock.
     ///
     /// Errors with [`Error::ClickLogClosed`] while it cannot be reopened (or inside the

@@ -241,3 +241,43 @@ fn the_reopen_delay_doubles_up_to_its_cap() {
     assert_eq!(reopen_delay(ms(50), u32::MAX), REOPEN_BACKOFF_MAX);
     assert_eq!(reopen_delay(Duration::ZERO, 3), Duration::ZERO);
 }
+
+/// The write probe fails while the disk is full (the commit, then the reopen), succeeds once
+/// there is room (reopening the file and committing), and leaves the events and offsets as
+/// they were.
+#[test]
+fn the_write_probe_fails_while_the_disk_is_full_and_reopens_the_log_once_there_is_room() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(CLICK_LOG_FILE_NAME).display().to_string();
+    let (log, faults) = faulty_log(dir.path(), Duration::ZERO);
+    assert_eq!(log.append(&events(0..3)).expect("append"), 0..3);
+    log.probe_write().expect("the probe of a healthy log");
+    faults.full.store(true, Ordering::SeqCst);
+    match log.probe_write() {
+        Err(Error::ClickLog { op: "probe writes", source }) => match *source {
+            redb::Error::Io(e) => assert_eq!(e.raw_os_error(), Some(NO_SPACE), "{e}"),
+            other => panic!("expected an I/O error, got {other:?}"),
+        },
+        other => panic!("expected the probe's I/O error, got {other:?}"),
+    }
+    match log.probe_write() {
+        Err(e @ Error::ClickLogClosed { .. }) => assert_eq!(
+            e.to_string(),
+            format!(
+                "click log \"{path}\" is closed after an I/O error (click log could not open: I/O error: No space left on device (os error 28)); \
+                 it is reopened by the next operation once the storage works again"
+            )
+        ),
+        other => panic!("expected the closed log, got {other:?}"),
+    }
+    assert_eq!(faults.opens.load(Ordering::SeqCst), 2, "the first open and one reopen");
+    faults.full.store(false, Ordering::SeqCst);
+    log.probe_write().expect("the probe once there is room");
+    assert_eq!(faults.opens.load(Ordering::SeqCst), 3, "the probe reopened the file");
+    assert_eq!(log.head(), 3);
+    assert_eq!(log.append(&events(3..5)).expect("append"), 3..5);
+    drop(log);
+    let log = ClickLog::open(dir.path()).expect("reopen after a restart");
+    assert_eq!((log.low(), log.head()), (0, 5));
+    assert_eq!(log.read(0, 100).expect("read"), offsets_and_events(0..5));
+}
