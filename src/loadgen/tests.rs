@@ -119,7 +119,7 @@ fn truth_counts_bots_duplicates_and_visitors_per_period() {
     assert!(t.click("b", 5, "2001:db8::1".parse().expect("ip"), "", None));
     let truth = t.snapshot();
     assert_eq!(truth.links["a"], LinkTruth { clicks: 3, bot_clicks: 1, visitors: 2 });
-    assert_eq!(truth.links["b"], LinkTruth { clicks: 1, bot_clicks: 0, visitors: 1 });
+    assert_eq!(truth.links["b"], LinkTruth { clicks: 0, bot_clicks: 1, visitors: 0 }, "a click without a user agent is a bot");
     assert_eq!(truth.links["z"], LinkTruth::default(), "links without clicks are listed");
     let json = serde_json::to_value(&truth).expect("json");
     assert_eq!(json["links"]["a"], serde_json::json!({"clicks": 3, "bot_clicks": 1, "visitors": 2}));

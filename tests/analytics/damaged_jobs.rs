@@ -95,6 +95,18 @@ async fn a_deleted_exports_directory_turns_export_jobs_off_until_a_restart() {
         }
     };
     assert_eq!(ready(&p).await, json!({"status": "up"}));
+    // The first job must be done before the deletion: a job still running then would write
+    // its file (recreating the directory), which is not what this test is about.
+    let t0 = std::time::Instant::now();
+    loop {
+        let r = p.http.get(format!("{}/v1/jobs/{first}", p.base)).send().await.expect("job");
+        let v = r.json::<Value>().await.expect("json");
+        if v["status"] == "succeeded" {
+            break;
+        }
+        assert!(t0.elapsed() < std::time::Duration::from_secs(30), "the first job did not finish: {v}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 
     let exports = dir.path().join("exports");
     let table = exports.join("jobs.redb");
