@@ -52,12 +52,14 @@ fn row(label: &str, clicks: u64, uniques: u64) -> (String, u64, u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn minute_stats_over_backfilled_history_come_from_events_enriched() {
     let ch = Ch::fresh("chbf");
-    let mut cfg = ClickHouseConfig::default();
-    cfg.url = Some(ch.url.clone());
-    cfg.user = ch.user.clone();
-    cfg.password = Password(ch.password.clone());
-    cfg.database = ch.database.clone();
-    cfg.flush_interval = Duration::from_millis(100);
+    let cfg = ClickHouseConfig {
+        url: Some(ch.url.clone()),
+        user: ch.user.clone(),
+        password: Password(ch.password.clone()),
+        database: ch.database.clone(),
+        flush_interval: Duration::from_millis(100),
+        ..ClickHouseConfig::default()
+    };
     let dir = tempfile::tempdir().expect("tempdir");
     let tweak = cfg.clone();
     let s = Server::start_in(dir.path(), move |c| c.clickhouse = tweak).await;
