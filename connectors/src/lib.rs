@@ -21,6 +21,7 @@ pub mod click_log;
 #[cfg(feature = "clickhouse-sink")]
 pub mod clickhouse;
 pub mod error;
+pub mod file_id;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod link_cache;

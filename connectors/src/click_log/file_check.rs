@@ -24,8 +24,7 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 use super::{BACKFILL, CHUNKS, CLICK_LOG_CACHE_BYTES, CLICK_LOG_FILE_NAME, ClickLog, META, check_format_and_init};
 use crate::{Error, Result};
 
-/// Device and inode of a file.
-pub(super) type FileId = (u64, u64);
+pub(super) use crate::file_id::FileId;
 
 /// Bytes of chunks copied per transaction while restoring a deleted file (bounds the memory
 /// of one redb write transaction).
@@ -44,19 +43,7 @@ pub enum FileCheck {
     },
 }
 
-/// Device and inode of the file at `path`.
-#[cfg(unix)]
-pub(super) fn file_id(path: &Path) -> std::io::Result<FileId> {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(path)?;
-    Ok((m.dev(), m.ino()))
-}
-
-/// Where inodes are not available, only the presence of the file is checked.
-#[cfg(not(unix))]
-pub(super) fn file_id(path: &Path) -> std::io::Result<FileId> {
-    std::fs::metadata(path).map(|_| (0, 0))
-}
+pub(super) use crate::file_id::file_id;
 
 impl ClickLog {
     /// Checks that the file the log opened is still at its path, and restores it there if it

@@ -22,6 +22,7 @@ use super::common::{
 };
 use super::store_shared::link_store;
 use super::{IdempotencyRecord, LinkChange, LinkPatch, LinkStore, ListQuery};
+use crate::file_id::file_id;
 use crate::{Error, Result};
 
 /// File name of the link store inside the data directory.
@@ -182,20 +183,6 @@ impl SqliteLinkStore {
         self.reader.close().await;
         self.writer.close().await;
     }
-}
-
-/// Device and inode of the file at `path`.
-#[cfg(unix)]
-fn file_id(path: &Path) -> std::io::Result<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(path)?;
-    Ok((m.dev(), m.ino()))
-}
-
-/// Where inodes are not available, only the presence of the file is checked.
-#[cfg(not(unix))]
-fn file_id(path: &Path) -> std::io::Result<(u64, u64)> {
-    std::fs::metadata(path).map(|_| (0, 0))
 }
 
 /// What starting without a damaged `links.db` loses ([`Error::StoreDamaged`]).

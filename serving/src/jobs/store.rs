@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use axum::http::StatusCode;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
+use sluice_connectors::file_id::file_id;
 
 use super::JobState;
 use crate::error::ApiError;
@@ -269,20 +270,6 @@ impl JobStore {
             Ok(txn.commit()?)
         })
     }
-}
-
-/// Device and inode of the file at `path`.
-#[cfg(unix)]
-fn file_id(path: &Path) -> std::io::Result<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(path)?;
-    Ok((m.dev(), m.ino()))
-}
-
-/// Where inodes are not available, only the presence of the file is checked.
-#[cfg(not(unix))]
-fn file_id(path: &Path) -> std::io::Result<(u64, u64)> {
-    std::fs::metadata(path).map(|_| (0, 0))
 }
 
 /// 503 `jobs_store_unavailable` for an I/O failure of the job table (e.g. a full disk).

@@ -1,0 +1,24 @@
+//! Which file is at a path: device and inode, so a store that keeps a file open can notice
+//! the file was deleted or replaced behind it (the click log, the SQLite link store, the
+//! export job table).
+
+use std::path::Path;
+
+/// Device and inode of a file (`(0, 0)` where inodes are not available).
+pub type FileId = (u64, u64);
+
+/// Device and inode of the file at `path`.
+///
+/// Errors: the `std::io::Error` of reading its metadata (e.g. `NotFound` once deleted).
+#[cfg(unix)]
+pub fn file_id(path: &Path) -> std::io::Result<FileId> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path)?;
+    Ok((m.dev(), m.ino()))
+}
+
+/// Where inodes are not available, only the presence of the file is checked.
+#[cfg(not(unix))]
+pub fn file_id(path: &Path) -> std::io::Result<FileId> {
+    std::fs::metadata(path).map(|_| (0, 0))
+}
