@@ -91,7 +91,7 @@ pub enum Error {
         path: String,
     },
     /// The embedded link store's file (`links.db`) is no longer at its path while the store
-    /// has it open: deleted, or replaced by another file (`what`: `"deleted"` or `"replaced by
+    /// has it open: deleted, or replaced by another file (`what`: `"deleted or moved away"` or `"replaced by
     /// another file"`). SQLite keeps using the file it opened, which is unreachable: every
     /// link written to it is lost when the process stops. Not restored automatically (a WAL
     /// database cannot be copied safely under a running writer).
@@ -103,7 +103,7 @@ pub enum Error {
     LinkStoreFileMoved {
         /// The database file.
         path: String,
-        /// `"deleted"` or `"replaced by another file"`.
+        /// `"deleted or moved away"` or `"replaced by another file"`.
         what: &'static str,
     },
     /// An event stored in the click log could not be decoded.

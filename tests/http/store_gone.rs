@@ -32,7 +32,7 @@ async fn a_dropped_postgres_database_is_503_store_unavailable() {
 
     sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE \"{db}\" WITH (FORCE)"))).execute(&mut conn).await.expect("drop test database");
 
-    let want = json!({"error": {"code": "store_unavailable", "message": "link store unavailable, retry later"}});
+    let want = json!({"error": {"code": "store_unavailable", "message": "link store unavailable, retry later (GET /readyz says why)"}});
     // Twice each: the first call meets the terminated sessions, later ones the failing reconnect.
     for round in 0..2 {
         let r = app.post_json("/v1/links", &json!({"long_url": "https://example.com/after", "custom_alias": format!("after{round}")})).await;

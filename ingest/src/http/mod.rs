@@ -347,12 +347,12 @@ fn parse_query(query: Option<&str>) -> Result<bool, ApiError> {
             ("backfill", "true" | "1") => backfill = true,
             ("backfill", "false" | "0") => backfill = false,
             ("backfill", other) => {
-                return Err(ApiError::bad_request("invalid_parameter", format!("backfill must be true or false, got \"{}\"", echo(other)))
-                    .with_details(json!({ "parameter": "backfill" })));
+                return Err(ApiError::bad_request("invalid_parameter", format!("\"backfill\" must be true or false (or 1 / 0), got \"{}\"", echo(other)))
+                    .with_details(json!({ "parameter": "backfill", "value": other, "allowed": ["true", "false", "1", "0"] })));
             }
             (other, _) => {
-                return Err(ApiError::bad_request("invalid_parameter", format!("unknown query parameter \"{}\"", echo(other)))
-                    .with_details(json!({ "parameter": other })));
+                return Err(ApiError::bad_request("unknown_parameter", format!("unknown query parameter \"{}\"", echo(other)))
+                    .with_details(json!({ "parameter": other, "supported": ["backfill"] })));
             }
         }
     }
