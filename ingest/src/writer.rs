@@ -189,6 +189,8 @@ pub fn spawn_log_writer<L: EventLog>(receiver: ClickReceiver, log: L, config: Lo
 }
 
 async fn run_writer<L: EventLog>(mut receiver: ClickReceiver, log: L, config: LogWriterConfig) -> WriterSummary {
+    // Present from the start at 0 (alerts on rate() or absent() need the series).
+    metrics::counter!("sluice_click_log_write_errors_total").increment(0);
     let max_batch = config.max_batch.max(1);
     let mut summary = WriterSummary::default();
     let appender = match AppendThread::spawn(log.clone(), config.nice_increment, config.policy) {

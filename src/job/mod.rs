@@ -187,6 +187,8 @@ impl DataflowJob {
             metrics::counter!("sluice_events_dead_lettered_total", "reason" => r.as_str()).increment(0);
         }
         metrics::counter!("sluice_events_dead_lettered_total", "reason" => "undecodable").increment(0);
+        // Present from the start at 0 (alerts on rate() or absent() need the series).
+        metrics::counter!("sluice_checkpoints_skipped_total").increment(0);
         let ecfg = enrich_config(cfg)?;
         let enricher =
             tokio::task::spawn_blocking(move || Enricher::new(&ecfg)).await.context("enricher task failed")?.context("could not load the enrichment data")?;

@@ -224,11 +224,10 @@ fn range(pairs: &[(String, String)], now_ms: i64, default_span: i64, max_span: i
         let bucket_name = bucket.map(Bucket::as_str);
         return Err(ApiError::bad_request(
             "range_too_long",
-            format!(
-                "the range is longer than {} days{}; use a shorter range or a coarser bucket",
-                max_span / DAY_MS,
-                bucket_name.map(|b| format!(" allowed for bucket={b}")).unwrap_or_default()
-            ),
+            match bucket_name {
+                Some(b) => format!("the range is longer than {} days allowed for bucket={b}; use a shorter range or a coarser bucket", max_span / DAY_MS),
+                None => format!("the range is longer than {} days; use a shorter range", max_span / DAY_MS),
+            },
         )
         .with_details(json!({ "bucket": bucket_name, "max_range_ms": max_span, "range_ms": to - from })));
     }
