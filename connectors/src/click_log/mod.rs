@@ -571,6 +571,7 @@ mod link_store_id;
 mod recovery;
 #[cfg(test)]
 mod recovery_tests;
+mod reset;
 #[cfg(test)]
 mod tests;
 
