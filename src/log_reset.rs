@@ -15,8 +15,8 @@
 //!
 //! Kept: every view row (clicks, uniques, bot clicks) and the dedup and flood-cap state the
 //! checkpoint holds (README, "Checkpoints"). Lost: clicks the old log stored after the
-//! checkpoint's cut (with the default 10-s checkpoint interval and the checkpoint a graceful
-//! stop writes, none or a few seconds' worth), and the old log's event history itself: a
+//! checkpoint's cut (none after a graceful stop, which writes a checkpoint; after a `kill -9`,
+//! up to one `[dataflow] checkpoint-interval`), and the old log's event history itself: a
 //! later rebuild without checkpoints cannot recount the clicks before the reset, and
 //! `sluice log tail` shows none of them.
 
