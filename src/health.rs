@@ -235,10 +235,12 @@ impl CachedProbe {
 /// error with its causes (`click log could not append events: I/O error: No space left on
 /// device (os error 28)`). Shape: `{"status": "up", "logged": N}` or
 /// `{"status": "failed", "error": "...", "dropped": N}`. Also failed while the writer's
-/// check of `clicks.redb` finds it replaced by another file, or deleted and not restored
-/// ([`sluice_ingest::IngestStats::file_failure`]; the error names the file and what to do):
-/// clicks are still counted by the running dataflow then, but lost at the next restart. A
-/// deleted file that the log restores from its open file is failed only until restored.
+/// check of `clicks.redb` finds it replaced by another file (the log then writes to a side
+/// file holding every click, `clicks.redb.recovered-<time>`), deleted and not restored, or
+/// truncated and not written back (damaged in use; `sluice log reset` after the stop)
+/// ([`sluice_ingest::IngestStats::file_failure`]; the error names the file and what to do).
+/// A deleted or truncated file that the log writes back from its open file is failed only
+/// until then (a few seconds at most).
 pub struct ClickLogWriterHealth(pub Arc<sluice_ingest::IngestStats>);
 
 impl Dependency for ClickLogWriterHealth {

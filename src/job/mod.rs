@@ -217,7 +217,8 @@ impl DataflowJob {
         let checkpoint_dir = checkpoint::dir_of(&cfg.server.data_dir);
         let restored = if checkpoints_on {
             let (dir, id) = (checkpoint_dir.clone(), source_id.clone());
-            tokio::task::spawn_blocking(move || checkpoint::load_latest(&dir, &id)).await.context("checkpoint load task failed")??
+            let log_clicks = (!cfg.kafka.enabled()).then(|| log.head() - log.low());
+            tokio::task::spawn_blocking(move || checkpoint::load_latest_for_log(&dir, &id, log_clicks)).await.context("checkpoint load task failed")??
         } else {
             None
         };

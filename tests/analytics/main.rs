@@ -8,6 +8,7 @@ mod cases;
 mod ch_backfill;
 #[path = "../support/child.rs"]
 mod child;
+mod click_log_damage;
 #[cfg(feature = "integration-tests")]
 #[path = "../support/clickhouse.rs"]
 mod clickhouse;

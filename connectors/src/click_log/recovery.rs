@@ -151,7 +151,9 @@ impl ClickLog {
                 meta.insert(super::META_HEAD, head).map_err(|e| Error::click_log("probe writes", e))?;
             }
             txn.commit().map_err(|e| Error::click_log("probe writes", e))
-        })
+        })?;
+        self.inner.watch.note_commit();
+        Ok(())
     }
 
     /// Reopens the file if an I/O error closed it (module docs); `w` is the held write lock.
@@ -168,7 +170,7 @@ impl ClickLog {
         {
             return Err(self.closed_error(at - now));
         }
-        let path = &self.inner.path;
+        let path = &self.active_path();
         let mut slot = self.inner.db.write().unwrap_or_else(|p| p.into_inner());
         if let Some(old) = slot.take()
             && let Err(e) = old.close()
@@ -209,7 +211,7 @@ impl ClickLog {
         }
         self.inner.low.fetch_max(file_low.min(w.head), Ordering::AcqRel);
         *slot = Some(db);
-        *self.inner.file_id.lock().unwrap_or_else(|p| p.into_inner()) = super::file_check::file_id(path).ok();
+        *self.inner.file_id.lock().unwrap_or_else(|p| p.into_inner()) = self.inner.watch.attach(path);
         self.inner.needs_reopen.store(false, Ordering::Release);
         w.recovery.failures = 0;
         w.recovery.next_try = None;
