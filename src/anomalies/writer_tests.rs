@@ -1,0 +1,1 @@
+//! The anomaly writer against a real anomaly store.
