@@ -304,7 +304,11 @@ impl Error {
             #[cfg(feature = "clickhouse-sink")]
             Error::ClickHouse { source, .. } => crate::clickhouse::clickhouse_error_retryable(source),
             // Retryable once the operator has put the file back and restarted (503, not 500).
-            Error::Timeout { .. } | Error::CircuitOpen { .. } | Error::ClickLogClosed { .. } | Error::AnomalyStoreClosed { .. } | Error::LinkStoreFileMoved { .. } => true,
+            Error::Timeout { .. }
+            | Error::CircuitOpen { .. }
+            | Error::ClickLogClosed { .. }
+            | Error::AnomalyStoreClosed { .. }
+            | Error::LinkStoreFileMoved { .. } => true,
             _ => false,
         }
     }

@@ -269,7 +269,6 @@ impl AnomalyStore {
             Ok((out, false))
         })
     }
-
 }
 
 /// One append transaction (see [`AnomalyStore::append`]).
