@@ -187,6 +187,7 @@ impl Writer {
     /// Appends everything held (one transaction); on failure schedules the next attempt.
     async fn attempt(&mut self) {
         let (store, batch) = (Arc::clone(&self.store), std::mem::take(&mut self.held));
+        let n = batch.len() as u64;
         let (batch, outcome) = match tokio::task::spawn_blocking(move || {
             let r = store.append(&batch);
             (batch, r)
@@ -195,14 +196,16 @@ impl Writer {
         {
             Ok(r) => r,
             Err(e) => {
-                // The append panicked: the batch went with it (cannot happen short of a bug).
-                tracing::error!(error = %e, "anomaly store task failed");
+                // The append panicked and the batch went with it (a bug): counted as dropped,
+                // so that the stop has the next start derive it again.
+                self.state.dropped.fetch_add(n, Ordering::AcqRel);
+                tracing::error!(error = %e, events = n, "anomaly store task failed; its events are dropped");
+                self.publish_held();
                 return;
             }
         };
         match outcome {
             Ok(ids) => {
-                let n = batch.len() as u64;
                 self.stored += ids.len() as u64;
                 metrics::counter!("sluice_anomaly_store_events_total", "outcome" => "stored").increment(ids.len() as u64);
                 metrics::counter!("sluice_anomaly_store_events_total", "outcome" => "duplicate").increment(n - ids.len() as u64);

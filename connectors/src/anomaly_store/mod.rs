@@ -10,9 +10,13 @@
 //!
 //! Guarantees:
 //! - [`AnomalyStore::append`] is one ACID write transaction, durable when it returns.
-//! - Idempotent: an event whose `(anomaly_id, revision)` is already stored is dropped (the
-//!   dataflow replays the click log after every restart and emits the same events again),
-//!   so the event sequence holds each lifecycle event once and event ids never change.
+//! - Idempotent: an event whose `(anomaly_id, revision)` is already stored is dropped (a
+//!   start that replays the click log from its first offset emits the same events again, and
+//!   so does the retry of a commit that reached the disk although it reported a failure), so
+//!   the event sequence holds each lifecycle event once and event ids never change.
+//! - After an I/O error (a full disk) the file is closed and reopened by the next operation,
+//!   and a file deleted while open is written back to its path from the open file
+//!   (`recovery.rs`: [`AnomalyStore::check_file`], [`AnomalyStore::probe_write`]).
 //! - Event ids are assigned in commit order, without gaps; a reader that has seen every
 //!   event up to `n` and then reads [`AnomalyStore::events_after`]`(n)` misses nothing.
 //! - The latest state of an anomaly is the event with the highest `revision` seen.
@@ -159,7 +163,9 @@ impl AnomalyStore {
     /// and updates each anomaly's latest state; returns the event ids assigned (empty when
     /// every event was a replay). Durable when it returns; subscribers are woken after.
     ///
-    /// Errors: [`Error::AnomalyStore`] (disk), [`Error::Corrupt`] (an undecodable stored row).
+    /// Errors: [`Error::AnomalyStore`] (disk; an I/O error closes the store until the next
+    /// operation reopens it), [`Error::AnomalyStoreClosed`] (closed and not reopenable yet),
+    /// [`Error::Corrupt`] (an undecodable stored row).
     pub fn append(&self, batch: &[Anomaly]) -> Result<Vec<u64>> {
         if batch.is_empty() {
             return Ok(Vec::new());
