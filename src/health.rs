@@ -3,7 +3,8 @@
 //! `/metrics` (Prometheus text).
 //!
 //! `/readyz` also reports dependencies ([`Dependency`]: the Redis link cache and
-//! view sink, ClickHouse, the Kafka broker in Kafka mode, the click log tail, the export job runner) under `dependencies`. Optional ones never make
+//! view sink, ClickHouse, the Kafka broker in Kafka mode, the click log tail, the export job runner, the anomaly store:
+//! [`crate::anomalies::AnomalyStoreHealth`]) under `dependencies`. Optional ones never make
 //! it fail, because redirects and the API keep working without them (their sinks catch up
 //! later); a required one (the click log tail, whose failure stops the stats counting; the
 //! click log writer, whose failing appends drop every new click: [`ClickLogWriterHealth`])

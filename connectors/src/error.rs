@@ -125,6 +125,41 @@ pub enum Error {
         /// What was found, and why it could not be written back.
         detail: String,
     },
+    /// The anomaly store hit an I/O error (a full disk, a failing device) and is closed: redb
+    /// refuses every operation on a database after one, so the store drops it and opens the
+    /// file again at the next operation (with backoff, see `anomaly_store` module docs).
+    /// Returned while the file cannot be reopened yet; nothing of the refused operation is
+    /// stored.
+    #[error("anomaly store \"{path}\" is closed after an I/O error ({cause}); it is reopened by the next operation once the storage works again")]
+    AnomalyStoreClosed {
+        /// The store file.
+        path: String,
+        /// The I/O error that closed it, or the latest failure to reopen it.
+        cause: String,
+    },
+    /// The anomaly store file was deleted while the store had it open, and it could not be
+    /// written back to its path from the open file. New events go to the open, deleted file
+    /// and are lost at the next restart.
+    #[error(
+        "anomaly store \"{path}\" was deleted while in use and could not be restored from the open file ({detail}); \
+         new anomaly events go to the deleted file and are lost at the next restart: free the problem and restart sluice"
+    )]
+    AnomalyStoreDeleted {
+        /// The store file.
+        path: String,
+        /// Why it could not be restored.
+        detail: String,
+    },
+    /// Another file took the anomaly store's path while the store had its own file open. The
+    /// store keeps writing to the file it opened, which is lost at the next restart.
+    #[error(
+        "anomaly store \"{path}\" was replaced by another file while in use; sluice keeps writing anomaly events to the file it opened, \
+         which is lost at the next restart: stop sluice, keep the file you want at that path and start it again"
+    )]
+    AnomalyStoreReplaced {
+        /// The store file.
+        path: String,
+    },
     /// The embedded link store's file (`links.db`) is no longer at its path while the store
     /// has it open: deleted, or replaced by another file (`what`: `"deleted or moved away"` or `"replaced by
     /// another file"`). SQLite keeps using the file it opened, which is unreachable: every
@@ -306,7 +341,11 @@ impl Error {
             #[cfg(feature = "clickhouse-sink")]
             Error::ClickHouse { source, .. } => crate::clickhouse::clickhouse_error_retryable(source),
             // Retryable once the operator has put the file back and restarted (503, not 500).
-            Error::Timeout { .. } | Error::CircuitOpen { .. } | Error::ClickLogClosed { .. } | Error::LinkStoreFileMoved { .. } => true,
+            Error::Timeout { .. }
+            | Error::CircuitOpen { .. }
+            | Error::ClickLogClosed { .. }
+            | Error::AnomalyStoreClosed { .. }
+            | Error::LinkStoreFileMoved { .. } => true,
             _ => false,
         }
     }
@@ -318,6 +357,7 @@ impl Error {
             Error::CodeTaken(_) | Error::NotFound(_) | Error::VersionMismatch { .. } | Error::IdempotencyKeyExists | Error::InvalidValue { .. } => "user",
             Error::Database(_) | Error::Migrate(_) | Error::ClickLog { .. } | Error::ClickLogClosed { .. } | Error::AnomalyStore { .. } => "external",
             Error::ClickLogDeleted { .. } | Error::ClickLogReplaced { .. } | Error::ClickLogDiverted { .. } | Error::LinkStoreFileMoved { .. } => "external",
+            Error::AnomalyStoreClosed { .. } | Error::AnomalyStoreDeleted { .. } | Error::AnomalyStoreReplaced { .. } => "external",
             Error::Corrupt(_)
             | Error::ClickLogDecode { .. }
             | Error::ClickLogFormat { .. }

@@ -195,6 +195,28 @@ pub fn dir_of(data_dir: &Path) -> PathBuf {
     data_dir.join("checkpoints")
 }
 
+/// The checkpoint files in `dir`, oldest first (none when `dir` does not exist).
+///
+/// Errors: `dir` exists but cannot be listed.
+pub fn list(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    checkpoint_files(dir)
+}
+
+/// Removes every checkpoint file in `dir` (so that the next start replays its input from the
+/// first record); returns how many were removed.
+///
+/// Errors: `dir` cannot be listed, a file cannot be removed (those before it are gone).
+pub fn remove_all(dir: &Path) -> anyhow::Result<usize> {
+    let files = checkpoint_files(dir).with_context(|| format!("could not list {}", dir.display()))?;
+    for f in &files {
+        std::fs::remove_file(f).with_context(|| format!("could not remove {}", f.display()))?;
+    }
+    if !files.is_empty() {
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("could not fsync {}", dir.display()))?;
+    }
+    Ok(files.len())
+}
+
 fn checkpoint_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),

@@ -236,6 +236,7 @@ impl System {
                 .chain(intake.as_ref().map(|i| Arc::new(crate::health::ClickLogWriterHealth(Arc::clone(&i.stats))) as Arc<dyn crate::health::Dependency>))
                 .chain(intake.as_ref().and_then(|i| i.kafka.as_ref()).map(|k| Arc::new(k.health()) as Arc<dyn crate::health::Dependency>))
                 .chain(export_jobs_health)
+                .chain(anomalies.iter().map(crate::anomalies::AnomalyOutputs::health))
                 .collect(),
         };
         let (Stack { router: _, api, redirect }, app) = build_stack_app(&cfg, Arc::clone(&store), sink, secret, extras)?;
