@@ -29,3 +29,5 @@ mod readiness;
 mod reports;
 #[cfg(feature = "integration-tests")]
 mod sinks;
+#[cfg(feature = "integration-tests")]
+mod sinks_restore;
