@@ -497,7 +497,8 @@ mod tests {
         assert!(tx.try_send(click(3)));
         wait_logged(4).await;
         assert_eq!(health.status(), (true, json!({"status": "up", "logged": 4})));
-        // Replaced: reported, left alone; appends go on.
+        // Replaced: reported, the other file left alone; the open log is saved to a side file
+        // and appends go on there.
         std::fs::remove_file(&path).expect("delete");
         std::fs::write(&path, b"not a click log").expect("another file");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -505,12 +506,17 @@ mod tests {
             assert!(tokio::time::Instant::now() < deadline, "the replaced file is noticed in time");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let message = format!(
-            "click log \"{}\" was replaced by another file while in use; sluice keeps writing to the file it opened, \
-             which is lost at the next restart: stop sluice, keep the file you want at that path and start it again",
+        let (up, body) = health.status();
+        assert!(!up);
+        assert_eq!((&body["status"], &body["dropped"]), (&json!("failed"), &json!(0)), "{body}");
+        let error = body["error"].as_str().expect("error");
+        let head = format!(
+            "click log \"{}\" was replaced by another file while in use; sluice saved the log it had open, with every click, to \"{}.recovered-",
+            path.display(),
             path.display()
         );
-        assert_eq!(health.status(), (false, json!({"status": "failed", "error": message, "dropped": 0})));
+        assert!(error.starts_with(&head), "{error}");
+        assert!(error.ends_with("and start it again"), "{error}");
         assert!(tx.try_send(click(4)));
         wait_logged(5).await;
         assert!(!health.status().0, "a successful append does not hide the replaced file");
