@@ -104,9 +104,12 @@ fn sink_totals<'a>(batches: impl IntoIterator<Item = &'a ChangeBatch>) -> Totals
     out
 }
 
+/// (code, granularity index, bucket start, is_bot) → (clicks, visitors).
+type ExactTotals = BTreeMap<(String, usize, i64, bool), (u64, BTreeSet<u64>)>;
+
 /// The whole totals of every bucket over the reference's accepted clicks (exact sets).
 fn reference_totals(reference: &Reference) -> Totals {
-    let mut acc: BTreeMap<(String, usize, i64, bool), (u64, BTreeSet<u64>)> = BTreeMap::new();
+    let mut acc: ExactTotals = BTreeMap::new();
     for c in reference.clicks() {
         for g in Granularity::ALL {
             let e = acc.entry((c.code.clone(), g.index(), g.bucket_start(c.ts), c.dims.is_bot)).or_default();

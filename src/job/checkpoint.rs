@@ -308,12 +308,16 @@ pub fn load_latest_for_log(dir: &Path, source: &SourceIdentity, log_clicks: Opti
     Ok(None)
 }
 
+/// The newest readable checkpoint of a partition (path and file) and every other
+/// checkpoint file of that partition.
+pub type NewestOfPartition = ((PathBuf, CheckpointFile), Vec<PathBuf>);
+
 /// The newest valid checkpoint in `dir` of click-log partition `partition`, whichever click
 /// log file it was taken of (for `sluice log reset`); unreadable files are skipped with a
 /// warning. Returns it with every other checkpoint file of that partition.
 ///
 /// Errors: the directory exists but cannot be listed.
-pub fn newest_of_partition(dir: &Path, partition: u32) -> anyhow::Result<Option<((PathBuf, CheckpointFile), Vec<PathBuf>)>> {
+pub fn newest_of_partition(dir: &Path, partition: u32) -> anyhow::Result<Option<NewestOfPartition>> {
     let files = checkpoint_files(dir).with_context(|| format!("could not list {}", dir.display()))?;
     let mut newest = None;
     let mut others = Vec::new();

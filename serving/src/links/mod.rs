@@ -114,7 +114,7 @@ pub fn normalize_tags(tags: &[String]) -> Result<Vec<String>, ApiError> {
             )
             .with_details(json!({ "index": index, "character": format!("U+{:04X}", u32::from(c)) })));
         }
-        if !out.iter().any(|o| *o == t) {
+        if !out.contains(&t) {
             out.push(t);
         }
     }

@@ -17,7 +17,7 @@ use sluice_schemas::EnrichedClick;
 /// by `(ts, event_id)`. The minutes must be whole in `events` for exact counts.
 pub fn flag(events: &mut [EnrichedClick], cap: Option<u32>) {
     let Some(cap) = cap else { return };
-    events.sort_unstable_by(|a, b| (a.ts, a.event_id).cmp(&(b.ts, b.event_id)));
+    events.sort_unstable_by_key(|e| (e.ts, e.event_id));
     let mut seen: HashMap<(&str, u64, i64), u32> = HashMap::new();
     let mut flagged = Vec::new();
     for (i, e) in events.iter().enumerate() {
