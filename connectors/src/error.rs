@@ -350,6 +350,18 @@ impl Error {
         }
     }
 
+    /// This error and its sources, joined by `": "` (for logs and readiness messages).
+    pub fn chain(&self) -> String {
+        let mut out = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(s) = source {
+            out.push_str(": ");
+            out.push_str(&s.to_string());
+            source = s.source();
+        }
+        out
+    }
+
     /// Coarse classification for the `error_type` metric label: `"user"` (bad input, conflict),
     /// `"external"` (database / disk) or `"internal"` (corrupt data, configuration).
     pub fn kind(&self) -> &'static str {

@@ -80,18 +80,6 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// `e` and its sources, joined by `": "`.
-fn error_chain(e: &Error) -> String {
-    let mut out = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
-
 impl AnomalyStore {
     /// Runs `f` on the open database, reopening it first if an I/O error closed it (module
     /// docs). An I/O error from `f` marks the store for reopening.
@@ -200,8 +188,8 @@ impl AnomalyStore {
                 rec.failures = rec.failures.saturating_add(1);
                 let delay = REOPEN_BACKOFF_INITIAL.saturating_mul(1u32 << (rec.failures - 1).min(16)).min(REOPEN_BACKOFF_MAX);
                 rec.next_try = Some(now + delay);
-                *lock(&self.failure) = error_chain(&e);
-                tracing::warn!(path = %shown, error = error_chain(&e), retry_in_ms = delay.as_millis() as u64, attempt = rec.failures, "could not reopen the anomaly store");
+                *lock(&self.failure) = e.chain();
+                tracing::warn!(path = %shown, error = e.chain(), retry_in_ms = delay.as_millis() as u64, attempt = rec.failures, "could not reopen the anomaly store");
                 Err(self.closed_error())
             }
         }
@@ -241,7 +229,7 @@ impl AnomalyStore {
             Ok(n) => n,
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
-                return Err(deleted(format!("could not copy it to \"{}\": {}", tmp.display(), error_chain(&e))));
+                return Err(deleted(format!("could not copy it to \"{}\": {}", tmp.display(), e.chain())));
             }
         };
         // A hard link never replaces a file that appeared at the path meanwhile.
@@ -271,7 +259,7 @@ impl AnomalyStore {
             }
             Err(e) => {
                 // The content is safe at the path; the next operation retries the open.
-                let detail = format!("the restored file could not be opened: {}", error_chain(&e));
+                let detail = format!("the restored file could not be opened: {}", e.chain());
                 *lock(&self.failure) = detail.clone();
                 self.needs_reopen.store(true, Ordering::Release);
                 Err(deleted(detail))

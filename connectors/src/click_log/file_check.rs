@@ -149,7 +149,7 @@ impl ClickLog {
             Ok(n) => n,
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
-                return Err(Switch::Failed(format!("could not copy it to \"{}\": {}", tmp.display(), super::recovery::error_chain(&e))));
+                return Err(Switch::Failed(format!("could not copy it to \"{}\": {}", tmp.display(), e.chain())));
             }
         };
         let placed = match place {
@@ -187,7 +187,7 @@ impl ClickLog {
             }
             Err(e) => {
                 // The content is safe at the target; the next operation retries the open.
-                let detail = format!("the copy at \"{}\" could not be opened: {}", target.display(), super::recovery::error_chain(&e));
+                let detail = format!("the copy at \"{}\" could not be opened: {}", target.display(), e.chain());
                 *self.inner.failure.lock().unwrap_or_else(|p| p.into_inner()) = detail.clone();
                 self.inner.needs_reopen.store(true, std::sync::atomic::Ordering::Release);
                 Err(Switch::Failed(detail))

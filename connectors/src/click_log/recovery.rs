@@ -184,8 +184,8 @@ impl ClickLog {
                 w.recovery.failures = w.recovery.failures.saturating_add(1);
                 let delay = reopen_delay(w.recovery.initial_backoff, w.recovery.failures);
                 w.recovery.next_try = Some(now + delay);
-                *self.inner.failure.lock().unwrap_or_else(|p| p.into_inner()) = error_chain(&e);
-                tracing::warn!(path = %path.display(), error = error_chain(&e), retry_in_ms = delay.as_millis() as u64, attempt = w.recovery.failures, "could not reopen the click log");
+                *self.inner.failure.lock().unwrap_or_else(|p| p.into_inner()) = e.chain();
+                tracing::warn!(path = %path.display(), error = e.chain(), retry_in_ms = delay.as_millis() as u64, attempt = w.recovery.failures, "could not reopen the click log");
                 return Err(self.closed_error(delay));
             }
         };
@@ -218,18 +218,6 @@ impl ClickLog {
         tracing::info!(path = %path.display(), head = w.head, "click log reopened after an I/O error");
         Ok(())
     }
-}
-
-/// `e` and its sources, joined by `": "`.
-pub(super) fn error_chain(e: &Error) -> String {
-    let mut out = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 /// The open database, for tests that edit the file behind the log's back.
