@@ -13,7 +13,7 @@ fn enricher() -> Enricher {
 }
 
 fn data(path: &str) -> String {
-    format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))
+    format!("{}/{path}", std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR (set by cargo test and nextest at run time)"))
 }
 
 #[test]

@@ -19,7 +19,10 @@ fn cc(s: &str) -> CountryCode {
 #[test]
 fn bundled_database_matches_the_test_vector_exactly() {
     let e = enricher();
-    let path = format!("{}/tests/data/geoip/geoip-test-vector.tsv", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/tests/data/geoip/geoip-test-vector.tsv",
+        std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR (set by cargo test and nextest at run time)")
+    );
     let text = std::fs::read_to_string(path).expect("test vector exists");
     let mut lines = text.lines();
     assert_eq!(lines.next(), Some("ip\tcountry_code"));
@@ -78,9 +81,14 @@ fn raw_lookup(ip: &str) -> Option<String> {
     struct Rec {
         country_code: String,
     }
-    let r =
-        maxminddb::Reader::from_source(std::fs::read(format!("{}/data/geoip/geo-whois-asn-country.mmdb", env!("CARGO_MANIFEST_DIR"))).expect("vendored db"))
-            .expect("valid db");
+    let r = maxminddb::Reader::from_source(
+        std::fs::read(format!(
+            "{}/data/geoip/geo-whois-asn-country.mmdb",
+            std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR (set by cargo test and nextest at run time)")
+        ))
+        .expect("vendored db"),
+    )
+    .expect("valid db");
     let res = r.lookup(ip.parse().expect("parses")).expect("lookup");
     res.decode::<Rec>().expect("decodes").map(|r| r.country_code)
 }
@@ -133,7 +141,10 @@ fn memoized_lookup_agrees_with_plain_lookup() {
 
 #[test]
 fn configured_path_overrides_and_bad_paths_are_clear_errors() {
-    let vendored = PathBuf::from(format!("{}/data/geoip/geo-whois-asn-country.mmdb", env!("CARGO_MANIFEST_DIR")));
+    let vendored = PathBuf::from(format!(
+        "{}/data/geoip/geo-whois-asn-country.mmdb",
+        std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR (set by cargo test and nextest at run time)")
+    ));
     let e = Enricher::new(&EnrichConfig { geoip_path: Some(vendored), ..EnrichConfig::default() }).expect("a valid file opens");
     assert_eq!(e.country(Some("81.2.69.160")), cc("GB"));
 

@@ -12,7 +12,10 @@ fn enricher() -> Enricher {
 }
 
 fn read_cases(file: &str) -> Vec<BTreeMap<String, Option<String>>> {
-    let path = format!("{}/tests/data/useragents/{file}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/tests/data/useragents/{file}",
+        std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR (set by cargo test and nextest at run time)")
+    );
     let mut text = String::new();
     let f = std::fs::File::open(&path).expect("test corpus exists");
     if file.ends_with(".gz") {

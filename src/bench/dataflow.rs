@@ -92,12 +92,19 @@ pub struct DataflowBenchArgs {
 const PARTITIONS: u32 = 4;
 const DAY_MS: i64 = 86_400_000;
 
+/// The corpus in the source tree the binary was built from, or `dataflows/tests/data` under
+/// the current directory when that tree has moved (a binary built in another checkout).
+fn default_corpus_dir() -> PathBuf {
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("dataflows/tests/data");
+    if built.is_dir() { built } else { PathBuf::from("dataflows/tests/data") }
+}
+
 /// Runs the benchmark and prints the report (see module docs).
 pub fn run(args: DataflowBenchArgs) -> anyhow::Result<()> {
     if args.events == 0 || args.links == 0 || args.visitors == 0 || args.live_rate == 0 || args.workers.is_empty() {
         bail!("--events, --links, --visitors, --live-rate and --workers must be positive");
     }
-    let dir = args.corpus_dir.clone().unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("dataflows/tests/data"));
+    let dir = args.corpus_dir.clone().unwrap_or_else(default_corpus_dir);
     let (humans, bots) = load_corpus(&dir)?;
     let started = Instant::now();
     // A fresh enricher (empty caches, including the user-agent table its clones share) for

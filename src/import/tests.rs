@@ -15,7 +15,9 @@ use crate::loadgen::test_server::TestServer;
 const SECRET: &str = "abababababababababababababababababababababababababababababababab";
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("ingest/tests/data/import").join(name)
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR (set by cargo test and nextest at run time)"))
+        .join("ingest/tests/data/import")
+        .join(name)
 }
 
 fn import_args(file: PathBuf) -> ImportArgs {

@@ -62,6 +62,12 @@ pub struct TailProgress {
     caught_up: Mutex<VecDeque<i64>>,
     /// Largest instant evicted from `caught_up` (`i64::MIN` if none).
     evicted: AtomicI64,
+    /// Ascending `(t, offset)`: a poll at instant `t` had handed the dataflow every entry
+    /// below `offset` (recorded when the offset moved; [`TailProgress::backlog_at`]).
+    handed: Mutex<VecDeque<(i64, u64)>>,
+    /// Offset the views held when the tail started (the replay's start), or the largest
+    /// offset evicted from `handed`.
+    applied_floor: AtomicU64,
     /// Set when the tail task stopped on an error it cannot retry.
     failure: Mutex<Option<String>>,
     /// The low-water mark of the intake feeding the log (`None`: no writer in this process).
@@ -80,6 +86,8 @@ impl TailProgress {
             delivered: AtomicU64::new(from),
             caught_up: Mutex::new(VecDeque::with_capacity(1024)),
             evicted: AtomicI64::new(i64::MIN),
+            handed: Mutex::new(VecDeque::with_capacity(1024)),
+            applied_floor: AtomicU64::new(from),
             failure: Mutex::new(None),
             wake: WakeSlot::new(),
         }
@@ -116,6 +124,34 @@ impl TailProgress {
         self.log.head().saturating_sub(self.delivered())
     }
 
+    /// Log events not reflected in views that applied every epoch below `applied_epoch`:
+    /// `head − offset`, where `offset` is what the latest poll before the epoch (less the
+    /// clock slack) had handed over — a record handed over by a poll at instant `t` entered
+    /// the graph at an epoch ≤ `t` (module docs). During a replay this stays above 0 until
+    /// the views have applied the replayed events, unlike [`TailProgress::backlog`].
+    pub fn backlog_at(&self, applied_epoch: u64) -> u64 {
+        let limit = i64::try_from(applied_epoch).unwrap_or(i64::MAX).saturating_sub(CLOCK_SLACK_MS);
+        let applied = {
+            let q = self.handed.lock();
+            let i = q.partition_point(|&(t, _)| t < limit);
+            if i > 0 { q[i - 1].1 } else { self.applied_floor.load(Ordering::Acquire) }
+        };
+        self.log.head().saturating_sub(applied)
+    }
+
+    fn mark_handed(&self, t: i64, offset: u64) {
+        let mut q = self.handed.lock();
+        if q.back().is_some_and(|&(bt, bo)| bo >= offset || bt > t) {
+            return;
+        }
+        q.push_back((t, offset));
+        if q.len() > CAUGHT_UP_HISTORY
+            && let Some((_, old)) = q.pop_front()
+        {
+            self.applied_floor.fetch_max(old, Ordering::AcqRel);
+        }
+    }
+
     fn mark_caught_up(&self, t: i64) {
         let mut q = self.caught_up.lock();
         if q.back().is_some_and(|&b| b >= t) {
@@ -150,6 +186,9 @@ impl sluice_serving::stats::Frontier for TailProgress {
     }
     fn backlog(&self) -> u64 {
         TailProgress::backlog(self)
+    }
+    fn backlog_at(&self, applied_epoch: u64) -> u64 {
+        TailProgress::backlog_at(self, applied_epoch)
     }
 }
 
@@ -213,7 +252,9 @@ impl ClickSource for LogSource {
         // `t` is in `head` or still pending with `ts >= floor`.
         let t = self.progress.clock.now_ms();
         let floor = self.progress.pending_floor();
-        let caught_up = self.pending.is_empty() && self.progress.delivered() >= self.progress.log.head();
+        let delivered = self.progress.delivered();
+        self.progress.mark_handed(t, delivered);
+        let caught_up = self.pending.is_empty() && delivered >= self.progress.log.head();
         if caught_up {
             self.progress.mark_caught_up(floor.map_or(t, |f| t.min(f)));
         }
@@ -403,6 +444,55 @@ mod tests {
         assert_eq!(p.covered_until(1_013), Some(1_009));
         assert_eq!(p.covered_until(1_012), None, "no instant before 1_009 is left");
         assert_eq!(p.covered_until(1_016), Some(1_012));
+    }
+
+    fn logged(i: u64) -> sluice_schemas::ClickEvent {
+        sluice_schemas::ClickEvent {
+            event_id: uuid::Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0000 | u128::from(i + 1)),
+            code: "bk".into(),
+            ts: 1_000 + i as i64,
+            ip_trunc: None,
+            visitor_id: i,
+            user_agent: String::new(),
+            referrer: None,
+            accept_language: None,
+            edge_region: None,
+        }
+    }
+
+    /// An answer's backlog counts what was handed to the dataflow but not yet applied at its
+    /// epoch (a replay in progress never answers 0 with its counts missing), and nothing
+    /// once the epoch passed the poll that handed the last entry over.
+    #[test]
+    fn backlog_at_counts_handed_but_unapplied_entries() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = ClickLog::open(dir.path()).expect("log");
+        log.append(&(0..10).map(logged).collect::<Vec<_>>()).expect("append");
+        // The views started from a checkpoint at offset 2.
+        let p = TailProgress::new(log, 2, None);
+        assert_eq!(p.backlog(), 8);
+        assert_eq!(p.backlog_at(1_000), 8, "nothing handed over yet");
+        p.mark_handed(100, 6);
+        p.mark_handed(200, 10);
+        p.delivered.store(10, Ordering::Release);
+        assert_eq!(p.backlog(), 0, "everything read");
+        assert_eq!(p.backlog_at(100 + CLOCK_SLACK_MS as u64), 8, "the poll at 100 may still be in the epoch being applied");
+        assert_eq!(p.backlog_at(101 + CLOCK_SLACK_MS as u64), 4);
+        assert_eq!(p.backlog_at(201 + CLOCK_SLACK_MS as u64), 0);
+        p.mark_handed(150, 12); // an instant before the last one: ignored
+        p.mark_handed(300, 10); // no progress: ignored
+        assert_eq!(p.handed.lock().len(), 2);
+    }
+
+    #[test]
+    fn evicted_handed_offsets_raise_the_floor() {
+        let (_dir, p) = progress();
+        for i in 0..(CAUGHT_UP_HISTORY as u64 + 3) {
+            p.mark_handed(1_000 + i as i64, i + 1);
+        }
+        // (1000, 1), (1001, 2), (1002, 3) were evicted: offset 3 is the floor.
+        assert_eq!(p.applied_floor.load(Ordering::Acquire), 3);
+        assert_eq!(p.handed.lock().len(), CAUGHT_UP_HISTORY);
     }
 
     /// A tail that stopped on a read failure makes `/readyz` answer 503 naming it; a

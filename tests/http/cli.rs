@@ -162,7 +162,8 @@ fn help_texts_describe_behaviour_not_internal_references() {
 fn import_into_a_new_data_dir_does_not_warn_of_a_lost_visitor_secret() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("new");
-    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("ingest/tests/data/import/events.ndjson");
+    let file = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR (set by cargo test and nextest at run time)"))
+        .join("ingest/tests/data/import/events.ndjson");
     let out = sluice(&["--log", "info", "import", "--data-dir", data.to_str().expect("utf-8"), file.to_str().expect("utf-8")], &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("NEW visitor secret"), "{stderr}");
@@ -290,7 +291,8 @@ fn a_closed_standard_output_ends_the_command_quietly() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let data_arg = data.to_str().expect("utf-8");
-    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("ingest/tests/data/import/events.ndjson");
+    let file = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR (set by cargo test and nextest at run time)"))
+        .join("ingest/tests/data/import/events.ndjson");
     let out = sluice_into_closed_pipe(&["--log", "warn", "import", "--data-dir", data_arg, file.to_str().expect("utf-8")]);
     assert_eq!((out.status.code(), stderr(&out).as_str()), (Some(0), ""), "import");
     let out = sluice(&["log", "tail", "--data-dir", data_arg, "--from", "0"], &[]);
@@ -384,7 +386,8 @@ fn bad_short_domains_data_dirs_and_store_urls_say_what_is_wrong() {
     let want = format!("error: data dir \"{file_arg}\" is not a directory (check --data-dir or [server] data-dir)\n");
     let out = sluice(&["migrate", "--data-dir", file_arg], &[]);
     assert_eq!((out.status.code(), stderr(&out)), (Some(1), want.clone()), "migrate");
-    let events = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("ingest/tests/data/import/events.ndjson");
+    let events = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR (set by cargo test and nextest at run time)"))
+        .join("ingest/tests/data/import/events.ndjson");
     let out = sluice(&["--log", "warn", "import", "--data-dir", file_arg, events.to_str().expect("utf-8")], &[]);
     assert_eq!((out.status.code(), stderr(&out)), (Some(1), want.clone()), "import");
     let port = crate::child::free_port();

@@ -5,7 +5,7 @@
 use std::path::{Component, Path, PathBuf};
 
 fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR (set by cargo test and nextest at run time)"))
 }
 
 fn markdown_files(dir: &Path, out: &mut Vec<PathBuf>) {

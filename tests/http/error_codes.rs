@@ -12,7 +12,7 @@ use sluice_serving::error_codes::{ERROR_CODES, JOB_FAILURE_CODES};
 const ROOTS: &[&str] = &["serving/src", "ingest/src", "redirect/src", "src", "dataflows/src/views"];
 
 fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR (set by cargo test and nextest at run time)"))
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

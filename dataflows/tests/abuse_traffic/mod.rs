@@ -138,7 +138,7 @@ pub struct World {
 }
 
 fn data(path: &str) -> String {
-    format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))
+    format!("{}/{path}", std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR (set by cargo test and nextest at run time)"))
 }
 
 fn sendable(ua: &str) -> bool {

@@ -54,6 +54,16 @@ pub trait Frontier: Send + Sync + 'static {
 
     /// Events in the click log the dataflow has not read yet.
     fn backlog(&self) -> u64;
+
+    /// Events in the click log not yet reflected in views that have applied every
+    /// processing epoch below `applied_epoch`: the read backlog plus what was read but not
+    /// yet applied (so an answer computed during a replay never reports 0 while its counts
+    /// are still missing events). The default is [`Frontier::backlog`] (sources that cannot
+    /// tell read from applied).
+    fn backlog_at(&self, applied_epoch: u64) -> u64 {
+        let _ = applied_epoch;
+        self.backlog()
+    }
 }
 
 /// The dataflow side of [`StatsState`]: views plus their frontier.
@@ -118,7 +128,8 @@ pub struct FreshnessInfo {
     /// Event-time watermark of the answer (ms UTC; `None` before any event): buckets ending
     /// at or before it are final unless a late event within the allowed lateness arrives.
     pub watermark_ms: Option<i64>,
-    /// Click-log events not yet read by the dataflow.
+    /// Click-log events not reflected in this answer (not yet read by the dataflow, or read
+    /// but not yet applied to the views the answer was computed from).
     pub backlog_events: u64,
 }
 
@@ -158,7 +169,7 @@ impl StatsState {
     /// Freshness of an answer computed at frontier `as_of`, measured at `now_ms` (UTC).
     pub fn freshness(&self, as_of: AsOf, now_ms: i64) -> FreshnessInfo {
         let (covered, backlog) = match &self.inner.source {
-            Some(s) => (s.frontier.covered_until(as_of.epoch), s.frontier.backlog()),
+            Some(s) => (s.frontier.covered_until(as_of.epoch), s.frontier.backlog_at(as_of.epoch)),
             None => (None, 0),
         };
         FreshnessInfo {
