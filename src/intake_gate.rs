@@ -3,6 +3,16 @@
 //! `[dataflow] allowed-lateness`; for backfill `[dataflow] long-retention`), so events the
 //! pipeline would drop are refused per event
 //! at intake (`unknown_code`, `too_late`) instead of being accepted and dead-lettered.
+//!
+//! The views' watermark is read at their last completed epoch, and the dataflow's partition
+//! watermark keeps moving while an accepted event is on its way (with the processing clock
+//! while the log is idle, with the event times of other requests): an event accepted just
+//! inside the bound could be dead-lettered by the time the dataflow reads it. The bound is
+//! therefore [`IN_FLIGHT_MARGIN`] stricter than the views' watermark minus the limit:
+//! events within that margin of the edge are refused `too_late` too. A concurrent request
+//! that moves the watermark further than the margin in that time can still make the
+//! dataflow dead-letter an accepted event (counted in
+//! `sluice_events_dead_lettered_total{reason="too_late"}`).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -11,6 +21,11 @@ use std::time::Duration;
 use sluice_connectors::LinkStore;
 use sluice_dataflows::views::Views;
 use sluice_ingest::http::gate::{IntakeGate, KnownCodes};
+
+/// How much earlier than the views' watermark minus the limit the intake starts refusing
+/// events `too_late` (module docs): 60 s, far more than the views' lag and an event's
+/// append and read (milliseconds to a few seconds on a loaded machine).
+pub const IN_FLIGHT_MARGIN: Duration = Duration::from_secs(60);
 
 /// Link store + optional views (`None` when this process runs no dataflow: no lateness check).
 pub struct StoreAndViewsGate {
@@ -28,13 +43,12 @@ impl StoreAndViewsGate {
         StoreAndViewsGate { store, views, allowed_lateness_ms: ms(allowed_lateness), long_retention_ms: ms(long_retention) }
     }
 
-    /// The views' watermark minus `limit_ms`; `None` without views or before any event.
+    /// The views' watermark plus [`IN_FLIGHT_MARGIN`] minus `limit_ms`; `None` without
+    /// views or before any event.
     fn watermark_minus(&self, limit_ms: i64) -> Option<i64> {
-        // The views' watermark trails the gate's per-partition watermark (it is the minimum
-        // over partitions, read at a completed epoch), so whatever is refused here the
-        // dataflow would have dead-lettered too.
         let w = self.views.as_ref()?.as_of().watermark_ms;
-        (w != i64::MIN && w != i64::MAX).then(|| w.saturating_sub(limit_ms))
+        let margin = i64::try_from(IN_FLIGHT_MARGIN.as_millis()).unwrap_or(i64::MAX);
+        (w != i64::MIN && w != i64::MAX).then(|| w.saturating_add(margin).saturating_sub(limit_ms))
     }
 }
 
@@ -57,5 +71,10 @@ impl IntakeGate for StoreAndViewsGate {
 
     fn oldest_backfill_ts_ms(&self) -> Option<i64> {
         self.watermark_minus(self.long_retention_ms)
+    }
+
+    fn lateness_limit_ms(&self, backfill: bool) -> Option<i64> {
+        self.views.as_ref()?;
+        Some(if backfill { self.long_retention_ms } else { self.allowed_lateness_ms })
     }
 }

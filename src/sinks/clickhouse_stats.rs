@@ -280,7 +280,7 @@ fn api_error(e: HistoryError, q: &StatsQuery) -> sluice_serving::ApiError {
     match e {
         HistoryError::InvalidQuery { code, message } => sluice_serving::ApiError::bad_request(code, message),
         HistoryError::Storage(err) => {
-            tracing::warn!(error = %err, code = %q.code, "clickhouse could not answer a stats query");
+            tracing::warn!(error = %err.chain(), code = %q.code, "clickhouse could not answer a stats query");
             sluice_serving::ApiError::new(
                 axum::http::StatusCode::SERVICE_UNAVAILABLE,
                 "stats_history_unavailable",

@@ -194,7 +194,7 @@ impl Sinks {
             out.push(Arc::new(RedisSinkHealth { sink: Arc::clone(r), probe: CachedProbe::new(PROBE_MAX_AGE) }));
         }
         if let Some(c) = &self.clickhouse {
-            out.push(Arc::new(ClickHouseHealth(Arc::clone(c))));
+            out.push(Arc::new(ClickHouseHealth { sink: Arc::clone(c), probe: CachedProbe::new(PROBE_MAX_AGE) }));
         }
         out
     }
@@ -343,16 +343,37 @@ impl Dependency for RedisSinkHealth {
     }
 }
 
-struct ClickHouseHealth(Arc<ClickHouseSink>);
+/// The ClickHouse sink as `/readyz` sees it: up while its latest insert (or migration)
+/// succeeded and ClickHouse answers `SELECT 1` (probed on a connection of its own at most
+/// once per [`PROBE_MAX_AGE`], within [`PROBE_TIMEOUT`]), so a ClickHouse that is down or
+/// does not answer is reported even while the writer has nothing to insert. `last_error`
+/// is the latest insert's error (with its causes), else the failed probe's.
+struct ClickHouseHealth {
+    sink: Arc<ClickHouseSink>,
+    probe: CachedProbe,
+}
+
 impl Dependency for ClickHouseHealth {
     fn name(&self) -> &'static str {
         "clickhouse"
     }
     fn status(&self) -> (bool, serde_json::Value) {
-        let s = self.0.status();
+        let s = self.sink.status();
+        let probed = self.probe.last().unwrap_or(Ok(()));
+        let up = s.healthy && probed.is_ok();
+        let last_error = s.last_error.or(probed.err());
         (
-            s.healthy,
-            json!({ "status": if s.healthy { "up" } else { "down" }, "pending_rows": s.pending_rows, "applied_epoch": s.applied_epoch, "migrated": s.migrated, "last_error": s.last_error }),
+            up,
+            json!({ "status": if up { "up" } else { "down" }, "pending_rows": s.pending_rows, "applied_epoch": s.applied_epoch, "migrated": s.migrated, "last_error": last_error }),
         )
+    }
+    fn refresh(&self) -> RefreshFuture<'_> {
+        Box::pin(self.probe.refresh(|| async {
+            self.sink.ping(PROBE_TIMEOUT).await.map_err(|e| {
+                let error = crate::health::error_chain(&e);
+                tracing::debug!(error = %error, "readiness probe: clickhouse does not answer");
+                error
+            })
+        }))
     }
 }

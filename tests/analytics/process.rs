@@ -332,20 +332,43 @@ fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_are_counted_in_metrics() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let p = Proc::start(dir.path()).await;
-    p.create_link("https://example.com/dead-letters", "dead-letters").await;
     let now = now_ms();
-    // One request: the intake has no watermark yet, so the old events pass it and the
-    // dataflow (which sees dl-1 first) dead-letters them.
+    // The intake refuses what it knows the dataflow would drop, so the dead letters come from
+    // the log itself: `sluice import --no-backfill` writes three live events into the
+    // stopped server's click log, and the dataflow (which sees dl-1 first) dead-letters the
+    // two older than the 48 h lateness behind it.
+    let file = dir.path().join("dead-letters.ndjson");
+    let lines: Vec<String> = [("dl-1", now), ("dl-2", now - 72 * 3_600_000), ("dl-3", now - 73 * 3_600_000)]
+        .iter()
+        .map(|(id, ts)| event(id, "dead-letters", *ts, "192.0.2.1", BROWSER_UA, None).to_string())
+        .collect();
+    std::fs::write(&file, lines.join("\n") + "\n").expect("write");
+    let data = dir.path().join("data");
+    let out = Command::new(BIN)
+        .args(["--log", "warn", "import", "--no-backfill", "--data-dir"])
+        .arg(&data)
+        .arg(&file)
+        .env_remove("KAFKA_BROKERS")
+        .output()
+        .expect("import");
+    assert!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
+    let p = Proc::start(&data).await;
+    p.create_link("https://example.com/dead-letters", "dead-letters").await;
+    // In one request, an event more than the lateness behind an earlier accepted one is
+    // refused at intake (the dataflow would dead-letter it): dl-7 is accepted, dl-6 refused.
     let r = p
         .post_events(&[
-            event("dl-1", "dead-letters", now, "192.0.2.1", BROWSER_UA, None),
-            event("dl-2", "dead-letters", now - 72 * 3_600_000, "192.0.2.1", BROWSER_UA, None),
-            event("dl-3", "dead-letters", now - 73 * 3_600_000, "192.0.2.1", BROWSER_UA, None),
+            event("dl-6a", "dead-letters", now, "192.0.2.1", BROWSER_UA, None),
+            event("dl-6", "dead-letters", now - 49 * 3_600_000, "192.0.2.1", BROWSER_UA, None),
+            event("dl-7", "dead-letters", now - 47 * 3_600_000, "192.0.2.1", BROWSER_UA, None),
         ])
         .await
         .expect("post");
-    assert!(r.status().is_success());
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(v["accepted"], 2, "{v}");
+    assert_eq!(v["rejected"][0]["index"], 1, "{v}");
+    assert_eq!(v["rejected"][0]["reason"], "too_late", "{v}");
     let t0 = Instant::now();
     loop {
         let text = p.http.get(format!("{}/metrics", p.base)).send().await.expect("metrics").text().await.expect("text");

@@ -204,3 +204,110 @@ mod redis {
         drop(child);
     }
 }
+
+#[cfg(feature = "integration-tests")]
+mod clickhouse {
+    use super::*;
+    use crate::clickhouse::Ch;
+
+    /// `serve` on `data` with `config` as its only ClickHouse settings (the test environment's
+    /// CLICKHOUSE_* variables, which win over the file, are removed), ready.
+    async fn serve_with(http: &reqwest::Client, data: &Path, config: &Path) -> (ChildProcess, String) {
+        let listen = format!("127.0.0.1:{}", free_port());
+        let log = data.with_extension("log");
+        let err = std::fs::File::create(&log).expect("log file");
+        let mut child = ChildProcess::spawn(
+            std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+                .args(["serve", "--listen", &listen, "--data-dir"])
+                .arg(data)
+                .arg("--config")
+                .arg(config)
+                .env("SLUICE_LOG", "warn")
+                .env("NO_COLOR", "1")
+                .env_remove("KAFKA_BROKERS")
+                .env_remove("SLUICE__STORE__URL")
+                .env_remove("CLICKHOUSE_URL")
+                .env_remove("CLICKHOUSE_USER")
+                .env_remove("CLICKHOUSE_PASSWORD")
+                .env_remove("CLICKHOUSE_DATABASE")
+                .stdout(std::process::Stdio::null())
+                .stderr(err),
+            "sluice serve",
+        );
+        await_ready(&mut child, http, &listen, &log, Duration::from_secs(60)).await;
+        (child, listen)
+    }
+
+    /// `dependencies.clickhouse` of `/readyz` once it is `want` (10 s at most).
+    async fn await_clickhouse(http: &reqwest::Client, listen: &str, want: &str) -> Value {
+        let t0 = Instant::now();
+        loop {
+            let (status, body) = readyz(http, listen).await;
+            assert_eq!(status, 200, "optional dependency: {body}");
+            let state = body["dependencies"]["clickhouse"].clone();
+            if state["status"] == want {
+                return state;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(10), "clickhouse never {want}: {state}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Nothing listens at the configured address and no click was made: `/readyz` reports
+    /// ClickHouse down (its own probe and the start-up migration), with the cause.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn clickhouse_that_nobody_answers_is_reported_down_before_any_click() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("sluice.toml");
+        let dead = free_port();
+        std::fs::write(&config, format!("[clickhouse]\nurl = \"http://127.0.0.1:{dead}\"\ndatabase = \"it_readyz_dead\"\n")).expect("config");
+        let http = reqwest::Client::new();
+        let (child, listen) = serve_with(&http, &dir.path().join("data"), &config).await;
+        let down = await_clickhouse(&http, &listen, "down").await;
+        assert_eq!((&down["pending_rows"], &down["migrated"]), (&json!(0), &json!(false)), "{down}");
+        let error = down["last_error"].as_str().expect("last_error");
+        assert!(error.starts_with("clickhouse could not ") && error.contains("Connection refused"), "the cause is named: {error}");
+        drop(child);
+    }
+
+    /// A fresh database is created at start-up, not at the first click: `/readyz` says
+    /// migrated, and a query that only ClickHouse answers (ad-hoc dimensions) gives the
+    /// empty result for a link without clicks instead of 503.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn clickhouse_is_migrated_at_start_up_and_answers_before_the_first_click() {
+        let ch = Ch::fresh("readyz_mig");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("sluice.toml");
+        std::fs::write(
+            &config,
+            format!("[clickhouse]\nurl = \"{}\"\nuser = \"{}\"\npassword = \"{}\"\ndatabase = \"{}\"\n", ch.url, ch.user, ch.password, ch.database),
+        )
+        .expect("config");
+        let http = reqwest::Client::new();
+        let (child, listen) = serve_with(&http, &dir.path().join("data"), &config).await;
+        let t0 = Instant::now();
+        loop {
+            let state = await_clickhouse(&http, &listen, "up").await;
+            if state["migrated"] == true {
+                break;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(10), "never migrated: {state}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let r = http
+            .post(format!("http://{listen}/v1/links"))
+            .json(&json!({"long_url": "https://example.com/readyz-mig", "custom_alias": "readyz-mig"}))
+            .send()
+            .await
+            .expect("create");
+        assert_eq!(r.status().as_u16(), 201);
+        let r = http.get(format!("http://{listen}/v1/links/readyz-mig/stats?dimensions=browser,os")).send().await.expect("stats");
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.expect("json");
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["totals"], json!({"clicks": 0, "uniques": 0, "bot_clicks": 0}), "{body}");
+        assert_eq!(body["rows"], json!([]), "{body}");
+        drop(child);
+        ch.drop_database().await;
+    }
+}

@@ -63,6 +63,11 @@ pub struct ClickHouseConfig {
     /// Deadline of one request (default 30 s).
     #[serde(default = "default_request_timeout", with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// Deadline of one read for the stats API (history ranges, ad-hoc dimensions; default
+    /// 10 s): a ClickHouse that accepts connections but does not answer costs a stats
+    /// request this long before its 503 `stats_history_unavailable`, not `request-timeout`.
+    #[serde(default = "default_query_timeout", with = "humantime_serde")]
+    pub query_timeout: Duration,
     /// Deadline of connecting (default 2 s).
     #[serde(default = "default_connect_timeout", with = "humantime_serde")]
     pub connect_timeout: Duration,
@@ -92,6 +97,9 @@ fn default_max_pending_rows() -> usize {
 fn default_request_timeout() -> Duration {
     Duration::from_secs(30)
 }
+fn default_query_timeout() -> Duration {
+    Duration::from_secs(10)
+}
 fn default_connect_timeout() -> Duration {
     Duration::from_secs(2)
 }
@@ -113,6 +121,7 @@ impl Default for ClickHouseConfig {
             flush_interval: default_flush_interval(),
             max_pending_rows: default_max_pending_rows(),
             request_timeout: default_request_timeout(),
+            query_timeout: default_query_timeout(),
             connect_timeout: default_connect_timeout(),
             backoff_min: default_backoff_min(),
             backoff_max: default_backoff_max(),
@@ -194,6 +203,7 @@ impl ClickHouseConfig {
         for (field, d) in [
             ("flush-interval", self.flush_interval),
             ("request-timeout", self.request_timeout),
+            ("query-timeout", self.query_timeout),
             ("connect-timeout", self.connect_timeout),
             ("backoff-min", self.backoff_min),
         ] {

@@ -53,11 +53,11 @@ fn invalid(field: &'static str, reason: &str) -> Error {
 }
 
 impl ClickHouseReader {
-    /// A reader of `config.database` (no I/O).
+    /// A reader of `config.database` (no I/O); each read is bounded by `query-timeout`.
     ///
     /// Errors: [`Error::Config`] for an invalid or disabled configuration.
     pub fn new(config: &ClickHouseConfig) -> Result<ClickHouseReader> {
-        Ok(ClickHouseReader { client: client(config)?, timeout: config.request_timeout })
+        Ok(ClickHouseReader { client: client(config)?, timeout: config.query_timeout })
     }
 
     /// Rows of `q`, sorted by (bucket, view, is_bot, dimension values).

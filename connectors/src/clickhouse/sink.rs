@@ -70,6 +70,7 @@ pub struct ClickHouseSinkStatus {
 
 /// Handle of the running sink (module docs).
 pub struct ClickHouseSink {
+    config: ClickHouseConfig,
     tx: mpsc::Sender<SinkInput>,
     status: watch::Receiver<ClickHouseSinkStatus>,
     task: tokio::task::JoinHandle<()>,
@@ -105,7 +106,15 @@ impl ClickHouseSink {
             status_tx,
         };
         let task = tokio::spawn(writer.run(rx));
-        Ok(ClickHouseSink { tx, status, task })
+        Ok(ClickHouseSink { config: config.clone(), tx, status, task })
+    }
+
+    /// `SELECT 1` on a connection of its own within `timeout` (readiness probes: a ClickHouse
+    /// that is down is reported even while the writer has nothing to insert).
+    ///
+    /// Errors: [`Error::ClickHouse`] (e.g. connection refused), [`Error::Timeout`].
+    pub async fn ping(&self, timeout: Duration) -> Result<()> {
+        super::client::healthcheck(&self.config, timeout).await
     }
 
     /// Queues input, waiting while the channel (256 messages) is full.
@@ -142,7 +151,7 @@ impl ClickHouseSink {
     /// Closes the input and waits up to `timeout` for the buffers to be inserted; returns the
     /// final status (`pending_rows > 0` if ClickHouse stayed unavailable).
     pub async fn shutdown(self, timeout: Duration) -> ClickHouseSinkStatus {
-        let ClickHouseSink { tx, status, task } = self;
+        let ClickHouseSink { tx, status, task, .. } = self;
         drop(tx);
         let abort = task.abort_handle();
         if tokio::time::timeout(timeout, task).await.is_err() {
@@ -172,7 +181,10 @@ impl Writer {
     async fn run(mut self, mut rx: mpsc::Receiver<SinkInput>) {
         let mut open = true;
         let mut backoff = Backoff::new(self.config.backoff_min, self.config.backoff_max);
-        let mut retry_at: Option<tokio::time::Instant> = None;
+        // The first flush is due at once: it runs the migrations (creating the database and
+        // tables) before any row arrives, so history queries and readiness are right from
+        // the start; on failure it is retried with backoff like any insert.
+        let mut retry_at: Option<tokio::time::Instant> = Some(tokio::time::Instant::now());
         loop {
             let pending = self.pending();
             if pending == 0 {
@@ -214,7 +226,7 @@ impl Writer {
                 Err(e) => {
                     self.status.errors += 1;
                     self.status.healthy = false;
-                    self.status.last_error = Some(e.to_string());
+                    self.status.last_error = Some(e.chain());
                     self.status.pending_rows = self.pending();
                     let n = self.status.errors;
                     InsertFailed { error: &e, pending: self.pending(), log: log_failure(n) }.emit();

@@ -36,4 +36,14 @@ pub trait IntakeGate: Send + Sync + 'static {
     fn oldest_backfill_ts_ms(&self) -> Option<i64> {
         None
     }
+
+    /// How far (ms) an event may trail its partition's watermark before the dataflow
+    /// dead-letters it `too_late`: `[dataflow] allowed-lateness` for live events,
+    /// `[dataflow] long-retention` for backfill. The intake uses it to refuse an event older
+    /// than that behind an event accepted before it in the same request. `None` (the
+    /// default): no such check.
+    fn lateness_limit_ms(&self, backfill: bool) -> Option<i64> {
+        let _ = backfill;
+        None
+    }
 }

@@ -221,7 +221,11 @@ async fn handle<L: EventLog>(state: &EventsState<L>, req: Request) -> Result<(us
 
 /// Applies the gate to the valid events in body order: `unknown_code` for codes no link
 /// has, then `too_late` for event times before the oldest counted one (live events: the
-/// allowed lateness; backfill: the longest retention).
+/// allowed lateness; backfill: the longest retention). The events of one request reach
+/// the dataflow in body order, each raising its partition's watermark to its event time,
+/// so an event is also refused when it is older than the limit
+/// ([`IntakeGate::lateness_limit_ms`]) behind an event accepted before it in the same
+/// request (the dataflow would dead-letter it `too_late`).
 async fn gate_events(
     gate: &dyn IntakeGate,
     valid: Vec<(usize, Option<usize>, ClickEvent)>,
@@ -241,9 +245,17 @@ async fn gate_events(
             )
         })?
     };
-    let oldest = if backfill { gate.oldest_backfill_ts_ms() } else { gate.oldest_live_ts_ms() };
+    let from_views = if backfill { gate.oldest_backfill_ts_ms() } else { gate.oldest_live_ts_ms() };
+    let limit = gate.lateness_limit_ms(backfill);
+    // Largest event time accepted so far in this request.
+    let mut batch_max: Option<i64> = None;
     let mut accepted = Vec::with_capacity(valid.len());
     for (index, line, ev) in valid {
+        let from_batch = batch_max.zip(limit).map(|(m, l)| m.saturating_sub(l));
+        let oldest = match (from_views, from_batch) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
         let refusal = if !known.contains(&ev.code) {
             Some(("unknown_code", format!("no link has the code \"{}\"", ev.code)))
         } else {
@@ -266,7 +278,10 @@ async fn gate_events(
         };
         match refusal {
             Some((reason, message)) => rejected.push(RejectedEvent { index, line, reason, message }),
-            None => accepted.push(ev),
+            None => {
+                batch_max = Some(batch_max.map_or(ev.ts, |m| m.max(ev.ts)));
+                accepted.push(ev);
+            }
         }
     }
     Ok(accepted)

@@ -7,7 +7,7 @@ pub mod read;
 pub mod update;
 
 use axum::http::{HeaderMap, HeaderValue, header};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use serde_json::json;
 use sluice_schemas::{Link, RedirectType};
 
@@ -78,11 +78,9 @@ pub fn parse_expires_at(raw: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, 
         })?
         .with_timezone(&Utc);
     let round_up = i64::from(t.timestamp_subsec_nanos() % 1_000_000 != 0);
-    let t = t
-        .timestamp_millis()
-        .checked_add(round_up)
-        .and_then(DateTime::from_timestamp_millis)
-        .ok_or_else(|| ApiError::bad_request("invalid_expires_at", "expires_at is out of range"))?;
+    let t = t.timestamp_millis().checked_add(round_up).and_then(DateTime::from_timestamp_millis).filter(|t| t.year() <= 9999).ok_or_else(|| {
+        ApiError::bad_request("invalid_expires_at", "expires_at must be at or before 9999-12-31T23:59:59.999Z").with_details(json!({ "expires_at": raw }))
+    })?;
     if t <= now {
         return Err(ApiError::bad_request("expires_in_past", "expires_at must be in the future").with_details(json!({ "expires_at": t, "now": now })));
     }
@@ -159,6 +157,13 @@ mod tests {
         assert_eq!(parse_expires_at("2025-01-01T00:00:00Z", now).expect_err("equal").code, "expires_in_past");
         assert_eq!(parse_expires_at("2024-01-01T00:00:00Z", now).expect_err("past").code, "expires_in_past");
         assert_eq!(parse_expires_at("tomorrow", now).expect_err("junk").code, "invalid_expires_at");
+        // Rounding up past the last representable millisecond of year 9999 is refused as
+        // an invalid expires_at (not a formatting error later).
+        assert_eq!(parse_expires_at("9999-12-31T23:59:59.9999999Z", now).expect_err("year 10000").code, "invalid_expires_at");
+        assert_eq!(
+            parse_expires_at("9999-12-31T23:59:59.999Z", now).expect("last millisecond"),
+            DateTime::parse_from_rfc3339("9999-12-31T23:59:59.999Z").expect("rfc3339").with_timezone(&Utc)
+        );
         assert_eq!(parse_expires_at("2030-01-01T00:00:00", now).expect_err("no offset").code, "invalid_expires_at");
         // Sub-millisecond digits round up; whole milliseconds stay.
         let ms = |raw: &str| parse_expires_at(raw, now).expect(raw).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);

@@ -67,7 +67,7 @@ pub fn blocked_range(ip: IpAddr) -> Option<&'static str> {
         IpAddr::V4(v4) => blocked_v4(v4),
         IpAddr::V6(v6) => {
             if let Some(v4) = embedded_v4(v6) {
-                return blocked_v4(v4).map(|_| "IPv6 address embedding a non-public IPv4 address");
+                return blocked_v4(v4).map(|_| "non-public IPv4-embedding IPv6");
             }
             // `::1` first so it is named loopback rather than by the wider `::/96`.
             if v6 == Ipv6Addr::LOCALHOST {

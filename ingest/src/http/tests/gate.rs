@@ -13,6 +13,8 @@ struct FakeGate {
     oldest: AtomicI64,
     /// The oldest backfill event time (`i64::MIN` = unknown, no check).
     oldest_backfill: i64,
+    /// [`IntakeGate::lateness_limit_ms`] for (live, backfill); `None`: no in-request check.
+    limits: Option<(i64, i64)>,
     fail: bool,
 }
 
@@ -33,6 +35,10 @@ impl IntakeGate for FakeGate {
     fn oldest_backfill_ts_ms(&self) -> Option<i64> {
         Some(self.oldest_backfill).filter(|&o| o != i64::MIN)
     }
+
+    fn lateness_limit_ms(&self, backfill: bool) -> Option<i64> {
+        self.limits.map(|(live, long)| if backfill { long } else { live })
+    }
 }
 
 fn gated(oldest: i64, fail: bool) -> Fixture {
@@ -40,9 +46,13 @@ fn gated(oldest: i64, fail: bool) -> Fixture {
 }
 
 fn gated_with_backfill(oldest: i64, oldest_backfill: i64, fail: bool) -> Fixture {
+    gated_with(FakeGate { oldest: AtomicI64::new(oldest), oldest_backfill, limits: None, fail })
+}
+
+fn gated_with(gate: FakeGate) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = ClickLog::open(dir.path()).expect("open log");
-    let gate = Arc::new(FakeGate { oldest: AtomicI64::new(oldest), oldest_backfill, fail });
+    let gate = Arc::new(gate);
     let state = EventsState::new(DurableAppender::new(log.clone()), salt(), EventsConfig::default()).with_clock(Arc::new(|| NOW)).with_gate(gate);
     Fixture { log, router: events_router(state), _dir: dir }
 }
@@ -84,6 +94,34 @@ async fn unknown_codes_and_too_late_events_are_rejected_per_event() {
     let msg = r.body["rejected"][1]["message"].as_str().expect("message");
     assert!(msg.contains("2024-12-31T23:00:00.000Z") && msg.contains("backfill"), "{msg}");
     assert_eq!(ids(&f.log), vec![event_uuid("e0"), event_uuid("e3")]);
+}
+
+/// The dataflow reads a request's events in body order, each raising the partition's
+/// watermark: an event more than the lateness behind one accepted before it in the same
+/// request would be dead-lettered, so the intake refuses it — also before the views have a
+/// watermark. Refused events raise nothing. Backfill uses its own (longer) limit.
+#[tokio::test]
+async fn events_too_late_behind_an_earlier_event_of_the_same_request_are_refused() {
+    const H: i64 = 3_600_000;
+    let f = gated_with(FakeGate { oldest: AtomicI64::new(i64::MIN), oldest_backfill: i64::MIN, limits: Some((48 * H, 400 * 24 * H)), fail: false });
+    let body = json!([
+        at("u0", "nope", NOW),        // unknown: refused, raises nothing
+        at("a0", "ab", NOW - 50 * H), // first accepted: nothing before it
+        at("a1", "cd", NOW - 2 * H),  // raises the request's watermark to NOW - 2 h
+        at("late", "ab", NOW - 50 * H - 1),
+        at("edge", "ab", NOW - 50 * H), // exactly the limit behind: counted
+        at("a2", "cd", NOW - H),
+        at("late2", "cd", NOW - 49 * H - 1),
+    ]);
+    let r = post_json(&f.router, &body).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(reasons(&r), vec![(0, "unknown_code".into()), (3, "too_late".into()), (6, "too_late".into())]);
+    assert_eq!(ids(&f.log), vec![event_uuid("a0"), event_uuid("a1"), event_uuid("edge"), event_uuid("a2")]);
+    // Backfill: the long retention is the limit.
+    let body = json!([at("b0", "ab", NOW), at("b1", "ab", NOW - 399 * 24 * H), at("b2", "ab", NOW - 400 * 24 * H - 1)]);
+    let r = send(&f.router, &format!("{EVENTS_PATH}?backfill=true"), loopback(), &[("content-type", "application/json")], body.to_string()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(reasons(&r), vec![(2, "too_late".into())]);
 }
 
 #[tokio::test]
