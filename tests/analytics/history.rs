@@ -112,6 +112,9 @@ fn label(ms: i64, tz: Tz) -> String {
 /// One exported row: bucket label, code, dimension values, clicks, uniques.
 type Row = (String, String, Vec<String>, u64, u64);
 
+/// Reference cells: (bucket start, dimension values) → (clicks, visitors as (IP, user agent)).
+type Cells<'a> = BTreeMap<(i64, Vec<String>), (u64, BTreeSet<(&'a str, &'a str)>)>;
+
 /// A query of the reference.
 struct Q<'a> {
     from: &'a str,
@@ -127,7 +130,7 @@ struct Q<'a> {
 /// visitors; buckets ascending, then clicks descending, then values ascending.
 fn reference(code: &str, q: &Q) -> Vec<Row> {
     let (from, to) = (ms(q.from), ms(q.to));
-    let mut cells: BTreeMap<(i64, Vec<String>), (u64, BTreeSet<(&str, &str)>)> = BTreeMap::new();
+    let mut cells: Cells = BTreeMap::new();
     let all = clicks();
     for c in all.iter().filter(|c| c.code == code && (q.bots || !c.bot)) {
         let ts = ms(c.ts);
