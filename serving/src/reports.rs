@@ -22,6 +22,7 @@ use sluice_schemas::Link;
 use utoipa::OpenApi;
 
 use crate::error::ApiError;
+use crate::export::RowSource;
 use crate::jobs::{Jobs, JobsConfig};
 use crate::live::LiveConfig;
 use crate::state::KeyLocks;
@@ -83,7 +84,7 @@ impl ReportsState {
         let mut failure = None;
         let jobs = match stats.views() {
             Some(views) => {
-                let config = JobsConfig { ready: Some(caught_up(stats.clone())), ..Default::default() };
+                let config = JobsConfig { ready: Some(caught_up(stats.clone())), history: stats.inner.history.clone(), ..Default::default() };
                 match Jobs::start(exports_dir, views.clone(), Arc::clone(stats.store()), config) {
                     Ok(jobs) => Some(jobs),
                     Err(e) => {
@@ -142,6 +143,17 @@ impl ReportsState {
     /// The views, or 503 `stats_unavailable` (this process runs no dataflow).
     pub(crate) fn views(&self) -> Result<Views, ApiError> {
         self.stats.views().cloned().ok_or_else(unavailable)
+    }
+
+    /// Where exports read their rows: the views plus the long-term store, if configured; or
+    /// 503 `stats_unavailable` (this process runs no dataflow).
+    pub(crate) fn source(&self) -> Result<RowSource, ApiError> {
+        Ok(RowSource::new(self.views()?, self.stats.inner.history.clone()))
+    }
+
+    /// Whether a long-term store answers dimension combinations the views do not maintain.
+    pub(crate) fn answers_any_dimensions(&self) -> bool {
+        self.stats.inner.history.as_ref().is_some_and(|h| h.answers_any_dimensions())
     }
 
     /// The job runner, or 503 `jobs_store_unavailable` (its job table could not be opened)

@@ -19,6 +19,7 @@ mod drain_bound;
 mod errors;
 mod exact;
 mod harness;
+mod history;
 mod idle;
 mod loadgen_truth;
 mod lost_store;

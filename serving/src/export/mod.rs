@@ -10,12 +10,20 @@
 //! away; a failure after the first byte aborts the response (the chunked body is not
 //! terminated, so clients see a truncated transfer rather than a short file).
 //!
+//! With a long-term store (ClickHouse) configured, ranges the views no longer hold and
+//! dimension combinations they do not maintain are read from it ([`RowSource`]), as
+//! `GET /v1/links/{code}/stats` reads them: the same rows, clicks and uniques. The first and
+//! last bucket are read before the first byte, so an unreachable store is a JSON 503
+//! `stats_history_unavailable`, not a cut stream (unless it fails in the middle).
+//!
 //! | file | what |
 //! |---|---|
 //! | `writer.rs` | CSV / JSON / NDJSON encoders |
 //! | `plan.rs` | chunking and rendering |
+//! | `source.rs` | where rows come from: the views or the long-term store |
 
 pub mod plan;
+pub mod source;
 pub mod writer;
 
 #[cfg(test)]
@@ -28,16 +36,16 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use sluice_dataflows::views::Views;
 use tokio::sync::mpsc;
 
 pub use plan::ExportPlan;
+pub use source::RowSource;
 pub use writer::{ExportFormat, RowWriter};
 
 use crate::dto::ErrorBody;
 use crate::error::{ApiError, echo};
 use crate::reports::ReportsState;
-use crate::stats::params::{StatsParams, parse_stats};
+use crate::stats::params::{StatsParams, parse_stats_with};
 
 /// Chunks buffered between the producing task and the response body.
 const BODY_CHANNEL_CHUNKS: usize = 2;
@@ -61,10 +69,11 @@ pub struct ExportQuery {
 }
 
 /// Parses the query string of `GET /v1/stats/export` at `now_ms`: `code` (required) and
-/// `format` here, the rest by the stats endpoint's [`parse_stats`] (same defaults, limits and
-/// error codes). Errors: 400 `missing_code`, `invalid_format`, `unknown_parameter` (also for
-/// `limit`/`order_by`), `duplicate_parameter`, and those of [`parse_stats`].
-pub fn parse_export_query(raw: Option<&str>, now_ms: i64) -> Result<ExportQuery, ApiError> {
+/// `format` here, the rest by the stats endpoint's [`parse_stats_with`] (same defaults, limits
+/// and error codes; with `adhoc`, a long-term store answering them, any combination of up to
+/// 3 distinct dimensions). Errors: 400 `missing_code`, `invalid_format`, `unknown_parameter`
+/// (also for `limit`/`order_by`), `duplicate_parameter`, and those of [`parse_stats_with`].
+pub fn parse_export_query(raw: Option<&str>, now_ms: i64, adhoc: bool) -> Result<ExportQuery, ApiError> {
     let (mut code, mut format) = (None, None);
     let mut rest = url::form_urlencoded::Serializer::new(String::new());
     for (k, v) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
@@ -93,7 +102,7 @@ pub fn parse_export_query(raw: Option<&str>, now_ms: i64) -> Result<ExportQuery,
         .filter(|c| !c.is_empty())
         .ok_or_else(|| ApiError::bad_request("missing_code", "the code parameter is required").with_details(json!({ "parameter": "code" })))?;
     let format = parse_format(format.as_deref())?;
-    let params = parse_stats(Some(&rest.finish()), now_ms).map_err(|mut e| {
+    let params = parse_stats_with(Some(&rest.finish()), now_ms, adhoc).map_err(|mut e| {
         if e.code == "unknown_parameter" {
             let mut supported: Vec<&str> = OWN_PARAMETERS.to_vec();
             supported.extend(["from", "to", "bucket", "tz", "dimensions", "include_bots"]);
@@ -139,29 +148,30 @@ pub fn export_headers(resp: &mut Response, format: ExportFormat, file: &str) {
         ("to" = Option<String>, Query, description = "Range end, RFC 3339, whole minute (exclusive). Default: the end of the current UTC minute (the next whole minute after the request)"),
         ("bucket" = Option<String>, Query, description = "minute (at most 2 days), hour (at most 93 days) or day (default; at most 1,100 days)"),
         ("tz" = Option<String>, Query, description = "IANA time zone of hour/day buckets and bucket labels (default UTC when absent; an empty tz= is 400 unknown_timezone); '+' as for GET /v1/links/{code}/stats (send %2B; a form-decoded space is read as '+')"),
-        ("dimensions" = Option<String>, Query, description = "Empty, one of country, device, browser, os, referrer_domain, referrer_medium, or country,device; one column each"),
+        ("dimensions" = Option<String>, Query, description = "Empty, one of country, device, browser, os, referrer_domain, referrer_medium, or country,device; with ClickHouse configured, any combination of up to 3 distinct names (answered from events_enriched, exact uniques, as GET /v1/links/{code}/stats). One column each"),
         ("include_bots" = Option<bool>, Query, description = "Count bot and link-preview clicks too (default false)"),
     ),
     responses(
         (status = 200, description = "The rows, streamed, buckets ascending (then clicks descending, then dimension values). Columns: bucket (RFC 3339 with the zone's offset), code, one per dimension, clicks, uniques. Content-Disposition: attachment", content_type = "text/csv", body = String),
-        (status = 400, description = "missing_code, invalid_format, invalid_timestamp, unaligned_range, invalid_range, range_too_long, range_not_retained, invalid_bucket, unknown_timezone, unsupported_tz_offset, invalid_dimensions, invalid_parameter, unknown_parameter, duplicate_parameter", body = ErrorBody),
+        (status = 400, description = "missing_code, invalid_format, invalid_timestamp, unaligned_range, invalid_range, range_too_long, range_not_retained (only without ClickHouse: with it, ranges older than the in-memory views hold are read from it, as GET /v1/links/{code}/stats reads them), invalid_bucket, unknown_timezone, unsupported_tz_offset, invalid_dimensions, invalid_parameter, unknown_parameter, duplicate_parameter", body = ErrorBody),
         (status = 404, description = "not_found: no link with this code", body = ErrorBody),
-        (status = 503, description = "stats_unavailable or stats_not_local", body = ErrorBody),
+        (status = 503, description = "stats_unavailable, stats_not_local, or stats_history_unavailable (ClickHouse, which answers the range, does not answer)", body = ErrorBody),
     )
 )]
 pub async fn export_stats(State(state): State<ReportsState>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
-    let ExportQuery { code, format, params } = parse_export_query(query.as_deref(), state.now_ms())?;
+    let adhoc = state.answers_any_dimensions();
+    let ExportQuery { code, format, params } = parse_export_query(query.as_deref(), state.now_ms(), adhoc)?;
     let plan = ExportPlan::new(&params, format)?;
-    let views = state.views()?;
+    let source = state.source()?;
     state.require_link(&code).await?;
     let plan = Arc::new(plan);
     {
-        let (views, plan, code) = (views.clone(), Arc::clone(&plan), code.clone());
-        tokio::task::spawn_blocking(move || plan.preflight(&views, &code)).await.map_err(|e| ApiError::internal(&e))??;
+        let (source, plan, code) = (source.clone(), Arc::clone(&plan), code.clone());
+        tokio::task::spawn_blocking(move || plan.preflight(&source, &code)).await.map_err(|e| ApiError::internal(&e))??;
     }
     let file = file_name(&code, plan.range(), format);
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(BODY_CHANNEL_CHUNKS);
-    tokio::spawn(produce(views, plan, code, tx));
+    tokio::spawn(produce(source, plan, code, tx));
     let body = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
     let mut resp = (StatusCode::OK, Body::from_stream(body)).into_response();
     export_headers(&mut resp, format, &file);
@@ -170,14 +180,14 @@ pub async fn export_stats(State(state): State<ReportsState>, RawQuery(query): Ra
 
 /// Renders every chunk of `code` into `tx` (header first, footer last); stops when the
 /// receiver is gone (client disconnected).
-async fn produce(views: Views, plan: Arc<ExportPlan>, code: String, tx: mpsc::Sender<Result<Bytes, std::io::Error>>) {
+async fn produce(source: RowSource, plan: Arc<ExportPlan>, code: String, tx: mpsc::Sender<Result<Bytes, std::io::Error>>) {
     let mut writer = plan.writer();
     let mut buf = Vec::with_capacity(FLUSH_BYTES);
     writer.header(&mut buf);
     for index in 0..plan.chunk_count() {
-        let (v, p, c, mut w, mut b) = (views.clone(), Arc::clone(&plan), code.clone(), writer, buf);
+        let (src, p, c, mut w, mut b) = (source.clone(), Arc::clone(&plan), code.clone(), writer, buf);
         let joined = tokio::task::spawn_blocking(move || {
-            let r = p.render_chunk(&v, &c, index, &mut w, &mut b);
+            let r = p.render_chunk(&src, &c, index, &mut w, &mut b);
             (r, w, b)
         })
         .await;

@@ -4,10 +4,11 @@
 //! The range's buckets are computed once up front ([`bucket_spans`], at most
 //! [`MAX_BUCKETS`], so `range_too_long` and `unsupported_tz_offset` surface before anything is
 //! sent). They are grouped into chunks of [`CHUNK_BUCKETS`] buckets ([`CHUNK_BUCKETS_DIMS`]
-//! with a breakdown, which multiplies the rows per bucket); each chunk is one views query over
-//! whole buckets (the first and last clipped to the range exactly like the stats endpoint
-//! clips them), so the bytes produced equal one big query's rows in bucket order while memory
-//! stays bounded by one chunk.
+//! with a breakdown, which multiplies the rows per bucket); each chunk is one query over whole
+//! buckets (the first and last clipped to the range exactly like the stats endpoint clips
+//! them), answered by the views or, for what they no longer hold or do not maintain, the
+//! long-term store ([`RowSource`]), so the bytes produced equal one big query's rows in bucket
+//! order while memory stays bounded by one chunk.
 //!
 //! Consistency: each chunk reflects the views as of its own query; a click applied while an
 //! export runs shows up in the chunks not yet rendered.
@@ -17,6 +18,7 @@ use sluice_dataflows::views::query::MAX_BUCKETS;
 use sluice_dataflows::views::tz::bucket_spans;
 use sluice_dataflows::views::{OrderBy, StatsQuery, Views};
 
+use super::source::RowSource;
 use super::writer::{ExportFormat, RowWriter};
 use crate::error::ApiError;
 use crate::reports::view_error as views_error;
@@ -82,29 +84,43 @@ impl ExportPlan {
         }
     }
 
-    /// Checks that `code`'s views can answer both ends of the range (the only places where
-    /// `range_not_retained` can arise besides a start before the views' retention: minute rows
-    /// at unaligned edges), so a stream does not fail after its first bytes. Errors: the views' 400 codes (`range_not_retained`, …), 503
-    /// `stats_not_local`.
-    pub fn preflight(&self, views: &Views, code: &str) -> Result<(), ApiError> {
-        // A range older than the views hold is refused, never exported as zero clicks.
-        crate::stats::handlers::retained_check(views, self.range.from_ms, self.range.bucket)?;
+    /// Checks before anything is sent that `code`'s rows can be read, so a stream does not
+    /// fail after its first bytes: without a long-term store, that the views still hold the
+    /// range ([`crate::stats::retained::retained_check`], also at minute edges); then reads
+    /// the first and the last bucket of the range from where [`RowSource::rows`] reads them
+    /// (the views; a long-term store for what they no longer hold or do not maintain, which
+    /// checks it answers). Errors: those of [`RowSource::rows`] (`range_not_retained`,
+    /// `invalid_dimensions`, 503 `stats_not_local`, `stats_history_unavailable`, …).
+    pub fn preflight(&self, source: &RowSource, code: &str) -> Result<(), ApiError> {
+        if !source.has_history() {
+            // A range older than the views hold is refused, never exported as zero clicks.
+            self.retained(source.views())?;
+        }
         let (Some(&first), Some(&last)) = (self.chunks.first(), self.chunks.last()) else { return Ok(()) };
         let spans = |(a, b): (i64, i64)| bucket_spans(self.range.tz, self.range.bucket, a, b, MAX_BUCKETS).map_err(views_error);
         let head = spans(first)?.first().map(|s| (first.0, s.1.min(first.1)));
         let tail = spans(last)?.last().map(|s| (s.0.max(last.0), last.1));
-        for piece in [head, tail].into_iter().flatten() {
-            views.query(&self.query(code, piece)).map_err(views_error)?;
+        let pieces = if head == tail { vec![head] } else { vec![head, tail] };
+        for piece in pieces.into_iter().flatten() {
+            source.rows(&self.query(code, piece))?;
         }
         Ok(())
     }
 
+    /// The check of [`Self::preflight`] that does not depend on the code: 400
+    /// `range_not_retained` when the views no longer hold the range (for a server without
+    /// a long-term store; report jobs check it when they are created).
+    pub fn retained(&self, views: &Views) -> Result<(), ApiError> {
+        crate::stats::retained::retained_check(views, self.range.from_ms, self.range.to_ms, self.range.bucket)
+    }
+
     /// Appends the rows of chunk `index` of `code` to `out`; returns how many were written.
-    /// Errors: as [`Self::preflight`] (e.g. rows evicted while a long export ran).
-    pub fn render_chunk(&self, views: &Views, code: &str, index: usize, writer: &mut RowWriter, out: &mut Vec<u8>) -> Result<u64, ApiError> {
+    /// Blocks (reads [`RowSource::rows`]): call it on a blocking thread. Errors: as
+    /// [`Self::preflight`] (e.g. rows evicted while a long export ran without a long-term
+    /// store, or that store failing).
+    pub fn render_chunk(&self, source: &RowSource, code: &str, index: usize, writer: &mut RowWriter, out: &mut Vec<u8>) -> Result<u64, ApiError> {
         let Some(&piece) = self.chunks.get(index) else { return Ok(0) };
-        crate::stats::handlers::retained_check(views, piece.0, self.range.bucket)?;
-        let result = views.query(&self.query(code, piece)).map_err(views_error)?;
+        let result = source.rows(&self.query(code, piece))?;
         for row in &result.rows {
             writer.row(out, code, row);
         }

@@ -131,7 +131,8 @@ async fn an_export_recreates_a_missing_exports_directory() {
     };
     let plan = plan_of(&spec).expect("plan");
     let (part, done) = (exports.join("j.part"), exports.join("j.csv"));
-    let got = write_export(h.handle.views(), &plan, &["ab".to_owned()], &part, &done, &AtomicBool::new(false)).expect("export");
+    let got = write_export(&crate::export::RowSource::new(h.handle.views().clone(), None), &plan, &["ab".to_owned()], &part, &done, &AtomicBool::new(false))
+        .expect("export");
     assert_eq!(got, (1, CSV.len() as u64));
     assert_eq!(std::fs::read_to_string(&done).expect("the file"), CSV);
     assert!(!part.exists());

@@ -42,7 +42,7 @@ use crate::extract::ApiJson;
 use crate::links::create::idempotency_key;
 use crate::links::now_ms;
 use crate::reports::ReportsState;
-use crate::stats::params::parse_stats;
+use crate::stats::params::parse_stats_with;
 
 /// Most codes one report may name.
 pub const MAX_REPORT_CODES: usize = 1000;
@@ -85,7 +85,8 @@ pub struct ReportRequest {
     /// IANA zone (default `UTC` when absent; an empty string is 400 `unknown_timezone`).
     #[serde(default)]
     pub tz: Option<String>,
-    /// Breakdown: empty, one dimension, or `country,device`.
+    /// Breakdown: empty, one dimension, or `country,device`; with ClickHouse configured, any
+    /// combination of up to 3 distinct dimensions (as `GET /v1/stats/export`).
     #[serde(default)]
     pub dimensions: Option<String>,
     /// Include bot clicks (default false).
@@ -196,13 +197,17 @@ fn stats_query(req: &ReportRequest) -> String {
 }
 
 /// Validates a request into a job spec: the range parameters by the stats endpoints' own
-/// parser (resolved against the state's clock), every named code must exist. Errors: 400
-/// `invalid_codes`, `invalid_format` and the codes of [`crate::stats::params`]; 404
-/// `not_found` for unknown codes (`details.codes` lists them).
+/// parser (resolved against the state's clock; any combination of dimensions when a
+/// long-term store answers them), every named code must exist, and — without a long-term
+/// store — the views must still hold the range, checked as `GET /v1/stats/export` checks it
+/// (same code and message), so a job that could only fail is never created. Errors: 400
+/// `invalid_codes`, `invalid_format`, `range_not_retained` and the codes of
+/// [`crate::stats::params`]; 404 `not_found` for unknown codes (`details.codes` lists them);
+/// 503 `stats_unavailable`, `stats_not_local`.
 pub async fn build_spec(state: &ReportsState, req: &ReportRequest) -> Result<JobSpec, ApiError> {
     let format = parse_format(req.format.as_deref())?;
-    let params = parse_stats(Some(&stats_query(req)), state.now_ms())?;
-    crate::export::ExportPlan::new(&params, format)?;
+    let params = parse_stats_with(Some(&stats_query(req)), state.now_ms(), state.answers_any_dimensions())?;
+    let plan = crate::export::ExportPlan::new(&params, format)?;
     let codes = match (&req.codes, req.all_links.unwrap_or(false)) {
         (Some(c), false) if !c.is_empty() && c.len() <= MAX_REPORT_CODES => {
             let mut c: Vec<String> = c.iter().map(|s| s.trim().to_owned()).collect();
@@ -227,6 +232,16 @@ pub async fn build_spec(state: &ReportsState, req: &ReportRequest) -> Result<Job
             return Err(ApiError::bad_request("invalid_codes", format!("give either codes (1 to {MAX_REPORT_CODES} link codes) or \"all_links\": true")));
         }
     };
+    let source = state.source()?;
+    if !source.has_history() {
+        // What `GET /v1/stats/export` refuses before its first byte: the range (any code),
+        // then each named code's first and last bucket (in-memory reads only).
+        plan.retained(source.views())?;
+        if let Some(codes) = codes.clone() {
+            let plan = std::sync::Arc::new(plan);
+            tokio::task::spawn_blocking(move || codes.iter().try_for_each(|c| plan.preflight(&source, c))).await.map_err(|e| ApiError::internal(&e))??;
+        }
+    }
     Ok(JobSpec {
         codes,
         from_ms: params.from_ms,
@@ -275,7 +290,7 @@ async fn replay(state: &ReportsState, rec: &IdempotencyRecord, request_hash: &st
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the original job for the same key and body within 24 h; 422 idempotency_key_reused for another body; 400 invalid_idempotency_key when malformed, 400 duplicate_header when sent more than once")),
     responses(
         (status = 202, description = "Job created (queued)", body = JobStatusBody, headers(("Location" = String))),
-        (status = 400, description = "invalid_codes, invalid_format, invalid_timestamp, unaligned_range, invalid_range, invalid_bucket, unknown_timezone, invalid_dimensions, unsupported_dimensions, range_too_long, unsupported_tz_offset, malformed_json, duplicate_key, unknown_field, invalid_request, invalid_idempotency_key, duplicate_header", body = ErrorBody),
+        (status = 400, description = "invalid_codes, invalid_format, invalid_timestamp, unaligned_range, invalid_range, invalid_bucket, unknown_timezone, invalid_dimensions, unsupported_dimensions, range_too_long, range_not_retained (without ClickHouse: the in-memory views no longer hold the range; the code and message GET /v1/stats/export gives), unsupported_tz_offset, malformed_json, duplicate_key, unknown_field, invalid_request, invalid_idempotency_key, duplicate_header", body = ErrorBody),
         (status = 404, description = "not_found: a named code is not a link (details.codes)", body = ErrorBody),
         (status = 415, description = "unsupported_media_type", body = ErrorBody),
         (status = 422, description = "idempotency_key_reused", body = ErrorBody),

@@ -32,8 +32,9 @@ use tokio::task::JoinHandle;
 use super::JobState;
 use super::store::{JobFailure, JobRecord, JobSpec, JobStore};
 use crate::error::ApiError;
-use crate::export::ExportPlan;
-use crate::stats::params::{parse_stats, rfc3339_utc};
+use crate::export::{ExportPlan, RowSource};
+use crate::stats::StatsHistory;
+use crate::stats::params::{parse_stats_with, rfc3339_utc};
 
 /// Bytes buffered before a write to the export file.
 const WRITE_BYTES: usize = 256 * 1024;
@@ -58,6 +59,10 @@ pub struct JobsConfig {
     pub ready: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
     /// Clock of the job timestamps and of retention.
     pub clock: Arc<dyn Clock>,
+    /// The long-term store (ClickHouse) that answers what the views no longer hold and
+    /// dimension combinations they do not maintain, as for `GET /v1/stats/export` (`None`:
+    /// the views only).
+    pub history: Option<Arc<dyn StatsHistory>>,
     /// How often a background task checks that the job table's file is still the one opened
     /// and logs an error when it was deleted or replaced ([`Jobs::store_failure`]; default 2 s,
     /// zero = never). The job routes check it at every call regardless.
@@ -66,7 +71,14 @@ pub struct JobsConfig {
 
 impl Default for JobsConfig {
     fn default() -> Self {
-        JobsConfig { retention: Duration::from_secs(7 * 86_400), max_attempts: 3, ready: None, clock: Arc::new(SystemClock), file_check: FILE_CHECK }
+        JobsConfig {
+            retention: Duration::from_secs(7 * 86_400),
+            max_attempts: 3,
+            ready: None,
+            clock: Arc::new(SystemClock),
+            history: None,
+            file_check: FILE_CHECK,
+        }
     }
 }
 
@@ -76,6 +88,7 @@ impl std::fmt::Debug for JobsConfig {
             .field("retention", &self.retention)
             .field("max_attempts", &self.max_attempts)
             .field("ready", &self.ready.is_some())
+            .field("history", &self.history.is_some())
             .field("file_check", &self.file_check)
             .finish_non_exhaustive()
     }
@@ -173,7 +186,8 @@ impl Jobs {
         if !jobs.inner.config.file_check.is_zero() {
             tokio::spawn(watch_file(Arc::downgrade(&jobs.inner), jobs.inner.config.file_check, stop_rx.clone()));
         }
-        let handle = tokio::spawn(jobs.clone().work(views, store, rx, stop_rx));
+        let source = RowSource::new(views, jobs.inner.config.history.clone());
+        let handle = tokio::spawn(jobs.clone().work(source, store, rx, stop_rx));
         *jobs.inner.worker.lock() = Some(handle);
         Ok(jobs)
     }
@@ -273,7 +287,7 @@ impl Jobs {
         Ok(())
     }
 
-    async fn work(self, views: Views, store: Arc<dyn LinkStore>, mut rx: mpsc::UnboundedReceiver<String>, mut stop: watch::Receiver<bool>) {
+    async fn work(self, source: RowSource, store: Arc<dyn LinkStore>, mut rx: mpsc::UnboundedReceiver<String>, mut stop: watch::Receiver<bool>) {
         loop {
             let id = tokio::select! {
                 biased;
@@ -292,7 +306,7 @@ impl Jobs {
                     }
                 }
             }
-            if let Err(e) = self.run_one(&views, &store, &id).await {
+            if let Err(e) = self.run_one(&source, &store, &id).await {
                 tracing::error!(error = %e, job_id = %id, "export job could not be recorded");
             }
             if self.inner.stopping.load(Ordering::Acquire) {
@@ -306,7 +320,7 @@ impl Jobs {
         tracing::debug!("export job runner stopped");
     }
 
-    async fn run_one(&self, views: &Views, store: &Arc<dyn LinkStore>, id: &str) -> Result<(), ApiError> {
+    async fn run_one(&self, source: &RowSource, store: &Arc<dyn LinkStore>, id: &str) -> Result<(), ApiError> {
         let Some(mut rec) = self.get(id).await? else { return Ok(()) };
         if rec.status != JobState::Queued {
             return Ok(());
@@ -317,7 +331,7 @@ impl Jobs {
         let (me, r) = (self.clone(), rec.clone());
         blocking(move || me.put(&r)).await?;
         tracing::info!(job_id = %id, attempt = rec.attempts, "export job started");
-        let outcome = self.export(views, store, &rec).await;
+        let outcome = self.export(source, store, &rec).await;
         if outcome.as_ref().is_err_and(|e| e.code == STOPPED) {
             // Graceful stop: not an attempt that failed; it runs again at the next start.
             rec.status = JobState::Queued;
@@ -347,21 +361,22 @@ impl Jobs {
     }
 
     /// Runs the export of `rec` into its file; returns (rows, bytes).
-    async fn export(&self, views: &Views, store: &Arc<dyn LinkStore>, rec: &JobRecord) -> Result<(u64, u64), ApiError> {
+    async fn export(&self, source: &RowSource, store: &Arc<dyn LinkStore>, rec: &JobRecord) -> Result<(u64, u64), ApiError> {
         let plan = plan_of(&rec.spec)?;
         let codes = match &rec.spec.codes {
             Some(c) => c.clone(),
             None => all_codes(store.as_ref()).await?,
         };
-        let (views, part, done) = (views.clone(), self.inner.dir.join(format!("{}.part", rec.job_id)), self.file_path(rec));
+        let (source, part, done) = (source.clone(), self.inner.dir.join(format!("{}.part", rec.job_id)), self.file_path(rec));
         let stopping = Arc::clone(&self.inner.stopping);
-        tokio::task::spawn_blocking(move || write_export(&views, &plan, &codes, &part, &done, &stopping)).await.map_err(|e| ApiError::internal(&e))?
+        tokio::task::spawn_blocking(move || write_export(&source, &plan, &codes, &part, &done, &stopping)).await.map_err(|e| ApiError::internal(&e))?
     }
 }
 
-/// The export plan of a stored spec, validated by the stats endpoints' parser again.
-/// Errors: 400 codes of [`crate::stats::params`] (a spec stored by a version with other
-/// limits).
+/// The export plan of a stored spec, validated by the stats endpoints' parser again (any
+/// combination of dimensions passes here: without a long-term store, an unmaintained one
+/// fails the export with `invalid_dimensions`). Errors: 400 codes of
+/// [`crate::stats::params`] (a spec stored by a version with other limits).
 pub fn plan_of(spec: &JobSpec) -> Result<ExportPlan, ApiError> {
     let mut query = url::form_urlencoded::Serializer::new(String::new());
     query
@@ -371,7 +386,7 @@ pub fn plan_of(spec: &JobSpec) -> Result<ExportPlan, ApiError> {
         .append_pair("tz", &spec.tz)
         .append_pair("dimensions", &spec.dimensions)
         .append_pair("include_bots", if spec.include_bots { "true" } else { "false" });
-    let params = parse_stats(Some(&query.finish()), spec.to_ms)?;
+    let params = parse_stats_with(Some(&query.finish()), spec.to_ms, true)?;
     ExportPlan::new(&params, spec.format)
 }
 
@@ -426,7 +441,7 @@ async fn watch_file(inner: std::sync::Weak<Inner>, every: Duration, mut stop: wa
 /// When `stopping` is set between two chunks, removes `part` and returns the `job_stopped`
 /// error.
 pub(super) fn write_export(
-    views: &Views,
+    source: &RowSource,
     plan: &ExportPlan,
     codes: &[String],
     part: &Path,
@@ -449,7 +464,7 @@ pub(super) fn write_export(
                 let _ = std::fs::remove_file(part);
                 return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, STOPPED, "the export was interrupted by a stop"));
             }
-            plan.render_chunk(views, code, index, &mut writer, &mut buf)?;
+            plan.render_chunk(source, code, index, &mut writer, &mut buf)?;
             if buf.len() >= WRITE_BYTES {
                 file.write_all(&buf).map_err(|e| write_error("write", part, &e))?;
                 bytes += buf.len() as u64;

@@ -189,11 +189,14 @@ async fn an_export_interrupted_by_a_stop_leaves_no_file() {
     let plan = super::runner::plan_of(&record("x", JobState::Running, 1, None).spec).expect("plan");
     let (part, done) = (dir.path().join("x.part"), dir.path().join("x.csv"));
     let stopping = AtomicBool::new(true);
-    let e = super::runner::write_export(h.handle.views(), &plan, &["ab".to_owned()], &part, &done, &stopping).expect_err("stopped");
+    let e = super::runner::write_export(&crate::export::RowSource::new(h.handle.views().clone(), None), &plan, &["ab".to_owned()], &part, &done, &stopping)
+        .expect_err("stopped");
     assert_eq!(e.code, "job_stopped");
     assert!(!part.exists() && !done.exists());
     stopping.store(false, Ordering::Release);
-    let (rows, bytes) = super::runner::write_export(h.handle.views(), &plan, &["ab".to_owned()], &part, &done, &stopping).expect("written");
+    let (rows, bytes) =
+        super::runner::write_export(&crate::export::RowSource::new(h.handle.views().clone(), None), &plan, &["ab".to_owned()], &part, &done, &stopping)
+            .expect("written");
     assert_eq!((rows, bytes), (2, std::fs::metadata(&done).expect("file").len()));
     assert!(!part.exists());
 }
@@ -333,25 +336,47 @@ async fn idempotency_key_given_twice_is_refused() {
     assert_eq!((st, headers.get("idempotent-replayed")), (StatusCode::ACCEPTED, None), "{v}");
 }
 
+/// Without a long-term store, a report over a range the views no longer hold is refused when
+/// it is created, with exactly the error `GET /v1/stats/export` gives (code, message and
+/// details), instead of a 202 and a job that can only fail.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_job_that_cannot_be_answered_fails_with_the_views_error() {
+async fn a_report_the_views_cannot_answer_is_refused_up_front_like_the_export() {
     let dir = tempfile::tempdir().expect("tempdir");
     let h = Harness::at(&["ab"], ms("2024-06-10T00:00:00Z"), dir.path()).await;
     h.ingest(input());
+    // Four days later: minute rows before 2024-06-03 are evicted (48 h minute retention).
     h.ingest(vec![click(99, "ab", ms("2024-06-05T00:00:00Z"), 9, CHROME, Some("8.8.8.0"), None)]);
     let state = h.state();
-    let (st, _, v) = post(state, r#"{"codes": ["ab"], "from": "2024-06-01T03:31:00Z", "to": "2024-06-01T06:00:00Z", "bucket": "hour"}"#, None).await;
-    assert_eq!(st, StatusCode::ACCEPTED);
+    let retained = json!({"minute": "2024-06-03T00:00:00Z", "hour": "2023-05-02T00:00:00Z", "day": "2023-05-02T00:00:00Z"});
+    let cases = [
+        // An unaligned edge older than the minute rows (hour buckets).
+        (
+            r#"{"codes": ["ab"], "from": "2024-06-01T03:31:00Z", "to": "2024-06-01T06:00:00Z", "bucket": "hour"}"#,
+            "code=ab&from=2024-06-01T03:31:00Z&to=2024-06-01T06:00:00Z&bucket=hour",
+            "the range's edges are not whole quarter hours and minute rows before 2024-06-03T00:00:00Z are no longer held in memory, and no long-term store (ClickHouse) is configured; align from and to to 15 minutes (:00, :15, :30, :45) or start the range at or after 2024-06-03T00:00:00Z",
+            "2024-06-01T03:31:00Z",
+        ),
+        // Minute buckets before the minute rows, for every link (all_links).
+        (
+            r#"{"all_links": true, "from": "2024-06-01T03:00:00Z", "to": "2024-06-01T04:00:00Z", "bucket": "minute", "format": "ndjson"}"#,
+            "code=ab&from=2024-06-01T03:00:00Z&to=2024-06-01T04:00:00Z&bucket=minute&format=ndjson",
+            "clicks before 2024-06-03T00:00:00Z are no longer held in memory for bucket=minute and no long-term store (ClickHouse) is configured; start the range at or after it",
+            "2024-06-01T03:00:00Z",
+        ),
+    ];
+    for (body, query, message, from) in cases {
+        let (st, _, v) = post(state, body, None).await;
+        let want = json!({"error": {"code": "range_not_retained", "message": message, "details": {"from": from, "retained_from": retained}}});
+        assert_eq!((st, &v), (StatusCode::BAD_REQUEST, &want), "{body}");
+        let (st, _, b) = send(state, "GET", &format!("/v1/stats/export?{query}"), None).await;
+        assert_eq!((st, json_of(&b)), (StatusCode::BAD_REQUEST, want), "{query}");
+    }
+    assert_eq!(h.state().jobs().expect("runner").records().expect("records").len(), 0, "no job was stored");
+    // Aligned to quarter hours, the same range is answered from the 15-minute rows.
+    let (st, _, v) = post(state, r#"{"codes": ["ab"], "from": "2024-06-01T03:30:00Z", "to": "2024-06-01T06:00:00Z", "bucket": "hour"}"#, None).await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{v}");
     let v = wait_done(state, v["job_id"].as_str().expect("id")).await;
-    assert_eq!((v["status"].as_str(), v["error"]["code"].as_str(), &v["download"]), (Some("failed"), Some("range_not_retained"), &Value::Null));
-    let (st, _, b) = send(state, "GET", &format!("/v1/jobs/{}/download", v["job_id"].as_str().expect("id")), None).await;
-    assert_eq!((st, error_code(&b).as_str()), (StatusCode::CONFLICT, "job_not_ready"));
-    // Entirely before the long retention (400 days before the watermark): failed, not an
-    // empty success.
-    let (st, _, v) = post(state, r#"{"codes": ["ab"], "from": "1970-01-01T00:00:00Z", "to": "1970-01-02T00:00:00Z"}"#, None).await;
-    assert_eq!(st, StatusCode::ACCEPTED);
-    let v = wait_done(state, v["job_id"].as_str().expect("id")).await;
-    assert_eq!((v["status"].as_str(), v["error"]["code"].as_str()), (Some("failed"), Some("range_not_retained")), "{v}");
+    assert_eq!(v["status"], "succeeded", "{v}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,6 +15,7 @@ use sluice_dataflows::views::{Bucket, DimensionTotal, StatsQuery, StatsResult, S
 
 use super::dto::{Freshness, LinkStatsResponse, StatsTotals, SummaryLink, SummaryResponse};
 use super::params::{StatsParams, parse_stats_with, parse_summary, rfc3339_in, rfc3339_utc};
+use super::retained::{Source, retained_check, route, summary_check};
 use super::state::{FreshnessInfo, StatsState};
 use crate::dto::ErrorBody;
 use crate::error::ApiError;
@@ -62,19 +63,14 @@ pub async fn link_stats(State(state): State<StatsState>, LinkCode(code): LinkCod
     };
     let (as_of, history, q2) = (views.as_of(), state.inner.history.clone(), q.clone());
     // Checked after the views' own validation, so parameter errors keep precedence.
-    let retained = retained_check(&views, p.from_ms, p.bucket);
+    let retained = retained_check(&views, p.from_ms, p.to_ms, p.bucket);
     let (result, bots) = match (View::for_dimensions(&q.dimensions), adhoc) {
         (None, Some(h)) => h.adhoc(&q, as_of).await?,
-        _ => match (blocking(move || read_link(&views, &q)).await, retained, history) {
-            // Older than the views hold: the long-term copy answers (ClickHouse), or the range
-            // is refused (never an empty answer for clicks that may have existed).
-            (Err(e), _, Some(h)) if e.code == "range_not_retained" => read_history(h.as_ref(), &q2, as_of).await?,
-            // The views' own refusal, with the retained window per bucket when known.
-            (Err(e), Err(mine), None) if e.code == "range_not_retained" => return Err(mine),
-            (Err(e), _, _) => return Err(e),
-            (Ok(_), Err(_), Some(h)) => read_history(h.as_ref(), &q2, as_of).await?,
-            (Ok(_), Err(e), None) => return Err(e),
-            (Ok(r), Ok(()), _) => r,
+        // Older than the views hold: the long-term copy answers (ClickHouse), or the range
+        // is refused (never an empty answer for clicks that may have existed).
+        _ => match route(blocking(move || read_link(&views, &q)).await, retained, history)? {
+            Source::Views(r) => r,
+            Source::History(h) => read_history(h.as_ref(), &q2, as_of).await?,
         },
     };
     let fresh = state.freshness(result.as_of, Utc::now().timestamp_millis());
@@ -95,16 +91,17 @@ pub async fn link_stats(State(state): State<StatsState>, LinkCode(code): LinkCod
     ),
     responses(
         (status = 200, description = "Summary and freshness", body = SummaryResponse),
-        (status = 400, description = "invalid_timestamp, unaligned_range, invalid_range, range_too_long, range_not_retained, invalid_limit, invalid_parameter, unknown_parameter, duplicate_parameter", body = ErrorBody),
+        (status = 400, description = "invalid_timestamp, unaligned_range, invalid_range, range_too_long, range_not_retained, invalid_limit, invalid_parameter, unknown_parameter, duplicate_parameter. The summary is computed from the in-memory views only, also with ClickHouse configured: a range starting before the 15-minute rows they hold ([dataflow] long-retention, 400 days), or with edges that are not whole quarter hours older than their minute rows (minute-retention, 48 h), is range_not_retained (details.retained_from); GET /v1/links/{code}/stats answers older ranges of one link from ClickHouse", body = ErrorBody),
         (status = 503, description = "stats_unavailable", body = ErrorBody),
     )
 )]
 pub async fn summary(State(state): State<StatsState>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
     let p = parse_summary(query.as_deref(), Utc::now().timestamp_millis())?;
     let views = views_of(&state)?;
-    // Summaries read quarter-hour and coarser rows (minutes only at unaligned edges);
-    // checked after the views' own validation, so parameter errors keep precedence.
-    let retained = retained_check(&views, p.from_ms, Bucket::Hour);
+    // Summaries read quarter-hour and coarser rows (minutes only at unaligned edges), from
+    // the views only (the long-term store has no cross-link rows keyed by org or tag).
+    // Parameters are validated by `parse_summary`; the views' only other refusal is this one.
+    summary_check(&views, p.from_ms, p.to_ms, state.inner.history.is_some())?;
     let mut q =
         SummaryQuery { from_ms: p.from_ms, to_ms: p.to_ms, include_bots: p.include_bots, limit: p.limit, org: p.org, tag: p.tag, exclude: Default::default() };
     // Deleted links (the views keep their clicks until retention) are left out of the link
@@ -124,7 +121,6 @@ pub async fn summary(State(state): State<StatsState>, RawQuery(query): RawQuery)
         }
         q.exclude.extend(gone);
     };
-    retained?;
     let fresh = state.freshness(r.as_of, Utc::now().timestamp_millis());
     let body = SummaryResponse {
         from: rfc3339_utc(p.from_ms),
@@ -138,35 +134,6 @@ pub async fn summary(State(state): State<StatsState>, RawQuery(query): RawQuery)
         freshness: freshness_dto(fresh),
     };
     Ok(cached(&state, Json(body).into_response()))
-}
-
-/// Refuses a range starting before what the views still hold: 400 `range_not_retained`
-/// with `details.retained_from` naming, per `bucket` value, the earliest `from` (RFC 3339
-/// UTC) the views answer. `bucket=minute` reads minute rows (the minute retention); hour
-/// and day buckets read 15-minute and coarser rows (the long retention, measured from the
-/// first retained quarter hour, so any tz offset is covered). Without eviction yet, every
-/// range passes. Unaligned edges older than the minute retention are refused by the views
-/// themselves with the same code.
-pub(crate) fn retained_check(views: &Views, from_ms: i64, bucket: Bucket) -> Result<(), ApiError> {
-    let r = views.retained_from();
-    let (minute, long) = (r[0], r[1]);
-    let needed = if bucket == Bucket::Minute { minute } else { long };
-    if needed == i64::MIN || from_ms >= needed {
-        return Ok(());
-    }
-    let at = |t: i64| if t == i64::MIN { Value::Null } else { Value::String(rfc3339_utc(t)) };
-    Err(ApiError::bad_request(
-        "range_not_retained",
-        format!(
-            "clicks before {} are no longer held in memory for bucket={} and no long-term store (ClickHouse) is configured; start the range at or after it",
-            rfc3339_utc(needed),
-            bucket.as_str()
-        ),
-    )
-    .with_details(json!({
-        "from": rfc3339_utc(from_ms),
-        "retained_from": { "minute": at(minute), "hour": at(long), "day": at(long) },
-    })))
 }
 
 fn views_of(state: &StatsState) -> Result<Views, ApiError> {

@@ -33,6 +33,7 @@
 //! | `state.rs` | [`StatsState`], [`Frontier`], [`ViewSource`], [`StatsConfig`] |
 //! | `params.rs` | query-string parsing and its error codes |
 //! | `handlers.rs` | the two handlers |
+//! | `retained.rs` | what the views still hold; who answers older ranges (`range_not_retained`) |
 //! | `dto.rs` | response bodies |
 //! | `openapi.rs` | [`StatsDoc`]: these paths plus `POST /v1/events` |
 
@@ -40,6 +41,7 @@ pub mod dto;
 pub mod handlers;
 pub mod openapi;
 pub mod params;
+pub(crate) mod retained;
 pub mod state;
 #[cfg(test)]
 mod tests;
