@@ -3,18 +3,22 @@
 //! `GET /v1/anomalies`, `GET /v1/anomalies/stream` and the webhook dispatcher read.
 //!
 //! The dataflow's [`AnomalySink`] is called on worker threads: it only sends the batch into
-//! an unbounded channel (never blocks a worker; anomaly volume is tiny next to clicks). A
-//! writer task appends what it receives, coalescing whatever is queued into one
-//! transaction. A failed append is retried with capped exponential backoff; the click log
-//! stays the source of truth (the dataflow replays it at every start and the store drops
-//! events it already holds), so a batch given up on after the retries comes back at the
-//! next start. Metrics: `sluice_anomaly_store_events_total{outcome="stored|duplicate"}`,
-//! `sluice_anomaly_store_errors_total`.
+//! an unbounded channel (never blocks a worker; anomaly volume is tiny next to clicks). The
+//! writer task ([`writer`]) stores what it receives, in order, holding it in memory and
+//! retrying while the store fails, so nothing is dropped while the process runs (bounded by
+//! [`writer::MAX_HELD_EVENTS`]); `/readyz` reports it as `anomaly_store`
+//! ([`AnomalyStoreHealth`]). The detectors' windows are not in the dataflow's checkpoints, so
+//! a restart that restores a checkpoint does not derive earlier events again: what the writer
+//! could not store by the stop is handled there ([`AnomalyOutputs::shutdown`]).
 //!
 //! `[webhooks]` configures delivery ([`WebhooksSection`]); `[admin] token` guards the
 //! routes ([`sluice_serving::auth`]). With `[admin.auto-actions] enabled`, the automatic
 //! actions follow the store here too ([`crate::auto_actions`], started by
 //! [`AnomalyOutputs::start_auto_actions`] once the link API's state exists).
+
+pub mod writer;
+#[cfg(test)]
+mod writer_tests;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -33,9 +37,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, Role};
-
-/// Attempts of one append before the batch is left to the next replay.
-const APPEND_ATTEMPTS: u32 = 6;
+pub use writer::{AnomalyStoreHealth, WriterConfig, WriterState, WriterSummary};
 
 /// `[webhooks]`: delivery of anomaly events to subscribed URLs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -136,12 +138,16 @@ pub fn not_local_routes(cfg: &Config, local: bool) -> Option<Router> {
 pub struct AnomalyOutputs {
     store: Arc<AnomalyStore>,
     tx: Option<mpsc::UnboundedSender<Vec<Anomaly>>>,
-    writer: Option<JoinHandle<()>>,
+    writer: Option<JoinHandle<WriterSummary>>,
+    writer_state: Arc<WriterState>,
+    /// What makes the next start derive events this run could not store.
+    rederive: Rederive,
     dispatcher: Option<Arc<Dispatcher>>,
     auth: AdminAuth,
     allow_private: bool,
     closing: tokio::sync::watch::Sender<bool>,
-    stop_writer: tokio::sync::watch::Sender<bool>,
+    stop_writer: tokio::sync::watch::Sender<Option<tokio::time::Instant>>,
+    writer_config: WriterConfig,
     auto_actions: Option<crate::auto_actions::AutoActions>,
 }
 
@@ -158,8 +164,16 @@ impl AnomalyOutputs {
     /// Errors: invalid `[webhooks]`, the store cannot be opened (held by another process),
     /// the HTTP client cannot be built.
     pub async fn start(cfg: &Config) -> anyhow::Result<AnomalyOutputs> {
+        Self::start_with(cfg, WriterConfig::default()).await
+    }
+
+    /// [`Self::start`] with writer settings (tests shorten them).
+    ///
+    /// Errors: as [`Self::start`].
+    pub async fn start_with(cfg: &Config, writer_config: WriterConfig) -> anyhow::Result<AnomalyOutputs> {
         let webhooks = cfg.webhooks.webhook_config()?;
         let dir = cfg.server.data_dir.clone();
+        warn_if_history_lost(&dir);
         let auto_actions = cfg.admin.auto_actions.enabled;
         let store = tokio::task::spawn_blocking(move || {
             let store = AnomalyStore::open(&dir)?;
@@ -174,8 +188,9 @@ impl AnomalyOutputs {
         .context("could not open the anomaly store (another sluice process using this data dir, or a damaged anomalies.redb)")?;
         let store = Arc::new(store);
         let (tx, rx) = mpsc::unbounded_channel();
-        let (stop_writer, writer_stopped) = tokio::sync::watch::channel(false);
-        let writer = tokio::spawn(write_loop(Arc::clone(&store), rx, writer_stopped));
+        let (stop_writer, writer_stopped) = tokio::sync::watch::channel(None);
+        let writer_state = Arc::new(WriterState::default());
+        let writer = tokio::spawn(writer::run(Arc::clone(&store), rx, writer_stopped, Arc::clone(&writer_state), writer_config.clone()));
         let allow_private = webhooks.allow_private;
         if allow_private {
             tracing::warn!("webhooks may target private and loopback addresses ([webhooks] allow-private = true)");
@@ -188,11 +203,14 @@ impl AnomalyOutputs {
             store,
             tx: Some(tx),
             writer: Some(writer),
+            writer_state,
+            rederive: Rederive::of(cfg),
             dispatcher: Some(dispatcher),
             auth,
             allow_private,
             closing,
             stop_writer,
+            writer_config,
             auto_actions: None,
         })
     }
@@ -211,6 +229,16 @@ impl AnomalyOutputs {
         }
     }
 
+    /// `/readyz`'s `anomaly_store` entry ([`AnomalyStoreHealth`]).
+    pub fn health(&self) -> Arc<dyn crate::health::Dependency> {
+        Arc::new(AnomalyStoreHealth { store: Arc::clone(&self.store), state: Arc::clone(&self.writer_state) })
+    }
+
+    /// The writer's state (events held, dropped).
+    pub fn writer_state(&self) -> &Arc<WriterState> {
+        &self.writer_state
+    }
+
     /// The store.
     pub fn store(&self) -> &Arc<AnomalyStore> {
         &self.store
@@ -220,8 +248,11 @@ impl AnomalyOutputs {
     pub fn sink(&self) -> Option<AnomalySink> {
         let tx = self.tx.clone()?;
         Some(Arc::new(move |batch: &[Anomaly]| {
-            // Fails only after shutdown; the next start's replay brings the batch back.
-            let _ = tx.send(batch.to_vec());
+            // Fails only once the writer has ended (after the stop); the dataflow has stopped
+            // by then, so nothing is sent.
+            if tx.send(batch.to_vec()).is_err() {
+                tracing::error!(events = batch.len(), "anomaly events arrived after the anomaly writer stopped; they are not stored");
+            }
         }))
     }
 
@@ -248,18 +279,32 @@ impl AnomalyOutputs {
         self.closing.send_replace(true);
     }
 
-    /// Stops: the writer stores everything queued (the dataflow must have stopped first, or
-    /// later batches are left to the next replay), then the dispatcher stops (pending
-    /// deliveries resume at the next start).
-    pub async fn shutdown(mut self, timeout: Duration) {
+    /// Stops: the writer stores everything queued, retrying for up to
+    /// [`WriterConfig::stop_retry`] while the store fails (the dataflow must have stopped
+    /// first, and its last checkpoint be written). Events it could not store (still held, or
+    /// dropped at the bound) are logged as an error with their count, and the next start is
+    /// made to derive them again ([`Rederive`]). Then the dispatcher stops (pending deliveries
+    /// resume at the next start). Returns the writer's summary (`None` when it did not end in
+    /// time).
+    pub async fn shutdown(mut self, timeout: Duration) -> Option<WriterSummary> {
         self.stop_auto_actions().await;
         self.tx = None;
         // The dataflow has stopped: nothing more arrives, store what is queued and end.
-        self.stop_writer.send_replace(true);
-        if let Some(w) = self.writer.take()
-            && tokio::time::timeout(timeout, w).await.is_err()
-        {
-            tracing::warn!("anomaly writer did not drain in time");
+        self.stop_writer.send_replace(Some(tokio::time::Instant::now() + self.writer_config.stop_retry.min(timeout)));
+        let summary = match self.writer.take() {
+            Some(w) => match tokio::time::timeout(timeout, w).await {
+                Ok(Ok(s)) => Some(s),
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "anomaly writer failed");
+                    None
+                }
+                Err(_) => None,
+            },
+            None => None,
+        };
+        let unstored = summary.map_or(self.writer_state.held() + self.writer_state.dropped(), |s| s.unstored);
+        if unstored > 0 {
+            self.rederive.apply(&self.store, unstored);
         }
         if let Some(d) = self.dispatcher.take() {
             match Arc::try_unwrap(d) {
@@ -267,6 +312,84 @@ impl AnomalyOutputs {
                 Err(d) => drop(d),
             }
         }
+        summary
+    }
+}
+
+/// How the next start derives again the anomaly events this run could not store. The
+/// detectors' windows are not checkpointed, so only a start that replays the input from its
+/// first record derives them.
+#[derive(Debug, Clone)]
+pub enum Rederive {
+    /// Embedded click log with checkpoints: remove the checkpoints in this directory, so the
+    /// next start replays the click log from its first offset (the log keeps every click, so
+    /// the views are rebuilt exactly; the store drops the events it already holds).
+    RemoveCheckpoints(PathBuf),
+    /// No checkpoints (`checkpoint-interval = "0s"` or several processes): every start
+    /// replays the input anyway.
+    AlwaysReplayed,
+    /// Kafka mode with checkpoints: the topic's retention may have dropped early clicks, so
+    /// removing the checkpoints could lose stats; the events are lost from the store.
+    Lost,
+}
+
+impl Rederive {
+    /// The approach for `cfg`.
+    pub fn of(cfg: &Config) -> Rederive {
+        let checkpoints = !cfg.dataflow.checkpoint_interval.is_zero() && cfg.dataflow.processes == 1;
+        match (checkpoints, cfg.kafka.enabled()) {
+            (false, _) => Rederive::AlwaysReplayed,
+            (true, false) => Rederive::RemoveCheckpoints(crate::job::checkpoint::dir_of(&cfg.server.data_dir)),
+            (true, true) => Rederive::Lost,
+        }
+    }
+
+    /// Acts on `unstored` events not stored in `store` at the stop, with an error log that
+    /// says what happens to them.
+    pub fn apply(&self, store: &AnomalyStore, unstored: u64) {
+        let path = store.path().display().to_string();
+        match self {
+            Rederive::RemoveCheckpoints(dir) => match crate::job::checkpoint::remove_all(dir) {
+                Ok(removed) => tracing::error!(
+                    path,
+                    events = unstored,
+                    checkpoints_removed = removed,
+                    "anomaly events could not be stored; the dataflow checkpoints were removed so that the next start replays the click log from its first offset and derives them again (the store keeps each event once)"
+                ),
+                Err(e) => tracing::error!(
+                    path,
+                    events = unstored,
+                    error = %format!("{e:#}"),
+                    "anomaly events could not be stored, and the dataflow checkpoints could not be removed to derive them again at the next start: they are lost (remove the checkpoints directory before the next start to derive them again)"
+                ),
+            },
+            Rederive::AlwaysReplayed => tracing::error!(
+                path,
+                events = unstored,
+                "anomaly events could not be stored; the next start replays the input from its first record (no checkpoints) and derives them again"
+            ),
+            Rederive::Lost => tracing::error!(
+                path,
+                events = unstored,
+                "anomaly events could not be stored and are lost from the anomaly store (Kafka mode keeps its checkpoints: the topic may no longer hold every click a full replay would need)"
+            ),
+        }
+    }
+}
+
+/// Warns when `anomalies.redb` is missing from `data_dir` while the dataflow has checkpoints
+/// there: the store is created empty, and the dataflow, restored from a checkpoint, does not
+/// derive the earlier anomalies again.
+fn warn_if_history_lost(data_dir: &std::path::Path) {
+    use sluice_connectors::anomaly_store::ANOMALY_STORE_FILE_NAME;
+    let path = data_dir.join(ANOMALY_STORE_FILE_NAME);
+    let checkpoints = crate::job::checkpoint::dir_of(data_dir);
+    if !path.exists() && crate::job::checkpoint::list(&checkpoints).is_ok_and(|f| !f.is_empty()) {
+        tracing::warn!(
+            path = %path.display(),
+            checkpoints = %checkpoints.display(),
+            "the anomaly store is missing while the dataflow has checkpoints: a new, empty anomaly store is created; the anomaly history and the event ids (the stream's Last-Event-ID) restart from zero, and the dataflow, restored from its checkpoint, does not derive the earlier anomalies again (put the old anomalies.redb back before starting to keep them)"
+        );
     }
 }
 
@@ -280,65 +403,6 @@ pub fn fan_out(sinks: Vec<AnomalySink>) -> Option<AnomalySink> {
                 s(batch);
             }
         })),
-    }
-}
-
-async fn write_loop(store: Arc<AnomalyStore>, mut rx: mpsc::UnboundedReceiver<Vec<Anomaly>>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let stored = metrics::counter!("sluice_anomaly_store_events_total", "outcome" => "stored");
-    let duplicate = metrics::counter!("sluice_anomaly_store_events_total", "outcome" => "duplicate");
-    let errors = metrics::counter!("sluice_anomaly_store_errors_total");
-    loop {
-        let mut batch = if *stop.borrow() {
-            match rx.try_recv() {
-                Ok(b) => b,
-                Err(_) => return,
-            }
-        } else {
-            tokio::select! {
-                biased;
-                b = rx.recv() => match b {
-                    Some(b) => b,
-                    None => return,
-                },
-                r = stop.changed() => {
-                    if r.is_err() {
-                        return;
-                    }
-                    continue;
-                }
-            }
-        };
-        while let Ok(more) = rx.try_recv() {
-            batch.extend(more);
-        }
-        let n = batch.len() as u64;
-        let batch = Arc::new(batch);
-        let mut delay = Duration::from_millis(50);
-        for attempt in 1..=APPEND_ATTEMPTS {
-            let (s, b) = (Arc::clone(&store), Arc::clone(&batch));
-            match tokio::task::spawn_blocking(move || s.append(&b)).await {
-                Ok(Ok(ids)) => {
-                    stored.increment(ids.len() as u64);
-                    duplicate.increment(n - ids.len() as u64);
-                    break;
-                }
-                Ok(Err(e)) => {
-                    errors.increment(1);
-                    if attempt == APPEND_ATTEMPTS {
-                        tracing::error!(error = %e, events = n, "could not store anomalies; they return when the dataflow next replays the click log");
-                    } else {
-                        tracing::warn!(error = %e, attempt, "could not store anomalies, retrying");
-                        tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(Duration::from_secs(5));
-                    }
-                }
-                Err(e) => {
-                    errors.increment(1);
-                    tracing::error!(error = %e, "anomaly store task failed");
-                    break;
-                }
-            }
-        }
     }
 }
 

@@ -33,7 +33,7 @@ pub enum Command {
     Import(crate::import::ImportArgs),
     /// Start everything on embedded defaults, generate ~20 s of realistic traffic, and print the stats next to the exact ground truth.
     Demo(crate::demo::DemoArgs),
-    /// Inspect the embedded click log.
+    /// Inspect the embedded click log, or reset it after damage.
     Log {
         /// Log subcommand.
         #[command(subcommand)]
@@ -147,6 +147,8 @@ pub struct MigrateArgs {
 pub enum LogCommand {
     /// Print logged click events as NDJSON (one JSON object per line, with its offset).
     Tail(LogTailArgs),
+    /// Start a new, empty click log after clicks.redb was damaged or lost, continuing from the newest checkpoint (keeps every click it counted). Stop `sluice serve` first.
+    Reset(ConfigArgs),
 }
 
 /// `sluice log tail`.

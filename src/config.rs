@@ -140,7 +140,7 @@ pub struct ServerConfig {
     pub body_read_timeout: Duration,
     /// After the HTTP stop (`shutdown-timeout`): how long the rest of the stop (click log
     /// drain, dataflow checkpoint, sinks) may take before the process exits anyway, with an
-    /// error. The whole stop takes at most `shutdown-timeout` + `drain-timeout`.
+    /// error. The whole stop takes at most `shutdown-timeout` + `drain-timeout`. At least 1 s.
     #[serde(default = "default_drain_timeout", with = "humantime_serde")]
     pub drain_timeout: Duration,
 }
@@ -156,6 +156,10 @@ fn default_worker_slice() -> Duration {
 fn default_body_read_timeout() -> Duration {
     Duration::from_secs(30)
 }
+
+/// Shortest `server.drain-timeout`: less cannot drain a click log batch and write a
+/// checkpoint, so every graceful stop would end unfinished (exit 1, queued clicks dropped).
+pub const MIN_DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 
 fn default_drain_timeout() -> Duration {
     Duration::from_secs(10)
@@ -376,6 +380,12 @@ impl Config {
         }
         if self.server.max_body_bytes < 1024 {
             bail!("server.max-body-bytes must be at least 1024, got {}", self.server.max_body_bytes);
+        }
+        if self.server.drain_timeout < MIN_DRAIN_TIMEOUT {
+            bail!(
+                "server.drain-timeout must be at least {MIN_DRAIN_TIMEOUT:?} (the stop drains the click log and writes the dataflow checkpoint in it), got {:?}",
+                self.server.drain_timeout
+            );
         }
         if self.server.workers > MAX_WORKERS {
             bail!("server.workers must be between 0 (one per CPU) and {MAX_WORKERS}, got {}", self.server.workers);

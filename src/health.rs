@@ -3,7 +3,8 @@
 //! `/metrics` (Prometheus text).
 //!
 //! `/readyz` also reports dependencies ([`Dependency`]: the Redis link cache and
-//! view sink, ClickHouse, the Kafka broker in Kafka mode, the click log tail, the export job runner) under `dependencies`. Optional ones never make
+//! view sink, ClickHouse, the Kafka broker in Kafka mode, the click log tail, the export job runner, the anomaly store:
+//! [`crate::anomalies::AnomalyStoreHealth`]) under `dependencies`. Optional ones never make
 //! it fail, because redirects and the API keep working without them (their sinks catch up
 //! later); a required one (the click log tail, whose failure stops the stats counting; the
 //! click log writer, whose failing appends drop every new click: [`ClickLogWriterHealth`])
@@ -235,10 +236,12 @@ impl CachedProbe {
 /// error with its causes (`click log could not append events: I/O error: No space left on
 /// device (os error 28)`). Shape: `{"status": "up", "logged": N}` or
 /// `{"status": "failed", "error": "...", "dropped": N}`. Also failed while the writer's
-/// check of `clicks.redb` finds it replaced by another file, or deleted and not restored
-/// ([`sluice_ingest::IngestStats::file_failure`]; the error names the file and what to do):
-/// clicks are still counted by the running dataflow then, but lost at the next restart. A
-/// deleted file that the log restores from its open file is failed only until restored.
+/// check of `clicks.redb` finds it replaced by another file (the log then writes to a side
+/// file holding every click, `clicks.redb.recovered-<time>`), deleted and not restored, or
+/// truncated and not written back (damaged in use; `sluice log reset` after the stop)
+/// ([`sluice_ingest::IngestStats::file_failure`]; the error names the file and what to do).
+/// A deleted or truncated file that the log writes back from its open file is failed only
+/// until then (a few seconds at most).
 pub struct ClickLogWriterHealth(pub Arc<sluice_ingest::IngestStats>);
 
 impl Dependency for ClickLogWriterHealth {
@@ -494,7 +497,8 @@ mod tests {
         assert!(tx.try_send(click(3)));
         wait_logged(4).await;
         assert_eq!(health.status(), (true, json!({"status": "up", "logged": 4})));
-        // Replaced: reported, left alone; appends go on.
+        // Replaced: reported, the other file left alone; the open log is saved to a side file
+        // and appends go on there.
         std::fs::remove_file(&path).expect("delete");
         std::fs::write(&path, b"not a click log").expect("another file");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -502,12 +506,17 @@ mod tests {
             assert!(tokio::time::Instant::now() < deadline, "the replaced file is noticed in time");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let message = format!(
-            "click log \"{}\" was replaced by another file while in use; sluice keeps writing to the file it opened, \
-             which is lost at the next restart: stop sluice, keep the file you want at that path and start it again",
+        let (up, body) = health.status();
+        assert!(!up);
+        assert_eq!((&body["status"], &body["dropped"]), (&json!("failed"), &json!(0)), "{body}");
+        let error = body["error"].as_str().expect("error");
+        let head = format!(
+            "click log \"{}\" was replaced by another file while in use; sluice saved the log it had open, with every click, to \"{}.recovered-",
+            path.display(),
             path.display()
         );
-        assert_eq!(health.status(), (false, json!({"status": "failed", "error": message, "dropped": 0})));
+        assert!(error.starts_with(&head), "{error}");
+        assert!(error.ends_with("and start it again"), "{error}");
         assert!(tx.try_send(click(4)));
         wait_logged(5).await;
         assert!(!health.status().0, "a successful append does not hide the replaced file");

@@ -64,7 +64,8 @@ pub struct ImportArgs {
     /// Bearer token for POST /v1/events (default: [ingest] token of the configuration).
     #[arg(long, env = "SLUICE_INGEST_TOKEN", value_name = "T", hide_env_values = true)]
     pub ingest_token: Option<String>,
-    /// Access logs: codes are the path segment after this prefix ("/" or e.g. "/s/").
+    /// Access logs: codes are the path segment after this prefix ("/" or e.g. "/s/"; "s" and
+    /// "/s" are read as "/s/"). No click under it at all is an error (exit 1).
     #[arg(long, default_value = "/", value_name = "PREFIX")]
     pub path_prefix: String,
     /// Events per request or log append (1..=10000).
@@ -313,21 +314,31 @@ pub async fn run_cli(args: &ImportArgs) -> anyhow::Result<()> {
     {
         return Err(e);
     }
-    import_outcome(&r)
+    import_outcome(&r, &args.path_prefix)
 }
 
 /// The exit status of `sluice import`: an error (non-zero exit) when the input has
 /// non-blank lines but not one of them could be read (each is a malformed access-log line
 /// or not JSON: the wrong `--format`, or not a log at all), or when any parsed event was
-/// rejected (the stored ones stay stored; the summary above lists the reasons), so scripts
-/// notice a partial or failed import.
-pub fn import_outcome(r: &ImportReport) -> anyhow::Result<()> {
+/// rejected (the stored ones stay stored; the summary above lists the reasons), or when no
+/// line was a click and some were redirects or requests outside `path_prefix` (the
+/// `--path-prefix` given, read with a leading and trailing `/`), so scripts notice a
+/// partial or failed import.
+pub fn import_outcome(r: &ImportReport, path_prefix: &str) -> anyhow::Result<()> {
     let t = &r.tally;
     let content = t.lines - t.skipped.get("blank").copied().unwrap_or(0);
     let unreadable = t.skipped.get("malformed").copied().unwrap_or(0) + t.invalid.get("malformed_json").copied().unwrap_or(0);
     if content > 0 && unreadable == content {
         anyhow::bail!(
             "none of the {content} non-blank lines could be read (each is malformed), nothing was imported: is the file in the format given or guessed (--format ndjson|combined)?"
+        )
+    }
+    let outside = t.skipped.get("not_code_path").copied().unwrap_or(0);
+    if t.events == 0 && outside > 0 {
+        let prefix = format!("/{}/", path_prefix.trim_matches('/')).replace("//", "/");
+        anyhow::bail!(
+            "no line is a click on a short link under the path prefix \"{prefix}\" ({outside} of {content} non-blank lines have another path), nothing was imported: \
+             is --path-prefix right (\"/\" when codes sit at the root, \"/s/\" for https://host/s/CODE)?"
         )
     }
     let rejected: u64 = r.rejected.values().sum();

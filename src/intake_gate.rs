@@ -1,6 +1,7 @@
 //! The binary's [`IntakeGate`] for `POST /v1/events`: codes are checked against the link
 //! store, lateness against the dataflow's views (their event-time watermark minus
-//! `[dataflow] allowed-lateness`), so events the pipeline would drop are refused per event
+//! `[dataflow] allowed-lateness`; for backfill `[dataflow] long-retention`), so events the
+//! pipeline would drop are refused per event
 //! at intake (`unknown_code`, `too_late`) instead of being accepted and dead-lettered.
 
 use std::collections::BTreeSet;
@@ -16,13 +17,24 @@ pub struct StoreAndViewsGate {
     store: Arc<dyn LinkStore>,
     views: Option<Views>,
     allowed_lateness_ms: i64,
+    long_retention_ms: i64,
 }
 
 impl StoreAndViewsGate {
-    /// A gate over `store` and `views` with the dataflow's `allowed_lateness`.
-    pub fn new(store: Arc<dyn LinkStore>, views: Option<Views>, allowed_lateness: Duration) -> Self {
-        let allowed_lateness_ms = i64::try_from(allowed_lateness.as_millis()).unwrap_or(i64::MAX);
-        StoreAndViewsGate { store, views, allowed_lateness_ms }
+    /// A gate over `store` and `views` with the dataflow's `allowed_lateness` (live events)
+    /// and `long_retention` (backfill).
+    pub fn new(store: Arc<dyn LinkStore>, views: Option<Views>, allowed_lateness: Duration, long_retention: Duration) -> Self {
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        StoreAndViewsGate { store, views, allowed_lateness_ms: ms(allowed_lateness), long_retention_ms: ms(long_retention) }
+    }
+
+    /// The views' watermark minus `limit_ms`; `None` without views or before any event.
+    fn watermark_minus(&self, limit_ms: i64) -> Option<i64> {
+        // The views' watermark trails the gate's per-partition watermark (it is the minimum
+        // over partitions, read at a completed epoch), so whatever is refused here the
+        // dataflow would have dead-lettered too.
+        let w = self.views.as_ref()?.as_of().watermark_ms;
+        (w != i64::MIN && w != i64::MAX).then(|| w.saturating_sub(limit_ms))
     }
 }
 
@@ -40,10 +52,10 @@ impl IntakeGate for StoreAndViewsGate {
     }
 
     fn oldest_live_ts_ms(&self) -> Option<i64> {
-        // The views' watermark trails the gate's per-partition watermark (it is the minimum
-        // over partitions, read at a completed epoch), so whatever is refused here the
-        // dataflow would have dead-lettered too.
-        let w = self.views.as_ref()?.as_of().watermark_ms;
-        (w != i64::MIN && w != i64::MAX).then(|| w.saturating_sub(self.allowed_lateness_ms))
+        self.watermark_minus(self.allowed_lateness_ms)
+    }
+
+    fn oldest_backfill_ts_ms(&self) -> Option<i64> {
+        self.watermark_minus(self.long_retention_ms)
     }
 }

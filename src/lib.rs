@@ -36,6 +36,7 @@ pub mod intake_gate;
 pub mod job;
 pub mod kafka;
 pub mod loadgen;
+pub mod log_reset;
 pub mod log_tail;
 pub mod router;
 pub mod sched;

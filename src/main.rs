@@ -128,6 +128,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let cfg = Config::load(args.config.as_deref(), &flags)?;
             log_tail::run(&cfg.server.data_dir, args.from, args.lines)
         }
+        Command::Log { command: LogCommand::Reset(args) } => {
+            let flags = FlagOverrides { data_dir: args.data_dir.clone(), ..FlagOverrides::default() };
+            let cfg = Config::load(args.config.as_deref(), &flags)?;
+            let report = sluice::log_reset::run(&cfg)?;
+            std::io::stdout().lock().write_all(report.as_bytes()).map_err(sluice::stdout::write_error)
+        }
         Command::Bench { command: BenchCommand::Dataflow(args) } => bench::dataflow::run(args),
         Command::Bench { command: BenchCommand::Redirect(args) } => bench::redirect::run(args),
         Command::Bench { command: BenchCommand::Freshness(args) } => bench::freshness::run(args),

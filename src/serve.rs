@@ -147,11 +147,12 @@ pub fn build_stack_app(
     let StackExtras { hooks: extra_hooks, events_log, events_kafka, events_stats, stats, api_routes, link_cache_l2, dependencies } = extras;
     let prometheus = telemetry::prometheus();
     let salt = VisitorSalt::new(secret, cfg.visitor.salt_period.period_ms());
-    // POST /v1/events refuses unknown codes and (live) events the dataflow would drop as too late.
+    // POST /v1/events refuses unknown codes and events the dataflow would drop as too late.
     let gate: Arc<dyn sluice_ingest::http::IntakeGate> = Arc::new(crate::intake_gate::StoreAndViewsGate::new(
         Arc::clone(&store),
         stats.as_ref().and_then(|s| s.views().cloned()),
         cfg.dataflow.allowed_lateness,
+        cfg.dataflow.long_retention,
     ));
     fn appender<L: sluice_ingest::EventLog>(log: L, stats: &Option<Arc<sluice_ingest::IngestStats>>) -> DurableAppender<L> {
         match stats {

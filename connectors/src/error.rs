@@ -79,19 +79,89 @@ pub enum Error {
         /// Why it could not be restored.
         detail: String,
     },
-    /// Another file took the click log's path while the log had its own file open. The log
-    /// keeps writing to the file it opened (the running dataflow counts the clicks), which
-    /// is no longer reachable: what is written to it is lost at the next restart.
+    /// Another file took the click log's path while the log had its own file open, and the
+    /// log could not copy its file to a side file (the cause is in `detail`): it keeps writing
+    /// to the file it opened (the running dataflow counts the clicks), which is no longer
+    /// reachable, so what is written to it is lost at the next restart.
     #[error(
-        "click log \"{path}\" was replaced by another file while in use; sluice keeps writing to the file it opened, \
-         which is lost at the next restart: stop sluice, keep the file you want at that path and start it again"
+        "click log \"{path}\" was replaced by another file while in use, and sluice could not save the file it opened to a side file \
+         ({detail}); new clicks go to that unreachable file and are lost at the next restart: free the problem (e.g. disk space) and \
+         sluice tries again within seconds"
     )]
     ClickLogReplaced {
         /// The log file.
         path: String,
+        /// Why the open file could not be saved.
+        detail: String,
+    },
+    /// Another file took the click log's path while the log had its own file open: the log
+    /// copied its file, with every event, to the side file `side` and writes there since
+    /// (`click_log` module docs, "Replaced file"). The file at `path` is left alone.
+    #[error(
+        "click log \"{path}\" was replaced by another file while in use; sluice saved the log it had open, with every click, to \
+         \"{side}\" and writes new clicks there, and leaves the file at \"{path}\" alone. To keep every click: stop sluice, \
+         move \"{side}\" to \"{path}\" and start it again"
+    )]
+    ClickLogDiverted {
+        /// The log file's path (now holding another file).
+        path: String,
+        /// The side file the log writes to.
+        side: String,
+    },
+    /// The click log file was damaged while the log had it open (it shrank: truncated outside
+    /// sluice) and could not be written back from the open file (`detail` says what was
+    /// found and why): the file will not open again. The running dataflow keeps what it
+    /// counted; appends fail, or go to the damaged file.
+    #[error(
+        "click log \"{path}\" was damaged while in use ({detail}); the file will not open again. Stop sluice (its graceful \
+         stop writes a checkpoint holding every click counted so far), then run `sluice log reset --data-dir {dir}` to continue \
+         from that checkpoint on a new, empty click log"
+    )]
+    ClickLogDamagedInUse {
+        /// The log file.
+        path: String,
+        /// Its data directory.
+        dir: String,
+        /// What was found, and why it could not be written back.
+        detail: String,
+    },
+    /// The anomaly store hit an I/O error (a full disk, a failing device) and is closed: redb
+    /// refuses every operation on a database after one, so the store drops it and opens the
+    /// file again at the next operation (with backoff, see `anomaly_store` module docs).
+    /// Returned while the file cannot be reopened yet; nothing of the refused operation is
+    /// stored.
+    #[error("anomaly store \"{path}\" is closed after an I/O error ({cause}); it is reopened by the next operation once the storage works again")]
+    AnomalyStoreClosed {
+        /// The store file.
+        path: String,
+        /// The I/O error that closed it, or the latest failure to reopen it.
+        cause: String,
+    },
+    /// The anomaly store file was deleted while the store had it open, and it could not be
+    /// written back to its path from the open file. New events go to the open, deleted file
+    /// and are lost at the next restart.
+    #[error(
+        "anomaly store \"{path}\" was deleted while in use and could not be restored from the open file ({detail}); \
+         new anomaly events go to the deleted file and are lost at the next restart: free the problem and restart sluice"
+    )]
+    AnomalyStoreDeleted {
+        /// The store file.
+        path: String,
+        /// Why it could not be restored.
+        detail: String,
+    },
+    /// Another file took the anomaly store's path while the store had its own file open. The
+    /// store keeps writing to the file it opened, which is lost at the next restart.
+    #[error(
+        "anomaly store \"{path}\" was replaced by another file while in use; sluice keeps writing anomaly events to the file it opened, \
+         which is lost at the next restart: stop sluice, keep the file you want at that path and start it again"
+    )]
+    AnomalyStoreReplaced {
+        /// The store file.
+        path: String,
     },
     /// The embedded link store's file (`links.db`) is no longer at its path while the store
-    /// has it open: deleted, or replaced by another file (`what`: `"deleted"` or `"replaced by
+    /// has it open: deleted, or replaced by another file (`what`: `"deleted or moved away"` or `"replaced by
     /// another file"`). SQLite keeps using the file it opened, which is unreachable: every
     /// link written to it is lost when the process stops. Not restored automatically (a WAL
     /// database cannot be copied safely under a running writer).
@@ -103,7 +173,7 @@ pub enum Error {
     LinkStoreFileMoved {
         /// The database file.
         path: String,
-        /// `"deleted"` or `"replaced by another file"`.
+        /// `"deleted or moved away"` or `"replaced by another file"`.
         what: &'static str,
     },
     /// An event stored in the click log could not be decoded.
@@ -134,13 +204,15 @@ pub enum Error {
     /// damaged outside sluice. Nothing was read from it.
     #[error(
         "click log \"{path}\" is damaged and could not be repaired ({detail}); sluice will not start on it. \
-         Stop every process using this data dir, move the file aside (e.g. to {path}.damaged) and restore it \
-         from a backup, or start with an empty log: clicks in the damaged file that no view sink or checkpoint \
-         holds are lost (an existing checkpoint then refuses to start: move <data-dir>/checkpoints aside too)"
+         Stop every process using this data dir, then run `sluice log reset --data-dir {dir}`: it moves the damaged file aside \
+         and starts a new, empty click log that continues from the newest checkpoint, keeping every click the checkpoint counted \
+         (or, instead, put a backup of \"{path}\" back at that path)"
     )]
     ClickLogDamaged {
         /// The log file.
         path: String,
+        /// Its data directory.
+        dir: String,
         /// redb's description of the damage.
         detail: String,
     },
@@ -269,9 +341,25 @@ impl Error {
             #[cfg(feature = "clickhouse-sink")]
             Error::ClickHouse { source, .. } => crate::clickhouse::clickhouse_error_retryable(source),
             // Retryable once the operator has put the file back and restarted (503, not 500).
-            Error::Timeout { .. } | Error::CircuitOpen { .. } | Error::ClickLogClosed { .. } | Error::LinkStoreFileMoved { .. } => true,
+            Error::Timeout { .. }
+            | Error::CircuitOpen { .. }
+            | Error::ClickLogClosed { .. }
+            | Error::AnomalyStoreClosed { .. }
+            | Error::LinkStoreFileMoved { .. } => true,
             _ => false,
         }
+    }
+
+    /// This error and its sources, joined by `": "` (for logs and readiness messages).
+    pub fn chain(&self) -> String {
+        let mut out = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(s) = source {
+            out.push_str(": ");
+            out.push_str(&s.to_string());
+            source = s.source();
+        }
+        out
     }
 
     /// Coarse classification for the `error_type` metric label: `"user"` (bad input, conflict),
@@ -280,11 +368,13 @@ impl Error {
         match self {
             Error::CodeTaken(_) | Error::NotFound(_) | Error::VersionMismatch { .. } | Error::IdempotencyKeyExists | Error::InvalidValue { .. } => "user",
             Error::Database(_) | Error::Migrate(_) | Error::ClickLog { .. } | Error::ClickLogClosed { .. } | Error::AnomalyStore { .. } => "external",
-            Error::ClickLogDeleted { .. } | Error::ClickLogReplaced { .. } | Error::LinkStoreFileMoved { .. } => "external",
+            Error::ClickLogDeleted { .. } | Error::ClickLogReplaced { .. } | Error::ClickLogDiverted { .. } | Error::LinkStoreFileMoved { .. } => "external",
+            Error::AnomalyStoreClosed { .. } | Error::AnomalyStoreDeleted { .. } | Error::AnomalyStoreReplaced { .. } => "external",
             Error::Corrupt(_)
             | Error::ClickLogDecode { .. }
             | Error::ClickLogFormat { .. }
             | Error::ClickLogDamaged { .. }
+            | Error::ClickLogDamagedInUse { .. }
             | Error::StoreDamaged { .. }
             | Error::Config(_) => "internal",
             #[cfg(feature = "kafka")]

@@ -17,6 +17,19 @@ pub fn file_id(path: &Path) -> std::io::Result<FileId> {
     Ok((m.dev(), m.ino()))
 }
 
+/// Device and inode of a file from its metadata (e.g. of an open descriptor).
+#[cfg(unix)]
+pub fn id_of(m: &std::fs::Metadata) -> FileId {
+    use std::os::unix::fs::MetadataExt;
+    (m.dev(), m.ino())
+}
+
+/// Where inodes are not available: `(0, 0)`.
+#[cfg(not(unix))]
+pub fn id_of(_m: &std::fs::Metadata) -> FileId {
+    (0, 0)
+}
+
 /// Where inodes are not available, only the presence of the file is checked.
 #[cfg(not(unix))]
 pub fn file_id(path: &Path) -> std::io::Result<FileId> {

@@ -7,6 +7,8 @@
 //! A batch carries:
 //! * `rows`: every row changed since the previous batch, with its absolute `clicks`, HLL
 //!   uniques estimate and serialized sketch ([`crate::sketch::VisitorSketch::to_bytes`]).
+//!   A total-view row is always the whole total of its (code, granularity, bucket, is_bot),
+//!   whatever link metadata its clicks were counted under ([`ChangedRow::meta`]).
 //!   A row may reflect epochs at or after `epoch_upper` (a faster worker deposited early):
 //!   values are absolute, so applying them early is harmless.
 //! * `offsets`: for every partition this process's sources read, the next offset to read
@@ -41,8 +43,12 @@ pub struct ChangedRow {
     pub is_bot: bool,
     /// Dimension values in [`View::dimensions`] order (empty for the total view).
     pub dims: Vec<Arc<str>>,
-    /// For the total view: the link metadata the clicks were counted under (`None` before the
-    /// link store announced the link). Always `None` for other views.
+    /// For the total view: link metadata (`None` before the link store announced the link).
+    /// Always `None` for other views. In a checkpoint ([`crate::checkpoint`]) a total row
+    /// holds the clicks counted under exactly this value (a link whose tags changed has one
+    /// row per value). In the change stream a total row is the **whole** total of its
+    /// (code, granularity, bucket, is_bot) over every metadata value, and `meta` is only the
+    /// value of its latest changed part: sinks key totals without it.
     pub meta: Option<Arc<LinkMeta>>,
     /// Absolute click count of the row.
     pub clicks: u64,

@@ -43,7 +43,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use sluice_schemas::LinkMeta;
 
 use crate::changes::ChangedRow;
 use crate::hash::{owner, route_str, route_u128};
@@ -268,18 +267,8 @@ impl Checkpoints {
     /// Loads the snapshot's rows into `views` (call before the workers start).
     pub(crate) fn restore_views(&self, views: &Views) -> Result<()> {
         let Some(snap) = &self.restore else { return Ok(()) };
-        let mut metas: Vec<Arc<LinkMeta>> = Vec::new();
         for row in &snap.views.rows {
-            // Rows of one link share the same metadata value: intern by value so the shard
-            // keeps one id per distinct value (its own interning is by pointer).
-            let meta = row.meta.as_ref().map(|m| match metas.iter().find(|x| ***x == **m) {
-                Some(x) => Arc::clone(x),
-                None => {
-                    metas.push(Arc::clone(m));
-                    Arc::clone(m)
-                }
-            });
-            views.shard_for(&row.code)?.write().import_row(row, meta)?;
+            views.shard_for(&row.code)?.write().import_row(row)?;
         }
         for shard in views.local_shards() {
             shard.write().resume_at(snap.views.watermark_ms, snap.views.retained_from);
@@ -566,3 +555,6 @@ pub fn check_restorable(processes: usize) -> Result<()> {
 #[cfg(test)]
 #[path = "checkpoint_tests.rs"]
 mod tests;
+#[cfg(test)]
+#[path = "checkpoint_totals_tests.rs"]
+mod totals_tests;

@@ -15,11 +15,11 @@ use crate::operators::ClickEnricher;
 use crate::pipeline::{self, PipelineHandle, PipelineInputs, PipelineOutputs};
 use crate::source::{MemoryFeed, SourceRecord};
 
-const NOW: i64 = 1_780_000_000_000;
+pub(super) const NOW: i64 = 1_780_000_000_000;
 
 /// Dimensions from the visitor id (a pure function of the event, as required).
 #[derive(Clone)]
-struct TestEnricher;
+pub(super) struct TestEnricher;
 
 impl ClickEnricher for TestEnricher {
     fn dims(&mut self, ev: &ClickEvent) -> Dims {
@@ -82,10 +82,10 @@ fn start(workers: usize, feed: &MemoryFeed, restore: Option<DataflowSnapshot>) -
     pipeline::start_with_checkpoints(&cfg, inputs, PipelineOutputs::default(), Some(pipeline::CheckpointOptions { restore })).expect("pipeline starts")
 }
 
-type RowKey = (String, usize, i64, usize, bool, Vec<String>);
+pub(super) type RowKey = (String, usize, i64, usize, bool, Vec<String>);
 
 /// Every row of every local shard, sorted: key → (clicks, sketch bytes).
-fn rows(h: &PipelineHandle) -> Vec<(RowKey, u64, Vec<u8>)> {
+pub(super) fn rows(h: &PipelineHandle) -> Vec<(RowKey, u64, Vec<u8>)> {
     let mut all = Vec::new();
     for s in h.views().local_shards() {
         s.read().export_rows(&mut all);
@@ -101,7 +101,7 @@ fn rows(h: &PipelineHandle) -> Vec<(RowKey, u64, Vec<u8>)> {
     out
 }
 
-fn snapshot_of(h: &PipelineHandle) -> DataflowSnapshot {
+pub(super) fn snapshot_of(h: &PipelineHandle) -> DataflowSnapshot {
     let c = h.checkpoints().expect("checkpoints enabled");
     let deadline = Instant::now() + Duration::from_secs(60);
     c.begin();

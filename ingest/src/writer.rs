@@ -24,8 +24,10 @@
 //! it too.
 //!
 //! File check: every [`LogWriterConfig::file_check`] (2 s) the writer asks the log whether
-//! its file is still at its path ([`EventLog::check_file`]): the click log restores a
-//! deleted `clicks.redb` from its open file, and reports one replaced by another file. A
+//! its file is still at its path and whole ([`EventLog::check_file`]): the click log restores
+//! a deleted or truncated `clicks.redb` from its open file, saves its open file to a side file
+//! when another file took the path (and reports that until the stop), and reports a truncated
+//! file it could not write back. A
 //! problem is logged at error level when it appears and shown by `/readyz`
 //! ([`crate::IngestStats::file_failure`]) until it is gone.
 //!
@@ -189,6 +191,8 @@ pub fn spawn_log_writer<L: EventLog>(receiver: ClickReceiver, log: L, config: Lo
 }
 
 async fn run_writer<L: EventLog>(mut receiver: ClickReceiver, log: L, config: LogWriterConfig) -> WriterSummary {
+    // Present from the start at 0 (alerts on rate() or absent() need the series).
+    metrics::counter!("sluice_click_log_write_errors_total").increment(0);
     let max_batch = config.max_batch.max(1);
     let mut summary = WriterSummary::default();
     let appender = match AppendThread::spawn(log.clone(), config.nice_increment, config.policy) {

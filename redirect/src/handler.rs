@@ -21,7 +21,7 @@ const NOT_FOUND_BODY: &str = r#"{"error":{"code":"not_found","message":"no link 
 const GONE_BODY: &str = r#"{"error":{"code":"link_expired","message":"this link has expired"}}"#;
 const INVALID_PATH_BODY: &str =
     r#"{"error":{"code":"invalid_path","message":"malformed percent-encoding in the path: a '%' must be followed by two hex digits"}}"#;
-const UNAVAILABLE_BODY: &str = r#"{"error":{"code":"store_unavailable","message":"link store unavailable, retry later"}}"#;
+const UNAVAILABLE_BODY: &str = r#"{"error":{"code":"store_unavailable","message":"link store unavailable, retry later (GET /readyz says why)"}}"#;
 /// `Cache-Control` of 302s: every click must reach us.
 const CC_FOUND: HeaderValue = HeaderValue::from_static("private, max-age=0");
 const CC_ERROR: HeaderValue = HeaderValue::from_static("no-store");

@@ -131,10 +131,13 @@ pub struct ListParams {
     pub limit: Option<u32>,
     /// Opaque cursor from a previous page's `next_cursor`.
     pub cursor: Option<String>,
-    /// Only links carrying this tag.
+    /// Only links carrying this tag (any spelling: matched after trimming and Unicode NFC,
+    /// as tags are stored).
     pub tag: Option<String>,
-    /// Only enabled (`true`) or disabled (`false`) links.
-    pub enabled: Option<bool>,
+    /// Only enabled (`true` or `1`) or disabled (`false` or `0`) links. Anything else: 400
+    /// `invalid_parameter`.
+    #[param(value_type = Option<bool>)]
+    pub enabled: Option<String>,
 }
 
 /// One page of links, oldest first. `next_cursor` is `null` on the last page.

@@ -76,7 +76,7 @@ impl ApiError {
     /// 503 `store_unavailable`: the link store could not be reached; retryable.
     pub fn unavailable(cause: &dyn std::fmt::Display) -> Self {
         tracing::warn!(error = %cause, "link store unavailable");
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "link store unavailable, retry later")
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "link store unavailable, retry later (GET /readyz says why)")
     }
 
     /// The JSON body of this error; its message bounded ([`bound_message`]) even when

@@ -238,3 +238,17 @@ fn short_domains_must_be_bare_host_names() {
     let e = cfg.validate().expect_err("a b");
     assert_eq!(e.to_string(), format!("server.short-domains entry \"a b\" is not a host name (invalid international domain name): {hint}"));
 }
+
+#[test]
+fn drain_timeout_has_a_floor() {
+    let mut cfg: Config = toml::from_str(DEFAULT_TOML).expect("defaults");
+    for (given, shown) in [(Duration::ZERO, "0ns"), (Duration::from_millis(999), "999ms")] {
+        cfg.server.drain_timeout = given;
+        assert_eq!(
+            cfg.validate().expect_err("too short").to_string(),
+            format!("server.drain-timeout must be at least 1s (the stop drains the click log and writes the dataflow checkpoint in it), got {shown}")
+        );
+    }
+    cfg.server.drain_timeout = Duration::from_secs(1);
+    cfg.validate().expect("1 s is enough");
+}

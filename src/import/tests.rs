@@ -162,12 +162,39 @@ async fn refusals_are_clear_errors() {
 fn rejected_events_make_the_import_fail_and_a_clean_one_succeeds() {
     let mut r = ImportReport { accepted: 5, ..ImportReport::default() };
     r.tally.events = 5;
-    assert!(import_outcome(&r).is_ok());
+    assert!(import_outcome(&r, "/").is_ok());
     r.tally.events = 8;
     r.rejected.insert("unknown_code".into(), 3);
-    let err = import_outcome(&r).expect_err("3 rejected").to_string();
+    let err = import_outcome(&r, "/").expect_err("3 rejected").to_string();
     assert_eq!(err, "3 of 8 events were rejected (5 stored)");
     r.accepted = 0;
     r.rejected.insert("too_late".into(), 5);
-    assert_eq!(import_outcome(&r).expect_err("all rejected").to_string(), "8 of 8 events were rejected (0 stored)");
+    assert_eq!(import_outcome(&r, "/").expect_err("all rejected").to_string(), "8 of 8 events were rejected (0 stored)");
+}
+
+#[test]
+fn no_click_under_the_path_prefix_fails_the_import() {
+    let mut r = ImportReport::default();
+    r.tally.lines = 7;
+    r.tally.skipped.insert("blank", 1);
+    r.tally.skipped.insert("not_code_path", 5);
+    r.tally.skipped.insert("not_redirect", 1);
+    for given in ["s/", "/s", "s", "/s/"] {
+        assert_eq!(
+            import_outcome(&r, given).expect_err(given).to_string(),
+            "no line is a click on a short link under the path prefix \"/s/\" (5 of 6 non-blank lines have another path), nothing was imported: \
+             is --path-prefix right (\"/\" when codes sit at the root, \"/s/\" for https://host/s/CODE)?",
+            "{given}"
+        );
+    }
+    assert!(import_outcome(&r, "/").expect_err("root").to_string().contains("under the path prefix \"/\" (5 of 6"));
+    // one click under the prefix and the rest elsewhere: a normal import
+    r.tally.events = 1;
+    r.accepted = 1;
+    assert!(import_outcome(&r, "s/").is_ok());
+    // a log of 404s only has nothing outside the prefix: no error
+    let mut only_404 = ImportReport::default();
+    only_404.tally.lines = 3;
+    only_404.tally.skipped.insert("not_redirect", 3);
+    assert!(import_outcome(&only_404, "/").is_ok());
 }

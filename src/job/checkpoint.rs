@@ -195,6 +195,28 @@ pub fn dir_of(data_dir: &Path) -> PathBuf {
     data_dir.join("checkpoints")
 }
 
+/// The checkpoint files in `dir`, oldest first (none when `dir` does not exist).
+///
+/// Errors: `dir` exists but cannot be listed.
+pub fn list(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    checkpoint_files(dir)
+}
+
+/// Removes every checkpoint file in `dir` (so that the next start replays its input from the
+/// first record); returns how many were removed.
+///
+/// Errors: `dir` cannot be listed, a file cannot be removed (those before it are gone).
+pub fn remove_all(dir: &Path) -> anyhow::Result<usize> {
+    let files = checkpoint_files(dir).with_context(|| format!("could not list {}", dir.display()))?;
+    for f in &files {
+        std::fs::remove_file(f).with_context(|| format!("could not remove {}", f.display()))?;
+    }
+    if !files.is_empty() {
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("could not fsync {}", dir.display()))?;
+    }
+    Ok(files.len())
+}
+
 fn checkpoint_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
@@ -235,10 +257,20 @@ pub fn write(dir: &Path, file: &CheckpointFile) -> anyhow::Result<(PathBuf, usiz
 /// The newest valid checkpoint of `source` in `dir` (module docs); invalid files and
 /// checkpoints of another source are skipped with a warning.
 ///
+/// Errors: as [`load_latest_for_log`] (without knowing whether the current log is empty).
+pub fn load_latest(dir: &Path, source: &SourceIdentity) -> anyhow::Result<Option<(PathBuf, CheckpointFile)>> {
+    load_latest_for_log(dir, source, None)
+}
+
+/// [`load_latest`], where `log_clicks` is the number of clicks the current click log stores
+/// (`None`: unknown), so that a refusal names the one next step that fits.
+///
 /// Errors: the directory exists but cannot be listed; the newest checkpoint of this log
 /// partition was taken of another click log file (its log id differs: `clicks.redb` was
-/// replaced, and resuming would mix the two logs' clicks).
-pub fn load_latest(dir: &Path, source: &SourceIdentity) -> anyhow::Result<Option<(PathBuf, CheckpointFile)>> {
+/// moved away or replaced, and resuming would mix the two logs' clicks or skip clicks): with
+/// an empty current log the message says to run `sluice log reset` (which keeps the
+/// checkpoint's clicks), otherwise to put the checkpoint's log back.
+pub fn load_latest_for_log(dir: &Path, source: &SourceIdentity, log_clicks: Option<u64>) -> anyhow::Result<Option<(PathBuf, CheckpointFile)>> {
     let files = checkpoint_files(dir).with_context(|| format!("could not list {}", dir.display()))?;
     for path in files.iter().rev() {
         let read = std::fs::read(path).map_err(anyhow::Error::from).and_then(|b| decode(&b));
@@ -246,12 +278,26 @@ pub fn load_latest(dir: &Path, source: &SourceIdentity) -> anyhow::Result<Option
             Ok(f) => match relation(&f.source, source) {
                 Relation::Same => return Ok(Some((path.clone(), f))),
                 Relation::Other => tracing::warn!(path = %path.display(), checkpoint = ?f.source, current = ?source, "skipping a checkpoint of another input"),
-                Relation::OtherLog { checkpoint, current } => bail!(
-                    "the newest checkpoint in {} was taken of another click log (log id {checkpoint:016x}; the clicks.redb in the data dir \
-                     has log id {current:016x}): was clicks.redb replaced? Resuming would mix the two logs' clicks. Put the original \
-                     clicks.redb back, or move the checkpoints directory away to rebuild the views from the log as it is",
-                    dir.display()
-                ),
+                Relation::OtherLog { checkpoint, current } => {
+                    let data_dir = dir.parent().unwrap_or(dir).display().to_string();
+                    match log_clicks {
+                        Some(0) => bail!(
+                            "the newest checkpoint in {} was taken of another click log (log id {checkpoint:016x}) than the clicks.redb in the \
+                             data dir (log id {current:016x}, no clicks stored: a new, empty log, e.g. after clicks.redb was moved away). \
+                             To continue from that checkpoint on this empty log, keeping every click it counted, stop every sluice process \
+                             using the data dir and run `sluice log reset --data-dir {data_dir}`",
+                            dir.display()
+                        ),
+                        _ => bail!(
+                            "the newest checkpoint in {} was taken of another click log (log id {checkpoint:016x}; the clicks.redb in the \
+                             data dir has log id {current:016x}{}): was clicks.redb replaced? Resuming would mix the two logs' clicks. Put \
+                             the click log the checkpoint was taken of back at {data_dir}/clicks.redb (when sluice saved it while serving, it \
+                             is a clicks.redb.recovered-<time> file next to it)",
+                            dir.display(),
+                            log_clicks.map(|n| format!(" and holds {n} clicks")).unwrap_or_default()
+                        ),
+                    }
+                }
             },
             Err(e) => {
                 metrics::counter!("sluice_checkpoints_skipped_total").increment(1);
@@ -260,6 +306,37 @@ pub fn load_latest(dir: &Path, source: &SourceIdentity) -> anyhow::Result<Option
         }
     }
     Ok(None)
+}
+
+/// The newest readable checkpoint of a partition (path and file) and every other
+/// checkpoint file of that partition.
+pub type NewestOfPartition = ((PathBuf, CheckpointFile), Vec<PathBuf>);
+
+/// The newest valid checkpoint in `dir` of click-log partition `partition`, whichever click
+/// log file it was taken of (for `sluice log reset`); unreadable files are skipped with a
+/// warning. Returns it with every other checkpoint file of that partition.
+///
+/// Errors: the directory exists but cannot be listed.
+pub fn newest_of_partition(dir: &Path, partition: u32) -> anyhow::Result<Option<NewestOfPartition>> {
+    let files = checkpoint_files(dir).with_context(|| format!("could not list {}", dir.display()))?;
+    let mut newest = None;
+    let mut others = Vec::new();
+    for path in files.iter().rev() {
+        match std::fs::read(path).map_err(anyhow::Error::from).and_then(|b| decode(&b)) {
+            Ok(f) => match f.source {
+                SourceIdentity::Log { partition: p } | SourceIdentity::LogFile { partition: p, .. } if p == partition => {
+                    if newest.is_none() {
+                        newest = Some((path.clone(), f));
+                    } else {
+                        others.push(path.clone());
+                    }
+                }
+                _ => {}
+            },
+            Err(e) => tracing::warn!(path = %path.display(), error = %format!("{e:#}"), "skipping an unreadable checkpoint"),
+        }
+    }
+    Ok(newest.map(|n| (n, others)))
 }
 
 /// Kafka start offsets from a snapshot (partition → next offset).

@@ -187,6 +187,8 @@ impl DataflowJob {
             metrics::counter!("sluice_events_dead_lettered_total", "reason" => r.as_str()).increment(0);
         }
         metrics::counter!("sluice_events_dead_lettered_total", "reason" => "undecodable").increment(0);
+        // Present from the start at 0 (alerts on rate() or absent() need the series).
+        metrics::counter!("sluice_checkpoints_skipped_total").increment(0);
         let ecfg = enrich_config(cfg)?;
         let enricher =
             tokio::task::spawn_blocking(move || Enricher::new(&ecfg)).await.context("enricher task failed")?.context("could not load the enrichment data")?;
@@ -215,7 +217,8 @@ impl DataflowJob {
         let checkpoint_dir = checkpoint::dir_of(&cfg.server.data_dir);
         let restored = if checkpoints_on {
             let (dir, id) = (checkpoint_dir.clone(), source_id.clone());
-            tokio::task::spawn_blocking(move || checkpoint::load_latest(&dir, &id)).await.context("checkpoint load task failed")??
+            let log_clicks = (!cfg.kafka.enabled()).then(|| log.head() - log.low());
+            tokio::task::spawn_blocking(move || checkpoint::load_latest_for_log(&dir, &id, log_clicks)).await.context("checkpoint load task failed")??
         } else {
             None
         };

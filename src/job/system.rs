@@ -236,6 +236,7 @@ impl System {
                 .chain(intake.as_ref().map(|i| Arc::new(crate::health::ClickLogWriterHealth(Arc::clone(&i.stats))) as Arc<dyn crate::health::Dependency>))
                 .chain(intake.as_ref().and_then(|i| i.kafka.as_ref()).map(|k| Arc::new(k.health()) as Arc<dyn crate::health::Dependency>))
                 .chain(export_jobs_health)
+                .chain(anomalies.iter().map(crate::anomalies::AnomalyOutputs::health))
                 .collect(),
         };
         let (Stack { router: _, api, redirect }, app) = build_stack_app(&cfg, Arc::clone(&store), sink, secret, extras)?;
@@ -363,7 +364,9 @@ impl System {
     /// runner (a running export is re-queued), the log writer (every queued click appended),
     /// the dataflow and the sinks.
     ///
-    /// Errors if the server, the writer or a dataflow worker failed; [`StopTimedOut`] (in
+    /// Errors if the server, the writer or a dataflow worker failed, or when the click log
+    /// was found damaged, replaced or deleted and could not be put right (after the rest of
+    /// the stop, its checkpoint included, is done); [`StopTimedOut`] (in
     /// the `anyhow` chain) when the part after HTTP outlasts `drain-timeout`.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         if let Some(a) = &self.anomalies {
@@ -397,6 +400,7 @@ impl System {
             // The Redis invalidation subscription holds a redirect state (and a click sender).
             s.stop_invalidations();
         }
+        let mut log_problem = None;
         if let Some(i) = self.intake.take() {
             // The router (and with it every click sender) is gone once the server stopped.
             let summary = i.writer.await.context("click log writer panicked")?;
@@ -405,8 +409,13 @@ impl System {
                 // What the broker does not take in time stays in the spill for the next start.
                 k.shutdown(KAFKA_DRAIN_TIMEOUT).await;
             }
+            // A last look at clicks.redb (the writer's check runs every 2 s): a file damaged,
+            // replaced or deleted since is repaired or reported now, not at the next start.
+            let log = i.log.clone();
+            log_problem = tokio::task::spawn_blocking(move || log.check_file().err()).await.context("click log check task failed")?;
         }
         if let Some(job) = self.job.take() {
+            // Writes the last checkpoint, also (above all) when the click log is damaged.
             job.shutdown().await?;
         }
         if let Some(a) = self.anomalies.take() {
@@ -417,6 +426,14 @@ impl System {
         }
         // Last user of the store: SQLite checkpoints its WAL as the last connection closes.
         self.store.close().await;
-        Ok(())
+        match log_problem {
+            // The stop did its part, but the next start needs the operator first: say so,
+            // and exit with an error (README, "Run it").
+            Some(e) => {
+                tracing::error!(error = %e, "stopped, but the click log needs attention before the next start");
+                Err(anyhow::Error::new(e).context("the graceful stop finished, but the click log needs attention before the next start"))
+            }
+            None => Ok(()),
+        }
     }
 }

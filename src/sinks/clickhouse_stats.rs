@@ -27,6 +27,7 @@ use sluice_schemas::rollup::{RollupRow, RollupView};
 use super::convert::{granularity, view as rollup_view};
 
 mod adhoc;
+pub mod flood_cap;
 mod minutes;
 pub use adhoc::{MAX_ADHOC_DIMENSIONS, dimension_value};
 
@@ -100,6 +101,9 @@ fn invalid(code: &'static str, message: impl Into<String>) -> HistoryError {
 #[derive(Debug, Clone)]
 pub struct ClickHouseStats {
     reader: ClickHouseReader,
+    /// The dataflow's flood cap (`[dataflow.abuse.flood-cap]`), applied to what is read from
+    /// `events_enriched` ([`flood_cap`]).
+    flood_cap: Option<u32>,
 }
 
 /// One stored (or, for incomplete minutes, computed) row of a piece: its view, dimension
@@ -148,9 +152,26 @@ fn cover(a: i64, b: i64, out: &mut Vec<(Granularity, i64)>) -> Result<(), Histor
 }
 
 impl ClickHouseStats {
-    /// Stats over `reader`.
+    /// Stats over `reader`, with the default flood cap (30 human clicks per visitor, link and
+    /// UTC minute, like `[dataflow.abuse.flood-cap]`'s defaults).
     pub fn new(reader: ClickHouseReader) -> ClickHouseStats {
-        ClickHouseStats { reader }
+        ClickHouseStats { reader, flood_cap: sluice_dataflows::config::FloodCapConfig::default().cap() }
+    }
+
+    /// The flood cap in force in the dataflow (`None` = off), so that clicks read back from
+    /// `events_enriched` are flagged as the rollups flagged them.
+    pub fn with_flood_cap(mut self, cap: Option<u32>) -> ClickHouseStats {
+        self.flood_cap = cap;
+        self
+    }
+
+    /// The events of `code` in `[from_ms, to_ms)` from `events_enriched`, with the flood cap
+    /// applied ([`flood_cap`]). `from_ms` must be a whole minute for the cap to see whole
+    /// minutes (every caller's range is).
+    async fn capped_events(&self, code: &str, from_ms: i64, to_ms: i64) -> Result<Vec<sluice_schemas::EnrichedClick>, HistoryError> {
+        let mut events = self.reader.events(code, from_ms, to_ms).await?;
+        flood_cap::flag(&mut events, self.flood_cap);
+        Ok(events)
     }
 
     /// Answers `q` like `Views::query` does; `as_of` is `as_of` (the caller knows how far

@@ -100,7 +100,7 @@ impl Sinks {
         }
         if cfg.clickhouse.enabled() {
             s.clickhouse = Some(Arc::new(ClickHouseSink::start(&cfg.clickhouse).context("invalid [clickhouse] configuration")?));
-            s.history = Some(ClickHouseStats::new(ClickHouseReader::new(&cfg.clickhouse)?));
+            s.history = Some(ClickHouseStats::new(ClickHouseReader::new(&cfg.clickhouse)?).with_flood_cap(cfg.dataflow.abuse.flood_cap.cap()));
             tracing::info!(url = cfg.clickhouse.url.as_deref().unwrap_or(""), database = %cfg.clickhouse.database, "clickhouse sink configured");
         }
         if s.redis.is_some() || s.clickhouse.is_some() {

@@ -113,7 +113,7 @@ async fn a_deleted_exports_directory_turns_export_jobs_off_until_a_restart() {
     std::fs::remove_dir_all(&exports).expect("delete exports/");
     let unavailable = json!({"error": {
         "code": "jobs_store_unavailable",
-        "message": "export jobs are unavailable: the export job table was deleted while the server runs \
+        "message": "export jobs are unavailable: the export job table was deleted or moved away while the server runs \
                     (/readyz and the server log name the file and what to do); other endpoints work"
     }});
     let r = report(&p).await.expect("report");
@@ -121,7 +121,7 @@ async fn a_deleted_exports_directory_turns_export_jobs_off_until_a_restart() {
     let r = p.http.get(format!("{}/v1/jobs/{first}", p.base)).send().await.expect("job");
     assert_eq!((r.status().as_u16(), r.json::<Value>().await.expect("json")), (503, unavailable));
     let message = format!(
-        "export job table \"{}\" was deleted while sluice has it open: export jobs are off \
+        "export job table \"{}\" was deleted or moved away while sluice has it open: export jobs are off \
          (503 jobs_store_unavailable; a job stored now would only reach the file sluice opened, which is lost when it stops); \
          restart sluice to use the file at that path: put the old one back there first (e.g. from a backup) to keep its jobs \
          and downloads, or an empty job table is created there",

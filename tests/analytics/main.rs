@@ -8,6 +8,7 @@ mod cases;
 mod ch_backfill;
 #[path = "../support/child.rs"]
 mod child;
+mod click_log_damage;
 #[cfg(feature = "integration-tests")]
 #[path = "../support/clickhouse.rs"]
 mod clickhouse;
@@ -28,3 +29,5 @@ mod readiness;
 mod reports;
 #[cfg(feature = "integration-tests")]
 mod sinks;
+#[cfg(feature = "integration-tests")]
+mod sinks_restore;

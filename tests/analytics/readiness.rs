@@ -58,14 +58,14 @@ async fn a_deleted_or_replaced_link_store_file_fails_readiness() {
 
     let path = data.join("links.db");
     std::fs::remove_file(&path).expect("delete links.db");
-    assert_eq!(readyz(&http, &listen).await, (503, store_not_ready(&path, "deleted")));
+    assert_eq!(readyz(&http, &listen).await, (503, store_not_ready(&path, "deleted or moved away")));
     let r = http.get(format!("http://{listen}/kept")).send().await.expect("redirect");
     assert_eq!(r.status().as_u16(), 302, "served from the open file");
     let r = http.get(format!("http://{listen}/v1/links/kept")).send().await.expect("get");
     assert_eq!(r.status().as_u16(), 200, "read from the open file");
     // A change would only reach the unlinked file (lost at the next start): refused with 503,
     // and nothing is written (the link is unchanged, the alias still free).
-    let unavailable = json!({"error": {"code": "store_unavailable", "message": "link store unavailable, retry later"}});
+    let unavailable = json!({"error": {"code": "store_unavailable", "message": "link store unavailable, retry later (GET /readyz says why)"}});
     let create = http.post(format!("http://{listen}/v1/links")).json(&json!({"long_url": "https://example.com/lost", "custom_alias": "lost"}));
     let r = create.send().await.expect("create");
     assert_eq!((r.status().as_u16(), r.json::<Value>().await.expect("json")), (503, unavailable.clone()));
@@ -81,7 +81,7 @@ async fn a_deleted_or_replaced_link_store_file_fails_readiness() {
     loop {
         let text = std::fs::read_to_string(&log).expect("read log");
         if let Some(line) = text.lines().find(|l| l.contains(" ERROR ") && l.contains("the link store's file is gone")) {
-            assert!(line.contains(&format!("error=link store \"{}\" was deleted while sluice has it open", path.display())), "{line}");
+            assert!(line.contains(&format!("error=link store \"{}\" was deleted or moved away while sluice has it open", path.display())), "{line}");
             break;
         }
         assert!(t0.elapsed() < Duration::from_secs(10), "no error logged: {text}");

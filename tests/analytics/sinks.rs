@@ -30,19 +30,19 @@ const BIN: &str = env!("CARGO_BIN_EXE_sluice");
 /// Every poll of this file gives up after this long.
 const CONVERGE: Duration = Duration::from_secs(60);
 
-fn suffix() -> String {
+pub(crate) fn suffix() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..10].to_string()
 }
 
 /// `sluice serve` as a child process.
-struct Sluice {
+pub(crate) struct Sluice {
     child: ChildProcess,
-    base: String,
-    http: reqwest::Client,
+    pub(crate) base: String,
+    pub(crate) http: reqwest::Client,
 }
 
 impl Sluice {
-    async fn start(dir: &Path, config: &Path, redis_url: &str, prefix: &str, ch_url: &str, ch: &Ch) -> Sluice {
+    pub(crate) async fn start(dir: &Path, config: &Path, redis_url: &str, prefix: &str, ch_url: &str, ch: &Ch) -> Sluice {
         let port = free_port();
         let mut cmd = Command::new(BIN);
         cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
@@ -74,7 +74,7 @@ impl Sluice {
         s
     }
 
-    async fn get(&self, path: &str) -> Value {
+    pub(crate) async fn get(&self, path: &str) -> Value {
         let r = self.http.get(format!("{}{path}", self.base)).send().await.expect("get");
         let status = r.status();
         let body: Value = r.json().await.expect("json");
@@ -83,7 +83,7 @@ impl Sluice {
     }
 
     /// Waits until every click logged up to 100 ms from now is counted by the dataflow.
-    async fn caught_up(&self) {
+    pub(crate) async fn caught_up(&self) {
         let t0 = Instant::now();
         let target = now_ms() + 100;
         loop {
@@ -101,7 +101,7 @@ impl Sluice {
     }
 
     /// SIGTERM: the process must stop gracefully (sinks drained) and exit 0 within 30 s.
-    fn terminate(self) {
+    pub(crate) fn terminate(self) {
         self.child.terminate();
     }
 }
@@ -109,7 +109,7 @@ impl Sluice {
 /// The server configuration file (loadgen reads it too: X-Forwarded-For trusted); with
 /// `short_minutes`, minute rows older than 1 h leave memory and the stats API answers older
 /// minute ranges from ClickHouse.
-fn write_config(dir: &Path, short_minutes: bool) -> PathBuf {
+pub(crate) fn write_config(dir: &Path, short_minutes: bool) -> PathBuf {
     let path = dir.join("sluice.toml");
     let mut text = "[server]\ntrusted-proxies = [\"127.0.0.1\"]\n".to_string();
     if short_minutes {
@@ -132,7 +132,7 @@ fn loadgen_args(base: &str, config: &Path, seed: u64, rate: f64, secs: u64) -> L
 }
 
 /// Polls `check` until it returns `Ok`, at most [`CONVERGE`]; panics with the last mismatch.
-async fn converge<F, Fut>(what: &str, mut check: F) -> Duration
+pub(crate) async fn converge<F, Fut>(what: &str, mut check: F) -> Duration
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<(), String>>,
@@ -147,7 +147,7 @@ where
     }
 }
 
-fn expect_eq<T: PartialEq + std::fmt::Debug>(what: &str, got: T, want: T) -> Result<(), String> {
+pub(crate) fn expect_eq<T: PartialEq + std::fmt::Debug>(what: &str, got: T, want: T) -> Result<(), String> {
     if got == want { Ok(()) } else { Err(format!("{what}: got {got:?}, want {want:?}")) }
 }
 

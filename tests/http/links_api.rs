@@ -372,10 +372,19 @@ async fn list_paginates_and_filters(b: Backend) {
     assert_eq!(page_codes(&disabled), vec![codes[1].clone()]);
     let enabled_odd = app.get("/v1/links?enabled=true&tag=odd").await.json();
     assert_eq!(page_codes(&enabled_odd), vec![codes[3].clone(), codes[5].clone()]);
+    // 1 / 0 are booleans here as in the stats and live routes
+    assert_eq!(page_codes(&app.get("/v1/links?enabled=0").await.json()), vec![codes[1].clone()]);
+    assert_eq!(page_codes(&app.get("/v1/links?enabled=1&tag=odd").await.json()), vec![codes[3].clone(), codes[5].clone()]);
+    // a tag is stored NFC: created as e + U+0301, found by either spelling, returned precomposed
+    let cafe = app.create(json!({"long_url": "https://example.com/cafe", "tags": ["cafe\u{301}"]})).await;
+    assert_eq!(cafe["tags"], json!(["caf\u{e9}"]));
+    let cafe_code = cafe["code"].as_str().expect("code").to_owned();
+    assert_eq!(page_codes(&app.get("/v1/links?tag=caf%C3%A9").await.json()), vec![cafe_code.clone()]);
+    assert_eq!(page_codes(&app.get("/v1/links?tag=cafe%CC%81").await.json()), vec![cafe_code]);
     // deleted links are not listed
     assert_eq!(app.delete(&format!("/v1/links/{}", codes[0])).await.status, StatusCode::NO_CONTENT);
     let all = app.get("/v1/links?limit=1000").await.json();
-    assert_eq!(page_codes(&all).len(), 7);
+    assert_eq!(page_codes(&all).len(), 8);
     assert!(!page_codes(&all).contains(&codes[0]));
     // default limit 100, max 1000
     assert_eq!(app.get("/v1/links?limit=1000").await.status, StatusCode::OK);
@@ -388,7 +397,10 @@ async fn list_parameter_errors(b: Backend) {
     app.get("/v1/links?limit=1001").await.assert_error(400, "invalid_limit");
     app.get("/v1/links?limit=abc").await.assert_error(400, "invalid_parameter");
     app.get("/v1/links?limit=-1").await.assert_error(400, "invalid_parameter");
-    app.get("/v1/links?enabled=maybe").await.assert_error(400, "invalid_parameter");
+    let r = app.get("/v1/links?enabled=maybe").await;
+    r.assert_error(400, "invalid_parameter");
+    assert_eq!(r.json()["error"]["details"], serde_json::json!({"parameter": "enabled", "value": "maybe", "allowed": ["true", "false", "1", "0"]}));
+    assert_eq!(r.json()["error"]["message"], "\"enabled\" must be true or false (or 1 / 0), got \"maybe\"");
     app.get("/v1/links?sort=desc").await.assert_error(400, "unknown_parameter");
     app.get("/v1/links?limit=1&limit=2").await.assert_error(400, "duplicate_parameter");
     app.get("/v1/links?cursor=not-a-cursor").await.assert_error(400, "invalid_cursor");

@@ -19,7 +19,7 @@ use super::{AnomalyStore, decode, encode, store_err};
 use crate::error::Result;
 
 pub(super) const ACTIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("anomaly_actions");
-const CURSORS: TableDefinition<&str, u64> = TableDefinition::new("consumer_cursors");
+pub(super) const CURSORS: TableDefinition<&str, u64> = TableDefinition::new("consumer_cursors");
 
 pub(super) fn create_tables(txn: &WriteTransaction) -> Result<()> {
     txn.open_table(ACTIONS).map_err(|e| store_err("open", e))?;
@@ -60,29 +60,33 @@ impl AnomalyStore {
     ///
     /// Errors: [`crate::Error::AnomalyStore`] (disk), [`crate::Error::Corrupt`].
     pub fn record_action(&self, anomaly_id: &[u8; 16], action: &AnomalyAction) -> Result<bool> {
-        let txn = self.db().begin_write().map_err(|e| store_err("record anomaly action", e))?;
-        let added = {
-            let mut table = txn.open_table(ACTIONS).map_err(|e| store_err("record anomaly action", e))?;
-            let mut list = read_actions(&table, anomaly_id)?;
-            if list.iter().any(|a| a.action == action.action) {
-                false
-            } else {
-                list.push(action.clone());
-                table.insert(anomaly_id.as_slice(), encode(&list)?.as_slice()).map_err(|e| store_err("record anomaly action", e))?;
-                true
-            }
-        };
-        txn.commit().map_err(|e| store_err("record anomaly action", e))?;
-        Ok(added)
+        self.with_db(|db| {
+            let txn = db.begin_write().map_err(|e| store_err("record anomaly action", e))?;
+            let added = {
+                let mut table = txn.open_table(ACTIONS).map_err(|e| store_err("record anomaly action", e))?;
+                let mut list = read_actions(&table, anomaly_id)?;
+                if list.iter().any(|a| a.action == action.action) {
+                    false
+                } else {
+                    list.push(action.clone());
+                    table.insert(anomaly_id.as_slice(), encode(&list)?.as_slice()).map_err(|e| store_err("record anomaly action", e))?;
+                    true
+                }
+            };
+            txn.commit().map_err(|e| store_err("record anomaly action", e))?;
+            Ok(added)
+        })
     }
 
     /// The actions recorded for the anomaly with these id bytes, oldest first.
     ///
     /// Errors: [`crate::Error::AnomalyStore`], [`crate::Error::Corrupt`].
     pub fn actions(&self, anomaly_id: &[u8; 16]) -> Result<Vec<AnomalyAction>> {
-        let txn = self.db().begin_read().map_err(|e| store_err("read anomaly actions", e))?;
-        let table = txn.open_table(ACTIONS).map_err(|e| store_err("read anomaly actions", e))?;
-        read_actions(&table, anomaly_id)
+        self.with_db(|db| {
+            let txn = db.begin_read().map_err(|e| store_err("read anomaly actions", e))?;
+            let table = txn.open_table(ACTIONS).map_err(|e| store_err("read anomaly actions", e))?;
+            read_actions(&table, anomaly_id)
+        })
     }
 
     /// The last event id consumer `name` processed (`None` before its first
@@ -90,21 +94,25 @@ impl AnomalyStore {
     ///
     /// Errors: [`crate::Error::AnomalyStore`].
     pub fn cursor(&self, name: &str) -> Result<Option<u64>> {
-        let txn = self.db().begin_read().map_err(|e| store_err("read a consumer cursor", e))?;
-        let table = txn.open_table(CURSORS).map_err(|e| store_err("read a consumer cursor", e))?;
-        Ok(table.get(name).map_err(|e| store_err("read a consumer cursor", e))?.map(|v| v.value()))
+        self.with_db(|db| {
+            let txn = db.begin_read().map_err(|e| store_err("read a consumer cursor", e))?;
+            let table = txn.open_table(CURSORS).map_err(|e| store_err("read a consumer cursor", e))?;
+            Ok(table.get(name).map_err(|e| store_err("read a consumer cursor", e))?.map(|v| v.value()))
+        })
     }
 
     /// Sets consumer `name`'s cursor to `event_id` (durable when it returns).
     ///
     /// Errors: [`crate::Error::AnomalyStore`].
     pub fn set_cursor(&self, name: &str, event_id: u64) -> Result<()> {
-        let txn = self.db().begin_write().map_err(|e| store_err("write a consumer cursor", e))?;
-        {
-            let mut table = txn.open_table(CURSORS).map_err(|e| store_err("write a consumer cursor", e))?;
-            table.insert(name, event_id).map_err(|e| store_err("write a consumer cursor", e))?;
-        }
-        txn.commit().map_err(|e| store_err("write a consumer cursor", e))?;
-        Ok(())
+        self.with_db(|db| {
+            let txn = db.begin_write().map_err(|e| store_err("write a consumer cursor", e))?;
+            {
+                let mut table = txn.open_table(CURSORS).map_err(|e| store_err("write a consumer cursor", e))?;
+                table.insert(name, event_id).map_err(|e| store_err("write a consumer cursor", e))?;
+            }
+            txn.commit().map_err(|e| store_err("write a consumer cursor", e))?;
+            Ok(())
+        })
     }
 }

@@ -10,9 +10,13 @@
 //!
 //! Guarantees:
 //! - [`AnomalyStore::append`] is one ACID write transaction, durable when it returns.
-//! - Idempotent: an event whose `(anomaly_id, revision)` is already stored is dropped (the
-//!   dataflow replays the click log after every restart and emits the same events again),
-//!   so the event sequence holds each lifecycle event once and event ids never change.
+//! - Idempotent: an event whose `(anomaly_id, revision)` is already stored is dropped (a
+//!   start that replays the click log from its first offset emits the same events again, and
+//!   so does the retry of a commit that reached the disk although it reported a failure), so
+//!   the event sequence holds each lifecycle event once and event ids never change.
+//! - After an I/O error (a full disk) the file is closed and reopened by the next operation,
+//!   and a file deleted while open is written back to its path from the open file
+//!   (`recovery.rs`: [`AnomalyStore::check_file`], [`AnomalyStore::probe_write`]).
 //! - Event ids are assigned in commit order, without gaps; a reader that has seen every
 //!   event up to `n` and then reads [`AnomalyStore::events_after`]`(n)` misses nothing.
 //! - The latest state of an anomaly is the event with the highest `revision` seen.
@@ -23,12 +27,19 @@
 //! of [`actions`].
 
 pub mod actions;
+mod recovery;
 pub mod webhooks;
 
 #[cfg(test)]
+mod recovery_tests;
+#[cfg(test)]
 mod tests;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Mutex, RwLock};
+
+pub use recovery::{FileCheck, REOPEN_BACKOFF_INITIAL, REOPEN_BACKOFF_MAX};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -80,7 +91,16 @@ pub type ListPosition = (i64, [u8; 16]);
 /// Handle to the store; share it with `Arc`.
 #[derive(Debug)]
 pub struct AnomalyStore {
-    db: Database,
+    /// `<dir>/anomalies.redb`.
+    path: PathBuf,
+    /// The open file (`None` while closed after an I/O error and not reopened yet).
+    db: RwLock<Option<Database>>,
+    /// Reopen and file-identity state (`recovery.rs`).
+    recovery: Mutex<recovery::Recovery>,
+    /// Set when an I/O error closed the file; the next operation reopens it.
+    needs_reopen: AtomicBool,
+    /// The I/O error that closed the file, or the latest failure to reopen it.
+    failure: Mutex<String>,
     head: watch::Sender<u64>,
 }
 
@@ -122,72 +142,35 @@ impl AnomalyStore {
     pub fn open(dir: &Path) -> Result<AnomalyStore> {
         std::fs::create_dir_all(dir).map_err(|e| store_err("create its directory", redb::Error::Io(e)))?;
         let path = dir.join(ANOMALY_STORE_FILE_NAME);
-        let db = crate::redb_open::open_checked(
-            &path,
-            "anomaly store",
-            None,
-            |detail| Error::StoreDamaged { store: "anomaly store", path: path.display().to_string(), detail, loses: ANOMALY_STORE_LOSES },
-            |e| store_err("open", e),
-        )?;
-        let txn = db.begin_write().map_err(|e| store_err("open", e))?;
-        let head = {
-            let events = txn.open_table(EVENTS).map_err(|e| store_err("open", e))?;
-            txn.open_table(EVENT_KEYS).map_err(|e| store_err("open", e))?;
-            txn.open_table(LATEST).map_err(|e| store_err("open", e))?;
-            txn.open_table(BY_START).map_err(|e| store_err("open", e))?;
-            webhooks::create_tables(&txn)?;
-            actions::create_tables(&txn)?;
-            events.last().map_err(|e| store_err("open", e))?.map_or(0, |(k, _)| k.value())
-        };
-        txn.commit().map_err(|e| store_err("open", e))?;
-        Ok(AnomalyStore { db, head: watch::channel(head).0 })
+        let (db, head) = open_file(&path)?;
+        let file_id = crate::file_id::file_id(&path).ok();
+        Ok(AnomalyStore {
+            path,
+            db: RwLock::new(Some(db)),
+            recovery: Mutex::new(recovery::Recovery::new(file_id)),
+            needs_reopen: AtomicBool::new(false),
+            failure: Mutex::new(String::new()),
+            head: watch::channel(head).0,
+        })
+    }
+
+    /// The store's file (`<dir>/anomalies.redb`).
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Appends the events of `batch` not stored yet (by `(anomaly_id, revision)`), in order,
     /// and updates each anomaly's latest state; returns the event ids assigned (empty when
     /// every event was a replay). Durable when it returns; subscribers are woken after.
     ///
-    /// Errors: [`Error::AnomalyStore`] (disk), [`Error::Corrupt`] (an undecodable stored row).
+    /// Errors: [`Error::AnomalyStore`] (disk; an I/O error closes the store until the next
+    /// operation reopens it), [`Error::AnomalyStoreClosed`] (closed and not reopenable yet),
+    /// [`Error::Corrupt`] (an undecodable stored row).
     pub fn append(&self, batch: &[Anomaly]) -> Result<Vec<u64>> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let txn = self.db.begin_write().map_err(|e| store_err("append anomalies", e))?;
-        let mut assigned = Vec::new();
-        {
-            let mut events = txn.open_table(EVENTS).map_err(|e| store_err("append anomalies", e))?;
-            let mut keys = txn.open_table(EVENT_KEYS).map_err(|e| store_err("append anomalies", e))?;
-            let mut latest = txn.open_table(LATEST).map_err(|e| store_err("append anomalies", e))?;
-            let mut by_start = txn.open_table(BY_START).map_err(|e| store_err("append anomalies", e))?;
-            let mut next = events.last().map_err(|e| store_err("append anomalies", e))?.map_or(0, |(k, _)| k.value()) + 1;
-            for a in batch {
-                let id = *a.anomaly_id.as_bytes();
-                let ek = event_key(&id, a.revision);
-                if keys.get(ek.as_slice()).map_err(|e| store_err("append anomalies", e))?.is_some() {
-                    continue;
-                }
-                let seq = next;
-                next += 1;
-                events.insert(seq, encode(a)?.as_slice()).map_err(|e| store_err("append anomalies", e))?;
-                keys.insert(ek.as_slice(), seq).map_err(|e| store_err("append anomalies", e))?;
-                let prev: Option<LatestAnomaly> = match latest.get(id.as_slice()).map_err(|e| store_err("append anomalies", e))? {
-                    Some(v) => Some(decode("anomaly", v.value())?),
-                    None => None,
-                };
-                let newer = prev.as_ref().is_none_or(|p| a.revision > p.anomaly.revision);
-                if newer {
-                    if let Some(p) = &prev {
-                        let old = start_key(p.anomaly.window_start, &id);
-                        by_start.remove(old.as_slice()).map_err(|e| store_err("append anomalies", e))?;
-                    }
-                    let rec = LatestAnomaly { anomaly: a.clone(), event_id: seq, actions: Vec::new() };
-                    latest.insert(id.as_slice(), encode(&rec)?.as_slice()).map_err(|e| store_err("append anomalies", e))?;
-                    by_start.insert(start_key(a.window_start, &id).as_slice(), ()).map_err(|e| store_err("append anomalies", e))?;
-                }
-                assigned.push(seq);
-            }
-        }
-        txn.commit().map_err(|e| store_err("append anomalies", e))?;
+        let assigned = self.with_db(|db| append_in(db, batch))?;
         if let Some(last) = assigned.last() {
             self.head.send_replace(*last);
         }
@@ -208,35 +191,39 @@ impl AnomalyStore {
     ///
     /// Errors: [`Error::AnomalyStore`], [`Error::Corrupt`].
     pub fn events_after(&self, after: u64, limit: usize) -> Result<Vec<StoredEvent>> {
-        let txn = self.db.begin_read().map_err(|e| store_err("read anomaly events", e))?;
-        let events = txn.open_table(EVENTS).map_err(|e| store_err("read anomaly events", e))?;
-        let done = txn.open_table(actions::ACTIONS).map_err(|e| store_err("read anomaly events", e))?;
-        let mut out = Vec::new();
-        let Some(from) = after.checked_add(1) else { return Ok(out) };
-        for entry in events.range(from..).map_err(|e| store_err("read anomaly events", e))?.take(limit) {
-            let (k, v) = entry.map_err(|e| store_err("read anomaly events", e))?;
-            let anomaly: Anomaly = decode("anomaly event", v.value())?;
-            let actions = actions::read_actions(&done, anomaly.anomaly_id.as_bytes())?;
-            out.push(StoredEvent { event_id: k.value(), anomaly, actions });
-        }
-        Ok(out)
+        self.with_db(|db| {
+            let txn = db.begin_read().map_err(|e| store_err("read anomaly events", e))?;
+            let events = txn.open_table(EVENTS).map_err(|e| store_err("read anomaly events", e))?;
+            let done = txn.open_table(actions::ACTIONS).map_err(|e| store_err("read anomaly events", e))?;
+            let mut out = Vec::new();
+            let Some(from) = after.checked_add(1) else { return Ok(out) };
+            for entry in events.range(from..).map_err(|e| store_err("read anomaly events", e))?.take(limit) {
+                let (k, v) = entry.map_err(|e| store_err("read anomaly events", e))?;
+                let anomaly: Anomaly = decode("anomaly event", v.value())?;
+                let actions = actions::read_actions(&done, anomaly.anomaly_id.as_bytes())?;
+                out.push(StoredEvent { event_id: k.value(), anomaly, actions });
+            }
+            Ok(out)
+        })
     }
 
     /// The latest state of the anomaly with these id bytes.
     ///
     /// Errors: [`Error::AnomalyStore`], [`Error::Corrupt`].
     pub fn get(&self, anomaly_id: &[u8; 16]) -> Result<Option<LatestAnomaly>> {
-        let txn = self.db.begin_read().map_err(|e| store_err("read anomalies", e))?;
-        let latest = txn.open_table(LATEST).map_err(|e| store_err("read anomalies", e))?;
-        let done = txn.open_table(actions::ACTIONS).map_err(|e| store_err("read anomalies", e))?;
-        match latest.get(anomaly_id.as_slice()).map_err(|e| store_err("read anomalies", e))? {
-            Some(v) => {
-                let mut rec: LatestAnomaly = decode("anomaly", v.value())?;
-                rec.actions = actions::read_actions(&done, anomaly_id)?;
-                Ok(Some(rec))
+        self.with_db(|db| {
+            let txn = db.begin_read().map_err(|e| store_err("read anomalies", e))?;
+            let latest = txn.open_table(LATEST).map_err(|e| store_err("read anomalies", e))?;
+            let done = txn.open_table(actions::ACTIONS).map_err(|e| store_err("read anomalies", e))?;
+            match latest.get(anomaly_id.as_slice()).map_err(|e| store_err("read anomalies", e))? {
+                Some(v) => {
+                    let mut rec: LatestAnomaly = decode("anomaly", v.value())?;
+                    rec.actions = actions::read_actions(&done, anomaly_id)?;
+                    Ok(Some(rec))
+                }
+                None => Ok(None),
             }
-            None => Ok(None),
-        }
+        })
     }
 
     /// Latest states, newest first by `(window_start, anomaly id)` descending, starting
@@ -252,42 +239,107 @@ impl AnomalyStore {
         limit: usize,
         keep: &dyn Fn(&Anomaly) -> bool,
     ) -> Result<(Vec<LatestAnomaly>, bool)> {
-        let txn = self.db.begin_read().map_err(|e| store_err("list anomalies", e))?;
-        let by_start = txn.open_table(BY_START).map_err(|e| store_err("list anomalies", e))?;
-        let latest = txn.open_table(LATEST).map_err(|e| store_err("list anomalies", e))?;
-        let done = txn.open_table(actions::ACTIONS).map_err(|e| store_err("list anomalies", e))?;
-        // Exclusive upper bound in key order.
-        let mut upper: Option<[u8; 24]> = after.map(|(ws, id)| start_key(ws, &id));
-        if let Some(ws) = start_before {
-            let bound = start_key(ws, &[0u8; 16]);
-            upper = Some(match upper {
-                Some(u) if u < bound => u,
-                _ => bound,
-            });
-        }
-        let range = match &upper {
-            Some(u) => by_start.range::<&[u8]>(..u.as_slice()),
-            None => by_start.range::<&[u8]>(..),
-        }
-        .map_err(|e| store_err("list anomalies", e))?;
-        let mut out = Vec::new();
-        for entry in range.rev() {
-            let (k, _) = entry.map_err(|e| store_err("list anomalies", e))?;
-            let id = &k.value()[8..];
-            let Some(v) = latest.get(id).map_err(|e| store_err("list anomalies", e))? else { continue };
-            let mut rec: LatestAnomaly = decode("anomaly", v.value())?;
-            if keep(&rec.anomaly) {
-                if out.len() == limit {
-                    return Ok((out, true));
-                }
-                rec.actions = actions::read_actions(&done, id)?;
-                out.push(rec);
+        self.with_db(|db| {
+            let txn = db.begin_read().map_err(|e| store_err("list anomalies", e))?;
+            let by_start = txn.open_table(BY_START).map_err(|e| store_err("list anomalies", e))?;
+            let latest = txn.open_table(LATEST).map_err(|e| store_err("list anomalies", e))?;
+            let done = txn.open_table(actions::ACTIONS).map_err(|e| store_err("list anomalies", e))?;
+            // Exclusive upper bound in key order.
+            let mut upper: Option<[u8; 24]> = after.map(|(ws, id)| start_key(ws, &id));
+            if let Some(ws) = start_before {
+                let bound = start_key(ws, &[0u8; 16]);
+                upper = Some(match upper {
+                    Some(u) if u < bound => u,
+                    _ => bound,
+                });
             }
-        }
-        Ok((out, false))
+            let range = match &upper {
+                Some(u) => by_start.range::<&[u8]>(..u.as_slice()),
+                None => by_start.range::<&[u8]>(..),
+            }
+            .map_err(|e| store_err("list anomalies", e))?;
+            let mut out = Vec::new();
+            for entry in range.rev() {
+                let (k, _) = entry.map_err(|e| store_err("list anomalies", e))?;
+                let id = &k.value()[8..];
+                let Some(v) = latest.get(id).map_err(|e| store_err("list anomalies", e))? else { continue };
+                let mut rec: LatestAnomaly = decode("anomaly", v.value())?;
+                if keep(&rec.anomaly) {
+                    if out.len() == limit {
+                        return Ok((out, true));
+                    }
+                    rec.actions = actions::read_actions(&done, id)?;
+                    out.push(rec);
+                }
+            }
+            Ok((out, false))
+        })
     }
+}
 
-    pub(crate) fn db(&self) -> &Database {
-        &self.db
+/// One append transaction (see [`AnomalyStore::append`]).
+fn append_in(db: &Database, batch: &[Anomaly]) -> Result<Vec<u64>> {
+    let txn = db.begin_write().map_err(|e| store_err("append anomalies", e))?;
+
+    let mut assigned = Vec::new();
+    {
+        let mut events = txn.open_table(EVENTS).map_err(|e| store_err("append anomalies", e))?;
+        let mut keys = txn.open_table(EVENT_KEYS).map_err(|e| store_err("append anomalies", e))?;
+        let mut latest = txn.open_table(LATEST).map_err(|e| store_err("append anomalies", e))?;
+        let mut by_start = txn.open_table(BY_START).map_err(|e| store_err("append anomalies", e))?;
+        let mut next = events.last().map_err(|e| store_err("append anomalies", e))?.map_or(0, |(k, _)| k.value()) + 1;
+        for a in batch {
+            let id = *a.anomaly_id.as_bytes();
+            let ek = event_key(&id, a.revision);
+            if keys.get(ek.as_slice()).map_err(|e| store_err("append anomalies", e))?.is_some() {
+                continue;
+            }
+            let seq = next;
+            next += 1;
+            events.insert(seq, encode(a)?.as_slice()).map_err(|e| store_err("append anomalies", e))?;
+            keys.insert(ek.as_slice(), seq).map_err(|e| store_err("append anomalies", e))?;
+            let prev: Option<LatestAnomaly> = match latest.get(id.as_slice()).map_err(|e| store_err("append anomalies", e))? {
+                Some(v) => Some(decode("anomaly", v.value())?),
+                None => None,
+            };
+            let newer = prev.as_ref().is_none_or(|p| a.revision > p.anomaly.revision);
+            if newer {
+                if let Some(p) = &prev {
+                    let old = start_key(p.anomaly.window_start, &id);
+                    by_start.remove(old.as_slice()).map_err(|e| store_err("append anomalies", e))?;
+                }
+                let rec = LatestAnomaly { anomaly: a.clone(), event_id: seq, actions: Vec::new() };
+                latest.insert(id.as_slice(), encode(&rec)?.as_slice()).map_err(|e| store_err("append anomalies", e))?;
+                by_start.insert(start_key(a.window_start, &id).as_slice(), ()).map_err(|e| store_err("append anomalies", e))?;
+            }
+            assigned.push(seq);
+        }
     }
+    txn.commit().map_err(|e| store_err("append anomalies", e))?;
+    Ok(assigned)
+}
+
+/// Opens (or creates) the file at `path` with the integrity check and its tables; returns it
+/// with the last event id stored.
+fn open_file(path: &Path) -> Result<(Database, u64)> {
+    let db = crate::redb_open::open_checked(
+        path,
+        "anomaly store",
+        None,
+        |detail| Error::StoreDamaged { store: "anomaly store", path: path.display().to_string(), detail, loses: ANOMALY_STORE_LOSES },
+        |e| store_err("open", e),
+    )?;
+    let txn = db.begin_write().map_err(|e| store_err("open", e))?;
+    let head = {
+        let events = txn.open_table(EVENTS).map_err(|e| store_err("open", e))?;
+        txn.open_table(EVENT_KEYS).map_err(|e| store_err("open", e))?;
+        txn.open_table(LATEST).map_err(|e| store_err("open", e))?;
+        txn.open_table(BY_START).map_err(|e| store_err("open", e))?;
+        txn.open_table(recovery::META).map_err(|e| store_err("open", e))?;
+        webhooks::create_tables(&txn)?;
+        actions::create_tables(&txn)?;
+        events.last().map_err(|e| store_err("open", e))?.map_or(0, |(k, _)| k.value())
+    };
+    txn.commit().map_err(|e| store_err("open", e))?;
+    Ok((db, head))
 }

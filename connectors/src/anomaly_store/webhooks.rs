@@ -20,10 +20,10 @@ use sluice_schemas::{AnomalyKind, Severity};
 use super::{AnomalyStore, decode, encode, store_err};
 use crate::error::Result;
 
-const WEBHOOKS: TableDefinition<&str, &[u8]> = TableDefinition::new("webhooks");
-const DELIVERIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("deliveries");
-const PENDING: TableDefinition<&[u8], ()> = TableDefinition::new("pending_deliveries");
-const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+pub(super) const WEBHOOKS: TableDefinition<&str, &[u8]> = TableDefinition::new("webhooks");
+pub(super) const DELIVERIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("deliveries");
+pub(super) const PENDING: TableDefinition<&[u8], ()> = TableDefinition::new("pending_deliveries");
+pub(super) const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 
 pub(super) fn create_tables(txn: &WriteTransaction) -> Result<()> {
     txn.open_table(WEBHOOKS).map_err(|e| store_err("open", e))?;
@@ -119,41 +119,47 @@ impl AnomalyStore {
     ///
     /// Errors: [`crate::Error::AnomalyStore`].
     pub fn create_webhook(&self, mut rec: WebhookRecord) -> Result<WebhookRecord> {
-        let txn = self.db().begin_write().map_err(|e| store_err("create a webhook", e))?;
-        {
-            let events = txn.open_table(super::EVENTS).map_err(|e| store_err("create a webhook", e))?;
-            rec.cursor = events.last().map_err(|e| store_err("create a webhook", e))?.map_or(0, |(k, _)| k.value());
-            let mut t = txn.open_table(WEBHOOKS).map_err(|e| store_err("create a webhook", e))?;
-            t.insert(rec.id.as_str(), encode(&rec)?.as_slice()).map_err(|e| store_err("create a webhook", e))?;
-        }
-        txn.commit().map_err(|e| store_err("create a webhook", e))?;
-        Ok(rec)
+        self.with_db(|db| {
+            let txn = db.begin_write().map_err(|e| store_err("create a webhook", e))?;
+            {
+                let events = txn.open_table(super::EVENTS).map_err(|e| store_err("create a webhook", e))?;
+                rec.cursor = events.last().map_err(|e| store_err("create a webhook", e))?.map_or(0, |(k, _)| k.value());
+                let mut t = txn.open_table(WEBHOOKS).map_err(|e| store_err("create a webhook", e))?;
+                t.insert(rec.id.as_str(), encode(&rec)?.as_slice()).map_err(|e| store_err("create a webhook", e))?;
+            }
+            txn.commit().map_err(|e| store_err("create a webhook", e))?;
+            Ok(rec)
+        })
     }
 
     /// Every subscription, oldest first (ids sort by creation time).
     ///
     /// Errors: [`crate::Error::AnomalyStore`], [`crate::Error::Corrupt`].
     pub fn webhooks(&self) -> Result<Vec<WebhookRecord>> {
-        let txn = self.db().begin_read().map_err(|e| store_err("read webhooks", e))?;
-        let t = txn.open_table(WEBHOOKS).map_err(|e| store_err("read webhooks", e))?;
-        let mut out = Vec::new();
-        for entry in t.iter().map_err(|e| store_err("read webhooks", e))? {
-            let (_, v) = entry.map_err(|e| store_err("read webhooks", e))?;
-            out.push(decode("webhook", v.value())?);
-        }
-        Ok(out)
+        self.with_db(|db| {
+            let txn = db.begin_read().map_err(|e| store_err("read webhooks", e))?;
+            let t = txn.open_table(WEBHOOKS).map_err(|e| store_err("read webhooks", e))?;
+            let mut out = Vec::new();
+            for entry in t.iter().map_err(|e| store_err("read webhooks", e))? {
+                let (_, v) = entry.map_err(|e| store_err("read webhooks", e))?;
+                out.push(decode("webhook", v.value())?);
+            }
+            Ok(out)
+        })
     }
 
     /// The subscription `id`, if any.
     ///
     /// Errors: [`crate::Error::AnomalyStore`], [`crate::Error::Corrupt`].
     pub fn webhook(&self, id: &str) -> Result<Option<WebhookRecord>> {
-        let txn = self.db().begin_read().map_err(|e| store_err("read webhooks", e))?;
-        let t = txn.open_table(WEBHOOKS).map_err(|e| store_err("read webhooks", e))?;
-        match t.get(id).map_err(|e| store_err("read webhooks", e))? {
-            Some(v) => Ok(Some(decode("webhook", v.value())?)),
-            None => Ok(None),
-        }
+        self.with_db(|db| {
+            let txn = db.begin_read().map_err(|e| store_err("read webhooks", e))?;
+            let t = txn.open_table(WEBHOOKS).map_err(|e| store_err("read webhooks", e))?;
+            match t.get(id).map_err(|e| store_err("read webhooks", e))? {
+                Some(v) => Ok(Some(decode("webhook", v.value())?)),
+                None => Ok(None),
+            }
+        })
     }
 
     /// Removes the subscription `id` and its pending deliveries (their records stay, marked
@@ -161,17 +167,19 @@ impl AnomalyStore {
     ///
     /// Errors: [`crate::Error::AnomalyStore`].
     pub fn delete_webhook(&self, id: &str) -> Result<bool> {
-        let txn = self.db().begin_write().map_err(|e| store_err("delete a webhook", e))?;
-        let existed = {
-            let mut t = txn.open_table(WEBHOOKS).map_err(|e| store_err("delete a webhook", e))?;
-            let existed = t.remove(id).map_err(|e| store_err("delete a webhook", e))?.is_some();
-            let mut pending = txn.open_table(PENDING).map_err(|e| store_err("delete a webhook", e))?;
-            let (lo, hi) = prefix_bounds(id);
-            pending.retain_in::<&[u8], _>(lo.as_slice()..hi.as_slice(), |_, _| false).map_err(|e| store_err("delete a webhook", e))?;
-            existed
-        };
-        txn.commit().map_err(|e| store_err("delete a webhook", e))?;
-        Ok(existed)
+        self.with_db(|db| {
+            let txn = db.begin_write().map_err(|e| store_err("delete a webhook", e))?;
+            let existed = {
+                let mut t = txn.open_table(WEBHOOKS).map_err(|e| store_err("delete a webhook", e))?;
+                let existed = t.remove(id).map_err(|e| store_err("delete a webhook", e))?.is_some();
+                let mut pending = txn.open_table(PENDING).map_err(|e| store_err("delete a webhook", e))?;
+                let (lo, hi) = prefix_bounds(id);
+                pending.retain_in::<&[u8], _>(lo.as_slice()..hi.as_slice(), |_, _| false).map_err(|e| store_err("delete a webhook", e))?;
+                existed
+            };
+            txn.commit().map_err(|e| store_err("delete a webhook", e))?;
+            Ok(existed)
+        })
     }
 
     /// Creates one pending delivery per event id of `event_ids` for webhook `webhook_id`
@@ -181,44 +189,46 @@ impl AnomalyStore {
     ///
     /// Errors: [`crate::Error::AnomalyStore`], [`crate::Error::Corrupt`].
     pub fn enqueue_deliveries(&self, webhook_id: &str, event_ids: &[u64], cursor: u64, now_ms: i64) -> Result<Option<Vec<DeliveryRecord>>> {
-        let txn = self.db().begin_write().map_err(|e| store_err("enqueue webhook deliveries", e))?;
-        let out = {
-            let mut hooks = txn.open_table(WEBHOOKS).map_err(|e| store_err("enqueue webhook deliveries", e))?;
-            let mut rec: WebhookRecord = match hooks.get(webhook_id).map_err(|e| store_err("enqueue webhook deliveries", e))? {
-                Some(v) => decode("webhook", v.value())?,
-                None => return Ok(None),
-            };
-            if rec.cursor >= cursor {
-                return Ok(None);
-            }
-            rec.cursor = cursor;
-            hooks.insert(webhook_id, encode(&rec)?.as_slice()).map_err(|e| store_err("enqueue webhook deliveries", e))?;
-            let mut counters = txn.open_table(COUNTERS).map_err(|e| store_err("enqueue webhook deliveries", e))?;
-            let mut next = counters.get("delivery_id").map_err(|e| store_err("enqueue webhook deliveries", e))?.map_or(0, |v| v.value());
-            let mut deliveries = txn.open_table(DELIVERIES).map_err(|e| store_err("enqueue webhook deliveries", e))?;
-            let mut pending = txn.open_table(PENDING).map_err(|e| store_err("enqueue webhook deliveries", e))?;
-            let mut out = Vec::with_capacity(event_ids.len());
-            for &event_id in event_ids {
-                next += 1;
-                let d = DeliveryRecord {
-                    delivery_id: next,
-                    webhook_id: webhook_id.to_string(),
-                    event_id,
-                    state: DeliveryState::Pending,
-                    created_at_ms: now_ms,
-                    next_attempt_at_ms: Some(now_ms),
-                    attempts: Vec::new(),
+        self.with_db(|db| {
+            let txn = db.begin_write().map_err(|e| store_err("enqueue webhook deliveries", e))?;
+            let out = {
+                let mut hooks = txn.open_table(WEBHOOKS).map_err(|e| store_err("enqueue webhook deliveries", e))?;
+                let mut rec: WebhookRecord = match hooks.get(webhook_id).map_err(|e| store_err("enqueue webhook deliveries", e))? {
+                    Some(v) => decode("webhook", v.value())?,
+                    None => return Ok(None),
                 };
-                let k = delivery_key(webhook_id, next);
-                deliveries.insert(k.as_slice(), encode(&d)?.as_slice()).map_err(|e| store_err("enqueue webhook deliveries", e))?;
-                pending.insert(k.as_slice(), ()).map_err(|e| store_err("enqueue webhook deliveries", e))?;
-                out.push(d);
-            }
-            counters.insert("delivery_id", next).map_err(|e| store_err("enqueue webhook deliveries", e))?;
-            out
-        };
-        txn.commit().map_err(|e| store_err("enqueue webhook deliveries", e))?;
-        Ok(Some(out))
+                if rec.cursor >= cursor {
+                    return Ok(None);
+                }
+                rec.cursor = cursor;
+                hooks.insert(webhook_id, encode(&rec)?.as_slice()).map_err(|e| store_err("enqueue webhook deliveries", e))?;
+                let mut counters = txn.open_table(COUNTERS).map_err(|e| store_err("enqueue webhook deliveries", e))?;
+                let mut next = counters.get("delivery_id").map_err(|e| store_err("enqueue webhook deliveries", e))?.map_or(0, |v| v.value());
+                let mut deliveries = txn.open_table(DELIVERIES).map_err(|e| store_err("enqueue webhook deliveries", e))?;
+                let mut pending = txn.open_table(PENDING).map_err(|e| store_err("enqueue webhook deliveries", e))?;
+                let mut out = Vec::with_capacity(event_ids.len());
+                for &event_id in event_ids {
+                    next += 1;
+                    let d = DeliveryRecord {
+                        delivery_id: next,
+                        webhook_id: webhook_id.to_string(),
+                        event_id,
+                        state: DeliveryState::Pending,
+                        created_at_ms: now_ms,
+                        next_attempt_at_ms: Some(now_ms),
+                        attempts: Vec::new(),
+                    };
+                    let k = delivery_key(webhook_id, next);
+                    deliveries.insert(k.as_slice(), encode(&d)?.as_slice()).map_err(|e| store_err("enqueue webhook deliveries", e))?;
+                    pending.insert(k.as_slice(), ()).map_err(|e| store_err("enqueue webhook deliveries", e))?;
+                    out.push(d);
+                }
+                counters.insert("delivery_id", next).map_err(|e| store_err("enqueue webhook deliveries", e))?;
+                out
+            };
+            txn.commit().map_err(|e| store_err("enqueue webhook deliveries", e))?;
+            Ok(Some(out))
+        })
     }
 
     /// Replaces a delivery's record (after an attempt); removes it from the pending set
@@ -226,34 +236,38 @@ impl AnomalyStore {
     ///
     /// Errors: [`crate::Error::AnomalyStore`], [`crate::Error::Corrupt`].
     pub fn update_delivery(&self, d: &DeliveryRecord) -> Result<()> {
-        let txn = self.db().begin_write().map_err(|e| store_err("record a webhook delivery", e))?;
-        {
-            let k = delivery_key(&d.webhook_id, d.delivery_id);
-            let mut deliveries = txn.open_table(DELIVERIES).map_err(|e| store_err("record a webhook delivery", e))?;
-            deliveries.insert(k.as_slice(), encode(d)?.as_slice()).map_err(|e| store_err("record a webhook delivery", e))?;
-            if d.state != DeliveryState::Pending {
-                let mut pending = txn.open_table(PENDING).map_err(|e| store_err("record a webhook delivery", e))?;
-                pending.remove(k.as_slice()).map_err(|e| store_err("record a webhook delivery", e))?;
+        self.with_db(|db| {
+            let txn = db.begin_write().map_err(|e| store_err("record a webhook delivery", e))?;
+            {
+                let k = delivery_key(&d.webhook_id, d.delivery_id);
+                let mut deliveries = txn.open_table(DELIVERIES).map_err(|e| store_err("record a webhook delivery", e))?;
+                deliveries.insert(k.as_slice(), encode(d)?.as_slice()).map_err(|e| store_err("record a webhook delivery", e))?;
+                if d.state != DeliveryState::Pending {
+                    let mut pending = txn.open_table(PENDING).map_err(|e| store_err("record a webhook delivery", e))?;
+                    pending.remove(k.as_slice()).map_err(|e| store_err("record a webhook delivery", e))?;
+                }
             }
-        }
-        txn.commit().map_err(|e| store_err("record a webhook delivery", e))
+            txn.commit().map_err(|e| store_err("record a webhook delivery", e))
+        })
     }
 
     /// Every pending delivery (to resume after a restart), by webhook then delivery id.
     ///
     /// Errors: [`crate::Error::AnomalyStore`], [`crate::Error::Corrupt`].
     pub fn pending_deliveries(&self) -> Result<Vec<DeliveryRecord>> {
-        let txn = self.db().begin_read().map_err(|e| store_err("read webhook deliveries", e))?;
-        let pending = txn.open_table(PENDING).map_err(|e| store_err("read webhook deliveries", e))?;
-        let deliveries = txn.open_table(DELIVERIES).map_err(|e| store_err("read webhook deliveries", e))?;
-        let mut out = Vec::new();
-        for entry in pending.iter().map_err(|e| store_err("read webhook deliveries", e))? {
-            let (k, _) = entry.map_err(|e| store_err("read webhook deliveries", e))?;
-            if let Some(v) = deliveries.get(k.value()).map_err(|e| store_err("read webhook deliveries", e))? {
-                out.push(decode("webhook delivery", v.value())?);
+        self.with_db(|db| {
+            let txn = db.begin_read().map_err(|e| store_err("read webhook deliveries", e))?;
+            let pending = txn.open_table(PENDING).map_err(|e| store_err("read webhook deliveries", e))?;
+            let deliveries = txn.open_table(DELIVERIES).map_err(|e| store_err("read webhook deliveries", e))?;
+            let mut out = Vec::new();
+            for entry in pending.iter().map_err(|e| store_err("read webhook deliveries", e))? {
+                let (k, _) = entry.map_err(|e| store_err("read webhook deliveries", e))?;
+                if let Some(v) = deliveries.get(k.value()).map_err(|e| store_err("read webhook deliveries", e))? {
+                    out.push(decode("webhook delivery", v.value())?);
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// Deliveries of webhook `webhook_id`, newest first, with a delivery id below `before`
@@ -261,21 +275,23 @@ impl AnomalyStore {
     ///
     /// Errors: [`crate::Error::AnomalyStore`], [`crate::Error::Corrupt`].
     pub fn deliveries(&self, webhook_id: &str, before: Option<u64>, limit: usize) -> Result<(Vec<DeliveryRecord>, bool)> {
-        let txn = self.db().begin_read().map_err(|e| store_err("read webhook deliveries", e))?;
-        let deliveries = txn.open_table(DELIVERIES).map_err(|e| store_err("read webhook deliveries", e))?;
-        let (lo, hi) = prefix_bounds(webhook_id);
-        let hi = match before {
-            Some(b) => delivery_key(webhook_id, b),
-            None => hi,
-        };
-        let mut out = Vec::new();
-        for entry in deliveries.range::<&[u8]>(lo.as_slice()..hi.as_slice()).map_err(|e| store_err("read webhook deliveries", e))?.rev() {
-            let (_, v) = entry.map_err(|e| store_err("read webhook deliveries", e))?;
-            if out.len() == limit {
-                return Ok((out, true));
+        self.with_db(|db| {
+            let txn = db.begin_read().map_err(|e| store_err("read webhook deliveries", e))?;
+            let deliveries = txn.open_table(DELIVERIES).map_err(|e| store_err("read webhook deliveries", e))?;
+            let (lo, hi) = prefix_bounds(webhook_id);
+            let hi = match before {
+                Some(b) => delivery_key(webhook_id, b),
+                None => hi,
+            };
+            let mut out = Vec::new();
+            for entry in deliveries.range::<&[u8]>(lo.as_slice()..hi.as_slice()).map_err(|e| store_err("read webhook deliveries", e))?.rev() {
+                let (_, v) = entry.map_err(|e| store_err("read webhook deliveries", e))?;
+                if out.len() == limit {
+                    return Ok((out, true));
+                }
+                out.push(decode("webhook delivery", v.value())?);
             }
-            out.push(decode("webhook delivery", v.value())?);
-        }
-        Ok((out, false))
+            Ok((out, false))
+        })
     }
 }

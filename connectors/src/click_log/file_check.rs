@@ -13,15 +13,21 @@
 //!   Refusing to write would lose every click from then on, and reopening an empty log at the
 //!   path would lose the events stored before the deletion, which a restart replays.
 //! - another file is at the path (replaced): that file is someone's decision (a restored
-//!   backup?), so it is not touched. The log keeps writing to the file it opened — the running
-//!   dataflow still counts those clicks — and reports [`Error::ClickLogReplaced`] until a
-//!   restart: what it writes meanwhile is lost then.
+//!   backup?), so it is not touched. The log copies its open file the same way to a side file
+//!   next to it, `clicks.redb.recovered-<UTC time>`, and writes there from then on: every
+//!   click stays in a file that survives a restart, and the running dataflow counts them. It
+//!   reports [`Error::ClickLogDiverted`] (naming both files: to keep every click, move the side
+//!   file to the path while sluice is stopped) until the process stops. When the copy fails
+//!   (a full disk) it reports [`Error::ClickLogReplaced`] and tries again at the next check.
+//!
+//! A file that shrank (truncated) is written back from the open file too (`damage.rs`).
 
+use std::ops::Range;
 use std::path::Path;
 
 use redb::{Database, ReadableDatabase, ReadableTable};
 
-use super::{BACKFILL, CHUNKS, CLICK_LOG_CACHE_BYTES, CLICK_LOG_FILE_NAME, ClickLog, META, check_format_and_init};
+use super::{BACKFILL, CHUNKS, CLICK_LOG_CACHE_BYTES, CLICK_LOG_FILE_NAME, ClickLog, META, WriteState, check_format_and_init};
 use crate::{Error, Result};
 
 pub(super) use crate::file_id::FileId;
@@ -41,91 +47,177 @@ pub enum FileCheck {
         /// Events in the copied chunks (a chunk straddling [`ClickLog::low`] counts whole).
         events: u64,
     },
+    /// The file had shrunk (truncated outside sluice); it was written back over it from the
+    /// open file, every event from [`ClickLog::low`] to [`ClickLog::head`] checked to be in
+    /// the copy, and the log now uses it (`damage.rs`).
+    Rewritten {
+        /// Events in the copied chunks (a chunk straddling [`ClickLog::low`] counts whole).
+        events: u64,
+    },
+}
+
+/// How [`ClickLog::copy_and_switch`] puts the copy at its target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Place {
+    /// A hard link: never over a file that appeared at the target meanwhile.
+    Link,
+    /// A rename over the (damaged) file at the target.
+    Replace,
 }
 
 pub(super) use crate::file_id::file_id;
 
 impl ClickLog {
-    /// Checks that the file the log opened is still at its path, and restores it there if it
-    /// was deleted (module docs of `file_check.rs`). Blocks on disk I/O (the restore copies
-    /// the whole log).
+    /// Checks that the file the log opened is still at its path and whole, and repairs what
+    /// it can (module docs of `file_check.rs` and `damage.rs`). Blocks on disk I/O (a repair
+    /// copies the whole log).
     ///
-    /// Errors: [`Error::ClickLogReplaced`] when another file is at the path,
-    /// [`Error::ClickLogDeleted`] when the deleted file could not be restored (the cause is in
-    /// the message); either way appends go on to the open file.
+    /// Errors (appends go on either way): [`Error::ClickLogDiverted`] while the log writes to
+    /// a side file because another file took its path; [`Error::ClickLogReplaced`] when
+    /// another file took its path and the side copy failed; [`Error::ClickLogDeleted`] when
+    /// the deleted file could not be restored; [`Error::ClickLogDamagedInUse`] when it
+    /// shrank and could not be written back (the cause is in each message).
     pub fn check_file(&self) -> Result<FileCheck> {
-        let path = &self.inner.path;
+        let w = self.inner.write.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(done) = self.repair_if_shrunk(&w)? {
+            return Ok(done);
+        }
+        let home = &self.inner.path;
+        let active = self.active_path();
         let opened = *self.inner.file_id.lock().unwrap_or_else(|p| p.into_inner());
-        match file_id(path) {
+        let diverted = active != *home;
+        match file_id(&active) {
+            Ok(id) if Some(id) == opened && diverted => Err(Error::ClickLogDiverted { path: home.display().to_string(), side: active.display().to_string() }),
             Ok(id) if Some(id) == opened => Ok(FileCheck::InPlace),
-            Ok(_) => Err(Error::ClickLogReplaced { path: path.display().to_string() }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => self.restore(),
-            Err(e) => Err(Error::ClickLogDeleted { path: path.display().to_string(), detail: format!("could not look at the path: {e}") }),
+            // Another file at the path.
+            Ok(_) => self.divert(&w),
+            // The side file deleted too: another side file.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && diverted => self.divert(&w),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => self.restore(&w),
+            Err(e) => Err(Error::ClickLogDeleted { path: active.display().to_string(), detail: format!("could not look at the path: {e}") }),
         }
     }
 
-    /// Writes the open file's content back to the empty path and switches to it.
-    fn restore(&self) -> Result<FileCheck> {
-        let path = &self.inner.path;
+    /// Writes the open file's content back to the empty path and switches to it; diverts to
+    /// a side file when another file appeared at the path meanwhile.
+    fn restore(&self, w: &WriteState) -> Result<FileCheck> {
+        let path = self.inner.path.clone();
         let shown = path.display().to_string();
-        let deleted = |detail: String| Error::ClickLogDeleted { path: shown.clone(), detail };
-        let w = self.inner.write.lock().unwrap_or_else(|p| p.into_inner());
         tracing::error!(path = %shown, "the click log file was deleted while in use; restoring it from the open file");
-        let tmp = path.with_file_name(format!("{CLICK_LOG_FILE_NAME}.restoring"));
+        match self.copy_and_switch(w, &path, Place::Link, None) {
+            Ok(events) => {
+                tracing::warn!(path = %shown, events, head = w.head, "click log file restored at its path from the open file; appends go to it");
+                Ok(FileCheck::Restored { events })
+            }
+            Err(Switch::Taken) => self.divert(w),
+            Err(Switch::Failed(detail)) => Err(Error::ClickLogDeleted { path: shown, detail }),
+        }
+    }
+
+    /// Copies the open file's content to a new side file next to the path and switches to it
+    /// (module docs: another file took the path).
+    fn divert(&self, w: &WriteState) -> Result<FileCheck> {
+        let home = self.inner.path.clone();
+        let shown = home.display().to_string();
+        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
+        let side = home.with_file_name(format!("{CLICK_LOG_FILE_NAME}.recovered-{stamp}"));
+        tracing::error!(path = %shown, side = %side.display(), "the click log file was replaced by another file while in use; saving the open file to a side file");
+        match self.copy_and_switch(w, &side, Place::Link, None) {
+            Ok(events) => {
+                let e = Error::ClickLogDiverted { path: shown, side: side.display().to_string() };
+                tracing::error!(events, head = w.head, error = %e, "click log saved to a side file; appends go to it");
+                Err(e)
+            }
+            Err(Switch::Taken) => Err(Error::ClickLogReplaced { path: shown, detail: format!("\"{}\" already exists", side.display()) }),
+            Err(Switch::Failed(detail)) => Err(Error::ClickLogReplaced { path: shown, detail }),
+        }
+    }
+
+    /// Copies the open database into a new file at `target` (through `<target>.restoring`),
+    /// placed as `place` says, and switches the log to it; `verify`: the copy must hold every
+    /// event of this offset range in unbroken chunks. Returns the events copied. `w` is the
+    /// held write lock.
+    pub(super) fn copy_and_switch(&self, w: &WriteState, target: &Path, place: Place, verify: Option<Range<u64>>) -> std::result::Result<u64, Switch> {
+        let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| CLICK_LOG_FILE_NAME.to_owned());
+        let tmp = target.with_file_name(format!("{name}.restoring"));
         let _ = std::fs::remove_file(&tmp);
-        let copied = self.with_db(|old| copy_log(old, &tmp));
+        let copied = self.with_db(|old| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| copy_log(old, &tmp, verify.clone())))
+                .unwrap_or_else(|_| Err(Error::Corrupt("redb panicked while reading the open file".into())))
+        });
         let events = match copied {
             Ok(n) => n,
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
-                return Err(deleted(format!("could not copy it to \"{}\": {}", tmp.display(), super::recovery::error_chain(&e))));
+                return Err(Switch::Failed(format!("could not copy it to \"{}\": {}", tmp.display(), e.chain())));
             }
         };
-        // A hard link never replaces a file that appeared at the path meanwhile.
-        let linked = std::fs::hard_link(&tmp, path);
+        let placed = match place {
+            Place::Link => std::fs::hard_link(&tmp, target),
+            Place::Replace => std::fs::rename(&tmp, target),
+        };
         let _ = std::fs::remove_file(&tmp);
-        match linked {
+        match placed {
             Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(Error::ClickLogReplaced { path: shown }),
-            Err(e) => return Err(deleted(format!("could not link the copy at the path: {e}"))),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(Switch::Taken),
+            Err(e) => return Err(Switch::Failed(format!("could not put the copy at \"{}\": {e}", target.display()))),
         }
-        if let Some(dir) = path.parent()
+        if let Some(dir) = target.parent()
             && let Err(e) = std::fs::File::open(dir).and_then(|d| d.sync_all())
         {
-            tracing::warn!(dir = %dir.display(), error = %e, "could not sync the data dir after restoring the click log");
+            tracing::warn!(dir = %dir.display(), error = %e, "could not sync the data dir after writing the click log back");
         }
-        // Switch: close the deleted file, open the restored one.
+        // Switch: close the old file, open the copy.
         let mut slot = self.inner.db.write().unwrap_or_else(|p| p.into_inner());
         if let Some(old) = slot.take()
             && let Err(e) = old.close()
         {
-            tracing::warn!(path = %shown, error = %e, "click log: closing the deleted file failed");
+            tracing::warn!(path = %self.inner.path.display(), error = %e, "click log: closing the old file failed");
         }
-        let opened = (self.inner.opener)(path).and_then(|db| check_format_and_init(&db, path).map(|(head, _, _)| (db, head)));
+        *self.inner.active.lock().unwrap_or_else(|p| p.into_inner()) = target.to_path_buf();
+        let opened = (self.inner.opener)(target).and_then(|db| check_format_and_init(&db, target).map(|(head, _, _)| (db, head)));
         match opened {
             Ok((db, head)) => {
                 if head != w.head {
-                    tracing::error!(path = %shown, head, expected = w.head, "the restored click log has another head than the log it was copied from");
+                    tracing::error!(path = %target.display(), head, expected = w.head, "the copied click log has another head than the log it was copied from");
                 }
                 *slot = Some(db);
-                *self.inner.file_id.lock().unwrap_or_else(|p| p.into_inner()) = file_id(path).ok();
-                tracing::warn!(path = %shown, events, head = w.head, "click log file restored at its path from the open file; appends go to it");
-                Ok(FileCheck::Restored { events })
+                *self.inner.file_id.lock().unwrap_or_else(|p| p.into_inner()) = self.inner.watch.attach(target);
+                Ok(events)
             }
             Err(e) => {
-                // The content is safe at the path; the next operation retries the open.
-                let detail = format!("the restored file could not be opened: {}", super::recovery::error_chain(&e));
+                // The content is safe at the target; the next operation retries the open.
+                let detail = format!("the copy at \"{}\" could not be opened: {}", target.display(), e.chain());
                 *self.inner.failure.lock().unwrap_or_else(|p| p.into_inner()) = detail.clone();
                 self.inner.needs_reopen.store(true, std::sync::atomic::Ordering::Release);
-                Err(deleted(detail))
+                Err(Switch::Failed(detail))
             }
         }
     }
 }
 
+/// Why [`ClickLog::copy_and_switch`] did not switch.
+#[derive(Debug)]
+pub(super) enum Switch {
+    /// Another file appeared at the target ([`Place::Link`]).
+    Taken,
+    /// The copy, its placing or its opening failed (described).
+    Failed(String),
+}
+
+impl std::fmt::Display for Switch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Switch::Taken => f.write_str("another file appeared at the path meanwhile"),
+            Switch::Failed(d) => f.write_str(d),
+        }
+    }
+}
+
 /// Copies every table of the log `old` into a new redb file at `to` (committed and synced),
-/// returning the number of events copied.
-fn copy_log(old: &Database, to: &Path) -> Result<u64> {
+/// returning the number of events copied. With `verify`, the chunks must parse and hold
+/// every offset of that range without a gap (else [`Error::Corrupt`]).
+fn copy_log(old: &Database, to: &Path, verify: Option<Range<u64>>) -> Result<u64> {
     fn err(e: impl Into<redb::Error>) -> Error {
         Error::click_log("copy the log", e)
     }
@@ -134,6 +226,8 @@ fn copy_log(old: &Database, to: &Path) -> Result<u64> {
     let chunks = r.open_table(CHUNKS).map_err(err)?;
     let mut entries = chunks.iter().map_err(err)?;
     let mut events = 0u64;
+    // With `verify`: the offset the next chunk must start at (`None` before the first).
+    let mut next: Option<u64> = None;
     loop {
         let txn = new.begin_write().map_err(err)?;
         let mut bytes = 0usize;
@@ -142,6 +236,9 @@ fn copy_log(old: &Database, to: &Path) -> Result<u64> {
             let mut t = txn.open_table(CHUNKS).map_err(err)?;
             for entry in entries.by_ref() {
                 let (k, v) = entry.map_err(err)?;
+                if let Some(range) = &verify {
+                    next = Some(verify_chunk(range, next, k.value(), v.value())?);
+                }
                 t.insert(k.value(), v.value()).map_err(err)?;
                 events += super::chunk::claimed_count(v.value());
                 bytes += v.value().len();
@@ -154,6 +251,12 @@ fn copy_log(old: &Database, to: &Path) -> Result<u64> {
         txn.commit().map_err(err)?;
         if done {
             break;
+        }
+    }
+    if let Some(range) = &verify {
+        let end = next.unwrap_or(range.start);
+        if end != range.end && !(next.is_none() && range.is_empty()) {
+            return Err(Error::Corrupt(format!("the events at offsets {end}..{} are missing from the open file", range.end)));
         }
     }
     // Marks and metadata last: `meta` (format, head, low, link store) completes the copy.
@@ -172,4 +275,19 @@ fn copy_log(old: &Database, to: &Path) -> Result<u64> {
     txn.commit().map_err(err)?;
     new.close().map_err(err)?;
     Ok(events)
+}
+
+/// Checks one copied chunk (key `key`) against the offsets `range` the copy must hold;
+/// `next` is where it must start (`None`: the first chunk, which must start at or below
+/// `range.start`). Returns where the next one must start.
+fn verify_chunk(range: &Range<u64>, next: Option<u64>, key: u64, value: &[u8]) -> Result<u64> {
+    let Some(chunk) = super::chunk::Chunk::parse(value) else {
+        return Err(Error::Corrupt(format!("the chunk of events at offset {key} does not parse")));
+    };
+    match next {
+        None if key > range.start => return Err(Error::Corrupt(format!("the events at offsets {}..{key} are missing from the open file", range.start))),
+        Some(n) if key != n => return Err(Error::Corrupt(format!("the events at offsets {n}..{key} are missing from the open file"))),
+        _ => {}
+    }
+    Ok(key + chunk.len() as u64)
 }

@@ -44,28 +44,45 @@ fn a_deleted_file_is_restored_from_the_open_file_and_nothing_is_lost() {
     assert_eq!(log.read_entries(0, 100).expect("read"), entries(2..13, 5..7));
 }
 
-/// Another file at the path is left alone; the log reports it and keeps appending to the
-/// file it opened.
+/// Another file at the path is left alone; the log saves its open file, with every event,
+/// to a side file next to it, writes there from then on, and reports both paths. Moving the
+/// side file to the path while stopped keeps every click.
 #[test]
-fn a_replaced_file_is_reported_and_left_alone() {
+fn a_replaced_file_is_left_alone_and_the_open_file_is_saved_to_a_side_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join(CLICK_LOG_FILE_NAME);
     let log = ClickLog::open(dir.path()).expect("open");
     log.append(&events(0..3)).expect("append");
     std::fs::remove_file(&path).expect("delete");
     std::fs::write(&path, b"someone else's file").expect("write another file");
-    match log.check_file() {
-        Err(e @ Error::ClickLogReplaced { .. }) => assert_eq!(
-            e.to_string(),
-            format!(
-                "click log \"{}\" was replaced by another file while in use; sluice keeps writing to the file it opened, \
-                 which is lost at the next restart: stop sluice, keep the file you want at that path and start it again",
-                path.display()
-            )
-        ),
-        other => panic!("expected the replaced file, got {other:?}"),
-    }
-    assert_eq!(std::fs::read(&path).expect("read"), b"someone else's file");
+    // Written to the unlinked file before the check: saved with the rest.
     assert_eq!(log.append(&events(3..4)).expect("append"), 3..4);
-    assert_eq!(log.read(0, 10).expect("read").len(), 4);
+    let side = match log.check_file() {
+        Err(Error::ClickLogDiverted { path: p, side }) => {
+            assert_eq!(p, path.display().to_string());
+            PathBuf::from(side)
+        }
+        other => panic!("expected the log diverted to a side file, got {other:?}"),
+    };
+    let name = side.file_name().expect("name").to_string_lossy().into_owned();
+    assert!(name.starts_with("clicks.redb.recovered-") && side.parent() == Some(dir.path()), "{}", side.display());
+    let e = log.check_file().expect_err("still diverted");
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "click log \"{p}\" was replaced by another file while in use; sluice saved the log it had open, with every click, to \
+             \"{s}\" and writes new clicks there, and leaves the file at \"{p}\" alone. To keep every click: stop sluice, \
+             move \"{s}\" to \"{p}\" and start it again",
+            p = path.display(),
+            s = side.display()
+        )
+    );
+    assert_eq!(std::fs::read(&path).expect("read"), b"someone else's file");
+    assert_eq!(log.append(&events(4..6)).expect("append to the side file"), 4..6);
+    assert_eq!(log.read(0, 10).expect("read").len(), 6);
+    drop(log);
+    std::fs::rename(&side, &path).expect("the documented way back");
+    let log = ClickLog::open(dir.path()).expect("reopen");
+    assert_eq!((log.low(), log.head()), (0, 6));
+    assert_eq!(log.read_entries(0, 100).expect("read"), entries(0..6, 0..0));
 }

@@ -47,7 +47,7 @@ fn assert_damaged(dir: &Path) {
             let msg = e.to_string();
             eprintln!("{msg}");
             assert!(msg.contains(&path.display().to_string()), "names the file: {msg}");
-            assert!(msg.contains("move the file aside"), "says what to do: {msg}");
+            assert!(msg.contains(&format!("run `sluice log reset --data-dir {}`", dir.display())), "says what to do: {msg}");
         }
         Err(e) => panic!("expected ClickLogDamaged, got {e:?}"),
         Ok(log) => panic!("a damaged log opened: {log:?}"),

@@ -40,7 +40,9 @@ impl ClickLog {
             let txn = db.begin_write().map_err(err)?;
             txn.open_table(META).map_err(err)?.insert(META_LINK_STORE, id).map_err(err)?;
             txn.commit().map_err(err)
-        })
+        })?;
+        self.inner.watch.note_commit();
+        Ok(())
     }
 
     /// The distinct link codes of the stored events (offsets from [`Self::low`] up), sorted.

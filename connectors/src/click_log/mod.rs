@@ -114,8 +114,17 @@ struct Inner {
     needs_reopen: AtomicBool,
     /// The I/O error that set `needs_reopen` (for [`Error::ClickLogClosed`]).
     failure: Mutex<String>,
-    /// Device and inode of the file at `path` when it was opened (`file_check.rs`).
+    /// Device and inode of the open file (`file_check.rs`).
     file_id: Mutex<Option<file_check::FileId>>,
+    /// Where the open file is linked: `path`, or the side file the log moved to after
+    /// another file took `path` (`file_check.rs`).
+    active: Mutex<PathBuf>,
+    /// The log's own descriptor of the open file and its length after the latest commit
+    /// (`damage.rs`).
+    watch: damage::Watch,
+    /// Damage found while the file is open that could not be repaired (`damage.rs`); kept
+    /// until the process stops.
+    damage: Mutex<Option<String>>,
     /// [`ClickLog::log_id`] as read when the log was opened.
     log_id: u64,
     /// Serializes appends, truncations and reopening together with the publication of
@@ -167,9 +176,14 @@ fn open_checked(path: &Path) -> Result<Database> {
         path,
         "click log",
         Some(CLICK_LOG_CACHE_BYTES),
-        |detail| Error::ClickLogDamaged { path: path.display().to_string(), detail },
+        |detail| Error::ClickLogDamaged { path: path.display().to_string(), dir: data_dir_of(path), detail },
         |e| Error::click_log("open", e),
     )
+}
+
+/// The directory holding the log file at `path`, for messages (`.` when it has none).
+fn data_dir_of(path: &Path) -> String {
+    path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).display().to_string()
 }
 
 fn meta_get(table: &impl ReadableTable<&'static str, u64>, key: &str) -> Result<Option<u64>> {
@@ -196,16 +210,20 @@ impl ClickLog {
         let db = opener(&path)?;
         let (head, low, log_id) = check_format_and_init(&db, &path)?;
         let (head_tx, _) = watch::channel(head);
-        let file_id = file_check::file_id(&path).ok();
+        let watch = damage::Watch::default();
+        let file_id = watch.attach(&path);
         tracing::debug!(path = %path.display(), low, head, "click log open");
         Ok(ClickLog {
             inner: Arc::new(Inner {
                 db: RwLock::new(Some(db)),
-                path,
                 opener,
                 needs_reopen: AtomicBool::new(false),
                 failure: Mutex::new(String::new()),
                 file_id: Mutex::new(file_id),
+                active: Mutex::new(path.clone()),
+                path,
+                watch,
+                damage: Mutex::new(None),
                 log_id,
                 write: Mutex::new(WriteState { head, recovery: recovery::Recovery::default() }),
                 head: AtomicU64::new(head),
@@ -262,6 +280,9 @@ impl ClickLog {
         }
         let mut w = self.inner.write.lock().unwrap_or_else(|p| p.into_inner());
         self.reopen_if_needed(&mut w)?;
+        // A file that shrank since the last commit is written back before anything is
+        // written to it (`damage.rs`); one that cannot be gets the events all the same.
+        let _ = self.repair_if_shrunk(&w);
         let start = w.head;
         if events.is_empty() {
             return Ok(start..start);
@@ -290,6 +311,7 @@ impl ClickLog {
             }
             txn.commit().map_err(|e| Error::click_log("append events", e))
         })?;
+        self.inner.watch.note_commit();
         w.head = end;
         self.inner.head.store(end, Ordering::Release);
         self.inner.head_tx.send_replace(end);
@@ -373,6 +395,11 @@ impl ClickLog {
             return Ok(());
         }
         self.ensure_open()?;
+        if self.inner.watch.shrunk().is_some() {
+            // Written back (or found beyond repair) before a read of a lost page fails.
+            let w = self.inner.write.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = self.repair_if_shrunk(&w);
+        }
         let from = from.max(self.low());
         let head = self.head();
         self.with_db(|db| visit_db(db, from, max, head, f))
@@ -431,6 +458,7 @@ impl ClickLog {
             }
             txn.commit().map_err(|e| Error::click_log("truncate", e))
         })?;
+        self.inner.watch.note_commit();
         self.inner.low.store(new_low, Ordering::Release);
         drop(w);
         Ok(new_low - low)
@@ -533,6 +561,9 @@ fn check_format_and_init(db: &Database, path: &Path) -> Result<(u64, u64, u64)> 
 #[cfg(test)]
 mod backfill_tests;
 mod chunk;
+mod damage;
+#[cfg(test)]
+mod damage_tests;
 mod file_check;
 #[cfg(test)]
 mod file_check_tests;
@@ -540,6 +571,7 @@ mod link_store_id;
 mod recovery;
 #[cfg(test)]
 mod recovery_tests;
+mod reset;
 #[cfg(test)]
 mod tests;
 

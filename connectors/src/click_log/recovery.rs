@@ -151,7 +151,9 @@ impl ClickLog {
                 meta.insert(super::META_HEAD, head).map_err(|e| Error::click_log("probe writes", e))?;
             }
             txn.commit().map_err(|e| Error::click_log("probe writes", e))
-        })
+        })?;
+        self.inner.watch.note_commit();
+        Ok(())
     }
 
     /// Reopens the file if an I/O error closed it (module docs); `w` is the held write lock.
@@ -168,7 +170,7 @@ impl ClickLog {
         {
             return Err(self.closed_error(at - now));
         }
-        let path = &self.inner.path;
+        let path = &self.active_path();
         let mut slot = self.inner.db.write().unwrap_or_else(|p| p.into_inner());
         if let Some(old) = slot.take()
             && let Err(e) = old.close()
@@ -182,8 +184,8 @@ impl ClickLog {
                 w.recovery.failures = w.recovery.failures.saturating_add(1);
                 let delay = reopen_delay(w.recovery.initial_backoff, w.recovery.failures);
                 w.recovery.next_try = Some(now + delay);
-                *self.inner.failure.lock().unwrap_or_else(|p| p.into_inner()) = error_chain(&e);
-                tracing::warn!(path = %path.display(), error = error_chain(&e), retry_in_ms = delay.as_millis() as u64, attempt = w.recovery.failures, "could not reopen the click log");
+                *self.inner.failure.lock().unwrap_or_else(|p| p.into_inner()) = e.chain();
+                tracing::warn!(path = %path.display(), error = e.chain(), retry_in_ms = delay.as_millis() as u64, attempt = w.recovery.failures, "could not reopen the click log");
                 return Err(self.closed_error(delay));
             }
         };
@@ -209,25 +211,13 @@ impl ClickLog {
         }
         self.inner.low.fetch_max(file_low.min(w.head), Ordering::AcqRel);
         *slot = Some(db);
-        *self.inner.file_id.lock().unwrap_or_else(|p| p.into_inner()) = super::file_check::file_id(path).ok();
+        *self.inner.file_id.lock().unwrap_or_else(|p| p.into_inner()) = self.inner.watch.attach(path);
         self.inner.needs_reopen.store(false, Ordering::Release);
         w.recovery.failures = 0;
         w.recovery.next_try = None;
         tracing::info!(path = %path.display(), head = w.head, "click log reopened after an I/O error");
         Ok(())
     }
-}
-
-/// `e` and its sources, joined by `": "`.
-pub(super) fn error_chain(e: &Error) -> String {
-    let mut out = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 /// The open database, for tests that edit the file behind the log's back.

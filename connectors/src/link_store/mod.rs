@@ -37,7 +37,7 @@ pub use admin::{
 };
 pub use common::{IDEMPOTENCY_TTL, MAX_LIST_LIMIT, TOMBSTONE_PERIOD};
 pub use open::{MigrationReport, StoreTarget, migrate, open_store};
-pub use postgres::PostgresLinkStore;
+pub use postgres::{POOL_ACQUIRE_TIMEOUT, PostgresLinkStore};
 pub use sqlite::{SQLITE_FILE_NAME, SqliteLinkStore};
 
 /// A partial update of a link (`PATCH /v1/links/{code}`); `None` leaves a field unchanged.

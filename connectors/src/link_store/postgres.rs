@@ -25,6 +25,12 @@ use crate::{Error, Result};
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// The live link with code `$1`.
+/// Longest wait for a pooled connection. While PostgreSQL is unreachable the pool retries
+/// connecting until this deadline, so it bounds how long a request that needs the store
+/// waits before its 503 `store_unavailable` (sqlx's default is 30 s, far beyond a redirect's
+/// or a client's budget); a healthy pool under load hands out a connection well within it.
+pub const POOL_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
 const SELECT_LIVE: &str = "SELECT seq, code, long_url, domain, expires_at, enabled, tags, redirect_type, org, \
                            created_at, updated_at, version FROM links WHERE code = $1 AND deleted_at IS NULL";
 const DELETE_TOMBSTONE: &str = "DELETE FROM links WHERE code = $1 AND deleted_at IS NOT NULL AND deleted_at <= $2";
@@ -105,7 +111,7 @@ impl PostgresLinkStore {
         // reported as such (the pool would retry for its acquire timeout and then say only
         // "pool timed out while waiting for an open connection").
         sqlx::PgConnection::connect_with(&opts).await?.close().await?;
-        let pool = PgPoolOptions::new().max_connections(8).acquire_timeout(Duration::from_secs(30)).connect_with(opts).await?;
+        let pool = PgPoolOptions::new().max_connections(8).acquire_timeout(POOL_ACQUIRE_TIMEOUT).connect_with(opts).await?;
         MIGRATOR.run(&pool).await?;
         tracing::debug!(schema = schema.as_deref().unwrap_or("(default)"), "postgres link store open");
         Ok(Self { pool, schema })

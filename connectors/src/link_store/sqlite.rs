@@ -162,14 +162,15 @@ impl SqliteLinkStore {
     /// Whether the file at [`Self::path`] is still the one the store opened (same device and
     /// inode; one `stat`). Nothing is repaired: SQLite keeps using the file it opened.
     ///
-    /// Errors: [`Error::LinkStoreFileMoved`] when the path is empty (deleted) or holds another
-    /// file (replaced); a path that cannot be looked at for another reason counts as deleted.
+    /// Errors: [`Error::LinkStoreFileMoved`] when the path is empty (deleted or renamed: the
+    /// two look alike from the path) or holds another file (replaced); a path that cannot be
+    /// looked at for another reason counts as deleted or moved away.
     pub fn check_file(&self) -> Result<()> {
         let Some(opened) = self.file_id else { return Ok(()) };
         let what = match file_id(&self.path) {
             Ok(id) if id == opened => return Ok(()),
             Ok(_) => "replaced by another file",
-            Err(_) => "deleted",
+            Err(_) => "deleted or moved away",
         };
         Err(Error::LinkStoreFileMoved { path: self.path.display().to_string(), what })
     }

@@ -124,8 +124,15 @@ pub(crate) struct ShardState {
     pub(crate) code_rollups: Vec<CodeRollups>,
     /// Interned values per dimension ([`crate::model::Dimension::index`] order).
     pub(crate) values: [Interner; 6],
+    /// Link-metadata values by id (id 0: no metadata), interned **by value**: equal values
+    /// share one id, so clicks whose `Arc`s differ (a restored checkpoint, the live join after
+    /// a restart) land in the same total-view rows.
     metas: Vec<Option<Arc<LinkMeta>>>,
-    meta_ids: FxHashMap<usize, u32>,
+    meta_ids: FxHashMap<Arc<LinkMeta>, u32>,
+    /// Fast path of [`Self::meta_id`]: id by `Arc` address (the join hands the same `Arc` to
+    /// every click until the metadata changes). The `Arc` is kept so its address is never
+    /// reused by another value.
+    meta_ptrs: FxHashMap<usize, (u32, Arc<LinkMeta>)>,
     /// Block slab; `free` lists reusable slots.
     blocks: Vec<Block>,
     free: Vec<u32>,
@@ -164,6 +171,7 @@ impl ShardState {
             values: Default::default(),
             metas: vec![None],
             meta_ids: FxHashMap::default(),
+            meta_ptrs: FxHashMap::default(),
             blocks: Vec::new(),
             free: Vec::new(),
             watermark_ms: i64::MIN,
@@ -244,16 +252,23 @@ impl ShardState {
         i
     }
 
+    /// Id of a link-metadata value (0 for `None`), interned by value (see `metas`).
     pub(super) fn meta_id(&mut self, meta: &Option<Arc<LinkMeta>>) -> u32 {
         let Some(m) = meta else { return 0 };
         let ptr = Arc::as_ptr(m) as usize;
-        if let Some(&id) = self.meta_ids.get(&ptr) {
+        if let Some(&(id, _)) = self.meta_ptrs.get(&ptr) {
             return id;
         }
-        // Keeping the Arc alive in `metas` guarantees the address is never reused.
-        let id = self.metas.len() as u32;
-        self.metas.push(Some(Arc::clone(m)));
-        self.meta_ids.insert(ptr, id);
+        let id = match self.meta_ids.get(&**m) {
+            Some(&id) => id,
+            None => {
+                let id = self.metas.len() as u32;
+                self.metas.push(Some(Arc::clone(m)));
+                self.meta_ids.insert(Arc::clone(m), id);
+                id
+            }
+        };
+        self.meta_ptrs.insert(ptr, (id, Arc::clone(m)));
         id
     }
 
@@ -399,16 +414,16 @@ impl ShardState {
         }
     }
 
-    /// Checkpoint hook: adds a restored row (its clicks and sketch) with the metadata value
-    /// `meta` (interned by the caller, one `Arc` per distinct value).
+    /// Checkpoint hook: adds a restored row (its clicks, sketch and, for the total view, its
+    /// metadata value, interned by value like the live clicks' so both share rows).
     ///
     /// Errors: [`crate::Error::SketchDecode`] for bad sketch bytes,
     /// [`crate::Error::Config`] for a row whose dimensions do not match its view.
-    pub(crate) fn import_row(&mut self, row: &ChangedRow, meta: Option<Arc<LinkMeta>>) -> crate::Result<()> {
+    pub(crate) fn import_row(&mut self, row: &ChangedRow) -> crate::Result<()> {
         let sketch = crate::sketch::VisitorSketch::from_bytes(&row.sketch)?;
         let vi = row.view.index();
         let (a, b) = match (row.view, row.dims.as_slice()) {
-            (View::Total, []) => (self.meta_id(&meta), 0),
+            (View::Total, []) => (self.meta_id(&row.meta), 0),
             (View::Single(d), [v]) => (self.values[d.index()].intern(v), 0),
             (View::CountryDevice, [c, dv]) => (self.values[0].intern(c), self.values[1].intern(dv)),
             _ => return Err(crate::Error::Config(format!("checkpoint row of view {:?} has {} dimension values", row.view, row.dims.len()))),
@@ -423,8 +438,9 @@ impl ShardState {
         let r = self.blocks[slot as usize].entry(row_key(vi, a, b, row.is_bot), &mut created);
         r.add_clicks(row.clicks, false);
         // Rows the snapshot kept apart can meet here: total-view rows of one code whose
-        // metadata values were equal but held by different `Arc`s (the shard interns by
-        // pointer). They are one logical row: add clicks, union the visitors.
+        // metadata values were equal (a snapshot written before the shard interned metadata
+        // by value kept one row per `Arc`). They are one logical row: add clicks, union the
+        // visitors.
         if created == 0 {
             r.sketch.merge(&sketch);
         } else {

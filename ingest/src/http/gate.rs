@@ -28,4 +28,12 @@ pub trait IntakeGate: Send + Sync + 'static {
     /// dataflow has seen any event, or when this process runs no dataflow. Backfill
     /// (`?backfill=true`, `sluice import`) is not subject to it.
     fn oldest_live_ts_ms(&self) -> Option<i64>;
+
+    /// The oldest event time (ms since the Unix epoch, UTC) a backfilled event may carry and
+    /// still be counted: the watermark minus the longest rollup retention (`[dataflow]
+    /// long-retention`, 400 days by default), below which the dataflow dead-letters backfill
+    /// `too_late` too. `None` (the default) when unknown: no check.
+    fn oldest_backfill_ts_ms(&self) -> Option<i64> {
+        None
+    }
 }

@@ -26,9 +26,9 @@
 //! codes could not be checked; nothing was stored); 500 `internal`.
 //!
 //! Per-event reasons besides the schema's ([`Rejection`]): with an [`IntakeGate`] (the
-//! binary always has one), `unknown_code` (no link has the code) and, for live events,
-//! `too_late` (older than the dataflow's watermark minus its allowed lateness; backfill is
-//! exempt). Events newer than the server clock plus the skew tolerance are `ts_in_future`.
+//! binary always has one), `unknown_code` (no link has the code) and `too_late` (live
+//! events: older than the dataflow's watermark minus its allowed lateness; backfill: older
+//! than the watermark minus the longest retention, `[dataflow] long-retention`). Events newer than the server clock plus the skew tolerance are `ts_in_future`.
 
 pub mod error;
 pub mod gate;
@@ -220,7 +220,8 @@ async fn handle<L: EventLog>(state: &EventsState<L>, req: Request) -> Result<(us
 }
 
 /// Applies the gate to the valid events in body order: `unknown_code` for codes no link
-/// has, then (live events only) `too_late` for event times before the oldest counted one.
+/// has, then `too_late` for event times before the oldest counted one (live events: the
+/// allowed lateness; backfill: the longest retention).
 async fn gate_events(
     gate: &dyn IntakeGate,
     valid: Vec<(usize, Option<usize>, ClickEvent)>,
@@ -240,18 +241,27 @@ async fn gate_events(
             )
         })?
     };
-    let oldest = if backfill { None } else { gate.oldest_live_ts_ms() };
+    let oldest = if backfill { gate.oldest_backfill_ts_ms() } else { gate.oldest_live_ts_ms() };
     let mut accepted = Vec::with_capacity(valid.len());
     for (index, line, ev) in valid {
         let refusal = if !known.contains(&ev.code) {
             Some(("unknown_code", format!("no link has the code \"{}\"", ev.code)))
         } else {
             oldest.filter(|&o| ev.ts < o).map(|o| {
-                ("too_late", format!(
-                    "\"ts\" {} is older than the allowed lateness: the oldest counted event time is {} ({o} ms); send history with ?backfill=true (sluice import)",
-                    rfc3339(ev.ts),
-                    rfc3339(o)
-                ))
+                let message = if backfill {
+                    format!(
+                        "\"ts\" {} is older than the longest retention ([dataflow] long-retention): the oldest event time any view keeps is {} ({o} ms)",
+                        rfc3339(ev.ts),
+                        rfc3339(o)
+                    )
+                } else {
+                    format!(
+                        "\"ts\" {} is older than the allowed lateness: the oldest counted event time is {} ({o} ms); send history with ?backfill=true (sluice import)",
+                        rfc3339(ev.ts),
+                        rfc3339(o)
+                    )
+                };
+                ("too_late", message)
             })
         };
         match refusal {
@@ -347,12 +357,12 @@ fn parse_query(query: Option<&str>) -> Result<bool, ApiError> {
             ("backfill", "true" | "1") => backfill = true,
             ("backfill", "false" | "0") => backfill = false,
             ("backfill", other) => {
-                return Err(ApiError::bad_request("invalid_parameter", format!("backfill must be true or false, got \"{}\"", echo(other)))
-                    .with_details(json!({ "parameter": "backfill" })));
+                return Err(ApiError::bad_request("invalid_parameter", format!("\"backfill\" must be true or false (or 1 / 0), got \"{}\"", echo(other)))
+                    .with_details(json!({ "parameter": "backfill", "value": other, "allowed": ["true", "false", "1", "0"] })));
             }
             (other, _) => {
-                return Err(ApiError::bad_request("invalid_parameter", format!("unknown query parameter \"{}\"", echo(other)))
-                    .with_details(json!({ "parameter": other })));
+                return Err(ApiError::bad_request("unknown_parameter", format!("unknown query parameter \"{}\"", echo(other)))
+                    .with_details(json!({ "parameter": other, "supported": ["backfill"] })));
             }
         }
     }

@@ -169,10 +169,15 @@ async fn body_level_errors() {
     assert_error(&r, 400, "empty_batch");
     let r = send(&f.router, EVENTS_PATH, loopback(), &[("content-type", "application/x-ndjson")], vec![b'{', 0xff, b'}']).await;
     assert_error(&r, 400, "invalid_utf8");
-    for q in ["backfill=maybe", "backfill=TRUE", "dry_run=1"] {
+    for (q, value) in [("backfill=maybe", "maybe"), ("backfill=TRUE", "TRUE")] {
         let r = send(&f.router, &format!("{EVENTS_PATH}?{q}"), loopback(), &ct, json!([ev("a", "c")]).to_string()).await;
         assert_error(&r, 400, "invalid_parameter");
+        assert_eq!(r.body["error"]["message"], format!("\"backfill\" must be true or false (or 1 / 0), got \"{value}\""));
+        assert_eq!(r.body["error"]["details"], json!({"parameter": "backfill", "value": value, "allowed": ["true", "false", "1", "0"]}));
     }
+    let r = send(&f.router, &format!("{EVENTS_PATH}?dry_run=1"), loopback(), &ct, json!([ev("a", "c")]).to_string()).await;
+    assert_error(&r, 400, "unknown_parameter");
+    assert_eq!(r.body["error"]["details"], json!({"parameter": "dry_run", "supported": ["backfill"]}));
     for q in ["backfill=true&backfill=false", "backfill=1&backfill=1", "backfill=false&backfill"] {
         let r = send(&f.router, &format!("{EVENTS_PATH}?{q}"), loopback(), &ct, json!([ev("a", "c")]).to_string()).await;
         assert_eq!(

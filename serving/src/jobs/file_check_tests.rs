@@ -86,9 +86,9 @@ async fn a_deleted_or_replaced_job_table_is_503_and_a_table_moved_back_works_aga
     // The whole directory moved away: deleted, as far as the path tells.
     let moved = dir.path().join("exports.moved");
     std::fs::rename(&exports, &moved).expect("move exports/ away");
-    assert_eq!(jobs.store_failure(), Some(failure(&table, "deleted")));
+    assert_eq!(jobs.store_failure(), Some(failure(&table, "deleted or moved away")));
     for (method, uri) in [("POST", "/v1/reports/export".to_owned()), ("GET", format!("/v1/jobs/{first}")), ("GET", format!("/v1/jobs/{first}/download"))] {
-        assert_eq!(call(state, method, &uri).await, (StatusCode::SERVICE_UNAVAILABLE, unavailable("deleted")), "{method} {uri}");
+        assert_eq!(call(state, method, &uri).await, (StatusCode::SERVICE_UNAVAILABLE, unavailable("deleted or moved away")), "{method} {uri}");
     }
     // Moved back (the same file): jobs work again, without a restart.
     std::fs::rename(&moved, &exports).expect("move exports/ back");
@@ -100,8 +100,8 @@ async fn a_deleted_or_replaced_job_table_is_503_and_a_table_moved_back_works_aga
 
     // Deleted for good, then another file put at the path: replaced.
     std::fs::remove_dir_all(&exports).expect("delete exports/");
-    assert_eq!(jobs.store_failure(), Some(failure(&table, "deleted")));
-    assert_eq!(call(state, "GET", &format!("/v1/jobs/{second}")).await, (StatusCode::SERVICE_UNAVAILABLE, unavailable("deleted")));
+    assert_eq!(jobs.store_failure(), Some(failure(&table, "deleted or moved away")));
+    assert_eq!(call(state, "GET", &format!("/v1/jobs/{second}")).await, (StatusCode::SERVICE_UNAVAILABLE, unavailable("deleted or moved away")));
     std::fs::create_dir_all(&exports).expect("mkdir exports/");
     std::fs::write(&table, b"not a job table").expect("another file");
     assert_eq!(jobs.store_failure(), Some(failure(&table, "replaced by another file")));

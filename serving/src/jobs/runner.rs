@@ -104,9 +104,14 @@ impl std::fmt::Debug for Jobs {
     }
 }
 
-fn write_error(e: &dyn std::fmt::Display) -> ApiError {
-    tracing::error!(error = %e, "could not write export file");
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "export_write_failed", "could not write the export file")
+/// 500 `export_write_failed` for an I/O error `e` while `step` (`"create"`, `"write"`, …) on
+/// `path`: the message names the file (relative to the data directory) and the OS error,
+/// e.g. `could not write the export file "exports/<job id>.csv.part": No space left on device
+/// (os error 28)`.
+pub(super) fn write_error(step: &str, path: &Path, e: &std::io::Error) -> ApiError {
+    let file = path.file_name().map_or_else(|| path.display().to_string(), |n| format!("exports/{}", n.to_string_lossy()));
+    tracing::error!(path = %path.display(), error = %e, "could not {step} the export file");
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "export_write_failed", format!("could not {step} the export file \"{file}\": {e}"))
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
@@ -430,9 +435,9 @@ pub(super) fn write_export(
 ) -> Result<(u64, u64), ApiError> {
     if let Some(dir) = part.parent() {
         // The exports directory may have been removed since the start: recreate it.
-        std::fs::create_dir_all(dir).map_err(|e| write_error(&e))?;
+        std::fs::create_dir_all(dir).map_err(|e| write_error("create the directory of", part, &e))?;
     }
-    let mut file = std::fs::File::create(part).map_err(|e| write_error(&e))?;
+    let mut file = std::fs::File::create(part).map_err(|e| write_error("create", part, &e))?;
     let mut writer = plan.writer();
     let mut buf = Vec::with_capacity(WRITE_BYTES);
     let mut bytes = 0u64;
@@ -446,18 +451,18 @@ pub(super) fn write_export(
             }
             plan.render_chunk(views, code, index, &mut writer, &mut buf)?;
             if buf.len() >= WRITE_BYTES {
-                file.write_all(&buf).map_err(|e| write_error(&e))?;
+                file.write_all(&buf).map_err(|e| write_error("write", part, &e))?;
                 bytes += buf.len() as u64;
                 buf.clear();
             }
         }
     }
     writer.footer(&mut buf);
-    file.write_all(&buf).map_err(|e| write_error(&e))?;
+    file.write_all(&buf).map_err(|e| write_error("write", part, &e))?;
     bytes += buf.len() as u64;
-    file.sync_all().map_err(|e| write_error(&e))?;
+    file.sync_all().map_err(|e| write_error("sync", part, &e))?;
     drop(file);
-    std::fs::rename(part, done).map_err(|e| write_error(&e))?;
+    std::fs::rename(part, done).map_err(|e| write_error("rename into place", part, &e))?;
     if let Some(dir) = done.parent()
         && let Ok(d) = std::fs::File::open(dir)
     {

@@ -186,15 +186,16 @@ impl JobStore {
         &self.path
     }
 
-    /// How the file at [`Self::path`] differs from the one the store opened: `"deleted"` or
+    /// How the file at [`Self::path`] differs from the one the store opened: `"deleted or moved away"` or
     /// `"replaced by another file"`; `None` while it is that file. One `stat`.
     fn moved(&self) -> Option<&'static str> {
         let opened = self.file_id?;
         match file_id(&self.path) {
             Ok(id) if id == opened => None,
             Ok(_) => Some("replaced by another file"),
-            // A path that cannot be looked at (its directory removed, ...) counts as deleted.
-            Err(_) => Some("deleted"),
+            // A path that cannot be looked at (its directory removed or renamed, ...): the
+            // path cannot tell a deletion from a move.
+            Err(_) => Some("deleted or moved away"),
         }
     }
 

@@ -472,3 +472,18 @@ fn a_full_disk_is_503_and_the_job_table_works_again_when_there_is_room() {
     assert!(ids.contains(&"before".to_string()) && ids.contains(&"after".to_string()), "{ids:?}");
     assert_eq!(store.get("after").expect("get").map(|r| r.status), Some(JobState::Queued));
 }
+
+#[test]
+fn export_write_errors_name_the_file_and_the_os_error() {
+    let dir = tempfile::tempdir().expect("tmp");
+    // A regular file where the exports directory should be: creating a file under it fails.
+    let blocker = dir.path().join("exports");
+    std::fs::write(&blocker, b"not a directory").expect("write");
+    let part = blocker.join("job-1.csv.part");
+    let io = std::fs::File::create(&part).expect_err("parent is a file");
+    let e = super::runner::write_error("create", &part, &io);
+    assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(e.code, "export_write_failed");
+    assert_eq!(e.message, format!("could not create the export file \"exports/job-1.csv.part\": {io}"));
+    assert!(io.to_string().contains("os error 20"), "{io}");
+}

@@ -65,8 +65,11 @@ pub fn now_ms() -> DateTime<Utc> {
     DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap_or_else(Utc::now)
 }
 
-/// Parses and checks `expires_at`: RFC 3339 with an offset, strictly after `now`, kept to
-/// the millisecond. Errors: 400 `invalid_expires_at` (unparsable) or `expires_in_past`.
+/// Parses and checks `expires_at`: RFC 3339 with an offset, strictly after `now`, stored to
+/// the millisecond: finer digits round **up** to the next millisecond, so a link never
+/// expires before the instant asked (`…00.123456789Z` → `…00.124Z`). A leap second
+/// (`23:59:60Z`, RFC 3339 §5.6) is the first millisecond after it (POSIX time has no leap
+/// seconds). Errors: 400 `invalid_expires_at` (unparsable) or `expires_in_past`.
 pub fn parse_expires_at(raw: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, ApiError> {
     let t = DateTime::parse_from_rfc3339(raw.trim())
         .map_err(|e| {
@@ -74,32 +77,69 @@ pub fn parse_expires_at(raw: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, 
                 .with_details(json!({ "expires_at": raw }))
         })?
         .with_timezone(&Utc);
-    let t = DateTime::from_timestamp_millis(t.timestamp_millis()).ok_or_else(|| ApiError::bad_request("invalid_expires_at", "expires_at is out of range"))?;
+    let round_up = i64::from(t.timestamp_subsec_nanos() % 1_000_000 != 0);
+    let t = t
+        .timestamp_millis()
+        .checked_add(round_up)
+        .and_then(DateTime::from_timestamp_millis)
+        .ok_or_else(|| ApiError::bad_request("invalid_expires_at", "expires_at is out of range"))?;
     if t <= now {
         return Err(ApiError::bad_request("expires_in_past", "expires_at must be in the future").with_details(json!({ "expires_at": t, "now": now })));
     }
     Ok(t)
 }
 
-/// Validates tags: at most 32, each 1–64 characters after trimming, no control characters;
-/// duplicates removed keeping the first occurrence. Error: 400 `invalid_tags`.
+/// Validates tags: at most 32, each 1–64 characters after trimming white space and
+/// normalizing to Unicode NFC (UAX #15, so `café` typed precomposed or as `e` + U+0301 is one
+/// tag), with no control characters (`Cc`) and no format characters (`Cf`: zero-width
+/// spaces and joiners, bidirectional overrides such as U+202E, the byte order mark), which
+/// would make tags that look alike or empty differ; duplicates removed keeping the first
+/// occurrence. Error: 400 `invalid_tags` (`details.index` names the offending tag).
 pub fn normalize_tags(tags: &[String]) -> Result<Vec<String>, ApiError> {
     if tags.len() > MAX_TAGS {
         return Err(ApiError::bad_request("invalid_tags", format!("at most {MAX_TAGS} tags are allowed")).with_details(json!({ "max_tags": MAX_TAGS })));
     }
     let mut out: Vec<String> = Vec::with_capacity(tags.len());
-    for t in tags {
-        let t = t.trim();
+    for (index, t) in tags.iter().enumerate() {
+        let t = normalize_tag(t);
         let n = t.chars().count();
-        if n == 0 || n > MAX_TAG_CHARS || t.chars().any(char::is_control) {
-            return Err(ApiError::bad_request("invalid_tags", format!("each tag must be 1 to {MAX_TAG_CHARS} characters without control characters"))
-                .with_details(json!({ "max_tag_chars": MAX_TAG_CHARS })));
+        if n == 0 || n > MAX_TAG_CHARS || t.chars().all(is_joiner) {
+            return Err(ApiError::bad_request("invalid_tags", format!("each tag must be 1 to {MAX_TAG_CHARS} characters (after trimming white space)"))
+                .with_details(json!({ "max_tag_chars": MAX_TAG_CHARS, "index": index })));
         }
-        if !out.iter().any(|o| o == t) {
-            out.push(t.to_owned());
+        if let Some(c) = t.chars().find(|&c| is_invisible(c)) {
+            return Err(ApiError::bad_request(
+                "invalid_tags",
+                format!("tags must not contain control or format characters (found U+{:04X} in tag {index})", u32::from(c)),
+            )
+            .with_details(json!({ "index": index, "character": format!("U+{:04X}", u32::from(c)) })));
+        }
+        if !out.contains(&t) {
+            out.push(t);
         }
     }
     Ok(out)
+}
+
+/// The canonical spelling of one tag as stored and matched: white space trimmed, Unicode NFC
+/// (UAX #15). `GET /v1/links?tag=` and the stats' `tag` filter use it too, so any spelling of
+/// a tag finds the links that carry it.
+pub fn normalize_tag(raw: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    raw.trim().nfc().collect::<String>().trim().to_owned()
+}
+
+/// Zero-width non-joiner and joiner (U+200C, U+200D): format characters that Persian and
+/// Indic scripts and emoji sequences need inside words (UAX #31 §2.3 allows them there).
+fn is_joiner(c: char) -> bool {
+    matches!(c, '\u{200c}' | '\u{200d}')
+}
+
+/// A control (`Cc`) or format (`Cf`) character other than the joiners: invisible, or
+/// changing how the text around it is displayed (Unicode general categories, UAX #44).
+fn is_invisible(c: char) -> bool {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+    c.is_control() || (c.general_category() == GeneralCategory::Format && !is_joiner(c))
 }
 
 /// 301 or 302; anything else is 400 `invalid_redirect_type`.
@@ -120,6 +160,18 @@ mod tests {
         assert_eq!(parse_expires_at("2024-01-01T00:00:00Z", now).expect_err("past").code, "expires_in_past");
         assert_eq!(parse_expires_at("tomorrow", now).expect_err("junk").code, "invalid_expires_at");
         assert_eq!(parse_expires_at("2030-01-01T00:00:00", now).expect_err("no offset").code, "invalid_expires_at");
+        // Sub-millisecond digits round up; whole milliseconds stay.
+        let ms = |raw: &str| parse_expires_at(raw, now).expect(raw).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        assert_eq!(ms("2030-01-01T00:00:00.123456789Z"), "2030-01-01T00:00:00.124Z");
+        assert_eq!(ms("2030-01-01T00:00:00.123000000Z"), "2030-01-01T00:00:00.123Z");
+        assert_eq!(ms("2030-01-01T00:00:00.123Z"), "2030-01-01T00:00:00.123Z");
+        assert_eq!(ms("2030-01-01T00:00:00.999999Z"), "2030-01-01T00:00:01.000Z");
+        assert_eq!(ms("2030-01-01T00:00:00.000001Z"), "2030-01-01T00:00:00.001Z");
+        // An instant 0.4 ms after now is in the future and stays so after rounding.
+        assert_eq!(parse_expires_at("2025-01-01T00:00:00.0004Z", now).expect("future").timestamp_millis(), now.timestamp_millis() + 1);
+        // A leap second is the millisecond after it.
+        assert_eq!(ms("2030-06-30T23:59:60Z"), "2030-07-01T00:00:00.000Z");
+        assert_eq!(ms("2030-06-30T23:59:60.5Z"), "2030-07-01T00:00:00.500Z");
     }
 
     #[test]
@@ -130,5 +182,31 @@ mod tests {
         assert_eq!(normalize_tags(&vec!["t".to_string(); 33]).expect_err("many").code, "invalid_tags");
         assert!(normalize_tags(&["é".repeat(64)]).is_ok());
         assert_eq!(normalize_tags(&["é".repeat(65)]).expect_err("long").code, "invalid_tags");
+    }
+
+    #[test]
+    fn tags_are_nfc_and_visible() {
+        // Precomposed U+00E9 and e + U+0301 are one tag, stored precomposed.
+        let nfd = "cafe\u{301}".to_string();
+        assert_eq!(normalize_tags(&["caf\u{e9}".into(), nfd.clone()]).expect("ok"), vec!["caf\u{e9}".to_string()]);
+        assert_eq!(normalize_tags(std::slice::from_ref(&nfd)).expect("ok"), vec!["caf\u{e9}".to_string()]);
+        assert_eq!(normalize_tag(" cafe\u{301} "), "caf\u{e9}");
+        // 64 decomposed characters are 64 after composition, 65 before: counted after.
+        assert!(normalize_tags(&["e\u{301}".repeat(64)]).is_ok());
+        for (bad, cp) in [("\u{200b}", "U+200B"), ("\u{202e}evil", "U+202E"), ("a\u{feff}", "U+FEFF"), ("x\u{2066}y", "U+2066"), ("\u{7f}", "U+007F")] {
+            let e = normalize_tags(&["ok".into(), bad.into()]).expect_err(bad);
+            assert_eq!(e.code, "invalid_tags", "{bad:?}");
+            assert_eq!(e.details["character"], cp, "{bad:?}");
+            assert_eq!(e.details["index"], 1, "{bad:?}");
+        }
+        // White space only (including U+3000) or joiners only is an empty tag.
+        assert_eq!(normalize_tags(&["\u{3000} ".into()]).expect_err("blank").code, "invalid_tags");
+        assert_eq!(normalize_tags(&["\u{200d}\u{200c}".into()]).expect_err("joiners").code, "invalid_tags");
+        // Joiners inside words and emoji sequences are kept (Persian "می‌خواهم", a family emoji).
+        let fa = "\u{645}\u{6cc}\u{200c}\u{62e}\u{648}\u{627}\u{647}\u{645}".to_string();
+        let family = "\u{1f468}\u{200d}\u{1f469}\u{200d}\u{1f467}".to_string();
+        assert_eq!(normalize_tags(&[fa.clone(), family.clone()]).expect("ok"), vec![fa, family]);
+        // Letters of other scripts and emoji stay allowed.
+        assert_eq!(normalize_tags(&["日本".into(), "🚀".into()]).expect("ok"), vec!["日本".to_string(), "🚀".to_string()]);
     }
 }

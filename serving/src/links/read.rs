@@ -66,7 +66,9 @@ pub async fn list_links(State(state): State<ApiState>, ApiQuery(params): ApiQuer
             .with_details(json!({ "min": 1, "max": MAX_LIMIT, "limit": limit })));
     }
     let after_seq = params.cursor.as_deref().map(cursor::decode).transpose()?;
-    let rows = state.inner.store.list(&ListQuery { limit, after_seq, tag: params.tag.clone(), enabled: params.enabled }).await?;
+    let enabled = params.enabled.as_deref().map(|v| crate::stats::params::bool_param("enabled", v)).transpose()?;
+    let tag = params.tag.as_deref().map(super::normalize_tag);
+    let rows = state.inner.store.list(&ListQuery { limit, after_seq, tag, enabled }).await?;
     // A full page may be followed by more; an extra empty page is the price of not
     // asking the store for limit + 1 rows.
     let next_cursor = if rows.len() == limit as usize { rows.last().map(|(seq, _)| cursor::encode(*seq)) } else { None };

@@ -74,14 +74,7 @@ pub fn parse_live_query(raw: Option<&str>) -> Result<bool, ApiError> {
             return Err(ApiError::bad_request("unknown_parameter", format!("unknown query parameter \"{}\"", echo(&k)))
                 .with_details(json!({ "parameter": k, "supported": ["include_bots"] })));
         }
-        let b = match v.as_ref() {
-            "true" | "1" => true,
-            "false" | "0" => false,
-            other => {
-                return Err(ApiError::bad_request("invalid_parameter", format!("\"include_bots\" must be true or false, got \"{}\"", echo(other)))
-                    .with_details(json!({ "parameter": "include_bots", "value": other })));
-            }
-        };
+        let b = crate::stats::params::bool_param("include_bots", &v)?;
         if include_bots.replace(b).is_some() {
             return Err(ApiError::bad_request("duplicate_parameter", "query parameter \"include_bots\" is given more than once")
                 .with_details(json!({ "parameter": "include_bots" })));

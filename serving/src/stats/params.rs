@@ -178,12 +178,18 @@ pub(crate) fn out_of_range(name: &str, raw: &str, min_ms: i64, max_ms: i64) -> A
 }
 
 fn parse_bool(name: &str, v: Option<&str>) -> Result<bool, ApiError> {
+    v.map_or(Ok(false), |v| bool_param(name, v))
+}
+
+/// A boolean query parameter as every API route reads it: `true`/`1` or `false`/`0`.
+/// Error: 400 `invalid_parameter` with `details.parameter`, `details.value` and
+/// `details.allowed`.
+pub(crate) fn bool_param(name: &str, v: &str) -> Result<bool, ApiError> {
     match v {
-        None => Ok(false),
-        Some("true" | "1") => Ok(true),
-        Some("false" | "0") => Ok(false),
-        Some(other) => Err(ApiError::bad_request("invalid_parameter", format!("\"{name}\" must be true or false (or 1 / 0), got \"{}\"", echo(other)))
-            .with_details(json!({ "parameter": name, "value": other }))),
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        other => Err(ApiError::bad_request("invalid_parameter", format!("\"{name}\" must be true or false (or 1 / 0), got \"{}\"", echo(other)))
+            .with_details(json!({ "parameter": name, "value": other, "allowed": ["true", "false", "1", "0"] }))),
     }
 }
 
@@ -218,11 +224,10 @@ fn range(pairs: &[(String, String)], now_ms: i64, default_span: i64, max_span: i
         let bucket_name = bucket.map(Bucket::as_str);
         return Err(ApiError::bad_request(
             "range_too_long",
-            format!(
-                "the range is longer than {} days{}; use a shorter range or a coarser bucket",
-                max_span / DAY_MS,
-                bucket_name.map(|b| format!(" allowed for bucket={b}")).unwrap_or_default()
-            ),
+            match bucket_name {
+                Some(b) => format!("the range is longer than {} days allowed for bucket={b}; use a shorter range or a coarser bucket", max_span / DAY_MS),
+                None => format!("the range is longer than {} days; use a shorter range", max_span / DAY_MS),
+            },
         )
         .with_details(json!({ "bucket": bucket_name, "max_range_ms": max_span, "range_ms": to - from })));
     }
@@ -335,7 +340,8 @@ pub fn parse_summary(raw: Option<&str>, now_ms: i64) -> Result<SummaryParams, Ap
     let include_bots = parse_bool("include_bots", get(&p, "include_bots"))?;
     let limit = parse_limit(get(&p, "limit"), SUMMARY_DEFAULT_LIMIT, SUMMARY_MAX_LIMIT)?;
     let org = parse_filter("org", get(&p, "org"))?;
-    let tag = parse_filter("tag", get(&p, "tag"))?;
+    // Tags are stored NFC-normalized and trimmed; the filter is spelled the same way.
+    let tag = parse_filter("tag", get(&p, "tag"))?.map(|t| crate::links::normalize_tag(&t));
     let (from_ms, to_ms) = range(&p, now_ms, 7 * DAY_MS, max_range_ms(Bucket::Day), None)?;
     Ok(SummaryParams { from_ms, to_ms, include_bots, limit, org, tag })
 }

@@ -77,7 +77,7 @@ impl ClickHouseStats {
             return Err(invalid("invalid_dimensions", "a dimension is given twice"));
         }
         let spans = checked_spans(q)?;
-        let events = self.reader.events(&q.code, q.from_ms, q.to_ms).await?;
+        let events = self.capped_events(&q.code, q.from_ms, q.to_ms).await?;
 
         let mut bots = 0u64;
         let mut totals = Exact::default();

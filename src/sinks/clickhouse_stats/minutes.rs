@@ -84,7 +84,7 @@ impl ClickHouseStats {
         // minute → (total, values → breakdown)
         let mut acc: BTreeMap<i64, (Piece, BTreeMap<Vec<String>, Piece>)> = BTreeMap::new();
         for (from, to) in runs(&incomplete) {
-            for e in self.reader.events(&q.code, from, to).await? {
+            for e in self.capped_events(&q.code, from, to).await? {
                 let m = Granularity::Minute.bucket_start(e.ts);
                 if !minutes.contains(&m) || (e.is_bot && !q.include_bots) {
                     continue;

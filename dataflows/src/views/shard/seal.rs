@@ -10,7 +10,7 @@ use super::{Interner, ShardState};
 use crate::changes::ChangedRow;
 use crate::model::{Granularity, View};
 use crate::sketch::VisitorSketch;
-use crate::views::rows::split_key;
+use crate::views::rows::{row_key, split_key};
 
 impl ShardState {
     /// Seals the buckets of granularity `g` (minute or quarter) starting before `until`:
@@ -62,10 +62,21 @@ impl ShardState {
     /// Appends every row changed since the last call (absolute values) and clears the marks.
     /// Quarter, hour and day rows are emitted at their full value (block row ∪ unsealed
     /// minutes and quarters), also when only one of their unsealed parts changed.
+    ///
+    /// Total-view rows are kept per link-metadata value (the summary's org/tag filters read
+    /// them), but the sinks key a total by (code, granularity, bucket, is_bot) alone: a
+    /// changed total row, at every granularity, is emitted as the **whole** total of its
+    /// bucket and `is_bot` — the clicks summed and the sketches unioned over every metadata
+    /// variant and over the bucket's unsealed parts — so a sink never receives a partial total
+    /// (e.g. after a tag change in the middle of a bucket, or rows of a pre-fix checkpoint).
+    /// Its `meta` is the changed variant interned last.
     pub(crate) fn drain_changes(&mut self, out: &mut Vec<ChangedRow>) {
         let dirty = std::mem::take(&mut self.dirty_blocks);
         self.dirty.clear();
+        // Non-total rows read at their full value after the pass: (code, gran, start, key).
         let mut derived: Vec<(u32, u8, i64, u64)> = Vec::new();
+        // Whole totals to emit: (code, gran, start, is_bot, metadata id of a changed variant).
+        let mut totals: Vec<(u32, u8, i64, bool, u32)> = Vec::new();
         for (ci, gi, start) in dirty {
             let code = &self.code_rollups[ci as usize];
             let Some(&slot) = code.grans[gi as usize].get(&start) else { continue };
@@ -77,31 +88,33 @@ impl ShardState {
                 Granularity::Quarter if start >= self.sealed_before => &[Granularity::Hour, Granularity::Day],
                 _ => &[],
             };
-            let retained = &self.retained_from;
-            if g != Granularity::Minute {
-                block.for_each_mut(|key, row| {
-                    if row.take_dirty() {
-                        derived.push((ci, gi, start, key));
-                        for u in up {
-                            let s = u.bucket_start(start);
-                            if s >= retained[u.index()] {
-                                derived.push((ci, u.index() as u8, s, key));
-                            }
-                        }
-                    }
-                });
-                continue;
-            }
-            let (values, metas) = (&self.values, &self.metas);
+            let (values, metas, retained) = (&self.values, &self.metas, &self.retained_from);
             block.for_each_mut(|key, row| {
                 if !row.take_dirty() {
                     return;
                 }
+                let (vi, meta, _, is_bot) = split_key(key);
+                let total = vi == View::Total.index();
+                if total {
+                    totals.push((ci, gi, start, is_bot, meta));
+                }
                 for u in up {
                     let s = u.bucket_start(start);
                     if s >= retained[u.index()] {
-                        derived.push((ci, u.index() as u8, s, key));
+                        if total {
+                            totals.push((ci, u.index() as u8, s, is_bot, meta));
+                        } else {
+                            derived.push((ci, u.index() as u8, s, key));
+                        }
                     }
+                }
+                if total {
+                    return;
+                }
+                if g != Granularity::Minute {
+                    // Quarter, hour and day rows may have unsealed parts: read after the pass.
+                    derived.push((ci, gi, start, key));
+                    return;
                 }
                 let clicks = row.clicks();
                 out.push(changed_row(values, metas, &code.name, g, start, key, clicks, &mut row.sketch));
@@ -119,6 +132,25 @@ impl ShardState {
                     sketch.merge(&row.sketch);
                 }
             }
+            out.push(changed_row(&self.values, &self.metas, &code.name, g, start, key, clicks, &mut sketch));
+        }
+        totals.sort_unstable();
+        // Sorted by metadata id last: the last entry of each (code, gran, start, is_bot) run
+        // carries the changed variant interned last.
+        for run in totals.chunk_by(|a, b| a.0 == b.0 && a.1 == b.1 && a.2 == b.2 && a.3 == b.3) {
+            let &(ci, gi, start, is_bot, meta) = run.last().expect("chunks are not empty");
+            let code = &self.code_rollups[ci as usize];
+            let g = Granularity::ALL[gi as usize];
+            let (mut clicks, mut sketch) = (0u64, VisitorSketch::new());
+            for block in self.blocks(code, g, start) {
+                block.for_view(View::Total.index(), |key, row| {
+                    if split_key(key).3 == is_bot {
+                        clicks += row.clicks();
+                        sketch.merge(&row.sketch);
+                    }
+                });
+            }
+            let key = row_key(View::Total.index(), meta, 0, is_bot);
             out.push(changed_row(&self.values, &self.metas, &code.name, g, start, key, clicks, &mut sketch));
         }
     }

@@ -186,7 +186,7 @@ fn checkpointed_rows_restore_to_the_same_values_with_unsealed_minutes() {
     };
     let mut b = ShardState::new(RETENTION, false);
     for row in &snapshot {
-        b.import_row(row, None).expect("row imports");
+        b.import_row(row).expect("row imports");
     }
     b.resume_at(a.watermark_ms, a.retained_from);
     assert_eq!(exported(&b), exported(&a), "restored rows equal the exported ones");

@@ -11,6 +11,8 @@ use crate::http::gate::{IntakeGate, KnownCodes};
 /// none yet); `fail` makes the store unreadable.
 struct FakeGate {
     oldest: AtomicI64,
+    /// The oldest backfill event time (`i64::MIN` = unknown, no check).
+    oldest_backfill: i64,
     fail: bool,
 }
 
@@ -27,12 +29,20 @@ impl IntakeGate for FakeGate {
     fn oldest_live_ts_ms(&self) -> Option<i64> {
         Some(self.oldest.load(Ordering::Relaxed)).filter(|&o| o != i64::MIN)
     }
+
+    fn oldest_backfill_ts_ms(&self) -> Option<i64> {
+        Some(self.oldest_backfill).filter(|&o| o != i64::MIN)
+    }
 }
 
 fn gated(oldest: i64, fail: bool) -> Fixture {
+    gated_with_backfill(oldest, i64::MIN, fail)
+}
+
+fn gated_with_backfill(oldest: i64, oldest_backfill: i64, fail: bool) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = ClickLog::open(dir.path()).expect("open log");
-    let gate = Arc::new(FakeGate { oldest: AtomicI64::new(oldest), fail });
+    let gate = Arc::new(FakeGate { oldest: AtomicI64::new(oldest), oldest_backfill, fail });
     let state = EventsState::new(DurableAppender::new(log.clone()), salt(), EventsConfig::default()).with_clock(Arc::new(|| NOW)).with_gate(gate);
     Fixture { log, router: events_router(state), _dir: dir }
 }
@@ -85,6 +95,27 @@ async fn backfill_bypasses_lateness_but_not_the_code_check() {
     assert_eq!(r.body["accepted"], 1);
     assert_eq!(reasons(&r), vec![(1, "unknown_code".into())]);
     assert_eq!(ids(&f.log), vec![event_uuid("old")]);
+    assert_eq!(logged(&f.log), vec![("ab".to_string(), true)]);
+}
+
+#[tokio::test]
+async fn backfill_older_than_the_longest_retention_is_too_late() {
+    let oldest_backfill = NOW - 400 * 86_400_000;
+    let f = gated_with_backfill(NOW - 3_600_000, oldest_backfill, false);
+    let body = json!([at("kept", "ab", oldest_backfill), at("gone", "ab", oldest_backfill - 1), at("older", "cd", 0)]);
+    let r = send(&f.router, &format!("{EVENTS_PATH}?backfill=true"), loopback(), &[("content-type", "application/json")], body.to_string()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["accepted"], 1);
+    assert_eq!(reasons(&r), vec![(1, "too_late".into()), (2, "too_late".into())]);
+    assert_eq!(
+        r.body["rejected"][0]["message"],
+        format!(
+            "\"ts\" {} is older than the longest retention ([dataflow] long-retention): the oldest event time any view keeps is {} ({oldest_backfill} ms)",
+            rfc3339(oldest_backfill - 1),
+            rfc3339(oldest_backfill)
+        )
+    );
+    assert_eq!(ids(&f.log), vec![event_uuid("kept")]);
     assert_eq!(logged(&f.log), vec![("ab".to_string(), true)]);
 }
 

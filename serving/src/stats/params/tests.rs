@@ -116,6 +116,12 @@ fn summary_parameters() {
     assert_eq!(code_of(parse_summary(Some("tag="), now)), "invalid_parameter");
     assert_eq!(code_of(parse_summary(Some("bucket=day"), now)), "unknown_parameter");
     assert_eq!(code_of(parse_summary(Some("from=2024-06-11T00:00:00Z"), now)), "invalid_range");
+    // The summary has no bucket: its range error does not suggest one.
+    let e = parse_summary(Some("from=2020-01-01T00:00:00Z&to=2024-06-01T00:00:00Z"), now).expect_err("too long");
+    assert_eq!((e.code, e.message.as_str()), ("range_too_long", "the range is longer than 1100 days; use a shorter range"));
+    // A tag filter is matched in its stored spelling: trimmed, NFC.
+    let s = parse_summary(Some("tag=%20cafe%CC%81%20"), now).expect("nfd tag");
+    assert_eq!(s.tag.as_deref(), Some("caf\u{e9}"));
 }
 
 #[test]

@@ -4,7 +4,8 @@
 //! * `browser,os` and `country,referrer_medium` (no view maintains them) equal a naive
 //!   reference computed here: exact clicks and distinct visitors per (local bucket, values),
 //!   totals, dimension totals, bot clicks, order and limit;
-//! * `country,device` (maintained by the views too) has the in-memory views' clicks.
+//! * `country,device` (maintained by the views too) has the in-memory views' clicks;
+//! * a visitor flood is capped (C25) like the dataflow caps it: 30 human, 40 bot clicks.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -60,8 +61,36 @@ fn stream() -> Vec<ClickEvent> {
             edge_region: None,
         })
         .collect();
+    // A visitor flood (C25): 70 clicks of one browser visitor on the link within one minute;
+    // the dataflow keeps 30 human and flags 40, and so must every ClickHouse path.
+    out.extend((0..70u128).map(|i| ClickEvent {
+        event_id: uuid::Uuid::from_u128(0x0190_0000_0000_7000_8000_00f1_0000_0000 + i),
+        code: "adhoc".into(),
+        ts: D0 + 10 * HOUR + ((i as i64 * 7_919) % MIN),
+        ip_trunc: Some("81.2.69.0".into()),
+        visitor_id: 999,
+        user_agent: UAS[0].into(),
+        referrer: None,
+        accept_language: None,
+        edge_region: None,
+    }));
     out.sort_by_key(|e| e.ts);
     out
+}
+
+/// The flood cap by brute force: a human click is flagged as a bot when 30 or more human
+/// clicks of the same visitor in the same UTC minute come before it in (ts, event id) order.
+fn capped(events: &[EnrichedClick]) -> Vec<EnrichedClick> {
+    events
+        .iter()
+        .map(|e| {
+            let earlier = events
+                .iter()
+                .filter(|o| !o.is_bot && o.visitor_id == e.visitor_id && o.ts / MIN == e.ts / MIN && (o.ts, o.event_id) < (e.ts, e.event_id))
+                .count();
+            EnrichedClick { is_bot: e.is_bot || earlier >= 30, ..e.clone() }
+        })
+        .collect()
 }
 
 /// Local bucket start of `ts` in `tz`, computed with chrono alone (no DST change in range).
@@ -99,7 +128,7 @@ fn reference(events: &[EnrichedClick], q: &StatsQuery) -> (Cells, ValueTotals, u
 }
 
 fn check(got: &StatsResult, got_bots: u64, events: &[EnrichedClick], q: &StatsQuery) {
-    let (cells, by_dim, bots) = reference(events, q);
+    let (cells, by_dim, bots) = reference(&capped(events), q);
     assert_eq!(got_bots, bots, "bot clicks {q:?}");
     let mut want: Vec<(i64, Vec<String>, u64, u64)> = cells.into_iter().map(|((b, v), (c, u))| (b, v, c, u.len() as u64)).collect();
     match q.order_by {
@@ -131,6 +160,8 @@ async fn adhoc_breakdowns_equal_a_naive_reference_and_the_views_clicks() {
     let mut enricher = Enricher::new(&EnrichConfig::default()).expect("bundled enrichment data");
     let events: Vec<EnrichedClick> = clicks.iter().map(|c| crate::sinks::events::enriched(&mut enricher, c)).collect();
     assert!(events.iter().any(|e| e.is_bot) && events.iter().any(|e| !e.is_bot), "bots and humans");
+    let flood = capped(&events).iter().filter(|e| e.visitor_id == 999).map(|e| e.is_bot).fold((0, 0), |(h, b), bot| if bot { (h, b + 1) } else { (h + 1, b) });
+    assert_eq!(flood, (30, 40), "the reference flags 40 of the flood's 70 clicks");
 
     let cfg = clickhouse_config("adhoc");
     let sink = ClickHouseSink::start(&cfg).expect("sink");
@@ -166,6 +197,9 @@ async fn adhoc_breakdowns_equal_a_naive_reference_and_the_views_clicks() {
         q(vec![ReferrerMedium, Country], D0 + 90 * MIN, D0 + SPAN - 30 * MIN, Bucket::Day, kolkata, true, OrderBy::ClicksDesc, Some(9)),
         q(vec![Country, Device, Browser], D0, D0 + DAY, Bucket::Hour, kolkata, true, OrderBy::UniquesDesc, None),
         q(vec![Os, ReferrerDomain], D0 + 5 * HOUR + 3 * MIN, D0 + 9 * HOUR + 11 * MIN, Bucket::Minute, Tz::UTC, false, OrderBy::Bucket, Some(40)),
+        // The flood's hour, minute by minute, with and without bots.
+        q(vec![Browser, Os], D0 + 10 * HOUR, D0 + 11 * HOUR, Bucket::Minute, Tz::UTC, false, OrderBy::Bucket, None),
+        q(vec![Browser], D0 + 10 * HOUR, D0 + 11 * HOUR, Bucket::Hour, Tz::UTC, true, OrderBy::Bucket, None),
     ];
     for case in &cases {
         let (got, bots) = ch.adhoc(case, as_of).await.expect("adhoc answer");

@@ -1,0 +1,109 @@
+//! `sluice log reset`: the way back after `clicks.redb` was damaged or lost, keeping the
+//! clicks the newest checkpoint counted.
+//!
+//! What it does (every `sluice serve` on the data dir must be stopped):
+//! 1. `clicks.redb`: a damaged file (one `sluice serve` refuses) is moved aside to
+//!    `clicks.redb.damaged-<UTC time>`; a missing one is created; an empty one (no clicks
+//!    stored, e.g. the new log a refused start created after the old one was moved away) is
+//!    kept. A log that opens and stores clicks is refused: resetting it would drop them.
+//! 2. The new, empty log continues at the offset where the newest checkpoint of this log
+//!    partition ends (`ClickLog::continue_empty_at`), so the checkpoint's views and dedup
+//!    state are the baseline and the new log's clicks are counted on top of them.
+//! 3. That checkpoint is rewritten as a checkpoint of the new log (its log id), and older
+//!    checkpoints of the partition are renamed `<name>.old-log` (never loaded again: they
+//!    end before the new log starts).
+//!
+//! Kept: every view row (clicks, uniques, bot clicks) and the dedup and flood-cap state the
+//! checkpoint holds (README, "Checkpoints"). Lost: clicks the old log stored after the
+//! checkpoint's cut (none after a graceful stop, which writes a checkpoint; after a `kill -9`,
+//! up to one `[dataflow] checkpoint-interval`), and the old log's event history itself: a
+//! later rebuild without checkpoints cannot recount the clicks before the reset, and
+//! `sluice log tail` shows none of them.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use sluice_connectors::click_log::{CLICK_LOG_FILE_NAME, ClickLog};
+
+use crate::config::Config;
+use crate::job::checkpoint::{self, SourceIdentity};
+
+/// Runs `sluice log reset` on the data dir of `cfg`; returns the report printed on stdout
+/// (one line per step).
+///
+/// Errors: no data dir; Kafka mode; a log that stores clicks; a log held by a running
+/// `sluice serve` (or unreadable for another reason); I/O errors moving or writing files.
+pub fn run(cfg: &Config) -> anyhow::Result<String> {
+    let data_dir = &cfg.server.data_dir;
+    if !data_dir.is_dir() {
+        bail!("no data directory \"{}\": nothing to reset (check --data-dir or [server] data-dir)", data_dir.display());
+    }
+    if cfg.kafka.enabled() {
+        bail!("[kafka] brokers is set: the dataflow reads the click topic, not clicks.redb, and its checkpoints are of the topic; nothing to reset");
+    }
+    let partition = cfg.dataflow.partition();
+    let checkpoint_dir = checkpoint::dir_of(data_dir);
+    let newest = checkpoint::newest_of_partition(&checkpoint_dir, partition)?;
+    let offset = newest.as_ref().map_or(0, |((_, f), _)| f.snapshot.offsets.get(&partition).copied().unwrap_or(0));
+    let mut report = String::new();
+    let path = data_dir.join(CLICK_LOG_FILE_NAME);
+    let log = open_or_move_aside(data_dir, &path, &mut report)?;
+    if log.head() > log.low() {
+        let same = newest.as_ref().is_some_and(|((_, f), _)| match f.source {
+            SourceIdentity::LogFile { log_id, .. } => log_id == log.log_id(),
+            _ => true,
+        });
+        if same {
+            bail!(
+                "click log \"{}\" opens and stores {} clicks, and the newest checkpoint was taken of it: nothing to reset (`sluice serve` starts on it)",
+                path.display(),
+                log.head() - log.low()
+            );
+        }
+        bail!(
+            "click log \"{}\" opens and stores {} clicks of another log than the newest checkpoint's; resetting would drop them. Put the \
+             click log the checkpoint was taken of back at that path (when sluice saved it while serving, it is a \
+             clicks.redb.recovered-<time> file next to it)",
+            path.display(),
+            log.head() - log.low()
+        );
+    }
+    log.continue_empty_at(offset).with_context(|| format!("could not start the new click log \"{}\" at offset {offset}", path.display()))?;
+    report.push_str(&format!("click log \"{}\" (log id {:016x}) is empty and continues at offset {offset}\n", path.display(), log.log_id()));
+    let Some(((ckpt_path, mut file), older)) = newest else {
+        report.push_str(&format!("no checkpoint in \"{}\": the views start empty\n", checkpoint_dir.display()));
+        return Ok(report);
+    };
+    file.source = SourceIdentity::LogFile { partition, log_id: log.log_id() };
+    drop(log);
+    let (written, _) = checkpoint::write(&checkpoint_dir, &file).with_context(|| format!("could not rewrite the checkpoint \"{}\"", ckpt_path.display()))?;
+    for old in older {
+        let to = PathBuf::from(format!("{}.old-log", old.display()));
+        std::fs::rename(&old, &to).with_context(|| format!("could not rename the older checkpoint \"{}\"", old.display()))?;
+        report.push_str(&format!("older checkpoint \"{}\" renamed to \"{}\" (it ends before the new log starts)\n", old.display(), to.display()));
+    }
+    report.push_str(&format!(
+        "checkpoint \"{}\" now belongs to the new log: `sluice serve` restores its {} view rows and {} dedup ids and counts new clicks on top\n",
+        written.display(),
+        file.snapshot.views.rows.len(),
+        file.snapshot.dedup.ids.len()
+    ));
+    Ok(report)
+}
+
+/// Opens the click log at `path`, first moving a damaged file aside (noted in `report`).
+fn open_or_move_aside(data_dir: &Path, path: &Path, report: &mut String) -> anyhow::Result<ClickLog> {
+    let busy = || format!("could not open the click log \"{}\" (is `sluice serve` running on this data dir? stop it first)", path.display());
+    match ClickLog::open(data_dir) {
+        Ok(log) => Ok(log),
+        Err(sluice_connectors::Error::ClickLogDamaged { detail, .. }) => {
+            // e.g. clicks.redb.damaged-2026-12-02T00:15:07Z
+            let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+            let aside = data_dir.join(format!("{CLICK_LOG_FILE_NAME}.damaged-{stamp}"));
+            std::fs::rename(path, &aside).with_context(|| format!("could not move the damaged click log \"{}\" aside", path.display()))?;
+            report.push_str(&format!("damaged click log \"{}\" ({detail}) moved aside to \"{}\"\n", path.display(), aside.display()));
+            ClickLog::open(data_dir).with_context(busy)
+        }
+        Err(e) => Err(anyhow::Error::new(e).context(busy())),
+    }
+}

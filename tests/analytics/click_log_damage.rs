@@ -1,0 +1,308 @@
+//! `clicks.redb` damaged from outside while the real binary serves (README, "Run it"):
+//! truncated (written back from the open file, or reported: `/readyz` 503, an error log, a
+//! graceful stop that exits 1) and replaced by another file (saved to a side file that keeps
+//! every click), and the way back with `sluice log reset`, which keeps the checkpoint's clicks.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::child::{ChildProcess, await_ready, free_port, serve_embedded};
+use crate::harness::{BROWSER_UA, event, now_ms, q};
+
+const BIN: &str = env!("CARGO_BIN_EXE_sluice");
+
+/// A running `sluice serve` on a data dir: its address and log file.
+struct Server {
+    child: ChildProcess,
+    listen: String,
+    log: std::path::PathBuf,
+    http: reqwest::Client,
+}
+
+impl Server {
+    async fn start(data: &Path) -> Server {
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+        let listen = format!("127.0.0.1:{}", free_port());
+        let log = data.with_extension(format!("log-{}", now_ms()));
+        let mut child = serve_embedded(&listen, data, &[], &log);
+        await_ready(&mut child, &http, &listen, &log, Duration::from_secs(60)).await;
+        Server { child, listen, log, http }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).expect("read the server log")
+    }
+
+    async fn create_link(&self, alias: &str) {
+        let body = serde_json::json!({"long_url": "https://example.com/d", "custom_alias": alias});
+        let r = self.http.post(format!("http://{}/v1/links", self.listen)).json(&body).send().await.expect("post link");
+        assert_eq!(r.status().as_u16(), 201);
+    }
+
+    /// `POST /v1/events` of clicks `range` on `code` (each its own visitor: no flood cap) → its status.
+    async fn post_clicks(&self, code: &str, range: std::ops::Range<u32>) -> u16 {
+        let now = now_ms();
+        let evs: Vec<Value> = range
+            .map(|i| event(&format!("{code}-{i}"), code, now - i64::from(i) * 10, &format!("81.2.{}.{}", 70 + i / 200, i % 200), BROWSER_UA, None))
+            .collect();
+        self.http.post(format!("http://{}/v1/events", self.listen)).json(&evs).send().await.expect("post events").status().as_u16()
+    }
+
+    async fn clicks(&self, code: &str) -> u64 {
+        let day = 86_400_000;
+        let now = now_ms();
+        let url = format!("http://{}/v1/links/{code}/stats?bucket=day&from={}&to={}", self.listen, q((now / day - 1) * day), q((now / day + 1) * day));
+        let v: Value = self.http.get(url).send().await.expect("stats").json().await.expect("json");
+        v["totals"]["clicks"].as_u64().unwrap_or_else(|| panic!("{v}"))
+    }
+
+    /// Waits until the stats of `code` show `want` clicks (panics after 30 s with what they show).
+    async fn await_clicks(&self, code: &str, want: u64) {
+        let t0 = Instant::now();
+        loop {
+            let got = self.clicks(code).await;
+            if got == want {
+                return;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(30), "{code}: {got} clicks, want {want}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn readyz(&self) -> (u16, Value) {
+        let r = self.http.get(format!("http://{}/readyz", self.listen)).send().await.expect("readyz");
+        (r.status().as_u16(), r.json().await.expect("json"))
+    }
+
+    /// Polls `/readyz` until it answers 503 (panics after 10 s); the `click_log_writer` error.
+    async fn await_writer_failed(&self) -> String {
+        let t0 = Instant::now();
+        loop {
+            let (status, body) = self.readyz().await;
+            if status == 503 {
+                let w = &body["error"]["details"]["click_log_writer"];
+                assert_eq!(w["status"], "failed", "{body}");
+                return w["error"].as_str().expect("error").to_owned();
+            }
+            assert!(t0.elapsed() < Duration::from_secs(10), "/readyz still {status}: {body}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// SIGTERM; waits (30 s at most) for the exit; its exit code and log.
+    fn stop(mut self) -> (Option<i32>, String) {
+        let ok = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill").success();
+        assert!(ok);
+        let t0 = Instant::now();
+        loop {
+            if let Some(status) = self.child.exited() {
+                return (status.code(), self.log_text());
+            }
+            assert!(t0.elapsed() < Duration::from_secs(30), "no stop within 30 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// `sluice <args> --data-dir <data>` to its exit: (exit code, stdout, stderr).
+fn sluice(args: &[&str], data: &Path) -> (Option<i32>, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .env("SLUICE_LOG", "warn")
+        .env("NO_COLOR", "1")
+        .env_remove("KAFKA_BROKERS")
+        .env_remove("SLUICE__STORE__URL")
+        .env_remove("SLUICE__REDIS__URL")
+        .output()
+        .expect("run sluice");
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn truncate(path: &Path, len: u64) {
+    std::fs::OpenOptions::new().write(true).open(path).expect("open").set_len(len).expect("truncate");
+}
+
+/// Waits until the server's log contains `text` (10 s at most).
+async fn await_log(s: &Server, text: &str) {
+    let t0 = Instant::now();
+    while !s.log_text().contains(text) {
+        assert!(t0.elapsed() < Duration::from_secs(10), "no {text:?} in the log:\n{}", s.log_text());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The F2 repro on a log this process wrote: `truncate -s` while serving. The file check
+/// writes it back from the open file within seconds (a warning names it), `/readyz` stays
+/// ready, clicks after the cut are kept, the stop exits 0 and the next start has all 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncated_click_log_is_written_back_while_serving_and_nothing_is_lost() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("d");
+    let path = data.join("clicks.redb");
+    let s = Server::start(&data).await;
+    s.create_link("t1").await;
+    for b in 0..3 {
+        assert_eq!(s.post_clicks("t1", b * 100..(b + 1) * 100).await, 200);
+    }
+    s.await_clicks("t1", 300).await;
+    let len = std::fs::metadata(&path).expect("metadata").len();
+    let cut = (len * 7 / 10).min(100_000);
+    truncate(&path, cut);
+    await_log(&s, "click log written back from the open file after it was truncated; nothing was lost").await;
+    assert!(s.log_text().contains("the click log file shrank while in use (truncated outside sluice)"), "{}", s.log_text());
+    assert_eq!(s.readyz().await.0, 200);
+    assert_eq!(s.post_clicks("t1", 300..400).await, 200);
+    s.await_clicks("t1", 400).await;
+    let (code, log) = s.stop();
+    assert_eq!(code, Some(0), "{log}");
+    let s = Server::start(&data).await;
+    s.await_clicks("t1", 400).await;
+    assert_eq!(s.post_clicks("t1", 400..401).await, 200);
+    s.await_clicks("t1", 401).await;
+    assert_eq!(s.stop().0, Some(0));
+}
+
+/// Truncated under a server that did not write (or read) the lost pages: it cannot be
+/// written back. `/readyz` answers 503 naming the file and `sluice log reset`, an error is
+/// logged, the graceful stop writes its checkpoint and exits 1, the next start is refused
+/// naming `sluice log reset`, and after the reset every one of the 300 clicks is counted
+/// again (dedup included: a resent event is not counted twice), new ones on top.
+#[ignore = "needs a cut that redb cannot write back; after a restart the start-up integrity check has read every page into redb's cache, so the log is written back instead (seen 2026-12-02); the reporting path is covered by connectors click_log damage_tests"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncated_click_log_that_cannot_be_written_back_is_reported_and_reset_keeps_the_checkpoint() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("d");
+    let path = data.join("clicks.redb");
+    let s = Server::start(&data).await;
+    s.create_link("t2").await;
+    for b in 0..3 {
+        assert_eq!(s.post_clicks("t2", b * 100..(b + 1) * 100).await, 200);
+    }
+    s.await_clicks("t2", 300).await;
+    assert_eq!(s.stop().0, Some(0));
+    let s = Server::start(&data).await;
+    s.await_clicks("t2", 300).await;
+    let len = std::fs::metadata(&path).expect("metadata").len();
+    assert!(len > 100_000, "{len}");
+    truncate(&path, 100_000);
+    let error = s.await_writer_failed().await;
+    let data_shown = data.display().to_string();
+    assert!(error.starts_with(&format!("click log \"{}\" was damaged while in use (the file shrank from {len} to 100000 bytes", path.display())), "{error}");
+    assert!(error.ends_with(&format!("run `sluice log reset --data-dir {data_shown}` to continue from that checkpoint on a new, empty click log")), "{error}");
+    await_log(&s, "click log damaged while in use").await;
+    assert_eq!(s.clicks("t2").await, 300, "the running views keep their clicks");
+    let (code, log) = s.stop();
+    assert_eq!(code, Some(1), "the stop must not claim success: {log}");
+    assert!(log.contains("the graceful stop finished, but the click log needs attention before the next start"), "{log}");
+
+    let (code, _, stderr) = sluice(&["serve", "--listen", &format!("127.0.0.1:{}", free_port())], &data);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("is damaged and could not be repaired"), "{stderr}");
+    assert!(stderr.contains(&format!("then run `sluice log reset --data-dir {data_shown}`")), "{stderr}");
+
+    let (code, stdout, stderr) = sluice(&["log", "reset"], &data);
+    assert_eq!(code, Some(0), "{stderr}");
+    let lines: Vec<&str> = stdout.lines().filter(|l| !l.starts_with("older checkpoint")).collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(lines[0].starts_with(&format!("damaged click log \"{}\" (", path.display())) && lines[0].contains("moved aside to"), "{stdout}");
+    assert!(
+        lines[1].starts_with(&format!("click log \"{}\" (log id ", path.display())) && lines[1].ends_with("is empty and continues at offset 300"),
+        "{stdout}"
+    );
+    assert!(lines[2].contains("now belongs to the new log: `sluice serve` restores its ") && lines[2].contains(" view rows and 300 dedup ids"), "{stdout}");
+    let aside: Vec<String> = std::fs::read_dir(&data)
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("clicks.redb.damaged-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+
+    let s = Server::start(&data).await;
+    s.await_clicks("t2", 300).await;
+    // 0..5 again (dedup: not counted twice) and 5 new ones.
+    assert_eq!(s.post_clicks("t2", 0..5).await, 200);
+    assert_eq!(s.post_clicks("t2", 300..305).await, 200);
+    s.await_clicks("t2", 305).await;
+    assert_eq!(s.stop().0, Some(0));
+    let s = Server::start(&data).await;
+    s.await_clicks("t2", 305).await;
+    assert_eq!(s.stop().0, Some(0));
+    let (_, stdout, _) = sluice(&["log", "tail", "-n", "100"], &data);
+    assert_eq!(stdout.lines().count(), 10, "the new log holds the 10 events posted after the reset: {stdout}");
+}
+
+/// `clicks.redb` moved away (as the old message said) before a start: the start is refused
+/// naming `sluice log reset`, which adopts the empty log that start created and keeps the
+/// checkpoint's 20 clicks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_click_log_moved_away_is_reset_keeping_the_checkpoint() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("d");
+    let s = Server::start(&data).await;
+    s.create_link("t3").await;
+    assert_eq!(s.post_clicks("t3", 0..20).await, 200);
+    s.await_clicks("t3", 20).await;
+    assert_eq!(s.stop().0, Some(0));
+    std::fs::rename(data.join("clicks.redb"), dir.path().join("moved.redb")).expect("move away");
+    let (code, _, stderr) = sluice(&["serve", "--listen", &format!("127.0.0.1:{}", free_port())], &data);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("no clicks stored: a new, empty log"), "{stderr}");
+    assert!(stderr.contains(&format!("run `sluice log reset --data-dir {}`", data.display())), "{stderr}");
+    let (code, stdout, stderr) = sluice(&["log", "reset"], &data);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout.lines().filter(|l| !l.starts_with("older checkpoint")).count(), 2, "{stdout}");
+    assert!(stdout.contains("is empty and continues at offset 20"), "{stdout}");
+    let s = Server::start(&data).await;
+    s.await_clicks("t3", 20).await;
+    assert_eq!(s.post_clicks("t3", 20..21).await, 200);
+    s.await_clicks("t3", 21).await;
+    assert_eq!(s.stop().0, Some(0));
+    // Nothing to reset on a log that holds clicks of the checkpoint's log.
+    let (code, _, stderr) = sluice(&["log", "reset"], &data);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("opens and stores 1 clicks, and the newest checkpoint was taken of it: nothing to reset"), "{stderr}");
+}
+
+/// `mv other clicks.redb` while serving: the open log is saved to a side file with every
+/// click and written there; `/readyz` answers 503 naming both files; clicks after the
+/// replacement are counted and kept; the stop exits 1 saying what to do; doing it (moving
+/// the side file back) restarts with all 30 clicks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_click_log_is_saved_to_a_side_file_and_no_click_is_lost() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("d");
+    let path = data.join("clicks.redb");
+    let s = Server::start(&data).await;
+    s.create_link("t4").await;
+    assert_eq!(s.post_clicks("t4", 0..20).await, 200);
+    s.await_clicks("t4", 20).await;
+    let other = dir.path().join("other.redb");
+    std::fs::write(&other, b"not the click log").expect("write");
+    std::fs::rename(&other, &path).expect("replace");
+    let error = s.await_writer_failed().await;
+    let prefix =
+        format!("click log \"{}\" was replaced by another file while in use; sluice saved the log it had open, with every click, to \"", path.display());
+    assert!(error.starts_with(&prefix), "{error}");
+    let side = error[prefix.len()..].split('"').next().expect("side file").to_owned();
+    assert!(side.starts_with(&format!("{}.recovered-", path.display())), "{side}");
+    assert_eq!(s.post_clicks("t4", 20..30).await, 200);
+    s.await_clicks("t4", 30).await;
+    assert_eq!(s.readyz().await.0, 503, "still reported");
+    let (code, log) = s.stop();
+    assert_eq!(code, Some(1), "{log}");
+    assert!(
+        log.contains(&format!("move \\\"{side}\\\" to \\\"{}\\\" and start it again", path.display()))
+            || log.contains(&format!("move \"{side}\" to \"{}\"", path.display())),
+        "{log}"
+    );
+    assert_eq!(std::fs::read(&path).expect("read"), b"not the click log", "the replacement is left alone");
+    std::fs::rename(&side, &path).expect("move the side file back, as the message says");
+    let s = Server::start(&data).await;
+    s.await_clicks("t4", 30).await;
+    assert_eq!(s.stop().0, Some(0));
+}
