@@ -2,6 +2,9 @@
 //! every granularity, whatever the order of clicks, watermark moves and late clicks.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use sluice_schemas::LinkMeta;
 
 use super::ShardState;
 use crate::changes::ChangedRow;
@@ -52,6 +55,33 @@ fn key_of(row: &ChangedRow) -> Key {
 
 #[test]
 fn sealed_and_unsealed_quarters_read_and_emit_like_direct_updates() {
+    check_against_direct_updates(|_, _| None);
+}
+
+#[test]
+fn total_rows_are_emitted_whole_across_metadata_variants_and_unsealed_parts() {
+    // A link's tags change back and forth (some clicks before the link store announced it):
+    // the shard keeps one total row per variant, but every emitted total-view row — minute,
+    // quarter (block ∪ unsealed minutes), hour and day — is the whole total of its bucket.
+    // A fresh `Arc` per click for one variant: metadata is interned by value.
+    let meta = |code: &str, tag: &str| LinkMeta { code: code.into(), org: Some("o1".into()), tags: vec![tag.into()], domain: None, target_host: None };
+    let v1: Vec<Arc<LinkMeta>> = ["ab", "cd", "ef"].iter().map(|c| Arc::new(meta(c, "t1"))).collect();
+    check_against_direct_updates(move |step, r| {
+        let code = r.rec.code.to_string();
+        let c = ["ab", "cd", "ef"].iter().position(|x| *x == code).expect("test code");
+        match (r.rec.visitor_id + step as u64) % 3 {
+            0 => None,
+            1 => Some(Arc::clone(&v1[c])),
+            _ => Some(Arc::new(meta(&code, "t2"))),
+        }
+    });
+}
+
+/// Applies clicks (late ones too) and moves the watermark in uneven steps; after every step the
+/// emitted rows (last value per key, total-view keys without metadata) and the values read
+/// through [`ShardState::blocks`] equal those of a naive map updated at every granularity by
+/// every click. `meta_of(step, click)` is the link metadata the click is counted under.
+fn check_against_direct_updates(meta_of: impl Fn(i64, &LinkedRecord) -> Option<Arc<LinkMeta>>) {
     let mut shard = ShardState::new(RETENTION, true);
     let mut expected: BTreeMap<Key, (u64, BTreeSet<u64>)> = BTreeMap::new();
     let mut emitted: BTreeMap<Key, (u64, u64)> = BTreeMap::new();
@@ -64,7 +94,9 @@ fn sealed_and_unsealed_quarters_read_and_emit_like_direct_updates() {
             // Mostly near `now` (some ahead of the watermark), every 7th late into an older,
             // possibly sealed, quarter.
             let ts = if j % 7 == 0 { BASE + (i * 13 % (step + 1)) * Q + i % Q } else { now - 4 * M + (i * 37 % (6 * M)) };
-            batch.push(click(i, ts));
+            let mut c = click(i, ts);
+            c.meta = meta_of(step, &c);
+            batch.push(c);
         }
         shard.apply(&batch);
         for r in &batch {
