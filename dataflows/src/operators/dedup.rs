@@ -81,8 +81,10 @@ const HOUR_MS: i64 = 3_600_000;
 /// Dedup state and logic, independent of timely (module docs).
 #[derive(Debug, Default)]
 pub struct DedupState {
-    seen: FxHashMap<u128, i64>,
-    by_hour: BTreeMap<i64, Vec<u128>>,
+    /// Remembered ids (as [`Id`]: 24-byte entries instead of 32 for a 16-aligned `u128`)
+    /// and their basis.
+    seen: FxHashMap<Id, i64>,
+    by_hour: BTreeMap<i64, Vec<Id>>,
     watermark: GlobalWatermark,
     retention_ms: i64,
     lateness_ms: i64,
@@ -118,39 +120,64 @@ impl DedupState {
     pub fn process(&mut self, batch: impl IntoIterator<Item = GatedClick>, ok: &mut Vec<GatedClick>, err: &mut Vec<DeadLetter>) {
         let w = self.watermark.current();
         for c in batch {
-            let ts = c.event.ts;
-            if w != i64::MIN {
-                let limit = if c.backfill { self.long_retention_ms } else { self.lateness_ms };
-                if ts < w.saturating_sub(limit) {
-                    err.push(DeadLetter {
-                        partition: c.partition,
-                        offset: c.offset,
-                        reason: DeadLetterReason::TooLate,
-                        detail: format!("ts {ts} is more than {limit} ms behind the global watermark {w}"),
-                        event: c.event,
-                    });
-                    continue;
+            match self.admit(&c, w) {
+                Admit::First => ok.push(c),
+                Admit::Repeat => {}
+                Admit::TooLate(limit) => err.push(too_late(c, limit, w)),
+            }
+        }
+    }
+
+    /// [`Self::process`] in place: leaves the first copies in `batch`, in order (no copy of
+    /// the records into a new buffer), and moves too-late clicks to `err`.
+    pub fn process_in_place(&mut self, batch: &mut Vec<GatedClick>, err: &mut Vec<DeadLetter>) {
+        let w = self.watermark.current();
+        let mut kept = 0;
+        for i in 0..batch.len() {
+            match self.admit(&batch[i], w) {
+                Admit::First => {
+                    batch.swap(kept, i);
+                    kept += 1;
+                }
+                Admit::Repeat => {}
+                Admit::TooLate(limit) => {
+                    let c = batch[i].clone();
+                    err.push(too_late(c, limit, w));
                 }
             }
-            let basis = if c.backfill {
-                ts.max(w).max(self.newest)
-            } else {
-                self.newest = self.newest.max(ts);
-                ts
-            };
-            match self.seen.entry(c.event.event_id.as_u128()) {
-                Entry::Occupied(mut e) => {
-                    self.duplicates += 1;
-                    if basis > *e.get() {
-                        *e.get_mut() = basis;
-                        index_by_hour(&mut self.by_hour, basis, *e.key());
-                    }
-                }
-                Entry::Vacant(e) => {
+        }
+        batch.truncate(kept);
+    }
+
+    /// Decides one click against the watermark `w` and the remembered ids (recording it).
+    #[inline]
+    fn admit(&mut self, c: &GatedClick, w: i64) -> Admit {
+        let ts = c.event.ts;
+        if w != i64::MIN {
+            let limit = if c.backfill { self.long_retention_ms } else { self.lateness_ms };
+            if ts < w.saturating_sub(limit) {
+                return Admit::TooLate(limit);
+            }
+        }
+        let basis = if c.backfill {
+            ts.max(w).max(self.newest)
+        } else {
+            self.newest = self.newest.max(ts);
+            ts
+        };
+        match self.seen.entry(id_of(c.event.event_id.as_u128())) {
+            Entry::Occupied(mut e) => {
+                self.duplicates += 1;
+                if basis > *e.get() {
+                    *e.get_mut() = basis;
                     index_by_hour(&mut self.by_hour, basis, *e.key());
-                    e.insert(basis);
-                    ok.push(c);
                 }
+                Admit::Repeat
+            }
+            Entry::Vacant(e) => {
+                index_by_hour(&mut self.by_hour, basis, *e.key());
+                e.insert(basis);
+                Admit::First
             }
         }
     }
@@ -191,7 +218,7 @@ impl DedupState {
     /// Checkpoint hook ([`crate::checkpoint`]): appends every remembered `(id, basis)` to
     /// `ids`; returns the newest event time and the folded watermark.
     pub(crate) fn export(&self, ids: &mut Vec<(u128, i64)>) -> (i64, GlobalWatermark) {
-        ids.extend(self.seen.iter().map(|(&id, &b)| (id, b)));
+        ids.extend(self.seen.iter().map(|(&id, &b)| (u128_of(id), b)));
         (self.newest, self.watermark.clone())
     }
 
@@ -199,6 +226,7 @@ impl DedupState {
     /// event time and watermark.
     pub(crate) fn restore(&mut self, ids: impl IntoIterator<Item = (u128, i64)>, newest: i64, watermark: GlobalWatermark) {
         for (id, basis) in ids {
+            let id = id_of(id);
             self.seen.insert(id, basis);
             self.by_hour.entry(basis.div_euclid(HOUR_MS)).or_default().push(id);
         }
@@ -207,10 +235,45 @@ impl DedupState {
     }
 }
 
+/// An event id as two words (high, low).
+type Id = (u64, u64);
+
+#[inline]
+fn id_of(id: u128) -> Id {
+    ((id >> 64) as u64, id as u64)
+}
+
+#[inline]
+fn u128_of(id: Id) -> u128 {
+    (u128::from(id.0) << 64) | u128::from(id.1)
+}
+
+/// What [`DedupState::admit`] decided for a click.
+enum Admit {
+    /// The first copy: passed on.
+    First,
+    /// A later copy: dropped.
+    Repeat,
+    /// Too late against the global watermark (limit in ms): dead-lettered.
+    TooLate(i64),
+}
+
+/// The dead letter of click `c`, more than `limit` ms behind the global watermark `w`.
+fn too_late(c: GatedClick, limit: i64, w: i64) -> DeadLetter {
+    let ts = c.event.ts;
+    DeadLetter {
+        partition: c.partition,
+        offset: c.offset,
+        reason: DeadLetterReason::TooLate,
+        detail: format!("ts {ts} is more than {limit} ms behind the global watermark {w}"),
+        event: c.event,
+    }
+}
+
 /// Adds `id` to the index entry of `basis`'s hour. Live clicks almost always fall in the
 /// newest hour: that entry is found without a search from the root.
 #[inline]
-fn index_by_hour(by_hour: &mut BTreeMap<i64, Vec<u128>>, basis: i64, id: u128) {
+fn index_by_hour(by_hour: &mut BTreeMap<i64, Vec<Id>>, basis: i64, id: Id) {
     let hour = basis.div_euclid(HOUR_MS);
     match by_hour.last_entry() {
         Some(mut e) if *e.key() == hour => e.get_mut().push(id),
@@ -278,7 +341,7 @@ impl<'scope> DedupByEventId<'scope> for StreamVec<'scope, u64, GatedClick> {
             type Pending = (Capability<u64>, Capability<u64>, Vec<Vec<GatedClick>>);
             let mut clicks: BTreeMap<u64, Pending> = BTreeMap::new();
             let mut reports: BTreeMap<u64, Vec<WatermarkReport>> = BTreeMap::new();
-            let (mut ok_buf, mut err_buf) = (Vec::new(), Vec::new());
+            let mut err_buf = Vec::new();
             move |frontiers| {
                 clicks_in.for_each(|cap, data| {
                     let Some(&t) = cap.least() else { return };
@@ -308,14 +371,12 @@ impl<'scope> DedupByEventId<'scope> for StreamVec<'scope, u64, GatedClick> {
                     match (next_c, next_r) {
                         (Some(c), r) if r.is_none_or(|r| c <= r) => {
                             let (cap_ok, cap_err, batches) = clicks.remove(&c).expect("key present");
-                            // The session takes the buffer's allocation: size it once.
-                            ok_buf.reserve(batches.iter().map(Vec::len).sum());
-                            for b in batches {
-                                state.process(b, &mut ok_buf, &mut err_buf);
-                            }
-                            if !ok_buf.is_empty() {
-                                ok.session(&cap_ok).give_container(&mut ok_buf);
-                                ok_buf.clear();
+                            // First copies stay in their input buffer, which is passed on.
+                            for mut b in batches {
+                                state.process_in_place(&mut b, &mut err_buf);
+                                if !b.is_empty() {
+                                    ok.session(&cap_ok).give_container(&mut b);
+                                }
                             }
                             if !err_buf.is_empty() {
                                 err.session(&cap_err).give_container(&mut err_buf);

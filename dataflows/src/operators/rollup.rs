@@ -11,11 +11,12 @@
 //!
 //! When the input frontier passes epochs, all of them are applied under **one** write lock
 //! (clicks, then that epoch's watermark reports, then eviction, then `applied_epoch`), so
-//! readers never see part of an epoch. A click updates its minute and 15-minute rows; the
-//! hour and day rows take a 15-minute bucket's rows once, when the watermark seals it (and
-//! late clicks into sealed buckets directly), while every reader merges the unsealed
-//! 15-minute rows in ([`crate::views`] shard docs, "Sealing") — so minute, hour and day
-//! totals agree over any range all of them retain, as if every click updated all four.
+//! readers never see part of an epoch. A click updates its minute rows; the 15-minute rows
+//! take a minute's rows once, when the watermark seals the minute, and the hour and day rows
+//! take a 15-minute bucket's rows once, when it seals the quarter (late clicks into sealed
+//! buckets go to the coarser rows directly), while every reader merges the unsealed minute
+//! and 15-minute rows in ([`crate::views`] shard docs, "Sealing") — so minute, quarter, hour
+//! and day totals agree over any range all of them retain, as if every click updated all four.
 //!
 //! Plain timely, not differential: the aggregates are HLL sketches, which cannot be
 //! retracted, and the input never retracts (dedup emits each click once).

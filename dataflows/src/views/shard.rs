@@ -11,20 +11,29 @@
 //! before `W − retention(g)`; an index by bucket start makes eviction proportional to the
 //! evicted blocks.
 //!
-//! ## Sealing: hour and day rows are folded from quarters
-//! A 15-minute bucket is **sealed** once `W` reaches its end (`sealed_before` = `W` rounded
-//! down to 15 minutes). A click in an unsealed quarter updates only its minute and quarter
-//! rows (16 row updates instead of 32); when `W` seals a quarter, its rows are merged once
-//! into the hour and day rows (clicks added, sketches unioned), in the same write lock as the
+//! ## Sealing: quarter rows are folded from minutes, hour and day rows from quarters
+//! A minute bucket is **sealed** once `W` reaches its end (`minutes_sealed_before` = `W`
+//! rounded down to the minute), a 15-minute bucket likewise (`sealed_before` = `W` rounded
+//! down to 15 minutes). A click in an unsealed minute updates only its minute rows (8 row
+//! updates); when `W` seals the minute, its rows are merged once into the quarter rows (clicks
+//! added, sketches unioned). A click in a sealed minute of an unsealed quarter (late) updates
+//! its minute and quarter rows; when `W` seals a quarter (after folding its last minutes into
+//! it), its rows are merged once into the hour and day rows, in the same write lock as the
 //! watermark move. A click in a sealed quarter (late, or backfill) updates all four
-//! granularities directly. So at every applied epoch:
+//! granularities directly (32 row updates). So at every applied epoch:
 //!
-//! > hour/day row = its block's row ∪ the rows of the bucket's unsealed quarters,
+//! > quarter row = its block's row ∪ the rows of the quarter's unsealed minutes;
+//! > hour/day row = its block's row ∪ the rows of the bucket's unsealed quarters and minutes,
 //!
 //! and every reader goes through [`ShardState::blocks`], which yields exactly those blocks:
-//! queries, summaries and the change stream (which emits hour and day rows at that full
-//! value whenever one of their parts changed) see the same values as if every click had
-//! updated every granularity, and minute, hour and day totals keep agreeing.
+//! queries, summaries, checkpoints and the change stream (which emits quarter, hour and day
+//! rows at that full value whenever one of their parts changed) see the same values as if
+//! every click had updated every granularity, and minute, quarter, hour and day totals keep
+//! agreeing. A popular link's clicks of one minute thus cost one quarter-row merge per
+//! minute row instead of one quarter-row update per click.
+//!
+//! Checkpoints hold quarter rows at their full value (the form above), so a restored shard
+//! treats the restored minutes as sealed ([`ShardState::resume_at`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -132,6 +141,12 @@ pub(crate) struct ShardState {
     /// Quarters starting before this are sealed: folded into their hour and day blocks
     /// (module docs). Always `W` rounded down to 15 minutes.
     sealed_before: i64,
+    /// Minutes starting before this are sealed: folded into their quarter blocks (module
+    /// docs). `W` rounded down to the minute, or later after a restore (restored quarter
+    /// rows already hold their minutes); never below `sealed_before`.
+    minutes_sealed_before: i64,
+    /// End of the newest minute bucket restored from a checkpoint ([`Self::import_row`]).
+    restored_minutes_to: i64,
     /// Every epoch below this is applied.
     pub(crate) applied_epoch: u64,
     /// Per granularity: buckets starting at or after this are retained (earlier ones were
@@ -161,6 +176,8 @@ impl ShardState {
             free: Vec::new(),
             watermark_ms: i64::MIN,
             sealed_before: i64::MIN,
+            minutes_sealed_before: i64::MIN,
+            restored_minutes_to: i64::MIN,
             applied_epoch: 0,
             retained_from: [i64::MIN; 4],
             retention_ms,
@@ -178,25 +195,33 @@ impl ShardState {
     }
 
     /// The blocks whose rows together make up bucket `start` of granularity `g` of `code`:
-    /// the bucket's own block and, for an hour or day not yet sealed, the blocks of its
-    /// unsealed quarters (module docs). A row's value is the sum of its clicks and the union
-    /// of its sketches over these blocks.
+    /// the bucket's own block and, for a quarter, hour or day, the blocks of its unsealed
+    /// minutes and (hour, day) quarters (module docs). A row's value is the sum of its clicks
+    /// and the union of its sketches over these blocks.
     #[inline]
     pub(crate) fn blocks<'a>(&'a self, code: &'a CodeRollups, g: Granularity, start: i64) -> impl Iterator<Item = &'a Block> + 'a {
         let own = code.grans[g.index()].get(&start).copied();
         let end = start.saturating_add(g.len_ms());
-        let from = start.max(self.sealed_before);
-        let quarters = (g.index() >= Granularity::Hour.index() && from < end)
-            .then(|| code.grans[Granularity::Quarter.index()].range(from..end).map(|(_, &s)| s))
-            .into_iter()
-            .flatten();
-        own.into_iter().chain(quarters).map(move |s| &self.blocks[s as usize])
+        let parts = move |sub: Granularity, sealed_before: i64| {
+            let from = start.max(sealed_before);
+            (g.index() > sub.index() && from < end).then(|| code.grans[sub.index()].range(from..end).map(|(_, &s)| s)).into_iter().flatten()
+        };
+        let quarters = parts(Granularity::Quarter, self.sealed_before);
+        let minutes = parts(Granularity::Minute, self.minutes_sealed_before);
+        own.into_iter().chain(quarters).chain(minutes).map(move |s| &self.blocks[s as usize])
     }
 
-    /// Whether a click at `ts` goes to the hour and day rows directly (its quarter is sealed).
+    /// How many granularities, from the minute up, a click at `ts` updates directly: 1 while
+    /// its minute is unsealed, 2 while its quarter is, else 4 (module docs).
     #[inline]
-    pub(super) fn sealed(&self, ts: i64) -> bool {
-        Granularity::Quarter.bucket_start(ts) < self.sealed_before
+    pub(super) fn direct_granularities(&self, ts: i64) -> usize {
+        if Granularity::Quarter.bucket_start(ts) < self.sealed_before {
+            4
+        } else if Granularity::Minute.bucket_start(ts) < self.minutes_sealed_before {
+            2
+        } else {
+            1
+        }
     }
 
     /// Name of value `id` of dimension index `dim`.
@@ -281,9 +306,11 @@ impl ShardState {
             return;
         }
         self.watermark_ms = w;
-        // Fold before evicting: a quarter kept shorter than its hour must reach it first.
+        // Fold before evicting: a minute or quarter kept shorter than the bucket above it
+        // must reach it first; and minutes before quarters, so a sealed quarter is whole.
         if w > i64::MIN / 2 {
-            self.seal_quarters(Granularity::Quarter.bucket_start(w));
+            self.seal(Granularity::Minute, Granularity::Minute.bucket_start(w));
+            self.seal(Granularity::Quarter, Granularity::Quarter.bucket_start(w));
         }
         for g in Granularity::ALL {
             let gi = g.index();
@@ -321,37 +348,69 @@ impl ShardState {
     }
 
     /// Checkpoint hook ([`crate::checkpoint`]): appends every row (absolute values, sketch
-    /// bytes), without touching the change marks.
+    /// bytes), without touching the change marks. Quarter rows are exported at their full
+    /// value (own rows ∪ unsealed minutes, [`Self::blocks`]); minute, hour and day rows as
+    /// their blocks hold them (a restore re-derives which quarters are sealed from `W`).
     pub(crate) fn export_rows(&self, out: &mut Vec<ChangedRow>) {
+        let q = Granularity::Quarter;
+        let mut quarters = Vec::new();
         for code in &self.code_rollups {
             for (gi, buckets) in code.grans.iter().enumerate() {
+                if gi == q.index() {
+                    continue;
+                }
                 for (&start, &slot) in buckets {
-                    let block = &self.blocks[slot as usize];
-                    for vi in 0..View::COUNT {
-                        block.for_view(vi, |key, row| {
-                            let (_, a, b, is_bot) = split_key(key);
-                            let view = View::ALL[vi];
-                            let (dims, meta) = match view {
-                                View::Total => (Vec::new(), self.metas.get(a as usize).cloned().flatten()),
-                                View::Single(d) => (vec![Arc::clone(self.values[d.index()].name(a))], None),
-                                View::CountryDevice => (vec![Arc::clone(self.values[0].name(a)), Arc::clone(self.values[1].name(b))], None),
-                            };
-                            out.push(ChangedRow {
-                                code: Arc::clone(&code.name),
-                                granularity: Granularity::ALL[gi],
-                                bucket_start_ms: start,
-                                view,
-                                is_bot,
-                                dims,
-                                meta,
-                                clicks: row.clicks(),
-                                uniques: row.sketch.uniques_within_ref(row.clicks()),
-                                sketch: row.sketch.to_bytes(),
-                            });
-                        });
-                    }
+                    self.export_block(code, Granularity::ALL[gi], start, &self.blocks[slot as usize], out);
                 }
             }
+            quarters.clear();
+            quarters.extend(code.grans[q.index()].keys().copied());
+            quarters.extend(code.grans[Granularity::Minute.index()].range(self.minutes_sealed_before..).map(|(&m, _)| q.bucket_start(m)));
+            quarters.sort_unstable();
+            quarters.dedup();
+            for &start in &quarters {
+                let parts: Vec<&Block> = self.blocks(code, q, start).collect();
+                if let [only] = parts[..] {
+                    self.export_block(code, q, start, only, out);
+                    continue;
+                }
+                let (mut merged, mut created) = (Block::new(), 0usize);
+                for part in parts {
+                    part.for_each(|key, row| {
+                        let t = merged.entry(key, &mut created);
+                        t.add_clicks(row.clicks(), false);
+                        t.sketch.merge(&row.sketch);
+                    });
+                }
+                self.export_block(code, q, start, &merged, out);
+            }
+        }
+    }
+
+    /// Appends the rows of `block` (bucket `start` of granularity `g` of `code`), view by view.
+    fn export_block(&self, code: &CodeRollups, g: Granularity, start: i64, block: &Block, out: &mut Vec<ChangedRow>) {
+        for vi in 0..View::COUNT {
+            block.for_view(vi, |key, row| {
+                let (_, a, b, is_bot) = split_key(key);
+                let view = View::ALL[vi];
+                let (dims, meta) = match view {
+                    View::Total => (Vec::new(), self.metas.get(a as usize).cloned().flatten()),
+                    View::Single(d) => (vec![Arc::clone(self.values[d.index()].name(a))], None),
+                    View::CountryDevice => (vec![Arc::clone(self.values[0].name(a)), Arc::clone(self.values[1].name(b))], None),
+                };
+                out.push(ChangedRow {
+                    code: Arc::clone(&code.name),
+                    granularity: g,
+                    bucket_start_ms: start,
+                    view,
+                    is_bot,
+                    dims,
+                    meta,
+                    clicks: row.clicks(),
+                    uniques: row.sketch.uniques_within_ref(row.clicks()),
+                    sketch: row.sketch.to_bytes(),
+                });
+            });
         }
     }
 
@@ -371,6 +430,9 @@ impl ShardState {
         };
         let ci = self.code_index(&row.code);
         let gi = row.granularity.index();
+        if row.granularity == Granularity::Minute {
+            self.restored_minutes_to = self.restored_minutes_to.max(row.bucket_start_ms.saturating_add(Granularity::Minute.len_ms()));
+        }
         let slot = self.block_slot(ci, gi, row.bucket_start_ms);
         let mut created = 0usize;
         let r = self.blocks[slot as usize].entry(row_key(vi, a, b, row.is_bot), &mut created);
@@ -390,12 +452,15 @@ impl ShardState {
 
     /// Checkpoint hook: the restored watermark and retention floors (never moved back). The
     /// restored rows were exported at that watermark, so the quarters before it are sealed
-    /// (folded into the exported hour and day rows).
+    /// (folded into the exported hour and day rows); the exported quarter rows hold all their
+    /// minutes ([`Self::export_rows`]), so every restored minute counts as sealed.
     pub(crate) fn resume_at(&mut self, watermark_ms: i64, retained_from: [i64; 4]) {
         self.watermark_ms = self.watermark_ms.max(watermark_ms);
         if self.watermark_ms > i64::MIN / 2 {
             self.sealed_before = self.sealed_before.max(Granularity::Quarter.bucket_start(self.watermark_ms));
+            self.minutes_sealed_before = self.minutes_sealed_before.max(Granularity::Minute.bucket_start(self.watermark_ms));
         }
+        self.minutes_sealed_before = self.minutes_sealed_before.max(self.restored_minutes_to).max(self.sealed_before);
         for (r, f) in self.retained_from.iter_mut().zip(retained_from) {
             *r = (*r).max(f);
         }

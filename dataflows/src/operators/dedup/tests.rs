@@ -79,6 +79,8 @@ fn oracle_matches_a_reference_that_never_forgets() {
     for seed in 0..20u64 {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut s = DedupState::new(30 * H, 24 * H, 9600 * H);
+        // The same stream through `process_in_place` gives the same decisions.
+        let mut in_place = DedupState::new(30 * H, 24 * H, 9600 * H);
         let mut reference: HashSet<u128> = HashSet::new();
         let mut w = i64::MIN;
         let mut emitted: Vec<(u128, i64)> = Vec::new();
@@ -109,13 +111,20 @@ fn oracle_matches_a_reference_that_never_forgets() {
                 }
             }
             let (mut ok, mut err) = (Vec::new(), Vec::new());
+            let (mut kept, mut err2) = (batch.clone(), Vec::new());
             s.process(batch, &mut ok, &mut err);
+            in_place.process_in_place(&mut kept, &mut err2);
             let got: Vec<(u128, i64)> = ok.iter().map(|c| (c.event.event_id.as_u128(), c.event.ts)).collect();
             assert_eq!(got, expect, "seed {seed}");
+            let offsets = |v: &[GatedClick]| v.iter().map(|c| c.offset).collect::<Vec<_>>();
+            assert_eq!(offsets(&kept), offsets(&ok), "in place: same first copies (seed {seed})");
+            let dead = |v: &[DeadLetter]| v.iter().map(|d| (d.offset, d.detail.clone())).collect::<Vec<_>>();
+            assert_eq!(dead(&err2), dead(&err), "in place: same dead letters (seed {seed})");
             emitted.extend(got);
             let next = base + rng.random_range(0..3 * H);
             w = w.max(next);
             s.advance(&[report(w)]);
+            in_place.advance(&[report(w)]);
         }
         let unique: HashSet<u128> = emitted.iter().map(|(id, _)| *id).collect();
         assert_eq!(unique.len(), emitted.len(), "no id emitted twice (seed {seed})");

@@ -67,8 +67,9 @@ pub(super) struct Scratch {
 }
 
 impl ShardState {
-    /// Applies clicks (any order): every retained granularity at once. Clicks are grouped
-    /// by (code, minute) first, so consecutive clicks reuse the same blocks.
+    /// Applies clicks (any order) to the granularities they update directly (module docs of
+    /// [`super`], "Sealing"). Clicks are grouped by (code, minute) first, so consecutive
+    /// clicks reuse the same blocks.
     pub(crate) fn apply(&mut self, recs: &[LinkedRecord]) {
         let mut s = std::mem::take(&mut self.scratch);
         s.prepared.clear();
@@ -132,11 +133,12 @@ impl ShardState {
         }
     }
 
-    /// Applies one click to its eight rows in each retained granularity (minute and quarter
-    /// only while its quarter is unsealed).
+    /// Applies one click to its eight rows in each retained granularity it updates directly
+    /// (the minute only while the minute is unsealed, minute and quarter while the quarter
+    /// is; [`ShardState::direct_granularities`]).
     fn apply_one(&mut self, p: &Prepared) {
         let track = self.track_changes;
-        let grans = if self.sealed(p.ts) { 4 } else { 2 };
+        let grans = self.direct_granularities(p.ts);
         for g in &Granularity::ALL[..grans] {
             let gi = g.index();
             let start = g.bucket_start(p.ts);
@@ -169,7 +171,7 @@ impl ShardState {
             s.pairs.clear();
             for p in &s.sorted[run.clone()] {
                 let start = g.bucket_start(p.ts);
-                if start < self.retained_from[gi] || (gi >= Granularity::Hour.index() && !self.sealed(p.ts)) {
+                if start < self.retained_from[gi] || gi >= self.direct_granularities(p.ts) {
                     continue;
                 }
                 for &key in &p.keys {

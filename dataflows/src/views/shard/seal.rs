@@ -1,5 +1,6 @@
-//! Sealing quarters into hour and day rows, and the change stream that emits hour and day
-//! rows at their full value (see the parent module's "Sealing" section).
+//! Sealing minutes into quarter rows and quarters into hour and day rows, and the change
+//! stream that emits quarter, hour and day rows at their full value (see the parent module's
+//! "Sealing" section).
 
 use std::sync::Arc;
 
@@ -12,32 +13,37 @@ use crate::sketch::VisitorSketch;
 use crate::views::rows::{row_key, split_key};
 
 impl ShardState {
-    /// Seals the quarters starting before `until`: merges each quarter block's rows into its
-    /// hour and day blocks (where retained). A row changed since the last change-stream
-    /// emission marks the rows it merges into, so their full value is emitted next.
-    pub(super) fn seal_quarters(&mut self, until: i64) {
-        if until <= self.sealed_before {
+    /// Seals the buckets of granularity `g` (minute or quarter) starting before `until`:
+    /// merges each block's rows into the blocks above it (a minute into its quarter, a
+    /// quarter into its hour and day), where retained. A row changed since the last
+    /// change-stream emission marks the rows it merges into, so their full value is emitted
+    /// next.
+    pub(super) fn seal(&mut self, g: Granularity, until: i64) {
+        let (boundary, targets): (&mut i64, &[Granularity]) = match g {
+            Granularity::Minute => (&mut self.minutes_sealed_before, &[Granularity::Quarter]),
+            Granularity::Quarter => (&mut self.sealed_before, &[Granularity::Hour, Granularity::Day]),
+            Granularity::Hour | Granularity::Day => return,
+        };
+        if until <= *boundary {
             return;
         }
-        let from = self.sealed_before;
-        self.sealed_before = until;
-        let quarters: Vec<(i64, u32, u32)> = self.evict_index[Granularity::Quarter.index()]
-            .range(from..until)
-            .flat_map(|(&start, v)| v.iter().map(move |&(ci, slot)| (start, ci, slot)))
-            .collect();
+        let from = *boundary;
+        *boundary = until;
+        let sealed: Vec<(i64, u32, u32)> =
+            self.evict_index[g.index()].range(from..until).flat_map(|(&start, v)| v.iter().map(move |&(ci, slot)| (start, ci, slot))).collect();
         let track = self.track_changes;
-        for (qstart, ci, qslot) in quarters {
-            let quarter = std::mem::take(&mut self.blocks[qslot as usize]);
-            for g in [Granularity::Hour, Granularity::Day] {
-                let gi = g.index();
-                let start = g.bucket_start(qstart);
+        for (pstart, ci, pslot) in sealed {
+            let part = std::mem::take(&mut self.blocks[pslot as usize]);
+            for &t in targets {
+                let gi = t.index();
+                let start = t.bucket_start(pstart);
                 if start < self.retained_from[gi] {
                     continue;
                 }
                 let slot = self.block_slot(ci, gi, start);
                 let target = &mut self.blocks[slot as usize];
                 let (mut created, mut dirty) = (0usize, false);
-                quarter.for_each(|key, row| {
+                part.for_each(|key, row| {
                     let mark = track && row.is_dirty();
                     let t = target.entry(key, &mut created);
                     t.add_clicks(row.clicks(), mark);
@@ -49,20 +55,21 @@ impl ShardState {
                     self.dirty_blocks.push((ci, gi as u8, start));
                 }
             }
-            self.blocks[qslot as usize] = quarter;
+            self.blocks[pslot as usize] = part;
         }
     }
 
     /// Appends every row changed since the last call (absolute values) and clears the marks.
-    /// Hour and day rows are emitted at their full value (block row ∪ unsealed quarters),
-    /// also when only one of their unsealed quarters changed.
+    /// Quarter, hour and day rows are emitted at their full value (block row ∪ unsealed
+    /// minutes and quarters), also when only one of their unsealed parts changed.
     ///
     /// Total-view rows are kept per link-metadata value (the summary's org/tag filters read
     /// them), but the sinks key a total by (code, granularity, bucket, is_bot) alone: a
-    /// changed total row is emitted as the **whole** total of its bucket and `is_bot` — the
-    /// clicks summed and the sketches unioned over every metadata variant — so a sink never
-    /// receives a partial total (e.g. after a tag change in the middle of a bucket, or rows of
-    /// a pre-fix checkpoint). Its `meta` is the changed variant interned last.
+    /// changed total row, at every granularity, is emitted as the **whole** total of its
+    /// bucket and `is_bot` — the clicks summed and the sketches unioned over every metadata
+    /// variant and over the bucket's unsealed parts — so a sink never receives a partial total
+    /// (e.g. after a tag change in the middle of a bucket, or rows of a pre-fix checkpoint).
+    /// Its `meta` is the changed variant interned last.
     pub(crate) fn drain_changes(&mut self, out: &mut Vec<ChangedRow>) {
         let dirty = std::mem::take(&mut self.dirty_blocks);
         self.dirty.clear();
@@ -74,7 +81,13 @@ impl ShardState {
             let code = &self.code_rollups[ci as usize];
             let Some(&slot) = code.grans[gi as usize].get(&start) else { continue };
             let block = &mut self.blocks[slot as usize];
-            let unsealed = gi as usize == Granularity::Quarter.index() && start >= self.sealed_before;
+            let g = Granularity::ALL[gi as usize];
+            // The granularities above `g` whose rows include this block's (it is unsealed).
+            let up: &[Granularity] = match g {
+                Granularity::Minute if start >= self.minutes_sealed_before => &[Granularity::Quarter, Granularity::Hour, Granularity::Day],
+                Granularity::Quarter if start >= self.sealed_before => &[Granularity::Hour, Granularity::Day],
+                _ => &[],
+            };
             let (values, metas, retained) = (&self.values, &self.metas, &self.retained_from);
             block.for_each_mut(|key, row| {
                 if !row.take_dirty() {
@@ -85,26 +98,24 @@ impl ShardState {
                 if total {
                     totals.push((ci, gi, start, is_bot, meta));
                 }
-                if unsealed {
-                    for g in [Granularity::Hour, Granularity::Day] {
-                        let s = g.bucket_start(start);
-                        if s >= retained[g.index()] {
-                            if total {
-                                totals.push((ci, g.index() as u8, s, is_bot, meta));
-                            } else {
-                                derived.push((ci, g.index() as u8, s, key));
-                            }
+                for u in up {
+                    let s = u.bucket_start(start);
+                    if s >= retained[u.index()] {
+                        if total {
+                            totals.push((ci, u.index() as u8, s, is_bot, meta));
+                        } else {
+                            derived.push((ci, u.index() as u8, s, key));
                         }
                     }
                 }
                 if total {
                     return;
                 }
-                if gi as usize >= Granularity::Hour.index() {
+                if g != Granularity::Minute {
+                    // Quarter, hour and day rows may have unsealed parts: read after the pass.
                     derived.push((ci, gi, start, key));
                     return;
                 }
-                let g = Granularity::ALL[gi as usize];
                 let clicks = row.clicks();
                 out.push(changed_row(values, metas, &code.name, g, start, key, clicks, &mut row.sketch));
             });
