@@ -256,6 +256,30 @@ impl AnomalyOutputs {
         }))
     }
 
+    /// The latest event of every anomaly open (`open`/`updated`) in the store, for the
+    /// dataflow's start ([`crate::job::JobAnomalies::open`]: detectors restored from a
+    /// checkpoint take them over and close them). Empty when the store cannot be read, with
+    /// an error log: those anomalies then stay open (the start goes on; the next one reads
+    /// them again).
+    pub async fn open_anomalies(&self) -> Vec<Anomaly> {
+        let store = Arc::clone(&self.store);
+        match tokio::task::spawn_blocking(move || store.open_anomalies()).await {
+            Ok(Ok(open)) => open,
+            Ok(Err(e)) => {
+                tracing::error!(
+                    path = %self.store.path().display(),
+                    error = %crate::health::error_chain(&e),
+                    "could not read the open anomalies from the anomaly store; those open at the last stop are not closed by this run"
+                );
+                Vec::new()
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "anomaly store read task failed; the anomalies open at the last stop are not closed by this run");
+                Vec::new()
+            }
+        }
+    }
+
     /// `/v1/anomalies`, `/v1/anomalies/stream` and `/v1/webhooks...`.
     pub fn routes(&self) -> Router {
         let state = AnomaliesState::new(Arc::clone(&self.store), self.auth.clone()).with_closing(self.closing.subscribe());

@@ -553,6 +553,9 @@ pub fn check_restorable(processes: usize) -> Result<()> {
 }
 
 #[cfg(test)]
+#[path = "checkpoint_adopt_tests.rs"]
+mod adopt_tests;
+#[cfg(test)]
 #[path = "checkpoint_tests.rs"]
 mod tests;
 #[cfg(test)]

@@ -79,7 +79,8 @@ fn stream(n: u64) -> Vec<SourceRecord> {
 fn start(workers: usize, feed: &MemoryFeed, restore: Option<DataflowSnapshot>) -> PipelineHandle {
     let inputs = PipelineInputs { source: feed.factory(), enricher: TestEnricher, clock: Arc::new(ManualClock::new(NOW)), link_meta: None };
     let cfg = PipelineConfig { workers, ..Default::default() };
-    pipeline::start_with_checkpoints(&cfg, inputs, PipelineOutputs::default(), Some(pipeline::CheckpointOptions { restore })).expect("pipeline starts")
+    pipeline::start_with_checkpoints(&cfg, inputs, PipelineOutputs::default(), Some(pipeline::CheckpointOptions { restore, ..Default::default() }))
+        .expect("pipeline starts")
 }
 
 pub(super) type RowKey = (String, usize, i64, usize, bool, Vec<String>);

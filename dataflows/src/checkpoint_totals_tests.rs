@@ -47,7 +47,8 @@ impl Run {
         let outputs = PipelineOutputs { changes: Some(Arc::new(move |b: ChangeBatch| sink.lock().push(b))), ..Default::default() };
         let inputs = PipelineInputs { source: feed.factory(), enricher: TestEnricher, clock: Arc::new(ManualClock::new(NOW)), link_meta: Some(meta_feed) };
         let cfg = PipelineConfig { workers: 2, change_interval: Duration::ZERO, ..Default::default() };
-        let h = pipeline::start_with_checkpoints(&cfg, inputs, outputs, Some(pipeline::CheckpointOptions { restore })).expect("pipeline starts");
+        let h = pipeline::start_with_checkpoints(&cfg, inputs, outputs, Some(pipeline::CheckpointOptions { restore, ..Default::default() }))
+            .expect("pipeline starts");
         Run { h, meta, feed, batches }
     }
 

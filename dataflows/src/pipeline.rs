@@ -184,6 +184,12 @@ pub fn start<E: ClickEnricher>(config: &PipelineConfig, inputs: PipelineInputs<E
 pub struct CheckpointOptions {
     /// State to start from (the sources must start at its offsets).
     pub restore: Option<crate::checkpoint::DataflowSnapshot>,
+    /// The latest event of every anomaly still open (`open`/`updated`) in the anomaly store.
+    /// With `restore`, the abuse detectors take them over, so that each is updated or closed
+    /// like any other (their windows are not in the checkpoint; module
+    /// [`crate::operators::abuse::anomaly_lifecycle`], **Restart**); ignored without (the
+    /// input is replayed from the start and derives them again).
+    pub open_anomalies: Vec<sluice_schemas::Anomaly>,
 }
 
 /// [`start`] with checkpoints enabled (`Some`): restores `restore` and lets the caller take
@@ -195,7 +201,7 @@ pub fn start_with_checkpoints<E: ClickEnricher>(
     config: &PipelineConfig,
     inputs: PipelineInputs<E>,
     outputs: PipelineOutputs,
-    checkpoints: Option<CheckpointOptions>,
+    mut checkpoints: Option<CheckpointOptions>,
 ) -> Result<PipelineHandle> {
     config.validate()?;
     let sem = config.semantics.clone();
@@ -216,6 +222,10 @@ pub fn start_with_checkpoints<E: ClickEnricher>(
         workers: WakeSlot::new(),
     });
     let collector = outputs.changes.map(|sink| Arc::new(ChangeCollector::new(workers, sink)));
+    let adopt: Arc<[sluice_schemas::Anomaly]> = match checkpoints.as_mut() {
+        Some(o) if o.restore.is_some() => std::mem::take(&mut o.open_anomalies).into(),
+        _ => Arc::from([]),
+    };
     let ckpt = match checkpoints {
         Some(o) => {
             crate::checkpoint::check_restorable(config.cluster.as_ref().map_or(1, |c| c.addresses.len()))?;
@@ -266,6 +276,7 @@ pub fn start_with_checkpoints<E: ClickEnricher>(
             counters: Arc::clone(&shared.anomalies),
             sink: anomaly_sink.clone(),
             progress: Arc::clone(&shared.anomaly_progress[local]),
+            adopt: Arc::clone(&adopt),
         };
         let (clicks_in, reports_in, meta_in, block_in) = worker.dataflow::<u64, _, _>(|scope| {
             let (clicks_in, clicks) = scope.new_input::<GatedClick>();

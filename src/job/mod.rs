@@ -131,6 +131,25 @@ fn dead_letter_sink() -> DeadLetterSink {
     })
 }
 
+/// The abuse detectors' side of [`DataflowJob::start_with_acks`].
+#[derive(Clone, Default)]
+pub struct JobAnomalies {
+    /// Where their events go (`None`: counted only).
+    pub sink: Option<sluice_dataflows::anomaly::AnomalySink>,
+    /// The latest event of every anomaly open in the anomaly store
+    /// ([`sluice_connectors::anomaly_store::AnomalyStore::open_anomalies`]): a start that
+    /// restores a checkpoint hands them to the detectors, which update or close them like their
+    /// own (their windows are not in the checkpoint); a start that replays the input from its
+    /// first record derives them again instead (README, "The anomaly store").
+    pub open: Vec<sluice_schemas::Anomaly>,
+}
+
+impl std::fmt::Debug for JobAnomalies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobAnomalies").field("sink", &self.sink.is_some()).field("open", &self.open.len()).finish()
+    }
+}
+
 impl DataflowJob {
     /// Starts the dataflow over `log` with link metadata from `store` (module docs).
     ///
@@ -163,10 +182,11 @@ impl DataflowJob {
         changes: Option<ChangeSink>,
         anomalies: Option<sluice_dataflows::anomaly::AnomalySink>,
     ) -> anyhow::Result<DataflowJob> {
-        Self::start_with_acks(cfg, log, store, changes, anomalies, None, None).await
+        Self::start_with_acks(cfg, log, store, changes, JobAnomalies { sink: anomalies, open: Vec::new() }, None, None).await
     }
 
-    /// [`Self::start_with_outputs`], plus what the external view sinks durably applied
+    /// [`Self::start_with_outputs`] (with the store's open anomalies in `anomalies`, see
+    /// [`JobAnomalies`]), plus what the external view sinks durably applied
     /// (`acks`): in Kafka mode (`[kafka] brokers`) the dataflow reads the click topic instead
     /// of `log` and commits the offsets of inputs every sink has applied ([`kafka_source`]).
     /// `pending` is the low-water mark of this process's click intake writing to `log`
@@ -178,7 +198,7 @@ impl DataflowJob {
         log: ClickLog,
         store: Arc<dyn LinkStore>,
         changes: Option<ChangeSink>,
-        anomalies: Option<sluice_dataflows::anomaly::AnomalySink>,
+        anomalies: JobAnomalies,
         acks: Option<SinkAcks>,
         pending: Option<Arc<sluice_ingest::PendingFloor>>,
     ) -> anyhow::Result<DataflowJob> {
@@ -272,8 +292,11 @@ impl DataflowJob {
             (factory, progress, changes)
         };
         let inputs = PipelineInputs { source: factory, enricher, clock: Arc::new(SystemClock), link_meta: meta_feed };
-        let outputs = PipelineOutputs { changes, dead_letters: Some(dead_letter_sink()), anomalies };
-        let options = checkpoints_on.then_some(CheckpointOptions { restore: snapshot });
+        let outputs = PipelineOutputs { changes, dead_letters: Some(dead_letter_sink()), anomalies: anomalies.sink };
+        if snapshot.is_some() && !anomalies.open.is_empty() {
+            tracing::info!(open = anomalies.open.len(), "the restored abuse detectors take over the anomalies open in the anomaly store");
+        }
+        let options = checkpoints_on.then_some(CheckpointOptions { restore: snapshot, open_anomalies: anomalies.open });
         let handle =
             tokio::task::spawn_blocking(move || crate::sched::run_with_default_slice(|| pipeline::start_with_checkpoints(&pcfg, inputs, outputs, options)))
                 .await

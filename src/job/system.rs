@@ -181,6 +181,11 @@ impl System {
                 .chain(intake.as_ref().and_then(|i| i.kafka.as_ref()).map(crate::kafka::KafkaIntake::anomaly_sink))
                 .collect(),
         );
+        // Detectors restored from a checkpoint take over what is open in the store.
+        let open_anomalies = match &anomalies {
+            Some(a) => a.open_anomalies().await,
+            None => Vec::new(),
+        };
         let job = match &intake {
             Some(i) if cfg.dataflow.enabled => Some(
                 DataflowJob::start_with_acks(
@@ -188,7 +193,7 @@ impl System {
                     i.log.clone(),
                     Arc::clone(&store),
                     sinks.change_sink(),
-                    anomaly_sink,
+                    crate::job::JobAnomalies { sink: anomaly_sink, open: open_anomalies },
                     sinks.applied_probe(),
                     Some(Arc::clone(&i.pending)),
                 )

@@ -23,6 +23,7 @@ mod auto_actions;
 #[path = "../support/child.rs"]
 #[allow(dead_code)] // this target uses only `free_port`
 mod child;
+mod restart;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sluice");
 const BROWSER_UA: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36";

@@ -20,6 +20,9 @@
 //! - Event ids are assigned in commit order, without gaps; a reader that has seen every
 //!   event up to `n` and then reads [`AnomalyStore::events_after`]`(n)` misses nothing.
 //! - The latest state of an anomaly is the event with the highest `revision` seen.
+//! - Closed is final: an event with a revision above a stored `closed` one is dropped (a
+//!   replay after a restored run may derive an anomaly that run closed a little differently).
+//!   [`AnomalyStore::open_anomalies`] lists those not closed, for restored detectors.
 //!
 //! Tables: `events` (event id → anomaly JSON), `event_keys` (anomaly id ‖ revision → event
 //! id), `latest` (anomaly id → [`LatestAnomaly`] JSON), `by_start` (sortable `window_start` ‖
@@ -43,7 +46,7 @@ pub use recovery::{FileCheck, REOPEN_BACKOFF_INITIAL, REOPEN_BACKOFF_MAX};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
-use sluice_schemas::Anomaly;
+use sluice_schemas::{Anomaly, AnomalyStatus};
 use tokio::sync::watch;
 
 use crate::error::{Error, Result};
@@ -159,7 +162,8 @@ impl AnomalyStore {
         &self.path
     }
 
-    /// Appends the events of `batch` not stored yet (by `(anomaly_id, revision)`), in order,
+    /// Appends the events of `batch` not stored yet (by `(anomaly_id, revision)`; an event
+    /// past the anomaly's stored `closed` revision counts as stored), in order,
     /// and updates each anomaly's latest state; returns the event ids assigned (empty when
     /// every event was a replay). Durable when it returns; subscribers are woken after.
     ///
@@ -223,6 +227,26 @@ impl AnomalyStore {
                 }
                 None => Ok(None),
             }
+        })
+    }
+
+    /// The latest event of every anomaly not closed (`open` or `updated`), in anomaly id
+    /// order: what detectors restored from a checkpoint take over (the binary's job).
+    ///
+    /// Errors: [`Error::AnomalyStore`], [`Error::Corrupt`].
+    pub fn open_anomalies(&self) -> Result<Vec<Anomaly>> {
+        self.with_db(|db| {
+            let txn = db.begin_read().map_err(|e| store_err("read open anomalies", e))?;
+            let latest = txn.open_table(LATEST).map_err(|e| store_err("read open anomalies", e))?;
+            let mut out = Vec::new();
+            for entry in latest.iter().map_err(|e| store_err("read open anomalies", e))? {
+                let (_, v) = entry.map_err(|e| store_err("read open anomalies", e))?;
+                let rec: LatestAnomaly = decode("anomaly", v.value())?;
+                if rec.anomaly.status != AnomalyStatus::Closed {
+                    out.push(rec.anomaly);
+                }
+            }
+            Ok(out)
         })
     }
 
@@ -294,14 +318,19 @@ fn append_in(db: &Database, batch: &[Anomaly]) -> Result<Vec<u64>> {
             if keys.get(ek.as_slice()).map_err(|e| store_err("append anomalies", e))?.is_some() {
                 continue;
             }
-            let seq = next;
-            next += 1;
-            events.insert(seq, encode(a)?.as_slice()).map_err(|e| store_err("append anomalies", e))?;
-            keys.insert(ek.as_slice(), seq).map_err(|e| store_err("append anomalies", e))?;
             let prev: Option<LatestAnomaly> = match latest.get(id.as_slice()).map_err(|e| store_err("append anomalies", e))? {
                 Some(v) => Some(decode("anomaly", v.value())?),
                 None => None,
             };
+            if prev.as_ref().is_some_and(|p| p.anomaly.status == AnomalyStatus::Closed && a.revision > p.anomaly.revision) {
+                // Closed is final: a replay that derives the anomaly differently (it was
+                // closed by a restored run that had lost the windows) does not extend it.
+                continue;
+            }
+            let seq = next;
+            next += 1;
+            events.insert(seq, encode(a)?.as_slice()).map_err(|e| store_err("append anomalies", e))?;
+            keys.insert(ek.as_slice(), seq).map_err(|e| store_err("append anomalies", e))?;
             let newer = prev.as_ref().is_none_or(|p| a.revision > p.anomaly.revision);
             if newer {
                 if let Some(p) = &prev {

@@ -186,3 +186,46 @@ fn actions_are_recorded_once_per_name_joined_into_reads_and_survive_a_reopen() {
     let listed: Vec<(String, Vec<actions::AnomalyAction>)> = page.into_iter().map(|l| (l.anomaly.key, l.actions)).collect();
     assert_eq!(listed, vec![("link:other".to_string(), Vec::new()), ("link:hot".to_string(), want)]);
 }
+
+#[test]
+fn open_anomalies_are_the_latest_events_not_closed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = AnomalyStore::open(dir.path()).expect("open");
+    assert_eq!(store.open_anomalies().expect("read"), Vec::<Anomaly>::new());
+    let a0 = anomaly(AnomalyKind::VisitorFlood, "visitor:00000000000000aa", 1_000, 0, Severity::Critical);
+    let a1 = anomaly(AnomalyKind::VisitorFlood, "visitor:00000000000000aa", 1_000, 1, Severity::Warning);
+    let b0 = anomaly(AnomalyKind::ClickBurst, "link:b", 2_000, 0, Severity::Info);
+    let b9 = anomaly(AnomalyKind::ClickBurst, "link:b", 2_000, 9, Severity::Info);
+    let c0 = anomaly(AnomalyKind::BotShare, "link:c", 3_000, 0, Severity::Warning);
+    store.append(&[a0, a1.clone(), b0, b9, c0.clone()]).expect("append");
+    let mut got = store.open_anomalies().expect("read");
+    got.sort_by_key(|a| a.window_start);
+    assert_eq!(got, vec![a1, c0]);
+}
+
+#[test]
+fn a_closed_anomaly_takes_no_later_revision() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = AnomalyStore::open(dir.path()).expect("open");
+    let a0 = anomaly(AnomalyKind::VisitorFlood, "visitor:00000000000000aa", 1_000, 0, Severity::Critical);
+    let mut closed = anomaly(AnomalyKind::VisitorFlood, "visitor:00000000000000aa", 1_000, 1, Severity::Critical);
+    closed.status = AnomalyStatus::Closed;
+    let a1 = anomaly(AnomalyKind::VisitorFlood, "visitor:00000000000000aa", 1_000, 1, Severity::Warning);
+    let a2 = anomaly(AnomalyKind::VisitorFlood, "visitor:00000000000000aa", 1_000, 2, Severity::Warning);
+    let mut closed3 = a2.clone();
+    (closed3.revision, closed3.status) = (3, AnomalyStatus::Closed);
+    assert_eq!(store.append(&[a0.clone(), closed.clone()]).expect("append"), vec![1, 2]);
+    // A replay deriving it further (an update at the closed revision, later revisions, a
+    // second close): nothing stored, in one batch or several.
+    assert_eq!(store.append(&[a1, a2.clone(), closed3.clone()]).expect("append"), Vec::<u64>::new());
+    assert_eq!(store.append(std::slice::from_ref(&closed3)).expect("append"), Vec::<u64>::new());
+    assert_eq!(store.head(), 2);
+    assert_eq!(store.get(a0.anomaly_id.as_bytes()).expect("get").map(|l| (l.anomaly, l.event_id)), Some((closed.clone(), 2)));
+    // Within one batch too: events after the close in the same append are dropped.
+    let b0 = anomaly(AnomalyKind::ClickBurst, "link:b", 2_000, 0, Severity::Info);
+    let mut b1 = anomaly(AnomalyKind::ClickBurst, "link:b", 2_000, 1, Severity::Info);
+    b1.status = AnomalyStatus::Closed;
+    let b2 = anomaly(AnomalyKind::ClickBurst, "link:b", 2_000, 2, Severity::Info);
+    assert_eq!(store.append(&[b0, b1.clone(), b2]).expect("append"), vec![3, 4]);
+    assert_eq!(store.get(b1.anomaly_id.as_bytes()).expect("get").map(|l| l.anomaly), Some(b1));
+}

@@ -72,7 +72,7 @@ async fn clicks_held_in_the_writer_are_neither_late_nor_covered_by_as_of() {
     let (sender, receiver) = click_channel(1024);
     let pending = Arc::clone(sender.pending());
     let writer = spawn_log_writer(receiver, held.clone(), LogWriterConfig::default());
-    let job = DataflowJob::start_with_acks(&cfg, log.clone(), store, None, None, None, Some(pending)).await.expect("job");
+    let job = DataflowJob::start_with_acks(&cfg, log.clone(), store, None, Default::default(), None, Some(pending)).await.expect("job");
 
     // One click appended at once, then the log is quiet well past the idle timeout, so the
     // partition would be idle with a watermark following the clock.

@@ -14,6 +14,17 @@
 //!
 //! So at most one anomaly per `(kind, key)` is open, and a flapping condition does not reopen
 //! it within the quiet period.
+//!
+//! **Restart.** The detectors' windows are not checkpointed: a detector restored from a
+//! checkpoint starts with empty windows and would know nothing of the anomalies open at the
+//! stop. So it takes them over ([`LifecycleSlot::adopt`]: the store's latest event of each
+//! anomaly of its kinds and keys still open or updated): the slot continues that anomaly
+//! as if it had emitted its last event itself — same id, the next revision — with the last
+//! tick known to hold being the event's `window_end`. A flood that goes on updates it once
+//! the window has refilled; otherwise it closes `quiet-windows × window` after that
+//! `window_end` (the usual `closed` event: last values repeated). A start without a
+//! checkpoint adopts nothing: it replays the input from the start and derives the same
+//! events again.
 
 use sluice_schemas::anomaly::anomaly_id;
 use sluice_schemas::{Anomaly, AnomalyKind, AnomalyStatus, Evidence, Severity, Tally};
@@ -66,6 +77,25 @@ impl LifecycleSlot {
         self.0.is_some()
     }
 
+    /// Takes over `a`, the latest event of an anomaly still open (`open`/`updated`) in the
+    /// store when a restored detector starts (module docs, **Restart**). When the slot already
+    /// holds one (two open anomalies of one key, e.g. left by an earlier version), it keeps
+    /// the later by `(window_end, window_start, revision)` and returns the other, which the
+    /// caller closes with [`closed_now`]. A closed `a` is returned as is (nothing to adopt).
+    pub(crate) fn adopt(&mut self, a: Anomaly) -> Option<Anomaly> {
+        if a.status == AnomalyStatus::Closed {
+            return Some(a);
+        }
+        let rank = |x: &Anomaly| (x.window_end, x.window_start, x.revision);
+        if let Some(held) = &self.0
+            && rank(&held.emitted) >= rank(&a)
+        {
+            return Some(a);
+        }
+        let hold = a.window_end;
+        self.0.replace(Box::new(Open { last_hold: hold, last_emit: hold, emitted: a })).map(|o| o.emitted)
+    }
+
     /// Advances the lifecycle to tick `s` with the detector's verdict `a`; returns the event
     /// to emit, if any. `build` supplies code, org, summary and evidence of open/updated
     /// events; `now_ms` is the processing clock (`detected_at`).
@@ -107,7 +137,8 @@ impl LifecycleSlot {
                 Some(ev)
             }
             (Some(open), Some(a)) => {
-                open.last_hold = s;
+                // (`max`: an adopted anomaly may know a later tick than a replay's first ones.)
+                open.last_hold = open.last_hold.max(s);
                 let prev = &open.emitted;
                 let due = s - open.last_emit >= p.update_interval_ms;
                 let moved = (a.observed - prev.observed).abs() >= p.update_min_change * prev.observed.abs().max(f64::MIN_POSITIVE);
@@ -147,6 +178,14 @@ impl LifecycleSlot {
             }
         }
     }
+}
+
+/// The `closed` event of `a` (open or updated) at processing time `now_ms`: its next
+/// revision, repeating its values and `window_end`. For an anomaly a restored detector cannot
+/// continue because another one of its key is open ([`LifecycleSlot::adopt`]); a closed `a`
+/// gives `None`.
+pub(crate) fn closed_now(a: &Anomaly, now_ms: i64) -> Option<Anomaly> {
+    (a.status != AnomalyStatus::Closed).then(|| Anomaly { revision: a.revision + 1, status: AnomalyStatus::Closed, detected_at: now_ms, ..a.clone() })
 }
 
 /// The `n` largest `(value, count)` pairs, by count descending then value ascending.
@@ -242,6 +281,86 @@ mod tests {
         let again = slot.step(AnomalyKind::GeoShift, "link:x", 200_000, a(Severity::Info, 0.7), &P, 0, body).expect("reopen");
         assert_ne!(again.anomaly_id, first.anomaly_id);
         assert_eq!(again.revision, 0);
+    }
+
+    /// The stored latest event of an anomaly opened at tick 100 s (window 60 s) and updated
+    /// at 110 s: revision 1, `window_end` 110 s.
+    fn stored(status: AnomalyStatus, revision: u32, window_end: i64) -> Anomaly {
+        let mut slot = LifecycleSlot::default();
+        let mut ev = slot.step(AnomalyKind::VisitorFlood, "visitor:00000000000000aa", 100_000, a(Severity::Critical, 150.0), &P, 1, body).expect("open");
+        ev.status = status;
+        ev.revision = revision;
+        ev.window_end = window_end;
+        ev
+    }
+
+    #[test]
+    fn an_adopted_anomaly_closes_after_the_quiet_period_with_the_next_revision() {
+        let prev = stored(AnomalyStatus::Updated, 1, 110_000);
+        let mut slot = LifecycleSlot::default();
+        assert!(slot.adopt(prev.clone()).is_none());
+        assert!(slot.is_open());
+        let step = |slot: &mut LifecycleSlot, s: i64| slot.step(AnomalyKind::VisitorFlood, &prev.key, s, None, &P, 9, body);
+        assert!(step(&mut slot, 140_000).is_none());
+        assert!(step(&mut slot, 169_000).is_none(), "59 s quiet");
+        let closed = step(&mut slot, 170_000).expect("closed 60 s after the adopted window_end");
+        let want = Anomaly { revision: 2, status: AnomalyStatus::Closed, detected_at: 9, ..prev.clone() };
+        assert_eq!(closed, want);
+        assert_eq!((closed.window_start, closed.window_end), (40_000, 110_000));
+        assert!(!slot.is_open());
+        assert!(step(&mut slot, 171_000).is_none());
+    }
+
+    #[test]
+    fn a_flood_going_on_after_a_restart_updates_the_adopted_anomaly() {
+        use AnomalyStatus::*;
+        let prev = stored(Updated, 1, 110_000);
+        let mut slot = LifecycleSlot::default();
+        assert!(slot.adopt(prev.clone()).is_none());
+        let mut step =
+            |s: i64, v| slot.step(AnomalyKind::VisitorFlood, &prev.key, s, v, &P, 9, body).map(|e| (e.anomaly_id, e.status, e.revision, e.window_end));
+        // Ticks before the adopted window_end (a restore from a checkpoint older than the
+        // stored events, after a kill -9): no event, and the last hold stays at 110 s.
+        assert_eq!(step(95_000, a(Severity::Critical, 60.0)), None);
+        assert_eq!(step(105_000, a(Severity::Critical, 200.0)), None, "not due: 10 s after the last emit at 110 s");
+        assert_eq!(step(120_000, a(Severity::Critical, 200.0)), Some((prev.anomaly_id, Updated, 2, 120_000)));
+        assert_eq!(step(121_000, None), None);
+        assert_eq!(step(179_000, None), None);
+        assert_eq!(step(180_000, None), Some((prev.anomaly_id, Closed, 3, 120_000)));
+    }
+
+    #[test]
+    fn a_replayed_tick_before_the_adopted_window_end_does_not_move_the_close_earlier() {
+        let prev = stored(AnomalyStatus::Open, 0, 100_000);
+        let mut slot = LifecycleSlot::default();
+        assert!(slot.adopt(prev.clone()).is_none());
+        assert!(slot.step(AnomalyKind::VisitorFlood, &prev.key, 90_000, a(Severity::Info, 35.0), &P, 0, body).is_none());
+        assert!(slot.step(AnomalyKind::VisitorFlood, &prev.key, 159_000, None, &P, 0, body).is_none());
+        let closed = slot.step(AnomalyKind::VisitorFlood, &prev.key, 160_000, None, &P, 0, body).expect("close");
+        assert_eq!((closed.revision, closed.window_end, closed.severity), (1, 100_000, Severity::Critical));
+    }
+
+    #[test]
+    fn of_two_open_anomalies_of_a_key_the_later_is_adopted_and_the_other_closed() {
+        let older = stored(AnomalyStatus::Updated, 1, 110_000);
+        let mut newer = stored(AnomalyStatus::Open, 0, 300_000);
+        newer.window_start = 240_000;
+        newer.anomaly_id = anomaly_id(newer.kind, &newer.key, newer.window_start);
+        for order in [[older.clone(), newer.clone()], [newer.clone(), older.clone()]] {
+            let mut slot = LifecycleSlot::default();
+            let [x, y] = order;
+            let displaced: Vec<Anomaly> = [slot.adopt(x), slot.adopt(y)].into_iter().flatten().collect();
+            assert_eq!(displaced, vec![older.clone()]);
+            let closed = closed_now(&displaced[0], 5).expect("closed");
+            assert_eq!(closed, Anomaly { revision: 2, status: AnomalyStatus::Closed, detected_at: 5, ..older.clone() });
+            let next = slot.step(AnomalyKind::VisitorFlood, &newer.key, 360_000, None, &P, 6, body).expect("the adopted one closes");
+            assert_eq!((next.anomaly_id, next.revision, next.status), (newer.anomaly_id, 1, AnomalyStatus::Closed));
+        }
+        let mut slot = LifecycleSlot::default();
+        let done = stored(AnomalyStatus::Closed, 2, 110_000);
+        assert_eq!(slot.adopt(done.clone()), Some(done.clone()), "a closed anomaly is not adopted");
+        assert!(!slot.is_open());
+        assert_eq!(closed_now(&done, 5), None);
     }
 
     #[test]

@@ -48,7 +48,7 @@ use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::{Capability, InputCapability};
 use timely::progress::Antichain;
 
-use super::anomaly_lifecycle::{Assessment, Body, LifecycleParams, LifecycleSlot, top_n};
+use super::anomaly_lifecycle::{Assessment, Body, LifecycleParams, LifecycleSlot, closed_now, top_n};
 use super::blocklisted_target::{self, BlockedChange};
 use super::link_window::{LinkClick, LinkWindow};
 use super::pending::{Held, Pending};
@@ -117,6 +117,9 @@ pub struct LinkDetector {
     evaluated: Vec<Sym>,
     open: BTreeSet<Sym>,
     last_sweep_minute: i64,
+    /// Anomalies of the store to take over at the first tick ([`LinkDetector::adopt`]): `(code,
+    /// kind index, latest event)`.
+    adopting: Vec<(String, usize, Anomaly)>,
 }
 
 /// A click as the detectors hold it until its tick: what they read of a [`LinkedRecord`],
@@ -185,6 +188,40 @@ impl LinkDetector {
             evaluated: Vec::new(),
             open: BTreeSet::new(),
             last_sweep_minute: i64::MIN,
+            adopting: Vec::new(),
+        }
+    }
+
+    /// Takes over the anomalies of `open` (the store's latest events of anomalies open at
+    /// the stop) of the per-link kinds whose link `owns` accepts by its routing hash
+    /// ([`route_str`]`(code)`), when the detectors start from a checkpoint (module
+    /// `anomaly_lifecycle`, **Restart**). They enter their links' slots at the first tick (a
+    /// link's state needs the detectors' origin); of two open anomalies of one kind and link
+    /// the older is closed then. Returns how many will be adopted.
+    pub fn adopt(&mut self, open: &[Anomaly], owns: &dyn Fn(u64) -> bool) -> usize {
+        for a in open.iter().filter(|a| a.status != sluice_schemas::AnomalyStatus::Closed) {
+            let (Some(i), Some(code)) = (KINDS.iter().position(|k| *k == a.kind), a.key.strip_prefix("link:")) else { continue };
+            if owns(route_str(code)) {
+                self.adopting.push((code.to_string(), i, a.clone()));
+            }
+        }
+        self.adopting.len()
+    }
+
+    /// Puts the anomalies of [`LinkDetector::adopt`] into their links' slots at tick `s`
+    /// (`origin`: the detectors'); closes the displaced ones.
+    fn install_adopted(&mut self, origin: i64, s: i64, now_ms: i64, out: &mut Vec<Anomaly>) {
+        let (window, warmup) = (self.life.window_ms, self.cfg.warmup_ms());
+        for (code, i, a) in std::mem::take(&mut self.adopting) {
+            let sym = self.syms.get(&code);
+            let st = self.states.entry(sym.clone()).or_insert_with(|| {
+                let origin = link_origin(origin, warmup, window, s, s);
+                LinkState { key: link_key(&code), origin, win: LinkWindow::new(origin), meta: None, slots: Default::default(), touched: false }
+            });
+            if let Some(old) = st.slots[i].adopt(a) {
+                out.extend(closed_now(&old, now_ms));
+            }
+            self.open.insert(sym);
         }
     }
 
@@ -261,6 +298,9 @@ impl LinkDetector {
 
     fn tick(&mut self, s: i64, now_ms: i64, out: &mut Vec<Anomaly>) {
         let Some(origin) = self.ticker.origin() else { return };
+        if !self.adopting.is_empty() {
+            self.install_adopted(origin, s, now_ms, out);
+        }
         let window = self.life.window_ms;
         let (alpha, cap, warmup) = (self.alpha, self.cfg.per_visitor_cap, self.cfg.warmup_ms());
         for r in self.pending.take_before(s, &()) {
@@ -440,6 +480,9 @@ pub struct LinkDetectorParams {
     pub config: AbuseConfig,
     /// Processing clock (`detected_at`).
     pub clock: Arc<dyn Clock>,
+    /// Anomalies open in the store, taken over by detectors restored from a checkpoint
+    /// ([`LinkDetector::adopt`]); empty otherwise.
+    pub adopt: Arc<[Anomaly]>,
 }
 
 /// Extension trait: the per-link detectors (module docs).
@@ -463,6 +506,7 @@ impl<'scope> DetectLinkAnomalies<'scope> for StreamVec<'scope, u64, LinkedRecord
         blocked: StreamVec<'scope, u64, BlockedChange>,
         params: LinkDetectorParams,
     ) -> (StreamVec<'scope, u64, LinkedRecord>, StreamVec<'scope, u64, Anomaly>) {
+        let (index, peers) = (self.scope().index(), self.scope().peers());
         let mut builder = OperatorBuilder::new("DetectLinkAnomalies".to_owned(), self.scope());
         // Already partitioned by `route_str(code)` (LookupLinkMeta's output; a LinkedRecord holds an
         // `Arc` and does not cross workers).
@@ -479,6 +523,11 @@ impl<'scope> DetectLinkAnomalies<'scope> for StreamVec<'scope, u64, LinkedRecord
         builder.build(move |initial| {
             drop(initial);
             let mut det = LinkDetector::new(params.config);
+            // The links this worker owns: the clicks come partitioned by `route_str(code)`.
+            let adopted = det.adopt(&params.adopt, &|h| crate::hash::owner(h, peers) == index);
+            if adopted > 0 {
+                tracing::info!(worker = index, adopted, "link detectors: open anomalies of the store taken over after the restore");
+            }
             let clock = params.clock;
             let mut stash: BTreeMap<u64, Epoch> = BTreeMap::new();
             let mut spare: Vec<Vec<HeldClick>> = Vec::new();

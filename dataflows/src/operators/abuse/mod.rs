@@ -55,7 +55,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use differential_dataflow::VecCollection;
-use sluice_schemas::LinkMeta;
+use sluice_schemas::{Anomaly, LinkMeta};
 use timely::dataflow::operators::Concat;
 use timely::dataflow::operators::Probe;
 use timely::dataflow::{ProbeHandle, StreamVec};
@@ -83,9 +83,31 @@ pub struct AbuseWiring {
     pub sink: Option<AnomalySink>,
     /// The sink's input frontier on this worker (`u64::MAX` when detection is off).
     pub progress: Arc<AtomicU64>,
+    /// Anomalies open in the store that the detectors take over: the latest event of each,
+    /// given when the pipeline restores a checkpoint (empty otherwise; module
+    /// `anomaly_lifecycle`, **Restart**).
+    pub adopt: Arc<[Anomaly]>,
 }
 
 impl AbuseWiring {
+    /// Closes at once the anomalies to adopt ([`AbuseWiring::adopt`]) that no attached
+    /// detector can take over — detection off, or `visitor_flood` off (`flood_on` false) —
+    /// so that none stays open forever (README, "Anomalies open across a restart"). Called on
+    /// global worker 0 only.
+    fn close_unattended(&self, flood_on: bool) {
+        let now = self.clock.now_ms();
+        let closed: Vec<Anomaly> = self
+            .adopt
+            .iter()
+            .filter(|a| !self.config.enabled || (a.kind == sluice_schemas::AnomalyKind::VisitorFlood && !flood_on))
+            .filter_map(|a| anomaly_lifecycle::closed_now(a, now))
+            .collect();
+        if !closed.is_empty() {
+            tracing::warn!(closed = closed.len(), "anomalies open at the last stop closed at start: their detector is off");
+            crate::anomaly::emit(&closed, &self.counters, self.sink.as_ref());
+        }
+    }
+
     /// Splits flood records off the deduplicated clicks (module docs); passes the clicks
     /// through untouched (and returns no records) when detection or the flood detector is off.
     pub fn tap<'scope>(
@@ -111,15 +133,18 @@ impl AbuseWiring {
         blocklist: VecCollection<'scope, u64, String, isize>,
         probe: &ProbeHandle<u64>,
     ) -> StreamVec<'scope, u64, LinkedRecord> {
+        if linked.scope().index() == 0 {
+            self.close_unattended(floods.is_some());
+        }
         if !self.config.enabled {
             self.progress.store(u64::MAX, Ordering::Release);
             return linked;
         }
         let blocked = blocked_codes(meta, blocklist);
-        let link_params = LinkDetectorParams { config: self.config.clone(), clock: Arc::clone(&self.clock) };
+        let link_params = LinkDetectorParams { config: self.config.clone(), clock: Arc::clone(&self.clock), adopt: Arc::clone(&self.adopt) };
         let (linked, mut anomalies) = linked.detect_link_anomalies(reports.clone(), blocked, link_params);
         if let Some(f) = floods {
-            let flood_params = FloodDetectorParams { config: self.config, clock: self.clock };
+            let flood_params = FloodDetectorParams { config: self.config, clock: self.clock, adopt: self.adopt };
             anomalies = anomalies.concat(f.detect_visitor_floods(reports, flood_params));
         }
         anomalies.probe_with(probe).sink_anomalies(self.counters, self.sink, self.progress);

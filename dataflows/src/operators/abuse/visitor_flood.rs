@@ -32,7 +32,7 @@ use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 
-use super::anomaly_lifecycle::{Assessment, Body, LifecycleParams, LifecycleSlot, severity_of, top_n};
+use super::anomaly_lifecycle::{Assessment, Body, LifecycleParams, LifecycleSlot, closed_now, severity_of, top_n};
 use super::intern::Interner;
 use super::pending::Pending;
 use super::ticks::Ticker;
@@ -203,6 +203,9 @@ pub struct FloodDetector {
     keys: FxHashMap<FloodKey, KeyState>,
     dirty: BTreeSet<FloodKey>,
     open: BTreeSet<FloodKey>,
+    /// Anomalies of the store displaced at adoption ([`FloodDetector::adopt`]), closed at
+    /// the next [`FloodDetector::advance`].
+    displaced: Vec<Anomaly>,
 }
 
 impl FloodDetector {
@@ -230,7 +233,31 @@ impl FloodDetector {
             keys: FxHashMap::default(),
             dirty: BTreeSet::new(),
             open: BTreeSet::new(),
+            displaced: Vec::new(),
         }
+    }
+
+    /// Takes over the `visitor_flood` anomalies of `open` (the store's latest events of
+    /// anomalies open at the stop) whose key `owns` accepts by its routing hash
+    /// ([`FloodKey::route`]), when the detector starts from a checkpoint (module
+    /// `anomaly_lifecycle`, **Restart**): each key's slot continues its anomaly. Of two open
+    /// anomalies of one key the older is closed at the next [`FloodDetector::advance`].
+    /// Returns how many were adopted.
+    pub fn adopt(&mut self, open: &[Anomaly], owns: &dyn Fn(u64) -> bool) -> usize {
+        let mut adopted = 0;
+        for a in open.iter().filter(|a| a.kind == AnomalyKind::VisitorFlood && a.status != sluice_schemas::AnomalyStatus::Closed) {
+            let Some(key) = FloodKey::from_anomaly_key(&a.key) else {
+                tracing::warn!(key = %a.key, anomaly_id = %a.anomaly_id, "an open visitor_flood anomaly with a key the detector does not read is left open");
+                continue;
+            };
+            if !self.enabled || !owns(key.route()) {
+                continue;
+            }
+            adopted += 1;
+            self.displaced.extend(self.keys.entry(key).or_default().slot.adopt(a.clone()));
+            self.open.insert(key);
+        }
+        adopted
     }
 
     /// Keys with state (diagnostics and tests).
@@ -267,6 +294,7 @@ impl FloodDetector {
 
     /// Folds one epoch's watermark reports and runs every tick that became due.
     pub fn advance(&mut self, reports: &[WatermarkReport], now_ms: i64, out: &mut Vec<Anomaly>) {
+        out.extend(self.displaced.drain(..).filter_map(|a| closed_now(&a, now_ms)));
         let earliest = if self.ticker.started() { None } else { self.pending.first(&()).map(|r| r.ts) };
         self.ticker.apply(reports, earliest);
         while let Some(mut s) = self.ticker.due() {
@@ -472,6 +500,9 @@ pub struct FloodDetectorParams {
     pub config: AbuseConfig,
     /// Processing clock (`detected_at`).
     pub clock: Arc<dyn Clock>,
+    /// Anomalies open in the store, taken over by a detector restored from a checkpoint
+    /// ([`FloodDetector::adopt`]); empty otherwise.
+    pub adopt: Arc<[Anomaly]>,
 }
 
 /// Extension trait: the flood detector (module docs).
@@ -482,6 +513,7 @@ pub trait DetectVisitorFloods<'scope> {
 
 impl<'scope> DetectVisitorFloods<'scope> for StreamVec<'scope, u64, FloodRecord> {
     fn detect_visitor_floods(self, reports: StreamVec<'scope, u64, WatermarkReport>, params: FloodDetectorParams) -> StreamVec<'scope, u64, Anomaly> {
+        let (index, peers) = (self.scope().index(), self.scope().peers());
         let mut builder = OperatorBuilder::new("DetectVisitorFloods".to_owned(), self.scope());
         let mut recs_in = builder.new_input(self, Exchange::new(|r: &FloodRecord| r.key.route()));
         let mut reports_in = builder.new_input(reports, Pipeline);
@@ -490,6 +522,11 @@ impl<'scope> DetectVisitorFloods<'scope> for StreamVec<'scope, u64, FloodRecord>
         builder.build(move |initial| {
             drop(initial);
             let mut det = FloodDetector::new(&params.config);
+            // The keys this worker owns: those the exchange above routes here.
+            let adopted = det.adopt(&params.adopt, &|h| crate::hash::owner(h, peers) == index);
+            if adopted > 0 {
+                tracing::info!(worker = index, adopted, "visitor_flood: open anomalies of the store taken over after the restore");
+            }
             let clock = params.clock;
             let mut stash: BTreeMap<u64, Epoch> = BTreeMap::new();
             let mut spare: Vec<Vec<FloodRecord>> = Vec::new();

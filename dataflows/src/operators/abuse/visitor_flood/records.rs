@@ -84,6 +84,18 @@ impl FloodKey {
             FloodKey::Network(n) => network_key(&n.cidr()),
         }
     }
+
+    /// The key of an anomaly key ([`FloodKey::anomaly_key`] reversed); `None` for any other
+    /// text.
+    pub fn from_anomaly_key(key: &str) -> Option<FloodKey> {
+        if let Some(hex) = key.strip_prefix("visitor:") {
+            return (hex.len() == 16).then(|| u64::from_str_radix(hex, 16).ok().map(FloodKey::Visitor)).flatten();
+        }
+        let (addr, bits) = key.strip_prefix("network:")?.split_once('/')?;
+        let n = Network::parse(addr)?;
+        let k = FloodKey::Network(n);
+        (bits == if matches!(n, Network::V4(_)) { "24" } else { "48" } && k.anomaly_key() == key).then_some(k)
+    }
 }
 
 /// One click as the flood detector sees it (two per click: by visitor and by network).

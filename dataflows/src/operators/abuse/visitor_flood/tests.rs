@@ -128,3 +128,79 @@ fn the_tap_passes_clicks_through_and_emits_two_records_per_known_network() {
     expected_keys.sort_by_key(|k| format!("{k:?}"));
     assert_eq!(keys, expected_keys);
 }
+
+#[test]
+fn flood_keys_read_back_from_anomaly_keys() {
+    for k in
+        [FloodKey::Visitor(0), FloodKey::Visitor(u64::MAX), FloodKey::Network(Network::V4([203, 0, 113])), FloodKey::Network(Network::V6([0x2001, 0xdb8, 1]))]
+    {
+        assert_eq!(FloodKey::from_anomaly_key(&k.anomaly_key()), Some(k));
+    }
+    for bad in ["visitor:ff", "visitor:000000000000000g", "network:203.0.113.0/48", "network:203.0.113.7/24", "link:ab", "network:nope/24", ""] {
+        assert_eq!(FloodKey::from_anomaly_key(bad), None, "{bad}");
+    }
+}
+
+/// A restored detector takes over the open anomalies of its keys: a quiet one closes a quiet
+/// window after its `window_end`, a flood that goes on updates the same anomaly (next
+/// revisions) and closes normally; keys another worker owns are left to it.
+#[test]
+fn adopted_anomalies_close_after_the_quiet_window_or_go_on_with_the_same_id() {
+    use AnomalyStatus::*;
+    let cfg = AbuseConfig::default();
+    let mut det = FloodDetector::new(&cfg);
+    let t0 = 1_700_000_000_000 - 1_700_000_000_000 % 60_000;
+    let stored = |key: FloodKey| {
+        let key = key.anomaly_key();
+        let window_start = t0 - 55_000;
+        Anomaly {
+            anomaly_id: sluice_schemas::anomaly::anomaly_id(AnomalyKind::VisitorFlood, &key, window_start),
+            revision: 2,
+            status: Updated,
+            kind: AnomalyKind::VisitorFlood,
+            key,
+            severity: Severity::Critical,
+            code: Some("L".into()),
+            org: None,
+            window_start,
+            window_end: t0 + 5_000,
+            observed: 100.0,
+            expected: 60.0,
+            score: 100.0 / 60.0,
+            summary: "s".into(),
+            evidence: Evidence::default(),
+            detected_at: 1,
+        }
+    };
+    let (going, quiet, other) = (FloodKey::Visitor(42), FloodKey::Visitor(43), FloodKey::Visitor(44));
+    let store = vec![stored(going), stored(quiet), stored(other)];
+    let owned = [going.route(), quiet.route()];
+    assert_eq!(det.adopt(&store, &|h| owned.contains(&h)), 2);
+    assert_eq!(det.tracked_keys(), 2);
+    let mut out = Vec::new();
+    // 150 clicks of `going` within 1.5 s, at 1 s.
+    let mut recs: Vec<FloodRecord> = (0..150).map(|i| rec(going, t0 + 1_000 + i * 10, 42, "L")).collect();
+    for s in 1..200i64 {
+        det.push(&mut recs);
+        det.advance(&[report(t0 + s * 1000)], 7, &mut out);
+    }
+    let got: Vec<(String, AnomalyStatus, u32, Severity, i64, f64)> =
+        out.iter().map(|a| (a.key.clone(), a.status, a.revision, a.severity, a.window_end - t0, a.observed)).collect();
+    let (g, q) = (going.anomaly_key(), quiet.anomaly_key());
+    assert_eq!(
+        got,
+        vec![
+            // Due 10 s after the adopted event (window_end 5 s), moved 50 % from 100.
+            (g.clone(), Updated, 3, Severity::Critical, 15_000, 150.0),
+            // The first second's 100 clicks left the window: info, rate limit passed.
+            (g.clone(), Updated, 4, Severity::Info, 62_000, 50.0),
+            // At tick 65 s, a quiet window after the adopted window_end.
+            (q.clone(), Closed, 3, Severity::Critical, 5_000, 100.0),
+            // At tick 122 s, a quiet window after the last tick that held.
+            (g.clone(), Closed, 5, Severity::Info, 62_000, 50.0),
+        ]
+    );
+    assert!(out.iter().all(|a| a.anomaly_id == stored(if a.key == g { going } else { quiet }).anomaly_id && a.window_start == t0 - 55_000));
+    assert_eq!(out[2], Anomaly { revision: 3, status: Closed, detected_at: 7, ..stored(quiet) });
+    assert_eq!(det.tracked_keys(), 0);
+}

@@ -1,0 +1,130 @@
+//! An anomaly still open when the process stops is closed by the next process, through the
+//! normal lifecycle: a graceful stop writes a checkpoint, the restarted dataflow restores it
+//! (its detectors' windows are not in it) and takes the store's open anomalies over, so the
+//! anomaly gets its `closed` revision (the last revision + 1) once it has been quiet for the
+//! quiet period, in the store, `GET /v1/anomalies`, the SSE stream and the webhooks, and no
+//! second anomaly is opened for the same key.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::{BROWSER_UA, Proc, SECRET, Sse, receiver};
+
+/// A 20 s flood window (default 60 s) with the default quiet period of one window: the flood
+/// below holds until about 20 s after its clicks and closes about 20 s later.
+const ENV: [(&str, &str); 1] = [("SLUICE__DATAFLOW__ABUSE__VISITOR_FLOOD__WINDOW", "20s")];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_anomaly_open_at_a_graceful_stop_is_closed_after_the_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let p = Proc::start_with(&data, &ENV).await;
+    let (hook_url, received) = receiver().await;
+    let r = p
+        .http
+        .post(format!("{}/v1/links", p.base))
+        .json(&json!({"long_url": "https://example.com/target", "custom_alias": "stopflood"}))
+        .send()
+        .await
+        .expect("link");
+    assert_eq!(r.status(), 201);
+    let r = p
+        .http
+        .post(format!("{}/v1/webhooks", p.base))
+        .json(&json!({"url": hook_url, "secret": SECRET, "kinds": ["visitor_flood"]}))
+        .send()
+        .await
+        .expect("webhook");
+    assert_eq!(r.status(), 201, "{:?}", r.text().await);
+
+    // 150 clicks from one client within 1.5 s: critical (120 per window) at once.
+    let now = chrono::Utc::now().timestamp_millis();
+    let events: Vec<Value> = (0..150)
+        .map(|i| json!({"event_id": format!("stop-{i}"), "code": "stopflood", "ts": now - 1500 + i * 10, "ip": "198.51.100.79", "user_agent": BROWSER_UA}))
+        .collect();
+    let r = p.http.post(format!("{}/v1/events", p.base)).json(&events).send().await.expect("events");
+    assert!(r.status().is_success(), "{}", r.status());
+    let opened = listed(&p, "open", |i| i["status"] == "open").await;
+    let (id, key) = (opened["anomaly_id"].clone(), opened["key"].clone());
+
+    // Graceful stop while it is open (it would close about 40 s after the clicks).
+    p.terminate();
+    let checkpoints: Vec<String> = std::fs::read_dir(data.join("checkpoints"))
+        .expect("checkpoints dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("ckpt-"))
+        .collect();
+    assert!(!checkpoints.is_empty(), "the graceful stop wrote a checkpoint");
+
+    let p = Proc::start_with(&data, &ENV).await;
+    let at_restart = listed(&p, "listed", |i| i["anomaly_id"] == id).await;
+    assert_ne!(at_restart["status"], "closed", "still open when the restarted process came up: {at_restart}");
+    let before: u64 = at_restart["revision"].as_u64().expect("revision");
+
+    // The stream from the start: every event of the anomaly, ending with its close.
+    let all = p.http.get(format!("{}/v1/anomalies/stream?kind=visitor_flood&last_event_id=0", p.base)).send().await.expect("stream");
+    assert_eq!(all.status(), 200);
+    let mut sse = Sse::new(all);
+    let mut mine = Vec::new();
+    let t0 = Instant::now();
+    while !mine.last().is_some_and(|e: &Value| e["status"] == "closed") {
+        let (_, e) = sse.next(Duration::from_secs(90)).await.expect("the anomaly's close on the stream within 90 s of the restart");
+        assert_eq!(e["key"], key, "one anomaly for the key, no second one opened: {e}");
+        if e["anomaly_id"] == id {
+            mine.push(e);
+        }
+    }
+    eprintln!("closed {:?} after the restart", t0.elapsed());
+    let closed = mine.last().expect("closed").clone();
+    let revisions: Vec<u64> = mine.iter().map(|e| e["revision"].as_u64().expect("revision")).collect();
+    assert_eq!(revisions, (0..mine.len() as u64).collect::<Vec<_>>(), "each revision once, in order: {mine:?}");
+    let statuses: Vec<&str> = mine.iter().map(|e| e["status"].as_str().expect("status")).collect();
+    assert_eq!(statuses[0], "open");
+    assert!(statuses[1..statuses.len() - 1].iter().all(|s| *s == "updated"), "{statuses:?}");
+    // No click after the cut: the restarted detector only closes it, repeating the last
+    // event's values (window_end included: the last tick known to hold).
+    assert_eq!(closed["revision"].as_u64(), Some(before + 1), "{closed}");
+    let last = &mine[mine.len() - 2];
+    for field in ["window_start", "window_end", "severity", "observed", "expected", "score", "summary", "evidence", "code"] {
+        assert_eq!(closed[field], last[field], "{field}");
+    }
+
+    // The list has it closed, and nothing else for the key.
+    let page = p.get("/v1/anomalies?kind=visitor_flood").await;
+    let items: Vec<&Value> = page["items"].as_array().expect("items").iter().filter(|i| i["key"] == key).collect();
+    assert_eq!(items.len(), 1, "{page}");
+    assert_eq!((&items[0]["anomaly_id"], &items[0]["status"], &items[0]["revision"]), (&id, &json!("closed"), &json!(before + 1)));
+
+    // The webhook got the close, signed.
+    let t0 = Instant::now();
+    loop {
+        let got = received
+            .lock()
+            .iter()
+            .filter(|(_, b)| b["anomaly_id"] == id && b["status"] == "closed")
+            .map(|(v, b)| (*v, b["revision"].clone()))
+            .collect::<Vec<_>>();
+        if !got.is_empty() {
+            assert_eq!(got, vec![(true, json!(before + 1))]);
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(15), "close not delivered: {:?}", received.lock());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    p.terminate();
+}
+
+/// The listed `visitor_flood` anomaly of link `stopflood` once `done` accepts it (polls up
+/// to 30 s).
+async fn listed(p: &Proc, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let t0 = Instant::now();
+    loop {
+        let page = p.get("/v1/anomalies?kind=visitor_flood&code=stopflood").await;
+        if let Some(item) = page["items"].as_array().expect("items").iter().find(|i| done(i)) {
+            return item.clone();
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "no {what} visitor_flood anomaly: {page}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
