@@ -314,6 +314,7 @@ mod tests {
     use sluice_schemas::ClickEvent;
 
     use super::*;
+    use crate::test_fs::{Mutable, set_immutable, wait_until};
 
     /// A log whose appends fail while `broken` is set (a full disk), then succeed.
     #[derive(Clone)]
@@ -331,32 +332,6 @@ mod tests {
 
         fn probe(&self) -> Option<sluice_connectors::Result<()>> {
             Some(self.append(&[]).map(|_| ()))
-        }
-    }
-
-    /// Sets or clears the immutable attribute of `path` (`chattr`): even root cannot open
-    /// or write it while set, the condition of a failing disk that permissions cannot make
-    /// for root. `false` when the attribute cannot be changed here (no `CAP_LINUX_IMMUTABLE`,
-    /// a file system without it).
-    fn set_immutable(path: &std::path::Path, on: bool) -> bool {
-        std::process::Command::new("chattr").arg(if on { "+i" } else { "-i" }).arg(path).stderr(std::process::Stdio::null()).status().is_ok_and(|s| s.success())
-    }
-
-    /// Clears the immutable attribute when the test ends, also on a panic (so that the
-    /// temporary directory can be removed).
-    struct Mutable<'a>(&'a std::path::Path);
-
-    impl Drop for Mutable<'_> {
-        fn drop(&mut self) {
-            set_immutable(self.0, false);
-        }
-    }
-
-    async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while !done() {
-            assert!(tokio::time::Instant::now() < deadline, "{what} in time");
-            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 

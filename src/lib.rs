@@ -44,4 +44,6 @@ pub mod serve;
 pub mod sinks;
 pub mod stdout;
 pub mod telemetry;
+#[cfg(test)]
+mod test_fs;
 pub mod visitor_secret;

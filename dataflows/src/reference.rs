@@ -147,8 +147,10 @@ impl Reference {
             if wm.is_some_and(|w| ev.ts < w - limit) {
                 Outcome::Dead(DeadLetterReason::TooLate)
             } else {
-                let w = self.partitions.entry(rec.partition).or_insert(ev.ts);
-                *w = (*w).max(ev.ts);
+                // Capped at the processing clock, like the gate's `W_p`.
+                let capped = ev.ts.min(now_ms);
+                let w = self.partitions.entry(rec.partition).or_insert(capped);
+                *w = (*w).max(capped);
                 if self.seen.insert(ev.event_id.as_u128()) { Outcome::Accepted } else { Outcome::Duplicate }
             }
         };

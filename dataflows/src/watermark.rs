@@ -3,7 +3,9 @@
 //!
 //! ## Definitions
 //! * **Partition watermark** `W_p`: the largest event time of a record accepted from
-//!   partition `p` (backfill included). Once `p` has delivered nothing for `idle_timeout`
+//!   partition `p` (backfill included), each capped at the processing clock when it was
+//!   accepted (a record stamped up to `future_skew` ahead counts as stamped now, so `W_p`
+//!   never runs ahead of the clock). Once `p` has delivered nothing for `idle_timeout`
 //!   of processing time it is **idle** and `W_p` advances with the processing clock:
 //!   `W_p = base + (now − last_arrival)`, where `base` is `W_p` at the last arrival. It
 //!   never moves backwards. Future events and dead letters never move it.
@@ -162,7 +164,10 @@ impl SourceGate {
         if st.first == i64::MIN {
             st.first = rec.event.ts;
         }
-        st.watermark = st.watermark.max(rec.event.ts);
+        // An event accepted within the future-skew tolerance counts as if stamped now: the
+        // watermark never runs ahead of the processing clock (one client's skewed clock
+        // would otherwise move lateness, retention and `as_of` ahead for every link).
+        st.watermark = st.watermark.max(rec.event.ts.min(now_ms));
         st.base = st.watermark;
         st.last_arrival = now_ms;
         st.idle = false;

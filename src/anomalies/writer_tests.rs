@@ -13,6 +13,7 @@ use sluice_schemas::{Anomaly, AnomalyKind, AnomalyStatus, Evidence, Severity};
 
 use super::*;
 use crate::config::{Config, FlagOverrides};
+use crate::test_fs::{Mutable, set_immutable, wait_until};
 
 fn anomaly(key: &str, revision: u32) -> Anomaly {
     let window_start = 1_772_445_600_000;
@@ -47,27 +48,6 @@ fn fast() -> WriterConfig {
         max_held: 100,
         file_check: Duration::from_millis(20),
         stop_retry: Duration::from_millis(300),
-    }
-}
-
-fn set_immutable(path: &Path, on: bool) -> bool {
-    std::process::Command::new("chattr").arg(if on { "+i" } else { "-i" }).arg(path).stderr(std::process::Stdio::null()).status().is_ok_and(|s| s.success())
-}
-
-/// Clears the immutable attribute when the test ends, also on a panic.
-struct Mutable<'a>(&'a Path);
-
-impl Drop for Mutable<'_> {
-    fn drop(&mut self) {
-        set_immutable(self.0, false);
-    }
-}
-
-async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !done() {
-        assert!(tokio::time::Instant::now() < deadline, "{what} in time");
-        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 

@@ -29,7 +29,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -39,6 +39,10 @@ use sluice_dataflows::wake::WakeSlot;
 use sluice_ingest::PendingFloor;
 use sluice_schemas::avro::decode_click_event;
 use tokio::sync::{mpsc, watch};
+
+use marks::Marks;
+
+mod marks;
 
 /// Batches read ahead of the dataflow.
 pub const CHANNEL_BATCHES: usize = 4;
@@ -58,16 +62,13 @@ pub struct TailProgress {
     clock: EpochClock,
     /// Next offset the dataflow has been handed (everything below was delivered).
     delivered: AtomicU64,
-    /// Ascending caught-up instants.
-    caught_up: Mutex<VecDeque<i64>>,
-    /// Largest instant evicted from `caught_up` (`i64::MIN` if none).
-    evicted: AtomicI64,
-    /// Ascending `(t, offset)`: a poll at instant `t` had handed the dataflow every entry
-    /// below `offset` (recorded when the offset moved; [`TailProgress::backlog_at`]).
-    handed: Mutex<VecDeque<(i64, u64)>>,
-    /// Offset the views held when the tail started (the replay's start), or the largest
-    /// offset evicted from `handed`.
-    applied_floor: AtomicU64,
+    /// Caught-up instants, as `(t, t)` marks ([`TailProgress::covered_until`]).
+    caught_up: Mutex<Marks<i64>>,
+    /// `(t, offset)`: a poll at instant `t` had handed the dataflow every entry below
+    /// `offset` (recorded when the offset moved; [`TailProgress::backlog_at`]).
+    handed: Mutex<Marks<u64>>,
+    /// Offset the views held when the tail started (the replay's start).
+    start_offset: u64,
     /// Set when the tail task stopped on an error it cannot retry.
     failure: Mutex<Option<String>>,
     /// The low-water mark of the intake feeding the log (`None`: no writer in this process).
@@ -84,10 +85,9 @@ impl TailProgress {
             log,
             clock: EpochClock::process(),
             delivered: AtomicU64::new(from),
-            caught_up: Mutex::new(VecDeque::with_capacity(1024)),
-            evicted: AtomicI64::new(i64::MIN),
-            handed: Mutex::new(VecDeque::with_capacity(1024)),
-            applied_floor: AtomicU64::new(from),
+            caught_up: Mutex::new(Marks::new(CAUGHT_UP_HISTORY)),
+            handed: Mutex::new(Marks::new(CAUGHT_UP_HISTORY)),
+            start_offset: from,
             failure: Mutex::new(None),
             wake: WakeSlot::new(),
         }
@@ -131,38 +131,16 @@ impl TailProgress {
     /// the views have applied the replayed events, unlike [`TailProgress::backlog`].
     pub fn backlog_at(&self, applied_epoch: u64) -> u64 {
         let limit = i64::try_from(applied_epoch).unwrap_or(i64::MAX).saturating_sub(CLOCK_SLACK_MS);
-        let applied = {
-            let q = self.handed.lock();
-            let i = q.partition_point(|&(t, _)| t < limit);
-            if i > 0 { q[i - 1].1 } else { self.applied_floor.load(Ordering::Acquire) }
-        };
+        let applied = self.handed.lock().latest_before(limit).unwrap_or(self.start_offset);
         self.log.head().saturating_sub(applied)
     }
 
     fn mark_handed(&self, t: i64, offset: u64) {
-        let mut q = self.handed.lock();
-        if q.back().is_some_and(|&(bt, bo)| bo >= offset || bt > t) {
-            return;
-        }
-        q.push_back((t, offset));
-        if q.len() > CAUGHT_UP_HISTORY
-            && let Some((_, old)) = q.pop_front()
-        {
-            self.applied_floor.fetch_max(old, Ordering::AcqRel);
-        }
+        self.handed.lock().push(t, offset);
     }
 
     fn mark_caught_up(&self, t: i64) {
-        let mut q = self.caught_up.lock();
-        if q.back().is_some_and(|&b| b >= t) {
-            return;
-        }
-        q.push_back(t);
-        if q.len() > CAUGHT_UP_HISTORY
-            && let Some(old) = q.pop_front()
-        {
-            self.evicted.fetch_max(old, Ordering::AcqRel);
-        }
+        self.caught_up.lock().push(t, t);
     }
 
     /// The latest instant (ms UTC) before which every logged click is reflected in views
@@ -170,13 +148,7 @@ impl TailProgress {
     /// up with the log since the process started (replay in progress).
     pub fn covered_until(&self, applied_epoch: u64) -> Option<i64> {
         let limit = i64::try_from(applied_epoch).unwrap_or(i64::MAX).saturating_sub(CLOCK_SLACK_MS);
-        let q = self.caught_up.lock();
-        let i = q.partition_point(|&c| c < limit);
-        if i > 0 {
-            return Some(q[i - 1]);
-        }
-        let e = self.evicted.load(Ordering::Acquire);
-        (e != i64::MIN && e < limit).then_some(e)
+        self.caught_up.lock().latest_before(limit)
     }
 }
 
@@ -482,17 +454,6 @@ mod tests {
         p.mark_handed(150, 12); // an instant before the last one: ignored
         p.mark_handed(300, 10); // no progress: ignored
         assert_eq!(p.handed.lock().len(), 2);
-    }
-
-    #[test]
-    fn evicted_handed_offsets_raise_the_floor() {
-        let (_dir, p) = progress();
-        for i in 0..(CAUGHT_UP_HISTORY as u64 + 3) {
-            p.mark_handed(1_000 + i as i64, i + 1);
-        }
-        // (1000, 1), (1001, 2), (1002, 3) were evicted: offset 3 is the floor.
-        assert_eq!(p.applied_floor.load(Ordering::Acquire), 3);
-        assert_eq!(p.handed.lock().len(), CAUGHT_UP_HISTORY);
     }
 
     /// A tail that stopped on a read failure makes `/readyz` answer 503 naming it; a

@@ -40,7 +40,7 @@ use std::sync::Arc;
 
 use sluice_schemas::LinkMeta;
 
-use super::rows::{Block, row_key, split_key};
+use super::rows::{Block, row_key};
 use crate::changes::ChangedRow;
 use crate::hash::{FxHashMap, FxHashSet};
 use crate::model::{DimStr, DimSym, Granularity, View};
@@ -391,13 +391,7 @@ impl ShardState {
     fn export_block(&self, code: &CodeRollups, g: Granularity, start: i64, block: &Block, out: &mut Vec<ChangedRow>) {
         for vi in 0..View::COUNT {
             block.for_view(vi, |key, row| {
-                let (_, a, b, is_bot) = split_key(key);
-                let view = View::ALL[vi];
-                let (dims, meta) = match view {
-                    View::Total => (Vec::new(), self.metas.get(a as usize).cloned().flatten()),
-                    View::Single(d) => (vec![Arc::clone(self.values[d.index()].name(a))], None),
-                    View::CountryDevice => (vec![Arc::clone(self.values[0].name(a)), Arc::clone(self.values[1].name(b))], None),
-                };
+                let (view, dims, meta, is_bot) = seal::key_parts(&self.values, &self.metas, key);
                 out.push(ChangedRow {
                     code: Arc::clone(&code.name),
                     granularity: g,

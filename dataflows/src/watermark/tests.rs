@@ -53,6 +53,30 @@ fn future_and_invalid_never_move_the_watermark() {
         assert_eq!(d.reason, DeadLetterReason::Invalid, "{}", d.detail);
     }
     assert_eq!(g.partition_watermark(1), Some(i64::MIN));
+    assert_eq!(g.partition_watermark(0), Some(now), "an accepted future event counts as stamped now");
+}
+
+/// Finding (newcomer, session 17): one event stamped 4 min ahead kept the watermark 4 min
+/// ahead of the wall clock for good (idle extrapolation started from it). Its bucket still
+/// gets the click; the watermark moves only to the clock, then follows the clock.
+#[test]
+fn a_future_skewed_event_moves_the_watermark_only_to_the_clock() {
+    let now = 1_000 * H;
+    let mut g = gate();
+    let mut reports = Vec::new();
+    let ok = g.admit(rec(0, 0, ev(1, "a", now + 4 * 60_000), false), now).expect("within skew");
+    assert_eq!(ok.event.ts, now + 4 * 60_000, "the event keeps its own time");
+    g.tick(now, &mut reports);
+    assert!(reports.contains(&WatermarkReport { partition: 0, watermark_ms: now, idle: false, first_ms: now + 4 * 60_000 }), "{reports:?}");
+    reports.clear();
+    // idle 5 s later: W_p = now + 5 s (from the capped base), not now + 4 min + 5 s
+    g.tick(now + 5_000, &mut reports);
+    assert!(reports.contains(&WatermarkReport { partition: 0, watermark_ms: now + 5_000, idle: true, first_ms: now + 4 * 60_000 }), "{reports:?}");
+    // an event 48 h behind the clock (not behind the skewed stamp) is still in time
+    g.admit(rec(0, 1, ev(2, "a", now + 5_000 - 48 * H), false), now + 5_000).expect("at the limit of the clock-capped watermark");
+    // a later event stamped behind the clock raises W_p to its own time only
+    g.admit(rec(0, 2, ev(3, "a", now + 9_000), false), now + 10_000).unwrap();
+    assert_eq!(g.partition_watermark(0), Some(now + 9_000));
 }
 
 #[test]
@@ -72,14 +96,14 @@ fn idle_partitions_extrapolate_and_report_on_change() {
     g.tick(0, &mut reports);
     assert_eq!(reports.len(), 2, "initial reports");
     reports.clear();
-    g.admit(rec(0, 0, ev(1, "a", 100_000), false), 10).unwrap();
-    g.tick(10, &mut reports);
+    g.admit(rec(0, 0, ev(1, "a", 100_000), false), 100_010).unwrap();
+    g.tick(100_010, &mut reports);
     assert_eq!(reports, vec![WatermarkReport { partition: 0, watermark_ms: 100_000, idle: false, first_ms: 100_000 }]);
     reports.clear();
-    g.tick(11, &mut reports);
+    g.tick(100_011, &mut reports);
     assert!(reports.is_empty(), "no change, no report");
     // 5 s later both are idle; partition 0 advances with the clock, partition 1 has no data.
-    g.tick(5_010, &mut reports);
+    g.tick(105_010, &mut reports);
     assert_eq!(
         reports,
         vec![

@@ -168,13 +168,7 @@ fn changed_row(
     clicks: u64,
     sketch: &mut VisitorSketch,
 ) -> ChangedRow {
-    let (vi, a, b, is_bot) = split_key(key);
-    let view = View::ALL[vi];
-    let (dims, meta) = match view {
-        View::Total => (Vec::new(), metas.get(a as usize).cloned().flatten()),
-        View::Single(d) => (vec![Arc::clone(values[d.index()].name(a))], None),
-        View::CountryDevice => (vec![Arc::clone(values[0].name(a)), Arc::clone(values[1].name(b))], None),
-    };
+    let (view, dims, meta, is_bot) = key_parts(values, metas, key);
     ChangedRow {
         code: Arc::clone(code),
         granularity: g,
@@ -187,4 +181,17 @@ fn changed_row(
         uniques: sketch.uniques_within(clicks),
         sketch: sketch.to_bytes(),
     }
+}
+
+/// What row `key` of a block stands for: its view, dimension values (in the view's order),
+/// the link metadata of a total row, and whether it counts bot clicks.
+pub(super) fn key_parts(values: &[Interner; 6], metas: &[Option<Arc<LinkMeta>>], key: u64) -> (View, Vec<Arc<str>>, Option<Arc<LinkMeta>>, bool) {
+    let (vi, a, b, is_bot) = split_key(key);
+    let view = View::ALL[vi];
+    let (dims, meta) = match view {
+        View::Total => (Vec::new(), metas.get(a as usize).cloned().flatten()),
+        View::Single(d) => (vec![Arc::clone(values[d.index()].name(a))], None),
+        View::CountryDevice => (vec![Arc::clone(values[0].name(a)), Arc::clone(values[1].name(b))], None),
+    };
+    (view, dims, meta, is_bot)
 }
