@@ -3,6 +3,9 @@ use uuid::Uuid;
 use super::*;
 
 const H: i64 = 3_600_000;
+/// A processing clock past the event times of the idleness tests (an accepted event stamped
+/// after the clock would count as stamped at the clock).
+const C: i64 = 1_000_000;
 
 fn ev(id: u128, code: &str, ts: i64) -> ClickEvent {
     ClickEvent {
@@ -91,19 +94,19 @@ fn backfill_bypasses_lateness_up_to_long_retention() {
 
 #[test]
 fn idle_partitions_extrapolate_and_report_on_change() {
-    let mut g = gate();
+    let mut g = SourceGate::new(&SemanticsConfig::default(), &[0, 1], C);
     let mut reports = Vec::new();
-    g.tick(0, &mut reports);
+    g.tick(C, &mut reports);
     assert_eq!(reports.len(), 2, "initial reports");
     reports.clear();
-    g.admit(rec(0, 0, ev(1, "a", 100_000), false), 100_010).unwrap();
-    g.tick(100_010, &mut reports);
+    g.admit(rec(0, 0, ev(1, "a", 100_000), false), C + 10).unwrap();
+    g.tick(C + 10, &mut reports);
     assert_eq!(reports, vec![WatermarkReport { partition: 0, watermark_ms: 100_000, idle: false, first_ms: 100_000 }]);
     reports.clear();
-    g.tick(100_011, &mut reports);
+    g.tick(C + 11, &mut reports);
     assert!(reports.is_empty(), "no change, no report");
     // 5 s later both are idle; partition 0 advances with the clock, partition 1 has no data.
-    g.tick(105_010, &mut reports);
+    g.tick(C + 5_010, &mut reports);
     assert_eq!(
         reports,
         vec![
@@ -133,20 +136,20 @@ fn global_watermark_ignores_idle_and_never_regresses() {
 /// tick that saw the floor.
 #[test]
 fn a_pending_floor_keeps_partitions_active() {
-    let mut g = gate();
+    let mut g = SourceGate::new(&SemanticsConfig::default(), &[0, 1], C);
     let mut reports = Vec::new();
-    g.admit(rec(0, 0, ev(1, "a", 100_000), false), 10).unwrap();
-    g.tick(10, &mut reports);
+    g.admit(rec(0, 0, ev(1, "a", 100_000), false), C + 10).unwrap();
+    g.tick(C + 10, &mut reports);
     reports.clear();
     g.hold(Some(100_500));
-    g.tick(60_000, &mut reports);
+    g.tick(C + 60_000, &mut reports);
     assert!(reports.is_empty(), "a minute later nothing turned idle: {reports:?}");
     assert_eq!(g.partition_watermark(0), Some(100_000));
     reports.clear();
     g.hold(None);
-    g.tick(64_999, &mut reports);
+    g.tick(C + 64_999, &mut reports);
     assert!(reports.is_empty(), "idleness counts from the last held tick");
-    g.tick(65_000, &mut reports);
+    g.tick(C + 65_000, &mut reports);
     assert_eq!(
         reports,
         vec![
@@ -156,11 +159,11 @@ fn a_pending_floor_keeps_partitions_active() {
     );
     // Idle, then a floor appears: active again at the watermark reached, not extrapolated.
     reports.clear();
-    g.tick(70_000, &mut reports);
+    g.tick(C + 70_000, &mut reports);
     assert_eq!(g.partition_watermark(0), Some(110_000));
     reports.clear();
     g.hold(Some(110_000));
-    g.tick(80_000, &mut reports);
+    g.tick(C + 80_000, &mut reports);
     assert_eq!(
         reports,
         vec![
