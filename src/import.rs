@@ -319,7 +319,8 @@ pub async fn run_cli(args: &ImportArgs) -> anyhow::Result<()> {
 
 /// The exit status of `sluice import`: an error (non-zero exit) when the input has
 /// non-blank lines but not one of them could be read (each is a malformed access-log line
-/// or not JSON: the wrong `--format`, or not a log at all), or when any parsed event was
+/// or not JSON: the wrong `--format`, or not a log at all; or JSON but not an event object,
+/// e.g. a JSON array of events on one line), or when any parsed event was
 /// rejected (the stored ones stay stored; the summary above lists the reasons), or when no
 /// line was a click and some were redirects or requests outside `path_prefix` (the
 /// `--path-prefix` given, read with a leading and trailing `/`), so scripts notice a
@@ -328,9 +329,17 @@ pub fn import_outcome(r: &ImportReport, path_prefix: &str) -> anyhow::Result<()>
     let t = &r.tally;
     let content = t.lines - t.skipped.get("blank").copied().unwrap_or(0);
     let unreadable = t.skipped.get("malformed").copied().unwrap_or(0) + t.invalid.get("malformed_json").copied().unwrap_or(0);
+    let not_objects = t.invalid.get("not_an_object").copied().unwrap_or(0);
     if content > 0 && unreadable == content {
         anyhow::bail!(
             "none of the {content} non-blank lines could be read (each is malformed), nothing was imported: is the file in the format given or guessed (--format ndjson|combined)?"
+        )
+    }
+    if content > 0 && not_objects > 0 && unreadable + not_objects == content {
+        let malformed = if unreadable > 0 { format!(", {unreadable} malformed") } else { String::new() };
+        anyhow::bail!(
+            "none of the {content} non-blank lines is an event ({not_objects} are JSON but not an object{malformed}), nothing was imported: \
+             NDJSON takes one event object per line (`jq -c '.[]' FILE` turns a JSON array, such as a POST /v1/events body, into that)"
         )
     }
     let outside = t.skipped.get("not_code_path").copied().unwrap_or(0);

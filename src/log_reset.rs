@@ -48,6 +48,13 @@ pub fn run(cfg: &Config) -> anyhow::Result<String> {
     let mut report = String::new();
     let path = data_dir.join(CLICK_LOG_FILE_NAME);
     let log = open_or_move_aside(data_dir, &path, &mut report)?;
+    if log.head() > log.low() && newest.is_none() {
+        bail!(
+            "click log \"{}\" opens and stores {} clicks, and there is no checkpoint: nothing to reset (`sluice serve` starts on it and counts them)",
+            path.display(),
+            log.head() - log.low()
+        );
+    }
     if log.head() > log.low() {
         let same = newest.as_ref().is_some_and(|((_, f), _)| match f.source {
             SourceIdentity::LogFile { log_id, .. } => log_id == log.log_id(),

@@ -200,3 +200,32 @@ fn no_click_under_the_path_prefix_fails_the_import() {
     only_404.tally.skipped.insert("not_redirect", 3);
     assert!(import_outcome(&only_404, "/").is_ok());
 }
+
+/// Finding (newcomer, session 18): a file of JSON lines that are not objects (a JSON array
+/// of events, the `POST /v1/events` body, on one line) imported nothing and exited 0.
+#[test]
+fn lines_that_are_json_but_not_objects_fail_the_import() {
+    let mut r = ImportReport::default();
+    r.tally.lines = 1;
+    r.tally.invalid.insert("not_an_object", 1);
+    assert_eq!(
+        import_outcome(&r, "/").expect_err("an array line").to_string(),
+        "none of the 1 non-blank lines is an event (1 are JSON but not an object), nothing was imported: \
+         NDJSON takes one event object per line (`jq -c '.[]' FILE` turns a JSON array, such as a POST /v1/events body, into that)"
+    );
+    r.tally.lines = 5;
+    r.tally.invalid.insert("not_an_object", 3);
+    r.tally.invalid.insert("malformed_json", 1);
+    r.tally.skipped.insert("blank", 1);
+    assert!(
+        import_outcome(&r, "/")
+            .expect_err("mixed")
+            .to_string()
+            .starts_with("none of the 4 non-blank lines is an event (3 are JSON but not an object, 1 malformed)")
+    );
+    // one event among them: a partial import, reported but not an error of its own
+    r.tally.lines = 6;
+    r.tally.events = 1;
+    r.accepted = 1;
+    assert!(import_outcome(&r, "/").is_ok());
+}

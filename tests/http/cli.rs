@@ -409,3 +409,42 @@ fn bad_short_domains_data_dirs_and_store_urls_say_what_is_wrong() {
     assert!(stderr(&out).contains(&format!("error: could not listen on {addr}: Address already in use")), "{}", stderr(&out));
     assert!(!data.exists(), "the data dir is created only once the port is bound");
 }
+
+/// Finding (newcomer, session 18): `sluice log reset` on a healthy log that was never
+/// served (no checkpoint) talked of "another log than the newest checkpoint's" and of
+/// `.recovered-<time>` files. It says there is nothing to reset; the log is untouched.
+/// Also (same review): an import whose lines are JSON but not objects (a JSON array of
+/// events on one line) exits 1 with the way to fix the file.
+#[test]
+fn log_reset_without_a_checkpoint_has_nothing_to_reset() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("d");
+    let data_arg = data.to_str().expect("utf-8");
+    let events = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR (set by cargo test and nextest at run time)"))
+        .join("ingest/tests/data/import/events.ndjson");
+    let out = sluice(&["--log", "warn", "import", "--quiet", "--data-dir", data_arg, events.to_str().expect("utf-8")], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_lossy(&out));
+    let before = std::fs::read(data.join("clicks.redb")).expect("log");
+    let out = sluice(&["--log", "warn", "log", "reset", "--data-dir", data_arg], &[]);
+    let err = stderr_lossy(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let head = err.split(" clicks, ").next().and_then(|s| s.rsplit(' ').next()).and_then(|n| n.parse::<u64>().ok());
+    assert!(head.is_some_and(|n| n > 0), "{err}");
+    assert!(
+        err.ends_with(&format!(
+            "opens and stores {} clicks, and there is no checkpoint: nothing to reset (`sluice serve` starts on it and counts them)\n",
+            head.unwrap_or(0)
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("recovered"), "{err}");
+    assert_eq!(std::fs::read(data.join("clicks.redb")).expect("log"), before, "the log is untouched");
+
+    let array = dir.path().join("array.json");
+    let lines: Vec<String> = std::fs::read_to_string(&events).expect("events").lines().filter(|l| l.starts_with("{\"")).map(str::to_owned).collect();
+    std::fs::write(&array, format!("[{}]\n", lines.join(","))).expect("write");
+    let out = sluice(&["--log", "warn", "import", "--quiet", "--data-dir", data_arg, array.to_str().expect("utf-8")], &[]);
+    let err = stderr_lossy(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("none of the 1 non-blank lines is an event (1 are JSON but not an object), nothing was imported"), "{err}");
+}

@@ -46,7 +46,7 @@ pub use recovery::{FileCheck, REOPEN_BACKOFF_INITIAL, REOPEN_BACKOFF_MAX};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
-use sluice_schemas::{Anomaly, AnomalyStatus};
+use sluice_schemas::{Anomaly, AnomalyStatus, Severity};
 use tokio::sync::watch;
 
 use crate::error::{Error, Result};
@@ -81,10 +81,22 @@ pub struct LatestAnomaly {
     pub anomaly: Anomaly,
     /// Event id of that event.
     pub event_id: u64,
+    /// Highest severity of any stored event of the anomaly (`None` in records written
+    /// before it was kept: [`LatestAnomaly::peak_severity`] then falls back to the latest
+    /// event's). Webhooks deliver the `closed` event to every subscriber the peak reached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak: Option<Severity>,
     /// The actions recorded for the anomaly as of the read ([`actions`]), oldest first.
     /// Kept in their own table (never in the stored JSON).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub actions: Vec<actions::AnomalyAction>,
+}
+
+impl LatestAnomaly {
+    /// The highest severity the anomaly reached (see [`LatestAnomaly::peak`]).
+    pub fn peak_severity(&self) -> Severity {
+        self.peak.unwrap_or(self.anomaly.severity).max(self.anomaly.severity)
+    }
 }
 
 /// Position of an anomaly in the newest-first order of [`AnomalyStore::list`]:
@@ -332,14 +344,21 @@ fn append_in(db: &Database, batch: &[Anomaly]) -> Result<Vec<u64>> {
             events.insert(seq, encode(a)?.as_slice()).map_err(|e| store_err("append anomalies", e))?;
             keys.insert(ek.as_slice(), seq).map_err(|e| store_err("append anomalies", e))?;
             let newer = prev.as_ref().is_none_or(|p| a.revision > p.anomaly.revision);
+            let peak = prev.as_ref().map_or(a.severity, |p| p.peak_severity().max(a.severity));
             if newer {
                 if let Some(p) = &prev {
                     let old = start_key(p.anomaly.window_start, &id);
                     by_start.remove(old.as_slice()).map_err(|e| store_err("append anomalies", e))?;
                 }
-                let rec = LatestAnomaly { anomaly: a.clone(), event_id: seq, actions: Vec::new() };
+                let rec = LatestAnomaly { anomaly: a.clone(), event_id: seq, peak: Some(peak), actions: Vec::new() };
                 latest.insert(id.as_slice(), encode(&rec)?.as_slice()).map_err(|e| store_err("append anomalies", e))?;
                 by_start.insert(start_key(a.window_start, &id).as_slice(), ()).map_err(|e| store_err("append anomalies", e))?;
+            } else if let Some(mut p) = prev
+                && p.peak != Some(peak)
+            {
+                // An older revision arriving late may still raise the peak.
+                p.peak = Some(peak);
+                latest.insert(id.as_slice(), encode(&p)?.as_slice()).map_err(|e| store_err("append anomalies", e))?;
             }
             assigned.push(seq);
         }

@@ -52,7 +52,10 @@ fn append_is_idempotent_and_sequenced() {
     assert!(store.events_after(3, 100).expect("read").is_empty());
     assert!(store.events_after(u64::MAX, 100).expect("read").is_empty());
     // Latest state is the highest revision, even when an older one arrives late.
-    assert_eq!(store.get(a0.anomaly_id.as_bytes()).expect("get"), Some(LatestAnomaly { anomaly: a1.clone(), event_id: 3, actions: Vec::new() }));
+    assert_eq!(
+        store.get(a0.anomaly_id.as_bytes()).expect("get"),
+        Some(LatestAnomaly { anomaly: a1.clone(), event_id: 3, peak: Some(Severity::Critical), actions: Vec::new() })
+    );
     drop(store);
     // Reopened: head, ids and dedup survive.
     let store = AnomalyStore::open(dir.path()).expect("reopen");
@@ -228,4 +231,25 @@ fn a_closed_anomaly_takes_no_later_revision() {
     let b2 = anomaly(AnomalyKind::ClickBurst, "link:b", 2_000, 2, Severity::Info);
     assert_eq!(store.append(&[b0, b1.clone(), b2]).expect("append"), vec![3, 4]);
     assert_eq!(store.get(b1.anomaly_id.as_bytes()).expect("get").map(|l| l.anomaly), Some(b1));
+}
+
+/// The peak severity is the highest of every stored event of the anomaly, whatever the
+/// order the revisions arrive in (webhooks deliver `closed` by it).
+#[test]
+fn the_peak_severity_is_the_highest_of_every_revision() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = AnomalyStore::open(dir.path()).expect("open");
+    let r0 = anomaly(AnomalyKind::VisitorFlood, "visitor:1", 1_000, 0, Severity::Info);
+    let r1 = anomaly(AnomalyKind::VisitorFlood, "visitor:1", 1_000, 1, Severity::Warning);
+    let mut r2 = anomaly(AnomalyKind::VisitorFlood, "visitor:1", 1_000, 2, Severity::Info);
+    r2.status = AnomalyStatus::Closed;
+    let id = *r0.anomaly_id.as_bytes();
+    let peak = |store: &AnomalyStore| store.get(&id).expect("get").map(|l| (l.anomaly.revision, l.peak_severity()));
+    store.append(std::slice::from_ref(&r0)).expect("append");
+    assert_eq!(peak(&store), Some((0, Severity::Info)));
+    store.append(std::slice::from_ref(&r2)).expect("append");
+    assert_eq!(peak(&store), Some((2, Severity::Info)));
+    // revision 1 arrives after the close: not the latest, but it raises the peak
+    store.append(std::slice::from_ref(&r1)).expect("append");
+    assert_eq!(peak(&store), Some((2, Severity::Warning)));
 }

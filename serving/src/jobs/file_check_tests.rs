@@ -137,3 +137,72 @@ async fn an_export_recreates_a_missing_exports_directory() {
     assert_eq!(std::fs::read_to_string(&done).expect("the file"), CSV);
     assert!(!part.exists());
 }
+
+/// Finding (newcomer, session 18): an export that failed (a full disk) left its `.part`
+/// file until the next start. Here the rename into place fails (a directory holds the
+/// file's path): the error names it and no `.part` is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_export_leaves_no_part_file() {
+    let clock = Arc::new(ManualClock::new(ms(NOW)));
+    let h = Harness::pipeline(&["ab"], clock.clone(), clock).await;
+    h.ingest(input());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = JobSpec {
+        codes: Some(vec!["ab".into()]),
+        from_ms: ms("2024-06-01T00:00:00Z"),
+        to_ms: ms("2024-06-02T00:00:00Z"),
+        bucket: "day".into(),
+        tz: "UTC".into(),
+        dimensions: String::new(),
+        include_bots: false,
+        format: ExportFormat::Csv,
+    };
+    let (part, done) = (dir.path().join("j.part"), dir.path().join("j.csv"));
+    std::fs::create_dir(&done).expect("a directory where the file goes");
+    std::fs::write(done.join("x"), b"x").expect("non-empty");
+    let source = crate::export::RowSource::new(h.handle.views().clone(), None);
+    let e = write_export(&source, &plan_of(&spec).expect("plan"), &["ab".to_owned()], &part, &done, &AtomicBool::new(false)).expect_err("rename fails");
+    assert_eq!((e.code, e.message.starts_with("could not rename into place the export file")), ("export_write_failed", true), "{}", e.message);
+    assert!(!part.exists(), "the .part file is removed");
+    assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 1, "only the blocking directory is left");
+}
+
+/// Finding (newcomer, session 18): a job whose start could not be recorded (the job table
+/// failed: a full disk) stayed `queued` until a restart. The runner now tries it again:
+/// here the table's directory is moved away while the job waits for the readiness gate,
+/// the gate opens (the runner fails to read the table), and once the directory is back the
+/// job runs to its end without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_the_table_failed_to_record_runs_once_the_table_works_again() {
+    use std::sync::atomic::Ordering;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let exports = dir.path().join("exports");
+    let clock = Arc::new(ManualClock::new(ms(NOW)));
+    let mut h = Harness::pipeline(&["ab"], clock.clone(), clock).await;
+    h.ingest(input());
+    let ready = Arc::new(AtomicBool::new(false));
+    let gate = Arc::clone(&ready);
+    let config = JobsConfig { file_check: Duration::from_millis(20), ready: Some(Arc::new(move || gate.load(Ordering::Acquire))), ..Default::default() };
+    h.state = Some(h.reports(&exports, config));
+    let state = h.state();
+    let jobs = state.jobs().expect("runner").clone();
+    let (st, v) = call(state, "POST", "/v1/reports/export").await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{v}");
+    let id = v["job_id"].as_str().expect("job_id").to_owned();
+    let moved = dir.path().join("exports.moved");
+    std::fs::rename(&exports, &moved).expect("move exports/ away");
+    assert!(jobs.store_failure().is_some());
+    ready.store(true, Ordering::Release);
+    // The runner takes the job and cannot read or record it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    std::fs::rename(&moved, &exports).expect("move exports/ back");
+    let done = wait_until(Duration::from_secs(30), "the job to finish after the table is back", || async {
+        let (st, v) = call(state, "GET", &format!("/v1/jobs/{id}")).await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        matches!(v["status"].as_str(), Some("succeeded" | "failed")).then_some(v)
+    })
+    .await;
+    assert_eq!((done["status"].as_str(), done["rows"].as_u64()), (Some("succeeded"), Some(1)), "{done}");
+    let (st, _, b) = send(state, "GET", &format!("/v1/jobs/{id}/download"), None).await;
+    assert_eq!((st, String::from_utf8(b.to_vec()).expect("utf-8")), (StatusCode::OK, CSV.to_owned()));
+}

@@ -44,6 +44,9 @@ const LIST_PAGE: u32 = 1000;
 const STOPPED: &str = "job_stopped";
 /// Default of [`JobsConfig::file_check`].
 pub const FILE_CHECK: Duration = Duration::from_secs(2);
+/// Wait before a job whose record could not be written (the job table failed: a full disk)
+/// is tried again; its last record write is retried at this pace too, until the stop.
+const STORE_RETRY: Duration = Duration::from_secs(2);
 
 /// Settings of the job runner.
 #[derive(Clone)]
@@ -307,7 +310,14 @@ impl Jobs {
                 }
             }
             if let Err(e) = self.run_one(&source, &store, &id).await {
-                tracing::error!(error = %e, job_id = %id, "export job could not be recorded");
+                // The record still says `queued` (its start could not be written): try it
+                // again once the table may work again, not only at the next start.
+                tracing::error!(error = %e, job_id = %id, retry_in_ms = STORE_RETRY.as_millis() as u64, "export job could not be recorded; it is tried again");
+                let tx = self.inner.tx.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(STORE_RETRY).await;
+                    let _ = tx.send(id);
+                });
             }
             if self.inner.stopping.load(Ordering::Acquire) {
                 break;
@@ -356,8 +366,24 @@ impl Jobs {
                 metrics::counter!("sluice_export_jobs_total", "status" => "failed").increment(1);
             }
         }
-        let me = self.clone();
-        blocking(move || me.put(&rec)).await
+        self.put_final(rec).await
+    }
+
+    /// Writes a finished job's record, retrying every [`STORE_RETRY`] while the table fails
+    /// (a `running` record left behind would never finish before a restart); gives up at
+    /// the stop (the start-up scan then re-queues or fails the `running` job).
+    async fn put_final(&self, rec: JobRecord) -> Result<(), ApiError> {
+        loop {
+            let (me, r) = (self.clone(), rec.clone());
+            match blocking(move || me.put(&r)).await {
+                Ok(()) => return Ok(()),
+                Err(e) if self.inner.stopping.load(Ordering::Acquire) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, job_id = %rec.job_id, "export job's result could not be recorded; trying again");
+                    tokio::time::sleep(STORE_RETRY).await;
+                }
+            }
+        }
     }
 
     /// Runs the export of `rec` into its file; returns (rows, bytes).
@@ -438,8 +464,9 @@ async fn watch_file(inner: std::sync::Weak<Inner>, every: Duration, mut stop: wa
 }
 
 /// Writes header, every code's chunks and footer to `part`, fsyncs, renames it to `done`.
-/// When `stopping` is set between two chunks, removes `part` and returns the `job_stopped`
-/// error.
+/// When `stopping` is set between two chunks, returns the `job_stopped` error. On any error
+/// `part` is removed. Errors: `export_write_failed` (500, names the file and the OS error),
+/// the chunk renderer's.
 pub(super) fn write_export(
     source: &RowSource,
     plan: &ExportPlan,
@@ -448,6 +475,16 @@ pub(super) fn write_export(
     done: &Path,
     stopping: &AtomicBool,
 ) -> Result<(u64, u64), ApiError> {
+    let written = write_part(source, plan, codes, part, done, stopping);
+    if written.is_err() {
+        // A failed export leaves no partial file behind (on a full disk it would keep the
+        // disk full until the next start).
+        let _ = std::fs::remove_file(part);
+    }
+    written
+}
+
+fn write_part(source: &RowSource, plan: &ExportPlan, codes: &[String], part: &Path, done: &Path, stopping: &AtomicBool) -> Result<(u64, u64), ApiError> {
     if let Some(dir) = part.parent() {
         // The exports directory may have been removed since the start: recreate it.
         std::fs::create_dir_all(dir).map_err(|e| write_error("create the directory of", part, &e))?;

@@ -2,7 +2,8 @@
 //!
 //! One task follows the anomaly store's head. For each webhook whose cursor is behind, it
 //! reads the events after the cursor, keeps those matching the webhook (`kinds`,
-//! `min_severity`), and enqueues one delivery per event while advancing the cursor (one
+//! `min_severity`; a `closed` event by the highest severity the anomaly reached, so that a
+//! subscriber told about an anomaly also learns that it ended), and enqueues one delivery per event while advancing the cursor (one
 //! transaction, [`AnomalyStore::enqueue_deliveries`]). Each delivery runs in its own task
 //! (at most [`WebhookConfig::max_concurrent`] at once): `POST <url>` with the
 //! [`AnomalyEventBody`] JSON and the headers `Sluice-Signature` ([`super::signature`]),
@@ -23,12 +24,14 @@
 //! Metrics: `sluice_webhook_deliveries_total{outcome="succeeded|failed"}`,
 //! `sluice_webhook_attempts_total{result="ok|http_error|error"}`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rand::RngExt;
-use sluice_connectors::anomaly_store::AnomalyStore;
 use sluice_connectors::anomaly_store::webhooks::{DeliveryAttempt, DeliveryRecord, DeliveryState, WebhookRecord};
+use sluice_connectors::anomaly_store::{AnomalyStore, StoredEvent};
+use sluice_schemas::{AnomalyStatus, Severity};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
@@ -171,8 +174,26 @@ async fn blocking<T: Send + 'static>(store: &Arc<AnomalyStore>, f: impl FnOnce(&
     }
 }
 
-fn matches(hook: &WebhookRecord, a: &sluice_schemas::Anomaly) -> bool {
-    a.severity >= hook.min_severity && (hook.kinds.is_empty() || hook.kinds.contains(&a.kind))
+/// Whether `hook` gets event `a`: its kind is subscribed and its severity reaches the
+/// hook's `min_severity`; a `closed` event is judged by `closed_peak`, the highest severity
+/// the anomaly reached, so a subscriber told about an anomaly also learns that it ended
+/// when it closes at a lower severity.
+fn matches(hook: &WebhookRecord, a: &sluice_schemas::Anomaly, closed_peak: Option<Severity>) -> bool {
+    let level = if a.status == AnomalyStatus::Closed { closed_peak.map_or(a.severity, |p| p.max(a.severity)) } else { a.severity };
+    level >= hook.min_severity && (hook.kinds.is_empty() || hook.kinds.contains(&a.kind))
+}
+
+/// The peak severity of every anomaly closed by one of `events` (closed is final, so the
+/// stored peak is the anomaly's whole life).
+fn closed_peaks(store: &AnomalyStore, events: &[StoredEvent]) -> sluice_connectors::Result<HashMap<[u8; 16], Severity>> {
+    let mut peaks = HashMap::new();
+    for e in events.iter().filter(|e| e.anomaly.status == AnomalyStatus::Closed) {
+        let id = *e.anomaly.anomaly_id.as_bytes();
+        if let Some(latest) = store.get(&id)? {
+            peaks.insert(id, latest.peak_severity());
+        }
+    }
+    Ok(peaks)
 }
 
 impl Runner {
@@ -221,9 +242,18 @@ impl Runner {
                 continue;
             }
             let after = hook.cursor;
-            let Some(events) = blocking(&self.store, move |s| s.events_after(after, PAGE)).await else { continue };
+            let Some((events, peaks)) = blocking(&self.store, move |s| {
+                let events = s.events_after(after, PAGE)?;
+                let peaks = closed_peaks(s, &events)?;
+                Ok((events, peaks))
+            })
+            .await
+            else {
+                continue;
+            };
             let Some(last) = events.last().map(|e| e.event_id) else { continue };
-            let ids: Vec<u64> = events.iter().filter(|e| matches(&hook, &e.anomaly)).map(|e| e.event_id).collect();
+            let peak = |e: &StoredEvent| peaks.get(e.anomaly.anomaly_id.as_bytes()).copied();
+            let ids: Vec<u64> = events.iter().filter(|e| matches(&hook, &e.anomaly, peak(e))).map(|e| e.event_id).collect();
             let id = hook.id.clone();
             let now = now_ms();
             if let Some(Some(deliveries)) = blocking(&self.store, move |s| s.enqueue_deliveries(&id, &ids, last, now)).await {

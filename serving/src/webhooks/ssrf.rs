@@ -135,7 +135,11 @@ pub async fn validate_url(raw: &str, allow_private: bool) -> Result<url::Url, Ap
         }
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(invalid(raw, "credentials in the url are not allowed (sign with the secret instead)"));
+        // Error bodies end up in client logs: never echo the credentials.
+        let mut shown = url.clone();
+        let _ = shown.set_username("");
+        let _ = shown.set_password(None);
+        return Err(invalid(shown.as_str(), "credentials (user:password@) in the url are not allowed (sign with the secret instead)"));
     }
     if url.fragment().is_some() {
         return Err(invalid(raw, "a fragment is not allowed"));

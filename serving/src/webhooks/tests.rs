@@ -101,6 +101,11 @@ async fn ssrf_targets_are_rejected_unless_allowed() {
         assert_eq!(resp.status(), 400, "{body}");
         assert_eq!(resp.json::<Value>().await.expect("json")["error"]["code"], code, "{body}");
     }
+    // Credentials are refused without being echoed (error bodies end up in client logs).
+    let resp = create(&base, json!({"url": "http://user:hunter2@8.8.8.8/x", "secret": SECRET})).await;
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["error"]["details"]["url"], "http://8.8.8.8/x", "{body}");
+    assert!(!body.to_string().contains("hunter2") && !body.to_string().contains("user"), "{body}");
     // A public literal is accepted (nothing is sent until an event arrives).
     assert_eq!(create(&base, json!({"url": "http://8.8.8.8/x", "secret": SECRET})).await.status(), 201);
     let resp = create(&base, json!({"url": "https://8.8.8.8:8443/x", "secret": SECRET})).await;
@@ -269,6 +274,45 @@ async fn deliveries_are_signed_retried_and_recorded() {
         assert!(*valid, "signature must verify (status {status})");
         assert_eq!(body, &want_body);
     }
+}
+
+/// Finding (newcomer, session 18): `min_severity` was applied to each event, so a
+/// subscriber told of an anomaly at `warning` never learnt that it ended when it closed at
+/// `info`. `closed` is now judged by the highest severity the anomaly reached; other
+/// events by their own severity.
+#[tokio::test]
+async fn a_subscriber_told_of_an_anomaly_gets_its_close() {
+    let (recv_base, seen) = receiver(0).await;
+    let (_dir, store, base, _dispatcher) = api(true, Some(fast_config(true))).await;
+    let resp = create(&base, json!({"url": format!("{recv_base}/hook"), "secret": SECRET, "kinds": ["visitor_flood"], "min_severity": "warning"})).await;
+    assert_eq!(resp.status(), 201);
+    let flood = |key: &str, revision: u32, severity: Severity, closed: bool| {
+        let mut a = anomaly(AnomalyKind::VisitorFlood, key, T0, revision, severity);
+        if closed {
+            a.status = sluice_schemas::AnomalyStatus::Closed;
+        }
+        a
+    };
+    store
+        .append(&[
+            flood("visitor:a", 0, Severity::Info, false),    // 1: below min_severity
+            flood("visitor:a", 1, Severity::Warning, false), // 2: delivered
+            flood("visitor:a", 2, Severity::Info, false),    // 3: below min_severity
+            flood("visitor:a", 3, Severity::Info, true),     // 4: closed, peak warning: delivered
+            flood("visitor:b", 0, Severity::Info, false),    // 5: never reached warning
+            flood("visitor:b", 1, Severity::Info, true),     // 6: closed at its peak, info
+        ])
+        .expect("append");
+    wait_for("two deliveries", Duration::from_secs(10), || seen.lock().requests.len() >= 2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut got: Vec<(u64, String)> = seen
+        .lock()
+        .requests
+        .iter()
+        .map(|(_, _, body)| (body["event_id"].as_u64().expect("event_id"), body["status"].as_str().expect("status").to_owned()))
+        .collect();
+    got.sort();
+    assert_eq!(got, vec![(2, "updated".to_owned()), (4, "closed".to_owned())]);
 }
 
 #[tokio::test]
