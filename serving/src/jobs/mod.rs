@@ -374,7 +374,7 @@ pub async fn get_job(State(state): State<ReportsState>, Path(job_id): Path<Strin
         (status = 200, description = "The export file (same bytes as GET /v1/stats/export)", content_type = "text/csv", body = String),
         (status = 404, description = "not_found", body = ErrorBody),
         (status = 409, description = "job_not_ready: the job has not succeeded (details.status)", body = ErrorBody),
-        (status = 410, description = "export_gone: the file was removed", body = ErrorBody),
+        (status = 410, description = "export_gone: the file was removed, or changed on disk since the job wrote it (its size differs)", body = ErrorBody),
         (status = 503, description = "jobs_store_unavailable: the export job table could not be opened when the server started, was deleted or replaced since (e.g. exports/ removed), or hit an I/O error such as a full disk (the server log and /readyz name the file); stats_unavailable: this process runs no dataflow", body = ErrorBody),
     )
 )]
@@ -388,6 +388,17 @@ pub async fn download_job(State(state): State<ReportsState>, Path(job_id): Path<
         tracing::warn!(error = %e, job_id = %rec.job_id, "export file of a succeeded job is missing");
         ApiError::new(StatusCode::GONE, "export_gone", "the export file no longer exists")
     })?;
+    // The stored size is the Content-Length: a file changed on disk since (truncated,
+    // overwritten) would be a 200 cut short, or silently cut.
+    let on_disk = file.metadata().await.map(|m| m.len()).map_err(|e| ApiError::internal(&e))?;
+    if on_disk != rec.bytes {
+        tracing::warn!(job_id = %rec.job_id, on_disk, written = rec.bytes, "export file of a succeeded job changed on disk");
+        return Err(ApiError::new(
+            StatusCode::GONE,
+            "export_gone",
+            format!("the export file changed on disk since the job wrote it ({on_disk} bytes, the job wrote {}): run the export again", rec.bytes),
+        ));
+    }
     let what = match rec.spec.codes.as_deref() {
         Some([one]) => one.clone(),
         _ => "report".to_owned(),

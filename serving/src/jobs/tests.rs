@@ -96,7 +96,20 @@ async fn a_job_runs_and_its_file_equals_the_synchronous_export() {
     assert_eq!(headers["content-type"], "text/csv; charset=utf-8; header=present");
     assert_eq!(headers["content-length"], want.len().to_string().as_str());
     assert_eq!(headers["content-disposition"], "attachment; filename=\"sluice-ab-hour-20240531T1830Z-20240601T1830Z.csv\"");
-    assert!(h.state().jobs().expect("runner").dir().join(format!("{id}.csv")).is_file());
+    let path = h.state().jobs().expect("runner").dir().join(format!("{id}.csv"));
+    assert!(path.is_file());
+    // A file changed on disk since (newcomer, session 18: a 200 cut short) is 410, and a
+    // file of the right size again is served.
+    std::fs::write(&path, b"garbage\n").expect("overwrite");
+    let (st, _, b) = send(state, "GET", &format!("/v1/jobs/{id}/download"), None).await;
+    let v = json_of(&b);
+    assert_eq!((st, v["error"]["code"].as_str()), (StatusCode::GONE, Some("export_gone")), "{v}");
+    assert_eq!(
+        v["error"]["message"],
+        format!("the export file changed on disk since the job wrote it (8 bytes, the job wrote {}): run the export again", want.len()).as_str()
+    );
+    std::fs::write(&path, want.as_bytes()).expect("put back");
+    assert_eq!(download(state, &id).await.2, want);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -70,7 +70,7 @@ pub struct RedirectBenchArgs {
     pub no_pin: bool,
     /// Niceness of the servers, wrk and this process (applied as root; 0 leaves it), so that
     /// other work on a shared machine disturbs the measurement less.
-    #[arg(long, default_value_t = -10, allow_negative_numbers = true, value_name = "N")]
+    #[arg(long, default_value_t = -10, allow_negative_numbers = true, value_parser = clap::value_parser!(i32).range(-20..=19), value_name = "N")]
     pub nice: i32,
     /// sluice tokio workers and nginx worker processes (default: one per server CPU).
     #[arg(long, value_name = "N")]
@@ -103,7 +103,8 @@ impl RedirectBenchArgs {
     /// Errors ([`BenchError::Usage`]) on zero rounds, connections or links, a paced fraction
     /// outside (0, 1] (clap's parser refuses those already), more than
     /// [`MAX_CONNECTIONS`] connections, a timer slack above [`MAX_TIMER_SLACK`], or a zero
-    /// cache-miss capacity without `--skip-miss`. (Overlapping CPU lists are refused by
+    /// cache-miss capacity without `--skip-miss`, or a CPU in `--server-cpus`/`--client-cpus`
+    /// that is not online. (Overlapping CPU lists are refused by
     /// [`super::procs::CpuPlan::explicit`].)
     pub fn validate(&self) -> Result<(), BenchError> {
         let usage = |m: String| Err(BenchError::Usage(m));
@@ -122,15 +123,33 @@ impl RedirectBenchArgs {
         if !self.skip_miss && self.miss_cache_capacity == 0 {
             return usage("--miss-cache-capacity must be positive (or pass --skip-miss)".into());
         }
+        let online = super::procs::online_cpu_set();
+        for (flag, list) in [("--server-cpus", &self.server_cpus), ("--client-cpus", &self.client_cpus)] {
+            let Some(list) = list else { continue };
+            // A malformed list is refused by `CpuPlan::explicit`; here only CPUs that exist.
+            if let (Ok(cpus), Some(online)) = (super::procs::parse_cpus(list), &online)
+                && let Some(missing) = cpus.iter().find(|c| !online.contains(c))
+            {
+                let all: Vec<String> = online.iter().map(usize::to_string).collect();
+                return usage(format!("{flag} {list}: CPU {missing} is not online (online CPUs: {})", all.join(",")));
+            }
+        }
         Ok(())
     }
 }
 
-/// `--duration`: a whole number of seconds, at least 1.
+/// Longest measured run `--duration` takes (a typo such as `99999999999999s` must not start
+/// a benchmark that never ends).
+const MAX_RUN: Duration = Duration::from_secs(24 * 3600);
+
+/// `--duration`: a whole number of seconds, at least 1 and at most [`MAX_RUN`].
 fn parse_run_duration(s: &str) -> Result<Duration, String> {
     let d = parse_whole_seconds(s)?;
     if d.is_zero() {
         return Err("a measured run must last at least 1s".into());
+    }
+    if d > MAX_RUN {
+        return Err(format!("a measured run lasts at most {}", humantime::format_duration(MAX_RUN)));
     }
     Ok(d)
 }
@@ -240,5 +259,28 @@ mod tests {
         assert!(a.validate().is_err());
         a.skip_miss = true;
         assert_eq!(a.validate(), Ok(()));
+    }
+
+    /// Findings (newcomer, session 18): `--nice 50` and `--duration 99999999999999s` started
+    /// a benchmark; a CPU that does not exist failed only at `taskset`, with exit 1.
+    #[test]
+    fn out_of_range_nice_duration_and_cpus_are_refused_up_front() {
+        assert_eq!(parse(&["--nice", "19"]).expect("in range").nice, 19);
+        assert_eq!(parse(&["--nice", "-20"]).expect("in range").nice, -20);
+        for bad in ["50", "-21"] {
+            let (msg, code) = refusal(&["--nice", bad]);
+            assert_eq!(code, 2, "{bad}");
+            assert!(msg.contains(&format!("invalid value '{bad}' for '--nice <N>': {bad} is not in -20..=19")), "{msg}");
+        }
+        let (msg, code) = refusal(&["--duration", "99999999999999s"]);
+        assert_eq!(code, 2);
+        assert!(msg.contains("a measured run lasts at most 1day"), "{msg}");
+        assert_eq!(parse(&["--duration", "24h"]).expect("at the limit").duration, MAX_RUN);
+        let online = super::super::procs::online_cpu_set().expect("/sys/devices/system/cpu/online");
+        let missing = online.last().expect("a CPU") + 1;
+        let all: Vec<String> = online.iter().map(usize::to_string).collect();
+        let a = parse(&["--server-cpus", "0", "--client-cpus", &missing.to_string()]).expect("parsed");
+        assert_eq!(a.validate(), Err(BenchError::Usage(format!("--client-cpus {missing}: CPU {missing} is not online (online CPUs: {})", all.join(",")))));
+        assert_eq!(a.validate().map_err(|e| e.exit_code()), Err(2));
     }
 }

@@ -183,6 +183,11 @@ pub fn online_cpus() -> usize {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
 }
 
+/// The online CPUs (`/sys/devices/system/cpu/online`); `None` when unreadable.
+pub fn online_cpu_set() -> Option<std::collections::BTreeSet<usize>> {
+    std::fs::read_to_string("/sys/devices/system/cpu/online").ok().and_then(|l| parse_cpus(l.trim()).ok())
+}
+
 /// A loopback port that was free a moment ago (bound, read, released).
 ///
 /// Errors when no port can be bound.
