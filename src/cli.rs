@@ -148,7 +148,18 @@ pub enum LogCommand {
     /// Print logged click events as NDJSON (one JSON object per line, with its offset).
     Tail(LogTailArgs),
     /// Start a new, empty click log after clicks.redb was damaged or lost, continuing from the newest checkpoint (keeps every click it counted). Stop `sluice serve` first.
-    Reset(ConfigArgs),
+    Reset(LogResetArgs),
+}
+
+/// `sluice log reset`.
+#[derive(Debug, Clone, Args)]
+pub struct LogResetArgs {
+    /// TOML configuration file (read for `[server] data-dir` and the dataflow settings; same keys as the built-in defaults).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory whose click log (clicks.redb) and checkpoints to reset. It must exist: a missing directory is an error, nothing is created.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
 }
 
 /// `sluice log tail`.

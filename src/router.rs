@@ -19,7 +19,7 @@ use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll};
 
 use axum::Router;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request};
+use axum::extract::{ConnectInfo, MatchedPath, Request};
 use axum::http::Method;
 use axum::http::request::Parts;
 use axum::middleware::{self, Next};
@@ -72,13 +72,22 @@ pub fn build_app(
     if matches!(role, Role::All | Role::Api)
         && let Some(api) = api
     {
-        let mut api_routes = sluice_serving::routes(api).layer(DefaultBodyLimit::max(max_body_bytes));
+        let mut api_routes = sluice_serving::routes(api);
         if let Some(events) = events {
             api_routes = api_routes.merge(events);
         }
-        // Every API route (never a redirect): 400 duplicate_header for a repeated
-        // Content-Type, Authorization or Idempotency-Key.
-        router = router.merge(api_routes.layer(middleware::from_fn(sluice_serving::single_headers::refuse_repeated)));
+        // Every API route's JSON bodies limited to max_body_bytes, however they arrive: the
+        // HTTP server answers a Content-Length over it before reading, and a chunked body
+        // found too long while read gets the same 413 (POST /v1/events reads its own body,
+        // to its own limit).
+        let api_routes = sluice_serving::extract::with_body_limit(api_routes, max_body_bytes);
+        // Every API route (never a redirect): 415 unsupported_content_encoding for a body
+        // with a content coding; 400 duplicate_header for a repeated Content-Type,
+        // Authorization or Idempotency-Key (checked first).
+        let api_routes = api_routes
+            .layer(middleware::from_fn(sluice_serving::content_coding::refuse_content_coding))
+            .layer(middleware::from_fn(sluice_serving::single_headers::refuse_repeated));
+        router = router.merge(api_routes);
     }
     if role == Role::Redirect {
         router = router.route("/v1", any(api_not_here)).route("/v1/{*rest}", any(api_not_here));

@@ -43,6 +43,9 @@ pub enum Error {
         code: &'static str,
         /// Human-readable explanation, lowercase.
         message: String,
+        /// Structured details for the error body's `details` (`unsupported_tz_offset`: the
+        /// parameter, the zone, its offset and the instant), `None` when there are none.
+        details: Option<serde_json::Value>,
     },
 
     /// The link's rollups live on a timely worker of another process (multi-process mode);
@@ -107,7 +110,12 @@ impl Error {
     }
 
     pub(crate) fn query(code: &'static str, message: impl Into<String>) -> Error {
-        Error::InvalidQuery { code, message: message.into() }
+        Error::InvalidQuery { code, message: message.into(), details: None }
+    }
+
+    /// [`Self::query`] with `details`.
+    pub(crate) fn query_with(code: &'static str, message: impl Into<String>, details: serde_json::Value) -> Error {
+        Error::InvalidQuery { code, message: message.into(), details: Some(details) }
     }
 }
 

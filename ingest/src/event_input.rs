@@ -163,6 +163,12 @@ fn take_string(m: &mut Map<String, Value>, key: &str) -> Result<Option<String>, 
     }
 }
 
+/// `ms` (since the epoch) as RFC 3339 UTC with milliseconds (`2024-03-10T06:30:00.000Z`),
+/// how event times are shown in messages; the bare number outside chrono's range.
+pub(crate) fn rfc3339_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).map_or_else(|| ms.to_string(), |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+}
+
 fn parse_ts(v: Value) -> Result<i64, Rejection> {
     match v {
         Value::Number(n) => n.as_i64().ok_or_else(|| Rejection::new("invalid_ts", format!("\"ts\" must be an integer number of ms since the epoch, got {n}"))),
@@ -234,7 +240,7 @@ impl EventInput {
         if self.ts > ctx.now_ms.saturating_add(ctx.max_future_skew_ms) {
             return Err(Rejection::new(
                 "ts_in_future",
-                format!("\"ts\" {} is more than {} ms ahead of the server clock ({})", self.ts, ctx.max_future_skew_ms, ctx.now_ms),
+                format!("\"ts\" {} is more than {} ms ahead of the server clock ({})", rfc3339_ms(self.ts), ctx.max_future_skew_ms, rfc3339_ms(ctx.now_ms)),
             ));
         }
         let parse = |key: &str, s: &str| {

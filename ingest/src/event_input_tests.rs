@@ -94,6 +94,17 @@ fn ts_accepts_integer_ms_and_rfc3339_only() {
     ] {
         assert_eq!(ok(bad.clone()).expect_err("rejected").reason, why, "{bad}");
     }
+    // Instants in the message are RFC 3339 (NOW is 2024-03-10T06:30:00Z), as in `too_late`.
+    let future = ok(json!(NOW + DEFAULT_MAX_FUTURE_SKEW_MS + 1_034)).expect_err("in the future");
+    assert_eq!(
+        (future.reason, future.message.as_str()),
+        ("ts_in_future", "\"ts\" 2024-03-10T06:35:01.034Z is more than 300000 ms ahead of the server clock (2024-03-10T06:30:00.000Z)")
+    );
+    // Past chrono's range the number is shown as sent.
+    assert_eq!(
+        ok(json!(i64::MAX)).expect_err("far future").message,
+        format!("\"ts\" {} is more than 300000 ms ahead of the server clock (2024-03-10T06:30:00.000Z)", i64::MAX)
+    );
 }
 
 #[test]

@@ -82,14 +82,15 @@ impl Link {
     }
 }
 
-/// The form in which a host is compared with blocklist entries: an IPv6 address that embeds
-/// an IPv4 address — IPv4-mapped `::ffff:1.2.3.4` or IPv4-compatible `::1.2.3.4` (RFC 4291
-/// §2.5.5; `::` and `::1` excepted) — is that IPv4 address (`1.2.3.4`), so neither spelling
-/// gets past an entry for the IPv4 address; any other IPv6 address is its compressed form
-/// (RFC 5952, `2001:0db8::0001` → `2001:db8::1`); anything else is returned unchanged.
+/// The form in which a host is compared with blocklist entries: an IPv6 address that reaches
+/// an IPv4 host — IPv4-mapped `::ffff:1.2.3.4`, IPv4-compatible `::1.2.3.4` (RFC 4291
+/// §2.5.5; `::` and `::1` excepted) or NAT64 `64:ff9b::1.2.3.4` ([`nat64_ipv4`]) — is that
+/// IPv4 address (`1.2.3.4`), so no such spelling gets past an entry for the IPv4 address;
+/// any other IPv6 address is its compressed form (RFC 5952, `2001:0db8::0001` →
+/// `2001:db8::1`); anything else is returned unchanged.
 pub fn canonical_host(host: &str) -> String {
     match host.parse::<std::net::Ipv6Addr>() {
-        Ok(v6) => match v6.to_ipv4_mapped() {
+        Ok(v6) => match v6.to_ipv4_mapped().or_else(|| nat64_ipv4(v6)) {
             Some(v4) => v4.to_string(),
             None => match v6.to_ipv4() {
                 Some(v4) if v4.octets()[0] != 0 => v4.to_string(),
@@ -98,6 +99,19 @@ pub fn canonical_host(host: &str) -> String {
         },
         Err(_) => host.to_string(),
     }
+}
+
+/// The IPv4 address a NAT64 address of the well-known prefix `64:ff9b::/96` (RFC 6052 §2.1)
+/// embeds in its last 32 bits (`64:ff9b::203.0.113.9` → `203.0.113.9`): a client behind a
+/// NAT64 gateway reaches exactly that IPv4 host through it. `None` for any other address
+/// (the local-use prefix `64:ff9b:1::/48` included: its mapping is the network's own).
+pub fn nat64_ipv4(v6: std::net::Ipv6Addr) -> Option<std::net::Ipv4Addr> {
+    let s = v6.segments();
+    if s[0] == 0x64 && s[1] == 0xff9b && s[2..6].iter().all(|x| *x == 0) {
+        let o = v6.octets();
+        return Some(std::net::Ipv4Addr::new(o[12], o[13], o[14], o[15]));
+    }
+    None
 }
 
 /// The host of an absolute URL as the abuse blocklist matches it: the authority without
@@ -156,6 +170,13 @@ mod tests {
             ("http://[::ffff:1.2.3.4]/", Some("1.2.3.4")),
             ("http://[0:0:0:0:0:ffff:0102:0304]/", Some("1.2.3.4")),
             ("http://[::1.2.3.4]/", Some("1.2.3.4")),
+            // NAT64, well-known prefix (RFC 6052): the IPv4 host it reaches.
+            ("http://[64:ff9b::203.0.113.9]/", Some("203.0.113.9")),
+            ("http://[64:ff9b::cb00:7109]:8080/", Some("203.0.113.9")),
+            ("http://[0064:FF9B:0000:0000:0000:0000:CB00:7109]/", Some("203.0.113.9")),
+            // ... not the local-use prefix, nor an address merely near the prefix.
+            ("http://[64:ff9b:1::cb00:7109]/", Some("64:ff9b:1::cb00:7109")),
+            ("http://[64:ff9b::1:cb00:7109]/", Some("64:ff9b::1:cb00:7109")),
             ("http://[::1]/", Some("::1")),
             ("http://[::]/", Some("::")),
             ("https://203.0.113.7#frag", Some("203.0.113.7")),

@@ -85,7 +85,7 @@ pub const ERROR_CODES: &[(u16, &[&str])] = &[
     (412, &["precondition_failed"]),
     (413, &["payload_too_large", "too_many_events"]),
     (414, &["uri_too_long"]),
-    (415, &["unsupported_media_type"]),
+    (415, &["unsupported_content_encoding", "unsupported_media_type"]),
     (422, &["idempotency_key_reused", "policy_violation"]),
     (429, &["rate_limited"]),
     (431, &["headers_too_large", "too_many_headers"]),

@@ -36,15 +36,59 @@ where
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         check_json_content_type(req.headers())?;
+        let ApiBytes(bytes) = ApiBytes::from_request(req, state).await?;
+        parse_json_body(&bytes)
+    }
+}
+
+/// The request body as bytes, read to the route's limit ([`with_body_limit`]), whatever its
+/// content type. Errors: 413 `payload_too_large` over the limit ([`payload_too_large`]:
+/// the same answer whether the body has a `Content-Length` or is chunked); 400
+/// `invalid_request` when it cannot be read.
+#[derive(Debug)]
+pub struct ApiBytes(pub Bytes);
+
+impl<S> FromRequest<S> for ApiBytes
+where
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let limit = req.extensions().get::<BodyLimit>().copied();
         let bytes = Bytes::from_request(req, state).await.map_err(|rej| {
             if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "request body is larger than the configured limit")
+                match limit {
+                    Some(BodyLimit(max)) => payload_too_large(max),
+                    None => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "request body is larger than the configured limit"),
+                }
             } else {
                 ApiError::bad_request("invalid_request", format!("could not read request body: {}", rej.body_text()))
             }
         })?;
-        parse_json_body(&bytes)
+        Ok(ApiBytes(bytes))
     }
+}
+
+/// The request body limit of the routes [`with_body_limit`] wrapped, in bytes (a request
+/// extension), so a body found too long while it is read (a chunked body, no
+/// `Content-Length`) is answered exactly as one whose `Content-Length` is over the limit
+/// ([`payload_too_large`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyLimit(pub usize);
+
+/// `router` with request bodies read by its extractors ([`ApiJson`]) limited to `max_bytes`
+/// (axum's `DefaultBodyLimit`), the limit recorded as the [`BodyLimit`] extension.
+pub fn with_body_limit(router: axum::Router, max_bytes: usize) -> axum::Router {
+    router.layer(axum::extract::DefaultBodyLimit::max(max_bytes)).layer(axum::Extension(BodyLimit(max_bytes)))
+}
+
+/// 413 `payload_too_large` for a body over `max_bytes`: `request body is larger than
+/// <max_bytes> bytes`, details `{"max_body_bytes": max_bytes}` (the same answer the HTTP
+/// server gives to a `Content-Length` over the limit before reading the body).
+pub fn payload_too_large(max_bytes: usize) -> ApiError {
+    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("request body is larger than {max_bytes} bytes"))
+        .with_details(json!({ "max_body_bytes": max_bytes }))
 }
 
 /// Parses a request body (already read) as JSON into `T`; see [`ApiJson`] for the errors.

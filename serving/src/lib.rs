@@ -32,6 +32,7 @@ pub mod admin;
 pub mod alias;
 pub mod anomalies;
 pub mod auth;
+pub mod content_coding;
 pub mod dto;
 pub mod error;
 pub mod error_codes;
@@ -78,8 +79,12 @@ pub fn routes(state: ApiState) -> Router {
 /// The API as a complete router: [`routes`] plus JSON 404/405 fallbacks. Tests drive it
 /// with `tower::ServiceExt::oneshot`.
 pub fn app(state: ApiState) -> Router {
-    with_fallbacks(routes(state))
+    with_fallbacks(extract::with_body_limit(routes(state), DEFAULT_MAX_BODY_BYTES))
 }
+
+/// Request body limit of [`app`], bytes: axum's default, 2 MiB (the binary serves
+/// `[server] max-body-bytes`).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 2 << 20;
 
 /// Adds the JSON `not_found` (404) and `method_not_allowed` (405) fallbacks to `router`.
 pub fn with_fallbacks(router: Router) -> Router {

@@ -58,22 +58,17 @@ impl LinkStore for MemoryLinkStore {
     }
 
     async fn insert(&self, link: &Link) -> Result<Link> {
+        insert_locked(&mut self.state.lock(), link)
+    }
+
+    async fn insert_idempotent(&self, link: &Link, record: &IdempotencyRecord) -> Result<Link> {
         let mut s = self.state.lock();
-        if s.live.contains_key(&link.code) {
-            return Err(Error::CodeTaken(link.code.clone()));
+        if live_record(&s, &record.key, record.created_at).is_some() {
+            return Err(Error::IdempotencyKeyExists);
         }
-        if s.retired.contains(&link.code) {
-            return Err(Error::CodeTaken(link.code.clone()));
-        }
-        if let Some(deleted_at) = s.tombstones.get(&link.code)
-            && link.created_at - *deleted_at < Duration::days(TOMBSTONE_DAYS)
-        {
-            return Err(Error::CodeTaken(link.code.clone()));
-        }
-        let seq = s.bump();
-        s.live.insert(link.code.clone(), (seq, link.clone()));
-        s.changes.insert(seq, LinkChange::Upserted(link.clone()));
-        Ok(link.clone())
+        let stored = insert_locked(&mut s, link)?;
+        s.idempotency.insert(record.key.clone(), record.clone());
+        Ok(stored)
     }
 
     async fn get(&self, code: &str) -> Result<Option<Link>> {
@@ -147,18 +142,36 @@ impl LinkStore for MemoryLinkStore {
     }
 
     async fn idempotency_get(&self, key: &str, now: DateTime<Utc>) -> Result<Option<IdempotencyRecord>> {
-        let s = self.state.lock();
-        Ok(s.idempotency.get(key).filter(|r| now - r.created_at < Duration::hours(IDEMPOTENCY_HOURS)).cloned())
+        Ok(live_record(&self.state.lock(), key, now).cloned())
     }
 
     async fn idempotency_put(&self, record: &IdempotencyRecord) -> Result<()> {
         let mut s = self.state.lock();
-        if let Some(r) = s.idempotency.get(&record.key)
-            && record.created_at - r.created_at < Duration::hours(IDEMPOTENCY_HOURS)
-        {
+        if live_record(&s, &record.key, record.created_at).is_some() {
             return Err(Error::IdempotencyKeyExists);
         }
         s.idempotency.insert(record.key.clone(), record.clone());
         Ok(())
     }
+}
+
+/// The record for `key` unexpired at `now`.
+fn live_record<'a>(s: &'a State, key: &str, now: DateTime<Utc>) -> Option<&'a IdempotencyRecord> {
+    s.idempotency.get(key).filter(|r| now - r.created_at < Duration::hours(IDEMPOTENCY_HOURS))
+}
+
+/// [`LinkStore::insert`] under the store's lock.
+fn insert_locked(s: &mut State, link: &Link) -> Result<Link> {
+    if s.live.contains_key(&link.code) || s.retired.contains(&link.code) {
+        return Err(Error::CodeTaken(link.code.clone()));
+    }
+    if let Some(deleted_at) = s.tombstones.get(&link.code)
+        && link.created_at - *deleted_at < Duration::days(TOMBSTONE_DAYS)
+    {
+        return Err(Error::CodeTaken(link.code.clone()));
+    }
+    let seq = s.bump();
+    s.live.insert(link.code.clone(), (seq, link.clone()));
+    s.changes.insert(seq, LinkChange::Upserted(link.clone()));
+    Ok(link.clone())
 }

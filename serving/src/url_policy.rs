@@ -297,20 +297,34 @@ mod tests {
     #[test]
     fn an_ipv6_spelling_of_a_blocked_ipv4_address_is_blocked() {
         // Entry given as IPv4, and as the IPv4-mapped IPv6 form of another address.
-        let p = UrlPolicy::new(8192, &[], &["1.2.3.4".into(), "[::ffff:5.6.7.8]".into()]);
-        assert_eq!(p.blocklist, vec!["1.2.3.4", "5.6.7.8"]);
-        for url in [
-            "http://1.2.3.4/",
-            "http://[::ffff:1.2.3.4]/",
-            "http://[0:0:0:0:0:ffff:0102:0304]/",
-            "http://[::1.2.3.4]/",
-            "http://5.6.7.8/",
-            "http://[::ffff:506:708]:8080/",
+        // ... and as the NAT64 form (RFC 6052 well-known prefix) of a third.
+        let p = UrlPolicy::new(8192, &[], &["1.2.3.4".into(), "[::ffff:5.6.7.8]".into(), "64:ff9b::9.9.9.9".into()]);
+        assert_eq!(p.blocklist, vec!["1.2.3.4", "5.6.7.8", "9.9.9.9"]);
+        for (url, entry) in [
+            ("http://1.2.3.4/", "1.2.3.4"),
+            ("http://[::ffff:1.2.3.4]/", "1.2.3.4"),
+            ("http://[0:0:0:0:0:ffff:0102:0304]/", "1.2.3.4"),
+            ("http://[::1.2.3.4]/", "1.2.3.4"),
+            ("http://[64:ff9b::1.2.3.4]/", "1.2.3.4"),
+            ("http://[64:ff9b::102:304]:8080/x", "1.2.3.4"),
+            ("http://5.6.7.8/", "5.6.7.8"),
+            ("http://[::ffff:506:708]:8080/", "5.6.7.8"),
+            ("http://[64:ff9b::5.6.7.8]/", "5.6.7.8"),
+            ("http://9.9.9.9/", "9.9.9.9"),
+            ("http://[::ffff:9.9.9.9]/", "9.9.9.9"),
         ] {
             let e = p.normalize(url).expect_err(url);
-            assert_eq!((e.code, e.status.as_u16()), ("policy_violation", 422), "{url}");
+            assert_eq!(
+                (e.status.as_u16(), e.body()),
+                (
+                    422,
+                    json!({"error": {"code": "policy_violation", "message": format!("destination domain \"{entry}\" is blocked"), "details": {"domain": entry}}})
+                ),
+                "{url}"
+            );
         }
-        for url in ["http://1.2.3.5/", "http://[::ffff:1.2.3.5]/", "http://[2001:db8::102:304]/"] {
+        for url in ["http://1.2.3.5/", "http://[::ffff:1.2.3.5]/", "http://[2001:db8::102:304]/", "http://[64:ff9b::1.2.3.5]/", "http://[64:ff9b:1::102:304]/"]
+        {
             assert!(p.normalize(url).is_ok(), "{url}");
         }
     }

@@ -25,13 +25,21 @@ struct Started {
 /// Serves a whole stack (SQLite store in `dir`, `api_routes` served with the API) with
 /// [`serve_with`] and `opts`.
 async fn start_with(dir: &std::path::Path, opts: ServerOptions, api_routes: Vec<Router>) -> Started {
+    start_full(dir, opts, api_routes, |_| {}, false).await
+}
+
+/// [`start_with`] with the configuration changed by `tweak` and, with `events_log`,
+/// `POST /v1/events` served (appending to a click log in `dir`).
+async fn start_full(dir: &std::path::Path, opts: ServerOptions, api_routes: Vec<Router>, tweak: impl FnOnce(&mut Config), events_log: bool) -> Started {
     let mut cfg: Config = toml::from_str(DEFAULT_TOML).expect("defaults");
     cfg.server.data_dir = dir.to_path_buf();
     cfg.server.base_url = Some("https://sho.rt.example".into());
+    tweak(&mut cfg);
     cfg.validate().expect("valid config");
     let store = Arc::new(sluice_connectors::SqliteLinkStore::open_dir(dir).await.expect("store"));
     let (sink, events) = ChannelClickSink::new(1000);
-    let extras = StackExtras { api_routes, ..StackExtras::default() };
+    let events_log = events_log.then(|| sluice_connectors::click_log::ClickLog::open(dir).expect("click log"));
+    let extras = StackExtras { api_routes, events_log, ..StackExtras::default() };
     let (_stack, app) = build_stack_app(&cfg, store, Arc::new(sink), [7; 32], extras).expect("stack");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");

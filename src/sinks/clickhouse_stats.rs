@@ -40,6 +40,9 @@ pub enum HistoryError {
         code: &'static str,
         /// Message.
         message: String,
+        /// The error body's `details`, when there are any (those of the in-memory path's
+        /// errors, e.g. `unsupported_tz_offset`).
+        details: Option<serde_json::Value>,
     },
     /// ClickHouse failed.
     Storage(sluice_connectors::Error),
@@ -88,13 +91,13 @@ pub(crate) fn checked_spans(q: &StatsQuery) -> Result<Vec<(i64, i64)>, HistoryEr
         return Err(invalid("invalid_limit", format!("limit must be between 1 and {MAX_LIMIT}")));
     }
     bucket_spans(q.tz, q.bucket, q.from_ms, q.to_ms, MAX_BUCKETS).map_err(|e| match e {
-        sluice_dataflows::Error::InvalidQuery { code, message } => HistoryError::InvalidQuery { code, message },
+        sluice_dataflows::Error::InvalidQuery { code, message, details } => HistoryError::InvalidQuery { code, message, details },
         other => invalid("invalid_range", other.to_string()),
     })
 }
 
 fn invalid(code: &'static str, message: impl Into<String>) -> HistoryError {
-    HistoryError::InvalidQuery { code, message: message.into() }
+    HistoryError::InvalidQuery { code, message: message.into(), details: None }
 }
 
 /// Stats from ClickHouse (module docs).
@@ -278,7 +281,13 @@ impl sluice_serving::stats::StatsHistory for ClickHouseStats {
 /// corrupt rows.
 fn api_error(e: HistoryError, q: &StatsQuery) -> sluice_serving::ApiError {
     match e {
-        HistoryError::InvalidQuery { code, message } => sluice_serving::ApiError::bad_request(code, message),
+        HistoryError::InvalidQuery { code, message, details } => {
+            let e = sluice_serving::ApiError::bad_request(code, message);
+            match details {
+                Some(d) => e.with_details(d),
+                None => e,
+            }
+        }
         HistoryError::Storage(err) => {
             tracing::warn!(error = %err.chain(), code = %q.code, "clickhouse could not answer a stats query");
             sluice_serving::ApiError::new(

@@ -87,6 +87,20 @@ async fn every_stats_error_has_its_status_and_code() {
         (body["error"]["details"]["min"].as_str(), body["error"]["details"]["max"].as_str()),
         (Some("1970-01-01T00:00:00Z"), Some("9999-12-31T23:59:00Z"))
     );
+    // A zone whose offset is not a multiple of 15 minutes says which parameter, zone, offset
+    // and instant (the zone name in any case is the zone's own).
+    for tz in ["Africa/Monrovia", "africa/MONROVIA"] {
+        let (_, _, body) = s.get(&format!("/v1/links/{code}/stats?tz={tz}&from=1970-01-01T00:00:00Z&to=1970-01-05T00:00:00Z")).await;
+        assert_eq!(
+            body,
+            serde_json::json!({"error": {
+                "code": "unsupported_tz_offset",
+                "message": "time zone \"Africa/Monrovia\" has the UTC offset -00:44:30 at 1970-01-01T00:00:00Z, not a multiple of 15 minutes: its local hours and days in this range cannot be counted",
+                "details": {"parameter": "tz", "value": "Africa/Monrovia", "utc_offset": "-00:44:30", "at": "1970-01-01T00:00:00Z"},
+            }}),
+            "{tz}"
+        );
+    }
     let (_, _, body) = s.get(&format!("/v1/links/{code}/stats?tz=Etc/GMT+15")).await;
     assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("%2B")), "hints to encode '+': {body}");
     // A zone with '+', encoded or not (form decoding made it a space): Etc/GMT+5 is UTC-05:00.

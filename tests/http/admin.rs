@@ -429,7 +429,46 @@ async fn admin_timestamps_are_milliseconds_like_the_rest_of_the_api(b: Backend) 
     assert!(bad.is_empty(), "not RFC 3339 UTC milliseconds: {bad:?}");
 }
 
+/// An IPv4 address on the blocklist (`[links] blocklist`, or at run time) is not bypassed by
+/// its NAT64 spelling (RFC 6052 well-known prefix `64:ff9b::/96`, which reaches exactly that
+/// host), as it is not by the IPv4-mapped one: 422 `policy_violation` naming the entry, no
+/// link; the local-use prefix `64:ff9b:1::/48` and other addresses are not the entry.
+async fn nat64_spellings_of_a_blocklisted_ipv4_address_are_blocked(b: Backend) {
+    let app = TestApp::start_with(b, |c| {
+        c.admin.token = Some(sluice::config::Secret(TOKEN.into()));
+        c.links.blocklist = vec!["203.0.113.9".into()];
+    })
+    .await;
+    let r = admin(&app, Method::POST, "/v1/admin/blocklist", Some(json!({"pattern": "64:ff9b::198.51.100.7"}))).await;
+    assert_eq!((r.status, &r.json()["entry"]["pattern"]), (StatusCode::CREATED, &json!("198.51.100.7")), "{:?}", r.body);
+    for (i, (target, entry)) in [
+        ("http://[64:ff9b::203.0.113.9]/", "203.0.113.9"),
+        ("https://[64:ff9b::cb00:7109]:8443/x", "203.0.113.9"),
+        ("http://[::ffff:203.0.113.9]/", "203.0.113.9"),
+        ("http://[64:ff9b::198.51.100.7]/", "198.51.100.7"),
+        ("http://[64:ff9b::c633:6407]/", "198.51.100.7"),
+        ("http://198.51.100.7/", "198.51.100.7"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let alias = format!("nat{i}");
+        let err = app.post_json("/v1/links", &json!({"long_url": target, "custom_alias": alias})).await.assert_error(422, "policy_violation");
+        assert_eq!(
+            err,
+            json!({"code": "policy_violation", "message": format!("destination domain \"{entry}\" is blocked"), "details": {"domain": entry}}),
+            "{target}"
+        );
+        app.assert_no_link(&alias).await;
+    }
+    for target in ["http://[64:ff9b:1::cb00:7109]/", "http://[64:ff9b::203.0.113.10]/", "http://[64:ff9b::c633:6408]/"] {
+        let r = app.post_json("/v1/links", &json!({"long_url": target})).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{target}: {:?}", r.body);
+    }
+}
+
 backend_tests!(
+    nat64_spellings_of_a_blocklisted_ipv4_address_are_blocked,
     admin_timestamps_are_milliseconds_like_the_rest_of_the_api,
     blocklist_entries_stored_in_an_old_spelling_are_read_canonically,
     no_token_admits_direct_loopback_only,

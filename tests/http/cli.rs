@@ -121,6 +121,26 @@ fn log_tail_help_says_the_data_dir_is_read_only_and_a_missing_one_is_an_error() 
     assert!(!missing.exists(), "nothing created");
 }
 
+/// `sluice log reset` never creates the data directory (a typo would otherwise reset a new,
+/// empty one), and its help says so instead of the shared "Created if missing".
+#[test]
+fn log_reset_help_says_a_missing_data_dir_is_an_error() {
+    let text = help(&["log", "reset", "--help"]);
+    assert!(!text.contains("Created if missing"), "{text}");
+    assert!(
+        text.contains(
+            "Data directory whose click log (clicks.redb) and checkpoints to reset. It must exist: a missing directory is an error, nothing is created"
+        ),
+        "{text}"
+    );
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let missing = tmp.path().join("typo");
+    let out = sluice(&["log", "reset", "--data-dir", missing.to_str().expect("utf-8")], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stderr(&out), format!("error: no data directory \"{}\": nothing to reset (check --data-dir or [server] data-dir)\n", missing.display()));
+    assert!(!missing.exists(), "nothing created");
+}
+
 /// Every help text, every subcommand: no references to tracker issues, work sessions or
 /// other project-internal bookkeeping a user cannot look up.
 #[test]

@@ -42,7 +42,7 @@ fn literal(s: &str) -> Option<&str> {
 
 /// Error codes in one file's non-test code, whitespace removed: the literal after
 /// `bad_request(`, `::new([path::]StatusCode::X,`, `error_response(StatusCode::X,`, `"code":`,
-/// `code:`, `(431,` (status tuples), `Error::query(` and `invalid(`.
+/// `code:`, `(431,` (status tuples), `Error::query(`, `Error::query_with(` and `invalid(`.
 fn codes_in(text: &str) -> BTreeSet<String> {
     let text = text.split("#[cfg(test)]\nmod tests {").next().unwrap_or_default();
     let s: String = text.chars().filter(|c| !c.is_whitespace()).collect();
@@ -61,7 +61,7 @@ fn codes_in(text: &str) -> BTreeSet<String> {
             literal(r)
         } else if let Some(r) = at.strip_prefix("code:").filter(|_| prev_ok) {
             literal(r)
-        } else if let Some(r) = at.strip_prefix("Error::query(") {
+        } else if let Some(r) = at.strip_prefix("Error::query(").or_else(|| at.strip_prefix("Error::query_with(")) {
             literal(r)
         } else if let Some(r) = at.strip_prefix("invalid(").filter(|_| prev_ok) {
             literal(r)

@@ -15,6 +15,7 @@ mod doc_links;
 mod error_codes;
 mod harness;
 mod hostile;
+mod idempotency;
 mod links_api;
 #[path = "../support/old_blocklist.rs"]
 mod old_blocklist;

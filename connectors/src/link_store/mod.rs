@@ -40,6 +40,17 @@ pub use open::{MigrationReport, StoreTarget, migrate, open_store};
 pub use postgres::{POOL_ACQUIRE_TIMEOUT, PostgresLinkStore};
 pub use sqlite::{SQLITE_FILE_NAME, SqliteLinkStore};
 
+/// `link` exactly as [`LinkStore::insert`] stores and returns it (both backends): timestamps
+/// truncated to microseconds, duplicate tags removed, `version` 1, `updated_at` =
+/// `created_at`. Lets a caller build what describes the new link (an idempotency record's
+/// body, [`LinkStore::insert_idempotent`]) before the insert.
+///
+/// Errors: [`crate::Error::InvalidValue`] for a link no backend can store (an empty code, a
+/// NUL character, an instant outside years 1..=9999), as `insert` answers.
+pub fn as_inserted(link: &Link) -> Result<Link> {
+    common::prepare_insert(link)
+}
+
 /// A partial update of a link (`PATCH /v1/links/{code}`); `None` leaves a field unchanged.
 /// Values are already validated and normalized by the caller.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -150,6 +161,28 @@ pub trait LinkStore: Send + Sync + 'static {
     /// Uniqueness is decided atomically by the database (unique index), so concurrent inserts of
     /// one code yield exactly one success.
     async fn insert(&self, link: &Link) -> Result<Link>;
+
+    /// [`Self::insert`] and [`Self::idempotency_put`] of `record` in one transaction: the
+    /// link and the record are both stored or neither is, so a request that created a link
+    /// always left the record its retries replay (a crash between the two writes cannot
+    /// leave a link without its record), and a request whose key is taken creates nothing.
+    /// `record.body` is normally the response describing the stored link, which is
+    /// [`as_inserted`]`(link)`.
+    ///
+    /// Errors: [`crate::Error::IdempotencyKeyExists`] when an unexpired record has the key
+    /// (checked first: then the code is not looked at); [`crate::Error::CodeTaken`] as
+    /// [`Self::insert`]; [`crate::Error::InvalidValue`] for an unstorable link or record.
+    ///
+    /// The default (for test doubles) runs the steps one after another, not atomically; both
+    /// real backends override it with one transaction.
+    async fn insert_idempotent(&self, link: &Link, record: &IdempotencyRecord) -> Result<Link> {
+        if self.idempotency_get(&record.key, record.created_at).await?.is_some() {
+            return Err(crate::Error::IdempotencyKeyExists);
+        }
+        let stored = self.insert(link).await?;
+        self.idempotency_put(record).await?;
+        Ok(stored)
+    }
 
     /// The live link with this code (case-sensitive), if any.
     async fn get(&self, code: &str) -> Result<Option<Link>>;

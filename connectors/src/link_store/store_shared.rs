@@ -44,6 +44,70 @@ macro_rules! link_store {
             row.as_ref().map(link_from_row).transpose()
         }
 
+        /// Inserts the prepared `link` ([`prepare_insert`]) as change `seq` in `tx`, with its
+        /// tag index and change feed entry; `false` (nothing written) when its code is taken
+        /// or retired ([`LinkStore::insert`]). The caller rolls back on `false`.
+        async fn insert_in(tx: &mut Tx, seq: i64, link: &Link) -> Result<bool> {
+            let tags = enc_tags(&link.tags)?;
+            // A tombstone at least TOMBSTONE_PERIOD old no longer blocks the code: remove
+            // it so the unique index admits the new link.
+            sqlx::query(DELETE_TOMBSTONE).bind(&link.code).bind(enc_time(link.created_at - TOMBSTONE_PERIOD)).execute(&mut **tx).await?;
+            if sqlx::query(SELECT_RETIRED).bind(&link.code).fetch_optional(&mut **tx).await?.is_some() {
+                return Ok(false);
+            }
+            let inserted = sqlx::query(INSERT_LINK)
+                .bind(seq)
+                .bind(&link.code)
+                .bind(&link.long_url)
+                .bind(&link.domain)
+                .bind(link.expires_at.map(enc_time))
+                .bind(link.enabled)
+                .bind(tags)
+                .bind(enc_redirect(link.redirect_type))
+                .bind(&link.org)
+                .bind(enc_time(link.created_at))
+                .bind(enc_time(link.updated_at))
+                .bind(link.version)
+                .execute(&mut **tx)
+                .await?;
+            if inserted.rows_affected() == 0 {
+                return Ok(false);
+            }
+            index_tags(tx, seq, &link.tags).await?;
+            record_change(tx, seq, &link.code, Some(link)).await?;
+            Ok(true)
+        }
+
+        /// Stores `record` (checked by [`check_record`]) in `tx` unless an unexpired record has
+        /// its key (`false`, nothing written), and purges expired records.
+        async fn idempotency_put_in(tx: &mut Tx, record: &IdempotencyRecord) -> Result<bool> {
+            let created = trunc_us(record.created_at);
+            let cutoff = created - IDEMPOTENCY_TTL;
+            let done = sqlx::query(IDEMPOTENCY_PUT)
+                .bind(&record.key)
+                .bind(&record.request_hash)
+                .bind(StatusInt::from(record.status))
+                .bind(&record.body)
+                .bind(enc_time(created))
+                .bind(enc_time(cutoff))
+                .execute(&mut **tx)
+                .await?;
+            if done.rows_affected() == 0 {
+                return Ok(false);
+            }
+            // Purge expired records (indexed range delete; usually a handful of rows).
+            sqlx::query(IDEMPOTENCY_PURGE).bind(enc_time(cutoff)).execute(&mut **tx).await?;
+            Ok(true)
+        }
+
+        /// Rejects a record either backend could not store ([`check_text`], [`check_time`]).
+        fn check_record(record: &IdempotencyRecord) -> Result<()> {
+            check_text("key", &record.key)?;
+            check_text("request_hash", &record.request_hash)?;
+            check_text("body", &record.body)?;
+            check_time("created_at", record.created_at)
+        }
+
         /// A write transaction holding the next change number and the live link `code`
         /// (`(tx, change, seq, link)`); [`Error::NotFound`] (rolled back) when there is none.
         async fn begin_link_change(store: &$store, code: &str) -> Result<(Tx, i64, i64, Link)> {
@@ -94,37 +158,32 @@ macro_rules! link_store {
 
             async fn insert(&self, link: &Link) -> Result<Link> {
                 let link = prepare_insert(link)?;
-                let tags = enc_tags(&link.tags)?;
                 let mut tx = begin_write(self).await?;
                 let seq = next_change(&mut tx).await?;
-                // A tombstone at least TOMBSTONE_PERIOD old no longer blocks the code: remove
-                // it so the unique index admits the new link.
-                sqlx::query(DELETE_TOMBSTONE).bind(&link.code).bind(enc_time(link.created_at - TOMBSTONE_PERIOD)).execute(&mut *tx).await?;
-                if sqlx::query(SELECT_RETIRED).bind(&link.code).fetch_optional(&mut *tx).await?.is_some() {
+                if !insert_in(&mut tx, seq, &link).await? {
                     tx.rollback().await?;
                     return Err(Error::CodeTaken(link.code));
                 }
-                let inserted = sqlx::query(INSERT_LINK)
-                    .bind(seq)
-                    .bind(&link.code)
-                    .bind(&link.long_url)
-                    .bind(&link.domain)
-                    .bind(link.expires_at.map(enc_time))
-                    .bind(link.enabled)
-                    .bind(tags)
-                    .bind(enc_redirect(link.redirect_type))
-                    .bind(&link.org)
-                    .bind(enc_time(link.created_at))
-                    .bind(enc_time(link.updated_at))
-                    .bind(link.version)
-                    .execute(&mut *tx)
-                    .await?;
-                if inserted.rows_affected() == 0 {
+                tx.commit().await?;
+                Ok(link)
+            }
+
+            async fn insert_idempotent(&self, link: &Link, record: &IdempotencyRecord) -> Result<Link> {
+                check_record(record)?;
+                let link = prepare_insert(link)?;
+                let mut tx = begin_write(self).await?;
+                // The change number first: it serializes writers (SQLite: the one writer;
+                // PostgreSQL: the `change_counter` row lock), so a request that finds the key
+                // taken finds it committed, link and all.
+                let seq = next_change(&mut tx).await?;
+                if !idempotency_put_in(&mut tx, record).await? {
+                    tx.rollback().await?;
+                    return Err(Error::IdempotencyKeyExists);
+                }
+                if !insert_in(&mut tx, seq, &link).await? {
                     tx.rollback().await?;
                     return Err(Error::CodeTaken(link.code));
                 }
-                index_tags(&mut tx, seq, &link.tags).await?;
-                record_change(&mut tx, seq, &link.code, Some(&link)).await?;
                 tx.commit().await?;
                 Ok(link)
             }
@@ -233,28 +292,12 @@ macro_rules! link_store {
             }
 
             async fn idempotency_put(&self, record: &IdempotencyRecord) -> Result<()> {
-                check_text("key", &record.key)?;
-                check_text("request_hash", &record.request_hash)?;
-                check_text("body", &record.body)?;
-                check_time("created_at", record.created_at)?;
-                let created = trunc_us(record.created_at);
-                let cutoff = created - IDEMPOTENCY_TTL;
+                check_record(record)?;
                 let mut tx = begin_write(self).await?;
-                let done = sqlx::query(IDEMPOTENCY_PUT)
-                    .bind(&record.key)
-                    .bind(&record.request_hash)
-                    .bind(StatusInt::from(record.status))
-                    .bind(&record.body)
-                    .bind(enc_time(created))
-                    .bind(enc_time(cutoff))
-                    .execute(&mut *tx)
-                    .await?;
-                if done.rows_affected() == 0 {
+                if !idempotency_put_in(&mut tx, record).await? {
                     tx.rollback().await?;
                     return Err(Error::IdempotencyKeyExists);
                 }
-                // Purge expired records (indexed range delete; usually a handful of rows).
-                sqlx::query(IDEMPOTENCY_PURGE).bind(enc_time(cutoff)).execute(&mut *tx).await?;
                 tx.commit().await?;
                 Ok(())
             }

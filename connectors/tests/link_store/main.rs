@@ -31,6 +31,8 @@ macro_rules! store_suite {
             suite_feed::change_feed_pages_by_limit,
             suite_feed::idempotency_records_expire_after_24_hours,
             suite_feed::concurrent_idempotency_puts_yield_one_winner,
+            suite_feed::insert_idempotent_stores_the_link_and_its_record_or_neither,
+            suite_feed::concurrent_insert_idempotent_across_two_stores_yields_one_link,
             suite_feed::migrate_reports_applied_versions,
             suite_admin::blocklist_holds_matching_links_and_release_restores_owner_state,
             suite_admin::admin_holds_need_a_live_link_and_survive_owner_updates,

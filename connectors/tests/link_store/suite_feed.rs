@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use chrono::TimeDelta;
-use sluice_connectors::{Error, IdempotencyRecord, LinkChange, LinkPatch, migrate};
+use sluice_connectors::{Error, IdempotencyRecord, LinkChange, LinkPatch, as_inserted, migrate};
 
-use crate::harness::{Ctx, link, micros, t0};
+use crate::harness::{Ctx, link, micros, stored, t0};
 
 pub async fn change_feed_numbers_every_write_in_commit_order(ctx: Ctx) {
     let store = ctx.open().await;
@@ -118,6 +118,70 @@ pub async fn concurrent_idempotency_puts_yield_one_winner(ctx: Ctx) {
     assert_eq!(winners.len(), 1);
     let got = store.idempotency_get("links:race", t0()).await.expect("get").expect("recorded");
     assert_eq!(got.body, format!("body{}", winners[0]));
+}
+
+/// `insert_idempotent` is one transaction: a taken key stores no link, a taken code stores
+/// no record; on success both are stored, the link exactly as `as_inserted` says.
+pub async fn insert_idempotent_stores_the_link_and_its_record_or_neither(ctx: Ctx) {
+    let store = ctx.open().await;
+    let mut l = link("idem-a", t0());
+    l.tags = vec!["x".into(), "x".into(), "y".into()];
+    let want = stored(&l);
+    assert_eq!(as_inserted(&l).expect("storable"), want);
+    let rec = record("links:ka", r#"{"code":"idem-a"}"#, t0());
+    assert_eq!(store.insert_idempotent(&l, &rec).await.expect("insert"), want);
+    assert_eq!(store.get("idem-a").await.expect("get"), Some(want.clone()));
+    let stored_rec = IdempotencyRecord { created_at: micros(t0()), ..rec.clone() };
+    assert_eq!(store.idempotency_get("links:ka", t0()).await.expect("get"), Some(stored_rec.clone()));
+    let feed_len = store.changes_since(0, 100).await.expect("feed").len();
+
+    // The key is taken: nothing is stored, the record is unchanged (whatever the code).
+    let other = record("links:ka", "other body", t0() + TimeDelta::hours(1));
+    assert!(matches!(store.insert_idempotent(&link("idem-b", t0()), &other).await, Err(Error::IdempotencyKeyExists)));
+    assert!(matches!(store.insert_idempotent(&link("idem-a", t0()), &other).await, Err(Error::IdempotencyKeyExists)), "the key is checked first");
+    assert_eq!(store.get("idem-b").await.expect("get"), None);
+    assert_eq!(store.idempotency_get("links:ka", t0()).await.expect("get"), Some(stored_rec));
+
+    // The code is taken: no record is stored for the new key, no link changes.
+    let fresh = record("links:kb", "body b", t0());
+    assert!(matches!(store.insert_idempotent(&link("idem-a", t0()), &fresh).await, Err(Error::CodeTaken(c)) if c == "idem-a"));
+    assert_eq!(store.idempotency_get("links:kb", t0()).await.expect("get"), None);
+    assert_eq!(store.get("idem-a").await.expect("get"), Some(want));
+    assert_eq!(store.changes_since(0, 100).await.expect("feed").len(), feed_len, "failed calls leave no change");
+
+    // An unstorable record stores no link either.
+    let bad = IdempotencyRecord { body: "nul\0".into(), ..record("links:kc", "", t0()) };
+    assert!(matches!(store.insert_idempotent(&link("idem-c", t0()), &bad).await, Err(Error::InvalidValue { field: "body", .. })));
+    assert_eq!(store.get("idem-c").await.expect("get"), None);
+}
+
+/// Two stores on one database (two processes): concurrent `insert_idempotent` calls with
+/// one key and one code store exactly one link and one record; every loser is told the
+/// key is taken (never that the code is), so it can replay the record.
+pub async fn concurrent_insert_idempotent_across_two_stores_yields_one_link(ctx: Ctx) {
+    let stores = [ctx.open().await, ctx.open().await];
+    let tasks: Vec<_> = (0..24)
+        .map(|i| {
+            let store = Arc::clone(&stores[i % 2]);
+            tokio::spawn(async move { (i, store.insert_idempotent(&link("race-alias", t0()), &record("links:race", &format!("body{i}"), t0())).await) })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for t in tasks {
+        match t.await.expect("join") {
+            (i, Ok(l)) => winners.push((i, l)),
+            (_, Err(Error::IdempotencyKeyExists)) => {}
+            (_, Err(e)) => panic!("unexpected error {e:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "one winner");
+    let (i, won) = &winners[0];
+    assert_eq!(won, &stored(&link("race-alias", t0())));
+    for store in &stores {
+        assert_eq!(store.get("race-alias").await.expect("get").as_ref(), Some(won));
+        let rec = store.idempotency_get("links:race", t0()).await.expect("get").expect("recorded");
+        assert_eq!(rec.body, format!("body{i}"));
+    }
 }
 
 pub async fn migrate_reports_applied_versions(ctx: Ctx) {

@@ -14,6 +14,7 @@
 use chrono::{Datelike, NaiveDate, Offset, TimeZone, Timelike};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use crate::{Error, Result};
 
@@ -59,12 +60,40 @@ fn offset_secs(tz: Tz, t_ms: i64) -> Result<(chrono::DateTime<Tz>, i32)> {
     let dt = tz.timestamp_millis_opt(t_ms).single().ok_or_else(|| Error::query("invalid_range", format!("instant {t_ms} ms is out of range")))?;
     let off = dt.offset().fix().local_minus_utc();
     if off % 900 != 0 {
-        return Err(Error::query(
+        let (offset, at) = (utc_offset(off), rfc3339_secs(t_ms));
+        return Err(Error::query_with(
             "unsupported_tz_offset",
-            format!("time zone \"{}\" has offset {off} s at {t_ms} ms, not a multiple of 15 minutes", tz.name()),
+            format!(
+                "time zone \"{}\" has the UTC offset {offset} at {at}, not a multiple of 15 minutes: its local hours and days in this range cannot be counted",
+                tz.name()
+            ),
+            json!({ "parameter": "tz", "value": tz.name(), "utc_offset": offset, "at": at }),
         ));
     }
     Ok((dt, off))
+}
+
+/// 400 `unsupported_tz_offset` for a zone whose local bucket is longer than `hours`
+/// (never for a real zone: a guard against endless walks).
+fn bucket_too_long(tz: Tz, hours: u32) -> Error {
+    Error::query_with(
+        "unsupported_tz_offset",
+        format!("time zone \"{}\" has a local bucket longer than {hours} hours in this range", tz.name()),
+        json!({ "parameter": "tz", "value": tz.name() }),
+    )
+}
+
+/// A UTC offset in seconds as `±hh:mm`, or `±hh:mm:ss` when it has seconds (`-00:44:30`).
+fn utc_offset(secs: i32) -> String {
+    let sign = if secs < 0 { '-' } else { '+' };
+    let a = secs.unsigned_abs();
+    let (h, m, s) = (a / 3600, a % 3600 / 60, a % 60);
+    if s == 0 { format!("{sign}{h:02}:{m:02}") } else { format!("{sign}{h:02}:{m:02}:{s:02}") }
+}
+
+/// `t_ms` as RFC 3339 UTC to the second (`1970-01-01T00:00:00Z`); the number outside chrono's range.
+fn rfc3339_secs(t_ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(t_ms).map_or_else(|| t_ms.to_string(), |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
 }
 
 fn key(tz: Tz, bucket: Bucket, t_ms: i64) -> Result<Key> {
@@ -107,7 +136,7 @@ pub fn bucket_spans(tz: Tz, bucket: Bucket, from_ms: i64, to_ms: i64, max_bucket
         start -= QUARTER_MS;
         guard += 1;
         if guard > 4 * 30 {
-            return Err(Error::query("unsupported_tz_offset", "local bucket longer than 30 hours"));
+            return Err(bucket_too_long(tz, 30));
         }
     }
     while start < to_ms {
@@ -137,7 +166,7 @@ fn next_boundary(tz: Tz, bucket: Bucket, start: i64) -> Result<i64> {
         }
         t += QUARTER_MS;
     }
-    Err(Error::query("unsupported_tz_offset", "local bucket longer than 40 hours"))
+    Err(bucket_too_long(tz, 40))
 }
 
 /// UTC offset in seconds of `tz` at `t_ms` (for labelling bucket starts, e.g. `+05:45`).
@@ -208,6 +237,20 @@ mod tests {
         assert!(matches!(err, Error::InvalidQuery { code: "range_too_long", .. }));
         // Local mean time before 1883 is not a multiple of 15 minutes.
         let err = bucket_spans(tz, Bucket::Day, ms("1850-01-01T00:00:00Z"), ms("1850-01-03T00:00:00Z"), 10).unwrap_err();
-        assert!(matches!(err, Error::InvalidQuery { code: "unsupported_tz_offset", .. }));
+        let Error::InvalidQuery { code, message, details } = err else { panic!("an invalid query: {err}") };
+        assert_eq!(code, "unsupported_tz_offset");
+        assert_eq!(
+            message,
+            "time zone \"America/New_York\" has the UTC offset -04:56:02 at 1850-01-01T00:00:00Z, not a multiple of 15 minutes: its local hours and days in this range cannot be counted"
+        );
+        assert_eq!(details, Some(json!({"parameter": "tz", "value": "America/New_York", "utc_offset": "-04:56:02", "at": "1850-01-01T00:00:00Z"})));
+    }
+
+    #[test]
+    fn offsets_are_shown_with_seconds_only_when_they_have_some() {
+        assert_eq!(utc_offset(-2670), "-00:44:30");
+        assert_eq!(utc_offset(20_700), "+05:45");
+        assert_eq!(utc_offset(0), "+00:00");
+        assert_eq!(utc_offset(-17_762), "-04:56:02");
     }
 }

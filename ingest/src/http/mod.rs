@@ -21,7 +21,8 @@
 //! a member name; in NDJSON that line's event is rejected `duplicate_key` instead),
 //! `invalid_body` (not an array), `invalid_utf8`,
 //! `empty_batch`, `all_events_rejected` (details hold the rejections); 413
-//! `payload_too_large` and `too_many_events`; 415 `unsupported_media_type`; 503
+//! `payload_too_large` and `too_many_events`; 415 `unsupported_media_type` (and, from the
+//! binary's router, `unsupported_content_encoding` for a body with a `Content-Encoding`); 503
 //! `log_unavailable` (with `Retry-After`; nothing was stored) and `store_unavailable` (the
 //! codes could not be checked; nothing was stored); 500 `internal`.
 //!
@@ -53,7 +54,7 @@ pub use self::error::ApiError;
 use self::error::echo;
 pub use self::gate::IntakeGate;
 use self::telemetry::EventsReceived;
-use crate::event_input::{DEFAULT_MAX_FUTURE_SKEW_MS, MAX_EVENTS_PER_REQUEST, Rejection, Validation, validate_value};
+use crate::event_input::{DEFAULT_MAX_FUTURE_SKEW_MS, MAX_EVENTS_PER_REQUEST, Rejection, Validation, rfc3339_ms as rfc3339, validate_value};
 use crate::{DurableAppender, EventLog};
 
 /// Route of the endpoint.
@@ -285,10 +286,6 @@ async fn gate_events(
         }
     }
     Ok(accepted)
-}
-
-fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms).map_or_else(|| ms.to_string(), |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
 }
 
 /// Whether reading the body failed on its length limit (`http-body-util`'s

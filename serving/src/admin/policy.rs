@@ -21,7 +21,8 @@ pub fn normalize(pattern: &str) -> Result<String, ApiError> {
 
 /// The lowercase ASCII host of a stored (normalized) target, without a trailing dot; an IPv6
 /// address in [`sluice_schemas::link::canonical_host`] form (one embedding an IPv4 address is
-/// that IPv4 address, so `[::ffff:1.2.3.4]` does not get past an entry for `1.2.3.4`).
+/// that IPv4 address, so neither `[::ffff:1.2.3.4]` nor the NAT64 `[64:ff9b::1.2.3.4]` gets
+/// past an entry for `1.2.3.4`).
 pub fn target_host(long_url: &str) -> Option<String> {
     let url = url::Url::parse(long_url).ok()?;
     let host = match url.host()? {
@@ -111,7 +112,13 @@ mod tests {
         assert_eq!(target_host("https://Sub.Evil.Example:8443/x?y#z").as_deref(), Some("sub.evil.example"));
         assert_eq!(target_host("https://xn--bcher-kva.example/").as_deref(), Some("xn--bcher-kva.example"));
         assert_eq!(target_host("http://[2001:db8::1]/").as_deref(), Some("2001:db8::1"));
-        for mapped in ["http://[::ffff:1.2.3.4]/", "http://[0:0:0:0:0:ffff:0102:0304]/", "http://[::1.2.3.4]/"] {
+        for mapped in [
+            "http://[::ffff:1.2.3.4]/",
+            "http://[0:0:0:0:0:ffff:0102:0304]/",
+            "http://[::1.2.3.4]/",
+            "http://[64:ff9b::1.2.3.4]/",
+            "http://[64:ff9b::102:304]/",
+        ] {
             assert_eq!(target_host(mapped).as_deref(), Some("1.2.3.4"), "{mapped}");
         }
         assert_eq!(target_host("not a url"), None);

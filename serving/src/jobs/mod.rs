@@ -292,7 +292,7 @@ async fn replay(state: &ReportsState, rec: &IdempotencyRecord, request_hash: &st
         (status = 202, description = "Job created (queued)", body = JobStatusBody, headers(("Location" = String))),
         (status = 400, description = "invalid_codes, invalid_format, invalid_timestamp, unaligned_range, invalid_range, invalid_bucket, unknown_timezone, invalid_dimensions, unsupported_dimensions, range_too_long, range_not_retained (without ClickHouse: the in-memory views no longer hold the range; the code and message GET /v1/stats/export gives), unsupported_tz_offset, malformed_json, duplicate_key, unknown_field, invalid_request, invalid_idempotency_key, duplicate_header", body = ErrorBody),
         (status = 404, description = "not_found: a named code is not a link (details.codes)", body = ErrorBody),
-        (status = 415, description = "unsupported_media_type", body = ErrorBody),
+        (status = 415, description = "unsupported_media_type, or unsupported_content_encoding for a body with a Content-Encoding (send it uncompressed)", body = ErrorBody),
         (status = 422, description = "idempotency_key_reused", body = ErrorBody),
         (status = 503, description = "jobs_store_unavailable: the export job table could not be opened when the server started, was deleted or replaced since (e.g. exports/ removed), or hit an I/O error such as a full disk (the server log and /readyz name the file); stats_unavailable: this process runs no dataflow", body = ErrorBody),
     )

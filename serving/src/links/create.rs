@@ -33,7 +33,7 @@ const IDEMPOTENCY_SCOPE: &str = "links:";
         (status = 400, description = "invalid_request (body of the wrong shape or types), malformed_json, duplicate_key, unknown_field, invalid_url, unsupported_scheme, missing_host, invalid_host, invalid_port, credentials_in_url, control_characters, url_too_long, redirect_loop, invalid_alias, alias_reserved, unknown_domain, invalid_expires_at, expires_in_past, invalid_redirect_type, invalid_tags, invalid_idempotency_key or duplicate_header (a repeated Content-Type or Idempotency-Key)", body = ErrorBody),
         (status = 409, description = "alias_conflict", body = ErrorBody),
         (status = 413, description = "payload_too_large", body = ErrorBody),
-        (status = 415, description = "unsupported_media_type", body = ErrorBody),
+        (status = 415, description = "unsupported_media_type, or unsupported_content_encoding for a body with a Content-Encoding (send it uncompressed)", body = ErrorBody),
         (status = 422, description = "policy_violation (static or run-time blocklist) or idempotency_key_reused", body = ErrorBody),
         (status = 429, description = "rate_limited: over [api] create-rate-limit for this client; Retry-After", body = ErrorBody),
         (status = 500, description = "internal (the cause is logged, never sent)", body = ErrorBody),
@@ -42,35 +42,83 @@ const IDEMPOTENCY_SCOPE: &str = "links:";
 )]
 pub async fn create_link(State(state): State<ApiState>, headers: HeaderMap, body: ApiJson<CreateLinkRequest>) -> Result<Response, ApiError> {
     let Some(key) = idempotency_key(&headers)? else {
-        let link = insert_new(&state, &body.value).await?;
+        let link = insert_new(&state, &body.value, None).await.map_err(InsertFailure::into_api_error)?;
         return Ok(created(&state, &link));
     };
     let scoped = format!("{IDEMPOTENCY_SCOPE}{key}");
     let request_hash = blake3::hash(body.canonical.as_bytes()).to_hex().to_string();
-    // One request per key at a time in this process; across processes the store's
-    // insert-if-absent on the record decides (see below).
+    // One request per key at a time in this process (the others wait and replay). Across
+    // processes sharing the store, the store decides: the link and its record are written in
+    // one transaction, the record's key first ([`LinkStore::insert_idempotent`]).
     let lock = state.inner.key_locks.lock_for(&scoped);
     let _guard = lock.lock().await;
     if let Some(rec) = state.inner.store.idempotency_get(&scoped, now_ms()).await? {
         return replay(&rec, &request_hash);
     }
-    let link = insert_new(&state, &body.value).await?;
-    let resp_body = serde_json::to_string(&to_response(&state, &link)).map_err(|e| ApiError::internal(&e))?;
-    let record = IdempotencyRecord { key: scoped.clone(), request_hash: request_hash.clone(), status: 201, body: resp_body, created_at: now_ms() };
-    match state.inner.store.idempotency_put(&record).await {
-        Ok(()) => Ok(created(&state, &link)),
-        Err(StoreError::IdempotencyKeyExists) => {
-            // Another process won the race for this key: undo our link, answer like it did.
-            if let Ok(deleted) = state.inner.store.delete(&link.code, None, now_ms()).await {
-                state.notify(LinkChange::Deleted(deleted.code));
-            }
-            match state.inner.store.idempotency_get(&scoped, now_ms()).await? {
-                Some(rec) => replay(&rec, &request_hash),
-                None => Err(ApiError::internal(&"idempotency record vanished after a conflicting insert")),
-            }
-        }
-        Err(e) => Err(e.into()),
+    let idem = Idempotency { key: &scoped, request_hash: &request_hash };
+    match insert_new(&state, &body.value, Some(&idem)).await {
+        Ok(link) => Ok(created(&state, &link)),
+        Err(InsertFailure::Api(e)) => Err(e),
+        // Another request with this key (another process) committed first: answer as it did.
+        Err(InsertFailure::KeyTaken) => match state.inner.store.idempotency_get(&scoped, now_ms()).await? {
+            Some(rec) => replay(&rec, &request_hash),
+            None => Err(ApiError::internal(&"idempotency record vanished after a conflicting insert")),
+        },
+        // The alias is taken: by the link this key's first request created (it committed
+        // after our look-up above), then this is a retry and gets the replay; by any other
+        // link, 409.
+        Err(InsertFailure::AliasTaken(code)) => match state.inner.store.idempotency_get(&scoped, now_ms()).await? {
+            Some(rec) => replay(&rec, &request_hash),
+            None => Err(alias_conflict(&code)),
+        },
     }
+}
+
+/// The `Idempotency-Key` a create runs under: the scoped key and the request body's hash.
+struct Idempotency<'a> {
+    key: &'a str,
+    request_hash: &'a str,
+}
+
+/// Why [`insert_new`] stored nothing.
+enum InsertFailure {
+    /// The request is invalid, or the store failed.
+    Api(ApiError),
+    /// The custom alias (this code) is taken.
+    AliasTaken(String),
+    /// The idempotency key already has a record.
+    KeyTaken,
+}
+
+impl From<ApiError> for InsertFailure {
+    fn from(e: ApiError) -> Self {
+        InsertFailure::Api(e)
+    }
+}
+
+impl From<StoreError> for InsertFailure {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::IdempotencyKeyExists => InsertFailure::KeyTaken,
+            other => InsertFailure::Api(other.into()),
+        }
+    }
+}
+
+impl InsertFailure {
+    /// The answer to a create without an `Idempotency-Key`.
+    fn into_api_error(self) -> ApiError {
+        match self {
+            InsertFailure::Api(e) => e,
+            InsertFailure::AliasTaken(code) => alias_conflict(&code),
+            InsertFailure::KeyTaken => ApiError::internal(&"idempotency key conflict on a create without a key"),
+        }
+    }
+}
+
+/// 409 `alias_conflict` for the custom alias `code`.
+fn alias_conflict(code: &str) -> ApiError {
+    ApiError::new(StatusCode::CONFLICT, "alias_conflict", format!("alias \"{code}\" is already taken")).with_details(json!({ "alias": code }))
 }
 
 /// The request's `Idempotency-Key`, validated; `None` when the header is absent. Every
@@ -165,31 +213,38 @@ pub fn build_link(state: &ApiState, req: &CreateLinkRequest, now: chrono::DateTi
     })
 }
 
-async fn insert_new(state: &ApiState, req: &CreateLinkRequest) -> Result<Link, ApiError> {
+/// Validates `req` and stores the new link (a generated code unless it names an alias),
+/// with its idempotency record in the same transaction when `idem` is given.
+async fn insert_new(state: &ApiState, req: &CreateLinkRequest, idem: Option<&Idempotency<'_>>) -> Result<Link, InsertFailure> {
     let mut link = build_link(state, req, now_ms())?;
     crate::admin::policy::check_target(state, &link.long_url).await?;
-    let stored = if req.custom_alias.is_some() {
-        state.inner.store.insert(&link).await.map_err(|e| match e {
-            StoreError::CodeTaken(code) => {
-                ApiError::new(StatusCode::CONFLICT, "alias_conflict", format!("alias \"{code}\" is already taken")).with_details(json!({ "alias": code }))
-            }
-            other => other.into(),
-        })?
-    } else {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
+    let mut attempt = 0;
+    let stored = loop {
+        attempt += 1;
+        if req.custom_alias.is_none() {
             link.code = generate_code(state.inner.code_length);
-            match state.inner.store.insert(&link).await {
-                Ok(l) => break l,
-                Err(StoreError::CodeTaken(_)) if attempt < MAX_CODE_ATTEMPTS => {
-                    tracing::debug!(attempt, "generated code collided, retrying");
-                }
-                Err(StoreError::CodeTaken(_)) => {
-                    return Err(ApiError::internal(&format!("no free code after {MAX_CODE_ATTEMPTS} attempts, increase links.code-length")));
-                }
-                Err(e) => return Err(e.into()),
+        }
+        let result = match idem {
+            None => state.inner.store.insert(&link).await,
+            Some(idem) => {
+                // The record holds the 201 body of the link exactly as the store keeps it.
+                let stored = sluice_connectors::as_inserted(&link)?;
+                let body = serde_json::to_string(&to_response(state, &stored)).map_err(|e| ApiError::internal(&e))?;
+                let record =
+                    IdempotencyRecord { key: idem.key.to_owned(), request_hash: idem.request_hash.to_owned(), status: 201, body, created_at: now_ms() };
+                state.inner.store.insert_idempotent(&stored, &record).await
             }
+        };
+        match result {
+            Ok(l) => break l,
+            Err(StoreError::CodeTaken(code)) if req.custom_alias.is_some() => return Err(InsertFailure::AliasTaken(code)),
+            Err(StoreError::CodeTaken(_)) if attempt < MAX_CODE_ATTEMPTS => {
+                tracing::debug!(attempt, "generated code collided, retrying");
+            }
+            Err(StoreError::CodeTaken(_)) => {
+                return Err(ApiError::internal(&format!("no free code after {MAX_CODE_ATTEMPTS} attempts, increase links.code-length")).into());
+            }
+            Err(e) => return Err(e.into()),
         }
     };
     state.notify(LinkChange::Upserted(stored.clone()));

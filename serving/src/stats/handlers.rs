@@ -148,7 +148,13 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + S
 
 pub(crate) fn view_error(e: sluice_dataflows::Error) -> ApiError {
     match e {
-        sluice_dataflows::Error::InvalidQuery { code, message } => ApiError::bad_request(code, message),
+        sluice_dataflows::Error::InvalidQuery { code, message, details } => {
+            let e = ApiError::bad_request(code, message);
+            match details {
+                Some(d) => e.with_details(d),
+                None => e,
+            }
+        }
         sluice_dataflows::Error::NotLocal { code, worker } => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "stats_not_local",

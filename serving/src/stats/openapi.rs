@@ -72,7 +72,7 @@ pub struct EventsAnswerDoc {
         (status = 401, description = "unauthorized or invalid_token", body = ErrorBody),
         (status = 403, description = "forbidden: no token configured and the peer is not loopback", body = ErrorBody),
         (status = 413, description = "payload_too_large or too_many_events", body = ErrorBody),
-        (status = 415, description = "unsupported_media_type", body = ErrorBody),
+        (status = 415, description = "unsupported_media_type, or unsupported_content_encoding for a body with a Content-Encoding (send it uncompressed)", body = ErrorBody),
         (status = 503, description = "log_unavailable: nothing was stored, retry", body = ErrorBody),
     )
 )]

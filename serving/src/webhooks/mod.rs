@@ -222,7 +222,7 @@ fn now_ms() -> i64 {
         (status = 401, description = "unauthorized", body = ErrorBody),
         (status = 403, description = "admin_loopback_only", body = ErrorBody),
         (status = 409, description = "too_many_webhooks (at most 100)", body = ErrorBody),
-        (status = 415, description = "unsupported_media_type", body = ErrorBody),
+        (status = 415, description = "unsupported_media_type, or unsupported_content_encoding for a body with a Content-Encoding (send it uncompressed)", body = ErrorBody),
     ),
     security(("admin_token" = []))
 )]

@@ -82,28 +82,32 @@ fn blocked_v4(v4: Ipv4Addr) -> Option<&'static str> {
     V4_BLOCKED.iter().find(|(net, _)| net.parse::<Ipv4Net>().is_ok_and(|n| n.contains(&v4))).map(|(_, name)| *name)
 }
 
+/// The IPv4 address `v6` is judged by: IPv4-mapped, NAT64 (the link blocklist's reading,
+/// [`sluice_schemas::link::nat64_ipv4`]) or 6to4 (the relay it is routed through).
 fn embedded_v4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
-    let s = v6.segments();
-    if let Some(v4) = v6.to_ipv4_mapped() {
+    if let Some(v4) = v6.to_ipv4_mapped().or_else(|| sluice_schemas::link::nat64_ipv4(v6)) {
         return Some(v4);
     }
-    let o = v6.octets();
-    // NAT64 well-known prefix 64:ff9b::/96.
-    if s[0] == 0x64 && s[1] == 0xff9b && s[2..6].iter().all(|x| *x == 0) {
-        return Some(Ipv4Addr::new(o[12], o[13], o[14], o[15]));
-    }
     // 6to4 2002::/16: the IPv4 address is bits 16..48.
-    if s[0] == 0x2002 {
+    if v6.segments()[0] == 0x2002 {
+        let o = v6.octets();
         return Some(Ipv4Addr::new(o[2], o[3], o[4], o[5]));
     }
     None
+}
+
+/// `range` ([`blocked_range`]) with its indefinite article: "a loopback address", "an
+/// unspecified (this network) address".
+fn an_address_in(range: &str) -> String {
+    let article = if ["unspecified", "IETF"].iter().any(|p| range.starts_with(p)) { "an" } else { "a" };
+    format!("{article} {range} address")
 }
 
 /// 400 `webhook_url_forbidden` for `host` reaching `ip` in `range`.
 fn forbidden(host: &str, ip: IpAddr, range: &str) -> ApiError {
     ApiError::bad_request(
         "webhook_url_forbidden",
-        format!("webhook host \"{host}\" is or resolves to {ip}, a {range} address; set [webhooks] allow-private = true to allow non-public receivers"),
+        format!("webhook host \"{host}\" is or resolves to {ip}, {}; set [webhooks] allow-private = true to allow non-public receivers", an_address_in(range)),
     )
     .with_details(json!({ "host": host, "address": ip.to_string(), "range": range }))
 }
@@ -191,7 +195,7 @@ pub fn check_literal_at_delivery(url: &url::Url, allow_private: bool) -> Result<
         _ => return Ok(()),
     };
     match blocked_range(ip) {
-        Some(range) => Err(format!("{ip} is a {range} address")),
+        Some(range) => Err(format!("{ip} is {}", an_address_in(range))),
         None => Ok(()),
     }
 }
@@ -217,7 +221,7 @@ impl reqwest::dns::Resolve for GuardedResolver {
                 }
                 for a in &addrs {
                     if let Some(range) = blocked_range(a.ip()) {
-                        return Err(format!("blocked: \"{host}\" resolves to {}, a {range} address", a.ip()).into());
+                        return Err(format!("blocked: \"{host}\" resolves to {}, {}", a.ip(), an_address_in(range)).into());
                     }
                 }
             }
@@ -276,6 +280,29 @@ mod tests {
         assert_eq!(blocked_range("127.0.0.1".parse().expect("ip")), Some("loopback"));
         assert_eq!(blocked_range("::1".parse().expect("ip")), Some("loopback"));
         assert_eq!(blocked_range("169.254.169.254".parse().expect("ip")), Some("link-local"));
+    }
+
+    #[test]
+    fn messages_name_the_address_and_its_range() {
+        let msg = |ip: &str| {
+            let ip: IpAddr = ip.parse().expect("ip");
+            forbidden("h", ip, blocked_range(ip).expect("blocked")).message
+        };
+        let tail = "; set [webhooks] allow-private = true to allow non-public receivers";
+        for (ip, what) in [
+            ("64:ff9b::7f00:1", "a non-public IPv4-embedding IPv6 address"),
+            ("::ffff:10.0.0.1", "a non-public IPv4-embedding IPv6 address"),
+            ("0.0.0.0", "an unspecified (this network) address"),
+            ("192.0.0.8", "an IETF protocol assignments address"),
+            ("::", "an unspecified, loopback or IPv4-compatible address"),
+            ("127.0.0.1", "a loopback address"),
+            ("fd00::1", "a unique local (ULA) address"),
+        ] {
+            assert_eq!(msg(ip), format!("webhook host \"h\" is or resolves to {ip}, {what}{tail}"), "{ip}");
+        }
+        let url = url::Url::parse("http://[64:ff9b::a9fe:a9fe]/x").expect("url");
+        assert_eq!(check_literal_at_delivery(&url, false), Err("64:ff9b::a9fe:a9fe is a non-public IPv4-embedding IPv6 address".to_string()));
+        assert_eq!(check_literal_at_delivery(&url, true), Ok(()));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Real-socket tests of the request body limits: the upfront 413 and the read deadline.
+//! Real-socket tests of request bodies: the limits (the upfront 413, the same 413 for a
+//! chunked body, the read deadline) and content codings (415).
 
 use super::*;
 
@@ -68,5 +69,87 @@ async fn a_content_length_over_the_body_limit_gets_413_before_the_body_is_read()
     let events = format!("POST /v1/events HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{}", limit + 1, "x".repeat(limit + 1));
     let resp = raw(s.addr, events.into_bytes()).await;
     assert_eq!(status_and_json(&resp).1["error"]["code"], "not_found", "{}", &resp[..resp.len().min(400)]);
+    s.stop.send(()).expect("server running");
+}
+
+/// `POST path` with `body` sent chunked (no `Content-Length`), as one chunk.
+fn chunked(path: &str, content_type: &str, body: &str) -> Vec<u8> {
+    format!(
+        "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: {content_type}\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// `POST path` with `body` and a `Content-Length`, plus `extra` header lines.
+fn with_length(path: &str, content_type: &str, extra: &str, body: &[u8]) -> Vec<u8> {
+    let mut out =
+        format!("POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n{extra}connection: close\r\n\r\n", body.len())
+            .into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+/// A body over the limit gets one answer whether it announces its length (`POST /v1/links`:
+/// the server's 413 before reading) or arrives chunked (413 once the limit is passed while
+/// reading), on `POST /v1/links` (`[server] max-body-bytes`) and `POST /v1/events`
+/// (`[ingest] max-body-bytes`, checked by its handler both ways); exactly the limit is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_over_the_limit_gets_the_same_413_with_or_without_a_content_length() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let opts = ServerOptions { max_body_bytes: 2048, ..ServerOptions::default() };
+    let tweak = |c: &mut Config| {
+        c.server.max_body_bytes = 2048;
+        c.ingest.max_body_bytes = 1024;
+    };
+    let s = start_full(dir.path(), opts, vec![], tweak, true).await;
+    let too_large = |limit: usize| json!({"error": {"code": "payload_too_large", "message": format!("request body is larger than {limit} bytes"), "details": {"max_body_bytes": limit}}});
+    for (path, content_type, limit) in [("/v1/links", "application/json", 2048), ("/v1/events", "application/x-ndjson", 1024)] {
+        let over = " ".repeat(limit + 1);
+        let resp = raw(s.addr, with_length(path, content_type, "", over.as_bytes())).await;
+        assert_eq!(status_and_json(&resp), (413, too_large(limit)), "{path} with content-length: {resp}");
+        let resp = raw(s.addr, chunked(path, content_type, &over)).await;
+        assert_eq!(status_and_json(&resp), (413, too_large(limit)), "{path} chunked: {resp}");
+        assert_eq!(header_of(&resp, "content-type"), Some("application/json"), "{resp}");
+        // Exactly the limit is read and judged (all whitespace: no JSON, no events).
+        let at = " ".repeat(limit);
+        let resp = raw(s.addr, chunked(path, content_type, &at)).await;
+        let code = if path == "/v1/links" { "malformed_json" } else { "empty_batch" };
+        assert_eq!((status_and_json(&resp).0, status_and_json(&resp).1["error"]["code"].as_str()), (400, Some(code)), "{path}: {resp}");
+    }
+    s.stop.send(()).expect("server running");
+}
+
+/// A request body with a content coding is refused with 415 `unsupported_content_encoding`
+/// and `Accept-Encoding: identity` on `POST /v1/links` and `POST /v1/events` (it used to
+/// be read as JSON: 400 `malformed_json`); `identity` is no coding; nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_with_a_content_coding_is_415() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = start_full(dir.path(), ServerOptions::default(), vec![], |_| {}, true).await;
+    // `{"long_url": "https://example.com/gz"}`, gzip-compressed bytes (a gzip header then
+    // anything: the body is never read).
+    let gz = [0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0xab, 0x56];
+    for (path, content_type) in [("/v1/links", "application/json"), ("/v1/events", "application/x-ndjson")] {
+        for (coding, shown) in [("gzip", "gzip"), ("br", "br"), ("identity, deflate", "deflate")] {
+            let resp = raw(s.addr, with_length(path, content_type, &format!("content-encoding: {coding}\r\n"), &gz)).await;
+            let want = json!({"error": {
+                "code": "unsupported_content_encoding",
+                "message": format!("content codings are not supported: send the request body uncompressed, without Content-Encoding (got \"{shown}\")"),
+                "details": {"content_encoding": shown},
+            }});
+            assert_eq!(status_and_json(&resp), (415, want), "{path} {coding}: {resp}");
+            assert_eq!(header_of(&resp, "accept-encoding"), Some("identity"), "{resp}");
+            assert_eq!(header_of(&resp, "cache-control"), Some("no-store"), "{resp}");
+        }
+    }
+    // `identity` is no coding: the body is read as sent.
+    let body = br#"{"long_url": "https://example.com/plain", "custom_alias": "plain"}"#;
+    let resp = raw(s.addr, with_length("/v1/links", "application/json", "content-encoding: identity\r\n", body)).await;
+    assert_eq!(status_and_json(&resp).0, 201, "{resp}");
+    let resp = raw(s.addr, b"GET /v1/links?limit=10 HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n".to_vec()).await;
+    let codes: Vec<String> =
+        status_and_json(&resp).1["items"].as_array().expect("items").iter().map(|l| l["code"].as_str().expect("code").to_owned()).collect();
+    assert_eq!(codes, vec!["plain"], "only the uncoded create stored a link");
     s.stop.send(()).expect("server running");
 }
