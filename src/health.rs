@@ -8,7 +8,8 @@
 //! it fail, because redirects and the API keep working without them (their sinks catch up
 //! later); a required one (the click log tail, whose failure stops the stats counting; the
 //! click log writer, whose failing appends drop every new click: [`ClickLogWriterHealth`])
-//! makes it answer 503. Dependencies whose state only a probe can tell (Redis, Kafka) keep
+//! makes it answer 503 `not_ready`, whose `details` hold every failed one (the link store's
+//! file too), and whose message names the first. Dependencies whose state only a probe can tell (Redis, Kafka) keep
 //! the latest probe's outcome in a [`CachedProbe`]: `/readyz` refreshes it first
 //! ([`Dependency::refresh`]), at most once per [`PROBE_MAX_AGE`] whatever the request rate.
 
@@ -84,20 +85,29 @@ async fn readyz(State(s): State<HealthState>) -> Response {
     // "readyz" is reserved, so this read exercises the store without ever finding a link.
     match tokio::time::timeout(READY_TIMEOUT, s.store.get("readyz")).await {
         Ok(Ok(_)) => {
+            // Every failure is listed (`details`), the link store's file first: one cause
+            // (`rm -rf` of the data dir) can take several files at once, and each says what
+            // to do about its own.
+            let mut details = serde_json::Map::new();
+            let mut first = None;
             if let Err(e) = s.store.check_file() {
                 tracing::warn!(error = %e, "readiness probe: the link store's file is gone");
-                return json_response(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    json!({ "error": { "code": "not_ready", "message": "link_store is not working", "details": { "link_store": { "status": "failed", "error": e.to_string() } } } }),
-                );
+                details.insert("link_store".into(), json!({ "status": "failed", "error": e.to_string() }));
+                first = Some("link_store");
             }
             futures::future::join_all(s.dependencies.iter().map(|d| d.refresh())).await;
-            if let Some(d) = s.dependencies.iter().find(|d| d.required() && !d.status().0) {
-                let (_, state) = d.status();
-                tracing::warn!(dependency = d.name(), state = %state, "readiness probe: a required dependency failed");
+            for d in s.dependencies.iter().filter(|d| d.required()) {
+                let (ok, state) = d.status();
+                if !ok {
+                    tracing::warn!(dependency = d.name(), state = %state, "readiness probe: a required dependency failed");
+                    details.insert(d.name().into(), state);
+                    first = first.or(Some(d.name()));
+                }
+            }
+            if let Some(first) = first {
                 return json_response(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    json!({ "error": { "code": "not_ready", "message": format!("{} is not working", d.name()), "details": { d.name(): state } } }),
+                    json!({ "error": { "code": "not_ready", "message": format!("{first} is not working"), "details": details } }),
                 );
             }
             let mut body = json!({ "status": "ready", "store": s.store.backend() });
@@ -237,7 +247,9 @@ impl CachedProbe {
 /// device (os error 28)`). Shape: `{"status": "up", "logged": N}` or
 /// `{"status": "failed", "error": "...", "dropped": N}`. Also failed while the writer's
 /// check of `clicks.redb` finds it replaced by another file (the log then writes to a side
-/// file holding every click, `clicks.redb.recovered-<time>`), deleted and not restored, or
+/// file holding every click, `clicks.redb.recovered-<time>`), deleted and not written back
+/// yet (e.g. its directory removed too: appends go on into the open file, which is written
+/// back once the directory exists again), or
 /// truncated and not written back (damaged in use; `sluice log reset` after the stop)
 /// ([`sluice_ingest::IngestStats::file_failure`]; the error names the file and what to do).
 /// A deleted or truncated file that the log writes back from its open file is failed only

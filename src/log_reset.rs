@@ -69,10 +69,10 @@ pub fn run(cfg: &Config) -> anyhow::Result<String> {
         }
         bail!(
             "click log \"{}\" opens and stores {} clicks of another log than the newest checkpoint's; resetting would drop them. Put the \
-             click log the checkpoint was taken of back at that path (when sluice saved it while serving, it is a \
-             clicks.redb.recovered-<time> file next to it)",
+             click log the checkpoint was taken of back at that path{}",
             path.display(),
-            log.head() - log.low()
+            log.head() - log.low(),
+            checkpoint::side_file_hint(data_dir)
         );
     }
     log.continue_empty_at(offset).with_context(|| format!("could not start the new click log \"{}\" at offset {offset}", path.display()))?;

@@ -24,6 +24,16 @@ pub const FILE_NAME: &str = "visitor_secret";
 /// Errors: unreadable or malformed file, a file readable by group/others (mode not 0600),
 /// or a failure creating it.
 pub fn load_or_create(configured: Option<&str>, data_dir: &Path) -> anyhow::Result<[u8; 32]> {
+    let earlier_data = data_dir.join(sluice_connectors::click_log::CLICK_LOG_FILE_NAME).exists();
+    load_or_create_after(configured, data_dir, earlier_data)
+}
+
+/// [`load_or_create`] where `earlier_data` says whether the data dir held a click log
+/// before this start (`sluice serve` opens the log first and looks before it does): a
+/// secret generated then is logged as a warning (visitor ids change).
+///
+/// Errors: as [`load_or_create`].
+pub fn load_or_create_after(configured: Option<&str>, data_dir: &Path, earlier_data: bool) -> anyhow::Result<[u8; 32]> {
     if let Some(s) = configured {
         return parse_secret(s);
     }
@@ -34,7 +44,6 @@ pub fn load_or_create(configured: Option<&str>, data_dir: &Path) -> anyhow::Resu
         if create_whole(data_dir, &path, &secret)? {
             // A click log already there means earlier runs used a secret that is now gone:
             // every returning visitor gets a new id and counts as a new unique.
-            let earlier_data = data_dir.join(sluice_connectors::click_log::CLICK_LOG_FILE_NAME).exists();
             if earlier_data {
                 tracing::warn!(path = %path.display(), "generated a NEW visitor secret in a data dir that already holds data: visitor ids change, so returning visitors count as new uniques (restore the old visitor_secret file to avoid this)");
             } else {

@@ -66,18 +66,38 @@ pub enum Error {
         retry_in_ms: u64,
     },
     /// The click log file was deleted while the log had it open, and it could not be
-    /// written back to its path from the open file (`click_log` module docs, "Deleted
-    /// file"). New events go to the open, deleted file: the running dataflow counts them, but
-    /// they are lost at the next restart.
+    /// written back to its path from the open file yet (`click_log` `file_check.rs`). The log
+    /// keeps the open, deleted file — every stored event, and new ones go to it (the running
+    /// dataflow counts them) — and tries the write-back again at every file check; what it
+    /// holds is lost only if the process stops before a write-back succeeds.
     #[error(
-        "click log \"{path}\" was deleted while in use and could not be restored from the open file ({detail}); \
-         new clicks go to the deleted file and are lost at the next restart: free the problem and restart sluice"
+        "click log \"{path}\" was deleted while in use and could not be written back from the open file yet ({detail}); \
+         sluice keeps every click, new ones included, in the file it has open (deleted: only this process can still read it) \
+         and tries again at every file check (every 2 s): free the problem (e.g. disk space) so that it can. If sluice \
+         stops before, the clicks in that file are lost"
     )]
     ClickLogDeleted {
         /// The log file.
         path: String,
-        /// Why it could not be restored.
+        /// Why it could not be written back.
         detail: String,
+    },
+    /// The click log file and its directory were removed while the log had the file open
+    /// (e.g. `rm -rf` of the data dir): the file cannot be written back until the directory
+    /// exists again. The log keeps the open, deleted file (every stored event, and new ones go
+    /// to it) and writes it back to `path` at the first file check after the directory was
+    /// created again; what it holds is lost only if the process stops before.
+    #[error(
+        "click log \"{path}\" and its directory \"{dir}\" were removed while in use; sluice keeps every click, new ones \
+         included, in the file it has open (deleted: only this process can still read it) and writes it back to \"{path}\" \
+         within seconds once the directory exists again (`mkdir -p {dir}`). If sluice stops before, the clicks in that file \
+         are lost"
+    )]
+    ClickLogDirRemoved {
+        /// The log file.
+        path: String,
+        /// Its directory (the data dir).
+        dir: String,
     },
     /// Another file took the click log's path while the log had its own file open, and the
     /// log could not copy its file to a side file (the cause is in `detail`): it keeps writing
@@ -368,7 +388,8 @@ impl Error {
         match self {
             Error::CodeTaken(_) | Error::NotFound(_) | Error::VersionMismatch { .. } | Error::IdempotencyKeyExists | Error::InvalidValue { .. } => "user",
             Error::Database(_) | Error::Migrate(_) | Error::ClickLog { .. } | Error::ClickLogClosed { .. } | Error::AnomalyStore { .. } => "external",
-            Error::ClickLogDeleted { .. } | Error::ClickLogReplaced { .. } | Error::ClickLogDiverted { .. } | Error::LinkStoreFileMoved { .. } => "external",
+            Error::ClickLogDeleted { .. } | Error::ClickLogDirRemoved { .. } | Error::ClickLogReplaced { .. } | Error::ClickLogDiverted { .. } => "external",
+            Error::LinkStoreFileMoved { .. } => "external",
             Error::AnomalyStoreClosed { .. } | Error::AnomalyStoreDeleted { .. } | Error::AnomalyStoreReplaced { .. } => "external",
             Error::Corrupt(_)
             | Error::ClickLogDecode { .. }

@@ -291,10 +291,10 @@ pub fn load_latest_for_log(dir: &Path, source: &SourceIdentity, log_clicks: Opti
                         _ => bail!(
                             "the newest checkpoint in {} was taken of another click log (log id {checkpoint:016x}; the clicks.redb in the \
                              data dir has log id {current:016x}{}): was clicks.redb replaced? Resuming would mix the two logs' clicks. Put \
-                             the click log the checkpoint was taken of back at {data_dir}/clicks.redb (when sluice saved it while serving, it \
-                             is a clicks.redb.recovered-<time> file next to it)",
+                             the click log the checkpoint was taken of back at {data_dir}/clicks.redb{}",
                             dir.display(),
-                            log_clicks.map(|n| format!(" and holds {n} clicks")).unwrap_or_default()
+                            log_clicks.map(|n| format!(" and holds {n} clicks")).unwrap_or_default(),
+                            side_file_hint(dir.parent().unwrap_or(dir))
                         ),
                     }
                 }
@@ -306,6 +306,50 @@ pub fn load_latest_for_log(dir: &Path, source: &SourceIdentity, log_clicks: Opti
         }
     }
     Ok(None)
+}
+
+/// Where to find a click log to put back, for refusals that ask for it: the side files
+/// `clicks.redb.recovered-<time>` in `data_dir` by name (where a running sluice saved the
+/// log it had open when another file took its path), or, when there are none, a backup. It
+/// names only files that exist.
+pub fn side_file_hint(data_dir: &Path) -> String {
+    let files = sluice_connectors::click_log::side_files(data_dir);
+    if files.is_empty() {
+        return " (e.g. from a backup; sluice saved no copy of a click log in the data dir)".to_owned();
+    }
+    let names: Vec<String> = files.iter().map(|f| format!("\"{}\"", f.display())).collect();
+    format!(" (sluice saved the log it had open while serving, when another file took its path, to {})", names.join(", "))
+}
+
+/// Refuses a start on a data dir without `clicks.redb` whose newest checkpoint of log
+/// partition `partition` (in `dir`, the checkpoint directory) was taken of a click log: a
+/// start would create a new, empty log with another log id, and be refused after creating
+/// it. Checked before anything is created (`System::start`); the message names the way
+/// back (`sluice log reset`, or the log put back).
+///
+/// Errors: that refusal; `dir` exists but cannot be listed.
+pub fn refuse_without_log(dir: &Path, partition: u32) -> anyhow::Result<()> {
+    let Some(((path, f), _)) = newest_of_partition(dir, partition)? else {
+        return Ok(());
+    };
+    let offset = f.snapshot.offsets.get(&partition).copied().unwrap_or(0);
+    let id = match f.source {
+        SourceIdentity::LogFile { log_id, .. } => format!("log id {log_id:016x}"),
+        _ if offset > 0 => "a click log without an id".to_owned(),
+        _ => return Ok(()),
+    };
+    let data_dir = dir.parent().unwrap_or(dir);
+    bail!(
+        "the newest checkpoint \"{}\" was taken of a click log ({id}, read up to offset {offset}) that is not in the data dir: there is no \
+         {}/clicks.redb (moved away or deleted). To continue from that checkpoint on a new, empty log, keeping every click it \
+         counted, stop every sluice process using the data dir and run `sluice log reset --data-dir {}`; or put the click log the \
+         checkpoint was taken of back at {}/clicks.redb{}",
+        path.display(),
+        data_dir.display(),
+        data_dir.display(),
+        data_dir.display(),
+        side_file_hint(data_dir)
+    )
 }
 
 /// The newest readable checkpoint of a partition (path and file) and every other

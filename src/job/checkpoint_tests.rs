@@ -119,3 +119,46 @@ fn a_checkpoint_of_another_click_log_file_is_refused() {
     assert!(err.contains("another click log") && err.contains("0000000000000abc") && err.contains("0000000000000def"), "{err}");
     assert!(err.contains("clicks.redb"), "{err}");
 }
+
+/// The refusal of another log's checkpoint names the side files sluice saved while serving
+/// only when they exist, by name; without any it says so.
+#[test]
+fn the_refusal_names_only_side_files_that_exist() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().join("checkpoints");
+    write(&d, &file(2, SourceIdentity::LogFile { partition: 0, log_id: 0xabc })).expect("write");
+    let other = SourceIdentity::LogFile { partition: 0, log_id: 0xdef };
+    let err = format!("{:#}", load_latest_for_log(&d, &other, Some(8)).expect_err("another log"));
+    assert!(err.ends_with("(e.g. from a backup; sluice saved no copy of a click log in the data dir)"), "{err}");
+    assert!(!err.contains("recovered-"), "{err}");
+    let side = dir.path().join("clicks.redb.recovered-20261202T060000.000Z");
+    std::fs::write(&side, b"x").expect("side file");
+    let err = format!("{:#}", load_latest_for_log(&d, &other, Some(8)).expect_err("another log"));
+    assert!(err.ends_with(&format!("(sluice saved the log it had open while serving, when another file took its path, to \"{}\")", side.display())), "{err}");
+}
+
+/// A data dir without `clicks.redb` whose newest checkpoint is of a click log is refused
+/// (before a start creates anything), naming `sluice log reset`; without a checkpoint, or
+/// with one of another partition, nothing is refused.
+#[test]
+fn a_missing_click_log_with_a_checkpoint_of_one_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().join("checkpoints");
+    refuse_without_log(&d, 0).expect("no checkpoints");
+    write(&d, &file(2, SourceIdentity::LogFile { partition: 1, log_id: 0xabc })).expect("write");
+    refuse_without_log(&d, 0).expect("another partition's");
+    write(&d, &file(3, SourceIdentity::LogFile { partition: 0, log_id: 0xabc })).expect("write");
+    let err = format!("{:#}", refuse_without_log(&d, 0).expect_err("refused"));
+    let data = dir.path().display();
+    assert_eq!(
+        err,
+        format!(
+            "the newest checkpoint \"{}\" was taken of a click log (log id 0000000000000abc, read up to offset 30) that is not in the data \
+             dir: there is no {data}/clicks.redb (moved away or deleted). To continue from that checkpoint on a new, empty log, keeping \
+             every click it counted, stop every sluice process using the data dir and run `sluice log reset --data-dir {data}`; or put \
+             the click log the checkpoint was taken of back at {data}/clicks.redb (e.g. from a backup; sluice saved no copy of a click \
+             log in the data dir)",
+            d.join(format!("ckpt-{:020}.bin", 3)).display()
+        )
+    );
+}

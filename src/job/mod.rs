@@ -131,6 +131,22 @@ fn dead_letter_sink() -> DeadLetterSink {
     })
 }
 
+/// Where a start of the dataflow resumes: its click log and the checkpoint loaded and
+/// checked against it by [`DataflowJob::check_start`]; consumed by [`DataflowJob::start_at`].
+pub struct StartPoint {
+    log: ClickLog,
+    checkpoints_on: bool,
+    source_id: checkpoint::SourceIdentity,
+    checkpoint_dir: std::path::PathBuf,
+    restored: Option<(std::path::PathBuf, checkpoint::CheckpointFile)>,
+}
+
+impl std::fmt::Debug for StartPoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StartPoint").field("source", &self.source_id).field("checkpoint", &self.restored.as_ref().map(|(p, _)| p)).finish_non_exhaustive()
+    }
+}
+
 /// The abuse detectors' side of [`DataflowJob::start_with_acks`].
 #[derive(Clone, Default)]
 pub struct JobAnomalies {
@@ -202,6 +218,61 @@ impl DataflowJob {
         acks: Option<SinkAcks>,
         pending: Option<Arc<sluice_ingest::PendingFloor>>,
     ) -> anyhow::Result<DataflowJob> {
+        let start = Self::check_start(cfg, log).await?;
+        Self::start_at(cfg, start, store, changes, anomalies, acks, pending).await
+    }
+
+    /// Loads the checkpoint a start over `log` resumes from (the newest valid one of its
+    /// input, [`checkpoint`]) and checks it against the log, without starting anything:
+    /// [`system::System::start`] runs this before it creates the link store or the visitor
+    /// secret, so that a start refused here leaves the data dir as it was.
+    ///
+    /// Errors: the newest checkpoint was taken of another click log
+    /// ([`checkpoint::load_latest_for_log`]) or starts past the log's head (the log was
+    /// deleted, truncated or replaced); the checkpoint directory cannot be listed.
+    pub async fn check_start(cfg: &Config, log: ClickLog) -> anyhow::Result<StartPoint> {
+        let checkpoints_on = !cfg.dataflow.checkpoint_interval.is_zero() && cfg.dataflow.processes == 1;
+        let source_id = if cfg.kafka.enabled() {
+            checkpoint::SourceIdentity::Kafka { topic: cfg.kafka.click_topic.clone() }
+        } else {
+            checkpoint::SourceIdentity::LogFile { partition: cfg.dataflow.partition(), log_id: log.log_id() }
+        };
+        let checkpoint_dir = checkpoint::dir_of(&cfg.server.data_dir);
+        let restored = if checkpoints_on {
+            let (dir, id) = (checkpoint_dir.clone(), source_id.clone());
+            let log_clicks = (!cfg.kafka.enabled()).then(|| log.head() - log.low());
+            tokio::task::spawn_blocking(move || checkpoint::load_latest_for_log(&dir, &id, log_clicks)).await.context("checkpoint load task failed")??
+        } else {
+            None
+        };
+        if !cfg.kafka.enabled() {
+            let from = restored.as_ref().and_then(|(_, f)| f.snapshot.offsets.get(&cfg.dataflow.partition()).copied()).unwrap_or_else(|| log.low());
+            if from > log.head() {
+                anyhow::bail!(
+                    "the newest checkpoint in {} starts after click-log offset {from}, but the click log in the data dir ends at offset {} \
+                     (was clicks.redb deleted, truncated or replaced?); new clicks would be skipped. Put the original clicks.redb back, \
+                     or move the checkpoints directory away to rebuild the views from the log as it is",
+                    checkpoint_dir.display(),
+                    log.head()
+                );
+            }
+        }
+        Ok(StartPoint { log, checkpoints_on, source_id, checkpoint_dir, restored })
+    }
+
+    /// [`Self::start_with_acks`] from a start point [`Self::check_start`] accepted.
+    ///
+    /// Errors: as [`Self::start_with_acks`] (without the checkpoint checks, done).
+    pub async fn start_at(
+        cfg: &Config,
+        start: StartPoint,
+        store: Arc<dyn LinkStore>,
+        changes: Option<ChangeSink>,
+        anomalies: JobAnomalies,
+        acks: Option<SinkAcks>,
+        pending: Option<Arc<sluice_ingest::PendingFloor>>,
+    ) -> anyhow::Result<DataflowJob> {
+        let StartPoint { log, checkpoints_on, source_id, checkpoint_dir, restored } = start;
         let pcfg = cfg.dataflow.pipeline_config()?;
         for r in DeadLetterReason::ALL {
             metrics::counter!("sluice_events_dead_lettered_total", "reason" => r.as_str()).increment(0);
@@ -227,21 +298,8 @@ impl DataflowJob {
             (None, None)
         };
 
-        // Checkpoints: the newest valid one of this input is the starting state.
-        let checkpoints_on = !cfg.dataflow.checkpoint_interval.is_zero() && cfg.dataflow.processes == 1;
-        let source_id = if cfg.kafka.enabled() {
-            checkpoint::SourceIdentity::Kafka { topic: cfg.kafka.click_topic.clone() }
-        } else {
-            checkpoint::SourceIdentity::LogFile { partition: cfg.dataflow.partition(), log_id: log.log_id() }
-        };
-        let checkpoint_dir = checkpoint::dir_of(&cfg.server.data_dir);
-        let restored = if checkpoints_on {
-            let (dir, id) = (checkpoint_dir.clone(), source_id.clone());
-            let log_clicks = (!cfg.kafka.enabled()).then(|| log.head() - log.low());
-            tokio::task::spawn_blocking(move || checkpoint::load_latest_for_log(&dir, &id, log_clicks)).await.context("checkpoint load task failed")??
-        } else {
-            None
-        };
+        // Checkpoints: the newest valid one of this input is the starting state (loaded and
+        // checked by `check_start`).
         if let Some((path, f)) = &restored {
             metrics::counter!("sluice_checkpoint_restores_total").increment(1);
             tracing::info!(
@@ -263,16 +321,8 @@ impl DataflowJob {
             tasks.push(input.task);
             (input.factory, input.progress, Some(input.changes))
         } else {
+            // At or below the head (`check_start`).
             let from = start_offsets.get(&cfg.dataflow.partition()).copied().unwrap_or_else(|| log.low());
-            if from > log.head() {
-                anyhow::bail!(
-                    "the newest checkpoint in {} starts after click-log offset {from}, but the click log in the data dir ends at offset {} \
-                     (was clicks.redb deleted, truncated or replaced?); new clicks would be skipped. Put the original clicks.redb back, \
-                     or move the checkpoints directory away to rebuild the views from the log as it is",
-                    checkpoint_dir.display(),
-                    log.head()
-                );
-            }
             if from < log.low() {
                 tracing::warn!(checkpoint = from, log_low = log.low(), "the click log no longer holds every click after the checkpoint");
             }

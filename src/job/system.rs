@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use sluice_connectors::click_log::ClickLog;
+use sluice_connectors::click_log::{CLICK_LOG_FILE_NAME, ClickLog};
 use sluice_connectors::{LinkStore, open_store};
 use sluice_dataflows::views::{AsOf, Views};
 use sluice_ingest::{ClickSender, IngestStats, LogWriterConfig, WriterSummary, click_channel, spawn_log_writer};
@@ -135,33 +135,51 @@ impl System {
         crate::config::create_data_dir(&data_dir)?;
         telemetry::prometheus();
         let before_open = super::lost_store::BeforeOpen::look(&cfg, &data_dir);
-        let store = open_store(&cfg.store_location()).await.context("could not open the link store")?;
-        // Logs an error when `links.db` is deleted or replaced while open (`/readyz` fails then).
-        drop(crate::health::watch_store_file(Arc::downgrade(&store), crate::health::STORE_FILE_CHECK));
-        let secret = visitor_secret::load_or_create(cfg.visitor.secret.as_ref().map(|s| s.0.as_str()), &data_dir)?;
-        let mut store_check = None;
-        let (sink, intake): (Arc<dyn ClickSink>, Option<Intake>) = if cfg.server.role == Role::Api {
-            let (sink, _receiver) = sluice_redirect::ChannelClickSink::new(1);
-            (Arc::new(sink), None)
+        let had_click_log = data_dir.join(CLICK_LOG_FILE_NAME).exists();
+        // The click log and the checkpoint the dataflow resumes from are checked first: a
+        // start they refuse (a damaged clicks.redb, a checkpoint of another log, a log moved
+        // away) creates nothing — no links.db, no visitor_secret, no empty clicks.redb.
+        let (opened_log, start_point) = if cfg.server.role == Role::Api {
+            (None, None)
         } else {
+            let checkpoints_on = cfg.dataflow.enabled && !cfg.kafka.enabled() && !cfg.dataflow.checkpoint_interval.is_zero() && cfg.dataflow.processes == 1;
+            if checkpoints_on && !had_click_log {
+                let (dir, partition) = (super::checkpoint::dir_of(&data_dir), cfg.dataflow.partition());
+                tokio::task::spawn_blocking(move || super::checkpoint::refuse_without_log(&dir, partition)).await.context("checkpoint check task failed")??;
+            }
             let dir = data_dir.clone();
             let log = tokio::task::spawn_blocking(move || ClickLog::open(&dir))
                 .await
                 .context("click log open task failed")?
                 .context("could not open the click log (another sluice process using this data dir, or a damaged clicks.redb)")?;
-            // Read now, applied once every other check passed (lost_store docs).
-            store_check = Some(super::lost_store::check_link_store(&store, &log, before_open).await?);
-            let (sender, receiver) = click_channel(cfg.redirect.click_channel_capacity);
-            let stats = Arc::clone(sender.stats());
-            let pending = Arc::clone(sender.pending());
-            let accepted = Arc::new(AtomicU64::new(0));
-            let kafka = if cfg.kafka.enabled() { Some(crate::kafka::KafkaIntake::start(&cfg.kafka, &data_dir).await?) } else { None };
-            let writer_cfg = LogWriterConfig { linger: cfg.redirect.click_log_linger, ..LogWriterConfig::default() };
-            let writer = match &kafka {
-                Some(k) => spawn_log_writer(receiver, k.event_log(), writer_cfg),
-                None => spawn_log_writer(receiver, log.clone(), writer_cfg),
-            };
-            (Arc::new(CountingSink { inner: sender, accepted: Arc::clone(&accepted) }), Some(Intake { log, writer, accepted, stats, pending, kafka }))
+            let start = if cfg.dataflow.enabled { Some(DataflowJob::check_start(&cfg, log.clone()).await?) } else { None };
+            (Some(log), start)
+        };
+        let store = open_store(&cfg.store_location()).await.context("could not open the link store")?;
+        // Logs an error when `links.db` is deleted or replaced while open (`/readyz` fails then).
+        drop(crate::health::watch_store_file(Arc::downgrade(&store), crate::health::STORE_FILE_CHECK));
+        let secret = visitor_secret::load_or_create_after(cfg.visitor.secret.as_ref().map(|s| s.0.as_str()), &data_dir, had_click_log)?;
+        let mut store_check = None;
+        let (sink, intake): (Arc<dyn ClickSink>, Option<Intake>) = match opened_log {
+            None => {
+                let (sink, _receiver) = sluice_redirect::ChannelClickSink::new(1);
+                (Arc::new(sink), None)
+            }
+            Some(log) => {
+                // Read now, applied once every other check passed (lost_store docs).
+                store_check = Some(super::lost_store::check_link_store(&store, &log, before_open).await?);
+                let (sender, receiver) = click_channel(cfg.redirect.click_channel_capacity);
+                let stats = Arc::clone(sender.stats());
+                let pending = Arc::clone(sender.pending());
+                let accepted = Arc::new(AtomicU64::new(0));
+                let kafka = if cfg.kafka.enabled() { Some(crate::kafka::KafkaIntake::start(&cfg.kafka, &data_dir).await?) } else { None };
+                let writer_cfg = LogWriterConfig { linger: cfg.redirect.click_log_linger, ..LogWriterConfig::default() };
+                let writer = match &kafka {
+                    Some(k) => spawn_log_writer(receiver, k.event_log(), writer_cfg),
+                    None => spawn_log_writer(receiver, log.clone(), writer_cfg),
+                };
+                (Arc::new(CountingSink { inner: sender, accepted: Arc::clone(&accepted) }), Some(Intake { log, writer, accepted, stats, pending, kafka }))
+            }
         };
         let mut sinks = crate::sinks::Sinks::start(&cfg)?;
         if let Some(i) = &intake {
@@ -186,11 +204,11 @@ impl System {
             Some(a) => a.open_anomalies().await,
             None => Vec::new(),
         };
-        let job = match &intake {
-            Some(i) if cfg.dataflow.enabled => Some(
-                DataflowJob::start_with_acks(
+        let job = match (&intake, start_point) {
+            (Some(i), Some(start)) => Some(
+                DataflowJob::start_at(
                     &cfg,
-                    i.log.clone(),
+                    start,
                     Arc::clone(&store),
                     sinks.change_sink(),
                     crate::job::JobAnomalies { sink: anomaly_sink, open: open_anomalies },

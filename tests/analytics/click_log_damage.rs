@@ -24,10 +24,15 @@ struct Server {
 
 impl Server {
     async fn start(data: &Path) -> Server {
+        Server::start_with(data, &[]).await
+    }
+
+    /// [`Server::start`] with more `sluice serve` arguments.
+    async fn start_with(data: &Path, args: &[&str]) -> Server {
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
         let listen = format!("127.0.0.1:{}", free_port());
         let log = data.with_extension(format!("log-{}", now_ms()));
-        let mut child = serve_embedded(&listen, data, &[], &log);
+        let mut child = serve_embedded(&listen, data, args, &log);
         await_ready(&mut child, &http, &listen, &log, Duration::from_secs(60)).await;
         Server { child, listen, log, http }
     }
@@ -70,6 +75,54 @@ impl Server {
             assert!(t0.elapsed() < Duration::from_secs(30), "{code}: {got} clicks, want {want}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// `GET /{code}` as a browser → its status.
+    async fn redirect(&self, code: &str) -> u16 {
+        let r = self.http.get(format!("http://{}/{code}", self.listen)).header("user-agent", BROWSER_UA).send().await.expect("redirect");
+        r.status().as_u16()
+    }
+
+    /// `totals.clicks` of `GET /v1/stats/summary` (every link's, deleted ones' included).
+    async fn summary_clicks(&self) -> u64 {
+        let v: Value = self.http.get(format!("http://{}/v1/stats/summary", self.listen)).send().await.expect("summary").json().await.expect("json");
+        v["totals"]["clicks"].as_u64().unwrap_or_else(|| panic!("{v}"))
+    }
+
+    /// Waits until the summary shows `want` clicks (panics after 30 s with what it shows).
+    async fn await_summary_clicks(&self, want: u64) {
+        let t0 = Instant::now();
+        loop {
+            let got = self.summary_clicks().await;
+            if got == want {
+                return;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(30), "summary: {got} clicks, want {want}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Polls `/readyz` until `details.click_log_writer` is (`failed`) or is not (`!failed`)
+    /// reported failed (panics after 15 s); its error when failed.
+    async fn await_writer_state(&self, failed: bool) -> Option<String> {
+        let t0 = Instant::now();
+        loop {
+            let (_, body) = self.readyz().await;
+            let w = &body["error"]["details"]["click_log_writer"];
+            if (w["status"] == "failed") == failed {
+                return w["error"].as_str().map(str::to_owned);
+            }
+            assert!(t0.elapsed() < Duration::from_secs(15), "/readyz: {body}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The value of `sluice_click_events_dropped_total{reason="log_error"}` (0 while absent).
+    async fn dropped_log_error(&self) -> u64 {
+        let text = self.http.get(format!("http://{}/metrics", self.listen)).send().await.expect("metrics").text().await.expect("text");
+        text.lines()
+            .find_map(|l| l.strip_prefix("sluice_click_events_dropped_total{reason=\"log_error\"} "))
+            .map_or(0, |v| v.trim().parse().unwrap_or_else(|e| panic!("{v}: {e}")))
     }
 
     async fn readyz(&self) -> (u16, Value) {
@@ -237,8 +290,8 @@ async fn a_truncated_click_log_that_cannot_be_written_back_is_reported_and_reset
 }
 
 /// `clicks.redb` moved away (as the old message said) before a start: the start is refused
-/// naming `sluice log reset`, which adopts the empty log that start created and keeps the
-/// checkpoint's 20 clicks.
+/// naming `sluice log reset` before it creates anything, and the reset creates the new log
+/// and keeps the checkpoint's 20 clicks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_click_log_moved_away_is_reset_keeping_the_checkpoint() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -251,8 +304,10 @@ async fn a_click_log_moved_away_is_reset_keeping_the_checkpoint() {
     std::fs::rename(data.join("clicks.redb"), dir.path().join("moved.redb")).expect("move away");
     let (code, _, stderr) = sluice(&["serve", "--listen", &format!("127.0.0.1:{}", free_port())], &data);
     assert_eq!(code, Some(1), "{stderr}");
-    assert!(stderr.contains("no clicks stored: a new, empty log"), "{stderr}");
+    assert!(stderr.contains(&format!("that is not in the data dir: there is no {}/clicks.redb (moved away or deleted)", data.display())), "{stderr}");
     assert!(stderr.contains(&format!("run `sluice log reset --data-dir {}`", data.display())), "{stderr}");
+    assert!(stderr.contains("sluice saved no copy of a click log in the data dir"), "names no file that does not exist: {stderr}");
+    assert!(!data.join("clicks.redb").exists(), "the refused start created no click log");
     let (code, stdout, stderr) = sluice(&["log", "reset"], &data);
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(stdout.lines().filter(|l| !l.starts_with("older checkpoint")).count(), 2, "{stdout}");
@@ -305,4 +360,80 @@ async fn a_replaced_click_log_is_saved_to_a_side_file_and_no_click_is_lost() {
     let s = Server::start(&data).await;
     s.await_clicks("t4", 30).await;
     assert_eq!(s.stop().0, Some(0));
+}
+
+/// The newcomer's sequence: `rm -rf` of the data dir while serving, redirects, `mkdir -p`,
+/// redirects. The log keeps its open (deleted) file, so the clicks after the removal are
+/// counted, not dropped; `/readyz` says what happened; after `mkdir` the next file check
+/// writes all 13 clicks back to the path; the graceful stop exits 0, and the restart counts
+/// the same 13. A start that is refused afterwards (the click log moved away) creates
+/// neither `links.db` nor `visitor_secret`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_dir_removed_and_recreated_while_serving_keeps_every_click() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("d");
+    let path = data.join("clicks.redb");
+    // No periodic checkpoint: its writer would create the data dir again by itself.
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(&config, "[dataflow]\ncheckpoint-interval = \"1h\"\n").expect("write config");
+    let args = ["--config", config.to_str().expect("utf-8")];
+    let s = Server::start_with(&data, &args).await;
+    s.create_link("rm").await;
+    for _ in 0..5 {
+        assert_eq!(s.redirect("rm").await, 302);
+    }
+    s.await_clicks("rm", 5).await;
+    std::fs::remove_dir_all(&data).expect("rm -rf the data dir");
+    for _ in 0..5 {
+        assert_eq!(s.redirect("rm").await, 302);
+    }
+    let error = s.await_writer_state(true).await.expect("the writer's error");
+    assert_eq!(
+        error,
+        format!(
+            "click log \"{p}\" and its directory \"{d}\" were removed while in use; sluice keeps every click, new ones included, in the \
+             file it has open (deleted: only this process can still read it) and writes it back to \"{p}\" within seconds once the \
+             directory exists again (`mkdir -p {d}`). If sluice stops before, the clicks in that file are lost",
+            p = path.display(),
+            d = data.display()
+        )
+    );
+    s.await_clicks("rm", 10).await;
+    assert_eq!(s.dropped_log_error().await, 0, "no click dropped");
+    assert!(!data.exists(), "nothing recreated the data dir");
+    std::fs::create_dir_all(&data).expect("mkdir -p the data dir");
+    for _ in 0..3 {
+        assert_eq!(s.redirect("rm").await, 302);
+    }
+    assert_eq!(s.await_writer_state(false).await, None, "the click log is back");
+    await_log(&s, "click log file restored at its path from the open file").await;
+    assert!(path.exists());
+    s.await_clicks("rm", 13).await;
+    s.await_summary_clicks(13).await;
+    assert_eq!(s.dropped_log_error().await, 0, "no click dropped");
+    let (code, log) = s.stop();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(!log.contains("ends before the last acknowledged append"), "{log}");
+
+    // links.db went with the data dir: the restart serves a new, empty link store, and the
+    // summary (every link's clicks) has the same 13.
+    let s = Server::start_with(&data, &args).await;
+    s.await_summary_clicks(13).await;
+    let (code, log) = s.stop();
+    assert_eq!(code, Some(0), "{log}");
+    let (code, stdout, stderr) = sluice(&["log", "tail", "-n", "100"], &data);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout.lines().count(), 13, "the log holds the 13 clicks: {stdout}");
+
+    // A start refused (the click log moved away) creates nothing.
+    std::fs::rename(&path, dir.path().join("moved.redb")).expect("move the click log away");
+    for name in ["links.db", "links.db-wal", "links.db-shm", "visitor_secret"] {
+        let _ = std::fs::remove_file(data.join(name));
+    }
+    let (code, _, stderr) = sluice(&["serve", "--listen", &format!("127.0.0.1:{}", free_port()), "--config", args[1]], &data);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("run `sluice log reset --data-dir {}`", data.display())), "{stderr}");
+    for name in ["clicks.redb", "links.db", "visitor_secret"] {
+        assert!(!data.join(name).exists(), "the refused start created {name}");
+    }
 }

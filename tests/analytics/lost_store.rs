@@ -130,6 +130,7 @@ async fn a_refused_start_retires_nothing() {
     // (The checkpoint records the id of the log it was taken of: the foreign log is refused by
     // that check, before the one of its length.)
     assert!(stderr.contains("was taken of another click log") && stderr.contains("was clicks.redb replaced?"), "{stderr}");
+    assert!(stderr.contains("(e.g. from a backup; sluice saved no copy of a click log in the data dir)"), "names no file that does not exist: {stderr}");
     assert!(!stderr.contains("retired"), "{stderr}");
 
     std::fs::rename(dir.path().join("own-clicks.redb"), own.join("clicks.redb")).expect("put the log back");

@@ -55,6 +55,24 @@ impl Watch {
         self.file.lock().unwrap_or_else(|p| p.into_inner()).as_ref().and_then(|f| f.metadata().ok()).map(|m| m.len())
     }
 
+    /// A path that opens the very file this watch has open, also after it was deleted or
+    /// replaced at its path: Linux `/proc/self/fd/<n>` of the watch's descriptor (an open of
+    /// it opens that file, with the access its permissions grant). `None` without a
+    /// descriptor or `/proc`.
+    #[cfg(target_os = "linux")]
+    pub(super) fn reopen_path(&self) -> Option<std::path::PathBuf> {
+        use std::os::fd::AsRawFd;
+        let fd = self.file.lock().unwrap_or_else(|p| p.into_inner()).as_ref()?.as_raw_fd();
+        let path = std::path::PathBuf::from(format!("/proc/self/fd/{fd}"));
+        path.exists().then_some(path)
+    }
+
+    /// Not on this platform (see the Linux version).
+    #[cfg(not(target_os = "linux"))]
+    pub(super) fn reopen_path(&self) -> Option<std::path::PathBuf> {
+        None
+    }
+
     /// Records the length after a commit (call with the log's write lock held).
     pub(super) fn note_commit(&self) {
         if let Some(len) = self.len() {

@@ -12,6 +12,13 @@
 //!   appends wait while it copies (the intake channel buffers them, and counts what overflows).
 //!   Refusing to write would lose every click from then on, and reopening an empty log at the
 //!   path would lose the events stored before the deletion, which a restart replays.
+//!   When the copy cannot be written (its directory was removed too, `rm -rf` of the data dir;
+//!   a full disk), the log keeps the open file — the only copy left, so it is never closed for
+//!   this — and appends go on into it: the running dataflow counts them. It reports
+//!   [`Error::ClickLogDirRemoved`] (or [`Error::ClickLogDeleted`] with the cause) and tries the
+//!   write-back again at every check, so once the directory exists again (`mkdir -p`) the whole
+//!   log, every offset unchanged, is back at its path within one check. Only a stop before
+//!   that loses what the open file holds.
 //! - another file is at the path (replaced): that file is someone's decision (a restored
 //!   backup?), so it is not touched. The log copies its open file the same way to a side file
 //!   next to it, `clicks.redb.recovered-<UTC time>`, and writes there from then on: every
@@ -74,8 +81,10 @@ impl ClickLog {
     ///
     /// Errors (appends go on either way): [`Error::ClickLogDiverted`] while the log writes to
     /// a side file because another file took its path; [`Error::ClickLogReplaced`] when
-    /// another file took its path and the side copy failed; [`Error::ClickLogDeleted`] when
-    /// the deleted file could not be restored; [`Error::ClickLogDamagedInUse`] when it
+    /// another file took its path and the side copy failed; [`Error::ClickLogDirRemoved`]
+    /// when the file and its directory were removed (written back once the directory exists
+    /// again); [`Error::ClickLogDeleted`] when the deleted file could not be restored (tried
+    /// again at the next check); [`Error::ClickLogDamagedInUse`] when it
     /// shrank and could not be written back (the cause is in each message).
     pub fn check_file(&self) -> Result<FileCheck> {
         let w = self.inner.write.lock().unwrap_or_else(|p| p.into_inner());
@@ -110,7 +119,10 @@ impl ClickLog {
                 Ok(FileCheck::Restored { events })
             }
             Err(Switch::Taken) => self.divert(w),
-            Err(Switch::Failed(detail)) => Err(Error::ClickLogDeleted { path: shown, detail }),
+            Err(Switch::Failed(detail)) => Err(match missing_dir(&path) {
+                Some(dir) => Error::ClickLogDirRemoved { path: shown, dir },
+                None => Error::ClickLogDeleted { path: shown, detail },
+            }),
         }
     }
 
@@ -129,7 +141,10 @@ impl ClickLog {
                 Err(e)
             }
             Err(Switch::Taken) => Err(Error::ClickLogReplaced { path: shown, detail: format!("\"{}\" already exists", side.display()) }),
-            Err(Switch::Failed(detail)) => Err(Error::ClickLogReplaced { path: shown, detail }),
+            Err(Switch::Failed(detail)) => Err(match missing_dir(&side) {
+                Some(dir) => Error::ClickLogDirRemoved { path: shown, dir },
+                None => Error::ClickLogReplaced { path: shown, detail },
+            }),
         }
     }
 
@@ -141,10 +156,18 @@ impl ClickLog {
         let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| CLICK_LOG_FILE_NAME.to_owned());
         let tmp = target.with_file_name(format!("{name}.restoring"));
         let _ = std::fs::remove_file(&tmp);
-        let copied = self.with_db(|old| {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| copy_log(old, &tmp, verify.clone())))
-                .unwrap_or_else(|_| Err(Error::Corrupt("redb panicked while reading the open file".into())))
-        });
+        // Not through `with_db`: an I/O error of the copy (most often the target's: its
+        // directory removed, a full disk) must not mark the open file for reopening, which
+        // would close it — when its path is gone it is the only copy of the log. An error
+        // reading the open file shows again at the next append, which marks it then.
+        let copied = {
+            let guard = self.inner.db.read().unwrap_or_else(|p| p.into_inner());
+            match guard.as_ref() {
+                Some(old) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| copy_log(old, &tmp, verify.clone())))
+                    .unwrap_or_else(|_| Err(Error::Corrupt("redb panicked while reading the open file".into()))),
+                None => Err(self.closed_error(std::time::Duration::ZERO)),
+            }
+        };
         let events = match copied {
             Ok(n) => n,
             Err(e) => {
@@ -194,6 +217,29 @@ impl ClickLog {
             }
         }
     }
+}
+
+/// The directory of `path` when it no longer exists (for [`Error::ClickLogDirRemoved`]).
+fn missing_dir(path: &Path) -> Option<String> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty())?;
+    matches!(std::fs::symlink_metadata(dir), Err(e) if e.kind() == std::io::ErrorKind::NotFound).then(|| dir.display().to_string())
+}
+
+/// The side files `clicks.redb.recovered-<UTC time>` in `dir` (where a running log saved
+/// the file it had open when another file took its path; `file_check.rs`), sorted by name
+/// (oldest first); none when `dir` cannot be read. For messages that point at them: they
+/// name only files that exist.
+pub fn side_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let prefix = format!("{CLICK_LOG_FILE_NAME}.recovered-");
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&prefix) && !n.ends_with(".restoring")))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
 }
 
 /// Why [`ClickLog::copy_and_switch`] did not switch.

@@ -86,3 +86,58 @@ fn a_replaced_file_is_left_alone_and_the_open_file_is_saved_to_a_side_file() {
     assert_eq!((log.low(), log.head()), (0, 6));
     assert_eq!(log.read_entries(0, 100).expect("read"), entries(0..6, 0..0));
 }
+
+/// The file's directory removed too (`rm -rf` of the data dir): the write-back fails until
+/// the directory exists again, and meanwhile the log keeps its open file — appends go on
+/// into it, nothing is created at the path — and says so; once the directory is back, the
+/// next check writes every event back with its offset, log id and metadata.
+#[test]
+fn a_removed_log_dir_keeps_the_open_file_and_the_next_check_after_mkdir_writes_every_event_back() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let dir = root.path().join("d");
+    let path = dir.join(CLICK_LOG_FILE_NAME);
+    let log = ClickLog::open(&dir).expect("open");
+    let log_id = log.log_id();
+    log.set_link_store_id(7).expect("link store id");
+    assert_eq!(log.append(&events(0..5)).expect("append"), 0..5);
+    std::fs::remove_dir_all(&dir).expect("rm -rf the data dir");
+    assert_eq!(log.append(&events(5..10)).expect("append to the open, deleted file"), 5..10);
+    let expected = format!(
+        "click log \"{p}\" and its directory \"{d}\" were removed while in use; sluice keeps every click, new ones included, in the \
+         file it has open (deleted: only this process can still read it) and writes it back to \"{p}\" within seconds once the \
+         directory exists again (`mkdir -p {d}`). If sluice stops before, the clicks in that file are lost",
+        p = path.display(),
+        d = dir.display()
+    );
+    for _ in 0..2 {
+        match log.check_file() {
+            Err(e @ Error::ClickLogDirRemoved { .. }) => assert_eq!(e.to_string(), expected),
+            other => panic!("expected the removed directory, got {other:?}"),
+        }
+        assert!(!dir.exists(), "nothing is created while the directory is gone");
+    }
+    assert_eq!(log.read(0, 100).expect("read the open file").len(), 10);
+    std::fs::create_dir(&dir).expect("mkdir");
+    assert_eq!(log.append(&events(10..13)).expect("append before the next check"), 10..13);
+    assert!(!path.exists(), "an append never creates a new file at the path");
+    assert_eq!(log.check_file().expect("written back"), FileCheck::Restored { events: 13 });
+    assert_eq!(log.check_file().expect("check"), FileCheck::InPlace);
+    assert_eq!(log.read_entries(0, 100).expect("read"), entries(0..13, 0..0));
+    drop(log);
+    let log = ClickLog::open(&dir).expect("reopen after a restart");
+    assert_eq!((log.low(), log.head(), log.log_id()), (0, 13, log_id));
+    assert_eq!(log.link_store_id().expect("link store id"), Some(7));
+    assert_eq!(log.read_entries(0, 100).expect("read"), entries(0..13, 0..0));
+}
+
+/// `side_files` lists the saved side files of a data dir, and only those.
+#[test]
+fn side_files_lists_only_the_recovered_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    assert!(side_files(dir.path()).is_empty());
+    for name in ["clicks.redb", "clicks.redb.recovered-20261202T060000.000Z", "clicks.redb.recovered-x.restoring", "clicks.redb.damaged-1"] {
+        std::fs::write(dir.path().join(name), b"x").expect("write");
+    }
+    assert_eq!(side_files(dir.path()), vec![dir.path().join("clicks.redb.recovered-20261202T060000.000Z")]);
+    assert!(side_files(&dir.path().join("missing")).is_empty());
+}

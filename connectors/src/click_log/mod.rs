@@ -148,7 +148,7 @@ struct Scratch {
     chunk: Vec<u8>,
 }
 
-pub use file_check::FileCheck;
+pub use file_check::{FileCheck, side_files};
 
 /// Opens the log file at the given path (see [`ClickLog::open`]).
 type Opener = Box<dyn Fn(&Path) -> Result<Database> + Send + Sync>;

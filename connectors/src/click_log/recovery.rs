@@ -19,6 +19,12 @@
 //! same events, it returns their offsets without writing them again. Any other next append
 //! leaves them in the log (a warning says so: they were reported as not written, so their
 //! sender may also send them again; the dataflow's dedup by `event_id` counts them once).
+//!
+//! A file no longer at its path (deleted, its directory removed, another file there) is
+//! never reopened by path: that would start a new, empty log (or open someone else's file)
+//! under a log with events. The log reopens the very file it had open through its own
+//! descriptor of it (Linux `/proc/self/fd/<n>`, `damage.rs`) and [`ClickLog::check_file`]
+//! writes it back to its path as for a deletion (`file_check.rs`).
 
 use std::ops::Range;
 use std::sync::atomic::Ordering;
@@ -115,7 +121,7 @@ impl ClickLog {
         }
     }
 
-    fn closed_error(&self, retry_in: Duration) -> Error {
+    pub(super) fn closed_error(&self, retry_in: Duration) -> Error {
         Error::ClickLogClosed {
             path: self.inner.path.display().to_string(),
             cause: self.inner.failure.lock().unwrap_or_else(|p| p.into_inner()).clone(),
@@ -156,6 +162,25 @@ impl ClickLog {
         Ok(())
     }
 
+    /// Where to reopen the log's file: its path while the file the log opened is there (or
+    /// the log knows no file id); otherwise — deleted, with its directory or not, or another
+    /// file at the path — that same file through the log's own descriptor (`damage.rs`), so
+    /// that a reopen never starts an empty log at the path (appends would continue at the old
+    /// head in a file without the earlier events) nor opens another file. `None` when that
+    /// descriptor cannot be reopened (not Linux).
+    fn reopen_target(&self) -> Option<std::path::PathBuf> {
+        let active = self.active_path();
+        let Some(opened) = *self.inner.file_id.lock().unwrap_or_else(|p| p.into_inner()) else {
+            return Some(active);
+        };
+        if super::file_check::file_id(&active).is_ok_and(|id| id == opened) {
+            return Some(active);
+        }
+        let via = self.inner.watch.reopen_path()?;
+        tracing::warn!(path = %active.display(), via = %via.display(), "the click log file is no longer at its path: reopening it through the log's own descriptor");
+        Some(via)
+    }
+
     /// Reopens the file if an I/O error closed it (module docs); `w` is the held write lock.
     ///
     /// Errors with [`Error::ClickLogClosed`] while it cannot be reopened (or inside the
@@ -170,7 +195,22 @@ impl ClickLog {
         {
             return Err(self.closed_error(at - now));
         }
-        let path = &self.active_path();
+        let Some(path) = self.reopen_target() else {
+            // Nothing to reopen that is this log: keep the file open (reads may still work,
+            // and `check_file` writes it back once it can) rather than open an empty log.
+            w.recovery.failures = w.recovery.failures.saturating_add(1);
+            let delay = reopen_delay(w.recovery.initial_backoff, w.recovery.failures);
+            w.recovery.next_try = Some(now + delay);
+            {
+                let mut failure = self.inner.failure.lock().unwrap_or_else(|p| p.into_inner());
+                const GONE: &str = "; the file is no longer at its path and cannot be reopened through its descriptor";
+                if !failure.ends_with(GONE) {
+                    failure.push_str(GONE);
+                }
+            }
+            return Err(self.closed_error(delay));
+        };
+        let path = &path;
         let mut slot = self.inner.db.write().unwrap_or_else(|p| p.into_inner());
         if let Some(old) = slot.take()
             && let Err(e) = old.close()

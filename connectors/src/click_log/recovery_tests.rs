@@ -281,3 +281,31 @@ fn the_write_probe_fails_while_the_disk_is_full_and_reopens_the_log_once_there_i
     assert_eq!((log.low(), log.head()), (0, 5));
     assert_eq!(log.read(0, 100).expect("read"), offsets_and_events(0..5));
 }
+
+/// An I/O error while the file and its directory are gone (`rm -rf` of the data dir, then
+/// a full disk): the reopen goes through the log's own descriptor of the deleted file —
+/// never a new, empty file at the path — appends resume in it at their offsets, and the
+/// check after `mkdir` writes every event back to the path.
+#[test]
+fn an_io_error_after_the_log_dir_was_removed_reopens_the_same_file_not_a_new_one() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let dir = root.path().join("d");
+    let (log, faults) = faulty_log(&dir, Duration::ZERO);
+    let log_id = log.log_id();
+    assert_eq!(log.append(&events(0..5)).expect("append"), 0..5);
+    std::fs::remove_dir_all(&dir).expect("rm -rf the data dir");
+    faults.full.store(true, Ordering::SeqCst);
+    assert_io_error(log.append(&events(5..8)), Some(NO_SPACE));
+    faults.full.store(false, Ordering::SeqCst);
+    assert_eq!(log.append(&events(5..8)).expect("append after the reopen"), 5..8);
+    assert_eq!(faults.opens.load(Ordering::SeqCst), 2, "the first open and one reopen, of the deleted file");
+    assert!(!dir.exists(), "no new file (nor directory) at the path");
+    assert_eq!(log.read(0, 100).expect("read"), offsets_and_events(0..8));
+    std::fs::create_dir(&dir).expect("mkdir");
+    assert_eq!(log.check_file().expect("written back"), FileCheck::Restored { events: 8 });
+    assert_eq!(log.read(0, 100).expect("read"), offsets_and_events(0..8));
+    drop(log);
+    let log = ClickLog::open(&dir).expect("reopen after a restart");
+    assert_eq!((log.low(), log.head(), log.log_id()), (0, 8, log_id));
+    assert_eq!(log.read(0, 100).expect("read"), offsets_and_events(0..8));
+}
