@@ -391,19 +391,18 @@ impl ShardState {
     fn export_block(&self, code: &CodeRollups, g: Granularity, start: i64, block: &Block, out: &mut Vec<ChangedRow>) {
         for vi in 0..View::COUNT {
             block.for_view(vi, |key, row| {
-                let (view, dims, meta, is_bot) = seal::key_parts(&self.values, &self.metas, key);
-                out.push(ChangedRow {
-                    code: Arc::clone(&code.name),
-                    granularity: g,
-                    bucket_start_ms: start,
-                    view,
-                    is_bot,
-                    dims,
-                    meta,
-                    clicks: row.clicks(),
-                    uniques: row.sketch.uniques_within_ref(row.clicks()),
-                    sketch: row.sketch.to_bytes(),
-                });
+                let clicks = row.clicks();
+                out.push(seal::changed_row(
+                    &self.values,
+                    &self.metas,
+                    &code.name,
+                    g,
+                    start,
+                    key,
+                    clicks,
+                    row.sketch.uniques_within_ref(clicks),
+                    row.sketch.to_bytes(),
+                ));
             });
         }
     }

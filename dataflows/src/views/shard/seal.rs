@@ -117,7 +117,7 @@ impl ShardState {
                     return;
                 }
                 let clicks = row.clicks();
-                out.push(changed_row(values, metas, &code.name, g, start, key, clicks, &mut row.sketch));
+                out.push(changed_row(values, metas, &code.name, g, start, key, clicks, row.sketch.uniques_within(clicks), row.sketch.to_bytes()));
             });
         }
         derived.sort_unstable();
@@ -132,7 +132,7 @@ impl ShardState {
                     sketch.merge(&row.sketch);
                 }
             }
-            out.push(changed_row(&self.values, &self.metas, &code.name, g, start, key, clicks, &mut sketch));
+            out.push(changed_row(&self.values, &self.metas, &code.name, g, start, key, clicks, sketch.uniques_within(clicks), sketch.to_bytes()));
         }
         totals.sort_unstable();
         // Sorted by metadata id last: the last entry of each (code, gran, start, is_bot) run
@@ -151,14 +151,15 @@ impl ShardState {
                 });
             }
             let key = row_key(View::Total.index(), meta, 0, is_bot);
-            out.push(changed_row(&self.values, &self.metas, &code.name, g, start, key, clicks, &mut sketch));
+            out.push(changed_row(&self.values, &self.metas, &code.name, g, start, key, clicks, sketch.uniques_within(clicks), sketch.to_bytes()));
         }
     }
 }
 
-/// The change-stream form of a row: `key` of block (`code`, `g`, `start`) with these values.
+/// The change-stream form of a row: `key` of block (`code`, `g`, `start`) with these values
+/// (`sketch`: the row's serialized visitor sketch).
 #[allow(clippy::too_many_arguments)]
-fn changed_row(
+pub(super) fn changed_row(
     values: &[Interner; 6],
     metas: &[Option<Arc<LinkMeta>>],
     code: &Arc<str>,
@@ -166,21 +167,11 @@ fn changed_row(
     start: i64,
     key: u64,
     clicks: u64,
-    sketch: &mut VisitorSketch,
+    uniques: u64,
+    sketch: Vec<u8>,
 ) -> ChangedRow {
     let (view, dims, meta, is_bot) = key_parts(values, metas, key);
-    ChangedRow {
-        code: Arc::clone(code),
-        granularity: g,
-        bucket_start_ms: start,
-        view,
-        is_bot,
-        dims,
-        meta,
-        clicks,
-        uniques: sketch.uniques_within(clicks),
-        sketch: sketch.to_bytes(),
-    }
+    ChangedRow { code: Arc::clone(code), granularity: g, bucket_start_ms: start, view, is_bot, dims, meta, clicks, uniques, sketch }
 }
 
 /// What row `key` of a block stands for: its view, dimension values (in the view's order),
