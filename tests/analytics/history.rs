@@ -11,6 +11,9 @@
 //! * Without ClickHouse: `POST /v1/reports/export` over such a range is the 400
 //!   `GET /v1/stats/export` gives (same body), never a 202 and a failed job.
 
+// The reference and ClickHouse helpers serve the `integration-tests` test only.
+#![cfg_attr(not(feature = "integration-tests"), allow(dead_code))]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
