@@ -123,10 +123,16 @@ impl RedirectBenchArgs {
         if !self.skip_miss && self.miss_cache_capacity == 0 {
             return usage("--miss-cache-capacity must be positive (or pass --skip-miss)".into());
         }
-        let online = super::procs::online_cpu_set();
+        let parsed = |l: &Option<String>| l.as_deref().and_then(|l| super::procs::parse_cpus(l).ok());
+        let overlap = match (parsed(&self.server_cpus), parsed(&self.client_cpus)) {
+            (Some(s), Some(c)) => s.intersection(&c).next().is_some(),
+            _ => false,
+        };
+        // Malformed and overlapping lists are refused by `CpuPlan::explicit` (which names the
+        // shared CPUs); here only CPUs that do not exist.
+        let online = if overlap { None } else { super::procs::online_cpu_set() };
         for (flag, list) in [("--server-cpus", &self.server_cpus), ("--client-cpus", &self.client_cpus)] {
             let Some(list) = list else { continue };
-            // A malformed list is refused by `CpuPlan::explicit`; here only CPUs that exist.
             if let (Ok(cpus), Some(online)) = (super::procs::parse_cpus(list), &online)
                 && let Some(missing) = cpus.iter().find(|c| !online.contains(c))
             {
