@@ -31,6 +31,20 @@ fn input() -> Vec<sluice_schemas::ClickEvent> {
     ]
 }
 
+/// The stored spec of a job posted with [`BODY`] (CSV).
+fn body_spec() -> JobSpec {
+    JobSpec {
+        codes: Some(vec!["ab".into()]),
+        from_ms: ms("2024-06-01T00:00:00Z"),
+        to_ms: ms("2024-06-02T00:00:00Z"),
+        bucket: "day".into(),
+        tz: "UTC".into(),
+        dimensions: String::new(),
+        include_bots: false,
+        format: ExportFormat::Csv,
+    }
+}
+
 async fn call(state: &ReportsState, method: &str, uri: &str) -> (StatusCode, Value) {
     let body = (method == "POST").then_some(("application/json", BODY));
     let (st, _, b) = send(state, method, uri, body).await;
@@ -119,16 +133,7 @@ async fn an_export_recreates_a_missing_exports_directory() {
     h.ingest(input());
     let dir = tempfile::tempdir().expect("tempdir");
     let exports = dir.path().join("exports");
-    let spec = JobSpec {
-        codes: Some(vec!["ab".into()]),
-        from_ms: ms("2024-06-01T00:00:00Z"),
-        to_ms: ms("2024-06-02T00:00:00Z"),
-        bucket: "day".into(),
-        tz: "UTC".into(),
-        dimensions: String::new(),
-        include_bots: false,
-        format: ExportFormat::Csv,
-    };
+    let spec = body_spec();
     let plan = plan_of(&spec).expect("plan");
     let (part, done) = (exports.join("j.part"), exports.join("j.csv"));
     let got = write_export(&crate::export::RowSource::new(h.handle.views().clone(), None), &plan, &["ab".to_owned()], &part, &done, &AtomicBool::new(false))
@@ -147,16 +152,7 @@ async fn a_failed_export_leaves_no_part_file() {
     let h = Harness::pipeline(&["ab"], clock.clone(), clock).await;
     h.ingest(input());
     let dir = tempfile::tempdir().expect("tempdir");
-    let spec = JobSpec {
-        codes: Some(vec!["ab".into()]),
-        from_ms: ms("2024-06-01T00:00:00Z"),
-        to_ms: ms("2024-06-02T00:00:00Z"),
-        bucket: "day".into(),
-        tz: "UTC".into(),
-        dimensions: String::new(),
-        include_bots: false,
-        format: ExportFormat::Csv,
-    };
+    let spec = body_spec();
     let (part, done) = (dir.path().join("j.part"), dir.path().join("j.csv"));
     std::fs::create_dir(&done).expect("a directory where the file goes");
     std::fs::write(done.join("x"), b"x").expect("non-empty");
