@@ -192,8 +192,7 @@ fn open_sink(args: &ImportArgs, cfg: &Config) -> anyhow::Result<Sink> {
         // generated after it look like a lost one ("data dir already holds data").
         crate::config::create_data_dir(dir)?;
         let secret = crate::visitor_secret::load_or_create(cfg.visitor.secret.as_ref().map(|s| s.0.as_str()), dir)?;
-        let log = ClickLog::open(dir)
-            .with_context(|| format!("could not open the click log in \"{}\" (is `sluice serve` running on it? then import with --target)", dir.display()))?;
+        let log = ClickLog::open(dir).map_err(|e| crate::log_open::open_error(dir, e, "then import with --target"))?;
         let salt = VisitorSalt::new(secret, cfg.visitor.salt_period.period_ms());
         let skew_ms = i64::try_from(cfg.ingest.max_future_skew.as_millis()).unwrap_or(i64::MAX);
         return Ok(Sink::Log { log, salt, skew_ms });

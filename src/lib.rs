@@ -14,6 +14,7 @@
 //! | [`telemetry`] | tracing and the Prometheus recorder |
 //! | [`visitor_secret`] | the visitor-id secret in the data directory |
 //! | [`log_tail`] | `sluice log tail` |
+//! | [`log_open`] | the message of a click log a command could not open |
 //! | [`stdout`] | command output: a closed standard output ends the command quietly (exit 0) |
 //! | [`loadgen`] | `sluice loadgen`: realistic traffic and its exact ground truth (also a library for `sluice demo`) |
 //! | [`import`] | `sluice import`: backfill from NDJSON events or combined-log access logs |
@@ -36,6 +37,7 @@ pub mod intake_gate;
 pub mod job;
 pub mod kafka;
 pub mod loadgen;
+pub mod log_open;
 pub mod log_reset;
 pub mod log_tail;
 pub mod router;

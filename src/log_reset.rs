@@ -27,6 +27,7 @@ use sluice_connectors::click_log::{CLICK_LOG_FILE_NAME, ClickLog};
 
 use crate::config::Config;
 use crate::job::checkpoint::{self, SourceIdentity};
+use crate::log_open::open_error;
 
 /// Runs `sluice log reset` on the data dir of `cfg`; returns the report printed on stdout
 /// (one line per step).
@@ -100,7 +101,6 @@ pub fn run(cfg: &Config) -> anyhow::Result<String> {
 
 /// Opens the click log at `path`, first moving a damaged file aside (noted in `report`).
 fn open_or_move_aside(data_dir: &Path, path: &Path, report: &mut String) -> anyhow::Result<ClickLog> {
-    let busy = || format!("could not open the click log \"{}\" (is `sluice serve` running on this data dir? stop it first)", path.display());
     match ClickLog::open(data_dir) {
         Ok(log) => Ok(log),
         Err(sluice_connectors::Error::ClickLogDamaged { detail, .. }) => {
@@ -109,8 +109,8 @@ fn open_or_move_aside(data_dir: &Path, path: &Path, report: &mut String) -> anyh
             let aside = data_dir.join(format!("{CLICK_LOG_FILE_NAME}.damaged-{stamp}"));
             std::fs::rename(path, &aside).with_context(|| format!("could not move the damaged click log \"{}\" aside", path.display()))?;
             report.push_str(&format!("damaged click log \"{}\" ({detail}) moved aside to \"{}\"\n", path.display(), aside.display()));
-            ClickLog::open(data_dir).with_context(busy)
+            ClickLog::open(data_dir).map_err(|e| open_error(data_dir, e, "stop it first"))
         }
-        Err(e) => Err(anyhow::Error::new(e).context(busy())),
+        Err(e) => Err(open_error(data_dir, e, "stop it first")),
     }
 }

@@ -1,20 +1,26 @@
 //! `sluice log tail`: prints click events from the embedded log as NDJSON, one object per
 //! line: `{"event": {ClickEvent fields}, "offset": N}` (keys in that order).
 //!
-//! The log file is held exclusively by a running `sluice serve` with the same data
-//! directory; stop it first (events survive restarts).
+//! The log is opened read-only ([`ClickLogReader`]): it can be tailed on a read-only file
+//! system (a backup mount) and is not written. The file is held exclusively by a running
+//! `sluice serve` with the same data directory; stop it first (events survive restarts). A
+//! log not closed cleanly (its server was killed) is repaired first, as `sluice serve` does
+//! at its next start, which needs write access.
 
 use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
-use sluice_connectors::click_log::{CLICK_LOG_FILE_NAME, ClickLog};
+use sluice_connectors::click_log::{CLICK_LOG_FILE_NAME, ClickLog, ClickLogReader};
+use sluice_connectors::redb_open::OpenFailure;
+
+use crate::log_open::open_error;
 
 /// Events read per batch.
 const BATCH: usize = 1024;
 
 /// Where to start: `from`, or `lines` events before the head.
-pub fn start_offset(log: &ClickLog, from: Option<u64>, lines: u64) -> u64 {
+pub fn start_offset(log: &ClickLogReader, from: Option<u64>, lines: u64) -> u64 {
     from.unwrap_or_else(|| log.head().saturating_sub(lines)).max(log.low())
 }
 
@@ -22,7 +28,7 @@ pub fn start_offset(log: &ClickLog, from: Option<u64>, lines: u64) -> u64 {
 ///
 /// Errors: a failed log read; a failed write ([`crate::stdout::write_error`]: a closed
 /// output is [`crate::stdout::OutputClosed`]).
-pub fn print_range(log: &ClickLog, mut from: u64, out: &mut impl Write) -> anyhow::Result<u64> {
+pub fn print_range(log: &ClickLogReader, mut from: u64, out: &mut impl Write) -> anyhow::Result<u64> {
     loop {
         let batch = log.read(from, BATCH).context("could not read the click log")?;
         let Some((last, _)) = batch.last() else { return Ok(from) };
@@ -37,13 +43,22 @@ pub fn print_range(log: &ClickLog, mut from: u64, out: &mut impl Write) -> anyho
     }
 }
 
-/// Runs `sluice log tail` on the log in `data_dir`.
+/// Runs `sluice log tail` on the log in `data_dir`, writing to standard output.
+///
+/// # Errors
+/// As [`run_to`].
+pub fn run(data_dir: &Path, from: Option<u64>, lines: u64) -> anyhow::Result<()> {
+    run_to(data_dir, from, lines, &mut std::io::stdout().lock())
+}
+
+/// Runs `sluice log tail` on the log in `data_dir`, writing to `out`.
 ///
 /// # Errors
 /// When `data_dir` does not exist or holds no click log (nothing is created: a typo in
 /// `--data-dir` must not leave an empty log behind), when the log is held by a running
-/// server, or when reading or writing fails.
-pub fn run(data_dir: &Path, from: Option<u64>, lines: u64) -> anyhow::Result<()> {
+/// server or cannot be opened otherwise ([`open_error`] names the cause), or when reading or
+/// writing fails.
+pub fn run_to(data_dir: &Path, from: Option<u64>, lines: u64, out: &mut impl Write) -> anyhow::Result<()> {
     if !data_dir.is_dir() {
         anyhow::bail!("no data directory \"{}\": nothing to tail (check --data-dir or [server] data-dir)", data_dir.display());
     }
@@ -55,28 +70,133 @@ pub fn run(data_dir: &Path, from: Option<u64>, lines: u64) -> anyhow::Result<()>
             file.display()
         );
     }
-    let log = ClickLog::open(data_dir)
-        .with_context(|| format!("could not open the click log in \"{}\" (is `sluice serve` running on it? stop it first)", data_dir.display()))?;
+    let log = match ClickLogReader::open(data_dir) {
+        Ok(log) => log,
+        Err(e) if e.open_failure() == OpenFailure::NeedsRepair => {
+            // redb repairs a file that was not closed cleanly when it opens it for writing.
+            tracing::info!(path = %file.display(), "the click log was not closed cleanly: repairing it before reading");
+            drop(ClickLog::open(data_dir).map_err(|e| open_error(data_dir, e, "stop it first")).context(format!(
+                "the click log in \"{}\" was not closed cleanly (sluice stopped without a graceful shutdown) and must be repaired before \
+                 it can be read, which needs write access",
+                data_dir.display()
+            ))?);
+            ClickLogReader::open(data_dir).map_err(|e| open_error(data_dir, e, "stop it first"))?
+        }
+        Err(e) => return Err(open_error(data_dir, e, "stop it first")),
+    };
     let start = start_offset(&log, from, lines);
-    print_range(&log, start, &mut std::io::stdout().lock())?;
+    print_range(&log, start, out)?;
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_fs::{Mutable, set_immutable};
+    use sluice_schemas::ClickEvent;
+
+    fn click(i: u128) -> ClickEvent {
+        ClickEvent {
+            event_id: uuid::Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0000 | i),
+            code: format!("c{i}"),
+            ts: 1_700_000_000_000 + i as i64,
+            ip_trunc: None,
+            visitor_id: 7,
+            user_agent: "ua".into(),
+            referrer: None,
+            accept_language: None,
+            edge_region: None,
+        }
+    }
+
+    /// The lines `run_to` wrote, parsed.
+    fn lines(out: Vec<u8>) -> Vec<serde_json::Value> {
+        String::from_utf8(out).expect("utf-8").lines().map(|l| serde_json::from_str(l).expect("json line")).collect()
+    }
+
+    fn line(offset: u64, i: u128, ts: i64) -> serde_json::Value {
+        serde_json::json!({"offset": offset, "event": {
+            "event_id": format!("01900000-0000-7000-8000-00000000000{i}"), "code": format!("c{i}"), "ts": ts, "ip_trunc": null,
+            "visitor_id": 7, "user_agent": "ua", "referrer": null, "accept_language": null, "edge_region": null
+        }})
+    }
+
+    /// The finding: tail is read-only, so a log it cannot write (here the file and its
+    /// directory are immutable, which refuses root too, like a read-only mount) is tailed,
+    /// and nothing is written to the directory.
+    #[test]
+    fn a_log_that_cannot_be_written_is_tailed() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("d");
+        ClickLog::open(&dir).expect("open").append(&[click(1), click(2), click(3)]).expect("append");
+        let file = dir.join(CLICK_LOG_FILE_NAME);
+        let (_file, _dir) = (Mutable(&file), Mutable(&dir));
+        if !set_immutable(&file, true) || !set_immutable(&dir, true) {
+            eprintln!("skipped: cannot set the immutable attribute here (needs root and a file system with chattr +i)");
+            return;
+        }
+        let refused = std::fs::OpenOptions::new().read(true).write(true).open(&file).expect_err("no write access");
+        assert_eq!(refused.raw_os_error(), Some(1), "EPERM even for root");
+        let mut out = Vec::new();
+        run_to(&dir, None, 2, &mut out).expect("tail");
+        assert_eq!(lines(out), vec![line(1, 2, 1_700_000_000_002), line(2, 3, 1_700_000_000_003)]);
+        let mut out = Vec::new();
+        run_to(&dir, Some(0), 10, &mut out).expect("tail --from 0");
+        assert_eq!(lines(out).len(), 3);
+        let names: Vec<String> = std::fs::read_dir(&dir).expect("read dir").map(|e| e.expect("entry").file_name().to_string_lossy().into_owned()).collect();
+        assert_eq!(names, vec![CLICK_LOG_FILE_NAME.to_string()]);
+    }
+
+    /// Only a log held by a writer asks about `sluice serve`.
+    #[test]
+    fn a_log_held_by_a_writer_asks_to_stop_it() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let log = ClickLog::open(tmp.path()).expect("open");
+        log.append(&[click(1)]).expect("append");
+        let e = run_to(tmp.path(), None, 10, &mut Vec::new()).expect_err("held");
+        assert_eq!(
+            format!("{e:#}"),
+            format!(
+                "could not open the click log in \"{}\": another process has it open (is `sluice serve` running on it? stop it first): \
+                 click log could not open: Database already open. Cannot acquire lock.",
+                tmp.path().display()
+            )
+        );
+        drop(log);
+        let mut out = Vec::new();
+        run_to(tmp.path(), None, 10, &mut out).expect("tail once closed");
+        assert_eq!(lines(out), vec![line(0, 1, 1_700_000_000_001)]);
+    }
+
+    /// A copy of a log taken while a writer had it open was not closed cleanly: a read-only
+    /// open refuses it, and tail repairs it (as `sluice serve` would) and prints its events.
+    #[test]
+    fn a_log_not_closed_cleanly_is_repaired_then_tailed() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let log = ClickLog::open(&tmp.path().join("a")).expect("open");
+        log.append(&[click(1), click(2)]).expect("append");
+        let copy = tmp.path().join("b");
+        std::fs::create_dir(&copy).expect("mkdir");
+        std::fs::copy(log.path(), copy.join(CLICK_LOG_FILE_NAME)).expect("copy");
+        drop(log);
+        let e = ClickLogReader::open(&copy).expect_err("unclean");
+        assert_eq!(e.open_failure(), OpenFailure::NeedsRepair, "{e}");
+        let mut out = Vec::new();
+        run_to(&copy, None, 10, &mut out).expect("tail");
+        assert_eq!(lines(out), vec![line(0, 1, 1_700_000_000_001), line(1, 2, 1_700_000_000_002)]);
+    }
 
     #[test]
     fn a_missing_directory_or_log_is_an_error_and_nothing_is_created() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let missing = tmp.path().join("nope");
-        let e = run(&missing, None, 10).expect_err("missing dir");
+        let e = run_to(&missing, None, 10, &mut Vec::new()).expect_err("missing dir");
         assert!(e.to_string().starts_with("no data directory"), "{e}");
         assert!(!missing.exists(), "no directory created");
 
         let empty = tmp.path().join("empty");
         std::fs::create_dir(&empty).expect("mkdir");
-        let e = run(&empty, None, 10).expect_err("no log");
+        let e = run_to(&empty, None, 10, &mut Vec::new()).expect_err("no log");
         assert!(e.to_string().starts_with("no click log in"), "{e}");
         assert_eq!(std::fs::read_dir(&empty).expect("read dir").count(), 0, "no log file created");
     }

@@ -7,10 +7,15 @@
 //! that fails the check and that redb repairs (e.g. a torn last commit) opens, with a warning
 //! naming the file; one redb cannot repair (truncated, overwritten) is reported as damaged,
 //! and so is a panic inside redb while opening (redb may panic on some garbage).
+//!
+//! [`Error::open_failure`] tells why an open failed ([`OpenFailure`]), for messages that
+//! must name the real cause (a file held by another process, a read-only file system).
 
 use std::path::Path;
 
 use redb::Database;
+
+use crate::Error;
 
 /// Opens (or creates) the redb file at `path` with the integrity check on (module docs).
 /// `what` names the file in the repair warning (`"click log"`, `"anomaly store"`);
@@ -60,6 +65,45 @@ pub fn open_checked<E>(
 /// (progress 0.3 in redb 4.6's `do_repair`; the routine stages are 0.0 and 0.6 onwards).
 fn is_fallback_stage(progress: f64) -> bool {
     (0.25..0.35).contains(&progress)
+}
+
+/// Why opening an embedded redb store (click log, anomaly store) failed, as far as a caller
+/// words its message differently ([`Error::open_failure`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenFailure {
+    /// Another process (or another handle in this one) has the file open: redb's lock is
+    /// held (`DatabaseAlreadyOpen`, or a holder speaking another lock protocol).
+    HeldByAnotherProcess,
+    /// The file was not closed cleanly (the writer was killed) and redb must repair it
+    /// before it can be read, which a read-only open cannot do.
+    NeedsRepair,
+    /// The file system is mounted read-only (`EROFS`).
+    ReadOnlyFileSystem,
+    /// The file or its directory may not be opened as asked (`EACCES`, `EPERM`: the owner
+    /// or mode, or an immutable attribute).
+    PermissionDenied,
+    /// Anything else (the error's own message says what).
+    Other,
+}
+
+impl Error {
+    /// Classifies a failed open of the click log or the anomaly store ([`OpenFailure`]);
+    /// every other error is [`OpenFailure::Other`].
+    pub fn open_failure(&self) -> OpenFailure {
+        let (Error::ClickLog { source, .. } | Error::AnomalyStore { source, .. }) = self else {
+            return OpenFailure::Other;
+        };
+        match &**source {
+            redb::Error::DatabaseAlreadyOpen | redb::Error::LockProtocolMismatch => OpenFailure::HeldByAnotherProcess,
+            redb::Error::RepairAborted => OpenFailure::NeedsRepair,
+            redb::Error::Io(e) => match e.kind() {
+                std::io::ErrorKind::ReadOnlyFilesystem => OpenFailure::ReadOnlyFileSystem,
+                std::io::ErrorKind::PermissionDenied => OpenFailure::PermissionDenied,
+                _ => OpenFailure::Other,
+            },
+            _ => OpenFailure::Other,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use sluice_connectors::click_log::LogEntry;
+use sluice_connectors::click_log::{CLICK_LOG_FILE_NAME, LogEntry};
 use sluice_ingest::import::line_event_id;
 use sluice_schemas::{ClickEvent, visitor_id};
 
@@ -136,6 +136,33 @@ async fn ndjson_import_counts_invalid_lines() {
     let ids: Vec<uuid::Uuid> = log.read(0, 10).expect("read").into_iter().map(|(_, e)| e.event_id).collect();
     let e = sluice_ingest::event_input::event_uuid;
     assert_eq!(ids, vec![e("c19-0001"), e("c19-0002"), e("c19-0001")]);
+}
+
+/// A click log that cannot be opened for writing for another reason than a running server
+/// (here immutable, which refuses root too) is reported as what it is, without asking
+/// whether `sluice serve` runs on the data dir.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_that_cannot_be_written_names_the_cause() {
+    use crate::test_fs::{Mutable, set_immutable};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut a = import_args(fixture("events.ndjson"));
+    a.data_dir = Some(dir.path().to_path_buf());
+    assert_eq!(run(&a).await.expect("first import").accepted, 3);
+    let file = dir.path().join(CLICK_LOG_FILE_NAME);
+    let _file = Mutable(&file);
+    if !set_immutable(&file, true) {
+        eprintln!("skipped: cannot set the immutable attribute here (needs root and a file system with chattr +i)");
+        return;
+    }
+    let err = format!("{:#}", run(&a).await.expect_err("immutable log"));
+    assert_eq!(
+        err,
+        format!(
+            "could not open the click log in \"{}\": permission denied (check the owner and mode of the directory and of the log file, \
+             and that neither is immutable: `lsattr`): click log could not open: I/O error: Operation not permitted (os error 1)",
+            dir.path().display()
+        )
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

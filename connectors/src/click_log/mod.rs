@@ -149,6 +149,7 @@ struct Scratch {
 }
 
 pub use file_check::{FileCheck, side_files};
+pub use read_only::ClickLogReader;
 
 /// Opens the log file at the given path (see [`ClickLog::open`]).
 type Opener = Box<dyn Fn(&Path) -> Result<Database> + Send + Sync>;
@@ -467,7 +468,7 @@ impl ClickLog {
 
 /// [`ClickLog::visit`] on `db`: `from` is at or above the log's low, `head` its head (the end
 /// of a damaged last chunk).
-fn visit_db(db: &Database, from: u64, max: usize, head: u64, mut f: impl FnMut(u64, &[u8]) -> Result<()>) -> Result<()> {
+fn visit_db(db: &impl ReadableDatabase, from: u64, max: usize, head: u64, mut f: impl FnMut(u64, &[u8]) -> Result<()>) -> Result<()> {
     fn err(e: impl Into<redb::Error>) -> Error {
         Error::click_log("read events", e)
     }
@@ -568,6 +569,7 @@ mod file_check;
 #[cfg(test)]
 mod file_check_tests;
 mod link_store_id;
+mod read_only;
 mod recovery;
 #[cfg(test)]
 mod recovery_tests;

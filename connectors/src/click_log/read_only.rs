@@ -1,0 +1,117 @@
+//! A click log opened read-only ([`ClickLogReader`], for `sluice log tail`): the file is
+//! opened without write access (so it can be read on a read-only file system, e.g. a backup
+//! mount), nothing is created or written, and no other process may have it open for writing
+//! meanwhile (redb's lock: a running `sluice serve` makes the open fail with
+//! [`crate::redb_open::OpenFailure::HeldByAnotherProcess`]).
+
+use std::path::{Path, PathBuf};
+
+use redb::{ReadOnlyDatabase, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableHandle};
+use sluice_schemas::ClickEvent;
+use sluice_schemas::avro::decode_click_event;
+
+use super::{
+    CHUNKS, CLICK_LOG_CACHE_BYTES, CLICK_LOG_FILE_NAME, CLICK_LOG_FORMAT, LEGACY_EVENTS, META, META_FORMAT, META_HEAD, META_LOW, chunk, meta_get, visit_db,
+};
+use crate::{Error, Result};
+
+/// A click log file opened read-only: a snapshot of the log as of the open (appends made
+/// after it are not seen; no writer can make any while it is open).
+pub struct ClickLogReader {
+    db: ReadOnlyDatabase,
+    path: PathBuf,
+    head: u64,
+    low: u64,
+}
+
+impl std::fmt::Debug for ClickLogReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClickLogReader").field("path", &self.path).field("low", &self.low).field("head", &self.head).finish()
+    }
+}
+
+impl ClickLogReader {
+    /// Opens the log file in `dir` (`clicks.redb`) read-only. Nothing is created: a missing
+    /// file is an error.
+    ///
+    /// Errors: [`Error::ClickLog`] when the file cannot be opened ([`Error::open_failure`]
+    /// tells a file held by a writer, one that needs a repair (not closed cleanly: open it
+    /// once with [`super::ClickLog::open`], which repairs it) and a refused access apart),
+    /// [`Error::ClickLogFormat`] for a log of another storage format.
+    pub fn open(dir: &Path) -> Result<ClickLogReader> {
+        fn err(e: impl Into<redb::Error>) -> Error {
+            Error::click_log("open", e)
+        }
+        let path = dir.join(CLICK_LOG_FILE_NAME);
+        let db = redb::Builder::new().set_cache_size(CLICK_LOG_CACHE_BYTES).open_read_only(&path).map_err(err)?;
+        let txn = db.begin_read().map_err(err)?;
+        let format_error = |found| Error::ClickLogFormat { path: path.display().to_string(), found, supported: CLICK_LOG_FORMAT };
+        let meta = match txn.open_table(META) {
+            Ok(meta) => Some(meta),
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(e) => return Err(err(e)),
+        };
+        let get = |key| meta.as_ref().map_or(Ok(None), |m| meta_get(m, key));
+        match get(META_FORMAT)? {
+            Some(CLICK_LOG_FORMAT) => {}
+            Some(other) => return Err(format_error(other)),
+            // No format yet: a log never opened by a writer of format 2, empty unless it
+            // holds format-1 events.
+            None => {
+                if txn.list_tables().map_err(err)?.any(|t| t.name() == LEGACY_EVENTS.name())
+                    && !txn.open_table(LEGACY_EVENTS).map_err(err)?.is_empty().map_err(err)?
+                {
+                    return Err(format_error(1));
+                }
+            }
+        }
+        let last_end = match txn.open_table(CHUNKS) {
+            Ok(chunks) => chunks.last().map_err(err)?.map(|(k, v)| k.value() + chunk::claimed_count(v.value())),
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(e) => return Err(err(e)),
+        };
+        let head = get(META_HEAD)?.unwrap_or(0).max(last_end.unwrap_or(0));
+        let low = get(META_LOW)?.unwrap_or(0).min(head);
+        drop(meta);
+        drop(txn);
+        Ok(ClickLogReader { db, path, head, low })
+    }
+
+    /// Path of the log file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The next offset to be written, as of the open.
+    pub fn head(&self) -> u64 {
+        self.head
+    }
+
+    /// The lowest offset still stored, as of the open.
+    pub fn low(&self) -> u64 {
+        self.low
+    }
+
+    /// Up to `max` events with offsets `>= from` (and below [`Self::head`]), in offset
+    /// order, each with its offset; as [`super::ClickLog::read`].
+    ///
+    /// Errors: [`Error::ClickLog`] on I/O failure, [`Error::ClickLogDecode`] when a stored
+    /// entry does not decode (its offset is in the error).
+    pub fn read(&self, from: u64, max: usize) -> Result<Vec<(u64, ClickEvent)>> {
+        let mut out = Vec::with_capacity(max.min(4096));
+        if max == 0 || from >= self.head {
+            return Ok(out);
+        }
+        let txn = self.db.begin_read().map_err(|e| Error::click_log("read events", e))?;
+        if let Err(redb::TableError::TableDoesNotExist(_)) = txn.open_table(CHUNKS) {
+            return Ok(out);
+        }
+        drop(txn);
+        visit_db(&self.db, from.max(self.low), max, self.head, |offset, bytes| {
+            let event = decode_click_event(bytes).map_err(|source| Error::ClickLogDecode { offset, source })?;
+            out.push((offset, event));
+            Ok(())
+        })?;
+        Ok(out)
+    }
+}
