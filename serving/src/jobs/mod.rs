@@ -13,13 +13,17 @@
 //! `Idempotency-Key` works like on `POST /v1/links`: the same key with the same body within
 //! 24 h answers the original job (with its current state, header `idempotent-replayed:
 //! true`) instead of creating another; with another body, 422 `idempotency_key_reused`; the
-//! header given more than once, 400 `invalid_idempotency_key`.
+//! header given more than once, 400 `invalid_idempotency_key`. The key is stored in the job
+//! table together with the job it created, in one transaction ([`store`]), so a failure or a
+//! crash while creating the job never lets a retry with the same key create a second one.
 
 pub mod runner;
 pub mod store;
 
 #[cfg(test)]
 mod file_check_tests;
+#[cfg(test)]
+mod idempotency_tests;
 #[cfg(test)]
 mod tests;
 
@@ -29,11 +33,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sluice_connectors::{Error as StoreError, IdempotencyRecord};
+use sluice_connectors::IdempotencyRecord;
 use utoipa::ToSchema;
 
-pub use runner::{Jobs, JobsConfig};
-pub use store::{JobFailure, JobRecord, JobSpec};
+pub use runner::{Jobs, JobsConfig, Keyed};
+pub use store::{JobFailure, JobRecord, JobSpec, KeyRecord};
 
 use crate::dto::ErrorBody;
 use crate::error::{ApiError, echo};
@@ -46,7 +50,8 @@ use crate::stats::params::parse_stats_with;
 
 /// Most codes one report may name.
 pub const MAX_REPORT_CODES: usize = 1000;
-/// Idempotency records of this endpoint are scoped by this prefix.
+/// Idempotency records of this endpoint are scoped by this prefix (the in-process key lock,
+/// and the link store's records written by sluice before the job table kept the keys).
 const IDEMPOTENCY_SCOPE: &str = "reports:";
 
 /// State of a job.
@@ -267,20 +272,28 @@ fn accepted(rec: &JobRecord, replayed: bool) -> Response {
     resp
 }
 
-async fn replay(state: &ReportsState, rec: &IdempotencyRecord, request_hash: &str) -> Result<Response, ApiError> {
-    if rec.request_hash != request_hash {
+/// Answers the job `job_id` that an earlier request with the same key created (its current
+/// state), when that request's body hash `stored_hash` is this one's.
+async fn replay(state: &ReportsState, stored_hash: &str, job_id: &str, request_hash: &str) -> Result<Response, ApiError> {
+    if stored_hash != request_hash {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "idempotency_key_reused",
             "Idempotency-Key was already used with a different request body",
         ));
     }
+    let job = state.runner()?.get(job_id).await?.ok_or_else(|| job_not_found(job_id))?;
+    Ok(accepted(&job, true))
+}
+
+/// [`replay`] of a key the link store recorded (sluice before the job table kept the keys
+/// wrote them there; they count for 24 h).
+async fn replay_recorded(state: &ReportsState, rec: &IdempotencyRecord, request_hash: &str) -> Result<Response, ApiError> {
     let id = serde_json::from_str::<serde_json::Value>(&rec.body)
         .ok()
         .and_then(|v| v["job_id"].as_str().map(str::to_owned))
         .ok_or_else(|| ApiError::internal(&"idempotency record of a report has no job_id"))?;
-    let job = state.runner()?.get(&id).await?.ok_or_else(|| job_not_found(&id))?;
-    Ok(accepted(&job, true))
+    replay(state, &rec.request_hash, &id, request_hash).await
 }
 
 /// Starts a report export job.
@@ -309,36 +322,20 @@ pub async fn create_report(State(state): State<ReportsState>, headers: HeaderMap
     let request_hash = blake3::hash(body.canonical.as_bytes()).to_hex().to_string();
     let lock = state.key_locks.lock_for(&scoped);
     let _guard = lock.lock().await;
-    let store = state.stats.store();
-    if let Some(rec) = store.idempotency_get(&scoped, now_ms()).await? {
-        return replay(&state, &rec, &request_hash).await;
+    if let Some(rec) = state.runner()?.key(&key).await? {
+        return replay(&state, &rec.request_hash, &rec.job_id, &request_hash).await;
+    }
+    if let Some(rec) = state.stats.store().idempotency_get(&scoped, now_ms()).await? {
+        return replay_recorded(&state, &rec, &request_hash).await;
     }
     let spec = build_spec(&state, &body.value).await?;
-    let job = state.runner()?.create(spec).await?;
-    let record = IdempotencyRecord {
-        key: scoped.clone(),
-        request_hash: request_hash.clone(),
-        status: 202,
-        body: json!({ "job_id": job.job_id }).to_string(),
-        created_at: now_ms(),
-    };
-    match store.idempotency_put(&record).await {
-        Ok(()) => {
+    // The job and its key in one transaction: a retry finds both, or neither.
+    match state.runner()?.create_keyed(spec, &key, &request_hash).await? {
+        Keyed::Created(job) => {
             state.runner()?.enqueue(&job.job_id);
             Ok(accepted(&job, false))
         }
-        Err(StoreError::IdempotencyKeyExists) => {
-            // Another process won the race for this key: drop our (never enqueued) job.
-            state.runner()?.discard(&job.job_id).await?;
-            match store.idempotency_get(&scoped, now_ms()).await? {
-                Some(rec) => replay(&state, &rec, &request_hash).await,
-                None => Err(ApiError::internal(&"idempotency record vanished after a conflicting insert")),
-            }
-        }
-        Err(e) => {
-            state.runner()?.discard(&job.job_id).await?;
-            Err(e.into())
-        }
+        Keyed::Existing(rec) => replay(&state, &rec.request_hash, &rec.job_id, &request_hash).await,
     }
 }
 

@@ -30,7 +30,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::JobState;
-use super::store::{JobFailure, JobRecord, JobSpec, JobStore};
+use super::store::{JobFailure, JobRecord, JobSpec, JobStore, KeyRecord, KeyedPut};
 use crate::error::ApiError;
 use crate::export::{ExportPlan, RowSource};
 use crate::stats::StatsHistory;
@@ -130,6 +130,19 @@ pub(super) fn write_error(step: &str, path: &Path, e: &std::io::Error) -> ApiErr
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "export_write_failed", format!("could not {step} the export file \"{file}\": {e}"))
 }
 
+/// How long an `Idempotency-Key` of `POST /v1/reports/export` is honoured (ms; 24 h, as on
+/// `POST /v1/links`: [`sluice_connectors::link_store::IDEMPOTENCY_TTL`]).
+pub const KEY_TTL_MS: i64 = sluice_connectors::link_store::IDEMPOTENCY_TTL.num_milliseconds();
+
+/// What [`Jobs::create_keyed`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Keyed {
+    /// The job was created, with its key.
+    Created(JobRecord),
+    /// The key was already stored: no job was created; the record names the key's job.
+    Existing(KeyRecord),
+}
+
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal(&e))?
 }
@@ -226,7 +239,38 @@ impl Jobs {
     /// Stores a new `queued` job for `spec` (not yet handed to the runner: see
     /// [`Self::enqueue`]). Errors: 503 `jobs_store_unavailable` (the table's file deleted or replaced, an I/O error), 500 `jobs_store_failed`.
     pub async fn create(&self, spec: JobSpec) -> Result<JobRecord, ApiError> {
-        let rec = JobRecord {
+        let rec = self.new_record(spec);
+        let (inner, r) = (Arc::clone(&self.inner), rec.clone());
+        blocking(move || inner.store.put(&r)).await?;
+        Ok(rec)
+    }
+
+    /// [`Self::create`] for a request with an `Idempotency-Key`: the job and `key` (with
+    /// `request_hash`) are stored in one transaction ([`JobStore::put_keyed`]), so a retry
+    /// after any failure finds both or neither. When `key` is already stored (within
+    /// [`KEY_TTL_MS`]), nothing is created and the key's record is returned.
+    ///
+    /// Errors: as [`Self::create`].
+    pub async fn create_keyed(&self, spec: JobSpec, key: &str, request_hash: &str) -> Result<Keyed, ApiError> {
+        let rec = self.new_record(spec);
+        let (inner, r, key, hash) = (Arc::clone(&self.inner), rec.clone(), key.to_owned(), request_hash.to_owned());
+        match blocking(move || inner.store.put_keyed(&r, &key, &hash, KEY_TTL_MS)).await? {
+            KeyedPut::Stored => Ok(Keyed::Created(rec)),
+            KeyedPut::KeyTaken(existing) => Ok(Keyed::Existing(existing)),
+        }
+    }
+
+    /// The record of the `Idempotency-Key` `key`, if stored within [`KEY_TTL_MS`] (by the
+    /// jobs' clock). Errors: as [`Self::create`].
+    pub async fn key(&self, key: &str) -> Result<Option<KeyRecord>, ApiError> {
+        let (inner, key) = (Arc::clone(&self.inner), key.to_owned());
+        let now = self.inner.config.clock.now_ms();
+        blocking(move || inner.store.key(&key, now, KEY_TTL_MS)).await
+    }
+
+    /// A new `queued` job for `spec`, created now.
+    fn new_record(&self, spec: JobSpec) -> JobRecord {
+        JobRecord {
             job_id: uuid::Uuid::now_v7().to_string(),
             status: JobState::Queued,
             created_at_ms: self.inner.config.clock.now_ms(),
@@ -237,10 +281,7 @@ impl Jobs {
             attempts: 0,
             error: None,
             spec,
-        };
-        let (inner, r) = (Arc::clone(&self.inner), rec.clone());
-        blocking(move || inner.store.put(&r)).await?;
-        Ok(rec)
+        }
     }
 
     /// Hands a stored job to the runner.
@@ -253,12 +294,6 @@ impl Jobs {
     pub async fn get(&self, job_id: &str) -> Result<Option<JobRecord>, ApiError> {
         let (inner, id) = (Arc::clone(&self.inner), job_id.to_owned());
         blocking(move || inner.store.get(&id)).await
-    }
-
-    /// Deletes a job that was never enqueued (lost `Idempotency-Key` race).
-    pub(crate) async fn discard(&self, job_id: &str) -> Result<(), ApiError> {
-        let (inner, id) = (Arc::clone(&self.inner), job_id.to_owned());
-        blocking(move || inner.store.delete(&id)).await
     }
 
     /// Path of a succeeded job's file.
@@ -276,10 +311,13 @@ impl Jobs {
         self.inner.store.put(rec)
     }
 
-    /// Deletes jobs (and files) finished more than `retention` ago.
+    /// Deletes jobs (and files) finished more than `retention` ago, and `Idempotency-Key`s
+    /// older than [`KEY_TTL_MS`].
     fn expire(&self) -> Result<(), ApiError> {
         let retention = i64::try_from(self.inner.config.retention.as_millis()).unwrap_or(i64::MAX);
-        let cutoff = self.inner.config.clock.now_ms().saturating_sub(retention);
+        let now = self.inner.config.clock.now_ms();
+        self.inner.store.expire_keys(now.saturating_sub(KEY_TTL_MS))?;
+        let cutoff = now.saturating_sub(retention);
         for rec in self.inner.store.all()? {
             if rec.finished_at_ms.is_some_and(|f| f < cutoff) {
                 let _ = std::fs::remove_file(self.file_path(&rec));

@@ -1,7 +1,11 @@
 //! The persistent job table: one redb file (`jobs.redb`) in the exports directory, one
-//! key per job id holding the job as JSON. Every change is one ACID write transaction
-//! (fsync'd when it returns), so a crash leaves each job either before or after a change,
-//! never in between.
+//! key per job id holding the job as JSON, and the `Idempotency-Key`s of `POST
+//! /v1/reports/export` (table `idempotency_keys`: key → [`KeyRecord`] as JSON). Every change
+//! is one ACID write transaction (fsync'd when it returns), so a crash leaves each job either
+//! before or after a change, never in between; a job created for a request with a key is
+//! stored in the same transaction as its key ([`JobStore::put_keyed`]), so a retry after a
+//! failure or a crash finds either both (and answers that job) or neither (and creates it):
+//! never a second job.
 //!
 //! An I/O error (a full disk) poisons a redb `Database`: every later transaction fails with
 //! "Previous I/O error occurred". The store then drops the handle and answers 503
@@ -32,6 +36,30 @@ use crate::export::ExportFormat;
 pub const JOBS_FILE_NAME: &str = "jobs.redb";
 
 const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
+/// `Idempotency-Key` → [`KeyRecord`] as JSON.
+const KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency_keys");
+
+/// An `Idempotency-Key` of `POST /v1/reports/export` with the job its request created,
+/// stored with the job in one transaction ([`JobStore::put_keyed`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRecord {
+    /// BLAKE3 (hex) of the request's canonical JSON body.
+    pub request_hash: String,
+    /// The job the request created.
+    pub job_id: String,
+    /// When the key was stored (the job's creation), ms since epoch UTC.
+    pub created_at_ms: i64,
+}
+
+/// What [`JobStore::put_keyed`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyedPut {
+    /// The job and its key were stored.
+    Stored,
+    /// The key was already stored (within its time to live) for this record's job: nothing
+    /// was written.
+    KeyTaken(KeyRecord),
+}
 
 /// What a job exports (resolved when the job is created, so a re-run after a restart
 /// exports the same range).
@@ -135,6 +163,7 @@ impl JobStore {
         store.with_db("open", |db| {
             let txn = db.begin_write()?;
             txn.open_table(JOBS)?;
+            txn.open_table(KEYS)?;
             Ok(txn.commit()?)
         })?;
         Ok(store)
@@ -226,6 +255,59 @@ impl JobStore {
         })
     }
 
+    /// Stores the new job `rec` and `key` → it ([`KeyRecord`], created at the job's creation)
+    /// in one transaction: both or neither. When `key` is already stored and younger than
+    /// `ttl_ms` at `rec.created_at_ms`, nothing is written and its record is returned (an
+    /// older one is replaced).
+    ///
+    /// Errors: as [`Self::put`].
+    pub fn put_keyed(&self, rec: &JobRecord, key: &str, request_hash: &str, ttl_ms: i64) -> Result<KeyedPut, ApiError> {
+        let bytes = serde_json::to_vec(rec).map_err(|e| store_error("encode a job for", e))?;
+        let record = KeyRecord { request_hash: request_hash.to_owned(), job_id: rec.job_id.clone(), created_at_ms: rec.created_at_ms };
+        let key_bytes = serde_json::to_vec(&record).map_err(|e| store_error("encode an idempotency key for", e))?;
+        let taken = self.with_db("write", |db| {
+            let txn = db.begin_write()?;
+            let taken = {
+                let mut keys = txn.open_table(KEYS)?;
+                let taken = keys.get(key)?.and_then(|v| live_key(key, v.value(), rec.created_at_ms, ttl_ms));
+                if taken.is_none() {
+                    keys.insert(key, key_bytes.as_slice())?;
+                    txn.open_table(JOBS)?.insert(rec.job_id.as_str(), bytes.as_slice())?;
+                }
+                taken
+            };
+            if taken.is_some() {
+                txn.abort()?;
+            } else {
+                txn.commit()?;
+            }
+            Ok(taken)
+        })?;
+        Ok(taken.map_or(KeyedPut::Stored, KeyedPut::KeyTaken))
+    }
+
+    /// The record of `key`, if stored and younger than `ttl_ms` at `now_ms`.
+    ///
+    /// Errors: as [`Self::get`].
+    pub fn key(&self, key: &str, now_ms: i64, ttl_ms: i64) -> Result<Option<KeyRecord>, ApiError> {
+        self.with_db("read", |db| {
+            let txn = db.begin_read()?;
+            let t = txn.open_table(KEYS)?;
+            Ok(t.get(key)?.and_then(|v| live_key(key, v.value(), now_ms, ttl_ms)))
+        })
+    }
+
+    /// Deletes the keys stored at or before `cutoff_ms` (their time to live is over).
+    ///
+    /// Errors: as [`Self::put`].
+    pub fn expire_keys(&self, cutoff_ms: i64) -> Result<(), ApiError> {
+        self.with_db("write", |db| {
+            let txn = db.begin_write()?;
+            txn.open_table(KEYS)?.retain(|key, v| live_key(key, v, cutoff_ms, 0).is_some())?;
+            Ok(txn.commit()?)
+        })
+    }
+
     /// The job `id`, if stored.
     pub fn get(&self, id: &str) -> Result<Option<JobRecord>, ApiError> {
         let bytes = self.with_db("read", |db| {
@@ -270,6 +352,19 @@ impl JobStore {
             }
             Ok(txn.commit()?)
         })
+    }
+}
+
+/// The stored key record `bytes` of `key` if it is younger than `ttl_ms` at `now_ms`; an
+/// undecodable one is logged and counts as absent.
+fn live_key(key: &str, bytes: &[u8], now_ms: i64, ttl_ms: i64) -> Option<KeyRecord> {
+    match serde_json::from_slice::<KeyRecord>(bytes) {
+        Ok(r) if r.created_at_ms > now_ms.saturating_sub(ttl_ms) => Some(r),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, key, "skipping an undecodable idempotency key of the export job table");
+            None
+        }
     }
 }
 
