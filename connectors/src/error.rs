@@ -158,17 +158,52 @@ pub enum Error {
         cause: String,
     },
     /// The anomaly store file was deleted while the store had it open, and it could not be
-    /// written back to its path from the open file. New events go to the open, deleted file
-    /// and are lost at the next restart.
+    /// written back to its path from the open file yet (`anomaly_store` `recovery.rs`). The
+    /// store keeps the open, deleted file — every stored event and subscription, and new ones
+    /// go to it — and tries the write-back again at every file check; what it holds is lost
+    /// only if the process stops before a write-back succeeds.
     #[error(
-        "anomaly store \"{path}\" was deleted while in use and could not be restored from the open file ({detail}); \
-         new anomaly events go to the deleted file and are lost at the next restart: free the problem and restart sluice"
+        "anomaly store \"{path}\" was deleted while in use and could not be written back from the open file yet ({detail}); \
+         sluice keeps every anomaly event and webhook subscription, new ones included, in the file it has open (deleted: only \
+         this process can still read it) and tries again at every file check (every 2 s): free the problem (e.g. disk space) \
+         so that it can. If sluice stops before, what that file holds is lost"
     )]
     AnomalyStoreDeleted {
         /// The store file.
         path: String,
-        /// Why it could not be restored.
+        /// Why it could not be written back.
         detail: String,
+    },
+    /// The anomaly store file and its directory were removed while the store had the file
+    /// open (e.g. `rm -rf` of the data dir), as [`Error::ClickLogDirRemoved`] for the click
+    /// log: the store keeps the open, deleted file and writes it back to `path` at the first
+    /// file check after the directory was created again; what it holds is lost only if the
+    /// process stops before.
+    #[error(
+        "anomaly store \"{path}\" and its directory \"{dir}\" were removed while in use; sluice keeps every anomaly event and \
+         webhook subscription, new ones included, in the file it has open (deleted: only this process can still read it) and \
+         writes it back to \"{path}\" within seconds once the directory exists again (`mkdir -p {dir}`). If sluice stops \
+         before, what that file holds is lost"
+    )]
+    AnomalyStoreDirRemoved {
+        /// The store file.
+        path: String,
+        /// Its directory (the data dir).
+        dir: String,
+    },
+    /// The anomaly store file was deleted while the store was closed after an I/O error: no
+    /// process has the file open any more, so its content is gone (unless restored from a
+    /// backup) and the store does not create an empty one in its place while running.
+    #[error(
+        "anomaly store \"{path}\" was deleted while it was closed after an I/O error, so sluice has no open file to write it \
+         back from: the anomaly events and webhook subscriptions it held are gone unless a backup of the file is put back. New \
+         anomaly events wait in memory meanwhile. To go on, stop sluice (a graceful stop makes the next start derive the waiting \
+         events again), put the backup at that path if there is one (without one, the start creates an empty store) and start \
+         it again"
+    )]
+    AnomalyStoreLost {
+        /// The store file.
+        path: String,
     },
     /// Another file took the anomaly store's path while the store had its own file open. The
     /// store keeps writing to the file it opened, which is lost at the next restart.
@@ -391,6 +426,7 @@ impl Error {
             Error::ClickLogDeleted { .. } | Error::ClickLogDirRemoved { .. } | Error::ClickLogReplaced { .. } | Error::ClickLogDiverted { .. } => "external",
             Error::LinkStoreFileMoved { .. } => "external",
             Error::AnomalyStoreClosed { .. } | Error::AnomalyStoreDeleted { .. } | Error::AnomalyStoreReplaced { .. } => "external",
+            Error::AnomalyStoreDirRemoved { .. } | Error::AnomalyStoreLost { .. } => "external",
             Error::Corrupt(_)
             | Error::ClickLogDecode { .. }
             | Error::ClickLogFormat { .. }

@@ -17,6 +17,13 @@ pub fn file_id(path: &Path) -> std::io::Result<FileId> {
     Ok((m.dev(), m.ino()))
 }
 
+/// The directory of `path` when it no longer exists (`rm -rf` of the data dir), for the
+/// messages of a store whose file was removed with its directory.
+pub(crate) fn missing_dir(path: &Path) -> Option<String> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty())?;
+    matches!(std::fs::symlink_metadata(dir), Err(e) if e.kind() == std::io::ErrorKind::NotFound).then(|| dir.display().to_string())
+}
+
 /// Device and inode of a file from its metadata (e.g. of an open descriptor).
 #[cfg(unix)]
 pub fn id_of(m: &std::fs::Metadata) -> FileId {

@@ -21,7 +21,9 @@
 //! **File check.** Every [`WriterConfig::file_check`] the writer checks that
 //! `anomalies.redb` is still the file the store opened
 //! ([`AnomalyStore::check_file`]): a deleted file is written back from the open file (an
-//! error log; nothing is lost), a replaced one fails [`AnomalyStoreHealth`] until a restart.
+//! error log; nothing is lost; while it cannot be, e.g. its directory was removed, the check
+//! fails [`AnomalyStoreHealth`] and is tried again every time), a replaced one fails
+//! [`AnomalyStoreHealth`] until a restart.
 //!
 //! Metrics: `sluice_anomaly_store_events_total{outcome="stored|duplicate|dropped"}`,
 //! `sluice_anomaly_store_errors_total`, gauge `sluice_anomaly_store_held_events`.

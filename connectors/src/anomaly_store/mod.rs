@@ -116,6 +116,9 @@ pub struct AnomalyStore {
     needs_reopen: AtomicBool,
     /// The I/O error that closed the file, or the latest failure to reopen it.
     failure: Mutex<String>,
+    /// Set while the latest reopen found the file deleted ([`Error::AnomalyStoreLost`]: the
+    /// store reports that instead of "closed, reopened by the next operation").
+    lost: AtomicBool,
     head: watch::Sender<u64>,
 }
 
@@ -165,6 +168,7 @@ impl AnomalyStore {
             recovery: Mutex::new(recovery::Recovery::new(file_id)),
             needs_reopen: AtomicBool::new(false),
             failure: Mutex::new(String::new()),
+            lost: AtomicBool::new(false),
             head: watch::channel(head).0,
         })
     }

@@ -19,8 +19,16 @@
 //! A deleted file is written back to its path from the open file — every table, copied in one
 //! read transaction, so the copy is one consistent commit — linked at the path (never over a
 //! file that appeared meanwhile) and the store switches to it: no event, subscription or
-//! cursor is lost, and the event ids go on. Another file at the path is someone's decision
-//! (a restored backup?) and is left alone: [`Error::AnomalyStoreReplaced`] until a restart.
+//! cursor is lost, and the event ids go on. When the copy cannot be written (its directory
+//! was removed too, `rm -rf` of the data dir; a full disk), the store keeps the open file —
+//! the only copy left — and events go on into it; it reports [`Error::AnomalyStoreDirRemoved`]
+//! (or [`Error::AnomalyStoreDeleted`] with the cause) and tries again at every check, so the
+//! file is back at its path within one check once the directory exists again (as the click
+//! log does). Only a stop before that loses what the open file holds. A file deleted while
+//! the store was closed after an I/O error has no open file left to copy: the store stays
+//! closed and reports [`Error::AnomalyStoreLost`]. Another file at the path is someone's
+//! decision (a restored backup?) and is left alone: [`Error::AnomalyStoreReplaced`] until a
+//! restart.
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -29,7 +37,7 @@ use std::time::{Duration, Instant};
 use redb::{Database, Key, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, Value, WriteTransaction};
 
 use super::{ANOMALY_STORE_FILE_NAME, AnomalyStore, BY_START, EVENT_KEYS, EVENTS, LATEST, actions, open_file, store_err, webhooks};
-use crate::file_id::{FileId, file_id};
+use crate::file_id::{FileId, file_id, missing_dir};
 use crate::{Error, Result};
 
 /// First delay between two failed attempts to reopen the store.
@@ -113,6 +121,9 @@ impl AnomalyStore {
     }
 
     fn closed_error(&self) -> Error {
+        if self.lost.load(Ordering::Acquire) {
+            return Error::AnomalyStoreLost { path: self.path.display().to_string() };
+        }
         Error::AnomalyStoreClosed { path: self.path.display().to_string(), cause: lock(&self.failure).clone() }
     }
 
@@ -160,16 +171,14 @@ impl AnomalyStore {
         let opened = match file_id(path) {
             Ok(id) if Some(id) == rec.file_id => open_file(path),
             Ok(_) => Err(Error::AnomalyStoreReplaced { path: shown.clone() }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::AnomalyStoreDeleted {
-                path: shown.clone(),
-                detail: "it was deleted while closed after an I/O error, so there was no open file to copy".into(),
-            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::AnomalyStoreLost { path: shown.clone() }),
             Err(e) => Err(store_err("reopen", redb::Error::Io(e))),
         };
         match opened {
             Ok((db, file_head)) => {
                 *slot = Some(db);
                 self.needs_reopen.store(false, Ordering::Release);
+                self.lost.store(false, Ordering::Release);
                 rec.failures = 0;
                 rec.next_try = None;
                 let head = self.head();
@@ -189,6 +198,7 @@ impl AnomalyStore {
                 let delay = REOPEN_BACKOFF_INITIAL.saturating_mul(1u32 << (rec.failures - 1).min(16)).min(REOPEN_BACKOFF_MAX);
                 rec.next_try = Some(now + delay);
                 *lock(&self.failure) = e.chain();
+                self.lost.store(matches!(e, Error::AnomalyStoreLost { .. }), Ordering::Release);
                 tracing::warn!(path = %shown, error = e.chain(), retry_in_ms = delay.as_millis() as u64, attempt = rec.failures, "could not reopen the anomaly store");
                 Err(self.closed_error())
             }
@@ -199,9 +209,14 @@ impl AnomalyStore {
     /// from the open file if it was deleted (module docs). Blocks on disk I/O (a restore copies
     /// the whole store).
     ///
-    /// Errors: [`Error::AnomalyStoreReplaced`] when another file is at the path,
-    /// [`Error::AnomalyStoreDeleted`] when the deleted file could not be restored (the cause is
-    /// in the message); either way operations go on to the open file.
+    /// Errors: [`Error::AnomalyStoreReplaced`] when another file is at the path;
+    /// [`Error::AnomalyStoreDirRemoved`] when the file and its directory were removed (written
+    /// back once the directory exists again), [`Error::AnomalyStoreDeleted`] when the deleted
+    /// file could not be written back otherwise (the cause is in the message; tried again at
+    /// the next check) — either way operations go on to the open file;
+    /// [`Error::AnomalyStoreLost`] when it was deleted while the store was closed after an I/O
+    /// error; [`Error::AnomalyStoreClosed`] when it was written back but could not be opened
+    /// (the next operation tries again).
     pub fn check_file(&self) -> Result<FileCheck> {
         let mut rec = lock(&self.recovery);
         let shown = self.path.display().to_string();
@@ -217,10 +232,15 @@ impl AnomalyStore {
     fn restore(&self, rec: &mut Recovery) -> Result<FileCheck> {
         let path = &self.path;
         let shown = path.display().to_string();
-        let deleted = |detail: String| Error::AnomalyStoreDeleted { path: shown.clone(), detail };
+        let deleted = |detail: String| match missing_dir(path) {
+            Some(dir) => Error::AnomalyStoreDirRemoved { path: shown.clone(), dir },
+            None => Error::AnomalyStoreDeleted { path: shown.clone(), detail },
+        };
         let mut slot = self.db.write().unwrap_or_else(|p| p.into_inner());
         let Some(old) = slot.as_ref() else {
-            return Err(deleted("it is closed after an I/O error, so there is no open file to copy".into()));
+            // Closed after an I/O error: nothing holds the deleted file any more.
+            self.lost.store(true, Ordering::Release);
+            return Err(Error::AnomalyStoreLost { path: shown });
         };
         tracing::error!(path = %shown, "the anomaly store file was deleted while in use; restoring it from the open file");
         let tmp = path.with_file_name(format!("{ANOMALY_STORE_FILE_NAME}.restoring"));
@@ -259,10 +279,10 @@ impl AnomalyStore {
             }
             Err(e) => {
                 // The content is safe at the path; the next operation retries the open.
-                let detail = format!("the restored file could not be opened: {}", e.chain());
-                *lock(&self.failure) = detail.clone();
+                *lock(&self.failure) =
+                    format!("it was deleted while in use and written back to its path from the open file, but could not be opened again: {}", e.chain());
                 self.needs_reopen.store(true, Ordering::Release);
-                Err(deleted(detail))
+                Err(self.closed_error())
             }
         }
     }

@@ -106,7 +106,8 @@ fn a_probe_reopens_a_closed_store_without_adding_an_event() {
 }
 
 /// A store closed by an I/O error whose file is deleted meanwhile is not reopened as a new,
-/// empty store: it stays closed with a message saying so, and no file appears at the path.
+/// empty store: it stays closed with a message saying what is lost and what to do (no
+/// "restart" that would look like it keeps anything), and no file appears at the path.
 #[test]
 fn a_closed_store_whose_file_was_deleted_does_not_reopen_empty() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -123,17 +124,49 @@ fn a_closed_store_whose_file_was_deleted_does_not_reopen_empty() {
     std::fs::remove_file(&path).expect("delete");
     std::thread::sleep(REOPEN_BACKOFF_INITIAL * 4);
     let err = store.append(&[anomaly(AnomalyKind::ClickBurst, "link:b", 0, 0, Severity::Info)]).expect_err("no file to reopen");
+    let lost = format!(
+        "anomaly store \"{}\" was deleted while it was closed after an I/O error, so sluice has no open file to write it back from: \
+         the anomaly events and webhook subscriptions it held are gone unless a backup of the file is put back. New anomaly events wait \
+         in memory meanwhile. To go on, stop sluice (a graceful stop makes the next start derive the waiting events again), put the \
+         backup at that path if there is one (without one, the start creates an empty store) and start it again",
+        path.display()
+    );
+    assert_eq!(err.to_string(), lost);
+    assert_eq!(store.failure(), Some(lost.clone()), "readiness says the same");
+    assert!(!path.exists(), "no empty store is created in its place");
+    assert_eq!(store.check_file().expect_err("still lost").to_string(), lost);
+}
+
+/// The file removed together with its directory (`rm -rf` of the data dir): the message says
+/// what happens (every event kept in the open file, written back once the directory exists
+/// again) instead of advising a restart, which would lose them; events go on into the open
+/// file, and once the directory is back the next check writes the whole store back.
+#[test]
+fn a_store_whose_directory_was_removed_is_written_back_once_it_exists_again() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("data");
+    let path = dir.join(ANOMALY_STORE_FILE_NAME);
+    let store = AnomalyStore::open(&dir).expect("open");
+    let events: Vec<Anomaly> = (0..2).map(|i| anomaly(AnomalyKind::ClickBurst, &format!("link:d{i}"), i * 60_000, 0, Severity::Warning)).collect();
+    assert_eq!(store.append(&events[..1]).expect("append"), vec![1]);
+    std::fs::remove_dir_all(&dir).expect("rm -rf the data dir");
     assert_eq!(
-        err.to_string(),
+        store.check_file().expect_err("directory removed").to_string(),
         format!(
-            "anomaly store \"{0}\" is closed after an I/O error (anomaly store \"{0}\" was deleted while in use and could not be restored from the open file \
-             (it was deleted while closed after an I/O error, so there was no open file to copy); new anomaly events go to the deleted file and are lost \
-             at the next restart: free the problem and restart sluice); it is reopened by the next operation once the storage works again",
-            path.display()
+            "anomaly store \"{0}\" and its directory \"{1}\" were removed while in use; sluice keeps every anomaly event and webhook \
+             subscription, new ones included, in the file it has open (deleted: only this process can still read it) and writes it back \
+             to \"{0}\" within seconds once the directory exists again (`mkdir -p {1}`). If sluice stops before, what that file holds is lost",
+            path.display(),
+            dir.display()
         )
     );
-    assert!(!path.exists(), "no empty store is created in its place");
-    assert!(matches!(store.check_file(), Err(Error::AnomalyStoreDeleted { .. })));
+    assert_eq!(store.append(&events[1..]).expect("append to the open file"), vec![2]);
+    std::fs::create_dir(&dir).expect("mkdir");
+    assert_eq!(store.check_file().expect("written back"), FileCheck::Restored { events: 2 });
+    drop(store);
+    let store = AnomalyStore::open(&dir).expect("reopen after a restart");
+    let expected: Vec<(u64, Anomaly)> = (1..=2).zip(events).collect();
+    assert_eq!(all_events(&store), expected);
 }
 
 /// A deleted file is written back to its path with every event, subscription, cursor and

@@ -35,6 +35,7 @@ use std::path::Path;
 use redb::{Database, ReadableDatabase, ReadableTable};
 
 use super::{BACKFILL, CHUNKS, CLICK_LOG_CACHE_BYTES, CLICK_LOG_FILE_NAME, ClickLog, META, WriteState, check_format_and_init};
+use crate::file_id::missing_dir;
 use crate::{Error, Result};
 
 pub(super) use crate::file_id::FileId;
@@ -217,12 +218,6 @@ impl ClickLog {
             }
         }
     }
-}
-
-/// The directory of `path` when it no longer exists (for [`Error::ClickLogDirRemoved`]).
-fn missing_dir(path: &Path) -> Option<String> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty())?;
-    matches!(std::fs::symlink_metadata(dir), Err(e) if e.kind() == std::io::ErrorKind::NotFound).then(|| dir.display().to_string())
 }
 
 /// The side files `clicks.redb.recovered-<UTC time>` in `dir` (where a running log saved
