@@ -90,6 +90,14 @@ struct Intake {
     kafka: Option<crate::kafka::KafkaIntake>,
 }
 
+/// What a start holds open while it runs its checks: the click log (its lock keeps other
+/// processes out of the data dir) and the link store, closed when the start is refused.
+#[derive(Default)]
+struct Held {
+    log: Option<ClickLog>,
+    store: Option<Arc<dyn LinkStore>>,
+}
+
 /// A running process (module docs).
 pub struct System {
     addr: SocketAddr,
@@ -126,11 +134,35 @@ fn warn_about_split_role(cfg: &Config, dataflow: bool) {
 }
 
 impl System {
-    /// Starts everything `cfg` describes and serves on `listener` (module docs).
+    /// Starts everything `cfg` describes and serves on `listener` (module docs). A refused
+    /// start removes what it created in the data dir (`start_cleanup.rs`).
     ///
     /// Errors: the data directory, link store, click log (e.g. held by another process),
     /// visitor secret or dataflow cannot be set up.
     pub async fn start(cfg: Config, listener: TcpListener) -> anyhow::Result<System> {
+        let before = super::start_cleanup::Before::look(&cfg.server.data_dir);
+        let api = cfg.server.role == Role::Api;
+        let mut held = Held::default();
+        match Self::start_holding(cfg, listener, &mut held).await {
+            Ok(system) => Ok(system),
+            Err(e) => {
+                // Closed first, so that nothing writes to its files after they are removed.
+                if let Some(store) = held.store.take() {
+                    store.close().await;
+                }
+                // While the click log (and its lock) is still held: no other process uses
+                // the data dir meanwhile.
+                if api || held.log.is_some() {
+                    before.remove_added();
+                }
+                drop(held);
+                Err(e)
+            }
+        }
+    }
+
+    /// [`Self::start`], noting in `held` the click log and the link store once open.
+    async fn start_holding(cfg: Config, listener: TcpListener, held: &mut Held) -> anyhow::Result<System> {
         let data_dir = cfg.server.data_dir.clone();
         crate::config::create_data_dir(&data_dir)?;
         telemetry::prometheus();
@@ -152,10 +184,12 @@ impl System {
                 .await
                 .context("click log open task failed")?
                 .context("could not open the click log (another sluice process using this data dir, or a damaged clicks.redb)")?;
+            held.log = Some(log.clone());
             let start = if cfg.dataflow.enabled { Some(DataflowJob::check_start(&cfg, log.clone()).await?) } else { None };
             (Some(log), start)
         };
         let store = open_store(&cfg.store_location()).await.context("could not open the link store")?;
+        held.store = Some(Arc::clone(&store));
         // Logs an error when `links.db` is deleted or replaced while open (`/readyz` fails then).
         drop(crate::health::watch_store_file(Arc::downgrade(&store), crate::health::STORE_FILE_CHECK));
         let secret = visitor_secret::load_or_create_after(cfg.visitor.secret.as_ref().map(|s| s.0.as_str()), &data_dir, had_click_log)?;

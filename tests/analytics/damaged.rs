@@ -187,3 +187,27 @@ async fn an_anomaly_store_left_by_sigkill_keeps_its_data_without_a_false_repair_
     assert!(!text.contains("repairing"), "no repair warning for an undamaged file: {text}");
     assert_eq!(hooks["items"].as_array().map(Vec::len), Some(1), "the subscription survived: {hooks}");
 }
+
+/// A first start refused by the anomaly store (a damaged `anomalies.redb` put into an
+/// otherwise new data dir) after the click log, `links.db` and `visitor_secret` were created:
+/// the refused start removes what it created, so the data dir holds what it held before —
+/// the damaged file, untouched — and the refusal's log.
+#[test]
+fn a_start_refused_after_the_link_store_was_created_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("anomalies.redb");
+    let garbage = b"not a redb file, some bytes put here by hand. ".repeat(200);
+    std::fs::write(&path, &garbage).expect("write");
+    let stderr = serve_refused(dir.path(), "a damaged anomalies.redb in a new data dir");
+    let refusal = format!(
+        "error: could not open the anomaly store (another sluice process using this data dir, or a damaged anomalies.redb): anomaly store \"{}\" \
+         is damaged and could not be repaired (Not a redb database: magic number mismatch); sluice will not start on it.",
+        path.display()
+    );
+    assert!(stderr.contains(&refusal), "{stderr}");
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir.path()).expect("read dir").map(|e| e.expect("entry").file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    assert_eq!(names, vec!["anomalies.redb", "refused.log"]);
+    assert_eq!(std::fs::read(&path).expect("read"), garbage, "the damaged file is left as it was");
+}

@@ -1,0 +1,111 @@
+//! What a refused start leaves in the data dir: nothing it created. Start-up checks that can
+//! refuse run at several points of [`super::system::System::start`], some after the link
+//! store (`links.db`), the visitor secret, the click log or the anomaly store were created
+//! (a Kafka, sink, webhook or anomaly-store refusal; a link-store check). A first start
+//! refused there would leave a data dir that looks used — a `visitor_secret` that is not the
+//! one a fixed configuration names, a `links.db` the next start takes as the store — so the
+//! start notes which entries the data dir held before ([`Before::look`]) and, when it is
+//! refused, removes the ones it added ([`Before::remove_added`]), then the data dir itself
+//! when the start created it and it is empty again.
+//!
+//! Only entries sluice's start creates are removed (`ADDED_BY_START`), and only while this
+//! start holds the data dir: for roles `all` and `redirect`, the click log's exclusive lock
+//! (a start refused before it holds the log removes nothing, since another process may be
+//! using the dir); role `api` takes no lock and removes its own entries (`links.db`,
+//! `visitor_secret`, `exports`) likewise.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// Entries of the data dir a start may create.
+const ADDED_BY_START: &[&str] =
+    &["clicks.redb", "links.db", "links.db-wal", "links.db-shm", "links.db-journal", "visitor_secret", "anomalies.redb", "exports", "checkpoints", "spill"];
+
+/// The data dir's entries before a start.
+#[derive(Debug)]
+pub(crate) struct Before {
+    dir: PathBuf,
+    /// `None`: the data dir did not exist.
+    names: Option<BTreeSet<String>>,
+}
+
+impl Before {
+    /// Looks at `dir` before anything is created in it.
+    pub(crate) fn look(dir: &Path) -> Before {
+        let names = std::fs::read_dir(dir).ok().map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect());
+        Before { dir: dir.to_path_buf(), names }
+    }
+
+    /// Removes the entries of `ADDED_BY_START` that were not in the dir before, then the dir
+    /// if it did not exist before and is empty now; returns the names removed. Failures are
+    /// logged (the refusal's own error is what the caller reports).
+    pub(crate) fn remove_added(&self) -> Vec<String> {
+        let mut removed = Vec::new();
+        for name in ADDED_BY_START {
+            let path = self.dir.join(name);
+            let was_there = self.names.as_ref().is_some_and(|n| n.contains(*name));
+            let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+            if was_there {
+                continue;
+            }
+            let gone = if meta.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+            match gone {
+                Ok(()) => removed.push((*name).to_owned()),
+                Err(e) => tracing::warn!(path = %path.display(), error = %e, "could not remove what the refused start created"),
+            }
+        }
+        if self.names.is_none() {
+            // Only when empty: anything else in it is not this start's.
+            let _ = std::fs::remove_dir(&self.dir);
+        }
+        if !removed.is_empty() {
+            tracing::info!(data_dir = %self.dir.display(), removed = ?removed, "start refused: removed what it had created in the data dir");
+        }
+        removed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut n: Vec<String> = std::fs::read_dir(dir).expect("read dir").map(|e| e.expect("entry").file_name().to_string_lossy().into_owned()).collect();
+        n.sort();
+        n
+    }
+
+    /// What was there stays (also a name sluice creates); what the start added goes; a file
+    /// sluice never creates is left alone.
+    #[test]
+    fn only_entries_the_start_added_are_removed() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path();
+        std::fs::write(dir.join("anomalies.redb"), b"kept").expect("write");
+        std::fs::write(dir.join("notes.txt"), b"kept").expect("write");
+        let before = Before::look(dir);
+        for f in ["links.db", "links.db-wal", "visitor_secret", "clicks.redb", "unknown.bin"] {
+            std::fs::write(dir.join(f), b"new").expect("write");
+        }
+        std::fs::create_dir_all(dir.join("exports/x")).expect("mkdir");
+        assert_eq!(before.remove_added(), vec!["clicks.redb", "links.db", "links.db-wal", "visitor_secret", "exports"]);
+        assert_eq!(names(dir), vec!["anomalies.redb", "notes.txt", "unknown.bin"]);
+        assert_eq!(std::fs::read(dir.join("anomalies.redb")).expect("read"), b"kept");
+    }
+
+    /// A data dir the start created is removed when it is empty again, kept otherwise.
+    #[test]
+    fn a_data_dir_the_start_created_goes_when_empty() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("data");
+        let before = Before::look(&dir);
+        std::fs::create_dir(&dir).expect("mkdir");
+        std::fs::write(dir.join("links.db"), b"new").expect("write");
+        assert_eq!(before.remove_added(), vec!["links.db"]);
+        assert!(!dir.exists());
+        std::fs::create_dir(&dir).expect("mkdir");
+        std::fs::write(dir.join("other"), b"x").expect("write");
+        assert_eq!(before.remove_added(), Vec::<String>::new());
+        assert_eq!(names(&dir), vec!["other"]);
+    }
+}
