@@ -117,7 +117,14 @@ impl crate::health::Dependency for AnomalyStoreHealth {
 
     fn status(&self) -> (bool, serde_json::Value) {
         let error = self.state.file_error.lock().clone().or_else(|| self.state.append_error.lock().clone()).or_else(|| {
-            self.store.failure().map(|f| format!("{f}; anomaly events wait in memory until it works again (free disk space, or fix the file's permissions)"))
+            // A lost file's message says itself what happens to the events and what to do.
+            self.store.failure().map(|f| {
+                if self.store.is_lost() {
+                    f
+                } else {
+                    format!("{f}; anomaly events wait in memory until it works again (free disk space, or fix the file's permissions)")
+                }
+            })
         });
         match error {
             None => (true, json!({ "status": "up", "events": self.store.head() })),
@@ -126,8 +133,13 @@ impl crate::health::Dependency for AnomalyStoreHealth {
     }
 }
 
-/// The readiness message of a failed append: the file, the cause, what happens and what to do.
+/// The readiness message of a failed append: the file, the cause, what happens and what to do
+/// (for a file deleted while the store was closed, [`sluice_connectors::Error::AnomalyStoreLost`]
+/// says that itself: no "stored once the store works again", which it will not by itself).
 fn append_error_message(store: &AnomalyStore, e: &sluice_connectors::Error) -> String {
+    if let sluice_connectors::Error::AnomalyStoreLost { .. } = e {
+        return format!("could not store anomaly events in \"{}\" ({})", store.path().display(), crate::health::error_chain(e));
+    }
     format!(
         "could not store anomaly events in \"{}\" ({}); they wait in memory and are stored once the store works again \
          (free disk space, or fix the file's permissions; a stop meanwhile makes the next start derive them again)",
@@ -344,4 +356,38 @@ pub(super) async fn run(
     }
     let unstored = w.held.len() as u64 + w.state.dropped();
     WriterSummary { stored: w.stored, unstored }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file deleted while the store was closed is not said to recover by itself (it does
+    /// not: the store's own message says what is lost and what to do); an I/O failure is.
+    #[test]
+    fn a_lost_store_file_is_not_said_to_recover_by_itself() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = AnomalyStore::open(dir.path()).expect("open");
+        let path = store.path().display().to_string();
+        let lost = sluice_connectors::Error::AnomalyStoreLost { path: path.clone() };
+        assert_eq!(
+            append_error_message(&store, &lost),
+            format!(
+                "could not store anomaly events in \"{path}\" (anomaly store \"{path}\" was deleted while it was closed after an I/O error, so \
+                 sluice has no open file to write it back from: the anomaly events and webhook subscriptions it held are gone unless a backup \
+                 of the file is put back. New anomaly events wait in memory meanwhile. To go on, stop sluice (a graceful stop makes the next \
+                 start derive the waiting events again), put the backup at that path if there is one (without one, the start creates an \
+                 empty store) and start it again)"
+            )
+        );
+        let closed = sluice_connectors::Error::AnomalyStoreClosed { path: path.clone(), cause: "disk full".into() };
+        assert_eq!(
+            append_error_message(&store, &closed),
+            format!(
+                "could not store anomaly events in \"{path}\" (anomaly store \"{path}\" is closed after an I/O error (disk full); it is reopened \
+                 by the next operation once the storage works again); they wait in memory and are stored once the store works again (free \
+                 disk space, or fix the file's permissions; a stop meanwhile makes the next start derive them again)"
+            )
+        );
+    }
 }

@@ -120,6 +120,12 @@ impl AnomalyStore {
         self.needs_reopen.load(Ordering::Acquire).then(|| self.closed_error().to_string())
     }
 
+    /// Whether the file was deleted while the store was closed after an I/O error
+    /// ([`Error::AnomalyStoreLost`]: [`Self::failure`] says what is lost and what to do).
+    pub fn is_lost(&self) -> bool {
+        self.lost.load(Ordering::Acquire)
+    }
+
     fn closed_error(&self) -> Error {
         if self.lost.load(Ordering::Acquire) {
             return Error::AnomalyStoreLost { path: self.path.display().to_string() };

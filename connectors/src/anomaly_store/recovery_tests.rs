@@ -133,6 +133,7 @@ fn a_closed_store_whose_file_was_deleted_does_not_reopen_empty() {
     );
     assert_eq!(err.to_string(), lost);
     assert_eq!(store.failure(), Some(lost.clone()), "readiness says the same");
+    assert!(store.is_lost());
     assert!(!path.exists(), "no empty store is created in its place");
     assert_eq!(store.check_file().expect_err("still lost").to_string(), lost);
 }
