@@ -411,7 +411,9 @@ impl Config {
     /// The base URL: configured, or `http://` + listen address, where an unspecified listen
     /// address (`0.0.0.0`, `::`) becomes the loopback address of its family (`127.0.0.1`,
     /// `[::1]`; a short URL on `0.0.0.0` is no address a client can use, and the start-up log
-    /// warns: [`Self::base_url_guessed`]). Must be http(s) with an empty path.
+    /// warns: [`Self::base_url_guessed`]). Must be http(s) with an empty path and without
+    /// `user:password@` credentials (refused without echoing them); a trailing dot of the
+    /// host is dropped (`https://SHO.RT.` → `https://sho.rt/`, the host short URLs carry).
     pub fn base_url(&self) -> anyhow::Result<url::Url> {
         let raw = self.server.base_url.clone().unwrap_or_else(|| {
             let mut listen = self.server.listen;
@@ -423,7 +425,14 @@ impl Config {
             }
             format!("http://{listen}")
         });
-        let url = url::Url::parse(&raw).with_context(|| format!("server.base-url \"{raw}\" is not a valid url"))?;
+        let mut url = url::Url::parse(&raw).with_context(|| format!("server.base-url \"{raw}\" is not a valid url"))?;
+        if !url.username().is_empty() || url.password().is_some() {
+            let _ = (url.set_username(""), url.set_password(None));
+            bail!("server.base-url \"{url}\" (credentials removed here) must not contain user:password@ credentials: short URLs would not carry them");
+        }
+        if let Some(host) = url.host_str().and_then(|h| h.strip_suffix('.')).filter(|h| !h.is_empty()).map(str::to_owned) {
+            url.set_host(Some(&host)).with_context(|| format!("server.base-url \"{raw}\" is not a valid url"))?;
+        }
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
             bail!("server.base-url \"{raw}\" must be an http or https origin");
         }

@@ -41,6 +41,22 @@ fn c22_every_example() {
 }
 
 #[test]
+fn c22_an_ip_literal_own_host_is_direct() {
+    use ReferrerMedium::*;
+    // The default base URL is `http://` + the listen address: its host is an IP literal.
+    let cfg = EnrichConfig { own_hosts: vec!["http://127.0.0.1:8080".to_owned(), "[::1]:8080".to_owned()], ..EnrichConfig::default() };
+    let e = Enricher::new(&cfg).expect("bundled enrichment data compiles");
+    check(&e, Some("http://127.0.0.1:8080/x"), "(direct)", Internal);
+    check(&e, Some("https://127.0.0.1/"), "(direct)", Internal);
+    check(&e, Some("http://[::1]:8080/AbC"), "(direct)", Internal);
+    check(&e, Some("http://[0:0:0:0:0:0:0:1]/"), "(direct)", Internal);
+    // Other addresses stay referrer domains of their own.
+    check(&e, Some("http://127.0.0.10/"), "127.0.0.10", Unknown);
+    check(&e, Some("http://[::2]/"), "[::2]", Unknown);
+    check(&e, Some("http://0.127.0.0.1.example/"), "0.127.0.0.1.example", Unknown);
+}
+
+#[test]
 fn c22_domains_counted_through_enrich() {
     // The C22 expectation as rows: direct 3 + invalid 1, m.search.example 1,
     // www.example.com 1, com.example.app 1; the short host never appears.

@@ -84,13 +84,14 @@ impl Link {
 
 /// The form in which a host is compared with blocklist entries: an IPv6 address that reaches
 /// an IPv4 host — IPv4-mapped `::ffff:1.2.3.4`, IPv4-compatible `::1.2.3.4` (RFC 4291
-/// §2.5.5; `::` and `::1` excepted) or NAT64 `64:ff9b::1.2.3.4` ([`nat64_ipv4`]) — is that
-/// IPv4 address (`1.2.3.4`), so no such spelling gets past an entry for the IPv4 address;
+/// §2.5.5; `::` and `::1` excepted), NAT64 `64:ff9b::1.2.3.4` or 6to4 `2002:0102:0304::/48`
+/// ([`embedded_ipv4`]) — is that IPv4 address (`1.2.3.4`), so no such spelling gets past an
+/// entry for the IPv4 address;
 /// any other IPv6 address is its compressed form (RFC 5952, `2001:0db8::0001` →
 /// `2001:db8::1`); anything else is returned unchanged.
 pub fn canonical_host(host: &str) -> String {
     match host.parse::<std::net::Ipv6Addr>() {
-        Ok(v6) => match v6.to_ipv4_mapped().or_else(|| nat64_ipv4(v6)) {
+        Ok(v6) => match embedded_ipv4(v6) {
             Some(v4) => v4.to_string(),
             None => match v6.to_ipv4() {
                 Some(v4) if v4.octets()[0] != 0 => v4.to_string(),
@@ -99,6 +100,22 @@ pub fn canonical_host(host: &str) -> String {
         },
         Err(_) => host.to_string(),
     }
+}
+
+/// The IPv4 host an IPv6 address reaches through a standard translation: IPv4-mapped
+/// `::ffff:a.b.c.d` (RFC 4291 §2.5.5.2), NAT64 `64:ff9b::a.b.c.d` ([`nat64_ipv4`]) or 6to4
+/// `2002:AABB:CCDD::/48` (RFC 3056 §2: the site's IPv4 address in bits 16..48, the relay
+/// its packets are routed through). `None` for any other address. The link blocklist
+/// ([`canonical_host`]) and the webhook SSRF guard judge such addresses as that IPv4 host.
+pub fn embedded_ipv4(v6: std::net::Ipv6Addr) -> Option<std::net::Ipv4Addr> {
+    if let Some(v4) = v6.to_ipv4_mapped().or_else(|| nat64_ipv4(v6)) {
+        return Some(v4);
+    }
+    if v6.segments()[0] == 0x2002 {
+        let o = v6.octets();
+        return Some(std::net::Ipv4Addr::new(o[2], o[3], o[4], o[5]));
+    }
+    None
 }
 
 /// The IPv4 address a NAT64 address of the well-known prefix `64:ff9b::/96` (RFC 6052 §2.1)
@@ -177,6 +194,10 @@ mod tests {
             // ... not the local-use prefix, nor an address merely near the prefix.
             ("http://[64:ff9b:1::cb00:7109]/", Some("64:ff9b:1::cb00:7109")),
             ("http://[64:ff9b::1:cb00:7109]/", Some("64:ff9b::1:cb00:7109")),
+            // 6to4 (RFC 3056): the site's IPv4 address in bits 16..48, whatever follows.
+            ("http://[2002:cb00:7109::1]/", Some("203.0.113.9")),
+            ("http://[2002:CB00:7109:1:2:3:4:5]/", Some("203.0.113.9")),
+            ("http://[2003:cb00:7109::1]/", Some("2003:cb00:7109::1")),
             ("http://[::1]/", Some("::1")),
             ("http://[::]/", Some("::")),
             ("https://203.0.113.7#frag", Some("203.0.113.7")),

@@ -24,12 +24,21 @@ pub enum StrictJsonError {
         /// Column just after the repeated key.
         column: usize,
     },
+    /// The text starts with a UTF-8 byte order mark (`EF BB BF`): RFC 8259 §8.1 forbids one
+    /// in JSON sent over a network, and serde_json would call it an "expected value".
+    ByteOrderMark,
 }
+
+/// The UTF-8 byte order mark.
+pub const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
 impl std::fmt::Display for StrictJsonError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StrictJsonError::Syntax(e) => write!(f, "{e}"),
+            StrictJsonError::ByteOrderMark => {
+                f.write_str("it starts with a UTF-8 byte order mark (bytes EF BB BF), which JSON must not carry (RFC 8259 §8.1): remove it")
+            }
             StrictJsonError::DuplicateKey { key, line, column } => {
                 write!(f, "duplicate key {} at line {line} column {column}", Value::String(key.clone()))
             }
@@ -104,9 +113,13 @@ impl<'de> Visitor<'de> for StrictVisitor {
 /// Parses `bytes` as one JSON value, refusing objects that repeat a key (at any depth).
 ///
 /// # Errors
-/// [`StrictJsonError::DuplicateKey`] for a repeated key, [`StrictJsonError::Syntax`] for
-/// anything that is not one JSON value.
+/// [`StrictJsonError::DuplicateKey`] for a repeated key, [`StrictJsonError::ByteOrderMark`]
+/// for a leading byte order mark, [`StrictJsonError::Syntax`] for anything else that is not
+/// one JSON value.
 pub fn from_slice_strict(bytes: &[u8]) -> Result<Value, StrictJsonError> {
+    if bytes.starts_with(UTF8_BOM) {
+        return Err(StrictJsonError::ByteOrderMark);
+    }
     match serde_json::from_slice::<Strict>(bytes) {
         Ok(Strict(v)) => Ok(v),
         Err(e) => Err(classify(e)),
@@ -292,6 +305,15 @@ mod tests {
                 other => panic!("{text}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_leading_byte_order_mark_is_named() {
+        let e = from_str_strict("\u{feff}{\"a\":1}").expect_err("bom");
+        assert!(matches!(e, StrictJsonError::ByteOrderMark), "{e:?}");
+        assert_eq!(e.to_string(), "it starts with a UTF-8 byte order mark (bytes EF BB BF), which JSON must not carry (RFC 8259 §8.1): remove it");
+        // Inside a string it is just a character.
+        assert_eq!(from_str_strict("{\"a\":\"\u{feff}\"}").expect("ok"), serde_json::json!({"a": "\u{feff}"}));
     }
 
     #[test]

@@ -3,8 +3,10 @@
 //!
 //! Rules ([`AdminPrincipal`]):
 //! - a token is configured (`[admin] token`): the request must carry
-//!   `Authorization: Bearer <token>` (compared in constant time); otherwise 401
-//!   `unauthorized` with `WWW-Authenticate: Bearer`;
+//!   `Authorization: Bearer <token>` (compared in constant time); otherwise 401 with
+//!   `WWW-Authenticate: Bearer`: `unauthorized` when no bearer token was sent,
+//!   `invalid_token` when the token sent is not the configured one (the codes of the
+//!   ingest API, `POST /v1/events`);
 //! - no token: only loopback peers (by the socket address, `ConnectInfo<SocketAddr>`) are
 //!   admitted, and only when the request carries no `X-Forwarded-For` / `Forwarded` header (a
 //!   reverse proxy on loopback would otherwise admit everyone); otherwise 403
@@ -57,7 +59,8 @@ impl AdminAuth {
 
     /// Checks one request's headers and peer (module docs).
     ///
-    /// Errors: 401 `unauthorized`, 403 `admin_loopback_only`.
+    /// Errors: 401 `unauthorized` (no bearer token), 401 `invalid_token` (a wrong one),
+    /// 403 `admin_loopback_only`.
     pub fn check(&self, headers: &axum::http::HeaderMap, peer: Option<SocketAddr>) -> Result<AdminPrincipal, AdminAuthError> {
         let peer_ip = peer.map(|p| p.ip());
         match &self.token {
@@ -69,7 +72,7 @@ impl AdminAuth {
                     .map(str::trim);
                 match given {
                     Some(g) if constant_time_eq(g.as_bytes(), token.as_bytes()) => Ok(AdminPrincipal { actor: "admin-token".into(), peer: peer_ip }),
-                    Some(_) => Err(AdminAuthError::Unauthorized("the bearer token is not valid")),
+                    Some(_) => Err(AdminAuthError::InvalidToken),
                     None => Err(AdminAuthError::Unauthorized("this endpoint requires \"Authorization: Bearer <admin token>\"")),
                 }
             }
@@ -111,8 +114,10 @@ pub struct AdminPrincipal {
 /// Why an admin request was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AdminAuthError {
-    /// 401 `unauthorized`: missing or wrong bearer token.
+    /// 401 `unauthorized`: no bearer token.
     Unauthorized(&'static str),
+    /// 401 `invalid_token`: a bearer token that is not the configured admin token.
+    InvalidToken,
     /// 403 `admin_loopback_only`: no token configured and the peer is not loopback.
     LoopbackOnly,
 }
@@ -121,6 +126,7 @@ impl From<AdminAuthError> for ApiError {
     fn from(e: AdminAuthError) -> ApiError {
         match e {
             AdminAuthError::Unauthorized(msg) => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", msg),
+            AdminAuthError::InvalidToken => ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", "the bearer token is not the configured admin token"),
             AdminAuthError::LoopbackOnly => ApiError::new(
                 StatusCode::FORBIDDEN,
                 "admin_loopback_only",
@@ -132,7 +138,7 @@ impl From<AdminAuthError> for ApiError {
 
 impl IntoResponse for AdminAuthError {
     fn into_response(self) -> Response {
-        let unauthorized = matches!(self, AdminAuthError::Unauthorized(_));
+        let unauthorized = matches!(self, AdminAuthError::Unauthorized(_) | AdminAuthError::InvalidToken);
         let mut resp = ApiError::from(self).into_response();
         if unauthorized {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -174,8 +180,8 @@ mod tests {
         let remote: SocketAddr = "203.0.113.9:5000".parse().expect("addr");
         let ok = auth.check(&headers(&[("authorization", "Bearer s3cret")]), Some(remote)).expect("admitted");
         assert_eq!(ok, AdminPrincipal { actor: "admin-token".into(), peer: Some(remote.ip()) });
-        assert!(matches!(auth.check(&headers(&[("authorization", "Bearer s3creT")]), Some(remote)), Err(AdminAuthError::Unauthorized(_))));
-        assert!(matches!(auth.check(&headers(&[("authorization", "Bearer s3cret2")]), Some(remote)), Err(AdminAuthError::Unauthorized(_))));
+        assert_eq!(auth.check(&headers(&[("authorization", "Bearer s3creT")]), Some(remote)), Err(AdminAuthError::InvalidToken));
+        assert_eq!(auth.check(&headers(&[("authorization", "Bearer s3cret2")]), Some(remote)), Err(AdminAuthError::InvalidToken));
         // Loopback alone is not enough once a token is configured.
         let lo: SocketAddr = "127.0.0.1:1".parse().expect("addr");
         assert!(matches!(auth.check(&headers(&[]), Some(lo)), Err(AdminAuthError::Unauthorized(_))));

@@ -113,7 +113,7 @@ pub fn parse_json_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<ApiJson<T>, 
 
 /// The API error of a body that [`sluice_schemas::strict_json`] refused: 400
 /// `duplicate_key` (details `{key, line, column}`) or 400 `malformed_json` (details
-/// `{line, column}`).
+/// `{line, column}`; a leading byte order mark is named as such, at line 1 column 1).
 pub fn json_body_error(e: sluice_schemas::strict_json::StrictJsonError) -> ApiError {
     use sluice_schemas::strict_json::StrictJsonError;
     match e {
@@ -124,6 +124,9 @@ pub fn json_body_error(e: sluice_schemas::strict_json::StrictJsonError) -> ApiEr
         .with_details(json!({ "key": key, "line": line, "column": column })),
         StrictJsonError::Syntax(e) => ApiError::bad_request("malformed_json", format!("request body is not valid json: {e}"))
             .with_details(json!({ "line": e.line(), "column": e.column() })),
+        e @ StrictJsonError::ByteOrderMark => {
+            ApiError::bad_request("malformed_json", format!("request body is not valid json: {e}")).with_details(json!({ "line": 1, "column": 1 }))
+        }
     }
 }
 
@@ -243,6 +246,11 @@ mod tests {
     #[test]
     fn body_errors_are_classified() {
         assert_eq!(parse_json_body::<Probe>(b"{").expect_err("syntax").code, "malformed_json");
+        let bom = parse_json_body::<Probe>(b"\xEF\xBB\xBF{\"a\":7}").expect_err("bom");
+        assert_eq!(
+            bom.body(),
+            json!({"error": {"code": "malformed_json", "message": "request body is not valid json: it starts with a UTF-8 byte order mark (bytes EF BB BF), which JSON must not carry (RFC 8259 §8.1): remove it", "details": {"line": 1, "column": 1}}})
+        );
         assert_eq!(parse_json_body::<Probe>(br#"{"a":1,"zz":2}"#).expect_err("unknown").code, "unknown_field");
         assert_eq!(parse_json_body::<Probe>(br#"{"a":"x"}"#).expect_err("type").code, "invalid_request");
         let shape = parse_json_body::<Probe>(br#"[]"#).expect_err("shape");

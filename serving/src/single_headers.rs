@@ -4,8 +4,8 @@
 //! not fail on a header.
 //!
 //! RFC 9110 §5.3 lets a sender repeat only a field whose value is a comma-separated list.
-//! `Content-Type`, `Authorization` and `Idempotency-Key` are not lists: a request with two
-//! copies is ambiguous (a proxy may have checked one, the server would act on the other), so
+//! `Content-Type`, `Authorization`, `Idempotency-Key` and `Last-Event-ID` (one event id,
+//! WHATWG HTML §9.2 server-sent events) are not lists: a request with two copies is ambiguous (a proxy may have checked one, the server would act on the other), so
 //! it is refused with 400 `duplicate_header` instead of served with the first copy.
 //! `Content-Length` is hyper's: it refuses differing copies before any handler runs.
 //! `If-Match` and `If-None-Match` *are* lists (RFC 9110 §13.1.1, §13.1.2): their copies are
@@ -21,12 +21,13 @@ use serde_json::json;
 use crate::error::ApiError;
 
 /// The header fields a request may carry at most once, as they are spelled in errors.
-pub const SINGLE_HEADERS: [&str; 3] = ["Content-Type", "Authorization", "Idempotency-Key"];
+pub const SINGLE_HEADERS: [&str; 4] = ["Content-Type", "Authorization", "Idempotency-Key", "Last-Event-ID"];
 
 fn header_name(display: &str) -> HeaderName {
     match display {
         "Content-Type" => header::CONTENT_TYPE,
         "Authorization" => header::AUTHORIZATION,
+        "Last-Event-ID" => HeaderName::from_static("last-event-id"),
         _ => HeaderName::from_static("idempotency-key"),
     }
 }
@@ -72,6 +73,16 @@ mod tests {
         assert_eq!(
             e.body(),
             json!({"error": {"code": "duplicate_header", "message": "the Authorization header appears 3 times; send it exactly once", "details": {"header": "Authorization", "count": 3}}})
+        );
+        // Last-Event-ID (an SSE resume point) is one id.
+        let mut h = HeaderMap::new();
+        h.append("last-event-id", HeaderValue::from_static("0"));
+        assert_eq!(check(&h), Ok(()));
+        h.append("last-event-id", HeaderValue::from_static("1"));
+        let e = check(&h).expect_err("repeated");
+        assert_eq!(
+            e.body(),
+            json!({"error": {"code": "duplicate_header", "message": "the Last-Event-ID header appears 2 times; send it exactly once", "details": {"header": "Last-Event-ID", "count": 2}}})
         );
         // list fields may repeat
         let mut h = HeaderMap::new();

@@ -62,6 +62,9 @@ pub struct FreshnessBenchArgs {
     #[arg(long, default_value = "5ms", value_parser = humantime::parse_duration, value_name = "D")]
     pub poll: Duration,
     /// Measure a running server at this origin instead of an in-process one (no click-log column).
+    /// The run creates its probe links (`fresh-<run id>-<n>`) and the background links on
+    /// that server and leaves them and their clicks there (they show in its stats, summaries
+    /// and report jobs): point it at a test server, not at production.
     #[arg(long, value_name = "URL")]
     pub target: Option<Url>,
     /// Configuration file of the in-process server (same keys as `sluice serve`).

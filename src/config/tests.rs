@@ -222,6 +222,26 @@ fn a_config_path_that_is_a_directory_or_missing_says_so() {
 }
 
 #[test]
+fn base_url_refuses_credentials_without_echoing_them_and_drops_a_trailing_dot() {
+    let mut cfg: Config = toml::from_str(DEFAULT_TOML).expect("defaults");
+    for (raw, want) in
+        [("https://SHO.RT.", "https://sho.rt/"), ("http://sho.rt.:8080/", "http://sho.rt:8080/"), ("http://127.0.0.1:9000", "http://127.0.0.1:9000/")]
+    {
+        cfg.server.base_url = Some(raw.into());
+        assert_eq!(cfg.base_url().expect(raw).as_str(), want, "{raw}");
+    }
+    for raw in ["https://u:hunter2@sho.rt", "https://u@sho.rt", "https://:hunter2@sho.rt/"] {
+        cfg.server.base_url = Some(raw.into());
+        let e = cfg.base_url().expect_err(raw).to_string();
+        assert_eq!(
+            e,
+            "server.base-url \"https://sho.rt/\" (credentials removed here) must not contain user:password@ credentials: short URLs would not carry them"
+        );
+        assert!(!e.contains("hunter2"), "{e}");
+    }
+}
+
+#[test]
 fn short_domains_must_be_bare_host_names() {
     for ok in ["sho.rt", "kurz.example", "xn--bcher-kva.example", "bücher.example", "127.0.0.1", "[::1]", "localhost"] {
         assert_eq!(check_short_domain(ok), Ok(ok.to_owned()), "{ok}");

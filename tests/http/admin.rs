@@ -73,9 +73,15 @@ async fn token_is_required_on_every_admin_route(b: Backend) {
         (Method::GET, "/v1/admin/audit".into(), None),
     ];
     for (m, path, body) in &routes {
-        for (token, peer) in [(None, REMOTE), (None, LOOPBACK), (Some("wrong"), REMOTE), (Some("t0ken-for-admin-testS"), LOOPBACK)] {
+        // No token: `unauthorized`; a wrong one: `invalid_token` (the ingest API's codes).
+        for (token, peer, code) in [
+            (None, REMOTE, "unauthorized"),
+            (None, LOOPBACK, "unauthorized"),
+            (Some("wrong"), REMOTE, "invalid_token"),
+            (Some("t0ken-for-admin-testS"), LOOPBACK, "invalid_token"),
+        ] {
             let r = admin_call(&app, m.clone(), path, token, peer, body.clone()).await;
-            r.assert_error(401, "unauthorized");
+            r.assert_error(401, code);
             assert_eq!(r.header("www-authenticate"), Some("Bearer"), "{m} {path}");
         }
     }
@@ -431,8 +437,9 @@ async fn admin_timestamps_are_milliseconds_like_the_rest_of_the_api(b: Backend) 
 
 /// An IPv4 address on the blocklist (`[links] blocklist`, or at run time) is not bypassed by
 /// its NAT64 spelling (RFC 6052 well-known prefix `64:ff9b::/96`, which reaches exactly that
-/// host), as it is not by the IPv4-mapped one: 422 `policy_violation` naming the entry, no
-/// link; the local-use prefix `64:ff9b:1::/48` and other addresses are not the entry.
+/// host) nor by a 6to4 address of its site (RFC 3056 `2002:AABB:CCDD::/48`, routed through
+/// that host), as it is not by the IPv4-mapped one: 422 `policy_violation` naming the entry,
+/// no link; the local-use prefix `64:ff9b:1::/48` and other addresses are not the entry.
 async fn nat64_spellings_of_a_blocklisted_ipv4_address_are_blocked(b: Backend) {
     let app = TestApp::start_with(b, |c| {
         c.admin.token = Some(sluice::config::Secret(TOKEN.into()));
@@ -448,6 +455,8 @@ async fn nat64_spellings_of_a_blocklisted_ipv4_address_are_blocked(b: Backend) {
         ("http://[64:ff9b::198.51.100.7]/", "198.51.100.7"),
         ("http://[64:ff9b::c633:6407]/", "198.51.100.7"),
         ("http://198.51.100.7/", "198.51.100.7"),
+        ("http://[2002:cb00:7109::1]/", "203.0.113.9"),
+        ("https://[2002:cb00:7109:ffff::abcd]:8443/x", "203.0.113.9"),
     ]
     .into_iter()
     .enumerate()
@@ -461,7 +470,13 @@ async fn nat64_spellings_of_a_blocklisted_ipv4_address_are_blocked(b: Backend) {
         );
         app.assert_no_link(&alias).await;
     }
-    for target in ["http://[64:ff9b:1::cb00:7109]/", "http://[64:ff9b::203.0.113.10]/", "http://[64:ff9b::c633:6408]/"] {
+    for target in [
+        "http://[64:ff9b:1::cb00:7109]/",
+        "http://[64:ff9b::203.0.113.10]/",
+        "http://[64:ff9b::c633:6408]/",
+        "http://[2002:cb00:710a::1]/",
+        "http://[2003:cb00:7109::1]/",
+    ] {
         let r = app.post_json("/v1/links", &json!({"long_url": target})).await;
         assert_eq!(r.status, StatusCode::CREATED, "{target}: {:?}", r.body);
     }

@@ -12,7 +12,9 @@
 //! 3. The host is lower-cased (IDNs become punycode), its port and trailing dot dropped.
 //!    A host equal to one of `EnrichConfig::own_hosts` or a subdomain of one → `"(direct)"`,
 //!    medium `internal`: crawlers send the short link itself as `Referer`, and a shortener's
-//!    own host must never show up as a traffic source.
+//!    own host must never show up as a traffic source. An IP-literal own host (the default
+//!    base URL is `http://` + the listen address, e.g. `127.0.0.1`) matches only the same
+//!    address (`[::1]` in brackets for IPv6); IP addresses have no subdomains.
 //! 4. `referrer_domain` is the **registrable domain** from the Public Suffix List (`psl`
 //!    crate, ICANN and private sections): `https://www.google.co.uk/` → `google.co.uk`,
 //!    `https://user.github.io/` → `user.github.io`. The full host is kept instead when
@@ -108,7 +110,7 @@ pub fn classify(lists: &MediumLists, own_hosts: &[String], referrer: Option<&str
     if host.is_empty() {
         return ReferrerInfo::invalid();
     }
-    if !is_ip && own_hosts.iter().any(|own| is_same_or_subdomain(&host, own)) {
+    if own_hosts.iter().any(|own| if is_ip { host == *own } else { is_same_or_subdomain(&host, own) }) {
         return ReferrerInfo::direct(ReferrerMedium::Internal);
     }
     let medium = if is_ip { ReferrerMedium::Unknown } else { lists.classify(&host, url.path()).medium };

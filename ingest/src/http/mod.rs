@@ -416,6 +416,9 @@ fn split_body(bytes: &[u8], format: BodyFormat, max_events: usize) -> Result<Vec
                 .with_details(json!({ "key": key, "line": line, "column": column })),
                 StrictJsonError::Syntax(e) => ApiError::bad_request("malformed_json", format!("request body is not valid json: {e}"))
                     .with_details(json!({ "line": e.line(), "column": e.column() })),
+                e @ StrictJsonError::ByteOrderMark => {
+                    ApiError::bad_request("malformed_json", format!("request body is not valid json: {e}")).with_details(json!({ "line": 1, "column": 1 }))
+                }
             })?;
             let arr = match arr {
                 BoundedArray::Items(arr) => arr,
@@ -440,7 +443,9 @@ fn split_body(bytes: &[u8], format: BodyFormat, max_events: usize) -> Result<Vec
                         StrictJsonError::DuplicateKey { key, .. } => {
                             Rejection::new("duplicate_key", format!("line {n} repeats the key {} in one object", Value::from(echo(&key))))
                         }
-                        StrictJsonError::Syntax(e) => Rejection::new("malformed_json", format!("line {n} is not valid json: {e}")),
+                        e @ (StrictJsonError::Syntax(_) | StrictJsonError::ByteOrderMark) => {
+                            Rejection::new("malformed_json", format!("line {n} is not valid json: {e}"))
+                        }
                     });
                     (Some(n), parsed)
                 })

@@ -137,9 +137,12 @@ impl LineParser {
         self.format
     }
 
-    /// Parses line `line_no` (1-based) of the file; `line` may still end in `\r`.
+    /// Parses line `line_no` (1-based) of the file; `line` may still end in `\r`. A UTF-8
+    /// byte order mark at the start of line 1 (files saved by Windows tools often begin
+    /// with one) is skipped, as RFC 8259 §8.1 lets a parser do.
     pub fn parse(&self, line_no: u64, line: &str) -> LineOutcome {
         let line = line.strip_suffix('\r').unwrap_or(line);
+        let line = if line_no == 1 { line.strip_prefix('\u{feff}').unwrap_or(line) } else { line };
         if line.trim().is_empty() {
             return LineOutcome::Skipped(SkipReason::Blank);
         }

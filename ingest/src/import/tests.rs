@@ -77,6 +77,23 @@ fn path_prefix_selects_where_codes_live() {
 }
 
 #[test]
+fn a_byte_order_mark_opening_the_file_is_skipped_and_named_anywhere_else() {
+    let p = LineParser::new(ImportFormat::Ndjson, "/");
+    let first = EVENTS_NDJSON.lines().next().expect("line 1");
+    let (plain, with_bom) = (p.parse(1, first), p.parse(1, &format!("\u{feff}{first}\r")));
+    let (LineOutcome::Event(a), LineOutcome::Event(b)) = (&plain, &with_bom) else { panic!("{plain:?} / {with_bom:?}") };
+    assert_eq!(a, b);
+    let LineOutcome::Invalid(r) = p.parse(2, &format!("\u{feff}{first}")) else { panic!("line 2") };
+    assert_eq!(
+        (r.reason, r.message.as_str()),
+        (
+            "malformed_json",
+            "line 2 is not valid json: it starts with a UTF-8 byte order mark (bytes EF BB BF), which JSON must not carry (RFC 8259 §8.1): remove it"
+        )
+    );
+}
+
+#[test]
 fn ndjson_lines_are_events_or_counted_rejections() {
     let p = LineParser::new(ImportFormat::Ndjson, "/");
     let outcomes: Vec<LineOutcome> = EVENTS_NDJSON.split_terminator('\n').enumerate().map(|(i, l)| p.parse(i as u64 + 1, l)).collect();

@@ -21,8 +21,8 @@ pub fn normalize(pattern: &str) -> Result<String, ApiError> {
 
 /// The lowercase ASCII host of a stored (normalized) target, without a trailing dot; an IPv6
 /// address in [`sluice_schemas::link::canonical_host`] form (one embedding an IPv4 address is
-/// that IPv4 address, so neither `[::ffff:1.2.3.4]` nor the NAT64 `[64:ff9b::1.2.3.4]` gets
-/// past an entry for `1.2.3.4`).
+/// that IPv4 address, so neither `[::ffff:1.2.3.4]`, the NAT64 `[64:ff9b::1.2.3.4]` nor the
+/// 6to4 `[2002:102:304::1]` gets past an entry for `1.2.3.4`).
 pub fn target_host(long_url: &str) -> Option<String> {
     let url = url::Url::parse(long_url).ok()?;
     let host = match url.host()? {

@@ -191,6 +191,10 @@ async fn bad_parameters_and_credentials_get_precise_errors() {
     assert_eq!(resp.status(), 401);
     assert_eq!(resp.headers()["www-authenticate"], "Bearer");
     assert_eq!(resp.json::<Value>().await.expect("json")["error"]["code"], "unauthorized");
+    let resp = client.get(format!("{base}/v1/anomalies")).bearer_auth("t0kem").send().await.expect("get");
+    assert_eq!(resp.status(), 401);
+    assert_eq!(resp.headers()["www-authenticate"], "Bearer");
+    assert_eq!(resp.json::<Value>().await.expect("json")["error"]["code"], "invalid_token");
     let resp = client.get(format!("{base}/v1/anomalies")).bearer_auth("t0ken").send().await.expect("get");
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.json::<Value>().await.expect("json"), serde_json::json!({"items": [], "next_cursor": null}));

@@ -82,18 +82,10 @@ fn blocked_v4(v4: Ipv4Addr) -> Option<&'static str> {
     V4_BLOCKED.iter().find(|(net, _)| net.parse::<Ipv4Net>().is_ok_and(|n| n.contains(&v4))).map(|(_, name)| *name)
 }
 
-/// The IPv4 address `v6` is judged by: IPv4-mapped, NAT64 (the link blocklist's reading,
-/// [`sluice_schemas::link::nat64_ipv4`]) or 6to4 (the relay it is routed through).
+/// The IPv4 address `v6` is judged by: IPv4-mapped, NAT64 or 6to4 (the relay it is routed
+/// through), as the link blocklist reads them ([`sluice_schemas::link::embedded_ipv4`]).
 fn embedded_v4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
-    if let Some(v4) = v6.to_ipv4_mapped().or_else(|| sluice_schemas::link::nat64_ipv4(v6)) {
-        return Some(v4);
-    }
-    // 6to4 2002::/16: the IPv4 address is bits 16..48.
-    if v6.segments()[0] == 0x2002 {
-        let o = v6.octets();
-        return Some(Ipv4Addr::new(o[2], o[3], o[4], o[5]));
-    }
-    None
+    sluice_schemas::link::embedded_ipv4(v6)
 }
 
 /// `range` ([`blocked_range`]) with its indefinite article: "a loopback address", "an
