@@ -51,6 +51,28 @@ pub fn run(data_dir: &Path, from: Option<u64>, lines: u64) -> anyhow::Result<()>
     run_to(data_dir, from, lines, &mut std::io::stdout().lock())
 }
 
+/// `sluice log tail` with its configuration: refuses Kafka mode, whose clicks are in the
+/// click topic and never in `clicks.redb` (an empty answer there would read as "no clicks"),
+/// then runs [`run`] on `[server] data-dir`.
+///
+/// # Errors
+/// Kafka mode (`[kafka] brokers` set), naming the topic; else as [`run_to`].
+pub fn run_with_config(cfg: &crate::config::Config, from: Option<u64>, lines: u64) -> anyhow::Result<()> {
+    kafka_refusal(cfg)?;
+    run(&cfg.server.data_dir, from, lines)
+}
+
+fn kafka_refusal(cfg: &crate::config::Config) -> anyhow::Result<()> {
+    if cfg.kafka.enabled() {
+        anyhow::bail!(
+            "[kafka] brokers is set: clicks go to the Kafka topic \"{}\", not to clicks.redb; read them there (e.g. kcat -C -t {} -o -10 -e)",
+            cfg.kafka.click_topic,
+            cfg.kafka.click_topic
+        );
+    }
+    Ok(())
+}
+
 /// Runs `sluice log tail` on the log in `data_dir`, writing to `out`.
 ///
 /// # Errors
@@ -119,6 +141,22 @@ mod tests {
             "event_id": format!("01900000-0000-7000-8000-00000000000{i}"), "code": format!("c{i}"), "ts": ts, "ip_trunc": null,
             "visitor_id": 7, "user_agent": "ua", "referrer": null, "accept_language": null, "edge_region": null
         }})
+    }
+
+    /// Kafka mode: the clicks are in the topic, never in clicks.redb, so tail says where
+    /// they are instead of printing nothing with exit 0.
+    #[test]
+    fn kafka_mode_names_the_click_topic() {
+        let mut cfg: crate::config::Config = toml::from_str(crate::config::DEFAULT_TOML).expect("defaults");
+        cfg.kafka.brokers = Some("127.0.0.1:9".into());
+        cfg.kafka.click_topic = "clicks-x".into();
+        let e = run_with_config(&cfg, None, 10).expect_err("kafka mode");
+        assert_eq!(
+            e.to_string(),
+            "[kafka] brokers is set: clicks go to the Kafka topic \"clicks-x\", not to clicks.redb; read them there (e.g. kcat -C -t clicks-x -o -10 -e)"
+        );
+        cfg.kafka.brokers = None;
+        assert!(kafka_refusal(&cfg).is_ok());
     }
 
     /// The finding: tail is read-only, so a log it cannot write (here the file and its

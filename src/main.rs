@@ -126,7 +126,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Log { command: LogCommand::Tail(args) } => {
             let flags = FlagOverrides { data_dir: args.data_dir.clone(), ..FlagOverrides::default() };
             let cfg = Config::load(args.config.as_deref(), &flags)?;
-            log_tail::run(&cfg.server.data_dir, args.from, args.lines)
+            log_tail::run_with_config(&cfg, args.from, args.lines)
         }
         Command::Log { command: LogCommand::Reset(args) } => {
             let flags = FlagOverrides { data_dir: args.data_dir.clone(), ..FlagOverrides::default() };
