@@ -11,8 +11,8 @@
 //! Only entries sluice's start creates are removed (`ADDED_BY_START`), and only while this
 //! start holds the data dir: for roles `all` and `redirect`, the click log's exclusive lock
 //! (a start refused before it holds the log removes nothing, since another process may be
-//! using the dir); role `api` takes no lock and removes its own entries (`links.db`,
-//! `visitor_secret`, `exports`) likewise.
+//! using the dir). Role `api` takes no lock, so it removes nothing: a redirect process
+//! sharing the dir may have created the same files after this start looked.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -141,7 +141,6 @@ impl System {
     /// visitor secret or dataflow cannot be set up.
     pub async fn start(cfg: Config, listener: TcpListener) -> anyhow::Result<System> {
         let before = super::start_cleanup::Before::look(&cfg.server.data_dir);
-        let api = cfg.server.role == Role::Api;
         let mut held = Held::default();
         match Self::start_holding(cfg, listener, &mut held).await {
             Ok(system) => Ok(system),
@@ -150,9 +149,11 @@ impl System {
                 if let Some(store) = held.store.take() {
                     store.close().await;
                 }
-                // While the click log (and its lock) is still held: no other process uses
-                // the data dir meanwhile.
-                if api || held.log.is_some() {
+                // Only while the click log (and its lock) is still held: no other process
+                // uses the data dir meanwhile. Role `api` takes no lock (it shares the dir
+                // with a redirect process that may have created the same files since the
+                // start looked), so it removes nothing.
+                if held.log.is_some() {
                     before.remove_added();
                 }
                 drop(held);

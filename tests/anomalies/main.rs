@@ -328,6 +328,27 @@ async fn a_flood_posted_to_the_binary_is_listed_streamed_and_delivered() {
     p.terminate();
 }
 
+/// `Last-Event-ID` is one resume point (WHATWG server-sent events): sent twice it is 400
+/// `duplicate_header` before the stream starts, like the other single headers; once, the
+/// stream is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_last_event_id_is_400_duplicate_header() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = Proc::start(dir.path()).await;
+    let url = format!("{}/v1/anomalies/stream", p.base);
+    let r = p.http.get(&url).header("last-event-id", "0").header("last-event-id", "1").send().await.expect("get");
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(
+        v,
+        json!({"error": {"code": "duplicate_header", "message": "the Last-Event-ID header appears 2 times; send it exactly once", "details": {"header": "Last-Event-ID", "count": 2}}})
+    );
+    let r = p.http.get(&url).header("last-event-id", "0").send().await.expect("get");
+    assert_eq!((r.status(), r.headers()["content-type"].to_str().expect("ascii")), (reqwest::StatusCode::OK, "text/event-stream"));
+    drop(r);
+    p.terminate();
+}
+
 /// Role `api` holds no anomaly store: its anomaly and webhook routes say where they are
 /// served (503 `anomalies_not_local`), rather than a 404 of an unknown route.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
