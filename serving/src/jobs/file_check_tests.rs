@@ -32,7 +32,7 @@ fn input() -> Vec<sluice_schemas::ClickEvent> {
 }
 
 /// The stored spec of a job posted with [`BODY`] (CSV).
-fn body_spec() -> JobSpec {
+pub(super) fn body_spec() -> JobSpec {
     JobSpec {
         codes: Some(vec!["ab".into()]),
         from_ms: ms("2024-06-01T00:00:00Z"),

@@ -15,9 +15,8 @@ use sluice_connectors::{IdempotencyRecord, LinkChange, LinkPatch, LinkStore, Lis
 use sluice_dataflows::clock::ManualClock;
 use sluice_schemas::Link;
 
-use super::store::{JobRecord, JobSpec, JobStore, KeyRecord, KeyedPut};
-use super::{JobState, JobsConfig};
-use crate::export::ExportFormat;
+use super::JobsConfig;
+use super::store::{JobRecord, JobStore, KeyRecord, KeyedPut};
 use crate::reports::ReportsState;
 use crate::reports::test_harness::*;
 use crate::testing::MemoryLinkStore;
@@ -128,27 +127,7 @@ async fn a_retry_after_a_failed_write_creates_the_job_once() {
 }
 
 fn record(id: &str, created_at_ms: i64) -> JobRecord {
-    JobRecord {
-        job_id: id.to_owned(),
-        status: JobState::Queued,
-        created_at_ms,
-        started_at_ms: None,
-        finished_at_ms: None,
-        rows: 0,
-        bytes: 0,
-        attempts: 0,
-        error: None,
-        spec: JobSpec {
-            codes: Some(vec!["ab".into()]),
-            from_ms: ms("2024-06-01T00:00:00Z"),
-            to_ms: ms("2024-06-02T00:00:00Z"),
-            bucket: "day".into(),
-            tz: "UTC".into(),
-            dimensions: String::new(),
-            include_bots: false,
-            format: ExportFormat::Csv,
-        },
-    }
+    JobRecord::queued(id.to_owned(), created_at_ms, super::file_check_tests::body_spec())
 }
 
 /// The table level: a job with a key is stored with its key or not at all; a key still

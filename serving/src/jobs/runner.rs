@@ -270,18 +270,7 @@ impl Jobs {
 
     /// A new `queued` job for `spec`, created now.
     fn new_record(&self, spec: JobSpec) -> JobRecord {
-        JobRecord {
-            job_id: uuid::Uuid::now_v7().to_string(),
-            status: JobState::Queued,
-            created_at_ms: self.inner.config.clock.now_ms(),
-            started_at_ms: None,
-            finished_at_ms: None,
-            rows: 0,
-            bytes: 0,
-            attempts: 0,
-            error: None,
-            spec,
-        }
+        JobRecord::queued(uuid::Uuid::now_v7().to_string(), self.inner.config.clock.now_ms(), spec)
     }
 
     /// Hands a stored job to the runner.

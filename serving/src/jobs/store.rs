@@ -118,6 +118,24 @@ pub struct JobRecord {
     pub spec: JobSpec,
 }
 
+impl JobRecord {
+    /// A job just accepted: `Queued`, no attempt yet, nothing written.
+    pub fn queued(job_id: String, created_at_ms: i64, spec: JobSpec) -> JobRecord {
+        JobRecord {
+            job_id,
+            status: JobState::Queued,
+            created_at_ms,
+            started_at_ms: None,
+            finished_at_ms: None,
+            rows: 0,
+            bytes: 0,
+            attempts: 0,
+            error: None,
+            spec,
+        }
+    }
+}
+
 /// Handle to the job table.
 #[derive(Debug)]
 pub struct JobStore {
