@@ -61,12 +61,13 @@ const V6_BLOCKED: [(&str, &str); 10] = [
 
 /// The name of the non-public range `ip` is in, or `None` for a public address. IPv6
 /// addresses embedding an IPv4 address (mapped `::ffff:a.b.c.d`, NAT64 `64:ff9b::a.b.c.d`,
-/// 6to4 `2002:AABB:CCDD::`) are judged by that address.
+/// 6to4 `2002:AABB:CCDD::`) are judged by that address, as the link blocklist reads them
+/// ([`sluice_schemas::link::embedded_ipv4`]).
 pub fn blocked_range(ip: IpAddr) -> Option<&'static str> {
     match ip {
         IpAddr::V4(v4) => blocked_v4(v4),
         IpAddr::V6(v6) => {
-            if let Some(v4) = embedded_v4(v6) {
+            if let Some(v4) = sluice_schemas::link::embedded_ipv4(v6) {
                 return blocked_v4(v4).map(|_| "non-public IPv4-embedding IPv6");
             }
             // `::1` first so it is named loopback rather than by the wider `::/96`.
@@ -80,12 +81,6 @@ pub fn blocked_range(ip: IpAddr) -> Option<&'static str> {
 
 fn blocked_v4(v4: Ipv4Addr) -> Option<&'static str> {
     V4_BLOCKED.iter().find(|(net, _)| net.parse::<Ipv4Net>().is_ok_and(|n| n.contains(&v4))).map(|(_, name)| *name)
-}
-
-/// The IPv4 address `v6` is judged by: IPv4-mapped, NAT64 or 6to4 (the relay it is routed
-/// through), as the link blocklist reads them ([`sluice_schemas::link::embedded_ipv4`]).
-fn embedded_v4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
-    sluice_schemas::link::embedded_ipv4(v6)
 }
 
 /// `range` ([`blocked_range`]) with its indefinite article: "a loopback address", "an
