@@ -27,6 +27,12 @@ pub enum StrictJsonError {
     /// The text starts with a UTF-8 byte order mark (`EF BB BF`): RFC 8259 §8.1 forbids one
     /// in JSON sent over a network, and serde_json would call it an "expected value".
     ByteOrderMark,
+    /// The bytes are not UTF-8, which RFC 8259 §8.1 requires of JSON exchanged between
+    /// systems; `byte` is the 0-based offset of the first byte of the invalid sequence.
+    InvalidUtf8 {
+        /// Offset (bytes, 0-based) of the first invalid byte.
+        byte: usize,
+    },
 }
 
 /// The UTF-8 byte order mark.
@@ -41,6 +47,9 @@ impl std::fmt::Display for StrictJsonError {
             }
             StrictJsonError::DuplicateKey { key, line, column } => {
                 write!(f, "duplicate key {} at line {line} column {column}", Value::String(key.clone()))
+            }
+            StrictJsonError::InvalidUtf8 { byte } => {
+                write!(f, "byte {byte} (0-based) starts an invalid UTF-8 sequence; JSON text must be UTF-8 (RFC 8259 §8.1)")
             }
         }
     }
@@ -114,12 +123,10 @@ impl<'de> Visitor<'de> for StrictVisitor {
 ///
 /// # Errors
 /// [`StrictJsonError::DuplicateKey`] for a repeated key, [`StrictJsonError::ByteOrderMark`]
-/// for a leading byte order mark, [`StrictJsonError::Syntax`] for anything else that is not
-/// one JSON value.
+/// for a leading byte order mark, [`StrictJsonError::InvalidUtf8`] for bytes that are not
+/// UTF-8, [`StrictJsonError::Syntax`] for anything else that is not one JSON value.
 pub fn from_slice_strict(bytes: &[u8]) -> Result<Value, StrictJsonError> {
-    if bytes.starts_with(UTF8_BOM) {
-        return Err(StrictJsonError::ByteOrderMark);
-    }
+    check_text(bytes)?;
     match serde_json::from_slice::<Strict>(bytes) {
         Ok(Strict(v)) => Ok(v),
         Err(e) => Err(classify(e)),
@@ -132,6 +139,15 @@ pub fn from_slice_strict(bytes: &[u8]) -> Result<Value, StrictJsonError> {
 /// As [`from_slice_strict`].
 pub fn from_str_strict(text: &str) -> Result<Value, StrictJsonError> {
     from_slice_strict(text.as_bytes())
+}
+
+/// Refuses what is not a JSON text before parsing: a byte order mark, then bytes that are
+/// not UTF-8 (serde_json would report those only inside strings, as a syntax error).
+fn check_text(bytes: &[u8]) -> Result<(), StrictJsonError> {
+    if bytes.starts_with(UTF8_BOM) {
+        return Err(StrictJsonError::ByteOrderMark);
+    }
+    std::str::from_utf8(bytes).map(drop).map_err(|e| StrictJsonError::InvalidUtf8 { byte: e.valid_up_to() })
 }
 
 fn classify(e: serde_json::Error) -> StrictJsonError {
@@ -170,6 +186,7 @@ pub enum BoundedArray {
 /// # Errors
 /// As [`from_slice_strict`] (for the whole text, the elements past `max` included).
 pub fn array_from_slice_strict(bytes: &[u8], max: usize) -> Result<BoundedArray, StrictJsonError> {
+    check_text(bytes)?;
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let out = Bounded { max }.deserialize(&mut de).map_err(classify)?;
     de.end().map_err(classify)?;

@@ -113,7 +113,9 @@ pub fn parse_json_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<ApiJson<T>, 
 
 /// The API error of a body that [`sluice_schemas::strict_json`] refused: 400
 /// `duplicate_key` (details `{key, line, column}`) or 400 `malformed_json` (details
-/// `{line, column}`; a leading byte order mark is named as such, at line 1 column 1).
+/// `{line, column}`; a leading byte order mark is named as such, at line 1 column 1), or 400
+/// `invalid_utf8` (details `{byte}`: offset of the first invalid byte) for bytes that are
+/// not UTF-8.
 pub fn json_body_error(e: sluice_schemas::strict_json::StrictJsonError) -> ApiError {
     use sluice_schemas::strict_json::StrictJsonError;
     match e {
@@ -126,6 +128,9 @@ pub fn json_body_error(e: sluice_schemas::strict_json::StrictJsonError) -> ApiEr
             .with_details(json!({ "line": e.line(), "column": e.column() })),
         e @ StrictJsonError::ByteOrderMark => {
             ApiError::bad_request("malformed_json", format!("request body is not valid json: {e}")).with_details(json!({ "line": 1, "column": 1 }))
+        }
+        e @ StrictJsonError::InvalidUtf8 { byte } => {
+            ApiError::bad_request("invalid_utf8", format!("request body is not utf-8: {e}")).with_details(json!({ "byte": byte }))
         }
     }
 }
@@ -246,6 +251,10 @@ mod tests {
     #[test]
     fn body_errors_are_classified() {
         assert_eq!(parse_json_body::<Probe>(b"{").expect_err("syntax").code, "malformed_json");
+        // Latin-1 "é" (0xE9) inside a string, at byte 9 (0-based).
+        let latin1 = parse_json_body::<Probe>(b"{\"b\":\"caf\xE9\"}").expect_err("latin-1");
+        assert_eq!(latin1.code, "invalid_utf8");
+        assert_eq!(latin1.details, json!({ "byte": 9 }));
         let bom = parse_json_body::<Probe>(b"\xEF\xBB\xBF{\"a\":7}").expect_err("bom");
         assert_eq!(
             bom.body(),

@@ -419,6 +419,9 @@ fn split_body(bytes: &[u8], format: BodyFormat, max_events: usize) -> Result<Vec
                 e @ StrictJsonError::ByteOrderMark => {
                     ApiError::bad_request("malformed_json", format!("request body is not valid json: {e}")).with_details(json!({ "line": 1, "column": 1 }))
                 }
+                e @ StrictJsonError::InvalidUtf8 { byte } => {
+                    ApiError::bad_request("invalid_utf8", format!("request body is not utf-8: {e}")).with_details(json!({ "byte": byte }))
+                }
             })?;
             let arr = match arr {
                 BoundedArray::Items(arr) => arr,
@@ -443,7 +446,7 @@ fn split_body(bytes: &[u8], format: BodyFormat, max_events: usize) -> Result<Vec
                         StrictJsonError::DuplicateKey { key, .. } => {
                             Rejection::new("duplicate_key", format!("line {n} repeats the key {} in one object", Value::from(echo(&key))))
                         }
-                        e @ (StrictJsonError::Syntax(_) | StrictJsonError::ByteOrderMark) => {
+                        e @ (StrictJsonError::Syntax(_) | StrictJsonError::ByteOrderMark | StrictJsonError::InvalidUtf8 { .. }) => {
                             Rejection::new("malformed_json", format!("line {n} is not valid json: {e}"))
                         }
                     });

@@ -169,6 +169,9 @@ async fn body_level_errors() {
     assert_error(&r, 400, "empty_batch");
     let r = send(&f.router, EVENTS_PATH, loopback(), &[("content-type", "application/x-ndjson")], vec![b'{', 0xff, b'}']).await;
     assert_error(&r, 400, "invalid_utf8");
+    let r = send(&f.router, EVENTS_PATH, loopback(), &ct, vec![b'[', b'"', 0xC3, b'"', b']']).await;
+    assert_error(&r, 400, "invalid_utf8");
+    assert_eq!(r.body["error"]["details"], json!({"byte": 2}));
     for (q, value) in [("backfill=maybe", "maybe"), ("backfill=TRUE", "TRUE")] {
         let r = send(&f.router, &format!("{EVENTS_PATH}?{q}"), loopback(), &ct, json!([ev("a", "c")]).to_string()).await;
         assert_error(&r, 400, "invalid_parameter");
