@@ -168,10 +168,11 @@ pub fn exit_code(e: &anyhow::Error) -> Option<u8> {
 /// created one). A second signal during the stop exits at once with 128 + its number,
 /// still removing the temporary dir. Returns the [`Interrupted`] error to end with.
 async fn interrupted(sig: StopSignal, system: Option<System>, temp: Option<TempDir>, mut signals: StopSignals) -> anyhow::Error {
+    let at = Instant::now();
     tracing::info!(signal = sig.name(), "stopping the demo");
     let temp_path = temp.as_ref().map(|t| t.0.clone());
     let second = tokio::spawn(async move {
-        let second = signals.next().await;
+        let second = signals.next_after(sig, at).await;
         tracing::warn!(signal = second.name(), "second stop signal: exiting now");
         if let Some(p) = temp_path {
             let _ = std::fs::remove_dir_all(p);

@@ -38,6 +38,10 @@
 //!   one (HTTP/1.0 may omit it) and a `Host` that is not `uri-host [":" port]` (spaces,
 //!   `@`, control characters, a bad port) are answered 400 `invalid_host` with
 //!   `connection: close` (RFC 9112 §3.2, RFC 9110 §7.2; [`host`]).
+//! * **Raw `"`**: a request target holding a raw `"` is answered 400 `malformed_request`
+//!   before any lookup (hyper refuses a raw space, `<`, `>` and control characters itself;
+//!   [`reject_raw_quote`]). A fragment (`#…`) in a request target, which no client sends, is
+//!   dropped by the URI parser: `/code#x` is `/code`.
 //! * **Percent-encoding**: a path that is not a code as sent is normalized first
 //!   (percent-encoded unreserved characters decoded, RFC 3986 §6.2.2.2,
 //!   [`sluice_redirect::path`]), so `/%50abc` is the redirect of `Pabc`; a malformed escape
@@ -171,6 +175,19 @@ pub async fn serve_with(listener: TcpListener, app: App, opts: ServerOptions, si
     conns.shutdown().await;
 }
 
+/// The 400 `malformed_request` answer of a request target holding a raw `"`: RFC 3986 §2
+/// has no place for the byte in a URI (the request-target is one, RFC 9112 §3.2), and
+/// clients send it as `%22`, but hyper's parser lets it through (it refuses a raw space,
+/// `<`, `>` and control characters itself). `None` for every other target.
+fn reject_raw_quote(uri: &Uri) -> Option<Response> {
+    let target = uri.path_and_query()?.as_str();
+    if !target.as_bytes().contains(&b'"') {
+        return None;
+    }
+    let message = "the request target holds a raw '\"', which no URI may contain (RFC 3986 section 2, RFC 9112 section 3.2): send it percent-encoded as %22";
+    Some(error_response(StatusCode::BAD_REQUEST, "malformed_request", message, None))
+}
+
 /// `uri` with its path's percent-encoded unreserved characters decoded: `Ok(None)` when
 /// there is nothing to decode (the request then goes on as sent); the 400 `invalid_path`
 /// answer when an escape is malformed.
@@ -211,6 +228,9 @@ impl hyper::service::Service<hyper::Request<Incoming>> for ConnService {
 
     fn call(&self, mut req: hyper::Request<Incoming>) -> ConnFuture {
         if let Some(resp) = host::reject_host(req.version(), req.headers()) {
+            return ConnFuture::Ready(Some(resp));
+        }
+        if let Some(resp) = reject_raw_quote(req.uri()) {
             return ConnFuture::Ready(Some(resp));
         }
         // A body whose transfer coding is not understood is refused on every path (a cheap

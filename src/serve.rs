@@ -251,7 +251,8 @@ impl StopSignal {
 }
 
 /// Serves `system` until the first Ctrl-C / SIGTERM of `signals`, then stops it gracefully
-/// (module docs): a second signal exits at once with 128 + its number, a stop that outlasts
+/// (module docs): a second signal (not a copy of the first within [`SIGNAL_DEBOUNCE`])
+/// exits at once with 128 + its number, a stop that outlasts
 /// `[server] drain-timeout` exits with code 1; `on_abort` runs just before either early exit
 /// (the demo removes its temporary data dir there). Used by `sluice serve` and `sluice demo`.
 ///
@@ -270,9 +271,10 @@ pub(crate) async fn serve_until_stopped(system: System, mut signals: StopSignals
     let (first_tx, first_rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         let first = signals.next().await;
+        let at = std::time::Instant::now();
         tracing::info!(signal = first.name(), "shutting down (a second Ctrl-C / SIGTERM exits at once)");
         let _ = first_tx.send(());
-        let second = signals.next().await;
+        let second = signals.next_after(first, at).await;
         tracing::warn!(signal = second.name(), "second stop signal during the graceful stop: exiting now, without finishing it");
         abort_on_signal();
         std::process::exit(128 + second.number());
@@ -287,6 +289,12 @@ pub(crate) async fn serve_until_stopped(system: System, mut signals: StopSignals
         r => r,
     }
 }
+
+/// Two stop signals of one kind observed less than this apart (ms: 250) are one stop. `timeout` and a
+/// `kill` of a process group deliver one signal to the process and again to its group
+/// ~0.2 ms later; counting the copy as a second Ctrl-C would skip the graceful stop (queued
+/// clicks, the last checkpoint). A person pressing Ctrl-C twice is slower than this.
+pub(crate) const SIGNAL_DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// SIGINT (Ctrl-C), SIGTERM and SIGHUP, listened to from creation on; each signal is
 /// reported once.
@@ -304,6 +312,19 @@ impl StopSignals {
             interrupt: open(SignalKind::interrupt(), "SIGINT"),
             terminate: open(SignalKind::terminate(), "SIGTERM"),
             hangup: open(SignalKind::hangup(), "SIGHUP"),
+        }
+    }
+
+    /// The next signal after `first`, which arrived at `since`: another kind at once, the
+    /// same kind once at least [`SIGNAL_DEBOUNCE`] has passed (a copy that arrives sooner is
+    /// the same stop and is ignored).
+    pub(crate) async fn next_after(&mut self, first: StopSignal, since: std::time::Instant) -> StopSignal {
+        loop {
+            let s = self.next().await;
+            if s != first || since.elapsed() >= SIGNAL_DEBOUNCE {
+                return s;
+            }
+            tracing::debug!(signal = s.name(), "a copy of the stop signal right after the first: the same stop, ignored");
         }
     }
 

@@ -290,6 +290,20 @@ pub enum Error {
         /// What starting without the file loses.
         loses: &'static str,
     },
+    /// SQLite opened the link store's file only for reading (a read-only mount, a file or
+    /// directory owned by another user, an immutable file): every create, edit and delete
+    /// would fail, so sluice does not start on it.
+    #[error(
+        "link store \"{path}\" can be read but not written ({detail}); sluice will not start on it, because every \
+         link create, edit and delete would fail. Give the user running sluice write access to the file, its -wal and \
+         -shm files and their directory (is the file system mounted read-only, or the file owned by another user or immutable?)"
+    )]
+    StoreReadOnly {
+        /// The file.
+        path: String,
+        /// SQLite's error.
+        detail: String,
+    },
     /// The embedded anomaly store failed to perform `op` (I/O, lock held by another process).
     #[error("anomaly store could not {op}")]
     AnomalyStore {
@@ -372,10 +386,12 @@ impl Error {
                 sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
                 sqlx::Error::Database(db) => match db.code() {
                     // SQLite (primary result code, the low byte of an extended one): BUSY (5),
-                    // LOCKED (6), IOERR (10), FULL (13: the disk or `max_page_count` is full),
-                    // CANTOPEN (14: e.g. `links.db` deleted under a running store).
+                    // LOCKED (6), READONLY (8: the file became read-only under a running
+                    // store, e.g. a remount), IOERR (10), FULL (13: the disk or
+                    // `max_page_count` is full), CANTOPEN (14: e.g. `links.db` deleted under a
+                    // running store).
                     Some(code) if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() => {
-                        code.parse::<i64>().is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 13 | 14))
+                        code.parse::<i64>().is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 8 | 10 | 13 | 14))
                     }
                     // PostgreSQL SQLSTATE: the server or the database is unavailable
                     // ([`pg_unavailable`]), or class 40 (serialization failure, deadlock).
@@ -424,7 +440,7 @@ impl Error {
             Error::CodeTaken(_) | Error::NotFound(_) | Error::VersionMismatch { .. } | Error::IdempotencyKeyExists | Error::InvalidValue { .. } => "user",
             Error::Database(_) | Error::Migrate(_) | Error::ClickLog { .. } | Error::ClickLogClosed { .. } | Error::AnomalyStore { .. } => "external",
             Error::ClickLogDeleted { .. } | Error::ClickLogDirRemoved { .. } | Error::ClickLogReplaced { .. } | Error::ClickLogDiverted { .. } => "external",
-            Error::LinkStoreFileMoved { .. } => "external",
+            Error::LinkStoreFileMoved { .. } | Error::StoreReadOnly { .. } => "external",
             Error::AnomalyStoreClosed { .. } | Error::AnomalyStoreDeleted { .. } | Error::AnomalyStoreReplaced { .. } => "external",
             Error::AnomalyStoreDirRemoved { .. } | Error::AnomalyStoreLost { .. } => "external",
             Error::Corrupt(_)

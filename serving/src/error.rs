@@ -122,8 +122,9 @@ impl From<sluice_connectors::Error> for ApiError {
             E::InvalidValue { field, reason } => {
                 ApiError::bad_request("invalid_parameter", format!("invalid value for \"{field}\": {reason}")).with_details(json!({ "field": field }))
             }
-            _ if err.retryable() => ApiError::unavailable(&err),
-            _ => ApiError::internal(&err),
+            // Logged with every cause ("database error: attempt to write a readonly database").
+            _ if err.retryable() => ApiError::unavailable(&err.chain()),
+            _ => ApiError::internal(&err.chain()),
         }
     }
 }

@@ -202,17 +202,26 @@ where
     }
 }
 
-/// Maps serde's query-string error text to the stats endpoints' parameter error codes.
+/// Maps serde's query-string error text to the stats endpoints' parameter errors, in their
+/// words and details: `unknown_parameter` (`{parameter, supported}`), `duplicate_parameter`
+/// (`{parameter}`), else `invalid_parameter` (serde's text).
 fn query_error(text: &str) -> ApiError {
     let detail = text.strip_prefix("Failed to deserialize query string: ").unwrap_or(text);
-    let code = if detail.contains("unknown field `") {
-        "unknown_parameter"
-    } else if detail.contains("duplicate field `") {
-        "duplicate_parameter"
-    } else {
-        "invalid_parameter"
-    };
-    ApiError::bad_request(code, format!("invalid query parameter: {}", detail.replace("field", "parameter")))
+    // serde: "unknown field `x`, expected one of `a`, `b`" / "expected `a`" / "there are no
+    // fields"; "duplicate field `x`". Names are the backquoted words.
+    let quoted = || detail.split('`').skip(1).step_by(2).map(str::to_owned).collect::<Vec<String>>();
+    if detail.starts_with("unknown field `") {
+        let names = quoted();
+        let (name, supported) = names.split_first().map(|(n, rest)| (n.clone(), rest.to_vec())).unwrap_or_default();
+        return ApiError::bad_request("unknown_parameter", format!("unknown query parameter \"{}\"", echo(&name)))
+            .with_details(json!({ "parameter": name, "supported": supported }));
+    }
+    if detail.starts_with("duplicate field `") {
+        let name = quoted().into_iter().next().unwrap_or_default();
+        return ApiError::bad_request("duplicate_parameter", format!("query parameter \"{}\" is given more than once", echo(&name)))
+            .with_details(json!({ "parameter": name }));
+    }
+    ApiError::bad_request("invalid_parameter", format!("invalid query parameter: {}", detail.replace("field", "parameter")))
 }
 
 /// The `{code}` path segment of `/v1/links/{code}`, percent-decoded. A code that does not
@@ -246,6 +255,22 @@ mod tests {
     struct Probe {
         #[allow(dead_code)]
         a: u32,
+    }
+
+    #[test]
+    fn query_errors_name_the_parameter_like_the_stats_endpoints() {
+        let e = query_error("Failed to deserialize query string: unknown field `colour`, expected one of `limit`, `cursor`");
+        assert_eq!(
+            e.body(),
+            json!({"error": {"code": "unknown_parameter", "message": "unknown query parameter \"colour\"", "details": {"parameter": "colour", "supported": ["limit", "cursor"]}}})
+        );
+        let e = query_error("Failed to deserialize query string: duplicate field `limit`");
+        assert_eq!(
+            e.body(),
+            json!({"error": {"code": "duplicate_parameter", "message": "query parameter \"limit\" is given more than once", "details": {"parameter": "limit"}}})
+        );
+        let e = query_error("Failed to deserialize query string: limit: invalid digit found in string");
+        assert_eq!(e.code, "invalid_parameter");
     }
 
     #[test]

@@ -12,8 +12,14 @@
 //!   opens a new one. Refused requests get 429 `rate_limited` with `Retry-After` (whole seconds
 //!   until the window ends, at least 1) and every answer carries `X-RateLimit-Limit`,
 //!   `X-RateLimit-Remaining` and `X-RateLimit-Reset` (seconds until the window ends).
-//! - Refused requests do not count. The state is per process: N API processes admit up to
-//!   N × max per window from one client.
+//! - **Only links created count**: a request is admitted against the window before it is
+//!   handled (so the count stays atomic), and its slot is given back when the answer is not
+//!   a new link — a 4xx or 5xx error, or the replay of an `Idempotency-Key` request. Refused
+//!   requests do not count. A request over the limit that carries an `Idempotency-Key` is
+//!   still answered with its replay when the key's create succeeded before (a client
+//!   retrying a create it lost the answer of gets its link, not a 429); otherwise it gets
+//!   the 429 like any other. The state is per process: N API processes admit up to N × max
+//!   per window from one client.
 //!
 //! governor (GCRA) was not used: it refills continuously, so a burst of max + 20 within a
 //! second admits max + 1 or more, not exactly max.
@@ -168,6 +174,52 @@ impl RateLimiter {
     }
 }
 
+impl RateLimiter {
+    /// Gives back the slot of a request of client `ip` admitted at `admitted_at` that created
+    /// nothing (module docs), if its window is still the client's current one; returns the
+    /// requests then left in the window (`None`: the window has ended meanwhile).
+    pub fn refund(&self, ip: Option<IpAddr>, admitted_at: Instant) -> Option<u32> {
+        let mut clients = self.clients.lock();
+        let w = clients.get_mut(&client_key(ip))?;
+        let current = w.start <= admitted_at && admitted_at.saturating_duration_since(w.start) < self.limit.window;
+        if !current || w.count == 0 {
+            return None;
+        }
+        w.count -= 1;
+        Some(self.limit.max - w.count)
+    }
+}
+
+/// Marks a request over the limit that carries an `Idempotency-Key`: the create handler
+/// answers it with the key's replay when there is one, and with [`OverLimit::response`]
+/// otherwise (module docs).
+#[derive(Debug, Clone, Copy)]
+pub struct OverLimit {
+    limit: RateLimit,
+    retry_after: Duration,
+}
+
+impl OverLimit {
+    /// 429 `rate_limited` with `Retry-After` (whole seconds until the window ends, at least
+    /// 1) and the `X-RateLimit-*` headers; counted in `sluice_api_rate_limited_total`.
+    pub fn response(self) -> Response {
+        let OverLimit { limit, retry_after } = self;
+        let secs = ceil_secs(retry_after).max(1);
+        metrics::counter!("sluice_api_rate_limited_total", "route" => "create_link").increment(1);
+        let mut resp = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many links created from this client: at most {} per {} s, retry in {secs} s", limit.max, limit.window.as_secs()),
+        )
+        .with_details(json!({ "limit": limit.max, "window_seconds": limit.window.as_secs(), "retry_after_seconds": secs }))
+        .into_response();
+        let h = resp.headers_mut();
+        h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        set_headers(h, limit.max, 0, retry_after);
+        resp
+    }
+}
+
 /// Whole seconds, rounded up, at least 1.
 fn ceil_secs(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
@@ -184,25 +236,26 @@ pub async fn limit_requests(State(limiter): State<Arc<RateLimiter>>, req: Reques
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     let ip = (limiter.resolve)(peer, req.headers());
     let limit = limiter.limit;
-    match limiter.acquire(ip, Instant::now()) {
+    let now = Instant::now();
+    match limiter.acquire(ip, now) {
         Decision::Allowed { remaining, reset } => {
             let mut resp = next.run(req).await;
+            let created = resp.status() == StatusCode::CREATED && !resp.headers().contains_key("idempotent-replayed");
+            let remaining = if created { remaining } else { limiter.refund(ip, now).unwrap_or(remaining) };
             set_headers(resp.headers_mut(), limit.max, remaining, reset);
             resp
         }
         Decision::Limited { retry_after } => {
-            let secs = ceil_secs(retry_after).max(1);
-            metrics::counter!("sluice_api_rate_limited_total", "route" => "create_link").increment(1);
-            let mut resp = ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                format!("too many links created from this client: at most {} per {} s, retry in {secs} s", limit.max, limit.window.as_secs()),
-            )
-            .with_details(json!({ "limit": limit.max, "window_seconds": limit.window.as_secs(), "retry_after_seconds": secs }))
-            .into_response();
-            let h = resp.headers_mut();
-            h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            set_headers(h, limit.max, 0, retry_after);
+            let over = OverLimit { limit, retry_after };
+            if !req.headers().contains_key("idempotency-key") {
+                return over.response();
+            }
+            let mut req = req;
+            req.extensions_mut().insert(over);
+            let mut resp = next.run(req).await;
+            if resp.status() != StatusCode::TOO_MANY_REQUESTS {
+                set_headers(resp.headers_mut(), limit.max, 0, retry_after);
+            }
             resp
         }
     }

@@ -25,7 +25,8 @@
 //! ```
 //! Files are named `ckpt-<cut epoch, 20 digits>.bin`; a round writes `<name>.tmp`, fsyncs
 //! it, renames it into place, fsyncs the directory, then deletes all but the newest
-//! [`KEEP`] files. At start the newest file that reads back whole (magic, version, length,
+//! [`KEEP`] files of the same input (another input's files stay: switching from the embedded
+//! log to Kafka and back must find the log's checkpoints). At start the newest file that reads back whole (magic, version, length,
 //! checksum, decode, same source) wins; a corrupt or partial one is skipped with a warning.
 //!
 //! ## Which offsets win (Kafka mode)
@@ -229,7 +230,8 @@ fn checkpoint_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 }
 
 /// Writes `file` atomically into `dir` (temp file, fsync, rename, fsync of the directory)
-/// and keeps the newest [`KEEP`] files; returns the path and size in bytes.
+/// and keeps the newest [`KEEP`] files of its input ([`prune`]); returns the path and size
+/// in bytes.
 ///
 /// Errors: I/O failures (the previous checkpoints stay intact).
 pub fn write(dir: &Path, file: &CheckpointFile) -> anyhow::Result<(PathBuf, usize)> {
@@ -245,13 +247,50 @@ pub fn write(dir: &Path, file: &CheckpointFile) -> anyhow::Result<(PathBuf, usiz
     }
     std::fs::rename(&tmp, &path).context("could not rename the checkpoint into place")?;
     std::fs::File::open(dir).and_then(|d| d.sync_all()).context("could not fsync the checkpoint directory")?;
+    prune(dir, &file.source)?;
+    Ok((path, bytes.len()))
+}
+
+/// Deletes all but the newest [`KEEP`] checkpoints of `source` in `dir`. Checkpoints of
+/// another input (the embedded log's, while Kafka mode runs on the same data dir, or another
+/// topic's) and files whose input cannot be read are left alone: they are the only state of
+/// that input, and switching back must find them (its clicks would otherwise count from the
+/// start of what the input still holds, which after `sluice log reset` is nothing).
+fn prune(dir: &Path, source: &SourceIdentity) -> anyhow::Result<()> {
     let files = checkpoint_files(dir)?;
-    for old in files.iter().take(files.len().saturating_sub(KEEP)) {
+    let same: Vec<&PathBuf> = files.iter().filter(|p| source_of(p).is_some_and(|s| relation(&s, source) == Relation::Same)).collect();
+    for old in same.iter().take(same.len().saturating_sub(KEEP)) {
         if let Err(e) = std::fs::remove_file(old) {
             tracing::warn!(path = %old.display(), error = %e, "could not delete an old checkpoint");
         }
     }
-    Ok((path, bytes.len()))
+    Ok(())
+}
+
+/// Bytes [`source_of`] reads: the header and the payload's first fields (a Kafka topic name
+/// is at most 249 bytes).
+const HEAD_BYTES: u64 = 64 * 1024;
+
+/// The payload's leading fields, shared by every snapshot version ([`CheckpointFile`],
+/// [`CheckpointFileV1`]); bincode 1 reads them and ignores the rest.
+#[derive(Deserialize)]
+struct PayloadHead {
+    _snapshot_version: u32,
+    _created_ms: i64,
+    source: SourceIdentity,
+}
+
+/// The input the checkpoint at `path` was taken of, from its first [`HEAD_BYTES`] (the
+/// checksum is not checked: this only decides which files pruning may delete). `None`: the
+/// file cannot be read or is not a checkpoint.
+fn source_of(path: &Path) -> Option<SourceIdentity> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    std::fs::File::open(path).ok()?.take(HEAD_BYTES).read_to_end(&mut head).ok()?;
+    if head.len() < HEADER || &head[..8] != MAGIC {
+        return None;
+    }
+    bincode::deserialize::<PayloadHead>(&head[HEADER..]).ok().map(|h| h.source)
 }
 
 /// The newest valid checkpoint of `source` in `dir` (module docs); invalid files and

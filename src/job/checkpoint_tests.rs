@@ -67,6 +67,34 @@ fn newest_valid_checkpoint_wins_corrupt_ones_are_skipped_and_two_are_kept() {
     assert!(load_latest(&d, &SourceIdentity::Log { partition: 0 }).expect("load").is_none());
 }
 
+/// Switching inputs on one data dir (embedded log → Kafka → back) keeps each input's newest
+/// checkpoints: pruning counts only the files of the input being written.
+#[test]
+fn pruning_keeps_the_newest_checkpoints_of_each_input() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().join("checkpoints");
+    let log = SourceIdentity::LogFile { partition: 0, log_id: 0xfeed };
+    for cut in [100, 200, 300] {
+        write(&d, &file(cut, log.clone())).expect("write log");
+    }
+    for cut in [400, 500, 600] {
+        write(&d, &file(cut, kafka())).expect("write kafka");
+    }
+    // Unidentifiable files are left alone too.
+    std::fs::write(d.join(format!("ckpt-{:020}.bin", 50)), b"not a checkpoint").expect("junk");
+    let cuts: Vec<String> = checkpoint_files(&d).expect("list").iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    let name = |c: u64| format!("ckpt-{c:020}.bin");
+    assert_eq!(cuts, vec![name(50), name(200), name(300), name(500), name(600)]);
+    assert_eq!(load_latest(&d, &log).expect("load").expect("log checkpoint").1.snapshot.cut_epoch, 300);
+    assert_eq!(load_latest(&d, &kafka()).expect("load").expect("kafka checkpoint").1.snapshot.cut_epoch, 600);
+    // Back on the log: its own oldest goes, Kafka's stay.
+    write(&d, &file(700, log.clone())).expect("write log");
+    let cuts: Vec<String> = checkpoint_files(&d).expect("list").iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    assert_eq!(cuts, vec![name(50), name(300), name(500), name(600), name(700)]);
+    assert_eq!(source_of(&d.join(name(500))), Some(kafka()));
+    assert_eq!(source_of(&d.join(name(50))), None);
+}
+
 #[test]
 fn kafka_offsets_convert_partitions_and_offsets() {
     let f = file(2, kafka());

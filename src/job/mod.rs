@@ -246,6 +246,19 @@ impl DataflowJob {
         } else {
             None
         };
+        if !cfg.kafka.enabled() && restored.is_none() && log.low() > 0 {
+            // Nothing holds the clicks below the log's start any more (a `sluice log reset`
+            // kept them only in checkpoints, now moved away or of another input).
+            tracing::warn!(
+                first_offset = log.low(),
+                checkpoints = checkpoints_on,
+                "the click log starts at offset {} and no checkpoint of it is restored: the views (and sinks rebuilt from them) count only \
+                 the clicks from that offset on; the {} clicks before it are not counted (put back the checkpoints directory kept by \
+                 `sluice log reset` to count them)",
+                log.low(),
+                log.low()
+            );
+        }
         if !cfg.kafka.enabled() {
             let from = restored.as_ref().and_then(|(_, f)| f.snapshot.offsets.get(&cfg.dataflow.partition()).copied()).unwrap_or_else(|| log.low());
             if from > log.head() {

@@ -181,10 +181,12 @@ impl System {
                 tokio::task::spawn_blocking(move || super::checkpoint::refuse_without_log(&dir, partition)).await.context("checkpoint check task failed")??;
             }
             let dir = data_dir.clone();
+            // The cause named as it is: a held lock (another `sluice serve`), a read-only
+            // file system, a refused permission, damage (crate::log_open).
             let log = tokio::task::spawn_blocking(move || ClickLog::open(&dir))
                 .await
                 .context("click log open task failed")?
-                .context("could not open the click log (another sluice process using this data dir, or a damaged clicks.redb)")?;
+                .map_err(|e| crate::log_open::open_error(&data_dir, e, "stop it, or give this process another --data-dir"))?;
             held.log = Some(log.clone());
             let start = if cfg.dataflow.enabled { Some(DataflowJob::check_start(&cfg, log.clone()).await?) } else { None };
             (Some(log), start)

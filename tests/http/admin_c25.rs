@@ -138,4 +138,53 @@ async fn trusted_proxy_clients_have_their_own_quota(b: Backend) {
     assert!(r.header("x-ratelimit-limit").is_none());
 }
 
-backend_tests!(c25_creation_limit_is_exact_and_spares_redirects, trusted_proxy_clients_have_their_own_quota);
+/// Only links created count against the limit: 4xx answers and `Idempotency-Key` replays
+/// give their slot back, and a replay is answered even over the limit (a client retrying a
+/// create whose answer it lost gets its link), while a new key over the limit is 429.
+async fn only_created_links_count_and_replays_pass_the_limit(b: Backend) {
+    let app = TestApp::start_with(b, |c| c.api.create_rate_limit = "2/1h".into()).await;
+    let base = serve(&app).await;
+    let http = client();
+    let post = |body: Value, key: Option<&'static str>| {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            let mut req = http.post(format!("{base}/v1/links")).json(&body);
+            if let Some(k) = key {
+                req = req.header("idempotency-key", k);
+            }
+            let r = req.send().await.expect("post");
+            let header = |n: &str| r.headers().get(n).map(|v| v.to_str().expect("ascii").to_owned());
+            let (remaining, replayed) = (header("x-ratelimit-remaining"), header("idempotent-replayed"));
+            let status = r.status().as_u16();
+            let v: Value = r.json().await.expect("json");
+            (status, remaining, replayed, v)
+        }
+    };
+    let valid = |path: &str| json!({"long_url": format!("https://example.com/{path}")});
+    for _ in 0..3 {
+        let (status, remaining, _, v) = post(json!({"long_url": "ftp://example.com/x"}), None).await;
+        assert_eq!((status, remaining.as_deref(), v["error"]["code"].as_str()), (400, Some("2"), Some("unsupported_scheme")), "{v}");
+    }
+    let (status, remaining, _, first) = post(valid("k1"), Some("k1")).await;
+    assert_eq!((status, remaining.as_deref()), (201, Some("1")), "{first}");
+    let (status, remaining, replayed, again) = post(valid("k1"), Some("k1")).await;
+    assert_eq!((status, remaining.as_deref(), replayed.as_deref()), (201, Some("1"), Some("true")), "a replay is free: {again}");
+    assert_eq!(again["code"], first["code"]);
+    let (status, remaining, _, _) = post(valid("plain"), None).await;
+    assert_eq!((status, remaining.as_deref()), (201, Some("0")));
+    // Over the limit now.
+    let (status, remaining, replayed, late) = post(valid("k1"), Some("k1")).await;
+    assert_eq!((status, remaining.as_deref(), replayed.as_deref()), (201, Some("0"), Some("true")), "replayed over the limit: {late}");
+    assert_eq!(late["code"], first["code"]);
+    let (status, _, _, v) = post(valid("k2"), Some("k2")).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (429, Some("rate_limited")), "{v}");
+    let (status, _, _, v) = post(valid("k3"), None).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (429, Some("rate_limited")), "{v}");
+    assert_eq!(count_links(&http, &base).await, 2, "two links created");
+}
+
+backend_tests!(
+    c25_creation_limit_is_exact_and_spares_redirects,
+    trusted_proxy_clients_have_their_own_quota,
+    only_created_links_count_and_replays_pass_the_limit
+);

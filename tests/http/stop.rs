@@ -142,6 +142,54 @@ async fn a_second_signal_during_the_stop_exits_at_once_with_a_log_line() {
     drop(half);
 }
 
+/// `timeout` and a `kill` of the process group deliver one stop twice, ~0.2 ms apart: the
+/// same signal again within 250 ms is the same stop, not the "second Ctrl-C" that abandons
+/// it; another signal still ends the stop at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_of_the_stop_signal_right_after_it_is_the_same_stop() {
+    let log_dir = tempfile::tempdir().expect("tempdir");
+    let log_path = log_dir.path().join("stderr.log");
+    let mut s = Serve::start(Some(std::fs::File::create(&log_path).expect("log file"))).await;
+    let mut half = TcpStream::connect(&s.listen).await.expect("connect");
+    half.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nuser-agent: slo").await.expect("write");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    s.signal("TERM");
+    // The copy arrives after the first was taken (30 ms), well inside the 250 ms.
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    s.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(s.child.try_wait().expect("try_wait").is_none(), "the copy did not abandon the graceful stop");
+    s.signal("INT");
+    let status = s.exit_status().await;
+    assert_eq!(status.code(), Some(130), "a later signal still exits at once: {status}");
+    let log = std::fs::read_to_string(&log_path).expect("log");
+    assert_eq!(log.matches("second stop signal during the graceful stop").count(), 1, "{log}");
+    drop(half);
+}
+
+/// A second `sluice serve` on a data dir another one serves is refused at start: the
+/// message says another process holds the click log and what to do, exit code 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_on_one_data_dir_names_the_holder() {
+    let s = Serve::start(None).await;
+    let data = s._dir.path().join("data");
+    let listen = format!("127.0.0.1:{}", crate::child::free_port());
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["serve", "--listen", &listen, "--data-dir", data.to_str().expect("utf-8")])
+        .env_remove("KAFKA_BROKERS")
+        .output()
+        .expect("run a second sluice serve");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let want = format!(
+        "could not open the click log in \"{}\": another process has it open (is `sluice serve` running on it? stop it, or give this \
+         process another --data-dir)",
+        data.display()
+    );
+    assert!(stderr.contains(&want), "{stderr}");
+    drop(s);
+}
+
 /// SIGHUP (the terminal or ssh session went away) stops gracefully like SIGTERM: the link
 /// created before it is kept and the process exits 0, not 129 (the default action).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

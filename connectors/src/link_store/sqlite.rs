@@ -128,6 +128,7 @@ impl SqliteLinkStore {
             .await
             .map_err(|e| open_error(&path, e))?;
         check_integrity(&writer, &path).await?;
+        check_writable(&writer, &path).await?;
         // sqlx takes no lock for SQLite migrations: two processes opening a new database at
         // once (`sluice serve --role redirect` and `--role api` on one data dir) would both
         // apply migration 1 and the second fail ("table ... already exists"). An exclusive
@@ -223,6 +224,25 @@ pub(super) async fn check_integrity(pool: &SqlitePool, path: &Path) -> Result<()
         detail: format!("PRAGMA quick_check found: {}", found.join("; ")),
         loses: LINK_STORE_LOSES,
     })
+}
+
+/// Refuses a file SQLite could open only for reading ([`Error::StoreReadOnly`]): SQLite
+/// falls back to read-only when it cannot open the file for writing, and the store would
+/// then answer every read and fail every write. Probed by rewriting `user_version` with its
+/// own value in a transaction that is rolled back (the first write takes the write lock,
+/// which a read-only connection cannot).
+async fn check_writable(pool: &SqlitePool, path: &Path) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    let version: i64 = sqlx::query_scalar("PRAGMA user_version").fetch_one(&mut *tx).await?;
+    let probe = sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA user_version = {version}"))).execute(&mut *tx).await;
+    tx.rollback().await?;
+    match probe {
+        Ok(_) => Ok(()),
+        Err(sqlx::Error::Database(db)) if db.code().and_then(|c| c.parse::<i64>().ok()).is_some_and(|c| c & 0xff == 8) => {
+            Err(Error::StoreReadOnly { path: path.display().to_string(), detail: db.message().to_string() })
+        }
+        Err(e) => Err(open_error(path, e)),
+    }
 }
 
 /// An exclusive `flock` on the directory holding `db` (released when the file is dropped),

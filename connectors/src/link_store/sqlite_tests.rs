@@ -1,4 +1,5 @@
-//! SQLite-only behaviour the shared store suite cannot reach: a full database.
+//! SQLite-only behaviour the shared store suite cannot reach: a full database, a file that
+//! can only be read.
 
 use chrono::Utc;
 use sluice_schemas::{Link, RedirectType};
@@ -49,4 +50,25 @@ async fn a_full_database_is_a_retryable_store_error() {
     for i in 0..stored {
         assert!(store.get(&format!("c{i}")).await.expect("get").is_some());
     }
+}
+
+/// A file SQLite can open only for reading (here `read_only` connection options; in the field
+/// a read-only mount, another owner or `chattr +i`) is refused at open with
+/// [`Error::StoreReadOnly`] naming the file, instead of a store that answers every read and
+/// fails every create with 500s.
+#[tokio::test]
+async fn a_read_only_file_is_refused_at_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteLinkStore::open_dir(dir.path()).await.expect("open");
+    store.insert(&link("kept")).await.expect("insert");
+    let path = dir.path().join(super::SQLITE_FILE_NAME);
+    let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(&path).read_only(true);
+    let err = SqliteLinkStore::open_with_options(opts).await.expect_err("a read-only open is refused");
+    let Error::StoreReadOnly { path: p, detail } = &err else { panic!("expected StoreReadOnly, got {err:?}") };
+    assert_eq!(p, &path.display().to_string());
+    assert_eq!(detail, "attempt to write a readonly database");
+    assert!(err.to_string().contains("can be read but not written"), "{err}");
+    assert_eq!(err.kind(), "external");
+    // The writable store is untouched by the probe.
+    assert!(store.get("kept").await.expect("get").is_some());
 }

@@ -142,7 +142,6 @@ pub struct AuditEntry {
 pub struct AuditPage {
     /// Records, newest first.
     pub items: Vec<AuditEntry>,
-    /// Cursor of the next (older) page; absent on the last page.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Cursor of the next (older) page; `null` on the last page (as on `GET /v1/links`).
     pub next_cursor: Option<String>,
 }

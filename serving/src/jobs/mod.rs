@@ -91,8 +91,10 @@ pub struct ReportRequest {
     #[serde(default)]
     pub tz: Option<String>,
     /// Breakdown: empty, one dimension, or `country,device`; with ClickHouse configured, any
-    /// combination of up to 3 distinct dimensions (as `GET /v1/stats/export`).
-    #[serde(default)]
+    /// combination of up to 3 distinct dimensions (as `GET /v1/stats/export`). A JSON array
+    /// of names (`["country", "device"]`) is the same as the comma-separated string.
+    #[serde(default, deserialize_with = "names_or_list")]
+    #[schema(value_type = Option<String>)]
     pub dimensions: Option<String>,
     /// Include bot clicks (default false).
     #[serde(default)]
@@ -100,6 +102,22 @@ pub struct ReportRequest {
     /// `csv` (default), `json` or `ndjson`.
     #[serde(default)]
     pub format: Option<String>,
+}
+
+/// `dimensions` of a [`ReportRequest`]: a comma-separated string, or an array of strings
+/// (joined with `,`); `null` is absent. Errors: any other JSON type.
+fn names_or_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    use serde_json::Value;
+    let wrong = || serde::de::Error::custom("dimensions must be a string such as \"country,device\" or an array of dimension names");
+    match Option::<Value>::deserialize(d)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(Value::Array(items)) => {
+            let names = items.into_iter().map(|v| if let Value::String(s) = v { Ok(s) } else { Err(wrong()) }).collect::<Result<Vec<_>, _>>()?;
+            Ok(Some(names.join(",")))
+        }
+        Some(_) => Err(wrong()),
+    }
 }
 
 /// Why a job failed.

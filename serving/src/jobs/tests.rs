@@ -69,7 +69,8 @@ async fn a_job_runs_and_its_file_equals_the_synchronous_export() {
     h.ingest(input());
     let state = h.state();
 
-    let (st, headers, v) = post(state, &format!(r#"{{"codes": ["ab"], {RANGE}, "dimensions": "referrer_domain"}}"#), None).await;
+    // `["referrer_domain"]` is `"referrer_domain"`.
+    let (st, headers, v) = post(state, &format!(r#"{{"codes": ["ab"], {RANGE}, "dimensions": ["referrer_domain"]}}"#), None).await;
     assert_eq!(st, StatusCode::ACCEPTED, "{v}");
     let id = v["job_id"].as_str().expect("job_id").to_owned();
     assert_eq!(headers["location"], format!("/v1/jobs/{id}").as_str());
@@ -410,6 +411,10 @@ async fn bad_requests_and_unknown_jobs() {
         (r#"{"codes": ["ab"], "tz": "Nowhere/Else"}"#.into(), StatusCode::BAD_REQUEST, "unknown_timezone"),
         (r#"{"codes": ["ab"], "tz": ""}"#.into(), StatusCode::BAD_REQUEST, "unknown_timezone"),
         (r#"{"codes": ["ab"], "dimensions": "os,browser"}"#.into(), StatusCode::BAD_REQUEST, "invalid_dimensions"),
+        // An array is the comma-separated string: the same validation.
+        (r#"{"codes": ["ab"], "dimensions": ["os", "browser"]}"#.into(), StatusCode::BAD_REQUEST, "invalid_dimensions"),
+        (r#"{"codes": ["ab"], "dimensions": ["country", 1]}"#.into(), StatusCode::BAD_REQUEST, "invalid_request"),
+        (r#"{"codes": ["ab"], "dimensions": 5}"#.into(), StatusCode::BAD_REQUEST, "invalid_request"),
         (r#"{"codes": ["ab"], "bucket": "minute", "from": "2024-05-01T00:00:00Z"}"#.into(), StatusCode::BAD_REQUEST, "range_too_long"),
         (r#"{"codes": ["ab"], "limit": 3}"#.into(), StatusCode::BAD_REQUEST, "unknown_field"),
         (r#"{"codes": "ab"}"#.into(), StatusCode::BAD_REQUEST, "invalid_request"),

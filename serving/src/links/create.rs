@@ -1,5 +1,6 @@
 //! `POST /v1/links`: validation, code allocation and `Idempotency-Key` replay.
 
+use axum::Extension;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -12,6 +13,7 @@ use crate::dto::{CreateLinkRequest, ErrorBody, LinkResponse};
 use crate::error::{ApiError, echo};
 use crate::extract::ApiJson;
 use crate::links::{CREATED_VERSION, etag, etag_of, normalize_tags, now_ms, parse_expires_at, parse_redirect_type, to_response};
+use crate::ratelimit::OverLimit;
 use crate::state::ApiState;
 use crate::url_policy::normalize_host;
 
@@ -35,13 +37,22 @@ const IDEMPOTENCY_SCOPE: &str = "links:";
         (status = 413, description = "payload_too_large", body = ErrorBody),
         (status = 415, description = "unsupported_media_type, or unsupported_content_encoding for a body with a Content-Encoding (send it uncompressed)", body = ErrorBody),
         (status = 422, description = "policy_violation (static or run-time blocklist) or idempotency_key_reused", body = ErrorBody),
-        (status = 429, description = "rate_limited: over [api] create-rate-limit for this client; Retry-After", body = ErrorBody),
+        (status = 429, description = "rate_limited: over [api] create-rate-limit for this client (only links created count; a replay of an Idempotency-Key is answered even over the limit); Retry-After", body = ErrorBody),
         (status = 500, description = "internal (the cause is logged, never sent)", body = ErrorBody),
         (status = 503, description = "store_unavailable: the link store cannot be reached; retry", body = ErrorBody),
     )
 )]
-pub async fn create_link(State(state): State<ApiState>, headers: HeaderMap, body: ApiJson<CreateLinkRequest>) -> Result<Response, ApiError> {
+pub async fn create_link(
+    State(state): State<ApiState>,
+    over_limit: Option<Extension<OverLimit>>,
+    headers: HeaderMap,
+    body: ApiJson<CreateLinkRequest>,
+) -> Result<Response, ApiError> {
+    let over_limit = over_limit.map(|Extension(o)| o);
     let Some(key) = idempotency_key(&headers)? else {
+        if let Some(o) = over_limit {
+            return Ok(o.response());
+        }
         let link = insert_new(&state, &body.value, None).await.map_err(InsertFailure::into_api_error)?;
         return Ok(created(&state, &link));
     };
@@ -54,6 +65,10 @@ pub async fn create_link(State(state): State<ApiState>, headers: HeaderMap, body
     let _guard = lock.lock().await;
     if let Some(rec) = state.inner.store.idempotency_get(&scoped, now_ms()).await? {
         return replay(&rec, &request_hash);
+    }
+    // Over the create rate limit: only a replay is answered (crate::ratelimit).
+    if let Some(o) = over_limit {
+        return Ok(o.response());
     }
     let idem = Idempotency { key: &scoped, request_hash: &request_hash };
     match insert_new(&state, &body.value, Some(&idem)).await {
