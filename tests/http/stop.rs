@@ -116,15 +116,21 @@ async fn a_sigterm_ends_the_live_stats_stream_and_the_process_exits_0() {
     assert!(all.ends_with("\r\n0\r\n\r\n"), "the stream ends with the last chunk: {all:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_signal_during_the_stop_exits_at_once_with_a_log_line() {
+/// A server logging to a file (returned with its directory), and a half-sent request (its
+/// connection) that holds the graceful HTTP stop for its one-hour deadline.
+async fn held_stop() -> (Serve, TcpStream, tempfile::TempDir, std::path::PathBuf) {
     let log_dir = tempfile::tempdir().expect("tempdir");
     let log_path = log_dir.path().join("stderr.log");
-    let mut s = Serve::start(Some(std::fs::File::create(&log_path).expect("log file"))).await;
-    // A half-sent request holds the graceful HTTP stop for its one-hour deadline.
+    let s = Serve::start(Some(std::fs::File::create(&log_path).expect("log file"))).await;
     let mut half = TcpStream::connect(&s.listen).await.expect("connect");
     half.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nuser-agent: slo").await.expect("write");
     tokio::time::sleep(Duration::from_millis(200)).await;
+    (s, half, log_dir, log_path)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_during_the_stop_exits_at_once_with_a_log_line() {
+    let (mut s, half, _log_dir, log_path) = held_stop().await;
     s.signal("TERM");
     // The stop has begun once the listener is closed.
     let listen = s.listen.clone();
@@ -147,12 +153,7 @@ async fn a_second_signal_during_the_stop_exits_at_once_with_a_log_line() {
 /// it; another signal still ends the stop at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_copy_of_the_stop_signal_right_after_it_is_the_same_stop() {
-    let log_dir = tempfile::tempdir().expect("tempdir");
-    let log_path = log_dir.path().join("stderr.log");
-    let mut s = Serve::start(Some(std::fs::File::create(&log_path).expect("log file"))).await;
-    let mut half = TcpStream::connect(&s.listen).await.expect("connect");
-    half.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nuser-agent: slo").await.expect("write");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (mut s, half, _log_dir, log_path) = held_stop().await;
     s.signal("TERM");
     // The copy arrives after the first was taken (30 ms), well inside the 250 ms.
     tokio::time::sleep(Duration::from_millis(30)).await;
