@@ -207,17 +207,18 @@ where
 /// (`{parameter}`), else `invalid_parameter` (serde's text).
 fn query_error(text: &str) -> ApiError {
     let detail = text.strip_prefix("Failed to deserialize query string: ").unwrap_or(text);
-    // serde: "unknown field `x`, expected one of `a`, `b`" / "expected `a`" / "there are no
-    // fields"; "duplicate field `x`". Names are the backquoted words.
-    let quoted = || detail.split('`').skip(1).step_by(2).map(str::to_owned).collect::<Vec<String>>();
-    if detail.starts_with("unknown field `") {
-        let names = quoted();
+    // axum + serde: "sort: unknown field `sort`, expected one of `a`, `b`" (or "expected
+    // `a`", "there are no fields"); "duplicate field `x`", either after a "name: " path.
+    // Names are the backquoted words from the serde message on.
+    let quoted = |from: usize| detail[from..].split('`').skip(1).step_by(2).map(str::to_owned).collect::<Vec<String>>();
+    if let Some(at) = detail.find("unknown field `") {
+        let names = quoted(at);
         let (name, supported) = names.split_first().map(|(n, rest)| (n.clone(), rest.to_vec())).unwrap_or_default();
         return ApiError::bad_request("unknown_parameter", format!("unknown query parameter \"{}\"", echo(&name)))
             .with_details(json!({ "parameter": name, "supported": supported }));
     }
-    if detail.starts_with("duplicate field `") {
-        let name = quoted().into_iter().next().unwrap_or_default();
+    if let Some(at) = detail.find("duplicate field `") {
+        let name = quoted(at).into_iter().next().unwrap_or_default();
         return ApiError::bad_request("duplicate_parameter", format!("query parameter \"{}\" is given more than once", echo(&name)))
             .with_details(json!({ "parameter": name }));
     }
@@ -259,7 +260,7 @@ mod tests {
 
     #[test]
     fn query_errors_name_the_parameter_like_the_stats_endpoints() {
-        let e = query_error("Failed to deserialize query string: unknown field `colour`, expected one of `limit`, `cursor`");
+        let e = query_error("Failed to deserialize query string: colour: unknown field `colour`, expected one of `limit`, `cursor`");
         assert_eq!(
             e.body(),
             json!({"error": {"code": "unknown_parameter", "message": "unknown query parameter \"colour\"", "details": {"parameter": "colour", "supported": ["limit", "cursor"]}}})

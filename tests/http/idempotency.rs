@@ -89,7 +89,10 @@ async fn one_key_and_one_alias_on_two_processes_is_one_link_and_one_answer(b: Ba
         post(&apps[0], &key, &json!({"long_url": "https://example.com/other"})).await.assert_error(422, "idempotency_key_reused");
         // Another key with the taken alias: 409.
         let err = post(&apps[1], &format!("other-{round}"), &body).await.assert_error(409, "alias_conflict");
-        assert_eq!(err, json!({"code": "alias_conflict", "message": format!("alias \"{alias}\" is already taken"), "details": {"alias": alias}}));
+        assert_eq!(
+            err,
+            json!({"code": "alias_conflict", "message": format!("alias \"{alias}\" is already taken"), "details": {"alias": alias, "deleted": false}})
+        );
     }
     let list = apps[0].get("/v1/links?limit=1000").await.json();
     let codes: BTreeSet<&str> = list["items"].as_array().expect("items").iter().map(|l| l["code"].as_str().expect("code")).collect();

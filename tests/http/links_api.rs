@@ -313,8 +313,12 @@ async fn get_patch_delete_lifecycle(b: Backend) {
     app.get("/v1/links/life2").await.assert_error(404, "not_found");
     app.delete("/v1/links/life2").await.assert_error(404, "not_found");
     app.get("/v1/links/life").await.assert_error(404, "not_found");
-    // the code cannot be reused (30 days)
-    app.post_json("/v1/links", &json!({"long_url": "https://example.com/three", "custom_alias": "life"})).await.assert_error(409, "alias_conflict");
+    // the code cannot be reused (30 days), and the answer says why
+    let err = app.post_json("/v1/links", &json!({"long_url": "https://example.com/three", "custom_alias": "life"})).await.assert_error(409, "alias_conflict");
+    assert_eq!(
+        err,
+        json!({"code": "alias_conflict", "message": "alias \"life\" belonged to a deleted link: a deleted link's code is not reused for 30 days", "details": {"alias": "life", "deleted": true}})
+    );
 }
 
 async fn patch_validates_like_create(b: Backend) {
@@ -401,8 +405,13 @@ async fn list_parameter_errors(b: Backend) {
     r.assert_error(400, "invalid_parameter");
     assert_eq!(r.json()["error"]["details"], serde_json::json!({"parameter": "enabled", "value": "maybe", "allowed": ["true", "false", "1", "0"]}));
     assert_eq!(r.json()["error"]["message"], "\"enabled\" must be true or false (or 1 / 0), got \"maybe\"");
-    app.get("/v1/links?sort=desc").await.assert_error(400, "unknown_parameter");
-    app.get("/v1/links?limit=1&limit=2").await.assert_error(400, "duplicate_parameter");
+    let r = app.get("/v1/links?sort=desc").await;
+    r.assert_error(400, "unknown_parameter");
+    assert_eq!(r.json()["error"]["message"], "unknown query parameter \"sort\"");
+    assert_eq!(r.json()["error"]["details"], serde_json::json!({"parameter": "sort", "supported": ["limit", "cursor", "tag", "enabled"]}));
+    let r = app.get("/v1/links?limit=1&limit=2").await;
+    r.assert_error(400, "duplicate_parameter");
+    assert_eq!(r.json()["error"]["details"], serde_json::json!({"parameter": "limit"}));
     app.get("/v1/links?cursor=not-a-cursor").await.assert_error(400, "invalid_cursor");
     app.get("/v1/links?cursor=").await.assert_error(400, "invalid_cursor");
     // A NUL character no store can hold (PostgreSQL text has none): 400, not 500.

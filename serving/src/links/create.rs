@@ -82,9 +82,9 @@ pub async fn create_link(
         // The alias is taken: by the link this key's first request created (it committed
         // after our look-up above), then this is a retry and gets the replay; by any other
         // link, 409.
-        Err(InsertFailure::AliasTaken(code)) => match state.inner.store.idempotency_get(&scoped, now_ms()).await? {
+        Err(InsertFailure::AliasTaken { code, live }) => match state.inner.store.idempotency_get(&scoped, now_ms()).await? {
             Some(rec) => replay(&rec, &request_hash),
-            None => Err(alias_conflict(&code)),
+            None => Err(alias_conflict(&code, live)),
         },
     }
 }
@@ -99,8 +99,9 @@ struct Idempotency<'a> {
 enum InsertFailure {
     /// The request is invalid, or the store failed.
     Api(ApiError),
-    /// The custom alias (this code) is taken.
-    AliasTaken(String),
+    /// The custom alias `code` is taken: by a live link (`live`), or by a deleted one in its
+    /// no-reuse period.
+    AliasTaken { code: String, live: bool },
     /// The idempotency key already has a record.
     KeyTaken,
 }
@@ -125,15 +126,21 @@ impl InsertFailure {
     fn into_api_error(self) -> ApiError {
         match self {
             InsertFailure::Api(e) => e,
-            InsertFailure::AliasTaken(code) => alias_conflict(&code),
+            InsertFailure::AliasTaken { code, live } => alias_conflict(&code, live),
             InsertFailure::KeyTaken => ApiError::internal(&"idempotency key conflict on a create without a key"),
         }
     }
 }
 
-/// 409 `alias_conflict` for the custom alias `code`.
-fn alias_conflict(code: &str) -> ApiError {
-    ApiError::new(StatusCode::CONFLICT, "alias_conflict", format!("alias \"{code}\" is already taken")).with_details(json!({ "alias": code }))
+/// 409 `alias_conflict` for the custom alias `code`, taken by a live link (`live`) or by a
+/// deleted one whose code is not reused for 30 days (the message says which).
+fn alias_conflict(code: &str, live: bool) -> ApiError {
+    let message = if live {
+        format!("alias \"{code}\" is already taken")
+    } else {
+        format!("alias \"{code}\" belonged to a deleted link: a deleted link's code is not reused for 30 days")
+    };
+    ApiError::new(StatusCode::CONFLICT, "alias_conflict", message).with_details(json!({ "alias": code, "deleted": !live }))
 }
 
 /// The request's `Idempotency-Key`, validated; `None` when the header is absent. Every
@@ -252,7 +259,11 @@ async fn insert_new(state: &ApiState, req: &CreateLinkRequest, idem: Option<&Ide
         };
         match result {
             Ok(l) => break l,
-            Err(StoreError::CodeTaken(code)) if req.custom_alias.is_some() => return Err(InsertFailure::AliasTaken(code)),
+            Err(StoreError::CodeTaken(code)) if req.custom_alias.is_some() => {
+                // Live, or a tombstone (a failed look-up counts as live: the plain message).
+                let live = !matches!(state.inner.store.get(&code).await, Ok(None));
+                return Err(InsertFailure::AliasTaken { code, live });
+            }
             Err(StoreError::CodeTaken(_)) if attempt < MAX_CODE_ATTEMPTS => {
                 tracing::debug!(attempt, "generated code collided, retrying");
             }
