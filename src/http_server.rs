@@ -230,9 +230,6 @@ impl hyper::service::Service<hyper::Request<Incoming>> for ConnService {
         if let Some(resp) = host::reject_host(req.version(), req.headers()) {
             return ConnFuture::Ready(Some(resp));
         }
-        if let Some(resp) = reject_raw_quote(req.uri()) {
-            return ConnFuture::Ready(Some(resp));
-        }
         // A body whose transfer coding is not understood is refused on every path (a cheap
         // check first: `Transfer-Encoding` implies a body that is not already at its end).
         if !req.body().is_end_stream()
@@ -241,6 +238,11 @@ impl hyper::service::Service<hyper::Request<Incoming>> for ConnService {
             return ConnFuture::Ready(Some(resp));
         }
         let mut takes = FastPath::takes(req.method(), req.uri().path());
+        // A redirect's path is a code, whose characters exclude '"': only other requests
+        // are scanned (nothing added to the redirect path).
+        if !takes && let Some(resp) = reject_raw_quote(req.uri()) {
+            return ConnFuture::Ready(Some(resp));
+        }
         if !takes && req.uri().path().contains('%') {
             match normalized_uri(req.uri()) {
                 Ok(Some(uri)) => {

@@ -172,9 +172,7 @@ impl RateLimiter {
         w.count += 1;
         Decision::Allowed { remaining: self.limit.max - w.count, reset }
     }
-}
 
-impl RateLimiter {
     /// Gives back the slot of a request of client `ip` admitted at `admitted_at` that created
     /// nothing (module docs), if its window is still the client's current one; returns the
     /// requests then left in the window (`None`: the window has ended meanwhile).
