@@ -229,15 +229,22 @@ pub(super) async fn check_integrity(pool: &SqlitePool, path: &Path) -> Result<()
 /// Refuses a file SQLite could open only for reading ([`Error::StoreReadOnly`]): SQLite
 /// falls back to read-only when it cannot open the file for writing, and the store would
 /// then answer every read and fail every write. Probed by rewriting `user_version` with its
-/// own value in a transaction that is rolled back (the first write takes the write lock,
-/// which a read-only connection cannot).
+/// own value in a transaction that is rolled back.
+///
+/// The transaction is `BEGIN IMMEDIATE`: it takes the write lock first (SQLITE_READONLY on a
+/// read-only file), so another process writing the same file (`--role redirect` and
+/// `--role api` on one data dir, one of them migrating) is waited for by the busy timeout. A
+/// deferred transaction that read first and then wrote would instead fail at once with
+/// SQLITE_BUSY_SNAPSHOT ("database is locked") when the other process committed in between.
 async fn check_writable(pool: &SqlitePool, path: &Path) -> Result<()> {
-    let mut tx = pool.begin().await?;
-    let version: i64 = sqlx::query_scalar("PRAGMA user_version").fetch_one(&mut *tx).await?;
-    let probe = sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA user_version = {version}"))).execute(&mut *tx).await;
-    tx.rollback().await?;
-    match probe {
-        Ok(_) => Ok(()),
+    let probe = async {
+        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+        let version: i64 = sqlx::query_scalar("PRAGMA user_version").fetch_one(&mut *tx).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA user_version = {version}"))).execute(&mut *tx).await?;
+        tx.rollback().await
+    };
+    match probe.await {
+        Ok(()) => Ok(()),
         Err(sqlx::Error::Database(db)) if db.code().and_then(|c| c.parse::<i64>().ok()).is_some_and(|c| c & 0xff == 8) => {
             Err(Error::StoreReadOnly { path: path.display().to_string(), detail: db.message().to_string() })
         }

@@ -72,3 +72,42 @@ async fn a_read_only_file_is_refused_at_open() {
     // The writable store is untouched by the probe.
     assert!(store.get("kept").await.expect("get").is_some());
 }
+
+/// Opening a store while another connection writes the same file (`--role redirect` and
+/// `--role api` on one data dir: one of them migrating or creating links) waits for the
+/// write lock instead of failing with "database is locked": the open's writability probe
+/// takes the write lock first (`BEGIN IMMEDIATE`), so the busy timeout applies. With a
+/// read-then-write probe, a commit by the other writer in between failed the open at once
+/// (SQLITE_BUSY_SNAPSHOT), as a CI run of the split-roles test did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opens_wait_for_a_busy_writer_instead_of_failing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = std::sync::Arc::new(SqliteLinkStore::open_dir(dir.path()).await.expect("open"));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = tokio::spawn({
+        let (store, stop) = (store.clone(), stop.clone());
+        async move {
+            let mut n = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                store.insert(&link(&format!("w{n}"))).await.expect("insert while others open");
+                n += 1;
+            }
+            n
+        }
+    });
+    // Fresh stores opened concurrently, in rounds, while the writer commits link after link.
+    for round in 0..10 {
+        let opens = (0..4).map(|_| SqliteLinkStore::open_dir(dir.path()));
+        for (i, opened) in futures::future::join_all(opens).await.into_iter().enumerate() {
+            let opened = opened.unwrap_or_else(|e| panic!("open {i} of round {round} failed: {e}"));
+            opened.close().await;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written = writer.await.expect("writer task");
+    assert!(written > 0, "the writer committed nothing while the stores opened");
+    // Every link the writer committed is there.
+    for i in 0..written {
+        assert!(store.get(&format!("w{i}")).await.expect("get").is_some(), "w{i}");
+    }
+}
