@@ -116,6 +116,10 @@ pub struct ServerConfig {
     /// Trusted proxies: CIDRs (`10.0.0.0/8`) or single addresses (`127.0.0.1`).
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// Which header trusted proxies report the client in: `auto`, `forwarded` or a header
+    /// name ([`Config::forwarded_header`]).
+    #[serde(default = "default_forwarded_header")]
+    pub forwarded_header: String,
     /// Largest request body in bytes.
     pub max_body_bytes: usize,
     /// Tokio worker threads, `0..=`[`MAX_WORKERS`]; 0 = one per CPU.
@@ -147,6 +151,10 @@ pub struct ServerConfig {
 
 fn default_click_log_linger() -> Duration {
     Duration::from_millis(20)
+}
+
+fn default_forwarded_header() -> String {
+    "auto".into()
 }
 
 fn default_worker_slice() -> Duration {
@@ -352,6 +360,7 @@ impl Config {
             check_short_domain(d).map_err(|m| anyhow::anyhow!("server.short-domains entry {m}"))?;
         }
         self.trusted_proxies()?;
+        self.forwarded_header()?;
         let store = self.store.url.trim();
         if !store.is_empty() && !["postgres://", "postgresql://", "sqlite:"].iter().any(|p| store.starts_with(p)) {
             // Never echo the value: it may hold a password.
@@ -459,6 +468,17 @@ impl Config {
                     .with_context(|| format!("server.trusted-proxies entry \"{s}\" is neither a CIDR nor an IP address"))
             })
             .collect()
+    }
+
+    /// `server.forwarded-header` parsed. Errors: not `auto`, `forwarded` or a header name.
+    pub fn forwarded_header(&self) -> anyhow::Result<sluice_redirect::client_ip::ForwardedHeader> {
+        Ok(self.server.forwarded_header.parse()?)
+    }
+
+    /// The client-address resolver of the trusted proxies and forwarding header configured
+    /// (the redirect's, the create rate limit's).
+    pub fn client_ip_resolver(&self) -> anyhow::Result<sluice_redirect::client_ip::ClientIpResolver> {
+        Ok(sluice_redirect::client_ip::ClientIpResolver::new(self.trusted_proxies()?).with_header(self.forwarded_header()?))
     }
 
     /// Where the link store lives: `store.url`, or the data directory (SQLite).

@@ -100,7 +100,8 @@ fn salt_period_name(p: SaltPeriod) -> &'static str {
     }
 }
 
-/// The demo's configuration: `--config`/env/defaults, `--data-dir`, loopback trusted.
+/// The demo's configuration: `--config`/env/defaults, `--data-dir`, loopback trusted, and
+/// `X-Forwarded-For` read (its load generator's visitors are addresses in that header).
 fn demo_config(args: &DemoArgs, data_dir: PathBuf) -> anyhow::Result<Config> {
     let flags = FlagOverrides { data_dir: Some(data_dir), ..FlagOverrides::default() };
     let mut cfg = Config::load(args.config.as_deref(), &flags)?;
@@ -108,6 +109,10 @@ fn demo_config(args: &DemoArgs, data_dir: PathBuf) -> anyhow::Result<Config> {
         if !cfg.server.trusted_proxies.iter().any(|t| t == p) {
             cfg.server.trusted_proxies.push(p.to_string());
         }
+    }
+    if !cfg.forwarded_header()?.reads_x_forwarded_for() {
+        tracing::warn!(configured = %cfg.server.forwarded_header, "the demo reads X-Forwarded-For (its load generator's visitors): server.forwarded-header set to auto");
+        cfg.server.forwarded_header = "auto".into();
     }
     Ok(cfg)
 }

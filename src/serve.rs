@@ -48,6 +48,7 @@ pub fn redirect_config(cfg: &Config) -> anyhow::Result<RedirectConfig> {
         append_query: cfg.links.append_query,
         permanent_max_age: cfg.links.permanent_max_age,
         trusted_proxies: cfg.trusted_proxies()?,
+        forwarded_header: cfg.forwarded_header()?,
         edge_region: cfg.redirect.edge_region.clone(),
     })
 }
@@ -187,7 +188,7 @@ pub fn build_stack_app(
         api = api.with_hook(hook);
     }
     if let Some(limit) = cfg.api.create_rate_limit()? {
-        let resolver = sluice_redirect::client_ip::ClientIpResolver::new(cfg.trusted_proxies()?);
+        let resolver = cfg.client_ip_resolver()?;
         let resolve: sluice_serving::ratelimit::ClientIpFn = Arc::new(move |peer, headers| resolver.resolve(peer, headers));
         api = api.with_create_limiter(Arc::new(sluice_serving::ratelimit::RateLimiter::new(limit, resolve)));
     }

@@ -1,6 +1,8 @@
 //! Which IP a click comes from: the socket peer, or, only when the peer is a trusted proxy,
-//! the right-most untrusted hop of `X-Forwarded-For` (preferred when present) or
-//! `Forwarded` (RFC 7239 `for=`).
+//! the right-most untrusted hop of the forwarding header ([`ForwardedHeader`], nginx's
+//! `real_ip_header`): by default `X-Forwarded-For` (preferred when present) or `Forwarded`
+//! (RFC 7239 `for=`); configurable to `Forwarded` only or to any one header a proxy sets
+//! (`X-Real-IP`, `CF-Connecting-IP`, `True-Client-IP`), read as a comma-separated list.
 //!
 //! Accepted hop forms: `192.0.2.10`, `192.0.2.10:1234`, `2001:db8::1`,
 //! `2001:0db8:0000:0000:0000:0000:0000:0001`, `[2001:db8::1]`, `[2001:db8::1]:51234`,
@@ -9,19 +11,86 @@
 
 use std::net::IpAddr;
 
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderName};
 use ipnet::IpNet;
+
+use crate::Error;
+
+/// Which request header a trusted proxy reports the client address in (`[server]
+/// forwarded-header`; nginx's `real_ip_header`). Only ever read when the peer is a trusted
+/// proxy.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ForwardedHeader {
+    /// `"auto"` (default): every `X-Forwarded-For` line when there is one, else the `for=`
+    /// parameters of every `Forwarded` line (RFC 7239). A proxy that sets only `Forwarded`
+    /// must then strip a client's `X-Forwarded-For`, or pick [`Self::Forwarded`].
+    #[default]
+    Auto,
+    /// `"forwarded"`: RFC 7239 `Forwarded` `for=` only; `X-Forwarded-For` is ignored.
+    Forwarded,
+    /// Any other header name (`"x-forwarded-for"`, `"x-real-ip"`, `"cf-connecting-ip"`):
+    /// that header only, every line, comma-separated addresses; `Forwarded` is ignored.
+    List(HeaderName),
+}
+
+impl std::str::FromStr for ForwardedHeader {
+    type Err = Error;
+
+    /// `"auto"` and `"forwarded"` (any case, surrounding blanks ignored) or a header name
+    /// (RFC 9110 token; stored lower-case). Errors: [`Error::ForwardedHeader`] for anything
+    /// else (empty, blanks or `:` inside, non-ASCII).
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let t = s.trim();
+        if t.eq_ignore_ascii_case("auto") {
+            return Ok(Self::Auto);
+        }
+        if t.eq_ignore_ascii_case("forwarded") {
+            return Ok(Self::Forwarded);
+        }
+        HeaderName::from_bytes(t.as_bytes()).map(Self::List).map_err(|_| Error::ForwardedHeader(s.to_owned()))
+    }
+}
+
+impl ForwardedHeader {
+    /// Whether a client address in `X-Forwarded-For` is read (`auto` or that header named).
+    pub fn reads_x_forwarded_for(&self) -> bool {
+        match self {
+            Self::Auto => true,
+            Self::Forwarded => false,
+            Self::List(name) => name == "x-forwarded-for",
+        }
+    }
+}
+
+impl std::fmt::Display for ForwardedHeader {
+    /// The config spelling: `auto`, `forwarded` or the lower-case header name.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Auto => f.write_str("auto"),
+            Self::Forwarded => f.write_str("forwarded"),
+            Self::List(name) => f.write_str(name.as_str()),
+        }
+    }
+}
 
 /// Resolves client IPs against a trusted-proxy list.
 #[derive(Debug, Clone, Default)]
 pub struct ClientIpResolver {
     trusted: Vec<IpNet>,
+    header: ForwardedHeader,
 }
 
 impl ClientIpResolver {
-    /// A resolver trusting `trusted` (empty: forwarding headers are never believed).
+    /// A resolver trusting `trusted` (empty: forwarding headers are never believed) and
+    /// reading the default header ([`ForwardedHeader::Auto`]).
     pub fn new(trusted: Vec<IpNet>) -> Self {
-        Self { trusted }
+        Self { trusted, header: ForwardedHeader::Auto }
+    }
+
+    /// The same resolver reading `header` from trusted proxies.
+    pub fn with_header(mut self, header: ForwardedHeader) -> Self {
+        self.header = header;
+        self
     }
 
     /// Whether `ip` (IPv4-mapped IPv6 compared as IPv4) is inside a trusted CIDR.
@@ -37,7 +106,14 @@ impl ClientIpResolver {
         if self.trusted.is_empty() || !self.is_trusted(peer) {
             return Some(peer);
         }
-        let hops = forwarded_hops(headers);
+        let hops = match &self.header {
+            ForwardedHeader::Auto => {
+                let xff = list_hops(headers, &HeaderName::from_static("x-forwarded-for"));
+                if xff.is_empty() { forwarded_for_hops(headers) } else { xff }
+            }
+            ForwardedHeader::Forwarded => forwarded_for_hops(headers),
+            ForwardedHeader::List(name) => list_hops(headers, name),
+        };
         let mut current = peer;
         for hop in hops.iter().rev() {
             if !self.is_trusted(current) {
@@ -59,18 +135,21 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// Hops in order (client first), from all `X-Forwarded-For` lines, or else all
-/// `Forwarded` lines' `for=` parameters.
-fn forwarded_hops(headers: &HeaderMap) -> Vec<String> {
+/// Hops in order (client first) from every `name` line, each a comma-separated list.
+fn list_hops(headers: &HeaderMap, name: &HeaderName) -> Vec<String> {
     let mut hops = Vec::new();
-    for v in headers.get_all("x-forwarded-for") {
+    for v in headers.get_all(name) {
         if let Ok(s) = v.to_str() {
             hops.extend(s.split(',').map(|h| h.trim().to_owned()).filter(|h| !h.is_empty()));
         }
     }
-    if !hops.is_empty() {
-        return hops;
-    }
+    hops
+}
+
+/// Hops in order (client first) from the `for=` parameters of every `Forwarded` line
+/// (RFC 7239 section 4).
+fn forwarded_for_hops(headers: &HeaderMap) -> Vec<String> {
+    let mut hops = Vec::new();
     for v in headers.get_all("forwarded") {
         let Ok(s) = v.to_str() else { continue };
         for element in s.split(',') {
@@ -182,5 +261,38 @@ mod tests {
         // X-Forwarded-For takes precedence when both are present
         let h = headers(&[("forwarded", "for=192.0.2.60"), ("x-forwarded-for", "198.51.100.1")]);
         assert_eq!(r.resolve(Some(ip("127.0.0.1")), &h), Some(ip("198.51.100.1")));
+    }
+
+    #[test]
+    fn configured_header() {
+        let trusted = vec!["127.0.0.0/8".parse().expect("net")];
+        let both = headers(&[("x-forwarded-for", "198.51.100.1"), ("forwarded", "for=192.0.2.60"), ("x-real-ip", "203.0.113.9")]);
+        let peer = Some(ip("127.0.0.1"));
+        let with = |h: &str| ClientIpResolver::new(trusted.clone()).with_header(h.parse().expect("header setting"));
+        assert_eq!(with("auto").resolve(peer, &both), Some(ip("198.51.100.1")));
+        assert_eq!(with(" Forwarded ").resolve(peer, &both), Some(ip("192.0.2.60")));
+        assert_eq!(with("X-Forwarded-For").resolve(peer, &both), Some(ip("198.51.100.1")));
+        assert_eq!(with("x-real-ip").resolve(peer, &both), Some(ip("203.0.113.9")));
+        // the chosen header only: absent means the peer, never a fallback to another header
+        assert_eq!(with("cf-connecting-ip").resolve(peer, &both), peer);
+        assert_eq!(with("forwarded").resolve(peer, &headers(&[("x-forwarded-for", "198.51.100.1")])), peer);
+        // still only from a trusted peer
+        assert_eq!(with("x-real-ip").resolve(Some(ip("203.0.113.5")), &both), Some(ip("203.0.113.5")));
+        // a list in the chosen header is walked right to left like X-Forwarded-For
+        let h = headers(&[("x-real-ip", "1.2.3.4, 198.51.100.7, 127.0.0.9")]);
+        assert_eq!(with("x-real-ip").resolve(peer, &h), Some(ip("198.51.100.7")));
+    }
+
+    #[test]
+    fn header_setting_spellings() {
+        assert_eq!("AUTO".parse::<ForwardedHeader>().expect("auto"), ForwardedHeader::Auto);
+        assert_eq!("True-Client-IP".parse::<ForwardedHeader>().expect("name").to_string(), "true-client-ip");
+        let reads_xff = |s: &str| s.parse::<ForwardedHeader>().expect(s).reads_x_forwarded_for();
+        assert_eq!(["auto", "X-Forwarded-For", "forwarded", "x-real-ip"].map(reads_xff), [true, true, false, false]);
+        for bad in ["", "  ", "x real ip", "x-real-ip:", "héader", "a\nb"] {
+            let err = bad.parse::<ForwardedHeader>().expect_err(bad);
+            assert!(matches!(&err, Error::ForwardedHeader(v) if v == bad), "{bad:?}: {err:?}");
+            assert!(!err.retryable());
+        }
     }
 }

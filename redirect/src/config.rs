@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+use crate::client_ip::ForwardedHeader;
+
 /// Redirect settings.
 #[derive(Debug, Clone)]
 pub struct RedirectConfig {
@@ -21,8 +23,11 @@ pub struct RedirectConfig {
     pub append_query: bool,
     /// Upper bound of `Cache-Control: max-age` on 301s (also bounded by time to expiry).
     pub permanent_max_age: Duration,
-    /// Peers whose `X-Forwarded-For` / `Forwarded` headers are believed.
+    /// Peers whose forwarding header is believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// Which header those peers report the client in (default `X-Forwarded-For`, else
+    /// `Forwarded`).
+    pub forwarded_header: ForwardedHeader,
     /// Value of `ClickEvent::edge_region`.
     pub edge_region: Option<String>,
 }
@@ -39,6 +44,7 @@ impl Default for RedirectConfig {
             append_query: true,
             permanent_max_age: Duration::from_secs(3600),
             trusted_proxies: Vec::new(),
+            forwarded_header: ForwardedHeader::Auto,
             edge_region: None,
         }
     }

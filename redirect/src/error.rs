@@ -1,18 +1,24 @@
 //! The one error type of `sluice-redirect`.
 
-/// Failures of the redirect path. Every variant is external or retryable: bad input never
-/// produces an error here (an impossible code is simply a 404).
+/// Failures of the redirect path and its configuration. Bad request input never produces an
+/// error here (an impossible code is simply a 404).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The link store failed while looking up a code (answered 503, retryable).
     #[error("link store lookup failed: {0}")]
     Store(#[from] std::sync::Arc<sluice_connectors::Error>),
+    /// A `server.forwarded-header` value that is not a valid HTTP header name (a config
+    /// error, refused at start).
+    #[error(
+        "server.forwarded-header \"{0}\" is not a header name: use \"auto\" (X-Forwarded-For, else Forwarded), \"forwarded\", \"x-forwarded-for\" or the header your proxy sets (e.g. \"x-real-ip\", \"cf-connecting-ip\")"
+    )]
+    ForwardedHeader(String),
 }
 
 impl Error {
-    /// Whether retrying later may succeed (always, for a store failure).
+    /// Whether retrying later may succeed: a store failure may; a config error never does.
     pub fn retryable(&self) -> bool {
-        true
+        matches!(self, Error::Store(_))
     }
 }
 

@@ -57,7 +57,7 @@ impl RedirectState {
         Self {
             inner: Arc::new(Inner {
                 cache,
-                resolver: ClientIpResolver::new(config.trusted_proxies.clone()),
+                resolver: ClientIpResolver::new(config.trusted_proxies.clone()).with_header(config.forwarded_header.clone()),
                 config,
                 salt: PeriodSalts::new(salt),
                 sink,

@@ -98,6 +98,13 @@ fn invalid_values_are_refused() {
         let cfg = Config::load(None, &FlagOverrides::default()).expect("valid proxies");
         let nets = cfg.trusted_proxies().expect("nets");
         assert_eq!(nets.iter().map(ToString::to_string).collect::<Vec<_>>(), vec!["10.0.0.0/8", "127.0.0.1/32", "::1/128"]);
+        assert_eq!(cfg.forwarded_header().expect("default").to_string(), "auto");
+        jail.set_env("SLUICE__SERVER__FORWARDED_HEADER", "x real ip");
+        let err = Config::load(None, &FlagOverrides::default()).expect_err("not a header name");
+        assert!(err.to_string().contains("server.forwarded-header \"x real ip\" is not a header name"), "{err}");
+        jail.set_env("SLUICE__SERVER__FORWARDED_HEADER", "CF-Connecting-IP");
+        let cfg = Config::load(None, &FlagOverrides::default()).expect("a header name");
+        assert_eq!(cfg.forwarded_header().expect("parsed").to_string(), "cf-connecting-ip");
         let flags = FlagOverrides { base_url: Some("https://sho.rt.example/prefix".into()), ..FlagOverrides::default() };
         assert!(Config::load(None, &flags).is_err(), "base url with a path");
         let flags = FlagOverrides { base_url: Some("ftp://sho.rt.example".into()), ..FlagOverrides::default() };

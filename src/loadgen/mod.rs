@@ -226,9 +226,10 @@ pub(crate) fn resolve(args: &LoadgenArgs) -> anyhow::Result<Settings> {
     };
     let token = args.ingest_token.clone().or_else(|| server.as_ref().and_then(|c| c.ingest.token.as_ref().map(|t| t.0.clone())));
     let proxy_trusted = args.proxy_trusted.or_else(|| {
-        let nets = server.as_ref()?.trusted_proxies().ok()?;
+        let server = server.as_ref()?;
+        let (nets, header) = (server.trusted_proxies().ok()?, server.forwarded_header().ok()?);
         let sources = loopback_sources(&args.target)?;
-        Some(sources.iter().all(|ip| nets.iter().any(|n| n.contains(ip))))
+        Some(header.reads_x_forwarded_for() && sources.iter().all(|ip| nets.iter().any(|n| n.contains(ip))))
     });
     if args.attack_rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
         bail!("--attack-rate must be a positive number of requests per second");

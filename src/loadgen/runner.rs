@@ -266,7 +266,7 @@ pub(crate) async fn run(args: &LoadgenArgs, s: &Settings) -> anyhow::Result<Load
     }
     match s.proxy_trusted {
         Some(true) => {}
-        Some(false) => notes.push("the server does not trust this host's X-Forwarded-For (server.trusted-proxies): it sees one client address, so its uniques will not match the visitors here".into()),
+        Some(false) => notes.push("the server does not read this host's X-Forwarded-For (server.trusted-proxies, server.forwarded-header): it sees one client address, so its uniques will not match the visitors here".into()),
         None => notes.push("cannot tell whether the server trusts this host's X-Forwarded-For; visitors are exact only if server.trusted-proxies includes this host (pass --server-config to check; `sluice demo` configures it)".into()),
     }
     let attack = attack.map(|a| AttackReport {

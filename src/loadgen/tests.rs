@@ -174,6 +174,11 @@ fn arguments_are_validated_and_proxy_trust_is_read_from_the_server_config() {
     assert_eq!((s.proxy_trusted, s.period_ms, s.token.as_deref()), (Some(false), Some(7 * DAY), Some("tok")));
     std::fs::write(&file, "[server]\ntrusted-proxies = [\"127.0.0.0/8\"]\n").expect("write");
     assert_eq!(resolve(&args).expect("ok").proxy_trusted, Some(true));
+    // trusted, but told to read another header than the X-Forwarded-For loadgen sends
+    std::fs::write(&file, "[server]\ntrusted-proxies = [\"127.0.0.0/8\"]\nforwarded-header = \"x-real-ip\"\n").expect("write");
+    assert_eq!(resolve(&args).expect("ok").proxy_trusted, Some(false));
+    std::fs::write(&file, "[server]\ntrusted-proxies = [\"127.0.0.0/8\"]\nforwarded-header = \"X-Forwarded-For\"\n").expect("write");
+    assert_eq!(resolve(&args).expect("ok").proxy_trusted, Some(true));
     args.target = Url::parse("http://192.0.2.1:8080").expect("url");
     assert_eq!(resolve(&args).expect("ok").proxy_trusted, None, "remote target: source address unknown");
     args.salt_period = Some("never".into());

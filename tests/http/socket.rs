@@ -65,6 +65,37 @@ async fn real_socket_create_follow_head_and_forwarded_clients() {
     assert_ne!(ev[1].visitor_id, ev[3].visitor_id);
 }
 
+/// `server.forwarded-header = "x-real-ip"` (nginx's `real_ip_header X-Real-IP`): behind a
+/// trusted proxy the click's address is the one in `X-Real-IP`; `X-Forwarded-For` and
+/// `Forwarded` are then ignored (a client could set them), and a request without `X-Real-IP`
+/// counts under the proxy's own address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_forwarding_header_is_the_only_one_read() {
+    let app = TestApp::start_with(Backend::Sqlite, |c| {
+        c.server.trusted_proxies = vec!["127.0.0.1".into()];
+        c.server.forwarded_header = "X-Real-IP".into();
+    })
+    .await;
+    let addr = serve(&app).await;
+    let http = client();
+    let base = format!("http://{addr}");
+    let r = http.post(format!("{base}/v1/links")).json(&json!({"long_url": "https://example.com/real-ip"})).send().await.expect("post");
+    assert_eq!(r.status(), 201);
+    let code = r.json::<Value>().await.expect("json")["code"].as_str().expect("code").to_owned();
+    let follow = |headers: &'static [(&'static str, &'static str)]| {
+        let mut req = http.get(format!("{base}/{code}")).header("user-agent", BROWSER_UA);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        async move { assert_eq!(req.send().await.expect("get").status(), 302) }
+    };
+    follow(&[("x-real-ip", "198.51.100.23"), ("x-forwarded-for", "192.0.2.10")]).await;
+    follow(&[("x-forwarded-for", "192.0.2.10"), ("forwarded", "for=192.0.2.11")]).await;
+    follow(&[("x-real-ip", "2001:db8:7::1")]).await;
+    let trunc: Vec<_> = app.take_events().into_iter().map(|e| e.ip_trunc.expect("trunc")).collect();
+    assert_eq!(trunc, vec!["198.51.100.0", "127.0.0.0", "2001:db8:7::"]);
+}
+
 /// `links.db` deleted from a data dir whose click log is kept: the server still starts (an
 /// imported click log may precede any link store) but warns, naming the file and what to do.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
