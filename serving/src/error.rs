@@ -52,6 +52,14 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 
+    /// 400 `invalid_limit`: a `limit` query parameter that is not an integer in `1..=max`.
+    /// Every endpoint answers it alike: details `{parameter: "limit", value, min: 1, max}`,
+    /// `value` being the parameter as sent (a string, bounded like all echoed input).
+    pub fn invalid_limit(value: &str, max: usize) -> Self {
+        Self::bad_request("invalid_limit", format!("limit must be an integer between 1 and {max}, got \"{}\"", echo(value)))
+            .with_details(json!({ "parameter": "limit", "value": value, "min": 1, "max": max }))
+    }
+
     /// 404 `not_found` for a link code.
     pub fn link_not_found(code: &str) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", format!("no link with code \"{}\"", echo(code))).with_details(json!({ "code": code }))

@@ -398,7 +398,12 @@ async fn list_paginates_and_filters(b: Backend) {
 async fn list_parameter_errors(b: Backend) {
     let app = TestApp::start(b).await;
     app.get("/v1/links?limit=0").await.assert_error(400, "invalid_limit");
-    app.get("/v1/links?limit=1001").await.assert_error(400, "invalid_limit");
+    let r = app.get("/v1/links?limit=1001").await;
+    r.assert_error(400, "invalid_limit");
+    assert_eq!(
+        r.json()["error"],
+        json!({"code": "invalid_limit", "message": "limit must be an integer between 1 and 1000, got \"1001\"", "details": {"parameter": "limit", "value": "1001", "min": 1, "max": 1000}})
+    );
     app.get("/v1/links?limit=abc").await.assert_error(400, "invalid_parameter");
     app.get("/v1/links?limit=-1").await.assert_error(400, "invalid_parameter");
     let r = app.get("/v1/links?enabled=maybe").await;

@@ -41,7 +41,7 @@ fn instant(field: &'static str, raw: Option<&str>) -> Result<Option<DateTime<Utc
 pub async fn list_audit(State(state): State<AdminState>, _who: AdminPrincipal, ApiQuery(p): ApiQuery<AuditParams>) -> Result<Json<AuditPage>, ApiError> {
     let limit = p.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=sluice_connectors::link_store::MAX_AUDIT_LIMIT).contains(&limit) {
-        return Err(ApiError::bad_request("invalid_limit", "limit must be between 1 and 1000"));
+        return Err(ApiError::invalid_limit(&limit.to_string(), sluice_connectors::link_store::MAX_AUDIT_LIMIT as usize));
     }
     let (from, to) = (instant("from", p.from.as_deref())?, instant("to", p.to.as_deref())?);
     if let (Some(f), Some(t)) = (from, to)

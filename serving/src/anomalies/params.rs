@@ -180,8 +180,7 @@ pub fn parse_list(raw: Option<&str>) -> Result<ListParams, ApiError> {
         Some(v) => match v.parse::<usize>() {
             Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
             _ => {
-                return Err(ApiError::bad_request("invalid_limit", format!("limit must be an integer between 1 and {MAX_LIMIT}, got \"{}\"", echo(v)))
-                    .with_details(json!({ "min": 1, "max": MAX_LIMIT, "limit": v })));
+                return Err(ApiError::invalid_limit(v, MAX_LIMIT));
             }
         },
     };

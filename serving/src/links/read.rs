@@ -4,7 +4,6 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 use sluice_connectors::ListQuery;
 
 use crate::dto::{ErrorBody, LinkPage, LinkResponse, ListParams};
@@ -62,8 +61,7 @@ pub fn if_none_match_matches(header_value: &str, current: &str) -> bool {
 pub async fn list_links(State(state): State<ApiState>, ApiQuery(params): ApiQuery<ListParams>) -> Result<Json<LinkPage>, ApiError> {
     let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::bad_request("invalid_limit", format!("limit must be between 1 and {MAX_LIMIT}"))
-            .with_details(json!({ "min": 1, "max": MAX_LIMIT, "limit": limit })));
+        return Err(ApiError::invalid_limit(&limit.to_string(), MAX_LIMIT as usize));
     }
     let after_seq = params.cursor.as_deref().map(cursor::decode).transpose()?;
     let enabled = params.enabled.as_deref().map(|v| crate::stats::params::bool_param("enabled", v)).transpose()?;

@@ -197,8 +197,7 @@ fn parse_limit(v: Option<&str>, default: usize, max: usize) -> Result<usize, Api
     let Some(v) = v else { return Ok(default) };
     match v.parse::<usize>() {
         Ok(n) if (1..=max).contains(&n) => Ok(n),
-        _ => Err(ApiError::bad_request("invalid_limit", format!("limit must be an integer between 1 and {max}, got \"{}\"", echo(v)))
-            .with_details(json!({ "min": 1, "max": max, "limit": v }))),
+        _ => Err(ApiError::invalid_limit(v, max)),
     }
 }
 

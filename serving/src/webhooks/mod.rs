@@ -383,11 +383,7 @@ fn parse_deliveries_query(raw: Option<&str>) -> Result<(usize, Option<u64>), Api
         Some(v) => match v.parse::<usize>() {
             Ok(n) if (1..=DELIVERIES_MAX_LIMIT).contains(&n) => n,
             _ => {
-                return Err(ApiError::bad_request(
-                    "invalid_limit",
-                    format!("limit must be an integer between 1 and {DELIVERIES_MAX_LIMIT}, got \"{}\"", echo(&v)),
-                )
-                .with_details(json!({ "min": 1, "max": DELIVERIES_MAX_LIMIT, "limit": v })));
+                return Err(ApiError::invalid_limit(&v, DELIVERIES_MAX_LIMIT));
             }
         },
     };

@@ -113,6 +113,10 @@ fn summary_parameters() {
     let s = parse_summary(Some("limit=3&tag=spring&include_bots=1"), now).expect("parse");
     assert_eq!((s.limit, s.tag.as_deref(), s.include_bots), (3, Some("spring"), true));
     assert_eq!(code_of(parse_summary(Some("limit=1001"), now)), "invalid_limit");
+    // the same details as every endpoint's invalid_limit (ApiError::invalid_limit)
+    let err = parse_summary(Some("limit=ten"), now).expect_err("not a number");
+    assert_eq!(err.message, "limit must be an integer between 1 and 1000, got \"ten\"");
+    assert_eq!(err.details, serde_json::json!({"parameter": "limit", "value": "ten", "min": 1, "max": 1000}));
     assert_eq!(code_of(parse_summary(Some("tag="), now)), "invalid_parameter");
     assert_eq!(code_of(parse_summary(Some("bucket=day"), now)), "unknown_parameter");
     assert_eq!(code_of(parse_summary(Some("from=2024-06-11T00:00:00Z"), now)), "invalid_range");
