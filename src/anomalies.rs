@@ -116,9 +116,10 @@ impl WebhooksSection {
     }
 }
 
-/// The admin auth of `cfg` (`[admin] token`).
+/// The admin auth of `cfg` (`[admin] token`; without one, loopback peers that carry no
+/// client-address header, `server.forwarded-header` included).
 pub fn admin_auth(cfg: &Config) -> AdminAuth {
-    AdminAuth::new(cfg.admin.token.as_ref().map(|t| t.0.clone()))
+    AdminAuth::new(cfg.admin.token.as_ref().map(|t| t.0.clone())).with_client_header(cfg.forwarded_header_name().as_deref())
 }
 
 /// The 503 `anomalies_not_local` routes for a process without the store (role `api`, or

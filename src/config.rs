@@ -475,6 +475,12 @@ impl Config {
         Ok(self.server.forwarded_header.parse()?)
     }
 
+    /// The header `server.forwarded-header` names, lower-case, when it names one (`None` for
+    /// `auto` and `forwarded`, and for a value [`Config::validate`] refuses).
+    pub fn forwarded_header_name(&self) -> Option<String> {
+        self.forwarded_header().ok()?.header_name().map(|h| h.as_str().to_owned())
+    }
+
     /// The client-address resolver of the trusted proxies and forwarding header configured
     /// (the redirect's, the create rate limit's).
     pub fn client_ip_resolver(&self) -> anyhow::Result<sluice_redirect::client_ip::ClientIpResolver> {

@@ -72,6 +72,7 @@ pub fn events_config(cfg: &Config) -> EventsConfig {
         max_events: cfg.ingest.max_events,
         max_body_bytes: cfg.ingest.max_body_bytes,
         max_future_skew_ms: i64::try_from(cfg.ingest.max_future_skew.as_millis()).unwrap_or(i64::MAX),
+        client_header: cfg.forwarded_header_name(),
     }
 }
 
@@ -192,7 +193,7 @@ pub fn build_stack_app(
         let resolve: sluice_serving::ratelimit::ClientIpFn = Arc::new(move |peer, headers| resolver.resolve(peer, headers));
         api = api.with_create_limiter(Arc::new(sluice_serving::ratelimit::RateLimiter::new(limit, resolve)));
     }
-    let admin_auth = sluice_serving::auth::AdminAuth::new(cfg.admin.token.as_ref().map(|t| t.0.clone()));
+    let admin_auth = crate::anomalies::admin_auth(cfg);
     let admin = sluice_serving::admin::routes(sluice_serving::admin::AdminState::new(api.clone(), admin_auth, None));
     let stats = stats.unwrap_or_else(|| StatsState::without_views(Arc::clone(&store), stats_config(cfg)));
     let api_extra = events.into_iter().chain([sluice_serving::stats::routes(stats), admin]).chain(api_routes).reduce(Router::merge);
@@ -210,7 +211,7 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
     cfg.redis.validate()?;
     cfg.clickhouse.validate()?;
     if cfg.server.role != crate::config::Role::Redirect {
-        sluice_serving::auth::AdminAuth::new(cfg.admin.token.as_ref().map(|t| t.0.clone())).log_mode();
+        crate::anomalies::admin_auth(&cfg).log_mode();
         if let Some(limit) = cfg.api.create_rate_limit()? {
             tracing::info!(limit = %limit, "link creation is rate limited per client ([api] create-rate-limit)");
         }

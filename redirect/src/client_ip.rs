@@ -38,7 +38,8 @@ impl std::str::FromStr for ForwardedHeader {
 
     /// `"auto"` and `"forwarded"` (any case, surrounding blanks ignored) or a header name
     /// (RFC 9110 token; stored lower-case). Errors: [`Error::ForwardedHeader`] for anything
-    /// else (empty, blanks or `:` inside, non-ASCII).
+    /// else (empty, blanks or `:` inside, non-ASCII) and for the standard request headers of
+    /// [`NOT_CLIENT_ADDRESS_HEADERS`] (a client sets those itself).
     fn from_str(s: &str) -> Result<Self, Error> {
         let t = s.trim();
         if t.eq_ignore_ascii_case("auto") {
@@ -47,11 +48,24 @@ impl std::str::FromStr for ForwardedHeader {
         if t.eq_ignore_ascii_case("forwarded") {
             return Ok(Self::Forwarded);
         }
-        HeaderName::from_bytes(t.as_bytes()).map(Self::List).map_err(|_| Error::ForwardedHeader(s.to_owned()))
+        let refuse = |reason| Error::ForwardedHeader { value: s.to_owned(), reason };
+        let name = HeaderName::from_bytes(t.as_bytes()).map_err(|_| refuse("is not a header name"))?;
+        if NOT_CLIENT_ADDRESS_HEADERS.contains(&name.as_str()) || name.as_str().starts_with("sec-") {
+            return Err(refuse("is a standard request header that carries no client address"));
+        }
+        Ok(Self::List(name))
     }
 }
 
 impl ForwardedHeader {
+    /// The one header read, for [`Self::List`].
+    pub fn header_name(&self) -> Option<&HeaderName> {
+        match self {
+            Self::List(name) => Some(name),
+            _ => None,
+        }
+    }
+
     /// Whether a client address in `X-Forwarded-For` is read (`auto` or that header named).
     pub fn reads_x_forwarded_for(&self) -> bool {
         match self {
@@ -72,6 +86,38 @@ impl std::fmt::Display for ForwardedHeader {
         }
     }
 }
+
+/// Standard request headers (RFC 9110/9111/9112, RFC 6265, Fetch) that no proxy reports a
+/// client address in: refused as `server.forwarded-header` (with every `Sec-*` header).
+pub const NOT_CLIENT_ADDRESS_HEADERS: [&str; 27] = [
+    "accept",
+    "accept-encoding",
+    "accept-language",
+    "authorization",
+    "cache-control",
+    "connection",
+    "content-encoding",
+    "content-length",
+    "content-type",
+    "cookie",
+    "expect",
+    "host",
+    "idempotency-key",
+    "if-match",
+    "if-modified-since",
+    "if-none-match",
+    "origin",
+    "pragma",
+    "proxy-authorization",
+    "range",
+    "referer",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "user-agent",
+    "via",
+];
 
 /// Resolves client IPs against a trusted-proxy list.
 #[derive(Debug, Clone, Default)]
@@ -291,8 +337,12 @@ mod tests {
         assert_eq!(["auto", "X-Forwarded-For", "forwarded", "x-real-ip"].map(reads_xff), [true, true, false, false]);
         for bad in ["", "  ", "x real ip", "x-real-ip:", "héader", "a\nb"] {
             let err = bad.parse::<ForwardedHeader>().expect_err(bad);
-            assert!(matches!(&err, Error::ForwardedHeader(v) if v == bad), "{bad:?}: {err:?}");
+            assert!(matches!(&err, Error::ForwardedHeader { value, reason: "is not a header name" } if value == bad), "{bad:?}: {err:?}");
             assert!(!err.retryable());
+        }
+        for standard in ["Host", "content-length", "authorization", "cookie", "user-agent", "Sec-Fetch-Site"] {
+            let err = standard.parse::<ForwardedHeader>().expect_err(standard);
+            assert!(err.to_string().contains("is a standard request header that carries no client address"), "{standard}: {err}");
         }
     }
 }

@@ -7,12 +7,18 @@ pub enum Error {
     /// The link store failed while looking up a code (answered 503, retryable).
     #[error("link store lookup failed: {0}")]
     Store(#[from] std::sync::Arc<sluice_connectors::Error>),
-    /// A `server.forwarded-header` value that is not a valid HTTP header name (a config
-    /// error, refused at start).
+    /// A `server.forwarded-header` value that is not a valid HTTP header name, or names a
+    /// standard request header that carries no client address (`host`, `cookie`, ...): a
+    /// config error, refused at start.
     #[error(
-        "server.forwarded-header \"{0}\" is not a header name: use \"auto\" (X-Forwarded-For, else Forwarded), \"forwarded\", \"x-forwarded-for\" or the header your proxy sets (e.g. \"x-real-ip\", \"cf-connecting-ip\")"
+        "server.forwarded-header \"{value}\" {reason}: use \"auto\" (X-Forwarded-For, else Forwarded), \"forwarded\", \"x-forwarded-for\" or the header your proxy sets (e.g. \"x-real-ip\", \"cf-connecting-ip\")"
     )]
-    ForwardedHeader(String),
+    ForwardedHeader {
+        /// The configured value.
+        value: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
 }
 
 impl Error {

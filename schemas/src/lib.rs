@@ -11,6 +11,7 @@ pub mod anomaly;
 pub mod avro;
 pub mod avro_wire;
 pub mod click;
+pub mod client_address;
 pub mod error;
 pub mod link;
 pub mod rollup;

@@ -8,8 +8,10 @@
 //!   `invalid_token` when the token sent is not the configured one (the codes of the
 //!   ingest API, `POST /v1/events`);
 //! - no token: only loopback peers (by the socket address, `ConnectInfo<SocketAddr>`) are
-//!   admitted, and only when the request carries no `X-Forwarded-For` / `Forwarded` header (a
-//!   reverse proxy on loopback would otherwise admit everyone); otherwise 403
+//!   admitted, and only when the request carries no header naming a client it was forwarded
+//!   for (`X-Forwarded-For`, `Forwarded`, `X-Real-IP`, ... and the configured
+//!   `server.forwarded-header`: [`sluice_schemas::client_address`]; a reverse proxy on
+//!   loopback would otherwise admit everyone); otherwise 403
 //!   `admin_loopback_only`. A request without connection info (e.g. a router driven with
 //!   `oneshot`) is not loopback.
 //!
@@ -29,6 +31,8 @@ use crate::error::ApiError;
 #[derive(Clone, Default)]
 pub struct AdminAuth {
     token: Option<Arc<str>>,
+    /// `server.forwarded-header` when it names a header (`None`: `auto` / `forwarded`).
+    client_header: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for AdminAuth {
@@ -40,7 +44,14 @@ impl std::fmt::Debug for AdminAuth {
 impl AdminAuth {
     /// Admin auth with `token` (`None` or empty = loopback peers only).
     pub fn new(token: Option<String>) -> AdminAuth {
-        AdminAuth { token: token.filter(|t| !t.is_empty()).map(Arc::from) }
+        AdminAuth { token: token.filter(|t| !t.is_empty()).map(Arc::from), client_header: None }
+    }
+
+    /// The same auth, also treating a request that carries `header` (the configured
+    /// `server.forwarded-header`) as forwarded for another client in the no-token mode.
+    pub fn with_client_header(mut self, header: Option<&str>) -> AdminAuth {
+        self.client_header = header.map(Arc::from);
+        self
     }
 
     /// Whether a bearer token is required.
@@ -77,7 +88,7 @@ impl AdminAuth {
                 }
             }
             None => {
-                let forwarded = headers.contains_key("x-forwarded-for") || headers.contains_key(header::FORWARDED);
+                let forwarded = sluice_schemas::client_address::forwarded_for_someone(headers, self.client_header.as_deref());
                 match peer_ip {
                     Some(ip) if is_loopback(ip) && !forwarded => Ok(AdminPrincipal { actor: "loopback".into(), peer: peer_ip }),
                     _ => Err(AdminAuthError::LoopbackOnly),
@@ -195,6 +206,11 @@ mod tests {
             assert_eq!(auth.check(&headers(&[]), Some(p)).expect(lo).actor, "loopback");
             assert_eq!(auth.check(&headers(&[("x-forwarded-for", "198.51.100.1")]), Some(p)), Err(AdminAuthError::LoopbackOnly), "{lo}");
             assert_eq!(auth.check(&headers(&[("forwarded", "for=198.51.100.1")]), Some(p)), Err(AdminAuthError::LoopbackOnly), "{lo}");
+            assert_eq!(auth.check(&headers(&[("x-real-ip", "198.51.100.1")]), Some(p)), Err(AdminAuthError::LoopbackOnly), "{lo}");
+            // a header named by server.forwarded-header
+            assert_eq!(auth.check(&headers(&[("x-edge-client", "198.51.100.1")]), Some(p)).expect(lo).actor, "loopback");
+            let configured = auth.clone().with_client_header(Some("X-Edge-Client"));
+            assert_eq!(configured.check(&headers(&[("x-edge-client", "198.51.100.1")]), Some(p)), Err(AdminAuthError::LoopbackOnly), "{lo}");
         }
         for remote in ["10.0.0.1:1", "[2001:db8::1]:2"] {
             assert_eq!(auth.check(&headers(&[]), Some(remote.parse().expect("addr"))), Err(AdminAuthError::LoopbackOnly));

@@ -94,6 +94,21 @@ async fn a_configured_forwarding_header_is_the_only_one_read() {
     follow(&[("x-real-ip", "2001:db8:7::1")]).await;
     let trunc: Vec<_> = app.take_events().into_iter().map(|e| e.ip_trunc.expect("trunc")).collect();
     assert_eq!(trunc, vec!["198.51.100.0", "127.0.0.0", "2001:db8:7::"]);
+
+    // Without tokens, the admin API and event posting admit direct loopback callers only: a
+    // request carrying the configured header came through the proxy (an outside client).
+    let admin = |real_ip: Option<&'static str>| {
+        let mut req = http.get(format!("{base}/v1/admin/blocklist"));
+        if let Some(ip) = real_ip {
+            req = req.header("x-real-ip", ip);
+        }
+        async move { req.send().await.expect("admin").status().as_u16() }
+    };
+    assert_eq!((admin(None).await, admin(Some("198.51.100.23")).await), (200, 403));
+    // the same rule for POST /v1/events (its check: sluice-ingest's no_token_means_loopback_peers_only)
+    let mut cfg = sluice::config::Config::load(None, &sluice::config::FlagOverrides::default()).expect("config");
+    cfg.server.forwarded_header = "X-Real-IP".into();
+    assert_eq!(sluice::serve::events_config(&cfg).client_header.as_deref(), Some("x-real-ip"));
 }
 
 /// `links.db` deleted from a data dir whose click log is kept: the server still starts (an

@@ -73,6 +73,9 @@ pub struct EventsConfig {
     pub max_body_bytes: usize,
     /// Tolerance for `ts` ahead of the server clock, ms (default 5 minutes).
     pub max_future_skew_ms: i64,
+    /// `server.forwarded-header` when it names a header: without a token, a loopback request
+    /// carrying it (or any header of [`sluice_schemas::client_address`]) came through a proxy.
+    pub client_header: Option<String>,
 }
 
 impl std::fmt::Debug for EventsConfig {
@@ -82,13 +85,20 @@ impl std::fmt::Debug for EventsConfig {
             .field("max_events", &self.max_events)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_future_skew_ms", &self.max_future_skew_ms)
+            .field("client_header", &self.client_header)
             .finish()
     }
 }
 
 impl Default for EventsConfig {
     fn default() -> Self {
-        EventsConfig { token: None, max_events: MAX_EVENTS_PER_REQUEST, max_body_bytes: DEFAULT_MAX_BODY_BYTES, max_future_skew_ms: DEFAULT_MAX_FUTURE_SKEW_MS }
+        EventsConfig {
+            token: None,
+            max_events: MAX_EVENTS_PER_REQUEST,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_future_skew_ms: DEFAULT_MAX_FUTURE_SKEW_MS,
+            client_header: None,
+        }
     }
 }
 
@@ -180,7 +190,7 @@ async fn post_events<L: EventLog>(State(state): State<EventsState<L>>, req: Requ
 
 async fn handle<L: EventLog>(state: &EventsState<L>, req: Request) -> Result<(usize, Vec<RejectedEvent>, bool), ApiError> {
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-    authorize(state.config.token.as_deref(), peer, req.headers())?;
+    authorize(state.config.token.as_deref(), state.config.client_header.as_deref(), peer, req.headers())?;
     let backfill = parse_query(req.uri().query())?;
     let format = body_format(req.headers())?;
     let limit = state.config.max_body_bytes;
@@ -303,11 +313,11 @@ fn is_length_limit(err: &axum::Error) -> bool {
 
 /// Checks the caller (see the module docs). The token comparison takes the same time for
 /// every token of the configured length.
-fn authorize(token: Option<&str>, peer: Option<IpAddr>, headers: &HeaderMap) -> Result<(), ApiError> {
+fn authorize(token: Option<&str>, client_header: Option<&str>, peer: Option<IpAddr>, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(expected) = token else {
         // A loopback peer that forwards for someone else (a reverse proxy on this host) is
         // not a local caller: the same rule as the admin endpoints.
-        let forwarded = headers.contains_key("x-forwarded-for") || headers.contains_key(header::FORWARDED);
+        let forwarded = sluice_schemas::client_address::forwarded_for_someone(headers, client_header);
         return match peer {
             Some(ip) if is_loopback(ip) && forwarded => Err(ApiError::new(
                 StatusCode::FORBIDDEN,

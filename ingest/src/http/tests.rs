@@ -98,11 +98,16 @@ async fn no_token_means_loopback_peers_only() {
     let r = send(&f.router, EVENTS_PATH, Some("192.0.2.1:5"), &[("content-type", "application/json"), ("x-forwarded-for", "127.0.0.1")], body.clone()).await;
     assert_error(&r, 403, "forbidden");
     // nor does a loopback peer that forwards for someone else (a reverse proxy on this host)
-    for (name, value) in [("x-forwarded-for", "8.8.8.8"), ("forwarded", "for=8.8.8.8")] {
+    for (name, value) in [("x-forwarded-for", "8.8.8.8"), ("forwarded", "for=8.8.8.8"), ("x-real-ip", "8.8.8.8"), ("cf-connecting-ip", "8.8.8.8")] {
         let r = send(&f.router, EVENTS_PATH, Some("127.0.0.1:9"), &[("content-type", "application/json"), (name, value)], body.clone()).await;
         assert_error(&r, 403, "forbidden");
     }
     assert_eq!(f.log.head(), 4);
+    // the header server.forwarded-header names counts too
+    let f = fixture(EventsConfig { client_header: Some("x-edge-client".into()), ..EventsConfig::default() });
+    let r = send(&f.router, EVENTS_PATH, Some("127.0.0.1:9"), &[("content-type", "application/json"), ("x-edge-client", "8.8.8.8")], body.clone()).await;
+    assert_error(&r, 403, "forbidden");
+    assert_eq!(f.log.head(), 0);
 }
 
 #[tokio::test]
