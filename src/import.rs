@@ -322,8 +322,9 @@ pub async fn run_cli(args: &ImportArgs) -> anyhow::Result<()> {
 /// e.g. a JSON array of events on one line), or when any parsed event was
 /// rejected (the stored ones stay stored; the summary above lists the reasons), or when no
 /// line was a click and some were redirects or requests outside `path_prefix` (the
-/// `--path-prefix` given, read with a leading and trailing `/`), so scripts notice a
-/// partial or failed import.
+/// `--path-prefix` given, read with a leading and trailing `/`), or when no event was parsed
+/// and some lines were invalid events (`missing_field`, `invalid_field`, ...), so scripts
+/// notice a partial or failed import.
 pub fn import_outcome(r: &ImportReport, path_prefix: &str) -> anyhow::Result<()> {
     let t = &r.tally;
     let content = t.lines - t.skipped.get("blank").copied().unwrap_or(0);
@@ -347,6 +348,14 @@ pub fn import_outcome(r: &ImportReport, path_prefix: &str) -> anyhow::Result<()>
         anyhow::bail!(
             "no line is a click on a short link under the path prefix \"{prefix}\" ({outside} of {content} non-blank lines have another path), nothing was imported: \
              is --path-prefix right (\"/\" when codes sit at the root, \"/s/\" for https://host/s/CODE)?"
+        )
+    }
+    let invalid: u64 = t.invalid.values().sum();
+    if t.events == 0 && invalid > 0 {
+        let reasons: Vec<String> = t.invalid.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        anyhow::bail!(
+            "none of the {content} non-blank lines is a valid event (invalid lines: {}), nothing was imported: see the event fields in `sluice import --help`",
+            reasons.join(", ")
         )
     }
     let rejected: u64 = r.rejected.values().sum();

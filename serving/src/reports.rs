@@ -84,7 +84,12 @@ impl ReportsState {
         let mut failure = None;
         let jobs = match stats.views() {
             Some(views) => {
-                let config = JobsConfig { ready: Some(caught_up(stats.clone())), history: stats.inner.history.clone(), ..Default::default() };
+                let config = JobsConfig {
+                    ready: Some(caught_up(stats.clone())),
+                    covered_until: Some(covered_until(stats.clone())),
+                    history: stats.inner.history.clone(),
+                    ..Default::default()
+                };
                 match Jobs::start(exports_dir, views.clone(), Arc::clone(stats.store()), config) {
                     Ok(jobs) => Some(jobs),
                     Err(e) => {
@@ -183,6 +188,11 @@ pub fn caught_up(stats: StatsState) -> Arc<dyn Fn() -> bool + Send + Sync> {
         Some(views) => stats.freshness(views.as_of(), SystemClock.now_ms()).as_of_ms.is_some(),
         None => false,
     })
+}
+
+/// [`JobsConfig::covered_until`] of the views of `stats`: their `freshness.as_of` (ms UTC).
+pub fn covered_until(stats: StatsState) -> Arc<dyn Fn() -> Option<i64> + Send + Sync> {
+    Arc::new(move || stats.views().and_then(|views| stats.freshness(views.as_of(), SystemClock.now_ms()).as_of_ms))
 }
 
 /// Message of 503 `jobs_store_unavailable` (the cause, with the file, is in the server log).

@@ -250,6 +250,16 @@ fn lines_that_are_json_but_not_objects_fail_the_import() {
             .to_string()
             .starts_with("none of the 4 non-blank lines is an event (3 are JSON but not an object, 1 malformed)")
     );
+    // Finding (newcomer, session 21): lines that are objects but no valid event (a missing
+    // field) imported nothing and exited 0.
+    let mut fields = ImportReport::default();
+    fields.tally.lines = 3;
+    fields.tally.skipped.insert("blank", 1);
+    fields.tally.invalid.insert("missing_field", 2);
+    assert_eq!(
+        import_outcome(&fields, "/").expect_err("no valid event").to_string(),
+        "none of the 2 non-blank lines is a valid event (invalid lines: missing_field 2), nothing was imported: see the event fields in `sluice import --help`"
+    );
     // one event among them: a partial import, reported but not an error of its own
     r.tally.lines = 6;
     r.tally.events = 1;

@@ -60,6 +60,14 @@ pub struct JobsConfig {
     /// `false`, e.g. until the dataflow has replayed the click log after a restart so a
     /// re-run job sees the same data. `None`: always ready.
     pub ready: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
+    /// The instant (ms UTC) before which every logged click is in the views (the stats
+    /// endpoints' `freshness.as_of`; `None` while unknown). A job waits, before it starts, up
+    /// to [`JobsConfig::freshness_wait`] for it to reach the job's creation, so a job created
+    /// right after a click (answered with its redirect) exports that click. `None`: no wait.
+    pub covered_until: Option<Arc<dyn Fn() -> Option<i64> + Send + Sync>>,
+    /// Longest wait for [`JobsConfig::covered_until`] (default 10 s; the views are normally
+    /// under a second behind the log). A job that waited this long runs on what is there.
+    pub freshness_wait: Duration,
     /// Clock of the job timestamps and of retention.
     pub clock: Arc<dyn Clock>,
     /// The long-term store (ClickHouse) that answers what the views no longer hold and
@@ -78,6 +86,8 @@ impl Default for JobsConfig {
             retention: Duration::from_secs(7 * 86_400),
             max_attempts: 3,
             ready: None,
+            covered_until: None,
+            freshness_wait: Duration::from_secs(10),
             clock: Arc::new(SystemClock),
             history: None,
             file_check: FILE_CHECK,
@@ -91,6 +101,8 @@ impl std::fmt::Debug for JobsConfig {
             .field("retention", &self.retention)
             .field("max_attempts", &self.max_attempts)
             .field("ready", &self.ready.is_some())
+            .field("covered_until", &self.covered_until.is_some())
+            .field("freshness_wait", &self.freshness_wait)
             .field("history", &self.history.is_some())
             .field("file_check", &self.file_check)
             .finish_non_exhaustive()
@@ -362,6 +374,7 @@ impl Jobs {
         if rec.status != JobState::Queued {
             return Ok(());
         }
+        self.await_fresh(rec.created_at_ms).await;
         rec.status = JobState::Running;
         rec.started_at_ms = Some(self.inner.config.clock.now_ms());
         rec.attempts += 1;
@@ -394,6 +407,20 @@ impl Jobs {
             }
         }
         self.put_final(rec).await
+    }
+
+    /// Waits (polling every 10 ms, at most [`JobsConfig::freshness_wait`], until the stop)
+    /// until the views hold every click logged before `created_at_ms`.
+    async fn await_fresh(&self, created_at_ms: i64) {
+        let Some(covered_until) = &self.inner.config.covered_until else { return };
+        let t0 = std::time::Instant::now();
+        while !covered_until().is_some_and(|c| c >= created_at_ms) {
+            if t0.elapsed() >= self.inner.config.freshness_wait || self.inner.stopping.load(Ordering::Acquire) {
+                tracing::warn!(created_at_ms, covered_until = ?covered_until(), "export job starts on views that do not yet hold every click logged before it was created");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Writes a finished job's record, retrying every [`STORE_RETRY`] while the table fails

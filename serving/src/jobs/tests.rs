@@ -3,7 +3,7 @@
 //! gate; `Idempotency-Key`; every error code.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use axum::http::StatusCode;
@@ -166,6 +166,39 @@ async fn the_readiness_gate_holds_jobs_queued() {
     assert_eq!((st, error_code(&b).as_str()), (StatusCode::CONFLICT, "job_not_ready"));
     ready.store(true, Ordering::Release);
     assert_eq!(wait_done(state, &id).await["status"], "succeeded");
+}
+
+/// Finding (newcomer, session 21): a job created right after a click (answered with its
+/// redirect) ran at once on views that did not hold the click yet and exported nothing. A job
+/// now waits until the views hold every click logged before its creation (bounded).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_waits_until_the_views_hold_the_clicks_logged_before_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = Arc::new(ManualClock::new(ms(NOW)));
+    let mut h = Harness::pipeline(&["ab"], clock.clone(), clock).await;
+    let covered = Arc::new(AtomicI64::new(ms(NOW) - 1_000));
+    let seen = Arc::clone(&covered);
+    let config = JobsConfig { covered_until: Some(Arc::new(move || Some(seen.load(Ordering::Acquire)))), ..Default::default() };
+    h.state = Some(h.reports(dir.path(), config));
+    h.ingest(input());
+    let state = h.state();
+    let (_, _, v) = post(state, &format!(r#"{{"codes": ["ab"], {RANGE}}}"#), None).await;
+    let id = v["job_id"].as_str().expect("id").to_owned();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, _, b) = send(state, "GET", &format!("/v1/jobs/{id}"), None).await;
+    assert_eq!((json_of(&b)["status"].as_str(), &json_of(&b)["started_at"]), (Some("queued"), &Value::Null), "the views are 1 s behind its creation");
+    covered.store(ms(NOW), Ordering::Release);
+    assert_eq!(wait_done(state, &id).await["status"], "succeeded");
+    assert_eq!(download(state, &id).await.2, sync_export(state, &format!("code=ab&{RANGE_Q}")).await);
+
+    // Views that never catch up: the job runs after the bounded wait.
+    drop(h.state.take());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = JobsConfig { covered_until: Some(Arc::new(|| None)), freshness_wait: Duration::from_millis(200), ..Default::default() };
+    h.state = Some(h.reports(dir.path(), config));
+    let (_, _, v) = post(h.state(), &format!(r#"{{"codes": ["ab"], {RANGE}}}"#), None).await;
+    let id = v["job_id"].as_str().expect("id").to_owned();
+    assert_eq!(wait_done(h.state(), &id).await["status"], "succeeded");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
