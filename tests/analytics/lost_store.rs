@@ -57,6 +57,9 @@ async fn codes_of_a_lost_link_store_are_retired_at_the_next_start() {
     let (status, body) = create(&p, "lost-a").await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"]["code"], "alias_conflict", "{body}");
+    // it says so (newcomer, session 21: the message spoke of a deleted link)
+    assert_eq!(body["error"]["details"], json!({"alias": "lost-a", "deleted": false, "retired": true}), "{body}");
+    assert!(body["error"]["message"].as_str().expect("message").contains("is retired for good"), "{body}");
     assert_eq!(create(&p, "lost-b").await.0, 201);
     // No link has lost-a: its clicks count for nobody.
     assert_eq!(stats(&p, "lost-a").await.0, 404);

@@ -155,6 +155,13 @@ pub trait LinkStore: Send + Sync + 'static {
         Err(crate::Error::Config(format!("the {} link store cannot retire codes", self.backend())))
     }
 
+    /// Whether `code` was retired ([`Self::retire_codes`]); `false` for stores without
+    /// retired codes (test doubles). Errors: [`crate::Error::Database`].
+    async fn is_retired(&self, code: &str) -> Result<bool> {
+        let _ = code;
+        Ok(false)
+    }
+
     /// Inserts a new link. Fails with [`crate::Error::CodeTaken`] when a live link has the
     /// same code, the code was retired ([`Self::retire_codes`]) or a link with this code was
     /// deleted less than 30 days before `link.created_at`.

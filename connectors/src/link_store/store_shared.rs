@@ -156,6 +156,13 @@ macro_rules! link_store {
                 Ok(())
             }
 
+            async fn is_retired(&self, code: &str) -> Result<bool> {
+                if code.contains('\0') {
+                    return Ok(false);
+                }
+                Ok(sqlx::query(SELECT_RETIRED).bind(code).fetch_optional(read_pool(self)).await?.is_some())
+            }
+
             async fn insert(&self, link: &Link) -> Result<Link> {
                 let link = prepare_insert(link)?;
                 let mut tx = begin_write(self).await?;

@@ -34,6 +34,10 @@ pub async fn retired_codes_are_refused_for_ever_and_others_are_not(ctx: Ctx) {
             other => panic!("{code}: expected CodeTaken, got {other:?}"),
         }
         assert_eq!(store.get(code).await.expect("get"), None);
+        assert!(store.is_retired(code).await.expect("is_retired"), "{code}");
+    }
+    for code in ["gone2", "GONE", "never", "with\0nul", ""] {
+        assert!(!store.is_retired(code).await.expect("is_retired"), "{code:?}");
     }
     // A retired code that has a live link keeps it.
     assert_eq!(store.get("live").await.expect("get").map(|l| l.code), Some("live".to_string()));

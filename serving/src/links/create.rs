@@ -82,9 +82,9 @@ pub async fn create_link(
         // The alias is taken: by the link this key's first request created (it committed
         // after our look-up above), then this is a retry and gets the replay; by any other
         // link, 409.
-        Err(InsertFailure::AliasTaken { code, live }) => match state.inner.store.idempotency_get(&scoped, now_ms()).await? {
+        Err(InsertFailure::AliasTaken { code, holder }) => match state.inner.store.idempotency_get(&scoped, now_ms()).await? {
             Some(rec) => replay(&rec, &request_hash),
-            None => Err(alias_conflict(&code, live)),
+            None => Err(alias_conflict(&code, holder)),
         },
     }
 }
@@ -99,9 +99,9 @@ struct Idempotency<'a> {
 enum InsertFailure {
     /// The request is invalid, or the store failed.
     Api(ApiError),
-    /// The custom alias `code` is taken: by a live link (`live`), or by a deleted one in its
-    /// no-reuse period.
-    AliasTaken { code: String, live: bool },
+    /// The custom alias `code` is taken: by a live link, a deleted one in its no-reuse
+    /// period, or retired.
+    AliasTaken { code: String, holder: AliasHolder },
     /// The idempotency key already has a record.
     KeyTaken,
 }
@@ -126,21 +126,40 @@ impl InsertFailure {
     fn into_api_error(self) -> ApiError {
         match self {
             InsertFailure::Api(e) => e,
-            InsertFailure::AliasTaken { code, live } => alias_conflict(&code, live),
+            InsertFailure::AliasTaken { code, holder } => alias_conflict(&code, holder),
             InsertFailure::KeyTaken => ApiError::internal(&"idempotency key conflict on a create without a key"),
         }
     }
 }
 
-/// 409 `alias_conflict` for the custom alias `code`, taken by a live link (`live`) or by a
-/// deleted one whose code is not reused for 30 days (the message says which).
-fn alias_conflict(code: &str, live: bool) -> ApiError {
-    let message = if live {
-        format!("alias \"{code}\" is already taken")
-    } else {
-        format!("alias \"{code}\" belonged to a deleted link: a deleted link's code is not reused for 30 days")
+/// What holds a custom alias that cannot be created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AliasHolder {
+    /// A live link.
+    Live,
+    /// A link deleted less than 30 days ago.
+    Deleted,
+    /// Nothing any more: the code was retired for good (a link of a lost link store whose
+    /// clicks are still in the click log).
+    Retired,
+}
+
+/// 409 `alias_conflict` for the custom alias `code`; the message says what holds it, and
+/// `details.deleted` / `details.retired` are set for a deleted link's and a retired code.
+fn alias_conflict(code: &str, holder: AliasHolder) -> ApiError {
+    let (message, details) = match holder {
+        AliasHolder::Live => (format!("alias \"{code}\" is already taken"), json!({ "alias": code, "deleted": false })),
+        AliasHolder::Deleted => {
+            (format!("alias \"{code}\" belonged to a deleted link: a deleted link's code is not reused for 30 days"), json!({ "alias": code, "deleted": true }))
+        }
+        AliasHolder::Retired => (
+            format!(
+                "alias \"{code}\" is retired for good: it belonged to a link of a link store that was lost while its clicks stayed in the click log, so no new link may inherit them"
+            ),
+            json!({ "alias": code, "deleted": false, "retired": true }),
+        ),
     };
-    ApiError::new(StatusCode::CONFLICT, "alias_conflict", message).with_details(json!({ "alias": code, "deleted": !live }))
+    ApiError::new(StatusCode::CONFLICT, "alias_conflict", message).with_details(details)
 }
 
 /// The request's `Idempotency-Key`, validated; `None` when the header is absent. Every
@@ -260,9 +279,14 @@ async fn insert_new(state: &ApiState, req: &CreateLinkRequest, idem: Option<&Ide
         match result {
             Ok(l) => break l,
             Err(StoreError::CodeTaken(code)) if req.custom_alias.is_some() => {
-                // Live, or a tombstone (a failed look-up counts as live: the plain message).
-                let live = !matches!(state.inner.store.get(&code).await, Ok(None));
-                return Err(InsertFailure::AliasTaken { code, live });
+                // Live, retired, or a tombstone (a failed look-up counts as live: the plain
+                // message).
+                let holder = match state.inner.store.get(&code).await {
+                    Ok(None) if matches!(state.inner.store.is_retired(&code).await, Ok(true)) => AliasHolder::Retired,
+                    Ok(None) => AliasHolder::Deleted,
+                    _ => AliasHolder::Live,
+                };
+                return Err(InsertFailure::AliasTaken { code, holder });
             }
             Err(StoreError::CodeTaken(_)) if attempt < MAX_CODE_ATTEMPTS => {
                 tracing::debug!(attempt, "generated code collided, retrying");
