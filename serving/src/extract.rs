@@ -185,8 +185,10 @@ pub fn canonical_json(v: &Value) -> String {
 }
 
 /// Query string parsed into `T`; on error 400 with the same codes as the stats endpoints:
-/// `unknown_parameter` (when `T` denies unknown fields), `duplicate_parameter`, else
-/// `invalid_parameter` (a value of the wrong type or out of range).
+/// `unknown_parameter` (when `T` denies unknown fields), `duplicate_parameter`,
+/// `invalid_limit` for a `limit` that is no integer ([`ApiError::invalid_limit`], up to
+/// [`PAGE_MAX_LIMIT`]), else `invalid_parameter` (a value of the wrong type or out of range,
+/// details `{parameter, value}`).
 #[derive(Debug)]
 pub struct ApiQuery<T>(pub T);
 
@@ -198,14 +200,21 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        axum::extract::Query::<T>::try_from_uri(&parts.uri).map(|axum::extract::Query(v)| ApiQuery(v)).map_err(|e| query_error(&e.body_text()))
+        axum::extract::Query::<T>::try_from_uri(&parts.uri)
+            .map(|axum::extract::Query(v)| ApiQuery(v))
+            .map_err(|e| query_error(&e.body_text(), parts.uri.query()))
     }
 }
 
+/// Largest `limit` of the paged lists read with [`ApiQuery`] (`GET /v1/links`, the admin
+/// audit log).
+pub const PAGE_MAX_LIMIT: usize = 1000;
+
 /// Maps serde's query-string error text to the stats endpoints' parameter errors, in their
 /// words and details: `unknown_parameter` (`{parameter, supported}`), `duplicate_parameter`
-/// (`{parameter}`), else `invalid_parameter` (serde's text).
-fn query_error(text: &str) -> ApiError {
+/// (`{parameter}`), `invalid_limit` for `limit`, else `invalid_parameter` (serde's text;
+/// `{parameter, value}` when serde names the parameter, `value` as sent in `query`).
+fn query_error(text: &str, query: Option<&str>) -> ApiError {
     let detail = text.strip_prefix("Failed to deserialize query string: ").unwrap_or(text);
     // axum + serde: "sort: unknown field `sort`, expected one of `a`, `b`" (or "expected
     // `a`", "there are no fields"); "duplicate field `x`", either after a "name: " path.
@@ -222,7 +231,16 @@ fn query_error(text: &str) -> ApiError {
         return ApiError::bad_request("duplicate_parameter", format!("query parameter \"{}\" is given more than once", echo(&name)))
             .with_details(json!({ "parameter": name }));
     }
+    let named = detail.split_once(": ").filter(|(name, _)| !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+    let Some((name, _)) = named else {
+        return ApiError::bad_request("invalid_parameter", format!("invalid query parameter: {}", detail.replace("field", "parameter")));
+    };
+    let value = url::form_urlencoded::parse(query.unwrap_or("").as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned()).unwrap_or_default();
+    if name == "limit" {
+        return ApiError::invalid_limit(&value, PAGE_MAX_LIMIT);
+    }
     ApiError::bad_request("invalid_parameter", format!("invalid query parameter: {}", detail.replace("field", "parameter")))
+        .with_details(json!({ "parameter": name, "value": value }))
 }
 
 /// The `{code}` path segment of `/v1/links/{code}`, percent-decoded. A code that does not
@@ -260,17 +278,24 @@ mod tests {
 
     #[test]
     fn query_errors_name_the_parameter_like_the_stats_endpoints() {
-        let e = query_error("Failed to deserialize query string: colour: unknown field `colour`, expected one of `limit`, `cursor`");
+        let e = query_error("Failed to deserialize query string: colour: unknown field `colour`, expected one of `limit`, `cursor`", None);
         assert_eq!(
             e.body(),
             json!({"error": {"code": "unknown_parameter", "message": "unknown query parameter \"colour\"", "details": {"parameter": "colour", "supported": ["limit", "cursor"]}}})
         );
-        let e = query_error("Failed to deserialize query string: duplicate field `limit`");
+        let e = query_error("Failed to deserialize query string: duplicate field `limit`", None);
         assert_eq!(
             e.body(),
             json!({"error": {"code": "duplicate_parameter", "message": "query parameter \"limit\" is given more than once", "details": {"parameter": "limit"}}})
         );
-        let e = query_error("Failed to deserialize query string: limit: invalid digit found in string");
+        // a limit that is no integer: invalid_limit, as on every endpoint
+        let e = query_error("Failed to deserialize query string: limit: invalid digit found in string", Some("tag=a&limit=t%C3%A9n"));
+        assert_eq!(
+            e.body(),
+            json!({"error": {"code": "invalid_limit", "message": "limit must be an integer between 1 and 1000, got \"tén\"", "details": {"parameter": "limit", "value": "tén", "min": 1, "max": 1000}}})
+        );
+        let e = query_error("Failed to deserialize query string: enabled: invalid type", Some("enabled=2"));
+        assert_eq!(e.body()["error"]["details"], json!({"parameter": "enabled", "value": "2"}));
         assert_eq!(e.code, "invalid_parameter");
     }
 

@@ -404,8 +404,8 @@ async fn list_parameter_errors(b: Backend) {
         r.json()["error"],
         json!({"code": "invalid_limit", "message": "limit must be an integer between 1 and 1000, got \"1001\"", "details": {"parameter": "limit", "value": "1001", "min": 1, "max": 1000}})
     );
-    app.get("/v1/links?limit=abc").await.assert_error(400, "invalid_parameter");
-    app.get("/v1/links?limit=-1").await.assert_error(400, "invalid_parameter");
+    app.get("/v1/links?limit=abc").await.assert_error(400, "invalid_limit");
+    app.get("/v1/links?limit=-1").await.assert_error(400, "invalid_limit");
     let r = app.get("/v1/links?enabled=maybe").await;
     r.assert_error(400, "invalid_parameter");
     assert_eq!(r.json()["error"]["details"], serde_json::json!({"parameter": "enabled", "value": "maybe", "allowed": ["true", "false", "1", "0"]}));

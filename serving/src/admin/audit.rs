@@ -26,6 +26,11 @@ fn instant(field: &'static str, raw: Option<&str>) -> Result<Option<DateTime<Utc
     .transpose()
 }
 
+const _: () = assert!(
+    sluice_connectors::link_store::MAX_AUDIT_LIMIT as usize == crate::extract::PAGE_MAX_LIMIT,
+    "a limit that is no integer is answered with PAGE_MAX_LIMIT"
+);
+
 /// The audit log, newest first: every admin and automatic action with actor, time, target,
 /// reason and origin IP. Append-only (the database refuses updates and deletes).
 #[utoipa::path(

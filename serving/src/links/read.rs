@@ -14,6 +14,7 @@ use crate::state::ApiState;
 
 /// Largest page size.
 pub const MAX_LIMIT: u32 = 1000;
+const _: () = assert!(MAX_LIMIT as usize == crate::extract::PAGE_MAX_LIMIT, "a limit that is no integer is answered with PAGE_MAX_LIMIT");
 /// Page size when `limit` is absent.
 pub const DEFAULT_LIMIT: u32 = 100;
 
