@@ -414,7 +414,7 @@ impl Jobs {
     async fn await_fresh(&self, created_at_ms: i64) {
         let Some(covered_until) = &self.inner.config.covered_until else { return };
         let t0 = std::time::Instant::now();
-        while !covered_until().is_some_and(|c| c >= created_at_ms) {
+        while covered_until().is_none_or(|c| c < created_at_ms) {
             if t0.elapsed() >= self.inner.config.freshness_wait || self.inner.stopping.load(Ordering::Acquire) {
                 tracing::warn!(created_at_ms, covered_until = ?covered_until(), "export job starts on views that do not yet hold every click logged before it was created");
                 return;
