@@ -146,6 +146,18 @@ async fn several_codes_and_all_links_concatenate_per_code_exports() {
     assert_eq!(got, format!("[\n{}\n]\n", rows.join(",\n")));
 }
 
+/// Posts a job for `ab` and checks it is still queued (not started, no download) 300 ms
+/// later; returns its id.
+async fn post_and_see_it_held(state: &ReportsState) -> String {
+    let (_, _, v) = post(state, &format!(r#"{{"codes": ["ab"], {RANGE}}}"#), None).await;
+    let id = v["job_id"].as_str().expect("id").to_owned();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, _, b) = send(state, "GET", &format!("/v1/jobs/{id}"), None).await;
+    let v = json_of(&b);
+    assert_eq!((v["status"].as_str(), &v["download"], &v["started_at"]), (Some("queued"), &Value::Null, &Value::Null));
+    id
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readiness_gate_holds_jobs_queued() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -156,12 +168,7 @@ async fn the_readiness_gate_holds_jobs_queued() {
     h.state = Some(h.reports(dir.path(), JobsConfig { ready: Some(Arc::new(move || gate.load(Ordering::Acquire))), ..Default::default() }));
     h.ingest(input());
     let state = h.state();
-    let (_, _, v) = post(state, &format!(r#"{{"codes": ["ab"], {RANGE}}}"#), None).await;
-    let id = v["job_id"].as_str().expect("id").to_owned();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let (_, _, b) = send(state, "GET", &format!("/v1/jobs/{id}"), None).await;
-    let v = json_of(&b);
-    assert_eq!((v["status"].as_str(), &v["download"], &v["started_at"]), (Some("queued"), &Value::Null, &Value::Null));
+    let id = post_and_see_it_held(state).await;
     let (st, _, b) = send(state, "GET", &format!("/v1/jobs/{id}/download"), None).await;
     assert_eq!((st, error_code(&b).as_str()), (StatusCode::CONFLICT, "job_not_ready"));
     ready.store(true, Ordering::Release);
@@ -182,11 +189,7 @@ async fn a_job_waits_until_the_views_hold_the_clicks_logged_before_it() {
     h.state = Some(h.reports(dir.path(), config));
     h.ingest(input());
     let state = h.state();
-    let (_, _, v) = post(state, &format!(r#"{{"codes": ["ab"], {RANGE}}}"#), None).await;
-    let id = v["job_id"].as_str().expect("id").to_owned();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let (_, _, b) = send(state, "GET", &format!("/v1/jobs/{id}"), None).await;
-    assert_eq!((json_of(&b)["status"].as_str(), &json_of(&b)["started_at"]), (Some("queued"), &Value::Null), "the views are 1 s behind its creation");
+    let id = post_and_see_it_held(state).await; // the views are 1 s behind its creation
     covered.store(ms(NOW), Ordering::Release);
     assert_eq!(wait_done(state, &id).await["status"], "succeeded");
     assert_eq!(download(state, &id).await.2, sync_export(state, &format!("code=ab&{RANGE_Q}")).await);
