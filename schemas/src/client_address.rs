@@ -26,8 +26,7 @@ pub const CLIENT_ADDRESS_HEADERS: [&str; 9] = [
 /// one of [`CLIENT_ADDRESS_HEADERS`] or `configured` (the forwarding header the server was
 /// told to read, any case), with any value, even empty.
 pub fn forwarded_for_someone(headers: &HeaderMap, configured: Option<&str>) -> bool {
-    CLIENT_ADDRESS_HEADERS.iter().any(|h| headers.contains_key(*h))
-        || configured.is_some_and(|h| headers.contains_key(h))
+    CLIENT_ADDRESS_HEADERS.iter().any(|h| headers.contains_key(*h)) || configured.is_some_and(|h| headers.contains_key(h))
 }
 
 #[cfg(test)]
