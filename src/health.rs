@@ -91,7 +91,7 @@ async fn readyz(State(s): State<HealthState>) -> Response {
             let mut details = serde_json::Map::new();
             let mut first = None;
             if let Err(e) = s.store.check_file() {
-                tracing::warn!(error = %e, "readiness probe: the link store's file is gone");
+                tracing::warn!(error = %e, "readiness probe: the link store's file is gone or not writable");
                 details.insert("link_store".into(), json!({ "status": "failed", "error": e.to_string() }));
                 first = Some("link_store");
             }
@@ -146,8 +146,9 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 pub const STORE_FILE_CHECK: Duration = Duration::from_secs(2);
 
 /// Spawns a task that runs [`LinkStore::check_file`] every `every` and logs an error when the
-/// store's file (`links.db`) is deleted or replaced while open (the error names the file and
-/// what to do; `/readyz` answers 503 meanwhile), and an info line when the file is back. Ends
+/// store's file (`links.db`) is deleted, replaced or stops being writable while open (the
+/// error names the file and what to do; `/readyz` answers 503 meanwhile), and an info line
+/// when the file is back. Ends
 /// when the store is dropped.
 pub fn watch_store_file(store: std::sync::Weak<dyn LinkStore>, every: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -162,12 +163,12 @@ pub fn watch_store_file(store: std::sync::Weak<dyn LinkStore>, every: Duration) 
                 Err(e) => {
                     let message = e.to_string();
                     if logged.as_deref() != Some(message.as_str()) {
-                        tracing::error!(error = %message, "the link store's file is gone; /readyz answers 503 while it is");
+                        tracing::error!(error = %message, "the link store's file is gone or not writable; /readyz answers 503 while it is");
                         logged = Some(message);
                     }
                 }
                 Ok(()) if logged.is_some() => {
-                    tracing::info!("the link store's file is back at its path");
+                    tracing::info!("the link store's file is back at its path and writable");
                     logged = None;
                 }
                 Ok(()) => {}

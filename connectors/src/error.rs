@@ -231,6 +231,22 @@ pub enum Error {
         /// `"deleted or moved away"` or `"replaced by another file"`.
         what: &'static str,
     },
+    /// The embedded link store's file (or its `-wal` file) stopped being writable while
+    /// sluice has it open: the file system was remounted read-only, the file made immutable
+    /// or handed to another user. Reads and redirects go on; every create, edit and delete
+    /// is refused until write access is back (checked again before each write and by
+    /// `/readyz`).
+    #[error(
+        "link store \"{path}\" can no longer be written ({detail}): links are still served, but creates, edits and deletes \
+         are refused until it can; give the user running sluice write access to the file, its -wal and -shm files and their \
+         directory again (was the file system remounted read-only, or the file made immutable or given to another user?)"
+    )]
+    LinkStoreNotWritable {
+        /// The database file.
+        path: String,
+        /// Which file and the operating system's error.
+        detail: String,
+    },
     /// An event stored in the click log could not be decoded.
     #[error("could not decode click event at log offset {offset}")]
     ClickLogDecode {
@@ -416,7 +432,8 @@ impl Error {
             | Error::CircuitOpen { .. }
             | Error::ClickLogClosed { .. }
             | Error::AnomalyStoreClosed { .. }
-            | Error::LinkStoreFileMoved { .. } => true,
+            | Error::LinkStoreFileMoved { .. }
+            | Error::LinkStoreNotWritable { .. } => true,
             _ => false,
         }
     }
@@ -440,7 +457,7 @@ impl Error {
             Error::CodeTaken(_) | Error::NotFound(_) | Error::VersionMismatch { .. } | Error::IdempotencyKeyExists | Error::InvalidValue { .. } => "user",
             Error::Database(_) | Error::Migrate(_) | Error::ClickLog { .. } | Error::ClickLogClosed { .. } | Error::AnomalyStore { .. } => "external",
             Error::ClickLogDeleted { .. } | Error::ClickLogDirRemoved { .. } | Error::ClickLogReplaced { .. } | Error::ClickLogDiverted { .. } => "external",
-            Error::LinkStoreFileMoved { .. } | Error::StoreReadOnly { .. } => "external",
+            Error::LinkStoreFileMoved { .. } | Error::LinkStoreNotWritable { .. } | Error::StoreReadOnly { .. } => "external",
             Error::AnomalyStoreClosed { .. } | Error::AnomalyStoreDeleted { .. } | Error::AnomalyStoreReplaced { .. } => "external",
             Error::AnomalyStoreDirRemoved { .. } | Error::AnomalyStoreLost { .. } => "external",
             Error::Corrupt(_)

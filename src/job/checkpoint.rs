@@ -25,7 +25,7 @@
 //! ```
 //! Files are named `ckpt-<cut epoch, 20 digits>.bin`; a round writes `<name>.tmp`, fsyncs
 //! it, renames it into place, fsyncs the directory, then deletes all but the newest
-//! [`KEEP`] files of the same input (another input's files stay: switching from the embedded
+//! [`KEEP`] intact files (checksum verified) of the same input (another input's files stay: switching from the embedded
 //! log to Kafka and back must find the log's checkpoints). At start the newest file that reads back whole (magic, version, length,
 //! checksum, decode, same source) wins; a corrupt or partial one is skipped with a warning.
 //!
@@ -230,7 +230,7 @@ fn checkpoint_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 }
 
 /// Writes `file` atomically into `dir` (temp file, fsync, rename, fsync of the directory)
-/// and keeps the newest [`KEEP`] files of its input ([`prune`]); returns the path and size
+/// and keeps the newest [`KEEP`] intact files of its input ([`prune`]); returns the path and size
 /// in bytes.
 ///
 /// Errors: I/O failures (the previous checkpoints stay intact).
@@ -247,24 +247,70 @@ pub fn write(dir: &Path, file: &CheckpointFile) -> anyhow::Result<(PathBuf, usiz
     }
     std::fs::rename(&tmp, &path).context("could not rename the checkpoint into place")?;
     std::fs::File::open(dir).and_then(|d| d.sync_all()).context("could not fsync the checkpoint directory")?;
-    prune(dir, &file.source)?;
+    prune(dir, &file.source, &path)?;
     Ok((path, bytes.len()))
 }
 
-/// Deletes all but the newest [`KEEP`] checkpoints of `source` in `dir`. Checkpoints of
-/// another input (the embedded log's, while Kafka mode runs on the same data dir, or another
-/// topic's) and files whose input cannot be read are left alone: they are the only state of
-/// that input, and switching back must find them (its clicks would otherwise count from the
-/// start of what the input still holds, which after `sluice log reset` is nothing).
-fn prune(dir: &Path, source: &SourceIdentity) -> anyhow::Result<()> {
+/// Deletes the checkpoints of `source` in `dir` older than its newest [`KEEP`] **intact**
+/// ones ([`is_intact`]; `written`, the file this round just wrote and fsynced, counts without
+/// being read back). A damaged file never counts toward the kept ones: with one corrupt file
+/// among the newest two, the two intact files before it stay, so a start always has a
+/// fallback. Damaged files newer than the oldest kept one stay until that one goes (they
+/// cost disk, not state); older ones go with the rest. Checkpoints of another input (the
+/// embedded log's, while Kafka mode runs on the same data dir, or another topic's) and files
+/// whose input cannot be read are left alone: they are the only state of that input, and
+/// switching back must find them (its clicks would otherwise count from the start of what
+/// the input still holds, which after `sluice log reset` is nothing).
+fn prune(dir: &Path, source: &SourceIdentity, written: &Path) -> anyhow::Result<()> {
     let files = checkpoint_files(dir)?;
     let same: Vec<&PathBuf> = files.iter().filter(|p| source_of(p).is_some_and(|s| relation(&s, source) == Relation::Same)).collect();
-    for old in same.iter().take(same.len().saturating_sub(KEEP)) {
-        if let Err(e) = std::fs::remove_file(old) {
-            tracing::warn!(path = %old.display(), error = %e, "could not delete an old checkpoint");
+    let mut intact = 0usize;
+    for path in same.into_iter().rev() {
+        if intact >= KEEP {
+            if let Err(e) = std::fs::remove_file(path) {
+                tracing::warn!(path = %path.display(), error = %e, "could not delete an old checkpoint");
+            }
+        } else if path.as_path() == written || is_intact(path) {
+            intact += 1;
+        } else {
+            tracing::warn!(path = %path.display(), "damaged checkpoint: not counted among the kept ones");
         }
     }
     Ok(())
+}
+
+/// Whether the file at `path` reads back whole: magic, file version, payload length and
+/// SHA-256 as [`decode`] checks them, and a snapshot version this build restores (1 or
+/// [`SNAPSHOT_VERSION`]). Reads the file in 1 MiB pieces (never the whole payload in memory)
+/// and does not decode the payload. I/O errors count as damage.
+fn is_intact(path: &Path) -> bool {
+    use std::io::Read;
+    let check = || -> std::io::Result<bool> {
+        let mut f = std::fs::File::open(path)?;
+        let size = f.metadata()?.len();
+        let mut head = [0u8; HEADER];
+        f.read_exact(&mut head)?;
+        let len = u64::from_le_bytes(head[12..20].try_into().unwrap_or_default());
+        if &head[..8] != MAGIC || head[8..12] != FILE_VERSION.to_le_bytes() || size.checked_sub(HEADER as u64) != Some(len) {
+            return Ok(false);
+        }
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut first = None;
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            if first.is_none() && n >= 4 {
+                first = Some(u32::from_le_bytes(buf[..4].try_into().unwrap_or_default()));
+            }
+            hasher.update(&buf[..n]);
+        }
+        let version_ok = first.is_some_and(|v| v == 1 || v == SNAPSHOT_VERSION);
+        Ok(version_ok && hasher.finalize().as_slice() == &head[20..52])
+    };
+    check().unwrap_or(false)
 }
 
 /// Bytes [`source_of`] reads: the header and the payload's first fields (a Kafka topic name

@@ -95,6 +95,47 @@ fn pruning_keeps_the_newest_checkpoints_of_each_input() {
     assert_eq!(source_of(&d.join(name(50))), None);
 }
 
+/// A damaged checkpoint does not count among the [`KEEP`] kept ones: after the newest file
+/// is corrupted, the next round keeps the intact one before it too, so a start still has a
+/// fallback if the new file is damaged in turn; once two intact files are newer, the
+/// damaged one and everything older go.
+#[test]
+fn a_damaged_checkpoint_does_not_count_among_the_kept_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().join("checkpoints");
+    let name = |c: u64| format!("ckpt-{c:020}.bin");
+    let names = || -> Vec<String> { checkpoint_files(&d).expect("list").iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect() };
+    for cut in [100, 200, 300] {
+        write(&d, &file(cut, kafka())).expect("write");
+    }
+    assert_eq!(names(), vec![name(200), name(300)]);
+    let newest = d.join(name(300));
+    let mut bytes = std::fs::read(&newest).expect("read");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    std::fs::write(&newest, &bytes).expect("corrupt");
+    assert!(!is_intact(&newest) && is_intact(&d.join(name(200))));
+
+    write(&d, &file(400, kafka())).expect("write");
+    assert_eq!(names(), vec![name(200), name(300), name(400)], "200 stays: 300 is damaged");
+    // The new file damaged too (cut short): 200 is still there to start from.
+    let f400 = d.join(name(400));
+    let whole = std::fs::read(&f400).expect("read");
+    std::fs::write(&f400, &whole[..whole.len() - 5]).expect("truncate");
+    assert!(!is_intact(&f400));
+    assert_eq!(load_latest(&d, &kafka()).expect("load").expect("found").1.snapshot.cut_epoch, 200);
+
+    write(&d, &file(500, kafka())).expect("write");
+    assert_eq!(names(), vec![name(200), name(300), name(400), name(500)], "only 500 and 200 are intact");
+    write(&d, &file(600, kafka())).expect("write");
+    assert_eq!(names(), vec![name(500), name(600)], "two intact newer files: the damaged and older ones go");
+    // A file of an unknown snapshot version does not count either (this build cannot restore it).
+    let mut f = file(700, kafka());
+    f.snapshot_version = SNAPSHOT_VERSION + 1;
+    std::fs::write(d.join(name(700)), encode(&f).expect("encode")).expect("future version");
+    assert!(!is_intact(&d.join(name(700))) && is_intact(&d.join(name(600))));
+}
+
 #[test]
 fn kafka_offsets_convert_partitions_and_offsets() {
     let f = file(2, kafka());

@@ -1,5 +1,5 @@
 //! `/readyz` of the real binary for what only a probe can tell: the embedded link store's
-//! file deleted or replaced while `serve` runs, and (feature `integration-tests`) a Redis
+//! file deleted, replaced or made unwritable while `serve` runs, and (feature `integration-tests`) a Redis
 //! link cache that is down at start-up or goes away, before any lookup failed, and a Redis
 //! view sink whose Redis goes away while it has nothing to write.
 
@@ -90,6 +90,55 @@ async fn a_deleted_or_replaced_link_store_file_fails_readiness() {
 
     std::fs::write(&path, b"not the link store").expect("another file");
     assert_eq!(readyz(&http, &listen).await, (503, store_not_ready(&path, "replaced by another file")));
+    drop(child);
+}
+
+/// `links.db` made unwritable while `serve` runs (`chattr +i` as root, which stops root as a
+/// read-only remount does; `chmod 0444` otherwise): `/readyz` answers 503 naming the file,
+/// creates are refused with 503 `store_unavailable` and nothing is written, redirects go on;
+/// with write access back, `/readyz` is 200 and creates work again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_store_file_that_stops_being_writable_fails_readiness() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let (child, listen, _log) = serve(&http, &data, &[]).await;
+    let create = |alias: &str| http.post(format!("http://{listen}/v1/links")).json(&json!({"long_url": "https://example.com/", "custom_alias": alias})).send();
+    assert_eq!(create("kept").await.expect("create").status().as_u16(), 201);
+    assert_eq!(readyz(&http, &listen).await.0, 200);
+
+    let path = data.join("links.db");
+    let root = rustix::process::geteuid().is_root();
+    let set = |unwritable: bool| {
+        if root {
+            let out = std::process::Command::new("chattr").arg(if unwritable { "+i" } else { "-i" }).arg(&path).output().expect("run chattr (e2fsprogs)");
+            assert!(out.status.success(), "chattr on {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+        } else {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(if unwritable { 0o444 } else { 0o644 })).expect("chmod");
+        }
+    };
+    set(true);
+    let probe = readyz(&http, &listen).await;
+    let create_refused = create("lost").await.expect("create");
+    let refused = (create_refused.status().as_u16(), create_refused.json::<Value>().await.expect("json"));
+    let redirect = http.get(format!("http://{listen}/kept")).send().await.expect("redirect").status().as_u16();
+    set(false);
+
+    let error = probe.1["error"]["details"]["link_store"]["error"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(
+        (probe.0, &probe.1["error"]["code"], &probe.1["error"]["message"]),
+        (503, &json!("not_ready"), &json!("link_store is not working")),
+        "{}",
+        probe.1
+    );
+    assert!(error.starts_with(&format!("link store \"{}\" can no longer be written (the file: ", path.display())), "{error}");
+    let unavailable = json!({"error": {"code": "store_unavailable", "message": "link store unavailable, retry later (GET /readyz says why)"}});
+    assert_eq!(refused, (503, unavailable));
+    assert_eq!(redirect, 302, "redirects go on");
+    assert_eq!(readyz(&http, &listen).await.0, 200, "writable again");
+    assert_eq!(http.get(format!("http://{listen}/v1/links/lost")).send().await.expect("get").status().as_u16(), 404, "the refused create wrote nothing");
+    assert_eq!(create("lost").await.expect("create").status().as_u16(), 201);
     drop(child);
 }
 

@@ -125,12 +125,14 @@ pub trait LinkStore: Send + Sync + 'static {
     /// (test doubles).
     async fn close(&self) {}
 
-    /// Whether the store's file is still the one it opened (the embedded SQLite store: the
-    /// file at its path has the device and inode it had when opened; one `stat`, no database
-    /// access). `/readyz` fails while it is not. Default: `Ok(())` (stores without a local
-    /// file: PostgreSQL, test doubles).
+    /// Whether the store's file is still the one it opened and still writable (the embedded
+    /// SQLite store: the file at its path has the device and inode it had when opened, and
+    /// `access(2)` grants writing it and its `-wal` file; no database access). `/readyz` fails
+    /// while it is not. Default: `Ok(())` (stores without a local file: PostgreSQL, test
+    /// doubles).
     ///
-    /// Errors: [`crate::Error::LinkStoreFileMoved`] naming the file and what to do.
+    /// Errors: [`crate::Error::LinkStoreFileMoved`] or [`crate::Error::LinkStoreNotWritable`],
+    /// naming the file and what to do.
     fn check_file(&self) -> Result<()> {
         Ok(())
     }

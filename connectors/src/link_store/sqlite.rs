@@ -161,19 +161,44 @@ impl SqliteLinkStore {
     }
 
     /// Whether the file at [`Self::path`] is still the one the store opened (same device and
-    /// inode; one `stat`). Nothing is repaired: SQLite keeps using the file it opened.
+    /// inode; one `stat`) and still writable, with its `-wal` file if there is one (`access(2)`
+    /// with `W_OK`: a file system remounted read-only, a file made immutable or handed to
+    /// another user while sluice runs). Nothing is repaired: SQLite keeps using the file it
+    /// opened. The file is never opened here (closing a second descriptor of a SQLite file
+    /// would drop the process's POSIX locks on it).
     ///
     /// Errors: [`Error::LinkStoreFileMoved`] when the path is empty (deleted or renamed: the
     /// two look alike from the path) or holds another file (replaced); a path that cannot be
     /// looked at for another reason counts as deleted or moved away.
+    /// [`Error::LinkStoreNotWritable`] when the file or its `-wal` file cannot be written
+    /// (every create, edit and delete would fail).
     pub fn check_file(&self) -> Result<()> {
         let Some(opened) = self.file_id else { return Ok(()) };
         let what = match file_id(&self.path) {
-            Ok(id) if id == opened => return Ok(()),
+            Ok(id) if id == opened => return self.check_writable_now(),
             Ok(_) => "replaced by another file",
             Err(_) => "deleted or moved away",
         };
         Err(Error::LinkStoreFileMoved { path: self.path.display().to_string(), what })
+    }
+
+    /// [`Self::check_file`]'s write-access half.
+    fn check_writable_now(&self) -> Result<()> {
+        use rustix::fs::{Access, access};
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        let wal = PathBuf::from(wal);
+        for (file, what) in [(self.path.as_path(), "the file"), (wal.as_path(), "its -wal file")] {
+            match access(file, Access::WRITE_OK) {
+                Ok(()) => {}
+                // No -wal file (between checkpoints of a closed writer): nothing to write yet.
+                Err(rustix::io::Errno::NOENT) if file == wal.as_path() => {}
+                Err(e) => {
+                    return Err(Error::LinkStoreNotWritable { path: self.path.display().to_string(), detail: format!("{what}: {}", std::io::Error::from(e)) });
+                }
+            }
+        }
+        Ok(())
     }
 
     pub(crate) fn writer_pool(&self) -> &SqlitePool {
@@ -327,7 +352,8 @@ async fn index_tags(tx: &mut Tx, seq: i64, tags: &[String]) -> Result<()> {
 /// Errors: [`Error::LinkStoreFileMoved`] (no transaction is begun) when the file at the
 /// store's path is no longer the one it opened: a change written now would only reach the
 /// unlinked file and be lost at the next start, so every write is refused (the API answers
-/// 503 `store_unavailable`) while reads go on; database errors.
+/// 503 `store_unavailable`) while reads go on; [`Error::LinkStoreNotWritable`] likewise when
+/// the file stopped being writable; database errors.
 pub(super) async fn begin_write(store: &SqliteLinkStore) -> Result<Tx> {
     store.check_file()?;
     Ok(store.writer.begin().await?)

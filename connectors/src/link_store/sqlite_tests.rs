@@ -111,3 +111,68 @@ async fn opens_wait_for_a_busy_writer_instead_of_failing() {
         assert!(store.get(&format!("w{i}")).await.expect("get").is_some(), "w{i}");
     }
 }
+
+/// Takes write access to a file away while alive: `chattr +i` as root (permission bits do not
+/// stop root; an immutable file stops everyone, as a read-only remount does), `chmod 0444`
+/// otherwise. Dropping it gives the access back (and lets the temporary directory go).
+struct Unwritable {
+    path: std::path::PathBuf,
+    immutable: bool,
+}
+
+impl Unwritable {
+    fn new(path: &std::path::Path) -> Unwritable {
+        use std::os::unix::fs::PermissionsExt;
+        let immutable = rustix::process::geteuid().is_root();
+        if immutable {
+            let out = std::process::Command::new("chattr").arg("+i").arg(path).output().expect("run chattr (e2fsprogs)");
+            assert!(out.status.success(), "chattr +i {} failed: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+        } else {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o444)).expect("chmod 0444");
+        }
+        Unwritable { path: path.to_path_buf(), immutable }
+    }
+}
+
+impl Drop for Unwritable {
+    fn drop(&mut self) {
+        use std::os::unix::fs::PermissionsExt;
+        if self.immutable {
+            let _ = std::process::Command::new("chattr").arg("-i").arg(&self.path).status();
+        } else {
+            let _ = std::fs::set_permissions(&self.path, std::fs::Permissions::from_mode(0o644));
+        }
+    }
+}
+
+/// A `links.db` (or its `-wal` file) that stops being writable while the store has it open
+/// fails [`SqliteLinkStore::check_file`] — so `/readyz` answers 503 — and every write, with
+/// the retryable [`Error::LinkStoreNotWritable`] (503 `store_unavailable`, not 500), while
+/// reads go on; once write access is back, both work again.
+#[tokio::test]
+async fn a_file_that_stops_being_writable_fails_the_file_check_and_writes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteLinkStore::open_dir(dir.path()).await.expect("open");
+    store.insert(&link("before")).await.expect("insert");
+    store.check_file().expect("writable at first");
+    let path = dir.path().join(super::SQLITE_FILE_NAME);
+    let wal = dir.path().join(format!("{}-wal", super::SQLITE_FILE_NAME));
+    assert!(wal.exists(), "WAL mode keeps a -wal file while open");
+    for (file, what) in [(&path, "the file"), (&wal, "its -wal file")] {
+        let guard = Unwritable::new(file);
+        let err = store.check_file().expect_err("not writable");
+        let Error::LinkStoreNotWritable { path: p, detail } = &err else { panic!("expected LinkStoreNotWritable, got {err:?}") };
+        assert_eq!(p, &path.display().to_string());
+        assert!(detail.starts_with(&format!("{what}: ")), "{detail}");
+        assert!(err.to_string().contains("can no longer be written"), "{err}");
+        assert!(err.retryable(), "{err}");
+        assert_eq!(err.kind(), "external");
+        let err = store.insert(&link(&format!("during-{}", what.len()))).await.expect_err("writes are refused");
+        assert!(matches!(err, Error::LinkStoreNotWritable { .. }), "{err:?}");
+        assert!(store.get("before").await.expect("reads go on").is_some());
+        drop(guard);
+        store.check_file().expect("writable again");
+    }
+    store.insert(&link("after")).await.expect("insert once writable again");
+    assert!(store.get("after").await.expect("get").is_some());
+}

@@ -354,11 +354,35 @@ pub fn rfc3339_utc(ms: i64) -> String {
     }
 }
 
-/// RFC 3339 of `ms` in zone `tz` with the zone's offset at that instant (`Z` for UTC), e.g.
-/// `2024-10-27T02:00:00+02:00` and `2024-10-27T02:00:00+01:00` for the two 02:00 hours of a
-/// Berlin fall-back night.
+/// IANA names of UTC itself (tzdata's `etcetera` file and `backward` links: zones whose
+/// offset is zero at every instant and that name no place). Local zones that happen to be at
+/// +00:00 (`Europe/London` in winter, `Africa/Abidjan`) are not among them.
+const UTC_NAMES: &[&str] = &[
+    "UTC",
+    "Etc/UTC",
+    "UCT",
+    "Etc/UCT",
+    "Universal",
+    "Etc/Universal",
+    "Zulu",
+    "Etc/Zulu",
+    "GMT",
+    "Etc/GMT",
+    "GMT0",
+    "Etc/GMT0",
+    "GMT+0",
+    "Etc/GMT+0",
+    "GMT-0",
+    "Etc/GMT-0",
+    "Greenwich",
+    "Etc/Greenwich",
+];
+
+/// RFC 3339 of `ms` in zone `tz` with the zone's offset at that instant (`Z` for UTC and its
+/// aliases such as `Etc/UTC` and `GMT0`, [`UTC_NAMES`]), e.g. `2024-10-27T02:00:00+02:00`
+/// and `2024-10-27T02:00:00+01:00` for the two 02:00 hours of a Berlin fall-back night.
 pub fn rfc3339_in(tz: Tz, ms: i64) -> String {
-    if tz == Tz::UTC {
+    if tz == Tz::UTC || UTC_NAMES.contains(&tz.name()) {
         return rfc3339_utc(ms);
     }
     match tz.timestamp_millis_opt(ms).single() {

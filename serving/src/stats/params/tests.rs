@@ -138,6 +138,41 @@ fn bucket_labels_carry_the_zone_offset() {
     assert_eq!(rfc3339_utc(1_500), "1970-01-01T00:00:01.500Z");
 }
 
+/// Every alias of UTC labels like `UTC` (`Z`); a local zone at +00:00 keeps its offset.
+#[test]
+fn utc_aliases_label_with_z_and_local_zones_at_zero_keep_their_offset() {
+    let at = ms("2024-01-15T12:00:00Z");
+    for name in UTC_NAMES {
+        let tz: Tz = name.parse().unwrap_or_else(|e| panic!("{name} is no IANA name: {e}"));
+        assert_eq!(rfc3339_in(tz, at), "2024-01-15T12:00:00Z", "{name}");
+    }
+    for name in ["Europe/London", "Africa/Abidjan", "Atlantic/Reykjavik"] {
+        let tz: Tz = name.parse().expect("zone");
+        assert_eq!(rfc3339_in(tz, at), "2024-01-15T12:00:00+00:00", "{name}");
+    }
+    // Completeness against the bundled tzdata: every zone that is at +00:00 in January and
+    // July of 1975–2029 and names no place (no `/`, or under `Etc/`) is in the list. The one
+    // such name that is a place: `Iceland` (a `backward` link to Atlantic/Reykjavik).
+    use chrono::{Offset, TimeZone};
+    let always_zero = |tz: Tz| {
+        (1975..2030).all(|y| {
+            [1, 7].iter().all(|&m| {
+                let t = chrono::NaiveDate::from_ymd_opt(y, m, 15).and_then(|d| d.and_hms_opt(0, 0, 0)).expect("date");
+                tz.offset_from_utc_datetime(&t).fix().local_minus_utc() == 0
+            })
+        })
+    };
+    let mut found = 0;
+    for tz in chrono_tz::TZ_VARIANTS {
+        let name = tz.name();
+        if (!name.contains('/') || name.starts_with("Etc/")) && name != "Iceland" && always_zero(tz) {
+            assert!(UTC_NAMES.contains(&name), "{name} is always at +00:00 and names no place");
+            found += 1;
+        }
+    }
+    assert_eq!(found, UTC_NAMES.len(), "every listed name is in the database");
+}
+
 #[test]
 fn with_clickhouse_any_combination_of_up_to_three_distinct_dimensions_parses() {
     use Dimension::*;
