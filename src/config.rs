@@ -153,6 +153,10 @@ fn default_click_log_linger() -> Duration {
     Duration::from_millis(20)
 }
 
+fn default_prefetch() -> String {
+    "refuse".into()
+}
+
 fn default_forwarded_header() -> String {
     "auto".into()
 }
@@ -237,6 +241,10 @@ pub struct RedirectSection {
     /// `edge_region` of click events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edge_region: Option<String>,
+    /// What a browser's prefetch of a short link gets: `"refuse"` (default), `"redirect"`
+    /// or `"count"` ([`Config::prefetch`], `sluice_redirect::prefetch`).
+    #[serde(default = "default_prefetch")]
+    pub prefetch: String,
 }
 
 /// Rotation period of the visitor salt.
@@ -361,6 +369,7 @@ impl Config {
         }
         self.trusted_proxies()?;
         self.forwarded_header()?;
+        self.prefetch()?;
         let store = self.store.url.trim();
         if !store.is_empty() && !["postgres://", "postgresql://", "sqlite:"].iter().any(|p| store.starts_with(p)) {
             // Never echo the value: it may hold a password.
@@ -468,6 +477,13 @@ impl Config {
                     .with_context(|| format!("server.trusted-proxies entry \"{s}\" is neither a CIDR nor an IP address"))
             })
             .collect()
+    }
+
+    /// `[redirect] prefetch` parsed.
+    ///
+    /// Errors: a value other than `refuse`, `redirect`, `count` (any case).
+    pub fn prefetch(&self) -> anyhow::Result<sluice_redirect::prefetch::PrefetchPolicy> {
+        Ok(self.redirect.prefetch.parse()?)
     }
 
     /// `server.forwarded-header` parsed. Errors: not `auto`, `forwarded` or a header name.

@@ -50,6 +50,7 @@ pub fn redirect_config(cfg: &Config) -> anyhow::Result<RedirectConfig> {
         trusted_proxies: cfg.trusted_proxies()?,
         forwarded_header: cfg.forwarded_header()?,
         edge_region: cfg.redirect.edge_region.clone(),
+        prefetch: cfg.prefetch()?,
     })
 }
 

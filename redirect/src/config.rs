@@ -6,6 +6,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use crate::client_ip::ForwardedHeader;
+use crate::prefetch::PrefetchPolicy;
 
 /// Redirect settings.
 #[derive(Debug, Clone)]
@@ -30,11 +31,13 @@ pub struct RedirectConfig {
     pub forwarded_header: ForwardedHeader,
     /// Value of `ClickEvent::edge_region`.
     pub edge_region: Option<String>,
+    /// What a browser's speculative `GET` gets ([`crate::prefetch`]; default: refused).
+    pub prefetch: PrefetchPolicy,
 }
 
 impl Default for RedirectConfig {
     /// 100 000 entries, 60 s ±15 %, 5 s negative TTL, query appending on, 1 h max-age for
-    /// 301s, no trusted proxies, no region.
+    /// 301s, no trusted proxies, no region, prefetches refused.
     fn default() -> Self {
         Self {
             cache_capacity: 100_000,
@@ -46,6 +49,7 @@ impl Default for RedirectConfig {
             trusted_proxies: Vec::new(),
             forwarded_header: ForwardedHeader::Auto,
             edge_region: None,
+            prefetch: PrefetchPolicy::Refuse,
         }
     }
 }

@@ -19,6 +19,13 @@ pub enum Error {
         /// Why it is refused.
         reason: &'static str,
     },
+    /// A `redirect.prefetch` value other than `refuse`, `redirect` or `count`: a config error,
+    /// refused at start.
+    #[error("redirect.prefetch {value:?} is not one of \"refuse\" (the default), \"redirect\" or \"count\"")]
+    Prefetch {
+        /// The configured value.
+        value: String,
+    },
 }
 
 impl Error {

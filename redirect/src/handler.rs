@@ -15,6 +15,7 @@ use axum::response::Response;
 
 use crate::cache::CachedLink;
 use crate::click::{build_event, now_ms};
+use crate::prefetch::{PrefetchPolicy, is_speculative};
 use crate::state::RedirectState;
 
 const NOT_FOUND_BODY: &str = r#"{"error":{"code":"not_found","message":"no link with this code"}}"#;
@@ -22,6 +23,9 @@ const GONE_BODY: &str = r#"{"error":{"code":"link_expired","message":"this link 
 const INVALID_PATH_BODY: &str =
     r#"{"error":{"code":"invalid_path","message":"malformed percent-encoding in the path: a '%' must be followed by two hex digits"}}"#;
 const UNAVAILABLE_BODY: &str = r#"{"error":{"code":"store_unavailable","message":"link store unavailable, retry later (GET /readyz says why)"}}"#;
+/// A speculative `GET` under [`PrefetchPolicy::Refuse`] ([`crate::prefetch`]).
+const PREFETCH_BODY: &str =
+    r#"{"error":{"code":"prefetch_refused","message":"speculative requests (Sec-Purpose: prefetch) are not redirected; following the link is"}}"#;
 /// `Cache-Control` of 302s: every click must reach us.
 const CC_FOUND: HeaderValue = HeaderValue::from_static("private, max-age=0");
 const CC_ERROR: HeaderValue = HeaderValue::from_static("no-store");
@@ -29,7 +33,9 @@ const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 /// The redirect handler: 301/302 with `Location`; 404 unknown or disabled; 410 expired
 /// (from `expires_at` inclusive); 503 when the store is down. `HEAD` answers the same
-/// status and headers with an empty body and is not a click.
+/// status and headers with an empty body and is not a click. A speculative `GET`
+/// (`Sec-Purpose: prefetch`, [`crate::prefetch`]) of a link that would redirect is 503
+/// `prefetch_refused` by default, and no click.
 pub async fn redirect(State(state): State<RedirectState>, req: Request) -> Response {
     respond(&state, req).await
 }
@@ -138,7 +144,8 @@ fn decide(state: &RedirectState, req: &Parts, link: Option<&CachedLink>, now: i6
 }
 
 /// The response for `outcome`; a `GET` that redirects also mints the click event (at `now`)
-/// and hands it off without waiting.
+/// and hands it off without waiting — unless it is a browser's prefetch, which gets what
+/// [`RedirectConfig::prefetch`](crate::RedirectConfig::prefetch) says.
 fn finish(state: &RedirectState, req: &Parts, peer: Option<IpAddr>, code: &str, outcome: Outcome, now: i64) -> Response {
     let head = req.method == Method::HEAD;
     let (status, location, cache_control) = match outcome {
@@ -146,11 +153,26 @@ fn finish(state: &RedirectState, req: &Parts, peer: Option<IpAddr>, code: &str, 
         Outcome::Error(status, body) => return error(status, body, head),
     };
     if !head {
+        // A browser's prefetch is nobody's click ([`crate::prefetch`]).
+        let policy = state.inner.config.prefetch;
+        if policy != PrefetchPolicy::Count && is_speculative(&req.headers) {
+            if policy == PrefetchPolicy::Refuse {
+                state.inner.metrics.prefetches_refused.increment(1);
+                return error(StatusCode::SERVICE_UNAVAILABLE, PREFETCH_BODY, false);
+            }
+            state.inner.metrics.prefetches_redirected.increment(1);
+            return redirect_response(status, location, cache_control);
+        }
         let client_ip = state.inner.resolver.resolve(peer, &req.headers);
         let event = build_event(code, now, client_ip, &req.headers, &state.inner.salt, state.inner.config.edge_region.as_deref());
         // Dropped events are counted by the sink; the redirect never waits.
         let _sent = state.inner.sink.try_send(event);
     }
+    redirect_response(status, location, cache_control)
+}
+
+/// A 301/302 with `Location` and `Cache-Control`, no body.
+fn redirect_response(status: StatusCode, location: HeaderValue, cache_control: HeaderValue) -> Response {
     let mut resp = Response::new(Body::empty());
     *resp.status_mut() = status;
     let h = resp.headers_mut();

@@ -11,10 +11,12 @@
 //! | [`config`] | [`RedirectConfig`] |
 //! | [`metrics`] | cache hit/miss counters, latency histogram |
 //! | [`path`] | percent-encoding normalization of request paths (RFC 3986 §6.2.2.2) |
+//! | [`prefetch`] | speculative requests (`Sec-Purpose: prefetch`) and what they get |
 //! | [`state`] | [`RedirectState`] |
 //!
 //! Semantics (DESIGN.md): a click is a `GET` that produced a redirect. `HEAD`, 404 (unknown
-//! or disabled), 410 (expired: `now >= expires_at`) and 503 are not clicks. Codes are
+//! or disabled), 410 (expired: `now >= expires_at`) and 503 are not clicks, nor are
+//! speculative `GET`s (browser prefetches, [`prefetch`]) unless configured so. Codes are
 //! case-sensitive; a path that is not `[A-Za-z0-9_-]{1,64}` is 404 without a lookup.
 //!
 //! Consumers: the `sluice` binary merges [`routes`] into its router; the API's link-change
@@ -30,6 +32,7 @@ mod front;
 pub mod handler;
 pub mod metrics;
 pub mod path;
+pub mod prefetch;
 pub mod state;
 
 /// Test fixture shared by the unit tests: an enabled 302 link `code` → `url`, no expiry,

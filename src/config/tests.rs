@@ -105,6 +105,14 @@ fn invalid_values_are_refused() {
         jail.set_env("SLUICE__SERVER__FORWARDED_HEADER", "CF-Connecting-IP");
         let cfg = Config::load(None, &FlagOverrides::default()).expect("a header name");
         assert_eq!(cfg.forwarded_header().expect("parsed").to_string(), "cf-connecting-ip");
+        assert_eq!(cfg.prefetch().expect("default"), sluice_redirect::prefetch::PrefetchPolicy::Refuse);
+        jail.set_env("SLUICE__REDIRECT__PREFETCH", "ignore");
+        let err = Config::load(None, &FlagOverrides::default()).expect_err("unknown prefetch policy");
+        assert!(err.to_string().contains(r#"redirect.prefetch "ignore" is not one of "refuse" (the default), "redirect" or "count""#), "{err}");
+        jail.set_env("SLUICE__REDIRECT__PREFETCH", "Count");
+        let cfg = Config::load(None, &FlagOverrides::default()).expect("count");
+        assert_eq!(cfg.prefetch().expect("parsed"), sluice_redirect::prefetch::PrefetchPolicy::Count);
+        jail.set_env("SLUICE__REDIRECT__PREFETCH", "refuse");
         let flags = FlagOverrides { base_url: Some("https://sho.rt.example/prefix".into()), ..FlagOverrides::default() };
         assert!(Config::load(None, &flags).is_err(), "base url with a path");
         let flags = FlagOverrides { base_url: Some("ftp://sho.rt.example".into()), ..FlagOverrides::default() };

@@ -13,6 +13,7 @@ backend_tests!(
     redirect_302_with_headers_and_one_click,
     redirect_301_cache_control_is_bounded,
     head_is_not_a_click,
+    prefetches_are_refused_or_redirected_without_a_click,
     unknown_disabled_and_expired_are_errors_without_location,
     query_is_appended_unless_configured_off,
     read_after_write_in_process,
@@ -100,6 +101,62 @@ async fn head_is_not_a_click(b: Backend) {
     assert!(h.body.is_empty());
     assert_eq!(h.location(), None);
     app.get("/no-such-code-c02").await.assert_error(404, "not_found");
+}
+
+/// A browser's prefetch (`Sec-Purpose: prefetch` and the older markers) of a link is not a
+/// click: by default 503 `prefetch_refused`, uncacheable, so the browser fetches again when
+/// the user follows the link; `redirect` answers the redirect without a click; `count` makes
+/// it a click like any other. `HEAD` and links that do not redirect are unaffected.
+async fn prefetches_are_refused_or_redirected_without_a_click(b: Backend) {
+    let markers: [&[(&str, &str)]; 5] = [
+        &[("sec-purpose", "prefetch")],
+        &[("sec-purpose", "prefetch;prerender")],
+        &[("purpose", "prefetch")],
+        &[("x-moz", "prefetch")],
+        &[("x-purpose", "preview")],
+    ];
+    let app = TestApp::start(b).await;
+    let code = app.create_url("https://example.com/pf").await;
+    app.take_events();
+    for m in markers {
+        let headers: Vec<(&str, &str)> = [("user-agent", BROWSER_UA)].into_iter().chain(m.iter().copied()).collect();
+        let r = app.request(Method::GET, &format!("/{code}"), &headers, None).await;
+        r.assert_error(503, "prefetch_refused");
+        assert_eq!((r.location(), r.header("cache-control")), (None, Some("no-store")), "{m:?}");
+        let h = app.request(Method::HEAD, &format!("/{code}"), &headers, None).await;
+        assert_eq!((h.status, h.location()), (StatusCode::FOUND, Some("https://example.com/pf")), "HEAD is answered as ever");
+    }
+    assert_eq!(app.take_events().len(), 0, "no prefetch is a click");
+    let r = app.request(Method::GET, "/no-such-pf", &[("sec-purpose", "prefetch")], None).await;
+    r.assert_error(404, "not_found");
+    // The navigation that follows is the click.
+    let r = app.request(Method::GET, &format!("/{code}"), &[("user-agent", BROWSER_UA), ("sec-fetch-mode", "navigate")], None).await;
+    assert_eq!(r.status, StatusCode::FOUND);
+    assert_eq!(app.take_events().len(), 1);
+
+    let app = TestApp::start_with(b, |c| c.redirect.prefetch = "redirect".into()).await;
+    let code = app.create_url("https://example.com/pf").await;
+    app.take_events();
+    for m in markers {
+        let r = app.request(Method::GET, &format!("/{code}?utm_source=x"), m, None).await;
+        assert_eq!(
+            (r.status, r.location(), r.header("cache-control")),
+            (StatusCode::FOUND, Some("https://example.com/pf?utm_source=x"), Some("private, max-age=0")),
+            "{m:?}"
+        );
+    }
+    assert_eq!(app.take_events().len(), 0, "redirected, not counted");
+
+    let app = TestApp::start_with(b, |c| c.redirect.prefetch = "count".into()).await;
+    let code = app.create_url("https://example.com/pf").await;
+    app.take_events();
+    for m in markers {
+        let r = app.request(Method::GET, &format!("/{code}"), m, None).await;
+        assert_eq!(r.status, StatusCode::FOUND, "{m:?}");
+    }
+    let events = app.take_events();
+    assert_eq!(events.len(), markers.len(), "counted like navigations");
+    assert!(events.iter().all(|e| e.code == code));
 }
 
 async fn unknown_disabled_and_expired_are_errors_without_location(b: Backend) {
