@@ -100,6 +100,7 @@ pub const ERROR_CODES: &[(u16, &[&str])] = &[
             "jobs_store_unavailable",
             "log_unavailable",
             "not_ready",
+            "prefetch_refused",
             "stats_history_unavailable",
             "stats_not_local",
             "stats_unavailable",
