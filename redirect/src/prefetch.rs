@@ -72,8 +72,12 @@ pub fn is_speculative(headers: &HeaderMap) -> bool {
             return true;
         }
     }
-    let is = |name: HeaderName, word: &[u8]| headers.get(name).is_some_and(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(word));
-    is(PURPOSE, b"prefetch") || is(X_MOZ, b"prefetch") || is(X_PURPOSE, b"prefetch") || is(X_PURPOSE, b"preview")
+    // One lookup per header (this runs for every redirecting GET).
+    let value = |name: HeaderName| headers.get(name).map(|v| v.as_bytes().trim_ascii());
+    let is_prefetch = |v: &[u8]| v.eq_ignore_ascii_case(b"prefetch");
+    value(PURPOSE).is_some_and(is_prefetch)
+        || value(X_MOZ).is_some_and(is_prefetch)
+        || value(X_PURPOSE).is_some_and(|v| is_prefetch(v) || v.eq_ignore_ascii_case(b"preview"))
 }
 
 #[cfg(test)]
