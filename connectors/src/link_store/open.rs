@@ -119,10 +119,14 @@ pub async fn migrate(url_or_path: &str) -> Result<MigrationReport> {
                 std::fs::create_dir_all(parent).map_err(|e| Error::Config(format!("could not create directory \"{}\": {e}", parent.display())))?;
             }
             let path = opts.get_filename().to_path_buf();
+            // Under the same directory lock as a store's open (a serving process may be
+            // opening the file); released before `open_dir`/`open_url` take it again.
+            let guard = super::sqlite::lock_dir_of(&path).await?;
             let pool = SqlitePool::connect_with(opts.create_if_missing(true)).await.map_err(|e| super::sqlite::open_error(&path, e))?;
             super::sqlite::check_integrity(&pool, &path).await?;
             let before = applied_sqlite(&pool).await?;
             pool.close().await;
+            drop(guard);
             let store = match &target {
                 StoreTarget::SqliteDir(dir) => SqliteLinkStore::open_dir(dir).await?,
                 StoreTarget::SqliteUrl(url) => SqliteLinkStore::open_url(url).await?,

@@ -118,6 +118,16 @@ impl SqliteLinkStore {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
         let path = opts.get_filename().to_path_buf();
+        // Two processes opening one database at once (`sluice serve --role redirect` and
+        // `--role api` on one data dir) race in SQLite itself, not only in the migrations:
+        // concurrent `PRAGMA journal_mode = WAL` on connect fails at once with "database is
+        // locked" (SQLITE_BUSY, the busy timeout is not consulted for it), and sqlx takes no
+        // lock for SQLite migrations (both would apply migration 1, the second failing with
+        // "table ... already exists"). An exclusive flock on the database's directory, held
+        // from the first connection until every pool is open, serializes whole opens; the
+        // later one finds everything applied. (Not on the database file: closing any
+        // descriptor of it would drop SQLite's own POSIX locks of this process.)
+        let guard = lock_dir_of(&path).await?;
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
@@ -129,15 +139,7 @@ impl SqliteLinkStore {
             .map_err(|e| open_error(&path, e))?;
         check_integrity(&writer, &path).await?;
         check_writable(&writer, &path).await?;
-        // sqlx takes no lock for SQLite migrations: two processes opening a new database at
-        // once (`sluice serve --role redirect` and `--role api` on one data dir) would both
-        // apply migration 1 and the second fail ("table ... already exists"). An exclusive
-        // flock on the database's directory serializes them; the later one finds everything
-        // applied. (Not on the database file: closing any descriptor of it would drop
-        // SQLite's own POSIX locks of this process.)
-        let guard = lock_dir_of(&path).await?;
         MIGRATOR.run(&writer).await?;
-        drop(guard);
         // Readers are opened once and kept (no idle timeout, no lifetime), like the writer: a
         // connection opened later would not find a deleted `links.db`, while open ones keep
         // reading the file the store opened (`check_file`).
@@ -149,6 +151,7 @@ impl SqliteLinkStore {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(opts.create_if_missing(false))
             .await?;
+        drop(guard);
         // The file the writer opened is at the path now: it was created or checked above.
         let file_id = file_id(&path).ok();
         tracing::debug!(path = %path.display(), "sqlite link store open");
@@ -278,8 +281,9 @@ async fn check_writable(pool: &SqlitePool, path: &Path) -> Result<()> {
 }
 
 /// An exclusive `flock` on the directory holding `db` (released when the file is dropped),
-/// waited for off the async workers.
-async fn lock_dir_of(db: &Path) -> Result<std::fs::File> {
+/// waited for off the async workers. Not reentrant: a second lock of the same directory in
+/// one process waits for the first to be dropped.
+pub(super) async fn lock_dir_of(db: &Path) -> Result<std::fs::File> {
     let dir = db.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
     let locked = tokio::task::spawn_blocking(move || {
         let f = std::fs::File::open(&dir)?;
@@ -287,8 +291,8 @@ async fn lock_dir_of(db: &Path) -> Result<std::fs::File> {
         Ok::<_, std::io::Error>(f)
     })
     .await
-    .map_err(|e| Error::Config(format!("migration lock task failed: {e}")))?;
-    locked.map_err(|e| Error::Config(format!("could not lock the link store's directory for migrations: {e}")))
+    .map_err(|e| Error::Config(format!("link store open lock task failed: {e}")))?;
+    locked.map_err(|e| Error::Config(format!("could not lock the link store's directory for opening: {e}")))
 }
 
 /// Instants are stored as integer microseconds since the epoch (`*_us` columns).

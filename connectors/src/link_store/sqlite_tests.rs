@@ -112,6 +112,30 @@ async fn opens_wait_for_a_busy_writer_instead_of_failing() {
     }
 }
 
+/// Opens racing on a *new* database (the two processes of `--role redirect` and `--role api`
+/// starting together on a fresh data dir) all succeed: each open switches the file to WAL
+/// on connect, and concurrent `PRAGMA journal_mode = WAL` fails at once with "database is
+/// locked" without consulting the busy timeout (a CI run of the split-roles test did). The
+/// directory lock held across the whole open serializes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_opens_of_a_new_database_all_succeed() {
+    for round in 0..20 {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let opens = (0..4).map(|_| SqliteLinkStore::open_dir(dir.path()));
+        let opened: Vec<_> = futures::future::join_all(opens).await;
+        for (i, store) in opened.into_iter().enumerate() {
+            let store = store.unwrap_or_else(|e| panic!("open {i} of round {round} failed: {e}"));
+            store.insert(&link(&format!("r{round}o{i}"))).await.expect("insert");
+            store.close().await;
+        }
+        let store = SqliteLinkStore::open_dir(dir.path()).await.expect("reopen");
+        for i in 0..4 {
+            assert!(store.get(&format!("r{round}o{i}")).await.expect("get").is_some(), "r{round}o{i}");
+        }
+        store.close().await;
+    }
+}
+
 /// Takes write access to a file away while alive: `chattr +i` as root (permission bits do not
 /// stop root; an immutable file stops everyone, as a read-only remount does), `chmod 0444`
 /// otherwise. Dropping it gives the access back (and lets the temporary directory go).
