@@ -9,7 +9,8 @@
 //! 2. The new, empty log continues at the offset where the newest checkpoint of this log
 //!    partition ends (`ClickLog::continue_empty_at`), so the checkpoint's views and dedup
 //!    state are the baseline and the new log's clicks are counted on top of them.
-//! 3. That checkpoint is rewritten as a checkpoint of the new log (its log id), and older
+//! 3. That checkpoint is rewritten as a checkpoint of the new log (its log id, under the
+//!    next checkpoint name; the original is removed), and older
 //!    checkpoints of the partition are renamed `<name>.old-log` (never loaded again: they
 //!    end before the new log starts).
 //!
@@ -85,14 +86,22 @@ pub fn run(cfg: &Config) -> anyhow::Result<String> {
     file.source = SourceIdentity::LogFile { partition, log_id: log.log_id() };
     drop(log);
     let (written, _) = checkpoint::write(&checkpoint_dir, &file).with_context(|| format!("could not rewrite the checkpoint \"{}\"", ckpt_path.display()))?;
+    // The rewritten file sorts after every existing one (`checkpoint::next_name`), so it has
+    // another name than the original, which is of the old log: removed, so that only the
+    // new log's copy remains (a second reset finds that one as the newest).
+    if written != ckpt_path {
+        std::fs::remove_file(&ckpt_path).with_context(|| format!("could not remove the original checkpoint \"{}\"", ckpt_path.display()))?;
+    }
     for old in older {
         let to = PathBuf::from(format!("{}.old-log", old.display()));
         std::fs::rename(&old, &to).with_context(|| format!("could not rename the older checkpoint \"{}\"", old.display()))?;
         report.push_str(&format!("older checkpoint \"{}\" renamed to \"{}\" (it ends before the new log starts)\n", old.display(), to.display()));
     }
     report.push_str(&format!(
-        "checkpoint \"{}\" now belongs to the new log: `sluice serve` restores its {} view rows and {} dedup ids and counts new clicks on top\n",
+        "checkpoint \"{}\" (rewritten from \"{}\") now belongs to the new log: `sluice serve` restores its {} view rows and {} dedup ids and \
+         counts new clicks on top\n",
         written.display(),
+        ckpt_path.display(),
         file.snapshot.views.rows.len(),
         file.snapshot.dedup.ids.len()
     ));

@@ -23,7 +23,11 @@
 //! bytes 20..52  SHA-256 of the payload
 //! bytes 52..    payload: bincode 1 of CheckpointFile (snapshot layout version inside)
 //! ```
-//! Files are named `ckpt-<cut epoch, 20 digits>.bin`; a round writes `<name>.tmp`, fsyncs
+//! Files are named `ckpt-<n, 20 digits>.bin` with n the cut epoch (wall-clock ms) or, when
+//! that is not above every name already in the directory (the clock was stepped back), one
+//! more than the highest: names sort in write order whatever the clock did, so "newest" is
+//! always the one written last. A round removes stale `*.tmp` files (a write that failed,
+//! e.g. on a full disk), writes `<name>.tmp`, fsyncs
 //! it, renames it into place, fsyncs the directory, then deletes all but the newest
 //! [`KEEP`] intact files (checksum verified) of the same input (another input's files stay: switching from the embedded
 //! log to Kafka and back must find the log's checkpoints). At start the newest file that reads back whole (magic, version, length,
@@ -231,24 +235,79 @@ fn checkpoint_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 
 /// Writes `file` atomically into `dir` (temp file, fsync, rename, fsync of the directory)
 /// and keeps the newest [`KEEP`] intact files of its input ([`prune`]); returns the path and size
-/// in bytes.
+/// in bytes. The file name is [`next_name`]'s: it sorts after every checkpoint already in `dir`. Stale
+/// `ckpt-*.tmp` files (left by a write that failed) are removed first, and a write that
+/// fails removes its own. Writes in one process are serialized (the periodic round and the
+/// shutdown round may overlap); one `sluice serve` holds a data dir at a time.
 ///
 /// Errors: I/O failures (the previous checkpoints stay intact).
 pub fn write(dir: &Path, file: &CheckpointFile) -> anyhow::Result<(PathBuf, usize)> {
+    static WRITING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = WRITING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     std::fs::create_dir_all(dir).with_context(|| format!("could not create {}", dir.display()))?;
+    remove_stale_temp_files(dir);
     let bytes = encode(file)?;
-    let name = format!("ckpt-{:020}.bin", file.snapshot.cut_epoch);
+    let existing = checkpoint_files(dir).with_context(|| format!("could not list {}", dir.display()))?;
+    let name = next_name(&existing, file.snapshot.cut_epoch);
     let path = dir.join(&name);
     let tmp = dir.join(format!("{name}.tmp"));
-    {
-        let mut f = std::fs::File::create(&tmp).with_context(|| format!("could not create {}", tmp.display()))?;
-        f.write_all(&bytes).context("could not write the checkpoint")?;
-        f.sync_all().context("could not fsync the checkpoint")?;
-    }
-    std::fs::rename(&tmp, &path).context("could not rename the checkpoint into place")?;
+    put_via_temp_file(&tmp, &path, &bytes)?;
     std::fs::File::open(dir).and_then(|d| d.sync_all()).context("could not fsync the checkpoint directory")?;
     prune(dir, &file.source, &path)?;
     Ok((path, bytes.len()))
+}
+
+/// Writes `bytes` to `tmp`, fsyncs it and renames it to `path`; when any step fails, `tmp`
+/// is removed (a full disk must not keep a partial copy taking space).
+///
+/// Errors: the failing step's I/O error.
+fn put_via_temp_file(tmp: &Path, path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let put = || -> anyhow::Result<()> {
+        let mut f = std::fs::File::create(tmp).with_context(|| format!("could not create {}", tmp.display()))?;
+        f.write_all(bytes).context("could not write the checkpoint")?;
+        f.sync_all().context("could not fsync the checkpoint")?;
+        std::fs::rename(tmp, path).context("could not rename the checkpoint into place")
+    };
+    let r = put();
+    if r.is_err()
+        && let Err(rm) = std::fs::remove_file(tmp)
+        && rm.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(path = %tmp.display(), error = %rm, "could not remove the temporary file of a failed checkpoint write");
+    }
+    r
+}
+
+/// Name of the next checkpoint file among `existing` (paths of `ckpt-*.bin` files):
+/// `ckpt-<n, 20 digits>.bin` with n = `cut_epoch` (wall-clock ms), or one more than the
+/// highest number among `existing` when that is not below it. Names then sort in write
+/// order even after the clock was stepped back (a checkpoint named by its earlier cut would
+/// sort as the oldest, be pruned at once, and a restart would restore a stale one).
+pub fn next_name(existing: &[PathBuf], cut_epoch: u64) -> String {
+    let highest = existing
+        .iter()
+        .filter_map(|p| p.file_name()?.to_str()?.strip_prefix("ckpt-")?.strip_suffix(".bin")?.parse::<u64>().ok())
+        .max();
+    let n = match highest {
+        Some(h) if h >= cut_epoch => h.saturating_add(1),
+        _ => cut_epoch,
+    };
+    format!("ckpt-{n:020}.bin")
+}
+
+/// Removes `ckpt-*.tmp` files in `dir` (failures are logged): what a write that failed or
+/// was killed left behind.
+fn remove_stale_temp_files(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+        let stale = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("ckpt-") && n.ends_with(".tmp"));
+        if stale {
+            match std::fs::remove_file(&path) {
+                Ok(()) => tracing::info!(path = %path.display(), "removed the temporary file of an earlier checkpoint write that did not finish"),
+                Err(e) => tracing::warn!(path = %path.display(), error = %e, "could not remove a stale checkpoint temporary file"),
+            }
+        }
+    }
 }
 
 /// Deletes the checkpoints of `source` in `dir` older than its newest [`KEEP`] **intact**

@@ -231,3 +231,63 @@ fn a_missing_click_log_with_a_checkpoint_of_one_is_refused() {
         )
     );
 }
+
+/// The clock was ahead and is stepped back: checkpoints written after that have smaller cut
+/// epochs, but their names still sort after the earlier ones, so they are the ones kept and
+/// restored (named by their cut, each would sort as the oldest and be pruned at once).
+#[test]
+fn names_sort_in_write_order_after_the_clock_was_stepped_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().join("checkpoints");
+    let mut written = Vec::new();
+    for cut in [1_000, 2_000, 500, 600] {
+        written.push(write(&d, &file(cut, kafka())).expect("write").0);
+    }
+    let names: Vec<String> = list(&d).expect("list").iter().map(|p| p.file_name().expect("name").to_string_lossy().into_owned()).collect();
+    assert_eq!(names, vec![format!("ckpt-{:020}.bin", 2_001), format!("ckpt-{:020}.bin", 2_002)], "the last two written are kept");
+    assert_eq!(written[2..], list(&d).expect("list")[..]);
+    let (path, f) = load_latest(&d, &kafka()).expect("load").expect("found");
+    assert_eq!((path, f.snapshot.cut_epoch), (written[3].clone(), 600), "the last written is restored");
+    // The clock catches up: names follow the cut again once it is above every name.
+    write(&d, &file(5_000, kafka())).expect("write");
+    assert_eq!(load_latest(&d, &kafka()).expect("load").expect("found").0, d.join(format!("ckpt-{:020}.bin", 5_000)));
+}
+
+#[test]
+fn next_name_is_the_cut_or_one_above_the_highest_name() {
+    let p = |n: &str| PathBuf::from(format!("/c/{n}"));
+    assert_eq!(next_name(&[], 7), format!("ckpt-{:020}.bin", 7));
+    assert_eq!(next_name(&[p(&format!("ckpt-{:020}.bin", 3))], 7), format!("ckpt-{:020}.bin", 7));
+    assert_eq!(next_name(&[p(&format!("ckpt-{:020}.bin", 7))], 7), format!("ckpt-{:020}.bin", 8));
+    assert_eq!(next_name(&[p(&format!("ckpt-{:020}.bin", 9)), p(&format!("ckpt-{:020}.bin", 4))], 7), format!("ckpt-{:020}.bin", 10));
+    // Names that are not numbers do not count; the largest u64 saturates.
+    assert_eq!(next_name(&[p("ckpt-x.bin"), p("ckpt-.bin")], 7), format!("ckpt-{:020}.bin", 7));
+    assert_eq!(next_name(&[p(&format!("ckpt-{}.bin", u64::MAX))], 7), format!("ckpt-{}.bin", u64::MAX));
+}
+
+/// A write that fails (here the rename, onto a directory; on a full disk the write) removes
+/// its temporary file, and a stale one left by an earlier process is removed by the next
+/// write; other files are left alone.
+#[test]
+fn failed_writes_leave_no_temporary_file_and_stale_ones_are_removed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().join("checkpoints");
+    std::fs::create_dir_all(d.join("occupied")).expect("mkdir");
+    std::fs::write(d.join("occupied/x"), b"x").expect("write");
+    let tmp = d.join("occupied.tmp");
+    let err = put_via_temp_file(&tmp, &d.join("occupied"), b"bytes").expect_err("rename onto a non-empty directory");
+    assert!(format!("{err:#}").contains("could not rename the checkpoint into place"), "{err:#}");
+    assert!(!tmp.exists(), "the failed write's temporary file is gone");
+
+    let stale = [d.join(format!("ckpt-{:020}.bin.tmp", 9)), d.join(format!("ckpt-{:020}.bin.tmp", 1))];
+    for s in &stale {
+        std::fs::write(s, b"partial").expect("stale tmp");
+    }
+    std::fs::write(d.join("notes.tmp"), b"not ours").expect("other");
+    write(&d, &file(5, kafka())).expect("write");
+    for s in &stale {
+        assert!(!s.exists(), "{} removed", s.display());
+    }
+    assert!(d.join("notes.tmp").exists(), "files that are not checkpoint temp files stay");
+    assert_eq!(load_latest(&d, &kafka()).expect("load").expect("found").1.snapshot.cut_epoch, 5);
+}

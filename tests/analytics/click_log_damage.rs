@@ -312,6 +312,15 @@ async fn a_click_log_moved_away_is_reset_keeping_the_checkpoint() {
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(stdout.lines().filter(|l| !l.starts_with("older checkpoint")).count(), 2, "{stdout}");
     assert!(stdout.contains("is empty and continues at offset 20"), "{stdout}");
+    // One checkpoint file remains loadable: the rewritten one (the original of the old log is
+    // removed, older ones renamed `.old-log`), and it is the one the report names.
+    let bins: Vec<std::path::PathBuf> = std::fs::read_dir(data.join("checkpoints"))
+        .expect("ls")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "bin"))
+        .collect();
+    assert_eq!(bins.len(), 1, "{bins:?}");
+    assert!(stdout.contains(&format!("checkpoint \"{}\" (rewritten from \"", bins[0].display())), "{stdout}");
     let s = Server::start(&data).await;
     s.await_clicks("t3", 20).await;
     assert_eq!(s.post_clicks("t3", 20..21).await, 200);
