@@ -284,10 +284,7 @@ fn put_via_temp_file(tmp: &Path, path: &Path, bytes: &[u8]) -> anyhow::Result<()
 /// order even after the clock was stepped back (a checkpoint named by its earlier cut would
 /// sort as the oldest, be pruned at once, and a restart would restore a stale one).
 pub fn next_name(existing: &[PathBuf], cut_epoch: u64) -> String {
-    let highest = existing
-        .iter()
-        .filter_map(|p| p.file_name()?.to_str()?.strip_prefix("ckpt-")?.strip_suffix(".bin")?.parse::<u64>().ok())
-        .max();
+    let highest = existing.iter().filter_map(|p| p.file_name()?.to_str()?.strip_prefix("ckpt-")?.strip_suffix(".bin")?.parse::<u64>().ok()).max();
     let n = match highest {
         Some(h) if h >= cut_epoch => h.saturating_add(1),
         _ => cut_epoch,
