@@ -247,6 +247,21 @@ pub enum Error {
         /// Which file and the operating system's error.
         detail: String,
     },
+    /// The file system holding the embedded link store has less free space than
+    /// [`crate::link_store::MIN_FREE_BYTES`] (reported by `/readyz` only; writes
+    /// that still fit go on, SQLite reports a full disk itself).
+    #[error(
+        "link store \"{path}\" is on a file system with {free_bytes} bytes free (below {min_bytes}): links are still served, \
+         but creating links fails once the file cannot grow; free space on that file system"
+    )]
+    LinkStoreLowOnSpace {
+        /// The database file.
+        path: String,
+        /// Bytes free for the user running sluice.
+        free_bytes: u64,
+        /// The threshold, bytes.
+        min_bytes: u64,
+    },
     /// An event stored in the click log could not be decoded.
     #[error("could not decode click event at log offset {offset}")]
     ClickLogDecode {
@@ -433,7 +448,8 @@ impl Error {
             | Error::ClickLogClosed { .. }
             | Error::AnomalyStoreClosed { .. }
             | Error::LinkStoreFileMoved { .. }
-            | Error::LinkStoreNotWritable { .. } => true,
+            | Error::LinkStoreNotWritable { .. }
+            | Error::LinkStoreLowOnSpace { .. } => true,
             _ => false,
         }
     }
@@ -458,6 +474,7 @@ impl Error {
             Error::Database(_) | Error::Migrate(_) | Error::ClickLog { .. } | Error::ClickLogClosed { .. } | Error::AnomalyStore { .. } => "external",
             Error::ClickLogDeleted { .. } | Error::ClickLogDirRemoved { .. } | Error::ClickLogReplaced { .. } | Error::ClickLogDiverted { .. } => "external",
             Error::LinkStoreFileMoved { .. } | Error::LinkStoreNotWritable { .. } | Error::StoreReadOnly { .. } => "external",
+            Error::LinkStoreLowOnSpace { .. } => "external",
             Error::AnomalyStoreClosed { .. } | Error::AnomalyStoreDeleted { .. } | Error::AnomalyStoreReplaced { .. } => "external",
             Error::AnomalyStoreDirRemoved { .. } | Error::AnomalyStoreLost { .. } => "external",
             Error::Corrupt(_)

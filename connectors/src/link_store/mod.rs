@@ -38,7 +38,7 @@ pub use admin::{
 pub use common::{IDEMPOTENCY_TTL, MAX_LIST_LIMIT, TOMBSTONE_PERIOD};
 pub use open::{MigrationReport, StoreTarget, migrate, open_store};
 pub use postgres::{POOL_ACQUIRE_TIMEOUT, PostgresLinkStore};
-pub use sqlite::{SQLITE_FILE_NAME, SqliteLinkStore};
+pub use sqlite::{MIN_FREE_BYTES, SQLITE_FILE_NAME, SqliteLinkStore};
 
 /// `link` exactly as [`LinkStore::insert`] stores and returns it (both backends): timestamps
 /// truncated to microseconds, duplicate tags removed, `version` 1, `updated_at` =
@@ -127,12 +127,14 @@ pub trait LinkStore: Send + Sync + 'static {
 
     /// Whether the store's file is still the one it opened and still writable (the embedded
     /// SQLite store: the file at its path has the device and inode it had when opened, and
-    /// `access(2)` grants writing it and its `-wal` file; no database access). `/readyz` fails
+    /// `access(2)` grants writing it and its `-wal` file, and its file system has room to
+    /// grow; no database access). `/readyz` fails
     /// while it is not. Default: `Ok(())` (stores without a local file: PostgreSQL, test
     /// doubles).
     ///
-    /// Errors: [`crate::Error::LinkStoreFileMoved`] or [`crate::Error::LinkStoreNotWritable`],
-    /// naming the file and what to do.
+    /// Errors: [`crate::Error::LinkStoreFileMoved`], [`crate::Error::LinkStoreNotWritable`] or
+    /// [`crate::Error::LinkStoreLowOnSpace`] (less than [`MIN_FREE_BYTES`] free), naming the
+    /// file and what to do.
     fn check_file(&self) -> Result<()> {
         Ok(())
     }

@@ -28,6 +28,11 @@ use crate::{Error, Result};
 /// File name of the link store inside the data directory.
 pub const SQLITE_FILE_NAME: &str = "links.db";
 
+/// Free space (bytes) below which [`SqliteLinkStore::check_file`] — and so `/readyz` —
+/// reports the link store's file system as full: 1 MiB, a few hundred link rows with their
+/// index pages and WAL frames.
+pub const MIN_FREE_BYTES: u64 = 1 << 20;
+
 /// Migrations for the SQLite schema (`connectors/migrations/sqlite/`).
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -174,8 +179,22 @@ impl SqliteLinkStore {
     /// two look alike from the path) or holds another file (replaced); a path that cannot be
     /// looked at for another reason counts as deleted or moved away.
     /// [`Error::LinkStoreNotWritable`] when the file or its `-wal` file cannot be written
-    /// (every create, edit and delete would fail).
+    /// (every create, edit and delete would fail). [`Error::LinkStoreLowOnSpace`] when the
+    /// file system holding the file has less than [`MIN_FREE_BYTES`] free for this user
+    /// (`statvfs(3)`: `f_bavail`, or `f_bfree` for root, times `f_frsize`): the file cannot
+    /// grow, so creates fail while edits may still fit in free pages. Writes themselves do not
+    /// check the space ([`Self::check_file_for_writes`]): SQLite reports a full disk itself
+    /// (SQLITE_FULL, retryable), and a write that fits must not be refused.
     pub fn check_file(&self) -> Result<()> {
+        self.check_file_for_writes()?;
+        self.check_free_space(MIN_FREE_BYTES)
+    }
+
+    /// [`Self::check_file`] without the free-space check: the same file, still writable.
+    /// Run before every write transaction.
+    ///
+    /// Errors: [`Error::LinkStoreFileMoved`], [`Error::LinkStoreNotWritable`].
+    pub fn check_file_for_writes(&self) -> Result<()> {
         let Some(opened) = self.file_id else { return Ok(()) };
         let what = match file_id(&self.path) {
             Ok(id) if id == opened => return self.check_writable_now(),
@@ -200,6 +219,22 @@ impl SqliteLinkStore {
                     return Err(Error::LinkStoreNotWritable { path: self.path.display().to_string(), detail: format!("{what}: {}", std::io::Error::from(e)) });
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// [`Self::check_file`]'s free-space half, with the threshold `min_free` in bytes. A file
+    /// system that cannot be asked (the directory is gone) passes: the other checks report
+    /// that.
+    ///
+    /// Errors: [`Error::LinkStoreLowOnSpace`] below `min_free`.
+    pub(crate) fn check_free_space(&self, min_free: u64) -> Result<()> {
+        let dir = self.path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let Ok(fs) = rustix::fs::statvfs(dir) else { return Ok(()) };
+        let blocks = if rustix::process::geteuid().is_root() { fs.f_bfree } else { fs.f_bavail };
+        let free_bytes = blocks.saturating_mul(fs.f_frsize);
+        if free_bytes < min_free {
+            return Err(Error::LinkStoreLowOnSpace { path: self.path.display().to_string(), free_bytes, min_bytes: min_free });
         }
         Ok(())
     }
@@ -359,7 +394,7 @@ async fn index_tags(tx: &mut Tx, seq: i64, tags: &[String]) -> Result<()> {
 /// 503 `store_unavailable`) while reads go on; [`Error::LinkStoreNotWritable`] likewise when
 /// the file stopped being writable; database errors.
 pub(super) async fn begin_write(store: &SqliteLinkStore) -> Result<Tx> {
-    store.check_file()?;
+    store.check_file_for_writes()?;
     Ok(store.writer.begin().await?)
 }
 

@@ -4,7 +4,7 @@
 use chrono::Utc;
 use sluice_schemas::{Link, RedirectType};
 
-use super::SqliteLinkStore;
+use super::{MIN_FREE_BYTES, SqliteLinkStore};
 use crate::{Error, LinkStore};
 
 fn link(code: &str) -> Link {
@@ -199,4 +199,68 @@ async fn a_file_that_stops_being_writable_fails_the_file_check_and_writes() {
     }
     store.insert(&link("after")).await.expect("insert once writable again");
     assert!(store.get("after").await.expect("get").is_some());
+}
+
+/// Runs `mount -t tmpfs -o size=<bytes>` on a directory while alive (root only); unmounts on
+/// drop.
+struct SmallFileSystem(std::path::PathBuf);
+
+impl SmallFileSystem {
+    fn mount(at: &std::path::Path, bytes: u64) -> SmallFileSystem {
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "sluice-test-tmpfs"])
+            .arg(at)
+            .output()
+            .expect("run mount");
+        assert!(out.status.success(), "mount tmpfs at {}: {}", at.display(), String::from_utf8_lossy(&out.stderr));
+        SmallFileSystem(at.to_path_buf())
+    }
+}
+
+impl Drop for SmallFileSystem {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A file system with less than [`MIN_FREE_BYTES`] free fails [`SqliteLinkStore::check_file`]
+/// (so `/readyz` answers 503) with the retryable [`Error::LinkStoreLowOnSpace`] naming the
+/// free bytes, while writes that still fit go on; freeing space makes it pass again. On a
+/// real 1.5 MiB tmpfs as root; the threshold logic alone otherwise.
+#[tokio::test]
+async fn a_file_system_low_on_space_fails_the_file_check_but_not_writes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteLinkStore::open_dir(dir.path()).await.expect("open");
+    store.check_free_space(0).expect("any space is at least 0 bytes");
+    let Err(Error::LinkStoreLowOnSpace { free_bytes, min_bytes, .. }) = store.check_free_space(u64::MAX) else { panic!("below u64::MAX") };
+    assert_eq!(min_bytes, u64::MAX);
+    assert!(free_bytes > 0 && free_bytes < u64::MAX, "{free_bytes}");
+    store.close().await;
+    if !rustix::process::geteuid().is_root() {
+        return;
+    }
+
+    let mnt = dir.path().join("small");
+    std::fs::create_dir(&mnt).expect("mkdir");
+    let _fs = SmallFileSystem::mount(&mnt, 1536 * 1024);
+    let store = SqliteLinkStore::open_dir(&mnt).await.expect("open on tmpfs");
+    store.insert(&link("before")).await.expect("insert");
+    store.check_file().expect("about 1.4 MiB free");
+    // Fill the file system to 512 KiB free (tmpfs counts 4 KiB pages).
+    let st = rustix::fs::statvfs(&mnt).expect("statvfs");
+    let fill = (st.f_bfree * st.f_frsize).saturating_sub(512 * 1024);
+    std::fs::write(mnt.join("filler"), vec![7u8; usize::try_from(fill).expect("fits")]).expect("fill");
+    let err = store.check_file().expect_err("low on space");
+    let Error::LinkStoreLowOnSpace { free_bytes, min_bytes, ref path } = err else { panic!("{err:?}") };
+    let st = rustix::fs::statvfs(&mnt).expect("statvfs");
+    assert_eq!((free_bytes, min_bytes), (st.f_bfree * st.f_frsize, MIN_FREE_BYTES));
+    assert!(free_bytes <= 512 * 1024, "{free_bytes}");
+    assert_eq!(path, &mnt.join("links.db").display().to_string());
+    assert!(err.retryable(), "{err}");
+    assert_eq!(err.kind(), "external");
+    store.insert(&link("while-low")).await.expect("a write that fits is not refused");
+    std::fs::remove_file(mnt.join("filler")).expect("free space");
+    store.check_file().expect("space freed");
+    assert!(store.get("while-low").await.expect("get").is_some());
+    store.close().await;
 }
