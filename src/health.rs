@@ -91,7 +91,7 @@ async fn readyz(State(s): State<HealthState>) -> Response {
             let mut details = serde_json::Map::new();
             let mut first = None;
             if let Err(e) = s.store.check_file() {
-                tracing::warn!(error = %e, "readiness probe: the link store's file is gone or not writable");
+                tracing::warn!(error = %e, "readiness probe: the link store's file is gone, not writable or out of space");
                 details.insert("link_store".into(), json!({ "status": "failed", "error": e.to_string() }));
                 first = Some("link_store");
             }
@@ -146,7 +146,8 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 pub const STORE_FILE_CHECK: Duration = Duration::from_secs(2);
 
 /// Spawns a task that runs [`LinkStore::check_file`] every `every` and logs an error when the
-/// store's file (`links.db`) is deleted, replaced or stops being writable while open (the
+/// store's file (`links.db`) is deleted, replaced, stops being writable or its file system
+/// has less than [`sluice_connectors::link_store::MIN_FREE_BYTES`] free while open (the
 /// error names the file and what to do; `/readyz` answers 503 meanwhile), and an info line
 /// when the file is back. Ends
 /// when the store is dropped.
@@ -161,14 +162,18 @@ pub fn watch_store_file(store: std::sync::Weak<dyn LinkStore>, every: Duration) 
             let Some(store) = store.upgrade() else { return };
             match store.check_file() {
                 Err(e) => {
-                    let message = e.to_string();
-                    if logged.as_deref() != Some(message.as_str()) {
-                        tracing::error!(error = %message, "the link store's file is gone or not writable; /readyz answers 503 while it is");
-                        logged = Some(message);
+                    // Low space is logged once, not at every change of the free bytes.
+                    let key = match &e {
+                        sluice_connectors::Error::LinkStoreLowOnSpace { path, .. } => format!("low on space: {path}"),
+                        other => other.to_string(),
+                    };
+                    if logged.as_deref() != Some(key.as_str()) {
+                        tracing::error!(error = %e, "the link store's file is gone, not writable or out of space; /readyz answers 503 while it is");
+                        logged = Some(key);
                     }
                 }
                 Ok(()) if logged.is_some() => {
-                    tracing::info!("the link store's file is back at its path and writable");
+                    tracing::info!("the link store's file is back at its path, writable and with space to grow");
                     logged = None;
                 }
                 Ok(()) => {}

@@ -24,8 +24,7 @@ const INVALID_PATH_BODY: &str =
     r#"{"error":{"code":"invalid_path","message":"malformed percent-encoding in the path: a '%' must be followed by two hex digits"}}"#;
 const UNAVAILABLE_BODY: &str = r#"{"error":{"code":"store_unavailable","message":"link store unavailable, retry later (GET /readyz says why)"}}"#;
 /// A speculative `GET` under [`PrefetchPolicy::Refuse`] ([`crate::prefetch`]).
-const PREFETCH_BODY: &str =
-    r#"{"error":{"code":"prefetch_refused","message":"speculative requests (Sec-Purpose: prefetch) are not redirected; following the link is"}}"#;
+const PREFETCH_BODY: &str = r#"{"error":{"code":"prefetch_refused","message":"speculative requests (a prefetch or preview: Sec-Purpose, Purpose, X-Purpose or X-Moz header) are not redirected; following the link is"}}"#;
 /// `Cache-Control` of 302s: every click must reach us.
 const CC_FOUND: HeaderValue = HeaderValue::from_static("private, max-age=0");
 const CC_ERROR: HeaderValue = HeaderValue::from_static("no-store");

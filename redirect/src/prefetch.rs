@@ -61,16 +61,15 @@ const PURPOSE: HeaderName = HeaderName::from_static("purpose");
 const X_PURPOSE: HeaderName = HeaderName::from_static("x-purpose");
 const X_MOZ: HeaderName = HeaderName::from_static("x-moz");
 
-/// Whether `headers` mark the request as speculative (module docs): `Sec-Purpose` whose
-/// first list member is `prefetch` (RFC 8941 list; parameters such as `;prerender` or
-/// `;anonymous-client-ip` allowed), `Purpose`, `X-Purpose` or `X-Moz` equal to `prefetch`,
-/// or `X-Purpose: preview`; values compared case-insensitively, blanks around them ignored.
+/// Whether `headers` mark the request as speculative (module docs): `Sec-Purpose` with a
+/// list member `prefetch` on any of its lines (RFC 8941 list; parameters such as
+/// `;prerender` or `;anonymous-client-ip` allowed), `Purpose`, `X-Purpose` or `X-Moz` equal
+/// to `prefetch`, or `X-Purpose: preview`; values compared case-insensitively, blanks around
+/// them ignored.
 pub fn is_speculative(headers: &HeaderMap) -> bool {
-    if let Some(v) = headers.get(SEC_PURPOSE) {
-        let first = v.as_bytes().split(|&b| b == b',' || b == b';').next().unwrap_or_default();
-        if first.trim_ascii().eq_ignore_ascii_case(b"prefetch") {
-            return true;
-        }
+    let member_is_prefetch = |m: &[u8]| m.split(|&b| b == b';').next().unwrap_or_default().trim_ascii().eq_ignore_ascii_case(b"prefetch");
+    if headers.get_all(SEC_PURPOSE).iter().any(|v| v.as_bytes().split(|&b| b == b',').any(member_is_prefetch)) {
+        return true;
     }
     // One lookup per header (this runs for every redirecting GET).
     let value = |name: HeaderName| headers.get(name).map(|v| v.as_bytes().trim_ascii());
@@ -102,9 +101,16 @@ mod tests {
             &[("x-purpose", "preview")],
             &[("x-purpose", "Prefetch")],
             &[("accept", "text/html"), ("sec-purpose", "prefetch"), ("purpose", "prefetch")],
+            &[("sec-purpose", "prerender, prefetch")],
+            &[("sec-purpose", "x-other;a=1 , Prefetch;prerender")],
         ] {
             assert!(is_speculative(&headers(spec)), "{spec:?}");
         }
+        // The marker on a later line of a repeated Sec-Purpose header counts too.
+        let mut h = HeaderMap::new();
+        h.append(SEC_PURPOSE, HeaderValue::from_static("x-other"));
+        h.append(SEC_PURPOSE, HeaderValue::from_static("prefetch"));
+        assert!(is_speculative(&h));
         for nav in [
             &[][..],
             &[("accept", "text/html"), ("sec-fetch-mode", "navigate"), ("sec-fetch-dest", "document")],
@@ -112,6 +118,7 @@ mod tests {
             &[("sec-purpose", "prerender")],
             &[("sec-purpose", "prefetchx")],
             &[("sec-purpose", "nonprefetch;prefetch")],
+            &[("sec-purpose", "x-other, prerender;prefetch")],
             &[("purpose", "prefetch-ish")],
             &[("x-moz", "preview")],
             &[("x-purpose", "")],

@@ -207,11 +207,8 @@ struct SmallFileSystem(std::path::PathBuf);
 
 impl SmallFileSystem {
     fn mount(at: &std::path::Path, bytes: u64) -> SmallFileSystem {
-        let out = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "sluice-test-tmpfs"])
-            .arg(at)
-            .output()
-            .expect("run mount");
+        let out =
+            std::process::Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "sluice-test-tmpfs"]).arg(at).output().expect("run mount");
         assert!(out.status.success(), "mount tmpfs at {}: {}", at.display(), String::from_utf8_lossy(&out.stderr));
         SmallFileSystem(at.to_path_buf())
     }
