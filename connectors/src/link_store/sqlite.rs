@@ -395,7 +395,41 @@ async fn index_tags(tx: &mut Tx, seq: i64, tags: &[String]) -> Result<()> {
 /// the file stopped being writable; database errors.
 pub(super) async fn begin_write(store: &SqliteLinkStore) -> Result<Tx> {
     store.check_file_for_writes()?;
+    reset_writer_left_in_a_transaction(store).await?;
     Ok(store.writer.begin().await?)
+}
+
+/// Closes the writer connection when an earlier failed write left it inside a transaction;
+/// the pool opens a fresh one (its open transaction is rolled back by the close).
+///
+/// Why: a write failing on a full disk (SQLITE_FULL, SQLITE_IOERR) makes SQLite roll the
+/// whole transaction back by itself; sqlx's `ROLLBACK` on drop then fails ("no transaction
+/// is active") and sqlx keeps counting one open transaction. Its next `begin` issues a
+/// `SAVEPOINT` and a rollback only `ROLLBACK TO`s it, leaving a real transaction open in
+/// which every later "commit" just releases a savepoint: writes answer `Ok` but are never
+/// committed, and the write lock is held until the process ends. Checked before every write
+/// transaction: sqlx's count must be 0 (no write transaction is open between writes: the
+/// single writer connection is taken for the whole transaction) and SQLite must accept
+/// `BEGIN` (it is in autocommit mode).
+///
+/// Errors: the pool cannot hand out or reopen the connection.
+async fn reset_writer_left_in_a_transaction(store: &SqliteLinkStore) -> Result<()> {
+    use sqlx::Connection as _;
+    let mut conn = store.writer.acquire().await?;
+    let stuck = if conn.is_in_transaction() {
+        Some("sqlx counts an open transaction".to_owned())
+    } else {
+        sqlx::raw_sql("BEGIN; ROLLBACK").execute(&mut *conn).await.err().map(|e| e.to_string())
+    };
+    if let Some(why) = stuck {
+        tracing::warn!(path = %store.path.display(), why, "the link store's writer connection was left inside a transaction by an earlier failed write (e.g. a full disk); reopening it");
+        // Detached, the pool opens a replacement; closing the old one rolls its transaction
+        // back and releases the write lock before the caller begins.
+        if let Err(e) = conn.detach().close_hard().await {
+            tracing::warn!(error = %e, "closing the link store's stuck writer connection failed");
+        }
+    }
+    Ok(())
 }
 
 pub(super) fn read_pool(store: &SqliteLinkStore) -> &SqlitePool {

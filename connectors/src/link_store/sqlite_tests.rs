@@ -261,3 +261,57 @@ async fn a_file_system_low_on_space_fails_the_file_check_but_not_writes() {
     assert!(store.get("while-low").await.expect("get").is_some());
     store.close().await;
 }
+
+/// Writes that fail on a full disk leave the store working once space is freed: every write
+/// that answered `Ok` is stored (read back through the other connections, and after a
+/// reopen), and none answers `Ok` without being stored. A real full tmpfs (root only): a
+/// failed write used to leave the writer connection inside a transaction that sqlx no longer
+/// tracked, so later "committed" writes only released a savepoint — 201s for links that
+/// were never stored, the write lock held until the process ended.
+#[tokio::test]
+async fn writes_after_a_full_disk_are_stored_once_space_is_freed() {
+    if !rustix::process::geteuid().is_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mnt = dir.path().join("small");
+    std::fs::create_dir(&mnt).expect("mkdir");
+    let _fs = SmallFileSystem::mount(&mnt, 2 * 1024 * 1024);
+    let store = SqliteLinkStore::open_dir(&mnt).await.expect("open on tmpfs");
+    store.insert(&link("pre")).await.expect("insert");
+    // Fill the file system completely (tmpfs: to the last page).
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(mnt.join("filler")).expect("filler");
+        let chunk = vec![7u8; 4096];
+        while f.write_all(&chunk).is_ok() {}
+    }
+    let mut stored = vec!["pre".to_owned()];
+    let mut failed = 0;
+    for i in 0..200 {
+        let code = format!("full{i}");
+        match store.insert(&link(&code)).await {
+            Ok(_) => stored.push(code),
+            Err(e) => {
+                assert!(e.retryable(), "{e}");
+                failed += 1;
+            }
+        }
+    }
+    assert!(failed > 0, "the full disk never failed a write");
+    std::fs::remove_file(mnt.join("filler")).expect("free space");
+    for i in 0..5 {
+        let code = format!("after{i}");
+        store.insert(&link(&code)).await.unwrap_or_else(|e| panic!("insert {code} after space was freed: {e}"));
+        stored.push(code);
+    }
+    for code in &stored {
+        assert!(store.get(code).await.expect("get").is_some(), "{code} answered Ok but is not stored");
+    }
+    store.close().await;
+    let store = SqliteLinkStore::open_dir(&mnt).await.expect("reopen");
+    for code in &stored {
+        assert!(store.get(code).await.expect("get").is_some(), "{code} lost at reopen");
+    }
+    store.close().await;
+}
