@@ -85,17 +85,23 @@ pub fn run(cfg: &Config) -> anyhow::Result<String> {
     };
     file.source = SourceIdentity::LogFile { partition, log_id: log.log_id() };
     drop(log);
-    let (written, _) = checkpoint::write(&checkpoint_dir, &file).with_context(|| format!("could not rewrite the checkpoint \"{}\"", ckpt_path.display()))?;
-    // The rewritten file sorts after every existing one (`checkpoint::next_name`), so it has
-    // another name than the original, which is of the old log: removed, so that only the
-    // new log's copy remains (a second reset finds that one as the newest).
-    if written != ckpt_path {
-        std::fs::remove_file(&ckpt_path).with_context(|| format!("could not remove the original checkpoint \"{}\"", ckpt_path.display()))?;
-    }
+    // Older checkpoints first: the rewrite prunes the partition's files when the log kept
+    // its id (an empty log the checkpoints were taken of), and a renamed file is out of the
+    // way of that.
     for old in older {
         let to = PathBuf::from(format!("{}.old-log", old.display()));
         std::fs::rename(&old, &to).with_context(|| format!("could not rename the older checkpoint \"{}\"", old.display()))?;
         report.push_str(&format!("older checkpoint \"{}\" renamed to \"{}\" (it ends before the new log starts)\n", old.display(), to.display()));
+    }
+    let (written, _) = checkpoint::write(&checkpoint_dir, &file).with_context(|| format!("could not rewrite the checkpoint \"{}\"", ckpt_path.display()))?;
+    // The rewritten file sorts after every existing one (`checkpoint::next_name`), so it has
+    // another name than the original: removed, so that only the new log's copy remains (a
+    // second reset finds that one as the newest).
+    if written != ckpt_path
+        && let Err(e) = std::fs::remove_file(&ckpt_path)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        return Err(e).with_context(|| format!("could not remove the original checkpoint \"{}\"", ckpt_path.display()));
     }
     report.push_str(&format!(
         "checkpoint \"{}\" (rewritten from \"{}\") now belongs to the new log: `sluice serve` restores its {} view rows and {} dedup ids and \
@@ -123,3 +129,7 @@ fn open_or_move_aside(data_dir: &Path, path: &Path, report: &mut String) -> anyh
         Err(e) => Err(open_error(data_dir, e, "stop it first")),
     }
 }
+
+#[cfg(test)]
+#[path = "log_reset_tests.rs"]
+mod tests;

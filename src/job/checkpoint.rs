@@ -228,9 +228,22 @@ fn checkpoint_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
-    files.retain(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("ckpt-") && n.ends_with(".bin")));
+    files.retain(|p| p.file_name().and_then(|n| n.to_str()).and_then(checkpoint_number).is_some());
     files.sort();
     Ok(files)
+}
+
+/// The number in a checkpoint file name `ckpt-<20 decimal digits>.bin` (a u64); `None` for
+/// any other name. Only such files are checkpoints (listed, loaded, pruned): with exactly 20
+/// digits the text order of the names is their numeric order, so a stray
+/// `ckpt-99999999999999999999.bin` (beyond u64) or `ckpt-foo.bin` can neither sort as the
+/// newest nor be missed by [`next_name`].
+fn checkpoint_number(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix("ckpt-")?.strip_suffix(".bin")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 /// Writes `file` atomically into `dir` (temp file, fsync, rename, fsync of the directory)
@@ -284,7 +297,7 @@ fn put_via_temp_file(tmp: &Path, path: &Path, bytes: &[u8]) -> anyhow::Result<()
 /// order even after the clock was stepped back (a checkpoint named by its earlier cut would
 /// sort as the oldest, be pruned at once, and a restart would restore a stale one).
 pub fn next_name(existing: &[PathBuf], cut_epoch: u64) -> String {
-    let highest = existing.iter().filter_map(|p| p.file_name()?.to_str()?.strip_prefix("ckpt-")?.strip_suffix(".bin")?.parse::<u64>().ok()).max();
+    let highest = existing.iter().filter_map(|p| checkpoint_number(p.file_name()?.to_str()?)).max();
     let n = match highest {
         Some(h) if h >= cut_epoch => h.saturating_add(1),
         _ => cut_epoch,

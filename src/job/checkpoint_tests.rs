@@ -260,9 +260,31 @@ fn next_name_is_the_cut_or_one_above_the_highest_name() {
     assert_eq!(next_name(&[p(&format!("ckpt-{:020}.bin", 3))], 7), format!("ckpt-{:020}.bin", 7));
     assert_eq!(next_name(&[p(&format!("ckpt-{:020}.bin", 7))], 7), format!("ckpt-{:020}.bin", 8));
     assert_eq!(next_name(&[p(&format!("ckpt-{:020}.bin", 9)), p(&format!("ckpt-{:020}.bin", 4))], 7), format!("ckpt-{:020}.bin", 10));
-    // Names that are not numbers do not count; the largest u64 saturates.
-    assert_eq!(next_name(&[p("ckpt-x.bin"), p("ckpt-.bin")], 7), format!("ckpt-{:020}.bin", 7));
+    // Names that are not 20-digit u64 numbers do not count; the largest u64 saturates.
+    let beyond = p("ckpt-99999999999999999999.bin");
+    assert_eq!(next_name(&[p("ckpt-x.bin"), p("ckpt-.bin"), p("ckpt-7000.bin"), beyond], 7), format!("ckpt-{:020}.bin", 7));
     assert_eq!(next_name(&[p(&format!("ckpt-{}.bin", u64::MAX))], 7), format!("ckpt-{}.bin", u64::MAX));
+}
+
+/// Files named like checkpoints but not `ckpt-<20 digits, a u64>.bin` are no checkpoints:
+/// never listed, loaded or pruned (a copy named beyond u64 sorted after every real name as
+/// text, was restored as the newest and, by `log reset`, kept instead of the real newest).
+#[test]
+fn only_twenty_digit_names_are_checkpoints() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().join("checkpoints");
+    write(&d, &file(100, kafka())).expect("write");
+    let stale = encode(&file(50, kafka())).expect("encode");
+    for name in ["ckpt-99999999999999999999.bin", "ckpt-foo.bin", "ckpt-100.bin", "ckpt-+0000000000000000100.bin"] {
+        std::fs::write(d.join(name), &stale).expect("stray copy");
+    }
+    assert_eq!(list(&d).expect("list"), vec![d.join(format!("ckpt-{:020}.bin", 100))]);
+    assert_eq!(load_latest(&d, &kafka()).expect("load").expect("found").1.snapshot.cut_epoch, 100);
+    for cut in [200, 300, 400] {
+        write(&d, &file(cut, kafka())).expect("write");
+    }
+    assert_eq!(load_latest(&d, &kafka()).expect("load").expect("found").1.snapshot.cut_epoch, 400);
+    assert!(d.join("ckpt-99999999999999999999.bin").exists() && d.join("ckpt-foo.bin").exists(), "stray files are left alone");
 }
 
 /// A write that fails (here the rename, onto a directory; on a full disk the write) removes
