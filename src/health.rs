@@ -91,7 +91,9 @@ async fn readyz(State(s): State<HealthState>) -> Response {
             let mut details = serde_json::Map::new();
             let mut first = None;
             if let Err(e) = s.store.check_file() {
-                tracing::warn!(error = %e, "readiness probe: the link store's file is gone, not writable or out of space");
+                // Debug: `watch_store_file` logs the failure once (an error) and its end; a
+                // warning per probe would repeat it at the probe rate.
+                tracing::debug!(error = %e, "readiness probe: the link store's file is gone, not writable or out of space");
                 details.insert("link_store".into(), json!({ "status": "failed", "error": e.to_string() }));
                 first = Some("link_store");
             }
