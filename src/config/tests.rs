@@ -113,6 +113,20 @@ fn invalid_values_are_refused() {
         let cfg = Config::load(None, &FlagOverrides::default()).expect("count");
         assert_eq!(cfg.prefetch().expect("parsed"), sluice_redirect::prefetch::PrefetchPolicy::Count);
         jail.set_env("SLUICE__REDIRECT__PREFETCH", "refuse");
+        for (interval, ok) in [("1ns", false), ("999ms", false), ("0s", true), ("1s", true), ("1h", true)] {
+            jail.set_env("SLUICE__DATAFLOW__CHECKPOINT_INTERVAL", interval);
+            match Config::load(None, &FlagOverrides::default()) {
+                Ok(cfg) => assert!(ok, "{interval} accepted: {:?}", cfg.dataflow.checkpoint_interval),
+                Err(e) => {
+                    assert!(!ok, "{interval}: {e}");
+                    assert!(
+                        e.to_string().contains(&format!("dataflow.checkpoint-interval must be \"0s\" (no checkpoints) or at least 1s, got {interval}")),
+                        "{e}"
+                    );
+                }
+            }
+        }
+        jail.set_env("SLUICE__DATAFLOW__CHECKPOINT_INTERVAL", "30s");
         let flags = FlagOverrides { base_url: Some("https://sho.rt.example/prefix".into()), ..FlagOverrides::default() };
         assert!(Config::load(None, &flags).is_err(), "base url with a path");
         let flags = FlagOverrides { base_url: Some("ftp://sho.rt.example".into()), ..FlagOverrides::default() };

@@ -8,6 +8,10 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use sluice_dataflows::config::{AbuseConfig, ClusterConfig, PipelineConfig, SemanticsConfig};
 
+/// The shortest `[dataflow] checkpoint-interval` other than `0s` (off): 1 s. Each checkpoint
+/// writes and fsyncs the whole state, so shorter intervals only burn disk bandwidth.
+pub const MIN_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+
 /// `[dataflow]` (defaults in `src/default.toml`; every duration is human-readable).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
@@ -60,7 +64,8 @@ pub struct DataflowSection {
     pub geoip_path: Option<PathBuf>,
     /// How often the dataflow's state is checkpointed into `<data-dir>/checkpoints` (also at
     /// graceful shutdown); a restart resumes from the newest checkpoint instead of replaying
-    /// the whole input. `0s` disables checkpoints. Needs `processes = 1`.
+    /// the whole input. `0s` disables checkpoints; otherwise at least
+    /// [`MIN_CHECKPOINT_INTERVAL`]. Needs `processes = 1`.
     #[serde(with = "humantime_serde")]
     pub checkpoint_interval: Duration,
     /// `[dataflow.abuse]`: the abuse detectors' thresholds and windows (keys and defaults in
@@ -147,6 +152,14 @@ impl DataflowSection {
         }
         if self.processes > 1 && self.hostfile.is_none() {
             bail!("dataflow.processes = {} needs dataflow.hostfile (--hostfile)", self.processes);
+        }
+        if !self.checkpoint_interval.is_zero() && self.checkpoint_interval < MIN_CHECKPOINT_INTERVAL {
+            bail!(
+                "dataflow.checkpoint-interval must be \"0s\" (no checkpoints) or at least {}, got {}: each checkpoint writes and fsyncs the \
+                 whole dataflow state",
+                humantime::format_duration(MIN_CHECKPOINT_INTERVAL),
+                humantime::format_duration(self.checkpoint_interval)
+            );
         }
         if self.meta_poll_interval.is_zero() {
             bail!("dataflow.meta-poll-interval must be positive");
