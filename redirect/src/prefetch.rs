@@ -63,20 +63,23 @@ const X_MOZ: HeaderName = HeaderName::from_static("x-moz");
 
 /// Whether `headers` mark the request as speculative (module docs): `Sec-Purpose` with a
 /// list member `prefetch` on any of its lines (RFC 8941 list; parameters such as
-/// `;prerender` or `;anonymous-client-ip` allowed), `Purpose`, `X-Purpose` or `X-Moz` equal
-/// to `prefetch`, or `X-Purpose: preview`; values compared case-insensitively, blanks around
-/// them ignored.
+/// `;prerender` or `;anonymous-client-ip` allowed), or a list member `prefetch` of
+/// `Purpose`, `X-Purpose` or `X-Moz` on any of their lines (`X-Purpose` also `preview`);
+/// members are split at commas (RFC 9110 section 5.3: repeated lines and a comma-separated
+/// list are the same field), compared case-insensitively, blanks around them ignored.
 pub fn is_speculative(headers: &HeaderMap) -> bool {
-    let member_is_prefetch = |m: &[u8]| m.split(|&b| b == b';').next().unwrap_or_default().trim_ascii().eq_ignore_ascii_case(b"prefetch");
-    if headers.get_all(SEC_PURPOSE).iter().any(|v| v.as_bytes().split(|&b| b == b',').any(member_is_prefetch)) {
-        return true;
-    }
-    // One lookup per header (this runs for every redirecting GET).
-    let value = |name: HeaderName| headers.get(name).map(|v| v.as_bytes().trim_ascii());
+    // Members of every line of header `name`, parameters (`;...`) cut off.
+    let any_member = |name: HeaderName, pred: &dyn Fn(&[u8]) -> bool| {
+        headers
+            .get_all(name)
+            .iter()
+            .any(|v| v.as_bytes().split(|&b| b == b',').any(|m| pred(m.split(|&b| b == b';').next().unwrap_or_default().trim_ascii())))
+    };
     let is_prefetch = |v: &[u8]| v.eq_ignore_ascii_case(b"prefetch");
-    value(PURPOSE).is_some_and(is_prefetch)
-        || value(X_MOZ).is_some_and(is_prefetch)
-        || value(X_PURPOSE).is_some_and(|v| is_prefetch(v) || v.eq_ignore_ascii_case(b"preview"))
+    any_member(SEC_PURPOSE, &is_prefetch)
+        || any_member(PURPOSE, &is_prefetch)
+        || any_member(X_MOZ, &is_prefetch)
+        || any_member(X_PURPOSE, &|v| is_prefetch(v) || v.eq_ignore_ascii_case(b"preview"))
 }
 
 #[cfg(test)]
@@ -103,6 +106,10 @@ mod tests {
             &[("accept", "text/html"), ("sec-purpose", "prefetch"), ("purpose", "prefetch")],
             &[("sec-purpose", "prerender, prefetch")],
             &[("sec-purpose", "x-other;a=1 , Prefetch;prerender")],
+            &[("purpose", "prefetch, other")],
+            &[("purpose", "other,Prefetch")],
+            &[("x-moz", " other , prefetch")],
+            &[("x-purpose", "other, preview")],
         ] {
             assert!(is_speculative(&headers(spec)), "{spec:?}");
         }
@@ -122,6 +129,8 @@ mod tests {
             &[("purpose", "prefetch-ish")],
             &[("x-moz", "preview")],
             &[("x-purpose", "")],
+            &[("purpose", "prefetchx, other")],
+            &[("x-moz", "preview, other")],
         ] {
             assert!(!is_speculative(&headers(nav)), "{nav:?}");
         }

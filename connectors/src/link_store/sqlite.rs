@@ -422,7 +422,9 @@ async fn reset_writer_left_in_a_transaction(store: &SqliteLinkStore) -> Result<(
         sqlx::raw_sql("BEGIN; ROLLBACK").execute(&mut *conn).await.err().map(|e| e.to_string())
     };
     if let Some(why) = stuck {
-        tracing::warn!(path = %store.path.display(), why, "the link store's writer connection was left inside a transaction by an earlier failed write (e.g. a full disk); reopening it");
+        // Info, not warn: the failed write that left it there was already logged as a
+        // warning (one warning per failed write while the disk stays full).
+        tracing::info!(path = %store.path.display(), why, "the link store's writer connection was left inside a transaction by an earlier failed write (e.g. a full disk); reopening it");
         // Detached, the pool opens a replacement; closing the old one rolls its transaction
         // back and releases the write lock before the caller begins.
         if let Err(e) = conn.detach().close_hard().await {
