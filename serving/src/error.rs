@@ -41,7 +41,8 @@ impl ApiError {
 
     /// Adds structured details. Echoed input is bounded: a string longer than
     /// [`MAX_ECHO_BYTES`] (at any depth) is cut to at most that many bytes on a character
-    /// boundary, and an object's details then carry `"truncated": true`.
+    /// boundary, an array to its first [`MAX_ECHO_ITEMS`] items, and an object's details
+    /// then carry `"truncated": true`.
     pub fn with_details(mut self, details: Value) -> Self {
         self.details = bound_details(details);
         self
@@ -174,8 +175,13 @@ pub fn bound_message(message: String) -> String {
     format!("{head}…{tail}")
 }
 
-/// Details with every string cut to [`MAX_ECHO_BYTES`] and, when one was cut and they are an
-/// object, `"truncated": true` (what [`ApiError::with_details`] stores).
+/// Most items of one array in error details (e.g. the unknown codes of a report job, up to
+/// 1,000): the first ones are kept, and the details carry `"truncated": true`.
+pub const MAX_ECHO_ITEMS: usize = 20;
+
+/// Details with every string cut to [`MAX_ECHO_BYTES`], every array to its first
+/// [`MAX_ECHO_ITEMS`] items and, when anything was cut and they are an object,
+/// `"truncated": true` (what [`ApiError::with_details`] stores).
 pub fn bound_details(mut details: Value) -> Value {
     if bound_strings(&mut details)
         && let Value::Object(m) = &mut details
@@ -190,7 +196,8 @@ fn floor_char_boundary(s: &str, max: usize) -> usize {
     (0..=max.min(s.len())).rev().find(|&i| s.is_char_boundary(i)).unwrap_or(0)
 }
 
-/// Cuts every string of `v` longer than [`MAX_ECHO_BYTES`]; whether one was cut.
+/// Cuts every string of `v` longer than [`MAX_ECHO_BYTES`] and every array longer than
+/// [`MAX_ECHO_ITEMS`]; whether anything was cut.
 fn bound_strings(v: &mut Value) -> bool {
     match v {
         Value::String(s) if s.len() > MAX_ECHO_BYTES => {
@@ -198,7 +205,11 @@ fn bound_strings(v: &mut Value) -> bool {
             s.truncate(cut);
             true
         }
-        Value::Array(a) => a.iter_mut().fold(false, |cut, x| bound_strings(x) | cut),
+        Value::Array(a) => {
+            let long = a.len() > MAX_ECHO_ITEMS;
+            a.truncate(MAX_ECHO_ITEMS);
+            a.iter_mut().fold(long, |cut, x| bound_strings(x) | cut)
+        }
         Value::Object(m) => m.values_mut().fold(false, |cut, x| bound_strings(x) | cut),
         _ => false,
     }
@@ -237,6 +248,13 @@ mod tests {
     fn echoed_strings_are_cut_on_a_char_boundary_and_marked() {
         let e = ApiError::bad_request("invalid_alias", "m").with_details(json!({"alias": "a".repeat(100_000), "max_length": 64}));
         assert_eq!(e.details, json!({"alias": "a".repeat(256), "max_length": 64, "truncated": true}));
+        // Arrays keep their first MAX_ECHO_ITEMS items, each string bounded too.
+        let codes: Vec<String> = (0..1000).map(|i| format!("{i}{}", "c".repeat(300))).collect();
+        let e = ApiError::bad_request("x", "m").with_details(json!({"codes": codes, "count": 1000}));
+        let want: Vec<String> = codes[..MAX_ECHO_ITEMS].iter().map(|c| c[..256].to_owned()).collect();
+        assert_eq!(e.details, json!({"codes": want, "count": 1000, "truncated": true}));
+        let e = ApiError::bad_request("x", "m").with_details(json!({"allowed": ["a", "b"]}));
+        assert_eq!(e.details, json!({"allowed": ["a", "b"]}));
         // 'é' is 2 bytes: 255 'a' then 'é' would end at byte 257, so it is dropped
         let long = format!("{}{}", "a".repeat(255), "é".repeat(10));
         let e = ApiError::bad_request("x", "y").with_details(json!({"list": [long, "ok"]}));

@@ -82,7 +82,7 @@ pub fn parse_export_query(raw: Option<&str>, now_ms: i64, adhoc: bool) -> Result
                 "unknown_parameter",
                 format!("an export does not take \"{}\" (it holds every row, buckets ascending)", echo(&k)),
             )
-            .with_details(json!({ "parameter": k })));
+            .with_details(json!({ "parameter": k, "supported": supported_parameters() })));
         }
         let slot = match k.as_ref() {
             "code" => &mut code,
@@ -104,13 +104,18 @@ pub fn parse_export_query(raw: Option<&str>, now_ms: i64, adhoc: bool) -> Result
     let format = parse_format(format.as_deref())?;
     let params = parse_stats_with(Some(&rest.finish()), now_ms, adhoc).map_err(|mut e| {
         if e.code == "unknown_parameter" {
-            let mut supported: Vec<&str> = OWN_PARAMETERS.to_vec();
-            supported.extend(["from", "to", "bucket", "tz", "dimensions", "include_bots"]);
-            e.details["supported"] = json!(supported);
+            e.details["supported"] = json!(supported_parameters());
         }
         e
     })?;
     Ok(ExportQuery { code, format, params })
+}
+
+/// Every query parameter an export takes (`details.supported` of its `unknown_parameter`).
+fn supported_parameters() -> Vec<&'static str> {
+    let mut supported: Vec<&str> = OWN_PARAMETERS.to_vec();
+    supported.extend(["from", "to", "bucket", "tz", "dimensions", "include_bots"]);
+    supported
 }
 
 /// Parses `format`. Error: 400 `invalid_format`.

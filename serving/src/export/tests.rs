@@ -237,6 +237,12 @@ async fn errors_before_streaming_use_the_json_shape() {
         let (st, headers, body) = h.send("GET", &format!("/v1/stats/export?{q}"), None).await;
         assert_eq!((st, error_code(&body).as_str()), (*status, *code), "{q}");
         assert_eq!(headers["content-type"], "application/json", "{q}");
+        if *code == "unknown_parameter" {
+            // Every unknown_parameter lists what an export takes, refused stats knobs too.
+            let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+            let want = serde_json::json!(["code", "format", "from", "to", "bucket", "tz", "dimensions", "include_bots"]);
+            assert_eq!(v["error"]["details"]["supported"], want, "{q}");
+        }
     }
     let (st, _, _) = h.send("POST", "/v1/stats/export?code=ab", None).await;
     assert_eq!(st, StatusCode::METHOD_NOT_ALLOWED);

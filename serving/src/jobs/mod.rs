@@ -225,7 +225,8 @@ fn stats_query(req: &ReportRequest) -> String {
 /// store — the views must still hold the range, checked as `GET /v1/stats/export` checks it
 /// (same code and message), so a job that could only fail is never created. Errors: 400
 /// `invalid_codes`, `invalid_format`, `range_not_retained` and the codes of
-/// [`crate::stats::params`]; 404 `not_found` for unknown codes (`details.codes` lists them);
+/// [`crate::stats::params`]; 404 `not_found` for unknown codes (`details.codes` lists the first 20 of them, sorted;
+/// `details.unknown_count` counts all);
 /// 503 `stats_unavailable`, `stats_not_local`.
 pub async fn build_spec(state: &ReportsState, req: &ReportRequest) -> Result<JobSpec, ApiError> {
     let format = parse_format(req.format.as_deref())?;
@@ -245,8 +246,8 @@ pub async fn build_spec(state: &ReportsState, req: &ReportRequest) -> Result<Job
                 }
             }
             if !unknown.is_empty() {
-                return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no link with code \"{}\"", unknown[0]))
-                    .with_details(json!({ "codes": unknown })));
+                return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no link with code \"{}\"", echo(&unknown[0])))
+                    .with_details(json!({ "codes": unknown, "unknown_count": unknown.len() })));
             }
             Some(c)
         }
@@ -322,7 +323,7 @@ async fn replay_recorded(state: &ReportsState, rec: &IdempotencyRecord, request_
     responses(
         (status = 202, description = "Job created (queued)", body = JobStatusBody, headers(("Location" = String))),
         (status = 400, description = "invalid_codes, invalid_format, invalid_timestamp, unaligned_range, invalid_range, invalid_bucket, unknown_timezone, invalid_dimensions, unsupported_dimensions, range_too_long, range_not_retained (without ClickHouse: the in-memory views no longer hold the range; the code and message GET /v1/stats/export gives), unsupported_tz_offset, malformed_json, duplicate_key, unknown_field, invalid_request, invalid_idempotency_key, duplicate_header", body = ErrorBody),
-        (status = 404, description = "not_found: a named code is not a link (details.codes)", body = ErrorBody),
+        (status = 404, description = "not_found: a named code is not a link (details.codes: the first 20, sorted; details.unknown_count: all)", body = ErrorBody),
         (status = 415, description = "unsupported_media_type, or unsupported_content_encoding for a body with a Content-Encoding (send it uncompressed)", body = ErrorBody),
         (status = 422, description = "idempotency_key_reused", body = ErrorBody),
         (status = 503, description = "jobs_store_unavailable: the export job table could not be opened when the server started, was deleted or replaced since (e.g. exports/ removed), or hit an I/O error such as a full disk (the server log and /readyz name the file); stats_unavailable: this process runs no dataflow", body = ErrorBody),

@@ -463,6 +463,16 @@ async fn bad_requests_and_unknown_jobs() {
     }
     let (_, _, b) = send(state, "POST", "/v1/reports/export", Some(("application/json", r#"{"codes": ["ab", "zz", "yy"]}"#))).await;
     assert_eq!(json_of(&b)["error"]["details"]["codes"], json!(["yy", "zz"]));
+    assert_eq!(json_of(&b)["error"]["details"]["unknown_count"], json!(2));
+    // 1,000 long unknown codes: the body names the first 20 (sorted, each cut to 256 bytes)
+    // and counts them all, so it stays small.
+    let many: Vec<String> = (0..1000).map(|i| format!("{i:04}{}", "x".repeat(300))).collect();
+    let (st, _, b) = send(state, "POST", "/v1/reports/export", Some(("application/json", &json!({ "codes": many }).to_string()))).await;
+    assert_eq!((st, error_code(&b).as_str()), (StatusCode::NOT_FOUND, "not_found"));
+    let details = &json_of(&b)["error"]["details"];
+    let want: Vec<String> = many[..20].iter().map(|c| c[..256].to_owned()).collect();
+    assert_eq!((&details["codes"], &details["unknown_count"], &details["truncated"]), (&json!(want), &json!(1000), &json!(true)));
+    assert!(b.len() < 8 * 1024, "{} bytes", b.len());
     let (st, _, b) = send(state, "POST", "/v1/reports/export", Some(("text/plain", r#"{"codes": ["ab"]}"#))).await;
     assert_eq!((st, error_code(&b).as_str()), (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"));
     for uri in ["/v1/jobs/0190a6e0-0000-7000-8000-00000000beef", "/v1/jobs/not-a-job", "/v1/jobs/0190a6e0-0000-7000-8000-00000000beef/download"] {
