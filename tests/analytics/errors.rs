@@ -142,6 +142,13 @@ async fn successful_answers_are_cached_briefly_and_report_freshness() {
     assert!((0..5_000).contains(&lag), "idle views are fresh: {lag} ms");
     let as_of = chrono::DateTime::parse_from_rfc3339(body["freshness"]["as_of"].as_str().expect("as_of")).expect("rfc3339");
     assert!((now_ms() - as_of.timestamp_millis()).abs() < 10_000);
+    // An export says the same in headers (its body is the rows alone).
+    let (st, headers, body) = s.get(&format!("/v1/stats/export?code={code}&format=json")).await;
+    assert_eq!((st, &body), (StatusCode::OK, &Value::Array(vec![])));
+    assert_eq!(headers.get("sluice-backlog-events").and_then(|v| v.to_str().ok()), Some("0"));
+    let as_of = headers.get("sluice-as-of").and_then(|v| v.to_str().ok()).expect("sluice-as-of once caught up");
+    let as_of = chrono::DateTime::parse_from_rfc3339(as_of).expect("rfc3339");
+    assert!((now_ms() - as_of.timestamp_millis()).abs() < 10_000, "{as_of}");
     s.stop().await;
 }
 

@@ -157,7 +157,7 @@ pub fn export_headers(resp: &mut Response, format: ExportFormat, file: &str) {
         ("include_bots" = Option<bool>, Query, description = "Count bot and link-preview clicks too (default false)"),
     ),
     responses(
-        (status = 200, description = "The rows, streamed, buckets ascending (then clicks descending, then dimension values). Columns: bucket (RFC 3339 with the zone's offset), code, one per dimension, clicks, uniques. Content-Disposition: attachment", content_type = "text/csv", body = String),
+        (status = 200, description = "The rows, streamed, buckets ascending (then clicks descending, then dimension values). Columns: bucket (RFC 3339 with the zone's offset), code, one per dimension, clicks, uniques. Content-Disposition: attachment. Sluice-As-Of (RFC 3339 UTC, absent while unknown) and Sluice-Backlog-Events: the freshness of the views the export starts from (as the stats freshness)", content_type = "text/csv", body = String),
         (status = 400, description = "missing_code, invalid_format, invalid_timestamp, unaligned_range, invalid_range, range_too_long, range_not_retained (only without ClickHouse: with it, ranges older than the in-memory views hold are read from it, as GET /v1/links/{code}/stats reads them), invalid_bucket, unknown_timezone, unsupported_tz_offset, invalid_dimensions, invalid_parameter, unknown_parameter, duplicate_parameter", body = ErrorBody),
         (status = 404, description = "not_found: no link with this code", body = ErrorBody),
         (status = 503, description = "stats_unavailable, stats_not_local, or stats_history_unavailable (ClickHouse, which answers the range, does not answer)", body = ErrorBody),
@@ -180,7 +180,22 @@ pub async fn export_stats(State(state): State<ReportsState>, RawQuery(query): Ra
     let body = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
     let mut resp = (StatusCode::OK, Body::from_stream(body)).into_response();
     export_headers(&mut resp, format, &file);
+    if let Ok(views) = state.views() {
+        freshness_headers(&mut resp, &state.stats.freshness(views.as_of(), chrono::Utc::now().timestamp_millis()));
+    }
     Ok(resp)
+}
+
+/// `Sluice-As-Of` (RFC 3339 UTC: every click logged before it is in the export; absent while
+/// unknown, e.g. during the replay of the click log at start-up) and `Sluice-Backlog-Events`
+/// (logged events not yet read by the dataflow): the stats' `freshness` of the views the
+/// export starts from, so a client can tell an export taken during a start-up replay.
+fn freshness_headers(resp: &mut Response, f: &crate::stats::FreshnessInfo) {
+    let h = resp.headers_mut();
+    if let Some(v) = f.as_of_ms.map(crate::stats::params::rfc3339_utc).and_then(|t| HeaderValue::from_str(&t).ok()) {
+        h.insert("sluice-as-of", v);
+    }
+    h.insert("sluice-backlog-events", HeaderValue::from(f.backlog_events));
 }
 
 /// Renders every chunk of `code` into `tx` (header first, footer last); stops when the
