@@ -70,10 +70,7 @@ const X_MOZ: HeaderName = HeaderName::from_static("x-moz");
 pub fn is_speculative(headers: &HeaderMap) -> bool {
     // Members of every line of header `name`, parameters (`;...`) cut off.
     let any_member = |name: HeaderName, pred: &dyn Fn(&[u8]) -> bool| {
-        headers
-            .get_all(name)
-            .iter()
-            .any(|v| v.as_bytes().split(|&b| b == b',').any(|m| pred(m.split(|&b| b == b';').next().unwrap_or_default().trim_ascii())))
+        headers.get_all(name).iter().any(|v| v.as_bytes().split(|&b| b == b',').any(|m| pred(m.split(|&b| b == b';').next().unwrap_or_default().trim_ascii())))
     };
     let is_prefetch = |v: &[u8]| v.eq_ignore_ascii_case(b"prefetch");
     any_member(SEC_PURPOSE, &is_prefetch)
