@@ -36,6 +36,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
 use serde::{Deserialize, Serialize};
@@ -147,6 +148,8 @@ struct Ticker {
     prev: Option<(i64, u64)>,
     first: bool,
     failed: bool,
+    /// Ticks sent; every [`LINK_CHECK_TICKS`]th one first checks that the link still exists.
+    ticks: u64,
     _guard: StreamGuard,
 }
 
@@ -158,11 +161,25 @@ fn minute_counts(views: &Views, code: &str, minute: i64, include_bots: bool) -> 
     Ok((r.totals.clicks, r.totals.uniques))
 }
 
+/// A live stream checks every this many ticks (10 s at the default 1 s tick) that its link
+/// still exists: the stream of a deleted link ends with an `error` event (`not_found`). A
+/// store that does not answer the check leaves the stream ticking.
+pub const LINK_CHECK_TICKS: u64 = 10;
+
 impl Ticker {
     /// Waits for the next tick (none before the first) and computes it.
     async fn next(&mut self) -> Option<Event> {
         if self.failed {
             return None;
+        }
+        self.ticks += 1;
+        if self.ticks % LINK_CHECK_TICKS == 0
+            && let Err(e) = self.state.require_link(&self.code).await
+            && e.status == StatusCode::NOT_FOUND
+        {
+            tracing::debug!(code = %self.code, "live stream of a deleted link ends");
+            self.failed = true;
+            return Some(Event::default().event("error").data(e.body().to_string()));
         }
         let tick_ms = i64::try_from(self.state.live.tick.as_millis()).unwrap_or(1000).max(1);
         let now = self.state.now_ms();
@@ -205,7 +222,7 @@ impl Ticker {
         ("include_bots" = Option<bool>, Query, description = "Count bot and link-preview clicks too (default false)"),
     ),
     responses(
-        (status = 200, description = "text/event-stream of `tick` events: data {ts, second_clicks, minute_clicks, minute_uniques}; keep-alive comments; an `error` event (data in the error shape) ends the stream if the views fail", content_type = "text/event-stream", body = LiveTick),
+        (status = 200, description = "text/event-stream of `tick` events: data {ts, second_clicks, minute_clicks, minute_uniques}; keep-alive comments; an `error` event (data in the error shape) ends the stream if the views fail, or with not_found once the link is deleted (checked every 10 ticks)", content_type = "text/event-stream", body = LiveTick),
         (status = 400, description = "invalid_parameter, unknown_parameter, duplicate_parameter", body = ErrorBody),
         (status = 404, description = "not_found: no link with this code", body = ErrorBody),
         (status = 503, description = "stats_unavailable or stats_not_local", body = ErrorBody),
@@ -223,7 +240,7 @@ pub async fn live_stats(
     minute_counts(&views, &code, floor_minute(state.now_ms()), include_bots)?;
     let keep_alive = KeepAlive::new().interval(state.live.keep_alive).text("keep-alive");
     let guard = StreamGuard::new(&state.live_streams);
-    let ticker = Ticker { state, views, code, include_bots, prev: None, first: true, failed: false, _guard: guard };
+    let ticker = Ticker { state, views, code, include_bots, prev: None, first: true, failed: false, ticks: 0, _guard: guard };
     let stream = futures::stream::unfold(ticker, |mut t| async move { t.next().await.map(|e| (Ok(e), t)) });
     Ok(Sse::new(stream).keep_alive(keep_alive))
 }

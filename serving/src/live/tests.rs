@@ -172,3 +172,39 @@ async fn errors_come_before_the_stream() {
     }
     assert_eq!(h.state().open_live_streams(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_of_a_deleted_link_ends_with_not_found() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let h = live_harness(dir.path(), LiveConfig { tick: Duration::from_millis(20), keep_alive: Duration::from_secs(3600) }).await;
+    let mut r = connect(h.state(), "/v1/links/ab/stats/live").await;
+    let mut other = connect(h.state(), "/v1/links/cd/stats/live").await;
+    // More ticks than one link check: the link exists, the stream goes on.
+    for _ in 0..super::LINK_CHECK_TICKS + 2 {
+        r.tick().await;
+    }
+    h.store.delete("ab", None, chrono::Utc::now()).await.expect("deleted");
+    // Within the next link check (plus a tick of slack), the stream says so and ends.
+    let mut end = None;
+    for _ in 0..=super::LINK_CHECK_TICKS {
+        match r.next().await {
+            Sse::Event(name, data) if name == "error" => {
+                end = Some(data);
+                break;
+            }
+            Sse::Event(name, _) => assert_eq!(name, "tick"),
+            Sse::Comment(c) => panic!("unexpected comment {c}"),
+        }
+    }
+    let end = end.expect("an error event within one link check of the delete");
+    assert_eq!(end["error"]["code"], "not_found", "{end}");
+    // The body ends after the error event.
+    let rest = tokio::time::timeout(Duration::from_secs(10), r.body.frame()).await.expect("the stream ends");
+    assert!(rest.is_none(), "{rest:?}");
+    drop(r);
+    // The other link's stream is not affected.
+    for _ in 0..super::LINK_CHECK_TICKS + 2 {
+        other.tick().await;
+    }
+    wait_until(Duration::from_secs(10), "the ended stream to be released", || async { (h.state().open_live_streams() == 1).then_some(()) }).await;
+}
