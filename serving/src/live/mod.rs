@@ -173,7 +173,7 @@ impl Ticker {
             return None;
         }
         self.ticks += 1;
-        if self.ticks % LINK_CHECK_TICKS == 0
+        if self.ticks.is_multiple_of(LINK_CHECK_TICKS)
             && let Err(e) = self.state.require_link(&self.code).await
             && e.status == StatusCode::NOT_FOUND
         {
