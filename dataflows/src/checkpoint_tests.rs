@@ -216,7 +216,14 @@ fn rows_that_meet_on_restore_add_clicks_and_union_visitors() {
     use crate::model::{Granularity, View};
     use crate::sketch::VisitorSketch;
     let meta = |n: u8| {
-        Some(Arc::new(sluice_schemas::LinkMeta { code: "ab".into(), org: Some(format!("o{}", n / 10)), tags: vec![], domain: None, target_host: None }))
+        Some(Arc::new(sluice_schemas::LinkMeta {
+            code: "ab".into(),
+            org: Some(format!("o{}", n / 10)),
+            tags: vec![],
+            domain: None,
+            target_host: None,
+            valid_from_ms: 0,
+        }))
     };
     let row = |visitors: std::ops::Range<u64>, m| {
         let mut sk = VisitorSketch::new();

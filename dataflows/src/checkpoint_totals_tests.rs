@@ -65,7 +65,7 @@ impl Run {
 }
 
 fn meta(code: &str, org: &str, tags: &[&str]) -> LinkMeta {
-    LinkMeta { code: code.into(), org: Some(org.into()), tags: tags.iter().map(|t| t.to_string()).collect(), domain: None, target_host: None }
+    LinkMeta { code: code.into(), org: Some(org.into()), tags: tags.iter().map(|t| t.to_string()).collect(), domain: None, target_host: None, valid_from_ms: 0 }
 }
 
 /// `n` clicks from event id `id0` on codes `c0..c2`, spread over minutes `M0` and `M0 + 1`,

@@ -44,7 +44,8 @@ pub struct EnrichedRecord {
 pub struct LinkedRecord {
     /// The click.
     pub rec: EnrichedRecord,
-    /// Link metadata current at the click's epoch; `None` when the link store has not
-    /// announced the code (yet).
+    /// The version of the link's metadata valid at the click's event time, among those fed
+    /// by its epoch ([`crate::operators::LookupLinkMeta`]); `None` when the link store has
+    /// not announced the code (yet).
     pub meta: Option<Arc<LinkMeta>>,
 }

@@ -47,7 +47,7 @@ pub struct RefClick {
     pub visitor_id: u64,
     /// Enrichment.
     pub dims: Dims,
-    /// Link metadata current when the click was accepted.
+    /// The link metadata version valid at the click's `ts`, among those applied before it.
     pub meta: Option<LinkMeta>,
 }
 
@@ -129,8 +129,19 @@ impl Reference {
         values.retain(|(_, d)| *d != 0);
     }
 
-    fn current_meta(&self, code: &str) -> Option<LinkMeta> {
-        self.meta.get(code)?.iter().filter(|(_, d)| *d > 0).map(|(m, _)| m).max().cloned()
+    /// The version of `code`'s metadata valid at event time `ts`: the greatest
+    /// `valid_from_ms <= ts` (ties: the greatest value), else the earliest version
+    /// (semantics of [`crate::operators::LookupLinkMeta`], computed by a plain scan).
+    fn meta_at(&self, code: &str, ts: i64) -> Option<LinkMeta> {
+        let live = || self.meta.get(code).into_iter().flatten().filter(|(_, d)| *d > 0).map(|(m, _)| m);
+        let key = |m: &&LinkMeta| (m.valid_from_ms, (*m).clone());
+        match live().filter(|m| m.valid_from_ms <= ts).max_by_key(key) {
+            Some(m) => Some(m.clone()),
+            None => {
+                let first = live().map(|m| m.valid_from_ms).min()?;
+                live().filter(|m| m.valid_from_ms == first).max().cloned()
+            }
+        }
     }
 
     /// Processes one record read at processing time `now_ms`; `enrich` is called for
@@ -170,7 +181,7 @@ impl Reference {
                     self.add_rollups(ev, &dims);
                 }
                 if self.keep_clicks {
-                    let meta = self.current_meta(&ev.code);
+                    let meta = self.meta_at(&ev.code, ev.ts);
                     self.clicks.push(RefClick { code: ev.code.clone(), ts: ev.ts, visitor_id: ev.visitor_id, dims, meta });
                 }
             }

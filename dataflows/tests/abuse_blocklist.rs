@@ -15,7 +15,7 @@ use support::{BROWSER_UA, Harness, MIN, config, event};
 const T0: i64 = 1_772_445_600_000;
 
 fn meta(code: &str, host: &str) -> LinkMeta {
-    LinkMeta { code: code.into(), org: Some("acme".into()), tags: Vec::new(), domain: None, target_host: Some(host.into()) }
+    LinkMeta { code: code.into(), org: Some("acme".into()), tags: Vec::new(), domain: None, target_host: Some(host.into()), valid_from_ms: 0 }
 }
 
 /// One click every 5 s on each of `codes` during `[from, to)`.

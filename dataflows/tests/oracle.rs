@@ -15,7 +15,14 @@ use sluice_schemas::LinkMeta;
 use support::*;
 
 fn meta(code: &str, org: &str, tags: &[&str]) -> LinkMeta {
-    LinkMeta { code: code.to_string(), org: Some(org.to_string()), tags: tags.iter().map(|t| t.to_string()).collect(), domain: None, target_host: None }
+    LinkMeta {
+        code: code.to_string(),
+        org: Some(org.to_string()),
+        tags: tags.iter().map(|t| t.to_string()).collect(),
+        domain: None,
+        target_host: None,
+        valid_from_ms: 0,
+    }
 }
 
 fn queries(codes: usize, w: i64, from: i64, to: i64) -> Vec<StatsQuery> {

@@ -78,6 +78,7 @@ impl Link {
             tags: self.tags.clone(),
             domain: self.domain.clone(),
             target_host: target_host(&self.long_url),
+            valid_from_ms: self.updated_at.timestamp_millis(),
         }
     }
 }
@@ -153,8 +154,13 @@ pub fn target_host(url: &str) -> Option<String> {
     if host.is_empty() { None } else { Some(canonical_host(&host)) }
 }
 
-/// Link metadata as seen by the dataflow (a differential collection keyed by `code`):
-/// an update is a retraction of the old value and an insertion of the new one.
+/// Link metadata as seen by the dataflow (a differential collection keyed by `code`).
+///
+/// A link's metadata is **versioned by event time**: each value carries the instant from
+/// which it applies (`valid_from_ms`), and the dataflow joins a click with the version valid
+/// at the click's `ts`. The binary feeds every version a link ever had (the link store's
+/// change feed keeps them), so replaying the click log attributes each click to the same
+/// organisation and tags as the live run did.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct LinkMeta {
     /// Short code.
@@ -169,6 +175,19 @@ pub struct LinkMeta {
     /// (`blocklisted_target` anomalies). `None` when unknown.
     #[serde(default)]
     pub target_host: Option<String>,
+    /// First instant (ms since epoch, UTC) at which this version applies: the link's
+    /// `updated_at` when the store wrote it. `0` (the serde default, e.g. in checkpoints
+    /// written before versions existed) applies from the beginning of time.
+    #[serde(default)]
+    pub valid_from_ms: i64,
+}
+
+impl LinkMeta {
+    /// Whether `self` and `other` describe the same metadata (every field but
+    /// `valid_from_ms`): a link update that leaves them equal starts no new version.
+    pub fn same_content(&self, other: &LinkMeta) -> bool {
+        self.code == other.code && self.org == other.org && self.tags == other.tags && self.domain == other.domain && self.target_host == other.target_host
+    }
 }
 
 #[cfg(test)]

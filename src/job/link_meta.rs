@@ -1,5 +1,5 @@
-//! Link metadata for the dataflow: the link store's state, fed into the pipeline's
-//! metadata collection (`LinkMetaSender`) as `+1`/`−1` changes.
+//! Link metadata for the dataflow: every version of every link's metadata in the link
+//! store, fed into the pipeline's metadata collection (`LinkMetaSender`).
 //!
 //! Two paths feed one [`MetaFeeder`]:
 //! * the API's [`LinkChangeHook`], synchronously after every create/update/delete of this
@@ -13,11 +13,17 @@
 //! by (creation instant, version) — both only grow over a link's life, and a code re-created
 //! after its 30-day tombstone has a later creation instant — and ignores anything not newer
 //! than what it has sent, so the dataflow sees each state once and never goes back.
-//! Deleting retracts the value; clicks of codes the store never announced still count
-//! (with no metadata).
+//!
+//! **Versions, not replacements.** A state whose metadata differs from the code's previous
+//! one ([`LinkMeta::same_content`]) is *added* as a new version, valid from its `updated_at`
+//! ([`LinkMeta::valid_from_ms`]); older versions are never retracted, and a delete retracts
+//! nothing. The dataflow joins each click with the version valid at the click's event time
+//! (`LookupLinkMeta`), so a start that replays the click log (no checkpoint) attributes every
+//! click to the organisation and tags it was counted under live, deleted links included;
+//! which links are live is the link store's business (the stats API asks it).
 //!
 //! Limitation: a delete delivered only by the poll after the code was re-created elsewhere
-//! (a poll more than 30 days late) would retract the new incarnation.
+//! (a poll more than 30 days late) is ignored like any older state.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -41,14 +47,14 @@ enum Known {
 /// Where the feeder sends metadata changes: the pipeline's [`LinkMetaSender`] (or a
 /// recorder in tests).
 pub trait MetaOut: Send + Sync + 'static {
-    /// Announces (`diff = 1`) or retracts (`diff = -1`) a value.
-    fn send(&self, meta: LinkMeta, diff: isize);
+    /// Adds a metadata version.
+    fn add_version(&self, meta: LinkMeta);
 }
 
 impl MetaOut for LinkMetaSender {
-    fn send(&self, meta: LinkMeta, diff: isize) {
+    fn add_version(&self, meta: LinkMeta) {
         // `false` only once the pipeline is gone (shutdown): nothing left to feed.
-        let _ = if diff > 0 { self.insert(meta) } else { self.retract(meta) };
+        let _ = self.insert(meta);
     }
 }
 
@@ -70,7 +76,7 @@ impl MetaFeeder {
         MetaFeeder { known: Mutex::new(HashMap::new()), sender: Box::new(sender) }
     }
 
-    /// Applies one change; returns whether the dataflow's metadata changed.
+    /// Applies one change; returns whether a new metadata version was sent.
     pub fn apply(&self, change: &LinkChange) -> bool {
         let mut known = self.known.lock();
         match change {
@@ -81,16 +87,13 @@ impl MetaFeeder {
                     Some(Known::Live { created_us: c, version: v, .. }) if (*c, *v) >= (created_us, link.version) => false,
                     Some(Known::Deleted { created_us: c }) if *c >= created_us => false,
                     prev => {
-                        let changed = match prev {
-                            Some(Known::Live { meta: old, .. }) if *old == meta => false,
-                            Some(Known::Live { meta: old, .. }) => {
-                                self.sender.send(old.clone(), -1);
-                                self.sender.send(meta.clone(), 1);
-                                true
-                            }
+                        // A new version only when the metadata itself changed (a PATCH of
+                        // `enabled` or `expires_at` bumps the link's version, not its metadata).
+                        let (meta, changed) = match prev {
+                            Some(Known::Live { meta: old, .. }) if old.same_content(&meta) => (old.clone(), false),
                             _ => {
-                                self.sender.send(meta.clone(), 1);
-                                true
+                                self.sender.add_version(meta.clone());
+                                (meta, true)
                             }
                         };
                         known.insert(link.code.clone(), Known::Live { created_us, version: link.version, meta });
@@ -99,11 +102,12 @@ impl MetaFeeder {
                 }
             }
             LinkChange::Deleted(code) => match known.get(code) {
-                Some(Known::Live { created_us, meta, .. }) => {
+                Some(Known::Live { created_us, .. }) => {
+                    // Nothing to send: the link's versions stay, so that its clicks keep
+                    // their attribution (module docs).
                     let created_us = *created_us;
-                    self.sender.send(meta.clone(), -1);
                     known.insert(code.clone(), Known::Deleted { created_us });
-                    true
+                    false
                 }
                 _ => false,
             },
@@ -176,20 +180,20 @@ mod tests {
     use chrono::{DateTime, Utc};
     use sluice_schemas::{Link, RedirectType};
 
-    /// (tags, diff) of every metadata update sent.
-    type Sent = Arc<Mutex<Vec<(Vec<String>, isize)>>>;
+    /// (tags, valid_from_ms) of every metadata version sent.
+    type Sent = Arc<Mutex<Vec<(Vec<String>, i64)>>>;
 
     #[derive(Clone, Default)]
     struct Recorder(Sent);
 
     impl MetaOut for Recorder {
-        fn send(&self, meta: LinkMeta, diff: isize) {
-            self.0.lock().push((meta.tags, diff));
+        fn add_version(&self, meta: LinkMeta) {
+            self.0.lock().push((meta.tags, meta.valid_from_ms));
         }
     }
 
-    fn link(code: &str, created_s: i64, version: i64, tags: &[&str]) -> Link {
-        let t = DateTime::<Utc>::from_timestamp(created_s, 0).expect("time");
+    fn link(code: &str, created_s: i64, updated_s: i64, version: i64, tags: &[&str]) -> Link {
+        let at = |s| DateTime::<Utc>::from_timestamp(s, 0).expect("time");
         Link {
             code: code.into(),
             long_url: "https://example.com/".into(),
@@ -199,32 +203,37 @@ mod tests {
             tags: tags.iter().map(|s| s.to_string()).collect(),
             redirect_type: RedirectType::Found,
             org: None,
-            created_at: t,
-            updated_at: t,
+            created_at: at(created_s),
+            updated_at: at(updated_s),
             version,
         }
     }
 
     #[test]
-    fn each_state_reaches_the_dataflow_once_and_never_goes_back() {
+    fn each_version_reaches_the_dataflow_once_and_none_is_retracted() {
         let rec = Recorder::default();
         let f = MetaFeeder::new(rec.clone());
-        let v1 = link("abc", 100, 1, &["a"]);
-        let v2 = link("abc", 100, 2, &["b"]);
-        let v3 = link("abc", 100, 3, &["b"]); // version bump without a metadata change
+        let v1 = link("abc", 100, 100, 1, &["a"]);
+        let v2 = link("abc", 100, 200, 2, &["b"]);
+        let v3 = link("abc", 100, 300, 3, &["b"]); // version bump without a metadata change
         assert!(f.apply(&LinkChange::Upserted(v1.clone())));
         assert!(!f.apply(&LinkChange::Upserted(v1.clone())), "the poll repeats the hook's change");
         assert!(f.apply(&LinkChange::Upserted(v2.clone())));
         assert!(!f.apply(&LinkChange::Upserted(v1.clone())), "an older state arriving late is ignored");
-        assert!(!f.apply(&LinkChange::Upserted(v3)), "same metadata: nothing to send");
-        assert!(f.apply(&LinkChange::Deleted("abc".into())));
+        assert!(!f.apply(&LinkChange::Upserted(v3)), "same metadata: no new version");
+        let v4 = link("abc", 100, 400, 4, &["a"]);
+        assert!(f.apply(&LinkChange::Upserted(v4.clone())), "back to earlier tags: a version of its own");
+        assert!(!f.apply(&LinkChange::Deleted("abc".into())), "a delete sends nothing");
         assert!(!f.apply(&LinkChange::Deleted("abc".into())));
         assert!(!f.apply(&LinkChange::Upserted(v2.clone())), "the deleted incarnation stays deleted");
-        let v_new = link("abc", 100 + 31 * 86_400, 1, &["c"]);
+        assert_eq!(f.live_links(), 0);
+        let created = 100 + 31 * 86_400;
+        let v_new = link("abc", created, created, 1, &["c"]);
         assert!(f.apply(&LinkChange::Upserted(v_new.clone())), "a re-created code is a new incarnation");
         assert!(!f.apply(&LinkChange::Deleted("zzz".into())), "unknown code");
         assert_eq!(f.live_links(), 1);
-        let t = |l: &Link| l.tags.clone();
-        assert_eq!(*rec.0.lock(), vec![(t(&v1), 1), (t(&v1), -1), (t(&v2), 1), (t(&v2), -1), (t(&v_new), 1)]);
+        let t = |l: &Link| (l.tags.clone(), l.updated_at.timestamp_millis());
+        assert_eq!(*rec.0.lock(), vec![t(&v1), t(&v2), t(&v4), t(&v_new)]);
+        assert_eq!(rec.0.lock()[1].1, 200_000, "valid from the state's updated_at, in ms");
     }
 }

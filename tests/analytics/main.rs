@@ -32,3 +32,4 @@ mod reports;
 mod sinks;
 #[cfg(feature = "integration-tests")]
 mod sinks_restore;
+mod tag_history;

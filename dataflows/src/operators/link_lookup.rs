@@ -1,20 +1,28 @@
-//! `LookupLinkMeta`: join each click with its link's metadata as of the click's epoch.
+//! `LookupLinkMeta`: join each click with the version of its link's metadata valid at the
+//! click's event time.
 //!
 //! * **Inputs**: (1) updates, [`EnrichedRecord`]s exchanged by [`route_str`]`(code)` — the
 //!   same routing as the rollups, so the joined click stays on its rollup worker; (2) the
 //!   link-metadata collection `(code, LinkMeta)` with `+1/−1` diffs, **arranged** by code
 //!   with the same routing (a differential arrangement: the one place in the graph with
-//!   retractions — an update is `−old, +new`).
-//! * **Output**: updates, [`LinkedRecord`] = click + the metadata current at its epoch.
-//! * **State**: the current metadata per code (folded from the arrangement's batches) and
+//!   retractions).
+//! * **Output**: updates, [`LinkedRecord`] = click + the metadata version chosen for it.
+//! * **State**: the metadata versions per code (folded from the arrangement's batches) and
 //!   clicks of epochs not yet complete. The trace's compaction frontier follows the input, so
-//!   it holds one consolidated value per code.
+//!   it holds one consolidated multiset of versions per code.
 //!
 //! Semantics (a *half-join*, in differential's terms): a click at processing epoch `t` sees
-//! every metadata change at epochs `≤ t`, and never a later one; metadata changes do not
-//! revisit clicks already counted. So a tag change re-keys clicks processed after it and
-//! leaves earlier rollup rows under the old tags. If the feed leaves several values for a
-//! code (an update sent without retracting the old value), the greatest (by `Ord`) wins.
+//! the metadata changes at epochs `≤ t`, and never a later one; metadata changes do not
+//! revisit clicks already counted. Among the versions a code has at that epoch, the click
+//! gets the one valid at its event time: the greatest [`LinkMeta::valid_from_ms`] `≤ ts`
+//! (equal instants: the greatest by `Ord`); a click older than every version gets the
+//! earliest one. The binary feeds every version a link ever had (never retracting one,
+//! `src/job/link_meta.rs`), so a tag change re-keys clicks made after it, leaves earlier
+//! rollup rows under the old tags, and a replay of the click log attributes every click as
+//! the live run did — except a click made after a change but processed before the change
+//! reached this operator (the API's hook feeds a change before the API answers; changes made
+//! by other processes arrive within `meta-poll-interval`). With every `valid_from_ms` equal
+//! (e.g. `0`), the greatest value by `Ord` wins, whatever the click's time.
 //! A code the link store never announced gets `meta = None` and is still counted.
 
 use std::collections::BTreeMap;
@@ -55,7 +63,8 @@ pub fn arrange_link_meta<'scope>(meta: VecCollection<'scope, u64, (String, LinkM
 #[derive(Default)]
 struct MetaEntry {
     values: Vec<(LinkMeta, isize)>,
-    current: Option<Arc<LinkMeta>>,
+    /// The values with a positive count, sorted by (`valid_from_ms`, value).
+    versions: Vec<Arc<LinkMeta>>,
 }
 
 impl MetaEntry {
@@ -65,10 +74,25 @@ impl MetaEntry {
             None => self.values.push((meta, diff)),
         }
         self.values.retain(|(_, d)| *d != 0);
-        let best = self.values.iter().filter(|(_, d)| *d > 0).map(|(m, _)| m).max();
-        if best != self.current.as_deref() {
-            self.current = best.cloned().map(Arc::new);
+        let mut live: Vec<&LinkMeta> = self.values.iter().filter(|(_, d)| *d > 0).map(|(m, _)| m).collect();
+        live.sort_by(|a, b| a.valid_from_ms.cmp(&b.valid_from_ms).then_with(|| a.cmp(b)));
+        // Keep the `Arc`s of unchanged versions: the rollups intern metadata by pointer.
+        let old = std::mem::take(&mut self.versions);
+        self.versions = live.into_iter().map(|m| old.iter().find(|o| ***o == *m).cloned().unwrap_or_else(|| Arc::new(m.clone()))).collect();
+    }
+
+    /// The version valid at event time `ts` (module docs).
+    fn at(&self, ts: i64) -> Option<&Arc<LinkMeta>> {
+        let v = &self.versions;
+        if v.len() <= 1 {
+            return v.first();
         }
+        let mut n = v.partition_point(|m| m.valid_from_ms <= ts);
+        if n == 0 {
+            let first = v[0].valid_from_ms;
+            n = v.partition_point(|m| m.valid_from_ms <= first);
+        }
+        Some(&v[n - 1])
     }
 }
 
@@ -118,7 +142,7 @@ impl<'scope> LookupLinkMeta<'scope> for StreamVec<'scope, u64, EnrichedRecord> {
                     }
                     for b in batches {
                         out.extend(b.into_iter().map(|rec| {
-                            let meta = index.get(&rec.code).and_then(|e| e.current.clone());
+                            let meta = index.get(&rec.code).and_then(|e| e.at(rec.ts).cloned());
                             LinkedRecord { rec, meta }
                         }));
                     }
@@ -136,5 +160,52 @@ impl<'scope> LookupLinkMeta<'scope> for StreamVec<'scope, u64, EnrichedRecord> {
                 trace.set_physical_compaction(meta_f.frontier());
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(tag: &str, valid_from_ms: i64) -> LinkMeta {
+        LinkMeta { code: "c".into(), org: None, tags: vec![tag.into()], domain: None, target_host: None, valid_from_ms }
+    }
+
+    fn tag_at(e: &MetaEntry, ts: i64) -> Option<String> {
+        e.at(ts).map(|m| m.tags[0].clone())
+    }
+
+    #[test]
+    fn a_click_gets_the_version_valid_at_its_event_time() {
+        let mut e = MetaEntry::default();
+        assert_eq!(tag_at(&e, 5), None);
+        e.update(meta("b", 2_000), 1);
+        e.update(meta("a", 1_000), 1);
+        e.update(meta("c", 3_000), 1);
+        let want = |ts: i64| match ts {
+            ..2_000 => "a",
+            2_000..3_000 => "b",
+            _ => "c",
+        };
+        for ts in [i64::MIN, 0, 999, 1_000, 1_999, 2_000, 2_999, 3_000, i64::MAX] {
+            assert_eq!(tag_at(&e, ts).as_deref(), Some(want(ts)), "ts {ts}");
+        }
+        // Retracting a version: its instants fall to the version before.
+        e.update(meta("b", 2_000), -1);
+        assert_eq!(tag_at(&e, 2_500).as_deref(), Some("a"));
+        // Two versions from one instant: the greatest by `Ord`, also before every version.
+        e.update(meta("z", 1_000), 1);
+        assert_eq!(tag_at(&e, 1_500).as_deref(), Some("z"));
+        assert_eq!(tag_at(&e, 10).as_deref(), Some("z"));
+        assert_eq!(tag_at(&e, 3_000).as_deref(), Some("c"));
+    }
+
+    #[test]
+    fn unchanged_versions_keep_their_allocation() {
+        let mut e = MetaEntry::default();
+        e.update(meta("a", 1_000), 1);
+        let before = Arc::clone(e.at(1_000).expect("version"));
+        e.update(meta("b", 2_000), 1);
+        assert!(Arc::ptr_eq(&before, e.at(1_500).expect("version")));
     }
 }

@@ -3,8 +3,9 @@
 //! covered like [`super::query`]).
 //!
 //! Optional `org`/`tag` filters select clicks by the link metadata they were counted under:
-//! total-view rows are keyed by the metadata current at each click's epoch, so a tag change
-//! re-keys future clicks and leaves earlier ones under the old tags (exact). Country and
+//! total-view rows are keyed by the metadata version valid at each click's event time
+//! ([`crate::operators::LookupLinkMeta`]), so a tag change re-keys clicks made after it and
+//! leaves earlier ones under the old tags (exact). Country and
 //! referrer breakdowns are not keyed by metadata; under a filter they include all clicks of
 //! the links that had matching clicks in the range (exact unless a link's org/tags changed
 //! inside the range).

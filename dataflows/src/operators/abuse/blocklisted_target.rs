@@ -2,7 +2,9 @@
 //!
 //! The blocklist is a differential collection of normalized entries (set semantics, see
 //! [`crate::anomaly::BlocklistSender`]), an entry matching its domain and every subdomain.
-//! [`blocked_codes`] joins it with the link metadata collection: every link's target host
+//! [`blocked_codes`] joins it with the link metadata collection — each link's latest
+//! version only (greatest `valid_from_ms`, a differential `reduce`: the collection holds
+//! every version a link ever had, see [`crate::operators::LookupLinkMeta`]): every link's target host
 //! is expanded into its domain suffixes (`a.evil.example` → `a.evil.example`,
 //! `evil.example`, `example`), arranged by suffix, and joined with the arranged entries,
 //! giving `(code, (entry, host))` with `+1/−1` diffs — removing an entry, or changing a
@@ -28,7 +30,12 @@ pub fn blocked_codes<'scope>(
     meta: VecCollection<'scope, u64, (String, LinkMeta), isize>,
     entries: VecCollection<'scope, u64, String, isize>,
 ) -> StreamVec<'scope, u64, BlockedChange> {
-    let suffixes = meta
+    let latest = meta.reduce_named("LatestLinkMetaVersion", |_code: &String, versions: &[(&LinkMeta, isize)], out: &mut Vec<(LinkMeta, isize)>| {
+        if let Some((m, _)) = versions.iter().filter(|(_, d)| *d > 0).max_by_key(|(m, _)| (m.valid_from_ms, *m)) {
+            out.push(((*m).clone(), 1));
+        }
+    });
+    let suffixes = latest
         .flat_map(|(code, m)| {
             let host = m.target_host.unwrap_or_default();
             host_suffixes(&host).into_iter().map(move |s| (s, (code.clone(), host.clone()))).collect::<Vec<_>>()

@@ -323,7 +323,8 @@ impl LinkDetector {
                 };
                 st.win.add(&click, sec, cap);
             }
-            if r.meta.is_some() {
+            // The link's latest metadata version seen (a late click carries an older one).
+            if r.meta.as_ref().is_some_and(|m| st.meta.as_ref().is_none_or(|s| m.valid_from_ms >= s.valid_from_ms)) {
                 st.meta = r.meta;
             }
             if !st.touched {

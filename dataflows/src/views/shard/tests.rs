@@ -64,7 +64,14 @@ fn total_rows_are_emitted_whole_across_metadata_variants_and_unsealed_parts() {
     // the shard keeps one total row per variant, but every emitted total-view row — minute,
     // quarter (block ∪ unsealed minutes), hour and day — is the whole total of its bucket.
     // A fresh `Arc` per click for one variant: metadata is interned by value.
-    let meta = |code: &str, tag: &str| LinkMeta { code: code.into(), org: Some("o1".into()), tags: vec![tag.into()], domain: None, target_host: None };
+    let meta = |code: &str, tag: &str| LinkMeta {
+        code: code.into(),
+        org: Some("o1".into()),
+        tags: vec![tag.into()],
+        domain: None,
+        target_host: None,
+        valid_from_ms: 0,
+    };
     let v1: Vec<Arc<LinkMeta>> = ["ab", "cd", "ef"].iter().map(|c| Arc::new(meta(c, "t1"))).collect();
     check_against_direct_updates(move |step, r| {
         let code = r.rec.code.to_string();
