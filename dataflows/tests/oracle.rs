@@ -76,6 +76,8 @@ fn summaries(from: i64, to: i64) -> Vec<SummaryQuery> {
         base.clone(),
         SummaryQuery { include_bots: true, limit: 5, ..base.clone() },
         SummaryQuery { tag: Some("promo".into()), ..base.clone() },
+        SummaryQuery { tag: Some("spring".into()), ..base.clone() },
+        SummaryQuery { tag: Some("spring".into()), include_bots: true, ..base.clone() },
         SummaryQuery { org: Some("acme".into()), ..base.clone() },
         // Two links left out (deleted): not listed, their clicks still in the totals.
         SummaryQuery { exclude: ["c0".into(), "c1".into()].into_iter().collect(), ..base },
@@ -110,8 +112,23 @@ fn run(workers: usize, spec: &StreamSpec, records: &[sluice_dataflows::source::S
                 send(meta(&code, org(c), &["all", "promo"]), 1, &mut reference);
             }
         }
+        if i == 1 {
+            // Versions by event time (never retracted, as the binary feeds them): codes 6..9
+            // get "spring" from the middle of the stream's event time on, so clicks of every
+            // chunk (in order, late, backfilled) fall on either side of the change.
+            let mid = spec.start_ms + (spec.now_ms - spec.start_ms) / 2;
+            for c in 6..9.min(spec.codes) {
+                let mut m = meta(&format!("c{c}"), org(c), &["all", "spring"]);
+                m.valid_from_ms = mid;
+                send(m, 1, &mut reference);
+            }
+        }
         if i == 2 {
             send(meta("c1", org(1), &["all", "promo"]), -1, &mut reference);
+            // A later version fed after its clicks began: clicks already counted keep theirs.
+            let mut m = meta("c7", org(7), &["all"]);
+            m.valid_from_ms = spec.now_ms - HOUR;
+            send(m, 1, &mut reference);
         }
         // metadata first, in its own epochs, then the clicks (a deterministic order)
         h.sync();
