@@ -262,6 +262,7 @@ impl Reference {
             truncated: false,
             totals: Totals { clicks: total.0, uniques: total.1.len() as u64 },
             by_dimension: by_dim.into_iter().map(|(dims, (clicks, v))| DimensionTotal { dims, clicks, uniques: v.len() as u64 }).collect(),
+            by_dimension_truncated: false,
             as_of: AsOf { epoch: 0, watermark_ms: self.watermark() },
         };
         crate::views::query::order_and_limit(&mut result, q);

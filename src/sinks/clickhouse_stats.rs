@@ -21,7 +21,7 @@ use sluice_dataflows::model::{Dimension, Granularity, View};
 use sluice_dataflows::sketch::VisitorSketch;
 use sluice_dataflows::views::query::{MAX_BUCKETS, MAX_LIMIT};
 use sluice_dataflows::views::tz::bucket_spans;
-use sluice_dataflows::views::{AsOf, DimensionTotal, OrderBy, StatsQuery, StatsResult, StatsRow, Totals};
+use sluice_dataflows::views::{AsOf, DimensionTotal, StatsQuery, StatsResult, StatsRow, Totals, order_and_limit};
 use sluice_schemas::rollup::{RollupRow, RollupView};
 
 use super::convert::{granularity, view as rollup_view};
@@ -221,7 +221,8 @@ impl ClickHouseStats {
         }
 
         let swap = view == View::CountryDevice && q.dimensions.first() == Some(&Dimension::Device);
-        let mut result = StatsResult { rows: Vec::new(), truncated: false, totals: Totals::default(), by_dimension: Vec::new(), as_of };
+        let mut result =
+            StatsResult { rows: Vec::new(), truncated: false, totals: Totals::default(), by_dimension: Vec::new(), by_dimension_truncated: false, as_of };
         let mut totals = Acc::default();
         let mut by_dim: BTreeMap<Vec<String>, Acc> = BTreeMap::new();
         for (&(s, _), pieces) in spans.iter().zip(&pieces_per_span) {
@@ -311,23 +312,6 @@ fn out_dims(mut dims: Vec<String>, swap: bool) -> Vec<Arc<str>> {
         dims.reverse();
     }
     dims.into_iter().map(Arc::from).collect()
-}
-
-/// The in-memory path's ordering and limit (`views::query::order_and_limit`).
-fn order_and_limit(r: &mut StatsResult, q: &StatsQuery) {
-    match q.order_by {
-        OrderBy::Bucket => r.rows.sort_by(|a, b| a.bucket_start_ms.cmp(&b.bucket_start_ms).then(b.clicks.cmp(&a.clicks)).then_with(|| a.dims.cmp(&b.dims))),
-        OrderBy::ClicksDesc => r.rows.sort_by(|a, b| b.clicks.cmp(&a.clicks).then(a.bucket_start_ms.cmp(&b.bucket_start_ms)).then_with(|| a.dims.cmp(&b.dims))),
-        OrderBy::UniquesDesc => {
-            r.rows.sort_by(|a, b| b.uniques.cmp(&a.uniques).then(a.bucket_start_ms.cmp(&b.bucket_start_ms)).then_with(|| a.dims.cmp(&b.dims)))
-        }
-    }
-    r.by_dimension.sort_by(|a, b| b.clicks.cmp(&a.clicks).then_with(|| a.dims.cmp(&b.dims)));
-    if let Some(l) = q.limit {
-        r.truncated = r.rows.len() > l;
-        r.rows.truncate(l);
-        r.by_dimension.truncate(l);
-    }
 }
 
 #[cfg(test)]

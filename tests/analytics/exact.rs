@@ -16,7 +16,7 @@ use std::net::IpAddr;
 use chrono::{FixedOffset, SecondsFormat, TimeZone, Timelike};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde_json::Value;
+use serde_json::{Value, json};
 use sluice_dataflows::enrich::{EnrichConfig, Enricher};
 use sluice_schemas::{ClickEvent, truncate_ip};
 
@@ -299,6 +299,14 @@ async fn injected_events_give_exact_stats_in_utc_and_kolkata() {
             let u = t["uniques"].as_u64().expect("uniques");
             assert!(u.abs_diff(v.len() as u64) <= tolerance(v.len() as u64), "{code} {t}");
         }
+        assert_eq!(body["dimension_totals_truncated"], json!(false), "{code}: every country listed");
+        // A limit cuts the list to the countries with the most clicks, and says so.
+        let body = s.stats(code, &format!("bucket=day&from={}&to={}&dimensions=country&limit=1", q(from), q(to))).await;
+        let top = want.iter().map(|(_, (n, _))| *n).max().expect("a country");
+        let totals = body["dimension_totals"].as_array().expect("dimension_totals");
+        assert_eq!((totals.len(), totals[0]["clicks"].as_u64()), (1, Some(top)), "{code}: {body}");
+        assert_eq!(body["dimension_totals_truncated"], json!(want.len() > 1), "{code}: {body}");
+        assert_eq!(body["totals"]["clicks"].as_u64(), Some(want.values().map(|(n, _)| *n).sum()), "{code}: totals keep every country");
     }
 
     // The summary agrees with the per-link totals.

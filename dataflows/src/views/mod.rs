@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::hash::{owner, route_str};
 use crate::{Error, Result};
-pub use query::{DimensionTotal, OrderBy, StatsQuery, StatsResult, StatsRow, Totals};
+pub use query::{DimensionTotal, OrderBy, StatsQuery, StatsResult, StatsRow, Totals, order_and_limit};
 pub use shard::ShardSize;
 use shard::ShardState;
 pub use summary::{LinkTotal, SummaryQuery, SummaryResult};

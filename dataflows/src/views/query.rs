@@ -155,6 +155,9 @@ pub struct StatsResult {
     /// With a breakdown: per dimension value over the whole range, clicks descending, at
     /// most `limit`. Empty without breakdown.
     pub by_dimension: Vec<DimensionTotal>,
+    /// Whether `limit` cut `by_dimension` off (the values left out are still in `totals`).
+    #[serde(default)]
+    pub by_dimension_truncated: bool,
     /// Frontier of the shard that answered.
     pub as_of: AsOf,
 }
@@ -197,7 +200,8 @@ pub(crate) fn run_counting_bots(views: &Views, q: &StatsQuery, bots: &mut u64) -
     let spans = bucket_spans(q.tz, q.bucket, q.from_ms, q.to_ms, MAX_BUCKETS)?;
     let shard = views.shard_for(&q.code)?.read();
     let as_of = AsOf { epoch: shard.applied_epoch, watermark_ms: shard.watermark_ms };
-    let mut result = StatsResult { rows: Vec::new(), truncated: false, totals: Totals::default(), by_dimension: Vec::new(), as_of };
+    let mut result =
+        StatsResult { rows: Vec::new(), truncated: false, totals: Totals::default(), by_dimension: Vec::new(), by_dimension_truncated: false, as_of };
     let Some(code) = shard.code(&q.code) else { return Ok(result) };
     let vi = view.index();
     // Requested order of pair dimensions: stored as (country, device).
@@ -263,7 +267,10 @@ pub(crate) fn run_counting_bots(views: &Views, q: &StatsQuery, bots: &mut u64) -
     Ok(result)
 }
 
-pub(crate) fn order_and_limit(r: &mut StatsResult, q: &StatsQuery) {
+/// Puts `rows` in [`StatsQuery::order_by`] order and `by_dimension` in clicks-descending
+/// order (ties: by values), then cuts both to `limit` and sets the `truncated` flags. Shared
+/// by every path that answers a [`StatsQuery`] (views, reference, ClickHouse).
+pub fn order_and_limit(r: &mut StatsResult, q: &StatsQuery) {
     match q.order_by {
         OrderBy::Bucket => r.rows.sort_by(|a, b| a.bucket_start_ms.cmp(&b.bucket_start_ms).then(b.clicks.cmp(&a.clicks)).then_with(|| a.dims.cmp(&b.dims))),
         OrderBy::ClicksDesc => r.rows.sort_by(|a, b| b.clicks.cmp(&a.clicks).then(a.bucket_start_ms.cmp(&b.bucket_start_ms)).then_with(|| a.dims.cmp(&b.dims))),
@@ -274,6 +281,7 @@ pub(crate) fn order_and_limit(r: &mut StatsResult, q: &StatsQuery) {
     r.by_dimension.sort_by(|a, b| b.clicks.cmp(&a.clicks).then_with(|| a.dims.cmp(&b.dims)));
     if let Some(l) = q.limit {
         r.truncated = r.rows.len() > l;
+        r.by_dimension_truncated = r.by_dimension.len() > l;
         r.rows.truncate(l);
         r.by_dimension.truncate(l);
     }

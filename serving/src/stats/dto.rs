@@ -77,6 +77,10 @@ pub struct LinkStatsResponse {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[schema(value_type = Vec<Object>)]
     pub dimension_totals: Vec<Map<String, Value>>,
+    /// With a breakdown: whether `limit` cut `dimension_totals` off (the values left out
+    /// are still in `totals`). Absent without a breakdown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dimension_totals_truncated: Option<bool>,
     /// How fresh the answer is.
     pub freshness: Freshness,
 }

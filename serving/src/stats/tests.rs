@@ -157,6 +157,7 @@ async fn uniques_never_exceed_the_clicks_of_the_same_rows() {
     let range = "from=2024-06-05T00:00:00Z&to=2024-06-07T00:00:00Z";
     let (st, v) = get(&stats, &format!("/v1/links/ab/stats?{range}&bucket=day")).await;
     assert_eq!(st, StatusCode::OK, "{v}");
+    assert!(v.get("dimension_totals_truncated").is_none(), "no breakdown, no flag: {v}");
     assert_eq!(
         (&v["rows"], &v["totals"]["clicks"], &v["totals"]["uniques"]),
         (
@@ -167,6 +168,7 @@ async fn uniques_never_exceed_the_clicks_of_the_same_rows() {
     );
     let (st, v) = get(&stats, &format!("/v1/links/ab/stats?{range}&bucket=day&dimensions=device&order_by=uniques")).await;
     assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["dimension_totals_truncated"], json!(false), "{v}");
     let device = v["rows"][0]["device"].clone();
     assert_eq!(
         (&v["rows"], &v["dimension_totals"], &v["totals"]["uniques"]),

@@ -26,7 +26,8 @@ use sluice_dataflows::model::Dimension;
 use sluice_dataflows::views::{AsOf, DimensionTotal, StatsQuery, StatsResult, StatsRow, Totals};
 use sluice_schemas::EnrichedClick;
 
-use super::{ClickHouseStats, HistoryError, checked_spans, invalid, order_and_limit};
+use super::{ClickHouseStats, HistoryError, checked_spans, invalid};
+use sluice_dataflows::views::order_and_limit;
 
 /// Most dimensions of one ad-hoc breakdown (the API's limit).
 pub const MAX_ADHOC_DIMENSIONS: usize = sluice_serving::stats::params::MAX_ADHOC_DIMENSIONS;
@@ -108,6 +109,7 @@ impl ClickHouseStats {
                 .collect(),
             truncated: false,
             totals: Totals { clicks: totals.clicks, uniques: totals.uniques() },
+            by_dimension_truncated: false,
             by_dimension: by_dim.into_iter().map(|(values, acc)| DimensionTotal { dims: arc(values), clicks: acc.clicks, uniques: acc.uniques() }).collect(),
             as_of,
         };
