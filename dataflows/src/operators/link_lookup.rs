@@ -60,39 +60,38 @@ pub fn arrange_link_meta<'scope>(meta: VecCollection<'scope, u64, (String, LinkM
     )
 }
 
+/// The metadata versions of one code: by `valid_from_ms`, then the values of that instant in
+/// `Ord` order with their counts (never zero). Updates cost `O(log n)` in the number of
+/// versions, a lookup one descent.
 #[derive(Default)]
 struct MetaEntry {
-    values: Vec<(LinkMeta, isize)>,
-    /// The values with a positive count, sorted by (`valid_from_ms`, value).
-    versions: Vec<Arc<LinkMeta>>,
+    versions: BTreeMap<i64, Vec<(Arc<LinkMeta>, isize)>>,
 }
 
 impl MetaEntry {
     fn update(&mut self, meta: LinkMeta, diff: isize) {
-        match self.values.iter_mut().find(|(m, _)| *m == meta) {
-            Some((_, d)) => *d += diff,
-            None => self.values.push((meta, diff)),
+        let instant = meta.valid_from_ms;
+        let at = self.versions.entry(instant).or_default();
+        match at.binary_search_by(|(m, _)| (**m).cmp(&meta)) {
+            Ok(i) => {
+                at[i].1 += diff;
+                if at[i].1 == 0 {
+                    at.remove(i);
+                }
+            }
+            Err(i) => at.insert(i, (Arc::new(meta), diff)),
         }
-        self.values.retain(|(_, d)| *d != 0);
-        let mut live: Vec<&LinkMeta> = self.values.iter().filter(|(_, d)| *d > 0).map(|(m, _)| m).collect();
-        live.sort_by(|a, b| a.valid_from_ms.cmp(&b.valid_from_ms).then_with(|| a.cmp(b)));
-        // Keep the `Arc`s of unchanged versions: the rollups intern metadata by pointer.
-        let old = std::mem::take(&mut self.versions);
-        self.versions = live.into_iter().map(|m| old.iter().find(|o| ***o == *m).cloned().unwrap_or_else(|| Arc::new(m.clone()))).collect();
+        if at.is_empty() {
+            self.versions.remove(&instant);
+        }
     }
 
     /// The version valid at event time `ts` (module docs).
     fn at(&self, ts: i64) -> Option<&Arc<LinkMeta>> {
-        let v = &self.versions;
-        if v.len() <= 1 {
-            return v.first();
+        fn live(group: &[(Arc<LinkMeta>, isize)]) -> Option<&Arc<LinkMeta>> {
+            group.iter().rev().find(|(_, d)| *d > 0).map(|(m, _)| m)
         }
-        let mut n = v.partition_point(|m| m.valid_from_ms <= ts);
-        if n == 0 {
-            let first = v[0].valid_from_ms;
-            n = v.partition_point(|m| m.valid_from_ms <= first);
-        }
-        Some(&v[n - 1])
+        self.versions.range(..=ts).rev().find_map(|(_, g)| live(g)).or_else(|| self.versions.values().find_map(|g| live(g)))
     }
 }
 
@@ -198,6 +197,43 @@ mod tests {
         assert_eq!(tag_at(&e, 1_500).as_deref(), Some("z"));
         assert_eq!(tag_at(&e, 10).as_deref(), Some("z"));
         assert_eq!(tag_at(&e, 3_000).as_deref(), Some("c"));
+    }
+
+    /// Random updates (several values per instant, retractions, counts passing through
+    /// negative) against a plain scan of the multiset.
+    #[test]
+    fn lookups_equal_a_plain_scan_of_the_versions() {
+        let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let mut e = MetaEntry::default();
+        let mut naive: Vec<(LinkMeta, isize)> = Vec::new();
+        for step in 0..3_000 {
+            let m = meta(["a", "b", "c"][next(3) as usize], (next(40) as i64) * 100);
+            let diff = if next(4) == 0 { -1 } else { 1 };
+            e.update(m.clone(), diff);
+            match naive.iter_mut().find(|(x, _)| *x == m) {
+                Some((_, d)) => *d += diff,
+                None => naive.push((m, diff)),
+            }
+            let ts = next(4_400) as i64 - 200;
+            let live: Vec<&LinkMeta> = naive.iter().filter(|(_, d)| *d > 0).map(|(m, _)| m).collect();
+            let want = live
+                .iter()
+                .filter(|m| m.valid_from_ms <= ts)
+                .max_by_key(|m| (m.valid_from_ms, (**m).clone()))
+                .or_else(|| {
+                    let first = live.iter().map(|m| m.valid_from_ms).min()?;
+                    live.iter().filter(|m| m.valid_from_ms == first).max()
+                })
+                .map(|m| (*m).clone());
+            assert_eq!(e.at(ts).map(|m| (**m).clone()), want, "step {step}, ts {ts}");
+        }
+        assert!(e.versions.values().all(|g| !g.is_empty() && g.iter().all(|(_, d)| *d != 0)), "no empty groups, no zero counts");
     }
 
     #[test]
