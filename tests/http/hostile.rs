@@ -97,6 +97,36 @@ async fn if_match_and_if_none_match_lines_form_one_list(b: Backend) {
     app.assert_no_link(&code).await;
 }
 
+/// `If-None-Match` on PATCH and DELETE (RFC 9110 §13.1.2): `*` or the current tag (weak
+/// comparison) fails with 412 and changes nothing; other tags let the write through.
+async fn if_none_match_guards_writes_to_an_existing_link(b: Backend) {
+    let app = TestApp::start(b).await;
+    let code = app.create_url("https://example.com/inm").await;
+    let path = format!("/v1/links/{code}");
+    let current = app.get(&path).await.header("etag").expect("etag").to_owned();
+    let weak = format!("W/{current}");
+    let patch = |inm: String, tag: &'static str| {
+        let (app, path) = (&app, &path);
+        async move {
+            app.request(Method::PATCH, path, &[("if-none-match", inm.as_str()), ("content-type", "application/json")], Some(json!({"tags": [tag]}).to_string()))
+                .await
+        }
+    };
+    for inm in ["*".to_string(), current.clone(), weak.clone(), format!("\"0-0\", {current}")] {
+        patch(inm.clone(), "refused").await.assert_error(412, "precondition_failed");
+        app.request(Method::DELETE, &path, &[("if-none-match", inm.as_str())], None).await.assert_error(412, "precondition_failed");
+    }
+    assert_eq!(app.get(&path).await.json()["tags"], json!([]), "nothing changed");
+    let r = patch("\"0-0\"".to_string(), "applied").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["tags"], json!(["applied"]));
+    // The tag read before the PATCH is no longer current: the DELETE goes through.
+    assert_eq!(app.request(Method::DELETE, &path, &[("if-none-match", current.as_str())], None).await.status, StatusCode::NO_CONTENT);
+    app.assert_no_link(&code).await;
+    // On a code without a link a precondition is a 404, like a write without one.
+    app.request(Method::DELETE, &path, &[("if-none-match", "*")], None).await.assert_error(404, "not_found");
+}
+
 /// 1 MiB of hostile text.
 fn mib(c: char) -> String {
     std::iter::repeat_n(c, 1 << 20).collect()
@@ -148,5 +178,6 @@ async fn errors_quoting_1_mib_of_input_stay_small(b: Backend) {
 backend_tests!(
     a_repeated_single_header_is_400_on_api_routes_and_ignored_by_redirects,
     if_match_and_if_none_match_lines_form_one_list,
+    if_none_match_guards_writes_to_an_existing_link,
     errors_quoting_1_mib_of_input_stay_small,
 );

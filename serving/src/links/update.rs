@@ -19,6 +19,7 @@ use crate::state::ApiState;
     params(
         ("code" = String, Path, description = "Short code (case-sensitive)"),
         ("If-Match" = Option<String>, Header, description = "ETag of the revision to update (or a list of them, in one line or several: any may match; or `*`); 412 when stale"),
+        ("If-None-Match" = Option<String>, Header, description = "`*` or a list of ETags: 412 when the link exists (`*`) or its current ETag is listed (weak comparison)"),
     ),
     request_body = UpdateLinkRequest,
     responses(
@@ -42,17 +43,7 @@ pub async fn update_link(
         crate::admin::policy::check_target(&state, u).await?;
     }
     crate::admin::policy::check_owner_enable(&state, &code, patch.enabled).await?;
-    let if_match = if_match(&headers);
-    let expected_version = match &if_match {
-        None => None,
-        Some(m) => {
-            let current = state.inner.store.get(&code).await?.ok_or_else(|| ApiError::link_not_found(&code))?;
-            if !if_match_matches(m, &current) {
-                return Err(precondition_failed());
-            }
-            (m.trim() != "*").then_some(current.version)
-        }
-    };
+    let expected_version = preconditions(&state, &code, &headers).await?;
     let link = if patch == LinkPatch::default() {
         // Nothing to change: no new revision, answer with the current one.
         state.inner.store.get(&code).await?.ok_or_else(|| ApiError::link_not_found(&code))?
@@ -64,11 +55,39 @@ pub async fn update_link(
     Ok((link_headers(&link), Json(to_response(&state, &link))).into_response())
 }
 
-/// The request's `If-Match` list: every `If-Match` line joined with `", "` (RFC 9110 §5.3:
-/// the lines of a list field are one list, so none is ignored); `None` without the header. A
-/// line that is not visible ASCII stands as a tag that matches nothing.
-fn if_match(headers: &HeaderMap) -> Option<String> {
-    let lines: Vec<&str> = headers.get_all(header::IF_MATCH).iter().map(|v| v.to_str().unwrap_or("\u{0}")).collect();
+/// Evaluates the request's preconditions against the stored link (RFC 9110 §13.2.2: `If-Match`
+/// first, then `If-None-Match`); returns the revision the write must still find (`If-Match`
+/// with entity tags: the store compares it in the write's own transaction) or `None`.
+///
+/// Errors: 412 `precondition_failed` when `If-Match` matches no current tag, or when
+/// `If-None-Match` is `*` or lists the current tag (weak comparison, §13.1.2: the link
+/// exists); 404 `not_found` when a precondition is sent for a code without a link.
+async fn preconditions(state: &ApiState, code: &str, headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
+    let (if_match, if_none_match) = (list_header(headers, &header::IF_MATCH), list_header(headers, &header::IF_NONE_MATCH));
+    if if_match.is_none() && if_none_match.is_none() {
+        return Ok(None);
+    }
+    let current = state.inner.store.get(code).await?.ok_or_else(|| ApiError::link_not_found(code))?;
+    if let Some(m) = &if_match
+        && !if_match_matches(m, &current)
+    {
+        return Err(precondition_failed());
+    }
+    if let Some(m) = &if_none_match {
+        let tag = etag(&current);
+        let opaque = |t: &str| t.trim_start_matches("W/").to_string();
+        if m.split(',').map(str::trim).any(|t| t == "*" || opaque(t) == opaque(&tag)) {
+            return Err(precondition_failed());
+        }
+    }
+    Ok(if_match.filter(|m| m.trim() != "*").map(|_| current.version))
+}
+
+/// A list header's value: every line joined with `", "` (RFC 9110 §5.3: the lines of a list
+/// field are one list, so none is ignored); `None` without the header. A line that is not
+/// visible ASCII stands as a tag that matches nothing.
+fn list_header(headers: &HeaderMap, name: &header::HeaderName) -> Option<String> {
+    let lines: Vec<&str> = headers.get_all(name).iter().map(|v| v.to_str().unwrap_or("\u{0}")).collect();
     (!lines.is_empty()).then(|| lines.join(", "))
 }
 
@@ -105,6 +124,7 @@ fn build_patch(state: &ApiState, req: &UpdateLinkRequest, now: chrono::DateTime<
     params(
         ("code" = String, Path, description = "Short code (case-sensitive)"),
         ("If-Match" = Option<String>, Header, description = "ETag of the revision to delete (or a list of them, in one line or several: any may match; or `*`); 412 when stale"),
+        ("If-None-Match" = Option<String>, Header, description = "`*` or a list of ETags: 412 when the link exists (`*`) or its current ETag is listed (weak comparison)"),
     ),
     responses(
         (status = 204, description = "Deleted"),
@@ -113,16 +133,7 @@ fn build_patch(state: &ApiState, req: &UpdateLinkRequest, now: chrono::DateTime<
     )
 )]
 pub async fn delete_link(State(state): State<ApiState>, LinkCode(code): LinkCode, headers: HeaderMap) -> Result<StatusCode, ApiError> {
-    let expected_version = match if_match(&headers).as_deref() {
-        None => None,
-        Some(m) => {
-            let current = state.inner.store.get(&code).await?.ok_or_else(|| ApiError::link_not_found(&code))?;
-            if !if_match_matches(m, &current) {
-                return Err(precondition_failed());
-            }
-            (m.trim() != "*").then_some(current.version)
-        }
-    };
+    let expected_version = preconditions(&state, &code, &headers).await?;
     let deleted = state.inner.store.delete(&code, expected_version, now_ms()).await?;
     state.notify(LinkChange::Deleted(deleted.code));
     Ok(StatusCode::NO_CONTENT)
