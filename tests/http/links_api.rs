@@ -419,10 +419,20 @@ async fn list_parameter_errors(b: Backend) {
     assert_eq!(r.json()["error"]["details"], serde_json::json!({"parameter": "limit"}));
     app.get("/v1/links?cursor=not-a-cursor").await.assert_error(400, "invalid_cursor");
     app.get("/v1/links?cursor=").await.assert_error(400, "invalid_cursor");
-    // A NUL character no store can hold (PostgreSQL text has none): 400, not 500.
-    let r = app.get("/v1/links?tag=%00").await;
-    r.assert_error(400, "invalid_parameter");
-    assert_eq!(r.json()["error"]["details"], serde_json::json!({"field": "tag"}));
+    // A tag no link could carry (a NUL, which no store could hold either; empty; a joiner at
+    // an edge): 400 invalid_parameter, as for the summary's tag filter, not 500, not [].
+    for (query, value, reason) in [
+        ("%00", "\u{0}", "tags must not contain control or format characters (found U+0000 in tag 0)"),
+        ("", "", "each tag must be 1 to 64 characters (after trimming white space)"),
+        ("%20", " ", "each tag must be 1 to 64 characters (after trimming white space)"),
+        ("%E2%80%8Dab", "\u{200d}ab", "a zero-width joiner or non-joiner may only stand between characters of a tag (found U+200D at an edge of tag 0)"),
+    ] {
+        for path in ["/v1/links", "/v1/stats/summary"] {
+            let r = app.get(&format!("{path}?tag={query}")).await;
+            let err = r.assert_error(400, "invalid_parameter");
+            assert_eq!(err["details"], serde_json::json!({"parameter": "tag", "value": value, "reason": reason}), "{path}?tag={query}");
+        }
+    }
 }
 
 async fn malformed_requests_get_json_errors(b: Backend) {

@@ -101,9 +101,19 @@ pub fn normalize_tags(tags: &[String]) -> Result<Vec<String>, ApiError> {
     for (index, t) in tags.iter().enumerate() {
         let t = normalize_tag(t);
         let n = t.chars().count();
-        if n == 0 || n > MAX_TAG_CHARS || t.chars().all(is_joiner) {
+        if n == 0 || n > MAX_TAG_CHARS {
             return Err(ApiError::bad_request("invalid_tags", format!("each tag must be 1 to {MAX_TAG_CHARS} characters (after trimming white space)"))
                 .with_details(json!({ "max_tag_chars": MAX_TAG_CHARS, "index": index })));
+        }
+        if let Some(c) = [t.chars().next(), t.chars().last()].into_iter().flatten().find(|&c| is_joiner(c)) {
+            return Err(ApiError::bad_request(
+                "invalid_tags",
+                format!(
+                    "a zero-width joiner or non-joiner may only stand between characters of a tag (found U+{:04X} at an edge of tag {index})",
+                    u32::from(c)
+                ),
+            )
+            .with_details(json!({ "index": index, "character": format!("U+{:04X}", u32::from(c)) })));
         }
         if let Some(c) = t.chars().find(|&c| is_invisible(c)) {
             return Err(ApiError::bad_request(
@@ -117,6 +127,19 @@ pub fn normalize_tags(tags: &[String]) -> Result<Vec<String>, ApiError> {
         }
     }
     Ok(out)
+}
+
+/// A `tag` query filter (`GET /v1/links?tag=`, `GET /v1/stats/summary?tag=`) in its stored
+/// spelling ([`normalize_tag`]). A value no link could carry (empty after trimming, over
+/// 64 characters, a control or format character, a joiner at an edge: the rules of
+/// [`normalize_tags`]) is 400 `invalid_parameter` with `details {parameter: "tag", value,
+/// reason}`, the same on both endpoints.
+pub fn tag_filter(raw: &str) -> Result<String, ApiError> {
+    match normalize_tags(&[raw.to_owned()]) {
+        Ok(mut t) => Ok(t.remove(0)),
+        Err(e) => Err(ApiError::bad_request("invalid_parameter", format!("invalid \"tag\": {}", e.message))
+            .with_details(json!({ "parameter": "tag", "value": raw, "reason": e.message }))),
+    }
 }
 
 /// The canonical spelling of one tag as stored and matched: white space trimmed, Unicode NFC
@@ -184,6 +207,11 @@ mod tests {
         assert_eq!(normalize_tags(&["a".into(), " b ".into(), "a".into()]).expect("ok"), vec!["a".to_string(), "b".to_string()]);
         assert_eq!(normalize_tags(&["".into()]).expect_err("empty").code, "invalid_tags");
         assert_eq!(normalize_tags(&["x\u{0}".into()]).expect_err("ctl").code, "invalid_tags");
+        for edge in ["\u{200d}ab", "ab\u{200c}", "\u{200d}"] {
+            let e = normalize_tags(&[edge.into()]).expect_err("joiner at an edge");
+            assert_eq!((e.code, &e.details["index"]), ("invalid_tags", &json!(0)), "{edge:?}");
+        }
+        assert_eq!(normalize_tags(&["a\u{200d}b".into()]).expect("joiner inside"), vec!["a\u{200d}b".to_string()]);
         assert_eq!(normalize_tags(&vec!["t".to_string(); 33]).expect_err("many").code, "invalid_tags");
         assert!(normalize_tags(&["é".repeat(64)]).is_ok());
         assert_eq!(normalize_tags(&["é".repeat(65)]).expect_err("long").code, "invalid_tags");

@@ -66,7 +66,7 @@ pub async fn list_links(State(state): State<ApiState>, ApiQuery(params): ApiQuer
     }
     let after_seq = params.cursor.as_deref().map(cursor::decode).transpose()?;
     let enabled = params.enabled.as_deref().map(|v| crate::stats::params::bool_param("enabled", v)).transpose()?;
-    let tag = params.tag.as_deref().map(super::normalize_tag);
+    let tag = params.tag.as_deref().map(super::tag_filter).transpose()?;
     let rows = state.inner.store.list(&ListQuery { limit, after_seq, tag, enabled }).await?;
     // A full page may be followed by more; an extra empty page is the price of not
     // asking the store for limit + 1 rows.

@@ -73,12 +73,10 @@ async fn preconditions(state: &ApiState, code: &str, headers: &HeaderMap) -> Res
     {
         return Err(precondition_failed());
     }
-    if let Some(m) = &if_none_match {
-        let tag = etag(&current);
-        let opaque = |t: &str| t.trim_start_matches("W/").to_string();
-        if m.split(',').map(str::trim).any(|t| t == "*" || opaque(t) == opaque(&tag)) {
-            return Err(precondition_failed());
-        }
+    if let Some(m) = &if_none_match
+        && super::read::if_none_match_matches(m, &etag(&current))
+    {
+        return Err(precondition_failed());
     }
     Ok(if_match.filter(|m| m.trim() != "*").map(|_| current.version))
 }

@@ -340,7 +340,7 @@ pub fn parse_summary(raw: Option<&str>, now_ms: i64) -> Result<SummaryParams, Ap
     let limit = parse_limit(get(&p, "limit"), SUMMARY_DEFAULT_LIMIT, SUMMARY_MAX_LIMIT)?;
     let org = parse_filter("org", get(&p, "org"))?;
     // Tags are stored NFC-normalized and trimmed; the filter is spelled the same way.
-    let tag = parse_filter("tag", get(&p, "tag"))?.map(|t| crate::links::normalize_tag(&t));
+    let tag = get(&p, "tag").map(crate::links::tag_filter).transpose()?;
     let (from_ms, to_ms) = range(&p, now_ms, 7 * DAY_MS, max_range_ms(Bucket::Day), None)?;
     Ok(SummaryParams { from_ms, to_ms, include_bots, limit, org, tag })
 }
