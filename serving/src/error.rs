@@ -220,6 +220,12 @@ pub fn precondition_failed() -> ApiError {
     ApiError::new(StatusCode::PRECONDITION_FAILED, "precondition_failed", "the link was modified since the given ETag")
 }
 
+/// 412 `precondition_failed` for `If-None-Match` (RFC 9110 §13.1.2): the link exists (`*`)
+/// or its current ETag is listed.
+pub fn precondition_failed_exists() -> ApiError {
+    ApiError::new(StatusCode::PRECONDITION_FAILED, "precondition_failed", "If-None-Match: the link exists with a matching ETag")
+}
+
 /// Fallback handler: 404 in the error shape for any path no route matches.
 pub async fn not_found_fallback(uri: axum::http::Uri) -> ApiError {
     ApiError::route_not_found(uri.path())

@@ -113,7 +113,8 @@ async fn if_none_match_guards_writes_to_an_existing_link(b: Backend) {
         }
     };
     for inm in ["*".to_string(), current.clone(), weak.clone(), format!("\"0-0\", {current}")] {
-        patch(inm.clone(), "refused").await.assert_error(412, "precondition_failed");
+        let err = patch(inm.clone(), "refused").await.assert_error(412, "precondition_failed");
+        assert_eq!(err["message"], "If-None-Match: the link exists with a matching ETag", "{inm}");
         app.request(Method::DELETE, &path, &[("if-none-match", inm.as_str())], None).await.assert_error(412, "precondition_failed");
     }
     assert_eq!(app.get(&path).await.json()["tags"], json!([]), "nothing changed");

@@ -98,35 +98,58 @@ pub fn normalize_tags(tags: &[String]) -> Result<Vec<String>, ApiError> {
         return Err(ApiError::bad_request("invalid_tags", format!("at most {MAX_TAGS} tags are allowed")).with_details(json!({ "max_tags": MAX_TAGS })));
     }
     let mut out: Vec<String> = Vec::with_capacity(tags.len());
-    for (index, t) in tags.iter().enumerate() {
-        let t = normalize_tag(t);
-        let n = t.chars().count();
-        if n == 0 || n > MAX_TAG_CHARS {
-            return Err(ApiError::bad_request("invalid_tags", format!("each tag must be 1 to {MAX_TAG_CHARS} characters (after trimming white space)"))
-                .with_details(json!({ "max_tag_chars": MAX_TAG_CHARS, "index": index })));
-        }
-        if let Some(c) = [t.chars().next(), t.chars().last()].into_iter().flatten().find(|&c| is_joiner(c)) {
-            return Err(ApiError::bad_request(
-                "invalid_tags",
-                format!(
-                    "a zero-width joiner or non-joiner may only stand between characters of a tag (found U+{:04X} at an edge of tag {index})",
-                    u32::from(c)
-                ),
-            )
-            .with_details(json!({ "index": index, "character": format!("U+{:04X}", u32::from(c)) })));
-        }
-        if let Some(c) = t.chars().find(|&c| is_invisible(c)) {
-            return Err(ApiError::bad_request(
-                "invalid_tags",
-                format!("tags must not contain control or format characters (found U+{:04X} in tag {index})", u32::from(c)),
-            )
-            .with_details(json!({ "index": index, "character": format!("U+{:04X}", u32::from(c)) })));
-        }
+    for (index, raw) in tags.iter().enumerate() {
+        let t = checked_tag(raw).map_err(|bad| {
+            let mut details = json!({ "index": index });
+            match bad {
+                BadTag::Length => details["max_tag_chars"] = json!(MAX_TAG_CHARS),
+                BadTag::JoinerAtEdge(c) | BadTag::Invisible(c) => details["character"] = json!(format!("U+{:04X}", u32::from(c))),
+            }
+            ApiError::bad_request("invalid_tags", format!("tag {index}: {}", bad.reason())).with_details(details)
+        })?;
         if !out.contains(&t) {
             out.push(t);
         }
     }
     Ok(out)
+}
+
+/// Why a tag cannot be stored ([`checked_tag`]).
+enum BadTag {
+    /// Empty after trimming, or over [`MAX_TAG_CHARS`] characters.
+    Length,
+    /// A zero-width joiner or non-joiner first or last.
+    JoinerAtEdge(char),
+    /// A control or format character ([`is_invisible`]).
+    Invisible(char),
+}
+
+impl BadTag {
+    fn reason(&self) -> String {
+        match self {
+            BadTag::Length => format!("each tag must be 1 to {MAX_TAG_CHARS} characters (after trimming white space)"),
+            BadTag::JoinerAtEdge(c) => {
+                format!("a zero-width joiner or non-joiner may only stand between characters of a tag (found U+{:04X} at an edge)", u32::from(*c))
+            }
+            BadTag::Invisible(c) => format!("tags must not contain control or format characters (found U+{:04X})", u32::from(*c)),
+        }
+    }
+}
+
+/// One tag in its stored spelling ([`normalize_tag`]), or why no link can carry it.
+fn checked_tag(raw: &str) -> Result<String, BadTag> {
+    let t = normalize_tag(raw);
+    let n = t.chars().count();
+    if n == 0 || n > MAX_TAG_CHARS {
+        return Err(BadTag::Length);
+    }
+    if let Some(c) = [t.chars().next(), t.chars().last()].into_iter().flatten().find(|&c| is_joiner(c)) {
+        return Err(BadTag::JoinerAtEdge(c));
+    }
+    if let Some(c) = t.chars().find(|&c| is_invisible(c)) {
+        return Err(BadTag::Invisible(c));
+    }
+    Ok(t)
 }
 
 /// A `tag` query filter (`GET /v1/links?tag=`, `GET /v1/stats/summary?tag=`) in its stored
@@ -135,11 +158,11 @@ pub fn normalize_tags(tags: &[String]) -> Result<Vec<String>, ApiError> {
 /// [`normalize_tags`]) is 400 `invalid_parameter` with `details {parameter: "tag", value,
 /// reason}`, the same on both endpoints.
 pub fn tag_filter(raw: &str) -> Result<String, ApiError> {
-    match normalize_tags(&[raw.to_owned()]) {
-        Ok(mut t) => Ok(t.remove(0)),
-        Err(e) => Err(ApiError::bad_request("invalid_parameter", format!("invalid \"tag\": {}", e.message))
-            .with_details(json!({ "parameter": "tag", "value": raw, "reason": e.message }))),
-    }
+    checked_tag(raw).map_err(|bad| {
+        let reason = bad.reason();
+        ApiError::bad_request("invalid_parameter", format!("invalid \"tag\": {reason}"))
+            .with_details(json!({ "parameter": "tag", "value": raw, "reason": reason }))
+    })
 }
 
 /// The canonical spelling of one tag as stored and matched: white space trimmed, Unicode NFC

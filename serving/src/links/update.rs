@@ -8,7 +8,7 @@ use sluice_connectors::{LinkChange, LinkPatch};
 use sluice_schemas::Link;
 
 use crate::dto::{ErrorBody, LinkResponse, UpdateLinkRequest};
-use crate::error::{ApiError, precondition_failed};
+use crate::error::{ApiError, precondition_failed, precondition_failed_exists};
 use crate::extract::{ApiJson, LinkCode};
 use crate::links::{etag, link_headers, normalize_tags, now_ms, parse_expires_at, parse_redirect_type, to_response};
 use crate::state::ApiState;
@@ -76,7 +76,7 @@ async fn preconditions(state: &ApiState, code: &str, headers: &HeaderMap) -> Res
     if let Some(m) = &if_none_match
         && super::read::if_none_match_matches(m, &etag(&current))
     {
-        return Err(precondition_failed());
+        return Err(precondition_failed_exists());
     }
     Ok(if_match.filter(|m| m.trim() != "*").map(|_| current.version))
 }
