@@ -185,10 +185,11 @@ pub fn canonical_json(v: &Value) -> String {
 }
 
 /// Query string parsed into `T`; on error 400 with the same codes as the stats endpoints:
-/// `unknown_parameter` (when `T` denies unknown fields), `duplicate_parameter`,
-/// `invalid_limit` for a `limit` that is no integer ([`ApiError::invalid_limit`], up to
-/// [`PAGE_MAX_LIMIT`]), else `invalid_parameter` (a value of the wrong type or out of range,
-/// details `{parameter, value}`).
+/// `invalid_parameter` for a name or value that is not UTF-8 once percent-decoded
+/// ([`crate::query::decode`]), `unknown_parameter` (when `T` denies unknown fields),
+/// `duplicate_parameter`, `invalid_limit` for a `limit` that is not plain decimal digits
+/// ([`ApiError::invalid_limit`], up to [`PAGE_MAX_LIMIT`]), else `invalid_parameter` (a
+/// value of the wrong type or out of range, details `{parameter, value}`).
 #[derive(Debug)]
 pub struct ApiQuery<T>(pub T);
 
@@ -200,9 +201,16 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        axum::extract::Query::<T>::try_from_uri(&parts.uri)
+        // serde's parser decodes bytes that are not UTF-8 lossily and reads `limit` with
+        // Rust's integer parser (which takes `+5`): both are checked on the raw pairs first.
+        let raw = crate::query::decode(parts.uri.query())?;
+        let v = axum::extract::Query::<T>::try_from_uri(&parts.uri)
             .map(|axum::extract::Query(v)| ApiQuery(v))
-            .map_err(|e| query_error(&e.body_text(), parts.uri.query()))
+            .map_err(|e| query_error(&e.body_text(), parts.uri.query()))?;
+        match crate::query::get(&raw, "limit") {
+            Some(limit) if !crate::query::is_digits(limit) => Err(ApiError::invalid_limit(limit, PAGE_MAX_LIMIT)),
+            _ => Ok(v),
+        }
     }
 }
 

@@ -42,6 +42,7 @@ pub mod jobs;
 pub mod links;
 pub mod live;
 pub mod openapi;
+pub mod query;
 pub mod ratelimit;
 pub mod reports;
 pub mod single_headers;

@@ -59,6 +59,13 @@ async fn every_stats_error_has_its_status_and_code() {
         ("/v1/links/no-such-link/stats".to_string(), 404, "not_found"),
         ("/v1/links/not%20a%20code/stats".to_string(), 404, "not_found"),
         ("/v1/stats/summary?limit=1001".to_string(), 400, "invalid_limit"),
+        // Rust's integer parser takes a sign; a limit is plain digits.
+        ("/v1/stats/summary?limit=%2B5".to_string(), 400, "invalid_limit"),
+        (format!("/v1/links/{code}/stats?limit=%2B5"), 400, "invalid_limit"),
+        // Bytes that are not UTF-8 once decoded are refused, not read as U+FFFD.
+        ("/v1/stats/summary?tag=%FF".to_string(), 400, "invalid_parameter"),
+        ("/v1/stats/summary?org=a%C3".to_string(), 400, "invalid_parameter"),
+        (format!("/v1/links/{code}/stats?tz=UTC%FF"), 400, "invalid_parameter"),
         ("/v1/stats/summary?from=2024-06-02T00:00:00Z&to=2024-06-01T00:00:00Z".to_string(), 400, "invalid_range"),
         ("/v1/stats/summary?from=2020-01-01T00:00:00Z&to=2024-06-01T00:00:00Z".to_string(), 400, "range_too_long"),
         ("/v1/stats/summary?tag=".to_string(), 400, "invalid_parameter"),

@@ -406,6 +406,18 @@ async fn list_parameter_errors(b: Backend) {
     );
     app.get("/v1/links?limit=abc").await.assert_error(400, "invalid_limit");
     app.get("/v1/links?limit=-1").await.assert_error(400, "invalid_limit");
+    // Rust's integer parser (serde's) takes a sign; a limit is plain digits.
+    let r = app.get("/v1/links?limit=%2B5").await;
+    let err = r.assert_error(400, "invalid_limit");
+    assert_eq!(err["details"], serde_json::json!({"parameter": "limit", "value": "+5", "min": 1, "max": 1000}));
+    app.get("/v1/links?limit=%205").await.assert_error(400, "invalid_limit");
+    // A value that is not UTF-8 once decoded is refused (it was read as U+FFFD before).
+    for path in ["/v1/links?tag=%FF", "/v1/links?tag=a%C3&limit=5", "/v1/stats/summary?tag=%FF"] {
+        let r = app.get(path).await;
+        let err = r.assert_error(400, "invalid_parameter");
+        assert_eq!(err["details"]["reason"], "not UTF-8 once percent-decoded", "{path}");
+        assert_eq!(err["details"]["parameter"], "tag", "{path}");
+    }
     let r = app.get("/v1/links?enabled=maybe").await;
     r.assert_error(400, "invalid_parameter");
     assert_eq!(r.json()["error"]["details"], serde_json::json!({"parameter": "enabled", "value": "maybe", "allowed": ["true", "false", "1", "0"]}));

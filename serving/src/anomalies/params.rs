@@ -8,6 +8,7 @@ use serde_json::json;
 use sluice_schemas::{Anomaly, AnomalyKind, Severity};
 
 use crate::error::{ApiError, echo};
+use crate::query::{get, pairs};
 
 /// Default page size of the list.
 pub const DEFAULT_LIMIT: usize = 100;
@@ -74,27 +75,6 @@ pub struct StreamParams {
     pub filter: AnomalyFilter,
     /// `last_event_id` from the query string.
     pub last_event_id: Option<u64>,
-}
-
-/// Decoded pairs; 400 `unknown_parameter` / `duplicate_parameter`.
-fn pairs(raw: Option<&str>, known: &[&str]) -> Result<Vec<(String, String)>, ApiError> {
-    let mut out: Vec<(String, String)> = Vec::new();
-    for (k, v) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
-        if !known.contains(&k.as_ref()) {
-            return Err(ApiError::bad_request("unknown_parameter", format!("unknown query parameter \"{}\"", echo(&k)))
-                .with_details(json!({ "parameter": k, "supported": known })));
-        }
-        if out.iter().any(|(n, _)| *n == k) {
-            return Err(ApiError::bad_request("duplicate_parameter", format!("query parameter \"{}\" is given more than once", echo(&k)))
-                .with_details(json!({ "parameter": k })));
-        }
-        out.push((k.into_owned(), v.into_owned()));
-    }
-    Ok(out)
-}
-
-fn get<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
 /// An RFC 3339 instant (any offset; a `+` that became a space in the query string is
@@ -175,15 +155,7 @@ fn filter(pairs: &[(String, String)]) -> Result<AnomalyFilter, ApiError> {
 pub fn parse_list(raw: Option<&str>) -> Result<ListParams, ApiError> {
     let p = pairs(raw, &LIST_PARAMS)?;
     let filter = filter(&p)?;
-    let limit = match get(&p, "limit") {
-        None => DEFAULT_LIMIT,
-        Some(v) => match v.parse::<usize>() {
-            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
-            _ => {
-                return Err(ApiError::invalid_limit(v, MAX_LIMIT));
-            }
-        },
-    };
+    let limit = crate::query::limit(get(&p, "limit"), DEFAULT_LIMIT, MAX_LIMIT)?;
     let after = get(&p, "cursor").map(|c| decode_cursor(c, &filter)).transpose()?;
     Ok(ListParams { filter, limit, after })
 }
@@ -282,6 +254,11 @@ mod tests {
         // '+' decoded to a space by form encoding is repaired.
         assert_eq!(parse_list(Some("from=2024-06-01T05:30:00+05:30")).expect("plus").filter.from_ms, Some(1_717_200_000_000));
         assert_eq!(parse_list(None).expect("empty").limit, DEFAULT_LIMIT);
+        assert_eq!(parse_list(Some("limit=7")).expect("7").limit, 7);
+        for bad in ["limit=%2B5", "limit=+5", "limit=0", "limit=1001", "limit="] {
+            assert_eq!(parse_list(Some(bad)).expect_err(bad).code, "invalid_limit", "{bad}");
+        }
+        assert_eq!(parse_list(Some("code=%FF")).expect_err("utf8").code, "invalid_parameter");
         // Digits past the millisecond round the bound up (exact for millisecond event times).
         let p = parse_list(Some("from=2024-06-01T00:00:00.000000001Z&to=2024-06-01T00:00:00.002500Z")).expect("nanos");
         assert_eq!((p.filter.from_ms, p.filter.to_ms), (Some(1_717_200_000_001), Some(1_717_200_000_003)));

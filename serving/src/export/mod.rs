@@ -76,15 +76,15 @@ pub struct ExportQuery {
 pub fn parse_export_query(raw: Option<&str>, now_ms: i64, adhoc: bool) -> Result<ExportQuery, ApiError> {
     let (mut code, mut format) = (None, None);
     let mut rest = url::form_urlencoded::Serializer::new(String::new());
-    for (k, v) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
-        if REFUSED_PARAMETERS.contains(&k.as_ref()) {
+    for (k, v) in crate::query::decode(raw)? {
+        if REFUSED_PARAMETERS.contains(&k.as_str()) {
             return Err(ApiError::bad_request(
                 "unknown_parameter",
                 format!("an export does not take \"{}\" (it holds every row, buckets ascending)", echo(&k)),
             )
             .with_details(json!({ "parameter": k, "supported": supported_parameters() })));
         }
-        let slot = match k.as_ref() {
+        let slot = match k.as_str() {
             "code" => &mut code,
             "format" => &mut format,
             _ => {
@@ -92,9 +92,8 @@ pub fn parse_export_query(raw: Option<&str>, now_ms: i64, adhoc: bool) -> Result
                 continue;
             }
         };
-        if slot.replace(v.into_owned()).is_some() {
-            return Err(ApiError::bad_request("duplicate_parameter", format!("query parameter \"{}\" is given more than once", echo(&k)))
-                .with_details(json!({ "parameter": k })));
+        if slot.replace(v).is_some() {
+            return Err(crate::query::duplicate(&k));
         }
     }
     let code = code

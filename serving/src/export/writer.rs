@@ -37,10 +37,11 @@ pub enum ExportFormat {
 }
 
 impl ExportFormat {
-    /// Parses `csv`, `json` or `ndjson` (absent or empty → CSV).
+    /// Parses `csv`, `json` or `ndjson` (surrounding spaces ignored; absent → CSV). `None` for
+    /// anything else, the empty string included.
     pub fn parse(raw: Option<&str>) -> Option<ExportFormat> {
         match raw.map(str::trim) {
-            None | Some("") | Some("csv") => Some(ExportFormat::Csv),
+            None | Some("csv") => Some(ExportFormat::Csv),
             Some("json") => Some(ExportFormat::Json),
             Some("ndjson") => Some(ExportFormat::Ndjson),
             Some(_) => None,
@@ -226,5 +227,7 @@ mod tests {
         assert_eq!(ExportFormat::parse(Some("json")), Some(ExportFormat::Json));
         assert_eq!(ExportFormat::parse(Some("ndjson")), Some(ExportFormat::Ndjson));
         assert_eq!(ExportFormat::parse(Some("xlsx")), None);
+        assert_eq!(ExportFormat::parse(Some("")), None);
+        assert_eq!(ExportFormat::parse(Some("  ")), None);
     }
 }

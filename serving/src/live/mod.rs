@@ -40,11 +40,10 @@ use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use sluice_dataflows::views::{Bucket, StatsQuery, Views};
 
 use crate::dto::ErrorBody;
-use crate::error::{ApiError, echo};
+use crate::error::ApiError;
 use crate::extract::LinkCode;
 use crate::reports::ReportsState;
 use crate::reports::view_error as views_error;
@@ -69,18 +68,8 @@ impl Default for LiveConfig {
 /// false). Errors: 400 `unknown_parameter`, `duplicate_parameter`, `invalid_parameter` (as
 /// the stats endpoints).
 pub fn parse_live_query(raw: Option<&str>) -> Result<bool, ApiError> {
-    let mut include_bots = None;
-    for (k, v) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
-        if k != "include_bots" {
-            return Err(ApiError::bad_request("unknown_parameter", format!("unknown query parameter \"{}\"", echo(&k)))
-                .with_details(json!({ "parameter": k, "supported": ["include_bots"] })));
-        }
-        let b = crate::stats::params::bool_param("include_bots", &v)?;
-        if include_bots.replace(b).is_some() {
-            return Err(ApiError::bad_request("duplicate_parameter", "query parameter \"include_bots\" is given more than once")
-                .with_details(json!({ "parameter": "include_bots" })));
-        }
-    }
+    let p = crate::query::pairs(raw, &["include_bots"])?;
+    let include_bots = crate::query::get(&p, "include_bots").map(|v| crate::stats::params::bool_param("include_bots", v)).transpose()?;
     Ok(include_bots.unwrap_or(false))
 }
 

@@ -22,6 +22,7 @@ use sluice_dataflows::model::{Dimension, View};
 use sluice_dataflows::views::{Bucket, OrderBy};
 
 use crate::error::{ApiError, echo};
+use crate::query::{get, pairs};
 
 const MINUTE_MS: i64 = 60_000;
 const QUARTER_MS: i64 = 15 * MINUTE_MS;
@@ -109,27 +110,6 @@ pub struct SummaryParams {
     pub tag: Option<String>,
 }
 
-/// Decoded `name=value` pairs; rejects unknown and repeated names.
-fn pairs(raw: Option<&str>, known: &[&str]) -> Result<Vec<(String, String)>, ApiError> {
-    let mut out: Vec<(String, String)> = Vec::new();
-    for (k, v) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
-        if !known.contains(&k.as_ref()) {
-            return Err(ApiError::bad_request("unknown_parameter", format!("unknown query parameter \"{}\"", echo(&k)))
-                .with_details(json!({ "parameter": k, "supported": known })));
-        }
-        if out.iter().any(|(n, _)| *n == k) {
-            return Err(ApiError::bad_request("duplicate_parameter", format!("query parameter \"{}\" is given more than once", echo(&k)))
-                .with_details(json!({ "parameter": k })));
-        }
-        out.push((k.into_owned(), v.into_owned()));
-    }
-    Ok(out)
-}
-
-fn get<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
-}
-
 /// Parses an RFC 3339 instant of a query string into ms UTC (see module docs for `+`).
 ///
 /// Errors: `invalid_timestamp` (unparseable, or outside 1970..=9999), `unaligned_range`
@@ -190,14 +170,6 @@ pub(crate) fn bool_param(name: &str, v: &str) -> Result<bool, ApiError> {
         "false" | "0" => Ok(false),
         other => Err(ApiError::bad_request("invalid_parameter", format!("\"{name}\" must be true or false (or 1 / 0), got \"{}\"", echo(other)))
             .with_details(json!({ "parameter": name, "value": other, "allowed": ["true", "false", "1", "0"] }))),
-    }
-}
-
-fn parse_limit(v: Option<&str>, default: usize, max: usize) -> Result<usize, ApiError> {
-    let Some(v) = v else { return Ok(default) };
-    match v.parse::<usize>() {
-        Ok(n) if (1..=max).contains(&n) => Ok(n),
-        _ => Err(ApiError::invalid_limit(v, max)),
     }
 }
 
@@ -308,7 +280,7 @@ pub fn parse_stats_with(raw: Option<&str>, now_ms: i64, adhoc: bool) -> Result<S
     let tz = parse_tz(get(&p, "tz"))?;
     let dimensions = parse_dimensions(get(&p, "dimensions"), adhoc)?;
     let include_bots = parse_bool("include_bots", get(&p, "include_bots"))?;
-    let limit = parse_limit(get(&p, "limit"), DEFAULT_LIMIT, MAX_LIMIT)?;
+    let limit = crate::query::limit(get(&p, "limit"), DEFAULT_LIMIT, MAX_LIMIT)?;
     let order_by = match get(&p, "order_by") {
         None | Some("bucket") => OrderBy::Bucket,
         Some("clicks") => OrderBy::ClicksDesc,
@@ -337,7 +309,7 @@ fn parse_filter(name: &str, v: Option<&str>) -> Result<Option<String>, ApiError>
 pub fn parse_summary(raw: Option<&str>, now_ms: i64) -> Result<SummaryParams, ApiError> {
     let p = pairs(raw, &["from", "to", "include_bots", "limit", "org", "tag"])?;
     let include_bots = parse_bool("include_bots", get(&p, "include_bots"))?;
-    let limit = parse_limit(get(&p, "limit"), SUMMARY_DEFAULT_LIMIT, SUMMARY_MAX_LIMIT)?;
+    let limit = crate::query::limit(get(&p, "limit"), SUMMARY_DEFAULT_LIMIT, SUMMARY_MAX_LIMIT)?;
     let org = parse_filter("org", get(&p, "org"))?;
     // Tags are stored NFC-normalized and trimmed; the filter is spelled the same way.
     let tag = get(&p, "tag").map(crate::links::tag_filter).transpose()?;

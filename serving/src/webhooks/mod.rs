@@ -361,36 +361,14 @@ pub async fn list_deliveries(
 }
 
 fn parse_deliveries_query(raw: Option<&str>) -> Result<(usize, Option<u64>), ApiError> {
-    let mut limit = None;
-    let mut cursor = None;
-    for (k, v) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
-        let slot = match k.as_ref() {
-            "limit" => &mut limit,
-            "cursor" => &mut cursor,
-            _ => {
-                return Err(ApiError::bad_request("unknown_parameter", format!("unknown query parameter \"{}\"", echo(&k)))
-                    .with_details(json!({ "parameter": k, "supported": ["limit", "cursor"] })));
-            }
-        };
-        if slot.is_some() {
-            return Err(ApiError::bad_request("duplicate_parameter", format!("query parameter \"{}\" is given more than once", echo(&k)))
-                .with_details(json!({ "parameter": k })));
-        }
-        *slot = Some(v.into_owned());
-    }
-    let limit = match limit {
-        None => DELIVERIES_DEFAULT_LIMIT,
-        Some(v) => match v.parse::<usize>() {
-            Ok(n) if (1..=DELIVERIES_MAX_LIMIT).contains(&n) => n,
-            _ => {
-                return Err(ApiError::invalid_limit(&v, DELIVERIES_MAX_LIMIT));
-            }
-        },
-    };
+    let p = crate::query::pairs(raw, &["limit", "cursor"])?;
+    let limit = crate::query::limit(crate::query::get(&p, "limit"), DELIVERIES_DEFAULT_LIMIT, DELIVERIES_MAX_LIMIT)?;
+    let cursor = crate::query::get(&p, "cursor");
     let before = match cursor {
         None => None,
         Some(c) => Some(
             c.strip_prefix('d')
+                .filter(|n| crate::query::is_digits(n))
                 .and_then(|n| n.parse::<u64>().ok())
                 .ok_or_else(|| ApiError::bad_request("invalid_cursor", "cursor is not a next_cursor of this endpoint").with_details(json!({ "cursor": c })))?,
         ),

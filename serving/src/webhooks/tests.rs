@@ -355,3 +355,20 @@ async fn exhausted_and_blocked_deliveries_fail_with_every_attempt_recorded() {
     }
     assert!(seen.lock().requests.is_empty(), "no request may reach a blocked receiver");
 }
+
+#[test]
+fn deliveries_query_takes_plain_digits_and_known_names() {
+    assert_eq!(parse_deliveries_query(None).expect("none"), (DELIVERIES_DEFAULT_LIMIT, None));
+    assert_eq!(parse_deliveries_query(Some("limit=3&cursor=d17")).expect("ok"), (3, Some(17)));
+    for (q, code) in [
+        ("limit=%2B5", "invalid_limit"),
+        ("limit=0", "invalid_limit"),
+        ("cursor=d%2B5", "invalid_cursor"),
+        ("cursor=17", "invalid_cursor"),
+        ("cursor=d%FF", "invalid_parameter"),
+        ("limit=1&limit=2", "duplicate_parameter"),
+        ("sort=asc", "unknown_parameter"),
+    ] {
+        assert_eq!(parse_deliveries_query(Some(q)).expect_err(q).code, code, "{q}");
+    }
+}
