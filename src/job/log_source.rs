@@ -358,7 +358,10 @@ fn read_batch(log: &ClickLog, partition: u32, from: u64, max: usize) -> sluice_c
 }
 
 /// `/readyz`'s view of the click log tail (a required dependency: when it stopped, the stats
-/// no longer count new clicks).
+/// no longer count new clicks). Its status: `up`, or `catching_up` while the dataflow has
+/// not read every logged click (a replay at start, or a burst), with `delivered` (the next
+/// log offset to read) and `backlog` (log events not read yet); both keep the process ready,
+/// since redirects and the API do not wait for the stats.
 pub struct ClickLogHealth(pub Arc<TailProgress>);
 
 impl crate::health::Dependency for ClickLogHealth {
@@ -368,7 +371,10 @@ impl crate::health::Dependency for ClickLogHealth {
 
     fn status(&self) -> (bool, serde_json::Value) {
         match self.0.failure() {
-            None => (true, serde_json::json!({ "status": "up", "delivered": self.0.delivered() })),
+            None => {
+                let backlog = self.0.backlog();
+                (true, serde_json::json!({ "status": if backlog > 0 { "catching_up" } else { "up" }, "delivered": self.0.delivered(), "backlog": backlog }))
+            }
             Some(why) => (false, serde_json::json!({ "status": "failed", "error": why })),
         }
     }
@@ -476,7 +482,19 @@ mod tests {
             (status, serde_json::from_slice::<serde_json::Value>(&body).expect("json"))
         };
         let (status, body) = ready(health.clone()).await;
-        assert_eq!((status.as_u16(), &body["dependencies"]["click_log"]["status"]), (200, &serde_json::json!("up")), "{body}");
+        assert_eq!((status.as_u16(), &body["dependencies"]["click_log"]), (200, &serde_json::json!({"status": "up", "delivered": 0, "backlog": 0})), "{body}");
+        // Clicks logged and not read yet (a replay): ready, catching up, the backlog counted.
+        p.log.append(&(0..5).map(logged).collect::<Vec<_>>()).expect("append");
+        p.delivered.store(2, Ordering::Release);
+        let (status, body) = ready(health.clone()).await;
+        assert_eq!(
+            (status.as_u16(), &body["dependencies"]["click_log"]),
+            (200, &serde_json::json!({"status": "catching_up", "delivered": 2, "backlog": 3})),
+            "{body}"
+        );
+        p.delivered.store(5, Ordering::Release);
+        let (_, body) = ready(health.clone()).await;
+        assert_eq!(body["dependencies"]["click_log"], serde_json::json!({"status": "up", "delivered": 5, "backlog": 0}), "{body}");
         p.fail("reading the click log at offset 7 failed: task panicked".into());
         let (status, body) = ready(health).await;
         assert_eq!((status.as_u16(), body["error"]["code"].as_str()), (503, Some("not_ready")), "{body}");
