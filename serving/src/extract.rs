@@ -207,10 +207,11 @@ where
         let v = axum::extract::Query::<T>::try_from_uri(&parts.uri)
             .map(|axum::extract::Query(v)| ApiQuery(v))
             .map_err(|e| query_error(&e.body_text(), parts.uri.query()))?;
-        match crate::query::get(&raw, "limit") {
-            Some(limit) if !crate::query::is_digits(limit) => Err(ApiError::invalid_limit(limit, PAGE_MAX_LIMIT)),
-            _ => Ok(v),
+        // The range too, so that `details.value` is the text sent (`0000`), not the number.
+        if let Some(limit) = crate::query::get(&raw, "limit") {
+            crate::query::limit(Some(limit), 1, PAGE_MAX_LIMIT)?;
         }
+        Ok(v)
     }
 }
 

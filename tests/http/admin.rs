@@ -283,7 +283,21 @@ async fn disable_enable_and_exact_audit_log(b: Backend) {
     assert_eq!(only["items"].as_array().expect("items").len(), 2);
     admin(&app, Method::GET, "/v1/admin/audit?limit=0", None).await.assert_error(400, "invalid_limit");
     admin(&app, Method::GET, "/v1/admin/audit?cursor=zz", None).await.assert_error(400, "invalid_cursor");
-    admin(&app, Method::GET, "/v1/admin/audit?from=yesterday", None).await.assert_error(400, "invalid_timestamp");
+    let err = admin(&app, Method::GET, "/v1/admin/audit?from=yesterday", None).await.assert_error(400, "invalid_timestamp");
+    assert_eq!(err["details"], json!({"parameter": "from", "value": "yesterday"}));
+    // As the anomalies' filters: a '+' of the offset that became a space is taken back,
+    // years outside 1970..=9999 are refused, and invalid_limit echoes the text sent.
+    let all = admin(&app, Method::GET, "/v1/admin/audit?from=2000-01-01T05:30:00+05:30", None).await.json();
+    assert_eq!(all["items"].as_array().expect("items").len(), seen.len());
+    admin(&app, Method::GET, "/v1/admin/audit?from=0000-01-01T00:00:00Z", None).await.assert_error(400, "invalid_timestamp");
+    let err = admin(&app, Method::GET, "/v1/admin/audit?limit=0000", None).await.assert_error(400, "invalid_limit");
+    assert_eq!(err["details"]["value"], "0000");
+    admin(&app, Method::GET, "/v1/admin/audit?limit=%2B5", None).await.assert_error(400, "invalid_limit");
+    // An empty actor or action matches no entry: refused, not an empty page.
+    for q in ["actor=", "action="] {
+        let err = admin(&app, Method::GET, &format!("/v1/admin/audit?{q}"), None).await.assert_error(400, "invalid_parameter");
+        assert_eq!(err["details"]["reason"], "empty", "{q}");
+    }
 }
 
 /// An IPv6 address as a blocklist entry, at run time (`POST /v1/admin/blocklist`) and in

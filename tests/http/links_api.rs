@@ -411,6 +411,8 @@ async fn list_parameter_errors(b: Backend) {
     let err = r.assert_error(400, "invalid_limit");
     assert_eq!(err["details"], serde_json::json!({"parameter": "limit", "value": "+5", "min": 1, "max": 1000}));
     app.get("/v1/links?limit=%205").await.assert_error(400, "invalid_limit");
+    // Out of range: the value as sent, not the number read from it.
+    assert_eq!(app.get("/v1/links?limit=0000").await.assert_error(400, "invalid_limit")["details"]["value"], "0000");
     // A value that is not UTF-8 once decoded is refused (it was read as U+FFFD before).
     for path in ["/v1/links?tag=%FF", "/v1/links?tag=a%C3&limit=5", "/v1/stats/summary?tag=%FF"] {
         let r = app.get(path).await;

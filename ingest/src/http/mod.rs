@@ -362,33 +362,48 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// `backfill=true|false|1|0` is the only parameter, given at most once (400
-/// `duplicate_parameter` otherwise, like the other endpoints).
+/// `duplicate_parameter` otherwise, like the other endpoints). Names and values are decoded
+/// as `application/x-www-form-urlencoded` (WHATWG URL Standard §5.1: `+` is a space, `%XX` a
+/// byte); one that is not UTF-8 once decoded is 400 `invalid_parameter` with
+/// `details.reason`, as on the API's routes.
 fn parse_query(query: Option<&str>) -> Result<bool, ApiError> {
-    let mut backfill = false;
-    let mut seen = false;
+    let mut backfill = None;
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        if k == "backfill" {
-            if seen {
-                return Err(ApiError::bad_request("duplicate_parameter", "query parameter \"backfill\" is given more than once")
-                    .with_details(json!({ "parameter": "backfill" })));
-            }
-            seen = true;
+        let (raw_k, raw_v) = pair.split_once('=').unwrap_or((pair, ""));
+        let (Some(k), Some(v)) = (form_decode(raw_k), form_decode(raw_v)) else {
+            let (k, v) = (form_decode_lossy(raw_k), form_decode_lossy(raw_v));
+            let reason = "not UTF-8 once percent-decoded";
+            let part = if form_decode(raw_k).is_none() { "name" } else { "value" };
+            return Err(ApiError::bad_request("invalid_parameter", format!("query parameter \"{}\": the {part} is {reason}", echo(&k)))
+                .with_details(json!({ "parameter": k, "value": v, "reason": reason })));
+        };
+        if k != "backfill" {
+            return Err(ApiError::bad_request("unknown_parameter", format!("unknown query parameter \"{}\"", echo(&k)))
+                .with_details(json!({ "parameter": k, "supported": ["backfill"] })));
         }
-        match (k, v) {
-            ("backfill", "true" | "1") => backfill = true,
-            ("backfill", "false" | "0") => backfill = false,
-            ("backfill", other) => {
+        if backfill.is_some() {
+            return Err(ApiError::bad_request("duplicate_parameter", "query parameter \"backfill\" is given more than once")
+                .with_details(json!({ "parameter": "backfill" })));
+        }
+        backfill = Some(match v.as_str() {
+            "true" | "1" => true,
+            "false" | "0" => false,
+            other => {
                 return Err(ApiError::bad_request("invalid_parameter", format!("\"backfill\" must be true or false (or 1 / 0), got \"{}\"", echo(other)))
                     .with_details(json!({ "parameter": "backfill", "value": other, "allowed": ["true", "false", "1", "0"] })));
             }
-            (other, _) => {
-                return Err(ApiError::bad_request("unknown_parameter", format!("unknown query parameter \"{}\"", echo(other)))
-                    .with_details(json!({ "parameter": other, "supported": ["backfill"] })));
-            }
-        }
+        });
     }
-    Ok(backfill)
+    Ok(backfill.unwrap_or(false))
+}
+
+/// `+` → space, then percent-decoding; `None` when the bytes are not UTF-8.
+fn form_decode(part: &str) -> Option<String> {
+    String::from_utf8(percent_encoding::percent_decode(part.replace('+', " ").as_bytes()).collect()).ok()
+}
+
+fn form_decode_lossy(part: &str) -> String {
+    percent_encoding::percent_decode(part.replace('+', " ").as_bytes()).decode_utf8_lossy().into_owned()
 }
 
 fn body_format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {

@@ -183,6 +183,12 @@ async fn body_level_errors() {
         assert_eq!(r.body["error"]["message"], format!("\"backfill\" must be true or false (or 1 / 0), got \"{value}\""));
         assert_eq!(r.body["error"]["details"], json!({"parameter": "backfill", "value": value, "allowed": ["true", "false", "1", "0"]}));
     }
+    // Names and values are percent-decoded; bytes that are not UTF-8 are refused.
+    for (q, param, value) in [("backfill=%FF", "backfill", "\u{FFFD}"), ("b%FFckfill=1", "b\u{FFFD}ckfill", "1")] {
+        let r = send(&f.router, &format!("{EVENTS_PATH}?{q}"), loopback(), &ct, json!([ev("a", "c")]).to_string()).await;
+        assert_error(&r, 400, "invalid_parameter");
+        assert_eq!(r.body["error"]["details"], json!({"parameter": param, "value": value, "reason": "not UTF-8 once percent-decoded"}), "{q}");
+    }
     let r = send(&f.router, &format!("{EVENTS_PATH}?dry_run=1"), loopback(), &ct, json!([ev("a", "c")]).to_string()).await;
     assert_error(&r, 400, "unknown_parameter");
     assert_eq!(r.body["error"]["details"], json!({"parameter": "dry_run", "supported": ["backfill"]}));
@@ -425,12 +431,17 @@ async fn backfill_marks_reach_the_log() {
     let f = fixture(EventsConfig::default());
     let ct = [("content-type", "application/json")];
     let old = json!([{"event_id": "old", "code": "bf", "ts": "2024-01-15T10:00:00Z", "ip": "192.0.2.8", "ua": ""}]).to_string();
-    for (q, code) in [("?backfill=true", "t"), ("", "d"), ("?backfill=false", "f"), ("?backfill=1", "one"), ("?backfill=0&", "zero")] {
+    for (q, code) in
+        [("?backfill=true", "t"), ("", "d"), ("?backfill=false", "f"), ("?backfill=1", "one"), ("?backfill=0&", "zero"), ("?b%61ckfill=%74rue", "enc")]
+    {
         let body = old.replace("\"bf\"", &format!("\"{code}\""));
         let r = send(&f.router, &format!("{EVENTS_PATH}{q}"), loopback(), &ct, body).await;
         assert_eq!(r.status, StatusCode::OK, "{q}: {}", r.body);
     }
-    assert_eq!(logged(&f.log), vec![("t".into(), true), ("d".into(), false), ("f".into(), false), ("one".into(), true), ("zero".into(), false)]);
+    assert_eq!(
+        logged(&f.log),
+        vec![("t".into(), true), ("d".into(), false), ("f".into(), false), ("one".into(), true), ("zero".into(), false), ("enc".into(), true)]
+    );
 }
 
 /// A log whose appends always fail.

@@ -16,14 +16,20 @@ use crate::links::cursor;
 /// Default page size.
 const DEFAULT_LIMIT: u32 = 100;
 
-fn instant(field: &'static str, raw: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
-    raw.map(|r| {
-        DateTime::parse_from_rfc3339(r).map(|t| t.with_timezone(&Utc)).map_err(|_| {
-            ApiError::bad_request("invalid_timestamp", format!("{field} must be an RFC 3339 instant such as 2026-01-01T00:00:00Z"))
-                .with_details(serde_json::json!({ "field": field }))
-        })
-    })
-    .transpose()
+/// `from`/`to` as the anomalies' filters read them
+/// ([`crate::anomalies::params::rfc3339_param`]), at full precision.
+fn instant(name: &'static str, raw: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
+    raw.map(|r| crate::anomalies::params::rfc3339_param(name, r).map(|t| t.with_timezone(&Utc))).transpose()
+}
+
+/// `actor`/`action`: an exact match; an empty value matches nothing any entry holds, so it
+/// is refused (400 `invalid_parameter`, details `{parameter, value, reason}`).
+fn non_empty(name: &'static str, v: Option<String>) -> Result<Option<String>, ApiError> {
+    match v {
+        Some(v) if v.is_empty() => Err(ApiError::bad_request("invalid_parameter", format!("\"{name}\" must not be empty (leave it out to list every {name})"))
+            .with_details(serde_json::json!({ "parameter": name, "value": v, "reason": "empty" }))),
+        v => Ok(v),
+    }
 }
 
 const _: () = assert!(
@@ -55,7 +61,8 @@ pub async fn list_audit(State(state): State<AdminState>, _who: AdminPrincipal, A
         return Err(ApiError::bad_request("invalid_range", "from must not be after to"));
     }
     let before_seq = p.cursor.as_deref().map(cursor::decode).transpose()?;
-    let query = AuditQuery { limit, before_seq, from, to, actor: p.actor, action: p.action };
+    let (actor, action) = (non_empty("actor", p.actor)?, non_empty("action", p.action)?);
+    let query = AuditQuery { limit, before_seq, from, to, actor, action };
     let rows = state.store()?.audit_list(&query).await?;
     // A full page may be followed by more (the next page may then be empty).
     let next_cursor = if rows.len() == limit as usize { rows.last().map(|r| cursor::encode(r.seq)) } else { None };

@@ -86,6 +86,18 @@ pub struct StreamParams {
 /// bound would (`t ≥ from` and `t < to` hold for a whole-millisecond `t` exactly when they
 /// hold against the bound rounded up).
 fn instant(name: &str, raw: &str) -> Result<i64, ApiError> {
+    let dt = rfc3339_param(name, raw)?;
+    Ok(dt.timestamp_millis() + i64::from(dt.timestamp_subsec_nanos() % 1_000_000 != 0))
+}
+
+/// The query parameter `name` as an RFC 3339 date-time with an offset, at full precision,
+/// as the instant filters of the API read it (anomalies, the admin audit log): a `+` of
+/// the offset that became a space in the query string is taken back.
+///
+/// Errors (400 `invalid_timestamp`, details `{parameter, value}`): malformed; outside
+/// 1970-01-01T00:00:00Z..=9999-12-31T23:59:59.999Z (the message and `details.min`/`max`
+/// state the range).
+pub(crate) fn rfc3339_param(name: &str, raw: &str) -> Result<DateTime<chrono::FixedOffset>, ApiError> {
     let mut s = raw.to_string();
     let b = s.as_bytes();
     if b.len() > 6 && b[b.len() - 6] == b' ' && b[b.len() - 3] == b':' {
@@ -100,8 +112,7 @@ fn instant(name: &str, raw: &str) -> Result<i64, ApiError> {
         .with_details(json!({ "parameter": name, "value": raw }))
     };
     let dt = DateTime::parse_from_rfc3339(&s).map_err(|_| invalid())?;
-    let t = dt.timestamp_millis() + i64::from(dt.timestamp_subsec_nanos() % 1_000_000 != 0);
-    if (MIN_MS..=MAX_MS).contains(&t) { Ok(t) } else { Err(crate::stats::params::out_of_range(name, raw, MIN_MS, MAX_MS)) }
+    if (MIN_MS..=MAX_MS).contains(&dt.timestamp_millis()) { Ok(dt) } else { Err(crate::stats::params::out_of_range(name, raw, MIN_MS, MAX_MS)) }
 }
 
 fn list_of<T: Copy>(name: &str, raw: Option<&str>, parse: fn(&str) -> Option<T>, allowed: &[&str], code: &'static str) -> Result<Vec<T>, ApiError> {
@@ -169,10 +180,12 @@ pub fn parse_stream(raw: Option<&str>) -> Result<StreamParams, ApiError> {
     Ok(StreamParams { filter, last_event_id })
 }
 
-/// A `Last-Event-ID` value (header or query parameter): a decimal event id. 400
+/// A `Last-Event-ID` value (header or query parameter): a decimal event id, plain digits
+/// (surrounding spaces ignored, as HTTP does around a header value; no sign). 400
 /// `invalid_last_event_id`.
 pub fn last_event_id(name: &str, raw: &str) -> Result<u64, ApiError> {
-    raw.trim().parse::<u64>().map_err(|_| {
+    let v = raw.trim();
+    v.parse::<u64>().ok().filter(|_| crate::query::is_digits(v)).ok_or_else(|| {
         ApiError::bad_request("invalid_last_event_id", format!("{name} must be a decimal event id (the id: of an event), got \"{}\"", echo(raw)))
             .with_details(json!({ "parameter": name, "value": raw }))
     })
@@ -238,6 +251,9 @@ mod tests {
         assert_eq!(code("limit=x"), "invalid_limit");
         assert_eq!(code("cursor=zzz"), "invalid_cursor");
         assert_eq!(parse_stream(Some("last_event_id=-1")).expect_err("neg").code, "invalid_last_event_id");
+        assert_eq!(parse_stream(Some("last_event_id=%2B0")).expect_err("plus").code, "invalid_last_event_id");
+        assert_eq!(parse_stream(Some("last_event_id=%207%20")).expect("spaces").last_event_id, Some(7));
+        assert_eq!(parse_list(Some("from=2024-06-01T05:30:00%FF")).expect_err("utf8").code, "invalid_parameter");
         assert_eq!(parse_stream(Some("limit=5")).expect_err("limit").code, "unknown_parameter");
     }
 

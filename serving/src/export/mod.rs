@@ -120,8 +120,9 @@ fn supported_parameters() -> Vec<&'static str> {
 /// Parses `format`. Error: 400 `invalid_format`.
 pub fn parse_format(raw: Option<&str>) -> Result<ExportFormat, ApiError> {
     ExportFormat::parse(raw).ok_or_else(|| {
-        ApiError::bad_request("invalid_format", format!("format must be csv, json or ndjson, not \"{}\"", raw.unwrap_or_default()))
-            .with_details(json!({ "allowed": ["csv", "json", "ndjson"] }))
+        let value = raw.unwrap_or_default();
+        ApiError::bad_request("invalid_format", format!("format must be csv, json or ndjson, not \"{}\"", echo(value)))
+            .with_details(json!({ "parameter": "format", "value": value, "allowed": ["csv", "json", "ndjson"] }))
     })
 }
 

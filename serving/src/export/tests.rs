@@ -248,6 +248,9 @@ async fn errors_before_streaming_use_the_json_shape() {
             assert_eq!(v["error"]["details"]["supported"], want, "{q}");
         }
     }
+    let (_, _, body) = h.send("GET", "/v1/stats/export?code=ab&format=xlsx", None).await;
+    let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(v["error"]["details"], serde_json::json!({"parameter": "format", "value": "xlsx", "allowed": ["csv", "json", "ndjson"]}));
     let (st, _, _) = h.send("POST", "/v1/stats/export?code=ab", None).await;
     assert_eq!(st, StatusCode::METHOD_NOT_ALLOWED);
 }
