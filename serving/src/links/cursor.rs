@@ -16,7 +16,10 @@ pub fn encode(seq: i64) -> String {
 
 /// Decodes a cursor from [`encode`]; 400 `invalid_cursor` for anything else.
 pub fn decode(cursor: &str) -> Result<i64, ApiError> {
-    let bad = || ApiError::bad_request("invalid_cursor", "cursor is not valid, use next_cursor from a previous page");
+    let bad = || {
+        ApiError::bad_request("invalid_cursor", "cursor is not valid, use next_cursor from a previous page")
+            .with_details(serde_json::json!({ "cursor": cursor }))
+    };
     let bytes = URL_SAFE_NO_PAD.decode(cursor.as_bytes()).map_err(|_| bad())?;
     let text = std::str::from_utf8(&bytes).map_err(|_| bad())?;
     let seq: i64 = text.strip_prefix("l1:").ok_or_else(bad)?.parse().map_err(|_| bad())?;
@@ -36,7 +39,8 @@ mod tests {
             assert_eq!(decode(&encode(s)).expect("round trip"), s);
         }
         for bad in ["", "!!!", "bDE6", "bDE6LTE", "eHg6MQ", "bDE6YQ"] {
-            assert_eq!(decode(bad).expect_err(bad).code, "invalid_cursor", "{bad}");
+            let e = decode(bad).expect_err(bad);
+            assert_eq!((e.code, e.details), ("invalid_cursor", serde_json::json!({"cursor": bad})), "{bad}");
         }
     }
 }
