@@ -201,8 +201,9 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        // serde's parser decodes bytes that are not UTF-8 lossily and reads `limit` with
-        // Rust's integer parser (which takes `+5`): both are checked on the raw pairs first.
+        // serde's parser decodes bytes that are not UTF-8 lossily (so the raw pairs are
+        // decoded strictly first) and reads `limit` with Rust's integer parser, which takes
+        // `+5` (so the raw `limit` is checked after serde's own errors).
         let raw = crate::query::decode(parts.uri.query())?;
         let v = axum::extract::Query::<T>::try_from_uri(&parts.uri)
             .map(|axum::extract::Query(v)| ApiQuery(v))
