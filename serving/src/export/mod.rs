@@ -96,8 +96,8 @@ pub fn parse_export_query(raw: Option<&str>, now_ms: i64, adhoc: bool) -> Result
             return Err(crate::query::duplicate(&k));
         }
     }
+    // Not trimmed: a code is matched as sent, as on every other route (` ab ` is no code).
     let code = code
-        .map(|c| c.trim().to_owned())
         .filter(|c| !c.is_empty())
         .ok_or_else(|| ApiError::bad_request("missing_code", "the code parameter is required").with_details(json!({ "parameter": "code" })))?;
     let format = parse_format(format.as_deref())?;

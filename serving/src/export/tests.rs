@@ -236,6 +236,7 @@ async fn errors_before_streaming_use_the_json_shape() {
         ("code=ab&include_bots=maybe", StatusCode::BAD_REQUEST, "invalid_parameter"),
         ("code=nope", StatusCode::NOT_FOUND, "not_found"),
         ("code=%F0%9F%92%A5", StatusCode::NOT_FOUND, "not_found"),
+        ("code=%20ab%20", StatusCode::NOT_FOUND, "not_found"),
     ];
     for (q, status, code) in cases {
         let (st, headers, body) = h.send("GET", &format!("/v1/stats/export?{q}"), None).await;
