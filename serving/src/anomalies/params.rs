@@ -112,7 +112,9 @@ pub(crate) fn rfc3339_param(name: &str, raw: &str) -> Result<DateTime<chrono::Fi
         .with_details(json!({ "parameter": name, "value": raw }))
     };
     let dt = DateTime::parse_from_rfc3339(&s).map_err(|_| invalid())?;
-    if (MIN_MS..=MAX_MS).contains(&dt.timestamp_millis()) { Ok(dt) } else { Err(crate::stats::params::out_of_range(name, raw, MIN_MS, MAX_MS)) }
+    // Checked on the instant rounded up to the millisecond, as [`instant`] reads it.
+    let up = dt.timestamp_millis() + i64::from(dt.timestamp_subsec_nanos() % 1_000_000 != 0);
+    if (MIN_MS..=MAX_MS).contains(&up) { Ok(dt) } else { Err(crate::stats::params::out_of_range(name, raw, MIN_MS, MAX_MS)) }
 }
 
 fn list_of<T: Copy>(name: &str, raw: Option<&str>, parse: fn(&str) -> Option<T>, allowed: &[&str], code: &'static str) -> Result<Vec<T>, ApiError> {
@@ -252,6 +254,10 @@ mod tests {
         assert_eq!(code("cursor=zzz"), "invalid_cursor");
         assert_eq!(parse_stream(Some("last_event_id=-1")).expect_err("neg").code, "invalid_last_event_id");
         assert_eq!(parse_stream(Some("last_event_id=%2B0")).expect_err("plus").code, "invalid_last_event_id");
+        // The range's edges hold for the instant as read (rounded up to the millisecond).
+        assert_eq!(parse_list(Some("from=1969-12-31T23:59:59.9999Z")).expect("rounds to 0").filter.from_ms, Some(0));
+        assert_eq!(parse_list(Some("to=9999-12-31T23:59:59.999Z")).expect("max").filter.to_ms, Some(MAX_MS));
+        assert_eq!(parse_list(Some("to=9999-12-31T23:59:59.9991Z")).expect_err("past max").code, "invalid_timestamp");
         assert_eq!(parse_stream(Some("last_event_id=%207%20")).expect("spaces").last_event_id, Some(7));
         assert_eq!(parse_list(Some("from=2024-06-01T05:30:00%FF")).expect_err("utf8").code, "invalid_parameter");
         assert_eq!(parse_stream(Some("limit=5")).expect_err("limit").code, "unknown_parameter");
