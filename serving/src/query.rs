@@ -7,8 +7,6 @@
 //! bytes that are not UTF-8 into U+FFFD), a value whose decoded bytes are not UTF-8 is
 //! refused, so a filter never silently matches something else than what was sent.
 
-use std::borrow::Cow;
-
 use serde_json::json;
 
 use crate::error::{ApiError, echo};
@@ -21,39 +19,23 @@ use crate::error::{ApiError, echo};
 /// details `{parameter, value, reason}` (`parameter` and `value` decoded lossily, U+FFFD
 /// for the bad bytes).
 pub fn decode(raw: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
+    use sluice_schemas::form::decode_component;
     let mut out = Vec::new();
     for segment in raw.unwrap_or("").split('&').filter(|s| !s.is_empty()) {
         let (name, value) = segment.split_once('=').unwrap_or((segment, ""));
-        match (strict(name), strict(value)) {
-            (Some(n), Some(v)) => out.push((n.into_owned(), v.into_owned())),
-            _ => {
-                let (n, v) = (lossy(name), lossy(value));
-                let reason = "not UTF-8 once percent-decoded";
-                return Err(ApiError::bad_request(
-                    "invalid_parameter",
-                    format!("query parameter \"{}\": the {} is {reason}", echo(&n), if strict(name).is_none() { "name" } else { "value" }),
-                )
-                .with_details(json!({ "parameter": n, "value": v, "reason": reason })));
+        let (n, v) = match (decode_component(name), decode_component(value)) {
+            (Ok(n), Ok(v)) => (n, v),
+            (n, v) => {
+                let part = if n.is_err() { "name" } else { "value" };
+                let (n, v) = (n.unwrap_or_else(|lossy| lossy), v.unwrap_or_else(|lossy| lossy));
+                let reason = sluice_schemas::form::NOT_UTF8;
+                return Err(ApiError::bad_request("invalid_parameter", format!("query parameter \"{}\": the {part} is {reason}", echo(&n)))
+                    .with_details(json!({ "parameter": n, "value": v, "reason": reason })));
             }
-        }
+        };
+        out.push((n, v));
     }
     Ok(out)
-}
-
-/// `+` → space, then percent-decoding; `None` when the bytes are not UTF-8.
-fn strict(part: &str) -> Option<Cow<'_, str>> {
-    let plus = plus_to_space(part);
-    let bytes: Vec<u8> = percent_encoding::percent_decode(plus.as_bytes()).collect();
-    String::from_utf8(bytes).ok().map(Cow::Owned)
-}
-
-fn lossy(part: &str) -> String {
-    let plus = plus_to_space(part);
-    percent_encoding::percent_decode(plus.as_bytes()).decode_utf8_lossy().into_owned()
-}
-
-fn plus_to_space(part: &str) -> Cow<'_, str> {
-    if part.contains('+') { Cow::Owned(part.replace('+', " ")) } else { Cow::Borrowed(part) }
 }
 
 /// [`decode`], then only names in `known`, each at most once.

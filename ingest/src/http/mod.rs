@@ -364,18 +364,22 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// `backfill=true|false|1|0` is the only parameter, given at most once (400
 /// `duplicate_parameter` otherwise, like the other endpoints). Names and values are decoded
 /// as `application/x-www-form-urlencoded` (WHATWG URL Standard §5.1: `+` is a space, `%XX` a
-/// byte); one that is not UTF-8 once decoded is 400 `invalid_parameter` with
+/// byte; [`sluice_schemas::form`]); one that is not UTF-8 once decoded is 400 `invalid_parameter` with
 /// `details.reason`, as on the API's routes.
 fn parse_query(query: Option<&str>) -> Result<bool, ApiError> {
+    use sluice_schemas::form::decode_component;
     let mut backfill = None;
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (raw_k, raw_v) = pair.split_once('=').unwrap_or((pair, ""));
-        let (Some(k), Some(v)) = (form_decode(raw_k), form_decode(raw_v)) else {
-            let (k, v) = (form_decode_lossy(raw_k), form_decode_lossy(raw_v));
-            let reason = "not UTF-8 once percent-decoded";
-            let part = if form_decode(raw_k).is_none() { "name" } else { "value" };
-            return Err(ApiError::bad_request("invalid_parameter", format!("query parameter \"{}\": the {part} is {reason}", echo(&k)))
-                .with_details(json!({ "parameter": k, "value": v, "reason": reason })));
+        let (k, v) = match (decode_component(raw_k), decode_component(raw_v)) {
+            (Ok(k), Ok(v)) => (k, v),
+            (k, v) => {
+                let part = if k.is_err() { "name" } else { "value" };
+                let (k, v) = (k.unwrap_or_else(|lossy| lossy), v.unwrap_or_else(|lossy| lossy));
+                let reason = sluice_schemas::form::NOT_UTF8;
+                return Err(ApiError::bad_request("invalid_parameter", format!("query parameter \"{}\": the {part} is {reason}", echo(&k)))
+                    .with_details(json!({ "parameter": k, "value": v, "reason": reason })));
+            }
         };
         if k != "backfill" {
             return Err(ApiError::bad_request("unknown_parameter", format!("unknown query parameter \"{}\"", echo(&k)))
@@ -395,15 +399,6 @@ fn parse_query(query: Option<&str>) -> Result<bool, ApiError> {
         });
     }
     Ok(backfill.unwrap_or(false))
-}
-
-/// `+` → space, then percent-decoding; `None` when the bytes are not UTF-8.
-fn form_decode(part: &str) -> Option<String> {
-    String::from_utf8(percent_encoding::percent_decode(part.replace('+', " ").as_bytes()).collect()).ok()
-}
-
-fn form_decode_lossy(part: &str) -> String {
-    percent_encoding::percent_decode(part.replace('+', " ").as_bytes()).decode_utf8_lossy().into_owned()
 }
 
 fn body_format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
