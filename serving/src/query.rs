@@ -19,23 +19,7 @@ use crate::error::{ApiError, echo};
 /// details `{parameter, value, reason}` (`parameter` and `value` decoded lossily, U+FFFD
 /// for the bad bytes).
 pub fn decode(raw: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
-    use sluice_schemas::form::decode_component;
-    let mut out = Vec::new();
-    for segment in raw.unwrap_or("").split('&').filter(|s| !s.is_empty()) {
-        let (name, value) = segment.split_once('=').unwrap_or((segment, ""));
-        let (n, v) = match (decode_component(name), decode_component(value)) {
-            (Ok(n), Ok(v)) => (n, v),
-            (n, v) => {
-                let part = if n.is_err() { "name" } else { "value" };
-                let (n, v) = (n.unwrap_or_else(|lossy| lossy), v.unwrap_or_else(|lossy| lossy));
-                let reason = sluice_schemas::form::NOT_UTF8;
-                return Err(ApiError::bad_request("invalid_parameter", format!("query parameter \"{}\": the {part} is {reason}", echo(&n)))
-                    .with_details(json!({ "parameter": n, "value": v, "reason": reason })));
-            }
-        };
-        out.push((n, v));
-    }
-    Ok(out)
+    sluice_schemas::form::decode_pairs(raw.unwrap_or("")).map_err(|e| ApiError::bad_request("invalid_parameter", e.message(echo)).with_details(e.details()))
 }
 
 /// [`decode`], then only names in `known`, each at most once.

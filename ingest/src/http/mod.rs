@@ -367,20 +367,10 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// byte; [`sluice_schemas::form`]); one that is not UTF-8 once decoded is 400 `invalid_parameter` with
 /// `details.reason`, as on the API's routes.
 fn parse_query(query: Option<&str>) -> Result<bool, ApiError> {
-    use sluice_schemas::form::decode_component;
+    let pairs = sluice_schemas::form::decode_pairs(query.unwrap_or(""))
+        .map_err(|e| ApiError::bad_request("invalid_parameter", e.message(echo)).with_details(e.details()))?;
     let mut backfill = None;
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (raw_k, raw_v) = pair.split_once('=').unwrap_or((pair, ""));
-        let (k, v) = match (decode_component(raw_k), decode_component(raw_v)) {
-            (Ok(k), Ok(v)) => (k, v),
-            (k, v) => {
-                let part = if k.is_err() { "name" } else { "value" };
-                let (k, v) = (k.unwrap_or_else(|lossy| lossy), v.unwrap_or_else(|lossy| lossy));
-                let reason = sluice_schemas::form::NOT_UTF8;
-                return Err(ApiError::bad_request("invalid_parameter", format!("query parameter \"{}\": the {part} is {reason}", echo(&k)))
-                    .with_details(json!({ "parameter": k, "value": v, "reason": reason })));
-            }
-        };
+    for (k, v) in pairs {
         if k != "backfill" {
             return Err(ApiError::bad_request("unknown_parameter", format!("unknown query parameter \"{}\"", echo(&k)))
                 .with_details(json!({ "parameter": k, "supported": ["backfill"] })));
