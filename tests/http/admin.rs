@@ -290,6 +290,11 @@ async fn disable_enable_and_exact_audit_log(b: Backend) {
     let all = admin(&app, Method::GET, "/v1/admin/audit?from=2000-01-01T05:30:00+05:30", None).await.json();
     assert_eq!(all["items"].as_array().expect("items").len(), seen.len());
     admin(&app, Method::GET, "/v1/admin/audit?from=0000-01-01T00:00:00Z", None).await.assert_error(400, "invalid_timestamp");
+    // An inverted range names both ends as sent (as the anomalies' filters do).
+    let err = admin(&app, Method::GET, "/v1/admin/audit?from=2024-06-02T00:00:00Z&to=2024-06-01T21:00:00-02:00", None).await.assert_error(400, "invalid_range");
+    assert_eq!(err["details"], json!({"from": "2024-06-02T00:00:00Z", "to": "2024-06-01T21:00:00-02:00"}));
+    let equal = admin(&app, Method::GET, "/v1/admin/audit?from=2024-06-02T00:00:00Z&to=2024-06-01T22:00:00-02:00", None).await;
+    assert_eq!(equal.status, StatusCode::OK, "from == to is an empty range, not an inverted one");
     let err = admin(&app, Method::GET, "/v1/admin/audit?limit=0000", None).await.assert_error(400, "invalid_limit");
     assert_eq!(err["details"]["value"], "0000");
     admin(&app, Method::GET, "/v1/admin/audit?limit=%2B5", None).await.assert_error(400, "invalid_limit");

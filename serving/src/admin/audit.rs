@@ -3,6 +3,7 @@
 use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
+use serde_json::json;
 use sluice_connectors::AuditQuery;
 
 use super::AdminState;
@@ -58,7 +59,7 @@ pub async fn list_audit(State(state): State<AdminState>, _who: AdminPrincipal, A
     if let (Some(f), Some(t)) = (from, to)
         && f > t
     {
-        return Err(ApiError::bad_request("invalid_range", "from must not be after to"));
+        return Err(ApiError::bad_request("invalid_range", "\"from\" must not be after \"to\"").with_details(json!({ "from": p.from, "to": p.to })));
     }
     let before_seq = p.cursor.as_deref().map(cursor::decode).transpose()?;
     let (actor, action) = (non_empty("actor", p.actor)?, non_empty("action", p.action)?);
