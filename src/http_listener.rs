@@ -105,6 +105,11 @@ impl Listener for JsonErrorListener {
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         let (io, addr) = Listener::accept(&mut self.inner).await;
+        // Answers go out as soon as they are written (no Nagle delay behind an unacknowledged
+        // segment), as nginx's `tcp_nodelay on` default does for keep-alive connections.
+        if let Err(e) = io.set_nodelay(true) {
+            tracing::debug!(error = %e, %addr, "could not set TCP_NODELAY");
+        }
         (JsonErrorStream { inner: io, pending: None, head: HeadScan::default(), fresh: true, refused_h2: false }, addr)
     }
 
@@ -401,6 +406,17 @@ mod tests {
         let mut s = HeadScan::default();
         s.feed(bytes);
         s
+    }
+
+    #[tokio::test]
+    async fn accepted_connections_send_without_nagle_delay() {
+        let mut listener = JsonErrorListener::new(TcpListener::bind("127.0.0.1:0").await.expect("bind"));
+        let addr = listener.local_addr().expect("addr");
+        let client = tokio::spawn(TcpStream::connect(addr));
+        let (io, _) = Listener::accept(&mut listener).await;
+        assert!(io.inner.nodelay().expect("nodelay"), "TCP_NODELAY on the accepted socket");
+        let client = client.await.expect("join").expect("connect");
+        assert!(!client.nodelay().expect("nodelay"), "a plain socket starts with Nagle on");
     }
 
     #[test]
