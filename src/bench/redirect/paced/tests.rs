@@ -237,3 +237,12 @@ fn answers_missing_at_the_deadline_are_timeouts() {
     assert_eq!(r.achieved_rps(), 20.0);
     assert!(r.quantile_ms(0.5).is_infinite(), "3 of 5 requests due failed");
 }
+
+#[test]
+fn prefaulted_buffer_is_empty_with_room_for_every_latency() {
+    for n in [1, 1000, 300_000] {
+        let v = super::prefaulted(n);
+        assert!(v.is_empty(), "n = {n}");
+        assert!(v.capacity() >= n, "n = {n}: capacity {}", v.capacity());
+    }
+}
