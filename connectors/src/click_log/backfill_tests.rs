@@ -137,3 +137,56 @@ fn a_log_of_a_newer_format_is_refused() {
         other => panic!("expected a format error, got {other:?}"),
     }
 }
+
+/// A format-2 log: plain chunks of `events(0..n)` written as a format-2 build wrote them
+/// (count, ends, payload; never compressed), `meta` format 2.
+fn write_format_2_log(dir: &std::path::Path, n: u64) -> Vec<ClickEvent> {
+    let evs = events(0..n);
+    let log = ClickLog::open(dir).expect("open");
+    let txn = log.test_db().begin_write().expect("txn");
+    {
+        let mut value = (n as u32).to_le_bytes().to_vec();
+        let mut payload = Vec::new();
+        for ev in &evs {
+            sluice_schemas::avro::encode_click_event_into(ev, &mut payload).expect("encode");
+            value.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        }
+        value.extend_from_slice(&payload);
+        assert_ne!(&value[..4], &[0, 0, 0, 0]);
+        txn.open_table(CHUNKS).expect("chunks").insert(0u64, value.as_slice()).expect("insert");
+        let mut meta = txn.open_table(META).expect("meta");
+        meta.insert(META_FORMAT, 2).expect("format");
+        meta.insert(META_HEAD, n).expect("head");
+    }
+    txn.commit().expect("commit");
+    evs
+}
+
+#[test]
+fn a_format_2_log_is_read_as_it_is_and_upgraded_to_format_3_on_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let evs = write_format_2_log(dir.path(), 30);
+    // The read-only reader (`sluice log tail`) reads a format-2 log without changing it.
+    let reader = ClickLogReader::open(dir.path()).expect("reader opens format 2");
+    assert_eq!(reader.read(0, 100).expect("read").into_iter().map(|(_, e)| e).collect::<Vec<_>>(), evs);
+    drop(reader);
+    let log = ClickLog::open(dir.path()).expect("a writer opens format 2");
+    assert_eq!(log.head(), 30);
+    assert_eq!(log.read(0, 100).expect("read").into_iter().map(|(_, e)| e).collect::<Vec<_>>(), evs);
+    {
+        let txn = log.test_db().begin_read().expect("txn");
+        let meta = txn.open_table(META).expect("meta");
+        assert_eq!(meta_get(&meta, META_FORMAT).expect("get"), Some(CLICK_LOG_FORMAT), "upgraded");
+    }
+    // New appends (compressed: the events repeat their user agent) follow the old ones.
+    let more = events(30..130);
+    assert_eq!(log.append(&more).expect("append"), 30..130);
+    drop(log);
+    let log = ClickLog::open(dir.path()).expect("reopen");
+    let all: Vec<ClickEvent> = log.read(0, 1000).expect("read").into_iter().map(|(_, e)| e).collect();
+    assert_eq!(all, evs.into_iter().chain(more).collect::<Vec<_>>());
+    let txn = log.test_db().begin_read().expect("txn");
+    let chunks = txn.open_table(CHUNKS).expect("chunks");
+    let kinds: Vec<(u64, bool)> = chunks.iter().expect("iter").map(|r| r.expect("entry")).map(|(k, v)| (k.value(), v.value()[..4] == [0, 0, 0, 0])).collect();
+    assert_eq!(kinds, vec![(0, false), (30, true)], "the old chunk stays plain, the new one is compressed");
+}

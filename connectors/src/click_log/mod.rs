@@ -7,9 +7,10 @@
 //! (`0, 1, 2, …`, never reused, even after truncation) and increase in append order.
 //!
 //! Storage: [redb](https://docs.rs/redb) (a pure-Rust, ACID, copy-on-write B-tree store),
-//! storage format 2: table `chunks: u64 → bytes` holds each append as one or more chunks of
+//! storage format 3: table `chunks: u64 → bytes` holds each append as one or more chunks of
 //! consecutive events keyed by their first offset (layout in `chunk.rs`; one B-tree insert
-//! per ~16 KiB of events instead of one per event); each event inside is Avro single-object
+//! per ~16 KiB of events instead of one per event; LZ4-compressed when that is smaller,
+//! which it is for real clicks); each event inside is Avro single-object
 //! encoded ([`sluice_schemas::avro`]), so every event names the schema that wrote it. Table
 //! `meta` holds `format` (= [`CLICK_LOG_FORMAT`]), `head`, `low` and, once `sluice serve` ran
 //! on the log, `link_store` (the id of its link store, [`ClickLog::link_store_id`]).
@@ -17,7 +18,9 @@
 //! Format check: [`ClickLog::open`] refuses, with [`Error::ClickLogFormat`], a log of
 //! another format — format 1 (one `events` entry per event, written by sluice before format
 //! 2) or a newer one — rather than misreading it. A format-1 log without stored events
-//! (never written, or truncated to its head) is upgraded in place, keeping its offsets.
+//! (never written, or truncated to its head) is upgraded in place, keeping its offsets. A
+//! format-2 log (chunks never compressed) is upgraded in place whatever it holds: its
+//! chunks are read as they are, new ones may be compressed.
 //!
 //! Integrity check: [`ClickLog::open`] runs redb's integrity check on every open
 //! ([`redb::Builder::set_check_integrity_on_open`]: the checksum of every page of the committed
@@ -66,9 +69,9 @@ pub const CLICK_LOG_FILE_NAME: &str = "clicks.redb";
 pub const CLICK_LOG_CACHE_BYTES: usize = 16 << 20;
 
 /// Storage format this build reads and writes (module docs; `meta` key `format`).
-pub const CLICK_LOG_FORMAT: u64 = 2;
+pub const CLICK_LOG_FORMAT: u64 = 3;
 
-/// Chunks of events keyed by the offset of their first event (format 2; `chunk.rs`).
+/// Chunks of events keyed by the offset of their first event (formats 2 and 3; `chunk.rs`).
 const CHUNKS: TableDefinition<u64, &[u8]> = TableDefinition::new("chunks");
 /// One entry per event (format 1, no `format` key in `meta`): only looked at to refuse it.
 const LEGACY_EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
@@ -145,6 +148,8 @@ struct Inner {
 struct Scratch {
     bytes: Vec<u8>,
     ends: Vec<usize>,
+    /// A chunk's uncompressed body (`chunk::encode`).
+    raw: Vec<u8>,
     chunk: Vec<u8>,
 }
 
@@ -272,7 +277,7 @@ impl ClickLog {
     }
 
     fn encode_and_commit(&self, events: &[ClickEvent], backfill: bool, scratch: &mut Scratch) -> Result<Range<u64>> {
-        let Scratch { bytes: buf, ends, chunk: value } = scratch;
+        let Scratch { bytes: buf, ends, raw, chunk: value } = scratch;
         buf.reserve(events.len() * 256);
         ends.reserve(events.len());
         for ev in events {
@@ -298,7 +303,7 @@ impl ClickLog {
                 let mut table = txn.open_table(CHUNKS).map_err(|e| Error::click_log("append events", e))?;
                 for range in chunk::plan(ends) {
                     let key = start + range.start as u64;
-                    chunk::encode(buf, ends, range, value);
+                    chunk::encode(buf, ends, range, raw, value);
                     table.insert(key, value.as_slice()).map_err(|e| Error::click_log("append events", e))?;
                 }
                 if backfill {
@@ -527,6 +532,10 @@ fn check_format_and_init(db: &Database, path: &Path) -> Result<(u64, u64, u64)> 
         let mut meta = txn.open_table(META).map_err(err)?;
         match meta_get(&meta, META_FORMAT)? {
             Some(CLICK_LOG_FORMAT) => {}
+            // Format-2 chunks are valid format-3 chunks (plain ones): upgraded in place, so
+            // that a build reading only format 2 refuses the log once it may hold compressed
+            // chunks instead of misreading them.
+            Some(2) => meta.insert(META_FORMAT, CLICK_LOG_FORMAT).map(drop).map_err(err)?,
             Some(other) => return Err(format_error(other)),
             None => {
                 if has_legacy && !txn.open_table(LEGACY_EVENTS).map_err(err)?.is_empty().map_err(err)? {

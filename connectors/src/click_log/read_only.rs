@@ -53,9 +53,10 @@ impl ClickLogReader {
         };
         let get = |key| meta.as_ref().map_or(Ok(None), |m| meta_get(m, key));
         match get(META_FORMAT)? {
-            Some(CLICK_LOG_FORMAT) => {}
+            // Format 2 (plain chunks only) reads as format 3; a writer upgrades it on open.
+            Some(2 | CLICK_LOG_FORMAT) => {}
             Some(other) => return Err(format_error(other)),
-            // No format yet: a log never opened by a writer of format 2, empty unless it
+            // No format yet: a log never opened by a writer of format 2 or 3, empty unless it
             // holds format-1 events.
             None => {
                 if txn.list_tables().map_err(err)?.any(|t| t.name() == LEGACY_EVENTS.name())

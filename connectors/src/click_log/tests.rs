@@ -162,8 +162,8 @@ fn undecodable_entries_are_reported_with_their_offset() {
     let txn = log.test_db().begin_write().expect("txn");
     {
         let mut t = txn.open_table(CHUNKS).expect("table");
-        let mut value = Vec::new();
-        chunk::encode(&buf, &ends, 0..2, &mut value);
+        let (mut raw, mut value) = (Vec::new(), Vec::new());
+        chunk::encode(&buf, &ends, 0..2, &mut raw, &mut value);
         t.insert(0u64, value.as_slice()).expect("insert");
     }
     txn.commit().expect("commit");
