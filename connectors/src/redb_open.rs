@@ -8,6 +8,9 @@
 //! naming the file; one redb cannot repair (truncated, overwritten) is reported as damaged,
 //! and so is a panic inside redb while opening (redb may panic on some garbage).
 //!
+//! [`check_read_only`] runs the same check for read-only openers, on an in-memory copy of
+//! what the check writes ([`CopyOnWrite`]), so the file is never written.
+//!
 //! [`Error::open_failure`] tells why an open failed ([`OpenFailure`]), for messages that
 //! must name the real cause (a file held by another process, a read-only file system).
 
@@ -52,12 +55,177 @@ pub fn open_checked<E>(
         Ok(Ok(db)) => Ok(db),
         Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(detail)))) => Err(damaged(detail)),
         Ok(Err(redb::DatabaseError::RepairAborted)) => Err(damaged("the repair was aborted".into())),
-        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(e)))) if e.kind() == std::io::ErrorKind::InvalidData => Err(damaged(e.to_string())),
+        // `UnexpectedEof`: a file cut inside redb's header (a few hundred bytes long).
+        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(e))))
+            if matches!(e.kind(), std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof) =>
+        {
+            Err(damaged(e.to_string()))
+        }
         Ok(Err(e)) => Err(other(e)),
         Err(panic) => {
             let why = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_string())).unwrap_or_default();
             Err(damaged(format!("redb panicked while opening it: {why}")))
         }
+    }
+}
+
+/// Runs redb's integrity check ([`open_checked`]'s) on the committed file at `path` without
+/// writing to it, for read-only openers that must not trust a file a plain read-only open
+/// would (redb verifies page checksums only in that check; a read-only open of an altered
+/// file returns altered data or panics on a later read).
+///
+/// How: the file is opened through [`CopyOnWrite`], a storage backend that reads the file
+/// and keeps whatever the check writes (the repaired allocator state, the commit header) in
+/// memory pages of its own, dropped afterwards; the file is never opened for writing. It
+/// reads the whole file once.
+///
+/// Errors: `damaged(detail)` when the check fails, when redb panics, and also when the
+/// newest commit is damaged and redb would fall back to the one before (a read-only open
+/// would read the damaged one); `other(e)` when the file cannot be read.
+pub fn check_read_only<E>(path: &Path, damaged: impl FnOnce(String) -> E, other: impl FnOnce(redb::DatabaseError) -> E) -> Result<(), E> {
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) => return Err(other(redb::DatabaseError::Storage(redb::StorageError::Io(e)))),
+    };
+    let backend = match CopyOnWrite::new(file) {
+        Ok(b) => b,
+        Err(e) => return Err(other(redb::DatabaseError::Storage(redb::StorageError::Io(e)))),
+    };
+    let fell_back = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = std::sync::Arc::clone(&fell_back);
+    let checked = std::panic::catch_unwind(move || {
+        let mut builder = Database::builder();
+        builder.set_check_integrity_on_open(true).set_repair_callback(move |session| {
+            if is_fallback_stage(session.progress()) {
+                flag.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+        builder.create_with_backend(backend).map(drop)
+    });
+    match checked {
+        Ok(Ok(())) if fell_back.load(std::sync::atomic::Ordering::Relaxed) => {
+            Err(damaged("its newest commit is damaged (a writer's open repairs it by falling back to the commit before)".into()))
+        }
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(detail)))) => Err(damaged(detail)),
+        Ok(Err(redb::DatabaseError::RepairAborted)) => Err(damaged("the repair was aborted".into())),
+        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(e))))
+            if matches!(e.kind(), std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof) =>
+        {
+            Err(damaged(e.to_string()))
+        }
+        Ok(Err(e)) => Err(other(e)),
+        Err(panic) => {
+            let why = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_string())).unwrap_or_default();
+            Err(damaged(format!("redb panicked while checking it: {why}")))
+        }
+    }
+}
+
+/// Page size of [`CopyOnWrite`]'s in-memory pages (bytes).
+const OVERLAY_PAGE: u64 = 4096;
+
+/// A redb storage backend over a file opened read-only: reads come from the file, writes go
+/// to in-memory pages that later reads see ([`check_read_only`]).
+#[derive(Debug)]
+pub struct CopyOnWrite {
+    file: std::fs::File,
+    state: std::sync::Mutex<Overlay>,
+}
+
+#[derive(Debug)]
+struct Overlay {
+    /// Length redb sees (bytes).
+    len: u64,
+    /// Bytes of the file that still show through (a shrink hides the rest, as zeros).
+    file_len: u64,
+    /// Written pages by index (`offset / OVERLAY_PAGE`).
+    pages: std::collections::BTreeMap<u64, Box<[u8]>>,
+}
+
+impl CopyOnWrite {
+    /// Wraps `file` (opened for reading).
+    ///
+    /// Errors: the file's metadata cannot be read.
+    pub fn new(file: std::fs::File) -> std::io::Result<Self> {
+        let len = file.metadata()?.len();
+        Ok(Self { file, state: std::sync::Mutex::new(Overlay { len, file_len: len, pages: std::collections::BTreeMap::new() }) })
+    }
+
+    /// Fills `out` from `offset` as redb last saw it: overlay pages, else the file, else zeros.
+    fn read_locked(&self, o: &Overlay, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let mut done = 0usize;
+        while done < out.len() {
+            let pos = offset + done as u64;
+            let page = pos / OVERLAY_PAGE;
+            let within = (pos % OVERLAY_PAGE) as usize;
+            let n = (OVERLAY_PAGE as usize - within).min(out.len() - done);
+            let dst = &mut out[done..done + n];
+            if let Some(p) = o.pages.get(&page) {
+                dst.copy_from_slice(&p[within..within + n]);
+            } else {
+                let from_file = usize::try_from(o.file_len.saturating_sub(pos)).unwrap_or(usize::MAX).min(n);
+                if from_file > 0 {
+                    self.file.read_exact_at(&mut dst[..from_file], pos)?;
+                }
+                dst[from_file..].fill(0);
+            }
+            done += n;
+        }
+        Ok(())
+    }
+}
+
+impl redb::StorageBackend for CopyOnWrite {
+    fn len(&self) -> std::io::Result<u64> {
+        Ok(self.state.lock().unwrap_or_else(|p| p.into_inner()).len)
+    }
+
+    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+        let o = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        self.read_locked(&o, offset, out)
+    }
+
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        let mut o = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if len < o.len {
+            // Bytes past the new end read as zeros if the file grows again.
+            o.file_len = o.file_len.min(len);
+            let first_gone = len.div_ceil(OVERLAY_PAGE);
+            o.pages.retain(|&p, _| p < first_gone);
+            if let Some(p) = o.pages.get_mut(&(len / OVERLAY_PAGE)) {
+                p[(len % OVERLAY_PAGE) as usize..].fill(0);
+            }
+        }
+        o.len = len;
+        Ok(())
+    }
+
+    fn sync_data(&self) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        let mut o = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut done = 0usize;
+        while done < data.len() {
+            let pos = offset + done as u64;
+            let page = pos / OVERLAY_PAGE;
+            let within = (pos % OVERLAY_PAGE) as usize;
+            let n = (OVERLAY_PAGE as usize - within).min(data.len() - done);
+            if !o.pages.contains_key(&page) {
+                let mut fresh = vec![0u8; OVERLAY_PAGE as usize].into_boxed_slice();
+                self.read_locked(&o, page * OVERLAY_PAGE, &mut fresh)?;
+                o.pages.insert(page, fresh);
+            }
+            if let Some(p) = o.pages.get_mut(&page) {
+                p[within..within + n].copy_from_slice(&data[done..done + n]);
+            }
+            done += n;
+        }
+        o.len = o.len.max(offset + data.len() as u64);
+        Ok(())
     }
 }
 
@@ -146,5 +314,35 @@ mod tests {
         assert!(!stages.iter().any(|&p| is_fallback_stage(p)), "{stages:?}");
         let r = db.begin_read().expect("read");
         assert_eq!(r.open_table(T).expect("table").get(1).expect("get").map(|v| v.value()), Some(2));
+    }
+
+    #[test]
+    fn copy_on_write_keeps_writes_in_memory_and_reads_them_back() {
+        use redb::StorageBackend;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f");
+        let original: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &original).expect("write");
+        let cow = CopyOnWrite::new(std::fs::File::open(&path).expect("open")).expect("wrap");
+        assert_eq!(cow.len().expect("len"), 10_000);
+        // A write across the first page boundary, then one past the end (the file grows).
+        cow.write(4090, &[7; 12]).expect("write");
+        cow.write(12_000, &[9; 3]).expect("write");
+        assert_eq!(cow.len().expect("len"), 12_003);
+        let mut all = vec![0u8; 12_003];
+        cow.read(0, &mut all).expect("read");
+        let mut expected = original.clone();
+        expected[4090..4102].fill(7);
+        expected.resize(12_000, 0);
+        expected.extend_from_slice(&[9; 3]);
+        assert!(all == expected, "reads see the writes, the file's bytes and zeros past its end");
+        // A shrink hides what was cut: growing again reads zeros there.
+        cow.set_len(5000).expect("shrink");
+        cow.set_len(6000).expect("grow");
+        let mut tail = vec![1u8; 1000];
+        cow.read(5000, &mut tail).expect("read");
+        assert!(tail.iter().all(|&b| b == 0), "cut bytes read as zeros");
+        drop(cow);
+        assert!(std::fs::read(&path).expect("read") == original, "the file is unchanged");
     }
 }

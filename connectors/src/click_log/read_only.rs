@@ -37,13 +37,23 @@ impl ClickLogReader {
     /// Errors: [`Error::ClickLog`] when the file cannot be opened ([`Error::open_failure`]
     /// tells a file held by a writer, one that needs a repair (not closed cleanly: open it
     /// once with [`super::ClickLog::open`], which repairs it) and a refused access apart),
-    /// [`Error::ClickLogFormat`] for a log of another storage format.
+    /// [`Error::ClickLogFormat`] for a log of another storage format,
+    /// [`Error::ClickLogDamaged`] when the file fails redb's integrity check (run without
+    /// writing to it: [`crate::redb_open::check_read_only`]).
     pub fn open(dir: &Path) -> Result<ClickLogReader> {
         fn err(e: impl Into<redb::Error>) -> Error {
             Error::click_log("open", e)
         }
         let path = dir.join(CLICK_LOG_FILE_NAME);
         let db = redb::Builder::new().set_cache_size(CLICK_LOG_CACHE_BYTES).open_read_only(&path).map_err(err)?;
+        // redb checks page checksums only in its integrity check, which a read-only open
+        // skips: run it on a copy-on-write view, so that an altered file is refused here
+        // rather than read as altered events (or a panic on a damaged page).
+        crate::redb_open::check_read_only(
+            &path,
+            |detail| Error::ClickLogDamaged { path: path.display().to_string(), dir: super::data_dir_of(&path), detail },
+            err,
+        )?;
         let txn = db.begin_read().map_err(err)?;
         let format_error = |found| Error::ClickLogFormat { path: path.display().to_string(), found, supported: CLICK_LOG_FORMAT };
         let meta = match txn.open_table(META) {
