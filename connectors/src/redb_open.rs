@@ -51,20 +51,38 @@ pub fn open_checked<E>(
         });
         builder.create(path)
     });
-    match opened {
-        Ok(Ok(db)) => Ok(db),
-        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(detail)))) => Err(damaged(detail)),
-        Ok(Err(redb::DatabaseError::RepairAborted)) => Err(damaged("the repair was aborted".into())),
+    match classify(opened, "opening") {
+        Ok(db) => Ok(db),
+        Err(Failure::Damaged(detail)) => Err(damaged(detail)),
+        Err(Failure::Other(e)) => Err(other(e)),
+    }
+}
+
+/// How an open (or check) with the integrity check failed.
+enum Failure {
+    /// The file fails the check, or redb panicked on it: redb's description.
+    Damaged(String),
+    /// Anything else (I/O, a lock held by another process).
+    Other(redb::DatabaseError),
+}
+
+/// Sorts the outcome of an open with the integrity check on (`verb`: "opening", "checking"
+/// for the panic message) into damage and other failures.
+fn classify<T>(outcome: std::thread::Result<Result<T, redb::DatabaseError>>, verb: &str) -> Result<T, Failure> {
+    match outcome {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(detail)))) => Err(Failure::Damaged(detail)),
+        Ok(Err(redb::DatabaseError::RepairAborted)) => Err(Failure::Damaged("the repair was aborted".into())),
         // `UnexpectedEof`: a file cut inside redb's header (a few hundred bytes long).
         Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(e))))
             if matches!(e.kind(), std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof) =>
         {
-            Err(damaged(e.to_string()))
+            Err(Failure::Damaged(e.to_string()))
         }
-        Ok(Err(e)) => Err(other(e)),
+        Ok(Err(e)) => Err(Failure::Other(e)),
         Err(panic) => {
             let why = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_string())).unwrap_or_default();
-            Err(damaged(format!("redb panicked while opening it: {why}")))
+            Err(Failure::Damaged(format!("redb panicked while {verb} it: {why}")))
         }
     }
 }
@@ -102,23 +120,13 @@ pub fn check_read_only<E>(path: &Path, damaged: impl FnOnce(String) -> E, other:
         });
         builder.create_with_backend(backend).map(drop)
     });
-    match checked {
-        Ok(Ok(())) if fell_back.load(std::sync::atomic::Ordering::Relaxed) => {
+    match classify(checked, "checking") {
+        Ok(()) if fell_back.load(std::sync::atomic::Ordering::Relaxed) => {
             Err(damaged("its newest commit is damaged (a writer's open repairs it by falling back to the commit before)".into()))
         }
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(detail)))) => Err(damaged(detail)),
-        Ok(Err(redb::DatabaseError::RepairAborted)) => Err(damaged("the repair was aborted".into())),
-        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(e))))
-            if matches!(e.kind(), std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof) =>
-        {
-            Err(damaged(e.to_string()))
-        }
-        Ok(Err(e)) => Err(other(e)),
-        Err(panic) => {
-            let why = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_string())).unwrap_or_default();
-            Err(damaged(format!("redb panicked while checking it: {why}")))
-        }
+        Ok(()) => Ok(()),
+        Err(Failure::Damaged(detail)) => Err(damaged(detail)),
+        Err(Failure::Other(e)) => Err(other(e)),
     }
 }
 
@@ -155,12 +163,8 @@ impl CopyOnWrite {
     /// Fills `out` from `offset` as redb last saw it: overlay pages, else the file, else zeros.
     fn read_locked(&self, o: &Overlay, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
         use std::os::unix::fs::FileExt;
-        let mut done = 0usize;
-        while done < out.len() {
+        for (done, page, within, n) in page_spans(offset, out.len()) {
             let pos = offset + done as u64;
-            let page = pos / OVERLAY_PAGE;
-            let within = (pos % OVERLAY_PAGE) as usize;
-            let n = (OVERLAY_PAGE as usize - within).min(out.len() - done);
             let dst = &mut out[done..done + n];
             if let Some(p) = o.pages.get(&page) {
                 dst.copy_from_slice(&p[within..within + n]);
@@ -171,7 +175,6 @@ impl CopyOnWrite {
                 }
                 dst[from_file..].fill(0);
             }
-            done += n;
         }
         Ok(())
     }
@@ -208,12 +211,7 @@ impl redb::StorageBackend for CopyOnWrite {
 
     fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
         let mut o = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let mut done = 0usize;
-        while done < data.len() {
-            let pos = offset + done as u64;
-            let page = pos / OVERLAY_PAGE;
-            let within = (pos % OVERLAY_PAGE) as usize;
-            let n = (OVERLAY_PAGE as usize - within).min(data.len() - done);
+        for (done, page, within, n) in page_spans(offset, data.len()) {
             if !o.pages.contains_key(&page) {
                 let mut fresh = vec![0u8; OVERLAY_PAGE as usize].into_boxed_slice();
                 self.read_locked(&o, page * OVERLAY_PAGE, &mut fresh)?;
@@ -222,11 +220,26 @@ impl redb::StorageBackend for CopyOnWrite {
             if let Some(p) = o.pages.get_mut(&page) {
                 p[within..within + n].copy_from_slice(&data[done..done + n]);
             }
-            done += n;
         }
         o.len = o.len.max(offset + data.len() as u64);
         Ok(())
     }
+}
+
+/// The pieces of the byte range `offset..offset + len` within [`OVERLAY_PAGE`] pages, in
+/// order: `(bytes before the piece, page index, offset in the page, piece length)`.
+fn page_spans(offset: u64, len: usize) -> impl Iterator<Item = (usize, u64, usize, usize)> {
+    let mut done = 0usize;
+    std::iter::from_fn(move || {
+        (done < len).then(|| {
+            let pos = offset + done as u64;
+            let within = (pos % OVERLAY_PAGE) as usize;
+            let n = (OVERLAY_PAGE as usize - within).min(len - done);
+            let piece = (done, pos / OVERLAY_PAGE, within, n);
+            done += n;
+            piece
+        })
+    })
 }
 
 /// Whether a repair callback at `progress` is redb's fallback from a damaged newest commit
