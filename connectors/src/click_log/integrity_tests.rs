@@ -111,6 +111,11 @@ fn a_log_cut_inside_its_header_is_refused_as_damaged() {
         let f = std::fs::OpenOptions::new().write(true).open(dir.path().join(CLICK_LOG_FILE_NAME)).expect("open file");
         f.set_len(cut).expect("truncate");
         drop(f);
+        // `log tail`'s reader says the same, before the writer's open touches the file.
+        match ClickLogReader::open(dir.path()) {
+            Err(Error::ClickLogDamaged { .. }) => {}
+            other => panic!("cut to {cut} bytes: expected ClickLogDamaged from the reader, got {other:?}"),
+        }
         assert_damaged(dir.path());
     }
 }

@@ -45,15 +45,19 @@ impl ClickLogReader {
             Error::click_log("open", e)
         }
         let path = dir.join(CLICK_LOG_FILE_NAME);
-        let db = redb::Builder::new().set_cache_size(CLICK_LOG_CACHE_BYTES).open_read_only(&path).map_err(err)?;
+        let damaged = |detail| Error::ClickLogDamaged { path: path.display().to_string(), dir: super::data_dir_of(&path), detail };
+        let db = match redb::Builder::new().set_cache_size(CLICK_LOG_CACHE_BYTES).open_read_only(&path) {
+            Ok(db) => db,
+            // A file cut inside redb's header: damage, as for a writer's open (`redb_open`).
+            Err(redb::DatabaseError::Storage(redb::StorageError::Io(e))) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return Err(damaged(e.to_string()));
+            }
+            Err(e) => return Err(err(e)),
+        };
         // redb checks page checksums only in its integrity check, which a read-only open
         // skips: run it on a copy-on-write view, so that an altered file is refused here
         // rather than read as altered events (or a panic on a damaged page).
-        crate::redb_open::check_read_only(
-            &path,
-            |detail| Error::ClickLogDamaged { path: path.display().to_string(), dir: super::data_dir_of(&path), detail },
-            err,
-        )?;
+        crate::redb_open::check_read_only(&path, damaged, err)?;
         let txn = db.begin_read().map_err(err)?;
         let format_error = |found| Error::ClickLogFormat { path: path.display().to_string(), found, supported: CLICK_LOG_FORMAT };
         let meta = match txn.open_table(META) {
