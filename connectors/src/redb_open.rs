@@ -58,6 +58,13 @@ pub fn open_checked<E>(
     }
 }
 
+/// Whether an I/O error from opening a redb file means the file is damaged rather than
+/// unreadable: `InvalidData` (redb's own header checks) or `UnexpectedEof` (a file cut
+/// inside redb's header, a few hundred bytes long). Used by read-only openers too.
+pub fn is_damage_io(e: &std::io::Error) -> bool {
+    matches!(e.kind(), std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof)
+}
+
 /// How an open (or check) with the integrity check failed.
 enum Failure {
     /// The file fails the check, or redb panicked on it: redb's description.
@@ -73,12 +80,7 @@ fn classify<T>(outcome: std::thread::Result<Result<T, redb::DatabaseError>>, ver
         Ok(Ok(v)) => Ok(v),
         Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(detail)))) => Err(Failure::Damaged(detail)),
         Ok(Err(redb::DatabaseError::RepairAborted)) => Err(Failure::Damaged("the repair was aborted".into())),
-        // `UnexpectedEof`: a file cut inside redb's header (a few hundred bytes long).
-        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(e))))
-            if matches!(e.kind(), std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof) =>
-        {
-            Err(Failure::Damaged(e.to_string()))
-        }
+        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(e)))) if is_damage_io(&e) => Err(Failure::Damaged(e.to_string())),
         Ok(Err(e)) => Err(Failure::Other(e)),
         Err(panic) => {
             let why = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_string())).unwrap_or_default();

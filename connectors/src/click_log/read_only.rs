@@ -48,10 +48,8 @@ impl ClickLogReader {
         let damaged = |detail| Error::ClickLogDamaged { path: path.display().to_string(), dir: super::data_dir_of(&path), detail };
         let db = match redb::Builder::new().set_cache_size(CLICK_LOG_CACHE_BYTES).open_read_only(&path) {
             Ok(db) => db,
-            // A file cut inside redb's header: damage, as for a writer's open (`redb_open`).
-            Err(redb::DatabaseError::Storage(redb::StorageError::Io(e))) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                return Err(damaged(e.to_string()));
-            }
+            // E.g. a file cut inside redb's header: damage, as for a writer's open.
+            Err(redb::DatabaseError::Storage(redb::StorageError::Io(e))) if crate::redb_open::is_damage_io(&e) => return Err(damaged(e.to_string())),
             Err(e) => return Err(err(e)),
         };
         // redb checks page checksums only in its integrity check, which a read-only open
