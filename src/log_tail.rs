@@ -5,7 +5,8 @@
 //! system (a backup mount) and is not written. The file is held exclusively by a running
 //! `sluice serve` with the same data directory; stop it first (events survive restarts). A
 //! log not closed cleanly (its server was killed) is repaired first, as `sluice serve` does
-//! at its next start, which needs write access.
+//! at its next start, which needs write access; a damaged one (e.g. cut short, which redb
+//! also takes for not closed cleanly) is refused as damaged, as a start refuses it.
 
 use std::io::Write;
 use std::path::Path;
@@ -222,6 +223,49 @@ mod tests {
         let mut out = Vec::new();
         run_to(&copy, None, 10, &mut out).expect("tail");
         assert_eq!(lines(out), vec![line(0, 1, 1_700_000_000_001), line(1, 2, 1_700_000_000_002)]);
+    }
+
+    /// A log cut to half its size also looks not closed cleanly to redb (its length is not
+    /// the one its header records). Tail reports the real cause, the damage, naming `sluice
+    /// log reset` as a start does, and leaves the file as it is; also for a copy taken while
+    /// a writer had the log open (not closed cleanly as well).
+    #[test]
+    fn a_truncated_log_is_reported_as_damaged_not_as_not_closed_cleanly() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let log = ClickLog::open(&tmp.path().join("a")).expect("open");
+        log.append(&[click(1), click(2)]).expect("append");
+        let copy = tmp.path().join("b");
+        std::fs::create_dir(&copy).expect("mkdir");
+        std::fs::copy(log.path(), copy.join(CLICK_LOG_FILE_NAME)).expect("copy while open");
+        drop(log);
+        for (dir, closed_cleanly) in [(tmp.path().join("a"), true), (copy, false)] {
+            let file = dir.join(CLICK_LOG_FILE_NAME);
+            let len = std::fs::metadata(&file).expect("metadata").len();
+            std::fs::OpenOptions::new().write(true).open(&file).and_then(|f| f.set_len(len / 2)).expect("truncate");
+            let cut = std::fs::read(&file).expect("read");
+            let e = run_to(&dir, None, 10, &mut Vec::new()).expect_err("damaged");
+            let detail = if closed_cleanly {
+                format!("File truncated below stored layout: file_len={}, layout_len={len}", len / 2)
+            } else {
+                // Half of this small file still maps onto a region layout: redb names the first
+                // page past the cut.
+                "Page r0.16/0 extends past the end of its region, which has 8 pages".to_owned()
+            };
+            assert_eq!(
+                format!("{e:#}"),
+                format!(
+                    "could not open the click log in \"{d}\": click log \"{f}\" is damaged and could not be repaired ({detail}); sluice will \
+                     not start on it. Stop every process using this data dir, then run `sluice log reset --data-dir {d}`: it moves the \
+                     damaged file aside and starts a new, empty click log that continues from the newest checkpoint, keeping every click \
+                     the checkpoint counted (or, instead, put a backup of \"{f}\" back at that path)",
+                    d = dir.display(),
+                    f = file.display()
+                )
+            );
+            assert!(std::fs::read(&file).expect("read") == cut, "the file is left as it is");
+            let names: Vec<String> = std::fs::read_dir(&dir).expect("ls").map(|e| e.expect("entry").file_name().to_string_lossy().into_owned()).collect();
+            assert_eq!(names, vec![CLICK_LOG_FILE_NAME.to_string()]);
+        }
     }
 
     #[test]

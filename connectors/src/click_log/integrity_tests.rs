@@ -120,6 +120,47 @@ fn a_log_cut_inside_its_header_is_refused_as_damaged() {
     }
 }
 
+/// A file cut short also looks not closed cleanly to redb (its length is not the one its
+/// header records), so the reader's open asks for a repair. It is damage all the same, and
+/// the reader says so (naming `sluice log reset`) rather than that a repair is needed — also
+/// for a copy taken while a writer had the file open, which was not closed cleanly either.
+#[test]
+fn a_truncated_log_is_damaged_for_the_reader_not_in_need_of_a_repair() {
+    let (dir, _) = written_log();
+    let open_copy = tempfile::tempdir().expect("tempdir");
+    {
+        let log = ClickLog::open(dir.path()).expect("open");
+        std::fs::copy(log.path(), open_copy.path().join(CLICK_LOG_FILE_NAME)).expect("copy while open");
+    }
+    for (d, closed_cleanly) in [(dir.path(), true), (open_copy.path(), false)] {
+        let path = d.join(CLICK_LOG_FILE_NAME);
+        let len = std::fs::metadata(&path).expect("metadata").len();
+        std::fs::OpenOptions::new().write(true).open(&path).and_then(|f| f.set_len(len / 2)).expect("truncate");
+        let cut = std::fs::read(&path).expect("read file");
+        let e = ClickLogReader::open(d).expect_err("damaged");
+        assert_eq!(e.open_failure(), crate::redb_open::OpenFailure::Other, "{e}");
+        let detail = if closed_cleanly {
+            format!("File truncated below stored layout: file_len={}, layout_len={len}", len / 2)
+        } else {
+            format!("File length does not correspond to a valid region layout: file_len={}", len / 2)
+        };
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "click log \"{p}\" is damaged and could not be repaired ({detail}); sluice will not start on it. Stop every process using \
+                 this data dir, then run `sluice log reset --data-dir {d}`: it moves the damaged file aside and starts a new, empty click \
+                 log that continues from the newest checkpoint, keeping every click the checkpoint counted (or, instead, put a backup of \
+                 \"{p}\" back at that path)",
+                p = path.display(),
+                d = d.display()
+            )
+        );
+        assert!(std::fs::read(&path).expect("read file") == cut, "the reader wrote to the file");
+        // A start says the same.
+        assert_eq!(ClickLog::open(d).expect_err("damaged").to_string(), e.to_string());
+    }
+}
+
 /// Flips one byte at `at` of the log file in `dir`.
 fn flip(dir: &Path, at: u64) {
     use std::io::Read;

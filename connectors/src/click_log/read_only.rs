@@ -39,7 +39,8 @@ impl ClickLogReader {
     /// once with [`super::ClickLog::open`], which repairs it) and a refused access apart),
     /// [`Error::ClickLogFormat`] for a log of another storage format,
     /// [`Error::ClickLogDamaged`] when the file fails redb's integrity check (run without
-    /// writing to it: [`crate::redb_open::check_read_only`]).
+    /// writing to it: [`crate::redb_open::check_read_only`]; also before a file that needs a
+    /// repair is reported as such, so that a truncated file is reported as damaged).
     pub fn open(dir: &Path) -> Result<ClickLogReader> {
         fn err(e: impl Into<redb::Error>) -> Error {
             Error::click_log("open", e)
@@ -50,6 +51,13 @@ impl ClickLogReader {
             Ok(db) => db,
             // E.g. a file cut inside redb's header: damage, as for a writer's open.
             Err(redb::DatabaseError::Storage(redb::StorageError::Io(e))) if crate::redb_open::is_damage_io(&e) => return Err(damaged(e.to_string())),
+            // Not closed cleanly, or not as long as its header says (cut short): the check
+            // tells damage (reported as such, not as a file to repair) from a file a writer's
+            // open repairs.
+            Err(e @ redb::DatabaseError::RepairAborted) => {
+                crate::redb_open::check_read_only(&path, damaged, err)?;
+                return Err(err(e));
+            }
             Err(e) => return Err(err(e)),
         };
         // redb checks page checksums only in its integrity check, which a read-only open
