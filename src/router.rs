@@ -84,7 +84,9 @@ pub fn build_app(
         // Every API route (never a redirect): 415 unsupported_content_encoding for a body
         // with a content coding; 400 duplicate_header for a repeated Content-Type,
         // Authorization or Idempotency-Key (checked first).
+        // Every API answer without a Cache-Control of its own: no-store.
         let api_routes = api_routes
+            .layer(middleware::from_fn(sluice_serving::cache_control::no_store_by_default))
             .layer(middleware::from_fn(sluice_serving::content_coding::refuse_content_coding))
             .layer(middleware::from_fn(sluice_serving::single_headers::refuse_repeated));
         router = router.merge(api_routes);

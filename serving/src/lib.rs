@@ -32,6 +32,7 @@ pub mod admin;
 pub mod alias;
 pub mod anomalies;
 pub mod auth;
+pub mod cache_control;
 pub mod content_coding;
 pub mod dto;
 pub mod error;
@@ -70,10 +71,16 @@ pub fn routes(state: ApiState) -> Router {
         Some(limiter) => axum::routing::post(links::create::create_link).layer(axum::middleware::from_fn_with_state(limiter, ratelimit::limit_requests)),
         None => axum::routing::post(links::create::create_link),
     };
+    // Routes without query parameters refuse one (400 unknown_parameter), as the others
+    // refuse an unknown one.
+    let no_query = || axum::middleware::from_fn(query::refuse_query);
     Router::new()
-        .route("/v1/links", get(links::read::list_links).merge(create))
-        .route("/v1/links/{code}", get(links::read::get_link).patch(links::update::update_link).delete(links::update::delete_link))
-        .route("/v1/openapi.json", get(openapi::openapi_json))
+        .route("/v1/links", get(links::read::list_links).merge(create.layer(no_query())))
+        .route(
+            "/v1/links/{code}",
+            get(links::read::get_link).patch(links::update::update_link).delete(links::update::delete_link).layer(no_query()),
+        )
+        .route("/v1/openapi.json", get(openapi::openapi_json).layer(no_query()))
         .with_state(state)
 }
 

@@ -40,6 +40,19 @@ pub fn pairs(raw: Option<&str>, known: &[&str]) -> Result<Vec<(String, String)>,
     Ok(out)
 }
 
+/// Middleware for routes that take no query parameters (`POST /v1/links`,
+/// `GET`/`PATCH`/`DELETE /v1/links/{code}`, `/v1/openapi.json`): a query string with a
+/// parameter is refused like on every other route, 400 `unknown_parameter` (details
+/// `{parameter, supported: []}`) or `invalid_parameter` (not UTF-8 once decoded), instead of
+/// being ignored. An empty query (`?`, `?&`) passes.
+pub async fn refuse_query(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match pairs(req.uri().query(), &[]) {
+        Ok(_) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
 /// 400 `unknown_parameter` for `name`, listing `supported`.
 pub fn unknown(name: &str, supported: &[&str]) -> ApiError {
     ApiError::bad_request("unknown_parameter", format!("unknown query parameter \"{}\"", echo(name)))

@@ -19,6 +19,7 @@ backend_tests!(
     list_parameter_errors,
     malformed_requests_get_json_errors,
     openapi_document_is_served,
+    api_answers_are_not_cached_and_parameterless_routes_refuse_a_query,
 );
 
 fn is_base62(s: &str) -> bool {
@@ -524,4 +525,43 @@ async fn openapi_document_is_served(b: Backend) {
     let delete = &paths["/v1/links/{code}"]["delete"];
     assert!(delete["parameters"].as_array().expect("parameters").iter().any(|p| p["name"] == "If-Match"), "{delete}");
     assert!(delete["responses"].get("412").is_some(), "{delete}");
+}
+
+/// Every `/v1/` answer is `no-store` unless the route says otherwise (the list had no
+/// `Cache-Control` at all); the routes that take no query parameter refuse one as the others
+/// refuse an unknown one, and do nothing.
+async fn api_answers_are_not_cached_and_parameterless_routes_refuse_a_query(b: Backend) {
+    let app = TestApp::start(b).await;
+    let code = app.create_url("https://example.com/nc").await;
+    let single = format!("/v1/links/{code}");
+    for path in ["/v1/links", "/v1/links?limit=1", single.as_str(), "/v1/openapi.json", "/v1/links?limit=0", "/v1/links/nope"] {
+        let r = app.get(path).await;
+        assert_eq!(r.header("cache-control"), Some("no-store"), "{path}: {}", r.status);
+    }
+    // The redirect keeps its own.
+    assert_eq!(app.get(&format!("/{code}")).await.header("cache-control"), Some("private, max-age=0"));
+    let json = [("content-type", "application/json")];
+    let cases: [(Method, String, Option<String>); 5] = [
+        (Method::GET, format!("/v1/links/{code}?x=1"), None),
+        (Method::PATCH, format!("/v1/links/{code}?x=1"), Some(json!({"enabled": false}).to_string())),
+        (Method::DELETE, format!("/v1/links/{code}?x=1"), None),
+        (Method::POST, "/v1/links?x=1".to_owned(), Some(json!({"long_url": "https://example.com/q"}).to_string())),
+        (Method::GET, "/v1/openapi.json?x=1".to_owned(), None),
+    ];
+    for (method, path, body) in cases {
+        let r = app.request(method.clone(), &path, &json, body).await;
+        let err = r.assert_error(400, "unknown_parameter");
+        assert_eq!(err["details"], json!({"parameter": "x", "supported": []}), "{method} {path}");
+        assert_eq!(r.header("cache-control"), Some("no-store"));
+    }
+    let r = app.request(Method::GET, &format!("/v1/links/{code}?x=1&x=2"), &[], None).await;
+    r.assert_error(400, "unknown_parameter");
+    let r = app.request(Method::GET, &format!("/v1/links/{code}?%FF=1"), &[], None).await;
+    r.assert_error(400, "invalid_parameter");
+    // Nothing was changed, deleted or created.
+    let g = app.get(&format!("/v1/links/{code}?")).await;
+    assert_eq!(g.status, StatusCode::OK, "an empty query passes");
+    assert_eq!(g.json()["enabled"], true);
+    let list = app.get("/v1/links").await.json();
+    assert_eq!(list["items"].as_array().expect("items").len(), 1, "{list}");
 }
