@@ -137,9 +137,18 @@ impl System {
     /// Starts everything `cfg` describes and serves on `listener` (module docs). A refused
     /// start removes what it created in the data dir (`start_cleanup.rs`).
     ///
+    /// Listening on port 0 (`--listen 127.0.0.1:0`), the port the system chose is the one
+    /// the configuration carries from here on: the default base URL (short URLs, own hosts)
+    /// is `http://` + the bound address, never `…:0`.
+    ///
     /// Errors: the data directory, link store, click log (e.g. held by another process),
     /// visitor secret or dataflow cannot be set up.
-    pub async fn start(cfg: Config, listener: TcpListener) -> anyhow::Result<System> {
+    pub async fn start(mut cfg: Config, listener: TcpListener) -> anyhow::Result<System> {
+        if cfg.server.listen.port() == 0
+            && let Ok(bound) = listener.local_addr()
+        {
+            cfg.server.listen.set_port(bound.port());
+        }
         let before = super::start_cleanup::Before::look(&cfg.server.data_dir);
         let mut held = Held::default();
         match Self::start_holding(cfg, listener, &mut held).await {

@@ -21,6 +21,7 @@ mod exact;
 mod harness;
 mod history;
 mod idle;
+mod listen;
 mod loadgen_truth;
 mod lost_store;
 #[path = "../support/old_blocklist.rs"]
