@@ -2,7 +2,7 @@
 //! clicks the newest checkpoint counted.
 //!
 //! What it does (every `sluice serve` on the data dir must be stopped):
-//! 1. `clicks.redb`: a damaged file (one `sluice serve` refuses) is moved aside to
+//! 1. `clicks.redb`: a damaged file (one `sluice serve` refuses, a zero-length one too) is moved aside to
 //!    `clicks.redb.damaged-<UTC time>`; a missing one is created; an empty one (no clicks
 //!    stored, e.g. the new log a refused start created after the old one was moved away) is
 //!    kept. A log that opens and stores clicks is refused: resetting it would drop them.

@@ -332,6 +332,81 @@ async fn a_click_log_moved_away_is_reset_keeping_the_checkpoint() {
     assert!(stderr.contains("opens and stores 1 clicks, and the newest checkpoint was taken of it: nothing to reset"), "{stderr}");
 }
 
+/// Every file under `dir` with its bytes, and every directory (`None`), by path.
+fn tree(dir: &Path) -> std::collections::BTreeMap<std::path::PathBuf, Option<Vec<u8>>> {
+    let mut out = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(dir).expect("ls") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            out.extend(tree(&path));
+            out.insert(path, None);
+        } else {
+            let bytes = std::fs::read(&path).expect("read");
+            out.insert(path, Some(bytes));
+        }
+    }
+    out
+}
+
+/// `truncate -s 0 clicks.redb` after a graceful stop: the log cut to nothing, damage like a
+/// cut inside redb's header, not a new log. A start is refused naming `sluice log reset` and
+/// leaves the data dir byte for byte as it was (redb used to write a new ~72 KiB database
+/// into the empty file before the checkpoint check refused the start); `log tail` refuses it
+/// with the same message; the reset moves it aside and keeps the checkpoint's 20 clicks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_click_log_cut_to_zero_bytes_is_damage_a_refused_start_leaves_untouched() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("d");
+    let path = data.join("clicks.redb");
+    let s = Server::start(&data).await;
+    s.create_link("t0").await;
+    assert_eq!(s.post_clicks("t0", 0..20).await, 200);
+    s.await_clicks("t0", 20).await;
+    assert_eq!(s.stop().0, Some(0));
+    truncate(&path, 0);
+    let before = tree(&data);
+    let damaged = format!(
+        "error: could not open the click log in \"{d}\": click log \"{p}\" is damaged and could not be repaired (the file is empty \
+         (0 bytes): it holds no click log, not even redb's header); sluice will not start on it. Stop every process using this data dir, \
+         then run `sluice log reset --data-dir {d}`: it moves the damaged file aside and starts a new, empty click log that continues \
+         from the newest checkpoint, keeping every click the checkpoint counted (or, instead, put a backup of \"{p}\" back at that path)",
+        d = data.display(),
+        p = path.display()
+    );
+    let errors = |stderr: &str| stderr.lines().filter(|l| l.starts_with("error: ")).map(str::to_owned).collect::<Vec<_>>();
+    let (code, _, stderr) = sluice(&["serve", "--listen", &format!("127.0.0.1:{}", free_port())], &data);
+    assert_eq!((code, errors(&stderr)), (Some(1), vec![damaged.clone()]), "{stderr}");
+    assert!(tree(&data) == before, "the refused start changed the data dir");
+    let (code, stdout, stderr) = sluice(&["log", "tail"], &data);
+    assert_eq!((code, stdout.as_str(), stderr.as_str()), (Some(1), "", format!("{damaged}\n").as_str()));
+    assert!(tree(&data) == before, "log tail changed the data dir");
+
+    let (code, stdout, stderr) = sluice(&["log", "reset"], &data);
+    assert_eq!(code, Some(0), "{stderr}");
+    let aside: Vec<std::path::PathBuf> = std::fs::read_dir(&data)
+        .expect("ls")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("clicks.redb.damaged-")))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert_eq!(std::fs::metadata(&aside[0]).expect("metadata").len(), 0);
+    let lines: Vec<&str> = stdout.lines().filter(|l| !l.starts_with("older checkpoint")).collect();
+    assert_eq!(
+        lines[0],
+        format!(
+            "damaged click log \"{}\" (the file is empty (0 bytes): it holds no click log, not even redb's header) moved aside to \"{}\"",
+            path.display(),
+            aside[0].display()
+        )
+    );
+    assert!(lines[1].ends_with("is empty and continues at offset 20"), "{stdout}");
+    let s = Server::start(&data).await;
+    s.await_clicks("t0", 20).await;
+    assert_eq!(s.post_clicks("t0", 20..21).await, 200);
+    s.await_clicks("t0", 21).await;
+    assert_eq!(s.stop().0, Some(0));
+}
+
 /// `mv other clicks.redb` while serving: the open log is saved to a side file with every
 /// click and written there; `/readyz` answers 503 naming both files; clicks after the
 /// replacement are counted and kept; the stop exits 1 saying what to do; doing it (moving

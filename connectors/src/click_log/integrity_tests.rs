@@ -120,6 +120,28 @@ fn a_log_cut_inside_its_header_is_refused_as_damaged() {
     }
 }
 
+/// A file cut to 0 bytes is damage too, not a new log: the writer's open (a start, `sluice
+/// log reset`) and the reader (`sluice log tail`) refuse it with one message, and neither
+/// writes a new database into it.
+#[test]
+fn a_log_cut_to_zero_bytes_is_damaged_for_the_writer_and_the_reader() {
+    let (dir, _) = written_log();
+    let path = dir.path().join(CLICK_LOG_FILE_NAME);
+    std::fs::OpenOptions::new().write(true).open(&path).and_then(|f| f.set_len(0)).expect("truncate");
+    let want = format!(
+        "click log \"{p}\" is damaged and could not be repaired (the file is empty (0 bytes): it holds no click log, not even redb's \
+         header); sluice will not start on it. Stop every process using this data dir, then run `sluice log reset --data-dir {d}`: it \
+         moves the damaged file aside and starts a new, empty click log that continues from the newest checkpoint, keeping every click \
+         the checkpoint counted (or, instead, put a backup of \"{p}\" back at that path)",
+        p = path.display(),
+        d = dir.path().display()
+    );
+    assert_eq!(ClickLog::open(dir.path()).expect_err("damaged").to_string(), want);
+    assert_eq!(ClickLogReader::open(dir.path()).expect_err("damaged").to_string(), want);
+    assert_eq!(std::fs::metadata(&path).expect("metadata").len(), 0, "nothing was written into it");
+    assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 1, "nothing else was created");
+}
+
 /// A file cut short also looks not closed cleanly to redb (its length is not the one its
 /// header records), so the reader's open asks for a repair. It is damage all the same, and
 /// the reader says so (naming `sluice log reset`) rather than that a repair is needed — also

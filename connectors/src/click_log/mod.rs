@@ -26,7 +26,7 @@
 //! ([`redb::Builder::set_check_integrity_on_open`]: the checksum of every page of the committed
 //! trees is verified, which reads the whole file once). A file that fails it and that redb
 //! repairs (e.g. a torn last commit) opens, with a warning naming the file; one redb cannot
-//! repair (truncated, overwritten) is refused with [`Error::ClickLogDamaged`], which names the
+//! repair (truncated, even to 0 bytes; overwritten) is refused with [`Error::ClickLogDamaged`], which names the
 //! file and what to do, instead of being trusted until a read of a damaged page fails (or
 //! panics) long after start. A panic inside redb while opening is reported the same way.
 //!
@@ -176,8 +176,10 @@ impl std::fmt::Debug for ClickLog {
     }
 }
 
-/// Opens (or creates) the redb file at `path` with the integrity check on (module docs).
+/// Opens (or creates) the redb file at `path` with the integrity check on (module docs); an
+/// empty file is damage, not a new log (`damage::refuse_empty`).
 fn open_checked(path: &Path) -> Result<Database> {
+    damage::refuse_empty(path)?;
     crate::redb_open::open_checked(
         path,
         "click log",

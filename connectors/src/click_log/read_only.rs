@@ -47,6 +47,7 @@ impl ClickLogReader {
         }
         let path = dir.join(CLICK_LOG_FILE_NAME);
         let damaged = |detail| Error::ClickLogDamaged { path: path.display().to_string(), dir: super::data_dir_of(&path), detail };
+        super::damage::refuse_empty(&path)?;
         let db = match redb::Builder::new().set_cache_size(CLICK_LOG_CACHE_BYTES).open_read_only(&path) {
             Ok(db) => db,
             // E.g. a file cut inside redb's header: damage, as for a writer's open.
