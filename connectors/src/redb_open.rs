@@ -34,7 +34,32 @@ pub fn open_checked<E>(
     damaged: impl FnOnce(String) -> E,
     other: impl FnOnce(redb::DatabaseError) -> E,
 ) -> Result<Database, E> {
+    open_checked_gated(path, what, cache_bytes, || true, damaged, other)
+}
+
+/// [`open_checked`], with the repair warning (redb falls back from a damaged newest commit)
+/// logged at warn level only when `warn()` says so, at debug level otherwise: for an opener
+/// that opens the same file again and again, e.g. the click log's reopen after each I/O error
+/// of a full disk, whose torn commit redb drops at every reopen (logged once per episode,
+/// `click_log/recovery.rs`).
+///
+/// Errors: as [`open_checked`].
+pub fn open_checked_gated<E>(
+    path: &Path,
+    what: &'static str,
+    cache_bytes: Option<usize>,
+    warn: impl Fn() -> bool + std::panic::UnwindSafe + 'static,
+    damaged: impl FnOnce(String) -> E,
+    other: impl FnOnce(redb::DatabaseError) -> E,
+) -> Result<Database, E> {
     let shown = path.display().to_string();
+    if was_not_closed_cleanly(path) {
+        // Nothing is damaged (a killed process tears no write): redb recovers the file from
+        // its last commit. Still a warning: the process that wrote it did not shut down (for
+        // the click log, clicks not yet committed then are gone); a torn newest commit is the
+        // fallback stage below.
+        tracing::warn!(path = %shown, "{what} was not closed cleanly (its process was killed or crashed): recovering it from its last commit");
+    }
     let opened = std::panic::catch_unwind(|| {
         let mut builder = Database::builder();
         if let Some(bytes) = cache_bytes {
@@ -46,7 +71,12 @@ pub fn open_checked<E>(
         // checksums and redb falls back to the one before (redb 4.6 `Database::do_repair`).
         builder.set_check_integrity_on_open(true).set_repair_callback(move |session| {
             if is_fallback_stage(session.progress()) {
-                tracing::warn!(path = %shown, "{what} failed its integrity check at open: its newest commit is damaged; redb is repairing it by falling back to the commit before");
+                const FELL_BACK: &str = "failed its integrity check at open: its newest commit is damaged; redb is repairing it by falling back to the commit before";
+                if warn() {
+                    tracing::warn!(path = %shown, "{what} {FELL_BACK}");
+                } else {
+                    tracing::debug!(path = %shown, "{what} {FELL_BACK}");
+                }
             }
         });
         builder.create(path)
@@ -56,6 +86,26 @@ pub fn open_checked<E>(
         Err(Failure::Damaged(detail)) => Err(damaged(detail)),
         Err(Failure::Other(e)) => Err(other(e)),
     }
+}
+
+/// redb's magic number, the first 9 bytes of every redb file (redb 4.6
+/// `tree_store/page_store/header.rs`, `MAGICNUMBER`).
+const REDB_MAGIC: [u8; 9] = [b'r', b'e', b'd', b'b', 0x1A, 0x0A, 0xA9, 0x0D, 0x0A];
+/// The *recovery required* bit of redb's god byte, the byte after the magic number (redb
+/// 4.6 `header.rs`, `RECOVERY_REQUIRED`; redb's `docs/design.md`, "Database header"): set
+/// while a writer has the file open, cleared when it closes it.
+const RECOVERY_REQUIRED: u8 = 2;
+
+/// Whether the redb file at `path` was left by a writer that never closed it (killed,
+/// crashed, power lost): its header's *recovery required* bit is set, so the next writer's
+/// open recovers it from its last commit (and a read-only open refuses it,
+/// [`OpenFailure::NeedsRepair`]). `false` for a missing or unreadable file, one shorter than
+/// the header's first 10 bytes, or one that is not a redb file.
+pub fn was_not_closed_cleanly(path: &Path) -> bool {
+    use std::io::Read as _;
+    let mut head = [0u8; 10];
+    let read = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head));
+    read.is_ok() && head[..9] == REDB_MAGIC && head[9] & RECOVERY_REQUIRED != 0
 }
 
 /// Whether an I/O error from opening a redb file means the file is damaged rather than
@@ -292,6 +342,33 @@ impl Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The header bit read by [`was_not_closed_cleanly`]: set on a copy taken while a writer
+    /// has the file open (as a killed writer leaves it), clear once the writer closed it,
+    /// and clear again after a writer's open recovered the copy and closed it.
+    #[test]
+    fn not_closed_cleanly_is_read_from_the_header() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (path, copy) = (dir.path().join("x.redb"), dir.path().join("copy.redb"));
+        const T: redb::TableDefinition<u64, u64> = redb::TableDefinition::new("t");
+        let db = open_checked(&path, "test file", None, |d| d, |e| e.to_string()).expect("open");
+        let w = db.begin_write().expect("write");
+        w.open_table(T).expect("table").insert(1, 2).expect("insert");
+        w.commit().expect("commit");
+        assert!(was_not_closed_cleanly(&path), "open by a writer");
+        std::fs::copy(&path, &copy).expect("copy");
+        drop(db);
+        assert!(!was_not_closed_cleanly(&path), "closed");
+        assert!(was_not_closed_cleanly(&copy), "the copy of an open file");
+        let recovered = open_checked(&copy, "test file", None, |d| d, |e| e.to_string()).expect("recover");
+        drop(recovered);
+        assert!(!was_not_closed_cleanly(&copy), "recovered and closed");
+        for junk in [&b""[..], b"redb", b"not a redb file at all"] {
+            std::fs::write(&copy, junk).expect("write");
+            assert!(!was_not_closed_cleanly(&copy), "{junk:?}");
+        }
+        assert!(!was_not_closed_cleanly(&dir.path().join("missing")));
+    }
 
     #[test]
     fn only_the_fallback_stage_is_damage() {

@@ -76,10 +76,7 @@ pub fn routes(state: ApiState) -> Router {
     let no_query = || axum::middleware::from_fn(query::refuse_query);
     Router::new()
         .route("/v1/links", get(links::read::list_links).merge(create.layer(no_query())))
-        .route(
-            "/v1/links/{code}",
-            get(links::read::get_link).patch(links::update::update_link).delete(links::update::delete_link).layer(no_query()),
-        )
+        .route("/v1/links/{code}", get(links::read::get_link).patch(links::update::update_link).delete(links::update::delete_link).layer(no_query()))
         .route("/v1/openapi.json", get(openapi::openapi_json).layer(no_query()))
         .with_state(state)
 }

@@ -162,6 +162,7 @@ async fn a_damaged_link_store_or_anomaly_store_refuses_to_start_naming_the_file(
 /// start checks it, keeps its data and serves. A SIGKILL tears no write (the kernel finishes
 /// each one), so nothing is damaged and no repair warning may appear: redb reports its
 /// routine repair stages on every checked open, which once made a false warning at every start.
+/// What does appear is one warning per store that the file was not closed cleanly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_anomaly_store_left_by_sigkill_keeps_its_data_without_a_false_repair_warning() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -185,6 +186,12 @@ async fn an_anomaly_store_left_by_sigkill_keeps_its_data_without_a_false_repair_
     let store = dir.path().join("anomalies.redb");
     assert!(store.exists());
     assert!(!text.contains("repairing"), "no repair warning for an undamaged file: {text}");
+    // Each store the killed process held is named once as recovered (README, "Run it").
+    for (what, file) in [("anomaly store", "anomalies.redb"), ("click log", "clicks.redb")] {
+        let recovered: Vec<&str> = text.lines().filter(|l| l.contains(&format!("{what} was not closed cleanly")) && l.contains(file)).collect();
+        assert_eq!(recovered.len(), 1, "{what}: {text}");
+        assert!(recovered[0].contains("WARN"), "{}", recovered[0]);
+    }
     assert_eq!(hooks["items"].as_array().map(Vec::len), Some(1), "the subscription survived: {hooks}");
 }
 
