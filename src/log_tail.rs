@@ -4,16 +4,16 @@
 //! The log is opened read-only ([`ClickLogReader`]): it can be tailed on a read-only file
 //! system (a backup mount) and is not written. The file is held exclusively by a running
 //! `sluice serve` with the same data directory; stop it first (events survive restarts). A
-//! log not closed cleanly (its server was killed) is repaired first, as `sluice serve` does
-//! at its next start, which needs write access; a damaged one (e.g. cut short, which redb
-//! also takes for not closed cleanly) is refused as damaged, as a start refuses it.
+//! log not closed cleanly (its server was killed, or a copy taken while it ran) is read as
+//! the next start will recover it, the recovery kept in memory (the file is not written, and
+//! may be on a read-only file system); a damaged one (e.g. cut short, which redb also takes
+//! for not closed cleanly) is refused as damaged, as a start refuses it.
 
 use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
-use sluice_connectors::click_log::{CLICK_LOG_FILE_NAME, ClickLog, ClickLogReader};
-use sluice_connectors::redb_open::OpenFailure;
+use sluice_connectors::click_log::{CLICK_LOG_FILE_NAME, ClickLogReader};
 
 use crate::log_open::open_error;
 
@@ -93,20 +93,10 @@ pub fn run_to(data_dir: &Path, from: Option<u64>, lines: u64, out: &mut impl Wri
             file.display()
         );
     }
-    let log = match ClickLogReader::open(data_dir) {
-        Ok(log) => log,
-        Err(e) if e.open_failure() == OpenFailure::NeedsRepair => {
-            // redb repairs a file that was not closed cleanly when it opens it for writing.
-            tracing::info!(path = %file.display(), "the click log was not closed cleanly: repairing it before reading");
-            drop(ClickLog::open(data_dir).map_err(|e| open_error(data_dir, e, "stop it first")).context(format!(
-                "the click log in \"{}\" was not closed cleanly (sluice stopped without a graceful shutdown) and must be repaired before \
-                 it can be read, which needs write access",
-                data_dir.display()
-            ))?);
-            ClickLogReader::open(data_dir).map_err(|e| open_error(data_dir, e, "stop it first"))?
-        }
-        Err(e) => return Err(open_error(data_dir, e, "stop it first")),
-    };
+    if sluice_connectors::redb_open::was_not_closed_cleanly(&file) {
+        tracing::info!(path = %file.display(), "the click log was not closed cleanly (its server was killed): reading it as the next start will recover it, without writing to it");
+    }
+    let log = ClickLogReader::open(data_dir).map_err(|e| open_error(data_dir, e, "stop it first"))?;
     let start = start_offset(&log, from, lines);
     print_range(&log, start, out)?;
     Ok(())
@@ -116,6 +106,8 @@ pub fn run_to(data_dir: &Path, from: Option<u64>, lines: u64, out: &mut impl Wri
 mod tests {
     use super::*;
     use crate::test_fs::{Mutable, set_immutable};
+    use sluice_connectors::click_log::ClickLog;
+    use sluice_connectors::redb_open::OpenFailure;
     use sluice_schemas::ClickEvent;
 
     fn click(i: u128) -> ClickEvent {
@@ -207,10 +199,11 @@ mod tests {
         assert_eq!(lines(out), vec![line(0, 1, 1_700_000_000_001)]);
     }
 
-    /// A copy of a log taken while a writer had it open was not closed cleanly: a read-only
-    /// open refuses it, and tail repairs it (as `sluice serve` would) and prints its events.
+    /// A copy of a log taken while a writer had it open was not closed cleanly: tail reads it
+    /// as a writer's open would recover it and prints its events, without writing to the file
+    /// (also when the file may not be written at all).
     #[test]
-    fn a_log_not_closed_cleanly_is_repaired_then_tailed() {
+    fn a_log_not_closed_cleanly_is_tailed_without_writing_to_it() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let log = ClickLog::open(&tmp.path().join("a")).expect("open");
         log.append(&[click(1), click(2)]).expect("append");
@@ -218,11 +211,42 @@ mod tests {
         std::fs::create_dir(&copy).expect("mkdir");
         std::fs::copy(log.path(), copy.join(CLICK_LOG_FILE_NAME)).expect("copy");
         drop(log);
-        let e = ClickLogReader::open(&copy).expect_err("unclean");
-        assert_eq!(e.open_failure(), OpenFailure::NeedsRepair, "{e}");
+        let file = copy.join(CLICK_LOG_FILE_NAME);
+        assert!(sluice_connectors::redb_open::was_not_closed_cleanly(&file));
+        let before = std::fs::read(&file).expect("read");
+        // Immutable (chattr +i): not even root may write it (where the attribute is supported).
+        let _mutable_again = Mutable(&file);
+        let immutable = set_immutable(&file, true);
+        if immutable {
+            assert!(std::fs::OpenOptions::new().write(true).open(&file).is_err(), "the file cannot be opened for writing");
+        }
         let mut out = Vec::new();
         run_to(&copy, None, 10, &mut out).expect("tail");
         assert_eq!(lines(out), vec![line(0, 1, 1_700_000_000_001), line(1, 2, 1_700_000_000_002)]);
+        assert!(std::fs::read(&file).expect("read") == before, "the file is left as it was");
+        assert!(sluice_connectors::redb_open::was_not_closed_cleanly(&file), "still for the next start to recover");
+    }
+
+    /// While tail reads a log left not closed cleanly (recovered in memory), no writer may open
+    /// the file, and tail refuses a file a writer holds, naming the cause.
+    #[test]
+    fn a_recovered_read_excludes_writers_and_a_held_log_is_refused() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let log = ClickLog::open(&tmp.path().join("a")).expect("open");
+        log.append(&[click(1)]).expect("append");
+        let copy = tmp.path().join("b");
+        std::fs::create_dir(&copy).expect("mkdir");
+        std::fs::copy(log.path(), copy.join(CLICK_LOG_FILE_NAME)).expect("copy");
+        let held = ClickLogReader::open(&tmp.path().join("a")).expect_err("held by the writer");
+        assert_eq!(held.open_failure(), OpenFailure::HeldByAnotherProcess, "{held}");
+        drop(log);
+        let reader = ClickLogReader::open(&copy).expect("recovered read");
+        let writer = ClickLog::open(&copy).expect_err("no writer while the reader reads");
+        assert_eq!(writer.open_failure(), OpenFailure::HeldByAnotherProcess, "{writer}");
+        assert_eq!(reader.read(0, 10).expect("read").len(), 1);
+        drop(reader);
+        let log = ClickLog::open(&copy).expect("a writer once the reader is gone");
+        assert_eq!(log.read(0, 10).expect("read").len(), 1);
     }
 
     /// A log cut to half its size also looks not closed cleanly to redb (its length is not

@@ -9,7 +9,9 @@
 //! and so is a panic inside redb while opening (redb may panic on some garbage).
 //!
 //! [`check_read_only`] runs the same check for read-only openers, on an in-memory copy of
-//! what the check writes ([`CopyOnWrite`]), so the file is never written.
+//! what the check writes ([`CopyOnWrite`]), so the file is never written;
+//! [`recover_read_only`] keeps that database open, to read a file left by a killed writer
+//! as the writer's next open would recover it, without writing to it.
 //!
 //! [`Error::open_failure`] tells why an open failed ([`OpenFailure`]), for messages that
 //! must name the real cause (a file held by another process, a read-only file system).
@@ -34,13 +36,22 @@ pub fn open_checked<E>(
     damaged: impl FnOnce(String) -> E,
     other: impl FnOnce(redb::DatabaseError) -> E,
 ) -> Result<Database, E> {
-    open_checked_gated(path, what, cache_bytes, || true, damaged, other)
+    open_checked_gated(path, what, cache_bytes, |_| true, damaged, other)
 }
 
-/// [`open_checked`], with the repair warning (redb falls back from a damaged newest commit)
-/// logged at warn level only when `warn()` says so, at debug level otherwise: for an opener
-/// that opens the same file again and again, e.g. the click log's reopen after each I/O error
-/// of a full disk, whose torn commit redb drops at every reopen (logged once per episode,
+/// The warnings [`open_checked`] logs about a file redb repairs as it opens it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepairWarning {
+    /// The file was not closed cleanly: recovered from its last commit.
+    NotClosedCleanly,
+    /// Its newest commit is damaged: redb falls back to the commit before.
+    FellBack,
+}
+
+/// [`open_checked`], with each repair warning logged at warn level only when `warn(which)`
+/// says so, at debug level otherwise: for an opener that opens the same file again and again,
+/// e.g. the click log's reopen after each I/O error of a full disk, which finds the file not
+/// closed cleanly and its newest commit torn at every reopen (logged once per episode,
 /// `click_log/recovery.rs`).
 ///
 /// Errors: as [`open_checked`].
@@ -48,7 +59,7 @@ pub fn open_checked_gated<E>(
     path: &Path,
     what: &'static str,
     cache_bytes: Option<usize>,
-    warn: impl Fn() -> bool + std::panic::UnwindSafe + 'static,
+    warn: impl Fn(RepairWarning) -> bool + std::panic::UnwindSafe + 'static,
     damaged: impl FnOnce(String) -> E,
     other: impl FnOnce(redb::DatabaseError) -> E,
 ) -> Result<Database, E> {
@@ -58,7 +69,12 @@ pub fn open_checked_gated<E>(
         // its last commit. Still a warning: the process that wrote it did not shut down (for
         // the click log, clicks not yet committed then are gone); a torn newest commit is the
         // fallback stage below.
-        tracing::warn!(path = %shown, "{what} was not closed cleanly (its process was killed or crashed): recovering it from its last commit");
+        const NOT_CLOSED: &str = "was not closed cleanly (its process was killed or crashed): recovering it from its last commit";
+        if warn(RepairWarning::NotClosedCleanly) {
+            tracing::warn!(path = %shown, "{what} {NOT_CLOSED}");
+        } else {
+            tracing::debug!(path = %shown, "{what} {NOT_CLOSED}");
+        }
     }
     let opened = std::panic::catch_unwind(|| {
         let mut builder = Database::builder();
@@ -71,8 +87,9 @@ pub fn open_checked_gated<E>(
         // checksums and redb falls back to the one before (redb 4.6 `Database::do_repair`).
         builder.set_check_integrity_on_open(true).set_repair_callback(move |session| {
             if is_fallback_stage(session.progress()) {
-                const FELL_BACK: &str = "failed its integrity check at open: its newest commit is damaged; redb is repairing it by falling back to the commit before";
-                if warn() {
+                const FELL_BACK: &str =
+                    "failed its integrity check at open: its newest commit is damaged; redb is repairing it by falling back to the commit before";
+                if warn(RepairWarning::FellBack) {
                     tracing::warn!(path = %shown, "{what} {FELL_BACK}");
                 } else {
                     tracing::debug!(path = %shown, "{what} {FELL_BACK}");
@@ -155,11 +172,52 @@ fn classify<T>(outcome: std::thread::Result<Result<T, redb::DatabaseError>>, ver
 pub fn check_read_only<E>(path: &Path, damaged: impl FnOnce(String) -> E, other: impl FnOnce(redb::DatabaseError) -> E) -> Result<(), E> {
     let file = match std::fs::File::open(path) {
         Ok(f) => f,
-        Err(e) => return Err(other(redb::DatabaseError::Storage(redb::StorageError::Io(e)))),
+        Err(e) => return Err(other(io_error(e))),
     };
+    checked_in_memory(file, damaged, other).map(drop)
+}
+
+/// [`check_read_only`] for a file that was not closed cleanly ([`was_not_closed_cleanly`]),
+/// keeping the result: the file as a writer's open would recover it, every write of the
+/// recovery held in memory ([`CopyOnWrite`]), so that a reader can read it without writing to
+/// it (on a read-only file system too). The returned `File` holds a shared `flock` on the
+/// file until dropped; a redb writer's open takes that lock exclusively (redb 4.6
+/// `FileBackend`, its lock for redb before 4.3), so no writer opens the file meanwhile.
+///
+/// Errors: as [`check_read_only`]; `other(DatabaseAlreadyOpen)` when a process holds the
+/// file (its lock).
+pub fn recover_read_only<E>(
+    path: &Path,
+    damaged: impl FnOnce(String) -> E,
+    other: impl FnOnce(redb::DatabaseError) -> E,
+) -> Result<(Database, std::fs::File), E> {
+    let lock = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) => return Err(other(io_error(e))),
+    };
+    match lock.try_lock_shared() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => return Err(other(redb::DatabaseError::DatabaseAlreadyOpen)),
+        Err(std::fs::TryLockError::Error(e)) => return Err(other(io_error(e))),
+    }
+    let file = match lock.try_clone() {
+        Ok(f) => f,
+        Err(e) => return Err(other(io_error(e))),
+    };
+    let db = checked_in_memory(file, damaged, other)?;
+    Ok((db, lock))
+}
+
+fn io_error(e: std::io::Error) -> redb::DatabaseError {
+    redb::DatabaseError::Storage(redb::StorageError::Io(e))
+}
+
+/// The integrity check over `file` through [`CopyOnWrite`] (a writer's open: redb recovers
+/// a file that was not closed cleanly), returning the database.
+fn checked_in_memory<E>(file: std::fs::File, damaged: impl FnOnce(String) -> E, other: impl FnOnce(redb::DatabaseError) -> E) -> Result<Database, E> {
     let backend = match CopyOnWrite::new(file) {
         Ok(b) => b,
-        Err(e) => return Err(other(redb::DatabaseError::Storage(redb::StorageError::Io(e)))),
+        Err(e) => return Err(other(io_error(e))),
     };
     let fell_back = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = std::sync::Arc::clone(&fell_back);
@@ -170,13 +228,13 @@ pub fn check_read_only<E>(path: &Path, damaged: impl FnOnce(String) -> E, other:
                 flag.store(true, std::sync::atomic::Ordering::Relaxed);
             }
         });
-        builder.create_with_backend(backend).map(drop)
+        builder.create_with_backend(backend)
     });
     match classify(checked, "checking") {
-        Ok(()) if fell_back.load(std::sync::atomic::Ordering::Relaxed) => {
+        Ok(_) if fell_back.load(std::sync::atomic::Ordering::Relaxed) => {
             Err(damaged("its newest commit is damaged (a writer's open repairs it by falling back to the commit before)".into()))
         }
-        Ok(()) => Ok(()),
+        Ok(db) => Ok(db),
         Err(Failure::Damaged(detail)) => Err(damaged(detail)),
         Err(Failure::Other(e)) => Err(other(e)),
     }

@@ -18,10 +18,28 @@ use crate::{Error, Result};
 /// A click log file opened read-only: a snapshot of the log as of the open (appends made
 /// after it are not seen; no writer can make any while it is open).
 pub struct ClickLogReader {
-    db: ReadOnlyDatabase,
+    db: ReaderDb,
     path: PathBuf,
     head: u64,
     low: u64,
+}
+
+/// How the file is open.
+enum ReaderDb {
+    /// redb's read-only open (a file closed cleanly).
+    ReadOnly(ReadOnlyDatabase),
+    /// A file not closed cleanly, recovered in memory ([`crate::redb_open::recover_read_only`]),
+    /// with the file handle holding its shared lock.
+    Recovered { db: redb::Database, _lock: std::fs::File },
+}
+
+impl ReaderDb {
+    fn begin_read(&self) -> std::result::Result<redb::ReadTransaction, redb::TransactionError> {
+        match self {
+            ReaderDb::ReadOnly(d) => d.begin_read(),
+            ReaderDb::Recovered { db: d, .. } => d.begin_read(),
+        }
+    }
 }
 
 impl std::fmt::Debug for ClickLogReader {
@@ -32,15 +50,15 @@ impl std::fmt::Debug for ClickLogReader {
 
 impl ClickLogReader {
     /// Opens the log file in `dir` (`clicks.redb`) read-only. Nothing is created: a missing
-    /// file is an error.
+    /// file is an error. A file not closed cleanly (its writer was killed) is read as the
+    /// writer's next open would recover it, the recovery's writes kept in memory
+    /// ([`crate::redb_open::recover_read_only`]): the file is never written either way.
     ///
     /// Errors: [`Error::ClickLog`] when the file cannot be opened ([`Error::open_failure`]
-    /// tells a file held by a writer, one that needs a repair (not closed cleanly: open it
-    /// once with [`super::ClickLog::open`], which repairs it) and a refused access apart),
-    /// [`Error::ClickLogFormat`] for a log of another storage format,
-    /// [`Error::ClickLogDamaged`] when the file fails redb's integrity check (run without
-    /// writing to it: [`crate::redb_open::check_read_only`]; also before a file that needs a
-    /// repair is reported as such, so that a truncated file is reported as damaged).
+    /// tells a file held by a writer and a refused access apart), [`Error::ClickLogFormat`]
+    /// for a log of another storage format, [`Error::ClickLogDamaged`] when the file fails
+    /// redb's integrity check (run without writing to it:
+    /// [`crate::redb_open::check_read_only`]), a truncated file included.
     pub fn open(dir: &Path) -> Result<ClickLogReader> {
         fn err(e: impl Into<redb::Error>) -> Error {
             Error::click_log("open", e)
@@ -49,53 +67,29 @@ impl ClickLogReader {
         let damaged = |detail| Error::ClickLogDamaged { path: path.display().to_string(), dir: super::data_dir_of(&path), detail };
         super::damage::refuse_empty(&path)?;
         let db = match redb::Builder::new().set_cache_size(CLICK_LOG_CACHE_BYTES).open_read_only(&path) {
-            Ok(db) => db,
+            // redb checks page checksums only in its integrity check, which a read-only open
+            // skips: run it on a copy-on-write view, so that an altered file is refused here
+            // rather than read as altered events (or a panic on a damaged page).
+            Ok(db) => {
+                crate::redb_open::check_read_only(&path, damaged, err)?;
+                ReaderDb::ReadOnly(db)
+            }
             // E.g. a file cut inside redb's header: damage, as for a writer's open.
             Err(redb::DatabaseError::Storage(redb::StorageError::Io(e))) if crate::redb_open::is_damage_io(&e) => return Err(damaged(e.to_string())),
-            // Not closed cleanly, or not as long as its header says (cut short): the check
-            // tells damage (reported as such, not as a file to repair) from a file a writer's
-            // open repairs.
-            Err(e @ redb::DatabaseError::RepairAborted) => {
-                crate::redb_open::check_read_only(&path, damaged, err)?;
-                return Err(err(e));
+            // Not closed cleanly (its writer was killed), or not as long as its header says
+            // (cut short): the check, run as a writer's open with its writes in memory, tells
+            // damage (reported as such) from a file a writer's open recovers — read as
+            // recovered, the file left as it is.
+            Err(redb::DatabaseError::RepairAborted) => {
+                let (db, lock) = crate::redb_open::recover_read_only(&path, damaged, err)?;
+                ReaderDb::Recovered { db, _lock: lock }
             }
             Err(e) => return Err(err(e)),
         };
-        // redb checks page checksums only in its integrity check, which a read-only open
-        // skips: run it on a copy-on-write view, so that an altered file is refused here
-        // rather than read as altered events (or a panic on a damaged page).
-        crate::redb_open::check_read_only(&path, damaged, err)?;
-        let txn = db.begin_read().map_err(err)?;
-        let format_error = |found| Error::ClickLogFormat { path: path.display().to_string(), found, supported: CLICK_LOG_FORMAT };
-        let meta = match txn.open_table(META) {
-            Ok(meta) => Some(meta),
-            Err(redb::TableError::TableDoesNotExist(_)) => None,
-            Err(e) => return Err(err(e)),
+        let (head, low) = match &db {
+            ReaderDb::ReadOnly(d) => head_and_low(d, &path)?,
+            ReaderDb::Recovered { db: d, .. } => head_and_low(d, &path)?,
         };
-        let get = |key| meta.as_ref().map_or(Ok(None), |m| meta_get(m, key));
-        match get(META_FORMAT)? {
-            // Format 2 (plain chunks only) reads as format 3; a writer upgrades it on open.
-            Some(2 | CLICK_LOG_FORMAT) => {}
-            Some(other) => return Err(format_error(other)),
-            // No format yet: a log never opened by a writer of format 2 or 3, empty unless it
-            // holds format-1 events.
-            None => {
-                if txn.list_tables().map_err(err)?.any(|t| t.name() == LEGACY_EVENTS.name())
-                    && !txn.open_table(LEGACY_EVENTS).map_err(err)?.is_empty().map_err(err)?
-                {
-                    return Err(format_error(1));
-                }
-            }
-        }
-        let last_end = match txn.open_table(CHUNKS) {
-            Ok(chunks) => chunks.last().map_err(err)?.map(|(k, v)| k.value() + chunk::claimed_count(v.value())),
-            Err(redb::TableError::TableDoesNotExist(_)) => None,
-            Err(e) => return Err(err(e)),
-        };
-        let head = get(META_HEAD)?.unwrap_or(0).max(last_end.unwrap_or(0));
-        let low = get(META_LOW)?.unwrap_or(0).min(head);
-        drop(meta);
-        drop(txn);
         Ok(ClickLogReader { db, path, head, low })
     }
 
@@ -129,11 +123,54 @@ impl ClickLogReader {
             return Ok(out);
         }
         drop(txn);
-        visit_db(&self.db, from.max(self.low), max, self.head, |offset, bytes| {
+        let decode = |offset, bytes: &[u8]| {
             let event = decode_click_event(bytes).map_err(|source| Error::ClickLogDecode { offset, source })?;
             out.push((offset, event));
             Ok(())
-        })?;
+        };
+        match &self.db {
+            ReaderDb::ReadOnly(d) => visit_db(d, from.max(self.low), max, self.head, decode)?,
+            ReaderDb::Recovered { db: d, .. } => visit_db(d, from.max(self.low), max, self.head, decode)?,
+        }
         Ok(out)
     }
+}
+
+/// The log's head and low offsets, after checking its storage format.
+fn head_and_low(db: &impl ReadableDatabase, path: &Path) -> Result<(u64, u64)> {
+    fn err(e: impl Into<redb::Error>) -> Error {
+        Error::click_log("open", e)
+    }
+    let txn = db.begin_read().map_err(err)?;
+    let format_error = |found| Error::ClickLogFormat { path: path.display().to_string(), found, supported: CLICK_LOG_FORMAT };
+    let meta = match txn.open_table(META) {
+        Ok(meta) => Some(meta),
+        Err(redb::TableError::TableDoesNotExist(_)) => None,
+        Err(e) => return Err(err(e)),
+    };
+    let get = |key| meta.as_ref().map_or(Ok(None), |m| meta_get(m, key));
+    match get(META_FORMAT)? {
+        // Format 2 (plain chunks only) reads as format 3; a writer upgrades it on open.
+        Some(2 | CLICK_LOG_FORMAT) => {}
+        Some(other) => return Err(format_error(other)),
+        // No format yet: a log never opened by a writer of format 2 or 3, empty unless it
+        // holds format-1 events.
+        None => {
+            if txn.list_tables().map_err(err)?.any(|t| t.name() == LEGACY_EVENTS.name())
+                && !txn.open_table(LEGACY_EVENTS).map_err(err)?.is_empty().map_err(err)?
+            {
+                return Err(format_error(1));
+            }
+        }
+    }
+    let last_end = match txn.open_table(CHUNKS) {
+        Ok(chunks) => chunks.last().map_err(err)?.map(|(k, v)| k.value() + chunk::claimed_count(v.value())),
+        Err(redb::TableError::TableDoesNotExist(_)) => None,
+        Err(e) => return Err(err(e)),
+    };
+    let head = get(META_HEAD)?.unwrap_or(0).max(last_end.unwrap_or(0));
+    let low = get(META_LOW)?.unwrap_or(0).min(head);
+    drop(meta);
+    drop(txn);
+    Ok((head, low))
 }
