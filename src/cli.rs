@@ -76,7 +76,7 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub common: ConfigArgs,
     /// Address to listen on, e.g. 127.0.0.1:8080.
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen)]
     pub listen: Option<SocketAddr>,
     /// What this process serves: all (API + redirects), redirect, or api.
     #[arg(long, value_enum)]
@@ -177,4 +177,12 @@ pub struct LogTailArgs {
     /// Print from this log offset on instead of the last N.
     #[arg(long, value_name = "OFFSET")]
     pub from: Option<u64>,
+}
+
+/// `--listen`: an IP address and a port (`127.0.0.1:8080`, `[::1]:8080`, `0.0.0.0:8080`).
+///
+/// Errors: the text, and what is expected (a host name such as `localhost` is not resolved:
+/// a listener binds an address).
+pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    s.parse().map_err(|_| format!("expected IP:PORT, e.g. 127.0.0.1:8080 or [::1]:8080 (an address, not a host name), got \"{s}\""))
 }

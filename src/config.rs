@@ -409,7 +409,7 @@ impl Config {
             bail!("server.workers must be between 0 (one per CPU) and {MAX_WORKERS}, got {}", self.server.workers);
         }
         if let Some(s) = &self.visitor.secret {
-            parse_secret(&s.0)?;
+            parse_secret(&s.0).context("visitor.secret (SLUICE__VISITOR__SECRET) must be 64 hex characters, the 32-byte key (e.g. `openssl rand -hex 32`)")?;
         }
         if !(1..=10_000).contains(&self.ingest.max_events) {
             bail!("ingest.max-events must be between 1 and 10000, got {}", self.ingest.max_events);

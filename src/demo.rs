@@ -45,7 +45,7 @@ pub struct DemoArgs {
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Address to serve on (an error if taken). Without it: 127.0.0.1:8080, or a free loopback port if that is taken.
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", value_parser = crate::cli::parse_listen)]
     pub listen: Option<SocketAddr>,
     /// How long to generate traffic, e.g. 20s.
     #[arg(long, default_value = "20s", value_parser = humantime::parse_duration, value_name = "D")]

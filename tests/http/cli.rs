@@ -66,6 +66,24 @@ fn config_errors_say_what_is_wrong_and_name_keys_as_written() {
     let out = sluice(&["log", "tail", "--data-dir", dir], &[("SLUICE__SERVER__LISTEN", "nope")]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(stderr(&out), "error: invalid configuration: SLUICE__SERVER__LISTEN (environment variable): invalid socket address syntax\n");
+
+    let out = sluice(&["log", "tail", "--data-dir", dir], &[("SLUICE__VISITOR__SECRET", "abc")]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.starts_with("error: visitor.secret (SLUICE__VISITOR__SECRET) must be 64 hex characters, the 32-byte key"), "{err}");
+
+    // The flag (serve and demo) says what it expects: an address, not a host name.
+    for sub in ["serve", "demo"] {
+        let out = sluice(&[sub, "--listen", "localhost:18492", "--data-dir", dir], &[]);
+        assert_eq!(out.status.code(), Some(2), "{sub}");
+        let err = stderr(&out);
+        assert!(
+            err.starts_with(
+                "error: invalid value 'localhost:18492' for '--listen <ADDR>': expected IP:PORT, e.g. 127.0.0.1:8080 or [::1]:8080 (an address, not a host name), got \"localhost:18492\"\n"
+            ),
+            "{sub}: {err}"
+        );
+    }
 }
 
 /// `sluice --log debug migrate` logs "sqlite link store open" (a debug line) and exits 0.
