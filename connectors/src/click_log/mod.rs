@@ -128,6 +128,8 @@ struct Inner {
     /// Damage found while the file is open that could not be repaired (`damage.rs`); kept
     /// until the process stops.
     damage: Mutex<Option<String>>,
+    /// What the current I/O-error episode logged (`recovery.rs`).
+    episode: Arc<recovery::Episode>,
     /// [`ClickLog::log_id`] as read when the log was opened.
     log_id: u64,
     /// Serializes appends, truncations and reopening together with the publication of
@@ -156,8 +158,8 @@ struct Scratch {
 pub use file_check::{FileCheck, side_files};
 pub use read_only::ClickLogReader;
 
-/// Opens the log file at the given path (see [`ClickLog::open`]).
-type Opener = Box<dyn Fn(&Path) -> Result<Database> + Send + Sync>;
+/// Opens the log file at the given path (see [`ClickLog::open`]) in the log's I/O-error episode.
+type Opener = Box<dyn Fn(&Path, &Arc<recovery::Episode>) -> Result<Database> + Send + Sync>;
 
 /// What appends and truncations hold their lock on.
 struct WriteState {
@@ -177,13 +179,16 @@ impl std::fmt::Debug for ClickLog {
 }
 
 /// Opens (or creates) the redb file at `path` with the integrity check on (module docs); an
-/// empty file is damage, not a new log (`damage::refuse_empty`).
-fn open_checked(path: &Path) -> Result<Database> {
+/// empty file is damage, not a new log (`damage::refuse_empty`). redb's repair warning is
+/// logged once per I/O-error `episode` (`recovery.rs`).
+fn open_checked(path: &Path, episode: &Arc<recovery::Episode>) -> Result<Database> {
     damage::refuse_empty(path)?;
-    crate::redb_open::open_checked(
+    let episode = Arc::clone(episode);
+    crate::redb_open::open_checked_gated(
         path,
         "click log",
         Some(CLICK_LOG_CACHE_BYTES),
+        move |which| episode.first(which.into()),
         |detail| Error::ClickLogDamaged { path: path.display().to_string(), dir: data_dir_of(path), detail },
         |e| Error::click_log("open", e),
     )
@@ -215,7 +220,7 @@ impl ClickLog {
     fn open_with(dir: &Path, opener: Opener) -> Result<ClickLog> {
         std::fs::create_dir_all(dir).map_err(|e| Error::Config(format!("could not create data dir \"{}\": {e}", dir.display())))?;
         let path = dir.join(CLICK_LOG_FILE_NAME);
-        let db = opener(&path)?;
+        let db = opener(&path, &Arc::default())?;
         let (head, low, log_id) = check_format_and_init(&db, &path)?;
         let (head_tx, _) = watch::channel(head);
         let watch = damage::Watch::default();
@@ -232,6 +237,7 @@ impl ClickLog {
                 path,
                 watch,
                 damage: Mutex::new(None),
+                episode: Arc::default(),
                 log_id,
                 write: Mutex::new(WriteState { head, recovery: recovery::Recovery::default() }),
                 head: AtomicU64::new(head),
@@ -320,6 +326,7 @@ impl ClickLog {
             txn.commit().map_err(|e| Error::click_log("append events", e))
         })?;
         self.inner.watch.note_commit();
+        self.end_episode();
         w.head = end;
         self.inner.head.store(end, Ordering::Release);
         self.inner.head_tx.send_replace(end);

@@ -10,7 +10,7 @@ use redb::backends::FileBackend;
 use sluice_schemas::ClickEvent;
 use uuid::Uuid;
 
-use super::recovery::{REOPEN_BACKOFF_MAX, reopen_delay};
+use super::recovery::{Episode, REOPEN_BACKOFF_MAX, Said, reopen_delay};
 use super::*;
 
 /// ENOSPC on Linux.
@@ -96,7 +96,7 @@ impl StorageBackend for FaultyBackend {
 fn faulty_log(dir: &Path, backoff: Duration) -> (ClickLog, Arc<Faults>) {
     let faults = Arc::new(Faults::default());
     let f = Arc::clone(&faults);
-    let opener: Opener = Box::new(move |path| {
+    let opener: Opener = Box::new(move |path, _| {
         f.opens.fetch_add(1, Ordering::SeqCst);
         let file = std::fs::OpenOptions::new()
             .read(true)
@@ -308,4 +308,162 @@ fn an_io_error_after_the_log_dir_was_removed_reopens_the_same_file_not_a_new_one
     let log = ClickLog::open(&dir).expect("reopen after a restart");
     assert_eq!((log.low(), log.head(), log.log_id()), (0, 8, log_id));
     assert_eq!(log.read(0, 100).expect("read"), offsets_and_events(0..8));
+}
+
+/// Each message of an I/O-error episode is said at its level the first time only; a
+/// successful commit ends the episode with its counts, and the next episode says each again.
+#[test]
+fn each_message_is_said_once_per_io_error_episode() {
+    let e = Episode::default();
+    assert_eq!(e.end(), None, "no episode: nothing to end");
+    let said: Vec<bool> = (0..3).flat_map(|_| [Said::IoError, Said::Fallback, Said::Reopened]).map(|what| e.first(what)).collect();
+    assert_eq!(said, [true, true, true, false, false, false, false, false, false]);
+    assert!(e.first(Said::CloseFailed), "each message is counted on its own");
+    assert_eq!(e.end(), Some((3, 3)));
+    assert_eq!(e.end(), None, "ended");
+    assert!(e.first(Said::Fallback), "a new episode says it again");
+    assert!(!e.first(Said::Fallback));
+}
+
+/// A tmpfs of `bytes` mounted on a directory while alive (root only); unmounted on drop.
+struct SmallFileSystem(std::path::PathBuf);
+
+impl SmallFileSystem {
+    fn mount(at: &Path, bytes: u64) -> SmallFileSystem {
+        let out =
+            std::process::Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "sluice-test-tmpfs"]).arg(at).output().expect("run mount");
+        assert!(out.status.success(), "mount tmpfs at {}: {}", at.display(), String::from_utf8_lossy(&out.stderr));
+        SmallFileSystem(at.to_path_buf())
+    }
+}
+
+impl Drop for SmallFileSystem {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// What a `tracing` subscriber wrote.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The lines this test process logged from the click log and `redb_open` (debug level and
+/// up, no time, no ANSI) that contain `path`. The subscriber is the global one: a scoped
+/// one (`with_default`) misses the events of a callsite another test thread registered
+/// first.
+fn logged_about(path: &str) -> Vec<String> {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    static LOGS: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+    let logs = LOGS.get_or_init(|| {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let targets = tracing_subscriber::filter::Targets::new()
+            .with_target("sluice_connectors::click_log", tracing::Level::DEBUG)
+            .with_target("sluice_connectors::redb_open", tracing::Level::DEBUG);
+        let fmt = tracing_subscriber::fmt::layer().with_writer(move || writer.clone()).with_ansi(false).without_time().with_target(false);
+        tracing::subscriber::set_global_default(tracing_subscriber::registry().with(fmt).with(targets)).expect("the only global subscriber");
+        captured
+    });
+    let text = String::from_utf8(logs.0.lock().expect("lock").clone()).expect("utf-8");
+    text.lines().filter(|l| l.contains(path)).map(str::to_owned).collect()
+}
+
+/// Fills the file system of `dir` to its last byte.
+fn fill(dir: &Path) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(dir.join("filler")).expect("filler");
+    let chunk = vec![7u8; 4096];
+    while f.write_all(&chunk).is_ok() {}
+    while f.write_all(&[7]).is_ok() {}
+}
+
+/// A real full disk (a 4 MiB tmpfs; root only): every retry of the failed append reopens
+/// the file, which redb finds not closed cleanly, and drops the commit the error tore. Each
+/// message of that (the I/O error, the failed close, redb's recovery and fallback, the
+/// reopen) is logged at its level once, the repeats at debug level; the commit once there is room ends the episode with one
+/// line, and the next full disk is a new episode, logged again.
+#[test]
+fn a_full_disk_logs_each_recovery_message_once_per_episode() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mnt = dir.path().join("small");
+    std::fs::create_dir(&mnt).expect("mkdir");
+    let _fs = SmallFileSystem::mount(&mnt, 4 << 20);
+    let path = mnt.join(CLICK_LOG_FILE_NAME).display().to_string();
+    logged_about(&path);
+    let log = ClickLog::open(&mnt).expect("open on tmpfs");
+    log.inner.write.lock().expect("lock").recovery.initial_backoff = Duration::ZERO;
+    assert_eq!(log.append(&events(0..100)).expect("append"), 0..100);
+    let mut failures = Vec::new();
+    for episode in 0..2u64 {
+        fill(&mnt);
+        let batch = 100 + episode * 100..200 + episode * 100;
+        failures.push((0..6).filter(|_| log.append(&events(batch.clone())).is_err()).count());
+        std::fs::remove_file(mnt.join("filler")).expect("free space");
+        assert_eq!(log.append(&events(batch.clone())).expect("an append once there is room"), batch);
+    }
+    assert_eq!(log.read(0, 1000).expect("read"), offsets_and_events(0..300));
+    assert_eq!(failures, [6, 6], "every append fails while the disk is full");
+    let lines = logged_about(&path);
+    let text = lines.join("\n");
+    const FELL_BACK: &str =
+        "click log failed its integrity check at open: its newest commit is damaged; redb is repairing it by falling back to the commit before";
+    const NOT_CLOSED: &str = "click log was not closed cleanly (its process was killed or crashed): recovering it from its last commit";
+    let ours = [
+        "click log I/O error",
+        "click log: closing the file",
+        NOT_CLOSED,
+        FELL_BACK,
+        "could not reopen the click log",
+        "click log reopened",
+        "click log: commits succeed",
+    ];
+    let loud: Vec<String> = lines.iter().filter(|l| !l.starts_with("DEBUG") && ours.iter().any(|m| l.contains(m))).cloned().collect();
+    let io_error = format!(
+        "ERROR click log I/O error: the file is closed and reopened at the next append path={path} op=\"append events\" error=I/O error: No space \
+         left on device (os error 28)"
+    );
+    let close_failed = format!(
+        " WARN click log: closing the file after an I/O error failed path={path} error=Previous I/O error occurred. Please close and re-open the database."
+    );
+    let not_closed = format!(" WARN {NOT_CLOSED} path={path}");
+    let fell_back = format!(" WARN {FELL_BACK} path={path}");
+    let expected = [
+        // The first episode: reopening fails too, until there is room.
+        io_error.clone(),
+        close_failed.clone(),
+        not_closed.clone(),
+        fell_back.clone(),
+        format!(
+            " WARN could not reopen the click log path={path} error=\"click log could not open: I/O error: No space left on device (os error 28)\" \
+             retry_in_ms=0 attempt=1"
+        ),
+        format!(" INFO click log reopened after an I/O error path={path} head=100"),
+        format!(" INFO click log: commits succeed again after I/O errors path={path} io_errors=1 reopens=1"),
+        // The second: every reopen works (the file has room inside), every commit fails.
+        io_error,
+        close_failed,
+        not_closed,
+        fell_back,
+        format!(" INFO click log reopened after an I/O error path={path} head=200"),
+        format!(" INFO click log: commits succeed again after I/O errors path={path} io_errors=6 reopens=6"),
+    ];
+    assert_eq!(loud, expected, "{text}");
+    for message in [NOT_CLOSED, FELL_BACK] {
+        let repeats = lines.iter().filter(|l| l.starts_with("DEBUG") && l.contains(message)).count();
+        assert_eq!(repeats, 10, "{message}: at every reopen; the repeats are at debug level: {text}");
+    }
 }
