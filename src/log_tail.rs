@@ -199,18 +199,25 @@ mod tests {
         assert_eq!(lines(out), vec![line(0, 1, 1_700_000_000_001)]);
     }
 
+    /// A log holding `clicks` in `tmp/a`, closed cleanly, and in `tmp/b` a copy of its file
+    /// taken while its writer had it open (not closed cleanly); returns both directories.
+    fn log_and_copy_taken_while_open(tmp: &Path, clicks: &[ClickEvent]) -> (std::path::PathBuf, std::path::PathBuf) {
+        let (dir, copy) = (tmp.join("a"), tmp.join("b"));
+        let log = ClickLog::open(&dir).expect("open");
+        log.append(clicks).expect("append");
+        std::fs::create_dir(&copy).expect("mkdir");
+        std::fs::copy(log.path(), copy.join(CLICK_LOG_FILE_NAME)).expect("copy while open");
+        drop(log);
+        (dir, copy)
+    }
+
     /// A copy of a log taken while a writer had it open was not closed cleanly: tail reads it
     /// as a writer's open would recover it and prints its events, without writing to the file
     /// (also when the file may not be written at all).
     #[test]
     fn a_log_not_closed_cleanly_is_tailed_without_writing_to_it() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let log = ClickLog::open(&tmp.path().join("a")).expect("open");
-        log.append(&[click(1), click(2)]).expect("append");
-        let copy = tmp.path().join("b");
-        std::fs::create_dir(&copy).expect("mkdir");
-        std::fs::copy(log.path(), copy.join(CLICK_LOG_FILE_NAME)).expect("copy");
-        drop(log);
+        let (_, copy) = log_and_copy_taken_while_open(tmp.path(), &[click(1), click(2)]);
         let file = copy.join(CLICK_LOG_FILE_NAME);
         assert!(sluice_connectors::redb_open::was_not_closed_cleanly(&file));
         let before = std::fs::read(&file).expect("read");
@@ -256,13 +263,8 @@ mod tests {
     #[test]
     fn a_truncated_log_is_reported_as_damaged_not_as_not_closed_cleanly() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let log = ClickLog::open(&tmp.path().join("a")).expect("open");
-        log.append(&[click(1), click(2)]).expect("append");
-        let copy = tmp.path().join("b");
-        std::fs::create_dir(&copy).expect("mkdir");
-        std::fs::copy(log.path(), copy.join(CLICK_LOG_FILE_NAME)).expect("copy while open");
-        drop(log);
-        for (dir, closed_cleanly) in [(tmp.path().join("a"), true), (copy, false)] {
+        let (closed, copy) = log_and_copy_taken_while_open(tmp.path(), &[click(1), click(2)]);
+        for (dir, closed_cleanly) in [(closed, true), (copy, false)] {
             let file = dir.join(CLICK_LOG_FILE_NAME);
             let len = std::fs::metadata(&file).expect("metadata").len();
             std::fs::OpenOptions::new().write(true).open(&file).and_then(|f| f.set_len(len / 2)).expect("truncate");

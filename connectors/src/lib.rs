@@ -29,6 +29,8 @@ pub mod link_store;
 pub mod redb_open;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(test)]
+mod test_fs;
 
 pub use error::{Error, Result};
 pub use link_cache::{Invalidation, L2Lookup, LinkCacheL2};

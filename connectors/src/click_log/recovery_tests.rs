@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::recovery::{Episode, REOPEN_BACKOFF_MAX, Said, reopen_delay};
 use super::*;
+use crate::test_fs::SmallFileSystem;
 
 /// ENOSPC on Linux.
 const NO_SPACE: i32 = 28;
@@ -323,24 +324,6 @@ fn each_message_is_said_once_per_io_error_episode() {
     assert_eq!(e.end(), None, "ended");
     assert!(e.first(Said::Fallback), "a new episode says it again");
     assert!(!e.first(Said::Fallback));
-}
-
-/// A tmpfs of `bytes` mounted on a directory while alive (root only); unmounted on drop.
-struct SmallFileSystem(std::path::PathBuf);
-
-impl SmallFileSystem {
-    fn mount(at: &Path, bytes: u64) -> SmallFileSystem {
-        let out =
-            std::process::Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "sluice-test-tmpfs"]).arg(at).output().expect("run mount");
-        assert!(out.status.success(), "mount tmpfs at {}: {}", at.display(), String::from_utf8_lossy(&out.stderr));
-        SmallFileSystem(at.to_path_buf())
-    }
-}
-
-impl Drop for SmallFileSystem {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.0).status();
-    }
 }
 
 /// What a `tracing` subscriber wrote.

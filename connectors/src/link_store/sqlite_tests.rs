@@ -5,6 +5,7 @@ use chrono::Utc;
 use sluice_schemas::{Link, RedirectType};
 
 use super::{MIN_FREE_BYTES, SqliteLinkStore};
+use crate::test_fs::SmallFileSystem;
 use crate::{Error, LinkStore};
 
 fn link(code: &str) -> Link {
@@ -199,25 +200,6 @@ async fn a_file_that_stops_being_writable_fails_the_file_check_and_writes() {
     }
     store.insert(&link("after")).await.expect("insert once writable again");
     assert!(store.get("after").await.expect("get").is_some());
-}
-
-/// Runs `mount -t tmpfs -o size=<bytes>` on a directory while alive (root only); unmounts on
-/// drop.
-struct SmallFileSystem(std::path::PathBuf);
-
-impl SmallFileSystem {
-    fn mount(at: &std::path::Path, bytes: u64) -> SmallFileSystem {
-        let out =
-            std::process::Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "sluice-test-tmpfs"]).arg(at).output().expect("run mount");
-        assert!(out.status.success(), "mount tmpfs at {}: {}", at.display(), String::from_utf8_lossy(&out.stderr));
-        SmallFileSystem(at.to_path_buf())
-    }
-}
-
-impl Drop for SmallFileSystem {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.0).status();
-    }
 }
 
 /// A file system with less than [`MIN_FREE_BYTES`] free fails [`SqliteLinkStore::check_file`]
