@@ -22,7 +22,8 @@ use redb::Database;
 
 use crate::Error;
 
-/// Opens (or creates) the redb file at `path` with the integrity check on (module docs).
+/// Opens (or creates) the redb file at `path` with the integrity check on (module docs). A
+/// zero-length file is damage ([`EMPTY_FILE`]), left as it is.
 /// `what` names the file in the repair warning (`"click log"`, `"anomaly store"`);
 /// `cache_bytes` bounds redb's page cache (`None` = redb's default).
 ///
@@ -63,6 +64,9 @@ pub fn open_checked_gated<E>(
     damaged: impl FnOnce(String) -> E,
     other: impl FnOnce(redb::DatabaseError) -> E,
 ) -> Result<Database, E> {
+    if is_empty_file(path) {
+        return Err(damaged(EMPTY_FILE.into()));
+    }
     let shown = path.display().to_string();
     if was_not_closed_cleanly(path) {
         // Nothing is damaged (a killed process tears no write): redb recovers the file from
@@ -103,6 +107,17 @@ pub fn open_checked_gated<E>(
         Err(Failure::Damaged(detail)) => Err(damaged(detail)),
         Err(Failure::Other(e)) => Err(other(e)),
     }
+}
+
+/// Why a zero-length file is damage (the `detail` of [`open_checked`]'s `damaged`): the file
+/// cut to nothing (`truncate -s 0`, or a crash right after it was created), like a file cut
+/// inside redb's header — not a new database, which redb would write into it (and a start
+/// refused later would leave behind).
+pub const EMPTY_FILE: &str = "the file is empty (0 bytes): it holds no database, not even redb's header";
+
+/// Whether `path` is an existing, zero-length file ([`EMPTY_FILE`]).
+pub fn is_empty_file(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == 0)
 }
 
 /// redb's magic number, the first 9 bytes of every redb file (redb 4.6
@@ -426,6 +441,21 @@ mod tests {
             assert!(!was_not_closed_cleanly(&copy), "{junk:?}");
         }
         assert!(!was_not_closed_cleanly(&dir.path().join("missing")));
+    }
+
+    /// A zero-length file (e.g. `anomalies.redb` cut with `truncate -s 0`) is damage for
+    /// every store that opens through here, and is left as it is; a missing file is created.
+    #[test]
+    fn an_empty_file_is_damage_and_left_empty() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("anomalies.redb");
+        std::fs::write(&path, b"").expect("write");
+        let e = open_checked(&path, "anomaly store", None, |d| d, |e| e.to_string()).expect_err("empty");
+        assert_eq!(e, EMPTY_FILE);
+        assert_eq!(std::fs::metadata(&path).expect("metadata").len(), 0, "left as it is");
+        std::fs::remove_file(&path).expect("rm");
+        drop(open_checked(&path, "anomaly store", None, |d| d, |e| e.to_string()).expect("a missing file is created"));
+        assert!(std::fs::metadata(&path).expect("metadata").len() > 0);
     }
 
     #[test]

@@ -367,7 +367,7 @@ async fn a_click_log_cut_to_zero_bytes_is_damage_a_refused_start_leaves_untouche
     let before = tree(&data);
     let damaged = format!(
         "error: could not open the click log in \"{d}\": click log \"{p}\" is damaged and could not be repaired (the file is empty \
-         (0 bytes): it holds no click log, not even redb's header); sluice will not start on it. Stop every process using this data dir, \
+         (0 bytes): it holds no database, not even redb's header); sluice will not start on it. Stop every process using this data dir, \
          then run `sluice log reset --data-dir {d}`: it moves the damaged file aside and starts a new, empty click log that continues \
          from the newest checkpoint, keeping every click the checkpoint counted (or, instead, put a backup of \"{p}\" back at that path)",
         d = data.display(),
@@ -394,7 +394,7 @@ async fn a_click_log_cut_to_zero_bytes_is_damage_a_refused_start_leaves_untouche
     assert_eq!(
         lines[0],
         format!(
-            "damaged click log \"{}\" (the file is empty (0 bytes): it holds no click log, not even redb's header) moved aside to \"{}\"",
+            "damaged click log \"{}\" (the file is empty (0 bytes): it holds no database, not even redb's header) moved aside to \"{}\"",
             path.display(),
             aside[0].display()
         )

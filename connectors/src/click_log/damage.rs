@@ -32,22 +32,16 @@ use super::{ClickLog, WriteState, data_dir_of};
 use crate::file_id::FileId;
 use crate::{Error, Result};
 
-/// What a zero-length log file is: damage, like a file cut inside redb's header (README,
-/// "sluice log reset") — the log cut to nothing (`truncate -s 0`), not a new log. redb would
-/// write a new, empty database into it, and a start then refused would leave that behind.
-pub(super) const EMPTY_FILE: &str = "the file is empty (0 bytes): it holds no click log, not even redb's header";
-
-/// Refuses a zero-length log file at `path` ([`EMPTY_FILE`]), before redb opens it: the
-/// writer's open, the reopen and the read-only reader all see it as damaged.
+/// Refuses a zero-length log file at `path` ([`crate::redb_open::EMPTY_FILE`]) for the
+/// read-only reader, as [`crate::redb_open::open_checked`] refuses it for the writer's open
+/// and reopen: the log cut to nothing, not a new log.
 ///
 /// Errors: [`Error::ClickLogDamaged`] when `path` is an empty file.
 pub(super) fn refuse_empty(path: &Path) -> Result<()> {
-    match std::fs::metadata(path) {
-        Ok(m) if m.is_file() && m.len() == 0 => {
-            Err(Error::ClickLogDamaged { path: path.display().to_string(), dir: data_dir_of(path), detail: EMPTY_FILE.into() })
-        }
-        _ => Ok(()),
+    if crate::redb_open::is_empty_file(path) {
+        return Err(Error::ClickLogDamaged { path: path.display().to_string(), dir: data_dir_of(path), detail: crate::redb_open::EMPTY_FILE.into() });
     }
+    Ok(())
 }
 
 /// The log's own descriptor of the open file and the file's length after the latest commit.

@@ -129,7 +129,7 @@ fn a_log_cut_to_zero_bytes_is_damaged_for_the_writer_and_the_reader() {
     let path = dir.path().join(CLICK_LOG_FILE_NAME);
     std::fs::OpenOptions::new().write(true).open(&path).and_then(|f| f.set_len(0)).expect("truncate");
     let want = format!(
-        "click log \"{p}\" is damaged and could not be repaired (the file is empty (0 bytes): it holds no click log, not even redb's \
+        "click log \"{p}\" is damaged and could not be repaired (the file is empty (0 bytes): it holds no database, not even redb's \
          header); sluice will not start on it. Stop every process using this data dir, then run `sluice log reset --data-dir {d}`: it \
          moves the damaged file aside and starts a new, empty click log that continues from the newest checkpoint, keeping every click \
          the checkpoint counted (or, instead, put a backup of \"{p}\" back at that path)",

@@ -179,10 +179,9 @@ impl std::fmt::Debug for ClickLog {
 }
 
 /// Opens (or creates) the redb file at `path` with the integrity check on (module docs); an
-/// empty file is damage, not a new log (`damage::refuse_empty`). redb's repair warning is
+/// empty file is damage, not a new log (`redb_open::EMPTY_FILE`). redb's repair warning is
 /// logged once per I/O-error `episode` (`recovery.rs`).
 fn open_checked(path: &Path, episode: &Arc<recovery::Episode>) -> Result<Database> {
-    damage::refuse_empty(path)?;
     let episode = Arc::clone(episode);
     crate::redb_open::open_checked_gated(
         path,
