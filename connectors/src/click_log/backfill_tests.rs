@@ -1,6 +1,7 @@
 //! Backfill marks: written with the batch, read back per offset, truncated with the events;
 //! and the storage-format check of [`ClickLog::open`].
 
+use redb::ReadableDatabase;
 use sluice_schemas::ClickEvent;
 use uuid::Uuid;
 

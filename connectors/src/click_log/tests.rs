@@ -1,5 +1,6 @@
 use std::collections::BTreeSet;
 
+use redb::ReadableDatabase;
 use sluice_schemas::ClickEvent;
 use uuid::Uuid;
 
