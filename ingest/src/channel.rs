@@ -11,7 +11,7 @@ use sluice_schemas::ClickEvent;
 use tokio::sync::mpsc;
 
 use crate::pending::PendingFloor;
-use crate::telemetry::{ClicksDropped, DropReason};
+use crate::telemetry::{ClicksDropped, DropReason, LogWritesRecovered, RecoveredBy};
 
 /// Counters of one intake channel, shared by its senders, its receiver and the writer.
 /// The same numbers go to the `metrics` facade; these are for tests, `/readyz` and logs.
@@ -21,12 +21,22 @@ pub struct IngestStats {
     dropped_closed: AtomicU64,
     dropped_log_error: AtomicU64,
     logged: AtomicU64,
-    /// The error of the writer's latest append attempt when it failed; `None` once an
-    /// append succeeds again.
-    append_failure: std::sync::Mutex<Option<String>>,
+    /// The writer's current failure episode (its latest error and how many attempts failed
+    /// since the episode began); `None` once an append succeeds again.
+    append_failure: std::sync::Mutex<Option<AppendFailure>>,
     /// What the writer's latest check of the log's file found wrong (deleted and not
     /// restored, replaced); `None` while the file is in place.
     file_failure: std::sync::Mutex<Option<String>>,
+}
+
+/// A failure episode of the writer: from a failed append attempt until an append (or probe)
+/// succeeds again (`writer.rs` docs, "Failures").
+#[derive(Debug)]
+struct AppendFailure {
+    /// The latest attempt's error (`/readyz`).
+    error: String,
+    /// Failed attempts (appends and probes) in the episode.
+    attempts: u64,
 }
 
 /// A point-in-time copy of [`IngestStats`].
@@ -63,19 +73,37 @@ impl IngestStats {
         ClicksDropped { reason, count }.emit();
     }
 
+    /// The writer appended `count` events: the failed state ends (one info line when it
+    /// was on, [`LogWritesRecovered`]).
     pub(crate) fn logged(&self, count: u64) {
         self.logged.fetch_add(count, Ordering::Relaxed);
-        self.append_failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        self.append_succeeded(RecoveredBy::Append);
     }
 
     /// An append or probe through another path (`POST /v1/events`, the writer's probe)
-    /// succeeded: the log takes writes, the failed state ends.
-    pub(crate) fn append_succeeded(&self) {
-        self.append_failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+    /// succeeded: the log takes writes, the failed state ends (one info line when it was on).
+    pub(crate) fn append_succeeded(&self, by: RecoveredBy) {
+        let ended = self.append_failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        if let Some(failure) = ended {
+            LogWritesRecovered { failed_attempts: failure.attempts, by }.emit();
+        }
     }
 
-    pub(crate) fn append_failed(&self, error: String) {
-        *self.append_failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(error);
+    /// Records a failed append (or probe) attempt; `true` when it is the first of its
+    /// failure episode (the writer logs it at warn level, the next ones at debug level).
+    pub(crate) fn append_failed(&self, error: String) -> bool {
+        let mut failure = self.append_failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match &mut *failure {
+            Some(f) => {
+                f.error = error;
+                f.attempts += 1;
+                false
+            }
+            None => {
+                *failure = Some(AppendFailure { error, attempts: 1 });
+                true
+            }
+        }
     }
 
     /// The error of the writer's latest append attempt if it failed (the click log is not
@@ -83,7 +111,7 @@ impl IngestStats {
     /// once an append or probe succeeds (also a `POST /v1/events` append through a
     /// [`crate::DurableAppender::with_stats`]) or before any was tried. `/readyz` reports it.
     pub fn append_failure(&self) -> Option<String> {
-        self.append_failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        self.append_failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner).as_ref().map(|f| f.error.clone())
     }
 
     pub(crate) fn set_file_failure(&self, error: Option<String>) {

@@ -64,7 +64,7 @@ impl<L: EventLog> DurableAppender<L> {
         if n > 0 {
             ClicksLogged { source: "api", count: n, first_offset: range.start, elapsed: started.elapsed() }.emit();
             if let Some(stats) = &self.stats {
-                stats.append_succeeded();
+                stats.append_succeeded(crate::telemetry::RecoveredBy::Api);
             }
         }
         Ok(range)

@@ -50,4 +50,6 @@ pub use pending::PendingFloor;
 pub use writer::{AppendPolicy, EventLog, LogWriterConfig, WriterSummary, spawn_log_writer};
 
 #[cfg(test)]
+mod full_disk_tests;
+#[cfg(test)]
 mod tests;

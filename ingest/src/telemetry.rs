@@ -9,6 +9,12 @@
 //!   (the log kept failing after all retries).
 //! - `sluice_click_log_batches_total`: group commits by the channel writer.
 //! - `sluice_click_log_write_errors_total`: failed append attempts (each retry counts).
+//!
+//! Logs of a failing log (a full disk retried for minutes): the first failed attempt of a
+//! failure episode — from a failed append until an append or probe succeeds again — is a
+//! warning, the later ones are debug lines (the metric counts each); a batch dropped after
+//! its last attempt is an error every time (clicks are lost); the success that ends the
+//! episode logs one info line with the episode's failed attempts ([`LogWritesRecovered`]).
 
 use std::time::Duration;
 
@@ -72,21 +78,62 @@ impl ClicksLogged {
 
 /// One append attempt failed.
 pub struct LogWriteFailed<'a> {
-    pub error: &'a dyn std::error::Error,
+    pub error: &'a str,
     pub attempt: u32,
     pub max_attempts: u32,
     pub batch: usize,
+    /// The first failed attempt of its failure episode (module docs): a warning, not a
+    /// debug line.
+    pub first_in_episode: bool,
 }
 
 impl LogWriteFailed<'_> {
     pub fn emit(&self) {
         metrics::counter!("sluice_click_log_write_errors_total").increment(1);
-        let error = error_chain(self.error);
+        let error = self.error;
         if self.attempt >= self.max_attempts {
             tracing::error!(%error, attempt = self.attempt, batch = self.batch, "click log append failed; dropping batch");
-        } else {
+        } else if self.first_in_episode {
             tracing::warn!(%error, attempt = self.attempt, batch = self.batch, "click log append failed; retrying");
+        } else {
+            tracing::debug!(%error, attempt = self.attempt, batch = self.batch, "click log append failed; retrying");
         }
+    }
+}
+
+/// What ended a failure episode of the click log's writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecoveredBy {
+    /// An append of the writer.
+    Append,
+    /// The writer's probe (`EventLog::probe`).
+    Probe,
+    /// A `POST /v1/events` append ([`crate::DurableAppender::with_stats`]).
+    Api,
+}
+
+impl RecoveredBy {
+    /// The `by` field value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecoveredBy::Append => "append",
+            RecoveredBy::Probe => "probe",
+            RecoveredBy::Api => "api",
+        }
+    }
+}
+
+/// The click log takes writes again: the end of a failure episode (module docs), logged once.
+pub struct LogWritesRecovered {
+    /// Failed attempts (appends and probes) in the episode.
+    pub failed_attempts: u64,
+    pub by: RecoveredBy,
+}
+
+impl LogWritesRecovered {
+    pub fn emit(&self) {
+        let failed_attempts = self.failed_attempts;
+        tracing::info!(failed_attempts, by = self.by.as_str(), "the click log takes writes again: recovered after {failed_attempts} failed attempts");
     }
 }
 

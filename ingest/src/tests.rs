@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::*;
 
-fn event(i: u64) -> ClickEvent {
+pub(crate) fn event(i: u64) -> ClickEvent {
     ClickEvent {
         event_id: Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0000 | u128::from(i)),
         code: format!("c{}", i % 11),

@@ -10,7 +10,12 @@
 //! Failures: an append that fails is retried with capped exponential backoff
 //! (`retry_initial` doubling up to `retry_max`) up to `max_attempts` attempts in total; then
 //! the batch is counted as dropped (`reason="log_error"`) and logged at error level. Events
-//! keep queueing (and overflow is counted) meanwhile. Nothing is lost silently. An I/O error
+//! keep queueing (and overflow is counted) meanwhile. Nothing is lost silently. A failing log
+//! is logged once per failure episode (from a failed attempt until an append or probe
+//! succeeds again, however many retries and batches a full disk takes): the first failed
+//! attempt is a warning, the next ones debug lines (`sluice_click_log_write_errors_total`
+//! counts each), and the success that ends it one info line, "recovered after N failed
+//! attempts"; each dropped batch is still an error. An I/O error
 //! (a full disk) closes the [`ClickLog`]'s file; the log reopens it at the next attempt (with
 //! its own backoff, `sluice_connectors::click_log` docs), so appends resume by themselves once
 //! the disk has room again, without a restart.
@@ -62,7 +67,7 @@ use tokio::task::JoinHandle;
 
 use crate::channel::ClickReceiver;
 use crate::pending::STALE_CHECK;
-use crate::telemetry::{ClicksLogged, DropReason, LogWriteFailed};
+use crate::telemetry::{ClicksLogged, DropReason, LogWriteFailed, RecoveredBy};
 
 /// Something events can be appended to durably; implemented by [`ClickLog`]. A seam so the
 /// writer's retry logic can be tested against failing logs.
@@ -323,14 +328,17 @@ impl Probe {
         };
         match result {
             Ok(()) => {
-                tracing::info!("the click log takes writes again");
-                receiver.stats.append_succeeded();
+                receiver.stats.append_succeeded(RecoveredBy::Probe);
                 self.delay = self.initial;
                 self.next = None;
             }
             Err(error) => {
-                tracing::debug!(%error, "click log probe failed");
-                receiver.stats.append_failed(error);
+                // Not the first failure of the episode, as a rule: the failed append was.
+                if receiver.stats.append_failed(error.clone()) {
+                    tracing::warn!(%error, "click log probe failed");
+                } else {
+                    tracing::debug!(%error, "click log probe failed");
+                }
                 self.delay = (self.delay * 2).min(self.max);
                 self.next = Some(tokio::time::Instant::now() + self.delay);
             }
@@ -409,8 +417,9 @@ async fn write_batch<L: EventLog>(
             }
             Err(e) => {
                 summary.failed_attempts += 1;
-                receiver.stats.append_failed(crate::telemetry::error_chain(&e));
-                LogWriteFailed { error: &e, attempt, max_attempts, batch: batch.len() }.emit();
+                let error = crate::telemetry::error_chain(&e);
+                let first_in_episode = receiver.stats.append_failed(error.clone());
+                LogWriteFailed { error: &error, attempt, max_attempts, batch: batch.len(), first_in_episode }.emit();
                 if attempt < max_attempts {
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(config.retry_max);
