@@ -60,7 +60,7 @@ impl AnomalyStore {
     ///
     /// Errors: [`crate::Error::AnomalyStore`] (disk), [`crate::Error::Corrupt`].
     pub fn record_action(&self, anomaly_id: &[u8; 16], action: &AnomalyAction) -> Result<bool> {
-        self.with_db(|db| {
+        self.with_db_write(|db| {
             let txn = db.begin_write().map_err(|e| store_err("record anomaly action", e))?;
             let added = {
                 let mut table = txn.open_table(ACTIONS).map_err(|e| store_err("record anomaly action", e))?;
@@ -105,7 +105,7 @@ impl AnomalyStore {
     ///
     /// Errors: [`crate::Error::AnomalyStore`].
     pub fn set_cursor(&self, name: &str, event_id: u64) -> Result<()> {
-        self.with_db(|db| {
+        self.with_db_write(|db| {
             let txn = db.begin_write().map_err(|e| store_err("write a consumer cursor", e))?;
             {
                 let mut table = txn.open_table(CURSORS).map_err(|e| store_err("write a consumer cursor", e))?;

@@ -40,7 +40,7 @@ mod tests;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 pub use recovery::{FileCheck, REOPEN_BACKOFF_INITIAL, REOPEN_BACKOFF_MAX};
 
@@ -119,6 +119,8 @@ pub struct AnomalyStore {
     /// Set while the latest reopen found the file deleted ([`Error::AnomalyStoreLost`]: the
     /// store reports that instead of "closed, reopened by the next operation").
     lost: AtomicBool,
+    /// What the current I/O-error episode logged (`recovery.rs`).
+    episode: Arc<recovery::Episode>,
     head: watch::Sender<u64>,
 }
 
@@ -160,7 +162,7 @@ impl AnomalyStore {
     pub fn open(dir: &Path) -> Result<AnomalyStore> {
         std::fs::create_dir_all(dir).map_err(|e| store_err("create its directory", redb::Error::Io(e)))?;
         let path = dir.join(ANOMALY_STORE_FILE_NAME);
-        let (db, head) = open_file(&path)?;
+        let (db, head) = open_file(&path, |_| true)?;
         let file_id = crate::file_id::file_id(&path).ok();
         Ok(AnomalyStore {
             path,
@@ -169,6 +171,7 @@ impl AnomalyStore {
             needs_reopen: AtomicBool::new(false),
             failure: Mutex::new(String::new()),
             lost: AtomicBool::new(false),
+            episode: Arc::default(),
             head: watch::channel(head).0,
         })
     }
@@ -190,7 +193,7 @@ impl AnomalyStore {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let assigned = self.with_db(|db| append_in(db, batch))?;
+        let assigned = self.with_db_write(|db| append_in(db, batch))?;
         if let Some(last) = assigned.last() {
             self.head.send_replace(*last);
         }
@@ -372,12 +375,15 @@ fn append_in(db: &Database, batch: &[Anomaly]) -> Result<Vec<u64>> {
 }
 
 /// Opens (or creates) the file at `path` with the integrity check and its tables; returns it
-/// with the last event id stored.
-fn open_file(path: &Path) -> Result<(Database, u64)> {
-    let db = crate::redb_open::open_checked(
+/// with the last event id stored. redb's repair warnings are logged at warn level when
+/// `warn(which)` says so, at debug level otherwise (a reopen after an I/O error logs them
+/// once per episode, `recovery.rs`).
+fn open_file(path: &Path, warn: impl Fn(crate::redb_open::RepairWarning) -> bool + std::panic::UnwindSafe + 'static) -> Result<(Database, u64)> {
+    let db = crate::redb_open::open_checked_gated(
         path,
         "anomaly store",
         None,
+        warn,
         |detail| Error::StoreDamaged { store: "anomaly store", path: path.display().to_string(), detail, loses: ANOMALY_STORE_LOSES },
         |e| store_err("open", e),
     )?;

@@ -14,6 +14,13 @@
 //! touching the disk. A reopen never creates a new file: when the path no longer holds the file
 //! the store opened, it fails (the history is not silently replaced by an empty store).
 //!
+//! **Logging.** A full disk retried for minutes would log the same lines at every retry: the
+//! I/O error, the failed close, redb's recovery of the file not closed cleanly and its
+//! fallback from the commit the error tore (at each reopen), the failed or successful reopen.
+//! So each is logged at its level once per episode ([`Episode`]: from an I/O error until a
+//! write commits again) and at debug level after that; the episode's end is logged once, with
+//! its counts, as the click log does (`click_log/recovery.rs`).
+//!
 //! **Deleted or replaced file** ([`AnomalyStore::check_file`], called every few seconds by the
 //! anomaly writer): device and inode at the path are compared with those of the file opened.
 //! A deleted file is written back to its path from the open file — every table, copied in one
@@ -31,7 +38,7 @@
 //! restart.
 
 use std::path::Path;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use redb::{Database, Key, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, Value, WriteTransaction};
@@ -44,6 +51,69 @@ use crate::{Error, Result};
 pub const REOPEN_BACKOFF_INITIAL: Duration = Duration::from_millis(50);
 /// Longest delay between two failed attempts to reopen the store.
 pub const REOPEN_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Logs at `$level` the first time `$what` happens in the store's current I/O-error
+/// episode, at debug level after that (module docs, "Logging").
+macro_rules! once_per_episode {
+    ($store:expr, $what:expr, $level:ident, $($arg:tt)+) => {
+        if $store.episode.first($what) {
+            tracing::$level!($($arg)+)
+        } else {
+            tracing::debug!($($arg)+)
+        }
+    };
+}
+
+/// What the store says about an I/O error and its recovery, each once per [`Episode`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Said {
+    /// An operation failed with an I/O error: the file is closed and reopened.
+    IoError,
+    /// Closing the file after the error failed (redb repeats the error it latched).
+    CloseFailed,
+    /// The file was not closed cleanly (the close failed): redb recovers it at a reopen.
+    NotClosedCleanly,
+    /// redb fell back from the newest commit (the one the I/O error tore) at a reopen.
+    Fallback,
+    /// A reopen failed.
+    ReopenFailed,
+    /// The file was reopened.
+    Reopened,
+}
+
+/// How often each [`Said`] happened in the current I/O-error episode: from an I/O error
+/// until a write commits again (module docs, "Logging").
+#[derive(Debug, Default)]
+pub(super) struct Episode {
+    /// Occurrences, indexed by [`Said`].
+    counts: [AtomicU64; 6],
+}
+
+impl From<crate::redb_open::RepairWarning> for Said {
+    fn from(which: crate::redb_open::RepairWarning) -> Said {
+        match which {
+            crate::redb_open::RepairWarning::NotClosedCleanly => Said::NotClosedCleanly,
+            crate::redb_open::RepairWarning::FellBack => Said::Fallback,
+        }
+    }
+}
+
+impl Episode {
+    /// Counts one `what`; `true` when it is the first of the episode (log it at its level).
+    pub(super) fn first(&self, what: Said) -> bool {
+        self.counts[what as usize].fetch_add(1, Ordering::AcqRel) == 0
+    }
+
+    /// Ends the episode (a write committed): each message is logged at its level again the
+    /// next time. Returns the episode's I/O errors and reopens; `None` when nothing happened.
+    pub(super) fn end(&self) -> Option<(u64, u64)> {
+        if self.counts.iter().all(|c| c.load(Ordering::Acquire) == 0) {
+            return None;
+        }
+        let counts = self.counts.each_ref().map(|c| c.swap(0, Ordering::AcqRel));
+        Some((counts[Said::IoError as usize], counts[Said::Reopened as usize]))
+    }
+}
 
 /// Store metadata: `probed_at_ms` (the latest [`AnomalyStore::probe_write`], ms since the
 /// Unix epoch).
@@ -58,11 +128,13 @@ pub(super) struct Recovery {
     next_try: Option<Instant>,
     /// Device and inode of the file the store has open.
     file_id: Option<FileId>,
+    /// First reopen backoff ([`REOPEN_BACKOFF_INITIAL`]; tests shorten it).
+    pub(super) initial_backoff: Duration,
 }
 
 impl Recovery {
     pub(super) fn new(file_id: Option<FileId>) -> Self {
-        Recovery { failures: 0, next_try: None, file_id }
+        Recovery { failures: 0, next_try: None, file_id, initial_backoff: REOPEN_BACKOFF_INITIAL }
     }
 }
 
@@ -108,10 +180,20 @@ impl AnomalyStore {
             // be undone by this error of the old file.
             if !self.needs_reopen.swap(true, Ordering::AcqRel) {
                 *lock(&self.failure) = format!("could not {op}: {source}");
-                tracing::error!(path = %self.path.display(), op, error = %source, "anomaly store I/O error: the file is closed and reopened by the next operation");
+                once_per_episode!(self, Said::IoError, error, path = %self.path.display(), op, error = %source, "anomaly store I/O error: the file is closed and reopened by the next operation");
             }
         }
         result
+    }
+
+    /// [`Self::with_db`] for an `f` that commits a write: its success ends the I/O-error
+    /// episode, if one is on (module docs, "Logging"), with one line.
+    pub(super) fn with_db_write<T>(&self, f: impl FnOnce(&Database) -> Result<T>) -> Result<T> {
+        let result = self.with_db(f)?;
+        if let Some((io_errors, reopens)) = self.episode.end() {
+            tracing::info!(path = %self.path.display(), io_errors, reopens, "anomaly store: writes commit again after I/O errors");
+        }
+        Ok(result)
     }
 
     /// Why the store is closed (the [`Error::AnomalyStoreClosed`] message, naming the file),
@@ -143,7 +225,7 @@ impl AnomalyStore {
     /// closes the store, as for an append).
     pub fn probe_write(&self) -> Result<()> {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        self.with_db(|db| {
+        self.with_db_write(|db| {
             let txn = db.begin_write().map_err(|e| store_err("probe writes", e))?;
             txn.open_table(META).map_err(|e| store_err("probe writes", e))?.insert("probed_at_ms", now).map_err(|e| store_err("probe writes", e))?;
             txn.commit().map_err(|e| store_err("probe writes", e))
@@ -171,11 +253,12 @@ impl AnomalyStore {
         if let Some(old) = slot.take()
             && let Err(e) = old.close()
         {
-            tracing::warn!(path = %shown, error = %e, "anomaly store: closing the file after an I/O error failed");
+            once_per_episode!(self, Said::CloseFailed, warn, path = %shown, error = %e, "anomaly store: closing the file after an I/O error failed");
         }
         // Never create a new, empty store in place of the one that failed.
+        let episode = std::sync::Arc::clone(&self.episode);
         let opened = match file_id(path) {
-            Ok(id) if Some(id) == rec.file_id => open_file(path),
+            Ok(id) if Some(id) == rec.file_id => open_file(path, move |which| episode.first(which.into())),
             Ok(_) => Err(Error::AnomalyStoreReplaced { path: shown.clone() }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::AnomalyStoreLost { path: shown.clone() }),
             Err(e) => Err(store_err("reopen", redb::Error::Io(e))),
@@ -196,16 +279,16 @@ impl AnomalyStore {
                 } else if file_head < head {
                     tracing::error!(path = %shown, file_head, head, "the reopened anomaly store ends before the last acknowledged event: the storage lost acknowledged events");
                 }
-                tracing::info!(path = %shown, events = file_head.max(head), "anomaly store reopened after an I/O error");
+                once_per_episode!(self, Said::Reopened, info, path = %shown, events = file_head.max(head), "anomaly store reopened after an I/O error");
                 Ok(())
             }
             Err(e) => {
                 rec.failures = rec.failures.saturating_add(1);
-                let delay = REOPEN_BACKOFF_INITIAL.saturating_mul(1u32 << (rec.failures - 1).min(16)).min(REOPEN_BACKOFF_MAX);
+                let delay = rec.initial_backoff.saturating_mul(1u32 << (rec.failures - 1).min(16)).min(REOPEN_BACKOFF_MAX);
                 rec.next_try = Some(now + delay);
                 *lock(&self.failure) = e.chain();
                 self.lost.store(matches!(e, Error::AnomalyStoreLost { .. }), Ordering::Release);
-                tracing::warn!(path = %shown, error = e.chain(), retry_in_ms = delay.as_millis() as u64, attempt = rec.failures, "could not reopen the anomaly store");
+                once_per_episode!(self, Said::ReopenFailed, warn, path = %shown, error = e.chain(), retry_in_ms = delay.as_millis() as u64, attempt = rec.failures, "could not reopen the anomaly store");
                 Err(self.closed_error())
             }
         }
@@ -277,7 +360,7 @@ impl AnomalyStore {
             tracing::warn!(path = %shown, error = %e, "anomaly store: closing the deleted file failed");
         }
         rec.file_id = file_id(path).ok();
-        match open_file(path) {
+        match open_file(path, |_| true) {
             Ok((db, head)) => {
                 *slot = Some(db);
                 tracing::warn!(path = %shown, events, head, "anomaly store file restored at its path from the open file; it is used from now on");

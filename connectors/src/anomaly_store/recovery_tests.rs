@@ -225,3 +225,89 @@ fn a_replaced_file_is_reported_and_left_alone() {
     assert_eq!(std::fs::read(&path).expect("read"), b"someone else's file");
     assert_eq!(store.append(&[anomaly(AnomalyKind::ClickBurst, "link:b", 0, 0, Severity::Info)]).expect("append"), vec![2]);
 }
+
+/// Each message of an I/O-error episode is said at its level the first time only; a write
+/// that commits ends the episode with its counts, and the next episode says each again.
+#[test]
+fn each_message_is_said_once_per_io_error_episode() {
+    use super::recovery::{Episode, Said};
+    let e = Episode::default();
+    assert_eq!(e.end(), None, "no episode: nothing to end");
+    let said: Vec<bool> = (0..3).flat_map(|_| [Said::IoError, Said::Fallback, Said::Reopened]).map(|what| e.first(what)).collect();
+    assert_eq!(said, [true, true, true, false, false, false, false, false, false]);
+    assert!(e.first(Said::CloseFailed), "each message is counted on its own");
+    assert_eq!(e.end(), Some((3, 3)));
+    assert_eq!(e.end(), None, "ended");
+    assert!(e.first(Said::Fallback), "a new episode says it again");
+    assert!(!e.first(Said::Fallback));
+}
+
+/// A real full disk (a 4 MiB tmpfs; root only): every retry of the failed append reopens
+/// the store, which redb finds not closed cleanly, and drops the commit the error tore. Each
+/// message of that (the I/O error, the failed close, redb's recovery and fallback, the
+/// reopen) is logged at its level once, the repeats at debug level; the append once there
+/// is room ends the episode with one line, and the next full disk is a new episode, logged
+/// again.
+#[test]
+fn a_full_disk_logs_each_reopen_message_once_per_episode() {
+    use crate::test_fs::{SmallFileSystem, fill, logged_about};
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mnt = dir.path().join("small");
+    std::fs::create_dir(&mnt).expect("mkdir");
+    let _fs = SmallFileSystem::mount(&mnt, 4 << 20);
+    let path = mnt.join(ANOMALY_STORE_FILE_NAME).display().to_string();
+    logged_about(&path);
+    let store = AnomalyStore::open(&mnt).expect("open on tmpfs");
+    store.recovery.lock().expect("lock").initial_backoff = std::time::Duration::ZERO;
+    let batch =
+        |n: u32| -> Vec<Anomaly> { (0..50).map(|i| anomaly(AnomalyKind::ClickBurst, &format!("link:{n}-{i}"), 60_000, 0, Severity::Warning)).collect() };
+    assert_eq!(store.append(&batch(0)).expect("append").len(), 50);
+    let mut failures = Vec::new();
+    for episode in 1..=2 {
+        fill(&mnt);
+        failures.push((0..6).filter(|_| store.append(&batch(episode)).is_err()).count());
+        std::fs::remove_file(mnt.join("filler")).expect("free space");
+        assert_eq!(store.append(&batch(episode)).expect("an append once there is room").len(), 50);
+    }
+    assert_eq!(failures, [6, 6], "every append fails while the disk is full");
+    assert_eq!(store.head(), 150, "each batch stored once");
+    let lines = logged_about(&path);
+    let text = lines.join("\n");
+    const NOT_CLOSED: &str = "anomaly store was not closed cleanly (its process was killed or crashed): recovering it from its last commit";
+    const FELL_BACK: &str =
+        "anomaly store failed its integrity check at open: its newest commit is damaged; redb is repairing it by falling back to the commit before";
+    let ours = [
+        "anomaly store I/O error",
+        "anomaly store: closing the file",
+        NOT_CLOSED,
+        FELL_BACK,
+        "could not reopen the anomaly store",
+        "anomaly store reopened",
+        "anomaly store: writes commit",
+    ];
+    let loud: Vec<String> = lines.iter().filter(|l| !l.starts_with("DEBUG") && ours.iter().any(|m| l.contains(m))).cloned().collect();
+    // redb's own wording comes from redb (a redb upgrade may change it).
+    let no_space = redb::Error::Io(std::io::Error::from_raw_os_error(28));
+    let previous_io = redb::DatabaseError::Storage(redb::StorageError::PreviousIo);
+    let episode = |events: u64| {
+        [
+            format!(
+                "ERROR anomaly store I/O error: the file is closed and reopened by the next operation path={path} op=\"append anomalies\" error={no_space}"
+            ),
+            format!(" WARN anomaly store: closing the file after an I/O error failed path={path} error={previous_io}"),
+            format!(" WARN {NOT_CLOSED} path={path}"),
+            format!(" WARN {FELL_BACK} path={path}"),
+            format!(" INFO anomaly store reopened after an I/O error path={path} events={events}"),
+            format!(" INFO anomaly store: writes commit again after I/O errors path={path} io_errors=6 reopens=6"),
+        ]
+    };
+    assert_eq!(loud, [episode(50), episode(100)].concat(), "{text}");
+    for message in [NOT_CLOSED, FELL_BACK] {
+        let repeats = lines.iter().filter(|l| l.starts_with("DEBUG") && l.contains(message)).count();
+        assert_eq!(repeats, 10, "{message}: at every reopen; the repeats are at debug level: {text}");
+    }
+}

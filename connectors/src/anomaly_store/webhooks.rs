@@ -119,7 +119,7 @@ impl AnomalyStore {
     ///
     /// Errors: [`crate::Error::AnomalyStore`].
     pub fn create_webhook(&self, mut rec: WebhookRecord) -> Result<WebhookRecord> {
-        self.with_db(|db| {
+        self.with_db_write(|db| {
             let txn = db.begin_write().map_err(|e| store_err("create a webhook", e))?;
             {
                 let events = txn.open_table(super::EVENTS).map_err(|e| store_err("create a webhook", e))?;
@@ -167,7 +167,7 @@ impl AnomalyStore {
     ///
     /// Errors: [`crate::Error::AnomalyStore`].
     pub fn delete_webhook(&self, id: &str) -> Result<bool> {
-        self.with_db(|db| {
+        self.with_db_write(|db| {
             let txn = db.begin_write().map_err(|e| store_err("delete a webhook", e))?;
             let existed = {
                 let mut t = txn.open_table(WEBHOOKS).map_err(|e| store_err("delete a webhook", e))?;
@@ -189,7 +189,7 @@ impl AnomalyStore {
     ///
     /// Errors: [`crate::Error::AnomalyStore`], [`crate::Error::Corrupt`].
     pub fn enqueue_deliveries(&self, webhook_id: &str, event_ids: &[u64], cursor: u64, now_ms: i64) -> Result<Option<Vec<DeliveryRecord>>> {
-        self.with_db(|db| {
+        self.with_db_write(|db| {
             let txn = db.begin_write().map_err(|e| store_err("enqueue webhook deliveries", e))?;
             let out = {
                 let mut hooks = txn.open_table(WEBHOOKS).map_err(|e| store_err("enqueue webhook deliveries", e))?;
@@ -236,7 +236,7 @@ impl AnomalyStore {
     ///
     /// Errors: [`crate::Error::AnomalyStore`], [`crate::Error::Corrupt`].
     pub fn update_delivery(&self, d: &DeliveryRecord) -> Result<()> {
-        self.with_db(|db| {
+        self.with_db_write(|db| {
             let txn = db.begin_write().map_err(|e| store_err("record a webhook delivery", e))?;
             {
                 let k = delivery_key(&d.webhook_id, d.delivery_id);

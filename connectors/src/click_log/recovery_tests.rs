@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::recovery::{Episode, REOPEN_BACKOFF_MAX, Said, reopen_delay};
 use super::*;
-use crate::test_fs::SmallFileSystem;
+use crate::test_fs::{SmallFileSystem, fill, logged_about};
 
 /// ENOSPC on Linux.
 const NO_SPACE: i32 = 28;
@@ -324,50 +324,6 @@ fn each_message_is_said_once_per_io_error_episode() {
     assert_eq!(e.end(), None, "ended");
     assert!(e.first(Said::Fallback), "a new episode says it again");
     assert!(!e.first(Said::Fallback));
-}
-
-/// What a `tracing` subscriber wrote.
-#[derive(Clone, Default)]
-struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lock").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// The lines this test process logged from the click log and `redb_open` (debug level and
-/// up, no time, no ANSI) that contain `path`. The subscriber is the global one: a scoped
-/// one (`with_default`) misses the events of a callsite another test thread registered
-/// first.
-fn logged_about(path: &str) -> Vec<String> {
-    use tracing_subscriber::layer::SubscriberExt as _;
-    static LOGS: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
-    let logs = LOGS.get_or_init(|| {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        let targets = tracing_subscriber::filter::Targets::new()
-            .with_target("sluice_connectors::click_log", tracing::Level::DEBUG)
-            .with_target("sluice_connectors::redb_open", tracing::Level::DEBUG);
-        let fmt = tracing_subscriber::fmt::layer().with_writer(move || writer.clone()).with_ansi(false).without_time().with_target(false);
-        tracing::subscriber::set_global_default(tracing_subscriber::registry().with(fmt).with(targets)).expect("the only global subscriber");
-        captured
-    });
-    let text = String::from_utf8(logs.0.lock().expect("lock").clone()).expect("utf-8");
-    text.lines().filter(|l| l.contains(path)).map(str::to_owned).collect()
-}
-
-/// Fills the file system of `dir` to its last byte.
-fn fill(dir: &Path) {
-    use std::io::Write;
-    let mut f = std::fs::File::create(dir.join("filler")).expect("filler");
-    let chunk = vec![7u8; 4096];
-    while f.write_all(&chunk).is_ok() {}
-    while f.write_all(&[7]).is_ok() {}
 }
 
 /// A real full disk (a 4 MiB tmpfs; root only): every retry of the failed append reopens
