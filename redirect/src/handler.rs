@@ -32,7 +32,8 @@ const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 /// The redirect handler: 301/302 with `Location`; 404 unknown or disabled; 410 expired
 /// (from `expires_at` inclusive); 503 when the store is down. `HEAD` answers the same
-/// status and headers with an empty body and is not a click. A speculative `GET`
+/// status and headers with an empty body (`Content-Length` included: that of the `GET`
+/// answer) and is not a click. A speculative `GET`
 /// (`Sec-Purpose: prefetch`, [`crate::prefetch`]) of a link that would redirect is 503
 /// `prefetch_refused` by default, and no click.
 pub async fn redirect(State(state): State<RedirectState>, req: Request) -> Response {
@@ -166,11 +167,16 @@ fn finish(state: &RedirectState, req: &Parts, peer: Option<IpAddr>, code: &str, 
         let event = build_event(code, now, client_ip, &req.headers, &state.inner.salt, state.inner.config.edge_region.as_deref());
         // Dropped events are counted by the sink; the redirect never waits.
         let _sent = state.inner.sink.try_send(event);
+        return redirect_response(status, location, cache_control);
     }
-    redirect_response(status, location, cache_control)
+    let mut resp = redirect_response(status, location, cache_control);
+    // hyper writes the `content-length: 0` of an empty body for a GET only.
+    resp.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    resp
 }
 
-/// A 301/302 with `Location` and `Cache-Control`, no body.
+/// A 301/302 with `Location` and `Cache-Control`, no body (hyper adds the `content-length:
+/// 0` of a GET).
 fn redirect_response(status: StatusCode, location: HeaderValue, cache_control: HeaderValue) -> Response {
     let mut resp = Response::new(Body::empty());
     *resp.status_mut() = status;
@@ -192,12 +198,17 @@ pub fn is_code(s: &str) -> bool {
     !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
+/// An error answer with the JSON `body`; for a `HEAD` (`head`) no body but the
+/// `Content-Length` of the `GET` answer (RFC 9110 §9.3.2; hyper writes it for a `GET`).
 fn error(status: StatusCode, body: &'static str, head: bool) -> Response {
     let mut resp = Response::new(if head { Body::empty() } else { Body::from(body) });
     *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, JSON);
     h.insert(header::CACHE_CONTROL, CC_ERROR);
+    if head {
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    }
     resp
 }
 

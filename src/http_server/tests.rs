@@ -354,4 +354,5 @@ async fn percent_encoded_unreserved_characters_in_a_code_are_normalized() {
 mod bodies;
 mod edges;
 mod framing;
+mod head;
 mod stop;

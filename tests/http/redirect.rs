@@ -100,7 +100,10 @@ async fn head_is_not_a_click(b: Backend) {
     assert_eq!(h.status, StatusCode::NOT_FOUND);
     assert!(h.body.is_empty());
     assert_eq!(h.location(), None);
-    app.get("/no-such-code-c02").await.assert_error(404, "not_found");
+    let g = app.get("/no-such-code-c02").await;
+    g.assert_error(404, "not_found");
+    // RFC 9110 §9.3.2: the Content-Length of the GET answer, not of HEAD's empty body.
+    assert_eq!(h.header("content-length"), Some(g.body.len().to_string().as_str()), "HEAD 404 says the length of GET's body");
 }
 
 /// A browser's prefetch (`Sec-Purpose: prefetch` and the older markers) of a link is not a
