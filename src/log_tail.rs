@@ -185,12 +185,17 @@ mod tests {
         let log = ClickLog::open(tmp.path()).expect("open");
         log.append(&[click(1)]).expect("append");
         let e = run_to(tmp.path(), None, 10, &mut Vec::new()).expect_err("held");
+        // Our classification and message; the click log's error follows, its source in
+        // redb's words (not spelled out: a redb upgrade may reword it).
+        let cause = e.downcast_ref::<sluice_connectors::Error>().expect("the click log's error");
+        assert!(matches!(cause, sluice_connectors::Error::ClickLog { op: "open", .. }), "{cause:?}");
+        assert_eq!(cause.open_failure(), OpenFailure::HeldByAnotherProcess, "{cause}");
         assert_eq!(
             format!("{e:#}"),
             format!(
-                "could not open the click log in \"{}\": another process has it open (is `sluice serve` running on it? stop it first): \
-                 click log could not open: Database already open. Cannot acquire lock.",
-                tmp.path().display()
+                "could not open the click log in \"{}\": another process has it open (is `sluice serve` running on it? stop it first): {}",
+                tmp.path().display(),
+                crate::health::error_chain(cause)
             )
         );
         drop(log);

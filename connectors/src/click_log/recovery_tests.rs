@@ -371,13 +371,11 @@ fn a_full_disk_logs_each_recovery_message_once_per_episode() {
         "click log: commits succeed",
     ];
     let loud: Vec<String> = lines.iter().filter(|l| !l.starts_with("DEBUG") && ours.iter().any(|m| l.contains(m))).cloned().collect();
-    let io_error = format!(
-        "ERROR click log I/O error: the file is closed and reopened at the next append path={path} op=\"append events\" error=I/O error: No space \
-         left on device (os error 28)"
-    );
-    let close_failed = format!(
-        " WARN click log: closing the file after an I/O error failed path={path} error=Previous I/O error occurred. Please close and re-open the database."
-    );
+    // redb's own wording comes from redb (a redb upgrade may change it).
+    let no_space = redb::Error::Io(std::io::Error::from_raw_os_error(28));
+    let previous_io = redb::DatabaseError::Storage(redb::StorageError::PreviousIo);
+    let io_error = format!("ERROR click log I/O error: the file is closed and reopened at the next append path={path} op=\"append events\" error={no_space}");
+    let close_failed = format!(" WARN click log: closing the file after an I/O error failed path={path} error={previous_io}");
     let not_closed = format!(" WARN {NOT_CLOSED} path={path}");
     let fell_back = format!(" WARN {FELL_BACK} path={path}");
     let expected = [
@@ -386,10 +384,7 @@ fn a_full_disk_logs_each_recovery_message_once_per_episode() {
         close_failed.clone(),
         not_closed.clone(),
         fell_back.clone(),
-        format!(
-            " WARN could not reopen the click log path={path} error=\"click log could not open: I/O error: No space left on device (os error 28)\" \
-             retry_in_ms=0 attempt=1"
-        ),
+        format!(" WARN could not reopen the click log path={path} error=\"click log could not open: {no_space}\" retry_in_ms=0 attempt=1"),
         format!(" INFO click log reopened after an I/O error path={path} head=100"),
         format!(" INFO click log: commits succeed again after I/O errors path={path} io_errors=1 reopens=1"),
         // The second: every reopen works (the file has room inside), every commit fails.
