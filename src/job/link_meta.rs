@@ -14,6 +14,19 @@
 //! after its 30-day tombstone has a later creation instant — and ignores anything not newer
 //! than what it has sent, so the dataflow sees each state once and never goes back.
 //!
+//! **What the feeder keeps.** Per code, its latest state (creation instant, version,
+//! metadata); a delete replaces it with a tombstone (the creation instant), so that the
+//! feed's older states of the deleted link, which the feed delivers after the hook's delete,
+//! are ignored. The tombstone goes — the code is forgotten — once the change feed delivers
+//! the delete: the feed delivers changes in commit order, so every older state of that link
+//! has come through it by then, and what it delivers later for the code is newer (a
+//! re-creation). Codes created and deleted over the process's life thus cost nothing once
+//! the poll has passed their delete (at boot, the replay of the feed leaves none). The one
+//! exception is a hook call for an older state of the link delayed (a stalled thread) past
+//! both the delete and the next poll: it is then sent again — a version the dataflow already
+//! has, the same metadata from the same instant, so no click is attributed differently — and
+//! its code kept as live until it is deleted again.
+//!
 //! **Versions, not replacements.** A state whose metadata differs from the code's previous
 //! one ([`LinkMeta::same_content`]) is *added* as a new version, valid from its `updated_at`
 //! ([`LinkMeta::valid_from_ms`]); older versions are never retracted, and a delete retracts
@@ -22,8 +35,14 @@
 //! click to the organisation and tags it was counted under live, deleted links included;
 //! which links are live is the link store's business (the stats API asks it).
 //!
-//! Limitation: a delete delivered only by the poll after the code was re-created elsewhere
-//! (a poll more than 30 days late) is ignored like any older state.
+//! The dataflow keeps every version of a deleted link (`LookupLinkMeta`'s index, which a
+//! delete never reaches): clicks of a deleted link still arrive after the delete — logged
+//! before it and processed after, imported or backfilled, replayed at a start — and must be
+//! attributed as they were live.
+//!
+//! Limitation: a delete delivered only by the poll after the code was re-created here (a
+//! poll more than 30 days late) forgets the re-created link's state: the poll's own delivery
+//! of the re-creation then sends its metadata again (a version the dataflow already has).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -39,9 +58,20 @@ use tokio::sync::watch;
 /// Changes read from the store per request.
 const PAGE: u32 = 1000;
 
+/// What the feeder knows of a code (module docs, "What the feeder keeps"): its latest state,
+/// or a tombstone while a delete seen from the hook is not yet delivered by the change feed.
 enum Known {
     Live { created_us: i64, version: i64, meta: LinkMeta },
     Deleted { created_us: i64 },
+}
+
+/// Which path delivered a change (module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// The API's [`LinkChangeHook`], changes of this process.
+    Hook,
+    /// The store's change feed ([`catch_up`]), every change in commit order.
+    Feed,
 }
 
 /// Where the feeder sends metadata changes: the pipeline's [`LinkMetaSender`] (or a
@@ -76,8 +106,19 @@ impl MetaFeeder {
         MetaFeeder { known: Mutex::new(HashMap::new()), sender: Box::new(sender) }
     }
 
-    /// Applies one change; returns whether a new metadata version was sent.
+    /// Applies one change delivered by the API's hook; returns whether a new metadata version
+    /// was sent.
     pub fn apply(&self, change: &LinkChange) -> bool {
+        self.apply_via(change, Via::Hook)
+    }
+
+    /// Applies one change read from the store's change feed, in feed order; returns whether a
+    /// new metadata version was sent. A delete from the feed forgets the code (module docs).
+    pub fn apply_from_feed(&self, change: &LinkChange) -> bool {
+        self.apply_via(change, Via::Feed)
+    }
+
+    fn apply_via(&self, change: &LinkChange, via: Via) -> bool {
         let mut known = self.known.lock();
         match change {
             LinkChange::Upserted(link) => {
@@ -101,16 +142,24 @@ impl MetaFeeder {
                     }
                 }
             }
-            LinkChange::Deleted(code) => match known.get(code) {
-                Some(Known::Live { created_us, .. }) => {
-                    // Nothing to send: the link's versions stay, so that its clicks keep
-                    // their attribution (module docs).
-                    let created_us = *created_us;
-                    known.insert(code.clone(), Known::Deleted { created_us });
-                    false
+            // Nothing to send for a delete: the link's versions stay in the dataflow, so that
+            // its clicks keep their attribution (module docs).
+            LinkChange::Deleted(code) => {
+                match (via, known.get(code)) {
+                    // Every older state of the link came through the feed before its delete:
+                    // nothing is left to ignore.
+                    (Via::Feed, _) => {
+                        known.remove(code);
+                    }
+                    // The feed may still deliver older states: a tombstone ignores them.
+                    (Via::Hook, Some(Known::Live { created_us, .. })) => {
+                        let created_us = *created_us;
+                        known.insert(code.clone(), Known::Deleted { created_us });
+                    }
+                    (Via::Hook, _) => {}
                 }
-                _ => false,
-            },
+                false
+            }
         }
     }
 
@@ -135,7 +184,7 @@ pub async fn catch_up(feeder: &MetaFeeder, store: &dyn LinkStore, mut after: i64
         let page = store.changes_since(after, PAGE).await?;
         let full = page.len() == PAGE as usize;
         for (seq, change) in &page {
-            feeder.apply(change);
+            feeder.apply_from_feed(change);
             after = *seq;
         }
         if !full {
@@ -235,5 +284,36 @@ mod tests {
         let t = |l: &Link| (l.tags.clone(), l.updated_at.timestamp_millis());
         assert_eq!(*rec.0.lock(), vec![t(&v1), t(&v2), t(&v4), t(&v_new)]);
         assert_eq!(rec.0.lock()[1].1, 200_000, "valid from the state's updated_at, in ms");
+    }
+
+    /// Links created and deleted, here (the hook, then the poll delivering the same changes)
+    /// or by another process (the poll only): once the poll has delivered a delete, nothing
+    /// of the link is left in the feeder; until then its tombstone makes the poll's older
+    /// states of it be ignored. Each link's metadata reached the dataflow once.
+    #[test]
+    fn deleted_links_are_forgotten_once_the_feed_delivered_their_delete() {
+        let rec = Recorder::default();
+        let f = MetaFeeder::new(rec.clone());
+        for i in 0..500 {
+            let (here, elsewhere) = (format!("h{i}"), format!("e{i}"));
+            let created = link(&here, 100 + i, 100 + i, 1, &["a"]);
+            let updated = link(&here, 100 + i, 200 + i, 2, &["b"]);
+            assert!(f.apply(&LinkChange::Upserted(created.clone())));
+            assert!(f.apply(&LinkChange::Upserted(updated.clone())));
+            assert!(!f.apply(&LinkChange::Deleted(here.clone())));
+            // The poll, behind: the same changes in commit order.
+            assert!(!f.apply_from_feed(&LinkChange::Upserted(created)), "the deleted link's older state is ignored");
+            assert!(!f.apply_from_feed(&LinkChange::Upserted(updated)));
+            assert!(!f.apply_from_feed(&LinkChange::Deleted(here.clone())));
+            assert!(!f.apply(&LinkChange::Deleted(here)), "the hook's delete after the poll's: nothing to do");
+            assert!(f.apply_from_feed(&LinkChange::Upserted(link(&elsewhere, 100 + i, 100 + i, 1, &["c"]))));
+            assert!(!f.apply_from_feed(&LinkChange::Deleted(elsewhere)));
+        }
+        assert_eq!(f.known.lock().len(), 0, "no entry kept for a deleted link");
+        assert_eq!(rec.0.lock().len(), 3 * 500, "each version sent once");
+        let again = link("h7", 100 + 31 * 86_400, 100 + 31 * 86_400, 1, &["d"]);
+        assert!(f.apply(&LinkChange::Upserted(again.clone())), "a re-created code is a new link");
+        assert!(!f.apply_from_feed(&LinkChange::Upserted(again)), "sent once");
+        assert_eq!(f.live_links(), 1);
     }
 }

@@ -106,6 +106,13 @@ impl<'scope> LookupLinkMeta<'scope> for StreamVec<'scope, u64, EnrichedRecord> {
         let mut trace = meta.trace;
         let clicks_pact = Exchange::new(|r: &EnrichedRecord| route_bytes(r.code.as_bytes()));
         self.binary_frontier(meta.stream, clicks_pact, Pipeline, "LookupLinkMeta", move |_cap, _info| {
+            // Every version of every code ever fed, deleted links included, kept for the
+            // operator's life: needed, not a leak. Clicks of a deleted link still arrive —
+            // logged before the delete and processed after, imported or backfilled later,
+            // replayed at a start — and get the version valid at their time, as when the
+            // link was live (`src/job/link_meta.rs`: a delete retracts nothing, so nothing
+            // here learns of it). Dropping a code's entry would count such clicks with
+            // `meta = None` (no organisation, no tags).
             let mut index: FxHashMap<DimStr, MetaEntry> = FxHashMap::default();
             let mut pending: Vec<(u64, String, LinkMeta, isize)> = Vec::new();
             let mut stash: BTreeMap<u64, (Capability<u64>, Vec<Vec<EnrichedRecord>>)> = BTreeMap::new();
