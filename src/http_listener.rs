@@ -53,6 +53,8 @@ use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::http_server::ReadSinceWrite;
+
 /// hyper's limit on the request target, bytes (`MAX_URI_LEN` in hyper's h1 parser).
 pub const MAX_URI_BYTES: usize = 65_534;
 /// The limit on a whole request head (request line and header fields), bytes: hyper's
@@ -110,7 +112,15 @@ impl Listener for JsonErrorListener {
         if let Err(e) = io.set_nodelay(true) {
             tracing::debug!(error = %e, %addr, "could not set TCP_NODELAY");
         }
-        (JsonErrorStream { inner: io, pending: None, head: HeadScan::default(), fresh: true, refused_h2: false }, addr)
+        let stream = JsonErrorStream {
+            inner: io,
+            pending: None,
+            head: HeadScan::default(),
+            fresh: true,
+            refused_h2: false,
+            read_since_write: ReadSinceWrite::default(),
+        };
+        (stream, addr)
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
@@ -217,6 +227,14 @@ pub struct JsonErrorStream {
     fresh: bool,
     /// The connection was an HTTP/2 one and is answered: reads return end of stream.
     refused_h2: bool,
+    read_since_write: ReadSinceWrite,
+}
+
+impl JsonErrorStream {
+    /// A handle on this connection's [`ReadSinceWrite`].
+    pub fn read_since_write(&self) -> ReadSinceWrite {
+        self.read_since_write.clone()
+    }
 }
 
 /// The start of the HTTP/2 client preface (RFC 9113 §3.4).
@@ -351,6 +369,9 @@ impl AsyncRead for JsonErrorStream {
             buf.set_filled(before);
             return Poll::Ready(Ok(()));
         }
+        if !new.is_empty() {
+            this.read_since_write.set(true);
+        }
         this.head.feed(new);
         Poll::Ready(Ok(()))
     }
@@ -364,6 +385,9 @@ impl AsyncWrite for JsonErrorStream {
                 Some(bytes) => this.pending = Some((bytes, 0, buf.len())),
                 None => {
                     let n = ready!(Pin::new(&mut this.inner).poll_write(cx, buf))?;
+                    if n > 0 {
+                        this.read_since_write.set(false);
+                    }
                     // The start of a final response (not `100 Continue`): a head is answered.
                     if n > 0 && buf.starts_with(b"HTTP/1.1 ") && buf.get(9) != Some(&b'1') {
                         this.head.answered();
@@ -384,6 +408,7 @@ impl AsyncWrite for JsonErrorStream {
         }
         let n = *reported;
         this.pending = None;
+        this.read_since_write.set(false);
         Poll::Ready(Ok(n))
     }
 

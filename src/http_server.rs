@@ -48,11 +48,15 @@
 //!   (a `%` not followed by two hex digits) in any path, `/v1/...` included, is answered 400
 //!   `invalid_path`.
 //! * **Graceful stop**: when `signal` resolves, no new connection is accepted, idle
-//!   keep-alive connections are closed, every server-sent events stream (a response with
+//!   keep-alive connections (between requests: nothing read since the last answer,
+//!   [`ReadSinceWrite`]) are closed, every server-sent events stream (a response with
 //!   `content-type: text/event-stream`, whichever route) ends cleanly and in-flight requests
-//!   are answered; connections still open `shutdown_timeout` (default 10 s) later (a
-//!   half-sent request, a slow response) are dropped, their number logged, and
-//!   [`serve_with`] returns.
+//!   are answered, and so is a request whose head was arriving at the stop (hyper alone
+//!   would close a kept-alive connection in the middle of it). Every answer written from the
+//!   stop on carries `connection: close` (RFC 9112 §9.6) and is its connection's last, so a
+//!   keep-alive client sends nothing more on it. Connections still open `shutdown_timeout`
+//!   (default 10 s) later (a half-sent request, a slow response) are dropped, their number
+//!   logged, and [`serve_with`] returns.
 //!
 //! Otherwise as `axum::serve`: accept errors handled by axum's listener (a failed `accept`
 //! waits 1 s: too many open files). HTTP/2 (h2c) is not served: nothing in Sluice needs it
@@ -65,17 +69,17 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
-use axum::http::{StatusCode, Uri};
+use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::Response;
 use axum::serve::Listener;
 use hyper::body::{Body as _, Incoming};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use sluice_redirect::path::normalize_unreserved;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -138,14 +142,14 @@ pub async fn serve(listener: TcpListener, app: App, signal: impl Future<Output =
 /// dropped.
 pub async fn serve_with(listener: TcpListener, app: App, opts: ServerOptions, signal: impl Future<Output = ()> + Send) {
     let mut listener = JsonErrorListener::new(listener);
-    let graceful = GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(opts.header_read_timeout).max_header_size(MAX_HEAD_BYTES);
     let router = app.router().clone();
     let fast = app.fast_path().cloned();
     let mut signal = std::pin::pin!(signal);
     let mut conns = JoinSet::new();
-    // Turns true at the stop: ends the SSE streams (bodies::until_stop).
+    // Turns true at the stop: closes idle connections, ends the SSE streams
+    // (bodies::until_stop), answers say `connection: close` (module docs).
     let (stopping, stop_rx) = watch::channel(false);
     loop {
         let (io, peer) = tokio::select! {
@@ -154,17 +158,20 @@ pub async fn serve_with(listener: TcpListener, app: App, opts: ServerOptions, si
         };
         // Reap finished connection tasks (the set would otherwise keep their results).
         while conns.try_join_next().is_some() {}
+        let read_since_write = io.read_since_write();
         let service = ConnService { router: router.clone(), fast: fast.clone(), peer, opts, stop: stop_rx.clone() };
-        let conn = graceful.watch(builder.serve_connection(TokioIo::new(io), service));
+        let conn = builder.serve_connection(TokioIo::new(io), service);
+        let stop = stop_rx.clone();
         conns.spawn(async move {
-            if let Err(e) = conn.await {
+            if let Err(e) = until_drained(conn, stop, read_since_write).await {
                 tracing::trace!(error = %e, %peer, "connection ended with an error");
             }
         });
     }
     drop(listener);
     stopping.send_replace(true);
-    if tokio::time::timeout(opts.shutdown_timeout, graceful.shutdown()).await.is_err() {
+    let drained = async { while conns.join_next().await.is_some() {} };
+    if tokio::time::timeout(opts.shutdown_timeout, drained).await.is_err() {
         while conns.try_join_next().is_some() {}
         tracing::warn!(
             connections = conns.len(),
@@ -173,6 +180,67 @@ pub async fn serve_with(listener: TcpListener, app: App, opts: ServerOptions, si
         );
     }
     conns.shutdown().await;
+}
+
+/// Whether a connection has read bytes since it last wrote any: `true` while a request is
+/// arriving or being answered, `false` between requests (after an answer, before the next
+/// request's first byte) and before the first request. Set by the connection's stream
+/// ([`crate::http_listener::JsonErrorStream`]), read at the graceful stop ([`until_drained`]).
+#[derive(Debug, Clone, Default)]
+pub struct ReadSinceWrite(Arc<AtomicBool>);
+
+impl ReadSinceWrite {
+    /// The current value.
+    pub fn get(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// Sets the value (the stream: `true` on a read of at least one byte, `false` on a write).
+    pub fn set(&self, v: bool) {
+        self.0.store(v, Ordering::Relaxed);
+    }
+}
+
+/// Serves `conn` to its end. Once `stop` turns true, the connection closes as soon as it is
+/// between requests ([`ReadSinceWrite`] false: hyper's graceful shutdown, which also makes
+/// an answer in flight say `connection: close`); a request arriving at the stop is answered
+/// first (with `connection: close`, [`ConnService`]), then the connection closes.
+async fn until_drained(
+    conn: hyper::server::conn::http1::Connection<TokioIo<crate::http_listener::JsonErrorStream>, ConnService>,
+    mut stop: watch::Receiver<bool>,
+    read_since_write: ReadSinceWrite,
+) -> hyper::Result<()> {
+    let mut conn = std::pin::pin!(conn);
+    let mut stopped = std::pin::pin!(stop.wait_for(|s| *s));
+    let (mut stopping, mut shut_down) = (false, false);
+    std::future::poll_fn(|cx| {
+        // An error: the sender is gone, which only happens once serve_with has returned.
+        if !stopping && stopped.as_mut().poll(cx).is_ready() {
+            stopping = true;
+        }
+        if stopping && !shut_down && !read_since_write.get() {
+            shut_down = true;
+            conn.as_mut().graceful_shutdown();
+        }
+        let polled = conn.as_mut().poll(cx);
+        // An answer written in this poll may have left the connection between requests.
+        if polled.is_pending() && stopping && !shut_down && !read_since_write.get() {
+            shut_down = true;
+            conn.as_mut().graceful_shutdown();
+            return conn.as_mut().poll(cx);
+        }
+        polled
+    })
+    .await
+}
+
+/// `resp` with `connection: close` when the graceful stop has begun (`stop` changed: it
+/// only ever turns true), so that it is its connection's last answer (module docs).
+fn close_if_stopping(mut resp: Response, stop: &watch::Receiver<bool>) -> Response {
+    if stop.has_changed().unwrap_or(true) {
+        resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
 }
 
 /// The 400 `malformed_request` answer of a request target holding a raw `"`: RFC 3986 §2
@@ -226,7 +294,19 @@ impl hyper::service::Service<hyper::Request<Incoming>> for ConnService {
     type Error = Infallible;
     type Future = ConnFuture;
 
-    fn call(&self, mut req: hyper::Request<Incoming>) -> ConnFuture {
+    fn call(&self, req: hyper::Request<Incoming>) -> ConnFuture {
+        match self.answer(req) {
+            ConnFuture::Ready(Some(resp)) => ConnFuture::Ready(Some(close_if_stopping(resp, &self.stop))),
+            // The boxed futures check the stop themselves, when their answer is ready.
+            later => later,
+        }
+    }
+}
+
+impl ConnService {
+    /// The answer to `req` ([`hyper::service::Service::call`] before the graceful stop's
+    /// `connection: close` on answers ready at once).
+    fn answer(&self, mut req: hyper::Request<Incoming>) -> ConnFuture {
         if let Some(resp) = host::reject_host(req.version(), req.headers()) {
             return ConnFuture::Ready(Some(resp));
         }
@@ -263,7 +343,8 @@ impl hyper::service::Service<hyper::Request<Incoming>> for ConnService {
                 return ConnFuture::Ready(Some(resp));
             }
             let fast = Arc::clone(fast);
-            return ConnFuture::Boxed(Box::pin(async move { fast.answer(&parts, peer).await }));
+            let stop = self.stop.clone();
+            return ConnFuture::Boxed(Box::pin(async move { close_if_stopping(fast.answer(&parts, peer).await, &stop) }));
         }
         req.extensions_mut().insert(ConnectInfo(self.peer));
         let mut router = self.router.clone();
@@ -302,8 +383,10 @@ fn infallible(r: Result<Response, Infallible>) -> Response {
     }
 }
 
-/// `resp`, ending at the graceful stop when it is an SSE stream (module docs).
+/// `resp`, ending at the graceful stop when it is an SSE stream, and with `connection:
+/// close` when the stop has begun (module docs).
 fn sse_until_stop(resp: Response, stop: watch::Receiver<bool>) -> Response {
+    let resp = close_if_stopping(resp, &stop);
     if bodies::is_event_stream(&resp) { bodies::until_stop(resp, stop) } else { resp }
 }
 
