@@ -49,7 +49,8 @@ pub struct Link {
     pub code: String,
     /// Validated, normalized absolute http(s) target URL (ASCII only, IDN hosts in punycode).
     pub long_url: String,
-    /// Custom short domain the link belongs to, `None` for the default base URL.
+    /// The short domain given at creation (normalized host), `None` when none was given
+    /// (the short URL then uses the base URL).
     pub domain: Option<String>,
     /// Instant from which the link answers 410 instead of redirecting.
     pub expires_at: Option<DateTime<Utc>>,

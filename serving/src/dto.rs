@@ -38,7 +38,10 @@ pub struct CreateLinkRequest {
     /// (7 base62 characters) when absent.
     #[serde(default)]
     pub custom_alias: Option<String>,
-    /// One of the service's own short domains; the base URL's host when absent.
+    /// One of the service's own short domains: the base URL's host (without its port) or a
+    /// `--short-domain`, in any case, with or without a trailing dot, Unicode or punycode;
+    /// 400 `unknown_domain` otherwise. Chooses the host of `short_url` only (codes are
+    /// global); echoed normalized (lower case, punycode). Absent: the base URL's host.
     #[serde(default)]
     pub domain: Option<String>,
     /// RFC 3339 instant (any offset) from which the link answers 410; must be in the future.
@@ -102,7 +105,8 @@ pub struct LinkResponse {
     pub short_url: String,
     /// Normalized target.
     pub long_url: String,
-    /// Custom short domain, `null` for the base URL's host.
+    /// The short domain given at creation, normalized (lower case, punycode, no trailing
+    /// dot; the base URL's host included); `null` when none was given.
     pub domain: Option<String>,
     /// Expiry instant, `null` for none.
     #[serde(serialize_with = "instant_ms::option")]

@@ -8,6 +8,7 @@ use crate::harness::{BASE, Backend, TestApp};
 
 backend_tests!(
     create_returns_the_link,
+    the_base_urls_host_as_domain_is_echoed_with_the_base_urls_port_in_short_url,
     create_rejects_invalid_input_without_creating,
     aliases_are_validated_reserved_and_unique,
     redirect_type_and_expiry_rules,
@@ -59,13 +60,29 @@ async fn create_returns_the_link(b: Backend) {
     assert_eq!(d["short_url"], "https://xn--krz-hoa.example/dom");
     let d2 = app.create(json!({"long_url": "https://example.com/d", "domain": "kürz.example", "custom_alias": "dom2"})).await;
     assert_eq!(d2["short_url"], "https://xn--krz-hoa.example/dom2", "unicode and punycode are one domain");
-    let base = app.create(json!({"long_url": "https://example.com/d", "domain": "sho.rt.example", "custom_alias": "dom3"})).await;
-    assert_eq!(base["domain"], Value::Null);
+    // The base URL's host is one of ours too: echoed as given (normalized), not `null`.
+    let base = app.create(json!({"long_url": "https://example.com/d", "domain": "Sho.RT.example.", "custom_alias": "dom3"})).await;
+    assert_eq!(base["domain"], "sho.rt.example");
     assert_eq!(base["short_url"], format!("{BASE}/dom3"));
+    assert_eq!(app.get("/v1/links/dom3").await.json(), base, "stored as answered");
     app.post_json("/v1/links", &json!({"long_url": "https://example.com/d", "domain": "other.example", "custom_alias": "dom4"}))
         .await
         .assert_error(400, "unknown_domain");
     app.assert_no_link("dom4").await;
+}
+
+/// A base URL with a port (the default `http://127.0.0.1:8080`): its host given as `domain`
+/// is echoed, and the short URL keeps the base URL's port; a domain is a host, so the
+/// host with a port is 400 `unknown_domain`, naming the domains taken.
+async fn the_base_urls_host_as_domain_is_echoed_with_the_base_urls_port_in_short_url(b: Backend) {
+    let app = TestApp::start_with(b, |c| c.server.base_url = Some("http://127.0.0.1:8080".into())).await;
+    let v = app.create(json!({"long_url": "https://example.com/port", "domain": "127.0.0.1", "custom_alias": "port"})).await;
+    assert_eq!((v["domain"].as_str(), v["short_url"].as_str()), (Some("127.0.0.1"), Some("http://127.0.0.1:8080/port")));
+    let v = app.create(json!({"long_url": "https://example.com/port", "custom_alias": "noport"})).await;
+    assert_eq!((&v["domain"], v["short_url"].as_str()), (&Value::Null, Some("http://127.0.0.1:8080/noport")), "no domain given: null");
+    let err =
+        app.post_json("/v1/links", &json!({"long_url": "https://example.com/port", "domain": "127.0.0.1:8080"})).await.assert_error(400, "unknown_domain");
+    assert_eq!(err["details"]["allowed"], json!(["127.0.0.1", "xn--krz-hoa.example"]), "{err}");
 }
 
 async fn create_rejects_invalid_input_without_creating(b: Backend) {

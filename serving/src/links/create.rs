@@ -233,7 +233,8 @@ pub fn build_link(state: &ApiState, req: &CreateLinkRequest, now: chrono::DateTi
                 return Err(ApiError::bad_request("unknown_domain", format!("domain \"{}\" is not one of this service's short domains", echo(d)))
                     .with_details(json!({ "domain": d, "allowed": state.inner.own_hosts })));
             }
-            (host != state.inner.base_host).then_some(host)
+            // Echoed as given (normalized), the base URL's host too: `null` means "none given".
+            Some(host)
         }
     };
     let expires_at = req.expires_at.as_deref().map(|e| parse_expires_at(e, now)).transpose()?;
