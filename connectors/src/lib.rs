@@ -22,6 +22,7 @@ pub mod click_log;
 pub mod clickhouse;
 pub mod error;
 pub mod file_id;
+mod io_episode;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod link_cache;

@@ -120,7 +120,7 @@ pub struct AnomalyStore {
     /// store reports that instead of "closed, reopened by the next operation").
     lost: AtomicBool,
     /// What the current I/O-error episode logged (`recovery.rs`).
-    episode: Arc<recovery::Episode>,
+    episode: Arc<crate::io_episode::Episode>,
     head: watch::Sender<u64>,
 }
 

@@ -17,9 +17,9 @@
 //! **Logging.** A full disk retried for minutes would log the same lines at every retry: the
 //! I/O error, the failed close, redb's recovery of the file not closed cleanly and its
 //! fallback from the commit the error tore (at each reopen), the failed or successful reopen.
-//! So each is logged at its level once per episode ([`Episode`]: from an I/O error until a
-//! write commits again) and at debug level after that; the episode's end is logged once, with
-//! its counts, as the click log does (`click_log/recovery.rs`).
+//! So each is logged at its level once per episode (from an I/O error until a write commits
+//! again) and at debug level after that; the episode's end is logged once, with its counts,
+//! as the click log does (`click_log/recovery.rs`; both count in an `io_episode::Episode`).
 //!
 //! **Deleted or replaced file** ([`AnomalyStore::check_file`], called every few seconds by the
 //! anomaly writer): device and inode at the path are compared with those of the file opened.
@@ -38,82 +38,20 @@
 //! restart.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use redb::{Database, Key, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, Value, WriteTransaction};
 
 use super::{ANOMALY_STORE_FILE_NAME, AnomalyStore, BY_START, EVENT_KEYS, EVENTS, LATEST, actions, open_file, store_err, webhooks};
 use crate::file_id::{FileId, file_id, missing_dir};
+use crate::io_episode::{Said, once_per_episode};
 use crate::{Error, Result};
 
 /// First delay between two failed attempts to reopen the store.
 pub const REOPEN_BACKOFF_INITIAL: Duration = Duration::from_millis(50);
 /// Longest delay between two failed attempts to reopen the store.
 pub const REOPEN_BACKOFF_MAX: Duration = Duration::from_secs(5);
-
-/// Logs at `$level` the first time `$what` happens in the store's current I/O-error
-/// episode, at debug level after that (module docs, "Logging").
-macro_rules! once_per_episode {
-    ($store:expr, $what:expr, $level:ident, $($arg:tt)+) => {
-        if $store.episode.first($what) {
-            tracing::$level!($($arg)+)
-        } else {
-            tracing::debug!($($arg)+)
-        }
-    };
-}
-
-/// What the store says about an I/O error and its recovery, each once per [`Episode`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Said {
-    /// An operation failed with an I/O error: the file is closed and reopened.
-    IoError,
-    /// Closing the file after the error failed (redb repeats the error it latched).
-    CloseFailed,
-    /// The file was not closed cleanly (the close failed): redb recovers it at a reopen.
-    NotClosedCleanly,
-    /// redb fell back from the newest commit (the one the I/O error tore) at a reopen.
-    Fallback,
-    /// A reopen failed.
-    ReopenFailed,
-    /// The file was reopened.
-    Reopened,
-}
-
-/// How often each [`Said`] happened in the current I/O-error episode: from an I/O error
-/// until a write commits again (module docs, "Logging").
-#[derive(Debug, Default)]
-pub(super) struct Episode {
-    /// Occurrences, indexed by [`Said`].
-    counts: [AtomicU64; 6],
-}
-
-impl From<crate::redb_open::RepairWarning> for Said {
-    fn from(which: crate::redb_open::RepairWarning) -> Said {
-        match which {
-            crate::redb_open::RepairWarning::NotClosedCleanly => Said::NotClosedCleanly,
-            crate::redb_open::RepairWarning::FellBack => Said::Fallback,
-        }
-    }
-}
-
-impl Episode {
-    /// Counts one `what`; `true` when it is the first of the episode (log it at its level).
-    pub(super) fn first(&self, what: Said) -> bool {
-        self.counts[what as usize].fetch_add(1, Ordering::AcqRel) == 0
-    }
-
-    /// Ends the episode (a write committed): each message is logged at its level again the
-    /// next time. Returns the episode's I/O errors and reopens; `None` when nothing happened.
-    pub(super) fn end(&self) -> Option<(u64, u64)> {
-        if self.counts.iter().all(|c| c.load(Ordering::Acquire) == 0) {
-            return None;
-        }
-        let counts = self.counts.each_ref().map(|c| c.swap(0, Ordering::AcqRel));
-        Some((counts[Said::IoError as usize], counts[Said::Reopened as usize]))
-    }
-}
 
 /// Store metadata: `probed_at_ms` (the latest [`AnomalyStore::probe_write`], ms since the
 /// Unix epoch).
@@ -180,7 +118,7 @@ impl AnomalyStore {
             // be undone by this error of the old file.
             if !self.needs_reopen.swap(true, Ordering::AcqRel) {
                 *lock(&self.failure) = format!("could not {op}: {source}");
-                once_per_episode!(self, Said::IoError, error, path = %self.path.display(), op, error = %source, "anomaly store I/O error: the file is closed and reopened by the next operation");
+                once_per_episode!(self.episode, Said::IoError, error, path = %self.path.display(), op, error = %source, "anomaly store I/O error: the file is closed and reopened by the next operation");
             }
         }
         result
@@ -253,7 +191,7 @@ impl AnomalyStore {
         if let Some(old) = slot.take()
             && let Err(e) = old.close()
         {
-            once_per_episode!(self, Said::CloseFailed, warn, path = %shown, error = %e, "anomaly store: closing the file after an I/O error failed");
+            once_per_episode!(self.episode, Said::CloseFailed, warn, path = %shown, error = %e, "anomaly store: closing the file after an I/O error failed");
         }
         // Never create a new, empty store in place of the one that failed.
         let episode = std::sync::Arc::clone(&self.episode);
@@ -279,7 +217,7 @@ impl AnomalyStore {
                 } else if file_head < head {
                     tracing::error!(path = %shown, file_head, head, "the reopened anomaly store ends before the last acknowledged event: the storage lost acknowledged events");
                 }
-                once_per_episode!(self, Said::Reopened, info, path = %shown, events = file_head.max(head), "anomaly store reopened after an I/O error");
+                once_per_episode!(self.episode, Said::Reopened, info, path = %shown, events = file_head.max(head), "anomaly store reopened after an I/O error");
                 Ok(())
             }
             Err(e) => {
@@ -288,7 +226,7 @@ impl AnomalyStore {
                 rec.next_try = Some(now + delay);
                 *lock(&self.failure) = e.chain();
                 self.lost.store(matches!(e, Error::AnomalyStoreLost { .. }), Ordering::Release);
-                once_per_episode!(self, Said::ReopenFailed, warn, path = %shown, error = e.chain(), retry_in_ms = delay.as_millis() as u64, attempt = rec.failures, "could not reopen the anomaly store");
+                once_per_episode!(self.episode, Said::ReopenFailed, warn, path = %shown, error = e.chain(), retry_in_ms = delay.as_millis() as u64, attempt = rec.failures, "could not reopen the anomaly store");
                 Err(self.closed_error())
             }
         }

@@ -226,22 +226,6 @@ fn a_replaced_file_is_reported_and_left_alone() {
     assert_eq!(store.append(&[anomaly(AnomalyKind::ClickBurst, "link:b", 0, 0, Severity::Info)]).expect("append"), vec![2]);
 }
 
-/// Each message of an I/O-error episode is said at its level the first time only; a write
-/// that commits ends the episode with its counts, and the next episode says each again.
-#[test]
-fn each_message_is_said_once_per_io_error_episode() {
-    use super::recovery::{Episode, Said};
-    let e = Episode::default();
-    assert_eq!(e.end(), None, "no episode: nothing to end");
-    let said: Vec<bool> = (0..3).flat_map(|_| [Said::IoError, Said::Fallback, Said::Reopened]).map(|what| e.first(what)).collect();
-    assert_eq!(said, [true, true, true, false, false, false, false, false, false]);
-    assert!(e.first(Said::CloseFailed), "each message is counted on its own");
-    assert_eq!(e.end(), Some((3, 3)));
-    assert_eq!(e.end(), None, "ended");
-    assert!(e.first(Said::Fallback), "a new episode says it again");
-    assert!(!e.first(Said::Fallback));
-}
-
 /// A real full disk (a 4 MiB tmpfs; root only): every retry of the failed append reopens
 /// the store, which redb finds not closed cleanly, and drops the commit the error tore. Each
 /// message of that (the I/O error, the failed close, redb's recovery and fallback, the

@@ -129,7 +129,7 @@ struct Inner {
     /// until the process stops.
     damage: Mutex<Option<String>>,
     /// What the current I/O-error episode logged (`recovery.rs`).
-    episode: Arc<recovery::Episode>,
+    episode: Arc<crate::io_episode::Episode>,
     /// [`ClickLog::log_id`] as read when the log was opened.
     log_id: u64,
     /// Serializes appends, truncations and reopening together with the publication of
@@ -160,7 +160,7 @@ use read::visit_db;
 pub use read_only::ClickLogReader;
 
 /// Opens the log file at the given path (see [`ClickLog::open`]) in the log's I/O-error episode.
-type Opener = Box<dyn Fn(&Path, &Arc<recovery::Episode>) -> Result<Database> + Send + Sync>;
+type Opener = Box<dyn Fn(&Path, &Arc<crate::io_episode::Episode>) -> Result<Database> + Send + Sync>;
 
 /// What appends and truncations hold their lock on.
 struct WriteState {
@@ -182,7 +182,7 @@ impl std::fmt::Debug for ClickLog {
 /// Opens (or creates) the redb file at `path` with the integrity check on (module docs); an
 /// empty file is damage, not a new log (`redb_open::EMPTY_FILE`). redb's repair warning is
 /// logged once per I/O-error `episode` (`recovery.rs`).
-fn open_checked(path: &Path, episode: &Arc<recovery::Episode>) -> Result<Database> {
+fn open_checked(path: &Path, episode: &Arc<crate::io_episode::Episode>) -> Result<Database> {
     let episode = Arc::clone(episode);
     crate::redb_open::open_checked_gated(
         path,

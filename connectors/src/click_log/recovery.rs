@@ -22,9 +22,10 @@
 //!
 //! Logging: a full disk retried for minutes would log the same lines at every retry — the
 //! I/O error, the failed close, redb's recovery of the file not closed cleanly and its
-//! fallback from the commit the error tore (at each reopen), the reopen. So each is logged at its level once per episode ([`Episode`]: from an
-//! I/O error until a commit succeeds again) and at debug level after that; the episode's end
-//! is logged once, with its counts. Metrics count every failure as before (the log writer's).
+//! fallback from the commit the error tore (at each reopen), the reopen. So each is logged at
+//! its level once per episode (from an I/O error until a commit succeeds again; counted in an
+//! `io_episode::Episode`) and at debug level after that; the episode's end is logged once,
+//! with its counts. Metrics count every failure as before (the log writer's).
 //!
 //! A file no longer at its path (deleted, its directory removed, another file there) is
 //! never reopened by path: that would start a new, empty log (or open someone else's file)
@@ -33,7 +34,7 @@
 //! writes it back to its path as for a deletion (`file_check.rs`).
 
 use std::ops::Range;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use redb::Database;
@@ -41,77 +42,13 @@ use sluice_schemas::ClickEvent;
 use sluice_schemas::avro::decode_click_event;
 
 use super::{ClickLog, WriteState, check_format_and_init, visit_db};
+use crate::io_episode::{Said, once_per_episode};
 use crate::{Error, Result};
 
 /// First delay between two failed attempts to reopen the click log.
 pub const REOPEN_BACKOFF_INITIAL: Duration = Duration::from_millis(50);
 /// Longest delay between two failed attempts to reopen the click log.
 pub const REOPEN_BACKOFF_MAX: Duration = Duration::from_secs(5);
-
-/// Logs at `$level` the first time `$what` happens in the log's current I/O-error episode,
-/// at debug level after that (module docs, "Logging").
-macro_rules! once_per_episode {
-    ($log:expr, $what:expr, $level:ident, $($arg:tt)+) => {
-        if $log.inner.episode.first($what) {
-            tracing::$level!($($arg)+)
-        } else {
-            tracing::debug!($($arg)+)
-        }
-    };
-}
-
-/// What the log says about an I/O error and its recovery, each once per [`Episode`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Said {
-    /// An operation failed with an I/O error: the file is closed and reopened.
-    IoError,
-    /// Closing the file after the error failed (redb repeats the error it latched).
-    CloseFailed,
-    /// The file was not closed cleanly (the close failed): redb recovers it at a reopen.
-    NotClosedCleanly,
-    /// The file is no longer at its path: reopened through the log's own descriptor.
-    ViaDescriptor,
-    /// redb fell back from the newest commit (the one the I/O error tore) at a reopen.
-    Fallback,
-    /// A reopen failed.
-    ReopenFailed,
-    /// The file was reopened.
-    Reopened,
-}
-
-/// How often each [`Said`] happened in the current I/O-error episode: from an I/O error
-/// until a commit succeeds again (module docs, "Logging").
-#[derive(Debug, Default)]
-pub(super) struct Episode {
-    /// Occurrences, indexed by [`Said`].
-    counts: [AtomicU64; 7],
-}
-
-impl From<crate::redb_open::RepairWarning> for Said {
-    fn from(which: crate::redb_open::RepairWarning) -> Said {
-        match which {
-            crate::redb_open::RepairWarning::NotClosedCleanly => Said::NotClosedCleanly,
-            crate::redb_open::RepairWarning::FellBack => Said::Fallback,
-        }
-    }
-}
-
-impl Episode {
-    /// Counts one `what`; `true` when it is the first of the episode (log it at its level).
-    pub(super) fn first(&self, what: Said) -> bool {
-        self.counts[what as usize].fetch_add(1, Ordering::AcqRel) == 0
-    }
-
-    /// Ends the episode (a commit succeeded): each message is logged at its level again the
-    /// next time. Returns the episode's I/O errors and reopens; `None` when nothing happened.
-    pub(super) fn end(&self) -> Option<(u64, u64)> {
-        if self.counts.iter().all(|c| c.load(Ordering::Acquire) == 0) {
-            return None;
-        }
-        let counts = self.counts.each_ref().map(|c| c.swap(0, Ordering::AcqRel));
-        Some((counts[Said::IoError as usize], counts[Said::Reopened as usize]))
-    }
-}
 
 /// Reopen backoff, and the events a failed commit stored after all.
 pub(super) struct Recovery {
@@ -188,7 +125,7 @@ impl ClickLog {
     fn mark_failed(&self, op: &str, source: &redb::Error) {
         if !self.inner.needs_reopen.swap(true, Ordering::AcqRel) {
             *self.inner.failure.lock().unwrap_or_else(|p| p.into_inner()) = format!("could not {op}: {source}");
-            once_per_episode!(self, Said::IoError, error, path = %self.inner.path.display(), op, error = %source, "click log I/O error: the file is closed and reopened at the next append");
+            once_per_episode!(self.inner.episode, Said::IoError, error, path = %self.inner.path.display(), op, error = %source, "click log I/O error: the file is closed and reopened at the next append");
         }
     }
 
@@ -257,7 +194,7 @@ impl ClickLog {
             return Some(active);
         }
         let via = self.inner.watch.reopen_path()?;
-        once_per_episode!(self, Said::ViaDescriptor, warn, path = %active.display(), via = %via.display(), "the click log file is no longer at its path: reopening it through the log's own descriptor");
+        once_per_episode!(self.inner.episode, Said::ViaDescriptor, warn, path = %active.display(), via = %via.display(), "the click log file is no longer at its path: reopening it through the log's own descriptor");
         Some(via)
     }
 
@@ -295,7 +232,7 @@ impl ClickLog {
         if let Some(old) = slot.take()
             && let Err(e) = old.close()
         {
-            once_per_episode!(self, Said::CloseFailed, warn, path = %path.display(), error = %e, "click log: closing the file after an I/O error failed");
+            once_per_episode!(self.inner.episode, Said::CloseFailed, warn, path = %path.display(), error = %e, "click log: closing the file after an I/O error failed");
         }
         let opened = (self.inner.opener)(path, &self.inner.episode).and_then(|db| check_format_and_init(&db, path).map(|(head, low, _)| (db, head, low)));
         let (db, file_head, file_low) = match opened {
@@ -305,7 +242,7 @@ impl ClickLog {
                 let delay = reopen_delay(w.recovery.initial_backoff, w.recovery.failures);
                 w.recovery.next_try = Some(now + delay);
                 *self.inner.failure.lock().unwrap_or_else(|p| p.into_inner()) = e.chain();
-                once_per_episode!(self, Said::ReopenFailed, warn, path = %path.display(), error = e.chain(), retry_in_ms = delay.as_millis() as u64, attempt = w.recovery.failures, "could not reopen the click log");
+                once_per_episode!(self.inner.episode, Said::ReopenFailed, warn, path = %path.display(), error = e.chain(), retry_in_ms = delay.as_millis() as u64, attempt = w.recovery.failures, "could not reopen the click log");
                 return Err(self.closed_error(delay));
             }
         };
@@ -335,7 +272,7 @@ impl ClickLog {
         self.inner.needs_reopen.store(false, Ordering::Release);
         w.recovery.failures = 0;
         w.recovery.next_try = None;
-        once_per_episode!(self, Said::Reopened, info, path = %path.display(), head = w.head, "click log reopened after an I/O error");
+        once_per_episode!(self.inner.episode, Said::Reopened, info, path = %path.display(), head = w.head, "click log reopened after an I/O error");
         Ok(())
     }
 }

@@ -10,7 +10,7 @@ use redb::backends::FileBackend;
 use sluice_schemas::ClickEvent;
 use uuid::Uuid;
 
-use super::recovery::{Episode, REOPEN_BACKOFF_MAX, Said, reopen_delay};
+use super::recovery::{REOPEN_BACKOFF_MAX, reopen_delay};
 use super::*;
 use crate::test_fs::{SmallFileSystem, fill, logged_about};
 
@@ -309,21 +309,6 @@ fn an_io_error_after_the_log_dir_was_removed_reopens_the_same_file_not_a_new_one
     let log = ClickLog::open(&dir).expect("reopen after a restart");
     assert_eq!((log.low(), log.head(), log.log_id()), (0, 8, log_id));
     assert_eq!(log.read(0, 100).expect("read"), offsets_and_events(0..8));
-}
-
-/// Each message of an I/O-error episode is said at its level the first time only; a
-/// successful commit ends the episode with its counts, and the next episode says each again.
-#[test]
-fn each_message_is_said_once_per_io_error_episode() {
-    let e = Episode::default();
-    assert_eq!(e.end(), None, "no episode: nothing to end");
-    let said: Vec<bool> = (0..3).flat_map(|_| [Said::IoError, Said::Fallback, Said::Reopened]).map(|what| e.first(what)).collect();
-    assert_eq!(said, [true, true, true, false, false, false, false, false, false]);
-    assert!(e.first(Said::CloseFailed), "each message is counted on its own");
-    assert_eq!(e.end(), Some((3, 3)));
-    assert_eq!(e.end(), None, "ended");
-    assert!(e.first(Said::Fallback), "a new episode says it again");
-    assert!(!e.first(Said::Fallback));
 }
 
 /// A real full disk (a 4 MiB tmpfs; root only): every retry of the failed append reopens
