@@ -10,6 +10,7 @@
 //! | [`link_cache`] | the [`LinkCacheL2`] trait: second-level link cache of the redirect path |
 //! | `redis` (feature `redis`) | Redis L2 link cache with cross-process invalidation, hot-view sink |
 //! | `clickhouse` (feature `clickhouse-sink`) | ClickHouse migrations, rollup/event/anomaly sink, rollup queries |
+//! | `test_fs` (tests; feature `test-support`) | test helpers: a small tmpfs to fill, a `tracing` log capture |
 //!
 //! Nothing here depends on `sluice-dataflows`.
 #![deny(missing_docs)]
@@ -30,8 +31,8 @@ pub mod link_store;
 pub mod redb_open;
 #[cfg(feature = "redis")]
 pub mod redis;
-#[cfg(test)]
-mod test_fs;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_fs;
 
 pub use error::{Error, Result};
 pub use link_cache::{Invalidation, L2Lookup, LinkCacheL2};

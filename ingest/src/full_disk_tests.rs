@@ -2,58 +2,16 @@
 //! log fails (once per failure episode, `writer.rs` docs, "Failures").
 
 use std::ops::Range;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sluice_connectors::click_log::ClickLog;
+use sluice_connectors::test_fs::{CapturedLogs, SmallFileSystem, fill};
 use sluice_schemas::ClickEvent;
 
 use crate::tests::event;
 use crate::*;
-
-/// Runs `mount -t tmpfs -o size=<bytes>` on a directory while alive (root only), to fill a
-/// file system for real; unmounts on drop. (`sluice-connectors` has its own, test-only.)
-struct SmallFileSystem(std::path::PathBuf);
-
-impl SmallFileSystem {
-    fn mount(at: &Path, bytes: u64) -> SmallFileSystem {
-        let out =
-            std::process::Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "sluice-test-tmpfs"]).arg(at).output().expect("run mount");
-        assert!(out.status.success(), "mount tmpfs at {}: {}", at.display(), String::from_utf8_lossy(&out.stderr));
-        SmallFileSystem(at.to_path_buf())
-    }
-}
-
-impl Drop for SmallFileSystem {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.0).status();
-    }
-}
-
-/// Fills the file system of `dir` to its last byte.
-fn fill(dir: &Path) {
-    use std::io::Write;
-    let mut f = std::fs::File::create(dir.join("filler")).expect("filler");
-    let chunk = vec![7u8; 4096];
-    while f.write_all(&chunk).is_ok() {}
-    while f.write_all(&[7]).is_ok() {}
-}
-
-/// What a `tracing` subscriber wrote.
-#[derive(Clone, Default)]
-struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lock").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// The lines this crate logged (debug level and up, no time, no ANSI, no target) on the
 /// calling thread, without its name. The subscriber is the global one (a scoped one misses
@@ -61,18 +19,16 @@ impl std::io::Write for Captured {
 /// test's lines from those of tests running alongside.
 fn logged_on_this_thread() -> Vec<String> {
     use tracing_subscriber::layer::SubscriberExt as _;
-    static LOGS: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+    static LOGS: std::sync::OnceLock<CapturedLogs> = std::sync::OnceLock::new();
     let logs = LOGS.get_or_init(|| {
-        let captured = Captured::default();
-        let writer = captured.clone();
+        let captured = CapturedLogs::default();
         let targets = tracing_subscriber::filter::Targets::new().with_target("sluice_ingest", tracing::Level::DEBUG);
-        let fmt =
-            tracing_subscriber::fmt::layer().with_writer(move || writer.clone()).with_ansi(false).without_time().with_target(false).with_thread_names(true);
+        let fmt = tracing_subscriber::fmt::layer().with_writer(captured.clone()).with_ansi(false).without_time().with_target(false).with_thread_names(true);
         tracing::subscriber::set_global_default(tracing_subscriber::registry().with(fmt).with(targets)).expect("the only global subscriber");
         captured
     });
     let name = format!(" {} ", std::thread::current().name().expect("a named test thread"));
-    let text = String::from_utf8(logs.0.lock().expect("lock").clone()).expect("utf-8");
+    let text = logs.text();
     // The fmt layer pads thread names to the longest one seen so far.
     text.lines().filter_map(|l| l.split_once(&name).map(|(level, rest)| format!("{} {}", level.trim_end(), rest.trim_start()))).collect()
 }
@@ -119,14 +75,8 @@ async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 /// warned about again. The metric and the summary count every failed attempt.
 #[test]
 fn a_full_disk_logs_the_writers_warning_once_per_episode() {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("skipped: mounting a tmpfs needs root");
-        return;
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mnt = dir.path().join("small");
-    std::fs::create_dir(&mnt).expect("mkdir");
-    let fs = SmallFileSystem::mount(&mnt, 4 << 20);
+    let Some(fs) = SmallFileSystem::temporary(4 << 20) else { return };
+    let mnt = fs.path().to_path_buf();
     logged_on_this_thread();
     // Current-thread runtime: the writer's task, which logs, runs on this test's thread.
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");

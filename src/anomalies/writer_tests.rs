@@ -195,20 +195,8 @@ async fn a_deleted_store_file_is_written_back_and_a_replaced_one_fails_readiness
 /// anomaly history and event ids restart from zero; a first start (no checkpoints) does not.
 #[test]
 fn a_missing_store_next_to_checkpoints_is_warned_about() {
-    #[derive(Clone, Default)]
-    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
-    impl std::io::Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().expect("lock").extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).without_time().with_target(false).finish();
+    let captured = sluice_connectors::test_fs::CapturedLogs::default();
+    let subscriber = tracing_subscriber::fmt().with_writer(captured.clone()).with_ansi(false).without_time().with_target(false).finish();
     let dir = tempfile::tempdir().expect("tempdir");
     let checkpoints = crate::job::checkpoint::dir_of(dir.path());
     tracing::subscriber::with_default(subscriber, || {
@@ -219,7 +207,7 @@ fn a_missing_store_next_to_checkpoints_is_warned_about() {
         std::fs::write(dir.path().join(ANOMALY_STORE_FILE_NAME), b"").expect("a store file");
         warn_if_history_lost(dir.path());
     });
-    let logs = String::from_utf8(captured.0.lock().expect("lock").clone()).expect("utf-8");
+    let logs = captured.text();
     let expected = format!(
         " WARN the anomaly store is missing while the dataflow has checkpoints: a new, empty anomaly store is created; the anomaly history \
          and the event ids (the stream's Last-Event-ID) restart from zero, and the dataflow, restored from its checkpoint, does not derive \

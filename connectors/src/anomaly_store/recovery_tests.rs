@@ -235,24 +235,18 @@ fn a_replaced_file_is_reported_and_left_alone() {
 #[test]
 fn a_full_disk_logs_each_reopen_message_once_per_episode() {
     use crate::test_fs::{SmallFileSystem, fill, logged_about};
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("skipped: mounting a tmpfs needs root");
-        return;
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mnt = dir.path().join("small");
-    std::fs::create_dir(&mnt).expect("mkdir");
-    let _fs = SmallFileSystem::mount(&mnt, 4 << 20);
+    let Some(fs) = SmallFileSystem::temporary(4 << 20) else { return };
+    let mnt = fs.path();
     let path = mnt.join(ANOMALY_STORE_FILE_NAME).display().to_string();
     logged_about(&path);
-    let store = AnomalyStore::open(&mnt).expect("open on tmpfs");
+    let store = AnomalyStore::open(mnt).expect("open on tmpfs");
     store.recovery.lock().expect("lock").initial_backoff = std::time::Duration::ZERO;
     let batch =
         |n: u32| -> Vec<Anomaly> { (0..50).map(|i| anomaly(AnomalyKind::ClickBurst, &format!("link:{n}-{i}"), 60_000, 0, Severity::Warning)).collect() };
     assert_eq!(store.append(&batch(0)).expect("append").len(), 50);
     let mut failures = Vec::new();
     for episode in 1..=2 {
-        fill(&mnt);
+        fill(mnt);
         failures.push((0..6).filter(|_| store.append(&batch(episode)).is_err()).count());
         std::fs::remove_file(mnt.join("filler")).expect("free space");
         assert_eq!(store.append(&batch(episode)).expect("an append once there is room").len(), 50);

@@ -318,22 +318,16 @@ fn an_io_error_after_the_log_dir_was_removed_reopens_the_same_file_not_a_new_one
 /// line, and the next full disk is a new episode, logged again.
 #[test]
 fn a_full_disk_logs_each_recovery_message_once_per_episode() {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("skipped: mounting a tmpfs needs root");
-        return;
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mnt = dir.path().join("small");
-    std::fs::create_dir(&mnt).expect("mkdir");
-    let _fs = SmallFileSystem::mount(&mnt, 4 << 20);
+    let Some(fs) = SmallFileSystem::temporary(4 << 20) else { return };
+    let mnt = fs.path();
     let path = mnt.join(CLICK_LOG_FILE_NAME).display().to_string();
     logged_about(&path);
-    let log = ClickLog::open(&mnt).expect("open on tmpfs");
+    let log = ClickLog::open(mnt).expect("open on tmpfs");
     log.inner.write.lock().expect("lock").recovery.initial_backoff = Duration::ZERO;
     assert_eq!(log.append(&events(0..100)).expect("append"), 0..100);
     let mut failures = Vec::new();
     for episode in 0..2u64 {
-        fill(&mnt);
+        fill(mnt);
         let batch = 100 + episode * 100..200 + episode * 100;
         failures.push((0..6).filter(|_| log.append(&events(batch.clone())).is_err()).count());
         std::fs::remove_file(mnt.join("filler")).expect("free space");
