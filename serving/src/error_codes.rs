@@ -28,6 +28,7 @@ pub const ERROR_CODES: &[(u16, &[&str])] = &[
             "invalid_codes",
             "invalid_cursor",
             "invalid_dimensions",
+            "invalid_etag",
             "invalid_expires_at",
             "invalid_format",
             "invalid_host",

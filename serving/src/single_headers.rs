@@ -10,7 +10,8 @@
 //! `Content-Length` is hyper's: it refuses differing copies before any handler runs.
 //! `If-Match` and `If-None-Match` *are* lists (RFC 9110 §13.1.1, §13.1.2): their copies are
 //! one combined list, and the link endpoints read every copy (a PATCH with `If-Match: "a"`
-//! and `If-Match: "b"` applies when the current ETag is either).
+//! and `If-Match: "b"` applies when the current ETag is either; a member that is not `*` or
+//! a quoted entity tag is 400 `invalid_etag`, [`crate::links::conditional`]).
 
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderName, header};

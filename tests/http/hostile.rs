@@ -128,6 +128,46 @@ async fn if_none_match_guards_writes_to_an_existing_link(b: Backend) {
     app.request(Method::DELETE, &path, &[("if-none-match", "*")], None).await.assert_error(404, "not_found");
 }
 
+/// An `If-Match` or `If-None-Match` member that is neither `*` nor a quoted entity tag
+/// (`abc` for the ETag `"abc"`) could never match: 400 `invalid_etag` naming the header and
+/// the member, on `GET` (which used to answer 200 as if it had not been sent), `PATCH` and
+/// `DELETE` (which used to answer 412 "modified", however often retried), before the link
+/// is looked up; nothing changes. The same tag quoted keeps working.
+async fn an_unquoted_etag_is_400_invalid_etag(b: Backend) {
+    let app = TestApp::start(b).await;
+    let code = app.create_url("https://example.com/unquoted").await;
+    let path = format!("/v1/links/{code}");
+    let current = app.get(&path).await.header("etag").expect("etag").to_owned();
+    let unquoted = current.trim_matches('"').to_owned();
+    let want = |header: &str, value: &str| json!({"header": header, "value": value});
+    for (method, header) in [
+        (Method::GET, "If-None-Match"),
+        (Method::PATCH, "If-None-Match"),
+        (Method::PATCH, "If-Match"),
+        (Method::DELETE, "If-Match"),
+        (Method::DELETE, "If-None-Match"),
+    ] {
+        for value in [unquoted.clone(), format!("W/{unquoted}"), format!("\"0-0\", {unquoted}")] {
+            let mut h = vec![(header, value.as_str())];
+            let body = (method == Method::PATCH).then(|| {
+                h.push(("content-type", "application/json"));
+                json!({"tags": ["changed"]}).to_string()
+            });
+            let r = app.request(method.clone(), &path, &h, body).await;
+            let err = r.assert_error(400, "invalid_etag");
+            let member = value.rsplit(", ").next().expect("member");
+            assert_eq!(err["details"], want(header, member), "{method} {header}: {value}");
+            assert!(err["message"].as_str().expect("message").starts_with(&format!("{header} must be * or a list of entity tags in double quotes")), "{err}");
+        }
+    }
+    // Before any lookup: also for a code without a link.
+    app.request(Method::GET, "/v1/links/nope", &[("if-none-match", "abc")], None).await.assert_error(400, "invalid_etag");
+    assert_eq!(app.get(&path).await.json()["tags"], json!([]), "nothing changed");
+    let r = app.request(Method::GET, &path, &[("if-none-match", current.as_str())], None).await;
+    assert_eq!(r.status, StatusCode::NOT_MODIFIED, "quoted, it matches");
+    assert_eq!(app.request(Method::DELETE, &path, &[("if-match", current.as_str())], None).await.status, StatusCode::NO_CONTENT);
+}
+
 /// 1 MiB of hostile text.
 fn mib(c: char) -> String {
     std::iter::repeat_n(c, 1 << 20).collect()
@@ -180,5 +220,6 @@ backend_tests!(
     a_repeated_single_header_is_400_on_api_routes_and_ignored_by_redirects,
     if_match_and_if_none_match_lines_form_one_list,
     if_none_match_guards_writes_to_an_existing_link,
+    an_unquoted_etag_is_400_invalid_etag,
     errors_quoting_1_mib_of_input_stay_small,
 );

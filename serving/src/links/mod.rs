@@ -1,6 +1,7 @@
 //! Handlers of `/v1/links` and the validation they share (create and update apply the
 //! same rules, so a fix on one path can never leave the other open).
 
+pub mod conditional;
 pub mod create;
 pub mod cursor;
 pub mod read;

@@ -9,6 +9,7 @@ use sluice_connectors::ListQuery;
 use crate::dto::{ErrorBody, LinkPage, LinkResponse, ListParams};
 use crate::error::ApiError;
 use crate::extract::{ApiQuery, LinkCode};
+use crate::links::conditional::Condition;
 use crate::links::{cursor, etag, link_headers, to_response};
 use crate::state::ApiState;
 
@@ -19,35 +20,29 @@ const _: () = assert!(MAX_LIMIT as usize == crate::extract::PAGE_MAX_LIMIT, "a l
 pub const DEFAULT_LIMIT: u32 = 100;
 
 /// Reads one link. Send `If-None-Match: <ETag>` to revalidate a copy: 304 (no body, the
-/// same `ETag`) while the link is at that revision (RFC 9110 §13.1.2).
+/// same `ETag`) while the link is at that revision (RFC 9110 §13.1.2). A member of
+/// `If-None-Match` that is neither `*` nor a quoted entity tag is 400 `invalid_etag`
+/// ([`Condition`]).
 #[utoipa::path(
     get, path = "/v1/links/{code}", tag = "links",
     params(
         ("code" = String, Path, description = "Short code (case-sensitive)"),
-        ("If-None-Match" = Option<String>, Header, description = "ETag(s) of a copy held (or `*`); 304 when one is current"),
+        ("If-None-Match" = Option<String>, Header, description = "ETag(s) of a copy held, quoted as the ETag header sends them (or `*`); 304 when one is current (weak comparison)"),
     ),
     responses(
         (status = 200, description = "The link", body = LinkResponse, headers(("ETag" = String))),
         (status = 304, description = "The copy with this ETag is current", headers(("ETag" = String))),
+        (status = 400, description = "invalid_etag (an If-None-Match member that is neither `*` nor a quoted entity tag)", body = ErrorBody),
         (status = 404, description = "not_found", body = ErrorBody),
     )
 )]
 pub async fn get_link(State(state): State<ApiState>, LinkCode(code): LinkCode, headers: HeaderMap) -> Result<Response, ApiError> {
+    let if_none_match = Condition::read(&headers, &header::IF_NONE_MATCH)?;
     let link = state.inner.store.get(&code).await?.ok_or_else(|| ApiError::link_not_found(&code))?;
-    let current = etag(&link);
-    let not_modified = headers.get_all(header::IF_NONE_MATCH).iter().any(|v| v.to_str().is_ok_and(|v| if_none_match_matches(v, &current)));
-    if not_modified {
+    if if_none_match.is_some_and(|c| c.matches_weak(&etag(&link))) {
         return Ok((StatusCode::NOT_MODIFIED, link_headers(&link)).into_response());
     }
     Ok((link_headers(&link), Json(to_response(&state, &link))).into_response())
-}
-
-/// Whether an `If-None-Match` value (`*` or a list of entity tags) matches the entity tag
-/// `current` under weak comparison (RFC 9110 §13.1.2 and §8.8.3.2: `W/"x"` matches `"x"`).
-pub fn if_none_match_matches(header_value: &str, current: &str) -> bool {
-    let opaque = |t: &str| t.trim().trim_start_matches("W/").to_owned();
-    let current = opaque(current);
-    header_value.split(',').any(|t| t.trim() == "*" || opaque(t) == current)
 }
 
 /// Lists links oldest first with keyset pagination.

@@ -5,11 +5,11 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sluice_connectors::{LinkChange, LinkPatch};
-use sluice_schemas::Link;
 
 use crate::dto::{ErrorBody, LinkResponse, UpdateLinkRequest};
 use crate::error::{ApiError, precondition_failed, precondition_failed_exists};
 use crate::extract::{ApiJson, LinkCode};
+use crate::links::conditional::Condition;
 use crate::links::{etag, link_headers, normalize_tags, now_ms, parse_expires_at, parse_redirect_type, to_response};
 use crate::state::ApiState;
 
@@ -18,13 +18,13 @@ use crate::state::ApiState;
     patch, path = "/v1/links/{code}", tag = "links",
     params(
         ("code" = String, Path, description = "Short code (case-sensitive)"),
-        ("If-Match" = Option<String>, Header, description = "ETag of the revision to update (or a list of them, in one line or several: any may match; or `*`); 412 when stale"),
+        ("If-Match" = Option<String>, Header, description = "ETag of the revision to update, quoted as the ETag header sends it (or a list of them, in one line or several: any may match; or `*`); 412 when stale"),
         ("If-None-Match" = Option<String>, Header, description = "`*` or a list of ETags: 412 when the link exists (`*`) or its current ETag is listed (weak comparison)"),
     ),
     request_body = UpdateLinkRequest,
     responses(
         (status = 200, description = "Updated link", body = LinkResponse, headers(("ETag" = String))),
-        (status = 400, description = "Invalid field (same rules as create) or alias_rename_unsupported", body = ErrorBody),
+        (status = 400, description = "Invalid field (same rules as create), alias_rename_unsupported, or invalid_etag (an If-Match or If-None-Match member that is neither `*` nor a quoted entity tag)", body = ErrorBody),
         (status = 404, description = "not_found", body = ErrorBody),
         (status = 409, description = "link_held: an administrator disabled the link", body = ErrorBody),
         (status = 412, description = "precondition_failed", body = ErrorBody),
@@ -56,44 +56,34 @@ pub async fn update_link(
 }
 
 /// Evaluates the request's preconditions against the stored link (RFC 9110 §13.2.2: `If-Match`
-/// first, then `If-None-Match`); returns the revision the write must still find (`If-Match`
-/// with entity tags: the store compares it in the write's own transaction) or `None`.
+/// first, then `If-None-Match`; every line of each, [`Condition`]); returns the revision the
+/// write must still find (`If-Match` with entity tags: the store compares it in the write's
+/// own transaction) or `None`.
 ///
-/// Errors: 412 `precondition_failed` when `If-Match` matches no current tag, or when
-/// `If-None-Match` is `*` or lists the current tag (weak comparison, §13.1.2: the link
-/// exists); 404 `not_found` when a precondition is sent for a code without a link.
+/// Errors: 400 `invalid_etag` when a member of either field is neither `*` nor a quoted
+/// entity tag (before any lookup); 412 `precondition_failed` when `If-Match` matches no
+/// current tag (strong comparison: weak tags never match), or when `If-None-Match` is `*`
+/// or lists the current tag (weak comparison, §13.1.2: the link exists); 404 `not_found`
+/// when a precondition is sent for a code without a link.
 async fn preconditions(state: &ApiState, code: &str, headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
-    let (if_match, if_none_match) = (list_header(headers, &header::IF_MATCH), list_header(headers, &header::IF_NONE_MATCH));
+    let if_match = Condition::read(headers, &header::IF_MATCH)?;
+    let if_none_match = Condition::read(headers, &header::IF_NONE_MATCH)?;
     if if_match.is_none() && if_none_match.is_none() {
         return Ok(None);
     }
     let current = state.inner.store.get(code).await?.ok_or_else(|| ApiError::link_not_found(code))?;
+    let tag = etag(&current);
     if let Some(m) = &if_match
-        && !if_match_matches(m, &current)
+        && !m.matches_strong(&tag)
     {
         return Err(precondition_failed());
     }
     if let Some(m) = &if_none_match
-        && super::read::if_none_match_matches(m, &etag(&current))
+        && m.matches_weak(&tag)
     {
         return Err(precondition_failed_exists());
     }
-    Ok(if_match.filter(|m| m.trim() != "*").map(|_| current.version))
-}
-
-/// A list header's value: every line joined with `", "` (RFC 9110 §5.3: the lines of a list
-/// field are one list, so none is ignored); `None` without the header. A line that is not
-/// visible ASCII stands as a tag that matches nothing.
-fn list_header(headers: &HeaderMap, name: &header::HeaderName) -> Option<String> {
-    let lines: Vec<&str> = headers.get_all(name).iter().map(|v| v.to_str().unwrap_or("\u{0}")).collect();
-    (!lines.is_empty()).then(|| lines.join(", "))
-}
-
-/// Whether an `If-Match` value (a list of entity tags or `*`) matches `link` under strong
-/// comparison (RFC 9110 §13.1.1): weak tags never match.
-pub fn if_match_matches(header_value: &str, link: &Link) -> bool {
-    let current = etag(link);
-    header_value.split(',').map(str::trim).any(|t| t == "*" || t == current)
+    Ok(if_match.filter(|m| !m.is_any()).map(|_| current.version))
 }
 
 fn build_patch(state: &ApiState, req: &UpdateLinkRequest, now: chrono::DateTime<chrono::Utc>) -> Result<LinkPatch, ApiError> {
@@ -121,11 +111,12 @@ fn build_patch(state: &ApiState, req: &UpdateLinkRequest, now: chrono::DateTime<
     delete, path = "/v1/links/{code}", tag = "links",
     params(
         ("code" = String, Path, description = "Short code (case-sensitive)"),
-        ("If-Match" = Option<String>, Header, description = "ETag of the revision to delete (or a list of them, in one line or several: any may match; or `*`); 412 when stale"),
+        ("If-Match" = Option<String>, Header, description = "ETag of the revision to delete, quoted as the ETag header sends it (or a list of them, in one line or several: any may match; or `*`); 412 when stale"),
         ("If-None-Match" = Option<String>, Header, description = "`*` or a list of ETags: 412 when the link exists (`*`) or its current ETag is listed (weak comparison)"),
     ),
     responses(
         (status = 204, description = "Deleted"),
+        (status = 400, description = "invalid_etag (an If-Match or If-None-Match member that is neither `*` nor a quoted entity tag)", body = ErrorBody),
         (status = 404, description = "not_found", body = ErrorBody),
         (status = 412, description = "precondition_failed", body = ErrorBody),
     )

@@ -1,0 +1,177 @@
+//! `If-Match` and `If-None-Match` of the single-link routes (RFC 9110 §13.1.1, §13.1.2).
+//!
+//! Each field is `*` or a comma-separated list of entity tags, `"opaque"` or `W/"opaque"`
+//! (§8.8.3); its lines are one list (§5.3), and empty list members are skipped (§5.6.1.2).
+//! A member that is neither (`abc` for the ETag `"abc"`, `W/abc`, `"abc`) could never match
+//! an ETag of ours: instead of counting it as "no match" (a GET then answers 200 with the
+//! body as if nothing had been sent, a PATCH 412 "modified" however often it is retried),
+//! the request is refused with 400 `invalid_etag`, naming the header and the member
+//! ([`Condition::read`]). `*` is taken as a member of a list too (it matches any ETag).
+
+use axum::http::{HeaderMap, HeaderName, header};
+use serde_json::json;
+
+use crate::error::{ApiError, echo};
+
+/// A parsed `If-Match` or `If-None-Match` field (every line of it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Condition {
+    /// `*` was listed.
+    any: bool,
+    /// The entity tags listed: weak or not, and the opaque tag with its quotes.
+    tags: Vec<(bool, Vec<u8>)>,
+}
+
+impl Condition {
+    /// The field `name` (`If-Match` or `If-None-Match`) of `headers`: `Ok(None)` when absent.
+    ///
+    /// Errors: 400 `invalid_etag` when a member is neither `*` nor an entity tag (details
+    /// `{"header", "value"}`: the header's name and the member as sent, bounded).
+    pub fn read(headers: &HeaderMap, name: &HeaderName) -> Result<Option<Condition>, ApiError> {
+        let mut lines = headers.get_all(name).iter().peekable();
+        if lines.peek().is_none() {
+            return Ok(None);
+        }
+        let mut cond = Condition { any: false, tags: Vec::new() };
+        for line in lines {
+            for member in members(line.as_bytes()) {
+                match member {
+                    b"*" => cond.any = true,
+                    m => match entity_tag(m) {
+                        Some(tag) => cond.tags.push(tag),
+                        None => return Err(invalid(name, m)),
+                    },
+                }
+            }
+        }
+        Ok(Some(cond))
+    }
+
+    /// Whether `*` alone was sent (the link must exist, whatever its revision).
+    pub fn is_any(&self) -> bool {
+        self.any && self.tags.is_empty()
+    }
+
+    /// Strong comparison with the ETag `current` (`If-Match`, §8.8.3.2): `*`, or a listed
+    /// tag that is not weak and has `current`'s opaque tag.
+    pub fn matches_strong(&self, current: &str) -> bool {
+        self.any || self.tags.iter().any(|(weak, opaque)| !weak && opaque == current.as_bytes())
+    }
+
+    /// Weak comparison with the ETag `current` (`If-None-Match`): `*`, or a listed tag, weak
+    /// or not, with `current`'s opaque tag (`W/"x"` matches `"x"`).
+    pub fn matches_weak(&self, current: &str) -> bool {
+        let current = current.strip_prefix("W/").unwrap_or(current).as_bytes();
+        self.any || self.tags.iter().any(|(_, opaque)| opaque == current)
+    }
+}
+
+/// The non-empty members of one line of a list field, optional whitespace trimmed. A comma
+/// inside a quoted opaque tag does not split it (etagc includes `,`).
+fn members(line: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = line;
+    std::iter::from_fn(move || {
+        loop {
+            if rest.is_empty() {
+                return None;
+            }
+            let mut quoted = false;
+            let end = rest
+                .iter()
+                .position(|&b| {
+                    if b == b'"' {
+                        quoted = !quoted;
+                    }
+                    b == b',' && !quoted
+                })
+                .unwrap_or(rest.len());
+            let member = rest[..end].trim_ascii();
+            rest = rest.get(end + 1..).unwrap_or_default();
+            if !member.is_empty() {
+                return Some(member);
+            }
+        }
+    })
+}
+
+/// `member` as an entity tag (`[W/]"etagc*"`, RFC 9110 §8.8.3): whether it is weak, and its
+/// opaque tag with the quotes; `None` when it is not one.
+fn entity_tag(member: &[u8]) -> Option<(bool, Vec<u8>)> {
+    let (weak, opaque) = match member.strip_prefix(b"W/") {
+        Some(rest) => (true, rest),
+        None => (false, member),
+    };
+    let inner = opaque.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
+    // etagc = %x21 / %x23-7E / obs-text: no space, no control, no further quote.
+    inner.iter().all(|&b| b == 0x21 || (0x23..=0x7e).contains(&b) || b >= 0x80).then(|| (weak, opaque.to_vec()))
+}
+
+/// 400 `invalid_etag` for `member` of the field `name`.
+fn invalid(name: &HeaderName, member: &[u8]) -> ApiError {
+    let display = if name == header::IF_MATCH { "If-Match" } else { "If-None-Match" };
+    let value = String::from_utf8_lossy(member);
+    let message = format!(
+        "{display} must be * or a list of entity tags in double quotes, as the ETag header sends them (\"1a2b-3\" or W/\"1a2b-3\", RFC 9110 section 8.8.3); got \"{}\"",
+        echo(&value)
+    );
+    ApiError::bad_request("invalid_etag", message).with_details(json!({ "header": display, "value": value }))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    fn read(name: &HeaderName, lines: &[&[u8]]) -> Result<Option<Condition>, ApiError> {
+        let mut h = HeaderMap::new();
+        for l in lines {
+            h.append(name, HeaderValue::from_bytes(l).expect("header value"));
+        }
+        Condition::read(&h, name)
+    }
+
+    #[test]
+    fn lists_of_entity_tags_and_star_are_read_across_lines() {
+        let c = read(&header::IF_MATCH, &[b"\"a\", W/\"b\"", b" , \"c,d\" ,,", b"\"\xe9\""]).expect("valid").expect("present");
+        let tags: Vec<(bool, &[u8])> = c.tags.iter().map(|(w, o)| (*w, o.as_slice())).collect();
+        assert_eq!(tags, vec![(false, &b"\"a\""[..]), (true, b"\"b\""), (false, b"\"c,d\""), (false, b"\"\xe9\"")]);
+        assert!(!c.any);
+        assert_eq!(read(&header::IF_MATCH, &[]), Ok(None));
+        let star = read(&header::IF_NONE_MATCH, &[b"*"]).expect("valid").expect("present");
+        assert!(star.is_any() && star.matches_strong("\"x\"") && star.matches_weak("\"x\""));
+        assert!(!read(&header::IF_MATCH, &[b"*, \"a\""]).expect("valid").expect("present").is_any(), "a list holding *");
+    }
+
+    #[test]
+    fn strong_and_weak_comparison() {
+        let c = read(&header::IF_MATCH, &[b"W/\"a\", \"b\""]).expect("valid").expect("present");
+        assert!(!c.matches_strong("\"a\"") && c.matches_strong("\"b\""));
+        assert!(c.matches_weak("\"a\"") && c.matches_weak("W/\"a\"") && c.matches_weak("\"b\""));
+        assert!(!c.matches_weak("\"c\"") && !c.matches_strong("\"c\""));
+    }
+
+    #[test]
+    fn a_member_that_is_no_entity_tag_is_400_invalid_etag() {
+        for (name, bad, member) in [
+            (&header::IF_NONE_MATCH, &b"abc"[..], "abc"),
+            (&header::IF_MATCH, b"\"a\", abc", "abc"),
+            (&header::IF_MATCH, b"W/abc", "W/abc"),
+            (&header::IF_MATCH, b"\"abc", "\"abc"),
+            (&header::IF_MATCH, b"w/\"abc\"", "w/\"abc\""),
+            (&header::IF_MATCH, b"\"a b\"", "\"a b\""),
+            (&header::IF_MATCH, b"\"a\"\"b\"", "\"a\"\"b\""),
+            (&header::IF_MATCH, b"**", "**"),
+        ] {
+            let e = read(name, &[bad]).expect_err(member);
+            let display = if *name == header::IF_MATCH { "If-Match" } else { "If-None-Match" };
+            assert_eq!((e.status.as_u16(), e.code), (400, "invalid_etag"), "{member}");
+            assert_eq!(e.details, json!({"header": display, "value": member}), "{member}");
+        }
+        let e = read(&header::IF_NONE_MATCH, &[b"abc"]).expect_err("unquoted");
+        assert_eq!(
+            e.message,
+            "If-None-Match must be * or a list of entity tags in double quotes, as the ETag header sends them (\"1a2b-3\" or W/\"1a2b-3\", RFC 9110 section 8.8.3); got \"abc\""
+        );
+    }
+}
