@@ -93,7 +93,9 @@ pub fn run_to(data_dir: &Path, from: Option<u64>, lines: u64, out: &mut impl Wri
             file.display()
         );
     }
-    if sluice_connectors::redb_open::was_not_closed_cleanly(&file) {
+    // A log a server holds reads as not closed cleanly too; it is refused below.
+    let held = sluice_connectors::redb_open::is_held(&file);
+    if !held && sluice_connectors::redb_open::was_not_closed_cleanly(&file) {
         tracing::info!(path = %file.display(), "the click log was not closed cleanly (its server was killed): reading it as the next start will recover it, without writing to it");
     }
     let log = ClickLogReader::open(data_dir).map_err(|e| open_error(data_dir, e, "stop it first"))?;

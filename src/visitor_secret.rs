@@ -58,7 +58,14 @@ pub fn load_or_create_after(configured: Option<&str>, data_dir: &Path, earlier_d
         bail!("\"{}\" is accessible by other users (mode {:o}); chmod 600 it", path.display(), mode & 0o777);
     }
     let text = std::fs::read_to_string(&path).with_context(|| format!("could not read \"{}\"", path.display()))?;
-    parse_secret(&text).with_context(|| format!("\"{}\" is not a valid secret", path.display()))
+    parse_secret(&text).with_context(|| {
+        format!(
+            "\"{}\" is not a valid secret (it must hold 64 hex characters, as sluice writes it): restore it from a \
+             backup to keep visitor ids stable; or delete it, and the next start generates a new secret (visitor ids \
+             then change, so returning visitors count as new uniques); or set [visitor] secret",
+            path.display()
+        )
+    })
 }
 
 /// Writes `secret` to a temporary file (mode 0600, fsync'd) and links it to `path`; returns
@@ -103,6 +110,20 @@ mod tests {
         assert_ne!(load_or_create(None, other.path()).expect("create"), a, "fresh random per data dir");
         let configured = "11".repeat(32);
         assert_eq!(load_or_create(Some(&configured), dir.path()).expect("configured"), [0x11; 32]);
+    }
+
+    /// A damaged secret file is refused with a message naming the file, the expected form and
+    /// the ways out (restore it, delete it and lose stable visitor ids, or configure one).
+    #[test]
+    fn a_damaged_secret_says_how_to_recover() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(FILE_NAME);
+        std::fs::write(&path, "short").expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let e = format!("{:#}", load_or_create(None, dir.path()).expect_err("damaged"));
+        for part in [path.display().to_string().as_str(), "64 hex characters", "restore it", "delete it", "new uniques", "[visitor] secret"] {
+            assert!(e.contains(part), "{part:?} missing from: {e}");
+        }
     }
 
     /// Two processes starting on one fresh data dir (`--role redirect` and `--role api`) both

@@ -68,7 +68,9 @@ pub fn open_checked_gated<E>(
         return Err(damaged(EMPTY_FILE.into()));
     }
     let shown = path.display().to_string();
-    if was_not_closed_cleanly(path) {
+    // A file another process holds open has the bit set too (redb sets it for as long as a
+    // writer has the file): that open fails on the lock below, and nothing is recovered.
+    if was_not_closed_cleanly(path) && !is_held(path) {
         // Nothing is damaged (a killed process tears no write): redb recovers the file from
         // its last commit. Still a warning: the process that wrote it did not shut down (for
         // the click log, clicks not yet committed then are gone); a torn newest commit is the
@@ -138,6 +140,15 @@ pub fn was_not_closed_cleanly(path: &Path) -> bool {
     let mut head = [0u8; 10];
     let read = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head));
     read.is_ok() && head[..9] == REDB_MAGIC && head[9] & RECOVERY_REQUIRED != 0
+}
+
+/// Whether a process (this one included, through another handle) holds a lock on the redb
+/// file at `path`: a writer's exclusive lock, or the shared one of `sluice log tail`. Probed
+/// with a non-blocking exclusive `flock` that is released at once. `false` when the file
+/// cannot be opened (then the open that follows reports why). A file that is held also
+/// reads as [`was_not_closed_cleanly`]: redb sets that bit while a writer has the file open.
+pub fn is_held(path: &Path) -> bool {
+    std::fs::File::open(path).is_ok_and(|f| matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock)))
 }
 
 /// Whether an I/O error from opening a redb file means the file is damaged rather than
@@ -415,6 +426,31 @@ impl Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A file another handle holds is [`is_held`], and a second open of it fails on the lock
+    /// without the "not closed cleanly" warning (nothing crashed; a tester saw the warning
+    /// when starting a second server on a busy data dir). Once closed, it is not held.
+    #[test]
+    fn a_held_file_is_refused_without_the_not_closed_cleanly_warning() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("x.redb");
+        let db = open_checked(&path, "test file", None, |d| d, |e| e.to_string()).expect("open");
+        assert!(is_held(&path) && was_not_closed_cleanly(&path), "held by a writer, bit set");
+        let warned = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::clone(&warned);
+        let warn = move |_w: RepairWarning| {
+            seen.fetch_add(1, Ordering::SeqCst);
+            true
+        };
+        let second = open_checked_gated(&path, "test file", None, warn, |d| d, |e| e.to_string());
+        assert!(second.is_err(), "the lock refuses a second open");
+        assert_eq!(warned.load(Ordering::SeqCst), 0, "no recovery warning for a held file");
+        drop(db);
+        assert!(!is_held(&path), "closed: nobody holds it");
+        assert!(!is_held(&dir.path().join("missing")), "a missing file is not held");
+    }
 
     /// The header bit read by [`was_not_closed_cleanly`]: set on a copy taken while a writer
     /// has the file open (as a killed writer leaves it), clear once the writer closed it,
