@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use sluice_connectors::ListQuery;
 
 use crate::dto::{ErrorBody, LinkPage, LinkResponse, ListParams};
-use crate::error::ApiError;
+use crate::error::{ApiError, precondition_failed};
 use crate::extract::{ApiQuery, LinkCode};
 use crate::links::conditional::Condition;
 use crate::links::{cursor, etag, link_headers, to_response};
@@ -20,25 +20,32 @@ const _: () = assert!(MAX_LIMIT as usize == crate::extract::PAGE_MAX_LIMIT, "a l
 pub const DEFAULT_LIMIT: u32 = 100;
 
 /// Reads one link. Send `If-None-Match: <ETag>` to revalidate a copy: 304 (no body, the
-/// same `ETag`) while the link is at that revision (RFC 9110 §13.1.2). A member of
-/// `If-None-Match` that is neither `*` nor a quoted entity tag is 400 `invalid_etag`
-/// ([`Condition`]).
+/// same `ETag`) while the link is at that revision (RFC 9110 §13.1.2). `If-Match` is
+/// evaluated first (RFC 9110 §13.2.2): 412 `precondition_failed` unless it lists the current
+/// ETag (strong comparison) or is `*`. A member of either field that is neither `*` nor a
+/// quoted entity tag is 400 `invalid_etag` ([`Condition`]).
 #[utoipa::path(
     get, path = "/v1/links/{code}", tag = "links",
     params(
         ("code" = String, Path, description = "Short code (case-sensitive)"),
         ("If-None-Match" = Option<String>, Header, description = "ETag(s) of a copy held, quoted as the ETag header sends them (or `*`); 304 when one is current (weak comparison)"),
+        ("If-Match" = Option<String>, Header, description = "ETag(s) the link must be at, quoted (or `*`); 412 when none is current (strong comparison)"),
     ),
     responses(
         (status = 200, description = "The link", body = LinkResponse, headers(("ETag" = String))),
         (status = 304, description = "The copy with this ETag is current", headers(("ETag" = String))),
-        (status = 400, description = "invalid_etag (an If-None-Match member that is neither `*` nor a quoted entity tag)", body = ErrorBody),
+        (status = 400, description = "invalid_etag (an If-Match or If-None-Match member that is neither `*` nor a quoted entity tag)", body = ErrorBody),
         (status = 404, description = "not_found", body = ErrorBody),
+        (status = 412, description = "precondition_failed (If-Match lists no current ETag)", body = ErrorBody),
     )
 )]
 pub async fn get_link(State(state): State<ApiState>, LinkCode(code): LinkCode, headers: HeaderMap) -> Result<Response, ApiError> {
+    let if_match = Condition::read(&headers, &header::IF_MATCH)?;
     let if_none_match = Condition::read(&headers, &header::IF_NONE_MATCH)?;
     let link = state.inner.store.get(&code).await?.ok_or_else(|| ApiError::link_not_found(&code))?;
+    if if_match.is_some_and(|c| !c.matches_strong(&etag(&link))) {
+        return Err(precondition_failed());
+    }
     if if_none_match.is_some_and(|c| c.matches_weak(&etag(&link))) {
         return Ok((StatusCode::NOT_MODIFIED, link_headers(&link)).into_response());
     }
