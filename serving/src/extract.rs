@@ -14,7 +14,7 @@ use crate::error::{ApiError, echo};
 /// sorted recursively, no whitespace) used to compare request bodies for `Idempotency-Key`.
 ///
 /// Errors: 415 `unsupported_media_type` unless `Content-Type` is `application/json` (or
-/// `application/*+json`); 413 `payload_too_large` over the body limit; 400 `malformed_json`
+/// `application/*+json`) with no `charset` but UTF-8; 413 `payload_too_large` over the body limit; 400 `malformed_json`
 /// for syntax errors; 400 `duplicate_key` when an object repeats a member name (at any
 /// depth; details `{key, line, column}`: we never silently keep one of two values, see
 /// `sluice_schemas::strict_json`); 400 `unknown_field` for fields the endpoint does not know; 400
@@ -135,15 +135,28 @@ pub fn json_body_error(e: sluice_schemas::strict_json::StrictJsonError) -> ApiEr
     }
 }
 
+/// `Content-Type` must be `application/json` or `application/*+json` (RFC 6839), parsed by
+/// the `mime` crate; a `charset` parameter, when present, must name UTF-8, the only encoding
+/// of JSON exchanged between systems (RFC 8259 §8.1).
+///
+/// Errors: 415 `unsupported_media_type` (details `{content_type}`) otherwise, also for a
+/// header that does not parse as a media type.
 fn check_json_content_type(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    let ok = mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"));
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "expected content-type application/json")
-            .with_details(json!({ "content_type": ct })))
+    let refuse =
+        |message: String| Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", message).with_details(json!({ "content_type": ct })));
+    let Ok(mime) = ct.parse::<mime::Mime>() else {
+        return refuse("expected content-type application/json".to_string());
+    };
+    let json = mime.type_() == mime::APPLICATION && (mime.subtype() == mime::JSON || mime.suffix() == Some(mime::JSON));
+    if !json {
+        return refuse("expected content-type application/json".to_string());
+    }
+    match mime.get_param(mime::CHARSET) {
+        Some(charset) if charset != mime::UTF_8 => {
+            refuse(format!("charset {} is not supported: JSON bodies are UTF-8 (RFC 8259 §8.1); send charset=utf-8 or no charset", charset.as_str()))
+        }
+        _ => Ok(()),
     }
 }
 

@@ -152,8 +152,14 @@ impl UrlPolicy {
     }
 
     fn too_long(&self, actual: usize) -> ApiError {
-        ApiError::bad_request("url_too_long", format!("long_url is longer than the limit of {} bytes", self.max_url_bytes))
-            .with_details(json!({ "max_bytes": self.max_url_bytes, "actual_bytes": actual }))
+        ApiError::bad_request(
+            "url_too_long",
+            format!(
+                "long_url is longer than the limit of {} bytes once normalized (IDN host in punycode, other non-ASCII characters percent-encoded)",
+                self.max_url_bytes
+            ),
+        )
+        .with_details(json!({ "max_bytes": self.max_url_bytes, "actual_bytes": actual }))
     }
 }
 

@@ -293,6 +293,14 @@ async fn get_patch_delete_lifecycle(b: Backend) {
     let p = app.patch_json("/v1/links/life", &json!({}), None).await;
     assert_eq!(p.status, StatusCode::OK);
     assert_eq!(p.header("etag"), before.header("etag"));
+    // a patch that sets every field it names to its current value: no new revision either,
+    // and the ETag it answers still satisfies If-Match
+    let cur = before.json();
+    let same = json!({"expires_at": null, "enabled": cur["enabled"], "tags": cur["tags"], "long_url": cur["long_url"], "redirect_type": cur["redirect_type"]});
+    let p = app.patch_json("/v1/links/life", &same, before.header("etag")).await;
+    assert_eq!(p.status, StatusCode::OK);
+    assert_eq!(p.header("etag"), before.header("etag"));
+    assert_eq!(p.json(), cur);
     // renaming is refused
     app.patch_json("/v1/links/life", &json!({"custom_alias": "admin"}), None).await.assert_error(400, "alias_rename_unsupported");
     app.patch_json("/v1/links/life", &json!({"custom_alias": "other"}), None).await.assert_error(400, "alias_rename_unsupported");
@@ -505,6 +513,19 @@ async fn malformed_requests_get_json_errors(b: Backend) {
         .request(Method::POST, "/v1/links", &[("content-type", "application/json; charset=utf-8")], Some(json!({"long_url": "https://e.example/"}).to_string()))
         .await;
     assert_eq!(ok.status, StatusCode::CREATED);
+    // JSON is UTF-8 (RFC 8259 §8.1): another charset is refused, not decoded as UTF-8 anyway;
+    // a `+json` suffix type, an upper-case `UTF-8` and a quoted charset are fine.
+    for ct in ["application/json; charset=latin1", "application/json; charset=utf-16", "application/json;;;", "application/"] {
+        let err = app
+            .request(Method::POST, "/v1/links", &[("content-type", ct)], Some(json!({"long_url": "https://e.example/cs"}).to_string()))
+            .await
+            .assert_error(415, "unsupported_media_type");
+        assert_eq!(err["details"]["content_type"], ct);
+    }
+    for ct in ["application/merge-patch+json", "Application/JSON; Charset=\"UTF-8\""] {
+        let ok = app.request(Method::POST, "/v1/links", &[("content-type", ct)], Some(json!({"long_url": "https://e.example/ok"}).to_string())).await;
+        assert_eq!(ok.status, StatusCode::CREATED, "{ct}");
+    }
     let huge = json!({"long_url": format!("https://example.com/{}", "a".repeat(300_000))}).to_string();
     app.request(Method::POST, "/v1/links", &j, Some(huge)).await.assert_error(413, "payload_too_large");
     app.get("/v1/nothing-here").await.assert_error(404, "not_found");

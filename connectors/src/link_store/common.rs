@@ -140,6 +140,12 @@ pub(crate) fn apply_patch(current: &Link, patch: &LinkPatch, now: DateTime<Utc>)
     next
 }
 
+/// Whether `next` shows the same link as `current`: every field but `updated_at` and
+/// `version` equal. An update that changes nothing keeps the current revision (and ETag).
+pub(crate) fn same_content(current: &Link, next: &Link) -> bool {
+    *current == Link { updated_at: current.updated_at, version: current.version, ..next.clone() }
+}
+
 /// JSON snapshot of a link for the change feed.
 pub(crate) fn link_json(link: &Link) -> Result<String> {
     serde_json::to_string(link).map_err(|e| Error::Corrupt(format!("could not serialize link: {e}")))

@@ -15,7 +15,8 @@ use sqlx::{Connection, Postgres, Row, Transaction};
 
 use super::admin_postgres::record_owner_enabled;
 use super::common::{
-    IDEMPOTENCY_TTL, TOMBSTONE_PERIOD, apply_patch, check_limit, check_patch, check_text, check_time, link_from_json, link_json, prepare_insert, trunc_us,
+    IDEMPOTENCY_TTL, TOMBSTONE_PERIOD, apply_patch, check_limit, check_patch, check_text, check_time, link_from_json, link_json, prepare_insert, same_content,
+    trunc_us,
 };
 use super::store_shared::link_store;
 use super::{IdempotencyRecord, LinkChange, LinkPatch, LinkStore, ListQuery};

@@ -18,7 +18,7 @@ use sqlx::{Row, Sqlite, Transaction};
 use super::admin_sqlite::record_owner_enabled;
 use super::common::{
     IDEMPOTENCY_TTL, TOMBSTONE_PERIOD, apply_patch, check_limit, check_patch, check_text, check_time, from_us, link_from_json, link_json, prepare_insert,
-    trunc_us,
+    same_content, trunc_us,
 };
 use super::store_shared::link_store;
 use super::{IdempotencyRecord, LinkChange, LinkPatch, LinkStore, ListQuery};

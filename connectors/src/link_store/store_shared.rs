@@ -218,6 +218,13 @@ macro_rules! link_store {
                 {
                     next.enabled = false;
                 }
+                if same_content(&current, &next) {
+                    // Nothing the link shows changes (e.g. `expires_at: null` on a link without
+                    // expiry): no new revision, no change-feed entry, the ETag stays. The commit
+                    // keeps an owner's `enabled` recorded under a hold.
+                    tx.commit().await?;
+                    return Ok(current);
+                }
                 sqlx::query(UPDATE_LINK)
                     .bind(&next.long_url)
                     .bind(next.expires_at.map(enc_time))

@@ -15,7 +15,7 @@ macro_rules! store_suite {
             suite::insert_then_get_round_trips_exactly,
             suite::codes_are_case_sensitive_and_unique,
             suite::concurrent_inserts_of_one_code_yield_one_winner,
-            suite::update_applies_the_patch_and_bumps_the_version,
+            suite::update_applies_the_patch_and_bumps_the_version_unless_nothing_changes,
             suite::stale_version_is_a_conflict_and_changes_nothing,
             suite::missing_links_are_not_found,
             suite::delete_with_a_stale_version_is_a_conflict_and_deletes_nothing,

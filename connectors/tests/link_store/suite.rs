@@ -77,7 +77,7 @@ pub async fn concurrent_inserts_of_one_code_yield_one_winner(ctx: Ctx) {
     assert_eq!(got.long_url, format!("https://example.com/{}", winners[0]));
 }
 
-pub async fn update_applies_the_patch_and_bumps_the_version(ctx: Ctx) {
+pub async fn update_applies_the_patch_and_bumps_the_version_unless_nothing_changes(ctx: Ctx) {
     let store = ctx.open().await;
     let mut l = link("upd", t0());
     l.expires_at = Some(t0() + TimeDelta::days(1));
@@ -106,10 +106,26 @@ pub async fn update_applies_the_patch_and_bumps_the_version(ctx: Ctx) {
     assert_eq!(v2, expected);
     assert_eq!(store.get("upd").await.expect("get"), Some(expected.clone()));
 
-    // An empty patch without a version check still bumps the version and updated_at.
+    // A patch that changes nothing the link shows (empty, or every field set to its current
+    // value) keeps the revision: same version, same updated_at, no change-feed entry.
+    let feed_len = store.changes_since(0, 1000).await.expect("feed").len();
     let later = now + TimeDelta::seconds(1);
     let v3 = store.update("upd", &LinkPatch::default(), None, later).await.expect("empty patch");
-    assert_eq!(v3, Link { version: 3, updated_at: micros(later), ..expected.clone() });
+    assert_eq!(v3, expected);
+    let same = LinkPatch {
+        long_url: Some(expected.long_url.clone()),
+        enabled: Some(false),
+        expires_at: Some(None),
+        tags: Some(strings(&["y", "y", "z"])),
+        redirect_type: Some(RedirectType::Permanent),
+    };
+    assert_eq!(store.update("upd", &same, Some(2), later).await.expect("same values"), expected);
+    assert_eq!(store.get("upd").await.expect("get"), Some(expected.clone()));
+    assert_eq!(store.changes_since(0, 1000).await.expect("feed").len(), feed_len);
+    // Reordered tags are a change (order is kept).
+    let reordered = LinkPatch { tags: Some(strings(&["z", "y"])), ..LinkPatch::default() };
+    let v3 = store.update("upd", &reordered, Some(2), later).await.expect("reordered tags");
+    assert_eq!(v3, Link { tags: strings(&["z", "y"]), version: 3, updated_at: micros(later), ..expected.clone() });
 
     // Setting an expiry again.
     let exp = t0() + TimeDelta::days(3) + TimeDelta::nanoseconds(1);
