@@ -172,11 +172,19 @@ pub struct LogTailArgs {
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Print the last N events (ignored with --from).
-    #[arg(short = 'n', long, default_value_t = 10, value_name = "N")]
+    #[arg(short = 'n', long, default_value_t = 10, value_name = "N", allow_negative_numbers = true, value_parser = parse_count)]
     pub lines: u64,
     /// Print from this log offset on instead of the last N.
-    #[arg(long, value_name = "OFFSET")]
+    #[arg(long, value_name = "OFFSET", allow_negative_numbers = true, value_parser = parse_count)]
     pub from: Option<u64>,
+}
+
+/// `--from` and `-n`: a whole number, 0 or more (a negative one is read as a value, not as
+/// an unknown flag, so the message says what is wrong with it).
+///
+/// Errors: the text, and what is expected.
+pub fn parse_count(s: &str) -> Result<u64, String> {
+    s.parse().map_err(|_| format!("expected a whole number from 0 to {}, got \"{s}\"", u64::MAX))
 }
 
 /// `--listen`: an IP address and a port (`127.0.0.1:8080`, `[::1]:8080`, `0.0.0.0:8080`).

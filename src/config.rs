@@ -335,7 +335,13 @@ impl Config {
         fig = fig.merge(Env::prefixed(load_error::ENV_PREFIX).map(|k| k.as_str().replace("__", ".").replace('_', "-").into()));
         let mut cfg: Config = fig.extract().map_err(|e| anyhow::anyhow!("invalid configuration: {}", load_error::describe(e)))?;
         cfg.apply(flags);
-        cfg.validate()?;
+        // An out-of-range value names its key; with a config file, also say where to look.
+        if let Err(e) = cfg.validate() {
+            return Err(match file {
+                Some(p) => anyhow::anyhow!("{e:#} (configuration from \"{}\", SLUICE__* variables and flags)", p.display()),
+                None => e,
+            });
+        }
         Ok(cfg)
     }
 

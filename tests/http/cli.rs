@@ -20,6 +20,21 @@ fn stderr(out: &Output) -> String {
 const USAGE_TAIL: &str = "\n\nUsage: sluice [OPTIONS] <COMMAND>\n\nFor more information, try '--help'.\n";
 
 #[test]
+fn negative_or_non_numeric_log_tail_counts_are_named_usage_errors() {
+    for (flag, value) in [("--from", "-1"), ("-n", "-5"), ("--from", "x1"), ("-n", "18446744073709551616")] {
+        let out = sluice(&["log", "tail", "--data-dir", "/nonexistent-sluice-dir", flag, value], &[]);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}");
+        let name = if flag == "-n" { "--lines <N>" } else { "--from <OFFSET>" };
+        let err = stderr(&out);
+        assert!(
+            err.starts_with(&format!("error: invalid value '{value}' for '{name}': expected a whole number from 0 to 18446744073709551615, got \"{value}\"\n")),
+            "{flag} {value}: {err}"
+        );
+        assert!(out.stdout.is_empty());
+    }
+}
+
+#[test]
 fn an_invalid_log_filter_is_a_usage_error_from_the_flag_and_from_the_env_var() {
     let out = sluice(&["--log", "[[[", "log", "tail", "--data-dir", "/nonexistent-sluice-dir"], &[]);
     assert_eq!(out.status.code(), Some(2));
@@ -286,7 +301,16 @@ fn worker_counts_past_the_bound_are_refused_before_anything_starts() {
     let file = tmp.path().join("sluice.toml");
     std::fs::write(&file, "[server]\nworkers = 100000\n").expect("write");
     let out = sluice(&["serve", "--data-dir", data_arg, "--config", file.to_str().expect("utf-8")], &[]);
-    assert_eq!((out.status.code(), stderr(&out).as_str()), (Some(1), "error: server.workers must be between 0 (one per CPU) and 1024, got 100000\n"));
+    assert_eq!(
+        (out.status.code(), stderr(&out)),
+        (
+            Some(1),
+            format!(
+                "error: server.workers must be between 0 (one per CPU) and 1024, got 100000 (configuration from \"{}\", SLUICE__* variables and flags)\n",
+                file.display()
+            )
+        )
+    );
     let out = sluice(&["serve", "--data-dir", data_arg], &[("SLUICE__SERVER__WORKERS", "5000")]);
     assert_eq!((out.status.code(), stderr(&out).as_str()), (Some(1), "error: server.workers must be between 0 (one per CPU) and 1024, got 5000\n"));
     let out = sluice(&["serve", "--data-dir", data_arg], &[("SLUICE__DATAFLOW__WORKERS", "100000")]);
