@@ -17,8 +17,9 @@ use crate::error::{ApiError, echo};
 /// `application/*+json`) with no `charset` but UTF-8; 413 `payload_too_large` over the body limit; 400 `malformed_json`
 /// for syntax errors; 400 `duplicate_key` when an object repeats a member name (at any
 /// depth; details `{key, line, column}`: we never silently keep one of two values, see
-/// `sluice_schemas::strict_json`); 400 `unknown_field` for fields the endpoint does not know; 400
-/// `invalid_request` for values of the wrong type.
+/// `sluice_schemas::strict_json`); 400 `invalid_request` for a body whose top-level value is
+/// not an object (`["https://…"]` is never read into a struct by position) and for values of
+/// the wrong type; 400 `unknown_field` for fields the endpoint does not know.
 #[derive(Debug)]
 pub struct ApiJson<T> {
     /// The parsed value.
@@ -91,24 +92,40 @@ pub fn payload_too_large(max_bytes: usize) -> ApiError {
         .with_details(json!({ "max_body_bytes": max_bytes }))
 }
 
-/// Parses a request body (already read) as JSON into `T`; see [`ApiJson`] for the errors.
+/// Parses a request body (already read) as a JSON object into `T`; see [`ApiJson`] for the
+/// errors. Every JSON body of the API is an object: any other top-level value is refused
+/// ([`not_an_object`]) before `T` sees it, since serde would read a struct from an array
+/// by position (`["https://evil.example/"]` as `{"long_url": …}`).
 pub fn parse_json_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<ApiJson<T>, ApiError> {
     let raw: Value = sluice_schemas::strict_json::from_slice_strict(bytes).map_err(json_body_error)?;
+    if !raw.is_object() {
+        return Err(not_an_object(&raw));
+    }
     let canonical = canonical_json(&raw);
-    let raw_is_object = raw.is_object();
     let value = serde_json::from_value::<T>(raw).map_err(|e| {
         let msg = e.to_string();
         if let Some(rest) = msg.strip_prefix("unknown field `") {
             let field = rest.split('`').next().unwrap_or_default().to_owned();
             ApiError::bad_request("unknown_field", format!("unknown field \"{}\"", echo(&field))).with_details(json!({ "field": field }))
-        } else if !raw_is_object {
-            // serde's text here names our Rust type ("expected struct CreateLinkRequest").
-            ApiError::bad_request("invalid_request", "invalid request body: expected a JSON object")
         } else {
             ApiError::bad_request("invalid_request", format!("invalid request body: {msg}"))
         }
     })?;
     Ok(ApiJson { value, canonical })
+}
+
+/// 400 `invalid_request` for a JSON body whose top-level value is not an object: `request
+/// body must be a JSON object, got an array` (or a string, a number, a boolean, null).
+pub fn not_an_object(v: &Value) -> ApiError {
+    let got = match v {
+        Value::Array(_) => "an array",
+        Value::String(_) => "a string",
+        Value::Number(_) => "a number",
+        Value::Bool(_) => "a boolean",
+        Value::Null => "null",
+        Value::Object(_) => "an object",
+    };
+    ApiError::bad_request("invalid_request", format!("request body must be a JSON object, got {got}"))
 }
 
 /// The API error of a body that [`sluice_schemas::strict_json`] refused: 400
@@ -337,7 +354,16 @@ mod tests {
         assert_eq!(parse_json_body::<Probe>(br#"{"a":1,"zz":2}"#).expect_err("unknown").code, "unknown_field");
         assert_eq!(parse_json_body::<Probe>(br#"{"a":"x"}"#).expect_err("type").code, "invalid_request");
         let shape = parse_json_body::<Probe>(br#"[]"#).expect_err("shape");
-        assert_eq!((shape.code, shape.message.as_str()), ("invalid_request", "invalid request body: expected a JSON object"));
+        assert_eq!((shape.code, shape.message.as_str()), ("invalid_request", "request body must be a JSON object, got an array"));
+        // Never read into the struct by position, nor from any other top-level value.
+        for (body, got) in [("[7]", "an array"), (r#""a""#, "a string"), ("7", "a number"), ("true", "a boolean"), ("null", "null")] {
+            let e = parse_json_body::<Probe>(body.as_bytes()).expect_err(body);
+            assert_eq!(
+                (e.status, e.body()),
+                (StatusCode::BAD_REQUEST, json!({"error": {"code": "invalid_request", "message": format!("request body must be a JSON object, got {got}")}})),
+                "{body}"
+            );
+        }
         assert_eq!(parse_json_body::<Probe>(br#"{"a":7}"#).expect("ok").value.a, 7);
         let dup = parse_json_body::<Probe>(br#"{"a":1,"a":2}"#).expect_err("duplicate");
         assert_eq!((dup.code, dup.status), ("duplicate_key", StatusCode::BAD_REQUEST));

@@ -504,7 +504,35 @@ async fn nat64_spellings_of_a_blocklisted_ipv4_address_are_blocked(b: Backend) {
     }
 }
 
+/// The admin routes' JSON bodies are objects: an array is never read by position (a
+/// blocklist pattern, a disable reason), nor any other top-level value; 400
+/// `invalid_request` and nothing changes (no entry, no hold, no audit record).
+async fn admin_bodies_that_are_not_json_objects_are_refused(b: Backend) {
+    use crate::links_api::{NOT_OBJECTS, assert_not_an_object};
+    let app = with_token(b).await;
+    let code = app.create_url("https://example.com/admin-shape").await;
+    for (body, got) in NOT_OBJECTS {
+        let body_value: Value = serde_json::from_str(body).expect("json");
+        for path in ["/v1/admin/blocklist".to_owned(), format!("/v1/admin/links/{code}/disable"), format!("/v1/admin/links/{code}/enable")] {
+            let r = admin(&app, Method::POST, &path, Some(body_value.clone())).await;
+            assert_not_an_object(&r, body, got);
+        }
+    }
+    // `["evil.example", "reason"]` would otherwise have been {"pattern", "reason"}.
+    let r = admin(&app, Method::POST, "/v1/admin/blocklist", Some(json!(["evil.example", "r"]))).await;
+    assert_not_an_object(&r, "[\"evil.example\", \"r\"]", "an array");
+    assert_eq!(admin(&app, Method::GET, "/v1/admin/blocklist", None).await.json()["items"], json!([]));
+    let link = app.get(&format!("/v1/links/{code}")).await.json();
+    assert_eq!(link["enabled"], true, "{link}");
+    assert_eq!(app.get(&format!("/{code}")).await.location(), Some("https://example.com/admin-shape"));
+    assert_eq!(admin(&app, Method::GET, "/v1/admin/audit", None).await.json()["items"], json!([]));
+    // An empty body is still "no reason" (enable takes it; disable requires one).
+    assert_eq!(admin(&app, Method::POST, &format!("/v1/admin/links/{code}/enable"), None).await.status, StatusCode::OK);
+    admin(&app, Method::POST, &format!("/v1/admin/links/{code}/disable"), None).await.assert_error(400, "invalid_reason");
+}
+
 backend_tests!(
+    admin_bodies_that_are_not_json_objects_are_refused,
     nat64_spellings_of_a_blocklisted_ipv4_address_are_blocked,
     admin_timestamps_are_milliseconds_like_the_rest_of_the_api,
     blocklist_entries_stored_in_an_old_spelling_are_read_canonically,

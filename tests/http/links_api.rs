@@ -19,6 +19,7 @@ backend_tests!(
     list_paginates_and_filters,
     list_parameter_errors,
     malformed_requests_get_json_errors,
+    bodies_that_are_not_json_objects_are_refused,
     openapi_document_is_served,
     api_answers_are_not_cached_and_parameterless_routes_refuse_a_query,
 );
@@ -506,7 +507,7 @@ async fn malformed_requests_get_json_errors(b: Backend) {
         assert!(err["message"].as_str().is_some_and(|m| m.contains("null is not allowed")), "{field}: {err}");
     }
     let shape = app.request(Method::POST, "/v1/links", &j, Some("[]".into())).await.assert_error(400, "invalid_request");
-    assert_eq!(shape["message"], "invalid request body: expected a JSON object");
+    assert_eq!(shape["message"], "request body must be a JSON object, got an array");
     app.request(Method::POST, "/v1/links", &[("content-type", "text/plain")], Some("{}".into())).await.assert_error(415, "unsupported_media_type");
     app.request(Method::POST, "/v1/links", &[], Some("{}".into())).await.assert_error(415, "unsupported_media_type");
     let ok = app
@@ -535,6 +536,53 @@ async fn malformed_requests_get_json_errors(b: Backend) {
     app.request(Method::POST, "/v1/links/abc", &j, Some("{}".into())).await.assert_error(405, "method_not_allowed");
     app.request(Method::DELETE, "/healthz", &[], None).await.assert_error(405, "method_not_allowed");
     app.request(Method::POST, "/somecode", &[], None).await.assert_error(405, "method_not_allowed");
+}
+
+/// Top-level JSON values other than an object, each with the type the message names.
+pub const NOT_OBJECTS: [(&str, &str); 7] = [
+    (r#"["https://evil.example/"]"#, "an array"),
+    (r#"[["hello"]]"#, "an array"),
+    ("[]", "an array"),
+    (r#""https://evil.example/""#, "a string"),
+    ("42", "a number"),
+    ("true", "a boolean"),
+    ("null", "null"),
+];
+
+/// Asserts the 400 `invalid_request` a body that is not a JSON object gets (`body` from
+/// [`NOT_OBJECTS`], `got` its type).
+#[track_caller]
+pub fn assert_not_an_object(r: &crate::harness::Resp, body: &str, got: &str) {
+    let err = r.assert_error(400, "invalid_request");
+    assert_eq!(err["message"], format!("request body must be a JSON object, got {got}"), "{body}");
+}
+
+/// A struct is never read from a JSON array by position (`["https://evil.example/"]` as
+/// `{"long_url": ...}`), nor from any other value that is not an object: create and update
+/// answer 400 `invalid_request`, and create nothing, change nothing.
+async fn bodies_that_are_not_json_objects_are_refused(b: Backend) {
+    let app = TestApp::start(b).await;
+    let j = [("content-type", "application/json")];
+    let code = app.create_url("https://example.com/kept").await;
+    let before = app.get(&format!("/v1/links/{code}")).await;
+    assert_eq!(before.status, StatusCode::OK);
+    for (body, got) in NOT_OBJECTS {
+        let r = app.request(Method::POST, "/v1/links", &j, Some(body.into())).await;
+        assert_not_an_object(&r, body, got);
+        // With an idempotency key too (the body is refused before the key is looked at).
+        let r = app.request(Method::POST, "/v1/links", &[j[0], ("idempotency-key", "not-an-object")], Some(body.into())).await;
+        assert_not_an_object(&r, body, got);
+        let r = app.request(Method::PATCH, &format!("/v1/links/{code}"), &j, Some(body.into())).await;
+        assert_not_an_object(&r, body, got);
+        let etag = before.header("etag").expect("etag");
+        let r = app.request(Method::PATCH, &format!("/v1/links/{code}"), &[j[0], ("if-match", etag)], Some(body.into())).await;
+        assert_not_an_object(&r, body, got);
+    }
+    let after = app.get(&format!("/v1/links/{code}")).await;
+    assert_eq!((after.json(), after.header("etag")), (before.json(), before.header("etag")), "the link is unchanged");
+    let list = app.get("/v1/links").await.json();
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(1), "no link was created: {list}");
+    assert_eq!(app.get(&format!("/{code}")).await.location(), Some("https://example.com/kept"));
 }
 
 async fn openapi_document_is_served(b: Backend) {

@@ -461,6 +461,23 @@ async fn bad_requests_and_unknown_jobs() {
         let (st, _, b) = send(state, "POST", "/v1/reports/export", Some(("application/json", body))).await;
         assert_eq!((st, error_code(&b).as_str()), (*status, *code), "{body}");
     }
+    // A body that is not a JSON object is never read by position (`[["ab"]]` as
+    // `{"codes": ["ab"]}`): 400 invalid_request, and no job.
+    for (body, got) in [
+        (r#"[["ab"]]"#, "an array"),
+        (r#"[["hello"]]"#, "an array"),
+        ("[]", "an array"),
+        (r#""ab""#, "a string"),
+        ("7", "a number"),
+        ("false", "a boolean"),
+        ("null", "null"),
+    ] {
+        let (st, _, b) = send(state, "POST", "/v1/reports/export", Some(("application/json", body))).await;
+        let want = json!({"error": {"code": "invalid_request", "message": format!("request body must be a JSON object, got {got}")}});
+        assert_eq!((st, json_of(&b)), (StatusCode::BAD_REQUEST, want), "{body}");
+        let (st, _, b) = send_with(state, "POST", "/v1/reports/export", &[("idempotency-key", "k-shape")], Some(("application/json", body))).await;
+        assert_eq!((st, error_code(&b).as_str()), (StatusCode::BAD_REQUEST, "invalid_request"), "{body}");
+    }
     let (_, _, b) = send(state, "POST", "/v1/reports/export", Some(("application/json", r#"{"codes": ["ab", "zz", "yy"]}"#))).await;
     assert_eq!(json_of(&b)["error"]["details"]["codes"], json!(["yy", "zz"]));
     assert_eq!(json_of(&b)["error"]["details"]["unknown_count"], json!(2));

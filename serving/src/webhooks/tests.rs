@@ -154,6 +154,30 @@ async fn crud_round_trip() {
     }
 }
 
+/// A webhook body that is not a JSON object is never read by position (`["http://…",
+/// "secret"]` as `{"url", "secret"}`): 400 invalid_request, and no webhook.
+#[tokio::test]
+async fn bodies_that_are_not_json_objects_are_refused() {
+    let (_dir, _store, base, _) = api(true, None).await;
+    let client = reqwest::Client::new();
+    for (body, got) in [
+        (json!(["http://127.0.0.1:1/a", SECRET]).to_string(), "an array"),
+        ("[]".to_owned(), "an array"),
+        (r#""http://127.0.0.1:1/a""#.to_owned(), "a string"),
+        ("1e3".to_owned(), "a number"),
+        ("true".to_owned(), "a boolean"),
+        ("null".to_owned(), "null"),
+    ] {
+        let resp = client.post(format!("{base}/v1/webhooks")).header("content-type", "application/json").body(body.clone()).send().await.expect("post");
+        assert_eq!(resp.status(), 400, "{body}");
+        assert_eq!(resp.headers()["content-type"], "application/json", "{body}");
+        let want = json!({"error": {"code": "invalid_request", "message": format!("request body must be a JSON object, got {got}")}});
+        assert_eq!(resp.json::<Value>().await.expect("json"), want, "{body}");
+    }
+    let list: Value = client.get(format!("{base}/v1/webhooks")).send().await.expect("get").json().await.expect("json");
+    assert_eq!(list, json!({"items": []}));
+}
+
 /// What the test receiver saw.
 #[derive(Default)]
 struct Received {
