@@ -38,5 +38,5 @@ pub use error::{Error, Result};
 pub use link_cache::{Invalidation, L2Lookup, LinkCacheL2};
 pub use link_store::{
     AdminStore, AuditQuery, AuditRecord, BlocklistEntry, HOLD_ADMIN, HoldOutcome, IdempotencyRecord, LinkChange, LinkHold, LinkPatch, LinkStore, ListQuery,
-    MigrationReport, POOL_ACQUIRE_TIMEOUT, PostgresLinkStore, SqliteLinkStore, StoreTarget, as_inserted, migrate, open_store,
+    MigrationReport, POOL_ACQUIRE_TIMEOUT, PostgresLinkStore, SqliteLinkStore, StoreTarget, UpdateOutcome, as_inserted, migrate, open_store,
 };

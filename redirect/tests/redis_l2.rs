@@ -103,7 +103,7 @@ async fn an_update_through_one_process_redirects_from_the_other_within_100ms() {
         assert_eq!(get(&b.router, "promo").await.1.as_deref(), Some(format!("https://e.example/v{}", v - 1).as_str()));
         // The API of process A: store write, then its link-change hook.
         let patch = LinkPatch { long_url: Some(format!("https://e.example/v{v}")), ..LinkPatch::default() };
-        let updated = store.update("promo", &patch, None, Utc::now()).await.expect("update");
+        let updated = store.update("promo", &patch, None, Utc::now()).await.expect("update").link;
         let t0 = Instant::now();
         a.state.invalidate("promo");
         a.l2.publish(&LinkChange::Upserted(updated));

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use parking_lot::Mutex;
-use sluice_connectors::{Error, IdempotencyRecord, LinkChange, LinkPatch, LinkStore, ListQuery, Result};
+use sluice_connectors::{Error, IdempotencyRecord, LinkChange, LinkPatch, LinkStore, ListQuery, Result, UpdateOutcome};
 use sluice_schemas::Link;
 
 /// How long a deleted code stays blocked.
@@ -75,35 +75,40 @@ impl LinkStore for MemoryLinkStore {
         Ok(self.state.lock().live.get(code).map(|(_, l)| l.clone()))
     }
 
-    async fn update(&self, code: &str, patch: &LinkPatch, expected_version: Option<i64>, now: DateTime<Utc>) -> Result<Link> {
+    async fn update(&self, code: &str, patch: &LinkPatch, expected_version: Option<i64>, now: DateTime<Utc>) -> Result<UpdateOutcome> {
         let mut s = self.state.lock();
-        let change_seq = s.bump();
         let (_, link) = s.live.get_mut(code).ok_or_else(|| Error::NotFound(code.to_owned()))?;
         if let Some(expected) = expected_version
             && expected != link.version
         {
             return Err(Error::VersionMismatch { code: code.to_owned(), expected, actual: link.version });
         }
+        let mut next = link.clone();
         if let Some(u) = &patch.long_url {
-            link.long_url = u.clone();
+            next.long_url = u.clone();
         }
         if let Some(e) = patch.enabled {
-            link.enabled = e;
+            next.enabled = e;
         }
         if let Some(e) = patch.expires_at {
-            link.expires_at = e;
+            next.expires_at = e;
         }
         if let Some(t) = &patch.tags {
-            link.tags = t.clone();
+            next.tags = t.clone();
         }
         if let Some(r) = patch.redirect_type {
-            link.redirect_type = r;
+            next.redirect_type = r;
         }
-        link.version += 1;
-        link.updated_at = now;
-        let out = link.clone();
-        s.changes.insert(change_seq, LinkChange::Upserted(out.clone()));
-        Ok(out)
+        // As the real stores: a patch that changes nothing writes no revision.
+        if next == *link {
+            return Ok(UpdateOutcome { link: next, written: false });
+        }
+        next.version += 1;
+        next.updated_at = now;
+        *link = next.clone();
+        let change_seq = s.bump();
+        s.changes.insert(change_seq, LinkChange::Upserted(next.clone()));
+        Ok(UpdateOutcome { link: next, written: true })
     }
 
     async fn delete(&self, code: &str, expected_version: Option<i64>, now: DateTime<Utc>) -> Result<Link> {

@@ -15,6 +15,10 @@ use crate::testing::MemoryLinkStore;
 use crate::{ApiConfig, ApiState, app};
 
 fn state(changes: Arc<Mutex<Vec<String>>>) -> ApiState {
+    state_over(Arc::new(MemoryLinkStore::new()), changes)
+}
+
+fn state_over(store: Arc<dyn sluice_connectors::LinkStore>, changes: Arc<Mutex<Vec<String>>>) -> ApiState {
     let cfg = ApiConfig::new(url::Url::parse("https://s.example").expect("url"));
     let hook = move |c: &LinkChange| {
         changes.lock().push(match c {
@@ -22,7 +26,7 @@ fn state(changes: Arc<Mutex<Vec<String>>>) -> ApiState {
             LinkChange::Deleted(code) => format!("delete {code}"),
         })
     };
-    ApiState::new(Arc::new(MemoryLinkStore::new()), cfg).with_hook(Arc::new(hook))
+    ApiState::new(store, cfg).with_hook(Arc::new(hook))
 }
 
 async fn send(state: &ApiState, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
@@ -52,6 +56,30 @@ async fn crud_notifies_hooks_in_order() {
     let (st, _) = send(&s, "DELETE", "/v1/links/h", None).await;
     assert_eq!(st, StatusCode::NO_CONTENT);
     assert_eq!(*changes.lock(), vec!["upsert h v1".to_string(), "upsert h v2".into(), "delete h".into()]);
+}
+
+/// A PATCH that changes nothing the link shows (empty, or values it already has) writes no
+/// revision and notifies nothing (no cache invalidation, no change event); the store finds
+/// so in its transaction (in memory and on SQLite alike).
+#[tokio::test]
+async fn a_patch_that_changes_nothing_notifies_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sqlite = sluice_connectors::SqliteLinkStore::open_dir(dir.path()).await.expect("open sqlite");
+    let stores: [(&str, Arc<dyn sluice_connectors::LinkStore>); 2] = [("memory", Arc::new(MemoryLinkStore::new())), ("sqlite", Arc::new(sqlite))];
+    for (name, store) in stores {
+        let changes = Arc::new(Mutex::new(Vec::new()));
+        let s = state_over(store, changes.clone());
+        let (st, created) = send(&s, "POST", "/v1/links", Some(json!({"long_url": "https://e.example/", "custom_alias": "n", "tags": ["a"]}))).await;
+        assert_eq!(st, StatusCode::CREATED, "{name}");
+        for body in [json!({}), json!({"enabled": true}), json!({"long_url": "https://e.example/", "tags": ["a"], "redirect_type": 302, "expires_at": null})] {
+            let (st, v) = send(&s, "PATCH", "/v1/links/n", Some(body.clone())).await;
+            assert_eq!((st, &v), (StatusCode::OK, &created), "{name}: {body}");
+        }
+        assert_eq!(*changes.lock(), vec!["upsert n v1".to_string()], "{name}");
+        let (st, v) = send(&s, "PATCH", "/v1/links/n", Some(json!({"tags": ["b"]}))).await;
+        assert_eq!((st, &v["tags"]), (StatusCode::OK, &json!(["b"])), "{name}");
+        assert_eq!(*changes.lock(), vec!["upsert n v1".to_string(), "upsert n v2".into()], "{name}");
+    }
 }
 
 #[tokio::test]

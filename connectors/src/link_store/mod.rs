@@ -95,6 +95,18 @@ pub struct IdempotencyRecord {
     pub created_at: DateTime<Utc>,
 }
 
+/// What [`LinkStore::update`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdateOutcome {
+    /// The link's current revision: the new one when [`Self::written`], else the stored one,
+    /// untouched (same `version`, same `updated_at`, so the same ETag).
+    pub link: Link,
+    /// Whether a new revision was written: version incremented, change-feed entry recorded
+    /// (the caller must then invalidate caches and notify, as after any change). `false` when
+    /// the patch changes nothing the link shows (empty, or every field at its current value).
+    pub written: bool,
+}
+
 /// One entry of the link change feed, in store sequence order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LinkChange {
@@ -199,9 +211,15 @@ pub trait LinkStore: Send + Sync + 'static {
     async fn get(&self, code: &str) -> Result<Option<Link>>;
 
     /// Applies `patch` at `now`; with `expected_version`, fails with
-    /// [`crate::Error::VersionMismatch`] unless the stored version equals it. Increments the
-    /// version. [`crate::Error::NotFound`] when no live link has this code.
-    async fn update(&self, code: &str, patch: &LinkPatch, expected_version: Option<i64>, now: DateTime<Utc>) -> Result<Link>;
+    /// [`crate::Error::VersionMismatch`] unless the stored version equals it (checked in the
+    /// write's own transaction). When the patch changes what the link shows, writes a new
+    /// revision (version incremented, `updated_at` = `now`, a change-feed entry) and reports
+    /// it [`UpdateOutcome::written`]; when it changes nothing (an empty patch, or every field
+    /// set to its current value), writes no revision and no change-feed entry and returns the
+    /// stored link as it is, `written: false` (the ETag stays; an owner's `enabled` under an
+    /// admin hold is still recorded). [`crate::Error::NotFound`] when no live link has this
+    /// code.
+    async fn update(&self, code: &str, patch: &LinkPatch, expected_version: Option<i64>, now: DateTime<Utc>) -> Result<UpdateOutcome>;
 
     /// Deletes the live link and records a tombstone that blocks reuse of the code for 30 days.
     /// With `expected_version`, fails with [`crate::Error::VersionMismatch`] (and deletes

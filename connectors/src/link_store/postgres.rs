@@ -19,7 +19,7 @@ use super::common::{
     trunc_us,
 };
 use super::store_shared::link_store;
-use super::{IdempotencyRecord, LinkChange, LinkPatch, LinkStore, ListQuery};
+use super::{IdempotencyRecord, LinkChange, LinkPatch, LinkStore, ListQuery, UpdateOutcome};
 use crate::{Error, Result};
 
 /// Migrations for the PostgreSQL schema (`connectors/migrations/postgres/`).

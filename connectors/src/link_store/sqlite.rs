@@ -21,7 +21,7 @@ use super::common::{
     same_content, trunc_us,
 };
 use super::store_shared::link_store;
-use super::{IdempotencyRecord, LinkChange, LinkPatch, LinkStore, ListQuery};
+use super::{IdempotencyRecord, LinkChange, LinkPatch, LinkStore, ListQuery, UpdateOutcome};
 use crate::file_id::file_id;
 use crate::{Error, Result};
 

@@ -203,7 +203,7 @@ macro_rules! link_store {
                 Ok(row.as_ref().map(link_from_row).transpose()?.map(|(_, l)| l))
             }
 
-            async fn update(&self, code: &str, patch: &LinkPatch, expected_version: Option<i64>, now: DateTime<Utc>) -> Result<Link> {
+            async fn update(&self, code: &str, patch: &LinkPatch, expected_version: Option<i64>, now: DateTime<Utc>) -> Result<UpdateOutcome> {
                 check_patch(patch, now)?;
                 let (mut tx, change, seq, current) = begin_link_change(self, code).await?;
                 if let Some(expected) = expected_version.filter(|&v| v != current.version) {
@@ -223,7 +223,7 @@ macro_rules! link_store {
                     // expiry): no new revision, no change-feed entry, the ETag stays. The commit
                     // keeps an owner's `enabled` recorded under a hold.
                     tx.commit().await?;
-                    return Ok(current);
+                    return Ok(UpdateOutcome { link: current, written: false });
                 }
                 sqlx::query(UPDATE_LINK)
                     .bind(&next.long_url)
@@ -241,7 +241,7 @@ macro_rules! link_store {
                 }
                 record_change(&mut tx, change, code, Some(&next)).await?;
                 tx.commit().await?;
-                Ok(next)
+                Ok(UpdateOutcome { link: next, written: true })
             }
 
             async fn delete(&self, code: &str, expected_version: Option<i64>, now: DateTime<Utc>) -> Result<Link> {

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use chrono::TimeDelta;
-use sluice_connectors::{Error, LinkPatch, LinkStore, ListQuery};
+use sluice_connectors::{Error, LinkPatch, LinkStore, ListQuery, UpdateOutcome};
 use sluice_schemas::{Link, RedirectType};
 
 use crate::harness::{Ctx, link, micros, stored, strings, t0};
@@ -92,7 +92,9 @@ pub async fn update_applies_the_patch_and_bumps_the_version_unless_nothing_chang
         tags: Some(strings(&["y", "z", "y"])),
         redirect_type: Some(RedirectType::Permanent),
     };
-    let v2 = store.update("upd", &patch, Some(1), now).await.expect("update");
+    let out = store.update("upd", &patch, Some(1), now).await.expect("update");
+    assert!(out.written, "a patch that changes the link writes a revision");
+    let v2 = out.link;
     let expected = Link {
         long_url: "https://example.org/new".into(),
         enabled: false,
@@ -110,8 +112,10 @@ pub async fn update_applies_the_patch_and_bumps_the_version_unless_nothing_chang
     // value) keeps the revision: same version, same updated_at, no change-feed entry.
     let feed_len = store.changes_since(0, 1000).await.expect("feed").len();
     let later = now + TimeDelta::seconds(1);
+    // The store reports that it wrote nothing (the caller then has nothing to invalidate or
+    // announce).
     let v3 = store.update("upd", &LinkPatch::default(), None, later).await.expect("empty patch");
-    assert_eq!(v3, expected);
+    assert_eq!(v3, UpdateOutcome { link: expected.clone(), written: false });
     let same = LinkPatch {
         long_url: Some(expected.long_url.clone()),
         enabled: Some(false),
@@ -119,18 +123,22 @@ pub async fn update_applies_the_patch_and_bumps_the_version_unless_nothing_chang
         tags: Some(strings(&["y", "y", "z"])),
         redirect_type: Some(RedirectType::Permanent),
     };
-    assert_eq!(store.update("upd", &same, Some(2), later).await.expect("same values"), expected);
+    assert_eq!(store.update("upd", &same, Some(2), later).await.expect("same values"), UpdateOutcome { link: expected.clone(), written: false });
+    // A stale expected version is still a conflict when nothing would change.
+    assert!(matches!(store.update("upd", &same, Some(1), later).await, Err(Error::VersionMismatch { expected: 1, actual: 2, .. })));
     assert_eq!(store.get("upd").await.expect("get"), Some(expected.clone()));
     assert_eq!(store.changes_since(0, 1000).await.expect("feed").len(), feed_len);
     // Reordered tags are a change (order is kept).
     let reordered = LinkPatch { tags: Some(strings(&["z", "y"])), ..LinkPatch::default() };
     let v3 = store.update("upd", &reordered, Some(2), later).await.expect("reordered tags");
+    assert!(v3.written);
+    let v3 = v3.link;
     assert_eq!(v3, Link { tags: strings(&["z", "y"]), version: 3, updated_at: micros(later), ..expected.clone() });
 
     // Setting an expiry again.
     let exp = t0() + TimeDelta::days(3) + TimeDelta::nanoseconds(1);
     let patch = LinkPatch { expires_at: Some(Some(exp)), ..LinkPatch::default() };
-    let v4 = store.update("upd", &patch, Some(3), later).await.expect("set expiry");
+    let v4 = store.update("upd", &patch, Some(3), later).await.expect("set expiry").link;
     assert_eq!(v4.expires_at, Some(micros(exp)));
     assert_eq!(v4.version, 4);
     assert_eq!(store.get("upd").await.expect("get"), Some(v4));
@@ -140,7 +148,7 @@ pub async fn stale_version_is_a_conflict_and_changes_nothing(ctx: Ctx) {
     let store = ctx.open().await;
     let v1 = store.insert(&link("ver", t0())).await.expect("insert");
     let patch = LinkPatch { enabled: Some(false), ..LinkPatch::default() };
-    let v2 = store.update("ver", &patch, Some(1), t0()).await.expect("first update");
+    let v2 = store.update("ver", &patch, Some(1), t0()).await.expect("first update").link;
     let patch2 = LinkPatch { long_url: Some("https://example.com/lost".into()), ..LinkPatch::default() };
     match store.update("ver", &patch2, Some(1), t0()).await {
         Err(Error::VersionMismatch { code, expected, actual }) => {
@@ -161,7 +169,7 @@ pub async fn delete_with_a_stale_version_is_a_conflict_and_deletes_nothing(ctx: 
     l.tags = strings(&["keep-me"]);
     store.insert(&l).await.expect("insert");
     let patch = LinkPatch { enabled: Some(false), ..LinkPatch::default() };
-    let v2 = store.update("dver", &patch, Some(1), t0()).await.expect("update");
+    let v2 = store.update("dver", &patch, Some(1), t0()).await.expect("update").link;
     let feed_before = store.changes_since(0, 100).await.expect("feed");
     match store.delete("dver", Some(1), t0()).await {
         Err(Error::VersionMismatch { code, expected, actual }) => {

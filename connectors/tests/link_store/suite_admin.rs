@@ -124,11 +124,14 @@ pub async fn admin_holds_need_a_live_link_and_survive_owner_updates(ctx: Ctx) {
     // The owner cannot re-enable a held link; the owner's last word counts after release.
     let on = LinkPatch { enabled: Some(true), ..LinkPatch::default() };
     let off = LinkPatch { enabled: Some(false), ..LinkPatch::default() };
-    assert!(!store.update("k", &on, None, t0() + TimeDelta::seconds(2)).await.expect("owner on").enabled);
-    assert!(!store.update("k", &off, None, t0() + TimeDelta::seconds(2)).await.expect("owner off").enabled);
+    // Recorded for later, but nothing the link shows changes: no revision written.
+    let held_on = store.update("k", &on, None, t0() + TimeDelta::seconds(2)).await.expect("owner on");
+    assert!(!held_on.link.enabled && !held_on.written, "{held_on:?}");
+    assert!(!store.update("k", &off, None, t0() + TimeDelta::seconds(2)).await.expect("owner off").link.enabled);
     let released = admin(&store).release_link("k", HOLD_ADMIN, t0() + TimeDelta::seconds(2), None).await.expect("release");
     assert!(!released.changed && !released.link.enabled, "the owner had disabled it meanwhile");
-    assert!(store.update("k", &on, None, t0() + TimeDelta::seconds(2)).await.expect("owner on").enabled);
+    let on_again = store.update("k", &on, None, t0() + TimeDelta::seconds(2)).await.expect("owner on");
+    assert!(on_again.link.enabled && on_again.written, "{on_again:?}");
     admin(&store).hold_link("k", &hold, t0() + TimeDelta::seconds(2), None).await.expect("hold again");
     // A hold belongs to the link, not the code: after delete + reuse the new link is clean.
     store.delete("k", None, t0() + TimeDelta::seconds(2)).await.expect("delete");

@@ -18,7 +18,7 @@ pub async fn change_feed_numbers_every_write_in_commit_order(ctx: Ctx) {
     assert!(store.update("a", &patch, Some(7), t0()).await.is_err());
     assert!(store.update("zz", &patch, None, t0()).await.is_err());
     assert!(store.delete("zz", None, t0()).await.is_err());
-    let a2 = store.update("a", &patch, Some(1), t0() + TimeDelta::seconds(1)).await.expect("update a");
+    let a2 = store.update("a", &patch, Some(1), t0() + TimeDelta::seconds(1)).await.expect("update a").link;
     store.delete("b", None, t0() + TimeDelta::seconds(2)).await.expect("delete b");
     let c = store.insert(&link("c", t0())).await.expect("insert c");
 

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
-use sluice_connectors::{Error, IdempotencyRecord, LinkChange, LinkPatch, LinkStore, ListQuery, Result};
+use sluice_connectors::{Error, IdempotencyRecord, LinkChange, LinkPatch, LinkStore, ListQuery, Result, UpdateOutcome};
 use sluice_schemas::{Link, RedirectType};
 
 /// A store that only answers `get`, counts reads and can hold reads until released.
@@ -41,7 +41,7 @@ impl LinkStore for ProbeStore {
         }
         Ok(snapshot)
     }
-    async fn update(&self, _c: &str, _p: &LinkPatch, _v: Option<i64>, _n: DateTime<Utc>) -> Result<Link> {
+    async fn update(&self, _c: &str, _p: &LinkPatch, _v: Option<i64>, _n: DateTime<Utc>) -> Result<UpdateOutcome> {
         unsupported()
     }
     async fn delete(&self, _c: &str, _v: Option<i64>, _n: DateTime<Utc>) -> Result<Link> {

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sluice_connectors::{IdempotencyRecord, LinkChange, LinkPatch, LinkStore, ListQuery, Result};
+use sluice_connectors::{IdempotencyRecord, LinkChange, LinkPatch, LinkStore, ListQuery, Result, UpdateOutcome};
 use sluice_dataflows::clock::ManualClock;
 use sluice_schemas::Link;
 
@@ -43,7 +43,7 @@ impl LinkStore for StallingPuts {
     async fn get(&self, code: &str) -> Result<Option<Link>> {
         self.inner.get(code).await
     }
-    async fn update(&self, code: &str, patch: &LinkPatch, expected_version: Option<i64>, now: DateTime<Utc>) -> Result<Link> {
+    async fn update(&self, code: &str, patch: &LinkPatch, expected_version: Option<i64>, now: DateTime<Utc>) -> Result<UpdateOutcome> {
         self.inner.update(code, patch, expected_version, now).await
     }
     async fn delete(&self, code: &str, expected_version: Option<i64>, now: DateTime<Utc>) -> Result<Link> {

@@ -44,15 +44,14 @@ pub async fn update_link(
     }
     crate::admin::policy::check_owner_enable(&state, &code, patch.enabled).await?;
     let expected_version = preconditions(&state, &code, &headers).await?;
-    let link = if patch == LinkPatch::default() {
-        // Nothing to change: no new revision, answer with the current one.
-        state.inner.store.get(&code).await?.ok_or_else(|| ApiError::link_not_found(&code))?
-    } else {
-        let link = state.inner.store.update(&code, &patch, expected_version, now).await?;
-        state.notify(LinkChange::Upserted(link.clone()));
-        link
-    };
-    Ok((link_headers(&link), Json(to_response(&state, &link))).into_response())
+    // A patch that changes nothing the link shows (empty, or every field at its current
+    // value) is found so in the store's transaction: no new revision, the same ETag, and
+    // nothing to invalidate or announce.
+    let out = state.inner.store.update(&code, &patch, expected_version, now).await?;
+    if out.written {
+        state.notify(LinkChange::Upserted(out.link.clone()));
+    }
+    Ok((link_headers(&out.link), Json(to_response(&state, &out.link))).into_response())
 }
 
 /// Evaluates the request's preconditions against the stored link (RFC 9110 §13.2.2: `If-Match`
