@@ -225,6 +225,11 @@ fn open_input(path: &Path) -> anyhow::Result<(Box<dyn Read + Send>, Option<u64>)
 /// server refusing a whole batch (authentication, limits), or a server unreachable after
 /// retries. Lines that are not clicks and events refused by validation are not errors:
 /// they are counted in the report.
+///
+/// With `--data-dir DIR` where DIR did not exist: an import that stores no event and fails
+/// (an error here, or an outcome [`import_outcome`] refuses) removes DIR again, with the
+/// visitor secret and the empty click log it created there (and the missing parents it
+/// created), so that a mistyped file or format leaves nothing behind.
 pub async fn run(args: &ImportArgs) -> anyhow::Result<ImportReport> {
     if !(1..=MAX_EVENTS_PER_REQUEST).contains(&args.batch_size) {
         bail!("--batch-size must be between 1 and {MAX_EVENTS_PER_REQUEST}, got {}", args.batch_size);
@@ -237,8 +242,56 @@ pub async fn run(args: &ImportArgs) -> anyhow::Result<ImportReport> {
     };
     let flags = FlagOverrides { data_dir: args.data_dir.clone(), ..FlagOverrides::default() };
     let cfg = Config::load(args.config.as_deref(), &flags)?;
-    let sink = open_sink(args, &cfg)?;
+    // Looked at before anything is created: an import that stores nothing and fails leaves
+    // no data dir behind that it made (and no visitor secret and empty log in it).
+    let created = args.data_dir.as_deref().map(CreatedDirs::before);
+    let mut report = ImportReport::default();
+    let result = import_into(args, &cfg, format, &mut report).await;
+    if report.accepted == 0
+        && (result.is_err() || import_outcome(&report, &args.path_prefix).is_err())
+        && let Some(created) = &created
+    {
+        created.remove();
+    }
+    result?;
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+/// The directories `--data-dir DIR` names that do not exist yet (DIR and those of its
+/// ancestors that are missing, deepest first): what an import creates, with the visitor
+/// secret and the click log in DIR.
+struct CreatedDirs(Vec<PathBuf>);
+
+impl CreatedDirs {
+    fn before(dir: &Path) -> CreatedDirs {
+        let missing = dir.ancestors().take_while(|d| !d.as_os_str().is_empty() && std::fs::symlink_metadata(d).is_err()).map(Path::to_path_buf);
+        CreatedDirs(missing.collect())
+    }
+
+    /// Removes what the import created in the directories that did not exist before it:
+    /// `visitor_secret` and `clicks.redb` in DIR, then each directory, deepest first, as
+    /// long as it is empty (anything else found in one is left alone, and so are its
+    /// ancestors). Failures are ignored: the import's own error is what is reported.
+    fn remove(&self) {
+        let Some(dir) = self.0.first() else { return };
+        for name in [crate::visitor_secret::FILE_NAME, sluice_connectors::click_log::CLICK_LOG_FILE_NAME] {
+            let _ = std::fs::remove_file(dir.join(name));
+        }
+        for d in &self.0 {
+            if std::fs::remove_dir(d).is_err() {
+                break;
+            }
+        }
+    }
+}
+
+/// [`run`] after the configuration is loaded: opens the destination and stores the file's
+/// events, counting into `report` (so that what was stored is known when it fails).
+async fn import_into(args: &ImportArgs, cfg: &Config, format: ImportFormat, report: &mut ImportReport) -> anyhow::Result<()> {
+    // The input first: a file that cannot be opened creates nothing.
     let (input, len) = open_input(&args.file)?;
+    let sink = open_sink(args, cfg)?;
     let pb = match (args.quiet, len) {
         (true, _) => ProgressBar::hidden(),
         (false, Some(n)) => ProgressBar::new(n),
@@ -250,7 +303,7 @@ pub async fn run(args: &ImportArgs) -> anyhow::Result<ImportReport> {
     );
     let parser = LineParser::new(format, &args.path_prefix);
     let backfill = !args.no_backfill;
-    let mut report = ImportReport { destination: sink.describe(), ..ImportReport::default() };
+    report.destination = sink.describe();
     let mut reader = BufReader::with_capacity(1 << 20, input);
     let mut buf = Vec::with_capacity(4096);
     let mut batch = Vec::with_capacity(args.batch_size);
@@ -276,8 +329,7 @@ pub async fn run(args: &ImportArgs) -> anyhow::Result<ImportReport> {
         report.accepted += sink.send(batch, backfill, &mut report.rejected).await?;
     }
     pb.finish_and_clear();
-    report.elapsed = started.elapsed();
-    Ok(report)
+    Ok(())
 }
 
 /// `sluice import` on the command line: [`run`], then a summary on stdout.

@@ -50,9 +50,11 @@ pub struct CreateLinkRequest {
     /// Up to 32 tags of 1–64 characters each (no control characters); duplicates removed.
     #[serde(default)]
     pub tags: Option<Vec<String>>,
-    /// 302 (default) or 301.
+    /// 302 (default) or 301. Any other number (however large, negative or fractional) is
+    /// 400 `invalid_redirect_type` ([`crate::links::parse_redirect_type`]).
     #[serde(default)]
-    pub redirect_type: Option<u16>,
+    #[schema(value_type = Option<u16>)]
+    pub redirect_type: Option<RedirectTypeNumber>,
 }
 
 /// Body of `PATCH /v1/links/{code}`; absent fields stay unchanged.
@@ -72,13 +74,44 @@ pub struct UpdateLinkRequest {
     /// Replacement tags (`[]` clears them; `null` is refused).
     #[serde(default, deserialize_with = "not_null")]
     pub tags: Option<Vec<String>>,
-    /// 302 or 301 (`null` is refused).
+    /// 302 or 301 (`null` is refused; any other number is 400 `invalid_redirect_type`).
     #[serde(default, deserialize_with = "not_null")]
-    pub redirect_type: Option<u16>,
+    #[schema(value_type = Option<u16>)]
+    pub redirect_type: Option<RedirectTypeNumber>,
     /// Not supported: renaming a link is refused with 400 `alias_rename_unsupported`.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub custom_alias: Option<Option<serde_json::Value>>,
+}
+
+/// `redirect_type` as sent: any JSON number, kept as it is, so that every number but 301
+/// and 302 — also one no integer type holds (`100000000000000000000` reads as `1e20`), a
+/// negative or a fractional one — gets the one answer, 400 `invalid_redirect_type`
+/// ([`crate::links::parse_redirect_type`]), never serde's wording about `u16` or floating
+/// point. A value of another type is a body of the wrong type (`expected 301 or 302`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RedirectTypeNumber(pub serde_json::Number);
+
+impl<'de> Deserialize<'de> for RedirectTypeNumber {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = RedirectTypeNumber;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("301 or 302")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(RedirectTypeNumber(v.into()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(RedirectTypeNumber(v.into()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                serde_json::Number::from_f64(v).map(RedirectTypeNumber).ok_or_else(|| E::invalid_value(serde::de::Unexpected::Float(v), &self))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 /// Deserializes a field that is present (possibly `null`) as `Some(..)`, so absent and

@@ -266,3 +266,43 @@ fn lines_that_are_json_but_not_objects_fail_the_import() {
     r.accepted = 1;
     assert!(import_outcome(&r, "/").is_ok());
 }
+
+/// An import into a data dir that did not exist, which stores nothing and fails (no line
+/// read, only events refused, an input that cannot be opened), removes the directories it
+/// created with the visitor secret and click log it made there; a data dir that existed is
+/// kept, and an import that stores events keeps the one it created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_import_leaves_no_data_dir_it_created() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let garbage = tmp.path().join("garbage.ndjson");
+    std::fs::write(&garbage, "not json\n{also not\n").expect("write");
+    let refused = tmp.path().join("refused.ndjson");
+    std::fs::write(&refused, "{\"event_id\":\"r1\",\"code\":\"no spaces\",\"ts\":1710052200000,\"ip\":\"192.0.2.1\",\"user_agent\":\"\"}\n").expect("write");
+    let new = tmp.path().join("a");
+    let nested = new.join("b").join("c");
+    for (file, outcome_fails) in [(garbage.clone(), true), (refused.clone(), true), (tmp.path().join("missing.ndjson"), false)] {
+        let mut args = import_args(file.clone());
+        args.data_dir = Some(nested.clone());
+        match run(&args).await {
+            Ok(r) => {
+                assert!(outcome_fails, "{}", file.display());
+                assert_eq!(r.accepted, 0);
+                assert!(import_outcome(&r, "/").is_err(), "{}: exit 1", file.display());
+            }
+            Err(e) => assert!(!outcome_fails, "{}: {e:#}", file.display()),
+        }
+        assert!(!new.exists(), "{}: {:?} left behind", file.display(), std::fs::read_dir(tmp.path()).map(|d| d.count()));
+    }
+    // An existing data dir is never removed (here: it stays empty but for what the import made).
+    let existing = tmp.path().join("existing");
+    std::fs::create_dir(&existing).expect("mkdir");
+    let mut args = import_args(garbage);
+    args.data_dir = Some(existing.clone());
+    assert_eq!(run(&args).await.expect("import").accepted, 0);
+    assert!(existing.is_dir());
+    // Events stored: the new data dir stays, with its secret and log.
+    let mut args = import_args(fixture("events.ndjson"));
+    args.data_dir = Some(nested.clone());
+    assert_eq!(run(&args).await.expect("import").accepted, 3);
+    assert!(nested.join(crate::visitor_secret::FILE_NAME).is_file() && nested.join(CLICK_LOG_FILE_NAME).is_file());
+}

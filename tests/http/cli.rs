@@ -250,6 +250,8 @@ fn an_import_that_can_read_no_line_fails() {
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("skipped lines: malformed 43"), "{stdout}");
+    // The data dir this failed import created (visitor secret, empty log) is gone again.
+    assert!(!data.exists(), "{:?}", std::fs::read_dir(&data).map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect::<Vec<_>>()));
 
     let mixed = dir.path().join("mixed.log");
     let good = "203.0.113.9 - - [10/Oct/2026:13:55:36 +0000] \"GET /abc123 HTTP/1.1\" 302 0 \"-\" \"Mozilla/5.0\"";

@@ -155,6 +155,29 @@ async fn redirect_type_and_expiry_rules(b: Backend) {
     for bad in [300, 303, 307, 308, 200] {
         app.post_json("/v1/links", &json!({"long_url": "https://example.com/p", "redirect_type": bad})).await.assert_error(400, "invalid_redirect_type");
     }
+    // Any number that is not 301 or 302, also one no integer type holds, gets the same
+    // answer on create and update (not serde's "floating point `1e20`, expected u16").
+    let j = [("content-type", "application/json")];
+    for (raw, shown) in
+        [("100000000000000000000", "1e+20"), ("1e20", "1e+20"), ("-302", "-302"), ("65838", "65838"), ("301.5", "301.5"), ("99999999999999999999999", "1e+23")]
+    {
+        let create = format!(r#"{{"long_url": "https://example.com/p", "redirect_type": {raw}}}"#);
+        let patch = format!(r#"{{"redirect_type": {raw}}}"#);
+        for r in [
+            app.request(Method::POST, "/v1/links", &j, Some(create)).await,
+            app.request(Method::PATCH, &format!("/v1/links/{}", p["code"].as_str().expect("code")), &j, Some(patch)).await,
+        ] {
+            let err = r.assert_error(400, "invalid_redirect_type");
+            assert_eq!(
+                (&err["message"], &err["details"]),
+                (&json!(format!("redirect_type must be 301 or 302, got {shown}")), &json!({"allowed": [301, 302]})),
+                "{raw}"
+            );
+        }
+    }
+    assert_eq!(app.get(&format!("/v1/links/{}", p["code"].as_str().expect("code"))).await.json(), p, "unchanged");
+    // A value of another type is still a body of the wrong type.
+    app.post_json("/v1/links", &json!({"long_url": "https://example.com/p", "redirect_type": "301"})).await.assert_error(400, "invalid_request");
     app.post_json("/v1/links", &json!({"long_url": "https://example.com/p", "expires_at": "2001-01-01T00:00:00Z", "custom_alias": "past"}))
         .await
         .assert_error(400, "expires_in_past");

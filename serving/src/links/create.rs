@@ -239,7 +239,7 @@ pub fn build_link(state: &ApiState, req: &CreateLinkRequest, now: chrono::DateTi
     };
     let expires_at = req.expires_at.as_deref().map(|e| parse_expires_at(e, now)).transpose()?;
     let tags = normalize_tags(req.tags.as_deref().unwrap_or(&[]))?;
-    let redirect_type = req.redirect_type.map(parse_redirect_type).transpose()?.unwrap_or(RedirectType::Found);
+    let redirect_type = req.redirect_type.as_ref().map(parse_redirect_type).transpose()?.unwrap_or(RedirectType::Found);
     Ok(Link {
         code: req.custom_alias.clone().unwrap_or_default(),
         long_url,

@@ -12,7 +12,7 @@ use chrono::{DateTime, Datelike, Utc};
 use serde_json::json;
 use sluice_schemas::{Link, RedirectType};
 
-use crate::dto::LinkResponse;
+use crate::dto::{LinkResponse, RedirectTypeNumber};
 use crate::error::ApiError;
 use crate::state::ApiState;
 
@@ -187,14 +187,44 @@ fn is_invisible(c: char) -> bool {
     c.is_control() || (c.general_category() == GeneralCategory::Format && !is_joiner(c))
 }
 
-/// 301 or 302; anything else is 400 `invalid_redirect_type`.
-pub fn parse_redirect_type(v: u16) -> Result<RedirectType, ApiError> {
-    RedirectType::try_from(v).map_err(|msg| ApiError::bad_request("invalid_redirect_type", msg).with_details(json!({ "allowed": [301, 302] })))
+/// 301 or 302; any other JSON number — also one no integer type holds (`1e20`,
+/// `100000000000000000000`), a negative or a fractional one — is 400
+/// `invalid_redirect_type`: `redirect_type must be 301 or 302, got <number>`.
+pub fn parse_redirect_type(RedirectTypeNumber(v): &RedirectTypeNumber) -> Result<RedirectType, ApiError> {
+    let refuse = |msg: String| ApiError::bad_request("invalid_redirect_type", msg).with_details(json!({ "allowed": [301, 302] }));
+    match v.as_u64().and_then(|n| u16::try_from(n).ok()) {
+        Some(n) => RedirectType::try_from(n).map_err(refuse),
+        None => Err(refuse(format!("redirect_type must be 301 or 302, got {v}"))),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redirect_type_is_301_or_302_whatever_number_is_sent() {
+        let n = |text: &str| RedirectTypeNumber(serde_json::from_str::<serde_json::Number>(text).expect(text));
+        assert_eq!(parse_redirect_type(&n("301")).expect("301"), RedirectType::Permanent);
+        assert_eq!(parse_redirect_type(&n("302")).expect("302"), RedirectType::Found);
+        for (text, shown) in [
+            ("307", "307"),
+            ("0", "0"),
+            ("-302", "-302"),
+            ("65838", "65838"), // 302 + 65536: not wrapped to 302
+            ("18446744073709551615", "18446744073709551615"),
+            ("100000000000000000000", "1e+20"),
+            ("301.5", "301.5"),
+            ("301.0", "301.0"),
+        ] {
+            let e = parse_redirect_type(&n(text)).expect_err(text);
+            assert_eq!(
+                (e.code, e.message.as_str(), &e.details),
+                ("invalid_redirect_type", format!("redirect_type must be 301 or 302, got {shown}").as_str(), &json!({ "allowed": [301, 302] })),
+                "{text}"
+            );
+        }
+    }
 
     #[test]
     fn expires_at_rules() {

@@ -98,7 +98,7 @@ fn build_patch(state: &ApiState, req: &UpdateLinkRequest, now: chrono::DateTime<
             Some(Some(raw)) => Some(Some(parse_expires_at(raw, now)?)),
         },
         tags: req.tags.as_deref().map(normalize_tags).transpose()?,
-        redirect_type: req.redirect_type.map(parse_redirect_type).transpose()?,
+        redirect_type: req.redirect_type.as_ref().map(parse_redirect_type).transpose()?,
     })
 }
 
