@@ -161,7 +161,7 @@ fn blocklist_entries_take_ipv6_addresses_and_bad_ones_say_how_to_write_them() {
         let err = Config::load(Some(std::path::Path::new("bad.toml")), &FlagOverrides::default()).expect_err("bad entry");
         assert_eq!(
             format!("{err:#}"),
-            "links.blocklist entry \"2001:db8::zz\" (invalid_pattern): invalid blocklist entry: \"2001:db8::zz\" is neither a domain nor an IPv6 address; write an IPv6 address bare (2001:db8::1) or in brackets ([2001:db8::1], with a port [2001:db8::1]:443)"
+            "links.blocklist entry \"2001:db8::zz\" (invalid_pattern): invalid blocklist entry: \"2001:db8::zz\" is neither a domain nor an IPv6 address; write an IPv6 address bare (2001:db8::1) or in brackets ([2001:db8::1], with a port [2001:db8::1]:443) (configuration from \"bad.toml\", SLUICE__* variables and flags)"
         );
         jail.create_file("nohost.toml", "[links]\nblocklist = [\"http://\"]\n")?;
         let err = Config::load(Some(std::path::Path::new("nohost.toml")), &FlagOverrides::default()).expect_err("no host");
