@@ -283,9 +283,43 @@ fn query_error(text: &str, query: Option<&str>) -> ApiError {
         .with_details(json!({ "parameter": name, "value": value }))
 }
 
-/// The `{code}` path segment of `/v1/links/{code}`, percent-decoded. A code that does not
-/// match `[A-Za-z0-9_-]{1,64}` cannot exist, so it is answered 404 `not_found` without a
-/// store lookup.
+/// Path parameters parsed into `T` (axum's `Path`), percent-decoded. Every API route with a
+/// path parameter reads it through this extractor, never through axum's `Path`, whose
+/// rejections are plain text.
+///
+/// Errors: 400 `invalid_path` when a segment is not UTF-8 once percent-decoded
+/// (`/v1/jobs/%FF`), details `{parameter}`; any other rejection (the route has no such
+/// parameter, a value of the wrong type) is 404 `not_found` for the path.
+#[derive(Debug, Clone)]
+pub struct ApiPath<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        use axum::extract::path::ErrorKind;
+        use axum::extract::rejection::PathRejection;
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(ApiPath(v)),
+            Err(PathRejection::FailedToDeserializePathParams(e)) => match e.kind() {
+                ErrorKind::InvalidUtf8InPathParam { key } => {
+                    Err(ApiError::bad_request("invalid_path", format!("path parameter \"{}\" is not UTF-8 once percent-decoded", echo(key)))
+                        .with_details(json!({ "parameter": key })))
+                }
+                _ => Err(ApiError::route_not_found(parts.uri.path())),
+            },
+            Err(_) => Err(ApiError::route_not_found(parts.uri.path())),
+        }
+    }
+}
+
+/// The `{code}` path segment of `/v1/links/{code}`, percent-decoded ([`ApiPath`]: 400
+/// `invalid_path` when not UTF-8). A code that does not match `[A-Za-z0-9_-]{1,64}` cannot
+/// exist, so it is answered 404 `not_found` without a store lookup.
 #[derive(Debug, Clone)]
 pub struct LinkCode(pub String);
 
@@ -293,8 +327,7 @@ impl<S: Send + Sync> FromRequestParts<S> for LinkCode {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let axum::extract::Path(code) =
-            axum::extract::Path::<String>::from_request_parts(parts, state).await.map_err(|_| ApiError::route_not_found(parts.uri.path()))?;
+        let code: String = ApiPath::<String>::from_request_parts(parts, state).await?.0;
         if crate::alias::is_code_charset(&code) { Ok(LinkCode(code)) } else { Err(ApiError::link_not_found(&code)) }
     }
 }

@@ -531,7 +531,26 @@ async fn admin_bodies_that_are_not_json_objects_are_refused(b: Backend) {
     admin(&app, Method::POST, &format!("/v1/admin/links/{code}/disable"), None).await.assert_error(400, "invalid_reason");
 }
 
+/// A path segment that is not UTF-8 once percent-decoded is 400 `invalid_path` in the JSON
+/// error shape on every route with a path parameter (never axum's plain-text "Invalid URL").
+async fn path_segments_that_are_not_utf8_are_400_invalid_path(b: Backend) {
+    let app = with_token(b).await;
+    for (method, path) in [
+        (Method::DELETE, "/v1/admin/blocklist/%FF"),
+        (Method::DELETE, "/v1/admin/blocklist/a%C3"),
+        (Method::POST, "/v1/admin/links/%FF/disable"),
+        (Method::POST, "/v1/admin/links/%FF/enable"),
+        (Method::GET, "/v1/links/%FF"),
+        (Method::DELETE, "/v1/links/%FF"),
+    ] {
+        let r = admin(&app, method.clone(), path, None).await;
+        let err = r.assert_error(400, "invalid_path");
+        assert_eq!(err["details"]["parameter"].as_str().map(|p| ["pattern", "code"].contains(&p)), Some(true), "{method} {path}: {err}");
+    }
+}
+
 backend_tests!(
+    path_segments_that_are_not_utf8_are_400_invalid_path,
     admin_bodies_that_are_not_json_objects_are_refused,
     nat64_spellings_of_a_blocklisted_ipv4_address_are_blocked,
     admin_timestamps_are_milliseconds_like_the_rest_of_the_api,

@@ -1,7 +1,7 @@
 //! `POST`/`GET /v1/admin/blocklist`, `DELETE /v1/admin/blocklist/{pattern}`.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -13,7 +13,7 @@ use super::{AdminState, audit_record, check_reason, count};
 use crate::auth::AdminPrincipal;
 use crate::dto::{ErrorBody, LinkResponse};
 use crate::error::{ApiError, echo};
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiPath};
 use crate::links::to_response;
 
 fn entry_response(e: &BlocklistEntry) -> BlocklistEntryResponse {
@@ -96,7 +96,7 @@ pub async fn list_blocklist(State(state): State<AdminState>, _who: AdminPrincipa
 pub async fn remove_from_blocklist(
     State(state): State<AdminState>,
     who: AdminPrincipal,
-    Path(raw): Path<String>,
+    ApiPath(raw): ApiPath<String>,
 ) -> Result<Json<BlocklistRemoveResponse>, ApiError> {
     let pattern = normalize(&raw)?;
     let store = state.store()?;

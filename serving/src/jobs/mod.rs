@@ -28,7 +28,7 @@ mod idempotency_tests;
 mod tests;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -42,7 +42,7 @@ pub use store::{JobFailure, JobRecord, JobSpec, KeyRecord};
 use crate::dto::ErrorBody;
 use crate::error::{ApiError, echo};
 use crate::export::{ExportFormat, export_headers, file_name, parse_format};
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiPath};
 use crate::links::create::idempotency_key;
 use crate::links::now_ms;
 use crate::reports::ReportsState;
@@ -375,7 +375,7 @@ async fn load(state: &ReportsState, job_id: &str) -> Result<JobRecord, ApiError>
         (status = 503, description = "jobs_store_unavailable: the export job table could not be opened when the server started, was deleted or replaced since (e.g. exports/ removed), or hit an I/O error such as a full disk (the server log and /readyz name the file); stats_unavailable: this process runs no dataflow", body = ErrorBody),
     )
 )]
-pub async fn get_job(State(state): State<ReportsState>, Path(job_id): Path<String>) -> Result<Response, ApiError> {
+pub async fn get_job(State(state): State<ReportsState>, ApiPath(job_id): ApiPath<String>) -> Result<Response, ApiError> {
     let rec = load(&state, &job_id).await?;
     let mut resp = axum::Json(JobStatusBody::of(&rec)).into_response();
     resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -394,7 +394,7 @@ pub async fn get_job(State(state): State<ReportsState>, Path(job_id): Path<Strin
         (status = 503, description = "jobs_store_unavailable: the export job table could not be opened when the server started, was deleted or replaced since (e.g. exports/ removed), or hit an I/O error such as a full disk (the server log and /readyz name the file); stats_unavailable: this process runs no dataflow", body = ErrorBody),
     )
 )]
-pub async fn download_job(State(state): State<ReportsState>, Path(job_id): Path<String>) -> Result<Response, ApiError> {
+pub async fn download_job(State(state): State<ReportsState>, ApiPath(job_id): ApiPath<String>) -> Result<Response, ApiError> {
     let rec = load(&state, &job_id).await?;
     if rec.status != JobState::Succeeded {
         return Err(ApiError::new(StatusCode::CONFLICT, "job_not_ready", "the job has not succeeded")

@@ -500,6 +500,20 @@ async fn bad_requests_and_unknown_jobs() {
     assert!(state.jobs().expect("runner").records().expect("records").is_empty());
 }
 
+/// A job id that is not UTF-8 once percent-decoded is 400 `invalid_path` in the JSON error
+/// shape (never axum's plain-text "Invalid URL").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_ids_that_are_not_utf8_are_400_invalid_path() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let h = Harness::at(&["ab"], ms(NOW), dir.path()).await;
+    for uri in ["/v1/jobs/%FF", "/v1/jobs/%FF/download", "/v1/jobs/a%C3%28"] {
+        let (st, headers, b) = send(h.state(), "GET", uri, None).await;
+        assert_eq!((st, headers.get("content-type").and_then(|v| v.to_str().ok())), (StatusCode::BAD_REQUEST, Some("application/json")), "{uri}");
+        let v = json_of(&b);
+        assert_eq!((v["error"]["code"].as_str(), &v["error"]["details"]), (Some("invalid_path"), &json!({"parameter": "job_id"})), "{uri}: {v}");
+    }
+}
+
 /// A `jobs.redb` cut short is refused at open with `jobs_store_damaged`, naming the file and
 /// what to do (the server then runs without export jobs), never trusted or a panic.
 #[test]

@@ -18,7 +18,7 @@ mod tests;
 
 use std::sync::Arc;
 
-use axum::extract::{FromRef, Path, RawQuery, State};
+use axum::extract::{FromRef, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -34,7 +34,7 @@ use crate::anomalies::blocking;
 use crate::auth::{AdminAuth, AdminPrincipal};
 use crate::dto::ErrorBody;
 use crate::error::{ApiError, echo};
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiPath};
 use crate::stats::params::rfc3339_utc;
 pub use dispatch::{Dispatcher, WebhookConfig};
 
@@ -299,7 +299,7 @@ pub async fn list_webhooks(_admin: AdminPrincipal, State(state): State<WebhooksS
     responses((status = 200, body = WebhookBody), (status = 404, description = "webhook_not_found", body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("admin_token" = []))
 )]
-pub async fn get_webhook(_admin: AdminPrincipal, State(state): State<WebhooksState>, Path(id): Path<String>) -> Result<Json<WebhookBody>, ApiError> {
+pub async fn get_webhook(_admin: AdminPrincipal, State(state): State<WebhooksState>, ApiPath(id): ApiPath<String>) -> Result<Json<WebhookBody>, ApiError> {
     let key = id.clone();
     match blocking(&state.store, move |s| s.webhook(&key)).await? {
         Some(r) => Ok(Json(WebhookBody::from(&r))),
@@ -314,7 +314,7 @@ pub async fn get_webhook(_admin: AdminPrincipal, State(state): State<WebhooksSta
     responses((status = 204, description = "Deleted"), (status = 404, description = "webhook_not_found", body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("admin_token" = []))
 )]
-pub async fn delete_webhook(_admin: AdminPrincipal, State(state): State<WebhooksState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn delete_webhook(_admin: AdminPrincipal, State(state): State<WebhooksState>, ApiPath(id): ApiPath<String>) -> Result<StatusCode, ApiError> {
     let key = id.clone();
     if blocking(&state.store, move |s| s.delete_webhook(&key)).await? {
         tracing::info!(webhook_id = %id, "webhook deleted");
@@ -343,7 +343,7 @@ pub async fn delete_webhook(_admin: AdminPrincipal, State(state): State<Webhooks
 pub async fn list_deliveries(
     _admin: AdminPrincipal,
     State(state): State<WebhooksState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<DeliveryPage>, ApiError> {
     let (limit, before) = parse_deliveries_query(query.as_deref())?;

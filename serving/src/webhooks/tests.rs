@@ -396,3 +396,24 @@ fn deliveries_query_takes_plain_digits_and_known_names() {
         assert_eq!(parse_deliveries_query(Some(q)).expect_err(q).code, code, "{q}");
     }
 }
+
+/// A webhook id that is not UTF-8 once percent-decoded is 400 `invalid_path` in the JSON
+/// error shape (never axum's plain-text "Invalid URL"), on every route that takes one.
+#[tokio::test]
+async fn ids_that_are_not_utf8_are_400_invalid_path() {
+    let (_dir, _store, base, _) = api(false, None).await;
+    let client = reqwest::Client::new();
+    for (method, path) in [
+        (reqwest::Method::GET, "/v1/webhooks/%FF"),
+        (reqwest::Method::DELETE, "/v1/webhooks/%FF"),
+        (reqwest::Method::GET, "/v1/webhooks/%FF/deliveries"),
+        (reqwest::Method::GET, "/v1/webhooks/a%C3/deliveries"),
+    ] {
+        let resp = client.request(method.clone(), format!("{base}{path}")).send().await.expect("send");
+        assert_eq!(resp.status(), 400, "{method} {path}");
+        assert_eq!(resp.headers().get("content-type").and_then(|v| v.to_str().ok()), Some("application/json"), "{method} {path}");
+        let body: Value = resp.json().await.expect("json");
+        assert_eq!(body["error"]["code"], "invalid_path", "{method} {path}: {body}");
+        assert_eq!(body["error"]["details"], json!({"parameter": "id"}), "{method} {path}: {body}");
+    }
+}
