@@ -231,6 +231,12 @@ impl EventInput {
         if self.event_id.is_empty() || self.event_id.len() > MAX_EVENT_ID_BYTES {
             return Err(Rejection::new("invalid_event_id", format!("\"event_id\" must be 1 to {MAX_EVENT_ID_BYTES} bytes, got {}", self.event_id.len())));
         }
+        let event_id = event_uuid(&self.event_id);
+        if event_id.is_nil() {
+            // The dataflow refuses the nil UUID (it marks "no id"); refuse it here, where the
+            // caller is told, rather than acknowledge a click that is never counted.
+            return Err(Rejection::new("invalid_event_id", "\"event_id\" must not be the nil UUID 00000000-0000-0000-0000-000000000000"));
+        }
         if !is_code(&self.code) {
             return Err(Rejection::new("invalid_code", format!("\"code\" must match [A-Za-z0-9_-]{{1,64}}: \"{}\"", cut(self.code, 80))));
         }
@@ -261,7 +267,7 @@ impl EventInput {
         };
         let user_agent = cut(self.user_agent, MAX_FIELD_BYTES);
         Ok(ClickEvent {
-            event_id: event_uuid(&self.event_id),
+            event_id,
             code: self.code,
             ts: self.ts,
             ip_trunc: Some(truncate_ip(visitor_ip)),

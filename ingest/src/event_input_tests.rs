@@ -136,6 +136,16 @@ fn every_rejection_reason() {
     assert_eq!(reason(with("event_id", json!(""))), "invalid_event_id");
     assert_eq!(reason(with("event_id", json!("x".repeat(MAX_EVENT_ID_BYTES + 1)))), "invalid_event_id");
     assert!(check(with("event_id", json!("x".repeat(MAX_EVENT_ID_BYTES)))).is_ok());
+    // the nil UUID in every form `event_uuid` parses: the dataflow would drop it as invalid
+    for nil in [
+        "00000000-0000-0000-0000-000000000000",
+        "00000000000000000000000000000000",
+        "{00000000-0000-0000-0000-000000000000}",
+        "urn:uuid:00000000-0000-0000-0000-000000000000",
+    ] {
+        assert_eq!(reason(with("event_id", json!(nil))), "invalid_event_id", "{nil}");
+    }
+    assert!(check(with("event_id", json!("00000000-0000-0000-0000-000000000001"))).is_ok());
     for bad_code in ["", "a/b", "robots.txt", "ü", &"x".repeat(65)] {
         assert_eq!(reason(with("code", json!(bad_code))), "invalid_code", "{bad_code:?}");
     }

@@ -391,18 +391,30 @@ fn parse_query(query: Option<&str>) -> Result<bool, ApiError> {
     Ok(backfill.unwrap_or(false))
 }
 
+/// The body's format from `Content-Type` (parsed by the `mime` crate): `application/json`
+/// (an array) or one of the NDJSON types; a `charset` parameter, when present, must name
+/// UTF-8 (RFC 8259 §8.1), as on every JSON route of the API.
+///
+/// Errors: 415 `unsupported_media_type` (details `{content_type}`) otherwise, also for a
+/// header that does not parse as a media type.
 fn body_format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    match mime.as_str() {
-        "application/json" => Ok(BodyFormat::JsonArray),
-        "application/x-ndjson" | "application/ndjson" | "application/jsonl" | "application/x-jsonlines" => Ok(BodyFormat::Ndjson),
-        _ => Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "expected content-type application/json (an array of events) or application/x-ndjson (one event per line)",
-        )
-        .with_details(json!({ "content_type": ct }))),
+    let refuse =
+        |message: String| Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", message).with_details(json!({ "content_type": ct })));
+    let expected = "expected content-type application/json (an array of events) or application/x-ndjson (one event per line)";
+    let Ok(mime) = ct.parse::<mime::Mime>() else {
+        return refuse(expected.to_owned());
+    };
+    let format = match mime.essence_str() {
+        "application/json" => BodyFormat::JsonArray,
+        "application/x-ndjson" | "application/ndjson" | "application/jsonl" | "application/x-jsonlines" => BodyFormat::Ndjson,
+        _ => return refuse(expected.to_owned()),
+    };
+    match mime.get_param(mime::CHARSET) {
+        Some(charset) if charset != mime::UTF_8 => {
+            refuse(format!("charset {} is not supported: events are UTF-8 (RFC 8259 §8.1); send charset=utf-8 or no charset", charset.as_str()))
+        }
+        _ => Ok(format),
     }
 }
 

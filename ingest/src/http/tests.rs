@@ -139,13 +139,21 @@ async fn content_type_selects_array_or_ndjson() {
     let f = fixture(EventsConfig::default());
     let arr = json!([ev("a", "c1")]).to_string();
     let nd = format!("{}\n\n{}\r\n", ev("b", "c2"), ev("c", "c3"));
-    for ct in ["application/json", "application/json; charset=utf-8", "APPLICATION/JSON"] {
+    for ct in ["application/json", "application/json; charset=utf-8", "APPLICATION/JSON", "application/json; charset=\"UTF-8\""] {
         let r = send(&f.router, EVENTS_PATH, loopback(), &[("content-type", ct)], arr.clone()).await;
         assert_eq!((r.status, r.body.clone()), (StatusCode::OK, json!({"accepted": 1, "rejected": []})), "{ct}");
     }
     let r = send(&f.router, EVENTS_PATH, loopback(), &[("content-type", "application/x-ndjson")], nd.clone()).await;
     assert_eq!((r.status, r.body), (StatusCode::OK, json!({"accepted": 2, "rejected": []})));
-    for ct in [Some("text/plain"), Some("application/xml"), Some("application/ld+json"), None] {
+    let r = send(&f.router, EVENTS_PATH, loopback(), &[("content-type", "application/x-ndjson; charset=utf-8")], nd.clone()).await;
+    assert_eq!((r.status, r.body), (StatusCode::OK, json!({"accepted": 2, "rejected": []})));
+    // JSON is UTF-8 (RFC 8259 §8.1): another charset is refused before the body is read
+    for ct in ["application/json; charset=utf-16", "application/json; charset=latin1", "application/x-ndjson; charset=iso-8859-1"] {
+        let r = send(&f.router, EVENTS_PATH, loopback(), &[("content-type", ct)], arr.clone()).await;
+        assert_error(&r, 415, "unsupported_media_type");
+        assert!(r.body["error"]["message"].as_str().is_some_and(|m| m.starts_with("charset ")), "{ct}: {}", r.body);
+    }
+    for ct in [Some("text/plain"), Some("application/xml"), Some("application/ld+json"), Some("application/json; charset"), Some("application/"), None] {
         let headers: Vec<(&str, &str)> = ct.map(|c| ("content-type", c)).into_iter().collect();
         let r = send(&f.router, EVENTS_PATH, loopback(), &headers, arr.clone()).await;
         assert_error(&r, 415, "unsupported_media_type");
@@ -156,7 +164,7 @@ async fn content_type_selects_array_or_ndjson() {
     let r = send(&f.router, EVENTS_PATH, loopback(), &[("content-type", "application/x-ndjson")], arr).await;
     assert_error(&r, 400, "all_events_rejected");
     assert_eq!(r.body["error"]["details"]["rejected"][0]["reason"], "not_an_object");
-    assert_eq!(logged(&f.log).len(), 5);
+    assert_eq!(logged(&f.log).len(), 8);
 }
 
 #[tokio::test]

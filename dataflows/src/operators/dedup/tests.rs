@@ -72,6 +72,29 @@ fn backfill_is_remembered_from_the_watermark_on() {
     assert!(err.is_empty());
 }
 
+/// The documented window (docs/events-import-loadgen.md, "Duplicates"): a backfill copy of
+/// a live event is a duplicate while the live copy is remembered (`max(horizon, lateness)`
+/// of the watermark), and counts again once the id was compacted away.
+#[test]
+fn a_backfill_copy_of_a_live_event_is_a_duplicate_only_within_the_window() {
+    let mut s = DedupState::new(48 * H, 48 * H, 9600 * H);
+    let (mut ok, mut err) = (Vec::new(), Vec::new());
+    s.advance(&[report(10 * H)]);
+    s.process([click(1, 10 * H, 0, false)], &mut ok, &mut err);
+    s.advance(&[report(58 * H)]);
+    s.process([click(1, 10 * H, 1, true)], &mut ok, &mut err);
+    assert_eq!(ok.iter().map(|c| c.offset).collect::<Vec<_>>(), vec![0], "48 h behind: still a duplicate");
+    s.advance(&[report(59 * H)]);
+    assert_eq!(s.len(), 1, "the backfill copy moved the id's basis to the watermark (58 h)");
+    s.advance(&[report(106 * H)]);
+    assert_eq!(s.len(), 1, "58 h + 48 h: still remembered");
+    s.advance(&[report(200 * H)]);
+    assert_eq!(s.len(), 0);
+    s.process([click(1, 10 * H, 2, true)], &mut ok, &mut err);
+    assert_eq!(ok.iter().map(|c| c.offset).collect::<Vec<_>>(), vec![0, 2], "after the window a backfill copy counts again");
+    assert!(err.is_empty());
+}
+
 /// Oracle: the compacting state equals a reference that remembers every id forever, on
 /// random streams with duplicates, out-of-order and late events and an advancing watermark.
 #[test]
