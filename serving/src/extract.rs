@@ -246,6 +246,15 @@ where
     }
 }
 
+/// The query of a route that takes no parameter, read with [`ApiQuery`] (`ApiQuery<NoParams>`)
+/// after the route's authentication: any parameter is 400 `unknown_parameter` (details
+/// `{parameter, supported: []}`), a name or value that is not UTF-8 once percent-decoded 400
+/// `invalid_parameter`, as [`crate::query::refuse_query`] answers on the link routes; an
+/// empty query (`?`, `?&`) passes.
+#[derive(Debug, Clone, Copy, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoParams {}
+
 /// Largest `limit` of the paged lists read with [`ApiQuery`] (`GET /v1/links`, the admin
 /// audit log).
 pub const PAGE_MAX_LIMIT: usize = 1000;

@@ -549,7 +549,53 @@ async fn path_segments_that_are_not_utf8_are_400_invalid_path(b: Backend) {
     }
 }
 
+/// Admin routes without query parameters refuse one like every `/v1/` route (after the
+/// credentials are checked), and nothing changes.
+async fn admin_routes_refuse_unknown_repeated_and_non_utf8_query_parameters(b: Backend) {
+    let app = with_token(b).await;
+    let code = app.create_url("https://example.com/admin-query").await;
+    let body = || Some(json!({"pattern": "query.example", "reason": "r"}));
+    let reason = || Some(json!({"reason": "r"}));
+    let cases: Vec<(Method, String, Option<Value>)> = vec![
+        (Method::GET, "/v1/admin/blocklist".into(), None),
+        (Method::POST, "/v1/admin/blocklist".into(), body()),
+        (Method::DELETE, "/v1/admin/blocklist/blocked.example".into(), None),
+        (Method::POST, format!("/v1/admin/links/{code}/disable"), reason()),
+        (Method::POST, format!("/v1/admin/links/{code}/enable"), reason()),
+    ];
+    for (method, path, body) in &cases {
+        for (q, want, param) in
+            [("foo=1", "unknown_parameter", "foo"), ("limit=1&limit=2", "unknown_parameter", "limit"), ("%FF=1", "invalid_parameter", "\u{FFFD}")]
+        {
+            let r = admin(&app, method.clone(), &format!("{path}?{q}"), body.clone()).await;
+            let err = r.assert_error(400, want);
+            assert_eq!(err["details"]["parameter"], param, "{method} {path}?{q}: {err}");
+            if want == "unknown_parameter" {
+                assert_eq!(err["details"]["supported"], json!([]), "{method} {path}?{q}: {err}");
+            }
+        }
+        // Credentials first: without them, 401 whatever the query.
+        let r = admin_call(&app, method.clone(), &format!("{path}?foo=1"), None, REMOTE, body.clone()).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{method} {path}: {:?}", r.body);
+    }
+    // Nothing was added, disabled or audited; an empty query is no parameter.
+    assert_eq!(admin(&app, Method::GET, "/v1/admin/blocklist?", None).await.json()["items"], json!([]));
+    assert_eq!(app.get(&format!("/v1/links/{code}")).await.json()["enabled"], true);
+    assert_eq!(admin(&app, Method::GET, "/v1/admin/audit", None).await.json()["items"], json!([]));
+}
+
+/// The OpenAPI document lists the audit log's query parameters.
+async fn audit_query_parameters_are_documented(b: Backend) {
+    let app = with_token(b).await;
+    let doc = app.get("/v1/openapi.json").await.json();
+    let params = doc["paths"]["/v1/admin/audit"]["get"]["parameters"].as_array().cloned().unwrap_or_default();
+    let names: Vec<(&str, &str)> = params.iter().map(|p| (p["name"].as_str().unwrap_or(""), p["in"].as_str().unwrap_or(""))).collect();
+    assert_eq!(names, ["limit", "cursor", "from", "to", "actor", "action"].map(|n| (n, "query")).to_vec(), "{params:?}");
+}
+
 backend_tests!(
+    admin_routes_refuse_unknown_repeated_and_non_utf8_query_parameters,
+    audit_query_parameters_are_documented,
     path_segments_that_are_not_utf8_are_400_invalid_path,
     admin_bodies_that_are_not_json_objects_are_refused,
     nat64_spellings_of_a_blocklisted_ipv4_address_are_blocked,

@@ -13,7 +13,7 @@ use super::{AdminState, audit_record, check_reason, count};
 use crate::auth::AdminPrincipal;
 use crate::dto::{ErrorBody, LinkResponse};
 use crate::error::{ApiError, echo};
-use crate::extract::{ApiJson, ApiPath};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, NoParams};
 use crate::links::to_response;
 
 fn entry_response(e: &BlocklistEntry) -> BlocklistEntryResponse {
@@ -38,7 +38,12 @@ fn links_of(state: &AdminState, outcomes: &[HoldOutcome]) -> Vec<LinkResponse> {
         (status = 403, description = "admin_loopback_only", body = ErrorBody),
     )
 )]
-pub async fn add_to_blocklist(State(state): State<AdminState>, who: AdminPrincipal, body: ApiJson<BlocklistRequest>) -> Result<Response, ApiError> {
+pub async fn add_to_blocklist(
+    State(state): State<AdminState>,
+    who: AdminPrincipal,
+    _query: ApiQuery<NoParams>,
+    body: ApiJson<BlocklistRequest>,
+) -> Result<Response, ApiError> {
     let pattern = super::pattern::validate_new_pattern(&body.value.pattern)?;
     let reason = check_reason(body.value.reason.as_deref(), false)?;
     let store = state.store()?;
@@ -75,7 +80,7 @@ pub async fn add_to_blocklist(State(state): State<AdminState>, who: AdminPrincip
         (status = 403, description = "admin_loopback_only", body = ErrorBody),
     )
 )]
-pub async fn list_blocklist(State(state): State<AdminState>, _who: AdminPrincipal) -> Result<Json<BlocklistList>, ApiError> {
+pub async fn list_blocklist(State(state): State<AdminState>, _who: AdminPrincipal, _query: ApiQuery<NoParams>) -> Result<Json<BlocklistList>, ApiError> {
     let items = blocklist_entries(state.store()?).await?.iter().map(entry_response).collect();
     Ok(Json(BlocklistList { items, config: state.static_blocklist.clone() }))
 }
@@ -97,6 +102,7 @@ pub async fn remove_from_blocklist(
     State(state): State<AdminState>,
     who: AdminPrincipal,
     ApiPath(raw): ApiPath<String>,
+    _query: ApiQuery<NoParams>,
 ) -> Result<Json<BlocklistRemoveResponse>, ApiError> {
     let pattern = normalize(&raw)?;
     let store = state.store()?;

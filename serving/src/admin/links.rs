@@ -12,7 +12,7 @@ use super::{AdminState, audit_record, check_reason, count};
 use crate::auth::AdminPrincipal;
 use crate::dto::ErrorBody;
 use crate::error::ApiError;
-use crate::extract::{ApiBytes, LinkCode, parse_json_body};
+use crate::extract::{ApiBytes, ApiQuery, LinkCode, NoParams, parse_json_body};
 use crate::links::to_response;
 
 /// The optional JSON body of these endpoints (an empty body is `{}`).
@@ -49,6 +49,7 @@ pub async fn disable_link(
     State(state): State<AdminState>,
     who: AdminPrincipal,
     LinkCode(code): LinkCode,
+    _query: ApiQuery<NoParams>,
     ApiBytes(bytes): ApiBytes,
 ) -> Result<Json<AdminLinkResponse>, ApiError> {
     let req = body(&bytes)?;
@@ -83,6 +84,7 @@ pub async fn enable_link(
     State(state): State<AdminState>,
     who: AdminPrincipal,
     LinkCode(code): LinkCode,
+    _query: ApiQuery<NoParams>,
     ApiBytes(bytes): ApiBytes,
 ) -> Result<Json<AdminLinkResponse>, ApiError> {
     let req = body(&bytes)?;

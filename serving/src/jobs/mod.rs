@@ -42,7 +42,7 @@ pub use store::{JobFailure, JobRecord, JobSpec, KeyRecord};
 use crate::dto::ErrorBody;
 use crate::error::{ApiError, echo};
 use crate::export::{ExportFormat, export_headers, file_name, parse_format};
-use crate::extract::{ApiJson, ApiPath};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, NoParams};
 use crate::links::create::idempotency_key;
 use crate::links::now_ms;
 use crate::reports::ReportsState;
@@ -329,7 +329,12 @@ async fn replay_recorded(state: &ReportsState, rec: &IdempotencyRecord, request_
         (status = 503, description = "jobs_store_unavailable: the export job table could not be opened when the server started, was deleted or replaced since (e.g. exports/ removed), or hit an I/O error such as a full disk (the server log and /readyz name the file); stats_unavailable: this process runs no dataflow", body = ErrorBody),
     )
 )]
-pub async fn create_report(State(state): State<ReportsState>, headers: HeaderMap, body: ApiJson<ReportRequest>) -> Result<Response, ApiError> {
+pub async fn create_report(
+    State(state): State<ReportsState>,
+    _query: ApiQuery<NoParams>,
+    headers: HeaderMap,
+    body: ApiJson<ReportRequest>,
+) -> Result<Response, ApiError> {
     state.runner()?;
     let Some(key) = idempotency_key(&headers)? else {
         let spec = build_spec(&state, &body.value).await?;
@@ -375,7 +380,7 @@ async fn load(state: &ReportsState, job_id: &str) -> Result<JobRecord, ApiError>
         (status = 503, description = "jobs_store_unavailable: the export job table could not be opened when the server started, was deleted or replaced since (e.g. exports/ removed), or hit an I/O error such as a full disk (the server log and /readyz name the file); stats_unavailable: this process runs no dataflow", body = ErrorBody),
     )
 )]
-pub async fn get_job(State(state): State<ReportsState>, ApiPath(job_id): ApiPath<String>) -> Result<Response, ApiError> {
+pub async fn get_job(State(state): State<ReportsState>, ApiPath(job_id): ApiPath<String>, _query: ApiQuery<NoParams>) -> Result<Response, ApiError> {
     let rec = load(&state, &job_id).await?;
     let mut resp = axum::Json(JobStatusBody::of(&rec)).into_response();
     resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -394,7 +399,7 @@ pub async fn get_job(State(state): State<ReportsState>, ApiPath(job_id): ApiPath
         (status = 503, description = "jobs_store_unavailable: the export job table could not be opened when the server started, was deleted or replaced since (e.g. exports/ removed), or hit an I/O error such as a full disk (the server log and /readyz name the file); stats_unavailable: this process runs no dataflow", body = ErrorBody),
     )
 )]
-pub async fn download_job(State(state): State<ReportsState>, ApiPath(job_id): ApiPath<String>) -> Result<Response, ApiError> {
+pub async fn download_job(State(state): State<ReportsState>, ApiPath(job_id): ApiPath<String>, _query: ApiQuery<NoParams>) -> Result<Response, ApiError> {
     let rec = load(&state, &job_id).await?;
     if rec.status != JobState::Succeeded {
         return Err(ApiError::new(StatusCode::CONFLICT, "job_not_ready", "the job has not succeeded")

@@ -514,6 +514,31 @@ async fn job_ids_that_are_not_utf8_are_400_invalid_path() {
     }
 }
 
+/// The job routes take no query parameter: an unknown, repeated or non-UTF-8 one is refused
+/// like on every `/v1/` route (before the job is looked up), and no job is created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_routes_refuse_query_parameters() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let h = Harness::at(&["ab"], ms(NOW), dir.path()).await;
+    let state = h.state();
+    let id = "0190a6e0-0000-7000-8000-00000000beef";
+    for (q, want, param) in
+        [("foo=1", "unknown_parameter", "foo"), ("limit=1&limit=2", "unknown_parameter", "limit"), ("%FF=1", "invalid_parameter", "\u{FFFD}")]
+    {
+        for (method, path) in [("POST", "/v1/reports/export".to_owned()), ("GET", format!("/v1/jobs/{id}")), ("GET", format!("/v1/jobs/{id}/download"))] {
+            let body = (method == "POST").then_some(("application/json", r#"{"codes": ["ab"]}"#));
+            let (st, _, b) = send(state, method, &format!("{path}?{q}"), body).await;
+            let v = json_of(&b);
+            assert_eq!(
+                (st, v["error"]["code"].as_str(), &v["error"]["details"]["parameter"]),
+                (StatusCode::BAD_REQUEST, Some(want), &json!(param)),
+                "{method} {path}?{q}: {v}"
+            );
+        }
+    }
+    assert!(state.jobs().expect("runner").records().expect("records").is_empty());
+}
+
 /// A `jobs.redb` cut short is refused at open with `jobs_store_damaged`, naming the file and
 /// what to do (the server then runs without export jobs), never trusted or a panic.
 #[test]

@@ -34,7 +34,7 @@ use crate::anomalies::blocking;
 use crate::auth::{AdminAuth, AdminPrincipal};
 use crate::dto::ErrorBody;
 use crate::error::{ApiError, echo};
-use crate::extract::{ApiJson, ApiPath};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, NoParams};
 use crate::stats::params::rfc3339_utc;
 pub use dispatch::{Dispatcher, WebhookConfig};
 
@@ -226,7 +226,12 @@ fn now_ms() -> i64 {
     ),
     security(("admin_token" = []))
 )]
-pub async fn create_webhook(_admin: AdminPrincipal, State(state): State<WebhooksState>, body: ApiJson<CreateWebhookRequest>) -> Result<Response, ApiError> {
+pub async fn create_webhook(
+    _admin: AdminPrincipal,
+    State(state): State<WebhooksState>,
+    _query: ApiQuery<NoParams>,
+    body: ApiJson<CreateWebhookRequest>,
+) -> Result<Response, ApiError> {
     let req = body.value;
     if req.url.len() > MAX_URL_BYTES {
         return Err(ApiError::bad_request("invalid_webhook_url", format!("webhook url is longer than {MAX_URL_BYTES} bytes"))
@@ -287,7 +292,7 @@ pub async fn create_webhook(_admin: AdminPrincipal, State(state): State<Webhooks
     responses((status = 200, body = WebhookList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("admin_token" = []))
 )]
-pub async fn list_webhooks(_admin: AdminPrincipal, State(state): State<WebhooksState>) -> Result<Json<WebhookList>, ApiError> {
+pub async fn list_webhooks(_admin: AdminPrincipal, State(state): State<WebhooksState>, _query: ApiQuery<NoParams>) -> Result<Json<WebhookList>, ApiError> {
     let hooks = blocking(&state.store, |s| s.webhooks()).await?;
     Ok(Json(WebhookList { items: hooks.iter().map(WebhookBody::from).collect() }))
 }
@@ -299,7 +304,12 @@ pub async fn list_webhooks(_admin: AdminPrincipal, State(state): State<WebhooksS
     responses((status = 200, body = WebhookBody), (status = 404, description = "webhook_not_found", body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("admin_token" = []))
 )]
-pub async fn get_webhook(_admin: AdminPrincipal, State(state): State<WebhooksState>, ApiPath(id): ApiPath<String>) -> Result<Json<WebhookBody>, ApiError> {
+pub async fn get_webhook(
+    _admin: AdminPrincipal,
+    State(state): State<WebhooksState>,
+    ApiPath(id): ApiPath<String>,
+    _query: ApiQuery<NoParams>,
+) -> Result<Json<WebhookBody>, ApiError> {
     let key = id.clone();
     match blocking(&state.store, move |s| s.webhook(&key)).await? {
         Some(r) => Ok(Json(WebhookBody::from(&r))),
@@ -314,7 +324,12 @@ pub async fn get_webhook(_admin: AdminPrincipal, State(state): State<WebhooksSta
     responses((status = 204, description = "Deleted"), (status = 404, description = "webhook_not_found", body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("admin_token" = []))
 )]
-pub async fn delete_webhook(_admin: AdminPrincipal, State(state): State<WebhooksState>, ApiPath(id): ApiPath<String>) -> Result<StatusCode, ApiError> {
+pub async fn delete_webhook(
+    _admin: AdminPrincipal,
+    State(state): State<WebhooksState>,
+    ApiPath(id): ApiPath<String>,
+    _query: ApiQuery<NoParams>,
+) -> Result<StatusCode, ApiError> {
     let key = id.clone();
     if blocking(&state.store, move |s| s.delete_webhook(&key)).await? {
         tracing::info!(webhook_id = %id, "webhook deleted");

@@ -417,3 +417,39 @@ async fn ids_that_are_not_utf8_are_400_invalid_path() {
         assert_eq!(body["error"]["details"], json!({"parameter": "id"}), "{method} {path}: {body}");
     }
 }
+
+/// Every webhook route refuses an unknown, repeated or non-UTF-8 query parameter (the
+/// routes without parameters: any), like every `/v1/` route, and nothing changes.
+#[tokio::test]
+async fn routes_refuse_unknown_repeated_and_non_utf8_query_parameters() {
+    let (_dir, _store, base, _) = api(true, None).await;
+    let client = reqwest::Client::new();
+    let created = create(&base, json!({"url": "http://8.8.8.8/hook", "secret": SECRET})).await;
+    assert_eq!(created.status(), 201);
+    let id = created.json::<Value>().await.expect("json")["id"].as_str().expect("id").to_string();
+    let cases = [
+        (reqwest::Method::GET, "/v1/webhooks".to_string()),
+        (reqwest::Method::POST, "/v1/webhooks".to_string()),
+        (reqwest::Method::GET, format!("/v1/webhooks/{id}")),
+        (reqwest::Method::DELETE, format!("/v1/webhooks/{id}")),
+    ];
+    for (method, path) in &cases {
+        for (q, want, param) in
+            [("foo=1", "unknown_parameter", "foo"), ("limit=1&limit=2", "unknown_parameter", "limit"), ("%FF=1", "invalid_parameter", "\u{FFFD}")]
+        {
+            let mut req = client.request(method.clone(), format!("{base}{path}?{q}"));
+            if *method == reqwest::Method::POST {
+                req = req.json(&json!({"url": "http://8.8.4.4/hook", "secret": SECRET}));
+            }
+            let resp = req.send().await.expect("send");
+            assert_eq!(resp.status(), 400, "{method} {path}?{q}");
+            let body: Value = resp.json().await.expect("json");
+            assert_eq!((body["error"]["code"].as_str(), &body["error"]["details"]["parameter"]), (Some(want), &json!(param)), "{method} {path}?{q}: {body}");
+        }
+    }
+    let deliveries = client.get(format!("{base}/v1/webhooks/{id}/deliveries?limit=1&limit=2")).send().await.expect("send");
+    assert_eq!(deliveries.json::<Value>().await.expect("json")["error"]["code"], "duplicate_parameter");
+    // Nothing was created or deleted; an empty query is no parameter.
+    let list: Value = client.get(format!("{base}/v1/webhooks?")).send().await.expect("send").json().await.expect("json");
+    assert_eq!(list["items"].as_array().map(|a| a.iter().map(|w| w["id"].clone()).collect::<Vec<_>>()), Some(vec![json!(id)]), "{list}");
+}
