@@ -84,10 +84,7 @@ impl UrlPolicy {
         if input.len() > self.max_url_bytes {
             return Err(self.too_long(input.len()));
         }
-        if let Some((i, c)) = input.char_indices().find(|(_, c)| c.is_control()) {
-            return Err(ApiError::bad_request("control_characters", "long_url contains a control character")
-                .with_details(json!({ "byte_offset": i, "char": format!("U+{:04X}", c as u32) })));
-        }
+        check_control_characters("long_url", input)?;
         let Some(colon) = scheme_end(input) else {
             return Err(ApiError::bad_request("invalid_url", "long_url must be an absolute http or https url"));
         };
@@ -128,9 +125,7 @@ impl UrlPolicy {
             return Err(ApiError::bad_request("invalid_host", format!("the host of long_url is not a valid DNS name: {reason}"))
                 .with_details(json!({ "host": host, "reason": reason })));
         }
-        if url.port() == Some(0) {
-            return Err(ApiError::bad_request("invalid_port", "the port of long_url must be 1 to 65535").with_details(json!({ "port": 0 })));
-        }
+        check_port("long_url", &url)?;
         let own_port = self.loopback_port.is_some_and(|p| url.port_or_known_default() == Some(p) && is_loopback_host(&host));
         if own_port || self.own_hosts.contains(&host) || (self.own_hosts.iter().any(|h| is_loopback_host(h)) && is_loopback_host(&host)) {
             return Err(ApiError::bad_request("redirect_loop", format!("long_url points at this service's own short domain \"{host}\""))
@@ -161,6 +156,27 @@ impl UrlPolicy {
         )
         .with_details(json!({ "max_bytes": self.max_url_bytes, "actual_bytes": actual }))
     }
+}
+
+/// 400 `control_characters` (details `{byte_offset, char}`) when `input` holds a C0/C1
+/// control character or DEL, TAB/CR/LF included: a WHATWG parser would silently strip them
+/// (`java\tscript:` read as `javascript:`). `what` names the URL in the message (`long_url`,
+/// `the webhook url`). Shared by the link API and the webhook API.
+pub fn check_control_characters(what: &str, input: &str) -> Result<(), ApiError> {
+    match input.char_indices().find(|(_, c)| c.is_control()) {
+        Some((i, c)) => Err(ApiError::bad_request("control_characters", format!("{what} contains a control character"))
+            .with_details(json!({ "byte_offset": i, "char": format!("U+{:04X}", c as u32) }))),
+        None => Ok(()),
+    }
+}
+
+/// 400 `invalid_port` (details `{port: 0}`) when `url` names port 0, which no server listens
+/// on. `what` names the URL in the message. Shared by the link API and the webhook API.
+pub fn check_port(what: &str, url: &url::Url) -> Result<(), ApiError> {
+    if url.port() == Some(0) {
+        return Err(ApiError::bad_request("invalid_port", format!("the port of {what} must be 1 to 65535")).with_details(json!({ "port": 0 })));
+    }
+    Ok(())
 }
 
 /// Longest DNS name in bytes (RFC 1035 §2.3.4, without the trailing dot).

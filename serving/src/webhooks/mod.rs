@@ -218,7 +218,7 @@ fn now_ms() -> i64 {
     post, path = "/v1/webhooks", tag = "webhooks", request_body = CreateWebhookRequest,
     responses(
         (status = 201, description = "Created; Location: /v1/webhooks/{id}", body = WebhookBody),
-        (status = 400, description = "malformed_json, unknown_field, invalid_request, invalid_webhook_url, unsupported_url_scheme, webhook_url_forbidden (non-public address), webhook_host_unresolvable, invalid_kind, invalid_severity, invalid_secret", body = ErrorBody),
+        (status = 400, description = "malformed_json, unknown_field, invalid_request, unknown_parameter, invalid_parameter, control_characters, invalid_webhook_url, unsupported_url_scheme, invalid_port, webhook_url_forbidden (non-public address), webhook_host_unresolvable, invalid_kind, invalid_severity, invalid_secret", body = ErrorBody),
         (status = 401, description = "unauthorized", body = ErrorBody),
         (status = 403, description = "admin_loopback_only", body = ErrorBody),
         (status = 409, description = "too_many_webhooks (at most 100)", body = ErrorBody),

@@ -112,12 +112,16 @@ fn is_localhost_name(host: &str) -> bool {
 /// Parses and checks a webhook URL for creation; returns it normalized (WHATWG
 /// serialization: IP literals in canonical form).
 ///
-/// Errors (400): `invalid_webhook_url` (unparseable, not absolute, credentials in it, no
-/// host, a fragment), `unsupported_url_scheme` (anything but `https` and `http`),
-/// `webhook_host_unresolvable` (the name has no address), `webhook_url_forbidden`
-/// (a non-public address, unless `allow_private`).
+/// Errors (400), in this order, the host resolved (DNS) last: `control_characters` (as for a
+/// link's `long_url`: a TAB, CR or LF inside the URL is refused, never silently removed),
+/// `invalid_webhook_url` (unparseable, not absolute, credentials in it, no host, a
+/// fragment), `unsupported_url_scheme` (anything but `https` and `http`), `invalid_port`
+/// (port 0, as for a link), `webhook_url_forbidden` (a non-public address, unless
+/// `allow_private`), `webhook_host_unresolvable` (the name has no address).
 pub async fn validate_url(raw: &str, allow_private: bool) -> Result<url::Url, ApiError> {
-    let url = url::Url::parse(raw.trim()).map_err(|e| invalid(raw, &e.to_string()))?;
+    let input = raw.trim();
+    crate::url_policy::check_control_characters("the webhook url", input)?;
+    let url = url::Url::parse(input).map_err(|e| invalid(raw, &e.to_string()))?;
     match url.scheme() {
         "http" | "https" => {}
         other => {
@@ -135,6 +139,7 @@ pub async fn validate_url(raw: &str, allow_private: bool) -> Result<url::Url, Ap
     if url.fragment().is_some() {
         return Err(invalid(raw, "a fragment is not allowed"));
     }
+    crate::url_policy::check_port("the webhook url", &url)?;
     let port = url.port_or_known_default().unwrap_or(80);
     match url.host() {
         None => Err(invalid(raw, "no host")),

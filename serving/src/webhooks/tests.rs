@@ -453,3 +453,32 @@ async fn routes_refuse_unknown_repeated_and_non_utf8_query_parameters() {
     let list: Value = client.get(format!("{base}/v1/webhooks?")).send().await.expect("send").json().await.expect("json");
     assert_eq!(list["items"].as_array().map(|a| a.iter().map(|w| w["id"].clone()).collect::<Vec<_>>()), Some(vec![json!(id)]), "{list}");
 }
+
+/// The webhook URL is checked like a link's `long_url`: port 0 is 400 `invalid_port`
+/// (before any DNS lookup of the host), a control character inside it (TAB, LF, CR) 400
+/// `control_characters` instead of being silently removed; nothing is stored.
+#[tokio::test]
+async fn urls_are_checked_like_link_urls_port_and_control_characters() {
+    for allow_private in [false, true] {
+        let (_dir, store, base, _) = api(allow_private, None).await;
+        for (url, want) in [
+            ("http://8.8.8.8:0/hook", "invalid_port"),
+            ("https://example.com:0/", "invalid_port"),
+            ("http://unresolvable.invalid:0/hook", "invalid_port"),
+            ("http://[2001:4860:4860::8888]:0/hook", "invalid_port"),
+            ("http://8.8.8.8/ho\nok", "control_characters"),
+            ("http://8.8.8.8/ho\tok", "control_characters"),
+            ("http://8.8.\r8.8/hook", "control_characters"),
+            ("http\t://8.8.8.8/hook", "control_characters"),
+        ] {
+            let resp = create(&base, json!({"url": url, "secret": "abcdefghijklmnop"})).await;
+            assert_eq!(resp.status(), 400, "{url:?}");
+            let body: Value = resp.json().await.expect("json");
+            assert_eq!(body["error"]["code"], want, "{url:?}: {body}");
+            if want == "invalid_port" {
+                assert_eq!(body["error"]["details"], json!({"port": 0}), "{url:?}");
+            }
+        }
+        assert!(store.webhooks().expect("webhooks").is_empty(), "nothing stored");
+    }
+}
