@@ -293,8 +293,9 @@ async fn disable_enable_and_exact_audit_log(b: Backend) {
     // An inverted range names both ends as sent (as the anomalies' filters do).
     let err = admin(&app, Method::GET, "/v1/admin/audit?from=2024-06-02T00:00:00Z&to=2024-06-01T21:00:00-02:00", None).await.assert_error(400, "invalid_range");
     assert_eq!(err["details"], json!({"from": "2024-06-02T00:00:00Z", "to": "2024-06-01T21:00:00-02:00"}));
-    let equal = admin(&app, Method::GET, "/v1/admin/audit?from=2024-06-02T00:00:00Z&to=2024-06-01T22:00:00-02:00", None).await;
-    assert_eq!(equal.status, StatusCode::OK, "from == to is an empty range, not an inverted one");
+    // from == to (the same instant in another offset) is refused too, as the anomalies do.
+    let err = admin(&app, Method::GET, "/v1/admin/audit?from=2024-06-02T00:00:00Z&to=2024-06-01T22:00:00-02:00", None).await.assert_error(400, "invalid_range");
+    assert_eq!(err["details"], json!({"from": "2024-06-02T00:00:00Z", "to": "2024-06-01T22:00:00-02:00"}));
     let err = admin(&app, Method::GET, "/v1/admin/audit?limit=0000", None).await.assert_error(400, "invalid_limit");
     assert_eq!(err["details"]["value"], "0000");
     admin(&app, Method::GET, "/v1/admin/audit?limit=%2B5", None).await.assert_error(400, "invalid_limit");
@@ -593,7 +594,55 @@ async fn audit_query_parameters_are_documented(b: Backend) {
     assert_eq!(names, ["limit", "cursor", "from", "to", "actor", "action"].map(|n| (n, "query")).to_vec(), "{params:?}");
 }
 
+/// `GET /v1/links` and `GET /v1/admin/audit` cursors are of distinct kinds (each refused by
+/// the other endpoint), and an audit cursor is bound to its filters: used with others it is
+/// 400 `invalid_cursor`, never a 200 with a page of another listing. The links cursors of
+/// earlier versions (`l1:<seq>`) are still read.
+async fn audit_and_links_cursors_are_distinct_and_audit_cursors_bound_to_filters(b: Backend) {
+    let app = with_token(b).await;
+    let mut codes = Vec::new();
+    for i in 0..3 {
+        let code = app.create_url(&format!("https://example.com/cursor-{i}")).await;
+        let r = admin(&app, Method::POST, &format!("/v1/admin/links/{code}/disable"), Some(json!({"reason": "r"}))).await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        codes.push(code);
+    }
+    let links = app.get("/v1/links?limit=1").await.json();
+    let links_cursor = links["next_cursor"].as_str().expect("links cursor").to_owned();
+    let audit = admin(&app, Method::GET, "/v1/admin/audit?limit=1&action=link.disable", None).await.json();
+    let audit_cursor = audit["next_cursor"].as_str().expect("audit cursor").to_owned();
+    // Each endpoint's own cursor works, with the same filters.
+    let next = admin(&app, Method::GET, &format!("/v1/admin/audit?limit=1&action=link.disable&cursor={audit_cursor}"), None).await.json();
+    assert_eq!(next["items"][0]["target"], json!(codes[1]), "{next}");
+    let next = app.get(&format!("/v1/links?limit=1&cursor={links_cursor}")).await.json();
+    assert_eq!(next["items"].as_array().map(Vec::len), Some(1), "{next}");
+    // The other endpoint's cursor: refused.
+    let err =
+        admin(&app, Method::GET, &format!("/v1/admin/audit?limit=1&action=link.disable&cursor={links_cursor}"), None).await.assert_error(400, "invalid_cursor");
+    assert_eq!(err["details"], json!({"cursor": links_cursor}));
+    app.get(&format!("/v1/links?limit=1&cursor={audit_cursor}")).await.assert_error(400, "invalid_cursor");
+    // The audit cursor with other (or no) filters: refused.
+    for q in [
+        "action=link.enable",
+        "",
+        "actor=admin-token&action=link.disable",
+        "action=link.disable&from=2000-01-01T00:00:00Z",
+        "action=link.disable&to=2999-01-01T00:00:00Z",
+    ] {
+        let err = admin(&app, Method::GET, &format!("/v1/admin/audit?limit=1&{q}&cursor={audit_cursor}"), None).await.assert_error(400, "invalid_cursor");
+        assert!(err["message"].as_str().is_some_and(|m| m.contains("different filters")), "{q}: {err}");
+    }
+    // Another limit is not another filter.
+    let next = admin(&app, Method::GET, &format!("/v1/admin/audit?limit=5&action=link.disable&cursor={audit_cursor}"), None).await.json();
+    assert_eq!(next["items"].as_array().map(Vec::len), Some(2), "{next}");
+    // A links cursor of an earlier version, base64url of "l1:<seq>" ("l1:0"), is still read.
+    let r = app.get("/v1/links?limit=5&cursor=bDE6MA").await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.json()["items"].as_array().map(Vec::len), Some(3));
+}
+
 backend_tests!(
+    audit_and_links_cursors_are_distinct_and_audit_cursors_bound_to_filters,
     admin_routes_refuse_unknown_repeated_and_non_utf8_query_parameters,
     audit_query_parameters_are_documented,
     path_segments_that_are_not_utf8_are_400_invalid_path,

@@ -56,17 +56,20 @@ pub async fn list_audit(State(state): State<AdminState>, _who: AdminPrincipal, A
         return Err(ApiError::invalid_limit(&limit.to_string(), sluice_connectors::link_store::MAX_AUDIT_LIMIT as usize));
     }
     let (from, to) = (instant("from", p.from.as_deref())?, instant("to", p.to.as_deref())?);
+    // As the anomalies' filters: an empty range (`from` = `to`) is refused like an inverted one.
     if let (Some(f), Some(t)) = (from, to)
-        && f > t
+        && f >= t
     {
-        return Err(ApiError::bad_request("invalid_range", "\"from\" must not be after \"to\"").with_details(json!({ "from": p.from, "to": p.to })));
+        return Err(ApiError::bad_request("invalid_range", "\"from\" must be earlier than \"to\"").with_details(json!({ "from": p.from, "to": p.to })));
     }
-    let before_seq = p.cursor.as_deref().map(cursor::decode).transpose()?;
     let (actor, action) = (non_empty("actor", p.actor)?, non_empty("action", p.action)?);
+    // Cursors are bound to the filters of the page that made them (`invalid_cursor` with others).
+    let filters = cursor::fingerprint(&[&from, &to, &actor, &action]);
+    let before_seq = p.cursor.as_deref().map(|c| cursor::decode_audit(c, &filters)).transpose()?;
     let query = AuditQuery { limit, before_seq, from, to, actor, action };
     let rows = state.store()?.audit_list(&query).await?;
     // A full page may be followed by more (the next page may then be empty).
-    let next_cursor = if rows.len() == limit as usize { rows.last().map(|r| cursor::encode(r.seq)) } else { None };
+    let next_cursor = if rows.len() == limit as usize { rows.last().map(|r| cursor::encode_audit(r.seq, &filters)) } else { None };
     let items = rows
         .into_iter()
         .map(|r| AuditEntry { at: r.at, actor: r.actor, action: r.action, target: r.target, reason: r.reason, origin_ip: r.origin_ip, details: r.details })
