@@ -224,7 +224,8 @@ fn stats_query(req: &ReportRequest) -> String {
 /// long-term store answers them), every named code must exist, and — without a long-term
 /// store — the views must still hold the range, checked as `GET /v1/stats/export` checks it
 /// (same code and message), so a job that could only fail is never created. Errors: 400
-/// `invalid_codes`, `invalid_format`, `range_not_retained` and the codes of
+/// `invalid_codes` (neither or both of `codes` and `all_links`, or not 1 to
+/// [`MAX_REPORT_CODES`] distinct codes), `invalid_format`, `range_not_retained` and the codes of
 /// [`crate::stats::params`]; 404 `not_found` for unknown codes (`details.codes` lists the first 20 of them, sorted;
 /// `details.unknown_count` counts all);
 /// 503 `stats_unavailable`, `stats_not_local`.
@@ -232,11 +233,15 @@ pub async fn build_spec(state: &ReportsState, req: &ReportRequest) -> Result<Job
     let format = parse_format(req.format.as_deref())?;
     let params = parse_stats_with(Some(&stats_query(req)), state.now_ms(), state.answers_any_dimensions())?;
     let plan = crate::export::ExportPlan::new(&params, format)?;
-    let codes = match (&req.codes, req.all_links.unwrap_or(false)) {
+    // The distinct codes are counted: a code named twice is one code of the report.
+    let distinct = req.codes.as_ref().map(|c| {
+        let mut c: Vec<String> = c.iter().map(|s| s.trim().to_owned()).collect();
+        c.sort();
+        c.dedup();
+        c
+    });
+    let codes = match (distinct, req.all_links.unwrap_or(false)) {
         (Some(c), false) if !c.is_empty() && c.len() <= MAX_REPORT_CODES => {
-            let mut c: Vec<String> = c.iter().map(|s| s.trim().to_owned()).collect();
-            c.sort();
-            c.dedup();
             let mut unknown = Vec::new();
             for code in &c {
                 match state.require_link(code).await {
@@ -253,7 +258,10 @@ pub async fn build_spec(state: &ReportsState, req: &ReportRequest) -> Result<Job
         }
         (None, true) => None,
         _ => {
-            return Err(ApiError::bad_request("invalid_codes", format!("give either codes (1 to {MAX_REPORT_CODES} link codes) or \"all_links\": true")));
+            return Err(ApiError::bad_request(
+                "invalid_codes",
+                format!("give either codes (1 to {MAX_REPORT_CODES} distinct link codes) or \"all_links\": true"),
+            ));
         }
     };
     let source = state.source()?;

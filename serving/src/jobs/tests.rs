@@ -500,6 +500,26 @@ async fn bad_requests_and_unknown_jobs() {
     assert!(state.jobs().expect("runner").records().expect("records").is_empty());
 }
 
+/// The 1,000-code limit counts distinct codes: one code named 1,001 times (or with spaces
+/// around it) is a report of one code, 202; 1,001 distinct codes stay 400 `invalid_codes`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_codes_count_once_toward_the_limit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let h = Harness::at(&["g1"], ms(NOW), dir.path()).await;
+    let state = h.state();
+    let mut repeated: Vec<&str> = vec!["g1"; 1001];
+    repeated.push(" g1 ");
+    let (st, _, v) = post(state, &json!({ "codes": repeated }).to_string(), None).await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{v}");
+    let id = v["job_id"].as_str().expect("job_id").to_owned();
+    let record = state.jobs().expect("runner").get(&id).await.expect("read").expect("the job");
+    assert_eq!(record.spec.codes.as_deref(), Some(&["g1".to_owned()][..]));
+    let many: Vec<String> = (0..1001).map(|i| format!("g{i}")).collect();
+    let (st, _, v) = post(state, &json!({ "codes": many }).to_string(), None).await;
+    assert_eq!((st, v["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_codes")), "{v}");
+    assert!(v["error"]["message"].as_str().is_some_and(|m| m.contains("1 to 1000 distinct link codes")), "{v}");
+}
+
 /// A job id that is not UTF-8 once percent-decoded is 400 `invalid_path` in the JSON error
 /// shape (never axum's plain-text "Invalid URL").
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
