@@ -141,8 +141,10 @@ pub fn parse_instant(name: &str, raw: &str) -> Result<i64, ApiError> {
         return Err(out_of_range(name, raw, MIN_MS, MAX_MS));
     }
     // Whole minute with the full precision given (a fraction of a nanosecond past the
-    // minute is not silently dropped).
-    if t.rem_euclid(MINUTE_MS) != 0 || dt.timestamp_subsec_nanos() != 0 {
+    // minute is not silently dropped). A leap second (`23:59:60`, which chrono keeps as a
+    // second fraction of 1 s or more) is the instant after `23:59:59.999…`, the next
+    // minute, as the link API reads it.
+    if t.rem_euclid(MINUTE_MS) != 0 || dt.timestamp_subsec_nanos() % 1_000_000_000 != 0 {
         return Err(ApiError::bad_request("unaligned_range", format!("\"{name}\" must be a whole minute (stats are kept per minute), got \"{}\"", echo(raw)))
             .with_details(json!({ "parameter": name, "value": raw })));
     }

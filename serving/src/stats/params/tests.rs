@@ -33,6 +33,10 @@ fn timestamps_must_be_valid_whole_minutes_after_1970() {
     assert_eq!(code_of(parse_instant("from", "2024-06-01T00:00:30Z")), "unaligned_range");
     assert_eq!(code_of(parse_instant("from", "2024-06-01T00:00:00.001Z")), "unaligned_range");
     assert_eq!(parse_instant("from", "1970-01-01T00:00:00Z").expect("epoch"), 0);
+    // a leap second is the start of the next minute; a fraction past it is not a whole minute
+    assert_eq!(parse_instant("to", "2016-12-31T23:59:60Z").expect("leap second"), ms("2017-01-01T00:00:00Z"));
+    assert_eq!(parse_instant("to", "2016-12-31T23:59:60.000Z").expect("leap second, ms"), ms("2017-01-01T00:00:00Z"));
+    assert_eq!(code_of(parse_instant("to", "2016-12-31T23:59:60.5Z")), "unaligned_range");
 }
 
 #[test]
