@@ -17,6 +17,7 @@ mod harness;
 mod hostile;
 mod idempotency;
 mod links_api;
+mod links_cursor;
 #[path = "../support/old_blocklist.rs"]
 mod old_blocklist;
 mod props;

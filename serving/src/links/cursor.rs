@@ -3,14 +3,17 @@
 //! A cursor encodes the store sequence number of the last row of a page (keyset
 //! pagination): rows added while a client pages through never shift pages or repeat. Each
 //! endpoint's cursors carry their own kind, so one endpoint's cursor is 400
-//! `invalid_cursor` on the other (as `GET /v1/anomalies` and the webhook deliveries do).
-//! Format (not a contract), base64url (no padding) of:
+//! `invalid_cursor` on the other (as `GET /v1/anomalies` and the webhook deliveries do), and
+//! the [`fingerprint`] of the filters of the page that made them, so a cursor used with
+//! other filters is refused (400 `invalid_cursor`) instead of answering a page of another
+//! listing (as `GET /v1/anomalies` binds its cursors). Format (not a contract), base64url
+//! (no padding) of:
 //!
-//! - `GET /v1/links`: `"l1:<seq>"`;
-//! - `GET /v1/admin/audit`: `"u1:<seq>:<filter fingerprint>"`, the fingerprint a short hash
-//!   of the filters (`from`, `to`, `actor`, `action`) of the page that made it, so a cursor
-//!   used with other filters is refused instead of answering a page of another listing (as
-//!   `GET /v1/anomalies` binds its cursors).
+//! - `GET /v1/links`: `"l2:<seq>:<filter fingerprint>"`, the filters being `tag` (in its
+//!   stored spelling) and `enabled` (as read: `1` is `true`). A cursor of earlier versions,
+//!   `"l1:<seq>"`, carries no filters and is still read, with any filters (as before);
+//! - `GET /v1/admin/audit`: `"u1:<seq>:<filter fingerprint>"`, the filters being `from`,
+//!   `to`, `actor` and `action`.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -18,27 +21,33 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use crate::error::ApiError;
 
 /// Kind prefix of `GET /v1/links` cursors.
-const LINKS: &str = "l1";
+const LINKS: &str = "l2";
+/// Kind prefix of the `GET /v1/links` cursors of earlier versions (no filter fingerprint).
+const LINKS_UNBOUND: &str = "l1";
 /// Kind prefix of `GET /v1/admin/audit` cursors.
 const AUDIT: &str = "u1";
 
-/// Encodes the `GET /v1/links` keyset position after `seq`.
-pub fn encode(seq: i64) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{LINKS}:{seq}"))
+/// Encodes the `GET /v1/links` keyset position after `seq` under the filters whose
+/// [`fingerprint`] is `filters`.
+pub fn encode(seq: i64, filters: &str) -> String {
+    encode_kind(LINKS, seq, filters)
 }
 
-/// Decodes a `GET /v1/links` cursor from [`encode`]; 400 `invalid_cursor` for anything else
-/// (an audit cursor included).
-pub fn decode(cursor: &str) -> Result<i64, ApiError> {
+/// Decodes a `GET /v1/links` cursor from [`encode`] made under the same filters (or one of
+/// an earlier version, which names none); 400 `invalid_cursor` for anything else (an audit
+/// cursor, a cursor of other filters).
+pub fn decode(cursor: &str, filters: &str) -> Result<i64, ApiError> {
     let text = text_of(cursor)?;
-    let seq = text.strip_prefix(LINKS).and_then(|r| r.strip_prefix(':')).ok_or_else(|| invalid(cursor, "not a cursor of this endpoint"))?;
-    seq_of(cursor, seq)
+    if let Some(seq) = text.strip_prefix(LINKS_UNBOUND).and_then(|r| r.strip_prefix(':')) {
+        return seq_of(cursor, seq);
+    }
+    decode_kind(cursor, &text, LINKS, filters)
 }
 
 /// Encodes the `GET /v1/admin/audit` keyset position after `seq` under the filters whose
 /// [`fingerprint`] is `filters`.
 pub fn encode_audit(seq: i64, filters: &str) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{AUDIT}:{seq}:{filters}"))
+    encode_kind(AUDIT, seq, filters)
 }
 
 /// Decodes a `GET /v1/admin/audit` cursor from [`encode_audit`] made under the same
@@ -46,21 +55,34 @@ pub fn encode_audit(seq: i64, filters: &str) -> String {
 /// filters).
 pub fn decode_audit(cursor: &str, filters: &str) -> Result<i64, ApiError> {
     let text = text_of(cursor)?;
-    let mut parts = text.split(':');
-    let (Some(AUDIT), Some(seq), Some(fp), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
-        return Err(invalid(cursor, "not a cursor of this endpoint"));
-    };
-    let seq = seq_of(cursor, seq)?;
-    if fp != filters {
-        return Err(invalid(cursor, "it was made with different filters"));
-    }
-    Ok(seq)
+    decode_kind(cursor, &text, AUDIT, filters)
 }
 
 /// A short fingerprint of a listing's filters (their `Debug` forms), carried in its cursors.
 pub fn fingerprint(filters: &[&dyn std::fmt::Debug]) -> String {
     let text = filters.iter().map(|f| format!("{f:?}")).collect::<Vec<_>>().join("|");
     blake3::hash(text.as_bytes()).to_hex()[..12].to_string()
+}
+
+fn encode_kind(kind: &str, seq: i64, filters: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{kind}:{seq}:{filters}"))
+}
+
+/// The sequence number of `text` (the decoded `cursor`), a cursor of `kind` made under the
+/// filters whose fingerprint is `filters`.
+fn decode_kind(cursor: &str, text: &str, kind: &str, filters: &str) -> Result<i64, ApiError> {
+    let mut parts = text.split(':');
+    let (Some(k), Some(seq), Some(fp), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return Err(invalid(cursor, "not a cursor of this endpoint"));
+    };
+    if k != kind {
+        return Err(invalid(cursor, "not a cursor of this endpoint"));
+    }
+    let seq = seq_of(cursor, seq)?;
+    if fp != filters {
+        return Err(invalid(cursor, "it was made with different filters"));
+    }
+    Ok(seq)
 }
 
 fn invalid(cursor: &str, why: &str) -> ApiError {
@@ -88,18 +110,40 @@ mod tests {
     #[test]
     fn round_trip_and_rejections() {
         for s in [0, 1, 42, i64::MAX] {
-            assert_eq!(decode(&encode(s)).expect("round trip"), s);
+            assert_eq!(decode(&encode(s, "abc"), "abc").expect("round trip"), s);
             assert_eq!(decode_audit(&encode_audit(s, "abc"), "abc").expect("round trip"), s);
         }
-        for bad in ["", "!!!", "bDE6", "bDE6LTE", "eHg6MQ", "bDE6YQ"] {
-            let e = decode(bad).expect_err(bad);
+        // "l2:7:abc" and "u1:7:abc".
+        assert_eq!((encode(7, "abc"), encode_audit(7, "abc")), ("bDI6NzphYmM".to_owned(), "dTE6NzphYmM".to_owned()));
+        for bad in ["", "!!!", "bDE6", "bDE6LTE", "eHg6MQ", "bDE6YQ", "bDI6Nw", "bDI6NzphYmM6eA"] {
+            let e = decode(bad, "abc").expect_err(bad);
             assert_eq!((e.code, e.details), ("invalid_cursor", serde_json::json!({"cursor": bad})), "{bad}");
         }
-        // One endpoint's cursor is not the other's; an audit cursor is bound to its filters.
-        assert_eq!(decode(&encode_audit(5, "abc")).expect_err("audit on links").code, "invalid_cursor");
-        assert_eq!(decode_audit(&encode(5), "abc").expect_err("links on audit").code, "invalid_cursor");
-        let e = decode_audit(&encode_audit(5, "abc"), "abd").expect_err("other filters");
-        assert!(e.message.contains("different filters"), "{}", e.message);
+        // One endpoint's cursor is not the other's.
+        let e = decode(&encode_audit(5, "abc"), "abc").expect_err("audit on links");
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            ("invalid_cursor", "cursor is not valid here: not a cursor of this endpoint; use the next_cursor of a previous page with the same filters")
+        );
+        assert_eq!(decode_audit(&encode(5, "abc"), "abc").expect_err("links on audit").code, "invalid_cursor");
+        assert_eq!(decode_audit("bDE6NQ", "abc").expect_err("unbound links cursor on audit").code, "invalid_cursor");
+        // Both kinds are bound to their filters.
+        for e in [
+            decode(&encode(5, "abc"), "abd").expect_err("links, other filters"),
+            decode_audit(&encode_audit(5, "abc"), "abd").expect_err("audit, other filters"),
+        ] {
+            assert_eq!(
+                (e.code, e.message.as_str()),
+                (
+                    "invalid_cursor",
+                    "cursor is not valid here: it was made with different filters; use the next_cursor of a previous page with the same filters"
+                )
+            );
+        }
+        // A links cursor of an earlier version ("l1:5") names no filters: read with any.
+        assert_eq!(decode("bDE6NQ", "abc").expect("unbound"), 5);
+        assert_eq!(decode("bDE6NQ", "xyz").expect("unbound"), 5);
         assert_ne!(fingerprint(&[&Some("a"), &None::<&str>]), fingerprint(&[&None::<&str>, &Some("a")]));
+        assert_ne!(fingerprint(&[&Some("a"), &Some(true)]), fingerprint(&[&Some("a"), &Some(false)]));
     }
 }

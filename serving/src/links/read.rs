@@ -52,13 +52,15 @@ pub async fn get_link(State(state): State<ApiState>, LinkCode(code): LinkCode, h
     Ok((link_headers(&link), Json(to_response(&state, &link))).into_response())
 }
 
-/// Lists links oldest first with keyset pagination.
+/// Lists links oldest first with keyset pagination. A `cursor` is bound to the filters
+/// (`tag`, `enabled`) of the page that made it: with other filters it is 400
+/// `invalid_cursor`.
 #[utoipa::path(
     get, path = "/v1/links", tag = "links",
     params(ListParams),
     responses(
         (status = 200, description = "A page of links", body = LinkPage),
-        (status = 400, description = "invalid_limit, invalid_cursor, invalid_parameter, unknown_parameter or duplicate_parameter", body = ErrorBody),
+        (status = 400, description = "invalid_limit, invalid_cursor (not a cursor of this endpoint, or made with other filters), invalid_parameter, unknown_parameter or duplicate_parameter", body = ErrorBody),
     )
 )]
 pub async fn list_links(State(state): State<ApiState>, ApiQuery(params): ApiQuery<ListParams>) -> Result<Json<LinkPage>, ApiError> {
@@ -66,13 +68,16 @@ pub async fn list_links(State(state): State<ApiState>, ApiQuery(params): ApiQuer
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::invalid_limit(&limit.to_string(), MAX_LIMIT as usize));
     }
-    let after_seq = params.cursor.as_deref().map(cursor::decode).transpose()?;
     let enabled = params.enabled.as_deref().map(|v| crate::stats::params::bool_param("enabled", v)).transpose()?;
     let tag = params.tag.as_deref().map(super::tag_filter).transpose()?;
+    // Cursors are bound to the filters of the page that made them (`invalid_cursor` with
+    // others), read as the store matches them: any spelling of a tag, `1` for `true`.
+    let filters = cursor::fingerprint(&[&tag, &enabled]);
+    let after_seq = params.cursor.as_deref().map(|c| cursor::decode(c, &filters)).transpose()?;
     let rows = state.inner.store.list(&ListQuery { limit, after_seq, tag, enabled }).await?;
     // A full page may be followed by more; an extra empty page is the price of not
     // asking the store for limit + 1 rows.
-    let next_cursor = if rows.len() == limit as usize { rows.last().map(|(seq, _)| cursor::encode(*seq)) } else { None };
+    let next_cursor = if rows.len() == limit as usize { rows.last().map(|(seq, _)| cursor::encode(*seq, &filters)) } else { None };
     let items = rows.iter().map(|(_, l)| to_response(&state, l)).collect();
     Ok(Json(LinkPage { items, next_cursor }))
 }
