@@ -31,6 +31,16 @@ macro_rules! link_store {
             Ok(sqlx::query_scalar("UPDATE change_counter SET last = last + 1 WHERE id = 1 RETURNING last").fetch_one(&mut **tx).await?)
         }
 
+        /// Serializes `tx` with every other writer without taking a change number: locks the
+        /// `change_counter` row until commit (PostgreSQL; SQLite: takes the write lock at once)
+        /// by writing its value back unchanged. A write that may turn out to change nothing
+        /// (a no-op update) starts with this and takes its number only once it writes, so the
+        /// feed has no gap for it.
+        pub(super) async fn lock_changes(tx: &mut Tx) -> Result<()> {
+            sqlx::query("UPDATE change_counter SET last = last WHERE id = 1").execute(&mut **tx).await?;
+            Ok(())
+        }
+
         /// Appends change `seq` to the feed: the link's new state, or `None` for a delete.
         pub(super) async fn record_change(tx: &mut Tx, seq: i64, code: &str, link: Option<&Link>) -> Result<()> {
             let json = link.map(link_json).transpose()?;
@@ -108,19 +118,21 @@ macro_rules! link_store {
             check_time("created_at", record.created_at)
         }
 
-        /// A write transaction holding the next change number and the live link `code`
-        /// (`(tx, change, seq, link)`); [`Error::NotFound`] (rolled back) when there is none.
-        async fn begin_link_change(store: &$store, code: &str) -> Result<(Tx, i64, i64, Link)> {
+        /// A write transaction serialized with every other writer ([`lock_changes`]; it takes
+        /// no change number: the caller takes one with [`next_change`] when it writes) and the
+        /// live link `code` (`(tx, seq, link)`); [`Error::NotFound`] (rolled back) when there
+        /// is none.
+        async fn begin_link_change(store: &$store, code: &str) -> Result<(Tx, i64, Link)> {
             if code.contains('\0') {
                 return Err(Error::NotFound(code.to_string()));
             }
             let mut tx = begin_write(store).await?;
-            let change = next_change(&mut tx).await?;
+            lock_changes(&mut tx).await?;
             let Some((seq, current)) = live_link(&mut tx, code).await? else {
                 tx.rollback().await?;
                 return Err(Error::NotFound(code.to_string()));
             };
-            Ok((tx, change, seq, current))
+            Ok((tx, seq, current))
         }
 
         #[async_trait]
@@ -205,7 +217,7 @@ macro_rules! link_store {
 
             async fn update(&self, code: &str, patch: &LinkPatch, expected_version: Option<i64>, now: DateTime<Utc>) -> Result<UpdateOutcome> {
                 check_patch(patch, now)?;
-                let (mut tx, change, seq, current) = begin_link_change(self, code).await?;
+                let (mut tx, seq, current) = begin_link_change(self, code).await?;
                 if let Some(expected) = expected_version.filter(|&v| v != current.version) {
                     tx.rollback().await?;
                     return Err(Error::VersionMismatch { code: code.to_string(), expected, actual: current.version });
@@ -220,11 +232,13 @@ macro_rules! link_store {
                 }
                 if same_content(&current, &next) {
                     // Nothing the link shows changes (e.g. `expires_at: null` on a link without
-                    // expiry): no new revision, no change-feed entry, the ETag stays. The commit
-                    // keeps an owner's `enabled` recorded under a hold.
+                    // expiry): no new revision, no change-feed entry and no change number (the
+                    // feed stays gapless), the ETag stays. The commit keeps an owner's `enabled`
+                    // recorded under a hold.
                     tx.commit().await?;
                     return Ok(UpdateOutcome { link: current, written: false });
                 }
+                let change = next_change(&mut tx).await?;
                 sqlx::query(UPDATE_LINK)
                     .bind(&next.long_url)
                     .bind(next.expires_at.map(enc_time))
@@ -246,11 +260,12 @@ macro_rules! link_store {
 
             async fn delete(&self, code: &str, expected_version: Option<i64>, now: DateTime<Utc>) -> Result<Link> {
                 check_time("now", now)?;
-                let (mut tx, change, seq, current) = begin_link_change(self, code).await?;
+                let (mut tx, seq, current) = begin_link_change(self, code).await?;
                 if let Some(expected) = expected_version.filter(|&v| v != current.version) {
                     tx.rollback().await?;
                     return Err(Error::VersionMismatch { code: code.to_string(), expected, actual: current.version });
                 }
+                let change = next_change(&mut tx).await?;
                 sqlx::query(DELETE_LINK).bind(enc_time(trunc_us(now))).bind(seq).execute(&mut *tx).await?;
                 index_tags(&mut tx, seq, &[]).await?;
                 record_change(&mut tx, change, code, None).await?;

@@ -28,6 +28,7 @@ macro_rules! store_suite {
             suite::unstorable_values_are_rejected,
             suite::data_survives_reopen_and_migrations_are_idempotent,
             suite_feed::change_feed_numbers_every_write_in_commit_order,
+            suite_feed::a_no_op_update_takes_no_change_number,
             suite_feed::change_feed_pages_by_limit,
             suite_feed::idempotency_records_expire_after_24_hours,
             suite_feed::concurrent_idempotency_puts_yield_one_winner,

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use chrono::TimeDelta;
-use sluice_connectors::{Error, IdempotencyRecord, LinkChange, LinkPatch, as_inserted, migrate};
+use sluice_connectors::{AdminStore, Error, HOLD_ADMIN, IdempotencyRecord, LinkChange, LinkHold, LinkPatch, as_inserted, migrate};
 
 use crate::harness::{Ctx, link, micros, stored, t0};
 
@@ -45,6 +45,43 @@ pub async fn change_feed_numbers_every_write_in_commit_order(ctx: Ctx) {
     // The list keyset of a link is the number of its creating change.
     let listed = store.list(&sluice_connectors::ListQuery { limit: 10, ..Default::default() }).await.expect("list");
     assert_eq!(listed.iter().map(|(s, l)| (*s, l.code.as_str())).collect::<Vec<_>>(), vec![(first, "a"), (first + 4, "c")]);
+}
+
+/// An update that changes nothing the link shows (an empty patch, fields set to their
+/// current values, the owner's `enabled` recorded under a hold) takes no change number: the
+/// next real change gets exactly the next number after the last one, no gap.
+pub async fn a_no_op_update_takes_no_change_number(ctx: Ctx) {
+    let store = ctx.open().await;
+    let admin: &dyn AdminStore = store.admin().expect("both stores have the admin store");
+    store.insert(&link("n", t0())).await.expect("insert n");
+    store.insert(&link("h", t0())).await.expect("insert h");
+    let hold = LinkHold { source: HOLD_ADMIN.into(), reason: None, actor: "admin-token".into(), created_at: t0() };
+    assert!(admin.hold_link("h", &hold, t0(), None).await.expect("hold h").changed);
+    let feed = store.changes_since(0, 100).await.expect("feed");
+    let numbers: Vec<i64> = feed.iter().map(|(n, _)| *n).collect();
+    let first = numbers[0];
+    assert_eq!(numbers, vec![first, first + 1, first + 2], "insert n, insert h, hold h");
+    let at = |s: i64| t0() + TimeDelta::seconds(s);
+
+    let same = LinkPatch { long_url: Some(link("n", t0()).long_url), enabled: Some(true), ..LinkPatch::default() };
+    let owner_on = LinkPatch { enabled: Some(true), ..LinkPatch::default() };
+    for (what, code, patch) in [("empty patch", "n", LinkPatch::default()), ("same values", "n", same), ("owner's enabled under a hold", "h", owner_on)] {
+        let out = store.update(code, &patch, None, at(1)).await.expect(what);
+        assert!(!out.written, "{what}: {out:?}");
+    }
+    assert_eq!(store.changes_since(first + 2, 100).await.expect("feed"), vec![], "no entry for a no-op");
+
+    // The next real changes: exactly first + 3 and first + 4.
+    let off = LinkPatch { enabled: Some(false), ..LinkPatch::default() };
+    let n2 = store.update("n", &off, Some(1), at(2)).await.expect("disable n");
+    assert!(n2.written);
+    store.delete("n", None, at(3)).await.expect("delete n");
+    let rest = store.changes_since(first + 2, 100).await.expect("feed");
+    assert_eq!(rest, vec![(first + 3, LinkChange::Upserted(n2.link)), (first + 4, LinkChange::Deleted("n".into()))]);
+    // And the next link's list sequence number (its creating change) is first + 5.
+    store.insert(&link("m", t0())).await.expect("insert m");
+    let listed = store.list(&sluice_connectors::ListQuery { limit: 10, ..Default::default() }).await.expect("list");
+    assert_eq!(listed.iter().map(|(s, l)| (*s, l.code.as_str())).collect::<Vec<_>>(), vec![(first + 1, "h"), (first + 5, "m")]);
 }
 
 pub async fn change_feed_pages_by_limit(ctx: Ctx) {
