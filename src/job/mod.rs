@@ -19,7 +19,8 @@
 //! 6. the checkpoint task: a checkpoint every `[dataflow] checkpoint-interval`.
 //!
 //! [`DataflowJob::shutdown`] takes a last checkpoint, then stops the tail, the feed and the
-//! workers (nothing else to flush: the log or topic is the source of truth).
+//! workers (nothing else to flush: the log or topic is the source of truth); a checkpoint it
+//! could not write is its error ([`CheckpointNotWritten`]) once the rest is stopped.
 //!
 //! | file | what |
 //! |---|---|
@@ -448,18 +449,20 @@ impl DataflowJob {
         }
     }
 
-    /// Takes a last checkpoint (failures are logged), then stops the tail, the metadata feed
-    /// and the workers, and waits for them.
+    /// Takes a last checkpoint, then stops the tail, the metadata feed and the workers, and
+    /// waits for them (also when the checkpoint failed).
     ///
-    /// Errors if a worker failed.
+    /// Errors if a worker failed; else [`CheckpointNotWritten`] (in the `anyhow` chain) when
+    /// the last checkpoint could not be written, once the rest is stopped.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         let _ = self.checkpoint_stop.send(true);
         if let Some(t) = self.checkpoint_task.take() {
             let _ = t.await;
         }
-        if let Some(Err(e)) = self.checkpoint().await {
-            tracing::warn!(error = %format!("{e:#}"), "no checkpoint at shutdown; the next start resumes from the previous one");
-        }
+        let not_written = match self.checkpoint().await {
+            Some(Err(cause)) => Some(CheckpointNotWritten { cause }),
+            _ => None,
+        };
         let _ = self.stop.send(true);
         for t in self.tasks.drain(..) {
             let _ = t.await;
@@ -469,9 +472,36 @@ impl DataflowJob {
             tokio::task::spawn_blocking(move || p.join()).await.context("dataflow join task failed")?.context("dataflow worker failed")?;
         }
         tracing::info!("click dataflow stopped");
-        Ok(())
+        match not_written {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
     }
 }
+
+/// The error of [`DataflowJob::shutdown`] when the last checkpoint, taken at the graceful
+/// stop, could not be written (e.g. `checkpoints/` cannot be created, a full disk, the view
+/// sinks not applying its cut). Nothing is lost: the next start resumes from the previous
+/// checkpoint (or, without one, from the first click) and replays the clicks after it. The
+/// stop goes on to its end; the process then exits with code 1 (README, "Run it").
+#[derive(Debug)]
+pub struct CheckpointNotWritten {
+    /// Why the write failed.
+    pub cause: anyhow::Error,
+}
+
+impl std::fmt::Display for CheckpointNotWritten {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the dataflow checkpoint could not be written at shutdown ({:#}); nothing is lost: the next start resumes from the previous checkpoint (or, \
+             without one, from the first click) and replays the clicks after it",
+            self.cause
+        )
+    }
+}
+
+impl std::error::Error for CheckpointNotWritten {}
 
 impl Drop for DataflowJob {
     fn drop(&mut self) {

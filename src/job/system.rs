@@ -34,7 +34,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use url::Url;
 
-use super::DataflowJob;
+use super::{CheckpointNotWritten, DataflowJob};
 use crate::config::{Config, Role};
 use crate::serve::{Stack, StackExtras, build_stack_app, stats_config};
 use crate::{telemetry, visitor_secret};
@@ -434,8 +434,9 @@ impl System {
     /// the dataflow and the sinks.
     ///
     /// Errors if the server, the writer or a dataflow worker failed, or when the click log
-    /// was found damaged, replaced or deleted and could not be put right (after the rest of
-    /// the stop, its checkpoint included, is done); [`StopTimedOut`] (in
+    /// was found damaged, replaced or deleted and could not be put right, or when the last
+    /// checkpoint could not be written ([`CheckpointNotWritten`]; both once the rest of the
+    /// stop is done); [`StopTimedOut`] (in
     /// the `anyhow` chain) when the part after HTTP outlasts `drain-timeout`.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         if let Some(a) = &self.anomalies {
@@ -483,9 +484,14 @@ impl System {
             let log = i.log.clone();
             log_problem = tokio::task::spawn_blocking(move || log.check_file().err()).await.context("click log check task failed")?;
         }
+        let mut checkpoint_problem = None;
         if let Some(job) = self.job.take() {
-            // Writes the last checkpoint, also (above all) when the click log is damaged.
-            job.shutdown().await?;
+            // Writes the last checkpoint, also (above all) when the click log is damaged. One
+            // it could not write ends the stop with an error too, after the rest of it.
+            match job.shutdown().await {
+                Err(e) if e.is::<CheckpointNotWritten>() => checkpoint_problem = Some(e),
+                r => r?,
+            }
         }
         if let Some(a) = self.anomalies.take() {
             a.shutdown(SINK_DRAIN_TIMEOUT).await;
@@ -495,14 +501,20 @@ impl System {
         }
         // Last user of the store: SQLite checkpoints its WAL as the last connection closes.
         self.store.close().await;
-        match log_problem {
+        match (log_problem, checkpoint_problem) {
             // The stop did its part, but the next start needs the operator first: say so,
             // and exit with an error (README, "Run it").
-            Some(e) => {
+            (Some(e), checkpoint) => {
+                if let Some(c) = checkpoint {
+                    tracing::error!("{c}");
+                }
                 tracing::error!(error = %e, "stopped, but the click log needs attention before the next start");
                 Err(anyhow::Error::new(e).context("the graceful stop finished, but the click log needs attention before the next start"))
             }
-            None => Ok(()),
+            // Nothing is lost, but the stop did not end as it should: exit with an error,
+            // whose one line (printed by `main`) says so.
+            (None, Some(c)) => Err(c),
+            (None, None) => Ok(()),
         }
     }
 }

@@ -6,6 +6,7 @@ mod blocklist_feed;
 mod cases;
 #[cfg(feature = "integration-tests")]
 mod ch_backfill;
+mod checkpoint_stop;
 #[path = "../support/child.rs"]
 mod child;
 mod click_log_damage;
