@@ -169,9 +169,32 @@ pub(crate) fn rfc3339_ms(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms).map_or_else(|| ms.to_string(), |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
 }
 
+/// A JSON number as `ts`: an `i64` is taken as is. Otherwise 400 `invalid_ts`, echoing the
+/// number only as the caller wrote it (serde_json reads JSON numbers without
+/// `arbitrary_precision`): an integer beyond `i64` that fits a `u64` is out of range, shown
+/// as that integer; a fraction below 2^53 is no integer, shown as read (`1.5`). Any other
+/// number (an integer beyond `u64` such as 2^64, a fraction or exponent form of 2^53 and
+/// more) is held as an `f64` that may not be the number sent (2^64 reads back as
+/// `1.8446744073709552e19`), so it is out of range without an echo.
+fn ts_of_number(n: &serde_json::Number) -> Result<i64, Rejection> {
+    /// Below this magnitude an `f64`'s shortest form is what the caller wrote (up to
+    /// spelling: `1.50` shows as `1.5`).
+    const EXACT_F64: f64 = 9_007_199_254_740_992.0; // 2^53
+    let range = format!("must be an integer number of ms between 0 and {}", i64::MAX);
+    if let Some(ms) = n.as_i64() {
+        Ok(ms)
+    } else if let Some(big) = n.as_u64() {
+        Err(Rejection::new("invalid_ts", format!("\"ts\" {big} is out of range ({range})")))
+    } else if n.as_f64().is_some_and(|f| f.abs() < EXACT_F64) {
+        Err(Rejection::new("invalid_ts", format!("\"ts\" must be an integer number of ms since the epoch, got {n}")))
+    } else {
+        Err(Rejection::new("invalid_ts", format!("\"ts\" is out of range ({range})")))
+    }
+}
+
 fn parse_ts(v: Value) -> Result<i64, Rejection> {
     match v {
-        Value::Number(n) => n.as_i64().ok_or_else(|| Rejection::new("invalid_ts", format!("\"ts\" must be an integer number of ms since the epoch, got {n}"))),
+        Value::Number(n) => ts_of_number(&n),
         Value::String(s) => chrono::DateTime::parse_from_rfc3339(s.trim())
             .map(|t| t.timestamp_millis())
             .map_err(|e| Rejection::new("invalid_ts", format!("\"ts\" is not an RFC 3339 timestamp ({e}): \"{}\"", cut(s, 64)))),

@@ -107,6 +107,39 @@ fn ts_accepts_integer_ms_and_rfc3339_only() {
     );
 }
 
+/// A `ts` number that is no `i64` is echoed as the caller wrote it, never as a lossy float:
+/// an integer that fits a `u64` as that integer, a fraction as read; an integer beyond
+/// `u64` (2^64: `1.8446744073709552e19` before) or a huge exponent form is out of range
+/// without an echo. The event is read from its JSON text, as `POST /v1/events` reads it.
+#[test]
+fn ts_numbers_that_are_no_i64_are_echoed_as_written_or_not_at_all() {
+    let out_of_range = "\"ts\" is out of range (must be an integer number of ms between 0 and 9223372036854775807)";
+    for (ts, message) in [
+        ("18446744073709551616", out_of_range.to_owned()), // 2^64
+        ("18446744073709551617", out_of_range.to_owned()),
+        ("100000000000000000000000", out_of_range.to_owned()),
+        ("-9223372036854775809", out_of_range.to_owned()), // i64::MIN - 1
+        ("1e300", out_of_range.to_owned()),
+        ("9007199254740992.5", out_of_range.to_owned()), // 2^53 + 0.5: no f64 holds it
+        (
+            "18446744073709551615", // u64::MAX
+            "\"ts\" 18446744073709551615 is out of range (must be an integer number of ms between 0 and 9223372036854775807)".to_owned(),
+        ),
+        (
+            "9223372036854775808", // i64::MAX + 1
+            "\"ts\" 9223372036854775808 is out of range (must be an integer number of ms between 0 and 9223372036854775807)".to_owned(),
+        ),
+        ("1.5", "\"ts\" must be an integer number of ms since the epoch, got 1.5".to_owned()),
+        ("-0.25", "\"ts\" must be an integer number of ms since the epoch, got -0.25".to_owned()),
+        ("1710052200000.5", "\"ts\" must be an integer number of ms since the epoch, got 1710052200000.5".to_owned()),
+    ] {
+        let text = format!(r#"{{"event_id": "x", "code": "c", "ts": {ts}, "ip": "192.0.2.1", "ua": ""}}"#);
+        let v: Value = sluice_schemas::strict_json::from_str_strict(&text).expect("json");
+        let e = check(v).expect_err(ts);
+        assert_eq!((e.reason, e.message.as_str()), ("invalid_ts", message.as_str()), "{text}");
+    }
+}
+
 #[test]
 fn every_rejection_reason() {
     let base = json!({"event_id": "e", "code": "c", "ts": NOW, "ip": "192.0.2.1", "user_agent": "u"});
