@@ -15,6 +15,7 @@ pub mod client_address;
 pub mod error;
 pub mod form;
 pub mod link;
+pub mod media_type;
 pub mod rollup;
 pub mod strict_json;
 pub mod visitor;

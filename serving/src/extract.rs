@@ -154,7 +154,8 @@ pub fn json_body_error(e: sluice_schemas::strict_json::StrictJsonError) -> ApiEr
 
 /// `Content-Type` must be `application/json` or `application/*+json` (RFC 6839), parsed by
 /// the `mime` crate; a `charset` parameter, when present, must name UTF-8, the only encoding
-/// of JSON exchanged between systems (RFC 8259 §8.1).
+/// of JSON exchanged between systems (RFC 8259 §8.1;
+/// [`sluice_schemas::media_type::check_json_charset`], shared with `POST /v1/events`).
 ///
 /// Errors: 415 `unsupported_media_type` (details `{content_type}`) otherwise, also for a
 /// header that does not parse as a media type.
@@ -169,12 +170,7 @@ fn check_json_content_type(headers: &axum::http::HeaderMap) -> Result<(), ApiErr
     if !json {
         return refuse("expected content-type application/json".to_string());
     }
-    match mime.get_param(mime::CHARSET) {
-        Some(charset) if charset != mime::UTF_8 => {
-            refuse(format!("charset {} is not supported: JSON bodies are UTF-8 (RFC 8259 §8.1); send charset=utf-8 or no charset", charset.as_str()))
-        }
-        _ => Ok(()),
-    }
+    sluice_schemas::media_type::check_json_charset(&mime, "JSON bodies").or_else(|e| refuse(e.to_string()))
 }
 
 /// Canonical JSON text: objects with keys in byte order at every depth, no whitespace.
@@ -379,6 +375,37 @@ mod tests {
         let e = query_error("Failed to deserialize query string: enabled: invalid type", Some("enabled=2"));
         assert_eq!(e.body()["error"]["details"], json!({"parameter": "enabled", "value": "2"}));
         assert_eq!(e.code, "invalid_parameter");
+    }
+
+    /// The charset rule is `sluice_schemas::media_type`'s, shared with `POST /v1/events`;
+    /// the answer is this API's 415, message and details as before.
+    #[test]
+    fn json_content_types_and_charsets() {
+        let headers = |ct: &str| {
+            let mut h = axum::http::HeaderMap::new();
+            h.insert(header::CONTENT_TYPE, ct.parse().expect("header value"));
+            h
+        };
+        for ok in ["application/json", "application/json; charset=utf-8", "Application/JSON; Charset=\"UTF-8\"", "application/merge-patch+json; charset=UTF-8"]
+        {
+            assert!(check_json_content_type(&headers(ok)).is_ok(), "{ok}");
+        }
+        for (ct, message) in [
+            ("application/json; charset=latin1", "charset latin1 is not supported: JSON bodies are UTF-8 (RFC 8259 §8.1); send charset=utf-8 or no charset"),
+            (
+                "application/merge-patch+json; charset=\"utf-16\"",
+                "charset utf-16 is not supported: JSON bodies are UTF-8 (RFC 8259 §8.1); send charset=utf-8 or no charset",
+            ),
+            ("text/plain; charset=utf-8", "expected content-type application/json"),
+            ("application/", "expected content-type application/json"),
+        ] {
+            let e = check_json_content_type(&headers(ct)).expect_err(ct);
+            assert_eq!(
+                (e.status, e.body()),
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, json!({"error": {"code": "unsupported_media_type", "message": message, "details": {"content_type": ct}}})),
+                "{ct}"
+            );
+        }
     }
 
     #[test]

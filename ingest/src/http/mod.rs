@@ -393,7 +393,8 @@ fn parse_query(query: Option<&str>) -> Result<bool, ApiError> {
 
 /// The body's format from `Content-Type` (parsed by the `mime` crate): `application/json`
 /// (an array) or one of the NDJSON types; a `charset` parameter, when present, must name
-/// UTF-8 (RFC 8259 §8.1), as on every JSON route of the API.
+/// UTF-8 (RFC 8259 §8.1), as on every JSON route of the API (the one check of both:
+/// [`sluice_schemas::media_type::check_json_charset`]).
 ///
 /// Errors: 415 `unsupported_media_type` (details `{content_type}`) otherwise, also for a
 /// header that does not parse as a media type.
@@ -410,12 +411,7 @@ fn body_format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
         "application/x-ndjson" | "application/ndjson" | "application/jsonl" | "application/x-jsonlines" => BodyFormat::Ndjson,
         _ => return refuse(expected.to_owned()),
     };
-    match mime.get_param(mime::CHARSET) {
-        Some(charset) if charset != mime::UTF_8 => {
-            refuse(format!("charset {} is not supported: events are UTF-8 (RFC 8259 §8.1); send charset=utf-8 or no charset", charset.as_str()))
-        }
-        _ => Ok(format),
-    }
+    sluice_schemas::media_type::check_json_charset(&mime, "events").map(|()| format).or_else(|e| refuse(e.to_string()))
 }
 
 type Item = (Option<usize>, Result<Value, Rejection>);
