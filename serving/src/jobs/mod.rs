@@ -25,6 +25,8 @@ mod file_check_tests;
 #[cfg(test)]
 mod idempotency_tests;
 #[cfg(test)]
+mod store_tests;
+#[cfg(test)]
 mod tests;
 
 use axum::body::Body;

@@ -1,0 +1,175 @@
+//! Unit tests of the JSON error listener: head scanning, the 400/414/431 replacements and
+//! the HTTP/2 preface refusal.
+
+use proptest::strategy::Just;
+
+use super::*;
+
+fn scan_of(bytes: &[u8]) -> HeadScan {
+    let mut s = HeadScan::default();
+    s.feed(bytes);
+    s
+}
+
+#[tokio::test]
+async fn accepted_connections_send_without_nagle_delay() {
+    let mut listener = JsonErrorListener::new(TcpListener::bind("127.0.0.1:0").await.expect("bind"));
+    let addr = listener.local_addr().expect("addr");
+    let client = tokio::spawn(TcpStream::connect(addr));
+    let (io, _) = Listener::accept(&mut listener).await;
+    assert!(io.inner.nodelay().expect("nodelay"), "TCP_NODELAY on the accepted socket");
+    let client = client.await.expect("join").expect("connect");
+    assert!(!client.nodelay().expect("nodelay"), "a plain socket starts with Nagle on");
+}
+
+#[test]
+fn only_hypers_bare_400_414_and_431_heads_are_replaced() {
+    let s = HeadScan::default();
+    assert!(replacement(b"HTTP/1.1 414 URI Too Long\r\ncontent-length: 0\r\ndate: x\r\n\r\n", &s).is_some());
+    assert!(replacement(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\ndate: x\r\n\r\n", &s).is_some());
+    assert!(replacement(b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n", &s).is_some());
+    assert!(replacement(b"HTTP/1.1 414 URI Too Long\r\ncontent-length: 5\r\n\r\n", &s).is_none());
+    assert!(replacement(b"HTTP/1.1 414 URI Too Long\r\ncontent-length: 0\r\n\r\nextra", &s).is_none());
+    assert!(replacement(b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: 0\r\n\r\n", &s).is_none(), "ours");
+    assert!(replacement(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n", &s).is_none());
+    assert!(replacement(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n", &s).is_none());
+}
+
+#[test]
+fn a_replacement_is_json_not_cached_and_closes() {
+    let out =
+        replacement(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\ndate: Mon, 30 Nov 2026 00:00:00 GMT\r\n\r\n", &HeadScan::default()).expect("replaced");
+    let out = String::from_utf8(out).expect("utf-8");
+    let (head, body) = out.split_once("\r\n\r\n").expect("head");
+    let body_json =
+        r#"{"error":{"code":"malformed_request","message":"the request is not valid HTTP/1.1: malformed request line or header field (RFC 9112)"}}"#;
+    assert_eq!(
+        head,
+        format!(
+            "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncache-control: no-store\r\nconnection: close\r\ncontent-length: {}\r\ndate: Mon, 30 Nov 2026 00:00:00 GMT",
+            body_json.len()
+        )
+    );
+    assert_eq!(serde_json::from_str::<Value>(body).expect("json"), serde_json::from_str::<Value>(body_json).expect("json"));
+}
+
+/// The scan byte by byte, written independently of [`HeadScan::feed`]'s line-end search.
+fn feed_bytewise(s: &mut HeadScan, new: &[u8]) {
+    let mut start = 0;
+    for (i, &b) in new.iter().enumerate() {
+        if b == b'\n' {
+            let upto = s.cur.bytes.saturating_add(i + 1 - start);
+            if s.line_blank {
+                if s.cur.lines > 0 {
+                    if let Some(slot) = s.kept.get_mut(s.pending) {
+                        *slot = Some(HeadStats { bytes: upto, ..s.cur });
+                    }
+                    s.pending += 1;
+                }
+                s.cur = HeadStats::default();
+                start = i + 1;
+            } else {
+                s.cur.first_line.get_or_insert(upto);
+                s.cur.lines += 1;
+                s.line_blank = true;
+            }
+        } else if b != b'\r' {
+            s.line_blank = false;
+        }
+    }
+    s.cur.bytes += new.len() - start;
+}
+
+proptest::proptest! {
+    /// Any bytes, cut into any reads, with answers in between: the line-end scan keeps
+    /// exactly the state of the byte-by-byte scan.
+    #[test]
+    fn the_head_scan_equals_a_bytewise_scan(
+        reads in proptest::collection::vec(
+            (proptest::collection::vec(proptest::prop_oneof![
+                Just(b'\r'), Just(b'\n'), Just(b'a'), Just(b':'), Just(b' '), proptest::num::u8::ANY
+            ], 0..64), proptest::bool::ANY),
+            0..24,
+        )
+    ) {
+        let (mut fast, mut slow) = (HeadScan::default(), HeadScan::default());
+        for (bytes, answer) in &reads {
+            fast.feed(bytes);
+            feed_bytewise(&mut slow, bytes);
+            if *answer {
+                fast.answered();
+                slow.answered();
+            }
+            proptest::prop_assert_eq!((fast.cur, fast.line_blank, fast.pending, fast.kept), (slow.cur, slow.line_blank, slow.pending, slow.kept));
+        }
+    }
+}
+
+fn stats(bytes: usize, lines: usize, first_line: Option<usize>) -> HeadStats {
+    HeadStats { bytes, lines, first_line }
+}
+
+#[test]
+fn the_head_scan_pairs_pipelined_heads_with_their_answers() {
+    let mut s = scan_of(b"GET /a HTTP/1.1\r\nhost: x\r\n\r\nGET /b HTTP/1.1\r\nhost: x\r\nx-");
+    assert_eq!(s.answering(), Some((stats(28, 2, Some(17)), true)), "the first head, complete");
+    s.answered();
+    assert_eq!(s.answering(), Some((stats(28, 2, Some(17)), false)), "then the one being read");
+    let mut s = scan_of(b"GET /a HTTP/1.1\nhost: x\n\nGET");
+    s.answered();
+    assert_eq!(s.answering(), Some((stats(3, 0, None), false)));
+    // Fed in pieces, split inside the CRLFCRLF.
+    let mut s = HeadScan::default();
+    for piece in [&b"GET /a HTTP/1.1\r\nhost: x\r"[..], b"\n\r", b"\nGE", b"T /"] {
+        s.feed(piece);
+    }
+    assert_eq!((s.pending, s.kept[0], s.cur), (1, Some(stats(28, 2, Some(17))), stats(5, 0, None)));
+    let s = scan_of(b"\r\n\r\nGET");
+    assert_eq!((s.pending, s.cur), (0, stats(3, 0, None)), "leading empty lines are not heads");
+    // Deeper pipelining than remembered: the heads past KEPT_HEADS are unknown.
+    let mut s = scan_of(&b"GET / HTTP/1.1\r\n\r\n".repeat(KEPT_HEADS + 1));
+    for _ in 0..KEPT_HEADS {
+        assert!(s.answering().is_some_and(|(_, complete)| complete));
+        s.answered();
+    }
+    assert_eq!(s.answering(), None);
+    s.answered();
+    assert_eq!(s.answering(), Some((HeadStats::default(), false)));
+}
+
+#[test]
+fn a_431_names_the_limit_that_was_hit() {
+    let incomplete = |bytes, lines| Some((stats(bytes, lines, Some(20)), false));
+    assert_eq!(cause_431(incomplete(MAX_HEAD_BYTES, 3)).1, "headers_too_large");
+    assert_eq!(cause_431(incomplete(MAX_HEAD_BYTES + 1, 500)).1, "too_many_headers", "hyper's parser stops at the 101st field first");
+    let (status, code, message, details) = cause_431(Some((stats(5_000, MAX_HEADER_FIELDS + 2, Some(20)), true)));
+    assert_eq!(
+        (status, code, message.as_str(), details),
+        (431, "too_many_headers", "the request has more than 100 header fields", serde_json::json!({"max_fields": 100}))
+    );
+    assert_eq!(cause_431(Some((stats(5_000, MAX_HEADER_FIELDS + 1, Some(20)), true))).1, "headers_too_large", "100 fields and the request line: not the count");
+    let (status, code, _, details) = cause_431(Some((stats(5_000, 20, Some(20)), true)));
+    assert_eq!((status, code, details), (431, "headers_too_large", serde_json::json!({"max_bytes": MAX_HEAD_BYTES, "max_fields": 100})));
+    assert_eq!(cause_431(None).2, "the request head is larger than 417792 bytes or has more than 100 header fields");
+    for (line, complete) in [(None, false), (Some(MAX_HEAD_BYTES), false), (Some(MAX_HEAD_BYTES + 3), true)] {
+        let (status, code, _, details) = cause_431(Some((stats(MAX_HEAD_BYTES + 7, 1, line), complete)));
+        assert_eq!((status, code, details), (414, "uri_too_long", serde_json::json!({"max_bytes": MAX_URI_BYTES})), "the request line alone: {line:?}");
+    }
+    // The whole 500 KB head in one read (line feeds and the empty line included), as
+    // the server sees it when the client's bytes are all there before hyper reads.
+    let mut s = scan_of(format!("GET /{} HTTP/1.1\r\nhost: x\r\n\r\n", "a".repeat(500_000)).as_bytes());
+    assert_eq!(cause_431(s.answering()).1, "uri_too_long");
+    s.answered();
+    assert_eq!(cause_431(Some((stats(MAX_HEAD_BYTES + 7, 3, Some(100)), true))).1, "headers_too_large", "a short line, big fields");
+}
+
+#[test]
+fn the_h2_refusal_is_a_settings_and_a_goaway_frame() {
+    let f = h2_refusal();
+    assert_eq!(&f[..9], &[0, 0, 0, 4, 0, 0, 0, 0, 0], "empty SETTINGS on stream 0");
+    let len = (usize::from(f[9]) << 16) | (usize::from(f[10]) << 8) | usize::from(f[11]);
+    assert_eq!((f[12], f[13], &f[14..18]), (7, 0, &[0u8, 0, 0, 0][..]), "GOAWAY on stream 0");
+    assert_eq!(len, f.len() - 18);
+    assert_eq!(&f[18..26], &[0, 0, 0, 0, 0, 0, 0, 0x0d], "last stream 0, HTTP_1_1_REQUIRED");
+    assert_eq!(&f[26..], b"HTTP/2 is not served here; use HTTP/1.1");
+}
