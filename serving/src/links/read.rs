@@ -37,6 +37,7 @@ pub const DEFAULT_LIMIT: u32 = 100;
         (status = 400, description = "invalid_etag (an If-Match or If-None-Match member that is neither `*` nor a quoted entity tag)", body = ErrorBody),
         (status = 404, description = "not_found", body = ErrorBody),
         (status = 412, description = "precondition_failed (If-Match lists no current ETag)", body = ErrorBody),
+        (status = 503, description = "store_unavailable: the link store cannot be reached; retry", body = ErrorBody),
     )
 )]
 pub async fn get_link(State(state): State<ApiState>, LinkCode(code): LinkCode, headers: HeaderMap) -> Result<Response, ApiError> {

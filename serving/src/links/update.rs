@@ -28,7 +28,10 @@ use crate::state::ApiState;
         (status = 404, description = "not_found", body = ErrorBody),
         (status = 409, description = "link_held: an administrator disabled the link", body = ErrorBody),
         (status = 412, description = "precondition_failed", body = ErrorBody),
+        (status = 413, description = "payload_too_large", body = ErrorBody),
+        (status = 415, description = "unsupported_media_type, or unsupported_content_encoding for a body with a Content-Encoding (send it uncompressed)", body = ErrorBody),
         (status = 422, description = "policy_violation", body = ErrorBody),
+        (status = 503, description = "store_unavailable: the link store cannot be reached; retry", body = ErrorBody),
     )
 )]
 pub async fn update_link(
@@ -118,6 +121,7 @@ fn build_patch(state: &ApiState, req: &UpdateLinkRequest, now: chrono::DateTime<
         (status = 400, description = "invalid_etag (an If-Match or If-None-Match member that is neither `*` nor a quoted entity tag)", body = ErrorBody),
         (status = 404, description = "not_found", body = ErrorBody),
         (status = 412, description = "precondition_failed", body = ErrorBody),
+        (status = 503, description = "store_unavailable: the link store cannot be reached; retry", body = ErrorBody),
     )
 )]
 pub async fn delete_link(State(state): State<ApiState>, LinkCode(code): LinkCode, headers: HeaderMap) -> Result<StatusCode, ApiError> {
