@@ -21,7 +21,9 @@ pub const FILE_NAME: &str = "visitor_secret";
 
 /// The configured secret, or the one in `data_dir` (created when missing, see module docs).
 ///
-/// Errors: unreadable or malformed file, a file readable by group/others (mode not 0600),
+/// Errors: a path that is no regular file (a directory, say: named as such, before any mode
+/// is looked at), a file readable by group/others (mode not 0600: a chmod hint), a file
+/// that cannot be read (permission denied: the owner and mode to check), a malformed file,
 /// or a failure creating it.
 pub fn load_or_create(configured: Option<&str>, data_dir: &Path) -> anyhow::Result<[u8; 32]> {
     let earlier_data = data_dir.join(sluice_connectors::click_log::CLICK_LOG_FILE_NAME).exists();
@@ -53,11 +55,23 @@ pub fn load_or_create_after(configured: Option<&str>, data_dir: &Path, earlier_d
         }
         // Another process created it first: use its secret.
     }
-    let mode = std::fs::metadata(&path).with_context(|| format!("could not stat \"{}\"", path.display()))?.permissions().mode();
+    let meta = std::fs::metadata(&path).with_context(|| format!("could not stat \"{}\"", path.display()))?;
+    // What the path is comes first: no mode makes a directory (or a socket, a FIFO) readable
+    // as the secret, so a chmod hint would only lead to the next error.
+    if !meta.is_file() {
+        bail!(
+            "\"{}\" is {}, not the visitor secret file: move it out of the data dir, then restore the secret file \
+             from a backup to keep visitor ids stable, or start again to generate a new secret (visitor ids then \
+             change, so returning visitors count as new uniques), or set [visitor] secret",
+            path.display(),
+            kind_of(&meta)
+        );
+    }
+    let mode = meta.permissions().mode();
     if mode & 0o077 != 0 {
         bail!("\"{}\" is accessible by other users (mode {:o}); chmod 600 it", path.display(), mode & 0o777);
     }
-    let text = std::fs::read_to_string(&path).with_context(|| format!("could not read \"{}\"", path.display()))?;
+    let text = std::fs::read_to_string(&path).map_err(|e| read_error(&path, e))?;
     parse_secret(&text).with_context(|| {
         format!(
             "\"{}\" is not a valid secret (it must hold 64 hex characters, as sluice writes it): restore it from a \
@@ -66,6 +80,40 @@ pub fn load_or_create_after(configured: Option<&str>, data_dir: &Path, earlier_d
             path.display()
         )
     })
+}
+
+/// What a path that is no regular file is, for messages: "a directory", "a socket", ...
+fn kind_of(meta: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_block_device() || t.is_char_device() {
+        "a device"
+    } else {
+        "no regular file"
+    }
+}
+
+/// The error of a secret file (a regular file of mode 0600) that could not be read: a
+/// permissions problem names the owner and mode to check (the file belongs to another user
+/// than the one sluice runs as); anything else is reported as it is.
+fn read_error(path: &Path, e: std::io::Error) -> anyhow::Error {
+    if e.kind() == std::io::ErrorKind::PermissionDenied {
+        let owner = std::fs::metadata(path).map(|m| std::os::unix::fs::MetadataExt::uid(&m)).ok();
+        let owner = owner.map_or_else(String::new, |uid| format!(" (owner uid {uid})"));
+        return anyhow::Error::new(e).context(format!(
+            "could not read \"{}\"{owner}: it must belong to the user sluice runs as (uid {}) with mode 600 (chown it to that \
+             user, then chmod 600 it)",
+            path.display(),
+            rustix::process::getuid().as_raw()
+        ));
+    }
+    anyhow::Error::new(e).context(format!("could not read \"{}\"", path.display()))
 }
 
 /// Writes `secret` to a temporary file (mode 0600, fsync'd) and links it to `path`; returns
@@ -152,13 +200,58 @@ mod tests {
         }
     }
 
+    /// A directory (or a socket) where the secret file belongs is named as what it is, whatever
+    /// its mode: no chmod hint that would only lead to "Is a directory".
+    #[test]
+    fn a_directory_or_socket_in_place_of_the_file_is_named_as_such() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(FILE_NAME);
+        std::fs::create_dir(&path).expect("mkdir");
+        let tail = ", not the visitor secret file: move it out of the data dir, then restore the secret file from a backup to keep \
+                    visitor ids stable, or start again to generate a new secret (visitor ids then change, so returning visitors \
+                    count as new uniques), or set [visitor] secret";
+        let want = format!("\"{}\" is a directory{tail}", path.display());
+        for mode in [0o755, 0o700, 0o600] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+            assert_eq!(format!("{:#}", load_or_create(None, dir.path()).expect_err("a directory")), want, "mode {mode:o}");
+        }
+        std::fs::remove_dir(&path).expect("rmdir");
+        let _socket = std::os::unix::net::UnixListener::bind(&path).expect("bind a socket");
+        let want = format!("\"{}\" is a socket{tail}", path.display());
+        assert_eq!(format!("{:#}", load_or_create(None, dir.path()).expect_err("a socket")), want);
+    }
+
+    /// A secret file that cannot be read for its permissions (it belongs to another user:
+    /// root reads any file, so the error is made here) names the owner and what to do.
+    #[test]
+    fn a_permission_denied_read_names_owner_and_mode() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(FILE_NAME);
+        std::fs::write(&path, "ab".repeat(32)).expect("write");
+        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let uid = rustix::process::getuid().as_raw();
+        assert_eq!(
+            format!("{:#}", read_error(&path, denied)),
+            format!(
+                "could not read \"{}\" (owner uid {uid}): it must belong to the user sluice runs as (uid {uid}) with mode 600 (chown it \
+                 to that user, then chmod 600 it): permission denied",
+                path.display()
+            )
+        );
+        let other = std::io::Error::from(std::io::ErrorKind::InvalidData);
+        assert_eq!(format!("{:#}", read_error(&path, other)), format!("could not read \"{}\": invalid data", path.display()));
+    }
+
     #[test]
     fn refuses_world_readable_or_malformed_files() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join(FILE_NAME);
         std::fs::write(&path, "ab".repeat(32)).expect("write");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-        assert!(load_or_create(None, dir.path()).is_err());
+        assert_eq!(
+            format!("{:#}", load_or_create(None, dir.path()).expect_err("mode 644")),
+            format!("\"{}\" is accessible by other users (mode 644); chmod 600 it", path.display())
+        );
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
         assert_eq!(load_or_create(None, dir.path()).expect("valid"), [0xab; 32]);
         std::fs::write(&path, "not hex").expect("write");

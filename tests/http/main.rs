@@ -27,3 +27,4 @@ mod split_roles;
 mod stop;
 #[cfg(feature = "integration-tests")]
 mod store_gone;
+mod visitor_secret;
