@@ -51,6 +51,10 @@ pub use attack::AttackKind;
 pub use report::{AttackReport, InjectStats, LoadgenReport, RequestStats};
 pub use truth::{GroundTruth, LinkTruth};
 
+/// Default of `--max-error-share`: 5 % of the redirect requests may go without a redirect
+/// (a loaded server timing out a few requests) before a run counts as failed.
+pub const DEFAULT_MAX_ERROR_SHARE: f64 = 0.05;
+
 /// `sluice loadgen`.
 #[derive(Debug, Clone, Args)]
 pub struct LoadgenArgs {
@@ -129,6 +133,11 @@ pub struct LoadgenArgs {
     /// Code of the attacked link (default: the link of median popularity).
     #[arg(long, value_name = "CODE", requires = "attack")]
     pub attack_code: Option<String>,
+    /// Exit 1 (after the report) when more than this share (0..1) of the redirect requests
+    /// sent got no redirect: another status than 3xx (404 for codes the server does not
+    /// have, 5xx), or no answer at all. A run where no request got a redirect always exits 1.
+    #[arg(long, default_value_t = DEFAULT_MAX_ERROR_SHARE, value_name = "P")]
+    pub max_error_share: f64,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -200,6 +209,7 @@ pub(crate) fn resolve(args: &LoadgenArgs) -> anyhow::Result<Settings> {
     probability("repeat-share", args.repeat_share)?;
     probability("late-share", args.late_share)?;
     probability("duplicate-share", args.duplicate_share)?;
+    probability("max-error-share", args.max_error_share)?;
     if !(args.rate.is_finite() && args.rate > 0.0) {
         bail!("--rate must be a positive number of requests per second, got {}", args.rate);
     }
@@ -255,9 +265,20 @@ pub async fn run(args: &LoadgenArgs) -> anyhow::Result<LoadgenReport> {
     Ok(report)
 }
 
-/// `sluice loadgen` on the command line: [`run`], then the report on stdout.
+/// `sluice loadgen` on the command line: [`run`], then the report on stdout, then the exit
+/// status ([`LoadgenReport::outcome`] with `--max-error-share`): an error when no redirect
+/// request got a redirect, or when too many got none.
 pub async fn run_cli(args: &LoadgenArgs) -> anyhow::Result<()> {
     let report = run(args).await?;
     let mut out = std::io::stdout().lock();
-    report.print(&mut out, 20).and_then(|()| std::io::Write::flush(&mut out)).map_err(crate::stdout::write_error)
+    let printed = report.print(&mut out, 20).and_then(|()| std::io::Write::flush(&mut out)).map_err(crate::stdout::write_error);
+    drop(out);
+    // A closed output (`| head -1`) loses only the rest of the report: the exit status still
+    // says whether the server redirected.
+    if let Err(e) = printed
+        && !crate::stdout::is_closed(&e)
+    {
+        return Err(e);
+    }
+    report.outcome(&args.target, args.max_error_share)
 }

@@ -94,7 +94,55 @@ pub struct LoadgenReport {
     pub notes: Vec<String>,
 }
 
+impl RequestStats {
+    /// Requests answered with a redirect (3xx).
+    pub fn redirected(&self) -> u64 {
+        self.statuses.range(300..400).map(|(_, n)| n).sum()
+    }
+
+    /// Requests sent that got no redirect: another status than 3xx, or no answer.
+    pub fn not_redirected(&self) -> u64 {
+        self.sent.saturating_sub(self.redirected())
+    }
+
+    /// What the requests without a redirect got, for messages: `404: 20, connect: 3`
+    /// (statuses other than 3xx, then failures by kind).
+    fn misses(&self) -> String {
+        let statuses = self.statuses.iter().filter(|(s, _)| !(300..400).contains(*s)).map(|(s, n)| format!("{s}: {n}"));
+        let failures = self.failures.iter().map(|(k, n)| format!("{k}: {n}"));
+        statuses.chain(failures).collect::<Vec<_>>().join(", ")
+    }
+}
+
 impl LoadgenReport {
+    /// The exit status of `sluice loadgen` against `target`: an error when no redirect request
+    /// got a redirect (3xx), whatever `max_error_share` is, or when more than
+    /// `max_error_share` (0..=1) of the requests sent got none (another status, or no
+    /// answer). The message gives the counts and what the requests got instead.
+    pub fn outcome(&self, target: &url::Url, max_error_share: f64) -> anyhow::Result<()> {
+        let r = &self.requests;
+        let (sent, missed) = (r.sent, r.not_redirected());
+        if sent == 0 {
+            anyhow::bail!("no redirect request was sent to {target}");
+        }
+        if missed == sent {
+            anyhow::bail!(
+                "none of the {sent} redirect requests got a redirect (3xx) from {target} ({}): is the server running there, \
+                 is --target its redirect origin, and do the links exist (--codes)?",
+                r.misses()
+            );
+        }
+        let share = missed as f64 / sent as f64;
+        if share > max_error_share {
+            anyhow::bail!(
+                "{missed} of {sent} redirect requests ({:.1} %) got no redirect (3xx) from {target} ({}), more than --max-error-share {max_error_share} allows",
+                share * 100.0,
+                r.misses()
+            );
+        }
+        Ok(())
+    }
+
     /// Prints the report: traffic summary, the `top` links by clicks, totals and notes.
     ///
     /// Errors only when `out` fails.

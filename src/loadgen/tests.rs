@@ -201,6 +201,57 @@ async fn unreachable_targets_are_reported_not_counted() {
     assert_eq!(r.requests.failures.get("connect"), Some(&40));
     assert_eq!(r.truth.totals(), LinkTruth::default());
     assert!(r.exact, "connection failures are certain non-clicks");
+    assert_eq!(
+        r.outcome(&args.target, 1.0).expect_err("no redirect").to_string(),
+        format!(
+            "none of the 40 redirect requests got a redirect (3xx) from http://127.0.0.1:{port}/ (connect: 40): is the server running \
+             there, is --target its redirect origin, and do the links exist (--codes)?"
+        )
+    );
+}
+
+/// `sluice loadgen`'s exit status: no redirect at all fails whatever the threshold; more
+/// requests without a redirect than `--max-error-share` fail; at or below it, success.
+#[test]
+fn the_outcome_fails_without_redirects_or_past_the_error_share() {
+    let target = Url::parse("http://127.0.0.1:8080").expect("url");
+    let report = |statuses: &[(u16, u64)], failures: &[(&'static str, u64)]| {
+        let requests = RequestStats {
+            sent: statuses.iter().map(|(_, n)| n).sum::<u64>() + failures.iter().map(|(_, n)| n).sum::<u64>(),
+            statuses: statuses.iter().copied().collect(),
+            failures: failures.iter().copied().collect(),
+            ..RequestStats::default()
+        };
+        LoadgenReport {
+            codes: vec![],
+            truth: GroundTruth::default(),
+            requests,
+            injected: InjectStats::default(),
+            elapsed: std::time::Duration::from_secs(1),
+            achieved_rate: 0.0,
+            target_rate: 1.0,
+            exact: true,
+            proxy_trusted: None,
+            attack: None,
+            notes: vec![],
+        }
+    };
+    let all_404 = report(&[(404, 200)], &[]);
+    assert_eq!(
+        all_404.outcome(&target, 1.0).expect_err("all 404").to_string(),
+        "none of the 200 redirect requests got a redirect (3xx) from http://127.0.0.1:8080/ (404: 200): is the server running there, \
+         is --target its redirect origin, and do the links exist (--codes)?"
+    );
+    let some = report(&[(302, 90), (404, 6), (503, 1)], &[("timeout", 3)]);
+    assert_eq!((some.requests.redirected(), some.requests.not_redirected()), (90, 10));
+    assert_eq!(
+        some.outcome(&target, DEFAULT_MAX_ERROR_SHARE).expect_err("10 % > 5 %").to_string(),
+        "10 of 100 redirect requests (10.0 %) got no redirect (3xx) from http://127.0.0.1:8080/ (404: 6, 503: 1, timeout: 3), more \
+         than --max-error-share 0.05 allows"
+    );
+    assert!(some.outcome(&target, 0.1).is_ok(), "exactly at the threshold");
+    assert!(report(&[(301, 50), (302, 50)], &[]).outcome(&target, 0.0).is_ok());
+    assert_eq!(report(&[], &[]).outcome(&target, 1.0).expect_err("nothing sent").to_string(), "no redirect request was sent to http://127.0.0.1:8080/");
 }
 
 /// The generator's truth against an independent count over the click log of a real server.

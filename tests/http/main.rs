@@ -18,6 +18,7 @@ mod hostile;
 mod idempotency;
 mod links_api;
 mod links_cursor;
+mod loadgen_exit;
 #[path = "../support/old_blocklist.rs"]
 mod old_blocklist;
 mod props;
