@@ -13,6 +13,10 @@
 //!
 //! Behaviour at the edges ([`ServerOptions`]):
 //!
+//! * **Start-up work**: the app's task to run before serving
+//!   ([`crate::router::App::with_before_serving`]; the configuration's `[links] blocklist`
+//!   applied to existing links) finishes before the first connection is accepted; clients
+//!   wait in the listen queue meanwhile.
 //! * **Header read deadline**: a request head (request line and header fields) must arrive
 //!   within `header_read_timeout` (default 30 s) from when the connection starts waiting
 //!   for it, also between keep-alive requests; else hyper closes the connection (a client
@@ -138,8 +142,9 @@ pub async fn serve(listener: TcpListener, app: App, signal: impl Future<Output =
 }
 
 /// Serves `app` on `listener` until `signal` resolves, then stops gracefully within
-/// `opts.shutdown_timeout` (module docs). Returns once every connection is closed or
-/// dropped.
+/// `opts.shutdown_timeout` (module docs). Runs the app's start-up task
+/// ([`App::before_serving`]) before accepting the first connection. Returns once every
+/// connection is closed or dropped.
 pub async fn serve_with(listener: TcpListener, app: App, opts: ServerOptions, signal: impl Future<Output = ()> + Send) {
     let mut listener = JsonErrorListener::new(listener);
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -147,6 +152,14 @@ pub async fn serve_with(listener: TcpListener, app: App, opts: ServerOptions, si
     let router = app.router().clone();
     let fast = app.fast_path().cloned();
     let mut signal = std::pin::pin!(signal);
+    // Start-up work of the app first (crate::router::App::with_before_serving): connections
+    // wait in the listen queue until it is done; a stop meanwhile ends the server at once.
+    if let Some(task) = app.before_serving() {
+        tokio::select! {
+            () = task() => {}
+            () = &mut signal => return,
+        }
+    }
     let mut conns = JoinSet::new();
     // Turns true at the stop: closes idle connections, ends the SSE streams
     // (bodies::until_stop), answers say `connection: close` (module docs).

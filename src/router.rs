@@ -99,8 +99,13 @@ pub fn build_app(
         router = router.merge(sluice_redirect::routes(redirect.clone()));
     }
     let router = sluice_serving::with_fallbacks(router).layer(middleware::from_fn(track_http));
-    App { router, fast: redirect.map(|r| Arc::new(FastPath::new(r))) }
+    App { router, fast: redirect.map(|r| Arc::new(FastPath::new(r))), before_serving: None }
 }
+
+/// Start-up work an [`App`] needs done before its first request ([`App::with_before_serving`]):
+/// called once per server, it must finish by itself (retrying what fails), since no
+/// connection is accepted until it does.
+pub type BeforeServing = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 /// `/v1/...` on a redirect-only process: 404 `not_found` saying where the API is, instead
 /// of a bare "no such route" (README, "Split roles").
@@ -119,6 +124,7 @@ pub const API_NOT_HERE: &str =
 pub struct App {
     router: Router,
     fast: Option<Arc<FastPath>>,
+    before_serving: Option<BeforeServing>,
 }
 
 impl App {
@@ -139,6 +145,21 @@ impl App {
     /// The redirect fast path, when redirects are served.
     pub fn fast_path(&self) -> Option<&Arc<FastPath>> {
         self.fast.as_ref()
+    }
+
+    /// The app with `task` to run before serving: the HTTP server
+    /// ([`crate::http_server::serve_with`]) awaits it before it accepts the first connection
+    /// (clients wait in the listen queue meanwhile), so no request, redirects included, is
+    /// answered before it is done. Replaces an earlier task. The router of
+    /// [`Self::into_router`] (tests, tools) does not run it.
+    pub fn with_before_serving(mut self, task: BeforeServing) -> App {
+        self.before_serving = Some(task);
+        self
+    }
+
+    /// The task to run before serving ([`Self::with_before_serving`]), if any.
+    pub fn before_serving(&self) -> Option<&BeforeServing> {
+        self.before_serving.as_ref()
     }
 }
 

@@ -199,8 +199,51 @@ pub fn build_stack_app(
     let stats = stats.unwrap_or_else(|| StatsState::without_views(Arc::clone(&store), stats_config(cfg)));
     let api_extra = events.into_iter().chain([sluice_serving::stats::routes(stats), admin]).chain(api_routes).reduce(Router::merge);
     let health = HealthState { store, prometheus, dependencies };
-    let app = router::build_app(cfg.server.role, Some(api.clone()), Some(redirect.clone()), api_extra, health, cfg.server.max_body_bytes);
+    let mut app = router::build_app(cfg.server.role, Some(api.clone()), Some(redirect.clone()), api_extra, health, cfg.server.max_body_bytes);
+    // The processes that serve the API (and so enforce `[links] blocklist` on new links)
+    // apply it to the existing links before their first request.
+    if matches!(cfg.server.role, crate::config::Role::All | crate::config::Role::Api) {
+        app = app.with_before_serving(configured_blocklist_task(api.clone()));
+    }
     Ok((Stack { router: app.clone().into_router(), api, redirect }, app))
+}
+
+/// Longest wait between two attempts of [`configured_blocklist_task`].
+const CONFIGURED_BLOCKLIST_MAX_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The start-up task ([`router::App::with_before_serving`]) of a process serving the API:
+/// the configuration's `[links] blocklist` applied to the existing links
+/// ([`sluice_serving::admin::configured::apply_configured_blocklist`]: covered links held,
+/// entries the configuration dropped released), the changes logged. A store failure is
+/// logged and retried (after 0.2 s, doubling up to 5 s) until it succeeds: until then the
+/// process serves nothing, so no link the configuration blocks is redirected.
+fn configured_blocklist_task(api: ApiState) -> router::BeforeServing {
+    Arc::new(move || {
+        let api = api.clone();
+        Box::pin(async move {
+            let mut retry_in = std::time::Duration::from_millis(200);
+            loop {
+                match sluice_serving::admin::configured::apply_configured_blocklist(&api).await {
+                    Ok(out) if out.is_empty() => return,
+                    Ok(out) => {
+                        tracing::info!(
+                            added = ?out.added,
+                            held_links = out.held.len(),
+                            removed = ?out.removed,
+                            released_links = out.released.len(),
+                            "[links] blocklist applied to the existing links"
+                        );
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, ?retry_in, "could not apply [links] blocklist to the existing links; not serving until it is applied, retrying");
+                        tokio::time::sleep(retry_in).await;
+                        retry_in = (retry_in * 2).min(CONFIGURED_BLOCKLIST_MAX_RETRY);
+                    }
+                }
+            }
+        })
+    })
 }
 
 /// Runs `sluice serve` with `cfg` until Ctrl-C or SIGTERM: the whole process of

@@ -13,6 +13,7 @@ mod click_log_damage;
 #[cfg(feature = "integration-tests")]
 #[path = "../support/clickhouse.rs"]
 mod clickhouse;
+mod config_blocklist;
 mod damaged;
 mod damaged_jobs;
 mod demo_interrupt;
@@ -27,6 +28,8 @@ mod loadgen_truth;
 mod lost_store;
 #[path = "../support/old_blocklist.rs"]
 mod old_blocklist;
+#[cfg(feature = "integration-tests")]
+mod pg;
 mod process;
 mod readiness;
 mod reports;

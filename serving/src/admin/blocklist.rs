@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use sluice_connectors::{BlocklistEntry, HoldOutcome};
 
+use super::configured::is_configured;
 use super::dto::{BlocklistAddResponse, BlocklistEntryResponse, BlocklistList, BlocklistRemoveResponse, BlocklistRequest};
 use super::policy::{blocklist_entries, canonical_pattern, covers, normalize, target_host};
 use super::{AdminState, audit_record, check_reason, count};
@@ -71,7 +72,10 @@ pub async fn add_to_blocklist(
     Ok((status, Json(body)).into_response())
 }
 
-/// The run-time blocklist (sorted by pattern) and the static entries of the configuration.
+/// The run-time blocklist (sorted by pattern) and the static entries of the configuration
+/// (`[links] blocklist`, which hold existing links like run-time entries: their stored
+/// counterparts, actor `config`, are listed here and not in `items`; see
+/// [`super::configured`]).
 #[utoipa::path(
     get, path = "/v1/admin/blocklist", tag = "admin",
     responses(
@@ -81,19 +85,21 @@ pub async fn add_to_blocklist(
     )
 )]
 pub async fn list_blocklist(State(state): State<AdminState>, _who: AdminPrincipal, _query: ApiQuery<NoParams>) -> Result<Json<BlocklistList>, ApiError> {
-    let items = blocklist_entries(state.store()?).await?.iter().map(entry_response).collect();
+    let items = blocklist_entries(state.store()?).await?.iter().filter(|e| !is_configured(e)).map(entry_response).collect();
     Ok(Json(BlocklistList { items, config: state.static_blocklist.clone() }))
 }
 
 /// Removes a run-time entry (any spelling of it); the links it held redirect again unless
-/// another hold or their owner keeps them disabled.
+/// another hold or their owner keeps them disabled. An entry of the configuration's
+/// `[links] blocklist` is not removed here (404, `details.config: true`): the configuration
+/// removes it at the next start ([`super::configured`]).
 #[utoipa::path(
     delete, path = "/v1/admin/blocklist/{pattern}", tag = "admin",
     params(("pattern" = String, Path, description = "The domain, any spelling (percent-encoded)")),
     responses(
         (status = 200, description = "Removed", body = BlocklistRemoveResponse),
         (status = 400, description = "invalid_pattern", body = ErrorBody),
-        (status = 404, description = "not_found: no such run-time entry", body = ErrorBody),
+        (status = 404, description = "not_found: no such run-time entry (also for an entry of the configuration's [links] blocklist, with details.config true)", body = ErrorBody),
         (status = 401, description = "unauthorized", body = ErrorBody),
         (status = 403, description = "admin_loopback_only", body = ErrorBody),
     )
@@ -109,7 +115,21 @@ pub async fn remove_from_blocklist(
     let audit = audit_record(&who, "blocklist.remove", &pattern, None);
     // Every stored spelling of the entry: an earlier version stored `::ffff:10.0.0.1` for
     // what is now `10.0.0.1`, and both may be stored.
-    let mut spellings: Vec<String> = store.blocklist_list().await?.into_iter().map(|e| e.pattern).filter(|p| canonical_pattern(p) == pattern).collect();
+    let stored: Vec<BlocklistEntry> = store.blocklist_list().await?.into_iter().filter(|e| canonical_pattern(&e.pattern) == pattern).collect();
+    // The configuration's entries stay as long as it lists them (they would come back at the
+    // next start anyway, and their links must not redirect meanwhile).
+    if state.static_blocklist.iter().any(|p| canonical_pattern(p) == pattern) || stored.iter().any(is_configured) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!(
+                "\"{}\" is in the configuration's [links] blocklist, not on the run-time blocklist: remove it from the configuration and restart the processes that serve the API",
+                echo(&pattern)
+            ),
+        )
+        .with_details(json!({ "pattern": pattern, "config": true })));
+    }
+    let mut spellings: Vec<String> = stored.into_iter().map(|e| e.pattern).collect();
     if spellings.is_empty() {
         spellings.push(pattern.clone());
     }

@@ -25,7 +25,8 @@ pub struct BlocklistEntryResponse {
     pub pattern: String,
     /// Why it was added.
     pub reason: Option<String>,
-    /// Who added it (`admin-token`, `loopback`).
+    /// Who added it (`admin-token`, `loopback`; `config` for an entry of `[links] blocklist`,
+    /// which `POST` answers as already present).
     pub actor: String,
     /// When (RFC 3339 UTC, milliseconds, as every timestamp of the API).
     #[serde(serialize_with = "instant_ms::serialize")]
@@ -47,10 +48,12 @@ pub struct BlocklistAddResponse {
 /// Answer of `GET /v1/admin/blocklist`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct BlocklistList {
-    /// Run-time entries, sorted by pattern.
+    /// Run-time entries, sorted by pattern (the stored entries of the configuration, actor
+    /// `config`, are listed under `config` instead).
     pub items: Vec<BlocklistEntryResponse>,
-    /// The static entries of the configuration (`[links] blocklist`): they refuse new
-    /// targets only and cannot be removed through the API.
+    /// The static entries of the configuration (`[links] blocklist`), normalized: they refuse
+    /// new targets and, from the start of the process on, hold the existing links they cover
+    /// like run-time entries; they cannot be removed through the API.
     pub config: Vec<String>,
 }
 

@@ -11,6 +11,10 @@
 //!
 //! Automatic actions on critical anomalies (off by default): [`auto`].
 //!
+//! The configuration's `[links] blocklist` holds existing links too: a process serving the
+//! API stores its static entries (actor `config`) at start-up, before its first request, and
+//! removes those the configuration dropped ([`configured`]).
+//!
 //! State lives in the link store ([`sluice_connectors::AdminStore`]). Disabling works through
 //! a *hold* that sets the link's `enabled` to false as an ordinary committed link change, so
 //! the API's [`crate::LinkChangeHook`]s run: the redirect's L1 cache is invalidated in this
@@ -24,6 +28,7 @@
 pub mod audit;
 pub mod auto;
 pub mod blocklist;
+pub mod configured;
 pub mod dto;
 pub mod feed;
 pub mod links;
