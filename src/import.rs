@@ -14,6 +14,12 @@
 //! always yields the same event, so importing a file twice adds nothing after dedup.
 //! Failed requests are retried (3 attempts; safe because of dedup). Lines that are not
 //! clicks are counted by reason and reported.
+//!
+//! Request size: text members longer than the server keeps are cut here the way it cuts them
+//! (same event, visitor id included), requests stay within `[ingest] max-body-bytes`, a
+//! 413 splits a request in halves, and an event too large for a request alone is reported
+//! by line while the rest is stored (see [`run`]). An import that stops on an error says
+//! how far it got and why (see [`run`]).
 
 #[cfg(test)]
 mod tests;
@@ -88,8 +94,17 @@ pub struct ImportReport {
     pub tally: ImportTally,
     /// Events stored.
     pub accepted: u64,
-    /// Events refused by validation, by reason.
+    /// Events refused by validation, by reason; `payload_too_large` for events larger than
+    /// one request may be (see [`Self::too_large`]).
     pub rejected: std::collections::BTreeMap<String, u64>,
+    /// Events not stored because one alone is larger than a request to the server may be
+    /// (`[ingest] max-body-bytes` of the configuration, or a server that answered 413 to it
+    /// alone): input line and size in bytes (as JSON, text members already cut to
+    /// [`sluice_ingest::event_input::MAX_FIELD_BYTES`]) of each. Counted in `rejected` as `payload_too_large`.
+    pub too_large: Vec<(u64, usize)>,
+    /// Every event of the input lines up to this one was answered by the destination
+    /// (stored, or rejected and counted); 0 before the first answer.
+    pub answered_through_line: u64,
     /// Wall time of the import.
     pub elapsed: Duration,
 }
@@ -102,7 +117,7 @@ impl ImportReport {
 }
 
 enum Sink {
-    Http { client: reqwest::Client, url: String, token: Option<String> },
+    Http { client: reqwest::Client, url: String, token: Option<String>, max_body_bytes: usize },
     Log { log: ClickLog, salt: VisitorSalt, skew_ms: i64 },
 }
 
@@ -113,6 +128,68 @@ fn now_ms() -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// Events on their way to the destination, with the input line of each.
+#[derive(Default)]
+struct Batch {
+    events: Vec<EventInput>,
+    lines: Vec<u64>,
+    /// Bytes of the JSON array of `events` as a request body (HTTP destination).
+    body_bytes: usize,
+}
+
+impl Batch {
+    fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    fn push(&mut self, line: u64, event: EventInput, json_bytes: usize) {
+        self.body_bytes += if self.events.is_empty() { json_bytes + 2 } else { json_bytes + 1 };
+        self.events.push(event);
+        self.lines.push(line);
+    }
+}
+
+/// A batch (or the part of one) that could not be stored: its input lines, whether the
+/// destination may have stored it anyway (a request sent without an answer back), and why.
+#[derive(Debug)]
+struct SendFailed {
+    lines: (u64, u64),
+    events: usize,
+    maybe_stored: bool,
+    cause: anyhow::Error,
+}
+
+/// What one request to `POST /v1/events` came to.
+enum Posted {
+    /// Answered 200 (or 400 `all_events_rejected`): events stored, rejections by reason.
+    Answered { accepted: u64, rejected: Vec<String> },
+    /// 413: the body is larger than the server takes, or holds more events than it takes.
+    TooLarge,
+}
+
+/// Bytes `event` takes as JSON.
+fn json_len(event: &EventInput) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    // Serializing strings and integers into a counter cannot fail.
+    let _ = serde_json::to_writer(&mut c, event);
+    c.0
+}
+
+/// `e` with its whole chain of causes (`a: b: c`), as one line.
+fn chain(e: impl Into<anyhow::Error>) -> String {
+    format!("{:#}", e.into())
+}
+
 impl Sink {
     fn describe(&self) -> String {
         match self {
@@ -121,68 +198,129 @@ impl Sink {
         }
     }
 
-    /// Stores `batch`; returns (accepted, rejections by reason).
-    async fn send(&self, batch: Vec<EventInput>, backfill: bool, rejected: &mut std::collections::BTreeMap<String, u64>) -> anyhow::Result<u64> {
+    /// The largest request body this destination takes (`None`: no limit).
+    fn max_body_bytes(&self) -> Option<usize> {
+        match self {
+            Sink::Http { max_body_bytes, .. } => Some(*max_body_bytes),
+            Sink::Log { .. } => None,
+        }
+    }
+
+    /// Stores `batch`, counting into `report` as answers come (stored events, rejections by
+    /// reason, events too large for a request, the last line answered).
+    async fn send(&self, batch: Batch, backfill: bool, report: &mut ImportReport) -> Result<(), SendFailed> {
+        let (first, last) = (batch.lines.first().copied().unwrap_or(0), batch.lines.last().copied().unwrap_or(0));
         match self {
             Sink::Log { log, salt, skew_ms } => {
                 let ctx = Validation { salt, now_ms: now_ms(), max_future_skew_ms: *skew_ms };
                 let mut events = Vec::with_capacity(batch.len());
-                for input in batch {
+                let mut rejected = Vec::new();
+                for input in batch.events {
                     match input.into_click_event(&ctx) {
                         Ok(e) => events.push(e),
-                        Err(r) => *rejected.entry(r.reason.to_owned()).or_default() += 1,
+                        Err(r) => rejected.push(r.reason),
                     }
                 }
                 let n = events.len() as u64;
                 let log = log.clone();
-                tokio::task::spawn_blocking(move || if backfill { log.append_backfill(&events) } else { log.append(&events) })
+                let appended = tokio::task::spawn_blocking(move || if backfill { log.append_backfill(&events) } else { log.append(&events) })
                     .await
-                    .context("log append task failed")?
-                    .context("could not append to the click log")?;
-                Ok(n)
-            }
-            Sink::Http { client, url, token } => {
-                let url = if backfill { format!("{url}?backfill=true") } else { url.clone() };
-                let body = serde_json::to_vec(&batch)?;
-                let mut last_err = String::new();
-                for attempt in 1..=ATTEMPTS {
-                    let mut req = client.post(&url).header("content-type", "application/json").body(body.clone());
-                    if let Some(t) = token {
-                        req = req.bearer_auth(t);
-                    }
-                    match req.send().await {
-                        Ok(resp) => {
-                            let status = resp.status();
-                            let text = resp.text().await.unwrap_or_default();
-                            let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-                            let rejections = match (status.as_u16(), v["error"]["code"].as_str()) {
-                                (200, _) => &v["rejected"],
-                                (400, Some("all_events_rejected")) => &v["error"]["details"]["rejected"],
-                                (503, _) if attempt < ATTEMPTS => {
-                                    last_err = format!("{status}: {text}");
-                                    tokio::time::sleep(Duration::from_millis(250 << attempt)).await;
-                                    continue;
-                                }
-                                _ => bail!("{url} refused the batch with {status}: {text}"),
-                            };
-                            let mut n_rejected = 0;
-                            for r in rejections.as_array().into_iter().flatten() {
-                                *rejected.entry(r["reason"].as_str().unwrap_or("unknown").to_owned()).or_default() += 1;
-                                n_rejected += 1;
-                            }
-                            return Ok(batch.len() as u64 - n_rejected);
-                        }
-                        Err(e) => {
-                            last_err = e.to_string();
-                            if attempt < ATTEMPTS {
-                                tokio::time::sleep(Duration::from_millis(250 << attempt)).await;
-                            }
-                        }
-                    }
+                    .context("log append task failed")
+                    .and_then(|r| r.context("could not append to the click log"));
+                if let Err(cause) = appended {
+                    return Err(SendFailed { lines: (first, last), events: n as usize, maybe_stored: false, cause });
                 }
-                bail!("could not send events to {url} after {ATTEMPTS} attempts: {last_err}")
+                for r in rejected {
+                    *report.rejected.entry(r.to_owned()).or_default() += 1;
+                }
+                report.accepted += n;
+                report.answered_through_line = last;
+                Ok(())
+            }
+            Sink::Http { .. } => {
+                // A 413 splits the part it was for in two, each sent on its own; an event
+                // that gets 413 alone is refused with its line, and the rest goes on.
+                let mut parts: Vec<std::ops::Range<usize>> = Vec::with_capacity(8);
+                parts.push(0..batch.len());
+                while let Some(part) = parts.pop() {
+                    let events = &batch.events[part.clone()];
+                    let lines = (batch.lines[part.start], batch.lines[part.end - 1]);
+                    match self.post(events, backfill).await {
+                        Ok(Posted::Answered { accepted, rejected }) => {
+                            report.accepted += accepted;
+                            for r in rejected {
+                                *report.rejected.entry(r).or_default() += 1;
+                            }
+                        }
+                        Ok(Posted::TooLarge) if part.len() > 1 => {
+                            let mid = part.start + part.len() / 2;
+                            parts.push(mid..part.end);
+                            parts.push(part.start..mid);
+                            continue;
+                        }
+                        Ok(Posted::TooLarge) => {
+                            *report.rejected.entry("payload_too_large".into()).or_default() += 1;
+                            report.too_large.push((lines.0, json_len(&events[0])));
+                        }
+                        Err((maybe_stored, cause)) => return Err(SendFailed { lines, events: events.len(), maybe_stored, cause }),
+                    }
+                    report.answered_through_line = lines.1;
+                }
+                Ok(())
             }
         }
+    }
+
+    /// One `POST /v1/events` of `events` (HTTP destination), retried when no answer comes or
+    /// the server answers 503. Errors with whether the server may have stored the events
+    /// (a request that got no answer) and why.
+    async fn post(&self, events: &[EventInput], backfill: bool) -> Result<Posted, (bool, anyhow::Error)> {
+        let Sink::Http { client, url, token, .. } = self else {
+            return Err((false, anyhow::anyhow!("not an HTTP destination")));
+        };
+        let url = if backfill { format!("{url}?backfill=true") } else { url.clone() };
+        let body = serde_json::to_vec(events).map_err(|e| (false, anyhow::Error::new(e).context("could not encode the events")))?;
+        let mut maybe_stored = false;
+        let mut last_err = String::new();
+        for attempt in 1..=ATTEMPTS {
+            let mut req = client.post(&url).header("content-type", "application/json").body(body.clone());
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            match req.send().await {
+                Ok(resp) => {
+                    let status = resp.status();
+                    let text = resp.text().await.unwrap_or_default();
+                    let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                    let rejections = match (status.as_u16(), v["error"]["code"].as_str()) {
+                        (200, _) => &v["rejected"],
+                        (400, Some("all_events_rejected")) => &v["error"]["details"]["rejected"],
+                        (413, _) => return Ok(Posted::TooLarge),
+                        (503, _) if attempt < ATTEMPTS => {
+                            // 503: nothing was stored (the server says so), but an earlier
+                            // attempt without an answer may have been.
+                            last_err = format!("{url} answered {status}: {text}");
+                            tokio::time::sleep(Duration::from_millis(250 << attempt)).await;
+                            continue;
+                        }
+                        _ => return Err((maybe_stored, anyhow::anyhow!("{url} refused the batch with {status}: {text}"))),
+                    };
+                    let rejected: Vec<String> =
+                        rejections.as_array().into_iter().flatten().map(|r| r["reason"].as_str().unwrap_or("unknown").to_owned()).collect();
+                    let accepted = v["accepted"].as_u64().unwrap_or((events.len() - rejected.len()) as u64);
+                    return Ok(Posted::Answered { accepted, rejected });
+                }
+                Err(e) => {
+                    // A request that could not connect never reached the server.
+                    maybe_stored |= !e.is_connect();
+                    last_err = chain(e);
+                    if attempt < ATTEMPTS {
+                        tokio::time::sleep(Duration::from_millis(250 << attempt)).await;
+                    }
+                }
+            }
+        }
+        Err((maybe_stored, anyhow::anyhow!("could not send events to {url} ({ATTEMPTS} attempts): {last_err}")))
     }
 }
 
@@ -207,7 +345,7 @@ fn open_sink(args: &ImportArgs, cfg: &Config) -> anyhow::Result<Sink> {
     let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().context("could not build the HTTP client")?;
     let url = format!("{}/v1/events", base.as_str().trim_end_matches('/'));
     let token = args.ingest_token.clone().or_else(|| cfg.ingest.token.as_ref().map(|t| t.0.clone()));
-    Ok(Sink::Http { client, url, token })
+    Ok(Sink::Http { client, url, token, max_body_bytes: cfg.ingest.max_body_bytes })
 }
 
 fn open_input(path: &Path) -> anyhow::Result<(Box<dyn Read + Send>, Option<u64>)> {
@@ -221,10 +359,21 @@ fn open_input(path: &Path) -> anyhow::Result<(Box<dyn Read + Send>, Option<u64>)
 
 /// Runs the import (see the module docs).
 ///
+/// Events go in batches of at most `--batch-size` events and, to a server, of at most
+/// `[ingest] max-body-bytes` (of the configuration; 32 MiB by default) per request; text
+/// members are cut to [`sluice_ingest::event_input::MAX_FIELD_BYTES`] first, as the server cuts them. A server that
+/// answers 413 to a request (a lower limit than the configuration's) gets its events again
+/// in halves; an event too large for a request alone is not sent, or refused with 413 alone:
+/// it is counted in the report by line ([`ImportReport::too_large`]), and the others are
+/// stored.
+///
 /// Errors: unreadable file or configuration, a click log held by a running server, a
-/// server refusing a whole batch (authentication, limits), or a server unreachable after
-/// retries. Lines that are not clicks and events refused by validation are not errors:
-/// they are counted in the report.
+/// server refusing a whole batch (authentication), or a server unreachable after retries.
+/// An error after the first line names how many events were stored and rejected before,
+/// the lines of the failed request and whether they may have been stored, the cause with
+/// its chain (e.g. "Connection refused"), and that running the same import again is safe
+/// (same `event_id`s, dropped by dedup). Lines that are not clicks and events refused by
+/// validation are not errors: they are counted in the report.
 ///
 /// With `--data-dir DIR` where DIR did not exist: an import that stores no event and fails
 /// (an error here, or an outcome [`import_outcome`] refuses) removes DIR again, with the
@@ -306,30 +455,93 @@ async fn import_into(args: &ImportArgs, cfg: &Config, format: ImportFormat, repo
     report.destination = sink.describe();
     let mut reader = BufReader::with_capacity(1 << 20, input);
     let mut buf = Vec::with_capacity(4096);
-    let mut batch = Vec::with_capacity(args.batch_size);
+    let mut batch = Batch::default();
     let mut line_no: u64 = 0;
+    let dedup_window = cfg.dataflow.dedup_horizon.max(cfg.dataflow.allowed_lateness);
+    let stopped = |report: &ImportReport, failed: SendFailed| stopped_error(report, &failed, dedup_window);
     loop {
         buf.clear();
-        let n = reader.read_until(b'\n', &mut buf).with_context(|| format!("could not read \"{}\"", args.file.display()))?;
+        let n = match reader.read_until(b'\n', &mut buf) {
+            Ok(n) => n,
+            Err(e) => {
+                let cause = anyhow::Error::new(e).context(format!("could not read \"{}\"", args.file.display()));
+                let (first, last) = (batch.lines.first().copied().unwrap_or(line_no + 1), batch.lines.last().copied().unwrap_or(line_no));
+                return Err(stopped(report, SendFailed { lines: (first, last), events: batch.len(), maybe_stored: false, cause }));
+            }
+        };
         if n == 0 {
             break;
         }
         pb.inc(n as u64);
         line_no += 1;
         let text = String::from_utf8_lossy(buf.strip_suffix(b"\n").unwrap_or(&buf));
-        if let Some(event) = report.tally.count(parser.parse(line_no, &text)) {
-            batch.push(event);
+        if let Some(mut event) = report.tally.count(parser.parse(line_no, &text)) {
+            // The server cuts these members to MAX_FIELD_BYTES before it reads them: cut here,
+            // the event is the same, and one huge header no longer makes a request too large.
+            event.cut_text_fields();
+            match sink.max_body_bytes() {
+                Some(max) => {
+                    let bytes = json_len(&event);
+                    if bytes + 2 > max {
+                        // Larger than any request may be even alone (a huge event_id, code or
+                        // IP, which the server would refuse anyway): refused here, by line.
+                        *report.rejected.entry("payload_too_large".into()).or_default() += 1;
+                        report.too_large.push((line_no, bytes));
+                        continue;
+                    }
+                    if !batch.events.is_empty() && batch.body_bytes + 1 + bytes > max {
+                        sink.send(std::mem::take(&mut batch), backfill, report).await.map_err(|f| stopped(report, f))?;
+                    }
+                    batch.push(line_no, event, bytes);
+                }
+                None => batch.push(line_no, event, 0),
+            }
         }
         if batch.len() == args.batch_size {
-            report.accepted += sink.send(std::mem::take(&mut batch), backfill, &mut report.rejected).await?;
+            sink.send(std::mem::take(&mut batch), backfill, report).await.map_err(|f| stopped(report, f))?;
             pb.set_message(format!("{} events stored", report.accepted));
         }
     }
-    if !batch.is_empty() {
-        report.accepted += sink.send(batch, backfill, &mut report.rejected).await?;
+    if !batch.events.is_empty() {
+        sink.send(batch, backfill, report).await.map_err(|f| stopped(report, f))?;
     }
     pb.finish_and_clear();
     Ok(())
+}
+
+/// The error of an import that stopped at `failed`: how many events were stored (and
+/// rejected) before, up to which line everything was answered, whether the events of the
+/// failed request were stored, the cause with its chain, and that running the same import
+/// again is safe: the same input yields the same `event_id`s, and the dataflow drops the
+/// copies of events already stored while they are within its dedup window (`dedup_window`:
+/// `max(dedup-horizon, allowed-lateness)`, 48 h by default; docs/events-import-loadgen.md,
+/// "Duplicates").
+fn stopped_error(report: &ImportReport, failed: &SendFailed, dedup_window: Duration) -> anyhow::Error {
+    let rejected: u64 = report.rejected.values().sum();
+    let before = if report.accepted == 0 && rejected == 0 {
+        "import stopped before any event was stored".to_owned()
+    } else {
+        format!(
+            "import stopped after {} events were stored and {rejected} rejected, every line up to {} answered",
+            report.accepted, report.answered_through_line
+        )
+    };
+    let (first, last) = failed.lines;
+    let lines = if first == last { format!("line {first}") } else { format!("lines {first}-{last}") };
+    let what = match (failed.events, failed.maybe_stored) {
+        (0, _) => format!("nothing after line {} was sent", report.answered_through_line.max(first.saturating_sub(1))),
+        (1, false) => format!("the event of {lines} was not stored, and nothing after it was sent"),
+        (n, false) => format!("the {n} events of {lines} were not stored, and nothing after them was sent"),
+        (1, true) => format!("the event of {lines} may have been stored (it was sent but no answer came), nothing after it was sent"),
+        (n, true) => format!("the {n} events of {lines} may have been stored (they were sent but no answer came), nothing after them was sent"),
+    };
+    let hours = dedup_window.as_secs() / 3600;
+    let window = if dedup_window.as_secs().is_multiple_of(3600) { format!("{hours} h") } else { humantime::format_duration(dedup_window).to_string() };
+    anyhow::anyhow!(
+        "{before}; {what}: {:#}. Running the same import again is safe (within {window}): its events keep their event_ids, and the \
+         dataflow drops the copies of those already stored (dedup by event_id)",
+        failed.cause
+    )
 }
 
 /// `sluice import` on the command line: [`run`], then a summary on stdout.
@@ -358,6 +570,9 @@ pub async fn run_cli(args: &ImportArgs) -> anyhow::Result<()> {
     if !r.rejected.is_empty() {
         text += &format!("rejected events: {}\n", list(&mut r.rejected.iter().map(|(k, v)| (k.clone(), *v))));
     }
+    if !r.too_large.is_empty() {
+        text += &format!("{}\n", too_large_summary(&r.too_large));
+    }
     // A closed output (`| head -1`) loses only the rest of the summary: the exit status
     // still says whether events were rejected.
     if let Err(e) = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes()).map_err(crate::stdout::write_error)
@@ -366,6 +581,18 @@ pub async fn run_cli(args: &ImportArgs) -> anyhow::Result<()> {
         return Err(e);
     }
     import_outcome(&r, &args.path_prefix)
+}
+
+/// Most lines [`too_large_summary`] names.
+const TOO_LARGE_LINES_SHOWN: usize = 10;
+
+/// The summary line of the events refused as too large for one request: how many, and the
+/// first [`TOO_LARGE_LINES_SHOWN`] lines with their sizes.
+fn too_large_summary(too_large: &[(u64, usize)]) -> String {
+    let shown: Vec<String> = too_large.iter().take(TOO_LARGE_LINES_SHOWN).map(|(line, bytes)| format!("line {line} ({bytes} bytes)")).collect();
+    let more = too_large.len().saturating_sub(TOO_LARGE_LINES_SHOWN);
+    let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+    format!("events larger than a request to the server may be, not sent or refused with 413 (the other events were sent): {}{more}", shown.join(", "))
 }
 
 /// The exit status of `sluice import`: an error (non-zero exit) when the input has

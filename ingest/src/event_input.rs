@@ -247,10 +247,27 @@ impl EventInput {
         })
     }
 
+    /// Cuts the text members (`user_agent`, `referrer`, `accept_language`, `edge_region`)
+    /// to [`MAX_FIELD_BYTES`] at a character boundary: the cut [`Self::into_click_event`]
+    /// makes before anything else reads them, so an event cut here (by a client such as
+    /// `sluice import`, to keep its requests small) becomes the same [`ClickEvent`].
+    pub fn cut_text_fields(&mut self) {
+        fn cut_in_place(s: &mut String) {
+            if s.len() > MAX_FIELD_BYTES {
+                *s = cut(std::mem::take(s), MAX_FIELD_BYTES);
+            }
+        }
+        cut_in_place(&mut self.user_agent);
+        for s in [&mut self.referrer, &mut self.accept_language, &mut self.edge_region].into_iter().flatten() {
+            cut_in_place(s);
+        }
+    }
+
     /// Semantic validation and conversion (see the module docs): the id, code, time range
     /// and IPs are checked; `visitor_id` and `ip_trunc` are derived; text members are cut to
-    /// [`MAX_FIELD_BYTES`].
-    pub fn into_click_event(self, ctx: &Validation<'_>) -> Result<ClickEvent, Rejection> {
+    /// [`MAX_FIELD_BYTES`] ([`Self::cut_text_fields`]).
+    pub fn into_click_event(mut self, ctx: &Validation<'_>) -> Result<ClickEvent, Rejection> {
+        self.cut_text_fields();
         if self.event_id.is_empty() || self.event_id.len() > MAX_EVENT_ID_BYTES {
             return Err(Rejection::new("invalid_event_id", format!("\"event_id\" must be 1 to {MAX_EVENT_ID_BYTES} bytes, got {}", self.event_id.len())));
         }
@@ -288,17 +305,16 @@ impl EventInput {
                 net.parse::<IpAddr>().map_err(|_| Rejection::new("invalid_ip", "\"ip_trunc\" could not be truncated"))?
             }
         };
-        let user_agent = cut(self.user_agent, MAX_FIELD_BYTES);
         Ok(ClickEvent {
             event_id,
             code: self.code,
             ts: self.ts,
             ip_trunc: Some(truncate_ip(visitor_ip)),
-            visitor_id: visitor_id(ctx.salt, self.ts, visitor_ip, &user_agent),
-            user_agent,
-            referrer: self.referrer.map(|s| cut(s, MAX_FIELD_BYTES)),
-            accept_language: self.accept_language.map(|s| cut(s, MAX_FIELD_BYTES)),
-            edge_region: self.edge_region.map(|s| cut(s, MAX_FIELD_BYTES)),
+            visitor_id: visitor_id(ctx.salt, self.ts, visitor_ip, &self.user_agent),
+            user_agent: self.user_agent,
+            referrer: self.referrer,
+            accept_language: self.accept_language,
+            edge_region: self.edge_region,
         })
     }
 }

@@ -7,7 +7,7 @@ mod admin_c25;
 mod admin_redis;
 mod cases;
 #[path = "../support/child.rs"]
-#[allow(dead_code)] // this target does not stop children gracefully (`terminate`) or poll `/healthz`
+#[allow(dead_code)] // this target does not poll `/healthz` or SIGKILL its children (`kill9`)
 mod child;
 mod cli;
 mod concurrency;
@@ -16,6 +16,7 @@ mod error_codes;
 mod harness;
 mod hostile;
 mod idempotency;
+mod import_target;
 mod links_api;
 mod links_cursor;
 mod loadgen_exit;
