@@ -1,3 +1,10 @@
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use sluice_dataflows::checkpoint::{DataflowSnapshot, DataflowSnapshotV1, SNAPSHOT_VERSION};
+
+use super::files::{checkpoint_files, is_intact, put_via_temp_file, source_of};
+use super::format::{CheckpointFileV1, frame};
 use super::*;
 
 fn file(cut: u64, source: SourceIdentity) -> CheckpointFile {

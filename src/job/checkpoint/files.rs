@@ -1,0 +1,230 @@
+//! The checkpoint directory (module docs of [`super`], "File format"): names that sort in
+//! write order, atomic writes (temporary file, fsync, rename, fsync of the directory),
+//! pruning to the newest [`KEEP`] intact files of an input, listing and removal.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use sluice_dataflows::checkpoint::SNAPSHOT_VERSION;
+
+use super::format::{CheckpointFile, FILE_VERSION, HEADER, MAGIC, Relation, SourceIdentity, encode, relation};
+
+/// Checkpoint files kept (the newest ones).
+pub const KEEP: usize = 2;
+
+/// The checkpoint directory of a data dir.
+pub fn dir_of(data_dir: &Path) -> PathBuf {
+    data_dir.join("checkpoints")
+}
+
+/// The checkpoint files in `dir`, oldest first (none when `dir` does not exist).
+///
+/// Errors: `dir` exists but cannot be listed.
+pub fn list(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    checkpoint_files(dir)
+}
+
+/// Removes every checkpoint file in `dir` (so that the next start replays its input from the
+/// first record); returns how many were removed.
+///
+/// Errors: `dir` cannot be listed, a file cannot be removed (those before it are gone).
+pub fn remove_all(dir: &Path) -> anyhow::Result<usize> {
+    let files = checkpoint_files(dir).with_context(|| format!("could not list {}", dir.display()))?;
+    for f in &files {
+        std::fs::remove_file(f).with_context(|| format!("could not remove {}", f.display()))?;
+    }
+    if !files.is_empty() {
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("could not fsync {}", dir.display()))?;
+    }
+    Ok(files.len())
+}
+
+/// The `ckpt-<20 digits>.bin` files in `dir`, oldest first (none when `dir` does not exist).
+pub(super) fn checkpoint_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    files.retain(|p| p.file_name().and_then(|n| n.to_str()).and_then(checkpoint_number).is_some());
+    files.sort();
+    Ok(files)
+}
+
+/// The number in a checkpoint file name `ckpt-<20 decimal digits>.bin` (a u64); `None` for
+/// any other name. Only such files are checkpoints (listed, loaded, pruned): with exactly 20
+/// digits the text order of the names is their numeric order, so a stray
+/// `ckpt-99999999999999999999.bin` (beyond u64) or `ckpt-foo.bin` can neither sort as the
+/// newest nor be missed by [`next_name`].
+fn checkpoint_number(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix("ckpt-")?.strip_suffix(".bin")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Writes `file` atomically into `dir` (temp file, fsync, rename, fsync of the directory)
+/// and keeps the newest [`KEEP`] intact files of its input ([`prune`]); returns the path and size
+/// in bytes. The file name is [`next_name`]'s: it sorts after every checkpoint already in `dir`. Stale
+/// `ckpt-*.tmp` files (left by a write that failed) are removed first, and a write that
+/// fails removes its own. Writes in one process are serialized (the periodic round and the
+/// shutdown round may overlap); one `sluice serve` holds a data dir at a time.
+///
+/// Errors: I/O failures (the previous checkpoints stay intact).
+pub fn write(dir: &Path, file: &CheckpointFile) -> anyhow::Result<(PathBuf, usize)> {
+    static WRITING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = WRITING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    std::fs::create_dir_all(dir).with_context(|| format!("could not create {}", dir.display()))?;
+    remove_stale_temp_files(dir);
+    let bytes = encode(file)?;
+    let existing = checkpoint_files(dir).with_context(|| format!("could not list {}", dir.display()))?;
+    let name = next_name(&existing, file.snapshot.cut_epoch);
+    let path = dir.join(&name);
+    let tmp = dir.join(format!("{name}.tmp"));
+    put_via_temp_file(&tmp, &path, &bytes)?;
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).context("could not fsync the checkpoint directory")?;
+    prune(dir, &file.source, &path)?;
+    Ok((path, bytes.len()))
+}
+
+/// Writes `bytes` to `tmp`, fsyncs it and renames it to `path`; when any step fails, `tmp`
+/// is removed (a full disk must not keep a partial copy taking space).
+///
+/// Errors: the failing step's I/O error.
+pub(super) fn put_via_temp_file(tmp: &Path, path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let put = || -> anyhow::Result<()> {
+        let mut f = std::fs::File::create(tmp).with_context(|| format!("could not create {}", tmp.display()))?;
+        f.write_all(bytes).context("could not write the checkpoint")?;
+        f.sync_all().context("could not fsync the checkpoint")?;
+        std::fs::rename(tmp, path).context("could not rename the checkpoint into place")
+    };
+    let r = put();
+    if r.is_err()
+        && let Err(rm) = std::fs::remove_file(tmp)
+        && rm.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(path = %tmp.display(), error = %rm, "could not remove the temporary file of a failed checkpoint write");
+    }
+    r
+}
+
+/// Name of the next checkpoint file among `existing` (paths of `ckpt-*.bin` files):
+/// `ckpt-<n, 20 digits>.bin` with n = `cut_epoch` (wall-clock ms), or one more than the
+/// highest number among `existing` when that is not below it. Names then sort in write
+/// order even after the clock was stepped back (a checkpoint named by its earlier cut would
+/// sort as the oldest, be pruned at once, and a restart would restore a stale one).
+pub fn next_name(existing: &[PathBuf], cut_epoch: u64) -> String {
+    let highest = existing.iter().filter_map(|p| checkpoint_number(p.file_name()?.to_str()?)).max();
+    let n = match highest {
+        Some(h) if h >= cut_epoch => h.saturating_add(1),
+        _ => cut_epoch,
+    };
+    format!("ckpt-{n:020}.bin")
+}
+
+/// Removes `ckpt-*.tmp` files in `dir` (failures are logged): what a write that failed or
+/// was killed left behind.
+fn remove_stale_temp_files(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+        let stale = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("ckpt-") && n.ends_with(".tmp"));
+        if stale {
+            match std::fs::remove_file(&path) {
+                Ok(()) => tracing::info!(path = %path.display(), "removed the temporary file of an earlier checkpoint write that did not finish"),
+                Err(e) => tracing::warn!(path = %path.display(), error = %e, "could not remove a stale checkpoint temporary file"),
+            }
+        }
+    }
+}
+
+/// Deletes the checkpoints of `source` in `dir` older than its newest [`KEEP`] **intact**
+/// ones ([`is_intact`]; `written`, the file this round just wrote and fsynced, counts without
+/// being read back). A damaged file never counts toward the kept ones: with one corrupt file
+/// among the newest two, the two intact files before it stay, so a start always has a
+/// fallback. Damaged files newer than the oldest kept one stay until that one goes (they
+/// cost disk, not state); older ones go with the rest. Checkpoints of another input (the
+/// embedded log's, while Kafka mode runs on the same data dir, or another topic's) and files
+/// whose input cannot be read are left alone: they are the only state of that input, and
+/// switching back must find them (its clicks would otherwise count from the start of what
+/// the input still holds, which after `sluice log reset` is nothing).
+fn prune(dir: &Path, source: &SourceIdentity, written: &Path) -> anyhow::Result<()> {
+    let files = checkpoint_files(dir)?;
+    let same: Vec<&PathBuf> = files.iter().filter(|p| source_of(p).is_some_and(|s| relation(&s, source) == Relation::Same)).collect();
+    let mut intact = 0usize;
+    for path in same.into_iter().rev() {
+        if intact >= KEEP {
+            if let Err(e) = std::fs::remove_file(path) {
+                tracing::warn!(path = %path.display(), error = %e, "could not delete an old checkpoint");
+            }
+        } else if path.as_path() == written || is_intact(path) {
+            intact += 1;
+        } else {
+            tracing::warn!(path = %path.display(), "damaged checkpoint: not counted among the kept ones");
+        }
+    }
+    Ok(())
+}
+
+/// Whether the file at `path` reads back whole: magic, file version, payload length and
+/// SHA-256 as [`super::decode`] checks them, and a snapshot version this build restores (1 or
+/// [`SNAPSHOT_VERSION`]). Reads the file in 1 MiB pieces (never the whole payload in memory)
+/// and does not decode the payload. I/O errors count as damage.
+pub(super) fn is_intact(path: &Path) -> bool {
+    use std::io::Read;
+    let check = || -> std::io::Result<bool> {
+        let mut f = std::fs::File::open(path)?;
+        let size = f.metadata()?.len();
+        let mut head = [0u8; HEADER];
+        f.read_exact(&mut head)?;
+        let len = u64::from_le_bytes(head[12..20].try_into().unwrap_or_default());
+        if &head[..8] != MAGIC || head[8..12] != FILE_VERSION.to_le_bytes() || size.checked_sub(HEADER as u64) != Some(len) {
+            return Ok(false);
+        }
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut first = None;
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            if first.is_none() && n >= 4 {
+                first = Some(u32::from_le_bytes(buf[..4].try_into().unwrap_or_default()));
+            }
+            hasher.update(&buf[..n]);
+        }
+        let version_ok = first.is_some_and(|v| v == 1 || v == SNAPSHOT_VERSION);
+        Ok(version_ok && hasher.finalize().as_slice() == &head[20..52])
+    };
+    check().unwrap_or(false)
+}
+
+/// Bytes [`source_of`] reads: the header and the payload's first fields (a Kafka topic name
+/// is at most 249 bytes).
+const HEAD_BYTES: u64 = 64 * 1024;
+
+/// The payload's leading fields, shared by every snapshot version ([`CheckpointFile`],
+/// `CheckpointFileV1`); bincode 1 reads them and ignores the rest.
+#[derive(Deserialize)]
+struct PayloadHead {
+    _snapshot_version: u32,
+    _created_ms: i64,
+    source: SourceIdentity,
+}
+
+/// The input the checkpoint at `path` was taken of, from its first [`HEAD_BYTES`] (the
+/// checksum is not checked: this only decides which files pruning may delete). `None`: the
+/// file cannot be read or is not a checkpoint.
+pub(super) fn source_of(path: &Path) -> Option<SourceIdentity> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    std::fs::File::open(path).ok()?.take(HEAD_BYTES).read_to_end(&mut head).ok()?;
+    if head.len() < HEADER || &head[..8] != MAGIC {
+        return None;
+    }
+    bincode::deserialize::<PayloadHead>(&head[HEADER..]).ok().map(|h| h.source)
+}

@@ -1,0 +1,113 @@
+//! Taking checkpoints (module docs of [`super`], "When it is written"): one round
+//! ([`take`]: a consistent snapshot, the external sinks caught up with its cut, the file
+//! written) and the periodic task ([`run`]).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use sluice_dataflows::checkpoint::{CheckpointHandle, CheckpointStatus, DataflowSnapshot, SNAPSHOT_VERSION};
+use tokio::sync::watch;
+
+use super::files::write;
+use super::format::{CheckpointFile, SourceIdentity};
+use crate::job::kafka_source::SinkAcks;
+
+/// How long a round may wait for every worker's part.
+const ROUND_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a round may wait for the external sinks to apply the cut.
+const ACK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Kafka start offsets from a snapshot (partition → next offset).
+pub fn kafka_offsets(snapshot: &DataflowSnapshot) -> BTreeMap<i32, i64> {
+    snapshot.offsets.iter().filter_map(|(&p, &o)| Some((i32::try_from(p).ok()?, i64::try_from(o).ok()?))).collect()
+}
+
+/// Everything a round needs.
+#[derive(Clone)]
+pub struct Checkpointer {
+    /// The pipeline's checkpoint handle.
+    pub handle: CheckpointHandle,
+    /// What the external sinks applied (`None`: no external sink).
+    pub acks: Option<SinkAcks>,
+    /// `<data-dir>/checkpoints`.
+    pub dir: PathBuf,
+    /// The input.
+    pub source: SourceIdentity,
+}
+
+impl std::fmt::Debug for Checkpointer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checkpointer").field("dir", &self.dir).field("source", &self.source).finish_non_exhaustive()
+    }
+}
+
+/// Takes one checkpoint (module docs): snapshot, wait for the sinks, write. Returns the
+/// file written. Metrics: `sluice_checkpoints_total{outcome}`,
+/// `sluice_checkpoint_duration_seconds`, `sluice_checkpoint_bytes`.
+///
+/// Errors: no snapshot within the round timeout (e.g. the workers stopped), the sinks not
+/// applying the cut within their timeout, I/O errors writing the file.
+pub async fn take(c: &Checkpointer) -> anyhow::Result<PathBuf> {
+    let t0 = Instant::now();
+    let r = take_inner(c).await;
+    let outcome = if r.is_ok() { "written" } else { "failed" };
+    metrics::counter!("sluice_checkpoints_total", "outcome" => outcome).increment(1);
+    if r.is_ok() {
+        metrics::histogram!("sluice_checkpoint_duration_seconds").record(t0.elapsed().as_secs_f64());
+    }
+    r
+}
+
+async fn take_inner(c: &Checkpointer) -> anyhow::Result<PathBuf> {
+    let deadline = tokio::time::Instant::now() + ROUND_TIMEOUT;
+    c.handle.begin();
+    let snapshot = loop {
+        match c.handle.poll() {
+            CheckpointStatus::Done(s) => break *s,
+            CheckpointStatus::Failed(why) => {
+                tracing::debug!(%why, "checkpoint round failed; starting another");
+                c.handle.begin();
+            }
+            CheckpointStatus::Pending => {}
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("no consistent snapshot within {ROUND_TIMEOUT:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    if let Some(acks) = &c.acks {
+        let deadline = tokio::time::Instant::now() + ACK_TIMEOUT;
+        while acks() < snapshot.cut_epoch {
+            if tokio::time::Instant::now() >= deadline {
+                bail!("the view sinks did not apply the checkpoint's cut within {ACK_TIMEOUT:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let file = CheckpointFile { snapshot_version: SNAPSHOT_VERSION, created_ms: crate::job::now_ms(), source: c.source.clone(), snapshot };
+    let dir = c.dir.clone();
+    let (rows, ids, offsets) = (file.snapshot.views.rows.len(), file.snapshot.dedup.ids.len(), file.snapshot.offsets.clone());
+    let (path, bytes) = tokio::task::spawn_blocking(move || write(&dir, &file)).await.context("checkpoint write task failed")??;
+    metrics::gauge!("sluice_checkpoint_bytes").set(bytes as f64);
+    tracing::info!(path = %path.display(), bytes, rows, dedup_ids = ids, ?offsets, "checkpoint written");
+    Ok(path)
+}
+
+/// Takes a checkpoint every `interval` until `stop` turns true (failures are logged and
+/// retried at the next interval).
+pub async fn run(c: Checkpointer, interval: Duration, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => {}
+        }
+        if *stop.borrow() {
+            break;
+        }
+        if let Err(e) = take(&c).await {
+            tracing::warn!(error = %format!("{e:#}"), "checkpoint failed; retrying at the next interval");
+        }
+    }
+}
