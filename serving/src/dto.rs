@@ -55,6 +55,12 @@ pub struct CreateLinkRequest {
     #[serde(default)]
     #[schema(value_type = Option<u16>)]
     pub redirect_type: Option<RedirectTypeNumber>,
+    /// The organisation the link belongs to: `GET /v1/stats/summary?org=` counts the clicks
+    /// the link gets while it has it. 1–64 characters of `[A-Za-z0-9_.-]`, case-sensitive,
+    /// stored as given; 400 `invalid_org` otherwise ([`crate::links::validate_org`]). Absent
+    /// or `null`: none.
+    #[serde(default)]
+    pub org: Option<String>,
 }
 
 /// Body of `PATCH /v1/links/{code}`; absent fields stay unchanged.
@@ -78,6 +84,11 @@ pub struct UpdateLinkRequest {
     #[serde(default, deserialize_with = "not_null")]
     #[schema(value_type = Option<u16>)]
     pub redirect_type: Option<RedirectTypeNumber>,
+    /// New organisation (the rules of create: 400 `invalid_org`), or `null` to remove it.
+    /// Clicks from the change on count under the new one in `GET /v1/stats/summary?org=`.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub org: Option<Option<String>>,
     /// Not supported: renaming a link is refused with 400 `alias_rename_unsupported`.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
@@ -148,6 +159,9 @@ pub struct LinkResponse {
     pub enabled: bool,
     /// Tags.
     pub tags: Vec<String>,
+    /// The organisation the link belongs to, `null` for none.
+    #[serde(default)]
+    pub org: Option<String>,
     /// 301 or 302.
     pub redirect_type: u16,
     /// Creation instant.
@@ -167,8 +181,8 @@ pub struct ListParams {
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// Opaque cursor from a previous page's `next_cursor`, bound to that page's filters
-    /// (`tag`, `enabled`): with other filters it is 400 `invalid_cursor`. Another `limit` is
-    /// fine.
+    /// (`tag`, `enabled`, `org`): with other filters it is 400 `invalid_cursor`. Another
+    /// `limit` is fine.
     pub cursor: Option<String>,
     /// Only links carrying this tag (any spelling: matched after trimming and Unicode NFC,
     /// as tags are stored).
@@ -177,6 +191,9 @@ pub struct ListParams {
     /// `invalid_parameter`.
     #[param(value_type = Option<bool>)]
     pub enabled: Option<String>,
+    /// Only links of this organisation (exact, case-sensitive). A value no link could carry
+    /// (the rules of `org` on create) is 400 `invalid_parameter`.
+    pub org: Option<String>,
 }
 
 /// One page of links, oldest first. `next_cursor` is `null` on the last page.

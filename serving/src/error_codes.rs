@@ -37,6 +37,7 @@ pub const ERROR_CODES: &[(u16, &[&str])] = &[
             "invalid_last_event_id",
             "invalid_limit",
             "invalid_order_by",
+            "invalid_org",
             "invalid_parameter",
             "invalid_path",
             "invalid_pattern",

@@ -99,6 +99,9 @@ impl LinkStore for MemoryLinkStore {
         if let Some(r) = patch.redirect_type {
             next.redirect_type = r;
         }
+        if let Some(o) = &patch.org {
+            next.org.clone_from(o);
+        }
         // As the real stores: a patch that changes nothing writes no revision.
         if next == *link {
             return Ok(UpdateOutcome { link: next, written: false });
@@ -133,6 +136,7 @@ impl LinkStore for MemoryLinkStore {
                 query.after_seq.is_none_or(|a| *seq > a)
                     && query.tag.as_ref().is_none_or(|t| l.tags.contains(t))
                     && query.enabled.is_none_or(|e| l.enabled == e)
+                    && query.org.as_ref().is_none_or(|o| l.org.as_ref() == Some(o))
             })
             .cloned()
             .collect();

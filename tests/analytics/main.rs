@@ -28,6 +28,7 @@ mod loadgen_truth;
 mod lost_store;
 #[path = "../support/old_blocklist.rs"]
 mod old_blocklist;
+mod org_summary;
 #[cfg(feature = "integration-tests")]
 mod pg;
 mod process;

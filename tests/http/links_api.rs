@@ -477,7 +477,7 @@ async fn list_parameter_errors(b: Backend) {
     let r = app.get("/v1/links?sort=desc").await;
     r.assert_error(400, "unknown_parameter");
     assert_eq!(r.json()["error"]["message"], "unknown query parameter \"sort\"");
-    assert_eq!(r.json()["error"]["details"], serde_json::json!({"parameter": "sort", "supported": ["limit", "cursor", "tag", "enabled"]}));
+    assert_eq!(r.json()["error"]["details"], serde_json::json!({"parameter": "sort", "supported": ["limit", "cursor", "tag", "enabled", "org"]}));
     let r = app.get("/v1/links?limit=1&limit=2").await;
     r.assert_error(400, "duplicate_parameter");
     assert_eq!(r.json()["error"]["details"], serde_json::json!({"parameter": "limit"}));

@@ -19,6 +19,7 @@ mod idempotency;
 mod import_target;
 mod links_api;
 mod links_cursor;
+mod links_org;
 mod loadgen_exit;
 #[path = "../support/old_blocklist.rs"]
 mod old_blocklist;

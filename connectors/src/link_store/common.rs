@@ -114,6 +114,9 @@ pub(crate) fn check_patch(patch: &LinkPatch, now: DateTime<Utc>) -> Result<()> {
     if let Some(Some(e)) = patch.expires_at {
         check_time("expires_at", e)?;
     }
+    if let Some(Some(o)) = &patch.org {
+        check_text("org", o)?;
+    }
     Ok(())
 }
 
@@ -134,6 +137,9 @@ pub(crate) fn apply_patch(current: &Link, patch: &LinkPatch, now: DateTime<Utc>)
     }
     if let Some(r) = patch.redirect_type {
         next.redirect_type = r;
+    }
+    if let Some(o) = &patch.org {
+        next.org.clone_from(o);
     }
     next.updated_at = trunc_us(now);
     next.version = current.version + 1;

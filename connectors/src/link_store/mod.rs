@@ -65,6 +65,8 @@ pub struct LinkPatch {
     pub tags: Option<Vec<String>>,
     /// New redirect status.
     pub redirect_type: Option<RedirectType>,
+    /// New organisation; `Some(None)` clears it.
+    pub org: Option<Option<String>>,
 }
 
 /// Filter and keyset position for listing links, oldest first.
@@ -78,6 +80,8 @@ pub struct ListQuery {
     pub tag: Option<String>,
     /// Only links with this `enabled` value.
     pub enabled: Option<bool>,
+    /// Only links of this organisation (exact match).
+    pub org: Option<String>,
 }
 
 /// A stored idempotent response for `POST` with an `Idempotency-Key` header.

@@ -39,13 +39,14 @@ const INSERT_LINK: &str = "INSERT INTO links (seq, code, long_url, domain, expir
                            created_at, updated_at, version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
                            ON CONFLICT (code) DO NOTHING";
 const UPDATE_LINK: &str = "UPDATE links SET long_url = $1, expires_at = $2, enabled = $3, tags = $4, redirect_type = $5, \
-                           updated_at = $6, version = $7 WHERE seq = $8";
+                           updated_at = $6, version = $7, org = $9 WHERE seq = $8";
 const DELETE_LINK: &str = "UPDATE links SET deleted_at = $1 WHERE seq = $2";
 const LIST_LINKS: &str = "SELECT seq, code, long_url, domain, expires_at, enabled, tags, redirect_type, org, \
                           created_at, updated_at, version FROM links \
                           WHERE deleted_at IS NULL AND seq > $1 \
                           AND ($2::boolean IS NULL OR enabled = $2) \
                           AND ($3::text IS NULL OR tags @> ARRAY[$3::text]) \
+                          AND ($5::text IS NULL OR org = $5) \
                           ORDER BY seq LIMIT $4";
 const CHANGES_SINCE: &str = "SELECT change_seq, code, link FROM link_changes WHERE change_seq > $1 ORDER BY change_seq LIMIT $2";
 const INSERT_CHANGE: &str = "INSERT INTO link_changes (change_seq, code, link) VALUES ($1, $2, $3)";

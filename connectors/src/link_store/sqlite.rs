@@ -44,13 +44,14 @@ const INSERT_LINK: &str = "INSERT INTO links (seq, code, long_url, domain, expir
                            created_at_us, updated_at_us, version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
                            ON CONFLICT (code) DO NOTHING";
 const UPDATE_LINK: &str = "UPDATE links SET long_url = ?1, expires_at_us = ?2, enabled = ?3, tags = ?4, redirect_type = ?5, \
-                           updated_at_us = ?6, version = ?7 WHERE seq = ?8";
+                           updated_at_us = ?6, version = ?7, org = ?9 WHERE seq = ?8";
 const DELETE_LINK: &str = "UPDATE links SET deleted_at_us = ?1 WHERE seq = ?2";
 const LIST_LINKS: &str = "SELECT l.seq, l.code, l.long_url, l.domain, l.expires_at_us, l.enabled, l.tags, l.redirect_type, \
                           l.org, l.created_at_us, l.updated_at_us, l.version FROM links l \
                           WHERE l.deleted_at_us IS NULL AND l.seq > ?1 \
                           AND (?2 IS NULL OR l.enabled = ?2) \
                           AND (?3 IS NULL OR EXISTS (SELECT 1 FROM link_tags t WHERE t.tag = ?3 AND t.link_seq = l.seq)) \
+                          AND (?5 IS NULL OR l.org = ?5) \
                           ORDER BY l.seq LIMIT ?4";
 const CHANGES_SINCE: &str = "SELECT change_seq, code, link FROM link_changes WHERE change_seq > ?1 ORDER BY change_seq LIMIT ?2";
 const INSERT_CHANGE: &str = "INSERT INTO link_changes (change_seq, code, link) VALUES (?1, ?2, ?3)";

@@ -248,6 +248,7 @@ macro_rules! link_store {
                     .bind(enc_time(next.updated_at))
                     .bind(next.version)
                     .bind(seq)
+                    .bind(&next.org)
                     .execute(&mut *tx)
                     .await?;
                 if patch.tags.is_some() {
@@ -278,11 +279,15 @@ macro_rules! link_store {
                 if let Some(t) = &query.tag {
                     check_text("tag", t)?;
                 }
+                if let Some(o) = &query.org {
+                    check_text("org", o)?;
+                }
                 let rows = sqlx::query(LIST_LINKS)
                     .bind(query.after_seq.unwrap_or(0))
                     .bind(query.enabled)
                     .bind(&query.tag)
                     .bind(i64::from(query.limit))
+                    .bind(&query.org)
                     .fetch_all(read_pool(self))
                     .await?;
                 rows.iter().map(link_from_row).collect()

@@ -6,6 +6,7 @@ mod harness;
 mod suite;
 mod suite_admin;
 mod suite_feed;
+mod suite_org;
 mod suite_retired;
 
 /// Declares one `#[tokio::test]` per behaviour, each running `$harness(suite::$name)`.
@@ -38,6 +39,7 @@ macro_rules! store_suite {
             suite_admin::blocklist_holds_matching_links_and_release_restores_owner_state,
             suite_admin::admin_holds_need_a_live_link_and_survive_owner_updates,
             suite_admin::audit_log_pages_newest_first_with_filters_and_is_append_only,
+            suite_org::org_is_updated_cleared_fed_and_filtered,
             suite_retired::store_id_is_created_once,
             suite_retired::retired_codes_are_refused_for_ever_and_others_are_not,
         );

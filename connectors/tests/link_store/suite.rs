@@ -91,6 +91,7 @@ pub async fn update_applies_the_patch_and_bumps_the_version_unless_nothing_chang
         expires_at: Some(None),
         tags: Some(strings(&["y", "z", "y"])),
         redirect_type: Some(RedirectType::Permanent),
+        org: Some(Some("acme".into())),
     };
     let out = store.update("upd", &patch, Some(1), now).await.expect("update");
     assert!(out.written, "a patch that changes the link writes a revision");
@@ -101,6 +102,7 @@ pub async fn update_applies_the_patch_and_bumps_the_version_unless_nothing_chang
         expires_at: None,
         tags: strings(&["y", "z"]),
         redirect_type: RedirectType::Permanent,
+        org: Some("acme".into()),
         updated_at: micros(now),
         version: 2,
         ..v1.clone()
@@ -122,6 +124,7 @@ pub async fn update_applies_the_patch_and_bumps_the_version_unless_nothing_chang
         expires_at: Some(None),
         tags: Some(strings(&["y", "y", "z"])),
         redirect_type: Some(RedirectType::Permanent),
+        org: Some(Some("acme".into())),
     };
     assert_eq!(store.update("upd", &same, Some(2), later).await.expect("same values"), UpdateOutcome { link: expected.clone(), written: false });
     // A stale expected version is still a conflict when nothing would change.
@@ -259,7 +262,7 @@ async fn page_all(store: &dyn LinkStore, limit: u32, tag: Option<&str>, enabled:
     let mut out = Vec::new();
     let mut after = None;
     loop {
-        let q = ListQuery { limit, after_seq: after, tag: tag.map(str::to_string), enabled };
+        let q = ListQuery { limit, after_seq: after, tag: tag.map(str::to_string), enabled, org: None };
         let page = store.list(&q).await.expect("list");
         assert!(page.len() <= limit as usize);
         for w in page.windows(2) {

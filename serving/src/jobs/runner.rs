@@ -475,7 +475,7 @@ async fn all_codes(store: &dyn LinkStore) -> Result<Vec<String>, ApiError> {
     let mut codes = Vec::new();
     let mut after = None;
     loop {
-        let page = store.list(&ListQuery { limit: LIST_PAGE, after_seq: after, tag: None, enabled: None }).await?;
+        let page = store.list(&ListQuery { limit: LIST_PAGE, after_seq: after, ..ListQuery::default() }).await?;
         let Some(&(last, _)) = page.last() else { break };
         let full = page.len() == LIST_PAGE as usize;
         codes.extend(page.into_iter().map(|(_, l)| l.code));

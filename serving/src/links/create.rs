@@ -12,7 +12,7 @@ use crate::alias::{generate_code, validate_custom_alias};
 use crate::dto::{CreateLinkRequest, ErrorBody, LinkResponse};
 use crate::error::{ApiError, echo};
 use crate::extract::ApiJson;
-use crate::links::{CREATED_VERSION, etag, etag_of, normalize_tags, now_ms, parse_expires_at, parse_redirect_type, to_response};
+use crate::links::{CREATED_VERSION, etag, etag_of, normalize_tags, now_ms, parse_expires_at, parse_redirect_type, to_response, validate_org};
 use crate::ratelimit::OverLimit;
 use crate::state::ApiState;
 use crate::url_policy::normalize_host;
@@ -32,7 +32,7 @@ const IDEMPOTENCY_SCOPE: &str = "links:";
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the original 201 for the same key and body within 24 h; 422 idempotency_key_reused for another body; 400 invalid_idempotency_key when malformed, 400 duplicate_header when sent more than once")),
     responses(
         (status = 201, description = "Link created", body = LinkResponse, headers(("ETag" = String), ("Location" = String))),
-        (status = 400, description = "invalid_request (body of the wrong shape or types), malformed_json, duplicate_key, unknown_field, invalid_url, unsupported_scheme, missing_host, invalid_host, invalid_port, credentials_in_url, control_characters, url_too_long, redirect_loop, invalid_alias, alias_reserved, unknown_domain, invalid_expires_at, expires_in_past, invalid_redirect_type, invalid_tags, invalid_idempotency_key or duplicate_header (a repeated Content-Type or Idempotency-Key)", body = ErrorBody),
+        (status = 400, description = "invalid_request (body of the wrong shape or types), malformed_json, duplicate_key, unknown_field, invalid_url, unsupported_scheme, missing_host, invalid_host, invalid_port, credentials_in_url, control_characters, url_too_long, redirect_loop, invalid_alias, alias_reserved, unknown_domain, invalid_expires_at, expires_in_past, invalid_redirect_type, invalid_tags, invalid_org, invalid_idempotency_key or duplicate_header (a repeated Content-Type or Idempotency-Key)", body = ErrorBody),
         (status = 409, description = "alias_conflict", body = ErrorBody),
         (status = 413, description = "payload_too_large", body = ErrorBody),
         (status = 415, description = "unsupported_media_type, or unsupported_content_encoding for a body with a Content-Encoding (send it uncompressed)", body = ErrorBody),
@@ -240,6 +240,7 @@ pub fn build_link(state: &ApiState, req: &CreateLinkRequest, now: chrono::DateTi
     let expires_at = req.expires_at.as_deref().map(|e| parse_expires_at(e, now)).transpose()?;
     let tags = normalize_tags(req.tags.as_deref().unwrap_or(&[]))?;
     let redirect_type = req.redirect_type.as_ref().map(parse_redirect_type).transpose()?.unwrap_or(RedirectType::Found);
+    let org = req.org.as_deref().map(validate_org).transpose()?;
     Ok(Link {
         code: req.custom_alias.clone().unwrap_or_default(),
         long_url,
@@ -248,7 +249,7 @@ pub fn build_link(state: &ApiState, req: &CreateLinkRequest, now: chrono::DateTi
         enabled: true,
         tags,
         redirect_type,
-        org: None,
+        org,
         created_at: now,
         updated_at: now,
         version: CREATED_VERSION,

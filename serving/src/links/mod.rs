@@ -20,6 +20,8 @@ use crate::state::ApiState;
 pub const MAX_TAGS: usize = 32;
 /// Longest tag, in characters.
 pub const MAX_TAG_CHARS: usize = 64;
+/// Longest organisation, in characters.
+pub const MAX_ORG_CHARS: usize = 64;
 
 /// The API view of `link`.
 pub fn to_response(state: &ApiState, link: &Link) -> LinkResponse {
@@ -31,6 +33,7 @@ pub fn to_response(state: &ApiState, link: &Link) -> LinkResponse {
         expires_at: link.expires_at,
         enabled: link.enabled,
         tags: link.tags.clone(),
+        org: link.org.clone(),
         redirect_type: link.redirect_type.status(),
         created_at: link.created_at,
         updated_at: link.updated_at,
@@ -187,6 +190,40 @@ fn is_invisible(c: char) -> bool {
     c.is_control() || (c.general_category() == GeneralCategory::Format && !is_joiner(c))
 }
 
+/// Why `org` names no organisation a link can have, or `None` when it is valid: 1 to
+/// [`MAX_ORG_CHARS`] characters, each an ASCII letter or digit, `_`, `.` or `-`.
+fn org_problem(org: &str) -> Option<&'static str> {
+    if org.is_empty() || org.len() > MAX_ORG_CHARS {
+        Some("org must be 1 to 64 characters")
+    } else if !org.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')) {
+        Some("org may only contain the characters A-Z, a-z, 0-9, '_', '.' and '-'")
+    } else {
+        None
+    }
+}
+
+/// Checks a link's organisation (`org` of `POST /v1/links` and `PATCH /v1/links/{code}`): 1
+/// to [`MAX_ORG_CHARS`] characters, each an ASCII letter or digit, `_`, `.` or `-`;
+/// case-sensitive and kept exactly as given (no trimming). Error: 400 `invalid_org`, the
+/// message saying which rule is broken, `details: {"org": <the value>}`.
+pub fn validate_org(org: &str) -> Result<String, ApiError> {
+    match org_problem(org) {
+        None => Ok(org.to_owned()),
+        Some(why) => Err(ApiError::bad_request("invalid_org", why).with_details(json!({ "org": org }))),
+    }
+}
+
+/// An `org` query filter of `GET /v1/links`: a value no link could carry ([`validate_org`]'s
+/// rules) is 400 `invalid_parameter` with `details {parameter: "org", value, reason}`, as for
+/// the `tag` filter.
+pub fn org_filter(raw: &str) -> Result<String, ApiError> {
+    match org_problem(raw) {
+        None => Ok(raw.to_owned()),
+        Some(reason) => Err(ApiError::bad_request("invalid_parameter", format!("invalid \"org\": {reason}"))
+            .with_details(json!({ "parameter": "org", "value": raw, "reason": reason }))),
+    }
+}
+
 /// 301 or 302; any other JSON number — also one no integer type holds (`1e20`,
 /// `100000000000000000000`), a negative or a fractional one — is 400
 /// `invalid_redirect_type`: `redirect_type must be 301 or 302, got <number>`.
@@ -254,6 +291,27 @@ mod tests {
         // A leap second is the millisecond after it.
         assert_eq!(ms("2030-06-30T23:59:60Z"), "2030-07-01T00:00:00.000Z");
         assert_eq!(ms("2030-06-30T23:59:60.5Z"), "2030-07-01T00:00:00.500Z");
+    }
+
+    #[test]
+    fn org_rules() {
+        for ok in ["acme", "A", "team_a.eu-1", &"x".repeat(64), "0"] {
+            assert_eq!(validate_org(ok).expect(ok), ok);
+            assert_eq!(org_filter(ok).expect(ok), ok);
+        }
+        for (bad, why) in [
+            ("", "org must be 1 to 64 characters"),
+            (&"x".repeat(65), "org must be 1 to 64 characters"),
+            (" acme", "org may only contain the characters A-Z, a-z, 0-9, '_', '.' and '-'"),
+            ("a/b", "org may only contain the characters A-Z, a-z, 0-9, '_', '.' and '-'"),
+            ("café", "org may only contain the characters A-Z, a-z, 0-9, '_', '.' and '-'"),
+            ("a\u{0}", "org may only contain the characters A-Z, a-z, 0-9, '_', '.' and '-'"),
+        ] {
+            let e = validate_org(bad).expect_err(bad);
+            assert_eq!((e.code, e.message.as_str(), &e.details), ("invalid_org", why, &json!({ "org": bad })), "{bad:?}");
+            let e = org_filter(bad).expect_err(bad);
+            assert_eq!((e.code, &e.details["reason"]), ("invalid_parameter", &json!(why)), "{bad:?}");
+        }
     }
 
     #[test]

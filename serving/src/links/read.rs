@@ -54,7 +54,7 @@ pub async fn get_link(State(state): State<ApiState>, LinkCode(code): LinkCode, h
 }
 
 /// Lists links oldest first with keyset pagination. A `cursor` is bound to the filters
-/// (`tag`, `enabled`) of the page that made it: with other filters it is 400
+/// (`tag`, `enabled`, `org`) of the page that made it: with other filters it is 400
 /// `invalid_cursor`.
 #[utoipa::path(
     get, path = "/v1/links", tag = "links",
@@ -71,11 +71,17 @@ pub async fn list_links(State(state): State<ApiState>, ApiQuery(params): ApiQuer
     }
     let enabled = params.enabled.as_deref().map(|v| crate::stats::params::bool_param("enabled", v)).transpose()?;
     let tag = params.tag.as_deref().map(super::tag_filter).transpose()?;
+    let org = params.org.as_deref().map(super::org_filter).transpose()?;
     // Cursors are bound to the filters of the page that made them (`invalid_cursor` with
-    // others), read as the store matches them: any spelling of a tag, `1` for `true`.
-    let filters = cursor::fingerprint(&[&tag, &enabled]);
+    // others), read as the store matches them: any spelling of a tag, `1` for `true`. `org`
+    // joins the fingerprint only when given, so the cursors of earlier versions, made
+    // without it, stay valid.
+    let filters = match &org {
+        None => cursor::fingerprint(&[&tag, &enabled]),
+        Some(_) => cursor::fingerprint(&[&tag, &enabled, &org]),
+    };
     let after_seq = params.cursor.as_deref().map(|c| cursor::decode(c, &filters)).transpose()?;
-    let rows = state.inner.store.list(&ListQuery { limit, after_seq, tag, enabled }).await?;
+    let rows = state.inner.store.list(&ListQuery { limit, after_seq, tag, enabled, org }).await?;
     // A full page may be followed by more; an extra empty page is the price of not
     // asking the store for limit + 1 rows.
     let next_cursor = if rows.len() == limit as usize { rows.last().map(|(seq, _)| cursor::encode(*seq, &filters)) } else { None };

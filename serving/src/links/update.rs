@@ -10,7 +10,7 @@ use crate::dto::{ErrorBody, LinkResponse, UpdateLinkRequest};
 use crate::error::{ApiError, precondition_failed, precondition_failed_exists};
 use crate::extract::{ApiJson, LinkCode};
 use crate::links::conditional::Condition;
-use crate::links::{etag, link_headers, normalize_tags, now_ms, parse_expires_at, parse_redirect_type, to_response};
+use crate::links::{etag, link_headers, normalize_tags, now_ms, parse_expires_at, parse_redirect_type, to_response, validate_org};
 use crate::state::ApiState;
 
 /// Updates a link. Send `If-Match: <ETag>` to update only the revision you read.
@@ -24,7 +24,7 @@ use crate::state::ApiState;
     request_body = UpdateLinkRequest,
     responses(
         (status = 200, description = "Updated link", body = LinkResponse, headers(("ETag" = String))),
-        (status = 400, description = "Invalid field (same rules as create), alias_rename_unsupported, or invalid_etag (an If-Match or If-None-Match member that is neither `*` nor a quoted entity tag)", body = ErrorBody),
+        (status = 400, description = "Invalid field (same rules as create, e.g. invalid_org), alias_rename_unsupported, or invalid_etag (an If-Match or If-None-Match member that is neither `*` nor a quoted entity tag)", body = ErrorBody),
         (status = 404, description = "not_found", body = ErrorBody),
         (status = 409, description = "link_held: an administrator disabled the link", body = ErrorBody),
         (status = 412, description = "precondition_failed", body = ErrorBody),
@@ -102,6 +102,11 @@ fn build_patch(state: &ApiState, req: &UpdateLinkRequest, now: chrono::DateTime<
         },
         tags: req.tags.as_deref().map(normalize_tags).transpose()?,
         redirect_type: req.redirect_type.as_ref().map(parse_redirect_type).transpose()?,
+        org: match &req.org {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(raw)) => Some(Some(validate_org(raw)?)),
+        },
     })
 }
 
