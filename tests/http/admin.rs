@@ -597,7 +597,8 @@ async fn audit_query_parameters_are_documented(b: Backend) {
 /// `GET /v1/links` and `GET /v1/admin/audit` cursors are of distinct kinds (each refused by
 /// the other endpoint), and an audit cursor is bound to its filters: used with others it is
 /// 400 `invalid_cursor`, never a 200 with a page of another listing. The links cursors of
-/// earlier versions (`l1:<seq>`) are still read.
+/// earlier versions (`l1:<seq>`, bound to no filters) are refused too, saying to restart
+/// from the first page.
 async fn audit_and_links_cursors_are_distinct_and_audit_cursors_bound_to_filters(b: Backend) {
     let app = with_token(b).await;
     let mut codes = Vec::new();
@@ -635,10 +636,25 @@ async fn audit_and_links_cursors_are_distinct_and_audit_cursors_bound_to_filters
     // Another limit is not another filter.
     let next = admin(&app, Method::GET, &format!("/v1/admin/audit?limit=5&action=link.disable&cursor={audit_cursor}"), None).await.json();
     assert_eq!(next["items"].as_array().map(Vec::len), Some(2), "{next}");
-    // A links cursor of an earlier version, base64url of "l1:<seq>" ("l1:0"), is still read.
-    let r = app.get("/v1/links?limit=5&cursor=bDE6MA").await;
-    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-    assert_eq!(r.json()["items"].as_array().map(Vec::len), Some(3));
+    // A links cursor of an earlier version, base64url of "l1:<seq>" ("l1:0", "l1:2"): 400
+    // invalid_cursor with or without filters, never a page; the first page still answers.
+    for (q, cursor) in [("", "bDE6MA"), ("", "bDE6Mg"), ("&tag=a", "bDE6MA"), ("&enabled=true", "bDE6Mg")] {
+        let r = app.get(&format!("/v1/links?limit=5{q}&cursor={cursor}")).await;
+        assert_eq!(
+            r.assert_error(400, "invalid_cursor"),
+            json!({
+                "code": "invalid_cursor",
+                "message": "cursor is from an older version of this API and names no filters, so the page it continues is unknown: restart the listing from the first page (without a cursor)",
+                "details": {"cursor": cursor}
+            }),
+            "{q} {cursor}"
+        );
+        // The legacy cursor is refused by the audit log as not its own.
+        let err = admin(&app, Method::GET, &format!("/v1/admin/audit?cursor={cursor}"), None).await.assert_error(400, "invalid_cursor");
+        assert!(err["message"].as_str().is_some_and(|m| m.contains("not a cursor of this endpoint")), "{err}");
+    }
+    let first = app.get("/v1/links?limit=5").await.json();
+    assert_eq!(first["items"].as_array().map(Vec::len), Some(3));
 }
 
 backend_tests!(

@@ -10,8 +10,10 @@
 //! (no padding) of:
 //!
 //! - `GET /v1/links`: `"l2:<seq>:<filter fingerprint>"`, the filters being `tag` (in its
-//!   stored spelling) and `enabled` (as read: `1` is `true`). A cursor of earlier versions,
-//!   `"l1:<seq>"`, carries no filters and is still read, with any filters (as before);
+//!   stored spelling), `enabled` (as read: `1` is `true`) and `org` (when given). A cursor of
+//!   earlier versions, `"l1:<seq>"`, carries no filters, so which listing it continues is
+//!   unknown: it is refused (400 `invalid_cursor`, [`LEGACY_MESSAGE`]), and the client
+//!   restarts from the first page;
 //! - `GET /v1/admin/audit`: `"u1:<seq>:<filter fingerprint>"`, the filters being `from`,
 //!   `to`, `actor` and `action`.
 
@@ -24,6 +26,9 @@ use crate::error::ApiError;
 const LINKS: &str = "l2";
 /// Kind prefix of the `GET /v1/links` cursors of earlier versions (no filter fingerprint).
 const LINKS_UNBOUND: &str = "l1";
+/// The message of the 400 `invalid_cursor` answer to a `GET /v1/links` cursor of an earlier
+/// version (`"l1:<seq>"`).
+pub const LEGACY_MESSAGE: &str = "cursor is from an older version of this API and names no filters, so the page it continues is unknown: restart the listing from the first page (without a cursor)";
 /// Kind prefix of `GET /v1/admin/audit` cursors.
 const AUDIT: &str = "u1";
 
@@ -33,13 +38,15 @@ pub fn encode(seq: i64, filters: &str) -> String {
     encode_kind(LINKS, seq, filters)
 }
 
-/// Decodes a `GET /v1/links` cursor from [`encode`] made under the same filters (or one of
-/// an earlier version, which names none); 400 `invalid_cursor` for anything else (an audit
-/// cursor, a cursor of other filters).
+/// Decodes a `GET /v1/links` cursor from [`encode`] made under the same filters; 400
+/// `invalid_cursor` for anything else: an audit cursor, a cursor of other filters, and a
+/// cursor of an earlier version (`"l1:<seq>"`, which names no filters: [`LEGACY_MESSAGE`],
+/// `details: {"cursor"}`).
 pub fn decode(cursor: &str, filters: &str) -> Result<i64, ApiError> {
     let text = text_of(cursor)?;
     if let Some(seq) = text.strip_prefix(LINKS_UNBOUND).and_then(|r| r.strip_prefix(':')) {
-        return seq_of(cursor, seq);
+        seq_of(cursor, seq)?;
+        return Err(ApiError::bad_request("invalid_cursor", LEGACY_MESSAGE).with_details(serde_json::json!({ "cursor": cursor })));
     }
     decode_kind(cursor, &text, LINKS, filters)
 }
@@ -140,9 +147,12 @@ mod tests {
                 )
             );
         }
-        // A links cursor of an earlier version ("l1:5") names no filters: read with any.
-        assert_eq!(decode("bDE6NQ", "abc").expect("unbound"), 5);
-        assert_eq!(decode("bDE6NQ", "xyz").expect("unbound"), 5);
+        // A links cursor of an earlier version ("l1:5") names no filters: refused, whatever
+        // the filters, saying to start again.
+        for filters in ["abc", "xyz"] {
+            let e = decode("bDE6NQ", filters).expect_err("unbound");
+            assert_eq!((e.code, e.message.as_str(), e.details), ("invalid_cursor", LEGACY_MESSAGE, serde_json::json!({"cursor": "bDE6NQ"})));
+        }
         assert_ne!(fingerprint(&[&Some("a"), &None::<&str>]), fingerprint(&[&None::<&str>, &Some("a")]));
         assert_ne!(fingerprint(&[&Some("a"), &Some(true)]), fingerprint(&[&Some("a"), &Some(false)]));
     }

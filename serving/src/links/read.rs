@@ -61,7 +61,7 @@ pub async fn get_link(State(state): State<ApiState>, LinkCode(code): LinkCode, h
     params(ListParams),
     responses(
         (status = 200, description = "A page of links", body = LinkPage),
-        (status = 400, description = "invalid_limit, invalid_cursor (not a cursor of this endpoint, or made with other filters), invalid_parameter, unknown_parameter or duplicate_parameter", body = ErrorBody),
+        (status = 400, description = "invalid_limit, invalid_cursor (not a cursor of this endpoint, made with other filters, or of an older version: restart from the first page), invalid_parameter, unknown_parameter or duplicate_parameter", body = ErrorBody),
     )
 )]
 pub async fn list_links(State(state): State<ApiState>, ApiQuery(params): ApiQuery<ListParams>) -> Result<Json<LinkPage>, ApiError> {
