@@ -3,6 +3,7 @@
 //! `SLUICE_POSTGRES_URL`), plus real-socket and real-binary tests.
 
 mod admin;
+mod admin_blocklist;
 mod admin_c25;
 mod admin_redis;
 mod cases;
