@@ -182,7 +182,7 @@ async fn interrupted(sig: StopSignal, system: Option<System>, temp: Option<TempD
         if let Some(p) = temp_path {
             let _ = std::fs::remove_dir_all(p);
         }
-        std::process::exit(128 + second.number());
+        crate::serve::exit_now(128 + second.number());
     });
     if let Some(system) = system
         && let Err(e) = system.shutdown().await

@@ -323,17 +323,40 @@ pub(crate) async fn serve_until_stopped(system: System, mut signals: StopSignals
         let second = signals.next_after(first, at).await;
         tracing::warn!(signal = second.name(), "second stop signal during the graceful stop: exiting now, without finishing it");
         abort_on_signal();
-        std::process::exit(128 + second.number());
+        exit_now(128 + second.number());
     });
     match system.serve_until(async move { drop(first_rx.await) }).await {
         Err(e) if e.is::<StopTimedOut>() => {
             // Leaving now: dropping the runtime would wait for the blocking work still running.
             tracing::error!(error = %e, "exiting with the graceful stop unfinished");
             abort();
-            std::process::exit(1);
+            exit_now(1);
         }
         r => r,
     }
+}
+
+/// Ends the process at once with `code`, without the C library's exit handlers: the exit of
+/// a stop that is given up (a second stop signal, a stop past `drain-timeout`), which must
+/// not wait for anything once its line is logged.
+///
+/// Why not [`std::process::exit`]: it runs `exit(3)`, which first runs the handlers the
+/// process registered: mimalloc's final collection (it hands back to the OS, one `madvise`
+/// per span, all memory freed within the purge delay, 10 s in `src/main.rs`: work that
+/// grows with the dataflow's state; measured on a server holding 12.8 GB, `exit(130)` took
+/// 1.24 s to end the process after the "exiting now" line, `_exit(130)` 0.14 s, the rest
+/// being the kernel freeing the memory), the TLS library's
+/// zeroization of its random generators (it write-locks each thread's generator and so
+/// waits for any thread inside one, e.g. mid-handshake of a webhook) and the thread-local
+/// destructors of the calling worker thread. None of that is needed by a process that is
+/// leaving (the kernel takes its memory back), and each can hold the exit up. `_exit(2)`
+/// ends every thread at once. Standard error is unbuffered, so every line logged before is
+/// out; standard output is line-buffered and only ever gets whole lines during a stop.
+#[allow(unsafe_code)]
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: `_exit` has no preconditions (it is even async-signal-safe) and never returns;
+    // it skips the exit handlers on purpose (see above).
+    unsafe { libc::_exit(code) }
 }
 
 /// Two stop signals of one kind observed less than this apart (ms: 250) are one stop. `timeout` and a
