@@ -21,6 +21,7 @@
 //! by line while the rest is stored (see [`run`]). An import that stops on an error says
 //! how far it got and why (see [`run`]).
 
+mod sink;
 #[cfg(test)]
 mod tests;
 
@@ -31,13 +32,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::Value;
-use sluice_connectors::click_log::ClickLog;
-use sluice_ingest::event_input::{EventInput, MAX_EVENTS_PER_REQUEST, Validation};
+use sluice_ingest::event_input::MAX_EVENTS_PER_REQUEST;
 use sluice_ingest::import::{ImportFormat, ImportTally, LineParser};
-use sluice_schemas::VisitorSalt;
 use url::Url;
 
+use self::sink::{Batch, SendFailed, json_len, open_sink};
 use crate::config::{Config, FlagOverrides};
 
 /// `--format`.
@@ -114,238 +113,6 @@ impl ImportReport {
     pub fn events_per_second(&self) -> f64 {
         self.accepted as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
-}
-
-enum Sink {
-    Http { client: reqwest::Client, url: String, token: Option<String>, max_body_bytes: usize },
-    Log { log: ClickLog, salt: VisitorSalt, skew_ms: i64 },
-}
-
-const ATTEMPTS: u32 = 3;
-
-fn now_ms() -> i64 {
-    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
-/// Events on their way to the destination, with the input line of each.
-#[derive(Default)]
-struct Batch {
-    events: Vec<EventInput>,
-    lines: Vec<u64>,
-    /// Bytes of the JSON array of `events` as a request body (HTTP destination).
-    body_bytes: usize,
-}
-
-impl Batch {
-    fn len(&self) -> usize {
-        self.events.len()
-    }
-
-    fn push(&mut self, line: u64, event: EventInput, json_bytes: usize) {
-        self.body_bytes += if self.events.is_empty() { json_bytes + 2 } else { json_bytes + 1 };
-        self.events.push(event);
-        self.lines.push(line);
-    }
-}
-
-/// A batch (or the part of one) that could not be stored: its input lines, whether the
-/// destination may have stored it anyway (a request sent without an answer back), and why.
-#[derive(Debug)]
-struct SendFailed {
-    lines: (u64, u64),
-    events: usize,
-    maybe_stored: bool,
-    cause: anyhow::Error,
-}
-
-/// What one request to `POST /v1/events` came to.
-enum Posted {
-    /// Answered 200 (or 400 `all_events_rejected`): events stored, rejections by reason.
-    Answered { accepted: u64, rejected: Vec<String> },
-    /// 413: the body is larger than the server takes, or holds more events than it takes.
-    TooLarge,
-}
-
-/// Bytes `event` takes as JSON.
-fn json_len(event: &EventInput) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut c = Count(0);
-    // Serializing strings and integers into a counter cannot fail.
-    let _ = serde_json::to_writer(&mut c, event);
-    c.0
-}
-
-/// `e` with its whole chain of causes (`a: b: c`), as one line.
-fn chain(e: impl Into<anyhow::Error>) -> String {
-    format!("{:#}", e.into())
-}
-
-impl Sink {
-    fn describe(&self) -> String {
-        match self {
-            Sink::Http { url, .. } => url.clone(),
-            Sink::Log { log, .. } => log.path().display().to_string(),
-        }
-    }
-
-    /// The largest request body this destination takes (`None`: no limit).
-    fn max_body_bytes(&self) -> Option<usize> {
-        match self {
-            Sink::Http { max_body_bytes, .. } => Some(*max_body_bytes),
-            Sink::Log { .. } => None,
-        }
-    }
-
-    /// Stores `batch`, counting into `report` as answers come (stored events, rejections by
-    /// reason, events too large for a request, the last line answered).
-    async fn send(&self, batch: Batch, backfill: bool, report: &mut ImportReport) -> Result<(), SendFailed> {
-        let (first, last) = (batch.lines.first().copied().unwrap_or(0), batch.lines.last().copied().unwrap_or(0));
-        match self {
-            Sink::Log { log, salt, skew_ms } => {
-                let ctx = Validation { salt, now_ms: now_ms(), max_future_skew_ms: *skew_ms };
-                let mut events = Vec::with_capacity(batch.len());
-                let mut rejected = Vec::new();
-                for input in batch.events {
-                    match input.into_click_event(&ctx) {
-                        Ok(e) => events.push(e),
-                        Err(r) => rejected.push(r.reason),
-                    }
-                }
-                let n = events.len() as u64;
-                let log = log.clone();
-                let appended = tokio::task::spawn_blocking(move || if backfill { log.append_backfill(&events) } else { log.append(&events) })
-                    .await
-                    .context("log append task failed")
-                    .and_then(|r| r.context("could not append to the click log"));
-                if let Err(cause) = appended {
-                    return Err(SendFailed { lines: (first, last), events: n as usize, maybe_stored: false, cause });
-                }
-                for r in rejected {
-                    *report.rejected.entry(r.to_owned()).or_default() += 1;
-                }
-                report.accepted += n;
-                report.answered_through_line = last;
-                Ok(())
-            }
-            Sink::Http { .. } => {
-                // A 413 splits the part it was for in two, each sent on its own; an event
-                // that gets 413 alone is refused with its line, and the rest goes on.
-                let mut parts: Vec<std::ops::Range<usize>> = Vec::with_capacity(8);
-                parts.push(0..batch.len());
-                while let Some(part) = parts.pop() {
-                    let events = &batch.events[part.clone()];
-                    let lines = (batch.lines[part.start], batch.lines[part.end - 1]);
-                    match self.post(events, backfill).await {
-                        Ok(Posted::Answered { accepted, rejected }) => {
-                            report.accepted += accepted;
-                            for r in rejected {
-                                *report.rejected.entry(r).or_default() += 1;
-                            }
-                        }
-                        Ok(Posted::TooLarge) if part.len() > 1 => {
-                            let mid = part.start + part.len() / 2;
-                            parts.push(mid..part.end);
-                            parts.push(part.start..mid);
-                            continue;
-                        }
-                        Ok(Posted::TooLarge) => {
-                            *report.rejected.entry("payload_too_large".into()).or_default() += 1;
-                            report.too_large.push((lines.0, json_len(&events[0])));
-                        }
-                        Err((maybe_stored, cause)) => return Err(SendFailed { lines, events: events.len(), maybe_stored, cause }),
-                    }
-                    report.answered_through_line = lines.1;
-                }
-                Ok(())
-            }
-        }
-    }
-
-    /// One `POST /v1/events` of `events` (HTTP destination), retried when no answer comes or
-    /// the server answers 503. Errors with whether the server may have stored the events
-    /// (a request that got no answer) and why.
-    async fn post(&self, events: &[EventInput], backfill: bool) -> Result<Posted, (bool, anyhow::Error)> {
-        let Sink::Http { client, url, token, .. } = self else {
-            return Err((false, anyhow::anyhow!("not an HTTP destination")));
-        };
-        let url = if backfill { format!("{url}?backfill=true") } else { url.clone() };
-        let body = serde_json::to_vec(events).map_err(|e| (false, anyhow::Error::new(e).context("could not encode the events")))?;
-        let mut maybe_stored = false;
-        let mut last_err = String::new();
-        for attempt in 1..=ATTEMPTS {
-            let mut req = client.post(&url).header("content-type", "application/json").body(body.clone());
-            if let Some(t) = token {
-                req = req.bearer_auth(t);
-            }
-            match req.send().await {
-                Ok(resp) => {
-                    let status = resp.status();
-                    let text = resp.text().await.unwrap_or_default();
-                    let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-                    let rejections = match (status.as_u16(), v["error"]["code"].as_str()) {
-                        (200, _) => &v["rejected"],
-                        (400, Some("all_events_rejected")) => &v["error"]["details"]["rejected"],
-                        (413, _) => return Ok(Posted::TooLarge),
-                        (503, _) if attempt < ATTEMPTS => {
-                            // 503: nothing was stored (the server says so), but an earlier
-                            // attempt without an answer may have been.
-                            last_err = format!("{url} answered {status}: {text}");
-                            tokio::time::sleep(Duration::from_millis(250 << attempt)).await;
-                            continue;
-                        }
-                        _ => return Err((maybe_stored, anyhow::anyhow!("{url} refused the batch with {status}: {text}"))),
-                    };
-                    let rejected: Vec<String> =
-                        rejections.as_array().into_iter().flatten().map(|r| r["reason"].as_str().unwrap_or("unknown").to_owned()).collect();
-                    let accepted = v["accepted"].as_u64().unwrap_or((events.len() - rejected.len()) as u64);
-                    return Ok(Posted::Answered { accepted, rejected });
-                }
-                Err(e) => {
-                    // A request that could not connect never reached the server.
-                    maybe_stored |= !e.is_connect();
-                    last_err = chain(e);
-                    if attempt < ATTEMPTS {
-                        tokio::time::sleep(Duration::from_millis(250 << attempt)).await;
-                    }
-                }
-            }
-        }
-        Err((maybe_stored, anyhow::anyhow!("could not send events to {url} ({ATTEMPTS} attempts): {last_err}")))
-    }
-}
-
-fn open_sink(args: &ImportArgs, cfg: &Config) -> anyhow::Result<Sink> {
-    if let Some(dir) = &args.data_dir {
-        // The secret first: opening the log creates clicks.redb, which would make a secret
-        // generated after it look like a lost one ("data dir already holds data").
-        crate::config::create_data_dir(dir)?;
-        let secret = crate::visitor_secret::load_or_create(cfg.visitor.secret.as_ref().map(|s| s.0.as_str()), dir)?;
-        let log = ClickLog::open(dir).map_err(|e| crate::log_open::open_error(dir, e, "then import with --target"))?;
-        let salt = VisitorSalt::new(secret, cfg.visitor.salt_period.period_ms());
-        let skew_ms = i64::try_from(cfg.ingest.max_future_skew.as_millis()).unwrap_or(i64::MAX);
-        return Ok(Sink::Log { log, salt, skew_ms });
-    }
-    let base = match &args.target {
-        Some(u) => u.clone(),
-        None => Url::parse(&format!("http://{}", cfg.server.listen)).context("server.listen is not a usable address")?,
-    };
-    if base.scheme() != "http" {
-        bail!("--target must be an http:// URL (this build has no TLS client), got {base}");
-    }
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().context("could not build the HTTP client")?;
-    let url = format!("{}/v1/events", base.as_str().trim_end_matches('/'));
-    let token = args.ingest_token.clone().or_else(|| cfg.ingest.token.as_ref().map(|t| t.0.clone()));
-    Ok(Sink::Http { client, url, token, max_body_bytes: cfg.ingest.max_body_bytes })
 }
 
 fn open_input(path: &Path) -> anyhow::Result<(Box<dyn Read + Send>, Option<u64>)> {

@@ -4,9 +4,9 @@
 
 use std::path::PathBuf;
 
-use sluice_connectors::click_log::{CLICK_LOG_FILE_NAME, LogEntry};
+use sluice_connectors::click_log::{CLICK_LOG_FILE_NAME, ClickLog, LogEntry};
 use sluice_ingest::import::line_event_id;
-use sluice_schemas::{ClickEvent, visitor_id};
+use sluice_schemas::{ClickEvent, VisitorSalt, visitor_id};
 
 use super::*;
 use crate::config::Secret;
