@@ -204,6 +204,12 @@ pub fn build_stack_app(
     // apply it to the existing links before their first request.
     if matches!(cfg.server.role, crate::config::Role::All | crate::config::Role::Api) {
         app = app.with_before_serving(configured_blocklist_task(api.clone()));
+    } else if !cfg.links.blocklist.is_empty() {
+        // Said once, so an operator does not expect this process to hold links itself.
+        tracing::info!(
+            entries = cfg.links.blocklist.len(),
+            "[links] blocklist is applied to existing links by the processes serving the API (role all or api), not by this redirect-only process; links they hold stop redirecting here once this process's cache entry expires"
+        );
     }
     Ok((Stack { router: app.clone().into_router(), api, redirect }, app))
 }

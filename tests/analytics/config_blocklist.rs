@@ -178,7 +178,13 @@ async fn an_administrators_entry_outlives_the_configuration() {
     let s = start(dir.path(), None, &["evil.example"]).await;
     let (_, list) = call(&s, Method::GET, "/v1/admin/blocklist", None).await;
     assert_eq!((&list["items"][0]["actor"], &list["config"]), (&json!("loopback"), &json!(["evil.example"])), "{list}");
-    assert_eq!(call(&s, Method::DELETE, "/v1/admin/blocklist/evil.example", None).await.0, StatusCode::NOT_FOUND);
+    let (status, refused) = call(&s, Method::DELETE, "/v1/admin/blocklist/evil.example", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Listed under `items`, so the message does not say it is not on the run-time blocklist.
+    assert_eq!(
+        refused,
+        json!({"error": {"code": "not_found", "message": "\"evil.example\" is on the run-time blocklist and also in the configuration's [links] blocklist, which keeps it in force: remove it from the configuration and restart the processes that serve the API, then delete it here", "details": {"pattern": "evil.example", "config": true}}})
+    );
     assert_eq!(audit(&s).await.len(), 1, "only the administrator's record");
     s.stop().await;
 

@@ -119,15 +119,20 @@ pub async fn remove_from_blocklist(
     // The configuration's entries stay as long as it lists them (they would come back at the
     // next start anyway, and their links must not redirect meanwhile).
     if state.static_blocklist.iter().any(|p| canonical_pattern(p) == pattern) || stored.iter().any(is_configured) {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
+        // An admin may have added the same entry before the configuration listed it: it is
+        // listed under `items` then, so the message must not deny it exists.
+        let message = if stored.iter().any(|e| !is_configured(e)) {
+            format!(
+                "\"{}\" is on the run-time blocklist and also in the configuration's [links] blocklist, which keeps it in force: remove it from the configuration and restart the processes that serve the API, then delete it here",
+                echo(&pattern)
+            )
+        } else {
             format!(
                 "\"{}\" is in the configuration's [links] blocklist, not on the run-time blocklist: remove it from the configuration and restart the processes that serve the API",
                 echo(&pattern)
-            ),
-        )
-        .with_details(json!({ "pattern": pattern, "config": true })));
+            )
+        };
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", message).with_details(json!({ "pattern": pattern, "config": true })));
     }
     let mut spellings: Vec<String> = stored.into_iter().map(|e| e.pattern).collect();
     if spellings.is_empty() {

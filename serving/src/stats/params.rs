@@ -41,8 +41,6 @@ pub const MAX_LIMIT: usize = 100_000;
 pub const SUMMARY_DEFAULT_LIMIT: usize = 10;
 /// Largest `limit` of the summary's top lists.
 pub const SUMMARY_MAX_LIMIT: usize = 1000;
-/// Longest `org`/`tag` filter, bytes.
-const MAX_FILTER_BYTES: usize = 256;
 
 /// The supported breakdowns, as the error messages and the OpenAPI document name them.
 pub const SUPPORTED_DIMENSIONS: &str = "none, one of country, device, browser, os, referrer_domain, referrer_medium, or country,device";
@@ -296,15 +294,6 @@ pub fn parse_stats_with(raw: Option<&str>, now_ms: i64, adhoc: bool) -> Result<S
     Ok(StatsParams { from_ms, to_ms, bucket, tz, dimensions, include_bots, limit, order_by })
 }
 
-fn parse_filter(name: &str, v: Option<&str>) -> Result<Option<String>, ApiError> {
-    match v {
-        None => Ok(None),
-        Some(s) if !s.is_empty() && s.len() <= MAX_FILTER_BYTES => Ok(Some(s.to_string())),
-        Some(s) => Err(ApiError::bad_request("invalid_parameter", format!("\"{name}\" must be 1 to {MAX_FILTER_BYTES} bytes"))
-            .with_details(json!({ "parameter": name, "value": s }))),
-    }
-}
-
 /// Parses the query string of `GET /v1/stats/summary` at `now_ms`: `from`/`to` as for link
 /// stats (default `to` minus 7 days rounded down to 15 minutes, at most 1,100 days), `limit` 1..=1000 (default 10),
 /// `include_bots`, `org`, `tag`.
@@ -312,7 +301,7 @@ pub fn parse_summary(raw: Option<&str>, now_ms: i64) -> Result<SummaryParams, Ap
     let p = pairs(raw, &["from", "to", "include_bots", "limit", "org", "tag"])?;
     let include_bots = parse_bool("include_bots", get(&p, "include_bots"))?;
     let limit = crate::query::limit(get(&p, "limit"), SUMMARY_DEFAULT_LIMIT, SUMMARY_MAX_LIMIT)?;
-    let org = parse_filter("org", get(&p, "org"))?;
+    let org = get(&p, "org").map(crate::links::org_filter).transpose()?;
     // Tags are stored NFC-normalized and trimmed; the filter is spelled the same way.
     let tag = get(&p, "tag").map(crate::links::tag_filter).transpose()?;
     let (from_ms, to_ms) = range(&p, now_ms, 7 * DAY_MS, max_range_ms(Bucket::Day), None)?;

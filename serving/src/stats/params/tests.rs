@@ -130,6 +130,21 @@ fn summary_parameters() {
     // A tag filter is matched in its stored spelling: trimmed, NFC.
     let s = parse_summary(Some("tag=%20cafe%CC%81%20"), now).expect("nfd tag");
     assert_eq!(s.tag.as_deref(), Some("caf\u{e9}"));
+    // An org filter follows the rules of a link's org (as GET /v1/links?org= does): a value
+    // no link could carry is refused, not answered with zero clicks.
+    let s = parse_summary(Some("org=Acme.Corp-1_x"), now).expect("org");
+    assert_eq!(s.org.as_deref(), Some("Acme.Corp-1_x"));
+    let long = "a".repeat(65);
+    for (raw, value, reason) in [
+        ("org=", "", "org must be 1 to 64 characters"),
+        (&*format!("org={long}"), &*long, "org must be 1 to 64 characters"),
+        ("org=a%20b", "a b", "org may only contain the characters A-Z, a-z, 0-9, '_', '.' and '-'"),
+        ("org=caf%C3%A9", "caf\u{e9}", "org may only contain the characters A-Z, a-z, 0-9, '_', '.' and '-'"),
+    ] {
+        let e = parse_summary(Some(raw), now).expect_err(raw);
+        assert_eq!((e.code, e.message.clone()), ("invalid_parameter", format!("invalid \"org\": {reason}")), "{raw}");
+        assert_eq!(e.details, serde_json::json!({"parameter": "org", "value": value, "reason": reason}), "{raw}");
+    }
 }
 
 #[test]
