@@ -114,6 +114,30 @@ impl Server {
         req.send().await.expect("redirect request").status()
     }
 
+    /// `n` browser clicks (`GET /{code}`, each asserted 302), then a 5 ms pause so the next
+    /// link change is stamped after every click so far (`updated_at` has µs precision, click
+    /// times ms).
+    pub async fn click_n(&self, code: &str, n: usize) {
+        for _ in 0..n {
+            assert_eq!(self.click(reqwest::Method::GET, code, BROWSER_UA, &[]).await, StatusCode::FOUND);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    /// `GET /v1/stats/summary{query}` (asserted 200) as (totals.clicks, top_links as (code,
+    /// clicks)).
+    pub async fn summary_top(&self, query: &str) -> (u64, Vec<(String, u64)>) {
+        let (status, _, body) = self.get(&format!("/v1/stats/summary{query}")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let top = body["top_links"]
+            .as_array()
+            .expect("top_links")
+            .iter()
+            .map(|l: &Value| (l["code"].as_str().expect("code").to_string(), l["clicks"].as_u64().expect("clicks")))
+            .collect();
+        (body["totals"]["clicks"].as_u64().expect("clicks"), top)
+    }
+
     /// `GET` of an API path: status, headers, JSON body.
     pub async fn get(&self, path_and_query: &str) -> (StatusCode, reqwest::header::HeaderMap, Value) {
         let r = self.http.get(self.path(path_and_query)).send().await.expect("get");

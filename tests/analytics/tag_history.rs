@@ -2,10 +2,10 @@
 //! same after a restart that replays the whole click log (no checkpoint) as they were live,
 //! also for a deleted link and for a tag set that comes back.
 
-use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
+use reqwest::StatusCode;
+use serde_json::json;
 
-use crate::harness::{BROWSER_UA, Server};
+use crate::harness::Server;
 
 async fn create(s: &Server, alias: &str, tags: &[&str]) {
     let r = s
@@ -23,28 +23,6 @@ async fn retag(s: &Server, code: &str, tags: &[&str]) {
     assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap_or_default());
 }
 
-async fn clicks(s: &Server, code: &str, n: usize) {
-    for _ in 0..n {
-        assert_eq!(s.click(Method::GET, code, BROWSER_UA, &[]).await, StatusCode::FOUND);
-    }
-    // The next change is stamped after every click so far (`updated_at` has µs precision,
-    // click times ms).
-    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-}
-
-/// (totals.clicks, top_links as (code, clicks)) of `/v1/stats/summary?tag={tag}`.
-async fn by_tag(s: &Server, tag: &str) -> (u64, Vec<(String, u64)>) {
-    let (status, _, body) = s.get(&format!("/v1/stats/summary?tag={tag}")).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let top = body["top_links"]
-        .as_array()
-        .expect("top_links")
-        .iter()
-        .map(|l: &Value| (l["code"].as_str().expect("code").to_string(), l["clicks"].as_u64().expect("clicks")))
-        .collect();
-    (body["totals"]["clicks"].as_u64().expect("clicks"), top)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tag_filtered_summaries_survive_a_replay_without_checkpoint() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -52,12 +30,12 @@ async fn tag_filtered_summaries_survive_a_replay_without_checkpoint() {
     let s = Server::start_in(dir.path(), no_checkpoints).await;
     create(&s, "th-a", &["spring"]).await;
     create(&s, "th-gone", &["spring"]).await;
-    clicks(&s, "th-a", 3).await;
-    clicks(&s, "th-gone", 2).await;
+    s.click_n("th-a", 3).await;
+    s.click_n("th-gone", 2).await;
     retag(&s, "th-a", &["autumn"]).await;
-    clicks(&s, "th-a", 4).await;
+    s.click_n("th-a", 4).await;
     retag(&s, "th-a", &["spring"]).await;
-    clicks(&s, "th-a", 1).await;
+    s.click_n("th-a", 1).await;
     let r = s.http.delete(s.path("/v1/links/th-gone")).send().await.expect("delete");
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     s.sync().await;
@@ -65,8 +43,8 @@ async fn tag_filtered_summaries_survive_a_replay_without_checkpoint() {
     // spring before it was deleted (in the totals, not listed).
     let want_spring = (6, vec![("th-a".to_string(), 4)]);
     let want_autumn = (4, vec![("th-a".to_string(), 4)]);
-    assert_eq!(by_tag(&s, "spring").await, want_spring, "live");
-    assert_eq!(by_tag(&s, "autumn").await, want_autumn, "live");
+    assert_eq!(s.summary_top("?tag=spring").await, want_spring, "live");
+    assert_eq!(s.summary_top("?tag=autumn").await, want_autumn, "live");
     s.stop().await;
     assert!(
         !dir.path().join("checkpoints").exists() || std::fs::read_dir(dir.path().join("checkpoints")).expect("dir").next().is_none(),
@@ -75,8 +53,8 @@ async fn tag_filtered_summaries_survive_a_replay_without_checkpoint() {
 
     let s = Server::start_in(dir.path(), no_checkpoints).await;
     s.sync().await;
-    assert_eq!(by_tag(&s, "spring").await, want_spring, "after the replay");
-    assert_eq!(by_tag(&s, "autumn").await, want_autumn, "after the replay");
-    assert_eq!(by_tag(&s, "winter").await, (0, vec![]));
+    assert_eq!(s.summary_top("?tag=spring").await, want_spring, "after the replay");
+    assert_eq!(s.summary_top("?tag=autumn").await, want_autumn, "after the replay");
+    assert_eq!(s.summary_top("?tag=winter").await, (0, vec![]));
     s.stop().await;
 }
