@@ -267,7 +267,7 @@ async fn admin_timestamps_are_milliseconds_like_the_rest_of_the_api(b: Backend) 
 /// blocklist pattern, a disable reason), nor any other top-level value; 400
 /// `invalid_request` and nothing changes (no entry, no hold, no audit record).
 async fn admin_bodies_that_are_not_json_objects_are_refused(b: Backend) {
-    use crate::links_api::{NOT_OBJECTS, assert_not_an_object};
+    use crate::links_requests::{NOT_OBJECTS, assert_not_an_object};
     let app = with_token(b).await;
     let code = app.create_url("https://example.com/admin-shape").await;
     for (body, got) in NOT_OBJECTS {

@@ -21,6 +21,7 @@ mod import_target;
 mod links_api;
 mod links_cursor;
 mod links_org;
+mod links_requests;
 mod loadgen_exit;
 #[path = "../support/old_blocklist.rs"]
 mod old_blocklist;
