@@ -295,6 +295,8 @@ async fn closed_output(e: anyhow::Error, system: System, temp: Option<TempDir>) 
 /// The traffic, the wait until it is counted, the checks and the report: whether every
 /// link matched, the server's URL and the per-link checks.
 async fn measure(args: &DemoArgs, system: &System, data_dir: &std::path::Path) -> anyhow::Result<(bool, url::Url, Vec<check::LinkCheck>)> {
+    // The server answers 503 `starting` until its start-up work is done (crate::start_gate).
+    system.start_gate().wait_open().await;
     let url = system.url();
     crate::stdout::println(&format!("Sluice demo: serving {url} (data dir {})", data_dir.display()))?;
     crate::stdout::println(&format!(

@@ -13,10 +13,15 @@
 //!
 //! Behaviour at the edges ([`ServerOptions`]):
 //!
-//! * **Start-up work**: the app's task to run before serving
-//!   ([`crate::router::App::with_before_serving`]; the configuration's `[links] blocklist`
-//!   applied to existing links) finishes before the first connection is accepted; clients
-//!   wait in the listen queue meanwhile.
+//! * **Start-up work**: connections are accepted from the start. The app's task to run
+//!   before serving ([`crate::router::App::with_before_serving`]; the configuration's
+//!   `[links] blocklist` applied to existing links) runs beside them, and until it is done
+//!   the readiness gate ([`crate::start_gate`]) answers ahead of everything else:
+//!   `/healthz` and `/metrics` as usual, `/readyz` 503 `not_ready` naming the task (and its
+//!   latest failure, e.g. the link store not answering), every other request — redirects
+//!   included, ahead of the fast path — 503 `starting` with `Retry-After`. Once the task is
+//!   done the gate opens for good; checking it costs a request one atomic load. A stop
+//!   meanwhile drops the task and stops the server as usual.
 //! * **Header read deadline**: a request head (request line and header fields) must arrive
 //!   within `header_read_timeout` (default 30 s) from when the connection starts waiting
 //!   for it, also between keep-alive requests; else hyper closes the connection (a client
@@ -91,6 +96,7 @@ use tokio::task::JoinSet;
 
 use crate::http_listener::{JsonErrorListener, MAX_HEAD_BYTES, error_response};
 use crate::router::{App, FastPath};
+use crate::start_gate::StartGate;
 
 mod bodies;
 pub mod host;
@@ -142,9 +148,11 @@ pub async fn serve(listener: TcpListener, app: App, signal: impl Future<Output =
 }
 
 /// Serves `app` on `listener` until `signal` resolves, then stops gracefully within
-/// `opts.shutdown_timeout` (module docs). Runs the app's start-up task
-/// ([`App::before_serving`]) before accepting the first connection. Returns once every
-/// connection is closed or dropped.
+/// `opts.shutdown_timeout` (module docs). Accepts connections at once and runs the app's
+/// start-up task ([`App::before_serving`]) beside them: until it is done, only `/healthz`,
+/// `/readyz` (503) and `/metrics` are served, every other request is 503 `starting`
+/// ([`crate::start_gate`]); a stop meanwhile drops the task. Returns once every connection
+/// is closed or dropped.
 pub async fn serve_with(listener: TcpListener, app: App, opts: ServerOptions, signal: impl Future<Output = ()> + Send) {
     let mut listener = JsonErrorListener::new(listener);
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -152,14 +160,20 @@ pub async fn serve_with(listener: TcpListener, app: App, opts: ServerOptions, si
     let router = app.router().clone();
     let fast = app.fast_path().cloned();
     let mut signal = std::pin::pin!(signal);
-    // Start-up work of the app first (crate::router::App::with_before_serving): connections
-    // wait in the listen queue until it is done; a stop meanwhile ends the server at once.
-    if let Some(task) = app.before_serving() {
-        tokio::select! {
-            () = task() => {}
-            () = &mut signal => return,
-        }
-    }
+    // Start-up work of the app (crate::router::App::with_before_serving) beside the accept
+    // loop: the gate refuses all but the health routes until it is done (crate::start_gate).
+    let gate = app.start_gate().clone();
+    gate.publish();
+    let startup = app.before_serving().map(|task| {
+        let work = (task.run)(gate.clone());
+        let (opened, name) = (gate.clone(), task.name);
+        let started = tokio::time::Instant::now();
+        tokio::spawn(async move {
+            work.await;
+            opened.open();
+            tracing::info!(task = name, took = ?started.elapsed(), "start-up work done: serving every request");
+        })
+    });
     let mut conns = JoinSet::new();
     // Turns true at the stop: closes idle connections, ends the SSE streams
     // (bodies::until_stop), answers say `connection: close` (module docs).
@@ -172,7 +186,7 @@ pub async fn serve_with(listener: TcpListener, app: App, opts: ServerOptions, si
         // Reap finished connection tasks (the set would otherwise keep their results).
         while conns.try_join_next().is_some() {}
         let read_since_write = io.read_since_write();
-        let service = ConnService { router: router.clone(), fast: fast.clone(), peer, opts, stop: stop_rx.clone() };
+        let service = ConnService { router: router.clone(), fast: fast.clone(), gate: gate.clone(), peer, opts, stop: stop_rx.clone() };
         let conn = builder.serve_connection(TokioIo::new(io), service);
         let stop = stop_rx.clone();
         conns.spawn(async move {
@@ -182,6 +196,10 @@ pub async fn serve_with(listener: TcpListener, app: App, opts: ServerOptions, si
         });
     }
     drop(listener);
+    // A stop while starting: the start-up work is dropped (it retries until it succeeds).
+    if let Some(startup) = startup {
+        startup.abort();
+    }
     stopping.send_replace(true);
     let drained = async { while conns.join_next().await.is_some() {} };
     if tokio::time::timeout(opts.shutdown_timeout, drained).await.is_err() {
@@ -296,6 +314,8 @@ fn normalized_uri(uri: &Uri) -> Result<Option<Uri>, Response> {
 struct ConnService {
     router: Router,
     fast: Option<Arc<FastPath>>,
+    /// Closed until the app's start-up work is done (module docs).
+    gate: StartGate,
     peer: SocketAddr,
     opts: ServerOptions,
     /// The graceful stop has begun (module docs).
@@ -327,6 +347,12 @@ impl ConnService {
         // check first: `Transfer-Encoding` implies a body that is not already at its end).
         if !req.body().is_end_stream()
             && let Some(resp) = bodies::reject_transfer_coding(req.headers())
+        {
+            return ConnFuture::Ready(Some(resp));
+        }
+        // The readiness gate, ahead of the fast path: one atomic load once it is open.
+        if !self.gate.is_open()
+            && let Some(resp) = self.gate.answer_closed(req.uri().path())
         {
             return ConnFuture::Ready(Some(resp));
         }

@@ -10,6 +10,7 @@
 //! | [`serve`] | `sluice serve`: [`serve::build_stack`] (router without a socket) and [`serve::run`] |
 //! | [`router`] | composing API, redirect and health routes by role; HTTP metrics |
 //! | [`http_server`] | the HTTP/1.1 server of `serve`: redirect fast path ahead of the router |
+//! | [`start_gate`] | the readiness gate: 503 `starting` until the start-up work (`[links] blocklist`) is done |
 //! | [`health`] | `/healthz`, `/readyz`, `/metrics` |
 //! | [`telemetry`] | tracing and the Prometheus recorder |
 //! | [`visitor_secret`] | the visitor-id secret in the data directory |
@@ -44,6 +45,7 @@ pub mod router;
 pub mod sched;
 pub mod serve;
 pub mod sinks;
+pub mod start_gate;
 pub mod stdout;
 pub mod telemetry;
 #[cfg(test)]

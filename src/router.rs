@@ -9,6 +9,11 @@
 //! [`RedirectFirst`], which does the same. A redirect then costs no route matching, no
 //! `MatchedPath`/URL-parameter extensions and no middleware future; it is counted in
 //! `sluice_http_requests_total{route="/{code}"}` exactly as the router would count it.
+//!
+//! Start-up work ([`App::with_before_serving`]): until it is done, the HTTP server's
+//! readiness gate ([`crate::start_gate`]) answers ahead of both the fast path and the router
+//! (503 `starting` for redirects and the API); once it is open, the fast path's only added
+//! cost is one atomic load.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -32,6 +37,7 @@ use sluice_serving::ApiState;
 
 use crate::config::Role;
 use crate::health::{self, HealthState};
+use crate::start_gate::StartGate;
 
 /// Label value of requests that matched no route.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
@@ -99,13 +105,26 @@ pub fn build_app(
         router = router.merge(sluice_redirect::routes(redirect.clone()));
     }
     let router = sluice_serving::with_fallbacks(router).layer(middleware::from_fn(track_http));
-    App { router, fast: redirect.map(|r| Arc::new(FastPath::new(r))), before_serving: None }
+    App { router, fast: redirect.map(|r| Arc::new(FastPath::new(r))), before_serving: None, gate: StartGate::opened() }
 }
 
-/// Start-up work an [`App`] needs done before its first request ([`App::with_before_serving`]):
-/// called once per server, it must finish by itself (retrying what fails), since no
-/// connection is accepted until it does.
-pub type BeforeServing = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+/// Start-up work an [`App`] needs done before it serves everything
+/// ([`App::with_before_serving`]).
+#[derive(Clone)]
+pub struct BeforeServing {
+    /// Its key under `/readyz`'s `details` while it runs (`configured_blocklist`).
+    pub name: &'static str,
+    /// What is not done yet, for `/readyz`'s message while it runs.
+    pub pending: &'static str,
+    /// The work: called once per server with the server's [`StartGate`] (to report each
+    /// failure it retries, [`StartGate::report_failure`]). It must finish by itself,
+    /// retrying what fails: until it does, the server answers only `/healthz`, `/readyz`
+    /// (503) and `/metrics` ([`crate::start_gate`]).
+    pub run: StartupWork,
+}
+
+/// The work of a [`BeforeServing`].
+pub type StartupWork = Arc<dyn Fn(StartGate) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 /// `/v1/...` on a redirect-only process: 404 `not_found` saying where the API is, instead
 /// of a bare "no such route" (README, "Split roles").
@@ -125,6 +144,8 @@ pub struct App {
     router: Router,
     fast: Option<Arc<FastPath>>,
     before_serving: Option<BeforeServing>,
+    /// Closed while [`Self::before_serving`] has not run to its end under a server.
+    gate: StartGate,
 }
 
 impl App {
@@ -147,14 +168,24 @@ impl App {
         self.fast.as_ref()
     }
 
-    /// The app with `task` to run before serving: the HTTP server
-    /// ([`crate::http_server::serve_with`]) awaits it before it accepts the first connection
-    /// (clients wait in the listen queue meanwhile), so no request, redirects included, is
-    /// answered before it is done. Replaces an earlier task. The router of
-    /// [`Self::into_router`] (tests, tools) does not run it.
+    /// The app with `task` to run before serving everything: the HTTP server
+    /// ([`crate::http_server::serve_with`]) accepts connections at once and runs `task`
+    /// beside them; until it is done, the readiness gate ([`crate::start_gate`]) answers
+    /// every request but `/healthz` and `/metrics` with 503 (`/readyz`: `not_ready`, naming
+    /// the task; the rest, redirects included: `starting`), so no redirect or API request is
+    /// served before it. Replaces an earlier task. The router of [`Self::into_router`]
+    /// (tests, tools) neither runs it nor is gated.
     pub fn with_before_serving(mut self, task: BeforeServing) -> App {
+        self.gate = StartGate::closed(task.name, task.pending);
         self.before_serving = Some(task);
         self
+    }
+
+    /// The readiness gate of [`Self::with_before_serving`] (open when there is no task;
+    /// every clone of the app shares it): [`StartGate::wait_open`] waits until a server
+    /// running the task serves every request.
+    pub fn start_gate(&self) -> &StartGate {
+        &self.gate
     }
 
     /// The task to run before serving ([`Self::with_before_serving`]), if any.

@@ -201,7 +201,8 @@ pub fn build_stack_app(
     let health = HealthState { store, prometheus, dependencies };
     let mut app = router::build_app(cfg.server.role, Some(api.clone()), Some(redirect.clone()), api_extra, health, cfg.server.max_body_bytes);
     // The processes that serve the API (and so enforce `[links] blocklist` on new links)
-    // apply it to the existing links before their first request.
+    // apply it to the existing links before they serve any redirect or API request (the
+    // readiness gate answers those 503 `starting` meanwhile, crate::start_gate).
     if matches!(cfg.server.role, crate::config::Role::All | crate::config::Role::Api) {
         app = app.with_before_serving(configured_blocklist_task(api.clone()));
     } else if !cfg.links.blocklist.is_empty() {
@@ -221,35 +222,54 @@ const CONFIGURED_BLOCKLIST_MAX_RETRY: std::time::Duration = std::time::Duration:
 /// the configuration's `[links] blocklist` applied to the existing links
 /// ([`sluice_serving::admin::configured::apply_configured_blocklist`]: covered links held,
 /// entries the configuration dropped released), the changes logged. A store failure is
-/// logged and retried (after 0.2 s, doubling up to 5 s) until it succeeds: until then the
-/// process serves nothing, so no link the configuration blocks is redirected.
+/// logged, reported to `/readyz` ([`crate::start_gate::StartGate::report_failure`]) and
+/// retried (after 0.2 s, doubling up to 5 s) until it succeeds: until then the server's
+/// readiness gate answers every request but `/healthz`, `/readyz` (503 `not_ready`, naming
+/// `configured_blocklist`) and `/metrics` with 503 `starting`, so no link the configuration
+/// blocks is redirected ([`crate::start_gate`]).
 fn configured_blocklist_task(api: ApiState) -> router::BeforeServing {
-    Arc::new(move || {
+    let run: router::StartupWork = Arc::new(move |gate| {
         let api = api.clone();
         Box::pin(async move {
             let mut retry_in = std::time::Duration::from_millis(200);
+            let mut failed = 0u32;
             loop {
                 match sluice_serving::admin::configured::apply_configured_blocklist(&api).await {
-                    Ok(out) if out.is_empty() => return,
                     Ok(out) => {
-                        tracing::info!(
-                            added = ?out.added,
-                            held_links = out.held.len(),
-                            removed = ?out.removed,
-                            released_links = out.released.len(),
-                            "[links] blocklist applied to the existing links"
-                        );
+                        if !out.is_empty() {
+                            tracing::info!(
+                                added = ?out.added,
+                                held_links = out.held.len(),
+                                removed = ?out.removed,
+                                released_links = out.released.len(),
+                                "[links] blocklist applied to the existing links"
+                            );
+                        }
+                        if failed > 0 {
+                            tracing::info!(
+                                failed_attempts = failed,
+                                "[links] blocklist applied to the existing links after failed attempts; serving every request now"
+                            );
+                        }
                         return;
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, ?retry_in, "could not apply [links] blocklist to the existing links; not serving until it is applied, retrying");
+                        failed += 1;
+                        let error = crate::health::error_chain(&e);
+                        tracing::warn!(
+                            %error,
+                            ?retry_in,
+                            "could not apply [links] blocklist to the existing links; until it is applied, redirects and the API answer 503 starting and /readyz 503; retrying"
+                        );
+                        gate.report_failure(error);
                         tokio::time::sleep(retry_in).await;
                         retry_in = (retry_in * 2).min(CONFIGURED_BLOCKLIST_MAX_RETRY);
                     }
                 }
             }
         })
-    })
+    });
+    router::BeforeServing { name: "configured_blocklist", pending: "the configured [links] blocklist is not applied to the existing links yet", run }
 }
 
 /// Runs `sluice serve` with `cfg` until Ctrl-C or SIGTERM: the whole process of

@@ -103,6 +103,7 @@ pub const ERROR_CODES: &[(u16, &[&str])] = &[
             "log_unavailable",
             "not_ready",
             "prefetch_refused",
+            "starting",
             "stats_history_unavailable",
             "stats_not_local",
             "stats_unavailable",

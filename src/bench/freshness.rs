@@ -224,7 +224,10 @@ async fn run_async(args: FreshnessBenchArgs) -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             cfg.server.listen = listener.local_addr()?;
             temp = Some(dir);
-            Some(System::start(cfg, listener).await?)
+            let system = System::start(cfg, listener).await?;
+            // Requests before the start-up work is done are 503 `starting` (crate::start_gate).
+            system.start_gate().wait_open().await;
+            Some(system)
         }
     };
     let base = match (&args.target, &system) {

@@ -255,7 +255,8 @@ fn server_config(path: &Path, cache_capacity: Option<u64>, with_dataflow: bool) 
     Ok((path.to_path_buf(), note))
 }
 
-/// Starts `sluice serve` on a free port and waits for `/healthz`.
+/// Starts `sluice serve` on a free port and waits for `/readyz` (200 once its start-up work is
+/// done: until then the API answers 503 `starting`).
 async fn start_sluice(
     plan: &CpuPlan,
     exe: &Path,
@@ -278,7 +279,7 @@ async fn start_sluice(
         .arg(config);
     cmd.env("SLUICE_LOG", "warn");
     let mut child = ChildProc::spawn("sluice serve", cmd, log.to_path_buf(), OnParentDeath::Kill)?;
-    let url = format!("http://{addr}/healthz");
+    let url = format!("http://{addr}/readyz");
     child.wait_ready(Duration::from_secs(30), || async { http.get(&url).send().await.is_ok_and(|r| r.status().is_success()) }).await?;
     Ok((addr, child))
 }

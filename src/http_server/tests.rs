@@ -47,6 +47,8 @@ async fn start_full(dir: &std::path::Path, opts: ServerOptions, api_routes: Vec<
     let server = tokio::spawn(serve_with(listener, app.clone(), opts, async move {
         let _ = stopped.await;
     }));
+    // Every request but the health routes is 503 `starting` until the start-up work is done.
+    tokio::time::timeout(Duration::from_secs(30), app.start_gate().wait_open()).await.expect("the start-up work is done in time");
     Started { addr, stop, server, events, app }
 }
 
@@ -354,5 +356,6 @@ async fn percent_encoded_unreserved_characters_in_a_code_are_normalized() {
 mod bodies;
 mod edges;
 mod framing;
+mod gate;
 mod head;
 mod stop;

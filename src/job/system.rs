@@ -110,6 +110,8 @@ pub struct System {
     anomalies: Option<crate::anomalies::AnomalyOutputs>,
     server: JoinHandle<()>,
     stop_http: oneshot::Sender<()>,
+    /// Open once the HTTP server's start-up work is done (crate::start_gate).
+    gate: crate::start_gate::StartGate,
 }
 
 impl std::fmt::Debug for System {
@@ -324,6 +326,7 @@ impl System {
         // HTTP/1.1; redirects ahead of the router; hyper's own 414/431 answers get the JSON
         // error shape (crate::http_server).
         let server_opts = crate::http_server::ServerOptions::from_config(&cfg.server);
+        let gate = app.start_gate().clone();
         let server = tokio::spawn(crate::http_server::serve_with(listener, app, server_opts, async move {
             let _ = stopped.await;
         }));
@@ -335,7 +338,7 @@ impl System {
             );
         }
         tracing::info!(%addr, base_url = %cfg.base_url()?, role = ?cfg.server.role, data_dir = %data_dir.display(), store = %store.backend(), dataflow = job.is_some(), "sluice listening");
-        Ok(System { addr, config: cfg, store, intake, job, sinks: Some(sinks), jobs, anomalies, server, stop_http })
+        Ok(System { addr, config: cfg, store, intake, job, sinks: Some(sinks), jobs, anomalies, server, stop_http, gate })
     }
 
     /// The socket address served.
@@ -346,6 +349,15 @@ impl System {
     /// `http://<addr>` (the listener's own address, also when `base-url` differs).
     pub fn url(&self) -> Url {
         Url::parse(&format!("http://{}", self.addr)).unwrap_or_else(|_| unreachable!("a socket address is a valid host"))
+    }
+
+    /// The HTTP server's readiness gate: closed (every request but `/healthz`, `/readyz` and
+    /// `/metrics` answered 503) until its start-up work, the configuration's `[links]
+    /// blocklist` applied to the existing links, is done ([`crate::start_gate`]). `System::start`
+    /// returns before that: a caller that sends requests at once awaits
+    /// [`crate::start_gate::StartGate::wait_open`] first.
+    pub fn start_gate(&self) -> &crate::start_gate::StartGate {
+        &self.gate
     }
 
     /// The configuration the process runs with.

@@ -52,6 +52,8 @@ impl Server {
         tweak(&mut cfg);
         cfg.validate().expect("valid test config");
         let system = System::start(cfg, listener).await.expect("system starts");
+        // Every request but the health routes is 503 `starting` until the start-up work is done.
+        tokio::time::timeout(Duration::from_secs(60), system.start_gate().wait_open()).await.expect("the start-up work is done within 60 s");
         let url = system.url();
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).timeout(Duration::from_secs(60)).build().expect("client");
         Server { system, url, http }

@@ -70,6 +70,12 @@ impl Proc {
             assert!(t0.elapsed() < Duration::from_secs(60), "server did not start");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        // Every request but the health routes is 503 `starting` until the start-up work is
+        // done; `/readyz` names it (`configured_blocklist`) until then.
+        while p.http.get(format!("{}/readyz", p.base)).send().await.expect("readyz").text().await.expect("body").contains("\"configured_blocklist\"") {
+            assert!(t0.elapsed() < Duration::from_secs(60), "server did not finish its start-up work");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         p
     }
 

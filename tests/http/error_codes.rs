@@ -164,5 +164,5 @@ fn statuses_ascend_codes_are_sorted_and_each_is_listed_once() {
     assert_eq!(listed().len(), n, "a code listed under two statuses");
     let summary = sluice_serving::error_codes::summary();
     assert!(summary.starts_with("400: alias_rename_unsupported, alias_reserved, "), "{summary}");
-    assert!(summary.ends_with("; 431: headers_too_large, too_many_headers; 500: export_write_failed, internal, jobs_store_damaged, jobs_store_failed; 501: unsupported_transfer_encoding; 503: admin_unavailable, anomalies_not_local, anomaly_store_unavailable, jobs_store_unavailable, log_unavailable, not_ready, prefetch_refused, stats_history_unavailable, stats_not_local, stats_unavailable, store_unavailable; failed report job only: job_interrupted"), "{summary}");
+    assert!(summary.ends_with("; 431: headers_too_large, too_many_headers; 500: export_write_failed, internal, jobs_store_damaged, jobs_store_failed; 501: unsupported_transfer_encoding; 503: admin_unavailable, anomalies_not_local, anomaly_store_unavailable, jobs_store_unavailable, log_unavailable, not_ready, prefetch_refused, starting, stats_history_unavailable, stats_not_local, stats_unavailable, store_unavailable; failed report job only: job_interrupted"), "{summary}");
 }

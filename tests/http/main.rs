@@ -29,6 +29,8 @@ mod props;
 mod redirect;
 mod socket;
 mod split_roles;
+#[cfg(feature = "integration-tests")]
+mod start_gate;
 mod stop;
 #[cfg(feature = "integration-tests")]
 mod store_gone;

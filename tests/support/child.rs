@@ -131,11 +131,24 @@ impl Drop for ChildProcess {
     }
 }
 
-/// Polls `GET {base}/healthz` until it answers (any status); panics after 60 s.
+/// Polls `GET {base}/healthz` until it answers (any status), then `GET {base}/readyz` until
+/// it is no longer the start-up gate's answer (503 naming `configured_blocklist`: every request
+/// but the health routes is 503 `starting` until then); panics after 60 s.
 pub async fn await_healthz(http: &reqwest::Client, base: &str) {
     let t0 = Instant::now();
     while http.get(format!("{base}/healthz")).send().await.is_err() {
         assert!(t0.elapsed() < Duration::from_secs(60), "sluice serve at {base} did not start within 60 s");
+        tokio::time::sleep(POLL).await;
+    }
+    loop {
+        let body = match http.get(format!("{base}/readyz")).send().await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if !body.is_empty() && !body.contains("\"configured_blocklist\"") {
+            return;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "sluice serve at {base} did not finish its start-up work within 60 s: {body}");
         tokio::time::sleep(POLL).await;
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! A static entry refuses new targets through the URL policy ([`crate::url_policy`]), but
 //! links created before it was configured would keep redirecting. So a process that serves
-//! the API applies its static entries at start-up, before it serves its first request
+//! the API applies its static entries at start-up, before it serves any redirect or API
+//! request (the `sluice` binary's start-up gate answers those 503 `starting` meanwhile)
 //! ([`apply_configured_blocklist`]), through the same store mechanism as
 //! `POST /v1/admin/blocklist`: each entry not stored yet is added to the store's blocklist
 //! with actor [`CONFIG_ACTOR`], which holds every live link it covers (hold source

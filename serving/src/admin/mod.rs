@@ -12,7 +12,8 @@
 //! Automatic actions on critical anomalies (off by default): [`auto`].
 //!
 //! The configuration's `[links] blocklist` holds existing links too: a process serving the
-//! API stores its static entries (actor `config`) at start-up, before its first request, and
+//! API stores its static entries (actor `config`) at start-up, before it serves any redirect
+//! or API request, and
 //! removes those the configuration dropped ([`configured`]).
 //!
 //! State lives in the link store ([`sluice_connectors::AdminStore`]). Disabling works through
