@@ -18,7 +18,7 @@ fn page_codes(v: &Value) -> Vec<String> {
 fn other_filters(cursor: &str) -> Value {
     json!({
         "code": "invalid_cursor",
-        "message": "cursor is not valid here: it was made with different filters; use the next_cursor of a previous page with the same filters",
+        "message": "cursor is not valid here: it was made with different filters (or altered); use the next_cursor of a previous page with the same filters",
         "details": {"cursor": cursor}
     })
 }

@@ -83,7 +83,7 @@ async fn links_are_listed_by_org_with_cursors_bound_to_it(b: Backend) {
     let cursor = first["next_cursor"].as_str().expect("next_cursor").to_owned();
     assert_eq!(codes(&app.get(&format!("/v1/links?org=acme&limit=5&cursor={cursor}")).await.json()), ["l2", "l4"]);
     // With another org, or none, or from a listing without org: 400 invalid_cursor.
-    let other_filters = |c: &str| json!({"code": "invalid_cursor", "message": "cursor is not valid here: it was made with different filters; use the next_cursor of a previous page with the same filters", "details": {"cursor": c}});
+    let other_filters = |c: &str| json!({"code": "invalid_cursor", "message": "cursor is not valid here: it was made with different filters (or altered); use the next_cursor of a previous page with the same filters", "details": {"cursor": c}});
     for q in ["org=beta", "", "org=acme&tag=t", "org=acme&enabled=true"] {
         let r = app.get(&format!("/v1/links?limit=5&{q}&cursor={cursor}")).await;
         assert_eq!(r.assert_error(400, "invalid_cursor"), other_filters(&cursor), "{q}");

@@ -52,8 +52,7 @@ impl AnomalyFilter {
     /// A short fingerprint of the filter, carried in cursors so a cursor is only used with
     /// the filter that produced it.
     fn fingerprint(&self) -> String {
-        let text = format!("{:?}|{:?}|{:?}|{:?}|{:?}", self.from_ms, self.to_ms, self.kinds, self.severities, self.code);
-        blake3::hash(text.as_bytes()).to_hex()[..12].to_string()
+        crate::links::cursor::fingerprint(&[&self.from_ms, &self.to_ms, &self.kinds, &self.severities, &self.code])
     }
 }
 
@@ -222,9 +221,7 @@ fn decode_cursor(raw: &str, filter: &AnomalyFilter) -> Result<(i64, [u8; 16]), A
     for (i, b) in bytes.iter_mut().enumerate() {
         *b = u8::from_str_radix(&id[2 * i..2 * i + 2], 16).map_err(|_| invalid("not a cursor of this endpoint"))?;
     }
-    if fp != filter.fingerprint() {
-        return Err(invalid("it was made with different filters"));
-    }
+    crate::links::cursor::check_fingerprint(fp, &filter.fingerprint()).map_err(invalid)?;
     Ok((ws, bytes))
 }
 

@@ -66,9 +66,12 @@ pub fn decode_audit(cursor: &str, filters: &str) -> Result<i64, ApiError> {
 }
 
 /// A short fingerprint of a listing's filters (their `Debug` forms), carried in its cursors.
+///
+/// Shape: [`FINGERPRINT_LEN`] lowercase hex digits, the start of the BLAKE3 hash of the
+/// filters' `Debug` forms joined by `|`.
 pub fn fingerprint(filters: &[&dyn std::fmt::Debug]) -> String {
     let text = filters.iter().map(|f| format!("{f:?}")).collect::<Vec<_>>().join("|");
-    blake3::hash(text.as_bytes()).to_hex()[..12].to_string()
+    blake3::hash(text.as_bytes()).to_hex()[..FINGERPRINT_LEN].to_string()
 }
 
 fn encode_kind(kind: &str, seq: i64, filters: &str) -> String {
@@ -86,11 +89,29 @@ fn decode_kind(cursor: &str, text: &str, kind: &str, filters: &str) -> Result<i6
         return Err(invalid(cursor, "not a cursor of this endpoint"));
     }
     let seq = seq_of(cursor, seq)?;
-    if fp != filters {
-        return Err(invalid(cursor, "it was made with different filters"));
-    }
+    check_fingerprint(fp, filters).map_err(|why| invalid(cursor, why))?;
     Ok(seq)
 }
+
+/// Length of a [`fingerprint`] in lowercase hex digits.
+const FINGERPRINT_LEN: usize = 12;
+
+/// Whether `fp`, read from a cursor, is the fingerprint `expected` of the request's filters.
+/// A `fp` that no [`fingerprint`] can be (not [`FINGERPRINT_LEN`] lowercase hex digits) was
+/// altered: `Err("not a cursor of this endpoint")`; a well-formed other one
+/// `Err(`[`OTHER_FILTERS`]`)` (made under other filters, or altered without changing its form).
+pub(crate) fn check_fingerprint(fp: &str, expected: &str) -> Result<(), &'static str> {
+    if fp.len() != FINGERPRINT_LEN || !fp.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        return Err("not a cursor of this endpoint");
+    }
+    if fp != expected {
+        return Err(OTHER_FILTERS);
+    }
+    Ok(())
+}
+
+/// Why a well-formed cursor of another listing is refused ([`check_fingerprint`]).
+const OTHER_FILTERS: &str = "it was made with different filters (or altered)";
 
 fn invalid(cursor: &str, why: &str) -> ApiError {
     ApiError::bad_request("invalid_cursor", format!("cursor is not valid here: {why}; use the next_cursor of a previous page with the same filters"))
@@ -116,35 +137,49 @@ mod tests {
 
     #[test]
     fn round_trip_and_rejections() {
+        const FP: &str = "0123456789ab";
+        const OTHER_FP: &str = "0123456789ac";
+        assert_eq!(fingerprint(&[&"tag", &Some(true)]).len(), FINGERPRINT_LEN);
         for s in [0, 1, 42, i64::MAX] {
-            assert_eq!(decode(&encode(s, "abc"), "abc").expect("round trip"), s);
-            assert_eq!(decode_audit(&encode_audit(s, "abc"), "abc").expect("round trip"), s);
+            assert_eq!(decode(&encode(s, FP), FP).expect("round trip"), s);
+            assert_eq!(decode_audit(&encode_audit(s, FP), FP).expect("round trip"), s);
         }
         // "l2:7:abc" and "u1:7:abc".
         assert_eq!((encode(7, "abc"), encode_audit(7, "abc")), ("bDI6NzphYmM".to_owned(), "dTE6NzphYmM".to_owned()));
         for bad in ["", "!!!", "bDE6", "bDE6LTE", "eHg6MQ", "bDE6YQ", "bDI6Nw", "bDI6NzphYmM6eA"] {
-            let e = decode(bad, "abc").expect_err(bad);
+            let e = decode(bad, FP).expect_err(bad);
             assert_eq!((e.code, e.details), ("invalid_cursor", serde_json::json!({"cursor": bad})), "{bad}");
         }
         // One endpoint's cursor is not the other's.
-        let e = decode(&encode_audit(5, "abc"), "abc").expect_err("audit on links");
+        let e = decode(&encode_audit(5, FP), FP).expect_err("audit on links");
         assert_eq!(
             (e.code, e.message.as_str()),
             ("invalid_cursor", "cursor is not valid here: not a cursor of this endpoint; use the next_cursor of a previous page with the same filters")
         );
-        assert_eq!(decode_audit(&encode(5, "abc"), "abc").expect_err("links on audit").code, "invalid_cursor");
-        assert_eq!(decode_audit("bDE6NQ", "abc").expect_err("unbound links cursor on audit").code, "invalid_cursor");
+        assert_eq!(decode_audit(&encode(5, FP), FP).expect_err("links on audit").code, "invalid_cursor");
+        assert_eq!(decode_audit("bDE6NQ", FP).expect_err("unbound links cursor on audit").code, "invalid_cursor");
         // Both kinds are bound to their filters.
         for e in [
-            decode(&encode(5, "abc"), "abd").expect_err("links, other filters"),
-            decode_audit(&encode_audit(5, "abc"), "abd").expect_err("audit, other filters"),
+            decode(&encode(5, FP), OTHER_FP).expect_err("links, other filters"),
+            decode_audit(&encode_audit(5, FP), OTHER_FP).expect_err("audit, other filters"),
         ] {
             assert_eq!(
                 (e.code, e.message.as_str()),
                 (
                     "invalid_cursor",
-                    "cursor is not valid here: it was made with different filters; use the next_cursor of a previous page with the same filters"
+                    "cursor is not valid here: it was made with different filters (or altered); use the next_cursor of a previous page with the same filters"
                 )
+            );
+        }
+        // A cursor altered so that its fingerprint is no fingerprint (a character appended,
+        // as a copy-paste slip does): not taken for a cursor of other filters.
+        let good = encode(5, FP);
+        for altered in [format!("{good}x"), encode(5, "0123456789aB"), encode(5, "0123456789a"), encode(5, "0123456789abc")] {
+            let e = decode(&altered, FP).expect_err(&altered);
+            assert_eq!(
+                (e.code, e.message.as_str()),
+                ("invalid_cursor", "cursor is not valid here: not a cursor of this endpoint; use the next_cursor of a previous page with the same filters"),
+                "{altered}"
             );
         }
         // A links cursor of an earlier version ("l1:5") names no filters: refused, whatever
