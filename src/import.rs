@@ -21,6 +21,7 @@
 //! by line while the rest is stored (see [`run`]). An import that stops on an error says
 //! how far it got and why (see [`run`]).
 
+mod lateness;
 mod sink;
 #[cfg(test)]
 mod tests;
@@ -120,8 +121,12 @@ fn open_input(path: &Path) -> anyhow::Result<(Box<dyn Read + Send>, Option<u64>)
         return Ok((Box::new(std::io::stdin()), None));
     }
     let f = std::fs::File::open(path).with_context(|| format!("could not open \"{}\"", path.display()))?;
-    let len = f.metadata().ok().map(|m| m.len());
-    Ok((Box::new(f), len))
+    let meta = f.metadata().ok();
+    // A directory opens on Unix; only its first read fails (EISDIR).
+    if meta.as_ref().is_some_and(std::fs::Metadata::is_dir) {
+        bail!("could not read \"{}\": it is a directory; expected an NDJSON file or an access log (or - for standard input)", path.display());
+    }
+    Ok((Box::new(f), meta.map(|m| m.len())))
 }
 
 /// Runs the import (see the module docs).
@@ -134,9 +139,12 @@ fn open_input(path: &Path) -> anyhow::Result<(Box<dyn Read + Send>, Option<u64>)
 /// it is counted in the report by line ([`ImportReport::too_large`]), and the others are
 /// stored.
 ///
-/// Errors: unreadable file or configuration, a click log held by a running server, a
-/// server refusing a whole batch (authentication), or a server unreachable after retries.
-/// An error after the first line names how many events were stored and rejected before,
+/// Errors: an input that cannot be opened or read at all (missing, a directory, no read
+/// permission: the error names the path and why, nothing else, since nothing was sent),
+/// an unreadable configuration, a click log held by a running server, unreadable
+/// checkpoints or click log of `--data-dir` (their newest event time decides which events
+/// are too late, `lateness.rs`), a server refusing a whole batch (authentication), or a
+/// server unreachable after retries. An error after the first line names how many events were stored and rejected before,
 /// the lines of the failed request and whether they may have been stored, the cause with
 /// its chain (e.g. "Connection refused"), and that running the same import again is safe
 /// (same `event_id`s, dropped by dedup). Lines that are not clicks and events refused by
@@ -230,6 +238,10 @@ async fn import_into(args: &ImportArgs, cfg: &Config, format: ImportFormat, repo
         buf.clear();
         let n = match reader.read_until(b'\n', &mut buf) {
             Ok(n) => n,
+            Err(e) if line_no == 0 => {
+                // Not one line could be read: nothing was sent, there is nothing to resume.
+                return Err(anyhow::Error::new(e).context(format!("could not read \"{}\"", args.file.display())));
+            }
             Err(e) => {
                 let cause = anyhow::Error::new(e).context(format!("could not read \"{}\"", args.file.display()));
                 let (first, last) = (batch.lines.first().copied().unwrap_or(line_no + 1), batch.lines.last().copied().unwrap_or(line_no));

@@ -20,12 +20,17 @@ use std::time::Duration;
 
 use sluice_connectors::LinkStore;
 use sluice_dataflows::views::Views;
-use sluice_ingest::http::gate::{IntakeGate, KnownCodes};
+use sluice_ingest::http::gate::{IntakeGate, KnownCodes, watermark_floor_ms};
 
 /// How much earlier than the views' watermark minus the limit the intake starts refusing
 /// events `too_late` (module docs): 60 s, far more than the views' lag and an event's
 /// append and read (milliseconds to a few seconds on a loaded machine).
 pub const IN_FLIGHT_MARGIN: Duration = Duration::from_secs(60);
+
+/// [`IN_FLIGHT_MARGIN`] in ms.
+pub fn in_flight_margin_ms() -> i64 {
+    i64::try_from(IN_FLIGHT_MARGIN.as_millis()).unwrap_or(i64::MAX)
+}
 
 /// Link store + optional views (`None` when this process runs no dataflow: no lateness check).
 pub struct StoreAndViewsGate {
@@ -43,12 +48,11 @@ impl StoreAndViewsGate {
         StoreAndViewsGate { store, views, allowed_lateness_ms: ms(allowed_lateness), long_retention_ms: ms(long_retention) }
     }
 
-    /// The views' watermark plus [`IN_FLIGHT_MARGIN`] minus `limit_ms`; `None` without
-    /// views or before any event.
+    /// The views' watermark plus [`IN_FLIGHT_MARGIN`] minus `limit_ms`
+    /// ([`watermark_floor_ms`], the rule `sluice import --data-dir` applies too); `None`
+    /// without views or before any event.
     fn watermark_minus(&self, limit_ms: i64) -> Option<i64> {
-        let w = self.views.as_ref()?.as_of().watermark_ms;
-        let margin = i64::try_from(IN_FLIGHT_MARGIN.as_millis()).unwrap_or(i64::MAX);
-        (w != i64::MIN && w != i64::MAX).then(|| w.saturating_add(margin).saturating_sub(limit_ms))
+        watermark_floor_ms(self.views.as_ref()?.as_of().watermark_ms, limit_ms, in_flight_margin_ms())
     }
 }
 

@@ -12,18 +12,19 @@ use sluice_ingest::event_input::{EventInput, Validation};
 use sluice_schemas::VisitorSalt;
 use url::Url;
 
+use super::lateness::OfflineLateness;
 use super::{ImportArgs, ImportReport};
 use crate::config::Config;
 
 /// Where an import's events go: a server's `POST /v1/events`, or a click log directly.
 pub(super) enum Sink {
     Http { client: reqwest::Client, url: String, token: Option<String>, max_body_bytes: usize },
-    Log { log: ClickLog, salt: VisitorSalt, skew_ms: i64 },
+    Log { log: ClickLog, salt: VisitorSalt, skew_ms: i64, lateness: OfflineLateness },
 }
 
 const ATTEMPTS: u32 = 3;
 
-fn now_ms() -> i64 {
+pub(super) fn now_ms() -> i64 {
     let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
@@ -111,7 +112,7 @@ impl Sink {
     pub(super) async fn send(&self, batch: Batch, backfill: bool, report: &mut ImportReport) -> Result<(), SendFailed> {
         let (first, last) = (batch.lines.first().copied().unwrap_or(0), batch.lines.last().copied().unwrap_or(0));
         match self {
-            Sink::Log { log, salt, skew_ms } => {
+            Sink::Log { log, salt, skew_ms, lateness } => {
                 let ctx = Validation { salt, now_ms: now_ms(), max_future_skew_ms: *skew_ms };
                 let mut events = Vec::with_capacity(batch.len());
                 let mut rejected = Vec::new();
@@ -121,6 +122,8 @@ impl Sink {
                         Err(r) => rejected.push(r.reason),
                     }
                 }
+                // What the dataflow would dead-letter `too_late` is refused, as the intake does.
+                let too_late = lateness.retain(&mut events);
                 let n = events.len() as u64;
                 let log = log.clone();
                 let appended = tokio::task::spawn_blocking(move || if backfill { log.append_backfill(&events) } else { log.append(&events) })
@@ -132,6 +135,9 @@ impl Sink {
                 }
                 for r in rejected {
                     *report.rejected.entry(r.to_owned()).or_default() += 1;
+                }
+                if too_late > 0 {
+                    *report.rejected.entry("too_late".into()).or_default() += too_late;
                 }
                 report.accepted += n;
                 report.answered_through_line = last;
@@ -236,7 +242,8 @@ pub(super) fn open_sink(args: &ImportArgs, cfg: &Config) -> anyhow::Result<Sink>
         let log = ClickLog::open(dir).map_err(|e| crate::log_open::open_error(dir, e, "then import with --target"))?;
         let salt = VisitorSalt::new(secret, cfg.visitor.salt_period.period_ms());
         let skew_ms = i64::try_from(cfg.ingest.max_future_skew.as_millis()).unwrap_or(i64::MAX);
-        return Ok(Sink::Log { log, salt, skew_ms });
+        let lateness = OfflineLateness::open(cfg, dir, &log, !args.no_backfill)?;
+        return Ok(Sink::Log { log, salt, skew_ms, lateness });
     }
     let base = match &args.target {
         Some(u) => u.clone(),

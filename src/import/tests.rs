@@ -306,3 +306,46 @@ async fn a_failed_import_leaves_no_data_dir_it_created() {
     assert_eq!(run(&args).await.expect("import").accepted, 3);
     assert!(nested.join(crate::visitor_secret::FILE_NAME).is_file() && nested.join(CLICK_LOG_FILE_NAME).is_file());
 }
+
+/// The `too_late` edges of an offline import (`lateness.rs`): against the newest event time
+/// the data dir holds, `limit` (long retention for backfill, allowed lateness live) minus
+/// the in-flight margin back, an event exactly there is stored and one 1 ms older refused;
+/// within one import, without the margin, `limit` behind an event stored before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_imports_refuse_too_late_events_at_the_exact_edges() {
+    const DAY: i64 = 86_400_000;
+    let margin = crate::intake_gate::in_flight_margin_ms();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let t = super::sink::now_ms() - 3_600_000;
+    let import = |name: &str, times: &[i64], no_backfill: bool| {
+        let file = dir.path().join(name);
+        let lines: Vec<String> = times
+            .iter()
+            .enumerate()
+            .map(|(i, ts)| {
+                serde_json::json!({"event_id": format!("{name}-{i}"), "code": "edge", "ts": ts, "ip": "192.0.2.1", "user_agent": "Mozilla/5.0"}).to_string()
+            })
+            .collect();
+        std::fs::write(&file, lines.join("\n") + "\n").expect("write events");
+        let mut args = import_args(file);
+        args.data_dir = Some(data.clone());
+        args.no_backfill = no_backfill;
+        args
+    };
+    let verdict = |r: &ImportReport| (r.accepted, r.rejected.get("too_late").copied().unwrap_or(0));
+
+    // An empty data dir has no watermark: only the import's own events bound the others.
+    let args = import("first.ndjson", &[t, t - 400 * DAY - 1, t - 400 * DAY], false);
+    assert_eq!(verdict(&run(&args).await.expect("import")), (2, 1));
+
+    // Now the log's newest event time is t.
+    let floor = t + margin - 400 * DAY;
+    let args = import("backfill.ndjson", &[floor - 1, floor, floor + 1], false);
+    assert_eq!(verdict(&run(&args).await.expect("import")), (2, 1));
+    let floor = t + margin - 2 * DAY;
+    let args = import("live.ndjson", &[floor - 1, floor], true);
+    assert_eq!(verdict(&run(&args).await.expect("import")), (1, 1));
+    let stored: Vec<i64> = ClickLog::open(&data).expect("open").read(0, 100).expect("read").into_iter().map(|(_, e)| e.ts).collect();
+    assert_eq!(stored, [t, t - 400 * DAY, t + margin - 400 * DAY, t + margin - 400 * DAY + 1, floor]);
+}

@@ -333,16 +333,13 @@ fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
 async fn dead_letters_are_counted_in_metrics() {
     let dir = tempfile::tempdir().expect("tempdir");
     let now = now_ms();
-    // The intake refuses what it knows the dataflow would drop, so the dead letters come from
-    // the log itself: `sluice import --no-backfill` writes three live events into the
-    // stopped server's click log, and the dataflow (which sees dl-1 first) dead-letters the
-    // two older than the 48 h lateness behind it.
+    // The intake refuses what it knows the dataflow would drop, and so does `sluice import
+    // --data-dir`, so the dead letters are written into the stopped server's click log
+    // directly: dl-1 by `sluice import --no-backfill` (which creates the visitor secret and
+    // the log), then two live events 72 h and 73 h behind it appended to the log, which the
+    // dataflow (seeing dl-1 first) dead-letters `too_late`.
     let file = dir.path().join("dead-letters.ndjson");
-    let lines: Vec<String> = [("dl-1", now), ("dl-2", now - 72 * 3_600_000), ("dl-3", now - 73 * 3_600_000)]
-        .iter()
-        .map(|(id, ts)| event(id, "dead-letters", *ts, "192.0.2.1", BROWSER_UA, None).to_string())
-        .collect();
-    std::fs::write(&file, lines.join("\n") + "\n").expect("write");
+    std::fs::write(&file, event("dl-1", "dead-letters", now, "192.0.2.1", BROWSER_UA, None).to_string() + "\n").expect("write");
     let data = dir.path().join("data");
     let out = Command::new(BIN)
         .args(["--log", "warn", "import", "--no-backfill", "--data-dir"])
@@ -352,6 +349,20 @@ async fn dead_letters_are_counted_in_metrics() {
         .output()
         .expect("import");
     assert!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
+    let late = |n: u128, ts: i64| sluice_schemas::ClickEvent {
+        event_id: uuid::Uuid::from_u128(n),
+        code: "dead-letters".into(),
+        ts,
+        ip_trunc: Some("192.0.2.0".into()),
+        visitor_id: 7,
+        user_agent: BROWSER_UA.into(),
+        referrer: None,
+        accept_language: None,
+        edge_region: None,
+    };
+    let log = sluice_connectors::click_log::ClickLog::open(&data).expect("open the click log");
+    log.append(&[late(2, now - 72 * 3_600_000), late(3, now - 73 * 3_600_000)]).expect("append");
+    drop(log);
     let p = Proc::start(&data).await;
     p.create_link("https://example.com/dead-letters", "dead-letters").await;
     // In one request, an event more than the lateness behind an earlier accepted one is

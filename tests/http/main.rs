@@ -17,6 +17,7 @@ mod error_codes;
 mod harness;
 mod hostile;
 mod idempotency;
+mod import_data_dir;
 mod import_target;
 mod links_api;
 mod links_cursor;

@@ -47,3 +47,100 @@ pub trait IntakeGate: Send + Sync + 'static {
         None
     }
 }
+
+/// The oldest event time (ms since the Unix epoch, UTC) an event may carry when the
+/// dataflow's watermark is `watermark_ms` and it may trail it by `limit_ms` (`[dataflow]
+/// allowed-lateness` for live events, `long-retention` for backfill), refusing `margin_ms`
+/// early (the in-flight margin: the watermark moves on while an accepted event is on its way
+/// to the dataflow): `watermark_ms + margin_ms - limit_ms`, saturating. `None` for a
+/// watermark that is no time (`i64::MIN` before any event, `i64::MAX` once the input ended).
+pub fn watermark_floor_ms(watermark_ms: i64, limit_ms: i64, margin_ms: i64) -> Option<i64> {
+    (watermark_ms != i64::MIN && watermark_ms != i64::MAX).then(|| watermark_ms.saturating_add(margin_ms).saturating_sub(limit_ms))
+}
+
+/// The `too_late` rule of the intake, for events in the order the dataflow reads them (one
+/// request's body order for `POST /v1/events`; the input's line order for `sluice import
+/// --data-dir`). An event is too late when its time is before the larger of two floors:
+/// the watermark's ([`watermark_floor_ms`]), and `limit_ms` behind the newest event time
+/// accepted before it (each accepted event raises its partition's watermark to its time
+/// when the dataflow reads it, so an event older than the limit behind it would be
+/// dead-lettered `too_late`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LatenessCheck {
+    /// The floor from the dataflow's watermark, ms since the Unix epoch; `None`: unknown.
+    pub from_watermark_ms: Option<i64>,
+    /// How far (ms) an event may trail an event accepted before it; `None`: no such check.
+    pub limit_ms: Option<i64>,
+    /// The newest event time (ms) accepted so far ([`Self::admit`]); `None` before any.
+    pub newest_accepted_ms: Option<i64>,
+}
+
+impl LatenessCheck {
+    /// A check with the watermark's floor and the limit, before any accepted event.
+    pub fn new(from_watermark_ms: Option<i64>, limit_ms: Option<i64>) -> Self {
+        LatenessCheck { from_watermark_ms, limit_ms, newest_accepted_ms: None }
+    }
+
+    /// The oldest event time (ms) the next event may carry; `None`: no bound.
+    pub fn oldest_ms(&self) -> Option<i64> {
+        let from_accepted = self.newest_accepted_ms.zip(self.limit_ms).map(|(m, l)| m.saturating_sub(l));
+        match (self.from_watermark_ms, from_accepted) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Whether an event at `ts_ms` is too late: `Err(oldest)` (the oldest time allowed; the
+    /// check is unchanged); otherwise `Ok(())`, and the event counts as accepted (it raises
+    /// [`Self::newest_accepted_ms`]). An event at exactly the oldest time is accepted.
+    pub fn admit(&mut self, ts_ms: i64) -> Result<(), i64> {
+        if let Some(oldest) = self.oldest_ms().filter(|&o| ts_ms < o) {
+            return Err(oldest);
+        }
+        self.newest_accepted_ms = Some(self.newest_accepted_ms.map_or(ts_ms, |m| m.max(ts_ms)));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{LatenessCheck, watermark_floor_ms};
+
+    const DAY: i64 = 86_400_000;
+
+    #[test]
+    fn the_watermark_floor_is_the_watermark_plus_the_margin_minus_the_limit() {
+        assert_eq!(watermark_floor_ms(1_000 * DAY, 400 * DAY, 60_000), Some(600 * DAY + 60_000));
+        assert_eq!(watermark_floor_ms(i64::MIN, 400 * DAY, 60_000), None, "before any event");
+        assert_eq!(watermark_floor_ms(i64::MAX, 400 * DAY, 60_000), None, "input ended");
+        assert_eq!(watermark_floor_ms(i64::MIN + 1, i64::MAX, 0), Some(i64::MIN), "saturates");
+    }
+
+    #[test]
+    fn an_event_exactly_at_the_floor_is_accepted_and_one_ms_before_it_is_too_late() {
+        let floor = watermark_floor_ms(1_000 * DAY, 400 * DAY, 60_000).expect("floor");
+        let mut check = LatenessCheck::new(Some(floor), Some(400 * DAY));
+        assert_eq!(check.admit(floor - 1), Err(floor));
+        assert_eq!(check.newest_accepted_ms, None, "a refused event changes nothing");
+        assert_eq!(check.admit(floor), Ok(()));
+        assert_eq!(check.admit(floor + 1), Ok(()));
+        assert_eq!(check.newest_accepted_ms, Some(floor + 1));
+    }
+
+    #[test]
+    fn an_event_older_than_the_limit_behind_an_accepted_one_is_too_late() {
+        let mut check = LatenessCheck::new(None, Some(2 * DAY));
+        assert_eq!(check.oldest_ms(), None, "no bound before the first event");
+        assert_eq!(check.admit(10 * DAY), Ok(()));
+        assert_eq!(check.admit(8 * DAY - 1), Err(8 * DAY));
+        assert_eq!(check.admit(8 * DAY), Ok(()));
+        assert_eq!(check.admit(8 * DAY + 1), Ok(()));
+        // The larger floor wins: the watermark's when it is ahead of the accepted events'.
+        check.from_watermark_ms = Some(9 * DAY);
+        assert_eq!(check.admit(9 * DAY - 1), Err(9 * DAY));
+        assert_eq!(check.admit(9 * DAY), Ok(()));
+        // Without a limit only the watermark's floor applies.
+        let mut check = LatenessCheck::new(Some(5), None);
+        assert_eq!((check.admit(100), check.admit(4), check.admit(5)), (Ok(()), Err(5), Ok(())));
+    }
+}

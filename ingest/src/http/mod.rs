@@ -257,20 +257,13 @@ async fn gate_events(
         })?
     };
     let from_views = if backfill { gate.oldest_backfill_ts_ms() } else { gate.oldest_live_ts_ms() };
-    let limit = gate.lateness_limit_ms(backfill);
-    // Largest event time accepted so far in this request.
-    let mut batch_max: Option<i64> = None;
+    let mut lateness = gate::LatenessCheck::new(from_views, gate.lateness_limit_ms(backfill));
     let mut accepted = Vec::with_capacity(valid.len());
     for (index, line, ev) in valid {
-        let from_batch = batch_max.zip(limit).map(|(m, l)| m.saturating_sub(l));
-        let oldest = match (from_views, from_batch) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        };
         let refusal = if !known.contains(&ev.code) {
             Some(("unknown_code", format!("no link has the code \"{}\"", ev.code)))
         } else {
-            oldest.filter(|&o| ev.ts < o).map(|o| {
+            lateness.admit(ev.ts).err().map(|o| {
                 let message = if backfill {
                     format!(
                         "\"ts\" {} is older than the longest retention ([dataflow] long-retention): the oldest event time any view keeps is {} ({o} ms)",
@@ -289,10 +282,7 @@ async fn gate_events(
         };
         match refusal {
             Some((reason, message)) => rejected.push(RejectedEvent { index, line, reason, message }),
-            None => {
-                batch_max = Some(batch_max.map_or(ev.ts, |m| m.max(ev.ts)));
-                accepted.push(ev);
-            }
+            None => accepted.push(ev),
         }
     }
     Ok(accepted)
