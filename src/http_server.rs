@@ -48,8 +48,8 @@
 //!   `@`, control characters, a bad port) are answered 400 `invalid_host` with
 //!   `connection: close` (RFC 9112 §3.2, RFC 9110 §7.2; [`host`]).
 //! * **Raw `"`**: a request target holding a raw `"` is answered 400 `malformed_request`
-//!   before any lookup (hyper refuses a raw space, `<`, `>` and control characters itself;
-//!   [`reject_raw_quote`]). A fragment (`#…`) in a request target, which no client sends, is
+//!   with `connection: close` before any lookup, and the connection closes (hyper refuses a
+//!   raw space, `<`, `>` and control characters itself, the same way; [`reject_raw_quote`]). A fragment (`#…`) in a request target, which no client sends, is
 //!   dropped by the URI parser: `/code#x` is `/code`.
 //! * **Percent-encoding**: a path that is not a code as sent is normalized first
 //!   (percent-encoded unreserved characters decoded, RFC 3986 §6.2.2.2,
@@ -277,14 +277,18 @@ fn close_if_stopping(mut resp: Response, stop: &watch::Receiver<bool>) -> Respon
 /// The 400 `malformed_request` answer of a request target holding a raw `"`: RFC 3986 §2
 /// has no place for the byte in a URI (the request-target is one, RFC 9112 §3.2), and
 /// clients send it as `%22`, but hyper's parser lets it through (it refuses a raw space,
-/// `<`, `>` and control characters itself). `None` for every other target.
+/// `<`, `>` and control characters itself). With `connection: close`, like every
+/// `malformed_request` (hyper's own included): a request line that is not HTTP/1.1 is the
+/// connection's last, nothing after it is read. `None` for every other target.
 fn reject_raw_quote(uri: &Uri) -> Option<Response> {
     let target = uri.path_and_query()?.as_str();
     if !target.as_bytes().contains(&b'"') {
         return None;
     }
     let message = "the request target holds a raw '\"', which no URI may contain (RFC 3986 section 2, RFC 9112 section 3.2): send it percent-encoded as %22";
-    Some(error_response(StatusCode::BAD_REQUEST, "malformed_request", message, None))
+    let mut resp = error_response(StatusCode::BAD_REQUEST, "malformed_request", message, None);
+    resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    Some(resp)
 }
 
 /// `uri` with its path's percent-encoded unreserved characters decoded: `Ok(None)` when

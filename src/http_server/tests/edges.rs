@@ -55,6 +55,41 @@ async fn a_raw_quote_in_the_request_target_is_400_malformed_request() {
     s.stop.send(()).expect("server running");
 }
 
+/// A raw `"` ends its connection like every `malformed_request` (README, "The HTTP server"):
+/// the answer says `connection: close` and is the connection's last. A keep-alive client's
+/// second request, pipelined behind it or sent after the answer, gets no answer: the server
+/// closes the connection (EOF) at once, instead of serving the next request on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raw_quote_in_the_request_target_closes_the_connection() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = start_with(dir.path(), ServerOptions::default(), vec![]).await;
+    let quote = json!({"error": {"code": "malformed_request", "message": "the request target holds a raw '\"', which no URI may contain (RFC 3986 section 2, RFC 9112 section 3.2): send it percent-encoded as %22"}});
+    let second = "GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n";
+    for target in ["/pg5\"", "/v1/links/a\"b", "/\""] {
+        let first = format!("GET {target} HTTP/1.1\r\nHost: a\r\n\r\n");
+        // Pipelined: both requests in one write.
+        let mut c = tokio::net::TcpStream::connect(s.addr).await.expect("connect");
+        c.write_all(format!("{first}{second}").as_bytes()).await.expect("write");
+        let got = tokio::time::timeout(Duration::from_secs(5), closed_by_server(&mut c)).await.expect("closed at once, not at the idle deadline");
+        let got = String::from_utf8(got).expect("utf-8");
+        assert_eq!(got.matches("HTTP/1.1 ").count(), 1, "one answer only, {target}: {got}");
+        assert_eq!(status_and_json(&got), (400, quote.clone()), "{target}: {got}");
+        assert_eq!(summary(&got), (400, "malformed_request".to_owned(), Some("application/json"), Some("no-store"), Some("close")), "{target}: {got}");
+        // One request, its answer read, then the second one: the connection is already closed.
+        let mut c = tokio::net::TcpStream::connect(s.addr).await.expect("connect");
+        c.write_all(first.as_bytes()).await.expect("write");
+        let got = tokio::time::timeout(Duration::from_secs(5), closed_by_server(&mut c)).await.expect("closed at once, not at the idle deadline");
+        let got = String::from_utf8(got).expect("utf-8");
+        assert_eq!(summary(&got), (400, "malformed_request".to_owned(), Some("application/json"), Some("no-store"), Some("close")), "{target}: {got}");
+        let _ = c.write_all(second.as_bytes()).await;
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut rest)).await.expect("EOF");
+        assert!(rest.is_empty(), "no answer to a request after the close, {target}: {}", String::from_utf8_lossy(&rest));
+    }
+    assert!(s.events.try_recv().is_err(), "no clicks");
+    s.stop.send(()).expect("server running");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_host_values_and_repeated_hosts_are_400_invalid_host() {
     let dir = tempfile::tempdir().expect("tempdir");
