@@ -192,6 +192,16 @@ pub struct StoreConfig {
     /// Empty: SQLite in the data dir; else a `sqlite:` or `postgres://` URL.
     #[serde(default)]
     pub url: String,
+    /// How long each connection to a PostgreSQL link store may take to be established
+    /// while the store is opened (TCP connect, TLS and login; not the migrations): past it
+    /// the start (or `sluice migrate`) fails naming the server. Default 10 s, more than 0;
+    /// SQLite ignores it.
+    #[serde(default = "default_store_connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+}
+
+fn default_store_connect_timeout() -> Duration {
+    sluice_connectors::DEFAULT_CONNECT_TIMEOUT
 }
 
 /// `[links]`.
@@ -381,6 +391,9 @@ impl Config {
             // Never echo the value: it may hold a password.
             let scheme = store.split_once("://").map_or("none", |(s, _)| s);
             bail!("store.url must be empty (SQLite in the data dir), postgres://… or sqlite:… (got a URL with scheme {scheme:?})");
+        }
+        if self.store.connect_timeout.is_zero() {
+            bail!("store.connect-timeout must be more than 0, e.g. \"10s\"");
         }
         if !(4..=64).contains(&self.links.code_length) {
             bail!("links.code-length must be between 4 and 64, got {}", self.links.code_length);

@@ -34,7 +34,7 @@ use parking_lot::Mutex;
 use tokio::net::TcpListener;
 
 use crate::config::{Config, FlagOverrides, SaltPeriod};
-use crate::job::system::System;
+use crate::job::system::{Start, System};
 use crate::loadgen::{self, LoadgenArgs};
 use crate::serve::{StopSignal, StopSignals};
 
@@ -195,12 +195,13 @@ async fn interrupted(sig: StopSignal, system: Option<System>, temp: Option<TempD
     anyhow::Error::new(Interrupted { signal: sig.name(), number: sig.number(), removed_temp_dir })
 }
 
-/// Binds the listener and starts the complete system on `data_dir`.
-async fn start(args: &DemoArgs, data_dir: PathBuf) -> anyhow::Result<System> {
+/// Binds the listener and starts the complete system on `data_dir`, unless `stop` resolves
+/// first ([`System::start_or_stop`]: what the start created is removed then).
+async fn start<S>(args: &DemoArgs, data_dir: PathBuf, stop: impl std::future::Future<Output = S>) -> anyhow::Result<Start<S>> {
     let listener = bind(args).await?;
     let mut cfg = demo_config(args, data_dir)?;
     cfg.server.listen = listener.local_addr()?;
-    System::start(cfg, listener).await
+    System::start_or_stop(cfg, listener, stop).await
 }
 
 /// Refuses traffic settings that cannot make a demo, before anything starts (the load
@@ -238,9 +239,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
         None => Some(TempDir::create()?),
     };
     let data_dir = args.data_dir.clone().unwrap_or_else(|| temp.as_ref().map(|t| t.0.clone()).unwrap_or_default());
-    let system = tokio::select! {
-        system = start(&args, data_dir.clone()) => system?,
-        sig = signals.next() => return Err(interrupted(sig, None, temp, signals).await),
+    let system = match start(&args, data_dir.clone(), signals.next()).await? {
+        Start::Started(system) => *system,
+        Start::Stopped(sig) => return Err(interrupted(sig, None, temp, signals).await),
     };
     let measured = tokio::select! {
         r = measure(&args, &system, &data_dir) => r,

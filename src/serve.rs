@@ -3,7 +3,9 @@
 //! stats routes, and runs the whole process ([`crate::job::system::System`]) on the
 //! configured listener until Ctrl-C / SIGTERM.
 //!
-//! Stopping: the first Ctrl-C / SIGTERM starts the graceful stop ([`System::shutdown`]),
+//! Stopping: a Ctrl-C / SIGTERM while the process is still starting (before it serves)
+//! gives the start up, removing what it created, and exits with code 0. Once serving, the
+//! first Ctrl-C / SIGTERM starts the graceful stop ([`System::shutdown`]),
 //! which takes at most `[server] shutdown-timeout` + `[server] drain-timeout`; past that
 //! the process logs what was left and exits with code 1. A second Ctrl-C / SIGTERM during
 //! the stop logs a line and exits at once with code 128 + the signal number (130 for
@@ -23,7 +25,7 @@ use sluice_serving::{ApiConfig, ApiState, LinkChangeHook};
 
 use crate::config::Config;
 use crate::health::HealthState;
-use crate::job::system::{StopTimedOut, System};
+use crate::job::system::{Start, StopTimedOut, System};
 use crate::{router, telemetry};
 
 /// Everything `sluice serve` answers with, built without a socket (tests drive `router`
@@ -288,9 +290,23 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
     }
     let listener = tokio::net::TcpListener::bind(cfg.server.listen).await.with_context(|| format!("could not listen on {}", cfg.server.listen))?;
     // Listening from here on: a signal during the start is not lost.
-    let signals = StopSignals::listen();
-    let system = System::start(cfg, listener).await?;
+    let mut signals = StopSignals::listen();
+    let system = match System::start_or_stop(cfg, listener, signals.next()).await? {
+        Start::Started(system) => *system,
+        Start::Stopped(signal) => stopped_while_starting(signal),
+    };
     serve_until_stopped(system, signals, || {}).await
+}
+
+/// The end of a `sluice serve` whose start a stop signal cut short (a link store that does
+/// not answer, say): [`System::start_or_stop`] has closed what the start opened and removed
+/// what it created in the data dir, as for a refused start. Nothing was served, so nothing is
+/// left to drain: the process exits at once with code 0, as after a graceful stop, without
+/// waiting for blocking work the start left running (an integrity check of a large click
+/// log, say: dropping the runtime would wait for it; [`exit_now`]).
+fn stopped_while_starting(signal: StopSignal) -> ! {
+    tracing::info!(signal = signal.name(), "stop signal during start-up: the start was given up, what it created in the data dir removed; exiting");
+    exit_now(0)
 }
 
 /// A stop signal.

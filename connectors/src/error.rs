@@ -262,6 +262,21 @@ pub enum Error {
         /// The threshold, bytes.
         min_bytes: u64,
     },
+    /// The link store's PostgreSQL server did not complete a connection (TCP connect, TLS,
+    /// start-up and login) within the bound (`[store] connect-timeout`) while the store was
+    /// opened: e.g. a port where something accepts TCP connections but never answers
+    /// (another service, a stalled proxy), or a firewall that drops the packets.
+    #[error(
+        "the PostgreSQL server at {store} did not complete a connection within {timeout:?} (TCP connect, TLS and login); \
+         check that this host and port are those of a running PostgreSQL server that answers (not another service, a stalled \
+         proxy or a firewall dropping the packets), or raise [store] connect-timeout if the server is just slow"
+    )]
+    StoreConnectTimeout {
+        /// The server, as `postgres://user@host:port/database` (no password).
+        store: String,
+        /// The bound.
+        timeout: std::time::Duration,
+    },
     /// An event stored in the click log could not be decoded.
     #[error("could not decode click event at log offset {offset}")]
     ClickLogDecode {
@@ -444,6 +459,7 @@ impl Error {
             Error::ClickHouse { source, .. } => crate::clickhouse::clickhouse_error_retryable(source),
             // Retryable once the operator has put the file back and restarted (503, not 500).
             Error::Timeout { .. }
+            | Error::StoreConnectTimeout { .. }
             | Error::CircuitOpen { .. }
             | Error::ClickLogClosed { .. }
             | Error::AnomalyStoreClosed { .. }
@@ -474,7 +490,7 @@ impl Error {
             Error::Database(_) | Error::Migrate(_) | Error::ClickLog { .. } | Error::ClickLogClosed { .. } | Error::AnomalyStore { .. } => "external",
             Error::ClickLogDeleted { .. } | Error::ClickLogDirRemoved { .. } | Error::ClickLogReplaced { .. } | Error::ClickLogDiverted { .. } => "external",
             Error::LinkStoreFileMoved { .. } | Error::LinkStoreNotWritable { .. } | Error::StoreReadOnly { .. } => "external",
-            Error::LinkStoreLowOnSpace { .. } => "external",
+            Error::LinkStoreLowOnSpace { .. } | Error::StoreConnectTimeout { .. } => "external",
             Error::AnomalyStoreClosed { .. } | Error::AnomalyStoreDeleted { .. } | Error::AnomalyStoreReplaced { .. } => "external",
             Error::AnomalyStoreDirRemoved { .. } | Error::AnomalyStoreLost { .. } => "external",
             Error::Corrupt(_)

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sluice_connectors::click_log::{CLICK_LOG_FILE_NAME, ClickLog};
-use sluice_connectors::{LinkStore, open_store};
+use sluice_connectors::{LinkStore, open_store_within};
 use sluice_dataflows::views::{AsOf, Views};
 use sluice_ingest::{ClickSender, IngestStats, LogWriterConfig, WriterSummary, click_channel, spawn_log_writer};
 use sluice_redirect::ClickSink;
@@ -98,6 +98,16 @@ struct Held {
     store: Option<Arc<dyn LinkStore>>,
 }
 
+/// How [`System::start_or_stop`] ended: started, or given up when its stop (output `S`)
+/// came first.
+#[derive(Debug)]
+pub enum Start<S> {
+    /// Serving (boxed: a [`System`] is large).
+    Started(Box<System>),
+    /// Given up; what the start created is removed.
+    Stopped(S),
+}
+
 /// A running process (module docs).
 pub struct System {
     addr: SocketAddr,
@@ -145,7 +155,19 @@ impl System {
     ///
     /// Errors: the data directory, link store, click log (e.g. held by another process),
     /// visitor secret or dataflow cannot be set up.
-    pub async fn start(mut cfg: Config, listener: TcpListener) -> anyhow::Result<System> {
+    pub async fn start(cfg: Config, listener: TcpListener) -> anyhow::Result<System> {
+        match Self::start_or_stop(cfg, listener, std::future::pending::<()>()).await? {
+            Start::Started(system) => Ok(*system),
+            Start::Stopped(()) => unreachable!("a pending future never resolves"),
+        }
+    }
+
+    /// [`Self::start`], given up as soon as `stop` resolves first (a stop signal while a store
+    /// does not answer, say): what the start opened is closed and what it created in the data
+    /// dir removed, exactly as for a refused start, and `stop`'s output is returned.
+    ///
+    /// Errors as [`Self::start`].
+    pub async fn start_or_stop<S>(mut cfg: Config, listener: TcpListener, stop: impl Future<Output = S>) -> anyhow::Result<Start<S>> {
         if cfg.server.listen.port() == 0
             && let Ok(bound) = listener.local_addr()
         {
@@ -153,24 +175,26 @@ impl System {
         }
         let before = super::start_cleanup::Before::look(&cfg.server.data_dir);
         let mut held = Held::default();
-        match Self::start_holding(cfg, listener, &mut held).await {
-            Ok(system) => Ok(system),
-            Err(e) => {
-                // Closed first, so that nothing writes to its files after they are removed.
-                if let Some(store) = held.store.take() {
-                    store.close().await;
-                }
-                // Only while the click log (and its lock) is still held: no other process
-                // uses the data dir meanwhile. Role `api` takes no lock (it shares the dir
-                // with a redirect process that may have created the same files since the
-                // start looked), so it removes nothing.
-                if held.log.is_some() {
-                    before.remove_added();
-                }
-                drop(held);
-                Err(e)
-            }
+        let outcome = tokio::select! {
+            r = Self::start_holding(cfg, listener, &mut held) => r.map(|system| Start::Started(Box::new(system))),
+            s = stop => Ok(Start::Stopped(s)),
+        };
+        if let Ok(Start::Started(_)) = outcome {
+            return outcome;
         }
+        // Closed first, so that nothing writes to its files after they are removed.
+        if let Some(store) = held.store.take() {
+            store.close().await;
+        }
+        // Only while the click log (and its lock) is still held: no other process uses the
+        // data dir meanwhile. Role `api` takes no lock (it shares the dir with a redirect
+        // process that may have created the same files since the start looked), so it
+        // removes nothing.
+        if held.log.is_some() {
+            before.remove_added();
+        }
+        drop(held);
+        outcome
     }
 
     /// [`Self::start`], noting in `held` the click log and the link store once open.
@@ -202,7 +226,7 @@ impl System {
             let start = if cfg.dataflow.enabled { Some(DataflowJob::check_start(&cfg, log.clone()).await?) } else { None };
             (Some(log), start)
         };
-        let store = open_store(&cfg.store_location()).await.context("could not open the link store")?;
+        let store = open_store_within(&cfg.store_location(), cfg.store.connect_timeout).await.context("could not open the link store")?;
         held.store = Some(Arc::clone(&store));
         // Logs an error when `links.db` is deleted or replaced while open (`/readyz` fails then).
         drop(crate::health::watch_store_file(Arc::downgrade(&store), crate::health::STORE_FILE_CHECK));

@@ -33,6 +33,7 @@ mod split_roles;
 #[cfg(feature = "integration-tests")]
 mod start_gate;
 mod stop;
+mod store_connect;
 #[cfg(feature = "integration-tests")]
 mod store_gone;
 mod visitor_secret;

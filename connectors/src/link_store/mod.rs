@@ -36,8 +36,8 @@ pub use admin::{
     AdminStore, AuditQuery, AuditRecord, BlocklistAdded, BlocklistEntry, HOLD_ADMIN, HoldOutcome, LinkFilter, LinkHold, MAX_AUDIT_LIMIT, blocklist_source,
 };
 pub use common::{IDEMPOTENCY_TTL, MAX_LIST_LIMIT, TOMBSTONE_PERIOD};
-pub use open::{MigrationReport, StoreTarget, migrate, open_store};
-pub use postgres::{POOL_ACQUIRE_TIMEOUT, PostgresLinkStore};
+pub use open::{MigrationReport, StoreTarget, migrate, migrate_within, open_store, open_store_within};
+pub use postgres::{DEFAULT_CONNECT_TIMEOUT, POOL_ACQUIRE_TIMEOUT, PostgresLinkStore};
 pub use sqlite::{MIN_FREE_BYTES, SQLITE_FILE_NAME, SqliteLinkStore};
 
 /// `link` exactly as [`LinkStore::insert`] stores and returns it (both backends): timestamps

@@ -2,9 +2,10 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::LinkStore;
-use super::postgres::PostgresLinkStore;
+use super::postgres::{DEFAULT_CONNECT_TIMEOUT, PostgresLinkStore};
 use super::sqlite::SqliteLinkStore;
 use crate::{Error, Result};
 
@@ -48,15 +49,28 @@ impl StoreTarget {
 }
 
 /// Opens the link store named by `url_or_path` (see [`StoreTarget::parse`]), creating the
-/// SQLite file and directory if missing, and applies pending migrations.
+/// SQLite file and directory if missing, and applies pending migrations. A PostgreSQL
+/// connection gets [`DEFAULT_CONNECT_TIMEOUT`] to be established ([`open_store_within`]).
 ///
 /// Errors: [`Error::Config`] (bad location), [`Error::StoreDamaged`] (the SQLite file fails
-/// its integrity check at open), [`Error::Database`] (cannot connect/open), [`Error::Migrate`] (a migration failed or the database has migrations this build lacks).
+/// its integrity check at open), [`Error::Database`] (cannot connect/open),
+/// [`Error::StoreConnectTimeout`] (a PostgreSQL server that does not answer in time),
+/// [`Error::Migrate`] (a migration failed or the database has migrations this build lacks).
 pub async fn open_store(url_or_path: &str) -> Result<Arc<dyn LinkStore>> {
+    open_store_within(url_or_path, DEFAULT_CONNECT_TIMEOUT).await
+}
+
+/// [`open_store`], each PostgreSQL connection made while opening given at most
+/// `connect_timeout` to be established (`[store] connect-timeout`; TCP connect, TLS and
+/// login, not the migrations: [`PostgresLinkStore::connect_within`]). A SQLite store opens a
+/// local file and ignores it.
+///
+/// Errors as [`open_store`].
+pub async fn open_store_within(url_or_path: &str, connect_timeout: Duration) -> Result<Arc<dyn LinkStore>> {
     Ok(match StoreTarget::parse(url_or_path)? {
         StoreTarget::SqliteDir(dir) => Arc::new(SqliteLinkStore::open_dir(&dir).await?),
         StoreTarget::SqliteUrl(url) => Arc::new(SqliteLinkStore::open_url(&url).await?),
-        StoreTarget::Postgres(url) => Arc::new(PostgresLinkStore::connect(&url).await?),
+        StoreTarget::Postgres(url) => Arc::new(PostgresLinkStore::connect_within(&url, connect_timeout).await?),
     })
 }
 
@@ -98,10 +112,19 @@ async fn applied_postgres(pool: &sqlx::PgPool) -> Result<Vec<i64>> {
 }
 
 /// Applies pending migrations to the store named by `url_or_path` (what `sluice migrate`
-/// runs) and reports the applied versions before and after. Idempotent.
+/// runs) and reports the applied versions before and after. Idempotent. PostgreSQL
+/// connections get [`DEFAULT_CONNECT_TIMEOUT`] to be established ([`migrate_within`]).
 ///
 /// Errors as [`open_store`].
 pub async fn migrate(url_or_path: &str) -> Result<MigrationReport> {
+    migrate_within(url_or_path, DEFAULT_CONNECT_TIMEOUT).await
+}
+
+/// [`migrate`], each PostgreSQL connection given at most `connect_timeout` to be
+/// established (`[store] connect-timeout`; ignored by SQLite).
+///
+/// Errors as [`open_store`].
+pub async fn migrate_within(url_or_path: &str, connect_timeout: Duration) -> Result<MigrationReport> {
     let target = StoreTarget::parse(url_or_path)?;
     match &target {
         StoreTarget::SqliteDir(_) | StoreTarget::SqliteUrl(_) => {
@@ -140,10 +163,11 @@ pub async fn migrate(url_or_path: &str) -> Result<MigrationReport> {
             // One direct connection first: a pool would retry until its acquire timeout and
             // then report only "pool timed out", hiding the cause (connection refused, bad
             // password, unknown database).
-            sqlx::Connection::close(<sqlx::PgConnection as sqlx::Connection>::connect(url).await?).await?;
-            let pool = sqlx::PgPool::connect(url).await?;
+            let opts = <sqlx::postgres::PgConnectOptions as std::str::FromStr>::from_str(url)?;
+            sqlx::Connection::close(super::postgres::connect_direct(&opts, connect_timeout).await?).await?;
+            let pool = super::postgres::connect_pool(opts, connect_timeout).await?;
             let before = applied_postgres(&pool).await?;
-            let store = PostgresLinkStore::connect(url).await?;
+            let store = PostgresLinkStore::connect_within(url, connect_timeout).await?;
             let after = applied_postgres(&pool).await?;
             store.close().await;
             pool.close().await;
@@ -166,6 +190,46 @@ mod tests {
         );
         assert_eq!(StoreTarget::parse(" ./data ").expect("dir"), StoreTarget::SqliteDir(PathBuf::from("./data")));
         assert!(matches!(StoreTarget::parse("  "), Err(Error::Config(_))));
+    }
+
+    /// A server that accepts TCP connections and never answers: opening (and migrating) a
+    /// store on it fails at the connect timeout, naming the server without its password.
+    #[tokio::test]
+    async fn a_postgres_server_that_never_answers_fails_at_the_connect_timeout() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let held = tokio::spawn(async move {
+            let mut conns = Vec::new();
+            while let Ok((c, _)) = listener.accept().await {
+                conns.push(c);
+            }
+        });
+        let url = format!("postgres://sluice:s3cret@{addr}/links?sslmode=disable");
+        let timeout = Duration::from_millis(300);
+        let t0 = std::time::Instant::now();
+        let Err(err) = open_store_within(&url, timeout).await else { panic!("no store") };
+        assert!(t0.elapsed() < Duration::from_secs(5), "took {:?}", t0.elapsed());
+        assert!(
+            matches!(&err, Error::StoreConnectTimeout { store, timeout: t } if *store == format!("postgres://sluice@{addr}/links") && *t == timeout),
+            "{err:?}"
+        );
+        assert!(err.retryable() && err.kind() == "external");
+        let message = err.to_string();
+        assert!(
+            message.starts_with(&format!("the PostgreSQL server at postgres://sluice@{addr}/links did not complete a connection within 300ms")),
+            "{message}"
+        );
+        assert!(!message.contains("s3cret"), "{message}");
+        let Err(err) = migrate_within(&url, timeout).await else { panic!("no migration") };
+        assert!(matches!(err, Error::StoreConnectTimeout { .. }), "{err:?}");
+        held.abort();
+    }
+
+    #[test]
+    fn a_postgres_server_is_described_without_its_password() {
+        use std::str::FromStr;
+        let opts = sqlx::postgres::PgConnectOptions::from_str("postgresql://u:pw@[::1]:5433/db?password=other").expect("url");
+        assert_eq!(super::super::postgres::describe(&opts), "postgres://u@[::1]:5433/db");
     }
 
     #[tokio::test]

@@ -25,13 +25,20 @@ use crate::{Error, Result};
 /// Migrations for the PostgreSQL schema (`connectors/migrations/postgres/`).
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
-/// The live link with code `$1`.
 /// Longest wait for a pooled connection. While PostgreSQL is unreachable the pool retries
 /// connecting until this deadline, so it bounds how long a request that needs the store
 /// waits before its 503 `store_unavailable` (sqlx's default is 30 s, far beyond a redirect's
 /// or a client's budget); a healthy pool under load hands out a connection well within it.
 pub const POOL_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// Default bound on opening a connection to PostgreSQL while the store is opened (TCP
+/// connect, TLS, start-up and login; `[store] connect-timeout`): 10 s. A server that accepts
+/// the TCP connection and never answers (another service on the port, a stalled proxy) or a
+/// firewall that drops the packets would otherwise hold the open, and a start, forever: sqlx
+/// bounds pooled acquires, not a direct connection.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The live link with code `$1`.
 const SELECT_LIVE: &str = "SELECT seq, code, long_url, domain, expires_at, enabled, tags, redirect_type, org, \
                            created_at, updated_at, version FROM links WHERE code = $1 AND deleted_at IS NULL";
 const DELETE_TOMBSTONE: &str = "DELETE FROM links WHERE code = $1 AND deleted_at IS NOT NULL AND deleted_at <= $2";
@@ -86,13 +93,26 @@ fn check_schema_name(schema: &str) -> Result<()> {
 
 impl PostgresLinkStore {
     /// Connects to `url` (`postgres://user:pass@host:port/db`), applies pending migrations in
-    /// the connection's default schema (normally `public`).
+    /// the connection's default schema (normally `public`). Connecting is bounded by
+    /// [`DEFAULT_CONNECT_TIMEOUT`] ([`Self::connect_within`]).
     ///
     /// Errors: [`Error::Database`] when the server is unreachable or refuses the login,
-    /// [`Error::Migrate`] when a migration fails.
+    /// [`Error::StoreConnectTimeout`] when it does not answer in time, [`Error::Migrate`]
+    /// when a migration fails.
     pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_within(url, DEFAULT_CONNECT_TIMEOUT).await
+    }
+
+    /// [`Self::connect`], each connection made while opening (the first one, and the pool's)
+    /// given at most `connect_timeout` to be established (TCP connect, TLS, start-up and
+    /// login). The migrations that follow are not bounded: one may legitimately take long
+    /// (an index built over many links), or wait for another process that runs them.
+    ///
+    /// Errors as [`Self::connect`]; [`Error::StoreConnectTimeout`] names the server (never
+    /// the password) and `connect_timeout`.
+    pub async fn connect_within(url: &str, connect_timeout: Duration) -> Result<Self> {
         let opts = PgConnectOptions::from_str(url)?;
-        Self::connect_with(opts, None).await
+        Self::connect_with(opts, None, connect_timeout).await
     }
 
     /// Like [`Self::connect`], but everything lives in `schema` (created if missing), via the
@@ -102,18 +122,18 @@ impl PostgresLinkStore {
     pub async fn connect_in_schema(url: &str, schema: &str) -> Result<Self> {
         check_schema_name(schema)?;
         let opts = PgConnectOptions::from_str(url)?;
-        let mut conn = sqlx::PgConnection::connect_with(&opts).await?;
+        let mut conn = connect_direct(&opts, DEFAULT_CONNECT_TIMEOUT).await?;
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))).execute(&mut conn).await?;
         conn.close().await?;
-        Self::connect_with(opts.options([("search_path", schema)]), Some(schema.to_string())).await
+        Self::connect_with(opts.options([("search_path", schema)]), Some(schema.to_string()), DEFAULT_CONNECT_TIMEOUT).await
     }
 
-    async fn connect_with(opts: PgConnectOptions, schema: Option<String>) -> Result<Self> {
+    async fn connect_with(opts: PgConnectOptions, schema: Option<String>, connect_timeout: Duration) -> Result<Self> {
         // One direct connection first, so that an unreachable server or a refused login is
         // reported as such (the pool would retry for its acquire timeout and then say only
         // "pool timed out while waiting for an open connection").
-        sqlx::PgConnection::connect_with(&opts).await?.close().await?;
-        let pool = PgPoolOptions::new().max_connections(8).acquire_timeout(POOL_ACQUIRE_TIMEOUT).connect_with(opts).await?;
+        connect_direct(&opts, connect_timeout).await?.close().await?;
+        let pool = connect_pool(opts, connect_timeout).await?;
         MIGRATOR.run(&pool).await?;
         tracing::debug!(schema = schema.as_deref().unwrap_or("(default)"), "postgres link store open");
         Ok(Self { pool, schema })
@@ -137,6 +157,43 @@ impl PostgresLinkStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// `postgres://user@host:port/database` of `opts`: the server a connection goes to, for
+/// messages (no password, no other parameter).
+pub(super) fn describe(opts: &PgConnectOptions) -> String {
+    let host = opts.get_host();
+    let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_owned() };
+    format!("postgres://{}@{host}:{}/{}", opts.get_username(), opts.get_port(), opts.get_database().unwrap_or_default())
+}
+
+/// `fut` (a connection being made to the server of `opts`), given at most `timeout`.
+///
+/// Errors: [`Error::StoreConnectTimeout`] past `timeout`; what `fut` returns.
+async fn within<T>(opts: &PgConnectOptions, timeout: Duration, fut: impl Future<Output = Result<T, sqlx::Error>>) -> Result<T> {
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(Error::StoreConnectTimeout { store: describe(opts), timeout }),
+    }
+}
+
+/// One connection to the server of `opts`, established within `timeout` (TCP connect, TLS,
+/// start-up and login; sqlx itself has no bound on a direct connection).
+///
+/// Errors: [`Error::StoreConnectTimeout`], [`Error::Database`] (refused, unknown host, bad
+/// login, no such database).
+pub(super) async fn connect_direct(opts: &PgConnectOptions, timeout: Duration) -> Result<sqlx::PgConnection> {
+    within(opts, timeout, sqlx::PgConnection::connect_with(opts)).await
+}
+
+/// The store's pool over `opts` (8 connections, [`POOL_ACQUIRE_TIMEOUT`]), its first
+/// connection established within `timeout`.
+///
+/// Errors as [`connect_direct`].
+pub(super) async fn connect_pool(opts: PgConnectOptions, timeout: Duration) -> Result<PgPool> {
+    let pool_opts = PgPoolOptions::new().max_connections(8).acquire_timeout(POOL_ACQUIRE_TIMEOUT);
+    let target = opts.clone();
+    within(&target, timeout, pool_opts.connect_with(opts)).await
 }
 
 pub(super) fn link_from_row(row: &PgRow) -> Result<(i64, Link)> {

@@ -1,0 +1,183 @@
+//! The real `sluice serve` (and `sluice migrate`) binary against a PostgreSQL link store
+//! whose server accepts TCP connections and never answers (another service on the port, a
+//! stalled proxy): opening the store is bounded by `[store] connect-timeout` and fails with
+//! exit code 1 naming the server; a stop signal meanwhile ends the process at once, code 0.
+//! Every start here runs on a fresh data dir, which the given-up start removes again.
+//!
+//! No PostgreSQL is needed: the "server" is a loopback listener of this test that holds every
+//! connection it accepts and sends nothing.
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::child::{ChildProcess, free_port};
+
+/// A loopback TCP server that accepts connections, reads what they send and never writes.
+struct SilentServer {
+    addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+}
+
+impl SilentServer {
+    fn start() -> SilentServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&accepted);
+        // Detached: the accept loop (and every connection it holds) ends with the test process.
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                count.fetch_add(1, Ordering::SeqCst);
+                std::thread::spawn(move || hold(conn));
+            }
+        });
+        SilentServer { addr, accepted }
+    }
+
+    /// `postgres://sluice:<password>@<addr>/links`.
+    fn url(&self) -> String {
+        format!("postgres://sluice:{PASSWORD}@{}/links", self.addr)
+    }
+
+    /// How the error names the server (no password).
+    fn shown(&self) -> String {
+        format!("postgres://sluice@{}/links", self.addr)
+    }
+}
+
+/// Reads `conn` until the client closes it; never answers.
+fn hold(mut conn: TcpStream) {
+    let mut buf = [0u8; 1024];
+    while matches!(conn.read(&mut buf), Ok(n) if n > 0) {}
+}
+
+/// The store URL's password: never printed.
+const PASSWORD: &str = "s3cretpw";
+
+/// The error line of a start that gave up connecting to `server` after `timeout` (as
+/// printed by `sluice serve`: the `[store] connect-timeout` value).
+fn timeout_error(server: &SilentServer, context: &str, timeout: &str) -> String {
+    format!(
+        "error: {context}: the PostgreSQL server at {} did not complete a connection within {timeout} (TCP connect, TLS and login); check \
+         that this host and port are those of a running PostgreSQL server that answers (not another service, a stalled proxy or a \
+         firewall dropping the packets), or raise [store] connect-timeout if the server is just slow",
+        server.shown()
+    )
+}
+
+/// `sluice serve` (role all) on a free port and the data dir `data`, its link store at
+/// `store_url`, `[store] connect-timeout` = `timeout`, logging at info into `log`.
+fn serve(data: &Path, store_url: &str, timeout: &str, log: &Path) -> ChildProcess {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let err = std::fs::File::create(log).expect("log file");
+    ChildProcess::spawn(
+        Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["serve", "--listen", &listen, "--data-dir"])
+            .arg(data)
+            .env("SLUICE__STORE__URL", store_url)
+            .env("SLUICE__STORE__CONNECT_TIMEOUT", timeout)
+            .env("SLUICE_LOG", "info")
+            .env("NO_COLOR", "1")
+            .env_remove("KAFKA_BROKERS")
+            .stdout(Stdio::null())
+            .stderr(err),
+        "sluice serve",
+    )
+}
+
+/// Waits until `child` exits; panics with its log after `limit`.
+fn exit_within(child: &mut ChildProcess, limit: Duration, log: &Path) -> ExitStatus {
+    let t0 = Instant::now();
+    loop {
+        if let Some(status) = child.exited() {
+            return status;
+        }
+        let log_text = || std::fs::read_to_string(log).unwrap_or_default();
+        assert!(t0.elapsed() < limit, "sluice still running after {limit:?}; its log:\n{}", log_text());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits until `server` has accepted a connection (the start is opening the link store).
+fn until_connected(server: &SilentServer, log: &Path) {
+    let t0 = Instant::now();
+    while server.accepted.load(Ordering::SeqCst) == 0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "sluice connected to the store within 60 s; its log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_store_server_that_never_answers_fails_the_start_at_the_connect_timeout_and_removes_the_new_data_dir() {
+    let server = SilentServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (data, log) = (dir.path().join("data"), dir.path().join("serve.log"));
+    let mut child = serve(&data, &server.url(), "2s", &log);
+    until_connected(&server, &log);
+    let t0 = Instant::now();
+    let status = exit_within(&mut child, Duration::from_secs(20), &log);
+    let took = t0.elapsed();
+    let log_text = std::fs::read_to_string(&log).expect("log");
+    assert_eq!(status.code(), Some(1), "{log_text}");
+    assert!(took >= Duration::from_millis(1500) && took < Duration::from_secs(12), "gave up after {took:?}, the timeout being 2 s: {log_text}");
+    let last = log_text.lines().last().unwrap_or_default();
+    assert_eq!(last, timeout_error(&server, "could not open the link store", "2s"), "{log_text}");
+    assert!(!log_text.contains(PASSWORD), "the password is never shown: {log_text}");
+    assert!(!data.exists(), "the data dir this start created is removed: {:?}", std::fs::read_dir(&data).map(|d| d.count()));
+}
+
+#[test]
+fn a_stop_signal_while_the_store_does_not_answer_ends_the_start_at_once_with_code_0() {
+    let server = SilentServer::start();
+    for signal in ["TERM", "INT"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (data, log) = (dir.path().join("data"), dir.path().join("serve.log"));
+        // A connect timeout far beyond the test: only the signal can end this start in time.
+        let mut child = serve(&data, &server.url(), "10min", &log);
+        let connected = server.accepted.load(Ordering::SeqCst);
+        while server.accepted.load(Ordering::SeqCst) == connected {
+            assert!(child.exited().is_none(), "still starting; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // Stuck in the store's open for a while (nothing to accept meanwhile).
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(child.exited().is_none(), "still starting");
+        let t0 = Instant::now();
+        assert!(Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status().expect("kill").success());
+        let status = exit_within(&mut child, Duration::from_secs(5), &log);
+        let log_text = std::fs::read_to_string(&log).expect("log");
+        assert_eq!(status.code(), Some(0), "SIG{signal}: {log_text}");
+        assert!(t0.elapsed() < Duration::from_secs(3), "SIG{signal}: exited {:?} after the signal", t0.elapsed());
+        assert!(log_text.contains("stop signal during start-up: the start was given up"), "SIG{signal}: {log_text}");
+        assert!(!log_text.lines().any(|l| l.starts_with("error:")), "not a refused start, SIG{signal}: {log_text}");
+        assert!(!data.exists(), "SIG{signal}: the data dir this start created is removed");
+    }
+}
+
+#[test]
+fn sluice_migrate_against_a_store_server_that_never_answers_fails_at_the_connect_timeout() {
+    let server = SilentServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let t0 = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["migrate", "--store", &server.url(), "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("SLUICE__STORE__CONNECT_TIMEOUT", "1s")
+        .env("NO_COLOR", "1")
+        .env_remove("SLUICE__STORE__URL")
+        .output()
+        .expect("run sluice migrate");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(t0.elapsed() < Duration::from_secs(15), "took {:?}", t0.elapsed());
+    assert_eq!(stderr.lines().last().unwrap_or_default(), timeout_error(&server, "migration failed", "1s"), "{stderr}");
+}
