@@ -4,36 +4,15 @@
 //! the summary), and the server then counts exactly the stored events with no dead letter;
 //! an input that cannot be read at all (a directory) is said to be just that.
 
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use crate::child::{await_ready, free_port, serve_embedded};
+use crate::cli_run::{import, now_ms, text};
 
 const UA: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
 const DAY: i64 = 86_400_000;
-
-/// `sluice import --quiet <args>` (no configuration from the environment).
-fn import(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["--log", "warn", "import", "--quiet"])
-        .args(args)
-        .env_remove("SLUICE_LOG")
-        .env_remove("SLUICE_INGEST_TOKEN")
-        .env_remove("KAFKA_BROKERS")
-        .env_remove("SLUICE__STORE__URL")
-        .output()
-        .expect("run sluice import")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn now_ms() -> i64 {
-    i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis()).expect("ms")
-}
 
 fn event(id: &str, code: &str, ts: i64) -> Value {
     json!({"event_id": id, "code": code, "ts": ts, "ip": "203.0.113.9", "user_agent": UA})

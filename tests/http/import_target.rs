@@ -7,32 +7,13 @@
 
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use sluice_connectors::click_log::ClickLog;
 
 use crate::child::{await_ready, free_port, serve_embedded};
-
-/// `sluice import --quiet <args>` (no configuration from the environment).
-fn import(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["--log", "warn", "import", "--quiet"])
-        .args(args)
-        .env_remove("SLUICE_LOG")
-        .env_remove("SLUICE_INGEST_TOKEN")
-        .output()
-        .expect("run sluice import")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn now_ms() -> i64 {
-    i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis()).expect("ms")
-}
+use crate::cli_run::{import, now_ms, text};
 
 /// An NDJSON event `id` on `code`, a minute old per `n`, from its own address.
 fn event(id: &str, code: &str, n: i64, ua: &str) -> Value {

@@ -3,25 +3,19 @@
 //! line saying so, after printing its report; a run past `--max-error-share` exits 1 too; a
 //! run whose requests were redirected exits 0.
 
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use crate::child::{await_ready, free_port, serve_embedded};
+use crate::cli_run::{sluice_quiet, text};
 
 /// `sluice loadgen` against `listen`: 20 redirect requests in 1 s on `codes`, no posted events.
 fn loadgen(listen: &str, codes: &str, extra: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["--log", "warn", "loadgen", "--quiet", "--target", &format!("http://{listen}"), "--codes", codes])
-        .args(["--rate", "20", "--duration", "1s", "--late-share", "0", "--duplicate-share", "0", "--seed", "1"])
-        .args(extra)
-        .env_remove("SLUICE_LOG")
-        .env_remove("SLUICE_INGEST_TOKEN")
-        .output()
-        .expect("run sluice loadgen")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+    let target = format!("http://{listen}");
+    let mut args = vec!["--target", &target, "--codes", codes];
+    args.extend(["--rate", "20", "--duration", "1s", "--late-share", "0", "--duplicate-share", "0", "--seed", "1"]);
+    args.extend(extra);
+    sluice_quiet("loadgen", &args)
 }
 
 /// Finding: `sluice loadgen` exited 0 when every request got 404.

@@ -211,14 +211,32 @@ async fn until_starting_on_a_gone_store(http: &reqwest::Client, base: &str, prox
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_store_gone_while_the_blocklist_is_applied_gates_everything_but_health_until_it_is_back() {
+/// A role-`all` server (a `[links] blocklist` entry) over a fresh PostgreSQL database reached
+/// through a [`TrippingProxy`], just started.
+struct GatedServer {
+    /// The PostgreSQL server URL (`SLUICE_POSTGRES_URL`).
+    server: String,
+    /// The test's database on it.
+    db: String,
+    proxy: TrippingProxy,
+    dir: tempfile::TempDir,
+    child: ChildProcess,
+    base: String,
+}
+
+async fn gated_server() -> GatedServer {
     let server = std::env::var("SLUICE_POSTGRES_URL").expect("feature integration-tests is on: SLUICE_POSTGRES_URL must name a PostgreSQL server");
     let pg = url::Url::parse(&server).expect("SLUICE_POSTGRES_URL is a URL");
     let proxy = TrippingProxy::start(format!("{}:{}", pg.host_str().expect("host"), pg.port().unwrap_or(5432))).await;
     let (server, db, store_url) = database(proxy.addr.port()).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let (child, base) = serve(dir.path(), &store_url);
+    GatedServer { server, db, proxy, dir, child, base }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_gone_while_the_blocklist_is_applied_gates_everything_but_health_until_it_is_back() {
+    let GatedServer { server, db, proxy, dir, child, base } = gated_server().await;
     let http = client();
     until_starting_on_a_gone_store(&http, &base, &proxy, &dir.path().join("serve.log")).await;
 
@@ -300,12 +318,7 @@ async fn a_store_gone_while_the_blocklist_is_applied_gates_everything_but_health
 /// exit code 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_while_the_start_up_work_waits_for_the_store_ends_the_process_promptly() {
-    let server = std::env::var("SLUICE_POSTGRES_URL").expect("feature integration-tests is on: SLUICE_POSTGRES_URL must name a PostgreSQL server");
-    let pg = url::Url::parse(&server).expect("SLUICE_POSTGRES_URL is a URL");
-    let proxy = TrippingProxy::start(format!("{}:{}", pg.host_str().expect("host"), pg.port().unwrap_or(5432))).await;
-    let (server, db, store_url) = database(proxy.addr.port()).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (child, base) = serve(dir.path(), &store_url);
+    let GatedServer { server, db, proxy, dir, child, base } = gated_server().await;
     until_starting_on_a_gone_store(&client(), &base, &proxy, &dir.path().join("serve.log")).await;
     let t0 = Instant::now();
     child.terminate();
