@@ -65,7 +65,8 @@ fn timeout_error(server: &SilentServer, context: &str, timeout: &str) -> String 
     format!(
         "error: {context}: the PostgreSQL server at {} did not complete a connection within {timeout} (TCP connect, TLS and login); check \
          that this host and port are those of a running PostgreSQL server that answers (not another service, a stalled proxy or a \
-         firewall dropping the packets), or raise [store] connect-timeout if the server is just slow",
+         firewall dropping the packets); a slow server: [store] connect-timeout bounds the first connection, and every pooled \
+         connection must be made within 3s (the pool's acquire timeout)",
         server.shown()
     )
 }

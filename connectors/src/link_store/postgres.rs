@@ -187,13 +187,20 @@ pub(super) async fn connect_direct(opts: &PgConnectOptions, timeout: Duration) -
 }
 
 /// The store's pool over `opts` (8 connections, [`POOL_ACQUIRE_TIMEOUT`]), its first
-/// connection established within `timeout`.
+/// connection established within `timeout` — and, as every pooled connection, within
+/// [`POOL_ACQUIRE_TIMEOUT`], which bounds how long a request waits for the store.
 ///
-/// Errors as [`connect_direct`].
+/// Errors as [`connect_direct`]; the pool's own deadline passing is
+/// [`Error::StoreConnectTimeout`] with the bound that passed (not sqlx's "pool timed out").
 pub(super) async fn connect_pool(opts: PgConnectOptions, timeout: Duration) -> Result<PgPool> {
     let pool_opts = PgPoolOptions::new().max_connections(8).acquire_timeout(POOL_ACQUIRE_TIMEOUT);
     let target = opts.clone();
-    within(&target, timeout, pool_opts.connect_with(opts)).await
+    match within(&target, timeout, pool_opts.connect_with(opts)).await {
+        Err(Error::Database(sqlx::Error::PoolTimedOut)) => {
+            Err(Error::StoreConnectTimeout { store: describe(&target), timeout: timeout.min(POOL_ACQUIRE_TIMEOUT) })
+        }
+        r => r,
+    }
 }
 
 pub(super) fn link_from_row(row: &PgRow) -> Result<(i64, Link)> {

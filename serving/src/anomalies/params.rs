@@ -214,7 +214,9 @@ fn decode_cursor(raw: &str, filter: &AnomalyFilter) -> Result<(i64, [u8; 16]), A
         return Err(invalid("not a cursor of this endpoint"));
     };
     let ws: i64 = ws.parse().map_err(|_| invalid("not a cursor of this endpoint"))?;
-    if id.len() != 32 {
+    // 32 ASCII hex digits (so every 2-byte slice below is on a char boundary: a multibyte
+    // character in a crafted cursor is refused, not a panic; `+` is no digit here).
+    if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(invalid("not a cursor of this endpoint"));
     }
     let mut bytes = [0u8; 16];
@@ -296,5 +298,21 @@ mod tests {
         let c = encode_cursor(-5, &id, &f);
         assert_eq!(parse_list(Some(&format!("kind=click_burst&cursor={c}"))).expect("same").after, Some((-5, id)));
         assert_eq!(parse_list(Some(&format!("kind=bot_share&cursor={c}"))).expect_err("other").code, "invalid_cursor");
+    }
+
+    /// QA finding: an id of 32 bytes holding a multibyte character panicked (a slice inside
+    /// the character); a `+` sign passed `from_str_radix`. Both are 400 `invalid_cursor`.
+    #[test]
+    fn crafted_cursor_ids_are_invalid_cursor_never_a_panic() {
+        let f = parse_list(None).expect("valid").filter;
+        let fp = f.fingerprint();
+        let not_this = "cursor is not valid here: not a cursor of this endpoint; use the next_cursor of a previous page with the same filters";
+        for id in [format!("€{}", "0".repeat(29)), format!("0€{}", "0".repeat(28)), format!("+f{}", "0".repeat(30)), format!("{}é", "0".repeat(30))] {
+            let c = URL_SAFE_NO_PAD.encode(format!("a1:0:{id}:{fp}"));
+            let e = parse_list(Some(&format!("cursor={c}"))).expect_err(&id);
+            assert_eq!((e.code, e.message.as_str()), ("invalid_cursor", not_this), "{id}");
+        }
+        let c = URL_SAFE_NO_PAD.encode(format!("a1:0:{}:{fp}", "0f".repeat(16)));
+        assert_eq!(parse_list(Some(&format!("cursor={c}"))).expect("well-formed").after, Some((0, [0x0f; 16])));
     }
 }
