@@ -51,14 +51,16 @@ impl UrlPolicy {
     /// lowercased as given) and `blocklist` (each entry normalized like a run-time blocklist
     /// entry, [`sluice_dataflows::anomaly::normalize_pattern`]: a port, scheme or path is
     /// dropped, an IPv6 address may be bare or bracketed; an entry it cannot read, which the
-    /// configuration check refuses first, is kept as `own_hosts` are).
+    /// configuration check refuses first, is kept as `own_hosts` are). Entries equal once
+    /// normalized (`EVIL.EXAMPLE.` and `evil.example`) are kept once, the first in place.
     pub fn new(max_url_bytes: usize, own_hosts: &[String], blocklist: &[String]) -> Self {
-        Self {
-            max_url_bytes,
-            own_hosts: own_hosts.iter().map(|h| normalize_host(h)).collect(),
-            blocklist: blocklist.iter().map(|h| sluice_dataflows::anomaly::normalize_pattern(h).unwrap_or_else(|_| normalize_host(h))).collect(),
-            loopback_port: None,
-        }
+        let mut seen = std::collections::HashSet::new();
+        let blocklist = blocklist
+            .iter()
+            .map(|h| sluice_dataflows::anomaly::normalize_pattern(h).unwrap_or_else(|_| normalize_host(h)))
+            .filter(|p| seen.insert(p.clone()))
+            .collect();
+        Self { max_url_bytes, own_hosts: own_hosts.iter().map(|h| normalize_host(h)).collect(), blocklist, loopback_port: None }
     }
 
     /// This policy for a service listening on `port` at an unspecified address: targets on
@@ -314,6 +316,9 @@ mod tests {
             assert_eq!((e.code, e.status.as_u16()), ("policy_violation", 422), "{url}");
         }
         assert!(p.normalize("http://[2001:db8::4]/x").is_ok());
+        // QA finding: one entry in two spellings was listed twice (GET /v1/admin/blocklist).
+        let p = UrlPolicy::new(8192, &[], &["EVIL.EXAMPLE.".into(), "b.example".into(), "evil.example".into(), "[2001:db8::1]".into(), "2001:DB8::1".into()]);
+        assert_eq!(p.blocklist, vec!["evil.example", "b.example", "2001:db8::1"]);
     }
 
     #[test]
