@@ -516,6 +516,14 @@ impl Config {
         self.forwarded_header().ok()?.header_name().map(|h| h.as_str().to_owned())
     }
 
+    /// How far ahead of the clock an event's time may be at intake (`POST /v1/events`,
+    /// `sluice import --data-dir`), in ms: the smaller of `[ingest] max-future-skew` and
+    /// `[dataflow] future-skew`, so the intake refuses (`ts_in_future`) what the dataflow
+    /// would dead-letter `future` rather than accept it.
+    pub fn intake_future_skew_ms(&self) -> i64 {
+        i64::try_from(self.ingest.max_future_skew.min(self.dataflow.future_skew).as_millis()).unwrap_or(i64::MAX)
+    }
+
     /// The client-address resolver of the trusted proxies and forwarding header configured
     /// (the redirect's, the create rate limit's).
     pub fn client_ip_resolver(&self) -> anyhow::Result<sluice_redirect::client_ip::ClientIpResolver> {

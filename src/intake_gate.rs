@@ -9,13 +9,25 @@
 //! while the log is idle, with the event times of other requests): an event accepted just
 //! inside the bound could be dead-lettered by the time the dataflow reads it. The bound is
 //! therefore [`IN_FLIGHT_MARGIN`] stricter than the views' watermark minus the limit:
-//! events within that margin of the edge are refused `too_late` too. A concurrent request
-//! that moves the watermark further than the margin in that time can still make the
-//! dataflow dead-letter an accepted event (counted in
-//! `sluice_events_dead_lettered_total{reason="too_late"}`).
+//! events within that margin of the edge are refused `too_late` too.
+//!
+//! The views show an accepted event's time only once the dataflow has read it and completed
+//! the epoch: a request right after one that stored newer events would be checked against
+//! a watermark that has not moved yet. The gate therefore also keeps the newest event time
+//! it has accepted and stored (process-wide, live and backfill alike, updated after the
+//! append) and refuses what trails it by more than the limit
+//! ([`LatenessCheck`](sluice_ingest::http::gate::LatenessCheck), the rule between the
+//! events of one request and of an offline import, so `sluice import --target` and
+//! `--data-dir` give the same verdicts). It is one value for the whole process: with several
+//! partitions (Kafka) an event is checked against the newest accepted for any of them,
+//! which may refuse one its own partition would have counted, never the reverse. Requests
+//! in flight at the same time are checked before either is stored: one that stores newer
+//! events first, further ahead than the limit, can still make the dataflow dead-letter the
+//! other's events (counted in `sluice_events_dead_lettered_total{reason="too_late"}`).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use sluice_connectors::LinkStore;
@@ -38,6 +50,8 @@ pub struct StoreAndViewsGate {
     views: Option<Views>,
     allowed_lateness_ms: i64,
     long_retention_ms: i64,
+    /// The newest event time stored through this gate (module docs); `i64::MIN`: none yet.
+    newest_accepted_ms: AtomicI64,
 }
 
 impl StoreAndViewsGate {
@@ -45,7 +59,13 @@ impl StoreAndViewsGate {
     /// and `long_retention` (backfill).
     pub fn new(store: Arc<dyn LinkStore>, views: Option<Views>, allowed_lateness: Duration, long_retention: Duration) -> Self {
         let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-        StoreAndViewsGate { store, views, allowed_lateness_ms: ms(allowed_lateness), long_retention_ms: ms(long_retention) }
+        StoreAndViewsGate {
+            store,
+            views,
+            allowed_lateness_ms: ms(allowed_lateness),
+            long_retention_ms: ms(long_retention),
+            newest_accepted_ms: AtomicI64::new(i64::MIN),
+        }
     }
 
     /// The views' watermark plus [`IN_FLIGHT_MARGIN`] minus `limit_ms`
@@ -80,5 +100,13 @@ impl IntakeGate for StoreAndViewsGate {
     fn lateness_limit_ms(&self, backfill: bool) -> Option<i64> {
         self.views.as_ref()?;
         Some(if backfill { self.long_retention_ms } else { self.allowed_lateness_ms })
+    }
+
+    fn newest_accepted_ms(&self) -> Option<i64> {
+        Some(self.newest_accepted_ms.load(Ordering::Acquire)).filter(|&t| t != i64::MIN)
+    }
+
+    fn record_accepted(&self, ts_ms: i64) {
+        self.newest_accepted_ms.fetch_max(ts_ms, Ordering::AcqRel);
     }
 }

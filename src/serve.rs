@@ -68,13 +68,14 @@ pub fn api_config(cfg: &Config) -> anyhow::Result<ApiConfig> {
     })
 }
 
-/// The `POST /v1/events` settings taken from `cfg` (`[ingest]`).
+/// The `POST /v1/events` settings taken from `cfg` (`[ingest]`; the future-skew tolerance
+/// is [`Config::intake_future_skew_ms`]).
 pub fn events_config(cfg: &Config) -> EventsConfig {
     EventsConfig {
         token: cfg.ingest.token.as_ref().map(|t| t.0.clone()),
         max_events: cfg.ingest.max_events,
         max_body_bytes: cfg.ingest.max_body_bytes,
-        max_future_skew_ms: i64::try_from(cfg.ingest.max_future_skew.as_millis()).unwrap_or(i64::MAX),
+        max_future_skew_ms: cfg.intake_future_skew_ms(),
         client_header: cfg.forwarded_header_name(),
     }
 }

@@ -241,7 +241,7 @@ pub(super) fn open_sink(args: &ImportArgs, cfg: &Config) -> anyhow::Result<Sink>
         let secret = crate::visitor_secret::load_or_create(cfg.visitor.secret.as_ref().map(|s| s.0.as_str()), dir)?;
         let log = ClickLog::open(dir).map_err(|e| crate::log_open::open_error(dir, e, "then import with --target"))?;
         let salt = VisitorSalt::new(secret, cfg.visitor.salt_period.period_ms());
-        let skew_ms = i64::try_from(cfg.ingest.max_future_skew.as_millis()).unwrap_or(i64::MAX);
+        let skew_ms = cfg.intake_future_skew_ms();
         let lateness = OfflineLateness::open(cfg, dir, &log, !args.no_backfill)?;
         return Ok(Sink::Log { log, salt, skew_ms, lateness });
     }

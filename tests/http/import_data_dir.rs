@@ -14,12 +14,12 @@ use crate::cli_run::{import, now_ms, text};
 const UA: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
 const DAY: i64 = 86_400_000;
 
-fn event(id: &str, code: &str, ts: i64) -> Value {
+pub(super) fn event(id: &str, code: &str, ts: i64) -> Value {
     json!({"event_id": id, "code": code, "ts": ts, "ip": "203.0.113.9", "user_agent": UA})
 }
 
 /// `GET {path}` of the server at `listen` until `done` holds for its JSON (30 s at most).
-async fn await_json(http: &reqwest::Client, listen: &str, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+pub(super) async fn await_json(http: &reqwest::Client, listen: &str, path: &str, done: impl Fn(&Value) -> bool) -> Value {
     let t0 = Instant::now();
     loop {
         let v: Value = http.get(format!("http://{listen}{path}")).send().await.expect("get").json().await.expect("json");
@@ -31,7 +31,7 @@ async fn await_json(http: &reqwest::Client, listen: &str, path: &str, done: impl
     }
 }
 
-async fn clicks_of(http: &reqwest::Client, listen: &str, code: &str, want: u64) {
+pub(super) async fn clicks_of(http: &reqwest::Client, listen: &str, code: &str, want: u64) {
     let now = now_ms();
     let q = |ms: i64| chrono::DateTime::from_timestamp_millis(ms).expect("ms").to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let path = format!("/v1/links/{code}/stats?bucket=day&from={}&to={}", q((now / DAY - 1) * DAY), q((now / DAY + 1) * DAY));
@@ -40,9 +40,14 @@ async fn clicks_of(http: &reqwest::Client, listen: &str, code: &str, want: u64) 
 
 /// The sample `sluice_events_dead_lettered_total{reason="too_late"}` of `/metrics`.
 async fn too_late_dead_letters(http: &reqwest::Client, listen: &str) -> Option<f64> {
+    dead_letters(http, listen, "too_late").await
+}
+
+/// The sample `sluice_events_dead_lettered_total{reason="<reason>"}` of `/metrics`.
+pub(super) async fn dead_letters(http: &reqwest::Client, listen: &str, reason: &str) -> Option<f64> {
     let text = http.get(format!("http://{listen}/metrics")).send().await.expect("metrics").text().await.expect("text");
-    let name = "sluice_events_dead_lettered_total{reason=\"too_late\"}";
-    text.lines().find(|l| l.starts_with(name)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok())
+    let name = format!("sluice_events_dead_lettered_total{{reason=\"{reason}\"}}");
+    text.lines().find(|l| l.starts_with(&name)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok())
 }
 
 /// Finding (QA): an offline import into a data dir a server had run on stored an event 500

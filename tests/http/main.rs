@@ -20,6 +20,7 @@ mod hostile;
 mod idempotency;
 mod import_data_dir;
 mod import_target;
+mod intake_bounds;
 mod links_api;
 mod links_cursor;
 mod links_org;

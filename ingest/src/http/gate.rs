@@ -46,6 +46,23 @@ pub trait IntakeGate: Send + Sync + 'static {
         let _ = backfill;
         None
     }
+
+    /// The newest event time (ms since the Unix epoch, UTC) of the events this intake has
+    /// accepted and stored so far, across requests and whether live or backfill
+    /// ([`Self::record_accepted`]): the dataflow's partition watermark reaches it when it
+    /// reads them, possibly before the views show it, so the next request's events are
+    /// checked against it too ([`LatenessCheck::newest_accepted_ms`], the rule between the
+    /// events of one request). `None` (the default) before any, or when not tracked.
+    fn newest_accepted_ms(&self) -> Option<i64> {
+        None
+    }
+
+    /// Records that events up to `ts_ms` (the newest event time of one request's accepted
+    /// events) were stored: [`Self::newest_accepted_ms`] becomes the larger of the two.
+    /// Called only after the events are durable in the log. The default does nothing.
+    fn record_accepted(&self, ts_ms: i64) {
+        let _ = ts_ms;
+    }
 }
 
 /// The oldest event time (ms since the Unix epoch, UTC) an event may carry when the
@@ -58,13 +75,16 @@ pub fn watermark_floor_ms(watermark_ms: i64, limit_ms: i64, margin_ms: i64) -> O
     (watermark_ms != i64::MIN && watermark_ms != i64::MAX).then(|| watermark_ms.saturating_add(margin_ms).saturating_sub(limit_ms))
 }
 
-/// The `too_late` rule of the intake, for events in the order the dataflow reads them (one
-/// request's body order for `POST /v1/events`; the input's line order for `sluice import
-/// --data-dir`). An event is too late when its time is before the larger of two floors:
-/// the watermark's ([`watermark_floor_ms`]), and `limit_ms` behind the newest event time
-/// accepted before it (each accepted event raises its partition's watermark to its time
-/// when the dataflow reads it, so an event older than the limit behind it would be
-/// dead-lettered `too_late`).
+/// The `too_late` rule of the intake, for events in the order the dataflow reads them (the
+/// requests' order, then each body's order, for `POST /v1/events`; the input's line order
+/// for `sluice import --data-dir`). An event is too late when its time is before the larger
+/// of two floors: the watermark's ([`watermark_floor_ms`]), and `limit_ms` behind the
+/// newest event time accepted before it (each accepted event raises its partition's
+/// watermark to its time when the dataflow reads it, so an event older than the limit
+/// behind it would be dead-lettered `too_late`). For `POST /v1/events` the events accepted
+/// before it are those of earlier requests ([`IntakeGate::newest_accepted_ms`]) and the
+/// earlier ones of its own request; for an offline import, its earlier lines. Both paths
+/// therefore give the same verdicts for the same events in the same order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct LatenessCheck {
     /// The floor from the dataflow's watermark, ms since the Unix epoch; `None`: unknown.
@@ -79,6 +99,13 @@ impl LatenessCheck {
     /// A check with the watermark's floor and the limit, before any accepted event.
     pub fn new(from_watermark_ms: Option<i64>, limit_ms: Option<i64>) -> Self {
         LatenessCheck { from_watermark_ms, limit_ms, newest_accepted_ms: None }
+    }
+
+    /// A check with the watermark's floor and the limit that goes on from events accepted
+    /// earlier (another request's, [`IntakeGate::newest_accepted_ms`]): the newest of them
+    /// at `newest_accepted_ms` (`None`: none).
+    pub fn after(from_watermark_ms: Option<i64>, limit_ms: Option<i64>, newest_accepted_ms: Option<i64>) -> Self {
+        LatenessCheck { from_watermark_ms, limit_ms, newest_accepted_ms }
     }
 
     /// The oldest event time (ms) the next event may carry; `None`: no bound.
@@ -142,5 +169,28 @@ mod tests {
         // Without a limit only the watermark's floor applies.
         let mut check = LatenessCheck::new(Some(5), None);
         assert_eq!((check.admit(100), check.admit(4), check.admit(5)), (Ok(()), Err(5), Ok(())));
+    }
+
+    #[test]
+    fn a_check_after_earlier_accepted_events_gives_the_verdicts_of_one_check_over_all() {
+        // One check over [10 d, 8 d - 1 ms, 8 d] and one per event, each going on from the
+        // newest accepted before it (separate requests), refuse the same event.
+        let mut one = LatenessCheck::new(None, Some(2 * DAY));
+        let all: Vec<_> = [10 * DAY, 8 * DAY - 1, 8 * DAY].into_iter().map(|t| one.admit(t)).collect();
+        let mut newest = None;
+        let each: Vec<_> = [10 * DAY, 8 * DAY - 1, 8 * DAY]
+            .into_iter()
+            .map(|t| {
+                let mut check = LatenessCheck::after(None, Some(2 * DAY), newest);
+                let verdict = check.admit(t);
+                newest = check.newest_accepted_ms;
+                verdict
+            })
+            .collect();
+        assert_eq!(all, vec![Ok(()), Err(8 * DAY), Ok(())]);
+        assert_eq!(each, all);
+        // The watermark's floor still applies when it is ahead; no limit: no accepted floor.
+        assert_eq!(LatenessCheck::after(Some(9 * DAY), Some(2 * DAY), Some(10 * DAY)).oldest_ms(), Some(9 * DAY));
+        assert_eq!(LatenessCheck::after(None, None, Some(10 * DAY)).oldest_ms(), None);
     }
 }

@@ -29,7 +29,10 @@
 //! Per-event reasons besides the schema's ([`Rejection`]): with an [`IntakeGate`] (the
 //! binary always has one), `unknown_code` (no link has the code) and `too_late` (live
 //! events: older than the dataflow's watermark minus its allowed lateness; backfill: older
-//! than the watermark minus the longest retention, `[dataflow] long-retention`). Events newer than the server clock plus the skew tolerance are `ts_in_future`.
+//! than the watermark minus the longest retention, `[dataflow] long-retention`; either way
+//! also older than that limit behind the newest event time accepted before, in this request
+//! or an earlier one: [`gate::LatenessCheck`]). Events newer than the server clock plus the
+//! skew tolerance ([`EventsConfig::max_future_skew_ms`]) are `ts_in_future`.
 
 pub mod error;
 pub mod gate;
@@ -71,7 +74,9 @@ pub struct EventsConfig {
     pub max_events: usize,
     /// Largest body in bytes (default [`DEFAULT_MAX_BODY_BYTES`]).
     pub max_body_bytes: usize,
-    /// Tolerance for `ts` ahead of the server clock, ms (default 5 minutes).
+    /// Tolerance for `ts` ahead of the server clock, ms (default 5 minutes). The binary sets
+    /// the smaller of `[ingest] max-future-skew` and `[dataflow] future-skew`, so no event it
+    /// accepts is dead-lettered `future`.
     pub max_future_skew_ms: i64,
     /// `server.forwarded-header` when it names a header: without a token, a loopback request
     /// carrying it (or any header of [`sluice_schemas::client_address`]) came through a proxy.
@@ -226,7 +231,12 @@ async fn handle<L: EventLog>(state: &EventsState<L>, req: Request) -> Result<(us
             .with_details(json!({ "accepted": 0, "rejected": rejected })));
     }
     let n = accepted.len();
+    let newest = accepted.iter().map(|ev| ev.ts).max();
     state.appender.append_durable_marked(accepted, backfill).await?;
+    // Stored: the next requests' events are checked against these too (gate::LatenessCheck).
+    if let (Some(gate), Some(ts)) = (&state.gate, newest) {
+        gate.record_accepted(ts);
+    }
     Ok((n, rejected, backfill))
 }
 
@@ -235,8 +245,9 @@ async fn handle<L: EventLog>(state: &EventsState<L>, req: Request) -> Result<(us
 /// allowed lateness; backfill: the longest retention). The events of one request reach
 /// the dataflow in body order, each raising its partition's watermark to its event time,
 /// so an event is also refused when it is older than the limit
-/// ([`IntakeGate::lateness_limit_ms`]) behind an event accepted before it in the same
-/// request (the dataflow would dead-letter it `too_late`).
+/// ([`IntakeGate::lateness_limit_ms`]) behind an event accepted before it: in the same
+/// request, or in an earlier one ([`IntakeGate::newest_accepted_ms`], which the views'
+/// watermark may not show yet); the dataflow would dead-letter it `too_late`.
 async fn gate_events(
     gate: &dyn IntakeGate,
     valid: Vec<(usize, Option<usize>, ClickEvent)>,
@@ -257,7 +268,7 @@ async fn gate_events(
         })?
     };
     let from_views = if backfill { gate.oldest_backfill_ts_ms() } else { gate.oldest_live_ts_ms() };
-    let mut lateness = gate::LatenessCheck::new(from_views, gate.lateness_limit_ms(backfill));
+    let mut lateness = gate::LatenessCheck::after(from_views, gate.lateness_limit_ms(backfill), gate.newest_accepted_ms());
     let mut accepted = Vec::with_capacity(valid.len());
     for (index, line, ev) in valid {
         let refusal = if !known.contains(&ev.code) {

@@ -18,7 +18,8 @@ pub struct EventInputDoc {
     /// is refused per event (`unknown_code` in `rejected`).
     pub code: String,
     /// Event time: integer ms since the epoch, or RFC 3339 with any offset; not before 1970,
-    /// at most `[ingest] max-future-skew` (5 min) ahead of the server clock.
+    /// at most `[ingest] max-future-skew` (5 min; `[dataflow] future-skew` when smaller) ahead
+    /// of the server clock.
     #[schema(value_type = Object)]
     pub ts: serde_json::Value,
     /// Full client IP (the visitor id is derived from it; only its /24 or /48 is stored).

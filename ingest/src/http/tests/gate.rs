@@ -16,6 +16,18 @@ struct FakeGate {
     /// [`IntakeGate::lateness_limit_ms`] for (live, backfill); `None`: no in-request check.
     limits: Option<(i64, i64)>,
     fail: bool,
+    /// [`IntakeGate::record_accepted`]'s arguments, in order.
+    recorded: std::sync::Mutex<Vec<i64>>,
+}
+
+impl FakeGate {
+    fn new(oldest: i64, oldest_backfill: i64, limits: Option<(i64, i64)>, fail: bool) -> Self {
+        FakeGate { oldest: AtomicI64::new(oldest), oldest_backfill, limits, fail, recorded: std::sync::Mutex::new(Vec::new()) }
+    }
+
+    fn recorded(&self) -> Vec<i64> {
+        self.recorded.lock().expect("lock").clone()
+    }
 }
 
 impl IntakeGate for FakeGate {
@@ -39,6 +51,14 @@ impl IntakeGate for FakeGate {
     fn lateness_limit_ms(&self, backfill: bool) -> Option<i64> {
         self.limits.map(|(live, long)| if backfill { long } else { live })
     }
+
+    fn newest_accepted_ms(&self) -> Option<i64> {
+        self.recorded().into_iter().max()
+    }
+
+    fn record_accepted(&self, ts_ms: i64) {
+        self.recorded.lock().expect("lock").push(ts_ms);
+    }
 }
 
 fn gated(oldest: i64, fail: bool) -> Fixture {
@@ -46,13 +66,12 @@ fn gated(oldest: i64, fail: bool) -> Fixture {
 }
 
 fn gated_with_backfill(oldest: i64, oldest_backfill: i64, fail: bool) -> Fixture {
-    gated_with(FakeGate { oldest: AtomicI64::new(oldest), oldest_backfill, limits: None, fail })
+    gated_with(Arc::new(FakeGate::new(oldest, oldest_backfill, None, fail)))
 }
 
-fn gated_with(gate: FakeGate) -> Fixture {
+fn gated_with(gate: Arc<FakeGate>) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = ClickLog::open(dir.path()).expect("open log");
-    let gate = Arc::new(gate);
     let state = EventsState::new(DurableAppender::new(log.clone()), salt(), EventsConfig::default()).with_clock(Arc::new(|| NOW)).with_gate(gate);
     Fixture { log, router: events_router(state), _dir: dir }
 }
@@ -103,7 +122,7 @@ async fn unknown_codes_and_too_late_events_are_rejected_per_event() {
 #[tokio::test]
 async fn events_too_late_behind_an_earlier_event_of_the_same_request_are_refused() {
     const H: i64 = 3_600_000;
-    let f = gated_with(FakeGate { oldest: AtomicI64::new(i64::MIN), oldest_backfill: i64::MIN, limits: Some((48 * H, 400 * 24 * H)), fail: false });
+    let f = gated_with(Arc::new(FakeGate::new(i64::MIN, i64::MIN, Some((48 * H, 400 * 24 * H)), false)));
     let body = json!([
         at("u0", "nope", NOW),        // unknown: refused, raises nothing
         at("a0", "ab", NOW - 50 * H), // first accepted: nothing before it
@@ -122,6 +141,44 @@ async fn events_too_late_behind_an_earlier_event_of_the_same_request_are_refused
     let r = send(&f.router, &format!("{EVENTS_PATH}?backfill=true"), loopback(), &[("content-type", "application/json")], body.to_string()).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(reasons(&r), vec![(2, "too_late".into())]);
+}
+
+/// Finding (QA): a request right after one that stored an event of now was checked only
+/// against the views' watermark, which had not moved yet: an event 401 days old (backfill)
+/// was accepted, then dead-lettered. The gate's newest stored event time bounds the next
+/// requests (live and backfill events raise it alike); only stored events raise it.
+#[tokio::test]
+async fn events_too_late_behind_an_event_of_an_earlier_request_are_refused() {
+    const H: i64 = 3_600_000;
+    let gate = Arc::new(FakeGate::new(i64::MIN, i64::MIN, Some((48 * H, 400 * 24 * H)), false));
+    let f = gated_with(gate.clone());
+    let post = |backfill: bool, body: Value| {
+        let uri = if backfill { format!("{EVENTS_PATH}?backfill=true") } else { EVENTS_PATH.to_owned() };
+        let router = &f.router;
+        async move { send(router, &uri, loopback(), &[("content-type", "application/json")], body.to_string()).await }
+    };
+    let r = post(true, json!([at("now", "ab", NOW - H), at("x", "nope", NOW)])).await;
+    assert_eq!((r.status, &r.body["accepted"]), (StatusCode::OK, &json!(1)), "{}", r.body);
+    assert_eq!(gate.recorded(), vec![NOW - H], "the stored event's time, not the refused one's");
+    let r = post(true, json!([at("old", "ab", NOW - H - 400 * 24 * H - 1)])).await;
+    assert_error(&r, 400, "all_events_rejected");
+    assert_eq!(reasons(&r), vec![(0, "too_late".into())]);
+    assert_eq!(gate.recorded(), vec![NOW - H], "nothing stored, nothing recorded");
+    // Live, against the backfill event's time: exactly the lateness behind is counted.
+    let r = post(false, json!([at("late", "ab", NOW - 49 * H - 1), at("edge", "cd", NOW - 49 * H)])).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(reasons(&r), vec![(0, "too_late".into())]);
+    assert_eq!(gate.recorded(), vec![NOW - H, NOW - 49 * H]);
+    assert_eq!(ids(&f.log), vec![event_uuid("now"), event_uuid("edge")]);
+}
+
+#[tokio::test]
+async fn events_the_log_failed_to_store_raise_no_accepted_time() {
+    let gate = Arc::new(FakeGate::new(i64::MIN, i64::MIN, Some((1, 1)), false));
+    let state = EventsState::new(DurableAppender::new(BrokenLog), salt(), EventsConfig::default()).with_clock(Arc::new(|| NOW)).with_gate(gate.clone());
+    let r = post_json(&events_router(state), &json!([at("a", "ab", NOW)])).await;
+    assert_error(&r, 503, "log_unavailable");
+    assert_eq!(gate.recorded(), Vec::<i64>::new());
 }
 
 #[tokio::test]
