@@ -3,6 +3,8 @@
 
 use std::process::{Command, Output};
 
+use serde_json::json;
+
 /// `sluice --log warn <command> --quiet <args>`: the environment's log filter, ingest token,
 /// Kafka brokers and store URL removed, so the command runs on its flags alone.
 pub fn sluice_quiet(command: &str, args: &[&str]) -> Output {
@@ -30,4 +32,15 @@ pub fn text(b: &[u8]) -> String {
 /// Wall-clock time, ms since the Unix epoch (UTC).
 pub fn now_ms() -> i64 {
     i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis()).expect("ms")
+}
+
+/// Creates link `code` (target `https://example.com/<code>`) on the server at `listen`; asserts 201.
+pub async fn create_link(http: &reqwest::Client, listen: &str, code: &str) {
+    let r = http
+        .post(format!("http://{listen}/v1/links"))
+        .json(&json!({"long_url": format!("https://example.com/{code}"), "custom_alias": code}))
+        .send()
+        .await
+        .expect("create link");
+    assert_eq!(r.status(), reqwest::StatusCode::CREATED, "{code}");
 }

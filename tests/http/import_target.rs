@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use sluice_connectors::click_log::ClickLog;
 
 use crate::child::{await_ready, free_port, serve_embedded};
-use crate::cli_run::{import, now_ms, text};
+use crate::cli_run::{create_link, import, now_ms, text};
 
 /// An NDJSON event `id` on `code`, a minute old per `n`, from its own address.
 fn event(id: &str, code: &str, n: i64, ua: &str) -> Value {
@@ -128,16 +128,6 @@ async fn await_clicks(http: &reqwest::Client, listen: &str, code: &str, want: u6
         assert!(t0.elapsed() < Duration::from_secs(30), "{code}: want {want} clicks: {v}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-async fn create_link(http: &reqwest::Client, listen: &str, code: &str) {
-    let r = http
-        .post(format!("http://{listen}/v1/links"))
-        .json(&json!({"long_url": format!("https://example.com/{code}"), "custom_alias": code}))
-        .send()
-        .await
-        .expect("create link");
-    assert_eq!(r.status(), reqwest::StatusCode::CREATED, "{code}");
 }
 
 /// What the message promises: the same import run again (here: whole, after a first run that

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::child::{await_ready, free_port, serve_embedded};
-use crate::cli_run::{import, now_ms, text};
+use crate::cli_run::{create_link, import, now_ms, text};
 use crate::import_data_dir::{clicks_of, dead_letters, event};
 
 const DAY: i64 = 86_400_000;
@@ -22,13 +22,7 @@ async fn server_with_link(dir: &Path, args: &[&str], http: &reqwest::Client, cod
     let log = dir.join("serve.log");
     let mut server = serve_embedded(&listen, &dir.join("data"), args, &log);
     await_ready(&mut server, http, &listen, &log, Duration::from_secs(60)).await;
-    let r = http
-        .post(format!("http://{listen}/v1/links"))
-        .json(&json!({"long_url": format!("https://example.com/{code}"), "custom_alias": code}))
-        .send()
-        .await
-        .expect("create link");
-    assert_eq!(r.status(), reqwest::StatusCode::CREATED);
+    create_link(http, &listen, code).await;
     (listen, server)
 }
 
