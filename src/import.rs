@@ -12,7 +12,8 @@
 //! Either way the events are marked backfill (bypass the lateness limit, not dedup; see
 //! `sluice_connectors::click_log`) unless `--no-backfill` is given, and the same line
 //! always yields the same event, so importing a file twice adds nothing after dedup.
-//! Failed requests are retried (3 attempts; safe because of dedup). Lines that are not
+//! Requests that get no answer or a 503 (a server still starting, say) are retried for up to
+//! `--retry-for` (60 s), as its `Retry-After` asks (safe because of dedup). Lines that are not
 //! clicks are counted by reason and reported.
 //!
 //! Request size: text members longer than the server keeps are cut here the way it cuts them
@@ -74,6 +75,13 @@ pub struct ImportArgs {
     /// "/s" are read as "/s/"). No click under it at all is an error (exit 1).
     #[arg(long, default_value = "/", value_name = "PREFIX")]
     pub path_prefix: String,
+    /// How long one request to the server is retried, e.g. 60s, 5m, 0s (never): while no
+    /// answer comes (connection refused, reset, timeout) or the server answers 503 (starting,
+    /// store or log unavailable; nothing stored), waiting as its Retry-After asks (at most
+    /// 30s) or 0.5s doubling to 5s. When the next attempt would start later than this after
+    /// the first, the import stops (exit 1).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, value_name = "D", conflicts_with = "data_dir")]
+    pub retry_for: Duration,
     /// Events per request or log append (1..=10000).
     #[arg(long, default_value_t = 5000, value_name = "N")]
     pub batch_size: usize,

@@ -1,9 +1,9 @@
 //! Where `sluice import` stores its events ([`Sink`]): the click log of `--data-dir`, or
 //! `POST /v1/events` of a running server, in requests that fit the server's body limit (a
 //! 413 splits a request in halves; an event too large alone is counted by line), retried
-//! when no answer comes.
+//! while no answer comes or the server answers 503, for at most `--retry-for` per request.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde_json::Value;
@@ -18,11 +18,42 @@ use crate::config::Config;
 
 /// Where an import's events go: a server's `POST /v1/events`, or a click log directly.
 pub(super) enum Sink {
-    Http { client: reqwest::Client, url: String, token: Option<String>, max_body_bytes: usize },
-    Log { log: ClickLog, salt: VisitorSalt, skew_ms: i64, lateness: OfflineLateness },
+    Http {
+        client: reqwest::Client,
+        url: String,
+        token: Option<String>,
+        max_body_bytes: usize,
+        /// How long one request is retried (`--retry-for`), from its first attempt.
+        retry_for: Duration,
+    },
+    Log {
+        log: ClickLog,
+        salt: VisitorSalt,
+        skew_ms: i64,
+        lateness: OfflineLateness,
+    },
 }
 
-const ATTEMPTS: u32 = 3;
+/// The longest wait between two attempts of a request, whatever the server's `Retry-After`
+/// asks for (30 s).
+pub(super) const MAX_RETRY_WAIT: Duration = Duration::from_secs(30);
+
+/// The shortest wait between two attempts (100 ms): a `Retry-After: 0` does not make a loop
+/// of requests.
+const MIN_RETRY_WAIT: Duration = Duration::from_millis(100);
+
+/// The wait before attempt `attempt + 1` of a request when the server named none: 500 ms,
+/// doubling per attempt, at most 5 s.
+pub(super) fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(250u64.saturating_mul(1 << attempt.min(8))).min(Duration::from_secs(5))
+}
+
+/// The wait a 503's `Retry-After` asks for (delta-seconds; an HTTP date or garbage is
+/// ignored), within [`MIN_RETRY_WAIT`]..=[`MAX_RETRY_WAIT`].
+pub(super) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let secs: u64 = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
+    Some(Duration::from_secs(secs).clamp(MIN_RETRY_WAIT, MAX_RETRY_WAIT))
+}
 
 pub(super) fn now_ms() -> i64 {
     let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
@@ -84,6 +115,22 @@ pub(super) fn json_len(event: &EventInput) -> usize {
     // Serializing strings and integers into a counter cannot fail.
     let _ = serde_json::to_writer(&mut c, event);
     c.0
+}
+
+/// What an answer other than 503 to a request of `sent` events came to: 200 (or 400
+/// `all_events_rejected`): stored and rejected events; 413: [`Posted::TooLarge`]; anything
+/// else: the refusal, worded to follow the URL ("refused the batch with …").
+fn answered(status: reqwest::StatusCode, text: &str, sent: usize) -> Result<Posted, String> {
+    let v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+    let rejections = match (status.as_u16(), v["error"]["code"].as_str()) {
+        (200, _) => &v["rejected"],
+        (400, Some("all_events_rejected")) => &v["error"]["details"]["rejected"],
+        (413, _) => return Ok(Posted::TooLarge),
+        _ => return Err(format!("refused the batch with {status}: {text}")),
+    };
+    let rejected: Vec<String> = rejections.as_array().into_iter().flatten().map(|r| r["reason"].as_str().unwrap_or("unknown").to_owned()).collect();
+    let accepted = v["accepted"].as_u64().unwrap_or(sent.saturating_sub(rejected.len()) as u64);
+    Ok(Posted::Answered { accepted, rejected })
 }
 
 /// `e` with its whole chain of causes (`a: b: c`), as one line.
@@ -177,56 +224,64 @@ impl Sink {
         }
     }
 
-    /// One `POST /v1/events` of `events` (HTTP destination), retried when no answer comes or
-    /// the server answers 503. Errors with whether the server may have stored the events
-    /// (a request that got no answer) and why.
+    /// One `POST /v1/events` of `events` (HTTP destination), retried when no answer comes
+    /// (a refused connection, a reset, a timeout) or the server answers 503 (`starting`
+    /// while it applies its start-up work, `store_unavailable`, `log_unavailable`: nothing
+    /// was stored), as long as the next attempt starts within `retry_for` of the first: after
+    /// the wait its `Retry-After` asks for (seconds, at most [`MAX_RETRY_WAIT`]), else
+    /// [`backoff`]. A wait that would end past that deadline is not waited: the request gives
+    /// up at once. An attempt under way is never cut short (the client's 60 s timeout bounds
+    /// it). Any other answer ends the request as before (413: [`Posted::TooLarge`]; other
+    /// statuses: refused).
+    ///
+    /// Errors with whether the server may have stored the events and why. May have: an
+    /// attempt was sent and no answer came, whatever later attempts got (a 503 says that
+    /// attempt stored nothing, not an earlier one). Resending is safe either way: the same
+    /// events keep their `event_id`s, which the dataflow deduplicates, and an answer counts
+    /// its events once however many attempts it took.
     async fn post(&self, events: &[EventInput], backfill: bool) -> Result<Posted, (bool, anyhow::Error)> {
-        let Sink::Http { client, url, token, .. } = self else {
+        let Sink::Http { client, url, token, retry_for, .. } = self else {
             return Err((false, anyhow::anyhow!("not an HTTP destination")));
         };
         let url = if backfill { format!("{url}?backfill=true") } else { url.clone() };
         let body = serde_json::to_vec(events).map_err(|e| (false, anyhow::Error::new(e).context("could not encode the events")))?;
+        // `None`: a --retry-for too long for the clock (1000 years, say) never passes.
+        let deadline = Instant::now().checked_add(*retry_for);
         let mut maybe_stored = false;
-        let mut last_err = String::new();
-        for attempt in 1..=ATTEMPTS {
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
             let mut req = client.post(&url).header("content-type", "application/json").body(body.clone());
             if let Some(t) = token {
                 req = req.bearer_auth(t);
             }
-            match req.send().await {
+            let (wait, failure) = match req.send().await {
                 Ok(resp) => {
                     let status = resp.status();
+                    let asked = retry_after(resp.headers());
                     let text = resp.text().await.unwrap_or_default();
-                    let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-                    let rejections = match (status.as_u16(), v["error"]["code"].as_str()) {
-                        (200, _) => &v["rejected"],
-                        (400, Some("all_events_rejected")) => &v["error"]["details"]["rejected"],
-                        (413, _) => return Ok(Posted::TooLarge),
-                        (503, _) if attempt < ATTEMPTS => {
-                            // 503: nothing was stored (the server says so), but an earlier
-                            // attempt without an answer may have been.
-                            last_err = format!("{url} answered {status}: {text}");
-                            tokio::time::sleep(Duration::from_millis(250 << attempt)).await;
-                            continue;
-                        }
-                        _ => return Err((maybe_stored, anyhow::anyhow!("{url} refused the batch with {status}: {text}"))),
-                    };
-                    let rejected: Vec<String> =
-                        rejections.as_array().into_iter().flatten().map(|r| r["reason"].as_str().unwrap_or("unknown").to_owned()).collect();
-                    let accepted = v["accepted"].as_u64().unwrap_or((events.len() - rejected.len()) as u64);
-                    return Ok(Posted::Answered { accepted, rejected });
+                    if status == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+                        // Nothing was stored (the server says so), but an earlier attempt
+                        // without an answer may have been.
+                        (asked.unwrap_or_else(|| backoff(attempt)), format!("the last answered {status}: {text}"))
+                    } else {
+                        return answered(status, &text, events.len()).map_err(|cause| (maybe_stored, anyhow::anyhow!("{url} {cause}")));
+                    }
                 }
                 Err(e) => {
                     // A request that could not connect never reached the server.
                     maybe_stored |= !e.is_connect();
-                    last_err = chain(e);
-                    if attempt < ATTEMPTS {
-                        tokio::time::sleep(Duration::from_millis(250 << attempt)).await;
-                    }
+                    (backoff(attempt), format!("the last failed: {}", chain(e)))
                 }
+            };
+            if deadline.is_some_and(|d| Instant::now() + wait > d) {
+                let tries = if attempt == 1 { "1 attempt".to_owned() } else { format!("{attempt} attempts") };
+                let within = humantime::format_duration(*retry_for);
+                return Err((maybe_stored, anyhow::anyhow!("could not send events to {url} ({tries}, retried for at most --retry-for {within}); {failure}")));
             }
+            tracing::info!(url = %url, attempt, wait_ms = wait.as_millis() as u64, last = %failure, "events request not answered or 503: retrying");
+            tokio::time::sleep(wait).await;
         }
-        Err((maybe_stored, anyhow::anyhow!("could not send events to {url} ({ATTEMPTS} attempts): {last_err}")))
     }
 }
 
@@ -255,5 +310,5 @@ pub(super) fn open_sink(args: &ImportArgs, cfg: &Config) -> anyhow::Result<Sink>
     let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().context("could not build the HTTP client")?;
     let url = format!("{}/v1/events", base.as_str().trim_end_matches('/'));
     let token = args.ingest_token.clone().or_else(|| cfg.ingest.token.as_ref().map(|t| t.0.clone()));
-    Ok(Sink::Http { client, url, token, max_body_bytes: cfg.ingest.max_body_bytes })
+    Ok(Sink::Http { client, url, token, max_body_bytes: cfg.ingest.max_body_bytes, retry_for: args.retry_for })
 }

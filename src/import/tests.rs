@@ -30,6 +30,7 @@ fn import_args(file: PathBuf) -> ImportArgs {
         ingest_token: None,
         path_prefix: "/".into(),
         batch_size: 3,
+        retry_for: std::time::Duration::from_secs(60),
         no_backfill: false,
         quiet: true,
     }
@@ -348,4 +349,30 @@ async fn offline_imports_refuse_too_late_events_at_the_exact_edges() {
     assert_eq!(verdict(&run(&args).await.expect("import")), (1, 1));
     let stored: Vec<i64> = ClickLog::open(&data).expect("open").read(0, 100).expect("read").into_iter().map(|(_, e)| e.ts).collect();
     assert_eq!(stored, [t, t - 400 * DAY, t + margin - 400 * DAY, t + margin - 400 * DAY + 1, floor]);
+}
+
+/// The waits between attempts: a 503's `Retry-After` in seconds, within 100 ms..=30 s (an
+/// HTTP date or garbage is no wait of its own); without one, 0.5 s doubling to 5 s.
+#[test]
+fn retry_waits_follow_retry_after_within_bounds_and_back_off_otherwise() {
+    use std::time::Duration;
+
+    use super::sink::{MAX_RETRY_WAIT, backoff, retry_after};
+    let asked = |v: &str| {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert(reqwest::header::RETRY_AFTER, reqwest::header::HeaderValue::from_str(v).expect("header value"));
+        retry_after(&h)
+    };
+    assert_eq!(MAX_RETRY_WAIT, Duration::from_secs(30));
+    assert_eq!(asked("1"), Some(Duration::from_secs(1)));
+    assert_eq!(asked(" 7 "), Some(Duration::from_secs(7)));
+    assert_eq!(asked("0"), Some(Duration::from_millis(100)));
+    assert_eq!(asked("30"), Some(Duration::from_secs(30)));
+    assert_eq!(asked("3600"), Some(Duration::from_secs(30)));
+    assert_eq!(asked("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+    assert_eq!(asked("-1"), None);
+    assert_eq!(retry_after(&reqwest::header::HeaderMap::new()), None);
+    let waits: Vec<u64> = (1..=6).map(|a| backoff(a).as_millis() as u64).collect();
+    assert_eq!(waits, [500, 1000, 2000, 4000, 5000, 5000]);
+    assert_eq!(backoff(u32::MAX), Duration::from_secs(5));
 }

@@ -16,24 +16,25 @@ use crate::child::{await_ready, free_port, serve_embedded};
 use crate::cli_run::{create_link, import, now_ms, text};
 
 /// An NDJSON event `id` on `code`, a minute old per `n`, from its own address.
-fn event(id: &str, code: &str, n: i64, ua: &str) -> Value {
+pub(super) fn event(id: &str, code: &str, n: i64, ua: &str) -> Value {
     json!({"event_id": id, "code": code, "ts": now_ms() - 60_000 * (n + 1), "ip": format!("81.2.69.{n}"), "user_agent": ua})
 }
 
-fn write_ndjson(path: &Path, events: &[Value]) {
+pub(super) fn write_ndjson(path: &Path, events: &[Value]) {
     let lines: Vec<String> = events.iter().map(Value::to_string).collect();
     std::fs::write(path, lines.join("\n") + "\n").expect("write events");
 }
 
 /// What the end of every stopped import says.
-const AGAIN: &str = "Running the same import again is safe (within 48 h): its events keep their event_ids, and the dataflow drops the \
+pub(super) const AGAIN: &str = "Running the same import again is safe (within 48 h): its events keep their event_ids, and the dataflow drops the \
                      copies of those already stored (dedup by event_id)";
 
-/// The chain of a refused connection to `url`, as reqwest and hyper give it.
+/// The chain of a refused connection to `url`, as reqwest and hyper give it, after the
+/// attempts of `--retry-for 2s`: at 0, 0.5 and 1.5 s; the next would start at 3.5 s.
 fn refused(url: &str) -> String {
     format!(
-        "could not send events to {url} (3 attempts): error sending request for url ({url}): client error (Connect): tcp connect error: \
-         Connection refused (os error 111)"
+        "could not send events to {url} (3 attempts, retried for at most --retry-for 2s); the last failed: error sending request for \
+         url ({url}): client error (Connect): tcp connect error: Connection refused (os error 111)"
     )
 }
 
@@ -80,7 +81,7 @@ fn an_import_that_cannot_reach_the_server_says_what_was_stored_and_why() {
     // Nothing listens on the port (its lock file is ours): refused from the first request.
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}/v1/events?backfill=true");
-    let out = import(&["--target", &format!("http://127.0.0.1:{port}"), file_arg]);
+    let out = import(&["--target", &format!("http://127.0.0.1:{port}"), "--retry-for", "2s", file_arg]);
     assert_eq!(
         (out.status.code(), text(&out.stderr)),
         (
@@ -97,7 +98,7 @@ fn an_import_that_cannot_reach_the_server_says_what_was_stored_and_why() {
     // The first batch (lines 1-2) is stored, then the server is gone.
     let (port, server) = one_answer_then_gone(2);
     let url = format!("http://127.0.0.1:{port}/v1/events?backfill=true");
-    let out = import(&["--target", &format!("http://127.0.0.1:{port}"), "--batch-size", "2", file_arg]);
+    let out = import(&["--target", &format!("http://127.0.0.1:{port}"), "--batch-size", "2", "--retry-for", "2s", file_arg]);
     server.join().expect("server thread");
     assert_eq!(
         (out.status.code(), text(&out.stderr)),

@@ -325,3 +325,72 @@ async fn a_stop_while_the_start_up_work_waits_for_the_store_ends_the_process_pro
     assert!(t0.elapsed() < Duration::from_secs(10), "stopped after {:?}", t0.elapsed());
     drop_database(&server, &db).await;
 }
+
+/// `sluice import --target` into a server held in its start-up gate: 503 `starting` with
+/// `Retry-After: 1` to every request. With `--retry-for 2500ms` the import gives up after
+/// the attempts at 0, 1 and 2 s (the next would start past 2.5 s): exit 1, nothing stored,
+/// the server's answer named. With the default 60 s it waits out the gate (held here about
+/// 3 s longer) and stores every event exactly once (the click log holds each once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_waits_out_the_start_up_gate_within_retry_for() {
+    use crate::cli_run::{import, text};
+    use crate::import_target::{AGAIN, event, write_ndjson};
+
+    let GatedServer { server, db, proxy, dir, child, base } = gated_server().await;
+    let http = client();
+    until_starting_on_a_gone_store(&http, &base, &proxy, &dir.path().join("serve.log")).await;
+    let events: Vec<Value> = (0..5).map(|i| event(&format!("gated-{i}"), "cb-free", i, BROWSER_UA)).collect();
+    let file = dir.path().join("events.ndjson");
+    write_ndjson(&file, &events);
+    let file_arg = file.to_str().expect("utf-8").to_owned();
+    let url = format!("{base}/v1/events?backfill=true");
+    let r = http.post(&url).json(&events).send().await.expect("post");
+    assert_eq!((r.status().as_u16(), r.headers()["retry-after"].to_str().expect("ascii")), (503, "1"));
+    let starting = r.text().await.expect("body");
+    assert_eq!(
+        serde_json::from_str::<Value>(&starting).expect("json"),
+        json!({"error": {"code": "starting", "message": sluice::start_gate::STARTING_MESSAGE}})
+    );
+
+    // The deadline: three attempts, then exit 1 saying so.
+    let t0 = Instant::now();
+    let (target, file_for_import) = (base.clone(), file_arg.clone());
+    let out = tokio::task::spawn_blocking(move || import(&["--target", &target, "--retry-for", "2500ms", &file_for_import])).await.expect("import");
+    let took = t0.elapsed();
+    assert_eq!(
+        (out.status.code(), text(&out.stderr), text(&out.stdout)),
+        (
+            Some(1),
+            format!(
+                "error: import stopped before any event was stored; the 5 events of lines 1-5 were not stored, and nothing after them was \
+                 sent: could not send events to {url} (3 attempts, retried for at most --retry-for 2s 500ms); the last answered 503 \
+                 Service Unavailable: {starting}. {AGAIN}\n"
+            ),
+            String::new()
+        )
+    );
+    assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(10), "gave up after {took:?}");
+
+    // The default --retry-for: the import is still waiting when the store comes back 3 s
+    // later, then stores all 5 events.
+    let (target, file_for_import) = (base.clone(), file_arg.clone());
+    let import_run = tokio::task::spawn_blocking(move || import(&["--target", &target, &file_for_import]));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!import_run.is_finished(), "the import waits for the gate");
+    let r = http.post(&url).json(&events[..1]).send().await.expect("post");
+    assert_eq!(r.status().as_u16(), 503, "still starting");
+    proxy.restore();
+    let out = import_run.await.expect("import");
+    assert_eq!((out.status.code(), text(&out.stderr)), (Some(0), String::new()));
+    let stdout = text(&out.stdout);
+    let head = format!("imported \"{file_arg}\" into {base}/v1/events (backfill): 5 lines, 5 events parsed, 5 stored, 0 rejected in ");
+    assert!(stdout.starts_with(&head) && stdout.ends_with(" events/s)\n") && stdout.lines().count() == 1, "{stdout}");
+    crate::import_data_dir::clicks_of(&http, base.trim_start_matches("http://"), "cb-free", 5).await;
+    child.terminate();
+    // Stored once each: the refused attempts stored nothing.
+    let log = sluice_connectors::click_log::ClickLog::open(&dir.path().join("data")).expect("open the click log");
+    let stored = log.read(0, 100).expect("read");
+    let ids: std::collections::BTreeSet<_> = stored.iter().map(|(_, e)| e.event_id).collect();
+    assert_eq!((stored.len(), ids.len(), stored.iter().all(|(_, e)| e.code == "cb-free")), (5, 5, true));
+    drop_database(&server, &db).await;
+}
