@@ -38,8 +38,9 @@ use sluice_ingest::event_input::MAX_EVENTS_PER_REQUEST;
 use sluice_ingest::import::{ImportFormat, ImportTally, LineParser};
 use url::Url;
 
-use self::sink::{Batch, SendFailed, json_len, open_sink};
+use self::sink::{Batch, SendFailed, Sink, json_len, open_sink};
 use crate::config::{Config, FlagOverrides};
+use crate::job::start_cleanup::Before;
 
 /// `--format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -158,10 +159,11 @@ fn open_input(path: &Path) -> anyhow::Result<(Box<dyn Read + Send>, Option<u64>)
 /// (same `event_id`s, dropped by dedup). Lines that are not clicks and events refused by
 /// validation are not errors: they are counted in the report.
 ///
-/// With `--data-dir DIR` where DIR did not exist: an import that stores no event and fails
-/// (an error here, or an outcome [`import_outcome`] refuses) removes DIR again, with the
-/// visitor secret and the empty click log it created there (and the missing parents it
-/// created), so that a mistyped file or format leaves nothing behind.
+/// With `--data-dir DIR`: an import that stores no event (it failed, the outcome
+/// [`import_outcome`] refuses, or the input holds no event at all: an empty file) removes
+/// the visitor secret and the empty click log it created in DIR, and DIR itself (with the
+/// missing parents it created) when it did not exist before, so that a mistyped file or
+/// format, or an empty input, leaves nothing behind.
 pub async fn run(args: &ImportArgs) -> anyhow::Result<ImportReport> {
     if !(1..=MAX_EVENTS_PER_REQUEST).contains(&args.batch_size) {
         bail!("--batch-size must be between 1 and {MAX_EVENTS_PER_REQUEST}, got {}", args.batch_size);
@@ -174,56 +176,57 @@ pub async fn run(args: &ImportArgs) -> anyhow::Result<ImportReport> {
     };
     let flags = FlagOverrides { data_dir: args.data_dir.clone(), ..FlagOverrides::default() };
     let cfg = Config::load(args.config.as_deref(), &flags)?;
-    // Looked at before anything is created: an import that stores nothing and fails leaves
-    // no data dir behind that it made (and no visitor secret and empty log in it).
-    let created = args.data_dir.as_deref().map(CreatedDirs::before);
+    // Looked at before anything is created: an import that stores nothing leaves nothing
+    // behind that it made in the data dir (see `import_into`).
+    let before = args.data_dir.as_deref().map(Before::look);
     let mut report = ImportReport::default();
-    let result = import_into(args, &cfg, format, &mut report).await;
-    if report.accepted == 0
-        && (result.is_err() || import_outcome(&report, &args.path_prefix).is_err())
-        && let Some(created) = &created
-    {
-        created.remove();
-    }
-    result?;
+    import_into(args, &cfg, format, &mut report, before.as_ref()).await?;
     report.elapsed = started.elapsed();
     Ok(report)
 }
 
-/// The directories `--data-dir DIR` names that do not exist yet (DIR and those of its
-/// ancestors that are missing, deepest first): what an import creates, with the visitor
-/// secret and the click log in DIR.
-struct CreatedDirs(Vec<PathBuf>);
-
-impl CreatedDirs {
-    fn before(dir: &Path) -> CreatedDirs {
-        let missing = dir.ancestors().take_while(|d| !d.as_os_str().is_empty() && std::fs::symlink_metadata(d).is_err()).map(Path::to_path_buf);
-        CreatedDirs(missing.collect())
-    }
-
-    /// Removes what the import created in the directories that did not exist before it:
-    /// `visitor_secret` and `clicks.redb` in DIR, then each directory, deepest first, as
-    /// long as it is empty (anything else found in one is left alone, and so are its
-    /// ancestors). Failures are ignored: the import's own error is what is reported.
-    fn remove(&self) {
-        let Some(dir) = self.0.first() else { return };
-        for name in [crate::visitor_secret::FILE_NAME, sluice_connectors::click_log::CLICK_LOG_FILE_NAME] {
-            let _ = std::fs::remove_file(dir.join(name));
-        }
-        for d in &self.0 {
-            if std::fs::remove_dir(d).is_err() {
-                break;
-            }
-        }
-    }
-}
-
 /// [`run`] after the configuration is loaded: opens the destination and stores the file's
-/// events, counting into `report` (so that what was stored is known when it fails).
-async fn import_into(args: &ImportArgs, cfg: &Config, format: ImportFormat, report: &mut ImportReport) -> anyhow::Result<()> {
+/// events ([`store_events`]), counting into `report` (so that what was stored is known when
+/// it fails).
+///
+/// With `--data-dir` (`before`: its entries before the import), an import that stored no
+/// event, whether it failed or not, removes what it added there ([`Before::remove_added`],
+/// as a refused `sluice serve` start does): while it still holds the click log's lock, so
+/// no other process uses the dir meanwhile; or, when opening the destination failed, only
+/// if the data dir did not exist before (nothing else can be using what was just made).
+async fn import_into(args: &ImportArgs, cfg: &Config, format: ImportFormat, report: &mut ImportReport, before: Option<&Before>) -> anyhow::Result<()> {
     // The input first: a file that cannot be opened creates nothing.
     let (input, len) = open_input(&args.file)?;
-    let sink = open_sink(args, cfg)?;
+    let sink = match open_sink(args, cfg) {
+        Ok(sink) => sink,
+        Err(e) => {
+            if let Some(before) = before.filter(|b| !b.existed()) {
+                before.remove_added();
+            }
+            return Err(e);
+        }
+    };
+    let result = store_events(args, cfg, format, report, &sink, input, len).await;
+    if report.accepted == 0
+        && let Some(before) = before
+    {
+        before.remove_added();
+    }
+    drop(sink);
+    result
+}
+
+/// Reads `input` (`len` bytes, when known) line by line and stores its events in `sink`,
+/// counting into `report`.
+async fn store_events(
+    args: &ImportArgs,
+    cfg: &Config,
+    format: ImportFormat,
+    report: &mut ImportReport,
+    sink: &Sink,
+    input: Box<dyn Read + Send>,
+    len: Option<u64>,
+) -> anyhow::Result<()> {
     let pb = match (args.quiet, len) {
         (true, _) => ProgressBar::hidden(),
         (false, Some(n)) => ProgressBar::new(n),

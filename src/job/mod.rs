@@ -37,7 +37,7 @@ pub mod kafka_source;
 pub mod link_meta;
 pub mod log_source;
 mod lost_store;
-mod start_cleanup;
+pub(crate) mod start_cleanup;
 pub mod system;
 
 use std::sync::Arc;

@@ -13,6 +13,9 @@
 //! (a start refused before it holds the log removes nothing, since another process may be
 //! using the dir). Role `api` takes no lock, so it removes nothing: a redirect process
 //! sharing the dir may have created the same files after this start looked.
+//!
+//! `sluice import --data-dir` uses the same mechanism for an import that stores nothing
+//! (`crate::import`): it holds the click log's lock while it removes what it added.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -21,24 +24,38 @@ use std::path::{Path, PathBuf};
 const ADDED_BY_START: &[&str] =
     &["clicks.redb", "links.db", "links.db-wal", "links.db-shm", "links.db-journal", "visitor_secret", "anomalies.redb", "exports", "checkpoints", "spill"];
 
-/// The data dir's entries before a start.
+/// The data dir's entries before a start (or an import).
 #[derive(Debug)]
 pub(crate) struct Before {
     dir: PathBuf,
     /// `None`: the data dir did not exist.
     names: Option<BTreeSet<String>>,
+    /// The missing ancestors of a data dir that did not exist, nearest first: created with
+    /// it (`create_dir_all`), removed with it.
+    missing_parents: Vec<PathBuf>,
 }
 
 impl Before {
     /// Looks at `dir` before anything is created in it.
     pub(crate) fn look(dir: &Path) -> Before {
         let names = std::fs::read_dir(dir).ok().map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect());
-        Before { dir: dir.to_path_buf(), names }
+        let missing_parents = if names.is_none() && std::fs::symlink_metadata(dir).is_err() {
+            dir.ancestors().skip(1).take_while(|d| !d.as_os_str().is_empty() && std::fs::symlink_metadata(d).is_err()).map(Path::to_path_buf).collect()
+        } else {
+            Vec::new()
+        };
+        Before { dir: dir.to_path_buf(), names, missing_parents }
+    }
+
+    /// Whether the data dir existed when [`Self::look`] looked.
+    pub(crate) fn existed(&self) -> bool {
+        self.names.is_some()
     }
 
     /// Removes the entries of `ADDED_BY_START` that were not in the dir before, then the dir
-    /// if it did not exist before and is empty now; returns the names removed. Failures are
-    /// logged (the refusal's own error is what the caller reports).
+    /// if it did not exist before and is empty now, and so its missing ancestors, nearest
+    /// first, each while it is empty; returns the names removed. Failures are logged (the
+    /// refusal's own error is what the caller reports).
     pub(crate) fn remove_added(&self) -> Vec<String> {
         let mut removed = Vec::new();
         for name in ADDED_BY_START {
@@ -56,10 +73,14 @@ impl Before {
         }
         if self.names.is_none() {
             // Only when empty: anything else in it is not this start's.
-            let _ = std::fs::remove_dir(&self.dir);
+            for d in std::iter::once(&self.dir).chain(&self.missing_parents) {
+                if std::fs::remove_dir(d).is_err() {
+                    break;
+                }
+            }
         }
         if !removed.is_empty() {
-            tracing::info!(data_dir = %self.dir.display(), removed = ?removed, "start refused: removed what it had created in the data dir");
+            tracing::info!(data_dir = %self.dir.display(), removed = ?removed, "removed what this run had created in the data dir");
         }
         removed
     }
@@ -107,5 +128,28 @@ mod tests {
         std::fs::write(dir.join("other"), b"x").expect("write");
         assert_eq!(before.remove_added(), Vec::<String>::new());
         assert_eq!(names(&dir), vec!["other"]);
+    }
+
+    /// The missing parents created with the data dir go with it, nearest first, each while
+    /// empty: the first that holds something else stays, and so do its ancestors.
+    #[test]
+    fn missing_parents_created_with_the_data_dir_go_with_it() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("a/b/c");
+        let before = Before::look(&dir);
+        assert!(!before.existed());
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(dir.join("visitor_secret"), b"new").expect("write");
+        assert_eq!(before.remove_added(), vec!["visitor_secret"]);
+        assert_eq!(names(tmp.path()), Vec::<String>::new());
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(tmp.path().join("a/kept"), b"x").expect("write");
+        assert_eq!(before.remove_added(), Vec::<String>::new());
+        assert_eq!(names(&tmp.path().join("a")), vec!["kept"]);
+        // A data dir that existed: nothing above it is touched, and it stays.
+        let before = Before::look(&tmp.path().join("a"));
+        assert!(before.existed());
+        assert_eq!(before.remove_added(), Vec::<String>::new());
+        assert_eq!(names(tmp.path()), vec!["a"]);
     }
 }

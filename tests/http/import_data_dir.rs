@@ -129,3 +129,54 @@ fn a_directory_as_input_is_refused_as_such() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).starts_with(&format!("error: could not read \"{dir}\": it is a directory")), "{}", text(&out.stderr));
 }
+
+/// Names in `dir`, sorted.
+fn names(dir: &std::path::Path) -> Vec<String> {
+    let mut n: Vec<String> = std::fs::read_dir(dir).expect("read dir").map(|e| e.expect("entry").file_name().to_string_lossy().into_owned()).collect();
+    n.sort();
+    n
+}
+
+/// Finding: an import whose input holds no event (an empty file, blank lines, empty standard
+/// input) exited 0 and left the data dir it had created behind, with a visitor secret and an
+/// empty click log in it (and its missing parents). Now it removes what it created, as an
+/// import that stores nothing and fails does (and a refused `sluice serve` start); a data
+/// dir that existed stays, and one holding events keeps them and its secret.
+#[test]
+fn an_import_of_no_event_leaves_nothing_it_created() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (empty, blank) = (tmp.path().join("empty.ndjson"), tmp.path().join("blank.ndjson"));
+    std::fs::write(&empty, "").expect("write");
+    std::fs::write(&blank, "\n\n").expect("write");
+    let empty_arg = empty.to_str().expect("utf-8");
+    let data = tmp.path().join("new").join("data");
+    let data_arg = data.to_str().expect("utf-8");
+    for (file, lines, tail) in [(empty_arg, 0, ""), (blank.to_str().expect("utf-8"), 2, "skipped lines: blank 2\n"), ("-", 0, "")] {
+        let out = import(&["--data-dir", data_arg, file]);
+        assert_eq!((out.status.code(), text(&out.stderr)), (Some(0), String::new()), "{file}");
+        let stdout = text(&out.stdout);
+        let head = format!("imported \"{file}\" into {data_arg}/clicks.redb (backfill): {lines} lines, 0 events parsed, 0 stored, 0 rejected in ");
+        assert!(stdout.starts_with(&head) && stdout.ends_with(&format!(" (0 events/s)\n{tail}")), "{stdout}");
+        assert_eq!(names(tmp.path()), ["blank.ndjson", "empty.ndjson"], "{file}: new/data removed with its parent");
+    }
+
+    // A data dir that existed (empty): kept, and empty again.
+    let existing = tmp.path().join("existing");
+    std::fs::create_dir(&existing).expect("mkdir");
+    let out = import(&["--data-dir", existing.to_str().expect("utf-8"), empty_arg]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(names(&existing), Vec::<String>::new());
+
+    // A data dir holding events: an empty import changes nothing in it.
+    let one = tmp.path().join("one.ndjson");
+    std::fs::write(&one, event("one-1", "one", now_ms() - 60_000).to_string() + "\n").expect("write");
+    let out = import(&["--data-dir", data_arg, one.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let secret = std::fs::read(data.join("visitor_secret")).expect("visitor secret");
+    let out = import(&["--data-dir", data_arg, empty_arg]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(names(&data), ["clicks.redb", "visitor_secret"]);
+    assert_eq!(std::fs::read(data.join("visitor_secret")).expect("visitor secret"), secret);
+    let stored = sluice_connectors::click_log::ClickLog::open(&data).expect("open").read(0, 10).expect("read");
+    assert_eq!(stored.iter().map(|(_, e)| e.code.as_str()).collect::<Vec<_>>(), ["one"]);
+}
