@@ -78,6 +78,12 @@ pub fn routes(state: HealthState) -> Router {
 }
 
 async fn healthz() -> Response {
+    healthz_response()
+}
+
+/// `/healthz`'s answer: 200 `{"status": "ok"}` (the process is alive; also while it starts,
+/// [`crate::job::early_answers`]).
+pub(crate) fn healthz_response() -> Response {
     json_response(StatusCode::OK, json!({ "status": "ok" }))
 }
 
@@ -189,7 +195,12 @@ fn not_ready(message: &str) -> Response {
 }
 
 async fn metrics_text(State(s): State<HealthState>) -> Response {
-    let mut resp = s.prometheus.render().into_response();
+    metrics_response(&s.prometheus)
+}
+
+/// `/metrics`' answer: the Prometheus text exposition format 0.0.4 of `prometheus`.
+pub(crate) fn metrics_response(prometheus: &PrometheusHandle) -> Response {
+    let mut resp = prometheus.render().into_response();
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
     resp
 }

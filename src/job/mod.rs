@@ -33,6 +33,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod early_answers;
 pub mod kafka_source;
 pub mod link_meta;
 pub mod log_source;

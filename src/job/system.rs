@@ -175,8 +175,11 @@ impl System {
         }
         let before = super::start_cleanup::Before::look(&cfg.server.data_dir);
         let mut held = Held::default();
+        // Probes are answered while the start runs (early_answers.rs); a start given up
+        // drops it, which closes the listener.
+        let early = super::early_answers::EarlyAnswers::spawn(listener);
         let outcome = tokio::select! {
-            r = Self::start_holding(cfg, listener, &mut held) => r.map(|system| Start::Started(Box::new(system))),
+            r = Self::start_holding(cfg, early, &mut held) => r.map(|system| Start::Started(Box::new(system))),
             s = stop => Ok(Start::Stopped(s)),
         };
         if let Ok(Start::Started(_)) = outcome {
@@ -198,7 +201,7 @@ impl System {
     }
 
     /// [`Self::start`], noting in `held` the click log and the link store once open.
-    async fn start_holding(cfg: Config, listener: TcpListener, held: &mut Held) -> anyhow::Result<System> {
+    async fn start_holding(cfg: Config, early: super::early_answers::EarlyAnswers, held: &mut Held) -> anyhow::Result<System> {
         let data_dir = cfg.server.data_dir.clone();
         crate::config::create_data_dir(&data_dir)?;
         telemetry::prometheus();
@@ -340,6 +343,9 @@ impl System {
             a.start_auto_actions(&cfg, &api);
         }
         drop((api, redirect));
+        // From here until the server below accepts, a new connection waits in the listen
+        // queue (no await but the lost store's retirement lies between).
+        let listener = early.finish().await?;
         let addr = listener.local_addr().context("listener has no local address")?;
         // Every start-up check passed: retire a lost store's codes before the HTTP server
         // (which alone creates links) starts.

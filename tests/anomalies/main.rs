@@ -71,8 +71,9 @@ impl Proc {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         // Every request but the health routes is 503 `starting` until the start-up work is
-        // done; `/readyz` names it (`configured_blocklist`) until then.
-        while p.http.get(format!("{}/readyz", p.base)).send().await.expect("readyz").text().await.expect("body").contains("\"configured_blocklist\"") {
+        // done; `/readyz` names it (`start_up` while the process opens its stores,
+        // `configured_blocklist` after) until then.
+        while crate::child::starting(&p.http.get(format!("{}/readyz", p.base)).send().await.expect("readyz").text().await.expect("body")) {
             assert!(t0.elapsed() < Duration::from_secs(60), "server did not finish its start-up work");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -1,7 +1,8 @@
 //! The real `sluice serve` (and `sluice migrate`) binary against a PostgreSQL link store
 //! whose server accepts TCP connections and never answers (another service on the port, a
 //! stalled proxy): opening the store is bounded by `[store] connect-timeout` and fails with
-//! exit code 1 naming the server; a stop signal meanwhile ends the process at once, code 0.
+//! exit code 1 naming the server; a stop signal meanwhile ends the process at once, code 0;
+//! probes are answered meanwhile (`/healthz` 200, `/readyz` and the rest 503).
 //! Every start here runs on a fresh data dir, which the given-up start removes again.
 //!
 //! No PostgreSQL is needed: the "server" is a loopback listener of this test that holds every
@@ -74,11 +75,15 @@ fn timeout_error(server: &SilentServer, context: &str, timeout: &str) -> String 
 /// `sluice serve` (role all) on a free port and the data dir `data`, its link store at
 /// `store_url`, `[store] connect-timeout` = `timeout`, logging at info into `log`.
 fn serve(data: &Path, store_url: &str, timeout: &str, log: &Path) -> ChildProcess {
-    let listen = format!("127.0.0.1:{}", free_port());
+    serve_on(&format!("127.0.0.1:{}", free_port()), data, store_url, timeout, log)
+}
+
+/// [`serve`] listening on `listen`.
+fn serve_on(listen: &str, data: &Path, store_url: &str, timeout: &str, log: &Path) -> ChildProcess {
     let err = std::fs::File::create(log).expect("log file");
     ChildProcess::spawn(
         Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(["serve", "--listen", &listen, "--data-dir"])
+            .args(["serve", "--listen", listen, "--data-dir"])
             .arg(data)
             .env("SLUICE__STORE__URL", store_url)
             .env("SLUICE__STORE__CONNECT_TIMEOUT", timeout)
@@ -181,4 +186,50 @@ fn sluice_migrate_against_a_store_server_that_never_answers_fails_at_the_connect
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(t0.elapsed() < Duration::from_secs(15), "took {:?}", t0.elapsed());
     assert_eq!(stderr.lines().last().unwrap_or_default(), timeout_error(&server, "migration failed", "1s"), "{stderr}");
+}
+
+/// One request on a new connection to `addr`; the whole answer (the server closes the
+/// connection after it while starting).
+fn exchange(addr: &str, request: &str) -> String {
+    use std::io::Write;
+    let mut conn = TcpStream::connect(addr).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    conn.write_all(request.as_bytes()).expect("write");
+    let mut out = String::new();
+    conn.read_to_string(&mut out).expect("the server answers and closes the connection");
+    out
+}
+
+#[test]
+fn probes_are_answered_while_the_start_waits_for_the_store() {
+    let server = SilentServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (data, log) = (dir.path().join("data"), dir.path().join("serve.log"));
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut child = serve_on(&listen, &data, &server.url(), "3s", &log);
+    until_connected(&server, &log);
+    let get = |path: &str| exchange(&listen, &format!("GET {path} HTTP/1.1\r\nHost: sho.rt\r\n\r\n"));
+
+    let health = get("/healthz");
+    assert!(health.starts_with("HTTP/1.1 200 OK\r\n"), "{health}");
+    assert!(health.ends_with("\r\n\r\n{\"status\":\"ok\"}"), "{health}");
+    let ready = get("/readyz");
+    assert!(ready.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{ready}");
+    let body: serde_json::Value = serde_json::from_str(ready.split_once("\r\n\r\n").expect("body").1).expect("json");
+    assert_eq!(body["error"]["code"], "not_ready", "{ready}");
+    assert_eq!(body["error"]["details"], serde_json::json!({"start_up": {"status": "applying"}}), "{ready}");
+    let redirect = get("/abcdefg");
+    assert!(redirect.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{redirect}");
+    assert!(redirect.to_ascii_lowercase().contains("\r\nretry-after: 1\r\n"), "{redirect}");
+    assert!(redirect.contains(r#"{"error":{"code":"starting","#), "{redirect}");
+    let metrics = get("/metrics");
+    assert!(metrics.lines().any(|l| l == "sluice_starting 1"), "{metrics}");
+
+    // The start still gives up at the connect timeout, as without early answers.
+    let status = exit_within(&mut child, Duration::from_secs(20), &log);
+    let log_text = std::fs::read_to_string(&log).expect("log");
+    assert_eq!(status.code(), Some(1), "{log_text}");
+    assert_eq!(log_text.lines().last().unwrap_or_default(), timeout_error(&server, "could not open the link store", "3s"), "{log_text}");
+    assert!(TcpStream::connect(&listen).is_err(), "nothing listens after the refused start");
+    assert!(!data.exists(), "the data dir this start created is removed");
 }

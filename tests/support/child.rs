@@ -131,9 +131,15 @@ impl Drop for ChildProcess {
     }
 }
 
+/// Whether `/readyz`'s `body` is an answer of the start-up: 503 naming `start_up` (the
+/// process opens its data dir and stores) or `configured_blocklist` (the start-up work);
+/// every request but the health routes is 503 `starting` until neither is named.
+pub fn starting(body: &str) -> bool {
+    body.contains("\"start_up\"") || body.contains("\"configured_blocklist\"")
+}
+
 /// Polls `GET {base}/healthz` until it answers (any status), then `GET {base}/readyz` until
-/// it is no longer the start-up gate's answer (503 naming `configured_blocklist`: every request
-/// but the health routes is 503 `starting` until then); panics after 60 s.
+/// it is no longer an answer of the start-up ([`starting`]); panics after 60 s.
 pub async fn await_healthz(http: &reqwest::Client, base: &str) {
     let t0 = Instant::now();
     while http.get(format!("{base}/healthz")).send().await.is_err() {
@@ -145,7 +151,7 @@ pub async fn await_healthz(http: &reqwest::Client, base: &str) {
             Ok(r) => r.text().await.unwrap_or_default(),
             Err(_) => String::new(),
         };
-        if !body.is_empty() && !body.contains("\"configured_blocklist\"") {
+        if !body.is_empty() && !starting(&body) {
             return;
         }
         assert!(t0.elapsed() < Duration::from_secs(60), "sluice serve at {base} did not finish its start-up work within 60 s: {body}");
