@@ -45,6 +45,23 @@ pub(super) fn decode(code: u32) -> (usize, u8) {
     }
 }
 
+/// Index of the first element of the ascending `s` at or after `from` that is `>= c`
+/// (`s.len()` if none), found by galloping from `from` (steps 1, 2, 4, …) and then a binary
+/// search within the last step: O(log d) for a result `d` places after `from`. Every element
+/// before `from` must be `< c`.
+#[inline]
+fn lower_bound_from(s: &[u32], from: usize, c: u32) -> usize {
+    let rest = &s[from..];
+    let mut hi = 1;
+    while hi < rest.len() && rest[hi] < c {
+        hi *= 2;
+    }
+    // `rest[hi / 2] < c` (tested on the way, or `hi / 2 == 0`), and `rest[hi] >= c` or
+    // `hi >= rest.len()`: the bound lies in `hi / 2 ..= hi`.
+    let (lo, end) = (hi / 2, (hi + 1).min(rest.len()));
+    from + lo + rest[lo..end].partition_point(|&x| x < c)
+}
+
 /// Sorted distinct codes plus an unsorted insert buffer.
 #[derive(Clone, Debug, Default)]
 pub(super) struct SparseCodes {
@@ -81,10 +98,16 @@ impl SparseCodes {
         }
         self.buffer.sort_unstable();
         self.buffer.dedup();
-        // Drop codes already present (binary search: the buffer is a small fraction of the
-        // sorted codes), so the merge below only places new ones.
+        // Drop codes already present, so the merge below only places new ones. The buffer
+        // is ascending, so each search starts where the previous one ended and gallops
+        // forward (`lower_bound_from`): a buffer of b codes against n sorted ones costs
+        // ~b·log2(n/b) compares on nearby cache lines instead of b full binary searches.
         let sorted = &self.sorted;
-        self.buffer.retain(|c| sorted.binary_search(c).is_err());
+        let mut from = 0;
+        self.buffer.retain(|&c| {
+            from = lower_bound_from(sorted, from, c);
+            sorted.get(from) != Some(&c)
+        });
         let (old, add) = (self.sorted.len(), self.buffer.len());
         if add == 0 {
             return;
@@ -149,5 +172,25 @@ impl SparseCodes {
     /// Approximate heap bytes.
     pub(super) fn heap_bytes(&self) -> usize {
         4 * (self.sorted.capacity() + self.buffer.capacity()) + 48
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lower_bound_from;
+
+    #[test]
+    fn lower_bound_from_equals_partition_point() {
+        let s: Vec<u32> = (0..300u32).map(|i| i * 3 + (i % 2)).collect();
+        assert!(s.windows(2).all(|w| w[0] < w[1]), "strictly ascending, as the sorted codes are");
+        for from in [0usize, 1, 2, 5, 77, 299, 300] {
+            for c in 0..(s.len() as u32 * 4) {
+                if from > 0 && s[from - 1] >= c {
+                    continue; // precondition: everything before `from` is below `c`
+                }
+                assert_eq!(lower_bound_from(&s, from, c), s.partition_point(|&x| x < c), "from {from}, c {c}");
+            }
+        }
+        assert_eq!(lower_bound_from(&[], 0, 5), 0);
     }
 }

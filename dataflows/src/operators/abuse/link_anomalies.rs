@@ -138,6 +138,12 @@ pub(crate) struct HeldClick {
 
 impl Held for HeldClick {
     type Ctx = ();
+    /// `(ts, first 8 bytes of the code)` ([`Sym::order_prefix`]).
+    type Prefix = (i64, u64);
+
+    fn prefix(&self) -> (i64, u64) {
+        (self.ts, self.code.order_prefix())
+    }
 
     fn ts(&self) -> i64 {
         self.ts

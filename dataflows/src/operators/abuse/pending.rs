@@ -1,13 +1,14 @@
 //! The clicks a detector holds until their tick: a queue kept in a canonical total order
 //! (event time first), so the clicks due at tick `S` (`ts < S`) are a prefix of it.
 //!
-//! Cost: an epoch's records are sorted on their own (`k log k`) and merged into the queue;
-//! only the part of the queue after the batch's earliest record is moved (nothing when the
-//! batch is later than everything held, the usual case, found without a search). The queue
-//! and its scratch buffers keep their capacity, so steady state allocates nothing. Taking
-//! the clicks due at a tick removes exactly them from the front of a [`VecDeque`]
-//! (`O(taken)`), so a backlog replayed over many ticks costs `O(total)`, not
-//! `O(ticks × held)`.
+//! Cost: an epoch's records are sorted on their own (`k log k`, on small integer keys of
+//! each record, [`Held::prefix`], with the full order only between equal keys) and merged
+//! into the queue; only the part of the queue after the batch's earliest record is moved
+//! (nothing when the batch is later than everything held, the usual case, found without a
+//! search). The queue and its scratch buffers keep their capacity, so steady state
+//! allocates nothing. Taking the clicks due at a tick removes exactly them from the front
+//! of a [`VecDeque`] (`O(taken)`), so a backlog replayed over many ticks costs `O(total)`,
+//! not `O(ticks × held)`.
 
 use std::cmp::Ordering;
 use std::collections::VecDeque;
@@ -16,10 +17,17 @@ use std::collections::VecDeque;
 pub(crate) trait Held {
     /// What the order needs besides the records (e.g. the detector's string table).
     type Ctx;
+    /// A small copyable key whose order is a prefix of [`Held::order`] (see [`Held::prefix`]).
+    type Prefix: Ord + Copy;
     /// Event time, ms UTC.
     fn ts(&self) -> i64;
     /// The canonical total order, event time first (equal records are interchangeable).
     fn order(&self, other: &Self, ctx: &Self::Ctx) -> Ordering;
+    /// Leading part of [`Held::order`] as plain integers: whenever `a.prefix() != b.prefix()`,
+    /// `a.order(b)` must equal `a.prefix().cmp(&b.prefix())` (equal prefixes say nothing).
+    /// A batch is sorted by these keys, computed once per record, and only runs of equal
+    /// keys are compared with [`Held::order`] (module docs).
+    fn prefix(&self) -> Self::Prefix;
 }
 
 /// Records not yet folded, in [`Held::order`] (module docs). Its buffers keep their
@@ -60,7 +68,7 @@ impl<T: Held> Pending<T> {
         if self.fresh.is_empty() {
             return;
         }
-        self.fresh.sort_unstable_by(|a, b| a.order(b, ctx));
+        sort_batch(&mut self.fresh, ctx);
         let first = &self.fresh[0];
         // Records ordered after the batch's first one move; the rest stay in place.
         let at = match self.queue.back() {
@@ -100,12 +108,37 @@ impl<T: Held> Pending<T> {
     }
 }
 
+/// Sorts `v` by [`Held::order`]: by [`Held::prefix`] first (keys computed once per record
+/// and sorted beside their indices, then the records moved once into place, instead of
+/// swapping records of ~80 bytes through every level of a comparison sort that follows
+/// their fields at each compare), then each run of equal prefixes by the full order.
+fn sort_batch<T: Held>(v: &mut [T], ctx: &T::Ctx) {
+    v.sort_by_cached_key(|r| r.prefix());
+    let mut i = 0;
+    while i < v.len() {
+        let p = v[i].prefix();
+        let mut j = i + 1;
+        while j < v.len() && v[j].prefix() == p {
+            j += 1;
+        }
+        if j - i > 1 {
+            v[i..j].sort_unstable_by(|a, b| a.order(b, ctx));
+        }
+        i = j;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     impl Held for (i64, u32) {
         type Ctx = ();
+        /// Only the time, so runs of equal prefixes are sorted by the full order too.
+        type Prefix = i64;
+        fn prefix(&self) -> i64 {
+            self.0
+        }
         fn ts(&self) -> i64 {
             self.0
         }

@@ -36,6 +36,18 @@ impl Sym {
     pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The first 8 bytes of the text, big-endian, zero-padded. Where two symbols' values
+    /// differ they order like [`Ord`] (by text, byte-lexicographic: a shorter text pads with
+    /// zeros, below any byte that can follow it but NUL, which pads equal and only makes the
+    /// values tie), so sorts can compare integers first and texts only on ties.
+    #[inline]
+    pub(crate) fn order_prefix(&self) -> u64 {
+        let mut b = [0u8; 8];
+        let n = self.0.len().min(8);
+        b[..n].copy_from_slice(&self.0.as_bytes()[..n]);
+        u64::from_be_bytes(b)
+    }
 }
 
 impl PartialEq for Sym {
@@ -189,5 +201,19 @@ mod tests {
         t.maybe_compact();
         assert_eq!(t.len(), 1, "only the held string stays");
         assert!(t.get("kept") == keep, "a held string keeps its identity");
+    }
+
+    #[test]
+    fn order_prefix_orders_like_the_text_where_it_differs() {
+        let mut t = SymTable::default();
+        let words = ["", "a", "a\0", "a\0b", "ab", "abcdefgh", "abcdefgh0", "abcdefgi", "b", "l00a1f", "l00a20", "\u{7f}", "é", "Zürich"];
+        for wa in words {
+            for wb in words {
+                let (a, b) = (t.get(wa), t.get(wb));
+                if a.order_prefix() != b.order_prefix() {
+                    assert_eq!(a.order_prefix().cmp(&b.order_prefix()), a.cmp(&b), "{wa:?} vs {wb:?}");
+                }
+            }
+        }
     }
 }

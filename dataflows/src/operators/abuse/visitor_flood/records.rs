@@ -197,8 +197,27 @@ impl UaCache {
     }
 }
 
+impl FloodKey {
+    /// The key as one integer in the key's own order (derived `Ord`: every visitor before
+    /// every network, IPv4 networks before IPv6 ones, each by its numbers): bit 64 marks a
+    /// network, bit 48 an IPv6 one.
+    fn order_bits(&self) -> u128 {
+        match *self {
+            FloodKey::Visitor(v) => u128::from(v),
+            FloodKey::Network(Network::V4([a, b, c])) => 1 << 64 | u128::from(u32::from_be_bytes([0, a, b, c])),
+            FloodKey::Network(Network::V6([a, b, c])) => 1 << 64 | 1 << 48 | u128::from(a) << 32 | u128::from(b) << 16 | u128::from(c),
+        }
+    }
+}
+
 impl Held for FloodRecord {
     type Ctx = ();
+    /// `(ts, key, visitor_id)`: the leading fields of [`Held::order`].
+    type Prefix = (i64, u128, u64);
+
+    fn prefix(&self) -> (i64, u128, u64) {
+        (self.ts, self.key.order_bits(), self.visitor_id)
+    }
 
     fn ts(&self) -> i64 {
         self.ts
@@ -206,5 +225,34 @@ impl Held for FloodRecord {
 
     fn order(&self, o: &Self, _: &()) -> Ordering {
         (self.ts, self.key, self.visitor_id, &self.code, &self.user_agent, self.network).cmp(&(o.ts, o.key, o.visitor_id, &o.code, &o.user_agent, o.network))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_bits_follow_the_key_order() {
+        let keys = [
+            FloodKey::Visitor(0),
+            FloodKey::Visitor(7),
+            FloodKey::Visitor(u64::MAX),
+            FloodKey::Network(Network::V4([0, 0, 0])),
+            FloodKey::Network(Network::V4([0, 0, 255])),
+            FloodKey::Network(Network::V4([0, 255, 0])),
+            FloodKey::Network(Network::V4([255, 0, 0])),
+            FloodKey::Network(Network::V4([255, 255, 255])),
+            FloodKey::Network(Network::V6([0, 0, 0])),
+            FloodKey::Network(Network::V6([0, 0, 65535])),
+            FloodKey::Network(Network::V6([0, 65535, 0])),
+            FloodKey::Network(Network::V6([65535, 0, 0])),
+            FloodKey::Network(Network::V6([65535, 65535, 65535])),
+        ];
+        for a in &keys {
+            for b in &keys {
+                assert_eq!(a.order_bits().cmp(&b.order_bits()), a.cmp(b), "{a:?} vs {b:?}");
+            }
+        }
     }
 }
