@@ -16,14 +16,17 @@
 //! application/json`, `cache-control: no-store`, `connection: close` and the JSON body of
 //! [`error_body`]:
 //!
-//! * 400: `malformed_request` (hyper does not say which part was malformed);
+//! * 400: `malformed_request` (hyper does not say which part was malformed; but a request
+//!   target holding a raw `"`, which the URI parser refuses in a query, is said to be that,
+//!   with the message of the server's own answer to one in a path, [`RAW_QUOTE_MESSAGE`]);
 //! * 414: `uri_too_long`, `details: {"max_bytes": 65534}`; also a 431 for a request whose
 //!   head has no line feed at all in [`MAX_HEAD_BYTES`] bytes: its request line alone is
 //!   over the limit, which is a request target too long (RFC 9110 §15.5.15);
 //! * 431 for the size: `headers_too_large`, `details: {"max_bytes": 417792}`;
 //! * 431 for the count: `too_many_headers`, `details: {"max_fields": 100}`.
 //!
-//! hyper's 431 does not say which limit was hit, so the stream follows the request heads
+//! hyper's 431 does not say which limit was hit (nor its 400 what was malformed), so the
+//! stream follows the request heads
 //! on the read side (an empty line ends a head) and pairs them with the responses written
 //! (hyper answers the requests of a connection in order): the head answered is the oldest
 //! complete one not answered yet, or else the one being read, however the pipelined bytes
@@ -64,6 +67,12 @@ pub const MAX_URI_BYTES: usize = 65_534;
 pub const MAX_HEAD_BYTES: usize = 8192 + 4096 * 100;
 /// hyper's limit on the number of header fields of a request (`DEFAULT_MAX_HEADERS`).
 pub const MAX_HEADER_FIELDS: usize = 100;
+
+/// The message of the 400 `malformed_request` to a request target holding a raw `"`,
+/// wherever it is (path, query): the server's own answer (`crate::http_server`) and the
+/// replacement of hyper's (its URI parser refuses the byte in a query).
+pub const RAW_QUOTE_MESSAGE: &str =
+    "the request target holds a raw '\"', which no URI may contain (RFC 3986 section 2, RFC 9112 section 3.2): send it percent-encoded as %22";
 
 /// The JSON error body of DESIGN.md: `{"error": {"code", "message", "details"?}}`
 /// (`details` left out when `None`). Echoed input is bounded as in the API's errors: the
@@ -129,13 +138,55 @@ impl Listener for JsonErrorListener {
 }
 
 /// Size of one request head as read: bytes (line ends included), line feeds of non-empty
-/// lines (the request line and each header field line), and the length of its first line
-/// (`None` while it has no line feed).
+/// lines (the request line and each header field line), the length of its first line
+/// (`None` while it has no line feed), and whether its request target holds a raw `"`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct HeadStats {
     bytes: usize,
     lines: usize,
     first_line: Option<usize>,
+    target: TargetScan,
+}
+
+/// The request line's bytes as read, looked at for a raw `"` in the request target: between
+/// the line's first and second space (`method SP request-target SP version`, RFC 9112 §3).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct TargetScan {
+    /// Spaces seen so far (at most 2: nothing after the second is looked at).
+    spaces: u8,
+    /// A `"` seen after the first space (and before a second one).
+    quote: bool,
+    /// The request target, complete (its second space seen), holds a raw `"`.
+    raw_quote: bool,
+}
+
+impl TargetScan {
+    /// Follows `bytes`, the next bytes of the request line: visits its spaces and quotes
+    /// only ([`memchr::memchr2_iter`]), and nothing once the target is complete.
+    fn feed(&mut self, bytes: &[u8]) {
+        if self.spaces >= 2 {
+            return;
+        }
+        for i in memchr::memchr2_iter(b' ', b'"', bytes) {
+            self.step(bytes[i]);
+            if self.spaces >= 2 {
+                return;
+            }
+        }
+    }
+
+    /// Follows one byte of the request line.
+    fn step(&mut self, b: u8) {
+        match (b, self.spaces) {
+            (b' ', 0) => self.spaces = 1,
+            (b' ', 1) => {
+                self.spaces = 2;
+                self.raw_quote = self.quote;
+            }
+            (b'"', 1) => self.quote = true,
+            _ => {}
+        }
+    }
 }
 
 /// How many complete heads waiting for their answer are remembered (pipelining depth).
@@ -164,7 +215,8 @@ impl Default for HeadScan {
 impl HeadScan {
     /// Follows `new`, the bytes just read. Runs on every read of every connection, so it
     /// visits line ends only ([`memchr`]) and looks at a line's bytes just far enough to
-    /// tell an empty line (nothing but `\r`) from a field line: usually its first byte.
+    /// tell an empty line (nothing but `\r`) from a field line: usually its first byte;
+    /// only the request line's spaces and quotes are visited too ([`TargetScan`]).
     fn feed(&mut self, new: &[u8]) {
         let mut start = 0;
         // Where the current line's bytes in `new` begin.
@@ -172,6 +224,9 @@ impl HeadScan {
         for i in memchr::memchr_iter(b'\n', new) {
             if self.line_blank && new[line_from..i].iter().any(|&b| b != b'\r') {
                 self.line_blank = false;
+            }
+            if self.cur.first_line.is_none() {
+                self.cur.target.feed(&new[line_from..i]);
             }
             let upto = self.cur.bytes.saturating_add(i + 1 - start);
             if self.line_blank {
@@ -194,6 +249,9 @@ impl HeadScan {
         }
         if self.line_blank && new[line_from..].iter().any(|&b| b != b'\r') {
             self.line_blank = false;
+        }
+        if self.cur.first_line.is_none() {
+            self.cur.target.feed(&new[line_from..]);
         }
         self.cur.bytes = self.cur.bytes.saturating_add(new.len() - start);
     }
@@ -325,6 +383,9 @@ fn replacement(buf: &[u8], scan: &HeadScan) -> Option<Vec<u8>> {
         return None;
     }
     let (status, code, message, details) = match &buf[9..12] {
+        // A raw '"' in the query is refused by the URI parser (a raw '"' in the path passes
+        // it, and the server answers it: `crate::http_server`): said the same way.
+        b"400" if scan.answering().is_some_and(|(h, _)| h.target.raw_quote) => (400, "malformed_request", RAW_QUOTE_MESSAGE.to_owned(), None),
         b"400" => (400, "malformed_request", "the request is not valid HTTP/1.1: malformed request line or header field (RFC 9112)".to_owned(), None),
         b"414" => {
             (414, "uri_too_long", format!("the request target is longer than {MAX_URI_BYTES} bytes"), Some(serde_json::json!({ "max_bytes": MAX_URI_BYTES })))
@@ -389,7 +450,8 @@ impl AsyncWrite for JsonErrorStream {
                         this.read_since_write.set(false);
                     }
                     // The start of a final response (not `100 Continue`): a head is answered.
-                    if n > 0 && buf.starts_with(b"HTTP/1.1 ") && buf.get(9) != Some(&b'1') {
+                    // An HTTP/1.0 request is answered in HTTP/1.0 (hyper).
+                    if n > 0 && (buf.starts_with(b"HTTP/1.1 ") || buf.starts_with(b"HTTP/1.0 ")) && buf.get(9) != Some(&b'1') {
                         this.head.answered();
                     }
                     return Poll::Ready(Ok(n));

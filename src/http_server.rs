@@ -49,8 +49,14 @@
 //!   `connection: close` (RFC 9112 §3.2, RFC 9110 §7.2; [`host`]).
 //! * **Raw `"`**: a request target holding a raw `"` is answered 400 `malformed_request`
 //!   with `connection: close` before any lookup, and the connection closes (hyper refuses a
-//!   raw space, `<`, `>` and control characters itself, the same way; [`reject_raw_quote`]). A fragment (`#…`) in a request target, which no client sends, is
-//!   dropped by the URI parser: `/code#x` is `/code`.
+//!   raw space, `<`, `>` and control characters itself, the same way; [`reject_raw_quote`]).
+//!   In a query the URI parser refuses the byte before the server sees the request; the
+//!   answer says the same ([`crate::http_listener::RAW_QUOTE_MESSAGE`]). A fragment (`#…`)
+//!   in a request target, which no client sends, is dropped by the URI parser: `/code#x` is
+//!   `/code`.
+//! * **HTTP/1.0**: answered in HTTP/1.0 (hyper); an answer that says `connection: close` is
+//!   its connection's last and says only that, also to a request that asked for
+//!   `Connection: keep-alive` ([`closing_in_http10`]).
 //! * **Percent-encoding**: a path that is not a code as sent is normalized first
 //!   (percent-encoded unreserved characters decoded, RFC 3986 §6.2.2.2,
 //!   [`sluice_redirect::path`]), so `/%50abc` is the redirect of `Pabc`; a malformed escape
@@ -84,7 +90,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
-use axum::http::{HeaderValue, StatusCode, Uri, header};
+use axum::http::{HeaderValue, StatusCode, Uri, Version, header};
 use axum::response::Response;
 use axum::serve::Listener;
 use hyper::body::{Body as _, Incoming};
@@ -274,6 +280,22 @@ fn close_if_stopping(mut resp: Response, stop: &watch::Receiver<bool>) -> Respon
     resp
 }
 
+/// `resp` to an HTTP/1.0 request (`http10`), made an HTTP/1.0 response when it says
+/// `connection: close`. hyper answers an HTTP/1.0 request in HTTP/1.0 and, to one that asked
+/// for `Connection: keep-alive`, adds `keep-alive` to the `Connection` of a response of
+/// version HTTP/1.1 that does not carry that token, a `close` one included: the answer said
+/// `connection: close` and `connection: keep-alive` at once. A response of version HTTP/1.0
+/// without `keep-alive` is the connection's last instead, and its `Connection` stays
+/// `close`. Every other response is left as it is (keep-alive still honoured).
+fn closing_in_http10(mut resp: Response, http10: bool) -> Response {
+    if http10
+        && resp.headers().get_all(header::CONNECTION).iter().any(|v| v.to_str().is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close"))))
+    {
+        *resp.version_mut() = Version::HTTP_10;
+    }
+    resp
+}
+
 /// The 400 `malformed_request` answer of a request target holding a raw `"`: RFC 3986 §2
 /// has no place for the byte in a URI (the request-target is one, RFC 9112 §3.2), and
 /// clients send it as `%22`, but hyper's parser lets it through (it refuses a raw space,
@@ -285,8 +307,7 @@ fn reject_raw_quote(uri: &Uri) -> Option<Response> {
     if !target.as_bytes().contains(&b'"') {
         return None;
     }
-    let message = "the request target holds a raw '\"', which no URI may contain (RFC 3986 section 2, RFC 9112 section 3.2): send it percent-encoded as %22";
-    let mut resp = error_response(StatusCode::BAD_REQUEST, "malformed_request", message, None);
+    let mut resp = error_response(StatusCode::BAD_REQUEST, "malformed_request", crate::http_listener::RAW_QUOTE_MESSAGE, None);
     resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     Some(resp)
 }
@@ -332,9 +353,11 @@ impl hyper::service::Service<hyper::Request<Incoming>> for ConnService {
     type Future = ConnFuture;
 
     fn call(&self, req: hyper::Request<Incoming>) -> ConnFuture {
+        let http10 = req.version() == Version::HTTP_10;
         match self.answer(req) {
-            ConnFuture::Ready(Some(resp)) => ConnFuture::Ready(Some(close_if_stopping(resp, &self.stop))),
+            ConnFuture::Ready(Some(resp)) => ConnFuture::Ready(Some(closing_in_http10(close_if_stopping(resp, &self.stop), http10))),
             // The boxed futures check the stop themselves, when their answer is ready.
+            ConnFuture::Boxed(fut) if http10 => ConnFuture::Boxed(Box::pin(async move { closing_in_http10(fut.await, true) })),
             later => later,
         }
     }

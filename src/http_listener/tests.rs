@@ -73,8 +73,13 @@ fn feed_bytewise(s: &mut HeadScan, new: &[u8]) {
                 s.cur.lines += 1;
                 s.line_blank = true;
             }
-        } else if b != b'\r' {
-            s.line_blank = false;
+        } else {
+            if b != b'\r' {
+                s.line_blank = false;
+            }
+            if s.cur.first_line.is_none() {
+                s.cur.target.step(b);
+            }
         }
     }
     s.cur.bytes += new.len() - start;
@@ -87,7 +92,7 @@ proptest::proptest! {
     fn the_head_scan_equals_a_bytewise_scan(
         reads in proptest::collection::vec(
             (proptest::collection::vec(proptest::prop_oneof![
-                Just(b'\r'), Just(b'\n'), Just(b'a'), Just(b':'), Just(b' '), proptest::num::u8::ANY
+                Just(b'\r'), Just(b'\n'), Just(b'a'), Just(b':'), Just(b' '), Just(b'"'), proptest::num::u8::ANY
             ], 0..64), proptest::bool::ANY),
             0..24,
         )
@@ -106,15 +111,51 @@ proptest::proptest! {
 }
 
 fn stats(bytes: usize, lines: usize, first_line: Option<usize>) -> HeadStats {
-    HeadStats { bytes, lines, first_line }
+    HeadStats { bytes, lines, first_line, ..HeadStats::default() }
+}
+
+/// [`stats`] of a head whose request line had `spaces` spaces so far (no raw `"`).
+fn spaced(bytes: usize, lines: usize, first_line: Option<usize>, spaces: u8) -> HeadStats {
+    HeadStats { target: TargetScan { spaces, ..TargetScan::default() }, ..stats(bytes, lines, first_line) }
+}
+
+/// A raw `"` counts between the request line's first and second space only, however the
+/// line is cut into reads; and it picks the message of a 400 for the head it answers.
+#[test]
+fn a_raw_quote_in_the_request_target_is_told_from_one_elsewhere() {
+    let raw_quote = |line: &str| {
+        let whole = scan_of(line.as_bytes()).cur.target.raw_quote;
+        for cut in 1..line.len() {
+            let mut s = HeadScan::default();
+            s.feed(&line.as_bytes()[..cut]);
+            s.feed(&line.as_bytes()[cut..]);
+            assert_eq!(s.cur.target.raw_quote, whole, "{line:?} cut at {cut}");
+        }
+        whole
+    };
+    for line in ["GET /a?q=\"x\" HTTP/1.1\r\n", "GET /\" HTTP/1.1\r\n", "GET \"/ HTTP/1.0\r\nx: y", "\r\nGET /?\" HTTP/1.1\r\n"] {
+        assert!(raw_quote(line), "{line:?}");
+    }
+    for line in ["G\"ET /a HTTP/1.1\r\n", "GET /a HTTP/1.1\"\r\n", "GET /a?q=\"x\"\r\n", "GET /a HTTP/1.1\r\nx: \"y\" z\r\n", "GET /a HTTP/1.1\r\n\r\nGET /b"] {
+        assert!(!raw_quote(line), "{line:?}");
+    }
+    let hyper_400 = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n";
+    let message = |scan: &HeadScan| {
+        let out = String::from_utf8(replacement(hyper_400, scan).expect("replaced")).expect("utf-8");
+        serde_json::from_str::<Value>(out.split_once("\r\n\r\n").expect("head").1).expect("json")["error"]["message"].as_str().expect("message").to_owned()
+    };
+    let mut s = scan_of(b"GET /a HTTP/1.1\r\n\r\nGET /?\" HTTP/1.1\r\n\r\n");
+    assert_eq!(message(&s), "the request is not valid HTTP/1.1: malformed request line or header field (RFC 9112)", "the first head is answered first");
+    s.answered();
+    assert_eq!(message(&s), RAW_QUOTE_MESSAGE);
 }
 
 #[test]
 fn the_head_scan_pairs_pipelined_heads_with_their_answers() {
     let mut s = scan_of(b"GET /a HTTP/1.1\r\nhost: x\r\n\r\nGET /b HTTP/1.1\r\nhost: x\r\nx-");
-    assert_eq!(s.answering(), Some((stats(28, 2, Some(17)), true)), "the first head, complete");
+    assert_eq!(s.answering(), Some((spaced(28, 2, Some(17), 2), true)), "the first head, complete");
     s.answered();
-    assert_eq!(s.answering(), Some((stats(28, 2, Some(17)), false)), "then the one being read");
+    assert_eq!(s.answering(), Some((spaced(28, 2, Some(17), 2), false)), "then the one being read");
     let mut s = scan_of(b"GET /a HTTP/1.1\nhost: x\n\nGET");
     s.answered();
     assert_eq!(s.answering(), Some((stats(3, 0, None), false)));
@@ -123,7 +164,7 @@ fn the_head_scan_pairs_pipelined_heads_with_their_answers() {
     for piece in [&b"GET /a HTTP/1.1\r\nhost: x\r"[..], b"\n\r", b"\nGE", b"T /"] {
         s.feed(piece);
     }
-    assert_eq!((s.pending, s.kept[0], s.cur), (1, Some(stats(28, 2, Some(17))), stats(5, 0, None)));
+    assert_eq!((s.pending, s.kept[0], s.cur), (1, Some(spaced(28, 2, Some(17), 2)), spaced(5, 0, None, 1)));
     let s = scan_of(b"\r\n\r\nGET");
     assert_eq!((s.pending, s.cur), (0, stats(3, 0, None)), "leading empty lines are not heads");
     // Deeper pipelining than remembered: the heads past KEPT_HEADS are unknown.

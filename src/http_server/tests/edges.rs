@@ -31,7 +31,7 @@ async fn hypers_own_400s_get_the_json_shape_and_close() {
     s.stop.send(()).expect("server running");
 }
 
-/// A raw `"` in the request target (no URI may hold one; hyper lets it through) is 400
+/// A raw `"` in the request target (no URI may hold one; hyper lets it through in a path) is 400
 /// `malformed_request` before any lookup, in a code, a query or an API path, like the raw
 /// `<` that hyper refuses itself; `%22` is fine. No click is logged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -43,9 +43,21 @@ async fn a_raw_quote_in_the_request_target_is_400_malformed_request() {
         let resp = raw(s.addr, format!("GET {target} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").into_bytes()).await;
         assert_eq!(status_and_json(&resp), (400, quote.clone()), "{target}: {resp}");
     }
-    // In the query hyper's parser refuses the byte itself (its own message).
-    let resp = raw(s.addr, b"GET /Yf9EAYq?q=\"x\" HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n".to_vec()).await;
-    assert_eq!((summary(&resp).0, summary(&resp).1), (400, "malformed_request".to_owned()), "{resp}");
+    // In a query the URI parser refuses the byte before the server sees the request: its
+    // answer says the same (finding: it said "malformed request line or header field"),
+    // pipelined behind an answered request too.
+    for target in ["/Yf9EAYq?q=\"x\"", "/v1/links?tag=\"a", "/?\"", "/healthz?a=%22&b=\""] {
+        let resp = raw(s.addr, format!("GET {target} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").into_bytes()).await;
+        assert_eq!(status_and_json(&resp), (400, quote.clone()), "{target}: {resp}");
+        assert_eq!(summary(&resp), (400, "malformed_request".to_owned(), Some("application/json"), Some("no-store"), Some("close")), "{target}: {resp}");
+    }
+    let resp = raw(s.addr, b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\nGET /?q=\"x\" HTTP/1.1\r\nhost: x\r\n\r\n".to_vec()).await;
+    let second = resp.find("HTTP/1.1 400 ").map(|at| &resp[at..]).unwrap_or_else(|| panic!("a 400 after the 200: {resp}"));
+    assert!(resp.starts_with("HTTP/1.1 200 OK\r\n"), "{resp}");
+    assert_eq!(status_and_json(second), (400, quote.clone()), "{resp}");
+    // A '"' outside the target (a header value, the method) is not said to be in it.
+    let resp = raw(s.addr, b"G\"ET /healthz HTTP/1.1\r\nhost: x\r\n\r\n".to_vec()).await;
+    assert_eq!(status_and_json(&resp).1["error"]["message"], "the request is not valid HTTP/1.1: malformed request line or header field (RFC 9112)", "{resp}");
     let resp = raw(s.addr, b"GET /Yf9EAYq< HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n".to_vec()).await;
     assert_eq!(summary(&resp).0, 400, "{resp}");
     assert_eq!(summary(&resp).1, "malformed_request", "{resp}");
@@ -86,6 +98,55 @@ async fn a_raw_quote_in_the_request_target_closes_the_connection() {
         let _ = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut rest)).await.expect("EOF");
         assert!(rest.is_empty(), "no answer to a request after the close, {target}: {}", String::from_utf8_lossy(&rest));
     }
+    assert!(s.events.try_recv().is_err(), "no clicks");
+    s.stop.send(()).expect("server running");
+}
+
+/// Every `connection` header line of a raw response, by value.
+fn connection_lines(resp: &str) -> Vec<&str> {
+    let head = resp.split_once("\r\n\r\n").map_or(resp, |(h, _)| h);
+    head.split("\r\n").skip(1).filter_map(|l| l.split_once(':').filter(|(n, _)| n.eq_ignore_ascii_case("connection")).map(|(_, v)| v.trim())).collect()
+}
+
+/// Finding: an HTTP/1.0 request asking for `Connection: keep-alive` whose answer closes the
+/// connection (a raw '"' in the target, an invalid `Host`) got `connection: close` and
+/// `connection: keep-alive` (hyper added the token the request asked for). Now the answer
+/// says `close` alone, is HTTP/1.0 and the connection's last; an HTTP/1.0 keep-alive
+/// request answered normally still keeps its connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http10_keep_alive_request_refused_with_close_says_close_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = start_with(dir.path(), ServerOptions::default(), vec![]).await;
+    let quote = json!({"error": {"code": "malformed_request", "message": crate::http_listener::RAW_QUOTE_MESSAGE}});
+    let bad_host =
+        json!({"error": {"code": "invalid_host", "message": "the Host header is not a valid host[:port] (RFC 9110 section 7.2, RFC 3986 section 3.2.2)"}});
+    let second = "GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n";
+    for (first, status_line, want) in [
+        ("GET /pg5\" HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", "HTTP/1.0 400 Bad Request\r\n", &quote),
+        ("GET /v1/links/a\"b HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n", "HTTP/1.0 400 Bad Request\r\n", &quote),
+        ("GET /healthz HTTP/1.0\r\nHost: a b\r\nConnection: keep-alive\r\n\r\n", "HTTP/1.0 400 Bad Request\r\n", &bad_host),
+        // Refused by the URI parser (hyper answers before any version is known).
+        ("GET /pg5?q=\" HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", "HTTP/1.1 400 Bad Request\r\n", &quote),
+    ] {
+        let mut c = tokio::net::TcpStream::connect(s.addr).await.expect("connect");
+        c.write_all(format!("{first}{second}").as_bytes()).await.expect("write");
+        let got = tokio::time::timeout(Duration::from_secs(5), closed_by_server(&mut c)).await.expect("closed at once, not at the idle deadline");
+        let got = String::from_utf8(got).expect("utf-8");
+        assert!(got.starts_with(status_line), "{first:?}: {got}");
+        assert_eq!(connection_lines(&got), ["close"], "{first:?}: {got}");
+        assert_eq!(status_and_json(&got), (400, want.clone()), "one answer only, {first:?}: {got}");
+    }
+    // Answered normally: keep-alive, and the connection serves the next request.
+    let mut c = tokio::net::TcpStream::connect(s.addr).await.expect("connect");
+    c.write_all(second.as_bytes()).await.expect("write");
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf)).await.expect("answer").expect("read");
+    let got = String::from_utf8(buf[..n].to_vec()).expect("utf-8");
+    assert!(got.starts_with("HTTP/1.0 200 OK\r\n"), "{got}");
+    assert_eq!(connection_lines(&got), ["keep-alive"], "{got}");
+    c.write_all(second.as_bytes()).await.expect("write");
+    let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf)).await.expect("answer").expect("read");
+    assert!(buf[..n].starts_with(b"HTTP/1.0 200 OK\r\n"), "{}", String::from_utf8_lossy(&buf[..n]));
     assert!(s.events.try_recv().is_err(), "no clicks");
     s.stop.send(()).expect("server running");
 }
