@@ -38,4 +38,6 @@ mod stop;
 mod store_connect;
 #[cfg(feature = "integration-tests")]
 mod store_gone;
+#[cfg(feature = "integration-tests")]
+mod store_pool_timeout;
 mod visitor_secret;

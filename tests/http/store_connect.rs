@@ -74,7 +74,7 @@ fn timeout_error(server: &SilentServer, context: &str, timeout: &str) -> String 
 
 /// `sluice serve` (role all) on a free port and the data dir `data`, its link store at
 /// `store_url`, `[store] connect-timeout` = `timeout`, logging at info into `log`.
-fn serve(data: &Path, store_url: &str, timeout: &str, log: &Path) -> ChildProcess {
+pub(super) fn serve(data: &Path, store_url: &str, timeout: &str, log: &Path) -> ChildProcess {
     serve_on(&format!("127.0.0.1:{}", free_port()), data, store_url, timeout, log)
 }
 
@@ -97,7 +97,7 @@ fn serve_on(listen: &str, data: &Path, store_url: &str, timeout: &str, log: &Pat
 }
 
 /// Waits until `child` exits; panics with its log after `limit`.
-fn exit_within(child: &mut ChildProcess, limit: Duration, log: &Path) -> ExitStatus {
+pub(super) fn exit_within(child: &mut ChildProcess, limit: Duration, log: &Path) -> ExitStatus {
     let t0 = Instant::now();
     loop {
         if let Some(status) = child.exited() {
