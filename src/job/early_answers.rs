@@ -12,7 +12,9 @@
 //! * `/healthz` is 200 `{"status": "ok"}` (the process is alive) and `/metrics` the
 //!   Prometheus text, in which `sluice_starting` is 1;
 //! * `/readyz` is 503 `not_ready` naming `start_up` under `details`;
-//! * everything else, redirects and the API, is 503 `starting` with `Retry-After: 1`.
+//! * everything else, redirects and the API, is 503 `starting` with `Retry-After: 1`;
+//! * the three probes take GET and HEAD only: another method is 405 `method_not_allowed`,
+//!   as the real server answers it.
 //!
 //! [`EarlyAnswers::finish`] stops accepting and hands the listener back to the real HTTP
 //! server; a connection accepted before that still gets its one answer.
@@ -21,6 +23,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::Request;
+use axum::http::Method;
 use axum::response::IntoResponse;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -109,11 +112,16 @@ impl Drop for EarlyAnswers {
     }
 }
 
-/// `/healthz` and `/metrics` as usual (any method, as the gate of the real server lets
-/// them through), the rest by `gate`'s closed answers.
+/// `/healthz` and `/metrics` as usual, the rest by `gate`'s closed answers. The probes
+/// (`/healthz`, `/readyz`, `/metrics`) take GET and HEAD only, as on the real server: any
+/// other method is 405 `method_not_allowed` in the API's JSON error shape.
 fn router(gate: StartGate, prometheus: metrics_exporter_prometheus::PrometheusHandle) -> Router {
     Router::new().fallback(move |req: Request| {
+        let method = req.method();
         let answer = match req.uri().path() {
+            "/healthz" | "/readyz" | "/metrics" if method != Method::GET && method != Method::HEAD => {
+                sluice_serving::ApiError::method_not_allowed(method.as_str()).into_response()
+            }
             "/healthz" => crate::health::healthz_response(),
             "/metrics" => crate::health::metrics_response(&prometheus),
             path => gate.answer_closed(path).unwrap_or_else(|| axum::http::StatusCode::NOT_FOUND.into_response()),

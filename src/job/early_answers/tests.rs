@@ -59,6 +59,22 @@ async fn health_and_metrics_are_answered_and_the_rest_is_refused_as_starting_one
         assert_eq!(serde_json::from_str::<serde_json::Value>(&body).expect("json"), starting, "{request}");
     }
 
+    // The probes take GET and HEAD only, as on the real server (tests/http links_requests).
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        for method in ["POST", "DELETE", "PUT"] {
+            let request = format!("{method} {path} HTTP/1.1\r\nHost: sho.rt\r\nContent-Length: 0\r\n\r\n");
+            let (status, _, body) = split(&exchange(addr, &request).await);
+            assert_eq!(status, "HTTP/1.1 405 Method Not Allowed", "{request}");
+            let message = format!("method {method} is not allowed on this route");
+            let want = serde_json::json!({"error": {"code": "method_not_allowed", "message": message}});
+            assert_eq!(serde_json::from_str::<serde_json::Value>(&body).expect("json"), want, "{request}");
+        }
+        let head = format!("HEAD {path} HTTP/1.1\r\nHost: sho.rt\r\n\r\n");
+        let (status, _, body) = split(&exchange(addr, &head).await);
+        let want = if path == "/readyz" { "HTTP/1.1 503 Service Unavailable" } else { "HTTP/1.1 200 OK" };
+        assert_eq!((status.as_str(), body.as_str()), (want, ""), "{head}");
+    }
+
     let (status, headers, body) = split(&exchange(addr, &get("/metrics")).await);
     assert_eq!(status, "HTTP/1.1 200 OK");
     assert!(headers.contains(&"content-type: text/plain; version=0.0.4; charset=utf-8".to_owned()), "{headers:?}");
