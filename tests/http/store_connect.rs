@@ -18,14 +18,22 @@ use std::time::{Duration, Instant};
 
 use crate::child::{ChildProcess, free_port};
 
-/// A loopback TCP server that accepts connections, reads what they send and never writes.
-struct SilentServer {
-    addr: SocketAddr,
-    accepted: Arc<AtomicUsize>,
+/// A loopback TCP server that accepts connections, reads what they send and never writes
+/// (optionally relaying the first one to a real server).
+pub(super) struct SilentServer {
+    pub(super) addr: SocketAddr,
+    /// Connections accepted so far.
+    pub(super) accepted: Arc<AtomicUsize>,
 }
 
 impl SilentServer {
     fn start() -> SilentServer {
+        SilentServer::start_relaying_first(None)
+    }
+
+    /// A silent server that relays its first connection to `upstream` when given (a server
+    /// that answers one connection and then none), holding every other one.
+    pub(super) fn start_relaying_first(upstream: Option<SocketAddr>) -> SilentServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr");
         let accepted = Arc::new(AtomicUsize::new(0));
@@ -33,8 +41,13 @@ impl SilentServer {
         // Detached: the accept loop (and every connection it holds) ends with the test process.
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
-                count.fetch_add(1, Ordering::SeqCst);
-                std::thread::spawn(move || hold(conn));
+                let first = count.fetch_add(1, Ordering::SeqCst) == 0;
+                match upstream {
+                    Some(upstream) if first => relay(conn, upstream),
+                    _ => {
+                        std::thread::spawn(move || hold(conn));
+                    }
+                }
             }
         });
         SilentServer { addr, accepted }
@@ -55,6 +68,21 @@ impl SilentServer {
 fn hold(mut conn: TcpStream) {
     let mut buf = [0u8; 1024];
     while matches!(conn.read(&mut buf), Ok(n) if n > 0) {}
+}
+
+/// Copies `client` to `upstream` and back, each way on its own thread, until either closes.
+fn relay(client: TcpStream, upstream: SocketAddr) {
+    let server = TcpStream::connect(upstream).expect("connect to the upstream server");
+    let (mut client_read, mut server_write) = (client.try_clone().expect("clone"), server.try_clone().expect("clone"));
+    let (mut server_read, mut client_write) = (server, client);
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut client_read, &mut server_write);
+        let _ = server_write.shutdown(std::net::Shutdown::Write);
+    });
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut server_read, &mut client_write);
+        let _ = client_write.shutdown(std::net::Shutdown::Write);
+    });
 }
 
 /// The store URL's password: never printed.

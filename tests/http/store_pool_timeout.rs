@@ -7,67 +7,17 @@
 //! "pool timed out while waiting for an open connection"): exit code 1, the exact line, the
 //! new data dir removed (feature `integration-tests`, server at `SLUICE_POSTGRES_URL`).
 
-use std::io::Read;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::store_connect::{exit_within, serve};
-
-/// A loopback TCP proxy that relays its first connection to `upstream` and holds every later
-/// one open without a byte either way.
-struct FirstOnlyProxy {
-    addr: SocketAddr,
-    /// Connections accepted (the first relayed, the rest held).
-    accepted: Arc<AtomicUsize>,
-}
-
-impl FirstOnlyProxy {
-    fn start(upstream: SocketAddr) -> FirstOnlyProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let count = Arc::clone(&accepted);
-        // Detached: the accept loop (and every connection it holds) ends with the test process.
-        std::thread::spawn(move || {
-            for conn in listener.incoming().flatten() {
-                if count.fetch_add(1, Ordering::SeqCst) == 0 {
-                    relay(conn, upstream);
-                } else {
-                    std::thread::spawn(move || {
-                        let mut conn = conn;
-                        let mut buf = [0u8; 1024];
-                        while matches!(conn.read(&mut buf), Ok(n) if n > 0) {}
-                    });
-                }
-            }
-        });
-        FirstOnlyProxy { addr, accepted }
-    }
-}
-
-/// Copies `client` to `upstream` and back, each way on its own thread, until either closes.
-fn relay(client: TcpStream, upstream: SocketAddr) {
-    let server = TcpStream::connect(upstream).expect("connect to SLUICE_POSTGRES_URL");
-    let (mut client_read, mut server_write) = (client.try_clone().expect("clone"), server.try_clone().expect("clone"));
-    let (mut server_read, mut client_write) = (server, client);
-    std::thread::spawn(move || {
-        let _ = std::io::copy(&mut client_read, &mut server_write);
-        let _ = server_write.shutdown(std::net::Shutdown::Write);
-    });
-    std::thread::spawn(move || {
-        let _ = std::io::copy(&mut server_read, &mut client_write);
-        let _ = client_write.shutdown(std::net::Shutdown::Write);
-    });
-}
+use crate::store_connect::{SilentServer, exit_within, serve};
 
 #[test]
 fn a_pool_that_cannot_connect_while_the_store_opens_is_a_connect_timeout_of_3s() {
     let server = std::env::var("SLUICE_POSTGRES_URL").expect("feature integration-tests is on: SLUICE_POSTGRES_URL must name a PostgreSQL server");
     let mut url = url::Url::parse(&server).expect("SLUICE_POSTGRES_URL is a URL");
     let upstream = url.socket_addrs(|| Some(5432)).expect("address")[0];
-    let proxy = FirstOnlyProxy::start(upstream);
+    let proxy = SilentServer::start_relaying_first(Some(upstream));
     url.set_port(Some(proxy.addr.port())).expect("port");
     let dir = tempfile::tempdir().expect("tempdir");
     let (data, log) = (dir.path().join("data"), dir.path().join("serve.log"));
