@@ -64,7 +64,9 @@ pub fn api_config(cfg: &Config) -> anyhow::Result<ApiConfig> {
         code_length: cfg.links.code_length,
         max_url_bytes: cfg.links.max_url_bytes,
         blocklist: cfg.links.blocklist.clone(),
-        loopback_port: cfg.server.listen.ip().is_unspecified().then_some(cfg.server.listen.port()),
+        // A listener on an unspecified or a loopback address is reached through loopback
+        // hosts at its port, whatever `--base-url` says.
+        loopback_port: (cfg.server.listen.ip().is_unspecified() || cfg.server.listen.ip().is_loopback()).then_some(cfg.server.listen.port()),
     })
 }
 

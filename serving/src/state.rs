@@ -38,9 +38,9 @@ pub struct ApiConfig {
     pub max_url_bytes: usize,
     /// Blocked destination domains (a host equal to or under one → 422 `policy_violation`).
     pub blocklist: Vec<String>,
-    /// The port this process listens on when it listens on an unspecified address (`0.0.0.0`
-    /// or `::`), `None` otherwise: targets on any loopback host at that port are redirect
-    /// loops ([`UrlPolicy::loopback_port`]).
+    /// The port this process listens on when it listens on an unspecified (`0.0.0.0`, `::`)
+    /// or a loopback address, `None` otherwise: targets on any loopback host at that port are
+    /// redirect loops ([`UrlPolicy::loopback_port`]), whatever the base URL's host is.
     pub loopback_port: Option<u16>,
 }
 

@@ -22,9 +22,9 @@ pub struct UrlPolicy {
     /// brackets): a target whose host equals one of these or is a subdomain of a domain is
     /// refused with 422 `policy_violation`.
     pub blocklist: Vec<String>,
-    /// The port the service listens on at an unspecified address (`0.0.0.0` / `::`), if it
-    /// does: every loopback or unspecified host on that port reaches the service itself, so
-    /// a target there is a redirect loop whatever the short domains are.
+    /// The port the service listens on at an unspecified (`0.0.0.0` / `::`) or a loopback
+    /// address, if it does: a loopback or unspecified host on that port reaches the service
+    /// itself, so a target there is a redirect loop whatever the short domains are.
     pub loopback_port: Option<u16>,
 }
 
@@ -63,8 +63,9 @@ impl UrlPolicy {
         Self { max_url_bytes, own_hosts: own_hosts.iter().map(|h| normalize_host(h)).collect(), blocklist, loopback_port: None }
     }
 
-    /// This policy for a service listening on `port` at an unspecified address: targets on
-    /// any loopback or unspecified host at that port are redirect loops too.
+    /// This policy for a service listening on `port` at an unspecified or a loopback
+    /// address: targets on any loopback or unspecified host at that port are redirect loops
+    /// too.
     pub fn with_loopback_port(mut self, port: Option<u16>) -> Self {
         self.loopback_port = port;
         self

@@ -104,3 +104,38 @@ async fn a_process_on_an_unspecified_address_refuses_loops_through_any_loopback_
         "{text}"
     );
 }
+
+/// A process on a loopback address with a public `--base-url`: a target at its own listen
+/// address (or another loopback spelling of its port) reaches the process itself, so it is a
+/// redirect loop although its host is not the base URL's; loopback hosts on other ports are
+/// other services and are kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_on_a_loopback_address_refuses_loops_to_its_listen_port_whatever_the_base_url() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let local = format!("127.0.0.1:{port}");
+    let log = dir.path().join("serve.log");
+    let mut child = serve_embedded(&local, &dir.path().join("data"), &["--base-url", "https://sho.rt.example"], &log);
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    await_ready(&mut child, &http, &local, &log, Duration::from_secs(60)).await;
+
+    let post = |long_url: String| {
+        let (http, url) = (http.clone(), format!("http://{local}/v1/links"));
+        async move {
+            let r = http.post(url).json(&json!({"long_url": long_url})).send().await.expect("post");
+            (r.status().as_u16(), r.json::<Value>().await.expect("json"))
+        }
+    };
+    for (host, shown) in [(format!("127.0.0.1:{port}"), "127.0.0.1"), (format!("localhost:{port}"), "localhost"), (format!("[::1]:{port}"), "[::1]")] {
+        let (st, body) = post(format!("http://{host}/selfloop")).await;
+        let message = format!("long_url points at this service's own short domain \"{shown}\"");
+        assert_eq!((st, body), (400, json!({"error": {"code": "redirect_loop", "message": message, "details": {"host": shown}}})), "{host}");
+    }
+    let other = if port == u16::MAX { port - 1 } else { port + 1 };
+    for long_url in [format!("http://127.0.0.1:{other}/x"), "http://localhost:3000/x".to_owned()] {
+        let (st, body) = post(long_url.clone()).await;
+        assert_eq!((st, body["long_url"].as_str()), (201, Some(long_url.as_str())), "{body}");
+    }
+    let (st, body) = post("https://sho.rt.example/x".to_owned()).await;
+    assert_eq!((st, body["error"]["code"].as_str()), (400, Some("redirect_loop")), "{body}");
+}
