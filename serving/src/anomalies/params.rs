@@ -110,7 +110,7 @@ pub(crate) fn rfc3339_param(name: &str, raw: &str) -> Result<DateTime<chrono::Fi
         )
         .with_details(json!({ "parameter": name, "value": raw }))
     };
-    let dt = DateTime::parse_from_rfc3339(&s).map_err(|_| invalid())?;
+    let dt = crate::rfc3339::parse(&s).map_err(|_| invalid())?;
     // Checked on the instant rounded up to the millisecond, as [`instant`] reads it.
     let up = dt.timestamp_millis() + i64::from(dt.timestamp_subsec_nanos() % 1_000_000 != 0);
     if (MIN_MS..=MAX_MS).contains(&up) { Ok(dt) } else { Err(crate::stats::params::out_of_range(name, raw, MIN_MS, MAX_MS)) }

@@ -73,9 +73,10 @@ pub fn now_ms() -> DateTime<Utc> {
 /// the millisecond: finer digits round **up** to the next millisecond, so a link never
 /// expires before the instant asked (`…00.123456789Z` → `…00.124Z`). A leap second
 /// (`23:59:60Z`, RFC 3339 §5.6) is the first millisecond after it (POSIX time has no leap
-/// seconds). Errors: 400 `invalid_expires_at` (unparsable) or `expires_in_past`.
+/// seconds); second 60 at any other UTC time is refused ([`crate::rfc3339`]). Errors: 400
+/// `invalid_expires_at` (unparsable, a misplaced leap second) or `expires_in_past`.
 pub fn parse_expires_at(raw: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, ApiError> {
-    let t = DateTime::parse_from_rfc3339(raw.trim())
+    let t = crate::rfc3339::parse(raw.trim())
         .map_err(|e| {
             ApiError::bad_request("invalid_expires_at", format!("expires_at must be an rfc 3339 timestamp with offset: {e}"))
                 .with_details(json!({ "expires_at": raw }))
@@ -291,6 +292,11 @@ mod tests {
         // A leap second is the millisecond after it.
         assert_eq!(ms("2030-06-30T23:59:60Z"), "2030-07-01T00:00:00.000Z");
         assert_eq!(ms("2030-06-30T23:59:60.5Z"), "2030-07-01T00:00:00.500Z");
+        let e = parse_expires_at("2030-06-30T12:00:60Z", now).expect_err("leap second at noon");
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            ("invalid_expires_at", "expires_at must be an rfc 3339 timestamp with offset: second 60 (a leap second) is only valid at 23:59:60 UTC")
+        );
     }
 
     #[test]

@@ -104,7 +104,7 @@ impl Serialize for TickTs {
 impl<'de> Deserialize<'de> for TickTs {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        chrono::DateTime::parse_from_rfc3339(&s).map(|t| TickTs(t.timestamp_millis())).map_err(serde::de::Error::custom)
+        crate::rfc3339::parse(&s).map(|t| TickTs(t.timestamp_millis())).map_err(serde::de::Error::custom)
     }
 }
 

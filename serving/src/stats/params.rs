@@ -133,7 +133,7 @@ pub fn parse_instant(name: &str, raw: &str) -> Result<i64, ApiError> {
         )
         .with_details(json!({ "parameter": name, "value": raw }))
     };
-    let dt = DateTime::parse_from_rfc3339(&s).map_err(|_| invalid())?;
+    let dt = crate::rfc3339::parse(&s).map_err(|_| invalid())?;
     let t = dt.timestamp_millis();
     if !(MIN_MS..=MAX_MS).contains(&t) {
         return Err(out_of_range(name, raw, MIN_MS, MAX_MS));

@@ -36,6 +36,10 @@ fn timestamps_must_be_valid_whole_minutes_after_1970() {
     // a leap second is the start of the next minute; a fraction past it is not a whole minute
     assert_eq!(parse_instant("to", "2016-12-31T23:59:60Z").expect("leap second"), ms("2017-01-01T00:00:00Z"));
     assert_eq!(parse_instant("to", "2016-12-31T23:59:60.000Z").expect("leap second, ms"), ms("2017-01-01T00:00:00Z"));
+    // ... but only at 23:59:60 UTC: chrono alone read 22:00:60 as 22:01:00
+    for raw in ["2026-12-04T22:00:60Z", "2016-12-31T23:59:60+01:00"] {
+        assert_eq!(parse_instant("from", raw).expect_err(raw).code, "invalid_timestamp", "{raw}");
+    }
     assert_eq!(code_of(parse_instant("to", "2016-12-31T23:59:60.5Z")), "unaligned_range");
 }
 

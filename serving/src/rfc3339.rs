@@ -1,0 +1,46 @@
+//! RFC 3339 date-times as every API input reads them (`expires_at`, `from`/`to`, `since`,
+//! tick timestamps).
+//!
+//! chrono's [`DateTime::parse_from_rfc3339`] accepts second `60` at the end of **any**
+//! minute and reads it as the next minute, so `22:00:60Z` was taken as `22:01:00Z`. A leap
+//! second is only ever inserted as the last second of a UTC day, `23:59:60Z` (ITU-R
+//! TF.460-6 §2.2; RFC 3339 §5.7 and its Appendix D), written with any offset
+//! (`18:59:60-05:00`); anywhere else `:60` is refused.
+
+use chrono::{DateTime, FixedOffset, Timelike};
+
+/// Parses `s` as an RFC 3339 date-time with offset. A leap second is accepted at 23:59:60
+/// UTC only (module docs) and, as chrono reads it, is the instant after `23:59:59.999…`.
+///
+/// Error: chrono's parse error as text, or `"second 60 (a leap second) is only valid at
+/// 23:59:60 UTC"`.
+pub fn parse(s: &str) -> Result<DateTime<FixedOffset>, String> {
+    let dt = DateTime::parse_from_rfc3339(s).map_err(|e| e.to_string())?;
+    let utc = dt.naive_utc().time();
+    if dt.nanosecond() >= 1_000_000_000 && (utc.hour(), utc.minute()) != (23, 59) {
+        return Err("second 60 (a leap second) is only valid at 23:59:60 UTC".to_owned());
+    }
+    Ok(dt)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_leap_second_is_accepted_at_the_end_of_a_utc_day_only() {
+        let ms = |s: &str| parse(s).map(|t| t.timestamp_millis());
+        let midnight = DateTime::parse_from_rfc3339("2017-01-01T00:00:00Z").expect("midnight").timestamp_millis();
+        assert_eq!(ms("2016-12-31T23:59:60Z"), Ok(midnight));
+        assert_eq!(ms("2016-12-31T23:59:60.5Z"), Ok(midnight + 500));
+        assert_eq!(ms("2016-12-31T18:59:60-05:00"), Ok(midnight));
+        assert_eq!(ms("2017-01-01T05:29:60+05:30"), Ok(midnight));
+        let refused = Err("second 60 (a leap second) is only valid at 23:59:60 UTC".to_owned());
+        for s in ["2026-12-04T22:00:60Z", "2016-12-31T23:58:60Z", "2016-12-31T23:59:60+01:00", "2017-01-01T00:00:60Z", "2016-12-31T22:59:60Z"] {
+            assert_eq!(ms(s), refused, "{s}");
+        }
+        assert_eq!(ms("2026-12-04T22:00:59Z"), Ok(DateTime::parse_from_rfc3339("2026-12-04T22:00:59Z").expect("t").timestamp_millis()));
+        assert!(ms("2026-12-04T22:00:61Z").is_err());
+        assert!(ms("not a time").is_err());
+    }
+}
