@@ -43,5 +43,19 @@ fn describe_one(e: &Error) -> String {
         (false, false, None) => path.join("."),
         (false, true, None) => "configuration".to_string(),
     };
-    format!("{place}: {}", e.kind)
+    let what = match &e.kind {
+        Kind::UnknownField(field, expected) => unknown_field(field, expected),
+        kind => kind.to_string(),
+    };
+    format!("{place}: {what}")
+}
+
+/// An unknown key and the keys its table takes. figment's own text nests serde's list in
+/// another pair of backticks (``expected `one of `a`, `b`` ``).
+fn unknown_field(field: &str, expected: &[&str]) -> String {
+    match expected {
+        [] => format!("unknown field: found `{field}`, this table takes no keys"),
+        [one] => format!("unknown field: found `{field}`, expected `{one}`"),
+        many => format!("unknown field: found `{field}`, expected one of {}", many.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", ")),
+    }
 }

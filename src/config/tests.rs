@@ -221,7 +221,7 @@ fn load_errors_name_the_key_as_written_in_the_file_or_the_env_var() {
         assert_eq!(
             err,
             format!(
-                "invalid configuration: links.code-lenght in {file}: unknown field: found `code-lenght`, expected `one of `code-length`, `max-url-bytes`, `blocklist`, `append-query`, `permanent-max-age``"
+                "invalid configuration: links.code-lenght in {file}: unknown field: found `code-lenght`, expected one of `code-length`, `max-url-bytes`, `blocklist`, `append-query`, `permanent-max-age`"
             )
         );
         jail.set_env("SLUICE__LINKS__CODE_LENGHT", "8");
