@@ -15,7 +15,7 @@
 //! the range is exactly the one the caller wrote, never shifted. The same holds for `tz`:
 //! a space in a zone name (`Etc/GMT 5`) is read as `+` (no IANA name holds a space).
 
-use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
+use chrono::{SecondsFormat, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde_json::json;
 use sluice_dataflows::model::{Dimension, View};

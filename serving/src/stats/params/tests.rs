@@ -1,7 +1,7 @@
 use super::*;
 
 fn ms(s: &str) -> i64 {
-    DateTime::parse_from_rfc3339(s).expect("rfc3339").timestamp_millis()
+    chrono::DateTime::parse_from_rfc3339(s).expect("rfc3339").timestamp_millis()
 }
 
 fn code_of<T: std::fmt::Debug>(r: Result<T, ApiError>) -> &'static str {
