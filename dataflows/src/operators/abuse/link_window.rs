@@ -18,8 +18,9 @@
 //!   minute snap to zero, which makes an idle link's state identical to a fresh one (the
 //!   operator may then drop it).
 //!
-//! Memory: one bucket per tick with clicks in the window (small vectors), the window sums,
-//! and a handful of floats plus the composition maps (pruned below `1e-3`) per link.
+//! Memory: one bucket per tick with clicks in the window (one entry per click: its visitor
+//! and three dimension values), the window sums, and a handful of floats plus the
+//! composition maps (pruned below `1e-3`) per link.
 
 use std::collections::VecDeque;
 use std::hash::Hash;
@@ -46,10 +47,11 @@ pub(crate) struct LinkClick<'a, K = DimStr> {
     pub browser: &'a K,
 }
 
-fn bump<K: PartialEq + Clone>(v: &mut Vec<(K, u32)>, k: &K) {
+/// Adds `n` to `k`'s count in `v` (pushed at the end when new).
+fn bump_by<K: PartialEq + Clone>(v: &mut Vec<(K, u64)>, k: &K, n: u64) {
     match v.iter_mut().find(|(x, _)| x == k) {
-        Some((_, n)) => *n += 1,
-        None => v.push((k.clone(), 1)),
+        Some((_, c)) => *c += n,
+        None => v.push((k.clone(), n)),
     }
 }
 
@@ -72,6 +74,20 @@ fn sub<K: DimKey>(map: &mut FxHashMap<K, u64>, k: &K, n: u64) {
     }
 }
 
+/// One click of a bucket: what leaving the window takes out of the sums (and adds to its
+/// minute). `counted_human`: a human click under the per-visitor cap, so its country and
+/// referrer were counted.
+#[derive(Debug)]
+struct BucketClick<K> {
+    visitor: u64,
+    browser: K,
+    country: K,
+    referrer: K,
+    counted_human: bool,
+}
+
+/// The clicks of one tick. Its clicks are kept one entry each, in one vector: most buckets
+/// hold a click or two, and one allocation per bucket beats one per dimension.
 #[derive(Debug)]
 struct Bucket<K> {
     sec: i64,
@@ -79,15 +95,12 @@ struct Bucket<K> {
     raw_bots: u32,
     human: u32,
     bots: u32,
-    countries: Vec<(K, u32)>,
-    referrers: Vec<(K, u32)>,
-    browsers: Vec<(K, u32)>,
-    visitors: Vec<u64>,
+    clicks: Vec<BucketClick<K>>,
 }
 
 impl<K> Bucket<K> {
     fn new(sec: i64) -> Bucket<K> {
-        Bucket { sec, raw: 0, raw_bots: 0, human: 0, bots: 0, countries: Vec::new(), referrers: Vec::new(), browsers: Vec::new(), visitors: Vec::new() }
+        Bucket { sec, raw: 0, raw_bots: 0, human: 0, bots: 0, clicks: Vec::new() }
     }
 }
 
@@ -268,13 +281,13 @@ impl<K: DimKey> LinkWindow<K> {
         let s = &mut self.sums;
         b.raw += 1;
         s.raw += 1;
-        b.visitors.push(c.visitor);
-        bump(&mut b.browsers, c.browser);
         incr(&mut s.browsers, c.browser);
         if c.is_bot {
             b.raw_bots += 1;
             s.raw_bots += 1;
         }
+        let counted_human = counted && !c.is_bot;
+        b.clicks.push(BucketClick { visitor: c.visitor, browser: c.browser.clone(), country: c.country.clone(), referrer: c.referrer.clone(), counted_human });
         if !counted {
             return;
         }
@@ -284,9 +297,7 @@ impl<K: DimKey> LinkWindow<K> {
         } else {
             b.human += 1;
             s.human += 1;
-            bump(&mut b.countries, c.country);
             incr(&mut s.countries, c.country);
-            bump(&mut b.referrers, c.referrer);
             incr(&mut s.referrers, c.referrer);
         }
     }
@@ -330,19 +341,16 @@ impl<K: DimKey> LinkWindow<K> {
         s.raw_bots -= u64::from(b.raw_bots);
         s.human -= u64::from(b.human);
         s.bots -= u64::from(b.bots);
-        for (k, n) in &b.countries {
-            sub(&mut s.countries, k, u64::from(*n));
-        }
-        for (k, n) in &b.referrers {
-            sub(&mut s.referrers, k, u64::from(*n));
-        }
-        for (k, n) in &b.browsers {
-            sub(&mut s.browsers, k, u64::from(*n));
-        }
-        for v in &b.visitors {
-            if let Some(c) = s.visitors.get_mut(v) {
-                *c -= 1;
-                if *c == 0 {
+        for c in &b.clicks {
+            if c.counted_human {
+                sub(&mut s.countries, &c.country, 1);
+                sub(&mut s.referrers, &c.referrer, 1);
+            }
+            sub(&mut s.browsers, &c.browser, 1);
+            let v = &c.visitor;
+            if let Some(n) = s.visitors.get_mut(v) {
+                *n -= 1;
+                if *n == 0 {
                     s.visitors.remove(v);
                 }
             }
@@ -353,17 +361,13 @@ impl<K: DimKey> LinkWindow<K> {
         let acc = self.acc.get_or_insert_with(|| MinuteAcc { minute, human: 0, bots: 0, countries: Vec::new(), referrers: Vec::new() });
         acc.human += u64::from(b.human);
         acc.bots += u64::from(b.bots);
-        for (k, n) in b.countries {
-            match acc.countries.iter_mut().find(|(x, _)| *x == k) {
-                Some((_, c)) => *c += u64::from(n),
-                None => acc.countries.push((k, u64::from(n))),
-            }
+        // Keys new to the minute are appended in order of their first counted click in the
+        // bucket, as when the bucket kept per-key counts.
+        for c in b.clicks.iter().filter(|c| c.counted_human) {
+            bump_by(&mut acc.countries, &c.country, 1);
         }
-        for (k, n) in b.referrers {
-            match acc.referrers.iter_mut().find(|(x, _)| *x == k) {
-                Some((_, c)) => *c += u64::from(n),
-                None => acc.referrers.push((k, u64::from(n))),
-            }
+        for c in b.clicks.iter().filter(|c| c.counted_human) {
+            bump_by(&mut acc.referrers, &c.referrer, 1);
         }
     }
 

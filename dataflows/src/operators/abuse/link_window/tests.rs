@@ -169,3 +169,34 @@ fn an_idle_link_decays_to_exactly_a_fresh_state() {
     assert_eq!((w.base.mean, w.base.var, w.base.bot_mean), (fresh.base.mean, fresh.base.var, fresh.base.bot_mean));
     assert_eq!(w.base.country_share("US"), fresh.base.country_share("US"));
 }
+
+#[test]
+fn a_minute_of_shared_buckets_folds_exactly_its_counted_clicks() {
+    // Several clicks per bucket, a visitor past the cap (2) and a bot: the first minute
+    // folds with weight 1, so the baseline holds the minute's counted clicks exactly.
+    let [us, vn, direct, tco, chrome] = ["US", "VN", "(direct)", "t.co", "Chrome"].map(DimStr::new);
+    fn at<'a>(visitor: u64, is_bot: bool, country: &'a DimStr, referrer: &'a DimStr, browser: &'a DimStr) -> LinkClick<'a> {
+        LinkClick { visitor, is_bot, country, referrer, browser }
+    }
+    let click = |visitor, is_bot, country, referrer| at(visitor, is_bot, country, referrer, &chrome);
+    let mut w = LinkWindow::new(0);
+    for c in
+        [click(1, false, &us, &direct), click(1, false, &us, &direct), click(1, false, &vn, &tco), click(2, false, &vn, &direct), click(3, true, &us, &direct)]
+    {
+        w.add(&c, 1000, 2);
+    }
+    for c in [click(2, false, &vn, &direct), click(4, false, &us, &tco)] {
+        w.add(&c, 2000, 2);
+    }
+    assert_eq!((w.sums.raw, w.sums.raw_bots, w.sums.human, w.sums.bots), (7, 1, 5, 1));
+    assert_eq!(sorted(&w.sums.countries), vec![("US".to_owned(), 3), ("VN".to_owned(), 2)]);
+    assert_eq!(sorted(&w.sums.referrers), vec![("(direct)".to_owned(), 4), ("t.co".to_owned(), 1)]);
+    assert_eq!(sorted(&w.sums.browsers), vec![("Chrome".to_owned(), 7)]);
+    assert_eq!((w.sums.visitors.len(), w.sums.visitors[&1]), (4, 3));
+    w.advance(2 * 60_000, W, 0.2, true);
+    assert_eq!((w.sums.raw, w.sums.raw_bots, w.sums.human, w.sums.bots), (0, 0, 0, 0));
+    assert!(w.sums.countries.is_empty() && w.sums.referrers.is_empty() && w.sums.browsers.is_empty() && w.sums.visitors.is_empty());
+    assert_eq!((w.base.minutes, w.base.mean, w.base.bot_mean), (1, 5.0, 1.0));
+    assert_eq!((w.base.country_share("US"), w.base.country_share("VN")), (0.6, 0.4));
+    assert_eq!((w.base.referrer_share("(direct)"), w.base.referrer_share("t.co")), (0.8, 0.2));
+}
