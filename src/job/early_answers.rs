@@ -23,8 +23,8 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::Request;
-use axum::http::Method;
 use axum::response::IntoResponse;
+use axum::routing::get;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
@@ -113,21 +113,18 @@ impl Drop for EarlyAnswers {
 }
 
 /// `/healthz` and `/metrics` as usual, the rest by `gate`'s closed answers. The probes
-/// (`/healthz`, `/readyz`, `/metrics`) take GET and HEAD only, as on the real server: any
-/// other method is 405 `method_not_allowed` in the API's JSON error shape.
+/// (`/healthz`, `/readyz`, `/metrics`) are GET routes (HEAD included) with the API's
+/// method-not-allowed fallback, as on the real server: any other method is 405
+/// `method_not_allowed` in the JSON error shape.
 fn router(gate: StartGate, prometheus: metrics_exporter_prometheus::PrometheusHandle) -> Router {
-    Router::new().fallback(move |req: Request| {
-        let method = req.method();
-        let answer = match req.uri().path() {
-            "/healthz" | "/readyz" | "/metrics" if method != Method::GET && method != Method::HEAD => {
-                sluice_serving::ApiError::method_not_allowed(method.as_str()).into_response()
-            }
-            "/healthz" => crate::health::healthz_response(),
-            "/metrics" => crate::health::metrics_response(&prometheus),
-            path => gate.answer_closed(path).unwrap_or_else(|| axum::http::StatusCode::NOT_FOUND.into_response()),
-        };
-        std::future::ready(answer)
-    })
+    let closed = move |path: &str| gate.answer_closed(path).unwrap_or_else(|| axum::http::StatusCode::NOT_FOUND.into_response());
+    let readyz = closed.clone();
+    Router::new()
+        .route("/healthz", get(|| std::future::ready(crate::health::healthz_response())))
+        .route("/metrics", get(move || std::future::ready(crate::health::metrics_response(&prometheus))))
+        .route("/readyz", get(move || std::future::ready(readyz("/readyz"))))
+        .fallback(move |req: Request| std::future::ready(closed(req.uri().path())))
+        .method_not_allowed_fallback(sluice_serving::error::method_not_allowed_fallback)
 }
 
 #[cfg(test)]

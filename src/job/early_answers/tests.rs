@@ -63,8 +63,9 @@ async fn health_and_metrics_are_answered_and_the_rest_is_refused_as_starting_one
     for path in ["/healthz", "/readyz", "/metrics"] {
         for method in ["POST", "DELETE", "PUT"] {
             let request = format!("{method} {path} HTTP/1.1\r\nHost: sho.rt\r\nContent-Length: 0\r\n\r\n");
-            let (status, _, body) = split(&exchange(addr, &request).await);
+            let (status, headers, body) = split(&exchange(addr, &request).await);
             assert_eq!(status, "HTTP/1.1 405 Method Not Allowed", "{request}");
+            assert!(headers.contains(&"allow: get,head".to_owned()), "{request}: {headers:?}");
             let message = format!("method {method} is not allowed on this route");
             let want = serde_json::json!({"error": {"code": "method_not_allowed", "message": message}});
             assert_eq!(serde_json::from_str::<serde_json::Value>(&body).expect("json"), want, "{request}");
