@@ -47,11 +47,11 @@ pub(crate) struct LinkClick<'a, K = DimStr> {
     pub browser: &'a K,
 }
 
-/// Adds `n` to `k`'s count in `v` (pushed at the end when new).
-fn bump_by<K: PartialEq + Clone>(v: &mut Vec<(K, u64)>, k: &K, n: u64) {
+/// Adds one to `k`'s count in `v` (pushed at the end when new).
+fn bump<K: PartialEq + Clone>(v: &mut Vec<(K, u64)>, k: &K) {
     match v.iter_mut().find(|(x, _)| x == k) {
-        Some((_, c)) => *c += n,
-        None => v.push((k.clone(), n)),
+        Some((_, c)) => *c += 1,
+        None => v.push((k.clone(), 1)),
     }
 }
 
@@ -364,10 +364,8 @@ impl<K: DimKey> LinkWindow<K> {
         // Keys new to the minute are appended in order of their first counted click in the
         // bucket, as when the bucket kept per-key counts.
         for c in b.clicks.iter().filter(|c| c.counted_human) {
-            bump_by(&mut acc.countries, &c.country, 1);
-        }
-        for c in b.clicks.iter().filter(|c| c.counted_human) {
-            bump_by(&mut acc.referrers, &c.referrer, 1);
+            bump(&mut acc.countries, &c.country);
+            bump(&mut acc.referrers, &c.referrer);
         }
     }
 
