@@ -7,6 +7,8 @@
 //! TF.460-6 §2.2; RFC 3339 §5.7 and its Appendix D), written with any offset
 //! (`18:59:60-05:00`); anywhere else `:60` is refused.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, FixedOffset, Timelike};
 
 /// Parses `s` as an RFC 3339 date-time with offset. A leap second is accepted at 23:59:60
@@ -23,9 +25,40 @@ pub fn parse(s: &str) -> Result<DateTime<FixedOffset>, String> {
     Ok(dt)
 }
 
+/// `raw` as it was sent when a query string's `+` of a trailing `±HH:MM` offset was
+/// form-decoded to a space (`2024-06-01T00:00:00 05:30` → `2024-06-01T00:00:00+05:30`;
+/// a client that does not encode `+` as `%2B` sends that). Anything else is returned as is:
+/// a space is never valid in an RFC 3339 date-time, so nothing valid is changed.
+pub fn restore_offset_plus(raw: &str) -> Cow<'_, str> {
+    let b = raw.as_bytes();
+    let n = b.len();
+    let offset_digits = n > 6 && b[n - 3] == b':' && b[n - 5..n - 3].iter().chain(&b[n - 2..]).all(u8::is_ascii_digit);
+    if offset_digits && b[n - 6] == b' ' { Cow::Owned(format!("{}+{}", &raw[..n - 6], &raw[n - 5..])) } else { Cow::Borrowed(raw) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_form_decoded_offset_plus_is_restored_and_nothing_else_changes() {
+        assert_eq!(restore_offset_plus("2024-06-01T00:00:00 05:30"), "2024-06-01T00:00:00+05:30");
+        assert_eq!(restore_offset_plus("2024-06-01T00:00:00.5 00:00"), "2024-06-01T00:00:00.5+00:00");
+        for kept in [
+            "2024-06-01T00:00:00+05:30",
+            "2024-06-01T00:00:00Z",
+            "2024-06-01T00:00:00 ab:cd",
+            "2024-06-01T00:00:00 5:30",
+            " 05:30",
+            "",
+            "é 05:3",
+            "2024-06-01T00:00:00 05 30",
+        ] {
+            assert!(matches!(restore_offset_plus(kept), Cow::Borrowed(k) if k == kept), "{kept:?}");
+        }
+        // A multi-byte character just before the offset stays whole.
+        assert_eq!(restore_offset_plus("é 05:30"), "é+05:30");
+    }
 
     #[test]
     fn a_leap_second_is_accepted_at_the_end_of_a_utc_day_only() {

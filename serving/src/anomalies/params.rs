@@ -97,12 +97,7 @@ fn instant(name: &str, raw: &str) -> Result<i64, ApiError> {
 /// 1970-01-01T00:00:00Z..=9999-12-31T23:59:59.999Z (the message and `details.min`/`max`
 /// state the range).
 pub(crate) fn rfc3339_param(name: &str, raw: &str) -> Result<DateTime<chrono::FixedOffset>, ApiError> {
-    let mut s = raw.to_string();
-    let b = s.as_bytes();
-    if b.len() > 6 && b[b.len() - 6] == b' ' && b[b.len() - 3] == b':' {
-        let at = s.len() - 6;
-        s.replace_range(at..at + 1, "+");
-    }
+    let s = crate::rfc3339::restore_offset_plus(raw);
     let invalid = || {
         ApiError::bad_request(
             "invalid_timestamp",

@@ -113,16 +113,8 @@ pub struct SummaryParams {
 /// Errors: `invalid_timestamp` (unparseable, or outside 1970..=9999), `unaligned_range`
 /// (not a whole minute).
 pub fn parse_instant(name: &str, raw: &str) -> Result<i64, ApiError> {
-    let mut s = raw.trim_matches(|c| c == '"').to_string();
     // "…T00:00:00 05:30": the query string's '+' became a space.
-    let b = s.as_bytes();
-    if b.len() > 6 && b[b.len() - 6] == b' ' && b[b.len() - 3] == b':' {
-        let tail = &b[b.len() - 5..];
-        if tail[..2].iter().chain(&tail[3..]).all(u8::is_ascii_digit) {
-            let at = s.len() - 6;
-            s.replace_range(at..at + 1, "+");
-        }
-    }
+    let s = crate::rfc3339::restore_offset_plus(raw.trim_matches(|c| c == '"'));
     let invalid = || {
         ApiError::bad_request(
             "invalid_timestamp",
