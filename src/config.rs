@@ -198,10 +198,27 @@ pub struct StoreConfig {
     /// SQLite ignores it.
     #[serde(default = "default_store_connect_timeout", with = "humantime_serde")]
     pub connect_timeout: Duration,
+    /// How long a request (and the start, for the pool's first connection) waits for a
+    /// pooled PostgreSQL connection, a new connection's establishment included: past it the
+    /// request is 503 `store_unavailable` (the start fails naming the server). Default 3 s,
+    /// more than 0; SQLite ignores it.
+    #[serde(default = "default_store_acquire_timeout", with = "humantime_serde")]
+    pub acquire_timeout: Duration,
 }
 
 fn default_store_connect_timeout() -> Duration {
     sluice_connectors::DEFAULT_CONNECT_TIMEOUT
+}
+
+fn default_store_acquire_timeout() -> Duration {
+    sluice_connectors::DEFAULT_ACQUIRE_TIMEOUT
+}
+
+impl StoreConfig {
+    /// The bounds on reaching a PostgreSQL store (`connect-timeout`, `acquire-timeout`).
+    pub fn timeouts(&self) -> sluice_connectors::StoreTimeouts {
+        sluice_connectors::StoreTimeouts { connect: self.connect_timeout, acquire: self.acquire_timeout }
+    }
 }
 
 /// `[links]`.
@@ -394,6 +411,9 @@ impl Config {
         }
         if self.store.connect_timeout.is_zero() {
             bail!("store.connect-timeout must be more than 0, e.g. \"10s\"");
+        }
+        if self.store.acquire_timeout.is_zero() {
+            bail!("store.acquire-timeout must be more than 0, e.g. \"3s\"");
         }
         if !(4..=64).contains(&self.links.code_length) {
             bail!("links.code-length must be between 4 and 64, got {}", self.links.code_length);

@@ -109,7 +109,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 sluice::config::create_data_dir(std::path::Path::new(location.trim()))?;
             }
             runtime(1)?.block_on(async {
-                let report = sluice_connectors::migrate_within(&location, cfg.store.connect_timeout).await.context("migration failed")?;
+                let report = sluice_connectors::migrate_within(&location, cfg.store.timeouts()).await.context("migration failed")?;
                 let line = format!("{}: applied {:?}; schema versions now {:?}\n", report.backend, report.newly_applied(), report.after);
                 std::io::stdout().lock().write_all(line.as_bytes()).map_err(sluice::stdout::write_error)
             })

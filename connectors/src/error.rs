@@ -264,20 +264,22 @@ pub enum Error {
     },
     /// The link store's PostgreSQL server did not complete a connection (TCP connect, TLS,
     /// start-up and login) within the bound (`[store] connect-timeout` for the first one, at
-    /// most [`crate::POOL_ACQUIRE_TIMEOUT`] for a pooled one) while the store was
+    /// most `[store] acquire-timeout` for a pooled one) while the store was
     /// opened: e.g. a port where something accepts TCP connections but never answers
     /// (another service, a stalled proxy), or a firewall that drops the packets.
     #[error(
         "the PostgreSQL server at {store} did not complete a connection within {timeout:?} (TCP connect, TLS and login); \
          check that this host and port are those of a running PostgreSQL server that answers (not another service, a stalled \
          proxy or a firewall dropping the packets); a slow server: [store] connect-timeout bounds the first connection, \
-         and every pooled connection must be made within 3s (the pool's acquire timeout)"
+         and every pooled connection must be made within {acquire_timeout:?} ([store] acquire-timeout)"
     )]
     StoreConnectTimeout {
         /// The server, as `postgres://user@host:port/database` (no password).
         store: String,
-        /// The bound.
+        /// The bound that passed.
         timeout: std::time::Duration,
+        /// The pool's acquire timeout (`[store] acquire-timeout`), stated in the message.
+        acquire_timeout: std::time::Duration,
     },
     /// An event stored in the click log could not be decoded.
     #[error("could not decode click event at log offset {offset}")]

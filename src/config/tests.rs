@@ -17,6 +17,7 @@ fn default_config_parses_and_round_trips() {
     assert_eq!(cfg.server.worker_slice, Duration::from_micros(100));
     assert_eq!(cfg.visitor.salt_period, SaltPeriod::Day);
     assert_eq!(cfg.base_url().expect("base").as_str(), "http://127.0.0.1:8080/");
+    assert_eq!(cfg.store.timeouts(), sluice_connectors::StoreTimeouts::default());
     let text = toml::to_string(&cfg).expect("serializes");
     let back: Config = toml::from_str(&text).expect("re-parses");
     assert_eq!(back, cfg);
@@ -300,4 +301,16 @@ fn drain_timeout_has_a_floor() {
     }
     cfg.server.drain_timeout = Duration::from_secs(1);
     cfg.validate().expect("1 s is enough");
+}
+
+#[test]
+fn store_timeouts_must_be_more_than_zero() {
+    let mut cfg: Config = toml::from_str(DEFAULT_TOML).expect("default.toml parses");
+    cfg.store.acquire_timeout = Duration::ZERO;
+    assert_eq!(cfg.validate().expect_err("zero").to_string(), "store.acquire-timeout must be more than 0, e.g. \"3s\"");
+    cfg.store.acquire_timeout = Duration::from_millis(1500);
+    cfg.validate().expect("1.5 s");
+    assert_eq!(cfg.store.timeouts().acquire, Duration::from_millis(1500));
+    cfg.store.connect_timeout = Duration::ZERO;
+    assert_eq!(cfg.validate().expect_err("zero").to_string(), "store.connect-timeout must be more than 0, e.g. \"10s\"");
 }

@@ -229,7 +229,7 @@ impl System {
             let start = if cfg.dataflow.enabled { Some(DataflowJob::check_start(&cfg, log.clone()).await?) } else { None };
             (Some(log), start)
         };
-        let store = open_store_within(&cfg.store_location(), cfg.store.connect_timeout).await.context("could not open the link store")?;
+        let store = open_store_within(&cfg.store_location(), cfg.store.timeouts()).await.context("could not open the link store")?;
         held.store = Some(Arc::clone(&store));
         // Logs an error when `links.db` is deleted or replaced while open (`/readyz` fails then).
         drop(crate::health::watch_store_file(Arc::downgrade(&store), crate::health::STORE_FILE_CHECK));

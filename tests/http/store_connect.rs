@@ -34,6 +34,13 @@ impl SilentServer {
     /// A silent server that relays its first connection to `upstream` when given (a server
     /// that answers one connection and then none), holding every other one.
     pub(super) fn start_relaying_first(upstream: Option<SocketAddr>) -> SilentServer {
+        SilentServer::start_relaying(upstream, None)
+    }
+
+    /// A server that relays its first connection to `upstream` at once and every later one
+    /// after `later` (a server that is slow to accept each new connection), or holds the later
+    /// ones for good when `later` is `None`; with no `upstream`, holds every connection.
+    pub(super) fn start_relaying(upstream: Option<SocketAddr>, later: Option<Duration>) -> SilentServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr");
         let accepted = Arc::new(AtomicUsize::new(0));
@@ -42,8 +49,14 @@ impl SilentServer {
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
                 let first = count.fetch_add(1, Ordering::SeqCst) == 0;
-                match upstream {
-                    Some(upstream) if first => relay(conn, upstream),
+                match (upstream, later) {
+                    (Some(upstream), _) if first => relay(conn, upstream),
+                    (Some(upstream), Some(delay)) => {
+                        std::thread::spawn(move || {
+                            std::thread::sleep(delay);
+                            relay(conn, upstream);
+                        });
+                    }
                     _ => {
                         std::thread::spawn(move || hold(conn));
                     }
@@ -95,7 +108,7 @@ fn timeout_error(server: &SilentServer, context: &str, timeout: &str) -> String 
         "error: {context}: the PostgreSQL server at {} did not complete a connection within {timeout} (TCP connect, TLS and login); check \
          that this host and port are those of a running PostgreSQL server that answers (not another service, a stalled proxy or a \
          firewall dropping the packets); a slow server: [store] connect-timeout bounds the first connection, and every pooled \
-         connection must be made within 3s (the pool's acquire timeout)",
+         connection must be made within 3s ([store] acquire-timeout)",
         server.shown()
     )
 }
@@ -108,11 +121,17 @@ pub(super) fn serve(data: &Path, store_url: &str, timeout: &str, log: &Path) -> 
 
 /// [`serve`] listening on `listen`.
 fn serve_on(listen: &str, data: &Path, store_url: &str, timeout: &str, log: &Path) -> ChildProcess {
+    serve_with(listen, data, store_url, timeout, &[], log)
+}
+
+/// [`serve_on`] with the extra environment variables `env`.
+pub(super) fn serve_with(listen: &str, data: &Path, store_url: &str, timeout: &str, env: &[(&str, &str)], log: &Path) -> ChildProcess {
     let err = std::fs::File::create(log).expect("log file");
     ChildProcess::spawn(
         Command::new(env!("CARGO_BIN_EXE_sluice"))
             .args(["serve", "--listen", listen, "--data-dir"])
             .arg(data)
+            .envs(env.iter().copied())
             .env("SLUICE__STORE__URL", store_url)
             .env("SLUICE__STORE__CONNECT_TIMEOUT", timeout)
             .env("SLUICE_LOG", "info")

@@ -109,10 +109,10 @@ async fn an_unreachable_postgres_is_a_prompt_503() {
         let r = app.get(path).await;
         let took = t0.elapsed();
         assert_eq!((r.status.as_u16(), r.json()), (503, want.clone()), "{what}");
-        assert!(took < sluice_connectors::POOL_ACQUIRE_TIMEOUT + std::time::Duration::from_secs(5), "{what}: answered after {took:?}");
+        assert!(took < sluice_connectors::DEFAULT_ACQUIRE_TIMEOUT + std::time::Duration::from_secs(5), "{what}: answered after {took:?}");
     }
     let t0 = std::time::Instant::now();
     let r = app.post_json("/v1/links", &json!({"long_url": "https://example.com/after", "custom_alias": "after1"})).await;
     assert_eq!((r.status.as_u16(), r.json()), (503, want), "create");
-    assert!(t0.elapsed() < sluice_connectors::POOL_ACQUIRE_TIMEOUT + std::time::Duration::from_secs(5), "create answered after {:?}", t0.elapsed());
+    assert!(t0.elapsed() < sluice_connectors::DEFAULT_ACQUIRE_TIMEOUT + std::time::Duration::from_secs(5), "create answered after {:?}", t0.elapsed());
 }

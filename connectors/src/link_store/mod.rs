@@ -37,7 +37,7 @@ pub use admin::{
 };
 pub use common::{IDEMPOTENCY_TTL, MAX_LIST_LIMIT, TOMBSTONE_PERIOD};
 pub use open::{MigrationReport, StoreTarget, migrate, migrate_within, open_store, open_store_within};
-pub use postgres::{DEFAULT_CONNECT_TIMEOUT, POOL_ACQUIRE_TIMEOUT, PostgresLinkStore};
+pub use postgres::{DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, PostgresLinkStore, StoreTimeouts};
 pub use sqlite::{MIN_FREE_BYTES, SQLITE_FILE_NAME, SqliteLinkStore};
 
 /// `link` exactly as [`LinkStore::insert`] stores and returns it (both backends): timestamps

@@ -2,10 +2,9 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::LinkStore;
-use super::postgres::{DEFAULT_CONNECT_TIMEOUT, PostgresLinkStore};
+use super::postgres::{PostgresLinkStore, StoreTimeouts};
 use super::sqlite::SqliteLinkStore;
 use crate::{Error, Result};
 
@@ -50,27 +49,27 @@ impl StoreTarget {
 
 /// Opens the link store named by `url_or_path` (see [`StoreTarget::parse`]), creating the
 /// SQLite file and directory if missing, and applies pending migrations. A PostgreSQL
-/// connection gets [`DEFAULT_CONNECT_TIMEOUT`] to be established ([`open_store_within`]).
+/// connection is bounded by [`StoreTimeouts::default`] ([`open_store_within`]).
 ///
 /// Errors: [`Error::Config`] (bad location), [`Error::StoreDamaged`] (the SQLite file fails
 /// its integrity check at open), [`Error::Database`] (cannot connect/open),
 /// [`Error::StoreConnectTimeout`] (a PostgreSQL server that does not answer in time),
 /// [`Error::Migrate`] (a migration failed or the database has migrations this build lacks).
 pub async fn open_store(url_or_path: &str) -> Result<Arc<dyn LinkStore>> {
-    open_store_within(url_or_path, DEFAULT_CONNECT_TIMEOUT).await
+    open_store_within(url_or_path, StoreTimeouts::default()).await
 }
 
-/// [`open_store`], each PostgreSQL connection made while opening given at most
-/// `connect_timeout` to be established (`[store] connect-timeout`; TCP connect, TLS and
-/// login, not the migrations: [`PostgresLinkStore::connect_within`]). A SQLite store opens a
-/// local file and ignores it.
+/// [`open_store`], the PostgreSQL connections made while opening bounded by `timeouts`
+/// (`[store] connect-timeout` for the first, `[store] acquire-timeout` for the pool's; TCP
+/// connect, TLS and login, not the migrations: [`PostgresLinkStore::connect_within`]). A
+/// SQLite store opens a local file and ignores them.
 ///
 /// Errors as [`open_store`].
-pub async fn open_store_within(url_or_path: &str, connect_timeout: Duration) -> Result<Arc<dyn LinkStore>> {
+pub async fn open_store_within(url_or_path: &str, timeouts: StoreTimeouts) -> Result<Arc<dyn LinkStore>> {
     Ok(match StoreTarget::parse(url_or_path)? {
         StoreTarget::SqliteDir(dir) => Arc::new(SqliteLinkStore::open_dir(&dir).await?),
         StoreTarget::SqliteUrl(url) => Arc::new(SqliteLinkStore::open_url(&url).await?),
-        StoreTarget::Postgres(url) => Arc::new(PostgresLinkStore::connect_within(&url, connect_timeout).await?),
+        StoreTarget::Postgres(url) => Arc::new(PostgresLinkStore::connect_within(&url, timeouts).await?),
     })
 }
 
@@ -113,18 +112,18 @@ async fn applied_postgres(pool: &sqlx::PgPool) -> Result<Vec<i64>> {
 
 /// Applies pending migrations to the store named by `url_or_path` (what `sluice migrate`
 /// runs) and reports the applied versions before and after. Idempotent. PostgreSQL
-/// connections get [`DEFAULT_CONNECT_TIMEOUT`] to be established ([`migrate_within`]).
+/// connections are bounded by [`StoreTimeouts::default`] ([`migrate_within`]).
 ///
 /// Errors as [`open_store`].
 pub async fn migrate(url_or_path: &str) -> Result<MigrationReport> {
-    migrate_within(url_or_path, DEFAULT_CONNECT_TIMEOUT).await
+    migrate_within(url_or_path, StoreTimeouts::default()).await
 }
 
-/// [`migrate`], each PostgreSQL connection given at most `connect_timeout` to be
-/// established (`[store] connect-timeout`; ignored by SQLite).
+/// [`migrate`], the PostgreSQL connections bounded by `timeouts` as in
+/// [`open_store_within`] (ignored by SQLite).
 ///
 /// Errors as [`open_store`].
-pub async fn migrate_within(url_or_path: &str, connect_timeout: Duration) -> Result<MigrationReport> {
+pub async fn migrate_within(url_or_path: &str, timeouts: StoreTimeouts) -> Result<MigrationReport> {
     let target = StoreTarget::parse(url_or_path)?;
     match &target {
         StoreTarget::SqliteDir(_) | StoreTarget::SqliteUrl(_) => {
@@ -164,10 +163,10 @@ pub async fn migrate_within(url_or_path: &str, connect_timeout: Duration) -> Res
             // then report only "pool timed out", hiding the cause (connection refused, bad
             // password, unknown database).
             let opts = <sqlx::postgres::PgConnectOptions as std::str::FromStr>::from_str(url)?;
-            sqlx::Connection::close(super::postgres::connect_direct(&opts, connect_timeout).await?).await?;
-            let pool = super::postgres::connect_pool(opts, connect_timeout).await?;
+            sqlx::Connection::close(super::postgres::connect_direct(&opts, timeouts).await?).await?;
+            let pool = super::postgres::connect_pool(opts, timeouts).await?;
             let before = applied_postgres(&pool).await?;
-            let store = PostgresLinkStore::connect_within(url, connect_timeout).await?;
+            let store = PostgresLinkStore::connect_within(url, timeouts).await?;
             let after = applied_postgres(&pool).await?;
             store.close().await;
             pool.close().await;
@@ -179,6 +178,7 @@ pub async fn migrate_within(url_or_path: &str, connect_timeout: Duration) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn targets_are_chosen_by_prefix() {
@@ -205,14 +205,14 @@ mod tests {
             }
         });
         let url = format!("postgres://sluice:s3cret@{addr}/links?sslmode=disable");
-        let timeout = Duration::from_millis(300);
+        let timeouts = StoreTimeouts { connect: Duration::from_millis(300), acquire: Duration::from_millis(700) };
         let t0 = std::time::Instant::now();
-        let Err(err) = open_store_within(&url, timeout).await else { panic!("no store") };
+        let Err(err) = open_store_within(&url, timeouts).await else { panic!("no store") };
         assert!(t0.elapsed() < Duration::from_secs(5), "took {:?}", t0.elapsed());
-        assert!(
-            matches!(&err, Error::StoreConnectTimeout { store, timeout: t } if *store == format!("postgres://sluice@{addr}/links") && *t == timeout),
-            "{err:?}"
-        );
+        let expected =
+            Error::StoreConnectTimeout { store: format!("postgres://sluice@{addr}/links"), timeout: timeouts.connect, acquire_timeout: timeouts.acquire };
+        assert_eq!(err.to_string(), expected.to_string());
+        assert!(err.to_string().ends_with("every pooled connection must be made within 700ms ([store] acquire-timeout)"), "{err}");
         assert!(err.retryable() && err.kind() == "external");
         let message = err.to_string();
         assert!(
@@ -220,7 +220,7 @@ mod tests {
             "{message}"
         );
         assert!(!message.contains("s3cret"), "{message}");
-        let Err(err) = migrate_within(&url, timeout).await else { panic!("no migration") };
+        let Err(err) = migrate_within(&url, timeouts).await else { panic!("no migration") };
         assert!(matches!(err, Error::StoreConnectTimeout { .. }), "{err:?}");
         held.abort();
     }

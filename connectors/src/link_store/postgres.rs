@@ -25,11 +25,31 @@ use crate::{Error, Result};
 /// Migrations for the PostgreSQL schema (`connectors/migrations/postgres/`).
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
-/// Longest wait for a pooled connection. While PostgreSQL is unreachable the pool retries
-/// connecting until this deadline, so it bounds how long a request that needs the store
-/// waits before its 503 `store_unavailable` (sqlx's default is 30 s, far beyond a redirect's
-/// or a client's budget); a healthy pool under load hands out a connection well within it.
-pub const POOL_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Default longest wait for a pooled connection (`[store] acquire-timeout`): 3 s. While
+/// PostgreSQL is unreachable the pool retries connecting until this deadline, so it bounds
+/// how long a request that needs the store waits before its 503 `store_unavailable` (sqlx's
+/// default is 30 s, far beyond a redirect's or a client's budget); a healthy pool under load
+/// hands out a connection well within it. A server that needs longer to accept each new
+/// connection (a distant region, a pooler that queues logins) needs a larger value.
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The bounds on reaching a PostgreSQL link store (`[store] connect-timeout` and
+/// `[store] acquire-timeout`). SQLite ignores both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreTimeouts {
+    /// How long each direct connection made while the store is opened may take to be
+    /// established (TCP connect, TLS, start-up and login); default [`DEFAULT_CONNECT_TIMEOUT`].
+    pub connect: Duration,
+    /// How long a request (and the opening itself) waits for a pooled connection, a new
+    /// one's establishment included; default [`DEFAULT_ACQUIRE_TIMEOUT`].
+    pub acquire: Duration,
+}
+
+impl Default for StoreTimeouts {
+    fn default() -> Self {
+        StoreTimeouts { connect: DEFAULT_CONNECT_TIMEOUT, acquire: DEFAULT_ACQUIRE_TIMEOUT }
+    }
+}
 
 /// Default bound on opening a connection to PostgreSQL while the store is opened (TCP
 /// connect, TLS, start-up and login; `[store] connect-timeout`): 10 s. A server that accepts
@@ -100,19 +120,20 @@ impl PostgresLinkStore {
     /// [`Error::StoreConnectTimeout`] when it does not answer in time, [`Error::Migrate`]
     /// when a migration fails.
     pub async fn connect(url: &str) -> Result<Self> {
-        Self::connect_within(url, DEFAULT_CONNECT_TIMEOUT).await
+        Self::connect_within(url, StoreTimeouts::default()).await
     }
 
-    /// [`Self::connect`], each connection made while opening (the first one, and the pool's)
-    /// given at most `connect_timeout` to be established (TCP connect, TLS, start-up and
-    /// login). The migrations that follow are not bounded: one may legitimately take long
-    /// (an index built over many links), or wait for another process that runs them.
+    /// [`Self::connect`], the first connection made while opening given at most
+    /// `timeouts.connect` to be established (TCP connect, TLS, start-up and login), and each
+    /// pooled one (the pool's first included) `timeouts.acquire`. The migrations that follow
+    /// are not bounded: one may legitimately take long (an index built over many links), or
+    /// wait for another process that runs them.
     ///
     /// Errors as [`Self::connect`]; [`Error::StoreConnectTimeout`] names the server (never
-    /// the password) and `connect_timeout`.
-    pub async fn connect_within(url: &str, connect_timeout: Duration) -> Result<Self> {
+    /// the password) and the bound that passed.
+    pub async fn connect_within(url: &str, timeouts: StoreTimeouts) -> Result<Self> {
         let opts = PgConnectOptions::from_str(url)?;
-        Self::connect_with(opts, None, connect_timeout).await
+        Self::connect_with(opts, None, timeouts).await
     }
 
     /// Like [`Self::connect`], but everything lives in `schema` (created if missing), via the
@@ -122,18 +143,18 @@ impl PostgresLinkStore {
     pub async fn connect_in_schema(url: &str, schema: &str) -> Result<Self> {
         check_schema_name(schema)?;
         let opts = PgConnectOptions::from_str(url)?;
-        let mut conn = connect_direct(&opts, DEFAULT_CONNECT_TIMEOUT).await?;
+        let mut conn = connect_direct(&opts, StoreTimeouts::default()).await?;
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))).execute(&mut conn).await?;
         conn.close().await?;
-        Self::connect_with(opts.options([("search_path", schema)]), Some(schema.to_string()), DEFAULT_CONNECT_TIMEOUT).await
+        Self::connect_with(opts.options([("search_path", schema)]), Some(schema.to_string()), StoreTimeouts::default()).await
     }
 
-    async fn connect_with(opts: PgConnectOptions, schema: Option<String>, connect_timeout: Duration) -> Result<Self> {
+    async fn connect_with(opts: PgConnectOptions, schema: Option<String>, timeouts: StoreTimeouts) -> Result<Self> {
         // One direct connection first, so that an unreachable server or a refused login is
         // reported as such (the pool would retry for its acquire timeout and then say only
         // "pool timed out while waiting for an open connection").
-        connect_direct(&opts, connect_timeout).await?.close().await?;
-        let pool = connect_pool(opts, connect_timeout).await?;
+        connect_direct(&opts, timeouts).await?.close().await?;
+        let pool = connect_pool(opts, timeouts).await?;
         MIGRATOR.run(&pool).await?;
         tracing::debug!(schema = schema.as_deref().unwrap_or("(default)"), "postgres link store open");
         Ok(Self { pool, schema })
@@ -167,37 +188,38 @@ pub(super) fn describe(opts: &PgConnectOptions) -> String {
     format!("postgres://{}@{host}:{}/{}", opts.get_username(), opts.get_port(), opts.get_database().unwrap_or_default())
 }
 
-/// `fut` (a connection being made to the server of `opts`), given at most `timeout`.
+/// `fut` (a connection being made to the server of `opts`), given at most `timeout` (one of
+/// `timeouts`, which the error reports).
 ///
 /// Errors: [`Error::StoreConnectTimeout`] past `timeout`; what `fut` returns.
-async fn within<T>(opts: &PgConnectOptions, timeout: Duration, fut: impl Future<Output = Result<T, sqlx::Error>>) -> Result<T> {
+async fn within<T>(opts: &PgConnectOptions, timeout: Duration, timeouts: StoreTimeouts, fut: impl Future<Output = Result<T, sqlx::Error>>) -> Result<T> {
     match tokio::time::timeout(timeout, fut).await {
         Ok(r) => Ok(r?),
-        Err(_) => Err(Error::StoreConnectTimeout { store: describe(opts), timeout }),
+        Err(_) => Err(Error::StoreConnectTimeout { store: describe(opts), timeout, acquire_timeout: timeouts.acquire }),
     }
 }
 
-/// One connection to the server of `opts`, established within `timeout` (TCP connect, TLS,
-/// start-up and login; sqlx itself has no bound on a direct connection).
+/// One connection to the server of `opts`, established within `timeouts.connect` (TCP
+/// connect, TLS, start-up and login; sqlx itself has no bound on a direct connection).
 ///
 /// Errors: [`Error::StoreConnectTimeout`], [`Error::Database`] (refused, unknown host, bad
 /// login, no such database).
-pub(super) async fn connect_direct(opts: &PgConnectOptions, timeout: Duration) -> Result<sqlx::PgConnection> {
-    within(opts, timeout, sqlx::PgConnection::connect_with(opts)).await
+pub(super) async fn connect_direct(opts: &PgConnectOptions, timeouts: StoreTimeouts) -> Result<sqlx::PgConnection> {
+    within(opts, timeouts.connect, timeouts, sqlx::PgConnection::connect_with(opts)).await
 }
 
-/// The store's pool over `opts` (8 connections, [`POOL_ACQUIRE_TIMEOUT`]), its first
-/// connection established within `timeout` — and, as every pooled connection, within
-/// [`POOL_ACQUIRE_TIMEOUT`], which bounds how long a request waits for the store.
+/// The store's pool over `opts` (8 connections, acquire timeout `timeouts.acquire`), its
+/// first connection established within `timeouts.connect` — and, as every pooled
+/// connection, within `timeouts.acquire`, which bounds how long a request waits for the store.
 ///
 /// Errors as [`connect_direct`]; the pool's own deadline passing is
 /// [`Error::StoreConnectTimeout`] with the bound that passed (not sqlx's "pool timed out").
-pub(super) async fn connect_pool(opts: PgConnectOptions, timeout: Duration) -> Result<PgPool> {
-    let pool_opts = PgPoolOptions::new().max_connections(8).acquire_timeout(POOL_ACQUIRE_TIMEOUT);
+pub(super) async fn connect_pool(opts: PgConnectOptions, timeouts: StoreTimeouts) -> Result<PgPool> {
+    let pool_opts = PgPoolOptions::new().max_connections(8).acquire_timeout(timeouts.acquire);
     let target = opts.clone();
-    match within(&target, timeout, pool_opts.connect_with(opts)).await {
+    match within(&target, timeouts.connect, timeouts, pool_opts.connect_with(opts)).await {
         Err(Error::Database(sqlx::Error::PoolTimedOut)) => {
-            Err(Error::StoreConnectTimeout { store: describe(&target), timeout: timeout.min(POOL_ACQUIRE_TIMEOUT) })
+            Err(Error::StoreConnectTimeout { store: describe(&target), timeout: timeouts.connect.min(timeouts.acquire), acquire_timeout: timeouts.acquire })
         }
         r => r,
     }
