@@ -8,6 +8,7 @@
 pub mod anomaly;
 pub mod changes;
 pub mod checkpoint;
+mod chunked;
 pub mod clock;
 pub mod config;
 pub mod dead_letter;

@@ -70,6 +70,7 @@ use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 
+use crate::chunked::Chunked;
 use crate::config::SemanticsConfig;
 use crate::dead_letter::{DeadLetter, DeadLetterReason};
 use crate::hash::{FxHashMap, route_u128};
@@ -84,7 +85,9 @@ pub struct DedupState {
     /// Remembered ids (as [`Id`]: 24-byte entries instead of 32 for a 16-aligned `u128`)
     /// and their basis.
     seen: FxHashMap<Id, i64>,
-    by_hour: BTreeMap<i64, Vec<Id>>,
+    /// Ids by basis hour (an id refreshed to a later hour is listed under both), in
+    /// [`Chunked`] lists: a busy hour's millions of ids are never copied by a growing vector.
+    by_hour: BTreeMap<i64, Chunked<Id>>,
     watermark: GlobalWatermark,
     retention_ms: i64,
     lateness_ms: i64,
@@ -273,7 +276,7 @@ fn too_late(c: GatedClick, limit: i64, w: i64) -> DeadLetter {
 /// Adds `id` to the index entry of `basis`'s hour. Live clicks almost always fall in the
 /// newest hour: that entry is found without a search from the root.
 #[inline]
-fn index_by_hour(by_hour: &mut BTreeMap<i64, Vec<Id>>, basis: i64, id: Id) {
+fn index_by_hour(by_hour: &mut BTreeMap<i64, Chunked<Id>>, basis: i64, id: Id) {
     let hour = basis.div_euclid(HOUR_MS);
     match by_hour.last_entry() {
         Some(mut e) if *e.key() == hour => e.get_mut().push(id),

@@ -36,28 +36,17 @@ use super::anomaly_lifecycle::{Assessment, Body, LifecycleParams, LifecycleSlot,
 use super::intern::Interner;
 use super::pending::Pending;
 use super::ticks::Ticker;
+use crate::chunked::Chunked;
 use crate::clock::Clock;
 use crate::config::{AbuseConfig, Levels};
 use crate::hash::FxHashMap;
 use crate::model::DimStr;
 use crate::watermark::WatermarkReport;
 
+mod bucket;
 mod records;
+use bucket::{BucketEntry, UNTRACKED};
 pub use records::{FloodKey, FloodRecord, Network, TapFloodRecords};
-
-/// Marks a [`BucketEntry`] not counted in its key's evidence lists.
-const UNTRACKED: u32 = u32::MAX;
-
-/// One click in a window bucket: its key, its visitor and, if it was counted in the key's
-/// evidence lists, its link and user agent as ids into [`FloodDetector::strings`] (to take
-/// it out of them when it leaves; [`UNTRACKED`] otherwise). 32 bytes.
-#[derive(Debug, Clone, Copy)]
-struct BucketEntry {
-    key: FloodKey,
-    visitor: u64,
-    code: u32,
-    ua: u32,
-}
 
 /// Evidence lists of a tracked key: clicks by link and by user agent (string ids; a flood
 /// over many links or user agents makes them long, hence maps).
@@ -197,8 +186,9 @@ pub struct FloodDetector {
     /// The links and user agents of the clicks in the evidence lists.
     strings: Interner<DimStr>,
     pending: Pending<FloodRecord>,
-    buckets: VecDeque<(i64, Vec<BucketEntry>)>,
-    /// Emptied bucket buffers, kept for reuse.
+    /// Per tick (start, ms UTC), its clicks ([`BucketEntry`]s), in [`Chunked`] lists.
+    buckets: VecDeque<(i64, Chunked<BucketEntry>)>,
+    /// Emptied chunks of the buckets that left the window, kept for reuse.
     spare: Vec<Vec<BucketEntry>>,
     keys: FxHashMap<FloodKey, KeyState>,
     dirty: BTreeSet<FloodKey>,
@@ -313,14 +303,13 @@ impl FloodDetector {
         let start = s - self.life.window_ms;
         while self.buckets.front().is_some_and(|(sec, _)| *sec < start) {
             let (_, mut entries) = self.buckets.pop_front().expect("front exists");
-            for e in entries.drain(..) {
-                self.remove(e);
-            }
-            self.spare.push(entries);
+            let mut spare = std::mem::take(&mut self.spare);
+            entries.drain_into(&mut spare, |e| self.remove(e));
+            self.spare = spare;
         }
         let mut pending = std::mem::take(&mut self.pending);
-        let mut taken = pending.take_before(s, &());
-        while let Some(r) = taken.next() {
+        let taken = pending.take_before(s, &());
+        for r in taken {
             let sec = self.ticker.floor(r.ts);
             if sec < start {
                 continue;
@@ -330,23 +319,18 @@ impl FloodDetector {
                 Some((b, _)) if *b > sec => {
                     let i = self.buckets.partition_point(|(x, _)| *x < sec);
                     if self.buckets.get(i).is_none_or(|(x, _)| *x != sec) {
-                        let v = self.spare.pop().unwrap_or_default();
-                        self.buckets.insert(i, (sec, v));
+                        self.buckets.insert(i, (sec, Chunked::default()));
                     }
                     i
                 }
                 _ => {
-                    let mut v = self.spare.pop().unwrap_or_default();
-                    // At most the clicks still to fold go to the new bucket.
-                    v.reserve(taken.len() + 1);
-                    self.buckets.push_back((sec, v));
+                    self.buckets.push_back((sec, Chunked::default()));
                     self.buckets.len() - 1
                 }
             };
             let (code, ua) = self.add(&r).unwrap_or((UNTRACKED, UNTRACKED));
-            self.buckets[i].1.push(BucketEntry { key: r.key, visitor: r.visitor_id, code, ua });
+            self.buckets[i].1.push_pooled(BucketEntry::new(r.key, r.visitor_id, code, ua), &mut self.spare);
         }
-        drop(taken);
         self.pending = pending;
         let mut keys = std::mem::take(&mut self.dirty);
         keys.extend(self.open.iter().copied());
@@ -396,7 +380,7 @@ impl FloodDetector {
     }
 
     fn remove(&mut self, e: BucketEntry) {
-        let BucketEntry { key, visitor, code, ua } = e;
+        let (key, visitor, code, ua) = (e.key(), e.visitor(), e.code, e.ua);
         let Some(st) = self.keys.get_mut(&key) else { return };
         let c = &mut st.counts;
         c.clicks = c.clicks.saturating_sub(1);
