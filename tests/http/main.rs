@@ -17,6 +17,8 @@ mod doc_links;
 mod error_codes;
 mod harness;
 mod hostile;
+#[cfg(target_os = "linux")]
+mod huge_pages;
 mod idempotency;
 mod import_data_dir;
 mod import_target;
