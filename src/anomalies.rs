@@ -46,15 +46,15 @@ pub struct WebhooksSection {
     /// Allow webhook URLs on loopback, private, link-local, CGNAT, documentation and other
     /// non-public addresses (SSRF guard off). For receivers on the same host or network.
     pub allow_private: bool,
-    /// Deadline of one delivery attempt.
+    /// Deadline of one delivery attempt, at most 10 min.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
     /// Attempts per delivery (≥ 1).
     pub max_attempts: u32,
-    /// Delay before the second attempt; doubles per attempt, jittered in [d/2, d].
+    /// Delay before the second attempt; doubles per attempt, jittered in [d/2, d]. At most 1 day.
     #[serde(with = "humantime_serde")]
     pub backoff_base: Duration,
-    /// Longest delay between attempts.
+    /// Longest delay between attempts, at most 1 day.
     #[serde(with = "humantime_serde")]
     pub backoff_max: Duration,
     /// Deliveries in flight at once.

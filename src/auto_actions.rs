@@ -80,7 +80,7 @@ pub struct AutoActionsSection {
     /// What to do: `"disable"`.
     pub action: AutoAction,
     /// Anomalies whose `window_end` is older than this (event time vs. the wall clock) are
-    /// not acted on.
+    /// not acted on. At most 7 days.
     #[serde(with = "humantime_serde")]
     pub max_age: Duration,
 }

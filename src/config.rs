@@ -86,7 +86,7 @@ pub struct IngestSection {
     pub max_events: usize,
     /// Largest request body in bytes.
     pub max_body_bytes: usize,
-    /// Tolerance for event times ahead of the server clock.
+    /// Tolerance for event times ahead of the server clock, at most 1 day.
     #[serde(with = "humantime_serde")]
     pub max_future_skew: Duration,
 }
@@ -124,27 +124,27 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Tokio worker threads, `0..=`[`MAX_WORKERS`]; 0 = one per CPU.
     pub workers: usize,
-    /// Scheduler slice the tokio workers request ([`crate::sched`]; clamped to 0.1–100 ms);
-    /// `0s` = the kernel's default.
+    /// Scheduler slice the tokio workers request ([`crate::sched`]; below 0.1 ms clamped to it,
+    /// above 100 ms refused); `0s` = the kernel's default.
     #[serde(default = "default_worker_slice", with = "humantime_serde")]
     pub worker_slice: Duration,
     /// A connection whose next request head (request line and header fields) has not fully
     /// arrived this long after the server started waiting for it (also between keep-alive
-    /// requests) is closed; `0s` = no deadline.
+    /// requests) is closed; `0s` = no deadline; at most 1 h.
     #[serde(default = "default_header_read_timeout", with = "humantime_serde")]
     pub header_read_timeout: Duration,
     /// After Ctrl-C / SIGTERM, connections still open this long after the listener closed
-    /// (a half-sent request, an SSE stream) are dropped and the process goes on stopping.
+    /// (a half-sent request, an SSE stream) are dropped and the process goes on stopping; at most 1 h.
     #[serde(default = "default_shutdown_timeout", with = "humantime_serde")]
     pub shutdown_timeout: Duration,
     /// A request body (`Content-Length` or chunked) that has not fully arrived this long
     /// after its head is answered 408 `request_timeout` and its connection closed; `0s` = no
-    /// deadline.
+    /// deadline; at most 1 h.
     #[serde(default = "default_body_read_timeout", with = "humantime_serde")]
     pub body_read_timeout: Duration,
     /// After the HTTP stop (`shutdown-timeout`): how long the rest of the stop (click log
     /// drain, dataflow checkpoint, sinks) may take before the process exits anyway, with an
-    /// error. The whole stop takes at most `shutdown-timeout` + `drain-timeout`. At least 1 s.
+    /// error. The whole stop takes at most `shutdown-timeout` + `drain-timeout`. 1 s to 1 h.
     #[serde(default = "default_drain_timeout", with = "humantime_serde")]
     pub drain_timeout: Duration,
 }
@@ -194,14 +194,14 @@ pub struct StoreConfig {
     pub url: String,
     /// How long each connection to a PostgreSQL link store may take to be established
     /// while the store is opened (TCP connect, TLS and login; not the migrations): past it
-    /// the start (or `sluice migrate`) fails naming the server. Default 10 s, more than 0;
+    /// the start (or `sluice migrate`) fails naming the server. Default 10 s, more than 0, at most 10 min;
     /// SQLite ignores it.
     #[serde(default = "default_store_connect_timeout", with = "humantime_serde")]
     pub connect_timeout: Duration,
     /// How long a request (and the start, for the pool's first connection) waits for a
     /// pooled PostgreSQL connection, a new connection's establishment included: past it the
     /// request is 503 `store_unavailable` (the start fails naming the server). Default 3 s,
-    /// more than 0; SQLite ignores it.
+    /// more than 0, at most 10 min; SQLite ignores it.
     #[serde(default = "default_store_acquire_timeout", with = "humantime_serde")]
     pub acquire_timeout: Duration,
 }
@@ -236,7 +236,7 @@ pub struct LinksConfig {
     pub blocklist: Vec<String>,
     /// Append the short URL's query to the target.
     pub append_query: bool,
-    /// Upper bound of `max-age` on 301s.
+    /// Upper bound of `max-age` on 301s, at most 365 days.
     #[serde(with = "humantime_serde")]
     pub permanent_max_age: Duration,
 }
@@ -247,19 +247,19 @@ pub struct LinksConfig {
 pub struct RedirectSection {
     /// Cache entries.
     pub cache_capacity: u64,
-    /// Base TTL of cached links.
+    /// Base TTL of cached links, at most 365 days.
     #[serde(with = "humantime_serde")]
     pub cache_ttl: Duration,
     /// TTL jitter fraction, 0.0..=0.5.
     pub cache_ttl_jitter: f64,
-    /// TTL of cached unknown codes.
+    /// TTL of cached unknown codes, at most 1 day.
     #[serde(with = "humantime_serde")]
     pub negative_ttl: Duration,
     /// Capacity of the click channel (events).
     pub click_channel_capacity: usize,
     /// Longest wait of the click log writer after the first queued click for more to
     /// arrive before one group commit (fsync) of them all; `0s` commits whatever is queued
-    /// at once. Longer: fewer commits (less CPU per click), clicks durable and counted that
+    /// at once; at most 1 s. Longer: fewer commits (less CPU per click), clicks durable and counted that
     /// much later. Default 20 ms: against 5 ms it halved the append thread's CPU and took
     /// ~0.8 µs off each redirect at the max rate (BENCHMARKS.md, redirect, session 8), and
     /// 20 ms is nothing against the 60 s freshness budget (DESIGN.md).
@@ -394,8 +394,9 @@ impl Config {
         }
     }
 
-    /// Checks value ranges and parses URLs and CIDRs.
+    /// Checks value ranges (every duration's maximum first: [`bounds`]) and parses URLs and CIDRs.
     pub fn validate(&self) -> anyhow::Result<()> {
+        bounds::check(self)?;
         self.base_url()?;
         for d in &self.server.short_domains {
             check_short_domain(d).map_err(|m| anyhow::anyhow!("server.short-domains entry {m}"))?;
@@ -578,17 +579,6 @@ pub fn check_short_domain(s: &str) -> Result<String, String> {
     }
 }
 
-/// Creates the data directory `dir` (and missing parents) unless it exists.
-///
-/// Errors: `dir` exists but is not a directory (a file given as `--data-dir`), or it
-/// cannot be created (the I/O error as the cause).
-pub fn create_data_dir(dir: &Path) -> anyhow::Result<()> {
-    if dir.exists() && !dir.is_dir() {
-        bail!("data dir \"{}\" is not a directory (check --data-dir or [server] data-dir)", dir.display());
-    }
-    std::fs::create_dir_all(dir).with_context(|| format!("could not create data dir \"{}\"", dir.display()))
-}
-
 /// Decodes a 64-hex-character secret.
 pub fn parse_secret(s: &str) -> anyhow::Result<[u8; 32]> {
     let bytes = hex::decode(s.trim()).context("visitor secret must be hex")?;
@@ -596,7 +586,10 @@ pub fn parse_secret(s: &str) -> anyhow::Result<[u8; 32]> {
 }
 
 pub mod admin;
+pub mod bounds;
+mod data_dir;
 mod load_error;
+pub use data_dir::{create_data_dir, create_data_dir_named, existing_data_dir};
 
 #[cfg(test)]
 mod tests;

@@ -20,27 +20,29 @@ pub use abuse::{AbuseConfig, BlocklistedTargetConfig, BotShareConfig, ClickBurst
 pub struct SemanticsConfig {
     /// How far behind its partition's watermark an event may be and still be applied (to
     /// every granularity at once); later events are dead-lettered as `too_late`.
-    /// Default 48 h; must not exceed `minute-retention`.
+    /// Default 48 h; must not exceed `minute-retention` (`sluice` refuses more than 3650 days).
     #[serde(with = "humantime_serde")]
     pub allowed_lateness: Duration,
     /// Duplicates of an `event_id` are dropped within this event-time horizon (default 24 h).
     /// State is kept for `max(dedup-horizon, allowed-lateness)`, so a duplicate is either
-    /// still remembered or itself too late.
+    /// still remembered or itself too late (`sluice` refuses more than 3650 days).
     #[serde(with = "humantime_serde")]
     pub dedup_horizon: Duration,
     /// Events stamped later than the processing clock plus this are dead-lettered as
-    /// `future` and never advance the watermark (default 5 min).
+    /// `future` and never advance the watermark (default 5 min; `sluice` refuses more than 1 day).
     #[serde(with = "humantime_serde")]
     pub future_skew: Duration,
     /// A partition with no record for this long (processing time) is idle: it no longer holds
     /// the global watermark back, and its own watermark advances with the processing clock
-    /// (default 5 s).
+    /// (default 5 s; `sluice` refuses more than 1 h).
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
-    /// Retention of minute rows behind the watermark (default 48 h).
+    /// Retention of minute rows behind the watermark (default 48 h; `sluice` refuses more than
+    /// 3650 days).
     #[serde(with = "humantime_serde")]
     pub minute_retention: Duration,
-    /// Retention of 15-minute, hour and day rows behind the watermark (default 400 days).
+    /// Retention of 15-minute, hour and day rows behind the watermark (default 400 days;
+    /// `sluice` refuses more than 3650 days).
     #[serde(with = "humantime_serde")]
     pub long_retention: Duration,
 }

@@ -27,22 +27,23 @@ pub struct DataflowSection {
     /// Timely hostfile: one `host:port` per process, in process-id order (`--hostfile`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hostfile: Option<PathBuf>,
-    /// How far behind the watermark (event time) a click may be and still count.
+    /// How far behind the watermark (event time) a click may be and still count; at most 3650 days.
     #[serde(with = "humantime_serde")]
     pub allowed_lateness: Duration,
-    /// Repeated `event_id`s within this event-time horizon count once.
+    /// Repeated `event_id`s within this event-time horizon count once; at most 3650 days.
     #[serde(with = "humantime_serde")]
     pub dedup_horizon: Duration,
-    /// Clicks stamped further ahead of the server clock are dead-lettered (`future`).
+    /// Clicks stamped further ahead of the server clock are dead-lettered (`future`); at most 1 day.
     #[serde(with = "humantime_serde")]
     pub future_skew: Duration,
-    /// A quiet click log stops holding the watermark back after this long (processing time).
+    /// A quiet click log stops holding the watermark back after this long (processing time);
+    /// at most 1 h.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
-    /// Minute rows are kept this long behind the watermark (≥ allowed-lateness).
+    /// Minute rows are kept this long behind the watermark (≥ allowed-lateness, at most 3650 days).
     #[serde(with = "humantime_serde")]
     pub minute_retention: Duration,
-    /// 15-minute, hour and day rows are kept this long behind the watermark.
+    /// 15-minute, hour and day rows are kept this long behind the watermark; at most 3650 days.
     #[serde(with = "humantime_serde")]
     pub long_retention: Duration,
     /// Most click-log records a worker takes per step (and per log read).
@@ -51,11 +52,12 @@ pub struct DataflowSection {
     /// processing epochs (1 epoch = 1 ms).
     pub max_inflight_epochs: u64,
     /// The rollups apply completed epochs in batches spanning at least this much processing
-    /// time: the main freshness knob (views lag the log by about this much plus processing).
+    /// time: the main freshness knob (views lag the log by about this much plus processing);
+    /// at most 10 min.
     #[serde(with = "humantime_serde")]
     pub apply_interval: Duration,
     /// How often the link store's change feed is polled for metadata changes made by other
-    /// API processes (changes made through this process arrive at once).
+    /// API processes (changes made through this process arrive at once); at most 1 h.
     #[serde(with = "humantime_serde")]
     pub meta_poll_interval: Duration,
     /// A MaxMind DB file (e.g. GeoLite2-Country.mmdb) instead of the bundled IP-to-country
@@ -65,7 +67,7 @@ pub struct DataflowSection {
     /// How often the dataflow's state is checkpointed into `<data-dir>/checkpoints` (also at
     /// graceful shutdown); a restart resumes from the newest checkpoint instead of replaying
     /// the whole input. `0s` disables checkpoints; otherwise at least
-    /// [`MIN_CHECKPOINT_INTERVAL`]. Needs `processes = 1`.
+    /// [`MIN_CHECKPOINT_INTERVAL`] and at most 1 day. Needs `processes = 1`.
     #[serde(with = "humantime_serde")]
     pub checkpoint_interval: Duration,
     /// `[dataflow.abuse]`: the abuse detectors' thresholds and windows (keys and defaults in
@@ -190,7 +192,8 @@ impl DataflowSection {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
 pub struct StatsSection {
-    /// `Cache-Control: private, max-age` of stats answers (whole seconds; 0 = `no-cache`).
+    /// `Cache-Control: private, max-age` of stats answers (whole seconds; 0 = `no-cache`; at
+    /// most 1 day, [`crate::config::bounds`]).
     #[serde(with = "humantime_serde")]
     pub cache_max_age: Duration,
 }

@@ -52,7 +52,8 @@ pub struct ClickHouseConfig {
     /// Rows buffered before an insert is sent (default 10 000) ...
     #[serde(default = "default_batch_rows")]
     pub batch_rows: usize,
-    /// ... or after this long since the first buffered row (default 1 s), whichever first.
+    /// ... or after this long since the first buffered row (default 1 s, at most 10 min),
+    /// whichever first.
     #[serde(default = "default_flush_interval", with = "humantime_serde")]
     pub flush_interval: Duration,
     /// Most rows buffered while ClickHouse is unavailable (default 2 000 000); rows beyond it
@@ -60,21 +61,22 @@ pub struct ClickHouseConfig {
     /// dropped).
     #[serde(default = "default_max_pending_rows")]
     pub max_pending_rows: usize,
-    /// Deadline of one request (default 30 s).
+    /// Deadline of one request (default 30 s, at most 1 h).
     #[serde(default = "default_request_timeout", with = "humantime_serde")]
     pub request_timeout: Duration,
     /// Deadline of one read for the stats API (history ranges, ad-hoc dimensions; default
     /// 10 s): a ClickHouse that accepts connections but does not answer costs a stats
     /// request this long before its 503 `stats_history_unavailable`, not `request-timeout`.
+    /// At most 1 h.
     #[serde(default = "default_query_timeout", with = "humantime_serde")]
     pub query_timeout: Duration,
-    /// Deadline of connecting (default 2 s).
+    /// Deadline of connecting (default 2 s, at most 10 min).
     #[serde(default = "default_connect_timeout", with = "humantime_serde")]
     pub connect_timeout: Duration,
-    /// Retry backoff: first delay (default 100 ms), doubled per failure ...
+    /// Retry backoff: first delay (default 100 ms, at most 1 h), doubled per failure ...
     #[serde(default = "default_backoff_min", with = "humantime_serde")]
     pub backoff_min: Duration,
-    /// ... up to this cap (default 10 s).
+    /// ... up to this cap (default 10 s, at most 1 h).
     #[serde(default = "default_backoff_max", with = "humantime_serde")]
     pub backoff_max: Duration,
 }

@@ -63,7 +63,7 @@ pub struct KafkaConfig {
     #[serde(default = "default_spill_max_events")]
     pub spill_max_events: u64,
     /// Producer `linger.ms`: how long librdkafka waits to fill a batch. 20 ms costs nothing
-    /// against the 60 s freshness target and gives large lz4-compressed batches.
+    /// against the 60 s freshness target and gives large lz4-compressed batches. At most 900 s.
     #[serde(default = "default_linger", with = "humantime_serde")]
     pub linger: Duration,
     /// Producer `batch.size`, bytes per partition batch (default 1 MiB).
@@ -72,7 +72,7 @@ pub struct KafkaConfig {
     /// Producer `batch.num.messages`, messages per batch (default 10 000).
     #[serde(default = "default_batch_max_messages")]
     pub batch_max_messages: u32,
-    /// Producer `message.timeout.ms`; `0s` (the default) means never: while the broker is
+    /// Producer `message.timeout.ms`, whole ms, at most 1 h; `0s` (the default) means never: while the broker is
     /// unreachable librdkafka keeps the handed-over events and retries them in order (the
     /// idempotent producer keeps each partition's order), and the rest waits in the spill.
     /// A finite timeout makes undelivered events fail after it and be re-sent from the spill;

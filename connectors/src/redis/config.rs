@@ -58,26 +58,27 @@ pub struct RedisConfig {
     #[serde(default = "default_prefix")]
     pub key_prefix: String,
     /// Deadline of one L2 cache command on the redirect path (default 30 ms). A slower
-    /// answer counts as a failure and the redirect reads the store.
+    /// answer counts as a failure and the redirect reads the store. At most 10 s.
     #[serde(default = "default_op_timeout", with = "humantime_serde")]
     pub op_timeout: Duration,
-    /// Deadline of connecting (default 200 ms).
+    /// Deadline of connecting (default 200 ms, at most 1 min).
     #[serde(default = "default_connect_timeout", with = "humantime_serde")]
     pub connect_timeout: Duration,
     /// Consecutive failures after which the circuit breaker opens (default 5).
     #[serde(default = "default_breaker_failures")]
     pub breaker_failures: u32,
-    /// How long an open breaker refuses calls before letting one probe through (default 1 s).
+    /// How long an open breaker refuses calls before letting one probe through (default 1 s,
+    /// at most 1 h).
     #[serde(default = "default_breaker_open_for", with = "humantime_serde")]
     pub breaker_open_for: Duration,
-    /// Time-to-live of a cached link in Redis (default 10 min), jittered by
+    /// Time-to-live of a cached link in Redis (default 10 min, at most 365 days), jittered by
     /// `cache-ttl-jitter`.
     #[serde(default = "default_cache_ttl", with = "humantime_serde")]
     pub cache_ttl: Duration,
     /// Relative jitter of `cache-ttl`, uniform in `[-j, +j]` (default 0.15).
     #[serde(default = "default_jitter")]
     pub cache_ttl_jitter: f64,
-    /// Time-to-live of a negative entry ("no such code", default 5 s). Deletions are written
+    /// Time-to-live of a negative entry ("no such code", default 5 s, at most 1 day). Deletions are written
     /// as negative entries with the full `cache-ttl`.
     #[serde(default = "default_negative_ttl", with = "humantime_serde")]
     pub negative_ttl: Duration,
@@ -87,26 +88,27 @@ pub struct RedisConfig {
     /// Most rows one sink pipeline writes (default 2 000).
     #[serde(default = "default_sink_batch_rows")]
     pub sink_batch_rows: usize,
-    /// Deadline of one sink pipeline (default 2 s); a slower one is retried.
+    /// Deadline of one sink pipeline (default 2 s, at most 10 min); a slower one is retried.
     #[serde(default = "default_sink_timeout", with = "humantime_serde")]
     pub sink_timeout: Duration,
     /// Most distinct rows the sink buffers while Redis is unavailable (default 1 000 000);
     /// rows of new keys beyond it are dropped and counted.
     #[serde(default = "default_sink_max_pending")]
     pub sink_max_pending_rows: usize,
-    /// Retry backoff of the sink: first delay (default 50 ms), doubled per failure ...
+    /// Retry backoff of the sink: first delay (default 50 ms, at most 1 h), doubled per failure ...
     #[serde(default = "default_backoff_min", with = "humantime_serde")]
     pub sink_backoff_min: Duration,
-    /// ... up to this cap (default 5 s).
+    /// ... up to this cap (default 5 s, at most 1 h).
     #[serde(default = "default_backoff_max", with = "humantime_serde")]
     pub sink_backoff_max: Duration,
-    /// Time-to-live of minute keys and the minute index (default 2 h).
+    /// Time-to-live of minute keys and the minute index (default 2 h, at most 365 days).
     #[serde(default = "default_minute_ttl", with = "humantime_serde")]
     pub minute_ttl: Duration,
     /// Minutes kept in the per-link minute index (default 60: "the last hour").
     #[serde(default = "default_series_minutes")]
     pub series_minutes: u32,
-    /// Time-to-live of per-day keys (default 400 days, the dataflow's long retention). The
+    /// Time-to-live of per-day keys (default 400 days, the dataflow's long retention; at most
+    /// 3650 days). The
     /// all-time totals and top lists are maintained from day rows by difference, so a day
     /// key must outlive any update of its day (late events, backfills).
     #[serde(default = "default_day_ttl", with = "humantime_serde")]
@@ -219,7 +221,7 @@ impl RedisConfig {
     /// with whitespace or braces (braces are Redis Cluster hash tags, used for the code), a
     /// zero timeout, breaker threshold, batch size or buffer, jitter outside `0..0.9`, a
     /// backoff cap below its start, fewer than one or more than 1440 series minutes, or a
-    /// TTL of zero or under one millisecond.
+    /// TTL of zero or under one millisecond. (`sluice` checks the maxima of the durations.)
     pub fn validate(&self) -> Result<()> {
         if let Some(url) = &self.url {
             let u = url.0.as_str();

@@ -28,19 +28,22 @@ pub struct AbuseConfig {
     /// Attach the detectors to the graph at all (default true; false costs nothing).
     pub enabled: bool,
     /// Evaluation step in event time: detectors evaluate every key with new clicks (and every
-    /// open anomaly) each time the watermark passes a multiple of this (default 1 s).
+    /// open anomaly) each time the watermark passes a multiple of this (default 1 s; divides
+    /// one minute).
     #[serde(with = "humantime_serde")]
     pub tick: Duration,
     /// Sliding window of the per-link detectors (burst, bot share, referrer spam, geo shift,
-    /// blocklisted target), a multiple of `tick` (default 60 s). They share its per-second
+    /// blocklisted target), a multiple of `tick` up to 1 h (default 60 s). They share its per-second
     /// state, hence one window for all of them.
     #[serde(with = "humantime_serde")]
     pub link_window: Duration,
-    /// Half-life of the per-minute EWMA baselines of each link (default 10 min).
+    /// Half-life of the per-minute EWMA baselines of each link (default 10 min; at least 1 min;
+    /// `sluice` refuses more than 1 day).
     #[serde(with = "humantime_serde")]
     pub baseline_half_life: Duration,
     /// Baseline-relative detectors (burst, referrer spam, geo shift) stay silent until the
-    /// detectors have watched this much event time (default 3 min): before that, a link's
+    /// detectors have watched this much event time (default 3 min; `sluice` refuses more
+    /// than 1 day): before that, a link's
     /// missing history would read as "no clicks" and every busy link would look like a burst.
     /// A link first clicked after that has its own warm-up from the minute of its first click.
     #[serde(with = "humantime_serde")]
@@ -53,7 +56,7 @@ pub struct AbuseConfig {
     /// (default 1).
     pub quiet_windows: u32,
     /// Least event time between two `updated` events of one anomaly, unless its severity
-    /// changes (default 10 s).
+    /// changes (default 10 s; `sluice` refuses more than 1 h).
     #[serde(with = "humantime_serde")]
     pub update_interval: Duration,
     /// Relative change of `observed` that warrants an `updated` event (default 0.25).
@@ -227,7 +230,7 @@ impl Default for ClickBurstConfig {
 pub struct VisitorFloodConfig {
     /// Evaluate this detector (default true).
     pub enabled: bool,
-    /// Sliding window, a multiple of `tick` (default 60 s).
+    /// Sliding window, a multiple of `tick` up to 1 h (default 60 s).
     #[serde(with = "humantime_serde")]
     pub window: Duration,
     /// Least clicks for `info` (default 30 clicks of one visitor).
