@@ -116,6 +116,10 @@ pub struct ImportReport {
     pub answered_through_line: u64,
     /// Wall time of the import.
     pub elapsed: Duration,
+    /// With `--data-dir`, when no event was stored (so the files the import created there were
+    /// removed again): what became of the dir, `"D" not created` or `"D" left as it was`; the
+    /// summary then names no file.
+    pub nothing_stored: Option<String>,
 }
 
 impl ImportReport {
@@ -209,8 +213,15 @@ async fn import_into(args: &ImportArgs, cfg: &Config, format: ImportFormat, repo
     let result = store_events(args, cfg, format, report, &sink, input, len).await;
     if report.accepted == 0
         && let Some(before) = before
+        && let Some(dir) = &args.data_dir
     {
         before.remove_added();
+        let fate = match (before.existed(), dir.exists()) {
+            (true, _) => "left as it was",
+            (false, false) => "not created",
+            (false, true) => "created but left without clicks", // a file someone else put there meanwhile
+        };
+        report.nothing_stored = Some(format!("\"{}\" {fate}", dir.display()));
     }
     drop(sink);
     result
@@ -338,17 +349,21 @@ fn stopped_error(report: &ImportReport, failed: &SendFailed, dedup_window: Durat
 pub async fn run_cli(args: &ImportArgs) -> anyhow::Result<()> {
     let r = run(args).await?;
     let t = &r.tally;
+    // An import into a data dir that stored nothing removed what it created: name no file.
+    let into = match &r.nothing_stored {
+        Some(_) => String::new(),
+        None => format!(" into {}{}", r.destination, if args.no_backfill { "" } else { " (backfill)" }),
+    };
     let mut text = format!(
-        "imported \"{}\" into {}{}: {} lines, {} events parsed, {} stored, {} rejected in {:.2}s ({:.0} events/s)\n",
+        "imported \"{}\"{into}: {} lines, {} events parsed, {} stored, {} rejected in {:.2}s ({:.0} events/s){}\n",
         args.file.display(),
-        r.destination,
-        if args.no_backfill { "" } else { " (backfill)" },
         t.lines,
         t.events,
         r.accepted,
         r.rejected.values().sum::<u64>(),
         r.elapsed.as_secs_f64(),
-        r.events_per_second()
+        r.events_per_second(),
+        r.nothing_stored.as_ref().map_or(String::new(), |fate| format!("; nothing stored, {fate}"))
     );
     let list = |m: &mut dyn Iterator<Item = (String, u64)>| m.map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ");
     if !t.skipped.is_empty() {

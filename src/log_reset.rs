@@ -37,9 +37,7 @@ use crate::log_open::open_error;
 /// `sluice serve` (or unreadable for another reason); I/O errors moving or writing files.
 pub fn run(cfg: &Config) -> anyhow::Result<String> {
     let data_dir = &cfg.server.data_dir;
-    if !data_dir.is_dir() {
-        bail!("no data directory \"{}\": nothing to reset (check --data-dir or [server] data-dir)", data_dir.display());
-    }
+    crate::config::existing_data_dir(data_dir, "reset")?;
     if cfg.kafka.enabled() {
         bail!("[kafka] brokers is set: the dataflow reads the click topic, not clicks.redb, and its checkpoints are of the topic; nothing to reset");
     }

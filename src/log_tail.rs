@@ -82,9 +82,7 @@ fn kafka_refusal(cfg: &crate::config::Config) -> anyhow::Result<()> {
 /// server or cannot be opened otherwise ([`open_error`] names the cause), or when reading or
 /// writing fails.
 pub fn run_to(data_dir: &Path, from: Option<u64>, lines: u64, out: &mut impl Write) -> anyhow::Result<()> {
-    if !data_dir.is_dir() {
-        anyhow::bail!("no data directory \"{}\": nothing to tail (check --data-dir or [server] data-dir)", data_dir.display());
-    }
+    crate::config::existing_data_dir(data_dir, "tail")?;
     let file = data_dir.join(CLICK_LOG_FILE_NAME);
     if !file.is_file() {
         anyhow::bail!(

@@ -128,7 +128,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 anyhow::bail!("--store must be a data directory, a sqlite: URL or a postgres:// URL (got a URL with scheme {scheme:?})");
             }
             if !location.contains("://") && !location.starts_with("sqlite:") {
-                sluice::config::create_data_dir(std::path::Path::new(location.trim()))?;
+                let named = if args.store.is_some() { "--store" } else { "--data-dir or [server] data-dir" };
+                sluice::config::create_data_dir_named(std::path::Path::new(location.trim()), named)?;
             }
             runtime(1)?.block_on(async {
                 let report = sluice_connectors::migrate_within(&location, cfg.store.timeouts()).await.context("migration failed")?;

@@ -200,31 +200,59 @@ fn loopback_sources(target: &Url) -> Option<Vec<IpAddr>> {
     }
 }
 
-pub(crate) fn resolve(args: &LoadgenArgs) -> anyhow::Result<Settings> {
-    let probability = |name: &str, p: f64| {
-        if (0.0..=1.0).contains(&p) { Ok(()) } else { Err(anyhow::anyhow!("--{name} must be between 0 and 1, got {p}")) }
-    };
-    probability("bot-share", args.bot_share)?;
-    probability("head-share", args.head_share)?;
-    probability("repeat-share", args.repeat_share)?;
-    probability("late-share", args.late_share)?;
-    probability("duplicate-share", args.duplicate_share)?;
-    probability("max-error-share", args.max_error_share)?;
+/// Refuses flag values that cannot make a run, before anything is sent: a usage error
+/// ([`crate::bench::BenchError::Usage`], exit code 2 as clap's own, like `sluice demo`'s)
+/// naming the flag.
+fn check_args(args: &LoadgenArgs) -> Result<(), crate::bench::BenchError> {
+    let usage = |msg: String| Err(crate::bench::BenchError::Usage(msg));
+    for (name, p) in [
+        ("bot-share", args.bot_share),
+        ("head-share", args.head_share),
+        ("repeat-share", args.repeat_share),
+        ("late-share", args.late_share),
+        ("duplicate-share", args.duplicate_share),
+        ("max-error-share", args.max_error_share),
+    ] {
+        if !(0.0..=1.0).contains(&p) {
+            return usage(format!("--{name} must be between 0 and 1, got {p}"));
+        }
+    }
+    for (name, url) in [("target", Some(&args.target)), ("api", args.api.as_ref())] {
+        if let Some(url) = url.filter(|u| !matches!(u.scheme(), "http" | "https")) {
+            return usage(format!("--{name} must be an http:// or https:// URL, got {url}"));
+        }
+    }
     if !(args.rate.is_finite() && args.rate > 0.0) {
-        bail!("--rate must be a positive number of requests per second, got {}", args.rate);
+        return usage(format!("--rate must be a positive number of requests per second, got {}", args.rate));
     }
     if args.duration.is_zero() || args.concurrency == 0 {
-        bail!("--duration and --concurrency must be positive");
+        return usage("--duration and --concurrency must be positive".into());
     }
     if args.codes.is_empty() && args.links == 0 {
-        bail!("--links must be at least 1 (or give --codes)");
+        return usage("--links must be at least 1 (or give --codes)".into());
     }
     if !(args.zipf.is_finite() && args.zipf >= 0.0) {
-        bail!("--zipf must be a non-negative number, got {}", args.zipf);
+        return usage(format!("--zipf must be a non-negative number, got {}", args.zipf));
     }
     if let Some(bad) = args.codes.iter().find(|c| !sluice_ingest::event_input::is_code(c)) {
-        bail!("--codes: \"{bad}\" is not a short code");
+        return usage(format!("--codes: \"{bad}\" is not a short code"));
     }
+    if let Some(s) = &args.salt_period
+        && let Err(e) = parse_salt_period(s)
+    {
+        return usage(format!("--salt-period: {e}"));
+    }
+    if args.attack_rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+        return usage("--attack-rate must be a positive number of requests per second".into());
+    }
+    if args.max_lateness < Duration::from_secs(1) {
+        return usage("--max-lateness must be at least 1s".into());
+    }
+    Ok(())
+}
+
+pub(crate) fn resolve(args: &LoadgenArgs) -> anyhow::Result<Settings> {
+    check_args(args)?;
     let server = match &args.server_config {
         Some(path) => Some(crate::config::Config::load(Some(path), &crate::config::FlagOverrides::default()).context("could not read --server-config")?),
         None => None,
@@ -241,12 +269,6 @@ pub(crate) fn resolve(args: &LoadgenArgs) -> anyhow::Result<Settings> {
         let sources = loopback_sources(&args.target)?;
         Some(header.reads_x_forwarded_for() && sources.iter().all(|ip| nets.iter().any(|n| n.contains(ip))))
     });
-    if args.attack_rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
-        bail!("--attack-rate must be a positive number of requests per second");
-    }
-    if args.max_lateness < Duration::from_secs(1) {
-        bail!("--max-lateness must be at least 1s");
-    }
     Ok(Settings { api: args.api.clone().unwrap_or_else(|| args.target.clone()), period_ms, token, proxy_trusted })
 }
 

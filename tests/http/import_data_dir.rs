@@ -155,8 +155,9 @@ fn an_import_of_no_event_leaves_nothing_it_created() {
         let out = import(&["--data-dir", data_arg, file]);
         assert_eq!((out.status.code(), text(&out.stderr)), (Some(0), String::new()), "{file}");
         let stdout = text(&out.stdout);
-        let head = format!("imported \"{file}\" into {data_arg}/clicks.redb (backfill): {lines} lines, 0 events parsed, 0 stored, 0 rejected in ");
-        assert!(stdout.starts_with(&head) && stdout.ends_with(&format!(" (0 events/s)\n{tail}")), "{stdout}");
+        // Names no file: the click log it created is gone again.
+        let head = format!("imported \"{file}\": {lines} lines, 0 events parsed, 0 stored, 0 rejected in ");
+        assert!(stdout.starts_with(&head) && stdout.ends_with(&format!(" (0 events/s); nothing stored, \"{data_arg}\" not created\n{tail}")), "{stdout}");
         assert_eq!(names(tmp.path()), ["blank.ndjson", "empty.ndjson"], "{file}: new/data removed with its parent");
     }
 
@@ -175,6 +176,7 @@ fn an_import_of_no_event_leaves_nothing_it_created() {
     let secret = std::fs::read(data.join("visitor_secret")).expect("visitor secret");
     let out = import(&["--data-dir", data_arg, empty_arg]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).ends_with(&format!(" (0 events/s); nothing stored, \"{data_arg}\" left as it was\n")), "{}", text(&out.stdout));
     assert_eq!(names(&data), ["clicks.redb", "visitor_secret"]);
     assert_eq!(std::fs::read(data.join("visitor_secret")).expect("visitor secret"), secret);
     let stored = sluice_connectors::click_log::ClickLog::open(&data).expect("open").read(0, 10).expect("read");

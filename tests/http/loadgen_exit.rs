@@ -77,6 +77,6 @@ async fn loadgen_exits_1_when_requests_get_no_redirect() {
     let out = loadgen(&listen, "lg-ok,lg-nope-1", &["--max-error-share", "0.9"]);
     assert_eq!((out.status.code(), text(&out.stderr)), (Some(0), String::new()));
     let out = loadgen(&listen, "lg-ok", &["--max-error-share", "1.5"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "a refused flag value is a usage error");
     assert_eq!(text(&out.stderr), "error: --max-error-share must be between 0 and 1, got 1.5\n");
 }
