@@ -9,10 +9,14 @@
 
 use std::borrow::Cow;
 
-use chrono::{DateTime, FixedOffset, Timelike};
+use chrono::{DateTime, FixedOffset, TimeDelta, Timelike};
 
 /// Parses `s` as an RFC 3339 date-time with offset. A leap second is accepted at 23:59:60
 /// UTC only (module docs) and, as chrono reads it, is the instant after `23:59:59.999…`.
+///
+/// A fraction finer than a nanosecond rounds **up** to the next nanosecond when any digit
+/// past the ninth is not 0 (chrono drops them: `00:00:00.0000000000001Z` was read as
+/// `00:00:00Z`, a whole minute for the stats and an earlier expiry for a link).
 ///
 /// Error: chrono's parse error as text, or `"second 60 (a leap second) is only valid at
 /// 23:59:60 UTC"`.
@@ -22,7 +26,19 @@ pub fn parse(s: &str) -> Result<DateTime<FixedOffset>, String> {
     if dt.nanosecond() >= 1_000_000_000 && (utc.hour(), utc.minute()) != (23, 59) {
         return Err("second 60 (a leap second) is only valid at 23:59:60 UTC".to_owned());
     }
-    Ok(dt)
+    if !finer_than_nanos(s) {
+        return Ok(dt);
+    }
+    // chrono keeps second 60 as a fraction of 1 s or more, which its arithmetic does not
+    // step over: add to the same instant as the next day's first second.
+    let base = if dt.nanosecond() >= 1_000_000_000 { dt.with_nanosecond(dt.nanosecond() - 1_000_000_000).unwrap_or(dt) + TimeDelta::seconds(1) } else { dt };
+    base.checked_add_signed(TimeDelta::nanoseconds(1)).ok_or_else(|| "date-time out of range".to_owned())
+}
+
+/// Whether the (already parsed) date-time `s` has a non-zero fraction digit past the ninth.
+fn finer_than_nanos(s: &str) -> bool {
+    let Some(dot) = s.find('.') else { return false };
+    s[dot + 1..].bytes().take_while(u8::is_ascii_digit).skip(9).any(|d| d != b'0')
 }
 
 /// `raw` as it was sent when a query string's `+` of a trailing `±HH:MM` offset was
@@ -75,5 +91,24 @@ mod tests {
         assert_eq!(ms("2026-12-04T22:00:59Z"), Ok(DateTime::parse_from_rfc3339("2026-12-04T22:00:59Z").expect("t").timestamp_millis()));
         assert!(ms("2026-12-04T22:00:61Z").is_err());
         assert!(ms("not a time").is_err());
+    }
+
+    #[test]
+    fn digits_past_the_nanosecond_round_up_never_down() {
+        let t = |s: &str| parse(s).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true));
+        let ok = |s: &str| Ok::<_, String>(s.to_owned());
+        assert_eq!(t("2026-12-05T01:00:00.0000000000001Z"), ok("2026-12-05T01:00:00.000000001Z"));
+        assert_eq!(t("2026-12-05T01:00:00.0000000001Z"), ok("2026-12-05T01:00:00.000000001Z"));
+        assert_eq!(t("2030-01-01T00:00:00.1234567891+05:30"), ok("2030-01-01T00:00:00.123456790+05:30"));
+        assert_eq!(t("2026-12-05T01:00:59.9999999999Z"), ok("2026-12-05T01:01:00.000000000Z"));
+        // Second 60 is read as the second after midnight (`60.5` is `00:00:00.5`), so its
+        // last nanosecond rounds up to the end of that second.
+        assert_eq!(t("2016-12-31T23:59:60.9999999999Z"), ok("2017-01-01T00:00:01.000000000Z"));
+        assert_eq!(t("2016-12-31T23:59:60.0000000001Z"), ok("2017-01-01T00:00:00.000000001Z"));
+        // Zeros past the ninth digit change nothing.
+        assert_eq!(t("2026-12-05T01:00:00.0000000000000Z"), ok("2026-12-05T01:00:00.000000000Z"));
+        assert_eq!(t("2026-12-05T01:00:00.1230000000Z"), ok("2026-12-05T01:00:00.123000000Z"));
+        assert_eq!(t("2026-12-05T01:00:00.000000001Z"), ok("2026-12-05T01:00:00.000000001Z"));
+        assert_eq!(t("2026-12-05T01:00:00Z"), ok("2026-12-05T01:00:00.000000000Z"));
     }
 }

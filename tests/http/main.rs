@@ -43,4 +43,5 @@ mod store_connect;
 mod store_gone;
 #[cfg(feature = "integration-tests")]
 mod store_pool_timeout;
+mod timestamps;
 mod visitor_secret;
