@@ -60,7 +60,9 @@ pub async fn list_audit(State(state): State<AdminState>, _who: AdminPrincipal, A
     if let (Some(f), Some(t)) = (from, to)
         && f >= t
     {
-        return Err(ApiError::bad_request("invalid_range", "\"from\" must be earlier than \"to\"").with_details(json!({ "from": p.from, "to": p.to })));
+        return Err(ApiError::bad_request("invalid_range", "\"from\" must be earlier than \"to\"").with_details(
+            json!({ "from": p.from.as_deref().map(crate::rfc3339::restore_offset_plus), "to": p.to.as_deref().map(crate::rfc3339::restore_offset_plus) }),
+        ));
     }
     let (actor, action) = (non_empty("actor", p.actor)?, non_empty("action", p.action)?);
     // Cursors are bound to the filters of the page that made them (`invalid_cursor` with others).

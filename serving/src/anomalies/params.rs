@@ -97,18 +97,22 @@ fn instant(name: &str, raw: &str) -> Result<i64, ApiError> {
 /// 1970-01-01T00:00:00Z..=9999-12-31T23:59:59.999Z (the message and `details.min`/`max`
 /// state the range).
 pub(crate) fn rfc3339_param(name: &str, raw: &str) -> Result<DateTime<chrono::FixedOffset>, ApiError> {
+    // Errors echo the value with its '+' restored, as it was sent.
     let s = crate::rfc3339::restore_offset_plus(raw);
-    let invalid = || {
+    let invalid = |reason: String| {
         ApiError::bad_request(
             "invalid_timestamp",
-            format!("\"{name}\" must be an RFC 3339 date-time with an offset between 1970 and 9999 (e.g. 2024-06-01T00:00:00Z), got \"{}\"", echo(raw)),
+            format!(
+                "\"{name}\" must be an RFC 3339 date-time with an offset between 1970 and 9999 (e.g. 2024-06-01T00:00:00Z), got \"{}\": {reason}",
+                echo(&s)
+            ),
         )
-        .with_details(json!({ "parameter": name, "value": raw }))
+        .with_details(json!({ "parameter": name, "value": s }))
     };
-    let dt = crate::rfc3339::parse(&s).map_err(|_| invalid())?;
+    let dt = crate::rfc3339::parse(&s).map_err(invalid)?;
     // Checked on the instant rounded up to the millisecond, as [`instant`] reads it.
     let up = dt.timestamp_millis() + i64::from(dt.timestamp_subsec_nanos() % 1_000_000 != 0);
-    if (MIN_MS..=MAX_MS).contains(&up) { Ok(dt) } else { Err(crate::stats::params::out_of_range(name, raw, MIN_MS, MAX_MS)) }
+    if (MIN_MS..=MAX_MS).contains(&up) { Ok(dt) } else { Err(crate::stats::params::out_of_range(name, &s, MIN_MS, MAX_MS)) }
 }
 
 fn list_of<T: Copy>(name: &str, raw: Option<&str>, parse: fn(&str) -> Option<T>, allowed: &[&str], code: &'static str) -> Result<Vec<T>, ApiError> {
@@ -132,8 +136,9 @@ fn filter(pairs: &[(String, String)]) -> Result<AnomalyFilter, ApiError> {
     if let (Some(f), Some(t)) = (from_ms, to_ms)
         && f >= t
     {
-        return Err(ApiError::bad_request("invalid_range", "\"from\" must be earlier than \"to\"")
-            .with_details(json!({ "from": get(pairs, "from"), "to": get(pairs, "to") })));
+        return Err(ApiError::bad_request("invalid_range", "\"from\" must be earlier than \"to\"").with_details(
+            json!({ "from": get(pairs, "from").map(crate::rfc3339::restore_offset_plus), "to": get(pairs, "to").map(crate::rfc3339::restore_offset_plus) }),
+        ));
     }
     let kind_names: Vec<&str> = AnomalyKind::ALL.iter().map(|k| k.as_str()).collect();
     let kinds = list_of("kind", get(pairs, "kind"), AnomalyKind::parse, &kind_names, "invalid_kind")?;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use serde_json::Value;
+use serde_json::{Value, json};
 use sluice_connectors::anomaly_store::AnomalyStore;
 use sluice_schemas::anomaly::anomaly_id;
 use sluice_schemas::{Anomaly, AnomalyKind, AnomalyStatus, Evidence, Severity};
@@ -177,6 +177,30 @@ async fn bad_parameters_and_credentials_get_precise_errors() {
         assert_eq!(resp.status().as_u16(), status, "{q}");
         let body: Value = resp.json().await.expect("json");
         assert_eq!(body["error"]["code"], code, "{q}");
+    }
+    // A '+' of an offset sent unencoded (form-decoded to a space) is echoed as sent; a
+    // misplaced leap second says why; with both ends bad, `from` is named.
+    let leap = "\"from\" must be an RFC 3339 date-time with an offset between 1970 and 9999 (e.g. 2024-06-01T00:00:00Z), got \"2026-12-05T00:59:60Z\": second 60 (a leap second) is only valid at 23:59:60 UTC";
+    for (q, want) in [
+        (
+            "from=2026-12-05T01:00:00+00:00&to=2026-12-05T01:00:00Z",
+            json!({"code": "invalid_range", "message": "\"from\" must be earlier than \"to\"", "details": {"from": "2026-12-05T01:00:00+00:00", "to": "2026-12-05T01:00:00Z"}}),
+        ),
+        (
+            "from=1970-01-01T00:30:00+01:00",
+            json!({"code": "invalid_timestamp",
+                "message": "\"from\" must lie between 1970-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z, got \"1970-01-01T00:30:00+01:00\"",
+                "details": {"parameter": "from", "value": "1970-01-01T00:30:00+01:00", "min": "1970-01-01T00:00:00Z", "max": "9999-12-31T23:59:59.999Z"}}),
+        ),
+        ("from=2026-12-05T00:59:60Z", json!({"code": "invalid_timestamp", "message": leap, "details": {"parameter": "from", "value": "2026-12-05T00:59:60Z"}})),
+        (
+            "to=&from=",
+            json!({"code": "invalid_timestamp", "message": "\"from\" must be an RFC 3339 date-time with an offset between 1970 and 9999 (e.g. 2024-06-01T00:00:00Z), got \"\": premature end of input", "details": {"parameter": "from", "value": ""}}),
+        ),
+    ] {
+        let resp = client.get(format!("{base}/v1/anomalies?{q}")).send().await.expect("get");
+        assert_eq!(resp.status().as_u16(), 400, "{q}");
+        assert_eq!(resp.json::<Value>().await.expect("json")["error"], want, "{q}");
     }
     let resp = client.get(format!("{base}/v1/anomalies/stream")).header("last-event-id", "abc").send().await.expect("get");
     assert_eq!(resp.status(), 400);

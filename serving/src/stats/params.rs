@@ -15,6 +15,8 @@
 //! the range is exactly the one the caller wrote, never shifted. The same holds for `tz`:
 //! a space in a zone name (`Etc/GMT 5`) is read as `+` (no IANA name holds a space).
 
+use std::borrow::Cow;
+
 use chrono::{SecondsFormat, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde_json::json;
@@ -113,19 +115,26 @@ pub struct SummaryParams {
 /// Errors: `invalid_timestamp` (unparseable, or outside 1970..=9999), `unaligned_range`
 /// (not a whole minute).
 pub fn parse_instant(name: &str, raw: &str) -> Result<i64, ApiError> {
-    // "…T00:00:00 05:30": the query string's '+' became a space.
-    let s = crate::rfc3339::restore_offset_plus(raw.trim_matches(|c| c == '"'));
-    let invalid = || {
+    // "…T00:00:00 05:30": the query string's '+' became a space. Errors echo the value
+    // with its '+' restored, as it was sent.
+    let trimmed = raw.trim_matches(|c| c == '"');
+    let s = crate::rfc3339::restore_offset_plus(trimmed);
+    let sent = match &s {
+        Cow::Owned(restored) => Cow::Owned(raw.replacen(trimmed, restored, 1)),
+        Cow::Borrowed(_) => Cow::Borrowed(raw),
+    };
+    let raw: &str = &sent;
+    let invalid = |reason: String| {
         ApiError::bad_request(
             "invalid_timestamp",
             format!(
-                "\"{name}\" must be an RFC 3339 date-time with an offset (e.g. 2024-06-01T00:00:00Z or 2024-06-01T00:00:00%2B05:30), got \"{}\"",
+                "\"{name}\" must be an RFC 3339 date-time with an offset (e.g. 2024-06-01T00:00:00Z or 2024-06-01T00:00:00%2B05:30), got \"{}\": {reason}",
                 echo(raw)
             ),
         )
         .with_details(json!({ "parameter": name, "value": raw }))
     };
-    let dt = crate::rfc3339::parse(&s).map_err(|_| invalid())?;
+    let dt = crate::rfc3339::parse(&s).map_err(invalid)?;
     let t = dt.timestamp_millis();
     if !(MIN_MS..=MAX_MS).contains(&t) {
         return Err(out_of_range(name, raw, MIN_MS, MAX_MS));
@@ -170,12 +179,14 @@ pub(crate) fn bool_param(name: &str, v: &str) -> Result<bool, ApiError> {
 /// minute retention could need: older edges are answered from 15-minute rows, which are
 /// kept 400 days, while minute rows are kept 48 h) and checks order and length.
 fn range(pairs: &[(String, String)], now_ms: i64, default_span: i64, max_span: i64, bucket: Option<Bucket>) -> Result<(i64, i64), ApiError> {
+    // `from` is checked first, as every route with a range checks it.
+    let from = get(pairs, "from").map(|v| parse_instant("from", v)).transpose()?;
     let to = match get(pairs, "to") {
         Some(v) => parse_instant("to", v)?,
         None => now_ms.div_euclid(MINUTE_MS) * MINUTE_MS + MINUTE_MS,
     };
-    let from = match get(pairs, "from") {
-        Some(v) => parse_instant("from", v)?,
+    let from = match from {
+        Some(from) => from,
         None if default_span > HOUR_MS => (to - default_span).div_euclid(QUARTER_MS).max(0) * QUARTER_MS,
         None => (to - default_span).max(MIN_MS),
     };
