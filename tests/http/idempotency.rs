@@ -91,7 +91,7 @@ async fn one_key_and_one_alias_on_two_processes_is_one_link_and_one_answer(b: Ba
         let err = post(&apps[1], &format!("other-{round}"), &body).await.assert_error(409, "alias_conflict");
         assert_eq!(
             err,
-            json!({"code": "alias_conflict", "message": format!("alias \"{alias}\" is already taken"), "details": {"alias": alias, "deleted": false}})
+            json!({"code": "alias_conflict", "message": format!("alias \"{alias}\" is already taken"), "details": {"alias": alias, "deleted": false, "retired": false}})
         );
     }
     let list = apps[0].get("/v1/links?limit=1000").await.json();

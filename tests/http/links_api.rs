@@ -363,7 +363,7 @@ async fn get_patch_delete_lifecycle(b: Backend) {
     let err = app.post_json("/v1/links", &json!({"long_url": "https://example.com/three", "custom_alias": "life"})).await.assert_error(409, "alias_conflict");
     assert_eq!(
         err,
-        json!({"code": "alias_conflict", "message": "alias \"life\" belonged to a deleted link: a deleted link's code is not reused for 30 days", "details": {"alias": "life", "deleted": true}})
+        json!({"code": "alias_conflict", "message": "alias \"life\" belonged to a deleted link: a deleted link's code is not reused for 30 days", "details": {"alias": "life", "deleted": true, "retired": false}})
     );
 }
 

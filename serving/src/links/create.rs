@@ -145,13 +145,14 @@ enum AliasHolder {
 }
 
 /// 409 `alias_conflict` for the custom alias `code`; the message says what holds it, and
-/// `details.deleted` / `details.retired` are set for a deleted link's and a retired code.
+/// `details` always holds `alias`, `deleted` and `retired` (true for a deleted link's and a retired code).
 fn alias_conflict(code: &str, holder: AliasHolder) -> ApiError {
     let (message, details) = match holder {
-        AliasHolder::Live => (format!("alias \"{code}\" is already taken"), json!({ "alias": code, "deleted": false })),
-        AliasHolder::Deleted => {
-            (format!("alias \"{code}\" belonged to a deleted link: a deleted link's code is not reused for 30 days"), json!({ "alias": code, "deleted": true }))
-        }
+        AliasHolder::Live => (format!("alias \"{code}\" is already taken"), json!({ "alias": code, "deleted": false, "retired": false })),
+        AliasHolder::Deleted => (
+            format!("alias \"{code}\" belonged to a deleted link: a deleted link's code is not reused for 30 days"),
+            json!({ "alias": code, "deleted": true, "retired": false }),
+        ),
         AliasHolder::Retired => (
             format!(
                 "alias \"{code}\" is retired for good: it belonged to a link of a link store that was lost while its clicks stayed in the click log, so no new link may inherit them"
