@@ -23,7 +23,10 @@ impl StoreTarget {
     /// `postgres://…` / `postgresql://…` → PostgreSQL; `sqlite:…` → that SQLite file; anything
     /// else is a data directory path (SQLite `links.db` inside it).
     ///
-    /// Errors with [`Error::Config`] for an empty string.
+    /// Errors with [`Error::Config`] for an empty string, and for a `sqlite:` URL without a
+    /// file (`sqlite:`, `sqlite://`) or an in-memory database (`sqlite::memory:`,
+    /// `mode=memory`): such a store keeps nothing past its connections (migrations applied
+    /// to it are lost, links vanish at stop).
     pub fn parse(s: &str) -> Result<Self> {
         let s = s.trim();
         if s.is_empty() {
@@ -31,7 +34,18 @@ impl StoreTarget {
         }
         if s.starts_with("postgres://") || s.starts_with("postgresql://") {
             Ok(StoreTarget::Postgres(s.to_string()))
-        } else if s.starts_with("sqlite:") {
+        } else if let Some(rest) = s.strip_prefix("sqlite:") {
+            let rest = rest.strip_prefix("//").unwrap_or(rest);
+            let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+            if path.is_empty() {
+                return Err(Error::Config(format!("link store URL \"{s}\" names no database file: give one, e.g. sqlite:///var/lib/sluice/links.db")));
+            }
+            let memory = path == ":memory:" || path.starts_with("file::memory:") || query.split('&').any(|kv| kv == "mode=memory");
+            if memory {
+                return Err(Error::Config(format!(
+                    "link store URL \"{s}\" is an in-memory SQLite database, which keeps no link past the process: name a database file, e.g. sqlite:///var/lib/sluice/links.db"
+                )));
+            }
             Ok(StoreTarget::SqliteUrl(s.to_string()))
         } else {
             Ok(StoreTarget::SqliteDir(Path::new(s).to_path_buf()))
@@ -190,6 +204,32 @@ mod tests {
         );
         assert_eq!(StoreTarget::parse(" ./data ").expect("dir"), StoreTarget::SqliteDir(PathBuf::from("./data")));
         assert!(matches!(StoreTarget::parse("  "), Err(Error::Config(_))));
+    }
+
+    #[test]
+    fn a_sqlite_url_without_a_file_or_in_memory_is_refused() {
+        let msg = |s: &str| match StoreTarget::parse(s) {
+            Err(Error::Config(m)) => m,
+            other => panic!("{s}: {other:?}"),
+        };
+        for s in ["sqlite:", "sqlite://", "sqlite:?mode=rwc", " sqlite: "] {
+            let url = s.trim();
+            assert_eq!(msg(s), format!("link store URL \"{url}\" names no database file: give one, e.g. sqlite:///var/lib/sluice/links.db"), "{s}");
+        }
+        for s in
+            ["sqlite::memory:", "sqlite://:memory:", "sqlite:file::memory:?cache=shared", "sqlite:links.db?mode=memory", "sqlite:x.db?cache=shared&mode=memory"]
+        {
+            assert_eq!(
+                msg(s),
+                format!(
+                    "link store URL \"{s}\" is an in-memory SQLite database, which keeps no link past the process: name a database file, e.g. sqlite:///var/lib/sluice/links.db"
+                ),
+                "{s}"
+            );
+        }
+        for s in ["sqlite:links.db", "sqlite://links.db?mode=rwc", "sqlite:///tmp/memory.db"] {
+            assert_eq!(StoreTarget::parse(s).expect(s), StoreTarget::SqliteUrl(s.into()));
+        }
     }
 
     /// A server that accepts TCP connections and never answers: opening (and migrating) a
