@@ -281,6 +281,17 @@ pub enum Error {
         /// The pool's acquire timeout (`[store] acquire-timeout`), stated in the message.
         acquire_timeout: std::time::Duration,
     },
+    /// A connection to the PostgreSQL server at `store` failed (refused, unknown host, TLS,
+    /// login): the message names the server (never the password) and the cause once.
+    /// sqlx's error is in the message, not a source: its "error communicating with
+    /// database: X" has X as its own source, which a chain of sources would say twice.
+    #[error("could not connect to the PostgreSQL server at {store}: {error}")]
+    StoreConnect {
+        /// The server, as `postgres://user@host:port/database` (no password).
+        store: String,
+        /// What sqlx reported.
+        error: sqlx::Error,
+    },
     /// An event stored in the click log could not be decoded.
     #[error("could not decode click event at log offset {offset}")]
     ClickLogDecode {
@@ -432,7 +443,7 @@ impl Error {
     /// retryable store errors with 503 `store_unavailable`, the others with 500 `internal`.
     pub fn retryable(&self) -> bool {
         match self {
-            Error::Database(e) => match e {
+            Error::Database(e) | Error::StoreConnect { error: e, .. } => match e {
                 sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
                 sqlx::Error::Database(db) => match db.code() {
                     // SQLite (primary result code, the low byte of an extended one): BUSY (5),
@@ -494,7 +505,7 @@ impl Error {
             Error::Database(_) | Error::Migrate(_) | Error::ClickLog { .. } | Error::ClickLogClosed { .. } | Error::AnomalyStore { .. } => "external",
             Error::ClickLogDeleted { .. } | Error::ClickLogDirRemoved { .. } | Error::ClickLogReplaced { .. } | Error::ClickLogDiverted { .. } => "external",
             Error::LinkStoreFileMoved { .. } | Error::LinkStoreNotWritable { .. } | Error::StoreReadOnly { .. } => "external",
-            Error::LinkStoreLowOnSpace { .. } | Error::StoreConnectTimeout { .. } => "external",
+            Error::LinkStoreLowOnSpace { .. } | Error::StoreConnectTimeout { .. } | Error::StoreConnect { .. } => "external",
             Error::AnomalyStoreClosed { .. } | Error::AnomalyStoreDeleted { .. } | Error::AnomalyStoreReplaced { .. } => "external",
             Error::AnomalyStoreDirRemoved { .. } | Error::AnomalyStoreLost { .. } => "external",
             Error::Corrupt(_)

@@ -232,6 +232,21 @@ mod tests {
         }
     }
 
+    /// A refused connection names the server (never the password) and says the cause once.
+    #[tokio::test]
+    async fn a_refused_postgres_connection_names_the_server_once() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        let url = format!("postgres://u:pw@127.0.0.1:{port}/db");
+        let err = migrate_within(&url, StoreTimeouts::default()).await.expect_err("refused");
+        assert_eq!(
+            err.chain(),
+            format!(
+                "could not connect to the PostgreSQL server at postgres://u@127.0.0.1:{port}/db: error communicating with database: Connection refused (os error 111)"
+            )
+        );
+        assert!(err.retryable() && err.kind() == "external", "{err:?}");
+    }
+
     /// A server that accepts TCP connections and never answers: opening (and migrating) a
     /// store on it fails at the connect timeout, naming the server without its password.
     #[tokio::test]

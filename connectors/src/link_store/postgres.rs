@@ -194,7 +194,9 @@ pub(super) fn describe(opts: &PgConnectOptions) -> String {
 /// Errors: [`Error::StoreConnectTimeout`] past `timeout`; what `fut` returns.
 async fn within<T>(opts: &PgConnectOptions, timeout: Duration, timeouts: StoreTimeouts, fut: impl Future<Output = Result<T, sqlx::Error>>) -> Result<T> {
     match tokio::time::timeout(timeout, fut).await {
-        Ok(r) => Ok(r?),
+        // The pool's own deadline is told apart by `connect_pool`.
+        Ok(Err(sqlx::Error::PoolTimedOut)) => Err(Error::Database(sqlx::Error::PoolTimedOut)),
+        Ok(r) => r.map_err(|error| Error::StoreConnect { store: describe(opts), error }),
         Err(_) => Err(Error::StoreConnectTimeout { store: describe(opts), timeout, acquire_timeout: timeouts.acquire }),
     }
 }
@@ -202,8 +204,8 @@ async fn within<T>(opts: &PgConnectOptions, timeout: Duration, timeouts: StoreTi
 /// One connection to the server of `opts`, established within `timeouts.connect` (TCP
 /// connect, TLS, start-up and login; sqlx itself has no bound on a direct connection).
 ///
-/// Errors: [`Error::StoreConnectTimeout`], [`Error::Database`] (refused, unknown host, bad
-/// login, no such database).
+/// Errors: [`Error::StoreConnectTimeout`], [`Error::StoreConnect`] (refused, unknown host,
+/// bad login, no such database), naming the server.
 pub(super) async fn connect_direct(opts: &PgConnectOptions, timeouts: StoreTimeouts) -> Result<sqlx::PgConnection> {
     within(opts, timeouts.connect, timeouts, sqlx::PgConnection::connect_with(opts)).await
 }
