@@ -136,6 +136,22 @@ async fn api_not_here(uri: axum::http::Uri) -> sluice_serving::error::ApiError {
 pub const API_NOT_HERE: &str =
     "this process serves redirects only (role redirect): the API under /v1/, the stats included, is served by a process with role all or api";
 
+/// `/v1/events` on a process without a click log or Kafka to append to (role api on the
+/// embedded defaults): the route answering 404 `not_found` saying which process takes
+/// events, instead of a bare "no such route" (README, "Split roles"). Merged in place of
+/// `sluice_ingest::events_router` by [`crate::serve`].
+pub fn events_not_here_routes() -> Router {
+    Router::new().route(sluice_ingest::http::EVENTS_PATH, any(events_not_here))
+}
+
+async fn events_not_here(uri: axum::http::Uri) -> sluice_serving::error::ApiError {
+    sluice_serving::error::ApiError::route_not_found(uri.path()).with_message(EVENTS_NOT_HERE)
+}
+
+/// The message of [`events_not_here`].
+pub const EVENTS_NOT_HERE: &str = "this process holds no click log (role api): POST /v1/events is served by the process with role all that holds \
+     the click log, or by every process when [kafka] brokers are configured";
+
 /// What a server answers with: the full router (every route, `/{code}` included, with the
 /// JSON fallbacks and `sluice_http_requests_total`) and, when redirects are served, the
 /// fast path that answers `GET`/`HEAD /{code}` ahead of it (module docs).

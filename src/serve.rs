@@ -202,7 +202,8 @@ pub fn build_stack_app(
     let admin_auth = crate::anomalies::admin_auth(cfg);
     let admin = sluice_serving::admin::routes(sluice_serving::admin::AdminState::new(api.clone(), admin_auth, None));
     let stats = stats.unwrap_or_else(|| StatsState::without_views(Arc::clone(&store), stats_config(cfg)));
-    let api_extra = events.into_iter().chain([sluice_serving::stats::routes(stats), admin]).chain(api_routes).reduce(Router::merge);
+    let events = events.unwrap_or_else(router::events_not_here_routes);
+    let api_extra = [events, sluice_serving::stats::routes(stats), admin].into_iter().chain(api_routes).reduce(Router::merge);
     let health = HealthState { store, prometheus, dependencies };
     let mut app = router::build_app(cfg.server.role, Some(api.clone()), Some(redirect.clone()), api_extra, health, cfg.server.max_body_bytes);
     // The processes that serve the API (and so enforce `[links] blocklist` on new links)

@@ -46,6 +46,14 @@ async fn split_roles_share_links_and_say_where_the_stats_are() {
         body,
         json!({"error": {"code": "not_found", "message": "this process serves redirects only (role redirect): the API under /v1/, the stats included, is served by a process with role all or api", "details": {"path": "/v1/links/split/stats"}}})
     );
+    // events: 404 on the API process naming the process that takes them (no click log here)
+    let r = http.post(format!("http://{api_at}/v1/events")).json(&json!([])).send().await.expect("events");
+    assert_eq!(r.status(), 404);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(
+        body,
+        json!({"error": {"code": "not_found", "message": "this process holds no click log (role api): POST /v1/events is served by the process with role all that holds the click log, or by every process when [kafka] brokers are configured", "details": {"path": "/v1/events"}}})
+    );
     drop((redirect, api));
 
     let log = std::fs::read_to_string(&redirect_log).expect("redirect log");
