@@ -102,17 +102,35 @@ pub fn parse_json_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<ApiJson<T>, 
         return Err(not_an_object(&raw));
     }
     let canonical = canonical_json(&raw);
-    let value = serde_json::from_value::<T>(raw).map_err(|e| {
-        let msg = e.to_string();
+    let value = serde_path_to_error::deserialize::<_, T>(raw).map_err(|e| {
+        let msg = e.inner().to_string();
+        let top = match e.path().iter().next() {
+            Some(serde_path_to_error::Segment::Map { key }) => Some(key.as_str()),
+            _ => None,
+        };
         if let Some(rest) = msg.strip_prefix("unknown field `") {
             let field = rest.split('`').next().unwrap_or_default().to_owned();
             ApiError::bad_request("unknown_field", format!("unknown field \"{}\"", echo(&field))).with_details(json!({ "field": field }))
+        } else if let Some((field, code)) = top.and_then(|f| FIELD_CODES.iter().find(|(name, _)| *name == f)) {
+            ApiError::bad_request(code, format!("invalid request body: {field}: {msg}")).with_details(json!({ "field": field }))
         } else {
             ApiError::bad_request("invalid_request", format!("invalid request body: {msg}"))
         }
     })?;
     Ok(ApiJson { value, canonical })
 }
+
+/// The error code of a body field whose JSON value has the wrong type (`"expires_at": 1900000000000`,
+/// `"redirect_type": "301"`, `"tags": "a"`): the code its wrong values of the right type get,
+/// so a client finds one code per field. Other fields' type errors are `invalid_request`.
+const FIELD_CODES: [(&str, &str); 6] = [
+    ("long_url", "invalid_url"),
+    ("custom_alias", "invalid_alias"),
+    ("expires_at", "invalid_expires_at"),
+    ("tags", "invalid_tags"),
+    ("redirect_type", "invalid_redirect_type"),
+    ("org", "invalid_org"),
+];
 
 /// 400 `invalid_request` for a JSON body whose top-level value is not an object: `request
 /// body must be a JSON object, got an array` (or a string, a number, a boolean, null).

@@ -22,7 +22,7 @@ async fn malformed_requests_get_json_errors(b: Backend) {
     app.request(Method::POST, "/v1/links", &j, Some("".into())).await.assert_error(400, "malformed_json");
     app.request(Method::POST, "/v1/links", &j, Some("[1,2]".into())).await.assert_error(400, "invalid_request");
     app.request(Method::POST, "/v1/links", &j, Some("{}".into())).await.assert_error(400, "invalid_request");
-    app.request(Method::POST, "/v1/links", &j, Some("{\"long_url\":5}".into())).await.assert_error(400, "invalid_request");
+    app.request(Method::POST, "/v1/links", &j, Some("{\"long_url\":5}".into())).await.assert_error(400, "invalid_url");
     let err =
         app.request(Method::POST, "/v1/links", &j, Some("{\"long_url\":\"https://e.example/\",\"colour\":1}".into())).await.assert_error(400, "unknown_field");
     assert_eq!(err["details"]["field"], "colour");
@@ -40,9 +40,8 @@ async fn malformed_requests_get_json_errors(b: Backend) {
         .assert_error(400, "duplicate_key");
     assert_eq!(err["details"]["key"], "a");
     // `null` for a field PATCH cannot clear is refused, never read as "unchanged".
-    for field in ["long_url", "enabled", "tags", "redirect_type"] {
-        let err =
-            app.request(Method::PATCH, &format!("/v1/links/{code}"), &j, Some(format!(r#"{{"{field}":null}}"#))).await.assert_error(400, "invalid_request");
+    for (field, want) in [("long_url", "invalid_url"), ("enabled", "invalid_request"), ("tags", "invalid_tags"), ("redirect_type", "invalid_redirect_type")] {
+        let err = app.request(Method::PATCH, &format!("/v1/links/{code}"), &j, Some(format!(r#"{{"{field}":null}}"#))).await.assert_error(400, want);
         assert!(err["message"].as_str().is_some_and(|m| m.contains("null is not allowed")), "{field}: {err}");
     }
     let shape = app.request(Method::POST, "/v1/links", &j, Some("[]".into())).await.assert_error(400, "invalid_request");
