@@ -47,6 +47,10 @@
 //!   one (HTTP/1.0 may omit it) and a `Host` that is not `uri-host [":" port]` (spaces,
 //!   `@`, control characters, a bad port) are answered 400 `invalid_host` with
 //!   `connection: close` (RFC 9112 §3.2, RFC 9110 §7.2; [`host`]).
+//! * **Request-target forms** (RFC 9112 §3.2; [`target`]): `CONNECT` is answered 405
+//!   `method_not_allowed` (this is no proxy), `OPTIONS *` 200 with the server's `Allow`, a
+//!   `host:port` target with another method and `*` with a method other than `OPTIONS` 400
+//!   `invalid_path`; all but `OPTIONS *` with `connection: close`.
 //! * **Raw `"`**: a request target holding a raw `"` is answered 400 `malformed_request`
 //!   with `connection: close` before any lookup, and the connection closes (hyper refuses a
 //!   raw space, `<`, `>` and control characters itself, the same way; [`reject_raw_quote`]).
@@ -106,6 +110,7 @@ use crate::start_gate::StartGate;
 
 mod bodies;
 pub mod host;
+pub mod target;
 
 /// Deadlines of [`serve_with`] (module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -368,6 +373,9 @@ impl ConnService {
     /// `connection: close` on answers ready at once).
     fn answer(&self, mut req: hyper::Request<Incoming>) -> ConnFuture {
         if let Some(resp) = host::reject_host(req.version(), req.headers()) {
+            return ConnFuture::Ready(Some(resp));
+        }
+        if let Some(resp) = target::reject_target_form(req.method(), req.uri()) {
             return ConnFuture::Ready(Some(resp));
         }
         // A body whose transfer coding is not understood is refused on every path (a cheap

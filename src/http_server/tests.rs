@@ -359,3 +359,32 @@ mod framing;
 mod gate;
 mod head;
 mod stop;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn targets_that_are_not_paths_are_answered_by_the_server() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = start_with(dir.path(), ServerOptions::default(), vec![]).await;
+    let code = |status: u16, code: &str, message: &str| (status, json!({"error": {"code": code, "message": message}}));
+    let connect = code(405, "method_not_allowed", target::CONNECT_MESSAGE);
+    for (what, req, want) in [
+        ("CONNECT authority-form", "CONNECT example.com:443 HTTP/1.1\r\nhost: example.com:443\r\n\r\n", connect.clone()),
+        ("CONNECT to a path", "CONNECT /SomeCode HTTP/1.1\r\nhost: x\r\n\r\n", connect),
+        ("GET authority-form", "GET example.com:443 HTTP/1.1\r\nhost: example.com:443\r\n\r\n", code(400, "invalid_path", target::AUTHORITY_FORM_MESSAGE)),
+        ("GET *", "GET * HTTP/1.1\r\nhost: x\r\n\r\n", code(400, "invalid_path", target::ASTERISK_FORM_MESSAGE)),
+    ] {
+        // No `connection: close` sent: the server closes the connection itself.
+        let resp = raw(s.addr, req.as_bytes().to_vec()).await;
+        assert_eq!(status_and_json(&resp), want, "{what}: {resp}");
+        assert_eq!(header_of(&resp, "connection"), Some("close"), "{what}");
+        if want.0 == 405 {
+            assert_eq!(header_of(&resp, "allow"), Some(target::SERVER_METHODS), "{what}");
+        }
+    }
+    let resp = raw(s.addr, b"OPTIONS * HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n".to_vec()).await;
+    assert_eq!(resp.split("\r\n").next(), Some("HTTP/1.1 200 OK"), "{resp}");
+    assert_eq!((header_of(&resp, "allow"), header_of(&resp, "content-length")), (Some(target::SERVER_METHODS), Some("0")), "{resp}");
+    // An absolute-form target is a path like any other (RFC 9112 section 3.2.2).
+    let resp = raw(s.addr, b"GET http://x/healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n".to_vec()).await;
+    assert_eq!(status_and_json(&resp).0, 200, "{resp}");
+    assert!(s.events.try_recv().is_err(), "no clicks");
+}
