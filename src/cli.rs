@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -193,4 +194,42 @@ pub fn parse_count(s: &str) -> Result<u64, String> {
 /// a listener binds an address).
 pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
     s.parse().map_err(|_| format!("expected IP:PORT, e.g. 127.0.0.1:8080 or [::1]:8080 (an address, not a host name), got \"{s}\""))
+}
+
+/// Longest a run of `sluice demo` or `sluice loadgen` (`--duration`) or a part of it
+/// (`--attack-start`, `--attack-duration`) takes: 24 h (a typo such as `2000years` must
+/// not overflow the clock arithmetic of the run).
+pub const MAX_RUN: Duration = Duration::from_secs(24 * 3600);
+
+/// Longest per-request timeout a load generator takes (`loadgen --timeout`): 1 h.
+pub const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// Oldest event time `loadgen --max-lateness` asks for: 400 days (the longest default
+/// retention of hour and day buckets; later events are dead-lettered anyway).
+pub const MAX_LATENESS: Duration = Duration::from_secs(400 * 24 * 3600);
+
+/// A humantime duration (`20s`, `2m`, `1h 30m`) of at most `max`.
+///
+/// Errors: humantime's reason with an example, or the maximum (`at most 1day, got 2000years`).
+pub fn parse_duration_at_most(s: &str, max: Duration) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (e.g. 20s or 2m)"))?;
+    if d > max {
+        return Err(format!("at most {}, got {s}", crate::config::bounds::show(max)));
+    }
+    Ok(d)
+}
+
+/// `--duration`, `--attack-start`, `--attack-duration`: [`parse_duration_at_most`] [`MAX_RUN`].
+pub fn parse_run_length(s: &str) -> Result<Duration, String> {
+    parse_duration_at_most(s, MAX_RUN)
+}
+
+/// `loadgen --timeout`: [`parse_duration_at_most`] [`MAX_REQUEST_TIMEOUT`].
+pub fn parse_request_timeout(s: &str) -> Result<Duration, String> {
+    parse_duration_at_most(s, MAX_REQUEST_TIMEOUT)
+}
+
+/// `loadgen --max-lateness`: [`parse_duration_at_most`] [`MAX_LATENESS`].
+pub fn parse_lateness(s: &str) -> Result<Duration, String> {
+    parse_duration_at_most(s, MAX_LATENESS)
 }

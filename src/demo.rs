@@ -47,8 +47,8 @@ pub struct DemoArgs {
     /// Address to serve on (an error if taken). Without it: 127.0.0.1:8080, or a free loopback port if that is taken.
     #[arg(long, value_name = "ADDR", value_parser = crate::cli::parse_listen)]
     pub listen: Option<SocketAddr>,
-    /// How long to generate traffic, e.g. 20s.
-    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration, value_name = "D")]
+    /// How long to generate traffic, e.g. 20s (at most 24h).
+    #[arg(long, default_value = "20s", value_parser = crate::cli::parse_run_length, value_name = "D")]
     pub duration: Duration,
     /// Redirect requests per second.
     #[arg(long, default_value_t = 300.0, value_name = "R")]

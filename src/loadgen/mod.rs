@@ -73,8 +73,8 @@ pub struct LoadgenArgs {
     /// Redirect requests per second.
     #[arg(long, default_value_t = 200.0, value_name = "R")]
     pub rate: f64,
-    /// How long to send, e.g. 20s, 2m.
-    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration, value_name = "D")]
+    /// How long to send, e.g. 20s, 2m (at most 24h).
+    #[arg(long, default_value = "20s", value_parser = crate::cli::parse_run_length, value_name = "D")]
     pub duration: Duration,
     /// Seed of every random choice (same seed, same request sequence).
     #[arg(long, default_value_t = 1, value_name = "S")]
@@ -88,8 +88,8 @@ pub struct LoadgenArgs {
     /// Most requests in flight at once.
     #[arg(long, default_value_t = 64, value_name = "N")]
     pub concurrency: usize,
-    /// Per-request timeout, e.g. 10s.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "D")]
+    /// Per-request timeout, e.g. 10s (at most 1h).
+    #[arg(long, default_value = "10s", value_parser = crate::cli::parse_request_timeout, value_name = "D")]
     pub timeout: Duration,
     /// Zipf exponent of link popularity.
     #[arg(long, default_value_t = 1.1, value_name = "S")]
@@ -109,8 +109,8 @@ pub struct LoadgenArgs {
     /// Exact duplicates re-posted per redirect request (0..1).
     #[arg(long, default_value_t = 0.02, value_name = "P")]
     pub duplicate_share: f64,
-    /// Oldest event time of a late event, before now.
-    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration, value_name = "D")]
+    /// Oldest event time of a late event, before now (at least 1s, at most 400days).
+    #[arg(long, default_value = "10m", value_parser = crate::cli::parse_lateness, value_name = "D")]
     pub max_lateness: Duration,
     /// The server's visitor salt period: 1d, 7d, 30d or never (read from --server-config when given).
     #[arg(long, value_name = "PERIOD")]
@@ -121,11 +121,11 @@ pub struct LoadgenArgs {
     /// Add an attack on one link: extra requests of this shape on top of the normal traffic, from --attack-start for --attack-duration at --attack-rate; attack requests count as clicks in the ground truth, and the report names the link and the attack window.
     #[arg(long, value_enum, value_name = "SHAPE")]
     pub attack: Option<AttackKind>,
-    /// When the attack starts after the first request (default: a third of --duration).
-    #[arg(long, value_parser = humantime::parse_duration, value_name = "D", requires = "attack")]
+    /// When the attack starts after the first request (default: a third of --duration; at most 24h).
+    #[arg(long, value_parser = crate::cli::parse_run_length, value_name = "D", requires = "attack")]
     pub attack_start: Option<Duration>,
-    /// How long the attack lasts (default: until the end of the run).
-    #[arg(long, value_parser = humantime::parse_duration, value_name = "D", requires = "attack")]
+    /// How long the attack lasts (default: until the end of the run; at most 24h).
+    #[arg(long, value_parser = crate::cli::parse_run_length, value_name = "D", requires = "attack")]
     pub attack_duration: Option<Duration>,
     /// Extra requests per second of the attack (default: --rate, at least 20).
     #[arg(long, value_name = "R", requires = "attack")]

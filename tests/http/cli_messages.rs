@@ -136,3 +136,22 @@ fn loadgen_refuses_invalid_flags_as_usage_errors_before_sending() {
         assert!(out.stdout.is_empty(), "{args:?}");
     }
 }
+
+/// Finding: `loadgen --duration 2000years` (and `--attack-duration`, `--timeout`) overflowed
+/// the run's clock arithmetic (a panic); every duration flag of `loadgen` and `demo` now has a
+/// maximum, refused by clap (exit 2) before anything starts.
+#[test]
+fn duration_flags_past_their_maximum_are_usage_errors() {
+    for (args, flag, value, max) in [
+        (vec!["loadgen", "--duration", "2000years"], "--duration <D>", "2000years", "1day"),
+        (vec!["loadgen", "--timeout", "18446744073709551615s"], "--timeout <D>", "18446744073709551615s", "1h"),
+        (vec!["loadgen", "--max-lateness", "401days"], "--max-lateness <D>", "401days", "400days"),
+        (vec!["loadgen", "--attack", "burst", "--attack-duration", "24h 1s"], "--attack-duration <D>", "24h 1s", "1day"),
+        (vec!["demo", "--duration", "1day 1ms"], "--duration <D>", "1day 1ms", "1day"),
+    ] {
+        let out = run(&args, &[]);
+        let want = format!("error: invalid value '{value}' for '{flag}': at most {max}, got {value}\n\nFor more information, try '--help'.\n");
+        assert_eq!((out.status.code(), text(&out.stderr)), (Some(2), want), "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+}

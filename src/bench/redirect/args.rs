@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::bench::BenchError;
+use crate::cli::MAX_RUN;
 
 /// Arguments of `sluice bench redirect`.
 #[derive(clap::Args, Debug, Clone)]
@@ -144,11 +145,8 @@ impl RedirectBenchArgs {
     }
 }
 
-/// Longest measured run `--duration` takes (a typo such as `99999999999999s` must not start
-/// a benchmark that never ends).
-const MAX_RUN: Duration = Duration::from_secs(24 * 3600);
-
-/// `--duration`: a whole number of seconds, at least 1 and at most [`MAX_RUN`].
+/// `--duration`: a whole number of seconds, at least 1 and at most [`MAX_RUN`] (a typo such
+/// as `99999999999999s` must not start a benchmark that never ends).
 fn parse_run_duration(s: &str) -> Result<Duration, String> {
     let d = parse_whole_seconds(s)?;
     if d.is_zero() {
