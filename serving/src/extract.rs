@@ -111,8 +111,9 @@ pub fn parse_json_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<ApiJson<T>, 
         if let Some(rest) = msg.strip_prefix("unknown field `") {
             let field = rest.split('`').next().unwrap_or_default().to_owned();
             ApiError::bad_request("unknown_field", format!("unknown field \"{}\"", echo(&field))).with_details(json!({ "field": field }))
-        } else if let Some((field, code)) = top.and_then(|f| FIELD_CODES.iter().find(|(name, _)| *name == f)) {
-            ApiError::bad_request(code, format!("invalid request body: {field}: {msg}")).with_details(json!({ "field": field }))
+        } else if let Some(field) = top {
+            let code = FIELD_CODES.iter().find(|(name, _)| *name == field).map_or("invalid_request", |(_, code)| *code);
+            ApiError::bad_request(code, format!("invalid request body: {}: {msg}", echo(field))).with_details(json!({ "field": field }))
         } else {
             ApiError::bad_request("invalid_request", format!("invalid request body: {msg}"))
         }
@@ -122,7 +123,9 @@ pub fn parse_json_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<ApiJson<T>, 
 
 /// The error code of a body field whose JSON value has the wrong type (`"expires_at": 1900000000000`,
 /// `"redirect_type": "301"`, `"tags": "a"`): the code its wrong values of the right type get,
-/// so a client finds one code per field. Other fields' type errors are `invalid_request`.
+/// so a client finds one code per field. Other fields' type errors (`"enabled": 1`,
+/// `"domain": 1`) are `invalid_request`; every one names its field in the message and in
+/// `details.field`.
 const FIELD_CODES: [(&str, &str); 6] = [
     ("long_url", "invalid_url"),
     ("custom_alias", "invalid_alias"),

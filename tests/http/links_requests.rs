@@ -44,6 +44,18 @@ async fn malformed_requests_get_json_errors(b: Backend) {
         let err = app.request(Method::PATCH, &format!("/v1/links/{code}"), &j, Some(format!(r#"{{"{field}":null}}"#))).await.assert_error(400, want);
         assert!(err["message"].as_str().is_some_and(|m| m.contains("null is not allowed")), "{field}: {err}");
     }
+    // A field without a code of its own still names itself.
+    let err =
+        app.request(Method::POST, "/v1/links", &j, Some(r#"{"long_url":"https://e.example/","domain":1}"#.into())).await.assert_error(400, "invalid_request");
+    assert_eq!(
+        (&err["message"], &err["details"]),
+        (&json!("invalid request body: domain: invalid type: integer `1`, expected a string"), &json!({"field": "domain"}))
+    );
+    let err = app.request(Method::PATCH, &format!("/v1/links/{code}"), &j, Some(r#"{"enabled":[]}"#.into())).await.assert_error(400, "invalid_request");
+    assert_eq!(
+        (&err["message"], &err["details"]),
+        (&json!("invalid request body: enabled: invalid type: sequence, expected a boolean"), &json!({"field": "enabled"}))
+    );
     let shape = app.request(Method::POST, "/v1/links", &j, Some("[]".into())).await.assert_error(400, "invalid_request");
     assert_eq!(shape["message"], "request body must be a JSON object, got an array");
     app.request(Method::POST, "/v1/links", &[("content-type", "text/plain")], Some("{}".into())).await.assert_error(415, "unsupported_media_type");
