@@ -329,7 +329,7 @@ fn cause_431(head: Option<(HeadStats, bool)>) -> (u16, &'static str, String, Val
             // Complete or not: one read can bring a whole oversized head, its line feeds
             // included, before hyper gives up on it.
             if h.first_line.unwrap_or(h.bytes) >= MAX_HEAD_BYTES {
-                (414, "uri_too_long", format!("the request line is longer than {MAX_HEAD_BYTES} bytes"), serde_json::json!({ "max_bytes": MAX_URI_BYTES }))
+                (414, "uri_too_long", format!("the request target is longer than {MAX_URI_BYTES} bytes"), serde_json::json!({ "max_bytes": MAX_URI_BYTES }))
             } else if fields > MAX_HEADER_FIELDS {
                 count()
             } else if h.bytes >= MAX_HEAD_BYTES {

@@ -50,7 +50,9 @@
 //! * **Request-target forms** (RFC 9112 §3.2; [`target`]): `CONNECT` is answered 405
 //!   `method_not_allowed` (this is no proxy), `OPTIONS *` 200 with the server's `Allow`, a
 //!   `host:port` target with another method and `*` with a method other than `OPTIONS` 400
-//!   `invalid_path`; all but `OPTIONS *` with `connection: close`.
+//!   `invalid_path`, an absolute-form target (`http://host/code`) with another scheme 400
+//!   `invalid_path` and with an authority that is no valid `Host` (`user:pass@`, a bad
+//!   port) 400 `invalid_host`; all but `OPTIONS *` with `connection: close`.
 //! * **Raw `"`**: a request target holding a raw `"` is answered 400 `malformed_request`
 //!   with `connection: close` before any lookup, and the connection closes (hyper refuses a
 //!   raw space, `<`, `>` and control characters itself, the same way; [`reject_raw_quote`]).

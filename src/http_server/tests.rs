@@ -371,6 +371,10 @@ async fn targets_that_are_not_paths_are_answered_by_the_server() {
         ("CONNECT to a path", "CONNECT /SomeCode HTTP/1.1\r\nhost: x\r\n\r\n", connect),
         ("GET authority-form", "GET example.com:443 HTTP/1.1\r\nhost: example.com:443\r\n\r\n", code(400, "invalid_path", target::AUTHORITY_FORM_MESSAGE)),
         ("GET *", "GET * HTTP/1.1\r\nhost: x\r\n\r\n", code(400, "invalid_path", target::ASTERISK_FORM_MESSAGE)),
+        ("GET a bare name", "GET SomeCode HTTP/1.1\r\nhost: x\r\n\r\n", code(400, "invalid_path", target::AUTHORITY_FORM_MESSAGE)),
+        ("GET ftp://", "GET ftp://x/SomeCode HTTP/1.1\r\nhost: x\r\n\r\n", code(400, "invalid_path", target::ABSOLUTE_SCHEME_MESSAGE)),
+        ("GET userinfo", "GET http://u:p@evil/SomeCode HTTP/1.1\r\nhost: x\r\n\r\n", code(400, "invalid_host", target::ABSOLUTE_AUTHORITY_MESSAGE)),
+        ("GET bad port", "GET http://h:99999/SomeCode HTTP/1.1\r\nhost: x\r\n\r\n", code(400, "invalid_host", target::ABSOLUTE_AUTHORITY_MESSAGE)),
     ] {
         // No `connection: close` sent: the server closes the connection itself.
         let resp = raw(s.addr, req.as_bytes().to_vec()).await;
