@@ -428,7 +428,7 @@ pub fn import_outcome(r: &ImportReport, path_prefix: &str) -> anyhow::Result<()>
     }
     let outside = t.skipped.get("not_code_path").copied().unwrap_or(0);
     if t.events == 0 && outside > 0 {
-        let prefix = format!("/{}/", path_prefix.trim_matches('/')).replace("//", "/");
+        let prefix = sluice_ingest::import::normalize_path_prefix(path_prefix);
         anyhow::bail!(
             "no line is a click on a short link under the path prefix \"{prefix}\" ({outside} of {content} non-blank lines have another path), nothing was imported: \
              is --path-prefix right (\"/\" when codes sit at the root, \"/s/\" for https://host/s/CODE)?"

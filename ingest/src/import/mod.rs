@@ -118,18 +118,20 @@ pub fn is_redirect_status(status: u16) -> bool {
     matches!(status, 301 | 302 | 303 | 307 | 308)
 }
 
+/// `path_prefix` as the paths of an access log are matched against: its segments between
+/// one leading and one trailing `/`, empty segments dropped (`s`, `/s`, `//s//` → `/s/`;
+/// `` and `//` → `/`).
+pub fn normalize_path_prefix(path_prefix: &str) -> String {
+    let segments: Vec<&str> = path_prefix.split('/').filter(|s| !s.is_empty()).collect();
+    if segments.is_empty() { "/".to_owned() } else { format!("/{}/", segments.join("/")) }
+}
+
 impl LineParser {
     /// A parser for `format`; access-log paths must start with `path_prefix` (usually `/`;
-    /// `/s/` when short links live under a path), which is followed by the code.
+    /// `/s/` when short links live under a path; [`normalize_path_prefix`]), which is
+    /// followed by the code.
     pub fn new(format: ImportFormat, path_prefix: &str) -> LineParser {
-        let mut prefix = path_prefix.to_owned();
-        if !prefix.starts_with('/') {
-            prefix.insert(0, '/');
-        }
-        if !prefix.ends_with('/') {
-            prefix.push('/');
-        }
-        LineParser { format, path_prefix: prefix }
+        LineParser { format, path_prefix: normalize_path_prefix(path_prefix) }
     }
 
     /// The format parsed.

@@ -158,3 +158,16 @@ fn times_and_targets() {
     assert_eq!(ImportFormat::guess("x.NDJSON"), ImportFormat::Ndjson);
     assert_eq!(ImportFormat::guess("access.log.1"), ImportFormat::Combined);
 }
+
+#[test]
+fn path_prefixes_are_normalized_once_for_matching_and_messages() {
+    for (given, want) in [("", "/"), ("/", "/"), ("//", "/"), ("s", "/s/"), ("/s", "/s/"), ("/s//", "/s/"), ("//s", "/s/"), ("/a//b/", "/a/b/")] {
+        assert_eq!(normalize_path_prefix(given), want, "{given:?}");
+    }
+    // `//s` matches the same paths as `/s/`.
+    let line = r#"127.0.0.1 - - [10/Oct/2026:13:55:36 +0000] "GET /s/imp HTTP/1.1" 302 0 "-" "curl/8""#;
+    let a = LineParser::new(ImportFormat::Combined, "//s").parse(1, line);
+    let b = LineParser::new(ImportFormat::Combined, "/s/").parse(1, line);
+    assert_eq!(format!("{a:?}"), format!("{b:?}"));
+    assert!(matches!(&a, LineOutcome::Event(e) if e.code == "imp"), "{a:?}");
+}

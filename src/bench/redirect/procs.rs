@@ -203,7 +203,11 @@ pub fn free_port() -> anyhow::Result<SocketAddr> {
 pub fn find_program(name: &str, hint: &str) -> anyhow::Result<PathBuf> {
     if name.contains('/') {
         let p = PathBuf::from(name);
-        return if p.is_file() { Ok(p) } else { bail!("\"{name}\" does not exist; {hint}") };
+        return match std::fs::metadata(&p) {
+            Ok(m) if m.is_file() => Ok(p),
+            Ok(_) => bail!("\"{name}\" is not a file (a directory?); {hint}"),
+            Err(_) => bail!("\"{name}\" does not exist; {hint}"),
+        };
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
     let dirs = std::env::split_paths(&path).chain(["/usr/sbin", "/sbin"].map(PathBuf::from));
@@ -386,5 +390,16 @@ mod tests {
         assert!(err.to_string().contains("overlap: CPUs 1,3 in both"), "{err}");
         let err = CpuPlan::explicit("0", "x").expect_err("malformed");
         assert_eq!(err, BenchError::Usage("--client-cpus: \"x\" is not a CPU list (e.g. 0 or 0-3 or 0,2)".into()));
+    }
+
+    #[test]
+    fn a_program_path_that_is_a_directory_or_missing_says_which() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path().to_str().expect("utf-8").to_owned();
+        let err = find_program(&d, "install wrk").expect_err("a directory");
+        assert_eq!(err.to_string(), format!("\"{d}\" is not a file (a directory?); install wrk"));
+        let missing = format!("{d}/wrk");
+        let err = find_program(&missing, "install wrk").expect_err("missing");
+        assert_eq!(err.to_string(), format!("\"{missing}\" does not exist; install wrk"));
     }
 }
