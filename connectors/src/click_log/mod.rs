@@ -208,7 +208,8 @@ impl ClickLog {
     ///
     /// The file is checked at open (see "Integrity check" in the module docs).
     ///
-    /// Errors with [`Error::Config`] if the directory cannot be created,
+    /// Errors with [`Error::Config`] if the directory cannot be created or `clicks.redb` in
+    /// it is a directory,
     /// [`Error::ClickLogDamaged`] if the file fails redb's integrity check and cannot be
     /// repaired, and [`Error::ClickLog`] if it cannot be opened otherwise (another process
     /// holds it, unreadable).
@@ -220,6 +221,9 @@ impl ClickLog {
     fn open_with(dir: &Path, opener: Opener) -> Result<ClickLog> {
         std::fs::create_dir_all(dir).map_err(|e| Error::Config(format!("could not create data dir \"{}\": {e}", dir.display())))?;
         let path = dir.join(CLICK_LOG_FILE_NAME);
+        if path.is_dir() {
+            return Err(Error::Config(format!("the click log \"{}\" is a directory, not a file: move it out of the data dir", path.display())));
+        }
         let db = opener(&path, &Arc::default())?;
         let (head, low, log_id) = check_format_and_init(&db, &path)?;
         let (head_tx, _) = watch::channel(head);

@@ -250,3 +250,16 @@ async fn subscribers_see_the_new_head() {
     tokio::time::timeout(std::time::Duration::from_secs(5), rx.changed()).await.expect("notified in time").expect("sender alive");
     assert_eq!(*rx.borrow_and_update(), 7);
 }
+
+#[test]
+fn a_directory_where_the_log_file_goes_is_named_as_such() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(CLICK_LOG_FILE_NAME);
+    std::fs::create_dir(&path).expect("mkdir");
+    let err = ClickLog::open(dir.path()).err().expect("refused");
+    assert_eq!(
+        err.to_string(),
+        Error::Config(format!("the click log \"{}\" is a directory, not a file: move it out of the data dir", path.display())).to_string()
+    );
+    assert!(matches!(err, Error::Config(_)), "{err:?}");
+}
