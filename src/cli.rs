@@ -208,6 +208,10 @@ pub const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(3600);
 /// retention of hour and day buckets; later events are dead-lettered anyway).
 pub const MAX_LATENESS: Duration = Duration::from_secs(400 * 24 * 3600);
 
+/// Longest `import --retry-for`: 1 day (a longer retry window is a typo; `1000years` meant
+/// retrying forever).
+pub const MAX_RETRY_FOR: Duration = Duration::from_secs(24 * 3600);
+
 /// A humantime duration (`20s`, `2m`, `1h 30m`) of at most `max`.
 ///
 /// Errors: humantime's reason with an example, or the maximum (`at most 1day, got 2000years`).
@@ -229,7 +233,53 @@ pub fn parse_request_timeout(s: &str) -> Result<Duration, String> {
     parse_duration_at_most(s, MAX_REQUEST_TIMEOUT)
 }
 
+/// `import --retry-for`: [`parse_duration_at_most`] [`MAX_RETRY_FOR`].
+pub fn parse_retry_for(s: &str) -> Result<Duration, String> {
+    parse_duration_at_most(s, MAX_RETRY_FOR)
+}
+
 /// `loadgen --max-lateness`: [`parse_duration_at_most`] [`MAX_LATENESS`].
 pub fn parse_lateness(s: &str) -> Result<Duration, String> {
     parse_duration_at_most(s, MAX_LATENESS)
+}
+
+/// Fewest requests per second a rate flag takes (`loadgen --rate`, `--attack-rate`,
+/// `demo --rate`, `bench freshness --rate`): 0.01, one request every 100 s (a typo such as
+/// `1e-300` must not overflow the interval between requests).
+pub const MIN_RATE: f64 = 0.01;
+
+/// Most requests per second a rate flag takes: 1,000,000 (far above what one load
+/// generator sends; a typo such as `1e300` must not plan an absurd run).
+pub const MAX_RATE: f64 = 1_000_000.0;
+
+/// Whether `rate` (requests per second) is within [`MIN_RATE`]..=[`MAX_RATE`] (NaN is not).
+pub fn rate_in_range(rate: f64) -> bool {
+    (MIN_RATE..=MAX_RATE).contains(&rate)
+}
+
+/// A rate flag's value: requests per second, a number from [`MIN_RATE`] to [`MAX_RATE`].
+///
+/// Errors: the text, and the accepted range (`from 0.01 to 1000000 requests per second, got 1e-300`).
+pub fn parse_rate(s: &str) -> Result<f64, String> {
+    let range = format!("from {MIN_RATE} to {MAX_RATE} requests per second");
+    match s.trim().parse::<f64>() {
+        Ok(r) if rate_in_range(r) => Ok(r),
+        Ok(_) => Err(format!("{range}, got {s}")),
+        Err(_) => Err(format!("expected a number {range}, got \"{s}\"")),
+    }
+}
+
+/// Refuses a `rate` (requests per second, flag `rate_flag`) that sends no request in
+/// `duration` (flag `duration_flag`): `rate × duration` must be at least 1.
+///
+/// Errors: `--rate 0.01 × --duration 1s plans no request; give a higher --rate or a longer
+/// --duration`.
+pub fn check_plans_a_request(rate_flag: &str, rate: f64, duration_flag: &str, duration: Duration) -> Result<(), String> {
+    if rate * duration.as_secs_f64() >= 1.0 {
+        return Ok(());
+    }
+    Err(format!(
+        "--{rate_flag} {rate} × --{duration_flag} {} plans no request; give a higher --{rate_flag} or a longer --{duration_flag}",
+        humantime::format_duration(duration)
+    ))
 }

@@ -47,11 +47,12 @@ pub struct DemoArgs {
     /// Address to serve on (an error if taken). Without it: 127.0.0.1:8080, or a free loopback port if that is taken.
     #[arg(long, value_name = "ADDR", value_parser = crate::cli::parse_listen)]
     pub listen: Option<SocketAddr>,
-    /// How long to generate traffic, e.g. 20s (at most 24h).
+    /// How long to generate traffic, e.g. 20s (at most 1day).
     #[arg(long, default_value = "20s", value_parser = crate::cli::parse_run_length, value_name = "D")]
     pub duration: Duration,
-    /// Redirect requests per second.
-    #[arg(long, default_value_t = 300.0, value_name = "R")]
+    /// Redirect requests per second, 0.01 to 1000000; with --duration it must plan at least
+    /// one request (rate × duration ≥ 1).
+    #[arg(long, default_value_t = 300.0, value_parser = crate::cli::parse_rate, allow_negative_numbers = true, value_name = "R")]
     pub rate: f64,
     /// Links to create.
     #[arg(long, default_value_t = 25, value_name = "N")]
@@ -212,8 +213,12 @@ fn check_args(args: &DemoArgs) -> anyhow::Result<()> {
     if args.duration.is_zero() {
         return usage("--duration must be positive, e.g. 20s".into());
     }
-    if !(args.rate.is_finite() && args.rate > 0.0) {
-        return usage(format!("--rate must be a positive number of requests per second, got {}", args.rate));
+    if !crate::cli::rate_in_range(args.rate) {
+        // The command line refuses it already (crate::cli::parse_rate); library callers set it.
+        return usage(format!("--rate must be from {} to {} requests per second, got {:?}", crate::cli::MIN_RATE, crate::cli::MAX_RATE, args.rate));
+    }
+    if let Err(e) = crate::cli::check_plans_a_request("rate", args.rate, "duration", args.duration) {
+        return usage(e);
     }
     if args.links == 0 {
         return usage("--links must be at least 1".into());

@@ -80,8 +80,8 @@ pub struct ImportArgs {
     /// answer comes (connection refused, reset, timeout) or the server answers 503 (starting,
     /// store or log unavailable; nothing stored), waiting as its Retry-After asks (at most
     /// 30s) or 0.5s doubling to 5s. When the next attempt would start later than this after
-    /// the first, the import stops (exit 1).
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, value_name = "D", conflicts_with = "data_dir")]
+    /// the first, the import stops (exit 1). At most 1day.
+    #[arg(long, default_value = "60s", value_parser = crate::cli::parse_retry_for, value_name = "D", conflicts_with = "data_dir")]
     pub retry_for: Duration,
     /// Events per request or log append (1..=10000).
     #[arg(long, default_value_t = 5000, value_name = "N")]

@@ -58,8 +58,9 @@ pub struct DataflowBenchArgs {
     /// Seed of the generator.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Worker counts to measure, comma separated.
-    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    /// Worker counts to measure, comma separated, each 1 to 1024.
+    #[arg(long, value_delimiter = ',', default_value = "1,2", value_name = "N",
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=crate::config::MAX_WORKERS as u64))]
     pub workers: Vec<usize>,
     /// Records a worker takes from its source per step (the pipeline's `batch-size`; default:
     /// the pipeline's default).
@@ -99,11 +100,27 @@ fn default_corpus_dir() -> PathBuf {
     if built.is_dir() { built } else { PathBuf::from("dataflows/tests/data") }
 }
 
-/// Runs the benchmark and prints the report (see module docs).
-pub fn run(args: DataflowBenchArgs) -> anyhow::Result<()> {
+/// Refuses arguments that cannot make a run, before the events are generated.
+///
+/// Errors: [`crate::bench::BenchError::Usage`] (exit code 2) naming the flags.
+fn check_args(args: &DataflowBenchArgs) -> Result<(), crate::bench::BenchError> {
+    let usage = |msg: String| Err(crate::bench::BenchError::Usage(msg));
     if args.events == 0 || args.links == 0 || args.visitors == 0 || args.live_rate == 0 || args.workers.is_empty() {
-        bail!("--events, --links, --visitors, --live-rate and --workers must be positive");
+        return usage("--events, --links, --visitors, --live-rate and --workers must be positive".into());
     }
+    // The command line refuses these already (clap's range); library callers set them.
+    if let Some(w) = args.workers.iter().find(|w| !(1..=crate::config::MAX_WORKERS).contains(*w)) {
+        return usage(format!("--workers: each worker count must be from 1 to {}, got {w}", crate::config::MAX_WORKERS));
+    }
+    Ok(())
+}
+
+/// Runs the benchmark and prints the report (see module docs).
+///
+/// Errors: refused arguments ([`crate::bench::BenchError::Usage`], exit code 2), a missing
+/// corpus, a dataflow or Redis baseline that fails.
+pub fn run(args: DataflowBenchArgs) -> anyhow::Result<()> {
+    check_args(&args)?;
     let dir = args.corpus_dir.clone().unwrap_or_else(default_corpus_dir);
     let (humans, bots) = load_corpus(&dir)?;
     let started = Instant::now();
@@ -457,4 +474,28 @@ fn run_redis(stream: &[SourceRecord], enricher: &Enricher, server: &str) -> anyh
         pipe.query::<()>(&mut con).context("redis pipeline failed")?;
     }
     Ok(stream.len() as f64 / t.elapsed().as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A worker count of 0 among several (set without clap's range) is refused before any
+    /// event is generated; it panicked in the run (index out of bounds).
+    #[test]
+    fn zero_workers_are_refused_before_generating() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            args: DataflowBenchArgs,
+        }
+        let mut args = Wrapper::try_parse_from(["dataflow"]).expect("defaults parse").args;
+        assert_eq!(check_args(&args), Ok(()));
+        args.workers = vec![1, 0];
+        assert_eq!(check_args(&args), Err(crate::bench::BenchError::Usage("--workers: each worker count must be from 1 to 1024, got 0".into())));
+        args.workers.clear();
+        assert_eq!(check_args(&args), Err(crate::bench::BenchError::Usage("--events, --links, --visitors, --live-rate and --workers must be positive".into())));
+        assert!(Wrapper::try_parse_from(["dataflow", "--workers", "1,0"]).is_err(), "clap refuses it");
+    }
 }

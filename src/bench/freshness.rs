@@ -43,16 +43,21 @@ const BROWSER_UA: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/
 /// A probe not visible after this long counts as lost.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How much longer than the probes the background traffic runs (so it covers them all).
+const BACKGROUND_EXTRA: Duration = Duration::from_secs(1);
+
 /// Arguments of `sluice bench freshness`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct FreshnessBenchArgs {
-    /// Probe clicks per second.
-    #[arg(long, default_value_t = 20.0, value_name = "R")]
+    /// Probe clicks per second, 0.01 to 1000000; with --duration it must plan at least one
+    /// probe (rate × duration ≥ 1).
+    #[arg(long, default_value_t = 20.0, value_parser = crate::cli::parse_rate, allow_negative_numbers = true, value_name = "R")]
     pub rate: f64,
-    /// How long to fire probes, e.g. 30s.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, value_name = "D")]
+    /// How long to fire probes, e.g. 30s (at most 1day).
+    #[arg(long, default_value = "30s", value_parser = crate::cli::parse_run_length, value_name = "D")]
     pub duration: Duration,
-    /// Background redirects per second (loadgen mix, on other links) during the run; 0 = none.
+    /// Background redirects per second (loadgen mix, on other links) during the run: 0 = none,
+    /// else 0.01 to 1000000.
     #[arg(long, default_value_t = 500.0, value_name = "R")]
     pub load: f64,
     /// Dedicated probe links (round-robin).
@@ -195,16 +200,40 @@ fn row(name: &str, mut v: Vec<f64>) -> String {
     format!("  {name:<24} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}", p(50.0), p(90.0), p(99.0), v[v.len() - 1], v.iter().sum::<f64>() / v.len() as f64)
 }
 
+/// Refuses arguments that cannot make a run, before anything starts.
+///
+/// Errors: [`crate::bench::BenchError::Usage`] (exit code 2) naming the flag.
+fn check_args(args: &FreshnessBenchArgs) -> anyhow::Result<()> {
+    let usage = |msg: String| Err(crate::bench::BenchError::Usage(msg).into());
+    if !crate::cli::rate_in_range(args.rate) {
+        // The command line refuses it already (crate::cli::parse_rate); library callers set it.
+        return usage(format!("--rate must be from {} to {} requests per second, got {:?}", crate::cli::MIN_RATE, crate::cli::MAX_RATE, args.rate));
+    }
+    if args.duration.is_zero() || args.probe_links == 0 || args.poll.is_zero() {
+        return usage("--duration, --probe-links and --poll must be positive".into());
+    }
+    if let Err(e) = crate::cli::check_plans_a_request("rate", args.rate, "duration", args.duration) {
+        return usage(e);
+    }
+    if args.load != 0.0 && !crate::cli::rate_in_range(args.load) {
+        return usage(format!("--load must be 0 (none) or from {} to {} requests per second, got {:?}", crate::cli::MIN_RATE, crate::cli::MAX_RATE, args.load));
+    }
+    // The background traffic runs for --duration + 1 s (BACKGROUND_EXTRA).
+    if args.load != 0.0 && args.load * (args.duration + BACKGROUND_EXTRA).as_secs_f64() < 1.0 {
+        return usage(format!(
+            "--load {} × --duration {} (+1s) plans no background request; give a higher --load, a longer --duration, or --load 0 (none)",
+            args.load,
+            humantime::format_duration(args.duration)
+        ));
+    }
+    Ok(())
+}
+
 /// Runs the benchmark (module docs) and prints the report.
 ///
-/// Errors: invalid arguments, the server cannot start or be reached, a probe fails.
+/// Errors: invalid arguments ([`crate::bench::BenchError::Usage`], exit code 2), the server cannot start or be reached, a probe fails.
 pub fn run(args: FreshnessBenchArgs) -> anyhow::Result<()> {
-    if !(args.rate.is_finite() && args.rate > 0.0) || args.duration.is_zero() || args.probe_links == 0 || args.poll.is_zero() {
-        bail!("--rate, --duration, --probe-links and --poll must be positive");
-    }
-    if !(args.load.is_finite() && args.load >= 0.0) {
-        bail!("--load must be a non-negative number of requests per second");
-    }
+    check_args(&args)?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("sluice-bench").build()?;
     rt.block_on(run_async(args))
 }
@@ -247,7 +276,7 @@ async fn run_async(args: FreshnessBenchArgs) -> anyhow::Result<()> {
     let background = (args.load > 0.0).then(|| {
         let mut lg = LoadgenArgs::new(base.clone());
         lg.rate = args.load;
-        lg.duration = args.duration + Duration::from_secs(1);
+        lg.duration = args.duration + BACKGROUND_EXTRA;
         lg.seed = args.seed;
         lg.quiet = true;
         lg.proxy_trusted = Some(true);
@@ -277,7 +306,7 @@ async fn run_async(args: FreshnessBenchArgs) -> anyhow::Result<()> {
     let mut probes = JoinSet::new();
     let mut i = 0usize;
     while header.is_ok() && t0.elapsed() < args.duration {
-        tokio::time::sleep_until(t0 + interval * i as u32).await;
+        tokio::time::sleep_until(t0 + interval.mul_f64(i as f64)).await;
         let k = i % codes.len();
         counts[k] += 1;
         probes.spawn(probe(redirects.clone(), api.clone(), base.clone(), codes[k].clone(), counts[k], stats_query.clone(), args.poll, landed.clone()));

@@ -141,7 +141,10 @@ impl DataflowSection {
         Ok(cfg)
     }
 
-    /// Checks everything [`Self::pipeline_config`] checks except the hostfile's contents.
+    /// Checks everything [`Self::pipeline_config`] checks except the hostfile's contents
+    /// (a hostfile must exist, and is refused on a single process, where it would be ignored).
+    ///
+    /// Errors: the first invalid value, naming its key.
     pub fn validate(&self) -> anyhow::Result<()> {
         if !(1..=crate::config::MAX_WORKERS).contains(&self.workers) {
             bail!("dataflow.workers must be between 1 and {}, got {}", crate::config::MAX_WORKERS, self.workers);
@@ -152,8 +155,18 @@ impl DataflowSection {
         if self.process_id >= self.processes {
             bail!("dataflow.process-id {} is out of range for {} processes", self.process_id, self.processes);
         }
-        if self.processes > 1 && self.hostfile.is_none() {
-            bail!("dataflow.processes = {} needs dataflow.hostfile (--hostfile)", self.processes);
+        match &self.hostfile {
+            None if self.processes > 1 => bail!("dataflow.processes = {} needs dataflow.hostfile (--hostfile)", self.processes),
+            None => {}
+            // A hostfile on a single process would be silently ignored.
+            Some(path) if self.processes <= 1 => {
+                bail!("dataflow.hostfile (--hostfile) \"{}\" needs dataflow.processes (--processes) 2 or more, got {}", path.display(), self.processes)
+            }
+            Some(path) if !path.is_file() => {
+                let what = if path.exists() { "is not a file" } else { "does not exist" };
+                bail!("dataflow.hostfile (--hostfile) \"{}\" {what}", path.display())
+            }
+            Some(_) => {}
         }
         if !self.checkpoint_interval.is_zero() && self.checkpoint_interval < MIN_CHECKPOINT_INTERVAL {
             bail!(

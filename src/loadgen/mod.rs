@@ -64,22 +64,23 @@ pub struct LoadgenArgs {
     /// Origin of the API (links, events); default: --target.
     #[arg(long, value_name = "URL")]
     pub api: Option<Url>,
-    /// Links to create.
+    /// Links to create, 1 to 1000000.
     #[arg(long, default_value_t = 50, value_name = "N")]
     pub links: usize,
     /// Use these existing codes instead of creating links (comma-separated).
     #[arg(long, value_delimiter = ',', value_name = "CODES")]
     pub codes: Vec<String>,
-    /// Redirect requests per second.
-    #[arg(long, default_value_t = 200.0, value_name = "R")]
+    /// Redirect requests per second, 0.01 to 1000000; with --duration it must plan at least
+    /// one request (rate × duration ≥ 1).
+    #[arg(long, default_value_t = 200.0, value_parser = crate::cli::parse_rate, allow_negative_numbers = true, value_name = "R")]
     pub rate: f64,
-    /// How long to send, e.g. 20s, 2m (at most 24h).
+    /// How long to send, e.g. 20s, 2m (at most 1day).
     #[arg(long, default_value = "20s", value_parser = crate::cli::parse_run_length, value_name = "D")]
     pub duration: Duration,
     /// Seed of every random choice (same seed, same request sequence).
     #[arg(long, default_value_t = 1, value_name = "S")]
     pub seed: u64,
-    /// Write the ground truth as JSON to FILE.
+    /// Write the ground truth as JSON to FILE (its directory must exist; checked before the run).
     #[arg(long, value_name = "FILE")]
     pub truth: Option<PathBuf>,
     /// Bearer token for POST /v1/events (the server's [ingest] token).
@@ -88,7 +89,7 @@ pub struct LoadgenArgs {
     /// Most requests in flight at once.
     #[arg(long, default_value_t = 64, value_name = "N")]
     pub concurrency: usize,
-    /// Per-request timeout, e.g. 10s (at most 1h).
+    /// Per-request timeout, e.g. 10s (more than 0, at most 1h).
     #[arg(long, default_value = "10s", value_parser = crate::cli::parse_request_timeout, value_name = "D")]
     pub timeout: Duration,
     /// Zipf exponent of link popularity.
@@ -121,14 +122,14 @@ pub struct LoadgenArgs {
     /// Add an attack on one link: extra requests of this shape on top of the normal traffic, from --attack-start for --attack-duration at --attack-rate; attack requests count as clicks in the ground truth, and the report names the link and the attack window.
     #[arg(long, value_enum, value_name = "SHAPE")]
     pub attack: Option<AttackKind>,
-    /// When the attack starts after the first request (default: a third of --duration; at most 24h).
+    /// When the attack starts after the first request (default: a third of --duration; at most 1day).
     #[arg(long, value_parser = crate::cli::parse_run_length, value_name = "D", requires = "attack")]
     pub attack_start: Option<Duration>,
-    /// How long the attack lasts (default: until the end of the run; at most 24h).
+    /// How long the attack lasts (default: until the end of the run; at most 1day).
     #[arg(long, value_parser = crate::cli::parse_run_length, value_name = "D", requires = "attack")]
     pub attack_duration: Option<Duration>,
-    /// Extra requests per second of the attack (default: --rate, at least 20).
-    #[arg(long, value_name = "R", requires = "attack")]
+    /// Extra requests per second of the attack, 0.01 to 1000000 (default: --rate, at least 20).
+    #[arg(long, value_parser = crate::cli::parse_rate, allow_negative_numbers = true, value_name = "R", requires = "attack")]
     pub attack_rate: Option<f64>,
     /// Code of the attacked link (default: the link of median popularity).
     #[arg(long, value_name = "CODE", requires = "attack")]
@@ -200,6 +201,28 @@ fn loopback_sources(target: &Url) -> Option<Vec<IpAddr>> {
     }
 }
 
+/// Most links `--links` creates: 1,000,000 (each is one `POST /v1/links` before the run).
+pub const MAX_LINKS: usize = 1_000_000;
+
+/// Whether `--truth` can be written after the run: its directory exists and it is not a
+/// directory itself (so a typo does not cost a whole run).
+///
+/// Errors: what is wrong with the path, naming it.
+fn check_truth_path(path: &std::path::Path) -> Result<(), String> {
+    if path.is_dir() {
+        return Err(format!("--truth \"{}\" is a directory; give a file name", path.display()));
+    }
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    if !parent.is_dir() {
+        let what = if parent.exists() { "is not a directory" } else { "does not exist" };
+        return Err(format!("--truth \"{}\": directory \"{}\" {what}", path.display(), parent.display()));
+    }
+    Ok(())
+}
+
 /// Refuses flag values that cannot make a run, before anything is sent: a usage error
 /// ([`crate::bench::BenchError::Usage`], exit code 2 as clap's own, like `sluice demo`'s)
 /// naming the flag.
@@ -222,14 +245,31 @@ fn check_args(args: &LoadgenArgs) -> Result<(), crate::bench::BenchError> {
             return usage(format!("--{name} must be an http:// or https:// URL, got {url}"));
         }
     }
-    if !(args.rate.is_finite() && args.rate > 0.0) {
-        return usage(format!("--rate must be a positive number of requests per second, got {}", args.rate));
+    // The command line refuses these already (crate::cli::parse_rate); library callers set them.
+    for (name, rate) in [("rate", Some(args.rate)), ("attack-rate", args.attack_rate)] {
+        if let Some(r) = rate.filter(|r| !crate::cli::rate_in_range(*r)) {
+            return usage(format!("--{name} must be from {} to {} requests per second, got {r:?}", crate::cli::MIN_RATE, crate::cli::MAX_RATE));
+        }
     }
     if args.duration.is_zero() || args.concurrency == 0 {
         return usage("--duration and --concurrency must be positive".into());
     }
+    if let Err(e) = crate::cli::check_plans_a_request("rate", args.rate, "duration", args.duration) {
+        return usage(e);
+    }
+    if args.timeout.is_zero() {
+        return usage("--timeout must be positive, e.g. 10s (every request would time out)".into());
+    }
     if args.codes.is_empty() && args.links == 0 {
         return usage("--links must be at least 1 (or give --codes)".into());
+    }
+    if args.links > MAX_LINKS {
+        return usage(format!("--links must be at most {MAX_LINKS}, got {}", args.links));
+    }
+    if let Some(path) = &args.truth
+        && let Err(e) = check_truth_path(path)
+    {
+        return usage(e);
     }
     if !(args.zipf.is_finite() && args.zipf >= 0.0) {
         return usage(format!("--zipf must be a non-negative number, got {}", args.zipf));
@@ -241,9 +281,6 @@ fn check_args(args: &LoadgenArgs) -> Result<(), crate::bench::BenchError> {
         && let Err(e) = parse_salt_period(s)
     {
         return usage(format!("--salt-period: {e}"));
-    }
-    if args.attack_rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
-        return usage("--attack-rate must be a positive number of requests per second".into());
     }
     if args.max_lateness < Duration::from_secs(1) {
         return usage("--max-lateness must be at least 1s".into());

@@ -397,3 +397,26 @@ async fn an_attack_is_reported_with_its_window_and_counted_exactly() {
     }
     assert!(per_visitor.values().any(|n| *n >= 100), "{per_visitor:?}");
 }
+
+/// Library callers (demo, bench freshness) set the rates without clap's parser: a rate out
+/// of range is refused as a usage error (exit code 2) before the interval arithmetic of the
+/// run could panic, and so is a run that plans no request.
+#[test]
+fn rates_set_by_library_callers_are_checked_too() {
+    let usage = |args: &LoadgenArgs| match resolve(args) {
+        Err(e) => (crate::bench::exit_code(&e), e.to_string()),
+        Ok(_) => panic!("accepted"),
+    };
+    let mut args = LoadgenArgs::new(Url::parse("http://127.0.0.1:9").expect("url"));
+    args.rate = 1e-300;
+    assert_eq!(usage(&args), (2, "--rate must be from 0.01 to 1000000 requests per second, got 1e-300".into()));
+    args.rate = 10.0;
+    args.attack_rate = Some(1e300);
+    assert_eq!(usage(&args), (2, "--attack-rate must be from 0.01 to 1000000 requests per second, got 1e300".into()));
+    args.attack_rate = None;
+    args.rate = 0.01;
+    args.duration = std::time::Duration::from_secs(99);
+    assert_eq!(usage(&args), (2, "--rate 0.01 × --duration 1m 39s plans no request; give a higher --rate or a longer --duration".into()));
+    args.duration = std::time::Duration::from_secs(100);
+    assert!(resolve(&args).is_ok(), "0.01/s for 100 s plans one request");
+}

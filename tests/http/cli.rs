@@ -271,7 +271,7 @@ fn demo_refuses_empty_traffic_before_starting() {
     let tmp = tempfile::tempdir().expect("tempdir");
     for (args, msg) in [
         (&["--duration", "0s"][..], "error: --duration must be positive, e.g. 20s\n"),
-        (&["--rate", "0"][..], "error: --rate must be a positive number of requests per second, got 0\n"),
+        (&["--rate", "1", "--duration", "500ms"][..], "error: --rate 1 × --duration 500ms plans no request; give a higher --rate or a longer --duration\n"),
         (&["--links", "0"][..], "error: --links must be at least 1\n"),
     ] {
         let out = sluice(&[&["demo", "--listen", "127.0.0.1:0"][..], args].concat(), &[("TMPDIR", tmp.path().to_str().expect("utf-8"))]);

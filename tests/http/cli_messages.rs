@@ -1,6 +1,7 @@
 //! Messages and exit codes of the real binary for values refused before anything starts:
 //! durations past their maximum (`config::bounds`), a regular file given as the data dir,
-//! an import that stored nothing, refused `loadgen` flags.
+//! an import that stored nothing, refused `loadgen` flags, rates out of range, a bad
+//! `--truth` path, worker counts of `bench dataflow`, an unused or missing `--hostfile`.
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -123,7 +124,6 @@ fn an_import_that_stores_nothing_says_so_instead_of_naming_the_removed_log() {
 #[test]
 fn loadgen_refuses_invalid_flags_as_usage_errors_before_sending() {
     for (args, msg) in [
-        (vec!["--rate", "0"], "--rate must be a positive number of requests per second, got 0"),
         (vec!["--bot-share", "2"], "--bot-share must be between 0 and 1, got 2"),
         (vec!["--target", "ftp://x"], "--target must be an http:// or https:// URL, got ftp://x/"),
         (vec!["--api", "file:///tmp/x"], "--api must be an http:// or https:// URL, got file:///tmp/x"),
@@ -153,5 +153,145 @@ fn duration_flags_past_their_maximum_are_usage_errors() {
         let want = format!("error: invalid value '{value}' for '{flag}': at most {max}, got {value}\n\nFor more information, try '--help'.\n");
         assert_eq!((out.status.code(), text(&out.stderr)), (Some(2), want), "{args:?}");
         assert!(out.stdout.is_empty(), "{args:?}");
+    }
+}
+
+/// clap's message for a value its parser refused: exit 2, nothing on stdout.
+fn assert_clap_refuses(args: &[&str], flag: &str, value: &str, reason: &str) {
+    let out = run(args, &[]);
+    let want = format!("error: invalid value '{value}' for '{flag}': {reason}\n\nFor more information, try '--help'.\n");
+    assert_eq!((out.status.code(), text(&out.stderr)), (Some(2), want), "{args:?}");
+    assert!(out.stdout.is_empty(), "{args:?}");
+}
+
+/// Finding: `loadgen --rate 1e-300` (and `demo`, `bench freshness`) panicked in
+/// `Duration::from_secs_f64` (the interval between requests), `--rate 1e300` planned an absurd
+/// run, `--rate 0.0001 --duration 1s` planned no request. Every rate flag now takes 0.01 to
+/// 1000000 requests per second (a clap usage error otherwise) and rate × duration must plan
+/// at least one request (a usage error before anything starts).
+#[test]
+fn rates_out_of_range_or_planning_no_request_are_usage_errors() {
+    let range = |v: &str| format!("from 0.01 to 1000000 requests per second, got {v}");
+    let target = ["loadgen", "--target", "http://127.0.0.1:9", "--codes", "imp", "--duration", "2s"];
+    for v in ["1e-300", "1e300", "0", "-1", "NaN", "inf", "0.0001"] {
+        assert_clap_refuses(&[&target[..], &["--rate", v]].concat(), "--rate <R>", v, &range(v));
+        assert_clap_refuses(&["demo", "--rate", v], "--rate <R>", v, &range(v));
+        assert_clap_refuses(&["bench", "freshness", "--rate", v], "--rate <R>", v, &range(v));
+        assert_clap_refuses(&[&target[..], &["--attack", "burst", "--attack-rate", v]].concat(), "--attack-rate <R>", v, &range(v));
+    }
+    assert_clap_refuses(&["demo", "--rate", "fast"], "--rate <R>", "fast", "expected a number from 0.01 to 1000000 requests per second, got \"fast\"");
+    for (args, msg) in [
+        (
+            vec!["loadgen", "--target", "http://127.0.0.1:9", "--codes", "imp", "--rate", "0.5", "--duration", "1s"],
+            "--rate 0.5 × --duration 1s plans no request; give a higher --rate or a longer --duration",
+        ),
+        (vec!["demo", "--rate", "0.01", "--duration", "99s"], "--rate 0.01 × --duration 1m 39s plans no request; give a higher --rate or a longer --duration"),
+        (
+            vec!["bench", "freshness", "--rate", "0.1", "--duration", "2s"],
+            "--rate 0.1 × --duration 2s plans no request; give a higher --rate or a longer --duration",
+        ),
+        (
+            vec!["bench", "freshness", "--load", "0.1", "--duration", "2s"],
+            "--load 0.1 × --duration 2s (+1s) plans no background request; give a higher --load, a longer --duration, or --load 0 (none)",
+        ),
+        (vec!["bench", "freshness", "--load", "1e-300"], "--load must be 0 (none) or from 0.01 to 1000000 requests per second, got 1e-300"),
+    ] {
+        let out = run(&args, &[]);
+        assert_eq!((out.status.code(), text(&out.stderr)), (Some(2), format!("error: {msg}\n")), "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+}
+
+/// Findings: `loadgen --links 99999999999` created links forever; `--timeout 0s` made every
+/// request fail "operation timed out"; a `--truth` in a missing directory (or a directory)
+/// was refused only after the whole run. All are usage errors now, before any request
+/// (the target, port 9, would refuse connections: an error there would exit 1).
+#[test]
+fn loadgen_refuses_unbounded_links_a_zero_timeout_and_an_unwritable_truth_before_sending() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let missing = tmp.path().join("nonexistent/dir/t.json");
+    let file = tmp.path().join("afile");
+    std::fs::write(&file, "").expect("write");
+    let under_file = file.join("t.json");
+    let dir = tmp.path().to_str().expect("utf-8").to_string();
+    for (args, msg) in [
+        (vec!["--links", "99999999999"], "--links must be at most 1000000, got 99999999999".to_string()),
+        (vec!["--links", "1000001"], "--links must be at most 1000000, got 1000001".to_string()),
+        (vec!["--codes", "imp", "--timeout", "0s"], "--timeout must be positive, e.g. 10s (every request would time out)".to_string()),
+        (
+            vec!["--codes", "imp", "--truth", utf8(&missing)],
+            format!("--truth \"{}\": directory \"{}\" does not exist", missing.display(), missing.parent().expect("parent").display()),
+        ),
+        (
+            vec!["--codes", "imp", "--truth", utf8(&under_file)],
+            format!("--truth \"{}\": directory \"{}\" is not a directory", under_file.display(), file.display()),
+        ),
+        (vec!["--codes", "imp", "--truth", &dir], format!("--truth \"{dir}\" is a directory; give a file name")),
+    ] {
+        let mut full = vec!["loadgen", "--target", "http://127.0.0.1:9", "--duration", "2s"];
+        full.extend(&args);
+        let out = run(&full, &[]);
+        assert_eq!((out.status.code(), text(&out.stderr)), (Some(2), format!("error: {msg}\n")), "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+    assert!(!missing.parent().expect("parent").exists(), "nothing created");
+}
+
+/// Finding: `bench dataflow --workers 0` (or `1,0`) generated the events, then panicked
+/// (index out of bounds) in the run with 0 workers. Each worker count is now 1 to 1024, a
+/// clap usage error before anything is generated or run.
+#[test]
+fn bench_dataflow_refuses_a_zero_worker_count_before_generating_events() {
+    let base = ["bench", "dataflow", "--events", "1000", "--redis-events", "0", "--reference-events", "100", "--workers"];
+    for (list, bad) in [("0", "0"), ("1,0", "0"), ("2,1025", "1025")] {
+        assert_clap_refuses(&[&base[..], &[list]].concat(), "--workers <N>", bad, &format!("{bad} is not in 1..=1024"));
+    }
+}
+
+/// Finding: `import --retry-for 1000years` was taken (retrying forever); like the other
+/// duration flags it now has a maximum, 1day, refused by clap.
+#[test]
+fn import_retry_for_past_its_maximum_is_a_usage_error() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let input = tmp.path().join("events.ndjson");
+    std::fs::write(&input, "").expect("write");
+    for v in ["1000years", "1day 1s"] {
+        assert_clap_refuses(
+            &["import", utf8(&input), "--target", "http://127.0.0.1:9", "--retry-for", v],
+            "--retry-for <D>",
+            v,
+            &format!("at most 1day, got {v}"),
+        );
+    }
+}
+
+/// Finding: `serve --hostfile /nonexistent` without `--processes` was silently ignored. A
+/// hostfile on a single process, or one that does not exist, is now refused like the
+/// other invalid dataflow settings (exit 1, naming the key and the flag; no data dir
+/// created).
+#[test]
+fn serve_refuses_an_unused_or_missing_hostfile() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("new-data");
+    let hosts = tmp.path().join("hosts.txt");
+    std::fs::write(&hosts, "127.0.0.1:2101\n127.0.0.1:2102\n").expect("write");
+    let missing = tmp.path().join("nonexistent");
+    for (extra, msg) in [
+        (
+            vec!["--hostfile", utf8(&missing)],
+            format!("dataflow.hostfile (--hostfile) \"{}\" needs dataflow.processes (--processes) 2 or more, got 1", missing.display()),
+        ),
+        (
+            vec!["--hostfile", utf8(&hosts), "--processes", "1"],
+            format!("dataflow.hostfile (--hostfile) \"{}\" needs dataflow.processes (--processes) 2 or more, got 1", hosts.display()),
+        ),
+        (vec!["--hostfile", utf8(&missing), "--processes", "2"], format!("dataflow.hostfile (--hostfile) \"{}\" does not exist", missing.display())),
+        (vec!["--hostfile", utf8(tmp.path()), "--processes", "2"], format!("dataflow.hostfile (--hostfile) \"{}\" is not a file", tmp.path().display())),
+    ] {
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--data-dir", utf8(&data)];
+        args.extend(&extra);
+        let out = run(&args, &[]);
+        assert_eq!((out.status.code(), text(&out.stderr)), (Some(1), format!("error: {msg}\n")), "{extra:?}");
+        assert!(!data.exists(), "{extra:?}: no data dir created");
     }
 }
