@@ -11,7 +11,7 @@
 //! ```
 //!
 //! The detectors never copy a click: `TapFloodRecords` and `DetectLinkAnomalies` pass the
-//! clicks on at once and keep only what they read of each (a [`FloodRecord`]; a compact
+//! clicks on at once and keep only what they read of each (a [`FloodClick`]; a compact
 //! held click with interned dimension values, `sym.rs`) until the watermark makes it due.
 //!
 //! | file | what |
@@ -63,7 +63,7 @@ use timely::dataflow::{ProbeHandle, StreamVec};
 pub use blocklisted_target::{BlockedChange, blocked_codes};
 pub use link_anomalies::{DetectLinkAnomalies, LinkDetector, LinkDetectorParams};
 pub use sink::SinkAnomalies;
-pub use visitor_flood::{DetectVisitorFloods, FloodDetector, FloodDetectorParams, FloodKey, FloodRecord, Network, TapFloodRecords};
+pub use visitor_flood::{DetectVisitorFloods, FloodClick, FloodDetector, FloodDetectorParams, FloodKey, FloodRecord, Network, TapFloodRecords};
 
 use crate::anomaly::{AnomalyCounters, AnomalySink};
 use crate::clock::Clock;
@@ -110,10 +110,7 @@ impl AbuseWiring {
 
     /// Splits flood records off the deduplicated clicks (module docs); passes the clicks
     /// through untouched (and returns no records) when detection or the flood detector is off.
-    pub fn tap<'scope>(
-        &self,
-        deduped: StreamVec<'scope, u64, GatedClick>,
-    ) -> (StreamVec<'scope, u64, GatedClick>, Option<StreamVec<'scope, u64, FloodRecord>>) {
+    pub fn tap<'scope>(&self, deduped: StreamVec<'scope, u64, GatedClick>) -> (StreamVec<'scope, u64, GatedClick>, Option<StreamVec<'scope, u64, FloodClick>>) {
         if self.config.enabled && self.config.visitor_flood.enabled {
             let (d, f) = deduped.tap_flood_records();
             (d, Some(f))
@@ -127,7 +124,7 @@ impl AbuseWiring {
     pub fn attach<'scope>(
         self,
         linked: StreamVec<'scope, u64, LinkedRecord>,
-        floods: Option<StreamVec<'scope, u64, FloodRecord>>,
+        floods: Option<StreamVec<'scope, u64, FloodClick>>,
         reports: StreamVec<'scope, u64, WatermarkReport>,
         meta: VecCollection<'scope, u64, (String, LinkMeta), isize>,
         blocklist: VecCollection<'scope, u64, String, isize>,

@@ -4,9 +4,10 @@
 //! * `TapFloodRecords` (in `visitor_flood/records.rs`, with the records and keys) sits on
 //!   the deduplicated click stream (before enrichment, which drops the client network and
 //!   the raw user agent). It passes the clicks through untouched and
-//!   emits, per click, a small [`FloodRecord`] keyed by the visitor and one keyed by the
-//!   click's network (`ip_trunc`, an IPv4 /24 or IPv6 /48; none when unknown or unreadable).
-//! * `DetectVisitorFloods`: **input** updates, [`FloodRecord`]s exchanged by a fixed hash of
+//!   emits, per click, one [`FloodClick`] counted under the click's visitor and its network
+//!   (`ip_trunc`, an IPv4 /24 or IPv6 /48; none when unknown or unreadable), or two, one per
+//!   key, when another worker owns the network (`visitor_flood/click.rs`).
+//! * `DetectVisitorFloods`: **input** updates, [`FloodClick`]s exchanged by a fixed hash of
 //!   their key (so a key lives on one worker for any number of workers), and the broadcast
 //!   [`WatermarkReport`]s; **output** updates, [`Anomaly`] lifecycle events. **State**:
 //!   per-tick buckets of `(key, visitor)` for the window `[S − window, S)`, per key its
@@ -44,8 +45,10 @@ use crate::model::DimStr;
 use crate::watermark::WatermarkReport;
 
 mod bucket;
+mod click;
 mod records;
 use bucket::{BucketEntry, UNTRACKED};
+pub use click::FloodClick;
 pub use records::{FloodKey, FloodRecord, Network, TapFloodRecords};
 
 /// Evidence lists of a tracked key: clicks by link and by user agent (string ids; a flood
@@ -185,7 +188,7 @@ pub struct FloodDetector {
     ticker: Ticker,
     /// The links and user agents of the clicks in the evidence lists.
     strings: Interner<DimStr>,
-    pending: Pending<FloodRecord>,
+    pending: Pending<FloodClick>,
     /// Per tick (start, ms UTC), its clicks ([`BucketEntry`]s), in [`Chunked`] lists.
     buckets: VecDeque<(i64, Chunked<BucketEntry>)>,
     /// Emptied chunks of the buckets that left the window, kept for reuse.
@@ -255,10 +258,21 @@ impl FloodDetector {
         self.keys.len()
     }
 
-    /// Takes the records of one epoch (in any order), leaving `recs` empty.
+    /// Takes the clicks of one epoch (in any order), leaving `clicks` empty.
+    pub fn push_clicks(&mut self, clicks: &mut Vec<FloodClick>) {
+        if self.enabled {
+            self.pending.push(clicks);
+        }
+        clicks.clear();
+    }
+
+    /// Takes the per-key records of one epoch (in any order), leaving `recs` empty: each is
+    /// the click of its key only ([`FloodClick`]'s `From<FloodRecord>`).
     pub fn push(&mut self, recs: &mut Vec<FloodRecord>) {
         if self.enabled {
-            self.pending.push(recs);
+            for r in recs.drain(..) {
+                self.pending.push_one(FloodClick::from(r));
+            }
         }
         recs.clear();
     }
@@ -328,8 +342,16 @@ impl FloodDetector {
                     self.buckets.len() - 1
                 }
             };
-            let (code, ua) = self.add(&r).unwrap_or((UNTRACKED, UNTRACKED));
-            self.buckets[i].1.push_pooled(BucketEntry::new(r.key, r.visitor_id, code, ua), &mut self.spare);
+            // (The click's keys are independent: each folds its clicks in `FloodClick` order.)
+            if r.by_visitor() {
+                let key = FloodKey::Visitor(r.visitor_id);
+                let (code, ua) = self.add(key, &r).unwrap_or((UNTRACKED, UNTRACKED));
+                self.buckets[i].1.push_pooled(BucketEntry::new(key, r.visitor_id, code, ua), &mut self.spare);
+            }
+            if let Some(key) = r.network_key() {
+                let (code, ua) = self.add(key, &r).unwrap_or((UNTRACKED, UNTRACKED));
+                self.buckets[i].1.push_pooled(BucketEntry::new(key, r.visitor_id, code, ua), &mut self.spare);
+            }
         }
         self.pending = pending;
         let mut keys = std::mem::take(&mut self.dirty);
@@ -344,13 +366,13 @@ impl FloodDetector {
         u32::try_from((l.info_min_clicks / 2).max(1)).unwrap_or(u32::MAX)
     }
 
-    /// Counts a click; returns its link and user agent ids if it went into the key's
-    /// evidence lists.
-    fn add(&mut self, r: &FloodRecord) -> Option<(u32, u32)> {
-        let track_from = self.track_from(&r.key);
-        let st = &mut self.keys.entry(r.key).or_default().counts;
+    /// Counts click `r` under `key`; returns its link and user agent ids if it went into the
+    /// key's evidence lists.
+    fn add(&mut self, key: FloodKey, r: &FloodClick) -> Option<(u32, u32)> {
+        let track_from = self.track_from(&key);
+        let st = &mut self.keys.entry(key).or_default().counts;
         st.clicks += 1;
-        if matches!(r.key, FloodKey::Network(_)) && st.per_visitor.bump(r.visitor_id) <= self.cap {
+        if matches!(key, FloodKey::Network(_)) && st.per_visitor.bump(r.visitor_id) <= self.cap {
             st.capped += 1;
         }
         if st.detail.is_none() && st.clicks >= track_from {
@@ -363,18 +385,18 @@ impl FloodDetector {
             *d.codes.entry(code).or_insert(0) += 1;
             *d.user_agents.entry(ua).or_insert(0) += 1;
             if d.network.is_none() {
-                d.network = r.network;
+                d.network = r.network();
             }
             ids = Some((code, ua));
         }
         // Below the info level with nothing open, an evaluation can only say "nothing" (the
         // open keys are evaluated at every tick anyway): only keys at or above it are dirty.
-        let (observed, levels) = match r.key {
+        let (observed, levels) = match key {
             FloodKey::Visitor(_) => (st.clicks, &self.levels),
             FloodKey::Network(_) => (st.capped, &self.network_levels),
         };
         if u64::from(observed) >= levels.info_min_clicks.min(levels.warning_min_clicks).min(levels.critical_min_clicks) {
-            self.dirty.insert(r.key);
+            self.dirty.insert(key);
         }
         ids
     }
@@ -471,7 +493,7 @@ fn body(key: FloodKey, st: &KeyCounts, strings: &Interner<DimStr>, a: &Assessmen
 
 struct Epoch {
     cap: Capability<u64>,
-    recs: Vec<FloodRecord>,
+    recs: Vec<FloodClick>,
     reports: Vec<WatermarkReport>,
 }
 
@@ -491,15 +513,15 @@ pub struct FloodDetectorParams {
 
 /// Extension trait: the flood detector (module docs).
 pub trait DetectVisitorFloods<'scope> {
-    /// Counts flood records per key; returns the anomaly events.
+    /// Counts flood clicks per key; returns the anomaly events.
     fn detect_visitor_floods(self, reports: StreamVec<'scope, u64, WatermarkReport>, params: FloodDetectorParams) -> StreamVec<'scope, u64, Anomaly>;
 }
 
-impl<'scope> DetectVisitorFloods<'scope> for StreamVec<'scope, u64, FloodRecord> {
+impl<'scope> DetectVisitorFloods<'scope> for StreamVec<'scope, u64, FloodClick> {
     fn detect_visitor_floods(self, reports: StreamVec<'scope, u64, WatermarkReport>, params: FloodDetectorParams) -> StreamVec<'scope, u64, Anomaly> {
         let (index, peers) = (self.scope().index(), self.scope().peers());
         let mut builder = OperatorBuilder::new("DetectVisitorFloods".to_owned(), self.scope());
-        let mut recs_in = builder.new_input(self, Exchange::new(|r: &FloodRecord| r.key.route()));
+        let mut recs_in = builder.new_input(self, Exchange::new(|r: &FloodClick| r.route()));
         let mut reports_in = builder.new_input(reports, Pipeline);
         let (out, stream) = builder.new_output::<Vec<Anomaly>>();
         let mut out = OutputBuilder::<_, CapacityContainerBuilder<Vec<Anomaly>>>::from(out);
@@ -513,7 +535,7 @@ impl<'scope> DetectVisitorFloods<'scope> for StreamVec<'scope, u64, FloodRecord>
             }
             let clock = params.clock;
             let mut stash: BTreeMap<u64, Epoch> = BTreeMap::new();
-            let mut spare: Vec<Vec<FloodRecord>> = Vec::new();
+            let mut spare: Vec<Vec<FloodClick>> = Vec::new();
             let mut buf: Vec<Anomaly> = Vec::new();
             move |frontiers| {
                 recs_in.for_each(|cap, data| {
@@ -536,7 +558,7 @@ impl<'scope> DetectVisitorFloods<'scope> for StreamVec<'scope, u64, FloodRecord>
                         break;
                     }
                     let mut ep = stash.remove(&t).expect("key present");
-                    det.push(&mut ep.recs);
+                    det.push_clicks(&mut ep.recs);
                     det.advance(&ep.reports, clock.now_ms(), &mut buf);
                     if !buf.is_empty() {
                         handle.session(&ep.cap).give_container(&mut buf);

@@ -1,8 +1,8 @@
 //! The flood detector's inputs: the keys a flood is counted by ([`FloodKey`], [`Network`]),
 //! the [`FloodRecord`] of one click and key, and the operator `TapFloodRecords` that splits
-//! them off the deduplicated clicks (module docs of [`super`]).
+//! the detector's input ([`FloodClick`]s, module `click.rs`) off the deduplicated clicks
+//! (module docs of [`super`]).
 
-use std::cmp::Ordering;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -13,9 +13,9 @@ use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 
-use crate::hash::mix64;
+use super::click::FloodClick;
+use crate::hash::{mix64, owner};
 use crate::model::DimStr;
-use crate::operators::abuse::pending::Held;
 use crate::records::GatedClick;
 
 /// A client network: the network address of an IPv4 /24 or an IPv6 /48.
@@ -98,7 +98,9 @@ impl FloodKey {
     }
 }
 
-/// One click as the flood detector sees it (two per click: by visitor and by network).
+/// One click as one of its keys sees it: the per-key form of a [`FloodClick`]
+/// ([`super::FloodDetector::push`] takes these, one key at a time; the stream carries
+/// [`FloodClick`]s, one per click and owning worker).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FloodRecord {
     /// The key counted.
@@ -117,21 +119,24 @@ pub struct FloodRecord {
 
 /// Extension trait: split flood records off the deduplicated clicks (module docs).
 pub trait TapFloodRecords<'scope> {
-    /// Returns `(the clicks, unchanged; their flood records)`.
-    fn tap_flood_records(self) -> (StreamVec<'scope, u64, GatedClick>, StreamVec<'scope, u64, FloodRecord>);
+    /// Returns `(the clicks, unchanged; their flood clicks)`: one [`FloodClick`] per click,
+    /// counted under its visitor and its network (if known), or two when those keys are
+    /// owned by different workers (one per key).
+    fn tap_flood_records(self) -> (StreamVec<'scope, u64, GatedClick>, StreamVec<'scope, u64, FloodClick>);
 }
 
 impl<'scope> TapFloodRecords<'scope> for StreamVec<'scope, u64, GatedClick> {
-    fn tap_flood_records(self) -> (StreamVec<'scope, u64, GatedClick>, StreamVec<'scope, u64, FloodRecord>) {
+    fn tap_flood_records(self) -> (StreamVec<'scope, u64, GatedClick>, StreamVec<'scope, u64, FloodClick>) {
+        let peers = self.scope().peers();
         let mut builder = OperatorBuilder::new("TapFloodRecords".to_owned(), self.scope());
         let mut input = builder.new_input(self, Pipeline);
         let (pass_out, pass) = builder.new_output::<Vec<GatedClick>>();
-        let (flood_out, floods) = builder.new_output::<Vec<FloodRecord>>();
+        let (flood_out, floods) = builder.new_output::<Vec<FloodClick>>();
         let mut pass_out = OutputBuilder::<_, CapacityContainerBuilder<Vec<GatedClick>>>::from(pass_out);
-        let mut flood_out = OutputBuilder::<_, CapacityContainerBuilder<Vec<FloodRecord>>>::from(flood_out);
+        let mut flood_out = OutputBuilder::<_, CapacityContainerBuilder<Vec<FloodClick>>>::from(flood_out);
         builder.build(move |initial| {
             drop(initial);
-            let mut buf: Vec<FloodRecord> = Vec::new();
+            let mut buf: Vec<FloodClick> = Vec::new();
             let mut uas = UaCache::default();
             move |_frontiers| {
                 let mut pass = pass_out.activate();
@@ -139,23 +144,19 @@ impl<'scope> TapFloodRecords<'scope> for StreamVec<'scope, u64, GatedClick> {
                 input.for_each(|cap, data| {
                     let t = *cap.least().expect("input capability has a time");
                     let (c0, c1) = (cap.delayed(&t, 0), cap.delayed(&t, 1));
-                    buf.reserve(2 * data.len());
+                    buf.reserve(data.len());
                     for c in data.iter() {
                         let e = &c.event;
                         let network = e.ip_trunc.as_deref().and_then(Network::parse);
                         let ua = uas.get(&e.user_agent);
                         let code = DimStr::new(&e.code);
-                        if let Some(n) = network {
-                            buf.push(FloodRecord {
-                                key: FloodKey::Network(n),
-                                ts: e.ts,
-                                visitor_id: e.visitor_id,
-                                network,
-                                code: code.clone(),
-                                user_agent: Arc::clone(&ua),
-                            });
+                        // Both keys on one worker (always with one): one click counted under both.
+                        let apart = network
+                            .is_some_and(|n| peers > 1 && owner(FloodKey::Visitor(e.visitor_id).route(), peers) != owner(FloodKey::Network(n).route(), peers));
+                        if apart {
+                            buf.push(FloodClick::new(e.ts, e.visitor_id, network, code.clone(), Arc::clone(&ua), false, true));
                         }
-                        buf.push(FloodRecord { key: FloodKey::Visitor(e.visitor_id), ts: e.ts, visitor_id: e.visitor_id, network, code, user_agent: ua });
+                        buf.push(FloodClick::new(e.ts, e.visitor_id, network, code, ua, true, !apart));
                     }
                     floods.session(&c1).give_container(&mut buf);
                     buf.clear();
@@ -192,66 +193,6 @@ impl UaCache {
                 let a: Arc<str> = Arc::from(ua);
                 self.slots[i] = Some(Arc::clone(&a));
                 a
-            }
-        }
-    }
-}
-
-impl FloodKey {
-    /// The key as one integer in the key's own order (derived `Ord`: every visitor before
-    /// every network, IPv4 networks before IPv6 ones, each by its numbers): bit 64 marks a
-    /// network, bit 48 an IPv6 one.
-    fn order_bits(&self) -> u128 {
-        match *self {
-            FloodKey::Visitor(v) => u128::from(v),
-            FloodKey::Network(Network::V4([a, b, c])) => 1 << 64 | u128::from(u32::from_be_bytes([0, a, b, c])),
-            FloodKey::Network(Network::V6([a, b, c])) => 1 << 64 | 1 << 48 | u128::from(a) << 32 | u128::from(b) << 16 | u128::from(c),
-        }
-    }
-}
-
-impl Held for FloodRecord {
-    type Ctx = ();
-    /// `(ts, key, visitor_id)`: the leading fields of [`Held::order`].
-    type Prefix = (i64, u128, u64);
-
-    fn prefix(&self) -> (i64, u128, u64) {
-        (self.ts, self.key.order_bits(), self.visitor_id)
-    }
-
-    fn ts(&self) -> i64 {
-        self.ts
-    }
-
-    fn order(&self, o: &Self, _: &()) -> Ordering {
-        (self.ts, self.key, self.visitor_id, &self.code, &self.user_agent, self.network).cmp(&(o.ts, o.key, o.visitor_id, &o.code, &o.user_agent, o.network))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn order_bits_follow_the_key_order() {
-        let keys = [
-            FloodKey::Visitor(0),
-            FloodKey::Visitor(7),
-            FloodKey::Visitor(u64::MAX),
-            FloodKey::Network(Network::V4([0, 0, 0])),
-            FloodKey::Network(Network::V4([0, 0, 255])),
-            FloodKey::Network(Network::V4([0, 255, 0])),
-            FloodKey::Network(Network::V4([255, 0, 0])),
-            FloodKey::Network(Network::V4([255, 255, 255])),
-            FloodKey::Network(Network::V6([0, 0, 0])),
-            FloodKey::Network(Network::V6([0, 0, 65535])),
-            FloodKey::Network(Network::V6([0, 65535, 0])),
-            FloodKey::Network(Network::V6([65535, 0, 0])),
-            FloodKey::Network(Network::V6([65535, 65535, 65535])),
-        ];
-        for a in &keys {
-            for b in &keys {
-                assert_eq!(a.order_bits().cmp(&b.order_bits()), a.cmp(b), "{a:?} vs {b:?}");
             }
         }
     }

@@ -89,7 +89,7 @@ fn a_network_counts_each_visitor_at_most_the_cap() {
 }
 
 #[test]
-fn the_tap_passes_clicks_through_and_emits_two_records_per_known_network() {
+fn the_tap_passes_clicks_through_and_counts_each_under_its_visitor_and_known_network() {
     let click = |id: u128, ip: Option<&str>| GatedClick {
         partition: 0,
         offset: id as u64,
@@ -121,7 +121,7 @@ fn the_tap_passes_clicks_through_and_emits_two_records_per_known_network() {
             timely::dataflow::operators::capture::Event::Progress(_) => None,
         })
         .flatten()
-        .map(|r| r.key)
+        .flat_map(|c: FloodClick| c.keys().collect::<Vec<_>>())
         .collect();
     keys.sort_by_key(|k| format!("{k:?}"));
     let mut expected_keys = vec![FloodKey::Network(Network::V4([203, 0, 113])), FloodKey::Visitor(7), FloodKey::Visitor(7), FloodKey::Visitor(7)];
@@ -203,4 +203,67 @@ fn adopted_anomalies_close_after_the_quiet_window_or_go_on_with_the_same_id() {
     assert!(out.iter().all(|a| a.anomaly_id == stored(if a.key == g { going } else { quiet }).anomaly_id && a.window_start == t0 - 55_000));
     assert_eq!(out[2], Anomaly { revision: 3, status: Closed, detected_at: 7, ..stored(quiet) });
     assert_eq!(det.tracked_keys(), 0);
+}
+
+/// One record per click (counted under both keys) and one per click and key (the records
+/// the tap emitted before, and what it emits for keys owned by different workers) give the
+/// same events: every key folds the same clicks in the same order. A flooding visitor, a
+/// flooding network of many visitors, and background clicks with ties on time and visitor.
+#[test]
+fn clicks_counted_under_both_keys_give_the_events_of_per_key_records() {
+    let cfg = AbuseConfig::default();
+    let (mut by_click, mut by_key) = (FloodDetector::new(&cfg), FloodDetector::new(&cfg));
+    let t0 = 1_700_000_000_000 - 1_700_000_000_000 % 60_000;
+    let (mut out_click, mut out_key) = (Vec::new(), Vec::new());
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    for s in 0..150i64 {
+        let mut clicks = Vec::new();
+        for _ in 0..60 {
+            let r = next();
+            let visitor = match r % 10 {
+                0..=3 => 42,                    // the flooding visitor
+                4..=6 => 1_000 + (r >> 8) % 40, // many visitors of one network
+                _ => 5_000 + (r >> 8) % 500,
+            };
+            let network = match visitor {
+                1_000..=1_039 => Some(Network::V4([198, 51, 100])),
+                5_000..=5_099 => None,
+                _ => Some(Network::V4([10, 0, (visitor % 7) as u8])),
+            };
+            let ts = t0 + s * 1_000 + (r >> 20) as i64 % 1_500 - 400; // late and early ones
+            let code = ["L", "M", "N"][((r >> 40) % 3) as usize];
+            let ua = ["curl/8.5.0", "Mozilla/5.0"][((r >> 44) % 2) as usize];
+            clicks.push(FloodClick::new(ts, visitor, network, DimStr::new(code), Arc::from(ua), true, true));
+        }
+        let mut recs: Vec<FloodRecord> = clicks
+            .iter()
+            .flat_map(|c| {
+                c.keys()
+                    .map(|key| FloodRecord {
+                        key,
+                        ts: c.ts,
+                        visitor_id: c.visitor_id,
+                        network: c.network(),
+                        code: c.code.clone(),
+                        user_agent: Arc::clone(&c.user_agent),
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        by_click.push_clicks(&mut clicks);
+        by_key.push(&mut recs);
+        let w = [report(t0 + s * 1_000)];
+        by_click.advance(&w, 9, &mut out_click);
+        by_key.advance(&w, 9, &mut out_key);
+    }
+    assert!(out_click.iter().any(|a| a.key == "visitor:000000000000002a"), "the visitor flood is found");
+    assert!(out_click.iter().any(|a| a.key == "network:198.51.100.0/24"), "the network flood is found");
+    assert_eq!(out_click, out_key);
+    assert_eq!(by_click.tracked_keys(), by_key.tracked_keys());
 }
