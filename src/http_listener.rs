@@ -17,8 +17,10 @@
 //! [`error_body`]:
 //!
 //! * 400: `malformed_request` (hyper does not say which part was malformed; but a request
-//!   target holding a raw `"`, which the URI parser refuses in a query, is said to be that,
-//!   with the message of the server's own answer to one in a path, [`RAW_QUOTE_MESSAGE`]);
+//!   target holding a raw byte that hyper refuses there (`<`, `>`, a control character,
+//!   DEL, `` ` `` in the path, `"` in the query) is said to be that, naming
+//!   the byte and its percent-encoding ([`raw_byte_message`]; for `"` the message of the
+//!   server's own answer to one in a path, [`RAW_QUOTE_MESSAGE`]);
 //! * 414: `uri_too_long`, `details: {"max_bytes": 65534}`; also a 431 for a request whose
 //!   head has no line feed at all in [`MAX_HEAD_BYTES`] bytes: its request line alone is
 //!   over the limit, which is a request target too long (RFC 9110 §15.5.15);
@@ -148,43 +150,68 @@ struct HeadStats {
     target: TargetScan,
 }
 
-/// The request line's bytes as read, looked at for a raw `"` in the request target: between
-/// the line's first and second space (`method SP request-target SP version`, RFC 9112 §3).
+/// The request line's bytes as read, looked at for a raw byte that no URI may hold in the
+/// request target: between the line's first and second space (`method SP request-target SP
+/// version`, RFC 9112 §3).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct TargetScan {
     /// Spaces seen so far (at most 2: nothing after the second is looked at).
     spaces: u8,
-    /// A `"` seen after the first space (and before a second one).
-    quote: bool,
-    /// The request target, complete (its second space seen), holds a raw `"`.
-    raw_quote: bool,
+    /// A `?` seen after the first space: the target's query has begun.
+    in_query: bool,
+    /// The first byte of the target so far that [`refused_in_target`] names.
+    first_refused: Option<u8>,
+    /// The request target, complete (its second space seen), holds this refused byte (the
+    /// first one).
+    raw_byte: Option<u8>,
+}
+
+/// Whether hyper's parsers answer a request target holding the raw byte `b` with their bare
+/// 400 (checked against hyper 1.x: its request-line parser refuses control characters, DEL,
+/// `<` and `>`, its URI parser a `` ` `` in the path and a `"` in the query), or the server
+/// itself answers it 400 (a `"` in the path, [`crate::http_server`]). RFC 3986 §2 has no
+/// place for any of them. `\`, `^`, `{`, `|`, `}`, a `` ` `` in the query and non-ASCII
+/// bytes forming valid UTF-8 pass both parsers, so they are not named; nor are bytes that
+/// are not UTF-8, which hyper refuses (telling them apart would take the whole target:
+/// those 400s keep the generic message).
+fn refused_in_target(b: u8, in_query: bool) -> bool {
+    match b {
+        b'"' | b'<' | b'>' | 0x7f | ..=0x20 => true,
+        b'`' => !in_query,
+        _ => false,
+    }
+}
+
+/// The message of the 400 `malformed_request` to a request target holding the raw byte `b`
+/// ([`refused_in_target`]): [`RAW_QUOTE_MESSAGE`] for `"`, the same words for the others,
+/// with the percent-encoding to send instead (RFC 3986 §2.1: `%` and the byte in hex).
+pub fn raw_byte_message(b: u8) -> String {
+    let shown = if b.is_ascii_graphic() { format!("'{}'", b as char) } else { format!("byte 0x{b:02X}") };
+    format!("the request target holds a raw {shown}, which no URI may contain (RFC 3986 section 2, RFC 9112 section 3.2): send it percent-encoded as %{b:02X}")
 }
 
 impl TargetScan {
-    /// Follows `bytes`, the next bytes of the request line: visits its spaces and quotes
-    /// only ([`memchr::memchr2_iter`]), and nothing once the target is complete.
-    fn feed(&mut self, bytes: &[u8]) {
-        if self.spaces >= 2 {
-            return;
-        }
-        for i in memchr::memchr2_iter(b' ', b'"', bytes) {
-            self.step(bytes[i]);
-            if self.spaces >= 2 {
-                return;
+    /// Follows `bytes`, the next bytes of the request line: finds its spaces with
+    /// [`memchr::memchr`] and looks at the target's bytes only while no refused byte has
+    /// been seen; nothing once the target is complete.
+    fn feed(&mut self, mut bytes: &[u8]) {
+        while self.spaces < 2 && !bytes.is_empty() {
+            let space = memchr::memchr(b' ', bytes);
+            if self.spaces == 1 && self.first_refused.is_none() {
+                for &b in &bytes[..space.unwrap_or(bytes.len())] {
+                    self.in_query |= b == b'?';
+                    if refused_in_target(b, self.in_query) {
+                        self.first_refused = Some(b);
+                        break;
+                    }
+                }
             }
-        }
-    }
-
-    /// Follows one byte of the request line.
-    fn step(&mut self, b: u8) {
-        match (b, self.spaces) {
-            (b' ', 0) => self.spaces = 1,
-            (b' ', 1) => {
-                self.spaces = 2;
-                self.raw_quote = self.quote;
+            let Some(i) = space else { return };
+            self.spaces += 1;
+            if self.spaces == 2 {
+                self.raw_byte = self.first_refused;
             }
-            (b'"', 1) => self.quote = true,
-            _ => {}
+            bytes = &bytes[i + 1..];
         }
     }
 }
@@ -216,7 +243,7 @@ impl HeadScan {
     /// Follows `new`, the bytes just read. Runs on every read of every connection, so it
     /// visits line ends only ([`memchr`]) and looks at a line's bytes just far enough to
     /// tell an empty line (nothing but `\r`) from a field line: usually its first byte;
-    /// only the request line's spaces and quotes are visited too ([`TargetScan`]).
+    /// only the request line's spaces and its target's bytes are visited too ([`TargetScan`]).
     fn feed(&mut self, new: &[u8]) {
         let mut start = 0;
         // Where the current line's bytes in `new` begin.
@@ -383,9 +410,9 @@ fn replacement(buf: &[u8], scan: &HeadScan) -> Option<Vec<u8>> {
         return None;
     }
     let (status, code, message, details) = match &buf[9..12] {
-        // A raw '"' in the query is refused by the URI parser (a raw '"' in the path passes
-        // it, and the server answers it: `crate::http_server`): said the same way.
-        b"400" if scan.answering().is_some_and(|(h, _)| h.target.raw_quote) => (400, "malformed_request", RAW_QUOTE_MESSAGE.to_owned(), None),
+        // A raw byte hyper refuses in the target (a raw '"' in the path passes it, and the
+        // server answers it: `crate::http_server`): said which, and how to send it.
+        b"400" if let Some(b) = scan.answering().and_then(|(h, _)| h.target.raw_byte) => (400, "malformed_request", raw_byte_message(b), None),
         b"400" => (400, "malformed_request", "the request is not valid HTTP/1.1: malformed request line or header field (RFC 9112)".to_owned(), None),
         b"414" => {
             (414, "uri_too_long", format!("the request target is longer than {MAX_URI_BYTES} bytes"), Some(serde_json::json!({ "max_bytes": MAX_URI_BYTES })))

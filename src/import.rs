@@ -83,8 +83,9 @@ pub struct ImportArgs {
     /// the first, the import stops (exit 1). At most 1day.
     #[arg(long, default_value = "60s", value_parser = crate::cli::parse_retry_for, value_name = "D", conflicts_with = "data_dir")]
     pub retry_for: Duration,
-    /// Events per request or log append (1..=10000).
-    #[arg(long, default_value_t = 5000, value_name = "N")]
+    /// Events per request or log append (1..=10000; another value is a usage error, exit 2).
+    #[arg(long, default_value_t = 5000, value_name = "N",
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=MAX_EVENTS_PER_REQUEST as u64))]
     pub batch_size: usize,
     /// Import as live events (subject to the lateness limit) instead of backfill.
     #[arg(long)]

@@ -25,6 +25,21 @@ pub fn start_offset(log: &ClickLogReader, from: Option<u64>, lines: u64) -> u64 
     from.unwrap_or_else(|| log.head().saturating_sub(lines)).max(log.low())
 }
 
+/// What `--from` asked for that the log cannot give, as a note for standard error: an offset
+/// past the head (nothing to print yet) or one before the oldest kept event (the events
+/// before `low` were removed: a log reset, a drained Kafka spill). `None` when `from` is absent or in `[low, head]`.
+/// `low` and `head` are log offsets (the oldest kept event and the next to be written).
+pub fn from_note(from: Option<u64>, low: u64, head: u64) -> Option<String> {
+    let from = from?;
+    if from > head {
+        Some(format!("note: --from {from} is past the end of the click log (next offset {head}): nothing to print"))
+    } else if from < low {
+        Some(format!("note: the click log starts at offset {low} (earlier events were removed, e.g. by `sluice log reset`): printing from {low}"))
+    } else {
+        None
+    }
+}
+
 /// Writes events `[from, head)` to `out`; returns the next offset.
 ///
 /// Errors: a failed log read; a failed write ([`crate::stdout::write_error`]: a closed
@@ -97,6 +112,9 @@ pub fn run_to(data_dir: &Path, from: Option<u64>, lines: u64, out: &mut impl Wri
         tracing::info!(path = %file.display(), "the click log was not closed cleanly (its server was killed): reading it as the next start will recover it, without writing to it");
     }
     let log = ClickLogReader::open(data_dir).map_err(|e| open_error(data_dir, e, "stop it first"))?;
+    if let Some(note) = from_note(from, log.low(), log.head()) {
+        eprintln!("{note}");
+    }
     let start = start_offset(&log, from, lines);
     print_range(&log, start, out)?;
     Ok(())
@@ -176,6 +194,25 @@ mod tests {
         assert_eq!(lines(out).len(), 3);
         let names: Vec<String> = std::fs::read_dir(&dir).expect("read dir").map(|e| e.expect("entry").file_name().to_string_lossy().into_owned()).collect();
         assert_eq!(names, vec![CLICK_LOG_FILE_NAME.to_string()]);
+    }
+
+    /// Finding: `--from` past the head printed nothing and said nothing. The note names the
+    /// next offset; an offset before the oldest kept event says where printing starts.
+    #[test]
+    fn from_outside_the_log_gets_a_note() {
+        assert_eq!(from_note(None, 5, 9), None);
+        for ok in [5, 7, 9] {
+            assert_eq!(from_note(Some(ok), 5, 9), None, "{ok}");
+        }
+        assert_eq!(from_note(Some(10), 5, 9).as_deref(), Some("note: --from 10 is past the end of the click log (next offset 9): nothing to print"));
+        assert_eq!(
+            from_note(Some(4), 5, 9).as_deref(),
+            Some("note: the click log starts at offset 5 (earlier events were removed, e.g. by `sluice log reset`): printing from 5")
+        );
+        assert_eq!(
+            from_note(Some(u64::MAX), 0, 0).as_deref(),
+            Some(&*format!("note: --from {} is past the end of the click log (next offset 0): nothing to print", u64::MAX))
+        );
     }
 
     /// Only a log held by a writer asks about `sluice serve`.

@@ -305,7 +305,9 @@ async fn run_async(args: FreshnessBenchArgs) -> anyhow::Result<()> {
     let mut counts = vec![0u64; codes.len()];
     let mut probes = JoinSet::new();
     let mut i = 0usize;
-    while header.is_ok() && t0.elapsed() < args.duration {
+    // Probe i is due i × interval after the start, strictly before the end: the count is
+    // fixed by rate and duration, not by how late the loop wakes.
+    while header.is_ok() && interval.mul_f64(i as f64) < args.duration {
         tokio::time::sleep_until(t0 + interval.mul_f64(i as f64)).await;
         let k = i % codes.len();
         counts[k] += 1;

@@ -78,11 +78,29 @@ fn feed_bytewise(s: &mut HeadScan, new: &[u8]) {
                 s.line_blank = false;
             }
             if s.cur.first_line.is_none() {
-                s.cur.target.step(b);
+                step_target(&mut s.cur.target, b);
             }
         }
     }
     s.cur.bytes += new.len() - start;
+}
+
+/// The target scan byte by byte: the reference of [`TargetScan::feed`].
+fn step_target(t: &mut TargetScan, b: u8) {
+    match (b, t.spaces) {
+        (b' ', 0) => t.spaces = 1,
+        (b' ', 1) => {
+            t.spaces = 2;
+            t.raw_byte = t.first_refused;
+        }
+        (_, 1) if t.first_refused.is_none() => {
+            t.in_query |= b == b'?';
+            if refused_in_target(b, t.in_query) {
+                t.first_refused = Some(b);
+            }
+        }
+        _ => {}
+    }
 }
 
 proptest::proptest! {
@@ -92,7 +110,7 @@ proptest::proptest! {
     fn the_head_scan_equals_a_bytewise_scan(
         reads in proptest::collection::vec(
             (proptest::collection::vec(proptest::prop_oneof![
-                Just(b'\r'), Just(b'\n'), Just(b'a'), Just(b':'), Just(b' '), Just(b'"'), proptest::num::u8::ANY
+                Just(b'\r'), Just(b'\n'), Just(b'a'), Just(b':'), Just(b' '), Just(b'"'), Just(b'?'), Just(b'`'), proptest::num::u8::ANY
             ], 0..64), proptest::bool::ANY),
             0..24,
         )
@@ -119,26 +137,51 @@ fn spaced(bytes: usize, lines: usize, first_line: Option<usize>, spaces: u8) -> 
     HeadStats { target: TargetScan { spaces, ..TargetScan::default() }, ..stats(bytes, lines, first_line) }
 }
 
-/// A raw `"` counts between the request line's first and second space only, however the
-/// line is cut into reads; and it picks the message of a 400 for the head it answers.
+/// A raw byte counts between the request line's first and second space only, however the
+/// line is cut into reads (the first refused one is named); and it picks the message of a
+/// 400 for the head it answers.
 #[test]
-fn a_raw_quote_in_the_request_target_is_told_from_one_elsewhere() {
-    let raw_quote = |line: &str| {
-        let whole = scan_of(line.as_bytes()).cur.target.raw_quote;
+fn a_raw_byte_in_the_request_target_is_told_from_one_elsewhere() {
+    let raw_byte = |line: &[u8]| {
+        let whole = scan_of(line).cur.target.raw_byte;
         for cut in 1..line.len() {
             let mut s = HeadScan::default();
-            s.feed(&line.as_bytes()[..cut]);
-            s.feed(&line.as_bytes()[cut..]);
-            assert_eq!(s.cur.target.raw_quote, whole, "{line:?} cut at {cut}");
+            s.feed(&line[..cut]);
+            s.feed(&line[cut..]);
+            assert_eq!(s.cur.target.raw_byte, whole, "{line:?} cut at {cut}");
         }
         whole
     };
     for line in ["GET /a?q=\"x\" HTTP/1.1\r\n", "GET /\" HTTP/1.1\r\n", "GET \"/ HTTP/1.0\r\nx: y", "\r\nGET /?\" HTTP/1.1\r\n"] {
-        assert!(raw_quote(line), "{line:?}");
+        assert_eq!(raw_byte(line.as_bytes()), Some(b'"'), "{line:?}");
     }
     for line in ["G\"ET /a HTTP/1.1\r\n", "GET /a HTTP/1.1\"\r\n", "GET /a?q=\"x\"\r\n", "GET /a HTTP/1.1\r\nx: \"y\" z\r\n", "GET /a HTTP/1.1\r\n\r\nGET /b"] {
-        assert!(!raw_quote(line), "{line:?}");
+        assert_eq!(raw_byte(line.as_bytes()), None, "{line:?}");
     }
+    for (line, want) in [
+        (&b"GET /a<b>c HTTP/1.1\r\n"[..], Some(b'<')),
+        (b"GET /a?q=> HTTP/1.1\r\n", Some(b'>')),
+        (b"GET /a`b HTTP/1.1\r\n", Some(b'`')),
+        (b"GET /a?q=`&r=\" HTTP/1.1\r\n", Some(b'"')),
+        (b"GET /a?q=` HTTP/1.1\r\n", None),
+        (b"GET /a\x7f HTTP/1.1\r\n", Some(0x7f)),
+        (b"GET /caf\xc3\xa9 HTTP/1.1\r\n", None),
+        (b"GET /a\tb HTTP/1.1\r\n", Some(b'\t')),
+        (b"GET /a\x01\"b HTTP/1.1\r\n", Some(0x01)),
+        (b"GET /a\\b^c{d|e} HTTP/1.1\r\n", None),
+        (b"GET /a%60b HTTP/1.1\r\n", None),
+    ] {
+        assert_eq!(raw_byte(line), want, "{line:?}");
+    }
+    assert_eq!(raw_byte_message(b'"'), RAW_QUOTE_MESSAGE);
+    assert_eq!(
+        raw_byte_message(b'`'),
+        "the request target holds a raw '`', which no URI may contain (RFC 3986 section 2, RFC 9112 section 3.2): send it percent-encoded as %60"
+    );
+    assert_eq!(
+        raw_byte_message(0x09),
+        "the request target holds a raw byte 0x09, which no URI may contain (RFC 3986 section 2, RFC 9112 section 3.2): send it percent-encoded as %09"
+    );
     let hyper_400 = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n";
     let message = |scan: &HeadScan| {
         let out = String::from_utf8(replacement(hyper_400, scan).expect("replaced")).expect("utf-8");

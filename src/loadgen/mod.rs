@@ -226,6 +226,30 @@ fn check_truth_path(path: &std::path::Path) -> Result<(), String> {
 /// Refuses flag values that cannot make a run, before anything is sent: a usage error
 /// ([`crate::bench::BenchError::Usage`], exit code 2 as clap's own, like `sluice demo`'s)
 /// naming the flag.
+/// The attack's window as offsets from the first request: from `--attack-start` (default a
+/// third of `--duration`) for `--attack-duration` (default the rest of the run), cut at
+/// `--duration`. Empty (at `--duration`) without `--attack`.
+pub(crate) fn attack_window(args: &LoadgenArgs) -> std::ops::Range<Duration> {
+    if args.attack.is_none() {
+        return args.duration..args.duration;
+    }
+    let at = args.attack_start.unwrap_or(args.duration / 3).min(args.duration);
+    at..(at + args.attack_duration.unwrap_or(args.duration)).min(args.duration)
+}
+
+/// An `--attack` whose window holds no time sends no attack request: refused up front.
+fn check_attack_window(args: &LoadgenArgs) -> Result<(), String> {
+    if args.attack.is_none() || !attack_window(args).is_empty() {
+        return Ok(());
+    }
+    let fmt = humantime::format_duration;
+    if args.attack_duration.is_some_and(|d| d.is_zero()) {
+        return Err("--attack-duration must be positive, e.g. 10s".into());
+    }
+    let start = args.attack_start.unwrap_or(args.duration / 3);
+    Err(format!("--attack-start {} is not before the end of the run (--duration {}): no attack request would be sent", fmt(start), fmt(args.duration)))
+}
+
 fn check_args(args: &LoadgenArgs) -> Result<(), crate::bench::BenchError> {
     let usage = |msg: String| Err(crate::bench::BenchError::Usage(msg));
     for (name, p) in [
@@ -255,6 +279,9 @@ fn check_args(args: &LoadgenArgs) -> Result<(), crate::bench::BenchError> {
         return usage("--duration and --concurrency must be positive".into());
     }
     if let Err(e) = crate::cli::check_plans_a_request("rate", args.rate, "duration", args.duration) {
+        return usage(e);
+    }
+    if let Err(e) = check_attack_window(args) {
         return usage(e);
     }
     if args.timeout.is_zero() {

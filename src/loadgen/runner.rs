@@ -85,6 +85,28 @@ fn take_due(acc: &mut f64, per_second: f64) -> usize {
     n as usize
 }
 
+/// Seconds between two requests at `rate` requests per second.
+fn interval_of(rate: f64) -> f64 {
+    1.0 / rate
+}
+
+/// How many requests the run's loop sends in `window` when the `i`-th is due `i × interval`
+/// seconds after the window opens (`i` from 0, due strictly before the window closes): the
+/// count the progress bar and the report plan, computed with the loop's own arithmetic so
+/// that it is the number sent on time (`rate × duration` rounded was one short when the
+/// product has a fraction: the request at 0 s counts too).
+pub(crate) fn due_count(interval: f64, window: Duration) -> u64 {
+    let due = |i: u64| Duration::from_secs_f64(i as f64 * interval);
+    let mut n = (window.as_secs_f64() / interval).ceil().max(0.0) as u64;
+    while n > 0 && due(n - 1) >= window {
+        n -= 1;
+    }
+    while due(n) < window {
+        n += 1;
+    }
+    n
+}
+
 pub(crate) async fn run(args: &LoadgenArgs, s: &Settings) -> anyhow::Result<LoadgenReport> {
     let seed = args.seed;
     let (uas, ips) = tokio::task::spawn_blocking(move || {
@@ -105,16 +127,10 @@ pub(crate) async fn run(args: &LoadgenArgs, s: &Settings) -> anyhow::Result<Load
     let mut late = TrafficModel::new(args.seed.wrapping_add(LATE_SEED), codes.len(), mix, Arc::clone(&uas), Arc::clone(&ips));
     let mut attack = attack_plan(args, &codes, mix, &uas, &ips)?;
     // the attack's window as offsets from the first request
-    let attack_window = match (&attack, args.attack_start) {
-        (None, _) => args.duration..args.duration,
-        (Some(_), at) => {
-            let at = at.unwrap_or(args.duration / 3).min(args.duration);
-            at..(at + args.attack_duration.unwrap_or(args.duration)).min(args.duration)
-        }
-    };
+    let attack_window = if attack.is_some() { super::attack_window(args) } else { args.duration..args.duration };
     let attack_interval = 1.0 / args.attack_rate.unwrap_or(args.rate.max(20.0));
-    let planned_attack = ((attack_window.end - attack_window.start).as_secs_f64() / attack_interval).ceil() as u64;
-    let planned = (args.rate * args.duration.as_secs_f64()).round() as u64 + planned_attack;
+    let planned_attack = if attack.is_some() { due_count(attack_interval, attack_window.end - attack_window.start) } else { 0 };
+    let planned = due_count(interval_of(args.rate), args.duration) + planned_attack;
     let shared = Arc::new(Mutex::new(Shared { truth, requests: RequestStats { planned, ..RequestStats::default() }, injected: InjectStats::default() }));
     let pb = if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(planned) };
     pb.set_style(
@@ -126,7 +142,7 @@ pub(crate) async fn run(args: &LoadgenArgs, s: &Settings) -> anyhow::Result<Load
     let mut history: Vec<Posted> = Vec::new();
     let (mut late_acc, mut dup_acc) = (0.0, 0.0);
     let max_late_ms = i64::try_from(args.max_lateness.as_millis()).unwrap_or(i64::MAX).max(1_001);
-    let interval = 1.0 / args.rate;
+    let interval = interval_of(args.rate);
     let start = Instant::now();
     let end = start + args.duration;
     let mut offset = Duration::ZERO;

@@ -420,3 +420,49 @@ fn rates_set_by_library_callers_are_checked_too() {
     args.duration = std::time::Duration::from_secs(100);
     assert!(resolve(&args).is_ok(), "0.01/s for 100 s plans one request");
 }
+
+/// Finding: an attack window with no time in it (`--attack-start` at or past `--duration`,
+/// or `--attack-duration 0s`) was accepted and sent no attack request; it is a usage error.
+#[test]
+fn an_empty_attack_window_is_a_usage_error() {
+    let secs = std::time::Duration::from_secs;
+    let usage = |args: &LoadgenArgs| match resolve(args) {
+        Err(e) => (crate::bench::exit_code(&e), e.to_string()),
+        Ok(_) => panic!("accepted"),
+    };
+    let mut args = LoadgenArgs::new(Url::parse("http://127.0.0.1:9").expect("url"));
+    args.duration = secs(10);
+    args.attack = Some(AttackKind::Flood);
+    for start in [10, 11] {
+        args.attack_start = Some(secs(start));
+        assert_eq!(usage(&args), (2, format!("--attack-start {start}s is not before the end of the run (--duration 10s): no attack request would be sent")));
+    }
+    args.attack_start = Some(secs(9));
+    assert!(resolve(&args).is_ok(), "one second of attack");
+    args.attack_duration = Some(secs(0));
+    assert_eq!(usage(&args), (2, "--attack-duration must be positive, e.g. 10s".into()));
+    args.attack = None;
+    args.attack_start = Some(secs(20));
+    assert!(resolve(&args).is_ok(), "no attack, no window to check");
+}
+
+/// Finding: the planned count was `rate × duration` rounded while the run sends every request
+/// due strictly before the end, the one at 0 s included (`--rate 0.7 --duration 2s` planned 1
+/// and sent 2). Expected values worked out by hand from the due times.
+#[test]
+fn the_planned_count_is_the_number_of_requests_due_before_the_end() {
+    let ms = std::time::Duration::from_millis;
+    for (rate, window, want) in [
+        (0.7, ms(2_000), 2),    // due at 0 and 1.43 s
+        (10.0, ms(3_000), 30),  // 0, 0.1, ..., 2.9 s; 3.0 s is the end
+        (0.01, ms(100_000), 1), // 0 s; 100 s is the end
+        (3.0, ms(1_500), 5),    // 0, 0.33, 0.67, 1.0, 1.33 s
+        (1_000.0, ms(1_000), 1_000),
+        (60.0, ms(3_000), 180),
+        (100.0, ms(1_000), 100),
+        (2.0, ms(1), 1), // only the request at 0 s
+        (5.0, ms(0), 0),
+    ] {
+        assert_eq!(super::runner::due_count(1.0 / rate, window), want, "{rate}/s for {window:?}");
+    }
+}

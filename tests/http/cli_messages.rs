@@ -1,7 +1,8 @@
 //! Messages and exit codes of the real binary for values refused before anything starts:
 //! durations past their maximum (`config::bounds`), a regular file given as the data dir,
 //! an import that stored nothing, refused `loadgen` flags, rates out of range, a bad
-//! `--truth` path, worker counts of `bench dataflow`, an unused or missing `--hostfile`.
+//! `--truth` path, worker counts of `bench dataflow`, an unused or missing `--hostfile`;
+//! the number of probes `bench freshness` sends.
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -126,7 +127,7 @@ fn loadgen_refuses_invalid_flags_as_usage_errors_before_sending() {
     for (args, msg) in [
         (vec!["--bot-share", "2"], "--bot-share must be between 0 and 1, got 2"),
         (vec!["--target", "ftp://x"], "--target must be an http:// or https:// URL, got ftp://x/"),
-        (vec!["--api", "file:///tmp/x"], "--api must be an http:// or https:// URL, got file:///tmp/x"),
+        (vec!["--api", "file:///srv/x"], "--api must be an http:// or https:// URL, got file:///srv/x"),
         (vec!["--salt-period", "2d"], "--salt-period: salt period must be 1d, 7d, 30d or never, got \"2d\""),
     ] {
         let mut full = vec!["loadgen"];
@@ -265,6 +266,23 @@ fn import_retry_for_past_its_maximum_is_a_usage_error() {
     }
 }
 
+/// Finding: `import --batch-size 0` exited 1 after opening its input while the other refused
+/// flag values are clap usage errors (exit 2); it is now refused by clap like them.
+#[test]
+fn import_batch_size_out_of_range_is_a_usage_error() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let input = tmp.path().join("events.ndjson");
+    std::fs::write(&input, "").expect("write");
+    for v in ["0", "10001"] {
+        assert_clap_refuses(
+            &["import", utf8(&input), "--target", "http://127.0.0.1:9", "--batch-size", v],
+            "--batch-size <N>",
+            v,
+            &format!("{v} is not in 1..=10000"),
+        );
+    }
+}
+
 /// Finding: `serve --hostfile /nonexistent` without `--processes` was silently ignored. A
 /// hostfile on a single process, or one that does not exist, is now refused like the
 /// other invalid dataflow settings (exit 1, naming the key and the flag; no data dir
@@ -294,4 +312,17 @@ fn serve_refuses_an_unused_or_missing_hostfile() {
         assert_eq!((out.status.code(), text(&out.stderr)), (Some(1), format!("error: {msg}\n")), "{extra:?}");
         assert!(!data.exists(), "{extra:?}: no data dir created");
     }
+}
+
+/// Finding: `bench freshness` fired probes while the wall clock was short of `--duration`, so
+/// a loop that woke late sent one probe more than rate × duration plans. Probe i is due
+/// i / rate seconds in and is sent only when that is before the end: at 0.7 probes/s for
+/// 2 s, the probes at 0 s and 1.43 s (the next would be due at 2.86 s).
+#[test]
+fn bench_freshness_sends_the_probes_due_before_the_end() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = run(&["bench", "freshness", "--duration", "2s", "--rate", "0.7", "--probe-links", "1", "--load", "0"], &[("TMPDIR", utf8(tmp.path()))]);
+    let stdout = text(&out.stdout);
+    assert_eq!((out.status.code(), text(&out.stderr)), (Some(0), String::new()), "{stdout}");
+    assert!(stdout.contains("\n  2 probes measured, 0 failed;"), "{stdout}");
 }

@@ -108,7 +108,7 @@ async fn an_offline_import_refuses_what_the_dataflow_would_dead_letter_and_the_s
     server.terminate();
 }
 
-/// Finding: `sluice import /tmp` said the import "stopped before any event was stored" with
+/// Finding: `sluice import /var/log` said the import "stopped before any event was stored" with
 /// advice to run it again; a directory is no input at all, and the error says just that.
 #[test]
 fn a_directory_as_input_is_refused_as_such() {

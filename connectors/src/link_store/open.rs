@@ -227,7 +227,7 @@ mod tests {
                 "{s}"
             );
         }
-        for s in ["sqlite:links.db", "sqlite://links.db?mode=rwc", "sqlite:///tmp/memory.db"] {
+        for s in ["sqlite:links.db", "sqlite://links.db?mode=rwc", "sqlite:///srv/sluice/memory.db"] {
             assert_eq!(StoreTarget::parse(s).expect(s), StoreTarget::SqliteUrl(s.into()));
         }
     }
