@@ -256,7 +256,7 @@ fn a_directory_where_the_log_file_goes_is_named_as_such() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join(CLICK_LOG_FILE_NAME);
     std::fs::create_dir(&path).expect("mkdir");
-    let err = ClickLog::open(dir.path()).err().expect("refused");
+    let err = ClickLog::open(dir.path()).expect_err("refused");
     assert_eq!(
         err.to_string(),
         Error::Config(format!("the click log \"{}\" is a directory, not a file: move it out of the data dir", path.display())).to_string()
