@@ -85,11 +85,6 @@ fn take_due(acc: &mut f64, per_second: f64) -> usize {
     n as usize
 }
 
-/// Seconds between two requests at `rate` requests per second.
-fn interval_of(rate: f64) -> f64 {
-    1.0 / rate
-}
-
 /// How many requests the run's loop sends in `window` when the `i`-th is due `i × interval`
 /// seconds after the window opens (`i` from 0, due strictly before the window closes): the
 /// count the progress bar and the report plan, computed with the loop's own arithmetic so
@@ -127,10 +122,10 @@ pub(crate) async fn run(args: &LoadgenArgs, s: &Settings) -> anyhow::Result<Load
     let mut late = TrafficModel::new(args.seed.wrapping_add(LATE_SEED), codes.len(), mix, Arc::clone(&uas), Arc::clone(&ips));
     let mut attack = attack_plan(args, &codes, mix, &uas, &ips)?;
     // the attack's window as offsets from the first request
-    let attack_window = if attack.is_some() { super::attack_window(args) } else { args.duration..args.duration };
+    let attack_window = super::attack_window(args);
     let attack_interval = 1.0 / args.attack_rate.unwrap_or(args.rate.max(20.0));
-    let planned_attack = if attack.is_some() { due_count(attack_interval, attack_window.end - attack_window.start) } else { 0 };
-    let planned = due_count(interval_of(args.rate), args.duration) + planned_attack;
+    let interval = 1.0 / args.rate;
+    let planned = due_count(interval, args.duration) + due_count(attack_interval, attack_window.end - attack_window.start);
     let shared = Arc::new(Mutex::new(Shared { truth, requests: RequestStats { planned, ..RequestStats::default() }, injected: InjectStats::default() }));
     let pb = if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(planned) };
     pb.set_style(
@@ -142,7 +137,6 @@ pub(crate) async fn run(args: &LoadgenArgs, s: &Settings) -> anyhow::Result<Load
     let mut history: Vec<Posted> = Vec::new();
     let (mut late_acc, mut dup_acc) = (0.0, 0.0);
     let max_late_ms = i64::try_from(args.max_lateness.as_millis()).unwrap_or(i64::MAX).max(1_001);
-    let interval = interval_of(args.rate);
     let start = Instant::now();
     let end = start + args.duration;
     let mut offset = Duration::ZERO;
