@@ -15,17 +15,47 @@ pub struct UnsupportedCharset {
     pub body: &'static str,
 }
 
-/// Checks the `charset` parameter of `media_type`, the parsed `Content-Type` of a JSON body:
-/// absent or UTF-8 (any case, quoted or not, as the `mime` crate compares it) is fine; any
-/// other is refused, since JSON exchanged between systems is UTF-8 (RFC 8259 §8.1). `body`
-/// names what the route's bodies hold, for the message. Callers answer the error with 415
-/// `unsupported_media_type`.
+/// Parses a `Content-Type` value with the `mime` crate, after reading it as RFC 9110 §8.3.1
+/// writes it: `type "/" subtype *( OWS ";" OWS [ parameter ] )`. The `mime` crate refuses
+/// two forms that grammar allows, whitespace before a `;` (`application/json ;charset=utf-8`)
+/// and empty parameters (`application/json;;`), so the parameters are first split at the
+/// `;`s outside quoted strings, trimmed, the empty ones dropped, and joined again with `"; "`.
+/// `None` when the result is still no media type (e.g. `json`, `application/json; x`).
+pub fn parse_media_type(value: &str) -> Option<mime::Mime> {
+    let mut parts: Vec<&str> = Vec::new();
+    let (mut from, mut quoted) = (0, false);
+    for (i, c) in value.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            ';' if !quoted => {
+                parts.push(&value[from..i]);
+                from = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&value[from..]);
+    let mut parts = parts.into_iter().map(str::trim);
+    let mut text = parts.next().unwrap_or_default().to_owned();
+    for param in parts.filter(|p| !p.is_empty()) {
+        text.push_str("; ");
+        text.push_str(param);
+    }
+    text.parse().ok()
+}
+
+/// Checks the `charset` parameters of `media_type`, the parsed `Content-Type` of a JSON
+/// body: none, or each naming UTF-8 (any case, quoted or not, as the `mime` crate compares
+/// it), is fine; any other is refused, since JSON exchanged between systems is UTF-8 (RFC
+/// 8259 §8.1) — also when another `charset` of the same header names UTF-8
+/// (`charset=utf-8; charset=latin1` is refused for `latin1`). `body` names what the route's
+/// bodies hold, for the message. Callers answer the error with 415 `unsupported_media_type`.
 ///
-/// Errors: [`UnsupportedCharset`] for a charset other than UTF-8.
+/// Errors: [`UnsupportedCharset`] for the first charset other than UTF-8.
 pub fn check_json_charset(media_type: &mime::Mime, body: &'static str) -> Result<(), UnsupportedCharset> {
-    match media_type.get_param(mime::CHARSET) {
-        Some(charset) if charset != mime::UTF_8 => Err(UnsupportedCharset { charset: charset.as_str().to_owned(), body }),
-        _ => Ok(()),
+    match media_type.params().find(|(name, value)| *name == mime::CHARSET && *value != mime::UTF_8) {
+        Some((_, charset)) => Err(UnsupportedCharset { charset: charset.as_str().to_owned(), body }),
+        None => Ok(()),
     }
 }
 
@@ -58,9 +88,45 @@ mod tests {
         }
         let e = check_json_charset(&"application/x-ndjson; charset=iso-8859-1".parse().expect("a media type"), "events").expect_err("latin-1");
         assert_eq!(e.to_string(), "charset iso-8859-1 is not supported: events are UTF-8 (RFC 8259 §8.1); send charset=utf-8 or no charset");
+        for (content_type, charset) in
+            [("application/json; charset=utf-8; charset=latin1", "latin1"), ("application/json; charset=utf-16; charset=utf-8", "utf-16")]
+        {
+            assert_eq!(check(content_type), Err(UnsupportedCharset { charset: charset.to_owned(), body: "JSON bodies" }), "{content_type}");
+        }
+        assert_eq!(check("application/json; charset=utf-8; charset=UTF-8"), Ok(()));
         assert_eq!(
             check("application/json; charset=utf-16").expect_err("utf-16").to_string(),
             "charset utf-16 is not supported: JSON bodies are UTF-8 (RFC 8259 §8.1); send charset=utf-8 or no charset"
         );
+    }
+
+    /// The parameters of `value` as the `mime` crate reads them after [`parse_media_type`].
+    fn params(value: &str) -> Option<(String, Vec<(String, String)>)> {
+        parse_media_type(value).map(|m| (m.essence_str().to_owned(), m.params().map(|(n, v)| (n.to_string(), v.to_string())).collect()))
+    }
+
+    #[test]
+    fn whitespace_before_semicolons_and_empty_parameters_are_read_as_rfc_9110_allows() {
+        let utf8 = || Some(("application/json".to_owned(), vec![("charset".to_owned(), "utf-8".to_owned())]));
+        for value in [
+            "application/json;charset=utf-8",
+            "application/json ;charset=utf-8",
+            "application/json\t; charset=utf-8 ",
+            "application/json;;; charset=utf-8;",
+            " application/json ; ; charset=utf-8 ; ",
+        ] {
+            assert_eq!(params(value), utf8(), "{value:?}");
+        }
+        for value in ["application/json", "application/json;", "application/json;;;", "application/json ; "] {
+            assert_eq!(params(value), Some(("application/json".to_owned(), vec![])), "{value:?}");
+        }
+        // A `;` inside a quoted string is part of the value.
+        assert_eq!(
+            params("application/json; x=\"a;b\" ;charset=utf-8"),
+            Some(("application/json".to_owned(), vec![("x".to_owned(), "a;b".to_owned()), ("charset".to_owned(), "utf-8".to_owned())]))
+        );
+        for bad in ["", ";", "json", "application/json; x", "application/json; charset = utf-8", "/json", "application/json; x=\"open"] {
+            assert_eq!(params(bad), None, "{bad:?}");
+        }
     }
 }

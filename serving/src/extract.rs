@@ -174,7 +174,8 @@ pub fn json_body_error(e: sluice_schemas::strict_json::StrictJsonError) -> ApiEr
 }
 
 /// `Content-Type` must be `application/json` or `application/*+json` (RFC 6839), parsed by
-/// the `mime` crate; a `charset` parameter, when present, must name UTF-8, the only encoding
+/// [`sluice_schemas::media_type::parse_media_type`] (RFC 9110's whitespace and empty
+/// parameters allowed); a `charset` parameter, when present, must name UTF-8, the only encoding
 /// of JSON exchanged between systems (RFC 8259 §8.1;
 /// [`sluice_schemas::media_type::check_json_charset`], shared with `POST /v1/events`).
 ///
@@ -184,7 +185,7 @@ fn check_json_content_type(headers: &axum::http::HeaderMap) -> Result<(), ApiErr
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let refuse =
         |message: String| Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", message).with_details(json!({ "content_type": ct })));
-    let Ok(mime) = ct.parse::<mime::Mime>() else {
+    let Some(mime) = sluice_schemas::media_type::parse_media_type(ct) else {
         return refuse("expected content-type application/json".to_string());
     };
     let json = mime.type_() == mime::APPLICATION && (mime.subtype() == mime::JSON || mime.suffix() == Some(mime::JSON));
@@ -407,8 +408,14 @@ mod tests {
             h.insert(header::CONTENT_TYPE, ct.parse().expect("header value"));
             h
         };
-        for ok in ["application/json", "application/json; charset=utf-8", "Application/JSON; Charset=\"UTF-8\"", "application/merge-patch+json; charset=UTF-8"]
-        {
+        for ok in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "Application/JSON; Charset=\"UTF-8\"",
+            "application/merge-patch+json; charset=UTF-8",
+            "application/json ;charset=utf-8",
+            "application/json;;;",
+        ] {
             assert!(check_json_content_type(&headers(ok)).is_ok(), "{ok}");
         }
         for (ct, message) in [
@@ -419,6 +426,10 @@ mod tests {
             ),
             ("text/plain; charset=utf-8", "expected content-type application/json"),
             ("application/", "expected content-type application/json"),
+            (
+                "application/json; charset=utf-8; charset=latin1",
+                "charset latin1 is not supported: JSON bodies are UTF-8 (RFC 8259 §8.1); send charset=utf-8 or no charset",
+            ),
         ] {
             let e = check_json_content_type(&headers(ct)).expect_err(ct);
             assert_eq!(

@@ -84,10 +84,14 @@ async fn if_match_and_if_none_match_lines_form_one_list(b: Backend) {
     assert_eq!(r.status, StatusCode::NOT_MODIFIED);
     // If-Match on GET (RFC 9110 §13.2.2): a stale tag is 412; the current one, in any line, or `*` reads the link.
     with_if_match(&app, Method::GET, &path, [stale, "\"1-1\""], None).await.assert_error(412, "precondition_failed");
-    for lines in [[stale, current.as_str()], ["*", stale]] {
-        let r = with_if_match(&app, Method::GET, &path, lines, None).await;
+    for lines in [&[stale, current.as_str()][..], &["*"]] {
+        let h: Vec<_> = lines.iter().map(|l| ("if-match", *l)).collect();
+        let r = app.request(Method::GET, &path, &h, None).await;
         assert_eq!((r.status, r.json()["code"].as_str()), (StatusCode::OK, Some(code.as_str())), "{lines:?}");
     }
+    // `*` stands alone (§13.1.1): listed with a tag, in another line, the field is refused.
+    let err = with_if_match(&app, Method::GET, &path, ["*", stale], None).await.assert_error(400, "invalid_etag");
+    assert_eq!(err["details"], json!({"header": "If-Match", "value": "*, \"0-0\""}));
     // If-Match: the current tag in the second line applies the PATCH (only the first line
     // was read before: 412).
     let r = with_if_match(&app, Method::PATCH, &path, [stale, &current], Some(json!({"tags": ["second-line"]}))).await;

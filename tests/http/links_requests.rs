@@ -65,15 +65,17 @@ async fn malformed_requests_get_json_errors(b: Backend) {
         .await;
     assert_eq!(ok.status, StatusCode::CREATED);
     // JSON is UTF-8 (RFC 8259 §8.1): another charset is refused, not decoded as UTF-8 anyway;
-    // a `+json` suffix type, an upper-case `UTF-8` and a quoted charset are fine.
-    for ct in ["application/json; charset=latin1", "application/json; charset=utf-16", "application/json;;;", "application/"] {
+    // also when another charset parameter names UTF-8. A `+json` suffix type, an upper-case
+    // `UTF-8`, a quoted charset, whitespace before a `;` and empty parameters (RFC 9110
+    // §8.3.1: `*( OWS ";" OWS [ parameter ] )`) are fine.
+    for ct in ["application/json; charset=latin1", "application/json; charset=utf-16", "application/json; charset=utf-8; charset=latin1", "application/"] {
         let err = app
             .request(Method::POST, "/v1/links", &[("content-type", ct)], Some(json!({"long_url": "https://e.example/cs"}).to_string()))
             .await
             .assert_error(415, "unsupported_media_type");
         assert_eq!(err["details"]["content_type"], ct);
     }
-    for ct in ["application/merge-patch+json", "Application/JSON; Charset=\"UTF-8\""] {
+    for ct in ["application/merge-patch+json", "Application/JSON; Charset=\"UTF-8\"", "application/json;;;", "application/json ;charset=utf-8"] {
         let ok = app.request(Method::POST, "/v1/links", &[("content-type", ct)], Some(json!({"long_url": "https://e.example/ok"}).to_string())).await;
         assert_eq!(ok.status, StatusCode::CREATED, "{ct}");
     }

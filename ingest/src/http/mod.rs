@@ -392,7 +392,8 @@ fn parse_query(query: Option<&str>) -> Result<bool, ApiError> {
     Ok(backfill.unwrap_or(false))
 }
 
-/// The body's format from `Content-Type` (parsed by the `mime` crate): `application/json`
+/// The body's format from `Content-Type` (parsed by
+/// [`sluice_schemas::media_type::parse_media_type`]): `application/json`
 /// (an array) or one of the NDJSON types; a `charset` parameter, when present, must name
 /// UTF-8 (RFC 8259 §8.1), as on every JSON route of the API (the one check of both:
 /// [`sluice_schemas::media_type::check_json_charset`]).
@@ -404,7 +405,7 @@ fn body_format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
     let refuse =
         |message: String| Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", message).with_details(json!({ "content_type": ct })));
     let expected = "expected content-type application/json (an array of events) or application/x-ndjson (one event per line)";
-    let Ok(mime) = ct.parse::<mime::Mime>() else {
+    let Some(mime) = sluice_schemas::media_type::parse_media_type(ct) else {
         return refuse(expected.to_owned());
     };
     let format = match mime.essence_str() {

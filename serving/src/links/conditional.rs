@@ -6,7 +6,8 @@
 //! an ETag of ours: instead of counting it as "no match" (a GET then answers 200 with the
 //! body as if nothing had been sent, a PATCH 412 "modified" however often it is retried),
 //! the request is refused with 400 `invalid_etag`, naming the header and the member
-//! ([`Condition::read`]). `*` is taken as a member of a list too (it matches any ETag).
+//! ([`Condition::read`]). `*` stands alone (`"*" / #entity-tag`, §13.1.1): a field that lists
+//! it with entity tags or twice (`*, "a"`, on one line or several) is refused the same way.
 
 use axum::http::{HeaderMap, HeaderName, header};
 use serde_json::json;
@@ -26,15 +27,18 @@ impl Condition {
     /// The field `name` (`If-Match` or `If-None-Match`) of `headers`: `Ok(None)` when absent.
     ///
     /// Errors: 400 `invalid_etag` when a member is neither `*` nor an entity tag (details
-    /// `{"header", "value"}`: the header's name and the member as sent, bounded).
+    /// `{"header", "value"}`: the header's name and the member as sent, bounded), or when
+    /// `*` is not the field's only member (details `value`: the field's lines joined by `, `).
     pub fn read(headers: &HeaderMap, name: &HeaderName) -> Result<Option<Condition>, ApiError> {
         let mut lines = headers.get_all(name).iter().peekable();
         if lines.peek().is_none() {
             return Ok(None);
         }
         let mut cond = Condition { any: false, tags: Vec::new() };
-        for line in lines {
+        let mut members_seen = 0usize;
+        for line in headers.get_all(name) {
             for member in members(line.as_bytes()) {
+                members_seen += 1;
                 match member {
                     b"*" => cond.any = true,
                     m => match entity_tag(m) {
@@ -44,12 +48,17 @@ impl Condition {
                 }
             }
         }
+        if cond.any && members_seen > 1 {
+            let field: Vec<&[u8]> = headers.get_all(name).iter().map(|l| l.as_bytes()).collect();
+            return Err(star_not_alone(name, &field.join(&b", "[..])));
+        }
         Ok(Some(cond))
     }
 
-    /// Whether `*` alone was sent (the link must exist, whatever its revision).
+    /// Whether `*` was sent (then it is the field's only member: the link must exist,
+    /// whatever its revision).
     pub fn is_any(&self) -> bool {
-        self.any && self.tags.is_empty()
+        self.any
     }
 
     /// Strong comparison with the ETag `current` (`If-Match`, §8.8.3.2): `*`, or a listed
@@ -117,6 +126,14 @@ fn invalid(name: &HeaderName, member: &[u8]) -> ApiError {
     ApiError::bad_request("invalid_etag", message).with_details(json!({ "header": display, "value": value }))
 }
 
+/// 400 `invalid_etag` for the field `name` (its lines `field`) listing `*` with other members.
+fn star_not_alone(name: &HeaderName, field: &[u8]) -> ApiError {
+    let display = if name == header::IF_MATCH { "If-Match" } else { "If-None-Match" };
+    let value = String::from_utf8_lossy(field);
+    let message = format!("{display} must be * alone or a list of entity tags, not both (RFC 9110 section 13.1.1); got \"{}\"", echo(&value));
+    ApiError::bad_request("invalid_etag", message).with_details(json!({ "header": display, "value": value }))
+}
+
 #[cfg(test)]
 mod tests {
     use axum::http::HeaderValue;
@@ -140,7 +157,28 @@ mod tests {
         assert_eq!(read(&header::IF_MATCH, &[]), Ok(None));
         let star = read(&header::IF_NONE_MATCH, &[b"*"]).expect("valid").expect("present");
         assert!(star.is_any() && star.matches_strong("\"x\"") && star.matches_weak("\"x\""));
-        assert!(!read(&header::IF_MATCH, &[b"*, \"a\""]).expect("valid").expect("present").is_any(), "a list holding *");
+    }
+
+    #[test]
+    fn star_with_other_members_is_400_invalid_etag() {
+        for (name, lines, value) in [
+            (&header::IF_MATCH, &[&b"*, \"a\""[..]][..], "*, \"a\""),
+            (&header::IF_MATCH, &[b"\"a\"", b"*"], "\"a\", *"),
+            (&header::IF_NONE_MATCH, &[b"*,*"], "*,*"),
+            (&header::IF_NONE_MATCH, &[b"*", b" *"], "*,  *"),
+        ] {
+            let e = read(name, lines).expect_err(value);
+            let display = if *name == header::IF_MATCH { "If-Match" } else { "If-None-Match" };
+            assert_eq!((e.status.as_u16(), e.code), (400, "invalid_etag"), "{value}");
+            assert_eq!(e.details, json!({"header": display, "value": value}), "{value}");
+            assert_eq!(
+                e.message,
+                format!("{display} must be * alone or a list of entity tags, not both (RFC 9110 section 13.1.1); got \"{value}\""),
+                "{value}"
+            );
+        }
+        // Empty members around a lone `*` are no members (§5.6.1.2).
+        assert!(read(&header::IF_MATCH, &[b" , *,", b""]).expect("valid").expect("present").is_any());
     }
 
     #[test]
