@@ -145,6 +145,29 @@ pub enum Error {
         /// What was found, and why it could not be written back.
         detail: String,
     },
+    /// The click log file was damaged while the log had it open and could not be written back
+    /// (`detail`), so the log moved it aside to `damaged` and goes on in a new file at `path`
+    /// that continues at offset `offset` (the old head, so offsets are never reused): new
+    /// clicks are kept and counted; the events the damaged file stored (offsets
+    /// `low..offset`) are gone from the log, the running dataflow keeps what it counted.
+    #[error(
+        "click log \"{path}\" was damaged while in use ({detail}); sluice moved it aside to \"{damaged}\" and goes on in a new click \
+         log at \"{path}\" that continues at offset {offset}, so new clicks are kept and counted. The clicks the damaged file stored \
+         (offsets {low}..{offset}) are no longer in the log; the running stats keep those they counted. Stop sluice gracefully (its \
+         stop writes a checkpoint holding every click counted so far, which the next start continues from) and start it again"
+    )]
+    ClickLogContinued {
+        /// The log file (now the new log).
+        path: String,
+        /// Where the damaged file was moved.
+        damaged: String,
+        /// What was found, and why it could not be written back.
+        detail: String,
+        /// The lowest offset the damaged file stored.
+        low: u64,
+        /// The offset the new log continues at (the old head).
+        offset: u64,
+    },
     /// The anomaly store hit an I/O error (a full disk, a failing device) and is closed: redb
     /// refuses every operation on a database after one, so the store drops it and opens the
     /// file again at the next operation (with backoff, see `anomaly_store` module docs).
@@ -513,6 +536,7 @@ impl Error {
             | Error::ClickLogFormat { .. }
             | Error::ClickLogDamaged { .. }
             | Error::ClickLogDamagedInUse { .. }
+            | Error::ClickLogContinued { .. }
             | Error::StoreDamaged { .. }
             | Error::Config(_) => "internal",
             #[cfg(feature = "kafka")]

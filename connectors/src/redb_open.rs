@@ -64,6 +64,23 @@ pub fn open_checked_gated<E>(
     damaged: impl FnOnce(String) -> E,
     other: impl FnOnce(redb::DatabaseError) -> E,
 ) -> Result<Database, E> {
+    open_checked_gated_with(path, what, cache_bytes, warn, damaged, other, redb::backends::FileBackend::new)
+}
+
+/// [`open_checked_gated`] through the storage backend `backend` makes of the file (opened for
+/// reading and writing, created when missing, as redb's own `create` opens it), e.g. one
+/// that wraps redb's [`redb::backends::FileBackend`] to watch what redb does to the file.
+///
+/// Errors: as [`open_checked`]; `backend`'s error goes to `other`.
+pub fn open_checked_gated_with<E, B: redb::StorageBackend>(
+    path: &Path,
+    what: &'static str,
+    cache_bytes: Option<usize>,
+    warn: impl Fn(RepairWarning) -> bool + std::panic::UnwindSafe + 'static,
+    damaged: impl FnOnce(String) -> E,
+    other: impl FnOnce(redb::DatabaseError) -> E,
+    backend: impl FnOnce(std::fs::File) -> Result<B, redb::DatabaseError> + std::panic::UnwindSafe,
+) -> Result<Database, E> {
     if is_empty_file(path) {
         return Err(damaged(EMPTY_FILE.into()));
     }
@@ -102,7 +119,8 @@ pub fn open_checked_gated<E>(
                 }
             }
         });
-        builder.create(path)
+        let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).map_err(io_error)?;
+        builder.create_with_backend(backend(file)?)
     });
     match classify(opened, "opening") {
         Ok(db) => Ok(db),

@@ -199,7 +199,8 @@ impl ClickLog {
             tracing::warn!(path = %self.inner.path.display(), error = %e, "click log: closing the old file failed");
         }
         *self.inner.active.lock().unwrap_or_else(|p| p.into_inner()) = target.to_path_buf();
-        let opened = (self.inner.opener)(target, &self.inner.episode).and_then(|db| check_format_and_init(&db, target).map(|(head, _, _)| (db, head)));
+        let opened = (self.inner.opener)(target, &self.inner.episode, &self.inner.watch.guard)
+            .and_then(|db| check_format_and_init(&db, target).map(|(head, _, _)| (db, head)));
         match opened {
             Ok((db, head)) => {
                 if head != w.head {

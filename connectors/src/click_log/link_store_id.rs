@@ -12,7 +12,7 @@ use crate::{Error, Result};
 
 /// `meta` key: the id of the link store ([`crate::link_store::LinkStore::store_id`]) this log
 /// was last served with. Absent in a log only `sluice import` has written.
-const META_LINK_STORE: &str = "link_store";
+pub(super) const META_LINK_STORE: &str = "link_store";
 
 impl ClickLog {
     /// The link store id recorded by [`Self::set_link_store_id`], if any.

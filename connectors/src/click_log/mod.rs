@@ -127,7 +127,7 @@ struct Inner {
     watch: damage::Watch,
     /// Damage found while the file is open that could not be repaired (`damage.rs`); kept
     /// until the process stops.
-    damage: Mutex<Option<String>>,
+    damage: Mutex<Option<damage::Damage>>,
     /// What the current I/O-error episode logged (`recovery.rs`).
     episode: Arc<crate::io_episode::Episode>,
     /// [`ClickLog::log_id`] as read when the log was opened.
@@ -159,8 +159,10 @@ pub use file_check::{FileCheck, side_files};
 use read::visit_db;
 pub use read_only::ClickLogReader;
 
-/// Opens the log file at the given path (see [`ClickLog::open`]) in the log's I/O-error episode.
-type Opener = Box<dyn Fn(&Path, &Arc<crate::io_episode::Episode>) -> Result<Database> + Send + Sync>;
+/// Opens the log file at the given path (see [`ClickLog::open`]) in the log's I/O-error
+/// episode, keeping the log's length guard up to date (`len_guard.rs`; a test opener may
+/// leave it alone: the log then samples the length after each commit instead).
+type Opener = Box<dyn Fn(&Path, &Arc<crate::io_episode::Episode>, &Arc<len_guard::LenGuard>) -> Result<Database> + Send + Sync>;
 
 /// What appends and truncations hold their lock on.
 struct WriteState {
@@ -181,17 +183,21 @@ impl std::fmt::Debug for ClickLog {
 
 /// Opens (or creates) the redb file at `path` with the integrity check on (module docs); an
 /// empty file is damage, not a new log (`redb_open::EMPTY_FILE`). redb's repair warning is
-/// logged once per I/O-error `episode` (`recovery.rs`).
-fn open_checked(path: &Path, episode: &Arc<crate::io_episode::Episode>) -> Result<Database> {
+/// logged once per I/O-error `episode` (`recovery.rs`). The file goes through a
+/// [`len_guard::GuardedBackend`] keeping `guard` up to date (disarmed when the open fails).
+fn open_checked(path: &Path, episode: &Arc<crate::io_episode::Episode>, guard: &Arc<len_guard::LenGuard>) -> Result<Database> {
     let episode = Arc::clone(episode);
-    crate::redb_open::open_checked_gated(
+    let g = Arc::clone(guard);
+    crate::redb_open::open_checked_gated_with(
         path,
         "click log",
         Some(CLICK_LOG_CACHE_BYTES),
         move |which| episode.first(which.into()),
         |detail| Error::ClickLogDamaged { path: path.display().to_string(), dir: data_dir_of(path), detail },
         |e| Error::click_log("open", e),
+        move |file| len_guard::GuardedBackend::new(file, g),
     )
+    .inspect_err(|_| guard.disarm())
 }
 
 /// The directory holding the log file at `path`, for messages (`.` when it has none).
@@ -224,10 +230,10 @@ impl ClickLog {
         if path.is_dir() {
             return Err(Error::Config(format!("the click log \"{}\" is a directory, not a file: move it out of the data dir", path.display())));
         }
-        let db = opener(&path, &Arc::default())?;
+        let watch = damage::Watch::default();
+        let db = opener(&path, &Arc::default(), &watch.guard)?;
         let (head, low, log_id) = check_format_and_init(&db, &path)?;
         let (head_tx, _) = watch::channel(head);
-        let watch = damage::Watch::default();
         let file_id = watch.attach(&path);
         tracing::debug!(path = %path.display(), low, head, "click log open");
         Ok(ClickLog {
@@ -455,6 +461,7 @@ mod damage_tests;
 mod file_check;
 #[cfg(test)]
 mod file_check_tests;
+mod len_guard;
 mod link_store_id;
 mod read;
 mod read_only;

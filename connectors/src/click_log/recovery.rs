@@ -234,7 +234,8 @@ impl ClickLog {
         {
             once_per_episode!(self.inner.episode, Said::CloseFailed, warn, path = %path.display(), error = %e, "click log: closing the file after an I/O error failed");
         }
-        let opened = (self.inner.opener)(path, &self.inner.episode).and_then(|db| check_format_and_init(&db, path).map(|(head, low, _)| (db, head, low)));
+        let opened = (self.inner.opener)(path, &self.inner.episode, &self.inner.watch.guard)
+            .and_then(|db| check_format_and_init(&db, path).map(|(head, low, _)| (db, head, low)));
         let (db, file_head, file_low) = match opened {
             Ok(o) => o,
             Err(e) => {

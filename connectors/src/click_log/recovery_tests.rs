@@ -97,7 +97,7 @@ impl StorageBackend for FaultyBackend {
 fn faulty_log(dir: &Path, backoff: Duration) -> (ClickLog, Arc<Faults>) {
     let faults = Arc::new(Faults::default());
     let f = Arc::clone(&faults);
-    let opener: Opener = Box::new(move |path, _| {
+    let opener: Opener = Box::new(move |path, _, _| {
         f.opens.fetch_add(1, Ordering::SeqCst);
         let file = std::fs::OpenOptions::new()
             .read(true)
