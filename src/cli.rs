@@ -103,6 +103,9 @@ pub struct ServeArgs {
     /// Timely hostfile: one host:port per process, in process-id order (dataflow.hostfile).
     #[arg(long, value_name = "FILE")]
     pub hostfile: Option<PathBuf>,
+    /// Start even though the click log starts past offset 0 (after `sluice log reset`) and no checkpoint holds the clicks before it: the stats count only the clicks from the log's start, and the next checkpoint wins over the older ones if they are put back later. Without it such a start is refused.
+    #[arg(long)]
+    pub count_from_log_start: bool,
 }
 
 impl ServeArgs {
@@ -127,6 +130,7 @@ impl ServeArgs {
         d.processes = self.processes.unwrap_or(d.processes);
         d.process_id = self.process_id.unwrap_or(d.process_id);
         d.hostfile = self.hostfile.clone().or(d.hostfile.take());
+        d.count_from_log_start = self.count_from_log_start;
         cfg.validate()?;
         Ok(cfg)
     }

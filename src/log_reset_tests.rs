@@ -73,3 +73,50 @@ fn a_stray_checkpoint_name_beyond_u64_is_not_the_newest() {
     assert!(report.contains(&format!("(rewritten from \"{}\")", ckpts.join(format!("ckpt-{:020}.bin", 200)).display())), "{report}");
     assert_eq!(bins(&ckpts), vec![format!("ckpt-{:020}.bin", 201), "ckpt-99999999999999999999.bin".to_owned()]);
 }
+
+/// After a reset the log continues at the newest checkpoint's end (55,090). A start with
+/// the checkpoints moved away used to warn and count from zero on top of that offset, and
+/// its next checkpoint then won over the restored ones: it is refused, naming the offset,
+/// the checkpoint directory and both ways on; `--count-from-log-start` accepts the loss;
+/// with the checkpoints back the start resumes from the one at 55,090.
+#[tokio::test]
+async fn a_reset_log_without_its_checkpoints_is_refused_at_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("d");
+    let mut cfg = config(&data);
+    let partition = cfg.dataflow.partition();
+    let log_id = ClickLog::open(&data).expect("create the log").log_id();
+    let ckpts = checkpoint::dir_of(&data);
+    checkpoint::write(&ckpts, &checkpoint(100, 55_090, log_id, partition)).expect("write");
+    std::fs::remove_file(data.join(CLICK_LOG_FILE_NAME)).expect("the log is lost");
+    let report = run(&cfg).unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(report.contains("is empty and continues at offset 55090"), "{report}");
+    let log = ClickLog::open(&data).expect("the new log");
+    assert_eq!((log.low(), log.head()), (55_090, 55_090));
+    let moved = dir.path().join("checkpoints-elsewhere");
+    std::fs::rename(&ckpts, &moved).expect("move the checkpoints away");
+
+    let e = crate::job::DataflowJob::check_start(&cfg, log.clone()).await.expect_err("refused");
+    assert_eq!(
+        format!("{e:#}"),
+        format!(
+            "the click log in the data dir starts at offset 55090 (it was reset, or continued after damage), but no checkpoint in {} \
+             holds the 55090 clicks before it (checkpoints moved away, deleted, or of another input). Starting would count only the \
+             clicks from offset 55090 on, and its next checkpoint would then win over the older ones if they are put back. Put back \
+             the checkpoints directory that holds them (after `sluice log reset`, the newest checkpoint of this log ends at offset \
+             55090), or, to accept losing those 55090 clicks from the stats, start with `sluice serve --count-from-log-start`",
+            ckpts.display()
+        )
+    );
+    assert!(!ckpts.exists(), "a refused start writes no checkpoint");
+
+    cfg.dataflow.count_from_log_start = true;
+    let start = crate::job::DataflowJob::check_start(&cfg, log.clone()).await.unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(start.restored().is_none());
+    cfg.dataflow.count_from_log_start = false;
+
+    std::fs::rename(&moved, &ckpts).expect("put the checkpoints back");
+    let start = crate::job::DataflowJob::check_start(&cfg, log).await.unwrap_or_else(|e| panic!("{e:#}"));
+    let f = start.restored().expect("restored");
+    assert_eq!(f.snapshot.offsets.get(&partition).copied(), Some(55_090));
+}

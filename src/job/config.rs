@@ -70,6 +70,11 @@ pub struct DataflowSection {
     /// [`MIN_CHECKPOINT_INTERVAL`] and at most 1 day. Needs `processes = 1`.
     #[serde(with = "humantime_serde")]
     pub checkpoint_interval: Duration,
+    /// Start even when the click log starts past offset 0 and no checkpoint holds the clicks
+    /// before it: count only the clicks from the log's start (`sluice serve
+    /// --count-from-log-start`; not a configuration key). Off: such a start is refused.
+    #[serde(skip)]
+    pub count_from_log_start: bool,
     /// `[dataflow.abuse]`: the abuse detectors' thresholds and windows (keys and defaults in
     /// `sluice_dataflows::config::AbuseConfig` and the dataflows README, "Abuse detection").
     pub abuse: AbuseConfig,
@@ -97,6 +102,7 @@ impl Default for DataflowSection {
             meta_poll_interval: Duration::from_secs(1),
             geoip_path: None,
             checkpoint_interval: Duration::from_secs(30),
+            count_from_log_start: false,
             abuse: pipe.abuse.clone(),
         }
     }

@@ -144,6 +144,14 @@ pub struct StartPoint {
     restored: Option<(std::path::PathBuf, checkpoint::CheckpointFile)>,
 }
 
+#[cfg(test)]
+impl StartPoint {
+    /// The checkpoint the start resumes from, if any.
+    pub(crate) fn restored(&self) -> Option<&checkpoint::CheckpointFile> {
+        self.restored.as_ref().map(|(_, f)| f)
+    }
+}
+
 impl std::fmt::Debug for StartPoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StartPoint").field("source", &self.source_id).field("checkpoint", &self.restored.as_ref().map(|(p, _)| p)).finish_non_exhaustive()
@@ -232,7 +240,9 @@ impl DataflowJob {
     ///
     /// Errors: the newest checkpoint was taken of another click log
     /// ([`checkpoint::load_latest_for_log`]) or starts past the log's head (the log was
-    /// deleted, truncated or replaced); the checkpoint directory cannot be listed.
+    /// deleted, truncated or replaced); the log starts past offset 0 and no checkpoint of it
+    /// is found while checkpoints are on (unless `count_from_log_start`); the checkpoint
+    /// directory cannot be listed.
     pub async fn check_start(cfg: &Config, log: ClickLog) -> anyhow::Result<StartPoint> {
         let checkpoints_on = !cfg.dataflow.checkpoint_interval.is_zero() && cfg.dataflow.processes == 1;
         let source_id = if cfg.kafka.enabled() {
@@ -250,15 +260,26 @@ impl DataflowJob {
         };
         if !cfg.kafka.enabled() && restored.is_none() && log.low() > 0 {
             // Nothing holds the clicks below the log's start any more (a `sluice log reset`
-            // kept them only in checkpoints, now moved away or of another input).
+            // kept them only in checkpoints, now moved away or of another input). Counting
+            // from the log's start would write a checkpoint newer than those, which would win
+            // over them once they are put back: refused unless asked for (README, "Checkpoints").
+            let low = log.low();
+            if checkpoints_on && !cfg.dataflow.count_from_log_start {
+                anyhow::bail!(
+                    "the click log in the data dir starts at offset {low} (it was reset, or continued after damage), but no checkpoint in {} \
+                     holds the {low} clicks before it (checkpoints moved away, deleted, or of another input). Starting would count only the \
+                     clicks from offset {low} on, and its next checkpoint would then win over the older ones if they are put back. Put \
+                     back the checkpoints directory that holds them (after `sluice log reset`, the newest checkpoint of this log ends at \
+                     offset {low}), or, to accept losing those {low} clicks from the stats, start with `sluice serve --count-from-log-start`",
+                    checkpoint_dir.display()
+                );
+            }
             tracing::warn!(
-                first_offset = log.low(),
+                first_offset = low,
                 checkpoints = checkpoints_on,
-                "the click log starts at offset {} and no checkpoint of it is restored: the views (and sinks rebuilt from them) count only \
-                 the clicks from that offset on; the {} clicks before it are not counted (put back the checkpoints directory kept by \
-                 `sluice log reset` to count them)",
-                log.low(),
-                log.low()
+                "the click log starts at offset {low} and no checkpoint of it is restored: the views (and sinks rebuilt from them) count only \
+                 the clicks from that offset on; the {low} clicks before it are not counted (put back the checkpoints directory kept by \
+                 `sluice log reset` to count them)"
             );
         }
         if !cfg.kafka.enabled() {
