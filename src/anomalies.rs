@@ -404,12 +404,15 @@ impl Rederive {
 
 /// Warns when `anomalies.redb` is missing from `data_dir` while the dataflow has checkpoints
 /// there: the store is created empty, and the dataflow, restored from a checkpoint, does not
-/// derive the earlier anomalies again.
+/// derive the earlier anomalies again. Only checkpoints a start could restore count
+/// ([`crate::job::checkpoint::list_intact`]): any other file named like one is skipped with
+/// a warning naming it and what is wrong with it (a start without a checkpoint replays the
+/// click log and derives the anomalies again).
 fn warn_if_history_lost(data_dir: &std::path::Path) {
     use sluice_connectors::anomaly_store::ANOMALY_STORE_FILE_NAME;
     let path = data_dir.join(ANOMALY_STORE_FILE_NAME);
     let checkpoints = crate::job::checkpoint::dir_of(data_dir);
-    if !path.exists() && crate::job::checkpoint::list(&checkpoints).is_ok_and(|f| !f.is_empty()) {
+    if !path.exists() && crate::job::checkpoint::list_intact(&checkpoints).is_ok_and(|f| !f.is_empty()) {
         tracing::warn!(
             path = %path.display(),
             checkpoints = %checkpoints.display(),

@@ -589,7 +589,7 @@ pub mod admin;
 pub mod bounds;
 mod data_dir;
 mod load_error;
-pub use data_dir::{create_data_dir, create_data_dir_named, existing_data_dir};
+pub use data_dir::{check_store_flag, create_data_dir, create_data_dir_named, existing_data_dir};
 
 #[cfg(test)]
 mod tests;

@@ -118,6 +118,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             runtime_with_slice(cfg.server.workers, slice)?.block_on(serve::run(cfg))
         }
         Command::Migrate(args) => {
+            if let Some(store) = &args.store {
+                // Before anything is read or created: a usage error (exit 2) naming the path.
+                sluice::config::check_store_flag(store).map_err(bench::BenchError::Usage)?;
+            }
             let flags = FlagOverrides { data_dir: args.common.data_dir.clone(), ..FlagOverrides::default() };
             let cfg = Config::load(args.common.config.as_deref(), &flags)?;
             let location = args.store.clone().unwrap_or_else(|| cfg.store_location());

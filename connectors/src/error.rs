@@ -315,6 +315,22 @@ pub enum Error {
         /// What sqlx reported.
         error: sqlx::Error,
     },
+    /// The link store's SQLite file could not be opened or first read (a path that is no
+    /// regular file, e.g. a FIFO; a directory where the file cannot be created, e.g. on a
+    /// read-only mount; an I/O error): the message names the file, what it is when it is no
+    /// regular file (`what`: `" (a FIFO (named pipe), not a regular file)"` or empty), and
+    /// SQLite's error once, e.g. `disk I/O error (SQLite code 10)` (in the message, not a
+    /// source: sqlx's "error returned from database: X" has X as its own source, which a
+    /// chain of sources would say twice).
+    #[error("SQLite could not open \"{path}\"{what}: {}", sqlite_cause(.error))]
+    StoreOpen {
+        /// The file.
+        path: String,
+        /// What the path is when it is no regular file, as a parenthesis; empty otherwise.
+        what: String,
+        /// What sqlx reported.
+        error: sqlx::Error,
+    },
     /// An event stored in the click log could not be decoded.
     #[error("could not decode click event at log offset {offset}")]
     ClickLogDecode {
@@ -466,7 +482,7 @@ impl Error {
     /// retryable store errors with 503 `store_unavailable`, the others with 500 `internal`.
     pub fn retryable(&self) -> bool {
         match self {
-            Error::Database(e) | Error::StoreConnect { error: e, .. } => match e {
+            Error::Database(e) | Error::StoreConnect { error: e, .. } | Error::StoreOpen { error: e, .. } => match e {
                 sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
                 sqlx::Error::Database(db) => match db.code() {
                     // SQLite (primary result code, the low byte of an extended one): BUSY (5),
@@ -528,7 +544,7 @@ impl Error {
             Error::Database(_) | Error::Migrate(_) | Error::ClickLog { .. } | Error::ClickLogClosed { .. } | Error::AnomalyStore { .. } => "external",
             Error::ClickLogDeleted { .. } | Error::ClickLogDirRemoved { .. } | Error::ClickLogReplaced { .. } | Error::ClickLogDiverted { .. } => "external",
             Error::LinkStoreFileMoved { .. } | Error::LinkStoreNotWritable { .. } | Error::StoreReadOnly { .. } => "external",
-            Error::LinkStoreLowOnSpace { .. } | Error::StoreConnectTimeout { .. } | Error::StoreConnect { .. } => "external",
+            Error::LinkStoreLowOnSpace { .. } | Error::StoreConnectTimeout { .. } | Error::StoreConnect { .. } | Error::StoreOpen { .. } => "external",
             Error::AnomalyStoreClosed { .. } | Error::AnomalyStoreDeleted { .. } | Error::AnomalyStoreReplaced { .. } => "external",
             Error::AnomalyStoreDirRemoved { .. } | Error::AnomalyStoreLost { .. } => "external",
             Error::Corrupt(_)
@@ -551,6 +567,19 @@ impl Error {
 
     pub(crate) fn click_log(op: &'static str, source: impl Into<redb::Error>) -> Self {
         Error::ClickLog { op, source: Box::new(source.into()) }
+    }
+}
+
+/// SQLite's own words for `e`: the message and its result code (`disk I/O error (SQLite code
+/// 10)`), without sqlx's "error returned from database: " prefix; any other error as sqlx
+/// says it.
+fn sqlite_cause(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(db) => match db.code() {
+            Some(code) => format!("{} (SQLite code {code})", db.message()),
+            None => db.message().to_owned(),
+        },
+        other => other.to_string(),
     }
 }
 

@@ -193,27 +193,43 @@ async fn a_deleted_store_file_is_written_back_and_a_replaced_one_fails_readiness
 
 /// A start with `anomalies.redb` missing while the dataflow has checkpoints warns that the
 /// anomaly history and event ids restart from zero; a first start (no checkpoints) does not.
+/// Finding: a file named like a checkpoint that is not one (garbage) counted as one, and the
+/// warning said the history was lost; it is now skipped with a warning naming it and why.
 #[test]
 fn a_missing_store_next_to_checkpoints_is_warned_about() {
+    use crate::job::checkpoint::{self, CheckpointFile, SourceIdentity};
     let captured = sluice_connectors::test_fs::CapturedLogs::default();
     let subscriber = tracing_subscriber::fmt().with_writer(captured.clone()).with_ansi(false).without_time().with_target(false).finish();
     let dir = tempfile::tempdir().expect("tempdir");
-    let checkpoints = crate::job::checkpoint::dir_of(dir.path());
+    let checkpoints = checkpoint::dir_of(dir.path());
+    let garbage = checkpoints.join("ckpt-00000000000000000001.bin");
+    let snapshot = sluice_dataflows::checkpoint::DataflowSnapshot { cut_epoch: 2, ..Default::default() };
+    let valid = CheckpointFile {
+        snapshot_version: sluice_dataflows::checkpoint::SNAPSHOT_VERSION,
+        created_ms: 1,
+        source: SourceIdentity::Log { partition: 0 },
+        snapshot,
+    };
     tracing::subscriber::with_default(subscriber, || {
         warn_if_history_lost(dir.path());
         std::fs::create_dir_all(&checkpoints).expect("checkpoints dir");
-        std::fs::write(checkpoints.join("ckpt-00000000000000000001.bin"), b"x").expect("write");
+        std::fs::write(&garbage, b"x").expect("write");
+        warn_if_history_lost(dir.path());
+        checkpoint::write(&checkpoints, &valid).expect("a checkpoint");
+        std::fs::remove_file(&garbage).expect("remove the garbage");
         warn_if_history_lost(dir.path());
         std::fs::write(dir.path().join(ANOMALY_STORE_FILE_NAME), b"").expect("a store file");
         warn_if_history_lost(dir.path());
     });
     let logs = captured.text();
     let expected = format!(
-        " WARN the anomaly store is missing while the dataflow has checkpoints: a new, empty anomaly store is created; the anomaly history \
+        " WARN skipping a file that is not a valid checkpoint path={} why=not a checkpoint file (bad magic or shorter than the header)\n \
+         WARN the anomaly store is missing while the dataflow has checkpoints: a new, empty anomaly store is created; the anomaly history \
          and the event ids (the stream's Last-Event-ID) restart from zero, and the dataflow, restored from its checkpoint, does not derive \
          the earlier anomalies again (put the old anomalies.redb back before starting to keep them) path={} checkpoints={}\n",
+        garbage.display(),
         dir.path().join(ANOMALY_STORE_FILE_NAME).display(),
         checkpoints.display()
     );
-    assert_eq!(logs, expected, "exactly one warning, for the second call");
+    assert_eq!(logs, expected, "the garbage file skipped, named, and not counted; one history warning, for the valid checkpoint");
 }

@@ -39,3 +39,80 @@ pub fn existing_data_dir(dir: &Path, nothing_to: &str) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Checks a `sluice migrate --store` value before anything is read or created: `--store`
+/// names a link store that is there to migrate, so unlike `--data-dir` (created if missing)
+/// it creates no directory. Accepted: a `postgres://` / `postgresql://` URL; an existing
+/// directory (its `links.db` is created if missing); a `sqlite:` URL whose file's directory
+/// exists (the file is created if missing).
+///
+/// Errors (the message for a usage error naming `--store` and the path): a URL of another
+/// scheme (never echoed: it may hold a password), a location [`StoreTarget::parse`] refuses
+/// (empty, in-memory, no file), a directory that does not exist, a file given as the
+/// directory, a `sqlite:` URL whose directory does not exist or is not a directory, or that
+/// names a directory.
+pub fn check_store_flag(store: &str) -> Result<(), String> {
+    use sluice_connectors::StoreTarget;
+    if let Some((scheme, _)) = store.split_once("://")
+        && !["postgres", "postgresql", "sqlite"].contains(&scheme)
+    {
+        return Err(format!("--store must be a data directory, a sqlite: URL or a postgres:// URL (got a URL with scheme {scheme:?})"));
+    }
+    let target = StoreTarget::parse(store).map_err(|e| format!("--store: {e}"))?;
+    let file = match (&target, target.sqlite_file()) {
+        (StoreTarget::Postgres(_), _) => return Ok(()),
+        (StoreTarget::SqliteDir(dir), _) if dir.is_dir() => return Ok(()),
+        (StoreTarget::SqliteDir(dir), _) if dir.exists() => return Err(format!("data dir \"{}\" is not a directory (check --store)", dir.display())),
+        (StoreTarget::SqliteDir(_), _) => {
+            return Err(format!(
+                "--store \"{store}\": no such directory (a data directory given as --store must exist, nothing is created: check the path, \
+                 or give --data-dir, which creates a missing one)"
+            ));
+        }
+        (StoreTarget::SqliteUrl(_), Ok(file)) => file.unwrap_or_default(),
+        (StoreTarget::SqliteUrl(_), Err(e)) => return Err(format!("--store \"{store}\" is not a valid sqlite: URL: {e}")),
+    };
+    if file.is_dir() {
+        return Err(format!("--store \"{store}\": \"{}\" is a directory; name the database file in it, or give the directory without sqlite:", file.display()));
+    }
+    let parent = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !parent.is_dir() {
+        let what = if parent.exists() { "is not a directory" } else { "does not exist" };
+        return Err(format!("--store \"{store}\": directory \"{}\" {what} (the database file is created if missing, its directory is not)", parent.display()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Finding: `migrate --store sqlite:/nonexistent/dir/x.db` created the missing
+    /// directories and `--store garbage` created `./garbage/links.db`. Both are refused now,
+    /// naming the path, and nothing is created.
+    #[test]
+    fn a_store_flag_naming_a_missing_directory_is_refused() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().display().to_string();
+        let file = tmp.path().join("afile");
+        std::fs::write(&file, "").expect("write");
+        let f = file.display().to_string();
+        let ok = [dir.clone(), format!("sqlite:{dir}/x.db"), format!("sqlite://{dir}/x.db"), format!("{dir}/"), "postgres://u:secret@h/db".to_owned()];
+        for store in &ok {
+            assert_eq!(check_store_flag(store), Ok(()), "{store}");
+        }
+        let refused = [
+            (format!("{dir}/garbage"), format!("--store \"{dir}/garbage\": no such directory (a data directory given as --store must exist, nothing is created: check the path, or give --data-dir, which creates a missing one)")),
+            (format!("sqlite:{dir}/nonexistent/dir/x.db"), format!("--store \"sqlite:{dir}/nonexistent/dir/x.db\": directory \"{dir}/nonexistent/dir\" does not exist (the database file is created if missing, its directory is not)")),
+            (format!("sqlite:{f}/x.db"), format!("--store \"sqlite:{f}/x.db\": directory \"{f}\" is not a directory (the database file is created if missing, its directory is not)")),
+            (format!("sqlite:{dir}"), format!("--store \"sqlite:{dir}\": \"{dir}\" is a directory; name the database file in it, or give the directory without sqlite:")),
+            (f.clone(), format!("data dir \"{f}\" is not a directory (check --store)")),
+            ("mysql://u:secret@h/db".to_owned(), "--store must be a data directory, a sqlite: URL or a postgres:// URL (got a URL with scheme \"mysql\")".to_owned()),
+            ("sqlite::memory:".to_owned(), "--store: invalid configuration: link store URL \"sqlite::memory:\" is an in-memory SQLite database, which keeps no link past the process: name a database file, e.g. sqlite:///var/lib/sluice/links.db".to_owned()),
+        ];
+        for (store, message) in &refused {
+            assert_eq!(check_store_flag(store).as_ref(), Err(message), "{store}");
+        }
+        assert_eq!(std::fs::read_dir(tmp.path()).expect("ls").count(), 1, "nothing created");
+    }
+}

@@ -47,7 +47,7 @@ mod format;
 mod load;
 mod round;
 
-pub use files::{KEEP, dir_of, list, next_name, remove_all, write};
+pub use files::{KEEP, dir_of, list_intact, next_name, remove_all, write};
 pub use format::{CheckpointFile, FILE_VERSION, MAGIC, SourceIdentity, decode, encode};
 pub use load::{NewestOfPartition, load_latest, load_latest_for_log, newest_of_partition, refuse_without_log, side_file_hint};
 pub use round::{Checkpointer, kafka_offsets, run, take};

@@ -87,8 +87,9 @@ fn a_regular_file_as_the_data_dir_is_named_as_not_a_directory_by_every_subcomman
         let out = run(&args, &[]);
         assert_eq!((out.status.code(), text(&out.stderr)), (Some(1), not_dir.clone()), "{args:?}");
     }
+    // A usage error of --store, as every --store refusal (migrate_refuses_a_store_naming_a_missing_directory).
     let out = run(&["migrate", "--store", utf8(&f)], &[]);
-    assert_eq!((out.status.code(), text(&out.stderr)), (Some(1), format!("error: data dir \"{}\" is not a directory (check --store)\n", f.display())));
+    assert_eq!((out.status.code(), text(&out.stderr)), (Some(2), format!("error: data dir \"{}\" is not a directory (check --store)\n", f.display())));
     // A missing one is still "no data directory" where nothing may be created.
     let missing = tmp.path().join("missing");
     let out = run(&["log", "tail", "--data-dir", utf8(&missing)], &[]);
@@ -96,6 +97,66 @@ fn a_regular_file_as_the_data_dir_is_named_as_not_a_directory_by_every_subcomman
         (out.status.code(), text(&out.stderr)),
         (Some(1), format!("error: no data directory \"{}\": nothing to tail (check --data-dir or [server] data-dir)\n", missing.display()))
     );
+}
+
+/// Finding: `migrate --store sqlite:/nonexistent/dir/x.db` created the missing directories
+/// and a new store, exit 0; `migrate --store garbage` created `./garbage/links.db`. `--store`
+/// creates no directory (`--data-dir` does): both are usage errors naming the path, exit 2,
+/// and nothing is created; an existing directory or a sqlite: file in one still migrates.
+#[test]
+fn migrate_refuses_a_store_naming_a_missing_directory() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let migrate = |store: &str| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        cmd.current_dir(tmp.path()).args(["--log", "warn", "migrate", "--store", store]).env_remove("SLUICE_LOG").env_remove("SLUICE__STORE__URL");
+        cmd.output().expect("run sluice migrate")
+    };
+    let missing = tmp.path().join("nonexistent/dir/x.db");
+    let url = format!("sqlite:{}", missing.display());
+    let cases = [
+        (
+            url.clone(),
+            format!(
+                "error: --store \"{url}\": directory \"{}\" does not exist (the database file is created if missing, its directory is not)\n",
+                tmp.path().join("nonexistent/dir").display()
+            ),
+        ),
+        (
+            "garbage".to_owned(),
+            "error: --store \"garbage\": no such directory (a data directory given as --store must exist, nothing is created: check the path, or give \
+             --data-dir, which creates a missing one)\n"
+                .to_owned(),
+        ),
+    ];
+    for (store, want) in cases {
+        let out = migrate(&store);
+        assert_eq!((out.status.code(), text(&out.stderr), text(&out.stdout)), (Some(2), want, String::new()), "{store}");
+        assert_eq!(std::fs::read_dir(tmp.path()).expect("ls").count(), 0, "{store}: nothing created");
+    }
+    std::fs::create_dir(tmp.path().join("existing")).expect("mkdir");
+    for store in ["existing".to_owned(), format!("sqlite:{}", tmp.path().join("existing/other.db").display())] {
+        let out = migrate(&store);
+        assert_eq!((out.status.code(), text(&out.stderr)), (Some(0), String::new()), "{store}");
+        assert!(text(&out.stdout).starts_with("sqlite: applied ["), "{store}: {}", text(&out.stdout));
+    }
+    assert!(tmp.path().join("existing/links.db").is_file() && tmp.path().join("existing/other.db").is_file());
+}
+
+/// Finding: `migrate` on a data dir whose `links.db` is a FIFO printed SQLite's cause twice
+/// (`disk I/O error: (code: 10) disk I/O error`) and no path. Now one line names the file,
+/// what it is and the cause once; exit 1.
+#[test]
+fn migrate_names_a_database_file_that_is_a_fifo_and_says_the_cause_once() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let db = tmp.path().join("links.db");
+    assert!(Command::new("mkfifo").arg(&db).status().expect("run mkfifo").success());
+    let out = run(&["migrate", "--data-dir", utf8(tmp.path())], &[]);
+    let err = text(&out.stderr);
+    let head =
+        format!("error: migration failed: SQLite could not open \"{}\" (a FIFO (named pipe), not a regular file): disk I/O error (SQLite code ", db.display());
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.starts_with(&head) && err.ends_with(")\n") && err.lines().count() == 1, "{err}");
+    assert_eq!(err.matches("disk I/O error").count(), 1, "the cause once: {err}");
 }
 
 /// Finding: importing an empty file named `D/clicks.redb` as where the events went, then

@@ -238,7 +238,7 @@ fn migrate_refuses_a_store_url_of_another_scheme() {
     let tmp = tempfile::tempdir().expect("tempdir");
     for url in ["mysql://user:secret@x/db", "https://example.com/x"] {
         let out = Command::new(bin).current_dir(tmp.path()).args(["migrate", "--store", url]).env("SLUICE_LOG", "warn").output().expect("migrate");
-        assert_eq!(out.status.code(), Some(1), "{url}");
+        assert_eq!(out.status.code(), Some(2), "{url}: a usage error");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("--store must be a data directory") && !err.contains("secret"), "{url}: {err}");
         assert_eq!(std::fs::read_dir(tmp.path()).expect("read dir").count(), 0, "{url}: nothing created");

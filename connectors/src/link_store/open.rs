@@ -52,6 +52,20 @@ impl StoreTarget {
         }
     }
 
+    /// The SQLite database file this target opens: `DIR/links.db` for a data directory, the
+    /// file of a `sqlite:` URL as sqlx reads it (`sqlite:/var/x.db`, `sqlite:///var/x.db`
+    /// and `sqlite://data/x.db` name `/var/x.db`, `/var/x.db` and `data/x.db`); `None` for
+    /// PostgreSQL.
+    ///
+    /// Errors: [`Error::Database`] for a `sqlite:` URL sqlx does not parse.
+    pub fn sqlite_file(&self) -> Result<Option<PathBuf>> {
+        Ok(match self {
+            StoreTarget::SqliteDir(dir) => Some(dir.join(super::sqlite::SQLITE_FILE_NAME)),
+            StoreTarget::SqliteUrl(url) => Some(<sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(url)?.get_filename().to_path_buf()),
+            StoreTarget::Postgres(_) => None,
+        })
+    }
+
     /// Backend name (`"sqlite"` or `"postgres"`).
     pub fn backend(&self) -> &'static str {
         match self {
@@ -193,6 +207,18 @@ pub async fn migrate_within(url_or_path: &str, timeouts: StoreTimeouts) -> Resul
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn the_sqlite_file_of_each_target() {
+        let file = |s: &str| StoreTarget::parse(s).expect(s).sqlite_file().expect(s);
+        assert_eq!(file("data"), Some(PathBuf::from("data/links.db")));
+        assert_eq!(file("/srv/sluice/"), Some(PathBuf::from("/srv/sluice/links.db")));
+        assert_eq!(file("sqlite:/var/x.db"), Some(PathBuf::from("/var/x.db")));
+        assert_eq!(file("sqlite:///var/x.db"), Some(PathBuf::from("/var/x.db")));
+        assert_eq!(file("sqlite://data/x.db?mode=rwc"), Some(PathBuf::from("data/x.db")));
+        assert_eq!(file("sqlite:x.db"), Some(PathBuf::from("x.db")));
+        assert_eq!(file("postgres://u:p@h/db"), None);
+    }
 
     #[test]
     fn targets_are_chosen_by_prefix() {

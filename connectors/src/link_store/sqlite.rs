@@ -156,7 +156,8 @@ impl SqliteLinkStore {
             .max_lifetime(None)
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(opts.create_if_missing(false))
-            .await?;
+            .await
+            .map_err(|e| open_error(&path, e))?;
         drop(guard);
         // The file the writer opened is at the path now: it was created or checked above.
         let file_id = file_id(&path).ok();
@@ -265,12 +266,42 @@ fn is_damage(e: &sqlx::Error) -> bool {
 }
 
 /// An error opening or first reading the file at `path`: [`Error::StoreDamaged`] when SQLite
-/// says the file is damaged, [`Error::Database`] otherwise.
+/// says the file is damaged, [`Error::StoreReadOnly`] when it may only read it
+/// (`SQLITE_READONLY`, 8), [`Error::StoreOpen`] otherwise (naming the file, and what it is
+/// when it is no regular file: a FIFO makes SQLite report only "disk I/O error").
 pub(super) fn open_error(path: &Path, e: sqlx::Error) -> Error {
+    let code = match &e {
+        sqlx::Error::Database(db) => db.code().and_then(|c| c.parse::<i64>().ok()),
+        _ => None,
+    };
     if is_damage(&e) {
         Error::StoreDamaged { store: "link store", path: path.display().to_string(), detail: e.to_string(), loses: LINK_STORE_LOSES }
+    } else if let (Some(c), sqlx::Error::Database(db)) = (code, &e)
+        && c & 0xff == 8
+    {
+        Error::StoreReadOnly { path: path.display().to_string(), detail: db.message().to_string() }
     } else {
-        e.into()
+        let what = std::fs::metadata(path).ok().and_then(|m| not_a_file(&m.file_type()));
+        Error::StoreOpen { path: path.display().to_string(), what: what.map(|w| format!(" ({w}, not a regular file)")).unwrap_or_default(), error: e }
+    }
+}
+
+/// What a file type that is no regular file is, for messages (`"a FIFO (named pipe)"`,
+/// `"a directory"`, ...); `None` for a regular file.
+fn not_a_file(t: &std::fs::FileType) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_file() {
+        None
+    } else if t.is_dir() {
+        Some("a directory")
+    } else if t.is_fifo() {
+        Some("a FIFO (named pipe)")
+    } else if t.is_socket() {
+        Some("a socket")
+    } else if t.is_block_device() || t.is_char_device() {
+        Some("a device")
+    } else {
+        Some("no regular file")
     }
 }
 

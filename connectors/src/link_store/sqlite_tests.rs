@@ -74,6 +74,30 @@ async fn a_read_only_file_is_refused_at_open() {
     assert!(store.get("kept").await.expect("get").is_some());
 }
 
+/// Finding: a `links.db` that is a FIFO (or a file SQLite cannot open) failed the open with
+/// "database error: error returned from database: (code: 10) disk I/O error: (code: 10) disk
+/// I/O error" (the cause twice, no path). It is [`Error::StoreOpen`] now: the file, what it
+/// is, SQLite's error once, and no source to repeat it; not opened as a database, nothing
+/// created beside it.
+#[tokio::test]
+async fn a_fifo_as_the_database_file_is_named_with_its_cause_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(super::SQLITE_FILE_NAME);
+    assert!(std::process::Command::new("mkfifo").arg(&path).status().expect("run mkfifo").success());
+    let err = SqliteLinkStore::open_dir(dir.path()).await.expect_err("a FIFO is no database");
+    let Error::StoreOpen { path: p, what, error } = &err else { panic!("expected StoreOpen, got {err:?}") };
+    assert_eq!((p.as_str(), what.as_str()), (path.to_str().expect("utf-8"), " (a FIFO (named pipe), not a regular file)"));
+    let sqlx::Error::Database(db) = error else { panic!("expected SQLite's error, got {error:?}") };
+    let code = db.code().expect("a result code");
+    assert_eq!((db.message(), code.parse::<i64>().expect("numeric") & 0xff), ("disk I/O error", 10), "SQLITE_IOERR");
+    assert_eq!(
+        err.to_string(),
+        format!("SQLite could not open \"{}\" (a FIFO (named pipe), not a regular file): disk I/O error (SQLite code {code})", path.display())
+    );
+    assert!(std::error::Error::source(&err).is_none(), "the cause is said once, in the message (a chain of sources would repeat it)");
+    assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 1, "nothing created beside it");
+}
+
 /// Opening a store while another connection writes the same file (`--role redirect` and
 /// `--role api` on one data dir: one of them migrating or creating links) waits for the
 /// write lock instead of failing with "database is locked": the open's writability probe

@@ -20,11 +20,24 @@ pub fn dir_of(data_dir: &Path) -> PathBuf {
     data_dir.join("checkpoints")
 }
 
-/// The checkpoint files in `dir`, oldest first (none when `dir` does not exist).
+/// The checkpoint files in `dir` that read back whole ([`is_intact`]: a start could restore
+/// them), oldest first (none when `dir` does not exist). Every other file named like a
+/// checkpoint (`ckpt-<20 digits>.bin`) is skipped with a warning naming it and what is wrong
+/// with it (not a checkpoint file, cut short, corrupt, of a version this build does not
+/// read, unreadable), and counted in `sluice_checkpoints_skipped_total`.
 ///
 /// Errors: `dir` exists but cannot be listed.
-pub fn list(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    checkpoint_files(dir)
+pub fn list_intact(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = checkpoint_files(dir)?;
+    files.retain(|path| match check_intact(path) {
+        Ok(()) => true,
+        Err(why) => {
+            metrics::counter!("sluice_checkpoints_skipped_total").increment(1);
+            tracing::warn!(path = %path.display(), why = %why, "skipping a file that is not a valid checkpoint");
+            false
+        }
+    });
+    Ok(files)
 }
 
 /// Removes every checkpoint file in `dir` (so that the next start replays its input from the
@@ -169,20 +182,44 @@ fn prune(dir: &Path, source: &SourceIdentity, written: &Path) -> anyhow::Result<
     Ok(())
 }
 
-/// Whether the file at `path` reads back whole: magic, file version, payload length and
+/// Whether the file at `path` reads back whole ([`check_intact`]). I/O errors count as damage.
+pub(super) fn is_intact(path: &Path) -> bool {
+    check_intact(path).is_ok()
+}
+
+/// Checks that the file at `path` reads back whole: magic, file version, payload length and
 /// SHA-256 as [`super::decode`] checks them, and a snapshot version this build restores (1 or
 /// [`SNAPSHOT_VERSION`]). Reads the file in 1 MiB pieces (never the whole payload in memory)
-/// and does not decode the payload. I/O errors count as damage.
-pub(super) fn is_intact(path: &Path) -> bool {
+/// and does not decode the payload.
+///
+/// Errors: what is wrong, in [`super::decode`]'s words (`not a checkpoint file (bad magic or
+/// shorter than the header)`, `payload is 3 bytes, the header says 9 (partial write)`,
+/// `checksum mismatch (corrupt file)`, …), or `could not read it: <I/O error>`.
+pub(super) fn check_intact(path: &Path) -> Result<(), String> {
     use std::io::Read;
-    let check = || -> std::io::Result<bool> {
+    let check = || -> std::io::Result<Result<(), String>> {
+        // Looked at before it is opened: opening a FIFO would wait for a writer.
+        if !std::fs::metadata(path)?.is_file() {
+            return Ok(Err("not a checkpoint file (not a regular file)".to_owned()));
+        }
         let mut f = std::fs::File::open(path)?;
         let size = f.metadata()?.len();
         let mut head = [0u8; HEADER];
+        if size < HEADER as u64 {
+            return Ok(Err("not a checkpoint file (bad magic or shorter than the header)".to_owned()));
+        }
         f.read_exact(&mut head)?;
+        if &head[..8] != MAGIC {
+            return Ok(Err("not a checkpoint file (bad magic or shorter than the header)".to_owned()));
+        }
+        let version = u32::from_le_bytes(head[8..12].try_into().unwrap_or_default());
+        if version != FILE_VERSION {
+            return Ok(Err(format!("unknown checkpoint file version {version} (this build reads {FILE_VERSION})")));
+        }
         let len = u64::from_le_bytes(head[12..20].try_into().unwrap_or_default());
-        if &head[..8] != MAGIC || head[8..12] != FILE_VERSION.to_le_bytes() || size.checked_sub(HEADER as u64) != Some(len) {
-            return Ok(false);
+        let payload = size - HEADER as u64;
+        if payload != len {
+            return Ok(Err(format!("payload is {payload} bytes, the header says {len} (partial write)")));
         }
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; 1 << 20];
@@ -197,10 +234,16 @@ pub(super) fn is_intact(path: &Path) -> bool {
             }
             hasher.update(&buf[..n]);
         }
-        let version_ok = first.is_some_and(|v| v == 1 || v == SNAPSHOT_VERSION);
-        Ok(version_ok && hasher.finalize().as_slice() == &head[20..52])
+        if hasher.finalize().as_slice() != &head[20..52] {
+            return Ok(Err("checksum mismatch (corrupt file)".to_owned()));
+        }
+        match first {
+            Some(v) if v == 1 || v == SNAPSHOT_VERSION => Ok(Ok(())),
+            Some(v) => Ok(Err(format!("unknown snapshot version {v} (this build reads {SNAPSHOT_VERSION})"))),
+            None => Ok(Err("payload is shorter than its snapshot version".to_owned())),
+        }
     };
-    check().unwrap_or(false)
+    check().unwrap_or_else(|e| Err(format!("could not read it: {e}")))
 }
 
 /// Bytes [`source_of`] reads: the header and the payload's first fields (a Kafka topic name

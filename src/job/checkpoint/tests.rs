@@ -3,7 +3,7 @@ use std::path::PathBuf;
 
 use sluice_dataflows::checkpoint::{DataflowSnapshot, DataflowSnapshotV1, SNAPSHOT_VERSION};
 
-use super::files::{checkpoint_files, is_intact, put_via_temp_file, source_of};
+use super::files::{check_intact, checkpoint_files, is_intact, put_via_temp_file, source_of};
 use super::format::{CheckpointFileV1, frame};
 use super::*;
 
@@ -250,9 +250,9 @@ fn names_sort_in_write_order_after_the_clock_was_stepped_back() {
     for cut in [1_000, 2_000, 500, 600] {
         written.push(write(&d, &file(cut, kafka())).expect("write").0);
     }
-    let names: Vec<String> = list(&d).expect("list").iter().map(|p| p.file_name().expect("name").to_string_lossy().into_owned()).collect();
+    let names: Vec<String> = list_intact(&d).expect("list").iter().map(|p| p.file_name().expect("name").to_string_lossy().into_owned()).collect();
     assert_eq!(names, vec![format!("ckpt-{:020}.bin", 2_001), format!("ckpt-{:020}.bin", 2_002)], "the last two written are kept");
-    assert_eq!(written[2..], list(&d).expect("list")[..]);
+    assert_eq!(written[2..], list_intact(&d).expect("list")[..]);
     let (path, f) = load_latest(&d, &kafka()).expect("load").expect("found");
     assert_eq!((path, f.snapshot.cut_epoch), (written[3].clone(), 600), "the last written is restored");
     // The clock catches up: names follow the cut again once it is above every name.
@@ -285,7 +285,7 @@ fn only_twenty_digit_names_are_checkpoints() {
     for name in ["ckpt-99999999999999999999.bin", "ckpt-foo.bin", "ckpt-100.bin", "ckpt-+0000000000000000100.bin"] {
         std::fs::write(d.join(name), &stale).expect("stray copy");
     }
-    assert_eq!(list(&d).expect("list"), vec![d.join(format!("ckpt-{:020}.bin", 100))]);
+    assert_eq!(list_intact(&d).expect("list"), vec![d.join(format!("ckpt-{:020}.bin", 100))]);
     assert_eq!(load_latest(&d, &kafka()).expect("load").expect("found").1.snapshot.cut_epoch, 100);
     for cut in [200, 300, 400] {
         write(&d, &file(cut, kafka())).expect("write");
@@ -319,4 +319,52 @@ fn failed_writes_leave_no_temporary_file_and_stale_ones_are_removed() {
     }
     assert!(d.join("notes.tmp").exists(), "files that are not checkpoint temp files stay");
     assert_eq!(load_latest(&d, &kafka()).expect("load").expect("found").1.snapshot.cut_epoch, 5);
+}
+
+/// Finding: a garbage file named like a checkpoint counted as one (the start then warned that
+/// the anomaly history was lost). [`list_intact`] keeps only what a start could restore and
+/// names every other file with what is wrong with it; a FIFO is not opened (that would wait
+/// for a writer).
+#[test]
+fn list_intact_skips_files_that_are_not_checkpoints_saying_why() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().join("checkpoints");
+    assert_eq!(list_intact(&d).expect("a missing dir is empty"), Vec::<PathBuf>::new());
+    write(&d, &file(100, kafka())).expect("write");
+    let name = |c: u64| d.join(format!("ckpt-{c:020}.bin"));
+    let whole = encode(&file(300, kafka())).expect("encode");
+    let mut flipped = whole.clone();
+    *flipped.last_mut().expect("bytes") ^= 0x01;
+    let mut v9 = whole.clone();
+    v9[8] = 9;
+    let mut future = file(700, kafka());
+    future.snapshot_version = SNAPSHOT_VERSION + 1;
+    std::fs::write(name(200), b"garbage, not a checkpoint").expect("write");
+    std::fs::write(name(300), &whole[..whole.len() - 3]).expect("write");
+    std::fs::write(name(400), &flipped).expect("write");
+    std::fs::write(name(500), &v9).expect("write");
+    std::fs::create_dir(name(600)).expect("mkdir");
+    std::fs::write(name(700), encode(&future).expect("encode")).expect("write");
+    let fifo = std::process::Command::new("mkfifo").arg(name(800)).status().expect("run mkfifo");
+    assert!(fifo.success(), "mkfifo");
+    let payload = whole.len() - super::format::HEADER;
+    let cases = [
+        (200, "not a checkpoint file (bad magic or shorter than the header)".to_owned()),
+        (300, format!("payload is {} bytes, the header says {payload} (partial write)", payload - 3)),
+        (400, "checksum mismatch (corrupt file)".to_owned()),
+        (500, format!("unknown checkpoint file version 9 (this build reads {FILE_VERSION})")),
+        (600, "not a checkpoint file (not a regular file)".to_owned()),
+        (700, format!("unknown snapshot version {} (this build reads {SNAPSHOT_VERSION})", SNAPSHOT_VERSION + 1)),
+        (800, "not a checkpoint file (not a regular file)".to_owned()),
+    ];
+    for (cut, why) in &cases {
+        assert_eq!(check_intact(&name(*cut)), Err(why.clone()), "{cut}");
+    }
+    let captured = sluice_connectors::test_fs::CapturedLogs::default();
+    let subscriber = tracing_subscriber::fmt().with_writer(captured.clone()).with_ansi(false).without_time().with_target(false).finish();
+    let listed = tracing::subscriber::with_default(subscriber, || list_intact(&d).expect("list"));
+    assert_eq!(listed, vec![name(100)], "only the checkpoint a start could restore");
+    let expected: String =
+        cases.iter().map(|(cut, why)| format!(" WARN skipping a file that is not a valid checkpoint path={} why={why}\n", name(*cut).display())).collect();
+    assert_eq!(captured.text(), expected);
 }
