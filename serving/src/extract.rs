@@ -18,8 +18,11 @@ use crate::error::{ApiError, echo};
 /// for syntax errors; 400 `duplicate_key` when an object repeats a member name (at any
 /// depth; details `{key, line, column}`: we never silently keep one of two values, see
 /// `sluice_schemas::strict_json`); 400 `invalid_request` for a body whose top-level value is
-/// not an object (`["https://…"]` is never read into a struct by position) and for values of
-/// the wrong type; 400 `unknown_field` for fields the endpoint does not know.
+/// not an object (`["https://…"]` is never read into a struct by position) and for a member
+/// of the wrong JSON type or `null` where it is not allowed, whatever the member
+/// (`"long_url": 5`, `"enabled": "yes"`, `"tags": "a"`; details `{field}` naming the top-level
+/// member; a wrong *value* of the right type gets the field's own code from the handler, e.g.
+/// `invalid_url`); 400 `unknown_field` for fields the endpoint does not know.
 #[derive(Debug)]
 pub struct ApiJson<T> {
     /// The parsed value.
@@ -112,28 +115,13 @@ pub fn parse_json_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<ApiJson<T>, 
             let field = rest.split('`').next().unwrap_or_default().to_owned();
             ApiError::bad_request("unknown_field", format!("unknown field \"{}\"", echo(&field))).with_details(json!({ "field": field }))
         } else if let Some(field) = top {
-            let code = FIELD_CODES.iter().find(|(name, _)| *name == field).map_or("invalid_request", |(_, code)| *code);
-            ApiError::bad_request(code, format!("invalid request body: {}: {msg}", echo(field))).with_details(json!({ "field": field }))
+            ApiError::bad_request("invalid_request", format!("invalid request body: {}: {msg}", echo(field))).with_details(json!({ "field": field }))
         } else {
             ApiError::bad_request("invalid_request", format!("invalid request body: {msg}"))
         }
     })?;
     Ok(ApiJson { value, canonical })
 }
-
-/// The error code of a body field whose JSON value has the wrong type (`"expires_at": 1900000000000`,
-/// `"redirect_type": "301"`, `"tags": "a"`): the code its wrong values of the right type get,
-/// so a client finds one code per field. Other fields' type errors (`"enabled": 1`,
-/// `"domain": 1`) are `invalid_request`; every one names its field in the message and in
-/// `details.field`.
-const FIELD_CODES: [(&str, &str); 6] = [
-    ("long_url", "invalid_url"),
-    ("custom_alias", "invalid_alias"),
-    ("expires_at", "invalid_expires_at"),
-    ("tags", "invalid_tags"),
-    ("redirect_type", "invalid_redirect_type"),
-    ("org", "invalid_org"),
-];
 
 /// 400 `invalid_request` for a JSON body whose top-level value is not an object: `request
 /// body must be a JSON object, got an array` (or a string, a number, a boolean, null).
@@ -468,5 +456,44 @@ mod tests {
         assert_eq!(parse_json_body::<Probe>(br#"{"a":7}"#).expect("ok").value.a, 7);
         let dup = parse_json_body::<Probe>(br#"{"a":1,"a":2}"#).expect_err("duplicate");
         assert_eq!((dup.code, dup.status), ("duplicate_key", StatusCode::BAD_REQUEST));
+    }
+
+    /// Finding: `"long_url": 5` was 400 `invalid_url` while `"enabled": "yes"` was
+    /// `invalid_request`. A member of the wrong JSON type (or a `null` PATCH refuses) is
+    /// `invalid_request` for every field of the link bodies, the field named in the message
+    /// and in details.
+    #[test]
+    fn a_wrong_json_type_is_invalid_request_for_every_link_field() {
+        use crate::dto::{CreateLinkRequest, UpdateLinkRequest};
+        let created = |body: &str| parse_json_body::<CreateLinkRequest>(body.as_bytes()).expect_err(body);
+        let updated = |body: &str| parse_json_body::<UpdateLinkRequest>(body.as_bytes()).expect_err(body);
+        let cases = [
+            (created(r#"{"long_url":5}"#), "long_url", "invalid type: integer `5`, expected a string"),
+            (created(r#"{"long_url":"https://e.example/","custom_alias":7}"#), "custom_alias", "invalid type: integer `7`, expected a string"),
+            (created(r#"{"long_url":"https://e.example/","domain":1}"#), "domain", "invalid type: integer `1`, expected a string"),
+            (
+                created(r#"{"long_url":"https://e.example/","expires_at":1900000000000}"#),
+                "expires_at",
+                "invalid type: integer `1900000000000`, expected a string",
+            ),
+            (created(r#"{"long_url":"https://e.example/","tags":"a"}"#), "tags", "invalid type: string \"a\", expected a sequence"),
+            (created(r#"{"long_url":"https://e.example/","tags":["a",5]}"#), "tags", "invalid type: integer `5`, expected a string"),
+            (created(r#"{"long_url":"https://e.example/","redirect_type":"301"}"#), "redirect_type", "invalid type: string \"301\", expected 301 or 302"),
+            (created(r#"{"long_url":"https://e.example/","org":false}"#), "org", "invalid type: boolean `false`, expected a string"),
+            (updated(r#"{"long_url":5}"#), "long_url", "invalid type: integer `5`, expected a string"),
+            (updated(r#"{"enabled":"yes"}"#), "enabled", "invalid type: string \"yes\", expected a boolean"),
+            (updated(r#"{"tags":null}"#), "tags", "null is not allowed here; omit the field to keep its value"),
+            (updated(r#"{"org":1}"#), "org", "invalid type: integer `1`, expected a string"),
+        ];
+        for (e, field, why) in cases {
+            assert_eq!(
+                (e.status, e.body()),
+                (
+                    StatusCode::BAD_REQUEST,
+                    json!({"error": {"code": "invalid_request", "message": format!("invalid request body: {field}: {why}"), "details": {"field": field}}})
+                ),
+                "{field}"
+            );
+        }
     }
 }

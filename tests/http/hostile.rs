@@ -197,11 +197,11 @@ async fn errors_quoting_1_mib_of_input_stay_small(b: Backend) {
     // serde's own text quotes a string of the wrong type: the message keeps 768 bytes of its
     // start and 253 of its end around a '…'.
     let r = app.post_json("/v1/links", &json!({"long_url": ok_url, "redirect_type": mib('s')})).await;
-    let err = small_error(&r, 400, "invalid_redirect_type");
+    let err = small_error(&r, 400, "invalid_request");
     let head = "invalid request body: redirect_type: invalid type: string \"";
     let tail = "\", expected 301 or 302";
     let expected = format!("{head}{}…{}{tail}", "s".repeat(768 - head.len()), "s".repeat(253 - tail.len()));
-    assert_eq!(err, json!({"code": "invalid_redirect_type", "message": expected, "details": {"field": "redirect_type"}}));
+    assert_eq!(err, json!({"code": "invalid_request", "message": expected, "details": {"field": "redirect_type"}}));
     // An unknown member named by 1 MiB: quoted up to 256 bytes, as in details.
     let mut body = serde_json::Map::new();
     body.insert("long_url".into(), json!(ok_url));

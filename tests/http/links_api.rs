@@ -172,9 +172,8 @@ async fn redirect_type_and_expiry_rules(b: Backend) {
         }
     }
     assert_eq!(app.get(&format!("/v1/links/{}", p["code"].as_str().expect("code"))).await.json(), p, "unchanged");
-    // A value of another type gets the field's own code, the field named in details.
-    let err =
-        app.post_json("/v1/links", &json!({"long_url": "https://example.com/p", "redirect_type": "301"})).await.assert_error(400, "invalid_redirect_type");
+    // A value of another type is a body of the wrong type, the field named in details.
+    let err = app.post_json("/v1/links", &json!({"long_url": "https://example.com/p", "redirect_type": "301"})).await.assert_error(400, "invalid_request");
     assert_eq!(err["details"], json!({"field": "redirect_type"}));
     assert_eq!(err["message"], "invalid request body: redirect_type: invalid type: string \"301\", expected 301 or 302");
     app.post_json("/v1/links", &json!({"long_url": "https://example.com/p", "expires_at": "2001-01-01T00:00:00Z", "custom_alias": "past"}))

@@ -126,10 +126,16 @@ async fn org_values_no_organisation_can_have_are_400_invalid_org(b: Backend) {
     }
     app.assert_no_link("bad").await;
     assert_eq!(app.get("/v1/links/p").await.json()["org"], "keep", "refused patches change nothing");
-    // Not a string: the field's own code, as for a string that is not a valid org.
+    // Not a string: a body of the wrong type (invalid_request, as for every field), the field
+    // named in details; invalid_org is for strings that are no valid org.
     for org in [json!(7), json!(["acme"]), json!({"name": "acme"})] {
-        app.post_json("/v1/links", &json!({"long_url": "https://example.com/bad", "custom_alias": "bad", "org": org})).await.assert_error(400, "invalid_org");
-        app.patch_json("/v1/links/p", &json!({"org": org}), None).await.assert_error(400, "invalid_org");
+        let err = app
+            .post_json("/v1/links", &json!({"long_url": "https://example.com/bad", "custom_alias": "bad", "org": org}))
+            .await
+            .assert_error(400, "invalid_request");
+        assert_eq!(err["details"], json!({"field": "org"}), "create {org}");
+        let err = app.patch_json("/v1/links/p", &json!({"org": org}), None).await.assert_error(400, "invalid_request");
+        assert_eq!(err["details"], json!({"field": "org"}), "patch {org}");
     }
     app.assert_no_link("bad").await;
 }

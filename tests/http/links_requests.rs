@@ -22,7 +22,14 @@ async fn malformed_requests_get_json_errors(b: Backend) {
     app.request(Method::POST, "/v1/links", &j, Some("".into())).await.assert_error(400, "malformed_json");
     app.request(Method::POST, "/v1/links", &j, Some("[1,2]".into())).await.assert_error(400, "invalid_request");
     app.request(Method::POST, "/v1/links", &j, Some("{}".into())).await.assert_error(400, "invalid_request");
-    app.request(Method::POST, "/v1/links", &j, Some("{\"long_url\":5}".into())).await.assert_error(400, "invalid_url");
+    // A member of the wrong JSON type is invalid_request whatever the member (was invalid_url
+    // for long_url, invalid_request for enabled); a malformed URL string stays invalid_url.
+    let err = app.request(Method::POST, "/v1/links", &j, Some("{\"long_url\":5}".into())).await.assert_error(400, "invalid_request");
+    assert_eq!(
+        (&err["message"], &err["details"]),
+        (&json!("invalid request body: long_url: invalid type: integer `5`, expected a string"), &json!({"field": "long_url"}))
+    );
+    app.request(Method::POST, "/v1/links", &j, Some("{\"long_url\":\"not a url\"}".into())).await.assert_error(400, "invalid_url");
     let err =
         app.request(Method::POST, "/v1/links", &j, Some("{\"long_url\":\"https://e.example/\",\"colour\":1}".into())).await.assert_error(400, "unknown_field");
     assert_eq!(err["details"]["field"], "colour");
@@ -40,11 +47,20 @@ async fn malformed_requests_get_json_errors(b: Backend) {
         .assert_error(400, "duplicate_key");
     assert_eq!(err["details"]["key"], "a");
     // `null` for a field PATCH cannot clear is refused, never read as "unchanged".
-    for (field, want) in [("long_url", "invalid_url"), ("enabled", "invalid_request"), ("tags", "invalid_tags"), ("redirect_type", "invalid_redirect_type")] {
-        let err = app.request(Method::PATCH, &format!("/v1/links/{code}"), &j, Some(format!(r#"{{"{field}":null}}"#))).await.assert_error(400, want);
-        assert!(err["message"].as_str().is_some_and(|m| m.contains("null is not allowed")), "{field}: {err}");
+    for field in ["long_url", "enabled", "tags", "redirect_type"] {
+        let err =
+            app.request(Method::PATCH, &format!("/v1/links/{code}"), &j, Some(format!(r#"{{"{field}":null}}"#))).await.assert_error(400, "invalid_request");
+        assert_eq!(
+            (&err["message"], &err["details"]),
+            (&json!(format!("invalid request body: {field}: null is not allowed here; omit the field to keep its value")), &json!({"field": field}))
+        );
     }
-    // A field without a code of its own still names itself.
+    let err = app.request(Method::PATCH, &format!("/v1/links/{code}"), &j, Some(r#"{"enabled":"yes"}"#.into())).await.assert_error(400, "invalid_request");
+    assert_eq!(
+        (&err["message"], &err["details"]),
+        (&json!("invalid request body: enabled: invalid type: string \"yes\", expected a boolean"), &json!({"field": "enabled"}))
+    );
+    // Every field names itself.
     let err =
         app.request(Method::POST, "/v1/links", &j, Some(r#"{"long_url":"https://e.example/","domain":1}"#.into())).await.assert_error(400, "invalid_request");
     assert_eq!(

@@ -24,7 +24,7 @@ use crate::state::ApiState;
     request_body = UpdateLinkRequest,
     responses(
         (status = 200, description = "Updated link", body = LinkResponse, headers(("ETag" = String))),
-        (status = 400, description = "Invalid field (same rules as create, e.g. invalid_org), alias_rename_unsupported, or invalid_etag (an If-Match or If-None-Match member that is neither `*` nor a quoted entity tag)", body = ErrorBody),
+        (status = 400, description = "Invalid field (same rules as create, e.g. invalid_org; a member of the wrong JSON type, or null where it is refused, is invalid_request, details.field naming it), alias_rename_unsupported, or invalid_etag (an If-Match or If-None-Match member that is neither `*` nor a quoted entity tag)", body = ErrorBody),
         (status = 404, description = "not_found", body = ErrorBody),
         (status = 409, description = "link_held: an administrator disabled the link", body = ErrorBody),
         (status = 412, description = "precondition_failed", body = ErrorBody),

@@ -72,6 +72,17 @@ pub fn default_span_ms(bucket: Bucket) -> i64 {
     }
 }
 
+/// The bucket granularity whose [`max_range_ms`] bounds a range, and where it comes from
+/// (what the `range_too_long` message may suggest).
+#[derive(Debug, Clone, Copy)]
+enum RangeBucket {
+    /// The request's `bucket` parameter (or its default): a coarser one may be suggested.
+    Given(Bucket),
+    /// A route without a `bucket` parameter, bounded like this granularity (the summary:
+    /// days).
+    Implied(Bucket),
+}
+
 /// Parsed `GET /v1/links/{code}/stats` parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatsParams {
@@ -177,8 +188,14 @@ pub(crate) fn bool_param(name: &str, v: &str) -> Result<bool, ApiError> {
 /// Resolves `from`/`to` with defaults (`to` = the end of the current minute, `from` = `to`
 /// minus `default_span`, rounded down to 15 minutes when the span is longer than the
 /// minute retention could need: older edges are answered from 15-minute rows, which are
-/// kept 400 days, while minute rows are kept 48 h) and checks order and length.
-fn range(pairs: &[(String, String)], now_ms: i64, default_span: i64, max_span: i64, bucket: Option<Bucket>) -> Result<(i64, i64), ApiError> {
+/// kept 400 days, while minute rows are kept 48 h) and checks order and length: at most
+/// [`max_range_ms`] of `bucket`, the granularity whose limit applies (`Given`: the request's
+/// `bucket` parameter; `Implied`: a route without one, e.g. the summary's day limit).
+///
+/// Errors: 400 `invalid_range` (details `{from, to}`), 400 `range_too_long` (details
+/// `{bucket, max_range_ms, range_ms}`: the granularity's name, its limit and the range asked
+/// for, in ms).
+fn range(pairs: &[(String, String)], now_ms: i64, default_span: i64, bucket: RangeBucket) -> Result<(i64, i64), ApiError> {
     // `from` is checked first, as every route with a range checks it.
     let from = get(pairs, "from").map(|v| parse_instant("from", v)).transpose()?;
     let to = match get(pairs, "to") {
@@ -194,16 +211,19 @@ fn range(pairs: &[(String, String)], now_ms: i64, default_span: i64, max_span: i
         return Err(ApiError::bad_request("invalid_range", "\"to\" must be after \"from\" (the range is half-open: [from, to))")
             .with_details(json!({ "from": rfc3339_utc(from), "to": rfc3339_utc(to) })));
     }
+    let (granularity, given) = match bucket {
+        RangeBucket::Given(b) => (b, true),
+        RangeBucket::Implied(b) => (b, false),
+    };
+    let max_span = max_range_ms(granularity);
     if to - from > max_span {
-        let bucket_name = bucket.map(Bucket::as_str);
-        return Err(ApiError::bad_request(
-            "range_too_long",
-            match bucket_name {
-                Some(b) => format!("the range is longer than {} days allowed for bucket={b}; use a shorter range or a coarser bucket", max_span / DAY_MS),
-                None => format!("the range is longer than {} days; use a shorter range", max_span / DAY_MS),
-            },
-        )
-        .with_details(json!({ "bucket": bucket_name, "max_range_ms": max_span, "range_ms": to - from })));
+        let (name, days) = (granularity.as_str(), max_span / DAY_MS);
+        let message = match (given, granularity) {
+            (true, Bucket::Day) => format!("the range is longer than {days} days allowed for bucket={name}; use a shorter range"),
+            (true, _) => format!("the range is longer than {days} days allowed for bucket={name}; use a shorter range or a coarser bucket"),
+            (false, _) => format!("the range is longer than {days} days; use a shorter range"),
+        };
+        return Err(ApiError::bad_request("range_too_long", message).with_details(json!({ "bucket": name, "max_range_ms": max_span, "range_ms": to - from })));
     }
     Ok((from, to))
 }
@@ -293,7 +313,7 @@ pub fn parse_stats_with(raw: Option<&str>, now_ms: i64, adhoc: bool) -> Result<S
                 .with_details(json!({ "order_by": o, "supported": ["bucket", "clicks", "uniques"] })));
         }
     };
-    let (from_ms, to_ms) = range(&p, now_ms, default_span_ms(bucket), max_range_ms(bucket), Some(bucket))?;
+    let (from_ms, to_ms) = range(&p, now_ms, default_span_ms(bucket), RangeBucket::Given(bucket))?;
     Ok(StatsParams { from_ms, to_ms, bucket, tz, dimensions, include_bots, limit, order_by })
 }
 
@@ -307,7 +327,7 @@ pub fn parse_summary(raw: Option<&str>, now_ms: i64) -> Result<SummaryParams, Ap
     let org = get(&p, "org").map(crate::links::org_filter).transpose()?;
     // Tags are stored NFC-normalized and trimmed; the filter is spelled the same way.
     let tag = get(&p, "tag").map(crate::links::tag_filter).transpose()?;
-    let (from_ms, to_ms) = range(&p, now_ms, 7 * DAY_MS, max_range_ms(Bucket::Day), None)?;
+    let (from_ms, to_ms) = range(&p, now_ms, 7 * DAY_MS, RangeBucket::Implied(Bucket::Day))?;
     Ok(SummaryParams { from_ms, to_ms, include_bots, limit, org, tag })
 }
 

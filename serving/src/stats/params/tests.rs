@@ -98,6 +98,54 @@ fn every_parameter_error_has_its_code() {
     assert!(err.message.contains("country,device"), "the message names the supported ones: {}", err.message);
 }
 
+/// `range_too_long` names the granularity whose limit the range broke and the limit, also for
+/// the summary (no `bucket` parameter: the day limit; `details.bucket` was null).
+#[test]
+fn range_too_long_names_the_bucket_and_its_limit() {
+    let now = ms("2024-06-10T12:00:00Z");
+    let day = 86_400_000_i64;
+    let cases = [
+        (
+            "bucket=minute&from=2024-06-01T00:00:00Z&to=2024-06-03T00:01:00Z",
+            "the range is longer than 2 days allowed for bucket=minute; use a shorter range or a coarser bucket",
+            "minute",
+            2 * day,
+            2 * day + 60_000,
+        ),
+        (
+            "bucket=hour&from=2024-01-01T00:00:00Z&to=2024-06-01T00:00:00Z",
+            "the range is longer than 93 days allowed for bucket=hour; use a shorter range or a coarser bucket",
+            "hour",
+            93 * day,
+            152 * day,
+        ),
+        (
+            "bucket=day&from=2020-01-01T00:00:00Z&to=2024-06-01T00:00:00Z",
+            "the range is longer than 1100 days allowed for bucket=day; use a shorter range",
+            "day",
+            1_100 * day,
+            1_613 * day,
+        ),
+    ];
+    for (q, message, bucket, max, range) in cases {
+        let err = parse_stats(Some(q), now).expect_err(q);
+        assert_eq!(
+            (err.code, err.message.as_str(), err.details),
+            ("range_too_long", message, serde_json::json!({"bucket": bucket, "max_range_ms": max, "range_ms": range})),
+            "{q}"
+        );
+    }
+    let err = parse_summary(Some("from=2020-01-01T00:00:00Z&to=2024-06-01T00:00:00Z"), now).expect_err("summary");
+    assert_eq!(
+        (err.code, err.message.as_str(), err.details),
+        (
+            "range_too_long",
+            "the range is longer than 1100 days; use a shorter range",
+            serde_json::json!({"bucket": "day", "max_range_ms": 1_100 * day, "range_ms": 1_613 * day})
+        )
+    );
+}
+
 #[test]
 fn valid_parameters_parse() {
     let p = parse_stats(
