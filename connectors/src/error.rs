@@ -319,7 +319,7 @@ pub enum Error {
     /// regular file, e.g. a FIFO; a directory where the file cannot be created, e.g. on a
     /// read-only mount; an I/O error): the message names the file, what it is when it is no
     /// regular file (`what`: `" (a FIFO (named pipe), not a regular file)"` or empty), and
-    /// SQLite's error once, e.g. `disk I/O error (SQLite code 10)` (in the message, not a
+    /// SQLite's error once, e.g. `disk I/O error (SQLite code 266)` (in the message, not a
     /// source: sqlx's "error returned from database: X" has X as its own source, which a
     /// chain of sources would say twice).
     #[error("SQLite could not open \"{path}\"{what}: {}", sqlite_cause(.error))]
@@ -570,8 +570,8 @@ impl Error {
     }
 }
 
-/// SQLite's own words for `e`: the message and its result code (`disk I/O error (SQLite code
-/// 10)`), without sqlx's "error returned from database: " prefix; any other error as sqlx
+/// SQLite's own words for `e`: the message and its (extended) result code (`disk I/O error
+/// (SQLite code 266)`), without sqlx's "error returned from database: " prefix; any other error as sqlx
 /// says it.
 fn sqlite_cause(e: &sqlx::Error) -> String {
     match e {
