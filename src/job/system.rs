@@ -547,8 +547,20 @@ impl System {
             // The stop did its part, but the next start needs the operator first: say so,
             // and exit with an error (README, "Run it").
             (Some(e), checkpoint) => {
+                let wrote_checkpoint = checkpoint.is_none();
                 if let Some(c) = checkpoint {
                     tracing::error!("{c}");
+                }
+                // Damage the log already went on from in a new file: nothing is left to do
+                // when this stop's checkpoint was written (the next start continues from it),
+                // but the clicks the damaged file stored are gone from the log: exit 1 all
+                // the same, saying exactly that.
+                if matches!(e, sluice_connectors::Error::ClickLogContinued { .. }) && wrote_checkpoint {
+                    tracing::error!(error = %e, "stopped; the click log was damaged while in use and went on in a new file");
+                    return Err(anyhow::Error::new(e).context(
+                        "the graceful stop finished and wrote its checkpoint, which the next start continues from (nothing to do before it); \
+                         the click log was damaged while in use",
+                    ));
                 }
                 tracing::error!(error = %e, "stopped, but the click log needs attention before the next start");
                 Err(anyhow::Error::new(e).context("the graceful stop finished, but the click log needs attention before the next start"))

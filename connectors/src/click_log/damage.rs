@@ -178,11 +178,18 @@ impl ClickLog {
     /// the log goes on in a new file, or [`Error::ClickLogDamagedInUse`] when not even that
     /// could be made (recorded: every later check reports it).
     pub(super) fn repair_if_shrunk(&self, w: &WriteState) -> Result<Option<FileCheck>> {
-        if let Some(e) = self.damage_error() {
-            return Err(e);
+        let prior = self.inner.damage.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let reported = |found: Option<FileCheck>| match self.damage_error() {
+            Some(e) => Err(e),
+            None => Ok(found),
+        };
+        if let Some(Damage::Lost { .. }) = prior {
+            return reported(None);
         }
+        // After a continuation the new file is watched like the first one: a second cut in
+        // the same run is written back, or continued again, not left to the next start.
         let Some((committed, now)) = self.inner.watch.shrunk() else {
-            return Ok(None);
+            return reported(None);
         };
         let path = self.active_path();
         tracing::error!(
@@ -197,11 +204,22 @@ impl ClickLog {
         match self.copy_and_switch(w, &path, super::file_check::Place::Replace, Some(low..w.head)) {
             Ok(events) => {
                 tracing::warn!(path = %path.display(), events, low, head = w.head, "click log written back from the open file after it was truncated; nothing was lost");
-                Ok(Some(FileCheck::Rewritten { events }))
+                reported(Some(FileCheck::Rewritten { events }))
             }
             Err(e) => {
-                let detail =
+                let mut detail =
                     format!("the file shrank from {committed} to {now} bytes, truncated outside sluice, and could not be written back from the open file: {e}");
+                // A second continuation in one run: the message names both damaged files, and
+                // the offsets lost are those of both.
+                let low = match &prior {
+                    Some(Damage::Continued { detail: was, damaged, low: was_low, offset }) => {
+                        detail.push_str(&format!(
+                            "; earlier in this run the file it continued from was damaged too (moved aside to \"{damaged}\", offsets {was_low}..{offset}: {was})"
+                        ));
+                        low.min(*was_low)
+                    }
+                    _ => low,
+                };
                 let damage = match self.continue_in_new_file(w, &path, link_store) {
                     Ok(damaged) => Damage::Continued { detail, damaged, low, offset: w.head },
                     Err(why) => Damage::Lost { detail: format!("{detail}; no new log could be started in its place either: {why}") },

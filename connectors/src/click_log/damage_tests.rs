@@ -112,6 +112,44 @@ fn a_truncated_file_of_an_earlier_run_goes_on_in_a_new_file_and_keeps_new_clicks
     assert_eq!(log.read(0, 10_000).expect("read"), offsets_and_events(3_000..3_010));
 }
 
+/// A second cut in the same run, of the file the log continued in after the first: it is
+/// noticed and handled like the first (written back, or continued in yet another file), not
+/// left for the next start to refuse; the first damage is still reported, and the clicks
+/// appended after the second cut are in the log the next start opens.
+#[test]
+fn a_second_cut_after_a_continuation_is_noticed_too() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(CLICK_LOG_FILE_NAME);
+    drop(written(dir.path()));
+    let log = ClickLog::open(dir.path()).expect("reopen");
+    let len = std::fs::metadata(&path).expect("metadata").len();
+    truncate(&path, 100_000);
+    let first = log.check_file().expect_err("damaged").to_string();
+    assert_eq!(log.append(&events(3_000..3_010)).expect("append"), 3_000..3_010);
+    assert!(len > 100_000);
+    truncate(&path, 0);
+    assert_eq!(log.append(&events(3_010..3_020)).expect("appends go on after the second cut"), 3_010..3_020);
+    let second = log.check_file().expect_err("still reported");
+    assert!(matches!(second, Error::ClickLogContinued { .. }), "{second:?}");
+    let aside = std::fs::read_dir(dir.path())
+        .expect("ls")
+        .filter(|e| e.as_ref().expect("entry").file_name().to_string_lossy().starts_with("clicks.redb.damaged-"))
+        .count();
+    match aside {
+        // Written back from the open file: the first damage is what is reported.
+        1 => assert_eq!(second.to_string(), first),
+        // Continued again: the message names the earlier damaged file and both lost ranges.
+        2 => assert!(second.to_string().contains("earlier in this run the file it continued from was damaged too"), "{second}"),
+        n => panic!("{n} damaged files moved aside"),
+    }
+    drop(log);
+    let log = ClickLog::open(dir.path()).expect("the file after the second cut opens at the next start");
+    assert_eq!(log.head(), 3_020);
+    let kept = log.read(0, 10_000).expect("read");
+    let want = if aside == 1 { offsets_and_events(3_000..3_020) } else { offsets_and_events(3_010..3_020) };
+    assert_eq!(kept, want);
+}
+
 /// The race of a cut right after a burst: the length used to be sampled after each commit,
 /// so a `truncate -s` landing between a commit's last write and that sample was taken for
 /// the committed length, no check noticed it, and the next start refused the file. The
