@@ -176,7 +176,9 @@ fn check_json_content_type(headers: &axum::http::HeaderMap) -> Result<(), ApiErr
     let Some(mime) = sluice_schemas::media_type::parse_media_type(ct) else {
         return refuse("expected content-type application/json".to_string());
     };
-    let json = mime.type_() == mime::APPLICATION && (mime.subtype() == mime::JSON || mime.suffix() == Some(mime::JSON));
+    // `application/json` itself, or a `+json` suffix type (RFC 6839); `application/json+xml`
+    // (subtype json, another suffix) is neither.
+    let json = mime.type_() == mime::APPLICATION && ((mime.subtype() == mime::JSON && mime.suffix().is_none()) || mime.suffix() == Some(mime::JSON));
     if !json {
         return refuse("expected content-type application/json".to_string());
     }
@@ -403,6 +405,7 @@ mod tests {
             "application/merge-patch+json; charset=UTF-8",
             "application/json ;charset=utf-8",
             "application/json;;;",
+            "application/vnd.example+json",
         ] {
             assert!(check_json_content_type(&headers(ok)).is_ok(), "{ok}");
         }
@@ -414,6 +417,8 @@ mod tests {
             ),
             ("text/plain; charset=utf-8", "expected content-type application/json"),
             ("application/", "expected content-type application/json"),
+            ("application/json+xml", "expected content-type application/json"),
+            ("application/json+x; charset=utf-8", "expected content-type application/json"),
             (
                 "application/json; charset=utf-8; charset=latin1",
                 "charset latin1 is not supported: JSON bodies are UTF-8 (RFC 8259 §8.1); send charset=utf-8 or no charset",

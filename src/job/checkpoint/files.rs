@@ -94,7 +94,10 @@ pub fn write(dir: &Path, file: &CheckpointFile) -> anyhow::Result<(PathBuf, usiz
     std::fs::create_dir_all(dir).with_context(|| format!("could not create {}", dir.display()))?;
     remove_stale_temp_files(dir);
     let bytes = encode(file)?;
-    let existing = checkpoint_files(dir).with_context(|| format!("could not list {}", dir.display()))?;
+    let mut existing = checkpoint_files(dir).with_context(|| format!("could not list {}", dir.display()))?;
+    // Only regular files count for the name: a directory or FIFO named like a checkpoint (never
+    // one: `list_intact` skips it) must not push the name to one it holds (`ckpt-<u64::MAX>.bin`).
+    existing.retain(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file()));
     let name = next_name(&existing, file.snapshot.cut_epoch);
     let path = dir.join(&name);
     let tmp = dir.join(format!("{name}.tmp"));
@@ -113,7 +116,7 @@ pub(super) fn put_via_temp_file(tmp: &Path, path: &Path, bytes: &[u8]) -> anyhow
         let mut f = std::fs::File::create(tmp).with_context(|| format!("could not create {}", tmp.display()))?;
         f.write_all(bytes).context("could not write the checkpoint")?;
         f.sync_all().context("could not fsync the checkpoint")?;
-        std::fs::rename(tmp, path).context("could not rename the checkpoint into place")
+        std::fs::rename(tmp, path).with_context(|| format!("could not rename the checkpoint into place at {}", path.display()))
     };
     let r = put();
     if r.is_err()
@@ -246,6 +249,19 @@ pub(super) fn check_intact(path: &Path) -> Result<(), String> {
     check().unwrap_or_else(|e| Err(format!("could not read it: {e}")))
 }
 
+/// The bytes of the checkpoint file at `path`, which must be a regular file (looked at
+/// before it is opened: opening a FIFO named like a checkpoint would wait for a writer, and
+/// hang the start, `sluice log reset` or the stop's pruning).
+///
+/// Errors: not a regular file (`not a checkpoint file (not a regular file)`, as
+/// [`check_intact`] says it), or the read's I/O error.
+pub(super) fn read_regular(path: &Path) -> anyhow::Result<Vec<u8>> {
+    if !std::fs::metadata(path)?.is_file() {
+        anyhow::bail!("not a checkpoint file (not a regular file)");
+    }
+    Ok(std::fs::read(path)?)
+}
+
 /// Bytes [`source_of`] reads: the header and the payload's first fields (a Kafka topic name
 /// is at most 249 bytes).
 const HEAD_BYTES: u64 = 64 * 1024;
@@ -265,6 +281,10 @@ struct PayloadHead {
 pub(super) fn source_of(path: &Path) -> Option<SourceIdentity> {
     use std::io::Read;
     let mut head = Vec::new();
+    // Looked at before it is opened: opening a FIFO would wait for a writer.
+    if !std::fs::metadata(path).ok()?.is_file() {
+        return None;
+    }
     std::fs::File::open(path).ok()?.take(HEAD_BYTES).read_to_end(&mut head).ok()?;
     if head.len() < HEADER || &head[..8] != MAGIC {
         return None;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
-use super::files::checkpoint_files;
+use super::files::{checkpoint_files, read_regular};
 use super::format::{CheckpointFile, Relation, SourceIdentity, decode, relation};
 
 /// The newest valid checkpoint of `source` in `dir` (module docs); invalid files and
@@ -29,7 +29,7 @@ pub fn load_latest(dir: &Path, source: &SourceIdentity) -> anyhow::Result<Option
 pub fn load_latest_for_log(dir: &Path, source: &SourceIdentity, log_clicks: Option<u64>) -> anyhow::Result<Option<(PathBuf, CheckpointFile)>> {
     let files = checkpoint_files(dir).with_context(|| format!("could not list {}", dir.display()))?;
     for path in files.iter().rev() {
-        let read = std::fs::read(path).map_err(anyhow::Error::from).and_then(|b| decode(&b));
+        let read = read_regular(path).and_then(|b| decode(&b));
         match read {
             Ok(f) => match relation(&f.source, source) {
                 Relation::Same => return Ok(Some((path.clone(), f))),
@@ -122,7 +122,7 @@ pub fn newest_of_partition(dir: &Path, partition: u32) -> anyhow::Result<Option<
     let mut newest = None;
     let mut others = Vec::new();
     for path in files.iter().rev() {
-        match std::fs::read(path).map_err(anyhow::Error::from).and_then(|b| decode(&b)) {
+        match read_regular(path).and_then(|b| decode(&b)) {
             Ok(f) => match f.source {
                 SourceIdentity::Log { partition: p } | SourceIdentity::LogFile { partition: p, .. } if p == partition => {
                     if newest.is_none() {

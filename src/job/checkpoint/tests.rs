@@ -368,3 +368,34 @@ fn list_intact_skips_files_that_are_not_checkpoints_saying_why() {
         cases.iter().map(|(cut, why)| format!(" WARN skipping a file that is not a valid checkpoint path={} why={why}\n", name(*cut).display())).collect();
     assert_eq!(captured.text(), expected);
 }
+
+/// Finding: a FIFO named like the newest checkpoint hung the start and `sluice log reset`
+/// (reading it waited for a writer), one named like the oldest hung the stop's pruning, and a
+/// directory named `ckpt-<u64::MAX>.bin` made every later write fail (the next name was its
+/// own). Each is now looked at before it is opened, and only regular files name the next
+/// checkpoint.
+#[test]
+fn fifos_and_directories_named_like_checkpoints_neither_hang_nor_block_writes() {
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path().join("checkpoints");
+        let log = SourceIdentity::Log { partition: 0 };
+        write(&d, &file(100, log.clone())).expect("write");
+        let name = |c: u64| d.join(format!("ckpt-{c:020}.bin"));
+        for fifo in [name(1), name(99_999_999_999_999_999)] {
+            assert!(std::process::Command::new("mkfifo").arg(&fifo).status().expect("run mkfifo").success(), "mkfifo");
+            assert_eq!(source_of(&fifo), None);
+        }
+        std::fs::create_dir(name(u64::MAX)).expect("mkdir");
+        assert_eq!(load_latest(&d, &log).expect("load").map(|(p, f)| (p, f.snapshot.cut_epoch)), Some((name(100), 100)));
+        let (newest, others) = newest_of_partition(&d, 0).expect("newest").expect("found");
+        assert_eq!((newest.0, others), (name(100), Vec::<PathBuf>::new()));
+        // The next write is named after the regular files only, and prunes without opening the FIFOs.
+        let (written, _) = write(&d, &file(200, log.clone())).expect("a directory named ckpt-<u64::MAX>.bin does not block the write");
+        assert_eq!(written, name(200));
+        assert_eq!(load_latest(&d, &log).expect("load").map(|(p, _)| p), Some(name(200)));
+        done.send(()).expect("send");
+    });
+    assert_eq!(finished.recv_timeout(std::time::Duration::from_secs(30)), Ok(()), "hung on a FIFO (or failed: see the thread's panic above)");
+}
