@@ -15,7 +15,6 @@
 //! also once later writes have made the file long again.
 
 use std::fs::File;
-use std::ops::Bound;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -73,6 +72,33 @@ impl LenGuard {
     }
 }
 
+/// The range-lock methods of [`StorageBackend`], forwarded to the backend in the field
+/// `$field` of a wrapper (a wrapper watches reads and writes; locks are redb's own business).
+macro_rules! forward_range_locks {
+    ($field:ident) => {
+        fn try_lock_range(&self, start: std::ops::Bound<u64>, end: std::ops::Bound<u64>) -> std::result::Result<bool, redb::BackendError> {
+            self.$field.try_lock_range(start, end)
+        }
+        fn try_lock_shared_range(&self, start: std::ops::Bound<u64>, end: std::ops::Bound<u64>) -> std::result::Result<bool, redb::BackendError> {
+            self.$field.try_lock_shared_range(start, end)
+        }
+        fn lock_range(&self, start: std::ops::Bound<u64>, end: std::ops::Bound<u64>) -> std::result::Result<(), redb::BackendError> {
+            self.$field.lock_range(start, end)
+        }
+        fn lock_shared_range(&self, start: std::ops::Bound<u64>, end: std::ops::Bound<u64>) -> std::result::Result<(), redb::BackendError> {
+            self.$field.lock_shared_range(start, end)
+        }
+        fn unlock_range(&self, start: std::ops::Bound<u64>, end: std::ops::Bound<u64>) -> std::result::Result<(), redb::BackendError> {
+            self.$field.unlock_range(start, end)
+        }
+        fn query_lock_range(&self, start: std::ops::Bound<u64>, end: std::ops::Bound<u64>) -> std::result::Result<bool, redb::BackendError> {
+            self.$field.query_lock_range(start, end)
+        }
+    };
+}
+#[cfg(test)]
+pub(super) use forward_range_locks;
+
 /// redb's [`FileBackend`] that keeps a [`LenGuard`] up to date (module docs).
 #[derive(Debug)]
 pub(super) struct GuardedBackend {
@@ -126,22 +152,5 @@ impl StorageBackend for GuardedBackend {
     fn close(&self) -> std::result::Result<(), std::io::Error> {
         self.file.close()
     }
-    fn try_lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> std::result::Result<bool, redb::BackendError> {
-        self.file.try_lock_range(start, end)
-    }
-    fn try_lock_shared_range(&self, start: Bound<u64>, end: Bound<u64>) -> std::result::Result<bool, redb::BackendError> {
-        self.file.try_lock_shared_range(start, end)
-    }
-    fn lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> std::result::Result<(), redb::BackendError> {
-        self.file.lock_range(start, end)
-    }
-    fn lock_shared_range(&self, start: Bound<u64>, end: Bound<u64>) -> std::result::Result<(), redb::BackendError> {
-        self.file.lock_shared_range(start, end)
-    }
-    fn unlock_range(&self, start: Bound<u64>, end: Bound<u64>) -> std::result::Result<(), redb::BackendError> {
-        self.file.unlock_range(start, end)
-    }
-    fn query_lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> std::result::Result<bool, redb::BackendError> {
-        self.file.query_lock_range(start, end)
-    }
+    forward_range_locks!(file);
 }

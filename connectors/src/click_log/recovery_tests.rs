@@ -1,7 +1,6 @@
 //! The click log recovers from I/O errors (`recovery.rs`): real redb files, with the I/O
 //! errors injected under redb by a storage backend wrapping its own file backend.
 
-use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -10,6 +9,7 @@ use redb::backends::FileBackend;
 use sluice_schemas::ClickEvent;
 use uuid::Uuid;
 
+use super::len_guard::forward_range_locks;
 use super::recovery::{REOPEN_BACKOFF_MAX, reopen_delay};
 use super::*;
 use crate::test_fs::{SmallFileSystem, fill, logged_about};
@@ -72,24 +72,7 @@ impl StorageBackend for FaultyBackend {
     fn close(&self) -> std::result::Result<(), std::io::Error> {
         self.file.close()
     }
-    fn try_lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> std::result::Result<bool, redb::BackendError> {
-        self.file.try_lock_range(start, end)
-    }
-    fn try_lock_shared_range(&self, start: Bound<u64>, end: Bound<u64>) -> std::result::Result<bool, redb::BackendError> {
-        self.file.try_lock_shared_range(start, end)
-    }
-    fn lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> std::result::Result<(), redb::BackendError> {
-        self.file.lock_range(start, end)
-    }
-    fn lock_shared_range(&self, start: Bound<u64>, end: Bound<u64>) -> std::result::Result<(), redb::BackendError> {
-        self.file.lock_shared_range(start, end)
-    }
-    fn unlock_range(&self, start: Bound<u64>, end: Bound<u64>) -> std::result::Result<(), redb::BackendError> {
-        self.file.unlock_range(start, end)
-    }
-    fn query_lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> std::result::Result<bool, redb::BackendError> {
-        self.file.query_lock_range(start, end)
-    }
+    forward_range_locks!(file);
 }
 
 /// A log in `dir` whose file goes through a [`FaultyBackend`] driven by the returned faults,
