@@ -37,7 +37,7 @@ pub fn open_checked<E>(
     damaged: impl FnOnce(String) -> E,
     other: impl FnOnce(redb::DatabaseError) -> E,
 ) -> Result<Database, E> {
-    open_checked_gated(path, what, cache_bytes, |_| true, damaged, other)
+    open_checked_gated(path, what, cache_bytes, |_| true, damaged, other, redb::backends::FileBackend::new)
 }
 
 /// The warnings [`open_checked`] logs about a file redb repairs as it opens it.
@@ -55,24 +55,13 @@ pub enum RepairWarning {
 /// closed cleanly and its newest commit torn at every reopen (logged once per episode,
 /// `click_log/recovery.rs`).
 ///
-/// Errors: as [`open_checked`].
-pub fn open_checked_gated<E>(
-    path: &Path,
-    what: &'static str,
-    cache_bytes: Option<usize>,
-    warn: impl Fn(RepairWarning) -> bool + std::panic::UnwindSafe + 'static,
-    damaged: impl FnOnce(String) -> E,
-    other: impl FnOnce(redb::DatabaseError) -> E,
-) -> Result<Database, E> {
-    open_checked_gated_with(path, what, cache_bytes, warn, damaged, other, redb::backends::FileBackend::new)
-}
-
-/// [`open_checked_gated`] through the storage backend `backend` makes of the file (opened for
-/// reading and writing, created when missing, as redb's own `create` opens it), e.g. one
-/// that wraps redb's [`redb::backends::FileBackend`] to watch what redb does to the file.
+/// The file (opened for reading and writing, created when missing, as redb's own `create`
+/// opens it) goes through the storage backend `backend` makes of it: redb's
+/// [`redb::backends::FileBackend::new`], or one that wraps it to watch what redb does to the
+/// file (the click log's length guard).
 ///
 /// Errors: as [`open_checked`]; `backend`'s error goes to `other`.
-pub fn open_checked_gated_with<E, B: redb::StorageBackend>(
+pub fn open_checked_gated<E, B: redb::StorageBackend>(
     path: &Path,
     what: &'static str,
     cache_bytes: Option<usize>,
@@ -462,7 +451,7 @@ mod tests {
             seen.fetch_add(1, Ordering::SeqCst);
             true
         };
-        let second = open_checked_gated(&path, "test file", None, warn, |d| d, |e| e.to_string());
+        let second = open_checked_gated(&path, "test file", None, warn, |d| d, |e| e.to_string(), redb::backends::FileBackend::new);
         assert!(second.is_err(), "the lock refuses a second open");
         assert_eq!(warned.load(Ordering::SeqCst), 0, "no recovery warning for a held file");
         drop(db);

@@ -386,6 +386,7 @@ fn open_file(path: &Path, warn: impl Fn(crate::redb_open::RepairWarning) -> bool
         warn,
         |detail| Error::StoreDamaged { store: "anomaly store", path: path.display().to_string(), detail, loses: ANOMALY_STORE_LOSES },
         |e| store_err("open", e),
+        redb::backends::FileBackend::new,
     )?;
     let txn = db.begin_write().map_err(|e| store_err("open", e))?;
     let head = {

@@ -188,7 +188,7 @@ impl std::fmt::Debug for ClickLog {
 fn open_checked(path: &Path, episode: &Arc<crate::io_episode::Episode>, guard: &Arc<len_guard::LenGuard>) -> Result<Database> {
     let episode = Arc::clone(episode);
     let g = Arc::clone(guard);
-    crate::redb_open::open_checked_gated_with(
+    crate::redb_open::open_checked_gated(
         path,
         "click log",
         Some(CLICK_LOG_CACHE_BYTES),
