@@ -58,7 +58,7 @@ use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::http_server::ReadSinceWrite;
+use crate::http_server::ConnActivity;
 
 /// hyper's limit on the request target, bytes (`MAX_URI_LEN` in hyper's h1 parser).
 pub const MAX_URI_BYTES: usize = 65_534;
@@ -123,14 +123,7 @@ impl Listener for JsonErrorListener {
         if let Err(e) = io.set_nodelay(true) {
             tracing::debug!(error = %e, %addr, "could not set TCP_NODELAY");
         }
-        let stream = JsonErrorStream {
-            inner: io,
-            pending: None,
-            head: HeadScan::default(),
-            fresh: true,
-            refused_h2: false,
-            read_since_write: ReadSinceWrite::default(),
-        };
+        let stream = JsonErrorStream { inner: io, pending: None, head: HeadScan::default(), fresh: true, refused_h2: false, activity: ConnActivity::new() };
         (stream, addr)
     }
 
@@ -312,13 +305,15 @@ pub struct JsonErrorStream {
     fresh: bool,
     /// The connection was an HTTP/2 one and is answered: reads return end of stream.
     refused_h2: bool,
-    read_since_write: ReadSinceWrite,
+    /// Reads and writes are noted here (the graceful stop, connection limits).
+    activity: ConnActivity,
 }
 
 impl JsonErrorStream {
-    /// A handle on this connection's [`ReadSinceWrite`].
-    pub fn read_since_write(&self) -> ReadSinceWrite {
-        self.read_since_write.clone()
+    /// Makes `activity` the state this connection's reads and writes are noted in (the
+    /// server's connection registry made it, [`crate::http_server::limits`]).
+    pub fn set_activity(&mut self, activity: ConnActivity) {
+        self.activity = activity;
     }
 }
 
@@ -457,9 +452,7 @@ impl AsyncRead for JsonErrorStream {
             buf.set_filled(before);
             return Poll::Ready(Ok(()));
         }
-        if !new.is_empty() {
-            this.read_since_write.set(true);
-        }
+        this.activity.on_read(new.len());
         this.head.feed(new);
         Poll::Ready(Ok(()))
     }
@@ -473,9 +466,7 @@ impl AsyncWrite for JsonErrorStream {
                 Some(bytes) => this.pending = Some((bytes, 0, buf.len())),
                 None => {
                     let n = ready!(Pin::new(&mut this.inner).poll_write(cx, buf))?;
-                    if n > 0 {
-                        this.read_since_write.set(false);
-                    }
+                    this.activity.on_write(n);
                     // The start of a final response (not `100 Continue`): a head is answered.
                     // An HTTP/1.0 request is answered in HTTP/1.0 (hyper).
                     if n > 0 && (buf.starts_with(b"HTTP/1.1 ") || buf.starts_with(b"HTTP/1.0 ")) && buf.get(9) != Some(&b'1') {
@@ -497,7 +488,7 @@ impl AsyncWrite for JsonErrorStream {
         }
         let n = *reported;
         this.pending = None;
-        this.read_since_write.set(false);
+        this.activity.on_write(n);
         Poll::Ready(Ok(n))
     }
 

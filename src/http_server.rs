@@ -26,6 +26,12 @@
 //!   within `header_read_timeout` (default 30 s) from when the connection starts waiting
 //!   for it, also between keep-alive requests; else hyper closes the connection (a client
 //!   sending half a request no longer holds it forever).
+//! * **Connection limits** ([`limits`]): at most `[server] max-connections` open (default:
+//!   the file-descriptor limit less a reserve) and `max-connections-per-client` per client
+//!   address (default 1,000; IPv6 per /64; trusted proxies exempt). A connection over a limit
+//!   closes the least recently active idle connection in the limit's scope and is served;
+//!   it is refused (closed at once) only when every connection in scope is being answered.
+//!   Idle connections no longer lock everyone out until the header read deadline.
 //! * **Head limits**: at most [`MAX_HEAD_BYTES`] bytes (hyper's `max_header_size`, so a head
 //!   arriving in one read is held to the same limit as one arriving in pieces) and at most
 //!   [`crate::http_listener::MAX_HEADER_FIELDS`] header fields; hyper's own 414/431 answers
@@ -70,7 +76,7 @@
 //!   `invalid_path`.
 //! * **Graceful stop**: when `signal` resolves, no new connection is accepted, idle
 //!   keep-alive connections (between requests: nothing read since the last answer,
-//!   [`ReadSinceWrite`]) are closed, every server-sent events stream (a response with
+//!   [`ConnActivity::read_since_write`]) are closed, every server-sent events stream (a response with
 //!   `content-type: text/event-stream`, whichever route) ends cleanly and in-flight requests
 //!   are answered, and so is a request whose head was arriving at the stop (hyper alone
 //!   would close a kept-alive connection in the middle of it). Every answer written from the
@@ -90,7 +96,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -112,10 +117,13 @@ use crate::start_gate::StartGate;
 
 mod bodies;
 pub mod host;
+pub mod limits;
 pub mod target;
 
-/// Deadlines of [`serve_with`] (module docs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub use limits::{ConnActivity, ConnectionLimits};
+
+/// Deadlines and limits of [`serve_with`] (module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerOptions {
     /// How long a request head may take to arrive, counted from when the connection starts
     /// waiting for it; `None` = no deadline. Default 30 s (`[server] header-read-timeout`).
@@ -129,6 +137,9 @@ pub struct ServerOptions {
     /// How long open connections get to finish after the stop signal before they are
     /// dropped. Default 10 s (`[server] shutdown-timeout`).
     pub shutdown_timeout: Duration,
+    /// Most connections open, in all and per client ([`limits`]). Default: derived from
+    /// the file-descriptor limit, 1,000 per client, no peer exempt.
+    pub limits: ConnectionLimits,
 }
 
 impl Default for ServerOptions {
@@ -138,20 +149,28 @@ impl Default for ServerOptions {
             body_read_timeout: Some(Duration::from_secs(30)),
             max_body_bytes: 256 << 10,
             shutdown_timeout: Duration::from_secs(10),
+            limits: ConnectionLimits { max_connections: 0, max_per_client: limits::DEFAULT_MAX_PER_CLIENT, exempt: Vec::new() },
         }
     }
 }
 
 impl ServerOptions {
     /// The options of `[server]` in `cfg` (`header-read-timeout = "0s"` or
-    /// `body-read-timeout = "0s"` = no deadline).
-    pub fn from_config(cfg: &crate::config::ServerConfig) -> Self {
-        ServerOptions {
+    /// `body-read-timeout = "0s"` = no deadline; `trusted-proxies` exempt from the
+    /// per-client connection limit).
+    ///
+    /// Errors: a `trusted-proxies` entry that is no CIDR or address (the message of
+    /// [`crate::config::Config::trusted_proxies`]).
+    pub fn from_config(cfg: &crate::config::Config) -> anyhow::Result<Self> {
+        let exempt = cfg.trusted_proxies()?;
+        let cfg = &cfg.server;
+        Ok(ServerOptions {
             header_read_timeout: Some(cfg.header_read_timeout).filter(|d| !d.is_zero()),
             body_read_timeout: Some(cfg.body_read_timeout).filter(|d| !d.is_zero()),
             max_body_bytes: cfg.max_body_bytes,
             shutdown_timeout: cfg.shutdown_timeout,
-        }
+            limits: ConnectionLimits { max_connections: cfg.max_connections, max_per_client: cfg.max_connections_per_client, exempt },
+        })
     }
 }
 
@@ -191,23 +210,47 @@ pub async fn serve_with(listener: TcpListener, app: App, opts: ServerOptions, si
     // Turns true at the stop: closes idle connections, ends the SSE streams
     // (bodies::until_stop), answers say `connection: close` (module docs).
     let (stopping, stop_rx) = watch::channel(false);
+    // Connection limits (limits): the activity clock runs while the server does.
+    let registry = limits::ConnRegistry::new(&opts.limits);
+    let clock = limits::spawn_clock();
+    let (max_body_bytes, body_read_timeout) = (opts.max_body_bytes, opts.body_read_timeout);
     loop {
-        let (io, peer) = tokio::select! {
+        let (mut io, peer) = tokio::select! {
             accepted = Listener::accept(&mut listener) => accepted,
             () = &mut signal => break,
         };
         // Reap finished connection tasks (the set would otherwise keep their results).
         while conns.try_join_next().is_some() {}
-        let read_since_write = io.read_since_write();
-        let service = ConnService { router: router.clone(), fast: fast.clone(), gate: gate.clone(), peer, opts, stop: stop_rx.clone() };
+        let admitted = match registry.admit(peer.ip()) {
+            Ok(a) => a,
+            Err(limit) => {
+                tracing::debug!(%peer, ?limit, "connection refused: over the limit, every connection in its scope is being answered");
+                continue;
+            }
+        };
+        let activity = admitted.activity;
+        io.set_activity(activity.clone());
+        let service = ConnService {
+            router: router.clone(),
+            fast: fast.clone(),
+            gate: gate.clone(),
+            peer,
+            max_body_bytes,
+            body_read_timeout,
+            stop: stop_rx.clone(),
+            activity: activity.clone(),
+        };
         let conn = builder.serve_connection(TokioIo::new(io), service);
         let stop = stop_rx.clone();
+        let registration = admitted.registration;
         conns.spawn(async move {
-            if let Err(e) = until_drained(conn, stop, read_since_write).await {
+            if let Err(e) = until_drained(conn, stop, activity).await {
                 tracing::trace!(error = %e, %peer, "connection ended with an error");
             }
+            drop(registration);
         });
     }
+    clock.abort();
     drop(listener);
     // A stop while starting: the start-up work is dropped (it retries until it succeeds).
     if let Some(startup) = startup {
@@ -226,49 +269,44 @@ pub async fn serve_with(listener: TcpListener, app: App, opts: ServerOptions, si
     conns.shutdown().await;
 }
 
-/// Whether a connection has read bytes since it last wrote any: `true` while a request is
-/// arriving or being answered, `false` between requests (after an answer, before the next
-/// request's first byte) and before the first request. Set by the connection's stream
-/// ([`crate::http_listener::JsonErrorStream`]), read at the graceful stop ([`until_drained`]).
-#[derive(Debug, Clone, Default)]
-pub struct ReadSinceWrite(Arc<AtomicBool>);
-
-impl ReadSinceWrite {
-    /// The current value.
-    pub fn get(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
-    }
-
-    /// Sets the value (the stream: `true` on a read of at least one byte, `false` on a write).
-    pub fn set(&self, v: bool) {
-        self.0.store(v, Ordering::Relaxed);
-    }
-}
-
 /// Serves `conn` to its end. Once `stop` turns true, the connection closes as soon as it is
-/// between requests ([`ReadSinceWrite`] false: hyper's graceful shutdown, which also makes
-/// an answer in flight say `connection: close`); a request arriving at the stop is answered
-/// first (with `connection: close`, [`ConnService`]), then the connection closes.
+/// between requests ([`ConnActivity::read_since_write`] false: hyper's graceful shutdown,
+/// which also makes an answer in flight say `connection: close`); a request arriving at
+/// the stop is answered first (with `connection: close`, [`ConnService`]), then the
+/// connection closes. Closed to make room for another ([`limits`]; it was idle: nothing
+/// being answered), the connection is dropped at once, a request head still arriving
+/// included; one that turned busy meanwhile shuts down after its answer.
 async fn until_drained(
     conn: hyper::server::conn::http1::Connection<TokioIo<crate::http_listener::JsonErrorStream>, ConnService>,
     mut stop: watch::Receiver<bool>,
-    read_since_write: ReadSinceWrite,
+    activity: ConnActivity,
 ) -> hyper::Result<()> {
     let mut conn = std::pin::pin!(conn);
     let mut stopped = std::pin::pin!(stop.wait_for(|s| *s));
+    let evicted = activity.clone();
+    let mut evicted = std::pin::pin!(evicted.evicted());
     let (mut stopping, mut shut_down) = (false, false);
     std::future::poll_fn(|cx| {
+        if !shut_down && evicted.as_mut().poll(cx).is_ready() {
+            // Nothing being answered: closed now (hyper's graceful shutdown would wait for
+            // a head still arriving). Busy since it was chosen: closed after the answer.
+            if !activity.is_busy() {
+                return Poll::Ready(Ok(()));
+            }
+            shut_down = true;
+            conn.as_mut().graceful_shutdown();
+        }
         // An error: the sender is gone, which only happens once serve_with has returned.
         if !stopping && stopped.as_mut().poll(cx).is_ready() {
             stopping = true;
         }
-        if stopping && !shut_down && !read_since_write.get() {
+        if stopping && !shut_down && !activity.read_since_write() {
             shut_down = true;
             conn.as_mut().graceful_shutdown();
         }
         let polled = conn.as_mut().poll(cx);
         // An answer written in this poll may have left the connection between requests.
-        if polled.is_pending() && stopping && !shut_down && !read_since_write.get() {
+        if polled.is_pending() && stopping && !shut_down && !activity.read_since_write() {
             shut_down = true;
             conn.as_mut().graceful_shutdown();
             return conn.as_mut().poll(cx);
@@ -349,9 +387,14 @@ struct ConnService {
     /// Closed until the app's start-up work is done (module docs).
     gate: StartGate,
     peer: SocketAddr,
-    opts: ServerOptions,
+    /// [`ServerOptions::max_body_bytes`].
+    max_body_bytes: usize,
+    /// [`ServerOptions::body_read_timeout`].
+    body_read_timeout: Option<Duration>,
     /// The graceful stop has begun (module docs).
     stop: watch::Receiver<bool>,
+    /// The connection's activity: a request is being handled from here to its answer.
+    activity: ConnActivity,
 }
 
 impl hyper::service::Service<hyper::Request<Incoming>> for ConnService {
@@ -363,9 +406,15 @@ impl hyper::service::Service<hyper::Request<Incoming>> for ConnService {
         let http10 = req.version() == Version::HTTP_10;
         match self.answer(req) {
             ConnFuture::Ready(Some(resp)) => ConnFuture::Ready(Some(closing_in_http10(close_if_stopping(resp, &self.stop), http10))),
-            // The boxed futures check the stop themselves, when their answer is ready.
-            ConnFuture::Boxed(fut) if http10 => ConnFuture::Boxed(Box::pin(async move { closing_in_http10(fut.await, true) })),
-            later => later,
+            // The boxed futures check the stop themselves, when their answer is ready. The
+            // connection is busy until the answer is written (limits: never closed to make
+            // room meanwhile).
+            ConnFuture::Boxed(fut) => {
+                self.activity.on_request();
+                let activity = self.activity.clone();
+                ConnFuture::Boxed(Box::pin(async move { bodies::busy_until_sent(closing_in_http10(fut.await, http10), activity) }))
+            }
+            ready => ready,
         }
     }
 }
@@ -432,15 +481,15 @@ impl ConnService {
         }
         // A request body: its size upfront, then its read deadline.
         if let Some(len) = req.body().size_hint().exact()
-            && len > self.opts.max_body_bytes as u64
+            && len > self.max_body_bytes as u64
             && req.uri().path() != sluice_ingest::http::EVENTS_PATH
         {
-            return ConnFuture::Ready(Some(bodies::payload_too_large(self.opts.max_body_bytes)));
+            return ConnFuture::Ready(Some(bodies::payload_too_large(self.max_body_bytes)));
         }
         let state = Arc::new(bodies::BodyState::default());
         let req = req.map(|b| bodies::TrackedBody::new(b, Arc::clone(&state)));
         let fut = tower::Service::call(&mut router, req);
-        let timeout = self.opts.body_read_timeout;
+        let timeout = self.body_read_timeout;
         ConnFuture::Boxed(Box::pin(async move {
             let handler = async { infallible(fut.await) };
             let resp = match timeout {

@@ -234,11 +234,13 @@ async fn tool_version(program: &Path, flag: &str) -> String {
 
 /// Writes the server's `--config` file to `path`: the L1 capacity when given, and the
 /// in-process dataflow switched off unless `with_dataflow` (only when this build's
-/// configuration has a `[dataflow]` section). Returns the path and a description.
+/// configuration has a `[dataflow]` section). The per-client connection limit is off: the
+/// load generators are one client of up to 4,000 connections (`--connections`). Returns the
+/// path and a description.
 ///
 /// Errors when the file cannot be written.
 fn server_config(path: &Path, cache_capacity: Option<u64>, with_dataflow: bool) -> anyhow::Result<(PathBuf, String)> {
-    let mut text = String::new();
+    let mut text = String::from("[server]\nmax-connections-per-client = 0\n");
     if let Some(c) = cache_capacity {
         text.push_str(&format!("[redirect]\ncache-capacity = {c}\n"));
     }

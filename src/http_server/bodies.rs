@@ -1,5 +1,6 @@
 //! Request and response body wrappers of [`super::serve_with`]: the request body read
-//! deadline and SSE streams that end at the graceful stop.
+//! deadline, SSE streams that end at the graceful stop, and the end of a response that
+//! makes its connection idle again ([`super::limits`]).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -14,6 +15,7 @@ use axum::response::Response;
 use hyper::body::{Frame, Incoming, SizeHint};
 use tokio::sync::watch;
 
+use super::ConnActivity;
 use crate::http_listener::error_response;
 
 /// What a [`TrackedBody`] saw: read to its end (see [`with_body_deadline`]), or failed
@@ -174,5 +176,42 @@ impl hyper::body::Body for UntilStop {
             return Poll::Ready(None);
         }
         Pin::new(&mut self.inner).poll_frame(cx)
+    }
+}
+
+/// `resp` with a body that marks its connection idle ([`ConnActivity::on_answered`]) when
+/// hyper is done with it: written to its end, or dropped with the connection. Until then
+/// the connection is busy ([`ConnActivity::on_request`]) and never closed to make room for
+/// another ([`super::limits`]): an SSE stream stays busy while it streams. Size hint and
+/// end of stream are the inner body's (hyper derives `content-length` from them).
+pub(super) fn busy_until_sent(resp: Response, activity: ConnActivity) -> Response {
+    resp.map(|inner| Body::new(BusyUntilSent { inner, activity }))
+}
+
+struct BusyUntilSent {
+    inner: Body,
+    activity: ConnActivity,
+}
+
+impl Drop for BusyUntilSent {
+    fn drop(&mut self) {
+        self.activity.on_answered();
+    }
+}
+
+impl hyper::body::Body for BusyUntilSent {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }

@@ -358,6 +358,7 @@ mod edges;
 mod framing;
 mod gate;
 mod head;
+mod limits;
 mod stop;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -355,7 +355,24 @@ impl System {
         let (stop_http, stopped) = oneshot::channel::<()>();
         // HTTP/1.1; redirects ahead of the router; hyper's own 414/431 answers get the JSON
         // error shape (crate::http_server).
-        let server_opts = crate::http_server::ServerOptions::from_config(&cfg.server);
+        let server_opts = crate::http_server::ServerOptions::from_config(&cfg)?;
+        // Connections may use every descriptor the hard limit allows, less a reserve
+        // (crate::http_server::limits).
+        let nofile = crate::http_server::limits::raise_fd_limit();
+        let max_connections = match server_opts.limits.max_connections {
+            0 => nofile.map(crate::http_server::limits::derived_max_connections),
+            n => Some(n),
+        };
+        if let (Some(nofile), Some(max)) = (nofile, max_connections)
+            && max as u64 + crate::http_server::limits::fd_reserve(nofile) > nofile
+        {
+            tracing::warn!(
+                max_connections = max,
+                fd_limit = nofile,
+                "server.max-connections leaves fewer than the reserved descriptors of the file-descriptor limit: accepts may fail with 'too many open files' before the limit closes idle connections"
+            );
+        }
+        tracing::debug!(?max_connections, max_per_client = server_opts.limits.max_per_client, fd_limit = ?nofile, "connection limits");
         let gate = app.start_gate().clone();
         let server = tokio::spawn(crate::http_server::serve_with(listener, app, server_opts, async move {
             let _ = stopped.await;

@@ -44,7 +44,7 @@ async fn a_content_length_over_the_body_limit_gets_413_before_the_body_is_read()
     let dir = tempfile::tempdir().expect("tempdir");
     // A one-hour body deadline: an answer in time can only be the upfront 413.
     let opts = ServerOptions { body_read_timeout: Some(Duration::from_secs(3600)), ..ServerOptions::default() };
-    let s = start_with(dir.path(), opts, vec![]).await;
+    let s = start_with(dir.path(), opts.clone(), vec![]).await;
     let limit = opts.max_body_bytes;
     let cfg: Config = toml::from_str(DEFAULT_TOML).expect("defaults");
     assert_eq!(limit, cfg.server.max_body_bytes, "the default is [server] max-body-bytes");

@@ -16,7 +16,7 @@ async fn sse_streams_end_cleanly_at_the_graceful_stop() {
     let dir = tempfile::tempdir().expect("tempdir");
     // A one-hour stop deadline: the server can only stop in time if the stream ends.
     let opts = ServerOptions { shutdown_timeout: Duration::from_secs(3600), ..ServerOptions::default() };
-    let s = start_with(dir.path(), opts, routes).await;
+    let s = start_with(dir.path(), opts.clone(), routes).await;
     let mut stream = tokio::net::TcpStream::connect(s.addr).await.expect("connect");
     stream.write_all(b"GET /v1/test/sse HTTP/1.1\r\nhost: x\r\n\r\n").await.expect("write");
     let mut first = vec![0u8; 4096];

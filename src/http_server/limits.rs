@@ -1,0 +1,437 @@
+//! Connection limits of [`super::serve_with`]: how many connections the server keeps open,
+//! in all and per client address, and which connection makes room for a new one.
+//!
+//! Without limits a client can hold every file descriptor the process may open: tens of
+//! thousands of connections that send nothing (or a request head one byte at a time) fill
+//! the descriptor limit, and every later `accept` fails until the header read deadline
+//! (30 s by default) closes them: for that long no browser gets its redirect. So:
+//!
+//! * **In all** at most [`ConnectionLimits::max_connections`] connections are open
+//!   (`[server] max-connections`; 0 = derived from the process's file-descriptor limit, the
+//!   `RLIMIT_NOFILE` soft limit less [`fd_reserve`] descriptors kept for the link store,
+//!   the click log, checkpoints, sink connections and logs; `sluice serve` first raises
+//!   the soft limit to the hard one, [`raise_fd_limit`], as nginx's
+//!   `worker_rlimit_nofile` and Go's runtime do).
+//! * **Per client** at most [`ConnectionLimits::max_per_client`] (`[server]
+//!   max-connections-per-client`, default 1,000; 0 = no limit). A client is the socket
+//!   peer's address: an IPv4 address, or the /64 prefix of an IPv6 one (one host or
+//!   network gets a /64, RFC 6177), an IPv4-mapped IPv6 address counting as its IPv4
+//!   address. Peers inside `[server] trusted-proxies` are not limited per client (a load
+//!   balancer's connections carry many clients); they count toward the total.
+//! * **Making room** (the policy of Envoy's overload manager and HAProxy's idle-connection
+//!   purge, rather than nginx's refusal): a new connection over a limit closes the *least
+//!   recently active idle* connection in the limit's scope (the same client's for the
+//!   per-client limit, any for the total) and is served; a connection is idle while no
+//!   request of it is being handled: between keep-alive requests, before its first
+//!   request, or while a request head is still arriving. Activity is its latest read or
+//!   write, in [`TICK`]s. The chosen connection is closed at once, without an answer (one
+//!   that turned busy in between is closed after its answer, like at a graceful stop). Only when
+//!   every connection in scope is being answered is the new one refused: closed right
+//!   after `accept`, without an answer (reading its request would cost what the limit
+//!   saves).
+//!
+//! Metrics: `sluice_http_connections` (gauge: connections open and not closing),
+//! `sluice_http_connections_closed_for_room_total{limit}` and
+//! `sluice_http_connections_refused_total{limit}`, `limit` = `client` or `server`. The first
+//! refusal or eviction in every 10 s is logged at WARN with the counts since the last one.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+use tokio::sync::Notify;
+
+/// The resolution of a connection's activity time (100 ms): the server's clock task
+/// advances a process-wide counter this often, and a read or write stores its value (one
+/// atomic load and store, no clock read per I/O).
+pub const TICK: Duration = Duration::from_millis(100);
+
+/// Default `[server] max-connections-per-client`.
+pub const DEFAULT_MAX_PER_CLIENT: usize = 1000;
+
+/// The limits of one server (module docs).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ConnectionLimits {
+    /// Most connections open in all; 0 = derived from the file-descriptor limit
+    /// ([`derived_max_connections`]).
+    pub max_connections: usize,
+    /// Most connections open per client (IPv4 address, IPv6 /64); 0 = no limit.
+    pub max_per_client: usize,
+    /// Peers not limited per client (`[server] trusted-proxies`).
+    pub exempt: Vec<IpNet>,
+}
+
+/// Descriptors kept out of the connection limit for everything else the process opens:
+/// 1,024, or a quarter of `nofile` when that is less than 4,096.
+pub fn fd_reserve(nofile: u64) -> u64 {
+    if nofile >= 4096 { 1024 } else { nofile / 4 }
+}
+
+/// The total connection limit for a file-descriptor soft limit of `nofile`: `nofile` less
+/// [`fd_reserve`], at least 1.
+pub fn derived_max_connections(nofile: u64) -> usize {
+    usize::try_from(nofile.saturating_sub(fd_reserve(nofile)).max(1)).unwrap_or(usize::MAX)
+}
+
+/// The process's `RLIMIT_NOFILE` soft limit (`None` when it cannot be read or is
+/// unlimited).
+pub fn fd_limit() -> Option<u64> {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile).current
+}
+
+/// Raises the `RLIMIT_NOFILE` soft limit to the hard limit; returns the soft limit now in
+/// force (`None` when it cannot be read). A failure to raise it is logged at WARN and
+/// leaves the limit as it was.
+pub fn raise_fd_limit() -> Option<u64> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if let (Some(soft), Some(hard)) = (limit.current, limit.maximum)
+        && soft < hard
+    {
+        match setrlimit(Resource::Nofile, rustix::process::Rlimit { current: Some(hard), maximum: Some(hard) }) {
+            Ok(()) => tracing::debug!(from = soft, to = hard, "raised the file-descriptor soft limit to the hard limit"),
+            Err(e) => tracing::warn!(error = %e, soft, hard, "could not raise the file-descriptor soft limit"),
+        }
+    }
+    fd_limit()
+}
+
+/// The limit key of a peer: an IPv4 address, or an IPv6 /64 prefix (module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClientKey {
+    /// An IPv4 peer (also one written IPv4-mapped, `::ffff:a.b.c.d`).
+    V4(u32),
+    /// The first 64 bits of an IPv6 peer.
+    V6(u64),
+}
+
+impl ClientKey {
+    /// The key of `ip`.
+    pub fn of(ip: IpAddr) -> ClientKey {
+        match ip {
+            IpAddr::V4(v4) => ClientKey::V4(u32::from(v4)),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => ClientKey::V4(u32::from(v4)),
+                None => ClientKey::V6((u128::from(v6) >> 64) as u64),
+            },
+        }
+    }
+}
+
+/// Ticks of [`TICK`] since the first server of the process started its clock.
+static NOW_TICKS: AtomicU32 = AtomicU32::new(0);
+static CLOCK_START: OnceLock<Instant> = OnceLock::new();
+
+/// Sets the activity clock (tests: nextest runs each test in its own process).
+#[cfg(test)]
+pub(super) fn set_ticks(ticks: u32) {
+    NOW_TICKS.store(ticks, Ordering::Relaxed);
+}
+
+/// Advances the activity clock every [`TICK`] until dropped (each server runs one; several
+/// store the same value).
+pub(super) fn spawn_clock() -> tokio::task::JoinHandle<()> {
+    let start = *CLOCK_START.get_or_init(Instant::now);
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(TICK);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            every.tick().await;
+            let ticks = start.elapsed().as_millis() / TICK.as_millis();
+            NOW_TICKS.store(u32::try_from(ticks).unwrap_or(u32::MAX), Ordering::Relaxed);
+        }
+    })
+}
+
+/// What the server knows of one connection's activity, shared by its stream (reads and
+/// writes), its service (requests) and the registry (eviction). Cloning is cheap (an
+/// `Arc`).
+#[derive(Debug, Clone, Default)]
+pub struct ConnActivity(Arc<ActivityState>);
+
+#[derive(Debug, Default)]
+struct ActivityState {
+    read_since_write: AtomicBool,
+    /// A request is being handled (set when its answer is not ready at once, cleared when
+    /// that answer's body is written or dropped).
+    busy: AtomicBool,
+    /// [`NOW_TICKS`] at the latest read or write (or the accept).
+    last_active: AtomicU32,
+    /// Closed to make room: set by the registry, read by the connection's task.
+    evicted: AtomicBool,
+    wake: Notify,
+}
+
+impl ConnActivity {
+    /// A new connection's state: active now, idle, nothing read.
+    pub fn new() -> Self {
+        let a = ConnActivity::default();
+        a.0.last_active.store(NOW_TICKS.load(Ordering::Relaxed), Ordering::Relaxed);
+        a
+    }
+
+    /// Whether the connection has read bytes since it last wrote any: `true` while a
+    /// request is arriving or being answered, `false` between requests (after an answer,
+    /// before the next request's first byte) and before the first request. Read at the
+    /// graceful stop ([`super::until_drained`]).
+    pub fn read_since_write(&self) -> bool {
+        self.0.read_since_write.load(Ordering::Relaxed)
+    }
+
+    /// The stream read `n` bytes.
+    pub fn on_read(&self, n: usize) {
+        if n > 0 {
+            self.0.read_since_write.store(true, Ordering::Relaxed);
+            self.0.last_active.store(NOW_TICKS.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+    }
+
+    /// The stream wrote `n` bytes.
+    pub fn on_write(&self, n: usize) {
+        if n > 0 {
+            self.0.read_since_write.store(false, Ordering::Relaxed);
+            self.0.last_active.store(NOW_TICKS.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+    }
+
+    /// A request is being handled and its answer is not ready yet: the connection is busy
+    /// until [`ConnActivity::on_answered`] (an answer ready at once never makes it busy).
+    pub fn on_request(&self) {
+        self.0.busy.store(true, Ordering::Relaxed);
+    }
+
+    /// The answer's body is written to its end (or dropped): the connection is idle again,
+    /// active now.
+    pub fn on_answered(&self) {
+        self.0.last_active.store(NOW_TICKS.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.0.busy.store(false, Ordering::Relaxed);
+    }
+
+    /// Whether a request is being handled ([`ConnActivity::on_request`]).
+    pub fn is_busy(&self) -> bool {
+        self.0.busy.load(Ordering::Relaxed)
+    }
+
+    /// Resolves once the registry closed this connection to make room.
+    pub async fn evicted(&self) {
+        loop {
+            let woken = self.0.wake.notified();
+            if self.0.evicted.load(Ordering::Acquire) {
+                return;
+            }
+            woken.await;
+        }
+    }
+
+    fn idle_since(&self) -> Option<u32> {
+        if self.0.busy.load(Ordering::Relaxed) { None } else { Some(self.0.last_active.load(Ordering::Relaxed)) }
+    }
+
+    fn evict(&self) {
+        self.0.evicted.store(true, Ordering::Release);
+        self.0.wake.notify_one();
+    }
+}
+
+/// Which limit a refusal or eviction is for (the `limit` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// `max-connections-per-client`.
+    Client,
+    /// `max-connections`.
+    Server,
+}
+
+impl Limit {
+    fn label(self) -> &'static str {
+        match self {
+            Limit::Client => "client",
+            Limit::Server => "server",
+        }
+    }
+}
+
+/// A connection let in: its activity state and its registration (dropping it removes the
+/// connection from the counts).
+#[derive(Debug)]
+pub struct Admitted {
+    /// Shared with the stream and the service.
+    pub activity: ConnActivity,
+    /// Removes the connection when dropped.
+    pub registration: Registration,
+}
+
+/// The open connections of one server and their counts (module docs).
+#[derive(Debug)]
+pub struct ConnRegistry {
+    max_connections: usize,
+    max_per_client: usize,
+    exempt: Vec<IpNet>,
+    inner: Mutex<Inner>,
+    /// Refusals and evictions since the last WARN, and when it was (ms since the clock's start).
+    unlogged: AtomicU64,
+    last_warn_ms: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    slots: HashMap<u64, Slot>,
+    next_id: u64,
+    /// Connections counted (open, not closing to make room).
+    open: usize,
+    per_client: HashMap<ClientKey, usize>,
+}
+
+#[derive(Debug)]
+struct Slot {
+    key: ClientKey,
+    /// Counted per client (not exempt).
+    limited: bool,
+    /// Closing to make room: no longer counted.
+    evicted: bool,
+    activity: ConnActivity,
+}
+
+/// A connection's place in its [`ConnRegistry`]; dropping it removes the connection.
+#[derive(Debug)]
+pub struct Registration {
+    registry: Arc<ConnRegistry>,
+    id: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut inner = self.registry.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(slot) = inner.slots.remove(&self.id)
+            && !slot.evicted
+        {
+            inner.uncount(slot.key, slot.limited);
+        }
+        metrics::gauge!("sluice_http_connections").set(inner.open as f64);
+    }
+}
+
+impl Inner {
+    fn uncount(&mut self, key: ClientKey, limited: bool) {
+        self.open -= 1;
+        if limited && let Some(n) = self.per_client.get_mut(&key) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_client.remove(&key);
+            }
+        }
+    }
+
+    /// The least recently active idle connection matching `scope` (ties: the oldest).
+    fn least_active_idle(&self, scope: impl Fn(&Slot) -> bool) -> Option<u64> {
+        self.slots.iter().filter(|(_, s)| !s.evicted && scope(s)).filter_map(|(id, s)| s.activity.idle_since().map(|t| (t, *id))).min().map(|(_, id)| id)
+    }
+
+    fn evict(&mut self, id: u64) {
+        let Some(slot) = self.slots.get_mut(&id) else { return };
+        slot.evicted = true;
+        slot.activity.evict();
+        let (key, limited) = (slot.key, slot.limited);
+        self.uncount(key, limited);
+    }
+}
+
+impl ConnRegistry {
+    /// A registry enforcing `limits` (`max_connections` 0: [`derived_max_connections`] of
+    /// the current [`fd_limit`], or no limit when that is unknown).
+    pub fn new(limits: &ConnectionLimits) -> Arc<Self> {
+        let max_connections = match limits.max_connections {
+            0 => fd_limit().map_or(usize::MAX, derived_max_connections),
+            n => n,
+        };
+        Arc::new(ConnRegistry {
+            max_connections,
+            max_per_client: limits.max_per_client,
+            exempt: limits.exempt.clone(),
+            inner: Mutex::new(Inner::default()),
+            unlogged: AtomicU64::new(0),
+            last_warn_ms: AtomicU64::new(0),
+        })
+    }
+
+    /// The total limit in force.
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
+    }
+
+    /// Lets in a connection from `peer`, closing the least recently active idle one in the
+    /// scope of a limit it would pass (module docs). Errors: the limit that refused it,
+    /// when every connection in that scope is being answered.
+    pub fn admit(self: &Arc<Self>, peer: IpAddr) -> Result<Admitted, Limit> {
+        let key = ClientKey::of(peer);
+        let limited = self.max_per_client > 0 && !self.exempt.iter().any(|n| n.contains(&peer));
+        let mut inner = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if limited && inner.per_client.get(&key).copied().unwrap_or(0) >= self.max_per_client {
+            match inner.least_active_idle(|s| s.limited && s.key == key) {
+                Some(id) => {
+                    inner.evict(id);
+                    self.note(Limit::Client, false);
+                }
+                None => {
+                    drop(inner);
+                    self.note(Limit::Client, true);
+                    return Err(Limit::Client);
+                }
+            }
+        }
+        if inner.open >= self.max_connections {
+            match inner.least_active_idle(|_| true) {
+                Some(id) => {
+                    inner.evict(id);
+                    self.note(Limit::Server, false);
+                }
+                None => {
+                    drop(inner);
+                    self.note(Limit::Server, true);
+                    return Err(Limit::Server);
+                }
+            }
+        }
+        let id = inner.next_id;
+        inner.next_id += 1;
+        let activity = ConnActivity::new();
+        inner.slots.insert(id, Slot { key, limited, evicted: false, activity: activity.clone() });
+        inner.open += 1;
+        if limited {
+            *inner.per_client.entry(key).or_insert(0) += 1;
+        }
+        metrics::gauge!("sluice_http_connections").set(inner.open as f64);
+        Ok(Admitted { activity, registration: Registration { registry: Arc::clone(self), id } })
+    }
+
+    /// Connections counted now (open and not closing to make room).
+    pub fn open(&self) -> usize {
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner).open
+    }
+
+    /// Counts a refusal (`refused`) or an eviction for `limit`; logs the first in 10 s.
+    fn note(&self, limit: Limit, refused: bool) {
+        let name = if refused { "sluice_http_connections_refused_total" } else { "sluice_http_connections_closed_for_room_total" };
+        metrics::counter!(name, "limit" => limit.label()).increment(1);
+        let unlogged = self.unlogged.fetch_add(1, Ordering::Relaxed) + 1;
+        let now_ms = u64::from(NOW_TICKS.load(Ordering::Relaxed)) * TICK.as_millis() as u64;
+        let last = self.last_warn_ms.load(Ordering::Relaxed);
+        if (last == 0 || now_ms >= last + 10_000) && self.last_warn_ms.compare_exchange(last, now_ms.max(1), Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+            self.unlogged.store(0, Ordering::Relaxed);
+            tracing::warn!(
+                limit = limit.label(),
+                max_connections = self.max_connections,
+                max_per_client = self.max_per_client,
+                refused,
+                events_since_last_warning = unlogged,
+                "connection limit reached: closing the least recently active idle connection, or refusing the new one when none is idle"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
