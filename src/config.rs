@@ -147,14 +147,14 @@ pub struct ServerConfig {
     /// error. The whole stop takes at most `shutdown-timeout` + `drain-timeout`. 1 s to 1 h.
     #[serde(default = "default_drain_timeout", with = "humantime_serde")]
     pub drain_timeout: Duration,
-    /// Most connections open at once; 0 = the file-descriptor limit less 1,024 kept for
-    /// everything else ([`crate::http_server::limits`]). Over it, the least recently active
-    /// idle connection is closed to make room (refused when none is idle).
+    /// Most connections open at once; 0 = the file-descriptor limit less a reserve for
+    /// everything else ([`crate::http_server::limits::fd_reserve`]). Over it, a connection
+    /// is closed to make room ([`crate::http_server::limits`]; refused when none can).
     #[serde(default)]
     pub max_connections: usize,
     /// Most connections open at once per client address (IPv4 address, IPv6 /64); peers in
-    /// `trusted-proxies` are not limited; 0 = no limit. Over it, the client's least
-    /// recently active idle connection is closed to make room (refused when none is idle).
+    /// `trusted-proxies` are not limited; 0 = no limit. Over it, one of the client's own
+    /// connections is closed to make room (refused when none can).
     #[serde(default = "default_max_connections_per_client")]
     pub max_connections_per_client: usize,
 }

@@ -68,7 +68,7 @@ pub struct DemoArgs {
     pub config: Option<PathBuf>,
 }
 
-const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+const DEFAULT_LISTEN: std::net::SocketAddr = std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8080);
 /// How long the demo waits for the dataflow to count everything after the traffic.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(120);
 /// Interval of freshness samples during the run.
@@ -120,11 +120,11 @@ fn demo_config(args: &DemoArgs, data_dir: PathBuf) -> anyhow::Result<Config> {
 
 async fn bind(args: &DemoArgs) -> anyhow::Result<TcpListener> {
     if let Some(addr) = args.listen {
-        return TcpListener::bind(addr).await.with_context(|| format!("could not listen on {addr}"));
+        return crate::http_listener::bind(addr).with_context(|| format!("could not listen on {addr}"));
     }
-    match TcpListener::bind(DEFAULT_LISTEN).await {
+    match crate::http_listener::bind(DEFAULT_LISTEN) {
         Ok(l) => Ok(l),
-        Err(_) => TcpListener::bind("127.0.0.1:0").await.context("could not listen on a loopback port"),
+        Err(_) => crate::http_listener::bind(std::net::SocketAddr::new(DEFAULT_LISTEN.ip(), 0)).context("could not listen on a loopback port"),
     }
 }
 

@@ -99,6 +99,23 @@ pub fn error_response(status: StatusCode, code: &str, message: &str, details: Op
     resp
 }
 
+/// The listen backlog of [`bind`]: connections the kernel completes before the server
+/// accepts them (capped by `net.core.somaxconn`, 4,096 by default since Linux 5.4). The
+/// standard library's 128 overflows under a burst of connections, and a client whose
+/// handshake the kernel then drops waits for a SYN retransmission (1 s, then 3 s, ...).
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// A TCP listener on `addr` with `SO_REUSEADDR` (as `tokio::net::TcpListener::bind`) and a
+/// backlog of [`LISTEN_BACKLOG`].
+///
+/// Errors: the socket, bind or listen error (address in use, permission denied, ...).
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// A [`TcpListener`] whose streams are [`JsonErrorStream`]s.
 #[derive(Debug)]
 pub struct JsonErrorListener {
@@ -465,8 +482,14 @@ impl AsyncWrite for JsonErrorStream {
             match replacement(buf, &this.head) {
                 Some(bytes) => this.pending = Some((bytes, 0, buf.len())),
                 None => {
-                    let n = ready!(Pin::new(&mut this.inner).poll_write(cx, buf))?;
-                    this.activity.on_write(n);
+                    let n = match Pin::new(&mut this.inner).poll_write(cx, buf) {
+                        Poll::Ready(r) => r?,
+                        Poll::Pending => {
+                            this.activity.on_write_blocked();
+                            return Poll::Pending;
+                        }
+                    };
+                    this.activity.on_write(n, buf.len());
                     // The start of a final response (not `100 Continue`): a head is answered.
                     // An HTTP/1.0 request is answered in HTTP/1.0 (hyper).
                     if n > 0 && (buf.starts_with(b"HTTP/1.1 ") || buf.starts_with(b"HTTP/1.0 ")) && buf.get(9) != Some(&b'1') {
@@ -488,7 +511,7 @@ impl AsyncWrite for JsonErrorStream {
         }
         let n = *reported;
         this.pending = None;
-        this.activity.on_write(n);
+        this.activity.on_write(n, n);
         Poll::Ready(Ok(n))
     }
 

@@ -29,9 +29,11 @@
 //! * **Connection limits** ([`limits`]): at most `[server] max-connections` open (default:
 //!   the file-descriptor limit less a reserve) and `max-connections-per-client` per client
 //!   address (default 1,000; IPv6 per /64; trusted proxies exempt). A connection over a limit
-//!   closes the least recently active idle connection in the limit's scope and is served;
-//!   it is refused (closed at once) only when every connection in scope is being answered.
-//!   Idle connections no longer lock everyone out until the header read deadline.
+//!   closes one in the limit's scope and is served: the least recently active idle one, else
+//!   an SSE stream or a stalled request body; never one with an answer in flight. It is
+//!   refused (closed at once) only when none can make room. Idle, half-sent or streaming
+//!   connections no longer lock everyone out. The listen backlog is
+//!   [`crate::http_listener::LISTEN_BACKLOG`] ([`crate::http_listener::bind`]).
 //! * **Head limits**: at most [`MAX_HEAD_BYTES`] bytes (hyper's `max_header_size`, so a head
 //!   arriving in one read is held to the same limit as one arriving in pieces) and at most
 //!   [`crate::http_listener::MAX_HEADER_FIELDS`] header fields; hyper's own 414/431 answers
@@ -273,9 +275,10 @@ pub async fn serve_with(listener: TcpListener, app: App, opts: ServerOptions, si
 /// between requests ([`ConnActivity::read_since_write`] false: hyper's graceful shutdown,
 /// which also makes an answer in flight say `connection: close`); a request arriving at
 /// the stop is answered first (with `connection: close`, [`ConnService`]), then the
-/// connection closes. Closed to make room for another ([`limits`]; it was idle: nothing
-/// being answered), the connection is dropped at once, a request head still arriving
-/// included; one that turned busy meanwhile shuts down after its answer.
+/// connection closes. Closed to make room for another ([`limits`]), the connection reads
+/// what is waiting for it once, then is dropped when nothing is being answered (a request
+/// head still arriving included) or only an SSE stream or a request body still arriving
+/// is; with an answer in flight it shuts down gracefully after it.
 async fn until_drained(
     conn: hyper::server::conn::http1::Connection<TokioIo<crate::http_listener::JsonErrorStream>, ConnService>,
     mut stop: watch::Receiver<bool>,
@@ -285,16 +288,10 @@ async fn until_drained(
     let mut stopped = std::pin::pin!(stop.wait_for(|s| *s));
     let evicted = activity.clone();
     let mut evicted = std::pin::pin!(evicted.evicted());
-    let (mut stopping, mut shut_down) = (false, false);
+    let (mut stopping, mut shut_down, mut evicting) = (false, false, false);
     std::future::poll_fn(|cx| {
-        if !shut_down && evicted.as_mut().poll(cx).is_ready() {
-            // Nothing being answered: closed now (hyper's graceful shutdown would wait for
-            // a head still arriving). Busy since it was chosen: closed after the answer.
-            if !activity.is_busy() {
-                return Poll::Ready(Ok(()));
-            }
-            shut_down = true;
-            conn.as_mut().graceful_shutdown();
+        if !evicting && evicted.as_mut().poll(cx).is_ready() {
+            evicting = true;
         }
         // An error: the sender is gone, which only happens once serve_with has returned.
         if !stopping && stopped.as_mut().poll(cx).is_ready() {
@@ -305,8 +302,21 @@ async fn until_drained(
             conn.as_mut().graceful_shutdown();
         }
         let polled = conn.as_mut().poll(cx);
+        if polled.is_ready() {
+            return polled;
+        }
+        // Closed to make room, after this poll read what was waiting (a request already
+        // sent and answered at once is answered): now unless an answer is in flight.
+        if evicting && !shut_down {
+            if activity.closable_now() {
+                return Poll::Ready(Ok(()));
+            }
+            shut_down = true;
+            conn.as_mut().graceful_shutdown();
+            return conn.as_mut().poll(cx);
+        }
         // An answer written in this poll may have left the connection between requests.
-        if polled.is_pending() && stopping && !shut_down && !activity.read_since_write() {
+        if stopping && !shut_down && !activity.read_since_write() {
             shut_down = true;
             conn.as_mut().graceful_shutdown();
             return conn.as_mut().poll(cx);
@@ -477,7 +487,8 @@ impl ConnService {
         if req.body().is_end_stream() {
             // `Router` is always ready (its `poll_ready` returns `Ready(Ok(()))`).
             let fut = tower::Service::call(&mut router, req);
-            return ConnFuture::Boxed(Box::pin(async move { sse_until_stop(infallible(fut.await), stop) }));
+            let activity = self.activity.clone();
+            return ConnFuture::Boxed(Box::pin(async move { sse_until_stop(infallible(fut.await), stop, &activity) }));
         }
         // A request body: its size upfront, then its read deadline.
         if let Some(len) = req.body().size_hint().exact()
@@ -487,7 +498,8 @@ impl ConnService {
             return ConnFuture::Ready(Some(bodies::payload_too_large(self.max_body_bytes)));
         }
         let state = Arc::new(bodies::BodyState::default());
-        let req = req.map(|b| bodies::TrackedBody::new(b, Arc::clone(&state)));
+        let req = req.map(|b| bodies::TrackedBody::new(b, Arc::clone(&state), self.activity.clone()));
+        let activity = self.activity.clone();
         let fut = tower::Service::call(&mut router, req);
         let timeout = self.body_read_timeout;
         ConnFuture::Boxed(Box::pin(async move {
@@ -496,7 +508,7 @@ impl ConnService {
                 Some(timeout) => bodies::with_body_deadline(handler, Arc::clone(&state), timeout).await,
                 None => handler.await,
             };
-            sse_until_stop(bodies::unless_malformed(resp, &state), stop)
+            sse_until_stop(bodies::unless_malformed(resp, &state), stop, &activity)
         }))
     }
 }
@@ -508,11 +520,16 @@ fn infallible(r: Result<Response, Infallible>) -> Response {
     }
 }
 
-/// `resp`, ending at the graceful stop when it is an SSE stream, and with `connection:
-/// close` when the stop has begun (module docs).
-fn sse_until_stop(resp: Response, stop: watch::Receiver<bool>) -> Response {
+/// `resp`, ending at the graceful stop when it is an SSE stream (and noted as one in
+/// `activity`), and with `connection: close` when the stop has begun (module docs).
+fn sse_until_stop(resp: Response, stop: watch::Receiver<bool>, activity: &ConnActivity) -> Response {
     let resp = close_if_stopping(resp, &stop);
-    if bodies::is_event_stream(&resp) { bodies::until_stop(resp, stop) } else { resp }
+    if bodies::is_event_stream(&resp) {
+        activity.on_stream();
+        bodies::until_stop(resp, stop)
+    } else {
+        resp
+    }
 }
 
 /// The response future of [`ConnService`]: ready at once (fast path answered from the

@@ -292,7 +292,7 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
             tracing::info!(limit = %limit, "link creation is rate limited per client ([api] create-rate-limit)");
         }
     }
-    let listener = tokio::net::TcpListener::bind(cfg.server.listen).await.with_context(|| format!("could not listen on {}", cfg.server.listen))?;
+    let listener = crate::http_listener::bind(cfg.server.listen).with_context(|| format!("could not listen on {}", cfg.server.listen))?;
     // Listening from here on: a signal during the start is not lost.
     let mut signals = StopSignals::listen();
     let system = match System::start_or_stop(cfg, listener, signals.next()).await? {

@@ -11,6 +11,24 @@ fn scan_of(bytes: &[u8]) -> HeadScan {
     s
 }
 
+/// A burst of connections the server has not accepted yet completes at once: the backlog
+/// holds them (with the standard library's 128, the kernel drops the handshakes past it and
+/// their clients wait a second for a SYN retransmission).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listen_backlog_holds_a_burst_of_connections() {
+    let somaxconn: u32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn").expect("somaxconn").trim().parse().expect("number");
+    let listener = bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let burst = 600.min(somaxconn as usize - 1);
+    assert!(burst > 128, "somaxconn {somaxconn} leaves no room above the old backlog");
+    let mut held = Vec::new();
+    for i in 0..burst {
+        let c = tokio::time::timeout(std::time::Duration::from_millis(500), TcpStream::connect(addr)).await;
+        held.push(c.unwrap_or_else(|_| panic!("connection {i} waited for a SYN retransmission")).expect("connect"));
+    }
+    drop(listener);
+}
+
 #[tokio::test]
 async fn accepted_connections_send_without_nagle_delay() {
     let mut listener = JsonErrorListener::new(TcpListener::bind("127.0.0.1:0").await.expect("bind"));

@@ -27,16 +27,25 @@ pub(super) struct BodyState {
 }
 
 /// A request body that records in its [`BodyState`] when it has been read to its end and
-/// when reading it failed.
+/// when reading it failed, and in its connection's [`ConnActivity`] that it is arriving
+/// until then (or until dropped).
 pub(super) struct TrackedBody {
     inner: Incoming,
     state: Arc<BodyState>,
+    activity: ConnActivity,
 }
 
 impl TrackedBody {
-    /// Wraps `inner`; `state` records its end and its failure.
-    pub(super) fn new(inner: Incoming, state: Arc<BodyState>) -> Self {
-        TrackedBody { inner, state }
+    /// Wraps `inner`; `state` records its end and its failure, `activity` that it arrives.
+    pub(super) fn new(inner: Incoming, state: Arc<BodyState>, activity: ConnActivity) -> Self {
+        activity.on_body(true);
+        TrackedBody { inner, state, activity }
+    }
+}
+
+impl Drop for TrackedBody {
+    fn drop(&mut self) {
+        self.activity.on_body(false);
     }
 }
 
@@ -48,9 +57,11 @@ impl hyper::body::Body for TrackedBody {
         let r = Pin::new(&mut self.inner).poll_frame(cx);
         if matches!(r, Poll::Ready(Some(Err(_)))) {
             self.state.failed.store(true, Ordering::Release);
+            self.activity.on_body(false);
         }
         if matches!(r, Poll::Ready(None)) || self.inner.is_end_stream() {
             self.state.done.store(true, Ordering::Release);
+            self.activity.on_body(false);
         }
         r
     }

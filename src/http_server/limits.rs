@@ -18,17 +18,22 @@
 //!   network gets a /64, RFC 6177), an IPv4-mapped IPv6 address counting as its IPv4
 //!   address. Peers inside `[server] trusted-proxies` are not limited per client (a load
 //!   balancer's connections carry many clients); they count toward the total.
-//! * **Making room** (the policy of Envoy's overload manager and HAProxy's idle-connection
-//!   purge, rather than nginx's refusal): a new connection over a limit closes the *least
-//!   recently active idle* connection in the limit's scope (the same client's for the
-//!   per-client limit, any for the total) and is served; a connection is idle while no
-//!   request of it is being handled: between keep-alive requests, before its first
-//!   request, or while a request head is still arriving. Activity is its latest read or
-//!   write, in [`TICK`]s. The chosen connection is closed at once, without an answer (one
-//!   that turned busy in between is closed after its answer, like at a graceful stop). Only when
-//!   every connection in scope is being answered is the new one refused: closed right
-//!   after `accept`, without an answer (reading its request would cost what the limit
-//!   saves).
+//! * **Making room**: a new connection over a limit closes one connection in the limit's
+//!   scope (the same client's for the per-client limit, any for the total) and is served
+//!   (a refusal, like nginx's `limit_conn`, would leave the idle holders in place and turn
+//!   everyone else away). Chosen first: the *least recently active idle* connection, with
+//!   nothing being answered or written: between keep-alive requests, before its first
+//!   request, or with a request head still arriving (a slowloris). Then the least recently
+//!   active *interruptible* one: a server-sent events stream (its client reconnects, with
+//!   `Last-Event-ID` where the route resumes) or a request whose body is still arriving
+//!   (the request is lost; a stalled upload is the least recently active). Never a
+//!   connection with an answer in flight: a handler running, or an answer still being
+//!   written to a slow reader. Activity is the latest read or write, in [`TICK`]s. The
+//!   chosen connection first reads what is waiting for it (a request already sent is
+//!   answered when the answer is ready at once), then is closed, without an answer; one
+//!   that turned busy meanwhile is closed after its answer, like at a graceful stop. Only
+//!   when no connection in scope can make room is the new one refused: closed right after
+//!   `accept`, without an answer (reading its request would cost what the limit saves).
 //!
 //! Metrics: `sluice_http_connections` (gauge: connections open and not closing),
 //! `sluice_http_connections_closed_for_room_total{limit}` and
@@ -74,6 +79,12 @@ pub fn fd_reserve(nofile: u64) -> u64 {
 /// [`fd_reserve`], at least 1.
 pub fn derived_max_connections(nofile: u64) -> usize {
     usize::try_from(nofile.saturating_sub(fd_reserve(nofile)).max(1)).unwrap_or(usize::MAX)
+}
+
+/// Whether `max_connections` connections would leave fewer than [`fd_reserve`] of
+/// `nofile` descriptors for everything else (any value, `usize::MAX` included).
+pub fn leaves_no_reserve(max_connections: usize, nofile: u64) -> bool {
+    u64::try_from(max_connections).unwrap_or(u64::MAX).saturating_add(fd_reserve(nofile)) > nofile
 }
 
 /// The process's `RLIMIT_NOFILE` soft limit (`None` when it cannot be read or is
@@ -158,11 +169,30 @@ struct ActivityState {
     /// A request is being handled (set when its answer is not ready at once, cleared when
     /// that answer's body is written or dropped).
     busy: AtomicBool,
+    /// The latest write took fewer bytes than offered, or had to wait: an answer is still
+    /// going out (a slow reader; hyper holds the rest in its buffer).
+    write_pending: AtomicBool,
+    /// Answering with a server-sent events stream (`text/event-stream`).
+    streaming: AtomicBool,
+    /// A request body is still arriving.
+    reading_body: AtomicBool,
     /// [`NOW_TICKS`] at the latest read or write (or the accept).
     last_active: AtomicU32,
     /// Closed to make room: set by the registry, read by the connection's task.
     evicted: AtomicBool,
     wake: Notify,
+}
+
+/// How readily a connection makes room (module docs), in the order they are chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Room {
+    /// Nothing being answered or written: between requests, before the first, or a head
+    /// still arriving.
+    Idle,
+    /// Interruptible without losing a finished answer: an SSE stream (its client reconnects,
+    /// with `Last-Event-ID` where the route resumes) or a request whose body is still
+    /// arriving (the request is lost; it is the slowest of all).
+    Interruptible,
 }
 
 impl ConnActivity {
@@ -189,12 +219,18 @@ impl ConnActivity {
         }
     }
 
-    /// The stream wrote `n` bytes.
-    pub fn on_write(&self, n: usize) {
+    /// The stream wrote `n` of the `offered` bytes (fewer: the rest is still to go out).
+    pub fn on_write(&self, n: usize, offered: usize) {
         if n > 0 {
             self.0.read_since_write.store(false, Ordering::Relaxed);
             self.0.last_active.store(NOW_TICKS.load(Ordering::Relaxed), Ordering::Relaxed);
         }
+        self.0.write_pending.store(n < offered, Ordering::Relaxed);
+    }
+
+    /// A write had to wait for the socket (the peer does not read fast enough).
+    pub fn on_write_blocked(&self) {
+        self.0.write_pending.store(true, Ordering::Relaxed);
     }
 
     /// A request is being handled and its answer is not ready yet: the connection is busy
@@ -203,22 +239,38 @@ impl ConnActivity {
         self.0.busy.store(true, Ordering::Relaxed);
     }
 
-    /// The answer's body is written to its end (or dropped): the connection is idle again,
+    /// The answer is a server-sent events stream (until [`ConnActivity::on_answered`]).
+    pub fn on_stream(&self) {
+        self.0.streaming.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a request body is still arriving (`true` from its head to its end).
+    pub fn on_body(&self, arriving: bool) {
+        self.0.reading_body.store(arriving, Ordering::Relaxed);
+    }
+
+    /// The answer's body is handed to hyper to its end (or dropped): the connection is no
+    /// longer busy (its last bytes may still be going out, [`ConnActivity::on_write`]),
     /// active now.
     pub fn on_answered(&self) {
         self.0.last_active.store(NOW_TICKS.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.0.streaming.store(false, Ordering::Relaxed);
         self.0.busy.store(false, Ordering::Relaxed);
     }
 
-    /// Whether a request is being handled ([`ConnActivity::on_request`]).
-    pub fn is_busy(&self) -> bool {
-        self.0.busy.load(Ordering::Relaxed)
+    /// Whether the connection can be closed at once to make room: idle or interruptible
+    /// (module docs); otherwise an answer is in flight and it closes after it.
+    pub fn closable_now(&self) -> bool {
+        self.room().is_some()
     }
 
-    /// Resolves once the registry closed this connection to make room.
+    /// Resolves once the registry closed this connection to make room (any number of
+    /// tasks may wait).
     pub async fn evicted(&self) {
         loop {
             let woken = self.0.wake.notified();
+            let mut woken = std::pin::pin!(woken);
+            woken.as_mut().enable();
             if self.0.evicted.load(Ordering::Acquire) {
                 return;
             }
@@ -226,13 +278,25 @@ impl ConnActivity {
         }
     }
 
-    fn idle_since(&self) -> Option<u32> {
-        if self.0.busy.load(Ordering::Relaxed) { None } else { Some(self.0.last_active.load(Ordering::Relaxed)) }
+    fn room(&self) -> Option<Room> {
+        let s = &self.0;
+        if s.streaming.load(Ordering::Relaxed) || s.reading_body.load(Ordering::Relaxed) {
+            Some(Room::Interruptible)
+        } else if s.busy.load(Ordering::Relaxed) || s.write_pending.load(Ordering::Relaxed) {
+            None
+        } else {
+            Some(Room::Idle)
+        }
+    }
+
+    /// How readily it makes room and since when it is inactive (ticks); `None`: never.
+    fn room_since(&self) -> Option<(Room, u32)> {
+        self.room().map(|r| (r, self.0.last_active.load(Ordering::Relaxed)))
     }
 
     fn evict(&self) {
         self.0.evicted.store(true, Ordering::Release);
-        self.0.wake.notify_one();
+        self.0.wake.notify_waiters();
     }
 }
 
@@ -325,9 +389,15 @@ impl Inner {
         }
     }
 
-    /// The least recently active idle connection matching `scope` (ties: the oldest).
+    /// The connection matching `scope` to close for room: the least recently active idle
+    /// one, else the least recently active interruptible one (ties: the oldest).
     fn least_active_idle(&self, scope: impl Fn(&Slot) -> bool) -> Option<u64> {
-        self.slots.iter().filter(|(_, s)| !s.evicted && scope(s)).filter_map(|(id, s)| s.activity.idle_since().map(|t| (t, *id))).min().map(|(_, id)| id)
+        self.slots
+            .iter()
+            .filter(|(_, s)| !s.evicted && scope(s))
+            .filter_map(|(id, s)| s.activity.room_since().map(|(room, t)| (room, t, *id)))
+            .min()
+            .map(|(_, _, id)| id)
     }
 
     fn evict(&mut self, id: u64) {
@@ -347,6 +417,12 @@ impl ConnRegistry {
             0 => fd_limit().map_or(usize::MAX, derived_max_connections),
             n => n,
         };
+        // Every series from the start (a first increase is then seen by `rate()`).
+        for limit in [Limit::Client, Limit::Server] {
+            metrics::counter!("sluice_http_connections_refused_total", "limit" => limit.label()).increment(0);
+            metrics::counter!("sluice_http_connections_closed_for_room_total", "limit" => limit.label()).increment(0);
+        }
+        metrics::gauge!("sluice_http_connections").set(0.0);
         Arc::new(ConnRegistry {
             max_connections,
             max_per_client: limits.max_per_client,
@@ -362,8 +438,8 @@ impl ConnRegistry {
         self.max_connections
     }
 
-    /// Lets in a connection from `peer`, closing the least recently active idle one in the
-    /// scope of a limit it would pass (module docs). Errors: the limit that refused it,
+    /// Lets in a connection from `peer`, closing one in the scope of a limit it would pass
+    /// (module docs). Errors: the limit that refused it,
     /// when every connection in that scope is being answered.
     pub fn admit(self: &Arc<Self>, peer: IpAddr) -> Result<Admitted, Limit> {
         let key = ClientKey::of(peer);

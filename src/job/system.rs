@@ -364,7 +364,7 @@ impl System {
             n => Some(n),
         };
         if let (Some(nofile), Some(max)) = (nofile, max_connections)
-            && max as u64 + crate::http_server::limits::fd_reserve(nofile) > nofile
+            && crate::http_server::limits::leaves_no_reserve(max, nofile)
         {
             tracing::warn!(
                 max_connections = max,

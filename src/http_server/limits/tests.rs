@@ -42,6 +42,10 @@ fn the_derived_limit_keeps_a_reserve_of_descriptors() {
     assert_eq!(derived_max_connections(1024), 768);
     assert_eq!(derived_max_connections(3), 3);
     assert_eq!(derived_max_connections(0), 1);
+    assert!(!leaves_no_reserve(18_976, 20_000));
+    assert!(leaves_no_reserve(18_977, 20_000));
+    assert!(leaves_no_reserve(usize::MAX, 20_000), "no overflow");
+    assert!(leaves_no_reserve(1, 0));
     let r = ConnRegistry::new(&limits(0, 0, &[]));
     assert_eq!(r.max_connections(), fd_limit().map_or(usize::MAX, derived_max_connections));
     assert_eq!(ConnRegistry::new(&limits(7, 0, &[])).max_connections(), 7);
@@ -95,7 +99,7 @@ fn the_server_limit_closes_the_least_recently_active_idle_connection_of_any_clie
     let d = r.admit(ip("10.0.0.4")).expect("d");
     assert!(!evicted(&a) && evicted(&b) && !evicted(&c) && !evicted(&d));
     set_ticks(105);
-    c.activity.on_write(1);
+    c.activity.on_write(1, 1);
     // d (tick 101) is now less recently active than c (105).
     let e = r.admit(ip("10.0.0.5")).expect("e");
     assert!(evicted(&d) && !evicted(&c));
@@ -134,16 +138,83 @@ fn activity_notes_reads_and_writes() {
     assert!(!a.read_since_write(), "an empty read is no read");
     a.on_read(5);
     assert!(a.read_since_write());
-    assert_eq!(a.idle_since(), Some(3));
+    assert_eq!(a.room_since(), Some((Room::Idle, 3)));
     set_ticks(4);
-    a.on_write(0);
+    a.on_write(0, 0);
     assert!(a.read_since_write(), "an empty write is no write");
-    a.on_write(7);
+    a.on_write(7, 7);
     assert!(!a.read_since_write());
-    assert_eq!(a.idle_since(), Some(4));
+    assert_eq!(a.room_since(), Some((Room::Idle, 4)));
     a.on_request();
-    assert_eq!(a.idle_since(), None, "busy");
+    assert_eq!(a.room_since(), None, "busy");
+    assert!(!a.closable_now());
     set_ticks(9);
     a.on_answered();
-    assert_eq!(a.idle_since(), Some(9));
+    assert_eq!(a.room_since(), Some((Room::Idle, 9)));
+    // An answer still going out to a slow reader: never closed for room.
+    a.on_write(100, 4096);
+    assert_eq!(a.room_since(), None, "a partial write");
+    a.on_write(3996, 3996);
+    assert_eq!(a.room_since(), Some((Room::Idle, 9)));
+    a.on_write_blocked();
+    assert_eq!(a.room_since(), None, "a write waiting for the socket");
+    a.on_write(10, 10);
+    // A request body arriving, an SSE stream: interruptible.
+    a.on_request();
+    a.on_body(true);
+    assert_eq!(a.room_since(), Some((Room::Interruptible, 9)));
+    assert!(a.closable_now());
+    a.on_body(false);
+    assert_eq!(a.room_since(), None, "the body arrived, the handler runs");
+    a.on_stream();
+    assert_eq!(a.room_since(), Some((Room::Interruptible, 9)));
+    a.on_answered();
+    assert_eq!(a.room_since(), Some((Room::Idle, 9)), "the stream ended");
+}
+
+#[test]
+fn idle_connections_make_room_before_interruptible_ones() {
+    set_ticks(1);
+    let r = ConnRegistry::new(&limits(3, 0, &[]));
+    let stream = r.admit(ip("10.0.0.1")).expect("stream");
+    stream.activity.on_request();
+    stream.activity.on_stream();
+    let upload = r.admit(ip("10.0.0.2")).expect("upload");
+    upload.activity.on_request();
+    upload.activity.on_body(true);
+    set_ticks(50);
+    let idle = r.admit(ip("10.0.0.3")).expect("idle");
+    // The idle one goes first although the others are less recently active.
+    let a = r.admit(ip("10.0.0.4")).expect("a");
+    assert!(evicted(&idle) && !evicted(&stream) && !evicted(&upload));
+    a.activity.on_request();
+    // Then the least recently active interruptible one (stream and upload tie at tick 1:
+    // the older, the stream).
+    let b = r.admit(ip("10.0.0.5")).expect("b");
+    assert!(evicted(&stream) && !evicted(&upload));
+    b.activity.on_request();
+    let c = r.admit(ip("10.0.0.6")).expect("c");
+    assert!(evicted(&upload));
+    c.activity.on_request();
+    // Nothing left to close: a, b, c are busy.
+    assert!(matches!(r.admit(ip("10.0.0.7")), Err(Limit::Server)));
+}
+
+#[tokio::test]
+async fn every_waiter_hears_the_eviction() {
+    let r = ConnRegistry::new(&limits(1, 0, &[]));
+    let a = r.admit(ip("10.0.0.1")).expect("a");
+    let (w1, w2) = (a.activity.clone(), a.activity.clone());
+    let t1 = tokio::spawn(async move { w1.evicted().await });
+    let t2 = tokio::spawn(async move { w2.evicted().await });
+    tokio::task::yield_now().await;
+    let _b = r.admit(ip("10.0.0.2")).expect("b");
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        t1.await.expect("t1");
+        t2.await.expect("t2");
+    })
+    .await
+    .expect("both woken");
+    // And one that starts waiting afterwards returns at once.
+    assert!(evicted(&a));
 }
