@@ -141,6 +141,19 @@ impl VisitorSketch {
         matches!(self.repr, Repr::Inline { .. } | Repr::Exact(_))
     }
 
+    /// Loads the first word of the sketch's heap data (an exact set's count, a sparse
+    /// sketch's code count; 0 for an inline set or dense registers, which are not read
+    /// here). Only the load matters: a caller about to update many rows touches their
+    /// sketches first, so the cache misses overlap instead of coming one per update.
+    #[inline]
+    pub(crate) fn touch(&self) -> u64 {
+        match &self.repr {
+            Repr::Inline { .. } | Repr::Dense(_) => 0,
+            Repr::Exact(set) => set[0],
+            Repr::Sparse(s) => s.len_upper() as u64,
+        }
+    }
+
     /// Adds one visitor.
     #[inline]
     pub fn insert(&mut self, visitor_id: u64) {
@@ -229,30 +242,22 @@ impl VisitorSketch {
         let total = held.len() + ids.len();
         let mut merged = Vec::with_capacity(1 + exact_capacity(total).max(total));
         merged.push(0);
+        // One compare per id while both lists last (an id in both is taken once), then the
+        // rest of either list copied as is.
         let (mut i, mut j) = (0, 0);
-        while i < held.len() || j < ids.len() {
-            let next = match (held.get(i), ids.get(j)) {
-                (Some(&a), Some(&b)) if a == b => {
-                    i += 1;
-                    j += 1;
-                    a
-                }
-                (Some(&a), Some(&b)) if a < b => {
-                    i += 1;
-                    a
-                }
-                (Some(&a), None) => {
-                    i += 1;
-                    a
-                }
-                (_, Some(&b)) => {
-                    j += 1;
-                    b
-                }
-                (None, None) => break,
-            };
-            merged.push(next);
+        while i < held.len() && j < ids.len() {
+            let (a, b) = (held[i], ids[j]);
+            if a < b {
+                merged.push(a);
+                i += 1;
+            } else {
+                merged.push(b);
+                j += 1;
+                i += usize::from(a == b);
+            }
         }
+        merged.extend_from_slice(&held[i..]);
+        merged.extend_from_slice(&ids[j..]);
         let n = merged.len() - 1;
         if n <= 2 {
             let mut own = [0u64; 2];

@@ -45,21 +45,39 @@ pub(super) fn decode(code: u32) -> (usize, u8) {
     }
 }
 
-/// Index of the first element of the ascending `s` at or after `from` that is `>= c`
-/// (`s.len()` if none), found by galloping from `from` (steps 1, 2, 4, …) and then a binary
-/// search within the last step: O(log d) for a result `d` places after `from`. Every element
-/// before `from` must be `< c`.
-#[inline]
-fn lower_bound_from(s: &[u32], from: usize, c: u32) -> usize {
-    let rest = &s[from..];
-    let mut hi = 1;
-    while hi < rest.len() && rest[hi] < c {
-        hi *= 2;
+/// The union of the ascending, distinct `sorted` and `add` as a new vector of exactly its
+/// length in capacity, or `None` when `add` holds nothing new.
+///
+/// One forward pass writes the union into a fresh vector sized for both inputs (no search
+/// per added code: a code of `add` already in `sorted` is written once), then the vector is
+/// shrunk to the union's length. mimalloc shrinks in place when at least half of the block
+/// stays in use, which holds here (`add` is at most an eighth of `sorted` past the first
+/// flushes), so the result costs one allocation and one pass, against a reallocation
+/// (copy), a search per added code and a merge pass when `sorted` was grown in place.
+fn union_sorted(sorted: &[u32], add: &[u32]) -> Option<Vec<u32>> {
+    if add.is_empty() {
+        return None;
     }
-    // `rest[hi / 2] < c` (tested on the way, or `hi / 2 == 0`), and `rest[hi] >= c` or
-    // `hi >= rest.len()`: the bound lies in `hi / 2 ..= hi`.
-    let (lo, end) = (hi / 2, (hi + 1).min(rest.len()));
-    from + lo + rest[lo..end].partition_point(|&x| x < c)
+    let mut out = Vec::with_capacity(sorted.len() + add.len());
+    let (mut i, mut j) = (0, 0);
+    while i < sorted.len() && j < add.len() {
+        let (a, b) = (sorted[i], add[j]);
+        if a < b {
+            out.push(a);
+            i += 1;
+        } else {
+            out.push(b);
+            j += 1;
+            i += usize::from(a == b);
+        }
+    }
+    out.extend_from_slice(&sorted[i..]);
+    out.extend_from_slice(&add[j..]);
+    if out.len() == sorted.len() {
+        return None;
+    }
+    out.shrink_to_fit();
+    Some(out)
 }
 
 /// Sorted distinct codes plus an unsorted insert buffer.
@@ -89,42 +107,25 @@ impl SparseCodes {
         }
     }
 
-    /// Merges the buffer into the sorted codes, in place: the sorted vector grows by the
-    /// buffer's length and the two are merged from the back (no new allocation per flush,
-    /// and the sorted codes move only as far as the codes merged in require).
+    /// Merges the buffer into the sorted codes ([`union_sorted`]: one pass into a vector of
+    /// exactly the union's length, so the sorted codes' capacity always equals their count,
+    /// as [`Self::heap_bytes`] reports it). The buffer keeps its allocation.
     pub(super) fn flush(&mut self) {
         if self.buffer.is_empty() {
             return;
         }
         self.buffer.sort_unstable();
         self.buffer.dedup();
-        // Drop codes already present, so the merge below only places new ones. The buffer
-        // is ascending, so each search starts where the previous one ended and gallops
-        // forward (`lower_bound_from`): a buffer of b codes against n sorted ones costs
-        // ~b·log2(n/b) compares on nearby cache lines instead of b full binary searches.
-        let sorted = &self.sorted;
-        let mut from = 0;
-        self.buffer.retain(|&c| {
-            from = lower_bound_from(sorted, from, c);
-            sorted.get(from) != Some(&c)
-        });
-        let (old, add) = (self.sorted.len(), self.buffer.len());
-        if add == 0 {
-            return;
+        if self.buffer.len() * 16 <= self.sorted.len() {
+            // A few codes against many: a flush forced by a read or by the dense check
+            // ([`Self::wants_dense`] flushes at every insert while the codes are just below
+            // the limit), mostly of codes already held. Find them by binary search, so a
+            // flush that adds nothing costs no pass over the sorted codes.
+            let sorted = &self.sorted;
+            self.buffer.retain(|c| sorted.binary_search(c).is_err());
         }
-        // Exact growth, like the fresh vector of the previous merge (memory per row).
-        self.sorted.reserve_exact(add);
-        self.sorted.resize(old + add, 0);
-        let (mut i, mut j, mut k) = (old, add, old + add);
-        while j > 0 {
-            k -= 1;
-            if i > 0 && self.sorted[i - 1] > self.buffer[j - 1] {
-                self.sorted[k] = self.sorted[i - 1];
-                i -= 1;
-            } else {
-                self.sorted[k] = self.buffer[j - 1];
-                j -= 1;
-            }
+        if let Some(union) = union_sorted(&self.sorted, &self.buffer) {
+            self.sorted = union;
         }
         self.buffer.clear();
     }
@@ -177,20 +178,67 @@ impl SparseCodes {
 
 #[cfg(test)]
 mod tests {
-    use super::lower_bound_from;
+    use std::collections::BTreeSet;
+
+    use rand::{RngExt, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    use super::{SparseCodes, union_sorted};
 
     #[test]
-    fn lower_bound_from_equals_partition_point() {
-        let s: Vec<u32> = (0..300u32).map(|i| i * 3 + (i % 2)).collect();
-        assert!(s.windows(2).all(|w| w[0] < w[1]), "strictly ascending, as the sorted codes are");
-        for from in [0usize, 1, 2, 5, 77, 299, 300] {
-            for c in 0..(s.len() as u32 * 4) {
-                if from > 0 && s[from - 1] >= c {
-                    continue; // precondition: everything before `from` is below `c`
+    fn union_sorted_is_the_set_union_with_exact_capacity() {
+        let cases: [(&[u32], &[u32]); 9] = [
+            (&[], &[]),
+            (&[], &[0, 5]),
+            (&[0, 5], &[]),
+            (&[1, 3, 5], &[1, 3, 5]),
+            (&[1, 3, 5], &[0, 2, 4, 6]),
+            (&[1, 3, 5], &[0, 3, 9]),
+            (&[0, u32::MAX - 1], &[0, 7, u32::MAX - 1]),
+            (&[10, 20, 30, 40], &[40]),
+            (&[10, 20, 30, 40], &[5]),
+        ];
+        for (sorted, add) in cases {
+            let want: BTreeSet<u32> = sorted.iter().chain(add).copied().collect();
+            match union_sorted(sorted, add) {
+                None => assert_eq!(want.len(), sorted.len(), "{sorted:?} ∪ {add:?}: nothing new"),
+                Some(u) => {
+                    assert_eq!(u, want.iter().copied().collect::<Vec<_>>(), "{sorted:?} ∪ {add:?}");
+                    assert!(u.len() > sorted.len());
+                    assert_eq!(u.capacity(), u.len());
                 }
-                assert_eq!(lower_bound_from(&s, from, c), s.partition_point(|&x| x < c), "from {from}, c {c}");
             }
         }
-        assert_eq!(lower_bound_from(&[], 0, 5), 0);
+    }
+
+    /// Inserted codes (repeats, code 0, codes present or not) against a `BTreeSet`: the
+    /// codes after every flush, and the sorted codes' capacity equal to their count after
+    /// each flush, as the in-place merge before gave it (grown by exactly the new codes).
+    #[test]
+    fn flushes_keep_exactly_the_distinct_codes_inserted() {
+        let mut rng = ChaCha8Rng::seed_from_u64(41);
+        for (n, domain) in [(40usize, 50u32), (500, 400), (3_000, 1 << 20), (5_000, 2_000), (20_000, u32::MAX)] {
+            let mut s = SparseCodes::default();
+            let mut model = BTreeSet::new();
+            for k in 0..n {
+                let c = if k % 97 == 0 { 0 } else { rng.random_range(0..domain) };
+                s.insert_code(c);
+                model.insert(c);
+                if k % 37 == 0 {
+                    // a forced flush of a small buffer (reads, the dense check)
+                    s.flush();
+                }
+                assert_eq!(s.sorted.capacity(), s.sorted.len(), "n {n}, after {k} inserts");
+                assert!(s.sorted.windows(2).all(|w| w[0] < w[1]));
+                if k % 1_000 == 999 {
+                    assert_eq!(s.codes_copy(), model.iter().copied().collect::<Vec<_>>());
+                }
+            }
+            s.flush();
+            assert!(s.buffer.is_empty());
+            assert_eq!(s.sorted, model.iter().copied().collect::<Vec<_>>(), "n {n}, domain {domain}");
+            assert_eq!(s.sorted.capacity(), model.len());
+            assert_eq!(s.len_upper(), model.len());
+        }
     }
 }

@@ -135,6 +135,15 @@ impl Block {
         }
     }
 
+    /// The row of `key`, mutably, if present.
+    #[inline]
+    pub(crate) fn get_mut(&mut self, key: u64) -> Option<&mut Row> {
+        match self {
+            Block::Small { keys, rows } => keys.iter().position(|k| *k == key).map(|i| &mut rows[i]),
+            Block::Large(m) => m.get_mut(&key),
+        }
+    }
+
     /// Every row, with its key.
     pub(crate) fn for_each(&self, mut f: impl FnMut(u64, &Row)) {
         match self {
@@ -220,5 +229,29 @@ mod tests {
             });
         }
         assert_eq!(total, 200);
+        // `get_mut` finds every row of the indexed block, and no other
+        for k in 0..100u64 {
+            let key = row_key((k % 8) as usize, k as u32, 0, false);
+            assert_eq!(blk.get_mut(key).map(|r| r.clicks()), Some(2));
+        }
+        assert!(blk.get_mut(row_key(0, 100, 0, false)).is_none());
+    }
+
+    #[test]
+    fn get_mut_reaches_the_rows_of_a_small_block() {
+        let mut blk = Block::new();
+        let mut created = 0;
+        for k in 0..5u32 {
+            blk.entry(row_key(1, k, 0, false), &mut created).add_clicks(u64::from(k) + 1, false);
+        }
+        assert!(matches!(blk, Block::Small { .. }));
+        for k in 0..5u32 {
+            let row = blk.get_mut(row_key(1, k, 0, false)).expect("present");
+            assert_eq!(row.clicks(), u64::from(k) + 1);
+            row.add_clicks(10, false);
+        }
+        assert_eq!(blk.get(row_key(1, 4, 0, false)).map(Row::clicks), Some(15));
+        assert!(blk.get_mut(row_key(2, 0, 0, false)).is_none());
+        assert_eq!(created, 5);
     }
 }

@@ -15,11 +15,18 @@ use super::ShardState;
 use crate::hash::FxHashMap;
 use crate::model::{DimStr, Granularity, View};
 use crate::records::LinkedRecord;
+#[cfg(doc)]
+use crate::sketch::VisitorSketch;
 use crate::views::rows::row_key;
 
 /// Runs of at least this many clicks of one code in a batch are aggregated before they
 /// touch stored rows.
 const AGGREGATE_FROM: usize = 4;
+
+/// Aggregated rows looked up (and their sketches touched) before their sketches are updated
+/// ([`ShardState::apply`]'s aggregated path): enough to keep several rows' cache misses in
+/// flight, few enough that the window's rows are still in the L1 cache when updated.
+const TOUCH_WINDOW: usize = 16;
 
 /// A click prepared for application: interned ids folded into its eight row keys.
 #[derive(Clone, Copy)]
@@ -201,22 +208,40 @@ impl ShardState {
                 s.fill[a as usize] += 1;
             }
             s.agg.sort_unstable_by_key(|e| e.start);
+            // Rows are visited in windows of `TOUCH_WINDOW`, in two passes: the first finds
+            // (or creates) each row of the window, adds its clicks and loads the first word
+            // of its sketch's heap data ([`VisitorSketch::touch`]); the second updates the
+            // sketches, which now hit the cache. A row, and its sketch, is a cache miss each
+            // (the state is far larger than the caches); with the sketch update (sort, merge,
+            // allocation) between one row's lookup and the next, those misses were taken one
+            // after another, while the first pass's short iterations keep several in flight.
+            // Rows are created in the same order as by one pass.
             let mut current: (i64, u32) = (i64::MIN, 0);
-            for e in &s.agg {
-                if current.0 != e.start {
-                    current = (e.start, self.block_slot(code, gi, e.start));
-                    self.mark_dirty(code, gi, e.start);
+            for window in s.agg.chunks(TOUCH_WINDOW) {
+                let mut slots = [0u32; TOUCH_WINDOW];
+                let mut touched = 0u64;
+                for (e, slot) in window.iter().zip(slots.iter_mut()) {
+                    if current.0 != e.start {
+                        current = (e.start, self.block_slot(code, gi, e.start));
+                        self.mark_dirty(code, gi, e.start);
+                    }
+                    *slot = current.1;
+                    let mut created = 0usize;
+                    let row = self.blocks[current.1 as usize].entry(e.key, &mut created);
+                    self.rows += created;
+                    row.add_clicks(e.clicks, track);
+                    touched ^= row.sketch.touch();
                 }
-                let mut created = 0usize;
-                let row = self.blocks[current.1 as usize].entry(e.key, &mut created);
-                self.rows += created;
-                row.add_clicks(e.clicks, track);
-                // Distinct visitors of the row in this batch, ascending: repeat visitors
-                // touch the sketch once, and an exact set merges them in one pass.
-                let vs = &mut s.visitors[e.from as usize..(e.from as usize + e.clicks as usize)];
-                vs.sort_unstable();
-                let n = dedup_sorted(vs);
-                row.sketch.insert_sorted(&vs[..n]);
+                std::hint::black_box(touched);
+                for (e, &slot) in window.iter().zip(slots.iter()) {
+                    let row = self.blocks[slot as usize].get_mut(e.key).expect("row created in the first pass");
+                    // Distinct visitors of the row in this batch, ascending: repeat visitors
+                    // touch the sketch once, and an exact set merges them in one pass.
+                    let vs = &mut s.visitors[e.from as usize..(e.from as usize + e.clicks as usize)];
+                    vs.sort_unstable();
+                    let n = dedup_sorted(vs);
+                    row.sketch.insert_sorted(&vs[..n]);
+                }
             }
         }
     }
