@@ -91,7 +91,14 @@ async fn malformed_requests_get_json_errors(b: Backend) {
             .assert_error(415, "unsupported_media_type");
         assert_eq!(err["details"]["content_type"], ct);
     }
-    for ct in ["application/merge-patch+json", "Application/JSON; Charset=\"UTF-8\"", "application/json;;;", "application/json ;charset=utf-8"] {
+    // A quoted charset's quoted-pairs are unescaped (RFC 9110 §5.6.4): "utf\-8" is utf-8.
+    for ct in [
+        "application/merge-patch+json",
+        "Application/JSON; Charset=\"UTF-8\"",
+        "application/json;;;",
+        "application/json ;charset=utf-8",
+        "application/json; charset=\"utf\\-8\"",
+    ] {
         let ok = app.request(Method::POST, "/v1/links", &[("content-type", ct)], Some(json!({"long_url": "https://e.example/ok"}).to_string())).await;
         assert_eq!(ok.status, StatusCode::CREATED, "{ct}");
     }
