@@ -3,8 +3,8 @@
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
@@ -39,7 +39,7 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        check_json_content_type(req.headers())?;
+        crate::media_types::check_json_content_type(req.headers())?;
         let ApiBytes(bytes) = ApiBytes::from_request(req, state).await?;
         parse_json_body(&bytes)
     }
@@ -159,30 +159,6 @@ pub fn json_body_error(e: sluice_schemas::strict_json::StrictJsonError) -> ApiEr
             ApiError::bad_request("invalid_utf8", format!("request body is not utf-8: {e}")).with_details(json!({ "byte": byte }))
         }
     }
-}
-
-/// `Content-Type` must be `application/json` or `application/*+json` (RFC 6839), parsed by
-/// [`sluice_schemas::media_type::parse_media_type`] (RFC 9110's whitespace and empty
-/// parameters allowed); a `charset` parameter, when present, must name UTF-8, the only encoding
-/// of JSON exchanged between systems (RFC 8259 §8.1;
-/// [`sluice_schemas::media_type::check_json_charset`], shared with `POST /v1/events`).
-///
-/// Errors: 415 `unsupported_media_type` (details `{content_type}`) otherwise, also for a
-/// header that does not parse as a media type.
-fn check_json_content_type(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
-    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let refuse =
-        |message: String| Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", message).with_details(json!({ "content_type": ct })));
-    let Some(mime) = sluice_schemas::media_type::parse_media_type(ct) else {
-        return refuse("expected content-type application/json".to_string());
-    };
-    // `application/json` itself, or a `+json` suffix type (RFC 6839); `application/json+xml`
-    // (subtype json, another suffix) is neither.
-    let json = mime.type_() == mime::APPLICATION && ((mime.subtype() == mime::JSON && mime.suffix().is_none()) || mime.suffix() == Some(mime::JSON));
-    if !json {
-        return refuse("expected content-type application/json".to_string());
-    }
-    sluice_schemas::media_type::check_json_charset(&mime, "JSON bodies").or_else(|e| refuse(e.to_string()))
 }
 
 /// Canonical JSON text: objects with keys in byte order at every depth, no whitespace.
@@ -387,50 +363,6 @@ mod tests {
         let e = query_error("Failed to deserialize query string: enabled: invalid type", Some("enabled=2"));
         assert_eq!(e.body()["error"]["details"], json!({"parameter": "enabled", "value": "2"}));
         assert_eq!(e.code, "invalid_parameter");
-    }
-
-    /// The charset rule is `sluice_schemas::media_type`'s, shared with `POST /v1/events`;
-    /// the answer is this API's 415, message and details as before.
-    #[test]
-    fn json_content_types_and_charsets() {
-        let headers = |ct: &str| {
-            let mut h = axum::http::HeaderMap::new();
-            h.insert(header::CONTENT_TYPE, ct.parse().expect("header value"));
-            h
-        };
-        for ok in [
-            "application/json",
-            "application/json; charset=utf-8",
-            "Application/JSON; Charset=\"UTF-8\"",
-            "application/merge-patch+json; charset=UTF-8",
-            "application/json ;charset=utf-8",
-            "application/json;;;",
-            "application/vnd.example+json",
-        ] {
-            assert!(check_json_content_type(&headers(ok)).is_ok(), "{ok}");
-        }
-        for (ct, message) in [
-            ("application/json; charset=latin1", "charset latin1 is not supported: JSON bodies are UTF-8 (RFC 8259 §8.1); send charset=utf-8 or no charset"),
-            (
-                "application/merge-patch+json; charset=\"utf-16\"",
-                "charset utf-16 is not supported: JSON bodies are UTF-8 (RFC 8259 §8.1); send charset=utf-8 or no charset",
-            ),
-            ("text/plain; charset=utf-8", "expected content-type application/json"),
-            ("application/", "expected content-type application/json"),
-            ("application/json+xml", "expected content-type application/json"),
-            ("application/json+x; charset=utf-8", "expected content-type application/json"),
-            (
-                "application/json; charset=utf-8; charset=latin1",
-                "charset latin1 is not supported: JSON bodies are UTF-8 (RFC 8259 §8.1); send charset=utf-8 or no charset",
-            ),
-        ] {
-            let e = check_json_content_type(&headers(ct)).expect_err(ct);
-            assert_eq!(
-                (e.status, e.body()),
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, json!({"error": {"code": "unsupported_media_type", "message": message, "details": {"content_type": ct}}})),
-                "{ct}"
-            );
-        }
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! | [`url_policy`] | validation and normalization of `long_url` |
 //! | [`alias`] | custom alias rules, reserved words, generated codes |
 //! | [`extract`] | wrapper extractors mapping bad input to [`ApiError`] |
+//! | [`media_types`] | the `Content-Type`s request bodies are read in: JSON, a JSON merge patch for `PATCH` |
 //! | [`error`] | [`ApiError`] |
 //! | [`error_codes`] | every error code the HTTP API answers with, by status |
 //! | [`dto`] | request/response bodies |
@@ -42,6 +43,7 @@ pub mod extract;
 pub mod jobs;
 pub mod links;
 pub mod live;
+pub mod media_types;
 pub mod openapi;
 pub mod query;
 pub mod ratelimit;

@@ -102,6 +102,23 @@ async fn malformed_requests_get_json_errors(b: Backend) {
         let ok = app.request(Method::POST, "/v1/links", &[("content-type", ct)], Some(json!({"long_url": "https://e.example/ok"}).to_string())).await;
         assert_eq!(ok.status, StatusCode::CREATED, "{ct}");
     }
+    // PATCH takes a JSON merge patch only: a JSON Patch (RFC 6902) is 415 in the same shape,
+    // naming the types it takes (also in Accept-Patch), and changes nothing.
+    let json_patch = r#"[{"op":"replace","path":"/enabled","value":false}]"#;
+    for ct in ["application/json-patch+json", "application/vnd.example+json"] {
+        let r = app.request(Method::PATCH, &format!("/v1/links/{code}"), &[("content-type", ct)], Some(json_patch.into())).await;
+        assert_eq!(r.header("accept-patch"), Some("application/merge-patch+json, application/json"), "{ct}");
+        let err = r.assert_error(415, "unsupported_media_type");
+        assert_eq!(
+            err,
+            json!({"code": "unsupported_media_type", "message": "expected content-type application/merge-patch+json or application/json (a JSON merge patch, RFC 7396)", "details": {"content_type": ct}}),
+            "{ct}"
+        );
+    }
+    assert_eq!(app.get(&format!("/v1/links/{code}")).await.json()["enabled"], true, "nothing changed");
+    let ok =
+        app.request(Method::PATCH, &format!("/v1/links/{code}"), &[("content-type", "application/merge-patch+json")], Some(r#"{"tags":["mp"]}"#.into())).await;
+    assert_eq!((ok.status, ok.json()["tags"].clone()), (StatusCode::OK, json!(["mp"])));
     let huge = json!({"long_url": format!("https://example.com/{}", "a".repeat(300_000))}).to_string();
     app.request(Method::POST, "/v1/links", &j, Some(huge)).await.assert_error(413, "payload_too_large");
     app.get("/v1/nothing-here").await.assert_error(404, "not_found");

@@ -8,9 +8,10 @@ use sluice_connectors::{LinkChange, LinkPatch};
 
 use crate::dto::{ErrorBody, LinkResponse, UpdateLinkRequest};
 use crate::error::{ApiError, precondition_failed, precondition_failed_exists};
-use crate::extract::{ApiJson, LinkCode};
+use crate::extract::LinkCode;
 use crate::links::conditional::Condition;
 use crate::links::{etag, link_headers, normalize_tags, now_ms, parse_expires_at, parse_redirect_type, to_response, validate_org};
+use crate::media_types::ApiMergePatch;
 use crate::state::ApiState;
 
 /// Updates a link. Send `If-Match: <ETag>` to update only the revision you read.
@@ -29,7 +30,7 @@ use crate::state::ApiState;
         (status = 409, description = "link_held: an administrator disabled the link", body = ErrorBody),
         (status = 412, description = "precondition_failed", body = ErrorBody),
         (status = 413, description = "payload_too_large", body = ErrorBody),
-        (status = 415, description = "unsupported_media_type, or unsupported_content_encoding for a body with a Content-Encoding (send it uncompressed)", body = ErrorBody),
+        (status = 415, description = "unsupported_media_type: the body is a JSON merge patch (RFC 7396), sent as application/merge-patch+json or application/json (listed in the Accept-Patch header of the answer; a JSON Patch, application/json-patch+json, is refused); or unsupported_content_encoding for a body with a Content-Encoding (send it uncompressed)", body = ErrorBody),
         (status = 422, description = "policy_violation", body = ErrorBody),
         (status = 503, description = "store_unavailable: the link store cannot be reached; retry", body = ErrorBody),
     )
@@ -38,7 +39,7 @@ pub async fn update_link(
     State(state): State<ApiState>,
     LinkCode(code): LinkCode,
     headers: HeaderMap,
-    body: ApiJson<UpdateLinkRequest>,
+    ApiMergePatch(body): ApiMergePatch<UpdateLinkRequest>,
 ) -> Result<Response, ApiError> {
     let now = now_ms();
     let patch = build_patch(&state, &body.value, now)?;
