@@ -419,7 +419,7 @@ impl Config {
         self.forwarded_header()?;
         self.prefetch()?;
         let store = self.store.url.trim();
-        if !store.is_empty() && !["postgres://", "postgresql://", "sqlite:"].iter().any(|p| store.starts_with(p)) {
+        if !store.is_empty() && !sluice_connectors::StoreTarget::is_url(store) {
             // Never echo the value: it may hold a password.
             let scheme = store.split_once("://").map_or("none", |(s, _)| s);
             bail!("store.url must be empty (SQLite in the data dir), postgres://… or sqlite:… (got a URL with scheme {scheme:?})");
@@ -603,7 +603,7 @@ pub mod admin;
 pub mod bounds;
 mod data_dir;
 mod load_error;
-pub use data_dir::{check_store_flag, create_data_dir, create_data_dir_named, existing_data_dir};
+pub use data_dir::{check_data_dir_flag, check_store_flag, check_store_location, create_data_dir, existing_data_dir};
 
 #[cfg(test)]
 mod tests;

@@ -15,6 +15,7 @@
 //! | [`telemetry`] | tracing and the Prometheus recorder |
 //! | [`visitor_secret`] | the visitor-id secret in the data directory |
 //! | [`log_tail`] | `sluice log tail` |
+//! | [`migrate`] | `sluice migrate`: which link store, checked before anything is created |
 //! | [`log_open`] | the message of a click log a command could not open |
 //! | [`stdout`] | command output: a closed standard output ends the command quietly (exit 0) |
 //! | [`loadgen`] | `sluice loadgen`: realistic traffic and its exact ground truth (also a library for `sluice demo`) |
@@ -41,6 +42,7 @@ pub mod loadgen;
 pub mod log_open;
 pub mod log_reset;
 pub mod log_tail;
+pub mod migrate;
 pub mod router;
 pub mod sched;
 pub mod serve;

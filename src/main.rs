@@ -118,23 +118,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             runtime_with_slice(cfg.server.workers, slice)?.block_on(serve::run(cfg))
         }
         Command::Migrate(args) => {
-            if let Some(store) = &args.store {
-                // Before anything is read or created: a usage error (exit 2) naming the path.
-                sluice::config::check_store_flag(store).map_err(bench::BenchError::Usage)?;
-            }
+            // Before anything is read or created: a usage error (exit 2) naming the path.
+            sluice::migrate::check_store_arg(&args)?;
             let flags = FlagOverrides { data_dir: args.common.data_dir.clone(), ..FlagOverrides::default() };
             let cfg = Config::load(args.common.config.as_deref(), &flags)?;
-            let location = args.store.clone().unwrap_or_else(|| cfg.store_location());
-            if let Some((scheme, _)) = location.split_once("://")
-                && !["postgres", "postgresql", "sqlite"].contains(&scheme)
-            {
-                // Never echo the value: it may hold a password.
-                anyhow::bail!("--store must be a data directory, a sqlite: URL or a postgres:// URL (got a URL with scheme {scheme:?})");
-            }
-            if !location.contains("://") && !location.starts_with("sqlite:") {
-                let named = if args.store.is_some() { "--store" } else { "--data-dir or [server] data-dir" };
-                sluice::config::create_data_dir_named(std::path::Path::new(location.trim()), named)?;
-            }
+            let location = sluice::migrate::store_location(&args, &cfg)?;
             runtime(1)?.block_on(async {
                 let report = sluice_connectors::migrate_within(&location, cfg.store.timeouts()).await.context("migration failed")?;
                 let line = format!("{}: applied {:?}; schema versions now {:?}\n", report.backend, report.newly_applied(), report.after);

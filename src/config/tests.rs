@@ -143,7 +143,8 @@ fn invalid_values_are_refused() {
             let err = Config::load(None, &FlagOverrides::default()).expect_err(bad).to_string();
             assert!(err.contains("store.url") && !err.contains("hunter2"), "{bad}: {err}");
         }
-        for good in ["", "postgres://u:p@127.0.0.1:5432/db", "postgresql://h/db", "sqlite:data/links.db"] {
+        // Schemes in any case (RFC 3986 §3.1).
+        for good in ["", "postgres://u:p@127.0.0.1:5432/db", "postgresql://h/db", "sqlite:data/links.db", "SQLITE:data/links.db", "PostgreSQL://h/db"] {
             jail.set_env("SLUICE__STORE__URL", good);
             Config::load(None, &FlagOverrides::default()).expect(good);
         }

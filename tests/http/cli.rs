@@ -448,8 +448,9 @@ fn bad_short_domains_data_dirs_and_store_urls_say_what_is_wrong() {
     std::fs::write(&file, "x").expect("write");
     let file_arg = file.to_str().expect("utf-8");
     let want = format!("error: data dir \"{file_arg}\" is not a directory (check --data-dir or [server] data-dir)\n");
+    // A usage error of migrate (as a file given as --store), exit 2.
     let out = sluice(&["migrate", "--data-dir", file_arg], &[]);
-    assert_eq!((out.status.code(), stderr(&out)), (Some(1), want.clone()), "migrate");
+    assert_eq!((out.status.code(), stderr(&out)), (Some(2), want.clone()), "migrate");
     let events = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR (set by cargo test and nextest at run time)"))
         .join("ingest/tests/data/import/events.ndjson");
     let out = sluice(&["--log", "warn", "import", "--data-dir", file_arg, events.to_str().expect("utf-8")], &[]);

@@ -69,7 +69,8 @@ fn serve_refuses_a_duration_past_its_maximum_naming_the_key_and_creates_no_data_
 }
 
 /// Finding: `log tail --data-dir <a file>` said `no data directory`; `migrate --store <a
-/// file>` pointed at --data-dir.
+/// file>` pointed at --data-dir; `migrate --data-dir <a file>` exited 1, `--store <a file>` 2
+/// (both are usage errors of `migrate` now, exit 2).
 #[test]
 fn a_regular_file_as_the_data_dir_is_named_as_not_a_directory_by_every_subcommand() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -78,14 +79,14 @@ fn a_regular_file_as_the_data_dir_is_named_as_not_a_directory_by_every_subcomman
     let input = tmp.path().join("events.ndjson");
     std::fs::write(&input, "").expect("write");
     let not_dir = format!("error: data dir \"{}\" is not a directory (check --data-dir or [server] data-dir)\n", f.display());
-    for args in [
-        vec!["log", "tail", "--data-dir", utf8(&f)],
-        vec!["log", "reset", "--data-dir", utf8(&f)],
-        vec!["migrate", "--data-dir", utf8(&f)],
-        vec!["import", utf8(&input), "--data-dir", utf8(&f)],
+    for (args, code) in [
+        (vec!["log", "tail", "--data-dir", utf8(&f)], 1),
+        (vec!["log", "reset", "--data-dir", utf8(&f)], 1),
+        (vec!["migrate", "--data-dir", utf8(&f)], 2),
+        (vec!["import", utf8(&input), "--data-dir", utf8(&f)], 1),
     ] {
         let out = run(&args, &[]);
-        assert_eq!((out.status.code(), text(&out.stderr)), (Some(1), not_dir.clone()), "{args:?}");
+        assert_eq!((out.status.code(), text(&out.stderr)), (Some(code), not_dir.clone()), "{args:?}");
     }
     // A usage error of --store, as every --store refusal (migrate_refuses_a_store_naming_a_missing_directory).
     let out = run(&["migrate", "--store", utf8(&f)], &[]);
@@ -140,6 +141,66 @@ fn migrate_refuses_a_store_naming_a_missing_directory() {
         assert!(text(&out.stdout).starts_with("sqlite: applied ["), "{store}: {}", text(&out.stdout));
     }
     assert!(tmp.path().join("existing/links.db").is_file() && tmp.path().join("existing/other.db").is_file());
+}
+
+/// Findings: `migrate --store SQLITE:<file>` migrated a data directory named `SQLITE:<file>`
+/// (created in the working directory); `sqlite://host/x.db` opened `host/x.db` there;
+/// `?mode=bogus` said only "database error"; a `[store] url` (here from `--config`) created
+/// the missing directories `--store` refuses. Schemes are read in any case, and the rest are
+/// usage errors (exit 2) saying why, nothing created.
+#[test]
+fn migrate_reads_url_schemes_in_any_case_and_refuses_hosts_bad_queries_and_missing_directories() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let work = tmp.path().join("work");
+    std::fs::create_dir(&work).expect("mkdir");
+    let migrate = |args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        cmd.current_dir(&work).args(["--log", "warn", "migrate"]).args(args).env_remove("SLUICE_LOG").env_remove("SLUICE__STORE__URL");
+        cmd.output().expect("run sluice migrate")
+    };
+    let upper = format!("SQLITE:{}", tmp.path().join("upper.db").display());
+    let out = migrate(&["--store", &upper]);
+    assert_eq!((out.status.code(), text(&out.stderr)), (Some(0), String::new()), "{upper}");
+    assert!(text(&out.stdout).starts_with("sqlite: applied ["), "{}", text(&out.stdout));
+    assert!(tmp.path().join("upper.db").is_file(), "the file the URL names");
+    let localhost = format!("sqlite://localhost{}", tmp.path().join("local.db").display());
+    assert_eq!(migrate(&["--store", &localhost]).status.code(), Some(0), "{localhost}");
+    assert!(tmp.path().join("local.db").is_file(), "sqlite://localhost/<path> is the absolute path");
+
+    let refused = [
+        (
+            "sqlite://db.example/x.db".to_owned(),
+            "error: --store: invalid configuration: link store URL \"sqlite://db.example/x.db\" names the host \"db.example\": a sqlite: URL names a file \
+             on this machine; write sqlite:///<absolute path> (or sqlite://localhost/<absolute path>), or sqlite:<relative path>\n"
+                .to_owned(),
+        ),
+        (
+            "sqlite:x.db?mode=bogus".to_owned(),
+            "error: --store: invalid configuration: link store URL \"sqlite:x.db?mode=bogus\" is not a valid sqlite: URL: unknown value \"bogus\" for `mode`\n"
+                .to_owned(),
+        ),
+    ];
+    for (store, want) in refused {
+        let out = migrate(&["--store", &store]);
+        assert_eq!((out.status.code(), text(&out.stderr)), (Some(2), want), "{store}");
+    }
+    let missing = tmp.path().join("nonexistent/dir");
+    let config = tmp.path().join("sluice.toml");
+    let url = format!("sqlite:{}/x.db", missing.display());
+    std::fs::write(&config, format!("[store]\nurl = \"{url}\"\n")).expect("write config");
+    let out = migrate(&["--config", utf8(&config), "--data-dir", utf8(&tmp.path().join("data"))]);
+    assert_eq!(
+        (out.status.code(), text(&out.stderr)),
+        (
+            Some(2),
+            format!(
+                "error: [store] url \"{url}\": directory \"{}\" does not exist (the database file is created if missing, its directory is not)\n",
+                missing.display()
+            )
+        )
+    );
+    assert!(!tmp.path().join("nonexistent").exists() && !tmp.path().join("data").exists(), "nothing created");
+    assert_eq!(std::fs::read_dir(&work).expect("ls").count(), 0, "nothing created in the working directory");
 }
 
 /// Finding: `migrate` on a data dir whose `links.db` is a FIFO printed SQLite's cause twice

@@ -21,21 +21,50 @@ pub enum StoreTarget {
 
 impl StoreTarget {
     /// `postgres://…` / `postgresql://…` → PostgreSQL; `sqlite:…` → that SQLite file; anything
-    /// else is a data directory path (SQLite `links.db` inside it).
+    /// else is a data directory path (SQLite `links.db` inside it). Schemes are matched in any
+    /// case (RFC 3986 §3.1: `SQLITE:links.db` is `sqlite:links.db`) and kept in lower case in
+    /// the URL held (sqlx matches `sqlite:` in lower case only, and read any other as part
+    /// of the file name).
+    ///
+    /// A `sqlite:` URL is read as sqlx reads it (`sqlite:data.db`, `sqlite://data.db`: a file
+    /// relative to the working directory; `sqlite:///var/x.db`: an absolute one), except that
+    /// `sqlite://localhost/var/x.db` names `/var/x.db` (an empty authority or `localhost`, as
+    /// in a `file:` URL, RFC 8089 §2) and `sqlite://host/path` with any other host is refused:
+    /// sqlx would open `host/path` relative to the working directory, which is not what such a
+    /// URL says. Its query must be one sqlx takes (`mode`, `cache`, `immutable`, `vfs`).
     ///
     /// Errors with [`Error::Config`] for an empty string, and for a `sqlite:` URL without a
-    /// file (`sqlite:`, `sqlite://`) or an in-memory database (`sqlite::memory:`,
+    /// file (`sqlite:`, `sqlite://`), an in-memory database (`sqlite::memory:`,
     /// `mode=memory`): such a store keeps nothing past its connections (migrations applied
-    /// to it are lost, links vanish at stop).
+    /// to it are lost, links vanish at stop), a host other than `localhost`, or one sqlx
+    /// refuses (`?mode=bogus`: the message says why).
     pub fn parse(s: &str) -> Result<Self> {
         let s = s.trim();
         if s.is_empty() {
             return Err(Error::Config("link store location is empty".into()));
         }
-        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
-            Ok(StoreTarget::Postgres(s.to_string()))
-        } else if let Some(rest) = s.strip_prefix("sqlite:") {
-            let rest = rest.strip_prefix("//").unwrap_or(rest);
+        if let Some(rest) = strip_scheme(s, "postgres://") {
+            Ok(StoreTarget::Postgres(format!("postgres://{rest}")))
+        } else if let Some(rest) = strip_scheme(s, "postgresql://") {
+            Ok(StoreTarget::Postgres(format!("postgresql://{rest}")))
+        } else if let Some(rest) = strip_scheme(s, "sqlite:") {
+            let (url, rest) = match rest.strip_prefix("//") {
+                Some(after) => {
+                    let authority = &after[..after.find(['/', '?']).unwrap_or(after.len())];
+                    let path = &after[authority.len()..];
+                    if path.starts_with('/') && authority.eq_ignore_ascii_case("localhost") {
+                        (format!("sqlite://{path}"), path)
+                    } else if path.starts_with('/') && !authority.is_empty() {
+                        return Err(Error::Config(format!(
+                            "link store URL \"{s}\" names the host \"{authority}\": a sqlite: URL names a file on this machine; write \
+                             sqlite:///<absolute path> (or sqlite://localhost/<absolute path>), or sqlite:<relative path>"
+                        )));
+                    } else {
+                        (format!("sqlite://{after}"), after)
+                    }
+                }
+                None => (format!("sqlite:{rest}"), rest),
+            };
             let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
             if path.is_empty() {
                 return Err(Error::Config(format!("link store URL \"{s}\" names no database file: give one, e.g. sqlite:///var/lib/sluice/links.db")));
@@ -46,22 +75,36 @@ impl StoreTarget {
                     "link store URL \"{s}\" is an in-memory SQLite database, which keeps no link past the process: name a database file, e.g. sqlite:///var/lib/sluice/links.db"
                 )));
             }
-            Ok(StoreTarget::SqliteUrl(s.to_string()))
+            sqlite_options(&url).map_err(|why| Error::Config(format!("link store URL \"{s}\" is not a valid sqlite: URL: {why}")))?;
+            Ok(StoreTarget::SqliteUrl(url))
         } else {
             Ok(StoreTarget::SqliteDir(Path::new(s).to_path_buf()))
         }
     }
 
+    /// Whether `s` names a store by URL (`postgres://`, `postgresql://` or `sqlite:`, the
+    /// scheme in any case) rather than by a data directory path ([`StoreTarget::parse`]).
+    pub fn is_url(s: &str) -> bool {
+        let s = s.trim();
+        ["postgres://", "postgresql://", "sqlite:"].iter().any(|scheme| strip_scheme(s, scheme).is_some())
+    }
+
     /// The SQLite database file this target opens: `DIR/links.db` for a data directory, the
     /// file of a `sqlite:` URL as sqlx reads it (`sqlite:/var/x.db`, `sqlite:///var/x.db`
-    /// and `sqlite://data/x.db` name `/var/x.db`, `/var/x.db` and `data/x.db`); `None` for
+    /// and `sqlite://data.db` name `/var/x.db`, `/var/x.db` and `data.db`); `None` for
     /// PostgreSQL.
     ///
-    /// Errors: [`Error::Database`] for a `sqlite:` URL sqlx does not parse.
+    /// Errors: [`Error::Config`] for a `sqlite:` URL sqlx does not parse (never one
+    /// [`StoreTarget::parse`] made), saying why.
     pub fn sqlite_file(&self) -> Result<Option<PathBuf>> {
         Ok(match self {
             StoreTarget::SqliteDir(dir) => Some(dir.join(super::sqlite::SQLITE_FILE_NAME)),
-            StoreTarget::SqliteUrl(url) => Some(<sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(url)?.get_filename().to_path_buf()),
+            StoreTarget::SqliteUrl(url) => Some(
+                sqlite_options(url)
+                    .map_err(|why| Error::Config(format!("link store URL \"{url}\" is not a valid sqlite: URL: {why}")))?
+                    .get_filename()
+                    .to_path_buf(),
+            ),
             StoreTarget::Postgres(_) => None,
         })
     }
@@ -73,6 +116,20 @@ impl StoreTarget {
             StoreTarget::Postgres(_) => "postgres",
         }
     }
+}
+
+/// `s` without its leading `scheme` (which ends in `:` or `://`), matched in any case.
+fn strip_scheme<'a>(s: &'a str, scheme: &str) -> Option<&'a str> {
+    s.get(..scheme.len()).filter(|head| head.eq_ignore_ascii_case(scheme)).map(|_| &s[scheme.len()..])
+}
+
+/// sqlx's options of the `sqlite:` URL `url` (scheme in lower case); the error is why sqlx
+/// refuses it (`unknown value "bogus" for `mode``), without sqlx's generic prefix.
+fn sqlite_options(url: &str) -> std::result::Result<sqlx::sqlite::SqliteConnectOptions, String> {
+    <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(url).map_err(|e| match e {
+        sqlx::Error::Configuration(why) => why.to_string(),
+        other => other.to_string(),
+    })
 }
 
 /// Opens the link store named by `url_or_path` (see [`StoreTarget::parse`]), creating the
@@ -215,7 +272,9 @@ mod tests {
         assert_eq!(file("/srv/sluice/"), Some(PathBuf::from("/srv/sluice/links.db")));
         assert_eq!(file("sqlite:/var/x.db"), Some(PathBuf::from("/var/x.db")));
         assert_eq!(file("sqlite:///var/x.db"), Some(PathBuf::from("/var/x.db")));
-        assert_eq!(file("sqlite://data/x.db?mode=rwc"), Some(PathBuf::from("data/x.db")));
+        assert_eq!(file("sqlite://x.db?mode=rwc"), Some(PathBuf::from("x.db")));
+        assert_eq!(file("sqlite://localhost/var/x.db"), Some(PathBuf::from("/var/x.db")));
+        assert_eq!(file("SQLite:///var/x.db"), Some(PathBuf::from("/var/x.db")));
         assert_eq!(file("sqlite:x.db"), Some(PathBuf::from("x.db")));
         assert_eq!(file("postgres://u:p@h/db"), None);
     }
@@ -255,6 +314,46 @@ mod tests {
         }
         for s in ["sqlite:links.db", "sqlite://links.db?mode=rwc", "sqlite:///srv/sluice/memory.db"] {
             assert_eq!(StoreTarget::parse(s).expect(s), StoreTarget::SqliteUrl(s.into()));
+        }
+    }
+
+    /// Findings: `SQLITE:x.db` was read as a data directory named `SQLITE:x.db` (schemes are
+    /// case-insensitive, RFC 3986 §3.1); `sqlite://host/x.db` opened `host/x.db` relative to
+    /// the working directory; `?mode=bogus` said only "database error".
+    #[test]
+    fn sqlite_urls_schemes_in_any_case_hosts_and_bad_queries() {
+        for (s, url) in [
+            ("SQLITE:links.db", "sqlite:links.db"),
+            ("Sqlite:///srv/x.db?mode=rwc", "sqlite:///srv/x.db?mode=rwc"),
+            ("sqlite://localhost/srv/x.db", "sqlite:///srv/x.db"),
+            ("SQLITE://LocalHost/srv/x.db", "sqlite:///srv/x.db"),
+            ("sqlite://links.db", "sqlite://links.db"),
+        ] {
+            assert_eq!(StoreTarget::parse(s).expect(s), StoreTarget::SqliteUrl(url.into()), "{s}");
+        }
+        assert_eq!(StoreTarget::parse("POSTGRES://u:p@h/db").expect("pg"), StoreTarget::Postgres("postgres://u:p@h/db".into()));
+        assert_eq!(StoreTarget::parse("PostgreSQL://h/db").expect("pg"), StoreTarget::Postgres("postgresql://h/db".into()));
+        // Not a scheme: a data directory whose name merely starts like one.
+        assert_eq!(StoreTarget::parse("sqlite-data").expect("dir"), StoreTarget::SqliteDir(PathBuf::from("sqlite-data")));
+        let msg = |s: &str| match StoreTarget::parse(s) {
+            Err(Error::Config(m)) => m,
+            other => panic!("{s}: {other:?}"),
+        };
+        for (s, host) in [("sqlite://db.example/srv/x.db", "db.example"), ("SQLITE://data/x.db?mode=rwc", "data"), ("sqlite://u@h:1/x.db", "u@h:1")] {
+            assert_eq!(
+                msg(s),
+                format!(
+                    "link store URL \"{s}\" names the host \"{host}\": a sqlite: URL names a file on this machine; write sqlite:///<absolute path> (or \
+                     sqlite://localhost/<absolute path>), or sqlite:<relative path>"
+                )
+            );
+        }
+        for (s, why) in [
+            ("sqlite:x.db?mode=bogus", "unknown value \"bogus\" for `mode`"),
+            ("SQLITE:///srv/x.db?cache=none", "unknown value \"none\" for `cache`"),
+            ("sqlite:x.db?colour=red", "unknown query parameter `colour` while parsing connection URL"),
+        ] {
+            assert_eq!(msg(s), format!("link store URL \"{s}\" is not a valid sqlite: URL: {why}"));
         }
     }
 
