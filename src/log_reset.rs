@@ -92,7 +92,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<String> {
         report.push_str(&format!("older checkpoint \"{}\" renamed to \"{}\" (it ends before the new log starts)\n", old.display(), to.display()));
     }
     let (written, _) = checkpoint::write(&checkpoint_dir, &file).with_context(|| format!("could not rewrite the checkpoint \"{}\"", ckpt_path.display()))?;
-    // The rewritten file sorts after every existing one (`checkpoint::next_name`), so it has
+    // The rewritten file sorts after every intact one (`checkpoint::next_name`), so it has
     // another name than the original: removed, so that only the new log's copy remains (a
     // second reset finds that one as the newest).
     if written != ckpt_path

@@ -24,9 +24,12 @@
 //! bytes 52..    payload: bincode 1 of CheckpointFile (snapshot layout version inside)
 //! ```
 //! Files are named `ckpt-<n, 20 digits>.bin` with n the cut epoch (wall-clock ms) or, when
-//! that is not above every name already in the directory (the clock was stepped back), one
-//! more than the highest: names sort in write order whatever the clock did, so "newest" is
-//! always the one written last. A round removes stale `*.tmp` files (a write that failed,
+//! that is not above every intact checkpoint's name (the clock was stepped back), one more
+//! than the highest (stepping over a number another file holds): names sort in write order
+//! whatever the clock did, so the newest intact file is always the one written last. A file
+//! named like a checkpoint that is none (garbage, cut short, not a regular file) names
+//! nothing: it is skipped with a warning and never written over; one whose input cannot be
+//! read (garbage) is never pruned either (it may be the user's: remove it by hand). A round removes stale `*.tmp` files (a write that failed,
 //! e.g. on a full disk), writes `<name>.tmp`, fsyncs
 //! it, renames it into place, fsyncs the directory, then deletes all but the newest
 //! [`KEEP`] intact files (checksum verified) of the same input (another input's files stay: switching from the embedded

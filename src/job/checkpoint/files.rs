@@ -29,15 +29,21 @@ pub fn dir_of(data_dir: &Path) -> PathBuf {
 /// Errors: `dir` exists but cannot be listed.
 pub fn list_intact(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files = checkpoint_files(dir)?;
-    files.retain(|path| match check_intact(path) {
+    files.retain(|path| intact_or_warn(path));
+    Ok(files)
+}
+
+/// Whether the file at `path` reads back whole ([`check_intact`]); when not, a warning names
+/// it and what is wrong with it, counted in `sluice_checkpoints_skipped_total` ([`list_intact`]).
+fn intact_or_warn(path: &Path) -> bool {
+    match check_intact(path) {
         Ok(()) => true,
         Err(why) => {
             metrics::counter!("sluice_checkpoints_skipped_total").increment(1);
             tracing::warn!(path = %path.display(), why = %why, "skipping a file that is not a valid checkpoint");
             false
         }
-    });
-    Ok(files)
+    }
 }
 
 /// Removes every checkpoint file in `dir` (so that the next start replays its input from the
@@ -94,11 +100,8 @@ pub fn write(dir: &Path, file: &CheckpointFile) -> anyhow::Result<(PathBuf, usiz
     std::fs::create_dir_all(dir).with_context(|| format!("could not create {}", dir.display()))?;
     remove_stale_temp_files(dir);
     let bytes = encode(file)?;
-    let mut existing = checkpoint_files(dir).with_context(|| format!("could not list {}", dir.display()))?;
-    // Only regular files count for the name: a directory or FIFO named like a checkpoint (never
-    // one: `list_intact` skips it) must not push the name to one it holds (`ckpt-<u64::MAX>.bin`).
-    existing.retain(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file()));
-    let name = next_name(&existing, file.snapshot.cut_epoch);
+    let existing = checkpoint_files(dir).with_context(|| format!("could not list {}", dir.display()))?;
+    let name = free_name(&existing, file.snapshot.cut_epoch)?;
     let path = dir.join(&name);
     let tmp = dir.join(format!("{name}.tmp"));
     put_via_temp_file(&tmp, &path, &bytes)?;
@@ -128,11 +131,12 @@ pub(super) fn put_via_temp_file(tmp: &Path, path: &Path, bytes: &[u8]) -> anyhow
     r
 }
 
-/// Name of the next checkpoint file among `existing` (paths of `ckpt-*.bin` files):
-/// `ckpt-<n, 20 digits>.bin` with n = `cut_epoch` (wall-clock ms), or one more than the
+/// Name of the next checkpoint file after the checkpoints `existing` (paths of `ckpt-*.bin`
+/// files): `ckpt-<n, 20 digits>.bin` with n = `cut_epoch` (wall-clock ms), or one more than the
 /// highest number among `existing` when that is not below it. Names then sort in write
 /// order even after the clock was stepped back (a checkpoint named by its earlier cut would
 /// sort as the oldest, be pruned at once, and a restart would restore a stale one).
+/// [`write`] passes the newest intact checkpoint only ([`free_name`]).
 pub fn next_name(existing: &[PathBuf], cut_epoch: u64) -> String {
     let highest = existing.iter().filter_map(|p| checkpoint_number(p.file_name()?.to_str()?)).max();
     let n = match highest {
@@ -140,6 +144,30 @@ pub fn next_name(existing: &[PathBuf], cut_epoch: u64) -> String {
         _ => cut_epoch,
     };
     format!("ckpt-{n:020}.bin")
+}
+
+/// The name [`write`] gives the checkpoint of `cut_epoch` among the checkpoint-named files
+/// `existing` (oldest first): [`next_name`] after the newest **intact** one (the highest
+/// number [`list_intact`] would keep), then the first number above it that no file holds.
+///
+/// Only intact checkpoints name the next one: a file named like a checkpoint that is none
+/// (garbage, cut short, a directory or FIFO) is skipped with [`list_intact`]'s warning, so a
+/// stray `ckpt-<big number>.bin` neither pushes every later name past its number (up to
+/// `u64::MAX`, where names stop increasing) nor is written over. Garbage (naming no input)
+/// is not pruned either ([`prune`] deletes only files of the input written): it may be the
+/// user's, and stays (with its warning at every listing) until removed by hand. Names still
+/// increase across a step back of the clock, after every intact checkpoint.
+///
+/// Errors: every number from the chosen one to `u64::MAX` is taken.
+fn free_name(existing: &[PathBuf], cut_epoch: u64) -> anyhow::Result<String> {
+    let newest_intact: Vec<PathBuf> = existing.iter().rev().find(|p| intact_or_warn(p)).cloned().into_iter().collect();
+    let taken: std::collections::BTreeSet<u64> = existing.iter().filter_map(|p| checkpoint_number(p.file_name()?.to_str()?)).collect();
+    let name = next_name(&newest_intact, cut_epoch);
+    let mut n = checkpoint_number(&name).unwrap_or(cut_epoch);
+    while taken.contains(&n) {
+        n = n.checked_add(1).with_context(|| format!("no free checkpoint name after ckpt-{n:020}.bin: every number above it is taken"))?;
+    }
+    Ok(format!("ckpt-{n:020}.bin"))
 }
 
 /// Removes `ckpt-*.tmp` files in `dir` (failures are logged): what a write that failed or

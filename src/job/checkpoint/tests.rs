@@ -372,8 +372,8 @@ fn list_intact_skips_files_that_are_not_checkpoints_saying_why() {
 /// Finding: a FIFO named like the newest checkpoint hung the start and `sluice log reset`
 /// (reading it waited for a writer), one named like the oldest hung the stop's pruning, and a
 /// directory named `ckpt-<u64::MAX>.bin` made every later write fail (the next name was its
-/// own). Each is now looked at before it is opened, and only regular files name the next
-/// checkpoint.
+/// own). Each is now looked at before it is opened, and only intact checkpoints (so never a
+/// directory or FIFO) name the next checkpoint.
 #[test]
 fn fifos_and_directories_named_like_checkpoints_neither_hang_nor_block_writes() {
     let (done, finished) = std::sync::mpsc::channel();
@@ -398,4 +398,47 @@ fn fifos_and_directories_named_like_checkpoints_neither_hang_nor_block_writes() 
         done.send(()).expect("send");
     });
     assert_eq!(finished.recv_timeout(std::time::Duration::from_secs(30)), Ok(()), "hung on a FIFO (or failed: see the thread's panic above)");
+}
+
+/// Finding: a regular garbage file named `ckpt-<big number>.bin` made every later
+/// checkpoint's name continue from its number (from `u64::MAX - 1` on, each write replaced the
+/// previous checkpoint under the one name left), and it was never pruned. Only intact
+/// checkpoints name the next one now; the garbage is skipped with its warning, never written
+/// over nor deleted; names still increase after a step back of the clock.
+#[test]
+fn only_intact_checkpoints_name_the_next_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().join("checkpoints");
+    let name = |c: u64| d.join(format!("ckpt-{c:020}.bin"));
+    write(&d, &file(100, kafka())).expect("write");
+    std::fs::write(name(u64::MAX - 1), b"garbage, not a checkpoint").expect("garbage");
+    std::fs::write(name(5_000), b"more garbage").expect("garbage");
+    let captured = sluice_connectors::test_fs::CapturedLogs::default();
+    let subscriber = tracing_subscriber::fmt().with_writer(captured.clone()).with_ansi(false).without_time().with_target(false).finish();
+    let written: Vec<PathBuf> =
+        tracing::subscriber::with_default(subscriber, || [200, 300, 400].into_iter().map(|cut| write(&d, &file(cut, kafka())).expect("write").0).collect());
+    assert_eq!(written, vec![name(200), name(300), name(400)], "named by their cuts, not after the garbage");
+    assert!(
+        captured
+            .text()
+            .contains(&format!(" WARN skipping a file that is not a valid checkpoint path={} why=not a checkpoint file", name(u64::MAX - 1).display())),
+        "{}",
+        captured.text()
+    );
+    assert_eq!(list_intact(&d).expect("list"), vec![name(300), name(400)], "the newest two intact ones kept");
+    assert_eq!(std::fs::read(name(u64::MAX - 1)).expect("left alone"), b"garbage, not a checkpoint");
+    assert_eq!(std::fs::read(name(5_000)).expect("left alone"), b"more garbage");
+    assert_eq!(load_latest(&d, &kafka()).expect("load").expect("found").1.snapshot.cut_epoch, 400);
+
+    // The clock steps back: names still follow the newest intact checkpoint, stepping over a
+    // garbage file holding the next number (never written over).
+    std::fs::write(name(401), b"garbage at the next name").expect("garbage");
+    let (stepped_back, _) = write(&d, &file(150, kafka())).expect("write");
+    assert_eq!(stepped_back, name(402));
+    assert_eq!(std::fs::read(name(401)).expect("left alone"), b"garbage at the next name");
+    assert_eq!(load_latest(&d, &kafka()).expect("load").expect("found").1.snapshot.cut_epoch, 150, "the last written is restored");
+    // The clock catches up with the garbage's number: the name steps over it.
+    let (past, _) = write(&d, &file(5_000, kafka())).expect("write");
+    assert_eq!(past, name(5_001));
+    assert_eq!(list_intact(&d).expect("list"), vec![name(402), name(5_001)]);
 }
