@@ -21,8 +21,10 @@ use crate::error::{ApiError, echo};
 /// not an object (`["https://…"]` is never read into a struct by position) and for a member
 /// of the wrong JSON type or `null` where it is not allowed, whatever the member
 /// (`"long_url": 5`, `"enabled": "yes"`, `"tags": "a"`; details `{field}` naming the top-level
-/// member; a wrong *value* of the right type gets the field's own code from the handler, e.g.
-/// `invalid_url`); 400 `unknown_field` for fields the endpoint does not know.
+/// member, the first the body writes when several are refused; a wrong *value* of the right
+/// type gets the field's own code from the handler, e.g. `invalid_url`), and for a required
+/// member missing (`{}`: details `{field}` naming it); 400 `unknown_field` for fields the
+/// endpoint does not know.
 #[derive(Debug)]
 pub struct ApiJson<T> {
     /// The parsed value.
@@ -101,26 +103,82 @@ pub fn payload_too_large(max_bytes: usize) -> ApiError {
 /// by position (`["https://evil.example/"]` as `{"long_url": …}`).
 pub fn parse_json_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<ApiJson<T>, ApiError> {
     let raw: Value = sluice_schemas::strict_json::from_slice_strict(bytes).map_err(json_body_error)?;
-    if !raw.is_object() {
+    let Value::Object(members) = &raw else {
         return Err(not_an_object(&raw));
-    }
+    };
     let canonical = canonical_json(&raw);
-    let value = serde_path_to_error::deserialize::<_, T>(raw).map_err(|e| {
-        let msg = e.inner().to_string();
-        let top = match e.path().iter().next() {
-            Some(serde_path_to_error::Segment::Map { key }) => Some(key.as_str()),
-            _ => None,
-        };
-        if let Some(rest) = msg.strip_prefix("unknown field `") {
-            let field = rest.split('`').next().unwrap_or_default().to_owned();
-            ApiError::bad_request("unknown_field", format!("unknown field \"{}\"", echo(&field))).with_details(json!({ "field": field }))
-        } else if let Some(field) = top {
-            ApiError::bad_request("invalid_request", format!("invalid request body: {}: {msg}", echo(field))).with_details(json!({ "field": field }))
-        } else {
-            ApiError::bad_request("invalid_request", format!("invalid request body: {msg}"))
+    match serde_path_to_error::deserialize::<_, T>(&raw) {
+        Ok(value) => Ok(ApiJson { value, canonical }),
+        // serde reads the members in key order (serde_json's map is sorted): the first one
+        // refused in the order the body writes them is looked for, to name that one.
+        Err(e) => Err(member_error(first_refused_member::<T>(bytes, members).unwrap_or(e))),
+    }
+}
+
+/// The error [`parse_json_body`] answers for `e`: 400 `unknown_field`, or `invalid_request`
+/// naming the top-level member in `details.field` (the one of the wrong type, or the
+/// required one missing).
+fn member_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let msg = e.inner().to_string();
+    let top = match e.path().iter().next() {
+        Some(serde_path_to_error::Segment::Map { key }) => Some(key.as_str()),
+        _ => None,
+    };
+    if let Some(rest) = msg.strip_prefix("unknown field `") {
+        let field = rest.split('`').next().unwrap_or_default().to_owned();
+        ApiError::bad_request("unknown_field", format!("unknown field \"{}\"", echo(&field))).with_details(json!({ "field": field }))
+    } else if let Some(field) = top {
+        ApiError::bad_request("invalid_request", format!("invalid request body: {}: {msg}", echo(field))).with_details(json!({ "field": field }))
+    } else if let Some(field) = missing_field(&msg) {
+        ApiError::bad_request("invalid_request", format!("invalid request body: missing field \"{}\"", echo(field))).with_details(json!({ "field": field }))
+    } else {
+        ApiError::bad_request("invalid_request", format!("invalid request body: {msg}"))
+    }
+}
+
+/// The field serde's `missing field `x`` message names.
+fn missing_field(msg: &str) -> Option<&str> {
+    msg.strip_prefix("missing field `")?.strip_suffix('`')
+}
+
+/// The error of the first member of `members` (in the order `bytes` writes them) that `T`
+/// refuses on its own: its type is wrong, it is unknown, or `null` where that is refused.
+/// Each member is read alone (`{"tags": 1}`), and counts only when the error is about it
+/// (at its path, or naming it unknown), not a required member missing from that one-member
+/// object. `None` when no member is refused alone (the body lacks a required member).
+fn first_refused_member<T: DeserializeOwned>(bytes: &[u8], members: &serde_json::Map<String, Value>) -> Option<serde_path_to_error::Error<serde_json::Error>> {
+    let order = serde_json::from_slice::<MemberOrder>(bytes).ok()?.0;
+    order.into_iter().find_map(|key| {
+        let alone = Value::Object(serde_json::Map::from_iter([(key.clone(), members.get(&key)?.clone())]));
+        let e = serde_path_to_error::deserialize::<_, T>(&alone).err()?;
+        let at_key = matches!(e.path().iter().next(), Some(serde_path_to_error::Segment::Map { key: k }) if *k == key);
+        let unknown = e.inner().to_string().starts_with(&format!("unknown field `{key}`"));
+        (at_key || unknown).then_some(e)
+    })
+}
+
+/// The member names of a JSON object in the order its text writes them (values skipped).
+struct MemberOrder(Vec<String>);
+
+impl<'de> serde::Deserialize<'de> for MemberOrder {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Keys;
+        impl<'de> serde::de::Visitor<'de> for Keys {
+            type Value = MemberOrder;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<MemberOrder, A::Error> {
+                let mut keys = Vec::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                    keys.push(key);
+                }
+                Ok(MemberOrder(keys))
+            }
         }
-    })?;
-    Ok(ApiJson { value, canonical })
+        d.deserialize_map(Keys)
+    }
 }
 
 /// 400 `invalid_request` for a JSON body whose top-level value is not an object: `request
@@ -432,5 +490,38 @@ mod tests {
                 "{field}"
             );
         }
+    }
+
+    /// Finding: `{}` was 400 `invalid_request` without `details.field`, and of several members
+    /// of the wrong type the one first in key order was named (serde_json's map is sorted),
+    /// not the first the body writes. A missing required member is named in details, and the
+    /// first refused member in document order is the one reported.
+    #[test]
+    fn a_missing_member_and_the_first_refused_member_in_document_order_are_named() {
+        use crate::dto::{CreateLinkRequest, UpdateLinkRequest};
+        let created = |body: &str| parse_json_body::<CreateLinkRequest>(body.as_bytes()).expect_err(body).body();
+        let invalid = |field: &str, message: &str| json!({"error": {"code": "invalid_request", "message": message, "details": {"field": field}}});
+        assert_eq!(created("{}"), invalid("long_url", "invalid request body: missing field \"long_url\""));
+        assert_eq!(created(r#"{"custom_alias":"abc"}"#), invalid("long_url", "invalid request body: missing field \"long_url\""));
+        // A member of the wrong type is named before the missing one.
+        assert_eq!(created(r#"{"tags":1}"#), invalid("tags", "invalid request body: tags: invalid type: integer `1`, expected a sequence"));
+        for (body, field, why) in [
+            (r#"{"tags":1,"domain":2,"long_url":"https://e.example/"}"#, "tags", "invalid type: integer `1`, expected a sequence"),
+            (r#"{"domain":2,"tags":1,"long_url":"https://e.example/"}"#, "domain", "invalid type: integer `2`, expected a string"),
+            (r#"{"org":false,"custom_alias":7}"#, "org", "invalid type: boolean `false`, expected a string"),
+            (r#"{"long_url":"https://e.example/","redirect_type":"301","expires_at":5}"#, "redirect_type", "invalid type: string \"301\", expected 301 or 302"),
+        ] {
+            assert_eq!(created(body), invalid(field, &format!("invalid request body: {field}: {why}")), "{body}");
+        }
+        // An unknown member written first is the one reported, and the other way round.
+        assert_eq!(
+            created(r#"{"zz":1,"domain":2,"long_url":"https://e.example/"}"#),
+            json!({"error": {"code": "unknown_field", "message": "unknown field \"zz\"", "details": {"field": "zz"}}})
+        );
+        assert_eq!(created(r#"{"domain":2,"zz":1}"#), invalid("domain", "invalid request body: domain: invalid type: integer `2`, expected a string"));
+        let updated = parse_json_body::<UpdateLinkRequest>(br#"{"tags":null,"enabled":"yes"}"#).expect_err("two refused").body();
+        assert_eq!(updated, invalid("tags", "invalid request body: tags: null is not allowed here; omit the field to keep its value"));
+        // An empty PATCH is fine (no member is required).
+        assert!(parse_json_body::<UpdateLinkRequest>(b"{}").is_ok());
     }
 }

@@ -21,7 +21,15 @@ async fn malformed_requests_get_json_errors(b: Backend) {
     app.request(Method::POST, "/v1/links", &j, Some("{\"long_url\":".into())).await.assert_error(400, "malformed_json");
     app.request(Method::POST, "/v1/links", &j, Some("".into())).await.assert_error(400, "malformed_json");
     app.request(Method::POST, "/v1/links", &j, Some("[1,2]".into())).await.assert_error(400, "invalid_request");
-    app.request(Method::POST, "/v1/links", &j, Some("{}".into())).await.assert_error(400, "invalid_request");
+    // A required member missing is named (details.field), as a member of the wrong type is.
+    let err = app.request(Method::POST, "/v1/links", &j, Some("{}".into())).await.assert_error(400, "invalid_request");
+    assert_eq!((&err["message"], &err["details"]), (&json!("invalid request body: missing field \"long_url\""), &json!({"field": "long_url"})));
+    // Of several members of the wrong type, the first the body writes is named.
+    let err = app.request(Method::POST, "/v1/links", &j, Some(r#"{"tags":1,"domain":2}"#.into())).await.assert_error(400, "invalid_request");
+    assert_eq!(
+        (&err["message"], &err["details"]),
+        (&json!("invalid request body: tags: invalid type: integer `1`, expected a sequence"), &json!({"field": "tags"}))
+    );
     // A member of the wrong JSON type is invalid_request whatever the member (was invalid_url
     // for long_url, invalid_request for enabled); a malformed URL string stays invalid_url.
     let err = app.request(Method::POST, "/v1/links", &j, Some("{\"long_url\":5}".into())).await.assert_error(400, "invalid_request");
