@@ -101,10 +101,11 @@ async fn a_reset_log_without_its_checkpoints_is_refused_at_start() {
         format!("{e:#}"),
         format!(
             "the click log in the data dir starts at offset 55090 (it was reset, or continued after damage), but no checkpoint in {} \
-             holds the 55090 clicks before it (checkpoints moved away, deleted, or of another input). Starting would count only the \
-             clicks from offset 55090 on, and its next checkpoint would then win over the older ones if they are put back. Put back \
-             the checkpoints directory that holds them (after `sluice log reset`, the newest checkpoint of this log ends at offset \
-             55090), or, to accept losing those 55090 clicks from the stats, start with `sluice serve --count-from-log-start`",
+             holds the clicks of the 55090 log entries before it (offsets 0 to 55089; checkpoints moved away, deleted, or of another \
+             input). Starting would count only the clicks from offset 55090 on, and its next checkpoint would then win over the older \
+             ones if they are put back. Put back the checkpoints directory that holds them (after `sluice log reset`, the newest \
+             checkpoint of this log ends at offset 55090), or, to accept losing the clicks of those 55090 log entries from the stats, \
+             start with `sluice serve --count-from-log-start`",
             ckpts.display()
         )
     );

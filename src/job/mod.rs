@@ -267,18 +267,20 @@ impl DataflowJob {
             if checkpoints_on && !cfg.dataflow.count_from_log_start {
                 anyhow::bail!(
                     "the click log in the data dir starts at offset {low} (it was reset, or continued after damage), but no checkpoint in {} \
-                     holds the {low} clicks before it (checkpoints moved away, deleted, or of another input). Starting would count only the \
-                     clicks from offset {low} on, and its next checkpoint would then win over the older ones if they are put back. Put \
-                     back the checkpoints directory that holds them (after `sluice log reset`, the newest checkpoint of this log ends at \
-                     offset {low}), or, to accept losing those {low} clicks from the stats, start with `sluice serve --count-from-log-start`",
-                    checkpoint_dir.display()
+                     holds the clicks of the {low} log entries before it (offsets 0 to {last}; checkpoints moved away, deleted, or of another \
+                     input). Starting would count only the clicks from offset {low} on, and its next checkpoint would then win over the older \
+                     ones if they are put back. Put back the checkpoints directory that holds them (after `sluice log reset`, the newest \
+                     checkpoint of this log ends at offset {low}), or, to accept losing the clicks of those {low} log entries from the stats, \
+                     start with `sluice serve --count-from-log-start`",
+                    checkpoint_dir.display(),
+                    last = low - 1
                 );
             }
             tracing::warn!(
                 first_offset = low,
                 checkpoints = checkpoints_on,
                 "the click log starts at offset {low} and no checkpoint of it is restored: the views (and sinks rebuilt from them) count only \
-                 the clicks from that offset on; the {low} clicks before it are not counted (put back the checkpoints directory kept by \
+                 the clicks from that offset on; the clicks of the {low} log entries before it are not counted (put back the checkpoints directory kept by \
                  `sluice log reset` to count them)"
             );
         }
