@@ -391,7 +391,7 @@ impl Inner {
 
     /// The connection matching `scope` to close for room: the least recently active idle
     /// one, else the least recently active interruptible one (ties: the oldest).
-    fn least_active_idle(&self, scope: impl Fn(&Slot) -> bool) -> Option<u64> {
+    fn first_to_make_room(&self, scope: impl Fn(&Slot) -> bool) -> Option<u64> {
         self.slots
             .iter()
             .filter(|(_, s)| !s.evicted && scope(s))
@@ -446,30 +446,10 @@ impl ConnRegistry {
         let limited = self.max_per_client > 0 && !self.exempt.iter().any(|n| n.contains(&peer));
         let mut inner = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if limited && inner.per_client.get(&key).copied().unwrap_or(0) >= self.max_per_client {
-            match inner.least_active_idle(|s| s.limited && s.key == key) {
-                Some(id) => {
-                    inner.evict(id);
-                    self.note(Limit::Client, false);
-                }
-                None => {
-                    drop(inner);
-                    self.note(Limit::Client, true);
-                    return Err(Limit::Client);
-                }
-            }
+            self.make_room(&mut inner, Limit::Client, |s| s.limited && s.key == key)?;
         }
         if inner.open >= self.max_connections {
-            match inner.least_active_idle(|_| true) {
-                Some(id) => {
-                    inner.evict(id);
-                    self.note(Limit::Server, false);
-                }
-                None => {
-                    drop(inner);
-                    self.note(Limit::Server, true);
-                    return Err(Limit::Server);
-                }
-            }
+            self.make_room(&mut inner, Limit::Server, |_| true)?;
         }
         let id = inner.next_id;
         inner.next_id += 1;
@@ -481,6 +461,16 @@ impl ConnRegistry {
         }
         metrics::gauge!("sluice_http_connections").set(inner.open as f64);
         Ok(Admitted { activity, registration: Registration { registry: Arc::clone(self), id } })
+    }
+
+    /// Closes the connection in `scope` that makes room first, for `limit`. Errors: `limit`,
+    /// when none in scope can (counted as a refusal).
+    fn make_room(&self, inner: &mut Inner, limit: Limit, scope: impl Fn(&Slot) -> bool) -> Result<(), Limit> {
+        let chosen = inner.first_to_make_room(scope);
+        self.note(limit, chosen.is_none());
+        let id = chosen.ok_or(limit)?;
+        inner.evict(id);
+        Ok(())
     }
 
     /// Connections counted now (open and not closing to make room).

@@ -147,12 +147,14 @@ pub fn next_name(existing: &[PathBuf], cut_epoch: u64) -> String {
 }
 
 /// The name [`write`] gives the checkpoint of `cut_epoch` among the checkpoint-named files
-/// `existing` (oldest first): [`next_name`] after the newest **intact** one (the highest
-/// number [`list_intact`] would keep), then the first number above it that no file holds.
+/// `existing` (oldest first): [`next_name`] after the newest one with a checkpoint header
+/// matching its length ([`has_checkpoint_header`]: read without the payload, so a write
+/// does not hash the last checkpoint again), then the first number above it that no file
+/// holds.
 ///
-/// Only intact checkpoints name the next one: a file named like a checkpoint that is none
-/// (garbage, cut short, a directory or FIFO) is skipped with [`list_intact`]'s warning, so a
-/// stray `ckpt-<big number>.bin` neither pushes every later name past its number (up to
+/// Only checkpoint files name the next one: a file named like a checkpoint that is none
+/// (garbage, cut short, a directory or FIFO; skipped with [`list_intact`]'s warning when
+/// checkpoints are listed) neither pushes every later name past its number (up to
 /// `u64::MAX`, where names stop increasing) nor is written over. Garbage (naming no input)
 /// is not pruned either ([`prune`] deletes only files of the input written): it may be the
 /// user's, and stays (with its warning at every listing) until removed by hand. Names still
@@ -160,7 +162,7 @@ pub fn next_name(existing: &[PathBuf], cut_epoch: u64) -> String {
 ///
 /// Errors: every number from the chosen one to `u64::MAX` is taken.
 fn free_name(existing: &[PathBuf], cut_epoch: u64) -> anyhow::Result<String> {
-    let newest_intact: Vec<PathBuf> = existing.iter().rev().find(|p| intact_or_warn(p)).cloned().into_iter().collect();
+    let newest_intact: Vec<PathBuf> = existing.iter().rev().find(|p| has_checkpoint_header(p)).cloned().into_iter().collect();
     let taken: std::collections::BTreeSet<u64> = existing.iter().filter_map(|p| checkpoint_number(p.file_name()?.to_str()?)).collect();
     let name = next_name(&newest_intact, cut_epoch);
     let mut n = checkpoint_number(&name).unwrap_or(cut_epoch);
@@ -227,6 +229,18 @@ pub(super) fn is_intact(path: &Path) -> bool {
 /// shorter than the header)`, `payload is 3 bytes, the header says 9 (partial write)`,
 /// `checksum mismatch (corrupt file)`, …), or `could not read it: <I/O error>`.
 pub(super) fn check_intact(path: &Path) -> Result<(), String> {
+    check_file(path, true)
+}
+
+/// Whether the file at `path` has a checkpoint header that matches its length (magic, file
+/// version, payload length): [`check_intact`] without reading the payload (no checksum, no
+/// snapshot version), and without a warning.
+fn has_checkpoint_header(path: &Path) -> bool {
+    check_file(path, false).is_ok()
+}
+
+/// [`check_intact`], reading the payload (checksum, snapshot version) only with `payload`.
+fn check_file(path: &Path, payload: bool) -> Result<(), String> {
     use std::io::Read;
     let check = || -> std::io::Result<Result<(), String>> {
         // Looked at before it is opened: opening a FIFO would wait for a writer.
@@ -248,9 +262,12 @@ pub(super) fn check_intact(path: &Path) -> Result<(), String> {
             return Ok(Err(format!("unknown checkpoint file version {version} (this build reads {FILE_VERSION})")));
         }
         let len = u64::from_le_bytes(head[12..20].try_into().unwrap_or_default());
-        let payload = size - HEADER as u64;
-        if payload != len {
-            return Ok(Err(format!("payload is {payload} bytes, the header says {len} (partial write)")));
+        let payload_len = size - HEADER as u64;
+        if payload_len != len {
+            return Ok(Err(format!("payload is {payload_len} bytes, the header says {len} (partial write)")));
+        }
+        if !payload {
+            return Ok(Ok(()));
         }
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; 1 << 20];
