@@ -242,22 +242,7 @@ impl VisitorSketch {
         let total = held.len() + ids.len();
         let mut merged = Vec::with_capacity(1 + exact_capacity(total).max(total));
         merged.push(0);
-        // One compare per id while both lists last (an id in both is taken once), then the
-        // rest of either list copied as is.
-        let (mut i, mut j) = (0, 0);
-        while i < held.len() && j < ids.len() {
-            let (a, b) = (held[i], ids[j]);
-            if a < b {
-                merged.push(a);
-                i += 1;
-            } else {
-                merged.push(b);
-                j += 1;
-                i += usize::from(a == b);
-            }
-        }
-        merged.extend_from_slice(&held[i..]);
-        merged.extend_from_slice(&ids[j..]);
+        sparse::merge_sorted_into(&mut merged, held, ids);
         let n = merged.len() - 1;
         if n <= 2 {
             let mut own = [0u64; 2];

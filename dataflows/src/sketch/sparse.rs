@@ -59,25 +59,34 @@ fn union_sorted(sorted: &[u32], add: &[u32]) -> Option<Vec<u32>> {
         return None;
     }
     let mut out = Vec::with_capacity(sorted.len() + add.len());
-    let (mut i, mut j) = (0, 0);
-    while i < sorted.len() && j < add.len() {
-        let (a, b) = (sorted[i], add[j]);
-        if a < b {
-            out.push(a);
-            i += 1;
-        } else {
-            out.push(b);
-            j += 1;
-            i += usize::from(a == b);
-        }
-    }
-    out.extend_from_slice(&sorted[i..]);
-    out.extend_from_slice(&add[j..]);
+    merge_sorted_into(&mut out, sorted, add);
     if out.len() == sorted.len() {
         return None;
     }
     out.shrink_to_fit();
     Some(out)
+}
+
+/// Appends to `out` the union of `a` and `b` (both ascending, no duplicates within either;
+/// sparse codes here, exact-set ids in the parent module),
+/// ascending, an id in both taken once: one compare per id while both lists last, then the
+/// rest of either copied as is.
+#[inline]
+pub(super) fn merge_sorted_into<T: Copy + Ord>(out: &mut Vec<T>, a: &[T], b: &[T]) {
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        let (x, y) = (a[i], b[j]);
+        if x < y {
+            out.push(x);
+            i += 1;
+        } else {
+            out.push(y);
+            j += 1;
+            i += usize::from(x == y);
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
 }
 
 /// Sorted distinct codes plus an unsorted insert buffer.
