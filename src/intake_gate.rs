@@ -20,10 +20,13 @@
 //! events of one request and of an offline import, so `sluice import --target` and
 //! `--data-dir` give the same verdicts). It is one value for the whole process: with several
 //! partitions (Kafka) an event is checked against the newest accepted for any of them,
-//! which may refuse one its own partition would have counted, never the reverse. Requests
-//! in flight at the same time are checked before either is stored: one that stores newer
-//! events first, further ahead than the limit, can still make the dataflow dead-letter the
-//! other's events (counted in `sluice_events_dead_lettered_total{reason="too_late"}`).
+//! which may refuse one its own partition would have counted, never the reverse. A
+//! request's check and its append run under one lock of the events endpoint
+//! (`sluice_ingest::http`), so requests in flight at the same time are stored in the order
+//! they were checked in: one that stores newer events cannot overtake another's older
+//! ones that were already accepted (the dataflow would dead-letter them `too_late`). An
+//! event ahead of the clock (within the future skew) is recorded as stamped now, as the
+//! dataflow's watermark moves only to the processing clock.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

@@ -93,19 +93,30 @@ pub struct LatenessCheck {
     pub limit_ms: Option<i64>,
     /// The newest event time (ms) accepted so far ([`Self::admit`]); `None` before any.
     pub newest_accepted_ms: Option<i64>,
+    /// The processing clock (ms): an accepted event ahead of it (within the future skew)
+    /// raises [`Self::newest_accepted_ms`] only to it, as it raises the dataflow's partition
+    /// watermark only to the processing clock (DESIGN, case C21). `None`: not capped.
+    pub now_ms: Option<i64>,
 }
 
 impl LatenessCheck {
     /// A check with the watermark's floor and the limit, before any accepted event.
     pub fn new(from_watermark_ms: Option<i64>, limit_ms: Option<i64>) -> Self {
-        LatenessCheck { from_watermark_ms, limit_ms, newest_accepted_ms: None }
+        LatenessCheck { from_watermark_ms, limit_ms, newest_accepted_ms: None, now_ms: None }
     }
 
     /// A check with the watermark's floor and the limit that goes on from events accepted
     /// earlier (another request's, [`IntakeGate::newest_accepted_ms`]): the newest of them
     /// at `newest_accepted_ms` (`None`: none).
     pub fn after(from_watermark_ms: Option<i64>, limit_ms: Option<i64>, newest_accepted_ms: Option<i64>) -> Self {
-        LatenessCheck { from_watermark_ms, limit_ms, newest_accepted_ms }
+        LatenessCheck { from_watermark_ms, limit_ms, newest_accepted_ms, now_ms: None }
+    }
+
+    /// The same check with accepted events capped at the processing clock `now_ms`
+    /// ([`Self::now_ms`]).
+    #[must_use]
+    pub fn capped_at(self, now_ms: i64) -> Self {
+        LatenessCheck { now_ms: Some(now_ms), ..self }
     }
 
     /// The oldest event time (ms) the next event may carry; `None`: no bound.
@@ -119,12 +130,14 @@ impl LatenessCheck {
 
     /// Whether an event at `ts_ms` is too late: `Err(oldest)` (the oldest time allowed; the
     /// check is unchanged); otherwise `Ok(())`, and the event counts as accepted (it raises
-    /// [`Self::newest_accepted_ms`]). An event at exactly the oldest time is accepted.
+    /// [`Self::newest_accepted_ms`], to at most [`Self::now_ms`]). An event at exactly the
+    /// oldest time is accepted.
     pub fn admit(&mut self, ts_ms: i64) -> Result<(), i64> {
         if let Some(oldest) = self.oldest_ms().filter(|&o| ts_ms < o) {
             return Err(oldest);
         }
-        self.newest_accepted_ms = Some(self.newest_accepted_ms.map_or(ts_ms, |m| m.max(ts_ms)));
+        let raised = self.now_ms.map_or(ts_ms, |now| ts_ms.min(now));
+        self.newest_accepted_ms = Some(self.newest_accepted_ms.map_or(raised, |m| m.max(raised)));
         Ok(())
     }
 }

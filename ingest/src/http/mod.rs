@@ -118,6 +118,9 @@ pub struct EventsState<L: EventLog> {
     config: Arc<EventsConfig>,
     clock: Clock,
     gate: Option<Arc<dyn IntakeGate>>,
+    /// Held from a request's lateness check to the end of its append, so the events reach
+    /// the log in the order they were checked in (see [`gate_events`]).
+    order: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl<L: EventLog> EventsState<L> {
@@ -133,7 +136,7 @@ impl<L: EventLog> EventsState<L> {
             max_body_bytes = config.max_body_bytes,
             "POST /v1/events ready"
         );
-        EventsState { appender, salt, config: Arc::new(config), clock, gate: None }
+        EventsState { appender, salt, config: Arc::new(config), clock, gate: None, order: Arc::default() }
     }
 
     /// Checks each event's code and (unless backfill) its lateness with `gate` (see
@@ -220,9 +223,16 @@ async fn handle<L: EventLog>(state: &EventsState<L>, req: Request) -> Result<(us
             Err(Rejection { reason, message }) => rejected.push(RejectedEvent { index, line, reason, message }),
         }
     }
-    let accepted = match &state.gate {
-        Some(gate) => gate_events(gate.as_ref(), valid, backfill, &mut rejected).await?,
-        None => valid.into_iter().map(|(_, _, ev)| ev).collect(),
+    // Codes are looked up before the order lock (a store read); the lateness check and the
+    // append run under it, so a request checked after another stores after it too.
+    let known = match &state.gate {
+        Some(gate) => Some(known_codes(gate.as_ref(), &valid).await?),
+        None => None,
+    };
+    let _in_order = state.order.lock().await;
+    let accepted = match (&state.gate, known) {
+        (Some(gate), Some(known)) => gate_events(gate.as_ref(), valid, &known, backfill, ctx.now_ms, &mut rejected),
+        _ => valid.into_iter().map(|(_, _, ev)| ev).collect(),
     };
     rejected.sort_by_key(|r| r.index);
     if accepted.is_empty() {
@@ -234,8 +244,10 @@ async fn handle<L: EventLog>(state: &EventsState<L>, req: Request) -> Result<(us
     let newest = accepted.iter().map(|ev| ev.ts).max();
     state.appender.append_durable_marked(accepted, backfill).await?;
     // Stored: the next requests' events are checked against these too (gate::LatenessCheck).
+    // An event ahead of the clock (within the future skew) moves the dataflow's watermark
+    // only to the processing clock (DESIGN, C21), so no further here either.
     if let (Some(gate), Some(ts)) = (&state.gate, newest) {
-        gate.record_accepted(ts);
+        gate.record_accepted(ts.min(ctx.now_ms));
     }
     Ok((n, rejected, backfill))
 }
@@ -247,28 +259,20 @@ async fn handle<L: EventLog>(state: &EventsState<L>, req: Request) -> Result<(us
 /// so an event is also refused when it is older than the limit
 /// ([`IntakeGate::lateness_limit_ms`]) behind an event accepted before it: in the same
 /// request, or in an earlier one ([`IntakeGate::newest_accepted_ms`], which the views'
-/// watermark may not show yet); the dataflow would dead-letter it `too_late`.
-async fn gate_events(
+/// watermark may not show yet); the dataflow would dead-letter it `too_late`. Called under
+/// the state's order lock, held until the accepted events are stored: a request checked
+/// after another cannot store before it (which would let the dataflow read the older
+/// events after the newer ones and dead-letter them).
+fn gate_events(
     gate: &dyn IntakeGate,
     valid: Vec<(usize, Option<usize>, ClickEvent)>,
+    known: &BTreeSet<String>,
     backfill: bool,
+    now_ms: i64,
     rejected: &mut Vec<RejectedEvent>,
-) -> Result<Vec<ClickEvent>, ApiError> {
-    let codes: BTreeSet<String> = valid.iter().map(|(_, _, ev)| ev.code.clone()).collect();
-    let known = if codes.is_empty() {
-        BTreeSet::new()
-    } else {
-        gate.known_codes(&codes).await.map_err(|message| {
-            tracing::warn!(error = %message, "could not read the link store for POST /v1/events");
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "store_unavailable",
-                "the link store could not be read to check the events' codes; nothing was stored, retry later",
-            )
-        })?
-    };
+) -> Vec<ClickEvent> {
     let from_views = if backfill { gate.oldest_backfill_ts_ms() } else { gate.oldest_live_ts_ms() };
-    let mut lateness = gate::LatenessCheck::after(from_views, gate.lateness_limit_ms(backfill), gate.newest_accepted_ms());
+    let mut lateness = gate::LatenessCheck::after(from_views, gate.lateness_limit_ms(backfill), gate.newest_accepted_ms()).capped_at(now_ms);
     let mut accepted = Vec::with_capacity(valid.len());
     for (index, line, ev) in valid {
         let refusal = if !known.contains(&ev.code) {
@@ -296,7 +300,25 @@ async fn gate_events(
             None => accepted.push(ev),
         }
     }
-    Ok(accepted)
+    accepted
+}
+
+/// The codes of `valid` that name a link ([`IntakeGate::known_codes`]).
+///
+/// Errors: 503 `store_unavailable` when the link store cannot be read (nothing is stored).
+async fn known_codes(gate: &dyn IntakeGate, valid: &[(usize, Option<usize>, ClickEvent)]) -> Result<BTreeSet<String>, ApiError> {
+    let codes: BTreeSet<String> = valid.iter().map(|(_, _, ev)| ev.code.clone()).collect();
+    if codes.is_empty() {
+        return Ok(BTreeSet::new());
+    }
+    gate.known_codes(&codes).await.map_err(|message| {
+        tracing::warn!(error = %message, "could not read the link store for POST /v1/events");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            "the link store could not be read to check the events' codes; nothing was stored, retry later",
+        )
+    })
 }
 
 /// Whether reading the body failed on its length limit (`http-body-util`'s

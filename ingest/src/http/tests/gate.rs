@@ -255,3 +255,63 @@ async fn duplicate_keys_are_refused_never_last_wins() {
     assert_eq!(reasons(&r), vec![(1, "duplicate_key".into())]);
     assert_eq!(r.body["rejected"][0]["line"], 2);
 }
+
+const HOUR: i64 = 3_600_000;
+const LIMITS: Option<(i64, i64)> = Some((48 * HOUR, 400 * 24 * HOUR));
+
+/// One client's clock 4 min 50 s fast (inside the 5 min future skew) moves the lateness
+/// cut only to the server's clock, as it moves the dataflow's watermark (attack of session
+/// 44: the cut followed the fast clock, refusing events 47 h 56 m behind the real time for
+/// five minutes): within one request and for the requests after it.
+#[tokio::test]
+async fn an_event_ahead_of_the_clock_counts_as_stamped_now_for_the_events_after_it() {
+    let gate = Arc::new(FakeGate::new(i64::MIN, i64::MIN, LIMITS, false));
+    let f = gated_with(Arc::clone(&gate));
+    let (fast, old) = (NOW + 290_000, NOW - 47 * HOUR - 57 * 60_000);
+    let r = post_json(&f.router, &json!([at("f1", "ab", fast), at("o1", "ab", old)])).await;
+    assert_eq!((r.status, &r.body["accepted"]), (StatusCode::OK, &json!(2)), "{}", r.body);
+    assert_eq!(gate.recorded(), vec![NOW], "recorded at the clock, not at {fast}");
+    let r = post_json(&f.router, &json!([at("o2", "ab", old), at("o3", "ab", NOW - 48 * HOUR)])).await;
+    assert_eq!((r.status, &r.body["accepted"]), (StatusCode::OK, &json!(2)), "{}", r.body);
+    // One ms further behind the clock than the limit is still too late.
+    let r = post_json(&f.router, &json!([at("o4", "ab", NOW - 48 * HOUR - 1)])).await;
+    assert_error(&r, 400, "all_events_rejected");
+    assert_eq!(ids(&f.log), ["f1", "o1", "o2", "o3"].map(event_uuid).to_vec());
+}
+
+/// Requests in flight together (half at the clock, half 5 days behind) are stored in the
+/// order they were checked in: reading the log in order, as the dataflow does, no accepted
+/// event trails one stored before it by more than the limit, so none would be
+/// dead-lettered (attack of session 44: 8 accepted, 2 to 4 dead-lettered; the checks ran
+/// before either request stored). Every accepted event is stored, every other refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_requests_store_in_the_order_they_were_checked_in() {
+    for round in 0..20 {
+        let gate = Arc::new(FakeGate::new(i64::MIN, i64::MIN, LIMITS, false));
+        let f = gated_with(Arc::clone(&gate));
+        let barrier = Arc::new(tokio::sync::Barrier::new(8));
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let (router, barrier) = (f.router.clone(), Arc::clone(&barrier));
+                let ts = if i % 2 == 0 { NOW } else { NOW - 5 * 24 * HOUR };
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    post_json(&router, &json!([at(&format!("r{round}-{i}"), "ab", ts)])).await
+                })
+            })
+            .collect();
+        let mut accepted = 0;
+        for t in tasks {
+            let r = t.await.expect("task");
+            assert!(r.status == StatusCode::OK || r.body["error"]["code"] == "all_events_rejected", "{}", r.body);
+            accepted += r.body["accepted"].as_u64().unwrap_or(0);
+        }
+        let stored = f.log.read_entries(0, 100).expect("read");
+        assert_eq!(stored.len() as u64, accepted, "round {round}");
+        let mut newest = i64::MIN;
+        for e in &stored {
+            assert!(e.event.ts >= newest.saturating_sub(48 * HOUR), "round {round}: an accepted event would be dead-lettered: {stored:?}");
+            newest = newest.max(e.event.ts);
+        }
+    }
+}
