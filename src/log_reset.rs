@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use sluice_connectors::click_log::{CLICK_LOG_FILE_NAME, ClickLog};
+use sluice_connectors::link_store::SQLITE_FILE_NAME;
 
 use crate::config::Config;
 use crate::job::checkpoint::{self, SourceIdentity};
@@ -77,6 +78,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<String> {
     }
     log.continue_empty_at(offset).with_context(|| format!("could not start the new click log \"{}\" at offset {offset}", path.display()))?;
     report.push_str(&format!("click log \"{}\" (log id {:016x}) is empty and continues at offset {offset}\n", path.display(), log.log_id()));
+    record_link_store_id(cfg, &log, &mut report)?;
     let Some(((ckpt_path, mut file), older)) = newest else {
         report.push_str(&format!("no checkpoint in \"{}\": the views start empty\n", checkpoint_dir.display()));
         return Ok(report);
@@ -110,6 +112,58 @@ pub fn run(cfg: &Config) -> anyhow::Result<String> {
         file.snapshot.dedup.ids.len()
     ));
     Ok(report)
+}
+
+/// Records the link store's id in the new log when it records none (the old log moved
+/// aside or lost took it along), so that a link store lost after the reset is noticed and
+/// the codes the checkpoint counted are retired (`crate::job::lost_store`). The store is
+/// read only if it exists (`links.db` in the data dir, or `[store] url`); a store that
+/// cannot be read is reported and the reset goes on (noted in `report`).
+///
+/// Errors: the new log's metadata cannot be read or written.
+fn record_link_store_id(cfg: &Config, log: &ClickLog, report: &mut String) -> anyhow::Result<()> {
+    if log.link_store_id().context("could not read the new click log's metadata")?.is_some() {
+        return Ok(());
+    }
+    let embedded = cfg.store.url.trim().is_empty();
+    let location = cfg.store_location();
+    let shown = if embedded { format!("\"{}\"", cfg.server.data_dir.join(SQLITE_FILE_NAME).display()) } else { "the [store] url".to_owned() };
+    if embedded && !cfg.server.data_dir.join(SQLITE_FILE_NAME).exists() {
+        report.push_str(&format!(
+            "no link store at {shown}: no link store id recorded in the new log (the first `sluice serve` records its store's; a link store lost before \
+             then is not noticed)\n"
+        ));
+        return Ok(());
+    }
+    let timeouts = cfg.store.timeouts();
+    // On a thread of its own: `run` may be called from within a runtime (tests).
+    let id = std::thread::scope(|s| {
+        s.spawn(|| -> anyhow::Result<Option<u64>> {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("could not start a runtime")?;
+            rt.block_on(async {
+                let store = sluice_connectors::open_store_within(&location, timeouts).await?;
+                let id = store.store_id().await;
+                store.close().await;
+                Ok(id?)
+            })
+        })
+        .join()
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("the link store task panicked")))
+    });
+    match id {
+        Ok(Some(id)) => {
+            log.set_link_store_id(id).context("could not record the link store's id in the new click log")?;
+            report.push_str(&format!(
+                "link store id {id:016x} of {shown} recorded in the new log (a link store lost later is noticed, and the codes the checkpoint \
+                 counted are retired)\n"
+            ));
+        }
+        Ok(None) => {}
+        Err(e) => report.push_str(&format!(
+            "could not read the link store's id at {shown} ({e:#}): none recorded in the new log (the first `sluice serve` records its store's)\n"
+        )),
+    }
+    Ok(())
 }
 
 /// Opens the click log at `path`, first moving a damaged file aside (noted in `report`).

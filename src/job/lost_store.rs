@@ -7,15 +7,19 @@
 //! ([`LinkStore::store_id`], created once with the store) in the click log
 //! ([`ClickLog::set_link_store_id`]) the first time it runs with that store; at a later
 //! start, a log that records another id was written next to a store that is gone: every
-//! code with clicks in the log is retired in the new store ([`LinkStore::retire_codes`]:
-//! generated codes skip them, custom aliases get 409 `alias_conflict`), then the new id is
-//! recorded. A log that records no id (only `sluice import` wrote it, or a sluice before
-//! store ids) retires nothing: importing before the first `serve` is legitimate.
+//! code with clicks in the log or in the newest checkpoint of its partition (after `sluice
+//! log reset`, the only copy of the clicks counted before it) is retired in the new store
+//! ([`LinkStore::retire_codes`]: generated codes skip them, custom aliases get 409
+//! `alias_conflict`), then the new id is recorded. `sluice log reset` records the link
+//! store's id in the new log it starts (`crate::log_reset`), so a store lost after a reset
+//! is noticed too. A log that records no id (only `sluice import` wrote it, or a sluice
+//! before store ids) retires nothing: importing before the first `serve` is legitimate.
 //!
 //! The check reads at once ([`check_link_store`]) but writes ([`StoreCheck::apply`]) only
 //! after every other start-up check passed (e.g. a checkpoint that does not fit the click
 //! log): a start that is refused leaves the link store and the log as they were.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -25,6 +29,7 @@ use sluice_connectors::click_log::{CLICK_LOG_FILE_NAME, ClickLog};
 use sluice_connectors::link_store::SQLITE_FILE_NAME;
 
 use crate::config::Config;
+use crate::job::checkpoint;
 
 /// What the data dir looked like before the link store was opened (and created if missing).
 #[derive(Debug, Clone, Copy)]
@@ -60,11 +65,12 @@ pub(super) enum StoreCheck {
 }
 
 /// Compares the store's id with the one `log` records (module docs) and finds the codes to
-/// retire when they differ, writing nothing: [`StoreCheck::apply`] retires them and records
-/// the store's id. Stores without an id (test doubles) are not checked.
+/// retire when they differ (those of the log and of the newest checkpoint of `cfg`'s log
+/// partition), writing nothing: [`StoreCheck::apply`] retires them and records the store's
+/// id. Stores without an id (test doubles) are not checked.
 ///
-/// Errors: the store or the log cannot be read.
-pub(super) async fn check_link_store(store: &Arc<dyn LinkStore>, log: &ClickLog, before: BeforeOpen) -> anyhow::Result<StoreCheck> {
+/// Errors: the store, the log or the checkpoint directory cannot be read.
+pub(super) async fn check_link_store(cfg: &Config, store: &Arc<dyn LinkStore>, log: &ClickLog, before: BeforeOpen) -> anyhow::Result<StoreCheck> {
     let Some(id) = store.store_id().await.context("could not read the link store's id")? else {
         return Ok(StoreCheck::Nothing);
     };
@@ -74,14 +80,19 @@ pub(super) async fn check_link_store(store: &Arc<dyn LinkStore>, log: &ClickLog,
         Some(r) if r == id => Ok(StoreCheck::Nothing),
         Some(previous) => {
             let l = log.clone();
-            let codes = tokio::task::spawn_blocking(move || l.distinct_codes())
-                .await
-                .context("click log task failed")?
-                .context("could not read the click log's codes")?;
+            let (dir, partition) = (checkpoint::dir_of(&cfg.server.data_dir), cfg.dataflow.partition());
+            let codes = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<String>> {
+                let mut codes: BTreeSet<String> = l.distinct_codes().context("could not read the click log's codes")?.into_iter().collect();
+                codes.extend(checkpoint_codes(&dir, partition)?);
+                Ok(codes.into_iter().collect())
+            })
+            .await
+            .context("click log task failed")??;
             Ok(StoreCheck::Record { id, previous: Some(previous), codes })
         }
         None => {
-            if before.embedded_store_missing && log.head() > log.low() {
+            // A log that starts above 0 was reset: its checkpoints hold the clicks before.
+            if before.embedded_store_missing && (log.head() > log.low() || log.low() > 0) {
                 tracing::warn!(
                     click_log = %log.path().display(),
                     "the link store was missing from a data dir that holds a click log no link store was recorded in (written by `sluice import`, or by a sluice before link store ids): no codes were retired; if links were lost, links created now may reuse their codes and inherit their clicks (restore links.db from a backup, or move clicks.redb and checkpoints/ aside to start afresh)"
@@ -90,6 +101,16 @@ pub(super) async fn check_link_store(store: &Arc<dyn LinkStore>, log: &ClickLog,
             Ok(StoreCheck::Record { id, previous: None, codes: Vec::new() })
         }
     }
+}
+
+/// The codes of the view rows in the newest checkpoint of click-log `partition` in `dir`
+/// (whichever log it was taken of; none without checkpoints). Unreadable checkpoint files
+/// are skipped with a warning ([`checkpoint::newest_of_partition`]).
+///
+/// Errors: the checkpoint directory exists but cannot be listed.
+fn checkpoint_codes(dir: &Path, partition: u32) -> anyhow::Result<BTreeSet<String>> {
+    let newest = checkpoint::newest_of_partition(dir, partition)?;
+    Ok(newest.map(|((_, f), _)| f.snapshot.views.rows.iter().map(|r| r.code.to_string()).collect()).unwrap_or_default())
 }
 
 impl StoreCheck {
@@ -108,7 +129,7 @@ impl StoreCheck {
                 previous_store_id = previous,
                 store_id = id,
                 retired = codes.len(),
-                "the link store is not the one this click log was served with (it was lost or replaced): starting with its links missing; the codes with clicks in the log were retired, so no new link gets one and inherits its clicks (restore the old link store from a backup to get its links back)"
+                "the link store is not the one this click log was served with (it was lost or replaced): starting with its links missing; the codes with clicks in the log or its newest checkpoint were retired, so no new link gets one and inherits its clicks (restore the old link store from a backup to get its links back)"
             );
         }
         let l = log.clone();

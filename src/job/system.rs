@@ -242,7 +242,7 @@ impl System {
             }
             Some(log) => {
                 // Read now, applied once every other check passed (lost_store docs).
-                store_check = Some(super::lost_store::check_link_store(&store, &log, before_open).await?);
+                store_check = Some(super::lost_store::check_link_store(&cfg, &store, &log, before_open).await?);
                 let (sender, receiver) = click_channel(cfg.redirect.click_channel_capacity);
                 let stats = Arc::clone(sender.stats());
                 let pending = Arc::clone(sender.pending());

@@ -241,8 +241,10 @@ async fn a_click_log_moved_away_is_reset_keeping_the_checkpoint() {
     assert!(!data.join("clicks.redb").exists(), "the refused start created no click log");
     let (code, stdout, stderr) = sluice(&["log", "reset"], &data);
     assert_eq!(code, Some(0), "{stderr}");
-    assert_eq!(stdout.lines().filter(|l| !l.starts_with("older checkpoint")).count(), 2, "{stdout}");
+    assert_eq!(stdout.lines().filter(|l| !l.starts_with("older checkpoint")).count(), 3, "{stdout}");
     assert!(stdout.contains("is empty and continues at offset 20"), "{stdout}");
+    // The link store's id goes on in the new log (a store lost later is noticed).
+    assert!(stdout.contains(&format!("of \"{}\" recorded in the new log", data.join("links.db").display())), "{stdout}");
     // One checkpoint file remains loadable: the rewritten one (the original of the old log is
     // removed, older ones renamed `.old-log`), and it is the one the report names.
     let bins: Vec<std::path::PathBuf> = std::fs::read_dir(data.join("checkpoints"))

@@ -144,3 +144,77 @@ async fn a_refused_start_retires_nothing() {
     assert_eq!(stats(&p, "own-a").await.1["totals"]["clicks"], 3);
     p.terminate();
 }
+
+/// `sluice log reset --data-dir dir`: its stdout (exit 0 asserted).
+fn log_reset(dir: &Path) -> String {
+    let out = Command::new(BIN).args(["log", "reset", "--data-dir"]).arg(dir).env_remove("SLUICE__STORE__URL").output().expect("run sluice log reset");
+    assert!(out.status.success(), "log reset: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// `n` clicks on `code` through the redirect (each answered 302).
+async fn click(p: &Proc, code: &str, n: usize) {
+    for _ in 0..n {
+        let r = p.http.get(format!("{}/{code}", p.base)).header("user-agent", BROWSER_UA).send().await.expect("redirect");
+        assert_eq!(r.status().as_u16(), 302);
+    }
+}
+
+/// After `sluice log reset` the clicks counted before it live only in the checkpoint; a link
+/// store lost after the reset is still noticed (the reset records the store's id in the new
+/// log, attack of session 44: the new log recorded none, so nothing was retired) and the
+/// checkpoint's codes are retired with the new log's: no new link inherits their clicks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_store_lost_after_a_log_reset_retires_the_checkpoints_codes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = Proc::start(dir.path()).await;
+    p.create_link("https://example.com/old", "promo").await;
+    click(&p, "promo", 3).await;
+    p.caught_up().await;
+    p.terminate(); // graceful: a checkpoint holds the 3 clicks
+
+    std::fs::File::options().write(true).open(dir.path().join("clicks.redb")).expect("open").set_len(0).expect("damage the log");
+    let report = log_reset(dir.path());
+    assert!(report.contains("recorded in the new log"), "{report}");
+
+    // Variant 1: the store is lost right after the reset.
+    let kept = dir.path().join("kept");
+    std::fs::create_dir(&kept).expect("mkdir");
+    for name in ["links.db", "links.db-wal", "links.db-shm"] {
+        if dir.path().join(name).exists() {
+            std::fs::copy(dir.path().join(name), kept.join(name)).expect("keep a copy of the store");
+        }
+    }
+    remove_link_store(dir.path());
+    let p = Proc::start(dir.path()).await;
+    p.caught_up().await;
+    let (status, body) = create(&p, "promo").await;
+    assert_eq!((status, &body["error"]["details"]["retired"]), (409, &json!(true)), "{body}");
+    assert_eq!(stats(&p, "promo").await.0, 404);
+    assert_eq!(create(&p, "free-1").await.0, 201);
+    p.terminate();
+
+    // Variant 2: the original store back, clicks on a new link in the new log, then the
+    // store is lost again: the checkpoint-only code and the new log's code are both retired.
+    remove_link_store(dir.path());
+    for name in ["links.db", "links.db-wal", "links.db-shm"] {
+        if kept.join(name).exists() {
+            std::fs::copy(kept.join(name), dir.path().join(name)).expect("restore the store");
+        }
+    }
+    let p = Proc::start(dir.path()).await;
+    p.create_link("https://example.com/new", "fresh").await;
+    click(&p, "fresh", 2).await;
+    p.caught_up().await;
+    assert_eq!(stats(&p, "promo").await.1["totals"]["clicks"], 3, "the restored store's link keeps its clicks");
+    p.terminate();
+    remove_link_store(dir.path());
+    let p = Proc::start(dir.path()).await;
+    p.caught_up().await;
+    for code in ["promo", "fresh"] {
+        let (status, body) = create(&p, code).await;
+        assert_eq!((status, &body["error"]["details"]["retired"]), (409, &json!(true)), "{code}: {body}");
+    }
+    assert_eq!(create(&p, "free-2").await.0, 201);
+    p.terminate();
+}
