@@ -255,6 +255,8 @@ async fn store_events(
     let mut buf = Vec::with_capacity(4096);
     let mut batch = Batch::default();
     let mut line_no: u64 = 0;
+    // Whether a non-blank line was read (NDJSON: the first one must not open a JSON array).
+    let mut seen_content = false;
     let dedup_window = cfg.dataflow.dedup_horizon.max(cfg.dataflow.allowed_lateness);
     let stopped = |report: &ImportReport, failed: SendFailed| stopped_error(report, &failed, dedup_window);
     loop {
@@ -277,6 +279,20 @@ async fn store_events(
         pb.inc(n as u64);
         line_no += 1;
         let text = String::from_utf8_lossy(buf.strip_suffix(b"\n").unwrap_or(&buf));
+        if format == ImportFormat::Ndjson && !seen_content {
+            let content = text.trim_start_matches('\u{feff}').trim_start();
+            seen_content = !content.is_empty();
+            if content.starts_with('[') {
+                // The body shape of `POST /v1/events`: refused whole, before anything is
+                // sent, rather than counted as malformed lines around one parsed event.
+                bail!(
+                    "\"{}\" holds a JSON array (line {line_no} starts with '['), the body shape of POST /v1/events; `sluice import` reads NDJSON, \
+                     one event object per line: convert it first, e.g. `jq -c '.[]' {} > events.ndjson`, and import that",
+                    args.file.display(),
+                    args.file.display()
+                );
+            }
+        }
         if let Some(mut event) = report.tally.count(parser.parse(line_no, &text)) {
             // The server cuts these members to MAX_FIELD_BYTES before it reads them: cut here,
             // the event is the same, and one huge header no longer makes a request too large.

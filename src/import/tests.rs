@@ -376,3 +376,31 @@ fn retry_waits_follow_retry_after_within_bounds_and_back_off_otherwise() {
     assert_eq!(waits, [500, 1000, 2000, 4000, 5000, 5000]);
     assert_eq!(backoff(u32::MAX), Duration::from_secs(5));
 }
+
+/// A JSON array of events (the `POST /v1/events` body, pretty-printed over many lines) in
+/// an NDJSON import is refused whole before anything is stored, naming the conversion
+/// (attack of session 44: "10 lines, 1 events parsed, 1 stored, malformed_json 9", exit 0).
+/// A BOM and blank lines before the `[` do not hide it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_array_file_is_refused_whole_as_not_ndjson() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let file = tmp.path().join("ev1.json");
+    let event = |id: &str| format!("  {{\"event_id\": \"{id}\", \"code\": \"abc\", \"ts\": 1710052200000, \"ip\": \"192.0.2.1\", \"user_agent\": \"x\"}}");
+    for prefix in ["", "\u{feff}\n  \n"] {
+        std::fs::write(&file, format!("{prefix}[\n{},\n{}\n]\n", event("a1"), event("a2"))).expect("write");
+        let mut args = import_args(file.clone());
+        let data = tmp.path().join("d");
+        args.data_dir = Some(data.clone());
+        let line = if prefix.is_empty() { 1 } else { 3 };
+        let e = run(&args).await.expect_err("refused");
+        assert_eq!(
+            format!("{e:#}"),
+            format!(
+                "\"{f}\" holds a JSON array (line {line} starts with '['), the body shape of POST /v1/events; `sluice import` reads NDJSON, \
+                 one event object per line: convert it first, e.g. `jq -c '.[]' {f} > events.ndjson`, and import that",
+                f = file.display()
+            )
+        );
+        assert!(!data.exists(), "nothing stored, nothing left behind");
+    }
+}
