@@ -603,7 +603,7 @@ pub mod admin;
 pub mod bounds;
 mod data_dir;
 mod load_error;
-pub use data_dir::{check_data_dir_flag, check_store_flag, check_store_location, create_data_dir, existing_data_dir};
+pub use data_dir::{check_data_dir_flag, check_store_flag, check_store_location, create_data_dir, existing_data_dir, refuse_non_directory};
 
 #[cfg(test)]
 mod tests;

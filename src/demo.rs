@@ -205,9 +205,10 @@ async fn start<S>(args: &DemoArgs, data_dir: PathBuf, stop: impl std::future::Fu
     System::start_or_stop(cfg, listener, stop).await
 }
 
-/// Refuses traffic settings that cannot make a demo, before anything starts (the load
-/// generator would refuse them only after the server is up, naming its own flags). Exit
-/// code 2 as for clap's own argument errors ([`crate::bench::BenchError::Usage`]).
+/// Refuses traffic settings that cannot make a demo, and a `--data-dir` that is a file,
+/// before anything starts (the load generator would refuse them only after the server is up,
+/// naming its own flags). Exit code 2 as for clap's own argument errors
+/// ([`crate::bench::BenchError::Usage`]).
 fn check_args(args: &DemoArgs) -> anyhow::Result<()> {
     let usage = |msg: String| Err(crate::bench::BenchError::Usage(msg).into());
     if args.duration.is_zero() {
@@ -222,6 +223,10 @@ fn check_args(args: &DemoArgs) -> anyhow::Result<()> {
     }
     if args.links == 0 {
         return usage("--links must be at least 1".into());
+    }
+    // The demo's data dir is --data-dir or a temporary one; `[server] data-dir` is not used.
+    if let Some(dir) = &args.data_dir {
+        crate::config::refuse_non_directory(dir)?;
     }
     Ok(())
 }

@@ -153,7 +153,8 @@ fn open_input(path: &Path) -> anyhow::Result<(Box<dyn Read + Send>, Option<u64>)
 /// it is counted in the report by line ([`ImportReport::too_large`]), and the others are
 /// stored.
 ///
-/// Errors: an input that cannot be opened or read at all (missing, a directory, no read
+/// Errors: a `--data-dir` that is a file (a usage error, exit 2, before anything is read:
+/// [`crate::config::refuse_non_directory`]), an input that cannot be opened or read at all (missing, a directory, no read
 /// permission: the error names the path and why, nothing else, since nothing was sent),
 /// an unreadable configuration, a click log held by a running server, unreadable
 /// checkpoints or click log of `--data-dir` (their newest event time decides which events
@@ -172,6 +173,9 @@ fn open_input(path: &Path) -> anyhow::Result<(Box<dyn Read + Send>, Option<u64>)
 pub async fn run(args: &ImportArgs) -> anyhow::Result<ImportReport> {
     if !(1..=MAX_EVENTS_PER_REQUEST).contains(&args.batch_size) {
         bail!("--batch-size must be between 1 and {MAX_EVENTS_PER_REQUEST}, got {}", args.batch_size);
+    }
+    if let Some(dir) = &args.data_dir {
+        crate::config::refuse_non_directory(dir)?;
     }
     let started = Instant::now();
     let format = match args.format {

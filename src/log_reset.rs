@@ -34,7 +34,8 @@ use crate::log_open::open_error;
 /// Runs `sluice log reset` on the data dir of `cfg`; returns the report printed on stdout
 /// (one line per step).
 ///
-/// Errors: no data dir; Kafka mode; a log that stores clicks; a log held by a running
+/// Errors: a data dir that is a file (a usage error, exit 2:
+/// [`crate::config::refuse_non_directory`]); no data dir; Kafka mode; a log that stores clicks; a log held by a running
 /// `sluice serve` (or unreadable for another reason); I/O errors moving or writing files.
 pub fn run(cfg: &Config) -> anyhow::Result<String> {
     let data_dir = &cfg.server.data_dir;

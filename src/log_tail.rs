@@ -67,13 +67,15 @@ pub fn run(data_dir: &Path, from: Option<u64>, lines: u64) -> anyhow::Result<()>
     run_to(data_dir, from, lines, &mut std::io::stdout().lock())
 }
 
-/// `sluice log tail` with its configuration: refuses Kafka mode, whose clicks are in the
-/// click topic and never in `clicks.redb` (an empty answer there would read as "no clicks"),
-/// then runs [`run`] on `[server] data-dir`.
+/// `sluice log tail` with its configuration: refuses a data dir that is a file, then Kafka
+/// mode, whose clicks are in the click topic and never in `clicks.redb` (an empty answer
+/// there would read as "no clicks"), then runs [`run`] on `[server] data-dir`.
 ///
 /// # Errors
+/// A data dir that is a file (a usage error, exit 2: [`crate::config::refuse_non_directory`]);
 /// Kafka mode (`[kafka] brokers` set), naming the topic; else as [`run_to`].
 pub fn run_with_config(cfg: &crate::config::Config, from: Option<u64>, lines: u64) -> anyhow::Result<()> {
+    crate::config::refuse_non_directory(&cfg.server.data_dir)?;
     kafka_refusal(cfg)?;
     run(&cfg.server.data_dir, from, lines)
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use crate::bench::BenchError;
 use crate::cli::MigrateArgs;
-use crate::config::{Config, check_data_dir_flag, check_store_flag, check_store_location, create_data_dir};
+use crate::config::{Config, check_store_flag, check_store_location, create_data_dir};
 
 /// Where `sluice migrate` finds the link store: `--store`, else `cfg`'s `[store] url`, else
 /// the data directory of `cfg` (created if missing). `cfg` is the configuration loaded with
@@ -32,7 +32,7 @@ pub fn store_location(args: &MigrateArgs, cfg: &Config) -> anyhow::Result<String
     }
     let dir = cfg.store_location();
     let dir = Path::new(dir.trim());
-    check_data_dir_flag(dir).map_err(usage)?;
+    // A file given as the data dir is a usage error (exit 2), as for every subcommand.
     create_data_dir(dir)?;
     Ok(dir.to_string_lossy().into_owned())
 }

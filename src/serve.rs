@@ -281,7 +281,11 @@ fn configured_blocklist_task(api: ApiState) -> router::BeforeServing {
 /// Runs `sluice serve` with `cfg` until Ctrl-C or SIGTERM: the whole process of
 /// [`System`] (link store, click log and writer, the click dataflow, HTTP), then a graceful
 /// stop (in-flight requests, queued clicks into the log, dataflow workers).
+///
+/// Errors: first, before the port is bound, a data dir that is a file (a usage error, exit 2:
+/// [`crate::config::refuse_non_directory`]); then anything that stops the start.
 pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
+    crate::config::refuse_non_directory(&cfg.server.data_dir)?;
     crate::sinks::apply_conventional_env(&mut cfg);
     crate::kafka::apply_env(&mut cfg);
     cfg.redis.validate()?;

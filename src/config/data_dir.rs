@@ -5,29 +5,28 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 
+use crate::bench::BenchError;
+
 /// Where a data directory comes from when no other flag names it.
 const DATA_DIR_SOURCES: &str = "--data-dir or [server] data-dir";
 
 /// Creates the data directory `dir` (and missing parents) unless it exists.
 ///
-/// Errors: `dir` exists but is not a directory (a file given as `--data-dir`), or it
-/// cannot be created (the I/O error as the cause).
+/// Errors: `dir` exists but is not a directory (a file given as `--data-dir`: the usage
+/// error of [`refuse_non_directory`], exit 2), or it cannot be created (the I/O error as the
+/// cause).
 pub fn create_data_dir(dir: &Path) -> anyhow::Result<()> {
-    if let Err(not_a_dir) = check_data_dir_flag(dir) {
-        bail!(not_a_dir);
-    }
+    refuse_non_directory(dir)?;
     std::fs::create_dir_all(dir).with_context(|| format!("could not create data dir \"{}\"", dir.display()))
 }
 
 /// Checks that the data directory `dir` exists for a command that has `nothing_to` do
 /// without it (`"tail"`, `"reset"`), creating nothing.
 ///
-/// Errors: `dir` is not a directory (the message [`create_data_dir`] gives), or it does
-/// not exist.
+/// Errors: `dir` is not a directory (the usage error of [`refuse_non_directory`], exit 2),
+/// or it does not exist.
 pub fn existing_data_dir(dir: &Path, nothing_to: &str) -> anyhow::Result<()> {
-    if dir.exists() && !dir.is_dir() {
-        bail!("data dir \"{}\" is not a directory (check {DATA_DIR_SOURCES})", dir.display());
-    }
+    refuse_non_directory(dir)?;
     if !dir.is_dir() {
         bail!("no data directory \"{}\": nothing to {nothing_to} (check {DATA_DIR_SOURCES})", dir.display());
     }
@@ -86,15 +85,28 @@ pub fn check_store_location(store: &str, named: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks, for a command that creates a missing data directory (`sluice migrate`), that
-/// `dir` is not something else: a refusal is a usage error, before anything is created.
+/// Checks that the data directory `dir` is not something else than a directory (it may be
+/// missing): the message of [`refuse_non_directory`].
 ///
-/// Errors: `dir` exists but is not a directory (the message [`create_data_dir`] gives).
+/// Errors: `dir` exists but is not a directory: `data dir "<dir>" is not a directory (check
+/// --data-dir or [server] data-dir)`.
 pub fn check_data_dir_flag(dir: &Path) -> Result<(), String> {
     if dir.exists() && !dir.is_dir() {
         return Err(format!("data dir \"{}\" is not a directory (check {DATA_DIR_SOURCES})", dir.display()));
     }
     Ok(())
+}
+
+/// Refuses a data directory `dir` that exists but is not a directory (a regular file given as
+/// `--data-dir`, `[server] data-dir` or `SLUICE__SERVER__DATA_DIR`) as a usage error, the
+/// same for every subcommand that takes one (`serve`, `migrate`, `import`, `log tail`, `log
+/// reset`, `demo`): each calls it before anything starts (no listener, no file created), and
+/// [`create_data_dir`] and [`existing_data_dir`] call it too. A missing `dir` is fine here.
+///
+/// Errors: [`BenchError::Usage`] (exit code 2, as clap's own argument errors) with
+/// [`check_data_dir_flag`]'s message naming `dir`.
+pub fn refuse_non_directory(dir: &Path) -> anyhow::Result<()> {
+    check_data_dir_flag(dir).map_err(|message| anyhow::Error::new(BenchError::Usage(message)))
 }
 
 #[cfg(test)]
@@ -138,5 +150,30 @@ mod tests {
             assert_eq!(check_store_flag(store).as_ref(), Err(message), "{store}");
         }
         assert_eq!(std::fs::read_dir(tmp.path()).expect("ls").count(), 1, "nothing created");
+    }
+
+    /// Finding: a file given as the data dir was a usage error (exit 2) of `migrate` only;
+    /// `serve`, `import` and `log tail`/`reset` exited 1. The one check they all call, and
+    /// the two that create or require the directory, give the same usage error.
+    #[test]
+    fn a_file_as_the_data_dir_is_the_same_usage_error_everywhere() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let file = tmp.path().join("afile");
+        std::fs::write(&file, "").expect("write");
+        let message = format!("data dir \"{}\" is not a directory (check --data-dir or [server] data-dir)", file.display());
+        let refusal = |e: anyhow::Error| (crate::bench::exit_code(&e), format!("{e:#}"));
+        assert_eq!(refusal(refuse_non_directory(&file).expect_err("a file")), (2, message.clone()));
+        assert_eq!(refusal(create_data_dir(&file).expect_err("a file")), (2, message.clone()));
+        assert_eq!(refusal(existing_data_dir(&file, "tail").expect_err("a file")), (2, message.clone()));
+        assert_eq!(check_data_dir_flag(&file), Err(message));
+        // A directory, or a missing one, is no refusal here.
+        refuse_non_directory(tmp.path()).expect("a directory");
+        refuse_non_directory(&tmp.path().join("missing")).expect("missing");
+        // A missing one is refused where it must exist, but not as a usage error.
+        let missing = tmp.path().join("missing");
+        assert_eq!(
+            refusal(existing_data_dir(&missing, "tail").expect_err("missing")),
+            (1, format!("no data directory \"{}\": nothing to tail (check --data-dir or [server] data-dir)", missing.display()))
+        );
     }
 }

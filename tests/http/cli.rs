@@ -419,7 +419,7 @@ fn a_closed_standard_output_ends_the_benchmarks_quietly() {
 }
 
 /// `--short-domain` takes a bare host name (a usage error otherwise, exit 2); a file given
-/// as `--data-dir` is "not a directory"; a PostgreSQL port with nothing listening is
+/// as `--data-dir` is "not a directory" (a usage error too, exit 2: `cli_data_dir.rs`); a PostgreSQL port with nothing listening is
 /// "connection refused", at once; a `serve` that cannot bind its port creates no data dir.
 #[test]
 fn bad_short_domains_data_dirs_and_store_urls_say_what_is_wrong() {
@@ -448,16 +448,16 @@ fn bad_short_domains_data_dirs_and_store_urls_say_what_is_wrong() {
     std::fs::write(&file, "x").expect("write");
     let file_arg = file.to_str().expect("utf-8");
     let want = format!("error: data dir \"{file_arg}\" is not a directory (check --data-dir or [server] data-dir)\n");
-    // A usage error of migrate (as a file given as --store), exit 2.
+    // A usage error, exit 2, as a file given as --store.
     let out = sluice(&["migrate", "--data-dir", file_arg], &[]);
     assert_eq!((out.status.code(), stderr(&out)), (Some(2), want.clone()), "migrate");
     let events = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR (set by cargo test and nextest at run time)"))
         .join("ingest/tests/data/import/events.ndjson");
     let out = sluice(&["--log", "warn", "import", "--data-dir", file_arg, events.to_str().expect("utf-8")], &[]);
-    assert_eq!((out.status.code(), stderr(&out)), (Some(1), want.clone()), "import");
+    assert_eq!((out.status.code(), stderr(&out)), (Some(2), want.clone()), "import");
     let port = crate::child::free_port();
     let out = sluice(&["--log", "error", "serve", "--data-dir", file_arg, "--listen", &format!("127.0.0.1:{port}")], &[]);
-    assert_eq!((out.status.code(), stderr(&out)), (Some(1), want), "serve");
+    assert_eq!((out.status.code(), stderr(&out)), (Some(2), want), "serve");
 
     // Nothing listens on `port` (held free by the lock): refused at once, not a pool timeout.
     let started = std::time::Instant::now();

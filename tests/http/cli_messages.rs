@@ -1,8 +1,9 @@
 //! Messages and exit codes of the real binary for values refused before anything starts:
-//! durations past their maximum (`config::bounds`), a regular file given as the data dir,
-//! an import that stored nothing, refused `loadgen` flags, rates out of range, a bad
-//! `--truth` path, worker counts of `bench dataflow`, an unused or missing `--hostfile`;
-//! the number of probes `bench freshness` sends.
+//! durations past their maximum (`config::bounds`), a `--store` naming a missing directory
+//! (a regular file given as the data dir: `cli_data_dir.rs`), an import that stored
+//! nothing, refused `loadgen` flags, rates out of range, a bad `--truth` path, worker counts
+//! of `bench dataflow`, an unused or missing `--hostfile`; the number of probes `bench
+//! freshness` sends.
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -12,7 +13,7 @@ use crate::cli_run::{sluice_quiet, text};
 
 /// Runs `sluice --log warn <args>` with `env` and no configuration from the environment;
 /// kills it after 60 s (a start that is not refused would serve forever).
-fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+pub(crate) fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
     cmd.args(["--log", "warn"]).args(args).env_remove("SLUICE_LOG").env_remove("KAFKA_BROKERS").env_remove("SLUICE__STORE__URL");
     for (k, v) in env {
@@ -30,7 +31,8 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     child.wait_with_output().expect("output")
 }
 
-fn utf8(p: &Path) -> &str {
+/// `p` as text (the tests' temporary paths are UTF-8).
+pub(crate) fn utf8(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
@@ -66,38 +68,6 @@ fn serve_refuses_a_duration_past_its_maximum_naming_the_key_and_creates_no_data_
         assert_eq!((out.status.code(), text(&out.stderr)), (Some(1), want), "{toml}");
         assert!(!data.exists(), "{toml}: no data dir created");
     }
-}
-
-/// Finding: `log tail --data-dir <a file>` said `no data directory`; `migrate --store <a
-/// file>` pointed at --data-dir; `migrate --data-dir <a file>` exited 1, `--store <a file>` 2
-/// (both are usage errors of `migrate` now, exit 2).
-#[test]
-fn a_regular_file_as_the_data_dir_is_named_as_not_a_directory_by_every_subcommand() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let f = tmp.path().join("afile");
-    std::fs::write(&f, "").expect("write");
-    let input = tmp.path().join("events.ndjson");
-    std::fs::write(&input, "").expect("write");
-    let not_dir = format!("error: data dir \"{}\" is not a directory (check --data-dir or [server] data-dir)\n", f.display());
-    for (args, code) in [
-        (vec!["log", "tail", "--data-dir", utf8(&f)], 1),
-        (vec!["log", "reset", "--data-dir", utf8(&f)], 1),
-        (vec!["migrate", "--data-dir", utf8(&f)], 2),
-        (vec!["import", utf8(&input), "--data-dir", utf8(&f)], 1),
-    ] {
-        let out = run(&args, &[]);
-        assert_eq!((out.status.code(), text(&out.stderr)), (Some(code), not_dir.clone()), "{args:?}");
-    }
-    // A usage error of --store, as every --store refusal (migrate_refuses_a_store_naming_a_missing_directory).
-    let out = run(&["migrate", "--store", utf8(&f)], &[]);
-    assert_eq!((out.status.code(), text(&out.stderr)), (Some(2), format!("error: data dir \"{}\" is not a directory (check --store)\n", f.display())));
-    // A missing one is still "no data directory" where nothing may be created.
-    let missing = tmp.path().join("missing");
-    let out = run(&["log", "tail", "--data-dir", utf8(&missing)], &[]);
-    assert_eq!(
-        (out.status.code(), text(&out.stderr)),
-        (Some(1), format!("error: no data directory \"{}\": nothing to tail (check --data-dir or [server] data-dir)\n", missing.display()))
-    );
 }
 
 /// Finding: `migrate --store sqlite:/nonexistent/dir/x.db` created the missing directories

@@ -11,6 +11,7 @@ mod cases;
 #[allow(dead_code)] // this target does not poll `/healthz` or SIGKILL its children (`kill9`)
 mod child;
 mod cli;
+mod cli_data_dir;
 mod cli_messages;
 mod cli_run;
 mod concurrency;
