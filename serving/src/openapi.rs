@@ -40,3 +40,36 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc.info.description = Some(format!("{description} Error codes by HTTP status: {}.", crate::error_codes::summary()));
     doc
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    /// Finding: the document listed only `application/json` for the body of `PATCH
+    /// /v1/links/{code}`, which takes `application/merge-patch+json` too. It lists both, each
+    /// with the same schema: exactly the types of `Accept-Patch` ([`crate::media_types::MERGE_PATCH_TYPES`]).
+    #[test]
+    fn the_patch_body_is_documented_in_every_media_type_it_is_taken_in() {
+        let doc = serde_json::to_value(super::document()).expect("serialize");
+        let body = &doc["paths"]["/v1/links/{code}"]["patch"]["requestBody"];
+        let schema = json!({"schema": {"$ref": "#/components/schemas/UpdateLinkRequest"}});
+        assert_eq!(
+            body,
+            &json!({
+                "description": "A JSON merge patch (RFC 7396), sent as application/merge-patch+json or application/json: members left out are kept, `null` removes `expires_at` or `org` (and is refused for the other members)",
+                "content": {"application/merge-patch+json": schema, "application/json": schema},
+                "required": true,
+            })
+        );
+        let mut documented: Vec<&str> = body["content"].as_object().expect("content").keys().map(String::as_str).collect();
+        let mut accepted: Vec<&str> = crate::media_types::MERGE_PATCH_TYPES.split(", ").collect();
+        documented.sort_unstable();
+        accepted.sort_unstable();
+        assert_eq!(documented, accepted);
+        // POST /v1/links still takes any JSON type and documents application/json.
+        assert_eq!(
+            doc["paths"]["/v1/links"]["post"]["requestBody"]["content"],
+            json!({"application/json": {"schema": {"$ref": "#/components/schemas/CreateLinkRequest"}}})
+        );
+    }
+}

@@ -211,6 +211,14 @@ async fn openapi_document_is_served(b: Backend) {
     let delete = &paths["/v1/links/{code}"]["delete"];
     assert!(delete["parameters"].as_array().expect("parameters").iter().any(|p| p["name"] == "If-Match"), "{delete}");
     assert!(delete["responses"].get("412").is_some(), "{delete}");
+    // PATCH documents its body in both media types it takes (those of Accept-Patch), with one schema.
+    let schema = json!({"schema": {"$ref": "#/components/schemas/UpdateLinkRequest"}});
+    assert_eq!(
+        paths["/v1/links/{code}"]["patch"]["requestBody"]["content"],
+        json!({"application/merge-patch+json": schema, "application/json": schema}),
+        "{}",
+        paths["/v1/links/{code}"]["patch"]
+    );
 }
 
 /// Every `/v1/` answer is `no-store` unless the route says otherwise (the list had no

@@ -22,7 +22,15 @@ use crate::state::ApiState;
         ("If-Match" = Option<String>, Header, description = "ETag of the revision to update, quoted as the ETag header sends it (or a list of them, in one line or several: any may match; or `*`); 412 when stale"),
         ("If-None-Match" = Option<String>, Header, description = "`*` or a list of ETags: 412 when the link exists (`*`) or its current ETag is listed (weak comparison)"),
     ),
-    request_body = UpdateLinkRequest,
+    // The media types of `crate::media_types::MERGE_PATCH_TYPES`, each with the same schema
+    // (a test in `crate::openapi` checks the two lists agree).
+    request_body(
+        description = "A JSON merge patch (RFC 7396), sent as application/merge-patch+json or application/json: members left out are kept, `null` removes `expires_at` or `org` (and is refused for the other members)",
+        content(
+            (UpdateLinkRequest = "application/merge-patch+json"),
+            (UpdateLinkRequest = "application/json"),
+        ),
+    ),
     responses(
         (status = 200, description = "Updated link", body = LinkResponse, headers(("ETag" = String))),
         (status = 400, description = "Invalid field (same rules as create, e.g. invalid_org; a member of the wrong JSON type, or null where it is refused, is invalid_request, details.field naming it), alias_rename_unsupported, or invalid_etag (an If-Match or If-None-Match member that is neither `*` nor a quoted entity tag)", body = ErrorBody),
