@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde_json::json;
+use sluice_schemas::media_type::MediaType;
 
 use crate::error::ApiError;
 use crate::extract::ApiJson;
@@ -20,18 +21,19 @@ use crate::extract::ApiJson;
 pub const MERGE_PATCH_TYPES: &str = "application/merge-patch+json, application/json";
 
 /// `Content-Type` must be `application/json` or `application/*+json` (RFC 6839), parsed by
-/// [`sluice_schemas::media_type::parse_media_type`] (RFC 9110's whitespace, empty
-/// parameters and quoted-pairs allowed); a `charset` parameter, when present, must name UTF-8,
+/// [`sluice_schemas::media_type::parse_media_type`] as RFC 9110 writes it (whitespace around
+/// `;`, empty parameters, any quoted-string value: quoted-pairs such as `\"`, an empty `""`);
+/// a `charset` parameter, when present, must name UTF-8 (any case, quoted or not),
 /// the only encoding of JSON exchanged between systems (RFC 8259 §8.1;
 /// [`sluice_schemas::media_type::check_json_charset`], shared with `POST /v1/events`).
 ///
 /// Errors: 415 `unsupported_media_type` (details `{content_type}`) otherwise, also for a
 /// header that does not parse as a media type.
 pub(crate) fn check_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
-    check_content_type(headers, "expected content-type application/json", |mime| {
+    check_content_type(headers, "expected content-type application/json", |mt| {
         // `application/json` itself, or a `+json` suffix type (RFC 6839); `application/json+xml`
-        // (subtype json, another suffix) is neither.
-        mime.type_() == mime::APPLICATION && ((mime.subtype() == mime::JSON && mime.suffix().is_none()) || mime.suffix() == Some(mime::JSON))
+        // (another suffix) is neither.
+        mt.type_() == "application" && (mt.subtype() == "json" || mt.suffix() == Some("json"))
     })
 }
 
@@ -42,19 +44,19 @@ pub(crate) fn check_json_content_type(headers: &HeaderMap) -> Result<(), ApiErro
 ///
 /// Errors: 415 `unsupported_media_type` (details `{content_type}`), naming the two types.
 pub(crate) fn check_merge_patch_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
-    check_content_type(headers, "expected content-type application/merge-patch+json or application/json (a JSON merge patch, RFC 7396)", |mime| {
-        matches!(mime.essence_str(), "application/json" | "application/merge-patch+json")
+    check_content_type(headers, "expected content-type application/merge-patch+json or application/json (a JSON merge patch, RFC 7396)", |mt| {
+        matches!(mt.essence().as_str(), "application/json" | "application/merge-patch+json")
     })
 }
 
 /// The 415 of a `Content-Type` (empty when absent) that does not parse, that `accepts`
 /// refuses (message `expected`), or whose charset is not UTF-8.
-fn check_content_type(headers: &HeaderMap, expected: &str, accepts: impl Fn(&mime::Mime) -> bool) -> Result<(), ApiError> {
+fn check_content_type(headers: &HeaderMap, expected: &str, accepts: impl Fn(&MediaType) -> bool) -> Result<(), ApiError> {
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let refuse =
         |message: String| Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", message).with_details(json!({ "content_type": ct })));
     match sluice_schemas::media_type::parse_media_type(ct) {
-        Some(mime) if accepts(&mime) => sluice_schemas::media_type::check_json_charset(&mime, "JSON bodies").or_else(|e| refuse(e.to_string())),
+        Some(mt) if accepts(&mt) => sluice_schemas::media_type::check_json_charset(&mt, "JSON bodies").or_else(|e| refuse(e.to_string())),
         _ => refuse(expected.to_owned()),
     }
 }
@@ -143,6 +145,47 @@ mod tests {
                 "application/json; charset=utf-8; charset=latin1",
                 "charset latin1 is not supported: JSON bodies are UTF-8 (RFC 8259 §8.1); send charset=utf-8 or no charset",
             ),
+        ] {
+            let e = check_json_content_type(&headers(ct)).expect_err(ct);
+            assert_eq!(
+                (e.status, e.body()),
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, json!({"error": {"code": "unsupported_media_type", "message": message, "details": {"content_type": ct}}})),
+                "{ct}"
+            );
+        }
+    }
+
+    /// Finding: valid quoted parameter values the `mime` crate could not hold were 415: an
+    /// escaped quote, an empty quoted string. They are read per RFC 9110 §5.6.6 now, on the
+    /// POST and the PATCH routes alike; the charset policy (UTF-8 only, any case, quoted or
+    /// not) and the 415 of a malformed header are unchanged.
+    #[test]
+    fn quoted_parameter_values_are_read_per_rfc_9110() {
+        for ct in [
+            r#"application/json; foo="a\"b""#,
+            "application/json; foo=\"\"",
+            "application/json; charset=\"UTF-8\"",
+            r#"application/json; foo="a\"b"; charset="UTF-8""#,
+            "application/json; foo=\"\"; charset=utf-8",
+        ] {
+            assert_eq!(check_json_content_type(&headers(ct)), Ok(()), "{ct}");
+            assert_eq!(check_merge_patch_content_type(&headers(ct)), Ok(()), "{ct}");
+        }
+        assert_eq!(check_json_content_type(&headers(r#"application/vnd.example+json; foo="a\"b""#)), Ok(()));
+        assert_eq!(check_merge_patch_content_type(&headers("application/merge-patch+json; foo=\"\"")), Ok(()));
+        let charset = |c: &str| format!("charset {c} is not supported: JSON bodies are UTF-8 (RFC 8259 §8.1); send charset=utf-8 or no charset");
+        let malformed = "expected content-type application/json".to_owned();
+        for (ct, message) in [
+            ("application/json; charset=us-ascii", charset("us-ascii")),
+            ("application/json; charset=\"ISO-8859-1\"", charset("iso-8859-1")),
+            ("application/json; charset=\"\"", charset("\"\"")),
+            (r#"application/json; foo="a\"b"; charset=latin1"#, charset("latin1")),
+            ("application/json; foo=\"open", malformed.clone()),
+            (r#"application/json; foo="a\""#, malformed.clone()),
+            ("application/json; foo=\"a\"b", malformed.clone()),
+            ("application", malformed.clone()),
+            ("application/", malformed.clone()),
+            ("application/json; foo", malformed.clone()),
         ] {
             let e = check_json_content_type(&headers(ct)).expect_err(ct);
             assert_eq!(

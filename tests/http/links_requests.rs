@@ -99,13 +99,16 @@ async fn malformed_requests_get_json_errors(b: Backend) {
             .assert_error(415, "unsupported_media_type");
         assert_eq!(err["details"]["content_type"], ct);
     }
-    // A quoted charset's quoted-pairs are unescaped (RFC 9110 §5.6.4): "utf\-8" is utf-8.
+    // A quoted charset's quoted-pairs are unescaped (RFC 9110 §5.6.4): "utf\-8" is utf-8; any
+    // quoted-string is a parameter value (§5.6.6): an escaped quote, an empty one.
     for ct in [
         "application/merge-patch+json",
         "Application/JSON; Charset=\"UTF-8\"",
         "application/json;;;",
         "application/json ;charset=utf-8",
         "application/json; charset=\"utf\\-8\"",
+        r#"application/json; foo="a\"b""#,
+        "application/json; foo=\"\"",
     ] {
         let ok = app.request(Method::POST, "/v1/links", &[("content-type", ct)], Some(json!({"long_url": "https://e.example/ok"}).to_string())).await;
         assert_eq!(ok.status, StatusCode::CREATED, "{ct}");

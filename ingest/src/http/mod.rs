@@ -427,15 +427,15 @@ fn body_format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
     let refuse =
         |message: String| Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", message).with_details(json!({ "content_type": ct })));
     let expected = "expected content-type application/json (an array of events) or application/x-ndjson (one event per line)";
-    let Some(mime) = sluice_schemas::media_type::parse_media_type(ct) else {
+    let Some(media_type) = sluice_schemas::media_type::parse_media_type(ct) else {
         return refuse(expected.to_owned());
     };
-    let format = match mime.essence_str() {
+    let format = match media_type.essence().as_str() {
         "application/json" => BodyFormat::JsonArray,
         "application/x-ndjson" | "application/ndjson" | "application/jsonl" | "application/x-jsonlines" => BodyFormat::Ndjson,
         _ => return refuse(expected.to_owned()),
     };
-    sluice_schemas::media_type::check_json_charset(&mime, "events").map(|()| format).or_else(|e| refuse(e.to_string()))
+    sluice_schemas::media_type::check_json_charset(&media_type, "events").map(|()| format).or_else(|e| refuse(e.to_string()))
 }
 
 type Item = (Option<usize>, Result<Value, Rejection>);

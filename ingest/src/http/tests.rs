@@ -139,7 +139,15 @@ async fn content_type_selects_array_or_ndjson() {
     let f = fixture(EventsConfig::default());
     let arr = json!([ev("a", "c1")]).to_string();
     let nd = format!("{}\n\n{}\r\n", ev("b", "c2"), ev("c", "c3"));
-    for ct in ["application/json", "application/json; charset=utf-8", "APPLICATION/JSON", "application/json; charset=\"UTF-8\""] {
+    // Quoted parameter values are read per RFC 9110 §5.6.6: an escaped quote, an empty one.
+    for ct in [
+        "application/json",
+        "application/json; charset=utf-8",
+        "APPLICATION/JSON",
+        "application/json; charset=\"UTF-8\"",
+        r#"application/json; foo="a\"b""#,
+        "application/json; foo=\"\"; charset=\"utf-8\"",
+    ] {
         let r = send(&f.router, EVENTS_PATH, loopback(), &[("content-type", ct)], arr.clone()).await;
         assert_eq!((r.status, r.body.clone()), (StatusCode::OK, json!({"accepted": 1, "rejected": []})), "{ct}");
     }
@@ -152,13 +160,22 @@ async fn content_type_selects_array_or_ndjson() {
         ("application/json; charset=utf-16", "utf-16"),
         ("application/json; charset=latin1", "latin1"),
         ("application/x-ndjson; charset=iso-8859-1", "iso-8859-1"),
+        ("application/x-ndjson; foo=\"\"; charset=US-ASCII", "us-ascii"),
     ] {
         let r = send(&f.router, EVENTS_PATH, loopback(), &[("content-type", ct)], arr.clone()).await;
         assert_error(&r, 415, "unsupported_media_type");
         let message = format!("charset {charset} is not supported: events are UTF-8 (RFC 8259 §8.1); send charset=utf-8 or no charset");
         assert_eq!(r.body["error"], json!({"code": "unsupported_media_type", "message": message, "details": {"content_type": ct}}), "{ct}");
     }
-    for ct in [Some("text/plain"), Some("application/xml"), Some("application/ld+json"), Some("application/json; charset"), Some("application/"), None] {
+    for ct in [
+        Some("text/plain"),
+        Some("application/xml"),
+        Some("application/ld+json"),
+        Some("application/json; charset"),
+        Some("application/"),
+        Some("application/json; foo=\"a"),
+        None,
+    ] {
         let headers: Vec<(&str, &str)> = ct.map(|c| ("content-type", c)).into_iter().collect();
         let r = send(&f.router, EVENTS_PATH, loopback(), &headers, arr.clone()).await;
         assert_error(&r, 415, "unsupported_media_type");
@@ -169,7 +186,8 @@ async fn content_type_selects_array_or_ndjson() {
     let r = send(&f.router, EVENTS_PATH, loopback(), &[("content-type", "application/x-ndjson")], arr).await;
     assert_error(&r, 400, "all_events_rejected");
     assert_eq!(r.body["error"]["details"]["rejected"][0]["reason"], "not_an_object");
-    assert_eq!(logged(&f.log).len(), 8);
+    // the six JSON arrays of one event, the two NDJSON bodies of two (dedup is the dataflow's)
+    assert_eq!(logged(&f.log).len(), 10);
 }
 
 #[tokio::test]
