@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use serde_json::Value;
 use sluice_connectors::click_log::ClickLog;
 use sluice_ingest::event_input::{EventInput, Validation};
@@ -287,7 +287,8 @@ impl Sink {
 
 /// The destination of `args`: the click log of `--data-dir` (its visitor secret loaded or
 /// created first), or the `POST /v1/events` of `--target` (default: the configuration's
-/// listen address).
+/// listen address). Errors: a `--target` that is not `http://` is a usage error
+/// ([`crate::bench::BenchError::Usage`], exit 2); opening the data dir or its log.
 pub(super) fn open_sink(args: &ImportArgs, cfg: &Config) -> anyhow::Result<Sink> {
     if let Some(dir) = &args.data_dir {
         // The secret first: opening the log creates clicks.redb, which would make a secret
@@ -305,7 +306,9 @@ pub(super) fn open_sink(args: &ImportArgs, cfg: &Config) -> anyhow::Result<Sink>
         None => Url::parse(&format!("http://{}", cfg.server.listen)).context("server.listen is not a usable address")?,
     };
     if base.scheme() != "http" {
-        bail!("--target must be an http:// URL (this build has no TLS client), got {base}");
+        // A refused flag value: a usage error (exit 2), as `loadgen --target ftp://x`.
+        let msg = format!("--target must be an http:// URL (this build has no TLS client), got {base}");
+        return Err(crate::bench::BenchError::Usage(msg).into());
     }
     let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().context("could not build the HTTP client")?;
     let url = format!("{}/v1/events", base.as_str().trim_end_matches('/'));

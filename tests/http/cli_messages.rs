@@ -1,9 +1,9 @@
 //! Messages and exit codes of the real binary for values refused before anything starts:
 //! durations past their maximum (`config::bounds`), a `--store` naming a missing directory
 //! (a regular file given as the data dir: `cli_data_dir.rs`), an import that stored
-//! nothing, refused `loadgen` flags, rates out of range, a bad `--truth` path, worker counts
-//! of `bench dataflow`, an unused or missing `--hostfile`; the number of probes `bench
-//! freshness` sends.
+//! nothing, refused `loadgen` flags and `import --target` URLs, rates out of range, a bad
+//! `--truth` path, worker counts of `bench dataflow`, an unused or missing `--hostfile`;
+//! the number of probes `bench freshness` sends.
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -227,6 +227,21 @@ fn loadgen_refuses_invalid_flags_as_usage_errors_before_sending() {
         let out = run(&full, &[]);
         assert_eq!((out.status.code(), text(&out.stderr)), (Some(2), format!("error: {msg}\n")), "{args:?}");
         assert!(out.stdout.is_empty(), "{args:?}");
+    }
+}
+
+/// Finding: `import --target ftp://x` (or `https://…`) exited 1 while `loadgen` refuses
+/// such a `--target` as a usage error (exit 2); import now does the same.
+#[test]
+fn import_refuses_a_target_other_than_http_as_a_usage_error() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let input = tmp.path().join("events.ndjson");
+    std::fs::write(&input, "").expect("write");
+    for (target, shown) in [("ftp://x", "ftp://x/"), ("https://sluice.example/", "https://sluice.example/")] {
+        let out = run(&["import", utf8(&input), "--target", target], &[]);
+        let want = format!("error: --target must be an http:// URL (this build has no TLS client), got {shown}\n");
+        assert_eq!((out.status.code(), text(&out.stderr)), (Some(2), want), "{target}");
+        assert!(out.stdout.is_empty(), "{target}");
     }
 }
 
