@@ -163,6 +163,17 @@ fn take_string(m: &mut Map<String, Value>, key: &str) -> Result<Option<String>, 
     }
 }
 
+/// `user_agent` or its alias `ua`: a string (may be empty) or absent. Unlike the optional
+/// members, `null` is not read as absent: the member is there with a value that is not a
+/// string (400 `invalid_field`, as for any other type).
+fn take_user_agent(m: &mut Map<String, Value>, key: &str) -> Result<Option<String>, Rejection> {
+    match m.remove(key) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(Rejection::new("invalid_field", format!("\"{key}\" must be a string (it may be empty), got {}", type_name(&other)))),
+    }
+}
+
 /// `ms` (since the epoch) as RFC 3339 UTC with milliseconds (`2024-03-10T06:30:00.000Z`),
 /// how event times are shown in messages; the bare number outside chrono's range.
 pub(crate) fn rfc3339_ms(ms: i64) -> String {
@@ -172,7 +183,9 @@ pub(crate) fn rfc3339_ms(ms: i64) -> String {
 /// A JSON number as `ts`: an `i64` is taken as is. Otherwise 400 `invalid_ts`, echoing the
 /// number only as the caller wrote it (serde_json reads JSON numbers without
 /// `arbitrary_precision`): an integer beyond `i64` that fits a `u64` is out of range, shown
-/// as that integer; a fraction below 2^53 is no integer, shown as read (`1.5`). Any other
+/// as that integer; a fraction below 2^53 is no integer, shown as read (`1.5`); a whole
+/// value below 2^53 written with a fraction or an exponent (`1e12`, `1000000000000.0`: the
+/// text sent is not kept) is named by its integer and refused for how it is written. Any other
 /// number (an integer beyond `u64` such as 2^64, a fraction or exponent form of 2^53 and
 /// more) is held as an `f64` that may not be the number sent (2^64 reads back as
 /// `1.8446744073709552e19`), so it is out of range without an echo.
@@ -185,7 +198,18 @@ fn ts_of_number(n: &serde_json::Number) -> Result<i64, Rejection> {
         Ok(ms)
     } else if let Some(big) = n.as_u64() {
         Err(Rejection::new("invalid_ts", format!("\"ts\" {big} is out of range ({range})")))
-    } else if n.as_f64().is_some_and(|f| f.abs() < EXACT_F64) {
+    } else if let Some(f) = n.as_f64().filter(|f| f.abs() < EXACT_F64) {
+        if f.fract() == 0.0 {
+            // Exact: |f| < 2^53.
+            let whole = f as i64;
+            return Err(Rejection::new(
+                "invalid_ts",
+                format!(
+                    "\"ts\" must be an integer number of ms since the Unix epoch (UTC) without a fraction or an exponent, got a number \
+                     equal to {whole} written with one (such as {f:e} or {whole}.0): send {whole}"
+                ),
+            ));
+        }
         Err(Rejection::new("invalid_ts", format!("\"ts\" must be an integer number of ms since the epoch, got {n}")))
     } else {
         Err(Rejection::new("invalid_ts", format!("\"ts\" is out of range ({range})")))
@@ -225,7 +249,7 @@ impl EventInput {
         };
         let ip = take_string(&mut m, "ip")?;
         let ip_trunc = take_string(&mut m, "ip_trunc")?;
-        let user_agent = match (take_string(&mut m, "user_agent")?, take_string(&mut m, "ua")?) {
+        let user_agent = match (take_user_agent(&mut m, "user_agent")?, take_user_agent(&mut m, "ua")?) {
             (Some(_), Some(_)) => {
                 return Err(Rejection::new("invalid_field", "give \"user_agent\" or its alias \"ua\", not both"));
             }

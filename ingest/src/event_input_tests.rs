@@ -132,12 +132,40 @@ fn ts_numbers_that_are_no_i64_are_echoed_as_written_or_not_at_all() {
         ("1.5", "\"ts\" must be an integer number of ms since the epoch, got 1.5".to_owned()),
         ("-0.25", "\"ts\" must be an integer number of ms since the epoch, got -0.25".to_owned()),
         ("1710052200000.5", "\"ts\" must be an integer number of ms since the epoch, got 1710052200000.5".to_owned()),
+        // Whole values written with an exponent or a fraction: named by their integer (the
+        // text sent is not kept), not as `1000000000000.0`.
+        ("1e12", whole_but_not_integer("1e12", 1_000_000_000_000)),
+        ("1E12", whole_but_not_integer("1e12", 1_000_000_000_000)),
+        ("1000000000000.0", whole_but_not_integer("1e12", 1_000_000_000_000)),
+        ("1.7100522e12", whole_but_not_integer("1.7100522e12", 1_710_052_200_000)),
     ] {
         let text = format!(r#"{{"event_id": "x", "code": "c", "ts": {ts}, "ip": "192.0.2.1", "ua": ""}}"#);
         let v: Value = sluice_schemas::strict_json::from_str_strict(&text).expect("json");
         let e = check(v).expect_err(ts);
         assert_eq!((e.reason, e.message.as_str()), ("invalid_ts", message.as_str()), "{text}");
     }
+}
+
+/// The message of a whole `ts` sent with a fraction or an exponent (`exp`: its `{:e}` form).
+fn whole_but_not_integer(exp: &str, whole: i64) -> String {
+    format!(
+        "\"ts\" must be an integer number of ms since the Unix epoch (UTC) without a fraction or an exponent, got a number equal to {whole} \
+         written with one (such as {exp} or {whole}.0): send {whole}"
+    )
+}
+
+/// Finding: `"user_agent": null` was refused as `missing_field` ("is required") though the
+/// member is there: it is `invalid_field`, saying null is not a string, as for the alias.
+#[test]
+fn a_null_user_agent_is_a_type_error_not_a_missing_member() {
+    for key in ["user_agent", "ua"] {
+        let e = check(json!({"event_id": "e", "code": "c", "ts": NOW, "ip": "192.0.2.1", key: null})).expect_err(key);
+        assert_eq!((e.reason, e.message), ("invalid_field", format!("\"{key}\" must be a string (it may be empty), got null")));
+        let e = check(json!({"event_id": "e", "code": "c", "ts": NOW, "ip": "192.0.2.1", key: 5})).expect_err(key);
+        assert_eq!((e.reason, e.message), ("invalid_field", format!("\"{key}\" must be a string (it may be empty), got a number")));
+    }
+    let e = check(json!({"event_id": "e", "code": "c", "ts": NOW, "ip": "192.0.2.1"})).expect_err("absent");
+    assert_eq!((e.reason, e.message.as_str()), ("missing_field", "\"user_agent\" is required (it may be empty)"));
 }
 
 #[test]
