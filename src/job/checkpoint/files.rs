@@ -28,7 +28,7 @@ pub fn dir_of(data_dir: &Path) -> PathBuf {
 ///
 /// Errors: `dir` exists but cannot be listed.
 pub fn list_intact(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut files = checkpoint_files(dir)?;
+    let mut files = checkpoint_files_warn(dir)?;
     files.retain(|path| intact_or_warn(path));
     Ok(files)
 }
@@ -61,29 +61,64 @@ pub fn remove_all(dir: &Path) -> anyhow::Result<usize> {
     Ok(files.len())
 }
 
-/// The `ckpt-<20 digits>.bin` files in `dir`, oldest first (none when `dir` does not exist).
+/// The `ckpt-<20 digits>.bin` files in `dir` whose number is a u64, oldest first (none when
+/// `dir` does not exist). Files named so with a larger number are left out silently (see
+/// [`checkpoint_files_warn`] for the listings of a start).
+///
+/// Errors: `dir` exists but cannot be listed.
 pub(super) fn checkpoint_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    Ok(list_named(dir)?.0)
+}
+
+/// [`checkpoint_files`] for the listings a start (or `sluice log reset`) reads checkpoints
+/// from: each file named `ckpt-<20 digits>.bin` whose number is beyond u64
+/// (`ckpt-99999999999999999999.bin`) is skipped with a warning naming it
+/// (`skipping a file that is not a valid checkpoint`, counted in
+/// `sluice_checkpoints_skipped_total`), once per listing. The periodic writes and their
+/// pruning list with [`checkpoint_files`], so the warning is not repeated every round.
+///
+/// Errors: `dir` exists but cannot be listed.
+pub(super) fn checkpoint_files_warn(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let (files, beyond) = list_named(dir)?;
+    for path in beyond {
+        metrics::counter!("sluice_checkpoints_skipped_total").increment(1);
+        tracing::warn!(path = %path.display(), why = %BEYOND_U64, "skipping a file that is not a valid checkpoint");
+    }
+    Ok(files)
+}
+
+/// Why [`checkpoint_files_warn`] skips a `ckpt-<20 digits>.bin` file beyond u64.
+pub(super) const BEYOND_U64: &str = "the number in its name is larger than 18446744073709551615 (u64), so no checkpoint is named so";
+
+/// The checkpoint files in `dir` ([`checkpoint_files`], oldest first) and the files named
+/// `ckpt-<20 digits>.bin` whose number is beyond u64 (sorted).
+fn list_named(dir: &Path) -> std::io::Result<(Vec<PathBuf>, Vec<PathBuf>)> {
     let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), Vec::new())),
         Err(e) => return Err(e),
     };
-    files.retain(|p| p.file_name().and_then(|n| n.to_str()).and_then(checkpoint_number).is_some());
     files.sort();
-    Ok(files)
+    let name = |p: &PathBuf| p.file_name().and_then(|n| n.to_str()).map(str::to_owned).unwrap_or_default();
+    let beyond: Vec<PathBuf> = files.iter().filter(|p| twenty_digits(&name(p)).is_some() && checkpoint_number(&name(p)).is_none()).cloned().collect();
+    files.retain(|p| checkpoint_number(&name(p)).is_some());
+    Ok((files, beyond))
+}
+
+/// The digits of a name `ckpt-<20 decimal digits>.bin`; `None` for any other name.
+fn twenty_digits(name: &str) -> Option<&str> {
+    let digits = name.strip_prefix("ckpt-")?.strip_suffix(".bin")?;
+    (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit())).then_some(digits)
 }
 
 /// The number in a checkpoint file name `ckpt-<20 decimal digits>.bin` (a u64); `None` for
 /// any other name. Only such files are checkpoints (listed, loaded, pruned): with exactly 20
 /// digits the text order of the names is their numeric order, so a stray
-/// `ckpt-99999999999999999999.bin` (beyond u64) or `ckpt-foo.bin` can neither sort as the
-/// newest nor be missed by [`next_name`].
+/// `ckpt-99999999999999999999.bin` (beyond u64: the listings of a start warn about it,
+/// [`checkpoint_files_warn`]) or `ckpt-foo.bin` can neither sort as the newest nor be missed
+/// by [`next_name`].
 fn checkpoint_number(name: &str) -> Option<u64> {
-    let digits = name.strip_prefix("ckpt-")?.strip_suffix(".bin")?;
-    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
+    twenty_digits(name)?.parse().ok()
 }
 
 /// Writes `file` atomically into `dir` (temp file, fsync, rename, fsync of the directory)

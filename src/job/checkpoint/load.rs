@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
-use super::files::{checkpoint_files, read_regular};
+use super::files::{checkpoint_files_warn, read_regular};
 use super::format::{CheckpointFile, Relation, SourceIdentity, decode, relation};
 
 /// The newest valid checkpoint of `source` in `dir` (module docs); invalid files and
@@ -27,7 +27,7 @@ pub fn load_latest(dir: &Path, source: &SourceIdentity) -> anyhow::Result<Option
 /// an empty current log the message says to run `sluice log reset` (which keeps the
 /// checkpoint's clicks), otherwise to put the checkpoint's log back.
 pub fn load_latest_for_log(dir: &Path, source: &SourceIdentity, log_clicks: Option<u64>) -> anyhow::Result<Option<(PathBuf, CheckpointFile)>> {
-    let files = checkpoint_files(dir).with_context(|| format!("could not list {}", dir.display()))?;
+    let files = checkpoint_files_warn(dir).with_context(|| format!("could not list {}", dir.display()))?;
     for path in files.iter().rev() {
         let read = read_regular(path).and_then(|b| decode(&b));
         match read {
@@ -118,7 +118,7 @@ pub type NewestOfPartition = ((PathBuf, CheckpointFile), Vec<PathBuf>);
 ///
 /// Errors: the directory exists but cannot be listed.
 pub fn newest_of_partition(dir: &Path, partition: u32) -> anyhow::Result<Option<NewestOfPartition>> {
-    let files = checkpoint_files(dir).with_context(|| format!("could not list {}", dir.display()))?;
+    let files = checkpoint_files_warn(dir).with_context(|| format!("could not list {}", dir.display()))?;
     let mut newest = None;
     let mut others = Vec::new();
     for path in files.iter().rev() {

@@ -447,3 +447,33 @@ fn only_intact_checkpoints_name_the_next_one() {
     assert_eq!(past, name(5_001));
     assert_eq!(list_intact(&d).expect("list"), vec![name(402), name(5_001)]);
 }
+
+/// Finding: `ckpt-99999999999999999999.bin` (a number beyond u64) was skipped silently,
+/// though the README says a file named like a checkpoint that is not one is skipped with a
+/// warning naming it. The listings of a start (restore, anomaly check, `log reset`) now warn
+/// once each; the periodic writes stay quiet; the file is still skipped and left alone.
+#[test]
+fn a_checkpoint_name_beyond_u64_is_skipped_with_a_warning_naming_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().join("checkpoints");
+    write(&d, &file(100, kafka())).expect("write");
+    let beyond = d.join("ckpt-99999999999999999999.bin");
+    std::fs::write(&beyond, encode(&file(200, kafka())).expect("encode")).expect("write");
+    let warning = format!(
+        " WARN skipping a file that is not a valid checkpoint path={} why=the number in its name is larger than 18446744073709551615 (u64), so no \
+         checkpoint is named so\n",
+        beyond.display()
+    );
+    let captured = |f: &dyn Fn()| {
+        let logs = sluice_connectors::test_fs::CapturedLogs::default();
+        let subscriber = tracing_subscriber::fmt().with_writer(logs.clone()).with_ansi(false).without_time().with_target(false).finish();
+        tracing::subscriber::with_default(subscriber, f);
+        logs.text()
+    };
+    let name = |c: u64| d.join(format!("ckpt-{c:020}.bin"));
+    assert_eq!(captured(&|| assert_eq!(list_intact(&d).expect("list"), vec![name(100)])), warning);
+    assert_eq!(captured(&|| assert_eq!(load_latest(&d, &kafka()).expect("load").expect("found").0, name(100))), warning);
+    assert_eq!(captured(&|| assert_eq!(write(&d, &file(300, kafka())).expect("write").0, name(300))), "", "a write warns about nothing");
+    assert_eq!(checkpoint_files(&d).expect("list"), vec![name(100), name(300)]);
+    assert!(beyond.exists(), "left alone");
+}
