@@ -4,6 +4,8 @@
 use axum::Json;
 use utoipa::OpenApi;
 
+mod outside;
+
 use crate::dto::{CreateLinkRequest, ErrorBody, ErrorDetail, LinkPage, LinkResponse, UpdateLinkRequest};
 
 /// The link API's OpenAPI description.
@@ -27,8 +29,10 @@ pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
     Json(document())
 }
 
-/// The whole document: the link API, stats, reports, anomalies, webhooks and admin, with
-/// every error code by HTTP status ([`crate::error_codes`]) in `info.description`.
+/// The whole document: the link API, stats, reports, anomalies, webhooks and admin, the
+/// redirect (`GET`/`HEAD /{code}`) and the health routes (`/healthz`, `/readyz`,
+/// `/metrics`) the binary serves beside them, with every error code by HTTP status
+/// ([`crate::error_codes`]) in `info.description`.
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.merge(crate::stats::StatsDoc::openapi());
@@ -36,6 +40,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc.merge(crate::anomalies::AnomaliesDoc::openapi());
     doc.merge(crate::webhooks::WebhooksDoc::openapi());
     doc.merge(crate::admin::AdminDoc::openapi());
+    doc.merge(outside::OutsideDoc::openapi());
     let description = doc.info.description.take().unwrap_or_default();
     doc.info.description = Some(format!("{description} Error codes by HTTP status: {}.", crate::error_codes::summary()));
     doc
@@ -43,7 +48,50 @@ pub fn document() -> utoipa::openapi::OpenApi {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{Value, json};
+
+    /// Finding: the document left out the routes outside `/v1/`: the redirect and the health
+    /// routes. Each is listed with the statuses and content types its handler answers.
+    #[test]
+    fn the_redirect_and_the_health_routes_are_documented_with_their_answers() {
+        let doc = serde_json::to_value(super::document()).expect("serialize");
+        let responses = |path: &str, method: &str| -> Value { doc["paths"][path][method]["responses"].clone() };
+        let statuses = |path: &str, method: &str| -> Vec<String> {
+            responses(path, method).as_object().unwrap_or_else(|| panic!("{method} {path} documented")).keys().cloned().collect()
+        };
+        let content_types = |path: &str, method: &str, status: &str| -> Vec<String> {
+            responses(path, method)[status]["content"].as_object().map(|c| c.keys().cloned().collect()).unwrap_or_default()
+        };
+        let mut methods: Vec<&str> = doc["paths"]["/{code}"].as_object().expect("/{code}").keys().map(String::as_str).collect();
+        methods.sort_unstable();
+        assert_eq!(methods, ["get", "head"]);
+        for method in ["get", "head"] {
+            assert_eq!(statuses("/{code}", method), ["301", "302", "400", "404", "410", "503"], "{method}");
+            for redirect in ["301", "302"] {
+                let headers: Vec<&str> =
+                    doc["paths"]["/{code}"][method]["responses"][redirect]["headers"].as_object().expect("headers").keys().map(String::as_str).collect();
+                assert_eq!(headers, ["Cache-Control", "Location"], "{method} {redirect}");
+                assert_eq!(content_types("/{code}", method, redirect), Vec::<String>::new(), "no body");
+            }
+        }
+        for error in ["400", "404", "410", "503"] {
+            assert_eq!(content_types("/{code}", "get", error), ["application/json"], "GET {error}");
+            assert_eq!(content_types("/{code}", "head", error), Vec::<String>::new(), "HEAD {error}: no body");
+        }
+        assert_eq!(statuses("/healthz", "get"), ["200"]);
+        assert_eq!(content_types("/healthz", "get", "200"), ["application/json"]);
+        assert_eq!(responses("/healthz", "get")["200"]["content"]["application/json"]["example"], json!({"status": "ok"}));
+        assert_eq!(statuses("/readyz", "get"), ["200", "503"]);
+        assert_eq!(
+            (content_types("/readyz", "get", "200"), content_types("/readyz", "get", "503")),
+            (vec!["application/json".to_owned()], vec!["application/json".to_owned()])
+        );
+        assert_eq!(statuses("/metrics", "get"), ["200"]);
+        assert_eq!(content_types("/metrics", "get", "200"), ["text/plain; version=0.0.4; charset=utf-8"]);
+        for path in ["/{code}", "/healthz", "/readyz", "/metrics"] {
+            assert_eq!(doc["paths"][path].as_object().map(|m| m.len() <= 2), Some(true), "{path}");
+        }
+    }
 
     /// Finding: the document listed only `application/json` for the body of `PATCH
     /// /v1/links/{code}`, which takes `application/merge-patch+json` too. It lists both, each
