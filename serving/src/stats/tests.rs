@@ -249,3 +249,17 @@ async fn the_country_device_pair_is_answered_in_either_order() {
         assert_eq!((st, e["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_dimensions")), "{other}: {e}");
     }
 }
+
+/// `tz` is read ignoring case and answered under its canonical IANA name, the bucket labels
+/// in that zone (`utc` is `UTC`, `ASIA/KATHMANDU` is `Asia/Kathmandu`, UTC+05:45).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tz_is_read_ignoring_case_and_answered_canonically() {
+    let (_h, stats, _dir) = by_country_and_device().await;
+    let (st, v) = get(&stats, "/v1/links/ab/stats?from=2024-06-05T00:00:00Z&to=2024-06-06T00:00:00Z&bucket=day&tz=utc").await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!((&v["tz"], &v["rows"]), (&json!("UTC"), &json!([{"day": "2024-06-05T00:00:00Z", "clicks": 4, "uniques": 3}])), "{v}");
+    let range = "from=2024-06-04T18:15:00Z&to=2024-06-05T18:15:00Z";
+    let (st, v) = get(&stats, &format!("/v1/links/ab/stats?{range}&bucket=day&tz=ASIA/KATHMANDU")).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!((&v["tz"], &v["rows"]), (&json!("Asia/Kathmandu"), &json!([{"day": "2024-06-05T00:00:00+05:45", "clicks": 4, "uniques": 3}])), "{v}");
+}
