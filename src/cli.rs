@@ -142,8 +142,8 @@ pub struct MigrateArgs {
     /// Configuration file and data directory.
     #[command(flatten)]
     pub common: ConfigArgs,
-    /// Link store to migrate (overrides store.url): an existing data directory (its links.db is created if missing), a sqlite: URL whose directory exists (the file is created if missing; sqlite:///abs/path, sqlite://localhost/abs/path or sqlite:rel/path, the scheme in any case) or a postgres:// URL. Unlike --data-dir, no directory is created (nor for a store.url): a missing one is a usage error (exit 2).
-    #[arg(long, value_name = "URL")]
+    /// Link store to migrate (overrides store.url): an existing data directory (its links.db is created if missing), a sqlite: URL whose directory exists (the file is created if missing; sqlite:///abs/path, sqlite://localhost/abs/path or sqlite:rel/path, the scheme in any case) or a postgres:// URL. Unlike --data-dir, no directory is created (nor for a store.url): a missing one is a usage error (exit 2). Not with --data-dir (which would be ignored): giving both is a usage error.
+    #[arg(long, value_name = "URL", conflicts_with = "data_dir")]
     pub store: Option<String>,
 }
 

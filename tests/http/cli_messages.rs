@@ -173,6 +173,28 @@ fn migrate_reads_url_schemes_in_any_case_and_refuses_hosts_bad_queries_and_missi
     assert_eq!(std::fs::read_dir(&work).expect("ls").count(), 0, "nothing created in the working directory");
 }
 
+/// Finding: `migrate --data-dir ./d1 --store sqlite:///abs/x.db` ignored `--data-dir`
+/// silently (the store named is migrated, the data dir is never read). The two flags now
+/// conflict: clap's usage error (exit 2), in either order, nothing created.
+#[test]
+fn migrate_refuses_data_dir_and_store_together() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (d1, db) = (tmp.path().join("d1"), tmp.path().join("x.db"));
+    let store = format!("sqlite://{}", db.display());
+    for (args, want) in [
+        (["--data-dir", utf8(&d1), "--store", &store], "error: the argument '--data-dir <DIR>' cannot be used with '--store <URL>'\n"),
+        (["--store", &store, "--data-dir", utf8(&d1)], "error: the argument '--store <URL>' cannot be used with '--data-dir <DIR>'\n"),
+    ] {
+        let mut full = vec!["migrate"];
+        full.extend(args);
+        let out = run(&full, &[]);
+        let stderr = text(&out.stderr);
+        assert_eq!((out.status.code(), stderr.lines().next().map(|l| format!("{l}\n"))), (Some(2), Some(want.to_owned())), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+    assert!(!d1.exists() && !db.exists(), "nothing created");
+}
+
 /// Finding: `migrate` on a data dir whose `links.db` is a FIFO printed SQLite's cause twice
 /// (`disk I/O error: (code: 10) disk I/O error`) and no path. Now one line names the file,
 /// what it is and the cause once; exit 1.

@@ -222,8 +222,8 @@ fn sluice_migrate_against_a_store_server_that_never_answers_fails_at_the_connect
     let dir = tempfile::tempdir().expect("tempdir");
     let t0 = Instant::now();
     let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["migrate", "--store", &server.url(), "--data-dir"])
-        .arg(dir.path().join("data"))
+        .current_dir(dir.path())
+        .args(["migrate", "--store", &server.url()])
         .env("SLUICE__STORE__CONNECT_TIMEOUT", "1s")
         .env("NO_COLOR", "1")
         .env_remove("SLUICE__STORE__URL")
