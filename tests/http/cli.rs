@@ -520,5 +520,7 @@ fn log_reset_without_a_checkpoint_has_nothing_to_reset() {
     let out = sluice(&["--log", "warn", "import", "--quiet", "--data-dir", data_arg, array.to_str().expect("utf-8")], &[]);
     let err = stderr_lossy(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("none of the 1 non-blank lines is an event (1 are JSON but not an object), nothing was imported"), "{err}");
+    // A JSON array (the POST /v1/events body) is refused whole, naming the conversion.
+    assert!(err.contains("holds a JSON array (line 1 starts with '['), the body shape of POST /v1/events"), "{err}");
+    assert!(err.contains("jq -c '.[]'"), "{err}");
 }
