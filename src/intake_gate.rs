@@ -25,8 +25,9 @@
 //! (`sluice_ingest::http`), so requests in flight at the same time are stored in the order
 //! they were checked in: one that stores newer events cannot overtake another's older
 //! ones that were already accepted (the dataflow would dead-letter them `too_late`). An
-//! event ahead of the clock (within the future skew) is recorded as stamped now, as the
-//! dataflow's watermark moves only to the processing clock.
+//! event ahead of the clock (within the future skew) is recorded as stamped at most
+//! [`IN_FLIGHT_MARGIN`] after the clock: the dataflow's watermark moves with it only to its
+//! own processing clock when it reads the event.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -107,6 +108,10 @@ impl IntakeGate for StoreAndViewsGate {
 
     fn newest_accepted_ms(&self) -> Option<i64> {
         Some(self.newest_accepted_ms.load(Ordering::Acquire)).filter(|&t| t != i64::MIN)
+    }
+
+    fn in_flight_margin_ms(&self) -> i64 {
+        in_flight_margin_ms()
     }
 
     fn record_accepted(&self, ts_ms: i64) {

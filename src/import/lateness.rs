@@ -59,7 +59,7 @@ impl OfflineLateness {
         let watermark = stored_watermark_ms(cfg, data_dir, log)?;
         let floor = watermark.and_then(|w| watermark_floor_ms(w, limit_ms, in_flight_margin_ms()));
         let now_ms = crate::job::now_ms();
-        Ok(OfflineLateness { check: Mutex::new(LatenessCheck::new(floor, Some(limit_ms)).capped_at(now_ms)) })
+        Ok(OfflineLateness { check: Mutex::new(LatenessCheck::new(floor, Some(limit_ms)).capped_at(now_ms, in_flight_margin_ms())) })
     }
 
     /// Keeps the events of `events` (in input order) that are not too late and returns how

@@ -47,6 +47,13 @@ pub trait IntakeGate: Send + Sync + 'static {
         None
     }
 
+    /// How much later (ms) than the intake's clock the dataflow may read an accepted event:
+    /// an event ahead of the clock counts, for the events after it, as stamped at most this
+    /// much after the clock ([`accepted_time_ms`]). 0 (the default): as stamped at the clock.
+    fn in_flight_margin_ms(&self) -> i64 {
+        0
+    }
+
     /// The newest event time (ms since the Unix epoch, UTC) of the events this intake has
     /// accepted and stored so far, across requests and whether live or backfill
     /// ([`Self::record_accepted`]): the dataflow's partition watermark reaches it when it
@@ -93,10 +100,22 @@ pub struct LatenessCheck {
     pub limit_ms: Option<i64>,
     /// The newest event time (ms) accepted so far ([`Self::admit`]); `None` before any.
     pub newest_accepted_ms: Option<i64>,
-    /// The processing clock (ms): an accepted event ahead of it (within the future skew)
-    /// raises [`Self::newest_accepted_ms`] only to it, as it raises the dataflow's partition
-    /// watermark only to the processing clock (DESIGN, case C21). `None`: not capped.
-    pub now_ms: Option<i64>,
+    /// The processing clock (ms) and the in-flight margin (ms): an accepted event ahead of
+    /// the clock (within the future skew) raises [`Self::newest_accepted_ms`] to at most
+    /// the clock plus the margin ([`accepted_time_ms`]). `None`: not capped.
+    pub now_ms: Option<(i64, i64)>,
+}
+
+/// The event time an accepted event at `ts_ms` counts as for the lateness of the events
+/// after it, with the processing clock `now_ms` and the in-flight margin `margin_ms`: `ts_ms`
+/// itself when it is not ahead of the clock; else at most `now_ms + margin_ms`. The
+/// dataflow raises its partition watermark with such an event only to its own processing
+/// clock when it reads it (DESIGN, case C21), which is later than `now_ms` by the event's
+/// way to it — at most the margin, the bound the intake's watermark floor assumes too: one
+/// client's fast clock never moves the lateness cut ahead of real time, and an event
+/// accepted behind it is not dead-lettered because the dataflow read the fast one later.
+pub fn accepted_time_ms(ts_ms: i64, now_ms: i64, margin_ms: i64) -> i64 {
+    if ts_ms > now_ms { ts_ms.min(now_ms.saturating_add(margin_ms)) } else { ts_ms }
 }
 
 impl LatenessCheck {
@@ -112,11 +131,11 @@ impl LatenessCheck {
         LatenessCheck { from_watermark_ms, limit_ms, newest_accepted_ms, now_ms: None }
     }
 
-    /// The same check with accepted events capped at the processing clock `now_ms`
-    /// ([`Self::now_ms`]).
+    /// The same check with accepted events ahead of the processing clock `now_ms` capped at
+    /// `now_ms + margin_ms` ([`accepted_time_ms`]).
     #[must_use]
-    pub fn capped_at(self, now_ms: i64) -> Self {
-        LatenessCheck { now_ms: Some(now_ms), ..self }
+    pub fn capped_at(self, now_ms: i64, margin_ms: i64) -> Self {
+        LatenessCheck { now_ms: Some((now_ms, margin_ms)), ..self }
     }
 
     /// The oldest event time (ms) the next event may carry; `None`: no bound.
@@ -130,13 +149,13 @@ impl LatenessCheck {
 
     /// Whether an event at `ts_ms` is too late: `Err(oldest)` (the oldest time allowed; the
     /// check is unchanged); otherwise `Ok(())`, and the event counts as accepted (it raises
-    /// [`Self::newest_accepted_ms`], to at most [`Self::now_ms`]). An event at exactly the
+    /// [`Self::newest_accepted_ms`], capped as [`Self::now_ms`] says). An event at exactly the
     /// oldest time is accepted.
     pub fn admit(&mut self, ts_ms: i64) -> Result<(), i64> {
         if let Some(oldest) = self.oldest_ms().filter(|&o| ts_ms < o) {
             return Err(oldest);
         }
-        let raised = self.now_ms.map_or(ts_ms, |now| ts_ms.min(now));
+        let raised = self.now_ms.map_or(ts_ms, |(now, margin)| accepted_time_ms(ts_ms, now, margin));
         self.newest_accepted_ms = Some(self.newest_accepted_ms.map_or(raised, |m| m.max(raised)));
         Ok(())
     }

@@ -245,9 +245,9 @@ async fn handle<L: EventLog>(state: &EventsState<L>, req: Request) -> Result<(us
     state.appender.append_durable_marked(accepted, backfill).await?;
     // Stored: the next requests' events are checked against these too (gate::LatenessCheck).
     // An event ahead of the clock (within the future skew) moves the dataflow's watermark
-    // only to the processing clock (DESIGN, C21), so no further here either.
+    // only to its processing clock when it reads it (DESIGN, C21): gate::accepted_time_ms.
     if let (Some(gate), Some(ts)) = (&state.gate, newest) {
-        gate.record_accepted(ts.min(ctx.now_ms));
+        gate.record_accepted(gate::accepted_time_ms(ts, ctx.now_ms, gate.in_flight_margin_ms()));
     }
     Ok((n, rejected, backfill))
 }
@@ -272,7 +272,8 @@ fn gate_events(
     rejected: &mut Vec<RejectedEvent>,
 ) -> Vec<ClickEvent> {
     let from_views = if backfill { gate.oldest_backfill_ts_ms() } else { gate.oldest_live_ts_ms() };
-    let mut lateness = gate::LatenessCheck::after(from_views, gate.lateness_limit_ms(backfill), gate.newest_accepted_ms()).capped_at(now_ms);
+    let mut lateness =
+        gate::LatenessCheck::after(from_views, gate.lateness_limit_ms(backfill), gate.newest_accepted_ms()).capped_at(now_ms, gate.in_flight_margin_ms());
     let mut accepted = Vec::with_capacity(valid.len());
     for (index, line, ev) in valid {
         let refusal = if !known.contains(&ev.code) {

@@ -18,11 +18,13 @@ struct FakeGate {
     fail: bool,
     /// [`IntakeGate::record_accepted`]'s arguments, in order.
     recorded: std::sync::Mutex<Vec<i64>>,
+    /// [`IntakeGate::in_flight_margin_ms`].
+    margin: i64,
 }
 
 impl FakeGate {
     fn new(oldest: i64, oldest_backfill: i64, limits: Option<(i64, i64)>, fail: bool) -> Self {
-        FakeGate { oldest: AtomicI64::new(oldest), oldest_backfill, limits, fail, recorded: std::sync::Mutex::new(Vec::new()) }
+        FakeGate { oldest: AtomicI64::new(oldest), oldest_backfill, limits, fail, recorded: std::sync::Mutex::new(Vec::new()), margin: 0 }
     }
 
     fn recorded(&self) -> Vec<i64> {
@@ -58,6 +60,10 @@ impl IntakeGate for FakeGate {
 
     fn record_accepted(&self, ts_ms: i64) {
         self.recorded.lock().expect("lock").push(ts_ms);
+    }
+
+    fn in_flight_margin_ms(&self) -> i64 {
+        self.margin
     }
 }
 
@@ -314,4 +320,29 @@ async fn concurrent_requests_store_in_the_order_they_were_checked_in() {
             newest = newest.max(e.event.ts);
         }
     }
+}
+
+/// With an in-flight margin, an event ahead of the clock counts as stamped at most the
+/// margin after it: the dataflow reads it later than the intake's clock and raises its
+/// watermark to its own clock then, so an event of the same request just inside the limit
+/// behind the intake's clock would be dead-lettered (attack of session 44: `[now+4m50s,
+/// now−48h+3ms]` accepted both, the dataflow dead-lettered the second). Refused now; one
+/// the margin further ahead is accepted, and the next request is checked the same way.
+#[tokio::test]
+async fn an_event_ahead_of_the_clock_counts_as_stamped_at_most_the_margin_after_it() {
+    let gate = Arc::new(FakeGate { margin: 60_000, ..FakeGate::new(i64::MIN, i64::MIN, LIMITS, false) });
+    let f = gated_with(Arc::clone(&gate));
+    let fast = NOW + 290_000;
+    let r = post_json(&f.router, &json!([at("m1", "ab", fast), at("m2", "ab", NOW - 48 * HOUR + 3), at("m3", "ab", NOW - 48 * HOUR + 60_000)])).await;
+    assert_eq!((r.status, &r.body["accepted"]), (StatusCode::OK, &json!(2)), "{}", r.body);
+    assert_eq!(reasons(&r), vec![(1, "too_late".into())]);
+    assert_eq!(gate.recorded(), vec![NOW + 60_000]);
+    let r = post_json(&f.router, &json!([at("m4", "ab", NOW - 48 * HOUR + 59_999), at("m5", "ab", NOW - 48 * HOUR + 60_000)])).await;
+    assert_eq!(reasons(&r), vec![(0, "too_late".into())]);
+    assert_eq!(ids(&f.log), ["m1", "m3", "m5"].map(event_uuid).to_vec());
+    // Not ahead of the clock: the time itself; ahead by less than the margin: itself.
+    assert_eq!(crate::http::gate::accepted_time_ms(NOW - 5, NOW, 60_000), NOW - 5);
+    assert_eq!(crate::http::gate::accepted_time_ms(NOW + 5, NOW, 60_000), NOW + 5);
+    assert_eq!(crate::http::gate::accepted_time_ms(NOW + 290_000, NOW, 60_000), NOW + 60_000);
+    assert_eq!(crate::http::gate::accepted_time_ms(NOW + 290_000, NOW, 0), NOW);
 }
