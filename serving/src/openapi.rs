@@ -114,6 +114,16 @@ mod tests {
         documented.sort_unstable();
         accepted.sort_unstable();
         assert_eq!(documented, accepted);
+        // POST /v1/events: a JSON array or NDJSON (attack of session 44: only application/json
+        // was listed).
+        let events = &doc["paths"]["/v1/events"]["post"]["requestBody"]["content"];
+        assert_eq!(
+            events,
+            &json!({
+                "application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/EventInputDoc"}}},
+                "application/x-ndjson": {"schema": {"$ref": "#/components/schemas/EventInputDoc"}},
+            })
+        );
         // POST /v1/links still takes any JSON type and documents application/json.
         assert_eq!(
             doc["paths"]["/v1/links"]["post"]["requestBody"]["content"],

@@ -62,7 +62,15 @@ pub struct EventsAnswerDoc {
 /// Posts explicit click events (backup intake, tests, `sluice import`).
 #[utoipa::path(
     post, path = "/v1/events", tag = "events",
-    request_body(content = Vec<EventInputDoc>, description = "A JSON array (application/json) or one event per line (application/x-ndjson), at most 10,000 events and 32 MiB"),
+    // Both body formats of `POST /v1/events` (sluice_ingest::http's body_format): the NDJSON
+    // body is the same events, one object per line.
+    request_body(
+        description = "A JSON array (application/json) or one event per line (application/x-ndjson), at most 10,000 events and 32 MiB",
+        content(
+            (Vec<EventInputDoc> = "application/json"),
+            (EventInputDoc = "application/x-ndjson"),
+        ),
+    ),
     params(
         ("backfill" = Option<bool>, Query, description = "Mark the events as backfill: they bypass the dataflow's lateness limit (not dedup)"),
         ("Authorization" = Option<String>, Header, description = "Bearer <[ingest] token>; without a configured token only loopback peers may post"),
