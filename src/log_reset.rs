@@ -131,8 +131,8 @@ fn record_link_store_id(cfg: &Config, log: &ClickLog, report: &mut String) -> an
     let shown = if embedded { format!("\"{}\"", cfg.server.data_dir.join(SQLITE_FILE_NAME).display()) } else { "the [store] url".to_owned() };
     if embedded && !cfg.server.data_dir.join(SQLITE_FILE_NAME).exists() {
         report.push_str(&format!(
-            "no link store at {shown}: no link store id recorded in the new log (the first `sluice serve` records its store's; a link store lost before \
-             then is not noticed)\n"
+            "no link store at {shown}: no link store id recorded in the new log (the first `sluice serve` records its store's; one that starts \
+             without links.db retires the codes the checkpoint counted)\n"
         ));
         return Ok(());
     }
@@ -161,7 +161,8 @@ fn record_link_store_id(cfg: &Config, log: &ClickLog, report: &mut String) -> an
         }
         Ok(None) => {}
         Err(e) => report.push_str(&format!(
-            "could not read the link store's id at {shown} ({e:#}): none recorded in the new log (the first `sluice serve` records its store's)\n"
+            "could not read the link store's id at {shown} ({e:#}): none recorded in the new log (the first `sluice serve` records its store's; one \
+             that starts without links.db retires the codes the checkpoint counted)\n"
         )),
     }
     Ok(())

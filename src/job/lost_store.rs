@@ -12,8 +12,11 @@
 //! ([`LinkStore::retire_codes`]: generated codes skip them, custom aliases get 409
 //! `alias_conflict`), then the new id is recorded. `sluice log reset` records the link
 //! store's id in the new log it starts (`crate::log_reset`), so a store lost after a reset
-//! is noticed too. A log that records no id (only `sluice import` wrote it, or a sluice
-//! before store ids) retires nothing: importing before the first `serve` is legitimate.
+//! is noticed too; when it could not read one (`links.db` missing or damaged then), a
+//! start that finds `links.db` missing next to such a reset log retires the codes of the
+//! newest checkpoint (a `sluice serve` took it, so a store served those clicks). Any other
+//! log that records no id (only `sluice import` wrote it, or a sluice before store ids)
+//! retires nothing: importing before the first `serve` is legitimate.
 //!
 //! The check reads at once ([`check_link_store`]) but writes ([`StoreCheck::apply`]) only
 //! after every other start-up check passed (e.g. a checkpoint that does not fit the click
@@ -39,6 +42,25 @@ pub(super) struct BeforeOpen {
 }
 
 impl BeforeOpen {
+    /// Refuses a `--role api` start on a data dir whose `links.db` is missing next to a click
+    /// log: that role opens no click log, so it cannot notice the lost store nor retire its
+    /// codes (module docs), and a link it creates could take a lost link's code and inherit
+    /// its clicks. The redirect (or all) role does both; once it ran, `links.db` exists.
+    ///
+    /// Errors: the refusal, naming the data dir and the way on.
+    pub(super) fn refuse_api_role_without_store(&self, data_dir: &Path) -> anyhow::Result<()> {
+        if self.embedded_store_missing {
+            anyhow::bail!(
+                "the link store {SQLITE_FILE_NAME} is missing from the data dir \"{}\", next to a click log: `sluice serve --role api` opens no click \
+                 log, so it cannot retire the codes of the lost links, and a link created now could take one and inherit its clicks. Start \
+                 `sluice serve --role redirect` (or `--role all`) on this data dir first (it notices the lost store and retires those codes), or \
+                 put {SQLITE_FILE_NAME} back from a backup",
+                data_dir.display()
+            );
+        }
+        Ok(())
+    }
+
     /// Looks at `data_dir` for `cfg` (only the embedded store can be missing from it).
     pub(super) fn look(cfg: &Config, data_dir: &Path) -> BeforeOpen {
         let missing = cfg.store.url.trim().is_empty() && !data_dir.join(SQLITE_FILE_NAME).exists() && data_dir.join(CLICK_LOG_FILE_NAME).exists();
@@ -53,7 +75,8 @@ impl BeforeOpen {
 pub(super) enum StoreCheck {
     /// Nothing to do (the log records this store, or the store has no id).
     Nothing,
-    /// Retire `codes` (the lost store's, `previous` its id) unless empty, then record `id`.
+    /// Retire `codes` (the lost store's, `previous` its id; `None`: no id was recorded, the
+    /// log was reset) unless empty, then record `id`.
     Record {
         /// The store's id, to record in the log.
         id: u64,
@@ -90,9 +113,17 @@ pub(super) async fn check_link_store(cfg: &Config, store: &Arc<dyn LinkStore>, l
             .context("click log task failed")??;
             Ok(StoreCheck::Record { id, previous: Some(previous), codes })
         }
+        None if before.embedded_store_missing && log.low() > 0 => {
+            // A log that starts above 0 was started by `sluice log reset`, which records the
+            // store's id when it can read one: it could not (links.db missing or damaged
+            // then). Its checkpoint was taken by a `sluice serve`, so a store served those
+            // clicks, and it is gone now: the checkpoint's codes are retired.
+            let (dir, partition) = (checkpoint::dir_of(&cfg.server.data_dir), cfg.dataflow.partition());
+            let codes = tokio::task::spawn_blocking(move || checkpoint_codes(&dir, partition)).await.context("checkpoint task failed")??;
+            Ok(StoreCheck::Record { id, previous: None, codes: codes.into_iter().collect() })
+        }
         None => {
-            // A log that starts above 0 was reset: its checkpoints hold the clicks before.
-            if before.embedded_store_missing && (log.head() > log.low() || log.low() > 0) {
+            if before.embedded_store_missing && log.head() > log.low() {
                 tracing::warn!(
                     click_log = %log.path().display(),
                     "the link store was missing from a data dir that holds a click log no link store was recorded in (written by `sluice import`, or by a sluice before link store ids): no codes were retired; if links were lost, links created now may reuse their codes and inherit their clicks (restore links.db from a backup, or move clicks.redb and checkpoints/ aside to start afresh)"
@@ -122,6 +153,15 @@ impl StoreCheck {
     /// the codes are retired, so a failed start retries the whole step).
     pub(super) async fn apply(self, store: &Arc<dyn LinkStore>, log: &ClickLog) -> anyhow::Result<usize> {
         let StoreCheck::Record { id, previous, codes } = self else { return Ok(0) };
+        if previous.is_none() && !codes.is_empty() {
+            store.retire_codes(&codes).await.context("could not retire the codes of the lost link store")?;
+            tracing::warn!(
+                click_log = %log.path().display(),
+                store_id = id,
+                retired = codes.len(),
+                "the link store was missing from a data dir whose click log was reset (`sluice log reset`, which could not read the link store's id then): starting with its links missing; the codes with clicks in the newest checkpoint were retired, so no new link gets one and inherits its clicks (restore the old link store from a backup to get its links back)"
+            );
+        }
         if let Some(previous) = previous {
             store.retire_codes(&codes).await.context("could not retire the codes of the lost link store")?;
             tracing::warn!(

@@ -218,3 +218,48 @@ async fn a_link_store_lost_after_a_log_reset_retires_the_checkpoints_codes() {
     assert_eq!(create(&p, "free-2").await.0, 201);
     p.terminate();
 }
+
+/// `sluice serve --role api` on a data dir whose `links.db` is gone next to a click log is
+/// refused (it opens no click log, so it could not retire the lost links' codes; attack of
+/// session 44: it created `promo` again, which inherited the old clicks) and creates no
+/// store; the redirect role retires the codes, after which the api role starts and refuses
+/// the old alias. A reset log whose reset could not read the store's id (links.db already
+/// gone) retires the checkpoint's codes too (attack of session 44: the new link inherited).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_role_is_refused_beside_a_lost_store_and_a_reset_without_an_id_retires() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = Proc::start(dir.path()).await;
+    p.create_link("https://example.com/old", "promo").await;
+    click(&p, "promo", 3).await;
+    p.caught_up().await;
+    p.terminate();
+    remove_link_store(dir.path());
+
+    let out = Command::new(BIN)
+        .args(["serve", "--role", "api", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("SLUICE_LOG", "warn")
+        .env_remove("SLUICE__STORE__URL")
+        .env_remove("KAFKA_BROKERS")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run sluice serve --role api");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("is missing from the data dir") && stderr.contains("Start `sluice serve --role redirect`"), "{stderr}");
+    assert!(!dir.path().join("links.db").exists(), "the refused start created no store");
+
+    // links.db gone before the reset: none recorded by it, the checkpoint's codes retired.
+    std::fs::File::options().write(true).open(dir.path().join("clicks.redb")).expect("open").set_len(0).expect("damage the log");
+    let report = log_reset(dir.path());
+    assert!(report.contains("no link store at") && report.contains("retires the codes the checkpoint counted"), "{report}");
+    let log = dir.path().join("restart.log");
+    let p = Proc::start_logged(dir.path(), &[], Stdio::from(std::fs::File::create(&log).expect("log file"))).await;
+    p.caught_up().await;
+    let (status, body) = create(&p, "promo").await;
+    assert_eq!((status, &body["error"]["details"]["retired"]), (409, &json!(true)), "{body}");
+    assert_eq!(create(&p, "free-3").await.0, 201);
+    let stderr = std::fs::read_to_string(&log).expect("read log");
+    assert!(stderr.contains("whose click log was reset") && stderr.contains("retired=1"), "{stderr}");
+    p.terminate();
+}
