@@ -160,6 +160,16 @@ async fn click(p: &Proc, code: &str, n: usize) {
     }
 }
 
+/// A server on `dir` creates `promo`, which gets 3 clicks, and stops gracefully (a
+/// checkpoint holds the clicks).
+async fn promo_with_three_clicks(dir: &Path) {
+    let p = Proc::start(dir).await;
+    p.create_link("https://example.com/old", "promo").await;
+    click(&p, "promo", 3).await;
+    p.caught_up().await;
+    p.terminate();
+}
+
 /// After `sluice log reset` the clicks counted before it live only in the checkpoint; a link
 /// store lost after the reset is still noticed (the reset records the store's id in the new
 /// log, attack of session 44: the new log recorded none, so nothing was retired) and the
@@ -167,11 +177,7 @@ async fn click(p: &Proc, code: &str, n: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_link_store_lost_after_a_log_reset_retires_the_checkpoints_codes() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let p = Proc::start(dir.path()).await;
-    p.create_link("https://example.com/old", "promo").await;
-    click(&p, "promo", 3).await;
-    p.caught_up().await;
-    p.terminate(); // graceful: a checkpoint holds the 3 clicks
+    promo_with_three_clicks(dir.path()).await; // graceful stop: a checkpoint holds them
 
     std::fs::File::options().write(true).open(dir.path().join("clicks.redb")).expect("open").set_len(0).expect("damage the log");
     let report = log_reset(dir.path());
@@ -222,17 +228,13 @@ async fn a_link_store_lost_after_a_log_reset_retires_the_checkpoints_codes() {
 /// `sluice serve --role api` on a data dir whose `links.db` is gone next to a click log is
 /// refused (it opens no click log, so it could not retire the lost links' codes; attack of
 /// session 44: it created `promo` again, which inherited the old clicks) and creates no
-/// store; the redirect role retires the codes, after which the api role starts and refuses
-/// the old alias. A reset log whose reset could not read the store's id (links.db already
-/// gone) retires the checkpoint's codes too (attack of session 44: the new link inherited).
+/// store. A reset log whose reset could not read the store's id (links.db already gone)
+/// retires the checkpoint's codes at the next start (attack of session 44: the new link
+/// inherited).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_role_is_refused_beside_a_lost_store_and_a_reset_without_an_id_retires() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let p = Proc::start(dir.path()).await;
-    p.create_link("https://example.com/old", "promo").await;
-    click(&p, "promo", 3).await;
-    p.caught_up().await;
-    p.terminate();
+    promo_with_three_clicks(dir.path()).await;
     remove_link_store(dir.path());
 
     let out = Command::new(BIN)
