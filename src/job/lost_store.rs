@@ -42,25 +42,6 @@ pub(super) struct BeforeOpen {
 }
 
 impl BeforeOpen {
-    /// Refuses a `--role api` start on a data dir whose `links.db` is missing next to a click
-    /// log: that role opens no click log, so it cannot notice the lost store nor retire its
-    /// codes (module docs), and a link it creates could take a lost link's code and inherit
-    /// its clicks. The redirect (or all) role does both; once it ran, `links.db` exists.
-    ///
-    /// Errors: the refusal, naming the data dir and the way on.
-    pub(super) fn refuse_api_role_without_store(&self, data_dir: &Path) -> anyhow::Result<()> {
-        if self.embedded_store_missing {
-            anyhow::bail!(
-                "the link store {SQLITE_FILE_NAME} is missing from the data dir \"{}\", next to a click log: `sluice serve --role api` opens no click \
-                 log, so it cannot retire the codes of the lost links, and a link created now could take one and inherit its clicks. Start \
-                 `sluice serve --role redirect` (or `--role all`) on this data dir first (it notices the lost store and retires those codes), or \
-                 put {SQLITE_FILE_NAME} back from a backup",
-                data_dir.display()
-            );
-        }
-        Ok(())
-    }
-
     /// Looks at `data_dir` for `cfg` (only the embedded store can be missing from it).
     pub(super) fn look(cfg: &Config, data_dir: &Path) -> BeforeOpen {
         let missing = cfg.store.url.trim().is_empty() && !data_dir.join(SQLITE_FILE_NAME).exists() && data_dir.join(CLICK_LOG_FILE_NAME).exists();

@@ -206,9 +206,6 @@ impl System {
         crate::config::create_data_dir(&data_dir)?;
         telemetry::prometheus();
         let before_open = super::lost_store::BeforeOpen::look(&cfg, &data_dir);
-        if cfg.server.role == Role::Api {
-            before_open.refuse_api_role_without_store(&data_dir)?;
-        }
         let had_click_log = data_dir.join(CLICK_LOG_FILE_NAME).exists();
         // The click log and the checkpoint the dataflow resumes from are checked first: a
         // start they refuse (a damaged clicks.redb, a checkpoint of another log, a log moved
