@@ -115,6 +115,17 @@ mod tests {
         h
     }
 
+    /// `check_json_content_type` refuses `ct` with 415 and exactly `message`.
+    #[track_caller]
+    fn assert_json_415(ct: &str, message: &str) {
+        let e = check_json_content_type(&headers(ct)).expect_err(ct);
+        assert_eq!(
+            (e.status, e.body()),
+            (StatusCode::UNSUPPORTED_MEDIA_TYPE, json!({"error": {"code": "unsupported_media_type", "message": message, "details": {"content_type": ct}}})),
+            "{ct}"
+        );
+    }
+
     /// The charset rule is `sluice_schemas::media_type`'s, shared with `POST /v1/events`;
     /// the answer is this API's 415, message and details as before.
     #[test]
@@ -146,12 +157,7 @@ mod tests {
                 "charset latin1 is not supported: JSON bodies are UTF-8 (RFC 8259 §8.1); send charset=utf-8 or no charset",
             ),
         ] {
-            let e = check_json_content_type(&headers(ct)).expect_err(ct);
-            assert_eq!(
-                (e.status, e.body()),
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, json!({"error": {"code": "unsupported_media_type", "message": message, "details": {"content_type": ct}}})),
-                "{ct}"
-            );
+            assert_json_415(ct, message);
         }
     }
 
@@ -187,12 +193,7 @@ mod tests {
             ("application/", malformed.clone()),
             ("application/json; foo", malformed.clone()),
         ] {
-            let e = check_json_content_type(&headers(ct)).expect_err(ct);
-            assert_eq!(
-                (e.status, e.body()),
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, json!({"error": {"code": "unsupported_media_type", "message": message, "details": {"content_type": ct}}})),
-                "{ct}"
-            );
+            assert_json_415(ct, &message);
         }
     }
 
