@@ -427,9 +427,9 @@ fn too_large_summary(too_large: &[(u64, usize)]) -> String {
 /// e.g. a JSON array of events on one line), or when any parsed event was
 /// rejected (the stored ones stay stored; the summary above lists the reasons), or when no
 /// line was a click and some were redirects or requests outside `path_prefix` (the
-/// `--path-prefix` given, read with a leading and trailing `/`), or when no event was parsed
-/// and some lines were invalid events (`missing_field`, `invalid_field`, ...), so scripts
-/// notice a partial or failed import.
+/// `--path-prefix` given, read with a leading and trailing `/`), or when any NDJSON line
+/// was not a valid event (`missing_field`, `invalid_field`, ...; the valid ones stay
+/// stored), so scripts notice a partial or failed import.
 pub fn import_outcome(r: &ImportReport, path_prefix: &str) -> anyhow::Result<()> {
     let t = &r.tally;
     let content = t.lines - t.skipped.get("blank").copied().unwrap_or(0);
@@ -464,8 +464,17 @@ pub fn import_outcome(r: &ImportReport, path_prefix: &str) -> anyhow::Result<()>
         )
     }
     let rejected: u64 = r.rejected.values().sum();
-    if rejected == 0 {
-        return Ok(());
+    let refused = if rejected == 0 { None } else { Some(format!("{rejected} of {} events were rejected ({} stored)", t.events, r.accepted)) };
+    if invalid > 0 {
+        // An NDJSON line that is no valid event is an event the user meant to import and
+        // that was not stored: as much a failure as a rejected one.
+        let reasons: Vec<String> = t.invalid.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let stored = if r.accepted == 1 { "1 event".to_owned() } else { format!("{} events", r.accepted) };
+        let tail = refused.map_or_else(|| format!("{stored} stored"), |refused| format!("and {refused}"));
+        anyhow::bail!("{invalid} of the {content} non-blank lines are not valid events ({}), not imported; {tail}", reasons.join(", "))
     }
-    anyhow::bail!("{rejected} of {} events were rejected ({} stored)", r.tally.events, r.accepted)
+    match refused {
+        None => Ok(()),
+        Some(refused) => anyhow::bail!("{refused}"),
+    }
 }

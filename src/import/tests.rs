@@ -261,11 +261,22 @@ fn lines_that_are_json_but_not_objects_fail_the_import() {
         import_outcome(&fields, "/").expect_err("no valid event").to_string(),
         "none of the 2 non-blank lines is a valid event (invalid lines: missing_field 2), nothing was imported: see the event fields in `sluice import --help`"
     );
-    // one event among them: a partial import, reported but not an error of its own
+    // Finding (attack, session 44): one event among them was a partial import that exited
+    // 0, while a rejected event fails the import: an invalid line fails it too.
     r.tally.lines = 6;
     r.tally.events = 1;
     r.accepted = 1;
-    assert!(import_outcome(&r, "/").is_ok());
+    assert_eq!(
+        import_outcome(&r, "/").expect_err("partial").to_string(),
+        "4 of the 5 non-blank lines are not valid events (malformed_json 1, not_an_object 3), not imported; 1 event stored"
+    );
+    r.tally.events = 3;
+    r.rejected.insert("invalid_code".into(), 1);
+    r.accepted = 2;
+    assert_eq!(
+        import_outcome(&r, "/").expect_err("partial and rejected").to_string(),
+        "4 of the 5 non-blank lines are not valid events (malformed_json 1, not_an_object 3), not imported; and 1 of 3 events were rejected (2 stored)"
+    );
 }
 
 /// An import into a data dir that did not exist, which stores nothing and fails (no line

@@ -226,7 +226,8 @@ fn import_into_a_new_data_dir_does_not_warn_of_a_lost_visitor_secret() {
 
 /// `sluice import` of a file none of whose lines can be read (random bytes) fails: exit 1
 /// and a message, not a quiet "0 events". A file with one readable line among malformed
-/// ones imports it and exits 0 (skipped lines are normal in an access log).
+/// ones imports it and exits 0 (skipped lines are normal in an access log); an NDJSON line
+/// that is no valid event among valid ones is exit 1 (the valid ones are stored).
 #[test]
 fn an_import_that_can_read_no_line_fails() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -258,6 +259,20 @@ fn an_import_that_can_read_no_line_fails() {
     std::fs::write(&mixed, format!("garbage\n{good}\n\x01\x02\n")).expect("write");
     let out = sluice(&["--log", "warn", "import", "--quiet", "--data-dir", data.to_str().expect("utf-8"), mixed.to_str().expect("utf-8")], &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr_lossy(&out));
+
+    // Finding (attack, session 44): NDJSON with one invalid event among valid ones exited 0.
+    // The valid ones are stored; the invalid line fails the import, as a rejected event does.
+    let partial = dir.path().join("partial.ndjson");
+    let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() - 60_000;
+    let valid = |id: &str| format!("{{\"event_id\":\"{id}\",\"code\":\"abc123\",\"ts\":{ts},\"ip\":\"192.0.2.1\",\"user_agent\":\"\"}}");
+    std::fs::write(&partial, format!("{}\n{{\"event_id\":\"p2\",\"code\":\"abc123\"}}\n{}\n", valid("p1"), valid("p3"))).expect("write");
+    let out = sluice(&["--log", "warn", "import", "--data-dir", data.to_str().expect("utf-8"), partial.to_str().expect("utf-8")], &[]);
+    assert_eq!(
+        (out.status.code(), stderr_lossy(&out)),
+        (Some(1), "error: 1 of the 3 non-blank lines are not valid events (missing_field 1), not imported; 2 events stored\n".to_owned())
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(": 3 lines, 2 events parsed, 2 stored, 0 rejected in ") && stdout.contains("invalid lines: missing_field 1"), "{stdout}");
 }
 
 fn stderr_lossy(out: &Output) -> String {
