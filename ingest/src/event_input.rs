@@ -163,6 +163,16 @@ fn take_string(m: &mut Map<String, Value>, key: &str) -> Result<Option<String>, 
     }
 }
 
+/// A required string member: absent is `missing_field`; present with another type,
+/// `null` included, is `invalid_field` (the member is there, its value is no string).
+fn take_required_string(m: &mut Map<String, Value>, key: &str) -> Result<String, Rejection> {
+    match m.remove(key) {
+        None => Err(Rejection::new("missing_field", format!("\"{key}\" is required"))),
+        Some(Value::String(s)) => Ok(s),
+        Some(other) => Err(Rejection::new("invalid_field", format!("\"{key}\" must be a string, got {}", type_name(&other)))),
+    }
+}
+
 /// `user_agent` or its alias `ua`: a string (may be empty) or absent. Unlike the optional
 /// members, `null` is not read as absent: the member is there with a value that is not a
 /// string (400 `invalid_field`, as for any other type).
@@ -239,10 +249,10 @@ impl EventInput {
         if let Some(k) = unknown.first() {
             return Err(Rejection::new("unknown_field", format!("unknown member \"{}\"", cut((*k).clone(), 64))));
         }
-        let event_id = take_string(&mut m, "event_id")?.ok_or_else(|| Rejection::new("missing_field", "\"event_id\" is required"))?;
-        let code = take_string(&mut m, "code")?.ok_or_else(|| Rejection::new("missing_field", "\"code\" is required"))?;
+        let event_id = take_required_string(&mut m, "event_id")?;
+        let code = take_required_string(&mut m, "code")?;
         let ts = match m.remove("ts") {
-            None | Some(Value::Null) => {
+            None => {
                 return Err(Rejection::new("missing_field", "\"ts\" is required"));
             }
             Some(v) => parse_ts(v)?,

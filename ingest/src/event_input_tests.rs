@@ -188,7 +188,14 @@ fn every_rejection_reason() {
     assert_eq!(reason(without("event_id")), "missing_field");
     assert_eq!(reason(without("code")), "missing_field");
     assert_eq!(reason(without("ts")), "missing_field");
-    assert_eq!(reason(with("ts", Value::Null)), "missing_field");
+    // Finding (attack, session 44): a null required member read as absent (`missing_field`,
+    // "is required") though it is there: a type error, as for `user_agent`.
+    assert_eq!(reason(with("ts", Value::Null)), "invalid_ts");
+    assert_eq!(check(with("ts", Value::Null)).expect_err("null ts").message, "\"ts\" must be an integer (ms) or an RFC 3339 string, got null");
+    for key in ["event_id", "code"] {
+        let e = check(with(key, Value::Null)).expect_err(key);
+        assert_eq!((e.reason, e.message), ("invalid_field", format!("\"{key}\" must be a string, got null")));
+    }
     assert_eq!(reason(without("user_agent")), "missing_field");
     assert_eq!(reason(without("ip")), "missing_field");
     assert_eq!(reason(with("ua", json!("also"))), "invalid_field");
