@@ -152,14 +152,16 @@ fn finish(state: &RedirectState, req: &Parts, peer: Option<IpAddr>, code: &str, 
         Outcome::Redirect { status, location, cache_control } => (status, location, cache_control),
         Outcome::Error(status, body) => return error(status, body, head),
     };
+    // A browser's prefetch is nobody's click ([`crate::prefetch`]); a speculative `HEAD` is
+    // refused as the same `GET` would be (C02: `HEAD` is answered exactly like `GET`).
+    let policy = state.inner.config.prefetch;
+    let speculative = policy != PrefetchPolicy::Count && is_speculative(&req.headers);
+    if speculative && policy == PrefetchPolicy::Refuse {
+        state.inner.metrics.prefetches_refused.increment(1);
+        return error(StatusCode::SERVICE_UNAVAILABLE, PREFETCH_BODY, head);
+    }
     if !head {
-        // A browser's prefetch is nobody's click ([`crate::prefetch`]).
-        let policy = state.inner.config.prefetch;
-        if policy != PrefetchPolicy::Count && is_speculative(&req.headers) {
-            if policy == PrefetchPolicy::Refuse {
-                state.inner.metrics.prefetches_refused.increment(1);
-                return error(StatusCode::SERVICE_UNAVAILABLE, PREFETCH_BODY, false);
-            }
+        if speculative {
             state.inner.metrics.prefetches_redirected.increment(1);
             return redirect_response(status, location, cache_control);
         }
