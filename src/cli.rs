@@ -83,7 +83,7 @@ pub struct ServeArgs {
     #[arg(long, value_enum)]
     pub role: Option<Role>,
     /// Origin of the short URLs the API returns (default http://<listen>, 127.0.0.1 / [::1] for an unspecified listen address); its host is an own short domain.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", value_parser = parse_base_url)]
     pub base_url: Option<String>,
     /// Another own short domain (repeatable); links may use it and targets on it are refused.
     #[arg(long = "short-domain", value_name = "HOST", value_parser = crate::config::check_short_domain)]
@@ -190,6 +190,12 @@ pub struct LogTailArgs {
 /// Errors: the text, and what is expected.
 pub fn parse_count(s: &str) -> Result<u64, String> {
     s.parse().map_err(|_| format!("expected a whole number from 0 to {}, got \"{s}\"", u64::MAX))
+}
+
+/// `--base-url`: checked as [`crate::config::check_base_url`] (a refused value is a usage
+/// error, exit 2, as for every flag), kept as given.
+fn parse_base_url(s: &str) -> Result<String, String> {
+    crate::config::check_base_url(s).map(|_| s.to_owned())
 }
 
 /// `--listen`: an IP address and a port (`127.0.0.1:8080`, `[::1]:8080`, `0.0.0.0:8080`).

@@ -497,21 +497,7 @@ impl Config {
             }
             format!("http://{listen}")
         });
-        let mut url = url::Url::parse(&raw).with_context(|| format!("server.base-url \"{raw}\" is not a valid url"))?;
-        if !url.username().is_empty() || url.password().is_some() {
-            let _ = (url.set_username(""), url.set_password(None));
-            bail!("server.base-url \"{url}\" (credentials removed here) must not contain user:password@ credentials: short URLs would not carry them");
-        }
-        if let Some(host) = url.host_str().and_then(|h| h.strip_suffix('.')).filter(|h| !h.is_empty()).map(str::to_owned) {
-            url.set_host(Some(&host)).with_context(|| format!("server.base-url \"{raw}\" is not a valid url"))?;
-        }
-        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-            bail!("server.base-url \"{raw}\" must be an http or https origin");
-        }
-        if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
-            bail!("server.base-url \"{raw}\" must not have a path, query or fragment");
-        }
-        Ok(url)
+        check_base_url(&raw).map_err(|m| anyhow::anyhow!("server.base-url {m}"))
     }
 
     /// Whether [`Self::base_url`] is a loopback stand-in for an unspecified listen address
@@ -577,7 +563,7 @@ mod data_dir;
 mod load_error;
 mod values;
 pub use data_dir::{check_data_dir_flag, check_store_flag, check_store_location, create_data_dir, existing_data_dir, refuse_non_directory};
-pub use values::{check_short_domain, parse_secret};
+pub use values::{check_base_url, check_short_domain, parse_secret};
 
 #[cfg(test)]
 mod tests;

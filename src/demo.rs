@@ -54,7 +54,7 @@ pub struct DemoArgs {
     /// one request (rate × duration ≥ 1).
     #[arg(long, default_value_t = 300.0, value_parser = crate::cli::parse_rate, allow_negative_numbers = true, value_name = "R")]
     pub rate: f64,
-    /// Links to create.
+    /// Links to create, 1 to 1000000.
     #[arg(long, default_value_t = 25, value_name = "N")]
     pub links: usize,
     /// Seed of the traffic.
@@ -223,6 +223,9 @@ fn check_args(args: &DemoArgs) -> anyhow::Result<()> {
     }
     if args.links == 0 {
         return usage("--links must be at least 1".into());
+    }
+    if args.links > crate::loadgen::MAX_LINKS {
+        return usage(format!("--links must be at most {}, got {}", crate::loadgen::MAX_LINKS, args.links));
     }
     // The demo's data dir is --data-dir or a temporary one; `[server] data-dir` is not used.
     if let Some(dir) = &args.data_dir {

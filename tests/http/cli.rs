@@ -288,6 +288,7 @@ fn demo_refuses_empty_traffic_before_starting() {
         (&["--duration", "0s"][..], "error: --duration must be positive, e.g. 20s\n"),
         (&["--rate", "1", "--duration", "500ms"][..], "error: --rate 1 × --duration 500ms plans no request; give a higher --rate or a longer --duration\n"),
         (&["--links", "0"][..], "error: --links must be at least 1\n"),
+        (&["--links", "1000001"][..], "error: --links must be at most 1000000, got 1000001\n"),
     ] {
         let out = sluice(&[&["demo", "--listen", "127.0.0.1:0"][..], args].concat(), &[("TMPDIR", tmp.path().to_str().expect("utf-8"))]);
         assert_eq!((out.status.code(), stderr(&out).as_str()), (Some(2), msg), "{args:?}");
@@ -433,7 +434,8 @@ fn a_closed_standard_output_ends_the_benchmarks_quietly() {
     assert!(left.is_empty(), "the benchmark's temporary data dir is removed: {left:?}");
 }
 
-/// `--short-domain` takes a bare host name (a usage error otherwise, exit 2); a file given
+/// `--short-domain` takes a bare host name and `--base-url` an http(s) origin (a usage error
+/// otherwise, exit 2; from config or env, exit 1 naming the key); a file given
 /// as `--data-dir` is "not a directory" (a usage error too, exit 2: `cli_data_dir.rs`); a PostgreSQL port with nothing listening is
 /// "connection refused", at once; a `serve` that cannot bind its port creates no data dir.
 #[test]
@@ -452,6 +454,15 @@ fn bad_short_domains_data_dirs_and_store_urls_say_what_is_wrong() {
         let err = stderr(&out);
         assert!(err.starts_with(&format!("error: invalid value '{bad}' for '--short-domain <HOST>': {bad:?} {why}: {hint}\n")), "{err}");
     }
+    // Finding (attack, session 45): a refused --base-url was exit 1, unlike every other flag.
+    for (bad, why) in [("ftp://x", "must be an http or https origin"), ("http://x.com/path", "must not have a path, query or fragment")] {
+        let out = sluice(&["serve", "--data-dir", data_arg, "--listen", "127.0.0.1:0", "--base-url", bad], &[]);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+        let err = stderr(&out);
+        assert!(err.starts_with(&format!("error: invalid value '{bad}' for '--base-url <URL>': \"{bad}\" {why}\n")), "{err}");
+    }
+    let out = sluice(&["serve", "--data-dir", data_arg], &[("SLUICE__SERVER__BASE_URL", "ftp://x")]);
+    assert_eq!((out.status.code(), stderr(&out)), (Some(1), "error: server.base-url \"ftp://x\" must be an http or https origin\n".to_owned()));
     let out = sluice(&["serve", "--data-dir", data_arg], &[("SLUICE__SERVER__SHORT_DOMAINS", "[\"a b\"]")]);
     assert_eq!(
         (out.status.code(), stderr(&out)),
