@@ -89,8 +89,13 @@ pub fn check_store_location(store: &str, named: &str) -> Result<(), String> {
 /// missing): the message of [`refuse_non_directory`].
 ///
 /// Errors: `dir` exists but is not a directory: `data dir "<dir>" is not a directory (check
-/// --data-dir or [server] data-dir)`.
+/// --data-dir or [server] data-dir)`; `dir` is empty (from a config file or the
+/// environment): `the data dir is empty: …`.
 pub fn check_data_dir_flag(dir: &Path) -> Result<(), String> {
+    if dir.as_os_str().is_empty() {
+        // `--data-dir ""` is refused by clap; the same from a config file or the environment.
+        return Err(format!("the data dir is empty: give a directory (check {DATA_DIR_SOURCES} or SLUICE__SERVER__DATA_DIR)"));
+    }
     if dir.exists() && !dir.is_dir() {
         return Err(format!("data dir \"{}\" is not a directory (check {DATA_DIR_SOURCES})", dir.display()));
     }
@@ -166,6 +171,11 @@ mod tests {
         assert_eq!(refusal(create_data_dir(&file).expect_err("a file")), (2, message.clone()));
         assert_eq!(refusal(existing_data_dir(&file, "tail").expect_err("a file")), (2, message.clone()));
         assert_eq!(check_data_dir_flag(&file), Err(message));
+        // Finding (attack, session 45): an empty data dir from the config or the environment
+        // created the click log in the working directory, then failed on the link store.
+        let empty = "the data dir is empty: give a directory (check --data-dir or [server] data-dir or SLUICE__SERVER__DATA_DIR)";
+        assert_eq!(refusal(refuse_non_directory(Path::new("")).expect_err("empty")), (2, empty.to_owned()));
+        assert_eq!(refusal(create_data_dir(Path::new("")).expect_err("empty")), (2, empty.to_owned()));
         // A directory, or a missing one, is no refusal here.
         refuse_non_directory(tmp.path()).expect("a directory");
         refuse_non_directory(&tmp.path().join("missing")).expect("missing");

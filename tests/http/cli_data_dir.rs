@@ -6,7 +6,7 @@
 use std::net::TcpListener;
 use std::path::Path;
 
-use crate::cli_messages::{run, utf8};
+use crate::cli_messages::{run, run_in, utf8};
 use crate::cli_run::text;
 
 /// The one line every subcommand prints for `file` given as the data dir.
@@ -95,6 +95,31 @@ fn a_regular_file_as_the_configured_data_dir_is_a_usage_error_too() {
         assert_eq!((out.status.code(), text(&out.stderr)), (Some(2), not_a_directory(&file)), "{name} SLUICE__SERVER__DATA_DIR");
     }
     assert_eq!(files.entries(), ["afile", "events.ndjson", "sluice.toml"], "nothing created");
+}
+
+/// Finding (attack, session 45): an empty data dir from the configuration or the
+/// environment (`--data-dir ""` is refused by clap) created the click log in the working
+/// directory, then failed on the link store (exit 1). Now a usage error before anything
+/// starts, as a file is.
+#[test]
+fn an_empty_configured_data_dir_is_a_usage_error() {
+    let files = Files::new();
+    let config = files.tmp.path().join("sluice.toml");
+    std::fs::write(&config, "[server]\ndata-dir = \"\"\n").expect("write config");
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let listen = taken.local_addr().expect("addr").to_string();
+    let want = "error: the data dir is empty: give a directory (check --data-dir or [server] data-dir or SLUICE__SERVER__DATA_DIR)\n";
+    let subcommands: [(&str, Vec<&str>); 4] =
+        [("serve", vec!["serve", "--listen", &listen]), ("migrate", vec!["migrate"]), ("log tail", vec!["log", "tail"]), ("log reset", vec!["log", "reset"])];
+    for (name, args) in &subcommands {
+        let mut with_config = args.clone();
+        with_config.extend(["--config", utf8(&config)]);
+        let out = run_in(Some(files.tmp.path()), &with_config, &[]);
+        assert_eq!((out.status.code(), text(&out.stderr)), (Some(2), want.to_owned()), "{name} --config");
+        let out = run_in(Some(files.tmp.path()), args, &[("SLUICE__SERVER__DATA_DIR", "")]);
+        assert_eq!((out.status.code(), text(&out.stderr)), (Some(2), want.to_owned()), "{name} SLUICE__SERVER__DATA_DIR");
+    }
+    assert_eq!(files.entries(), ["afile", "events.ndjson", "sluice.toml"], "nothing created in the working directory");
 }
 
 /// What stays as it was: a file given as `migrate --store` is a usage error of `--store`

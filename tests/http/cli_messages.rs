@@ -14,7 +14,15 @@ use crate::cli_run::{sluice_quiet, text};
 /// Runs `sluice --log warn <args>` with `env` and no configuration from the environment;
 /// kills it after 60 s (a start that is not refused would serve forever).
 pub(crate) fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    run_in(None, args, env)
+}
+
+/// [`run`] in the working directory `cwd` (`None`: the test's own).
+pub(crate) fn run_in(cwd: Option<&Path>, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
     cmd.args(["--log", "warn"]).args(args).env_remove("SLUICE_LOG").env_remove("KAFKA_BROKERS").env_remove("SLUICE__STORE__URL");
     for (k, v) in env {
         cmd.env(k, v);
@@ -210,6 +218,33 @@ fn migrate_names_a_database_file_that_is_a_fifo_and_says_the_cause_once() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.starts_with(&head) && err.ends_with(")\n") && err.lines().count() == 1, "{err}");
     assert_eq!(err.matches("disk I/O error").count(), 1, "the cause once: {err}");
+}
+
+/// Finding (attack, session 45): `migrate` on a store with a migration this build lacks (a
+/// newer sluice wrote it) said `migration failed: migration failed: migration 99 was
+/// previously applied but is missing…`: the prefix twice, and not why. Now it says a newer
+/// sluice wrote the store; `serve` refuses it the same way. Exit 1, nothing changed.
+#[tokio::test]
+async fn a_store_written_by_a_newer_build_is_named_as_such() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = run(&["migrate", "--data-dir", utf8(tmp.path())], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let url = format!("sqlite://{}", tmp.path().join("links.db").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.expect("open links.db");
+    sqlx::query("INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES (99, 'from the future', 1, x'00', 0)")
+        .execute(&pool)
+        .await
+        .expect("insert migration 99");
+    pool.close().await;
+    let newer = "the link store has schema migration 99 applied, which this build does not have: a newer sluice wrote it (run that version, or restore a backup from before it): \
+                 migration 99 was previously applied but is missing in the resolved migrations";
+    let out = run(&["migrate", "--data-dir", utf8(tmp.path())], &[]);
+    assert_eq!((out.status.code(), text(&out.stderr)), (Some(1), format!("error: migration failed: {newer}\n")));
+    let listen = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").to_string();
+    let out = run(&["serve", "--data-dir", utf8(tmp.path()), "--listen", &listen], &[]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.lines().last().is_some_and(|l| l.ends_with(newer)), "{err}");
 }
 
 /// Finding: importing an empty file named `D/clicks.redb` as where the events went, then
