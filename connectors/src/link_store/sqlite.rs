@@ -231,10 +231,7 @@ impl SqliteLinkStore {
     ///
     /// Errors: [`Error::LinkStoreLowOnSpace`] below `min_free`.
     pub(crate) fn check_free_space(&self, min_free: u64) -> Result<()> {
-        let dir = self.path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let Ok(fs) = rustix::fs::statvfs(dir) else { return Ok(()) };
-        let blocks = if rustix::process::geteuid().is_root() { fs.f_bfree } else { fs.f_bavail };
-        let free_bytes = blocks.saturating_mul(fs.f_frsize);
+        let Some(free_bytes) = free_bytes_beside(&self.path) else { return Ok(()) };
         if free_bytes < min_free {
             return Err(Error::LinkStoreLowOnSpace { path: self.path.display().to_string(), free_bytes, min_bytes: min_free });
         }
@@ -281,9 +278,27 @@ pub(super) fn open_error(path: &Path, e: sqlx::Error) -> Error {
     {
         Error::StoreReadOnly { path: path.display().to_string(), detail: db.message().to_string() }
     } else {
-        let what = std::fs::metadata(path).ok().and_then(|m| not_a_file(&m.file_type()));
-        Error::StoreOpen { path: path.display().to_string(), what: what.map(|w| format!(" ({w}, not a regular file)")).unwrap_or_default(), error: e }
+        let what = match std::fs::metadata(path).ok().and_then(|m| not_a_file(&m.file_type())) {
+            Some(w) => format!(" ({w}, not a regular file)"),
+            // A full disk shows as an I/O error (e.g. SQLITE_IOERR_SHMSIZE when the -shm file
+            // cannot grow), which does not say why.
+            None => match free_bytes_beside(path) {
+                Some(free) if free < MIN_FREE_BYTES => format!(" (its file system has only {free} bytes free: is the disk full?)"),
+                _ => String::new(),
+            },
+        };
+        Error::StoreOpen { path: path.display().to_string(), what, error: e }
     }
+}
+
+/// Bytes free for this user on the file system holding `file` (`statvfs(3)`: `f_bavail`, or
+/// `f_bfree` for root, times `f_frsize`); `None` when it cannot be asked (the directory is
+/// gone).
+fn free_bytes_beside(file: &Path) -> Option<u64> {
+    let dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let fs = rustix::fs::statvfs(dir).ok()?;
+    let blocks = if rustix::process::geteuid().is_root() { fs.f_bfree } else { fs.f_bavail };
+    Some(blocks.saturating_mul(fs.f_frsize))
 }
 
 /// What a file type that is no regular file is, for messages (`"a FIFO (named pipe)"`,

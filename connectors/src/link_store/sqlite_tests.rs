@@ -321,3 +321,23 @@ async fn writes_after_a_full_disk_are_stored_once_space_is_freed() {
     }
     store.close().await;
 }
+
+/// Finding (attack, session 45): `serve` on a data dir whose file system is full said only
+/// `SQLite could not open "…/links.db": disk I/O error (SQLite code 4874)`. The message now
+/// says how few bytes are free. A real full tmpfs (root only).
+#[tokio::test]
+async fn opening_on_a_full_disk_says_the_disk_is_full() {
+    let Some(fs) = SmallFileSystem::temporary(1024 * 1024) else { return };
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(fs.path().join("filler")).expect("filler");
+        let chunk = vec![7u8; 4096];
+        while f.write_all(&chunk).is_ok() {}
+    }
+    let data = fs.path();
+    let err = SqliteLinkStore::open_dir(data).await.err().expect("a full file system cannot hold a new store");
+    let free = rustix::fs::statvfs(data).expect("statvfs");
+    let note = format!(" (its file system has only {} bytes free: is the disk full?)", free.f_bfree * free.f_frsize);
+    assert!(matches!(err, Error::StoreOpen { .. }), "{err:?}");
+    assert!(err.to_string().starts_with(&format!("SQLite could not open \"{}\"{note}: ", data.join("links.db").display())), "{err}");
+}
