@@ -141,6 +141,13 @@ impl VisitorSketch {
         matches!(self.repr, Repr::Inline { .. } | Repr::Exact(_))
     }
 
+    /// Whether the sketch holds its (at most two) ids inline, with no heap data: an update
+    /// then touches only the row that holds the sketch.
+    #[inline]
+    pub(crate) fn is_inline(&self) -> bool {
+        matches!(self.repr, Repr::Inline { .. })
+    }
+
     /// Loads the first word of the sketch's heap data (an exact set's count, a sparse
     /// sketch's code count; 0 for an inline set or dense registers, which are not read
     /// here). Only the load matters: a caller about to update many rows touches their

@@ -1,17 +1,20 @@
 //! Storage of rollup rows: one [`Block`] per (code, granularity, bucket) holding the rows of
 //! all eight views.
 //!
-//! A block keeps its row keys and rows in two parallel vectors (keys are scanned linearly
-//! while the block is small — a few cache lines — and through a hash index once it grows),
-//! so a click touches one or two cache lines per block instead of one allocation per row.
+//! A block keeps its row keys and rows in two parallel vectors while it is small (keys are
+//! scanned linearly: a few cache lines), and past [`INDEX_AT`] rows in one open-addressing
+//! table with each key inline beside its row ([`table::RowTable`]), so a click touches one or
+//! two cache lines per block instead of one allocation per row.
 //!
 //! Row keys pack `(view, is_bot, a, b)` into a `u64`: `view << 61 | is_bot << 60 | a << 30 |
 //! b`, where `a` and `b` (< 2^30) are per-shard interned ids: total view `a` = link-metadata
 //! id; single-dimension views `a` = the value's id in that dimension; the (country, device)
 //! view `a` = country id, `b` = device id.
 
-use crate::hash::FxHashMap;
 use crate::sketch::VisitorSketch;
+use table::RowTable;
+
+mod table;
 
 const ID_MASK: u64 = (1 << 30) - 1;
 
@@ -73,8 +76,9 @@ pub(crate) enum Block {
     /// Up to [`INDEX_AT`] rows: keys in their own vector (scanned linearly: 32 keys are four
     /// cache lines), rows at the same positions, both in insertion order.
     Small { keys: Vec<u64>, rows: Vec<Row> },
-    /// More rows: a hash table holding the rows inline (one cache miss per lookup).
-    Large(FxHashMap<u64, Row>),
+    /// More rows: an open-addressing table holding keys and rows inline (one cache miss per
+    /// lookup).
+    Large(RowTable),
 }
 
 impl Default for Block {
@@ -105,13 +109,15 @@ impl Block {
                 keys.push(key);
                 rows.push(Row::default());
             } else {
-                // Room for `INDEX_AT + 1` rows is 64 buckets (up to 56 rows); asking for
-                // `2 * INDEX_AT` took 128 buckets (~5.2 KiB, a quarter full) for every block
-                // that just passed the limit: most never reach 56 rows, and the ones that do
-                // pay one rehash.
-                let mut m: FxHashMap<u64, Row> = FxHashMap::with_capacity_and_hasher(INDEX_AT + 1, Default::default());
-                m.extend(keys.drain(..).zip(rows.drain(..)));
-                *self = Block::Large(m);
+                // Room for `INDEX_AT + 1` rows is 64 slots (up to 48 rows): most blocks that
+                // just passed the limit never reach 48 rows, and the ones that do pay one
+                // rehash.
+                let mut t = RowTable::with_capacity(INDEX_AT + 1);
+                let mut none = 0;
+                for (k, r) in keys.drain(..).zip(rows.drain(..)) {
+                    *t.entry(k, &mut none) = r;
+                }
+                *self = Block::Large(t);
             }
         }
         match self {
@@ -119,10 +125,19 @@ impl Block {
                 let i = hit.flatten().unwrap_or(keys.len() - 1);
                 &mut rows[i]
             }
-            Block::Large(m) => m.entry(key).or_insert_with(|| {
-                *created += 1;
-                Row::default()
-            }),
+            Block::Large(t) => t.entry(key, created),
+        }
+    }
+
+    /// Loads the cache line where a lookup of `key` starts (a small block's keys, an indexed
+    /// block's home slot of `key`) and returns a word of it. Only the load matters: a caller
+    /// about to look up many rows touches them first, so their cache misses overlap instead
+    /// of coming one per lookup.
+    #[inline]
+    pub(crate) fn touch(&self, key: u64) -> u64 {
+        match self {
+            Block::Small { keys, .. } => keys.first().copied().unwrap_or(0),
+            Block::Large(t) => t.touch(key),
         }
     }
 
@@ -131,7 +146,7 @@ impl Block {
     pub(crate) fn get(&self, key: u64) -> Option<&Row> {
         match self {
             Block::Small { keys, rows } => keys.iter().position(|k| *k == key).map(|i| &rows[i]),
-            Block::Large(m) => m.get(&key),
+            Block::Large(t) => t.get(key),
         }
     }
 
@@ -140,7 +155,7 @@ impl Block {
     pub(crate) fn get_mut(&mut self, key: u64) -> Option<&mut Row> {
         match self {
             Block::Small { keys, rows } => keys.iter().position(|k| *k == key).map(|i| &mut rows[i]),
-            Block::Large(m) => m.get_mut(&key),
+            Block::Large(t) => t.get_mut(key),
         }
     }
 
@@ -148,7 +163,7 @@ impl Block {
     pub(crate) fn for_each(&self, mut f: impl FnMut(u64, &Row)) {
         match self {
             Block::Small { keys, rows } => keys.iter().zip(rows).for_each(|(k, r)| f(*k, r)),
-            Block::Large(m) => m.iter().for_each(|(k, r)| f(*k, r)),
+            Block::Large(t) => t.iter().for_each(|(k, r)| f(k, r)),
         }
     }
 
@@ -162,7 +177,7 @@ impl Block {
         };
         match self {
             Block::Small { keys, rows } => keys.iter().zip(rows).for_each(|(k, r)| g(*k, r)),
-            Block::Large(m) => m.iter().for_each(|(k, r)| g(*k, r)),
+            Block::Large(t) => t.iter().for_each(|(k, r)| g(k, r)),
         }
     }
 
@@ -170,7 +185,7 @@ impl Block {
     pub(crate) fn for_each_mut(&mut self, mut f: impl FnMut(u64, &mut Row)) {
         match self {
             Block::Small { keys, rows } => keys.iter().zip(rows.iter_mut()).for_each(|(k, r)| f(*k, r)),
-            Block::Large(m) => m.iter_mut().for_each(|(k, r)| f(*k, r)),
+            Block::Large(t) => t.iter_mut().for_each(|(k, r)| f(k, r)),
         }
     }
 
@@ -178,20 +193,19 @@ impl Block {
     pub(crate) fn rows(&self) -> usize {
         match self {
             Block::Small { keys, .. } => keys.len(),
-            Block::Large(m) => m.len(),
+            Block::Large(t) => t.len(),
         }
     }
 
     /// Heap bytes of the block and its sketches (estimate: capacity times entry size).
     pub(crate) fn heap_bytes(&self) -> usize {
-        let entry = std::mem::size_of::<(u64, Row)>();
         match self {
             Block::Small { keys, rows } => {
                 keys.capacity() * std::mem::size_of::<u64>()
                     + rows.capacity() * std::mem::size_of::<Row>()
                     + rows.iter().map(|r| r.sketch.heap_bytes()).sum::<usize>()
             }
-            Block::Large(m) => m.capacity() * (entry + 1) + m.values().map(|r| r.sketch.heap_bytes()).sum::<usize>(),
+            Block::Large(t) => t.slot_bytes() + t.iter().map(|(_, r)| r.sketch.heap_bytes()).sum::<usize>(),
         }
     }
 }

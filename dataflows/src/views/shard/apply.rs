@@ -17,6 +17,8 @@ use crate::model::{DimStr, Granularity, View};
 use crate::records::LinkedRecord;
 #[cfg(doc)]
 use crate::sketch::VisitorSketch;
+#[cfg(doc)]
+use crate::views::rows::Block;
 use crate::views::rows::row_key;
 
 /// Runs of at least this many clicks of one code in a batch are aggregated before they
@@ -143,6 +145,15 @@ impl ShardState {
     /// Applies one click to its eight rows in each retained granularity it updates directly
     /// (the minute only while the minute is unsealed, minute and quarter while the quarter
     /// is; [`ShardState::direct_granularities`]).
+    ///
+    /// Three passes over the click's rows, as in the aggregated path: the first loads where
+    /// each row's lookup starts ([`Block::touch`]), so the eight lookups' cache misses overlap;
+    /// the second finds (or creates) each row, adds the click, updates an inline sketch (its ids are in the row,
+    /// already loaded) and loads the first word of a sketch's heap data
+    /// ([`VisitorSketch::touch`]); the second inserts the visitor into those heap sketches,
+    /// which now hit the cache. The eight rows' sketches are a cache miss each, and with an
+    /// insert (binary search, shift) between one row's lookup and the next they were taken
+    /// one after another. Rows are created in the same order as before.
     fn apply_one(&mut self, p: &Prepared) {
         let track = self.track_changes;
         let grans = self.direct_granularities(p.ts);
@@ -155,10 +166,23 @@ impl ShardState {
             let slot = self.block_slot(p.code, gi, start);
             let block = &mut self.blocks[slot as usize];
             let mut created = 0usize;
+            let mut deferred = [0u64; View::COUNT];
+            let mut n = 0;
+            let mut touched = p.keys.iter().fold(0, |t, &key| t ^ block.touch(key));
             for &key in &p.keys {
                 let row = block.entry(key, &mut created);
                 row.add_clicks(1, track);
-                row.sketch.insert(p.visitor);
+                if row.sketch.is_inline() {
+                    row.sketch.insert(p.visitor);
+                } else {
+                    touched ^= row.sketch.touch();
+                    deferred[n] = key;
+                    n += 1;
+                }
+            }
+            std::hint::black_box(touched);
+            for &key in &deferred[..n] {
+                block.get_mut(key).expect("row found in the first pass").sketch.insert(p.visitor);
             }
             self.rows += created;
             self.mark_dirty(p.code, gi, start);
@@ -208,7 +232,10 @@ impl ShardState {
                 s.fill[a as usize] += 1;
             }
             s.agg.sort_unstable_by_key(|e| e.start);
-            // Rows are visited in windows of `TOUCH_WINDOW`, in two passes: the first finds
+            // Rows are visited in windows of `TOUCH_WINDOW`. A first pass loads where each
+            // row's lookup starts ([`Block::touch`]: its home slot in an indexed block), so the
+            // window's lookups below find their rows in the cache; `ahead` creates a missing
+            // block in the same order as the pass after it would. Then two passes: the first finds
             // (or creates) each row of the window, adds its clicks and loads the first word
             // of its sketch's heap data ([`VisitorSketch::touch`]); the second updates the
             // sketches, which now hit the cache. A row, and its sketch, is a cache miss each
@@ -217,9 +244,16 @@ impl ShardState {
             // after another, while the first pass's short iterations keep several in flight.
             // Rows are created in the same order as by one pass.
             let mut current: (i64, u32) = (i64::MIN, 0);
+            let mut ahead: (i64, u32) = (i64::MIN, 0);
             for window in s.agg.chunks(TOUCH_WINDOW) {
                 let mut slots = [0u32; TOUCH_WINDOW];
                 let mut touched = 0u64;
+                for e in window {
+                    if ahead.0 != e.start {
+                        ahead = (e.start, self.block_slot(code, gi, e.start));
+                    }
+                    touched ^= self.blocks[ahead.1 as usize].touch(e.key);
+                }
                 for (e, slot) in window.iter().zip(slots.iter_mut()) {
                     if current.0 != e.start {
                         current = (e.start, self.block_slot(code, gi, e.start));
