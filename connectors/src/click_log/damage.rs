@@ -43,7 +43,7 @@ use std::sync::{Arc, Mutex};
 use super::file_check::FileCheck;
 use super::len_guard::LenGuard;
 use super::{
-    BACKFILL, CHUNKS, CLICK_LOG_CACHE_BYTES, CLICK_LOG_FORMAT, ClickLog, META, META_FORMAT, META_HEAD, META_LOG_ID, META_LOW, WriteState, data_dir_of,
+    ARRIVAL, BACKFILL, CHUNKS, CLICK_LOG_CACHE_BYTES, CLICK_LOG_FORMAT, ClickLog, META, META_FORMAT, META_HEAD, META_LOG_ID, META_LOW, WriteState, data_dir_of,
 };
 use crate::file_id::FileId;
 use crate::{Error, Result};
@@ -311,6 +311,7 @@ fn empty_log_at(to: &Path, offset: u64, log_id: u64, link_store: Option<u64>) ->
     {
         txn.open_table(CHUNKS).map_err(err)?;
         txn.open_table(BACKFILL).map_err(err)?;
+        txn.open_table(ARRIVAL).map_err(err)?;
         let mut meta = txn.open_table(META).map_err(err)?;
         meta.insert(META_FORMAT, CLICK_LOG_FORMAT).map_err(err)?;
         meta.insert(META_HEAD, offset).map_err(err)?;

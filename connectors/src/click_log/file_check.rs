@@ -7,7 +7,7 @@
 //!
 //! What it does then, chosen to lose the least:
 //! - the path is empty (deleted): the log copies the open file's content — every stored
-//!   event, with its offset and backfill mark, and the metadata — into a new file, links it at
+//!   event, with its offset, backfill mark and arrival time, and the metadata — into a new file, links it at
 //!   the path (never over a file that appeared meanwhile) and switches to it. Nothing is lost;
 //!   appends wait while it copies (the intake channel buffers them, and counts what overflows).
 //!   Refusing to write would lose every click from then on, and reopening an empty log at the
@@ -34,7 +34,7 @@ use std::path::Path;
 
 use redb::{Database, ReadableDatabase, ReadableTable};
 
-use super::{BACKFILL, CHUNKS, CLICK_LOG_CACHE_BYTES, CLICK_LOG_FILE_NAME, ClickLog, META, WriteState, check_format_and_init};
+use super::{ARRIVAL, BACKFILL, CHUNKS, CLICK_LOG_CACHE_BYTES, CLICK_LOG_FILE_NAME, ClickLog, META, WriteState, check_format_and_init};
 use crate::file_id::missing_dir;
 use crate::{Error, Result};
 
@@ -301,12 +301,25 @@ fn copy_log(old: &Database, to: &Path, verify: Option<Range<u64>>) -> Result<u64
             return Err(Error::Corrupt(format!("the events at offsets {end}..{} are missing from the open file", range.end)));
         }
     }
-    // Marks and metadata last: `meta` (format, head, low, link store) completes the copy.
+    // Marks, arrival times and metadata last: `meta` (format, head, low, link store)
+    // completes the copy.
     let txn = new.begin_write().map_err(err)?;
     {
         let mut marks = txn.open_table(BACKFILL).map_err(err)?;
         for entry in r.open_table(BACKFILL).map_err(err)?.iter().map_err(err)? {
             marks.insert(entry.map_err(err)?.0.value(), ()).map_err(err)?;
+        }
+        let mut arrivals = txn.open_table(ARRIVAL).map_err(err)?;
+        match r.open_table(ARRIVAL) {
+            Ok(table) => {
+                for entry in table.iter().map_err(err)? {
+                    let (k, v) = entry.map_err(err)?;
+                    arrivals.insert(k.value(), v.value()).map_err(err)?;
+                }
+            }
+            // A log opened by this build always has the table; nothing to copy otherwise.
+            Err(redb::TableError::TableDoesNotExist(_)) => {}
+            Err(e) => return Err(err(e)),
         }
         let mut meta = txn.open_table(META).map_err(err)?;
         for entry in r.open_table(META).map_err(err)?.iter().map_err(err)? {

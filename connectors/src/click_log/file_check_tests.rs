@@ -5,7 +5,7 @@ use super::*;
 use super::recovery_tests::{event, events};
 
 fn entries(range: Range<u64>, backfill: Range<u64>) -> Vec<LogEntry> {
-    range.map(|i| LogEntry { offset: i, backfill: backfill.contains(&i), event: event(i) }).collect()
+    range.map(|i| LogEntry { offset: i, backfill: backfill.contains(&i), arrival_ms: None, event: event(i) }).collect()
 }
 
 #[test]

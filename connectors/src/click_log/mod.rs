@@ -42,11 +42,27 @@
 //! `backfill: u64 → ()`, written in the same transaction as the events and truncated with
 //! them. [`ClickLog::read_entries`] returns events with their mark.
 //!
+//! Arrival times: an event whose `ts` is after the time it is appended (a client clock ahead
+//! of the server's, within the intake's future skew) gets its append time (ms since the epoch,
+//! UTC, the wall clock read once per append) recorded in a third table `arrival: u64 → i64`,
+//! keyed by offset, written in the same transaction as the events and truncated with them.
+//! The dataflow caps such an event's watermark contribution (and decides `future`) at this
+//! time rather than at the clock when it reads the event, so a replay of the log decides as
+//! the first read did (`sluice_dataflows::watermark`). Only those events get an entry: an
+//! event stamped at or before its append time never needs one, and an append of such events
+//! only (the common case) writes nothing more. [`ClickLog::read_entries`] and
+//! [`ClickLog::arrival_times`] return them. The storage format is unchanged (3): a log written
+//! before the table existed has it created on open, empty (no arrival known for its events:
+//! they are capped at the reading clock, as before), and a build that does not know the table
+//! ignores it.
+//!
 //! All methods block on disk I/O (an append waits for fsync, ~ms): call them from
 //! `tokio::task::spawn_blocking` or a dedicated thread, not directly on an async worker.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+#[cfg(test)]
+use std::sync::atomic::AtomicI64;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -77,6 +93,8 @@ const CHUNKS: TableDefinition<u64, &[u8]> = TableDefinition::new("chunks");
 const LEGACY_EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 /// Offsets of events appended as backfill (sparse; see the module docs).
 const BACKFILL: TableDefinition<u64, ()> = TableDefinition::new("backfill");
+/// Append time (ms UTC) of the events stamped after it, by offset (sparse; module docs).
+const ARRIVAL: TableDefinition<u64, i64> = TableDefinition::new("arrival");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Storage format of the file.
 const META_FORMAT: &str = "format";
@@ -88,13 +106,17 @@ const META_LOW: &str = "low";
 /// knows the key): tells a checkpoint of this log from one of another ([`ClickLog::log_id`]).
 const META_LOG_ID: &str = "log_id";
 
-/// One stored event with its offset and backfill mark ([`ClickLog::read_entries`]).
+/// One stored event with its offset, backfill mark and arrival time
+/// ([`ClickLog::read_entries`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogEntry {
     /// Offset in the log.
     pub offset: u64,
     /// Appended with [`ClickLog::append_backfill`]: bypasses the lateness limit, not dedup.
     pub backfill: bool,
+    /// When the event was appended (ms since the epoch, UTC), known only for an event whose
+    /// `ts` is after it (module docs, "Arrival times"); `None` for every other event.
+    pub arrival_ms: Option<i64>,
     /// The event.
     pub event: ClickEvent,
 }
@@ -140,6 +162,9 @@ struct Inner {
     head_tx: watch::Sender<u64>,
     /// Encoding buffers reused across appends ([`Scratch`]).
     scratch: Mutex<Scratch>,
+    /// Append time used instead of the wall clock when not `i64::MIN` (tests).
+    #[cfg(test)]
+    test_now_ms: AtomicI64,
 }
 
 /// The encoded events of one append: their bytes back to back, where each one ends, and
@@ -156,6 +181,7 @@ struct Scratch {
 }
 
 pub use file_check::{FileCheck, side_files};
+pub use read::arrival_at;
 use read::visit_db;
 pub use read_only::ClickLogReader;
 
@@ -254,6 +280,8 @@ impl ClickLog {
                 low: AtomicU64::new(low),
                 head_tx,
                 scratch: Mutex::new(Scratch::default()),
+                #[cfg(test)]
+                test_now_ms: AtomicI64::new(i64::MIN),
             }),
         })
     }
@@ -315,6 +343,7 @@ impl ClickLog {
             return Ok(range);
         }
         let end = start + events.len() as u64;
+        let appended_ms = self.append_time_ms();
         self.with_db(|db| {
             let txn = db.begin_write().map_err(|e| Error::click_log("append events", e))?;
             {
@@ -330,6 +359,14 @@ impl ClickLog {
                         marks.insert(offset, ()).map_err(|e| Error::click_log("append events", e))?;
                     }
                 }
+                // Only events stamped after their append time get an entry (module docs).
+                let mut ahead = (start..end).zip(events).filter(|(_, ev)| ev.ts > appended_ms).peekable();
+                if ahead.peek().is_some() {
+                    let mut arrivals = txn.open_table(ARRIVAL).map_err(|e| Error::click_log("append events", e))?;
+                    for (offset, _) in ahead {
+                        arrivals.insert(offset, appended_ms).map_err(|e| Error::click_log("append events", e))?;
+                    }
+                }
                 let mut meta = txn.open_table(META).map_err(|e| Error::click_log("append events", e))?;
                 meta.insert(META_HEAD, end).map_err(|e| Error::click_log("append events", e))?;
             }
@@ -341,6 +378,25 @@ impl ClickLog {
         self.inner.head.store(end, Ordering::Release);
         self.inner.head_tx.send_replace(end);
         Ok(start..end)
+    }
+
+    /// The time an append records as its events' arrival (ms since the epoch, UTC): the wall
+    /// clock (in tests, the time set with `set_test_now_ms` if any).
+    fn append_time_ms(&self) -> i64 {
+        #[cfg(test)]
+        {
+            let t = self.inner.test_now_ms.load(Ordering::Relaxed);
+            if t != i64::MIN {
+                return t;
+            }
+        }
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    }
+
+    /// Makes appends record `ms` as their arrival time (`i64::MIN`: the wall clock again).
+    #[cfg(test)]
+    pub(super) fn set_test_now_ms(&self, ms: i64) {
+        self.inner.test_now_ms.store(ms, Ordering::Relaxed);
     }
 
     /// The random, non-zero id of this log file: written into the file when it is created
@@ -391,6 +447,8 @@ impl ClickLog {
                     .map_err(|e| Error::click_log("truncate", e))?;
                 let mut marks = txn.open_table(BACKFILL).map_err(|e| Error::click_log("truncate", e))?;
                 marks.retain_in(low..new_low, |_, ()| false).map_err(|e| Error::click_log("truncate", e))?;
+                let mut arrivals = txn.open_table(ARRIVAL).map_err(|e| Error::click_log("truncate", e))?;
+                arrivals.retain_in(..new_low, |_, _| false).map_err(|e| Error::click_log("truncate", e))?;
                 let mut meta = txn.open_table(META).map_err(|e| Error::click_log("truncate", e))?;
                 meta.insert(META_LOW, new_low).map_err(|e| Error::click_log("truncate", e))?;
             }
@@ -431,6 +489,7 @@ fn check_format_and_init(db: &Database, path: &Path) -> Result<(u64, u64, u64)> 
         // Create the tables on first open so readers never see "table does not exist".
         let chunks = txn.open_table(CHUNKS).map_err(err)?;
         txn.open_table(BACKFILL).map_err(err)?;
+        txn.open_table(ARRIVAL).map_err(err)?;
         let last_end = chunks.last().map_err(err)?.map(|(k, v)| k.value() + chunk::claimed_count(v.value()));
         let head = meta_get(&meta, META_HEAD)?.unwrap_or(0).max(last_end.unwrap_or(0));
         let low = meta_get(&meta, META_LOW)?.unwrap_or(0).min(head);
@@ -452,6 +511,8 @@ fn check_format_and_init(db: &Database, path: &Path) -> Result<(u64, u64, u64)> 
     Ok((head, low, log_id))
 }
 
+#[cfg(test)]
+mod arrival_tests;
 #[cfg(test)]
 mod backfill_tests;
 mod chunk;

@@ -1,5 +1,5 @@
 //! The read path of the click log: [`ClickLog::read`], [`ClickLog::read_entries`],
-//! [`ClickLog::read_raw`], [`ClickLog::backfill_offsets`], and the walk over the stored
+//! [`ClickLog::read_raw`], [`ClickLog::backfill_offsets`], [`ClickLog::arrival_times`], and the walk over the stored
 //! chunks ([`visit_db`]) they share with the read-only reader (`read_only.rs`) and the
 //! recovery of a commit reported as failed (`recovery.rs`).
 
@@ -9,7 +9,7 @@ use redb::ReadableDatabase;
 use sluice_schemas::ClickEvent;
 use sluice_schemas::avro::decode_click_event;
 
-use super::{BACKFILL, CHUNKS, ClickLog, LogEntry, chunk};
+use super::{ARRIVAL, BACKFILL, CHUNKS, ClickLog, LogEntry, chunk};
 use crate::{Error, Result};
 
 impl ClickLog {
@@ -29,7 +29,8 @@ impl ClickLog {
         Ok(out)
     }
 
-    /// Like [`Self::read`], but each event comes with its backfill mark (see the module docs).
+    /// Like [`Self::read`], but each event comes with its backfill mark and arrival time
+    /// (see the module docs).
     ///
     /// Errors: as [`Self::read`].
     pub fn read_entries(&self, from: u64, max: usize) -> Result<Vec<LogEntry>> {
@@ -38,7 +39,39 @@ impl ClickLog {
             return Ok(Vec::new());
         };
         let marks = self.backfill_offsets(first.0..last.0 + 1)?;
-        Ok(events.into_iter().map(|(offset, event)| LogEntry { offset, backfill: marks.binary_search(&offset).is_ok(), event }).collect())
+        let arrivals = self.arrival_times(first.0..last.0 + 1)?;
+        Ok(events
+            .into_iter()
+            .map(|(offset, event)| LogEntry { offset, backfill: marks.binary_search(&offset).is_ok(), arrival_ms: arrival_at(&arrivals, offset), event })
+            .collect())
+    }
+
+    /// The recorded arrival times (ms since the epoch, UTC) of the events inside `range`, as
+    /// `(offset, arrival_ms)` ascending by offset: only events whose `ts` was after their
+    /// append time have one (module docs, "Arrival times"); look offsets up with
+    /// [`arrival_at`]. For readers of [`Self::read_raw`]. Empty for a log written before
+    /// arrival times were recorded.
+    ///
+    /// Errors with [`Error::ClickLog`] on I/O failure.
+    pub fn arrival_times(&self, range: Range<u64>) -> Result<Vec<(u64, i64)>> {
+        if range.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.ensure_open()?;
+        self.with_db(|db| {
+            let txn = db.begin_read().map_err(|e| Error::click_log("read arrival times", e))?;
+            let table = match txn.open_table(ARRIVAL) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                Err(e) => return Err(Error::click_log("read arrival times", e)),
+            };
+            let mut out = Vec::new();
+            for entry in table.range(range).map_err(|e| Error::click_log("read arrival times", e))? {
+                let (k, v) = entry.map_err(|e| Error::click_log("read arrival times", e))?;
+                out.push((k.value(), v.value()));
+            }
+            Ok(out)
+        })
     }
 
     /// Offsets inside `range` that were appended as backfill, ascending (for readers of
@@ -147,4 +180,10 @@ pub(super) fn visit_db(db: &impl ReadableDatabase, from: u64, max: usize, head: 
         }
     }
     Ok(())
+}
+
+/// The arrival time of `offset` in `arrivals` (as returned by [`ClickLog::arrival_times`]:
+/// ascending by offset), `None` when it has none.
+pub fn arrival_at(arrivals: &[(u64, i64)], offset: u64) -> Option<i64> {
+    arrivals.binary_search_by_key(&offset, |&(o, _)| o).ok().map(|i| arrivals[i].1)
 }
