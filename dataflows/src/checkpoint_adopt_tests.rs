@@ -35,7 +35,7 @@ fn clicks(first: u64, n: u64) -> Vec<SourceRecord> {
                 accept_language: None,
                 edge_region: None,
             };
-            SourceRecord { partition: 0, offset: i, event, backfill: false }
+            SourceRecord { partition: 0, offset: i, event, backfill: false, arrival_ms: None }
         })
         .collect()
 }

@@ -71,7 +71,7 @@ fn stream(n: u64) -> Vec<SourceRecord> {
         };
         let offset = offsets[partition as usize];
         offsets[partition as usize] += 1;
-        out.push(SourceRecord { partition, offset, event, backfill: false });
+        out.push(SourceRecord { partition, offset, event, backfill: false, arrival_ms: None });
     }
     out
 }
@@ -278,6 +278,7 @@ fn one_visitor(range: std::ops::Range<u64>, visitor: u64, ts0: i64, id0: u128) -
                 edge_region: None,
             },
             backfill: false,
+            arrival_ms: None,
         })
         .collect()
 }

@@ -89,6 +89,7 @@ fn clicks(id0: u64, n: u64, offset0: u64) -> Vec<SourceRecord> {
                     edge_region: None,
                 },
                 backfill: false,
+                arrival_ms: None,
             }
         })
         .collect()

@@ -2,8 +2,9 @@
 //! benchmark's baseline.
 //!
 //! Event at a time, plain maps, exact sets, no timely, no sketches:
-//! * lateness per partition against `max(ts)` of accepted records, the future check against
-//!   the given processing time, validation via [`validate_event`];
+//! * lateness per partition against `max(ts)` of accepted records (each capped at its
+//!   reference time), the future check against the record's reference time (its arrival,
+//!   or the given processing time: [`reference_time_ms`]), validation via [`validate_event`];
 //! * dedup by a set of every `event_id` ever accepted (never forgets; first wins);
 //! * link metadata as a multiset per code, the greatest positive value current;
 //! * the flood cap (`[abuse.flood-cap]`, default on): a per-(code, visitor, UTC minute)
@@ -34,7 +35,7 @@ use crate::source::SourceRecord;
 use crate::views::query::{DimensionTotal, StatsQuery, StatsResult, StatsRow, Totals};
 use crate::views::summary::{LinkTotal, SummaryQuery, SummaryResult};
 use crate::views::{AsOf, Bucket};
-use crate::watermark::validate_event;
+use crate::watermark::{reference_time_ms, validate_event};
 
 /// One accepted click as the reference keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,9 +149,10 @@ impl Reference {
     /// accepted clicks only.
     pub fn push(&mut self, rec: &SourceRecord, now_ms: i64, enrich: impl FnOnce(&ClickEvent) -> Dims) -> Outcome {
         let ev = &rec.event;
+        let reference = reference_time_ms(rec.arrival_ms, now_ms);
         let outcome = if validate_event(ev).is_err() {
             Outcome::Dead(DeadLetterReason::Invalid)
-        } else if ev.ts > now_ms + self.skew_ms {
+        } else if ev.ts > reference + self.skew_ms {
             Outcome::Dead(DeadLetterReason::Future)
         } else {
             let wm = self.partitions.get(&rec.partition).copied();
@@ -158,8 +160,8 @@ impl Reference {
             if wm.is_some_and(|w| ev.ts < w - limit) {
                 Outcome::Dead(DeadLetterReason::TooLate)
             } else {
-                // Capped at the processing clock, like the gate's `W_p`.
-                let capped = ev.ts.min(now_ms);
+                // Capped at the reference time, like the gate's `W_p`.
+                let capped = ev.ts.min(reference);
                 let w = self.partitions.entry(rec.partition).or_insert(capped);
                 *w = (*w).max(capped);
                 if self.seen.insert(ev.event_id.as_u128()) { Outcome::Accepted } else { Outcome::Duplicate }

@@ -27,6 +27,13 @@ pub struct SourceRecord {
     pub event: ClickEvent,
     /// Backfill (`sluice import`): bypasses the lateness limit, not dedup.
     pub backfill: bool,
+    /// When the record arrived (ms since the epoch, UTC), as its source recorded it: the
+    /// embedded click log's append time (kept only for events stamped after it), a Kafka
+    /// record's timestamp; `None` when unknown. The gate caps the record's watermark
+    /// contribution and decides `future` against it rather than the clock of the read, so a
+    /// replay decides as the first read did ([`crate::watermark`], "Reference time").
+    #[serde(default)]
+    pub arrival_ms: Option<i64>,
 }
 
 /// What a poll found.
@@ -115,7 +122,13 @@ impl MemoryFeed {
         let offset = *off;
         *off += 1;
         st.pushed += 1;
-        st.queues.get_mut(&partition).expect("partition declared in MemoryFeed::new").push_back(SourceRecord { partition, offset, event, backfill });
+        st.queues.get_mut(&partition).expect("partition declared in MemoryFeed::new").push_back(SourceRecord {
+            partition,
+            offset,
+            event,
+            backfill,
+            arrival_ms: None,
+        });
         drop(st);
         self.wake.wake();
         offset

@@ -3,12 +3,27 @@
 //!
 //! ## Definitions
 //! * **Partition watermark** `W_p`: the largest event time of a record accepted from
-//!   partition `p` (backfill included), each capped at the processing clock when it was
-//!   accepted (a record stamped up to `future_skew` ahead counts as stamped now, so `W_p`
+//!   partition `p` (backfill included), each capped at its **reference time** (below: a
+//!   record stamped up to `future_skew` ahead counts as stamped when it arrived, so `W_p`
 //!   never runs ahead of the clock). Once `p` has delivered nothing for `idle_timeout`
 //!   of processing time it is **idle** and `W_p` advances with the processing clock:
 //!   `W_p = base + (now − last_arrival)`, where `base` is `W_p` at the last arrival. It
 //!   never moves backwards. Future events and dead letters never move it.
+//! * **Reference time** of a record ([`reference_time_ms`]): when it arrived, as the source
+//!   recorded it ([`SourceRecord::arrival_ms`]: the embedded click log's append time, kept
+//!   for the records stamped after it; a Kafka record's timestamp), or the processing clock
+//!   when the gate reads it where the source recorded none — whichever is earlier. A record
+//!   with `ts > reference + future_skew` is dead-lettered `future`; an accepted one moves
+//!   `W_p` to at most `min(ts, reference)`. Capping at the arrival rather than at the clock
+//!   of the read makes the gate's decisions depend on the log only: a restart that replays
+//!   the click log (no checkpoint after the record, e.g. after a `kill -9`) reads a record
+//!   stamped ahead at a later clock, and capping at that clock would move `W_p` further
+//!   than the first read did, and dead-letter `too_late` a record behind it that the first
+//!   read applied. A record without an arrival is one stamped at or before it (the log
+//!   records none for those), so capping it at the clock changes nothing, or one from a log
+//!   written before arrival times were kept (capped at the clock of the read, as before).
+//!   The clock still bounds an arrival after it (a clock stepped back, a Kafka producer's
+//!   clock ahead), so `W_p` never runs ahead of the clock.
 //! * **Lateness** is decided per record against its own partition, at the gate:
 //!   a non-backfill record with `ts < W_p − allowed_lateness` is dead-lettered `too_late`.
 //!   This depends only on the partition's record order, so the decision is identical for
@@ -51,6 +66,13 @@ pub struct WatermarkReport {
     /// records were batched, nor on late records that follow it (the abuse detectors' history
     /// starts there, [`crate::operators::abuse::ticks`]).
     pub first_ms: i64,
+}
+
+/// The instant (ms UTC) the gate measures a record read at processing time `now_ms`
+/// against (module docs, "Reference time"): its arrival `arrival_ms` as the source recorded
+/// it, or `now_ms` when unknown, whichever is earlier.
+pub fn reference_time_ms(arrival_ms: Option<i64>, now_ms: i64) -> i64 {
+    arrival_ms.map_or(now_ms, |a| a.min(now_ms))
 }
 
 /// Checks the fields of a raw event; `Err` names the offending field.
@@ -141,16 +163,22 @@ impl SourceGate {
         self.parts.len() - 1
     }
 
-    /// Decides one record at processing time `now_ms`. (Both variants carry the event, so
-    /// the `Err` is no larger than the `Ok`.)
+    /// Decides one record at processing time `now_ms` (ms UTC): `future` and the watermark
+    /// cap against its reference time ([`reference_time_ms`] of its arrival and `now_ms`),
+    /// lateness against its partition's watermark (module docs). (Both variants carry the
+    /// event, so the `Err` is no larger than the `Ok`.)
     #[allow(clippy::result_large_err)]
     pub fn admit(&mut self, rec: SourceRecord, now_ms: i64) -> Result<GatedClick, DeadLetter> {
         let dead = |rec: SourceRecord, reason, detail: String| DeadLetter { partition: rec.partition, offset: rec.offset, reason, detail, event: rec.event };
         if let Err(why) = validate_event(&rec.event) {
             return Err(dead(rec, DeadLetterReason::Invalid, why.to_string()));
         }
-        if rec.event.ts > now_ms.saturating_add(self.skew_ms) {
-            let d = format!("ts {} is more than {} ms after the processing clock {now_ms}", rec.event.ts, self.skew_ms);
+        let reference = reference_time_ms(rec.arrival_ms, now_ms);
+        if rec.event.ts > reference.saturating_add(self.skew_ms) {
+            let d = match rec.arrival_ms {
+                Some(a) if a <= now_ms => format!("ts {} is more than {} ms after its arrival {a}", rec.event.ts, self.skew_ms),
+                _ => format!("ts {} is more than {} ms after the processing clock {now_ms}", rec.event.ts, self.skew_ms),
+            };
             return Err(dead(rec, DeadLetterReason::Future, d));
         }
         let i = self.slot(rec.partition, now_ms);
@@ -164,10 +192,11 @@ impl SourceGate {
         if st.first == i64::MIN {
             st.first = rec.event.ts;
         }
-        // An event accepted within the future-skew tolerance counts as if stamped now: the
-        // watermark never runs ahead of the processing clock (one client's skewed clock
-        // would otherwise move lateness, retention and `as_of` ahead for every link).
-        st.watermark = st.watermark.max(rec.event.ts.min(now_ms));
+        // An event accepted within the future-skew tolerance counts as if stamped when it
+        // arrived: the watermark never runs ahead of the processing clock (one client's
+        // skewed clock would otherwise move lateness, retention and `as_of` ahead for every
+        // link), and a replay of the log moves it as the first read did.
+        st.watermark = st.watermark.max(rec.event.ts.min(reference));
         st.base = st.watermark;
         st.last_arrival = now_ms;
         st.idle = false;

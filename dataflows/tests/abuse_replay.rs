@@ -51,7 +51,7 @@ fn log() -> Vec<SourceRecord> {
         }
         ts += 500;
     }
-    events.into_iter().enumerate().map(|(i, event)| SourceRecord { partition: 0, offset: i as u64, event, backfill: false }).collect()
+    events.into_iter().enumerate().map(|(i, event)| SourceRecord { partition: 0, offset: i as u64, event, backfill: false, arrival_ms: None }).collect()
 }
 
 /// What identifies an anomaly event independently of when it was processed.

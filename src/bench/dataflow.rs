@@ -331,7 +331,7 @@ fn generate(args: &DataflowBenchArgs, humans: &[String], bots: &[String]) -> any
             accept_language: None,
             edge_region: None,
         };
-        out.push(SourceRecord { partition: p as u32, offset: offsets[p], event, backfill: false });
+        out.push(SourceRecord { partition: p as u32, offset: offsets[p], event, backfill: false, arrival_ms: None });
         offsets[p] += 1;
     }
     Ok(out)

@@ -205,7 +205,13 @@ impl ClickSource for KafkaClickSource {
         }
         let n = batch.records.len();
         out.extend(batch.records.into_iter().filter_map(|r| {
-            Some(SourceRecord { partition: u32::try_from(r.partition).ok()?, offset: u64::try_from(r.offset).ok()?, event: r.event, backfill: r.backfill })
+            Some(SourceRecord {
+                partition: u32::try_from(r.partition).ok()?,
+                offset: u64::try_from(r.offset).ok()?,
+                event: r.event,
+                backfill: r.backfill,
+                arrival_ms: r.timestamp_ms,
+            })
         }));
         if !batch.next_offsets.is_empty() {
             self.progress.handed_over(&batch.next_offsets);

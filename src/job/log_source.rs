@@ -8,8 +8,9 @@
 //! instead of polling. The timely worker's [`LogSource::poll`] only drains the channel, so
 //! polls never block on disk.
 //!
-//! Records carry partition = the process id (0 for a single process), the log offset and
-//! the backfill mark. A stored entry that does not decode is skipped and counted as
+//! Records carry partition = the process id (0 for a single process), the log offset, the
+//! backfill mark and the arrival time the log recorded (for events stamped after their
+//! append: the gate caps them at it, so a replay decides as the first read did). A stored entry that does not decode is skipped and counted as
 //! `sluice_events_dead_lettered_total{reason="undecodable"}`.
 //!
 //! Restarts replay the log from [`ClickLog::low`] (the views are in memory); the start
@@ -33,7 +34,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use sluice_connectors::click_log::ClickLog;
+use sluice_connectors::click_log::{ClickLog, arrival_at};
 use sluice_dataflows::source::{ClickSource, SourceRecord, SourceStatus};
 use sluice_dataflows::wake::WakeSlot;
 use sluice_ingest::PendingFloor;
@@ -343,11 +344,18 @@ fn read_batch(log: &ClickLog, partition: u32, from: u64, max: usize) -> sluice_c
         return Ok((Batch { records: Vec::new(), next: from }, 0));
     };
     let marks = log.backfill_offsets(first..last + 1)?;
+    let arrivals = log.arrival_times(first..last + 1)?;
     let mut records = Vec::with_capacity(raw.len());
     let mut bad = 0;
     for (offset, bytes) in raw {
         match decode_click_event(&bytes) {
-            Ok(event) => records.push(SourceRecord { partition, offset, event, backfill: marks.binary_search(&offset).is_ok() }),
+            Ok(event) => records.push(SourceRecord {
+                partition,
+                offset,
+                event,
+                backfill: marks.binary_search(&offset).is_ok(),
+                arrival_ms: arrival_at(&arrivals, offset),
+            }),
             Err(e) => {
                 bad += 1;
                 tracing::warn!(offset, error = %e, "skipping a click-log entry that does not decode");
@@ -386,6 +394,8 @@ impl crate::health::Dependency for ClickLogHealth {
 
 #[cfg(test)]
 mod held_writer_tests;
+#[cfg(test)]
+mod replay_tests;
 
 #[cfg(test)]
 mod tests {

@@ -15,6 +15,23 @@
 //! committed offsets ([`StartOffsets::Committed`], earliest where none) or, after restoring a
 //! checkpoint, from the checkpoint's own offsets ([`StartOffsets::Explicit`]) regardless of
 //! what the group committed.
+//!
+//! Record timestamps: each record carries the message's Kafka timestamp
+//! ([`KafkaClickRecord::timestamp_ms`]), which the dataflow's gate uses as the record's
+//! arrival: an event stamped ahead of the clock moves the watermark at most to it, and is
+//! `future` when stamped more than the future skew after it, so that re-reading the topic
+//! later (a restart without a checkpoint) decides as the first read did. The timestamp is
+//! stored with the message, so every read sees the same one. Its limits: with the topic's
+//! default `message.timestamp.type=CreateTime` it is what the producer set. Sluice's own
+//! producer (the spill forwarder) sets it to the time the event was appended to the spill
+//! for an event stamped after that time (the spill records it, `click_log` "Arrival times"),
+//! and otherwise lets librdkafka stamp the time it hands the event over (at or after the
+//! append, so at or after the event's own `ts`: no cap applies to it). Another producer
+//! may set any time, or its own clock may be off: the gate never takes a timestamp after
+//! its own clock (it caps at the clock then, as without one), so a timestamp from the future
+//! cannot move the watermark ahead of the clock; one from the past makes the gate stricter
+//! for that producer's events stamped ahead (a watermark held back, `future` sooner). With
+//! `LogAppendTime` it is the broker's append time, which works the same way.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -62,6 +79,10 @@ pub struct KafkaClickRecord {
     /// Whether the message was already in the topic when the source opened (catch-up after
     /// a restart) rather than arriving live; informational, unrelated to `backfill`.
     pub catch_up: bool,
+    /// The message's timestamp (ms since the epoch, UTC; `CreateTime` or `LogAppendTime`,
+    /// whichever the topic keeps), `None` when it has none: the dataflow record's arrival
+    /// (module docs, "Record timestamps").
+    pub timestamp_ms: Option<i64>,
 }
 
 /// What one [`KafkaSource::poll_batch`] returns.
@@ -90,8 +111,15 @@ pub fn partitions_for_worker(partition_count: i32, worker_index: usize, peers: u
 struct Stalled {
     partition: i32,
     offset: i64,
-    backfill: bool,
+    meta: Meta,
     payload: Option<Vec<u8>>,
+}
+
+/// What a message carries besides its value: the backfill header and its timestamp.
+#[derive(Debug, Clone, Copy)]
+struct Meta {
+    backfill: bool,
+    timestamp_ms: Option<i64>,
 }
 
 /// Reads click events from the assigned partitions of the click topic; see the module docs.
@@ -204,7 +232,7 @@ impl KafkaSource {
                 return Ok(batch);
             }
             while let Some(m) = self.stalled.pop_front() {
-                if !self.accept(m.partition, m.offset, m.backfill, m.payload.as_deref(), &mut batch) {
+                if !self.accept(m.partition, m.offset, m.meta, m.payload.as_deref(), &mut batch) {
                     break;
                 }
             }
@@ -226,12 +254,13 @@ impl KafkaSource {
                 Some(Ok(msg)) => {
                     let (p, o) = (msg.partition(), msg.offset());
                     let backfill = msg.headers().is_some_and(|h| h.iter().any(|h| h.key == BACKFILL_HEADER && h.value == Some(b"1".as_slice())));
+                    let meta = Meta { backfill, timestamp_ms: msg.timestamp().to_millis().filter(|&t| t >= 0) };
                     let payload = msg.payload().map(<[u8]>::to_vec);
                     drop(msg);
                     if !self.stalled.is_empty() {
-                        self.stalled.push_back(Stalled { partition: p, offset: o, backfill, payload });
+                        self.stalled.push_back(Stalled { partition: p, offset: o, meta, payload });
                     } else {
-                        self.accept(p, o, backfill, payload.as_deref(), &mut batch);
+                        self.accept(p, o, meta, payload.as_deref(), &mut batch);
                     }
                 }
             }
@@ -242,11 +271,11 @@ impl KafkaSource {
 
     /// Decodes one message into `batch`; returns false (and stalls it) when the registry must
     /// be asked again later.
-    fn accept(&mut self, partition: i32, offset: i64, backfill: bool, payload: Option<&[u8]>, batch: &mut KafkaBatch) -> bool {
+    fn accept(&mut self, partition: i32, offset: i64, meta: Meta, payload: Option<&[u8]>, batch: &mut KafkaBatch) -> bool {
         match self.decoder.decode(payload) {
             Ok(event) => {
                 let catch_up = self.catch_up_until.get(&partition).is_some_and(|&h| offset < h);
-                batch.records.push(KafkaClickRecord { partition, offset, event, backfill, catch_up });
+                batch.records.push(KafkaClickRecord { partition, offset, event, backfill: meta.backfill, catch_up, timestamp_ms: meta.timestamp_ms });
             }
             Err(DecodeFailure::DeadLetter(reason, message)) => {
                 DecodeFailed { topic: &self.topic, error_type: reason.as_str(), partition, offset, message: &message }.emit(&mut self.decode_log);
@@ -256,7 +285,7 @@ impl KafkaSource {
                 if self.decode_log.allow() {
                     tracing::warn!(topic = %self.topic, partition, offset, error = %e, "schema registry unreachable, holding messages back");
                 }
-                self.stalled.push_front(Stalled { partition, offset, backfill, payload: payload.map(<[u8]>::to_vec) });
+                self.stalled.push_front(Stalled { partition, offset, meta, payload: payload.map(<[u8]>::to_vec) });
                 self.retry_at = Instant::now() + Duration::from_secs(1);
                 return false;
             }

@@ -22,7 +22,7 @@ fn ev(id: u128, code: &str, ts: i64) -> ClickEvent {
 }
 
 fn rec(p: u32, off: u64, e: ClickEvent, backfill: bool) -> SourceRecord {
-    SourceRecord { partition: p, offset: off, event: e, backfill }
+    SourceRecord { partition: p, offset: off, event: e, backfill, arrival_ms: None }
 }
 
 fn gate() -> SourceGate {
@@ -171,4 +171,83 @@ fn a_pending_floor_keeps_partitions_active() {
             WatermarkReport { partition: 1, watermark_ms: i64::MIN, idle: false, first_ms: i64::MIN },
         ]
     );
+}
+
+/// A record with its source's arrival time.
+fn arrived(p: u32, off: u64, e: ClickEvent, arrival_ms: i64) -> SourceRecord {
+    SourceRecord { arrival_ms: Some(arrival_ms), ..rec(p, off, e, false) }
+}
+
+const MIN: i64 = 60_000;
+
+/// The replay bug (attack finding): a record stamped 4 min ahead of its arrival `a`, read
+/// again 10 min later (a restart replaying the log), moves `W_p` to its arrival, as the first
+/// read at `a` did, not to its own stamp; so a record at the lateness edge behind `a` is
+/// applied on the replay too.
+#[test]
+fn a_future_skewed_record_read_at_a_later_clock_caps_at_its_arrival() {
+    let a = 1_000 * H;
+    let edge = a - 48 * H;
+    for now in [a, a + 10 * MIN] {
+        let mut g = gate();
+        let ok = g.admit(arrived(0, 0, ev(1, "a", a + 4 * MIN), a), now).expect("within skew of its arrival");
+        assert_eq!(ok.event.ts, a + 4 * MIN, "the event keeps its own time");
+        assert_eq!(g.partition_watermark(0), Some(a), "read at {now}");
+        g.admit(rec(0, 1, ev(2, "a", edge), false), now).expect("at the lateness edge behind the arrival");
+        let d = g.admit(rec(0, 2, ev(3, "a", edge - 1), false), now).unwrap_err();
+        assert_eq!(d.reason, DeadLetterReason::TooLate, "read at {now}");
+        assert_eq!(d.detail, format!("ts {} is more than {} ms behind partition watermark {a}", edge - 1, 48 * H));
+    }
+    // Without its arrival the replay caps at its own clock: the edge record is too late.
+    let mut g = gate();
+    g.admit(rec(0, 0, ev(1, "a", a + 4 * MIN), false), a + 10 * MIN).expect("within skew of the clock");
+    assert_eq!(g.partition_watermark(0), Some(a + 4 * MIN));
+    assert_eq!(g.admit(rec(0, 1, ev(2, "a", edge), false), a + 10 * MIN).unwrap_err().reason, DeadLetterReason::TooLate);
+}
+
+/// `future` is decided against the arrival when known: a record accepted when it arrived is
+/// accepted on any later read, one refused is refused on any later read.
+#[test]
+fn the_future_check_uses_the_arrival() {
+    let a = 1_000 * H;
+    for now in [a, a + 10 * MIN, a + 100 * H] {
+        let mut g = gate();
+        g.admit(arrived(0, 0, ev(1, "a", a + 5 * MIN), a), now).expect("exactly the skew after its arrival");
+        let d = g.admit(arrived(0, 1, ev(2, "a", a + 5 * MIN + 1), a), now).unwrap_err();
+        assert_eq!(d.reason, DeadLetterReason::Future, "read at {now}");
+        assert_eq!(d.detail, format!("ts {} is more than {} ms after its arrival {a}", a + 5 * MIN + 1, 5 * MIN));
+        assert_eq!(g.partition_watermark(0), Some(a), "read at {now}");
+    }
+}
+
+/// An arrival after the processing clock (a clock stepped back, a producer's clock ahead)
+/// counts as the clock: the watermark never runs ahead of the clock, and the future check
+/// is never looser than the clock's.
+#[test]
+fn an_arrival_after_the_clock_counts_as_the_clock() {
+    let now = 1_000 * H;
+    let mut g = gate();
+    g.admit(arrived(0, 0, ev(1, "a", now + 4 * MIN), now + H), now).expect("within skew of the clock");
+    assert_eq!(g.partition_watermark(0), Some(now));
+    let d = g.admit(arrived(0, 1, ev(2, "a", now + 5 * MIN + 1), now + H), now).unwrap_err();
+    assert_eq!(d.reason, DeadLetterReason::Future);
+    assert_eq!(d.detail, format!("ts {} is more than {} ms after the processing clock {now}", now + 5 * MIN + 1, 5 * MIN));
+    assert_eq!(reference_time_ms(Some(now + H), now), now);
+    assert_eq!(reference_time_ms(Some(now - 7), now), now - 7);
+    assert_eq!(reference_time_ms(None, now), now);
+}
+
+/// A record stamped at or before its arrival (the log keeps no arrival for it) is decided
+/// the same at any clock at or after its arrival.
+#[test]
+fn a_record_stamped_before_its_arrival_is_decided_the_same_at_any_later_clock() {
+    let a = 1_000 * H;
+    let mut watermarks = Vec::new();
+    for now in [a, a + 10 * MIN] {
+        let mut g = gate();
+        g.admit(arrived(0, 0, ev(1, "a", a + 4 * MIN), a), now).expect("ahead");
+        g.admit(rec(0, 1, ev(2, "a", a - MIN), false), now).expect("behind");
+        watermarks.push(g.partition_watermark(0));
+    }
+    assert_eq!(watermarks, vec![Some(a), Some(a)]);
 }

@@ -462,7 +462,7 @@ pub fn partitioned(mut events: Vec<ClickEvent>, partitions: u32) -> Vec<SourceRe
             let p = (route_str(&event.code) % u64::from(partitions)) as u32;
             let offset = offsets[p as usize];
             offsets[p as usize] += 1;
-            SourceRecord { partition: p, offset, event, backfill: false }
+            SourceRecord { partition: p, offset, event, backfill: false, arrival_ms: None }
         })
         .collect()
 }

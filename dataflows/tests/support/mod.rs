@@ -210,7 +210,7 @@ pub fn generate(spec: &StreamSpec) -> Vec<SourceRecord> {
             offsets[p] += 1;
             let backfill = out[j].backfill;
             by_partition[p].push(out.len());
-            out.push(SourceRecord { partition: p as u32, offset: off, event: e, backfill });
+            out.push(SourceRecord { partition: p as u32, offset: off, event: e, backfill, arrival_ms: None });
             continue;
         }
         let mut x = rng.random::<f64>() * total;
@@ -246,7 +246,7 @@ pub fn generate(spec: &StreamSpec) -> Vec<SourceRecord> {
         let off = offsets[p];
         offsets[p] += 1;
         by_partition[p].push(out.len());
-        out.push(SourceRecord { partition: p as u32, offset: off, event: e, backfill });
+        out.push(SourceRecord { partition: p as u32, offset: off, event: e, backfill, arrival_ms: None });
     }
     out
 }
