@@ -42,6 +42,7 @@ use super::metrics::{DeliveryFailed, EventsDelivered, EventsResent, RateLimit, S
 use super::producer::Shared;
 use super::schema_registry::SchemaRegistry;
 use super::spill::Spill;
+use crate::click_log::arrival_at;
 
 // Spill offsets travel through librdkafka as the `usize` delivery opaque.
 const _: () = assert!(usize::BITS == 64, "the kafka forwarder needs a 64-bit target");
@@ -273,14 +274,14 @@ impl Forwarder {
             if batch.is_empty() {
                 return;
             }
-            let Some(marks) = self.backfill_marks(&batch) else { return };
+            let Some((marks, arrivals)) = self.spill_marks(&batch) else { return };
             for (offset, bytes) in batch {
                 // Offsets are dense; anything below `offset` was released already.
                 while self.next < offset {
                     self.slots.push_back(Slot::Acked);
                     self.next += 1;
                 }
-                match self.send_one(offset, &bytes, marks.binary_search(&offset).is_ok()) {
+                match self.send_one(offset, &bytes, marks.binary_search(&offset).is_ok(), arrival_at(&arrivals, offset)) {
                     SendOutcome::Queued => {
                         self.slots.push_back(Slot::InFlight);
                         self.in_flight += 1;
@@ -306,7 +307,7 @@ impl Forwarder {
                     break;
                 }
             };
-            let Some(marks) = self.backfill_marks(&batch) else { break };
+            let Some((marks, arrivals)) = self.spill_marks(&batch) else { break };
             for (offset, bytes) in batch {
                 if self.in_flight >= self.window {
                     break 'outer;
@@ -316,7 +317,7 @@ impl Forwarder {
                     continue;
                 }
                 let idx = (offset - self.base) as usize;
-                match self.send_one(offset, &bytes, marks.binary_search(&offset).is_ok()) {
+                match self.send_one(offset, &bytes, marks.binary_search(&offset).is_ok(), arrival_at(&arrivals, offset)) {
                     SendOutcome::Queued => {
                         self.slots[idx] = Slot::InFlight;
                         self.in_flight += 1;
@@ -332,11 +333,12 @@ impl Forwarder {
         EventsResent { topic: &self.topic, count: resent }.emit();
     }
 
-    /// Backfill-marked offsets among a chunk read from the spill (`None` on a read error,
-    /// logged; the chunk is retried later).
-    fn backfill_marks(&mut self, batch: &[(u64, Vec<u8>)]) -> Option<Vec<u64>> {
-        let (Some(first), Some(last)) = (batch.first(), batch.last()) else { return Some(Vec::new()) };
-        match self.spill.backfill_offsets(first.0..last.0 + 1) {
+    /// Backfill-marked offsets and recorded arrival times among a chunk read from the spill
+    /// (`None` on a read error, logged; the chunk is retried later).
+    fn spill_marks(&mut self, batch: &[(u64, Vec<u8>)]) -> Option<(Vec<u64>, Vec<(u64, i64)>)> {
+        let (Some(first), Some(last)) = (batch.first(), batch.last()) else { return Some((Vec::new(), Vec::new())) };
+        let range = first.0..last.0 + 1;
+        match self.spill.backfill_offsets(range.clone()).and_then(|m| Ok((m, self.spill.arrival_times(range)?))) {
             Ok(m) => Some(m),
             Err(e) => {
                 if self.log_limit.allow() {
@@ -347,7 +349,10 @@ impl Forwarder {
         }
     }
 
-    fn send_one(&mut self, offset: u64, spilled: &[u8], backfill: bool) -> SendOutcome {
+    /// Hands one spilled event to the producer; `arrival_ms` (the spill's append time of an
+    /// event stamped after it) becomes the message's timestamp, else librdkafka stamps the
+    /// time of this call (`source.rs`, "Record timestamps").
+    fn send_one(&mut self, offset: u64, spilled: &[u8], backfill: bool, arrival_ms: Option<i64>) -> SendOutcome {
         let format = self.format.expect("send only after the format is known");
         let key = match click_event_code(spilled) {
             Ok(k) => k,
@@ -360,6 +365,9 @@ impl Forwarder {
         let mut record = BaseRecord::with_opaque_to(&self.topic, offset as usize).key(key).payload(&self.value_buf);
         if backfill {
             record = record.headers(OwnedHeaders::new().insert(Header { key: BACKFILL_HEADER, value: Some("1") }));
+        }
+        if let Some(ms) = arrival_ms {
+            record = record.timestamp(ms);
         }
         match producer.send(record) {
             Ok(()) => SendOutcome::Queued,

@@ -131,6 +131,12 @@ impl Spill {
         self.log.backfill_offsets(range)
     }
 
+    /// Append times (ms UTC) recorded for the events in `range` stamped after their append,
+    /// as `(offset, ms)` ascending ([`ClickLog::arrival_times`]).
+    pub(crate) fn arrival_times(&self, range: std::ops::Range<u64>) -> Result<Vec<(u64, i64)>> {
+        self.log.arrival_times(range)
+    }
+
     /// Drops every event below `offset` (all acknowledged by the broker).
     pub(crate) fn release_before(&self, offset: u64) -> Result<u64> {
         self.log.truncate_before(offset)

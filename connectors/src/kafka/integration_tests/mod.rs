@@ -7,6 +7,7 @@
 mod anomalies;
 mod outage;
 mod support;
+mod timestamps;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
