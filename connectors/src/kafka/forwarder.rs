@@ -47,6 +47,9 @@ use crate::click_log::arrival_at;
 // Spill offsets travel through librdkafka as the `usize` delivery opaque.
 const _: () = assert!(usize::BITS == 64, "the kafka forwarder needs a 64-bit target");
 
+/// The backfill-marked offsets and the `(offset, arrival ms)` of a chunk of the spill.
+type SpillMarks = (Vec<u64>, Vec<(u64, i64)>);
+
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const TRUNCATE_EVERY: Duration = Duration::from_millis(100);
@@ -335,7 +338,7 @@ impl Forwarder {
 
     /// Backfill-marked offsets and recorded arrival times among a chunk read from the spill
     /// (`None` on a read error, logged; the chunk is retried later).
-    fn spill_marks(&mut self, batch: &[(u64, Vec<u8>)]) -> Option<(Vec<u64>, Vec<(u64, i64)>)> {
+    fn spill_marks(&mut self, batch: &[(u64, Vec<u8>)]) -> Option<SpillMarks> {
         let (Some(first), Some(last)) = (batch.first(), batch.last()) else { return Some((Vec::new(), Vec::new())) };
         let range = first.0..last.0 + 1;
         match self.spill.backfill_offsets(range.clone()).and_then(|m| Ok((m, self.spill.arrival_times(range)?))) {
