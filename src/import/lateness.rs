@@ -12,8 +12,10 @@
 //! end, are read after all of them. Without a checkpoint the whole log is replayed from its
 //! first record, and `W_p` starts empty. So when the imported events are read, `W_p` is the
 //! newest of: the checkpoint's partition and global watermarks, and the event times of the
-//! log's records after its offset (all of them without one) — what [`stored_watermark_ms`]
-//! reads — and, for each imported event, the import's own earlier events. Only the few
+//! log's records after its offset (all of them without one), each capped at the append time
+//! the log recorded for a record stamped after it, as the gate caps it — what
+//! [`stored_watermark_ms`] reads — and, for each imported event, the import's own earlier
+//! events. Only the few
 //! seconds before the server has read them may add idle time: the in-flight margin (60 s,
 //! as at the intake) covers that.
 //!
@@ -32,7 +34,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use anyhow::Context;
-use sluice_connectors::click_log::ClickLog;
+use sluice_connectors::click_log::{ClickLog, arrival_at};
 use sluice_ingest::http::gate::{LatenessCheck, watermark_floor_ms};
 use sluice_schemas::ClickEvent;
 
@@ -76,7 +78,9 @@ impl OfflineLateness {
 /// docs): the newest of the newest checkpoint's partition and global watermarks (when
 /// checkpoints are on, `[dataflow] checkpoint-interval` not 0 and `processes = 1`, and the
 /// dataflow reads this log, not Kafka) and the event times of the log's records from the
-/// checkpoint's offset on (all records without a checkpoint). `None`: no event yet.
+/// checkpoint's offset on (all records without a checkpoint), each capped at its recorded
+/// arrival (the click log's append time of a record stamped after it, as the dataflow's gate
+/// caps it). `None`: no event yet.
 ///
 /// Errors: the checkpoint directory cannot be listed, or its newest checkpoint of this
 /// partition was taken of another click log (the server would refuse to start); the log
@@ -101,9 +105,11 @@ pub(super) fn stored_watermark_ms(cfg: &Config, data_dir: &Path, log: &ClickLog)
     while from < log.head() {
         let raw = log.read_raw(from, SCAN_CHUNK).with_context(|| format!("could not read the click log from offset {from}"))?;
         let Some(&(last, _)) = raw.last() else { break };
-        for (_, bytes) in &raw {
+        let arrivals = log.arrival_times(from..last + 1).with_context(|| format!("could not read the click log's arrival times from offset {from}"))?;
+        for (offset, bytes) in &raw {
             if let Ok(ev) = sluice_schemas::avro::decode_click_event(bytes) {
-                newest = Some(newest.map_or(ev.ts, |n| n.max(ev.ts)));
+                let ts = arrival_at(&arrivals, *offset).map_or(ev.ts, |a| ev.ts.min(a));
+                newest = Some(newest.map_or(ts, |n| n.max(ts)));
             }
         }
         from = last + 1;

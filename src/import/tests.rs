@@ -362,6 +362,54 @@ async fn offline_imports_refuse_too_late_events_at_the_exact_edges() {
     assert_eq!(stored, [t, t - 400 * DAY, t + margin - 400 * DAY, t + margin - 400 * DAY + 1, floor]);
 }
 
+/// A log record stamped ahead of its append (within the future skew) counts, in the
+/// watermark an offline import measures against, at the append time the log recorded, as the
+/// dataflow's gate caps it: the `too_late` edge is the limit behind that time, not behind
+/// the record's own stamp.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offline_import_measures_a_record_stamped_ahead_at_its_arrival() {
+    const DAY: i64 = 86_400_000;
+    let margin = crate::intake_gate::in_flight_margin_ms();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let now = super::sink::now_ms();
+    let arrival = {
+        let log = ClickLog::open(&data).expect("open");
+        let ahead = ClickEvent {
+            event_id: uuid::Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0001),
+            code: "edge".into(),
+            ts: now + 4 * 60_000,
+            ip_trunc: None,
+            visitor_id: 1,
+            user_agent: "Mozilla/5.0".into(),
+            referrer: None,
+            accept_language: None,
+            edge_region: None,
+        };
+        log.append(&[ahead]).expect("append");
+        let arrivals = log.arrival_times(0..1).expect("arrival times");
+        assert_eq!(arrivals.len(), 1, "{arrivals:?}");
+        arrivals[0].1
+    };
+    let floor = arrival + margin - 2 * DAY;
+    let file = dir.path().join("live.ndjson");
+    let lines: Vec<String> = [floor - 1, floor]
+        .iter()
+        .enumerate()
+        .map(|(i, ts)| {
+            serde_json::json!({"event_id": format!("live-{i}"), "code": "edge", "ts": ts, "ip": "192.0.2.1", "user_agent": "Mozilla/5.0"}).to_string()
+        })
+        .collect();
+    std::fs::write(&file, lines.join("\n") + "\n").expect("write events");
+    let mut args = import_args(file);
+    args.data_dir = Some(data.clone());
+    args.no_backfill = true;
+    let report = run(&args).await.expect("import");
+    assert_eq!((report.accepted, report.rejected.get("too_late").copied().unwrap_or(0)), (1, 1));
+    let stored: Vec<i64> = ClickLog::open(&data).expect("open").read(0, 100).expect("read").into_iter().map(|(_, e)| e.ts).collect();
+    assert_eq!(stored, [now + 4 * 60_000, floor]);
+}
+
 /// The waits between attempts: a 503's `Retry-After` in seconds, within 100 ms..=30 s (an
 /// HTTP date or garbage is no wait of its own); without one, 0.5 s doubling to 5 s.
 #[test]
