@@ -364,6 +364,20 @@ fn sluice_into_closed_pipe_with(args: &[&str], env: &[(&str, &std::path::Path)])
     child.wait_with_output().expect("wait for sluice")
 }
 
+/// The valid events of the import fixture `ingest/tests/data/import/events.ndjson` (its
+/// `c19-…` lines; the others are invalid on purpose, which fails an import), written to
+/// `dir/valid.ndjson`.
+fn valid_events(dir: &std::path::Path) -> std::path::PathBuf {
+    let fixture = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR (set by cargo test and nextest at run time)"))
+        .join("ingest/tests/data/import/events.ndjson");
+    let text = std::fs::read_to_string(fixture).expect("read the import fixture");
+    let valid: Vec<&str> = text.lines().filter(|l| l.starts_with(r#"{"event_id":"c19-"#)).collect();
+    assert_eq!(valid.len(), 3, "the fixture's valid lines");
+    let path = dir.join("valid.ndjson");
+    std::fs::write(&path, valid.join("\n") + "\n").expect("write valid.ndjson");
+    path
+}
+
 /// A reader that closes the output early (`sluice log tail | head -1`) ends `log tail` and
 /// `import` quietly with exit 0, not with "Broken pipe" and exit 1.
 #[test]
@@ -371,8 +385,7 @@ fn a_closed_standard_output_ends_the_command_quietly() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let data_arg = data.to_str().expect("utf-8");
-    let file = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR (set by cargo test and nextest at run time)"))
-        .join("ingest/tests/data/import/events.ndjson");
+    let file = valid_events(dir.path());
     let out = sluice_into_closed_pipe(&["--log", "warn", "import", "--data-dir", data_arg, file.to_str().expect("utf-8")]);
     assert_eq!((out.status.code(), stderr(&out).as_str()), (Some(0), ""), "import");
     let out = sluice(&["log", "tail", "--data-dir", data_arg, "--from", "0"], &[]);
@@ -517,8 +530,7 @@ fn log_reset_without_a_checkpoint_has_nothing_to_reset() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("d");
     let data_arg = data.to_str().expect("utf-8");
-    let events = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR (set by cargo test and nextest at run time)"))
-        .join("ingest/tests/data/import/events.ndjson");
+    let events = valid_events(dir.path());
     let out = sluice(&["--log", "warn", "import", "--quiet", "--data-dir", data_arg, events.to_str().expect("utf-8")], &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr_lossy(&out));
     let out = sluice(&["--log", "warn", "log", "reset", "--data-dir", data_arg], &[]);
