@@ -5,10 +5,11 @@
 //! there or in the next one, so a row costs one cache miss (a `hashbrown` table reads its
 //! control bytes, then the bucket, elsewhere). And since the home slot is a pure function of
 //! the key, a caller about to update many rows loads their home slots first
-//! ([`RowTable::touch`]), so the misses overlap. The table doubles before it is three
-//! quarters full; rows are never removed one by one (a block is dropped whole).
+//! ([`RowTable::touch`]), so the misses overlap. The table doubles before it is seven
+//! eighths full (as `hashbrown` does); rows are never removed one by one (a block is dropped
+//! whole).
 //!
-//! Memory: 40 bytes per slot (8-byte key, 32-byte [`Row`]), between 3/8 and 3/4 of the slots
+//! Memory: 40 bytes per slot (8-byte key, 32-byte [`Row`]), between 7/16 and 7/8 of the slots
 //! in use once the table has grown.
 
 use super::Row;
@@ -43,9 +44,10 @@ pub(crate) struct RowTable {
 }
 
 impl RowTable {
-    /// An empty table with room for `n` rows before it grows.
+    /// An empty table with room for `n` rows before it grows (the fewest slots, a power of
+    /// two, of which `n` is at most 7/8).
     pub(crate) fn with_capacity(n: usize) -> RowTable {
-        let slots = (n * 4 / 3 + 1).next_power_of_two().max(8);
+        let slots = (n * 8).div_ceil(7).next_power_of_two().max(8);
         RowTable { slots: empty_slots(slots), len: 0, shift: 64 - slots.trailing_zeros() }
     }
 
@@ -81,7 +83,7 @@ impl RowTable {
         assert_ne!(key, EMPTY, "the reserved empty key is no row key");
         let (mut i, found) = self.find(key);
         if !found {
-            if (self.len + 1) * 4 > self.slots.len() * 3 {
+            if (self.len + 1) * 8 > self.slots.len() * 7 {
                 self.grow();
                 i = self.find(key).0;
             }
@@ -186,7 +188,8 @@ mod tests {
         assert_eq!(t.iter().map(|(_, r)| r.clicks()).sum::<u64>(), 9_999);
         assert_eq!(created, want.len());
         assert_eq!(t.len(), want.len());
-        // 5,000 rows: grown to 8,192 slots (doubled at 3/4: 6,144 > 5,000 ≥ 3,072)
+        // 5,000 rows: grown to 8,192 slots (doubled past 7/8: 4,096 slots hold 3,584 < 5,000,
+        // 8,192 hold 7,168)
         assert_eq!(t.slot_bytes(), 8_192 * 40);
         let got: BTreeMap<u64, u64> = t.iter().map(|(k, r)| (k, r.clicks())).collect();
         assert_eq!(got, want);
@@ -199,6 +202,24 @@ mod tests {
         assert!(t.get(row_key(7, 1, 1, true)).is_some());
         for absent in [row_key(0, 5_000, 0, false), row_key(7, 1, 1, false), u64::MAX] {
             assert!(t.get(absent).is_none(), "{absent:x}");
+        }
+    }
+
+    /// The table grows when a row would fill more than 7/8 of it: 8 slots hold 7 rows, 16
+    /// hold 14; `with_capacity` picks the fewest slots that hold its rows.
+    #[test]
+    fn grows_past_seven_eighths_full() {
+        let mut t = RowTable::with_capacity(0);
+        let mut created = 0;
+        for (i, slots_after) in [(1, 8), (7, 8), (8, 16), (14, 16), (15, 32)] {
+            while t.len() < i {
+                t.entry(row_key(0, t.len() as u32, 0, false), &mut created);
+            }
+            assert_eq!(t.slot_bytes(), slots_after * 40, "{i} rows");
+        }
+        assert_eq!(created, 15);
+        for (n, slots) in [(7, 8), (8, 16), (14, 16), (15, 32), (33, 64), (56, 64), (57, 128)] {
+            assert_eq!(RowTable::with_capacity(n).slot_bytes(), slots * 40, "room for {n}");
         }
     }
 
