@@ -335,7 +335,7 @@ async fn opening_on_a_full_disk_says_the_disk_is_full() {
         while f.write_all(&chunk).is_ok() {}
     }
     let data = fs.path();
-    let err = SqliteLinkStore::open_dir(data).await.err().expect("a full file system cannot hold a new store");
+    let err = SqliteLinkStore::open_dir(data).await.expect_err("a full file system cannot hold a new store");
     let free = rustix::fs::statvfs(data).expect("statvfs");
     let note = format!(" (its file system has only {} bytes free: is the disk full?)", free.f_bfree * free.f_frsize);
     assert!(matches!(err, Error::StoreOpen { .. }), "{err:?}");

@@ -42,9 +42,15 @@ impl EventLog for HeldLog {
 }
 
 fn click(i: u32, ts: i64) -> ClickEvent {
+    firefox_click("held", i, ts)
+}
+
+/// Click `i` (event id `i + 1`, visitor `i`) on `code` at `ts` (ms, UTC), from one /24 and
+/// one Firefox user agent (also the replay tests' clicks).
+pub(super) fn firefox_click(code: &str, i: u32, ts: i64) -> ClickEvent {
     ClickEvent {
         event_id: uuid::Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0000 | (u128::from(i) + 1)),
-        code: "held".into(),
+        code: code.into(),
         ts,
         ip_trunc: Some("81.2.69.0".into()),
         visitor_id: u64::from(i),

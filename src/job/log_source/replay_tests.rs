@@ -27,17 +27,7 @@ const HOUR: i64 = 3_600_000;
 const DAY: i64 = 24 * HOUR;
 
 fn click(i: u32, ts: i64) -> ClickEvent {
-    ClickEvent {
-        event_id: uuid::Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0000 | (u128::from(i) + 1)),
-        code: "replay".into(),
-        ts,
-        ip_trunc: Some("81.2.69.0".into()),
-        visitor_id: u64::from(i),
-        user_agent: "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0".into(),
-        referrer: None,
-        accept_language: None,
-        edge_region: None,
-    }
+    super::held_writer_tests::firefox_click("replay", i, ts)
 }
 
 /// What one run of the dataflow over the log shows once it has read all of it.
