@@ -54,24 +54,7 @@ impl ClickLog {
     ///
     /// Errors with [`Error::ClickLog`] on I/O failure.
     pub fn arrival_times(&self, range: Range<u64>) -> Result<Vec<(u64, i64)>> {
-        if range.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.ensure_open()?;
-        self.with_db(|db| {
-            let txn = db.begin_read().map_err(|e| Error::click_log("read arrival times", e))?;
-            let table = match txn.open_table(ARRIVAL) {
-                Ok(t) => t,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-                Err(e) => return Err(Error::click_log("read arrival times", e)),
-            };
-            let mut out = Vec::new();
-            for entry in table.range(range).map_err(|e| Error::click_log("read arrival times", e))? {
-                let (k, v) = entry.map_err(|e| Error::click_log("read arrival times", e))?;
-                out.push((k.value(), v.value()));
-            }
-            Ok(out)
-        })
+        self.sparse_marks(ARRIVAL, range, "read arrival times", |offset, arrival| (offset, arrival.value()))
     }
 
     /// Offsets inside `range` that were appended as backfill, ascending (for readers of
@@ -79,21 +62,36 @@ impl ClickLog {
     ///
     /// Errors with [`Error::ClickLog`] on I/O failure.
     pub fn backfill_offsets(&self, range: Range<u64>) -> Result<Vec<u64>> {
+        self.sparse_marks(BACKFILL, range, "read backfill marks", |offset, _| offset)
+    }
+
+    /// The rows of the sparse per-offset table `def` (backfill marks, arrival times) inside
+    /// `range`, ascending by offset, each mapped by `f(offset, value)`; empty when the table
+    /// does not exist (a log written before it).
+    ///
+    /// Errors with [`Error::ClickLog`] (doing `op`) on I/O failure.
+    fn sparse_marks<V: redb::Value + 'static, T>(
+        &self,
+        def: redb::TableDefinition<u64, V>,
+        range: Range<u64>,
+        op: &'static str,
+        f: impl Fn(u64, &redb::AccessGuard<'_, V>) -> T,
+    ) -> Result<Vec<T>> {
         if range.is_empty() {
             return Ok(Vec::new());
         }
         self.ensure_open()?;
         self.with_db(|db| {
-            let txn = db.begin_read().map_err(|e| Error::click_log("read backfill marks", e))?;
-            let table = match txn.open_table(BACKFILL) {
+            let txn = db.begin_read().map_err(|e| Error::click_log(op, e))?;
+            let table = match txn.open_table(def) {
                 Ok(t) => t,
                 Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-                Err(e) => return Err(Error::click_log("read backfill marks", e)),
+                Err(e) => return Err(Error::click_log(op, e)),
             };
             let mut out = Vec::new();
-            for entry in table.range(range).map_err(|e| Error::click_log("read backfill marks", e))? {
-                let (k, _) = entry.map_err(|e| Error::click_log("read backfill marks", e))?;
-                out.push(k.value());
+            for entry in table.range(range).map_err(|e| Error::click_log(op, e))? {
+                let (k, v) = entry.map_err(|e| Error::click_log(op, e))?;
+                out.push(f(k.value(), &v));
             }
             Ok(out)
         })
