@@ -5,7 +5,32 @@
 
 use std::path::Path;
 
+use std::time::{Duration, Instant};
+
+use sluice_connectors::click_log::ClickLog;
 use sluice_connectors::redb_open::OpenFailure;
+
+/// How long `sluice serve` (roles `all` and `redirect`) waits for a click log another process
+/// holds: a process with role `api` holds it for a moment at its start (to check the link
+/// store against it, `crate::job::lost_store`), so a pair started together does not fail.
+pub const HELD_WAIT: Duration = Duration::from_secs(5);
+
+/// Opens the click log in `dir` for writing ([`ClickLog::open`]), retrying every 50 ms while
+/// another process holds it, for up to `wait`. Blocking.
+///
+/// Errors: as [`ClickLog::open`]; a log still held after `wait` is its
+/// [`OpenFailure::HeldByAnotherProcess`] error.
+pub fn open_waiting(dir: &Path, wait: Duration) -> sluice_connectors::Result<ClickLog> {
+    let deadline = Instant::now() + wait;
+    loop {
+        match ClickLog::open(dir) {
+            Err(e) if e.open_failure() == OpenFailure::HeldByAnotherProcess && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
 
 /// `e`, a failed open of the click log in `data_dir`, with a context naming its cause
 /// (module docs). `if_held` is what to do when `sluice serve` holds the log (e.g. `"stop it

@@ -21,6 +21,12 @@
 //! The check reads at once ([`check_link_store`]) but writes ([`StoreCheck::apply`]) only
 //! after every other start-up check passed (e.g. a checkpoint that does not fit the click
 //! log): a start that is refused leaves the link store and the log as they were.
+//!
+//! Role `api` holds no click log, yet it creates links: on a data dir with a click log that
+//! no other process holds, it opens the log for its start, runs the same check and closes
+//! it again ([`check_from_api`]); a log held by another process is that process's (roles
+//! `all` and `redirect` check at their start, and wait a few seconds for a log an `api`
+//! process holds meanwhile: `crate::log_open::open_waiting`).
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -30,6 +36,7 @@ use anyhow::Context;
 use sluice_connectors::LinkStore;
 use sluice_connectors::click_log::{CLICK_LOG_FILE_NAME, ClickLog};
 use sluice_connectors::link_store::SQLITE_FILE_NAME;
+use sluice_connectors::redb_open::OpenFailure;
 
 use crate::config::Config;
 use crate::job::checkpoint;
@@ -113,6 +120,39 @@ pub(super) async fn check_link_store(cfg: &Config, store: &Arc<dyn LinkStore>, l
             Ok(StoreCheck::Record { id, previous: None, codes: Vec::new() })
         }
     }
+}
+
+/// [`check_link_store`] for role `api` (module docs): opens the click log in `data_dir` and
+/// checks `store` against it, returning the check and the log to apply it to (dropping the
+/// log closes it). `None`, with nothing checked, when another process holds the log (it
+/// checked at its own start) or when it cannot be opened (e.g. damaged: the process that
+/// serves clicks must repair or reset it first, and checks then), with a warning.
+///
+/// Errors: the store, the log or the checkpoint directory cannot be read.
+pub(super) async fn check_from_api(
+    cfg: &Config,
+    store: &Arc<dyn LinkStore>,
+    data_dir: &Path,
+    before: BeforeOpen,
+) -> anyhow::Result<Option<(StoreCheck, ClickLog)>> {
+    let dir = data_dir.to_path_buf();
+    let log = match tokio::task::spawn_blocking(move || ClickLog::open(&dir)).await.context("click log open task failed")? {
+        Ok(log) => log,
+        Err(e) if e.open_failure() == OpenFailure::HeldByAnotherProcess => {
+            tracing::debug!(data_dir = %data_dir.display(), "role api: the click log is held by the process serving clicks, which checked the link store against it");
+            return Ok(None);
+        }
+        Err(e) => {
+            tracing::warn!(
+                data_dir = %data_dir.display(),
+                error = %crate::health::error_chain(&e),
+                "role api: could not open the click log to check the link store against it (a lost link store's codes are retired when the redirect or all role starts on this data dir)"
+            );
+            return Ok(None);
+        }
+    };
+    let check = check_link_store(cfg, store, &log, before).await?;
+    Ok(Some((check, log)))
 }
 
 /// The codes of the view rows in the newest checkpoint of click-log `partition` in `dir`

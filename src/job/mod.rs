@@ -38,6 +38,7 @@ pub mod kafka_source;
 pub mod link_meta;
 pub mod log_source;
 mod lost_store;
+mod split_roles;
 pub(crate) mod start_cleanup;
 pub mod system;
 

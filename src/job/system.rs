@@ -4,8 +4,9 @@
 //! exactly this.
 //!
 //! By role: `all` and `redirect` open the click log (held exclusively by one process) and
-//! run the dataflow over it (`[dataflow] enabled`); `api` opens neither, and its stats
-//! endpoints answer 503 `stats_unavailable`. With the dataflow and the API (`all`), the
+//! run the dataflow over it (`[dataflow] enabled`); `api` runs no dataflow and holds no
+//! click log (it opens a log no other process holds only for its start, to check the link
+//! store against it: `lost_store`), and its stats endpoints answer 503 `stats_unavailable`. With the dataflow and the API (`all`), the
 //! export, report-job and live routes run too, report jobs in `<data dir>/exports`.
 //!
 //! Stopping ([`System::shutdown`]): the HTTP server finishes in-flight requests and ends
@@ -130,21 +131,6 @@ impl std::fmt::Debug for System {
     }
 }
 
-/// What a split-role process cannot serve, said once at start-up (README, "Split roles"):
-/// the stats live in the dataflow's in-memory views, in the process that holds the click
-/// log, and only role `all` serves them over HTTP.
-fn warn_about_split_role(cfg: &Config, dataflow: bool) {
-    match cfg.server.role {
-        Role::Api => tracing::warn!(
-            "role api: this process holds no click log and runs no click dataflow, so the stats, export, report, live and anomaly endpoints answer 503 here and POST /v1/events is not served; run the process that holds the click log with role all to serve them (README, \"Split roles\")"
-        ),
-        Role::Redirect if dataflow => tracing::warn!(
-            "role redirect: this process records clicks and runs the click dataflow but serves no API, so its stats are not reachable over HTTP (only through [redis] or [clickhouse] when configured); run it with role all to serve the stats (README, \"Split roles\")"
-        ),
-        _ => {}
-    }
-}
-
 impl System {
     /// Starts everything `cfg` describes and serves on `listener` (module docs). A refused
     /// start removes what it created in the data dir (`start_cleanup.rs`).
@@ -221,7 +207,8 @@ impl System {
             let dir = data_dir.clone();
             // The cause named as it is: a held lock (another `sluice serve`), a read-only
             // file system, a refused permission, damage (crate::log_open).
-            let log = tokio::task::spawn_blocking(move || ClickLog::open(&dir))
+            // An `api` process holds the log for a moment at its start (lost_store docs).
+            let log = tokio::task::spawn_blocking(move || crate::log_open::open_waiting(&dir, crate::log_open::HELD_WAIT))
                 .await
                 .context("click log open task failed")?
                 .map_err(|e| crate::log_open::open_error(&data_dir, e, "stop it, or give this process another --data-dir"))?;
@@ -234,6 +221,12 @@ impl System {
         // Logs an error when `links.db` is deleted or replaced while open (`/readyz` fails then).
         drop(crate::health::watch_store_file(Arc::downgrade(&store), crate::health::STORE_FILE_CHECK));
         let secret = visitor_secret::load_or_create_after(cfg.visitor.secret.as_ref().map(|s| s.0.as_str()), &data_dir, had_click_log)?;
+        // Role api holds no click log, but checks the link store against one no other process
+        // holds (lost_store docs), applied with the others' below.
+        let api_check = match &opened_log {
+            None if had_click_log => super::lost_store::check_from_api(&cfg, &store, &data_dir, before_open).await?,
+            _ => None,
+        };
         let mut store_check = None;
         let (sink, intake): (Arc<dyn ClickSink>, Option<Intake>) = match opened_log {
             None => {
@@ -299,7 +292,7 @@ impl System {
         if let Some(feed) = job.as_ref().and_then(DataflowJob::blocklist) {
             drop(sluice_serving::admin::feed::sync_blocklist(Arc::clone(&store), feed, cfg.dataflow.meta_poll_interval));
         }
-        warn_about_split_role(&cfg, job.is_some());
+        super::split_roles::warn_about_split_role(&cfg, job.is_some());
         let stats = match &job {
             Some(j) => StatsState::new(Arc::clone(&store), j.view_source(), stats_config(&cfg)),
             None => StatsState::without_views(Arc::clone(&store), stats_config(&cfg)),
@@ -351,6 +344,10 @@ impl System {
         // (which alone creates links) starts.
         if let (Some(check), Some(i)) = (store_check, &intake) {
             check.apply(&store, &i.log).await?;
+        }
+        // Role api: then the log is closed, for the process that serves clicks.
+        if let Some((check, log)) = api_check {
+            check.apply(&store, &log).await?;
         }
         let (stop_http, stopped) = oneshot::channel::<()>();
         // HTTP/1.1; redirects ahead of the router; hyper's own 414/431 answers get the JSON

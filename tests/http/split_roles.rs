@@ -147,3 +147,71 @@ async fn a_process_on_a_loopback_address_refuses_loops_to_its_listen_port_whatev
     let (st, body) = post("https://sho.rt.example/x".to_owned()).await;
     assert_eq!((st, body["error"]["code"].as_str()), (400, Some("redirect_loop")), "{body}");
 }
+
+/// A lost link store on a split pair (attack of session 44): the `api` process, started first
+/// after `links.db` was deleted, checks the store against the click log no other process holds
+/// and retires the codes with clicks, so no link created through it inherits their clicks;
+/// it closes the log again, and the redirect process started next takes it (and, the store
+/// now recorded in the log, retires nothing more). Started while the redirect process holds
+/// the log, an `api` process starts normally (that process checked at its start).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_process_started_first_retires_a_lost_stores_codes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let create = |at: String, alias: &'static str| {
+        let http = http.clone();
+        async move {
+            let r = http
+                .post(format!("http://{at}/v1/links"))
+                .json(&json!({"long_url": "https://example.com/new", "custom_alias": alias}))
+                .send()
+                .await
+                .expect("post");
+            (r.status().as_u16(), r.json::<Value>().await.expect("json"))
+        }
+    };
+    // One process (role all): two links, clicks on one, a graceful stop (clicks written).
+    let all_at = format!("127.0.0.1:{}", free_port());
+    let all_log = dir.path().join("all.log");
+    let mut all = serve_embedded(&all_at, &data, &[], &all_log);
+    await_ready(&mut all, &http, &all_at, &all_log, Duration::from_secs(60)).await;
+    assert_eq!(create(all_at.clone(), "lost-a").await.0, 201);
+    assert_eq!(create(all_at.clone(), "lost-b").await.0, 201);
+    for _ in 0..3 {
+        assert_eq!(http.get(format!("http://{all_at}/lost-a")).send().await.expect("follow").status(), 302);
+    }
+    all.terminate();
+    for name in ["links.db", "links.db-wal", "links.db-shm"] {
+        let _ = std::fs::remove_file(data.join(name));
+    }
+
+    // The api process first: lost-a (clicks in the log) is retired, lost-b (none) is free.
+    let (api_at, api_log) = (format!("127.0.0.1:{}", free_port()), dir.path().join("api.log"));
+    let mut api = serve_embedded(&api_at, &data, &["--role", "api"], &api_log);
+    await_ready(&mut api, &http, &api_at, &api_log, Duration::from_secs(60)).await;
+    let (status, body) = create(api_at.clone(), "lost-a").await;
+    assert_eq!((status, &body["error"]["details"]), (409, &json!({"alias": "lost-a", "deleted": false, "retired": true})), "{body}");
+    assert_eq!(create(api_at.clone(), "lost-b").await.0, 201);
+    let text = std::fs::read_to_string(&api_log).expect("api log");
+    assert!(text.contains("the link store is not the one this click log was served with") && text.contains("retired=1"), "{text}");
+
+    // The log was closed: the redirect process starts (within its wait), records nothing new.
+    let (redirect_at, redirect_log) = (format!("127.0.0.1:{}", free_port()), dir.path().join("redirect.log"));
+    let mut redirect = serve_embedded(&redirect_at, &data, &["--role", "redirect"], &redirect_log);
+    await_ready(&mut redirect, &http, &redirect_at, &redirect_log, Duration::from_secs(60)).await;
+    let r = http.get(format!("http://{redirect_at}/lost-b")).send().await.expect("follow");
+    assert_eq!((r.status().as_u16(), r.headers()["location"].to_str().expect("ascii")), (302, "https://example.com/new"));
+    assert_eq!(http.get(format!("http://{redirect_at}/lost-a")).send().await.expect("follow").status(), 404);
+    let text = std::fs::read_to_string(&redirect_log).expect("redirect log");
+    assert!(!text.contains("retired"), "{text}");
+
+    // A second api process while the redirect process holds the log: it starts and serves.
+    let (api2_at, api2_log) = (format!("127.0.0.1:{}", free_port()), dir.path().join("api2.log"));
+    let mut api2 = serve_embedded(&api2_at, &data, &["--role", "api"], &api2_log);
+    await_ready(&mut api2, &http, &api2_at, &api2_log, Duration::from_secs(60)).await;
+    let (status, body) = create(api2_at.clone(), "lost-a").await;
+    assert_eq!((status, &body["error"]["details"]["retired"]), (409, &json!(true)), "{body}");
+    assert_eq!(create(api2_at.clone(), "fresh").await.0, 201);
+    drop((api, redirect, api2));
+}
