@@ -13,18 +13,27 @@ use sluice_connectors::redb_open::OpenFailure;
 /// How long `sluice serve` (roles `all` and `redirect`) waits for a click log another process
 /// holds: a process with role `api` holds it for a moment at its start (to check the link
 /// store against it, `crate::job::lost_store`), so a pair started together does not fail.
-pub const HELD_WAIT: Duration = Duration::from_secs(5);
+pub const HELD_WAIT: Duration = Duration::from_secs(30);
 
 /// Opens the click log in `dir` for writing ([`ClickLog::open`]), retrying every 50 ms while
-/// another process holds it, for up to `wait`. Blocking.
+/// another process holds it, for up to `wait` (saying so once, at warn level). Blocking.
 ///
 /// Errors: as [`ClickLog::open`]; a log still held after `wait` is its
 /// [`OpenFailure::HeldByAnotherProcess`] error.
 pub fn open_waiting(dir: &Path, wait: Duration) -> sluice_connectors::Result<ClickLog> {
     let deadline = Instant::now() + wait;
+    let mut said = false;
     loop {
         match ClickLog::open(dir) {
             Err(e) if e.open_failure() == OpenFailure::HeldByAnotherProcess && Instant::now() < deadline => {
+                if !said {
+                    said = true;
+                    tracing::warn!(
+                        data_dir = %dir.display(),
+                        "the click log is held by another process; waiting up to {} s for it (a process with role api holds it for a moment at its start)",
+                        wait.as_secs()
+                    );
+                }
                 std::thread::sleep(Duration::from_millis(50));
             }
             other => return other,

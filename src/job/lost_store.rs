@@ -22,15 +22,20 @@
 //! after every other start-up check passed (e.g. a checkpoint that does not fit the click
 //! log): a start that is refused leaves the link store and the log as they were.
 //!
-//! Role `api` holds no click log, yet it creates links: on a data dir with a click log that
-//! no other process holds, it opens the log for its start, runs the same check and closes
-//! it again ([`check_from_api`]); a log held by another process is that process's (roles
-//! `all` and `redirect` check at their start, and wait a few seconds for a log an `api`
-//! process holds meanwhile: `crate::log_open::open_waiting`).
+//! Role `api` holds no click log, yet it creates links ([`ApiLog`]): on a data dir with a
+//! click log that no other process holds, it opens the log for its start, runs the same check
+//! and closes it again (roles `all` and `redirect` wait up to 30 s for a log an `api` process
+//! holds meanwhile: `crate::log_open::open_waiting`). A log held by another process is that
+//! process's to check: every check applied records a mark in the store
+//! ([`LinkStore::record_log_check`]), and the `api` process waits for it before it serves —
+//! refusing to start without it, as it refuses a log it cannot open (damaged, read-only) or
+//! a data dir whose log is gone but whose checkpoints remain: it would otherwise hand out
+//! the codes of a lost store.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use sluice_connectors::LinkStore;
@@ -122,37 +127,84 @@ pub(super) async fn check_link_store(cfg: &Config, store: &Arc<dyn LinkStore>, l
     }
 }
 
-/// [`check_link_store`] for role `api` (module docs): opens the click log in `data_dir` and
-/// checks `store` against it, returning the check and the log to apply it to (dropping the
-/// log closes it). `None`, with nothing checked, when another process holds the log (it
-/// checked at its own start) or when it cannot be opened (e.g. damaged: the process that
-/// serves clicks must repair or reset it first, and checks then), with a warning.
-///
-/// Errors: the store, the log or the checkpoint directory cannot be read.
-pub(super) async fn check_from_api(
-    cfg: &Config,
-    store: &Arc<dyn LinkStore>,
-    data_dir: &Path,
-    before: BeforeOpen,
-) -> anyhow::Result<Option<(StoreCheck, ClickLog)>> {
-    let dir = data_dir.to_path_buf();
-    let log = match tokio::task::spawn_blocking(move || ClickLog::open(&dir)).await.context("click log open task failed")? {
-        Ok(log) => log,
-        Err(e) if e.open_failure() == OpenFailure::HeldByAnotherProcess => {
-            tracing::debug!(data_dir = %data_dir.display(), "role api: the click log is held by the process serving clicks, which checked the link store against it");
-            return Ok(None);
+/// How long a process with role `api` waits for the process holding the click log to have
+/// checked the link store against it ([`ApiLog::check`]).
+pub(super) const API_CHECK_WAIT: Duration = Duration::from_secs(30);
+
+/// The click log as a process with role `api` found it at its start, before the link store
+/// is opened (module docs).
+#[derive(Debug)]
+pub(super) enum ApiLog {
+    /// No click log in the data dir (and no checkpoint of one): nothing to check against.
+    Absent,
+    /// Opened by this process, for its start only (dropping it closes it).
+    Open(ClickLog),
+    /// Held by another process.
+    Held,
+}
+
+impl ApiLog {
+    /// Opens the click log in `data_dir` for a process with role `api`, before the link
+    /// store is opened (so a refusal creates nothing).
+    ///
+    /// Errors: a log that exists but cannot be opened for another reason than another
+    /// process holding it (damaged, read-only, refused permission), and a data dir without a
+    /// log whose newest checkpoint was taken of one: role api cannot check the link store
+    /// then, and would hand out the codes of a lost store; the process that serves clicks
+    /// refuses such a data dir too, and says what to do.
+    pub(super) async fn open(cfg: &Config, data_dir: &Path, had_click_log: bool) -> anyhow::Result<ApiLog> {
+        if !had_click_log {
+            if !cfg.kafka.enabled() && cfg.dataflow.processes == 1 {
+                let (dir, partition) = (checkpoint::dir_of(data_dir), cfg.dataflow.partition());
+                tokio::task::spawn_blocking(move || checkpoint::refuse_without_log(&dir, partition)).await.context("checkpoint check task failed")??;
+            }
+            return Ok(ApiLog::Absent);
         }
-        Err(e) => {
-            tracing::warn!(
-                data_dir = %data_dir.display(),
-                error = %crate::health::error_chain(&e),
-                "role api: could not open the click log to check the link store against it (a lost link store's codes are retired when the redirect or all role starts on this data dir)"
-            );
-            return Ok(None);
+        let dir = data_dir.to_path_buf();
+        match tokio::task::spawn_blocking(move || ClickLog::open(&dir)).await.context("click log open task failed")? {
+            Ok(log) => Ok(ApiLog::Open(log)),
+            Err(e) if e.open_failure() == OpenFailure::HeldByAnotherProcess => Ok(ApiLog::Held),
+            Err(e) => Err(crate::log_open::open_error(data_dir, e, "stop it first").context(
+                "role api checks the link store against the data dir's click log before it creates links (a lost link store's codes \
+                 must not be handed out again), and could not open it: start the redirect or all role on this data dir first, \
+                 which repairs the log or says how",
+            )),
         }
-    };
-    let check = check_link_store(cfg, store, &log, before).await?;
-    Ok(Some((check, log)))
+    }
+
+    /// Checks `store` against the log: an opened log as the process serving clicks does
+    /// ([`check_link_store`], returning the check and the log to apply it to before the HTTP
+    /// server starts); a held one by waiting, up to [`API_CHECK_WAIT`], until the process
+    /// holding it has recorded its check in the store ([`LinkStore::log_checked`]).
+    ///
+    /// Errors: the store, the log or the checkpoint directory cannot be read; the store is
+    /// still unchecked after the wait (the holder is a `sluice serve` that opened another
+    /// store — `links.db` lost while it ran — or `sluice import --data-dir` / `sluice log
+    /// tail`): refused, saying so.
+    pub(super) async fn check(self, cfg: &Config, store: &Arc<dyn LinkStore>, before: BeforeOpen) -> anyhow::Result<Option<(StoreCheck, ClickLog)>> {
+        match self {
+            ApiLog::Absent => Ok(None),
+            ApiLog::Open(log) => Ok(Some((check_link_store(cfg, store, &log, before).await?, log))),
+            ApiLog::Held => {
+                let t0 = std::time::Instant::now();
+                while !store.log_checked().await.context("could not read the link store")? {
+                    if t0.elapsed() >= API_CHECK_WAIT {
+                        anyhow::bail!(
+                            "role api: the click log in \"{}\" is held by another process, which has not checked this link store \
+                             against it within {} s, so links created here could take the codes of a lost link store and inherit \
+                             their clicks. If links.db was lost while `sluice serve` ran, restart that process (it checks the new \
+                             store at its start), then this one; if `sluice import --data-dir` or `sluice log tail` holds the log, \
+                             start this process once it is done",
+                            cfg.server.data_dir.display(),
+                            API_CHECK_WAIT.as_secs()
+                        );
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Ok(None)
+            }
+        }
+    }
 }
 
 /// The codes of the view rows in the newest checkpoint of click-log `partition` in `dir`
@@ -166,14 +218,19 @@ fn checkpoint_codes(dir: &Path, partition: u32) -> anyhow::Result<BTreeSet<Strin
 }
 
 impl StoreCheck {
-    /// Retires the lost store's codes in `store`, then records the store's id in `log`
-    /// (call it after every check that may refuse the start, before anything can create a
-    /// link). Returns the number of codes retired.
+    /// Retires the lost store's codes in `store`, then records the store's id in `log` and,
+    /// in the store, that it was checked ([`LinkStore::record_log_check`], also when there was
+    /// nothing to retire: what an `api` process finding the log held waits for). Call it after
+    /// every check that may refuse the start, before anything can create a link. Returns the
+    /// number of codes retired.
     ///
     /// Errors: the store or the log cannot be written (nothing is recorded in the log before
     /// the codes are retired, so a failed start retries the whole step).
     pub(super) async fn apply(self, store: &Arc<dyn LinkStore>, log: &ClickLog) -> anyhow::Result<usize> {
-        let StoreCheck::Record { id, previous, codes } = self else { return Ok(0) };
+        let StoreCheck::Record { id, previous, codes } = self else {
+            store.record_log_check().await.context("could not record the click log check in the link store")?;
+            return Ok(0);
+        };
         if previous.is_none() && !codes.is_empty() {
             store.retire_codes(&codes).await.context("could not retire the codes of the lost link store")?;
             tracing::warn!(
@@ -198,6 +255,7 @@ impl StoreCheck {
             .await
             .context("click log task failed")?
             .context("could not record the link store's id in the click log")?;
+        store.record_log_check().await.context("could not record the click log check in the link store")?;
         Ok(codes.len())
     }
 }

@@ -196,7 +196,10 @@ impl System {
         // The click log and the checkpoint the dataflow resumes from are checked first: a
         // start they refuse (a damaged clicks.redb, a checkpoint of another log, a log moved
         // away) creates nothing — no links.db, no visitor_secret, no empty clicks.redb.
+        // Role api opens the log only for its start, to check the link store (lost_store).
+        let mut api_log = None;
         let (opened_log, start_point) = if cfg.server.role == Role::Api {
+            api_log = Some(super::lost_store::ApiLog::open(&cfg, &data_dir, had_click_log).await?);
             (None, None)
         } else {
             let checkpoints_on = cfg.dataflow.enabled && !cfg.kafka.enabled() && !cfg.dataflow.checkpoint_interval.is_zero() && cfg.dataflow.processes == 1;
@@ -221,11 +224,10 @@ impl System {
         // Logs an error when `links.db` is deleted or replaced while open (`/readyz` fails then).
         drop(crate::health::watch_store_file(Arc::downgrade(&store), crate::health::STORE_FILE_CHECK));
         let secret = visitor_secret::load_or_create_after(cfg.visitor.secret.as_ref().map(|s| s.0.as_str()), &data_dir, had_click_log)?;
-        // Role api holds no click log, but checks the link store against one no other process
-        // holds (lost_store docs), applied with the others' below.
-        let api_check = match &opened_log {
-            None if had_click_log => super::lost_store::check_from_api(&cfg, &store, &data_dir, before_open).await?,
-            _ => None,
+        // Applied with the others' below.
+        let api_check = match api_log {
+            Some(l) => l.check(&cfg, &store, before_open).await?,
+            None => None,
         };
         let mut store_check = None;
         let (sink, intake): (Arc<dyn ClickSink>, Option<Intake>) = match opened_log {

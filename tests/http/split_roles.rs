@@ -215,3 +215,82 @@ async fn an_api_process_started_first_retires_a_lost_stores_codes() {
     assert_eq!(create(api2_at.clone(), "fresh").await.0, 201);
     drop((api, redirect, api2));
 }
+
+/// Polls until `child` exits (panics after `timeout`); its exit code and its log `log`.
+async fn exit_of(child: &mut crate::child::ChildProcess, log: &std::path::Path, timeout: Duration) -> (Option<i32>, String) {
+    let t0 = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.exited() {
+            return (status.code(), std::fs::read_to_string(log).expect("log"));
+        }
+        assert!(t0.elapsed() < timeout, "still running after {timeout:?}: {}", std::fs::read_to_string(log).unwrap_or_default());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Attack of session 46 on the fix above: an `api` process that finds the click log held
+/// waits until the holder has checked the link store (a mark in the store) — so a pair
+/// started together after a lost store never hands out a retired code — and refuses to start
+/// when no holder ever checks it (links.db deleted under a running process); it refuses a
+/// click log it cannot open (damaged) before creating a link store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_process_never_serves_an_unchecked_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let create = |at: String, alias: &'static str| {
+        let http = http.clone();
+        async move {
+            let r = http
+                .post(format!("http://{at}/v1/links"))
+                .json(&json!({"long_url": "https://example.com/new", "custom_alias": alias}))
+                .send()
+                .await
+                .expect("post");
+            (r.status().as_u16(), r.json::<Value>().await.expect("json"))
+        }
+    };
+    let remove_store = || {
+        for name in ["links.db", "links.db-wal", "links.db-shm"] {
+            let _ = std::fs::remove_file(data.join(name));
+        }
+    };
+    let all_at = format!("127.0.0.1:{}", free_port());
+    let all_log = dir.path().join("all.log");
+    let mut all = serve_embedded(&all_at, &data, &[], &all_log);
+    await_ready(&mut all, &http, &all_at, &all_log, Duration::from_secs(60)).await;
+    assert_eq!(create(all_at.clone(), "lost-a").await.0, 201);
+    assert_eq!(http.get(format!("http://{all_at}/lost-a")).send().await.expect("follow").status(), 302);
+    all.terminate();
+    remove_store();
+
+    // Both at once: whichever takes the log, the api process serves only a checked store.
+    let (redirect_at, redirect_log) = (format!("127.0.0.1:{}", free_port()), dir.path().join("redirect.log"));
+    let (api_at, api_log) = (format!("127.0.0.1:{}", free_port()), dir.path().join("api.log"));
+    let mut redirect = serve_embedded(&redirect_at, &data, &["--role", "redirect"], &redirect_log);
+    let mut api = serve_embedded(&api_at, &data, &["--role", "api"], &api_log);
+    await_ready(&mut api, &http, &api_at, &api_log, Duration::from_secs(60)).await;
+    let (status, body) = create(api_at.clone(), "lost-a").await;
+    assert_eq!((status, &body["error"]["details"]["retired"]), (409, &json!(true)), "{body}");
+    await_ready(&mut redirect, &http, &redirect_at, &redirect_log, Duration::from_secs(60)).await;
+    drop(api);
+
+    // links.db deleted under the running redirect process: a new store no holder checks.
+    remove_store();
+    let (api2_at, api2_log) = (format!("127.0.0.1:{}", free_port()), dir.path().join("api2.log"));
+    let mut api2 = serve_embedded(&api2_at, &data, &["--role", "api"], &api2_log);
+    let (code, text) = exit_of(&mut api2, &api2_log, Duration::from_secs(60)).await;
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("is held by another process, which has not checked this link store against it within 30 s"), "{text}");
+    redirect.terminate();
+
+    // A damaged click log: refused before any link store is created.
+    remove_store();
+    std::fs::write(data.join("clicks.redb"), b"not a redb file at all, just some bytes").expect("damage the log");
+    let (api3_at, api3_log) = (format!("127.0.0.1:{}", free_port()), dir.path().join("api3.log"));
+    let mut api3 = serve_embedded(&api3_at, &data, &["--role", "api"], &api3_log);
+    let (code, text) = exit_of(&mut api3, &api3_log, Duration::from_secs(60)).await;
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("role api checks the link store against the data dir's click log before it creates links"), "{text}");
+    assert!(!data.join("links.db").exists(), "nothing created");
+}

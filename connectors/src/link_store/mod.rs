@@ -163,6 +163,22 @@ pub trait LinkStore: Send + Sync + 'static {
         Ok(None)
     }
 
+    /// Whether a `sluice serve` holding a click log has checked this store against it
+    /// ([`Self::record_log_check`]): a process with role `api` that finds the log held by
+    /// another process creates links from a store only once that is so. `true` for stores
+    /// without an id (test doubles: never checked). Errors: [`crate::Error::Database`].
+    async fn log_checked(&self) -> Result<bool> {
+        Ok(true)
+    }
+
+    /// Records, once and for good, that a process holding a click log checked this store
+    /// against it (retired the codes of a lost store's links, or found the log recording this
+    /// store's id): the `log_checked` row of `store_meta` (no migration: a new key). A no-op
+    /// for test doubles. Errors: [`crate::Error::Database`].
+    async fn record_log_check(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// Retires `codes` (duplicates and codes already retired are fine): [`Self::insert`]
     /// refuses them from now on, for ever, as it refuses taken codes. Used for the codes of a
     /// lost store's links whose clicks are still in the click log. Codes containing NUL are

@@ -159,6 +159,18 @@ macro_rules! link_store {
                 Ok(Some(u64::from_ne_bytes(id.to_ne_bytes())))
             }
 
+            async fn log_checked(&self) -> Result<bool> {
+                let row: Option<i64> = sqlx::query_scalar("SELECT value FROM store_meta WHERE key = 'log_checked'").fetch_optional(read_pool(self)).await?;
+                Ok(row.is_some())
+            }
+
+            async fn record_log_check(&self) -> Result<()> {
+                let mut tx = begin_write(self).await?;
+                sqlx::query("INSERT INTO store_meta (key, value) VALUES ('log_checked', 1) ON CONFLICT (key) DO NOTHING").execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
             async fn retire_codes(&self, codes: &[String]) -> Result<()> {
                 let mut tx = begin_write(self).await?;
                 for code in codes.iter().filter(|c| !c.contains('\0')) {

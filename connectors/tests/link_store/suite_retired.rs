@@ -11,6 +11,18 @@ pub async fn store_id_is_created_once(ctx: Ctx) {
     assert_eq!(ctx.open().await.store_id().await.expect("store id"), Some(id), "reopening and migrating keep the id");
 }
 
+/// The log-check mark: absent in a new store, kept once recorded (recording again is fine),
+/// across a reopen and a migrate, and a store's own (a second store has none).
+pub async fn the_log_check_mark_is_recorded_once_and_kept(ctx: Ctx) {
+    let store = ctx.open().await;
+    assert!(!store.log_checked().await.expect("read mark"), "a new store was never checked");
+    store.record_log_check().await.expect("record");
+    store.record_log_check().await.expect("recording again is fine");
+    assert!(store.log_checked().await.expect("read mark"));
+    sluice_connectors::migrate(&ctx.target).await.expect("migrate");
+    assert!(ctx.open().await.log_checked().await.expect("read mark"), "kept across a reopen and a migrate");
+}
+
 /// Two stores of one backend (run by `main.rs` with each harness twice, nested).
 pub async fn two_stores_have_different_ids(a: &Ctx, b: &Ctx) {
     let id_a = a.open().await.store_id().await.expect("store id").expect("id");
