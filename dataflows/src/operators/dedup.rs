@@ -9,9 +9,13 @@
 //!   `max(dedup_horizon, allowed_lateness)` of the global watermark `W`, plus an index by
 //!   basis hour; compacted whenever `W` advances (whole hours at a time), so memory is bounded
 //!   by the clicks of that window. The basis is the event time; for backfill it is the
-//!   newest event time seen at insertion (`max(ts, W, newest live ts)`), so re-imports of
-//!   the same file are caught while the watermark stays within the retention of the import
-//!   (a re-import after that is counted again: imports are idempotent only within it).
+//!   newest event time seen at insertion (`max(ts, W, newest ts of any click so far)`), so
+//!   re-imports of the same file are caught while the watermark stays within the retention
+//!   of the import (a re-import after that is counted again: imports are idempotent only
+//!   within it). A backfill id recorded before the first watermark is known has its basis
+//!   raised to that first `W` when it comes: an import into a server that has seen no click yet
+//!   (`W` unknown) is remembered like one into a running server, whatever its batches
+//!   (attack of session 46: a re-import of a history file counted its older events twice).
 //!
 //! **First wins**: the first copy processed is kept with its payload; later copies (even with
 //! a different user agent or referrer, case C19's E′) are dropped and never touch a rollup
@@ -93,8 +97,12 @@ pub struct DedupState {
     lateness_ms: i64,
     long_retention_ms: i64,
     duplicates: u64,
-    /// Largest event time of a non-backfill click processed (backfill basis floor).
+    /// Largest event time of a click processed, backfill included (backfill basis floor).
     newest: i64,
+    /// Backfill ids recorded before the first watermark (`W` unknown; all ids restored from a
+    /// checkpoint without one): their basis is raised to the first `W` ([`Self::advance`]),
+    /// as if they had come in once it was known.
+    before_watermark: Vec<Id>,
 }
 
 impl DedupState {
@@ -162,13 +170,13 @@ impl DedupState {
                 return Admit::TooLate(limit);
             }
         }
-        let basis = if c.backfill {
-            ts.max(w).max(self.newest)
-        } else {
-            self.newest = self.newest.max(ts);
-            ts
-        };
-        match self.seen.entry(id_of(c.event.event_id.as_u128())) {
+        let basis = if c.backfill { ts.max(w).max(self.newest) } else { ts };
+        self.newest = self.newest.max(ts);
+        let id = id_of(c.event.event_id.as_u128());
+        if w == i64::MIN && c.backfill {
+            self.before_watermark.push(id);
+        }
+        match self.seen.entry(id) {
             Entry::Occupied(mut e) => {
                 self.duplicates += 1;
                 if basis > *e.get() {
@@ -196,6 +204,14 @@ impl DedupState {
         let w = self.watermark.recompute();
         if w == i64::MIN {
             return;
+        }
+        for id in std::mem::take(&mut self.before_watermark) {
+            if let Some(b) = self.seen.get_mut(&id)
+                && *b < w
+            {
+                *b = w;
+                index_by_hour(&mut self.by_hour, w, id);
+            }
         }
         let cutoff = w.saturating_sub(self.retention_ms);
         while let Some(entry) = self.by_hour.first_entry() {
@@ -228,10 +244,14 @@ impl DedupState {
     /// Checkpoint hook: adds restored `(id, basis)` entries and takes the snapshot's newest
     /// event time and watermark.
     pub(crate) fn restore(&mut self, ids: impl IntoIterator<Item = (u128, i64)>, newest: i64, watermark: GlobalWatermark) {
+        let unknown = watermark.current() == i64::MIN;
         for (id, basis) in ids {
             let id = id_of(id);
             self.seen.insert(id, basis);
             self.by_hour.entry(basis.div_euclid(HOUR_MS)).or_default().push(id);
+            if unknown {
+                self.before_watermark.push(id);
+            }
         }
         self.newest = self.newest.max(newest);
         self.watermark = watermark;

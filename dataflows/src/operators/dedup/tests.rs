@@ -72,6 +72,48 @@ fn backfill_is_remembered_from_the_watermark_on() {
     assert!(err.is_empty());
 }
 
+/// Attack of session 46: a history file imported twice into a server that had seen no click
+/// (no watermark yet) counted its older events twice, and as many as the batches split it
+/// (the first batch's ids kept their own old event time as basis and were compacted as soon
+/// as the first watermark came). Both files' orders, batch sizes 1 and all: every re-import
+/// within the window is a duplicate, whatever came first; a reference (a plain set of every
+/// id) says what counts.
+#[test]
+fn a_history_imported_twice_before_any_watermark_counts_once_whatever_the_batches() {
+    let now = 10_000 * H;
+    // 10 days of history, one event per 6 hours, plus the newest an hour ago.
+    let mut file: Vec<(u128, i64)> = (0..40).map(|i| (i as u128 + 1, now - 240 * H + i * 6 * H)).collect();
+    file.push((99, now - H));
+    for descending in [false, true] {
+        for batch in [1usize, 7, 1000] {
+            let mut lines = file.clone();
+            if descending {
+                lines.reverse();
+            }
+            let mut s = DedupState::new(48 * H, 48 * H, 9600 * H);
+            let (mut ok, mut err) = (Vec::new(), Vec::new());
+            let mut offset = 0u64;
+            for round in 0..2 {
+                for chunk in lines.chunks(batch) {
+                    let clicks: Vec<GatedClick> = chunk
+                        .iter()
+                        .map(|&(id, ts)| {
+                            offset += 1;
+                            click(id, ts, offset, true)
+                        })
+                        .collect();
+                    s.process(clicks, &mut ok, &mut err);
+                    // The gate's watermark follows the newest event time it saw.
+                    s.advance(&[report(now - H + round)]);
+                }
+            }
+            let distinct: HashSet<u128> = lines.iter().map(|&(id, _)| id).collect();
+            assert_eq!(ok.len(), distinct.len(), "descending {descending}, batch {batch}: each id once");
+            assert!(err.is_empty());
+        }
+    }
+}
+
 /// The documented window (docs/events-import-loadgen.md, "Duplicates"): a backfill copy of
 /// a live event is a duplicate while the live copy is remembered (`max(horizon, lateness)`
 /// of the watermark), and counts again once the id was compacted away.
