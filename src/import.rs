@@ -34,8 +34,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use sluice_ingest::event_input::MAX_EVENTS_PER_REQUEST;
-use sluice_ingest::import::{ImportFormat, ImportTally, LineParser};
+use sluice_ingest::event_input::{MAX_EVENTS_PER_REQUEST, Rejection};
+use sluice_ingest::import::{ImportFormat, ImportTally, LineOutcome, LineParser};
 use url::Url;
 
 use self::sink::{Batch, SendFailed, Sink, json_len, open_sink};
@@ -282,7 +282,20 @@ async fn store_events(
         }
         pb.inc(n as u64);
         line_no += 1;
-        let text = String::from_utf8_lossy(buf.strip_suffix(b"\n").unwrap_or(&buf));
+        let raw = buf.strip_suffix(b"\n").unwrap_or(&buf);
+        let text = match std::str::from_utf8(raw) {
+            Ok(t) => std::borrow::Cow::Borrowed(t),
+            // JSON is UTF-8 (RFC 8259 §8.1), and POST /v1/events answers 400 invalid_utf8: an
+            // invalid line, never an event with U+FFFD in place of the bytes.
+            Err(e) if format == ImportFormat::Ndjson => {
+                seen_content = true;
+                let reason = Rejection::new("invalid_utf8", format!("line {line_no} is not utf-8 (byte {} of the line)", e.valid_up_to()));
+                report.tally.count(LineOutcome::Invalid(reason));
+                continue;
+            }
+            // Access logs: a non-UTF-8 byte (rare: nginx and Apache escape them) becomes U+FFFD.
+            Err(_) => String::from_utf8_lossy(raw),
+        };
         if format == ImportFormat::Ndjson && !seen_content {
             let content = text.trim_start_matches('\u{feff}').trim_start();
             seen_content = !content.is_empty();

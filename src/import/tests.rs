@@ -139,6 +139,31 @@ async fn ndjson_import_counts_invalid_lines() {
     assert_eq!(ids, vec![e("c19-0001"), e("c19-0002"), e("c19-0001")]);
 }
 
+/// Attack of session 46: an NDJSON line that is not UTF-8 (Latin-1 `Caf\xe9`, bytes `\xff\xfe`)
+/// was stored with U+FFFD in place of the bytes, while `POST /v1/events` answers 400
+/// `invalid_utf8`: now an invalid line (exit 1), the valid lines around it stored as given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_that_is_not_utf8_is_invalid_not_rewritten() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let line = |id: &str, ua: &[u8]| {
+        let mut l = format!(r#"{{"event_id":"{id}","code":"L1","ts":"2024-03-10T06:30:00Z","ip":"192.0.2.30","user_agent":""#).into_bytes();
+        l.extend_from_slice(ua);
+        l.extend_from_slice(b"\"}\n");
+        l
+    };
+    let body: Vec<u8> = [line("u-1", b"Caf\xc3\xa9"), line("u-2", b"Caf\xe9"), line("u-3", b"\xff\xfe"), line("u-4", b"ok")].concat();
+    let file = dir.path().join("latin1.ndjson");
+    std::fs::write(&file, body).expect("write");
+    let mut a = import_args(file);
+    a.data_dir = Some(dir.path().join("data"));
+    let r = run(&a).await.expect("import");
+    assert_eq!((r.tally.lines, r.tally.events, r.accepted), (4, 2, 2));
+    assert_eq!(r.tally.invalid.iter().map(|(k, v)| (*k, *v)).collect::<Vec<_>>(), vec![("invalid_utf8", 2)]);
+    let log = ClickLog::open(&dir.path().join("data")).expect("open");
+    let uas: Vec<String> = log.read(0, 10).expect("read").into_iter().map(|(_, e)| e.user_agent).collect();
+    assert_eq!(uas, vec!["Café".to_string(), "ok".to_string()]);
+}
+
 /// A click log that cannot be opened for writing for another reason than a running server
 /// (here immutable, which refuses root too) is reported as what it is, without asking
 /// whether `sluice serve` runs on the data dir.
