@@ -220,7 +220,8 @@ fn checkpoint_codes(dir: &Path, partition: u32) -> anyhow::Result<BTreeSet<Strin
 impl StoreCheck {
     /// Retires the lost store's codes in `store`, then records the store's id in `log` and,
     /// in the store, that it was checked ([`LinkStore::record_log_check`], also when there was
-    /// nothing to retire: what an `api` process finding the log held waits for). Call it after
+    /// nothing to retire: what an `api` process finding the log held waits for; written by a
+    /// task retrying until the store takes it). Call it after
     /// every check that may refuse the start, before anything can create a link. Returns the
     /// number of codes retired.
     ///
@@ -228,7 +229,7 @@ impl StoreCheck {
     /// the codes are retired, so a failed start retries the whole step).
     pub(super) async fn apply(self, store: &Arc<dyn LinkStore>, log: &ClickLog) -> anyhow::Result<usize> {
         let StoreCheck::Record { id, previous, codes } = self else {
-            store.record_log_check().await.context("could not record the click log check in the link store")?;
+            record_log_check(store);
             return Ok(0);
         };
         if previous.is_none() && !codes.is_empty() {
@@ -255,7 +256,25 @@ impl StoreCheck {
             .await
             .context("click log task failed")?
             .context("could not record the link store's id in the click log")?;
-        store.record_log_check().await.context("could not record the click log check in the link store")?;
+        record_log_check(store);
         Ok(codes.len())
     }
+}
+
+/// Records the check's mark in `store` ([`LinkStore::record_log_check`]) in a task, retried
+/// every second until it is written: a store that is gone at start-up holds the start in its
+/// gate (`crate::start_gate`), not refuses it, and an `api` process waiting for the mark gets
+/// it once the store is back.
+fn record_log_check(store: &Arc<dyn LinkStore>) {
+    let store = Arc::clone(store);
+    drop(tokio::spawn(async move {
+        let mut warned = false;
+        while let Err(e) = store.record_log_check().await {
+            if !warned {
+                warned = true;
+                tracing::warn!(error = %e, "could not record the click log check in the link store; retrying every second");
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }));
 }
