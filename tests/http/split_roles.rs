@@ -148,6 +148,17 @@ async fn a_process_on_a_loopback_address_refuses_loops_to_its_listen_port_whatev
     assert_eq!((st, body["error"]["code"].as_str()), (400, Some("redirect_loop")), "{body}");
 }
 
+/// `POST http://{at}/v1/links` of `https://example.com/new` with `custom_alias`: the status
+/// and body.
+fn create_alias(http: &reqwest::Client, at: String, alias: &'static str) -> impl Future<Output = (u16, Value)> + use<> {
+    let http = http.clone();
+    async move {
+        let r =
+            http.post(format!("http://{at}/v1/links")).json(&json!({"long_url": "https://example.com/new", "custom_alias": alias})).send().await.expect("post");
+        (r.status().as_u16(), r.json::<Value>().await.expect("json"))
+    }
+}
+
 /// A lost link store on a split pair (attack of session 44): the `api` process, started first
 /// after `links.db` was deleted, checks the store against the click log no other process holds
 /// and retires the codes with clicks, so no link created through it inherits their clicks;
@@ -159,18 +170,7 @@ async fn an_api_process_started_first_retires_a_lost_stores_codes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-    let create = |at: String, alias: &'static str| {
-        let http = http.clone();
-        async move {
-            let r = http
-                .post(format!("http://{at}/v1/links"))
-                .json(&json!({"long_url": "https://example.com/new", "custom_alias": alias}))
-                .send()
-                .await
-                .expect("post");
-            (r.status().as_u16(), r.json::<Value>().await.expect("json"))
-        }
-    };
+    let create = |at: String, alias: &'static str| create_alias(&http, at, alias);
     // One process (role all): two links, clicks on one, a graceful stop (clicks written).
     let all_at = format!("127.0.0.1:{}", free_port());
     let all_log = dir.path().join("all.log");
@@ -238,18 +238,7 @@ async fn an_api_process_never_serves_an_unchecked_store() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-    let create = |at: String, alias: &'static str| {
-        let http = http.clone();
-        async move {
-            let r = http
-                .post(format!("http://{at}/v1/links"))
-                .json(&json!({"long_url": "https://example.com/new", "custom_alias": alias}))
-                .send()
-                .await
-                .expect("post");
-            (r.status().as_u16(), r.json::<Value>().await.expect("json"))
-        }
-    };
+    let create = |at: String, alias: &'static str| create_alias(&http, at, alias);
     let remove_store = || {
         for name in ["links.db", "links.db-wal", "links.db-shm"] {
             let _ = std::fs::remove_file(data.join(name));
