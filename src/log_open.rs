@@ -4,7 +4,6 @@
 //! file (redb's lock), not for a read-only file system or a refused permission.
 
 use std::path::Path;
-
 use std::time::{Duration, Instant};
 
 use sluice_connectors::click_log::ClickLog;

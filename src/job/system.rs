@@ -6,8 +6,9 @@
 //! By role: `all` and `redirect` open the click log (held exclusively by one process) and
 //! run the dataflow over it (`[dataflow] enabled`); `api` runs no dataflow and holds no
 //! click log (it opens a log no other process holds only for its start, to check the link
-//! store against it: `lost_store`), and its stats endpoints answer 503 `stats_unavailable`. With the dataflow and the API (`all`), the
-//! export, report-job and live routes run too, report jobs in `<data dir>/exports`.
+//! store against it: `lost_store`), and its stats endpoints answer 503 `stats_unavailable`.
+//! With the dataflow and the API (`all`), the export, report-job and live routes run too,
+//! report jobs in `<data dir>/exports`.
 //!
 //! Stopping ([`System::shutdown`]): the HTTP server finishes in-flight requests and ends
 //! its SSE streams (connections still open after `[server] shutdown-timeout` are dropped),
