@@ -18,6 +18,14 @@
 //! log that records no id (only `sluice import` wrote it, or a sluice before store ids)
 //! retires nothing: importing before the first `serve` is legitimate.
 //!
+//! A store restored from a backup keeps its id, but not the links created after the backup,
+//! whose codes a new link could take again, inheriting their clicks. So the process serving
+//! clicks also records in the log the store's change mark ([`StoreSeqMark`]: the number of the
+//! last link change, which never goes down in a store in use); a start that finds the store's
+//! own mark lower retires the codes with clicks that the store does not know
+//! ([`StoreCheck::Restored`]) and then follows the store's mark. The mark is read every
+//! second: a link created and clicked within the second before a kill is not covered.
+//!
 //! The check reads at once ([`check_link_store`]) but writes ([`StoreCheck::apply`]) only
 //! after every other start-up check passed (e.g. a checkpoint that does not fit the click
 //! log): a start that is refused leaves the link store and the log as they were.
@@ -42,6 +50,8 @@ use sluice_connectors::LinkStore;
 use sluice_connectors::click_log::{CLICK_LOG_FILE_NAME, ClickLog};
 use sluice_connectors::link_store::SQLITE_FILE_NAME;
 use sluice_connectors::redb_open::OpenFailure;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::job::checkpoint;
@@ -66,7 +76,8 @@ impl BeforeOpen {
 #[derive(Debug)]
 #[must_use = "nothing is retired or recorded until `apply`"]
 pub(super) enum StoreCheck {
-    /// Nothing to do (the log records this store, or the store has no id).
+    /// Nothing to do (the log records this store, whose change mark is not behind the log's;
+    /// or the store has no id).
     Nothing,
     /// Retire `codes` (the lost store's, `previous` its id; `None`: no id was recorded, the
     /// log was reset) unless empty, then record `id`.
@@ -75,6 +86,17 @@ pub(super) enum StoreCheck {
         id: u64,
         /// The id the log recorded before (`None`: none was).
         previous: Option<u64>,
+        /// The codes to retire.
+        codes: Vec<String>,
+    },
+    /// The store is the log's, restored from a backup ([`check_restored`]): retire `codes`
+    /// (clicked, unknown to the store), then record the store's mark `store_seq` in the log
+    /// in place of `log_seq`.
+    Restored {
+        /// The store's change mark.
+        store_seq: u64,
+        /// The higher mark the log recorded.
+        log_seq: u64,
         /// The codes to retire.
         codes: Vec<String>,
     },
@@ -93,19 +115,8 @@ pub(super) async fn check_link_store(cfg: &Config, store: &Arc<dyn LinkStore>, l
     let l = log.clone();
     let recorded = tokio::task::spawn_blocking(move || l.link_store_id()).await.context("click log task failed")?.context("could not read the click log")?;
     match recorded {
-        Some(r) if r == id => Ok(StoreCheck::Nothing),
-        Some(previous) => {
-            let l = log.clone();
-            let (dir, partition) = (checkpoint::dir_of(&cfg.server.data_dir), cfg.dataflow.partition());
-            let codes = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<String>> {
-                let mut codes: BTreeSet<String> = l.distinct_codes().context("could not read the click log's codes")?.into_iter().collect();
-                codes.extend(checkpoint_codes(&dir, partition)?);
-                Ok(codes.into_iter().collect())
-            })
-            .await
-            .context("click log task failed")??;
-            Ok(StoreCheck::Record { id, previous: Some(previous), codes })
-        }
+        Some(r) if r == id => check_restored(cfg, store, log).await,
+        Some(previous) => Ok(StoreCheck::Record { id, previous: Some(previous), codes: clicked_codes(cfg, log).await? }),
         None if before.embedded_store_missing && log.low() > 0 => {
             // A log that starts above 0 was started by `sluice log reset`, which records the
             // store's id when it can read one: it could not (links.db missing or damaged
@@ -125,6 +136,44 @@ pub(super) async fn check_link_store(cfg: &Config, store: &Arc<dyn LinkStore>, l
             Ok(StoreCheck::Record { id, previous: None, codes: Vec::new() })
         }
     }
+}
+
+/// The check of a store that is the one the log records: when the store's change mark
+/// ([`LinkStore::change_high_water`]) is below the one the log recorded
+/// ([`ClickLog::link_store_seq`]), the store was restored from a backup older than some of
+/// its changes, and the codes with clicks (log and newest checkpoint) that it does not know
+/// ([`LinkStore::unknown_codes`]: no link, live or deleted, and not retired) are those of
+/// links created after the backup: [`StoreCheck::Restored`] retires them.
+///
+/// Errors: the store, the log or the checkpoint directory cannot be read.
+async fn check_restored(cfg: &Config, store: &Arc<dyn LinkStore>, log: &ClickLog) -> anyhow::Result<StoreCheck> {
+    let Some(store_seq) = store.change_high_water().await.context("could not read the link store's change mark")? else {
+        return Ok(StoreCheck::Nothing);
+    };
+    let store_seq = u64::try_from(store_seq).unwrap_or(0);
+    let l = log.clone();
+    let log_seq = tokio::task::spawn_blocking(move || l.link_store_seq()).await.context("click log task failed")?.context("could not read the click log")?;
+    let Some(log_seq) = log_seq.filter(|&m| m > store_seq) else {
+        return Ok(StoreCheck::Nothing);
+    };
+    let clicked = clicked_codes(cfg, log).await?;
+    let codes = store.unknown_codes(&clicked).await.context("could not look the clicked codes up in the link store")?;
+    Ok(StoreCheck::Restored { store_seq, log_seq, codes })
+}
+
+/// The distinct codes of `log` and of the newest checkpoint of `cfg`'s log partition, sorted.
+///
+/// Errors: the log or the checkpoint directory cannot be read.
+async fn clicked_codes(cfg: &Config, log: &ClickLog) -> anyhow::Result<Vec<String>> {
+    let l = log.clone();
+    let (dir, partition) = (checkpoint::dir_of(&cfg.server.data_dir), cfg.dataflow.partition());
+    tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<String>> {
+        let mut codes: BTreeSet<String> = l.distinct_codes().context("could not read the click log's codes")?.into_iter().collect();
+        codes.extend(checkpoint_codes(&dir, partition)?);
+        Ok(codes.into_iter().collect())
+    })
+    .await
+    .context("click log task failed")?
 }
 
 /// How long a process with role `api` waits for the process holding the click log to have
@@ -228,9 +277,31 @@ impl StoreCheck {
     /// Errors: the store or the log cannot be written (nothing is recorded in the log before
     /// the codes are retired, so a failed start retries the whole step).
     pub(super) async fn apply(self, store: &Arc<dyn LinkStore>, log: &ClickLog) -> anyhow::Result<usize> {
-        let StoreCheck::Record { id, previous, codes } = self else {
-            record_log_check(store);
-            return Ok(0);
+        let (id, previous, codes) = match self {
+            StoreCheck::Nothing => {
+                record_log_check(store);
+                return Ok(0);
+            }
+            StoreCheck::Restored { store_seq, log_seq, codes } => {
+                if !codes.is_empty() {
+                    store.retire_codes(&codes).await.context("could not retire the codes of the links missing from the restored link store")?;
+                }
+                tracing::warn!(
+                    click_log = %log.path().display(),
+                    store_change = store_seq,
+                    log_change = log_seq,
+                    retired = codes.len(),
+                    "the link store is behind the click log (restored from a backup): the links created after the backup are missing; the codes among them with clicks were retired, so no new link gets one and inherits its clicks"
+                );
+                let l = log.clone();
+                tokio::task::spawn_blocking(move || l.set_link_store_seq(store_seq))
+                    .await
+                    .context("click log task failed")?
+                    .context("could not record the link store's change mark in the click log")?;
+                record_log_check(store);
+                return Ok(codes.len());
+            }
+            StoreCheck::Record { id, previous, codes } => (id, previous, codes),
         };
         if previous.is_none() && !codes.is_empty() {
             store.retire_codes(&codes).await.context("could not retire the codes of the lost link store")?;
@@ -251,11 +322,19 @@ impl StoreCheck {
                 "the link store is not the one this click log was served with (it was lost or replaced): starting with its links missing; the codes with clicks in the log or its newest checkpoint were retired, so no new link gets one and inherits its clicks (restore the old link store from a backup to get its links back)"
             );
         }
+        // The mark of the log's former store means nothing for this one.
+        let seq = store.change_high_water().await.context("could not read the link store's change mark")?;
         let l = log.clone();
-        tokio::task::spawn_blocking(move || l.set_link_store_id(id))
-            .await
-            .context("click log task failed")?
-            .context("could not record the link store's id in the click log")?;
+        tokio::task::spawn_blocking(move || -> sluice_connectors::Result<()> {
+            l.set_link_store_id(id)?;
+            match seq {
+                Some(seq) => l.set_link_store_seq(u64::try_from(seq).unwrap_or(0)),
+                None => Ok(()),
+            }
+        })
+        .await
+        .context("click log task failed")?
+        .context("could not record the link store's id in the click log")?;
         record_log_check(store);
         Ok(codes.len())
     }
@@ -277,4 +356,75 @@ fn record_log_check(store: &Arc<dyn LinkStore>) {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }));
+}
+
+/// How often [`StoreSeqMark`] reads the link store's change mark.
+const SEQ_MARK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Keeps the click log's record of the link store's change mark up to date
+/// ([`ClickLog::raise_link_store_seq`] with [`LinkStore::change_high_water`], every
+/// [`SEQ_MARK_INTERVAL`] and once more at the stop), for the process serving clicks into the
+/// log: what [`check_restored`] compares a store with at the next start. A link created and
+/// clicked less than a second before the process is killed (not stopped) may be missing from
+/// the mark. Dropping it stops the task at once.
+pub(super) struct StoreSeqMark {
+    stop: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl StoreSeqMark {
+    /// Starts the task for `store` and `log` (after the start-up check was applied).
+    pub(super) fn start(store: Arc<dyn LinkStore>, log: ClickLog) -> StoreSeqMark {
+        let (stop, mut stopped) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            let mut last = None;
+            let mut warned = false;
+            loop {
+                let done = *stopped.borrow();
+                if let Err(e) = record_seq(&store, &log, &mut last).await
+                    && !warned
+                {
+                    warned = true;
+                    tracing::warn!(error = %e, "could not record the link store's change mark in the click log; retrying every second");
+                }
+                if done {
+                    break;
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(SEQ_MARK_INTERVAL) => {}
+                    _ = stopped.changed() => {}
+                }
+            }
+        });
+        StoreSeqMark { stop, task: Some(task) }
+    }
+
+    /// Records the mark once more and stops the task.
+    pub(super) async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for StoreSeqMark {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+/// Raises the log's mark to the store's when it moved since `last` (the last value seen).
+async fn record_seq(store: &Arc<dyn LinkStore>, log: &ClickLog, last: &mut Option<u64>) -> anyhow::Result<()> {
+    let Some(seq) = store.change_high_water().await? else { return Ok(()) };
+    let seq = u64::try_from(seq).unwrap_or(0);
+    if *last == Some(seq) {
+        return Ok(());
+    }
+    let l = log.clone();
+    tokio::task::spawn_blocking(move || l.raise_link_store_seq(seq)).await??;
+    *last = Some(seq);
+    Ok(())
 }

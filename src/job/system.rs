@@ -90,6 +90,8 @@ struct Intake {
     pending: Arc<sluice_ingest::PendingFloor>,
     /// Kafka mode (`[kafka] brokers`): clicks go to the producer's spill, not `log`.
     kafka: Option<crate::kafka::KafkaIntake>,
+    /// Records the link store's change mark in `log` (`None` until the start-up check applied).
+    seq_mark: Option<super::lost_store::StoreSeqMark>,
 }
 
 /// What a start holds open while it runs its checks: the click log (its lock keeps other
@@ -231,7 +233,7 @@ impl System {
             None => None,
         };
         let mut store_check = None;
-        let (sink, intake): (Arc<dyn ClickSink>, Option<Intake>) = match opened_log {
+        let (sink, mut intake): (Arc<dyn ClickSink>, Option<Intake>) = match opened_log {
             None => {
                 let (sink, _receiver) = sluice_redirect::ChannelClickSink::new(1);
                 (Arc::new(sink), None)
@@ -249,7 +251,10 @@ impl System {
                     Some(k) => spawn_log_writer(receiver, k.event_log(), writer_cfg),
                     None => spawn_log_writer(receiver, log.clone(), writer_cfg),
                 };
-                (Arc::new(CountingSink { inner: sender, accepted: Arc::clone(&accepted) }), Some(Intake { log, writer, accepted, stats, pending, kafka }))
+                (
+                    Arc::new(CountingSink { inner: sender, accepted: Arc::clone(&accepted) }),
+                    Some(Intake { log, writer, accepted, stats, pending, kafka, seq_mark: None }),
+                )
             }
         };
         let mut sinks = crate::sinks::Sinks::start(&cfg)?;
@@ -345,8 +350,9 @@ impl System {
         let addr = listener.local_addr().context("listener has no local address")?;
         // Every start-up check passed: retire a lost store's codes before the HTTP server
         // (which alone creates links) starts.
-        if let (Some(check), Some(i)) = (store_check, &intake) {
+        if let (Some(check), Some(i)) = (store_check, intake.as_mut()) {
             check.apply(&store, &i.log).await?;
+            i.seq_mark = Some(super::lost_store::StoreSeqMark::start(Arc::clone(&store), i.log.clone()));
         }
         // Role api: then the log is closed, for the process that serves clicks.
         if let Some((check, log)) = api_check {
@@ -534,6 +540,9 @@ impl System {
             // The router (and with it every click sender) is gone once the server stopped.
             let summary = i.writer.await.context("click log writer panicked")?;
             tracing::info!(logged = summary.logged, dropped = summary.dropped, "click log writer drained");
+            if let Some(m) = i.seq_mark {
+                m.stop().await;
+            }
             if let Some(k) = &i.kafka {
                 // What the broker does not take in time stays in the spill for the next start.
                 k.shutdown(KAFKA_DRAIN_TIMEOUT).await;

@@ -34,6 +34,7 @@ mod loadgen_exit;
 mod old_blocklist;
 mod props;
 mod redirect;
+mod restored_store;
 mod socket;
 mod split_roles;
 #[cfg(feature = "integration-tests")]

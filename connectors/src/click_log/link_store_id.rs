@@ -14,6 +14,12 @@ use crate::{Error, Result};
 /// was last served with. Absent in a log only `sluice import` has written.
 pub(super) const META_LINK_STORE: &str = "link_store";
 
+/// `meta` key: the highest change number of that link store
+/// ([`crate::link_store::LinkStore::change_high_water`]) the process serving this log has
+/// seen. A store whose own mark is lower was restored from a backup older than some of the
+/// links whose clicks the log may hold. Absent until a `sluice serve` records it.
+pub(super) const META_LINK_STORE_SEQ: &str = "link_store_seq";
+
 impl ClickLog {
     /// The link store id recorded by [`Self::set_link_store_id`], if any.
     ///
@@ -43,6 +49,68 @@ impl ClickLog {
         })?;
         self.inner.watch.note_commit();
         Ok(())
+    }
+
+    /// The link store change mark recorded by [`Self::raise_link_store_seq`] /
+    /// [`Self::set_link_store_seq`], if any.
+    ///
+    /// Errors with [`Error::ClickLog`] on I/O failure.
+    pub fn link_store_seq(&self) -> Result<Option<u64>> {
+        self.ensure_open()?;
+        self.with_db(|db| {
+            let txn = db.begin_read().map_err(|e| Error::click_log("read log metadata", e))?;
+            let meta = txn.open_table(META).map_err(|e| Error::click_log("read log metadata", e))?;
+            meta_get(&meta, META_LINK_STORE_SEQ)
+        })
+    }
+
+    /// Records `seq` as the link store's change mark unless a higher one is recorded
+    /// (durably); returns whether it wrote.
+    ///
+    /// Errors with [`Error::ClickLog`] on I/O failure (nothing is recorded then).
+    pub fn raise_link_store_seq(&self, seq: u64) -> Result<bool> {
+        self.write_link_store_seq(seq, true)
+    }
+
+    /// Records `seq` as the link store's change mark, replacing any other (also a higher one:
+    /// after the restored store's codes were dealt with, its own mark is the one to follow).
+    ///
+    /// Errors with [`Error::ClickLog`] on I/O failure (nothing is recorded then).
+    pub fn set_link_store_seq(&self, seq: u64) -> Result<()> {
+        self.write_link_store_seq(seq, false).map(drop)
+    }
+
+    fn write_link_store_seq(&self, seq: u64, raise_only: bool) -> Result<bool> {
+        fn err(e: impl Into<redb::Error>) -> Error {
+            Error::click_log("write log metadata", e)
+        }
+        let mut w = self.inner.write.lock().unwrap_or_else(|p| p.into_inner());
+        self.reopen_if_needed(&mut w)?;
+        let wrote = self.with_db(|db| {
+            let txn = db.begin_write().map_err(err)?;
+            let wrote = {
+                let mut meta = txn.open_table(META).map_err(err)?;
+                let now = meta_get(&meta, META_LINK_STORE_SEQ)?;
+                let write = match now {
+                    Some(n) if n == seq || (raise_only && n > seq) => false,
+                    _ => true,
+                };
+                if write {
+                    meta.insert(META_LINK_STORE_SEQ, seq).map_err(err)?;
+                }
+                write
+            };
+            if wrote {
+                txn.commit().map_err(err)?;
+            } else {
+                txn.abort().map_err(err)?;
+            }
+            Ok(wrote)
+        })?;
+        if wrote {
+            self.inner.watch.note_commit();
+        }
+        Ok(wrote)
     }
 
     /// The distinct link codes of the stored events (offsets from [`Self::low`] up), sorted.

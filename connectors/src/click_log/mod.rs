@@ -13,7 +13,9 @@
 //! which it is for real clicks); each event inside is Avro single-object
 //! encoded ([`sluice_schemas::avro`]), so every event names the schema that wrote it. Table
 //! `meta` holds `format` (= [`CLICK_LOG_FORMAT`]), `head`, `low` and, once `sluice serve` ran
-//! on the log, `link_store` (the id of its link store, [`ClickLog::link_store_id`]).
+//! on the log, `link_store` (the id of its link store, [`ClickLog::link_store_id`]) and
+//! `link_store_seq` (the highest change number of that store seen,
+//! [`ClickLog::link_store_seq`]).
 //!
 //! Format check: [`ClickLog::open`] refuses, with [`Error::ClickLogFormat`], a log of
 //! another format — format 1 (one `events` entry per event, written by sluice before format

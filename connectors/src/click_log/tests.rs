@@ -263,3 +263,23 @@ fn a_directory_where_the_log_file_goes_is_named_as_such() {
     );
     assert!(matches!(err, Error::Config(_)), "{err:?}");
 }
+
+/// The link store change mark: absent in a new log; raising never lowers it, setting
+/// replaces it (also with a lower value); kept across a reopen, apart from the store id.
+#[test]
+fn the_link_store_change_mark_is_raised_or_set_and_survives_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = ClickLog::open(dir.path()).expect("open");
+    assert_eq!(log.link_store_seq().expect("mark"), None);
+    assert!(log.raise_link_store_seq(5).expect("raise"));
+    assert!(!log.raise_link_store_seq(5).expect("same value"), "nothing written for the same value");
+    assert!(!log.raise_link_store_seq(3).expect("lower value"), "raising never lowers");
+    assert_eq!(log.link_store_seq().expect("mark"), Some(5));
+    assert!(log.raise_link_store_seq(9).expect("raise"));
+    log.set_link_store_seq(2).expect("set lower");
+    assert_eq!(log.link_store_seq().expect("mark"), Some(2));
+    log.set_link_store_id(11).expect("store id");
+    drop(log);
+    let log = ClickLog::open(dir.path()).expect("reopen");
+    assert_eq!((log.link_store_seq().expect("mark"), log.link_store_id().expect("id")), (Some(2), Some(11)));
+}

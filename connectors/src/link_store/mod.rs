@@ -191,6 +191,30 @@ pub trait LinkStore: Send + Sync + 'static {
         Err(crate::Error::Config(format!("the {} link store cannot retire codes", self.backend())))
     }
 
+    /// The store's change-feed high-water mark: the number of the last change written (links
+    /// created, updated, deleted; admin holds), `0` for a new store. It never goes down in a
+    /// store in use; a store restored from a backup is back at the backup's value, which is
+    /// how `sluice serve` notices the restore (it records the mark in the click log). `None`
+    /// for stores without a change counter (test doubles). Errors: [`crate::Error::Database`].
+    async fn change_high_water(&self) -> Result<Option<i64>> {
+        Ok(None)
+    }
+
+    /// The codes among `codes` (in their order) that no link of this store has, live or
+    /// deleted, and that are not retired ([`Self::retire_codes`]): after a restore from a
+    /// backup, the codes of links created since the backup. Codes containing NUL are left
+    /// out (no link can have one, nor be retired with one). One query per code. Test doubles answer every code
+    /// `get` does not find. Errors: [`crate::Error::Database`].
+    async fn unknown_codes(&self, codes: &[String]) -> Result<Vec<String>> {
+        let mut unknown = Vec::new();
+        for code in codes.iter().filter(|c| !c.contains('\0')) {
+            if self.get(code).await?.is_none() {
+                unknown.push(code.clone());
+            }
+        }
+        Ok(unknown)
+    }
+
     /// Whether `code` was retired ([`Self::retire_codes`]); `false` for stores without
     /// retired codes (test doubles). Errors: [`crate::Error::Database`].
     async fn is_retired(&self, code: &str) -> Result<bool> {

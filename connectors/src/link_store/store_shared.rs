@@ -15,8 +15,9 @@
 //!   dialect has one, equal to the live link's tags) and `fn link_from_row(&DbRow)`;
 //! - the SQL statements `SELECT_LIVE`, `DELETE_TOMBSTONE`, `INSERT_LINK`, `UPDATE_LINK`,
 //!   `DELETE_LINK`, `LIST_LINKS`, `CHANGES_SINCE`, `INSERT_CHANGE`, `IDEMPOTENCY_GET`,
-//!   `IDEMPOTENCY_PUT`, `IDEMPOTENCY_PURGE`, `SELECT_STORE_ID`, `SELECT_RETIRED` and
-//!   `RETIRE_CODE`, with the parameters in the order the
+//!   `IDEMPOTENCY_PUT`, `IDEMPOTENCY_PURGE`, `SELECT_STORE_ID`, `SELECT_RETIRED`,
+//!   `RETIRE_CODE` and `SELECT_CODE_KNOWN` (a row when a link, live or deleted, has the code
+//!   or it is retired), with the parameters in the order the
 //!   expansion binds them.
 //!
 //! Codes and keys containing NUL are answered without a query (no stored value has one).
@@ -178,6 +179,22 @@ macro_rules! link_store {
                 }
                 tx.commit().await?;
                 Ok(())
+            }
+
+            async fn change_high_water(&self) -> Result<Option<i64>> {
+                Ok(Some(sqlx::query_scalar("SELECT last FROM change_counter WHERE id = 1").fetch_one(read_pool(self)).await?))
+            }
+
+            async fn unknown_codes(&self, codes: &[String]) -> Result<Vec<String>> {
+                // One read connection for the whole list (a restored store's check only).
+                let mut conn = read_pool(self).acquire().await?;
+                let mut unknown = Vec::new();
+                for code in codes.iter().filter(|c| !c.contains('\0')) {
+                    if sqlx::query(SELECT_CODE_KNOWN).bind(code).fetch_optional(&mut *conn).await?.is_none() {
+                        unknown.push(code.clone());
+                    }
+                }
+                Ok(unknown)
             }
 
             async fn is_retired(&self, code: &str) -> Result<bool> {

@@ -1,7 +1,7 @@
 //! Store ids and retired codes (a lost store's codes that must not be given out again).
 
 use chrono::TimeDelta;
-use sluice_connectors::Error;
+use sluice_connectors::{Error, LinkPatch};
 
 use crate::harness::{Ctx, link, t0};
 
@@ -21,6 +21,29 @@ pub async fn the_log_check_mark_is_recorded_once_and_kept(ctx: Ctx) {
     assert!(store.log_checked().await.expect("read mark"));
     sluice_connectors::migrate(&ctx.target).await.expect("migrate");
     assert!(ctx.open().await.log_checked().await.expect("read mark"), "kept across a reopen and a migrate");
+}
+
+/// The change mark is the number of the last change in the feed (0 for a new store; a
+/// failed write moves neither), kept across a reopen; `unknown_codes` leaves out every code a
+/// link has (live or deleted) or that is retired, case-sensitively, in the input's order.
+pub async fn the_change_mark_follows_the_feed_and_unknown_codes_are_those_never_stored(ctx: Ctx) {
+    let store = ctx.open().await;
+    assert_eq!(store.change_high_water().await.expect("mark"), Some(0));
+    store.insert(&link("a", t0())).await.expect("insert a");
+    store.insert(&link("b", t0())).await.expect("insert b");
+    assert!(store.insert(&link("a", t0())).await.is_err());
+    let patch = LinkPatch { enabled: Some(false), ..LinkPatch::default() };
+    store.update("a", &patch, None, t0() + TimeDelta::seconds(1)).await.expect("update a");
+    store.delete("b", None, t0() + TimeDelta::seconds(2)).await.expect("delete b");
+    store.retire_codes(&["r".to_string()]).await.expect("retire");
+    let last_in_feed = store.changes_since(0, 100).await.expect("feed").last().map(|(n, _)| *n);
+    assert_eq!(last_in_feed, Some(4), "four writes");
+    assert_eq!(store.change_high_water().await.expect("mark"), last_in_feed);
+    assert_eq!(ctx.open().await.change_high_water().await.expect("mark"), last_in_feed, "kept across a reopen");
+    let asked: Vec<String> = ["x", "a", "b", "r", "A", "with\0nul", "x", ""].iter().map(|s| s.to_string()).collect();
+    let unknown = store.unknown_codes(&asked).await.expect("unknown codes");
+    assert_eq!(unknown, vec!["x".to_string(), "A".into(), "x".into(), "".into()]);
+    assert_eq!(store.unknown_codes(&[]).await.expect("none asked"), Vec::<String>::new());
 }
 
 /// Two stores of one backend (run by `main.rs` with each harness twice, nested).

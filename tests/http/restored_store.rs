@@ -1,0 +1,93 @@
+//! A link store restored from a backup (attack of session 46, H4): it keeps its store id but
+//! not the links created after the backup. Those with clicks must not be created again (a new
+//! link would inherit their clicks); the others may.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::child::{ChildProcess, await_ready, free_port, serve_embedded};
+
+/// Starts `sluice serve` (role all) on `data`, logging to `log`, and waits until it is ready.
+async fn start(http: &reqwest::Client, data: &Path, log: &Path) -> (ChildProcess, String) {
+    let at = format!("127.0.0.1:{}", free_port());
+    let mut child = serve_embedded(&at, data, &[], log);
+    await_ready(&mut child, http, &at, log, Duration::from_secs(60)).await;
+    (child, at)
+}
+
+/// `POST /v1/links` with `custom_alias`: status and body.
+async fn create(http: &reqwest::Client, at: &str, alias: &str) -> (u16, Value) {
+    let r = http
+        .post(format!("http://{at}/v1/links"))
+        .json(&json!({"long_url": format!("https://example.com/{alias}"), "custom_alias": alias}))
+        .send()
+        .await
+        .expect("post");
+    (r.status().as_u16(), r.json::<Value>().await.expect("json"))
+}
+
+async fn follow(http: &reqwest::Client, at: &str, code: &str, times: usize) {
+    for _ in 0..times {
+        assert_eq!(http.get(format!("http://{at}/{code}")).send().await.expect("follow").status(), 302, "{code}");
+    }
+}
+
+/// Backup taken after a graceful stop; then links created, clicked, deleted, and the process
+/// killed (`kill -9`) two seconds later; `links.db` restored: the clicked links created after
+/// the backup are retired (409, `retired: true`), an unclicked one is free, and the backup's
+/// own links (one deleted after the backup, live again) are served. A later start finds
+/// nothing more to retire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clicked_codes_created_after_a_restored_backup_are_retired() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let (before, at) = start(&http, &data, &dir.path().join("1.log")).await;
+    for alias in ["kept", "kept-deleted"] {
+        assert_eq!(create(&http, &at, alias).await.0, 201);
+        follow(&http, &at, alias, 2).await;
+    }
+    before.terminate();
+    let backup = dir.path().join("links.db.backup");
+    std::fs::copy(data.join("links.db"), &backup).expect("backup");
+
+    let (after, at) = start(&http, &data, &dir.path().join("2.log")).await;
+    for alias in ["after-clicked", "after-deleted", "after-unclicked"] {
+        assert_eq!(create(&http, &at, alias).await.0, 201);
+    }
+    follow(&http, &at, "after-clicked", 3).await;
+    follow(&http, &at, "after-deleted", 1).await;
+    for code in ["after-deleted", "kept-deleted"] {
+        assert_eq!(http.delete(format!("http://{at}/v1/links/{code}")).send().await.expect("delete").status(), 204);
+    }
+    // The clicks are in the log, and the change mark recorded (every second), before the kill.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    after.kill9();
+    for name in ["links.db-wal", "links.db-shm"] {
+        let _ = std::fs::remove_file(data.join(name));
+    }
+    std::fs::copy(&backup, data.join("links.db")).expect("restore the backup");
+
+    let log3 = dir.path().join("3.log");
+    let (restored, at) = start(&http, &data, &log3).await;
+    let text = std::fs::read_to_string(&log3).expect("log");
+    assert!(text.contains("restored from a backup") && text.contains("retired=2"), "{text}");
+    for alias in ["after-clicked", "after-deleted"] {
+        let (status, body) = create(&http, &at, alias).await;
+        assert_eq!((status, &body["error"]["details"]), (409, &json!({"alias": alias, "deleted": false, "retired": true})), "{body}");
+    }
+    assert_eq!(create(&http, &at, "after-unclicked").await.0, 201, "no clicks: free");
+    for code in ["kept", "kept-deleted", "after-unclicked"] {
+        follow(&http, &at, code, 1).await;
+    }
+    assert_eq!(http.get(format!("http://{at}/after-clicked")).send().await.expect("follow").status(), 404);
+    restored.terminate();
+
+    let log4 = dir.path().join("4.log");
+    let (again, _) = start(&http, &data, &log4).await;
+    let text = std::fs::read_to_string(&log4).expect("log");
+    assert!(!text.contains("restored from a backup") && !text.contains("retired="), "{text}");
+    again.terminate();
+}
