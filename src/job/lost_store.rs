@@ -34,11 +34,13 @@
 //! click log that no other process holds, it opens the log for its start, runs the same check
 //! and closes it again (roles `all` and `redirect` wait up to 30 s for a log an `api` process
 //! holds meanwhile: `crate::log_open::open_waiting`). A log held by another process is that
-//! process's to check: every check applied records a mark in the store
-//! ([`LinkStore::record_log_check`]), and the `api` process waits for it before it serves —
-//! refusing to start without it, as it refuses a log it cannot open (damaged, read-only) or
-//! a data dir whose log is gone but whose checkpoints remain: it would otherwise hand out
-//! the codes of a lost store.
+//! process's to check: the `api` process writes a request in the store
+//! ([`LinkStore::request_log_check`]) and serves only once the holder answered it
+//! ([`LinkStore::answer_log_checks`], every second once its own start-up check was applied:
+//! [`StoreSeqMark`]) — refusing to start without an answer within 30 s, as it refuses a log it
+//! cannot open (damaged, read-only) or a data dir whose log is gone but whose checkpoints
+//! remain: it would otherwise hand out the codes of a lost store. A request, not a mark
+//! written once: a store restored from a backup holds the answers of before the backup.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -84,6 +86,8 @@ pub(super) enum StoreCheck {
     Record {
         /// The store's id, to record in the log.
         id: u64,
+        /// The store's change mark at the check, to record in the log in place of any other.
+        seq: Option<u64>,
         /// The id the log recorded before (`None`: none was).
         previous: Option<u64>,
         /// The codes to retire.
@@ -116,7 +120,7 @@ pub(super) async fn check_link_store(cfg: &Config, store: &Arc<dyn LinkStore>, l
     let recorded = tokio::task::spawn_blocking(move || l.link_store_id()).await.context("click log task failed")?.context("could not read the click log")?;
     match recorded {
         Some(r) if r == id => check_restored(cfg, store, log).await,
-        Some(previous) => Ok(StoreCheck::Record { id, previous: Some(previous), codes: clicked_codes(cfg, log).await? }),
+        Some(previous) => Ok(StoreCheck::Record { id, seq: store_seq(store).await?, previous: Some(previous), codes: clicked_codes(cfg, log).await? }),
         None if before.embedded_store_missing && log.low() > 0 => {
             // A log that starts above 0 was started by `sluice log reset`, which records the
             // store's id when it can read one: it could not (links.db missing or damaged
@@ -124,7 +128,7 @@ pub(super) async fn check_link_store(cfg: &Config, store: &Arc<dyn LinkStore>, l
             // clicks, and it is gone now: the checkpoint's codes are retired.
             let (dir, partition) = (checkpoint::dir_of(&cfg.server.data_dir), cfg.dataflow.partition());
             let codes = tokio::task::spawn_blocking(move || checkpoint_codes(&dir, partition)).await.context("checkpoint task failed")??;
-            Ok(StoreCheck::Record { id, previous: None, codes: codes.into_iter().collect() })
+            Ok(StoreCheck::Record { id, seq: store_seq(store).await?, previous: None, codes: codes.into_iter().collect() })
         }
         None => {
             if before.embedded_store_missing && log.head() > log.low() {
@@ -133,7 +137,7 @@ pub(super) async fn check_link_store(cfg: &Config, store: &Arc<dyn LinkStore>, l
                     "the link store was missing from a data dir that holds a click log no link store was recorded in (written by `sluice import`, or by a sluice before link store ids): no codes were retired; if links were lost, links created now may reuse their codes and inherit their clicks (restore links.db from a backup, or move clicks.redb and checkpoints/ aside to start afresh)"
                 );
             }
-            Ok(StoreCheck::Record { id, previous: None, codes: Vec::new() })
+            Ok(StoreCheck::Record { id, seq: store_seq(store).await?, previous: None, codes: Vec::new() })
         }
     }
 }
@@ -147,10 +151,9 @@ pub(super) async fn check_link_store(cfg: &Config, store: &Arc<dyn LinkStore>, l
 ///
 /// Errors: the store, the log or the checkpoint directory cannot be read.
 async fn check_restored(cfg: &Config, store: &Arc<dyn LinkStore>, log: &ClickLog) -> anyhow::Result<StoreCheck> {
-    let Some(store_seq) = store.change_high_water().await.context("could not read the link store's change mark")? else {
+    let Some(store_seq) = store_seq(store).await? else {
         return Ok(StoreCheck::Nothing);
     };
-    let store_seq = u64::try_from(store_seq).unwrap_or(0);
     let l = log.clone();
     let log_seq = tokio::task::spawn_blocking(move || l.link_store_seq()).await.context("click log task failed")?.context("could not read the click log")?;
     let Some(log_seq) = log_seq.filter(|&m| m > store_seq) else {
@@ -159,6 +162,14 @@ async fn check_restored(cfg: &Config, store: &Arc<dyn LinkStore>, log: &ClickLog
     let clicked = clicked_codes(cfg, log).await?;
     let codes = store.unknown_codes(&clicked).await.context("could not look the clicked codes up in the link store")?;
     Ok(StoreCheck::Restored { store_seq, log_seq, codes })
+}
+
+/// The store's change mark ([`LinkStore::change_high_water`]; `None` for test doubles).
+///
+/// Errors: the store cannot be read.
+async fn store_seq(store: &Arc<dyn LinkStore>) -> anyhow::Result<Option<u64>> {
+    let seq = store.change_high_water().await.context("could not read the link store's change mark")?;
+    Ok(seq.map(|s| u64::try_from(s).unwrap_or(0)))
 }
 
 /// The distinct codes of `log` and of the newest checkpoint of `cfg`'s log partition, sorted.
@@ -223,8 +234,9 @@ impl ApiLog {
 
     /// Checks `store` against the log: an opened log as the process serving clicks does
     /// ([`check_link_store`], returning the check and the log to apply it to before the HTTP
-    /// server starts); a held one by waiting, up to [`API_CHECK_WAIT`], until the process
-    /// holding it has recorded its check in the store ([`LinkStore::log_checked`]).
+    /// server starts); a held one by asking the process holding it to confirm its check
+    /// ([`LinkStore::request_log_check`]) and waiting, up to [`API_CHECK_WAIT`], for the
+    /// answer ([`LinkStore::log_check_answered`]).
     ///
     /// Errors: the store, the log or the checkpoint directory cannot be read; the store is
     /// still unchecked after the wait (the holder is a `sluice serve` that opened another
@@ -235,15 +247,18 @@ impl ApiLog {
             ApiLog::Absent => Ok(None),
             ApiLog::Open(log) => Ok(Some((check_link_store(cfg, store, &log, before).await?, log))),
             ApiLog::Held => {
+                let Some(request) = store.request_log_check().await.context("could not write to the link store")? else {
+                    return Ok(None);
+                };
                 let t0 = std::time::Instant::now();
-                while !store.log_checked().await.context("could not read the link store")? {
+                while !store.log_check_answered(request).await.context("could not read the link store")? {
                     if t0.elapsed() >= API_CHECK_WAIT {
                         anyhow::bail!(
-                            "role api: the click log in \"{}\" is held by another process, which has not checked this link store \
-                             against it within {} s, so links created here could take the codes of a lost link store and inherit \
-                             their clicks. If links.db was lost while `sluice serve` ran, restart that process (it checks the new \
-                             store at its start), then this one; if `sluice import --data-dir` or `sluice log tail` holds the log, \
-                             start this process once it is done",
+                            "role api: the click log in \"{}\" is held by another process, which has not confirmed within {} s that \
+                             it checked this link store against it, so links created here could take the codes of a lost link store \
+                             and inherit their clicks. If links.db was lost or replaced while `sluice serve` ran, restart that \
+                             process (it checks the store at its start), then this one; if `sluice import --data-dir` or `sluice log \
+                             tail` holds the log, start this process once it is done",
                             cfg.server.data_dir.display(),
                             API_CHECK_WAIT.as_secs()
                         );
@@ -267,21 +282,17 @@ fn checkpoint_codes(dir: &Path, partition: u32) -> anyhow::Result<BTreeSet<Strin
 }
 
 impl StoreCheck {
-    /// Retires the lost store's codes in `store`, then records the store's id in `log` and,
-    /// in the store, that it was checked ([`LinkStore::record_log_check`], also when there was
-    /// nothing to retire: what an `api` process finding the log held waits for; written by a
-    /// task retrying until the store takes it). Call it after
+    /// Retires the lost store's codes in `store`, then records the store's id and change mark
+    /// in `log` (the holder of the log answers `api` processes' requests from then on:
+    /// [`StoreSeqMark`]). Call it after
     /// every check that may refuse the start, before anything can create a link. Returns the
     /// number of codes retired.
     ///
     /// Errors: the store or the log cannot be written (nothing is recorded in the log before
     /// the codes are retired, so a failed start retries the whole step).
     pub(super) async fn apply(self, store: &Arc<dyn LinkStore>, log: &ClickLog) -> anyhow::Result<usize> {
-        let (id, previous, codes) = match self {
-            StoreCheck::Nothing => {
-                record_log_check(store);
-                return Ok(0);
-            }
+        let (id, seq, previous, codes) = match self {
+            StoreCheck::Nothing => return Ok(0),
             StoreCheck::Restored { store_seq, log_seq, codes } => {
                 if !codes.is_empty() {
                     store.retire_codes(&codes).await.context("could not retire the codes of the links missing from the restored link store")?;
@@ -298,10 +309,9 @@ impl StoreCheck {
                     .await
                     .context("click log task failed")?
                     .context("could not record the link store's change mark in the click log")?;
-                record_log_check(store);
                 return Ok(codes.len());
             }
-            StoreCheck::Record { id, previous, codes } => (id, previous, codes),
+            StoreCheck::Record { id, seq, previous, codes } => (id, seq, previous, codes),
         };
         if previous.is_none() && !codes.is_empty() {
             store.retire_codes(&codes).await.context("could not retire the codes of the lost link store")?;
@@ -323,39 +333,19 @@ impl StoreCheck {
             );
         }
         // The mark of the log's former store means nothing for this one.
-        let seq = store.change_high_water().await.context("could not read the link store's change mark")?;
         let l = log.clone();
         tokio::task::spawn_blocking(move || -> sluice_connectors::Result<()> {
             l.set_link_store_id(id)?;
             match seq {
-                Some(seq) => l.set_link_store_seq(u64::try_from(seq).unwrap_or(0)),
+                Some(seq) => l.set_link_store_seq(seq),
                 None => Ok(()),
             }
         })
         .await
         .context("click log task failed")?
         .context("could not record the link store's id in the click log")?;
-        record_log_check(store);
         Ok(codes.len())
     }
-}
-
-/// Records the check's mark in `store` ([`LinkStore::record_log_check`]) in a task, retried
-/// every second until it is written: a store that is gone at start-up holds the start in its
-/// gate (`crate::start_gate`), not refuses it, and an `api` process waiting for the mark gets
-/// it once the store is back.
-fn record_log_check(store: &Arc<dyn LinkStore>) {
-    let store = Arc::clone(store);
-    drop(tokio::spawn(async move {
-        let mut warned = false;
-        while let Err(e) = store.record_log_check().await {
-            if !warned {
-                warned = true;
-                tracing::warn!(error = %e, "could not record the click log check in the link store; retrying every second");
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-    }));
 }
 
 /// How often [`StoreSeqMark`] reads the link store's change mark.
@@ -366,7 +356,9 @@ const SEQ_MARK_INTERVAL: Duration = Duration::from_secs(1);
 /// [`SEQ_MARK_INTERVAL`] and once more at the stop), for the process serving clicks into the
 /// log: what [`check_restored`] compares a store with at the next start. A link created and
 /// clicked less than a second before the process is killed (not stopped) may be missing from
-/// the mark. Dropping it stops the task at once.
+/// the mark. On the same tick it answers the check requests of `api` processes
+/// ([`LinkStore::answer_log_checks`]): it starts once the start-up check was applied. Dropping
+/// it stops the task at once.
 pub(super) struct StoreSeqMark {
     stop: watch::Sender<bool>,
     task: Option<JoinHandle<()>>,
@@ -381,11 +373,12 @@ impl StoreSeqMark {
             let mut warned = false;
             loop {
                 let done = *stopped.borrow();
-                if let Err(e) = record_seq(&store, &log, &mut last).await
+                let answered = store.answer_log_checks().await.map_err(anyhow::Error::from);
+                if let Err(e) = record_seq(&store, &log, &mut last).await.and(answered)
                     && !warned
                 {
                     warned = true;
-                    tracing::warn!(error = %e, "could not record the link store's change mark in the click log; retrying every second");
+                    tracing::warn!(error = %e, "could not record the link store's change mark in the click log, or answer an api process's check request in the link store; retrying every second");
                 }
                 if done {
                     break;
@@ -418,8 +411,7 @@ impl Drop for StoreSeqMark {
 
 /// Raises the log's mark to the store's when it moved since `last` (the last value seen).
 async fn record_seq(store: &Arc<dyn LinkStore>, log: &ClickLog, last: &mut Option<u64>) -> anyhow::Result<()> {
-    let Some(seq) = store.change_high_water().await? else { return Ok(()) };
-    let seq = u64::try_from(seq).unwrap_or(0);
+    let Some(seq) = store_seq(store).await? else { return Ok(()) };
     if *last == Some(seq) {
         return Ok(());
     }

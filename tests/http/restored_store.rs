@@ -11,10 +11,7 @@ use crate::child::{ChildProcess, await_ready, free_port, serve_embedded};
 
 /// Starts `sluice serve` (role all) on `data`, logging to `log`, and waits until it is ready.
 async fn start(http: &reqwest::Client, data: &Path, log: &Path) -> (ChildProcess, String) {
-    let at = format!("127.0.0.1:{}", free_port());
-    let mut child = serve_embedded(&at, data, &[], log);
-    await_ready(&mut child, http, &at, log, Duration::from_secs(60)).await;
-    (child, at)
+    start_role(http, data, log, "all").await
 }
 
 /// `POST /v1/links` with `custom_alias`: status and body.
@@ -90,4 +87,52 @@ async fn the_clicked_codes_created_after_a_restored_backup_are_retired() {
     let text = std::fs::read_to_string(&log4).expect("log");
     assert!(!text.contains("restored from a backup") && !text.contains("retired="), "{text}");
     again.terminate();
+}
+
+/// The same restore under split roles, both processes started at once: whichever takes the
+/// click log first, the `api` process creates no link with a clicked code of the lost links
+/// (when the redirect process holds the log, it waits for that process's check of the
+/// restored store, whose answers to earlier requests came from before the backup).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_pair_started_together_on_a_restored_store_retires_the_clicked_codes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    // A split pair has run (the store answered an api process's request), then the backup.
+    let (redirect, _) = start_role(&http, &data, &dir.path().join("r1.log"), "redirect").await;
+    let (api, at) = start_role(&http, &data, &dir.path().join("a1.log"), "api").await;
+    assert_eq!(create(&http, &at, "kept").await.0, 201);
+    api.terminate();
+    redirect.terminate();
+    let backup = dir.path().join("links.db.backup");
+    std::fs::copy(data.join("links.db"), &backup).expect("backup");
+
+    let (all, at) = start(&http, &data, &dir.path().join("2.log")).await;
+    assert_eq!(create(&http, &at, "after").await.0, 201);
+    follow(&http, &at, "after", 2).await;
+    all.terminate();
+    for name in ["links.db-wal", "links.db-shm"] {
+        let _ = std::fs::remove_file(data.join(name));
+    }
+    std::fs::copy(&backup, data.join("links.db")).expect("restore the backup");
+
+    let (redirect_at, api_at) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+    let (redirect_log, api_log) = (dir.path().join("r3.log"), dir.path().join("a3.log"));
+    let mut redirect = serve_embedded(&redirect_at, &data, &["--role", "redirect"], &redirect_log);
+    let mut api = serve_embedded(&api_at, &data, &["--role", "api"], &api_log);
+    await_ready(&mut api, &http, &api_at, &api_log, Duration::from_secs(60)).await;
+    let (status, body) = create(&http, &api_at, "after").await;
+    assert_eq!((status, &body["error"]["details"]["retired"]), (409, &json!(true)), "{body}");
+    await_ready(&mut redirect, &http, &redirect_at, &redirect_log, Duration::from_secs(60)).await;
+    follow(&http, &redirect_at, "kept", 1).await;
+    api.terminate();
+    redirect.terminate();
+}
+
+/// [`start`] with `--role role`.
+async fn start_role(http: &reqwest::Client, data: &Path, log: &Path, role: &str) -> (ChildProcess, String) {
+    let at = format!("127.0.0.1:{}", free_port());
+    let mut child = serve_embedded(&at, data, &["--role", role], log);
+    await_ready(&mut child, http, &at, log, Duration::from_secs(60)).await;
+    (child, at)
 }

@@ -229,7 +229,8 @@ async fn exit_of(child: &mut crate::child::ChildProcess, log: &std::path::Path, 
 }
 
 /// Attack of session 46 on the fix above: an `api` process that finds the click log held
-/// waits until the holder has checked the link store (a mark in the store) — so a pair
+/// waits until the holder has confirmed its check of the link store (a request it answers
+/// in the store) — so a pair
 /// started together after a lost store never hands out a retired code — and refuses to start
 /// when no holder ever checks it (links.db deleted under a running process); it refuses a
 /// click log it cannot open (damaged) before creating a link store.
@@ -270,7 +271,7 @@ async fn an_api_process_never_serves_an_unchecked_store() {
     let mut api2 = serve_embedded(&api2_at, &data, &["--role", "api"], &api2_log);
     let (code, text) = exit_of(&mut api2, &api2_log, Duration::from_secs(60)).await;
     assert_eq!(code, Some(1), "{text}");
-    assert!(text.contains("is held by another process, which has not checked this link store against it within 30 s"), "{text}");
+    assert!(text.contains("is held by another process, which has not confirmed within 30 s that it checked this link store against it"), "{text}");
     redirect.terminate();
 
     // A damaged click log: refused before any link store is created.

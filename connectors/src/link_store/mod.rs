@@ -163,20 +163,32 @@ pub trait LinkStore: Send + Sync + 'static {
         Ok(None)
     }
 
-    /// Whether a `sluice serve` holding a click log has checked this store against it
-    /// ([`Self::record_log_check`]): a process with role `api` that finds the log held by
-    /// another process creates links from a store only once that is so. `true` for stores
-    /// without an id (test doubles: never checked). Errors: [`crate::Error::Database`].
-    async fn log_checked(&self) -> Result<bool> {
+    /// Asks the process holding the data dir's click log to confirm that it checked this
+    /// store against the log: a process with role `api` that finds the log held by another
+    /// process creates links from a store only once the holder answered
+    /// ([`Self::log_check_answered`]). Increments the `log_check_request` row of `store_meta`
+    /// (no migration: a new key) and returns the new value, the request's number. `None` for
+    /// stores without an id (test doubles: never checked, nothing to wait for).
+    /// Errors: [`crate::Error::Database`].
+    async fn request_log_check(&self) -> Result<Option<i64>> {
+        Ok(None)
+    }
+
+    /// Whether request `request` ([`Self::request_log_check`]) was answered
+    /// ([`Self::answer_log_checks`]). Errors: [`crate::Error::Database`].
+    async fn log_check_answered(&self, request: i64) -> Result<bool> {
+        let _ = request;
         Ok(true)
     }
 
-    /// Records, once and for good, that a process holding a click log checked this store
-    /// against it (retired the codes of a lost store's links, or found the log recording this
-    /// store's id): the `log_checked` row of `store_meta` (no migration: a new key). A no-op
-    /// for test doubles. Errors: [`crate::Error::Database`].
-    async fn record_log_check(&self) -> Result<()> {
-        Ok(())
+    /// Answers every request made so far ([`Self::request_log_check`]): called every second
+    /// by the `sluice serve` that holds the click log, once its start-up check of this store
+    /// against the log was applied. A store restored from a backup holds only the answers of
+    /// before the backup, so an `api` process waits for the holder's check of the restored
+    /// store. Writes only when a request is unanswered; returns whether it wrote. A no-op for
+    /// test doubles. Errors: [`crate::Error::Database`].
+    async fn answer_log_checks(&self) -> Result<bool> {
+        Ok(false)
     }
 
     /// Retires `codes` (duplicates and codes already retired are fine): [`Self::insert`]

@@ -160,16 +160,44 @@ macro_rules! link_store {
                 Ok(Some(u64::from_ne_bytes(id.to_ne_bytes())))
             }
 
-            async fn log_checked(&self) -> Result<bool> {
-                let row: Option<i64> = sqlx::query_scalar("SELECT value FROM store_meta WHERE key = 'log_checked'").fetch_optional(read_pool(self)).await?;
-                Ok(row.is_some())
+            async fn request_log_check(&self) -> Result<Option<i64>> {
+                let mut tx = begin_write(self).await?;
+                let n: i64 = sqlx::query_scalar(
+                    "INSERT INTO store_meta (key, value) VALUES ('log_check_request', 1) \
+                     ON CONFLICT (key) DO UPDATE SET value = store_meta.value + 1 RETURNING value",
+                )
+                .fetch_one(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(Some(n))
             }
 
-            async fn record_log_check(&self) -> Result<()> {
+            async fn log_check_answered(&self, request: i64) -> Result<bool> {
+                let answer: Option<i64> =
+                    sqlx::query_scalar("SELECT value FROM store_meta WHERE key = 'log_check_answer'").fetch_optional(read_pool(self)).await?;
+                Ok(answer.is_some_and(|a| a >= request))
+            }
+
+            async fn answer_log_checks(&self) -> Result<bool> {
+                // Read first: a write transaction only when a request waits.
+                let (request, answer): (Option<i64>, Option<i64>) = sqlx::query_as(
+                    "SELECT (SELECT value FROM store_meta WHERE key = 'log_check_request'), \
+                     (SELECT value FROM store_meta WHERE key = 'log_check_answer')",
+                )
+                .fetch_one(read_pool(self))
+                .await?;
+                if request.unwrap_or(0) <= answer.unwrap_or(0) {
+                    return Ok(false);
+                }
                 let mut tx = begin_write(self).await?;
-                sqlx::query("INSERT INTO store_meta (key, value) VALUES ('log_checked', 1) ON CONFLICT (key) DO NOTHING").execute(&mut *tx).await?;
+                sqlx::query(
+                    "INSERT INTO store_meta (key, value) SELECT 'log_check_answer', value FROM store_meta WHERE key = 'log_check_request' \
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                )
+                .execute(&mut *tx)
+                .await?;
                 tx.commit().await?;
-                Ok(())
+                Ok(true)
             }
 
             async fn retire_codes(&self, codes: &[String]) -> Result<()> {

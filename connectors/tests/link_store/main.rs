@@ -41,7 +41,7 @@ macro_rules! store_suite {
             suite_admin::audit_log_pages_newest_first_with_filters_and_is_append_only,
             suite_org::org_is_updated_cleared_fed_and_filtered,
             suite_retired::store_id_is_created_once,
-            suite_retired::the_log_check_mark_is_recorded_once_and_kept,
+            suite_retired::log_check_requests_are_numbered_and_answered,
             suite_retired::the_change_mark_follows_the_feed_and_unknown_codes_are_those_never_stored,
             suite_retired::retired_codes_are_refused_for_ever_and_others_are_not,
         );

@@ -11,16 +11,26 @@ pub async fn store_id_is_created_once(ctx: Ctx) {
     assert_eq!(ctx.open().await.store_id().await.expect("store id"), Some(id), "reopening and migrating keep the id");
 }
 
-/// The log-check mark: absent in a new store, kept once recorded (recording again is fine),
-/// across a reopen and a migrate, and a store's own (a second store has none).
-pub async fn the_log_check_mark_is_recorded_once_and_kept(ctx: Ctx) {
+/// Log-check requests: numbered from 1, answered all at once, kept across a reopen and a
+/// migrate; answering writes only when a request waits.
+pub async fn log_check_requests_are_numbered_and_answered(ctx: Ctx) {
     let store = ctx.open().await;
-    assert!(!store.log_checked().await.expect("read mark"), "a new store was never checked");
-    store.record_log_check().await.expect("record");
-    store.record_log_check().await.expect("recording again is fine");
-    assert!(store.log_checked().await.expect("read mark"));
+    assert!(!store.answer_log_checks().await.expect("answer"), "no request: nothing written");
+    let first = store.request_log_check().await.expect("request").expect("real stores number requests");
+    assert_eq!(first, 1);
+    assert!(!store.log_check_answered(first).await.expect("read"), "not answered yet");
+    let second = store.request_log_check().await.expect("request").expect("number");
+    assert_eq!(second, 2);
+    assert!(store.answer_log_checks().await.expect("answer"));
+    assert!(!store.answer_log_checks().await.expect("answer"), "all answered: nothing written");
+    assert!(store.log_check_answered(first).await.expect("read") && store.log_check_answered(second).await.expect("read"));
+    let third = ctx.open().await.request_log_check().await.expect("request").expect("number");
+    assert_eq!(third, 3, "numbers go on in another connection");
+    assert!(!store.log_check_answered(third).await.expect("read"));
     sluice_connectors::migrate(&ctx.target).await.expect("migrate");
-    assert!(ctx.open().await.log_checked().await.expect("read mark"), "kept across a reopen and a migrate");
+    let store = ctx.open().await;
+    assert!(store.log_check_answered(second).await.expect("read"), "kept across a reopen and a migrate");
+    assert!(!store.log_check_answered(third).await.expect("read"));
 }
 
 /// The change mark is the number of the last change in the feed (0 for a new store; a
