@@ -91,10 +91,7 @@ impl ClickLog {
             let wrote = {
                 let mut meta = txn.open_table(META).map_err(err)?;
                 let now = meta_get(&meta, META_LINK_STORE_SEQ)?;
-                let write = match now {
-                    Some(n) if n == seq || (raise_only && n > seq) => false,
-                    _ => true,
-                };
+                let write = !matches!(now, Some(n) if n == seq || (raise_only && n > seq));
                 if write {
                     meta.insert(META_LINK_STORE_SEQ, seq).map_err(err)?;
                 }
