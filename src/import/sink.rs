@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde_json::Value;
-use sluice_connectors::click_log::ClickLog;
+use sluice_connectors::click_log::{CLICK_LOG_FILE_NAME, ClickLog};
 use sluice_ingest::event_input::{EventInput, Validation};
 use sluice_schemas::VisitorSalt;
 use url::Url;
@@ -291,6 +291,12 @@ impl Sink {
 /// ([`crate::bench::BenchError::Usage`], exit 2); opening the data dir or its log.
 pub(super) fn open_sink(args: &ImportArgs, cfg: &Config) -> anyhow::Result<Sink> {
     if let Some(dir) = &args.data_dir {
+        // A data dir whose click log is gone while its checkpoints remain is refused before
+        // anything is created in it, as `sluice serve` refuses it (`sluice log reset`).
+        let checkpoints_on = !cfg.dataflow.checkpoint_interval.is_zero() && cfg.dataflow.processes == 1 && !cfg.kafka.enabled();
+        if checkpoints_on && !dir.join(CLICK_LOG_FILE_NAME).exists() {
+            crate::job::checkpoint::refuse_without_log(&crate::job::checkpoint::dir_of(dir), cfg.dataflow.partition())?;
+        }
         // The secret first: opening the log creates clicks.redb, which would make a secret
         // generated after it look like a lost one ("data dir already holds data").
         crate::config::create_data_dir(dir)?;

@@ -239,6 +239,14 @@ async fn a_click_log_moved_away_is_reset_keeping_the_checkpoint() {
     assert!(stderr.contains(&format!("run `sluice log reset --data-dir {}`", data.display())), "{stderr}");
     assert!(stderr.contains("sluice saved no copy of a click log in the data dir"), "names no file that does not exist: {stderr}");
     assert!(!data.join("clicks.redb").exists(), "the refused start created no click log");
+    // An offline import is refused the same way, before it creates anything (it used to
+    // leave an empty clicks.redb behind).
+    let events = dir.path().join("events.ndjson");
+    std::fs::write(&events, event("imp-1", "t3", now_ms() - 60_000, "198.51.100.7", BROWSER_UA, None).to_string() + "\n").expect("write events");
+    let (code, _, stderr) = sluice(&["import", events.to_str().expect("utf-8")], &data);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("run `sluice log reset --data-dir {}`", data.display())), "{stderr}");
+    assert!(!data.join("clicks.redb").exists(), "the refused import created no click log");
     let (code, stdout, stderr) = sluice(&["log", "reset"], &data);
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(stdout.lines().filter(|l| !l.starts_with("older checkpoint")).count(), 3, "{stdout}");
