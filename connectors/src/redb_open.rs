@@ -165,6 +165,11 @@ pub fn is_damage_io(e: &std::io::Error) -> bool {
     matches!(e.kind(), std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof)
 }
 
+/// The message of a caught panic (`""` when it carries none).
+pub(crate) fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_string())).unwrap_or_default()
+}
+
 /// How an open (or check) with the integrity check failed.
 enum Failure {
     /// The file fails the check, or redb panicked on it: redb's description.
@@ -182,10 +187,7 @@ fn classify<T>(outcome: std::thread::Result<Result<T, redb::DatabaseError>>, ver
         Ok(Err(redb::DatabaseError::RepairAborted)) => Err(Failure::Damaged("the repair was aborted".into())),
         Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(e)))) if is_damage_io(&e) => Err(Failure::Damaged(e.to_string())),
         Ok(Err(e)) => Err(Failure::Other(e)),
-        Err(panic) => {
-            let why = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_string())).unwrap_or_default();
-            Err(Failure::Damaged(format!("redb panicked while {verb} it: {why}")))
-        }
+        Err(panic) => Err(Failure::Damaged(format!("redb panicked while {verb} it: {}", panic_text(&panic)))),
     }
 }
 

@@ -229,3 +229,45 @@ fn the_read_only_reader_refuses_an_altered_file_and_never_returns_altered_events
     let _ = ClickLogReader::open(dir.path()).expect("open").read(0, 10).expect("read");
     assert!(std::fs::read(dir.path().join(CLICK_LOG_FILE_NAME)).expect("read file") == pristine, "the reader wrote to the file");
 }
+
+/// Attack of session 47: 512 bytes of garbage written into a small log (a few pages, like a
+/// server's first minutes) made `sluice log tail` fail with a bare "DB corrupted: Malformed
+/// allocator state" instead of the damage message naming `sluice log reset`. Every block of
+/// the file overwritten in turn (pseudo-random bytes, then zeros): the reader opens it
+/// and reads the events unchanged, or refuses it as damaged; never another error, never a
+/// panic.
+#[test]
+fn garbage_anywhere_in_a_small_log_is_damage_for_the_reader() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let log = ClickLog::open(dir.path()).expect("open");
+        for b in 0..4u64 {
+            log.append(&(b * 50..(b + 1) * 50).map(event).collect::<Vec<_>>()).expect("append");
+        }
+    }
+    let path = dir.path().join(CLICK_LOG_FILE_NAME);
+    let pristine = std::fs::read(&path).expect("read file");
+    let expected: Vec<(u64, ClickEvent)> = (0..200).map(|i| (i, event(i))).collect();
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut refused = 0;
+    for zeros in [false, true] {
+        for at in (512..pristine.len()).step_by(512) {
+            let mut bytes = pristine.clone();
+            for b in &mut bytes[at..(at + 512).min(pristine.len())] {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                *b = if zeros { 0 } else { seed as u8 };
+            }
+            std::fs::write(&path, &bytes).expect("write");
+            let read = std::panic::catch_unwind(|| ClickLogReader::open(dir.path()).and_then(|r| r.read(0, 1000)));
+            match read {
+                Err(_) => panic!("garbage at {at} (zeros {zeros}): the reader panicked"),
+                Ok(Err(Error::ClickLogDamaged { .. })) => refused += 1,
+                Ok(Err(e)) => panic!("garbage at {at} (zeros {zeros}): expected ClickLogDamaged or the events unchanged, got {e:?}"),
+                Ok(Ok(events)) => assert!(events == expected, "garbage at {at} (zeros {zeros}): altered events"),
+            }
+        }
+    }
+    assert!(refused > 0, "some block holds the events");
+}

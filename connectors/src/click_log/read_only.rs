@@ -66,7 +66,11 @@ impl ClickLogReader {
         let path = dir.join(CLICK_LOG_FILE_NAME);
         let damaged = |detail| Error::ClickLogDamaged { path: path.display().to_string(), dir: super::data_dir_of(&path), detail };
         super::damage::refuse_empty(&path)?;
-        let db = match redb::Builder::new().set_cache_size(CLICK_LOG_CACHE_BYTES).open_read_only(&path) {
+        // redb panics on some damaged allocator pages while it opens (redb 4.6
+        // `load_allocator_state`): damage too, as for a writer's open.
+        let opened = std::panic::catch_unwind(|| redb::Builder::new().set_cache_size(CLICK_LOG_CACHE_BYTES).open_read_only(&path))
+            .map_err(|panic| damaged(format!("redb panicked while opening it: {}", crate::redb_open::panic_text(&panic))))?;
+        let db = match opened {
             // redb checks page checksums only in its integrity check, which a read-only open
             // skips: run it on a copy-on-write view, so that an altered file is refused here
             // rather than read as altered events (or a panic on a damaged page).
@@ -76,6 +80,8 @@ impl ClickLogReader {
             }
             // E.g. a file cut inside redb's header: damage, as for a writer's open.
             Err(redb::DatabaseError::Storage(redb::StorageError::Io(e))) if crate::redb_open::is_damage_io(&e) => return Err(damaged(e.to_string())),
+            // E.g. an allocator page overwritten: "Malformed allocator state".
+            Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(detail))) => return Err(damaged(detail)),
             // Not closed cleanly (its writer was killed), or not as long as its header says
             // (cut short): the check, run as a writer's open with its writes in memory, tells
             // damage (reported as such) from a file a writer's open recovers — read as
