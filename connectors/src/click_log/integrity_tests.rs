@@ -233,9 +233,9 @@ fn the_read_only_reader_refuses_an_altered_file_and_never_returns_altered_events
 /// Attack of session 47: 512 bytes of garbage written into a small log (a few pages, like a
 /// server's first minutes) made `sluice log tail` fail with a bare "DB corrupted: Malformed
 /// allocator state" instead of the damage message naming `sluice log reset`. Every block of
-/// the file overwritten in turn (pseudo-random bytes, then zeros): the reader opens it
-/// and reads the events unchanged, or refuses it as damaged; never another error, never a
-/// panic.
+/// the file overwritten in turn (pseudo-random bytes, then zeros): the reader and the
+/// writer open it and read the events unchanged, or refuse it as damaged; never another
+/// error, never a panic.
 #[test]
 fn garbage_anywhere_in_a_small_log_is_damage_for_the_reader() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -266,6 +266,14 @@ fn garbage_anywhere_in_a_small_log_is_damage_for_the_reader() {
                 Ok(Err(Error::ClickLogDamaged { .. })) => refused += 1,
                 Ok(Err(e)) => panic!("garbage at {at} (zeros {zeros}): expected ClickLogDamaged or the events unchanged, got {e:?}"),
                 Ok(Ok(events)) => assert!(events == expected, "garbage at {at} (zeros {zeros}): altered events"),
+            }
+            // The writer's open (a start) decides alike: the events unchanged, or damage.
+            std::fs::write(&path, &bytes).expect("write");
+            match std::panic::catch_unwind(|| ClickLog::open(dir.path()).and_then(|l| l.read(0, 1000))) {
+                Err(_) => panic!("garbage at {at} (zeros {zeros}): the writer's open panicked"),
+                Ok(Err(Error::ClickLogDamaged { .. })) => {}
+                Ok(Err(e)) => panic!("garbage at {at} (zeros {zeros}): the writer expected ClickLogDamaged or the events unchanged, got {e:?}"),
+                Ok(Ok(events)) => assert!(events == expected, "garbage at {at} (zeros {zeros}): the writer read altered events"),
             }
         }
     }
