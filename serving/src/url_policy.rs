@@ -111,8 +111,14 @@ impl UrlPolicy {
         {
             return Err(ApiError::bad_request("missing_host", "long_url has no host"));
         }
+        // A space in the host is what the URL parser calls an invalid international domain
+        // name; say what it is.
+        let authority = &authority_start[..authority_start.find(['/', '?', '#']).unwrap_or(authority_start.len())];
         let url = url::Url::parse(input).map_err(|e| match e {
             url::ParseError::EmptyHost => ApiError::bad_request("missing_host", "long_url has no host"),
+            url::ParseError::IdnaError if authority.contains(char::is_whitespace) => {
+                ApiError::bad_request("invalid_url", "long_url is not a valid url: its host contains whitespace")
+            }
             other => ApiError::bad_request("invalid_url", format!("long_url is not a valid url: {other}")),
         })?;
         if !url.username().is_empty() || url.password().is_some() || authority_has_userinfo(authority_start) {
@@ -292,6 +298,10 @@ mod tests {
         assert_eq!(code_of("https://example.com\\@evil.example/"), "invalid_url");
         assert_eq!(code_of(""), "invalid_url");
         assert_eq!(code_of("   "), "invalid_url");
+        for spaced in ["https://exa mple.com/", "https://example.com\u{a0}x/p", "https://a\u{3000}b.example/"] {
+            let e = policy().normalize(spaced).expect_err(spaced);
+            assert_eq!((e.code, e.message.as_str()), ("invalid_url", "long_url is not a valid url: its host contains whitespace"), "{spaced}");
+        }
     }
 
     #[test]
