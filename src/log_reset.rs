@@ -139,27 +139,33 @@ fn record_link_store_id(cfg: &Config, log: &ClickLog, report: &mut String) -> an
     let timeouts = cfg.store.timeouts();
     // On a thread of its own: `run` may be called from within a runtime (tests).
     let id = std::thread::scope(|s| {
-        s.spawn(|| -> anyhow::Result<Option<u64>> {
+        // With the id, the store's epoch and change mark: a copy of the store taken before
+        // now, put back later, is noticed as for a log that was never reset.
+        s.spawn(|| -> anyhow::Result<(Option<u64>, Option<u64>, Option<i64>)> {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("could not start a runtime")?;
             rt.block_on(async {
                 let store = sluice_connectors::open_store_within(&location, timeouts).await?;
-                let id = store.store_id().await;
+                let read = async { Ok::<_, sluice_connectors::Error>((store.store_id().await?, store.epoch().await?, store.change_high_water().await?)) }.await;
                 store.close().await;
-                Ok(id?)
+                Ok(read?)
             })
         })
         .join()
         .unwrap_or_else(|_| Err(anyhow::anyhow!("the link store task panicked")))
     });
     match id {
-        Ok(Some(id)) => {
+        Ok((Some(id), epoch, seq)) => {
             log.set_link_store_id(id).context("could not record the link store's id in the new click log")?;
+            log.set_link_store_epoch(epoch).context("could not record the link store's epoch in the new click log")?;
+            if let Some(seq) = seq {
+                log.set_link_store_seq(u64::try_from(seq).unwrap_or(0)).context("could not record the link store's change mark in the new click log")?;
+            }
             report.push_str(&format!(
                 "link store id {id:016x} of {shown} recorded in the new log (a link store lost later is noticed, and the codes the checkpoint \
                  counted are retired)\n"
             ));
         }
-        Ok(None) => {}
+        Ok((None, ..)) => {}
         Err(e) => report.push_str(&format!(
             "could not read the link store's id at {shown} ({e:#}): none recorded in the new log (the first `sluice serve` records its store's; one \
              that starts without links.db retires the codes the checkpoint counted)\n"

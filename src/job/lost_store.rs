@@ -21,10 +21,14 @@
 //! A store restored from a backup keeps its id, but not the links created after the backup,
 //! whose codes a new link could take again, inheriting their clicks. So the process serving
 //! clicks also records in the log the store's change mark ([`StoreSeqMark`]: the number of the
-//! last link change, which never goes down in a store in use); a start that finds the store's
-//! own mark lower retires the codes with clicks that the store does not know
+//! last link change, which never goes down in a store in use) and a random epoch it writes into
+//! the store once per run ([`LinkStore::new_epoch`]; `sluice log reset` copies both into the new
+//! log); a start that finds the store's own mark lower, or another epoch (a copy taken before
+//! a later run), retires the codes with clicks that the store does not know
 //! ([`StoreCheck::Restored`]) and then follows the store's mark. The mark is read every
-//! second: a link created and clicked within the second before a kill is not covered.
+//! second: a link created and clicked within the second before a kill is not covered; nor are
+//! links created by an `api` process alone (no process recording the mark) and clicked only
+//! through `sluice import`.
 //!
 //! The check reads at once ([`check_link_store`]) but writes ([`StoreCheck::apply`]) only
 //! after every other start-up check passed (e.g. a checkpoint that does not fit the click
@@ -86,8 +90,9 @@ pub(super) enum StoreCheck {
     Record {
         /// The store's id, to record in the log.
         id: u64,
-        /// The store's change mark at the check, to record in the log in place of any other.
-        seq: Option<u64>,
+        /// The store's change mark and epoch at the check, to record in the log in place of
+        /// any other.
+        mark: StoreMark,
         /// The id the log recorded before (`None`: none was).
         previous: Option<u64>,
         /// The codes to retire.
@@ -99,6 +104,8 @@ pub(super) enum StoreCheck {
     Restored {
         /// The store's change mark.
         store_seq: u64,
+        /// The store's epoch ([`LinkStore::epoch`]), to record in the log.
+        store_epoch: Option<u64>,
         /// The higher mark the log recorded.
         log_seq: u64,
         /// The codes to retire.
@@ -120,15 +127,22 @@ pub(super) async fn check_link_store(cfg: &Config, store: &Arc<dyn LinkStore>, l
     let recorded = tokio::task::spawn_blocking(move || l.link_store_id()).await.context("click log task failed")?.context("could not read the click log")?;
     match recorded {
         Some(r) if r == id => check_restored(cfg, store, log).await,
-        Some(previous) => Ok(StoreCheck::Record { id, seq: store_seq(store).await?, previous: Some(previous), codes: clicked_codes(cfg, log).await? }),
-        None if before.embedded_store_missing && log.low() > 0 => {
+        Some(previous) => {
+            // Only the codes this store does not know: a store put back after another one ran
+            // keeps its own links' codes (and its deleted links' 30-day tombstones).
+            let codes = unknown(store, clicked_codes(cfg, log).await?).await?;
+            Ok(StoreCheck::Record { id, mark: StoreMark::read(store).await?, previous: Some(previous), codes })
+        }
+        None if log.low() > 0 => {
             // A log that starts above 0 was started by `sluice log reset`, which records the
             // store's id when it can read one: it could not (links.db missing or damaged
             // then). Its checkpoint was taken by a `sluice serve`, so a store served those
-            // clicks, and it is gone now: the checkpoint's codes are retired.
+            // clicks: the checkpoint's codes this store does not know are retired (all of
+            // them when links.db is new).
             let (dir, partition) = (checkpoint::dir_of(&cfg.server.data_dir), cfg.dataflow.partition());
             let codes = tokio::task::spawn_blocking(move || checkpoint_codes(&dir, partition)).await.context("checkpoint task failed")??;
-            Ok(StoreCheck::Record { id, seq: store_seq(store).await?, previous: None, codes: codes.into_iter().collect() })
+            let codes = unknown(store, codes.into_iter().collect()).await?;
+            Ok(StoreCheck::Record { id, mark: StoreMark::read(store).await?, previous: None, codes })
         }
         None => {
             if before.embedded_store_missing && log.head() > log.low() {
@@ -137,15 +151,16 @@ pub(super) async fn check_link_store(cfg: &Config, store: &Arc<dyn LinkStore>, l
                     "the link store was missing from a data dir that holds a click log no link store was recorded in (written by `sluice import`, or by a sluice before link store ids): no codes were retired; if links were lost, links created now may reuse their codes and inherit their clicks (restore links.db from a backup, or move clicks.redb and checkpoints/ aside to start afresh)"
                 );
             }
-            Ok(StoreCheck::Record { id, seq: store_seq(store).await?, previous: None, codes: Vec::new() })
+            Ok(StoreCheck::Record { id, mark: StoreMark::read(store).await?, previous: None, codes: Vec::new() })
         }
     }
 }
 
 /// The check of a store that is the one the log records: when the store's change mark
 /// ([`LinkStore::change_high_water`]) is below the one the log recorded
-/// ([`ClickLog::link_store_seq`]), the store was restored from a backup older than some of
-/// its changes, and the codes with clicks (log and newest checkpoint) that it does not know
+/// ([`ClickLog::link_store_seq`]), or its epoch ([`LinkStore::epoch`]) is not the one the
+/// log recorded ([`ClickLog::link_store_epoch`]: another run wrote a newer one since this
+/// copy was taken), the store is a backup put back, and the codes with clicks (log and newest checkpoint) that it does not know
 /// ([`LinkStore::unknown_codes`]: no link, live or deleted, and not retired) are those of
 /// links created after the backup: [`StoreCheck::Restored`] retires them.
 ///
@@ -154,14 +169,42 @@ async fn check_restored(cfg: &Config, store: &Arc<dyn LinkStore>, log: &ClickLog
     let Some(store_seq) = store_seq(store).await? else {
         return Ok(StoreCheck::Nothing);
     };
+    let store_epoch = store.epoch().await.context("could not read the link store's epoch")?;
     let l = log.clone();
-    let log_seq = tokio::task::spawn_blocking(move || l.link_store_seq()).await.context("click log task failed")?.context("could not read the click log")?;
-    let Some(log_seq) = log_seq.filter(|&m| m > store_seq) else {
+    let (log_seq, log_epoch) = tokio::task::spawn_blocking(move || -> sluice_connectors::Result<_> { Ok((l.link_store_seq()?, l.link_store_epoch()?)) })
+        .await
+        .context("click log task failed")?
+        .context("could not read the click log")?;
+    let behind = log_seq.is_some_and(|m| m > store_seq);
+    let other_copy = log_epoch.is_some() && log_epoch != store_epoch;
+    if !behind && !other_copy {
         return Ok(StoreCheck::Nothing);
-    };
-    let clicked = clicked_codes(cfg, log).await?;
-    let codes = store.unknown_codes(&clicked).await.context("could not look the clicked codes up in the link store")?;
-    Ok(StoreCheck::Restored { store_seq, log_seq, codes })
+    }
+    let codes = unknown(store, clicked_codes(cfg, log).await?).await?;
+    Ok(StoreCheck::Restored { store_seq, store_epoch, log_seq: log_seq.unwrap_or(0), codes })
+}
+
+/// The codes among `codes` that `store` does not know ([`LinkStore::unknown_codes`]).
+///
+/// Errors: the store cannot be read.
+async fn unknown(store: &Arc<dyn LinkStore>, codes: Vec<String>) -> anyhow::Result<Vec<String>> {
+    store.unknown_codes(&codes).await.context("could not look the clicked codes up in the link store")
+}
+
+/// A store's change mark and epoch, as read at the start-up check.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct StoreMark {
+    /// [`LinkStore::change_high_water`] (`None`: a test double).
+    seq: Option<u64>,
+    /// [`LinkStore::epoch`] (`None`: never written, or a test double).
+    epoch: Option<u64>,
+}
+
+impl StoreMark {
+    /// Reads both. Errors: the store cannot be read.
+    async fn read(store: &Arc<dyn LinkStore>) -> anyhow::Result<StoreMark> {
+        Ok(StoreMark { seq: store_seq(store).await?, epoch: store.epoch().await.context("could not read the link store's epoch")? })
+    }
 }
 
 /// The store's change mark ([`LinkStore::change_high_water`]; `None` for test doubles).
@@ -291,9 +334,9 @@ impl StoreCheck {
     /// Errors: the store or the log cannot be written (nothing is recorded in the log before
     /// the codes are retired, so a failed start retries the whole step).
     pub(super) async fn apply(self, store: &Arc<dyn LinkStore>, log: &ClickLog) -> anyhow::Result<usize> {
-        let (id, seq, previous, codes) = match self {
+        let (id, mark, previous, codes) = match self {
             StoreCheck::Nothing => return Ok(0),
-            StoreCheck::Restored { store_seq, log_seq, codes } => {
+            StoreCheck::Restored { store_seq, store_epoch, log_seq, codes } => {
                 if !codes.is_empty() {
                     store.retire_codes(&codes).await.context("could not retire the codes of the links missing from the restored link store")?;
                 }
@@ -302,16 +345,19 @@ impl StoreCheck {
                     store_change = store_seq,
                     log_change = log_seq,
                     retired = codes.len(),
-                    "the link store is behind the click log (restored from a backup): the links created after the backup are missing; the codes among them with clicks were retired, so no new link gets one and inherits its clicks"
+                    "the link store is not the copy this click log last ran with (restored from a backup): the links created after the backup are missing; the codes among them with clicks were retired, so no new link gets one and inherits its clicks"
                 );
                 let l = log.clone();
-                tokio::task::spawn_blocking(move || l.set_link_store_seq(store_seq))
-                    .await
-                    .context("click log task failed")?
-                    .context("could not record the link store's change mark in the click log")?;
+                tokio::task::spawn_blocking(move || -> sluice_connectors::Result<()> {
+                    l.set_link_store_seq(store_seq)?;
+                    l.set_link_store_epoch(store_epoch)
+                })
+                .await
+                .context("click log task failed")?
+                .context("could not record the link store's change mark in the click log")?;
                 return Ok(codes.len());
             }
-            StoreCheck::Record { id, seq, previous, codes } => (id, seq, previous, codes),
+            StoreCheck::Record { id, mark, previous, codes } => (id, mark, previous, codes),
         };
         if previous.is_none() && !codes.is_empty() {
             store.retire_codes(&codes).await.context("could not retire the codes of the lost link store")?;
@@ -319,7 +365,7 @@ impl StoreCheck {
                 click_log = %log.path().display(),
                 store_id = id,
                 retired = codes.len(),
-                "the link store was missing from a data dir whose click log was reset (`sluice log reset`, which could not read the link store's id then): starting with its links missing; the codes with clicks in the newest checkpoint were retired, so no new link gets one and inherits its clicks (restore the old link store from a backup to get its links back)"
+                "the link store does not know codes with clicks in the newest checkpoint of a data dir whose click log was reset (`sluice log reset`, which could not read the link store's id then): the links were lost (or the store is an older copy); those codes were retired, so no new link gets one and inherits its clicks (restore the link store from a backup to get its links back)"
             );
         }
         if let Some(previous) = previous {
@@ -336,7 +382,8 @@ impl StoreCheck {
         let l = log.clone();
         tokio::task::spawn_blocking(move || -> sluice_connectors::Result<()> {
             l.set_link_store_id(id)?;
-            match seq {
+            l.set_link_store_epoch(mark.epoch)?;
+            match mark.seq {
                 Some(seq) => l.set_link_store_seq(seq),
                 None => Ok(()),
             }
@@ -351,12 +398,17 @@ impl StoreCheck {
 /// How often [`StoreSeqMark`] reads the link store's change mark.
 const SEQ_MARK_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How long [`StoreSeqMark::stop`] waits for the last round.
+const SEQ_MARK_STOP_WAIT: Duration = Duration::from_secs(2);
+
 /// Keeps the click log's record of the link store's change mark up to date
 /// ([`ClickLog::raise_link_store_seq`] with [`LinkStore::change_high_water`], every
 /// [`SEQ_MARK_INTERVAL`] and once more at the stop), for the process serving clicks into the
 /// log: what [`check_restored`] compares a store with at the next start. A link created and
 /// clicked less than a second before the process is killed (not stopped) may be missing from
-/// the mark. On the same tick it answers the check requests of `api` processes
+/// the mark. At its first tick it writes a new epoch into the store and records it in the log
+/// ([`LinkStore::new_epoch`]: a copy of the store taken before this run has another one). On
+/// each tick it answers the check requests of `api` processes
 /// ([`LinkStore::answer_log_checks`]): it starts once the start-up check was applied. Dropping
 /// it stops the task at once.
 pub(super) struct StoreSeqMark {
@@ -371,8 +423,19 @@ impl StoreSeqMark {
         let task = tokio::spawn(async move {
             let mut last = None;
             let mut warned = false;
+            let mut epoch_recorded = false;
             loop {
                 let done = *stopped.borrow();
+                if !epoch_recorded && !done {
+                    match record_epoch(&store, &log).await {
+                        Ok(()) => epoch_recorded = true,
+                        Err(e) if !warned => {
+                            warned = true;
+                            tracing::warn!(error = %e, "could not record a new link store epoch in the store and the click log; retrying every second");
+                        }
+                        Err(_) => {}
+                    }
+                }
                 let answered = store.answer_log_checks().await.map_err(anyhow::Error::from);
                 if let Err(e) = record_seq(&store, &log, &mut last).await.and(answered)
                     && !warned
@@ -392,11 +455,15 @@ impl StoreSeqMark {
         StoreSeqMark { stop, task: Some(task) }
     }
 
-    /// Records the mark once more and stops the task.
+    /// Records the mark once more (for at most [`SEQ_MARK_STOP_WAIT`]: a store gone does not
+    /// hold the stop) and stops the task.
     pub(super) async fn stop(mut self) {
         let _ = self.stop.send(true);
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
+        if let Some(mut task) = self.task.take()
+            && tokio::time::timeout(SEQ_MARK_STOP_WAIT, &mut task).await.is_err()
+        {
+            task.abort();
+            tracing::warn!("the link store's change mark was not recorded in the click log at the stop (the store did not answer)");
         }
     }
 }
@@ -407,6 +474,14 @@ impl Drop for StoreSeqMark {
             task.abort();
         }
     }
+}
+
+/// Writes a new epoch into the store ([`LinkStore::new_epoch`]), then records it in the log.
+async fn record_epoch(store: &Arc<dyn LinkStore>, log: &ClickLog) -> anyhow::Result<()> {
+    let Some(epoch) = store.new_epoch().await? else { return Ok(()) };
+    let l = log.clone();
+    tokio::task::spawn_blocking(move || l.set_link_store_epoch(Some(epoch))).await??;
+    Ok(())
 }
 
 /// Raises the log's mark to the store's when it moved since `last` (the last value seen).

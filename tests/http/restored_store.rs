@@ -87,6 +87,62 @@ async fn the_clicked_codes_created_after_a_restored_backup_are_retired() {
     let text = std::fs::read_to_string(&log4).expect("log");
     assert!(!text.contains("restored from a backup") && !text.contains("retired="), "{text}");
     again.terminate();
+
+    // The same backup put back a second time (attack of session 47: its retired codes are
+    // not in it, and its change mark is the log's again): noticed by the epoch.
+    std::fs::copy(&backup, data.join("links.db")).expect("restore the backup again");
+    let log5 = dir.path().join("5.log");
+    let (twice, at) = start(&http, &data, &log5).await;
+    let text = std::fs::read_to_string(&log5).expect("log");
+    // after-unclicked was created again, and clicked, in the run on the first restored copy.
+    assert!(text.contains("restored from a backup") && text.contains("retired=3"), "{text}");
+    for alias in ["after-clicked", "after-deleted", "after-unclicked"] {
+        assert_eq!(create(&http, &at, alias).await.1["error"]["details"]["retired"], json!(true), "{alias}");
+    }
+    twice.terminate();
+}
+
+/// Attack of session 47: a newer backup put back after an older one had been restored and
+/// used (its change mark not below the log's) is noticed too, and a code clicked only in
+/// the run on the older copy is retired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_backup_put_back_after_an_older_one_retires_the_codes_clicked_in_between() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let (s, at) = start(&http, &data, &dir.path().join("1.log")).await;
+    assert_eq!(create(&http, &at, "a").await.0, 201);
+    follow(&http, &at, "a", 1).await;
+    s.terminate();
+    let older = dir.path().join("older.db");
+    std::fs::copy(data.join("links.db"), &older).expect("older backup");
+    let (s, at) = start(&http, &data, &dir.path().join("2.log")).await;
+    for alias in ["x", "x2", "x3"] {
+        assert_eq!(create(&http, &at, alias).await.0, 201);
+    }
+    follow(&http, &at, "x", 1).await;
+    s.terminate();
+    let newer = dir.path().join("newer.db");
+    std::fs::copy(data.join("links.db"), &newer).expect("newer backup");
+
+    std::fs::copy(&older, data.join("links.db")).expect("restore the older backup");
+    let (s, at) = start(&http, &data, &dir.path().join("3.log")).await;
+    assert_eq!(create(&http, &at, "x").await.0, 409, "x was clicked");
+    assert_eq!(create(&http, &at, "p").await.0, 201);
+    follow(&http, &at, "p", 2).await;
+    s.terminate();
+
+    std::fs::copy(&newer, data.join("links.db")).expect("put the newer backup back");
+    let log4 = dir.path().join("4.log");
+    let (s, at) = start(&http, &data, &log4).await;
+    let text = std::fs::read_to_string(&log4).expect("log");
+    assert!(text.contains("restored from a backup") && text.contains("retired=1"), "{text}");
+    let (status, body) = create(&http, &at, "p").await;
+    assert_eq!((status, &body["error"]["details"]["retired"]), (409, &json!(true)), "{body}");
+    for code in ["a", "x", "x2", "x3"] {
+        follow(&http, &at, code, 1).await;
+    }
+    s.terminate();
 }
 
 /// The same restore under split roles, both processes started at once: whichever takes the

@@ -20,6 +20,10 @@ pub(super) const META_LINK_STORE: &str = "link_store";
 /// links whose clicks the log may hold. Absent until a `sluice serve` records it.
 pub(super) const META_LINK_STORE_SEQ: &str = "link_store_seq";
 
+/// `meta` key: the link store's epoch ([`crate::link_store::LinkStore::new_epoch`]) the
+/// process serving this log wrote at its start. A store with another epoch is another copy.
+pub(super) const META_LINK_STORE_EPOCH: &str = "link_store_epoch";
+
 impl ClickLog {
     /// The link store id recorded by [`Self::set_link_store_id`], if any.
     ///
@@ -37,6 +41,11 @@ impl ClickLog {
     ///
     /// Errors with [`Error::ClickLog`] on I/O failure (nothing is recorded then).
     pub fn set_link_store_id(&self, id: u64) -> Result<()> {
+        self.write_meta(META_LINK_STORE, Some(id))
+    }
+
+    /// Writes `meta` entry `key` = `value` (`None`: removes it) in one transaction.
+    fn write_meta(&self, key: &str, value: Option<u64>) -> Result<()> {
         fn err(e: impl Into<redb::Error>) -> Error {
             Error::click_log("write log metadata", e)
         }
@@ -44,7 +53,13 @@ impl ClickLog {
         self.reopen_if_needed(&mut w)?;
         self.with_db(|db| {
             let txn = db.begin_write().map_err(err)?;
-            txn.open_table(META).map_err(err)?.insert(META_LINK_STORE, id).map_err(err)?;
+            {
+                let mut meta = txn.open_table(META).map_err(err)?;
+                match value {
+                    Some(v) => drop(meta.insert(key, v).map_err(err)?),
+                    None => drop(meta.remove(key).map_err(err)?),
+                }
+            }
             txn.commit().map_err(err)
         })?;
         self.inner.watch.note_commit();
@@ -62,6 +77,26 @@ impl ClickLog {
             let meta = txn.open_table(META).map_err(|e| Error::click_log("read log metadata", e))?;
             meta_get(&meta, META_LINK_STORE_SEQ)
         })
+    }
+
+    /// The link store epoch recorded by [`Self::set_link_store_epoch`], if any.
+    ///
+    /// Errors with [`Error::ClickLog`] on I/O failure.
+    pub fn link_store_epoch(&self) -> Result<Option<u64>> {
+        self.ensure_open()?;
+        self.with_db(|db| {
+            let txn = db.begin_read().map_err(|e| Error::click_log("read log metadata", e))?;
+            let meta = txn.open_table(META).map_err(|e| Error::click_log("read log metadata", e))?;
+            meta_get(&meta, META_LINK_STORE_EPOCH)
+        })
+    }
+
+    /// Records `epoch` as the link store's (durably, replacing any other; `None` removes it:
+    /// the store has none yet).
+    ///
+    /// Errors with [`Error::ClickLog`] on I/O failure (nothing is recorded then).
+    pub fn set_link_store_epoch(&self, epoch: Option<u64>) -> Result<()> {
+        self.write_meta(META_LINK_STORE_EPOCH, epoch)
     }
 
     /// Records `seq` as the link store's change mark unless a higher one is recorded

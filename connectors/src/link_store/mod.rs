@@ -203,6 +203,21 @@ pub trait LinkStore: Send + Sync + 'static {
         Err(crate::Error::Config(format!("the {} link store cannot retire codes", self.backend())))
     }
 
+    /// Writes a fresh random epoch into the store (`store_meta` row `epoch`, no migration: a
+    /// new key) and returns it: the `sluice serve` holding the click log does so once per
+    /// run and records it in the log, so a store whose epoch differs from the log's is not
+    /// the copy the log last ran with (a backup put back). `None` for test doubles.
+    /// Errors: [`crate::Error::Database`].
+    async fn new_epoch(&self) -> Result<Option<u64>> {
+        Ok(None)
+    }
+
+    /// The epoch last written by [`Self::new_epoch`] (`None`: never, or a test double).
+    /// Errors: [`crate::Error::Database`].
+    async fn epoch(&self) -> Result<Option<u64>> {
+        Ok(None)
+    }
+
     /// The store's change-feed high-water mark: the number of the last change written (links
     /// created, updated, deleted; admin holds), `0` for a new store. It never goes down in a
     /// store in use; a store restored from a backup is back at the backup's value, which is

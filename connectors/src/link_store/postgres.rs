@@ -86,6 +86,7 @@ const IDEMPOTENCY_PURGE: &str = "DELETE FROM idempotency WHERE created_at <= $1"
 const SELECT_STORE_ID: &str = "SELECT value FROM store_meta WHERE key = 'store_id'";
 const SELECT_RETIRED: &str = "SELECT code FROM retired_codes WHERE code = $1";
 const RETIRE_CODE: &str = "INSERT INTO retired_codes (code) VALUES ($1) ON CONFLICT (code) DO NOTHING";
+const SET_EPOCH: &str = "INSERT INTO store_meta (key, value) VALUES ('epoch', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value";
 const SELECT_CODE_KNOWN: &str = "SELECT code FROM links WHERE code = $1 UNION ALL SELECT code FROM retired_codes WHERE code = $1";
 
 /// Instant column of idempotency records, holds and blocklist entries.

@@ -16,7 +16,7 @@
 //! - the SQL statements `SELECT_LIVE`, `DELETE_TOMBSTONE`, `INSERT_LINK`, `UPDATE_LINK`,
 //!   `DELETE_LINK`, `LIST_LINKS`, `CHANGES_SINCE`, `INSERT_CHANGE`, `IDEMPOTENCY_GET`,
 //!   `IDEMPOTENCY_PUT`, `IDEMPOTENCY_PURGE`, `SELECT_STORE_ID`, `SELECT_RETIRED`,
-//!   `RETIRE_CODE` and `SELECT_CODE_KNOWN` (a row when a link, live or deleted, has the code
+//!   `RETIRE_CODE`, `SET_EPOCH` and `SELECT_CODE_KNOWN` (a row when a link, live or deleted, has the code
 //!   or it is retired), with the parameters in the order the
 //!   expansion binds them.
 //!
@@ -207,6 +207,20 @@ macro_rules! link_store {
                 }
                 tx.commit().await?;
                 Ok(())
+            }
+
+            async fn new_epoch(&self) -> Result<Option<u64>> {
+                let epoch = uuid::Uuid::new_v4().as_u64_pair().0;
+                let mut tx = begin_write(self).await?;
+                // The 64 bits as stored (a signed column), like the store id.
+                sqlx::query(SET_EPOCH).bind(i64::from_ne_bytes(epoch.to_ne_bytes())).execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(Some(epoch))
+            }
+
+            async fn epoch(&self) -> Result<Option<u64>> {
+                let v: Option<i64> = sqlx::query_scalar("SELECT value FROM store_meta WHERE key = 'epoch'").fetch_optional(read_pool(self)).await?;
+                Ok(v.map(|v| u64::from_ne_bytes(v.to_ne_bytes())))
             }
 
             async fn change_high_water(&self) -> Result<Option<i64>> {

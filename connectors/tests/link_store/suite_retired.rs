@@ -54,6 +54,14 @@ pub async fn the_change_mark_follows_the_feed_and_unknown_codes_are_those_never_
     let unknown = store.unknown_codes(&asked).await.expect("unknown codes");
     assert_eq!(unknown, vec!["x".to_string(), "A".into(), "x".into(), "".into()]);
     assert_eq!(store.unknown_codes(&[]).await.expect("none asked"), Vec::<String>::new());
+    // The epoch: none until written; each write a new value, kept across a reopen.
+    assert_eq!(store.epoch().await.expect("epoch"), None);
+    let e1 = store.new_epoch().await.expect("new epoch").expect("real stores have epochs");
+    assert_eq!(store.epoch().await.expect("epoch"), Some(e1));
+    let e2 = store.new_epoch().await.expect("new epoch").expect("epoch");
+    assert_ne!(e1, e2);
+    assert_eq!(ctx.open().await.epoch().await.expect("epoch"), Some(e2));
+    assert_eq!(store.change_high_water().await.expect("mark"), last_in_feed, "an epoch is no change");
 }
 
 /// Two stores of one backend (run by `main.rs` with each harness twice, nested).
