@@ -246,8 +246,8 @@ pub enum Error {
     /// database cannot be copied safely under a running writer).
     #[error(
         "link store \"{path}\" was {what} while sluice has it open: links are still served, but changes are refused (they would \
-         only reach the file sluice opened, which is lost when it stops); put the file you want at that path (e.g. from a backup) \
-         and restart sluice"
+         only reach the file sluice opened, which is lost when it stops); stop sluice, put the file you want at that path (e.g. \
+         from a backup), remove the -wal and -shm files beside it, and start sluice again"
     )]
     LinkStoreFileMoved {
         /// The database file.

@@ -29,7 +29,7 @@ async fn serve(http: &reqwest::Client, data: &Path, args: &[&str]) -> (ChildProc
 fn store_not_ready(path: &Path, what: &str) -> Value {
     let error = format!(
         "link store \"{}\" was {what} while sluice has it open: links are still served, but changes are refused (they would only reach \
-         the file sluice opened, which is lost when it stops); put the file you want at that path (e.g. from a backup) and restart sluice",
+         the file sluice opened, which is lost when it stops); stop sluice, put the file you want at that path (e.g. from a backup), remove the -wal and -shm files beside it, and start sluice again",
         path.display()
     );
     json!({"error": {"code": "not_ready", "message": "link_store is not working", "details": {"link_store": {"status": "failed", "error": error}}}})
