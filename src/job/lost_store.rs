@@ -279,7 +279,8 @@ impl ApiLog {
     /// ([`check_link_store`], returning the check and the log to apply it to before the HTTP
     /// server starts); a held one by asking the process holding it to confirm its check
     /// ([`LinkStore::request_log_check`]) and waiting, up to [`API_CHECK_WAIT`], for the
-    /// answer ([`LinkStore::log_check_answered`]).
+    /// answer ([`LinkStore::log_check_answered`]) — or for the log to be free, trying every
+    /// second: then it is checked here, as an opened one.
     ///
     /// Errors: the store, the log or the checkpoint directory cannot be read; the store is
     /// still unchecked after the wait (the holder is a `sluice serve` that opened another
@@ -294,7 +295,16 @@ impl ApiLog {
                     return Ok(None);
                 };
                 let t0 = std::time::Instant::now();
+                let mut next_try = t0 + Duration::from_secs(1);
                 while !store.log_check_answered(request).await.context("could not read the link store")? {
+                    // The holder may be gone meanwhile (an import or a `log tail` done): then
+                    // this process takes the log and checks the store itself.
+                    if std::time::Instant::now() >= next_try {
+                        next_try += Duration::from_secs(1);
+                        if let Some(log) = try_open_existing(&cfg.server.data_dir).await {
+                            return Ok(Some((check_link_store(cfg, store, &log, before).await?, log)));
+                        }
+                    }
                     if t0.elapsed() >= API_CHECK_WAIT {
                         anyhow::bail!(
                             "role api: the click log in \"{}\" is held by another process, which has not confirmed within {} s that \
@@ -312,6 +322,13 @@ impl ApiLog {
             }
         }
     }
+}
+
+/// The click log in `data_dir` if it exists and this process can open it now (`None`: held
+/// by another process, gone, or not openable).
+async fn try_open_existing(data_dir: &Path) -> Option<ClickLog> {
+    let dir = data_dir.to_path_buf();
+    tokio::task::spawn_blocking(move || dir.join(CLICK_LOG_FILE_NAME).exists().then(|| ClickLog::open(&dir).ok()).flatten()).await.ok().flatten()
 }
 
 /// The codes of the view rows in the newest checkpoint of click-log `partition` in `dir`

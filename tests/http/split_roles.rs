@@ -284,3 +284,36 @@ async fn an_api_process_never_serves_an_unchecked_store() {
     assert!(text.contains("role api checks the link store against the data dir's click log before it creates links"), "{text}");
     assert!(!data.join("links.db").exists(), "nothing created");
 }
+
+/// Attack of session 47: an `api` process started while another process held the click log
+/// (here the test, as `sluice log tail` or `sluice import --data-dir` would) waited its 30 s
+/// and exited 1 although the log was free after 3 s. It takes the free log and checks the
+/// store itself: it serves, and a lost store's clicked code is retired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_process_takes_the_click_log_once_its_holder_lets_go() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let (all_at, all_log) = (format!("127.0.0.1:{}", free_port()), dir.path().join("all.log"));
+    let mut all = serve_embedded(&all_at, &data, &[], &all_log);
+    await_ready(&mut all, &http, &all_at, &all_log, Duration::from_secs(60)).await;
+    assert_eq!(create_alias(&http, all_at.clone(), "held-a").await.0, 201);
+    assert_eq!(http.get(format!("http://{all_at}/held-a")).send().await.expect("follow").status(), 302);
+    all.terminate();
+    for name in ["links.db", "links.db-wal", "links.db-shm"] {
+        let _ = std::fs::remove_file(data.join(name));
+    }
+    let held = sluice_connectors::click_log::ClickLog::open(&data).expect("hold the log");
+    let (api_at, api_log) = (format!("127.0.0.1:{}", free_port()), dir.path().join("api.log"));
+    let t0 = std::time::Instant::now();
+    let mut api = serve_embedded(&api_at, &data, &["--role", "api"], &api_log);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(api.exited().is_none(), "still waiting: {}", std::fs::read_to_string(&api_log).unwrap_or_default());
+    drop(held);
+    await_ready(&mut api, &http, &api_at, &api_log, Duration::from_secs(60)).await;
+    assert!(t0.elapsed() < Duration::from_secs(20), "ready after {:?}, not after the whole wait", t0.elapsed());
+    let (status, body) = create_alias(&http, api_at.clone(), "held-a").await;
+    assert_eq!((status, &body["error"]["details"]["retired"]), (409, &json!(true)), "{body}");
+    assert_eq!(create_alias(&http, api_at.clone(), "held-b").await.0, 201);
+    drop(api);
+}
