@@ -29,12 +29,7 @@ impl ClickLog {
     ///
     /// Errors with [`Error::ClickLog`] on I/O failure.
     pub fn link_store_id(&self) -> Result<Option<u64>> {
-        self.ensure_open()?;
-        self.with_db(|db| {
-            let txn = db.begin_read().map_err(|e| Error::click_log("read log metadata", e))?;
-            let meta = txn.open_table(META).map_err(|e| Error::click_log("read log metadata", e))?;
-            meta_get(&meta, META_LINK_STORE)
-        })
+        self.read_meta(META_LINK_STORE)
     }
 
     /// Records `id` as the link store this log is served with (durably, replacing any other).
@@ -42,6 +37,16 @@ impl ClickLog {
     /// Errors with [`Error::ClickLog`] on I/O failure (nothing is recorded then).
     pub fn set_link_store_id(&self, id: u64) -> Result<()> {
         self.write_meta(META_LINK_STORE, Some(id))
+    }
+
+    /// Reads `meta` entry `key`.
+    fn read_meta(&self, key: &str) -> Result<Option<u64>> {
+        self.ensure_open()?;
+        self.with_db(|db| {
+            let txn = db.begin_read().map_err(|e| Error::click_log("read log metadata", e))?;
+            let meta = txn.open_table(META).map_err(|e| Error::click_log("read log metadata", e))?;
+            meta_get(&meta, key)
+        })
     }
 
     /// Writes `meta` entry `key` = `value` (`None`: removes it) in one transaction.
@@ -71,24 +76,14 @@ impl ClickLog {
     ///
     /// Errors with [`Error::ClickLog`] on I/O failure.
     pub fn link_store_seq(&self) -> Result<Option<u64>> {
-        self.ensure_open()?;
-        self.with_db(|db| {
-            let txn = db.begin_read().map_err(|e| Error::click_log("read log metadata", e))?;
-            let meta = txn.open_table(META).map_err(|e| Error::click_log("read log metadata", e))?;
-            meta_get(&meta, META_LINK_STORE_SEQ)
-        })
+        self.read_meta(META_LINK_STORE_SEQ)
     }
 
     /// The link store epoch recorded by [`Self::set_link_store_epoch`], if any.
     ///
     /// Errors with [`Error::ClickLog`] on I/O failure.
     pub fn link_store_epoch(&self) -> Result<Option<u64>> {
-        self.ensure_open()?;
-        self.with_db(|db| {
-            let txn = db.begin_read().map_err(|e| Error::click_log("read log metadata", e))?;
-            let meta = txn.open_table(META).map_err(|e| Error::click_log("read log metadata", e))?;
-            meta_get(&meta, META_LINK_STORE_EPOCH)
-        })
+        self.read_meta(META_LINK_STORE_EPOCH)
     }
 
     /// Records `epoch` as the link store's (durably, replacing any other; `None` removes it:
