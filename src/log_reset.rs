@@ -24,7 +24,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use sluice_connectors::click_log::{CLICK_LOG_FILE_NAME, ClickLog};
+use sluice_connectors::click_log::{CLICK_LOG_FILE_NAME, ClickLog, UNCHECKED_EPOCH};
 use sluice_connectors::link_store::SQLITE_FILE_NAME;
 
 use crate::config::Config;
@@ -139,13 +139,13 @@ fn record_link_store_id(cfg: &Config, log: &ClickLog, report: &mut String) -> an
     let timeouts = cfg.store.timeouts();
     // On a thread of its own: `run` may be called from within a runtime (tests).
     let id = std::thread::scope(|s| {
-        // With the id, the store's epoch and change mark: a copy of the store taken before
-        // now, put back later, is noticed as for a log that was never reset.
-        s.spawn(|| -> anyhow::Result<(Option<u64>, Option<u64>, Option<i64>)> {
+        // With the id, the store's change mark: a copy of the store taken before now, put back
+        // later, is noticed as for a log that was never reset.
+        s.spawn(|| -> anyhow::Result<(Option<u64>, Option<i64>)> {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("could not start a runtime")?;
             rt.block_on(async {
                 let store = sluice_connectors::open_store_within(&location, timeouts).await?;
-                let read = async { Ok::<_, sluice_connectors::Error>((store.store_id().await?, store.epoch().await?, store.change_high_water().await?)) }.await;
+                let read = async { Ok::<_, sluice_connectors::Error>((store.store_id().await?, store.change_high_water().await?)) }.await;
                 store.close().await;
                 Ok(read?)
             })
@@ -154,15 +154,18 @@ fn record_link_store_id(cfg: &Config, log: &ClickLog, report: &mut String) -> an
         .unwrap_or_else(|_| Err(anyhow::anyhow!("the link store task panicked")))
     });
     match id {
-        Ok((Some(id), epoch, seq)) => {
+        Ok((Some(id), seq)) => {
             log.set_link_store_id(id).context("could not record the link store's id in the new click log")?;
-            log.set_link_store_epoch(epoch).context("could not record the link store's epoch in the new click log")?;
+            // Not the store's epoch: the store found here may itself be a backup put back (with
+            // the log lost), so the next start checks the checkpoint's codes against whichever
+            // copy it finds.
+            log.set_link_store_epoch(Some(UNCHECKED_EPOCH)).context("could not record the link store's epoch in the new click log")?;
             if let Some(seq) = seq {
                 log.set_link_store_seq(u64::try_from(seq).unwrap_or(0)).context("could not record the link store's change mark in the new click log")?;
             }
             report.push_str(&format!(
-                "link store id {id:016x} of {shown} recorded in the new log (a link store lost later is noticed, and the codes the checkpoint \
-                 counted are retired)\n"
+                "link store id {id:016x} of {shown} recorded in the new log (the next start retires the codes the checkpoint counted that the \
+                 link store does not know, and a link store lost or put back from a backup later is noticed)\n"
             ));
         }
         Ok((None, ..)) => {}

@@ -22,8 +22,8 @@
 //! whose codes a new link could take again, inheriting their clicks. So the process serving
 //! clicks also records in the log the store's change mark ([`StoreSeqMark`]: the number of the
 //! last link change, which never goes down in a store in use) and a random epoch it writes into
-//! the store once per run ([`LinkStore::new_epoch`]; `sluice log reset` copies both into the new
-//! log); a start that finds the store's own mark lower, or another epoch (a copy taken before
+//! the store once per run ([`LinkStore::new_epoch`]; `sluice log reset` records the store's mark
+//! and [`sluice_connectors::click_log::UNCHECKED_EPOCH`], so the next start checks whichever copy it finds); a start that finds the store's own mark lower, or another epoch (a copy taken before
 //! a later run), retires the codes with clicks that the store does not know
 //! ([`StoreCheck::Restored`]) and then follows the store's mark. The mark is read every
 //! second: a link created and clicked within the second before a kill is not covered; nor are
@@ -354,16 +354,19 @@ impl StoreCheck {
         let (id, mark, previous, codes) = match self {
             StoreCheck::Nothing => return Ok(0),
             StoreCheck::Restored { store_seq, store_epoch, log_seq, codes } => {
-                if !codes.is_empty() {
+                if codes.is_empty() {
+                    // E.g. the first start after a `sluice log reset`: checked, nothing to do.
+                    tracing::info!(click_log = %log.path().display(), store_change = store_seq, log_change = log_seq, "the link store was checked against the click log: it knows every code with clicks");
+                } else {
                     store.retire_codes(&codes).await.context("could not retire the codes of the links missing from the restored link store")?;
+                    tracing::warn!(
+                        click_log = %log.path().display(),
+                        store_change = store_seq,
+                        log_change = log_seq,
+                        retired = codes.len(),
+                        "the link store is not the copy this click log last ran with (restored from a backup, or a log reset): links created after the backup are missing from it; the codes with clicks that it does not know were retired, so no new link gets one and inherits its clicks"
+                    );
                 }
-                tracing::warn!(
-                    click_log = %log.path().display(),
-                    store_change = store_seq,
-                    log_change = log_seq,
-                    retired = codes.len(),
-                    "the link store is not the copy this click log last ran with (restored from a backup): the links created after the backup are missing; the codes among them with clicks were retired, so no new link gets one and inherits its clicks"
-                );
                 let l = log.clone();
                 tokio::task::spawn_blocking(move || -> sluice_connectors::Result<()> {
                     l.set_link_store_seq(store_seq)?;
@@ -392,7 +395,7 @@ impl StoreCheck {
                 previous_store_id = previous,
                 store_id = id,
                 retired = codes.len(),
-                "the link store is not the one this click log was served with (it was lost or replaced): starting with its links missing; the codes with clicks in the log or its newest checkpoint were retired, so no new link gets one and inherits its clicks (restore the old link store from a backup to get its links back)"
+                "the link store is not the one this click log was served with (it was lost or replaced, or an earlier one was put back): the codes with clicks in the log or its newest checkpoint that it does not know (`retired`, perhaps 0) were retired, so no new link gets one and inherits its clicks; if links are missing, restore the link store they were in from a backup"
             );
         }
         // The mark of the log's former store means nothing for this one.

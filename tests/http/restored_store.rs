@@ -192,3 +192,45 @@ async fn start_role(http: &reqwest::Client, data: &Path, log: &Path, role: &str)
     await_ready(&mut child, http, &at, log, Duration::from_secs(60)).await;
     (child, at)
 }
+
+/// Attack of session 47: a backup put back while the click log was lost, then `sluice log
+/// reset` (as the refused start says): the reset log records the restored store, and the
+/// first start still retires the checkpoint's clicked codes that the store does not know.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_put_back_with_the_click_log_lost_and_reset_retires_the_checkpoints_codes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let (s, at) = start(&http, &data, &dir.path().join("1.log")).await;
+    assert_eq!(create(&http, &at, "a1").await.0, 201);
+    follow(&http, &at, "a1", 1).await;
+    s.terminate();
+    let backup = dir.path().join("b.db");
+    std::fs::copy(data.join("links.db"), &backup).expect("backup");
+    let (s, at) = start(&http, &data, &dir.path().join("2.log")).await;
+    assert_eq!(create(&http, &at, "n1").await.0, 201);
+    follow(&http, &at, "n1", 1).await;
+    s.terminate();
+    std::fs::copy(&backup, data.join("links.db")).expect("restore");
+    std::fs::remove_file(data.join("clicks.redb")).expect("lose the click log");
+    let reset = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["--log", "warn", "log", "reset", "--data-dir"])
+        .arg(&data)
+        .env_remove("SLUICE__STORE__URL")
+        .output()
+        .expect("run log reset");
+    assert!(reset.status.success(), "{}", String::from_utf8_lossy(&reset.stderr));
+    let log3 = dir.path().join("3.log");
+    let (s, at) = start(&http, &data, &log3).await;
+    let text = std::fs::read_to_string(&log3).expect("log");
+    assert!(text.contains("restored from a backup, or a log reset") && text.contains("retired=1"), "{text}");
+    let (status, body) = create(&http, &at, "n1").await;
+    assert_eq!((status, &body["error"]["details"]["retired"]), (409, &json!(true)), "{body}");
+    follow(&http, &at, "a1", 1).await;
+    s.terminate();
+    // Checked once: the next start finds nothing to do.
+    let log4 = dir.path().join("4.log");
+    let (s, _) = start(&http, &data, &log4).await;
+    assert!(!std::fs::read_to_string(&log4).expect("log").contains("retired="));
+    s.terminate();
+}

@@ -24,6 +24,11 @@ pub(super) const META_LINK_STORE_SEQ: &str = "link_store_seq";
 /// process serving this log wrote at its start. A store with another epoch is another copy.
 pub(super) const META_LINK_STORE_EPOCH: &str = "link_store_epoch";
 
+/// An epoch no store has ([`crate::link_store::LinkStore::new_epoch`] never returns it):
+/// recorded by `sluice log reset` in the log it starts, so that the next start checks the
+/// link store against the log and its checkpoint whichever copy of the store it finds.
+pub const UNCHECKED_EPOCH: u64 = 0;
+
 impl ClickLog {
     /// The link store id recorded by [`Self::set_link_store_id`], if any.
     ///

@@ -526,6 +526,7 @@ mod file_check;
 mod file_check_tests;
 mod len_guard;
 mod link_store_id;
+pub use link_store_id::UNCHECKED_EPOCH;
 mod read;
 mod read_only;
 mod recovery;

@@ -206,7 +206,8 @@ pub trait LinkStore: Send + Sync + 'static {
     /// Writes a fresh random epoch into the store (`store_meta` row `epoch`, no migration: a
     /// new key) and returns it: the `sluice serve` holding the click log does so once per
     /// run and records it in the log, so a store whose epoch differs from the log's is not
-    /// the copy the log last ran with (a backup put back). `None` for test doubles.
+    /// the copy the log last ran with (a backup put back). Never 0
+    /// ([`crate::click_log::UNCHECKED_EPOCH`]). `None` for test doubles.
     /// Errors: [`crate::Error::Database`].
     async fn new_epoch(&self) -> Result<Option<u64>> {
         Ok(None)

@@ -210,7 +210,8 @@ macro_rules! link_store {
             }
 
             async fn new_epoch(&self) -> Result<Option<u64>> {
-                let epoch = uuid::Uuid::new_v4().as_u64_pair().0;
+                // Never `UNCHECKED_EPOCH` (0).
+                let epoch = uuid::Uuid::new_v4().as_u64_pair().0.max(1);
                 let mut tx = begin_write(self).await?;
                 // The 64 bits as stored (a signed column), like the store id.
                 sqlx::query(SET_EPOCH).bind(i64::from_ne_bytes(epoch.to_ne_bytes())).execute(&mut *tx).await?;
