@@ -395,7 +395,7 @@ impl StoreCheck {
                 previous_store_id = previous,
                 store_id = id,
                 retired = codes.len(),
-                "the link store is not the one this click log was served with (it was lost or replaced, or an earlier one was put back): the codes with clicks in the log or its newest checkpoint that it does not know (`retired`, perhaps 0) were retired, so no new link gets one and inherits its clicks; if links are missing, restore the link store they were in from a backup"
+                "the link store is not the one this click log was served with (it was lost or replaced, or an earlier one was put back): the codes with clicks in the log or its newest checkpoint that it does not know were retired, so no new link gets one and inherits its clicks; if links are missing, restore the link store they were in from a backup"
             );
         }
         // The mark of the log's former store means nothing for this one.
