@@ -475,6 +475,13 @@ impl StoreSeqMark {
         StoreSeqMark { stop, task: Some(task) }
     }
 
+    /// [`Self::stop`] for a mark that may not have been started (`None`: nothing to do).
+    pub(super) async fn stop_if_started(mark: Option<StoreSeqMark>) {
+        if let Some(m) = mark {
+            m.stop().await;
+        }
+    }
+
     /// Records the mark once more (for at most [`SEQ_MARK_STOP_WAIT`]: a store gone does not
     /// hold the stop) and stops the task.
     pub(super) async fn stop(mut self) {

@@ -540,9 +540,7 @@ impl System {
             // The router (and with it every click sender) is gone once the server stopped.
             let summary = i.writer.await.context("click log writer panicked")?;
             tracing::info!(logged = summary.logged, dropped = summary.dropped, "click log writer drained");
-            if let Some(m) = i.seq_mark {
-                m.stop().await;
-            }
+            super::lost_store::StoreSeqMark::stop_if_started(i.seq_mark).await;
             if let Some(k) = &i.kafka {
                 // What the broker does not take in time stays in the spill for the next start.
                 k.shutdown(KAFKA_DRAIN_TIMEOUT).await;
