@@ -168,7 +168,9 @@ pub fn build_stack_app(
             None => DurableAppender::new(log),
         }
     }
+    // Role redirect serves no /v1/ route (router::API_NOT_HERE): no events state either.
     let events = match events_kafka {
+        _ if cfg.server.role == crate::config::Role::Redirect => None,
         Some(k) => Some(events_router(EventsState::new(appender(k, &events_stats), salt.clone(), events_config(cfg)).with_gate(gate))),
         None => events_log.map(|log| events_router(EventsState::new(appender(log, &events_stats), salt.clone(), events_config(cfg)).with_gate(gate))),
     };

@@ -205,6 +205,8 @@ async fn an_api_process_started_first_retires_a_lost_stores_codes() {
     assert_eq!(http.get(format!("http://{redirect_at}/lost-a")).send().await.expect("follow").status(), 404);
     let text = std::fs::read_to_string(&redirect_log).expect("redirect log");
     assert!(!text.contains("retired"), "{text}");
+    // It serves no /v1/ route, POST /v1/events included, and does not say it does.
+    assert!(!text.contains("POST /v1/events ready"), "{text}");
 
     // A second api process while the redirect process holds the log: it starts and serves.
     let (api2_at, api2_log) = (format!("127.0.0.1:{}", free_port()), dir.path().join("api2.log"));
