@@ -159,6 +159,30 @@ fn create_alias(http: &reqwest::Client, at: String, alias: &'static str) -> impl
     }
 }
 
+/// Deletes the embedded link store in `data` (`links.db` and its -wal and -shm files).
+fn remove_store(data: &std::path::Path) {
+    for name in ["links.db", "links.db-wal", "links.db-shm"] {
+        let _ = std::fs::remove_file(data.join(name));
+    }
+}
+
+/// A process with role `all` on `data` (its log in `dir`) creates `aliases` (201 each), follows
+/// the first `clicks` times (302 each), stops gracefully (the clicks written); then the link
+/// store is lost ([`remove_store`]).
+async fn clicked_then_store_lost(http: &reqwest::Client, dir: &std::path::Path, data: &std::path::Path, aliases: &[&'static str], clicks: usize) {
+    let (at, log) = (format!("127.0.0.1:{}", free_port()), dir.join("all.log"));
+    let mut all = serve_embedded(&at, data, &[], &log);
+    await_ready(&mut all, http, &at, &log, Duration::from_secs(60)).await;
+    for &alias in aliases {
+        assert_eq!(create_alias(http, at.clone(), alias).await.0, 201, "{alias}");
+    }
+    for _ in 0..clicks {
+        assert_eq!(http.get(format!("http://{at}/{}", aliases[0])).send().await.expect("follow").status(), 302);
+    }
+    all.terminate();
+    remove_store(data);
+}
+
 /// A lost link store on a split pair (attack of session 44): the `api` process, started first
 /// after `links.db` was deleted, checks the store against the click log no other process holds
 /// and retires the codes with clicks, so no link created through it inherits their clicks;
@@ -172,19 +196,7 @@ async fn an_api_process_started_first_retires_a_lost_stores_codes() {
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
     let create = |at: String, alias: &'static str| create_alias(&http, at, alias);
     // One process (role all): two links, clicks on one, a graceful stop (clicks written).
-    let all_at = format!("127.0.0.1:{}", free_port());
-    let all_log = dir.path().join("all.log");
-    let mut all = serve_embedded(&all_at, &data, &[], &all_log);
-    await_ready(&mut all, &http, &all_at, &all_log, Duration::from_secs(60)).await;
-    assert_eq!(create(all_at.clone(), "lost-a").await.0, 201);
-    assert_eq!(create(all_at.clone(), "lost-b").await.0, 201);
-    for _ in 0..3 {
-        assert_eq!(http.get(format!("http://{all_at}/lost-a")).send().await.expect("follow").status(), 302);
-    }
-    all.terminate();
-    for name in ["links.db", "links.db-wal", "links.db-shm"] {
-        let _ = std::fs::remove_file(data.join(name));
-    }
+    clicked_then_store_lost(&http, dir.path(), &data, &["lost-a", "lost-b"], 3).await;
 
     // The api process first: lost-a (clicks in the log) is retired, lost-b (none) is free.
     let (api_at, api_log) = (format!("127.0.0.1:{}", free_port()), dir.path().join("api.log"));
@@ -242,19 +254,7 @@ async fn an_api_process_never_serves_an_unchecked_store() {
     let data = dir.path().join("data");
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
     let create = |at: String, alias: &'static str| create_alias(&http, at, alias);
-    let remove_store = || {
-        for name in ["links.db", "links.db-wal", "links.db-shm"] {
-            let _ = std::fs::remove_file(data.join(name));
-        }
-    };
-    let all_at = format!("127.0.0.1:{}", free_port());
-    let all_log = dir.path().join("all.log");
-    let mut all = serve_embedded(&all_at, &data, &[], &all_log);
-    await_ready(&mut all, &http, &all_at, &all_log, Duration::from_secs(60)).await;
-    assert_eq!(create(all_at.clone(), "lost-a").await.0, 201);
-    assert_eq!(http.get(format!("http://{all_at}/lost-a")).send().await.expect("follow").status(), 302);
-    all.terminate();
-    remove_store();
+    clicked_then_store_lost(&http, dir.path(), &data, &["lost-a"], 1).await;
 
     // Both at once: whichever takes the log, the api process serves only a checked store.
     let (redirect_at, redirect_log) = (format!("127.0.0.1:{}", free_port()), dir.path().join("redirect.log"));
@@ -268,7 +268,7 @@ async fn an_api_process_never_serves_an_unchecked_store() {
     drop(api);
 
     // links.db deleted under the running redirect process: a new store no holder checks.
-    remove_store();
+    remove_store(&data);
     let (api2_at, api2_log) = (format!("127.0.0.1:{}", free_port()), dir.path().join("api2.log"));
     let mut api2 = serve_embedded(&api2_at, &data, &["--role", "api"], &api2_log);
     let (code, text) = exit_of(&mut api2, &api2_log, Duration::from_secs(60)).await;
@@ -277,7 +277,7 @@ async fn an_api_process_never_serves_an_unchecked_store() {
     redirect.terminate();
 
     // A damaged click log: refused before any link store is created.
-    remove_store();
+    remove_store(&data);
     std::fs::write(data.join("clicks.redb"), b"not a redb file at all, just some bytes").expect("damage the log");
     let (api3_at, api3_log) = (format!("127.0.0.1:{}", free_port()), dir.path().join("api3.log"));
     let mut api3 = serve_embedded(&api3_at, &data, &["--role", "api"], &api3_log);
@@ -296,15 +296,7 @@ async fn an_api_process_takes_the_click_log_once_its_holder_lets_go() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-    let (all_at, all_log) = (format!("127.0.0.1:{}", free_port()), dir.path().join("all.log"));
-    let mut all = serve_embedded(&all_at, &data, &[], &all_log);
-    await_ready(&mut all, &http, &all_at, &all_log, Duration::from_secs(60)).await;
-    assert_eq!(create_alias(&http, all_at.clone(), "held-a").await.0, 201);
-    assert_eq!(http.get(format!("http://{all_at}/held-a")).send().await.expect("follow").status(), 302);
-    all.terminate();
-    for name in ["links.db", "links.db-wal", "links.db-shm"] {
-        let _ = std::fs::remove_file(data.join(name));
-    }
+    clicked_then_store_lost(&http, dir.path(), &data, &["held-a"], 1).await;
     let held = sluice_connectors::click_log::ClickLog::open(&data).expect("hold the log");
     let (api_at, api_log) = (format!("127.0.0.1:{}", free_port()), dir.path().join("api.log"));
     let t0 = std::time::Instant::now();
