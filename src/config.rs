@@ -340,6 +340,11 @@ pub struct VisitorConfig {
     pub secret: Option<Secret>,
 }
 
+/// A usage error ([`crate::bench::BenchError::Usage`]: exit code 2) with `message`.
+fn usage(message: String) -> anyhow::Error {
+    anyhow::Error::new(crate::bench::BenchError::Usage(message))
+}
+
 /// Values given on the command line; `None`/empty leaves the lower layers' value.
 #[derive(Debug, Clone, Default)]
 pub struct FlagOverrides {
@@ -360,15 +365,17 @@ pub struct FlagOverrides {
 impl Config {
     /// Loads defaults → `file` → `SLUICE__…` env vars → `flags`, then validates.
     ///
-    /// Errors: unreadable/invalid TOML, unknown keys, wrong types, invalid values (see
+    /// Errors: a `file` that is missing or a directory ([`crate::bench::BenchError::Usage`]:
+    /// exit code 2); unreadable/invalid TOML, unknown keys, wrong types, invalid values (see
     /// [`Config::validate`]).
     pub fn load(file: Option<&Path>, flags: &FlagOverrides) -> anyhow::Result<Config> {
         let mut fig = Figment::from(Toml::string(DEFAULT_TOML));
         if let Some(path) = file {
             match std::fs::metadata(path) {
-                Ok(m) if m.is_dir() => bail!("config file \"{}\" is a directory, not a TOML file", path.display()),
+                // A wrong `--config` value is a usage error (exit code 2, as clap's own).
+                Ok(m) if m.is_dir() => return Err(usage(format!("config file \"{}\" is a directory, not a TOML file", path.display()))),
                 Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!("config file \"{}\" does not exist", path.display()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(usage(format!("config file \"{}\" does not exist", path.display()))),
                 Err(e) => bail!("config file \"{}\" cannot be read: {e}", path.display()),
             }
             fig = fig.merge(Toml::file(path));

@@ -101,6 +101,9 @@ fn kafka_refusal(cfg: &crate::config::Config) -> anyhow::Result<()> {
 pub fn run_to(data_dir: &Path, from: Option<u64>, lines: u64, out: &mut impl Write) -> anyhow::Result<()> {
     crate::config::existing_data_dir(data_dir, "tail")?;
     let file = data_dir.join(CLICK_LOG_FILE_NAME);
+    if file.is_dir() {
+        anyhow::bail!("\"{}\" is a directory, not a click log: nothing to tail (check --data-dir)", file.display());
+    }
     if !file.is_file() {
         anyhow::bail!(
             "no click log in \"{}\" (expected \"{}\"): nothing to tail (check --data-dir; `sluice serve` creates the log)",
@@ -351,5 +354,11 @@ mod tests {
         let e = run_to(&empty, None, 10, &mut Vec::new()).expect_err("no log");
         assert!(e.to_string().starts_with("no click log in"), "{e}");
         assert_eq!(std::fs::read_dir(&empty).expect("read dir").count(), 0, "no log file created");
+
+        let odd = tmp.path().join("odd");
+        std::fs::create_dir_all(odd.join(CLICK_LOG_FILE_NAME)).expect("mkdir");
+        let e = run_to(&odd, None, 10, &mut Vec::new()).expect_err("a directory in the log's place");
+        let expected = format!("\"{}\" is a directory, not a click log: nothing to tail (check --data-dir)", odd.join(CLICK_LOG_FILE_NAME).display());
+        assert_eq!(e.to_string(), expected);
     }
 }

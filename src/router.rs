@@ -129,12 +129,18 @@ pub type StartupWork = Arc<dyn Fn(StartGate) -> Pin<Box<dyn Future<Output = ()> 
 /// `/v1/...` on a redirect-only process: 404 `not_found` saying where the API is, instead
 /// of a bare "no such route" (README, "Split roles").
 async fn api_not_here(uri: axum::http::Uri) -> sluice_serving::error::ApiError {
-    sluice_serving::error::ApiError::route_not_found(uri.path()).with_message(API_NOT_HERE)
+    let message = if uri.path() == sluice_ingest::http::EVENTS_PATH { EVENTS_NOT_ON_REDIRECT } else { API_NOT_HERE };
+    sluice_serving::error::ApiError::route_not_found(uri.path()).with_message(message)
 }
 
 /// The message of [`api_not_here`].
 pub const API_NOT_HERE: &str =
     "this process serves redirects only (role redirect): the API under /v1/, the stats included, is served by a process with role all or api";
+
+/// The message of [`api_not_here`] for `/v1/events` (which a role api process serves only
+/// with `[kafka]` brokers configured).
+pub const EVENTS_NOT_ON_REDIRECT: &str = "this process serves redirects only (role redirect): POST /v1/events is served by the process with role all \
+     that holds the click log, or by any process with role all or api when [kafka] brokers are configured";
 
 /// `/v1/events` on a process without a click log or Kafka to append to (role api on the
 /// embedded defaults): the route answering 404 `not_found` saying which process takes
@@ -150,7 +156,7 @@ async fn events_not_here(uri: axum::http::Uri) -> sluice_serving::error::ApiErro
 
 /// The message of [`events_not_here`].
 pub const EVENTS_NOT_HERE: &str = "this process holds no click log (role api): POST /v1/events is served by the process with role all that holds \
-     the click log, or by every process when [kafka] brokers are configured";
+     the click log, or by any process with role all or api when [kafka] brokers are configured";
 
 /// What a server answers with: the full router (every route, `/{code}` included, with the
 /// JSON fallbacks and `sluice_http_requests_total`) and, when redirects are served, the

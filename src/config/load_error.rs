@@ -45,6 +45,7 @@ fn describe_one(e: &Error) -> String {
     };
     let what = match &e.kind {
         Kind::UnknownField(field, expected) => unknown_field(field, expected),
+        Kind::UnknownVariant(variant, expected) => format!("unknown value: found `{variant}`, expected {}", one_of(expected)),
         kind => kind.to_string(),
     };
     format!("{place}: {what}")
@@ -55,7 +56,16 @@ fn describe_one(e: &Error) -> String {
 fn unknown_field(field: &str, expected: &[&str]) -> String {
     match expected {
         [] => format!("unknown field: found `{field}`, this table takes no keys"),
-        [one] => format!("unknown field: found `{field}`, expected `{one}`"),
-        many => format!("unknown field: found `{field}`, expected one of {}", many.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", ")),
+        _ => format!("unknown field: found `{field}`, expected {}", one_of(expected)),
+    }
+}
+
+/// `` `a` `` or ``one of `a`, `b` `` (figment's own text for an unknown field or value nests
+/// serde's list in another pair of backticks).
+fn one_of(expected: &[&str]) -> String {
+    match expected {
+        [] => "nothing".to_string(),
+        [one] => format!("`{one}`"),
+        many => format!("one of {}", many.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", ")),
     }
 }

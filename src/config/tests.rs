@@ -230,6 +230,14 @@ fn load_errors_name_the_key_as_written_in_the_file_or_the_env_var() {
         let err = Config::load(None, &FlagOverrides::default()).expect_err("unknown env key").to_string();
         assert!(err.starts_with("invalid configuration: SLUICE__LINKS__CODE_LENGHT (environment variable): unknown field: found `code-lenght`"), "{err}");
         jail.clear_env();
+        // an unknown value lists the accepted ones, each in one pair of backticks
+        jail.set_env("SLUICE__VISITOR__SALT_PERIOD", "2d");
+        let err = Config::load(None, &FlagOverrides::default()).expect_err("unknown value").to_string();
+        assert_eq!(
+            err,
+            "invalid configuration: SLUICE__VISITOR__SALT_PERIOD (environment variable): unknown value: found `2d`, expected one of `1d`, `7d`, `30d`, `never`"
+        );
+        jail.clear_env();
         jail.set_env("SLUICE__SERVER__LISTEN", "nope");
         let err = Config::load(None, &FlagOverrides::default()).expect_err("bad env").to_string();
         assert_eq!(err, "invalid configuration: SLUICE__SERVER__LISTEN (environment variable): invalid socket address syntax");

@@ -63,13 +63,14 @@ fn an_invalid_log_filter_is_a_usage_error_from_the_flag_and_from_the_env_var() {
 fn config_errors_say_what_is_wrong_and_name_keys_as_written() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().to_str().expect("utf-8");
+    // a wrong --config value is a usage error (exit code 2, as clap's own)
     let out = sluice(&["log", "tail", "--config", dir], &[]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert_eq!(stderr(&out), format!("error: config file \"{dir}\" is a directory, not a TOML file\n"));
 
     let missing = tmp.path().join("nope.toml");
     let out = sluice(&["log", "tail", "--config", missing.to_str().expect("utf-8")], &[]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert_eq!(stderr(&out), format!("error: config file \"{}\" does not exist\n", missing.display()));
 
     let file = tmp.path().join("sluice.toml");

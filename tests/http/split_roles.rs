@@ -52,7 +52,15 @@ async fn split_roles_share_links_and_say_where_the_stats_are() {
     let body: Value = r.json().await.expect("json");
     assert_eq!(
         body,
-        json!({"error": {"code": "not_found", "message": "this process holds no click log (role api): POST /v1/events is served by the process with role all that holds the click log, or by every process when [kafka] brokers are configured", "details": {"path": "/v1/events"}}})
+        json!({"error": {"code": "not_found", "message": "this process holds no click log (role api): POST /v1/events is served by the process with role all that holds the click log, or by any process with role all or api when [kafka] brokers are configured", "details": {"path": "/v1/events"}}})
+    );
+    // ... and on the redirect process, which serves no /v1/ route at all
+    let r = http.post(format!("http://{redirect_at}/v1/events")).json(&json!([])).send().await.expect("events");
+    assert_eq!(r.status(), 404);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(
+        body,
+        json!({"error": {"code": "not_found", "message": "this process serves redirects only (role redirect): POST /v1/events is served by the process with role all that holds the click log, or by any process with role all or api when [kafka] brokers are configured", "details": {"path": "/v1/events"}}})
     );
     drop((redirect, api));
 
