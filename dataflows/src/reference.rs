@@ -303,6 +303,8 @@ impl Reference {
             .map(|(code, (n, v))| LinkTotal { code: Arc::from(*code), clicks: *n, uniques: v.len() as u64 })
             .collect();
         let listed = top.len();
+        // (`links` is a BTreeMap: its codes come out ascending.)
+        let link_codes: Vec<Arc<str>> = links.keys().filter(|code| !q.exclude.contains(**code)).map(|code| Arc::from(*code)).collect();
         top.sort_by(|a, b| b.clicks.cmp(&a.clicks).then_with(|| a.code.cmp(&b.code)));
         top.truncate(q.limit);
         let rank = |m: BTreeMap<Arc<str>, (u64, HashSet<u64>)>| {
@@ -313,6 +315,7 @@ impl Reference {
         };
         SummaryResult {
             links: listed,
+            link_codes,
             totals: Totals { clicks: links.values().map(|(n, _)| n).sum(), uniques: all.len() as u64 },
             top_links: top,
             top_countries: rank(countries),

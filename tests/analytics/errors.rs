@@ -132,6 +132,45 @@ async fn every_stats_error_has_its_status_and_code() {
     s.stop().await;
 }
 
+/// A deleted link is left out of the summary's `links` count and `top_links` wherever it
+/// ranks, inside the top or outside it, for every `limit`; its clicks stay in the totals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_links_are_not_counted_whatever_the_limit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Server::start_in(dir.path(), |_| {}).await;
+    // (alias, clicks, deleted): deleted links ranked first, in the middle and last
+    let plan: [(&str, u64, bool); 5] = [("top-gone", 5, true), ("a1", 4, false), ("mid-gone", 3, true), ("a2", 2, false), ("low-gone", 1, true)];
+    let mut events = Vec::new();
+    let mut codes = Vec::new();
+    for (alias, clicks, _) in plan {
+        let code = s.link(alias).await;
+        for i in 0..clicks {
+            events.push(event(&format!("{alias}-{i}"), &code, now_ms() - 60_000, &format!("81.2.69.{}", 10 + i), BROWSER_UA, None));
+        }
+        codes.push(code);
+    }
+    s.events(&events, false).await;
+    s.sync().await;
+    for ((_, _, deleted), code) in plan.iter().zip(&codes) {
+        if *deleted {
+            let r = s.http.delete(s.path(&format!("/v1/links/{code}"))).send().await.expect("delete");
+            assert_eq!(r.status(), StatusCode::NO_CONTENT);
+        }
+    }
+    // The reference: the live links by clicks descending; the totals over every click.
+    let live: Vec<(&String, u64)> = plan.iter().zip(&codes).filter(|((_, _, d), _)| !d).map(|((_, n, _), c)| (c, *n)).collect();
+    let all_clicks: u64 = plan.iter().map(|(_, n, _)| n).sum();
+    for limit in 1..=6 {
+        let (st, _, body) = s.get(&format!("/v1/stats/summary?limit={limit}")).await;
+        assert_eq!(st, StatusCode::OK, "{body}");
+        let want_top: Vec<Value> = live.iter().take(limit).map(|(c, n)| serde_json::json!({"code": c, "clicks": n, "uniques": n})).collect();
+        assert_eq!(body["top_links"], Value::Array(want_top), "limit={limit}: {body}");
+        assert_eq!(body["links"].as_u64(), Some(live.len() as u64), "limit={limit}: {body}");
+        assert_eq!(body["totals"]["clicks"].as_u64(), Some(all_clicks), "limit={limit}: {body}");
+    }
+    s.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn successful_answers_are_cached_briefly_and_report_freshness() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -120,6 +120,10 @@ pub enum LinkChange {
     Deleted(String),
 }
 
+/// Codes per query of [`LinkStore::live_codes`] (SQLite's JSON array parameter, PostgreSQL's
+/// `text[]`): bounds one statement's size.
+pub const LIVE_CODES_CHUNK: usize = 5_000;
+
 /// Durable storage of links. All methods are atomic; implementations are `Send + Sync` and
 /// shared as `Arc<dyn LinkStore>`.
 #[async_trait]
@@ -226,6 +230,21 @@ pub trait LinkStore: Send + Sync + 'static {
     /// for stores without a change counter (test doubles). Errors: [`crate::Error::Database`].
     async fn change_high_water(&self) -> Result<Option<i64>> {
         Ok(None)
+    }
+
+    /// The codes among `codes` that a live (not deleted) link has, in no particular order;
+    /// duplicates in `codes` may be answered more than once. Codes containing NUL are left
+    /// out (no link can have one). One query per [`LIVE_CODES_CHUNK`] codes (the stats
+    /// summary asks about every link it counts). Test doubles answer every code `get` finds.
+    /// Errors: [`crate::Error::Database`].
+    async fn live_codes(&self, codes: &[String]) -> Result<Vec<String>> {
+        let mut live = Vec::new();
+        for code in codes.iter().filter(|c| !c.contains('\0')) {
+            if self.get(code).await?.is_some() {
+                live.push(code.clone());
+            }
+        }
+        Ok(live)
     }
 
     /// The codes among `codes` (in their order) that no link of this store has, live or

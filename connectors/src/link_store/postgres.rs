@@ -88,6 +88,8 @@ const SELECT_RETIRED: &str = "SELECT code FROM retired_codes WHERE code = $1";
 const RETIRE_CODE: &str = "INSERT INTO retired_codes (code) VALUES ($1) ON CONFLICT (code) DO NOTHING";
 const SET_EPOCH: &str = "INSERT INTO store_meta (key, value) VALUES ('epoch', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value";
 const SELECT_CODE_KNOWN: &str = "SELECT code FROM links WHERE code = $1 UNION ALL SELECT code FROM retired_codes WHERE code = $1";
+/// The live links' codes among the `text[]` `$1`.
+const SELECT_LIVE_CODES: &str = "SELECT code FROM links WHERE code = ANY($1) AND deleted_at IS NULL";
 
 /// Instant column of idempotency records, holds and blocklist entries.
 pub(super) const CREATED_AT_COL: &str = "created_at";
@@ -266,6 +268,11 @@ fn enc_tags(tags: &[String]) -> Result<&[String]> {
 /// The `text[]` column is its own index (`@>` with a GIN index): nothing else to write.
 async fn index_tags(_tx: &mut Tx, _seq: i64, _tags: &[String]) -> Result<()> {
     Ok(())
+}
+
+/// A list of codes for `SELECT_LIVE_CODES`: a `text[]`.
+fn enc_codes(codes: &[&String]) -> Result<Vec<String>> {
+    Ok(codes.iter().map(|c| (*c).clone()).collect())
 }
 
 fn enc_redirect(r: RedirectType) -> i16 {

@@ -66,6 +66,10 @@ const SELECT_RETIRED: &str = "SELECT code FROM retired_codes WHERE code = ?1";
 const RETIRE_CODE: &str = "INSERT INTO retired_codes (code) VALUES (?1) ON CONFLICT (code) DO NOTHING";
 const SET_EPOCH: &str = "INSERT INTO store_meta (key, value) VALUES ('epoch', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value";
 const SELECT_CODE_KNOWN: &str = "SELECT code FROM links WHERE code = ?1 UNION ALL SELECT code FROM retired_codes WHERE code = ?1";
+/// The live links' codes among the JSON array of strings `?1` (`json_each`, SQLite's JSON
+/// functions, built in since 3.38).
+const SELECT_LIVE_CODES: &str =
+    "SELECT l.code FROM json_each(?1) AS j JOIN links AS l ON l.code = j.value WHERE l.deleted_at_us IS NULL";
 
 /// Instant column of idempotency records, holds and blocklist entries.
 pub(super) const CREATED_AT_COL: &str = "created_at_us";
@@ -420,6 +424,11 @@ pub(super) fn link_from_row(row: &SqliteRow) -> Result<(i64, Link)> {
 /// Tags are a JSON string array in `links.tags` (order kept), indexed by `link_tags`.
 fn enc_tags(tags: &[String]) -> Result<String> {
     serde_json::to_string(tags).map_err(|e| Error::Corrupt(e.to_string()))
+}
+
+/// A list of codes for `SELECT_LIVE_CODES`: a JSON array of strings.
+fn enc_codes(codes: &[&String]) -> Result<String> {
+    serde_json::to_string(codes).map_err(|e| Error::Corrupt(e.to_string()))
 }
 
 fn enc_redirect(r: RedirectType) -> i64 {

@@ -16,8 +16,9 @@
 //! - the SQL statements `SELECT_LIVE`, `DELETE_TOMBSTONE`, `INSERT_LINK`, `UPDATE_LINK`,
 //!   `DELETE_LINK`, `LIST_LINKS`, `CHANGES_SINCE`, `INSERT_CHANGE`, `IDEMPOTENCY_GET`,
 //!   `IDEMPOTENCY_PUT`, `IDEMPOTENCY_PURGE`, `SELECT_STORE_ID`, `SELECT_RETIRED`,
-//!   `RETIRE_CODE`, `SET_EPOCH` and `SELECT_CODE_KNOWN` (a row when a link, live or deleted, has the code
-//!   or it is retired), with the parameters in the order the
+//!   `RETIRE_CODE`, `SET_EPOCH`, `SELECT_CODE_KNOWN` (a row when a link, live or deleted, has the code
+//!   or it is retired) and `SELECT_LIVE_CODES` (the live links' codes among a list encoded by
+//!   `fn enc_codes(&[&String]) -> Result<_>`), with the parameters in the order the
 //!   expansion binds them.
 //!
 //! Codes and keys containing NUL are answered without a query (no stored value has one).
@@ -238,6 +239,16 @@ macro_rules! link_store {
                     }
                 }
                 Ok(unknown)
+            }
+
+            async fn live_codes(&self, codes: &[String]) -> Result<Vec<String>> {
+                let codes: Vec<&String> = codes.iter().filter(|c| !c.contains('\0')).collect();
+                let mut live = Vec::new();
+                for chunk in codes.chunks(super::LIVE_CODES_CHUNK) {
+                    let found: Vec<String> = sqlx::query_scalar(SELECT_LIVE_CODES).bind(enc_codes(chunk)?).fetch_all(read_pool(self)).await?;
+                    live.extend(found);
+                }
+                Ok(live)
             }
 
             async fn is_retired(&self, code: &str) -> Result<bool> {

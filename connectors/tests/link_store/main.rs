@@ -44,6 +44,7 @@ macro_rules! store_suite {
             suite_retired::log_check_requests_are_numbered_and_answered,
             suite_retired::the_change_mark_follows_the_feed_and_unknown_codes_are_those_never_stored,
             suite_retired::retired_codes_are_refused_for_ever_and_others_are_not,
+            suite_retired::live_codes_are_the_asked_codes_of_live_links,
         );
     };
     (@tests $harness:path; $($module:ident :: $name:ident),* $(,)?) => {

@@ -99,3 +99,35 @@ pub async fn retired_codes_are_refused_for_ever_and_others_are_not(ctx: Ctx) {
         assert_eq!(store.insert(&link(code, later)).await.expect("not retired").code, code);
     }
 }
+
+/// `live_codes` answers exactly the asked codes a live link has: not deleted ones, not
+/// retired ones, not other cases, not codes with NUL; across more than one chunk of the
+/// query; compared with `get`, code by code.
+pub async fn live_codes_are_the_asked_codes_of_live_links(ctx: Ctx) {
+    let store = ctx.open().await;
+    let n = sluice_connectors::LIVE_CODES_CHUNK + 7;
+    // every third code is deleted; codes with characters JSON and SQL quote
+    let codes: Vec<String> = (0..n).map(|i| if i % 5 == 0 { format!("q\"'\\{i}") } else { format!("c{i}") }).collect();
+    for (i, c) in codes.iter().enumerate().filter(|(i, _)| i % 2 == 0) {
+        store.insert(&link(c, t0())).await.expect("insert");
+        if i % 3 == 0 {
+            store.delete(c, None, t0() + TimeDelta::seconds(1)).await.expect("delete");
+        }
+    }
+    store.retire_codes(&["retired".to_string()]).await.expect("retire");
+    let mut asked = codes.clone();
+    asked.extend(["retired", "C2", "with\0nul", ""].iter().map(|s| s.to_string()));
+    let mut live = store.live_codes(&asked).await.expect("live codes");
+    live.sort();
+    let mut expected = Vec::new();
+    for c in &asked {
+        if store.get(c).await.expect("get").is_some() {
+            expected.push(c.clone());
+        }
+    }
+    expected.sort();
+    let independent: usize = (0..n).filter(|i| i % 2 == 0 && i % 3 != 0).count();
+    assert_eq!(expected.len(), independent, "the reference itself: even, not a multiple of 3");
+    assert_eq!(live, expected);
+    assert_eq!(store.live_codes(&[]).await.expect("none asked"), Vec::<String>::new());
+}

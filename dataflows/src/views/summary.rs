@@ -63,6 +63,9 @@ pub struct SummaryResult {
     pub top_links: Vec<LinkTotal>,
     /// Number of links with clicks in the range (excluded codes left out).
     pub links: usize,
+    /// The codes counted in `links`, ascending (the serving layer checks which of them the
+    /// link store still has).
+    pub link_codes: Vec<Arc<str>>,
     /// Totals across links (uniques: union over all links).
     pub totals: Totals,
     /// Countries by clicks descending, at most `limit`.
@@ -154,6 +157,8 @@ pub(crate) fn run_counting_bots(views: &Views, q: &SummaryQuery, bots: &mut u64)
         l.uniques = acc.sketch.uniques_within(acc.clicks);
     }
     let n_links = links.len();
+    let mut link_codes: Vec<Arc<str>> = links.iter().map(|(l, _)| Arc::clone(&l.code)).collect();
+    link_codes.sort_unstable();
     let mut top: Vec<LinkTotal> = links.into_iter().map(|(l, _)| l).collect();
     top.sort_by(|a, b| b.clicks.cmp(&a.clicks).then_with(|| a.code.cmp(&b.code)));
     top.truncate(q.limit);
@@ -167,6 +172,7 @@ pub(crate) fn run_counting_bots(views: &Views, q: &SummaryQuery, bots: &mut u64)
     Ok(SummaryResult {
         top_links: top,
         links: n_links,
+        link_codes,
         totals: Totals { clicks: total.clicks, uniques: total.sketch.uniques_within(total.clicks) },
         top_countries: rank(countries),
         top_referrers: rank(referrers),

@@ -4,6 +4,9 @@
 //! part of a processing epoch). Bot clicks are counted apart in the same read of the views
 //! (the ClickHouse path reads them with a second query at the same `as_of`).
 
+use std::collections::HashSet;
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -105,17 +108,21 @@ pub async fn summary(State(state): State<StatsState>, RawQuery(query): RawQuery)
     let mut q =
         SummaryQuery { from_ms: p.from_ms, to_ms: p.to_ms, include_bots: p.include_bots, limit: p.limit, org: p.org, tag: p.tag, exclude: Default::default() };
     // Deleted links (the views keep their clicks until retention) are left out of the link
-    // list: each round excludes the listed codes the link store no longer has, until a
-    // round lists live links only (one round unless deleted links rank in the top).
+    // list and the link count: each round asks the link store which of the counted codes
+    // not asked about yet it still has, and excludes the others, until a round counts no
+    // code the store lacks (one round unless links were deleted; a second one when a link
+    // got its first click of the range between two reads).
+    let mut asked: HashSet<Arc<str>> = HashSet::new();
     let (r, bots) = loop {
         let (views, query) = (views.clone(), q.clone());
         let (r, bots) = blocking(move || read_summary(&views, &query)).await?;
-        let mut gone = Vec::new();
-        for l in &r.top_links {
-            if state.store().get(&l.code).await?.is_none() {
-                gone.push(std::sync::Arc::clone(&l.code));
-            }
+        let new: Vec<String> = r.link_codes.iter().filter(|c| !asked.contains(*c)).map(|c| c.to_string()).collect();
+        if new.is_empty() {
+            break (r, bots);
         }
+        let live: HashSet<String> = state.store().live_codes(&new).await?.into_iter().collect();
+        let gone: Vec<Arc<str>> = new.iter().filter(|c| !live.contains(*c)).map(|c| Arc::from(c.as_str())).collect();
+        asked.extend(new.iter().map(|c| Arc::from(c.as_str())));
         if gone.is_empty() {
             break (r, bots);
         }
