@@ -229,7 +229,8 @@ fn ts_of_number(n: &serde_json::Number) -> Result<i64, Rejection> {
 fn parse_ts(v: Value) -> Result<i64, Rejection> {
     match v {
         Value::Number(n) => ts_of_number(&n),
-        Value::String(s) => chrono::DateTime::parse_from_rfc3339(s.trim())
+        // (Second 60 only at 23:59:60 UTC, as every API input: `sluice_schemas::rfc3339`.)
+        Value::String(s) => sluice_schemas::rfc3339::parse(s.trim())
             .map(|t| t.timestamp_millis())
             .map_err(|e| Rejection::new("invalid_ts", format!("\"ts\" is not an RFC 3339 timestamp ({e}): \"{}\"", cut(s, 64)))),
         other => Err(Rejection::new("invalid_ts", format!("\"ts\" must be an integer (ms) or an RFC 3339 string, got {}", type_name(&other)))),

@@ -94,6 +94,14 @@ fn ts_accepts_integer_ms_and_rfc3339_only() {
     ] {
         assert_eq!(ok(bad.clone()).expect_err("rejected").reason, why, "{bad}");
     }
+    // Second 60 only as the leap second at the end of a UTC day (read as the next instant),
+    // as every API input; chrono alone reads 06:29:60 as 06:30:00.
+    assert_eq!(ok(json!("2024-03-09T23:59:60Z")), Ok(NOW - 6 * 3_600_000 - 30 * 60_000));
+    let leap = ok(json!("2024-03-10T06:29:60Z")).expect_err("second 60 mid-day");
+    assert_eq!(
+        (leap.reason, leap.message.as_str()),
+        ("invalid_ts", "\"ts\" is not an RFC 3339 timestamp (second 60 (a leap second) is only valid at 23:59:60 UTC): \"2024-03-10T06:29:60Z\"")
+    );
     // Instants in the message are RFC 3339 (NOW is 2024-03-10T06:30:00Z), as in `too_late`.
     let future = ok(json!(NOW + DEFAULT_MAX_FUTURE_SKEW_MS + 1_034)).expect_err("in the future");
     assert_eq!(

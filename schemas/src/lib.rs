@@ -16,6 +16,7 @@ pub mod error;
 pub mod form;
 pub mod link;
 pub mod media_type;
+pub mod rfc3339;
 pub mod rollup;
 pub mod strict_json;
 pub mod visitor;

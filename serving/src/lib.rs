@@ -48,7 +48,7 @@ pub mod openapi;
 pub mod query;
 pub mod ratelimit;
 pub mod reports;
-pub mod rfc3339;
+pub use sluice_schemas::rfc3339;
 pub mod single_headers;
 pub mod state;
 pub mod stats;

@@ -68,8 +68,7 @@ const SET_EPOCH: &str = "INSERT INTO store_meta (key, value) VALUES ('epoch', ?1
 const SELECT_CODE_KNOWN: &str = "SELECT code FROM links WHERE code = ?1 UNION ALL SELECT code FROM retired_codes WHERE code = ?1";
 /// The live links' codes among the JSON array of strings `?1` (`json_each`, SQLite's JSON
 /// functions, built in since 3.38).
-const SELECT_LIVE_CODES: &str =
-    "SELECT l.code FROM json_each(?1) AS j JOIN links AS l ON l.code = j.value WHERE l.deleted_at_us IS NULL";
+const SELECT_LIVE_CODES: &str = "SELECT l.code FROM json_each(?1) AS j JOIN links AS l ON l.code = j.value WHERE l.deleted_at_us IS NULL";
 
 /// Instant column of idempotency records, holds and blocklist entries.
 pub(super) const CREATED_AT_COL: &str = "created_at_us";

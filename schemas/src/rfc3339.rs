@@ -1,5 +1,5 @@
 //! RFC 3339 date-times as every API input reads them (`expires_at`, `from`/`to`, `since`,
-//! tick timestamps).
+//! tick timestamps, an event's `ts` in `POST /v1/events` and `sluice import`).
 //!
 //! chrono's [`DateTime::parse_from_rfc3339`] accepts second `60` at the end of **any**
 //! minute and reads it as the next minute, so `22:00:60Z` was taken as `22:01:00Z`. A leap
