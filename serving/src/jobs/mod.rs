@@ -116,6 +116,14 @@ fn names_or_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String
         Some(Value::String(s)) => Ok(Some(s)),
         Some(Value::Array(items)) => {
             let names = items.into_iter().map(|v| if let Value::String(s) = v { Ok(s) } else { Err(wrong()) }).collect::<Result<Vec<_>, _>>()?;
+            // One name per element: "" or "country,device" in an array is a mistake, not
+            // "no dimension" or two of them as in the string form.
+            if let Some(bad) = names.iter().find(|n| n.trim().is_empty() || n.contains(',')) {
+                return Err(serde::de::Error::custom(format!(
+                    "each element of dimensions is one dimension name such as \"country\", got {:?}",
+                    crate::error::echo(bad)
+                )));
+            }
             Ok(Some(names.join(",")))
         }
         Some(_) => Err(wrong()),
@@ -233,6 +241,15 @@ fn stats_query(req: &ReportRequest) -> String {
 /// 503 `stats_unavailable`, `stats_not_local`.
 pub async fn build_spec(state: &ReportsState, req: &ReportRequest) -> Result<JobSpec, ApiError> {
     let format = parse_format(req.format.as_deref())?;
+    // The stats parser reads a space in `tz` as the `+` that form decoding of a query string
+    // turned into one; a JSON string was never form-decoded, so a space is just wrong.
+    if let Some(tz) = req.tz.as_deref().filter(|tz| tz.contains(' ')) {
+        return Err(ApiError::bad_request(
+            "unknown_timezone",
+            format!("\"{}\" is not an IANA time zone name (no zone name has a space; e.g. UTC, Asia/Kolkata, Etc/GMT+5)", echo(tz)),
+        )
+        .with_details(json!({ "tz": tz })));
+    }
     let params = parse_stats_with(Some(&stats_query(req)), state.now_ms(), state.answers_any_dimensions())?;
     let plan = crate::export::ExportPlan::new(&params, format)?;
     // The distinct codes are counted: a code named twice is one code of the report.
@@ -259,6 +276,13 @@ pub async fn build_spec(state: &ReportsState, req: &ReportRequest) -> Result<Job
             Some(c)
         }
         (None, true) => None,
+        (Some(c), false) if c.len() > MAX_REPORT_CODES => {
+            return Err(ApiError::bad_request(
+                "invalid_codes",
+                format!("{} distinct link codes: a report takes at most {MAX_REPORT_CODES} (or \"all_links\": true)", c.len()),
+            )
+            .with_details(json!({ "codes": c.len(), "max_codes": MAX_REPORT_CODES })));
+        }
         _ => {
             return Err(ApiError::bad_request(
                 "invalid_codes",

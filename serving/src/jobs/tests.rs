@@ -450,6 +450,12 @@ async fn bad_requests_and_unknown_jobs() {
         // An array is the comma-separated string: the same validation.
         (r#"{"codes": ["ab"], "dimensions": ["os", "browser"]}"#.into(), StatusCode::BAD_REQUEST, "invalid_dimensions"),
         (r#"{"codes": ["ab"], "dimensions": ["country", 1]}"#.into(), StatusCode::BAD_REQUEST, "invalid_request"),
+        // One name per element (the string form's "" and "a,b" are not array elements).
+        (r#"{"codes": ["ab"], "dimensions": [""]}"#.into(), StatusCode::BAD_REQUEST, "invalid_request"),
+        (r#"{"codes": ["ab"], "dimensions": ["country", " "]}"#.into(), StatusCode::BAD_REQUEST, "invalid_request"),
+        (r#"{"codes": ["ab"], "dimensions": ["country,device"]}"#.into(), StatusCode::BAD_REQUEST, "invalid_request"),
+        // A JSON string is not form-decoded: a space is no '+'.
+        (r#"{"codes": ["ab"], "tz": "Etc/GMT 5"}"#.into(), StatusCode::BAD_REQUEST, "unknown_timezone"),
         (r#"{"codes": ["ab"], "dimensions": 5}"#.into(), StatusCode::BAD_REQUEST, "invalid_request"),
         (r#"{"codes": ["ab"], "bucket": "minute", "from": "2024-05-01T00:00:00Z"}"#.into(), StatusCode::BAD_REQUEST, "range_too_long"),
         (r#"{"codes": ["ab"], "limit": 3}"#.into(), StatusCode::BAD_REQUEST, "unknown_field"),
@@ -461,6 +467,13 @@ async fn bad_requests_and_unknown_jobs() {
         let (st, _, b) = send(state, "POST", "/v1/reports/export", Some(("application/json", body))).await;
         assert_eq!((st, error_code(&b).as_str()), (*status, *code), "{body}");
     }
+    // Too many codes says how many, and the most (not the message of an empty list).
+    let (_, _, b) = send(state, "POST", "/v1/reports/export", Some(("application/json", &format!(r#"{{"codes": {many}}}"#)))).await;
+    let b: serde_json::Value = serde_json::from_slice(&b).expect("json");
+    assert_eq!(
+        b["error"],
+        json!({"code": "invalid_codes", "message": "1001 distinct link codes: a report takes at most 1000 (or \"all_links\": true)", "details": {"codes": 1001, "max_codes": 1000}})
+    );
     // A body that is not a JSON object is never read by position (`[["ab"]]` as
     // `{"codes": ["ab"]}`): 400 invalid_request, and no job.
     for (body, got) in [
@@ -517,7 +530,7 @@ async fn repeated_codes_count_once_toward_the_limit() {
     let many: Vec<String> = (0..1001).map(|i| format!("g{i}")).collect();
     let (st, _, v) = post(state, &json!({ "codes": many }).to_string(), None).await;
     assert_eq!((st, v["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_codes")), "{v}");
-    assert!(v["error"]["message"].as_str().is_some_and(|m| m.contains("1 to 1000 distinct link codes")), "{v}");
+    assert!(v["error"]["message"].as_str().is_some_and(|m| m.starts_with("1001 distinct link codes: a report takes at most 1000")), "{v}");
 }
 
 /// A job id that is not UTF-8 once percent-decoded is 400 `invalid_path` in the JSON error
