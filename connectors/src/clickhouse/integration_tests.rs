@@ -141,6 +141,34 @@ async fn replays_leave_one_newest_row_per_key() {
     drop_database(&c).await;
 }
 
+/// A server that comes back without the database (a new data directory, a DROP) gets the
+/// migrations again at the next attempt and then every row: the sink does not retry the
+/// insert into a missing table for ever.
+#[tokio::test]
+async fn a_dropped_database_is_migrated_again_and_written() {
+    let c = fresh_config("dropped");
+    let sink = ClickHouseSink::start(&ClickHouseConfig { flush_interval: Duration::from_millis(50), ..c.clone() }).expect("sink");
+    let first = rows(1);
+    sink.send(SinkInput::Rollups(RollupBatch { epoch_upper: 10, watermark_ms: 0, rows: first })).await.expect("send");
+    assert!(sink.wait_applied(10, Duration::from_secs(30)).await, "{:?}", sink.status());
+    drop_database(&c).await;
+    let new = rows(3);
+    sink.send(SinkInput::Rollups(RollupBatch { epoch_upper: 20, watermark_ms: 0, rows: new.clone() })).await.expect("send");
+    assert!(sink.wait_applied(20, Duration::from_secs(60)).await, "written after the database came back: {:?}", sink.status());
+    let st = sink.status();
+    assert!(st.migrated && st.healthy, "{st:?}");
+    let reader = ClickHouseReader::new(&c).expect("reader");
+    for code in ["a", "b"] {
+        let want: BTreeMap<String, RollupRow> = new.iter().filter(|r| r.code == code).map(|r| (key(r), r.clone())).collect();
+        assert_eq!(stored(&reader, code).await, want, "{code}");
+    }
+    sink.send(SinkInput::Events(vec![event(1)])).await.expect("send");
+    assert!(wait_until(Duration::from_secs(30), || async { sink.status().pending_rows == 0 }).await, "{:?}", sink.status());
+    let st = sink.shutdown(Duration::from_secs(10)).await;
+    assert_eq!(st.pending_rows, 0);
+    drop_database(&c).await;
+}
+
 /// Size-triggered and time-triggered flushes; rows buffered until then.
 #[tokio::test]
 async fn batches_by_size_or_time() {

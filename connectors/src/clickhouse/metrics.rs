@@ -71,7 +71,7 @@ impl InsertFailed<'_> {
         counter!("sluice_clickhouse_errors_total", "error_type" => error_type(self.error)).increment(1);
         gauge!("sluice_clickhouse_pending_rows").set(self.pending as f64);
         if self.log {
-            tracing::warn!(error = %self.error, pending = self.pending, "clickhouse sink could not insert, retrying");
+            tracing::warn!(error = %self.error.chain(), pending = self.pending, "clickhouse sink could not write, retrying");
         }
     }
 }

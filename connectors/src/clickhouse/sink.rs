@@ -224,6 +224,11 @@ impl Writer {
                     retry_at = None;
                 }
                 Err(e) => {
+                    if schema_missing(&e) {
+                        // The server came back without our database or tables (a new data
+                        // directory, a DROP): the next attempt runs the migrations again.
+                        self.status.migrated = false;
+                    }
                     self.status.errors += 1;
                     self.status.healthy = false;
                     self.status.last_error = Some(e.chain());
@@ -351,6 +356,16 @@ impl Writer {
             RowsInserted { table, rows: chunk.len() as u64, elapsed: t0.elapsed() }.emit();
         }
         Ok(())
+    }
+}
+
+/// Whether `e` is ClickHouse saying that the database or a table does not exist
+/// (`UNKNOWN_DATABASE`, code 81; `UNKNOWN_TABLE`, code 60: ClickHouse's
+/// `src/Common/ErrorCodes.cpp`), which the migrations create.
+fn schema_missing(e: &Error) -> bool {
+    match e {
+        Error::ClickHouse { source: ::clickhouse::error::Error::BadResponse(msg), .. } => msg.contains("(UNKNOWN_DATABASE)") || msg.contains("(UNKNOWN_TABLE)"),
+        _ => false,
     }
 }
 

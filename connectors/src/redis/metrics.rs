@@ -120,7 +120,7 @@ impl SinkWriteFailed<'_> {
         counter!("sluice_redis_sink_errors_total", "error_type" => error_type(self.error)).increment(1);
         gauge!("sluice_redis_sink_pending_rows").set(self.pending as f64);
         if self.log {
-            tracing::warn!(error = %self.error, pending = self.pending, "redis sink could not write, retrying");
+            tracing::warn!(error = %self.error.chain(), pending = self.pending, "redis sink could not write, retrying");
         }
     }
 }
