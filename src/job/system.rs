@@ -295,8 +295,8 @@ impl System {
             ),
             _ => None,
         };
-        // The dataflow's blocklist follows the store's run-time blocklist, whichever process
-        // changed it (the task ends with the runtime).
+        sinks.resend_on_empty_store(job.as_ref().map(DataflowJob::views));
+        // The dataflow's blocklist follows the store's run-time blocklist, whichever process changed it (the task ends with the runtime).
         if let Some(feed) = job.as_ref().and_then(DataflowJob::blocklist) {
             drop(sluice_serving::admin::feed::sync_blocklist(Arc::clone(&store), feed, cfg.dataflow.meta_poll_interval));
         }

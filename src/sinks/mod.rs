@@ -36,6 +36,7 @@ use sluice_connectors::clickhouse::{ClickHouseReader, ClickHouseSink, SinkInput}
 use sluice_connectors::redis::{RedisLinkCache, RedisViewSink};
 use sluice_dataflows::anomaly::AnomalySink;
 use sluice_dataflows::changes::{ChangeBatch, ChangeSink};
+use sluice_dataflows::views::Views;
 use sluice_schemas::Anomaly;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -65,6 +66,8 @@ pub struct Sinks {
     tx: Option<mpsc::UnboundedSender<Forward>>,
     forwarder: Option<JoinHandle<()>>,
     events: Option<(watch::Sender<bool>, JoinHandle<()>)>,
+    /// `[redis] minute-ttl`: how far back an empty Redis gets its minute rows again.
+    minute_ttl: Duration,
 }
 
 /// What the forwarder task takes from the dataflow's worker threads.
@@ -94,6 +97,7 @@ impl Sinks {
             s.l2 = Some(RedisLinkCache::start(&cfg.redis).context("invalid [redis] configuration")?);
             if cfg.redis.views {
                 s.redis = Some(Arc::new(RedisViewSink::start(&cfg.redis, Arc::new(DataflowSketches))?));
+                s.minute_ttl = cfg.redis.minute_ttl;
             }
             let url = cfg.redis.url.as_ref().map(ToString::to_string).unwrap_or_default();
             tracing::info!(url = %url, prefix = %cfg.redis.key_prefix, views = cfg.redis.views, "redis link cache and view sink configured");
@@ -172,6 +176,32 @@ impl Sinks {
     /// Stats from ClickHouse, if configured.
     pub fn history(&self) -> Option<ClickHouseStats> {
         self.history.clone()
+    }
+
+    /// Whenever the Redis view sink finds a Redis without its views marker (a new Redis, or
+    /// one that lost its data: `SinkStatus::empty_store_seen`), has `views` emit every
+    /// retained day row again, with the unsealed quarters and minutes and the minute rows
+    /// of the last `[redis] minute-ttl` ([`Views::resend_to_sinks`]): Redis keeps its
+    /// all-time values (`totals`, `top:*`) by adding each day's change, so an emptied Redis
+    /// needs every day to get them whole again. No-op without the Redis view sink or views.
+    /// The task ends with the sink.
+    pub fn resend_on_empty_store(&self, views: Option<&Views>) {
+        let (Some(sink), Some(views)) = (&self.redis, views) else { return };
+        let (mut status, views, minute_ttl) = (sink.watch(), views.clone(), self.minute_ttl);
+        drop(tokio::spawn(async move {
+            let mut seen = 0u64;
+            while status.changed().await.is_ok() {
+                let n = status.borrow_and_update().empty_store_seen;
+                if n > seen {
+                    seen = n;
+                    let now_ms =
+                        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+                    let from = now_ms - i64::try_from(minute_ttl.as_millis()).unwrap_or(i64::MAX);
+                    let blocks = views.resend_to_sinks(from);
+                    tracing::info!(blocks, "redis came back without its views: every retained day row (and the recent minutes) is resent to the sinks");
+                }
+            }
+        }));
     }
 
     /// The Redis view sink, if configured.

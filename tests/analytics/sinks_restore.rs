@@ -84,3 +84,63 @@ async fn a_checkpoint_restore_keeps_the_whole_totals_in_redis_and_clickhouse() {
         let _: () = c.del(keys).await.expect("del");
     }
 }
+
+/// Redis `totals`, `top:links` and `top:country` of `code` equal `clicks` (all human, one
+/// visitor each, all from GB).
+async fn redis_all_time(redis_url: &str, prefix: &str, code: &str, clicks: u64) -> Result<(), String> {
+    let keys = sluice_connectors::redis::Keys::new(prefix);
+    let mut c = redis::Client::open(redis_url).map_err(|e| e.to_string())?.get_multiplexed_async_connection().await.map_err(|e| e.to_string())?;
+    let totals: BTreeMap<String, u64> = c.hgetall(keys.totals(code)).await.map_err(|e| e.to_string())?;
+    expect_eq("redis totals (clicks, uniques)", (totals.get("clicks").copied(), totals.get("uniques").copied()), (Some(clicks), Some(clicks)))?;
+    let score: Option<f64> = c.zscore(keys.top_links(), code).await.map_err(|e| e.to_string())?;
+    expect_eq("redis top:links score", score, Some(clicks as f64))?;
+    let gb: Option<f64> = c.zscore(keys.top(code, "country"), "GB").await.map_err(|e| e.to_string())?;
+    expect_eq("redis top:country GB", gb, Some(clicks as f64))
+}
+
+/// A Redis that loses its data (here: every key of the prefix deleted, as a restart without
+/// persistence or a FLUSHDB would) gets its all-time values whole again at the next write:
+/// the sink finds its marker gone and the dataflow resends every retained day, so the
+/// totals count yesterday's clicks too, not only the day written since.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emptied_redis_gets_whole_all_time_values_at_the_next_click() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), false);
+    let redis_url = std::env::var("SLUICE_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:16379/".into());
+    let prefix = format!("it:emptied:{}:", suffix());
+    let ch = Ch::fresh("emptied");
+    let code = "em1";
+    let s = Sluice::start(&dir.path().join("data"), &config, &redis_url, &prefix, &ch.url, &ch).await;
+    let r = s
+        .http
+        .post(format!("{}/v1/links", s.base))
+        .json(&json!({"long_url": "https://example.org/em1", "custom_alias": code}))
+        .send()
+        .await
+        .expect("post link");
+    assert_eq!(r.status().as_u16(), 201);
+    // Yesterday (UTC) and today: two day rows.
+    let (yesterday, today) = (now_ms() - 86_400_000, now_ms() - 1_000);
+    post_events(&s, &clicks("y", code, yesterday, 1..11)).await;
+    post_events(&s, &clicks("t", code, today, 11..16)).await;
+    s.caught_up().await;
+    converge("redis before the loss", || redis_all_time(&redis_url, &prefix, code, 15)).await;
+
+    let mut c = redis::Client::open(redis_url.as_str()).expect("url").get_multiplexed_async_connection().await.expect("redis");
+    let keys: Vec<String> = c.keys(format!("{prefix}*")).await.expect("keys");
+    assert!(keys.contains(&sluice_connectors::redis::Keys::new(&prefix).views_marker()), "the sink set its marker: {keys:?}");
+    let _: () = c.del(keys).await.expect("del");
+
+    post_events(&s, &clicks("n", code, now_ms() - 1_000, 16..17)).await;
+    s.caught_up().await;
+    let api = s.get(&format!("/v1/links/{code}/stats?bucket=day")).await;
+    assert_eq!((api["totals"]["clicks"].as_u64(), api["totals"]["uniques"].as_u64()), (Some(16), Some(16)), "{api}");
+    converge("redis after the loss and one more click", || redis_all_time(&redis_url, &prefix, code, 16)).await;
+
+    s.terminate();
+    ch.drop_database().await;
+    let keys: Vec<String> = c.keys(format!("{prefix}*")).await.expect("keys");
+    if !keys.is_empty() {
+        let _: () = c.del(keys).await.expect("del");
+    }
+}

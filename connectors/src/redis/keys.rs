@@ -75,6 +75,13 @@ impl Keys {
     pub fn top_links(&self) -> String {
         format!("{}top:links", self.prefix)
     }
+
+    /// `P views:marker`: STRING `1`, set by the view sink when it finds it missing (a new
+    /// Redis, or one that lost its data): its absence tells the sink to have every row
+    /// resent.
+    pub fn views_marker(&self) -> String {
+        format!("{}views:marker", self.prefix)
+    }
 }
 
 #[cfg(test)]

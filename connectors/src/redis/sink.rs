@@ -18,6 +18,12 @@
 //! all-time human clicks, as every uniques figure is (an estimate may exceed the exact
 //! visitor count; rows arrive already capped at their own clicks).
 //!
+//! An emptied Redis (restarted without persistence, `FLUSHDB`) would leave the all-time
+//! values at the sum of the days written since: each flush first sets the marker key
+//! ([`Keys::views_marker`]) if it is missing and counts that in
+//! [`SinkStatus::empty_store_seen`], which the binary answers by having the dataflow resend
+//! every retained day row (whose deltas against the emptied day keys rebuild the sums).
+//!
 //! Which rows Redis gets: minute rows of the total view (series), day rows of the total,
 //! country and referrer-domain views (totals and top lists). ClickHouse gets every row.
 //! Bots count in `bot_clicks` only; uniques and top lists are of non-bot clicks (the stats
@@ -66,6 +72,11 @@ pub struct SinkStatus {
     pub healthy: bool,
     /// The latest error, if the latest attempt failed.
     pub last_error: Option<String>,
+    /// Times a write found Redis without the marker key ([`Keys::views_marker`]): a new
+    /// Redis, or one that lost its data (restarted without persistence, `FLUSHDB`). The
+    /// all-time values are sums of day changes, so the sink's owner answers each increase by
+    /// having every retained row resent (`sluice_dataflows::views::Views::resend_to_sinks`).
+    pub empty_store_seen: u64,
 }
 
 const HASH_DELTA: &str = r"
@@ -297,6 +308,19 @@ impl Writer {
         let t0 = Instant::now();
         let keys: Vec<RowKey> = self.pending.keys().take(self.config.sink_batch_rows).cloned().collect();
         let rows: Vec<&RollupRow> = keys.iter().filter_map(|k| self.pending.get(k)).collect();
+        // Set when missing: a Redis without it is new or lost its data (status field
+        // `empty_store_seen`).
+        let marker = self.keys.views_marker();
+        let created: Option<String> = self
+            .conn
+            .call_within("check the views marker", self.config.sink_timeout, |mut c| async move {
+                ::redis::cmd("SET").arg(&marker).arg(1).arg("NX").query_async(&mut c).await
+            })
+            .await?;
+        if created.is_some() {
+            self.status.empty_store_seen += 1;
+            tracing::info!(key = %self.keys.views_marker(), "redis holds no views marker (a new or emptied Redis): every retained row is resent");
+        }
         self.write_rows(&rows).await?;
         let n = rows.len() as u64;
         for k in &keys {

@@ -98,6 +98,16 @@ impl Views {
         local.map(|l| &self.inner.shards[l]).ok_or_else(|| Error::NotLocal { code: code.to_string(), worker: w })
     }
 
+    /// Asks for every retained day row, every row of an unsealed quarter or minute, and the
+    /// minute rows starting at or after `minute_from_ms` (ms since epoch UTC) to be emitted
+    /// again, at their full value, in the change stream's next batch: for a view sink whose
+    /// store came back without its data (a Redis restarted empty keeps its all-time values
+    /// by adding each day's change, so it needs every day again). Returns the blocks
+    /// marked; 0 when the views track no changes (no sink).
+    pub fn resend_to_sinks(&self, minute_from_ms: i64) -> usize {
+        self.inner.shards.iter().map(|s| s.write().mark_for_resend(minute_from_ms)).sum()
+    }
+
     /// The frontier all local shards have reached (minimum epoch and watermark).
     pub fn as_of(&self) -> AsOf {
         let mut a = AsOf { epoch: u64::MAX, watermark_ms: i64::MAX };

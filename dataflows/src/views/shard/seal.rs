@@ -59,6 +59,33 @@ impl ShardState {
         }
     }
 
+    /// Marks rows so that the next [`Self::drain_changes`] emits them again at their full
+    /// value, for a sink whose store came back empty: every day row, every row of an unsealed
+    /// quarter or minute (their hour and day rows with them: a day may have no block of its
+    /// own yet), and the minute rows starting at or after `minute_from_ms`. Returns the
+    /// blocks marked (0 without change tracking).
+    pub(crate) fn mark_for_resend(&mut self, minute_from_ms: i64) -> usize {
+        if !self.track_changes {
+            return 0;
+        }
+        let (quarters_from, minutes_from) = (self.sealed_before, self.minutes_sealed_before.min(minute_from_ms));
+        let mut marked = Vec::new();
+        for (ci, code) in self.code_rollups.iter().enumerate() {
+            for (g, from) in [(Granularity::Day, i64::MIN), (Granularity::Quarter, quarters_from), (Granularity::Minute, minutes_from)] {
+                for (&start, &slot) in code.grans[g.index()].range(from..) {
+                    marked.push((ci as u32, g.index() as u8, start, slot));
+                }
+            }
+        }
+        for &(ci, gi, start, slot) in &marked {
+            self.blocks[slot as usize].for_each_mut(|_, row| row.add_clicks(0, true));
+            if self.dirty.insert((ci, gi, start)) {
+                self.dirty_blocks.push((ci, gi, start));
+            }
+        }
+        marked.len()
+    }
+
     /// Appends every row changed since the last call (absolute values) and clears the marks.
     /// Quarter, hour and day rows are emitted at their full value (block row ∪ unsealed
     /// minutes and quarters), also when only one of their unsealed parts changed.
