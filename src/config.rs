@@ -418,6 +418,16 @@ impl Config {
     /// Checks value ranges (every duration's maximum first: [`bounds`]) and parses URLs and CIDRs.
     pub fn validate(&self) -> anyhow::Result<()> {
         bounds::check(self)?;
+        // Redis keeps its all-time values by adding each day's change to them, measured
+        // against the day key: a day key that expired while the dataflow can still change
+        // that day would be added again whole.
+        if self.redis.enabled() && self.redis.views && self.redis.day_ttl < self.dataflow.long_retention {
+            bail!(
+                "redis.day-ttl ({}) must be at least dataflow.long-retention ({}): a day's clicks would be counted again in the all-time values once its key expired",
+                bounds::show(self.redis.day_ttl),
+                bounds::show(self.dataflow.long_retention)
+            );
+        }
         self.base_url()?;
         for d in &self.server.short_domains {
             check_short_domain(d).map_err(|m| anyhow::anyhow!("server.short-domains entry {m}"))?;

@@ -133,3 +133,24 @@ fn max_ages_stay_below_two_to_the_31_seconds() {
         assert!(d.max.as_secs() < 1 << 31, "{}", d.key);
     }
 }
+
+/// Redis day keys outlive the days the dataflow can still change (`redis.day-ttl` at least
+/// `dataflow.long-retention`), when the Redis views are on.
+#[test]
+fn redis_day_keys_must_outlive_the_long_retention() {
+    let with = |extra: &str| -> anyhow::Result<Config> {
+        let cfg: Config = Figment::from(Toml::string(DEFAULT_TOML)).merge(Toml::string(extra)).extract()?;
+        cfg.validate()?;
+        Ok(cfg)
+    };
+    let err = with("[redis]\nurl = \"redis://127.0.0.1:6379/\"\nday-ttl = \"1m\"\n").expect_err("a 1-minute day key");
+    assert_eq!(
+        format!("{err:#}"),
+        "redis.day-ttl (1m) must be at least dataflow.long-retention (400days): a day's clicks would be counted again in the all-time values once its key expired"
+    );
+    with("[redis]\nurl = \"redis://127.0.0.1:6379/\"\nday-ttl = \"400days\"\n").expect("equal is fine");
+    with("[redis]\nurl = \"redis://127.0.0.1:6379/\"\nday-ttl = \"30days\"\n[dataflow]\nlong-retention = \"30days\"\nallowed-lateness = \"1day\"\n")
+        .expect("both shorter");
+    with("[redis]\nurl = \"redis://127.0.0.1:6379/\"\nday-ttl = \"1m\"\nviews = false\n").expect("no views: no day keys");
+    with("[redis]\nday-ttl = \"1m\"\n").expect("no redis");
+}
