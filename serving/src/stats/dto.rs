@@ -73,10 +73,11 @@ pub struct LinkStatsResponse {
     pub totals: StatsTotals,
     /// With a breakdown: clicks and uniques per dimension value over the whole range,
     /// clicks descending (at most `limit`), e.g. `{"country": "DE", "clicks": 9, "uniques": 4}`
-    /// (`uniques` never above `clicks`).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    #[schema(value_type = Vec<Object>)]
-    pub dimension_totals: Vec<Map<String, Value>>,
+    /// (`uniques` never above `clicks`); `[]` when the range has no clicks. Absent without a
+    /// breakdown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub dimension_totals: Option<Vec<Map<String, Value>>>,
     /// With a breakdown: whether `limit` cut `dimension_totals` off (the values left out
     /// are still in `totals`). Absent without a breakdown.
     #[serde(skip_serializing_if = "Option::is_none")]

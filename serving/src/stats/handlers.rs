@@ -238,7 +238,7 @@ fn link_body(code: &str, p: &StatsParams, r: StatsResult, bots: Option<u64>, fre
         rows,
         truncated: r.truncated,
         totals: StatsTotals { clicks: r.totals.clicks, uniques: r.totals.uniques, bot_clicks: bots },
-        dimension_totals: r.by_dimension.iter().map(|d| dimension_object(&p.dimensions, d)).collect(),
+        dimension_totals: (!p.dimensions.is_empty()).then(|| r.by_dimension.iter().map(|d| dimension_object(&p.dimensions, d)).collect()),
         dimension_totals_truncated: (!p.dimensions.is_empty()).then_some(r.by_dimension_truncated),
         freshness: freshness_dto(fresh),
     }

@@ -244,6 +244,13 @@ async fn the_country_device_pair_is_answered_in_either_order() {
         (&json!(["device", "country"]), &rows, &totals, &json!(4), &json!(3)),
         "{w}"
     );
+    // A breakdown of a range without clicks: `dimension_totals` is there, empty; without a
+    // breakdown it is absent.
+    let empty = "from=2024-06-01T00:00:00Z&to=2024-06-02T00:00:00Z&bucket=day";
+    let (st, e) = get(&stats, &format!("/v1/links/ab/stats?{empty}&dimensions=country")).await;
+    assert_eq!((st, &e["rows"], &e["dimension_totals"], &e["dimension_totals_truncated"]), (StatusCode::OK, &json!([]), &json!([]), &json!(false)), "{e}");
+    let (st, e) = get(&stats, &format!("/v1/links/ab/stats?{empty}")).await;
+    assert_eq!((st, e.get("dimension_totals"), e.get("dimension_totals_truncated")), (StatusCode::OK, None, None), "{e}");
     for other in ["country,browser", "device,country,os"] {
         let (st, e) = get(&stats, &format!("/v1/links/ab/stats?{range}&dimensions={other}")).await;
         assert_eq!((st, e["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_dimensions")), "{other}: {e}");
