@@ -194,9 +194,7 @@ impl Sinks {
                 let n = status.borrow_and_update().empty_store_seen;
                 if n > seen {
                     seen = n;
-                    let now_ms =
-                        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-                    let from = now_ms - i64::try_from(minute_ttl.as_millis()).unwrap_or(i64::MAX);
+                    let from = crate::job::now_ms() - i64::try_from(minute_ttl.as_millis()).unwrap_or(i64::MAX);
                     let blocks = views.resend_to_sinks(from);
                     tracing::info!(blocks, "redis came back without its views: every retained day row (and the recent minutes) is resent to the sinks");
                 }
