@@ -44,7 +44,10 @@ impl std::fmt::Debug for AdminAuth {
 impl AdminAuth {
     /// Admin auth with `token` (`None` or empty = loopback peers only).
     pub fn new(token: Option<String>) -> AdminAuth {
-        AdminAuth { token: token.filter(|t| !t.is_empty()).map(Arc::from), client_header: None }
+        // The presented token is trimmed (`Bearer  s3cret `), so is the configured one: a
+        // token read with its newline (`SLUICE__ADMIN__TOKEN=$(cat file)`) still matches, and
+        // a blank one is none (it could never be presented).
+        AdminAuth { token: token.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(Arc::from), client_header: None }
     }
 
     /// The same auth, also treating a request that carries `header` (the configured
@@ -217,5 +220,19 @@ mod tests {
         }
         assert_eq!(auth.check(&headers(&[]), None), Err(AdminAuthError::LoopbackOnly));
         assert!(!AdminAuth::new(Some(String::new())).has_token());
+    }
+
+    #[test]
+    fn the_configured_token_is_trimmed_like_the_presented_one() {
+        let remote: SocketAddr = "203.0.113.9:5000".parse().expect("addr");
+        let auth = AdminAuth::new(Some(" s3cret\n".into()));
+        assert_eq!(auth.check(&headers(&[("authorization", "Bearer s3cret")]), Some(remote)).expect("admitted").actor, "admin-token");
+        assert_eq!(auth.check(&headers(&[("authorization", "Bearer  s3cret ")]), Some(remote)).expect("admitted").actor, "admin-token");
+        // A blank token is no token: loopback only, never "anyone presenting a blank one".
+        for blank in [" ", "\t\n"] {
+            let auth = AdminAuth::new(Some(blank.into()));
+            assert!(!auth.has_token(), "{blank:?}");
+            assert_eq!(auth.check(&headers(&[("authorization", "Bearer  ")]), Some(remote)), Err(AdminAuthError::LoopbackOnly));
+        }
     }
 }

@@ -9,8 +9,8 @@ use super::Secret;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
 pub struct AdminSection {
-    /// Bearer token admin callers must present (`SLUICE__ADMIN__TOKEN`); unset or empty =
-    /// direct loopback clients only.
+    /// Bearer token admin callers must present (`SLUICE__ADMIN__TOKEN`), compared without
+    /// surrounding whitespace; unset, empty or blank = direct loopback clients only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<Secret>,
     /// `[admin.auto-actions]`: automatic actions on critical anomalies (off by default).

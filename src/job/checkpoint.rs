@@ -53,7 +53,7 @@ mod round;
 pub use files::{KEEP, dir_of, list_intact, next_name, remove_all, write};
 pub use format::{CheckpointFile, FILE_VERSION, MAGIC, SourceIdentity, decode, encode};
 pub use load::{NewestOfPartition, load_latest, load_latest_for_log, newest_of_partition, refuse_without_log, side_file_hint};
-pub use round::{Checkpointer, kafka_offsets, run, take};
+pub use round::{ACK_TIMEOUT, Checkpointer, kafka_offsets, run, take};
 
 #[cfg(test)]
 mod tests;

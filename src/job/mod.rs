@@ -40,6 +40,7 @@ pub mod log_source;
 mod lost_store;
 mod split_roles;
 pub(crate) mod start_cleanup;
+pub mod stop;
 pub mod system;
 
 use std::sync::Arc;
@@ -469,7 +470,7 @@ impl DataflowJob {
     /// Errors: as [`checkpoint::take`].
     pub async fn checkpoint(&self) -> Option<anyhow::Result<std::path::PathBuf>> {
         match &self.checkpointer {
-            Some(c) => Some(checkpoint::take(c).await),
+            Some(c) => Some(checkpoint::take(c, checkpoint::ACK_TIMEOUT, None).await),
             None => None,
         }
     }
@@ -479,12 +480,24 @@ impl DataflowJob {
     ///
     /// Errors if a worker failed; else [`CheckpointNotWritten`] (in the `anyhow` chain) when
     /// the last checkpoint could not be written, once the rest is stopped.
-    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.shutdown_within(checkpoint::ACK_TIMEOUT).await
+    }
+
+    /// [`Self::shutdown`] whose last checkpoint waits at most `ack_timeout` for the external
+    /// view sinks to apply its cut (a periodic round in flight gives up at once).
+    ///
+    /// Errors: as [`Self::shutdown`].
+    pub async fn shutdown_within(mut self, ack_timeout: Duration) -> anyhow::Result<()> {
         let _ = self.checkpoint_stop.send(true);
         if let Some(t) = self.checkpoint_task.take() {
             let _ = t.await;
         }
-        let not_written = match self.checkpoint().await {
+        let taken = match &self.checkpointer {
+            Some(c) => Some(checkpoint::take(c, ack_timeout, None).await),
+            None => None,
+        };
+        let not_written = match taken {
             Some(Err(cause)) => Some(CheckpointNotWritten { cause }),
             _ => None,
         };

@@ -13,7 +13,9 @@
 //! Stopping ([`System::shutdown`]): the HTTP server finishes in-flight requests and ends
 //! its SSE streams (connections still open after `[server] shutdown-timeout` are dropped),
 //! then the log writer appends every queued click (durable) and the dataflow stops, within
-//! `[server] drain-timeout` ([`StopTimedOut`] past it). The whole stop is bounded by the sum.
+//! `[server] drain-timeout` ([`StopTimedOut`] past it; the stages share it, [`StopBudget`],
+//! so a view sink whose service is down ends the stop in time with an error naming it).
+//! The whole stop is bounded by the sum.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -36,6 +38,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use url::Url;
 
+pub use super::stop::StopTimedOut;
+use super::stop::{StopBudget, outcome};
 use super::{CheckpointNotWritten, DataflowJob};
 use crate::config::{Config, Role};
 use crate::serve::{Stack, StackExtras, build_stack_app, stats_config};
@@ -45,24 +49,6 @@ use crate::{telemetry, visitor_secret};
 const SINK_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a graceful stop keeps forwarding the Kafka spill to the broker.
 const KAFKA_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The error of [`System::shutdown`] when the stop after the HTTP server (click log drain,
-/// dataflow, sinks) did not finish within `[server] drain-timeout`: what was still running
-/// is left unfinished (clicks still queued for the log are lost; the dataflow replays from
-/// its last checkpoint at the next start).
-#[derive(Debug)]
-pub struct StopTimedOut {
-    /// `[server] drain-timeout`.
-    pub drain_timeout: Duration,
-}
-
-impl std::fmt::Display for StopTimedOut {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "the stop after the HTTP server (click log drain, dataflow, sinks) did not finish within drain-timeout ({:?})", self.drain_timeout)
-    }
-}
-
-impl std::error::Error for StopTimedOut {}
 
 /// The redirect's click sink, counting the clicks it handed to the channel (so
 /// [`System::flush_clicks`] knows when all of them are in the log).
@@ -512,7 +498,8 @@ impl System {
         let _ = stop.send(());
         (&mut self.server).await.context("http server task failed")?;
         let drain_timeout = self.config.server.drain_timeout;
-        match tokio::time::timeout(drain_timeout, self.stop_rest()).await {
+        let budget = StopBudget::new(drain_timeout);
+        match tokio::time::timeout(drain_timeout, self.stop_rest(budget)).await {
             Ok(r) => r,
             Err(_) => {
                 tracing::error!(?drain_timeout, "the stop after the HTTP server did not finish within drain-timeout");
@@ -521,7 +508,7 @@ impl System {
         }
     }
 
-    async fn stop_rest(&mut self) -> anyhow::Result<()> {
+    async fn stop_rest(&mut self, budget: StopBudget) -> anyhow::Result<()> {
         if let Some(a) = self.anomalies.as_mut() {
             // The automatic actions hold the API state, whose hooks hold a redirect state
             // (and with it a click sender the log writer waits for).
@@ -554,45 +541,30 @@ impl System {
         if let Some(job) = self.job.take() {
             // Writes the last checkpoint, also (above all) when the click log is damaged. One
             // it could not write ends the stop with an error too, after the rest of it.
-            match job.shutdown().await {
-                Err(e) if e.is::<CheckpointNotWritten>() => checkpoint_problem = Some(e),
-                r => r?,
+            // It waits for the view sinks to apply its cut for half of what is left of
+            // the drain at most (a sink whose service is down never does).
+            match job.shutdown_within(budget.checkpoint_acks()).await {
+                Err(e) => match e.downcast::<CheckpointNotWritten>() {
+                    Ok(c) => {
+                        let cause = match self.sinks.as_ref().and_then(crate::sinks::Sinks::behind) {
+                            Some(behind) => anyhow::anyhow!("{:#}; still behind: {behind}", c.cause),
+                            None => c.cause,
+                        };
+                        checkpoint_problem = Some(CheckpointNotWritten { cause }.into());
+                    }
+                    Err(e) => return Err(e),
+                },
+                Ok(()) => {}
             }
         }
         if let Some(a) = self.anomalies.take() {
-            a.shutdown(SINK_DRAIN_TIMEOUT).await;
+            a.shutdown(SINK_DRAIN_TIMEOUT.min(budget.left() / 2)).await;
         }
         if let Some(sinks) = self.sinks.take() {
-            sinks.shutdown(SINK_DRAIN_TIMEOUT).await;
+            sinks.shutdown(SINK_DRAIN_TIMEOUT.min(budget.left())).await;
         }
         // Last user of the store: SQLite checkpoints its WAL as the last connection closes.
         self.store.close().await;
-        match (log_problem, checkpoint_problem) {
-            // The stop did its part, but the next start needs the operator first: say so,
-            // and exit with an error (README, "Run it").
-            (Some(e), checkpoint) => {
-                let wrote_checkpoint = checkpoint.is_none();
-                if let Some(c) = checkpoint {
-                    tracing::error!("{c}");
-                }
-                // Damage the log already went on from in a new file: nothing is left to do
-                // when this stop's checkpoint was written (the next start continues from it),
-                // but the clicks the damaged file stored are gone from the log: exit 1 all
-                // the same, saying exactly that.
-                if matches!(e, sluice_connectors::Error::ClickLogContinued { .. }) && wrote_checkpoint {
-                    tracing::error!(error = %e, "stopped; the click log was damaged while in use and went on in a new file");
-                    return Err(anyhow::Error::new(e).context(
-                        "the graceful stop finished and wrote its checkpoint, which the next start continues from (nothing to do before it); \
-                         the click log was damaged while in use",
-                    ));
-                }
-                tracing::error!(error = %e, "stopped, but the click log needs attention before the next start");
-                Err(anyhow::Error::new(e).context("the graceful stop finished, but the click log needs attention before the next start"))
-            }
-            // Nothing is lost, but the stop did not end as it should: exit with an error,
-            // whose one line (printed by `main`) says so.
-            (None, Some(c)) => Err(c),
-            (None, None) => Ok(()),
-        }
+        outcome(log_problem, checkpoint_problem)
     }
 }

@@ -260,26 +260,83 @@ impl Sinks {
         true
     }
 
-    /// Stops accepting changes and gives the sinks up to `timeout` to write what they hold
-    /// (call after the dataflow stopped). What a dead service did not get is rebuilt at the
-    /// next start, when the dataflow replays the click log.
+    /// Stops accepting changes and gives the sinks up to `timeout` in all to write what they
+    /// hold (call after the dataflow stopped); the Redis view sink and the ClickHouse sink
+    /// write side by side, so one whose service is down does not take the other's time. A
+    /// sink left with rows logs a warning naming it. What a dead service did not get is
+    /// written at the next start: the dataflow replays the click log from the last
+    /// checkpoint the sinks had applied (a checkpoint waits for them), and the
+    /// `events_enriched` tail starts from the log's first offset.
     pub async fn shutdown(mut self, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
         self.tx = None;
         if let Some((stop, task)) = self.events.take() {
             let _ = stop.send(true);
-            let _ = tokio::time::timeout(timeout, task).await;
+            let _ = tokio::time::timeout_at(deadline, task).await;
         }
         if let Some(f) = self.forwarder.take() {
-            let _ = tokio::time::timeout(timeout, f).await;
+            let _ = tokio::time::timeout_at(deadline, f).await;
         }
-        if let Some(r) = self.redis.take().and_then(|r| Arc::try_unwrap(r).ok()) {
-            let st = r.shutdown(timeout).await;
-            tracing::info!(pending = st.pending_rows, written = st.rows_written, "redis view sink stopped");
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let (redis, ch) = (self.redis.take().and_then(|r| Arc::try_unwrap(r).ok()), self.clickhouse.take().and_then(|c| Arc::try_unwrap(c).ok()));
+        let (r, c) = tokio::join!(
+            async move {
+                match redis {
+                    Some(r) => Some(r.shutdown(left).await),
+                    None => None,
+                }
+            },
+            async move {
+                match ch {
+                    Some(c) => Some(c.shutdown(left).await),
+                    None => None,
+                }
+            }
+        );
+        if let Some(st) = r {
+            log_stopped("the Redis view sink", st.pending_rows, st.rows_written, st.last_error.as_deref());
         }
-        if let Some(c) = self.clickhouse.take().and_then(|c| Arc::try_unwrap(c).ok()) {
-            let st = c.shutdown(timeout).await;
-            tracing::info!(pending = st.pending_rows, written = st.rows_written, "clickhouse sink stopped");
+        if let Some(st) = c {
+            log_stopped("the ClickHouse sink", st.pending_rows, st.rows_written, st.last_error.as_deref());
         }
+    }
+
+    /// The configured view sinks that hold rows not written yet or whose latest write
+    /// failed, each as `the <sink> (<n> rows not written; last error: <error>)`, joined
+    /// with `and`; `None` when every sink is up to date. For the error of a checkpoint
+    /// that waited for them ([`crate::job::system::System::shutdown`]).
+    pub fn behind(&self) -> Option<String> {
+        let mut out = Vec::new();
+        if let Some(r) = &self.redis {
+            let s = r.status();
+            out.extend(describe_behind("the Redis view sink", s.pending_rows, s.healthy, s.last_error.as_deref()));
+        }
+        if let Some(c) = &self.clickhouse {
+            let s = c.status();
+            out.extend(describe_behind("the ClickHouse sink", s.pending_rows, s.healthy, s.last_error.as_deref()));
+        }
+        (!out.is_empty()).then(|| out.join(" and "))
+    }
+}
+
+/// One sink of [`Sinks::behind`], or `None` when it is up to date.
+fn describe_behind(sink: &str, pending: usize, healthy: bool, last_error: Option<&str>) -> Option<String> {
+    if pending == 0 && healthy {
+        return None;
+    }
+    let rows = if pending == 1 { "1 row".to_string() } else { format!("{pending} rows") };
+    Some(match last_error {
+        Some(e) => format!("{sink} ({rows} not written; last error: {e})"),
+        None => format!("{sink} ({rows} not written)"),
+    })
+}
+
+/// The log line of a sink at the end of [`Sinks::shutdown`].
+fn log_stopped(sink: &str, pending: usize, written: u64, last_error: Option<&str>) {
+    if pending == 0 {
+        tracing::info!(written, "{sink} stopped");
+    } else {
+        tracing::warn!(pending, written, last_error, "{sink} stopped with rows not written; the next start writes them again");
     }
 }
 

@@ -16,8 +16,9 @@ use crate::job::kafka_source::SinkAcks;
 
 /// How long a round may wait for every worker's part.
 const ROUND_TIMEOUT: Duration = Duration::from_secs(20);
-/// How long a round may wait for the external sinks to apply the cut.
-const ACK_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a periodic round may wait for the external sinks to apply the cut (the stop's
+/// round gets what is left of `[server] drain-timeout` instead).
+pub const ACK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Kafka start offsets from a snapshot (partition → next offset).
 pub fn kafka_offsets(snapshot: &DataflowSnapshot) -> BTreeMap<i32, i64> {
@@ -43,15 +44,18 @@ impl std::fmt::Debug for Checkpointer {
     }
 }
 
-/// Takes one checkpoint (module docs): snapshot, wait for the sinks, write. Returns the
-/// file written. Metrics: `sluice_checkpoints_total{outcome}`,
+/// Takes one checkpoint (module docs): snapshot, wait up to `ack_timeout` for the sinks,
+/// write. Returns the file written. A round given `stop` gives up as soon as it turns true
+/// while waiting (never while writing), so a stop does not wait out a round that waits for
+/// a sink that is down. Metrics: `sluice_checkpoints_total{outcome}`,
 /// `sluice_checkpoint_duration_seconds`, `sluice_checkpoint_bytes`.
 ///
 /// Errors: no snapshot within the round timeout (e.g. the workers stopped), the sinks not
-/// applying the cut within their timeout, I/O errors writing the file.
-pub async fn take(c: &Checkpointer) -> anyhow::Result<PathBuf> {
+/// applying the cut within `ack_timeout`, `stop` turning true before the write, I/O errors
+/// writing the file.
+pub async fn take(c: &Checkpointer, ack_timeout: Duration, stop: Option<&watch::Receiver<bool>>) -> anyhow::Result<PathBuf> {
     let t0 = Instant::now();
-    let r = take_inner(c).await;
+    let r = take_inner(c, ack_timeout, stop).await;
     let outcome = if r.is_ok() { "written" } else { "failed" };
     metrics::counter!("sluice_checkpoints_total", "outcome" => outcome).increment(1);
     if r.is_ok() {
@@ -60,7 +64,8 @@ pub async fn take(c: &Checkpointer) -> anyhow::Result<PathBuf> {
     r
 }
 
-async fn take_inner(c: &Checkpointer) -> anyhow::Result<PathBuf> {
+async fn take_inner(c: &Checkpointer, ack_timeout: Duration, stop: Option<&watch::Receiver<bool>>) -> anyhow::Result<PathBuf> {
+    let stopping = || stop.is_some_and(|s| *s.borrow());
     let deadline = tokio::time::Instant::now() + ROUND_TIMEOUT;
     c.handle.begin();
     let snapshot = loop {
@@ -75,13 +80,19 @@ async fn take_inner(c: &Checkpointer) -> anyhow::Result<PathBuf> {
         if tokio::time::Instant::now() >= deadline {
             bail!("no consistent snapshot within {ROUND_TIMEOUT:?}");
         }
+        if stopping() {
+            bail!("the process is stopping (its own round follows)");
+        }
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
     if let Some(acks) = &c.acks {
-        let deadline = tokio::time::Instant::now() + ACK_TIMEOUT;
+        let deadline = tokio::time::Instant::now() + ack_timeout;
         while acks() < snapshot.cut_epoch {
             if tokio::time::Instant::now() >= deadline {
-                bail!("the view sinks did not apply the checkpoint's cut within {ACK_TIMEOUT:?}");
+                bail!("the view sinks did not apply the checkpoint's cut within {ack_timeout:?}");
+            }
+            if stopping() {
+                bail!("the process is stopping (its own round follows)");
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -106,7 +117,10 @@ pub async fn run(c: Checkpointer, interval: Duration, mut stop: watch::Receiver<
         if *stop.borrow() {
             break;
         }
-        if let Err(e) = take(&c).await {
+        if let Err(e) = take(&c, ACK_TIMEOUT, Some(&stop)).await {
+            if *stop.borrow() {
+                break;
+            }
             tracing::warn!(error = %format!("{e:#}"), "checkpoint failed; retrying at the next interval");
         }
     }

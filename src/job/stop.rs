@@ -1,0 +1,90 @@
+//! The end of a graceful stop ([`super::system::System::shutdown`]): how the part after the
+//! HTTP server shares `[server] drain-timeout` ([`StopBudget`]), the error when it still
+//! outlasts it ([`StopTimedOut`]), and the stop's outcome from what went wrong on the way
+//! ([`outcome`]).
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// Kept free at the end of the drain for what follows the sinks (closing the link store).
+const RESERVE: Duration = Duration::from_millis(250);
+
+/// The error of [`super::system::System::shutdown`] when the stop after the HTTP server
+/// (click log drain, dataflow, sinks) did not finish within `[server] drain-timeout`: what
+/// was still running is left unfinished (clicks still queued for the log are lost; the
+/// dataflow replays from its last checkpoint at the next start).
+#[derive(Debug)]
+pub struct StopTimedOut {
+    /// `[server] drain-timeout`.
+    pub drain_timeout: Duration,
+}
+
+impl std::fmt::Display for StopTimedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the stop after the HTTP server (click log drain, dataflow, sinks) did not finish within drain-timeout ({:?})", self.drain_timeout)
+    }
+}
+
+impl std::error::Error for StopTimedOut {}
+
+/// The time left of `[server] drain-timeout`, handed out to the stages of the stop so that
+/// waiting for a service that is down (the last checkpoint waiting for a view sink to apply
+/// its cut, a sink writing what it holds) ends inside the bound, with an error naming what
+/// was behind, instead of the whole stop running into [`StopTimedOut`].
+#[derive(Debug, Clone, Copy)]
+pub struct StopBudget {
+    deadline: Instant,
+}
+
+impl StopBudget {
+    /// A budget of `drain_timeout` from now.
+    pub fn new(drain_timeout: Duration) -> StopBudget {
+        StopBudget { deadline: Instant::now() + drain_timeout }
+    }
+
+    /// What is left, less the reserve kept for the very end.
+    pub fn left(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now()).saturating_sub(RESERVE)
+    }
+
+    /// How long the last checkpoint may wait for the view sinks: half of what is left, the
+    /// other half being the sinks' own time to write what they hold.
+    pub fn checkpoint_acks(&self) -> Duration {
+        self.left() / 2
+    }
+}
+
+/// The stop's result once everything is stopped, from the click log's problem (found at
+/// the last look at the file) and the last checkpoint's (README, "Run it").
+///
+/// Errors: the log's problem (with what the stop did about it), else the checkpoint's.
+pub fn outcome(log_problem: Option<sluice_connectors::Error>, checkpoint_problem: Option<anyhow::Error>) -> anyhow::Result<()> {
+    match (log_problem, checkpoint_problem) {
+        // The stop did its part, but the next start needs the operator first: say so,
+        // and exit with an error (README, "Run it").
+        (Some(e), checkpoint) => {
+            let wrote_checkpoint = checkpoint.is_none();
+            if let Some(c) = checkpoint {
+                tracing::error!("{c}");
+            }
+            // Damage the log already went on from in a new file: nothing is left to do
+            // when this stop's checkpoint was written (the next start continues from it),
+            // but the clicks the damaged file stored are gone from the log: exit 1 all
+            // the same, saying exactly that.
+            if matches!(e, sluice_connectors::Error::ClickLogContinued { .. }) && wrote_checkpoint {
+                tracing::error!(error = %e, "stopped; the click log was damaged while in use and went on in a new file");
+                return Err(anyhow::Error::new(e).context(
+                    "the graceful stop finished and wrote its checkpoint, which the next start continues from (nothing to do before it); \
+                     the click log was damaged while in use",
+                ));
+            }
+            tracing::error!(error = %e, "stopped, but the click log needs attention before the next start");
+            Err(anyhow::Error::new(e).context("the graceful stop finished, but the click log needs attention before the next start"))
+        }
+        // Nothing is lost, but the stop did not end as it should: exit with an error,
+        // whose one line (printed by `main`) says so.
+        (None, Some(c)) => Err(c),
+        (None, None) => Ok(()),
+    }
+}
