@@ -472,7 +472,7 @@ impl System {
                     Ok(()) => anyhow::anyhow!("the http server stopped unexpectedly"),
                     Err(e) => anyhow::Error::new(e).context("the http server task failed"),
                 };
-                this.stop_rest().await?;
+                this.stop_rest(StopBudget::new(this.config.server.drain_timeout)).await?;
                 return Err(cause);
             }
         }
