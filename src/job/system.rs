@@ -543,18 +543,13 @@ impl System {
             // it could not write ends the stop with an error too, after the rest of it.
             // It waits for the view sinks to apply its cut for half of what is left of
             // the drain at most (a sink whose service is down never does).
-            match job.shutdown_within(budget.checkpoint_acks()).await {
-                Err(e) => match e.downcast::<CheckpointNotWritten>() {
-                    Ok(c) => {
-                        let cause = match self.sinks.as_ref().and_then(crate::sinks::Sinks::behind) {
-                            Some(behind) => anyhow::anyhow!("{:#}; still behind: {behind}", c.cause),
-                            None => c.cause,
-                        };
-                        checkpoint_problem = Some(CheckpointNotWritten { cause }.into());
-                    }
-                    Err(e) => return Err(e),
-                },
-                Ok(()) => {}
+            if let Err(e) = job.shutdown_within(budget.checkpoint_acks()).await {
+                let c = e.downcast::<CheckpointNotWritten>()?;
+                let cause = match self.sinks.as_ref().and_then(crate::sinks::Sinks::behind) {
+                    Some(behind) => anyhow::anyhow!("{:#}; still behind: {behind}", c.cause),
+                    None => c.cause,
+                };
+                checkpoint_problem = Some(CheckpointNotWritten { cause }.into());
             }
         }
         if let Some(a) = self.anomalies.take() {
