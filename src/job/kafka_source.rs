@@ -47,6 +47,8 @@ pub const WATCH_INTERVAL: Duration = Duration::from_millis(50);
 pub const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
 /// Timeout of one watermark or commit request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// Timeout of the watermark request at start ([`fit_start_offsets`]).
+const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Caught-up instants remembered (one per [`WATCH_INTERVAL`]: ~7 minutes).
 const HISTORY: usize = 8192;
 /// Tolerance between the progress clock and the pipeline's epoch clock (ms).
@@ -240,6 +242,29 @@ impl std::fmt::Debug for KafkaInput {
     }
 }
 
+/// The start offsets of a checkpoint (partition → next offset) as they fit the click topic
+/// now: an offset past a partition's high watermark `highs[p]` cannot come from this topic
+/// (it was deleted and created again, or the broker lost its data), so that partition is read
+/// from its first offset instead, with a warning — every record in it is new to the
+/// restored state (the dedup still drops event ids it holds). Partitions not in `highs`
+/// are kept as they are.
+pub fn fit_start_offsets(topic: &str, mut start: BTreeMap<i32, i64>, highs: &BTreeMap<i32, i64>) -> BTreeMap<i32, i64> {
+    start.retain(|p, o| match highs.get(p) {
+        Some(&high) if *o > high => {
+            tracing::warn!(
+                topic,
+                partition = p,
+                checkpoint_offset = *o,
+                high_watermark = high,
+                "the checkpoint's offset is past the end of this click topic partition: the topic was created again or lost records; reading the partition from its first offset"
+            );
+            false
+        }
+        _ => true,
+    });
+    start
+}
+
 /// Opens one consumer per local worker of `pcfg` on `[kafka] click-topic` (from `start`:
 /// partition → next offset, the earliest offset for partitions not in it) and starts the
 /// progress thread (module docs). `changes` are the external sinks' change sink; `acks`
@@ -258,17 +283,19 @@ pub async fn start(
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<KafkaInput> {
     let (kcfg, first, workers, peers) = (kafka.clone(), pcfg.first_worker(), pcfg.workers, pcfg.peers());
-    let start_at = start.clone();
-    let (committer, sources, partitions) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+    let (committer, sources, partitions, start_at) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let committer = OffsetCommitter::new(&kcfg).context("invalid [kafka] configuration")?;
         let count = committer.partition_count().context("could not read the click topic's partitions")?;
+        let all: Vec<i32> = (0..count).collect();
+        let highs = committer.high_watermarks(&all, OPEN_TIMEOUT).context("could not read the click topic's high watermarks")?;
+        let start = fit_start_offsets(&kcfg.click_topic, start, &highs);
         let mut sources = Vec::with_capacity(workers);
         let mut partitions = Vec::new();
         for w in first..first + workers {
             partitions.extend(partitions_for_worker(count, w, peers)?);
             sources.push(Some(KafkaSource::open(&kcfg, w, peers, StartOffsets::Explicit(start.clone())).context("could not open the kafka source")?));
         }
-        Ok((committer, sources, partitions))
+        Ok((committer, sources, partitions, start))
     })
     .await
     .context("kafka source open task failed")??;
@@ -428,5 +455,18 @@ mod tests {
         // With no hand-over since, a later instant needs only its own epoch.
         p.observe(handed + 1_000, &BTreeMap::from([(0, 5), (1, 0)]));
         assert_eq!(p.covered_until(u64::try_from(handed + 1_000 + CLOCK_SLACK_MS + 1).unwrap()), Some(handed + 1_000));
+    }
+
+    #[test]
+    fn start_offsets_past_a_partitions_end_read_it_from_its_first_offset() {
+        // The attack of session 49: a checkpoint of {0: 7400, 1: 1880, 2: 500} against a
+        // topic created again, whose partitions now end at 100, 1880 and 11408.
+        let start = BTreeMap::from([(0, 7_400), (1, 1_880), (2, 500)]);
+        let highs = BTreeMap::from([(0, 100), (1, 1_880), (2, 11_408)]);
+        assert_eq!(fit_start_offsets("clicks", start.clone(), &highs), BTreeMap::from([(1, 1_880), (2, 500)]));
+        // Partitions the broker did not report keep their offsets; an empty topic drops all.
+        assert_eq!(fit_start_offsets("clicks", start.clone(), &BTreeMap::new()), start);
+        let empty = BTreeMap::from([(0, 0), (1, 0), (2, 0)]);
+        assert_eq!(fit_start_offsets("clicks", start, &empty), BTreeMap::new());
     }
 }

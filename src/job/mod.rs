@@ -146,6 +146,21 @@ pub struct StartPoint {
     restored: Option<(std::path::PathBuf, checkpoint::CheckpointFile)>,
 }
 
+impl StartPoint {
+    /// Drops the restored checkpoint's source offsets, keeping its state: every partition of
+    /// the click topic is read from its first offset. For a click topic this start had to
+    /// create (deleted, or the broker lost its data): the checkpoint's offsets point into a
+    /// topic that is gone, and every record of the new one is new to the restored state.
+    pub fn forget_source_offsets(&mut self) {
+        if let Some((path, file)) = self.restored.as_mut()
+            && !file.snapshot.offsets.is_empty()
+        {
+            tracing::warn!(checkpoint = %path.display(), offsets = ?file.snapshot.offsets, "the click topic was created at this start: the checkpoint's offsets belong to a topic that is gone; reading the new one from its first offsets");
+            file.snapshot.offsets.clear();
+        }
+    }
+}
+
 #[cfg(test)]
 impl StartPoint {
     /// The checkpoint the start resumes from, if any.

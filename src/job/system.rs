@@ -267,7 +267,10 @@ impl System {
             None => Vec::new(),
         };
         let job = match (&intake, start_point) {
-            (Some(i), Some(start)) => Some(
+            (Some(i), Some(mut start)) => Some({
+                if i.kafka.as_ref().is_some_and(crate::kafka::KafkaIntake::click_topic_created) {
+                    start.forget_source_offsets();
+                }
                 DataflowJob::start_at(
                     &cfg,
                     start,
@@ -277,8 +280,8 @@ impl System {
                     sinks.applied_probe(),
                     Some(Arc::clone(&i.pending)),
                 )
-                .await?,
-            ),
+                .await?
+            }),
             _ => None,
         };
         sinks.resend_on_empty_store(job.as_ref().map(DataflowJob::views));

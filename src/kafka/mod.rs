@@ -46,6 +46,7 @@ pub fn apply_env(cfg: &mut Config) {
 pub struct KafkaIntake {
     sink: Arc<KafkaClickSink>,
     anomalies: Arc<KafkaAnomalyProducer>,
+    click_topic_created: bool,
 }
 
 impl KafkaIntake {
@@ -58,10 +59,12 @@ impl KafkaIntake {
     /// the spill not opening (another process holds it).
     pub async fn start(cfg: &KafkaConfig, data_dir: &Path) -> anyhow::Result<KafkaIntake> {
         cfg.validate().context("invalid [kafka] configuration")?;
+        let mut click_topic_created = false;
         if cfg.create_topics {
             let topics = ensure_topics(cfg).await.context("could not create the kafka topics (is the broker at [kafka] brokers up?)")?;
             for t in topics {
                 tracing::info!(topic = %t.topic, created = t.created, partitions = t.partitions, "kafka topic ready");
+                click_topic_created |= t.created && t.topic == cfg.click_topic;
             }
         }
         let (cfg2, dir) = (cfg.clone(), data_dir.to_path_buf());
@@ -71,7 +74,13 @@ impl KafkaIntake {
             .context("could not start the kafka producer")?;
         tracing::info!(topic = %sink.topic(), backlog = sink.stats().backlog, "kafka producer started (spill-first)");
         let anomalies = KafkaAnomalyProducer::start(cfg).context("could not start the kafka anomaly producer")?;
-        Ok(KafkaIntake { sink: Arc::new(sink), anomalies: Arc::new(anomalies) })
+        Ok(KafkaIntake { sink: Arc::new(sink), anomalies: Arc::new(anomalies), click_topic_created })
+    }
+
+    /// Whether this start created `[kafka] click-topic` (it did not exist): a checkpoint's
+    /// offsets then belong to a topic that is gone (`crate::job::StartPoint::forget_source_offsets`).
+    pub fn click_topic_created(&self) -> bool {
+        self.click_topic_created
     }
 
     /// The event log the click writer and `POST /v1/events` append to.

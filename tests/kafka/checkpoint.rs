@@ -162,3 +162,44 @@ async fn kill_9_between_checkpoints_keeps_exact_clicks() {
     eprintln!("kill -9 with checkpoints: {total} records, {} re-read after the checkpoint, exact {exact:?} after start", total - covered);
     p.terminate();
 }
+
+/// The broker loses the click topic between two runs (its data deleted: a new cluster, a
+/// topic deleted and created again): the next start creates the topic, and the restored
+/// checkpoint's offsets — past the end of the new, empty topic, or inside it once the spill
+/// refills it — must not skip a record of it. Both rounds are counted exactly: the first
+/// from the checkpoint's state, the second from the new topic read from its first offsets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_click_topic_created_again_is_read_from_its_first_offsets() {
+    let broker_dir = tempfile::tempdir().expect("tempdir");
+    let mut tansu = Tansu::start(broker_dir.path());
+    let target = KafkaTarget::fresh(tansu.brokers(), "recreated");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config_with_checkpoints(dir.path(), "2s");
+    // Only the click producer on a private broker (see broker_down_for_30s_under_load_loses_nothing).
+    let mut text = std::fs::read_to_string(&config).expect("read config");
+    text.push_str("\n[dataflow.abuse]\nenabled = false\n");
+    std::fs::write(&config, text).expect("write config");
+    let data = dir.path().join("data");
+
+    let p = Proc::start(&data, &config, &target).await;
+    let mut truth = round(&p, &config, 601, 2).await;
+    await_truth(&p, &truth, Duration::from_secs(60)).await;
+    p.terminate();
+    let (_, covered) = newest_checkpoint(&data, &target);
+    assert!(covered > 0, "the shutdown checkpoint holds offsets");
+
+    // The broker comes back without its data.
+    tokio::task::block_in_place(|| tansu.stop());
+    for e in std::fs::read_dir(broker_dir.path()).expect("broker dir").filter_map(Result::ok) {
+        if e.file_name().to_string_lossy().starts_with("tansu.db") {
+            std::fs::remove_file(e.path()).expect("remove broker data");
+        }
+    }
+    tokio::task::block_in_place(|| tansu.restart());
+
+    let p = Proc::start(&data, &config, &target).await;
+    assert_eq!(p.metric("sluice_checkpoint_restores_total").await, 1.0, "restored from the checkpoint");
+    truth.extend(round(&p, &config, 602, 2).await);
+    await_truth(&p, &truth, Duration::from_secs(60)).await;
+    p.terminate();
+}
