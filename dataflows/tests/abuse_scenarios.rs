@@ -357,3 +357,54 @@ fn new_links_after_the_warm_up_raise_nothing_while_a_burst_on_an_established_lin
         .collect();
     assert!(on_new.is_empty(), "baseline anomalies on new links: {on_new:#?}");
 }
+
+/// Attack of session 49: a link shared on social media gets link-preview and crawler
+/// requests from its first click on, beside ordinary human traffic. The `bot_share` anomaly
+/// opens at once (it needs no history) and freezes the link's baseline; the baseline kinds
+/// must not then judge the link's steady human traffic against the zero baseline its
+/// warm-up never learned (a critical `click_burst`, which auto-actions turn into a disabled
+/// link). A control link with the same human traffic and no bots raises nothing either.
+#[test]
+fn bots_from_a_new_links_first_click_do_not_turn_its_human_traffic_into_a_burst() {
+    let mut m = Model::new(LINKS, 0x5e55_1049);
+    let end = T0 + 14 * MIN;
+    let mut events = abuse_traffic::normal(&mut m, T0, end, RATE);
+    // Both links first clicked at minute 4, after the detectors' warm-up.
+    let start = T0 + 4 * MIN;
+    let mut side = Model::new(LINKS, 0xb075);
+    for (code, bots) in [("shared-link", true), ("control-link", false)] {
+        let mut t = start;
+        let mut i = 0u64;
+        while t < end {
+            // 240 human clicks a minute (each from a new visitor) ...
+            let ua = side.human_ua();
+            let v = side.new_visitor(ua, false, None);
+            let r = side.referrer(false);
+            let id = side.id();
+            events.push(abuse_traffic::click(id, code, t, &v, r));
+            // ... and, on the shared link, 300 bot clicks a minute.
+            if bots {
+                for _ in 0..(if i % 4 == 3 { 2 } else { 1 }) {
+                    let ua = side.bot_ua();
+                    let v = side.new_visitor(ua, true, None);
+                    let id = side.id();
+                    events.push(abuse_traffic::click(id, code, t + 7, &v, None));
+                }
+            }
+            t += 250;
+            i += 1;
+        }
+    }
+    let (anomalies, _h) = run(abuse_traffic::partitioned(events, PARTITIONS), end);
+    let on = |code: &str| -> Vec<String> {
+        anomalies
+            .iter()
+            .filter(|e| e.code.as_deref() == Some(code))
+            .map(|e| format!("{} {} {}: {}", e.kind.as_str(), e.status.as_str(), e.severity.as_str(), e.summary))
+            .collect()
+    };
+    let shared = on("shared-link");
+    assert!(shared.iter().any(|e| e.starts_with("bot_share open")), "the bot surge is reported: {shared:#?}");
+    assert!(shared.iter().all(|e| e.starts_with("bot_share")), "only bot_share on the shared link: {shared:#?}");
+    assert_eq!(on("control-link"), Vec::<String>::new());
+}

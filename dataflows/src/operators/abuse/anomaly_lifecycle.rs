@@ -20,9 +20,14 @@
 //! stop. So it takes them over ([`LifecycleSlot::adopt`]: the store's latest event of each
 //! anomaly of its kinds and keys still open or updated): the slot continues that anomaly
 //! as if it had emitted its last event itself — same id, the next revision — with the last
-//! tick known to hold being the event's `window_end`. A flood that goes on updates it once
-//! the window has refilled; otherwise it closes `quiet-windows × window` after that
-//! `window_end` (the usual `closed` event: last values repeated). A start without a
+//! tick known to hold being the event's `window_end`. A steady condition emits no event (no
+//! update is due while severity and `observed` stay put), so that `window_end` may lie long
+//! before the stop: the quiet period of an adopted anomaly therefore runs from the later of
+//! it and the first tick after the restart (attack of session 49: a steady flood was closed
+//! at the first tick after a restart and opened again as a second anomaly). A flood that
+//! goes on updates it or keeps it open once the window has refilled; otherwise it closes
+//! `quiet-windows × window` after that (the usual `closed` event: last values repeated,
+//! `window_end` the last tick known to hold). A start without a
 //! checkpoint adopts nothing: it replays the input from the start and derives the same
 //! events again.
 
@@ -64,8 +69,15 @@ pub(crate) struct LifecycleParams {
 struct Open {
     last_hold: i64,
     last_emit: i64,
+    /// The quiet period runs from `max(last_hold, quiet_from)`: `i64::MIN` for an anomaly
+    /// opened here; for an adopted one the first tick after the adoption ([`ADOPTED`] until
+    /// then; module docs, **Restart**).
+    quiet_from: i64,
     emitted: Anomaly,
 }
+
+/// [`Open::quiet_from`] of an adopted anomaly before its first tick.
+const ADOPTED: i64 = i64::MAX;
 
 /// The open anomaly of one `(kind, key)`, if any (module docs).
 #[derive(Debug, Clone, Default)]
@@ -93,7 +105,7 @@ impl LifecycleSlot {
             return Some(a);
         }
         let hold = a.window_end;
-        self.0.replace(Box::new(Open { last_hold: hold, last_emit: hold, emitted: a })).map(|o| o.emitted)
+        self.0.replace(Box::new(Open { last_hold: hold, last_emit: hold, quiet_from: ADOPTED, emitted: a })).map(|o| o.emitted)
     }
 
     /// Advances the lifecycle to tick `s` with the detector's verdict `a`; returns the event
@@ -110,6 +122,11 @@ impl LifecycleSlot {
         now_ms: i64,
         build: impl FnOnce(&Assessment) -> Body,
     ) -> Option<Anomaly> {
+        if let Some(open) = self.0.as_mut()
+            && open.quiet_from == ADOPTED
+        {
+            open.quiet_from = s;
+        }
         match (&mut self.0, a) {
             (None, None) => None,
             (None, Some(a)) => {
@@ -133,7 +150,7 @@ impl LifecycleSlot {
                     evidence: body.evidence,
                     detected_at: now_ms,
                 };
-                self.0 = Some(Box::new(Open { last_hold: s, last_emit: s, emitted: ev.clone() }));
+                self.0 = Some(Box::new(Open { last_hold: s, last_emit: s, quiet_from: i64::MIN, emitted: ev.clone() }));
                 Some(ev)
             }
             (Some(open), Some(a)) => {
@@ -167,7 +184,7 @@ impl LifecycleSlot {
                 Some(ev)
             }
             (Some(open), None) => {
-                if s - open.last_hold < p.quiet_ms {
+                if s - open.last_hold.max(open.quiet_from) < p.quiet_ms {
                     return None;
                 }
                 let prev = &open.emitted;
@@ -301,14 +318,39 @@ mod tests {
         assert!(slot.adopt(prev.clone()).is_none());
         assert!(slot.is_open());
         let step = |slot: &mut LifecycleSlot, s: i64| slot.step(AnomalyKind::VisitorFlood, &prev.key, s, None, &P, 9, body);
+        // The first tick after the restart: the condition may have held until the stop
+        // without an event, so the quiet period runs from here, not from window_end.
         assert!(step(&mut slot, 140_000).is_none());
-        assert!(step(&mut slot, 169_000).is_none(), "59 s quiet");
-        let closed = step(&mut slot, 170_000).expect("closed 60 s after the adopted window_end");
+        assert!(step(&mut slot, 170_000).is_none(), "60 s after window_end, 30 s after the restart");
+        assert!(step(&mut slot, 199_000).is_none(), "59 s quiet since the restart");
+        let closed = step(&mut slot, 200_000).expect("closed 60 s after the first tick after the restart");
         let want = Anomaly { revision: 2, status: AnomalyStatus::Closed, detected_at: 9, ..prev.clone() };
         assert_eq!(closed, want);
         assert_eq!((closed.window_start, closed.window_end), (40_000, 110_000));
         assert!(!slot.is_open());
         assert!(step(&mut slot, 171_000).is_none());
+    }
+
+    /// Attack of session 49: one visitor at a steady rate — an anomaly whose last event is
+    /// long before the stop (no update was due) — must not be closed at the first ticks
+    /// after the restart, while the window refills, nor opened again as a second anomaly.
+    #[test]
+    fn a_steady_anomaly_adopted_long_after_its_last_event_stays_open_while_it_holds() {
+        let prev = stored(AnomalyStatus::Updated, 1, 110_000);
+        let mut slot = LifecycleSlot::default();
+        assert!(slot.adopt(prev.clone()).is_none());
+        let mut step = |s: i64, v| slot.step(AnomalyKind::VisitorFlood, &prev.key, s, v, &P, 9, body).map(|e| (e.status, e.revision, e.window_end));
+        // Restart at 500 s (390 s after the last event): the window refills for 30 s.
+        for s in (500_000..530_000).step_by(1_000) {
+            assert_eq!(step(s, None), None, "closed at {s} while the window refills");
+        }
+        // The flood holds again, unchanged: no event, still open under the same id.
+        for s in (530_000..600_000).step_by(1_000) {
+            assert_eq!(step(s, a(Severity::Critical, 150.0)), None, "an event at {s} for an unchanged flood");
+        }
+        // It ends: closed a quiet period after the last tick it held, with that tick.
+        assert_eq!(step(658_000, None), None);
+        assert_eq!(step(659_000, None), Some((AnomalyStatus::Closed, 2, 599_000)));
     }
 
     #[test]
@@ -353,7 +395,8 @@ mod tests {
             assert_eq!(displaced, vec![older.clone()]);
             let closed = closed_now(&displaced[0], 5).expect("closed");
             assert_eq!(closed, Anomaly { revision: 2, status: AnomalyStatus::Closed, detected_at: 5, ..older.clone() });
-            let next = slot.step(AnomalyKind::VisitorFlood, &newer.key, 360_000, None, &P, 6, body).expect("the adopted one closes");
+            assert!(slot.step(AnomalyKind::VisitorFlood, &newer.key, 360_000, None, &P, 6, body).is_none(), "the quiet period runs from the first tick");
+            let next = slot.step(AnomalyKind::VisitorFlood, &newer.key, 420_000, None, &P, 6, body).expect("the adopted one closes");
             assert_eq!((next.anomaly_id, next.revision, next.status), (newer.anomaly_id, 1, AnomalyStatus::Closed));
         }
         let mut slot = LifecycleSlot::default();

@@ -30,6 +30,8 @@
 //! after that gets its own origin, the minute of its first click, and its own warm-up: a
 //! new link's first minutes are its baseline, not a burst over a zero one. A link whose
 //! state was dropped as idle (see **State**) and that gets clicks again counts as new.
+//! Minutes with the link's baseline frozen (an anomaly of it open, e.g. a `bot_share` from
+//! its first click) teach it nothing and do not count toward its warm-up.
 //!
 //! Plain timely: the state is order-dependent (first clicks of a visitor count) and its
 //! output is a stream of events, not a collection.
@@ -368,7 +370,11 @@ impl LinkDetector {
     fn evaluate(&mut self, code: &Sym, s: i64, now_ms: i64, out: &mut Vec<Anomaly>) {
         let Some(st) = self.states.get_mut(code) else { return };
         let cfg = &self.cfg;
-        let warm = s - st.origin >= cfg.warmup_ms();
+        // Minutes the baseline was frozen (an anomaly of the link open) taught it nothing:
+        // they do not count toward the warm-up (attack of session 49: a bot surge from a new
+        // link's first click kept its baseline at 0 through the warm-up, and its ordinary
+        // human traffic then became a critical click_burst).
+        let warm = s - st.origin - i64::from(st.win.base.frozen) * MINUTE_MS >= cfg.warmup_ms();
         let window = self.life.window_ms;
         let learn = st.learning();
         st.win.advance(s, window, self.alpha, learn);

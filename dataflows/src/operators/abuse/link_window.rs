@@ -155,6 +155,9 @@ pub(crate) struct Baseline<K = DimStr> {
     folded_until: i64,
     /// Minutes folded (learned or zero) since the detectors started.
     pub minutes: u32,
+    /// Minutes passed without learning (the baseline frozen while an anomaly of the link
+    /// was open): the link's warm-up is longer by as many (`link_anomalies` module docs).
+    pub frozen: u32,
     /// Mean human clicks per minute.
     pub mean: f64,
     /// Variance of human clicks per minute.
@@ -167,7 +170,7 @@ pub(crate) struct Baseline<K = DimStr> {
 
 impl<K: DimKey> Baseline<K> {
     fn new(origin: i64) -> Baseline<K> {
-        Baseline { folded_until: origin, minutes: 0, mean: 0.0, var: 0.0, bot_mean: 0.0, countries: Vec::new(), referrers: Vec::new() }
+        Baseline { folded_until: origin, minutes: 0, frozen: 0, mean: 0.0, var: 0.0, bot_mean: 0.0, countries: Vec::new(), referrers: Vec::new() }
     }
 
     fn is_zero(&self) -> bool {
@@ -324,6 +327,8 @@ impl<K: DimKey> LinkWindow<K> {
             let x = acc.as_ref().filter(|a| a.minute == m);
             if learn {
                 self.base.fold(x, alpha);
+            } else {
+                self.base.frozen = self.base.frozen.saturating_add(1);
             }
             self.base.folded_until = m + MINUTE_MS;
             // Skip runs of empty minutes on a zero baseline in one step.
