@@ -185,6 +185,16 @@ pub async fn run(args: &ImportArgs) -> anyhow::Result<ImportReport> {
     };
     let flags = FlagOverrides { data_dir: args.data_dir.clone(), ..FlagOverrides::default() };
     let cfg = Config::load(args.config.as_deref(), &flags)?;
+    if let Some(dir) = &args.data_dir
+        && cfg.kafka.enabled()
+    {
+        // Attack of session 49: the events went to the embedded log, which a Kafka-mode
+        // server never reads, and the import said it stored them.
+        return Err(anyhow::Error::new(crate::bench::BenchError::Usage(format!(
+            "this configuration reads clicks from Kafka ([kafka] brokers); `--data-dir {}` would store the events in the embedded click log, which a Kafka-mode server does not read: import through the server instead (`--target http://<listen address>`), which writes them to the click topic",
+            dir.display()
+        ))));
+    }
     // Looked at before anything is created: an import that stores nothing leaves nothing
     // behind that it made in the data dir (see `import_into`).
     let before = args.data_dir.as_deref().map(Before::look);

@@ -82,7 +82,8 @@ impl AdminAuth {
                 let given = headers
                     .get(header::AUTHORIZATION)
                     .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+                    // The scheme is case-insensitive (RFC 9110 §11.1): `Bearer`, `bearer`, `BEARER`.
+                    .and_then(|v| v.get(..7).filter(|scheme| scheme.eq_ignore_ascii_case("bearer ")).map(|_| &v[7..]))
                     .map(str::trim);
                 match given {
                     Some(g) if constant_time_eq(g.as_bytes(), token.as_bytes()) => Ok(AdminPrincipal { actor: "admin-token".into(), peer: peer_ip }),
@@ -228,6 +229,10 @@ mod tests {
         let auth = AdminAuth::new(Some(" s3cret\n".into()));
         assert_eq!(auth.check(&headers(&[("authorization", "Bearer s3cret")]), Some(remote)).expect("admitted").actor, "admin-token");
         assert_eq!(auth.check(&headers(&[("authorization", "Bearer  s3cret ")]), Some(remote)).expect("admitted").actor, "admin-token");
+        for scheme in ["bearer", "BEARER", "BeArEr"] {
+            assert_eq!(auth.check(&headers(&[("authorization", &format!("{scheme} s3cret"))]), Some(remote)).expect(scheme).actor, "admin-token");
+        }
+        assert!(matches!(auth.check(&headers(&[("authorization", "Basic s3cret")]), Some(remote)), Err(AdminAuthError::Unauthorized(_))));
         // A blank token is no token: loopback only, never "anyone presenting a blank one".
         for blank in [" ", "\t\n"] {
             let auth = AdminAuth::new(Some(blank.into()));

@@ -182,3 +182,22 @@ fn an_import_of_no_event_leaves_nothing_it_created() {
     let stored = sluice_connectors::click_log::ClickLog::open(&data).expect("open").read(0, 10).expect("read");
     assert_eq!(stored.iter().map(|(_, e)| e.code.as_str()).collect::<Vec<_>>(), ["one"]);
 }
+
+/// Attack of session 49: `--data-dir` with a configuration in Kafka mode stored the events
+/// in the embedded click log and exited 0, but a Kafka-mode server reads the click topic and
+/// never counted them. Now it is a usage error (exit 2) that says to import through the
+/// server, and nothing is created.
+#[test]
+fn an_offline_import_with_a_kafka_configuration_is_refused_and_creates_nothing() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let config = tmp.path().join("kafka.toml");
+    std::fs::write(&config, "[kafka]\nbrokers = \"127.0.0.1:9\"\n").expect("write config");
+    let file = tmp.path().join("one.ndjson");
+    std::fs::write(&file, event("k-1", "k", now_ms() - 60_000).to_string() + "\n").expect("write");
+    let data = tmp.path().join("data");
+    let out = import(&["--data-dir", data.to_str().expect("utf-8"), "--config", config.to_str().expect("utf-8"), file.to_str().expect("utf-8")]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("reads clicks from Kafka") && err.contains("--target http://"), "{err}");
+    assert!(!data.exists(), "nothing created");
+}
