@@ -366,7 +366,10 @@ impl Driver {
             }
         };
         loop {
-            if *self.stop.borrow() {
+            // A dropped sender stops it too: a start that failed after this thread began
+            // (the dataflow runtime not starting) drops the job without a stop signal, and a
+            // thread left running would hold the runtime's shutdown, and the process, for ever.
+            if *self.stop.borrow() || self.stop.has_changed().is_err() {
                 break;
             }
             let t = self.progress.clock.now_ms();

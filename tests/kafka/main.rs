@@ -10,6 +10,7 @@ mod child;
 mod clickhouse;
 #[path = "../support/clickhouse.rs"]
 mod clickhouse_server;
+mod failed_start;
 mod readiness;
 mod support;
 #[path = "../support/tansu.rs"]

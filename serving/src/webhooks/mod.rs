@@ -86,8 +86,9 @@ pub fn routes(state: WebhooksState) -> Router {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateWebhookRequest {
-    /// Receiver, `http://` (this build has no TLS client); must not reach a non-public
-    /// address unless `[webhooks] allow-private`.
+    /// Receiver, `http://` or `https://` (verified with rustls against the platform's CA
+    /// roots and `[webhooks] extra-ca-file`); must not reach a non-public address unless
+    /// `[webhooks] allow-private`.
     pub url: String,
     /// Kinds to deliver; empty or absent = every kind.
     #[serde(default)]
