@@ -175,10 +175,7 @@ async fn a_click_topic_created_again_is_read_from_its_first_offsets() {
     let target = KafkaTarget::fresh(tansu.brokers(), "recreated");
     let dir = tempfile::tempdir().expect("tempdir");
     let config = config_with_checkpoints(dir.path(), "2s");
-    // Only the click producer on a private broker (see broker_down_for_30s_under_load_loses_nothing).
-    let mut text = std::fs::read_to_string(&config).expect("read config");
-    text.push_str("\n[dataflow.abuse]\nenabled = false\n");
-    std::fs::write(&config, text).expect("write config");
+    without_abuse(&config);
     let data = dir.path().join("data");
 
     let p = Proc::start(&data, &config, &target).await;

@@ -124,13 +124,7 @@ async fn broker_down_for_30s_under_load_loses_nothing() {
     let target = KafkaTarget::fresh(tansu.brokers(), "outage");
     let dir = tempfile::tempdir().expect("tempdir");
     let config = write_config(dir.path());
-    // Only the click producer talks to this broker: tansu 0.6 can wedge when idempotent
-    // producers retry in-flight batches across its restart ("Unknown broker error" on every
-    // later produce), and the anomaly producer would double that exposure. The anomaly topic
-    // has its own broker test (connectors/src/kafka/integration_tests/anomalies.rs).
-    let mut text = std::fs::read_to_string(&config).expect("read config");
-    text.push_str("\n[dataflow.abuse]\nenabled = false\n");
-    std::fs::write(&config, text).expect("write config");
+    without_abuse(&config);
     let data = dir.path().join("data");
     let p = Proc::start(&data, &config, &target).await;
     let topic = target.topic.clone();

@@ -49,10 +49,7 @@ async fn readyz_reports_an_unreachable_broker_down_and_its_return() {
     let target = KafkaTarget::fresh(tansu.brokers(), "readyz-down");
     let dir = tempfile::tempdir().expect("tempdir");
     let config = write_config(dir.path());
-    // Only the click producer and the probe talk to this broker (see the outage test).
-    let mut text = std::fs::read_to_string(&config).expect("read config");
-    text.push_str("\n[dataflow.abuse]\nenabled = false\n");
-    std::fs::write(&config, text).expect("write config");
+    without_abuse(&config);
     let p = Proc::start(&dir.path().join("data"), &config, &target).await;
     assert_eq!(await_kafka(&p, "up").await, (200, json!({"status": "up", "backlog": 0, "dropped": 0})));
 

@@ -66,6 +66,17 @@ impl KafkaTarget {
     }
 }
 
+/// Turns the abuse detectors off in the configuration file `config`: only the click
+/// producer (and the readiness probe) then talk to a private broker. tansu 0.6 can wedge when
+/// idempotent producers retry in-flight batches across its restart ("Unknown broker error" on
+/// every later produce), and the anomaly producer would double that exposure; the anomaly
+/// topic has its own broker test (connectors/src/kafka/integration_tests/anomalies.rs).
+pub fn without_abuse(config: &Path) {
+    let mut text = std::fs::read_to_string(config).expect("read config");
+    text.push_str("\n[dataflow.abuse]\nenabled = false\n");
+    std::fs::write(config, text).expect("write config");
+}
+
 /// The server configuration of these tests: loopback trusted as a proxy (loadgen sends
 /// `X-Forwarded-For`), daily visitor salt. Written to `<dir>/sluice.toml`.
 pub fn write_config(dir: &Path) -> PathBuf {
