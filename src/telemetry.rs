@@ -90,6 +90,27 @@ pub fn init_tracing(filter: tracing_subscriber::EnvFilter) {
     use std::io::IsTerminal;
     let ansi = log_colours(std::io::stderr().is_terminal(), std::env::var_os("NO_COLOR").as_deref());
     let _already = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
+    log_panics();
+}
+
+/// Makes a panic in any thread of the process (e.g. timely's network threads once a peer
+/// process of the cluster is gone) an `ERROR` event in the log, `thread panicked` with the
+/// thread's name, the panic's message and source location (and, with `RUST_BACKTRACE` set,
+/// the backtrace), instead of the raw text the standard hook writes between log lines.
+pub fn log_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info.payload();
+        let message = payload.downcast_ref::<&str>().copied().or_else(|| payload.downcast_ref::<String>().map(String::as_str)).unwrap_or("(no message)");
+        let location = info.location().map(ToString::to_string).unwrap_or_default();
+        let thread = std::thread::current();
+        let thread = thread.name().unwrap_or("<unnamed>");
+        let backtrace = std::backtrace::Backtrace::capture();
+        if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
+            tracing::error!(thread, message, location, %backtrace, "thread panicked");
+        } else {
+            tracing::error!(thread, message, location, "thread panicked");
+        }
+    }));
 }
 
 #[cfg(test)]

@@ -25,8 +25,8 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
-use std::time::{Duration, Instant};
+use std::sync::mpsc::TryRecvError;
+use std::time::Duration;
 
 use differential_dataflow::input::Input as _;
 use parking_lot::Mutex;
@@ -48,10 +48,14 @@ use crate::operators::{
 };
 use crate::records::GatedClick;
 use crate::source::{SourceFactory, SourceStatus};
-use crate::views::{AsOf, Views};
+use crate::views::Views;
 use crate::wake::WakeSlot;
 use crate::watermark::{SourceGate, WatermarkReport};
 use crate::{Error, Result};
+
+mod handle;
+mod link_meta;
+pub use link_meta::{LinkMetaChange, LinkMetaFeed, LinkMetaSender, link_meta_channel};
 
 /// Longest a worker parks while it has nothing to do: no new input, and every epoch it
 /// introduced has been through the graph. New input wakes it at once ([`crate::wake`]); the
@@ -60,51 +64,6 @@ use crate::{Error, Result};
 pub const IDLE_PARK: Duration = Duration::from_millis(100);
 /// Park while records are in flight (the rollups wait for later epochs before applying).
 const BUSY_PARK: Duration = Duration::from_millis(1);
-
-/// A link-metadata change: `diff = +1` announces a value, `-1` retracts it (an update is
-/// `-old, +new`; see [`LinkMetaSender::update`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LinkMetaChange {
-    /// The value.
-    pub meta: LinkMeta,
-    /// `+1` or `-1`.
-    pub diff: isize,
-}
-
-/// Sending half of the link-metadata feed (the binary forwards link-store changes here).
-#[derive(Debug, Clone)]
-pub struct LinkMetaSender(Sender<LinkMetaChange>, WakeSlot);
-
-/// Receiving half, handed to [`start`]; read by global worker 0.
-#[derive(Debug)]
-pub struct LinkMetaFeed(Receiver<LinkMetaChange>, WakeSlot);
-
-/// A new link-metadata feed. Dropping every sender closes the feed.
-pub fn link_meta_channel() -> (LinkMetaSender, LinkMetaFeed) {
-    let (tx, rx) = mpsc::channel();
-    let wake = WakeSlot::new();
-    (LinkMetaSender(tx, wake.clone()), LinkMetaFeed(rx, wake))
-}
-
-impl LinkMetaSender {
-    fn send(&self, change: LinkMetaChange) -> bool {
-        let ok = self.0.send(change).is_ok();
-        self.1.wake();
-        ok
-    }
-    /// Announces a link (created, or loaded at start). Returns `false` if the pipeline is gone.
-    pub fn insert(&self, meta: LinkMeta) -> bool {
-        self.send(LinkMetaChange { meta, diff: 1 })
-    }
-    /// Retracts a previously announced value (link deleted).
-    pub fn retract(&self, meta: LinkMeta) -> bool {
-        self.send(LinkMetaChange { meta, diff: -1 })
-    }
-    /// Replaces `old` by `new` (both sent in order, applied in one epoch or two consecutive).
-    pub fn update(&self, old: LinkMeta, new: LinkMeta) -> bool {
-        self.retract(old) && self.insert(new)
-    }
-}
 
 /// What the binary feeds in.
 pub struct PipelineInputs<E: ClickEnricher> {
@@ -156,6 +115,20 @@ struct Shared {
     anomaly_progress: Vec<Arc<AtomicU64>>,
     /// The local worker threads (woken by shutdown and [`PipelineHandle::sync`]).
     workers: WakeSlot,
+    /// Why the first local worker that failed did ([`PipelineHandle::failure`]).
+    failure: Mutex<Option<String>>,
+}
+
+impl Shared {
+    fn fail(&self, why: String) {
+        tracing::error!(error = %why, "a dataflow worker failed; the views no longer follow the input");
+        self.failure.lock().get_or_insert(why);
+    }
+}
+
+/// The text of a panic's payload (`&str` or `String`; other payloads are not described).
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload.downcast_ref::<&str>().copied().or_else(|| payload.downcast_ref::<String>().map(String::as_str)).unwrap_or("(no message)")
 }
 
 /// A running pipeline. Dropping it shuts the workers down and waits for them.
@@ -220,6 +193,7 @@ pub fn start_with_checkpoints<E: ClickEnricher>(
         anomalies: Arc::default(),
         anomaly_progress: (0..workers).map(|_| Arc::new(AtomicU64::new(0))).collect(),
         workers: WakeSlot::new(),
+        failure: Mutex::new(None),
     });
     let collector = outputs.changes.map(|sink| Arc::new(ChangeCollector::new(workers, sink)));
     let adopt: Arc<[sluice_schemas::Anomaly]> = match checkpoints.as_mut() {
@@ -249,7 +223,7 @@ pub fn start_with_checkpoints<E: ClickEnricher>(
     let apply_interval = config.apply_interval;
     let (views2, shared2) = (views.clone(), Arc::clone(&shared));
 
-    let worker_fn = move |worker: &mut timely::worker::Worker| -> std::result::Result<(), String> {
+    let run_worker = move |worker: &mut timely::worker::Worker| -> std::result::Result<(), String> {
         let (index, peers) = (worker.index(), worker.peers());
         let local = index - first_worker;
         let _span = tracing::info_span!("dataflow_worker", worker = index).entered();
@@ -463,6 +437,24 @@ pub fn start_with_checkpoints<E: ClickEnricher>(
         shared.finished[local].store(true, Ordering::Release);
         Ok(())
     };
+    // A worker that panics (a bug, or timely's "MergeQueue poisoned." once a peer process of
+    // the cluster is gone) is recorded before the panic goes on: the other workers and the
+    // binary keep running, and only `failure` tells them the views stopped following.
+    let failures = Arc::clone(&shared);
+    let worker_fn = move |worker: &mut timely::worker::Worker| -> std::result::Result<(), String> {
+        let index = worker.index();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_worker(worker))) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                failures.fail(format!("dataflow worker {index} failed: {e}"));
+                Err(e)
+            }
+            Err(payload) => {
+                failures.fail(format!("dataflow worker {index} panicked: {}", panic_text(payload.as_ref())));
+                std::panic::resume_unwind(payload)
+            }
+        }
+    };
 
     let guards = timely::execute(config.timely_config(), worker_fn).map_err(Error::Start)?;
     tracing::info!(workers, peers = config.peers(), first_worker, "dataflow started");
@@ -471,116 +463,4 @@ pub fn start_with_checkpoints<E: ClickEnricher>(
         crate::checkpoint::CheckpointHandle::new(c, Arc::new(move || s.epochs.now_epoch()))
     });
     Ok(PipelineHandle { views, shared, blocklist, checkpoints, guards: Some(guards) })
-}
-
-impl PipelineHandle {
-    /// The materialized views (clone to share with the serving layer).
-    pub fn views(&self) -> &Views {
-        &self.views
-    }
-
-    /// Starts and collects checkpoint rounds (`None` unless started by
-    /// [`start_with_checkpoints`]).
-    pub fn checkpoints(&self) -> Option<&crate::checkpoint::CheckpointHandle> {
-        self.checkpoints.as_ref()
-    }
-
-    /// Dead-letter counts by reason.
-    pub fn dead_letters(&self) -> &DeadLetterCounters {
-        &self.shared.counters
-    }
-
-    /// Anomaly events emitted by this process, by kind and status.
-    pub fn anomalies(&self) -> &AnomalyCounters {
-        &self.shared.anomalies
-    }
-
-    /// The blocklist input of the abuse detectors (send every entry at start, then changes;
-    /// entries reach the graph through this process's worker 0, i.e. process 0 of a cluster).
-    pub fn blocklist(&self) -> &BlocklistSender {
-        &self.blocklist
-    }
-
-    /// Counters since start.
-    pub fn stats(&self) -> PipelineStats {
-        self.stats_handle()()
-    }
-
-    /// A closure reading [`Self::stats`] that outlives the handle (e.g. after [`Self::join`]).
-    pub fn stats_handle(&self) -> impl Fn() -> PipelineStats + Send + Sync + 'static {
-        let shared = Arc::clone(&self.shared);
-        move || PipelineStats {
-            received: shared.received.load(Ordering::Relaxed),
-            accepted: shared.accepted.load(Ordering::Relaxed),
-            duplicates: shared.duplicates.load(Ordering::Relaxed),
-            dead_lettered: shared.counters.total(),
-        }
-    }
-
-    /// Waits until everything the local sources (and the link-metadata feed) had available
-    /// when this was called is reflected in the local views and has been through the abuse
-    /// detectors (their events delivered to the anomaly sink); returns the frontier reached.
-    /// Errors with [`Error::Timeout`] after `timeout` (e.g. a source that never catches up).
-    pub fn sync(&self, timeout: Duration) -> Result<AsOf> {
-        let deadline = Instant::now() + timeout;
-        let t0 = self.shared.epochs.now_epoch();
-        self.shared.workers.wake();
-        let target = loop {
-            let done = (0..self.shared.caught_up.len())
-                .all(|w| self.shared.finished[w].load(Ordering::Acquire) || self.shared.caught_up[w].load(Ordering::Acquire) > t0);
-            if done {
-                break self.shared.caught_up.iter().map(|c| c.load(Ordering::Acquire)).max().unwrap_or(0);
-            }
-            if Instant::now() > deadline {
-                return Err(Error::Timeout(timeout));
-            }
-            std::thread::sleep(Duration::from_micros(200));
-        };
-        loop {
-            let a = self.views.as_of();
-            let detectors = self.shared.anomaly_progress.iter().all(|p| p.load(Ordering::Acquire) > target);
-            if a.epoch > target && detectors {
-                return Ok(a);
-            }
-            if Instant::now() > deadline {
-                return Err(Error::Timeout(timeout));
-            }
-            std::thread::sleep(Duration::from_micros(200));
-        }
-    }
-
-    /// Asks the workers to close their inputs and finish (returns immediately).
-    pub fn shutdown(&self) {
-        self.shared.shutdown.store(true, Ordering::Release);
-        self.shared.workers.wake();
-    }
-
-    /// Waits for the workers to finish (after [`Self::shutdown`], or when every source is
-    /// finished and the metadata feed closed). Errors with [`Error::Worker`] if one failed.
-    pub fn join(mut self) -> Result<()> {
-        self.join_inner()
-    }
-
-    fn join_inner(&mut self) -> Result<()> {
-        let Some(guards) = self.guards.take() else { return Ok(()) };
-        let mut errors = Vec::new();
-        for r in guards.join() {
-            match r {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) | Err(e) => errors.push(e),
-            }
-        }
-        if errors.is_empty() { Ok(()) } else { Err(Error::Worker(errors.join("; "))) }
-    }
-}
-
-impl Drop for PipelineHandle {
-    fn drop(&mut self) {
-        if self.guards.is_some() {
-            self.shutdown();
-            if let Err(e) = self.join_inner() {
-                tracing::error!(error = %e, "dataflow worker failed during shutdown");
-            }
-        }
-    }
 }

@@ -29,11 +29,14 @@
 //! | `kafka_source.rs` | the click topic as the input, offset commits, freshness |
 //! | `log_source.rs` | the log as a `ClickSource`, freshness frontier |
 //! | `link_meta.rs` | link metadata from the API hook and the change feed |
+//! | `stop.rs` | the job's stop and the stop's shared drain budget |
+//! | `failure.rs` | a dataflow that failed while running: `/readyz`, the process's exit |
 //! | `system.rs` | the whole process: store, log, writer, dataflow, HTTP ([`system::System`]) |
 
 pub mod checkpoint;
 pub mod config;
 pub mod early_answers;
+mod failure;
 pub mod kafka_source;
 pub mod link_meta;
 pub mod log_source;
@@ -42,6 +45,9 @@ mod split_roles;
 pub(crate) mod start_cleanup;
 pub mod stop;
 pub mod system;
+
+pub use failure::{DataflowFailed, DataflowHealth};
+pub use stop::CheckpointNotWritten;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -88,6 +94,8 @@ pub struct DataflowJob {
     checkpoint_task: Option<JoinHandle<()>>,
     /// The click log tail's health (embedded log mode), for `/readyz`.
     health: Option<Arc<dyn crate::health::Dependency>>,
+    /// Why the pipeline failed while running ([`failure`]).
+    failure: failure::FailureWatch,
 }
 
 impl std::fmt::Debug for DataflowJob {
@@ -410,6 +418,7 @@ impl DataflowJob {
                 .context("could not start the dataflow")?;
         let views = handle.views().clone();
         let stats: Arc<dyn Fn() -> PipelineStats + Send + Sync> = Arc::new(handle.stats_handle());
+        let failure = failure::FailureWatch(Arc::new(handle.failure_handle()));
         tasks.push(tokio::spawn(telemetry(views.clone(), Arc::clone(&progress), Arc::clone(&stats), stop_rx)));
         let (checkpoint_stop, checkpoint_stop_rx) = watch::channel(false);
         let checkpointer = handle.checkpoints().map(|h| checkpoint::Checkpointer { handle: h.clone(), acks, dir: checkpoint_dir, source: source_id });
@@ -424,7 +433,7 @@ impl DataflowJob {
             log_head = log.head(),
             "click dataflow started"
         );
-        Ok(DataflowJob { pipeline: Some(handle), views, progress, feeder, stop, tasks, stats, checkpointer, checkpoint_stop, checkpoint_task, health })
+        Ok(DataflowJob { pipeline: Some(handle), views, progress, feeder, stop, tasks, stats, checkpointer, checkpoint_stop, checkpoint_task, health, failure })
     }
 
     /// The materialized views.
@@ -440,6 +449,12 @@ impl DataflowJob {
     /// The click log tail as a required `/readyz` dependency (`None` in Kafka mode).
     pub fn health(&self) -> Option<Arc<dyn crate::health::Dependency>> {
         self.health.clone()
+    }
+
+    /// Why the dataflow failed while it ran, for `/readyz` ([`DataflowHealth`]) and the
+    /// process's stop ([`failure`]).
+    pub fn failure(&self) -> failure::FailureWatch {
+        self.failure.clone()
     }
 
     /// Views plus frontier, for the stats API.
@@ -489,72 +504,7 @@ impl DataflowJob {
             None => None,
         }
     }
-
-    /// Takes a last checkpoint, then stops the tail, the metadata feed and the workers, and
-    /// waits for them (also when the checkpoint failed).
-    ///
-    /// Errors if a worker failed; else [`CheckpointNotWritten`] (in the `anyhow` chain) when
-    /// the last checkpoint could not be written, once the rest is stopped.
-    pub async fn shutdown(self) -> anyhow::Result<()> {
-        self.shutdown_within(checkpoint::ACK_TIMEOUT).await
-    }
-
-    /// [`Self::shutdown`] whose last checkpoint waits at most `ack_timeout` for the external
-    /// view sinks to apply its cut (a periodic round in flight gives up at once).
-    ///
-    /// Errors: as [`Self::shutdown`].
-    pub async fn shutdown_within(mut self, ack_timeout: Duration) -> anyhow::Result<()> {
-        let _ = self.checkpoint_stop.send(true);
-        if let Some(t) = self.checkpoint_task.take() {
-            let _ = t.await;
-        }
-        let taken = match &self.checkpointer {
-            Some(c) => Some(checkpoint::take(c, ack_timeout, None).await),
-            None => None,
-        };
-        let not_written = match taken {
-            Some(Err(cause)) => Some(CheckpointNotWritten { cause }),
-            _ => None,
-        };
-        let _ = self.stop.send(true);
-        for t in self.tasks.drain(..) {
-            let _ = t.await;
-        }
-        if let Some(p) = self.pipeline.take() {
-            p.shutdown();
-            tokio::task::spawn_blocking(move || p.join()).await.context("dataflow join task failed")?.context("dataflow worker failed")?;
-        }
-        tracing::info!("click dataflow stopped");
-        match not_written {
-            Some(e) => Err(e.into()),
-            None => Ok(()),
-        }
-    }
 }
-
-/// The error of [`DataflowJob::shutdown`] when the last checkpoint, taken at the graceful
-/// stop, could not be written (e.g. `checkpoints/` cannot be created, a full disk, the view
-/// sinks not applying its cut). Nothing is lost: the next start resumes from the previous
-/// checkpoint (or, without one, from the first click) and replays the clicks after it. The
-/// stop goes on to its end; the process then exits with code 1 (README, "Run it").
-#[derive(Debug)]
-pub struct CheckpointNotWritten {
-    /// Why the write failed.
-    pub cause: anyhow::Error,
-}
-
-impl std::fmt::Display for CheckpointNotWritten {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "the dataflow checkpoint could not be written at shutdown ({:#}); nothing is lost: the next start resumes from the previous checkpoint (or, \
-             without one, from the first click) and replays the clicks after it",
-            self.cause
-        )
-    }
-}
-
-impl std::error::Error for CheckpointNotWritten {}
 
 impl Drop for DataflowJob {
     fn drop(&mut self) {

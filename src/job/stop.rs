@@ -1,11 +1,15 @@
 //! The end of a graceful stop ([`super::system::System::shutdown`]): how the part after the
 //! HTTP server shares `[server] drain-timeout` ([`StopBudget`]), the error when it still
-//! outlasts it ([`StopTimedOut`]), and the stop's outcome from what went wrong on the way
+//! outlasts it ([`StopTimedOut`]), the error of a last checkpoint that could not be written
+//! ([`CheckpointNotWritten`]), and the stop's outcome from what went wrong on the way
 //! ([`outcome`]).
 
 use std::time::Duration;
 
+use anyhow::Context as _;
 use tokio::time::Instant;
+
+use super::{DataflowJob, checkpoint, failure};
 
 /// Kept free at the end of the drain for what follows the sinks (closing the link store).
 const RESERVE: Duration = Duration::from_millis(250);
@@ -27,6 +31,85 @@ impl std::fmt::Display for StopTimedOut {
 }
 
 impl std::error::Error for StopTimedOut {}
+
+/// The error of [`super::DataflowJob::shutdown`] when the last checkpoint, taken at the graceful
+/// stop, could not be written (e.g. `checkpoints/` cannot be created, a full disk, the view
+/// sinks not applying its cut). Nothing is lost: the next start resumes from the previous
+/// checkpoint (or, without one, from the first click) and replays the clicks after it. The
+/// stop goes on to its end; the process then exits with code 1 (README, "Run it").
+#[derive(Debug)]
+pub struct CheckpointNotWritten {
+    /// Why the write failed.
+    pub cause: anyhow::Error,
+}
+
+impl std::fmt::Display for CheckpointNotWritten {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the dataflow checkpoint could not be written at shutdown ({:#}); nothing is lost: the next start resumes from the previous checkpoint (or, \
+             without one, from the first click) and replays the clicks after it",
+            self.cause
+        )
+    }
+}
+
+impl std::error::Error for CheckpointNotWritten {}
+
+impl DataflowJob {
+    /// Takes a last checkpoint, then stops the tail, the metadata feed and the workers, and
+    /// waits for them (also when the checkpoint failed).
+    ///
+    /// Errors if a worker failed; else [`CheckpointNotWritten`] (in the `anyhow` chain) when
+    /// the last checkpoint could not be written, once the rest is stopped.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.shutdown_within(checkpoint::ACK_TIMEOUT).await
+    }
+
+    /// [`Self::shutdown`] whose last checkpoint waits at most `ack_timeout` for the external
+    /// view sinks to apply its cut (a periodic round in flight gives up at once).
+    ///
+    /// Errors: as [`Self::shutdown`].
+    pub async fn shutdown_within(mut self, ack_timeout: Duration) -> anyhow::Result<()> {
+        let _ = self.checkpoint_stop.send(true);
+        if let Some(t) = self.checkpoint_task.take() {
+            let _ = t.await;
+        }
+        let failed = self.failure.get();
+        let taken = match &self.checkpointer {
+            // A failed dataflow's state is not consistent (and its cut never completes).
+            Some(c) if failed.is_none() => Some(checkpoint::take(c, ack_timeout, None).await),
+            _ => None,
+        };
+        let not_written = match taken {
+            Some(Err(cause)) => Some(CheckpointNotWritten { cause }),
+            _ => None,
+        };
+        let _ = self.stop.send(true);
+        for t in self.tasks.drain(..) {
+            let _ = t.await;
+        }
+        if let Some(p) = self.pipeline.take() {
+            p.shutdown();
+            // A plain thread, not a blocking task: the workers of a failed cluster may never
+            // end, and the runtime's drop would wait for that task for ever.
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            std::thread::spawn(move || tx.send(p.join()));
+            match failed {
+                None => rx.await.context("dataflow join thread failed")?.context("dataflow worker failed")?,
+                Some(why) => match tokio::time::timeout(failure::FAILED_JOIN_TIMEOUT, rx).await {
+                    Ok(r) => r.context("dataflow join thread failed")?.context("dataflow worker failed")?,
+                    Err(_) => anyhow::bail!("dataflow worker failed: {why} (its workers did not end)"),
+                },
+            }
+        }
+        tracing::info!("click dataflow stopped");
+        match not_written {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
+    }
+}
 
 /// The time left of `[server] drain-timeout`, handed out to the stages of the stop so that
 /// waiting for a service that is down (the last checkpoint waiting for a view sink to apply

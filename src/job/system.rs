@@ -321,6 +321,7 @@ impl System {
                 .dependencies()
                 .into_iter()
                 .chain(job.as_ref().and_then(DataflowJob::health))
+                .chain(job.as_ref().map(|j| Arc::new(super::DataflowHealth(j.failure())) as Arc<dyn crate::health::Dependency>))
                 .chain(intake.as_ref().map(|i| Arc::new(crate::health::ClickLogWriterHealth(Arc::clone(&i.stats))) as Arc<dyn crate::health::Dependency>))
                 .chain(intake.as_ref().and_then(|i| i.kafka.as_ref()).map(|k| Arc::new(k.health()) as Arc<dyn crate::health::Dependency>))
                 .chain(export_jobs_health)
@@ -465,10 +466,28 @@ impl System {
     }
 
     /// Serves until `signal` resolves, then stops gracefully ([`Self::shutdown`]).
+    ///
+    /// Errors: as [`Self::shutdown`]; [`super::DataflowFailed`] once the stop is done when the
+    /// dataflow failed while serving (module [`super::failure`]).
     pub async fn serve_until(self, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
         let mut this = self;
+        let failure = this.job.as_ref().map(DataflowJob::failure);
+        let processes = this.config.dataflow.processes;
+        let failed = async {
+            match &failure {
+                Some(f) => f.failed().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             () = signal => {}
+            cause = failed => {
+                tracing::error!(error = %cause, "the dataflow failed; stopping the process (restart it, and every process of a cluster)");
+                if let Err(e) = this.shutdown().await {
+                    tracing::warn!(error = format!("{e:#}"), "the stop after the dataflow failure did not end cleanly");
+                }
+                return Err(super::DataflowFailed { cause, processes }.into());
+            }
             r = &mut this.server => {
                 // The server ended by itself: report why, then stop the rest.
                 let cause = match r {

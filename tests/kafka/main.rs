@@ -10,6 +10,7 @@ mod child;
 mod clickhouse;
 #[path = "../support/clickhouse.rs"]
 mod clickhouse_server;
+mod cluster_failure;
 mod failed_start;
 mod readiness;
 mod support;
