@@ -129,6 +129,7 @@ async fn every_stats_error_has_its_status_and_code() {
     assert_eq!(st, StatusCode::OK);
     assert_eq!(body["top_links"], serde_json::json!([{"code": live, "clicks": 1, "uniques": 1}]), "a deleted link is not listed: {body}");
     assert_eq!((body["links"].as_u64(), body["totals"]["clicks"].as_u64()), (Some(1), Some(3)), "{body}");
+    assert_eq!(body["partial"], false, "one process counts every link: {body}");
     s.stop().await;
 }
 

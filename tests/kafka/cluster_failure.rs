@@ -3,6 +3,8 @@
 //! timely workers panicked with "MergeQueue poisoned." and it stayed ready, its views frozen,
 //! accepted clicks never counted until every process was restarted by hand). It now reports
 //! the failure in `/readyz` and exits with code 1 and an error that says what to restart.
+//! Before that, each process's `GET /v1/stats/summary` says it is `partial` (attack M1: it
+//! counted the local links only, unmarked).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -55,6 +57,11 @@ async fn a_process_whose_cluster_peer_dies_reports_it_and_exits_1() {
     await_ready(&mut p0, &http, &listen[0], &dir.path().join("serve0.log"), Duration::from_secs(120)).await;
     await_ready(&mut p1, &http, &listen[1], &dir.path().join("serve1.log"), Duration::from_secs(120)).await;
     assert_eq!(readyz(&http, &listen[0]).await, Some((200, json!({"status": "up"}))));
+    // Each process's summary counts the links its workers own, and says so.
+    for l in &listen {
+        let summary: Value = http.get(format!("http://{l}/v1/stats/summary")).send().await.expect("summary").json().await.expect("json");
+        assert_eq!(summary["partial"], true, "{summary}");
+    }
 
     p1.kill9();
     let t0 = Instant::now();

@@ -91,6 +91,12 @@ impl Views {
         owner(route_str(code), self.inner.peers)
     }
 
+    /// Whether these views hold only part of the codes: the dataflow is one process of a
+    /// cluster whose other processes' workers own the rest ([`Self::owner_of`]).
+    pub fn partial(&self) -> bool {
+        self.inner.shards.len() < self.inner.peers
+    }
+
     /// The local shard owning `code`, or [`Error::NotLocal`] when another process owns it.
     pub(crate) fn shard_for(&self, code: &str) -> Result<&Arc<RwLock<ShardState>>> {
         let w = self.owner_of(code);
@@ -185,5 +191,18 @@ impl Views {
         let mut bots = 0;
         let r = summary::run_counting_bots(self, q, &mut bots)?;
         Ok((r, bots))
+    }
+}
+
+#[cfg(test)]
+mod partial_tests {
+    use super::*;
+
+    #[test]
+    fn views_of_one_process_of_several_are_partial() {
+        let retention = crate::config::SemanticsConfig::default().retention_ms();
+        assert!(!Views::new(4, 0, 4, retention, false).partial(), "every worker local");
+        assert!(Views::new(4, 2, 2, retention, false).partial(), "process 1 of 2, two workers each");
+        assert!(!Views::single(&crate::config::SemanticsConfig::default()).partial());
     }
 }

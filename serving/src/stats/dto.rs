@@ -120,6 +120,11 @@ pub struct SummaryResponse {
     /// `{"referrer_domain", "clicks", "uniques"}` by clicks descending (`uniques` ≤ `clicks`).
     #[schema(value_type = Vec<Object>)]
     pub top_referrers: Vec<Map<String, Value>>,
+    /// `true` when this process's dataflow is one of several (`[dataflow] processes`): the
+    /// answer counts only the links owned by this process's workers (every process answers
+    /// for its own; their `uniques` cannot be added, a visitor may have clicked links of
+    /// several processes); `false` when it counts every link.
+    pub partial: bool,
     /// How fresh the answer is.
     pub freshness: Freshness,
 }

@@ -138,6 +138,7 @@ pub async fn summary(State(state): State<StatsState>, RawQuery(query): RawQuery)
         top_links: r.top_links.iter().map(|l| SummaryLink { code: l.code.to_string(), clicks: l.clicks, uniques: l.uniques }).collect(),
         top_countries: r.top_countries.iter().map(|d| dimension_object(&[Dimension::Country], d)).collect(),
         top_referrers: r.top_referrers.iter().map(|d| dimension_object(&[Dimension::ReferrerDomain], d)).collect(),
+        partial: views.partial(),
         freshness: freshness_dto(fresh),
     };
     Ok(cached(&state, Json(body).into_response()))
