@@ -525,3 +525,10 @@ mod tests {
         assert!(parse_json_body::<UpdateLinkRequest>(b"{}").is_ok());
     }
 }
+
+/// The stored form of an id that is a UUID (webhook, job): ids are stored in their lowercase
+/// hyphenated form and UUID text is case-insensitive (RFC 9562, section 4), so any spelling
+/// of one finds it. `None` when `id` is not a UUID.
+pub fn canonical_uuid(id: &str) -> Option<String> {
+    uuid::Uuid::try_parse(id).ok().map(|u| u.hyphenated().to_string())
+}

@@ -398,10 +398,10 @@ pub async fn create_report(
 }
 
 async fn load(state: &ReportsState, job_id: &str) -> Result<JobRecord, ApiError> {
-    if uuid::Uuid::try_parse(job_id).is_err() {
+    let Some(key) = crate::extract::canonical_uuid(job_id) else {
         return Err(job_not_found(job_id));
-    }
-    state.runner()?.get(job_id).await?.ok_or_else(|| job_not_found(job_id))
+    };
+    state.runner()?.get(&key).await?.ok_or_else(|| job_not_found(job_id))
 }
 
 /// The state of a report export job.

@@ -93,6 +93,10 @@ async fn a_job_runs_and_its_file_equals_the_synchronous_export() {
     let (st, headers, got) = download(state, &id).await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(got, want);
+    // UUIDs are case-insensitive (RFC 9562): the uppercase spelling is the same job.
+    let (st, _, b) = send(state, "GET", &format!("/v1/jobs/{}", id.to_ascii_uppercase()), None).await;
+    assert_eq!((st, json_of(&b)), (StatusCode::OK, done.clone()));
+    assert_eq!(download(state, &id.to_ascii_uppercase()).await.2, want);
     assert_eq!(done["bytes"], want.len());
     assert_eq!(headers["content-type"], "text/csv; charset=utf-8; header=present");
     assert_eq!(headers["content-length"], want.len().to_string().as_str());

@@ -210,6 +210,12 @@ fn webhook_not_found(id: &str) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "webhook_not_found", format!("no webhook with id \"{}\"", echo(id))).with_details(json!({ "id": id }))
 }
 
+/// The stored form of a webhook id from a path ([`crate::extract::canonical_uuid`]); text that
+/// is not a UUID is looked up as given (and not found).
+fn webhook_key(id: &str) -> String {
+    crate::extract::canonical_uuid(id).unwrap_or_else(|| id.to_string())
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
@@ -311,7 +317,7 @@ pub async fn get_webhook(
     ApiPath(id): ApiPath<String>,
     _query: ApiQuery<NoParams>,
 ) -> Result<Json<WebhookBody>, ApiError> {
-    let key = id.clone();
+    let key = webhook_key(&id);
     match blocking(&state.store, move |s| s.webhook(&key)).await? {
         Some(r) => Ok(Json(WebhookBody::from(&r))),
         None => Err(webhook_not_found(&id)),
@@ -331,7 +337,7 @@ pub async fn delete_webhook(
     ApiPath(id): ApiPath<String>,
     _query: ApiQuery<NoParams>,
 ) -> Result<StatusCode, ApiError> {
-    let key = id.clone();
+    let key = webhook_key(&id);
     if blocking(&state.store, move |s| s.delete_webhook(&key)).await? {
         tracing::info!(webhook_id = %id, "webhook deleted");
         Ok(StatusCode::NO_CONTENT)
@@ -363,11 +369,11 @@ pub async fn list_deliveries(
     RawQuery(query): RawQuery,
 ) -> Result<Json<DeliveryPage>, ApiError> {
     let (limit, before) = parse_deliveries_query(query.as_deref())?;
-    let key = id.clone();
+    let key = webhook_key(&id);
     if blocking(&state.store, move |s| s.webhook(&key)).await?.is_none() {
         return Err(webhook_not_found(&id));
     }
-    let key = id.clone();
+    let key = webhook_key(&id);
     let (items, more) = blocking(&state.store, move |s| s.deliveries(&key, before, limit)).await?;
     let next_cursor = match (more, items.last()) {
         (true, Some(last)) => Some(format!("d{}", last.delivery_id)),

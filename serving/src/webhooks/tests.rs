@@ -143,6 +143,12 @@ async fn crud_round_trip() {
     assert!(created.get("secret").is_none());
     let got: Value = client.get(format!("{base}{location}")).send().await.expect("get").json().await.expect("json");
     assert_eq!(got, created);
+    // UUIDs are case-insensitive (RFC 9562): the uppercase spelling is the same webhook.
+    let upper = format!("{base}/v1/webhooks/{}", id.to_ascii_uppercase());
+    let got: Value = client.get(&upper).send().await.expect("get").json().await.expect("json");
+    assert_eq!(got, created);
+    let deliveries: Value = client.get(format!("{upper}/deliveries")).send().await.expect("get").json().await.expect("json");
+    assert_eq!(deliveries, json!({"items": [], "next_cursor": null}));
     let list: Value = client.get(format!("{base}/v1/webhooks")).send().await.expect("get").json().await.expect("json");
     assert_eq!(list, json!({"items": [created]}));
     let deliveries: Value = client.get(format!("{base}{location}/deliveries")).send().await.expect("get").json().await.expect("json");
