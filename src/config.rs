@@ -489,6 +489,13 @@ impl Config {
             bail!("ingest.max-body-bytes must be at least 1024, got {}", self.ingest.max_body_bytes);
         }
         self.dataflow.validate()?;
+        if self.dataflow.processes > 1 && self.visitor.secret.is_none() {
+            // Each process would generate its own: one visitor would count once per process.
+            bail!(
+                "dataflow.processes = {} needs visitor.secret (SLUICE__VISITOR__SECRET), the same 64 hex characters in every process of the cluster (e.g. `openssl rand -hex 32`): visitor ids are keyed with it, and processes with secrets of their own would count one visitor once per process",
+                self.dataflow.processes
+            );
+        }
         self.api.create_rate_limit()?;
         self.webhooks.webhook_config()?;
         self.admin.auto_actions.validate()?;

@@ -84,7 +84,11 @@ impl std::fmt::Display for DataflowFailed {
         } else {
             write!(f, "restart the process; ")?;
         }
-        write!(f, "nothing is lost: the next start replays the clicks from the last checkpoint (or from the first click)")
+        if self.processes > 1 {
+            write!(f, "nothing is lost: the next start replays the clicks from the first one (checkpoints are off with several processes)")
+        } else {
+            write!(f, "nothing is lost: the next start replays the clicks after the last checkpoint (or from the first click)")
+        }
     }
 }
 
@@ -116,9 +120,10 @@ mod tests {
         assert_eq!(
             one,
             "the dataflow stopped working (dataflow worker 0 panicked: boom), so its stats no longer follow the clicks; restart the process; nothing is \
-             lost: the next start replays the clicks from the last checkpoint (or from the first click)"
+             lost: the next start replays the clicks after the last checkpoint (or from the first click)"
         );
         let two = DataflowFailed { cause: "dataflow worker 1 panicked: MergeQueue poisoned.".into(), processes: 2 }.to_string();
         assert!(two.contains("with 2 processes") && two.contains("restart every process of the cluster"), "{two}");
+        assert!(two.ends_with("the next start replays the clicks from the first one (checkpoints are off with several processes)"), "{two}");
     }
 }

@@ -552,7 +552,9 @@ impl System {
             super::lost_store::StoreSeqMark::stop_if_started(i.seq_mark).await;
             if let Some(k) = &i.kafka {
                 // What the broker does not take in time stays in the spill for the next start.
-                k.shutdown(KAFKA_DRAIN_TIMEOUT).await;
+                // A third of the drain at most: the dataflow's last checkpoint and the
+                // view sinks come after it (a broker that is down takes all it is given).
+                k.shutdown(KAFKA_DRAIN_TIMEOUT.min(budget.left() / 3)).await;
             }
             // A last look at clicks.redb (the writer's check runs every 2 s): a file damaged,
             // replaced or deleted since is repaired or reported now, not at the next start.

@@ -123,16 +123,20 @@ impl KafkaIntake {
         }
     }
 
-    /// Stops the forwarder after delivering for up to `drain` (what is left stays in the
-    /// spill for the next start) and logs the final counters.
+    /// Stops the forwarder after delivering for up to `drain` in all (what is left stays in
+    /// the spill for the next start) and logs the final counters. Queued anomaly events get
+    /// at most half of `drain` (a broker that is down must not take the clicks' share too),
+    /// the click forwarder what is left of it.
     pub async fn shutdown(&self, drain: Duration) {
+        let deadline = tokio::time::Instant::now() + drain;
         let anomalies = Arc::clone(&self.anomalies);
-        match tokio::task::spawn_blocking(move || anomalies.flush(drain)).await {
+        match tokio::task::spawn_blocking(move || anomalies.flush(drain / 2)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "anomaly events still queued for kafka at shutdown"),
             Err(e) => tracing::error!(error = %e, "kafka anomaly flush task failed"),
         }
         let sink = Arc::clone(&self.sink);
+        let drain = deadline.saturating_duration_since(tokio::time::Instant::now());
         match tokio::task::spawn_blocking(move || sink.shutdown(drain)).await {
             Ok(s) => tracing::info!(delivered = s.delivered, backlog = s.backlog, dropped = s.spill_dropped, "kafka producer stopped"),
             Err(e) => tracing::error!(error = %e, "kafka producer shutdown task failed"),

@@ -454,6 +454,14 @@ fn serve_refuses_an_unused_or_missing_hostfile() {
         ),
         (vec!["--hostfile", utf8(&missing), "--processes", "2"], format!("dataflow.hostfile (--hostfile) \"{}\" does not exist", missing.display())),
         (vec!["--hostfile", utf8(tmp.path()), "--processes", "2"], format!("dataflow.hostfile (--hostfile) \"{}\" is not a file", tmp.path().display())),
+        // Attack of session 50: each process generated its own visitor secret, so one
+        // visitor clicking through two processes counted as two uniques.
+        (
+            vec!["--hostfile", utf8(&hosts), "--processes", "2"],
+            "dataflow.processes = 2 needs visitor.secret (SLUICE__VISITOR__SECRET), the same 64 hex characters in every process of the cluster (e.g. \
+             `openssl rand -hex 32`): visitor ids are keyed with it, and processes with secrets of their own would count one visitor once per process"
+                .to_string(),
+        ),
     ] {
         let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--data-dir", utf8(&data)];
         args.extend(&extra);

@@ -26,6 +26,7 @@ fn spawn(process_id: usize, hostfile: &Path, listen: &str, dir: &Path, target: &
             .env("SLUICE__KAFKA__CLICK_TOPIC", &target.topic)
             .env("SLUICE__KAFKA__ANOMALIES_TOPIC", format!("{}-anomalies", target.topic))
             .env("SLUICE__KAFKA__GROUP_ID", &target.group)
+            .env("SLUICE__VISITOR__SECRET", "5e".repeat(32))
             .env("SLUICE_LOG", "warn")
             .env("NO_COLOR", "1")
             .env_remove("SLUICE__STORE__URL")

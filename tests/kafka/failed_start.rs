@@ -26,6 +26,7 @@ fn a_dataflow_that_cannot_start_in_kafka_mode_exits_1_with_its_error() {
             .env("SLUICE__KAFKA__BROKERS", &target.brokers)
             .env("SLUICE__KAFKA__CLICK_TOPIC", &target.topic)
             .env("SLUICE__KAFKA__GROUP_ID", &target.group)
+            .env("SLUICE__VISITOR__SECRET", "5e".repeat(32))
             .env("SLUICE_LOG", "warn")
             .env("NO_COLOR", "1")
             .env_remove("SLUICE__STORE__URL")
