@@ -383,6 +383,13 @@ impl<S: Send + Sync> FromRequestParts<S> for LinkCode {
     }
 }
 
+/// The stored form of an id that is a UUID (webhook, job): ids are stored in their lowercase
+/// hyphenated form and UUID text is case-insensitive (RFC 9562, section 4), so any spelling
+/// of one finds it. `None` when `id` is not a UUID.
+pub fn canonical_uuid(id: &str) -> Option<String> {
+    uuid::Uuid::try_parse(id).ok().map(|u| u.hyphenated().to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -524,11 +531,4 @@ mod tests {
         // An empty PATCH is fine (no member is required).
         assert!(parse_json_body::<UpdateLinkRequest>(b"{}").is_ok());
     }
-}
-
-/// The stored form of an id that is a UUID (webhook, job): ids are stored in their lowercase
-/// hyphenated form and UUID text is case-insensitive (RFC 9562, section 4), so any spelling
-/// of one finds it. `None` when `id` is not a UUID.
-pub fn canonical_uuid(id: &str) -> Option<String> {
-    uuid::Uuid::try_parse(id).ok().map(|u| u.hyphenated().to_string())
 }
