@@ -196,7 +196,8 @@ pub struct ListParams {
     pub org: Option<String>,
 }
 
-/// One page of links, oldest first. `next_cursor` is `null` on the last page.
+/// One page of links, in creation order (the store's insertion order; `created_at` of
+/// concurrent creates may be a millisecond or two out of it). `next_cursor` is `null` on the last page.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct LinkPage {
     /// Links of this page.

@@ -92,16 +92,14 @@ pub fn parse_expires_at(raw: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, 
     Ok(t)
 }
 
-/// Validates tags: at most 32, each 1–64 characters after trimming white space and
+/// Validates tags: at most 32 distinct ones (counted once trimmed, normalized and
+/// deduplicated), each 1–64 characters after trimming white space and
 /// normalizing to Unicode NFC (UAX #15, so `café` typed precomposed or as `e` + U+0301 is one
 /// tag), with no control characters (`Cc`) and no format characters (`Cf`: zero-width
 /// spaces and joiners, bidirectional overrides such as U+202E, the byte order mark), which
 /// would make tags that look alike or empty differ; duplicates removed keeping the first
 /// occurrence. Error: 400 `invalid_tags` (`details.index` names the offending tag).
 pub fn normalize_tags(tags: &[String]) -> Result<Vec<String>, ApiError> {
-    if tags.len() > MAX_TAGS {
-        return Err(ApiError::bad_request("invalid_tags", format!("at most {MAX_TAGS} tags are allowed")).with_details(json!({ "max_tags": MAX_TAGS })));
-    }
     let mut out: Vec<String> = Vec::with_capacity(tags.len());
     for (index, raw) in tags.iter().enumerate() {
         let t = checked_tag(raw).map_err(|bad| {
@@ -114,6 +112,10 @@ pub fn normalize_tags(tags: &[String]) -> Result<Vec<String>, ApiError> {
         })?;
         if !out.contains(&t) {
             out.push(t);
+        }
+        if out.len() > MAX_TAGS {
+            return Err(ApiError::bad_request("invalid_tags", format!("at most {MAX_TAGS} distinct tags are allowed"))
+                .with_details(json!({ "max_tags": MAX_TAGS, "index": index })));
         }
     }
     Ok(out)
@@ -330,7 +332,15 @@ mod tests {
             assert_eq!((e.code, &e.details["index"]), ("invalid_tags", &json!(0)), "{edge:?}");
         }
         assert_eq!(normalize_tags(&["a\u{200d}b".into()]).expect("joiner inside"), vec!["a\u{200d}b".to_string()]);
-        assert_eq!(normalize_tags(&vec!["t".to_string(); 33]).expect_err("many").code, "invalid_tags");
+        // 33 copies of one tag are one tag; the limit counts distinct tags once normalized
+        // (attack of session 50: a 33rd tag equal to another once trimmed was refused).
+        assert_eq!(normalize_tags(&vec!["t".to_string(); 33]).expect("one distinct tag"), vec!["t".to_string()]);
+        let mut tags: Vec<String> = (0..32).map(|i| format!("t{i}")).collect();
+        tags.extend([" t1 ".to_string(), "t0".to_string()]);
+        assert_eq!(normalize_tags(&tags).expect("32 distinct").len(), 32);
+        tags.push("t32".into());
+        let e = normalize_tags(&tags).expect_err("33 distinct");
+        assert_eq!((e.code, e.details), ("invalid_tags", json!({"max_tags": 32, "index": 34})));
         assert!(normalize_tags(&["é".repeat(64)]).is_ok());
         assert_eq!(normalize_tags(&["é".repeat(65)]).expect_err("long").code, "invalid_tags");
     }

@@ -53,7 +53,7 @@ pub async fn get_link(State(state): State<ApiState>, LinkCode(code): LinkCode, h
     Ok((link_headers(&link), Json(to_response(&state, &link))).into_response())
 }
 
-/// Lists links oldest first with keyset pagination. A `cursor` is bound to the filters
+/// Lists links in creation order (the store's insertion order) with keyset pagination. A `cursor` is bound to the filters
 /// (`tag`, `enabled`, `org`) of the page that made it: with other filters it is 400
 /// `invalid_cursor`.
 #[utoipa::path(
