@@ -290,8 +290,9 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
     crate::config::refuse_non_directory(&cfg.server.data_dir)?;
     crate::sinks::apply_conventional_env(&mut cfg);
     crate::kafka::apply_env(&mut cfg);
-    cfg.redis.validate()?;
-    cfg.clickhouse.validate()?;
+    // Again with the conventional variables applied: they can switch a sink on, and with it
+    // the checks that span sections (`[redis] day-ttl` against `[dataflow] long-retention`).
+    cfg.validate()?;
     if cfg.server.role != crate::config::Role::Redirect {
         crate::anomalies::admin_auth(&cfg).log_mode();
         if let Some(limit) = cfg.api.create_rate_limit()? {

@@ -309,22 +309,25 @@ impl Sinks {
         let mut out = Vec::new();
         if let Some(r) = &self.redis {
             let s = r.status();
-            out.extend(describe_behind("the Redis view sink", s.pending_rows, s.healthy, s.last_error.as_deref()));
+            out.extend(describe_behind("the Redis view sink", s.pending_rows, s.dropped_rows, s.healthy, s.last_error.as_deref()));
         }
         if let Some(c) = &self.clickhouse {
             let s = c.status();
-            out.extend(describe_behind("the ClickHouse sink", s.pending_rows, s.healthy, s.last_error.as_deref()));
+            out.extend(describe_behind("the ClickHouse sink", s.pending_rows, s.dropped_rows, s.healthy, s.last_error.as_deref()));
         }
         (!out.is_empty()).then(|| out.join(" and "))
     }
 }
 
 /// One sink of [`Sinks::behind`], or `None` when it is up to date.
-fn describe_behind(sink: &str, pending: usize, healthy: bool, last_error: Option<&str>) -> Option<String> {
-    if pending == 0 && healthy {
+fn describe_behind(sink: &str, pending: usize, dropped: u64, healthy: bool, last_error: Option<&str>) -> Option<String> {
+    if pending == 0 && dropped == 0 && healthy {
         return None;
     }
-    let rows = if pending == 1 { "1 row".to_string() } else { format!("{pending} rows") };
+    let mut rows = if pending == 1 { "1 row".to_string() } else { format!("{pending} rows") };
+    if dropped > 0 {
+        rows = format!("{rows}, and {dropped} dropped at its buffer bound,");
+    }
     Some(match last_error {
         Some(e) => format!("{sink} ({rows} not written; last error: {e})"),
         None => format!("{sink} ({rows} not written)"),
@@ -413,9 +416,12 @@ impl Dependency for RedisSinkHealth {
     fn status(&self) -> (bool, serde_json::Value) {
         let s = self.sink.status();
         let probed = self.probe.last().unwrap_or(Ok(()));
-        let up = s.healthy && probed.is_ok();
+        let writing = s.healthy && probed.is_ok();
+        let up = writing && s.dropped_rows == 0;
         let last_error = s.last_error.or(probed.err());
-        (up, json!({ "status": if up { "up" } else { "down" }, "pending_rows": s.pending_rows, "applied_epoch": s.applied_epoch, "last_error": last_error }))
+        let mut body = json!({ "status": sink_status(writing, s.dropped_rows), "pending_rows": s.pending_rows, "applied_epoch": s.applied_epoch, "last_error": last_error });
+        add_dropped(&mut body, s.dropped_rows);
+        (up, body)
     }
     fn refresh(&self) -> RefreshFuture<'_> {
         Box::pin(self.probe.refresh(|| async {
@@ -425,6 +431,25 @@ impl Dependency for RedisSinkHealth {
                 error
             })
         }))
+    }
+}
+
+/// A view sink's `/readyz` status: `down` while it cannot write, else `incomplete` once it
+/// dropped rows at its buffer bound during an outage (they stay missing until the next start,
+/// which replays from the checkpoint before the drop: checkpoints stop at it), else `up`.
+fn sink_status(writing: bool, dropped_rows: u64) -> &'static str {
+    match (writing, dropped_rows) {
+        (false, _) => "down",
+        (true, 0) => "up",
+        (true, _) => "incomplete",
+    }
+}
+
+/// Adds `dropped_rows` (rows dropped at the buffer bound) to a sink's `/readyz` entry once
+/// there are any.
+fn add_dropped(body: &mut serde_json::Value, dropped_rows: u64) {
+    if dropped_rows > 0 {
+        body["dropped_rows"] = json!(dropped_rows);
     }
 }
 
@@ -445,12 +470,14 @@ impl Dependency for ClickHouseHealth {
     fn status(&self) -> (bool, serde_json::Value) {
         let s = self.sink.status();
         let probed = self.probe.last().unwrap_or(Ok(()));
-        let up = s.healthy && probed.is_ok();
+        let writing = s.healthy && probed.is_ok();
+        let up = writing && s.dropped_rows == 0;
         let last_error = s.last_error.or(probed.err());
-        (
-            up,
-            json!({ "status": if up { "up" } else { "down" }, "pending_rows": s.pending_rows, "applied_epoch": s.applied_epoch, "migrated": s.migrated, "last_error": last_error }),
-        )
+        let status = sink_status(writing, s.dropped_rows);
+        let mut body =
+            json!({ "status": status, "pending_rows": s.pending_rows, "applied_epoch": s.applied_epoch, "migrated": s.migrated, "last_error": last_error });
+        add_dropped(&mut body, s.dropped_rows);
+        (up, body)
     }
     fn refresh(&self) -> RefreshFuture<'_> {
         Box::pin(self.probe.refresh(|| async {

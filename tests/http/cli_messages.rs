@@ -483,3 +483,26 @@ fn bench_freshness_sends_the_probes_due_before_the_end() {
     assert_eq!((out.status.code(), text(&out.stderr)), (Some(0), String::new()), "{stdout}");
     assert!(stdout.contains("\n  2 probes measured, 0 failed;"), "{stdout}");
 }
+
+/// Finding (session 50): `[redis] day-ttl` below `[dataflow] long-retention` was refused only
+/// when Redis was switched on by `[redis] url`; with the conventional `REDIS_URL` the start
+/// went on, and every expiry of a day key counted that day again in the all-time values (3
+/// clicks became 6). The check now runs with the conventional variables applied.
+#[test]
+fn serve_refuses_a_short_redis_day_ttl_also_when_redis_url_switches_redis_on() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("new-data");
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["--log", "warn", "serve", "--listen", "127.0.0.1:0", "--data-dir", utf8(&data)])
+        .env_remove("SLUICE__REDIS__URL")
+        .env_remove("SLUICE__STORE__URL")
+        .env_remove("KAFKA_BROKERS")
+        .env("REDIS_URL", "redis://127.0.0.1:1/")
+        .env("SLUICE__REDIS__DAY_TTL", "3s")
+        .output()
+        .expect("run sluice");
+    let want = "error: redis.day-ttl (3s) must be at least dataflow.long-retention (400days): a day's clicks would be counted again in the all-time values \
+                once its key expired\n";
+    assert_eq!((out.status.code(), text(&out.stderr)), (Some(1), want.to_string()));
+    assert!(!data.exists(), "no data dir created");
+}

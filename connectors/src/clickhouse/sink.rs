@@ -58,7 +58,9 @@ pub struct ClickHouseSinkStatus {
     pub inserts: u64,
     /// Failed attempts (inserts and migrations) since start.
     pub errors: u64,
-    /// Rows dropped because the buffer was full.
+    /// Rows dropped because the buffer was full. Once any is, `applied_epoch` stops
+    /// advancing for the rest of the process (no checkpoint may cover missing rows; the next
+    /// start replays from the one before the drop and writes them).
     pub dropped_rows: u64,
     /// Whether the migrations have run.
     pub migrated: bool,
@@ -294,7 +296,11 @@ impl Writer {
     fn publish_applied(&mut self) {
         self.first_buffered = None;
         if self.status.applied_epoch < self.pending_epoch || self.status.pending_rows != 0 {
-            self.status.applied_epoch = self.status.applied_epoch.max(self.pending_epoch);
+            // Rows dropped are not in ClickHouse: what follows them is not "applied" either
+            // (no checkpoint may cover them; the next start replays and writes them).
+            if self.status.dropped_rows == 0 {
+                self.status.applied_epoch = self.status.applied_epoch.max(self.pending_epoch);
+            }
             self.status.pending_rows = 0;
             self.status_tx.send_replace(self.status.clone());
         }

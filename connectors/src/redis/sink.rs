@@ -66,7 +66,10 @@ pub struct SinkStatus {
     pub flushes: u64,
     /// Failed pipelines since start.
     pub errors: u64,
-    /// Rows dropped because the buffer was full.
+    /// Rows dropped because the buffer was full. Once any is, `applied_epoch` stops
+    /// advancing for the rest of the process: the rows are missing from Redis, so no
+    /// checkpoint may say they are written; the next start replays from the checkpoint before
+    /// the drop and writes them (absolute values).
     pub dropped_rows: u64,
     /// Whether the latest write attempt succeeded (true before the first).
     pub healthy: bool,
@@ -254,7 +257,7 @@ impl Writer {
                 Err(e) => {
                     self.status.errors += 1;
                     self.status.healthy = false;
-                    self.status.last_error = Some(e.to_string());
+                    self.status.last_error = Some(e.chain());
                     let n = self.status.errors;
                     SinkWriteFailed { error: &e, pending: self.pending.len(), log: log_failure(n) }.emit();
                     self.status.pending_rows = self.pending.len();
@@ -298,7 +301,10 @@ impl Writer {
     }
 
     fn publish_applied(&mut self) {
-        self.status.applied_epoch = self.status.applied_epoch.max(self.pending_epoch);
+        // Rows dropped are not in Redis: what follows them is not "applied" either.
+        if self.status.dropped_rows == 0 {
+            self.status.applied_epoch = self.status.applied_epoch.max(self.pending_epoch);
+        }
         self.status.pending_rows = 0;
         self.status_tx.send_replace(self.status.clone());
     }

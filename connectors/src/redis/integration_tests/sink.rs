@@ -248,3 +248,42 @@ async fn sink_catches_up_after_an_outage() {
     assert_eq!(read_state(&url, &keys, &want).await, want);
     assert!(sink.status().healthy);
 }
+
+/// Attack of session 50: with the buffer bound reached during an outage the sink dropped
+/// rows, then reported itself caught up (`applied_epoch` past them), so the next checkpoint
+/// covered rows Redis never got and no restart wrote them. Now the applied epoch stops at the
+/// drop: the rows it still holds are written when Redis returns, but no checkpoint can pass
+/// the drop, and the next start replays from before it.
+#[tokio::test]
+async fn rows_dropped_at_the_buffer_bound_stop_the_applied_epoch() {
+    let mut server = PrivateRedis::start_persistent();
+    let url = server.url();
+    let m = now_minute();
+    let b1 = batch1(m);
+    let bound = b1.rows.len();
+    let mut cfg = fresh_config("dropped", &url);
+    cfg.sink_max_pending_rows = bound;
+    let sink = RedisViewSink::start(&cfg, Arc::new(ExactUnion)).expect("start");
+    sink.send(b1).await.expect("send");
+    assert!(sink.wait_applied(100, Duration::from_secs(10)).await, "{:?}", sink.status());
+
+    server.stop();
+    // Twice the bound of distinct rows (one link each) while Redis is down.
+    let rows = (0..2 * bound).map(|i| row(&format!("x{i}"), G::Day, D1, V::Total, false, &[], 1, &[i as u64])).collect();
+    sink.send(RollupBatch { epoch_upper: 200, watermark_ms: m, rows }).await.expect("send");
+    assert!(wait_until(Duration::from_secs(10), || async { sink.status().dropped_rows > 0 }).await, "rows dropped: {:?}", sink.status());
+    let dropped = sink.status().dropped_rows;
+    server.restart();
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            let s = sink.status();
+            s.healthy && s.pending_rows == 0 && s.flushes >= 2
+        })
+        .await,
+        "the rows it kept are written: {:?}",
+        sink.status()
+    );
+    let st = sink.status();
+    assert_eq!((st.applied_epoch, st.dropped_rows), (100, dropped), "the applied epoch stays before the drop: {st:?}");
+    assert!(!sink.wait_applied(200, Duration::from_millis(500)).await);
+}
