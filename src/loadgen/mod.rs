@@ -275,8 +275,11 @@ fn check_args(args: &LoadgenArgs) -> Result<(), crate::bench::BenchError> {
             return usage(format!("--{name} must be from {} to {} requests per second, got {r:?}", crate::cli::MIN_RATE, crate::cli::MAX_RATE));
         }
     }
-    if args.duration.is_zero() || args.concurrency == 0 {
-        return usage("--duration and --concurrency must be positive".into());
+    if args.duration.is_zero() {
+        return usage("--duration must be positive".into());
+    }
+    if args.concurrency == 0 {
+        return usage("--concurrency must be positive".into());
     }
     if let Err(e) = crate::cli::check_plans_a_request("rate", args.rate, "duration", args.duration) {
         return usage(e);
