@@ -19,6 +19,16 @@ use crate::config::parse_secret;
 /// File name inside the data directory.
 pub const FILE_NAME: &str = "visitor_secret";
 
+/// A short fingerprint of `secret` for logs: the first 6 bytes, in hex, of SHA-256 over a
+/// fixed label and the secret (FIPS 180-4). It names which secret a process uses, so the
+/// processes of a cluster (or split redirect processes) can be checked to share one, without
+/// revealing it.
+pub fn fingerprint(secret: &[u8; 32]) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::new().chain_update(b"sluice visitor secret fingerprint\0").chain_update(secret).finalize();
+    hex::encode(&digest[..6])
+}
+
 /// The configured secret, or the one in `data_dir` (created when missing, see module docs).
 ///
 /// Errors: a path that is no regular file (a directory, say: named as such, before any mode
@@ -144,6 +154,13 @@ fn create_whole(data_dir: &Path, path: &Path, secret: &[u8; 32]) -> anyhow::Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fingerprints_are_sha256_of_the_label_and_the_secret() {
+        // Expected values from Python: hashlib.sha256(b"sluice visitor secret fingerprint\x00" + secret).hexdigest()[:12]
+        assert_eq!(fingerprint(&[0x5e; 32]), "a51acaa56cd6");
+        assert_eq!(fingerprint(&[0; 32]), "153651a10096");
+    }
 
     #[test]
     fn generated_once_with_0600_and_stable() {

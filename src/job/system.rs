@@ -213,6 +213,8 @@ impl System {
         // Logs an error when `links.db` is deleted or replaced while open (`/readyz` fails then).
         drop(crate::health::watch_store_file(Arc::downgrade(&store), crate::health::STORE_FILE_CHECK));
         let secret = visitor_secret::load_or_create_after(cfg.visitor.secret.as_ref().map(|s| s.0.as_str()), &data_dir, had_click_log)?;
+        // Every process taking clicks of one deployment must log the same fingerprint.
+        tracing::info!(fingerprint = %visitor_secret::fingerprint(&secret), "visitor secret (the same in every process of a cluster)");
         // Applied with the others' below.
         let api_check = match api_log {
             Some(l) => l.check(&cfg, &store, before_open).await?,
