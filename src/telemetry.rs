@@ -99,8 +99,7 @@ pub fn init_tracing(filter: tracing_subscriber::EnvFilter) {
 /// the backtrace), instead of the raw text the standard hook writes between log lines.
 pub fn log_panics() {
     std::panic::set_hook(Box::new(|info| {
-        let payload = info.payload();
-        let message = payload.downcast_ref::<&str>().copied().or_else(|| payload.downcast_ref::<String>().map(String::as_str)).unwrap_or("(no message)");
+        let message = sluice_dataflows::pipeline::panic_text(info.payload());
         let location = info.location().map(ToString::to_string).unwrap_or_default();
         let thread = std::thread::current();
         let thread = thread.name().unwrap_or("<unnamed>");

@@ -126,8 +126,9 @@ impl Shared {
     }
 }
 
-/// The text of a panic's payload (`&str` or `String`; other payloads are not described).
-fn panic_text(payload: &(dyn std::any::Any + Send)) -> &str {
+/// The text of a panic's payload (`&str` or `String`, what `panic!` makes; other payloads
+/// read `(no message)`).
+pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> &str {
     payload.downcast_ref::<&str>().copied().or_else(|| payload.downcast_ref::<String>().map(String::as_str)).unwrap_or("(no message)")
 }
 
