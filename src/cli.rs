@@ -128,7 +128,7 @@ impl ServeArgs {
         let d = &mut cfg.dataflow;
         d.workers = self.dataflow_workers.unwrap_or(d.workers);
         d.processes = self.processes.unwrap_or(d.processes);
-        d.process_id = self.process_id.unwrap_or(d.process_id);
+        d.process_id = self.process_id.or(d.process_id);
         d.hostfile = self.hostfile.clone().or(d.hostfile.take());
         d.count_from_log_start = self.count_from_log_start;
         cfg.validate()?;

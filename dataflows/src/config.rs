@@ -124,6 +124,13 @@ pub struct ClusterConfig {
     pub process_id: usize,
     /// `host:port` of every process, in process-id order (timely connects them all-to-all).
     pub addresses: Vec<String>,
+    /// Settings from outside the pipeline that every process must hold equal, as `(name,
+    /// value)` pairs (the binary: its visitor secret's fingerprint). The graph compares them,
+    /// and its own (worker threads, event-time semantics, `[abuse]`), between the processes
+    /// when it starts; a difference fails the pipeline naming the setting
+    /// ([`crate::pipeline::PipelineHandle::failure`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub agreed: Vec<(String, String)>,
 }
 
 impl ClusterConfig {
@@ -138,7 +145,7 @@ impl ClusterConfig {
         if addresses.len() != processes {
             return Err(Error::Config(format!("hostfile \"{}\" lists {} processes, expected {processes}", path.display(), addresses.len())));
         }
-        let c = ClusterConfig { process_id, addresses };
+        let c = ClusterConfig { process_id, addresses, agreed: Vec::new() };
         c.validate()?;
         Ok(c)
     }

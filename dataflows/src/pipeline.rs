@@ -22,6 +22,10 @@
 //! its input by more than `max_inflight_epochs`), pass every record through the
 //! [`SourceGate`], send accepted clicks and changed watermark reports at the current epoch,
 //! drain the link-metadata feed (worker 0), advance the inputs to the current epoch, step.
+//!
+//! In a timely cluster the graph also compares, at epoch 0, the settings every process must
+//! share (`agreement`: worker threads, event-time semantics, `[abuse]`, and the caller's
+//! [`crate::config::ClusterConfig::agreed`]); a difference fails the pipeline.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -53,6 +57,7 @@ use crate::wake::WakeSlot;
 use crate::watermark::{SourceGate, WatermarkReport};
 use crate::{Error, Result};
 
+mod agreement;
 mod handle;
 mod link_meta;
 pub use link_meta::{LinkMetaChange, LinkMetaFeed, LinkMetaSender, link_meta_channel};
@@ -222,6 +227,7 @@ pub fn start_with_checkpoints<E: ClickEnricher>(
     let (factory, clock) = (inputs.source, inputs.clock);
     let (batch, max_inflight, interval) = (config.batch_size, config.max_inflight_epochs, config.change_interval);
     let apply_interval = config.apply_interval;
+    let (cluster_process, agreed) = (config.cluster.as_ref().map(|c| c.process_id), agreement::settings(config));
     let (views2, shared2) = (views.clone(), Arc::clone(&shared));
 
     let run_worker = move |worker: &mut timely::worker::Worker| -> std::result::Result<(), String> {
@@ -258,6 +264,9 @@ pub fn start_with_checkpoints<E: ClickEnricher>(
             let (reports_in, reports) = scope.new_input::<WatermarkReport>();
             let (meta_in, meta) = scope.new_collection::<(String, LinkMeta), isize>();
             let (block_in, blocklist) = scope.new_collection::<String, isize>();
+            if let Some(process) = cluster_process {
+                agreement::check(scope, process, local == 0, agreed.clone());
+            }
             let reports = reports.broadcast();
             let (deduped, late) = clicks.dedup_by_event_id(reports.clone(), params);
             late.sink_dead_letters(counters, sink);

@@ -41,7 +41,19 @@ pub const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 impl std::fmt::Display for StrictJsonError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            StrictJsonError::Syntax(e) => write!(f, "{e}"),
+            StrictJsonError::Syntax(e) => {
+                write!(f, "{e}")?;
+                // serde_json's words for an unpaired surrogate escape ("unexpected end of hex
+                // escape" when no second \u escape follows a high one) do not say what is wrong.
+                let msg = e.to_string();
+                if msg.starts_with("unexpected end of hex escape") || msg.starts_with("lone leading surrogate") {
+                    f.write_str(
+                        " (an unpaired surrogate: a \\uD800–\\uDBFF escape must be followed by a \\uDC00–\\uDFFF one, and those only follow \
+                         one; a lone surrogate is no character, RFC 8259 §7)",
+                    )?;
+                }
+                Ok(())
+            }
             StrictJsonError::ByteOrderMark => {
                 f.write_str("it starts with a UTF-8 byte order mark (bytes EF BB BF), which JSON must not carry (RFC 8259 §8.1): remove it")
             }
@@ -322,6 +334,25 @@ mod tests {
                 other => panic!("{text}: {other:?}"),
             }
         }
+    }
+
+    /// Attack of session 51: `"\ud800"` was answered "unexpected end of hex escape", though the
+    /// escape is whole; the message now names the unpaired surrogate. A pair is a character.
+    #[test]
+    fn an_unpaired_surrogate_escape_is_named() {
+        const HINT: &str = " (an unpaired surrogate: a \\uD800–\\uDBFF escape must be followed by a \\uDC00–\\uDFFF one, and those only \
+                            follow one; a lone surrogate is no character, RFC 8259 §7)";
+        for (text, serde_says) in [
+            (r#"{"a":"\ud800"}"#, "unexpected end of hex escape at line 1 column 13"),
+            (r#"{"a":"\ud800\u0041"}"#, "lone leading surrogate in hex escape at line 1 column 18"),
+            (r#"{"a":"\udc00"}"#, "lone leading surrogate in hex escape at line 1 column 12"),
+        ] {
+            let e = from_str_strict(text).expect_err(text);
+            assert_eq!(e.to_string(), format!("{serde_says}{HINT}"), "{text}");
+        }
+        assert_eq!(from_str_strict(r#"{"a":"\ud83d\ude00"}"#).expect("a pair"), serde_json::json!({"a": "\u{1F600}"}));
+        // Other escape errors keep serde_json's words alone.
+        assert_eq!(from_str_strict(r#"{"a":"\u12"}"#).expect_err("short").to_string(), "invalid escape at line 1 column 12");
     }
 
     #[test]

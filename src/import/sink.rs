@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use serde_json::Value;
 use sluice_connectors::click_log::{CLICK_LOG_FILE_NAME, ClickLog};
 use sluice_ingest::event_input::{EventInput, Validation};
@@ -285,10 +285,11 @@ impl Sink {
     }
 }
 
-/// The destination of `args`: the click log of `--data-dir` (its visitor secret loaded or
-/// created first), or the `POST /v1/events` of `--target` (default: the configuration's
+/// The destination of `args`: the click log of `--data-dir` (an existing one locked first,
+/// then its visitor secret loaded or created, then a new log created), or the `POST /v1/events` of `--target` (default: the configuration's
 /// listen address). Errors: a `--target` that is not `http://` is a usage error
-/// ([`crate::bench::BenchError::Usage`], exit 2); opening the data dir or its log.
+/// ([`crate::bench::BenchError::Usage`], exit 2); opening the data dir or its log; a data
+/// dir that holds a click log but neither a visitor secret file nor a configured one.
 pub(super) fn open_sink(args: &ImportArgs, cfg: &Config) -> anyhow::Result<Sink> {
     if let Some(dir) = &args.data_dir {
         // A data dir whose click log is gone while its checkpoints remain is refused before
@@ -297,11 +298,30 @@ pub(super) fn open_sink(args: &ImportArgs, cfg: &Config) -> anyhow::Result<Sink>
         if checkpoints_on && !dir.join(CLICK_LOG_FILE_NAME).exists() {
             crate::job::checkpoint::refuse_without_log(&crate::job::checkpoint::dir_of(dir), cfg.dataflow.partition())?;
         }
-        // The secret first: opening the log creates clicks.redb, which would make a secret
-        // generated after it look like a lost one ("data dir already holds data").
         crate::config::create_data_dir(dir)?;
-        let secret = crate::visitor_secret::load_or_create(cfg.visitor.secret.as_ref().map(|s| s.0.as_str()), dir)?;
-        let log = ClickLog::open(dir).map_err(|e| crate::log_open::open_error(dir, e, "then import with --target"))?;
+        // An existing log is opened (locked) first, so that an import refused because a
+        // server holds the dir creates nothing in it (attack of session 51: it left a visitor
+        // secret behind, which a later import used). A new one is created after the secret:
+        // a secret generated after it would look like a lost one ("data dir already holds
+        // data"), and a secret refused leaves no log behind.
+        let open_log = || ClickLog::open(dir).map_err(|e| crate::log_open::open_error(dir, e, "then import with --target"));
+        let had_log = dir.join(CLICK_LOG_FILE_NAME).exists();
+        let held = if had_log { Some(open_log()?) } else { None };
+        let configured = cfg.visitor.secret.as_ref().map(|s| s.0.as_str());
+        if had_log && configured.is_none() && !dir.join(crate::visitor_secret::FILE_NAME).exists() {
+            bail!(
+                "\"{}\" holds a click log but no {} file, and no [visitor] secret is configured: the server that writes this data dir keys \
+                 visitor ids with its [visitor] secret, so import with its configuration (--config, or SLUICE__VISITOR__SECRET); a new secret \
+                 would count its returning visitors as new uniques",
+                dir.display(),
+                crate::visitor_secret::FILE_NAME
+            );
+        }
+        let secret = crate::visitor_secret::load_or_create_after(configured, dir, had_log)?;
+        let log = match held {
+            Some(log) => log,
+            None => open_log()?,
+        };
         let salt = VisitorSalt::new(secret, cfg.visitor.salt_period.period_ms());
         let skew_ms = cfg.intake_future_skew_ms();
         let lateness = OfflineLateness::open(cfg, dir, &log, !args.no_backfill)?;

@@ -416,6 +416,8 @@ async fn an_offline_import_measures_a_record_stamped_ahead_at_its_arrival() {
         assert_eq!(arrivals.len(), 1, "{arrivals:?}");
         arrivals[0].1
     };
+    // The secret its server made (an import refuses a log without one).
+    crate::visitor_secret::load_or_create_after(None, &data, false).expect("visitor secret");
     let floor = arrival + margin - 2 * DAY;
     let file = dir.path().join("live.ndjson");
     let lines: Vec<String> = [floor - 1, floor]
@@ -487,4 +489,42 @@ async fn a_json_array_file_is_refused_whole_as_not_ndjson() {
         );
         assert!(!data.exists(), "nothing stored, nothing left behind");
     }
+}
+
+/// Attack of session 51: `import --data-dir` into the data dir of a running server whose
+/// secret is configured (no `visitor_secret` file) created the file before it found the click
+/// log locked, and left it; a later import without the server's configuration then keyed
+/// visitors with it (one visitor counted twice). The lock now comes first, so the refused
+/// import creates nothing, and an import into a data dir that holds a click log but no secret
+/// (file or configured) is refused, naming the fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_into_a_held_or_secretless_data_dir_creates_no_visitor_secret() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret_file = dir.path().join(crate::visitor_secret::FILE_NAME);
+    let held = ClickLog::open(dir.path()).expect("open the log, as a server does");
+    let mut args = import_args(fixture("events.ndjson"));
+    args.data_dir = Some(dir.path().to_path_buf());
+    let err = run(&args).await.expect_err("the log is held");
+    assert!(format!("{err:#}").contains("then import with --target"), "{err:#}");
+    assert!(!secret_file.exists(), "a refused import created the visitor secret");
+    drop(held);
+
+    let err = run(&args).await.expect_err("no secret for a log that holds data");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "\"{}\" holds a click log but no visitor_secret file, and no [visitor] secret is configured: the server that writes this data dir \
+             keys visitor ids with its [visitor] secret, so import with its configuration (--config, or SLUICE__VISITOR__SECRET); a new \
+             secret would count its returning visitors as new uniques",
+            dir.path().display()
+        )
+    );
+    assert!(!secret_file.exists());
+
+    // With the server's configuration, the import stores its events, keyed with that secret.
+    let cfg_file = dir.path().join("sluice.toml");
+    std::fs::write(&cfg_file, format!("[visitor]\nsecret = \"{SECRET}\"\n")).expect("write config");
+    args.config = Some(cfg_file);
+    assert_eq!(run(&args).await.expect("import").accepted, 3);
+    assert!(!secret_file.exists(), "a configured secret is not written to the data dir");
 }

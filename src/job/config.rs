@@ -22,8 +22,11 @@ pub struct DataflowSection {
     pub workers: usize,
     /// Timely processes in the cluster (`--processes`); more than 1 needs `hostfile`.
     pub processes: usize,
-    /// This process's index in the hostfile, `0..processes` (`--process-id`).
-    pub process_id: usize,
+    /// This process's index in the hostfile, `0..processes` (`--process-id`); required when
+    /// `processes > 1` (a missing id must not make two processes both take partition 0),
+    /// 0 when unset on a single process ([`Self::process_id`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process_id: Option<usize>,
     /// Timely hostfile: one `host:port` per process, in process-id order (`--hostfile`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hostfile: Option<PathBuf>,
@@ -88,7 +91,7 @@ impl Default for DataflowSection {
             enabled: true,
             workers: 1,
             processes: 1,
-            process_id: 0,
+            process_id: None,
             hostfile: None,
             allowed_lateness: sem.allowed_lateness,
             dedup_horizon: sem.dedup_horizon,
@@ -129,7 +132,7 @@ impl DataflowSection {
             let Some(path) = &self.hostfile else {
                 bail!("dataflow.processes = {} needs dataflow.hostfile (--hostfile)", self.processes);
             };
-            Some(ClusterConfig::from_hostfile(path, self.processes, self.process_id).context("invalid dataflow cluster")?)
+            Some(ClusterConfig::from_hostfile(path, self.processes, self.process_id()).context("invalid dataflow cluster")?)
         } else {
             None
         };
@@ -158,8 +161,14 @@ impl DataflowSection {
         if self.processes == 0 {
             bail!("dataflow.processes must be at least 1");
         }
-        if self.process_id >= self.processes {
-            bail!("dataflow.process-id {} is out of range for {} processes", self.process_id, self.processes);
+        match self.process_id {
+            None if self.processes > 1 => bail!(
+                "dataflow.processes = {} needs dataflow.process-id (--process-id): this process's line in the hostfile, 0 to {}",
+                self.processes,
+                self.processes - 1
+            ),
+            Some(id) if id >= self.processes => bail!("dataflow.process-id {id} is out of range for {} processes", self.processes),
+            _ => {}
         }
         match &self.hostfile {
             None if self.processes > 1 => bail!("dataflow.processes = {} needs dataflow.hostfile (--hostfile)", self.processes),
@@ -200,10 +209,16 @@ impl DataflowSection {
         cfg.validate().context("invalid [dataflow] configuration")
     }
 
+    /// This process's index in the cluster: `process-id`, 0 when unset (a single process;
+    /// [`Self::validate`] refuses it unset on several).
+    pub fn process_id(&self) -> usize {
+        self.process_id.unwrap_or(0)
+    }
+
     /// The click-log partition this process reads: its process id (one embedded log per
     /// process; 0 for a single process).
     pub fn partition(&self) -> u32 {
-        u32::try_from(self.process_id).unwrap_or(u32::MAX)
+        u32::try_from(self.process_id()).unwrap_or(u32::MAX)
     }
 }
 

@@ -337,7 +337,13 @@ impl DataflowJob {
         pending: Option<Arc<sluice_ingest::PendingFloor>>,
     ) -> anyhow::Result<DataflowJob> {
         let StartPoint { log, checkpoints_on, source_id, checkpoint_dir, restored } = start;
-        let pcfg = cfg.dataflow.pipeline_config()?;
+        let mut pcfg = cfg.dataflow.pipeline_config()?;
+        // Checked against every peer's when the graph starts (`sluice_dataflows::pipeline`,
+        // agreement): the config refuses a cluster without a configured secret.
+        if let (Some(cluster), Some(s)) = (pcfg.cluster.as_mut(), &cfg.visitor.secret) {
+            let secret = crate::config::parse_secret(&s.0)?;
+            cluster.agreed.push(("visitor.secret (its fingerprint)".to_owned(), crate::visitor_secret::fingerprint(&secret)));
+        }
         for r in DeadLetterReason::ALL {
             metrics::counter!("sluice_events_dead_lettered_total", "reason" => r.as_str()).increment(0);
         }
@@ -351,7 +357,7 @@ impl DataflowJob {
         let mut tasks = Vec::new();
 
         // Link metadata: complete before the first click is read (process 0 feeds it).
-        let (feeder, meta_feed) = if cfg.dataflow.process_id == 0 {
+        let (feeder, meta_feed) = if cfg.dataflow.process_id() == 0 {
             let (tx, feed) = link_meta_channel();
             let feeder = Arc::new(MetaFeeder::new(tx));
             let after = link_meta::catch_up(&feeder, store.as_ref(), 0).await.context("could not load link metadata from the store")?;
@@ -426,7 +432,7 @@ impl DataflowJob {
         tracing::info!(
             workers = cfg.dataflow.workers,
             processes = cfg.dataflow.processes,
-            process_id = cfg.dataflow.process_id,
+            process_id = cfg.dataflow.process_id(),
             kafka = cfg.kafka.enabled(),
             from = ?start_offsets,
             checkpoints = checkpoints_on,

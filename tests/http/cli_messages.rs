@@ -435,7 +435,7 @@ fn import_flags_out_of_range_are_usage_errors() {
 /// Finding: `serve --hostfile /nonexistent` without `--processes` was silently ignored. A
 /// hostfile on a single process, or one that does not exist, is now refused like the
 /// other invalid dataflow settings (exit 1, naming the key and the flag; no data dir
-/// created).
+/// created); so are a cluster without `--process-id` and one out of range.
 #[test]
 fn serve_refuses_an_unused_or_missing_hostfile() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -452,16 +452,29 @@ fn serve_refuses_an_unused_or_missing_hostfile() {
             vec!["--hostfile", utf8(&hosts), "--processes", "1"],
             format!("dataflow.hostfile (--hostfile) \"{}\" needs dataflow.processes (--processes) 2 or more, got 1", hosts.display()),
         ),
-        (vec!["--hostfile", utf8(&missing), "--processes", "2"], format!("dataflow.hostfile (--hostfile) \"{}\" does not exist", missing.display())),
-        (vec!["--hostfile", utf8(tmp.path()), "--processes", "2"], format!("dataflow.hostfile (--hostfile) \"{}\" is not a file", tmp.path().display())),
+        (
+            vec!["--hostfile", utf8(&missing), "--processes", "2", "--process-id", "1"],
+            format!("dataflow.hostfile (--hostfile) \"{}\" does not exist", missing.display()),
+        ),
+        (
+            vec!["--hostfile", utf8(tmp.path()), "--processes", "2", "--process-id", "0"],
+            format!("dataflow.hostfile (--hostfile) \"{}\" is not a file", tmp.path().display()),
+        ),
         // Attack of session 50: each process generated its own visitor secret, so one
         // visitor clicking through two processes counted as two uniques.
         (
-            vec!["--hostfile", utf8(&hosts), "--processes", "2"],
+            vec!["--hostfile", utf8(&hosts), "--processes", "2", "--process-id", "1"],
             "dataflow.processes = 2 needs visitor.secret (SLUICE__VISITOR__SECRET), the same 64 hex characters in every process of the cluster (e.g. \
              `openssl rand -hex 32`): visitor ids are keyed with it, and processes with secrets of their own would count one visitor once per process"
                 .to_string(),
         ),
+        // A missing --process-id made every process of a cluster process 0 (each reading
+        // partition 0 and claiming the same hostfile line).
+        (
+            vec!["--hostfile", utf8(&hosts), "--processes", "2"],
+            "dataflow.processes = 2 needs dataflow.process-id (--process-id): this process's line in the hostfile, 0 to 1".to_string(),
+        ),
+        (vec!["--hostfile", utf8(&hosts), "--processes", "2", "--process-id", "2"], "dataflow.process-id 2 is out of range for 2 processes".to_string()),
     ] {
         let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--data-dir", utf8(&data)];
         args.extend(&extra);

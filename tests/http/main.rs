@@ -14,6 +14,7 @@ mod cli;
 mod cli_data_dir;
 mod cli_messages;
 mod cli_run;
+mod cluster_settings;
 mod concurrency;
 mod doc_links;
 mod error_codes;

@@ -457,8 +457,10 @@ fn split_body(bytes: &[u8], format: BodyFormat, max_events: usize) -> Result<Vec
                     format!("request body repeats the key {} in one object (line {line}, column {column}); send each member once", Value::from(echo(&key))),
                 )
                 .with_details(json!({ "key": key, "line": line, "column": column })),
-                StrictJsonError::Syntax(e) => ApiError::bad_request("malformed_json", format!("request body is not valid json: {e}"))
-                    .with_details(json!({ "line": e.line(), "column": e.column() })),
+                StrictJsonError::Syntax(e) => {
+                    let details = json!({ "line": e.line(), "column": e.column() });
+                    ApiError::bad_request("malformed_json", format!("request body is not valid json: {}", StrictJsonError::Syntax(e))).with_details(details)
+                }
                 e @ StrictJsonError::ByteOrderMark => {
                     ApiError::bad_request("malformed_json", format!("request body is not valid json: {e}")).with_details(json!({ "line": 1, "column": 1 }))
                 }

@@ -263,7 +263,8 @@ fn parse_dimensions(v: Option<&str>, adhoc: bool) -> Result<Vec<Dimension>, ApiE
 
 /// Parses an IANA zone name (exact, then ignoring case). No zone name holds a space, so a
 /// space is read as the `+` it was before form decoding turned it into one (`tz=Etc/GMT+5`
-/// sent unencoded arrives as `Etc/GMT 5`); `%2B` is the encoded form. An absent `tz` is
+/// sent unencoded arrives as `Etc/GMT 5`); `%2B` is the encoded form; spaces around a name
+/// are dropped. An absent `tz` is
 /// UTC; an empty one (`tz=`) is refused rather than guessed. Errors: `unknown_timezone`.
 pub fn parse_tz(v: Option<&str>) -> Result<Tz, ApiError> {
     let Some(name) = v else { return Ok(Tz::UTC) };
@@ -275,7 +276,8 @@ pub fn parse_tz(v: Option<&str>) -> Result<Tz, ApiError> {
         .with_details(json!({ "tz": name })));
     }
     let find = |n: &str| n.parse::<Tz>().ok().or_else(|| chrono_tz::TZ_VARIANTS.iter().copied().find(|tz| tz.name().eq_ignore_ascii_case(n)));
-    let found = find(name).or_else(|| if name.contains(' ') { find(&name.replace(' ', "+")) } else { None });
+    // Spaces around the name (`tz=%20UTC`) are dropped, as around `dimensions`.
+    let found = find(name).or_else(|| if name.contains(' ') { find(&name.replace(' ', "+")).or_else(|| find(name.trim())) } else { None });
     found.ok_or_else(|| {
         let hint = if name.contains(' ') { " (a '+' in a zone name must be sent as %2B)" } else { "" };
         ApiError::bad_request("unknown_timezone", format!("\"{}\" is not an IANA time zone name (e.g. UTC, Europe/Berlin, Asia/Kolkata){hint}", echo(name)))

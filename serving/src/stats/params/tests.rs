@@ -158,6 +158,11 @@ fn valid_parameters_parse() {
     assert_eq!((p.bucket, p.include_bots, p.limit, p.order_by), (Bucket::Hour, true, 5, OrderBy::UniquesDesc));
     let p = parse_stats(Some("bucket=minute&from=2024-06-01T00:00:00Z&to=2024-06-03T00:00:00Z&dimensions=referrer_medium"), 0).expect("2 days of minutes");
     assert_eq!(p.dimensions, vec![Dimension::ReferrerMedium]);
+    // Spaces around a zone name are dropped, as around dimensions (attack of session 51);
+    // one inside is still the '+' that form decoding made of it.
+    for (q, tz) in [("tz=%20UTC", chrono_tz::UTC), ("tz=Asia/Kolkata%20%20", chrono_tz::Asia::Kolkata), ("tz=Etc/GMT%205", chrono_tz::Etc::GMTPlus5)] {
+        assert_eq!(parse_stats(Some(q), 0).expect(q).tz, tz, "{q}");
+    }
 }
 
 #[test]
