@@ -25,7 +25,7 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Zipf};
 use sluice_dataflows::clock::ManualClock;
-use sluice_dataflows::config::PipelineConfig;
+use sluice_dataflows::config::{AbuseConfig, PipelineConfig};
 use sluice_dataflows::enrich::{EnrichConfig, Enricher};
 use sluice_dataflows::hash::{owner, route_str, route_u128};
 use sluice_dataflows::model::{Granularity, View};
@@ -74,6 +74,11 @@ pub struct DataflowBenchArgs {
     /// the pipeline's default).
     #[arg(long, default_value_t = PipelineConfig::default().max_inflight_epochs)]
     pub max_inflight_epochs: u64,
+    /// Run the abuse detectors (`[dataflow.abuse] enabled`, on in `sluice serve` by default);
+    /// `--abuse false` measures the analytics graph alone (dedup, enrichment, link metadata,
+    /// rollups), as a deployment without abuse detection runs it.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub abuse: bool,
     /// Events fed to the naive reference baseline (a prefix of the stream).
     #[arg(long, default_value_t = 300_000)]
     pub reference_events: usize,
@@ -153,6 +158,7 @@ pub fn run(args: DataflowBenchArgs) -> anyhow::Result<()> {
             batch_size: args.batch_size,
             apply_interval: Duration::from_millis(args.apply_interval_ms),
             max_inflight_epochs: args.max_inflight_epochs,
+            abuse: AbuseConfig { enabled: args.abuse, ..AbuseConfig::default() },
             ..PipelineConfig::default()
         };
         let r = run_dataflow(&stream, &config, now_ms, &enricher()?, unique as u64)?;

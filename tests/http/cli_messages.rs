@@ -413,6 +413,25 @@ fn bench_dataflow_refuses_a_zero_worker_count_before_generating_events() {
     }
 }
 
+/// `bench dataflow --abuse false` runs the graph without the abuse detectors (session 51:
+/// to tell their cost from the analytics graph's); the run still checks that the views count
+/// each distinct event once (it exits 1 otherwise), with and without them. A value that is
+/// not a boolean is a clap usage error.
+#[test]
+fn bench_dataflow_runs_with_and_without_the_abuse_detectors() {
+    for abuse in ["true", "false"] {
+        let args = ["bench", "dataflow", "--events", "3000", "--links", "7", "--visitors", "50", "--workers", "1,2"];
+        let out = run(&[&args[..], &["--reference-events", "10", "--redis-events", "0", "--abuse", abuse]].concat(), &[]);
+        let stdout = text(&out.stdout);
+        assert_eq!((out.status.code(), text(&out.stderr)), (Some(0), String::new()), "--abuse {abuse}: {stdout}");
+        assert_eq!(stdout.lines().filter(|l| l.starts_with("dataflow, ")).count(), 2, "--abuse {abuse}: {stdout}");
+        assert!(stdout.lines().last().is_some_and(|l| l.starts_with("dataflow events/s per worker: ")), "--abuse {abuse}: {stdout}");
+    }
+    let out = run(&["bench", "dataflow", "--abuse", "maybe"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).starts_with("error: invalid value 'maybe' for '--abuse <BOOL>'\n  [possible values: true, false]\n"), "{}", text(&out.stderr));
+}
+
 /// Findings: `import --retry-for 1000years` was taken (retrying forever); like the other
 /// duration flags it now has a maximum, 1day, refused by clap. `import --batch-size 0`
 /// exited 1 after opening its input while the other refused flag values are clap usage
