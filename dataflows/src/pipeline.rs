@@ -60,6 +60,7 @@ use crate::{Error, Result};
 mod agreement;
 mod handle;
 mod link_meta;
+mod settle;
 pub use link_meta::{LinkMetaChange, LinkMetaFeed, LinkMetaSender, link_meta_channel};
 
 /// Longest a worker parks while it has nothing to do: no new input, and every epoch it
@@ -122,6 +123,8 @@ struct Shared {
     workers: WakeSlot,
     /// Why the first local worker that failed did ([`PipelineHandle::failure`]).
     failure: Mutex<Option<String>>,
+    /// Settling event time at a graceful stop ([`PipelineHandle::settle_begin`]).
+    settle: settle::Settle,
 }
 
 impl Shared {
@@ -200,6 +203,7 @@ pub fn start_with_checkpoints<E: ClickEnricher>(
         anomaly_progress: (0..workers).map(|_| Arc::new(AtomicU64::new(0))).collect(),
         workers: WakeSlot::new(),
         failure: Mutex::new(None),
+        settle: settle::Settle::new(workers, config.abuse.enabled.then(|| config.abuse.tick_ms())),
     });
     let collector = outputs.changes.map(|sink| Arc::new(ChangeCollector::new(workers, sink)));
     let adopt: Arc<[sluice_schemas::Anomaly]> = match checkpoints.as_mut() {
@@ -342,6 +346,7 @@ pub fn start_with_checkpoints<E: ClickEnricher>(
             if shared.shutdown.load(Ordering::Acquire) {
                 break;
             }
+            shared.settle.on_worker(local, &mut gate);
             let mut progressed = false;
             let mut caught_up = true;
             if let (Some(ci), Some(ri)) = (clicks_in.as_mut(), reports_in.as_mut()) {

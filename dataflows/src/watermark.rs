@@ -122,6 +122,9 @@ pub struct SourceGate {
     /// The source's latest [`crate::source::ClickSource::pending_floor`] (see [`Self::hold`]).
     #[serde(skip)]
     held_at: Option<i64>,
+    /// Set by [`Self::settle`] (a graceful stop): partitions turn idle at once.
+    #[serde(skip)]
+    settling: bool,
 }
 
 impl SourceGate {
@@ -135,6 +138,7 @@ impl SourceGate {
             idle_ms: sem.idle_timeout_ms(),
             long_retention_ms: sem.retention_ms()[3],
             held_at: None,
+            settling: false,
         };
         for &p in partitions {
             g.slot(p, now_ms);
@@ -223,7 +227,7 @@ impl SourceGate {
                     st.base = st.watermark;
                 }
                 st.last_arrival = st.last_arrival.max(now_ms);
-            } else if now_ms - st.last_arrival >= self.idle_ms {
+            } else if self.settling || now_ms - st.last_arrival >= self.idle_ms {
                 st.idle = true;
                 if st.base != i64::MIN {
                     st.watermark = st.watermark.max(st.base.saturating_add(now_ms - st.last_arrival));
@@ -248,6 +252,17 @@ impl SourceGate {
         st.last_arrival = now_ms;
         st.idle = false;
         st.reported = None;
+    }
+
+    /// At a graceful stop, once the source has delivered what it had: from the next
+    /// [`Self::tick`] on, every partition is idle at once instead of after `idle_timeout`, so
+    /// `W_p` advances with the processing clock from the last record (module docs) and the
+    /// event-time windows of the records already read complete within their length, not
+    /// `idle_timeout` later (which the stop would not wait for). `W_p` still never runs ahead
+    /// of the clock. Returns the largest `W_p` (`None` before any record).
+    pub fn settle(&mut self) -> Option<i64> {
+        self.settling = true;
+        self.parts.iter().map(|s| s.watermark).filter(|&w| w != i64::MIN).max()
     }
 
     /// Current `W_p` of a partition (`None` if unknown).

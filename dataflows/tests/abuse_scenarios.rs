@@ -36,10 +36,15 @@ const ATTACK_MS: i64 = 30_000;
 /// Runs the pipeline (2 workers, default config) over `records` with the processing clock at
 /// `now`; returns every anomaly event in delivery order and the harness (for the views).
 fn run(records: Vec<SourceRecord>, now: i64) -> (Vec<Anomaly>, Harness) {
+    run_with(config(2), records, now)
+}
+
+/// [`run`] with `cfg` instead of the default configuration.
+fn run_with(cfg: sluice_dataflows::config::PipelineConfig, records: Vec<SourceRecord>, now: i64) -> (Vec<Anomaly>, Harness) {
     let got: Arc<Mutex<Vec<Anomaly>>> = Arc::default();
     let sink = Arc::clone(&got);
     let outputs = PipelineOutputs { anomalies: Some(Arc::new(move |b: &[Anomaly]| sink.lock().expect("sink").extend_from_slice(b))), ..Default::default() };
-    let h = Harness::start(config(2), PARTITIONS, now, None, outputs);
+    let h = Harness::start(cfg, PARTITIONS, now, None, outputs);
     h.feed.push_records(records);
     h.sync();
     let events = got.lock().expect("sink").clone();
@@ -298,6 +303,23 @@ fn ten_minutes_of_normal_traffic_over_1000_links_raise_no_warning_or_critical() 
     // The detectors did see the traffic: every click went through (views agree).
     let stats = h.handle.stats();
     assert_eq!(stats.received as usize, n);
+}
+
+/// Attack of session 51: with `warmup = "1m"` (accepted; 3 min is the default) the baseline
+/// kinds judged links 30 s after the first click against a baseline of no minute at all, so
+/// steady traffic opened `click_burst` on every busy link, whose baseline then stayed frozen
+/// at zero while it was open. A link is now judged only once its baseline holds two minutes:
+/// six minutes of the same normal traffic raise no warning or critical.
+#[test]
+fn a_short_warm_up_does_not_judge_links_without_a_baseline() {
+    let mut cfg = config(2);
+    cfg.abuse.warmup = std::time::Duration::from_secs(60);
+    let mut m = Model::new(LINKS, 42);
+    let end = T0 + 6 * MIN;
+    let events = abuse_traffic::normal(&mut m, T0, end, 200.0);
+    let (anomalies, _h) = run_with(cfg, abuse_traffic::partitioned(events, PARTITIONS), end);
+    let alarms: Vec<String> = alarming(&anomalies).values().map(|a| format!("{} {}: {}", a.severity.as_str(), a.kind.as_str(), a.summary)).collect();
+    assert!(alarms.is_empty(), "false alarms:\n{}", alarms.join("\n"));
 }
 
 /// A reviewer's report (issue 7): on a server whose detectors had warmed up, 50 links created

@@ -220,6 +220,16 @@ pub fn precondition_failed() -> ApiError {
     ApiError::new(StatusCode::PRECONDITION_FAILED, "precondition_failed", "the link was modified since the given ETag")
 }
 
+/// 412 `precondition_failed` for an `If-Match` that lists weak ETags only (`W/"…"`): they
+/// never match it, whatever the link's state (strong comparison, RFC 9110 §13.1.1).
+pub fn precondition_failed_weak() -> ApiError {
+    ApiError::new(
+        StatusCode::PRECONDITION_FAILED,
+        "precondition_failed",
+        "If-Match compares ETags strongly (RFC 9110 §13.1.1): a weak ETag (W/\"…\") never matches; send the ETag as GET returned it",
+    )
+}
+
 /// 412 `precondition_failed` for `If-None-Match` (RFC 9110 §13.1.2): the link exists (`*`)
 /// or its current ETag is listed.
 pub fn precondition_failed_exists() -> ApiError {

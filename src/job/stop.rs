@@ -11,6 +11,11 @@ use tokio::time::Instant;
 
 use super::{DataflowJob, checkpoint, failure};
 
+/// Longest a graceful stop waits for the abuse detectors to evaluate the clicks read before
+/// its last checkpoint ([`DataflowJob::settle`]): a second past the latest click with the
+/// default 1 s tick, plus the time to apply it.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// Kept free at the end of the drain for what follows the sinks (closing the link store).
 const RESERVE: Duration = Duration::from_millis(250);
 
@@ -57,6 +62,34 @@ impl std::fmt::Display for CheckpointNotWritten {
 impl std::error::Error for CheckpointNotWritten {}
 
 impl DataflowJob {
+    /// Before the stop's checkpoint: lets the abuse detectors evaluate the clicks read so
+    /// far (`sluice_dataflows::pipeline`, settle; their windows are not in the checkpoint, so
+    /// clicks read but not evaluated at its cut would never be), waiting at most `timeout`
+    /// (a warning past it). Every click in the log is read first: one the tail reads after the
+    /// cut is replayed at the next start anyway.
+    async fn settle(&self, timeout: Duration) {
+        let Some(p) = &self.pipeline else { return };
+        let t0 = tokio::time::Instant::now();
+        if let Err(e) = self.sync(timeout).await {
+            tracing::debug!(error = %format!("{e:#}"), "the stop's settle goes on without every click of the log read");
+        }
+        if !p.settle_begin() {
+            return;
+        }
+        while !p.settled() {
+            if t0.elapsed() >= timeout {
+                tracing::warn!(
+                    ?timeout,
+                    "the abuse detectors had not evaluated the last clicks read when the stop's checkpoint was taken: an anomaly that those clicks \
+                     complete is not reported"
+                );
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tracing::debug!(elapsed_ms = t0.elapsed().as_millis() as u64, "event time settled before the stop's checkpoint");
+    }
+
     /// Takes a last checkpoint, then stops the tail, the metadata feed and the workers, and
     /// waits for them (also when the checkpoint failed).
     ///
@@ -76,6 +109,9 @@ impl DataflowJob {
             let _ = t.await;
         }
         let failed = self.failure.get();
+        if self.checkpointer.is_some() && failed.is_none() {
+            self.settle(SETTLE_TIMEOUT.min(ack_timeout / 2)).await;
+        }
         let taken = match &self.checkpointer {
             // A failed dataflow's state is not consistent (and its cut never completes).
             Some(c) if failed.is_none() => Some(checkpoint::take(c, ack_timeout, None).await),

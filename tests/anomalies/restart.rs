@@ -117,6 +117,57 @@ async fn an_anomaly_open_at_a_graceful_stop_is_closed_after_the_restart() {
     p.terminate();
 }
 
+/// Attack of session 51: a flood whose last clicks came less than `idle-timeout` before a
+/// graceful stop opened no anomaly, then or after the restart: the watermark had not passed
+/// them when the stop's checkpoint marked them read, and the detectors' windows are not in
+/// checkpoints. The stop now settles event time first (the source turns idle at once), so
+/// the detectors evaluate them and the anomaly is stored before the process exits. A long
+/// idle timeout holds the watermark at the flood's last click for the whole test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_read_just_before_a_graceful_stop_is_reported() {
+    const HELD: [(&str, &str); 1] = [("SLUICE__DATAFLOW__IDLE_TIMEOUT", "10m")];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let p = Proc::start_with(&data, &HELD).await;
+    let r = p
+        .http
+        .post(format!("{}/v1/links", p.base))
+        .json(&json!({"long_url": "https://example.com/target", "custom_alias": "lastflood"}))
+        .send()
+        .await
+        .expect("link");
+    assert_eq!(r.status(), 201);
+    // 70 clicks from one client within 0.2 s: a warning (60 per window; critical from 120).
+    let now = chrono::Utc::now().timestamp_millis();
+    let events: Vec<Value> = (0..70)
+        .map(|i| json!({"event_id": format!("last-{i}"), "code": "lastflood", "ts": now - 200 + i * 2, "ip": "198.51.100.80", "user_agent": BROWSER_UA}))
+        .collect();
+    let r = p.http.post(format!("{}/v1/events", p.base)).json(&events).send().await.expect("events");
+    assert!(r.status().is_success(), "{}", r.status());
+    // Read and counted (bots included: the flood cap makes the clicks past 30 bot clicks) ...
+    let t0 = Instant::now();
+    loop {
+        let stats = p.get("/v1/links/lastflood/stats?bucket=minute&include_bots=true").await;
+        if stats["totals"]["clicks"] == 70 {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "the 70 clicks not counted: {stats}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // ... but not evaluated: the watermark is held at the last click.
+    let page = p.get("/v1/anomalies?code=lastflood").await;
+    assert_eq!(page["items"], json!([]), "no anomaly before the stop: {page}");
+
+    p.terminate();
+    let p = Proc::start_with(&data, &HELD).await;
+    let page = p.get("/v1/anomalies?kind=visitor_flood&code=lastflood").await;
+    let items = page["items"].as_array().expect("items");
+    let flood: Vec<&Value> = items.iter().filter(|i| i["observed"] == 70.0).collect();
+    assert_eq!(flood.len(), 1, "one visitor_flood of the 70 clicks, stored at the stop: {page}");
+    assert_eq!((&flood[0]["severity"], &flood[0]["evidence"]["clicks"]), (&json!("warning"), &json!(70)), "{}", flood[0]);
+    p.terminate();
+}
+
 /// The listed `visitor_flood` anomaly of link `stopflood` once `done` accepts it (polls up
 /// to 30 s).
 async fn listed(p: &Proc, what: &str, done: impl Fn(&Value) -> bool) -> Value {

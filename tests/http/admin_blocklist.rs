@@ -88,6 +88,12 @@ async fn blocklist_normalizes_every_spelling(b: Backend) {
     let r = app.patch_json(&format!("/v1/links/{code}"), &json!({"long_url": "https://sub.evil.example/"}), None).await;
     r.assert_error(422, "policy_violation");
     assert_eq!(app.get(&format!("/v1/links/{code}")).await.json()["long_url"], "https://fine.example/p");
+    // A spelling that adding refuses (a path) is refused by removing too, not read as its
+    // host (attack of session 51: it removed `evil.example`).
+    for bad in ["evil.example%2Fjunk%3Fq", "a%2Fb"] {
+        let r = admin(&app, Method::DELETE, &format!("/v1/admin/blocklist/{bad}"), None).await;
+        r.assert_error(400, "invalid_pattern");
+    }
     // Unblocking by any spelling; unknown entries are 404.
     let r = admin(&app, Method::DELETE, "/v1/admin/blocklist/EVIL.example.", None).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);

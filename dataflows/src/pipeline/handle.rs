@@ -86,6 +86,27 @@ impl PipelineHandle {
         }
     }
 
+    /// Starts settling event time before a graceful stop's last checkpoint (module
+    /// `settle`): the sources' partitions turn idle at once, so the abuse detectors evaluate
+    /// every click read so far within a tick instead of after `idle_timeout`; poll
+    /// [`Self::settled`]. Returns `false` when there is nothing to settle (no detectors).
+    pub fn settle_begin(&self) -> bool {
+        let requested = self.shared.settle.request();
+        if requested {
+            self.shared.workers.wake();
+        }
+        requested
+    }
+
+    /// Whether the settling [`Self::settle_begin`] started is done: the views' watermark has
+    /// passed the tick of the latest click read, and the detectors have handed the events of
+    /// that epoch to the anomaly sink.
+    pub fn settled(&self) -> bool {
+        let s = &self.shared;
+        s.workers.wake();
+        s.settle.done(&self.views, |w| s.finished[w].load(Ordering::Acquire), |e| s.anomaly_progress.iter().all(|p| p.load(Ordering::Acquire) > e))
+    }
+
     /// Why a local worker stopped before its time (it panicked or returned an error), `None`
     /// while every one runs or finished normally. Once set, the views no longer follow the
     /// input: with several processes, every worker of the cluster is stuck (a timely cluster

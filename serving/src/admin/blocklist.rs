@@ -110,6 +110,9 @@ pub async fn remove_from_blocklist(
     ApiPath(raw): ApiPath<String>,
     _query: ApiQuery<NoParams>,
 ) -> Result<Json<BlocklistRemoveResponse>, ApiError> {
+    // Attack of session 51: `DELETE …/evil.example%2Fjunk` removed `evil.example`, which
+    // `POST` refuses to add in that spelling.
+    super::pattern::refuse_url_parts(&raw)?;
     let pattern = normalize(&raw)?;
     let store = state.store()?;
     let audit = audit_record(&who, "blocklist.remove", &pattern, None);

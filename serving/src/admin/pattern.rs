@@ -31,6 +31,21 @@ fn invalid(pattern: &str, message: impl Into<String>) -> ApiError {
     ApiError::bad_request("invalid_pattern", message).with_details(json!({ "pattern": pattern }))
 }
 
+/// Refuses a bare pattern (no `scheme://`) with a path, query, fragment, user or CIDR range
+/// (`invalid_pattern`): normalizing it would keep only its host (`10.0.0.0/8` would become
+/// `10.0.0.0`). Shared by adding and removing an entry, so that a removal names the entry
+/// exactly as an addition must.
+pub fn refuse_url_parts(raw: &str) -> Result<(), ApiError> {
+    let trimmed = raw.trim();
+    if !trimmed.contains("://") && trimmed.contains(['/', '?', '#', '@', '\\']) {
+        return Err(invalid(
+            raw,
+            "pattern must be a domain name or an IP address (no path, query, user or CIDR range; paste a full URL with its scheme to block its host)",
+        ));
+    }
+    Ok(())
+}
+
 /// Validates and normalizes a new blocklist entry (module docs); returns the stored form.
 pub fn validate_new_pattern(raw: &str) -> Result<String, ApiError> {
     let trimmed = raw.trim();
@@ -41,12 +56,7 @@ pub fn validate_new_pattern(raw: &str) -> Result<String, ApiError> {
         )
         .with_details(json!({ "pattern": raw })));
     }
-    if !trimmed.contains("://") && trimmed.contains(['/', '?', '#', '@', '\\']) {
-        return Err(invalid(
-            raw,
-            "pattern must be a domain name or an IP address (no path, query, user or CIDR range; paste a full URL with its scheme to block its host)",
-        ));
-    }
+    refuse_url_parts(raw)?;
     let host = normalize(raw)?;
     if host.parse::<std::net::IpAddr>().is_ok() {
         return Ok(host);
@@ -61,7 +71,12 @@ pub fn validate_new_pattern(raw: &str) -> Result<String, ApiError> {
             && !label.starts_with('-')
             && !label.ends_with('-');
         if !ok {
-            return Err(invalid(raw, format!("\"{label}\" is not a valid host label (letters, digits, hyphens; 1 to {MAX_LABEL} bytes)")));
+            return Err(invalid(
+                raw,
+                format!(
+                    "\"{label}\" is not a valid host label (letters, digits, hyphens, underscores; not starting or ending with a hyphen; 1 to {MAX_LABEL} bytes)"
+                ),
+            ));
         }
     }
     let suffix = psl::suffix(host.as_bytes()).map(|s| s.as_bytes());

@@ -67,6 +67,14 @@ impl Condition {
         self.any || self.tags.iter().any(|(weak, opaque)| !weak && opaque == current.as_bytes())
     }
 
+    /// The 412 for an `If-Match` that [`Self::matches_strong`] refused against `current`:
+    /// one listing `current` only as a weak tag (`W/"…"`) is told that weak tags never
+    /// match (attack of session 51: it read "modified since the given ETag", though nothing
+    /// had changed); any other is a stale ETag.
+    pub fn if_match_failed(&self, current: &str) -> ApiError {
+        if self.matches_weak(current) { crate::error::precondition_failed_weak() } else { crate::error::precondition_failed() }
+    }
+
     /// Weak comparison with the ETag `current` (`If-None-Match`): `*`, or a listed tag, weak
     /// or not, with `current`'s opaque tag (`W/"x"` matches `"x"`).
     pub fn matches_weak(&self, current: &str) -> bool {
@@ -187,6 +195,18 @@ mod tests {
         assert!(!c.matches_strong("\"a\"") && c.matches_strong("\"b\""));
         assert!(c.matches_weak("\"a\"") && c.matches_weak("W/\"a\"") && c.matches_weak("\"b\""));
         assert!(!c.matches_weak("\"c\"") && !c.matches_strong("\"c\""));
+        // The 412 of a refused If-Match: a weak tag of the current ETag is named as such.
+        let weak = c.if_match_failed("\"a\"");
+        assert_eq!(
+            (weak.status.as_u16(), weak.code, weak.message.as_str()),
+            (
+                412,
+                "precondition_failed",
+                "If-Match compares ETags strongly (RFC 9110 §13.1.1): a weak ETag (W/\"…\") never matches; send the ETag as GET returned it"
+            )
+        );
+        let stale = c.if_match_failed("\"c\"");
+        assert_eq!((stale.status.as_u16(), stale.code, stale.message.as_str()), (412, "precondition_failed", "the link was modified since the given ETag"));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use sluice_connectors::ListQuery;
 
 use crate::dto::{ErrorBody, LinkPage, LinkResponse, ListParams};
-use crate::error::{ApiError, precondition_failed};
+use crate::error::ApiError;
 use crate::extract::{ApiQuery, LinkCode};
 use crate::links::conditional::Condition;
 use crate::links::{cursor, etag, link_headers, to_response};
@@ -44,8 +44,8 @@ pub async fn get_link(State(state): State<ApiState>, LinkCode(code): LinkCode, h
     let if_match = Condition::read(&headers, &header::IF_MATCH)?;
     let if_none_match = Condition::read(&headers, &header::IF_NONE_MATCH)?;
     let link = state.inner.store.get(&code).await?.ok_or_else(|| ApiError::link_not_found(&code))?;
-    if if_match.is_some_and(|c| !c.matches_strong(&etag(&link))) {
-        return Err(precondition_failed());
+    if let Some(c) = if_match.filter(|c| !c.matches_strong(&etag(&link))) {
+        return Err(c.if_match_failed(&etag(&link)));
     }
     if if_none_match.is_some_and(|c| c.matches_weak(&etag(&link))) {
         return Ok((StatusCode::NOT_MODIFIED, link_headers(&link)).into_response());

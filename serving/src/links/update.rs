@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use sluice_connectors::{LinkChange, LinkPatch};
 
 use crate::dto::{ErrorBody, LinkResponse, UpdateLinkRequest};
-use crate::error::{ApiError, precondition_failed, precondition_failed_exists};
+use crate::error::{ApiError, precondition_failed_exists};
 use crate::extract::LinkCode;
 use crate::links::conditional::Condition;
 use crate::links::{etag, link_headers, normalize_tags, now_ms, parse_expires_at, parse_redirect_type, to_response, validate_org};
@@ -87,7 +87,7 @@ async fn preconditions(state: &ApiState, code: &str, headers: &HeaderMap) -> Res
     if let Some(m) = &if_match
         && !m.matches_strong(&tag)
     {
-        return Err(precondition_failed());
+        return Err(m.if_match_failed(&tag));
     }
     if let Some(m) = &if_none_match
         && m.matches_weak(&tag)

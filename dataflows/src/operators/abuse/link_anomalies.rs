@@ -31,7 +31,9 @@
 //! new link's first minutes are its baseline, not a burst over a zero one. A link whose
 //! state was dropped as idle (see **State**) and that gets clicks again counts as new.
 //! Minutes with the link's baseline frozen (an anomaly of it open, e.g. a `bot_share` from
-//! its first click) teach it nothing and do not count toward its warm-up.
+//! its first click) teach it nothing and do not count toward its warm-up, which also lasts
+//! until the baseline holds two whole minutes (a warm-up shorter than the window plus two
+//! minutes would otherwise judge against a baseline of nothing).
 //!
 //! Plain timely: the state is order-dependent (first clicks of a visitor count) and its
 //! output is a stream of events, not a collection.
@@ -374,7 +376,8 @@ impl LinkDetector {
         // they do not count toward the warm-up (attack of session 49: a bot surge from a new
         // link's first click kept its baseline at 0 through the warm-up, and its ordinary
         // human traffic then became a critical click_burst).
-        let warm = s - st.origin - i64::from(st.win.base.frozen) * MINUTE_MS >= cfg.warmup_ms();
+        // Nor before its baseline holds two minutes (session 51: a 1 min warm-up judged on none).
+        let warm = s - st.origin - i64::from(st.win.base.frozen) * MINUTE_MS >= cfg.warmup_ms() && st.win.base.minutes >= 2;
         let window = self.life.window_ms;
         let learn = st.learning();
         st.win.advance(s, window, self.alpha, learn);
