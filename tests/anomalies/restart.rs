@@ -21,14 +21,7 @@ async fn an_anomaly_open_at_a_graceful_stop_is_closed_after_the_restart() {
     let data = dir.path().join("data");
     let p = Proc::start_with(&data, &ENV).await;
     let (hook_url, received) = receiver().await;
-    let r = p
-        .http
-        .post(format!("{}/v1/links", p.base))
-        .json(&json!({"long_url": "https://example.com/target", "custom_alias": "stopflood"}))
-        .send()
-        .await
-        .expect("link");
-    assert_eq!(r.status(), 201);
+    create_link(&p, "stopflood").await;
     let r = p
         .http
         .post(format!("{}/v1/webhooks", p.base))
@@ -129,14 +122,7 @@ async fn a_flood_read_just_before_a_graceful_stop_is_reported() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let p = Proc::start_with(&data, &HELD).await;
-    let r = p
-        .http
-        .post(format!("{}/v1/links", p.base))
-        .json(&json!({"long_url": "https://example.com/target", "custom_alias": "lastflood"}))
-        .send()
-        .await
-        .expect("link");
-    assert_eq!(r.status(), 201);
+    create_link(&p, "lastflood").await;
     // 70 clicks from one client within 0.2 s: a warning (60 per window; critical from 120).
     let now = chrono::Utc::now().timestamp_millis();
     let events: Vec<Value> = (0..70)
@@ -166,6 +152,13 @@ async fn a_flood_read_just_before_a_graceful_stop_is_reported() {
     assert_eq!(flood.len(), 1, "one visitor_flood of the 70 clicks, stored at the stop: {page}");
     assert_eq!((&flood[0]["severity"], &flood[0]["evidence"]["clicks"]), (&json!("warning"), &json!(70)), "{}", flood[0]);
     p.terminate();
+}
+
+/// Creates the link `alias` (to example.com).
+async fn create_link(p: &Proc, alias: &str) {
+    let r =
+        p.http.post(format!("{}/v1/links", p.base)).json(&json!({"long_url": "https://example.com/target", "custom_alias": alias})).send().await.expect("link");
+    assert_eq!(r.status(), 201, "{alias}");
 }
 
 /// The listed `visitor_flood` anomaly of link `stopflood` once `done` accepts it (polls up
