@@ -125,6 +125,10 @@ pub struct SourceGate {
     /// Set by [`Self::settle`] (a graceful stop): partitions turn idle at once.
     #[serde(skip)]
     settling: bool,
+    /// Largest event time accepted since the start (`i64::MIN`: none), stamps ahead of the
+    /// clock included ([`Self::settle`]).
+    #[serde(skip, default = "no_first")]
+    max_ts: i64,
 }
 
 impl SourceGate {
@@ -139,6 +143,7 @@ impl SourceGate {
             long_retention_ms: sem.retention_ms()[3],
             held_at: None,
             settling: false,
+            max_ts: i64::MIN,
         };
         for &p in partitions {
             g.slot(p, now_ms);
@@ -201,6 +206,7 @@ impl SourceGate {
         // skewed clock would otherwise move lateness, retention and `as_of` ahead for every
         // link), and a replay of the log moves it as the first read did.
         st.watermark = st.watermark.max(rec.event.ts.min(reference));
+        self.max_ts = self.max_ts.max(rec.event.ts);
         st.base = st.watermark;
         st.last_arrival = now_ms;
         st.idle = false;
@@ -259,10 +265,12 @@ impl SourceGate {
     /// `W_p` advances with the processing clock from the last record (module docs) and the
     /// event-time windows of the records already read complete within their length, not
     /// `idle_timeout` later (which the stop would not wait for). `W_p` still never runs ahead
-    /// of the clock. Returns the largest `W_p` (`None` before any record).
+    /// of the clock. Returns the largest event time accepted since the start, a stamp ahead
+    /// of the clock (within `future_skew`) included, which `W` reaches only once the clock
+    /// does (`None` before any record).
     pub fn settle(&mut self) -> Option<i64> {
         self.settling = true;
-        self.parts.iter().map(|s| s.watermark).filter(|&w| w != i64::MIN).max()
+        (self.max_ts != i64::MIN).then_some(self.max_ts)
     }
 
     /// Current `W_p` of a partition (`None` if unknown).

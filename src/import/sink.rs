@@ -285,8 +285,8 @@ impl Sink {
     }
 }
 
-/// The destination of `args`: the click log of `--data-dir` (an existing one locked first,
-/// then its visitor secret loaded or created, then a new log created), or the `POST /v1/events` of `--target` (default: the configuration's
+/// The destination of `args`: the click log of `--data-dir` (its visitor secret loaded, or
+/// created in a data dir without a log, first), or the `POST /v1/events` of `--target` (default: the configuration's
 /// listen address). Errors: a `--target` that is not `http://` is a usage error
 /// ([`crate::bench::BenchError::Usage`], exit 2); opening the data dir or its log; a data
 /// dir that holds a click log but neither a visitor secret file nor a configured one.
@@ -299,14 +299,13 @@ pub(super) fn open_sink(args: &ImportArgs, cfg: &Config) -> anyhow::Result<Sink>
             crate::job::checkpoint::refuse_without_log(&crate::job::checkpoint::dir_of(dir), cfg.dataflow.partition())?;
         }
         crate::config::create_data_dir(dir)?;
-        // An existing log is opened (locked) first, so that an import refused because a
-        // server holds the dir creates nothing in it (attack of session 51: it left a visitor
-        // secret behind, which a later import used). A new one is created after the secret:
-        // a secret generated after it would look like a lost one ("data dir already holds
-        // data"), and a secret refused leaves no log behind.
-        let open_log = || ClickLog::open(dir).map_err(|e| crate::log_open::open_error(dir, e, "then import with --target"));
+        // A data dir that holds clicks but no secret is refused before anything in it is
+        // opened or created (attack of session 51: an import refused because a server with a
+        // configured secret held the dir left a generated secret behind, which a later import
+        // then used; a refused open also rewrote clicks.redb). Past this check the secret
+        // is only created in a data dir without a click log, and before the log: a secret
+        // generated after it would look like a lost one ("data dir already holds data").
         let had_log = dir.join(CLICK_LOG_FILE_NAME).exists();
-        let held = if had_log { Some(open_log()?) } else { None };
         let configured = cfg.visitor.secret.as_ref().map(|s| s.0.as_str());
         if had_log && configured.is_none() && !dir.join(crate::visitor_secret::FILE_NAME).exists() {
             bail!(
@@ -318,10 +317,7 @@ pub(super) fn open_sink(args: &ImportArgs, cfg: &Config) -> anyhow::Result<Sink>
             );
         }
         let secret = crate::visitor_secret::load_or_create_after(configured, dir, had_log)?;
-        let log = match held {
-            Some(log) => log,
-            None => open_log()?,
-        };
+        let log = ClickLog::open(dir).map_err(|e| crate::log_open::open_error(dir, e, "then import with --target"))?;
         let salt = VisitorSalt::new(secret, cfg.visitor.salt_period.period_ms());
         let skew_ms = cfg.intake_future_skew_ms();
         let lateness = OfflineLateness::open(cfg, dir, &log, !args.no_backfill)?;

@@ -494,37 +494,40 @@ async fn a_json_array_file_is_refused_whole_as_not_ndjson() {
 /// Attack of session 51: `import --data-dir` into the data dir of a running server whose
 /// secret is configured (no `visitor_secret` file) created the file before it found the click
 /// log locked, and left it; a later import without the server's configuration then keyed
-/// visitors with it (one visitor counted twice). The lock now comes first, so the refused
-/// import creates nothing, and an import into a data dir that holds a click log but no secret
-/// (file or configured) is refused, naming the fix.
+/// visitors with it (one visitor counted twice). An import into a data dir that holds a
+/// click log but no secret (file or configured) is now refused before anything in it is
+/// opened or created, naming the fix; with the server's configuration, a held log is refused
+/// as before, and nothing is written either.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_import_into_a_held_or_secretless_data_dir_creates_no_visitor_secret() {
     let dir = tempfile::tempdir().expect("tempdir");
     let secret_file = dir.path().join(crate::visitor_secret::FILE_NAME);
+    let log_file = dir.path().join(CLICK_LOG_FILE_NAME);
     let held = ClickLog::open(dir.path()).expect("open the log, as a server does");
+    let log_bytes = std::fs::read(&log_file).expect("log bytes");
     let mut args = import_args(fixture("events.ndjson"));
     args.data_dir = Some(dir.path().to_path_buf());
-    let err = run(&args).await.expect_err("the log is held");
-    assert!(format!("{err:#}").contains("then import with --target"), "{err:#}");
-    assert!(!secret_file.exists(), "a refused import created the visitor secret");
-    drop(held);
-
-    let err = run(&args).await.expect_err("no secret for a log that holds data");
-    assert_eq!(
-        err.to_string(),
-        format!(
-            "\"{}\" holds a click log but no visitor_secret file, and no [visitor] secret is configured: the server that writes this data dir \
-             keys visitor ids with its [visitor] secret, so import with its configuration (--config, or SLUICE__VISITOR__SECRET); a new \
-             secret would count its returning visitors as new uniques",
-            dir.path().display()
-        )
+    let secretless = format!(
+        "\"{}\" holds a click log but no visitor_secret file, and no [visitor] secret is configured: the server that writes this data dir \
+         keys visitor ids with its [visitor] secret, so import with its configuration (--config, or SLUICE__VISITOR__SECRET); a new \
+         secret would count its returning visitors as new uniques",
+        dir.path().display()
     );
-    assert!(!secret_file.exists());
-
-    // With the server's configuration, the import stores its events, keyed with that secret.
+    assert_eq!(run(&args).await.expect_err("no secret").to_string(), secretless);
     let cfg_file = dir.path().join("sluice.toml");
     std::fs::write(&cfg_file, format!("[visitor]\nsecret = \"{SECRET}\"\n")).expect("write config");
-    args.config = Some(cfg_file);
-    assert_eq!(run(&args).await.expect("import").accepted, 3);
+    let mut with_config = args.clone();
+    with_config.config = Some(cfg_file);
+    let err = run(&with_config).await.expect_err("the log is held");
+    assert!(format!("{err:#}").contains("then import with --target"), "{err:#}");
+    assert!(!secret_file.exists(), "a refused import created the visitor secret");
+    assert_eq!(std::fs::read(&log_file).expect("log bytes"), log_bytes, "a refused import rewrote the log");
+    drop(held);
+    // (Closing it writes the file.)
+    let log_bytes = std::fs::read(&log_file).expect("log bytes");
+    assert_eq!(run(&args).await.expect_err("still no secret").to_string(), secretless);
+    assert_eq!(std::fs::read(&log_file).expect("log bytes"), log_bytes, "a refused import rewrote the log");
+    // With the server's configuration, the import stores its events, keyed with that secret.
+    assert_eq!(run(&with_config).await.expect("import").accepted, 3);
     assert!(!secret_file.exists(), "a configured secret is not written to the data dir");
 }

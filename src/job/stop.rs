@@ -80,8 +80,8 @@ impl DataflowJob {
             if t0.elapsed() >= timeout {
                 tracing::warn!(
                     ?timeout,
-                    "the abuse detectors had not evaluated the last clicks read when the stop's checkpoint was taken: an anomaly that those clicks \
-                     complete is not reported"
+                    "the abuse detectors had not evaluated the last clicks read when the stop's checkpoint was taken (e.g. clicks stamped ahead of \
+                     the clock): an anomaly that those clicks complete is not reported"
                 );
                 return;
             }

@@ -23,7 +23,8 @@ pub(crate) type Settings = Vec<(String, String)>;
 const QUOTE_MAX: usize = 80;
 
 /// This process's settings: the caller's [`crate::config::ClusterConfig::agreed`], then the
-/// pipeline's own (worker threads, event-time semantics, `[abuse]`). Empty without a cluster.
+/// pipeline's own (worker threads, event-time semantics, each `[abuse]` key). Empty without
+/// a cluster.
 pub(crate) fn settings(config: &PipelineConfig) -> Settings {
     let Some(cluster) = &config.cluster else { return Vec::new() };
     let d = |d: std::time::Duration| humantime::format_duration(d).to_string();
@@ -37,11 +38,21 @@ pub(crate) fn settings(config: &PipelineConfig) -> Settings {
         ("dataflow.idle-timeout".to_owned(), d(s.idle_timeout)),
         ("dataflow.minute-retention".to_owned(), d(s.minute_retention)),
         ("dataflow.long-retention".to_owned(), d(s.long_retention)),
-        // (Serializing a config of plain values cannot fail; an empty string would still
-        // compare equal between equal configs.)
-        ("[dataflow.abuse]".to_owned(), serde_json::to_string(&config.abuse).unwrap_or_default()),
     ]);
+    // Each `[dataflow.abuse]` key on its own, so a difference names it (attack of session 51:
+    // the whole table compared as one value said only "another value"). Serializing a config
+    // of plain values cannot fail.
+    flatten("dataflow.abuse", &serde_json::to_value(&config.abuse).unwrap_or_default(), &mut out);
     out
+}
+
+/// Appends the leaves of `v` under `name` (`name.key.key…`), strings unquoted.
+fn flatten(name: &str, v: &serde_json::Value, out: &mut Settings) {
+    match v {
+        serde_json::Value::Object(m) => m.iter().for_each(|(k, v)| flatten(&format!("{name}.{k}"), v, out)),
+        serde_json::Value::String(s) => out.push((name.to_owned(), s.clone())),
+        other => out.push((name.to_owned(), other.to_string())),
+    }
 }
 
 /// The first setting in which process `peer`'s `theirs` differs from this process's `mine`,
@@ -118,7 +129,7 @@ mod tests {
         let s = settings(&cfg);
         let names: Vec<&str> = s.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(
-            names,
+            names[..8],
             [
                 "k",
                 "dataflow.workers",
@@ -128,12 +139,22 @@ mod tests {
                 "dataflow.idle-timeout",
                 "dataflow.minute-retention",
                 "dataflow.long-retention",
-                "[dataflow.abuse]"
             ]
         );
         assert_eq!((s[0].1.as_str(), s[2].1.as_str()), ("v", "1h"));
+        // Every [dataflow.abuse] key by its dotted name, durations as written in TOML.
+        let value = |n: &str| s.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+        assert_eq!((value("dataflow.abuse.warmup"), value("dataflow.abuse.visitor-flood.window")), (Some("3m"), Some("1m")));
         let mut other = cfg.clone();
-        other.abuse.top_n += 1;
-        assert_eq!(disagreement(0, &s, 1, &settings(&other)).map(|m| m.contains("[dataflow.abuse]")), Some(true));
+        other.abuse.top_n = 7;
+        other.abuse.warmup = std::time::Duration::from_secs(60);
+        let top_n = cfg.abuse.top_n;
+        assert_eq!(
+            disagreement(0, &s, 1, &settings(&other)),
+            Some(format!(
+                "the processes of the cluster disagree on dataflow.abuse.top-n: process 0 has \"{top_n}\", process 1 has \"7\"; start every \
+                 process with the same dataflow.abuse.top-n"
+            ))
+        );
     }
 }

@@ -11,7 +11,9 @@
 //! [`Settle::done`] says when the views' `W` has passed the tick of the latest click read
 //! (`floor(W_p / tick) · tick + tick`) and the detectors have been through that epoch (their
 //! events handed to the anomaly sink). With the default 1 s tick that is at most a second
-//! after the last click; the caller bounds the wait.
+//! after the last click; the caller bounds the wait. A click stamped ahead of the clock
+//! (within `future_skew`) is waited for until the clock reaches its tick, since `W` never
+//! runs ahead of the clock: beyond the caller's bound it is not evaluated (the caller warns).
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
@@ -26,7 +28,8 @@ pub(super) struct Settle {
     requested: AtomicBool,
     /// Per local worker: its gate has settled.
     seen: Vec<AtomicBool>,
-    /// The event time (ms UTC) `W` must reach: the latest click's tick end (`i64::MIN`: none).
+    /// The event time (ms UTC) `W` must reach: the tick end of the latest event time accepted
+    /// (`i64::MIN`: none).
     target: AtomicI64,
     /// The views' epoch when `W` first reached `target` (0: not yet).
     epoch: AtomicU64,
@@ -51,7 +54,7 @@ impl Settle {
     }
 
     /// Worker `local`'s part, called at every turn of its loop: once requested, settles
-    /// `gate` (once) and raises the target to its latest click's tick end.
+    /// `gate` (once) and raises the target to the tick end of its latest event time.
     pub(super) fn on_worker(&self, local: usize, gate: &mut SourceGate) {
         if !self.requested.load(Ordering::Acquire) || self.seen[local].load(Ordering::Relaxed) {
             return;
