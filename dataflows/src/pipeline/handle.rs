@@ -75,7 +75,7 @@ impl PipelineHandle {
         };
         loop {
             let a = self.views.as_of();
-            let detectors = self.shared.anomaly_progress.iter().all(|p| p.load(Ordering::Acquire) > target);
+            let detectors = self.detectors_past(target);
             if a.epoch > target && detectors {
                 return Ok(a);
             }
@@ -104,7 +104,13 @@ impl PipelineHandle {
     pub fn settled(&self) -> bool {
         let s = &self.shared;
         s.workers.wake();
-        s.settle.done(&self.views, |w| s.finished[w].load(Ordering::Acquire), |e| s.anomaly_progress.iter().all(|p| p.load(Ordering::Acquire) > e))
+        s.settle.done(&self.views, |w| s.finished[w].load(Ordering::Acquire), |e| self.detectors_past(e))
+    }
+
+    /// Whether every local worker's abuse detectors have handed the events of epochs up to
+    /// `epoch` to the anomaly sink (their sink's input frontier is past it).
+    fn detectors_past(&self, epoch: u64) -> bool {
+        self.shared.anomaly_progress.iter().all(|p| p.load(Ordering::Acquire) > epoch)
     }
 
     /// Why a local worker stopped before its time (it panicked or returned an error), `None`

@@ -8,8 +8,8 @@
 //! sent a second before a SIGTERM opened no anomaly, before or after the restart). So the
 //! stop first settles: every worker's [`SourceGate::settle`] turns its partitions idle at
 //! once (`W` then follows the clock from the last click, never ahead of it), and
-//! [`Settle::done`] says when the views' `W` has passed the tick of the latest click read
-//! (`floor(W_p / tick) · tick + tick`) and the detectors have been through that epoch (their
+//! [`Settle::done`] says when the views' `W` has passed the tick of the latest event time
+//! accepted (`floor(ts / tick) · tick + tick`) and the detectors have been through that epoch (their
 //! events handed to the anomaly sink). With the default 1 s tick that is at most a second
 //! after the last click; the caller bounds the wait. A click stamped ahead of the clock
 //! (within `future_skew`) is waited for until the clock reaches its tick, since `W` never
