@@ -124,8 +124,10 @@ async fn a_flood_read_just_before_a_graceful_stop_is_reported() {
     let p = Proc::start_with(&data, &HELD).await;
     create_link(&p, "lastflood").await;
     // 70 clicks from one client within 0.2 s: a warning (60 per window; critical from 120),
-    // read and counted but not evaluated: the watermark is held at the last click.
-    let now = chrono::Utc::now().timestamp_millis();
+    // read and counted but not evaluated: the watermark is held at the last click. All 70 in
+    // one second (a tick): straddling a tick's end, the watermark at the last click would
+    // complete the earlier tick and the flood would be judged on its first clicks.
+    let now = past_a_tick_start().await;
     post_flood(&p, "198.51.100.80", (0..70).map(|i| now - 200 + i * 2), 70).await;
     let page = p.get("/v1/anomalies?code=lastflood").await;
     assert_eq!(page["items"], json!([]), "no anomaly before the stop: {page}");
@@ -133,7 +135,7 @@ async fn a_flood_read_just_before_a_graceful_stop_is_reported() {
     // future-skew), which the stop waits for until the clock reaches them (attack of session
     // 51); the watermark never passes them before (it moves to their arrival at most, which
     // may complete the first flood's tick: that one is then reported before the stop).
-    let now = chrono::Utc::now().timestamp_millis();
+    let now = past_a_tick_start().await;
     post_flood(&p, "203.0.113.81", (0..70).map(|i| now + 1000 - (70 - i) * 2), 140).await;
     let page = p.get("/v1/anomalies?code=lastflood").await;
     let ahead: Vec<&Value> = page["items"].as_array().expect("items").iter().filter(|i| i["evidence"]["network"] == "203.0.113.0/24").collect();
@@ -150,6 +152,19 @@ async fn a_flood_read_just_before_a_graceful_stop_is_reported() {
         assert_eq!((&f["severity"], &f["evidence"]["clicks"]), (&json!("warning"), &json!(70)), "{f}");
     }
     p.terminate();
+}
+
+/// The clock (ms UTC) once at least 300 ms of its second have passed, so `now - 200 ..
+/// now - 60` and `now + 860 .. now + 999` each lie within one second (one tick of the
+/// detectors).
+async fn past_a_tick_start() -> i64 {
+    loop {
+        let now = chrono::Utc::now().timestamp_millis();
+        if now.rem_euclid(1000) >= 300 {
+            return now;
+        }
+        tokio::time::sleep(Duration::from_millis(350 - now.rem_euclid(1000) as u64)).await;
+    }
 }
 
 /// Posts one click to `lastflood` from `ip` at each of `stamps` (ms UTC), then waits until
