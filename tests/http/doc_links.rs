@@ -4,19 +4,21 @@
 
 use std::path::{Component, Path, PathBuf};
 
-fn repo() -> PathBuf {
+pub(crate) fn repo() -> PathBuf {
     PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR (set by cargo test and nextest at run time)"))
 }
 
-fn markdown_files(dir: &Path, out: &mut Vec<PathBuf>) {
+/// The files under `dir` whose names end with `suffix`, hidden directories and `target`
+/// skipped.
+pub(crate) fn files_ending(dir: &Path, suffix: &str, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).expect("read dir") {
         let path = entry.expect("entry").path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
         if path.is_dir() {
             if !name.starts_with('.') && name != "target" {
-                markdown_files(&path, out);
+                files_ending(&path, suffix, out);
             }
-        } else if name.ends_with(".md") {
+        } else if name.ends_with(suffix) {
             out.push(path);
         }
     }
@@ -63,7 +65,7 @@ fn resolve(base: &Path, target: &str) -> Option<PathBuf> {
 fn relative_links_in_markdown_resolve_inside_the_repository() {
     let repo = repo();
     let mut files = Vec::new();
-    markdown_files(&repo, &mut files);
+    files_ending(&repo, ".md", &mut files);
     assert!(files.iter().any(|f| f.ends_with("README.md")), "found the README");
     let mut broken = Vec::new();
     for file in &files {

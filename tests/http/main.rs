@@ -6,6 +6,7 @@ mod admin;
 mod admin_blocklist;
 mod admin_c25;
 mod admin_redis;
+mod build_paths;
 mod cases;
 #[path = "../support/child.rs"]
 #[allow(dead_code)] // this target does not poll `/healthz` or SIGKILL its children (`kill9`)

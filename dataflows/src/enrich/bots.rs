@@ -299,7 +299,8 @@ mod tests {
 
     fn fixture_lines(path: &str) -> Vec<String> {
         use std::io::BufRead;
-        let path = format!("{}/{path}", env!("CARGO_MANIFEST_DIR"));
+        let dir = std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR (set by cargo test and nextest at run time)");
+        let path = format!("{dir}/{path}");
         let f = std::fs::File::open(&path).expect("fixture exists");
         let r: Box<dyn std::io::Read> = if path.ends_with(".gz") { Box::new(flate2::read::GzDecoder::new(f)) } else { Box::new(f) };
         std::io::BufReader::new(r).lines().map(|l| l.expect("utf-8 line")).collect()
