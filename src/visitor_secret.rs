@@ -30,6 +30,7 @@ pub fn fingerprint(secret: &[u8; 32]) -> String {
 }
 
 /// The configured secret, or the one in `data_dir` (created when missing, see module docs).
+/// A configured secret that differs from the data dir's file is used, with a warning.
 ///
 /// Errors: a path that is no regular file (a directory, say: named as such, before any mode
 /// is looked at), a file readable by group/others (mode not 0600: a chmod hint), a file
@@ -46,10 +47,12 @@ pub fn load_or_create(configured: Option<&str>, data_dir: &Path) -> anyhow::Resu
 ///
 /// Errors: as [`load_or_create`].
 pub fn load_or_create_after(configured: Option<&str>, data_dir: &Path, earlier_data: bool) -> anyhow::Result<[u8; 32]> {
-    if let Some(s) = configured {
-        return parse_secret(s);
-    }
     let path = data_dir.join(FILE_NAME);
+    if let Some(s) = configured {
+        let secret = parse_secret(s)?;
+        warn_if_the_file_differs(&path, &secret);
+        return Ok(secret);
+    }
     if !path.exists() {
         let mut secret = [0u8; 32];
         rand::fill(&mut secret);
@@ -90,6 +93,22 @@ pub fn load_or_create_after(configured: Option<&str>, data_dir: &Path, earlier_d
             path.display()
         )
     })
+}
+
+/// Warns when the data dir's secret file (what earlier starts without a configured secret
+/// used) holds another secret than the configured one: visitor ids change with it (attack of
+/// session 51: the configured secret silently won). The file is left as it is; one that is
+/// unreadable or malformed is not the configured secret's concern and is passed over.
+fn warn_if_the_file_differs(path: &Path, configured: &[u8; 32]) {
+    let Some(file) = std::fs::read_to_string(path).ok().and_then(|t| parse_secret(&t).ok()) else { return };
+    if &file != configured {
+        tracing::warn!(
+            path = %path.display(),
+            configured = %fingerprint(configured),
+            file = %fingerprint(&file),
+            "the configured [visitor] secret is not the one in the data dir's visitor_secret file, which starts without a configured secret used: visitor ids change, so returning visitors count as new uniques (configure the file's secret to keep them, or delete the file once the configured one is meant to stay)"
+        );
+    }
 }
 
 /// What a path that is no regular file is, for messages: "a directory", "a socket", ...
