@@ -29,6 +29,11 @@ fn c01_link_preview_fetchers_are_bots_and_the_browser_is_not() {
         "WhatsApp/2.23.20.0",
         "Mastodon/4.2.0 (http.rb/5.1.1; +https://social-a.example/)",
         "Mastodon/4.2.0 (http.rb/5.1.1; +https://social-b.example/)",
+        // Attack of session 52: counted as human Chrome / human "Other" clicks before
+        // data/bots/sluice-additions.json.
+        "Mozilla/5.0 AppleWebKit/537.36 (KHTML, like Gecko; compatible; Bluesky Cardyb/1.1; +mailto:support@bsky.app) Chrome/131.0.0.0 Safari/537.36",
+        "Misskey/2024.5.0 (https://misskey.io)",
+        "Akkoma 3.10.0; https://akkoma.example <admin@akkoma.example>",
     ];
     for ua in previews {
         let info = e.user_agent(ua);
@@ -89,6 +94,10 @@ fn measured_false_positive_and_false_negative_rates() {
     assert_eq!(devices.len(), 165_640);
     assert_eq!(crawlers.len(), 3_730);
     assert_eq!(instances.len(), 2_123);
+    let additions: Vec<CuaEntry> =
+        serde_json::from_str(&std::fs::read_to_string(data("data/bots/sluice-additions.json")).expect("vendored")).expect("valid json");
+    let added: Vec<&String> = additions.iter().flat_map(|c| &c.instances).collect();
+    assert_eq!(added.len(), 4);
 
     // False positives on real browsers, split by which rule fired.
     let mut fp_by_rule: BTreeMap<&str, usize> = BTreeMap::new();
@@ -140,4 +149,6 @@ fn measured_false_positive_and_false_negative_rates() {
     // Measured: no false negatives on either labelled bot set.
     assert_eq!(fn_crawlers.len(), 0, "false negatives on the CrawlerDetect crawlers");
     assert_eq!(fn_cua.len(), 0, "false negatives on the crawler-user-agents instances");
+    let fn_added: Vec<&&String> = added.iter().filter(|ua| !e.user_agent(ua).is_bot).collect();
+    assert_eq!(fn_added, Vec::<&&String>::new(), "false negatives on Sluice's additions' instances");
 }

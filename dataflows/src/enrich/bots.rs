@@ -9,7 +9,9 @@
 //!    upstream's `preg_replace('/a|b|.../i')` / `preg_match('/x|y|.../i')` do.
 //! 2. **crawler-user-agents** (MIT, 1,504 case-sensitive patterns), matched against the
 //!    raw user agent, again as one alternation. It adds many newer AI, monitoring and
-//!    preview fetchers that CrawlerDetect misses.
+//!    preview fetchers that CrawlerDetect misses. Sluice's own additions
+//!    (`data/bots/sluice-additions.json`, same format, each with its source: link-preview
+//!    fetchers that neither list knows, e.g. Bluesky's Cardyb) join this alternation.
 //!
 //! Most patterns of both lists are plain words (`Googlebot`, `facebookexternalhit`): those
 //! are matched by one Aho-Corasick automaton (`aho-corasick`, ASCII case folding for the
@@ -39,6 +41,7 @@ use crate::error::{Error, Result};
 
 static CRAWLERDETECT_JSON: &str = include_str!("../../data/bots/crawlerdetect-patterns.json");
 static CRAWLER_USER_AGENTS_JSON: &str = include_str!("../../data/bots/crawler-user-agents.json");
+static SLUICE_ADDITIONS_JSON: &str = include_str!("../../data/bots/sluice-additions.json");
 
 /// Compiled-program size limit for the big alternations (the default 10 MB is too small
 /// for 1,500 case-insensitive alternatives).
@@ -170,7 +173,7 @@ pub enum BotVerdict {
     Human,
     /// Flagged by CrawlerDetect (after exclusions).
     CrawlerDetect,
-    /// Flagged by crawler-user-agents only.
+    /// Flagged by crawler-user-agents (or Sluice's additions to it) only.
     CrawlerUserAgents,
 }
 
@@ -185,7 +188,9 @@ impl BotClassifier {
         let cd: CrawlerDetectFile = serde_json::from_str(CRAWLERDETECT_JSON).map_err(|e| Error::EnrichData(format!("crawlerdetect-patterns.json: {e}")))?;
         let cua: Vec<CrawlerUserAgentsEntry> =
             serde_json::from_str(CRAWLER_USER_AGENTS_JSON).map_err(|e| Error::EnrichData(format!("crawler-user-agents.json: {e}")))?;
-        let cua: Vec<String> = cua.into_iter().map(|e| e.pattern).collect();
+        let additions: Vec<CrawlerUserAgentsEntry> =
+            serde_json::from_str(SLUICE_ADDITIONS_JSON).map_err(|e| Error::EnrichData(format!("sluice-additions.json: {e}")))?;
+        let cua: Vec<String> = cua.into_iter().chain(additions).map(|e| e.pattern).collect();
         let cd_exclusions = RegexBuilder::new(&cd.exclusions.join("|"))
             .case_insensitive(true)
             .size_limit(REGEX_SIZE_LIMIT)
@@ -266,7 +271,8 @@ mod tests {
         fn new() -> WholeLists {
             let cd: CrawlerDetectFile = serde_json::from_str(CRAWLERDETECT_JSON).expect("json");
             let cua: Vec<CrawlerUserAgentsEntry> = serde_json::from_str(CRAWLER_USER_AGENTS_JSON).expect("json");
-            let cua: Vec<String> = cua.into_iter().map(|e| e.pattern).collect();
+            let additions: Vec<CrawlerUserAgentsEntry> = serde_json::from_str(SLUICE_ADDITIONS_JSON).expect("json");
+            let cua: Vec<String> = cua.into_iter().chain(additions).map(|e| e.pattern).collect();
             let split = |patterns: &[String], ci: bool| {
                 let plain: Vec<String> = patterns.iter().filter(|p| regex::Regex::new(p).is_ok()).map(|p| format!("(?:{p})")).collect();
                 let slow = patterns
