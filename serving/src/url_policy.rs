@@ -6,6 +6,7 @@
 //! redirect's `Location`, so it must never carry a raw space, CR or LF.
 
 use serde_json::json;
+use sluice_dataflows::enrich::is_loopback_host;
 
 use crate::error::{ApiError, echo};
 use axum::http::StatusCode;
@@ -26,23 +27,6 @@ pub struct UrlPolicy {
     /// address, if it does: a loopback or unspecified host on that port reaches the service
     /// itself, so a target there is a redirect loop whatever the short domains are.
     pub loopback_port: Option<u16>,
-}
-
-/// Whether `host` (lowercase, as `url` serializes it: IPv6 in brackets) names this machine:
-/// `localhost` / `*.localhost` (RFC 6761), 127.0.0.0/8, `::1`, an IPv4-mapped loopback, or
-/// the unspecified address (`0.0.0.0`, `::`: connecting to it reaches this machine).
-/// When the service itself is on a loopback host, every such spelling is its own domain.
-fn is_loopback_host(host: &str) -> bool {
-    if host == "localhost" || host.ends_with(".localhost") {
-        return true;
-    }
-    match host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>() {
-        Ok(std::net::IpAddr::V4(v4)) => v4.is_loopback() || v4.is_unspecified(),
-        Ok(std::net::IpAddr::V6(v6)) => {
-            v6.is_loopback() || v6.is_unspecified() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback() || v4.is_unspecified())
-        }
-        Err(_) => false,
-    }
 }
 
 impl UrlPolicy {

@@ -59,7 +59,7 @@ use front_cache::FrontCache;
 pub use bots::{BotClassifier, BotVerdict};
 pub use device_class::DeviceClass;
 pub use geo::{CountryCode, CountryMemo, GeoIp, parse_ip};
-pub use referrer::{DIRECT, INVALID, ReferrerInfo, normalize_own_host, registrable_domain};
+pub use referrer::{DIRECT, INVALID, ReferrerInfo, is_loopback_host, normalize_own_host, registrable_domain};
 pub use referrer_medium::{EMAIL_HOSTS, MediumLists, MediumMatch, ReferrerMedium};
 pub use user_agent::{BOT_BROWSER, MAX_UA_BYTES, UaInfo, UaParser, UaParts};
 

@@ -12,9 +12,11 @@
 //! 3. The host is lower-cased (IDNs become punycode), its port and trailing dot dropped.
 //!    A host equal to one of `EnrichConfig::own_hosts` or a subdomain of one → `"(direct)"`,
 //!    medium `internal`: crawlers send the short link itself as `Referer`, and a shortener's
-//!    own host must never show up as a traffic source. An IP-literal own host (the default
-//!    base URL is `http://` + the listen address, e.g. `127.0.0.1`) matches only the same
-//!    address (`[::1]` in brackets for IPv6); IP addresses have no subdomains.
+//!    own host must never show up as a traffic source. An IP-literal own host matches only
+//!    the same address (`[::1]` in brackets for IPv6); IP addresses have no subdomains. When
+//!    an own host is a loopback host (the default base URL is `http://` + the listen
+//!    address, e.g. `127.0.0.1`), every loopback host ([`is_loopback_host`]: `localhost`,
+//!    `127.0.0.0/8`, `[::1]`, `0.0.0.0`) is own, as the link API's redirect-loop check has it.
 //! 4. `referrer_domain` is the **registrable domain** from the Public Suffix List (`psl`
 //!    crate, ICANN and private sections): `https://www.google.co.uk/` → `google.co.uk`,
 //!    `https://user.github.io/` → `user.github.io`. The full host is kept instead when
@@ -110,13 +112,29 @@ pub fn classify(lists: &MediumLists, own_hosts: &[String], referrer: Option<&str
     if host.is_empty() {
         return ReferrerInfo::invalid();
     }
-    if own_hosts.iter().any(|own| if is_ip { host == *own } else { is_same_or_subdomain(&host, own) }) {
+    let own = |own: &String| if is_ip { host == *own } else { is_same_or_subdomain(&host, own) };
+    if own_hosts.iter().any(own) || (is_loopback_host(&host) && own_hosts.iter().any(|o| is_loopback_host(o))) {
         return ReferrerInfo::direct(ReferrerMedium::Internal);
     }
     let medium = if is_ip { ReferrerMedium::Unknown } else { lists.classify(&host, url.path()).medium };
     let web = matches!(url.scheme(), "http" | "https");
     let domain = if is_ip || !web { host } else { registrable_domain(&host) };
     ReferrerInfo { domain, medium }
+}
+
+/// Whether `host` (lowercase, as `url` serializes it: IPv6 in brackets) names this machine:
+/// `localhost` / `*.localhost` (RFC 6761), 127.0.0.0/8, `::1`, an IPv4-mapped loopback, or
+/// the unspecified address (`0.0.0.0`, `::`: connecting to it reaches this machine). When
+/// the service itself is on a loopback host, every such spelling is its own domain.
+pub fn is_loopback_host(host: &str) -> bool {
+    if host == "localhost" || host.ends_with(".localhost") {
+        return true;
+    }
+    match host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+        Ok(IpAddr::V4(v4)) => v4.is_loopback() || v4.is_unspecified(),
+        Ok(IpAddr::V6(v6)) => v6.is_loopback() || v6.is_unspecified() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback() || v4.is_unspecified()),
+        Err(_) => false,
+    }
 }
 
 /// `host` equals `parent` or ends with `.parent`.
@@ -174,6 +192,36 @@ mod tests {
         assert_eq!(normalize_own_host(" SHO.RT.EXAMPLE. "), Some("sho.rt.example".into()));
         assert_eq!(normalize_own_host(""), None);
         assert_eq!(normalize_own_host("http://"), None);
+    }
+
+    /// Attack of session 52: with the default loopback base URL, `localhost`, `[::1]`,
+    /// `127.0.0.2` and `0.0.0.0` referrers were traffic sources (medium unknown) while
+    /// `127.0.0.1` was `(direct)`; the link API already counted them all as its own.
+    #[test]
+    fn every_loopback_host_is_own_when_an_own_host_is_loopback() {
+        let lists = MediumLists::bundled().expect("lists");
+        let internal = ReferrerInfo::direct(ReferrerMedium::Internal);
+        for on_loopback in [["127.0.0.1"], ["localhost"], ["[::1]"]] {
+            let own: Vec<String> = on_loopback.iter().map(|h| (*h).to_owned()).collect();
+            for r in [
+                "http://127.0.0.1:8080/x",
+                "http://localhost:9/x",
+                "http://[::1]:8080/x",
+                "http://127.0.0.2/",
+                "http://0.0.0.0:1/",
+                "http://a.localhost/",
+                "http://[::ffff:127.0.0.1]/",
+            ] {
+                assert_eq!(classify(&lists, &own, Some(r)), internal, "{r} with own host {own:?}");
+            }
+        }
+        // A public short domain does not own this machine's names.
+        let own = vec!["sho.rt.example".to_owned()];
+        let got = classify(&lists, &own, Some("http://localhost:8080/x"));
+        assert_eq!((got.domain.as_str(), got.medium), ("localhost", ReferrerMedium::Unknown));
+        assert_eq!(classify(&lists, &own, Some("http://127.0.0.2/")).domain, "127.0.0.2");
+        // Nor does a loopback own host make other private addresses own.
+        assert_eq!(classify(&lists, &["127.0.0.1".to_owned()], Some("http://192.168.1.1/")).domain, "192.168.1.1");
     }
 
     #[test]
