@@ -230,6 +230,16 @@ pub fn precondition_failed_weak() -> ApiError {
     )
 }
 
+/// 412 `precondition_failed` for an `If-Match` without members (empty, or commas only): an
+/// empty list matches no ETag (RFC 9110 §13.1.1), whatever the link's state.
+pub fn precondition_failed_empty() -> ApiError {
+    ApiError::new(
+        StatusCode::PRECONDITION_FAILED,
+        "precondition_failed",
+        "If-Match lists no ETag, so none can match (RFC 9110 §13.1.1); send the ETag as GET returned it, or leave the header out",
+    )
+}
+
 /// 412 `precondition_failed` for `If-None-Match` (RFC 9110 §13.1.2): the link exists (`*`)
 /// or its current ETag is listed.
 pub fn precondition_failed_exists() -> ApiError {

@@ -227,9 +227,12 @@ fn authority_has_userinfo(after_slashes: &str) -> bool {
     after_slashes[..end].contains('@')
 }
 
-/// IDNA-to-ASCII, lowercase, no trailing dot; falls back to lowercase on invalid names.
+/// IDNA-to-ASCII, lowercase, without the one trailing dot of a fully qualified name (a
+/// second one is an empty label and stays: `s.example..` is not `s.example`); falls back to
+/// lowercase on invalid names.
 pub fn normalize_host(h: &str) -> String {
-    let h = h.trim().trim_end_matches('.');
+    let h = h.trim();
+    let h = h.strip_suffix('.').unwrap_or(h);
     match idna::domain_to_ascii(h) {
         Ok(a) if !a.is_empty() => a,
         _ => h.to_ascii_lowercase(),

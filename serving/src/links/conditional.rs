@@ -70,9 +70,16 @@ impl Condition {
     /// The 412 for an `If-Match` that [`Self::matches_strong`] refused against `current`:
     /// one listing `current` only as a weak tag (`W/"…"`) is told that weak tags never
     /// match (attack of session 51: it read "modified since the given ETag", though nothing
-    /// had changed); any other is a stale ETag.
+    /// had changed); one listing nothing (`If-Match:` empty, or `,`) is told so (attack of
+    /// session 52: it read "modified since the given ETag" too); any other is a stale ETag.
     pub fn if_match_failed(&self, current: &str) -> ApiError {
-        if self.matches_weak(current) { crate::error::precondition_failed_weak() } else { crate::error::precondition_failed() }
+        if !self.any && self.tags.is_empty() {
+            crate::error::precondition_failed_empty()
+        } else if self.matches_weak(current) {
+            crate::error::precondition_failed_weak()
+        } else {
+            crate::error::precondition_failed()
+        }
     }
 
     /// Weak comparison with the ETag `current` (`If-None-Match`): `*`, or a listed tag, weak
@@ -207,6 +214,17 @@ mod tests {
         );
         let stale = c.if_match_failed("\"c\"");
         assert_eq!((stale.status.as_u16(), stale.code, stale.message.as_str()), (412, "precondition_failed", "the link was modified since the given ETag"));
+        // An empty list matches nothing, and says so.
+        for empty in [&b""[..], b",", b" , ,"] {
+            let c = read(&header::IF_MATCH, &[empty]).expect("valid").expect("present");
+            assert!(!c.matches_strong("\"a\""));
+            let e = c.if_match_failed("\"a\"");
+            assert_eq!(
+                (e.status.as_u16(), e.message.as_str()),
+                (412, "If-Match lists no ETag, so none can match (RFC 9110 §13.1.1); send the ETag as GET returned it, or leave the header out"),
+                "{empty:?}"
+            );
+        }
     }
 
     #[test]
