@@ -29,7 +29,7 @@ pub fn open_waiting(dir: &Path, wait: Duration) -> sluice_connectors::Result<Cli
                     said = true;
                     tracing::warn!(
                         data_dir = %dir.display(),
-                        "the click log is held by another process; waiting up to {} s for it (a process with role api holds it for a moment at its start)",
+                        "the click log is held by another process; waiting up to {} s for it: a process with role api holds it for a moment at its start, another `sluice serve` on this data dir holds it until it stops (then stop that one, or give this process another --data-dir)",
                         wait.as_secs()
                     );
                 }
