@@ -269,7 +269,8 @@ pub fn start_with_checkpoints<E: ClickEnricher>(
             let (meta_in, meta) = scope.new_collection::<(String, LinkMeta), isize>();
             let (block_in, blocklist) = scope.new_collection::<String, isize>();
             if let Some(process) = cluster_process {
-                agreement::check(scope, process, local == 0, agreed.clone());
+                let shared = Arc::clone(shared);
+                agreement::check(scope, process, local == 0, agreed.clone(), move |why| shared.fail(why));
             }
             let reports = reports.broadcast();
             let (deduped, late) = clicks.dedup_by_event_id(reports.clone(), params);

@@ -78,7 +78,8 @@ impl std::fmt::Display for DataflowFailed {
             write!(
                 f,
                 "with {} processes this is most often a process of the cluster that stopped or cannot be reached (a timely cluster does not survive the \
-                 loss of one), or processes started with different --dataflow-workers: restart every process of the cluster (with the same worker count); ",
+                 loss of one), or processes started with different settings (named above when the processes could compare them) or \
+                 --dataflow-workers: restart every process of the cluster (with the same settings and worker count); ",
                 self.processes
             )?;
         } else {

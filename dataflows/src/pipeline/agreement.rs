@@ -7,8 +7,10 @@
 //! of the binary, passed in [`crate::config::ClusterConfig::agreed`]) one visitor counts as
 //! several uniques. Nothing in timely compares them, so the graph does: the first worker of
 //! every process broadcasts its process's settings at epoch 0 and every worker compares each
-//! peer's with its own. A difference panics the worker with a message naming the setting and
-//! both values, which [`super::PipelineHandle::failure`] then reports (the binary stops).
+//! peer's with its own. A difference is recorded as the pipeline's failure, a message naming
+//! the setting and both values, which [`super::PipelineHandle::failure`] then reports (the
+//! binary stops). Nothing panics: every process sees the difference and names it, and none
+//! dies first and leaves its peers a broken connection to report instead (session 52).
 
 use timely::dataflow::Scope;
 use timely::dataflow::operators::Inspect;
@@ -71,12 +73,13 @@ pub(crate) fn disagreement(me: usize, mine: &Settings, peer: usize, theirs: &Set
 }
 
 /// Adds the check to the graph of one worker (module docs): `first` says whether this is
-/// its process's first worker, which sends `mine` for process `process`.
-pub(crate) fn check<'scope>(scope: Scope<'scope, u64>, process: usize, first: bool, mine: Settings) {
+/// its process's first worker, which sends `mine` for process `process`; `fail` records a
+/// disagreement.
+pub(crate) fn check<'scope>(scope: Scope<'scope, u64>, process: usize, first: bool, mine: Settings, fail: impl Fn(String) + 'static) {
     let sent: Vec<(usize, Settings)> = if first { vec![(process, mine.clone())] } else { Vec::new() };
     sent.to_stream(scope).broadcast().inspect(move |(peer, theirs)| {
         if let Some(why) = disagreement(process, &mine, *peer, theirs) {
-            panic!("{why}");
+            fail(why);
         }
     });
 }
