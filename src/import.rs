@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
+use sluice_connectors::redb_open::OpenFailure;
 use sluice_ingest::event_input::{MAX_EVENTS_PER_REQUEST, Rejection};
 use sluice_ingest::import::{ImportFormat, ImportTally, LineOutcome, LineParser};
 use url::Url;
@@ -171,6 +172,14 @@ fn open_input(path: &Path) -> anyhow::Result<(Box<dyn Read + Send>, Option<u64>)
 /// missing parents it created) when it did not exist before, so that a mistyped file or
 /// format, or an empty input, leaves nothing behind.
 pub async fn run(args: &ImportArgs) -> anyhow::Result<ImportReport> {
+    run_with_env(args, &|k| std::env::var(k).ok()).await
+}
+
+/// [`run`] with `env` read for the conventional `KAFKA_BROKERS` / `SCHEMA_REGISTRY_URL` in
+/// place of the process environment (tests run beside a broker those variables name).
+///
+/// Errors: as [`run`].
+pub(crate) async fn run_with_env(args: &ImportArgs, env: &(dyn Fn(&str) -> Option<String> + Sync)) -> anyhow::Result<ImportReport> {
     if !(1..=MAX_EVENTS_PER_REQUEST).contains(&args.batch_size) {
         bail!("--batch-size must be between 1 and {MAX_EVENTS_PER_REQUEST}, got {}", args.batch_size);
     }
@@ -184,7 +193,10 @@ pub async fn run(args: &ImportArgs) -> anyhow::Result<ImportReport> {
         None => ImportFormat::guess(&args.file.to_string_lossy()),
     };
     let flags = FlagOverrides { data_dir: args.data_dir.clone(), ..FlagOverrides::default() };
-    let cfg = Config::load(args.config.as_deref(), &flags)?;
+    let mut cfg = Config::load(args.config.as_deref(), &flags)?;
+    // Kafka mode as `sluice serve` sees it, `KAFKA_BROKERS` included (attack of session 52:
+    // with only that set, the import stored into a log the server never reads).
+    cfg.kafka.apply_env(env);
     if let Some(dir) = &args.data_dir
         && cfg.kafka.enabled()
     {
@@ -212,14 +224,17 @@ pub async fn run(args: &ImportArgs) -> anyhow::Result<ImportReport> {
 /// event, whether it failed or not, removes what it added there ([`Before::remove_added`],
 /// as a refused `sluice serve` start does): while it still holds the click log's lock, so
 /// no other process uses the dir meanwhile; or, when opening the destination failed, only
-/// if the data dir did not exist before (nothing else can be using what was just made).
+/// if the data dir did not exist before and the click log is not held by another process
+/// (attack of session 52: of two imports into one new data dir, the refused one removed the
+/// log and secret the other had just stored its events with).
 async fn import_into(args: &ImportArgs, cfg: &Config, format: ImportFormat, report: &mut ImportReport, before: Option<&Before>) -> anyhow::Result<()> {
     // The input first: a file that cannot be opened creates nothing.
     let (input, len) = open_input(&args.file)?;
     let sink = match open_sink(args, cfg) {
         Ok(sink) => sink,
         Err(e) => {
-            if let Some(before) = before.filter(|b| !b.existed()) {
+            let held = e.downcast_ref::<sluice_connectors::Error>().is_some_and(|c| c.open_failure() == OpenFailure::HeldByAnotherProcess);
+            if let Some(before) = before.filter(|b| !b.existed() && !held) {
                 before.remove_added();
             }
             return Err(e);

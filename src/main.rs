@@ -145,7 +145,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Log { command: LogCommand::Reset(args) } => {
             let flags = FlagOverrides { data_dir: args.data_dir.clone(), ..FlagOverrides::default() };
-            let cfg = Config::load(args.config.as_deref(), &flags)?;
+            let mut cfg = Config::load(args.config.as_deref(), &flags)?;
+            // Kafka mode as `sluice serve` sees it (attack of session 52: a `KAFKA_BROKERS`
+            // deployment's reset went ahead).
+            sluice::kafka::apply_env(&mut cfg);
             let report = sluice::log_reset::run(&cfg)?;
             std::io::stdout().lock().write_all(report.as_bytes()).map_err(sluice::stdout::write_error)
         }

@@ -36,6 +36,12 @@ fn import_args(file: PathBuf) -> ImportArgs {
     }
 }
 
+/// [`super::run`] without the process's `KAFKA_BROKERS` (the test command sets it for the
+/// Kafka tests; these imports mean the embedded log or a test server).
+async fn run(args: &ImportArgs) -> anyhow::Result<ImportReport> {
+    super::run_with_env(args, &|_| None).await
+}
+
 fn split(entries: Vec<LogEntry>) -> (Vec<ClickEvent>, Vec<bool>) {
     entries.into_iter().map(|e| (e.event, e.backfill)).unzip()
 }
@@ -530,4 +536,41 @@ async fn an_import_into_a_held_or_secretless_data_dir_creates_no_visitor_secret(
     // With the server's configuration, the import stores its events, keyed with that secret.
     assert_eq!(run(&with_config).await.expect("import").accepted, 3);
     assert!(!secret_file.exists(), "a configured secret is not written to the data dir");
+}
+
+/// Attack of session 52: two imports into one new data dir at once; the one that found the
+/// click log held by the other removed the log and the visitor secret the other had just
+/// stored its events with (it had looked at the dir while it did not exist yet). A log held
+/// by another process now means the dir is in use: the refused import removes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_refused_because_another_holds_the_new_data_dirs_log_removes_nothing() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("new");
+    let mut args = import_args(fixture("events.ndjson"));
+    args.data_dir = Some(dir.clone());
+    let flags = |d: &std::path::Path| FlagOverrides { data_dir: Some(d.to_path_buf()), ..FlagOverrides::default() };
+    let cfg = Config::load(None, &flags(&dir)).expect("config");
+    // This import looks first (no dir yet) ...
+    let before = Before::look(&dir);
+    // ... then the other creates the dir and holds its log, as an import storing its events does.
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let held = ClickLog::open(&dir).expect("open the log");
+    let secret = dir.join(crate::visitor_secret::FILE_NAME);
+    std::fs::write(&secret, SECRET).expect("secret");
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod");
+    let mut report = ImportReport::default();
+    let err = import_into(&args, &cfg, ImportFormat::Ndjson, &mut report, Some(&before)).await.expect_err("the log is held");
+    assert!(format!("{err:#}").contains("another process has it open"), "{err:#}");
+    assert!(dir.join(CLICK_LOG_FILE_NAME).exists() && secret.exists(), "the other import's log and secret stay");
+    drop(held);
+    // Without a holder, a failed open of a dir this import created is still cleaned up.
+    let gone = tmp.path().join("gone");
+    let before = Before::look(&gone);
+    std::fs::create_dir_all(&gone).expect("mkdir");
+    std::fs::write(gone.join(crate::visitor_secret::FILE_NAME), "not a secret").expect("bad secret");
+    std::fs::set_permissions(gone.join(crate::visitor_secret::FILE_NAME), std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod");
+    args.data_dir = Some(gone.clone());
+    let cfg = Config::load(None, &flags(&gone)).expect("config");
+    import_into(&args, &cfg, ImportFormat::Ndjson, &mut report, Some(&before)).await.expect_err("a bad secret");
+    assert!(!gone.exists(), "removed with what this import made");
 }

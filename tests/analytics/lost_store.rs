@@ -85,7 +85,15 @@ async fn a_click_log_filled_by_import_retires_nothing() {
     let file = dir.path().join("events.ndjson");
     std::fs::write(&file, lines.join("\n") + "\n").expect("write events");
     let data = dir.path().join("data");
-    let out = Command::new(BIN).arg("import").arg("--data-dir").arg(&data).arg(&file).env_remove("SLUICE__STORE__URL").output().expect("run sluice import");
+    let out = Command::new(BIN)
+        .arg("import")
+        .arg("--data-dir")
+        .arg(&data)
+        .arg(&file)
+        .env_remove("SLUICE__STORE__URL")
+        .env_remove("KAFKA_BROKERS")
+        .output()
+        .expect("run sluice import");
     assert!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
     assert!(!data.join("links.db").exists(), "import creates no link store");
 
@@ -147,7 +155,7 @@ async fn a_refused_start_retires_nothing() {
 
 /// `sluice log reset --data-dir dir`: its stdout (exit 0 asserted).
 fn log_reset(dir: &Path) -> String {
-    let out = Command::new(BIN).args(["log", "reset", "--data-dir"]).arg(dir).env_remove("SLUICE__STORE__URL").output().expect("run sluice log reset");
+    let out = Command::new(BIN).args(["log", "reset", "--data-dir"]).arg(dir).env_remove("SLUICE__STORE__URL").env_remove("KAFKA_BROKERS").output().expect("run sluice log reset");
     assert!(out.status.success(), "log reset: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).expect("utf-8")
 }

@@ -5,7 +5,7 @@ use std::process::{Command, Output};
 
 fn sluice(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
-    cmd.args(args).env_remove("SLUICE_LOG").env_remove("NO_COLOR");
+    cmd.args(args).env_remove("SLUICE_LOG").env_remove("NO_COLOR").env_remove("KAFKA_BROKERS");
     for (k, v) in env {
         cmd.env(k, v);
     }

@@ -201,3 +201,33 @@ fn an_offline_import_with_a_kafka_configuration_is_refused_and_creates_nothing()
     assert!(err.contains("reads clicks from Kafka") && err.contains("--target http://"), "{err}");
     assert!(!data.exists(), "nothing created");
 }
+
+/// Attack of session 52: with only `KAFKA_BROKERS` set, `import --data-dir` stored into the
+/// embedded log (which a Kafka-mode server never reads) and `log reset` went ahead; both
+/// now see Kafka mode as `sluice serve` does.
+#[test]
+fn kafka_brokers_in_the_environment_is_kafka_mode_for_import_and_log_reset() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("d");
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(args)
+            .env("KAFKA_BROKERS", "127.0.0.1:9")
+            .env_remove("SLUICE__KAFKA__BROKERS")
+            .env_remove("SLUICE_LOG")
+            .output()
+            .expect("run sluice")
+    };
+    let file = tmp.path().join("e.ndjson");
+    std::fs::write(&file, format!("{}\n", event("k1", "abc", now_ms()))).expect("write");
+    let out = run(&["--log", "error", "import", "--quiet", "--data-dir", dir.to_str().expect("utf-8"), file.to_str().expect("utf-8")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("this configuration reads clicks from Kafka"), "{err}");
+    assert!(!dir.exists(), "nothing created");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let out = run(&["--log", "error", "log", "reset", "--data-dir", dir.to_str().expect("utf-8")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("[kafka] brokers is set"), "{err}");
+}

@@ -217,6 +217,7 @@ async fn a_backup_put_back_with_the_click_log_lost_and_reset_retires_the_checkpo
         .args(["--log", "warn", "log", "reset", "--data-dir"])
         .arg(&data)
         .env_remove("SLUICE__STORE__URL")
+        .env_remove("KAFKA_BROKERS")
         .output()
         .expect("run log reset");
     assert!(reset.status.success(), "{}", String::from_utf8_lossy(&reset.stderr));

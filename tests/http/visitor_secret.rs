@@ -14,6 +14,7 @@ fn sluice_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(args)
         .env_remove("SLUICE_LOG")
+        .env_remove("KAFKA_BROKERS")
         .env_remove("NO_COLOR")
         .envs(env.iter().copied())
         .output()
