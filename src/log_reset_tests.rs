@@ -121,3 +121,23 @@ async fn a_reset_log_without_its_checkpoints_is_refused_at_start() {
     let f = start.restored().expect("restored");
     assert_eq!(f.snapshot.offsets.get(&partition).copied(), Some(55_090));
 }
+
+/// Attack of session 52: a second reset within the same second moved its file over the
+/// first one's copy (names stamped to the second). Fifty moves in a row (several within one
+/// millisecond) keep fifty files, each with what it held.
+#[test]
+fn moving_aside_never_replaces_an_earlier_copy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(CLICK_LOG_FILE_NAME);
+    let mut moved = Vec::new();
+    for i in 0..50 {
+        std::fs::write(&path, format!("copy {i}")).expect("write");
+        moved.push(move_aside(dir.path(), &path).expect("moved"));
+        assert!(!path.exists());
+    }
+    for (i, p) in moved.iter().enumerate() {
+        assert_eq!(std::fs::read_to_string(p).expect("read"), format!("copy {i}"), "{}", p.display());
+    }
+    let distinct: std::collections::BTreeSet<_> = moved.iter().collect();
+    assert_eq!(distinct.len(), 50);
+}

@@ -155,7 +155,13 @@ async fn a_refused_start_retires_nothing() {
 
 /// `sluice log reset --data-dir dir`: its stdout (exit 0 asserted).
 fn log_reset(dir: &Path) -> String {
-    let out = Command::new(BIN).args(["log", "reset", "--data-dir"]).arg(dir).env_remove("SLUICE__STORE__URL").env_remove("KAFKA_BROKERS").output().expect("run sluice log reset");
+    let out = Command::new(BIN)
+        .args(["log", "reset", "--data-dir"])
+        .arg(dir)
+        .env_remove("SLUICE__STORE__URL")
+        .env_remove("KAFKA_BROKERS")
+        .output()
+        .expect("run sluice log reset");
     assert!(out.status.success(), "log reset: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).expect("utf-8")
 }
