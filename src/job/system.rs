@@ -168,7 +168,14 @@ impl System {
         // data dir meanwhile. Role `api` takes no lock (it shares the dir with a redirect
         // process that may have created the same files since the start looked), so it
         // removes nothing.
-        if held.log.is_some() {
+        // And when the data dir is this start's own (it did not exist) and the click log's
+        // open failed for another reason than another process holding it (attack of
+        // session 52: on a full disk the failed open left a file of zeros that every later
+        // start refused as a damaged log).
+        let log_failed = outcome.as_ref().err().and_then(|e| e.downcast_ref::<sluice_connectors::Error>()).is_some_and(|e| {
+            matches!(e, sluice_connectors::Error::ClickLog { .. }) && e.open_failure() != sluice_connectors::redb_open::OpenFailure::HeldByAnotherProcess
+        });
+        if held.log.is_some() || (log_failed && !before.existed()) {
             before.remove_added();
         }
         drop(held);

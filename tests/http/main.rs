@@ -19,6 +19,7 @@ mod cluster_settings;
 mod concurrency;
 mod doc_links;
 mod error_codes;
+mod full_disk;
 mod harness;
 mod hostile;
 #[cfg(target_os = "linux")]
