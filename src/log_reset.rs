@@ -182,7 +182,7 @@ fn open_or_move_aside(data_dir: &Path, path: &Path, report: &mut String) -> anyh
     match ClickLog::open(data_dir) {
         Ok(log) => Ok(log),
         Err(sluice_connectors::Error::ClickLogDamaged { detail, .. }) => {
-            let aside = move_aside(data_dir, path)?;
+            let aside = sluice_connectors::click_log::move_aside(path).map_err(|e| anyhow::anyhow!("could not move the damaged click log aside: {e}"))?;
             report.push_str(&format!("damaged click log \"{}\" ({detail}) moved aside to \"{}\"\n", path.display(), aside.display()));
             ClickLog::open(data_dir).map_err(|e| {
                 // What this open made of the new log (e.g. a file of zeros on a full disk)
@@ -192,30 +192,6 @@ fn open_or_move_aside(data_dir: &Path, path: &Path, report: &mut String) -> anyh
             })
         }
         Err(e) => Err(open_error(data_dir, e, "stop it first")),
-    }
-}
-
-/// Moves the damaged log at `path` to `clicks.redb.damaged-<UTC time to the millisecond>` in
-/// `data_dir` (as the running server names it), never over an existing file (attack of
-/// session 52: a retry within the same second, stamped to the second, replaced the first
-/// reset's copy, the only one of the damaged log's clicks): a taken name gets `-2`, `-3`, …
-/// Returns the new path. Errors: the link or the removal failing.
-fn move_aside(data_dir: &Path, path: &Path) -> anyhow::Result<std::path::PathBuf> {
-    // e.g. clicks.redb.damaged-2026-12-02T00:15:07.123Z
-    let stamp = humantime::format_rfc3339_millis(std::time::SystemTime::now());
-    let mut n = 1;
-    loop {
-        let suffix = if n == 1 { String::new() } else { format!("-{n}") };
-        let aside = data_dir.join(format!("{CLICK_LOG_FILE_NAME}.damaged-{stamp}{suffix}"));
-        // A hard link never replaces an existing file (rename would).
-        match std::fs::hard_link(path, &aside) {
-            Ok(()) => {
-                std::fs::remove_file(path).with_context(|| format!("could not remove \"{}\" after linking it to \"{}\"", path.display(), aside.display()))?;
-                return Ok(aside);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => n += 1,
-            Err(e) => return Err(anyhow::Error::new(e).context(format!("could not move the damaged click log \"{}\" aside", path.display()))),
-        }
     }
 }
 

@@ -132,7 +132,7 @@ fn moving_aside_never_replaces_an_earlier_copy() {
     let mut moved = Vec::new();
     for i in 0..50 {
         std::fs::write(&path, format!("copy {i}")).expect("write");
-        moved.push(move_aside(dir.path(), &path).expect("moved"));
+        moved.push(sluice_connectors::click_log::move_aside(&path).expect("moved"));
         assert!(!path.exists());
     }
     for (i, p) in moved.iter().enumerate() {

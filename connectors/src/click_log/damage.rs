@@ -256,13 +256,13 @@ impl ClickLog {
             let _ = std::fs::remove_file(&tmp);
             return Err(format!("could not create \"{}\": {}", tmp.display(), e.chain()));
         }
-        // e.g. clicks.redb.damaged-2026-12-02T00:15:07.123Z (`sluice log reset` names to the second)
-        let stamp = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ");
-        let aside = path.with_file_name(format!("{name}.damaged-{stamp}"));
-        if let Err(e) = std::fs::rename(path, &aside) {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(format!("could not move it aside to \"{}\": {e}", aside.display()));
-        }
+        let aside = match move_aside(path) {
+            Ok(aside) => aside,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(format!("could not move it aside: {e}"));
+            }
+        };
         let placed = std::fs::hard_link(&tmp, path);
         let _ = std::fs::remove_file(&tmp);
         if let Err(e) = placed {
@@ -323,4 +323,32 @@ fn empty_log_at(to: &Path, offset: u64, log_id: u64, link_store: Option<u64>) ->
     }
     txn.commit().map_err(err)?;
     db.close().map_err(err)
+}
+
+/// Moves the damaged file at `path` to `<name>.damaged-<UTC time to the millisecond>` beside
+/// it (e.g. `clicks.redb.damaged-2026-12-02T00:15:07.123Z`), never over an existing file
+/// (attack of session 52: `sluice log reset` retried within the same second replaced its
+/// first copy, the only one of the damaged log's clicks): a taken name gets `-2`, `-3`, …
+/// Used by the running log and by `sluice log reset`. Returns the new path.
+///
+/// # Errors
+/// The hard link or the removal of `path` failing (the message names both paths).
+pub fn move_aside(path: &Path) -> std::result::Result<std::path::PathBuf, String> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| super::CLICK_LOG_FILE_NAME.to_owned());
+    let stamp = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ");
+    let mut n = 1;
+    loop {
+        let suffix = if n == 1 { String::new() } else { format!("-{n}") };
+        let aside = path.with_file_name(format!("{name}.damaged-{stamp}{suffix}"));
+        // A hard link never replaces an existing file (rename would).
+        match std::fs::hard_link(path, &aside) {
+            Ok(()) => {
+                return std::fs::remove_file(path)
+                    .map(|()| aside.clone())
+                    .map_err(|e| format!("linked \"{}\" to \"{}\" but could not remove it: {e}", path.display(), aside.display()));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => n += 1,
+            Err(e) => return Err(format!("could not move \"{}\" aside to \"{}\": {e}", path.display(), aside.display())),
+        }
+    }
 }

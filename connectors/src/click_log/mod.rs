@@ -182,6 +182,7 @@ struct Scratch {
     chunk: Vec<u8>,
 }
 
+pub use damage::move_aside;
 pub use file_check::{FileCheck, side_files};
 pub use read::arrival_at;
 use read::visit_db;
