@@ -199,6 +199,17 @@ pub fn outcome(log_problem: Option<sluice_connectors::Error>, checkpoint_problem
                      the click log was damaged while in use",
                 ));
             }
+            // The data dir went while serving and did not come back before the stop: the
+            // open, deleted file dies with this process. Its advice (`mkdir -p`, written back
+            // within seconds) is for a running server; at the stop, say what is lost.
+            if let sluice_connectors::Error::ClickLogDirRemoved { dir, .. } = &e {
+                tracing::error!(error = %e, "stopped; the data dir was removed while serving");
+                anyhow::bail!(
+                    "the graceful stop finished, but the data dir {dir} was removed while sluice was running and did not exist \
+                     again before the stop: the clicks of its click log, and whatever else it held, are lost with this \
+                     process; nothing was written back, and a next start in {dir} begins a new, empty data dir"
+                );
+            }
             tracing::error!(error = %e, "stopped, but the click log needs attention before the next start");
             Err(anyhow::Error::new(e).context("the graceful stop finished, but the click log needs attention before the next start"))
         }

@@ -387,6 +387,42 @@ async fn a_replaced_click_log_is_saved_to_a_side_file_and_no_click_is_lost() {
     assert_eq!(s.stop().0, Some(0));
 }
 
+/// `rm -rf` of the data dir while serving, not created again: neither the periodic
+/// checkpoint (every second here) nor the stop's creates it again (it came back holding only
+/// a checkpoint), and the stop exits 1 saying the clicks are lost instead of advising a
+/// `mkdir -p` that a stopped process can no longer answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_dir_removed_while_serving_is_not_created_again_and_the_stop_says_what_is_lost() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("d");
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(&config, "[dataflow]\ncheckpoint-interval = \"1s\"\n").expect("write config");
+    let s = Server::start_with(&data, &["--config", config.to_str().expect("utf-8")]).await;
+    s.create_link("gone").await;
+    for _ in 0..3 {
+        assert_eq!(s.redirect("gone").await, 302);
+    }
+    s.await_clicks("gone", 3).await;
+    std::fs::remove_dir_all(&data).expect("rm -rf the data dir");
+    assert_eq!(s.redirect("gone").await, 302, "links are still served from the open store");
+    assert!(s.await_writer_state(true).await.is_some(), "the writer reports the removed data dir");
+    // Three periodic checkpoint rounds.
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    assert!(!data.exists(), "a periodic checkpoint created the data dir again");
+    let (code, log) = s.stop();
+    assert_eq!(code, Some(1), "{log}");
+    assert!(!data.exists(), "the stop created the data dir again");
+    let want = format!(
+        "the graceful stop finished, but the data dir {d} was removed while sluice was running and did not exist again \
+         before the stop: the clicks of its click log, and whatever else it held, are lost with this process; nothing was \
+         written back, and a next start in {d} begins a new, empty data dir",
+        d = data.display()
+    );
+    assert!(log.contains(&format!("no checkpoint written: the data dir {} no longer exists", data.display())), "{log}");
+    let last = log.lines().filter(|l| l.starts_with("error: ")).collect::<Vec<_>>();
+    assert_eq!(last, [format!("error: {want}")], "one error line, with no `mkdir -p` advice: {log}");
+}
+
 /// The newcomer's sequence: `rm -rf` of the data dir while serving, redirects, `mkdir -p`,
 /// redirects. The log keeps its open (deleted) file, so the clicks after the removal are
 /// counted, not dropped; `/readyz` says what happened; after `mkdir` the next file check
@@ -398,7 +434,7 @@ async fn a_data_dir_removed_and_recreated_while_serving_keeps_every_click() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("d");
     let path = data.join("clicks.redb");
-    // No periodic checkpoint: its writer would create the data dir again by itself.
+    // No periodic checkpoint: the restart below rebuilds the views from the log alone.
     let config = dir.path().join("sluice.toml");
     std::fs::write(&config, "[dataflow]\ncheckpoint-interval = \"1h\"\n").expect("write config");
     let args = ["--config", config.to_str().expect("utf-8")];

@@ -132,7 +132,7 @@ fn checkpoint_number(name: &str) -> Option<u64> {
 pub fn write(dir: &Path, file: &CheckpointFile) -> anyhow::Result<(PathBuf, usize)> {
     static WRITING: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one_at_a_time = WRITING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    std::fs::create_dir_all(dir).with_context(|| format!("could not create {}", dir.display()))?;
+    create_checkpoint_dir(dir)?;
     remove_stale_temp_files(dir);
     let bytes = encode(file)?;
     let existing = checkpoint_files(dir).with_context(|| format!("could not list {}", dir.display()))?;
@@ -143,6 +143,24 @@ pub fn write(dir: &Path, file: &CheckpointFile) -> anyhow::Result<(PathBuf, usiz
     std::fs::File::open(dir).and_then(|d| d.sync_all()).context("could not fsync the checkpoint directory")?;
     prune(dir, &file.source, &path)?;
     Ok((path, bytes.len()))
+}
+
+/// Creates `dir` (the data dir's `checkpoints/`) when missing, but never its parent: a data
+/// dir removed while sluice runs (`rm -rf`) must not come back holding only a checkpoint of
+/// clicks that are no longer in any log (the next start would take it as a new data dir with a
+/// checkpoint and no click log).
+///
+/// Errors: the parent is gone ("removed while sluice was running"), or any other I/O failure.
+fn create_checkpoint_dir(dir: &Path) -> anyhow::Result<()> {
+    match std::fs::create_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let parent = dir.parent().unwrap_or(dir);
+            anyhow::bail!("no checkpoint written: the data dir {} no longer exists (removed while sluice was running?)", parent.display())
+        }
+        Err(e) => Err(e).with_context(|| format!("could not create {}", dir.display())),
+    }
 }
 
 /// Writes `bytes` to `tmp`, fsyncs it and renames it to `path`; when any step fails, `tmp`
