@@ -53,12 +53,13 @@ pub struct ClickHouseConfig {
     #[serde(default = "default_batch_rows")]
     pub batch_rows: usize,
     /// ... or after this long since the first buffered row (default 1 s, at most 10 min),
-    /// whichever first.
+    /// whichever first; a checkpoint waiting for the rows has them inserted at once.
     #[serde(default = "default_flush_interval", with = "humantime_serde")]
     pub flush_interval: Duration,
     /// Most rows buffered while ClickHouse is unavailable (default 2 000 000); rows beyond it
     /// are dropped and counted (rollup rows of keys already buffered are replaced, never
-    /// dropped).
+    /// dropped). While ClickHouse answers nothing is dropped: a buffer at the bound is
+    /// inserted before more input is read.
     #[serde(default = "default_max_pending_rows")]
     pub max_pending_rows: usize,
     /// Deadline of one request (default 30 s, at most 1 h).

@@ -182,7 +182,8 @@ async fn batches_by_size_or_time() {
     assert!(wait_until(Duration::from_secs(10), || async { sink.status().pending_rows == 999 }).await);
     assert_eq!(sink.status().inserts, 0, "below batch-rows and before flush-interval: nothing sent");
     sink.send(SinkInput::Rollups(RollupBatch { epoch_upper: 2, watermark_ms: 0, rows: mk(1, 999) })).await.expect("send");
-    assert!(sink.wait_applied(2, Duration::from_secs(30)).await);
+    // Watched, not `wait_applied` (which has the buffer inserted at once).
+    assert!(wait_until(Duration::from_secs(30), || async { sink.status().applied_epoch >= 2 }).await, "{:?}", sink.status());
     let st = sink.status();
     assert_eq!((st.inserts, st.rows_written), (1, 1_000), "one insert of 1000 rows");
     sink.shutdown(Duration::from_secs(10)).await;
@@ -190,12 +191,80 @@ async fn batches_by_size_or_time() {
     let sink = ClickHouseSink::start(&ClickHouseConfig { batch_rows: 1_000, flush_interval: Duration::from_millis(300), ..c.clone() }).expect("sink");
     let t = Instant::now();
     sink.send(SinkInput::Rollups(RollupBatch { epoch_upper: 3, watermark_ms: 0, rows: mk(10, 2_000) })).await.expect("send");
-    assert!(sink.wait_applied(3, Duration::from_secs(30)).await);
+    // Watched, not `wait_applied` (which has the buffer inserted at once).
+    assert!(wait_until(Duration::from_secs(30), || async { sink.status().applied_epoch >= 3 }).await, "{:?}", sink.status());
     assert!(t.elapsed() >= Duration::from_millis(300), "flushed by time, after the interval: {:?}", t.elapsed());
     assert_eq!(sink.status().inserts, 1);
     sink.shutdown(Duration::from_secs(10)).await;
     let reader = ClickHouseReader::new(&c).expect("reader");
     assert_eq!(reader.rollup_counts(G::Minute).await.expect("count").1, 1_010);
+    drop_database(&c).await;
+}
+
+/// Attack of session 53: with `flush-interval = "10m"` every checkpoint waited for rows the
+/// sink held for ten minutes, failed after its 30 s, and every stop exited 1. A wait for the
+/// applied epoch has the buffer inserted at once.
+#[tokio::test]
+async fn a_checkpoint_wait_inserts_at_once_despite_a_long_flush_interval() {
+    let c = fresh_config("flushnow");
+    migrate(&c).await.expect("migrate");
+    let sink = ClickHouseSink::start(&ClickHouseConfig { flush_interval: Duration::from_secs(600), ..c.clone() }).expect("sink");
+    let rows: Vec<RollupRow> = (0..10).map(|i| row(&format!("f{i}"), G::Minute, T0, V::Total, false, &[], 1, &[1, 0, 0])).collect();
+    sink.send(SinkInput::Rollups(RollupBatch { epoch_upper: 7, watermark_ms: 0, rows })).await.expect("send");
+    assert!(wait_until(Duration::from_secs(10), || async { sink.status().pending_rows == 10 }).await, "{:?}", sink.status());
+    assert_eq!(sink.status().inserts, 0, "held for the flush interval");
+    assert!(sink.wait_applied(7, Duration::from_secs(10)).await, "{:?}", sink.status());
+    assert_eq!(sink.status().inserts, 1);
+    let reader = ClickHouseReader::new(&c).expect("reader");
+    assert_eq!(reader.rollup_counts(G::Minute).await.expect("count").1, 10);
+    sink.shutdown(Duration::from_secs(10)).await;
+    drop_database(&c).await;
+}
+
+/// Attack of session 53: with a small `max-pending-rows`, a replay (batches of more distinct
+/// rows than the bound) dropped rows while ClickHouse answered. Nothing is dropped now: every
+/// row is inserted and the applied epoch reaches the last batch.
+#[tokio::test]
+async fn nothing_is_dropped_at_the_buffer_bound_while_clickhouse_answers() {
+    let c = fresh_config("boundup");
+    migrate(&c).await.expect("migrate");
+    let sink = ClickHouseSink::start(&ClickHouseConfig { max_pending_rows: 50, ..c.clone() }).expect("sink");
+    for b in 0..10u64 {
+        let rows = (0..100).map(|i| row(&format!("r{b}-{i}"), G::Minute, T0, V::Total, false, &[], 1, &[1, 0, 0])).collect();
+        sink.send(SinkInput::Rollups(RollupBatch { epoch_upper: 10 + b, watermark_ms: 0, rows })).await.expect("send");
+    }
+    sink.send(SinkInput::Events((0..120).map(event).collect())).await.expect("send events");
+    assert!(sink.wait_applied(19, Duration::from_secs(30)).await, "{:?}", sink.status());
+    let st = sink.status();
+    assert_eq!((st.dropped_rows, st.pending_rows, st.healthy), (0, 0, true), "{st:?}");
+    let reader = ClickHouseReader::new(&c).expect("reader");
+    assert_eq!(reader.rollup_counts(G::Minute).await.expect("count").1, 1_000);
+    assert_eq!(reader.events("ev", T0, T0 + DAY).await.expect("events").len(), 120);
+    sink.shutdown(Duration::from_secs(10)).await;
+    drop_database(&c).await;
+}
+
+/// Attack of session 53: `events_enriched` is partitioned by day, and one insert of a
+/// backfill over more than 100 days was refused (`TOO_MANY_PARTS`, 252) on every retry,
+/// holding every later row. 150 days of events are inserted in one batch.
+#[tokio::test]
+async fn a_backfill_over_more_than_100_days_is_inserted() {
+    let c = fresh_config("days150");
+    let sink = ClickHouseSink::start(&ClickHouseConfig { flush_interval: Duration::from_millis(20), ..c.clone() }).expect("sink");
+    let evs: Vec<EnrichedClick> = (0..150).map(|i| EnrichedClick { ts: T0 - i as i64 * DAY, ..event(i) }).collect();
+    sink.send(SinkInput::Events(evs.clone())).await.expect("send");
+    assert!(
+        wait_until(Duration::from_secs(30), || async { sink.status().rows_written >= 150 && sink.status().pending_rows == 0 }).await,
+        "{:?}",
+        sink.status()
+    );
+    let st = sink.status();
+    assert!(st.healthy && st.errors == 0, "{st:?}");
+    let reader = ClickHouseReader::new(&c).expect("reader");
+    let mut got = reader.events("ev", T0 - 150 * DAY, T0 + DAY).await.expect("events");
+    got.sort_by_key(|e| std::cmp::Reverse(e.ts));
+    assert_eq!(got, evs);
+    sink.shutdown(Duration::from_secs(10)).await;
     drop_database(&c).await;
 }
 

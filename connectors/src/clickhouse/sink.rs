@@ -4,9 +4,15 @@
 //! A bounded channel feeds one writer task. It buffers rollup rows per granularity keyed by
 //! row key (a newer value of a key replaces the buffered one: fewer rows, same result),
 //! events and anomalies in arrival order, and sends one `INSERT` per table when `batch-rows`
-//! rows are buffered or `flush-interval` has passed since the first buffered row. Buffers are
-//! cleared only after ClickHouse acknowledged the insert; failures are retried with capped
-//! exponential backoff while new input keeps merging in (bounded by `max-pending-rows`).
+//! rows are buffered (or `max-pending-rows`, when lower), when `flush-interval` has passed
+//! since the first buffered row, or at once when a checkpoint waits for the rows
+//! ([`ClickHouseSink::wait_applied`]: a long `flush-interval` must not fail every checkpoint).
+//! Buffers are cleared only after ClickHouse acknowledged the insert; failures are retried
+//! with capped exponential backoff while new input keeps merging in. `max-pending-rows`
+//! bounds that buffer in an outage only: rows beyond it are dropped while the latest attempt
+//! failed. While ClickHouse answers, nothing is dropped: a batch larger than the bound (a
+//! replay, a large backfill) is taken whole and written at once, and the writer reads no more
+//! input until its buffer is written (the forwarder in front of it waits).
 //! Migrations run before the first insert (retried the same way), so the sink starts while
 //! ClickHouse is down. Nothing here panics or gives up.
 //!
@@ -14,15 +20,20 @@
 //! (a retry after a lost acknowledgement, a replay after a crash) leaves one row per key
 //! under `FINAL`. Rollup rows carry `version = epoch_upper` of their batch, so a replayed
 //! older value never wins over a newer one. Inserts set `async_insert = 0`: the
-//! acknowledgement means the rows are in a part on disk.
+//! acknowledgement means the rows are in a part on disk. They also set
+//! `max_partitions_per_insert_block = 0` (no limit): `events_enriched` is partitioned by day,
+//! and one insert of a backfill over more than 100 days (ClickHouse's default limit, error
+//! `TOO_MANY_PARTS` 252) would otherwise be refused on every retry, holding every later row.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use ::clickhouse::{Client, RowOwned, RowWrite};
 use sluice_schemas::EnrichedClick;
 use sluice_schemas::rollup::{RollupBatch, RollupGranularity};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 
 use super::client::{client, migrate, within};
 use super::config::ClickHouseConfig;
@@ -76,6 +87,34 @@ pub struct ClickHouseSink {
     tx: mpsc::Sender<SinkInput>,
     status: watch::Receiver<ClickHouseSinkStatus>,
     task: tokio::task::JoinHandle<()>,
+    /// Waits for the applied epoch, which have the writer insert what it buffers at once.
+    waiting: Arc<Waiting>,
+}
+
+/// [`ClickHouseSink::wait_applied`] calls in progress: while there is one, the writer inserts
+/// what it buffers without waiting for `flush-interval` (rows that arrive during the wait
+/// included), and `wake` interrupts the writer's wait for that interval.
+#[derive(Default)]
+struct Waiting {
+    count: AtomicUsize,
+    wake: Notify,
+}
+
+/// One wait in [`Waiting::count`] for as long as it lives (also when the wait is dropped).
+struct WaitGuard<'a>(&'a Waiting);
+
+impl<'a> WaitGuard<'a> {
+    fn new(w: &'a Waiting) -> WaitGuard<'a> {
+        w.count.fetch_add(1, Ordering::SeqCst);
+        w.wake.notify_one();
+        WaitGuard(w)
+    }
+}
+
+impl Drop for WaitGuard<'_> {
+    fn drop(&mut self) {
+        self.0.count.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl std::fmt::Debug for ClickHouseSink {
@@ -91,11 +130,12 @@ impl ClickHouseSink {
     ///
     /// Errors: [`Error::Config`] for an invalid or disabled configuration.
     pub fn start(config: &ClickHouseConfig) -> Result<ClickHouseSink> {
-        let client = client(config)?.with_setting("async_insert", "0");
+        let client = client(config)?.with_setting("async_insert", "0").with_setting("max_partitions_per_insert_block", "0");
         describe();
         let (tx, rx) = mpsc::channel(256);
         let initial = ClickHouseSinkStatus { healthy: true, ..ClickHouseSinkStatus::default() };
         let (status_tx, status) = watch::channel(initial.clone());
+        let waiting = Arc::new(Waiting::default());
         let writer = Writer {
             client,
             config: config.clone(),
@@ -106,9 +146,10 @@ impl ClickHouseSink {
             first_buffered: None,
             status: initial,
             status_tx,
+            waiting: Arc::clone(&waiting),
         };
         let task = tokio::spawn(writer.run(rx));
-        Ok(ClickHouseSink { config: config.clone(), tx, status, task })
+        Ok(ClickHouseSink { config: config.clone(), tx, status, task, waiting })
     }
 
     /// `SELECT 1` on a connection of its own within `timeout` (readiness probes: a ClickHouse
@@ -144,8 +185,10 @@ impl ClickHouseSink {
     }
 
     /// Waits until every rollup batch with `epoch_upper <= epoch` is inserted and nothing
-    /// else is pending; `false` on timeout.
+    /// else is pending; `false` on timeout. The writer inserts what it buffers at once,
+    /// without waiting for `flush-interval` (a retry after a failure keeps its backoff).
     pub async fn wait_applied(&self, epoch: u64, timeout: Duration) -> bool {
+        let _hurry = WaitGuard::new(&self.waiting);
         let mut rx = self.status.clone();
         tokio::time::timeout(timeout, rx.wait_for(|s| s.applied_epoch >= epoch && s.pending_rows == 0)).await.is_ok_and(|r| r.is_ok())
     }
@@ -173,11 +216,18 @@ struct Writer {
     first_buffered: Option<Instant>,
     status: ClickHouseSinkStatus,
     status_tx: watch::Sender<ClickHouseSinkStatus>,
+    waiting: Arc<Waiting>,
 }
 
 impl Writer {
     fn pending(&self) -> usize {
         self.rollups.iter().map(HashMap::len).sum::<usize>() + self.events.len() + self.anomalies.len()
+    }
+
+    /// Buffered rows that make an insert due at once: `batch-rows`, or `max-pending-rows`
+    /// when lower (a buffer at its bound is written before more input is read).
+    fn full(&self) -> usize {
+        self.config.batch_rows.min(self.config.max_pending_rows).max(1)
     }
 
     async fn run(mut self, mut rx: mpsc::Receiver<SinkInput>) {
@@ -197,15 +247,20 @@ impl Writer {
             }
             let due = match (self.first_buffered, retry_at) {
                 (_, Some(r)) => Some(r),
-                (Some(f), None) if pending < self.config.batch_rows && open => Some(tokio::time::Instant::from_std(f + self.config.flush_interval)),
+                (Some(f), None) if pending < self.full() && open && self.waiting.count.load(Ordering::SeqCst) == 0 => {
+                    Some(tokio::time::Instant::from_std(f + self.config.flush_interval))
+                }
                 (Some(_), None) => Some(tokio::time::Instant::now()),
                 (None, None) => None,
             };
             let flush_now = match due {
                 Some(at) if at <= tokio::time::Instant::now() => true,
                 Some(at) if open => tokio::select! {
-                    m = rx.recv() => { self.accept(m, &mut open); retry_at.is_none() && self.pending() >= self.config.batch_rows }
+                    m = rx.recv() => { self.accept(m, &mut open); retry_at.is_none() && self.pending() >= self.full() }
                     () = tokio::time::sleep_until(at) => true,
+                    // A checkpoint waits for the buffer: insert it now (after a failure, the
+                    // retry keeps its backoff).
+                    () = self.waiting.wake.notified(), if retry_at.is_none() => true,
                 },
                 Some(at) => {
                     tokio::time::sleep_until(at).await;
@@ -214,7 +269,7 @@ impl Writer {
                 None => {
                     let m = rx.recv().await;
                     self.accept(m, &mut open);
-                    self.pending() >= self.config.batch_rows
+                    self.pending() >= self.full()
                 }
             };
             if !flush_now {
@@ -249,7 +304,9 @@ impl Writer {
             *open = false;
             return;
         };
-        let room = self.config.max_pending_rows.saturating_sub(self.pending());
+        // The bound holds in an outage only (module docs): while ClickHouse answers, input is
+        // read only when the buffer is below it, and a batch above it is taken whole.
+        let room = if self.status.healthy { usize::MAX } else { self.config.max_pending_rows.saturating_sub(self.pending()) };
         let mut dropped = 0u64;
         match m {
             SinkInput::Rollups(mut batch) => {

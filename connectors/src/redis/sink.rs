@@ -7,6 +7,10 @@
 //! with capped exponential backoff (`sink-backoff-min` doubling to `sink-backoff-max`) while
 //! new batches keep merging into the map, so catching up after an outage is writing the
 //! latest state of every row that changed meanwhile. Nothing here panics or gives up.
+//! `sink-max-pending-rows` bounds that map in an outage only (rows of new keys beyond it are
+//! dropped while the latest write failed); while Redis answers, input is read only while the
+//! map is below the bound and a larger batch (a replay, a large backfill) is taken whole, so
+//! nothing is dropped.
 //!
 //! Idempotence: minute and day rows are written with `HSET`/`ZADD` of absolute values. The
 //! all-time values (per-link totals, top countries/referrers, top links) are maintained by
@@ -236,7 +240,10 @@ impl Writer {
                     None => open = false,
                 }
             }
-            while open {
+            // Below the bound only: a buffer at it is written before more input is read (the
+            // forwarder in front of the channel waits meanwhile; nothing is dropped while Redis
+            // answers).
+            while open && self.pending.len() < self.config.sink_max_pending_rows {
                 match rx.try_recv() {
                     Ok(b) => self.merge(b),
                     Err(mpsc::error::TryRecvError::Empty) => break,
@@ -287,7 +294,9 @@ impl Writer {
                 continue;
             }
             let key: RowKey = (row.code.clone(), row.granularity, row.bucket_start_ms, row.view, row.is_bot, row.dims.clone());
-            if self.pending.len() >= self.config.sink_max_pending_rows && !self.pending.contains_key(&key) {
+            // The bound drops rows in an outage only (the latest write failed): while Redis
+            // answers, a batch above it (a replay, a large backfill) is taken whole.
+            if !self.status.healthy && self.pending.len() >= self.config.sink_max_pending_rows && !self.pending.contains_key(&key) {
                 dropped += 1;
                 continue;
             }

@@ -268,7 +268,10 @@ async fn rows_dropped_at_the_buffer_bound_stop_the_applied_epoch() {
     assert!(sink.wait_applied(100, Duration::from_secs(10)).await, "{:?}", sink.status());
 
     server.stop();
-    // Twice the bound of distinct rows (one link each) while Redis is down.
+    // The outage is known (a write failed), then twice the bound of distinct rows (one link
+    // each) arrives while Redis is down.
+    sink.send(RollupBatch { epoch_upper: 150, watermark_ms: m, rows: vec![row("y", G::Day, D1, V::Total, false, &[], 1, &[1])] }).await.expect("send");
+    assert!(wait_until(Duration::from_secs(10), || async { !sink.status().healthy }).await, "outage seen: {:?}", sink.status());
     let rows = (0..2 * bound).map(|i| row(&format!("x{i}"), G::Day, D1, V::Total, false, &[], 1, &[i as u64])).collect();
     sink.send(RollupBatch { epoch_upper: 200, watermark_ms: m, rows }).await.expect("send");
     assert!(wait_until(Duration::from_secs(10), || async { sink.status().dropped_rows > 0 }).await, "rows dropped: {:?}", sink.status());
@@ -286,4 +289,34 @@ async fn rows_dropped_at_the_buffer_bound_stop_the_applied_epoch() {
     let st = sink.status();
     assert_eq!((st.applied_epoch, st.dropped_rows), (100, dropped), "the applied epoch stays before the drop: {st:?}");
     assert!(!sink.wait_applied(200, Duration::from_millis(500)).await);
+}
+
+/// Attack of session 53: with a small bound, a replay (batches of more distinct rows than the
+/// bound) dropped rows while Redis answered, and every restart replayed and dropped again.
+/// While Redis answers nothing is dropped: every row is written, exactly, and the applied
+/// epoch reaches the last batch.
+#[tokio::test]
+async fn nothing_is_dropped_at_the_buffer_bound_while_redis_answers() {
+    let server = PrivateRedis::start_persistent();
+    let url = server.url();
+    let m = now_minute();
+    let mut cfg = fresh_config("bound-up", &url);
+    cfg.sink_max_pending_rows = 40;
+    let keys = Keys::new(&cfg.key_prefix);
+    let sink = RedisViewSink::start(&cfg, Arc::new(ExactUnion)).expect("start");
+    // Ten batches of 100 new rows each (2.5 times the bound per batch), one link per row.
+    let mut all = Vec::new();
+    for b in 0..10u64 {
+        let rows = (0..100u64).map(|i| row(&format!("r{b}-{i}"), G::Day, D1, V::Total, false, &[], i + 1, &[i])).collect();
+        let batch = RollupBatch { epoch_upper: 300 + b, watermark_ms: m, rows };
+        sink.send(batch.clone()).await.expect("send");
+        all.push(batch);
+    }
+    assert!(sink.wait_applied(309, Duration::from_secs(20)).await, "{:?}", sink.status());
+    let st = sink.status();
+    assert_eq!((st.dropped_rows, st.pending_rows, st.healthy), (0, 0, true), "{st:?}");
+    let want = expected(&all);
+    assert_eq!(want.totals.len(), 1000);
+    assert_eq!(want.totals["r9-99"]["clicks"], 100);
+    assert_eq!(read_state(&url, &keys, &want).await, want);
 }
