@@ -93,3 +93,25 @@ async fn fallbacks_use_the_error_shape() {
     assert_eq!(st, StatusCode::OK);
     assert!(v["paths"]["/v1/links/{code}"]["patch"].is_object());
 }
+
+/// Attack of session 53: the document declared `limit` with `minimum: 0` (from `usize`) on the
+/// stats, summary, anomalies and webhook deliveries endpoints, which refuse 0 with
+/// `invalid_limit`. Every `limit` parameter declares the range the handlers accept.
+#[tokio::test]
+async fn every_limit_parameter_declares_minimum_one_and_a_maximum() {
+    let s = state(Arc::new(Mutex::new(Vec::new())));
+    let (st, v) = send(&s, "GET", "/v1/openapi.json", None).await;
+    assert_eq!(st, StatusCode::OK);
+    let mut seen = Vec::new();
+    for (path, ops) in v["paths"].as_object().expect("paths") {
+        for (method, op) in ops.as_object().expect("operations") {
+            for p in op["parameters"].as_array().into_iter().flatten().filter(|p| p["name"] == "limit") {
+                let schema = &p["schema"];
+                assert_eq!(schema["minimum"], 1, "{method} {path}: {schema}");
+                assert!(schema["maximum"].as_u64().is_some_and(|m| m >= 1000), "{method} {path}: {schema}");
+                seen.push(format!("{method} {path}"));
+            }
+        }
+    }
+    assert!(seen.len() >= 6, "{seen:?}");
+}

@@ -113,7 +113,7 @@ pub(crate) async fn blocking<T: Send + 'static>(
         ("kind" = Option<String>, Query, description = "Comma-separated kinds: click_burst, visitor_flood, bot_share, referrer_spam, geo_shift, blocklisted_target"),
         ("severity" = Option<String>, Query, description = "Comma-separated severities: info, warning, critical"),
         ("code" = Option<String>, Query, description = "Exact short code"),
-        ("limit" = Option<usize>, Query, description = "Page size, 1..=1000 (default 100)"),
+        ("limit" = Option<usize>, Query, minimum = 1, maximum = 1000, description = "Page size, 1..=1000 (default 100)"),
         ("cursor" = Option<String>, Query, description = "next_cursor of the previous page (same filters)"),
     ),
     responses(

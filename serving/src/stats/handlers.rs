@@ -35,7 +35,7 @@ use crate::extract::LinkCode;
         ("tz" = Option<String>, Query, description = "IANA time zone of hour/day buckets and bucket labels, e.g. Europe/Berlin, read ignoring case and answered under its canonical name (tz=utc: \"UTC\"). Default UTC when absent; an empty tz= is 400 unknown_timezone. Encode a '+' in a zone name as %2B (tz=Etc%2FGMT%2B5; POSIX sign: Etc/GMT+5 is UTC-05:00); an unencoded '+' (form-decoded to a space) is also read as '+', since no zone name holds a space"),
         ("dimensions" = Option<String>, Query, description = "Empty, one of country, device, browser, os, referrer_domain, referrer_medium, or country,device in either order (device,country: the same rows, dimensions named in the order asked for); with ClickHouse configured, any combination of up to 3 distinct names (answered from events_enriched, exact uniques)"),
         ("include_bots" = Option<bool>, Query, description = "Count bot and link-preview clicks too (default false)"),
-        ("limit" = Option<usize>, Query, description = "Most rows, 1..=100000 (default 10000)"),
+        ("limit" = Option<usize>, Query, minimum = 1, maximum = 100000, description = "Most rows, 1..=100000 (default 10000)"),
         ("order_by" = Option<String>, Query, description = "bucket (default), clicks or uniques (descending)"),
     ),
     responses(
@@ -87,7 +87,7 @@ pub async fn link_stats(State(state): State<StatsState>, LinkCode(code): LinkCod
     params(
         ("from" = Option<String>, Query, description = "Range start, RFC 3339, whole minute (inclusive); range, precision and '+' as for GET /v1/links/{code}/stats. Default: `to` minus 7 days rounded down to a UTC quarter hour (:00, :15, :30 or :45); the answer's `from` and `to` are the range used"),
         ("to" = Option<String>, Query, description = "Range end, RFC 3339, whole minute (exclusive); as for from. Default: the end of the current UTC minute (the next whole minute after the request)"),
-        ("limit" = Option<usize>, Query, description = "Entries per top list, 1..=1000 (default 10)"),
+        ("limit" = Option<usize>, Query, minimum = 1, maximum = 1000, description = "Entries per top list, 1..=1000 (default 10)"),
         ("include_bots" = Option<bool>, Query, description = "Count bot clicks too (default false)"),
         ("org" = Option<String>, Query, description = "Only clicks counted under this organisation (totals and top_links). top_countries and top_referrers are not keyed by organisation or tags: under a filter they hold all clicks of the links that had matching clicks in the range, so they can add up to more than totals.clicks when a link's organisation or tags changed inside the range"),
         ("tag" = Option<String>, Query, description = "Only clicks counted while the link had this tag (totals and top_links); top_countries and top_referrers as described for org"),

@@ -351,7 +351,7 @@ pub async fn delete_webhook(
     get, path = "/v1/webhooks/{id}/deliveries", tag = "webhooks",
     params(
         ("id" = String, Path, description = "Webhook id"),
-        ("limit" = Option<usize>, Query, description = "1..=1000, default 50"),
+        ("limit" = Option<usize>, Query, minimum = 1, maximum = 1000, description = "1..=1000, default 50"),
         ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
     ),
     responses(
