@@ -7,8 +7,8 @@
 //!    which browsers send when there was no referring page.
 //! 2. The value is parsed as a WHATWG URL (`url` crate). A bare host such as
 //!    `www.example.com/path` is retried as `http://` + value. What still does not parse, or
-//!    parses without a host (`https:/`, `data:...`, `file:///x`) → `"(invalid)"`, medium
-//!    `unknown`.
+//!    parses without a host (`https:/`, `data:...`, `file:///x`) or with an empty label in
+//!    its host (`https://a..b/`) → `"(invalid)"`, medium `unknown`.
 //! 3. The host is lower-cased (IDNs become punycode), its port and trailing dot dropped.
 //!    A host equal to one of `EnrichConfig::own_hosts` or a subdomain of one → `"(direct)"`,
 //!    medium `internal`: crawlers send the short link itself as `Referer`, and a shortener's
@@ -109,7 +109,8 @@ pub fn classify(lists: &MediumLists, own_hosts: &[String], referrer: Option<&str
         Some(Host::Ipv6(ip)) => (format!("[{ip}]"), true),
         None => return ReferrerInfo::invalid(),
     };
-    if host.is_empty() {
+    // An empty label (`a..b`, `.a`) is no DNS name (RFC 1035 §2.3.1); WHATWG parsing keeps it.
+    if host.is_empty() || host.starts_with('.') || host.contains("..") {
         return ReferrerInfo::invalid();
     }
     let own = |own: &String| if is_ip { host == *own } else { is_same_or_subdomain(&host, own) };
@@ -230,6 +231,16 @@ mod tests {
         assert!(is_same_or_subdomain("sho.rt", "sho.rt"));
         assert!(!is_same_or_subdomain("xsho.rt", "sho.rt"));
         assert!(!is_same_or_subdomain("rt", "sho.rt"));
+    }
+
+    /// Attack of session 53: `https://a..b/` was the domain `a..b`.
+    #[test]
+    fn a_host_with_an_empty_label_is_invalid() {
+        let lists = MediumLists::bundled().expect("bundled lists");
+        for r in ["https://a..b/", "http://.example.com/x", "https://www..google.com/"] {
+            assert_eq!(classify(&lists, &[], Some(r)).domain, INVALID, "{r}");
+        }
+        assert_eq!(classify(&lists, &[], Some("https://www.google.com./")).domain, "google.com");
     }
 
     #[test]
