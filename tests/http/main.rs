@@ -17,6 +17,7 @@ mod cli_messages;
 mod cli_run;
 mod cluster_settings;
 mod concurrency;
+mod config_sources;
 mod doc_links;
 mod error_codes;
 mod full_disk;
