@@ -1,12 +1,14 @@
 //! What the configuration is read from, through the real binary: a `--config` that is no
 //! regular file (a FIFO, `/dev/stdin`, a process substitution `<(...)`) is read once and
-//! applied.
+//! applied; a `[server] data-dir` of the configuration that is a regular file stops `sluice
+//! import` as a usage error whatever the destination.
 
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use crate::cli_run::text;
+use crate::child::free_port;
+use crate::cli_run::{import, text};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sluice");
 
@@ -77,4 +79,24 @@ fn a_config_from_a_fifo_a_pipe_or_standard_input_is_read_and_applied() {
         .output()
         .expect("run bash");
     assert_eq!(outcome(&out), want, "<(...)");
+}
+
+/// Finding: `sluice import --config F`, F's `[server] data-dir` a regular file, went on to
+/// send the events to the server of F's listen address (which cannot have started on that
+/// configuration) instead of saying what is wrong. It is refused as every other command
+/// refuses it: a usage error (exit code 2) naming the file, before anything is read or sent.
+#[test]
+fn an_import_refuses_a_configured_data_dir_that_is_a_file() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let file = tmp.path().join("afile");
+    std::fs::write(&file, "not a directory\n").expect("write");
+    let config = tmp.path().join("sluice.toml");
+    std::fs::write(&config, format!("[server]\ndata-dir = \"{}\"\nlisten = \"127.0.0.1:{}\"\n", file.display(), free_port())).expect("config");
+    let input = tmp.path().join("events.ndjson");
+    std::fs::write(&input, "{\"event_id\":\"cfg-1\",\"code\":\"cfg\",\"ts\":1767225600000,\"ip\":\"203.0.113.9\",\"user_agent\":\"Mozilla/5.0\"}\n")
+        .expect("input");
+    let out = import(&["--config", config.to_str().expect("utf-8"), "--retry-for", "0s", input.to_str().expect("utf-8")]);
+    let want = format!("error: data dir \"{}\" is not a directory (check --data-dir or [server] data-dir)\n", file.display());
+    assert_eq!((out.status.code(), text(&out.stderr), text(&out.stdout)), (Some(2), want, String::new()));
+    assert_eq!(std::fs::read_to_string(&file).expect("read"), "not a directory\n", "the file is left as it was");
 }
