@@ -19,6 +19,7 @@ mod cluster_settings;
 mod concurrency;
 mod config_sources;
 mod doc_links;
+mod empty_link_store;
 mod error_codes;
 mod full_disk;
 mod harness;
