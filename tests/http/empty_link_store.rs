@@ -1,6 +1,7 @@
 //! A `links.db` that cannot be a database, through the real binary: one cut to 0 bytes is
 //! refused like a damaged one (SQLite would take it for a new, empty store: every link
-//! lost without a word).
+//! lost without a word), and a start refused for the link store leaves `clicks.redb` as it
+//! was.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -69,6 +70,12 @@ fn refusal(path: &Path, detail: &str) -> String {
     )
 }
 
+/// Size, modification time and bytes of `path`.
+fn snapshot(path: &Path) -> (u64, std::time::SystemTime, Vec<u8>) {
+    let meta = std::fs::metadata(path).expect("stat");
+    (meta.len(), meta.modified().expect("mtime"), std::fs::read(path).expect("read"))
+}
+
 /// Finding: a `links.db` cut to 0 bytes started as a new, empty link store, its links gone
 /// without a word. The start is refused (exit 1) naming the file and what to do, and the
 /// file is left as it was. (A first start, whose data dir holds no `links.db`, creates it as
@@ -83,4 +90,28 @@ async fn a_link_store_cut_to_zero_bytes_is_refused_not_taken_for_a_new_one() {
                   remove the empty file and start again";
     assert_eq!(serve_once(&data), (Some(1), refusal(&links, detail)));
     assert_eq!(std::fs::metadata(&links).expect("links.db").len(), 0, "left as it was");
+}
+
+/// Finding: a start refused for a damaged `links.db` rewrote `clicks.redb` (the click log was
+/// opened, committed to and closed before the link store was looked at). A `links.db` that
+/// is no database (garbage over its header) is refused before the click log is opened:
+/// `clicks.redb` keeps its size, modification time and bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_refused_for_the_link_store_leaves_the_click_log_as_it_was() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = served_data_dir(tmp.path()).await;
+    let links = data.join("links.db");
+    let mut bytes = std::fs::read(&links).expect("read links.db");
+    bytes[..16].copy_from_slice(b"not a database!\n");
+    std::fs::write(&links, &bytes).expect("garble the header");
+    let clicks = data.join("clicks.redb");
+    let before = snapshot(&clicks);
+    // A modification within the file system's timestamp granularity must show too.
+    std::thread::sleep(Duration::from_millis(20));
+    let detail = "the file does not start with SQLite's header (\"SQLite format 3\"): it holds no SQLite database";
+    let refused = serve_once(&data);
+    let after = snapshot(&clicks);
+    assert_eq!((after.0, after.1), (before.0, before.1), "clicks.redb: size and modification time");
+    assert!(after.2 == before.2, "clicks.redb: bytes");
+    assert_eq!(refused, (Some(1), refusal(&links, detail)));
 }

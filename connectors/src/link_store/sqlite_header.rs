@@ -6,7 +6,8 @@
 use std::io::Read;
 use std::path::Path;
 
-use super::sqlite::LINK_STORE_LOSES;
+use super::StoreTarget;
+use super::sqlite::{LINK_STORE_LOSES, lock_dir_of};
 use crate::{Error, Result};
 
 /// The first 16 bytes of every SQLite database file (the magic string of its header).
@@ -43,6 +44,25 @@ pub(super) fn check_header(path: &Path) -> Result<()> {
     Err(Error::StoreDamaged { store: "link store", path: path.display().to_string(), detail: detail.to_owned(), loses: LINK_STORE_LOSES })
 }
 
+impl StoreTarget {
+    /// [`check_header`] of this target's SQLite file when it exists, under the lock every
+    /// SQLite open of its directory takes (so a store another process is creating is looked
+    /// at once its header is written); nothing for PostgreSQL. Writes nothing: `sluice serve`
+    /// runs it before it opens the click log, so that a start refused for a damaged
+    /// `links.db` leaves `clicks.redb` as it was (its open and close commit to it).
+    ///
+    /// Errors: [`Error::StoreDamaged`]; [`Error::Config`] when the directory cannot be
+    /// locked, or for a `sqlite:` URL sqlx does not parse.
+    pub async fn check_existing_file(&self) -> Result<()> {
+        let Some(file) = self.sqlite_file()? else { return Ok(()) };
+        if !file.is_file() {
+            return Ok(());
+        }
+        let _lock = lock_dir_of(&file).await?;
+        check_header(&file)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,6 +81,8 @@ mod tests {
                  data dir, move the file aside (e.g. to {p}.damaged) and restore it from a backup, or start without it: {LINK_STORE_LOSES}",
                 p = path.display()
             );
+            let target = StoreTarget::parse(tmp.path().to_str().expect("utf-8")).expect("target");
+            assert_eq!(target.check_existing_file().await.expect_err("damaged").to_string(), want);
             let opened = super::super::SqliteLinkStore::open_dir(tmp.path()).await;
             assert_eq!(opened.err().map(|e| e.to_string()), Some(want.clone()));
             let migrated = super::super::migrate(tmp.path().to_str().expect("utf-8")).await;
@@ -68,7 +90,10 @@ mod tests {
             assert_eq!(std::fs::read(&path).expect("read"), content, "left as it was");
         }
         std::fs::remove_file(&path).expect("remove");
+        let target = StoreTarget::parse(tmp.path().to_str().expect("utf-8")).expect("target");
+        target.check_existing_file().await.expect("a missing file is no damage");
         super::super::SqliteLinkStore::open_dir(tmp.path()).await.expect("created").close().await;
+        target.check_existing_file().await.expect("a store it created");
         // `sluice migrate` of a new data dir creates the file and migrates it (its look at
         // what was applied must not leave a 0-byte file for the open to refuse).
         let new = tmp.path().join("new");
