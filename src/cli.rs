@@ -94,10 +94,10 @@ pub struct ServeArgs {
     /// Timely worker threads of the click dataflow, 1 to 1024 (dataflow.workers; default 1).
     #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=crate::config::MAX_WORKERS as u64))]
     pub dataflow_workers: Option<usize>,
-    /// Timely processes of the click dataflow cluster (dataflow.processes; needs --hostfile).
-    #[arg(long, value_name = "N")]
+    /// Timely processes of the click dataflow cluster, 1 or more (dataflow.processes; more than 1 needs --hostfile and --process-id).
+    #[arg(long, value_name = "N", value_parser = parse_processes)]
     pub processes: Option<usize>,
-    /// This process's index in the hostfile (dataflow.process-id).
+    /// This process's index in the hostfile, 0 to processes - 1 (dataflow.process-id; only for a cluster of 2 or more processes).
     #[arg(long, value_name = "I")]
     pub process_id: Option<usize>,
     /// Timely hostfile: one host:port per process, in process-id order (dataflow.hostfile).
@@ -131,8 +131,41 @@ impl ServeArgs {
         d.process_id = self.process_id.or(d.process_id);
         d.hostfile = self.hostfile.clone().or(d.hostfile.take());
         d.count_from_log_start = self.count_from_log_start;
+        self.check_cluster_flags(d)?;
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// Refuses the cluster flags (`--processes`, `--process-id`, `--hostfile`) as usage
+    /// errors (exit code 2, before anything starts) when they make no cluster with the
+    /// configured values `d` (the flags applied): `--process-id` on a single process (it
+    /// would be ignored), and what [`crate::job::config::DataflowSection::validate_cluster`]
+    /// refuses (a missing, unused or unreadable hostfile; a missing or out-of-range process id).
+    /// Without any of the flags the same checks are configuration errors (exit code 1).
+    fn check_cluster_flags(&self, d: &crate::job::config::DataflowSection) -> anyhow::Result<()> {
+        let usage = |message: String| anyhow::Error::new(crate::bench::BenchError::Usage(message));
+        if self.processes.is_none() && self.process_id.is_none() && self.hostfile.is_none() {
+            return Ok(());
+        }
+        if let Some(id) = self.process_id
+            && d.processes <= 1
+        {
+            return Err(usage(format!(
+                "--process-id {id} needs a cluster: --processes 2 or more and --hostfile (dataflow.processes is {}; a single process has no process id)",
+                d.processes
+            )));
+        }
+        d.validate_cluster().map_err(|e| usage(format!("{e:#}")))
+    }
+}
+
+/// `--processes`: a whole number, 1 or more.
+///
+/// Errors: the text, and what is expected.
+fn parse_processes(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("expected a whole number of processes, 1 or more, got \"{s}\"")),
     }
 }
 

@@ -3,12 +3,10 @@
 //! `SLUICE__<SECTION>__<KEY>` (`_` inside a key stands for `-`) → command-line flags.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use figment::Figment;
-use figment::providers::{Env, Format, Toml};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
@@ -340,11 +338,6 @@ pub struct VisitorConfig {
     pub secret: Option<Secret>,
 }
 
-/// A usage error ([`crate::bench::BenchError::Usage`]: exit code 2) with `message`.
-fn usage(message: String) -> anyhow::Error {
-    anyhow::Error::new(crate::bench::BenchError::Usage(message))
-}
-
 /// Values given on the command line; `None`/empty leaves the lower layers' value.
 #[derive(Debug, Clone, Default)]
 pub struct FlagOverrides {
@@ -363,36 +356,6 @@ pub struct FlagOverrides {
 }
 
 impl Config {
-    /// Loads defaults → `file` → `SLUICE__…` env vars → `flags`, then validates.
-    ///
-    /// Errors: a `file` that is missing or a directory ([`crate::bench::BenchError::Usage`]:
-    /// exit code 2); unreadable/invalid TOML, unknown keys, wrong types, invalid values (see
-    /// [`Config::validate`]).
-    pub fn load(file: Option<&Path>, flags: &FlagOverrides) -> anyhow::Result<Config> {
-        let mut fig = Figment::from(Toml::string(DEFAULT_TOML));
-        if let Some(path) = file {
-            match std::fs::metadata(path) {
-                // A wrong `--config` value is a usage error (exit code 2, as clap's own).
-                Ok(m) if m.is_dir() => return Err(usage(format!("config file \"{}\" is a directory, not a TOML file", path.display()))),
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(usage(format!("config file \"{}\" does not exist", path.display()))),
-                Err(e) => bail!("config file \"{}\" cannot be read: {e}", path.display()),
-            }
-            fig = fig.merge(Toml::file(path));
-        }
-        fig = fig.merge(Env::prefixed(load_error::ENV_PREFIX).map(|k| k.as_str().replace("__", ".").replace('_', "-").into()));
-        let mut cfg: Config = fig.extract().map_err(|e| anyhow::anyhow!("invalid configuration: {}", load_error::describe(e)))?;
-        cfg.apply(flags);
-        // An out-of-range value names its key; with a config file, also say where to look.
-        if let Err(e) = cfg.validate() {
-            return Err(match file {
-                Some(p) => anyhow::anyhow!("{e:#} (configuration from \"{}\", SLUICE__* variables and flags)", p.display()),
-                None => e,
-            });
-        }
-        Ok(cfg)
-    }
-
     /// Applies command-line values on top.
     pub fn apply(&mut self, f: &FlagOverrides) {
         if let Some(v) = f.listen {
@@ -584,9 +547,11 @@ impl Config {
 pub mod admin;
 pub mod bounds;
 mod data_dir;
+mod load;
 mod load_error;
 mod values;
 pub use data_dir::{check_data_dir_flag, check_store_flag, check_store_location, create_data_dir, existing_data_dir, refuse_non_directory};
+pub use load::Given;
 pub use values::{check_base_url, check_short_domain, parse_secret};
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! `sluice demo`: the whole system on real data in one command.
 //!
 //! 1. Starts a complete Sluice process ([`System`]) on the embedded defaults in a
-//!    temporary directory (or `--data-dir`), trusting loopback as a proxy so the
+//!    temporary directory (or `--data-dir`, or `[server] data-dir` of the configuration),
+//!    on 127.0.0.1:8080 or a free port (or `--listen`, or `[server] listen`), trusting loopback as a proxy so the
 //!    generator's `X-Forwarded-For` addresses give real countries and exact visitors.
 //! 2. Runs `sluice loadgen` in-process against it for `--duration` (20 s): real user
 //!    agents (~7 % bots and link-preview fetchers), GeoIP addresses, referrers, Zipf link
@@ -33,7 +34,7 @@ use clap::Args;
 use parking_lot::Mutex;
 use tokio::net::TcpListener;
 
-use crate::config::{Config, FlagOverrides, SaltPeriod};
+use crate::config::{Config, FlagOverrides, Given, SaltPeriod};
 use crate::job::system::{Start, System};
 use crate::loadgen::{self, LoadgenArgs};
 use crate::serve::{StopSignal, StopSignals};
@@ -41,10 +42,10 @@ use crate::serve::{StopSignal, StopSignals};
 /// `sluice demo`.
 #[derive(Debug, Clone, Args)]
 pub struct DemoArgs {
-    /// Data directory (default: a fresh temporary directory, removed at exit).
+    /// Data directory, kept at exit (default: [server] data-dir when the --config file or SLUICE__SERVER__DATA_DIR sets it, else a fresh temporary directory, removed at exit).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Address to serve on (an error if taken). Without it: 127.0.0.1:8080, or a free loopback port if that is taken.
+    /// Address to serve on (an error if taken). Default: [server] listen when the --config file or SLUICE__SERVER__LISTEN sets it (an error if taken too), else 127.0.0.1:8080, or a free loopback port if that is taken.
     #[arg(long, value_name = "ADDR", value_parser = crate::cli::parse_listen)]
     pub listen: Option<SocketAddr>,
     /// How long to generate traffic, e.g. 20s (at most 1day).
@@ -101,11 +102,13 @@ fn salt_period_name(p: SaltPeriod) -> &'static str {
     }
 }
 
-/// The demo's configuration: `--config`/env/defaults, `--data-dir`, loopback trusted, and
-/// `X-Forwarded-For` read (its load generator's visitors are addresses in that header).
-fn demo_config(args: &DemoArgs, data_dir: PathBuf) -> anyhow::Result<Config> {
-    let flags = FlagOverrides { data_dir: Some(data_dir), ..FlagOverrides::default() };
-    let mut cfg = Config::load(args.config.as_deref(), &flags)?;
+/// The demo's configuration: `--config`/env/defaults, `--data-dir` and `--listen`, loopback
+/// trusted, and `X-Forwarded-For` read (its load generator's visitors are addresses in that
+/// header); with whether the file or the environment set the data dir and the listen address
+/// (else the demo takes a temporary dir and a free port, as without the flags).
+fn demo_config(args: &DemoArgs) -> anyhow::Result<(Config, Given)> {
+    let flags = FlagOverrides { data_dir: args.data_dir.clone(), listen: args.listen, ..FlagOverrides::default() };
+    let (mut cfg, given) = Config::load_noting_given(args.config.as_deref(), &flags)?;
     for p in ["127.0.0.1", "::1"] {
         if !cfg.server.trusted_proxies.iter().any(|t| t == p) {
             cfg.server.trusted_proxies.push(p.to_string());
@@ -115,11 +118,13 @@ fn demo_config(args: &DemoArgs, data_dir: PathBuf) -> anyhow::Result<Config> {
         tracing::warn!(configured = %cfg.server.forwarded_header, "the demo reads X-Forwarded-For (its load generator's visitors): server.forwarded-header set to auto");
         cfg.server.forwarded_header = "auto".into();
     }
-    Ok(cfg)
+    Ok((cfg, given))
 }
 
-async fn bind(args: &DemoArgs) -> anyhow::Result<TcpListener> {
-    if let Some(addr) = args.listen {
+/// Listens on `listen` (given by `--listen` or the configuration: an error if taken), else
+/// on [`DEFAULT_LISTEN`] or a free loopback port.
+async fn bind(listen: Option<SocketAddr>) -> anyhow::Result<TcpListener> {
+    if let Some(addr) = listen {
         return crate::http_listener::bind(addr).with_context(|| format!("could not listen on {addr}"));
     }
     match crate::http_listener::bind(DEFAULT_LISTEN) {
@@ -196,11 +201,10 @@ async fn interrupted(sig: StopSignal, system: Option<System>, temp: Option<TempD
     anyhow::Error::new(Interrupted { signal: sig.name(), number: sig.number(), removed_temp_dir })
 }
 
-/// Binds the listener and starts the complete system on `data_dir`, unless `stop` resolves
-/// first ([`System::start_or_stop`]: what the start created is removed then).
-async fn start<S>(args: &DemoArgs, data_dir: PathBuf, stop: impl std::future::Future<Output = S>) -> anyhow::Result<Start<S>> {
-    let listener = bind(args).await?;
-    let mut cfg = demo_config(args, data_dir)?;
+/// Binds the listener ([`bind`] `listen`) and starts the complete system `cfg` describes, unless
+/// `stop` resolves first ([`System::start_or_stop`]: what the start created is removed then).
+async fn start<S>(mut cfg: Config, listen: Option<SocketAddr>, stop: impl std::future::Future<Output = S>) -> anyhow::Result<Start<S>> {
+    let listener = bind(listen).await?;
     cfg.server.listen = listener.local_addr()?;
     System::start_or_stop(cfg, listener, stop).await
 }
@@ -227,7 +231,7 @@ fn check_args(args: &DemoArgs) -> anyhow::Result<()> {
     if args.links > crate::loadgen::MAX_LINKS {
         return usage(format!("--links must be at most {}, got {}", crate::loadgen::MAX_LINKS, args.links));
     }
-    // The demo's data dir is --data-dir or a temporary one; `[server] data-dir` is not used.
+    // A configured data dir (`[server] data-dir`) is checked once the configuration is read.
     if let Some(dir) = &args.data_dir {
         crate::config::refuse_non_directory(dir)?;
     }
@@ -244,15 +248,23 @@ fn check_args(args: &DemoArgs) -> anyhow::Result<()> {
 /// links, or the dataflow does not catch up within two minutes; [`Interrupted`].
 pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
     check_args(&args)?;
+    let (mut cfg, given) = demo_config(&args)?;
+    // `--data-dir`, or `[server] data-dir` set by the file or the environment, as `serve`
+    // takes it (kept at exit); else a temporary one.
+    let own_dir = args.data_dir.is_some() || given.data_dir;
+    if own_dir {
+        crate::config::refuse_non_directory(&cfg.server.data_dir)?;
+    }
+    let listen = (args.listen.is_some() || given.listen).then_some(cfg.server.listen);
     // Listened to from the start: without a handler a signal would end the process at once,
     // leaving the temporary data dir behind.
     let mut signals = StopSignals::listen();
-    let temp = match &args.data_dir {
-        Some(_) => None,
-        None => Some(TempDir::create()?),
-    };
-    let data_dir = args.data_dir.clone().unwrap_or_else(|| temp.as_ref().map(|t| t.0.clone()).unwrap_or_default());
-    let system = match start(&args, data_dir.clone(), signals.next()).await? {
+    let temp = if own_dir { None } else { Some(TempDir::create()?) };
+    if let Some(t) = &temp {
+        cfg.server.data_dir = t.0.clone();
+    }
+    let data_dir = cfg.server.data_dir.clone();
+    let system = match start(cfg, listen, signals.next()).await? {
         Start::Started(system) => *system,
         Start::Stopped(sig) => return Err(interrupted(sig, None, temp, signals).await),
     };

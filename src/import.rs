@@ -155,7 +155,8 @@ fn open_input(path: &Path) -> anyhow::Result<(Box<dyn Read + Send>, Option<u64>)
 /// stored.
 ///
 /// Errors: a `--data-dir` that is a file (a usage error, exit 2, before anything is read:
-/// [`crate::config::refuse_non_directory`]), an input that cannot be opened or read at all (missing, a directory, no read
+/// [`crate::config::refuse_non_directory`]; so is a `[server] data-dir` of the
+/// configuration that is a file, whichever the destination), an input that cannot be opened or read at all (missing, a directory, no read
 /// permission: the error names the path and why, nothing else, since nothing was sent),
 /// an unreadable configuration, a click log held by a running server, unreadable
 /// checkpoints or click log of `--data-dir` (their newest event time decides which events
@@ -194,6 +195,10 @@ pub(crate) async fn run_with_env(args: &ImportArgs, env: &(dyn Fn(&str) -> Optio
     };
     let flags = FlagOverrides { data_dir: args.data_dir.clone(), ..FlagOverrides::default() };
     let mut cfg = Config::load(args.config.as_deref(), &flags)?;
+    // The data dir of the configuration too, as every command refuses it (a usage error,
+    // exit 2): a file there is a broken configuration, and the server the import would
+    // send to cannot have started on it (finding: the import went on and tried the server).
+    crate::config::refuse_non_directory(&cfg.server.data_dir)?;
     // Kafka mode as `sluice serve` sees it, `KAFKA_BROKERS` included (attack of session 52:
     // with only that set, the import stored into a log the server never reads).
     cfg.kafka.apply_env(env);

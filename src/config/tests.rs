@@ -1,5 +1,7 @@
 #![allow(clippy::result_large_err)] // figment::Jail's closure signature returns figment::Error
 
+use std::path::Path;
+
 use super::*;
 
 #[test]

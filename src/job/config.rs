@@ -150,14 +150,12 @@ impl DataflowSection {
         Ok(cfg)
     }
 
-    /// Checks everything [`Self::pipeline_config`] checks except the hostfile's contents
-    /// (a hostfile must exist, and is refused on a single process, where it would be ignored).
+    /// The cluster settings' part of [`Self::validate`]: `processes` at least 1; with more
+    /// than 1, a `process-id` below it and a `hostfile` that is a file; a hostfile on a single
+    /// process (it would be ignored) is refused.
     ///
-    /// Errors: the first invalid value, naming its key.
-    pub fn validate(&self) -> anyhow::Result<()> {
-        if !(1..=crate::config::MAX_WORKERS).contains(&self.workers) {
-            bail!("dataflow.workers must be between 1 and {}, got {}", crate::config::MAX_WORKERS, self.workers);
-        }
+    /// Errors: the first invalid value, naming its key and flag.
+    pub fn validate_cluster(&self) -> anyhow::Result<()> {
         if self.processes == 0 {
             bail!("dataflow.processes must be at least 1");
         }
@@ -183,6 +181,18 @@ impl DataflowSection {
             }
             Some(_) => {}
         }
+        Ok(())
+    }
+
+    /// Checks everything [`Self::pipeline_config`] checks except the hostfile's contents
+    /// (a hostfile must exist, and is refused on a single process, where it would be ignored).
+    ///
+    /// Errors: the first invalid value, naming its key.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if !(1..=crate::config::MAX_WORKERS).contains(&self.workers) {
+            bail!("dataflow.workers must be between 1 and {}, got {}", crate::config::MAX_WORKERS, self.workers);
+        }
+        self.validate_cluster()?;
         if !self.checkpoint_interval.is_zero() && self.checkpoint_interval < MIN_CHECKPOINT_INTERVAL {
             bail!(
                 "dataflow.checkpoint-interval must be \"0s\" (no checkpoints) or at least {}, got {}: each checkpoint writes and fsyncs the \

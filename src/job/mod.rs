@@ -35,6 +35,7 @@
 
 pub mod checkpoint;
 pub mod config;
+mod counting_sink;
 pub mod early_answers;
 mod failure;
 pub mod kafka_source;

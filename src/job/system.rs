@@ -27,9 +27,8 @@ use anyhow::Context;
 use sluice_connectors::click_log::{CLICK_LOG_FILE_NAME, ClickLog};
 use sluice_connectors::{LinkStore, open_store_within};
 use sluice_dataflows::views::{AsOf, Views};
-use sluice_ingest::{ClickSender, IngestStats, LogWriterConfig, WriterSummary, click_channel, spawn_log_writer};
+use sluice_ingest::{IngestStats, LogWriterConfig, WriterSummary, click_channel, spawn_log_writer};
 use sluice_redirect::ClickSink;
-use sluice_schemas::ClickEvent;
 use sluice_serving::ReportsState;
 use sluice_serving::jobs::Jobs;
 use sluice_serving::stats::StatsState;
@@ -38,6 +37,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use url::Url;
 
+use super::counting_sink::CountingSink;
 pub use super::stop::StopTimedOut;
 use super::stop::{StopBudget, outcome};
 use super::{CheckpointNotWritten, DataflowJob};
@@ -49,23 +49,6 @@ use crate::{telemetry, visitor_secret};
 const SINK_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a graceful stop keeps forwarding the Kafka spill to the broker.
 const KAFKA_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The redirect's click sink, counting the clicks it handed to the channel (so
-/// [`System::flush_clicks`] knows when all of them are in the log).
-struct CountingSink {
-    inner: ClickSender,
-    accepted: Arc<AtomicU64>,
-}
-
-impl ClickSink for CountingSink {
-    fn try_send(&self, event: ClickEvent) -> bool {
-        let ok = self.inner.try_send(event);
-        if ok {
-            self.accepted.fetch_add(1, Ordering::Release);
-        }
-        ok
-    }
-}
 
 struct Intake {
     log: ClickLog,
@@ -189,6 +172,10 @@ impl System {
         telemetry::prometheus();
         let before_open = super::lost_store::BeforeOpen::look(&cfg, &data_dir);
         let had_click_log = data_dir.join(CLICK_LOG_FILE_NAME).exists();
+        // A links.db that cannot be a database (0 bytes: taken for a new one) is refused
+        // before the click log is opened: its open and close commit to clicks.redb.
+        let target = sluice_connectors::StoreTarget::parse(&cfg.store_location()).context("could not open the link store")?;
+        target.check_existing_file().await.context("could not open the link store")?;
         // The click log and the checkpoint the dataflow resumes from are checked first: a
         // start they refuse (a damaged clicks.redb, a checkpoint of another log, a log moved
         // away) creates nothing — no links.db, no visitor_secret, no empty clicks.redb.

@@ -131,7 +131,7 @@ pub struct LoadgenArgs {
     /// Extra requests per second of the attack, 0.01 to 1000000 (default: --rate, at least 20).
     #[arg(long, value_parser = crate::cli::parse_rate, allow_negative_numbers = true, value_name = "R", requires = "attack")]
     pub attack_rate: Option<f64>,
-    /// Code of the attacked link (default: the link of median popularity).
+    /// Code of the attacked link, one of --codes (default: the link of median popularity).
     #[arg(long, value_name = "CODE", requires = "attack")]
     pub attack_code: Option<String>,
     /// Exit 1 (after the report) when more than this share (0..1) of the redirect requests
@@ -306,6 +306,17 @@ fn check_args(args: &LoadgenArgs) -> Result<(), crate::bench::BenchError> {
     }
     if let Some(bad) = args.codes.iter().find(|c| !sluice_ingest::event_input::is_code(c)) {
         return usage(format!("--codes: \"{bad}\" is not a short code"));
+    }
+    // Before any link is created (finding: the links were created, then the code refused).
+    if let Some(code) = &args.attack_code {
+        if args.codes.is_empty() {
+            return usage(format!(
+                "--attack-code \"{code}\" needs --codes naming it: the links this run creates get their codes from the server (without --attack-code the attack takes the link of median popularity)"
+            ));
+        }
+        if !args.codes.contains(code) {
+            return usage(format!("--attack-code \"{code}\" is not one of --codes"));
+        }
     }
     if let Some(s) = &args.salt_period
         && let Err(e) = parse_salt_period(s)

@@ -16,6 +16,7 @@ mod clickhouse;
 mod config_blocklist;
 mod damaged;
 mod damaged_jobs;
+mod demo_config;
 mod demo_interrupt;
 mod drain_bound;
 mod errors;

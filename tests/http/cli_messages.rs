@@ -452,9 +452,12 @@ fn import_flags_out_of_range_are_usage_errors() {
 }
 
 /// Finding: `serve --hostfile /nonexistent` without `--processes` was silently ignored. A
-/// hostfile on a single process, or one that does not exist, is now refused like the
-/// other invalid dataflow settings (exit 1, naming the key and the flag; no data dir
-/// created); so are a cluster without `--process-id` and one out of range.
+/// hostfile on a single process, or one that does not exist, is now refused naming the key
+/// and the flag (no data dir created); so are a cluster without `--process-id` and one out
+/// of range. Finding (session 53): these exited 1, and `--processes 0` too, while `--process-id`
+/// on a single process was ignored: cluster flags that make no cluster are usage errors (exit
+/// code 2); a cluster the flags make that the configuration cannot run (no visitor secret)
+/// stops the start with exit code 1.
 #[test]
 fn serve_refuses_an_unused_or_missing_hostfile() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -462,27 +465,48 @@ fn serve_refuses_an_unused_or_missing_hostfile() {
     let hosts = tmp.path().join("hosts.txt");
     std::fs::write(&hosts, "127.0.0.1:2101\n127.0.0.1:2102\n").expect("write");
     let missing = tmp.path().join("nonexistent");
-    for (extra, msg) in [
+    for (extra, code, msg) in [
+        (
+            vec!["--processes", "0"],
+            2,
+            "invalid value '0' for '--processes <N>': expected a whole number of processes, 1 or more, got \"0\"\n\nFor more information, try '--help'."
+                .to_string(),
+        ),
+        (
+            vec!["--process-id", "0"],
+            2,
+            "--process-id 0 needs a cluster: --processes 2 or more and --hostfile (dataflow.processes is 1; a single process has no process id)".to_string(),
+        ),
+        (
+            vec!["--process-id", "1", "--processes", "1"],
+            2,
+            "--process-id 1 needs a cluster: --processes 2 or more and --hostfile (dataflow.processes is 1; a single process has no process id)".to_string(),
+        ),
         (
             vec!["--hostfile", utf8(&missing)],
+            2,
             format!("dataflow.hostfile (--hostfile) \"{}\" needs dataflow.processes (--processes) 2 or more, got 1", missing.display()),
         ),
         (
             vec!["--hostfile", utf8(&hosts), "--processes", "1"],
+            2,
             format!("dataflow.hostfile (--hostfile) \"{}\" needs dataflow.processes (--processes) 2 or more, got 1", hosts.display()),
         ),
         (
             vec!["--hostfile", utf8(&missing), "--processes", "2", "--process-id", "1"],
+            2,
             format!("dataflow.hostfile (--hostfile) \"{}\" does not exist", missing.display()),
         ),
         (
             vec!["--hostfile", utf8(tmp.path()), "--processes", "2", "--process-id", "0"],
+            2,
             format!("dataflow.hostfile (--hostfile) \"{}\" is not a file", tmp.path().display()),
         ),
         // Attack of session 50: each process generated its own visitor secret, so one
         // visitor clicking through two processes counted as two uniques.
         (
             vec!["--hostfile", utf8(&hosts), "--processes", "2", "--process-id", "1"],
+            1,
             "dataflow.processes = 2 needs visitor.secret (SLUICE__VISITOR__SECRET), the same 64 hex characters in every process of the cluster (e.g. \
              `openssl rand -hex 32`): visitor ids are keyed with it, and processes with secrets of their own would count one visitor once per process"
                 .to_string(),
@@ -491,14 +515,15 @@ fn serve_refuses_an_unused_or_missing_hostfile() {
         // partition 0 and claiming the same hostfile line).
         (
             vec!["--hostfile", utf8(&hosts), "--processes", "2"],
+            2,
             "dataflow.processes = 2 needs dataflow.process-id (--process-id): this process's line in the hostfile, 0 to 1".to_string(),
         ),
-        (vec!["--hostfile", utf8(&hosts), "--processes", "2", "--process-id", "2"], "dataflow.process-id 2 is out of range for 2 processes".to_string()),
+        (vec!["--hostfile", utf8(&hosts), "--processes", "2", "--process-id", "2"], 2, "dataflow.process-id 2 is out of range for 2 processes".to_string()),
     ] {
         let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--data-dir", utf8(&data)];
         args.extend(&extra);
         let out = run(&args, &[]);
-        assert_eq!((out.status.code(), text(&out.stderr)), (Some(1), format!("error: {msg}\n")), "{extra:?}");
+        assert_eq!((out.status.code(), text(&out.stderr)), (Some(code), format!("error: {msg}\n")), "{extra:?}");
         assert!(!data.exists(), "{extra:?}: no data dir created");
     }
 }

@@ -1,7 +1,8 @@
 //! `sluice loadgen`'s exit status through the real binary against a real `sluice serve`: a
 //! run where no redirect request got a redirect (every code unknown: 404) exits 1 with one
 //! line saying so, after printing its report; a run past `--max-error-share` exits 1 too; a
-//! run whose requests were redirected exits 0.
+//! run whose requests were redirected exits 0; an `--attack-code` the run cannot attack is
+//! refused (exit 2) before any link is created.
 
 use std::process::Output;
 use std::time::Duration;
@@ -79,4 +80,34 @@ async fn loadgen_exits_1_when_requests_get_no_redirect() {
     let out = loadgen(&listen, "lg-ok", &["--max-error-share", "1.5"]);
     assert_eq!(out.status.code(), Some(2), "a refused flag value is a usage error");
     assert_eq!(text(&out.stderr), "error: --max-error-share must be between 0 and 1, got 1.5\n");
+}
+
+/// Finding: `loadgen --attack-code nosuch` created the run's links on the server, then
+/// refused the code. An attack code that is not one of `--codes` (without `--codes` the run
+/// creates links whose codes the server chooses, so none can be named) is a usage error
+/// (exit code 2) before any request: no link is created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attack_code_the_run_cannot_attack_is_refused_before_any_link_is_created() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let log = tmp.path().join("serve.log");
+    let mut server = serve_embedded(&listen, &tmp.path().join("data"), &[], &log);
+    let http = reqwest::Client::new();
+    await_ready(&mut server, &http, &listen, &log, Duration::from_secs(60)).await;
+    let target = format!("http://{listen}");
+    let created = ["--target", &target, "--links", "3", "--rate", "20", "--duration", "1s", "--attack", "burst", "--attack-code", "nosuch"];
+    let listed = ["--target", &target, "--codes", "lg-a,lg-b", "--rate", "20", "--duration", "1s", "--attack", "burst", "--attack-code", "nosuch"];
+    for (args, msg) in [
+        (
+            &created,
+            "--attack-code \"nosuch\" needs --codes naming it: the links this run creates get their codes from the server (without --attack-code \
+             the attack takes the link of median popularity)",
+        ),
+        (&listed, "--attack-code \"nosuch\" is not one of --codes"),
+    ] {
+        let out = sluice_quiet("loadgen", args);
+        assert_eq!((out.status.code(), text(&out.stderr), text(&out.stdout)), (Some(2), format!("error: {msg}\n"), String::new()), "{args:?}");
+    }
+    let list: serde_json::Value = http.get(format!("http://{listen}/v1/links")).send().await.expect("list").json().await.expect("json");
+    assert_eq!(list["items"], serde_json::json!([]), "no link created: {list}");
 }

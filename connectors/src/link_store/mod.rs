@@ -30,6 +30,7 @@ pub mod common;
 mod open;
 mod postgres;
 mod sqlite;
+mod sqlite_header;
 mod store_shared;
 
 pub use admin::{

@@ -229,10 +229,19 @@ pub async fn migrate_within(url_or_path: &str, timeouts: StoreTimeouts) -> Resul
             // Under the same directory lock as a store's open (a serving process may be
             // opening the file); released before `open_dir`/`open_url` take it again.
             let guard = super::sqlite::lock_dir_of(&path).await?;
-            let pool = SqlitePool::connect_with(opts.create_if_missing(true)).await.map_err(|e| super::sqlite::open_error(&path, e))?;
-            super::sqlite::check_integrity(&pool, &path).await?;
-            let before = applied_sqlite(&pool).await?;
-            pool.close().await;
+            // A 0-byte file is damage, not a new store (`sqlite_header`); a missing one has
+            // nothing applied, and is created by the store's open below, not by this look
+            // (which would leave it at 0 bytes for that open to refuse).
+            super::sqlite_header::check_header(&path)?;
+            let before = if path.exists() {
+                let pool = SqlitePool::connect_with(opts).await.map_err(|e| super::sqlite::open_error(&path, e))?;
+                super::sqlite::check_integrity(&pool, &path).await?;
+                let before = applied_sqlite(&pool).await?;
+                pool.close().await;
+                before
+            } else {
+                Vec::new()
+            };
             drop(guard);
             let store = match &target {
                 StoreTarget::SqliteDir(dir) => SqliteLinkStore::open_dir(dir).await?,

@@ -139,6 +139,8 @@ impl SqliteLinkStore {
         // later one finds everything applied. (Not on the database file: closing any
         // descriptor of it would drop SQLite's own POSIX locks of this process.)
         let guard = lock_dir_of(&path).await?;
+        // A file SQLite would take for a new database although it is there (0 bytes).
+        super::sqlite_header::check_header(&path)?;
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
@@ -255,7 +257,7 @@ impl SqliteLinkStore {
 }
 
 /// What starting without a damaged `links.db` loses ([`Error::StoreDamaged`]).
-const LINK_STORE_LOSES: &str = "every link in it is lost (the next `sluice serve` retires the codes that have clicks in the click log, so \
+pub(super) const LINK_STORE_LOSES: &str = "every link in it is lost (the next `sluice serve` retires the codes that have clicks in the click log, so \
                                 no new link inherits them; `sqlite3 links.db .recover` may salvage rows from the damaged file)";
 
 /// Whether `e` is SQLite reporting a damaged file: `SQLITE_CORRUPT` (11) or `SQLITE_NOTADB`
