@@ -464,6 +464,7 @@ impl Config {
         self.admin.auto_actions.validate()?;
         self.redis.validate()?;
         self.clickhouse.validate()?;
+        self.kafka.validate()?;
         Ok(())
     }
 

@@ -325,3 +325,19 @@ fn store_timeouts_must_be_more_than_zero() {
     cfg.store.connect_timeout = Duration::ZERO;
     assert_eq!(cfg.validate().expect_err("zero").to_string(), "store.connect-timeout must be more than 0, e.g. \"10s\"");
 }
+
+/// Attack of session 53: a bad `[kafka]` value was found only when Kafka mode started, as
+/// `invalid [kafka] configuration: invalid configuration: kafka.partitions: …`, without the
+/// file. It is checked with the rest of the configuration, once, naming the file.
+#[test]
+fn a_bad_kafka_value_is_refused_at_load_naming_the_key_and_the_file() {
+    figment::Jail::expect_with(|jail| {
+        jail.create_file("k.toml", "[kafka]\nbrokers = \"127.0.0.1:9092\"\npartitions = 0\n")?;
+        let err = Config::load(Some(Path::new("k.toml")), &FlagOverrides::default()).expect_err("partitions 0");
+        assert_eq!(
+            format!("{err:#}"),
+            "invalid configuration: kafka.partitions: 0 is outside 1..=32767 (configuration from \"k.toml\", SLUICE__* variables and flags)"
+        );
+        Ok(())
+    });
+}

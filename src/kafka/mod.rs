@@ -58,7 +58,8 @@ impl KafkaIntake {
     /// Errors: an invalid `[kafka]` section, the broker unreachable while creating topics,
     /// the spill not opening (another process holds it).
     pub async fn start(cfg: &KafkaConfig, data_dir: &Path) -> anyhow::Result<KafkaIntake> {
-        cfg.validate().context("invalid [kafka] configuration")?;
+        // Its message names the key (`invalid configuration: kafka.…`).
+        cfg.validate()?;
         let mut click_topic_created = false;
         if cfg.create_topics {
             let topics = ensure_topics(cfg).await.context("could not create the kafka topics (is the broker at [kafka] brokers up?)")?;
