@@ -154,7 +154,7 @@ pub fn write(dir: &Path, file: &CheckpointFile) -> anyhow::Result<(PathBuf, usiz
 fn create_checkpoint_dir(dir: &Path) -> anyhow::Result<()> {
     match std::fs::create_dir(dir) {
         Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let parent = dir.parent().unwrap_or(dir);
             anyhow::bail!("no checkpoint written: the data dir {} no longer exists (removed while sluice was running?)", parent.display())
