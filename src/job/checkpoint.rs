@@ -35,6 +35,8 @@
 //! [`KEEP`] intact files (checksum verified) of the same input (another input's files stay: switching from the embedded
 //! log to Kafka and back must find the log's checkpoints). At start the newest file that reads back whole (magic, version, length,
 //! checksum, decode, same source) wins; a corrupt or partial one is skipped with a warning.
+//! When a checkpoint of another input is newer than the one restored (the input was
+//! switched), the views resend every retained row to the sinks once restored ([`switch`]).
 //!
 //! ## Which offsets win (Kafka mode)
 //! With a checkpoint, the sources start at the **checkpoint's** offsets, whatever the
@@ -49,11 +51,13 @@ mod files;
 mod format;
 mod load;
 mod round;
+mod switch;
 
 pub use files::{KEEP, dir_of, list_intact, next_name, remove_all, write};
 pub use format::{CheckpointFile, FILE_VERSION, MAGIC, SourceIdentity, decode, encode};
-pub use load::{NewestOfPartition, load_latest, load_latest_for_log, newest_of_partition, refuse_without_log, side_file_hint};
+pub use load::{NewestOfPartition, StartCheckpoint, load_for_start, load_latest, load_latest_for_log, newest_of_partition, refuse_without_log, side_file_hint};
 pub use round::{ACK_TIMEOUT, Checkpointer, kafka_offsets, run, take};
+pub use switch::{InputSwitch, resend_after_switch};
 
 #[cfg(test)]
 mod tests;

@@ -153,6 +153,8 @@ pub struct StartPoint {
     source_id: checkpoint::SourceIdentity,
     checkpoint_dir: std::path::PathBuf,
     restored: Option<(std::path::PathBuf, checkpoint::CheckpointFile)>,
+    /// A checkpoint of another input newer than `restored` (the sinks were last written from it).
+    switch: Option<checkpoint::InputSwitch>,
 }
 
 impl StartPoint {
@@ -277,12 +279,12 @@ impl DataflowJob {
             checkpoint::SourceIdentity::LogFile { partition: cfg.dataflow.partition(), log_id: log.log_id() }
         };
         let checkpoint_dir = checkpoint::dir_of(&cfg.server.data_dir);
-        let restored = if checkpoints_on {
+        let checkpoint::StartCheckpoint { restored, switch } = if checkpoints_on {
             let (dir, id) = (checkpoint_dir.clone(), source_id.clone());
             let log_clicks = (!cfg.kafka.enabled()).then(|| log.head() - log.low());
-            tokio::task::spawn_blocking(move || checkpoint::load_latest_for_log(&dir, &id, log_clicks)).await.context("checkpoint load task failed")??
+            tokio::task::spawn_blocking(move || checkpoint::load_for_start(&dir, &id, log_clicks)).await.context("checkpoint load task failed")??
         } else {
-            None
+            checkpoint::StartCheckpoint { restored: None, switch: None }
         };
         if !cfg.kafka.enabled() && restored.is_none() && log.low() > 0 {
             // Nothing holds the clicks below the log's start any more (a `sluice log reset`
@@ -322,7 +324,7 @@ impl DataflowJob {
                 );
             }
         }
-        Ok(StartPoint { log, checkpoints_on, source_id, checkpoint_dir, restored })
+        Ok(StartPoint { log, checkpoints_on, source_id, checkpoint_dir, restored, switch })
     }
 
     /// [`Self::start_with_acks`] from a start point [`Self::check_start`] accepted.
@@ -337,7 +339,7 @@ impl DataflowJob {
         acks: Option<SinkAcks>,
         pending: Option<Arc<sluice_ingest::PendingFloor>>,
     ) -> anyhow::Result<DataflowJob> {
-        let StartPoint { log, checkpoints_on, source_id, checkpoint_dir, restored } = start;
+        let StartPoint { log, checkpoints_on, source_id, checkpoint_dir, restored, switch } = start;
         let mut pcfg = cfg.dataflow.pipeline_config()?;
         // Checked against every peer's when the graph starts (`sluice_dataflows::pipeline`,
         // agreement): the config refuses a cluster without a configured secret.
@@ -382,6 +384,7 @@ impl DataflowJob {
                 "restoring the dataflow from a checkpoint"
             );
         }
+        let restored_path = restored.as_ref().map(|(p, _)| p.clone());
         let snapshot = restored.map(|(_, f)| f.snapshot);
         let start_offsets = snapshot.as_ref().map(|s| s.offsets.clone()).unwrap_or_default();
 
@@ -424,6 +427,11 @@ impl DataflowJob {
                 .context("dataflow start task failed")?
                 .context("could not start the dataflow")?;
         let views = handle.views().clone();
+        // Restored by now: after a switch of inputs the sinks get every row again (before
+        // the first checkpoint of this run can be taken).
+        if let Some(path) = &restored_path {
+            checkpoint::resend_after_switch(&views, path, switch.as_ref());
+        }
         let stats: Arc<dyn Fn() -> PipelineStats + Send + Sync> = Arc::new(handle.stats_handle());
         let failure = failure::FailureWatch(Arc::new(handle.failure_handle()));
         tasks.push(tokio::spawn(telemetry(views.clone(), Arc::clone(&progress), Arc::clone(&stats), stop_rx)));

@@ -14,6 +14,7 @@ mod cluster_failure;
 mod failed_start;
 mod readiness;
 mod support;
+mod switch;
 #[path = "../support/tansu.rs"]
 mod tansu;
 

@@ -102,19 +102,24 @@ impl Proc {
     /// [`Self::start`] with extra environment variables (set after the defaults, e.g. a
     /// ClickHouse sink).
     pub async fn start_with_env(data: &Path, config: &Path, target: &KafkaTarget, env: &[(&str, String)]) -> Proc {
+        Self::start_on(data, config, Some(target), env).await
+    }
+
+    /// [`Self::start_with_env`] on the embedded click log (no Kafka) when `target` is `None`.
+    pub async fn start_on(data: &Path, config: &Path, target: Option<&KafkaTarget>, env: &[(&str, String)]) -> Proc {
         let port = free_port();
         let mut cmd = Command::new(BIN);
-        cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-            .arg(data)
-            .arg("--config")
-            .arg(config)
-            .env("SLUICE_LOG", "warn")
-            .env("KAFKA_BROKERS", &target.brokers)
-            .env("SLUICE__KAFKA__CLICK_TOPIC", &target.topic)
-            .env("SLUICE__KAFKA__ANOMALIES_TOPIC", format!("{}-anomalies", target.topic))
-            .env("SLUICE__KAFKA__GROUP_ID", &target.group)
-            // only Kafka: no Redis/ClickHouse sinks, the SQLite link store
-            .env_remove("SLUICE__REDIS__URL")
+        cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"]).arg(data).arg("--config").arg(config).env("SLUICE_LOG", "warn");
+        match target {
+            Some(target) => cmd
+                .env("KAFKA_BROKERS", &target.brokers)
+                .env("SLUICE__KAFKA__CLICK_TOPIC", &target.topic)
+                .env("SLUICE__KAFKA__ANOMALIES_TOPIC", format!("{}-anomalies", target.topic))
+                .env("SLUICE__KAFKA__GROUP_ID", &target.group),
+            None => cmd.env_remove("KAFKA_BROKERS").env_remove("SLUICE__KAFKA__BROKERS"),
+        };
+        // only Kafka (or the embedded log): no Redis/ClickHouse sinks, the SQLite link store
+        cmd.env_remove("SLUICE__REDIS__URL")
             .env_remove("SLUICE__STORE__URL")
             .env_remove("REDIS_URL")
             .env_remove("CLICKHOUSE_URL")

@@ -114,6 +114,16 @@ impl Views {
         self.inner.shards.iter().map(|s| s.write().mark_for_resend(minute_from_ms)).sum()
     }
 
+    /// Asks for every retained row of every granularity (minute, quarter, hour and day,
+    /// sealed or not) to be emitted again, at its full value, in the change stream's next
+    /// batch: for sinks last written from another input (the binary restores a checkpoint
+    /// while a newer checkpoint of another input exists), which hold that input's values for
+    /// any row, ClickHouse's sealed quarters and hours included. Returns the blocks marked;
+    /// 0 when the views track no changes (no sink).
+    pub fn resend_all_to_sinks(&self) -> usize {
+        self.inner.shards.iter().map(|s| s.write().mark_all_for_resend()).sum()
+    }
+
     /// The frontier all local shards have reached (minimum epoch and watermark).
     pub fn as_of(&self) -> AsOf {
         let mut a = AsOf { epoch: u64::MAX, watermark_ms: i64::MAX };

@@ -1,5 +1,5 @@
 //! Loading at start (module docs of [`super`]): the newest checkpoint of the current input
-//! that reads back whole, the refusals when the click log it was taken of is not the one in
+//! that reads back whole (and a newer one of another input, [`super::switch`]), the refusals when the click log it was taken of is not the one in
 //! the data dir (replaced, or gone), and the newest checkpoint of a log partition for
 //! `sluice log reset`.
 
@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 
 use super::files::{checkpoint_files_warn, read_regular};
 use super::format::{CheckpointFile, Relation, SourceIdentity, decode, relation};
+use super::switch::InputSwitch;
 
 /// The newest valid checkpoint of `source` in `dir` (module docs); invalid files and
 /// checkpoints of another source are skipped with a warning.
@@ -27,13 +28,36 @@ pub fn load_latest(dir: &Path, source: &SourceIdentity) -> anyhow::Result<Option
 /// an empty current log the message says to run `sluice log reset` (which keeps the
 /// checkpoint's clicks), otherwise to put the checkpoint's log back.
 pub fn load_latest_for_log(dir: &Path, source: &SourceIdentity, log_clicks: Option<u64>) -> anyhow::Result<Option<(PathBuf, CheckpointFile)>> {
+    Ok(load_for_start(dir, source, log_clicks)?.restored)
+}
+
+/// What a start restores ([`load_for_start`]).
+#[derive(Debug)]
+pub struct StartCheckpoint {
+    /// The newest valid checkpoint of the current input (path and file), if any.
+    pub restored: Option<(PathBuf, CheckpointFile)>,
+    /// With `restored`: the newest checkpoint of another input written after it, if any
+    /// (the sinks were last written from that input; [`super::switch`]).
+    pub switch: Option<InputSwitch>,
+}
+
+/// [`load_latest_for_log`], noting the newest checkpoint of another input newer than the one
+/// restored ([`StartCheckpoint::switch`]).
+///
+/// Errors: as [`load_latest_for_log`].
+pub fn load_for_start(dir: &Path, source: &SourceIdentity, log_clicks: Option<u64>) -> anyhow::Result<StartCheckpoint> {
     let files = checkpoint_files_warn(dir).with_context(|| format!("could not list {}", dir.display()))?;
+    let mut switch = None;
     for path in files.iter().rev() {
         let read = read_regular(path).and_then(|b| decode(&b));
         match read {
             Ok(f) => match relation(&f.source, source) {
-                Relation::Same => return Ok(Some((path.clone(), f))),
-                Relation::Other => tracing::warn!(path = %path.display(), checkpoint = ?f.source, current = ?source, "skipping a checkpoint of another input"),
+                Relation::Same => return Ok(StartCheckpoint { restored: Some((path.clone(), f)), switch }),
+                Relation::Other => {
+                    tracing::warn!(path = %path.display(), checkpoint = ?f.source, current = ?source, "skipping a checkpoint of another input");
+                    // Names sort in write order: the first one met is the newest.
+                    switch.get_or_insert(InputSwitch { newer: path.clone(), input: f.source });
+                }
                 Relation::OtherLog { checkpoint, current } => {
                     let data_dir = dir.parent().unwrap_or(dir).display().to_string();
                     match log_clicks {
@@ -61,7 +85,7 @@ pub fn load_latest_for_log(dir: &Path, source: &SourceIdentity, log_clicks: Opti
             }
         }
     }
-    Ok(None)
+    Ok(StartCheckpoint { restored: None, switch: None })
 }
 
 /// Where to find a click log to put back, for refusals that ask for it: the side files

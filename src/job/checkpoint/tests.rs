@@ -102,6 +102,34 @@ fn pruning_keeps_the_newest_checkpoints_of_each_input() {
     assert_eq!(source_of(&d.join(name(50))), None);
 }
 
+/// A start notes the newest checkpoint of another input written after the one it restores
+/// (the sinks were last written from that input), in both directions; none when its own is
+/// the newest, or when it restores nothing.
+#[test]
+fn a_start_notes_a_newer_checkpoint_of_another_input() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().join("checkpoints");
+    let log = SourceIdentity::LogFile { partition: 0, log_id: 0xfeed };
+    let name = |c: u64| d.join(format!("ckpt-{c:020}.bin"));
+    write(&d, &file(100, log.clone())).expect("write log");
+    let start = load_for_start(&d, &log, Some(0)).expect("load");
+    assert_eq!((start.restored.map(|r| r.0), start.switch), (Some(name(100)), None), "only its own");
+    assert!(load_for_start(&d, &kafka(), None).expect("load").switch.is_none(), "nothing restored, nothing to note");
+    for cut in [200, 300] {
+        write(&d, &file(cut, kafka())).expect("write kafka");
+    }
+    let start = load_for_start(&d, &log, Some(0)).expect("load");
+    assert_eq!(start.restored.map(|r| r.0), Some(name(100)));
+    assert_eq!(start.switch, Some(InputSwitch { newer: name(300), input: kafka() }), "the newest of the other input");
+    assert!(load_for_start(&d, &kafka(), None).expect("load").switch.is_none());
+    // Back on the log and to Kafka again: Kafka's restore notes the log's newer checkpoint.
+    write(&d, &file(400, log.clone())).expect("write log");
+    assert!(load_for_start(&d, &log, Some(0)).expect("load").switch.is_none());
+    let start = load_for_start(&d, &kafka(), None).expect("load");
+    assert_eq!(start.restored.map(|r| r.0), Some(name(300)));
+    assert_eq!(start.switch, Some(InputSwitch { newer: name(400), input: log }));
+}
+
 /// A damaged checkpoint does not count among the [`KEEP`] kept ones: after the newest file
 /// is corrupted, the next round keeps the intact one before it too, so a start still has a
 /// fallback if the new file is damaged in turn; once two intact files are newer, the

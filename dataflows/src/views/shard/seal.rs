@@ -65,14 +65,30 @@ impl ShardState {
     /// own yet), and the minute rows starting at or after `minute_from_ms`. Returns the
     /// blocks marked (0 without change tracking).
     pub(crate) fn mark_for_resend(&mut self, minute_from_ms: i64) -> usize {
+        let (quarters_from, minutes_from) = (self.sealed_before, self.minutes_sealed_before.min(minute_from_ms));
+        // Hours: none of their own (an unsealed quarter's hour comes with it).
+        self.mark_from([minutes_from, quarters_from, i64::MAX, i64::MIN])
+    }
+
+    /// Marks every retained row of every granularity (minute, quarter, hour, day, sealed or
+    /// not) so that the next [`Self::drain_changes`] emits it again at its full value: for
+    /// sinks last written from another input (a checkpoint restored while a newer one of
+    /// another input exists), whose quarter and hour rows ClickHouse keeps too. Returns the
+    /// blocks marked (0 without change tracking).
+    pub(crate) fn mark_all_for_resend(&mut self) -> usize {
+        self.mark_from([i64::MIN; 4])
+    }
+
+    /// Marks every row of the blocks starting at or after `from[g]` of each granularity `g`
+    /// (by [`Granularity::index`]; `i64::MAX`: none) for the next [`Self::drain_changes`].
+    fn mark_from(&mut self, from: [i64; 4]) -> usize {
         if !self.track_changes {
             return 0;
         }
-        let (quarters_from, minutes_from) = (self.sealed_before, self.minutes_sealed_before.min(minute_from_ms));
         let mut marked = Vec::new();
         for (ci, code) in self.code_rollups.iter().enumerate() {
-            for (g, from) in [(Granularity::Day, i64::MIN), (Granularity::Quarter, quarters_from), (Granularity::Minute, minutes_from)] {
-                for (&start, &slot) in code.grans[g.index()].range(from..) {
+            for g in Granularity::ALL {
+                for (&start, &slot) in code.grans[g.index()].range(from[g.index()]..) {
                     marked.push((ci as u32, g.index() as u8, start, slot));
                 }
             }

@@ -238,3 +238,34 @@ fn checkpointed_rows_restore_to_the_same_values_with_unsealed_minutes() {
         assert_eq!(exported(&b), exported(&a), "after W = {w}");
     }
 }
+
+#[test]
+fn a_full_resend_emits_every_retained_row_of_every_granularity_at_its_value() {
+    // Clicks over two hours, the watermark past most of them (sealed minutes, quarters and
+    // hours) and a few unsealed: after a drain, `mark_all_for_resend` makes the next drain
+    // emit every row key ever changed, at its current value; the partial resend leaves the
+    // sealed quarter and hour rows out.
+    let mut shard = ShardState::new(RETENTION, true);
+    let batch: Vec<LinkedRecord> = (1..400i64).map(|i| click(i, BASE + i * 18_000)).collect();
+    shard.apply(&batch);
+    shard.advance_watermark(BASE + 100 * M);
+    let mut first = Vec::new();
+    shard.drain_changes(&mut first);
+    let all: BTreeMap<Key, (u64, u64)> = first.iter().map(|r| (key_of(r), (r.clicks, r.uniques))).collect();
+    assert!(shard.mark_all_for_resend() > 0);
+    let mut again = Vec::new();
+    shard.drain_changes(&mut again);
+    let resent: BTreeMap<Key, (u64, u64)> = again.iter().map(|r| (key_of(r), (r.clicks, r.uniques))).collect();
+    assert_eq!(resent, all, "every row again, at its value");
+    for g in Granularity::ALL {
+        assert!(resent.keys().any(|k| k.1 == g.index()), "{g:?} rows resent");
+    }
+    // The partial resend (an emptied Redis) skips sealed quarters and hours.
+    shard.mark_for_resend(i64::MIN);
+    let mut partial = Vec::new();
+    shard.drain_changes(&mut partial);
+    let sealed_quarter = |r: &ChangedRow| r.granularity == Granularity::Quarter && r.bucket_start_ms + Q <= BASE + 90 * M;
+    assert!(first.iter().any(sealed_quarter) && !partial.iter().any(sealed_quarter));
+    // Without change tracking nothing is marked.
+    assert_eq!(ShardState::new(RETENTION, false).mark_all_for_resend(), 0);
+}
