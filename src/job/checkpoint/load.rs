@@ -1,7 +1,7 @@
 //! Loading at start (module docs of [`super`]): the newest checkpoint of the current input
-//! that reads back whole (and a newer one of another input, [`super::switch`]), the refusals when the click log it was taken of is not the one in
-//! the data dir (replaced, or gone), and the newest checkpoint of a log partition for
-//! `sluice log reset`.
+//! that reads back whole (and a newer one of another input, [`super::switch`]), the refusals
+//! when the click log it was taken of is not the one in the data dir (replaced, or gone), and
+//! the newest checkpoint of a log partition for `sluice log reset`.
 
 use std::path::{Path, PathBuf};
 
