@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use sluice_connectors::click_log::ClickLog;
 
-use crate::child::{await_ready, free_port, serve_embedded};
+use crate::child::{await_ready, free_port, serve_embedded, serve_embedded_ready};
 use crate::cli_run::{create_link, import, now_ms, text};
 
 /// An NDJSON event `id` on `code`, a minute old per `n`, from its own address.
@@ -136,11 +136,8 @@ async fn await_clicks(http: &reqwest::Client, listen: &str, code: &str, want: u6
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn running_the_same_import_again_counts_each_click_once() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let listen = format!("127.0.0.1:{}", free_port());
-    let log = tmp.path().join("serve.log");
-    let mut server = serve_embedded(&listen, &tmp.path().join("data"), &[], &log);
+    let (_server, listen) = serve_embedded_ready(tmp.path()).await;
     let http = reqwest::Client::new();
-    await_ready(&mut server, &http, &listen, &log, Duration::from_secs(60)).await;
     create_link(&http, &listen, "again").await;
     let events: Vec<Value> = (0..6).map(|i| event(&format!("again-{i}"), "again", i, "Mozilla/5.0 (X11; Linux x86_64)")).collect();
     let (part, whole, more) = (tmp.path().join("part.ndjson"), tmp.path().join("whole.ndjson"), tmp.path().join("more.ndjson"));

@@ -5,9 +5,8 @@
 //! refused (exit 2) before any link is created.
 
 use std::process::Output;
-use std::time::Duration;
 
-use crate::child::{await_ready, free_port, serve_embedded};
+use crate::child::serve_embedded_ready;
 use crate::cli_run::{sluice_quiet, text};
 
 /// `sluice loadgen` against `listen`: 20 redirect requests in 1 s on `codes`, no posted events.
@@ -23,11 +22,8 @@ fn loadgen(listen: &str, codes: &str, extra: &[&str]) -> Output {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loadgen_exits_1_when_requests_get_no_redirect() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let listen = format!("127.0.0.1:{}", free_port());
-    let log = tmp.path().join("serve.log");
-    let mut server = serve_embedded(&listen, &tmp.path().join("data"), &[], &log);
+    let (_server, listen) = serve_embedded_ready(tmp.path()).await;
     let http = reqwest::Client::new();
-    await_ready(&mut server, &http, &listen, &log, Duration::from_secs(60)).await;
     let created = http
         .post(format!("http://{listen}/v1/links"))
         .json(&serde_json::json!({"long_url": "https://example.com/lg", "custom_alias": "lg-ok"}))
@@ -89,11 +85,8 @@ async fn loadgen_exits_1_when_requests_get_no_redirect() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_attack_code_the_run_cannot_attack_is_refused_before_any_link_is_created() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let listen = format!("127.0.0.1:{}", free_port());
-    let log = tmp.path().join("serve.log");
-    let mut server = serve_embedded(&listen, &tmp.path().join("data"), &[], &log);
+    let (_server, listen) = serve_embedded_ready(tmp.path()).await;
     let http = reqwest::Client::new();
-    await_ready(&mut server, &http, &listen, &log, Duration::from_secs(60)).await;
     let target = format!("http://{listen}");
     let created = ["--target", &target, "--links", "3", "--rate", "20", "--duration", "1s", "--attack", "burst", "--attack-code", "nosuch"];
     let listed = ["--target", &target, "--codes", "lg-a,lg-b", "--rate", "20", "--duration", "1s", "--attack", "burst", "--attack-code", "nosuch"];

@@ -124,6 +124,18 @@ pub async fn await_ready(child: &mut ChildProcess, http: &reqwest::Client, liste
     }
 }
 
+/// [`serve_embedded`] on a free port with the data dir `<dir>/data` and the log
+/// `<dir>/serve.log`, once `/readyz` answers 200 ([`await_ready`], 60 s at most): the process
+/// and its listen address.
+#[allow(dead_code)] // not every target that includes this file uses it
+pub async fn serve_embedded_ready(dir: &Path) -> (ChildProcess, String) {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let log = dir.join("serve.log");
+    let mut server = serve_embedded(&listen, &dir.join("data"), &[], &log);
+    await_ready(&mut server, &reqwest::Client::new(), &listen, &log, Duration::from_secs(60)).await;
+    (server, listen)
+}
+
 impl Drop for ChildProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
