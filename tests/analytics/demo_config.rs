@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::child::free_port;
+use crate::demo_interrupt::demo_dirs;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sluice");
 
@@ -57,15 +58,6 @@ fn serving_line(tmp: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
     };
     assert_eq!(status.code(), Some(143), "{line}");
     line
-}
-
-/// The `sluice-demo-*` entries of `dir` (temporary data dirs of the demo).
-fn demo_dirs(dir: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(dir)
-        .expect("read temp dir")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("sluice-demo-")))
-        .collect()
 }
 
 /// Finding: `sluice demo` ran in a temporary dir on 127.0.0.1:8080 whatever `[server]

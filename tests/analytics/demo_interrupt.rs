@@ -11,8 +11,8 @@ use crate::child::free_port;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sluice");
 
-/// The `sluice-demo-*` entries of `dir`.
-fn demo_dirs(dir: &Path) -> Vec<PathBuf> {
+/// The `sluice-demo-*` entries of `dir` (temporary data dirs of the demo).
+pub(crate) fn demo_dirs(dir: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(dir)
         .expect("read temp dir")
         .map(|e| e.expect("entry").path())
