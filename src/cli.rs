@@ -143,7 +143,7 @@ impl ServeArgs {
     /// refuses (a missing, unused or unreadable hostfile; a missing or out-of-range process id).
     /// Without any of the flags the same checks are configuration errors (exit code 1).
     fn check_cluster_flags(&self, d: &crate::job::config::DataflowSection) -> anyhow::Result<()> {
-        let usage = |message: String| anyhow::Error::new(crate::bench::BenchError::Usage(message));
+        let usage = crate::bench::usage_error;
         if self.processes.is_none() && self.process_id.is_none() && self.hostfile.is_none() {
             return Ok(());
         }

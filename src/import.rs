@@ -207,10 +207,10 @@ pub(crate) async fn run_with_env(args: &ImportArgs, env: &(dyn Fn(&str) -> Optio
     {
         // Attack of session 49: the events went to the embedded log, which a Kafka-mode
         // server never reads, and the import said it stored them.
-        return Err(anyhow::Error::new(crate::bench::BenchError::Usage(format!(
+        return Err(crate::bench::usage_error(format!(
             "this configuration reads clicks from Kafka ([kafka] brokers); `--data-dir {}` would store the events in the embedded click log, which a Kafka-mode server does not read: import through the server instead (`--target http://<listen address>`), which writes them to the click topic",
             dir.display()
-        ))));
+        )));
     }
     // Looked at before anything is created: an import that stores nothing leaves nothing
     // behind that it made in the data dir (see `import_into`).

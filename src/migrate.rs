@@ -8,7 +8,6 @@
 
 use std::path::Path;
 
-use crate::bench::BenchError;
 use crate::cli::MigrateArgs;
 use crate::config::{Config, check_store_flag, check_store_location, create_data_dir};
 
@@ -17,11 +16,11 @@ use crate::config::{Config, check_store_flag, check_store_location, create_data_
 /// `args`' `--config` and `--data-dir`; `--store` was checked before it was loaded
 /// ([`check_store_flag`], so that nothing is read first).
 ///
-/// Errors: a usage error ([`BenchError::Usage`], exit 2) for a `[store] url` that
+/// Errors: a usage error ([`crate::bench::BenchError::Usage`], exit 2) for a `[store] url` that
 /// [`check_store_location`] refuses (a missing directory, named), and for a data directory
 /// that is a file; the I/O error of a data directory that cannot be created.
 pub fn store_location(args: &MigrateArgs, cfg: &Config) -> anyhow::Result<String> {
-    let usage = |m: String| anyhow::Error::new(BenchError::Usage(m));
+    let usage = crate::bench::usage_error;
     if let Some(store) = &args.store {
         return Ok(store.clone());
     }
@@ -39,10 +38,10 @@ pub fn store_location(args: &MigrateArgs, cfg: &Config) -> anyhow::Result<String
 
 /// Checks `--store` before the configuration is read ([`check_store_flag`]).
 ///
-/// Errors: [`BenchError::Usage`] (exit 2) with [`check_store_flag`]'s message.
+/// Errors: [`crate::bench::BenchError::Usage`] (exit 2) with [`check_store_flag`]'s message.
 pub fn check_store_arg(args: &MigrateArgs) -> anyhow::Result<()> {
     match &args.store {
-        Some(store) => check_store_flag(store).map_err(|m| anyhow::Error::new(BenchError::Usage(m))),
+        Some(store) => check_store_flag(store).map_err(crate::bench::usage_error),
         None => Ok(()),
     }
 }

@@ -42,6 +42,11 @@ impl fmt::Display for BenchError {
 
 impl std::error::Error for BenchError {}
 
+/// A usage error ([`BenchError::Usage`], exit code 2) with `message`, as an `anyhow::Error`.
+pub fn usage_error(message: String) -> anyhow::Error {
+    anyhow::Error::new(BenchError::Usage(message))
+}
+
 /// The exit code of a process that failed with `e`: [`BenchError::exit_code`] when `e` is
 /// (or wraps) a [`BenchError`], else 1.
 pub fn exit_code(e: &anyhow::Error) -> u8 {

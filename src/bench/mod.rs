@@ -5,4 +5,4 @@ pub mod error;
 pub mod freshness;
 pub mod redirect;
 
-pub use error::{BenchError, exit_code};
+pub use error::{BenchError, exit_code, usage_error};

@@ -5,8 +5,6 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 
-use crate::bench::BenchError;
-
 /// Where a data directory comes from when no other flag names it.
 const DATA_DIR_SOURCES: &str = "--data-dir or [server] data-dir";
 
@@ -108,10 +106,10 @@ pub fn check_data_dir_flag(dir: &Path) -> Result<(), String> {
 /// reset`, `demo`): each calls it before anything starts (no listener, no file created), and
 /// [`create_data_dir`] and [`existing_data_dir`] call it too. A missing `dir` is fine here.
 ///
-/// Errors: [`BenchError::Usage`] (exit code 2, as clap's own argument errors) with
+/// Errors: [`crate::bench::BenchError::Usage`] (exit code 2, as clap's own argument errors) with
 /// [`check_data_dir_flag`]'s message naming `dir`.
 pub fn refuse_non_directory(dir: &Path) -> anyhow::Result<()> {
-    check_data_dir_flag(dir).map_err(|message| anyhow::Error::new(BenchError::Usage(message)))
+    check_data_dir_flag(dir).map_err(crate::bench::usage_error)
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use figment::value::{Dict, Map};
 use figment::{Figment, Metadata, Profile, Provider};
 
 use super::{Config, DEFAULT_TOML, FlagOverrides, load_error};
+use crate::bench::usage_error as usage;
 
 /// The keys a command takes from elsewhere when no layer sets them, and whether the
 /// `--config` file or a `SLUICE__…` environment variable set each (a flag is not counted:
@@ -38,11 +39,6 @@ impl Provider for Defaults {
     fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
         Toml::string(DEFAULT_TOML).data()
     }
-}
-
-/// A usage error ([`crate::bench::BenchError::Usage`]: exit code 2) with `message`.
-fn usage(message: String) -> anyhow::Error {
-    anyhow::Error::new(crate::bench::BenchError::Usage(message))
 }
 
 impl Config {
