@@ -283,6 +283,7 @@ impl Checkpoints {
 pub struct CheckpointHandle {
     inner: Arc<Checkpoints>,
     now: Arc<dyn Fn() -> u64 + Send + Sync>,
+    quiesce: Arc<dyn Fn() -> Option<crate::pipeline::Quiescence> + Send + Sync>,
 }
 
 impl std::fmt::Debug for CheckpointHandle {
@@ -292,8 +293,23 @@ impl std::fmt::Debug for CheckpointHandle {
 }
 
 impl CheckpointHandle {
-    pub(crate) fn new(inner: Arc<Checkpoints>, now: Arc<dyn Fn() -> u64 + Send + Sync>) -> CheckpointHandle {
-        CheckpointHandle { inner, now }
+    pub(crate) fn new(
+        inner: Arc<Checkpoints>,
+        now: Arc<dyn Fn() -> u64 + Send + Sync>,
+        quiesce: Arc<dyn Fn() -> Option<crate::pipeline::Quiescence> + Send + Sync>,
+    ) -> CheckpointHandle {
+        CheckpointHandle { inner, now, quiesce }
+    }
+
+    /// Before a round taken while the graph runs (module `pipeline::settle`): the workers
+    /// stop reading their sources and settle event time, so that once
+    /// [`crate::pipeline::Quiescence::settled`] the abuse detectors have evaluated every click
+    /// read. A cut taken then holds no click they have not seen (their windows are not in the
+    /// snapshot: a crash after such a cut would lose the detection for good). Drop the guard
+    /// once the round's snapshot is in hand; the workers read on. `None` without detectors,
+    /// or once a graceful stop's settle is in force.
+    pub fn quiesce(&self) -> Option<crate::pipeline::Quiescence> {
+        (self.quiesce)()
     }
 
     /// Starts a round (abandoning one in flight) and returns its cut epoch.

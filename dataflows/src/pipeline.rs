@@ -61,7 +61,9 @@ mod agreement;
 mod handle;
 mod link_meta;
 mod settle;
+
 pub use link_meta::{LinkMetaChange, LinkMetaFeed, LinkMetaSender, link_meta_channel};
+pub use settle::Quiescence;
 
 /// Longest a worker parks while it has nothing to do: no new input, and every epoch it
 /// introduced has been through the graph. New input wakes it at once ([`crate::wake`]); the
@@ -123,11 +125,25 @@ struct Shared {
     workers: WakeSlot,
     /// Why the first local worker that failed did ([`PipelineHandle::failure`]).
     failure: Mutex<Option<String>>,
-    /// Settling event time at a graceful stop ([`PipelineHandle::settle_begin`]).
+    /// Settling event time at a graceful stop ([`PipelineHandle::settle_begin`]) and
+    /// before a checkpoint ([`crate::checkpoint::CheckpointHandle::quiesce`]).
     settle: settle::Settle,
 }
 
 impl Shared {
+    /// Whether every local worker's abuse detectors have handed the events of epochs up to
+    /// `epoch` to the anomaly sink (their sink's input frontier is past it).
+    fn detectors_past(&self, epoch: u64) -> bool {
+        self.anomaly_progress.iter().all(|p| p.load(Ordering::Acquire) > epoch)
+    }
+
+    /// Whether settle request `generation` is done ([`settle::Settle::done`]); wakes the
+    /// workers so that they see it.
+    fn settled(&self, generation: u64, views: &Views) -> bool {
+        self.workers.wake();
+        self.settle.done(generation, views, |w| self.finished[w].load(Ordering::Acquire), |e| self.detectors_past(e))
+    }
+
     fn fail(&self, why: String) {
         tracing::error!(error = %why, "a dataflow worker failed; the views no longer follow the input");
         self.failure.lock().get_or_insert(why);
@@ -347,12 +363,21 @@ pub fn start_with_checkpoints<E: ClickEnricher>(
             if shared.shutdown.load(Ordering::Acquire) {
                 break;
             }
-            shared.settle.on_worker(local, &mut gate);
+            shared.settle.on_worker(local, &mut gate, clock.now_ms());
             let mut progressed = false;
             let mut caught_up = true;
             if let (Some(ci), Some(ri)) = (clicks_in.as_mut(), reports_in.as_mut()) {
                 if probe.less_than(&epoch.saturating_sub(max_inflight)) {
                     caught_up = false;
+                } else if shared.settle.holding() {
+                    // A checkpoint quiesces (module `settle`): nothing is read, event time
+                    // still advances on the settled partitions.
+                    caught_up = false;
+                    gate.tick(clock.now_ms(), &mut reports);
+                    if !reports.is_empty() {
+                        ri.send_batch(&mut reports);
+                        reports.clear();
+                    }
                 } else {
                     let status = source.poll(&mut buf, batch);
                     gate.hold(source.pending_floor());
@@ -476,7 +501,8 @@ pub fn start_with_checkpoints<E: ClickEnricher>(
     tracing::info!(workers, peers = config.peers(), first_worker, "dataflow started");
     let checkpoints = ckpt.map(|c| {
         let s = Arc::clone(&shared);
-        crate::checkpoint::CheckpointHandle::new(c, Arc::new(move || s.epochs.now_epoch()))
+        let (q, views) = (Arc::clone(&shared), views.clone());
+        crate::checkpoint::CheckpointHandle::new(c, Arc::new(move || s.epochs.now_epoch()), Arc::new(move || settle::Quiescence::begin(&q, &views)))
     });
     Ok(PipelineHandle { views, shared, blocklist, checkpoints, guards: Some(guards) })
 }

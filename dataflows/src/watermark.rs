@@ -122,7 +122,8 @@ pub struct SourceGate {
     /// The source's latest [`crate::source::ClickSource::pending_floor`] (see [`Self::hold`]).
     #[serde(skip)]
     held_at: Option<i64>,
-    /// Set by [`Self::settle`] (a graceful stop): partitions turn idle at once.
+    /// Set by [`Self::settle`] (a graceful stop, or a checkpoint until
+    /// [`Self::unsettle`]): partitions turn idle at once.
     #[serde(skip)]
     settling: bool,
     /// Largest event time accepted since the start (`i64::MIN`: none), stamps ahead of the
@@ -271,6 +272,26 @@ impl SourceGate {
     pub fn settle(&mut self) -> Option<i64> {
         self.settling = true;
         (self.max_ts != i64::MIN).then_some(self.max_ts)
+    }
+
+    /// Whether [`Self::settle`] is in force.
+    pub fn settling(&self) -> bool {
+        self.settling
+    }
+
+    /// Ends a [`Self::settle`] that held the source for a checkpoint (not a stop's) at
+    /// processing time `now_ms`: a partition made idle by it that has not been quiet for
+    /// `idle_timeout` turns active again at its current `W_p` (which the settle may have
+    /// moved ahead with the clock; it never moves back), so it holds the global watermark
+    /// as before; one quiet for that long stays idle. Reported at the next [`Self::tick`].
+    pub fn unsettle(&mut self, now_ms: i64) {
+        self.settling = false;
+        for st in &mut self.parts {
+            // `base` stays `W_p` at the last arrival: idleness later counts from there.
+            if st.idle && now_ms - st.last_arrival < self.idle_ms {
+                st.idle = false;
+            }
+        }
     }
 
     /// Current `W_p` of a partition (`None` if unknown).

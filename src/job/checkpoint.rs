@@ -10,7 +10,11 @@
 //! that every record below it — and none at or above it — is reflected in that state.
 //!
 //! ## When it is written
-//! A round ([`take`]) asks the pipeline for a snapshot, then waits until every external view
+//! A round ([`take`]) first holds the sources until the abuse detectors have evaluated every
+//! click read (at most [`SETTLE_TIMEOUT`]; their windows are not in the snapshot, so a cut
+//! holding a click they have not seen would lose its detection after a crash:
+//! [`sluice_dataflows::checkpoint::CheckpointHandle::quiesce`]), asks the pipeline for a
+//! snapshot, lets the sources read on, then waits until every external view
 //! sink (Redis, ClickHouse) has durably applied the change stream up to the cut before the
 //! file is written: a restored process re-emits changes only for records after the cut, so
 //! the sinks must already hold everything before it.
@@ -56,7 +60,7 @@ mod switch;
 pub use files::{KEEP, dir_of, list_intact, next_name, remove_all, write};
 pub use format::{CheckpointFile, FILE_VERSION, MAGIC, SourceIdentity, decode, encode};
 pub use load::{NewestOfPartition, StartCheckpoint, load_for_start, load_latest, load_latest_for_log, newest_of_partition, refuse_without_log, side_file_hint};
-pub use round::{ACK_TIMEOUT, Checkpointer, kafka_offsets, run, take};
+pub use round::{ACK_TIMEOUT, Checkpointer, SETTLE_TIMEOUT, kafka_offsets, run, take};
 pub use switch::{InputSwitch, resend_after_switch};
 
 #[cfg(test)]

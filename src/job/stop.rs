@@ -11,10 +11,7 @@ use tokio::time::Instant;
 
 use super::{DataflowJob, checkpoint, failure};
 
-/// Longest a graceful stop waits for the abuse detectors to evaluate the clicks read before
-/// its last checkpoint ([`DataflowJob::settle`]): a second past the latest click with the
-/// default 1 s tick, plus the time to apply it.
-const SETTLE_TIMEOUT: Duration = Duration::from_secs(3);
+use super::checkpoint::SETTLE_TIMEOUT;
 
 /// Kept free at the end of the drain for what follows the sinks (closing the link store).
 const RESERVE: Duration = Duration::from_millis(250);

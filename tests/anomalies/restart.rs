@@ -118,7 +118,8 @@ async fn an_anomaly_open_at_a_graceful_stop_is_closed_after_the_restart() {
 /// idle timeout holds the watermark at the flood's last click for the whole test.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_read_just_before_a_graceful_stop_is_reported() {
-    const HELD: [(&str, &str); 1] = [("SLUICE__DATAFLOW__IDLE_TIMEOUT", "10m")];
+    // No periodic checkpoint either: its round would let the detectors see the clicks early.
+    const HELD: [(&str, &str); 2] = [("SLUICE__DATAFLOW__IDLE_TIMEOUT", "10m"), ("SLUICE__DATAFLOW__CHECKPOINT_INTERVAL", "1h")];
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let p = Proc::start_with(&data, &HELD).await;
@@ -151,6 +152,60 @@ async fn a_flood_read_just_before_a_graceful_stop_is_reported() {
     for f in flood {
         assert_eq!((&f["severity"], &f["evidence"]["clicks"]), (&json!("warning"), &json!(70)), "{f}");
     }
+    p.terminate();
+}
+
+/// Attack of session 54: a flood read shortly before a *periodic* checkpoint, then `kill -9`
+/// once that checkpoint was written, opened no anomaly ever: the checkpoint's cut held the
+/// clicks, the detectors had not evaluated them yet (the watermark waits for more clicks or
+/// `idle-timeout`), and the restart resumed after the cut. A periodic round now holds the
+/// sources and settles event time first, so the anomaly is detected and stored before the
+/// cut is taken. A long idle timeout holds the watermark at the flood's last click: nothing
+/// but the round's settle lets the detectors see it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_in_a_periodic_checkpoint_is_reported_despite_a_kill_right_after_it() {
+    const HELD: [(&str, &str); 2] = [("SLUICE__DATAFLOW__IDLE_TIMEOUT", "10m"), ("SLUICE__DATAFLOW__CHECKPOINT_INTERVAL", "2s")];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let p = Proc::start_with(&data, &HELD).await;
+    create_link(&p, "lastflood").await;
+    // 70 clicks from one client within one tick: a warning (60 per window), counted at once.
+    let now = past_a_tick_start().await;
+    post_flood(&p, "198.51.100.90", (0..70).map(|i| now - 200 + i * 2), 70).await;
+    // The first checkpoint whose round began after the clicks were counted holds them.
+    let counted = std::time::SystemTime::now();
+    let t0 = Instant::now();
+    let written = loop {
+        let newer = std::fs::read_dir(data.join("checkpoints")).ok().into_iter().flatten().flatten().find(|e| {
+            e.file_name().to_string_lossy().ends_with(".bin")
+                && e.metadata().and_then(|m| m.modified()).is_ok_and(|m| m.duration_since(counted).is_ok_and(|d| d > Duration::from_millis(100)))
+        });
+        if let Some(e) = newer {
+            break e.file_name();
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "no checkpoint after the flood");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let mut p = p;
+    p.child.kill().expect("kill -9");
+    p.child.wait().expect("wait");
+    drop(p);
+    eprintln!("killed after {written:?}");
+
+    let p = Proc::start_with(&data, &HELD).await;
+    let t0 = Instant::now();
+    let flood = loop {
+        let page = p.get("/v1/anomalies?kind=visitor_flood&code=lastflood").await;
+        let items = page["items"].as_array().expect("items").clone();
+        if !items.is_empty() {
+            break items;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "the flood in the checkpoint was never reported: {page}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(flood.len(), 1, "one anomaly: {flood:?}");
+    let f = &flood[0];
+    assert_eq!((&f["severity"], &f["observed"], &f["evidence"]["clicks"]), (&json!("warning"), &json!(70.0), &json!(70)), "{f}");
     p.terminate();
 }
 

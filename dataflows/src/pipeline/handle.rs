@@ -75,7 +75,7 @@ impl PipelineHandle {
         };
         loop {
             let a = self.views.as_of();
-            let detectors = self.detectors_past(target);
+            let detectors = self.shared.detectors_past(target);
             if a.epoch > target && detectors {
                 return Ok(a);
             }
@@ -91,7 +91,7 @@ impl PipelineHandle {
     /// every click read so far within a tick instead of after `idle_timeout`; poll
     /// [`Self::settled`]. Returns `false` when there is nothing to settle (no detectors).
     pub fn settle_begin(&self) -> bool {
-        let requested = self.shared.settle.request();
+        let requested = self.shared.settle.request(false).is_some();
         if requested {
             self.shared.workers.wake();
         }
@@ -102,15 +102,7 @@ impl PipelineHandle {
     /// passed the tick of the latest click read, and the detectors have handed the events of
     /// that epoch to the anomaly sink.
     pub fn settled(&self) -> bool {
-        let s = &self.shared;
-        s.workers.wake();
-        s.settle.done(&self.views, |w| s.finished[w].load(Ordering::Acquire), |e| self.detectors_past(e))
-    }
-
-    /// Whether every local worker's abuse detectors have handed the events of epochs up to
-    /// `epoch` to the anomaly sink (their sink's input frontier is past it).
-    fn detectors_past(&self, epoch: u64) -> bool {
-        self.shared.anomaly_progress.iter().all(|p| p.load(Ordering::Acquire) > epoch)
+        self.shared.settled(self.shared.settle.current(), &self.views)
     }
 
     /// Why a local worker stopped before its time (it panicked or returned an error), `None`

@@ -14,6 +14,11 @@ use super::files::write;
 use super::format::{CheckpointFile, SourceIdentity};
 use crate::job::kafka_source::SinkAcks;
 
+/// Longest a round holds the sources for the abuse detectors to evaluate the clicks read
+/// before its cut ([`sluice_dataflows::checkpoint::CheckpointHandle::quiesce`]; also the
+/// stop's wait, `super::super::stop`): a tick (1 s by default) past the latest click, plus
+/// the time to apply it.
+pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a round may wait for every worker's part.
 const ROUND_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a periodic round may wait for the external sinks to apply the cut (the stop's
@@ -66,6 +71,27 @@ pub async fn take(c: &Checkpointer, ack_timeout: Duration, stop: Option<&watch::
 
 async fn take_inner(c: &Checkpointer, ack_timeout: Duration, stop: Option<&watch::Receiver<bool>>) -> anyhow::Result<PathBuf> {
     let stopping = || stop.is_some_and(|s| *s.borrow());
+    // Every click in the cut must have been through the abuse detectors (their windows are
+    // not in the snapshot): the sources are held until the snapshot is in hand.
+    let quiet = c.handle.quiesce();
+    if let Some(q) = &quiet {
+        let t0 = tokio::time::Instant::now();
+        while !q.settled() {
+            if t0.elapsed() >= SETTLE_TIMEOUT {
+                tracing::warn!(
+                    timeout = ?SETTLE_TIMEOUT,
+                    "the abuse detectors had not evaluated every click read when the checkpoint was taken (e.g. clicks stamped ahead of the clock, \
+                     or a dataflow far behind): after a crash, an anomaly that those clicks complete is not reported"
+                );
+                break;
+            }
+            if stopping() {
+                bail!("the process is stopping (its own round follows)");
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tracing::debug!(elapsed_ms = t0.elapsed().as_millis() as u64, "event time settled before the checkpoint's cut");
+    }
     let deadline = tokio::time::Instant::now() + ROUND_TIMEOUT;
     c.handle.begin();
     let snapshot = loop {
@@ -85,6 +111,7 @@ async fn take_inner(c: &Checkpointer, ack_timeout: Duration, stop: Option<&watch
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
+    drop(quiet);
     if let Some(acks) = &c.acks {
         let deadline = tokio::time::Instant::now() + ack_timeout;
         while acks() < snapshot.cut_epoch {
