@@ -251,3 +251,33 @@ fn a_record_stamped_before_its_arrival_is_decided_the_same_at_any_later_clock() 
     }
     assert_eq!(watermarks, vec![Some(a), Some(a)]);
 }
+
+/// A checkpoint's settle (`pipeline::settle`) turns the partitions idle at once so `W_p`
+/// follows the clock from the last record; its end turns them active again at the `W_p`
+/// reached (never back), except one quiet for `idle_timeout` (idle anyway), and idleness
+/// still counts from the last record, so `W_p` never runs ahead of the clock.
+#[test]
+fn an_unsettle_turns_recently_active_partitions_active_again_at_the_watermark_reached() {
+    let idle = SemanticsConfig::default().idle_timeout_ms();
+    let mut g = gate();
+    g.admit(rec(0, 0, ev(1, "a", C - 500), false), C).expect("p0");
+    g.admit(rec(1, 0, ev(2, "a", C - idle - 400), false), C - idle).expect("p1, quiet for idle_timeout at C");
+    assert_eq!(g.settle(), Some(C - 500));
+    let mut reports = Vec::new();
+    g.tick(C + 300, &mut reports);
+    assert_eq!(reports.iter().map(|r| (r.partition, r.watermark_ms, r.idle)).collect::<Vec<_>>(), vec![(0, C - 500 + 300, true), (1, C - 400 + 300, true)]);
+    g.unsettle(C + 300);
+    assert!(!g.settling());
+    reports.clear();
+    g.tick(C + 400, &mut reports);
+    assert_eq!(
+        reports.iter().map(|r| (r.partition, r.watermark_ms, r.idle)).collect::<Vec<_>>(),
+        vec![(0, C - 500 + 300, false), (1, C - 400 + 400, true)],
+        "p0 active again where the settle left it; p1 idle as before"
+    );
+    // p0 quiet for idle_timeout from its last record: idle, W_p = base + quiet time (the
+    // settle's advance is not counted twice).
+    reports.clear();
+    g.tick(C + idle, &mut reports);
+    assert_eq!(reports.iter().find(|r| r.partition == 0).map(|r| (r.watermark_ms, r.idle)), Some((C - 500 + idle, true)));
+}
