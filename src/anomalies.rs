@@ -158,6 +158,20 @@ impl std::fmt::Debug for AnomalyOutputs {
     }
 }
 
+/// The context of a refused anomaly store (its open, [`check_store_file`]).
+const OPEN_FAILED: &str = "could not open the anomaly store (another sluice process using this data dir, or a damaged anomalies.redb)";
+
+/// Refuses a damaged `anomalies.redb` in `cfg`'s data dir as [`AnomalyOutputs::start`] would,
+/// without writing anything ([`AnomalyStore::check_existing`]): `sluice serve` runs it before
+/// it opens the click log, so that a start refused for it leaves `clicks.redb` as it was
+/// (the click log's open and close commit to it). Reads the whole file once.
+///
+/// Errors: the file is damaged.
+pub async fn check_store_file(cfg: &Config) -> anyhow::Result<()> {
+    let dir = cfg.server.data_dir.clone();
+    tokio::task::spawn_blocking(move || AnomalyStore::check_existing(&dir)).await.context("anomaly store check task failed")?.context(OPEN_FAILED)
+}
+
 impl AnomalyOutputs {
     /// Opens the store in `cfg`'s data directory and starts the writer and the webhook
     /// dispatcher.
@@ -186,7 +200,7 @@ impl AnomalyOutputs {
         })
         .await
         .context("anomaly store open task failed")?
-        .context("could not open the anomaly store (another sluice process using this data dir, or a damaged anomalies.redb)")?;
+        .context(OPEN_FAILED)?;
         let store = Arc::new(store);
         let (tx, rx) = mpsc::unbounded_channel();
         let (stop_writer, writer_stopped) = tokio::sync::watch::channel(None);

@@ -37,7 +37,7 @@ pub mod test_fs;
 pub use error::{Error, Result};
 pub use link_cache::{Invalidation, L2Lookup, LinkCacheL2};
 pub use link_store::{
-    AdminStore, AuditQuery, AuditRecord, BlocklistEntry, DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, HOLD_ADMIN, HoldOutcome, IdempotencyRecord,
-    LIVE_CODES_CHUNK, LinkChange, LinkHold, LinkPatch, LinkStore, ListQuery, MigrationReport, PostgresLinkStore, SqliteLinkStore, StoreTarget, StoreTimeouts,
-    UpdateOutcome, as_inserted, migrate, migrate_within, open_store, open_store_within,
+    AdminStore, AuditQuery, AuditRecord, BlocklistEntry, CheckedStoreFile, DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, HOLD_ADMIN, HoldOutcome,
+    IdempotencyRecord, LIVE_CODES_CHUNK, LinkChange, LinkHold, LinkPatch, LinkStore, ListQuery, MigrationReport, PostgresLinkStore, SqliteLinkStore,
+    StoreTarget, StoreTimeouts, UpdateOutcome, as_inserted, migrate, migrate_within, open_store, open_store_checked, open_store_within,
 };

@@ -209,7 +209,7 @@ pub fn check_read_only<E>(path: &Path, damaged: impl FnOnce(String) -> E, other:
         Ok(f) => f,
         Err(e) => return Err(other(io_error(e))),
     };
-    checked_in_memory(file, damaged, other).map(drop)
+    checked_in_memory(file, true, damaged, other).map(drop)
 }
 
 /// [`check_read_only`] for a file that was not closed cleanly ([`was_not_closed_cleanly`]),
@@ -239,8 +239,40 @@ pub fn recover_read_only<E>(
         Ok(f) => f,
         Err(e) => return Err(other(io_error(e))),
     };
-    let db = checked_in_memory(file, damaged, other)?;
+    let db = checked_in_memory(file, true, damaged, other)?;
     Ok((db, lock))
+}
+
+/// The integrity check a writer's open ([`open_checked`]) runs, run beforehand on the file at
+/// `path` without writing to it (through [`CopyOnWrite`], as [`check_read_only`]): for a
+/// process that must refuse a damaged file before it writes anything else (`sluice serve`
+/// checks `anomalies.redb` before it opens `clicks.redb`). Unlike [`check_read_only`], a
+/// file whose newest commit is damaged passes: the writer's open falls back to the commit
+/// before, with a warning. A missing file passes (the open creates it); a file another
+/// process holds (its lock) is not looked at (it may be mid-write; the open reports the
+/// lock), and a shared lock keeps writers out while the check reads. Reads the whole file once.
+///
+/// Errors: `damaged(detail)` when the writer's open would refuse the file as damaged (an
+/// empty file too, [`EMPTY_FILE`]); `other(e)` when the file cannot be read.
+pub fn check_before_open<E>(path: &Path, damaged: impl FnOnce(String) -> E, other: impl FnOnce(redb::DatabaseError) -> E) -> Result<(), E> {
+    let lock = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(other(io_error(e))),
+    };
+    if is_empty_file(path) {
+        return Err(damaged(EMPTY_FILE.into()));
+    }
+    match lock.try_lock_shared() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => return Ok(()),
+        Err(std::fs::TryLockError::Error(e)) => return Err(other(io_error(e))),
+    }
+    let file = match lock.try_clone() {
+        Ok(f) => f,
+        Err(e) => return Err(other(io_error(e))),
+    };
+    checked_in_memory(file, false, damaged, other).map(drop)
 }
 
 fn io_error(e: std::io::Error) -> redb::DatabaseError {
@@ -248,8 +280,14 @@ fn io_error(e: std::io::Error) -> redb::DatabaseError {
 }
 
 /// The integrity check over `file` through [`CopyOnWrite`] (a writer's open: redb recovers
-/// a file that was not closed cleanly), returning the database.
-fn checked_in_memory<E>(file: std::fs::File, damaged: impl FnOnce(String) -> E, other: impl FnOnce(redb::DatabaseError) -> E) -> Result<Database, E> {
+/// a file that was not closed cleanly), returning the database. A damaged newest commit
+/// (redb falls back to the commit before) is damage when `refuse_fallback` says so.
+fn checked_in_memory<E>(
+    file: std::fs::File,
+    refuse_fallback: bool,
+    damaged: impl FnOnce(String) -> E,
+    other: impl FnOnce(redb::DatabaseError) -> E,
+) -> Result<Database, E> {
     let backend = match CopyOnWrite::new(file) {
         Ok(b) => b,
         Err(e) => return Err(other(io_error(e))),
@@ -266,7 +304,7 @@ fn checked_in_memory<E>(file: std::fs::File, damaged: impl FnOnce(String) -> E, 
         builder.create_with_backend(backend)
     });
     match classify(checked, "checking") {
-        Ok(_) if fell_back.load(std::sync::atomic::Ordering::Relaxed) => {
+        Ok(_) if refuse_fallback && fell_back.load(std::sync::atomic::Ordering::Relaxed) => {
             Err(damaged("its newest commit is damaged (a writer's open repairs it by falling back to the commit before)".into()))
         }
         Ok(db) => Ok(db),

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sluice_connectors::click_log::{CLICK_LOG_FILE_NAME, ClickLog};
-use sluice_connectors::{LinkStore, open_store_within};
+use sluice_connectors::{LinkStore, open_store_checked};
 use sluice_dataflows::views::{AsOf, Views};
 use sluice_ingest::{IngestStats, LogWriterConfig, WriterSummary, click_channel, spawn_log_writer};
 use sluice_redirect::ClickSink;
@@ -172,10 +172,14 @@ impl System {
         telemetry::prometheus();
         let before_open = super::lost_store::BeforeOpen::look(&cfg, &data_dir);
         let had_click_log = data_dir.join(CLICK_LOG_FILE_NAME).exists();
-        // A links.db that cannot be a database (0 bytes: taken for a new one) is refused
-        // before the click log is opened: its open and close commit to clicks.redb.
+        // A damaged links.db (0 bytes: taken for a new one; failing PRAGMA quick_check) or
+        // anomalies.redb is refused before the click log is opened: its open and close
+        // commit to clicks.redb.
         let target = sluice_connectors::StoreTarget::parse(&cfg.store_location()).context("could not open the link store")?;
-        target.check_existing_file().await.context("could not open the link store")?;
+        let checked_store = target.check_existing_file().await.context("could not open the link store")?;
+        if cfg.server.role != Role::Api && cfg.dataflow.enabled {
+            crate::anomalies::check_store_file(&cfg).await?;
+        }
         // The click log and the checkpoint the dataflow resumes from are checked first: a
         // start they refuse (a damaged clicks.redb, a checkpoint of another log, a log moved
         // away) creates nothing — no links.db, no visitor_secret, no empty clicks.redb.
@@ -202,7 +206,7 @@ impl System {
             let start = if cfg.dataflow.enabled { Some(DataflowJob::check_start(&cfg, log.clone()).await?) } else { None };
             (Some(log), start)
         };
-        let store = open_store_within(&cfg.store_location(), cfg.store.timeouts()).await.context("could not open the link store")?;
+        let store = open_store_checked(&cfg.store_location(), cfg.store.timeouts(), checked_store.as_ref()).await.context("could not open the link store")?;
         held.store = Some(Arc::clone(&store));
         // Logs an error when `links.db` is deleted or replaced while open (`/readyz` fails then).
         drop(crate::health::watch_store_file(Arc::downgrade(&store), crate::health::STORE_FILE_CHECK));

@@ -218,3 +218,76 @@ fn a_start_refused_after_the_link_store_was_created_leaves_nothing_behind() {
     assert_eq!(names, vec!["anomalies.redb", "refused.log"]);
     assert_eq!(std::fs::read(&path).expect("read"), garbage, "the damaged file is left as it was");
 }
+
+/// Size, modification time and SHA-256 of `path`.
+fn fingerprint(path: &Path) -> (u64, std::time::SystemTime, Vec<u8>) {
+    use sha2::Digest as _;
+    let meta = std::fs::metadata(path).expect("stat");
+    let digest = sha2::Sha256::digest(std::fs::read(path).expect("read"));
+    (meta.len(), meta.modified().expect("mtime"), digest.to_vec())
+}
+
+/// Copies the files of `from` (no subdirectories) into a new temporary directory.
+fn copy_dir(from: &Path) -> tempfile::TempDir {
+    let to = tempfile::tempdir().expect("tempdir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        if entry.file_type().expect("type").is_file() {
+            std::fs::copy(entry.path(), to.path().join(entry.file_name())).expect("copy");
+        }
+    }
+    to
+}
+
+/// What opening the damaged store in a copy of `dir` says (the store's own open: the
+/// refusal `sluice serve` has always given for it), naming the file in `dir`.
+async fn refusal_of_the_open(dir: &Path, file: &str) -> String {
+    let copy = copy_dir(dir);
+    let refusal = match file {
+        "links.db" => format!(
+            "error: could not open the link store: {}",
+            sluice_connectors::SqliteLinkStore::open_dir(copy.path()).await.expect_err("a damaged links.db is refused")
+        ),
+        _ => {
+            let Err(e) = sluice_connectors::anomaly_store::AnomalyStore::open(copy.path()) else { panic!("a damaged anomalies.redb is refused") };
+            format!("error: could not open the anomaly store (another sluice process using this data dir, or a damaged anomalies.redb): {e}")
+        }
+    };
+    refusal.replace(&copy.path().display().to_string(), &dir.display().to_string())
+}
+
+/// `file` (`links.db` or `anomalies.redb`) of a filled data dir damaged in the middle (the
+/// header intact: only `PRAGMA quick_check`, or redb's integrity check, sees it): `sluice
+/// serve` refuses to start as it always has (exit 1, the store's own refusal) and leaves
+/// `clicks.redb` as it was (size, modification time, SHA-256).
+async fn refused_mid_file_damage_leaves_the_click_log_as_it_was(file: &str) {
+    let dir = filled_data_dir().await;
+    let path = dir.path().join(file);
+    let len = std::fs::metadata(&path).expect("file").len();
+    garble(&path, len / 2, 16 << 10);
+    let clicks = dir.path().join("clicks.redb");
+    let before = fingerprint(&clicks);
+    let refusal = refusal_of_the_open(dir.path(), file).await;
+    // A modification within the file system's timestamp granularity must show too.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let stderr = serve_refused(dir.path(), file);
+    assert_names_damaged(&stderr, &path, file);
+    assert!(stderr.contains(&refusal), "{file}: the refusal of the store's open, {refusal:?}: {stderr}");
+    assert!(fingerprint(&clicks) == before, "{file}: clicks.redb unchanged (size, modification time, SHA-256)");
+}
+
+/// Finding: a `links.db` damaged in the middle was found (by `PRAGMA quick_check`) only
+/// after the click log had been opened and closed, which commits to `clicks.redb`. The
+/// whole check runs before the click log is opened now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_refused_for_a_link_store_damaged_mid_file_leaves_the_click_log_as_it_was() {
+    refused_mid_file_damage_leaves_the_click_log_as_it_was("links.db").await;
+}
+
+/// Finding: an `anomalies.redb` damaged in the middle was found (by redb's integrity check
+/// at its open) only after the click log had been opened and closed. It is checked (without
+/// writing to it) before the click log is opened now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_refused_for_an_anomaly_store_damaged_mid_file_leaves_the_click_log_as_it_was() {
+    refused_mid_file_damage_leaves_the_click_log_as_it_was("anomalies.redb").await;
+}

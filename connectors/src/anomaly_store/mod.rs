@@ -176,6 +176,22 @@ impl AnomalyStore {
         })
     }
 
+    /// Refuses a damaged `dir/anomalies.redb` as [`Self::open`] would, without writing to it
+    /// or creating anything ([`crate::redb_open::check_before_open`]): for a start that must
+    /// refuse the file before it opens the click log. A missing file, one another process
+    /// holds and one that cannot be read pass (the open reports those).
+    ///
+    /// Errors: [`Error::StoreDamaged`], as [`Self::open`].
+    pub fn check_existing(dir: &Path) -> Result<()> {
+        let path = dir.join(ANOMALY_STORE_FILE_NAME);
+        crate::redb_open::check_before_open(
+            &path,
+            |detail| Some(Error::StoreDamaged { store: "anomaly store", path: path.display().to_string(), detail, loses: ANOMALY_STORE_LOSES }),
+            |_| None,
+        )
+        .or_else(|damaged| damaged.map_or(Ok(()), Err))
+    }
+
     /// The store's file (`<dir>/anomalies.redb`).
     pub fn path(&self) -> &Path {
         &self.path

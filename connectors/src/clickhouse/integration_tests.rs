@@ -325,6 +325,68 @@ async fn retries_with_backoff_until_clickhouse_is_reachable() {
     drop_database(&c).await;
 }
 
+/// A TCP forwarder to ClickHouse whose new connections, while `hang` is set, are accepted
+/// and never answered (a ClickHouse that hangs).
+async fn hanging_proxy_to(target: String) -> (u16, Arc<AtomicBool>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let hang = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&hang);
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            if flag.load(Ordering::SeqCst) {
+                held.push(inbound);
+                continue;
+            }
+            let target = target.clone();
+            tokio::spawn(async move {
+                if let Ok(mut out) = TcpStream::connect(target).await {
+                    let _ = copy_bidirectional(&mut inbound, &mut out).await;
+                }
+            });
+        }
+    });
+    (port, hang)
+}
+
+/// Finding: `pending_rows` left out rows handed to the sink while an insert was in flight to
+/// a ClickHouse that does not answer (the writer takes no input meanwhile). They count, with
+/// the insert's own rows, until ClickHouse acknowledges them; then the count is 0 again.
+#[tokio::test]
+async fn pending_rows_count_an_unanswered_insert_and_what_waits_behind_it() {
+    let c = fresh_config("inflight");
+    let target = c.url.as_deref().expect("url").trim_start_matches("http://").trim_end_matches('/').to_string();
+    let (port, hang) = hanging_proxy_to(target).await;
+    let via = ClickHouseConfig {
+        url: Some(format!("http://127.0.0.1:{port}")),
+        flush_interval: Duration::from_millis(20),
+        request_timeout: Duration::from_secs(3),
+        ..c.clone()
+    };
+    let sink = ClickHouseSink::start(&via).expect("sink");
+    assert!(wait_until(Duration::from_secs(30), || async { sink.status().migrated }).await, "{:?}", sink.status());
+    hang.store(true, Ordering::SeqCst);
+    sink.send(SinkInput::Events((0..5).map(event).collect())).await.expect("send");
+    // The insert is in flight (its connection held) well before the request timeout.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    sink.send(SinkInput::Events((5..8).map(event).collect())).await.expect("send");
+    for _ in 0..10 {
+        let st = sink.status();
+        assert_eq!((st.pending_rows, st.inserts, st.errors), (8, 0, 0), "{st:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    hang.store(false, Ordering::SeqCst);
+    // The held insert times out; the retry is acknowledged.
+    assert!(wait_until(Duration::from_secs(30), || async { sink.status().pending_rows == 0 }).await, "{:?}", sink.status());
+    let st = sink.status();
+    assert!(st.healthy && st.errors >= 1 && st.rows_written == 8, "{st:?}");
+    let reader = ClickHouseReader::new(&c).expect("reader");
+    assert_eq!(reader.events("ev", T0, T0 + DAY).await.expect("events").len(), 8);
+    sink.shutdown(Duration::from_secs(10)).await;
+    drop_database(&c).await;
+}
+
 fn event(i: u64) -> EnrichedClick {
     EnrichedClick {
         event_id: uuid::Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0000 + u128::from(i)),

@@ -47,6 +47,8 @@ pub mod sink;
 
 #[cfg(all(test, feature = "integration-tests"))]
 mod integration_tests;
+#[cfg(test)]
+mod sink_tests;
 
 pub use client::{MIGRATIONS, Migration, MigrationReport, client, healthcheck, migrate, migrate_up_to};
 pub use config::{ClickHouseConfig, Password};

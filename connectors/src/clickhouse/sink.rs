@@ -61,7 +61,9 @@ pub enum SinkInput {
 pub struct ClickHouseSinkStatus {
     /// `epoch_upper` of the latest rollup batch whose rows are all inserted.
     pub applied_epoch: u64,
-    /// Rows buffered and not inserted yet (all tables).
+    /// Rows given to the sink and not acknowledged by ClickHouse yet (all tables): buffered,
+    /// in an insert in flight, or queued for the writer while it waits for ClickHouse
+    /// ([`ClickHouseSink::status`]; [`ClickHouseSink::watch`] counts the writer's own).
     pub pending_rows: usize,
     /// Rows inserted since start (all tables).
     pub rows_written: u64,
@@ -89,6 +91,39 @@ pub struct ClickHouseSink {
     task: tokio::task::JoinHandle<()>,
     /// Waits for the applied epoch, which have the writer insert what it buffers at once.
     waiting: Arc<Waiting>,
+    /// Rows sent and not taken into the writer's buffer yet ([`Queued`]).
+    queued: Arc<Queued>,
+}
+
+/// Rows of the input queued in the channel: sent, and not taken by the writer yet. The writer
+/// takes input only between requests to ClickHouse, so while a request is in flight (an
+/// insert, the migrations of the first attempt) whatever is sent waits here; without this
+/// count a ClickHouse that accepts connections and never answers showed `pending_rows: 0`
+/// for up to `request-timeout` while rows piled up.
+#[derive(Default)]
+struct Queued(AtomicUsize);
+
+impl Queued {
+    fn add(&self, rows: usize) {
+        self.0.fetch_add(rows, Ordering::SeqCst);
+    }
+
+    fn sub(&self, rows: usize) {
+        self.0.fetch_sub(rows, Ordering::SeqCst);
+    }
+
+    fn get(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Rows carried by `input` (a rollup batch, events, anomalies).
+fn rows_of(input: &SinkInput) -> usize {
+    match input {
+        SinkInput::Rollups(b) => b.rows.len(),
+        SinkInput::Events(e) => e.len(),
+        SinkInput::Anomalies(a) => a.len(),
+    }
 }
 
 /// [`ClickHouseSink::wait_applied`] calls in progress: while there is one, the writer inserts
@@ -136,6 +171,7 @@ impl ClickHouseSink {
         let initial = ClickHouseSinkStatus { healthy: true, ..ClickHouseSinkStatus::default() };
         let (status_tx, status) = watch::channel(initial.clone());
         let waiting = Arc::new(Waiting::default());
+        let queued = Arc::new(Queued::default());
         let writer = Writer {
             client,
             config: config.clone(),
@@ -147,9 +183,10 @@ impl ClickHouseSink {
             status: initial,
             status_tx,
             waiting: Arc::clone(&waiting),
+            queued: Arc::clone(&queued),
         };
         let task = tokio::spawn(writer.run(rx));
-        Ok(ClickHouseSink { config: config.clone(), tx, status, task, waiting })
+        Ok(ClickHouseSink { config: config.clone(), tx, status, task, waiting, queued })
     }
 
     /// `SELECT 1` on a connection of its own within `timeout` (readiness probes: a ClickHouse
@@ -164,22 +201,37 @@ impl ClickHouseSink {
     ///
     /// Errors: [`Error::Config`] if the writer has stopped (only after shutdown).
     pub async fn send(&self, input: SinkInput) -> Result<()> {
-        self.tx.send(input).await.map_err(|_| Error::Config("clickhouse sink is stopped".into()))
+        // A place first (a send given up while waiting counts nothing), then counted before
+        // it is in the channel: the writer may take it at once.
+        let permit = self.tx.reserve().await.map_err(|_| Error::Config("clickhouse sink is stopped".into()))?;
+        self.queued.add(rows_of(&input));
+        permit.send(input);
+        Ok(())
     }
 
     /// Queues input without waiting; returns it back when the channel is full or closed.
     pub fn try_send(&self, input: SinkInput) -> std::result::Result<(), SinkInput> {
-        self.tx.try_send(input).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(b) | mpsc::error::TrySendError::Closed(b) => b,
+        let rows = rows_of(&input);
+        self.queued.add(rows);
+        self.tx.try_send(input).map_err(|e| {
+            self.queued.sub(rows);
+            match e {
+                mpsc::error::TrySendError::Full(b) | mpsc::error::TrySendError::Closed(b) => b,
+            }
         })
     }
 
-    /// The latest status.
+    /// The latest status; its `pending_rows` includes the rows queued for the writer
+    /// ([`ClickHouseSinkStatus::pending_rows`]).
     pub fn status(&self) -> ClickHouseSinkStatus {
-        self.status.borrow().clone()
+        let mut s = self.status.borrow().clone();
+        s.pending_rows += self.queued.get();
+        s
     }
 
-    /// A receiver of status updates.
+    /// A receiver of the status updates the writer publishes (after each insert attempt and
+    /// each input it takes): their `pending_rows` counts the rows the writer holds (buffered
+    /// or in an insert in flight), not those still queued for it ([`Self::status`] does).
     pub fn watch(&self) -> watch::Receiver<ClickHouseSinkStatus> {
         self.status.clone()
     }
@@ -196,13 +248,15 @@ impl ClickHouseSink {
     /// Closes the input and waits up to `timeout` for the buffers to be inserted; returns the
     /// final status (`pending_rows > 0` if ClickHouse stayed unavailable).
     pub async fn shutdown(self, timeout: Duration) -> ClickHouseSinkStatus {
-        let ClickHouseSink { tx, status, task, .. } = self;
+        let ClickHouseSink { tx, status, task, queued, .. } = self;
         drop(tx);
         let abort = task.abort_handle();
         if tokio::time::timeout(timeout, task).await.is_err() {
             abort.abort();
         }
-        status.borrow().clone()
+        let mut s = status.borrow().clone();
+        s.pending_rows += queued.get();
+        s
     }
 }
 
@@ -217,6 +271,7 @@ struct Writer {
     status: ClickHouseSinkStatus,
     status_tx: watch::Sender<ClickHouseSinkStatus>,
     waiting: Arc<Waiting>,
+    queued: Arc<Queued>,
 }
 
 impl Writer {
@@ -304,6 +359,7 @@ impl Writer {
             *open = false;
             return;
         };
+        let taken = rows_of(&m);
         // The bound holds in an outage only (module docs): while ClickHouse answers, input is
         // read only when the buffer is below it, and a batch above it is taken whole.
         let room = if self.status.healthy { usize::MAX } else { self.config.max_pending_rows.saturating_sub(self.pending()) };
@@ -348,6 +404,8 @@ impl Writer {
         }
         self.status.pending_rows = self.pending();
         self.status_tx.send_replace(self.status.clone());
+        // Only now: in the buffer (published above), or dropped.
+        self.queued.sub(taken);
     }
 
     fn publish_applied(&mut self) {
@@ -375,22 +433,19 @@ impl Writer {
                 continue;
             }
             let rows: Vec<RollupRecord> = self.rollups[i].values().cloned().collect();
-            self.insert(rollup_table(g), &rows).await?;
+            insert(&self.client, self.config.request_timeout, &mut self.status, rollup_table(g), &rows).await?;
             self.rollups[i].clear();
+            self.publish_pending();
         }
+        // Rows stay in their buffer (and in `pending_rows`) until ClickHouse acknowledged them.
         if !self.events.is_empty() {
-            let rows = std::mem::take(&mut self.events);
-            if let Err(e) = self.insert("events_enriched", &rows).await {
-                self.events = rows;
-                return Err(e);
-            }
+            insert(&self.client, self.config.request_timeout, &mut self.status, "events_enriched", &self.events).await?;
+            self.events.clear();
+            self.publish_pending();
         }
         if !self.anomalies.is_empty() {
-            let rows = std::mem::take(&mut self.anomalies);
-            if let Err(e) = self.insert("anomalies", &rows).await {
-                self.anomalies = rows;
-                return Err(e);
-            }
+            insert(&self.client, self.config.request_timeout, &mut self.status, "anomalies", &self.anomalies).await?;
+            self.anomalies.clear();
         }
         self.status.healthy = true;
         self.status.last_error = None;
@@ -399,27 +454,34 @@ impl Writer {
         Ok(())
     }
 
-    async fn insert<T>(&mut self, table: &'static str, rows: &[T]) -> Result<()>
-    where
-        T: RowOwned + RowWrite + Send + Sync,
-    {
-        for chunk in rows.chunks(MAX_INSERT_ROWS) {
-            let t0 = Instant::now();
-            let client = &self.client;
-            within("insert rows", self.config.request_timeout, async move {
-                let mut insert = client.insert::<T>(table).await?;
-                for r in chunk {
-                    insert.write(r).await?;
-                }
-                insert.end().await
-            })
-            .await?;
-            self.status.rows_written += chunk.len() as u64;
-            self.status.inserts += 1;
-            RowsInserted { table, rows: chunk.len() as u64, elapsed: t0.elapsed() }.emit();
-        }
-        Ok(())
+    /// Publishes `pending_rows` after an insert acknowledged part of the buffers.
+    fn publish_pending(&mut self) {
+        self.status.pending_rows = self.pending();
+        self.status_tx.send_replace(self.status.clone());
     }
+}
+
+/// Inserts `rows` into `table` through `client` (chunks of at most [`MAX_INSERT_ROWS`], each
+/// within `timeout`), counting each acknowledged chunk in `status`.
+async fn insert<T>(client: &Client, timeout: Duration, status: &mut ClickHouseSinkStatus, table: &'static str, rows: &[T]) -> Result<()>
+where
+    T: RowOwned + RowWrite + Send + Sync,
+{
+    for chunk in rows.chunks(MAX_INSERT_ROWS) {
+        let t0 = Instant::now();
+        within("insert rows", timeout, async move {
+            let mut insert = client.insert::<T>(table).await?;
+            for r in chunk {
+                insert.write(r).await?;
+            }
+            insert.end().await
+        })
+        .await?;
+        status.rows_written += chunk.len() as u64;
+        status.inserts += 1;
+        RowsInserted { table, rows: chunk.len() as u64, elapsed: t0.elapsed() }.emit();
+    }
+    Ok(())
 }
 
 /// Whether `e` is ClickHouse saying that the database or a table does not exist

@@ -37,9 +37,10 @@ pub use admin::{
     AdminStore, AuditQuery, AuditRecord, BlocklistAdded, BlocklistEntry, HOLD_ADMIN, HoldOutcome, LinkFilter, LinkHold, MAX_AUDIT_LIMIT, blocklist_source,
 };
 pub use common::{IDEMPOTENCY_TTL, MAX_LIST_LIMIT, TOMBSTONE_PERIOD};
-pub use open::{MigrationReport, StoreTarget, migrate, migrate_within, open_store, open_store_within};
+pub use open::{MigrationReport, StoreTarget, migrate, migrate_within, open_store, open_store_checked, open_store_within};
 pub use postgres::{DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, PostgresLinkStore, StoreTimeouts};
 pub use sqlite::{MIN_FREE_BYTES, SQLITE_FILE_NAME, SqliteLinkStore};
+pub use sqlite_header::CheckedStoreFile;
 
 /// `link` exactly as [`LinkStore::insert`] stores and returns it (both backends): timestamps
 /// truncated to microseconds, duplicate tags removed, `version` 1, `updated_at` =

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::LinkStore;
 use super::postgres::{PostgresLinkStore, StoreTimeouts};
 use super::sqlite::SqliteLinkStore;
+use super::sqlite_header::CheckedStoreFile;
 use crate::{Error, Result};
 
 /// Where the links live, parsed from a configuration string by [`StoreTarget::parse`].
@@ -151,9 +152,18 @@ pub async fn open_store(url_or_path: &str) -> Result<Arc<dyn LinkStore>> {
 ///
 /// Errors as [`open_store`].
 pub async fn open_store_within(url_or_path: &str, timeouts: StoreTimeouts) -> Result<Arc<dyn LinkStore>> {
+    open_store_checked(url_or_path, timeouts, None).await
+}
+
+/// [`open_store_within`], after [`StoreTarget::check_existing_file`] found the SQLite file
+/// intact (`checked`): a file unchanged since is not checked a second time (the check reads
+/// the whole file). `None` checks as [`open_store_within`] does.
+///
+/// Errors as [`open_store`].
+pub async fn open_store_checked(url_or_path: &str, timeouts: StoreTimeouts, checked: Option<&CheckedStoreFile>) -> Result<Arc<dyn LinkStore>> {
     Ok(match StoreTarget::parse(url_or_path)? {
-        StoreTarget::SqliteDir(dir) => Arc::new(SqliteLinkStore::open_dir(&dir).await?),
-        StoreTarget::SqliteUrl(url) => Arc::new(SqliteLinkStore::open_url(&url).await?),
+        StoreTarget::SqliteDir(dir) => Arc::new(SqliteLinkStore::open_dir_after(&dir, checked).await?),
+        StoreTarget::SqliteUrl(url) => Arc::new(SqliteLinkStore::open_url_after(&url, checked).await?),
         StoreTarget::Postgres(url) => Arc::new(PostgresLinkStore::connect_within(&url, timeouts).await?),
     })
 }

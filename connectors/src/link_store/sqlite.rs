@@ -20,6 +20,7 @@ use super::common::{
     IDEMPOTENCY_TTL, TOMBSTONE_PERIOD, apply_patch, check_limit, check_patch, check_text, check_time, from_us, link_from_json, link_json, prepare_insert,
     same_content, trunc_us,
 };
+use super::sqlite_header::CheckedStoreFile;
 use super::store_shared::link_store;
 use super::{IdempotencyRecord, LinkChange, LinkPatch, LinkStore, ListQuery, UpdateOutcome};
 use crate::file_id::file_id;
@@ -94,8 +95,7 @@ impl SqliteLinkStore {
     /// Errors: [`Error::Config`] if the directory cannot be created, [`Error::Database`] /
     /// [`Error::Migrate`] if the file cannot be opened or migrated.
     pub async fn open_dir(data_dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(data_dir).map_err(|e| Error::Config(format!("could not create data dir \"{}\": {e}", data_dir.display())))?;
-        Self::open_file(&data_dir.join(SQLITE_FILE_NAME)).await
+        Self::open_dir_after(data_dir, None).await
     }
 
     /// Opens (creating if missing) the SQLite database file at `path` and applies pending
@@ -107,11 +107,7 @@ impl SqliteLinkStore {
     /// Opens from a `sqlite:` URL (e.g. `sqlite:///var/lib/sluice/links.db` or
     /// `sqlite://data/links.db`); see [`SqliteConnectOptions`] for the accepted forms.
     pub async fn open_url(url: &str) -> Result<Self> {
-        let opts = SqliteConnectOptions::from_str(url)?;
-        if let Some(parent) = opts.get_filename().parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| Error::Config(format!("could not create directory \"{}\": {e}", parent.display())))?;
-        }
-        Self::open_with_options(opts).await
+        Self::open_url_after(url, None).await
     }
 
     /// Opens with explicit connection options (the file name must be set); WAL, `FULL`
@@ -122,6 +118,28 @@ impl SqliteLinkStore {
     /// overwritten, truncated, not a database) is refused with [`Error::StoreDamaged`] naming
     /// it and what to do, instead of failing requests with 500s later.
     pub async fn open_with_options(opts: SqliteConnectOptions) -> Result<Self> {
+        Self::open_with_options_after(opts, None).await
+    }
+
+    /// [`Self::open_dir`], without running `PRAGMA quick_check` again when `checked` (the
+    /// check of [`super::StoreTarget::check_existing_file`]) saw the file as it is now.
+    pub(super) async fn open_dir_after(data_dir: &Path, checked: Option<&CheckedStoreFile>) -> Result<Self> {
+        std::fs::create_dir_all(data_dir).map_err(|e| Error::Config(format!("could not create data dir \"{}\": {e}", data_dir.display())))?;
+        Self::open_with_options_after(SqliteConnectOptions::new().filename(data_dir.join(SQLITE_FILE_NAME)), checked).await
+    }
+
+    /// [`Self::open_url`], with `checked` as in [`Self::open_dir_after`].
+    pub(super) async fn open_url_after(url: &str, checked: Option<&CheckedStoreFile>) -> Result<Self> {
+        let opts = SqliteConnectOptions::from_str(url)?;
+        if let Some(parent) = opts.get_filename().parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| Error::Config(format!("could not create directory \"{}\": {e}", parent.display())))?;
+        }
+        Self::open_with_options_after(opts, checked).await
+    }
+
+    /// [`Self::open_with_options`]; the integrity check is skipped when `checked` saw this
+    /// very file unchanged since (same file, length and modification times, its `-wal` too).
+    async fn open_with_options_after(opts: SqliteConnectOptions, checked: Option<&CheckedStoreFile>) -> Result<Self> {
         let opts = opts
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -141,6 +159,8 @@ impl SqliteLinkStore {
         let guard = lock_dir_of(&path).await?;
         // A file SQLite would take for a new database although it is there (0 bytes).
         super::sqlite_header::check_header(&path)?;
+        // Looked at before any connection of ours touches the file (or creates its `-wal`).
+        let checked_unchanged = checked.is_some_and(|c| c.is_current(&path));
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
@@ -150,7 +170,11 @@ impl SqliteLinkStore {
             .connect_with(opts.clone())
             .await
             .map_err(|e| open_error(&path, e))?;
-        check_integrity(&writer, &path).await?;
+        if checked_unchanged {
+            tracing::debug!(path = %path.display(), "link store checked (PRAGMA quick_check) before the click log was opened and unchanged since");
+        } else {
+            check_integrity(&writer, &path).await?;
+        }
         check_writable(&writer, &path).await?;
         MIGRATOR.run(&writer).await?;
         // Readers are opened once and kept (no idle timeout, no lifetime), like the writer: a
@@ -327,11 +351,11 @@ fn not_a_file(t: &std::fs::FileType) -> Option<&'static str> {
     }
 }
 
-/// Runs `PRAGMA quick_check` on the file at `path` (through `pool`). Errors:
+/// Runs `PRAGMA quick_check` on the file at `path` (through `db`, a pool or a connection). Errors:
 /// [`Error::StoreDamaged`] with SQLite's first findings when the check fails,
 /// [`Error::Database`] when it cannot run.
-pub(super) async fn check_integrity(pool: &SqlitePool, path: &Path) -> Result<()> {
-    let found: Vec<String> = sqlx::query_scalar("PRAGMA quick_check(5)").fetch_all(pool).await.map_err(|e| open_error(path, e))?;
+pub(super) async fn check_integrity<'c>(db: impl sqlx::SqliteExecutor<'c>, path: &Path) -> Result<()> {
+    let found: Vec<String> = sqlx::query_scalar("PRAGMA quick_check(5)").fetch_all(db).await.map_err(|e| open_error(path, e))?;
     if found.len() == 1 && found[0] == "ok" {
         return Ok(());
     }
