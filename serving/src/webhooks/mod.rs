@@ -279,12 +279,11 @@ pub async fn create_webhook(
         created_at_ms: now_ms(),
         cursor: 0,
     };
-    let count = blocking(&state.store, |s| s.webhooks().map(|w| w.len())).await?;
-    if count >= MAX_WEBHOOKS {
+    // The cap is checked in the insert's transaction, so concurrent creates cannot pass it.
+    let Some(stored) = blocking(&state.store, move |s| s.create_webhook(rec, MAX_WEBHOOKS)).await? else {
         return Err(ApiError::new(StatusCode::CONFLICT, "too_many_webhooks", format!("at most {MAX_WEBHOOKS} webhooks can exist; delete one first"))
             .with_details(json!({ "max": MAX_WEBHOOKS })));
-    }
-    let stored = blocking(&state.store, move |s| s.create_webhook(rec)).await?;
+    };
     if let Some(d) = &state.dispatcher {
         d.wake();
     }
@@ -324,7 +323,7 @@ pub async fn get_webhook(
     }
 }
 
-/// Unsubscribe (pending deliveries stop; past delivery records stay readable).
+/// Unsubscribe (pending deliveries stop; past delivery records stay stored but are no longer listed: the deliveries route answers 404 webhook_not_found).
 #[utoipa::path(
     delete, path = "/v1/webhooks/{id}", tag = "webhooks",
     params(("id" = String, Path, description = "Webhook id")),

@@ -16,6 +16,7 @@ use sluice_schemas::{AnomalyKind, Severity};
 use super::*;
 use crate::anomalies::tests::{anomaly, serve};
 
+mod hardening;
 mod tls;
 
 const SECRET: &str = "whsec-0123456789abcdef";
