@@ -35,6 +35,7 @@ pub mod anomalies;
 pub mod auth;
 pub mod cache_control;
 pub mod content_coding;
+pub mod cursor;
 pub mod dto;
 pub mod error;
 pub mod error_codes;

@@ -180,7 +180,7 @@ fn a_deleted_file_is_restored_from_the_open_file_and_nothing_is_lost() {
     let store = AnomalyStore::open(dir.path()).expect("open");
     let events: Vec<Anomaly> = (0..5).map(|i| anomaly(AnomalyKind::ClickBurst, &format!("link:c{i}"), i * 60_000, 0, Severity::Warning)).collect();
     assert_eq!(store.append(&events[..3]).expect("append"), vec![1, 2, 3]);
-    let hook = store.create_webhook(webhook("wh_1")).expect("webhook");
+    let hook = store.create_webhook(webhook("wh_1"), 100).expect("webhook").expect("under the cap");
     store.set_cursor("auto-actions", 2).expect("cursor");
     let action =
         actions::AnomalyAction { action: "disable".into(), outcome: "applied".into(), code: "c1".into(), actor: "auto-action".into(), at_ms: 5, event_id: 2 };

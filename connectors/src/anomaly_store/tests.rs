@@ -125,14 +125,14 @@ fn webhook_deliveries_are_enqueued_once_and_recorded() {
         created_at_ms: 5,
         cursor: 0,
     };
-    let stored = store.create_webhook(hook.clone()).expect("create");
+    let stored = store.create_webhook(hook.clone(), 100).expect("create").expect("under the cap");
     assert_eq!(stored.cursor, 1, "a new webhook starts at the head");
     store.append(&[anomaly(AnomalyKind::ClickBurst, "link:b", 0, 0, Severity::Warning)]).expect("append");
-    let ds = store.enqueue_deliveries(&hook.id, &[2], 2, 100).expect("enqueue").expect("some");
+    let ds = store.enqueue_deliveries(&hook.id, &[(2, "{}".to_owned())], 2, 100).expect("enqueue").expect("some");
     assert_eq!(ds.len(), 1);
     assert_eq!((ds[0].delivery_id, ds[0].event_id, ds[0].state), (1, 2, DeliveryState::Pending));
     // A second enqueue for the same range is refused (cursor already there).
-    assert_eq!(store.enqueue_deliveries(&hook.id, &[2], 2, 100).expect("enqueue"), None);
+    assert_eq!(store.enqueue_deliveries(&hook.id, &[(2, "{}".to_owned())], 2, 100).expect("enqueue"), None);
     assert_eq!(store.webhook(&hook.id).expect("get").expect("exists").cursor, 2);
     assert_eq!(store.pending_deliveries().expect("pending"), ds);
     let mut d = ds[0].clone();
@@ -147,7 +147,41 @@ fn webhook_deliveries_are_enqueued_once_and_recorded() {
     assert_eq!(store.deliveries("0190-hoo", None, 10).expect("list"), (vec![], false));
     assert!(store.delete_webhook(&hook.id).expect("delete"));
     assert!(!store.delete_webhook(&hook.id).expect("delete"));
-    assert_eq!(store.enqueue_deliveries(&hook.id, &[3], 3, 100).expect("enqueue"), None);
+    assert_eq!(store.enqueue_deliveries(&hook.id, &[(3, "{}".to_owned())], 3, 100).expect("enqueue"), None);
+}
+
+/// QA finding (session 54): 150 concurrent creates against a cap of 100 stored 108 (the
+/// count was read before, not in, the insert's transaction). Count and insert are now one
+/// write transaction: exactly 100 are stored, the other 50 are refused.
+#[test]
+fn concurrent_webhook_creates_never_pass_the_cap() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = std::sync::Arc::new(AnomalyStore::open(dir.path()).expect("open"));
+    let threads: Vec<_> = (0..150)
+        .map(|i| {
+            let store = std::sync::Arc::clone(&store);
+            std::thread::spawn(move || {
+                let hook = WebhookRecord {
+                    id: format!("hook-{i:03}"),
+                    url: "http://example.invalid/h".into(),
+                    kinds: vec![],
+                    min_severity: Severity::Info,
+                    secret: "0123456789abcdef".into(),
+                    created_at_ms: 5,
+                    cursor: 0,
+                };
+                store.create_webhook(hook, 100).expect("create").is_some()
+            })
+        })
+        .collect();
+    let created = threads.into_iter().map(|t| t.join().expect("thread")).filter(|&ok| ok).count();
+    assert_eq!((created, store.webhooks().expect("list").len()), (100, 100));
+    // At the cap a create is refused; after a delete it is stored again.
+    let first = store.webhooks().expect("list")[0].clone();
+    let again = WebhookRecord { id: "hook-new".into(), ..first.clone() };
+    assert_eq!(store.create_webhook(again.clone(), 100).expect("create"), None);
+    assert!(store.delete_webhook(&first.id).expect("delete"));
+    assert_eq!(store.create_webhook(again, 100).expect("create").map(|r| r.id), Some("hook-new".to_owned()));
 }
 
 #[test]

@@ -4,7 +4,9 @@
 //! into deliveries for it (set to the store's head when it is created, so a new webhook gets
 //! events from then on). [`AnomalyStore::enqueue_deliveries`] creates the deliveries of a
 //! range of events and advances the cursor in one transaction, so after a crash every event
-//! is either enqueued once or not at all (and enqueued again from the cursor). A delivery
+//! is either enqueued once or not at all (and enqueued again from the cursor). Each delivery
+//! keeps the request body it was created with ([`DeliveryRecord::body`]), so every attempt,
+//! before and after a restart, sends the same bytes under one delivery id. A delivery
 //! stays `pending` until an attempt succeeds or the attempts are exhausted; pending
 //! deliveries are resumed at start-up ([`AnomalyStore::pending_deliveries`]). Delivery is at
 //! least once: a crash between a successful attempt and its record repeats it.
@@ -13,7 +15,7 @@
 //! big-endian → [`DeliveryRecord`] JSON), `pending_deliveries` (same key → ()), `counters`
 //! (`"delivery_id"` → last delivery id).
 
-use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use sluice_schemas::{AnomalyKind, Severity};
 
@@ -96,6 +98,11 @@ pub struct DeliveryRecord {
     pub next_attempt_at_ms: Option<i64>,
     /// Attempts so far, oldest first.
     pub attempts: Vec<DeliveryAttempt>,
+    /// The request body every attempt sends, fixed when the delivery is created (`None` in
+    /// records written before bodies were kept: the dispatcher builds it at the next attempt
+    /// and keeps it from then on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
 }
 
 fn delivery_key(webhook_id: &str, delivery_id: u64) -> Vec<u8> {
@@ -115,20 +122,27 @@ fn prefix_bounds(webhook_id: &str) -> (Vec<u8>, Vec<u8>) {
 }
 
 impl AnomalyStore {
-    /// Stores a new subscription with its cursor at the current head (returned in the record).
+    /// Stores a new subscription with its cursor at the current head (returned in the
+    /// record), unless `max` subscriptions exist already: then `None` and nothing is stored.
+    /// The count and the insert are one write transaction (redb runs one at a time), so
+    /// concurrent creates never store more than `max`.
     ///
     /// Errors: [`crate::Error::AnomalyStore`].
-    pub fn create_webhook(&self, mut rec: WebhookRecord) -> Result<WebhookRecord> {
+    pub fn create_webhook(&self, mut rec: WebhookRecord, max: usize) -> Result<Option<WebhookRecord>> {
         self.with_db_write(|db| {
             let txn = db.begin_write().map_err(|e| store_err("create a webhook", e))?;
             {
                 let events = txn.open_table(super::EVENTS).map_err(|e| store_err("create a webhook", e))?;
                 rec.cursor = events.last().map_err(|e| store_err("create a webhook", e))?.map_or(0, |(k, _)| k.value());
                 let mut t = txn.open_table(WEBHOOKS).map_err(|e| store_err("create a webhook", e))?;
+                let count = t.len().map_err(|e| store_err("create a webhook", e))?;
+                if usize::try_from(count).unwrap_or(usize::MAX) >= max {
+                    return Ok(None);
+                }
                 t.insert(rec.id.as_str(), encode(&rec)?.as_slice()).map_err(|e| store_err("create a webhook", e))?;
             }
             txn.commit().map_err(|e| store_err("create a webhook", e))?;
-            Ok(rec)
+            Ok(Some(rec))
         })
     }
 
@@ -182,13 +196,14 @@ impl AnomalyStore {
         })
     }
 
-    /// Creates one pending delivery per event id of `event_ids` for webhook `webhook_id`
-    /// (first attempt due at `now_ms`) and sets its cursor to `cursor`, in one transaction.
+    /// Creates one pending delivery per `(event id, request body)` of `events` for webhook
+    /// `webhook_id` (first attempt due at `now_ms`; the body is what every attempt sends) and
+    /// sets its cursor to `cursor`, in one transaction.
     /// Returns the deliveries, or `None` when the webhook no longer exists or its cursor is
     /// already at or past `cursor` (another dispatcher got there first).
     ///
     /// Errors: [`crate::Error::AnomalyStore`], [`crate::Error::Corrupt`].
-    pub fn enqueue_deliveries(&self, webhook_id: &str, event_ids: &[u64], cursor: u64, now_ms: i64) -> Result<Option<Vec<DeliveryRecord>>> {
+    pub fn enqueue_deliveries(&self, webhook_id: &str, events: &[(u64, String)], cursor: u64, now_ms: i64) -> Result<Option<Vec<DeliveryRecord>>> {
         self.with_db_write(|db| {
             let txn = db.begin_write().map_err(|e| store_err("enqueue webhook deliveries", e))?;
             let out = {
@@ -206,17 +221,18 @@ impl AnomalyStore {
                 let mut next = counters.get("delivery_id").map_err(|e| store_err("enqueue webhook deliveries", e))?.map_or(0, |v| v.value());
                 let mut deliveries = txn.open_table(DELIVERIES).map_err(|e| store_err("enqueue webhook deliveries", e))?;
                 let mut pending = txn.open_table(PENDING).map_err(|e| store_err("enqueue webhook deliveries", e))?;
-                let mut out = Vec::with_capacity(event_ids.len());
-                for &event_id in event_ids {
+                let mut out = Vec::with_capacity(events.len());
+                for (event_id, body) in events {
                     next += 1;
                     let d = DeliveryRecord {
                         delivery_id: next,
                         webhook_id: webhook_id.to_string(),
-                        event_id,
+                        event_id: *event_id,
                         state: DeliveryState::Pending,
                         created_at_ms: now_ms,
                         next_attempt_at_ms: Some(now_ms),
                         attempts: Vec::new(),
+                        body: Some(body.clone()),
                     };
                     let k = delivery_key(webhook_id, next);
                     deliveries.insert(k.as_slice(), encode(&d)?.as_slice()).map_err(|e| store_err("enqueue webhook deliveries", e))?;

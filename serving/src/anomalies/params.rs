@@ -1,8 +1,6 @@
 //! Query parameters of `GET /v1/anomalies` and `GET /v1/anomalies/stream`, parsed with one
 //! precise 400 per mistake (codes below), and the filter they describe.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::DateTime;
 use serde_json::json;
 use sluice_schemas::{Anomaly, AnomalyKind, Severity};
@@ -52,7 +50,7 @@ impl AnomalyFilter {
     /// A short fingerprint of the filter, carried in cursors so a cursor is only used with
     /// the filter that produced it.
     fn fingerprint(&self) -> String {
-        crate::links::cursor::fingerprint(&[&self.from_ms, &self.to_ms, &self.kinds, &self.severities, &self.code])
+        crate::cursor::fingerprint(&[&self.from_ms, &self.to_ms, &self.kinds, &self.severities, &self.code])
     }
 }
 
@@ -192,10 +190,16 @@ pub fn last_event_id(name: &str, raw: &str) -> Result<u64, ApiError> {
     })
 }
 
+/// `GET /v1/anomalies` cursors ([`crate::cursor::Sealed`]): position `window_start` and
+/// anomaly id (32 hex digits), bound to the filter.
+const CURSOR: crate::cursor::Sealed = crate::cursor::Sealed { kind: "a2", fields: 2, other: crate::cursor::OTHER_FILTERS, hint: crate::cursor::SAME_FILTERS };
+
 /// The cursor continuing after `(window_start, id)` under `filter`: base64url (no padding)
-/// of `"a1:<window_start>:<id hex>:<filter fingerprint>"` (not a contract).
+/// of `"a2:<window_start>:<id hex>:<fingerprint>"` (not a contract), the fingerprint
+/// covering the filter and the position, so an edited cursor, or one used with other
+/// filters, is 400 `invalid_cursor`.
 pub fn encode_cursor(window_start: i64, id: &[u8; 16], filter: &AnomalyFilter) -> String {
-    URL_SAFE_NO_PAD.encode(format!("a1:{window_start}:{}:{}", hex_encode(id), filter.fingerprint()))
+    CURSOR.encode(&[&window_start.to_string(), &hex_encode(id)], &filter.fingerprint())
 }
 
 fn hex_encode(b: &[u8]) -> String {
@@ -203,27 +207,18 @@ fn hex_encode(b: &[u8]) -> String {
 }
 
 fn decode_cursor(raw: &str, filter: &AnomalyFilter) -> Result<(i64, [u8; 16]), ApiError> {
-    let invalid = |why: &str| {
-        ApiError::bad_request("invalid_cursor", format!("cursor is not valid here: {why}; use the next_cursor of a previous page with the same filters"))
-            .with_details(json!({ "cursor": raw }))
-    };
-    let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| invalid("not a cursor of this endpoint"))?;
-    let text = String::from_utf8(bytes).map_err(|_| invalid("not a cursor of this endpoint"))?;
-    let mut parts = text.split(':');
-    let (Some("a1"), Some(ws), Some(id), Some(fp), None) = (parts.next(), parts.next(), parts.next(), parts.next(), parts.next()) else {
-        return Err(invalid("not a cursor of this endpoint"));
-    };
-    let ws: i64 = ws.parse().map_err(|_| invalid("not a cursor of this endpoint"))?;
+    let fields = CURSOR.decode(raw, &filter.fingerprint())?;
+    let (ws, id) = (fields[0].as_str(), fields[1].as_str());
+    let ws: i64 = ws.parse().map_err(|_| CURSOR.not_this(raw))?;
     // 32 ASCII hex digits (so every 2-byte slice below is on a char boundary: a multibyte
     // character in a crafted cursor is refused, not a panic; `+` is no digit here).
     if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(invalid("not a cursor of this endpoint"));
+        return Err(CURSOR.not_this(raw));
     }
     let mut bytes = [0u8; 16];
     for (i, b) in bytes.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&id[2 * i..2 * i + 2], 16).map_err(|_| invalid("not a cursor of this endpoint"))?;
+        *b = u8::from_str_radix(&id[2 * i..2 * i + 2], 16).map_err(|_| CURSOR.not_this(raw))?;
     }
-    crate::links::cursor::check_fingerprint(fp, &filter.fingerprint()).map_err(invalid)?;
     Ok((ws, bytes))
 }
 
@@ -301,18 +296,53 @@ mod tests {
     }
 
     /// QA finding: an id of 32 bytes holding a multibyte character panicked (a slice inside
-    /// the character); a `+` sign passed `from_str_radix`. Both are 400 `invalid_cursor`.
+    /// the character); a `+` sign passed `from_str_radix`. Both are 400 `invalid_cursor`,
+    /// even sealed with a matching fingerprint (a forger who knows the format).
     #[test]
     fn crafted_cursor_ids_are_invalid_cursor_never_a_panic() {
         let f = parse_list(None).expect("valid").filter;
         let fp = f.fingerprint();
         let not_this = "cursor is not valid here: not a cursor of this endpoint; use the next_cursor of a previous page with the same filters";
         for id in [format!("€{}", "0".repeat(29)), format!("0€{}", "0".repeat(28)), format!("+f{}", "0".repeat(30)), format!("{}é", "0".repeat(30))] {
-            let c = URL_SAFE_NO_PAD.encode(format!("a1:0:{id}:{fp}"));
+            let c = CURSOR.encode(&["0", &id], &fp);
             let e = parse_list(Some(&format!("cursor={c}"))).expect_err(&id);
             assert_eq!((e.code, e.message.as_str()), ("invalid_cursor", not_this), "{id}");
         }
-        let c = URL_SAFE_NO_PAD.encode(format!("a1:0:{}:{fp}", "0f".repeat(16)));
+        let c = CURSOR.encode(&["0", &"0f".repeat(16)], &fp);
         assert_eq!(parse_list(Some(&format!("cursor={c}"))).expect("well-formed").after, Some((0, [0x0f; 16])));
+    }
+
+    /// QA finding (session 54): an anomalies cursor (then `"a1:<window_start>:<id>:<filter
+    /// fingerprint>"`) with its position edited was accepted, paging from wherever the edit
+    /// pointed. Its fingerprint now covers the position: any edit is 400 `invalid_cursor`.
+    #[test]
+    fn edited_cursors_are_invalid_cursor() {
+        use base64::Engine;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let f = parse_list(Some("kind=click_burst")).expect("valid").filter;
+        let c = encode_cursor(1_717_200_000_000, &[7u8; 16], &f);
+        let text = String::from_utf8(URL_SAFE_NO_PAD.decode(&c).expect("b64")).expect("utf8");
+        let id = "07".repeat(16);
+        let prefix = format!("a2:1717200000000:{id}:");
+        assert!(text.starts_with(&prefix), "{text}");
+        let fp = &text[prefix.len()..];
+        assert_eq!(parse_list(Some(&format!("kind=click_burst&cursor={c}"))).expect("untouched").after, Some((1_717_200_000_000, [7u8; 16])));
+        let other = "cursor is not valid here: it was made with different filters (or altered); use the next_cursor of a previous page with the same filters";
+        for edited in [
+            format!("a2:1717200000001:{id}:{fp}"),
+            format!("a2:1717200000000:{}08:{fp}", "07".repeat(15)),
+            format!("a2:1717200000000:{id}:{}{}", if fp.starts_with('0') { '1' } else { '0' }, &fp[1..]),
+        ] {
+            let edited = URL_SAFE_NO_PAD.encode(edited);
+            let e = parse_list(Some(&format!("kind=click_burst&cursor={edited}"))).expect_err(&edited);
+            assert_eq!((e.code, e.message.as_str(), e.details), ("invalid_cursor", other, json!({"cursor": edited})), "{edited}");
+        }
+        // The cursor of the version before (position not sealed) is refused, not misread.
+        let old = URL_SAFE_NO_PAD.encode(format!("a1:1717200000000:{id}:{}", f.fingerprint()));
+        let e = parse_list(Some(&format!("kind=click_burst&cursor={old}"))).expect_err("a1");
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            ("invalid_cursor", "cursor is not valid here: not a cursor of this endpoint; use the next_cursor of a previous page with the same filters")
+        );
     }
 }

@@ -1,4 +1,5 @@
-//! Opaque keyset pagination cursors of `GET /v1/links` and `GET /v1/admin/audit`.
+//! Opaque keyset pagination cursors of `GET /v1/links` and `GET /v1/admin/audit`, on the
+//! shared mechanism of [`crate::cursor`].
 //!
 //! A cursor encodes the store sequence number of the last row of a page (keyset
 //! pagination): rows added while a client pages through never shift pages or repeat. Each
@@ -17,10 +18,10 @@
 //! - `GET /v1/admin/audit`: `"u1:<seq>:<filter fingerprint>"`, the filters being `from`,
 //!   `to`, `actor` and `action`.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-
+use crate::cursor::{NOT_THIS, check_fingerprint, invalid, split, text_of};
 use crate::error::ApiError;
+
+pub use crate::cursor::fingerprint;
 
 /// Kind prefix of `GET /v1/links` cursors.
 const LINKS: &str = "l2";
@@ -35,7 +36,7 @@ const AUDIT: &str = "u1";
 /// Encodes the `GET /v1/links` keyset position after `seq` under the filters whose
 /// [`fingerprint`] is `filters`.
 pub fn encode(seq: i64, filters: &str) -> String {
-    encode_kind(LINKS, seq, filters)
+    crate::cursor::encode(LINKS, &[&seq.to_string()], filters)
 }
 
 /// Decodes a `GET /v1/links` cursor from [`encode`] made under the same filters; 400
@@ -43,7 +44,7 @@ pub fn encode(seq: i64, filters: &str) -> String {
 /// cursor of an earlier version (`"l1:<seq>"`, which names no filters: [`LEGACY_MESSAGE`],
 /// `details: {"cursor"}`).
 pub fn decode(cursor: &str, filters: &str) -> Result<i64, ApiError> {
-    let text = text_of(cursor)?;
+    let text = text_of(cursor).map_err(|why| invalid(cursor, why))?;
     if let Some(seq) = text.strip_prefix(LINKS_UNBOUND).and_then(|r| r.strip_prefix(':')) {
         seq_of(cursor, seq)?;
         return Err(ApiError::bad_request("invalid_cursor", LEGACY_MESSAGE).with_details(serde_json::json!({ "cursor": cursor })));
@@ -54,86 +55,38 @@ pub fn decode(cursor: &str, filters: &str) -> Result<i64, ApiError> {
 /// Encodes the `GET /v1/admin/audit` keyset position after `seq` under the filters whose
 /// [`fingerprint`] is `filters`.
 pub fn encode_audit(seq: i64, filters: &str) -> String {
-    encode_kind(AUDIT, seq, filters)
+    crate::cursor::encode(AUDIT, &[&seq.to_string()], filters)
 }
 
 /// Decodes a `GET /v1/admin/audit` cursor from [`encode_audit`] made under the same
 /// filters; 400 `invalid_cursor` for anything else (a links cursor, a cursor of other
 /// filters).
 pub fn decode_audit(cursor: &str, filters: &str) -> Result<i64, ApiError> {
-    let text = text_of(cursor)?;
+    let text = text_of(cursor).map_err(|why| invalid(cursor, why))?;
     decode_kind(cursor, &text, AUDIT, filters)
-}
-
-/// A short fingerprint of a listing's filters (their `Debug` forms), carried in its cursors.
-///
-/// Shape: [`FINGERPRINT_LEN`] lowercase hex digits, the start of the BLAKE3 hash of the
-/// filters' `Debug` forms joined by `|`.
-pub fn fingerprint(filters: &[&dyn std::fmt::Debug]) -> String {
-    let text = filters.iter().map(|f| format!("{f:?}")).collect::<Vec<_>>().join("|");
-    blake3::hash(text.as_bytes()).to_hex()[..FINGERPRINT_LEN].to_string()
-}
-
-fn encode_kind(kind: &str, seq: i64, filters: &str) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{kind}:{seq}:{filters}"))
 }
 
 /// The sequence number of `text` (the decoded `cursor`), a cursor of `kind` made under the
 /// filters whose fingerprint is `filters`.
 fn decode_kind(cursor: &str, text: &str, kind: &str, filters: &str) -> Result<i64, ApiError> {
-    let mut parts = text.split(':');
-    let (Some(k), Some(seq), Some(fp), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
-        return Err(invalid(cursor, "not a cursor of this endpoint"));
-    };
-    if k != kind {
-        return Err(invalid(cursor, "not a cursor of this endpoint"));
-    }
-    let seq = seq_of(cursor, seq)?;
+    let (fields, fp) = split(text, kind, 1).map_err(|why| invalid(cursor, why))?;
+    let seq = seq_of(cursor, fields[0])?;
     check_fingerprint(fp, filters).map_err(|why| invalid(cursor, why))?;
     Ok(seq)
-}
-
-/// Length of a [`fingerprint`] in lowercase hex digits.
-const FINGERPRINT_LEN: usize = 12;
-
-/// Whether `fp`, read from a cursor, is the fingerprint `expected` of the request's filters.
-/// A `fp` that no [`fingerprint`] can be (not [`FINGERPRINT_LEN`] lowercase hex digits) was
-/// altered: `Err("not a cursor of this endpoint")`; a well-formed other one
-/// `Err(`[`OTHER_FILTERS`]`)` (made under other filters, or altered without changing its form).
-pub(crate) fn check_fingerprint(fp: &str, expected: &str) -> Result<(), &'static str> {
-    if fp.len() != FINGERPRINT_LEN || !fp.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-        return Err("not a cursor of this endpoint");
-    }
-    if fp != expected {
-        return Err(OTHER_FILTERS);
-    }
-    Ok(())
-}
-
-/// Why a well-formed cursor of another listing is refused ([`check_fingerprint`]).
-const OTHER_FILTERS: &str = "it was made with different filters (or altered)";
-
-fn invalid(cursor: &str, why: &str) -> ApiError {
-    ApiError::bad_request("invalid_cursor", format!("cursor is not valid here: {why}; use the next_cursor of a previous page with the same filters"))
-        .with_details(serde_json::json!({ "cursor": cursor }))
-}
-
-fn text_of(cursor: &str) -> Result<String, ApiError> {
-    let bytes = URL_SAFE_NO_PAD.decode(cursor.as_bytes()).map_err(|_| invalid(cursor, "not a cursor of this endpoint"))?;
-    String::from_utf8(bytes).map_err(|_| invalid(cursor, "not a cursor of this endpoint"))
 }
 
 /// A non-negative sequence number in plain decimal digits.
 fn seq_of(cursor: &str, seq: &str) -> Result<i64, ApiError> {
     match seq.parse::<i64>() {
         Ok(n) if crate::query::is_digits(seq) => Ok(n),
-        _ => Err(invalid(cursor, "not a cursor of this endpoint")),
+        _ => Err(invalid(cursor, NOT_THIS)),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cursor::FINGERPRINT_LEN;
 
     #[test]
     fn round_trip_and_rejections() {

@@ -11,7 +11,9 @@
 //! other answer or error is retried after
 //! `d = min(backoff_max, backoff_base · 2^(attempt−1))`, jittered uniformly in `[d/2, d]`
 //! ("equal jitter", AWS Architecture Blog, "Exponential Backoff And Jitter", 2015), up to
-//! `max_attempts`. Every attempt is recorded. Redirects are not followed (a 3xx is a failed
+//! `max_attempts`. The body is fixed when the delivery is created (stored with it), so every
+//! attempt of one `Sluice-Delivery-Id`, after a restart too, sends the same bytes; only the
+//! signature's timestamp `t` is the attempt's own. Every attempt is recorded. Redirects are not followed (a 3xx is a failed
 //! attempt) and no proxy is used, so the SSRF check ([`super::ssrf`]) covers the address
 //! actually connected to. Pending deliveries resume at the next start.
 //!
@@ -253,10 +255,16 @@ impl Runner {
             };
             let Some(last) = events.last().map(|e| e.event_id) else { continue };
             let peak = |e: &StoredEvent| peaks.get(e.anomaly.anomaly_id.as_bytes()).copied();
-            let ids: Vec<u64> = events.iter().filter(|e| matches(&hook, &e.anomaly, peak(e))).map(|e| e.event_id).collect();
+            // Each delivery's body is fixed here, at its creation (actions recorded later do
+            // not change what a retry sends under the same delivery id).
+            let Ok(bodies) =
+                events.iter().filter(|e| matches(&hook, &e.anomaly, peak(e))).map(|e| event_body(e).map(|b| (e.event_id, b))).collect::<Result<Vec<_>, _>>()
+            else {
+                continue;
+            };
             let id = hook.id.clone();
             let now = now_ms();
-            if let Some(Some(deliveries)) = blocking(&self.store, move |s| s.enqueue_deliveries(&id, &ids, last, now)).await {
+            if let Some(Some(deliveries)) = blocking(&self.store, move |s| s.enqueue_deliveries(&id, &bodies, last, now)).await {
                 progressed = true;
                 for d in deliveries {
                     tasks.spawn(self.clone().deliver(d));
@@ -291,13 +299,22 @@ impl Runner {
                 blocking(&self.store, move |s| s.update_delivery(&rec)).await;
                 return;
             };
-            let event_id = d.event_id;
-            let Some(events) = blocking(&self.store, move |s| s.events_after(event_id.saturating_sub(1), 1)).await else { return };
-            let Some(event) = events.into_iter().find(|e| e.event_id == event_id) else {
-                tracing::warn!(event_id, delivery_id = d.delivery_id, "webhook delivery's event is missing from the store");
-                return;
+            let body = match d.body.clone() {
+                Some(b) => b,
+                // A record written before bodies were kept: built now, kept from then on.
+                None => {
+                    let event_id = d.event_id;
+                    let Some(events) = blocking(&self.store, move |s| s.events_after(event_id.saturating_sub(1), 1)).await else { return };
+                    let Some(event) = events.into_iter().find(|e| e.event_id == event_id) else {
+                        tracing::warn!(event_id, delivery_id = d.delivery_id, "webhook delivery's event is missing from the store");
+                        return;
+                    };
+                    let Ok(b) = event_body(&event) else { return };
+                    d.body = Some(b.clone());
+                    b
+                }
             };
-            let attempt = self.attempt(&hook, &d, &AnomalyEventBody::from(&event)).await;
+            let attempt = self.attempt(&hook, &d, body.into_bytes()).await;
             let ok = attempt.status_code.is_some_and(|c| (200..300).contains(&c));
             let n = attempt.attempt;
             metrics::counter!("sluice_webhook_attempts_total", "result" => if ok { "ok" } else if attempt.status_code.is_some() { "http_error" } else { "error" })
@@ -325,7 +342,8 @@ impl Runner {
         }
     }
 
-    async fn attempt(&self, hook: &WebhookRecord, d: &DeliveryRecord, body: &AnomalyEventBody) -> DeliveryAttempt {
+    /// One `POST` of `bytes` (the delivery's fixed body), signed at the attempt's time.
+    async fn attempt(&self, hook: &WebhookRecord, d: &DeliveryRecord, bytes: Vec<u8>) -> DeliveryAttempt {
         let n = u32::try_from(d.attempts.len()).unwrap_or(u32::MAX).saturating_add(1);
         let at_ms = now_ms();
         let started = std::time::Instant::now();
@@ -343,10 +361,6 @@ impl Runner {
         if let Err(why) = check_literal_at_delivery(&url, self.config.allow_private) {
             return done(None, Some(format!("blocked: {why}")));
         }
-        let bytes = match serde_json::to_vec(body) {
-            Ok(b) => b,
-            Err(e) => return done(None, Some(format!("could not encode the event: {e}"))),
-        };
         let t = at_ms.div_euclid(1000);
         let sig = signature::header_value(hook.secret.as_bytes(), t, &bytes);
         let req = self
@@ -363,6 +377,12 @@ impl Runner {
             Err(e) => done(None, Some(error_chain(&e))),
         }
     }
+}
+
+/// The JSON request body of a delivery of `event` (as read, with its actions so far).
+fn event_body(event: &StoredEvent) -> Result<String, serde_json::Error> {
+    serde_json::to_string(&AnomalyEventBody::from(event))
+        .inspect_err(|e| tracing::warn!(error = %e, event_id = event.event_id, "could not encode an anomaly event"))
 }
 
 /// The error and its causes, `": "`-joined (reqwest's own message is generic).

@@ -279,12 +279,11 @@ pub async fn create_webhook(
         created_at_ms: now_ms(),
         cursor: 0,
     };
-    let count = blocking(&state.store, |s| s.webhooks().map(|w| w.len())).await?;
-    if count >= MAX_WEBHOOKS {
+    // The cap is checked in the insert's transaction, so concurrent creates cannot pass it.
+    let Some(stored) = blocking(&state.store, move |s| s.create_webhook(rec, MAX_WEBHOOKS)).await? else {
         return Err(ApiError::new(StatusCode::CONFLICT, "too_many_webhooks", format!("at most {MAX_WEBHOOKS} webhooks can exist; delete one first"))
             .with_details(json!({ "max": MAX_WEBHOOKS })));
-    }
-    let stored = blocking(&state.store, move |s| s.create_webhook(rec)).await?;
+    };
     if let Some(d) = &state.dispatcher {
         d.wake();
     }
@@ -324,7 +323,7 @@ pub async fn get_webhook(
     }
 }
 
-/// Unsubscribe (pending deliveries stop; past delivery records stay readable).
+/// Unsubscribe (pending deliveries stop; past delivery records stay stored but are no longer listed: the deliveries route answers 404 webhook_not_found).
 #[utoipa::path(
     delete, path = "/v1/webhooks/{id}", tag = "webhooks",
     params(("id" = String, Path, description = "Webhook id")),
@@ -352,7 +351,7 @@ pub async fn delete_webhook(
     params(
         ("id" = String, Path, description = "Webhook id"),
         ("limit" = Option<usize>, Query, minimum = 1, maximum = 1000, description = "1..=1000, default 50"),
-        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page of this webhook's deliveries (an edited cursor, or another webhook's, is 400 invalid_cursor)"),
     ),
     responses(
         (status = 200, body = DeliveryPage),
@@ -368,34 +367,51 @@ pub async fn list_deliveries(
     ApiPath(id): ApiPath<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<DeliveryPage>, ApiError> {
-    let (limit, before) = parse_deliveries_query(query.as_deref())?;
+    let (limit, cursor) = parse_deliveries_query(query.as_deref())?;
     let key = webhook_key(&id);
-    if blocking(&state.store, move |s| s.webhook(&key)).await?.is_none() {
+    let before = cursor.as_deref().map(|c| decode_deliveries_cursor(c, &key)).transpose()?;
+    let k = key.clone();
+    if blocking(&state.store, move |s| s.webhook(&k)).await?.is_none() {
         return Err(webhook_not_found(&id));
     }
-    let key = webhook_key(&id);
-    let (items, more) = blocking(&state.store, move |s| s.deliveries(&key, before, limit)).await?;
+    let k = key.clone();
+    let (items, more) = blocking(&state.store, move |s| s.deliveries(&k, before, limit)).await?;
     let next_cursor = match (more, items.last()) {
-        (true, Some(last)) => Some(format!("d{}", last.delivery_id)),
+        (true, Some(last)) => Some(encode_deliveries_cursor(last.delivery_id, &key)),
         _ => None,
     };
     Ok(Json(DeliveryPage { items: items.iter().map(DeliveryBody::from).collect(), next_cursor }))
 }
 
-fn parse_deliveries_query(raw: Option<&str>) -> Result<(usize, Option<u64>), ApiError> {
+/// Deliveries cursors ([`crate::cursor::Sealed`]): the last delivery id of a page, bound to
+/// the webhook (its stored id).
+const DELIVERIES_CURSOR: crate::cursor::Sealed = crate::cursor::Sealed {
+    kind: "d2",
+    fields: 1,
+    other: "it was made for another webhook's deliveries (or altered)",
+    hint: "use the next_cursor of a previous page of this webhook's deliveries",
+};
+
+/// The cursor continuing after delivery `delivery_id` of webhook `webhook_key`: base64url
+/// (no padding) of `"d2:<delivery id>:<fingerprint of the webhook id and delivery id>"` (not
+/// a contract).
+fn encode_deliveries_cursor(delivery_id: u64, webhook_key: &str) -> String {
+    DELIVERIES_CURSOR.encode(&[&delivery_id.to_string()], webhook_key)
+}
+
+/// The delivery id of a cursor from [`encode_deliveries_cursor`] for the same webhook; 400
+/// `invalid_cursor` for an edited cursor, another webhook's, or anything else.
+fn decode_deliveries_cursor(cursor: &str, webhook_key: &str) -> Result<u64, ApiError> {
+    let fields = DELIVERIES_CURSOR.decode(cursor, webhook_key)?;
+    let n = fields[0].as_str();
+    n.parse::<u64>().ok().filter(|_| crate::query::is_digits(n)).ok_or_else(|| DELIVERIES_CURSOR.not_this(cursor))
+}
+
+/// `(limit, cursor)` of the deliveries query.
+fn parse_deliveries_query(raw: Option<&str>) -> Result<(usize, Option<String>), ApiError> {
     let p = crate::query::pairs(raw, &["limit", "cursor"])?;
     let limit = crate::query::limit(crate::query::get(&p, "limit"), DELIVERIES_DEFAULT_LIMIT, DELIVERIES_MAX_LIMIT)?;
-    let cursor = crate::query::get(&p, "cursor");
-    let before = match cursor {
-        None => None,
-        Some(c) => Some(
-            c.strip_prefix('d')
-                .filter(|n| crate::query::is_digits(n))
-                .and_then(|n| n.parse::<u64>().ok())
-                .ok_or_else(|| ApiError::bad_request("invalid_cursor", "cursor is not a next_cursor of this endpoint").with_details(json!({ "cursor": c })))?,
-        ),
-    };
-    Ok((limit, before))
+    Ok((limit, crate::query::get(&p, "cursor").map(str::to_owned)))
 }
 
 /// OpenAPI of the webhook routes.

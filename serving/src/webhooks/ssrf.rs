@@ -114,8 +114,8 @@ fn is_localhost_name(host: &str) -> bool {
 ///
 /// Errors (400), in this order, the host resolved (DNS) last: `control_characters` (as for a
 /// link's `long_url`: a TAB, CR or LF inside the URL is refused, never silently removed),
-/// `invalid_webhook_url` (unparseable, not absolute, credentials in it, no host, a
-/// fragment), `unsupported_url_scheme` (anything but `https` and `http`), `invalid_port`
+/// `invalid_webhook_url` (unparseable, not absolute, credentials in it, no host, a host not
+/// written after `//` (`http:///x`), a fragment), `unsupported_url_scheme` (anything but `https` and `http`), `invalid_port`
 /// (port 0, as for a link), `webhook_url_forbidden` (a non-public address, unless
 /// `allow_private`), `webhook_host_unresolvable` (the name has no address).
 pub async fn validate_url(raw: &str, allow_private: bool) -> Result<url::Url, ApiError> {
@@ -135,6 +135,9 @@ pub async fn validate_url(raw: &str, allow_private: bool) -> Result<url::Url, Ap
         let _ = shown.set_username("");
         let _ = shown.set_password(None);
         return Err(invalid(shown.as_str(), "credentials (user:password@) in the url are not allowed (sign with the secret instead)"));
+    }
+    if !has_written_authority(input) {
+        return Err(invalid(raw, AUTHORITY_NOT_WRITTEN));
     }
     if url.fragment().is_some() {
         return Err(invalid(raw, "a fragment is not allowed"));
@@ -165,6 +168,18 @@ pub async fn validate_url(raw: &str, allow_private: bool) -> Result<url::Url, Ap
             Ok(url.clone())
         }
     }
+}
+
+/// Why a URL without a written authority ([`has_written_authority`]) is refused.
+const AUTHORITY_NOT_WRITTEN: &str = "the host must be written right after \"//\" (the authority is empty or missing)";
+
+/// Whether `input` (an `http:` or `https:` URL as written) spells its authority: `//` right
+/// after the scheme's `:`, then at least one character before the path, query or fragment.
+/// The URL standard reads `http:///x`, `http:/x`, `http:x` and `http:\\x` as host `x`; a
+/// webhook URL must name its host where RFC 3986 puts it, or be refused in every mode.
+fn has_written_authority(input: &str) -> bool {
+    let Some((_, rest)) = input.split_once(':') else { return false };
+    rest.strip_prefix("//").and_then(|a| a.chars().next()).is_some_and(|c| !matches!(c, '/' | '\\' | '?' | '#'))
 }
 
 fn check_ip(host: &str, ip: IpAddr, allow_private: bool) -> Result<(), ApiError> {

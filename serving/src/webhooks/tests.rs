@@ -16,6 +16,7 @@ use sluice_schemas::{AnomalyKind, Severity};
 use super::*;
 use crate::anomalies::tests::{anomaly, serve};
 
+mod hardening;
 mod tls;
 
 const SECRET: &str = "whsec-0123456789abcdef";
@@ -389,18 +390,24 @@ async fn exhausted_and_blocked_deliveries_fail_with_every_attempt_recorded() {
 #[test]
 fn deliveries_query_takes_plain_digits_and_known_names() {
     assert_eq!(parse_deliveries_query(None).expect("none"), (DELIVERIES_DEFAULT_LIMIT, None));
-    assert_eq!(parse_deliveries_query(Some("limit=3&cursor=d17")).expect("ok"), (3, Some(17)));
+    let c = encode_deliveries_cursor(17, "hook");
+    assert_eq!(parse_deliveries_query(Some(&format!("limit=3&cursor={c}"))).expect("ok"), (3, Some(c.clone())));
+    assert_eq!(decode_deliveries_cursor(&c, "hook").expect("round trip"), 17);
     for (q, code) in [
         ("limit=%2B5", "invalid_limit"),
         ("limit=0", "invalid_limit"),
-        ("cursor=d%2B5", "invalid_cursor"),
-        ("cursor=17", "invalid_cursor"),
         ("cursor=d%FF", "invalid_parameter"),
         ("limit=1&limit=2", "duplicate_parameter"),
         ("sort=asc", "unknown_parameter"),
     ] {
         assert_eq!(parse_deliveries_query(Some(q)).expect_err(q).code, code, "{q}");
     }
+    // The bare cursors of earlier versions, and crafted ones, are no cursors.
+    for c in ["d17", "d+5", "17", ""] {
+        assert_eq!(decode_deliveries_cursor(c, "hook").expect_err(c).code, "invalid_cursor", "{c}");
+    }
+    let signed = DELIVERIES_CURSOR.encode(&["+5"], "hook");
+    assert_eq!(decode_deliveries_cursor(&signed, "hook").expect_err("sign").code, "invalid_cursor");
 }
 
 /// A webhook id that is not UTF-8 once percent-decoded is 400 `invalid_path` in the JSON
