@@ -525,4 +525,4 @@ link_store!(SqliteLinkStore, "sqlite");
 
 #[cfg(test)]
 #[path = "sqlite_tests.rs"]
-mod tests;
+pub(super) mod tests;

@@ -185,22 +185,8 @@ mod tests {
         use super::super::LinkStore as _;
         let tmp = tempfile::tempdir().expect("tempdir");
         let store = super::super::SqliteLinkStore::open_dir(tmp.path()).await.expect("created");
-        let at = chrono::DateTime::from_timestamp(1_700_000_000, 0).expect("valid");
         for i in 0..300 {
-            let link = sluice_schemas::Link {
-                code: format!("mid-{i}"),
-                long_url: format!("https://example.com/{i}/{}", "p".repeat(1500)),
-                domain: None,
-                expires_at: None,
-                enabled: true,
-                tags: vec![],
-                redirect_type: sluice_schemas::RedirectType::Found,
-                org: None,
-                created_at: at,
-                updated_at: at,
-                version: 1,
-            };
-            store.insert(&link).await.expect("insert");
+            store.insert(&super::super::sqlite::tests::link(&format!("mid-{i}"))).await.expect("insert");
         }
         store.close().await;
         let path = tmp.path().join("links.db");

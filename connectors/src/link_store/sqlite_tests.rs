@@ -8,7 +8,8 @@ use super::{MIN_FREE_BYTES, SqliteLinkStore};
 use crate::test_fs::SmallFileSystem;
 use crate::{Error, LinkStore};
 
-fn link(code: &str) -> Link {
+/// A link `code` with a 4,000-byte target (fills pages fast), created now.
+pub(in crate::link_store) fn link(code: &str) -> Link {
     let now = Utc::now();
     Link {
         code: code.into(),
