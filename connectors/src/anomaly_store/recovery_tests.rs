@@ -26,7 +26,8 @@ fn all_events(store: &AnomalyStore) -> Vec<(u64, Anomaly)> {
     store.events_after(0, 1000).expect("read").into_iter().map(|e| (e.event_id, e.anomaly)).collect()
 }
 
-fn webhook(id: &str) -> WebhookRecord {
+/// A webhook `id` for every kind and severity (its URL is never called by the store).
+pub(super) fn webhook(id: &str) -> WebhookRecord {
     WebhookRecord {
         id: id.into(),
         url: "https://example.org/hook".into(),

@@ -116,15 +116,7 @@ fn webhook_deliveries_are_enqueued_once_and_recorded() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = AnomalyStore::open(dir.path()).expect("open");
     store.append(&[anomaly(AnomalyKind::ClickBurst, "link:a", 0, 0, Severity::Warning)]).expect("append");
-    let hook = WebhookRecord {
-        id: "0190-hook".into(),
-        url: "http://example.invalid/h".into(),
-        kinds: vec![],
-        min_severity: Severity::Info,
-        secret: "0123456789abcdef".into(),
-        created_at_ms: 5,
-        cursor: 0,
-    };
+    let hook = super::recovery_tests::webhook("0190-hook");
     let stored = store.create_webhook(hook.clone(), 100).expect("create").expect("under the cap");
     assert_eq!(stored.cursor, 1, "a new webhook starts at the head");
     store.append(&[anomaly(AnomalyKind::ClickBurst, "link:b", 0, 0, Severity::Warning)]).expect("append");
@@ -160,18 +152,7 @@ fn concurrent_webhook_creates_never_pass_the_cap() {
     let threads: Vec<_> = (0..150)
         .map(|i| {
             let store = std::sync::Arc::clone(&store);
-            std::thread::spawn(move || {
-                let hook = WebhookRecord {
-                    id: format!("hook-{i:03}"),
-                    url: "http://example.invalid/h".into(),
-                    kinds: vec![],
-                    min_severity: Severity::Info,
-                    secret: "0123456789abcdef".into(),
-                    created_at_ms: 5,
-                    cursor: 0,
-                };
-                store.create_webhook(hook, 100).expect("create").is_some()
-            })
+            std::thread::spawn(move || store.create_webhook(super::recovery_tests::webhook(&format!("hook-{i:03}")), 100).expect("create").is_some())
         })
         .collect();
     let created = threads.into_iter().map(|t| t.join().expect("thread")).filter(|&ok| ok).count();
