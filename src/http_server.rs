@@ -118,6 +118,7 @@ use crate::router::{App, FastPath};
 use crate::start_gate::StartGate;
 
 mod bodies;
+mod express;
 pub mod host;
 pub mod limits;
 pub mod target;
@@ -142,6 +143,9 @@ pub struct ServerOptions {
     /// Most connections open, in all and per client ([`limits`]). Default: derived from
     /// the file-descriptor limit, 1,000 per client, no peer exempt.
     pub limits: ConnectionLimits,
+    /// Whether plain redirect requests take the express lane ([`express`]; default true).
+    /// Off, hyper answers every request: for comparisons and tests.
+    pub express: bool,
 }
 
 impl Default for ServerOptions {
@@ -152,6 +156,7 @@ impl Default for ServerOptions {
             max_body_bytes: 256 << 10,
             shutdown_timeout: Duration::from_secs(10),
             limits: ConnectionLimits { max_connections: 0, max_per_client: limits::DEFAULT_MAX_PER_CLIENT, exempt: Vec::new() },
+            express: true,
         }
     }
 }
@@ -172,6 +177,7 @@ impl ServerOptions {
             max_body_bytes: cfg.max_body_bytes,
             shutdown_timeout: cfg.shutdown_timeout,
             limits: ConnectionLimits { max_connections: cfg.max_connections, max_per_client: cfg.max_connections_per_client, exempt },
+            express: true,
         })
     }
 }
@@ -242,10 +248,21 @@ pub async fn serve_with(listener: TcpListener, app: App, opts: ServerOptions, si
             stop: stop_rx.clone(),
             activity: activity.clone(),
         };
-        let conn = builder.serve_connection(TokioIo::new(io), service);
         let stop = stop_rx.clone();
         let registration = admitted.registration;
+        let builder = builder.clone();
+        let (header_read_timeout, express) = (opts.header_read_timeout, opts.express);
         conns.spawn(async move {
+            // Plain redirect requests first (express), then hyper for everything else.
+            let mut prefix = axum::body::Bytes::new();
+            if let Some(fast) = service.fast.as_deref().filter(|_| express) {
+                let lane = express::Lane { fast, peer: peer.ip(), gate: &service.gate, activity: &activity, stop: &stop, header_read_timeout };
+                match express::serve(&mut io, lane).await {
+                    express::Exit::Closed => return drop(registration),
+                    express::Exit::HandOff(rest) => prefix = rest,
+                }
+            }
+            let conn = builder.serve_connection(TokioIo::new(express::Prefixed::new(prefix, io)), service);
             if let Err(e) = until_drained(conn, stop, activity).await {
                 tracing::trace!(error = %e, %peer, "connection ended with an error");
             }
@@ -280,7 +297,7 @@ pub async fn serve_with(listener: TcpListener, app: App, opts: ServerOptions, si
 /// head still arriving included) or only an SSE stream or a request body still arriving
 /// is; with an answer in flight it shuts down gracefully after it.
 async fn until_drained(
-    conn: hyper::server::conn::http1::Connection<TokioIo<crate::http_listener::JsonErrorStream>, ConnService>,
+    conn: hyper::server::conn::http1::Connection<TokioIo<express::Prefixed>, ConnService>,
     mut stop: watch::Receiver<bool>,
     activity: ConnActivity,
 ) -> hyper::Result<()> {

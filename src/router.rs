@@ -25,14 +25,15 @@ use std::task::{Context, Poll};
 
 use axum::Router;
 use axum::extract::{ConnectInfo, MatchedPath, Request};
-use axum::http::Method;
 use axum::http::request::Parts;
+use axum::http::{HeaderName, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::any;
 use metrics::Counter;
 use parking_lot::RwLock;
 use sluice_redirect::RedirectState;
+use sluice_redirect::handler::Answer;
 use sluice_serving::ApiState;
 
 use crate::config::Role;
@@ -257,16 +258,34 @@ impl FastPath {
     /// needs no wait ([`sluice_redirect::handler::respond_now`]), counted; `None` (nothing
     /// counted) otherwise: call [`Self::answer`].
     pub fn answer_now(&self, req: &Parts, peer: Option<IpAddr>) -> Option<Response> {
-        let resp = sluice_redirect::handler::respond_now(&self.redirect, req, peer)?;
-        self.counters[status_class(&resp)].increment(1);
-        Some(resp)
+        self.answer_now_unencoded(req, peer).map(Answer::into_response)
     }
 
     /// The answer to `req` (one [`Self::takes`] accepts) from socket peer `peer`, counted.
     pub async fn answer(&self, req: &Parts, peer: Option<IpAddr>) -> Response {
-        let resp = sluice_redirect::handler::respond_to(&self.redirect, req, peer).await;
-        self.counters[status_class(&resp)].increment(1);
-        resp
+        self.answer_unencoded(req, peer).await.into_response()
+    }
+
+    /// [`Self::answer_now`] before it is a response, for a server that writes it itself;
+    /// `req` needs only the header fields of [`Self::read_headers`].
+    pub fn answer_now_unencoded(&self, req: &Parts, peer: Option<IpAddr>) -> Option<Answer> {
+        let answer = sluice_redirect::handler::answer_now(&self.redirect, req, peer)?;
+        self.counters[status_class(answer.status)].increment(1);
+        Some(answer)
+    }
+
+    /// [`Self::answer`] before it is a response, for a server that writes it itself; `req`
+    /// needs only the header fields of [`Self::read_headers`].
+    pub async fn answer_unencoded(&self, req: &Parts, peer: Option<IpAddr>) -> Answer {
+        let answer = sluice_redirect::handler::answer_to(&self.redirect, req, peer).await;
+        self.counters[status_class(answer.status)].increment(1);
+        answer
+    }
+
+    /// Every request header field the redirect handler reads
+    /// ([`sluice_redirect::RedirectState::read_headers`]).
+    pub fn read_headers(&self) -> &[HeaderName] {
+        self.redirect.read_headers()
     }
 }
 
@@ -300,9 +319,9 @@ impl tower::Service<Request> for RedirectFirst {
     }
 }
 
-/// Index into [`STATUS_CLASSES`] of `resp`'s status.
-fn status_class(resp: &Response) -> usize {
-    usize::from(resp.status().as_u16() / 100).clamp(1, 5) - 1
+/// Index into [`STATUS_CLASSES`] of `status`.
+fn status_class(status: StatusCode) -> usize {
+    usize::from(status.as_u16() / 100).clamp(1, 5) - 1
 }
 
 /// Status class label values, indexed by `status / 100 - 1`.
@@ -328,6 +347,6 @@ fn request_counter(route: &str, class: usize) -> Counter {
 async fn track_http(req: Request, next: Next) -> Response {
     let route = req.extensions().get::<MatchedPath>().cloned();
     let resp = next.run(req).await;
-    request_counter(route.as_ref().map_or(UNMATCHED_ROUTE, MatchedPath::as_str), status_class(&resp)).increment(1);
+    request_counter(route.as_ref().map_or(UNMATCHED_ROUTE, MatchedPath::as_str), status_class(resp.status())).increment(1);
     resp
 }

@@ -103,6 +103,9 @@ pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// Every request header [`build_event`] reads.
+pub const READ_HEADERS: [HeaderName; 3] = [header::USER_AGENT, header::REFERER, header::ACCEPT_LANGUAGE];
+
 /// Builds the event of one click on `code` at `ts` from `client_ip` with the request's
 /// `headers`. The full IP is used only for `visitor_id` and then dropped; the event holds
 /// `ip_trunc` (IPv4 /24, IPv6 /48). Without a known IP, `ip_trunc` is `None` and the

@@ -133,6 +133,20 @@ impl ClientIpResolver {
         Self { trusted, header: ForwardedHeader::Auto }
     }
 
+    /// Every request header [`Self::resolve`] may read: none without trusted proxies; else
+    /// `X-Forwarded-For` and `Forwarded` ([`ForwardedHeader::Auto`]), `Forwarded`, or the
+    /// configured header.
+    pub fn read_headers(&self) -> Vec<HeaderName> {
+        if self.trusted.is_empty() {
+            return Vec::new();
+        }
+        match &self.header {
+            ForwardedHeader::Auto => vec![HeaderName::from_static("x-forwarded-for"), HeaderName::from_static("forwarded")],
+            ForwardedHeader::Forwarded => vec![HeaderName::from_static("forwarded")],
+            ForwardedHeader::List(name) => vec![name.clone()],
+        }
+    }
+
     /// The same resolver reading `header` from trusted proxies.
     pub fn with_header(mut self, header: ForwardedHeader) -> Self {
         self.header = header;

@@ -59,17 +59,23 @@ pub async fn respond(state: &RedirectState, req: Request) -> Response {
 /// The code is the path after `/` with percent-encoded unreserved characters decoded
 /// ([`crate::path`]: `/%50abc` is `/Pabc`); a malformed escape answers 400 `invalid_path`.
 pub async fn respond_to(state: &RedirectState, req: &Parts, peer: Option<IpAddr>) -> Response {
+    answer_to(state, req, peer).await.into_response()
+}
+
+/// [`respond_to`] as an [`Answer`], for servers that write their responses themselves.
+/// `req` needs only the header fields named by [`RedirectState::read_headers`].
+pub async fn answer_to(state: &RedirectState, req: &Parts, peer: Option<IpAddr>) -> Answer {
     let start = Instant::now();
-    let path = req.uri.path();
-    let code = match crate::path::normalize_unreserved(path) {
+    let head = req.method == Method::HEAD;
+    let code = match crate::path::normalize_unreserved(req.uri.path()) {
         Ok(p) => p,
         Err(_) => {
             state.inner.metrics.duration.record(start.elapsed().as_secs_f64());
-            return error(StatusCode::BAD_REQUEST, INVALID_PATH_BODY, req.method == Method::HEAD);
+            return Answer::error(StatusCode::BAD_REQUEST, INVALID_PATH_BODY, head);
         }
     };
     let code = code.strip_prefix('/').unwrap_or("");
-    let resp = if is_code(code) {
+    let answer = if is_code(code) {
         match state.inner.cache.lookup_at(code, start).await {
             Ok(link) => {
                 let now = now_ms();
@@ -78,14 +84,14 @@ pub async fn respond_to(state: &RedirectState, req: &Parts, peer: Option<IpAddr>
             }
             Err(e) => {
                 tracing::warn!(error = %e, "redirect lookup failed");
-                error(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE_BODY, req.method == Method::HEAD)
+                Answer::error(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE_BODY, head)
             }
         }
     } else {
-        error(StatusCode::NOT_FOUND, NOT_FOUND_BODY, req.method == Method::HEAD)
+        Answer::error(StatusCode::NOT_FOUND, NOT_FOUND_BODY, head)
     };
     state.inner.metrics.duration.record(start.elapsed().as_secs_f64());
-    resp
+    answer
 }
 
 /// [`respond_to`] when it can answer without waiting: `Some` (with the same response,
@@ -96,21 +102,28 @@ pub async fn respond_to(state: &RedirectState, req: &Parts, peer: Option<IpAddr>
 /// lookup: call [`respond_to`] then. Lets a server answer most redirects without boxing a
 /// future.
 pub fn respond_now(state: &RedirectState, req: &Parts, peer: Option<IpAddr>) -> Option<Response> {
+    answer_now(state, req, peer).map(Answer::into_response)
+}
+
+/// [`respond_now`] as an [`Answer`], for servers that write their responses themselves
+/// (`None`: call [`answer_to`]). `req` needs only the header fields named by
+/// [`RedirectState::read_headers`].
+pub fn answer_now(state: &RedirectState, req: &Parts, peer: Option<IpAddr>) -> Option<Answer> {
     let start = Instant::now();
     let code = req.uri.path().strip_prefix('/').unwrap_or("");
     if !is_code(code) && code.contains('%') {
         return None;
     }
-    let resp = if is_code(code) {
+    let answer = if is_code(code) {
         let now = now_ms();
         // Decided while the front's slot is locked: only the answer's header values leave it.
         let outcome = state.inner.cache.with_front(code, start, |link| decide(state, req, link.map(|l| &**l), now))?;
         finish(state, req, peer, code, outcome, now)
     } else {
-        error(StatusCode::NOT_FOUND, NOT_FOUND_BODY, req.method == Method::HEAD)
+        Answer::error(StatusCode::NOT_FOUND, NOT_FOUND_BODY, req.method == Method::HEAD)
     };
     state.inner.metrics.duration.record(start.elapsed().as_secs_f64());
-    Some(resp)
+    Some(answer)
 }
 
 /// What a lookup's link calls for (no click minted yet).
@@ -143,14 +156,14 @@ fn decide(state: &RedirectState, req: &Parts, link: Option<&CachedLink>, now: i6
     Outcome::Redirect { status: link.status, location, cache_control }
 }
 
-/// The response for `outcome`; a `GET` that redirects also mints the click event (at `now`)
+/// The answer for `outcome`; a `GET` that redirects also mints the click event (at `now`)
 /// and hands it off without waiting — unless it is a browser's prefetch, which gets what
 /// [`RedirectConfig::prefetch`](crate::RedirectConfig::prefetch) says.
-fn finish(state: &RedirectState, req: &Parts, peer: Option<IpAddr>, code: &str, outcome: Outcome, now: i64) -> Response {
+fn finish(state: &RedirectState, req: &Parts, peer: Option<IpAddr>, code: &str, outcome: Outcome, now: i64) -> Answer {
     let head = req.method == Method::HEAD;
     let (status, location, cache_control) = match outcome {
         Outcome::Redirect { status, location, cache_control } => (status, location, cache_control),
-        Outcome::Error(status, body) => return error(status, body, head),
+        Outcome::Error(status, body) => return Answer::error(status, body, head),
     };
     // A browser's prefetch is nobody's click ([`crate::prefetch`]); a speculative `HEAD` is
     // refused as the same `GET` would be (C02: `HEAD` is answered exactly like `GET`).
@@ -158,34 +171,103 @@ fn finish(state: &RedirectState, req: &Parts, peer: Option<IpAddr>, code: &str, 
     let speculative = policy != PrefetchPolicy::Count && is_speculative(&req.headers);
     if speculative && policy == PrefetchPolicy::Refuse {
         state.inner.metrics.prefetches_refused.increment(1);
-        return error(StatusCode::SERVICE_UNAVAILABLE, PREFETCH_BODY, head);
+        return Answer::error(StatusCode::SERVICE_UNAVAILABLE, PREFETCH_BODY, head);
     }
-    if !head {
-        if speculative {
-            state.inner.metrics.prefetches_redirected.increment(1);
-            return redirect_response(status, location, cache_control);
-        }
+    if !head && speculative {
+        state.inner.metrics.prefetches_redirected.increment(1);
+    } else if !head {
         let client_ip = state.inner.resolver.resolve(peer, &req.headers);
         let event = build_event(code, now, client_ip, &req.headers, &state.inner.salt, state.inner.config.edge_region.as_deref());
         // Dropped events are counted by the sink; the redirect never waits.
         let _sent = state.inner.sink.try_send(event);
-        return redirect_response(status, location, cache_control);
     }
-    let mut resp = redirect_response(status, location, cache_control);
-    // hyper writes the `content-length: 0` of an empty body for a GET only.
-    resp.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
-    resp
+    Answer { status, location: Some(location), cache_control, body: "", head }
 }
 
-/// A 301/302 with `Location` and `Cache-Control`, no body (hyper adds the `content-length:
-/// 0` of a GET).
-fn redirect_response(status: StatusCode, location: HeaderValue, cache_control: HeaderValue) -> Response {
-    let mut resp = Response::new(Body::empty());
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(header::LOCATION, location);
-    h.insert(header::CACHE_CONTROL, cache_control);
-    resp
+/// An answer of the redirect path before it is a [`Response`]: a redirect (`location`) or a
+/// JSON error (`body`). A server turns it into a response ([`Self::into_response`]) or
+/// writes it as HTTP/1.1 bytes itself ([`Self::write_http11`]); both carry the same status,
+/// header fields and body.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// 301/302 for a redirect; the error's status otherwise.
+    pub status: StatusCode,
+    /// The redirect's `Location` (`None`: an error).
+    pub location: Option<HeaderValue>,
+    /// `Cache-Control`: fitting the redirect's status; `no-store` for errors.
+    pub cache_control: HeaderValue,
+    /// The JSON error body (empty for a redirect).
+    pub body: &'static str,
+    /// The answer to a `HEAD`: no body, but the `Content-Length` of the `GET` answer
+    /// (RFC 9110 §9.3.2).
+    pub head: bool,
+}
+
+impl Answer {
+    /// An error answer with the JSON `body` (`head`: to a `HEAD`, no body).
+    fn error(status: StatusCode, body: &'static str, head: bool) -> Answer {
+        Answer { status, location: None, cache_control: CC_ERROR, body, head }
+    }
+
+    /// The response: a redirect with `Location` and `Cache-Control` and no body, or an
+    /// error with `content-type: application/json`, `cache-control: no-store` and its body;
+    /// to a `HEAD` an empty body with the `Content-Length` of the `GET` answer (hyper writes
+    /// that of a `GET` itself).
+    pub fn into_response(self) -> Response {
+        let mut resp = Response::new(if self.head || self.body.is_empty() { Body::empty() } else { Body::from(self.body) });
+        *resp.status_mut() = self.status;
+        let h = resp.headers_mut();
+        match self.location {
+            Some(location) => {
+                h.insert(header::LOCATION, location);
+            }
+            None => {
+                h.insert(header::CONTENT_TYPE, JSON);
+            }
+        }
+        h.insert(header::CACHE_CONTROL, self.cache_control);
+        if self.head {
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from(self.body.len()));
+        }
+        resp
+    }
+
+    /// Appends the answer as an HTTP/1.1 response to `out`: the status line, the header
+    /// fields of [`Self::into_response`] in that order, `content-length`, `connection:
+    /// close` when `close`, `date: <date>` (an IMF-fixdate, RFC 9110 §5.6.7), the empty line
+    /// and the body (none to a `HEAD`): what hyper writes for [`Self::into_response`].
+    pub fn write_http11(&self, date: &[u8], close: bool, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(self.status.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(self.status.canonical_reason().unwrap_or("").as_bytes());
+        out.extend_from_slice(b"\r\n");
+        match &self.location {
+            Some(location) => push_field(out, b"location", location.as_bytes()),
+            None => push_field(out, b"content-type", JSON.as_bytes()),
+        }
+        push_field(out, b"cache-control", self.cache_control.as_bytes());
+        match self.body.len() {
+            0 => push_field(out, b"content-length", b"0"),
+            n => push_field(out, b"content-length", n.to_string().as_bytes()),
+        }
+        if close {
+            push_field(out, b"connection", b"close");
+        }
+        push_field(out, b"date", date);
+        out.extend_from_slice(b"\r\n");
+        if !self.head {
+            out.extend_from_slice(self.body.as_bytes());
+        }
+    }
+}
+
+/// Appends `name: value` and its line end to `out`.
+fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Whether a link with expiry `expires_at_ms` has expired at `now_ms`: from the expiry
@@ -198,20 +280,6 @@ pub fn is_expired(expires_at_ms: Option<i64>, now_ms: i64) -> bool {
 /// a lookup (so hostile paths never reach the cache or the store).
 pub fn is_code(s: &str) -> bool {
     !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
-/// An error answer with the JSON `body`; for a `HEAD` (`head`) no body but the
-/// `Content-Length` of the `GET` answer (RFC 9110 §9.3.2; hyper writes it for a `GET`).
-fn error(status: StatusCode, body: &'static str, head: bool) -> Response {
-    let mut resp = Response::new(if head { Body::empty() } else { Body::from(body) });
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, JSON);
-    h.insert(header::CACHE_CONTROL, CC_ERROR);
-    if head {
-        h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-    }
-    resp
 }
 
 /// Longest `Location` a forwarded query may produce, in bytes: the `long_url` limit

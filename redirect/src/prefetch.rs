@@ -61,6 +61,9 @@ const PURPOSE: HeaderName = HeaderName::from_static("purpose");
 const X_PURPOSE: HeaderName = HeaderName::from_static("x-purpose");
 const X_MOZ: HeaderName = HeaderName::from_static("x-moz");
 
+/// Every request header [`is_speculative`] reads.
+pub const READ_HEADERS: [HeaderName; 4] = [SEC_PURPOSE, PURPOSE, X_PURPOSE, X_MOZ];
+
 /// Whether `headers` mark the request as speculative (module docs): `Sec-Purpose` with a
 /// list member `prefetch` on any of its lines (RFC 8941 list; parameters such as
 /// `;prerender` or `;anonymous-client-ip` allowed), or a list member `prefetch` of

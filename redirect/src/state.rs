@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::http::HeaderValue;
+use axum::http::{HeaderName, HeaderValue};
 use sluice_connectors::{Invalidation, LinkCacheL2, LinkStore};
 use sluice_schemas::VisitorSalt;
 
@@ -21,6 +21,8 @@ pub(crate) struct Inner {
     pub metrics: RedirectMetrics,
     /// `public, max-age=<permanent_max_age>` for 301s of links without expiry.
     pub permanent_cc: HeaderValue,
+    /// [`RedirectState::read_headers`].
+    pub read_headers: Vec<HeaderName>,
 }
 
 /// Cheaply clonable state of the redirect service.
@@ -54,17 +56,17 @@ impl RedirectState {
         }
         let permanent_cc = HeaderValue::from_str(&format!("public, max-age={}", config.permanent_max_age.as_secs()))
             .unwrap_or(HeaderValue::from_static("public, max-age=3600"));
-        Self {
-            inner: Arc::new(Inner {
-                cache,
-                resolver: ClientIpResolver::new(config.trusted_proxies.clone()).with_header(config.forwarded_header.clone()),
-                config,
-                salt: PeriodSalts::new(salt),
-                sink,
-                metrics,
-                permanent_cc,
-            }),
-        }
+        let resolver = ClientIpResolver::new(config.trusted_proxies.clone()).with_header(config.forwarded_header.clone());
+        let read_headers = crate::click::READ_HEADERS.into_iter().chain(crate::prefetch::READ_HEADERS).chain(resolver.read_headers()).collect();
+        Self { inner: Arc::new(Inner { cache, resolver, read_headers, config, salt: PeriodSalts::new(salt), sink, metrics, permanent_cc }) }
+    }
+
+    /// Every request header the redirect handler reads (click event fields, speculative
+    /// request markers, the forwarding headers of trusted proxies): a server that parses
+    /// requests itself may hand the handler a request head holding only these
+    /// ([`crate::handler::answer_now`]) and get the same answer and click event.
+    pub fn read_headers(&self) -> &[HeaderName] {
+        &self.inner.read_headers
     }
 
     /// The L1 link cache.

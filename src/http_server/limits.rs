@@ -264,6 +264,11 @@ impl ConnActivity {
         self.room().is_some()
     }
 
+    /// Whether the registry closed this connection to make room ([`Self::evicted`]).
+    pub fn is_evicted(&self) -> bool {
+        self.0.evicted.load(Ordering::Acquire)
+    }
+
     /// Resolves once the registry closed this connection to make room (any number of
     /// tasks may wait).
     pub async fn evicted(&self) {

@@ -355,6 +355,7 @@ async fn percent_encoded_unreserved_characters_in_a_code_are_normalized() {
 
 mod bodies;
 mod edges;
+mod express;
 mod framing;
 mod gate;
 mod head;

@@ -1,0 +1,375 @@
+//! The express lane of [`super::serve_with`]: a connection's plain redirect requests,
+//! answered without hyper.
+//!
+//! Why: at the maximum rate, hyper's work per request (its dispatcher's state machine, a
+//! `HeaderMap` of every header field, a URI, the response encoder, a header-read timer
+//! reset) is a large share of a redirect's CPU time (BENCHMARKS.md, session 55). A
+//! browser's request for a short link is simple, so every connection of a server that
+//! serves redirects starts here: the lane parses request heads itself with `httparse` (the
+//! parser hyper uses), answers each one that is plainly a redirect request with the
+//! redirect handler ([`FastPath::answer_now_unencoded`], else
+//! [`FastPath::answer_unencoded`]) and writes the bytes hyper would write for that answer
+//! ([`sluice_redirect::handler::Answer::write_http11`]). The first request that is anything
+//! else, and everything after it, is hyper's: the connection, with the bytes read and not
+//! answered, is handed to hyper ([`Exit::HandOff`], [`Prefixed`]), and the server goes on
+//! exactly as the module docs of [`super`] describe.
+//!
+//! A request stays in the lane only when all of these hold; any other is handed off
+//! untouched, so every edge case keeps the server's answer:
+//!
+//! * its head parses (`httparse`) with at most [`MAX_FIELDS`] header fields, and arrives
+//!   within [`MAX_HEAD_BYTES`] bytes;
+//! * `GET` or `HEAD`, `HTTP/1.1`, an origin-form target `/<code>` or `/<code>?<query>`
+//!   that [`FastPath::takes`] (the shape of a code, not a reserved word; a path holding a
+//!   `%` is not) whose query holds only RFC 3986 query characters (§3.4: unreserved,
+//!   sub-delims, `:`, `@`, `/`, `?` and `%`);
+//! * exactly one `Host`, a valid one ([`super::host::valid_host`]);
+//! * no `Content-Length`, `Transfer-Encoding`, `Expect` or `Upgrade`, and no `Connection`
+//!   but `keep-alive`;
+//! * the readiness gate is open ([`StartGate`]), the graceful stop has not begun and the
+//!   connection is not being closed to make room ([`super::limits`]).
+//!
+//! The handler gets a request head holding the header fields it reads
+//! ([`FastPath::read_headers`]): the same answer, click event and metrics as through
+//! hyper. Kept from the server: the header read deadline, counted from the end of the
+//! previous answer (or the connection's start), as hyper counts it: a head not complete
+//! when it passes closes the connection without an answer (a head handed to hyper after it
+//! arrived in pieces gets hyper's own deadline from then on: at most twice the deadline in
+//! all); reads and writes go through the connection's [`JsonErrorStream`] (its activity for
+//! the connection limits, the pairing of heads and answers); an answer that needs a lookup
+//! keeps the connection busy until it is written, and when the graceful stop began
+//! meanwhile it says `connection: close` and is the connection's last. A graceful stop or
+//! a closing to make room while the lane waits for a request hands the connection to hyper,
+//! which then closes it as [`super`] describes (a head arriving is answered first).
+
+use std::cell::RefCell;
+use std::future::{Future, poll_fn};
+use std::io;
+use std::net::IpAddr;
+use std::pin::{Pin, pin};
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version, request::Parts};
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::ConnActivity;
+use super::host::valid_host;
+use crate::http_listener::JsonErrorStream;
+use crate::router::FastPath;
+use crate::start_gate::StartGate;
+
+/// Most header fields of a request the lane answers (browsers send 10–20); a request
+/// with more is handed to hyper, which takes up to
+/// [`crate::http_listener::MAX_HEADER_FIELDS`].
+pub const MAX_FIELDS: usize = 32;
+/// Most bytes a request head the lane answers may take (bytes); a longer one is handed to
+/// hyper, which takes up to [`crate::http_listener::MAX_HEAD_BYTES`].
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+/// Most header fields the handler reads that one request may carry (repeated fields
+/// included); more are handed to hyper.
+const MAX_KEPT: usize = 16;
+/// Free buffer space ensured before each read (bytes).
+const READ_RESERVE: usize = 4096;
+
+/// How the lane left a connection.
+pub(super) enum Exit {
+    /// Closed: the peer closed it, a read or write failed, the header read deadline passed,
+    /// or the last answer said `connection: close`.
+    Closed,
+    /// For hyper, with the bytes read and not answered (they come first).
+    HandOff(Bytes),
+}
+
+/// What the lane needs of the server for one connection.
+pub(super) struct Lane<'a> {
+    /// The redirect fast path.
+    pub fast: &'a FastPath,
+    /// The socket peer.
+    pub peer: IpAddr,
+    /// The readiness gate.
+    pub gate: &'a StartGate,
+    /// The connection's activity.
+    pub activity: &'a ConnActivity,
+    /// Turns true at the graceful stop.
+    pub stop: &'a watch::Receiver<bool>,
+    /// [`super::ServerOptions::header_read_timeout`].
+    pub header_read_timeout: Option<Duration>,
+}
+
+/// What the buffered bytes start with.
+enum Head {
+    /// A whole request head the lane answers.
+    Plain(PlainHead),
+    /// The start of a head (or nothing): more bytes are needed.
+    Partial,
+    /// A request for hyper.
+    Other,
+}
+
+/// A request head the lane answers, as positions in the buffer it was parsed from.
+struct PlainHead {
+    /// Length of the head, its empty line included (bytes).
+    len: usize,
+    /// `HEAD` (else `GET`).
+    head: bool,
+    /// The request target.
+    target: (usize, usize),
+    /// The header fields the handler reads: index into the names, value's start and end.
+    kept: [(usize, usize, usize); MAX_KEPT],
+    /// How many of `kept` are set.
+    n_kept: usize,
+}
+
+/// Whether `b` may appear in a query (RFC 3986 §3.4: pchar / "/" / "?", with `%` for
+/// escapes, which the handler re-encodes when malformed).
+fn query_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.' | b'_' | b'~' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=' | b':' | b'@' | b'/' | b'?' | b'%'
+        )
+}
+
+/// Offset of `part` (a subslice of `whole`) in `whole`.
+fn offset(whole: &[u8], part: &[u8]) -> usize {
+    (part.as_ptr() as usize).saturating_sub(whole.as_ptr() as usize)
+}
+
+/// What `buf` starts with, given the header `names` the handler reads.
+fn classify(buf: &[u8], names: &[HeaderName]) -> Head {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
+    let mut req = httparse::Request::new(&mut fields);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Head::Partial,
+        Err(_) => return Head::Other,
+    };
+    let head = match req.method {
+        Some("GET") => false,
+        Some("HEAD") => true,
+        _ => return Head::Other,
+    };
+    let method = if head { Method::HEAD } else { Method::GET };
+    let (Some(1), Some(target)) = (req.version, req.path) else { return Head::Other };
+    let (path, query) = target.split_once('?').map_or((target, None), |(p, q)| (p, Some(q)));
+    if !FastPath::takes(&method, path) || !query.is_none_or(|q| q.bytes().all(query_byte)) {
+        return Head::Other;
+    }
+    let mut plain = PlainHead { len, head, target: (offset(buf, target.as_bytes()), 0), kept: [(0, 0, 0); MAX_KEPT], n_kept: 0 };
+    plain.target.1 = plain.target.0 + target.len();
+    let mut hosts = 0;
+    for field in req.headers.iter() {
+        let name = field.name;
+        if name.eq_ignore_ascii_case("host") {
+            hosts += 1;
+            if hosts > 1 || !valid_host(field.value) {
+                return Head::Other;
+            }
+        } else if ["content-length", "transfer-encoding", "expect", "upgrade"].iter().any(|n| name.eq_ignore_ascii_case(n)) {
+            return Head::Other;
+        } else if name.eq_ignore_ascii_case("connection") {
+            if !field.value.trim_ascii().eq_ignore_ascii_case(b"keep-alive") {
+                return Head::Other;
+            }
+        } else if let Some(i) = names.iter().position(|n| name.eq_ignore_ascii_case(n.as_str())) {
+            let Some(slot) = plain.kept.get_mut(plain.n_kept) else { return Head::Other };
+            let start = offset(buf, field.value);
+            *slot = (i, start, start + field.value.len());
+            plain.n_kept += 1;
+        }
+    }
+    if hosts != 1 {
+        return Head::Other;
+    }
+    Head::Plain(plain)
+}
+
+impl PlainHead {
+    /// The request head for the handler: method, target and the kept header fields, slices
+    /// of `bytes` (the head's bytes, no copy). `None` when the URI or a field value does
+    /// not convert (the checks of [`classify`] exclude it).
+    fn parts(&self, bytes: &Bytes, names: &[HeaderName]) -> Option<Parts> {
+        let uri = Uri::from_maybe_shared(bytes.slice(self.target.0..self.target.1)).ok()?;
+        let mut headers = HeaderMap::with_capacity(self.n_kept);
+        for &(i, start, end) in self.kept.get(..self.n_kept)? {
+            headers.append(names.get(i)?.clone(), HeaderValue::from_maybe_shared(bytes.slice(start..end)).ok()?);
+        }
+        let (mut parts, ()) = Request::new(()).into_parts();
+        parts.method = if self.head { Method::HEAD } else { Method::GET };
+        parts.uri = uri;
+        parts.version = Version::HTTP_11;
+        parts.headers = headers;
+        Some(parts)
+    }
+}
+
+/// Calls `f` with the current `Date` value (IMF-fixdate, RFC 9110 §5.6.7), formatted once
+/// per second and thread (as hyper caches it).
+fn with_date<R>(f: impl FnOnce(&[u8]) -> R) -> R {
+    thread_local! {
+        static DATE: RefCell<(u64, String)> = const { RefCell::new((0, String::new())) };
+    }
+    let now = SystemTime::now();
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    DATE.with_borrow_mut(|(at, text)| {
+        if *at != secs || text.is_empty() {
+            *at = secs;
+            *text = httpdate::fmt_http_date(now);
+        }
+        f(text.as_bytes())
+    })
+}
+
+/// What ended a wait for request bytes.
+enum Woke {
+    /// `n` bytes read (0: the peer closed its side).
+    Read(usize),
+    /// The read failed.
+    Failed,
+    /// The graceful stop began, or the connection is being closed to make room.
+    Interrupted,
+    /// The header read deadline passed.
+    TimedOut,
+}
+
+/// Serves the plain redirect requests at the start of `io` (module docs) until the
+/// connection ends or another request comes.
+pub(super) async fn serve(io: &mut JsonErrorStream, lane: Lane<'_>) -> Exit {
+    let names = lane.fast.read_headers();
+    let mut buf = BytesMut::with_capacity(READ_RESERVE);
+    let mut out = Vec::with_capacity(512);
+    // The header read deadline's origin, and a timer that only moves when it goes off
+    // early (no timer is touched per request).
+    let mut waiting_since = Instant::now();
+    let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    let mut stop_rx = lane.stop.clone();
+    let mut stopped = pin!(stop_rx.wait_for(|s| *s));
+    let mut evicted = pin!(lane.activity.evicted());
+    loop {
+        // Every whole head buffered, in order.
+        loop {
+            let plain = match classify(&buf, names) {
+                Head::Plain(plain) => plain,
+                Head::Partial => break,
+                Head::Other => return Exit::HandOff(buf.freeze()),
+            };
+            if !lane.gate.is_open() || lane.stop.has_changed().unwrap_or(true) || lane.activity.is_evicted() {
+                return Exit::HandOff(buf.freeze());
+            }
+            let bytes = buf.split_to(plain.len).freeze();
+            let Some(parts) = plain.parts(&bytes, names) else {
+                let mut all = BytesMut::from(&bytes[..]);
+                all.extend_from_slice(&buf);
+                return Exit::HandOff(all.freeze());
+            };
+            let peer = Some(lane.peer);
+            let (answer, close, busy) = match lane.fast.answer_now_unencoded(&parts, peer) {
+                Some(answer) => (answer, false, false),
+                None => {
+                    lane.activity.on_request();
+                    let answer = lane.fast.answer_unencoded(&parts, peer).await;
+                    // The graceful stop began meanwhile: this answer is the connection's last.
+                    (answer, lane.stop.has_changed().unwrap_or(true), true)
+                }
+            };
+            out.clear();
+            with_date(|date| answer.write_http11(date, close, &mut out));
+            let written = io.write_all(&out).await;
+            if busy {
+                lane.activity.on_answered();
+            }
+            if written.is_err() || close {
+                return Exit::Closed;
+            }
+            waiting_since = Instant::now();
+        }
+        if lane.stop.has_changed().unwrap_or(true) || lane.activity.is_evicted() || buf.len() >= MAX_HEAD_BYTES {
+            return Exit::HandOff(buf.freeze());
+        }
+        buf.reserve(READ_RESERVE);
+        let deadline = lane.header_read_timeout.map(|t| waiting_since + t);
+        let woke = poll_fn(|cx| {
+            match tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, &mut buf) {
+                Poll::Ready(Ok(n)) => return Poll::Ready(Woke::Read(n)),
+                Poll::Ready(Err(_)) => return Poll::Ready(Woke::Failed),
+                Poll::Pending => {}
+            }
+            if stopped.as_mut().poll(cx).is_ready() || evicted.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Woke::Interrupted);
+            }
+            match deadline {
+                Some(deadline) if deadline_passed(&mut timer, deadline, cx) => Poll::Ready(Woke::TimedOut),
+                _ => Poll::Pending,
+            }
+        })
+        .await;
+        match woke {
+            Woke::Read(0) if buf.is_empty() => return Exit::Closed,
+            Woke::Read(0) | Woke::Interrupted => return Exit::HandOff(buf.freeze()),
+            Woke::Read(_) => {}
+            Woke::Failed | Woke::TimedOut => return Exit::Closed,
+        }
+    }
+}
+
+/// Whether `deadline` has passed, polling `timer` (made on first use) to be woken when it
+/// does. The timer is set to the deadline of its first wait and reset only when it goes
+/// off before the deadline now in force (deadlines only move later).
+fn deadline_passed(timer: &mut Option<Pin<Box<tokio::time::Sleep>>>, deadline: Instant, cx: &mut Context<'_>) -> bool {
+    let sleep = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+    if sleep.as_mut().poll(cx).is_pending() {
+        return false;
+    }
+    if Instant::now() >= deadline {
+        return true;
+    }
+    sleep.as_mut().reset(deadline);
+    sleep.as_mut().poll(cx).is_ready()
+}
+
+/// A connection handed to hyper by the lane: the bytes the lane read and did not answer
+/// come first, then the stream's. Writes go to the stream.
+pub(super) struct Prefixed {
+    prefix: Bytes,
+    inner: JsonErrorStream,
+}
+
+impl Prefixed {
+    /// `inner`, read from after `prefix`.
+    pub(super) fn new(prefix: Bytes, inner: JsonErrorStream) -> Self {
+        Prefixed { prefix, inner }
+    }
+}
+
+impl AsyncRead for Prefixed {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if self.prefix.is_empty() {
+            return Pin::new(&mut self.inner).poll_read(cx, buf);
+        }
+        let n = self.prefix.len().min(buf.remaining());
+        buf.put_slice(&self.prefix[..n]);
+        self.prefix.advance(n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Prefixed {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests;
