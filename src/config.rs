@@ -155,6 +155,15 @@ pub struct ServerConfig {
     /// connections is closed to make room (refused when none can).
     #[serde(default = "default_max_connections_per_client")]
     pub max_connections_per_client: usize,
+    /// Whether plain redirect requests (`GET`/`HEAD /{code}` in HTTP/1.1 without a body)
+    /// are answered by the server's own request parser, ahead of hyper (the same answers at
+    /// less CPU per request; [`crate::http_server`]); `false`: hyper answers every request.
+    #[serde(default = "default_express")]
+    pub express: bool,
+}
+
+fn default_express() -> bool {
+    true
 }
 
 fn default_max_connections_per_client() -> usize {

@@ -143,8 +143,8 @@ pub struct ServerOptions {
     /// Most connections open, in all and per client ([`limits`]). Default: derived from
     /// the file-descriptor limit, 1,000 per client, no peer exempt.
     pub limits: ConnectionLimits,
-    /// Whether plain redirect requests take the express lane ([`express`]; default true).
-    /// Off, hyper answers every request: for comparisons and tests.
+    /// Whether plain redirect requests take the express lane ([`express`]; default true,
+    /// `[server] express`). Off, hyper answers every request.
     pub express: bool,
 }
 
@@ -177,7 +177,7 @@ impl ServerOptions {
             max_body_bytes: cfg.max_body_bytes,
             shutdown_timeout: cfg.shutdown_timeout,
             limits: ConnectionLimits { max_connections: cfg.max_connections, max_per_client: cfg.max_connections_per_client, exempt },
-            express: true,
+            express: cfg.express,
         })
     }
 }

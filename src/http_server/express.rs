@@ -116,10 +116,11 @@ struct PlainHead {
     len: usize,
     /// `HEAD` (else `GET`).
     head: bool,
-    /// The request target.
-    target: (usize, usize),
-    /// The header fields the handler reads: index into the names, value's start and end.
-    kept: [(usize, usize, usize); MAX_KEPT],
+    /// The request target's start and end.
+    target: (u16, u16),
+    /// The header fields the handler reads: index into the names, value's start and end
+    /// (offsets fit: a head is at most [`MAX_HEAD_BYTES`] long).
+    kept: [(u8, u16, u16); MAX_KEPT],
     /// How many of `kept` are set.
     n_kept: usize,
 }
@@ -134,9 +135,10 @@ fn query_byte(b: u8) -> bool {
         )
 }
 
-/// Offset of `part` (a subslice of `whole`) in `whole`.
-fn offset(whole: &[u8], part: &[u8]) -> usize {
-    (part.as_ptr() as usize).saturating_sub(whole.as_ptr() as usize)
+/// Start and end of `part` (a subslice of `whole`) in `whole`; `None` past 65,535.
+fn span(whole: &[u8], part: &[u8]) -> Option<(u16, u16)> {
+    let start = (part.as_ptr() as usize).saturating_sub(whole.as_ptr() as usize);
+    Some((u16::try_from(start).ok()?, u16::try_from(start + part.len()).ok()?))
 }
 
 /// What `buf` starts with, given the header `names` the handler reads.
@@ -144,7 +146,8 @@ fn classify(buf: &[u8], names: &[HeaderName]) -> Head {
     let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
     let mut req = httparse::Request::new(&mut fields);
     let len = match req.parse(buf) {
-        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Complete(len)) if len <= MAX_HEAD_BYTES => len,
+        Ok(httparse::Status::Complete(_)) => return Head::Other,
         Ok(httparse::Status::Partial) => return Head::Partial,
         Err(_) => return Head::Other,
     };
@@ -159,8 +162,8 @@ fn classify(buf: &[u8], names: &[HeaderName]) -> Head {
     if !FastPath::takes(&method, path) || !query.is_none_or(|q| q.bytes().all(query_byte)) {
         return Head::Other;
     }
-    let mut plain = PlainHead { len, head, target: (offset(buf, target.as_bytes()), 0), kept: [(0, 0, 0); MAX_KEPT], n_kept: 0 };
-    plain.target.1 = plain.target.0 + target.len();
+    let Some(target) = span(buf, target.as_bytes()) else { return Head::Other };
+    let mut plain = PlainHead { len, head, target, kept: [(0, 0, 0); MAX_KEPT], n_kept: 0 };
     let mut hosts = 0;
     for field in req.headers.iter() {
         let name = field.name;
@@ -176,9 +179,10 @@ fn classify(buf: &[u8], names: &[HeaderName]) -> Head {
                 return Head::Other;
             }
         } else if let Some(i) = names.iter().position(|n| name.eq_ignore_ascii_case(n.as_str())) {
-            let Some(slot) = plain.kept.get_mut(plain.n_kept) else { return Head::Other };
-            let start = offset(buf, field.value);
-            *slot = (i, start, start + field.value.len());
+            let (Some(slot), Ok(i), Some((start, end))) = (plain.kept.get_mut(plain.n_kept), u8::try_from(i), span(buf, field.value)) else {
+                return Head::Other;
+            };
+            *slot = (i, start, end);
             plain.n_kept += 1;
         }
     }
@@ -193,10 +197,11 @@ impl PlainHead {
     /// of `bytes` (the head's bytes, no copy). `None` when the URI or a field value does
     /// not convert (the checks of [`classify`] exclude it).
     fn parts(&self, bytes: &Bytes, names: &[HeaderName]) -> Option<Parts> {
-        let uri = Uri::from_maybe_shared(bytes.slice(self.target.0..self.target.1)).ok()?;
+        let slice = |(start, end): (u16, u16)| bytes.get(usize::from(start)..usize::from(end)).map(|s| bytes.slice_ref(s));
+        let uri = Uri::from_maybe_shared(slice(self.target)?).ok()?;
         let mut headers = HeaderMap::with_capacity(self.n_kept);
         for &(i, start, end) in self.kept.get(..self.n_kept)? {
-            headers.append(names.get(i)?.clone(), HeaderValue::from_maybe_shared(bytes.slice(start..end)).ok()?);
+            headers.append(names.get(usize::from(i))?.clone(), HeaderValue::from_maybe_shared(slice((start, end))?).ok()?);
         }
         let (mut parts, ()) = Request::new(()).into_parts();
         parts.method = if self.head { Method::HEAD } else { Method::GET };

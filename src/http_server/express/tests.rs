@@ -23,8 +23,8 @@ fn a_browser_request_is_plain_and_keeps_only_the_fields_the_handler_reads() {
     let Head::Plain(p) = classify(req.as_bytes(), &names) else { panic!("plain") };
     assert_eq!(p.len, req.len() - "GET /next".len(), "the head ends at its empty line");
     assert!(!p.head);
-    assert_eq!(&req[p.target.0..p.target.1], "/Ab3_-x?utm=a&b=%20c");
-    let kept: Vec<(&str, &str)> = p.kept[..p.n_kept].iter().map(|&(i, s, e)| (names[i].as_str(), &req[s..e])).collect();
+    assert_eq!(&req[usize::from(p.target.0)..usize::from(p.target.1)], "/Ab3_-x?utm=a&b=%20c");
+    let kept: Vec<(&str, &str)> = p.kept[..p.n_kept].iter().map(|&(i, s, e)| (names[usize::from(i)].as_str(), &req[usize::from(s)..usize::from(e)])).collect();
     assert_eq!(kept, [("user-agent", "Mozilla/5.0 (X11)"), ("referer", "https://news.example/"), ("accept-language", "de"), ("sec-purpose", "prefetch")]);
     let bytes = Bytes::copy_from_slice(req.as_bytes());
     let parts = p.parts(&bytes, &names).expect("parts");
@@ -83,6 +83,7 @@ fn every_other_request_goes_to_hyper() {
         format!("GET /c HTTP/1.1\r\n{h}connection: keep-alive, upgrade\r\n\r\n"),
         format!("GET /c HTTP/1.1\r\n{h}{}\r\n", "x-a: 1\r\n".repeat(MAX_FIELDS)),
         format!("GET /c HTTP/1.1\r\n{h}{}\r\n", "referer: r\r\n".repeat(MAX_KEPT + 1)),
+        format!("GET /c HTTP/1.1\r\n{h}x-a: {}\r\n\r\n", "v".repeat(MAX_HEAD_BYTES)),
         format!("GET /c HTTP/1.1\r\n{h}bad field: 1\r\n\r\n"),
         format!("GET /c HTTP/1.1\r\n{h} folded: 1\r\n\r\n"),
         "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_owned(),
