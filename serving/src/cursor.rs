@@ -6,13 +6,17 @@
 //! - The **fingerprint** ([`fingerprint`]: [`FINGERPRINT_LEN`] lowercase hex digits of a
 //!   BLAKE3 hash) is checked against the one the request computes ([`check_fingerprint`]):
 //!   one that no fingerprint can be is "not a cursor of this endpoint", a well-formed other
-//!   one "made with different filters (or altered)".
-//!   - `GET /v1/links` and `GET /v1/admin/audit` ([`crate::links::cursor`]) fingerprint the
-//!     page's filters only, binding the cursor to them;
-//!   - `GET /v1/anomalies` and `GET /v1/webhooks/{id}/deliveries` use [`Sealed`] cursors,
-//!     whose fingerprint covers the kind, what the cursor is bound to (the filters; the
-//!     webhook) *and* the position fields, so a cursor with any field edited, or used on
-//!     another listing, is refused too.
+//!   one "made with different filters (or altered)" (or the listing's own wording).
+//!
+//! Every listing uses [`Sealed`] cursors, whose fingerprint covers the kind, what the cursor
+//! is bound to *and* the position fields, so a cursor with any field edited, or used on
+//! another listing, is refused:
+//!
+//! - `GET /v1/links` and `GET /v1/admin/audit` ([`crate::links::cursor`]): a sequence
+//!   number, bound to the page's filters;
+//! - `GET /v1/anomalies` ([`crate::anomalies::params`]): a window start and an anomaly id,
+//!   bound to the page's filters;
+//! - `GET /v1/webhooks/{id}/deliveries`: a delivery id, bound to the webhook.
 //!
 //! The hash is not keyed: it detects edits and misuse, not a forger who knows this format
 //! (who could only page data the same request can read anyway).
@@ -55,11 +59,6 @@ pub(crate) fn check_fingerprint(fp: &str, expected: &str) -> Result<(), &'static
         return Err(OTHER_FILTERS);
     }
     Ok(())
-}
-
-/// 400 `invalid_cursor` for `cursor`, refused because of `why`, with the [`SAME_FILTERS`] hint.
-pub(crate) fn invalid(cursor: &str, why: &str) -> ApiError {
-    invalid_hint(cursor, why, SAME_FILTERS)
 }
 
 /// 400 `invalid_cursor` for `cursor`: `"cursor is not valid here: <why>; <hint>"`,

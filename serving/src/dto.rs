@@ -181,8 +181,8 @@ pub struct ListParams {
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// Opaque cursor from a previous page's `next_cursor`, bound to that page's filters
-    /// (`tag`, `enabled`, `org`): with other filters it is 400 `invalid_cursor`. Another
-    /// `limit` is fine.
+    /// (`tag`, `enabled`, `org`) and position: with other filters, or edited, it is 400
+    /// `invalid_cursor`. Another `limit` is fine.
     pub cursor: Option<String>,
     /// Only links carrying this tag (any spelling: matched after trimming and Unicode NFC,
     /// as tags are stored).

@@ -415,8 +415,55 @@ async fn audit_and_links_cursors_are_distinct_and_audit_cursors_bound_to_filters
     assert_eq!(first["items"].as_array().map(Vec::len), Some(3));
 }
 
+/// QA finding (session 55): a `GET /v1/admin/audit` cursor with its position edited was
+/// accepted, paging from wherever the edit pointed. Every edited field is now 400
+/// `invalid_cursor`; the untouched cursor still pages on.
+async fn edited_audit_cursors_are_invalid_cursor(b: Backend) {
+    use crate::links_cursor::{cursor_fields, cursor_of_fields};
+    let app = with_token(b).await;
+    let mut codes = Vec::new();
+    for i in 0..3 {
+        let code = app.create_url(&format!("https://example.com/edited-{i}")).await;
+        assert_eq!(admin(&app, Method::POST, &format!("/v1/admin/links/{code}/disable"), Some(json!({"reason": "r"}))).await.status, StatusCode::OK);
+        codes.push(code);
+    }
+    let first = admin(&app, Method::GET, "/v1/admin/audit?limit=1&action=link.disable", None).await.json();
+    assert_eq!(first["items"][0]["target"], json!(codes[2]), "{first}");
+    let c = first["next_cursor"].as_str().expect("audit cursor").to_owned();
+    let (kind, seq, fp) = cursor_fields(&c);
+    let n: i64 = seq.parse().expect("a sequence number");
+    let flipped = format!("{}{}", if fp.starts_with('0') { '1' } else { '0' }, &fp[1..]);
+    let refused = |cursor: &str, why: &str| {
+        json!({
+            "code": "invalid_cursor",
+            "message": format!("cursor is not valid here: {why}; use the next_cursor of a previous page with the same filters"),
+            "details": {"cursor": cursor}
+        })
+    };
+    let (altered, not_this) = ("it was made with different filters (or altered)", "not a cursor of this endpoint");
+    let mut cases = Vec::new();
+    // The position moved on (to skip entries) or back (to replay them), or spelt otherwise;
+    // the fingerprint changed.
+    for position in [n - 1, n + 1, n - 2, 0].map(|p| p.to_string()).into_iter().chain([format!("0{seq}")]) {
+        cases.push((cursor_of_fields(&kind, &position, &fp), altered));
+    }
+    cases.push((cursor_of_fields(&kind, &seq, &flipped), altered));
+    // The kind (a links cursor's, the previous version's) or the fingerprint's form.
+    for (k, f) in [("l3", fp.clone()), ("u1", fp.clone()), (kind.as_str(), format!("{fp}0"))] {
+        cases.push((cursor_of_fields(k, &seq, &f), not_this));
+    }
+    for (cursor, why) in cases {
+        let r = admin(&app, Method::GET, &format!("/v1/admin/audit?limit=1&action=link.disable&cursor={cursor}"), None).await;
+        assert_eq!(r.assert_error(400, "invalid_cursor"), refused(&cursor, why), "{cursor}");
+    }
+    // The untouched cursor pages on.
+    let next = admin(&app, Method::GET, &format!("/v1/admin/audit?limit=1&action=link.disable&cursor={c}"), None).await.json();
+    assert_eq!(next["items"][0]["target"], json!(codes[1]), "{next}");
+}
+
 backend_tests!(
     audit_and_links_cursors_are_distinct_and_audit_cursors_bound_to_filters,
+    edited_audit_cursors_are_invalid_cursor,
     admin_routes_refuse_unknown_repeated_and_non_utf8_query_parameters,
     audit_query_parameters_are_documented,
     path_segments_that_are_not_utf8_are_400_invalid_path,

@@ -1,14 +1,17 @@
 //! `GET /v1/links` cursors are bound to the filters (`tag`, `enabled`) of the page that
-//! made them: with other filters they are 400 `invalid_cursor`, never a page of another
-//! listing; with the same filters (any spelling of them, any `limit`) paging goes on.
+//! made them and to their position: with other filters, or edited, they are 400
+//! `invalid_cursor`, never a page of another listing or from another position; with the
+//! same filters (any spelling of them, any `limit`) paging goes on.
 
 use axum::http::StatusCode;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 
 use crate::backend_tests;
 use crate::harness::{Backend, TestApp};
 
-backend_tests!(links_cursors_are_bound_to_their_filters, filtered_paging_goes_on_while_links_are_created);
+backend_tests!(links_cursors_are_bound_to_their_filters, filtered_paging_goes_on_while_links_are_created, edited_links_cursors_are_invalid_cursor);
 
 fn page_codes(v: &Value) -> Vec<String> {
     v["items"].as_array().expect("items").iter().map(|l| l["code"].as_str().expect("code").to_owned()).collect()
@@ -114,4 +117,64 @@ async fn filtered_paging_goes_on_while_links_are_created(b: Backend) {
     assert_eq!(got, want);
     // 6 links at 2 a page: 3 full pages, then an empty one that says null.
     assert_eq!(pages, 4);
+}
+
+/// The fields of a cursor, as a client decoding it reads them: `(kind, position,
+/// fingerprint)`.
+pub fn cursor_fields(cursor: &str) -> (String, String, String) {
+    let text = String::from_utf8(URL_SAFE_NO_PAD.decode(cursor).expect("base64url")).expect("utf8");
+    let fields: Vec<&str> = text.split(':').collect();
+    assert_eq!(fields.len(), 3, "{text}");
+    (fields[0].to_owned(), fields[1].to_owned(), fields[2].to_owned())
+}
+
+/// The cursor of `fields`, encoded as the server encodes them.
+pub fn cursor_of_fields(kind: &str, position: &str, fp: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{kind}:{position}:{fp}"))
+}
+
+/// QA finding (session 55): a `GET /v1/links` cursor with its position edited was accepted,
+/// paging from wherever the edit pointed. Every edited field is now 400 `invalid_cursor`;
+/// the untouched cursor still pages on.
+async fn edited_links_cursors_are_invalid_cursor(b: Backend) {
+    let app = TestApp::start(b).await;
+    for i in 0..4 {
+        app.create(json!({"long_url": format!("https://example.com/{i}"), "custom_alias": format!("e{i}"), "tags": ["t"]})).await;
+    }
+    let first = app.get("/v1/links?tag=t&limit=1").await.json();
+    assert_eq!(page_codes(&first), ["e0"]);
+    let c = first["next_cursor"].as_str().expect("next_cursor").to_owned();
+    let (kind, seq, fp) = cursor_fields(&c);
+    let n: i64 = seq.parse().expect("a sequence number");
+    let flipped = format!("{}{}", if fp.starts_with('0') { '1' } else { '0' }, &fp[1..]);
+    let not_this = |cursor: &str| {
+        json!({
+            "code": "invalid_cursor",
+            "message": "cursor is not valid here: not a cursor of this endpoint; use the next_cursor of a previous page with the same filters",
+            "details": {"cursor": cursor}
+        })
+    };
+    let mut refused = Vec::new();
+    // The position moved back (to replay a page) or on (to skip links), or spelt otherwise;
+    // the fingerprint changed: the filters' error ("… (or altered)").
+    for position in [n - 1, n + 1, n + 2, 0].map(|p| p.to_string()).into_iter().chain([format!("0{seq}")]) {
+        let edited = cursor_of_fields(&kind, &position, &fp);
+        refused.push((edited.clone(), other_filters(&edited)));
+    }
+    let edited = cursor_of_fields(&kind, &seq, &flipped);
+    refused.push((edited.clone(), other_filters(&edited)));
+    // The kind (an audit cursor's, the previous version's) or the fingerprint's form.
+    for (k, f) in [("u2", fp.clone()), ("l2", fp.clone()), (kind.as_str(), fp.to_ascii_uppercase()), (kind.as_str(), format!("{fp}0"))] {
+        if (k, f.as_str()) != (kind.as_str(), fp.as_str()) {
+            let edited = cursor_of_fields(k, &seq, &f);
+            refused.push((edited.clone(), not_this(&edited)));
+        }
+    }
+    for (cursor, want) in refused {
+        let r = app.get(&format!("/v1/links?tag=t&limit=1&cursor={cursor}")).await;
+        assert_eq!(r.assert_error(400, "invalid_cursor"), want, "{cursor}");
+    }
+    // The untouched cursor pages on.
+    let next = app.get(&format!("/v1/links?tag=t&limit=1&cursor={c}")).await.json();
+    assert_eq!(page_codes(&next), ["e1"]);
 }

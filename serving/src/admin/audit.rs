@@ -65,8 +65,9 @@ pub async fn list_audit(State(state): State<AdminState>, _who: AdminPrincipal, A
         ));
     }
     let (actor, action) = (non_empty("actor", p.actor)?, non_empty("action", p.action)?);
-    // Cursors are bound to the filters of the page that made them (`invalid_cursor` with others).
-    let filters = cursor::fingerprint(&[&from, &to, &actor, &action]);
+    // Cursors are sealed: bound to the filters of the page that made them and to their
+    // position (`invalid_cursor` with other filters, or edited).
+    let filters = cursor::audit_filters(from, to, actor.as_deref(), action.as_deref());
     let before_seq = p.cursor.as_deref().map(|c| cursor::decode_audit(c, &filters)).transpose()?;
     let query = AuditQuery { limit, before_seq, from, to, actor, action };
     let rows = state.store()?.audit_list(&query).await?;

@@ -107,7 +107,9 @@ pub struct AuditParams {
     /// Page size, 1..=1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page, bound to that page's filters (`from`, `to`,
+    /// `actor`, `action`) and position: with other filters, or edited, it is 400
+    /// `invalid_cursor`. Another `limit` is fine.
     pub cursor: Option<String>,
     /// Only records at or after this instant (RFC 3339).
     pub from: Option<String>,

@@ -53,15 +53,15 @@ pub async fn get_link(State(state): State<ApiState>, LinkCode(code): LinkCode, h
     Ok((link_headers(&link), Json(to_response(&state, &link))).into_response())
 }
 
-/// Lists links in creation order (the store's insertion order) with keyset pagination. A `cursor` is bound to the filters
-/// (`tag`, `enabled`, `org`) of the page that made it: with other filters it is 400
-/// `invalid_cursor`.
+/// Lists links in creation order (the store's insertion order) with keyset pagination. A
+/// `cursor` is bound to the filters (`tag`, `enabled`, `org`) of the page that made it and
+/// to its position: with other filters, or edited, it is 400 `invalid_cursor`.
 #[utoipa::path(
     get, path = "/v1/links", tag = "links",
     params(ListParams),
     responses(
         (status = 200, description = "A page of links", body = LinkPage),
-        (status = 400, description = "invalid_limit, invalid_cursor (not a cursor of this endpoint, made with other filters, or of an older version: restart from the first page), invalid_parameter, unknown_parameter or duplicate_parameter", body = ErrorBody),
+        (status = 400, description = "invalid_limit, invalid_cursor (not a cursor of this endpoint, made with other filters, edited, or of an older version: restart from the first page), invalid_parameter, unknown_parameter or duplicate_parameter", body = ErrorBody),
     )
 )]
 pub async fn list_links(State(state): State<ApiState>, ApiQuery(params): ApiQuery<ListParams>) -> Result<Json<LinkPage>, ApiError> {
@@ -72,14 +72,10 @@ pub async fn list_links(State(state): State<ApiState>, ApiQuery(params): ApiQuer
     let enabled = params.enabled.as_deref().map(|v| crate::stats::params::bool_param("enabled", v)).transpose()?;
     let tag = params.tag.as_deref().map(super::tag_filter).transpose()?;
     let org = params.org.as_deref().map(super::org_filter).transpose()?;
-    // Cursors are bound to the filters of the page that made them (`invalid_cursor` with
-    // others), read as the store matches them: any spelling of a tag, `1` for `true`. `org`
-    // joins the fingerprint only when given, so the cursors of earlier versions, made
-    // without it, stay valid.
-    let filters = match &org {
-        None => cursor::fingerprint(&[&tag, &enabled]),
-        Some(_) => cursor::fingerprint(&[&tag, &enabled, &org]),
-    };
+    // Cursors are sealed: bound to the filters of the page that made them, read as the store
+    // matches them (any spelling of a tag, `1` for `true`), and to their position; with
+    // other filters, or edited, they are `invalid_cursor`.
+    let filters = cursor::links_filters(tag.as_deref(), enabled, org.as_deref());
     let after_seq = params.cursor.as_deref().map(|c| cursor::decode(c, &filters)).transpose()?;
     let rows = state.inner.store.list(&ListQuery { limit, after_seq, tag, enabled, org }).await?;
     // A full page may be followed by more; an extra empty page is the price of not
