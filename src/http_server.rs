@@ -1,5 +1,8 @@
 //! The HTTP server of `sluice serve`: an HTTP/1.1 accept loop over hyper that dispatches
 //! each request either to the redirect fast path or to the router ([`crate::router::App`]).
+//! Ahead of hyper, each connection of a server that serves redirects starts in the express
+//! lane (`express.rs`), which parses and answers plain redirect requests itself (the same
+//! bytes hyper would write) and hands the connection to hyper at its first other request.
 //!
 //! Why not `axum::serve`: on the redirect hot path, every layer between hyper and the
 //! handler costs CPU per request: the router's failed route lookup before its fallback,
@@ -143,7 +146,7 @@ pub struct ServerOptions {
     /// Most connections open, in all and per client ([`limits`]). Default: derived from
     /// the file-descriptor limit, 1,000 per client, no peer exempt.
     pub limits: ConnectionLimits,
-    /// Whether plain redirect requests take the express lane ([`express`]; default true,
+    /// Whether plain redirect requests take the express lane (`http_server/express.rs`; default true,
     /// `[server] express`). Off, hyper answers every request.
     pub express: bool,
 }
