@@ -71,6 +71,9 @@
 //!   answer says the same ([`crate::http_listener::RAW_QUOTE_MESSAGE`]). A fragment (`#…`)
 //!   in a request target, which no client sends, is dropped by the URI parser: `/code#x` is
 //!   `/code`.
+//! * **Half-close**: a client that shuts down its write side after sending its requests
+//!   (pipelined or not) gets every answer, then the connection closes (hyper's
+//!   `half_close`; without it hyper closed at the end of the stream, answers pending).
 //! * **HTTP/1.0**: answered in HTTP/1.0 (hyper); an answer that says `connection: close` is
 //!   its connection's last and says only that, also to a request that asked for
 //!   `Connection: keep-alive` ([`closing_in_http10`]).
@@ -199,7 +202,9 @@ pub async fn serve(listener: TcpListener, app: App, signal: impl Future<Output =
 pub async fn serve_with(listener: TcpListener, app: App, opts: ServerOptions, signal: impl Future<Output = ()> + Send) {
     let mut listener = JsonErrorListener::new(listener);
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(opts.header_read_timeout).max_header_size(MAX_HEAD_BYTES);
+    // half_close: a client that shuts its write side down after its requests still gets
+    // every answer (hyper's default closes at the end of the stream, answers pending).
+    builder.timer(TokioTimer::new()).header_read_timeout(opts.header_read_timeout).max_header_size(MAX_HEAD_BYTES).half_close(true);
     let router = app.router().clone();
     let fast = app.fast_path().cloned();
     let mut signal = std::pin::pin!(signal);

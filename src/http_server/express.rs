@@ -260,16 +260,16 @@ pub(super) async fn serve(io: &mut JsonErrorStream, lane: Lane<'_>) -> Exit {
             let plain = match classify(&buf, names) {
                 Head::Plain(plain) => plain,
                 Head::Partial => break,
-                Head::Other => return Exit::HandOff(buf.freeze()),
+                Head::Other => return hand_off(buf, lane.activity),
             };
             if !lane.gate.is_open() || lane.stop.has_changed().unwrap_or(true) || lane.activity.is_evicted() {
-                return Exit::HandOff(buf.freeze());
+                return hand_off(buf, lane.activity);
             }
             let bytes = buf.split_to(plain.len).freeze();
             let Some(parts) = plain.parts(&bytes, names) else {
                 let mut all = BytesMut::from(&bytes[..]);
                 all.extend_from_slice(&buf);
-                return Exit::HandOff(all.freeze());
+                return hand_off(all, lane.activity);
             };
             let peer = Some(lane.peer);
             let (answer, close, busy) = match lane.fast.answer_now_unencoded(&parts, peer) {
@@ -293,7 +293,7 @@ pub(super) async fn serve(io: &mut JsonErrorStream, lane: Lane<'_>) -> Exit {
             waiting_since = Instant::now();
         }
         if lane.stop.has_changed().unwrap_or(true) || lane.activity.is_evicted() || buf.len() >= MAX_HEAD_BYTES {
-            return Exit::HandOff(buf.freeze());
+            return hand_off(buf, lane.activity);
         }
         buf.reserve(READ_RESERVE);
         let deadline = lane.header_read_timeout.map(|t| waiting_since + t);
@@ -314,11 +314,22 @@ pub(super) async fn serve(io: &mut JsonErrorStream, lane: Lane<'_>) -> Exit {
         .await;
         match woke {
             Woke::Read(0) if buf.is_empty() => return Exit::Closed,
-            Woke::Read(0) | Woke::Interrupted => return Exit::HandOff(buf.freeze()),
+            Woke::Read(0) | Woke::Interrupted => return hand_off(buf, lane.activity),
             Woke::Read(_) => {}
             Woke::Failed | Woke::TimedOut => return Exit::Closed,
         }
     }
+}
+
+/// [`Exit::HandOff`] of `buf`, the bytes read and not answered. Bytes left make the
+/// connection one with a request arriving ([`ConnActivity::read_since_write`]), even when
+/// they came in the read of an answered request: at a graceful stop hyper then answers the
+/// request they start instead of closing the connection as idle.
+fn hand_off(buf: BytesMut, activity: &ConnActivity) -> Exit {
+    if !buf.is_empty() {
+        activity.on_read(buf.len());
+    }
+    Exit::HandOff(buf.freeze())
 }
 
 /// Whether `deadline` has passed, polling `timer` (made on first use) to be woken when it
