@@ -32,7 +32,7 @@ use axum::response::Response;
 use axum::routing::any;
 use metrics::Counter;
 use parking_lot::RwLock;
-use sluice_redirect::RedirectState;
+use sluice_redirect::{RedirectState, RequestHead};
 use sluice_redirect::handler::Answer;
 use sluice_serving::ApiState;
 
@@ -267,16 +267,18 @@ impl FastPath {
     }
 
     /// [`Self::answer_now`] before it is a response, for a server that writes it itself;
-    /// `req` needs only the header fields of [`Self::read_headers`].
-    pub fn answer_now_unencoded(&self, req: &Parts, peer: Option<IpAddr>) -> Option<Answer> {
+    /// `req` (`Parts`, or the server's own view of the head it parsed) needs only the header
+    /// fields of [`Self::read_headers`].
+    pub fn answer_now_unencoded<H: RequestHead + ?Sized>(&self, req: &H, peer: Option<IpAddr>) -> Option<Answer> {
         let answer = sluice_redirect::handler::answer_now(&self.redirect, req, peer)?;
         self.counters[status_class(answer.status)].increment(1);
         Some(answer)
     }
 
     /// [`Self::answer`] before it is a response, for a server that writes it itself; `req`
-    /// needs only the header fields of [`Self::read_headers`].
-    pub async fn answer_unencoded(&self, req: &Parts, peer: Option<IpAddr>) -> Answer {
+    /// (as for [`Self::answer_now_unencoded`]) needs only the header fields of
+    /// [`Self::read_headers`].
+    pub async fn answer_unencoded<H: RequestHead + ?Sized>(&self, req: &H, peer: Option<IpAddr>) -> Answer {
         let answer = sluice_redirect::handler::answer_to(&self.redirect, req, peer).await;
         self.counters[status_class(answer.status)].increment(1);
         answer

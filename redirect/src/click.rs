@@ -4,11 +4,13 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::http::{HeaderMap, HeaderName, header};
+use axum::http::{HeaderName, header};
 use rand::RngExt;
 use sluice_schemas::visitor::visitor_id_with_period_salt;
 use sluice_schemas::{ClickEvent, VisitorSalt, truncate_ip};
 use uuid::Uuid;
+
+use crate::head::HeaderFields;
 
 /// Longest header value copied into an event (`User-Agent`, `Referer`,
 /// `Accept-Language`), in bytes; longer values are cut at a character boundary.
@@ -110,7 +112,7 @@ pub const READ_HEADERS: [HeaderName; 3] = [header::USER_AGENT, header::REFERER, 
 /// `headers`. The full IP is used only for `visitor_id` and then dropped; the event holds
 /// `ip_trunc` (IPv4 /24, IPv6 /48). Without a known IP, `ip_trunc` is `None` and the
 /// visitor is keyed on the unspecified address `::`.
-pub fn build_event(code: &str, ts: i64, client_ip: Option<IpAddr>, headers: &HeaderMap, salt: &PeriodSalts, edge_region: Option<&str>) -> ClickEvent {
+pub fn build_event<H: HeaderFields + ?Sized>(code: &str, ts: i64, client_ip: Option<IpAddr>, headers: &H, salt: &PeriodSalts, edge_region: Option<&str>) -> ClickEvent {
     let user_agent = header_string(headers, &header::USER_AGENT).unwrap_or_default();
     let ip_for_visitor = client_ip.unwrap_or(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED));
     ClickEvent {
@@ -171,13 +173,13 @@ fn event_id(ts_ms: i64) -> Uuid {
 
 /// The first value of `name` as text (non-UTF-8 bytes replaced), cut to
 /// [`MAX_HEADER_BYTES`]; `None` when absent.
-fn header_string(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
-    let v = headers.get(name)?;
+fn header_string<H: HeaderFields + ?Sized>(headers: &H, name: &HeaderName) -> Option<String> {
+    let v = headers.first(name)?;
     // Valid UTF-8 (nearly always ASCII) is checked by `from_utf8`'s word-at-a-time loop;
     // only invalid bytes take the slower lossy path.
-    let s = match std::str::from_utf8(v.as_bytes()) {
+    let s = match std::str::from_utf8(v) {
         Ok(s) => std::borrow::Cow::Borrowed(s),
-        Err(_) => String::from_utf8_lossy(v.as_bytes()),
+        Err(_) => String::from_utf8_lossy(v),
     };
     let mut end = s.len().min(MAX_HEADER_BYTES);
     while !s.is_char_boundary(end) {
@@ -189,7 +191,7 @@ fn header_string(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
+    use axum::http::{HeaderMap, HeaderValue};
     use sluice_schemas::visitor_id;
 
     #[test]

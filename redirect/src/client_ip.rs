@@ -11,10 +11,11 @@
 
 use std::net::IpAddr;
 
-use axum::http::{HeaderMap, HeaderName};
+use axum::http::{HeaderName, header};
 use ipnet::IpNet;
 
 use crate::Error;
+use crate::head::{HeaderFields, visible_ascii};
 
 /// Which request header a trusted proxy reports the client address in (`[server]
 /// forwarded-header`; nginx's `real_ip_header`). Only ever read when the peer is a trusted
@@ -161,7 +162,7 @@ impl ClientIpResolver {
 
     /// The client IP for a request from `peer` carrying `headers`; `None` only when the
     /// peer is unknown (no socket, e.g. in-process tests).
-    pub fn resolve(&self, peer: Option<IpAddr>, headers: &HeaderMap) -> Option<IpAddr> {
+    pub fn resolve<H: HeaderFields + ?Sized>(&self, peer: Option<IpAddr>, headers: &H) -> Option<IpAddr> {
         let peer = peer?;
         if self.trusted.is_empty() || !self.is_trusted(peer) {
             return Some(peer);
@@ -196,10 +197,10 @@ fn canonical(ip: IpAddr) -> IpAddr {
 }
 
 /// Hops in order (client first) from every `name` line, each a comma-separated list.
-fn list_hops(headers: &HeaderMap, name: &HeaderName) -> Vec<String> {
+fn list_hops<H: HeaderFields + ?Sized>(headers: &H, name: &HeaderName) -> Vec<String> {
     let mut hops = Vec::new();
-    for v in headers.get_all(name) {
-        if let Ok(s) = v.to_str() {
+    for v in headers.all(name) {
+        if let Some(s) = visible_ascii(v) {
             hops.extend(s.split(',').map(|h| h.trim().to_owned()).filter(|h| !h.is_empty()));
         }
     }
@@ -208,10 +209,10 @@ fn list_hops(headers: &HeaderMap, name: &HeaderName) -> Vec<String> {
 
 /// Hops in order (client first) from the `for=` parameters of every `Forwarded` line
 /// (RFC 7239 section 4).
-fn forwarded_for_hops(headers: &HeaderMap) -> Vec<String> {
+fn forwarded_for_hops<H: HeaderFields + ?Sized>(headers: &H) -> Vec<String> {
     let mut hops = Vec::new();
-    for v in headers.get_all("forwarded") {
-        let Ok(s) = v.to_str() else { continue };
+    for v in headers.all(&header::FORWARDED) {
+        let Some(s) = visible_ascii(v) else { continue };
         for element in s.split(',') {
             for pair in element.split(';') {
                 if let Some((k, val)) = pair.split_once('=')
@@ -251,7 +252,7 @@ fn parse_bare(s: &str) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
+    use axum::http::{HeaderMap, HeaderValue};
 
     fn ip(s: &str) -> IpAddr {
         s.parse().expect("ip")

@@ -10,11 +10,12 @@ use std::time::Instant;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 
 use crate::cache::CachedLink;
 use crate::click::{build_event, now_ms};
+use crate::head::RequestHead;
 use crate::prefetch::{PrefetchPolicy, is_speculative};
 use crate::state::RedirectState;
 
@@ -63,11 +64,12 @@ pub async fn respond_to(state: &RedirectState, req: &Parts, peer: Option<IpAddr>
 }
 
 /// [`respond_to`] as an [`Answer`], for servers that write their responses themselves.
-/// `req` needs only the header fields named by [`RedirectState::read_headers`].
-pub async fn answer_to(state: &RedirectState, req: &Parts, peer: Option<IpAddr>) -> Answer {
+/// `req` ([`RequestHead`]: `Parts`, or a server's own view of the request it parsed) needs
+/// only the header fields named by [`RedirectState::read_headers`].
+pub async fn answer_to<H: RequestHead + ?Sized>(state: &RedirectState, req: &H, peer: Option<IpAddr>) -> Answer {
     let start = Instant::now();
-    let head = req.method == Method::HEAD;
-    let code = match crate::path::normalize_unreserved(req.uri.path()) {
+    let head = req.is_head();
+    let code = match crate::path::normalize_unreserved(req.path()) {
         Ok(p) => p,
         Err(_) => {
             state.inner.metrics.duration.record(start.elapsed().as_secs_f64());
@@ -106,11 +108,11 @@ pub fn respond_now(state: &RedirectState, req: &Parts, peer: Option<IpAddr>) -> 
 }
 
 /// [`respond_now`] as an [`Answer`], for servers that write their responses themselves
-/// (`None`: call [`answer_to`]). `req` needs only the header fields named by
-/// [`RedirectState::read_headers`].
-pub fn answer_now(state: &RedirectState, req: &Parts, peer: Option<IpAddr>) -> Option<Answer> {
+/// (`None`: call [`answer_to`]). `req` ([`RequestHead`]) needs only the header fields named
+/// by [`RedirectState::read_headers`].
+pub fn answer_now<H: RequestHead + ?Sized>(state: &RedirectState, req: &H, peer: Option<IpAddr>) -> Option<Answer> {
     let start = Instant::now();
-    let code = req.uri.path().strip_prefix('/').unwrap_or("");
+    let code = req.path().strip_prefix('/').unwrap_or("");
     if !is_code(code) && code.contains('%') {
         return None;
     }
@@ -120,7 +122,7 @@ pub fn answer_now(state: &RedirectState, req: &Parts, peer: Option<IpAddr>) -> O
         let outcome = state.inner.cache.with_front(code, start, |link| decide(state, req, link.map(|l| &**l), now))?;
         finish(state, req, peer, code, outcome, now)
     } else {
-        Answer::error(StatusCode::NOT_FOUND, NOT_FOUND_BODY, req.method == Method::HEAD)
+        Answer::error(StatusCode::NOT_FOUND, NOT_FOUND_BODY, req.is_head())
     };
     state.inner.metrics.duration.record(start.elapsed().as_secs_f64());
     Some(answer)
@@ -136,7 +138,7 @@ enum Outcome {
 
 /// The answer to `req` given `link` (`None`: no such code) at `now` (ms since the epoch,
 /// UTC): 404 unknown or disabled, 410 expired, else the redirect with its headers.
-fn decide(state: &RedirectState, req: &Parts, link: Option<&CachedLink>, now: i64) -> Outcome {
+fn decide<H: RequestHead + ?Sized>(state: &RedirectState, req: &H, link: Option<&CachedLink>, now: i64) -> Outcome {
     let Some(link) = link else { return Outcome::Error(StatusCode::NOT_FOUND, NOT_FOUND_BODY) };
     if !link.enabled {
         return Outcome::Error(StatusCode::NOT_FOUND, NOT_FOUND_BODY);
@@ -144,7 +146,7 @@ fn decide(state: &RedirectState, req: &Parts, link: Option<&CachedLink>, now: i6
     if is_expired(link.expires_at_ms, now) {
         return Outcome::Error(StatusCode::GONE, GONE_BODY);
     }
-    let location = match req.uri.query() {
+    let location = match req.query() {
         Some(q) if state.inner.config.append_query && !q.is_empty() => location_with_query(link, q).unwrap_or_else(|| {
             // Too long to forward: the redirect goes to the target alone.
             state.inner.metrics.query_dropped.increment(1);
@@ -159,8 +161,8 @@ fn decide(state: &RedirectState, req: &Parts, link: Option<&CachedLink>, now: i6
 /// The answer for `outcome`; a `GET` that redirects also mints the click event (at `now`)
 /// and hands it off without waiting — unless it is a browser's prefetch, which gets what
 /// [`RedirectConfig::prefetch`](crate::RedirectConfig::prefetch) says.
-fn finish(state: &RedirectState, req: &Parts, peer: Option<IpAddr>, code: &str, outcome: Outcome, now: i64) -> Answer {
-    let head = req.method == Method::HEAD;
+fn finish<H: RequestHead + ?Sized>(state: &RedirectState, req: &H, peer: Option<IpAddr>, code: &str, outcome: Outcome, now: i64) -> Answer {
+    let head = req.is_head();
     let (status, location, cache_control) = match outcome {
         Outcome::Redirect { status, location, cache_control } => (status, location, cache_control),
         Outcome::Error(status, body) => return Answer::error(status, body, head),
@@ -168,7 +170,7 @@ fn finish(state: &RedirectState, req: &Parts, peer: Option<IpAddr>, code: &str, 
     // A browser's prefetch is nobody's click ([`crate::prefetch`]); a speculative `HEAD` is
     // refused as the same `GET` would be (C02: `HEAD` is answered exactly like `GET`).
     let policy = state.inner.config.prefetch;
-    let speculative = policy != PrefetchPolicy::Count && is_speculative(&req.headers);
+    let speculative = policy != PrefetchPolicy::Count && is_speculative(req);
     if speculative && policy == PrefetchPolicy::Refuse {
         state.inner.metrics.prefetches_refused.increment(1);
         return Answer::error(StatusCode::SERVICE_UNAVAILABLE, PREFETCH_BODY, head);
@@ -176,8 +178,8 @@ fn finish(state: &RedirectState, req: &Parts, peer: Option<IpAddr>, code: &str, 
     if !head && speculative {
         state.inner.metrics.prefetches_redirected.increment(1);
     } else if !head {
-        let client_ip = state.inner.resolver.resolve(peer, &req.headers);
-        let event = build_event(code, now, client_ip, &req.headers, &state.inner.salt, state.inner.config.edge_region.as_deref());
+        let client_ip = state.inner.resolver.resolve(peer, req);
+        let event = build_event(code, now, client_ip, req, &state.inner.salt, state.inner.config.edge_region.as_deref());
         // Dropped events are counted by the sink; the redirect never waits.
         let _sent = state.inner.sink.try_send(event);
     }

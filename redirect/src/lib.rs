@@ -4,6 +4,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`handler`] | the `GET`/`HEAD /{code}` handler |
+//! | [`head`] | [`head::RequestHead`]: what the handler reads of a request (`Parts` or a server's own view) |
 //! | [`cache`] | L1 moka cache: jittered TTL, negative caching, single-flight, invalidation |
 //! | `front` | a direct-mapped array of recently served entries ahead of the L1 cache |
 //! | [`click`] | [`ClickSink`] and event minting (visitor id, truncated IP) |
@@ -30,6 +31,7 @@ pub mod config;
 pub mod error;
 mod front;
 pub mod handler;
+pub mod head;
 pub mod metrics;
 pub mod path;
 pub mod prefetch;
@@ -60,6 +62,7 @@ use axum::routing::get;
 
 pub use click::{ChannelClickSink, ClickSink};
 pub use config::RedirectConfig;
+pub use head::{HeaderFields, RequestHead};
 pub use error::{Error, Result};
 pub use state::RedirectState;
 

@@ -13,9 +13,10 @@
 //! speculation rules docs), which reaches us and is counted exactly once. The cost is the
 //! head start the prefetch would have given: one round trip to the redirect on navigation.
 
-use axum::http::{HeaderMap, HeaderName};
+use axum::http::HeaderName;
 
 use crate::Error;
+use crate::head::HeaderFields;
 
 /// What a speculative `GET` gets (`[redirect] prefetch`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -70,10 +71,10 @@ pub const READ_HEADERS: [HeaderName; 4] = [SEC_PURPOSE, PURPOSE, X_PURPOSE, X_MO
 /// `Purpose`, `X-Purpose` or `X-Moz` on any of their lines (`X-Purpose` also `preview`);
 /// members are split at commas (RFC 9110 section 5.3: repeated lines and a comma-separated
 /// list are the same field), compared case-insensitively, blanks around them ignored.
-pub fn is_speculative(headers: &HeaderMap) -> bool {
+pub fn is_speculative<H: HeaderFields + ?Sized>(headers: &H) -> bool {
     // Members of every line of header `name`, parameters (`;...`) cut off.
     let any_member = |name: HeaderName, pred: &dyn Fn(&[u8]) -> bool| {
-        headers.get_all(name).iter().any(|v| v.as_bytes().split(|&b| b == b',').any(|m| pred(m.split(|&b| b == b';').next().unwrap_or_default().trim_ascii())))
+        headers.all(&name).any(|v| v.split(|&b| b == b',').any(|m| pred(m.split(|&b| b == b';').next().unwrap_or_default().trim_ascii())))
     };
     let is_prefetch = |v: &[u8]| v.eq_ignore_ascii_case(b"prefetch");
     any_member(SEC_PURPOSE, &is_prefetch)
@@ -84,7 +85,7 @@ pub fn is_speculative(headers: &HeaderMap) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use axum::http::HeaderValue;
+    use axum::http::{HeaderMap, HeaderValue};
 
     use super::*;
 

@@ -50,8 +50,9 @@ use std::pin::{Pin, pin};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version, request::Parts};
+use axum::http::{HeaderName, Method};
 use bytes::{Buf, Bytes, BytesMut};
+use sluice_redirect::{HeaderFields, RequestHead};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -192,23 +193,50 @@ fn classify(buf: &[u8], names: &[HeaderName]) -> Head {
     Head::Plain(plain)
 }
 
-impl PlainHead {
-    /// The request head for the handler: method, target and the kept header fields, slices
-    /// of `bytes` (the head's bytes, no copy). `None` when the URI or a field value does
-    /// not convert (the checks of [`classify`] exclude it).
-    fn parts(&self, bytes: &Bytes, names: &[HeaderName]) -> Option<Parts> {
-        let slice = |(start, end): (u16, u16)| bytes.get(usize::from(start)..usize::from(end)).map(|s| bytes.slice_ref(s));
-        let uri = Uri::from_maybe_shared(slice(self.target)?).ok()?;
-        let mut headers = HeaderMap::with_capacity(self.n_kept);
-        for &(i, start, end) in self.kept.get(..self.n_kept)? {
-            headers.append(names.get(usize::from(i))?.clone(), HeaderValue::from_maybe_shared(slice((start, end))?).ok()?);
-        }
-        let (mut parts, ()) = Request::new(()).into_parts();
-        parts.method = if self.head { Method::HEAD } else { Method::GET };
-        parts.uri = uri;
-        parts.version = Version::HTTP_11;
-        parts.headers = headers;
-        Some(parts)
+/// A request head of the lane as the handler reads it ([`RequestHead`]): slices of the
+/// bytes it was parsed from, no copy and no `HeaderMap`.
+struct LaneHead<'a> {
+    /// The head's bytes.
+    bytes: &'a [u8],
+    /// What [`classify`] found in them.
+    plain: &'a PlainHead,
+    /// The header names the handler reads ([`FastPath::read_headers`]), indexed by `kept`.
+    names: &'a [HeaderName],
+    /// The target's path.
+    path: &'a str,
+    /// The target's query (after `?`).
+    query: Option<&'a str>,
+}
+
+impl<'a> LaneHead<'a> {
+    /// The head `plain` of `bytes`; `None` when its target is not text (the checks of
+    /// [`classify`] exclude it).
+    fn new(bytes: &'a [u8], plain: &'a PlainHead, names: &'a [HeaderName]) -> Option<Self> {
+        let target = std::str::from_utf8(bytes.get(usize::from(plain.target.0)..usize::from(plain.target.1))?).ok()?;
+        let (path, query) = target.split_once('?').map_or((target, None), |(p, q)| (p, Some(q)));
+        Some(LaneHead { bytes, plain, names, path, query })
+    }
+}
+
+impl<'h> HeaderFields for LaneHead<'h> {
+    fn all<'b>(&'b self, name: &HeaderName) -> impl Iterator<Item = &'b [u8]> + use<'b, 'h> {
+        let index = self.names.iter().position(|n| n == name);
+        let kept = self.plain.kept.get(..self.plain.n_kept).unwrap_or_default();
+        kept.iter().filter(move |k| Some(usize::from(k.0)) == index).filter_map(|&(_, start, end)| self.bytes.get(usize::from(start)..usize::from(end)))
+    }
+}
+
+impl RequestHead for LaneHead<'_> {
+    fn is_head(&self) -> bool {
+        self.plain.head
+    }
+
+    fn path(&self) -> &str {
+        self.path
+    }
+
+    fn query(&self) -> Option<&str> {
+        self.query
     }
 }
 
@@ -265,22 +293,22 @@ pub(super) async fn serve(io: &mut JsonErrorStream, lane: Lane<'_>) -> Exit {
             if !lane.gate.is_open() || lane.stop.has_changed().unwrap_or(true) || lane.activity.is_evicted() {
                 return hand_off(buf, lane.activity);
             }
-            let bytes = buf.split_to(plain.len).freeze();
-            let Some(parts) = plain.parts(&bytes, names) else {
-                let mut all = BytesMut::from(&bytes[..]);
-                all.extend_from_slice(&buf);
-                return hand_off(all, lane.activity);
-            };
             let peer = Some(lane.peer);
-            let (answer, close, busy) = match lane.fast.answer_now_unencoded(&parts, peer) {
-                Some(answer) => (answer, false, false),
-                None => {
-                    lane.activity.on_request();
-                    let answer = lane.fast.answer_unencoded(&parts, peer).await;
-                    // The graceful stop began meanwhile: this answer is the connection's last.
-                    (answer, lane.stop.has_changed().unwrap_or(true), true)
+            let (answer, close, busy) = {
+                let Some(head) = LaneHead::new(&buf[..plain.len], &plain, names) else {
+                    return hand_off(buf, lane.activity);
+                };
+                match lane.fast.answer_now_unencoded(&head, peer) {
+                    Some(answer) => (answer, false, false),
+                    None => {
+                        lane.activity.on_request();
+                        let answer = lane.fast.answer_unencoded(&head, peer).await;
+                        // The graceful stop began meanwhile: this answer is the connection's last.
+                        (answer, lane.stop.has_changed().unwrap_or(true), true)
+                    }
                 }
             };
+            buf.advance(plain.len);
             out.clear();
             with_date(|date| answer.write_http11(date, close, &mut out));
             let written = io.write_all(&out).await;

@@ -93,9 +93,13 @@ pub(super) fn encode(buf: &[u8], ends: &[usize], range: Range<usize>, raw: &mut 
         raw.extend_from_slice(&u32::try_from(end - base).expect("chunk size fits u32").to_le_bytes());
     }
     raw.extend_from_slice(payload);
-    out.clear();
-    out.resize(COMPRESSED_HEADER + lz4_flex::block::get_maximum_output_size(raw.len()), 0);
-    let compressed = lz4_flex::block::compress_into(raw, &mut out[COMPRESSED_HEADER..]).ok().filter(|&n| COMPRESSED_HEADER + n < COUNT_BYTES + raw.len());
+    // The compressor overwrites what it writes: only a buffer that grows is zeroed (once),
+    // not the whole bound at every chunk.
+    let bound = COMPRESSED_HEADER + lz4_flex::block::get_maximum_output_size(raw.len());
+    if out.len() < bound {
+        out.resize(bound, 0);
+    }
+    let compressed = lz4_flex::block::compress_into(raw, &mut out[COMPRESSED_HEADER..bound]).ok().filter(|&n| COMPRESSED_HEADER + n < COUNT_BYTES + raw.len());
     match compressed {
         Some(n) => {
             out.truncate(COMPRESSED_HEADER + n);

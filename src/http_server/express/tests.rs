@@ -26,11 +26,12 @@ fn a_browser_request_is_plain_and_keeps_only_the_fields_the_handler_reads() {
     assert_eq!(&req[usize::from(p.target.0)..usize::from(p.target.1)], "/Ab3_-x?utm=a&b=%20c");
     let kept: Vec<(&str, &str)> = p.kept[..p.n_kept].iter().map(|&(i, s, e)| (names[usize::from(i)].as_str(), &req[usize::from(s)..usize::from(e)])).collect();
     assert_eq!(kept, [("user-agent", "Mozilla/5.0 (X11)"), ("referer", "https://news.example/"), ("accept-language", "de"), ("sec-purpose", "prefetch")]);
-    let bytes = Bytes::copy_from_slice(req.as_bytes());
-    let parts = p.parts(&bytes, &names).expect("parts");
-    assert_eq!((parts.method.as_str(), parts.uri.path(), parts.uri.query()), ("GET", "/Ab3_-x", Some("utm=a&b=%20c")));
-    assert_eq!(parts.headers.len(), 4);
-    assert_eq!(parts.headers["user-agent"], "Mozilla/5.0 (X11)");
+    let head = LaneHead::new(&req.as_bytes()[..p.len], &p, &names).expect("head");
+    assert_eq!((head.is_head(), head.path(), head.query()), (false, "/Ab3_-x", Some("utm=a&b=%20c")));
+    assert_eq!(head.first(&HeaderName::from_static("user-agent")), Some(b"Mozilla/5.0 (X11)".as_slice()));
+    assert_eq!(head.first(&HeaderName::from_static("accept-language")), Some(b"de".as_slice()));
+    assert_eq!(head.first(&HeaderName::from_static("accept")), None, "not kept");
+    assert_eq!(head.first(&HeaderName::from_static("x-purpose")), None, "kept name, absent");
     assert!(is_plain("HEAD /c HTTP/1.1\r\nhost: x\r\n\r\n"));
 }
 
@@ -39,8 +40,8 @@ fn repeated_fields_are_all_kept_in_order() {
     let req = "GET /c HTTP/1.1\r\nhost: x\r\nx-purpose: a\r\nx-purpose: preview\r\n\r\n";
     let names = names();
     let Head::Plain(p) = classify(req.as_bytes(), &names) else { panic!("plain") };
-    let parts = p.parts(&Bytes::copy_from_slice(req.as_bytes()), &names).expect("parts");
-    let values: Vec<&[u8]> = parts.headers.get_all("x-purpose").iter().map(HeaderValue::as_bytes).collect();
+    let head = LaneHead::new(req.as_bytes(), &p, &names).expect("head");
+    let values: Vec<&[u8]> = head.all(&HeaderName::from_static("x-purpose")).collect();
     assert_eq!(values, [b"a".as_slice(), b"preview".as_slice()]);
 }
 
@@ -98,13 +99,18 @@ fn every_other_request_goes_to_hyper() {
 }
 
 #[test]
-fn every_query_byte_the_lane_takes_makes_the_same_uri() {
+fn every_query_byte_the_lane_takes_makes_the_path_and_query_of_hypers_uri() {
     let taken: Vec<u8> = (0..=255u8).filter(|&b| query_byte(b)).collect();
     assert_eq!(taken.len(), 26 * 2 + 10 + 4 + 11 + 5, "unreserved, sub-delims, ':', '@', '/', '?', '%'");
+    let names = names();
     for &b in &taken {
         let target = format!("/c?a{}b", char::from(b));
-        let uri = Uri::from_maybe_shared(Bytes::from(target.clone())).unwrap_or_else(|e| panic!("{target}: {e}"));
+        let uri = axum::http::Uri::from_maybe_shared(Bytes::from(target.clone())).unwrap_or_else(|e| panic!("{target}: {e}"));
         assert_eq!((uri.path(), uri.query()), ("/c", Some(&target[3..])), "{target}");
+        let req = format!("GET {target} HTTP/1.1\r\nhost: x\r\n\r\n");
+        let Head::Plain(p) = classify(req.as_bytes(), &names) else { panic!("{target} is plain") };
+        let head = LaneHead::new(req.as_bytes(), &p, &names).expect("head");
+        assert_eq!((head.path(), head.query()), (uri.path(), uri.query()), "{target}");
     }
 }
 
