@@ -32,8 +32,8 @@ use axum::response::Response;
 use axum::routing::any;
 use metrics::Counter;
 use parking_lot::RwLock;
+use sluice_redirect::handler::{Answer, AnswerRef};
 use sluice_redirect::{RedirectState, RequestHead};
-use sluice_redirect::handler::Answer;
 use sluice_serving::ApiState;
 
 use crate::config::Role;
@@ -273,6 +273,16 @@ impl FastPath {
         let answer = sluice_redirect::handler::answer_now(&self.redirect, req, peer)?;
         self.counters[status_class(answer.status)].increment(1);
         Some(answer)
+    }
+
+    /// [`Self::answer_now_unencoded`] for a server that writes the answer right away:
+    /// `write` gets it borrowed ([`sluice_redirect::handler::answer_now_with`]: called with
+    /// a front-array slot locked, it must only copy bytes); counted as the others.
+    pub fn answer_now_with<H: RequestHead + ?Sized, R>(&self, req: &H, peer: Option<IpAddr>, write: impl FnOnce(AnswerRef<'_>) -> R) -> Option<R> {
+        sluice_redirect::handler::answer_now_with(&self.redirect, req, peer, |answer| {
+            self.counters[status_class(answer.status)].increment(1);
+            write(answer)
+        })
     }
 
     /// [`Self::answer`] before it is a response, for a server that writes it itself; `req`

@@ -112,7 +112,14 @@ pub const READ_HEADERS: [HeaderName; 3] = [header::USER_AGENT, header::REFERER, 
 /// `headers`. The full IP is used only for `visitor_id` and then dropped; the event holds
 /// `ip_trunc` (IPv4 /24, IPv6 /48). Without a known IP, `ip_trunc` is `None` and the
 /// visitor is keyed on the unspecified address `::`.
-pub fn build_event<H: HeaderFields + ?Sized>(code: &str, ts: i64, client_ip: Option<IpAddr>, headers: &H, salt: &PeriodSalts, edge_region: Option<&str>) -> ClickEvent {
+pub fn build_event<H: HeaderFields + ?Sized>(
+    code: &str,
+    ts: i64,
+    client_ip: Option<IpAddr>,
+    headers: &H,
+    salt: &PeriodSalts,
+    edge_region: Option<&str>,
+) -> ClickEvent {
     let user_agent = header_string(headers, &header::USER_AGENT).unwrap_or_default();
     let ip_for_visitor = client_ip.unwrap_or(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED));
     ClickEvent {

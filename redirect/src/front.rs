@@ -71,7 +71,9 @@ pub(crate) struct FrontEntry<'a> {
 /// The front array: `slots.len()` is a power of two (or zero: the front is off).
 pub(crate) struct Front {
     slots: Box<[Cell]>,
-    hasher: std::hash::RandomState,
+    /// Keyed per process (foldhash, random seed), so that which codes share a slot cannot be
+    /// chosen from outside; much cheaper than SipHash for a short code.
+    hasher: foldhash::fast::RandomState,
     ttl: Duration,
     /// Origin of the slots' deadlines.
     base: Instant,
@@ -86,7 +88,7 @@ impl Front {
         let half = usize::try_from(capacity / 2).unwrap_or(usize::MAX).min(MAX_FRONT_SLOTS);
         let n = if half < 2 { 0 } else { 1usize << half.ilog2() };
         let slots = (0..n).map(|_| Cell(Mutex::new(Slot::EMPTY))).collect();
-        Self { slots, hasher: std::hash::RandomState::new(), ttl: MAX_FRONT_TTL.min(ttl / 4).min(negative_ttl / 4), base: Instant::now() }
+        Self { slots, hasher: foldhash::fast::RandomState::default(), ttl: MAX_FRONT_TTL.min(ttl / 4).min(negative_ttl / 4), base: Instant::now() }
     }
 
     /// How long a slot serves an entry.

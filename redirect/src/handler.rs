@@ -4,6 +4,7 @@
 //! computed when the link was loaded, one bounded non-blocking `try_send` of the click
 //! event. Allocation happens only for the event itself and when a query string is appended.
 
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
@@ -29,6 +30,8 @@ const PREFETCH_BODY: &str = r#"{"error":{"code":"prefetch_refused","message":"sp
 /// `Cache-Control` of 302s: every click must reach us.
 const CC_FOUND: HeaderValue = HeaderValue::from_static("private, max-age=0");
 const CC_ERROR: HeaderValue = HeaderValue::from_static("no-store");
+/// [`CC_ERROR`] for borrowing (a `const` borrowed is a temporary).
+static CC_ERROR_REF: HeaderValue = CC_ERROR;
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 /// The redirect handler: 301/302 with `Location`; 404 unknown or disabled; 410 expired
@@ -119,7 +122,7 @@ pub fn answer_now<H: RequestHead + ?Sized>(state: &RedirectState, req: &H, peer:
     let answer = if is_code(code) {
         let now = now_ms();
         // Decided while the front's slot is locked: only the answer's header values leave it.
-        let outcome = state.inner.cache.with_front(code, start, |link| decide(state, req, link.map(|l| &**l), now))?;
+        let outcome = state.inner.cache.with_front(code, start, |link| decide(state, req, link.map(|l| &**l), now).into_owned())?;
         finish(state, req, peer, code, outcome, now)
     } else {
         Answer::error(StatusCode::NOT_FOUND, NOT_FOUND_BODY, req.is_head())
@@ -128,17 +131,60 @@ pub fn answer_now<H: RequestHead + ?Sized>(state: &RedirectState, req: &H, peer:
     Some(answer)
 }
 
-/// What a lookup's link calls for (no click minted yet).
-enum Outcome {
+/// [`answer_now`] for a server that writes the answer right away: `write` gets the answer
+/// borrowed ([`AnswerRef`]) while the link is read from the redirect cache's front array,
+/// so a redirect's `Location` is written without taking a reference to it (the front's slot
+/// is locked meanwhile: `write` must only copy bytes, never wait). Same answers, metrics
+/// and click events as [`answer_now`] (the click is minted after `write` returns, before
+/// this does); `None` (nothing recorded, `write` not called) when [`answer_now`] is `None`.
+pub fn answer_now_with<H: RequestHead + ?Sized, R>(state: &RedirectState, req: &H, peer: Option<IpAddr>, write: impl FnOnce(AnswerRef<'_>) -> R) -> Option<R> {
+    let start = Instant::now();
+    let code = req.path().strip_prefix('/').unwrap_or("");
+    let head = req.is_head();
+    let r = if is_code(code) {
+        let now = now_ms();
+        let (r, fate) = state.inner.cache.with_front(code, start, |link| match decide(state, req, link.map(|l| &**l), now) {
+            Outcome::Error(status, body) => (write(AnswerRef::error(status, body, head)), None),
+            Outcome::Redirect { status, location, cache_control } => match fate(state, req, head) {
+                Fate::Refused => (write(AnswerRef::error(StatusCode::SERVICE_UNAVAILABLE, PREFETCH_BODY, head)), None),
+                fate => (write(AnswerRef { status, location: Some(&location), cache_control: &cache_control, body: "", head }), Some(fate)),
+            },
+        })?;
+        if fate == Some(Fate::Click) {
+            mint_click(state, req, peer, code, now);
+        }
+        r
+    } else if code.contains('%') {
+        return None;
+    } else {
+        write(AnswerRef::error(StatusCode::NOT_FOUND, NOT_FOUND_BODY, head))
+    };
+    state.inner.metrics.duration.record(start.elapsed().as_secs_f64());
+    Some(r)
+}
+
+/// What a lookup's link calls for (no click minted yet); `location` is borrowed from the
+/// link unless a query was appended to it.
+enum Outcome<'a> {
     /// 301/302 to `location` with `cache_control`.
-    Redirect { status: StatusCode, location: HeaderValue, cache_control: HeaderValue },
+    Redirect { status: StatusCode, location: Cow<'a, HeaderValue>, cache_control: HeaderValue },
     /// A JSON error with this status and body.
     Error(StatusCode, &'static str),
 }
 
+impl Outcome<'_> {
+    /// The outcome holding its own `location` (a reference to the link's).
+    fn into_owned(self) -> Outcome<'static> {
+        match self {
+            Outcome::Redirect { status, location, cache_control } => Outcome::Redirect { status, location: Cow::Owned(location.into_owned()), cache_control },
+            Outcome::Error(status, body) => Outcome::Error(status, body),
+        }
+    }
+}
+
 /// The answer to `req` given `link` (`None`: no such code) at `now` (ms since the epoch,
 /// UTC): 404 unknown or disabled, 410 expired, else the redirect with its headers.
-fn decide<H: RequestHead + ?Sized>(state: &RedirectState, req: &H, link: Option<&CachedLink>, now: i64) -> Outcome {
+fn decide<'a, H: RequestHead + ?Sized>(state: &RedirectState, req: &H, link: Option<&'a CachedLink>, now: i64) -> Outcome<'a> {
     let Some(link) = link else { return Outcome::Error(StatusCode::NOT_FOUND, NOT_FOUND_BODY) };
     if !link.enabled {
         return Outcome::Error(StatusCode::NOT_FOUND, NOT_FOUND_BODY);
@@ -147,12 +193,15 @@ fn decide<H: RequestHead + ?Sized>(state: &RedirectState, req: &H, link: Option<
         return Outcome::Error(StatusCode::GONE, GONE_BODY);
     }
     let location = match req.query() {
-        Some(q) if state.inner.config.append_query && !q.is_empty() => location_with_query(link, q).unwrap_or_else(|| {
-            // Too long to forward: the redirect goes to the target alone.
-            state.inner.metrics.query_dropped.increment(1);
-            link.location.clone()
-        }),
-        _ => link.location.clone(),
+        Some(q) if state.inner.config.append_query && !q.is_empty() => location_with_query(link, q).map_or_else(
+            || {
+                // Too long to forward: the redirect goes to the target alone.
+                state.inner.metrics.query_dropped.increment(1);
+                Cow::Borrowed(&link.location)
+            },
+            Cow::Owned,
+        ),
+        _ => Cow::Borrowed(&link.location),
     };
     let cache_control = if link.status == StatusCode::MOVED_PERMANENTLY { state.permanent_cache_control(link.expires_at_ms, now) } else { CC_FOUND };
     Outcome::Redirect { status: link.status, location, cache_control }
@@ -161,29 +210,58 @@ fn decide<H: RequestHead + ?Sized>(state: &RedirectState, req: &H, link: Option<
 /// The answer for `outcome`; a `GET` that redirects also mints the click event (at `now`)
 /// and hands it off without waiting — unless it is a browser's prefetch, which gets what
 /// [`RedirectConfig::prefetch`](crate::RedirectConfig::prefetch) says.
-fn finish<H: RequestHead + ?Sized>(state: &RedirectState, req: &H, peer: Option<IpAddr>, code: &str, outcome: Outcome, now: i64) -> Answer {
+fn finish<H: RequestHead + ?Sized>(state: &RedirectState, req: &H, peer: Option<IpAddr>, code: &str, outcome: Outcome<'_>, now: i64) -> Answer {
     let head = req.is_head();
     let (status, location, cache_control) = match outcome {
         Outcome::Redirect { status, location, cache_control } => (status, location, cache_control),
         Outcome::Error(status, body) => return Answer::error(status, body, head),
     };
-    // A browser's prefetch is nobody's click ([`crate::prefetch`]); a speculative `HEAD` is
-    // refused as the same `GET` would be (C02: `HEAD` is answered exactly like `GET`).
+    match fate(state, req, head) {
+        Fate::Refused => return Answer::error(StatusCode::SERVICE_UNAVAILABLE, PREFETCH_BODY, head),
+        Fate::Click => mint_click(state, req, peer, code, now),
+        Fate::NotClick => {}
+    }
+    Answer { status, location: Some(location.into_owned()), cache_control, body: "", head }
+}
+
+/// What becomes of a redirect answered to a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    /// A speculative request under [`PrefetchPolicy::Refuse`]: 503 `prefetch_refused`.
+    Refused,
+    /// Redirected, and a click.
+    Click,
+    /// Redirected, not a click (`HEAD`, or a prefetch not counted).
+    NotClick,
+}
+
+/// The [`Fate`] of a redirect answered to `req` (`head`: a `HEAD`), counted in the
+/// prefetch metrics. A browser's prefetch is nobody's click ([`crate::prefetch`]); a
+/// speculative `HEAD` is refused as the same `GET` would be (C02: `HEAD` is answered
+/// exactly like `GET`).
+fn fate<H: RequestHead + ?Sized>(state: &RedirectState, req: &H, head: bool) -> Fate {
     let policy = state.inner.config.prefetch;
     let speculative = policy != PrefetchPolicy::Count && is_speculative(req);
     if speculative && policy == PrefetchPolicy::Refuse {
         state.inner.metrics.prefetches_refused.increment(1);
-        return Answer::error(StatusCode::SERVICE_UNAVAILABLE, PREFETCH_BODY, head);
+        return Fate::Refused;
     }
-    if !head && speculative {
+    if head {
+        Fate::NotClick
+    } else if speculative {
         state.inner.metrics.prefetches_redirected.increment(1);
-    } else if !head {
-        let client_ip = state.inner.resolver.resolve(peer, req);
-        let event = build_event(code, now, client_ip, req, &state.inner.salt, state.inner.config.edge_region.as_deref());
-        // Dropped events are counted by the sink; the redirect never waits.
-        let _sent = state.inner.sink.try_send(event);
+        Fate::NotClick
+    } else {
+        Fate::Click
     }
-    Answer { status, location: Some(location), cache_control, body: "", head }
+}
+
+/// Mints the click event of `req` on `code` at `now` and hands it off without waiting
+/// (dropped events are counted by the sink).
+fn mint_click<H: RequestHead + ?Sized>(state: &RedirectState, req: &H, peer: Option<IpAddr>, code: &str, now: i64) {
+    let client_ip = state.inner.resolver.resolve(peer, req);
+    let event = build_event(code, now, client_ip, req, &state.inner.salt, state.inner.config.edge_region.as_deref());
+    let _sent = state.inner.sink.try_send(event);
 }
 
 /// An answer of the redirect path before it is a [`Response`]: a redirect (`location`) or a
@@ -234,10 +312,42 @@ impl Answer {
         resp
     }
 
+    /// The answer borrowed.
+    pub fn borrowed(&self) -> AnswerRef<'_> {
+        AnswerRef { status: self.status, location: self.location.as_ref(), cache_control: &self.cache_control, body: self.body, head: self.head }
+    }
+
+    /// Appends the answer as an HTTP/1.1 response to `out` ([`AnswerRef::write_http11`]).
+    pub fn write_http11(&self, date: &[u8], close: bool, out: &mut Vec<u8>) {
+        self.borrowed().write_http11(date, close, out);
+    }
+}
+
+/// An [`Answer`] borrowed (fields as there), as [`answer_now_with`] hands it to its writer.
+#[derive(Debug, Clone, Copy)]
+pub struct AnswerRef<'a> {
+    /// 301/302 for a redirect; the error's status otherwise.
+    pub status: StatusCode,
+    /// The redirect's `Location` (`None`: an error).
+    pub location: Option<&'a HeaderValue>,
+    /// `Cache-Control`: fitting the redirect's status; `no-store` for errors.
+    pub cache_control: &'a HeaderValue,
+    /// The JSON error body (empty for a redirect).
+    pub body: &'static str,
+    /// The answer to a `HEAD` (no body written).
+    pub head: bool,
+}
+
+impl AnswerRef<'_> {
+    /// An error answer with the JSON `body` (`head`: to a `HEAD`, no body).
+    fn error(status: StatusCode, body: &'static str, head: bool) -> AnswerRef<'static> {
+        AnswerRef { status, location: None, cache_control: &CC_ERROR_REF, body, head }
+    }
+
     /// Appends the answer as an HTTP/1.1 response to `out`: the status line, the header
-    /// fields of [`Self::into_response`] in that order, `content-length`, `connection:
+    /// fields of [`Answer::into_response`] in that order, `content-length`, `connection:
     /// close` when `close`, `date: <date>` (an IMF-fixdate, RFC 9110 §5.6.7), the empty line
-    /// and the body (none to a `HEAD`): what hyper writes for [`Self::into_response`].
+    /// and the body (none to a `HEAD`): what hyper writes for [`Answer::into_response`].
     pub fn write_http11(&self, date: &[u8], close: bool, out: &mut Vec<u8>) {
         out.extend_from_slice(b"HTTP/1.1 ");
         out.extend_from_slice(self.status.as_str().as_bytes());

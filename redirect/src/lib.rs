@@ -62,8 +62,8 @@ use axum::routing::get;
 
 pub use click::{ChannelClickSink, ClickSink};
 pub use config::RedirectConfig;
-pub use head::{HeaderFields, RequestHead};
 pub use error::{Error, Result};
+pub use head::{HeaderFields, RequestHead};
 pub use state::RedirectState;
 
 /// The redirect route `/{code}` (GET and HEAD) without fallbacks, for merging.

@@ -7,7 +7,7 @@
 //! browser's request for a short link is simple, so every connection of a server that
 //! serves redirects starts here: the lane parses request heads itself with `httparse` (the
 //! parser hyper uses), answers each one that is plainly a redirect request with the
-//! redirect handler ([`FastPath::answer_now_unencoded`], else
+//! redirect handler ([`FastPath::answer_now_with`], else
 //! [`FastPath::answer_unencoded`]) and writes the bytes hyper would write for that answer
 //! ([`sluice_redirect::handler::Answer::write_http11`]). The first request that is anything
 //! else, and everything after it, is hyper's: the connection, with the bytes read and not
@@ -48,7 +48,7 @@ use std::io;
 use std::net::IpAddr;
 use std::pin::{Pin, pin};
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use axum::http::{HeaderName, Method};
 use bytes::{Buf, Bytes, BytesMut};
@@ -241,17 +241,18 @@ impl RequestHead for LaneHead<'_> {
 }
 
 /// Calls `f` with the current `Date` value (IMF-fixdate, RFC 9110 §5.6.7), formatted once
-/// per second and thread (as hyper caches it).
+/// per second and thread (as hyper caches it). The second is read from
+/// `CLOCK_REALTIME_COARSE` (the wall clock as of the last timer tick, a few ms behind, no
+/// TSC read): a `Date` has whole seconds.
 fn with_date<R>(f: impl FnOnce(&[u8]) -> R) -> R {
     thread_local! {
         static DATE: RefCell<(u64, String)> = const { RefCell::new((0, String::new())) };
     }
-    let now = SystemTime::now();
-    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let secs = u64::try_from(rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse).tv_sec).unwrap_or(0);
     DATE.with_borrow_mut(|(at, text)| {
         if *at != secs || text.is_empty() {
             *at = secs;
-            *text = httpdate::fmt_http_date(now);
+            *text = httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(secs));
         }
         f(text.as_bytes())
     })
@@ -277,7 +278,7 @@ pub(super) async fn serve(io: &mut JsonErrorStream, lane: Lane<'_>) -> Exit {
     let mut out = Vec::with_capacity(512);
     // The header read deadline's origin, and a timer that only moves when it goes off
     // early (no timer is touched per request).
-    let mut waiting_since = Instant::now();
+    let mut waiting_since = coarse_monotonic_ns();
     let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
     let mut stop_rx = lane.stop.clone();
     let mut stopped = pin!(stop_rx.wait_for(|s| *s));
@@ -294,23 +295,24 @@ pub(super) async fn serve(io: &mut JsonErrorStream, lane: Lane<'_>) -> Exit {
                 return hand_off(buf, lane.activity);
             }
             let peer = Some(lane.peer);
-            let (answer, close, busy) = {
+            out.clear();
+            let (close, busy) = {
                 let Some(head) = LaneHead::new(&buf[..plain.len], &plain, names) else {
                     return hand_off(buf, lane.activity);
                 };
-                match lane.fast.answer_now_unencoded(&head, peer) {
-                    Some(answer) => (answer, false, false),
+                match lane.fast.answer_now_with(&head, peer, |answer| with_date(|date| answer.write_http11(date, false, &mut out))) {
+                    Some(()) => (false, false),
                     None => {
                         lane.activity.on_request();
                         let answer = lane.fast.answer_unencoded(&head, peer).await;
                         // The graceful stop began meanwhile: this answer is the connection's last.
-                        (answer, lane.stop.has_changed().unwrap_or(true), true)
+                        let close = lane.stop.has_changed().unwrap_or(true);
+                        with_date(|date| answer.write_http11(date, close, &mut out));
+                        (close, true)
                     }
                 }
             };
             buf.advance(plain.len);
-            out.clear();
-            with_date(|date| answer.write_http11(date, close, &mut out));
             let written = io.write_all(&out).await;
             if busy {
                 lane.activity.on_answered();
@@ -318,13 +320,13 @@ pub(super) async fn serve(io: &mut JsonErrorStream, lane: Lane<'_>) -> Exit {
             if written.is_err() || close {
                 return Exit::Closed;
             }
-            waiting_since = Instant::now();
+            waiting_since = coarse_monotonic_ns();
         }
         if lane.stop.has_changed().unwrap_or(true) || lane.activity.is_evicted() || buf.len() >= MAX_HEAD_BYTES {
             return hand_off(buf, lane.activity);
         }
         buf.reserve(READ_RESERVE);
-        let deadline = lane.header_read_timeout.map(|t| waiting_since + t);
+        let deadline = lane.header_read_timeout.map(|t| waiting_since.saturating_add(u64::try_from(t.as_nanos()).unwrap_or(u64::MAX)));
         let woke = poll_fn(|cx| {
             match tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, &mut buf) {
                 Poll::Ready(Ok(n)) => return Poll::Ready(Woke::Read(n)),
@@ -360,19 +362,33 @@ fn hand_off(buf: BytesMut, activity: &ConnActivity) -> Exit {
     Exit::HandOff(buf.freeze())
 }
 
-/// Whether `deadline` has passed, polling `timer` (made on first use) to be woken when it
-/// does. The timer is set to the deadline of its first wait and reset only when it goes
-/// off before the deadline now in force (deadlines only move later).
-fn deadline_passed(timer: &mut Option<Pin<Box<tokio::time::Sleep>>>, deadline: Instant, cx: &mut Context<'_>) -> bool {
-    let sleep = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+/// Whether `deadline` ([`coarse_monotonic_ns`]) has passed, polling `timer` (made on first
+/// use) to be woken when it does. The timer is set to the deadline of its first wait and
+/// reset only when it goes off before the deadline now in force (deadlines only move later).
+fn deadline_passed(timer: &mut Option<Pin<Box<tokio::time::Sleep>>>, deadline: u64, cx: &mut Context<'_>) -> bool {
+    let sleep = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(instant_at(deadline))));
     if sleep.as_mut().poll(cx).is_pending() {
         return false;
     }
-    if Instant::now() >= deadline {
+    if coarse_monotonic_ns() >= deadline {
         return true;
     }
-    sleep.as_mut().reset(deadline);
+    sleep.as_mut().reset(instant_at(deadline));
     sleep.as_mut().poll(cx).is_ready()
+}
+
+/// The monotonic clock as of the kernel's last timer tick (`CLOCK_MONOTONIC_COARSE`, the
+/// clock of `Instant` read at tick resolution, a few ms), in ns since boot. Read after every
+/// answer for the header read deadline: it needs no TSC read, and a deadline of seconds no
+/// finer clock.
+fn coarse_monotonic_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+    u64::try_from(t.tv_sec).unwrap_or(0).saturating_mul(1_000_000_000).saturating_add(u64::try_from(t.tv_nsec).unwrap_or(0))
+}
+
+/// The tokio instant of `deadline` ([`coarse_monotonic_ns`]).
+fn instant_at(deadline: u64) -> Instant {
+    Instant::now() + Duration::from_nanos(deadline.saturating_sub(coarse_monotonic_ns()))
 }
 
 /// A connection handed to hyper by the lane: the bytes the lane read and did not answer

@@ -1,6 +1,7 @@
 //! Unit tests of the express lane's request classification, query bytes and date.
 
 use super::*;
+use std::time::SystemTime;
 
 /// The header names a default redirect state reads (no trusted proxy).
 fn names() -> Vec<HeaderName> {
