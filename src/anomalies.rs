@@ -271,20 +271,22 @@ impl AnomalyOutputs {
         }))
     }
 
-    /// The latest event of every anomaly open (`open`/`updated`) in the store, for the
-    /// dataflow's start ([`crate::job::JobAnomalies::open`]: detectors restored from a
-    /// checkpoint take them over and close them). Empty when the store cannot be read, with
-    /// an error log: those anomalies then stay open (the start goes on; the next one reads
-    /// them again).
-    pub async fn open_anomalies(&self) -> Vec<Anomaly> {
+    /// The latest state of every anomaly in the store, for the dataflow's start
+    /// ([`crate::job::JobAnomalies`]): detectors restored from a checkpoint take the open ones
+    /// over and close them; every start reconciles the episodes it derives with them (a
+    /// replay continues the anomaly a previous run derived from the same clicks under
+    /// another id, and closes one left open that it does not derive again). Empty when the
+    /// store cannot be read, with an error log: the anomalies open then stay open (the start
+    /// goes on; the next one reads them again).
+    pub async fn stored_anomalies(&self) -> Vec<Anomaly> {
         let store = Arc::clone(&self.store);
-        match tokio::task::spawn_blocking(move || store.open_anomalies()).await {
-            Ok(Ok(open)) => open,
+        match tokio::task::spawn_blocking(move || store.latest_states()).await {
+            Ok(Ok(all)) => all,
             Ok(Err(e)) => {
                 tracing::error!(
                     path = %self.store.path().display(),
                     error = %crate::health::error_chain(&e),
-                    "could not read the open anomalies from the anomaly store; those open at the last stop are not closed by this run"
+                    "could not read the anomalies from the anomaly store; those open at the last stop are not closed by this run"
                 );
                 Vec::new()
             }

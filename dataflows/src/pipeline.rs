@@ -94,6 +94,12 @@ pub struct PipelineOutputs {
     pub dead_letters: Option<DeadLetterSink>,
     /// Anomaly events of the abuse detectors (`[abuse]`; counted either way).
     pub anomalies: Option<AnomalySink>,
+    /// The latest state of every anomaly the sink's store holds (empty: none, or no store).
+    /// The detectors reconcile the episodes they open with them, so that a replay of clicks
+    /// a previous run has seen continues the anomalies it derived instead of opening twins
+    /// ([`crate::operators::abuse::AbuseWiring::known`]); those [`CheckpointOptions`] has
+    /// them adopt are left out.
+    pub stored_anomalies: Arc<[sluice_schemas::Anomaly]>,
 }
 
 /// Counters of this process since start.
@@ -186,7 +192,8 @@ pub struct CheckpointOptions {
     /// With `restore`, the abuse detectors take them over, so that each is updated or closed
     /// like any other (their windows are not in the checkpoint; module
     /// [`crate::operators::abuse::anomaly_lifecycle`], **Restart**); ignored without (the
-    /// input is replayed from the start and derives them again).
+    /// input is replayed from the start and derives them again, reconciled with
+    /// [`PipelineOutputs::stored_anomalies`]).
     pub open_anomalies: Vec<sluice_schemas::Anomaly>,
 }
 
@@ -225,6 +232,12 @@ pub fn start_with_checkpoints<E: ClickEnricher>(
     let adopt: Arc<[sluice_schemas::Anomaly]> = match checkpoints.as_mut() {
         Some(o) if o.restore.is_some() => std::mem::take(&mut o.open_anomalies).into(),
         _ => Arc::from([]),
+    };
+    let known: Arc<[sluice_schemas::Anomaly]> = if adopt.is_empty() {
+        Arc::clone(&outputs.stored_anomalies)
+    } else {
+        let adopted: std::collections::BTreeSet<uuid::Uuid> = adopt.iter().map(|a| a.anomaly_id).collect();
+        outputs.stored_anomalies.iter().filter(|a| !adopted.contains(&a.anomaly_id)).cloned().collect()
     };
     let ckpt = match checkpoints {
         Some(o) => {
@@ -278,6 +291,7 @@ pub fn start_with_checkpoints<E: ClickEnricher>(
             sink: anomaly_sink.clone(),
             progress: Arc::clone(&shared.anomaly_progress[local]),
             adopt: Arc::clone(&adopt),
+            known: Arc::clone(&known),
         };
         let (clicks_in, reports_in, meta_in, block_in) = worker.dataflow::<u64, _, _>(|scope| {
             let (clicks_in, clicks) = scope.new_input::<GatedClick>();

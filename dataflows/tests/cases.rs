@@ -205,7 +205,12 @@ fn monotone_changes(batches: &[ChangeBatch]) {
 fn c19_duplicates_count_once_first_copy_wins_and_never_slip_through() {
     let batches = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&batches);
-    let outputs = PipelineOutputs { changes: Some(Arc::new(move |b: ChangeBatch| sink.lock().unwrap().push(b))), dead_letters: None, anomalies: None };
+    let outputs = PipelineOutputs {
+        changes: Some(Arc::new(move |b: ChangeBatch| sink.lock().unwrap().push(b))),
+        dead_letters: None,
+        anomalies: None,
+        stored_anomalies: Default::default(),
+    };
     let mut cfg = config(1);
     cfg.change_interval = Duration::ZERO;
     let h = Harness::start(cfg, 1, ms("2024-07-10T00:00:00Z"), None, outputs);

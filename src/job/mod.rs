@@ -197,11 +197,18 @@ pub struct JobAnomalies {
     /// own (their windows are not in the checkpoint); a start that replays the input from its
     /// first record derives them again instead (README, "The anomaly store").
     pub open: Vec<sluice_schemas::Anomaly>,
+    /// The latest state of every anomaly in the store
+    /// ([`sluice_connectors::anomaly_store::AnomalyStore::latest_states`]): the detectors
+    /// reconcile the episodes they open with them, so that a replay continues the anomaly a
+    /// previous run derived from the same clicks, and closes one it left open that the replay
+    /// does not derive again (`PipelineOutputs::stored_anomalies`; README, "Anomalies open
+    /// across a restart").
+    pub stored: Vec<sluice_schemas::Anomaly>,
 }
 
 impl std::fmt::Debug for JobAnomalies {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JobAnomalies").field("sink", &self.sink.is_some()).field("open", &self.open.len()).finish()
+        f.debug_struct("JobAnomalies").field("sink", &self.sink.is_some()).field("open", &self.open.len()).field("stored", &self.stored.len()).finish()
     }
 }
 
@@ -237,7 +244,7 @@ impl DataflowJob {
         changes: Option<ChangeSink>,
         anomalies: Option<sluice_dataflows::anomaly::AnomalySink>,
     ) -> anyhow::Result<DataflowJob> {
-        Self::start_with_acks(cfg, log, store, changes, JobAnomalies { sink: anomalies, open: Vec::new() }, None, None).await
+        Self::start_with_acks(cfg, log, store, changes, JobAnomalies { sink: anomalies, ..JobAnomalies::default() }, None, None).await
     }
 
     /// [`Self::start_with_outputs`] (with the store's open anomalies in `anomalies`, see
@@ -416,7 +423,7 @@ impl DataflowJob {
             (factory, progress, changes)
         };
         let inputs = PipelineInputs { source: factory, enricher, clock: Arc::new(SystemClock), link_meta: meta_feed };
-        let outputs = PipelineOutputs { changes, dead_letters: Some(dead_letter_sink()), anomalies: anomalies.sink };
+        let outputs = PipelineOutputs { changes, dead_letters: Some(dead_letter_sink()), anomalies: anomalies.sink, stored_anomalies: anomalies.stored.into() };
         if snapshot.is_some() && !anomalies.open.is_empty() {
             tracing::info!(open = anomalies.open.len(), "the restored abuse detectors take over the anomalies open in the anomaly store");
         }

@@ -261,11 +261,13 @@ impl System {
                 .chain(intake.as_ref().and_then(|i| i.kafka.as_ref()).map(crate::kafka::KafkaIntake::anomaly_sink))
                 .collect(),
         );
-        // Detectors restored from a checkpoint take over what is open in the store.
-        let open_anomalies = match &anomalies {
-            Some(a) => a.open_anomalies().await,
+        // Detectors restored from a checkpoint take over what is open in the store; every
+        // start reconciles the episodes it derives with what the store holds.
+        let stored_anomalies = match &anomalies {
+            Some(a) => a.stored_anomalies().await,
             None => Vec::new(),
         };
+        let open_anomalies = stored_anomalies.iter().filter(|a| a.status != sluice_schemas::AnomalyStatus::Closed).cloned().collect();
         let job = match (&intake, start_point) {
             (Some(i), Some(mut start)) => Some({
                 if i.kafka.as_ref().is_some_and(crate::kafka::KafkaIntake::click_topic_created) {
@@ -276,7 +278,7 @@ impl System {
                     start,
                     Arc::clone(&store),
                     sinks.change_sink(),
-                    crate::job::JobAnomalies { sink: anomaly_sink, open: open_anomalies },
+                    crate::job::JobAnomalies { sink: anomaly_sink, open: open_anomalies, stored: stored_anomalies },
                     sinks.applied_probe(),
                     Some(Arc::clone(&i.pending)),
                 )

@@ -135,14 +135,15 @@ impl Proc {
         let t0 = Instant::now();
         loop {
             let r = self.http.get(format!("{}{path}", self.base)).send().await.expect("stats");
-            if r.status().is_success() {
-                let v: Value = r.json().await.expect("json");
+            let status = r.status();
+            let v: Value = r.json().await.unwrap_or(Value::Null);
+            if status.is_success() {
                 let (clicks, bots) = (v["totals"]["clicks"].as_u64().unwrap_or(0), v["totals"]["bot_clicks"].as_u64().unwrap_or(0));
                 if clicks + bots == ts.len() as u64 {
                     return (clicks, bots);
                 }
             }
-            assert!(t0.elapsed() < Duration::from_secs(60), "stats of the flood did not count every click");
+            assert!(t0.elapsed() < Duration::from_secs(60), "stats of the flood did not count every click: {path} {status} {v}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }

@@ -285,6 +285,31 @@ impl AnomalyStore {
         })
     }
 
+    /// The latest event of every anomaly, in anomaly id order, for the dataflow's start: the
+    /// detectors reconcile the episodes they open with them, and the open ones are what a
+    /// restored detector takes over ([`Self::open_anomalies`]). A closed one comes without its
+    /// evidence and summary (`Evidence::default()`, `""`): nothing reads them there, and the
+    /// store may hold many.
+    ///
+    /// Errors: [`Error::AnomalyStore`], [`Error::Corrupt`].
+    pub fn latest_states(&self) -> Result<Vec<Anomaly>> {
+        self.with_db(|db| {
+            let txn = db.begin_read().map_err(|e| store_err("read anomalies", e))?;
+            let latest = txn.open_table(LATEST).map_err(|e| store_err("read anomalies", e))?;
+            let mut out = Vec::new();
+            for entry in latest.iter().map_err(|e| store_err("read anomalies", e))? {
+                let (_, v) = entry.map_err(|e| store_err("read anomalies", e))?;
+                let mut a = decode::<LatestAnomaly>("anomaly", v.value())?.anomaly;
+                if a.status == AnomalyStatus::Closed {
+                    a.evidence = sluice_schemas::Evidence::default();
+                    a.summary = String::new();
+                }
+                out.push(a);
+            }
+            Ok(out)
+        })
+    }
+
     /// Latest states, newest first by `(window_start, anomaly id)` descending, starting
     /// strictly after `after` in that order (a previous page's last position) and only those
     /// with `window_start < start_before` when given; keeps those `keep` accepts, at most

@@ -222,6 +222,21 @@ fn open_anomalies_are_the_latest_events_not_closed() {
 }
 
 #[test]
+fn latest_states_are_every_anomaly_closed_ones_without_evidence() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = AnomalyStore::open(dir.path()).expect("open");
+    assert_eq!(store.latest_states().expect("read"), Vec::<Anomaly>::new());
+    let a0 = anomaly(AnomalyKind::VisitorFlood, "visitor:00000000000000aa", 1_000, 0, Severity::Critical);
+    let a1 = anomaly(AnomalyKind::VisitorFlood, "visitor:00000000000000aa", 1_000, 1, Severity::Warning);
+    let b9 = anomaly(AnomalyKind::ClickBurst, "link:b", 2_000, 9, Severity::Info);
+    store.append(&[a0, a1.clone(), b9.clone()]).expect("append");
+    let mut got = store.latest_states().expect("read");
+    got.sort_by_key(|a| a.window_start);
+    let b9_bare = Anomaly { evidence: Evidence::default(), summary: String::new(), ..b9 };
+    assert_eq!(got, vec![a1, b9_bare]);
+}
+
+#[test]
 fn a_closed_anomaly_takes_no_later_revision() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = AnomalyStore::open(dir.path()).expect("open");

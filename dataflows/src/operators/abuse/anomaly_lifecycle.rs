@@ -29,7 +29,9 @@
 //! `quiet-windows × window` after that (the usual `closed` event: last values repeated,
 //! `window_end` the last tick known to hold). A start without a
 //! checkpoint adopts nothing: it replays the input from the start and derives the same
-//! events again.
+//! events again — or, where clicks came in another order relative to the ticks (late
+//! events), the same episode under another id, which then continues the stored anomaly
+//! ([`LifecycleSlot::continue_stored`], decided by module `known`).
 
 use sluice_schemas::anomaly::anomaly_id;
 use sluice_schemas::{Anomaly, AnomalyKind, AnomalyStatus, Evidence, Severity, Tally};
@@ -73,6 +75,10 @@ struct Open {
     /// opened here; for an adopted one the first tick after the adoption ([`ADOPTED`] until
     /// then; module docs, **Restart**).
     quiet_from: i64,
+    /// The episode continues an anomaly the store already holds closed
+    /// ([`LifecycleSlot::continue_stored`]): its lifecycle runs, but emits nothing (the store
+    /// takes nothing after a `closed` event).
+    muted: bool,
     emitted: Anomaly,
 }
 
@@ -105,7 +111,43 @@ impl LifecycleSlot {
             return Some(a);
         }
         let hold = a.window_end;
-        self.0.replace(Box::new(Open { last_hold: hold, last_emit: hold, quiet_from: ADOPTED, emitted: a })).map(|o| o.emitted)
+        self.0.replace(Box::new(Open { last_hold: hold, last_emit: hold, quiet_from: ADOPTED, muted: false, emitted: a })).map(|o| o.emitted)
+    }
+
+    /// Makes the episode that just opened here with `opened` (the `open` event [`Self::step`]
+    /// returned at tick `s`) continue `stored` instead: the store's latest state of an anomaly
+    /// of the same kind and key that a replay derives anew under another id, because its
+    /// clicks arrived in another order (module `known`, which decides). The slot then holds
+    /// `stored` as if it had emitted it itself — same id, the next revision — holding until
+    /// the later of `s` and its `window_end`, with no update due before `update-interval`
+    /// after that `window_end` (the stored events already say what the replay saw until
+    /// then). Returns the event to emit instead of `opened`: an `updated` event when
+    /// `opened` is more severe than `stored`, else none. A closed `stored` is continued muted:
+    /// the episode runs its course here without emitting anything.
+    pub(crate) fn continue_stored(&mut self, stored: Anomaly, opened: &Anomaly, s: i64) -> Option<Anomaly> {
+        let muted = stored.status == AnomalyStatus::Closed;
+        let mut open = Open { last_hold: stored.window_end.max(s), last_emit: stored.window_end, quiet_from: i64::MIN, muted, emitted: stored };
+        let ev = (!muted && opened.severity > open.emitted.severity).then(|| Anomaly {
+            revision: open.emitted.revision + 1,
+            status: AnomalyStatus::Updated,
+            severity: opened.severity,
+            code: opened.code.clone(),
+            org: opened.org.clone(),
+            window_end: s,
+            observed: opened.observed,
+            expected: opened.expected,
+            score: opened.score,
+            summary: opened.summary.clone(),
+            evidence: opened.evidence.clone(),
+            detected_at: opened.detected_at,
+            ..open.emitted.clone()
+        });
+        if let Some(ev) = &ev {
+            open.last_emit = s;
+            open.emitted = ev.clone();
+        }
+        self.0 = Some(Box::new(open));
+        ev
     }
 
     /// Advances the lifecycle to tick `s` with the detector's verdict `a`; returns the event
@@ -113,6 +155,23 @@ impl LifecycleSlot {
     /// events; `now_ms` is the processing clock (`detected_at`).
     #[allow(clippy::too_many_arguments, reason = "one call site per detector; the arguments are the tick's distinct inputs")]
     pub(crate) fn step(
+        &mut self,
+        kind: AnomalyKind,
+        key: &str,
+        s: i64,
+        a: Option<Assessment>,
+        p: &LifecycleParams,
+        now_ms: i64,
+        build: impl FnOnce(&Assessment) -> Body,
+    ) -> Option<Anomaly> {
+        let muted = self.0.as_ref().is_some_and(|o| o.muted);
+        let ev = self.advance(kind, key, s, a, p, now_ms, build);
+        ev.filter(|_| !muted)
+    }
+
+    /// [`Self::step`] before a muted episode's events are dropped.
+    #[allow(clippy::too_many_arguments, reason = "the arguments of step")]
+    fn advance(
         &mut self,
         kind: AnomalyKind,
         key: &str,
@@ -150,7 +209,7 @@ impl LifecycleSlot {
                     evidence: body.evidence,
                     detected_at: now_ms,
                 };
-                self.0 = Some(Box::new(Open { last_hold: s, last_emit: s, quiet_from: i64::MIN, emitted: ev.clone() }));
+                self.0 = Some(Box::new(Open { last_hold: s, last_emit: s, quiet_from: i64::MIN, muted: false, emitted: ev.clone() }));
                 Some(ev)
             }
             (Some(open), Some(a)) => {

@@ -43,7 +43,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use sluice_schemas::anomaly::link_key;
-use sluice_schemas::{Anomaly, AnomalyKind, Evidence, LinkMeta};
+use sluice_schemas::{Anomaly, AnomalyKind, LinkMeta};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
@@ -52,11 +52,11 @@ use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::{Capability, InputCapability};
 use timely::progress::Antichain;
 
-use super::anomaly_lifecycle::{Assessment, Body, LifecycleParams, LifecycleSlot, closed_now, top_n};
+use super::anomaly_lifecycle::{Assessment, LifecycleParams, LifecycleSlot, closed_now};
 use super::blocklisted_target::{self, BlockedChange};
+use super::known::KnownAnomalies;
 use super::link_window::{LinkClick, LinkWindow};
 use super::pending::{Held, Pending};
-use super::share_shift::Shift;
 use super::sym::{Sym, SymTable};
 use super::ticks::Ticker;
 use super::{bot_share, click_burst, geo_shift, referrer_spam};
@@ -66,6 +66,9 @@ use crate::hash::{FxHashMap, route_str};
 use crate::model::{DimStr, DimSym, Dimension};
 use crate::records::LinkedRecord;
 use crate::watermark::WatermarkReport;
+
+mod body;
+use body::BodyCtx;
 
 const MINUTE_MS: i64 = 60_000;
 const BURST: usize = 0;
@@ -124,6 +127,8 @@ pub struct LinkDetector {
     /// Anomalies of the store to take over at the first tick ([`LinkDetector::adopt`]): `(code,
     /// kind index, latest event)`.
     adopting: Vec<(String, usize, Anomaly)>,
+    /// The store's anomalies of the owned links ([`LinkDetector::know`]).
+    known: KnownAnomalies,
 }
 
 /// A click as the detectors hold it until its tick: what they read of a [`LinkedRecord`],
@@ -199,6 +204,7 @@ impl LinkDetector {
             open: BTreeSet::new(),
             last_sweep_minute: i64::MIN,
             adopting: Vec::new(),
+            known: KnownAnomalies::new(window_ms),
         }
     }
 
@@ -216,6 +222,14 @@ impl LinkDetector {
             }
         }
         self.adopting.len()
+    }
+
+    /// Learns the anomalies of the per-link kinds of `stored` (the store's latest states,
+    /// minus those adopted) whose link `owns` accepts, so that a replayed episode continues
+    /// the stored anomaly it re-derives under another id, and a stored open one the replay
+    /// does not derive again is closed (module `known`). Returns how many.
+    pub fn know(&mut self, stored: &[Anomaly], owns: &dyn Fn(u64) -> bool) -> usize {
+        self.known.extend(stored.iter().filter(|a| KINDS.contains(&a.kind) && a.key.strip_prefix("link:").is_some_and(|c| owns(route_str(c)))))
     }
 
     /// Puts the anomalies of [`LinkDetector::adopt`] into their links' slots at tick `s`
@@ -358,6 +372,7 @@ impl LinkDetector {
             self.evaluate(&code, s, now_ms, out);
         }
         self.evaluated = codes;
+        self.known.close_orphans(s, now_ms, out);
         let minute = s.div_euclid(60_000);
         if minute != self.last_sweep_minute {
             self.last_sweep_minute = minute;
@@ -406,7 +421,7 @@ impl LinkDetector {
                 entries: &entries,
             };
             if let Some(ev) = st.slots[i].step(KINDS[i], &st.key, s, verdict, &self.life, now_ms, |a| ctx.body(i, a)) {
-                out.push(ev);
+                out.extend(self.known.reconcile(&mut st.slots[i], ev, s));
             }
         }
         if st.any_open() {
@@ -428,51 +443,6 @@ fn link_origin(origin: i64, warmup: i64, window: i64, s: i64, ts: i64) -> i64 {
         return origin;
     }
     ts.max(s - window).div_euclid(MINUTE_MS).saturating_mul(MINUTE_MS).max(origin)
-}
-
-struct BodyCtx<'a> {
-    code: &'a Sym,
-    w: &'a LinkWindow<DimSym>,
-    meta: Option<&'a LinkMeta>,
-    window: i64,
-    top_n: usize,
-    referrer: Option<&'a Shift>,
-    geo: Option<&'a Shift>,
-    entries: &'a [(String, String)],
-}
-
-impl BodyCtx<'_> {
-    fn body(&self, kind: usize, a: &Assessment) -> Body {
-        let s = &self.w.sums;
-        let code = self.code.as_str();
-        let top_visit = s.visitors.values().copied().max().unwrap_or(0);
-        let host = self.entries.first().map(|(_, h)| h.clone()).or_else(|| self.meta.and_then(|m| m.target_host.clone()));
-        let evidence = Evidence {
-            window_ms: self.window,
-            clicks: s.raw,
-            human_clicks: s.human,
-            bot_clicks: s.bots,
-            visitors: s.visitors.len() as u64,
-            top_visitor_share: if s.raw > 0 { f64::from(top_visit) / s.raw as f64 } else { 0.0 },
-            top_countries: top_n(s.countries.iter().map(|(k, v)| (k.as_str(), *v)), self.top_n),
-            top_referrers: top_n(s.referrers.iter().map(|(k, v)| (k.as_str(), *v)), self.top_n),
-            top_user_agents: top_n(s.browsers.iter().map(|(k, v)| (k.as_str(), *v)), self.top_n),
-            top_codes: Vec::new(),
-            top_visitors: Vec::new(),
-            network: None,
-            target_host: host.clone(),
-            blocklist_patterns: self.entries.iter().map(|(e, _)| e.clone()).collect(),
-            baseline_minutes: self.w.base.minutes,
-        };
-        let summary = match kind {
-            BURST => click_burst::summary(code, a, self.window),
-            BOTS => bot_share::summary(code, a, s.bots, s.human + s.bots, self.window),
-            REFERRER => self.referrer.map(|sh| referrer_spam::summary(code, a, sh, self.window)).unwrap_or_default(),
-            GEO => self.geo.map(|sh| geo_shift::summary(code, a, sh, self.window)).unwrap_or_default(),
-            _ => blocklisted_target::summary(code, a, host.as_deref().unwrap_or("?"), &evidence.blocklist_patterns, self.window),
-        };
-        Body { code: Some(code.to_string()), org: self.meta.and_then(|m| m.org.clone()), summary, evidence }
-    }
 }
 
 struct Epoch {
@@ -499,6 +469,8 @@ pub struct LinkDetectorParams {
     /// Anomalies open in the store, taken over by detectors restored from a checkpoint
     /// ([`LinkDetector::adopt`]); empty otherwise.
     pub adopt: Arc<[Anomaly]>,
+    /// The store's other anomalies ([`LinkDetector::know`]).
+    pub known: Arc<[Anomaly]>,
 }
 
 /// Extension trait: the per-link detectors (module docs).
@@ -544,6 +516,7 @@ impl<'scope> DetectLinkAnomalies<'scope> for StreamVec<'scope, u64, LinkedRecord
             if adopted > 0 {
                 tracing::info!(worker = index, adopted, "link detectors: open anomalies of the store taken over after the restore");
             }
+            det.know(&params.known, &|h| crate::hash::owner(h, peers) == index);
             let clock = params.clock;
             let mut stash: BTreeMap<u64, Epoch> = BTreeMap::new();
             let mut spare: Vec<Vec<HeldClick>> = Vec::new();

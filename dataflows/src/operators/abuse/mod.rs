@@ -22,6 +22,7 @@
 //! | `intern.rs` | the flood detector's string table: its evidence refers to links and user agents by `u32` ids |
 //! | `sym.rs` | the link detectors' interned strings: compared and hashed by identity, ordered by text |
 //! | `anomaly_lifecycle.rs` | open / updated / closed per `(kind, key)`, deterministic ids |
+//! | `known.rs` | the store's anomalies: a replayed episode continues the one it derives under another id |
 //! | `click_burst.rs`, `bot_share.rs`, `referrer_spam.rs`, `geo_shift.rs`, `share_shift.rs`, `blocklisted_target.rs` | the per-link detectors (pure functions of the link state) and the blocklist join |
 //! | `link_anomalies.rs` | operator `DetectLinkAnomalies` running the per-link detectors |
 //! | `visitor_flood.rs` | operators `TapFloodRecords` and `DetectVisitorFloods` |
@@ -41,6 +42,7 @@ pub mod bot_share;
 pub mod click_burst;
 pub mod geo_shift;
 mod intern;
+mod known;
 pub mod link_anomalies;
 pub mod link_window;
 mod pending;
@@ -87,10 +89,16 @@ pub struct AbuseWiring {
     /// given when the pipeline restores a checkpoint (empty otherwise; module
     /// `anomaly_lifecycle`, **Restart**).
     pub adopt: Arc<[Anomaly]>,
+    /// The store's latest state of every other anomaly (all of them when nothing is adopted),
+    /// which the detectors reconcile the episodes they open with (module `known`: a replay
+    /// continues the stored anomaly it derives under another id, and closes a stored open
+    /// one it does not derive again).
+    pub known: Arc<[Anomaly]>,
 }
 
 impl AbuseWiring {
-    /// Closes at once the anomalies to adopt ([`AbuseWiring::adopt`]) that no attached
+    /// Closes at once the anomalies to adopt ([`AbuseWiring::adopt`]) and the open ones of
+    /// [`AbuseWiring::known`] that no attached
     /// detector can take over — detection off, or `visitor_flood` off (`flood_on` false) —
     /// so that none stays open forever (README, "Anomalies open across a restart"). Called on
     /// global worker 0 only.
@@ -99,6 +107,7 @@ impl AbuseWiring {
         let closed: Vec<Anomaly> = self
             .adopt
             .iter()
+            .chain(self.known.iter().filter(|a| a.status != sluice_schemas::AnomalyStatus::Closed))
             .filter(|a| !self.config.enabled || (a.kind == sluice_schemas::AnomalyKind::VisitorFlood && !flood_on))
             .filter_map(|a| anomaly_lifecycle::closed_now(a, now))
             .collect();
@@ -138,10 +147,11 @@ impl AbuseWiring {
             return linked;
         }
         let blocked = blocked_codes(meta, blocklist);
-        let link_params = LinkDetectorParams { config: self.config.clone(), clock: Arc::clone(&self.clock), adopt: Arc::clone(&self.adopt) };
+        let link_params =
+            LinkDetectorParams { config: self.config.clone(), clock: Arc::clone(&self.clock), adopt: Arc::clone(&self.adopt), known: Arc::clone(&self.known) };
         let (linked, mut anomalies) = linked.detect_link_anomalies(reports.clone(), blocked, link_params);
         if let Some(f) = floods {
-            let flood_params = FloodDetectorParams { config: self.config, clock: self.clock, adopt: self.adopt };
+            let flood_params = FloodDetectorParams { config: self.config, clock: self.clock, adopt: self.adopt, known: self.known };
             anomalies = anomalies.concat(f.detect_visitor_floods(reports, flood_params));
         }
         anomalies.probe_with(probe).sink_anomalies(self.counters, self.sink, self.progress);

@@ -35,6 +35,7 @@ use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 
 use super::anomaly_lifecycle::{Assessment, Body, LifecycleParams, LifecycleSlot, closed_now, severity_of, top_n};
 use super::intern::Interner;
+use super::known::KnownAnomalies;
 use super::pending::Pending;
 use super::ticks::Ticker;
 use crate::chunked::Chunked;
@@ -199,6 +200,8 @@ pub struct FloodDetector {
     /// Anomalies of the store displaced at adoption ([`FloodDetector::adopt`]), closed at
     /// the next [`FloodDetector::advance`].
     displaced: Vec<Anomaly>,
+    /// The store's anomalies of the owned keys ([`FloodDetector::know`]).
+    known: KnownAnomalies,
 }
 
 impl FloodDetector {
@@ -227,6 +230,7 @@ impl FloodDetector {
             dirty: BTreeSet::new(),
             open: BTreeSet::new(),
             displaced: Vec::new(),
+            known: KnownAnomalies::new(window_ms),
         }
     }
 
@@ -251,6 +255,15 @@ impl FloodDetector {
             self.open.insert(key);
         }
         adopted
+    }
+
+    /// Learns the `visitor_flood` anomalies of `stored` (the store's latest states, minus
+    /// those adopted) whose key `owns` accepts, so that a replayed episode continues the
+    /// stored anomaly it re-derives under another id, and a stored open one the replay does
+    /// not derive again is closed (module `known`). Returns how many.
+    pub fn know(&mut self, stored: &[Anomaly], owns: &dyn Fn(u64) -> bool) -> usize {
+        let mine = stored.iter().filter(|a| a.kind == AnomalyKind::VisitorFlood && FloodKey::from_anomaly_key(&a.key).is_some_and(|k| owns(k.route())));
+        if self.enabled { self.known.extend(mine) } else { 0 }
     }
 
     /// Keys with state (diagnostics and tests).
@@ -359,6 +372,7 @@ impl FloodDetector {
         for key in keys {
             self.evaluate(key, s, now_ms, out);
         }
+        self.known.close_orphans(s, now_ms, out);
     }
 
     fn track_from(&self, key: &FloodKey) -> u32 {
@@ -435,7 +449,7 @@ impl FloodDetector {
             let counts = &st.counts;
             let ev =
                 st.slot.step(AnomalyKind::VisitorFlood, &key.anomaly_key(), s, verdict, &self.life, now_ms, |a| body(key, counts, strings, a, window, top));
-            out.extend(ev);
+            out.extend(ev.and_then(|ev| self.known.reconcile(&mut st.slot, ev, s)));
         }
         if st.slot.is_open() {
             self.open.insert(key);
@@ -509,6 +523,8 @@ pub struct FloodDetectorParams {
     /// Anomalies open in the store, taken over by a detector restored from a checkpoint
     /// ([`FloodDetector::adopt`]); empty otherwise.
     pub adopt: Arc<[Anomaly]>,
+    /// The store's other anomalies ([`FloodDetector::know`]).
+    pub known: Arc<[Anomaly]>,
 }
 
 /// Extension trait: the flood detector (module docs).
@@ -533,6 +549,7 @@ impl<'scope> DetectVisitorFloods<'scope> for StreamVec<'scope, u64, FloodClick> 
             if adopted > 0 {
                 tracing::info!(worker = index, adopted, "visitor_flood: open anomalies of the store taken over after the restore");
             }
+            det.know(&params.known, &|h| crate::hash::owner(h, peers) == index);
             let clock = params.clock;
             let mut stash: BTreeMap<u64, Epoch> = BTreeMap::new();
             let mut spare: Vec<Vec<FloodClick>> = Vec::new();
