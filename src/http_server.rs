@@ -496,7 +496,13 @@ impl ConnService {
         if let Some(fast) = &self.fast
             && takes
         {
-            // The body of a GET/HEAD is not read (as in the redirect handler).
+            // The body of a GET/HEAD is not read (as in the redirect handler); one announced
+            // over the limit is refused as everywhere (413 before any of it is read), no click.
+            if let Some(len) = req.body().size_hint().exact()
+                && len > self.max_body_bytes as u64
+            {
+                return ConnFuture::Ready(Some(bodies::payload_too_large(self.max_body_bytes)));
+            }
             let (parts, _body) = req.into_parts();
             let peer = Some(self.peer.ip());
             if let Some(resp) = fast.answer_now(&parts, peer) {

@@ -67,23 +67,25 @@ fn harness(now: i64, stored: Vec<Anomaly>) -> (Harness, Arc<Mutex<Vec<Anomaly>>>
     (Harness::start(config(2), 1, now, None, outputs), got)
 }
 
-/// The live run until `STOP`: the log read a second at a time, the clock following it.
-fn live(log: &[(i64, SourceRecord)]) -> Vec<Anomaly> {
-    let (h, got) = harness(T0, Vec::new());
+/// Feeds `records` to `h` a second of event time at a time, the clock following them.
+fn feed_by_second(h: &Harness, records: &[(i64, SourceRecord)]) {
     let mut i = 0;
-    while i < log.len() && log[i].0 < STOP {
-        let at = log[i].0;
-        let mut j = i;
-        while j < log.len() && log[j].0 == at {
-            j += 1;
-        }
+    while i < records.len() {
+        let at = records[i].0;
+        let j = i + records[i..].iter().take_while(|(t, _)| *t == at).count();
         h.clock.set(at);
-        h.feed.push_records(log[i..j].iter().map(|(_, r)| r.clone()));
+        h.feed.push_records(records[i..j].iter().map(|(_, r)| r.clone()));
         h.sync();
         i = j;
     }
-    let events = got.lock().expect("sink").clone();
-    events
+}
+
+/// The live run until `STOP`: the log read a second at a time, the clock following it.
+fn live(log: &[(i64, SourceRecord)]) -> Vec<Anomaly> {
+    let (h, got) = harness(T0, Vec::new());
+    let cut = log.iter().position(|(at, _)| *at >= STOP).unwrap_or(log.len());
+    feed_by_second(&h, &log[..cut]);
+    got.lock().expect("sink").clone()
 }
 
 /// A start without a checkpoint: the log up to `STOP` replayed at once, then the rest of
@@ -93,20 +95,8 @@ fn replay(log: &[(i64, SourceRecord)], stored: Vec<Anomaly>) -> Vec<Anomaly> {
     let cut = log.iter().position(|(at, _)| *at >= STOP).expect("traffic after the stop");
     h.feed.push_records(log[..cut].iter().map(|(_, r)| r.clone()));
     h.sync();
-    let mut i = cut;
-    while i < log.len() {
-        let at = log[i].0;
-        let mut j = i;
-        while j < log.len() && log[j].0 == at {
-            j += 1;
-        }
-        h.clock.set(at);
-        h.feed.push_records(log[i..j].iter().map(|(_, r)| r.clone()));
-        h.sync();
-        i = j;
-    }
-    let events = got.lock().expect("sink").clone();
-    events
+    feed_by_second(&h, &log[cut..]);
+    got.lock().expect("sink").clone()
 }
 
 /// The store's latest state of each anomaly after `events` (highest revision; nothing

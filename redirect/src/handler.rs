@@ -246,10 +246,11 @@ fn fate<H: RequestHead + ?Sized>(state: &RedirectState, req: &H, head: bool) -> 
         state.inner.metrics.prefetches_refused.increment(1);
         return Fate::Refused;
     }
-    if head {
-        Fate::NotClick
-    } else if speculative {
+    if speculative {
+        // Answered without a click, a `HEAD` as a `GET`.
         state.inner.metrics.prefetches_redirected.increment(1);
+        Fate::NotClick
+    } else if head {
         Fate::NotClick
     } else {
         Fate::Click

@@ -72,6 +72,37 @@ async fn a_content_length_over_the_body_limit_gets_413_before_the_body_is_read()
     s.stop.send(()).expect("server running");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_announcing_a_body_over_the_limit_gets_413_and_is_no_click() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = start_with(dir.path(), ServerOptions::default(), vec![]).await;
+    let limit = ServerOptions::default().max_body_bytes;
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/v1/links", s.addr))
+        .json(&json!({"long_url": "https://example.com/b", "custom_alias": "Body1"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 201);
+    let mut c = tokio::net::TcpStream::connect(s.addr).await.expect("connect");
+    c.write_all(format!("GET /Body1 HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n", limit + 1).as_bytes()).await.expect("write");
+    let got = String::from_utf8(closed_by_server(&mut c).await).expect("utf-8");
+    let want = json!({"error": {"code": "payload_too_large", "message": "request body is larger than 262144 bytes", "details": {"max_body_bytes": 262144}}});
+    assert_eq!(status_and_json(&got), (413, want), "{got}");
+    let mut c = tokio::net::TcpStream::connect(s.addr).await.expect("connect");
+    c.write_all(b"HEAD /Body1 HTTP/1.1\r\nhost: x\r\ncontent-length: 99999999999\r\n\r\n").await.expect("write");
+    let got = String::from_utf8(closed_by_server(&mut c).await).expect("utf-8");
+    assert!(got.starts_with("HTTP/1.1 413 "), "{got}");
+    // At the limit: redirected (the body is not read) and a click.
+    let at_limit = format!("GET /Body1 HTTP/1.1\r\nhost: x\r\ncontent-length: {limit}\r\nconnection: close\r\n\r\n{}", "x".repeat(limit));
+    let resp = raw(s.addr, at_limit.into_bytes()).await;
+    assert!(resp.starts_with("HTTP/1.1 302 Found\r\n"), "{}", &resp[..resp.len().min(300)]);
+    let click = tokio::time::timeout(Duration::from_secs(10), s.events.recv()).await.expect("a click in time").expect("channel open");
+    assert_eq!(click.code, "Body1");
+    assert!(tokio::time::timeout(Duration::from_millis(500), s.events.recv()).await.is_err(), "the refused requests are no clicks");
+    s.stop.send(()).expect("server running");
+}
+
 /// `POST path` with `body` sent chunked (no `Content-Length`), as one chunk.
 fn chunked(path: &str, content_type: &str, body: &str) -> Vec<u8> {
     format!(
