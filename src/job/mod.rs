@@ -191,12 +191,6 @@ impl std::fmt::Debug for StartPoint {
 pub struct JobAnomalies {
     /// Where their events go (`None`: counted only).
     pub sink: Option<sluice_dataflows::anomaly::AnomalySink>,
-    /// The latest event of every anomaly open in the anomaly store
-    /// ([`sluice_connectors::anomaly_store::AnomalyStore::open_anomalies`]): a start that
-    /// restores a checkpoint hands them to the detectors, which update or close them like their
-    /// own (their windows are not in the checkpoint); a start that replays the input from its
-    /// first record derives them again instead (README, "The anomaly store").
-    pub open: Vec<sluice_schemas::Anomaly>,
     /// The latest state of every anomaly in the store
     /// ([`sluice_connectors::anomaly_store::AnomalyStore::latest_states`]): the detectors
     /// reconcile the episodes they open with them, so that a replay continues the anomaly a
@@ -206,9 +200,19 @@ pub struct JobAnomalies {
     pub stored: Vec<sluice_schemas::Anomaly>,
 }
 
+impl JobAnomalies {
+    /// The latest event of every anomaly still open (`open`/`updated`) among [`Self::stored`]:
+    /// a start that restores a checkpoint hands them to the detectors, which update or close
+    /// them like their own (their windows are not in the checkpoint); a start that replays the
+    /// input from its first record derives them again instead (README, "The anomaly store").
+    pub fn open(&self) -> Vec<sluice_schemas::Anomaly> {
+        self.stored.iter().filter(|a| a.status != sluice_schemas::AnomalyStatus::Closed).cloned().collect()
+    }
+}
+
 impl std::fmt::Debug for JobAnomalies {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JobAnomalies").field("sink", &self.sink.is_some()).field("open", &self.open.len()).field("stored", &self.stored.len()).finish()
+        f.debug_struct("JobAnomalies").field("sink", &self.sink.is_some()).field("stored", &self.stored.len()).finish()
     }
 }
 
@@ -423,11 +427,12 @@ impl DataflowJob {
             (factory, progress, changes)
         };
         let inputs = PipelineInputs { source: factory, enricher, clock: Arc::new(SystemClock), link_meta: meta_feed };
+        let open_anomalies = anomalies.open();
         let outputs = PipelineOutputs { changes, dead_letters: Some(dead_letter_sink()), anomalies: anomalies.sink, stored_anomalies: anomalies.stored.into() };
-        if snapshot.is_some() && !anomalies.open.is_empty() {
-            tracing::info!(open = anomalies.open.len(), "the restored abuse detectors take over the anomalies open in the anomaly store");
+        if snapshot.is_some() && !open_anomalies.is_empty() {
+            tracing::info!(open = open_anomalies.len(), "the restored abuse detectors take over the anomalies open in the anomaly store");
         }
-        let options = checkpoints_on.then_some(CheckpointOptions { restore: snapshot, open_anomalies: anomalies.open });
+        let options = checkpoints_on.then_some(CheckpointOptions { restore: snapshot, open_anomalies });
         let handle =
             tokio::task::spawn_blocking(move || crate::sched::run_with_default_slice(|| pipeline::start_with_checkpoints(&pcfg, inputs, outputs, options)))
                 .await

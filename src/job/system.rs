@@ -267,7 +267,6 @@ impl System {
             Some(a) => a.stored_anomalies().await,
             None => Vec::new(),
         };
-        let open_anomalies = stored_anomalies.iter().filter(|a| a.status != sluice_schemas::AnomalyStatus::Closed).cloned().collect();
         let job = match (&intake, start_point) {
             (Some(i), Some(mut start)) => Some({
                 if i.kafka.as_ref().is_some_and(crate::kafka::KafkaIntake::click_topic_created) {
@@ -278,7 +277,7 @@ impl System {
                     start,
                     Arc::clone(&store),
                     sinks.change_sink(),
-                    crate::job::JobAnomalies { sink: anomaly_sink, open: open_anomalies, stored: stored_anomalies },
+                    crate::job::JobAnomalies { sink: anomaly_sink, stored: stored_anomalies },
                     sinks.applied_probe(),
                     Some(Arc::clone(&i.pending)),
                 )
