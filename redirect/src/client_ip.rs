@@ -4,10 +4,26 @@
 //! (RFC 7239 `for=`); configurable to `Forwarded` only or to any one header a proxy sets
 //! (`X-Real-IP`, `CF-Connecting-IP`, `True-Client-IP`), read as a comma-separated list.
 //!
-//! Accepted hop forms: `192.0.2.10`, `192.0.2.10:1234`, `2001:db8::1`,
+//! Hop forms of the list headers: `192.0.2.10`, `192.0.2.10:1234`, `2001:db8::1`,
 //! `2001:0db8:0000:0000:0000:0000:0000:0001`, `[2001:db8::1]`, `[2001:db8::1]:51234`,
-//! `::ffff:192.0.2.10`, quoted forms in `Forwarded`, zone ids (`fe80::1%eth0`, dropped).
-//! Unparsable hops (`unknown`, `_hidden`) stop the walk: the last trusted address is used.
+//! `::ffff:192.0.2.10`, any of them in double quotes ([`parse_hop`]). `Forwarded` is read by
+//! its grammar (RFC 7239 §4 and §6, [`forwarded`]): quoted-strings with their quoted-pairs
+//! decoded, one hop per element, IPv6 only in brackets and quoted (`for="[2001:db8::1]"`).
+//! Zone ids (`fe80::1%eth0`) name an interface of the machine that wrote them, never a
+//! client: such a hop names no address, like `unknown`, `_hidden` or any other garbage.
+//!
+//! The walk, right to left, from the peer: while the address reached is trusted, the hop
+//! left of it (which that trusted proxy wrote) is taken. A hop that names no address ends
+//! the walk, and the client is the address reached: the trusted proxy that wrote the hop
+//! (the peer, when it is the right-most hop). This is nginx's `real_ip_recursive on`
+//! (`ngx_http_get_forwarded_addr_internal`: a hop that does not parse stops the walk at the
+//! last address found); Envoy (`xff_num_trusted_hops`) and Go's `realclientip` fall back to
+//! the peer instead, and Rails' `RemoteIp` drops invalid hops and walks on. Skipping such a
+//! hop, as Rails does, would read what lies left of it, which the client wrote when a trusted
+//! proxy reports `for=unknown`: the client could choose its address. Stopping credits an
+//! address a trusted proxy reported, never one a client chose, and keeps more of what the
+//! proxies said than falling back to the peer. A line holding bytes outside visible ASCII is
+//! read too (each of its hops that is not an address names none), never skipped.
 
 use std::net::IpAddr;
 
@@ -16,6 +32,8 @@ use ipnet::IpNet;
 
 use crate::Error;
 use crate::head::{HeaderFields, visible_ascii};
+
+mod forwarded;
 
 /// Which request header a trusted proxy reports the client address in (`[server]
 /// forwarded-header`; nginx's `real_ip_header`). Only ever read when the peer is a trusted
@@ -180,7 +198,8 @@ impl ClientIpResolver {
             if !self.is_trusted(current) {
                 break;
             }
-            match parse_hop(hop) {
+            // A hop that names no address ends the walk (module docs).
+            match *hop {
                 Some(ip) => current = ip,
                 None => break,
             }
@@ -196,168 +215,56 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// Hops in order (client first) from every `name` line, each a comma-separated list.
-fn list_hops<H: HeaderFields + ?Sized>(headers: &H, name: &HeaderName) -> Vec<String> {
+/// Hops in order (client first) from every `name` line, each a comma-separated list
+/// ([`parse_hop`]; `None`: the hop names no address). Empty list elements are ignored.
+fn list_hops<H: HeaderFields + ?Sized>(headers: &H, name: &HeaderName) -> Vec<Option<IpAddr>> {
     let mut hops = Vec::new();
     for v in headers.all(name) {
-        if let Some(s) = visible_ascii(v) {
-            hops.extend(s.split(',').map(|h| h.trim().to_owned()).filter(|h| !h.is_empty()));
+        for h in v.split(|&b| b == b',').map(<[u8]>::trim_ascii).filter(|h| !h.is_empty()) {
+            hops.push(visible_ascii(h).and_then(parse_hop));
         }
     }
     hops
 }
 
 /// Hops in order (client first) from the `for=` parameters of every `Forwarded` line
-/// (RFC 7239 section 4).
-fn forwarded_for_hops<H: HeaderFields + ?Sized>(headers: &H) -> Vec<String> {
+/// (RFC 7239 section 4, [`forwarded`]).
+fn forwarded_for_hops<H: HeaderFields + ?Sized>(headers: &H) -> Vec<Option<IpAddr>> {
     let mut hops = Vec::new();
     for v in headers.all(&header::FORWARDED) {
-        let Some(s) = visible_ascii(v) else { continue };
-        for element in s.split(',') {
-            for pair in element.split(';') {
-                if let Some((k, val)) = pair.split_once('=')
-                    && k.trim().eq_ignore_ascii_case("for")
-                {
-                    hops.push(val.trim().to_owned());
-                }
-            }
-        }
+        forwarded::push_hops(v, &mut hops);
     }
     hops
 }
 
-/// Parses one hop in any of the forms listed in the module docs.
+/// Parses one hop of a list header (`X-Forwarded-For`) in any of the forms listed in the
+/// module docs; `None` for anything else (`unknown`, `_hidden`, a zone id, a port past
+/// 65535, text after the brackets).
 pub fn parse_hop(raw: &str) -> Option<IpAddr> {
-    let s = raw.trim().trim_matches('"').trim();
+    let s = raw.trim();
+    let s = s.strip_prefix('"').and_then(|s| s.strip_suffix('"')).unwrap_or(s).trim();
     if let Some(rest) = s.strip_prefix('[') {
-        let inner = &rest[..rest.find(']')?];
-        return parse_bare(inner);
+        let (inner, after) = rest.split_once(']')?;
+        if !after.is_empty() && !after.strip_prefix(':').is_some_and(is_port) {
+            return None;
+        }
+        return inner.parse::<std::net::Ipv6Addr>().ok().map(IpAddr::V6);
     }
-    if let Some(ip) = parse_bare(s) {
+    if let Ok(ip) = s.parse::<IpAddr>() {
         return Some(ip);
     }
     // IPv4 with a port: exactly one ':'.
     let (host, port) = s.rsplit_once(':')?;
-    if host.contains(':') || port.parse::<u16>().is_err() {
+    if host.contains(':') || !is_port(port) {
         return None;
     }
     host.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4)
 }
 
-fn parse_bare(s: &str) -> Option<IpAddr> {
-    let s = s.split('%').next()?;
-    s.parse().ok()
+/// Digits only (no sign), at most 65535.
+fn is_port(p: &str) -> bool {
+    !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok()
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::http::{HeaderMap, HeaderValue};
-
-    fn ip(s: &str) -> IpAddr {
-        s.parse().expect("ip")
-    }
-
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(*k, HeaderValue::from_str(v).expect("header"));
-        }
-        h
-    }
-
-    #[test]
-    fn hop_forms() {
-        assert_eq!(parse_hop("2001:db8::1"), Some(ip("2001:db8::1")));
-        assert_eq!(parse_hop("2001:0db8:0000:0000:0000:0000:0000:0001"), Some(ip("2001:db8::1")));
-        assert_eq!(parse_hop("[2001:db8::1]:51234"), Some(ip("2001:db8::1")));
-        assert_eq!(parse_hop("\"[2001:db8::1]:51234\""), Some(ip("2001:db8::1")));
-        assert_eq!(parse_hop("[2001:db8::1]"), Some(ip("2001:db8::1")));
-        assert_eq!(parse_hop("::ffff:192.0.2.10"), Some(ip("::ffff:192.0.2.10")));
-        assert_eq!(parse_hop("192.0.2.10"), Some(ip("192.0.2.10")));
-        assert_eq!(parse_hop("192.0.2.10:8080"), Some(ip("192.0.2.10")));
-        assert_eq!(parse_hop("fe80::1%eth0"), Some(ip("fe80::1")));
-        assert_eq!(parse_hop("unknown"), None);
-        assert_eq!(parse_hop("_hidden"), None);
-        assert_eq!(parse_hop("192.0.2.10:99999"), None);
-        assert_eq!(parse_hop(""), None);
-    }
-
-    #[test]
-    fn untrusted_peer_ignores_headers() {
-        let r = ClientIpResolver::new(vec!["10.0.0.0/8".parse().expect("net")]);
-        let h = headers(&[("x-forwarded-for", "198.51.100.7")]);
-        assert_eq!(r.resolve(Some(ip("203.0.113.5")), &h), Some(ip("203.0.113.5")));
-        let none = ClientIpResolver::default();
-        assert_eq!(none.resolve(Some(ip("127.0.0.1")), &h), Some(ip("127.0.0.1")));
-        assert_eq!(none.resolve(Some(ip("::1")), &HeaderMap::new()), Some(ip("::1")));
-        assert_eq!(none.resolve(None, &h), None);
-    }
-
-    #[test]
-    fn rightmost_untrusted_hop_wins() {
-        let r = ClientIpResolver::new(vec!["10.0.0.0/8".parse().expect("net"), "127.0.0.1/32".parse().expect("net")]);
-        // spoofed left-most value is ignored: the proxy chain 10.1.1.1 saw 198.51.100.7
-        let h = headers(&[("x-forwarded-for", "1.2.3.4, 198.51.100.7, 10.1.1.1")]);
-        assert_eq!(r.resolve(Some(ip("127.0.0.1")), &h), Some(ip("198.51.100.7")));
-        // multiple header lines are one list
-        let h = headers(&[("x-forwarded-for", "1.2.3.4"), ("x-forwarded-for", "198.51.100.8")]);
-        assert_eq!(r.resolve(Some(ip("10.0.0.2")), &h), Some(ip("198.51.100.8")));
-        // all hops trusted: the left-most one
-        let h = headers(&[("x-forwarded-for", "10.9.9.9, 10.1.1.1")]);
-        assert_eq!(r.resolve(Some(ip("127.0.0.1")), &h), Some(ip("10.9.9.9")));
-        // unparsable hop stops the walk at the last trusted address
-        let h = headers(&[("x-forwarded-for", "garbage, 10.1.1.1")]);
-        assert_eq!(r.resolve(Some(ip("127.0.0.1")), &h), Some(ip("10.1.1.1")));
-        // IPv4-mapped peer is matched against IPv4 CIDRs
-        let h = headers(&[("x-forwarded-for", "198.51.100.9")]);
-        assert_eq!(r.resolve(Some(ip("::ffff:10.0.0.3")), &h), Some(ip("198.51.100.9")));
-    }
-
-    #[test]
-    fn forwarded_header() {
-        let r = ClientIpResolver::new(vec!["127.0.0.0/8".parse().expect("net")]);
-        let h = headers(&[("forwarded", "for=192.0.2.60;proto=http;by=203.0.113.43, For=\"[2001:db8:cafe::17]:4711\"")]);
-        assert_eq!(r.resolve(Some(ip("127.0.0.1")), &h), Some(ip("2001:db8:cafe::17")));
-        // X-Forwarded-For takes precedence when both are present
-        let h = headers(&[("forwarded", "for=192.0.2.60"), ("x-forwarded-for", "198.51.100.1")]);
-        assert_eq!(r.resolve(Some(ip("127.0.0.1")), &h), Some(ip("198.51.100.1")));
-    }
-
-    #[test]
-    fn configured_header() {
-        let trusted = vec!["127.0.0.0/8".parse().expect("net")];
-        let both = headers(&[("x-forwarded-for", "198.51.100.1"), ("forwarded", "for=192.0.2.60"), ("x-real-ip", "203.0.113.9")]);
-        let peer = Some(ip("127.0.0.1"));
-        let with = |h: &str| ClientIpResolver::new(trusted.clone()).with_header(h.parse().expect("header setting"));
-        assert_eq!(with("auto").resolve(peer, &both), Some(ip("198.51.100.1")));
-        assert_eq!(with(" Forwarded ").resolve(peer, &both), Some(ip("192.0.2.60")));
-        assert_eq!(with("X-Forwarded-For").resolve(peer, &both), Some(ip("198.51.100.1")));
-        assert_eq!(with("x-real-ip").resolve(peer, &both), Some(ip("203.0.113.9")));
-        // the chosen header only: absent means the peer, never a fallback to another header
-        assert_eq!(with("cf-connecting-ip").resolve(peer, &both), peer);
-        assert_eq!(with("forwarded").resolve(peer, &headers(&[("x-forwarded-for", "198.51.100.1")])), peer);
-        // still only from a trusted peer
-        assert_eq!(with("x-real-ip").resolve(Some(ip("203.0.113.5")), &both), Some(ip("203.0.113.5")));
-        // a list in the chosen header is walked right to left like X-Forwarded-For
-        let h = headers(&[("x-real-ip", "1.2.3.4, 198.51.100.7, 127.0.0.9")]);
-        assert_eq!(with("x-real-ip").resolve(peer, &h), Some(ip("198.51.100.7")));
-    }
-
-    #[test]
-    fn header_setting_spellings() {
-        assert_eq!("AUTO".parse::<ForwardedHeader>().expect("auto"), ForwardedHeader::Auto);
-        assert_eq!("True-Client-IP".parse::<ForwardedHeader>().expect("name").to_string(), "true-client-ip");
-        let reads_xff = |s: &str| s.parse::<ForwardedHeader>().expect(s).reads_x_forwarded_for();
-        assert_eq!(["auto", "X-Forwarded-For", "forwarded", "x-real-ip"].map(reads_xff), [true, true, false, false]);
-        for bad in ["", "  ", "x real ip", "x-real-ip:", "héader", "a\nb"] {
-            let err = bad.parse::<ForwardedHeader>().expect_err(bad);
-            assert!(matches!(&err, Error::ForwardedHeader { value, reason: "is not a header name" } if value == bad), "{bad:?}: {err:?}");
-            assert!(!err.retryable());
-        }
-        for standard in ["Host", "content-length", "authorization", "cookie", "user-agent", "Sec-Fetch-Site"] {
-            let err = standard.parse::<ForwardedHeader>().expect_err(standard);
-            assert!(err.to_string().contains("is a standard request header that carries no client address"), "{standard}: {err}");
-        }
-    }
-}
+mod tests;
