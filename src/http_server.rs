@@ -496,12 +496,18 @@ impl ConnService {
         if let Some(fast) = &self.fast
             && takes
         {
-            // The body of a GET/HEAD is not read (as in the redirect handler); one announced
-            // over the limit is refused as everywhere (413 before any of it is read), no click.
+            // The body of a GET/HEAD is not the redirect handler's; one announced over the
+            // limit is refused as everywhere (413 before any of it is read), no click.
             if let Some(len) = req.body().size_hint().exact()
                 && len > self.max_body_bytes as u64
             {
                 return ConnFuture::Ready(Some(bodies::payload_too_large(self.max_body_bytes)));
+            }
+            // A chunked one (its size unknown until read) is read and dropped first, within
+            // the limit and the body deadline: over the limit it gets the same 413, no click.
+            if !req.body().is_end_stream() && req.body().size_hint().exact().is_none() {
+                let body = bodies::Discarded { limit: self.max_body_bytes, timeout: self.body_read_timeout, activity: self.activity.clone() };
+                return ConnFuture::Boxed(Box::pin(body.then_redirect(req, Arc::clone(fast), Some(self.peer.ip()), self.stop.clone())));
             }
             let (parts, _body) = req.into_parts();
             let peer = Some(self.peer.ip());

@@ -3,6 +3,7 @@
 //! makes its connection idle again ([`super::limits`]).
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,6 +18,7 @@ use tokio::sync::watch;
 
 use super::ConnActivity;
 use crate::http_listener::error_response;
+use crate::router::FastPath;
 
 /// What a [`TrackedBody`] saw: read to its end (see [`with_body_deadline`]), or failed
 /// (malformed framing or a connection cut mid-body, see [`unless_malformed`]).
@@ -83,6 +85,11 @@ pub(super) fn unless_malformed(resp: Response, state: &BodyState) -> Response {
     if !state.failed.load(Ordering::Acquire) {
         return resp;
     }
+    malformed_body()
+}
+
+/// The 400 `malformed_request` answer (`connection: close`) of [`unless_malformed`].
+fn malformed_body() -> Response {
     let message = "the request body is not valid HTTP/1.1: malformed chunked framing or a body cut short (RFC 9112 section 7.1)";
     let mut resp = error_response(StatusCode::BAD_REQUEST, "malformed_request", message, None);
     resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -150,8 +157,62 @@ pub(super) async fn with_body_deadline(handler: impl Future<Output = Response>, 
     }
 }
 
+/// How a redirect request's chunked body is read and dropped before its answer
+/// ([`Self::then_redirect`]).
+pub(super) struct Discarded {
+    /// [`super::ServerOptions::max_body_bytes`].
+    pub limit: usize,
+    /// [`super::ServerOptions::body_read_timeout`].
+    pub timeout: Option<Duration>,
+    /// The connection's activity (a body arriving).
+    pub activity: ConnActivity,
+}
+
+impl Discarded {
+    /// The answer to a `GET`/`HEAD` redirect request `req` from `peer` whose body is chunked:
+    /// the body is read to its end and dropped (a redirect uses none), then `fast` answers as
+    /// for the request without it (a click for a `GET`). Its size is known only once read, so
+    /// that a body over `limit` gets the 413 `payload_too_large` of a `Content-Length` over it
+    /// (as soon as the limit is passed, `connection: close`) and is no click; malformed
+    /// framing is 400 `malformed_request`, a body not read to its end within `timeout` 408
+    /// `request_timeout`. Read to its end, the body is never taken for a next request.
+    pub(super) async fn then_redirect(self, req: hyper::Request<Incoming>, fast: Arc<FastPath>, peer: Option<IpAddr>, stop: watch::Receiver<bool>) -> Response {
+        let (parts, body) = req.into_parts();
+        let state = Arc::new(BodyState::default());
+        let body = TrackedBody::new(body, Arc::clone(&state), self.activity);
+        let limit = self.limit;
+        let answer = async move {
+            match drop_within(body, limit).await {
+                Ok(()) => fast.answer(&parts, peer).await,
+                Err(resp) => resp,
+            }
+        };
+        let resp = match self.timeout {
+            Some(timeout) => with_body_deadline(answer, state, timeout).await,
+            None => answer.await,
+        };
+        super::close_if_stopping(resp, &stop)
+    }
+}
+
+/// Reads `body` to its end, dropping its bytes: `Err` with the 413 once more than `limit`
+/// bytes came, with the 400 of [`malformed_body`] when reading fails.
+async fn drop_within(body: TrackedBody, limit: usize) -> Result<(), Response> {
+    let mut body = std::pin::pin!(body);
+    let mut read = 0usize;
+    while let Some(frame) = std::future::poll_fn(|cx| hyper::body::Body::poll_frame(body.as_mut(), cx)).await {
+        let Ok(frame) = frame else { return Err(malformed_body()) };
+        read = read.saturating_add(frame.data_ref().map_or(0, Bytes::len));
+        if read > limit {
+            return Err(payload_too_large(limit));
+        }
+    }
+    Ok(())
+}
+
 /// The 413 `payload_too_large` answer to a request whose `Content-Length` is over `limit`
-/// bytes (sent before any of the body is read; `connection: close`, the body is not read).
+/// bytes (sent before any of the body is read; `connection: close`, the body is not read),
+/// or whose chunked body passed it while read.
 pub(super) fn payload_too_large(limit: usize) -> Response {
     let message = format!("request body is larger than {limit} bytes");
     let mut resp = error_response(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", &message, Some(serde_json::json!({ "max_body_bytes": limit })));

@@ -103,6 +103,69 @@ async fn a_redirect_announcing_a_body_over_the_limit_gets_413_and_is_no_click() 
     s.stop.send(()).expect("server running");
 }
 
+/// `method /code` with `chunks` sent chunked (no `Content-Length`), each as one chunk, then
+/// the last chunk.
+fn chunked_redirect(method: &str, code: &str, chunks: &[&str]) -> String {
+    let mut req = format!("{method} /{code} HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n");
+    for c in chunks {
+        req.push_str(&format!("{:x}\r\n{c}\r\n", c.len()));
+    }
+    req.push_str("0\r\n\r\n");
+    req
+}
+
+/// A redirect reads no body, but one sent chunked (its size known only once read) is read
+/// and dropped before the answer: over `max-body-bytes` it is the 413 of a `Content-Length`
+/// over the limit, no click (it used to be redirected and counted, whatever its size); within
+/// it, the answer and the click of the request without it, and the body (a request line
+/// inside it included) is never taken for the next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_with_a_chunked_body_over_the_limit_gets_413_and_is_no_click() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let opts = ServerOptions { max_body_bytes: 2048, ..ServerOptions::default() };
+    let mut s = start_full(dir.path(), opts, vec![], |c| c.server.max_body_bytes = 2048, false).await;
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/v1/links", s.addr))
+        .json(&json!({"long_url": "https://example.com/c", "custom_alias": "Chunk1"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 201);
+    let want = json!({"error": {"code": "payload_too_large", "message": "request body is larger than 2048 bytes", "details": {"max_body_bytes": 2048}}});
+    let over = "x".repeat(1025);
+    for method in ["GET", "HEAD"] {
+        let mut c = tokio::net::TcpStream::connect(s.addr).await.expect("connect");
+        c.write_all(chunked_redirect(method, "Chunk1", &[&over, &over]).as_bytes()).await.expect("write");
+        let got = String::from_utf8(closed_by_server(&mut c).await).expect("utf-8");
+        let json = if method == "GET" { status_and_json(&got) } else { (status_and_json(&got).0, want.clone()) };
+        assert_eq!(json, (413, want.clone()), "{method}: {got}");
+        assert_eq!(header_of(&got, "connection"), Some("close"), "{got}");
+        assert_eq!(got.matches("HTTP/1.1 ").count(), 1, "one answer: {got}");
+    }
+    assert!(tokio::time::timeout(Duration::from_millis(500), s.events.recv()).await.is_err(), "the refused requests are no clicks");
+
+    // Within the limit: dropped unread by the handler; a request line inside the body is
+    // body, not the next request; the connection goes on with the request after it.
+    let smuggled = "GET /NoSuch1 HTTP/1.1\r\nhost: x\r\n\r\n";
+    let mut req = chunked_redirect("GET", "Chunk1", &[smuggled, &"y".repeat(2048 - smuggled.len())]);
+    req.push_str("GET /Chunk1?n=2 HTTP/1.1\r\nhost: x\r\nuser-agent: second\r\nconnection: close\r\n\r\n");
+    let got = raw(s.addr, req.into_bytes()).await;
+    let statuses: Vec<&str> = got.match_indices("HTTP/1.1 ").map(|(i, _)| &got[i..i + 12]).collect();
+    assert_eq!(statuses, ["HTTP/1.1 302", "HTTP/1.1 302"], "{got}");
+    assert!(got.contains("location: https://example.com/c?n=2\r\n"), "{got}");
+    assert!(!got.contains("not_found"), "{got}");
+    for ua in ["", "second"] {
+        let click = tokio::time::timeout(Duration::from_secs(10), s.events.recv()).await.expect("a click in time").expect("channel open");
+        assert_eq!((click.code.as_str(), click.user_agent.as_str()), ("Chunk1", ua));
+    }
+    // Malformed chunked framing: 400, no click.
+    let got = raw(s.addr, b"GET /Chunk1 HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nx\r\n0\r\n\r\n".to_vec()).await;
+    assert_eq!(status_and_json(&got).0, 400, "{got}");
+    assert_eq!(status_and_json(&got).1["error"]["code"], "malformed_request", "{got}");
+    assert!(tokio::time::timeout(Duration::from_millis(500), s.events.recv()).await.is_err(), "no click");
+    s.stop.send(()).expect("server running");
+}
+
 /// `POST path` with `body` sent chunked (no `Content-Length`), as one chunk.
 fn chunked(path: &str, content_type: &str, body: &str) -> Vec<u8> {
     format!(
