@@ -30,7 +30,8 @@ pub(super) fn reject_host(version: Version, headers: &HeaderMap) -> Option<Respo
 /// Whether `v` is a `Host` value: `uri-host [":" port]` (RFC 9110 §7.2), where `uri-host`
 /// is an IPv6 literal in brackets or a `reg-name` / IPv4 address (unreserved characters,
 /// sub-delimiters and `%HH` escapes, RFC 3986 §3.2.2; empty allowed, RFC 9112 §3.2) and
-/// `port` is at most 5 digits with a value ≤ 65535 (empty allowed, RFC 3986 §3.2.3).
+/// `port` is digits with a value ≤ 65535, leading zeros allowed (empty allowed, RFC 3986
+/// §3.2.3; [`valid_port`]).
 /// Spaces, control characters, `@`, `/`, `?`, `#` and a second `:` are not.
 pub(super) fn valid_host(v: &[u8]) -> bool {
     let (host_ok, port) = if let Some(rest) = v.strip_prefix(b"[") {
@@ -48,11 +49,15 @@ pub(super) fn valid_host(v: &[u8]) -> bool {
             None => (reg_name(v), None),
         }
     };
-    host_ok && port.is_none_or(|p| p.len() <= 5 && p.iter().all(u8::is_ascii_digit) && (p.is_empty() || parse_port(p) <= 65_535))
+    host_ok && port.is_none_or(valid_port)
 }
 
-fn parse_port(p: &[u8]) -> u32 {
-    p.iter().fold(0, |n, &d| n * 10 + u32::from(d - b'0'))
+/// `port = *DIGIT` (RFC 3986 §3.2.3) with a value of at most 65535: leading zeros of any
+/// number are the same port (`0080` is 80, as hyper's `Uri`, Go's `net/http` and the URL
+/// parser of browsers read it); empty is allowed.
+fn valid_port(p: &[u8]) -> bool {
+    let significant = &p[p.iter().position(|&d| d != b'0').unwrap_or(p.len())..];
+    p.iter().all(u8::is_ascii_digit) && significant.len() <= 5 && significant.iter().fold(0u32, |n, &d| n * 10 + u32::from(d - b'0')) <= 65_535
 }
 
 /// `reg-name = *( unreserved / pct-encoded / sub-delims )` (RFC 3986 §3.2.2).
@@ -90,6 +95,14 @@ mod tests {
             "h:",
             "h:65535",
             "h:00080",
+            "example.com:0080",
+            // RFC 3986 §3.2.3: `port = *DIGIT`; leading zeros of any number (hyper's `Uri`,
+            // Go's net/http and browsers' URL parser read `000080` as 80).
+            "example.com:000080",
+            "example.com:0000000000000000080",
+            "[::1]:000443",
+            "h:0000065535",
+            "h:000000",
         ] {
             assert!(valid_host(ok.as_bytes()), "{ok:?} is valid");
         }
@@ -99,6 +112,10 @@ mod tests {
             "host:80:80",
             "host:65536",
             "host:123456",
+            "host:0065536",
+            "host:00000099999",
+            "host:+80",
+            "host: 80",
             "host:8o",
             "host:-1",
             "[::1",
