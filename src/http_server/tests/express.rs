@@ -263,3 +263,78 @@ async fn at_the_graceful_stop_a_head_begun_in_the_read_of_the_previous_request_i
     assert!(closed_by_server(&mut c.s).await.is_empty());
     tokio::time::timeout(Duration::from_secs(30), s.server).await.expect("the stop does not wait for its deadline").expect("server task");
 }
+
+/// The edge requests of [`edges_get_the_same_bytes_and_clicks_on_both_paths`], each on a new
+/// connection, and the status each gets.
+fn edge_requests() -> Vec<(String, u16)> {
+    let get = |fields: &str| format!("GET /Edge1 HTTP/1.1\r\n{fields}user-agent: UA/1\r\n\r\n");
+    let host = |h: &str| get(&format!("host: {h}\r\n"));
+    let from = |field: &str| get(&format!("host: sho.rt.example\r\n{field}\r\n"));
+    let chunked =
+        |body: &str| format!("GET /Edge1 HTTP/1.1\r\nhost: x\r\nuser-agent: UA/1\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n", body.len());
+    vec![
+        (host("sho.rt.example:0080"), 302),
+        (host("sho.rt.example:000080"), 302),
+        (host("[::1]:0000000443"), 302),
+        (host("sho.rt.example:0065536"), 400),
+        (host("sho.rt.example:8o"), 400),
+        (from(r#"forwarded: for="[2001:db8::\1]:4711""#), 302),
+        (from(r#"forwarded: for="192.0.2.\61";proto=http"#), 302),
+        (from("forwarded: for=[2001:db8::2]"), 302),
+        (from(r#"forwarded: for="[fe80::1%eth0]""#), 302),
+        (from("x-forwarded-for: fe80::1%eth0"), 302),
+        (from("forwarded: for=198.51.100.7, proto=https"), 302),
+        (from("forwarded: for=198.51.100.8, for=unknown, for=127.0.0.1"), 302),
+        (chunked(&"z".repeat(2049)), 413),
+        (chunked("GET /NoSuch1 HTTP/1.1\r\nhost: x\r\n\r\n"), 302),
+    ]
+}
+
+/// Host ports with leading zeros, RFC 7239 nodes (quoted-pairs, unquoted brackets, zone ids,
+/// an element without `for`) from a trusted proxy, and chunked bodies on a redirect: the
+/// express lane and hyper's path give the same bytes and the same clicks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edges_get_the_same_bytes_and_clicks_on_both_paths() {
+    let mut runs = Vec::new();
+    for express in [true, false] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let opts = ServerOptions { express, max_body_bytes: 2048, ..ServerOptions::default() };
+        let tweak = |c: &mut Config| {
+            c.server.trusted_proxies = vec!["127.0.0.1/32".into()];
+            c.server.max_body_bytes = 2048;
+        };
+        let mut s = start_full(dir.path(), opts, vec![], tweak, false).await;
+        create(&reqwest::Client::new(), s.addr, json!({"long_url": "https://example.com/e", "custom_alias": "Edge1"})).await;
+        let mut answers = Vec::new();
+        for (req, status) in edge_requests() {
+            let mut c = Client::connect(s.addr).await;
+            c.send(&req).await;
+            let answer = without_date(&c.response(false).await);
+            assert!(answer.starts_with(&format!("HTTP/1.1 {status} ")), "express {express}: {req:?}: {answer}");
+            answers.push(answer);
+        }
+        let mut clicks = Vec::new();
+        while let Ok(Some(e)) = tokio::time::timeout(Duration::from_millis(500), s.events.recv()).await {
+            clicks.push((e.code, e.ip_trunc, e.visitor_id));
+        }
+        s.stop.send(()).expect("server running");
+        tokio::time::timeout(Duration::from_secs(30), s.server).await.expect("stops").expect("server task");
+        runs.push((answers, clicks));
+    }
+    let (lane, lane_clicks) = &runs[0];
+    let (hyper, hyper_clicks) = &runs[1];
+    assert_eq!(lane[0], "HTTP/1.1 302 Found\r\nlocation: https://example.com/e\r\ncache-control: private, max-age=0\r\ncontent-length: 0\r\ndate: -\r\n\r\n");
+    assert!(lane[3].contains(r#""code":"invalid_host""#), "{}", lane[3]);
+    assert!(
+        lane[12].ends_with(r#"{"error":{"code":"payload_too_large","details":{"max_body_bytes":2048},"message":"request body is larger than 2048 bytes"}}"#),
+        "{}",
+        lane[12]
+    );
+    assert_eq!(lane, hyper, "every answer byte for byte (dates aside)");
+    let nets: Vec<Option<&str>> = lane_clicks.iter().map(|c| c.1.as_deref()).collect();
+    let local = Some("127.0.0.0");
+    // Requests 0-2 and 5-11 and 13 are clicks: 3, 4 are refused hosts, 12 a body over the limit.
+    assert_eq!(nets, [local, local, local, Some("2001:db8::"), Some("192.0.2.0"), local, local, local, local, local, local]);
+    assert!(lane_clicks.iter().all(|c| c.0 == "Edge1"));
+    assert_eq!(lane_clicks, hyper_clicks, "the same click events (visitor ids included)");
+}
