@@ -225,6 +225,30 @@ mod tests {
         assert_eq!(classify(&lists, &["127.0.0.1".to_owned()], Some("http://192.168.1.1/")).domain, "192.168.1.1");
     }
 
+    /// Chrome sends `android-app://<package>/…` for clicks in Android apps: the Google app's
+    /// package is a search engine in Matomo's SearchEngines.yml, Gmail's is our email list,
+    /// and the package names of Matomo's Socials.yml are social.
+    #[test]
+    fn android_app_referrers_get_the_medium_of_their_package() {
+        let lists = MediumLists::bundled().expect("bundled lists");
+        let cases = [
+            ("android-app://com.google.android.googlequicksearchbox/https/www.google.com", "com.google.android.googlequicksearchbox", ReferrerMedium::Search),
+            ("android-app://com.google.android.googlequicksearchbox", "com.google.android.googlequicksearchbox", ReferrerMedium::Search),
+            ("android-app://com.google.android.gm/", "com.google.android.gm", ReferrerMedium::Email),
+            ("android-app://com.google.android.apps.plus/", "com.google.android.apps.plus", ReferrerMedium::Social),
+            ("android-app://com.linkedin.android/", "com.linkedin.android", ReferrerMedium::Social),
+            ("android-app://org.joinmastodon.android/", "org.joinmastodon.android", ReferrerMedium::Social),
+            ("android-app://com.reddit.frontpage/", "com.reddit.frontpage", ReferrerMedium::Social),
+            ("android-app://com.snapchat.android/", "com.snapchat.android", ReferrerMedium::Social),
+            ("ANDROID-APP://COM.Google.Android.GM", "com.google.android.gm", ReferrerMedium::Email),
+            ("android-app://com.example.app/", "com.example.app", ReferrerMedium::Unknown),
+        ];
+        for (referrer, domain, medium) in cases {
+            let got = classify(&lists, &[], Some(referrer));
+            assert_eq!((got.domain.as_str(), got.medium), (domain, medium), "{referrer}");
+        }
+    }
+
     #[test]
     fn subdomain_test_is_label_aligned() {
         assert!(is_same_or_subdomain("a.sho.rt", "sho.rt"));
