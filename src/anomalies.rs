@@ -28,7 +28,7 @@ use anyhow::Context;
 use axum::Router;
 use serde::{Deserialize, Serialize};
 use sluice_connectors::anomaly_store::AnomalyStore;
-use sluice_dataflows::anomaly::AnomalySink;
+use sluice_dataflows::anomaly::{AnomalySink, ClosedAnomalyReader, StoredAnomalies};
 use sluice_schemas::Anomaly;
 use sluice_serving::anomalies::AnomaliesState;
 use sluice_serving::auth::AdminAuth;
@@ -271,17 +271,19 @@ impl AnomalyOutputs {
         }))
     }
 
-    /// The latest state of every anomaly in the store, for the dataflow's start
-    /// ([`crate::job::JobAnomalies`]): detectors restored from a checkpoint take the open ones
-    /// over and close them; every start reconciles the episodes it derives with them (a
-    /// replay continues the anomaly a previous run derived from the same clicks under
-    /// another id, and closes one left open that it does not derive again). Empty when the
-    /// store cannot be read, with an error log: the anomalies open then stay open (the start
-    /// goes on; the next one reads them again).
-    pub async fn stored_anomalies(&self) -> Vec<Anomaly> {
+    /// What the store holds, for the dataflow's start ([`crate::job::JobAnomalies`]): the
+    /// latest state of every anomaly still open, read now (detectors restored from a
+    /// checkpoint take them over; every start closes those it does not derive again), and a
+    /// reader of the closed ones, which each detector calls once its event-time schedule
+    /// starts, for those a replay can still meet (README, "Anomalies open across a
+    /// restart"): a replayed episode continues the anomaly a previous run derived from the
+    /// same clicks under another id instead of opening a twin. A store that cannot be read
+    /// gives nothing, with an error log: the anomalies open then stay open (the start goes
+    /// on; the next one reads them again), a replay may open twins of the closed ones.
+    pub async fn stored_anomalies(&self) -> StoredAnomalies {
         let store = Arc::clone(&self.store);
-        match tokio::task::spawn_blocking(move || store.latest_states()).await {
-            Ok(Ok(all)) => all,
+        let open = match tokio::task::spawn_blocking(move || store.open_anomalies()).await {
+            Ok(Ok(open)) => open,
             Ok(Err(e)) => {
                 tracing::error!(
                     path = %self.store.path().display(),
@@ -294,7 +296,20 @@ impl AnomalyOutputs {
                 tracing::error!(error = %e, "anomaly store read task failed; the anomalies open at the last stop are not closed by this run");
                 Vec::new()
             }
-        }
+        };
+        let store = Arc::clone(&self.store);
+        let closed: ClosedAnomalyReader = Arc::new(move |after_ms, keep| match store.closed_ending_after(after_ms, keep) {
+            Ok(closed) => closed,
+            Err(e) => {
+                tracing::error!(
+                    path = %store.path().display(),
+                    error = %crate::health::error_chain(&e),
+                    "could not read the closed anomalies from the anomaly store; a replay may open a second anomaly for an episode it derives differently"
+                );
+                Vec::new()
+            }
+        });
+        StoredAnomalies { open: open.into(), closed: Some(closed) }
     }
 
     /// `/v1/anomalies`, `/v1/anomalies/stream` and `/v1/webhooks...`.

@@ -21,6 +21,52 @@ use crate::{Error, Result};
 /// workers interleave. Keep it cheap (e.g. a channel send).
 pub type AnomalySink = Arc<dyn Fn(&[Anomaly]) + Send + Sync>;
 
+/// Reads the anomaly store's closed anomalies for the abuse detectors: `(after_ms, keep)` →
+/// the latest state of every closed anomaly with `window_end > after_ms` (ms UTC) that `keep`
+/// accepts, in any order; evidence and summary may be left empty (nothing reads them). Called
+/// on worker threads, once per detector and worker, when the detector's event-time schedule
+/// starts (module `operators::abuse::known`); it may block. A store that cannot be read
+/// yields what it could (the implementation logs why).
+pub type ClosedAnomalyReader = Arc<dyn Fn(i64, &dyn Fn(&Anomaly) -> bool) -> Vec<Anomaly> + Send + Sync>;
+
+/// What the anomaly store holds, as the abuse detectors reconcile the episodes they open with
+/// it (module `operators::abuse::known`): the anomalies still open, all of them, given at the
+/// start; the closed ones only as far back as a detector's replay can meet them, read through
+/// [`StoredAnomalies::closed`] once its schedule starts, so that a start never holds every
+/// anomaly ever stored.
+#[derive(Clone, Default)]
+pub struct StoredAnomalies {
+    /// The latest event of every anomaly still open (`open`/`updated`).
+    pub open: Arc<[Anomaly]>,
+    /// Reads the closed ones (`None`: none are stored).
+    pub closed: Option<ClosedAnomalyReader>,
+}
+
+impl StoredAnomalies {
+    /// The closed anomalies with `window_end > after_ms` that `keep` accepts
+    /// ([`ClosedAnomalyReader`]); empty without a reader.
+    pub fn closed_ending_after(&self, after_ms: i64, keep: &dyn Fn(&Anomaly) -> bool) -> Vec<Anomaly> {
+        self.closed.as_ref().map_or_else(Vec::new, |read| read(after_ms, keep))
+    }
+}
+
+/// Latest states held in memory (tests, tools): the open ones, and a reader filtering the
+/// closed ones.
+impl From<Vec<Anomaly>> for StoredAnomalies {
+    fn from(latest: Vec<Anomaly>) -> StoredAnomalies {
+        let (closed, open): (Vec<Anomaly>, Vec<Anomaly>) = latest.into_iter().partition(|a| a.status == AnomalyStatus::Closed);
+        let closed: Arc<[Anomaly]> = closed.into();
+        let read: ClosedAnomalyReader = Arc::new(move |after_ms, keep| closed.iter().filter(|a| a.window_end > after_ms && keep(a)).cloned().collect());
+        StoredAnomalies { open: open.into(), closed: Some(read) }
+    }
+}
+
+impl std::fmt::Debug for StoredAnomalies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredAnomalies").field("open", &self.open.len()).field("closed", &self.closed.is_some()).finish()
+    }
+}
+
 /// Anomaly events emitted by this process since start, by kind and status.
 #[derive(Debug, Default)]
 pub struct AnomalyCounters {

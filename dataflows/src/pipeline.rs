@@ -94,12 +94,12 @@ pub struct PipelineOutputs {
     pub dead_letters: Option<DeadLetterSink>,
     /// Anomaly events of the abuse detectors (`[abuse]`; counted either way).
     pub anomalies: Option<AnomalySink>,
-    /// The latest state of every anomaly the sink's store holds (empty: none, or no store).
-    /// The detectors reconcile the episodes they open with them, so that a replay of clicks
-    /// a previous run has seen continues the anomalies it derived instead of opening twins
-    /// ([`crate::operators::abuse::AbuseWiring::known`]); those [`CheckpointOptions`] has
-    /// them adopt are left out.
-    pub stored_anomalies: Arc<[sluice_schemas::Anomaly]>,
+    /// What the sink's store holds (default: nothing, or no store). The detectors reconcile
+    /// the episodes they open with it, so that a replay of clicks a previous run has seen
+    /// continues the anomalies it derived instead of opening twins
+    /// ([`crate::operators::abuse::AbuseWiring::known`]); the open ones [`CheckpointOptions`]
+    /// has them adopt are left out.
+    pub stored_anomalies: crate::anomaly::StoredAnomalies,
 }
 
 /// Counters of this process since start.
@@ -233,12 +233,11 @@ pub fn start_with_checkpoints<E: ClickEnricher>(
         Some(o) if o.restore.is_some() => std::mem::take(&mut o.open_anomalies).into(),
         _ => Arc::from([]),
     };
-    let known: Arc<[sluice_schemas::Anomaly]> = if adopt.is_empty() {
-        Arc::clone(&outputs.stored_anomalies)
-    } else {
+    let mut known = outputs.stored_anomalies.clone();
+    if !adopt.is_empty() {
         let adopted: std::collections::BTreeSet<uuid::Uuid> = adopt.iter().map(|a| a.anomaly_id).collect();
-        outputs.stored_anomalies.iter().filter(|a| !adopted.contains(&a.anomaly_id)).cloned().collect()
-    };
+        known.open = known.open.iter().filter(|a| !adopted.contains(&a.anomaly_id)).cloned().collect();
+    }
     let ckpt = match checkpoints {
         Some(o) => {
             crate::checkpoint::check_restorable(config.cluster.as_ref().map_or(1, |c| c.addresses.len()))?;
@@ -291,7 +290,7 @@ pub fn start_with_checkpoints<E: ClickEnricher>(
             sink: anomaly_sink.clone(),
             progress: Arc::clone(&shared.anomaly_progress[local]),
             adopt: Arc::clone(&adopt),
-            known: Arc::clone(&known),
+            known: known.clone(),
         };
         let (clicks_in, reports_in, meta_in, block_in) = worker.dataflow::<u64, _, _>(|scope| {
             let (clicks_in, clicks) = scope.new_input::<GatedClick>();

@@ -12,6 +12,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use sluice_dataflows::anomaly::StoredAnomalies;
 use sluice_dataflows::pipeline::PipelineOutputs;
 use sluice_dataflows::source::SourceRecord;
 use sluice_schemas::{Anomaly, AnomalyKind, AnomalyStatus, Severity};
@@ -56,7 +57,7 @@ fn log() -> Vec<(i64, SourceRecord)> {
         .collect()
 }
 
-fn harness(now: i64, stored: Vec<Anomaly>) -> (Harness, Arc<Mutex<Vec<Anomaly>>>) {
+fn harness(now: i64, stored: impl Into<StoredAnomalies>) -> (Harness, Arc<Mutex<Vec<Anomaly>>>) {
     let got: Arc<Mutex<Vec<Anomaly>>> = Arc::default();
     let sink = Arc::clone(&got);
     let outputs = PipelineOutputs {
@@ -90,7 +91,7 @@ fn live(log: &[(i64, SourceRecord)]) -> Vec<Anomaly> {
 
 /// A start without a checkpoint: the log up to `STOP` replayed at once, then the rest of
 /// the traffic a second at a time; `stored` is what the anomaly store holds.
-fn replay(log: &[(i64, SourceRecord)], stored: Vec<Anomaly>) -> Vec<Anomaly> {
+fn replay(log: &[(i64, SourceRecord)], stored: impl Into<StoredAnomalies>) -> Vec<Anomaly> {
     let (h, got) = harness(STOP + 1_000, stored);
     let cut = log.iter().position(|(at, _)| *at >= STOP).expect("traffic after the stop");
     h.feed.push_records(log[..cut].iter().map(|(_, r)| r.clone()));
@@ -180,4 +181,46 @@ fn a_replay_closes_a_stored_open_anomaly_it_does_not_derive_again() {
     assert_eq!(orphan, vec![(a.anomaly_id, Closed, 1, Severity::Critical, F - 60_000, F)]);
     let twin: Vec<Row> = flood_rows(&got).into_iter().filter(|r| r.0 != a.anomaly_id).collect();
     assert_eq!(twin, flood_rows(&alone));
+}
+
+/// Session 57: a start reads only the closed anomalies a replay can meet — those ending after
+/// its detectors' first tick minus their window — not every anomaly ever stored. The second
+/// replay above, with an anomaly of the flooder that closed an hour before the log starts
+/// also in the store: each detector reads the closed ones once, from its first tick minus the
+/// window (60 s) — the tick after the earliest click it holds at the first watermark (`T0`),
+/// or after that watermark (`T0 + 79.9 s`: the backlog up to the stop is read in one batch)
+/// for the one that holds none then; the old one is never read, the anomaly the first replay
+/// closed is, and still mutes the replayed twin.
+#[test]
+fn a_replay_reads_only_the_closed_anomalies_it_can_meet() {
+    let log = log();
+    let live = live(&log);
+    let first = replay(&log, latest(&live));
+    let mut closed = latest(&[latest(&live), first].concat());
+    let mut old = closed.iter().find(|a| a.key == FLOOD_KEY).expect("the flood's anomaly").clone();
+    assert_eq!(old.status, AnomalyStatus::Closed);
+    (old.anomaly_id, old.window_start, old.window_end) = (uuid::Uuid::from_u128(7), T0 - 3_660_000, T0 - 3_600_000);
+    closed.push(old.clone());
+    let all = StoredAnomalies::from(closed);
+    // (after_ms, ids read) per call.
+    type Calls = Vec<(i64, Vec<uuid::Uuid>)>;
+    let calls: Arc<Mutex<Calls>> = Arc::default();
+    let seen = Arc::clone(&calls);
+    let stored = StoredAnomalies {
+        open: Arc::clone(&all.open),
+        closed: Some(Arc::new(move |after_ms, keep: &dyn Fn(&Anomaly) -> bool| {
+            let got = all.closed_ending_after(after_ms, keep);
+            seen.lock().expect("calls").push((after_ms, got.iter().map(|a| a.anomaly_id).collect()));
+            got
+        })),
+    };
+    let second = replay(&log, stored);
+    assert_eq!(flood_rows(&second), vec![], "{second:#?}");
+    let calls = calls.lock().expect("calls").clone();
+    let mut afters: Vec<i64> = calls.iter().map(|c| c.0).collect();
+    afters.sort_unstable();
+    assert_eq!(afters, vec![T0 + 1_000 - 60_000, T0 + 1_000 - 60_000, T0 + 1_000 - 60_000, T0 + 80_000 - 60_000], "2 workers × 2 detectors, once each");
+    assert!(calls.iter().all(|(_, ids)| !ids.contains(&old.anomaly_id)), "{calls:?}");
+    let flood = latest(&live).into_iter().find(|a| a.key == FLOOD_KEY).expect("live anomaly").anomaly_id;
+    assert_eq!(calls.iter().filter(|(_, ids)| ids.contains(&flood)).count(), 1, "read by the flood detector owning the key: {calls:?}");
 }

@@ -191,13 +191,12 @@ impl std::fmt::Debug for StartPoint {
 pub struct JobAnomalies {
     /// Where their events go (`None`: counted only).
     pub sink: Option<sluice_dataflows::anomaly::AnomalySink>,
-    /// The latest state of every anomaly in the store
-    /// ([`sluice_connectors::anomaly_store::AnomalyStore::latest_states`]): the detectors
-    /// reconcile the episodes they open with them, so that a replay continues the anomaly a
-    /// previous run derived from the same clicks, and closes one it left open that the replay
-    /// does not derive again (`PipelineOutputs::stored_anomalies`; README, "Anomalies open
-    /// across a restart").
-    pub stored: Vec<sluice_schemas::Anomaly>,
+    /// What the anomaly store holds ([`crate::anomalies::AnomalyOutputs::stored_anomalies`]):
+    /// the detectors reconcile the episodes they open with it, so that a replay continues
+    /// the anomaly a previous run derived from the same clicks, and close one it left open
+    /// that the replay does not derive again (`PipelineOutputs::stored_anomalies`; README,
+    /// "Anomalies open across a restart").
+    pub stored: sluice_dataflows::anomaly::StoredAnomalies,
 }
 
 impl JobAnomalies {
@@ -206,13 +205,13 @@ impl JobAnomalies {
     /// them like their own (their windows are not in the checkpoint); a start that replays the
     /// input from its first record derives them again instead (README, "The anomaly store").
     pub fn open(&self) -> Vec<sluice_schemas::Anomaly> {
-        self.stored.iter().filter(|a| a.status != sluice_schemas::AnomalyStatus::Closed).cloned().collect()
+        self.stored.open.iter().filter(|a| a.status != sluice_schemas::AnomalyStatus::Closed).cloned().collect()
     }
 }
 
 impl std::fmt::Debug for JobAnomalies {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JobAnomalies").field("sink", &self.sink.is_some()).field("stored", &self.stored.len()).finish()
+        f.debug_struct("JobAnomalies").field("sink", &self.sink.is_some()).field("stored", &self.stored).finish()
     }
 }
 
@@ -428,7 +427,7 @@ impl DataflowJob {
         };
         let inputs = PipelineInputs { source: factory, enricher, clock: Arc::new(SystemClock), link_meta: meta_feed };
         let open_anomalies = anomalies.open();
-        let outputs = PipelineOutputs { changes, dead_letters: Some(dead_letter_sink()), anomalies: anomalies.sink, stored_anomalies: anomalies.stored.into() };
+        let outputs = PipelineOutputs { changes, dead_letters: Some(dead_letter_sink()), anomalies: anomalies.sink, stored_anomalies: anomalies.stored };
         if snapshot.is_some() && !open_anomalies.is_empty() {
             tracing::info!(open = open_anomalies.len(), "the restored abuse detectors take over the anomalies open in the anomaly store");
         }

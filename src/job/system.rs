@@ -265,7 +265,7 @@ impl System {
         // start reconciles the episodes it derives with what the store holds.
         let stored_anomalies = match &anomalies {
             Some(a) => a.stored_anomalies().await,
-            None => Vec::new(),
+            None => Default::default(),
         };
         let job = match (&intake, start_point) {
             (Some(i), Some(mut start)) => Some({

@@ -22,15 +22,19 @@
 //! - The latest state of an anomaly is the event with the highest `revision` seen.
 //! - Closed is final: an event with a revision above a stored `closed` one is dropped (a
 //!   replay after a restored run may derive an anomaly that run closed a little differently).
-//!   [`AnomalyStore::open_anomalies`] lists those not closed, for restored detectors.
+//!   [`AnomalyStore::open_anomalies`] lists those not closed, for restored detectors, and
+//!   [`AnomalyStore::closed_ending_after`] the closed ones a replay of the click log can still
+//!   meet (both range reads of `by_end`).
 //!
 //! Tables: `events` (event id → anomaly JSON), `event_keys` (anomaly id ‖ revision → event
 //! id), `latest` (anomaly id → [`LatestAnomaly`] JSON), `by_start` (sortable `window_start` ‖
-//! anomaly id → ()), plus the webhook tables of [`webhooks`] and the action and cursor tables
+//! anomaly id → ()), `by_end` (sortable closing `window_end`, or the end of time while open,
+//! ‖ anomaly id → (); `replay_index.rs`), plus the webhook tables of [`webhooks`] and the action and cursor tables
 //! of [`actions`].
 
 pub mod actions;
 mod recovery;
+mod replay_index;
 pub mod webhooks;
 
 #[cfg(test)]
@@ -266,45 +270,51 @@ impl AnomalyStore {
     }
 
     /// The latest event of every anomaly not closed (`open` or `updated`), in anomaly id
-    /// order: what detectors restored from a checkpoint take over (the binary's job).
+    /// order: what detectors restored from a checkpoint take over, and what any start
+    /// reconciles its episodes with (the binary's job). A range read of `by_end`: its cost
+    /// follows the open anomalies, not the stored ones.
     ///
     /// Errors: [`Error::AnomalyStore`], [`Error::Corrupt`].
     pub fn open_anomalies(&self) -> Result<Vec<Anomaly>> {
-        self.with_db(|db| {
-            let txn = db.begin_read().map_err(|e| store_err("read open anomalies", e))?;
-            let latest = txn.open_table(LATEST).map_err(|e| store_err("read open anomalies", e))?;
-            let mut out = Vec::new();
-            for entry in latest.iter().map_err(|e| store_err("read open anomalies", e))? {
-                let (_, v) = entry.map_err(|e| store_err("read open anomalies", e))?;
-                let rec: LatestAnomaly = decode("anomaly", v.value())?;
-                if rec.anomaly.status != AnomalyStatus::Closed {
-                    out.push(rec.anomaly);
-                }
-            }
-            Ok(out)
-        })
+        let from = start_key(replay_index::OPEN_END, &[0u8; 16]);
+        self.latest_in("read open anomalies", from.as_slice().., |_| true)
     }
 
-    /// The latest event of every anomaly, in anomaly id order, for the dataflow's start: the
-    /// detectors reconcile the episodes they open with them, and the open ones are what a
-    /// restored detector takes over ([`Self::open_anomalies`]). A closed one comes without its
-    /// evidence and summary (`Evidence::default()`, `""`): nothing reads them there, and the
-    /// store may hold many.
+    /// The latest event of every closed anomaly whose `window_end` (ms UTC) is after
+    /// `after_ms` and that `keep` accepts, by `window_end` then anomaly id, each without its
+    /// evidence and summary (`Evidence::default()`, `""`: what the dataflow reconciles with
+    /// reads neither). The dataflow's abuse detectors read it once their event-time schedule
+    /// starts, with `after_ms` = their first tick minus their window: no episode they open can
+    /// overlap a closed anomaly that ended at or before it (README, "Anomalies open across a
+    /// restart"). A range read of `by_end`: its cost follows the anomalies after `after_ms`.
     ///
     /// Errors: [`Error::AnomalyStore`], [`Error::Corrupt`].
-    pub fn latest_states(&self) -> Result<Vec<Anomaly>> {
+    pub fn closed_ending_after(&self, after_ms: i64, keep: &dyn Fn(&Anomaly) -> bool) -> Result<Vec<Anomaly>> {
+        let Some(from) = after_ms.checked_add(1).filter(|&f| f < replay_index::OPEN_END) else { return Ok(Vec::new()) };
+        let (lo, hi) = (start_key(from, &[0u8; 16]), start_key(replay_index::OPEN_END, &[0u8; 16]));
+        let mut out = self.latest_in("read closed anomalies", lo.as_slice()..hi.as_slice(), keep)?;
+        for a in &mut out {
+            a.evidence = sluice_schemas::Evidence::default();
+            a.summary = String::new();
+        }
+        Ok(out)
+    }
+
+    /// The latest states of the anomalies whose `by_end` keys are in `range`, in key order,
+    /// those `keep` accepts.
+    fn latest_in<'k>(&self, op: &'static str, range: impl std::ops::RangeBounds<&'k [u8]> + 'k, keep: impl Fn(&Anomaly) -> bool) -> Result<Vec<Anomaly>> {
         self.with_db(|db| {
-            let txn = db.begin_read().map_err(|e| store_err("read anomalies", e))?;
-            let latest = txn.open_table(LATEST).map_err(|e| store_err("read anomalies", e))?;
+            let txn = db.begin_read().map_err(|e| store_err(op, e))?;
+            let by_end = txn.open_table(replay_index::BY_END).map_err(|e| store_err(op, e))?;
+            let latest = txn.open_table(LATEST).map_err(|e| store_err(op, e))?;
             let mut out = Vec::new();
-            for entry in latest.iter().map_err(|e| store_err("read anomalies", e))? {
-                let (_, v) = entry.map_err(|e| store_err("read anomalies", e))?;
-                let mut a = decode::<LatestAnomaly>("anomaly", v.value())?.anomaly;
-                if a.status == AnomalyStatus::Closed {
-                    a.evidence = sluice_schemas::Evidence::default();
-                    a.summary = String::new();
+            for entry in by_end.range::<&[u8]>(range).map_err(|e| store_err(op, e))? {
+                let (k, _) = entry.map_err(|e| store_err(op, e))?;
+                let Some(v) = latest.get(&k.value()[8..]).map_err(|e| store_err(op, e))? else { continue };
+                let a = decode::<LatestAnomaly>("anomaly", v.value())?.anomaly;
+                if keep(&a) {
+                    out.push(a);
                 }
-                out.push(a);
             }
             Ok(out)
         })
@@ -371,6 +381,7 @@ fn append_in(db: &Database, batch: &[Anomaly]) -> Result<Vec<u64>> {
         let mut keys = txn.open_table(EVENT_KEYS).map_err(|e| store_err("append anomalies", e))?;
         let mut latest = txn.open_table(LATEST).map_err(|e| store_err("append anomalies", e))?;
         let mut by_start = txn.open_table(BY_START).map_err(|e| store_err("append anomalies", e))?;
+        let mut by_end = txn.open_table(replay_index::BY_END).map_err(|e| store_err("append anomalies", e))?;
         let mut next = events.last().map_err(|e| store_err("append anomalies", e))?.map_or(0, |(k, _)| k.value()) + 1;
         for a in batch {
             let id = *a.anomaly_id.as_bytes();
@@ -398,6 +409,7 @@ fn append_in(db: &Database, batch: &[Anomaly]) -> Result<Vec<u64>> {
                     let old = start_key(p.anomaly.window_start, &id);
                     by_start.remove(old.as_slice()).map_err(|e| store_err("append anomalies", e))?;
                 }
+                replay_index::replace(&mut by_end, prev.as_ref().map(|p| &p.anomaly), a)?;
                 let rec = LatestAnomaly { anomaly: a.clone(), event_id: seq, peak: Some(peak), actions: Vec::new() };
                 latest.insert(id.as_slice(), encode(&rec)?.as_slice()).map_err(|e| store_err("append anomalies", e))?;
                 by_start.insert(start_key(a.window_start, &id).as_slice(), ()).map_err(|e| store_err("append anomalies", e))?;
@@ -410,6 +422,9 @@ fn append_in(db: &Database, batch: &[Anomaly]) -> Result<Vec<u64>> {
             }
             assigned.push(seq);
         }
+    }
+    if let Some(&head) = assigned.last() {
+        replay_index::mark(&txn, head, "append anomalies")?;
     }
     txn.commit().map_err(|e| store_err("append anomalies", e))?;
     Ok(assigned)
@@ -440,6 +455,9 @@ fn open_file(path: &Path, warn: impl Fn(crate::redb_open::RepairWarning) -> bool
         actions::create_tables(&txn)?;
         events.last().map_err(|e| store_err("open", e))?.map_or(0, |(k, _)| k.value())
     };
+    if replay_index::ensure(&txn, head)? {
+        tracing::debug!(path = %path.display(), head, "anomaly store: index by_end built");
+    }
     txn.commit().map_err(|e| store_err("open", e))?;
     Ok((db, head))
 }

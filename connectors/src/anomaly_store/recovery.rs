@@ -328,6 +328,7 @@ fn copy_store(old: &Database, to: &Path) -> Result<u64> {
     copy_table(&r, &w, EVENT_KEYS)?;
     copy_table(&r, &w, LATEST)?;
     copy_table(&r, &w, BY_START)?;
+    copy_table(&r, &w, super::replay_index::BY_END)?;
     copy_table(&r, &w, META)?;
     copy_table(&r, &w, webhooks::WEBHOOKS)?;
     copy_table(&r, &w, webhooks::DELIVERIES)?;

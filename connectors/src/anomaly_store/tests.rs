@@ -221,19 +221,62 @@ fn open_anomalies_are_the_latest_events_not_closed() {
     assert_eq!(got, vec![a1, c0]);
 }
 
+/// What a dataflow start reads: every open anomaly, and the closed ones ending after its
+/// bound (exclusive), without evidence, by `window_end` — range reads of `by_end` that follow
+/// each anomaly's latest state.
 #[test]
-fn latest_states_are_every_anomaly_closed_ones_without_evidence() {
+fn closed_ending_after_is_the_closed_ones_past_the_bound_without_evidence() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = AnomalyStore::open(dir.path()).expect("open");
-    assert_eq!(store.latest_states().expect("read"), Vec::<Anomaly>::new());
-    let a0 = anomaly(AnomalyKind::VisitorFlood, "visitor:00000000000000aa", 1_000, 0, Severity::Critical);
-    let a1 = anomaly(AnomalyKind::VisitorFlood, "visitor:00000000000000aa", 1_000, 1, Severity::Warning);
-    let b9 = anomaly(AnomalyKind::ClickBurst, "link:b", 2_000, 9, Severity::Info);
-    store.append(&[a0, a1.clone(), b9.clone()]).expect("append");
-    let mut got = store.latest_states().expect("read");
-    got.sort_by_key(|a| a.window_start);
-    let b9_bare = Anomaly { evidence: Evidence::default(), summary: String::new(), ..b9 };
-    assert_eq!(got, vec![a1, b9_bare]);
+    assert_eq!(store.closed_ending_after(i64::MIN, &|_| true).expect("read"), Vec::<Anomaly>::new());
+    // Closed (revision 9): window_end = window_start + 600 000.
+    let old = anomaly(AnomalyKind::ClickBurst, "link:old", 1_000, 9, Severity::Info);
+    let edge = anomaly(AnomalyKind::ClickBurst, "link:edge", 2_000, 9, Severity::Info);
+    let late = anomaly(AnomalyKind::VisitorFlood, "visitor:00000000000000aa", 3_000, 9, Severity::Critical);
+    let open0 = anomaly(AnomalyKind::BotShare, "link:open", 500, 0, Severity::Warning);
+    let open1 = anomaly(AnomalyKind::BotShare, "link:open", 500, 1, Severity::Warning);
+    store.append(&[old.clone(), edge.clone(), open0.clone(), late.clone()]).expect("append");
+    let bare = |a: &Anomaly| Anomaly { evidence: Evidence::default(), summary: String::new(), ..a.clone() };
+    let ids = |v: Vec<Anomaly>| v.into_iter().map(|a| a.key).collect::<Vec<_>>();
+    assert_eq!(store.closed_ending_after(601_999, &|_| true).expect("read"), vec![bare(&edge), bare(&late)]);
+    assert_eq!(ids(store.closed_ending_after(602_000, &|_| true).expect("read")), vec!["visitor:00000000000000aa"], "window_end 602 000 is not after 602 000");
+    assert_eq!(ids(store.closed_ending_after(i64::MIN, &|a| a.kind == AnomalyKind::ClickBurst).expect("read")), vec!["link:old", "link:edge"]);
+    assert_eq!(store.closed_ending_after(i64::MAX, &|_| true).expect("read"), Vec::<Anomaly>::new());
+    assert_eq!(store.open_anomalies().expect("read"), vec![open0.clone()]);
+    // The open one updated, then closed: it moves from the open range to its window_end.
+    store.append(std::slice::from_ref(&open1)).expect("append");
+    assert_eq!(store.open_anomalies().expect("read"), vec![open1]);
+    let mut closed = anomaly(AnomalyKind::BotShare, "link:open", 500, 2, Severity::Warning);
+    closed.status = AnomalyStatus::Closed;
+    store.append(std::slice::from_ref(&closed)).expect("append");
+    assert_eq!(store.open_anomalies().expect("read"), Vec::<Anomaly>::new());
+    assert_eq!(
+        ids(store.closed_ending_after(0, &|_| true).expect("read")),
+        vec!["link:open", "link:old", "link:edge", "visitor:00000000000000aa"],
+        "window_end 180 500 first"
+    );
+}
+
+/// A file whose index is not up to date with its events (written by a sluice that did not
+/// keep `by_end`: simulated by removing the index and its mark) gets it rebuilt at open.
+#[test]
+fn an_open_rebuilds_an_index_that_is_not_up_to_date() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = AnomalyStore::open(dir.path()).expect("open");
+    let closed = anomaly(AnomalyKind::ClickBurst, "link:c", 1_000, 9, Severity::Info);
+    let open = anomaly(AnomalyKind::GeoShift, "link:o", 2_000, 0, Severity::Info);
+    store.append(&[closed.clone(), open.clone()]).expect("append");
+    drop(store);
+    {
+        let db = redb::Database::create(dir.path().join(ANOMALY_STORE_FILE_NAME)).expect("redb");
+        let txn = db.begin_write().expect("txn");
+        txn.delete_table(replay_index::BY_END).expect("drop the index");
+        txn.open_table(recovery::META).expect("meta").remove("by_end_head").expect("unmark");
+        txn.commit().expect("commit");
+    }
+    let store = AnomalyStore::open(dir.path()).expect("reopen");
+    assert_eq!(store.open_anomalies().expect("read"), vec![open]);
+    assert_eq!(store.closed_ending_after(0, &|_| true).expect("read").into_iter().map(|a| a.anomaly_id).collect::<Vec<_>>(), vec![closed.anomaly_id]);
 }
 
 #[test]

@@ -33,6 +33,23 @@
 //! `2 × window` after its `window_end`, past which no opening window can overlap it any
 //! more ([`KnownAnomalies::close_orphans`]).
 //!
+//! **Which stored anomalies.** Every open one (they are few: at most one per `(kind, key)`),
+//! given at the start. Of the closed ones only those a replay can still meet: an episode
+//! opens at a tick `s` no earlier than the detector's first tick `s₀` — its event-time
+//! schedule starts at the earlier of the first global watermark and the earliest click it
+//! holds then (module `ticks`), and a click it reads later behind the tick being evaluated
+//! by more than the window is in no window — and its opening window `[s − window, s]`
+//! overlaps a closed anomaly only if that one's `window_end > s − window ≥ s₀ − window`.
+//! So a closed anomaly with `window_end ≤ s₀ − window` can never be reconciled, and each
+//! detector reads, once its schedule starts, the closed anomalies of its kinds and keys with
+//! `window_end > s₀ − window` ([`KnownAnomalies::start`], the store's `by_end` index). How
+//! far back `s₀` lies is what the start replays: after a restore, the checkpoint's watermark
+//! minus `[dataflow] allowed-lateness` at most (a later click, unless marked backfill, is
+//! dead-lettered), or a backfill click of the first batch read (`long-retention`); without a
+//! checkpoint, the earliest click of the click log (Kafka: of the topic's retention). (The
+//! same id derived again needs no stored state: it passes as is, and the store keeps each
+//! event once.)
+//!
 //! No live episode is affected: an episode of a key opens at least a quiet period
 //! (≥ one window) after the last tick at which the key's previous anomaly held, which is
 //! that anomaly's closing `window_end`, so its opening window never overlaps a stored
@@ -44,7 +61,18 @@ use sluice_schemas::{Anomaly, AnomalyKind, AnomalyStatus, Evidence};
 use uuid::Uuid;
 
 use super::anomaly_lifecycle::{LifecycleSlot, closed_now};
+use crate::anomaly::StoredAnomalies;
 use crate::hash::FxHashMap;
+
+/// The closed anomalies still to read when the schedule starts: the store, and the detector's
+/// filter (its kinds and the keys its worker owns).
+struct ClosedToRead(StoredAnomalies, Box<dyn Fn(&Anomaly) -> bool>);
+
+impl std::fmt::Debug for ClosedToRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ClosedToRead").field(&self.0).finish_non_exhaustive()
+    }
+}
 
 /// The stored anomalies of one detector's kinds and keys (module docs).
 #[derive(Debug, Default)]
@@ -55,12 +83,36 @@ pub(crate) struct KnownAnomalies {
     by_key: FxHashMap<(AnomalyKind, String), Vec<Anomaly>>,
     /// The open ones among them, by `(deadline tick, id)` ([`Self::close_orphans`]).
     orphans: BTreeMap<(i64, Uuid), (AnomalyKind, String)>,
+    /// Read at [`Self::start`], then `None`.
+    closed: Option<ClosedToRead>,
 }
 
 impl KnownAnomalies {
     /// An empty ledger for a detector with `window_ms`.
     pub(crate) fn new(window_ms: i64) -> KnownAnomalies {
         KnownAnomalies { window_ms, ..KnownAnomalies::default() }
+    }
+
+    /// Has [`Self::start`] read the closed anomalies of `stored` that `keep` accepts (the
+    /// detector's kinds and owned keys).
+    pub(crate) fn read_closed_at_start(&mut self, stored: &StoredAnomalies, keep: Box<dyn Fn(&Anomaly) -> bool>) {
+        if stored.closed.is_some() {
+            self.closed = Some(ClosedToRead(stored.clone(), keep));
+        }
+    }
+
+    /// Called after every fold of watermark reports with the detector's next tick (`None`
+    /// before its schedule has started): at the first call with a tick `first` — the
+    /// schedule's first — reads the closed anomalies with `window_end > first − window`
+    /// (module docs, **Which stored anomalies**) and returns how many it kept; 0 otherwise.
+    pub(crate) fn start(&mut self, first: Option<i64>) -> usize {
+        let Some(first) = first else { return 0 };
+        let Some(ClosedToRead(stored, keep)) = self.closed.take() else { return 0 };
+        let after = first.saturating_sub(self.window_ms);
+        let closed = stored.closed_ending_after(after, &*keep);
+        let n = self.extend(closed.iter().filter(|a| a.status == AnomalyStatus::Closed));
+        tracing::debug!(first_tick = first, window_end_after = after, closed = n, "abuse detector: the stored closed anomalies a replay can meet, read");
+        n
     }
 
     /// Adds the latest states `stored` (the caller has picked the detector's kinds and owned
@@ -292,6 +344,41 @@ mod tests {
             ]
         );
         assert_eq!(known.len(), 0);
+    }
+
+    /// The closed anomalies are read once, when the schedule starts, back to the first tick
+    /// minus the window (exclusive): one that ended there can overlap no opening window.
+    #[test]
+    fn the_closed_ones_are_read_at_the_start_back_to_the_first_tick_minus_the_window() {
+        let ended = |window_end| stored(AnomalyStatus::Closed, 1, window_end);
+        let mut old = ended(100_000);
+        old.anomaly_id = Uuid::from_u128(1);
+        let mut edge = ended(100_001);
+        edge.anomaly_id = Uuid::from_u128(2);
+        let reads = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let all = StoredAnomalies::from(vec![old.clone(), edge.clone(), stored(AnomalyStatus::Open, 0, 50_000)]);
+        let counted = std::sync::Arc::clone(&reads);
+        let stored_anomalies = StoredAnomalies {
+            open: std::sync::Arc::from([]),
+            closed: Some(std::sync::Arc::new(move |after, keep: &dyn Fn(&Anomaly) -> bool| {
+                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                all.closed_ending_after(after, keep)
+            })),
+        };
+        let mut known = KnownAnomalies::new(60_000);
+        known.read_closed_at_start(&stored_anomalies, Box::new(|a| a.key == KEY));
+        assert_eq!(known.start(None), 0, "not started");
+        assert_eq!(known.start(Some(160_000)), 1, "window_end > 100 000");
+        assert_eq!(known.by_key.values().flatten().map(|a| a.anomaly_id).collect::<Vec<_>>(), vec![edge.anomaly_id]);
+        assert_eq!(known.start(Some(161_000)), 0, "read once");
+        assert_eq!(reads.load(std::sync::atomic::Ordering::Relaxed), 1);
+        // The first tick one earlier reaches `old` too; another detector's keys, nothing.
+        let mut known = KnownAnomalies::new(60_000);
+        known.read_closed_at_start(&stored_anomalies, Box::new(|a| a.key == KEY));
+        assert_eq!(known.start(Some(159_999)), 2);
+        let mut known = KnownAnomalies::new(60_000);
+        known.read_closed_at_start(&stored_anomalies, Box::new(|_| false));
+        assert_eq!(known.start(Some(0)), 0);
     }
 
     #[test]

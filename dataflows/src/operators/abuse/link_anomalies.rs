@@ -60,6 +60,7 @@ use super::pending::{Held, Pending};
 use super::sym::{Sym, SymTable};
 use super::ticks::Ticker;
 use super::{bot_share, click_burst, geo_shift, referrer_spam};
+use crate::anomaly::StoredAnomalies;
 use crate::clock::Clock;
 use crate::config::AbuseConfig;
 use crate::hash::{FxHashMap, route_str};
@@ -224,12 +225,16 @@ impl LinkDetector {
         self.adopting.len()
     }
 
-    /// Learns the anomalies of the per-link kinds of `stored` (the store's latest states,
-    /// minus those adopted) whose link `owns` accepts, so that a replayed episode continues
-    /// the stored anomaly it re-derives under another id, and a stored open one the replay
-    /// does not derive again is closed (module `known`). Returns how many.
-    pub fn know(&mut self, stored: &[Anomaly], owns: &dyn Fn(u64) -> bool) -> usize {
-        self.known.extend(stored.iter().filter(|a| KINDS.contains(&a.kind) && a.key.strip_prefix("link:").is_some_and(|c| owns(route_str(c)))))
+    /// Learns the anomalies of the per-link kinds of `stored` (the store's, minus those
+    /// adopted) whose link `owns` accepts, so that a replayed episode continues the stored
+    /// anomaly it re-derives under another id, and a stored open one the replay does not
+    /// derive again is closed (module `known`): the open ones now, the closed ones a replay
+    /// can meet once the schedule starts. Returns how many open ones.
+    pub fn know(&mut self, stored: &StoredAnomalies, owns: impl Fn(u64) -> bool + 'static) -> usize {
+        let mine = move |a: &Anomaly| KINDS.contains(&a.kind) && a.key.strip_prefix("link:").is_some_and(|c| owns(route_str(c)));
+        let n = self.known.extend(stored.open.iter().filter(|a| mine(a)));
+        self.known.read_closed_at_start(stored, Box::new(mine));
+        n
     }
 
     /// Puts the anomalies of [`LinkDetector::adopt`] into their links' slots at tick `s`
@@ -308,6 +313,7 @@ impl LinkDetector {
     fn run_ticks(&mut self, reports: &[WatermarkReport], now_ms: i64, out: &mut Vec<Anomaly>) {
         let earliest = if self.ticker.started() { None } else { self.pending.first(&()).map(|r| r.ts) };
         self.ticker.apply(reports, earliest);
+        self.known.start(self.ticker.next_tick());
         while let Some(mut s) = self.ticker.due() {
             if self.dirty.is_empty() && self.open.is_empty() {
                 // Nothing to evaluate before the tick of the next pending click.
@@ -470,7 +476,7 @@ pub struct LinkDetectorParams {
     /// ([`LinkDetector::adopt`]); empty otherwise.
     pub adopt: Arc<[Anomaly]>,
     /// The store's other anomalies ([`LinkDetector::know`]).
-    pub known: Arc<[Anomaly]>,
+    pub known: StoredAnomalies,
 }
 
 /// Extension trait: the per-link detectors (module docs).
@@ -516,7 +522,7 @@ impl<'scope> DetectLinkAnomalies<'scope> for StreamVec<'scope, u64, LinkedRecord
             if adopted > 0 {
                 tracing::info!(worker = index, adopted, "link detectors: open anomalies of the store taken over after the restore");
             }
-            det.know(&params.known, &|h| crate::hash::owner(h, peers) == index);
+            det.know(&params.known, move |h| crate::hash::owner(h, peers) == index);
             let clock = params.clock;
             let mut stash: BTreeMap<u64, Epoch> = BTreeMap::new();
             let mut spare: Vec<Vec<HeldClick>> = Vec::new();

@@ -67,7 +67,7 @@ pub use link_anomalies::{DetectLinkAnomalies, LinkDetector, LinkDetectorParams};
 pub use sink::SinkAnomalies;
 pub use visitor_flood::{DetectVisitorFloods, FloodClick, FloodDetector, FloodDetectorParams, FloodKey, FloodRecord, Network, TapFloodRecords};
 
-use crate::anomaly::{AnomalyCounters, AnomalySink};
+use crate::anomaly::{AnomalyCounters, AnomalySink, StoredAnomalies};
 use crate::clock::Clock;
 use crate::config::AbuseConfig;
 use crate::records::{GatedClick, LinkedRecord};
@@ -89,11 +89,11 @@ pub struct AbuseWiring {
     /// given when the pipeline restores a checkpoint (empty otherwise; module
     /// `anomaly_lifecycle`, **Restart**).
     pub adopt: Arc<[Anomaly]>,
-    /// The store's latest state of every other anomaly (all of them when nothing is adopted),
-    /// which the detectors reconcile the episodes they open with (module `known`: a replay
-    /// continues the stored anomaly it derives under another id, and closes a stored open
-    /// one it does not derive again).
-    pub known: Arc<[Anomaly]>,
+    /// The store's other anomalies (the open ones not adopted, and a reader of the closed
+    /// ones), which the detectors reconcile the episodes they open with (module `known`: a
+    /// replay continues the stored anomaly it derives under another id, and closes a stored
+    /// open one it does not derive again).
+    pub known: StoredAnomalies,
 }
 
 impl AbuseWiring {
@@ -107,7 +107,7 @@ impl AbuseWiring {
         let closed: Vec<Anomaly> = self
             .adopt
             .iter()
-            .chain(self.known.iter().filter(|a| a.status != sluice_schemas::AnomalyStatus::Closed))
+            .chain(self.known.open.iter().filter(|a| a.status != sluice_schemas::AnomalyStatus::Closed))
             .filter(|a| !self.config.enabled || (a.kind == sluice_schemas::AnomalyKind::VisitorFlood && !flood_on))
             .filter_map(|a| anomaly_lifecycle::closed_now(a, now))
             .collect();
@@ -148,7 +148,7 @@ impl AbuseWiring {
         }
         let blocked = blocked_codes(meta, blocklist);
         let link_params =
-            LinkDetectorParams { config: self.config.clone(), clock: Arc::clone(&self.clock), adopt: Arc::clone(&self.adopt), known: Arc::clone(&self.known) };
+            LinkDetectorParams { config: self.config.clone(), clock: Arc::clone(&self.clock), adopt: Arc::clone(&self.adopt), known: self.known.clone() };
         let (linked, mut anomalies) = linked.detect_link_anomalies(reports.clone(), blocked, link_params);
         if let Some(f) = floods {
             let flood_params = FloodDetectorParams { config: self.config, clock: self.clock, adopt: self.adopt, known: self.known };

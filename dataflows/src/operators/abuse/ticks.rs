@@ -90,6 +90,12 @@ impl Ticker {
         self.origin
     }
 
+    /// The next tick to evaluate, reached by the watermark or not (`None` before the
+    /// schedule has started; the first tick until [`Self::done`] is called).
+    pub(crate) fn next_tick(&self) -> Option<i64> {
+        self.next
+    }
+
     /// The next tick if the watermark has reached it.
     pub(crate) fn due(&self) -> Option<i64> {
         self.next.filter(|&s| s <= self.watermark)

@@ -38,6 +38,7 @@ use super::intern::Interner;
 use super::known::KnownAnomalies;
 use super::pending::Pending;
 use super::ticks::Ticker;
+use crate::anomaly::StoredAnomalies;
 use crate::chunked::Chunked;
 use crate::clock::Clock;
 use crate::config::{AbuseConfig, Levels};
@@ -257,13 +258,15 @@ impl FloodDetector {
         adopted
     }
 
-    /// Learns the `visitor_flood` anomalies of `stored` (the store's latest states, minus
-    /// those adopted) whose key `owns` accepts, so that a replayed episode continues the
-    /// stored anomaly it re-derives under another id, and a stored open one the replay does
-    /// not derive again is closed (module `known`). Returns how many.
-    pub fn know(&mut self, stored: &[Anomaly], owns: &dyn Fn(u64) -> bool) -> usize {
-        let mine = stored.iter().filter(|a| a.kind == AnomalyKind::VisitorFlood && FloodKey::from_anomaly_key(&a.key).is_some_and(|k| owns(k.route())));
-        if self.enabled { self.known.extend(mine) } else { 0 }
+    /// Learns the `visitor_flood` anomalies of `stored` (the store's, minus those adopted)
+    /// whose key `owns` accepts, as [`super::LinkDetector::know`] does for the per-link
+    /// kinds (module `known`). Returns how many open ones.
+    pub fn know(&mut self, stored: &StoredAnomalies, owns: impl Fn(u64) -> bool + 'static) -> usize {
+        let on = self.enabled;
+        let mine = move |a: &Anomaly| on && a.kind == AnomalyKind::VisitorFlood && FloodKey::from_anomaly_key(&a.key).is_some_and(|k| owns(k.route()));
+        let n = self.known.extend(stored.open.iter().filter(|a| mine(a)));
+        self.known.read_closed_at_start(stored, Box::new(mine));
+        n
     }
 
     /// Keys with state (diagnostics and tests).
@@ -314,6 +317,7 @@ impl FloodDetector {
         out.extend(self.displaced.drain(..).filter_map(|a| closed_now(&a, now_ms)));
         let earliest = if self.ticker.started() { None } else { self.pending.first(&()).map(|r| r.ts) };
         self.ticker.apply(reports, earliest);
+        self.known.start(self.ticker.next_tick());
         while let Some(mut s) = self.ticker.due() {
             if self.dirty.is_empty() && self.open.is_empty() {
                 let last = self.ticker.last_due().unwrap_or(s);
@@ -524,7 +528,7 @@ pub struct FloodDetectorParams {
     /// ([`FloodDetector::adopt`]); empty otherwise.
     pub adopt: Arc<[Anomaly]>,
     /// The store's other anomalies ([`FloodDetector::know`]).
-    pub known: Arc<[Anomaly]>,
+    pub known: StoredAnomalies,
 }
 
 /// Extension trait: the flood detector (module docs).
@@ -549,7 +553,7 @@ impl<'scope> DetectVisitorFloods<'scope> for StreamVec<'scope, u64, FloodClick> 
             if adopted > 0 {
                 tracing::info!(worker = index, adopted, "visitor_flood: open anomalies of the store taken over after the restore");
             }
-            det.know(&params.known, &|h| crate::hash::owner(h, peers) == index);
+            det.know(&params.known, move |h| crate::hash::owner(h, peers) == index);
             let clock = params.clock;
             let mut stash: BTreeMap<u64, Epoch> = BTreeMap::new();
             let mut spare: Vec<Vec<FloodClick>> = Vec::new();
