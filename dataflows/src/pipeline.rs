@@ -28,7 +28,7 @@
 //! [`crate::config::ClusterConfig::agreed`]); a difference fails the pipeline.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::TryRecvError;
 use std::time::Duration;
 
@@ -131,6 +131,9 @@ struct Shared {
     workers: WakeSlot,
     /// Why the first local worker that failed did ([`PipelineHandle::failure`]).
     failure: Mutex<Option<String>>,
+    /// Local workers that have passed the cluster's settings check (module `agreement`;
+    /// all of them from the start without a cluster): [`PipelineHandle::agreed`].
+    agreed: AtomicUsize,
     /// Settling event time at a graceful stop ([`PipelineHandle::settle_begin`]) and
     /// before a checkpoint ([`crate::checkpoint::CheckpointHandle::quiesce`]).
     settle: settle::Settle,
@@ -226,6 +229,7 @@ pub fn start_with_checkpoints<E: ClickEnricher>(
         anomaly_progress: (0..workers).map(|_| Arc::new(AtomicU64::new(0))).collect(),
         workers: WakeSlot::new(),
         failure: Mutex::new(None),
+        agreed: AtomicUsize::new(if config.cluster.is_some() { 0 } else { workers }),
         settle: settle::Settle::new(workers, config.abuse.enabled.then(|| config.abuse.tick_ms())),
     });
     let collector = outputs.changes.map(|sink| Arc::new(ChangeCollector::new(workers, sink)));
@@ -260,6 +264,7 @@ pub fn start_with_checkpoints<E: ClickEnricher>(
     let (batch, max_inflight, interval) = (config.batch_size, config.max_inflight_epochs, config.change_interval);
     let apply_interval = config.apply_interval;
     let (cluster_process, agreed) = (config.cluster.as_ref().map(|c| c.process_id), agreement::settings(config));
+    let cluster_processes = config.cluster.as_ref().map_or(1, |c| c.addresses.len());
     let (views2, shared2) = (views.clone(), Arc::clone(&shared));
 
     let run_worker = move |worker: &mut timely::worker::Worker| -> std::result::Result<(), String> {
@@ -299,7 +304,18 @@ pub fn start_with_checkpoints<E: ClickEnricher>(
             let (block_in, blocklist) = scope.new_collection::<String, isize>();
             if let Some(process) = cluster_process {
                 let shared = Arc::clone(shared);
-                agreement::check(scope, process, local == 0, agreed.clone(), move |why| shared.fail(why));
+                let processes = cluster_processes;
+                let passed = Arc::clone(&shared);
+                agreement::check(
+                    scope,
+                    (process, processes),
+                    local == 0,
+                    agreed.clone(),
+                    move |why| shared.fail(why),
+                    move || {
+                        passed.agreed.fetch_add(1, Ordering::AcqRel);
+                    },
+                );
             }
             let reports = reports.broadcast();
             let (deduped, late) = clicks.dedup_by_event_id(reports.clone(), params);

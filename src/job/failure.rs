@@ -4,6 +4,10 @@
 //! process). The views stop following the clicks, so:
 //! - `/readyz` answers 503 with dependency `dataflow` = `{"status": "failed", "error"}`
 //!   ([`DataflowHealth`]);
+//! - with several processes, `/readyz` answers 503 with `dataflow` = `{"status": "starting",
+//!   "error"}` until the processes have compared their settings (at the first epoch,
+//!   `sluice_dataflows` module `pipeline::agreement`) and this process found them equal: a
+//!   process whose cluster will not run (another setting in one process) is never ready;
 //! - [`super::system::System::serve_until`] stops the process gracefully and it exits with
 //!   code 1 and [`DataflowFailed`], so that a supervisor restarts it (every process of a
 //!   cluster must restart: the survivors are stuck). Nothing is lost: the click log or
@@ -41,9 +45,19 @@ impl FailureWatch {
     }
 }
 
-/// `/readyz`'s view of the dataflow (name `dataflow`, required): `{"status": "up"}`, or
-/// `{"status": "failed", "error": "dataflow worker 0 panicked: …"}` once a worker failed.
-pub struct DataflowHealth(pub(super) FailureWatch);
+/// What `/readyz` says while the processes of a cluster have not compared their settings.
+pub const NOT_AGREED_YET: &str = "the processes of the cluster have not compared their settings yet (at the dataflow's first epoch, once every process runs)";
+
+/// `/readyz`'s view of the dataflow (name `dataflow`, required): `{"status": "up"}`;
+/// `{"status": "starting", "error": NOT_AGREED_YET}` until a cluster's processes have found
+/// their settings equal (module docs); `{"status": "failed", "error": "dataflow worker 0
+/// panicked: …"}` once a worker failed (a settings difference included).
+pub struct DataflowHealth {
+    /// Why the dataflow failed.
+    pub(super) failure: FailureWatch,
+    /// Whether the settings check passed (`PipelineHandle::agreed`).
+    pub(super) agreed: Arc<dyn Fn() -> bool + Send + Sync>,
+}
 
 impl crate::health::Dependency for DataflowHealth {
     fn name(&self) -> &'static str {
@@ -51,9 +65,10 @@ impl crate::health::Dependency for DataflowHealth {
     }
 
     fn status(&self) -> (bool, serde_json::Value) {
-        match self.0.get() {
-            None => (true, serde_json::json!({ "status": "up" })),
+        match self.failure.get() {
             Some(why) => (false, serde_json::json!({ "status": "failed", "error": why })),
+            None if !(self.agreed)() => (false, serde_json::json!({ "status": "starting", "error": NOT_AGREED_YET })),
+            None => (true, serde_json::json!({ "status": "up" })),
         }
     }
 
@@ -106,7 +121,11 @@ mod tests {
         let slot: Arc<Mutex<Option<String>>> = Arc::default();
         let s = Arc::clone(&slot);
         let watch = FailureWatch(Arc::new(move || s.lock().clone()));
-        let health = DataflowHealth(watch.clone());
+        let agreed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let a = Arc::clone(&agreed);
+        let health = DataflowHealth { failure: watch.clone(), agreed: Arc::new(move || a.load(std::sync::atomic::Ordering::Acquire)) };
+        assert_eq!(health.status(), (false, serde_json::json!({"status": "starting", "error": NOT_AGREED_YET})), "a cluster before its settings check");
+        agreed.store(true, std::sync::atomic::Ordering::Release);
         assert_eq!(health.status(), (true, serde_json::json!({"status": "up"})));
         assert!(tokio::time::timeout(Duration::from_millis(300), watch.failed()).await.is_err(), "no failure yet");
         *slot.lock() = Some("dataflow worker 1 panicked: MergeQueue poisoned.".into());

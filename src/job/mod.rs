@@ -97,6 +97,8 @@ pub struct DataflowJob {
     health: Option<Arc<dyn crate::health::Dependency>>,
     /// Why the pipeline failed while running ([`failure`]).
     failure: failure::FailureWatch,
+    /// Whether a cluster's processes found their settings equal (`PipelineHandle::agreed`).
+    agreed: Arc<dyn Fn() -> bool + Send + Sync>,
 }
 
 impl std::fmt::Debug for DataflowJob {
@@ -445,6 +447,7 @@ impl DataflowJob {
         }
         let stats: Arc<dyn Fn() -> PipelineStats + Send + Sync> = Arc::new(handle.stats_handle());
         let failure = failure::FailureWatch(Arc::new(handle.failure_handle()));
+        let agreed = Arc::new(handle.agreed_handle());
         tasks.push(tokio::spawn(telemetry(views.clone(), Arc::clone(&progress), Arc::clone(&stats), stop_rx)));
         let (checkpoint_stop, checkpoint_stop_rx) = watch::channel(false);
         let checkpointer = handle.checkpoints().map(|h| checkpoint::Checkpointer { handle: h.clone(), acks, dir: checkpoint_dir, source: source_id });
@@ -459,7 +462,21 @@ impl DataflowJob {
             log_head = log.head(),
             "click dataflow started"
         );
-        Ok(DataflowJob { pipeline: Some(handle), views, progress, feeder, stop, tasks, stats, checkpointer, checkpoint_stop, checkpoint_task, health, failure })
+        Ok(DataflowJob {
+            pipeline: Some(handle),
+            views,
+            progress,
+            feeder,
+            stop,
+            tasks,
+            stats,
+            checkpointer,
+            checkpoint_stop,
+            checkpoint_task,
+            health,
+            failure,
+            agreed,
+        })
     }
 
     /// The materialized views.
@@ -481,6 +498,12 @@ impl DataflowJob {
     /// process's stop ([`failure`]).
     pub fn failure(&self) -> failure::FailureWatch {
         self.failure.clone()
+    }
+
+    /// `/readyz`'s `dataflow` entry: failed, or (a cluster) not yet past the processes'
+    /// settings check ([`DataflowHealth`]).
+    pub fn dataflow_health(&self) -> DataflowHealth {
+        DataflowHealth { failure: self.failure.clone(), agreed: Arc::clone(&self.agreed) }
     }
 
     /// Views plus frontier, for the stats API.

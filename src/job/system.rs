@@ -322,7 +322,7 @@ impl System {
                 .dependencies()
                 .into_iter()
                 .chain(job.as_ref().and_then(DataflowJob::health))
-                .chain(job.as_ref().map(|j| Arc::new(super::DataflowHealth(j.failure())) as Arc<dyn crate::health::Dependency>))
+                .chain(job.as_ref().map(|j| Arc::new(j.dataflow_health()) as Arc<dyn crate::health::Dependency>))
                 .chain(intake.as_ref().map(|i| Arc::new(crate::health::ClickLogWriterHealth(Arc::clone(&i.stats))) as Arc<dyn crate::health::Dependency>))
                 .chain(intake.as_ref().and_then(|i| i.kafka.as_ref()).map(|k| Arc::new(k.health()) as Arc<dyn crate::health::Dependency>))
                 .chain(export_jobs_health)

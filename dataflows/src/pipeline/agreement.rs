@@ -11,6 +11,11 @@
 //! the setting and both values, which [`super::PipelineHandle::failure`] then reports (the
 //! binary stops). Nothing panics: every process sees the difference and names it, and none
 //! dies first and leaves its peers a broken connection to report instead (session 52).
+//!
+//! A worker that has received the settings of every process and found no difference has
+//! passed the check; once every local worker has, [`super::PipelineHandle::agreed`] says so
+//! (the binary's `/readyz` waits for it: until then a process cannot know whether its
+//! cluster will run at all).
 
 use timely::dataflow::Scope;
 use timely::dataflow::operators::Inspect;
@@ -73,13 +78,29 @@ pub(crate) fn disagreement(me: usize, mine: &Settings, peer: usize, theirs: &Set
 }
 
 /// Adds the check to the graph of one worker (module docs): `first` says whether this is
-/// its process's first worker, which sends `mine` for process `process`; `fail` records a
-/// disagreement.
-pub(crate) fn check<'scope>(scope: Scope<'scope, u64>, process: usize, first: bool, mine: Settings, fail: impl Fn(String) + 'static) {
+/// its process's first worker, which sends `mine` for process `process` of `processes`;
+/// `fail` records a disagreement, `passed` is called once this worker has received the
+/// settings of all `processes` and found none different.
+pub(crate) fn check<'scope>(
+    scope: Scope<'scope, u64>,
+    (process, processes): (usize, usize),
+    first: bool,
+    mine: Settings,
+    fail: impl Fn(String) + 'static,
+    passed: impl Fn() + 'static,
+) {
     let sent: Vec<(usize, Settings)> = if first { vec![(process, mine.clone())] } else { Vec::new() };
-    sent.to_stream(scope).broadcast().inspect(move |(peer, theirs)| {
-        if let Some(why) = disagreement(process, &mine, *peer, theirs) {
+    let (mut agreeing, mut differed) = (0usize, false);
+    sent.to_stream(scope).broadcast().inspect(move |(peer, theirs)| match disagreement(process, &mine, *peer, theirs) {
+        Some(why) => {
+            differed = true;
             fail(why);
+        }
+        None => {
+            agreeing += 1;
+            if agreeing == processes && !differed {
+                passed();
+            }
         }
     });
 }

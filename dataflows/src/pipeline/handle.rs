@@ -119,6 +119,21 @@ impl PipelineHandle {
         move || shared.failure.lock().clone()
     }
 
+    /// Whether the processes of the cluster have compared their settings and every local
+    /// worker found them equal (module `agreement`): always true on a single process. Until
+    /// then the process cannot know whether its cluster will run ([`Self::failure`] names a
+    /// difference once one is seen).
+    pub fn agreed(&self) -> bool {
+        self.agreed_handle()()
+    }
+
+    /// A closure reading [`Self::agreed`] that outlives the handle.
+    pub fn agreed_handle(&self) -> impl Fn() -> bool + Send + Sync + 'static {
+        let shared = Arc::clone(&self.shared);
+        let workers = shared.caught_up.len();
+        move || shared.agreed.load(Ordering::Acquire) >= workers
+    }
+
     /// Asks the workers to close their inputs and finish (returns immediately).
     pub fn shutdown(&self) {
         self.shared.shutdown.store(true, Ordering::Release);
