@@ -122,40 +122,46 @@ impl ServeArgs {
     }
 
     /// Loads the configuration (see [`crate::config::Config::load`]) with every flag
-    /// applied, the dataflow flags included, and validates it.
+    /// applied, the dataflow flags included, and validates it (after the flags: a cluster
+    /// configured in the file takes its `--process-id` from the flag).
+    ///
+    /// Errors: as [`crate::config::Config::load`]; a cluster that cannot start, whether the
+    /// flags, the config file or the environment gave its settings, is a usage error (exit
+    /// code 2, [`crate::config::Config::check_cluster`]).
     pub fn load_config(&self) -> anyhow::Result<crate::config::Config> {
-        let mut cfg = crate::config::Config::load(self.common.config.as_deref(), &self.overrides())?;
+        let file = self.common.config.as_deref();
+        let (mut cfg, _, mut sources) = crate::config::Config::load_unchecked(file, &self.overrides())?;
         let d = &mut cfg.dataflow;
         d.workers = self.dataflow_workers.unwrap_or(d.workers);
         d.processes = self.processes.unwrap_or(d.processes);
         d.process_id = self.process_id.or(d.process_id);
         d.hostfile = self.hostfile.clone().or(d.hostfile.take());
         d.count_from_log_start = self.count_from_log_start;
-        self.check_cluster_flags(d)?;
-        cfg.validate()?;
+        // A flag names itself in the message.
+        let flagged = |given: bool, source: &mut Option<String>| {
+            if given {
+                *source = None;
+            }
+        };
+        flagged(self.processes.is_some(), &mut sources.processes);
+        flagged(self.process_id.is_some(), &mut sources.process_id);
+        flagged(self.hostfile.is_some(), &mut sources.hostfile);
+        self.check_process_id_flag(d)?;
+        cfg.check_cluster(&sources)?;
+        cfg.check_loaded(file)?;
         Ok(cfg)
     }
 
-    /// Refuses the cluster flags (`--processes`, `--process-id`, `--hostfile`) as usage
-    /// errors (exit code 2, before anything starts) when they make no cluster with the
-    /// configured values `d` (the flags applied): `--process-id` on a single process (it
-    /// would be ignored), and what [`crate::job::config::DataflowSection::validate_cluster`]
-    /// refuses (a missing, unused or unreadable hostfile; a missing or out-of-range process id).
-    /// Without any of the flags the same checks are configuration errors (exit code 1).
-    fn check_cluster_flags(&self, d: &crate::job::config::DataflowSection) -> anyhow::Result<()> {
-        let usage = crate::bench::usage_error;
-        if self.processes.is_none() && self.process_id.is_none() && self.hostfile.is_none() {
-            return Ok(());
-        }
-        if let Some(id) = self.process_id
-            && d.processes <= 1
-        {
-            return Err(usage(format!(
+    /// Refuses `--process-id` on a single process (with the configured `d`, the flags
+    /// applied) as a usage error (exit code 2, before anything starts): it would be ignored.
+    fn check_process_id_flag(&self, d: &crate::job::config::DataflowSection) -> anyhow::Result<()> {
+        match self.process_id {
+            Some(id) if d.processes <= 1 => Err(crate::bench::usage_error(format!(
                 "--process-id {id} needs a cluster: --processes 2 or more and --hostfile (dataflow.processes is {}; a single process has no process id)",
                 d.processes
-            )));
+            ))),
+            _ => Ok(()),
         }
-        d.validate_cluster().map_err(|e| usage(format!("{e:#}")))
     }
 }
 

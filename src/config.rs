@@ -561,7 +561,7 @@ mod load;
 mod load_error;
 mod values;
 pub use data_dir::{check_data_dir_flag, check_store_flag, check_store_location, create_data_dir, existing_data_dir, refuse_non_directory};
-pub use load::Given;
+pub use load::{ClusterSources, Given};
 pub use values::{check_base_url, check_short_domain, parse_secret};
 
 #[cfg(test)]

@@ -22,6 +22,20 @@ pub(super) fn describe(err: Error) -> String {
     err.into_iter().map(|e| describe_one(&e)).collect::<Vec<_>>().join("\n")
 }
 
+/// Where layer `m` set `key` (dotted, e.g. `dataflow.processes`), worded as [`describe`]
+/// words it: `dataflow.processes in /abs/sluice.toml` or
+/// `SLUICE__DATAFLOW__PROCESSES (environment variable)`.
+pub(super) fn place(m: &figment::Metadata, key: &str) -> String {
+    let path: Vec<String> = key.split('.').map(str::to_string).collect();
+    if m.name.contains("environment variable") {
+        return format!("{} (environment variable)", env_var_name(&path));
+    }
+    match &m.source {
+        Some(Source::File(f)) => format!("{key} in {}", f.display()),
+        _ => format!("{key} in {}", m.name),
+    }
+}
+
 fn describe_one(e: &Error) -> String {
     // An unknown key's path may end at its table; the key itself is in the kind.
     let mut path = e.path.clone();

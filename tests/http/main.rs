@@ -15,6 +15,7 @@ mod cli;
 mod cli_data_dir;
 mod cli_messages;
 mod cli_run;
+mod cluster_config;
 mod cluster_settings;
 mod concurrency;
 mod config_sources;
