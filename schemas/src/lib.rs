@@ -13,6 +13,7 @@ pub mod avro_wire;
 pub mod click;
 pub mod client_address;
 pub mod error;
+pub mod field_value;
 pub mod form;
 pub mod link;
 pub mod media_type;

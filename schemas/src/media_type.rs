@@ -5,6 +5,8 @@
 //! of how JSON is read off the wire, so it lives here, in the crate both depend on. Which
 //! media types a route takes (`application/json`, `+json`, NDJSON) stays with the route.
 
+use crate::field_value::FieldReader;
+
 /// A JSON body's `Content-Type` names a `charset` other than UTF-8 ([`check_json_charset`]).
 /// Its message is the one the API answers with (415 `unsupported_media_type`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -77,76 +79,34 @@ impl MediaType {
 /// `x="a"b`), an unterminated quoted string, a `\` before a control character, or a control
 /// character (other than a tab) inside one.
 pub fn parse_media_type(value: &str) -> Option<MediaType> {
-    let mut p = Parser { rest: value.trim_matches([' ', '\t']) };
-    let type_ = p.token()?.to_ascii_lowercase();
-    p.expect('/')?;
-    let subtype = p.token()?.to_ascii_lowercase();
+    let mut p = FieldReader::new(value.trim_matches([' ', '\t']).as_bytes());
+    let type_ = lower(p.token()?);
+    p.eat(b'/').then_some(())?;
+    let subtype = lower(p.token()?);
     let mut params = Vec::new();
     loop {
         p.skip_ows();
-        if p.rest.is_empty() {
+        if p.at_end() {
             break;
         }
-        p.expect(';')?;
+        p.eat(b';').then_some(())?;
         p.skip_ows();
-        if p.rest.is_empty() || p.rest.starts_with(';') {
+        if p.at_end() || p.peek() == Some(b';') {
             continue; // an empty parameter
         }
-        let name = p.token()?.to_ascii_lowercase();
-        p.expect('=')?;
-        let value = if p.rest.starts_with('"') { p.quoted_string()? } else { p.token()?.to_owned() };
-        params.push((name, value));
+        let name = lower(p.token()?);
+        p.eat(b'=').then_some(())?;
+        let mut value = Vec::new();
+        p.token_or_quoted_string(&mut value)?;
+        // The value came from a `&str` and only ASCII quotes and backslashes were dropped.
+        params.push((name, String::from_utf8(value).ok()?));
     }
     Some(MediaType { type_, subtype, params })
 }
 
-/// A cursor over the text of a `Content-Type` value.
-struct Parser<'a> {
-    rest: &'a str,
-}
-
-impl<'a> Parser<'a> {
-    /// A token (RFC 9110 §5.6.2: one or more tchar); `None` when none starts here.
-    fn token(&mut self) -> Option<&'a str> {
-        let tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
-        let end = self.rest.find(|c: char| !tchar(c)).unwrap_or(self.rest.len());
-        let (token, rest) = self.rest.split_at(end);
-        self.rest = rest;
-        (!token.is_empty()).then_some(token)
-    }
-
-    /// Consumes `c`; `None` when the text does not start with it.
-    fn expect(&mut self, c: char) -> Option<()> {
-        self.rest = self.rest.strip_prefix(c)?;
-        Some(())
-    }
-
-    /// Skips optional whitespace (OWS: spaces and tabs).
-    fn skip_ows(&mut self) {
-        self.rest = self.rest.trim_start_matches([' ', '\t']);
-    }
-
-    /// A quoted string (RFC 9110 §5.6.4), its content returned with the quoted-pairs
-    /// unescaped: qdtext is a tab, a space or a visible character other than `"` and `\`
-    /// (or obs-text), a quoted-pair `\` and a tab, a space or a visible character (or
-    /// obs-text). `None` without a closing quote, or for any other character.
-    fn quoted_string(&mut self) -> Option<String> {
-        let allowed = |c: char| c == '\t' || c == ' ' || c.is_ascii_graphic() || !c.is_ascii();
-        let mut out = String::new();
-        let mut chars = self.rest.strip_prefix('"')?.char_indices();
-        while let Some((i, c)) = chars.next() {
-            match c {
-                '"' => {
-                    self.rest = &self.rest[1 + i + 1..];
-                    return Some(out);
-                }
-                '\\' => out.push(chars.next().map(|(_, e)| e).filter(|&e| allowed(e))?),
-                c if allowed(c) => out.push(c),
-                _ => return None,
-            }
-        }
-        None
-    }
+/// A token (ASCII by definition) in lower case.
+fn lower(token: &[u8]) -> String {
+    token.iter().map(|&b| char::from(b.to_ascii_lowercase())).collect()
 }
 
 /// Checks the `charset` parameters of `media_type`, the parsed `Content-Type` of a JSON

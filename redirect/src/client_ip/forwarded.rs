@@ -15,127 +15,59 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use sluice_schemas::field_value::FieldReader;
+
 /// Appends the hops of one `Forwarded` field value (client first) to `hops`.
 pub(super) fn push_hops(line: &[u8], hops: &mut Vec<Option<IpAddr>>) {
-    let mut p = Parser { s: line, i: 0 };
+    let mut p = FieldReader::new(line);
     loop {
         p.skip_ows();
-        match p.peek() {
-            None => return,
-            // An empty list element (RFC 9110 §5.6.1: ignored).
-            Some(b',') => p.i += 1,
-            Some(_) => match p.element() {
-                Some(hop) => hops.push(hop),
-                None => {
-                    hops.push(None);
-                    return;
-                }
-            },
+        if p.at_end() {
+            return;
         }
-    }
-}
-
-/// A cursor over one field value.
-struct Parser<'a> {
-    s: &'a [u8],
-    i: usize,
-}
-
-impl<'a> Parser<'a> {
-    fn peek(&self) -> Option<u8> {
-        self.s.get(self.i).copied()
-    }
-
-    /// Skips optional whitespace (SP, HTAB).
-    fn skip_ows(&mut self) {
-        while matches!(self.peek(), Some(b' ' | b'\t')) {
-            self.i += 1;
+        // An empty list element (RFC 9110 §5.6.1: ignored).
+        if p.eat(b',') {
+            continue;
         }
-    }
-
-    /// One `forwarded-element` up to the `,` after it (consumed) or the end: `Some(hop)`,
-    /// or `None` on a syntax error.
-    fn element(&mut self) -> Option<Option<IpAddr>> {
-        // `None`: no `for=` yet; `Some(node)`: the node of the one `for=`.
-        let mut node: Option<Option<IpAddr>> = None;
-        let mut twice = false;
-        loop {
-            self.skip_ows();
-            match self.peek() {
-                None => break,
-                Some(b',') => {
-                    self.i += 1;
-                    break;
-                }
-                Some(b';') => {
-                    self.i += 1;
-                    continue;
-                }
-                Some(_) => {}
-            }
-            let name = self.token()?;
-            if self.peek() != Some(b'=') {
-                return None;
-            }
-            self.i += 1;
-            let mut value = Vec::new();
-            let quoted = self.value(&mut value)?;
-            if name.eq_ignore_ascii_case(b"for") {
-                twice |= node.is_some();
-                node = Some(parse_node(&value, quoted));
-            }
-            self.skip_ows();
-            if !matches!(self.peek(), None | Some(b',' | b';')) {
-                return None;
-            }
-        }
-        // RFC 7239 §4: a parameter MUST NOT occur more than once per element.
-        Some(if twice { None } else { node.flatten() })
-    }
-
-    /// A token (RFC 9110 §5.6.2), at least one character.
-    fn token(&mut self) -> Option<&'a [u8]> {
-        let (s, start) = (self.s, self.i);
-        while self.peek().is_some_and(tchar) {
-            self.i += 1;
-        }
-        s.get(start..self.i).filter(|t| !t.is_empty())
-    }
-
-    /// A parameter value into `out`, quoted-pairs decoded: whether it was a quoted-string.
-    fn value(&mut self, out: &mut Vec<u8>) -> Option<bool> {
-        if self.peek() != Some(b'"') {
-            out.extend_from_slice(self.token()?);
-            return Some(false);
-        }
-        self.i += 1;
-        loop {
-            match self.peek()? {
-                b'"' => {
-                    self.i += 1;
-                    return Some(true);
-                }
-                b'\\' => {
-                    let c = *self.s.get(self.i + 1)?;
-                    if !(c == b'\t' || c == b' ' || (0x21..=0x7e).contains(&c) || c >= 0x80) {
-                        return None;
-                    }
-                    out.push(c);
-                    self.i += 2;
-                }
-                c if c == b'\t' || c == b' ' || c == 0x21 || (0x23..=0x7e).contains(&c) || c >= 0x80 => {
-                    out.push(c);
-                    self.i += 1;
-                }
-                _ => return None,
+        match element(&mut p) {
+            Some(hop) => hops.push(hop),
+            None => {
+                hops.push(None);
+                return;
             }
         }
     }
 }
 
-/// `tchar` of RFC 9110 §5.6.2.
-fn tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+/// One `forwarded-element` up to the `,` after it (consumed) or the end: `Some(hop)`, or
+/// `None` on a syntax error.
+fn element(p: &mut FieldReader<'_>) -> Option<Option<IpAddr>> {
+    // `None`: no `for=` yet; `Some(node)`: the node of the one `for=`.
+    let mut node: Option<Option<IpAddr>> = None;
+    let mut twice = false;
+    loop {
+        p.skip_ows();
+        if p.at_end() || p.eat(b',') {
+            break;
+        }
+        if p.eat(b';') {
+            continue;
+        }
+        let name = p.token()?;
+        p.eat(b'=').then_some(())?;
+        let mut value = Vec::new();
+        let quoted = p.token_or_quoted_string(&mut value)?;
+        if name.eq_ignore_ascii_case(b"for") {
+            twice |= node.is_some();
+            node = Some(parse_node(&value, quoted));
+        }
+        p.skip_ows();
+        if !matches!(p.peek(), None | Some(b',' | b';')) {
+            return None;
+        }
+    }
+    // RFC 7239 §4: a parameter MUST NOT occur more than once per element.
+    Some(if twice { None } else { node.flatten() })
 }
 
 /// The address of a `node` (RFC 7239 §6): `nodename [ ":" node-port ]` with `nodename` an
