@@ -209,6 +209,9 @@ fn check_args(args: &FreshnessBenchArgs) -> anyhow::Result<()> {
         // The command line refuses it already (crate::cli::parse_rate); library callers set it.
         return usage(format!("--rate must be from {} to {} requests per second, got {:?}", crate::cli::MIN_RATE, crate::cli::MAX_RATE, args.rate));
     }
+    if let Some(url) = args.target.as_ref().filter(|u| !matches!(u.scheme(), "http" | "https")) {
+        return usage(format!("--target must be an http:// or https:// URL, got {url}"));
+    }
     if args.duration.is_zero() || args.probe_links == 0 || args.poll.is_zero() {
         return usage("--duration, --probe-links and --poll must be positive".into());
     }

@@ -25,8 +25,8 @@
 //! the CPUs serve, the rest load; `--server-cpus`/`--client-cpus` override, `--no-pin`
 //! disables). sluice gets as many tokio workers as server CPUs and nginx as many worker
 //! processes; everything else sluice runs (click log writer, SQLite) shares those CPUs.
-//! All of them run at `--nice` (-10) so that background work on a shared machine takes
-//! less of their CPUs. Clicks go to the click log as in production.
+//! All of them run at `--nice` (default -10 when started at niceness 0; a caller's own
+//! `nice` is kept) so that background work on a shared machine takes less of their CPUs. Clicks go to the click log as in production.
 
 pub mod args;
 pub mod child;
@@ -48,7 +48,7 @@ use serde_json::{Value, json};
 pub use self::args::RedirectBenchArgs;
 use self::child::{ChildProc, OnParentDeath};
 use self::paced::PacedConfig;
-use self::procs::{CpuPlan, TempDir, find_program, free_port};
+use self::procs::{CpuPlan, TempDir, current_nice, effective_nice, find_program, free_port};
 use self::report::{Placement, Setup, SluiceCounters, TargetResult};
 use self::wrk::WrkRun;
 use crate::bench::BenchError;
@@ -74,7 +74,9 @@ pub fn run(args: RedirectBenchArgs) -> anyhow::Result<()> {
         (Some(s), Some(c)) => CpuPlan::explicit(s, c)?,
         _ => CpuPlan::split(total, !args.no_pin),
     };
-    plan.nice = (args.nice != 0).then_some(args.nice);
+    let current = current_nice();
+    let nice = effective_nice(args.nice, current);
+    plan.nice = (nice != 0).then_some(nice);
     plan.pin_self()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(plan.client_cpus.max(1))
@@ -149,7 +151,8 @@ async fn bench(args: &RedirectBenchArgs, plan: &CpuPlan) -> anyhow::Result<()> {
             threads,
             threads_asked: args.threads,
             connections: args.connections,
-            nice: args.nice,
+            // The niceness the run has (set by `pin_self`, or the one it was started at).
+            nice: current_nice(),
         }
         .line(),
         format!(

@@ -359,6 +359,9 @@ fn rates_out_of_range_or_planning_no_request_are_usage_errors() {
             vec!["bench", "freshness", "--load", "0.1", "--duration", "2s"],
             "--load 0.1 × --duration 2s (+1s) plans no background request; give a higher --load, a longer --duration, or --load 0 (none)",
         ),
+        // Finding (newcomer, session 58): it failed after starting, with reqwest's
+        // "builder error … URL scheme is not allowed", exit 1.
+        (vec!["bench", "freshness", "--target", "ftp://x"], "--target must be an http:// or https:// URL, got ftp://x/"),
         (vec!["bench", "freshness", "--load", "1e-300"], "--load must be 0 (none) or from 0.01 to 1000000 requests per second, got 1e-300"),
     ] {
         let out = run(&args, &[]);

@@ -7,8 +7,11 @@
 //!    which browsers send when there was no referring page.
 //! 2. The value is parsed as a WHATWG URL (`url` crate). A bare host such as
 //!    `www.example.com/path` is retried as `http://` + value. What still does not parse, or
-//!    parses without a host (`https:/`, `data:...`, `file:///x`) or with an empty label in
-//!    its host (`https://a..b/`) → `"(invalid)"`, medium `unknown`.
+//!    parses without a host (`https:/`, `data:...`, `file:///x`), with an empty label in
+//!    its host (`https://a..b/`), or with a host (or app package name) that is not made of
+//!    letters, digits, `-` and `_` labels not starting with `-` (`https://+1+1.example/`,
+//!    `android-app://=hyperlink(…)`: no site or app has such a name, and kept verbatim it
+//!    would reach CSV exports as a spreadsheet formula) → `"(invalid)"`, medium `unknown`.
 //! 3. The host is lower-cased (IDNs become punycode), its port and trailing dot dropped.
 //!    A host equal to one of `EnrichConfig::own_hosts` or a subdomain of one → `"(direct)"`,
 //!    medium `internal`: crawlers send the short link itself as `Referer`, and a shortener's
@@ -113,6 +116,9 @@ pub fn classify(lists: &MediumLists, own_hosts: &[String], referrer: Option<&str
     if host.is_empty() || host.starts_with('.') || host.contains("..") {
         return ReferrerInfo::invalid();
     }
+    if !is_ip && !host.split('.').all(is_host_label) {
+        return ReferrerInfo::invalid();
+    }
     let own = |own: &String| if is_ip { host == *own } else { is_same_or_subdomain(&host, own) };
     if own_hosts.iter().any(own) || (is_loopback_host(&host) && own_hosts.iter().any(|o| is_loopback_host(o))) {
         return ReferrerInfo::direct(ReferrerMedium::Internal);
@@ -121,6 +127,16 @@ pub fn classify(lists: &MediumLists, own_hosts: &[String], referrer: Option<&str
     let web = matches!(url.scheme(), "http" | "https");
     let domain = if is_ip || !web { host } else { registrable_domain(&host) };
     ReferrerInfo { domain, medium }
+}
+
+/// Whether `label` (lower case) is a label of a host name or an app's package name: ASCII
+/// letters, digits, `-` and `_`, not starting with `-` (RFC 952 and RFC 1123 §2.1 host
+/// names; `_` as real hosts and Android package names use it; IDNs arrive as punycode
+/// `xn--` labels). WHATWG URL parsing also lets `=`, `+`, `(`, `"` and more through in a
+/// host, and an app referrer's "host" is any text: such a value names no site or app, and
+/// kept verbatim it would reach exports as a spreadsheet formula (`android-app://=cmd(…)`).
+fn is_host_label(label: &str) -> bool {
+    !label.starts_with('-') && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
 /// Whether `host` (lowercase, as `url` serializes it: IPv6 in brackets) names this machine:
@@ -265,6 +281,39 @@ mod tests {
             assert_eq!(classify(&lists, &[], Some(r)).domain, INVALID, "{r}");
         }
         assert_eq!(classify(&lists, &[], Some("https://www.google.com./")).domain, "google.com");
+    }
+
+    /// Finding (newcomer, session 58): any clicker's `Referer` reached CSV exports as a
+    /// formula cell: `android-app://=HYPERLINK("http://evil")` was the domain
+    /// `=hyperlink("http`, `https://+1+1.example/` was `+1+1.example`.
+    #[test]
+    fn a_host_or_package_name_outside_host_name_characters_is_invalid() {
+        let lists = MediumLists::bundled().expect("bundled lists");
+        for r in [
+            "android-app://=HYPERLINK(\"http://evil\")",
+            "https://+1+1.example/",
+            "ios-app://-2+3/",
+            "android-app://@SUM(1+1)",
+            "https://-lead.example.com/",
+            "https://a=b.example.com/",
+            "https://a\"b.example.com/",
+            "https://a(b).example.com/",
+            "android-app://com.example.app!/",
+        ] {
+            let got = classify(&lists, &[], Some(r));
+            assert_eq!((got.domain.as_str(), got.medium), (INVALID, ReferrerMedium::Unknown), "{r}");
+        }
+        for (r, domain) in [
+            ("https://under_score.example.com/", "under_score.example.com"),
+            ("https://xn--bcher-kva.example/", "xn--bcher-kva.example"),
+            ("https://bücher.de/", "xn--bcher-kva.de"),
+            ("https://trailing-.example.com/", "trailing-.example.com"),
+            ("https://123.example.com/", "123.example.com"),
+            ("android-app://com.my_app.x2/", "com.my_app.x2"),
+            ("ios-app://284882215/", "284882215"),
+        ] {
+            assert_eq!(classify(&lists, &[], Some(r)).domain, domain, "{r}");
+        }
     }
 
     #[test]

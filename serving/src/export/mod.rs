@@ -1,7 +1,8 @@
 //! `GET /v1/stats/export`: a link's stats rows streamed as CSV, a JSON array or NDJSON.
 //!
 //! Parameters are those of the stats endpoint ([`crate::stats::params`], parsed by the same
-//! code) plus `code` (required) and `format` (`csv` default, `json`, `ndjson`); `limit` and
+//! code) plus `code` (required), `format` (`csv` default, `json`, `ndjson`) and
+//! `escape_formulas` (CSV only, default false; [`RowWriter::escaping_formulas`]); `limit` and
 //! `order_by` are not accepted (an export holds every row, buckets ascending, then clicks descending, then
 //! dimension values ascending). Every error that can be known before the first byte —
 //! parameters (400), an unknown link (404), a range the views cannot answer (400
@@ -53,7 +54,7 @@ const BODY_CHANNEL_CHUNKS: usize = 2;
 const FLUSH_BYTES: usize = 64 * 1024;
 
 /// Export-only query parameters; everything else goes to [`parse_stats`].
-const OWN_PARAMETERS: [&str; 2] = ["code", "format"];
+const OWN_PARAMETERS: [&str; 3] = ["code", "format", "escape_formulas"];
 /// Stats parameters an export does not take (it holds every row, in bucket order).
 const REFUSED_PARAMETERS: [&str; 2] = ["limit", "order_by"];
 
@@ -66,15 +67,19 @@ pub struct ExportQuery {
     pub format: ExportFormat,
     /// Range, bucketing and breakdown (`limit`/`order_by` unused).
     pub params: StatsParams,
+    /// `escape_formulas=true`: CSV text fields a spreadsheet would evaluate get a leading `'`
+    /// ([`RowWriter::escaping_formulas`]); default false.
+    pub escape_formulas: bool,
 }
 
 /// Parses the query string of `GET /v1/stats/export` at `now_ms`: `code` (required) and
 /// `format` here, the rest by the stats endpoint's [`parse_stats_with`] (same defaults, limits
 /// and error codes; with `adhoc`, a long-term store answering them, any combination of up to
-/// 3 distinct dimensions). Errors: 400 `missing_code`, `invalid_format`, `unknown_parameter`
+/// 3 distinct dimensions). Errors: 400 `missing_code`, `invalid_format`, `invalid_parameter`
+/// (`escape_formulas` not a boolean, or true with JSON/NDJSON), `unknown_parameter`
 /// (also for `limit`/`order_by`), `duplicate_parameter`, and those of [`parse_stats_with`].
 pub fn parse_export_query(raw: Option<&str>, now_ms: i64, adhoc: bool) -> Result<ExportQuery, ApiError> {
-    let (mut code, mut format) = (None, None);
+    let (mut code, mut format, mut escape) = (None, None, None);
     let mut rest = url::form_urlencoded::Serializer::new(String::new());
     for (k, v) in crate::query::decode(raw)? {
         if REFUSED_PARAMETERS.contains(&k.as_str()) {
@@ -87,6 +92,7 @@ pub fn parse_export_query(raw: Option<&str>, now_ms: i64, adhoc: bool) -> Result
         let slot = match k.as_str() {
             "code" => &mut code,
             "format" => &mut format,
+            "escape_formulas" => &mut escape,
             _ => {
                 rest.append_pair(&k, &v);
                 continue;
@@ -101,13 +107,18 @@ pub fn parse_export_query(raw: Option<&str>, now_ms: i64, adhoc: bool) -> Result
         .filter(|c| !c.is_empty())
         .ok_or_else(|| ApiError::bad_request("missing_code", "the code parameter is required").with_details(json!({ "parameter": "code" })))?;
     let format = parse_format(format.as_deref())?;
+    let escape_formulas = escape.as_deref().map_or(Ok(false), |v| crate::stats::params::bool_param("escape_formulas", v))?;
+    if escape_formulas && format != ExportFormat::Csv {
+        return Err(ApiError::bad_request("invalid_parameter", "escape_formulas applies to format=csv only (JSON values are never read as formulas)")
+            .with_details(json!({ "parameter": "escape_formulas", "value": escape.unwrap_or_default(), "allowed": ["false", "0"] })));
+    }
     let params = parse_stats_with(Some(&rest.finish()), now_ms, adhoc).map_err(|mut e| {
         if e.code == "unknown_parameter" {
             e.details["supported"] = json!(supported_parameters());
         }
         e
     })?;
-    Ok(ExportQuery { code, format, params })
+    Ok(ExportQuery { code, format, params, escape_formulas })
 }
 
 /// Every query parameter an export takes (`details.supported` of its `unknown_parameter`).
@@ -149,6 +160,7 @@ pub fn export_headers(resp: &mut Response, format: ExportFormat, file: &str) {
     params(
         ("code" = String, Query, description = "Short code of the link (required)"),
         ("format" = Option<String>, Query, description = "csv (default; RFC 4180, CRLF, header row), json (one array) or ndjson"),
+        ("escape_formulas" = Option<bool>, Query, description = "csv only: a code or dimension value starting with =, +, -, @, a tab or a CR gets a leading ' so that spreadsheets show it as text (OWASP CSV injection; browser and OS families come from user agents any clicker chooses). Default false: values verbatim"),
         ("from" = Option<String>, Query, description = "Range start, RFC 3339 with offset, whole minute (inclusive); as for GET /v1/links/{code}/stats, default too (`to` minus 7 days rounded down to a UTC quarter hour; `to` minus 60 minutes for bucket=minute). The file name holds the range used"),
         ("to" = Option<String>, Query, description = "Range end, RFC 3339, whole minute (exclusive). Default: the end of the current UTC minute (the next whole minute after the request)"),
         ("bucket" = Option<String>, Query, description = "minute (at most 2 days), hour (at most 93 days) or day (default; at most 1,100 days)"),
@@ -165,8 +177,8 @@ pub fn export_headers(resp: &mut Response, format: ExportFormat, file: &str) {
 )]
 pub async fn export_stats(State(state): State<ReportsState>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
     let adhoc = state.answers_any_dimensions();
-    let ExportQuery { code, format, params } = parse_export_query(query.as_deref(), state.now_ms(), adhoc)?;
-    let plan = ExportPlan::new(&params, format)?;
+    let ExportQuery { code, format, params, escape_formulas } = parse_export_query(query.as_deref(), state.now_ms(), adhoc)?;
+    let plan = ExportPlan::new(&params, format)?.escaping_formulas(escape_formulas);
     let source = state.source()?;
     state.require_link(&code).await?;
     let plan = Arc::new(plan);

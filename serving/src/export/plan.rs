@@ -34,6 +34,8 @@ pub const CHUNK_BUCKETS_DIMS: usize = 16;
 pub struct ExportPlan {
     range: StatsParams,
     format: ExportFormat,
+    /// CSV formula escaping ([`RowWriter::escaping_formulas`]).
+    escape_formulas: bool,
     /// Query ranges `[from, to)` of the chunks, in order, clipped to the range.
     chunks: Vec<(i64, i64)>,
 }
@@ -46,7 +48,13 @@ impl ExportPlan {
         let spans = bucket_spans(range.tz, range.bucket, range.from_ms, range.to_ms, MAX_BUCKETS).map_err(views_error)?;
         let per = if range.dimensions.is_empty() { CHUNK_BUCKETS } else { CHUNK_BUCKETS_DIMS };
         let chunks = spans.chunks(per).filter_map(|c| Some((c.first()?.0.max(range.from_ms), c.last()?.1.min(range.to_ms)))).collect();
-        Ok(ExportPlan { range, format, chunks })
+        Ok(ExportPlan { range, format, escape_formulas: false, chunks })
+    }
+
+    /// The same plan with CSV formula escaping on or off ([`RowWriter::escaping_formulas`]).
+    pub fn escaping_formulas(mut self, on: bool) -> ExportPlan {
+        self.escape_formulas = on;
+        self
     }
 
     /// The output format.
@@ -66,7 +74,7 @@ impl ExportPlan {
 
     /// A row encoder for this export.
     pub fn writer(&self) -> RowWriter {
-        RowWriter::new(self.format, &self.range.dimensions, self.range.tz)
+        RowWriter::new(self.format, &self.range.dimensions, self.range.tz).escaping_formulas(self.escape_formulas)
     }
 
     fn query(&self, code: &str, (from_ms, to_ms): (i64, i64)) -> StatsQuery {

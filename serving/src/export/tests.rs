@@ -59,7 +59,7 @@ async fn csv_is_byte_exact_with_rfc_4180_quoting() {
     assert_eq!(st, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
     let want = "bucket,code,referrer_domain,clicks,uniques\r\n\
                 2024-06-01T09:00:00+05:30,ab,google.com,2,1\r\n\
-                2024-06-01T09:00:00+05:30,ab,\"a,\"\"b\"\"\",1,1\r\n\
+                2024-06-01T09:00:00+05:30,ab,(invalid),1,1\r\n\
                 2024-06-01T10:00:00+05:30,ab,(direct),1,1\r\n\
                 2024-06-01T11:00:00+05:30,ab,ycombinator.com,1,1\r\n\
                 2024-06-01T23:00:00+05:30,ab,ycombinator.com,1,1\r\n";
@@ -93,6 +93,15 @@ async fn csv_keeps_unicode_verbatim_and_quotes_commas() {
                 2024-06-01T00:00:00Z,ab,Mobile Safari,1,1\r\n\
                 2024-06-01T00:00:00Z,ab,東京天気,1,1\r\n";
     assert_eq!(String::from_utf8(body.to_vec()).expect("utf-8"), want);
+    // No value here starts like a formula: escaping them changes nothing.
+    let (st, _, escaped) = h
+        .send(
+            "GET",
+            "/v1/stats/export?code=ab&from=2024-06-01T00:00:00Z&to=2024-06-02T00:00:00Z&bucket=day&dimensions=browser&include_bots=true&escape_formulas=true",
+            None,
+        )
+        .await;
+    assert_eq!((st, String::from_utf8(escaped.to_vec()).expect("utf-8")), (StatusCode::OK, want.to_owned()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -234,6 +243,9 @@ async fn errors_before_streaming_use_the_json_shape() {
         ("code=ab&tz=Mars/Olympus", StatusCode::BAD_REQUEST, "unknown_timezone"),
         ("code=ab&dimensions=country,browser", StatusCode::BAD_REQUEST, "invalid_dimensions"),
         ("code=ab&include_bots=maybe", StatusCode::BAD_REQUEST, "invalid_parameter"),
+        ("code=ab&escape_formulas=yes", StatusCode::BAD_REQUEST, "invalid_parameter"),
+        ("code=ab&format=json&escape_formulas=true", StatusCode::BAD_REQUEST, "invalid_parameter"),
+        ("code=ab&escape_formulas=1&escape_formulas=0", StatusCode::BAD_REQUEST, "duplicate_parameter"),
         ("code=nope", StatusCode::NOT_FOUND, "not_found"),
         ("code=%F0%9F%92%A5", StatusCode::NOT_FOUND, "not_found"),
         ("code=%20ab%20", StatusCode::NOT_FOUND, "not_found"),
@@ -245,7 +257,7 @@ async fn errors_before_streaming_use_the_json_shape() {
         if *code == "unknown_parameter" {
             // Every unknown_parameter lists what an export takes, refused stats knobs too.
             let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
-            let want = serde_json::json!(["code", "format", "from", "to", "bucket", "tz", "dimensions", "include_bots"]);
+            let want = serde_json::json!(["code", "format", "escape_formulas", "from", "to", "bucket", "tz", "dimensions", "include_bots"]);
             assert_eq!(v["error"]["details"]["supported"], want, "{q}");
         }
     }

@@ -11,8 +11,12 @@
 //! * CSV (RFC 4180): a header row, records separated by CRLF (the last record ends with CRLF
 //!   too), `,` between fields; a field containing `,`, `"`, CR or LF is enclosed in double
 //!   quotes with every `"` doubled; other fields (spaces and non-ASCII included) are written
-//!   verbatim as UTF-8 without a byte-order mark. Values are not altered in any other way: a
-//!   spreadsheet that evaluates fields starting with `=`/`+`/`-`/`@` must import as text.
+//!   verbatim as UTF-8 without a byte-order mark. Values are not altered in any other way
+//!   unless formula escaping is asked for ([`RowWriter::escaping_formulas`]): then a text
+//!   field (code, dimension value) starting with `=`, `+`, `-`, `@`, a tab or a CR gets a
+//!   leading `'`, as OWASP's "CSV Injection" page recommends, so that a spreadsheet shows
+//!   it as text instead of evaluating it (browser and OS families come from user agents
+//!   any clicker chooses).
 //! * JSON (`application/json`): one array of objects with the columns as keys in column
 //!   order, `clicks`/`uniques` as numbers: `[` LF, objects separated by `,` LF, LF `]` LF;
 //!   an empty export is `[]` LF.
@@ -74,12 +78,29 @@ pub struct RowWriter {
     dims: Vec<Dimension>,
     tz: Tz,
     rows: u64,
+    escape_formulas: bool,
 }
 
 impl RowWriter {
     /// An encoder for rows broken down by `dims` with bucket labels in `tz`.
     pub fn new(format: ExportFormat, dims: &[Dimension], tz: Tz) -> RowWriter {
-        RowWriter { format, dims: dims.to_vec(), tz, rows: 0 }
+        RowWriter { format, dims: dims.to_vec(), tz, rows: 0, escape_formulas: false }
+    }
+
+    /// With `on`, CSV text fields that a spreadsheet would evaluate as a formula get a
+    /// leading `'` (module docs); JSON and NDJSON are never altered.
+    pub fn escaping_formulas(mut self, on: bool) -> RowWriter {
+        self.escape_formulas = on;
+        self
+    }
+
+    /// Appends text field `v` of a CSV row, formula-escaped when asked for.
+    fn csv_text(&self, out: &mut Vec<u8>, v: &str) {
+        if self.escape_formulas && v.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+            csv_field(out, &format!("'{v}"));
+        } else {
+            csv_field(out, v);
+        }
     }
 
     /// Rows written so far.
@@ -110,10 +131,10 @@ impl RowWriter {
             ExportFormat::Csv => {
                 csv_field(out, &bucket);
                 out.push(b',');
-                csv_field(out, code);
+                self.csv_text(out, code);
                 for v in &row.dims {
                     out.push(b',');
-                    csv_field(out, v);
+                    self.csv_text(out, v);
                 }
                 out.extend_from_slice(format!(",{},{}\r\n", row.clicks, row.uniques).as_bytes());
             }
@@ -219,6 +240,39 @@ mod tests {
         assert_eq!(render(ExportFormat::Json, &[], &[]), "[]\n");
         assert_eq!(render(ExportFormat::Ndjson, &[], &[]), "");
         assert_eq!(render(ExportFormat::Csv, &[], &[]), "bucket,code,clicks,uniques\r\n");
+    }
+
+    /// Finding (newcomer, session 58): values any clicker chooses (browser families come
+    /// from the user agent) reached CSV cells as spreadsheet formulas.
+    #[test]
+    fn formula_escaping_prefixes_the_fields_a_spreadsheet_would_evaluate() {
+        let rows = [
+            row(0, &["=HYPERLINK(\"http://x\")", "+1"], 1, 1),
+            row(0, &["-2", "@SUM(A1)"], 1, 1),
+            row(0, &["\tx", "\rx"], 1, 1),
+            row(0, &["a=b", "1-2"], 1, 1),
+        ];
+        let dims = [Dimension::Browser, Dimension::Os];
+        let mut w = RowWriter::new(ExportFormat::Csv, &dims, Tz::UTC).escaping_formulas(true);
+        let mut out = Vec::new();
+        for r in &rows {
+            w.row(&mut out, "-code", r);
+        }
+        let want = "1970-01-01T00:00:00Z,'-code,\"'=HYPERLINK(\"\"http://x\"\")\",'+1,1,1\r\n\
+                    1970-01-01T00:00:00Z,'-code,'-2,'@SUM(A1),1,1\r\n\
+                    1970-01-01T00:00:00Z,'-code,'\tx,\"'\rx\",1,1\r\n\
+                    1970-01-01T00:00:00Z,'-code,a=b,1-2,1,1\r\n";
+        assert_eq!(String::from_utf8(out).expect("utf-8"), want);
+        // Off (the default) the same rows are verbatim, and JSON is never altered.
+        let plain = render(ExportFormat::Csv, &dims, &rows[..1]);
+        assert!(plain.ends_with(",ab-1,\"=HYPERLINK(\"\"http://x\"\")\",+1,1,1\r\n"), "{plain}");
+        let mut j = RowWriter::new(ExportFormat::Ndjson, &dims, Tz::UTC).escaping_formulas(true);
+        let mut out = Vec::new();
+        j.row(&mut out, "-code", &rows[1]);
+        assert_eq!(
+            String::from_utf8(out).expect("utf-8"),
+            "{\"bucket\":\"1970-01-01T00:00:00Z\",\"code\":\"-code\",\"browser\":\"-2\",\"os\":\"@SUM(A1)\",\"clicks\":1,\"uniques\":1}\n"
+        );
     }
 
     #[test]

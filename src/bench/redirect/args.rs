@@ -70,9 +70,11 @@ pub struct RedirectBenchArgs {
     #[arg(long, conflicts_with_all = ["server_cpus", "client_cpus"])]
     pub no_pin: bool,
     /// Niceness of the servers, wrk and this process (applied as root; 0 leaves it), so that
-    /// other work on a shared machine disturbs the measurement less.
-    #[arg(long, default_value_t = -10, allow_negative_numbers = true, value_parser = clap::value_parser!(i32).range(-20..=19), value_name = "N")]
-    pub nice: i32,
+    /// other work on a shared machine disturbs the measurement less. Default: -10 when
+    /// started at niceness 0; a niceness the caller chose (`nice -n 19 sluice bench
+    /// redirect`) is kept.
+    #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(i32).range(-20..=19), value_name = "N")]
+    pub nice: Option<i32>,
     /// sluice tokio workers and nginx worker processes (default: one per server CPU).
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
@@ -269,8 +271,8 @@ mod tests {
     /// a benchmark; a CPU that does not exist failed only at `taskset`, with exit 1.
     #[test]
     fn out_of_range_nice_duration_and_cpus_are_refused_up_front() {
-        assert_eq!(parse(&["--nice", "19"]).expect("in range").nice, 19);
-        assert_eq!(parse(&["--nice", "-20"]).expect("in range").nice, -20);
+        assert_eq!(parse(&["--nice", "19"]).expect("in range").nice, Some(19));
+        assert_eq!(parse(&["--nice", "-20"]).expect("in range").nice, Some(-20));
         for bad in ["50", "-21"] {
             let (msg, code) = refusal(&["--nice", bad]);
             assert_eq!(code, 2, "{bad}");

@@ -286,8 +286,34 @@ fn expand_cpus(list: &str) -> Vec<usize> {
     out
 }
 
+/// Niceness the benchmark runs at: `--nice` when given; otherwise -10 for a process started
+/// at niceness 0, and 0 (leave it) for one the caller started at another niceness
+/// (`nice -n 19 sluice bench redirect` on a shared machine stays at 19).
+pub fn effective_nice(flag: Option<i32>, current: i32) -> i32 {
+    flag.unwrap_or(if current == 0 { DEFAULT_NICE } else { 0 })
+}
+
+/// `--nice`'s default for a process started at niceness 0.
+const DEFAULT_NICE: i32 = -10;
+
+/// This process's niceness (`getpriority(PRIO_PROCESS, 0)`, -20..=19); 0 when it cannot be read.
+pub fn current_nice() -> i32 {
+    rustix::process::getpriority_process(None).unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
+    /// Finding (newcomer, session 58): `--nice` defaulted to -10, so `nice -n 19 sluice bench
+    /// redirect` reniced itself and its children to -10 as root.
+    #[test]
+    fn a_niceness_the_caller_chose_is_kept_unless_nice_is_given() {
+        assert_eq!(super::effective_nice(None, 0), -10);
+        assert_eq!(super::effective_nice(None, 19), 0, "0 leaves the niceness as it is");
+        assert_eq!(super::effective_nice(None, -5), 0);
+        assert_eq!(super::effective_nice(Some(5), 19), 5);
+        assert_eq!(super::effective_nice(Some(0), 0), 0);
+    }
+
     use super::*;
 
     #[test]
