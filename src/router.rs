@@ -90,12 +90,15 @@ pub fn build_app(
         let api_routes = sluice_serving::extract::with_body_limit(api_routes, max_body_bytes);
         // Every API route (never a redirect): 415 unsupported_content_encoding for a body
         // with a content coding; 400 duplicate_header for a repeated Content-Type,
-        // Authorization or Idempotency-Key (checked first).
+        // Authorization or Idempotency-Key (checked first, after the cross-site check: 403
+        // cross_origin_request for a state-changing request from another site's page).
         // Every API answer without a Cache-Control of its own: no-store.
         let api_routes = api_routes
             .layer(middleware::from_fn(sluice_serving::cache_control::no_store_by_default))
             .layer(middleware::from_fn(sluice_serving::content_coding::refuse_content_coding))
-            .layer(middleware::from_fn(sluice_serving::single_headers::refuse_repeated));
+            .layer(middleware::from_fn(sluice_serving::single_headers::refuse_repeated))
+            // Outermost: a forged request from another site's page changes nothing.
+            .layer(middleware::from_fn(sluice_serving::cross_origin::refuse_cross_origin));
         router = router.merge(api_routes);
     }
     if role == Role::Redirect {

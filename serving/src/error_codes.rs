@@ -78,7 +78,7 @@ pub const ERROR_CODES: &[(u16, &[&str])] = &[
         ],
     ),
     (401, &["invalid_token", "unauthorized"]),
-    (403, &["admin_loopback_only", "forbidden"]),
+    (403, &["admin_loopback_only", "cross_origin_request", "forbidden"]),
     (404, &["not_found", "webhook_not_found"]),
     (405, &["method_not_allowed"]),
     (408, &["request_timeout"]),

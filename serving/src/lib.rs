@@ -23,6 +23,7 @@
 //! | [`webhooks`] | `/v1/webhooks`: signed, retried, recorded anomaly deliveries; SSRF guard |
 //! | [`admin`] | `/v1/admin/...`: blocklist, disable/enable, audit log ([`admin::routes`]) |
 //! | [`ratelimit`] | the per-client `POST /v1/links` limit (C25) |
+//! | [`cross_origin`] | 403 `cross_origin_request` for a state-changing request from another site's page (CSRF) |
 //! | [`single_headers`] | 400 `duplicate_header` for a repeated `Content-Type`, `Authorization` or `Idempotency-Key` |
 //!
 //! Consumers: the `sluice` binary merges [`routes`] into its router and wires a
@@ -35,6 +36,7 @@ pub mod anomalies;
 pub mod auth;
 pub mod cache_control;
 pub mod content_coding;
+pub mod cross_origin;
 pub mod cursor;
 pub mod dto;
 pub mod error;

@@ -19,6 +19,7 @@ mod cluster_config;
 mod cluster_settings;
 mod concurrency;
 mod config_sources;
+mod cross_origin;
 mod doc_links;
 mod empty_link_store;
 mod error_codes;
