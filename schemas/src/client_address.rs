@@ -29,6 +29,27 @@ pub fn forwarded_for_someone(headers: &HeaderMap, configured: Option<&str>) -> b
     CLIENT_ADDRESS_HEADERS.iter().any(|h| headers.contains_key(*h)) || configured.is_some_and(|h| headers.contains_key(h))
 }
 
+/// Whether the request's `Host` names this machine by a loopback name: `localhost` or a
+/// subdomain of it (RFC 6761 §6.3), an IPv4 address in 127.0.0.0/8 or `[::1]`, with any
+/// port; also true without a `Host` (HTTP/1.0). A loopback peer that addressed the server by
+/// another name followed DNS to it: a page that rebinds its own domain to 127.0.0.1 (DNS
+/// rebinding) sends its domain as `Host`, so endpoints that trust loopback callers refuse it.
+pub fn host_is_loopback(headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(http::header::HOST) else { return true };
+    let Ok(host) = host.to_str() else { return false };
+    let host = host.trim().to_ascii_lowercase();
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((v6, after)) if after.is_empty() || after.starts_with(':') => return v6.parse::<std::net::Ipv6Addr>().is_ok_and(|a| a.is_loopback()),
+            _ => return false,
+        }
+    } else {
+        host.rsplit_once(':').map_or(host.as_str(), |(name, _port)| name)
+    };
+    let name = name.strip_suffix('.').unwrap_or(name);
+    name == "localhost" || name.ends_with(".localhost") || name.parse::<std::net::Ipv4Addr>().is_ok_and(|a| a.is_loopback())
+}
+
 #[cfg(test)]
 mod tests {
     use http::HeaderValue;
@@ -50,5 +71,25 @@ mod tests {
         assert!(forwarded_for_someone(&with("x-my-client"), Some("X-My-Client")));
         assert!(!forwarded_for_someone(&with("x-my-client"), None));
         assert!(!forwarded_for_someone(&with("x-my-client"), Some("not a name")));
+    }
+
+    /// Finding (newcomer, session 58): with no token, a page that rebinds its own domain to
+    /// 127.0.0.1 reached the admin routes and `POST /v1/events` as a loopback client.
+    #[test]
+    fn only_loopback_names_are_loopback_hosts() {
+        let host = |v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(http::header::HOST, HeaderValue::from_static(v));
+            host_is_loopback(&h)
+        };
+        for ok in ["localhost", "LOCALHOST:8080", "localhost.", "app.localhost:1", "127.0.0.1", "127.0.0.1:8080", "127.1.2.3", "[::1]", "[::1]:8080"] {
+            assert!(host(ok), "{ok}");
+        }
+        for bad in
+            ["rebind.attacker.example:18931", "sho.rt", "192.168.1.2:80", "10.0.0.1", "[2001:db8::1]:80", "[::1", "[::1]x", "localhost.example", "0.0.0.0", ""]
+        {
+            assert!(!host(bad), "{bad}");
+        }
+        assert!(host_is_loopback(&HeaderMap::new()), "no Host (HTTP/1.0)");
     }
 }

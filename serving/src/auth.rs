@@ -11,7 +11,9 @@
 //!   admitted, and only when the request carries no header naming a client it was forwarded
 //!   for (`X-Forwarded-For`, `Forwarded`, `X-Real-IP`, ... and the configured
 //!   `server.forwarded-header`: [`sluice_schemas::client_address`]; a reverse proxy on
-//!   loopback would otherwise admit everyone); otherwise 403
+//!   loopback would otherwise admit everyone) and whose `Host` is a loopback name
+//!   (`localhost`, `127.0.0.1`, `[::1]`: a page rebinding its own domain to 127.0.0.1 sends
+//!   that domain); otherwise 403
 //!   `admin_loopback_only`. A request without connection info (e.g. a router driven with
 //!   `oneshot`) is not loopback.
 //!
@@ -92,7 +94,9 @@ impl AdminAuth {
                 }
             }
             None => {
-                let forwarded = sluice_schemas::client_address::forwarded_for_someone(headers, self.client_header.as_deref());
+                // Through a proxy, or addressed by a name that is not loopback (DNS rebinding).
+                let forwarded = sluice_schemas::client_address::forwarded_for_someone(headers, self.client_header.as_deref())
+                    || !sluice_schemas::client_address::host_is_loopback(headers);
                 match peer_ip {
                     Some(ip) if is_loopback(ip) && !forwarded => Ok(AdminPrincipal { actor: "loopback".into(), peer: peer_ip }),
                     _ => Err(AdminAuthError::LoopbackOnly),

@@ -1,7 +1,8 @@
 //! Cross-site request forgery protection of the API ([`sluice_serving::cross_origin`]): a
 //! state-changing request a browser sends from another site's page is refused with 403
 //! `cross_origin_request` before it changes anything; curl-like clients and same-origin
-//! browser requests go on; the redirect path is never checked.
+//! browser requests go on; the redirect path is never checked. Loopback trust without a
+//! token also needs a loopback `Host` (DNS rebinding).
 
 use std::net::SocketAddr;
 
@@ -66,4 +67,20 @@ async fn requests_from_another_sites_page_change_nothing(b: Backend) {
     assert_eq!((r.status, r.location()), (StatusCode::FOUND, Some("https://example.com/kept")));
 }
 
-backend_tests!(requests_from_another_sites_page_change_nothing);
+/// Finding (newcomer, session 58): with no token, a page that rebinds its own domain to
+/// 127.0.0.1 (DNS rebinding: same origin for the browser, so no cross-site header helps)
+/// added blocklist entries and read the audit log as a loopback client.
+async fn a_loopback_peer_that_names_another_host_is_not_local(b: Backend) {
+    let app = TestApp::start(b).await;
+    let rebound = [("host", "rebind.attacker.example:18931"), ("content-type", "application/json")];
+    let r = send(&app, Method::POST, "/v1/admin/blocklist", &rebound, Some("{\"pattern\":\"example.com\"}")).await;
+    r.assert_error(403, "admin_loopback_only");
+    send(&app, Method::GET, "/v1/admin/audit", &rebound, None).await.assert_error(403, "admin_loopback_only");
+    // Addressed as localhost, 127.0.0.1 or [::1] it is local.
+    for host in ["localhost:8080", "127.0.0.1:8080", "[::1]:8080"] {
+        let r = send(&app, Method::GET, "/v1/admin/blocklist", &[("host", host)], None).await;
+        assert_eq!(r.status, StatusCode::OK, "{host}: {:?}", r.body);
+    }
+}
+
+backend_tests!(requests_from_another_sites_page_change_nothing, a_loopback_peer_that_names_another_host_is_not_local);

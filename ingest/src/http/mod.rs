@@ -341,12 +341,14 @@ fn authorize(token: Option<&str>, client_header: Option<&str>, peer: Option<IpAd
     let Some(expected) = token else {
         // A loopback peer that forwards for someone else (a reverse proxy on this host) is
         // not a local caller: the same rule as the admin endpoints.
-        let forwarded = sluice_schemas::client_address::forwarded_for_someone(headers, client_header);
+        // Also a page that rebound its own domain to 127.0.0.1 (its domain is the `Host`).
+        let forwarded =
+            sluice_schemas::client_address::forwarded_for_someone(headers, client_header) || !sluice_schemas::client_address::host_is_loopback(headers);
         return match peer {
             Some(ip) if is_loopback(ip) && forwarded => Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",
-                "no ingest token is configured, so only direct loopback clients may post events; this request came through a proxy (set [ingest] token)",
+                "no ingest token is configured, so only direct loopback clients may post events; this request came through a proxy, or named a host other than localhost, 127.0.0.1 or [::1] (set [ingest] token)",
             )),
             Some(ip) if is_loopback(ip) => Ok(()),
             _ => Err(ApiError::new(

@@ -102,6 +102,10 @@ async fn no_token_means_loopback_peers_only() {
         let r = send(&f.router, EVENTS_PATH, Some("127.0.0.1:9"), &[("content-type", "application/json"), (name, value)], body.clone()).await;
         assert_error(&r, 403, "forbidden");
     }
+    // nor one addressed by a name that is not loopback (DNS rebinding, session 58)
+    let r = send(&f.router, EVENTS_PATH, Some("127.0.0.1:9"), &[("content-type", "application/json"), ("host", "rebind.attacker.example:8080")], body.clone())
+        .await;
+    assert_error(&r, 403, "forbidden");
     assert_eq!(f.log.head(), 4);
     // the header server.forwarded-header names counts too
     let f = fixture(EventsConfig { client_header: Some("x-edge-client".into()), ..EventsConfig::default() });
