@@ -9,7 +9,8 @@
 //! * **In all** at most [`ConnectionLimits::max_connections`] connections are open
 //!   (`[server] max-connections`; 0 = derived from the process's file-descriptor limit, the
 //!   `RLIMIT_NOFILE` soft limit less [`fd_reserve`] descriptors kept for the link store,
-//!   the click log, checkpoints, sink connections and logs; `sluice serve` first raises
+//!   the click log, checkpoints, sink connections and logs (at least those open at start
+//!   plus a headroom); `sluice serve` first raises
 //!   the soft limit to the hard one, [`raise_fd_limit`], as nginx's
 //!   `worker_rlimit_nofile` and Go's runtime do).
 //! * **Per client** at most [`ConnectionLimits::max_per_client`] (`[server]
@@ -69,22 +70,62 @@ pub struct ConnectionLimits {
     pub exempt: Vec<IpNet>,
 }
 
-/// Descriptors kept out of the connection limit for everything else the process opens:
-/// 1,024, or a quarter of `nofile` when that is less than 4,096.
-pub fn fd_reserve(nofile: u64) -> u64 {
-    if nofile >= 4096 { 1024 } else { nofile / 4 }
+/// Descriptors kept out of the connection limit for everything else the process opens,
+/// when `open` descriptors are open already (stores, logs, the listener: [`open_fds`] once
+/// they are open): 1,024, or a quarter of `nofile` when that is less than 4,096 — but at
+/// least `open` plus [`FD_HEADROOM`], so that under a small limit (`ulimit -n 256`) the
+/// connections cannot take the descriptors the process already holds and an `accept` does
+/// not fail with "too many open files" before the limit makes room.
+pub fn fd_reserve(nofile: u64, open: u64) -> u64 {
+    let share = if nofile >= 4096 { 1024 } else { nofile / 4 };
+    share.max(open.saturating_add(FD_HEADROOM))
 }
 
-/// The total connection limit for a file-descriptor soft limit of `nofile`: `nofile` less
-/// [`fd_reserve`], at least 1.
-pub fn derived_max_connections(nofile: u64) -> usize {
-    usize::try_from(nofile.saturating_sub(fd_reserve(nofile)).max(1)).unwrap_or(usize::MAX)
+/// Descriptors kept beyond those open at start for what the process opens later (SQLite
+/// and sink connections, export files, checkpoints).
+pub const FD_HEADROOM: u64 = 64;
+
+/// The total connection limit for a file-descriptor soft limit of `nofile` with `open`
+/// descriptors open: `nofile` less [`fd_reserve`], at least 1.
+pub fn derived_max_connections(nofile: u64, open: u64) -> usize {
+    usize::try_from(nofile.saturating_sub(fd_reserve(nofile, open)).max(1)).unwrap_or(usize::MAX)
 }
 
 /// Whether `max_connections` connections would leave fewer than [`fd_reserve`] of
 /// `nofile` descriptors for everything else (any value, `usize::MAX` included).
-pub fn leaves_no_reserve(max_connections: usize, nofile: u64) -> bool {
-    u64::try_from(max_connections).unwrap_or(u64::MAX).saturating_add(fd_reserve(nofile)) > nofile
+pub fn leaves_no_reserve(max_connections: usize, nofile: u64, open: u64) -> bool {
+    u64::try_from(max_connections).unwrap_or(u64::MAX).saturating_add(fd_reserve(nofile, open)) > nofile
+}
+
+/// Logs a warning when the connection limit `max` (`configured`: `[server] max-connections`,
+/// 0 = derived) is short for the file-descriptor limit `nofile` with `open` descriptors
+/// open: a derived limit under 64 connections (raise the hard limit), or a configured one
+/// that leaves fewer than [`fd_reserve`] descriptors (accepts may then fail).
+pub fn warn_if_short(configured: usize, max_connections: Option<usize>, nofile: Option<u64>, open: u64) {
+    if let (Some(nofile), Some(max), 0) = (nofile, max_connections, configured)
+        && max < 64
+    {
+        tracing::warn!(
+            max_connections = max,
+            fd_limit = nofile,
+            open_fds = open,
+            "the file-descriptor limit leaves room for few connections (idle ones are closed to make room); raise the hard limit (ulimit -Hn, LimitNOFILE=)"
+        );
+    } else if let (Some(nofile), Some(max)) = (nofile, max_connections)
+        && leaves_no_reserve(max, nofile, open)
+    {
+        tracing::warn!(
+            max_connections = max,
+            fd_limit = nofile,
+            "server.max-connections leaves fewer than the reserved descriptors of the file-descriptor limit: accepts may fail with 'too many open files' before the limit closes idle connections"
+        );
+    }
+}
+
+/// Descriptors this process has open now (entries of `/proc/self/fd`, less the one reading
+/// it); 0 when they cannot be listed (not Linux).
+pub fn open_fds() -> u64 {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| (d.count() as u64).saturating_sub(1))
 }
 
 /// The process's `RLIMIT_NOFILE` soft limit (`None` when it cannot be read or is
@@ -419,7 +460,7 @@ impl ConnRegistry {
     /// the current [`fd_limit`], or no limit when that is unknown).
     pub fn new(limits: &ConnectionLimits) -> Arc<Self> {
         let max_connections = match limits.max_connections {
-            0 => fd_limit().map_or(usize::MAX, derived_max_connections),
+            0 => fd_limit().map_or(usize::MAX, |nofile| derived_max_connections(nofile, open_fds())),
             n => n,
         };
         // Every series from the start (a first increase is then seen by `rate()`).

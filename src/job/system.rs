@@ -356,19 +356,12 @@ impl System {
         // Connections may use every descriptor the hard limit allows, less a reserve
         // (crate::http_server::limits).
         let nofile = crate::http_server::limits::raise_fd_limit();
+        let open = crate::http_server::limits::open_fds();
         let max_connections = match server_opts.limits.max_connections {
-            0 => nofile.map(crate::http_server::limits::derived_max_connections),
+            0 => nofile.map(|n| crate::http_server::limits::derived_max_connections(n, open)),
             n => Some(n),
         };
-        if let (Some(nofile), Some(max)) = (nofile, max_connections)
-            && crate::http_server::limits::leaves_no_reserve(max, nofile)
-        {
-            tracing::warn!(
-                max_connections = max,
-                fd_limit = nofile,
-                "server.max-connections leaves fewer than the reserved descriptors of the file-descriptor limit: accepts may fail with 'too many open files' before the limit closes idle connections"
-            );
-        }
+        crate::http_server::limits::warn_if_short(server_opts.limits.max_connections, max_connections, nofile, open);
         tracing::debug!(?max_connections, max_per_client = server_opts.limits.max_per_client, fd_limit = ?nofile, "connection limits");
         let gate = app.start_gate().clone();
         let server = tokio::spawn(crate::http_server::serve_with(listener, app, server_opts, async move {
