@@ -43,7 +43,36 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc.merge(outside::OutsideDoc::openapi());
     let description = doc.info.description.take().unwrap_or_default();
     doc.info.description = Some(format!("{description} Error codes by HTTP status: {}.", crate::error_codes::summary()));
+    add_security(&mut doc);
     doc
+}
+
+/// The credentials of the routes that take any ([`crate::auth`], `POST /v1/events`): a
+/// bearer token, or none (`{}`) because without a configured token a direct loopback client
+/// is admitted. Every other route takes no credentials (README "Who may call the API").
+fn add_security(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+    let bearer = |what: &str| SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some(what.to_owned())).build());
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "admin_token",
+        bearer("[admin] token; without one configured, direct loopback clients addressing localhost, 127.0.0.1 or [::1] only"),
+    );
+    components.add_security_scheme(
+        "ingest_token",
+        bearer("[ingest] token; without one configured, direct loopback clients addressing localhost, 127.0.0.1 or [::1] only"),
+    );
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let scheme = match path.as_str() {
+            p if ["/v1/admin", "/v1/anomalies", "/v1/webhooks"].iter().any(|prefix| p.starts_with(prefix)) => "admin_token",
+            "/v1/events" => "ingest_token",
+            _ => continue,
+        };
+        let ops = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch, &mut item.head];
+        for op in ops.into_iter().flatten() {
+            op.security = Some(vec![SecurityRequirement::new(scheme, Vec::<String>::new()), SecurityRequirement::default()]);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -124,6 +153,16 @@ mod tests {
                 "application/x-ndjson": {"schema": {"$ref": "#/components/schemas/EventInputDoc"}},
             })
         );
+        // Finding (newcomer, session 58): no security schemes were documented, and the
+        // enable body was marked required although none is needed.
+        assert_eq!(doc["components"]["securitySchemes"]["admin_token"]["scheme"], "bearer");
+        let either = json!([{"admin_token": []}, {}]);
+        for (path, method) in [("/v1/admin/blocklist", "post"), ("/v1/admin/links/{code}/enable", "post"), ("/v1/anomalies", "get"), ("/v1/webhooks", "post")] {
+            assert_eq!(doc["paths"][path][method]["security"], either, "{method} {path}");
+        }
+        assert_eq!(doc["paths"]["/v1/events"]["post"]["security"], json!([{"ingest_token": []}, {}]));
+        assert_eq!(doc["paths"]["/v1/links"]["post"]["security"], Value::Null, "the link API takes no credentials");
+        assert_ne!(doc["paths"]["/v1/admin/links/{code}/enable"]["post"]["requestBody"]["required"], json!(true));
         // POST /v1/links still takes any JSON type and documents application/json.
         assert_eq!(
             doc["paths"]["/v1/links"]["post"]["requestBody"]["content"],

@@ -71,7 +71,7 @@ pub async fn disable_link(
 #[utoipa::path(
     post, path = "/v1/admin/links/{code}/enable", tag = "admin",
     params(("code" = String, Path, description = "Short code (case-sensitive)")),
-    request_body = ActionRequest,
+    request_body = Option<ActionRequest>,
     responses(
         (status = 200, description = "Enabled", body = AdminLinkResponse),
         (status = 404, description = "not_found", body = ErrorBody),
