@@ -242,18 +242,46 @@ pub enum Error {
     /// The embedded link store's file (`links.db`) is no longer at its path while the store
     /// has it open: deleted, or replaced by another file (`what`: `"deleted or moved away"` or `"replaced by
     /// another file"`). SQLite keeps using the file it opened, which is unreachable: every
-    /// link written to it is lost when the process stops. Not restored automatically (a WAL
-    /// database cannot be copied safely under a running writer).
+    /// link written to it would be lost when the process stops, so changes are refused. A
+    /// deleted file is written back to its path from the open file at the next periodic check
+    /// once its directory exists and nothing else is at the path (`advice` says so); a
+    /// replaced one is left alone (`advice`: stop, put the right file back, start).
     #[error(
         "link store \"{path}\" was {what} while sluice has it open: links are still served, but changes are refused (they would \
-         only reach the file sluice opened, which is lost when it stops); stop sluice, put the file you want at that path (e.g. \
-         from a backup), remove the -wal and -shm files beside it, and start sluice again"
+         only reach the file sluice opened, which is lost when it stops); {advice}"
     )]
     LinkStoreFileMoved {
         /// The database file.
         path: String,
         /// `"deleted or moved away"` or `"replaced by another file"`.
         what: &'static str,
+        /// What happens next and what to do.
+        advice: String,
+    },
+    /// The embedded link store's file was deleted while open and written back to its path
+    /// from the open file (every link kept), but the store could not switch to the
+    /// written-back file (`detail`): changes stay refused until a restart (the switch is
+    /// tried again at every periodic check); reads go on.
+    #[error(
+        "link store \"{path}\" was deleted while sluice had it open; the links were written back to \"{path}\" from the open file \
+         (every link kept), but sluice could not switch to that file ({detail}): links are still served, but changes are \
+         refused until sluice is restarted (stop and start sluice)"
+    )]
+    LinkStoreWrittenBack {
+        /// The database file.
+        path: String,
+        /// Why the written-back file could not be used.
+        detail: String,
+    },
+    /// The embedded link store's file was deleted while open and could not be written back
+    /// from the open file (the copy or the rename failed: `detail`); tried again at the next
+    /// periodic check.
+    #[error("link store \"{path}\" was deleted while sluice has it open and could not be written back from the open file yet ({detail})")]
+    LinkStoreWriteBack {
+        /// The database file.
+        path: String,
+        /// What failed.
+        detail: String,
     },
     /// The embedded link store's file (or its `-wal` file) stopped being writable while
     /// sluice has it open: the file system was remounted read-only, the file made immutable

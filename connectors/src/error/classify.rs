@@ -57,6 +57,8 @@ impl Error {
             | Error::ClickLogClosed { .. }
             | Error::AnomalyStoreClosed { .. }
             | Error::LinkStoreFileMoved { .. }
+            | Error::LinkStoreWrittenBack { .. }
+            | Error::LinkStoreWriteBack { .. }
             | Error::LinkStoreNotWritable { .. }
             | Error::LinkStoreLowOnSpace { .. } => true,
             _ => false,
@@ -83,6 +85,7 @@ impl Error {
             Error::Database(_) | Error::Migrate(_) | Error::ClickLog { .. } | Error::ClickLogClosed { .. } | Error::AnomalyStore { .. } => "external",
             Error::ClickLogDeleted { .. } | Error::ClickLogDirRemoved { .. } | Error::ClickLogReplaced { .. } | Error::ClickLogDiverted { .. } => "external",
             Error::LinkStoreFileMoved { .. } | Error::LinkStoreNotWritable { .. } | Error::StoreReadOnly { .. } => "external",
+            Error::LinkStoreWrittenBack { .. } | Error::LinkStoreWriteBack { .. } => "external",
             Error::LinkStoreLowOnSpace { .. } | Error::StoreConnectTimeout { .. } | Error::StoreConnect { .. } | Error::StoreOpen { .. } => "external",
             Error::AnomalyStoreClosed { .. } | Error::AnomalyStoreDeleted { .. } | Error::AnomalyStoreReplaced { .. } => "external",
             Error::AnomalyStoreDirRemoved { .. } | Error::AnomalyStoreLost { .. } => "external",

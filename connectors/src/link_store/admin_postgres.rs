@@ -56,8 +56,8 @@ async fn begin_read(store: &PostgresLinkStore) -> Result<Tx> {
     Ok(store.pool().begin().await?)
 }
 
-fn read_pool(store: &PostgresLinkStore) -> &PgPool {
-    store.pool()
+fn read_pool(store: &PostgresLinkStore) -> PgPool {
+    store.pool().clone()
 }
 
 admin_store!(PostgresLinkStore);

@@ -5,7 +5,7 @@
 //! refers to these items of the invoking module (its dialect):
 //! - `Tx` (a write or read transaction) and `DbRow` (a result row);
 //! - `async fn begin_write(&Store) -> Result<Tx>`: a transaction serialized with every other
-//!   writer; `async fn begin_read(&Store) -> Result<Tx>` and `fn read_pool(&Store) -> &Pool`;
+//!   writer; `async fn begin_read(&Store) -> Result<Tx>` and `fn read_pool(&Store) -> Pool`;
 //! - `fn enc_time(DateTime<Utc>) -> _` (the bound form of an instant) and
 //!   `fn get_time(&DbRow, column) -> Result<DateTime<Utc>>`, with the instant columns' names
 //!   `CREATED_AT_COL` (holds, blocklist) and `AT_COL` (audit log);
@@ -207,7 +207,7 @@ macro_rules! admin_store {
             }
 
             async fn blocklist_list(&self) -> Result<Vec<BlocklistEntry>> {
-                let rows = sqlx::query(LIST_BLOCKLIST).fetch_all(read_pool(self)).await?;
+                let rows = sqlx::query(LIST_BLOCKLIST).fetch_all(&read_pool(self)).await?;
                 rows.iter()
                     .map(|r| {
                         Ok(BlocklistEntry {
@@ -273,7 +273,7 @@ macro_rules! admin_store {
                     .bind(&q.actor)
                     .bind(&q.action)
                     .bind(i64::from(q.limit))
-                    .fetch_all(read_pool(self))
+                    .fetch_all(&read_pool(self))
                     .await?;
                 rows.iter().map(audit_from_row).collect()
             }

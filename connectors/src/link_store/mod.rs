@@ -31,6 +31,7 @@ mod open;
 mod postgres;
 mod sqlite;
 mod sqlite_header;
+mod sqlite_write_back;
 mod store_shared;
 
 pub use admin::{
@@ -159,6 +160,22 @@ pub trait LinkStore: Send + Sync + 'static {
     /// file and what to do.
     fn check_file(&self) -> Result<()> {
         Ok(())
+    }
+
+    /// Writes the store's file back to its path when it was deleted while open (alone, or
+    /// with its directory, which exists again) and nothing else is at the path: a consistent
+    /// copy of the open database (`VACUUM INTO` a temporary file beside it, fsync'd, renamed
+    /// into place only while the path is still free, the directory fsync'd), after which the
+    /// store goes on in the written-back file, so changes work again. Called at every
+    /// periodic check of the file (`sluice serve`: every 2 s) and once at a graceful stop.
+    /// Returns the path written back to, or `None` when nothing was to be done (the file is
+    /// where it was, the directory is still missing, or the path holds another file). Default:
+    /// `Ok(None)` (stores without a local file).
+    ///
+    /// Errors: the copy, the rename or the reopening failed (tried again at the next call);
+    /// the message names the file and the cause.
+    async fn write_back_file(&self) -> Result<Option<String>> {
+        Ok(None)
     }
 
     /// The store's id: a random 64-bit value created once, with the store (migration 3), the

@@ -258,7 +258,7 @@ pub async fn migrate_within(url_or_path: &str, timeouts: StoreTimeouts) -> Resul
                 StoreTarget::SqliteUrl(url) => SqliteLinkStore::open_url(url).await?,
                 StoreTarget::Postgres(_) => unreachable!("matched above"),
             };
-            let after = applied_sqlite(store.writer_pool()).await?;
+            let after = applied_sqlite(&store.writer_pool()).await?;
             store.close().await;
             Ok(MigrationReport { backend: "sqlite", before, after })
         }

@@ -178,6 +178,12 @@ impl PostgresLinkStore {
         Ok(())
     }
 
+    /// A PostgreSQL store has no local file to write back: always `Ok(None)`
+    /// ([`super::LinkStore::write_back_file`]).
+    pub async fn write_back_file(&self) -> Result<Option<String>> {
+        Ok(None)
+    }
+
     /// Closes the pool, waiting for connections to finish.
     pub async fn close(&self) {
         self.pool.close().await;
@@ -285,8 +291,8 @@ async fn begin_write(store: &PostgresLinkStore) -> Result<Tx> {
     Ok(store.pool.begin().await?)
 }
 
-fn read_pool(store: &PostgresLinkStore) -> &PgPool {
-    &store.pool
+fn read_pool(store: &PostgresLinkStore) -> PgPool {
+    store.pool.clone()
 }
 
 link_store!(PostgresLinkStore, "postgres");

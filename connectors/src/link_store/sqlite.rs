@@ -7,7 +7,10 @@
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
+
+use arc_swap::ArcSwap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -79,13 +82,31 @@ pub(super) type DbRow = SqliteRow;
 type StatusInt = i64;
 
 /// SQLite implementation of [`LinkStore`].
+///
+/// Clones share one state: the pools in use, switched to new ones on the written-back file
+/// when the file was deleted while open ([`Self::write_back_file`]).
 #[derive(Debug, Clone)]
 pub struct SqliteLinkStore {
-    writer: SqlitePool,
-    reader: SqlitePool,
+    pools: Arc<ArcSwap<Pools>>,
     path: PathBuf,
+    /// The options the store was opened with (to open the written-back file the same way).
+    opts: SqliteConnectOptions,
+    /// Serializes write-backs (the periodic check and the stop's last look).
+    write_back: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// The connections of a [`SqliteLinkStore`] and the file they have open.
+#[derive(Debug)]
+pub(super) struct Pools {
+    /// Exactly one connection: every write transaction.
+    pub(super) writer: SqlitePool,
+    /// Reads (never wait for the writer, thanks to WAL).
+    pub(super) reader: SqlitePool,
     /// Device and inode of the file opened (`None` if it could not be read then: not checked).
-    file_id: Option<(u64, u64)>,
+    pub(super) file_id: Option<(u64, u64)>,
+    /// Set when the file was written back to the path (device and inode of the copy) but the
+    /// store could not switch to it (why): changes stay refused, the switch is tried again.
+    pub(super) written_back: Option<((u64, u64), String)>,
 }
 
 impl SqliteLinkStore {
@@ -139,7 +160,7 @@ impl SqliteLinkStore {
 
     /// [`Self::open_with_options`]; the integrity check is skipped when `checked` saw this
     /// very file unchanged since (same file, length and modification times, its `-wal` too).
-    async fn open_with_options_after(opts: SqliteConnectOptions, checked: Option<&CheckedStoreFile>) -> Result<Self> {
+    pub(super) async fn open_with_options_after(opts: SqliteConnectOptions, checked: Option<&CheckedStoreFile>) -> Result<Self> {
         let opts = opts
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -186,14 +207,17 @@ impl SqliteLinkStore {
             .idle_timeout(None)
             .max_lifetime(None)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(opts.create_if_missing(false))
+            .connect_with(opts.clone().create_if_missing(false))
             .await
             .map_err(|e| open_error(&path, e))?;
         drop(guard);
+        // A written-back file is opened with these: never created empty if it is gone again.
+        let opts = opts.create_if_missing(false);
         // The file the writer opened is at the path now: it was created or checked above.
         let file_id = file_id(&path).ok();
         tracing::debug!(path = %path.display(), "sqlite link store open");
-        Ok(Self { writer, reader, path, file_id })
+        let pools = Pools { writer, reader, file_id, written_back: None };
+        Ok(Self { pools: Arc::new(ArcSwap::from_pointee(pools)), path, opts, write_back: Arc::default() })
     }
 
     /// Path of the database file.
@@ -228,13 +252,53 @@ impl SqliteLinkStore {
     ///
     /// Errors: [`Error::LinkStoreFileMoved`], [`Error::LinkStoreNotWritable`].
     pub fn check_file_for_writes(&self) -> Result<()> {
-        let Some(opened) = self.file_id else { return Ok(()) };
-        let what = match file_id(&self.path) {
+        let pools = self.pools.load();
+        let Some(opened) = pools.file_id else { return Ok(()) };
+        let path = self.path.display().to_string();
+        let (what, advice) = match file_id(&self.path) {
             Ok(id) if id == opened => return self.check_writable_now(),
-            Ok(_) => "replaced by another file",
-            Err(_) => "deleted or moved away",
+            Ok(id) if pools.written_back.as_ref().is_some_and(|(copy, _)| *copy == id) => {
+                let detail = pools.written_back.as_ref().map(|(_, why)| why.clone()).unwrap_or_default();
+                return Err(Error::LinkStoreWrittenBack { path, detail });
+            }
+            Ok(_) => (
+                "replaced by another file",
+                "stop sluice, put the file you want at that path (e.g. from a backup), remove the -wal and -shm files beside it, and start \
+                 sluice again"
+                    .to_owned(),
+            ),
+            Err(_) => {
+                let dir = self.path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                let advice = format!(
+                    "sluice writes the links back to \"{path}\" from the open file within seconds once its directory exists and nothing \
+                     else is at that path (after `rm -rf` of the data dir: `mkdir -p {}`), and changes work again; if sluice stops \
+                     before, every link is lost with it",
+                    dir.display()
+                );
+                ("deleted or moved away", advice)
+            }
         };
-        Err(Error::LinkStoreFileMoved { path: self.path.display().to_string(), what })
+        Err(Error::LinkStoreFileMoved { path, what, advice })
+    }
+
+    /// The pools in use now (switched by [`Self::write_back_file`]).
+    pub(super) fn pools(&self) -> Arc<Pools> {
+        self.pools.load_full()
+    }
+
+    /// Switches to `pools` (after a write-back), returning the old ones.
+    pub(super) fn swap_pools(&self, pools: Pools) -> Arc<Pools> {
+        self.pools.swap(Arc::new(pools))
+    }
+
+    /// The options the store was opened with.
+    pub(super) fn options(&self) -> &SqliteConnectOptions {
+        &self.opts
+    }
+
+    /// The lock serializing write-backs.
+    pub(super) fn write_back_lock(&self) -> &tokio::sync::Mutex<()> {
+        &self.write_back
     }
 
     /// [`Self::check_file`]'s write-access half.
@@ -269,14 +333,15 @@ impl SqliteLinkStore {
         Ok(())
     }
 
-    pub(crate) fn writer_pool(&self) -> &SqlitePool {
-        &self.writer
+    pub(crate) fn writer_pool(&self) -> SqlitePool {
+        self.pools.load().writer.clone()
     }
 
     /// Closes both pools, waiting for connections to finish (checkpoints the WAL).
     pub async fn close(&self) {
-        self.reader.close().await;
-        self.writer.close().await;
+        let pools = self.pools();
+        pools.reader.close().await;
+        pools.writer.close().await;
     }
 }
 
@@ -478,8 +543,19 @@ async fn index_tags(tx: &mut Tx, seq: i64, tags: &[String]) -> Result<()> {
 /// the file stopped being writable; database errors.
 pub(super) async fn begin_write(store: &SqliteLinkStore) -> Result<Tx> {
     store.check_file_for_writes()?;
-    reset_writer_left_in_a_transaction(store).await?;
-    Ok(store.writer.begin().await?)
+    // A write-back switches the pools while holding the old writer connection: a write that
+    // got that connection afterwards begins again on the new pool (nothing reaches the old,
+    // deleted file: its transaction is rolled back unused).
+    loop {
+        let pools = store.pools();
+        reset_writer_left_in_a_transaction(store, &pools.writer).await?;
+        let tx = pools.writer.begin().await?;
+        if Arc::ptr_eq(&pools, &store.pools.load()) {
+            return Ok(tx);
+        }
+        drop(tx);
+        store.check_file_for_writes()?;
+    }
 }
 
 /// Closes the writer connection when an earlier failed write left it inside a transaction;
@@ -496,9 +572,9 @@ pub(super) async fn begin_write(store: &SqliteLinkStore) -> Result<Tx> {
 /// `BEGIN` (it is in autocommit mode).
 ///
 /// Errors: the pool cannot hand out or reopen the connection.
-async fn reset_writer_left_in_a_transaction(store: &SqliteLinkStore) -> Result<()> {
+async fn reset_writer_left_in_a_transaction(store: &SqliteLinkStore, writer: &SqlitePool) -> Result<()> {
     use sqlx::Connection as _;
-    let mut conn = store.writer.acquire().await?;
+    let mut conn = writer.acquire().await?;
     let stuck = if conn.is_in_transaction() {
         Some("sqlx counts an open transaction".to_owned())
     } else {
@@ -517,8 +593,9 @@ async fn reset_writer_left_in_a_transaction(store: &SqliteLinkStore) -> Result<(
     Ok(())
 }
 
-pub(super) fn read_pool(store: &SqliteLinkStore) -> &SqlitePool {
-    &store.reader
+/// The reader pool in use now (a handle: a write-back may switch it).
+pub(super) fn read_pool(store: &SqliteLinkStore) -> SqlitePool {
+    store.pools.load().reader.clone()
 }
 
 link_store!(SqliteLinkStore, "sqlite");

@@ -33,8 +33,8 @@ pub(in crate::link_store) fn link(code: &str) -> Link {
 async fn a_full_database_is_a_retryable_store_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = SqliteLinkStore::open_dir(dir.path()).await.expect("open");
-    let pages: i64 = sqlx::query_scalar("PRAGMA page_count").fetch_one(store.writer_pool()).await.expect("page_count");
-    sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA max_page_count = {}", pages + 2))).execute(store.writer_pool()).await.expect("max_page_count");
+    let pages: i64 = sqlx::query_scalar("PRAGMA page_count").fetch_one(&store.writer_pool()).await.expect("page_count");
+    sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA max_page_count = {}", pages + 2))).execute(&store.writer_pool()).await.expect("max_page_count");
     let mut stored = 0;
     let err = loop {
         match store.insert(&link(&format!("c{stored}"))).await {

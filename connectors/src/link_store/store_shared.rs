@@ -7,7 +7,7 @@
 //! - `Tx` (a transaction) and `DbRow` (a result row); `StatusInt`, the integer type of the
 //!   idempotency `status` column;
 //! - `async fn begin_write(&Store) -> Result<Tx>` (serialized with every other writer) and
-//!   `fn read_pool(&Store) -> &Pool`;
+//!   `fn read_pool(&Store) -> Pool` (a handle: the SQLite store may switch pools);
 //! - `fn enc_time(DateTime<Utc>) -> _`, `fn get_time(&DbRow, column) -> Result<DateTime<Utc>>`
 //!   and `CREATED_AT_COL` (the idempotency record's instant column);
 //! - `fn enc_tags(&[String]) -> Result<_>` (the `links.tags` value), `fn enc_redirect(RedirectType) -> _`,
@@ -151,12 +151,16 @@ macro_rules! link_store {
                 <$store>::check_file(self)
             }
 
+            async fn write_back_file(&self) -> Result<Option<String>> {
+                <$store>::write_back_file(self).await
+            }
+
             fn admin(&self) -> Option<&dyn super::AdminStore> {
                 Some(self)
             }
 
             async fn store_id(&self) -> Result<Option<u64>> {
-                let id: i64 = sqlx::query_scalar(SELECT_STORE_ID).fetch_one(read_pool(self)).await?;
+                let id: i64 = sqlx::query_scalar(SELECT_STORE_ID).fetch_one(&read_pool(self)).await?;
                 // The 64 bits as stored (a signed column).
                 Ok(Some(u64::from_ne_bytes(id.to_ne_bytes())))
             }
@@ -175,7 +179,7 @@ macro_rules! link_store {
 
             async fn log_check_answered(&self, request: i64) -> Result<bool> {
                 let answer: Option<i64> =
-                    sqlx::query_scalar("SELECT value FROM store_meta WHERE key = 'log_check_answer'").fetch_optional(read_pool(self)).await?;
+                    sqlx::query_scalar("SELECT value FROM store_meta WHERE key = 'log_check_answer'").fetch_optional(&read_pool(self)).await?;
                 Ok(answer.is_some_and(|a| a >= request))
             }
 
@@ -185,7 +189,7 @@ macro_rules! link_store {
                     "SELECT (SELECT value FROM store_meta WHERE key = 'log_check_request'), \
                      (SELECT value FROM store_meta WHERE key = 'log_check_answer')",
                 )
-                .fetch_one(read_pool(self))
+                .fetch_one(&read_pool(self))
                 .await?;
                 if request.unwrap_or(0) <= answer.unwrap_or(0) {
                     return Ok(false);
@@ -221,12 +225,12 @@ macro_rules! link_store {
             }
 
             async fn epoch(&self) -> Result<Option<u64>> {
-                let v: Option<i64> = sqlx::query_scalar("SELECT value FROM store_meta WHERE key = 'epoch'").fetch_optional(read_pool(self)).await?;
+                let v: Option<i64> = sqlx::query_scalar("SELECT value FROM store_meta WHERE key = 'epoch'").fetch_optional(&read_pool(self)).await?;
                 Ok(v.map(|v| u64::from_ne_bytes(v.to_ne_bytes())))
             }
 
             async fn change_high_water(&self) -> Result<Option<i64>> {
-                Ok(Some(sqlx::query_scalar("SELECT last FROM change_counter WHERE id = 1").fetch_one(read_pool(self)).await?))
+                Ok(Some(sqlx::query_scalar("SELECT last FROM change_counter WHERE id = 1").fetch_one(&read_pool(self)).await?))
             }
 
             async fn unknown_codes(&self, codes: &[String]) -> Result<Vec<String>> {
@@ -245,7 +249,7 @@ macro_rules! link_store {
                 let codes: Vec<&String> = codes.iter().filter(|c| !c.contains('\0')).collect();
                 let mut live = Vec::new();
                 for chunk in codes.chunks(super::LIVE_CODES_CHUNK) {
-                    let found: Vec<String> = sqlx::query_scalar(SELECT_LIVE_CODES).bind(enc_codes(chunk)?).fetch_all(read_pool(self)).await?;
+                    let found: Vec<String> = sqlx::query_scalar(SELECT_LIVE_CODES).bind(enc_codes(chunk)?).fetch_all(&read_pool(self)).await?;
                     live.extend(found);
                 }
                 Ok(live)
@@ -255,7 +259,7 @@ macro_rules! link_store {
                 if code.contains('\0') {
                     return Ok(false);
                 }
-                Ok(sqlx::query(SELECT_RETIRED).bind(code).fetch_optional(read_pool(self)).await?.is_some())
+                Ok(sqlx::query(SELECT_RETIRED).bind(code).fetch_optional(&read_pool(self)).await?.is_some())
             }
 
             async fn insert(&self, link: &Link) -> Result<Link> {
@@ -294,7 +298,7 @@ macro_rules! link_store {
                 if code.contains('\0') {
                     return Ok(None); // cannot be stored, so no link has it
                 }
-                let row = sqlx::query(SELECT_LIVE).bind(code).fetch_optional(read_pool(self)).await?;
+                let row = sqlx::query(SELECT_LIVE).bind(code).fetch_optional(&read_pool(self)).await?;
                 Ok(row.as_ref().map(link_from_row).transpose()?.map(|(_, l)| l))
             }
 
@@ -371,13 +375,13 @@ macro_rules! link_store {
                     .bind(&query.tag)
                     .bind(i64::from(query.limit))
                     .bind(&query.org)
-                    .fetch_all(read_pool(self))
+                    .fetch_all(&read_pool(self))
                     .await?;
                 rows.iter().map(link_from_row).collect()
             }
 
             async fn changes_since(&self, after: i64, limit: u32) -> Result<Vec<(i64, LinkChange)>> {
-                let rows = sqlx::query(CHANGES_SINCE).bind(after).bind(i64::from(limit)).fetch_all(read_pool(self)).await?;
+                let rows = sqlx::query(CHANGES_SINCE).bind(after).bind(i64::from(limit)).fetch_all(&read_pool(self)).await?;
                 rows.iter()
                     .map(|row| {
                         let seq: i64 = row.try_get("change_seq")?;
@@ -396,7 +400,7 @@ macro_rules! link_store {
                 if key.contains('\0') {
                     return Ok(None);
                 }
-                let row = sqlx::query(IDEMPOTENCY_GET).bind(key).bind(enc_time(now - IDEMPOTENCY_TTL)).fetch_optional(read_pool(self)).await?;
+                let row = sqlx::query(IDEMPOTENCY_GET).bind(key).bind(enc_time(now - IDEMPOTENCY_TTL)).fetch_optional(&read_pool(self)).await?;
                 let Some(row) = row else { return Ok(None) };
                 let status: StatusInt = row.try_get("status")?;
                 Ok(Some(IdempotencyRecord {
