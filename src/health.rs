@@ -157,7 +157,8 @@ pub const STORE_FILE_CHECK: Duration = Duration::from_secs(2);
 /// store's file (`links.db`) is deleted, replaced, stops being writable or its file system
 /// has less than [`sluice_connectors::link_store::MIN_FREE_BYTES`] free while open (the
 /// error names the file and what to do; `/readyz` answers 503 meanwhile), and an info line
-/// when the file is back. Ends
+/// when the file is back. A deleted file is written back at each check until that works
+/// ([`LinkStore::write_back_file`]), and the store goes on in it. Ends
 /// when the store is dropped.
 pub fn watch_store_file(store: std::sync::Weak<dyn LinkStore>, every: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -168,7 +169,16 @@ pub fn watch_store_file(store: std::sync::Weak<dyn LinkStore>, every: Duration) 
         loop {
             tick.tick().await;
             let Some(store) = store.upgrade() else { return };
-            match store.check_file() {
+            let mut checked = store.check_file();
+            if matches!(checked, Err(sluice_connectors::Error::LinkStoreFileMoved { .. } | sluice_connectors::Error::LinkStoreWrittenBack { .. })) {
+                // Deleted: written back from the open file once its directory exists.
+                match store.write_back_file().await {
+                    Ok(Some(_)) => checked = store.check_file(),
+                    Ok(None) => {}
+                    Err(e) => checked = Err(e),
+                }
+            }
+            match checked {
                 Err(e) => {
                     // Low space is logged once, not at every change of the free bytes.
                     let key = match &e {

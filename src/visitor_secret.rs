@@ -10,7 +10,8 @@
 
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 
@@ -145,6 +146,69 @@ fn read_error(path: &Path, e: std::io::Error) -> anyhow::Error {
     anyhow::Error::new(e).context(format!("could not read \"{}\"", path.display()))
 }
 
+/// What [`write_back_if_deleted`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretFile {
+    /// Something is at the path (the file, or whatever was put there: left alone).
+    Present,
+    /// The file and its directory are gone (`rm -rf` of the data dir): written back once the
+    /// directory exists again.
+    DirMissing,
+    /// The file was missing and has been written back from memory (mode 0600, atomically).
+    WrittenBack,
+}
+
+/// Writes `secret` back to `DATA_DIR/visitor_secret` when the file is missing and the
+/// directory exists, the way it was created (whole, mode 0600, fsync'd, linked into place
+/// only while the path is free, the directory fsync'd): a secret deleted while `serve` runs
+/// would otherwise be generated anew at the next start, changing every visitor id.
+///
+/// Errors: the file could not be written (the cause; tried again at the next call).
+pub fn write_back_if_deleted(data_dir: &Path, secret: &[u8; 32]) -> anyhow::Result<SecretFile> {
+    let path = data_dir.join(FILE_NAME);
+    match std::fs::symlink_metadata(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        _ => return Ok(SecretFile::Present),
+    }
+    if !data_dir.is_dir() {
+        return Ok(SecretFile::DirMissing);
+    }
+    Ok(if create_whole(data_dir, &path, secret)? { SecretFile::WrittenBack } else { SecretFile::Present })
+}
+
+/// Spawns a task that runs [`write_back_if_deleted`] every `every` (the link store's check
+/// period), logging an error when the file is found deleted and a warning when it is
+/// written back. Ends when `alive` (the server's link store) is dropped.
+pub fn watch(data_dir: PathBuf, secret: [u8; 32], alive: std::sync::Weak<dyn sluice_connectors::LinkStore>, every: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let path = data_dir.join(FILE_NAME);
+        // The latest failure logged (logged once, not at every tick).
+        let mut logged: Option<String> = None;
+        loop {
+            tick.tick().await;
+            if alive.strong_count() == 0 {
+                return;
+            }
+            let found = match write_back_if_deleted(&data_dir, &secret) {
+                Ok(SecretFile::Present) => continue,
+                Ok(SecretFile::WrittenBack) => {
+                    tracing::warn!(path = %path.display(), "the visitor secret file was deleted while in use; written back from memory (visitor ids stay the same)");
+                    logged = None;
+                    continue;
+                }
+                Ok(SecretFile::DirMissing) => format!("its directory \"{}\" was removed too; written back once it exists again", data_dir.display()),
+                Err(e) => format!("{e:#}"),
+            };
+            if logged.as_deref() != Some(found.as_str()) {
+                tracing::error!(path = %path.display(), problem = %found, "the visitor secret file was deleted while in use; sluice writes it back from memory (if it stops before, the next start generates a new secret and visitor ids change)");
+                logged = Some(found);
+            }
+        }
+    })
+}
+
 /// Writes `secret` to a temporary file (mode 0600, fsync'd) and links it to `path`; returns
 /// whether this call created `path` (`false`: it already existed, e.g. another process won).
 fn create_whole(data_dir: &Path, path: &Path, secret: &[u8; 32]) -> anyhow::Result<bool> {
@@ -276,6 +340,32 @@ mod tests {
         );
         let other = std::io::Error::from(std::io::ErrorKind::InvalidData);
         assert_eq!(format!("{:#}", read_error(&path, other)), format!("could not read \"{}\": invalid data", path.display()));
+    }
+
+    /// A secret file deleted while serving is written back from memory with mode 0600 (the
+    /// same bytes, as 64 hex characters); with its directory gone it waits for the directory;
+    /// another file at the path is left alone.
+    #[test]
+    fn a_deleted_secret_is_written_back_from_memory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        let secret = load_or_create(None, &data).expect("create");
+        let path = data.join(FILE_NAME);
+        assert_eq!(write_back_if_deleted(&data, &secret).expect("check"), SecretFile::Present);
+        std::fs::remove_dir_all(&data).expect("rm -rf");
+        assert_eq!(write_back_if_deleted(&data, &secret).expect("check"), SecretFile::DirMissing);
+        assert!(!data.exists(), "the directory is not created again");
+        std::fs::create_dir_all(&data).expect("mkdir -p");
+        assert_eq!(write_back_if_deleted(&data, &secret).expect("check"), SecretFile::WrittenBack);
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), hex::encode(secret));
+        assert_eq!(std::fs::metadata(&path).expect("stat").permissions().mode() & 0o777, 0o600);
+        assert_eq!(load_or_create(None, &data).expect("read back"), secret);
+        std::fs::remove_file(&path).expect("rm");
+        std::fs::write(&path, "other").expect("another file");
+        assert_eq!(write_back_if_deleted(&data, &secret).expect("check"), SecretFile::Present);
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "other", "left alone");
+        let names: Vec<String> = std::fs::read_dir(&data).expect("ls").map(|e| e.expect("entry").file_name().to_string_lossy().into_owned()).collect();
+        assert_eq!(names, vec![FILE_NAME.to_owned()], "no temporary file left behind");
     }
 
     #[test]

@@ -216,3 +216,36 @@ pub fn outcome(log_problem: Option<sluice_connectors::Error>, checkpoint_problem
         (None, None) => Ok(()),
     }
 }
+
+/// The stop's result once the link store's file had its last look ([`outcome`] and the
+/// store's problem: `links.db` not at its path at the stop, deleted and not written back, or
+/// replaced): the file SQLite had open dies with this process, so the stop exits 1 naming
+/// the file even when everything else went well.
+///
+/// Errors: `result`'s error (the store's problem logged), else the store's problem.
+pub fn with_store_problem(result: anyhow::Result<()>, store_problem: Option<sluice_connectors::Error>) -> anyhow::Result<()> {
+    let Some(e) = store_problem else { return result };
+    let lost = "the links in the file sluice had open, and every change made since it left its path, are lost with this process";
+    let message = match &e {
+        sluice_connectors::Error::LinkStoreFileMoved { path, what: "replaced by another file", .. } => {
+            format!("the graceful stop finished, but the link store file \"{path}\" was replaced by another file while sluice was running (left alone): {lost}")
+        }
+        sluice_connectors::Error::LinkStoreFileMoved { path, .. } => format!(
+            "the graceful stop finished, but the link store file \"{path}\" was deleted while sluice was running and could not be written back \
+             before the stop (its directory was missing): {lost}"
+        ),
+        sluice_connectors::Error::LinkStoreWriteBack { path, detail } => format!(
+            "the graceful stop finished, but the link store file \"{path}\" was deleted while sluice was running and could not be written back \
+             before the stop ({detail}): {lost}"
+        ),
+        other => format!("the graceful stop finished, but the link store file needs attention: {other}"),
+    };
+    tracing::error!(error = %e, "stopped; the link store's file was not at its path");
+    match result {
+        Ok(()) => Err(anyhow::anyhow!(message)),
+        Err(first) => {
+            tracing::error!("{message}");
+            Err(first)
+        }
+    }
+}

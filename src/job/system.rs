@@ -211,6 +211,9 @@ impl System {
         // Logs an error when `links.db` is deleted or replaced while open (`/readyz` fails then).
         drop(crate::health::watch_store_file(Arc::downgrade(&store), crate::health::STORE_FILE_CHECK));
         let secret = visitor_secret::load_or_create_after(cfg.visitor.secret.as_ref().map(|s| s.0.as_str()), &data_dir, had_click_log)?;
+        if cfg.visitor.secret.is_none() {
+            drop(visitor_secret::watch(data_dir.clone(), secret, Arc::downgrade(&store), crate::health::STORE_FILE_CHECK));
+        }
         // Every process taking clicks of one deployment must log the same fingerprint.
         tracing::info!(fingerprint = %visitor_secret::fingerprint(&secret), "visitor secret (the same in every process of a cluster)");
         // Applied with the others' below.
@@ -576,8 +579,11 @@ impl System {
         if let Some(sinks) = self.sinks.take() {
             sinks.shutdown(SINK_DRAIN_TIMEOUT.min(budget.left())).await;
         }
+        // A last look at links.db: written back if deleted; not at its path, its links are lost.
+        let moved = |e: &sluice_connectors::Error| matches!(e, sluice_connectors::Error::LinkStoreFileMoved { .. });
+        let store_problem = self.store.write_back_file().await.err().or_else(|| self.store.check_file().err().filter(moved));
         // Last user of the store: SQLite checkpoints its WAL as the last connection closes.
         self.store.close().await;
-        outcome(log_problem, checkpoint_problem)
+        super::stop::with_store_problem(outcome(log_problem, checkpoint_problem), store_problem)
     }
 }

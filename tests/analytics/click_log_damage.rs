@@ -476,8 +476,8 @@ async fn a_data_dir_removed_and_recreated_while_serving_keeps_every_click() {
     assert_eq!(code, Some(0), "{log}");
     assert!(!log.contains("ends before the last acknowledged append"), "{log}");
 
-    // links.db went with the data dir: the restart serves a new, empty link store, and the
-    // summary (every link's clicks) has the same 13.
+    // links.db was written back too (with the link): the summary (every link's clicks) has
+    // the same 13.
     let s = Server::start_with(&data, &args).await;
     s.await_summary_clicks(13).await;
     let (code, log) = s.stop();

@@ -24,6 +24,7 @@ mod exact;
 mod harness;
 mod history;
 mod idle;
+mod link_store_write_back;
 mod listen;
 mod loadgen_truth;
 mod lost_store;

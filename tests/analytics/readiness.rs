@@ -27,17 +27,28 @@ async fn serve(http: &reqwest::Client, data: &Path, args: &[&str]) -> (ChildProc
 
 /// What `/readyz` answers while `links.db` at `path` is not the file the store opened.
 fn store_not_ready(path: &Path, what: &str) -> Value {
+    let advice = if what == "replaced by another file" {
+        "stop sluice, put the file you want at that path (e.g. from a backup), remove the -wal and -shm files beside it, and start sluice again".to_owned()
+    } else {
+        format!(
+            "sluice writes the links back to \"{}\" from the open file within seconds once its directory exists and nothing else is at that \
+             path (after `rm -rf` of the data dir: `mkdir -p {}`), and changes work again; if sluice stops before, every link is lost with it",
+            path.display(),
+            path.parent().expect("dir").display()
+        )
+    };
     let error = format!(
         "link store \"{}\" was {what} while sluice has it open: links are still served, but changes are refused (they would only reach \
-         the file sluice opened, which is lost when it stops); stop sluice, put the file you want at that path (e.g. from a backup), remove the -wal and -shm files beside it, and start sluice again",
+         the file sluice opened, which is lost when it stops); {advice}",
         path.display()
     );
     json!({"error": {"code": "not_ready", "message": "link_store is not working", "details": {"link_store": {"status": "failed", "error": error}}}})
 }
 
-/// `links.db` deleted while `serve` runs: `/readyz` answers 503 naming the file at once, an
-/// error is logged, links are still served from the open file; another file put at the path
-/// is reported as a replacement.
+/// `links.db` deleted with its data dir while `serve` runs (so it cannot be written back
+/// yet): `/readyz` answers 503 naming the file at once, an error is logged, links are still
+/// served from the open file and changes refused; another file put at the path (the data dir
+/// coming back holding it) is reported as a replacement and left alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_or_replaced_link_store_file_fails_readiness() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -57,8 +68,13 @@ async fn a_deleted_or_replaced_link_store_file_fails_readiness() {
     assert_eq!(readyz(&http, &listen).await.0, 200);
 
     let path = data.join("links.db");
-    std::fs::remove_file(&path).expect("delete links.db");
-    assert_eq!(readyz(&http, &listen).await, (503, store_not_ready(&path, "deleted or moved away")));
+    std::fs::remove_dir_all(&data).expect("rm -rf the data dir");
+    let (status, body) = readyz(&http, &listen).await;
+    assert_eq!(
+        (status, &body["error"]["details"]["link_store"]),
+        (503, &store_not_ready(&path, "deleted or moved away")["error"]["details"]["link_store"]),
+        "{body}"
+    );
     let r = http.get(format!("http://{listen}/kept")).send().await.expect("redirect");
     assert_eq!(r.status().as_u16(), 302, "served from the open file");
     let r = http.get(format!("http://{listen}/v1/links/kept")).send().await.expect("get");
@@ -88,8 +104,20 @@ async fn a_deleted_or_replaced_link_store_file_fails_readiness() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    std::fs::write(&path, b"not the link store").expect("another file");
-    assert_eq!(readyz(&http, &listen).await, (503, store_not_ready(&path, "replaced by another file")));
+    // The data dir comes back at once holding another `links.db` (renamed into place whole:
+    // a write-back never sees the path free).
+    let staging = dir.path().join("staging");
+    std::fs::create_dir(&staging).expect("mkdir");
+    std::fs::write(staging.join("links.db"), b"not the link store").expect("another file");
+    std::fs::rename(&staging, &data).expect("the data dir back");
+    let (status, body) = readyz(&http, &listen).await;
+    assert_eq!(
+        (status, &body["error"]["details"]["link_store"]),
+        (503, &store_not_ready(&path, "replaced by another file")["error"]["details"]["link_store"]),
+        "{body}"
+    );
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert_eq!(std::fs::read(&path).expect("read"), b"not the link store", "left alone");
     drop(child);
 }
 
