@@ -349,6 +349,7 @@ mod tests {
     fn a_deleted_secret_is_written_back_from_memory() {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().join("data");
+        std::fs::create_dir(&data).expect("mkdir");
         let secret = load_or_create(None, &data).expect("create");
         let path = data.join(FILE_NAME);
         assert_eq!(write_back_if_deleted(&data, &secret).expect("check"), SecretFile::Present);

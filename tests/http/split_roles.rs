@@ -174,6 +174,18 @@ fn remove_store(data: &std::path::Path) {
     }
 }
 
+/// Replaces the embedded link store in `data` under a running process with a new, empty one
+/// made in `staging`: renamed over `links.db` (the path is never free, so the running process
+/// never writes its open file back there), then the old -wal and -shm files removed.
+async fn replace_store(data: &std::path::Path, staging: &std::path::Path) {
+    let fresh = sluice_connectors::link_store::SqliteLinkStore::open_dir(staging).await.expect("a new store");
+    fresh.close().await;
+    std::fs::rename(staging.join("links.db"), data.join("links.db")).expect("rename over links.db");
+    for name in ["links.db-wal", "links.db-shm"] {
+        let _ = std::fs::remove_file(data.join(name));
+    }
+}
+
 /// A process with role `all` on `data` (its log in `dir`) creates `aliases` (201 each), follows
 /// the first `clicks` times (302 each), stops gracefully (the clicks written); then the link
 /// store is lost ([`remove_store`]).
@@ -275,14 +287,24 @@ async fn an_api_process_never_serves_an_unchecked_store() {
     await_ready(&mut redirect, &http, &redirect_at, &redirect_log, Duration::from_secs(60)).await;
     drop(api);
 
-    // links.db deleted under the running redirect process: a new store no holder checks.
-    remove_store(&data);
+    // links.db replaced under the running redirect process by a new store no holder checks
+    // (renamed over it whole: a file merely deleted would be written back by that process).
+    replace_store(&data, &dir.path().join("fresh")).await;
     let (api2_at, api2_log) = (format!("127.0.0.1:{}", free_port()), dir.path().join("api2.log"));
     let mut api2 = serve_embedded(&api2_at, &data, &["--role", "api"], &api2_log);
     let (code, text) = exit_of(&mut api2, &api2_log, Duration::from_secs(60)).await;
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("is held by another process, which has not confirmed within 30 s that it checked this link store against it"), "{text}");
-    redirect.terminate();
+    // The redirect process's links.db was replaced under it: its stop exits 1 naming the file.
+    let ok = std::process::Command::new("kill").args(["-TERM", &redirect.id().to_string()]).status().expect("kill").success();
+    assert!(ok);
+    let (code, text) = exit_of(&mut redirect, &redirect_log, Duration::from_secs(30)).await;
+    assert_eq!(code, Some(1), "{text}");
+    let want = format!(
+        "error: the graceful stop finished, but the link store file \"{}\" was replaced by another file while sluice was running",
+        data.join("links.db").display()
+    );
+    assert!(text.contains(&want), "{text}");
 
     // A damaged click log: refused before any link store is created.
     remove_store(&data);
