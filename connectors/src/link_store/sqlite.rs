@@ -87,12 +87,12 @@ type StatusInt = i64;
 /// when the file was deleted while open ([`Self::write_back_file`]).
 #[derive(Debug, Clone)]
 pub struct SqliteLinkStore {
-    pools: Arc<ArcSwap<Pools>>,
+    pub(super) pools: Arc<ArcSwap<Pools>>,
     path: PathBuf,
     /// The options the store was opened with (to open the written-back file the same way).
-    opts: SqliteConnectOptions,
+    pub(super) opts: SqliteConnectOptions,
     /// Serializes write-backs (the periodic check and the stop's last look).
-    write_back: Arc<tokio::sync::Mutex<()>>,
+    pub(super) write_back: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// The connections of a [`SqliteLinkStore`] and the file they have open.
@@ -284,21 +284,6 @@ impl SqliteLinkStore {
     /// The pools in use now (switched by [`Self::write_back_file`]).
     pub(super) fn pools(&self) -> Arc<Pools> {
         self.pools.load_full()
-    }
-
-    /// Switches to `pools` (after a write-back), returning the old ones.
-    pub(super) fn swap_pools(&self, pools: Pools) -> Arc<Pools> {
-        self.pools.swap(Arc::new(pools))
-    }
-
-    /// The options the store was opened with.
-    pub(super) fn options(&self) -> &SqliteConnectOptions {
-        &self.opts
-    }
-
-    /// The lock serializing write-backs.
-    pub(super) fn write_back_lock(&self) -> &tokio::sync::Mutex<()> {
-        &self.write_back
     }
 
     /// [`Self::check_file`]'s write-access half.

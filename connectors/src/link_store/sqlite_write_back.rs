@@ -44,7 +44,7 @@ impl SqliteLinkStore {
     /// (the temporary file is removed; tried again at the next call). A failed switch is no
     /// error here: [`Self::check_file`] reports it ([`Error::LinkStoreWrittenBack`]).
     pub async fn write_back_file(&self) -> Result<Option<String>> {
-        let _serial = self.write_back_lock().lock().await;
+        let _serial = self.write_back.lock().await;
         let pools = self.pools();
         let Some(opened) = pools.file_id else { return Ok(None) };
         let path = self.path().to_path_buf();
@@ -95,14 +95,14 @@ impl SqliteLinkStore {
     /// recorded (changes stay refused, the switch is tried again).
     async fn switch(&self, old: &Arc<Pools>, conn: sqlx::pool::PoolConnection<sqlx::Sqlite>, opened: FileId, copy: FileId) {
         let shown = self.path().display().to_string();
-        let reopened = SqliteLinkStore::open_with_options_after(self.options().clone(), None).await;
+        let reopened = SqliteLinkStore::open_with_options_after(self.opts.clone(), None).await;
         let new = match reopened {
             Ok(new) => new.pools(),
             Err(e) => {
                 let detail = format!("opening it failed: {}", e.chain());
                 tracing::error!(path = %shown, error = %detail, "the link store's file was written back, but sluice could not switch to it; changes stay refused until a restart");
                 let kept = Pools { writer: old.writer.clone(), reader: old.reader.clone(), file_id: Some(opened), written_back: Some((copy, detail)) };
-                self.swap_pools(kept);
+                self.pools.store(Arc::new(kept));
                 drop(conn);
                 return;
             }
@@ -111,7 +111,7 @@ impl SqliteLinkStore {
             tracing::warn!(path = %shown, "the file at the link store's path changed while it was being reopened; the next check reports it");
         }
         let fresh = Pools { writer: new.writer.clone(), reader: new.reader.clone(), file_id: new.file_id, written_back: None };
-        let retired = self.swap_pools(fresh);
+        let retired = self.pools.swap(Arc::new(fresh));
         drop(conn);
         // Never closed, never dropped (module docs): closing their last connection would
         // delete the new file's `-wal` and `-shm`.
