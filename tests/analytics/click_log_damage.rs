@@ -147,16 +147,8 @@ impl Server {
 
     /// SIGTERM; waits (30 s at most) for the exit; its exit code and log.
     fn stop(mut self) -> (Option<i32>, String) {
-        let ok = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill").success();
-        assert!(ok);
-        let t0 = Instant::now();
-        loop {
-            if let Some(status) = self.child.exited() {
-                return (status.code(), self.log_text());
-            }
-            assert!(t0.elapsed() < Duration::from_secs(30), "no stop within 30 s");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let code = self.child.stop().code();
+        (code, self.log_text())
     }
 }
 

@@ -5,7 +5,6 @@
 //! graceful stop exits 1 naming the file.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -64,16 +63,8 @@ impl Serve {
 
     /// SIGTERM; waits (30 s at most) for the exit: its code and log.
     fn stop(mut self) -> (Option<i32>, String) {
-        let ok = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill").success();
-        assert!(ok);
-        let t0 = Instant::now();
-        loop {
-            if let Some(status) = self.child.exited() {
-                return (status.code(), std::fs::read_to_string(&self.log).expect("read the log"));
-            }
-            assert!(t0.elapsed() < Duration::from_secs(30), "no stop within 30 s");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let code = self.child.stop().code();
+        (code, std::fs::read_to_string(&self.log).expect("read the log"))
     }
 }
 

@@ -52,13 +52,18 @@ impl ChildProcess {
 
     /// SIGTERM: the process must stop gracefully and exit 0 within 30 s.
     pub fn terminate(mut self) {
+        let status = self.stop();
+        assert!(status.success(), "graceful stop exits 0: {status}");
+    }
+
+    /// SIGTERM, then waits for the exit (30 s at most, else panics): its status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
         let ok = self.sigterm().expect("kill -TERM").success();
         assert!(ok);
         let t0 = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
-                assert!(status.success(), "graceful stop exits 0: {status}");
-                return;
+                return status;
             }
             assert!(t0.elapsed() < Duration::from_secs(30), "no graceful stop within 30 s");
             std::thread::sleep(POLL);

@@ -66,7 +66,7 @@ async fn a_content_length_over_the_body_limit_gets_413_before_the_body_is_read()
     assert_eq!(status_and_json(&resp).0, 400, "{}", &resp[..resp.len().min(400)]);
     // POST /v1/events has its own limit ([ingest] max-body-bytes, checked by its handler):
     // not served by this stack, so the router's 404 answers, not the server's 413.
-    let events = format!("POST /v1/events HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{}", limit + 1, "x".repeat(limit + 1));
+    let events = format!("POST /v1/events HTTP/1.1\r\nhost: localhost\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{}", limit + 1, "x".repeat(limit + 1));
     let resp = raw(s.addr, events.into_bytes()).await;
     assert_eq!(status_and_json(&resp).1["error"]["code"], "not_found", "{}", &resp[..resp.len().min(400)]);
     s.stop.send(()).expect("server running");
@@ -169,7 +169,7 @@ async fn a_redirect_with_a_chunked_body_over_the_limit_gets_413_and_is_no_click(
 /// `POST path` with `body` sent chunked (no `Content-Length`), as one chunk.
 fn chunked(path: &str, content_type: &str, body: &str) -> Vec<u8> {
     format!(
-        "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: {content_type}\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+        "POST {path} HTTP/1.1\r\nhost: localhost\r\ncontent-type: {content_type}\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
         body.len()
     )
     .into_bytes()
@@ -177,9 +177,11 @@ fn chunked(path: &str, content_type: &str, body: &str) -> Vec<u8> {
 
 /// `POST path` with `body` and a `Content-Length`, plus `extra` header lines.
 fn with_length(path: &str, content_type: &str, extra: &str, body: &[u8]) -> Vec<u8> {
-    let mut out =
-        format!("POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n{extra}connection: close\r\n\r\n", body.len())
-            .into_bytes();
+    let mut out = format!(
+        "POST {path} HTTP/1.1\r\nhost: localhost\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n{extra}connection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
     out.extend_from_slice(body);
     out
 }
