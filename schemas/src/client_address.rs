@@ -7,6 +7,8 @@
 //! nginx's `X-Real-IP`, Cloudflare's `CF-Connecting-IP`, Akamai's `True-Client-IP`, Fastly's
 //! `Fastly-Client-IP`, ...) plus the header `server.forwarded-header` names.
 
+use std::net::IpAddr;
+
 use http::HeaderMap;
 
 /// Lower-case names of the headers proxies commonly report a client address in.
@@ -29,25 +31,39 @@ pub fn forwarded_for_someone(headers: &HeaderMap, configured: Option<&str>) -> b
     CLIENT_ADDRESS_HEADERS.iter().any(|h| headers.contains_key(*h)) || configured.is_some_and(|h| headers.contains_key(h))
 }
 
-/// Whether the request's `Host` names this machine by a loopback name: `localhost` or a
-/// subdomain of it (RFC 6761 §6.3), an IPv4 address in 127.0.0.0/8 or `[::1]`, with any
-/// port; also true without a `Host` (HTTP/1.0). A loopback peer that addressed the server by
-/// another name followed DNS to it: a page that rebinds its own domain to 127.0.0.1 (DNS
+/// Whether the request's `Host` names this machine ([`is_loopback_host`] of its host, any
+/// port); also true without a `Host` (HTTP/1.0). A loopback peer that addressed the server
+/// by another name followed DNS to it: a page that rebinds its own domain to 127.0.0.1 (DNS
 /// rebinding) sends its domain as `Host`, so endpoints that trust loopback callers refuse it.
 pub fn host_is_loopback(headers: &HeaderMap) -> bool {
     let Some(host) = headers.get(http::header::HOST) else { return true };
     let Ok(host) = host.to_str() else { return false };
     let host = host.trim().to_ascii_lowercase();
-    let name = if let Some(rest) = host.strip_prefix('[') {
-        match rest.split_once(']') {
-            Some((v6, after)) if after.is_empty() || after.starts_with(':') => return v6.parse::<std::net::Ipv6Addr>().is_ok_and(|a| a.is_loopback()),
+    let name = match host.strip_prefix('[') {
+        // `[v6]` or `[v6]:port`: the bracketed address as `url` serializes it.
+        Some(rest) => match rest.split_once(']') {
+            Some((v6, after)) if after.is_empty() || after.starts_with(':') => &host[..v6.len() + 2],
             _ => return false,
-        }
-    } else {
-        host.rsplit_once(':').map_or(host.as_str(), |(name, _port)| name)
+        },
+        None => host.rsplit_once(':').map_or(host.as_str(), |(name, _port)| name),
     };
-    let name = name.strip_suffix('.').unwrap_or(name);
-    name == "localhost" || name.ends_with(".localhost") || name.parse::<std::net::Ipv4Addr>().is_ok_and(|a| a.is_loopback())
+    is_loopback_host(name.strip_suffix('.').unwrap_or(name))
+}
+
+/// Whether `host` (lowercase, as `url` serializes it: IPv6 in brackets, no port) names this
+/// machine: `localhost` / `*.localhost` (RFC 6761), 127.0.0.0/8, `::1`, an IPv4-mapped
+/// loopback, or the unspecified address (`0.0.0.0`, `::`: connecting to it reaches this
+/// machine). Shared by the referrer classifier, the link API's redirect-loop check and the
+/// loopback trust of the admin and events routes.
+pub fn is_loopback_host(host: &str) -> bool {
+    if host == "localhost" || host.ends_with(".localhost") {
+        return true;
+    }
+    match host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+        Ok(IpAddr::V4(v4)) => v4.is_loopback() || v4.is_unspecified(),
+        Ok(IpAddr::V6(v6)) => v6.is_loopback() || v6.is_unspecified() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback() || v4.is_unspecified()),
+        Err(_) => false,
+    }
 }
 
 #[cfg(test)]
@@ -85,11 +101,11 @@ mod tests {
         for ok in ["localhost", "LOCALHOST:8080", "localhost.", "app.localhost:1", "127.0.0.1", "127.0.0.1:8080", "127.1.2.3", "[::1]", "[::1]:8080"] {
             assert!(host(ok), "{ok}");
         }
-        for bad in
-            ["rebind.attacker.example:18931", "sho.rt", "192.168.1.2:80", "10.0.0.1", "[2001:db8::1]:80", "[::1", "[::1]x", "localhost.example", "0.0.0.0", ""]
-        {
+        for bad in ["rebind.attacker.example:18931", "sho.rt", "192.168.1.2:80", "10.0.0.1", "[2001:db8::1]:80", "[::1", "[::1]x", "localhost.example", ""] {
             assert!(!host(bad), "{bad}");
         }
+        // The unspecified address reaches this machine too (no DNS name a page could rebind).
+        assert!(host("0.0.0.0:8080"), "0.0.0.0");
         assert!(host_is_loopback(&HeaderMap::new()), "no Host (HTTP/1.0)");
     }
 }

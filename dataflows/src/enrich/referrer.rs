@@ -139,20 +139,7 @@ fn is_host_label(label: &str) -> bool {
     !label.starts_with('-') && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
-/// Whether `host` (lowercase, as `url` serializes it: IPv6 in brackets) names this machine:
-/// `localhost` / `*.localhost` (RFC 6761), 127.0.0.0/8, `::1`, an IPv4-mapped loopback, or
-/// the unspecified address (`0.0.0.0`, `::`: connecting to it reaches this machine). When
-/// the service itself is on a loopback host, every such spelling is its own domain.
-pub fn is_loopback_host(host: &str) -> bool {
-    if host == "localhost" || host.ends_with(".localhost") {
-        return true;
-    }
-    match host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
-        Ok(IpAddr::V4(v4)) => v4.is_loopback() || v4.is_unspecified(),
-        Ok(IpAddr::V6(v6)) => v6.is_loopback() || v6.is_unspecified() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback() || v4.is_unspecified()),
-        Err(_) => false,
-    }
-}
+pub use sluice_schemas::client_address::is_loopback_host;
 
 /// `host` equals `parent` or ends with `.parent`.
 fn is_same_or_subdomain(host: &str, parent: &str) -> bool {
