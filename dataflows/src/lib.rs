@@ -33,6 +33,6 @@ pub mod bench_support {
     //! Entry points for development benchmarks (not a stable API).
     /// Applies records to the first local shard of `views`.
     pub fn apply(views: &crate::views::Views, recs: &[crate::records::LinkedRecord]) {
-        views.shard(0).write().apply(recs);
+        views.shard(0).write().apply_batches(std::iter::once(recs));
     }
 }

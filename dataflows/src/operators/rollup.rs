@@ -10,13 +10,18 @@
 //!   out when the global watermark passes their bucket end plus the granularity's retention.
 //!
 //! When the input frontier passes epochs, all of them are applied under **one** write lock
-//! (clicks, then that epoch's watermark reports, then eviction, then `applied_epoch`), so
-//! readers never see part of an epoch. A click updates its minute rows; the 15-minute rows
-//! take a minute's rows once, when the watermark seals the minute, and the hour and day rows
-//! take a 15-minute bucket's rows once, when it seals the quarter (late clicks into sealed
-//! buckets go to the coarser rows directly), while every reader merges the unsealed minute
-//! and 15-minute rows in ([`crate::views`] shard docs, "Sealing") — so minute, quarter, hour
-//! and day totals agree over any range all of them retain, as if every click updated all four.
+//! (their clicks, then the watermark their reports make, then eviction, then
+//! `applied_epoch`), so readers never see part of an epoch. The round's clicks go in as one
+//! batch (chunks of up to `APPLY_CHUNK`): a round spans several epochs, each bringing one
+//! container with about 1/N of a source batch when N workers run, and applying container
+//! by container would visit a hot row once per container instead of once per round.
+//!
+//! A click updates its minute rows; the 15-minute rows take a minute's rows once, when the
+//! watermark seals the minute, and the hour and day rows take a 15-minute bucket's rows
+//! once, when it seals the quarter (late clicks into sealed buckets go to the coarser rows
+//! directly), while every reader merges the unsealed minute and 15-minute rows in
+//! ([`crate::views`] shard docs, "Sealing") — so minute, quarter, hour and day totals agree
+//! over any range all of them retain, as if every click updated all four.
 //!
 //! Plain timely, not differential: the aggregates are HLL sketches, which cannot be
 //! retracted, and the input never retracts (dedup emits each click once).
@@ -60,7 +65,7 @@ use timely::dataflow::operators::generic::Operator;
 use crate::changes::ChangeCollector;
 use crate::records::LinkedRecord;
 use crate::views::Views;
-use crate::views::shard::ShardState;
+use crate::views::shard::{APPLY_CHUNK, ShardState};
 use crate::watermark::{GlobalWatermark, WatermarkReport};
 
 /// Where a worker's rollups go: its shard of a [`Views`], and optionally the change stream.
@@ -118,6 +123,8 @@ impl<'scope> MaintainRollups<'scope> for StreamVec<'scope, u64, LinkedRecord> {
                 None => (GlobalWatermark::default(), None),
             };
             let mut last_upper = 0u64;
+            // The containers of the apply round under way (the vector outlives rounds).
+            let mut round: Vec<Vec<LinkedRecord>> = Vec::new();
             let mut last_emit = Instant::now();
             move |(recs_in, recs_f), (rep_in, rep_f), _output| {
                 recs_in.for_each(|cap, data| {
@@ -173,9 +180,7 @@ impl<'scope> MaintainRollups<'scope> for StreamVec<'scope, u64, LinkedRecord> {
                         match (c, r) {
                             (Some(c), r) if r.is_none_or(|r| c <= r) => {
                                 let (cap, batches) = stash.remove(&c).expect("key present");
-                                for b in &batches {
-                                    shard.apply(b);
-                                }
+                                round.extend(batches);
                                 applied.push(cap);
                                 if let Some(rs) = reports.remove(&c) {
                                     rs.iter().for_each(|r| gw.apply(r));
@@ -185,6 +190,19 @@ impl<'scope> MaintainRollups<'scope> for StreamVec<'scope, u64, LinkedRecord> {
                             _ => break,
                         }
                     }
+                    // The round's clicks as few batches as possible (the shard's watermark
+                    // only moves below, so the order within the round does not matter).
+                    let mut rest = round.as_slice();
+                    while !rest.is_empty() {
+                        let (mut n, mut k) = (0, 0);
+                        while k < rest.len() && (k == 0 || n + rest[k].len() <= APPLY_CHUNK) {
+                            n += rest[k].len();
+                            k += 1;
+                        }
+                        shard.apply_batches(rest[..k].iter().map(Vec::as_slice));
+                        rest = &rest[k..];
+                    }
+                    round.clear();
                     w = gw.recompute();
                     shard.advance_watermark(w);
                     shard.applied_epoch = shard.applied_epoch.max(upper);

@@ -46,6 +46,7 @@ use crate::hash::{FxHashMap, FxHashSet};
 use crate::model::{DimStr, DimSym, Granularity, View};
 
 mod apply;
+pub(crate) use apply::APPLY_CHUNK;
 mod seal;
 #[cfg(test)]
 mod tests;

@@ -21,6 +21,11 @@ use crate::sketch::VisitorSketch;
 use crate::views::rows::Block;
 use crate::views::rows::row_key;
 
+/// Most clicks [`ShardState::apply_batches`] is handed at once by the rollup operator: big
+/// enough that a hot code's rows are visited once for many clicks, small enough that the
+/// prepared clicks (88 bytes each, kept in [`Scratch`] between batches) stay a few MiB.
+pub(crate) const APPLY_CHUNK: usize = 65_536;
+
 /// Runs of at least this many clicks of one code in a batch are aggregated before they
 /// touch stored rows.
 const AGGREGATE_FROM: usize = 4;
@@ -79,12 +84,22 @@ impl ShardState {
     /// Applies clicks (any order) to the granularities they update directly (module docs of
     /// [`super`], "Sealing"). Clicks are grouped by (code, minute) first, so consecutive
     /// clicks reuse the same blocks.
+    #[cfg(test)]
     pub(crate) fn apply(&mut self, recs: &[LinkedRecord]) {
+        self.apply_batches(std::iter::once(recs));
+    }
+
+    /// Applies the clicks of several batches as one batch (same rows as applying them one by
+    /// one, in any order): a code's clicks from all of them are grouped together, so each
+    /// stored row is visited once for the lot. The rollup operator hands in all containers of
+    /// an apply round, up to [`APPLY_CHUNK`] clicks at a time (`crate::operators::rollup`
+    /// module docs).
+    pub(crate) fn apply_batches<'r>(&mut self, batches: impl IntoIterator<Item = &'r [LinkedRecord]>) {
         let mut s = std::mem::take(&mut self.scratch);
         s.prepared.clear();
         s.order.clear();
         let mut last_code: Option<(&DimStr, u32)> = None;
-        for r in recs {
+        for r in batches.into_iter().flatten() {
             let rec = &r.rec;
             let ci = match last_code {
                 Some((c, i)) if *c == rec.code => i,

@@ -269,3 +269,30 @@ fn a_full_resend_emits_every_retained_row_of_every_granularity_at_its_value() {
     // Without change tracking nothing is marked.
     assert_eq!(ShardState::new(RETENTION, false).mark_all_for_resend(), 0);
 }
+
+#[test]
+fn batches_applied_together_make_the_rows_of_one_batch_and_of_one_at_a_time() {
+    // Clicks of a few codes over several minutes, some in sealed minutes: applied as one
+    // concatenated batch, as uneven slices in one `apply_batches` call, and slice by slice.
+    let clicks: Vec<LinkedRecord> = (1..700i64).map(|i| click(i, BASE + 20 * M + (i * 7919 % (6 * M)) - i % 4 * 3 * M)).collect();
+    let cuts = [0, 1, 2, 90, 91, 400, 699];
+    let slices: Vec<&[LinkedRecord]> = cuts.windows(2).map(|w| &clicks[w[0]..w[1]]).collect();
+    let fresh = || {
+        let mut s = ShardState::new(RETENTION, false);
+        s.advance_watermark(BASE + 18 * M);
+        s
+    };
+    let mut whole = fresh();
+    whole.apply(&clicks);
+    let mut together = fresh();
+    together.apply_batches(slices.iter().copied());
+    let mut apart = fresh();
+    for s in &slices {
+        apart.apply(s);
+    }
+    let want = exported(&whole);
+    let minute_totals: u64 = want.iter().filter(|r| r.0.1 == Granularity::Minute.index() && r.0.3 == 0).map(|r| r.1).sum();
+    assert_eq!(minute_totals, 699, "every click once in the minute rows of the total view");
+    assert_eq!(exported(&together), want);
+    assert_eq!(exported(&apart), want);
+}
