@@ -181,7 +181,11 @@ pub struct PipelineConfig {
     /// --batch-size`, BENCHMARKS.md; a live source rarely has that many records waiting).
     pub batch_size: usize,
     /// Back-pressure: a worker stops reading its source while the dataflow lags its input by
-    /// more than this many processing epochs (1 epoch = 1 ms of processing time).
+    /// more than this many processing epochs (1 epoch = 1 ms of processing time). Default
+    /// 1,000: the lag is measured at the rollups, the last operator, which every worker's
+    /// progress holds back, so with 250 a worker often stopped while a peer applied a backlog
+    /// (`sluice bench dataflow`, 2 workers, BENCHMARKS.md session 59). The memory this admits
+    /// is records in flight (about 1 s of input), small beside the graph's state.
     pub max_inflight_epochs: u64,
     /// Minimum processing time between two change-stream batches (coalescing rows that
     /// change in every epoch); 0 emits one batch per completed epoch.
@@ -203,7 +207,7 @@ impl Default for PipelineConfig {
             cluster: None,
             semantics: SemanticsConfig::default(),
             batch_size: 16_384,
-            max_inflight_epochs: 250,
+            max_inflight_epochs: 1_000,
             change_interval: Duration::from_millis(500),
             apply_interval: Duration::from_millis(50),
             abuse: AbuseConfig::default(),

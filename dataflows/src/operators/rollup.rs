@@ -74,6 +74,8 @@ pub struct RollupTarget {
     local: usize,
     changes: Option<(Arc<ChangeCollector>, Duration)>,
     apply_interval_ms: u64,
+    /// Most clicks one activation applies (module docs; `APPLY_CHUNK` unless a test sets it).
+    apply_fuel: usize,
     checkpoint: Option<crate::checkpoint::RollupHook>,
 }
 
@@ -83,13 +85,19 @@ impl RollupTarget {
     /// # Panics
     /// If `views` has no local shard `local`.
     pub fn new(views: &Views, local: usize) -> RollupTarget {
-        RollupTarget { shard: views.shard(local), local, changes: None, apply_interval_ms: 0, checkpoint: None }
+        RollupTarget { shard: views.shard(local), local, changes: None, apply_interval_ms: 0, apply_fuel: APPLY_CHUNK, checkpoint: None }
     }
 
     /// Applies completed epochs in batches spanning at least `interval` of processing time
     /// (see [`crate::config::PipelineConfig::apply_interval`]).
     pub fn with_apply_interval(mut self, interval: Duration) -> RollupTarget {
         self.apply_interval_ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
+        self
+    }
+
+    #[cfg(test)]
+    pub(crate) fn with_apply_fuel(mut self, clicks: usize) -> RollupTarget {
+        self.apply_fuel = clicks.max(1);
         self
     }
 
@@ -112,7 +120,9 @@ pub trait MaintainRollups<'scope> {
 
 impl<'scope> MaintainRollups<'scope> for StreamVec<'scope, u64, LinkedRecord> {
     fn maintain_rollups(self, reports: StreamVec<'scope, u64, WatermarkReport>, target: RollupTarget) -> StreamVec<'scope, u64, ()> {
-        self.binary_frontier::<_, CapacityContainerBuilder<Vec<()>>, _, _, _, _>(reports, Pipeline, Pipeline, "MaintainRollups", move |_cap, _info| {
+        let scope = self.scope();
+        self.binary_frontier::<_, CapacityContainerBuilder<Vec<()>>, _, _, _, _>(reports, Pipeline, Pipeline, "MaintainRollups", move |_cap, info| {
+            let activator = scope.activator_for(info.address);
             let mut stash: BTreeMap<u64, (Capability<u64>, Vec<Vec<LinkedRecord>>)> = BTreeMap::new();
             let mut reports: BTreeMap<u64, Vec<WatermarkReport>> = BTreeMap::new();
             let (mut gw, mut cut) = match &target.checkpoint {
@@ -160,10 +170,17 @@ impl<'scope> MaintainRollups<'scope> for StreamVec<'scope, u64, LinkedRecord> {
                     return;
                 }
                 // Apply at most up to the first epoch still waiting for its batch.
-                let upper = match oldest {
+                let mut upper = match oldest {
                     Some(_) => upper,
                     None => stash.keys().next().copied().map_or(upper, |t| t.min(upper)),
                 };
+                // Fuel: past `APPLY_CHUNK` clicks the round stops at an epoch boundary and the
+                // operator re-activates itself, so one activation never holds the worker (its
+                // source, the other operators, the frontier every worker waits on) for a whole
+                // backlog. A checkpoint cut applies everything below it at once.
+                let fuel = if at_cut.is_some() { usize::MAX } else { target.apply_fuel };
+                let mut taken = 0usize;
+                let mut stopped: Option<u64> = None;
                 let mut applied = Vec::new();
                 let mut changed = Vec::new();
                 let w;
@@ -179,6 +196,12 @@ impl<'scope> MaintainRollups<'scope> for StreamVec<'scope, u64, LinkedRecord> {
                         let r = reports.keys().next().copied().filter(|&t| t < upper);
                         match (c, r) {
                             (Some(c), r) if r.is_none_or(|r| c <= r) => {
+                                let n: usize = stash[&c].1.iter().map(Vec::len).sum();
+                                if taken > 0 && taken + n > fuel {
+                                    stopped = Some(c);
+                                    break;
+                                }
+                                taken += n;
                                 let (cap, batches) = stash.remove(&c).expect("key present");
                                 round.extend(batches);
                                 applied.push(cap);
@@ -203,6 +226,10 @@ impl<'scope> MaintainRollups<'scope> for StreamVec<'scope, u64, LinkedRecord> {
                         rest = &rest[k..];
                     }
                     round.clear();
+                    if let Some(c) = stopped {
+                        upper = c;
+                        activator.activate();
+                    }
                     w = gw.recompute();
                     shard.advance_watermark(w);
                     shard.applied_epoch = shard.applied_epoch.max(upper);
@@ -223,3 +250,6 @@ impl<'scope> MaintainRollups<'scope> for StreamVec<'scope, u64, LinkedRecord> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;
