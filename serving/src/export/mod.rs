@@ -108,10 +108,7 @@ pub fn parse_export_query(raw: Option<&str>, now_ms: i64, adhoc: bool) -> Result
         .ok_or_else(|| ApiError::bad_request("missing_code", "the code parameter is required").with_details(json!({ "parameter": "code" })))?;
     let format = parse_format(format.as_deref())?;
     let escape_formulas = escape.as_deref().map_or(Ok(false), |v| crate::stats::params::bool_param("escape_formulas", v))?;
-    if escape_formulas && format != ExportFormat::Csv {
-        return Err(ApiError::bad_request("invalid_parameter", "escape_formulas applies to format=csv only (JSON values are never read as formulas)")
-            .with_details(json!({ "parameter": "escape_formulas", "value": escape.unwrap_or_default(), "allowed": ["false", "0"] })));
-    }
+    check_escape_formulas(escape_formulas, format, json!(escape.unwrap_or_default()), json!(["false", "0"]))?;
     let params = parse_stats_with(Some(&rest.finish()), now_ms, adhoc).map_err(|mut e| {
         if e.code == "unknown_parameter" {
             e.details["supported"] = json!(supported_parameters());
@@ -119,6 +116,17 @@ pub fn parse_export_query(raw: Option<&str>, now_ms: i64, adhoc: bool) -> Result
         e
     })?;
     Ok(ExportQuery { code, format, params, escape_formulas })
+}
+
+/// `escape_formulas` on with a format other than CSV: 400 `invalid_parameter` (`details`:
+/// the parameter, the `value` as sent and the `allowed` values), shared by
+/// `GET /v1/stats/export` and `POST /v1/reports/export`.
+pub(crate) fn check_escape_formulas(on: bool, format: ExportFormat, value: serde_json::Value, allowed: serde_json::Value) -> Result<(), ApiError> {
+    if on && format != ExportFormat::Csv {
+        return Err(ApiError::bad_request("invalid_parameter", "escape_formulas applies to format=csv only (JSON values are never read as formulas)")
+            .with_details(json!({ "parameter": "escape_formulas", "value": value, "allowed": allowed })));
+    }
+    Ok(())
 }
 
 /// Every query parameter an export takes (`details.supported` of its `unknown_parameter`).

@@ -42,6 +42,7 @@ pub(super) fn body_spec() -> JobSpec {
         dimensions: String::new(),
         include_bots: false,
         format: ExportFormat::Csv,
+        escape_formulas: false,
     }
 }
 

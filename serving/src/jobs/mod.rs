@@ -23,6 +23,8 @@ pub mod store;
 #[cfg(test)]
 mod file_check_tests;
 #[cfg(test)]
+mod formula_tests;
+#[cfg(test)]
 mod idempotency_tests;
 #[cfg(test)]
 mod store_tests;
@@ -104,6 +106,12 @@ pub struct ReportRequest {
     /// `csv` (default), `json` or `ndjson`.
     #[serde(default)]
     pub format: Option<String>,
+    /// CSV only: a code or dimension value starting with `=`, `+`, `-`, `@`, a tab or a CR
+    /// gets a leading `'` so that spreadsheets show it as text (as `escape_formulas` of
+    /// `GET /v1/stats/export`; OWASP CSV injection). Default false: values verbatim; true with
+    /// `json`/`ndjson` is 400 `invalid_parameter`.
+    #[serde(default)]
+    pub escape_formulas: Option<bool>,
 }
 
 /// `dimensions` of a [`ReportRequest`]: a comma-separated string, or an array of strings
@@ -178,6 +186,8 @@ pub struct JobStatusBody {
     pub dimensions: String,
     /// Whether bot clicks are included.
     pub include_bots: bool,
+    /// Whether CSV values that start like a formula got a leading `'`.
+    pub escape_formulas: bool,
 }
 
 /// An instant as every timestamp of the API is written ([`crate::dto::instant_ms`]).
@@ -207,6 +217,7 @@ impl JobStatusBody {
             tz: s.tz.clone(),
             dimensions: s.dimensions.clone(),
             include_bots: s.include_bots,
+            escape_formulas: s.escape_formulas,
         }
     }
 }
@@ -241,6 +252,8 @@ fn stats_query(req: &ReportRequest) -> String {
 /// 503 `stats_unavailable`, `stats_not_local`.
 pub async fn build_spec(state: &ReportsState, req: &ReportRequest) -> Result<JobSpec, ApiError> {
     let format = parse_format(req.format.as_deref())?;
+    let escape_formulas = req.escape_formulas.unwrap_or(false);
+    crate::export::check_escape_formulas(escape_formulas, format, json!(escape_formulas), json!([false]))?;
     // The stats parser reads a space in `tz` as the `+` that form decoding of a query string
     // turned into one; a JSON string was never form-decoded, so a space is just wrong.
     if let Some(tz) = req.tz.as_deref().filter(|tz| tz.contains(' ')) {
@@ -309,6 +322,7 @@ pub async fn build_spec(state: &ReportsState, req: &ReportRequest) -> Result<Job
         dimensions: params.dimensions.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(","),
         include_bots: params.include_bots,
         format,
+        escape_formulas,
     })
 }
 

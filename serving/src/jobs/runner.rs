@@ -467,7 +467,7 @@ pub fn plan_of(spec: &JobSpec) -> Result<ExportPlan, ApiError> {
         .append_pair("dimensions", &spec.dimensions)
         .append_pair("include_bots", if spec.include_bots { "true" } else { "false" });
     let params = parse_stats_with(Some(&query.finish()), spec.to_ms, true)?;
-    ExportPlan::new(&params, spec.format)
+    Ok(ExportPlan::new(&params, spec.format)?.escaping_formulas(spec.escape_formulas))
 }
 
 /// Every link code in the store, sorted.

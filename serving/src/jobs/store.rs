@@ -82,6 +82,10 @@ pub struct JobSpec {
     pub include_bots: bool,
     /// Output format.
     pub format: ExportFormat,
+    /// CSV formula escaping ([`crate::export::ExportPlan::escaping_formulas`]); absent in
+    /// specs stored before it existed, which read as false.
+    #[serde(default)]
+    pub escape_formulas: bool,
 }
 
 /// Why a job failed.

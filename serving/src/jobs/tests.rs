@@ -279,6 +279,7 @@ pub(super) fn record(id: &str, status: JobState, attempts: u32, finished_at_ms: 
             dimensions: "referrer_domain".into(),
             include_bots: false,
             format: ExportFormat::Csv,
+            escape_formulas: false,
         },
     }
 }
