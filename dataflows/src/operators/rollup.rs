@@ -9,9 +9,13 @@
 //!   views, each with `clicks` and a visitor sketch. Append-only between evictions; rows fall
 //!   out when the global watermark passes their bucket end plus the granularity's retention.
 //!
-//! When the input frontier passes epochs, all of them are applied under **one** write lock
-//! (their clicks, then the watermark their reports make, then eviction, then
-//! `applied_epoch`), so readers never see part of an epoch. The round's clicks go in as one
+//! When the input frontier passes epochs, they are applied under **one** write lock per
+//! activation (their clicks, then the watermark their reports make, then eviction, then
+//! `applied_epoch`), so readers never see part of an epoch. An activation applies at most
+//! `APPLY_CHUNK` clicks (whole epochs, at least one): past that it stops at an epoch
+//! boundary, sets `applied_epoch` there and re-activates itself for the rest, so a backlog
+//! never holds the worker — its source, its other operators, the frontier its peers wait
+//! on — for longer than one chunk. The round's clicks go in as one
 //! batch (chunks of up to `APPLY_CHUNK`): a round spans several epochs, each bringing one
 //! container with about 1/N of a source batch when N workers run, and applying container
 //! by container would visit a hot row once per container instead of once per round.
@@ -133,6 +137,9 @@ impl<'scope> MaintainRollups<'scope> for StreamVec<'scope, u64, LinkedRecord> {
                 None => (GlobalWatermark::default(), None),
             };
             let mut last_upper = 0u64;
+            // The last activation stopped a round for lack of fuel: the rest of that backlog is
+            // due now, however young its oldest epoch (no new input need come to wake it).
+            let mut resuming = false;
             // The containers of the apply round under way (the vector outlives rounds).
             let mut round: Vec<Vec<LinkedRecord>> = Vec::new();
             let mut last_emit = Instant::now();
@@ -166,6 +173,7 @@ impl<'scope> MaintainRollups<'scope> for StreamVec<'scope, u64, LinkedRecord> {
                     && upper - t < target.apply_interval_ms
                     && !due
                     && at_cut.is_none()
+                    && !resuming
                 {
                     return;
                 }
@@ -174,10 +182,7 @@ impl<'scope> MaintainRollups<'scope> for StreamVec<'scope, u64, LinkedRecord> {
                     Some(_) => upper,
                     None => stash.keys().next().copied().map_or(upper, |t| t.min(upper)),
                 };
-                // Fuel: past `APPLY_CHUNK` clicks the round stops at an epoch boundary and the
-                // operator re-activates itself, so one activation never holds the worker (its
-                // source, the other operators, the frontier every worker waits on) for a whole
-                // backlog. A checkpoint cut applies everything below it at once.
+                // The fuel (module docs); a checkpoint cut applies everything below it at once.
                 let fuel = if at_cut.is_some() { usize::MAX } else { target.apply_fuel };
                 let mut taken = 0usize;
                 let mut stopped: Option<u64> = None;
@@ -241,6 +246,7 @@ impl<'scope> MaintainRollups<'scope> for StreamVec<'scope, u64, LinkedRecord> {
                     }
                 }
                 last_upper = upper;
+                resuming = stopped.is_some();
                 if due && let Some((collector, _)) = &target.changes {
                     last_emit = Instant::now();
                     collector.deposit(target.local, upper, w, changed);

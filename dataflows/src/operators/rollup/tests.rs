@@ -1,5 +1,8 @@
 //! The apply fuel: a backlog applied a few clicks per activation ends in the same rows as
-//! one round, every epoch whole, and the operator finishes it without new input.
+//! one round, every epoch whole, and the operator finishes it without new input — also while
+//! its inputs stay open and the rest of the backlog is younger than the apply interval.
+
+use std::time::Duration;
 
 use timely::dataflow::InputHandle;
 use timely::dataflow::operators::{Input, Probe};
@@ -109,4 +112,43 @@ fn a_backlog_applied_a_few_clicks_per_activation_makes_the_rows_of_one_round() {
         assert!(done, "fuel {fuel}: the operator re-activates itself until the backlog is applied");
         assert_eq!(rows, whole, "fuel {fuel}");
     }
+}
+
+#[test]
+fn a_stopped_round_resumes_without_new_input_while_the_inputs_stay_open() {
+    // Apply interval 50 ms, fuel 1 click: clicks at epochs 0 and 1,190, the inputs open at
+    // 1,201. The first activation applies epoch 0 and stops; the rest is due at once, though
+    // epoch 1,190 is younger than the interval and no input comes to wake the operator.
+    let views = Views::single(&SemanticsConfig::default());
+    let target = RollupTarget::new(&views, 0).with_apply_interval(Duration::from_millis(50)).with_apply_fuel(1);
+    let mut all = epochs().into_iter();
+    let (first, last) = (all.next().expect("epoch"), all.next().expect("epoch"));
+    let clicks = (first.0.len() + last.0.len()) as u64;
+    let shard = views.shard(0);
+    let applied = timely::execute_directly(move |worker| {
+        let (mut input, mut reports) = (InputHandle::new(), InputHandle::new());
+        worker.dataflow::<u64, _, _>(|scope| {
+            let r = scope.input_from(&mut reports);
+            scope.input_from(&mut input).maintain_rollups(r, target);
+        });
+        for (at, (mut batch, report)) in [(1_190, first), (1_201, last)] {
+            input.send_batch(&mut batch);
+            reports.send(report);
+            input.advance_to(at);
+            reports.advance_to(at);
+        }
+        for _ in 0..100 {
+            worker.step();
+        }
+        let applied = shard.read().applied_epoch;
+        for id in worker.installed_dataflows() {
+            worker.drop_dataflow(id);
+        }
+        applied
+    });
+    assert_eq!(applied, 1_201, "every epoch below the open frontier applied");
+    let mut rows = Vec::new();
+    views.shard(0).read().export_rows(&mut rows);
+    let minute_totals: u64 = rows.iter().filter(|r| r.granularity == Granularity::Minute && r.view == View::Total).map(|r| r.clicks).sum();
+    assert_eq!(minute_totals, clicks);
 }
