@@ -7,8 +7,13 @@ use std::time::Duration;
 use timely::dataflow::InputHandle;
 use timely::dataflow::operators::{Input, Probe};
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
 use super::{MaintainRollups, RollupTarget};
-use crate::changes::ChangedRow;
+use crate::changes::{ChangeBatch, ChangeCollector, ChangeSink, ChangedRow};
 use crate::config::SemanticsConfig;
 use crate::model::{DimStr, DimSym, Dims, Granularity, View};
 use crate::records::{EnrichedRecord, LinkedRecord};
@@ -54,10 +59,19 @@ fn epochs() -> Vec<(Vec<LinkedRecord>, WatermarkReport)> {
 /// Feeds every epoch before the first step (a backlog), then steps until the probe is done
 /// (at most `max_steps`). Returns the rows and whether the dataflow finished.
 fn run(fuel: Option<usize>, max_steps: usize) -> (Vec<ChangedRow>, bool) {
-    let views = Views::single(&SemanticsConfig::default());
+    run_with(fuel, max_steps, None)
+}
+
+/// [`run`], with the change stream going to `changes` (a batch per activation) when given.
+fn run_with(fuel: Option<usize>, max_steps: usize, changes: Option<Arc<Mutex<Vec<ChangeBatch>>>>) -> (Vec<ChangedRow>, bool) {
+    let views = Views::new(1, 0, 1, SemanticsConfig::default().retention_ms(), changes.is_some());
     let mut target = RollupTarget::new(&views, 0);
     if let Some(f) = fuel {
         target = target.with_apply_fuel(f);
+    }
+    if let Some(out) = changes {
+        let sink: ChangeSink = Arc::new(move |b| out.lock().push(b));
+        target = target.with_changes(Arc::new(ChangeCollector::new(1, sink)), Duration::ZERO);
     }
     let done = timely::execute_directly(move |worker| {
         let (mut clicks, mut reports) = (InputHandle::new(), InputHandle::new());
@@ -151,4 +165,32 @@ fn a_stopped_round_resumes_without_new_input_while_the_inputs_stay_open() {
     views.shard(0).read().export_rows(&mut rows);
     let minute_totals: u64 = rows.iter().filter(|r| r.granularity == Granularity::Minute && r.view == View::Total).map(|r| r.clicks).sum();
     assert_eq!(minute_totals, clicks);
+}
+
+#[test]
+fn the_change_stream_of_a_backlog_applied_in_pieces_ends_at_the_rows_of_one_round() {
+    // Every activation deposits its changes (interval 0): with fuel 1 that is a batch per
+    // epoch, each at the epoch where the round stopped; folded in order, the batches give the
+    // same rows as the change stream of a single round.
+    type Key = (Arc<str>, usize, i64, usize, bool, Vec<Arc<str>>);
+    let fold = |batches: &[ChangeBatch]| -> BTreeMap<Key, (u64, u64)> {
+        let mut rows = BTreeMap::new();
+        for b in batches {
+            for r in &b.rows {
+                rows.insert((r.code.clone(), r.granularity.index(), r.bucket_start_ms, r.view.index(), r.is_bot, r.dims.clone()), (r.clicks, r.uniques));
+            }
+        }
+        rows
+    };
+    let (whole, pieces) = (Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(Vec::new())));
+    let (rows_whole, done) = run_with(None, 1_000, Some(Arc::clone(&whole)));
+    assert!(done);
+    let (rows_pieces, done) = run_with(Some(1), 1_000, Some(Arc::clone(&pieces)));
+    assert!(done);
+    assert_eq!(rows_pieces, rows_whole);
+    let (whole, pieces) = (whole.lock(), pieces.lock());
+    assert!(pieces.len() >= epochs().len(), "a batch per stop: {} batches", pieces.len());
+    assert!(pieces.windows(2).all(|w| w[0].epoch_upper <= w[1].epoch_upper), "batch uppers only grow");
+    assert!(!fold(&whole).is_empty());
+    assert_eq!(fold(&pieces), fold(&whole));
 }
