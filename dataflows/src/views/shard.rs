@@ -49,7 +49,7 @@ mod apply;
 pub(crate) use apply::APPLY_CHUNK;
 mod seal;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 /// Interns dimension values of one shard to dense `u32` ids.
 #[derive(Debug, Default)]

@@ -15,27 +15,14 @@ use parking_lot::Mutex;
 use super::{MaintainRollups, RollupTarget};
 use crate::changes::{ChangeBatch, ChangeCollector, ChangeSink, ChangedRow};
 use crate::config::SemanticsConfig;
-use crate::model::{DimStr, DimSym, Dims, Granularity, View};
-use crate::records::{EnrichedRecord, LinkedRecord};
+use crate::model::{Granularity, View};
+use crate::records::LinkedRecord;
 use crate::views::Views;
+use crate::views::shard::tests::click;
 use crate::watermark::WatermarkReport;
 
 const M: i64 = 60_000;
 const BASE: i64 = 1_772_323_200_000; // 2026-03-01T00:00:00Z
-
-fn click(i: i64, ts: i64) -> LinkedRecord {
-    let country = ["US", "DE", "IN"][(i % 3) as usize];
-    let device = ["mobile", "desktop"][(i % 2) as usize];
-    LinkedRecord {
-        rec: EnrichedRecord {
-            code: DimStr::new(["ab", "cd", "ef", "gh"][(i % 7 % 4) as usize]),
-            ts,
-            visitor_id: (i * 13 % 41) as u64,
-            dims: Dims { values: [country, device, "Firefox", "Linux", "(direct)", "direct"].map(DimSym::new), is_bot: i % 17 == 0 },
-        },
-        meta: None,
-    }
-}
 
 /// Epoch `e` (1..=12): 20 + 3e clicks around minute 2e, a quarter of them in earlier
 /// minutes (late once the watermark passed them), and a report moving the watermark to

@@ -19,7 +19,9 @@ const RETENTION: [i64; 4] = [48 * 60 * M, 400 * 24 * 60 * M, 400 * 24 * 60 * M, 
 /// (code, granularity index, bucket start, view index, is_bot, dimension values).
 type Key = (String, usize, i64, usize, bool, Vec<String>);
 
-fn click(i: i64, ts: i64) -> LinkedRecord {
+/// Click `i` at `ts`: one of three codes, 23 visitors, a few countries and devices, every
+/// 11th a bot (also the rollup operator's tests' clicks).
+pub(crate) fn click(i: i64, ts: i64) -> LinkedRecord {
     let country = ["US", "DE", "IN"][(i % 3) as usize];
     let device = ["mobile", "desktop"][(i % 2) as usize];
     let values = [country, device, "Firefox", "Linux", "(direct)", "direct"].map(DimSym::new);
